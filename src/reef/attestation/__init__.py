@@ -1,0 +1,8 @@
+"""Attestation evidence: decode, encode and verify AWS Nitro documents and Intel TDX/SGX quotes,
+compute image ids, and run the dev TEE authority, attestation servers and the verifier service."""
+
+from __future__ import annotations
+
+from reef.attestation._image_id import IMAGE_ID_PCRS, PCR_LENGTH, image_id
+
+__all__ = ["IMAGE_ID_PCRS", "PCR_LENGTH", "image_id"]

@@ -1,0 +1,51 @@
+"""The ``reef`` command: thin Typer commands over the library, one module per command group.
+
+Command modules import heavy libraries (web3, uvicorn, ...) inside their functions so that
+``reef --help`` and quick commands start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from reef.cli import (
+    _attestation,
+    _chain,
+    _enclave,
+    _image,
+    _kms,
+    _scallop,
+    _verifier,
+)
+from reef.cli._output import err_console
+from reef.errors import ReefError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="reef",
+    help="reef: verifiable compute. Attested enclaves, KMS, attested channels, a compute market.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+for _module in (_attestation, _verifier, _image, _enclave, _chain, _scallop, _kms):
+    _module.register(app)
+
+
+def main() -> None:
+    """Entry point of the ``reef`` console script."""
+    try:
+        app()
+    except ReefError as exc:
+        # A command that did not handle its own error still gets a readable message, not a trace.
+        stream = err_console()
+        stream.print(f"error: {exc.message}", markup=False)
+        if exc.hint:
+            stream.print(f"hint: {exc.hint}", markup=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

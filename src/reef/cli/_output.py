@@ -1,0 +1,83 @@
+"""How commands speak: JSON for machines, Rich for people, errors on stderr.
+
+Consoles are created per call rather than held in module state, so tests (and Typer's CliRunner)
+capture output reliably.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from reef.errors import ReefError
+
+__all__ = [
+    "JsonOption",
+    "console",
+    "err_console",
+    "fail",
+    "print_json",
+    "print_mapping",
+    "print_table",
+]
+
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+
+def console() -> Console:
+    return Console(soft_wrap=True, highlight=False)
+
+
+def err_console() -> Console:
+    return Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    """Write ``data`` as one JSON document on stdout."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def print_mapping(data: Mapping[str, Any], *, title: str | None = None) -> None:
+    """A two-column key/value table for people."""
+    table = Table(show_header=False, title=title, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in data.items():
+        table.add_row(str(key), _human(value))
+    console().print(table)
+
+
+def print_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, title: str | None = None
+) -> None:
+    """A table with one row per mapping, for people."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(_human(row.get(column, "")) for column in columns))
+    console().print(table)
+
+
+def _human(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "\n".join(f"{k}: {_human(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_human(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def fail(error: ReefError, *, prefix: str = "error", code: int = 1) -> typer.Exit:
+    """Report ``error`` on stderr and return the Exit to raise (``raise fail(exc)``)."""
+    stream = err_console()
+    stream.print(f"{prefix}: {error.message}", markup=False)
+    if error.hint:
+        stream.print(f"hint: {error.hint}", markup=False)
+    return typer.Exit(code)

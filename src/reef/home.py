@@ -1,0 +1,64 @@
+"""Where reef keeps its state: ``$REEF_HOME`` (default ``~/.reef``).
+
+Callers resolve the home once, at the edge (CLI, ``reef up``), and pass a :class:`ReefHome` down,
+so library code never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ReefHome"]
+
+
+@dataclass(frozen=True)
+class ReefHome:
+    """The state directory and the well-known places inside it."""
+
+    root: Path
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ReefHome:
+        """``$REEF_HOME`` if set, else ``~/.reef``."""
+        env = os.environ if environ is None else environ
+        value = env.get("REEF_HOME")
+        return cls(Path(value).expanduser() if value else Path.home() / ".reef")
+
+    def ensure(self) -> ReefHome:
+        """Create the directory (owner-only) if it does not exist, and return self."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self
+
+    def path(self, *parts: str) -> Path:
+        """A path under the home, its parent directories created."""
+        target = self.root.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return target
+
+    @property
+    def dev_tee(self) -> Path:
+        """The dev TEE authority: its root key and certificate."""
+        return self.root / "dev-tee"
+
+    @property
+    def enclaves(self) -> Path:
+        """State of local enclaves, one directory per enclave."""
+        return self.root / "enclaves"
+
+    @property
+    def chain(self) -> Path:
+        """The embedded devnet: its state, accounts and deployed addresses."""
+        return self.root / "chain"
+
+    @property
+    def kms(self) -> Path:
+        """The KMS root server's sealed seed."""
+        return self.root / "kms"
+
+    @property
+    def images(self) -> Path:
+        """The content-addressed image store."""
+        return self.root / "images"

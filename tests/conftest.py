@@ -1,0 +1,32 @@
+"""Shared fixtures: the public vectors folder, and an isolated $REEF_HOME for every test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _vectors_dir() -> Path:
+    env = os.environ.get("REEF_VECTORS")
+    return Path(env) if env else (REPO.parent / "shared" / "vectors")
+
+
+@pytest.fixture(scope="session")
+def vectors() -> Path:
+    """The public test vectors (``../shared/vectors`` or ``$REEF_VECTORS``); skip when absent."""
+    path = _vectors_dir()
+    if not path.is_dir():
+        pytest.skip(f"public test vectors not found at {path} (set REEF_VECTORS to their folder)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def reef_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own $REEF_HOME, so no test reads or writes the user's ~/.reef."""
+    home = tmp_path_factory.mktemp("reef-home")
+    monkeypatch.setenv("REEF_HOME", str(home))
+    return home
