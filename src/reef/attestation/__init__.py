@@ -4,5 +4,19 @@ compute image ids, and run the dev TEE authority, attestation servers and the ve
 from __future__ import annotations
 
 from reef.attestation._image_id import IMAGE_ID_PCRS, PCR_LENGTH, image_id
+from reef.attestation._statement import (
+    VerifierStatement,
+    sign_statement,
+    statement_digest,
+    verify_statement,
+)
 
-__all__ = ["IMAGE_ID_PCRS", "PCR_LENGTH", "image_id"]
+__all__ = [
+    "IMAGE_ID_PCRS",
+    "PCR_LENGTH",
+    "VerifierStatement",
+    "image_id",
+    "sign_statement",
+    "statement_digest",
+    "verify_statement",
+]
