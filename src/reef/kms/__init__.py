@@ -23,15 +23,15 @@ from reef.kms._derive import (
     path_seed,
 )
 
-__all__ = [
+__all__ = [  # noqa: RUF022 (plain code-point order, which tests/foundation checks)
+    "DerivedKey",
     "INIT_PARAMS_KEY_PATH",
     "KEY_TYPES",
+    "KeyType",
     "ROOT_SEED_LENGTH",
+    "RootSeed",
     "SCALLOP_KEY_PATH",
     "SIGNING_KEY_PATH",
-    "DerivedKey",
-    "KeyType",
-    "RootSeed",
     "contract_seed",
     "derive_key",
     "enclave_seed",
