@@ -1,0 +1,164 @@
+"""The attestation servers over real HTTP on loopback (uvicorn on a free port, httpx client)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+
+from reef.attestation import (
+    MAX_ATTESTATION_FIELD,
+    attestation_app,
+    custom_attestation_app,
+)
+from reef.errors import AttestationError, InputError
+
+
+@contextlib.contextmanager
+def serve(app: Starlette) -> Iterator[str]:
+    """Run ``app`` under uvicorn on 127.0.0.1 and a free port; yield its base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive(), "uvicorn exited before it started"
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+class FakeAttester:
+    """Signs nothing: returns the requested fields as JSON bytes and records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[bytes, bytes, bytes]] = []
+
+    def __call__(self, *, public_key: bytes, user_data: bytes, nonce: bytes) -> bytes:
+        self.calls.append((public_key, user_data, nonce))
+        fields = {
+            "public_key": public_key.hex(),
+            "user_data": user_data.hex(),
+            "nonce": nonce.hex(),
+        }
+        # A non-ASCII byte makes sure /raw is passed through as bytes, not text.
+        return b"\xd2doc" + json.dumps(fields).encode()
+
+
+def _fields(document: bytes) -> dict[str, str]:
+    assert document[:4] == b"\xd2doc"
+    return dict(json.loads(document[4:]))
+
+
+def test_fixed_server_raw_and_hex() -> None:
+    attester = FakeAttester()
+    app = attestation_app(attester, public_key=b"\x01" * 32, user_data=b"init-digest")
+    with serve(app) as url, httpx.Client(base_url=url) as client:
+        raw = client.get("/attestation/raw")
+        assert raw.status_code == 200
+        assert raw.headers["content-type"] == "application/octet-stream"
+        assert _fields(raw.content) == {
+            "public_key": "01" * 32,
+            "user_data": b"init-digest".hex(),
+            "nonce": "",
+        }
+        hexed = client.get("/attestation/hex")
+        assert hexed.status_code == 200
+        assert hexed.headers["content-type"].startswith("text/plain")
+        assert hexed.text == hexed.text.lower()
+        assert bytes.fromhex(hexed.text) == raw.content
+        # The fixed server ignores query parameters: nobody can choose the attested key.
+        forced = client.get("/attestation/raw", params={"public_key": "ff" * 32})
+        assert _fields(forced.content)["public_key"] == "01" * 32
+        assert client.post("/attestation/raw").status_code == 405
+        assert client.get("/attestation").status_code == 404
+    assert len(attester.calls) == 3  # a fresh document per request
+
+
+def test_fixed_server_refuses_oversized_fields() -> None:
+    with pytest.raises(InputError, match="public_key"):
+        attestation_app(FakeAttester(), public_key=b"k" * (MAX_ATTESTATION_FIELD + 1))
+    with pytest.raises(InputError, match="user_data"):
+        attestation_app(FakeAttester(), public_key=b"k", user_data=b"u" * 1025)
+
+
+def test_custom_server_takes_hex_fields() -> None:
+    attester = FakeAttester()
+    with serve(custom_attestation_app(attester)) as url, httpx.Client(base_url=url) as client:
+        empty = client.get("/attestation/raw")
+        assert empty.status_code == 200
+        assert _fields(empty.content) == {"public_key": "", "user_data": "", "nonce": ""}
+
+        params = {"public_key": "abcd", "user_data": "00ff", "nonce": "0x0102"}
+        full = client.get("/attestation/hex", params=params)
+        assert full.status_code == 200
+        assert _fields(bytes.fromhex(full.text)) == {
+            "public_key": "abcd",
+            "user_data": "00ff",
+            "nonce": "0102",
+        }
+        biggest = "aa" * MAX_ATTESTATION_FIELD
+        assert client.get("/attestation/raw", params={"nonce": biggest}).status_code == 200
+    assert attester.calls[1] == (b"\xab\xcd", b"\x00\xff", b"\x01\x02")
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"public_key": "xyz"}, "public_key is not valid hex"),
+        ({"user_data": "abc"}, "user_data is not valid hex"),
+        ({"nonce": "ab cd"}, "nonce is not valid hex"),
+        ({"nonce": "aa" * (MAX_ATTESTATION_FIELD + 1)}, "nonce is longer than 1024 bytes"),
+        ({"pubkey": "ab"}, "unknown query parameter 'pubkey'"),
+    ],
+)
+def test_custom_server_rejects_bad_queries_and_keeps_serving(
+    params: dict[str, str], needle: str
+) -> None:
+    attester = FakeAttester()
+    with serve(custom_attestation_app(attester)) as url, httpx.Client(base_url=url) as client:
+        for path in ("/attestation/raw", "/attestation/hex"):
+            bad = client.get(path, params=params)
+            assert bad.status_code == 400
+            assert needle in bad.text
+        assert attester.calls == []  # nothing was attested for a bad request
+        good = client.get("/attestation/raw", params={"nonce": "01"})
+        assert good.status_code == 200
+        assert _fields(good.content)["nonce"] == "01"
+
+
+def test_repeated_query_parameter_is_refused() -> None:
+    with serve(custom_attestation_app(FakeAttester())) as url, httpx.Client(base_url=url) as c:
+        answer = c.get("/attestation/raw?nonce=01&nonce=02")
+        assert answer.status_code == 400
+        assert "nonce is given 2 times" in answer.text
+
+
+def test_attester_failure_is_503_and_server_survives() -> None:
+    calls = 0
+
+    def flaky(*, public_key: bytes, user_data: bytes, nonce: bytes) -> bytes:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise AttestationError("the NSM is busy", hint="retry")
+        return b"document"
+
+    with serve(attestation_app(flaky, public_key=b"k")) as url, httpx.Client(base_url=url) as c:
+        failed = c.get("/attestation/raw")
+        assert failed.status_code == 503
+        assert "the NSM is busy" in failed.text
+        assert c.get("/attestation/raw").content == b"document"
