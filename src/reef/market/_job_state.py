@@ -1,0 +1,553 @@
+"""The provider's view of each job, as a pure state machine: market events in, actions out.
+
+This is the decision core of the control plane (reference §4.5), kept free of I/O so every rule
+is unit-tested without a chain or an enclave, and ``now`` is always a parameter:
+
+* ``Opened``: decode the metadata (Oyster's JSON), refuse a region or instance type the rate card
+  does not offer, an owner the allow/deny lists refuse, a rate below the instance's minimum, or
+  resources above the instance type's; otherwise the job should run.
+* ``Deposited`` / ``Withdrew`` / ``Settled`` keep the balance and the last settlement instant.
+* ``ReviseRateInitiated`` takes effect at once for the provider (a stop, i.e. rate 0, therefore
+  terminates at *initiate* time, as Oyster does); ``Cancelled`` restores the previous rate.
+* ``MetadataUpdated`` may change the image url, init params, debug flag and name (the enclave is
+  replaced); changing the instance, region, memory, vCPUs or family ends the job.
+* ``Closed`` ends the job.
+* Insolvency: a running job is terminated ``safety_margin_s`` (300 s by default) *before* its
+  balance would run out: at ``last_settled + max(0, balance·10¹² // rate − margin)``.
+
+Events are applied with :meth:`JobMachine.apply` (bookkeeping only); :meth:`JobMachine.decide`
+turns the resulting state into actions at an instant. Keeping the two apart lets a restarted control
+plane replay every event first and decide once, instead of acting on intermediate states.
+
+A job that ended is never relaunched (``done`` is terminal), exactly as Oyster's
+``terminated_jobs``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from reef.errors import InputError, MarketError
+from reef.market._rates import EXTRA_DECIMALS, InstanceRate, RateCard, bandwidth_kbit_s
+
+__all__ = [
+    "JobBook",
+    "JobEventRecord",
+    "JobMachine",
+    "JobMetadata",
+    "JobPolicy",
+    "Launch",
+    "LaunchSpec",
+    "Terminate",
+]
+
+JobPhase = Literal["running", "done"]
+JOB_EVENT_NAMES = frozenset(
+    {
+        "Opened",
+        "Deposited",
+        "Withdrew",
+        "Settled",
+        "ReviseRateInitiated",
+        "ReviseRateCancelled",
+        "ReviseRateFinalized",
+        "MetadataUpdated",
+        "Closed",
+    }
+)
+FAMILIES = ("tuna", "salmon")
+# Metadata fields a job may not change after it opened (the provider sized the machine for them).
+_IMMUTABLE = ("instance", "region", "memory", "vcpu", "family")
+
+
+class JobEventRecord(Protocol):
+    """One market event as the indexer stores it (Oyster's ``job_events`` row).
+
+    ``name`` is one of Oyster's event names (``Opened``, ``Settled``, ...) and ``data`` its
+    ``event_data``: U256 values as ``0x`` hex strings (or ints), addresses lowercase ``0x`` hex.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def job_id(self) -> str | None: ...
+
+    @property
+    def data(self) -> Mapping[str, Any]: ...
+
+
+def _u256(data: Mapping[str, Any], key: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool):
+        raise MarketError(f"event field {key!r} is not an integer: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value, 16) if value[:2].lower() == "0x" else int(value)
+        except ValueError as exc:
+            raise MarketError(f"event field {key!r} is not an integer: {value!r}") from exc
+    raise MarketError(f"event has no integer field {key!r}")
+
+
+def _address(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise MarketError(f"event has no address field {key!r}")
+    return value.lower()
+
+
+# -- metadata ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobMetadata:
+    """A job's metadata, Oyster's JSON: what to run and on which instance type.
+
+    ``memory`` is MiB; ``init_params`` is base64 text (Oyster's format) and may be empty.
+    """
+
+    instance: str
+    region: str
+    memory: int
+    vcpu: int
+    url: str
+    name: str = ""
+    family: str = "tuna"
+    debug: bool = False
+    init_params: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> JobMetadata:
+        """Decode and check the metadata JSON of a job.
+
+        Raises:
+            InputError: naming the field that is missing or malformed.
+        """
+        try:
+            raw = json.loads(text)
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise InputError(f"job metadata is not JSON: {str(text)[:60]!r}") from exc
+        if not isinstance(raw, Mapping):
+            raise InputError("job metadata must be a JSON object")
+        for key in ("instance", "region", "memory", "vcpu", "url"):
+            if key not in raw:
+                raise InputError(f"job metadata has no {key!r}")
+        instance, region, url = raw["instance"], raw["region"], raw["url"]
+        for key, value in (("instance", instance), ("region", region), ("url", url)):
+            if not isinstance(value, str) or not value:
+                raise InputError(f"job metadata field {key!r} must be a non-empty string")
+        memory, vcpu = raw["memory"], raw["vcpu"]
+        for key, value in (("memory", memory), ("vcpu", vcpu)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise InputError(f"job metadata field {key!r} must be a positive integer")
+        name = raw.get("name", "") or ""
+        family = raw.get("family", "tuna") or "tuna"
+        debug = raw.get("debug", False)
+        init_params = raw.get("init_params", "") or ""
+        if not isinstance(name, str):
+            raise InputError("job metadata field 'name' must be a string")
+        if family not in FAMILIES:
+            raise InputError(f"job metadata field 'family' must be one of {', '.join(FAMILIES)}")
+        if not isinstance(debug, bool):
+            raise InputError("job metadata field 'debug' must be true or false")
+        if not isinstance(init_params, str):
+            raise InputError("job metadata field 'init_params' must be base64 text")
+        metadata = cls(instance, region, memory, vcpu, url, name, family, debug, init_params)
+        metadata.init_params_bytes()  # reject bad base64 now, not at launch time
+        return metadata
+
+    def init_params_bytes(self) -> bytes:
+        """The init params file the job carries, decoded (empty when none).
+
+        Raises:
+            InputError: when ``init_params`` is not base64.
+        """
+        if not self.init_params:
+            return b""
+        try:
+            return base64.b64decode(self.init_params, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InputError("job metadata field 'init_params' is not valid base64") from exc
+
+    def to_json(self) -> str:
+        """The metadata string a job is opened with (Oyster's key order)."""
+        return json.dumps(
+            {
+                "instance": self.instance,
+                "region": self.region,
+                "memory": self.memory,
+                "vcpu": self.vcpu,
+                "url": self.url,
+                "name": self.name,
+                "family": self.family,
+                "debug": self.debug,
+                "init_params": self.init_params,
+            },
+            separators=(",", ":"),
+        )
+
+
+# -- policy and actions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobPolicy:
+    """What this provider accepts. Addresses are compared lowercase.
+
+    ``provider`` is this provider's address; jobs opened for anyone else are ignored (``None``
+    accepts every job, for tests and single-provider chains). ``allow_owners`` of ``None`` allows
+    everyone not in ``deny_owners``.
+    """
+
+    rates: RateCard
+    provider: str | None = None
+    allow_owners: frozenset[str] | None = None
+    deny_owners: frozenset[str] = frozenset()
+    safety_margin_s: int = 300
+    extra_decimals: int = EXTRA_DECIMALS
+
+    def __post_init__(self) -> None:
+        if self.safety_margin_s < 0:
+            raise InputError("the insolvency safety margin cannot be negative")
+        object.__setattr__(self, "provider", self.provider.lower() if self.provider else None)
+        if self.allow_owners is not None:
+            object.__setattr__(
+                self, "allow_owners", frozenset(a.lower() for a in self.allow_owners)
+            )
+        object.__setattr__(self, "deny_owners", frozenset(a.lower() for a in self.deny_owners))
+
+    @property
+    def scale(self) -> int:
+        """Rate units per token base unit (10**extra_decimals)."""
+        return int(10**self.extra_decimals)
+
+    def owner_refusal(self, owner: str) -> str | None:
+        owner = owner.lower()
+        if owner in self.deny_owners:
+            return f"owner {owner} is on this provider's deny list"
+        if self.allow_owners is not None and owner not in self.allow_owners:
+            return f"owner {owner} is not on this provider's allow list"
+        return None
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """What should run for a job. The control plane makes reality match it."""
+
+    job_id: str
+    owner: str
+    image_url: str
+    init_params: bytes
+    debug: bool
+    vcpu: int
+    memory: int
+    instance: str
+    region: str
+    family: str
+    name: str
+    bandwidth_kbit_s: int
+
+    def enclave_key(self) -> tuple[object, ...]:
+        """The fields whose change means the running enclave must be replaced.
+
+        Bandwidth and name are not among them: a rate change never restarts an enclave.
+        """
+        return (self.image_url, self.init_params, self.debug, self.vcpu, self.memory)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Make the job's enclave match ``spec`` (start it, or replace one that differs)."""
+
+    spec: LaunchSpec
+
+    @property
+    def job_id(self) -> str:
+        return self.spec.job_id
+
+
+@dataclass(frozen=True)
+class Terminate:
+    """Stop the job's enclave for good; ``reason`` says why, for the operator and the user."""
+
+    job_id: str
+    reason: str
+
+
+Action = Launch | Terminate
+
+
+# -- one job --------------------------------------------------------------------------------------
+
+
+@dataclass
+class JobMachine:
+    """One job of this provider, created by its ``Opened`` event."""
+
+    job_id: str
+    policy: JobPolicy
+    owner: str = ""
+    metadata: JobMetadata | None = None
+    card: InstanceRate | None = None
+    rate: int = 0
+    balance: int = 0
+    last_settled: int = 0
+    pending_rate: int | None = None
+    original_rate: int | None = None
+    phase: JobPhase = "running"
+    reason: str = ""
+    _launched: LaunchSpec | None = field(default=None, repr=False)
+    _terminate_sent: bool = field(default=False, repr=False)
+
+    # -- events --------------------------------------------------------------------------------
+
+    def apply(self, event: JobEventRecord) -> None:
+        """Update the job's state from one of its events (no decision is taken here).
+
+        Raises:
+            MarketError: when the event's data is malformed (a broken indexer or ABI mismatch).
+        """
+        data = event.data
+        name = event.name
+        if name == "Opened":
+            self._opened(data)
+            return
+        if name == "Deposited":
+            self.balance += _u256(data, "amount")
+        elif name == "Withdrew":
+            self.balance = max(0, self.balance - _u256(data, "amount"))
+        elif name == "Settled":
+            self.balance = max(0, self.balance - _u256(data, "amount"))
+            self.last_settled = max(self.last_settled, _u256(data, "timestamp"))
+        elif name == "ReviseRateInitiated":
+            self.original_rate = self.rate
+            self.pending_rate = _u256(data, "new_rate")
+            self.rate = self.pending_rate
+            self._check_rate(revised=True)
+        elif name == "ReviseRateCancelled":
+            if self.original_rate is not None:
+                self.rate = self.original_rate
+            self.pending_rate = self.original_rate = None
+        elif name == "ReviseRateFinalized":
+            # The chain is the truth; Oyster treats a mismatch as an internal error, but the
+            # finalized rate is what the contract charges from now on either way.
+            self.rate = _u256(data, "new_rate")
+            self.pending_rate = self.original_rate = None
+            self._check_rate(revised=True)
+        elif name == "MetadataUpdated":
+            self._metadata_updated(str(data.get("new_metadata", data.get("metadata", ""))))
+        elif name == "Closed":
+            self._end("the job was closed")
+
+    def _opened(self, data: Mapping[str, Any]) -> None:
+        self.owner = _address(data, "owner")
+        self.rate = _u256(data, "rate")
+        self.balance = _u256(data, "balance")
+        self.last_settled = _u256(data, "timestamp")
+        try:
+            self.metadata = JobMetadata.parse(str(data.get("metadata", "")))
+        except InputError as exc:
+            self._end(f"invalid job metadata: {exc.message}")
+            return
+        try:
+            self.card = self.policy.rates.lookup(self.metadata.region, self.metadata.instance)
+        except MarketError as exc:
+            self._end(f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
+            return
+        if self.metadata.vcpu > self.card.cpu or self.metadata.memory > self.card.memory:
+            self._end(
+                f"the job asks for {self.metadata.vcpu} vCPU and {self.metadata.memory} MiB, more "
+                f"than {self.card.instance} has ({self.card.cpu} vCPU, {self.card.memory} MiB)"
+            )
+            return
+        refusal = self.policy.owner_refusal(self.owner)
+        if refusal:
+            self._end(refusal)
+            return
+        self._check_rate(revised=False)
+
+    def _check_rate(self, *, revised: bool) -> None:
+        if self.phase == "done" or self.card is None:
+            return
+        if self.rate < self.card.min_rate:
+            what = "was revised to" if revised else "is"
+            self._end(
+                f"the job's rate {what} {self.rate}, below this provider's minimum "
+                f"{self.card.min_rate} for {self.card.instance} (rate units: token base units "
+                f"× 10^{self.policy.extra_decimals} per second)"
+            )
+
+    def _metadata_updated(self, text: str) -> None:
+        if self.phase == "done" or self.metadata is None:
+            return
+        try:
+            new = JobMetadata.parse(text)
+        except InputError as exc:
+            self._end(f"the metadata update is invalid: {exc.message}")
+            return
+        changed = [key for key in _IMMUTABLE if getattr(new, key) != getattr(self.metadata, key)]
+        if changed:
+            self._end(
+                f"the metadata update changes {', '.join(changed)}, which a running job cannot "
+                "change (open a new job instead)"
+            )
+            return
+        self.metadata = new
+
+    def _end(self, reason: str) -> None:
+        if self.phase != "done":
+            self.phase = "done"
+            self.reason = reason
+
+    # -- supervisor feedback -------------------------------------------------------------------
+
+    def fail(self, reason: str) -> None:
+        """A launch failed in a way retrying cannot fix (image refused, bad init params)."""
+        self._end(reason)
+
+    def mark_terminated(self, reason: str) -> None:
+        """Restore a termination recorded before a restart: done, and nothing left to send."""
+        self._end(reason)
+        self._terminate_sent = True
+
+    def forget_launch(self) -> None:
+        """The enclave is gone (crashed, or removed by reconciliation): launch it again."""
+        self._launched = None
+
+    # -- decisions -----------------------------------------------------------------------------
+
+    def deadline(self) -> int | None:
+        """The instant the insolvency timer fires, or ``None`` when the job is not running."""
+        if self.phase != "running":
+            return None
+        if self.rate == 0:
+            return self.last_settled
+        covered = self.balance * self.policy.scale // self.rate
+        return self.last_settled + max(0, covered - self.policy.safety_margin_s)
+
+    def runs_out_at(self) -> int | None:
+        """When the balance would actually be used up (no margin), for display."""
+        if self.rate == 0:
+            return None
+        return self.last_settled + self.balance * self.policy.scale // self.rate
+
+    def desired(self) -> LaunchSpec | None:
+        """What should run now, or ``None`` when nothing should."""
+        if self.phase != "running" or self.metadata is None or self.card is None:
+            return None
+        meta = self.metadata
+        return LaunchSpec(
+            job_id=self.job_id,
+            owner=self.owner,
+            image_url=meta.url,
+            init_params=meta.init_params_bytes(),
+            debug=meta.debug,
+            vcpu=meta.vcpu,
+            memory=meta.memory,
+            instance=meta.instance,
+            region=meta.region,
+            family=meta.family,
+            name=meta.name,
+            bandwidth_kbit_s=bandwidth_kbit_s(
+                self.rate, self.card.min_rate, self.policy.rates.gb_rate(meta.region)
+            ),
+        )
+
+    def decide(self, now: int) -> list[Action]:
+        """The actions the job needs at ``now`` (unix seconds); each is emitted once."""
+        deadline = self.deadline()
+        if deadline is not None and now >= deadline:
+            ends = self.runs_out_at()
+            self._end(
+                f"the job's balance {self.balance} would run out"
+                + (f" at {ends}" if ends is not None else "")
+                + f"; stopped {self.policy.safety_margin_s} s before (insolvency safety margin)"
+            )
+        if self.phase == "done":
+            if self._terminate_sent:
+                return []
+            self._terminate_sent = True
+            self._launched = None
+            return [Terminate(self.job_id, self.reason)]
+        spec = self.desired()
+        if spec is None or spec == self._launched:
+            return []
+        self._launched = spec
+        return [Launch(spec)]
+
+    def to_json(self) -> dict[str, Any]:
+        """The job as the control plane reports it (``GET /job``)."""
+        meta = self.metadata
+        return {
+            "job_id": self.job_id,
+            "phase": self.phase,
+            "reason": self.reason,
+            "owner": self.owner,
+            "rate": self.rate,
+            "balance": self.balance,
+            "last_settled": self.last_settled,
+            "stop_at": self.deadline(),
+            "instance": meta.instance if meta else None,
+            "region": meta.region if meta else None,
+            "url": meta.url if meta else None,
+            "debug": meta.debug if meta else None,
+        }
+
+
+# -- all jobs of a provider -----------------------------------------------------------------------
+
+
+@dataclass
+class JobBook:
+    """Every job of this provider, fed by the market's event stream."""
+
+    policy: JobPolicy
+    jobs: dict[str, JobMachine] = field(default_factory=dict)
+
+    def apply(self, event: JobEventRecord) -> str | None:
+        """Apply one market event; return the id of the job it touched, if it is one of ours."""
+        if event.name not in JOB_EVENT_NAMES or not event.job_id:
+            return None
+        job_id = event.job_id.lower()
+        machine = self.jobs.get(job_id)
+        if event.name == "Opened":
+            if machine is not None:
+                return None  # a replayed Opened: the job is already known
+            provider = str(event.data.get("provider", "")).lower()
+            if self.policy.provider is not None and provider != self.policy.provider:
+                return None
+            machine = JobMachine(job_id, self.policy)
+            self.jobs[job_id] = machine
+        elif machine is None:
+            return None  # not one of ours, or opened before the indexer's first block
+        machine.apply(event)
+        return job_id
+
+    def apply_all(self, events: Iterable[JobEventRecord]) -> set[str]:
+        touched: set[str] = set()
+        for event in events:
+            job_id = self.apply(event)
+            if job_id is not None:
+                touched.add(job_id)
+        return touched
+
+    def decide(self, now: int) -> list[Action]:
+        actions: list[Action] = []
+        for machine in self.jobs.values():
+            actions.extend(machine.decide(now))
+        return actions
+
+    def next_deadline(self) -> int | None:
+        deadlines = [d for m in self.jobs.values() if (d := m.deadline()) is not None]
+        return min(deadlines) if deadlines else None
+
+    def running(self) -> dict[str, LaunchSpec]:
+        """The jobs that should have an enclave now, with what should run in each."""
+        return {job_id: spec for job_id, m in self.jobs.items() if (spec := m.desired())}
