@@ -1,12 +1,26 @@
 """The KMS: persistent keys bound to enclave images, derived exactly as Oyster derives them.
 
 Pure derivation (:func:`enclave_seed`, :func:`contract_seed`, :func:`derive_key`, versioned
-:class:`RootSeed`), sealed root-seed storage, the root server (Scallop ``/derive`` and the public
-signed endpoints), the derive server every enclave runs, and clients. See docs/kms.md.
+:class:`RootSeed`), sealed root-seed storage (:class:`SeedStore`), the root server (Scallop
+``/derive`` and the public signed endpoints), the derive server every enclave runs, and clients
+(:class:`KmsPublicClient`, :func:`fetch_identity`, :func:`init_params_public_key`).
+See docs/kms.md.
 """
 
 from __future__ import annotations
 
+from reef.kms._approval import (
+    OYSTER_KMS_VERIFY_SELECTOR,
+    ImageApproval,
+    RpcApproval,
+)
+from reef.kms._client import (
+    KmsPublicClient,
+    VerifiedKmsIdentity,
+    fetch_identity,
+    init_params_public_key,
+    normalize_kms_url,
+)
 from reef.kms._derive import (
     INIT_PARAMS_KEY_PATH,
     KEY_TYPES,
@@ -22,19 +36,65 @@ from reef.kms._derive import (
     key_from_seed,
     path_seed,
 )
+from reef.kms._keyring import (
+    KmsIdentity,
+    RootKeyring,
+    identity_digest,
+)
+from reef.kms._public import (
+    VERSION_HEADER,
+    public_app,
+)
+from reef.kms._root import (
+    KmsRoot,
+    rotation_message,
+)
+from reef.kms._signing import (
+    SIGNATURE_HEADER,
+    response_digest,
+    sign_response,
+    verify_response,
+)
+from reef.kms._store import (
+    AeadSealer,
+    Sealer,
+    SeedStore,
+)
 
 __all__ = [  # noqa: RUF022 (plain code-point order, which tests/foundation checks)
+    "AeadSealer",
     "DerivedKey",
     "INIT_PARAMS_KEY_PATH",
+    "ImageApproval",
     "KEY_TYPES",
     "KeyType",
+    "KmsIdentity",
+    "KmsPublicClient",
+    "KmsRoot",
+    "OYSTER_KMS_VERIFY_SELECTOR",
     "ROOT_SEED_LENGTH",
+    "RootKeyring",
     "RootSeed",
+    "RpcApproval",
     "SCALLOP_KEY_PATH",
+    "SIGNATURE_HEADER",
     "SIGNING_KEY_PATH",
+    "Sealer",
+    "SeedStore",
+    "VERSION_HEADER",
+    "VerifiedKmsIdentity",
     "contract_seed",
     "derive_key",
     "enclave_seed",
+    "fetch_identity",
+    "identity_digest",
+    "init_params_public_key",
     "key_from_seed",
+    "normalize_kms_url",
     "path_seed",
+    "public_app",
+    "response_digest",
+    "rotation_message",
+    "sign_response",
+    "verify_response",
 ]

@@ -1,0 +1,123 @@
+"""Does a contract approve an image? ``IKMSVerifiable.oysterKMSVerify(bytes32) -> bool`` via eth_call.
+
+The root server's contract flavour (reference oyster_cvm.md §2.3, §2.6) hands out a contract seed
+only when the contract at the requested address says the caller's image id is approved. The call
+is a plain JSON-RPC ``eth_call`` over httpx rather than web3.py: the root server is asyncio, the
+call is one fixed selector, and a blocking web3 provider would stall every other client.
+
+A reverting call, or an address with no code (empty return data), is an answer — "not approved" —
+not a failure; only an unreachable or misbehaving RPC endpoint is an error (the server's 500).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Protocol
+
+import httpx
+
+from reef.crypto import keccak256
+from reef.errors import ConfigError, InputError, RPCError
+
+__all__ = ["OYSTER_KMS_VERIFY_SELECTOR", "ImageApproval", "RpcApproval"]
+
+OYSTER_KMS_VERIFY_SELECTOR = keccak256(b"oysterKMSVerify(bytes32)")[:4]
+
+
+class ImageApproval(Protocol):
+    """Answers whether the contract at ``address`` approves ``image_id``.
+
+    Raises :class:`reef.errors.ChainError` when it cannot find out.
+    """
+
+    chain_id: int
+
+    async def __call__(self, address: str, image_id: bytes) -> bool: ...
+
+
+class RpcApproval:
+    """:class:`ImageApproval` over an Ethereum JSON-RPC endpoint.
+
+    Args:
+        rpc_url: the JSON-RPC endpoint (``http://127.0.0.1:8545`` for the devnet).
+        chain_id: the chain the contract seeds are bound to; :meth:`check_chain` confirms it.
+        transport: an httpx transport (tests pass an in-process one).
+        timeout: seconds per call.
+    """
+
+    def __init__(
+        self,
+        rpc_url: str,
+        chain_id: int,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        self.rpc_url = rpc_url
+        self.chain_id = chain_id
+        self._transport = transport
+        self._timeout = timeout
+        self._ids = itertools.count(1)
+
+    async def _rpc(self, method: str, params: list[Any]) -> Any:
+        body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
+        try:
+            async with httpx.AsyncClient(transport=self._transport, timeout=self._timeout) as http:
+                response = await http.post(self.rpc_url, json=body)
+                response.raise_for_status()
+                reply = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise RPCError(
+                f"the verification RPC {self.rpc_url} failed: {exc}",
+                hint="check --rpc-url and that the chain is running",
+            ) from exc
+        if not isinstance(reply, dict):
+            raise RPCError(f"the verification RPC {self.rpc_url} answered a non-object")
+        return reply
+
+    async def check_chain(self) -> None:
+        """Confirm the endpoint serves ``chain_id``.
+
+        Raises:
+            ConfigError: when it serves another chain.
+            RPCError: when it cannot be asked.
+        """
+        reply = await self._rpc("eth_chainId", [])
+        try:
+            served = int(reply["result"], 16)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RPCError(f"eth_chainId answered {reply!r}") from exc
+        if served != self.chain_id:
+            raise ConfigError(
+                f"the verification RPC {self.rpc_url} serves chain {served}, "
+                f"not the configured {self.chain_id}",
+                hint="fix --chain-id or --rpc-url",
+            )
+
+    async def __call__(self, address: str, image_id: bytes) -> bool:
+        """Call ``oysterKMSVerify(image_id)`` on ``address`` at the latest block.
+
+        Raises:
+            InputError: when the image id is not 32 bytes.
+            RPCError: when the endpoint fails or answers something that is not a bool.
+        """
+        if len(image_id) != 32:
+            raise InputError(f"an image id is 32 bytes, got {len(image_id)}")
+        data = "0x" + (OYSTER_KMS_VERIFY_SELECTOR + image_id).hex()
+        reply = await self._rpc("eth_call", [{"to": address, "data": data}, "latest"])
+        if "error" in reply:
+            error = reply["error"]
+            message = str(error.get("message", "")) if isinstance(error, dict) else str(error)
+            # Execution reverted: the contract refuses (or lacks the function). That is a "no".
+            if "revert" in message.lower() or (isinstance(error, dict) and error.get("code") == 3):
+                return False
+            raise RPCError(f"eth_call to {address} failed: {message}")
+        result = reply.get("result")
+        if not isinstance(result, str) or not result.startswith("0x"):
+            raise RPCError(f"eth_call to {address} answered {result!r}")
+        raw = bytes.fromhex(result[2:]) if len(result) % 2 == 0 else b""
+        if len(raw) == 0:
+            return False  # no code at the address: nothing approves anything
+        if len(raw) != 32 or raw[:31] != bytes(31) or raw[31] > 1:
+            raise RPCError(f"oysterKMSVerify on {address} returned {result[:80]!r}, not a bool")
+        return raw[31] == 1

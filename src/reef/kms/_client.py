@@ -1,0 +1,389 @@
+"""Clients of a KMS root's public listener: signed public keys, and the root's attested identity.
+
+:class:`KmsPublicClient` asks ``/derive/<type>/...`` and accepts an answer only if it is signed by
+the signing key the caller pinned for the answer's version (reference oyster_cvm.md §2.5). Where
+the key comes from is the caller's choice: a key printed by the operator (Oyster's hard-coded
+deployments), a pin saved earlier (:class:`reef.kms.PinStore`), or :func:`fetch_identity`, which
+reads ``/info`` and checks the root's attestation: a document from an accepted TEE root, fresh,
+bound to the caller's nonce, whose ``user_data`` commits to every version's keys.
+
+:func:`init_params_public_key` is the one call image tooling needs: the X25519 key that secret
+init params for an image are sealed to (path ``oyster.init-params``), synchronously.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import httpx
+
+from reef.errors import InputError, KMSError, MisuseError, ServiceError
+from reef.kms._derive import INIT_PARAMS_KEY_PATH, KeyType
+from reef.kms._keyring import KmsIdentity, identity_digest
+from reef.kms._public import VERSION_HEADER
+from reef.kms._signing import SIGNATURE_HEADER, verify_response
+
+if TYPE_CHECKING:
+    from reef.attestation import TrustedRoot, VerifiedAttestation
+
+__all__ = [
+    "KmsPublicClient",
+    "VerifiedKmsIdentity",
+    "fetch_identity",
+    "init_params_public_key",
+    "normalize_kms_url",
+]
+
+_PUBLIC_LENGTH = {"secp256k1": 64, "ed25519": 32, "x25519": 32}
+_ADDRESS_ROUTE = {"secp256k1": "ethereum", "ed25519": "solana"}
+
+
+def normalize_kms_url(url: str) -> str:
+    """``host:port`` or ``http(s)://host:port[/]`` to ``http(s)://host:port`` (no trailing slash).
+
+    Raises:
+        InputError: when the URL is empty.
+    """
+    text = url.strip().rstrip("/")
+    if not text:
+        raise InputError("the KMS URL is empty", hint="give e.g. http://127.0.0.1:1101")
+    if "://" not in text:
+        text = "http://" + text
+    return text
+
+
+def _query(
+    image_id: bytes | None, address: str | None, path: str, version: int | None
+) -> dict[str, str]:
+    if (image_id is None) == (address is None):
+        raise MisuseError("give exactly one of image_id and address")
+    params: dict[str, str] = {}
+    if image_id is not None:
+        if len(image_id) != 32:
+            raise InputError(f"an image id is 32 bytes, got {len(image_id)}")
+        params["image_id"] = image_id.hex()
+    else:
+        params["address"] = str(address)
+    params["path"] = path
+    if version is not None:
+        params["version"] = str(version)
+    return params
+
+
+@dataclass(frozen=True)
+class _Pins:
+    by_version: Mapping[int, bytes]
+    any_version: bytes | None
+
+    @classmethod
+    def of(cls, signing_key: bytes | Mapping[int, bytes]) -> _Pins:
+        if isinstance(signing_key, Mapping):
+            for version, key in signing_key.items():
+                if len(key) != 64:
+                    raise InputError(f"the pinned signing key of version {version} is not 64 bytes")
+            return cls(dict(signing_key), None)
+        if len(signing_key) != 64:
+            raise InputError(
+                f"a KMS signing key is 64 bytes (x || y), got {len(signing_key)}",
+                hint="give the 128-hex-digit key the KMS operator publishes",
+            )
+        return cls({}, bytes(signing_key))
+
+    def check(self, response: httpx.Response, requested_version: int | None) -> int | None:
+        """Verify the signature; return the version the root says it answered under."""
+        header = response.headers.get(VERSION_HEADER)
+        answered: int | None = None
+        if header is not None:
+            if not header.isdigit():
+                raise KMSError(f"the KMS answered a malformed {VERSION_HEADER}: {header[:20]!r}")
+            answered = int(header)
+        if requested_version is not None and answered not in (None, requested_version):
+            raise KMSError(f"asked for version {requested_version}, the KMS answered {answered}")
+        version = answered if answered is not None else requested_version
+        key = self.any_version
+        if key is None:
+            if version is None:
+                version = 0  # an Oyster root names no version: it is a version-0 root
+            key = self.by_version.get(version)
+            if key is None:
+                raise KMSError(
+                    f"the KMS answered under root seed version {version}, "
+                    "for which no signing key is pinned",
+                    hint="the KMS was rotated: learn its new identity (reef kms info) "
+                    "or ask for a pinned version with --version",
+                )
+        uri = response.request.url.raw_path
+        verify_response(uri, response.content, response.headers.get(SIGNATURE_HEADER), key)
+        return version
+
+
+def _check_status(response: httpx.Response) -> None:
+    if response.status_code == 200:
+        return
+    detail = response.text.strip()[:200] if response.content else ""
+    raise ServiceError(
+        f"the KMS answered {response.status_code} for {response.request.url.path}"
+        + (f": {detail}" if detail else ""),
+    )
+
+
+def _decode_public(key_type: KeyType, response: httpx.Response) -> bytes:
+    want = _PUBLIC_LENGTH[key_type]
+    if len(response.content) != want:
+        raise KMSError(
+            f"a {key_type} public key is {want} bytes, the KMS sent {len(response.content)}"
+        )
+    return bytes(response.content)
+
+
+class KmsPublicClient:
+    """Signed public keys from a KMS root's public listener.
+
+    Args:
+        url: the public listener (``http://127.0.0.1:1101``; ``host:port`` is accepted).
+        signing_key: the 64-byte key every answer must be signed by, or a mapping from root seed
+            version to that version's key (answers under an unpinned version are refused).
+        transport: an httpx transport (tests pass ``httpx.ASGITransport``).
+        timeout: seconds per request.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        signing_key: bytes | Mapping[int, bytes],
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        self.url = normalize_kms_url(url)
+        self._pins = _Pins.of(signing_key)
+        self._transport = transport
+        self._timeout = timeout
+
+    async def _get(self, route: str, params: dict[str, str]) -> tuple[httpx.Response, int | None]:
+        try:
+            async with httpx.AsyncClient(
+                base_url=self.url, transport=self._transport, timeout=self._timeout
+            ) as http:
+                response = await http.get(route, params=params)
+        except httpx.HTTPError as exc:
+            raise ServiceError(
+                f"cannot reach the KMS at {self.url}: {exc}", hint="check --kms"
+            ) from exc
+        _check_status(response)
+        version = params.get("version")
+        return response, self._pins.check(response, int(version) if version else None)
+
+    async def public_key(
+        self,
+        key_type: KeyType,
+        path: str,
+        *,
+        image_id: bytes | None = None,
+        address: str | None = None,
+        version: int | None = None,
+    ) -> bytes:
+        """The public key of ``key_type`` at ``path`` for an image id (or contract address).
+
+        Raises:
+            ServiceError: when the KMS cannot be reached or refuses.
+            KMSError: when the answer is not signed by the pinned key or is malformed.
+        """
+        params = _query(image_id, address, path, version)
+        response, _ = await self._get(f"/derive/{key_type}/public", params)
+        return _decode_public(key_type, response)
+
+    async def address(
+        self,
+        key_type: Literal["secp256k1", "ed25519"],
+        path: str,
+        *,
+        image_id: bytes | None = None,
+        address: str | None = None,
+        version: int | None = None,
+    ) -> str:
+        """The Ethereum (secp256k1) or Solana (ed25519) address at ``path``.
+
+        Raises:
+            ServiceError, KMSError: as :meth:`public_key`.
+        """
+        if key_type not in _ADDRESS_ROUTE:
+            raise InputError(f"only secp256k1 and ed25519 keys have addresses, not {key_type}")
+        params = _query(image_id, address, path, version)
+        route = f"/derive/{key_type}/address/{_ADDRESS_ROUTE[key_type]}"
+        response, _ = await self._get(route, params)
+        try:
+            return response.content.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise KMSError("the KMS answered an address that is not ASCII text") from exc
+
+
+def init_params_public_key(
+    url: str,
+    image_id: bytes,
+    *,
+    signing_key: bytes | Mapping[int, bytes],
+    version: int | None = None,
+    transport: httpx.BaseTransport | None = None,
+    timeout: float = 5.0,
+) -> bytes:
+    """The X25519 key secret init params of ``image_id`` are sealed to (synchronous).
+
+    Raises:
+        ServiceError: when the KMS cannot be reached or refuses.
+        KMSError: when the answer is not signed by the pinned key.
+    """
+    pins = _Pins.of(signing_key)
+    params = _query(image_id, None, INIT_PARAMS_KEY_PATH, version)
+    base = normalize_kms_url(url)
+    try:
+        with httpx.Client(base_url=base, transport=transport, timeout=timeout) as http:
+            response = http.get("/derive/x25519/public", params=params)
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"cannot reach the KMS at {base}: {exc}") from exc
+    _check_status(response)
+    pins.check(response, version)
+    return _decode_public("x25519", response)
+
+
+@dataclass(frozen=True)
+class VerifiedKmsIdentity:
+    """A KMS root's identity, checked against its attestation.
+
+    ``identities`` holds every version's keys (oldest first); ``current`` is the current one;
+    ``attestation`` is the verified document of the root enclave (its ``image_id`` says which
+    KMS code runs); ``chain_id`` is set when the root serves contract-based seeds.
+    """
+
+    url: str
+    identities: tuple[KmsIdentity, ...]
+    current_version: int
+    chain_id: int | None
+    rotation_admin: str
+    attestation: VerifiedAttestation
+
+    @property
+    def current(self) -> KmsIdentity:
+        return self.identity(self.current_version)
+
+    def identity(self, version: int) -> KmsIdentity:
+        """The keys of ``version``.
+
+        Raises:
+            InputError: when the root has no such version.
+        """
+        for identity in self.identities:
+            if identity.version == version:
+                return identity
+        raise InputError(f"the KMS has no version {version}")
+
+    @property
+    def signing_keys(self) -> dict[int, bytes]:
+        """Version → signing key, what :class:`KmsPublicClient` pins."""
+        return {identity.version: identity.signing_key for identity in self.identities}
+
+
+def _parse_identities(info: Mapping[str, Any]) -> tuple[tuple[KmsIdentity, ...], int]:
+    try:
+        identities = tuple(
+            KmsIdentity(
+                int(item["version"]),
+                bytes.fromhex(item["signing_key"]),
+                bytes.fromhex(item["scallop_key"]),
+            )
+            for item in info["versions"]
+        )
+        current = int(info["current_version"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise KMSError("the KMS /info answer is malformed") from exc
+    if not identities or current not in {i.version for i in identities}:
+        raise KMSError("the KMS /info answer names no current version among its versions")
+    for identity in identities:
+        if len(identity.signing_key) != 64 or len(identity.scallop_key) != 32:
+            raise KMSError(f"the KMS /info keys of version {identity.version} have wrong lengths")
+    return identities, current
+
+
+async def fetch_identity(
+    url: str,
+    *,
+    root: TrustedRoot,
+    now_ms: int,
+    image_id: bytes | None = None,
+    max_age_ms: int = 300_000,
+    transport: httpx.AsyncBaseTransport | None = None,
+    http_timeout: float = 5.0,
+) -> VerifiedKmsIdentity:
+    """Learn a KMS root's keys from its attested ``/info``.
+
+    The answer is accepted only with an attestation from ``root``, at most ``max_age_ms`` old at
+    ``now_ms``, carrying a fresh random nonce this call chose, whose ``public_key`` is the current
+    Scallop key and whose ``user_data`` is :func:`identity_digest` of every listed version; with
+    ``image_id``, the root enclave must also run that image.
+
+    Raises:
+        ServiceError: when the KMS cannot be reached.
+        KMSError: when the answer is malformed or not attested.
+        AttestationError: when the attestation is rejected.
+    """
+    from reef.attestation import Expectations, verify_nitro
+
+    base = normalize_kms_url(url)
+    nonce = os.urandom(32)
+    try:
+        async with httpx.AsyncClient(
+            base_url=base, transport=transport, timeout=http_timeout
+        ) as http:
+            response = await http.get("/info", params={"nonce": nonce.hex()})
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"cannot reach the KMS at {base}: {exc}") from exc
+    _check_status(response)
+    try:
+        info = response.json()
+        document = bytes.fromhex(info["attestation"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise KMSError("the KMS /info answer is malformed") from exc
+    if not document:
+        raise KMSError(
+            "the KMS serves its identity without an attestation",
+            hint="pin its signing key explicitly with --verification-key",
+        )
+    identities, current_version = _parse_identities(info)
+    current = next(i for i in identities if i.version == current_version)
+    chain_id = info.get("chain_id")
+    if chain_id is not None and (not isinstance(chain_id, int) or isinstance(chain_id, bool)):
+        raise KMSError("the KMS /info chain_id is not an integer")
+    admin = info.get("rotation_admin", "")
+    if not isinstance(admin, str):
+        raise KMSError("the KMS /info rotation_admin is not a string")
+    verified = verify_nitro(
+        document,
+        root=root,
+        mode="live",
+        now_ms=now_ms,
+        max_age_ms=max_age_ms,
+        expect=Expectations(
+            image_id=image_id,
+            public_key=current.scallop_key,
+            user_data=identity_digest(identities, chain_id=chain_id, admin=admin),
+            nonce=nonce,
+        ),
+    )
+    # The response is also signed by the current key (belt and braces against a mixed answer).
+    verify_response(
+        response.request.url.raw_path,
+        response.content,
+        response.headers.get(SIGNATURE_HEADER),
+        current.signing_key,
+    )
+    return VerifiedKmsIdentity(
+        url=base,
+        identities=identities,
+        current_version=current_version,
+        chain_id=chain_id,
+        rotation_admin=admin,
+        attestation=verified,
+    )

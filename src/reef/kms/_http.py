@@ -1,0 +1,166 @@
+"""HTTP plumbing shared by the KMS servers: request limits and query parsing.
+
+Oyster's root listeners cap request bodies at 1024 bytes and requests at 5 seconds (reference
+oyster_cvm.md §2.3); reef keeps both and also caps the request URI, so that one slow or oversized
+client costs the server a bounded amount and everyone else keeps being served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping
+
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reef.errors import InputError
+
+__all__ = [
+    "MAX_BODY",
+    "MAX_URI",
+    "REQUEST_TIMEOUT_S",
+    "Limits",
+    "error_response",
+    "parse_address",
+    "parse_image_id",
+    "parse_path",
+    "parse_version",
+    "raw_uri",
+]
+
+MAX_BODY = 1024
+MAX_URI = 4096
+REQUEST_TIMEOUT_S = 5.0
+
+_HEX64 = re.compile(r"(?:0x)?[0-9a-fA-F]{64}")
+_EVM_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_MAX_PATH = 1024
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class Limits:
+    """ASGI middleware: 413 over ``max_body`` bytes, 414 over ``max_uri``, 503 after ``timeout``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body: int = MAX_BODY,
+        max_uri: int = MAX_URI,
+        timeout: float = REQUEST_TIMEOUT_S,
+    ) -> None:
+        self._app = app
+        self._max_body = max_body
+        self._max_uri = max_uri
+        self._timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        if len(scope.get("raw_path", b"")) + len(scope.get("query_string", b"")) > self._max_uri:
+            await error_response(414, "request URI too long")(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and (not value.isdigit() or int(value) > self._max_body):
+                await error_response(413, f"request body over {self._max_body} bytes")(
+                    scope, receive, send
+                )
+                return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self._max_body:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await error_response(413, f"request body over {self._max_body} bytes")(
+                    scope, receive, send
+                )
+        except TimeoutError:
+            if not started:
+                await error_response(503, "request timed out")(scope, receive, send)
+
+
+def error_response(status: int, message: str) -> Response:
+    """A plain-text error answer (never signed: only 2xx answers are)."""
+    return PlainTextResponse(message + "\n", status_code=status)
+
+
+def raw_uri(scope: Scope) -> bytes:
+    """The request's path and query exactly as received, the string a response signature binds."""
+    path: bytes = scope.get("raw_path") or str(scope["path"]).encode()
+    query: bytes = scope.get("query_string", b"")
+    return path + (b"?" + query if query else b"")
+
+
+def parse_image_id(text: str) -> bytes:
+    """A 32-byte image id from 64 hex digits (``0x`` allowed).
+
+    Raises:
+        InputError: when the text is not 64 hex digits.
+    """
+    if not _HEX64.fullmatch(text):
+        raise InputError(f"image_id must be 64 hex digits, got {text[:80]!r}")
+    return bytes.fromhex(text.removeprefix("0x"))
+
+
+def parse_address(text: str, *, evm: bool) -> str:
+    """A contract address, returned exactly as given (the derivation lowercases it itself).
+
+    Raises:
+        InputError: when it is empty, too long, or (``evm``) not ``0x`` + 40 hex digits.
+    """
+    if evm and not _EVM_ADDRESS.fullmatch(text):
+        raise InputError(f"address must be 0x and 40 hex digits, got {text[:80]!r}")
+    if not text or len(text) > 128 or not text.isprintable() or " " in text:
+        raise InputError(f"address must be 1 to 128 printable characters, got {text[:80]!r}")
+    return text
+
+
+def parse_path(params: Mapping[str, str]) -> str:
+    """The ``path`` query parameter (UTF-8; may be empty, as in Oyster).
+
+    Raises:
+        InputError: when it is missing or longer than 1024 characters.
+    """
+    path = params.get("path")
+    if path is None:
+        raise InputError("missing query parameter path")
+    if len(path) > _MAX_PATH:
+        raise InputError(f"path is longer than {_MAX_PATH} characters")
+    return path
+
+
+def parse_version(params: Mapping[str, str]) -> int | None:
+    """The optional ``version`` query parameter (a reef extension; absent means current).
+
+    Raises:
+        InputError: when it is not a decimal integer in [0, 2**32 - 1].
+    """
+    text = params.get("version")
+    if text is None or text == "":
+        return None
+    if not text.isdigit() or len(text) > 10 or int(text) > 2**32 - 1:
+        raise InputError(f"version must be a decimal integer, got {text[:20]!r}")
+    return int(text)

@@ -1,0 +1,148 @@
+"""The root server's public listener (reference oyster_cvm.md §2.3, "public listener", port 1101).
+
+Anyone may learn the *public* keys any enclave image (or contract) will get, before it ever runs:
+
+==========================================  =====================================
+``GET /derive/secp256k1/public``            64 raw bytes ``x || y``
+``GET /derive/secp256k1/address/ethereum``  text ``0x…`` (lowercase)
+``GET /derive/ed25519/public``              32 raw bytes
+``GET /derive/ed25519/address/solana``      text base58
+``GET /derive/x25519/public``               32 raw bytes
+==========================================  =====================================
+
+each with ``?image_id=<64 hex>&path=<utf8>`` or ``?address=<addr>&path=<utf8>`` (contract flavour,
+when the root has a chain configured), every 2xx answer signed in ``x-marlin-kms-signature``.
+
+reef additions, all optional so Oyster clients work unchanged: ``&version=N`` selects a root seed
+version (default current; the answer is signed by that version's key and says its version in
+``x-reef-kms-version``); ``GET /info[?nonce=hex]`` gives the root's identity with an attestation
+binding it; ``POST /admin/rotate`` rotates on an admin signature. Errors answer 4xx with a text
+body (Oyster answers a zero-filled body on a bad image id; a message is more useful and no Oyster
+client reads error bodies).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Literal
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from reef.encoding import parse_hex
+from reef.errors import InputError, KMSError, MisuseError, ReefError
+from reef.kms._derive import KeyType, derive_key
+from reef.kms._http import (
+    Limits,
+    error_response,
+    parse_address,
+    parse_image_id,
+    parse_path,
+    parse_version,
+    raw_uri,
+)
+from reef.kms._root import KmsRoot
+from reef.kms._signing import SIGNATURE_HEADER, sign_response
+
+__all__ = ["VERSION_HEADER", "public_app"]
+
+VERSION_HEADER = "x-reef-kms-version"
+
+_log = logging.getLogger("reef.kms.public")
+
+_Form = Literal["public", "address"]
+_ENDPOINTS: dict[str, tuple[KeyType, _Form]] = {
+    "/derive/secp256k1/public": ("secp256k1", "public"),
+    "/derive/secp256k1/address/ethereum": ("secp256k1", "address"),
+    "/derive/ed25519/public": ("ed25519", "public"),
+    "/derive/ed25519/address/solana": ("ed25519", "address"),
+    "/derive/x25519/public": ("x25519", "public"),
+}
+
+
+def _signed(root: KmsRoot, request: Request, body: bytes, media: str, version: int) -> Response:
+    key = root.keyring.signing_key(version)
+    headers = {
+        SIGNATURE_HEADER: sign_response(key, raw_uri(request.scope), body),
+        VERSION_HEADER: str(version),
+    }
+    return Response(body, media_type=media, headers=headers)
+
+
+def public_app(root: KmsRoot) -> Starlette:
+    """The public listener of ``root`` as an ASGI app (wrapped in the request limits)."""
+
+    def derive_endpoint(route: str, key_type: KeyType, form: _Form) -> Route:
+        async def handler(request: Request) -> Response:
+            params = request.query_params
+            try:
+                version = parse_version(params)
+                keyring = root.keyring
+                chosen = keyring.current_version if version is None else version
+                path = parse_path(params)
+                if ("image_id" in params) == ("address" in params):
+                    raise InputError("give exactly one of image_id and address")
+                if "image_id" in params:
+                    parent = keyring.enclave_seed(parse_image_id(params["image_id"]), chosen)
+                else:
+                    if root.chain_id is None:
+                        raise InputError(
+                            "this KMS root has no chain configured, so no contract-based keys"
+                        )
+                    address = parse_address(params["address"], evm=False)
+                    parent = keyring.contract_seed(root.chain_id, address, chosen)
+            except InputError as exc:
+                return error_response(400, exc.message)
+            key = derive_key(parent, path, key_type)
+            if form == "public":
+                return _signed(root, request, key.public_key, "application/octet-stream", chosen)
+            return _signed(root, request, (key.address or "").encode(), "text/plain", chosen)
+
+        return Route(route, handler, methods=["GET"])
+
+    async def info(request: Request) -> Response:
+        try:
+            nonce = parse_hex(request.query_params.get("nonce", ""), name="nonce")
+            document = await root.info(nonce)
+        except InputError as exc:
+            return error_response(400, exc.message)
+        except ReefError as exc:
+            _log.warning("cannot attest the KMS identity: %s", exc.message)
+            return error_response(503, f"cannot attest the KMS identity: {exc.message}")
+        body = json.dumps(document).encode()
+        return _signed(root, request, body, "application/json", root.keyring.current_version)
+
+    async def rotate(request: Request) -> Response:
+        try:
+            payload = json.loads(await request.body())
+            version = payload["version"]
+            signature = parse_hex(str(payload["signature"]), name="signature", length=65)
+            if not isinstance(version, int) or isinstance(version, bool):
+                raise InputError("version must be an integer")
+        except (ValueError, KeyError, TypeError) as exc:
+            message = exc.message if isinstance(exc, InputError) else "malformed rotation request"
+            return error_response(400, f"{message}: send JSON {{version, signature}}")
+        try:
+            root.check_rotation(version, signature)
+        except MisuseError as exc:
+            return error_response(403, exc.message)
+        except InputError as exc:
+            return error_response(409, exc.message)
+        except KMSError as exc:
+            return error_response(401, exc.message)
+        previous = root.keyring.current_version
+        keyring = await root.rotate()
+        _log.info("rotated the KMS root to version %d", keyring.current_version)
+        body = json.dumps(keyring.identity().to_json()).encode()
+        # Signed by the previous version's key: the identity clients pinned vouches for the new one.
+        return _signed(root, request, body, "application/json", previous)
+
+    routes = [derive_endpoint(r, k, f) for r, (k, f) in _ENDPOINTS.items()]
+    routes.append(Route("/info", info, methods=["GET"]))
+    routes.append(Route("/admin/rotate", rotate, methods=["POST"]))
+    app = Starlette(routes=routes)
+    app.add_middleware(Limits)
+    return app

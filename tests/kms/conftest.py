@@ -1,0 +1,91 @@
+"""Fixtures for the KMS tests: deterministic root keyrings and uvicorn servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+)
+
+import pytest
+import uvicorn
+from starlette.types import ASGIApp
+
+from reef.kms import RootKeyring, RootSeed
+
+
+def counter_random(label: str) -> Callable[[int], bytes]:
+    """A deterministic stand-in for os.urandom: SHA-512 of a label and a counter."""
+    state = {"n": 0}
+
+    def random(n: int) -> bytes:
+        state["n"] += 1
+        out = b""
+        while len(out) < n:
+            out += hashlib.sha512(f"{label}/{state['n']}/{len(out)}".encode()).digest()
+        return out[:n]
+
+    return random
+
+
+@pytest.fixture
+def keyring() -> RootKeyring:
+    return RootKeyring([RootSeed(hashlib.sha512(b"reef test root v0").digest(), 0)])
+
+
+@asynccontextmanager
+async def serve_in_loop(app: ASGIApp) -> AsyncIterator[str]:
+    """Run ``app`` under uvicorn on a free loopback port in this event loop; yield its URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextmanager
+def serve_in_thread(app: ASGIApp) -> Iterator[str]:
+    """Run ``app`` under uvicorn in a thread (for synchronous clients); yield its URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise AssertionError("the test server did not start")
+        threading.Event().wait(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def make_random() -> Callable[[str], Callable[[int], bytes]]:
+    return counter_random
+
+
+@pytest.fixture
+def serve() -> Callable[[ASGIApp], AbstractAsyncContextManager[str]]:
+    return serve_in_loop
+
+
+@pytest.fixture
+def serve_thread() -> Callable[[ASGIApp], AbstractContextManager[str]]:
+    return serve_in_thread
