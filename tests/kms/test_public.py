@@ -165,7 +165,7 @@ async def test_client_reports_refusals_and_unreachable(keyring: RootKeyring) -> 
     client = KmsPublicClient(
         "http://kms", signing_key=keyring.identity().signing_key, transport=transport
     )
-    with pytest.raises(ServiceError, match="answered 400.*no root seed version 3"):
+    with pytest.raises(ServiceError, match=r"answered 400.*no root seed version 3"):
         await client.public_key("x25519", "k", image_id=IMAGE, version=3)
     down = KmsPublicClient("http://127.0.0.1:1", signing_key=keyring.identity().signing_key)
     with pytest.raises(ServiceError, match="cannot reach the KMS"):
