@@ -3,7 +3,12 @@ compute image ids, and run the dev TEE authority, attestation servers and the ve
 
 from __future__ import annotations
 
+from reef.attestation._cose import CoseSign1, NitroDocument, decode_nitro, read_evidence
+from reef.attestation._dev import DevAuthority
 from reef.attestation._image_id import IMAGE_ID_PCRS, PCR_LENGTH, image_id
+from reef.attestation._model import EvidenceKind, Expectations, Mode, VerifiedAttestation
+from reef.attestation._nitro import NitroVerifier, verify_nitro
+from reef.attestation._roots import TrustedRoot
 from reef.attestation._server import (
     MAX_ATTESTATION_FIELD,
     Attester,
@@ -16,17 +21,32 @@ from reef.attestation._statement import (
     statement_digest,
     verify_statement,
 )
+from reef.attestation._verify import detect_kind, verify
 
 __all__ = [  # noqa: RUF022 (plain sorted order, checked by tests/foundation/test_exports.py)
     "Attester",
+    "CoseSign1",
+    "DevAuthority",
+    "EvidenceKind",
+    "Expectations",
     "IMAGE_ID_PCRS",
     "MAX_ATTESTATION_FIELD",
+    "Mode",
+    "NitroDocument",
+    "NitroVerifier",
     "PCR_LENGTH",
+    "TrustedRoot",
+    "VerifiedAttestation",
     "VerifierStatement",
     "attestation_app",
     "custom_attestation_app",
+    "decode_nitro",
+    "detect_kind",
     "image_id",
+    "read_evidence",
     "sign_statement",
     "statement_digest",
+    "verify",
+    "verify_nitro",
     "verify_statement",
 ]
