@@ -12,10 +12,10 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from indexer_fakes import MARKET, FakeChain, deposited, job, market_abi, opened  # noqa: E402
+from indexer_fakes import MARKET, FakeChain, deposited, job, market_abi, opened
 
-from reef.chain import AbiEventDecoder, Indexer, IndexedEvent, oyster_event_name  # noqa: E402
-from reef.errors import ChainError, ConfigError, RPCError  # noqa: E402
+from reef.chain import AbiEventDecoder, IndexedEvent, Indexer, oyster_event_name
+from reef.errors import ChainError, ConfigError, RPCError
 
 
 def make_indexer(chain: FakeChain, db: str, **kwargs: object) -> Indexer:
