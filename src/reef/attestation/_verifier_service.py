@@ -1,0 +1,192 @@
+"""The attestation verifier service, compatible with Oyster's (reference oyster_cvm.md §1.6).
+
+Checking a Nitro document costs five P-384 signature verifications and a certificate walk; a smart
+contract cannot afford that, and a client may not want the code. A verifier — ideally itself an
+enclave whose image id the consumer knows — checks the document once and signs an EIP-712
+statement ``(imageId, timestampMs, publicKey, userData)`` that anyone checks with one
+``ecrecover`` (:func:`~reef.attestation.verify_statement`).
+
+Endpoints (both answer the statement JSON, see :class:`~reef.attestation.VerifierStatement`):
+
+- ``POST /verify/raw`` — body: the document bytes;
+- ``POST /verify/hex`` — body: the document as hex text (``0x`` and surrounding whitespace
+  allowed).
+
+As in Oyster, the chain is checked at the document's own timestamp (replay mode) and freshness is
+left to the consumer, which compares ``timestamp_ms`` with its own clock (on-chain: with
+``block.timestamp``). Bad hex or an oversized body answers 400 / 413, a rejected document 401 with
+the reason; the service keeps serving whatever one client sends.
+
+The statement does not name the root the verifier trusts: the verifier's key stands for its
+policy. Run one key per root, and never let a key that signs under ``mock`` or ``dev`` be trusted
+for production (``reef verifier serve`` warns).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from reef.attestation._nitro import NitroVerifier
+from reef.attestation._roots import TrustedRoot
+from reef.attestation._statement import VerifierStatement, sign_statement
+from reef.crypto import Secp256k1PrivateKey
+from reef.encoding import parse_hex
+from reef.errors import AttestationError, ConfigError, InputError
+
+__all__ = [
+    "MAX_DOCUMENT_SIZE",
+    "load_verifier_key",
+    "verifier_app",
+    "verify_and_sign",
+]
+
+# Real Nitro documents are about 4.5 KiB; Oyster's parsers take a 2-byte payload length, so no
+# document they accept exceeds 64 KiB plus the COSE framing. Twice that is a generous bound on
+# what is worth reading at all.
+MAX_DOCUMENT_SIZE = 1 << 17
+# Hex doubles the size; allow a 0x prefix and a little whitespace (a trailing newline, CRLF).
+_MAX_HEX_BODY = 2 * MAX_DOCUMENT_SIZE + 64
+
+
+def verify_and_sign(
+    document: bytes,
+    key: Secp256k1PrivateKey,
+    *,
+    root: TrustedRoot,
+    verifier: NitroVerifier | None = None,
+) -> VerifierStatement:
+    """Verify a Nitro document as Oyster's verifier does and sign the statement for it.
+
+    The chain is checked at the document's own timestamp, freshness is not checked (replay mode,
+    no ``max_age``): the consumer of the statement decides how old is too old.
+
+    Args:
+        document: the raw COSE_Sign1 document.
+        key: the verifier's secp256k1 signing key.
+        root: the root the document must chain to.
+        verifier: a :class:`NitroVerifier` whose chain cache to use (a service keeps one).
+
+    Raises:
+        AttestationError: a subclass whose ``reason`` names the failed check.
+    """
+    checker = verifier if verifier is not None else NitroVerifier(cache_size=0)
+    verified = checker.verify(document, root=root, mode="replay", max_age_ms=None)
+    return sign_statement(key, verified)
+
+
+def verifier_app(
+    key: Secp256k1PrivateKey,
+    *,
+    root: TrustedRoot,
+    verifier: NitroVerifier | None = None,
+) -> Starlette:
+    """The verifier service as an ASGI app: ``POST /verify/raw`` and ``POST /verify/hex``.
+
+    Args:
+        key: the secp256k1 key statements are signed with.
+        root: the only root documents may chain to (``TrustedRoot.aws()`` in production).
+        verifier: the document verifier (default: one with a chain cache, shared by requests).
+    """
+    checker = verifier if verifier is not None else NitroVerifier()
+
+    async def answer(document: bytes) -> Response:
+        if not document:
+            return PlainTextResponse("bad request: the body is empty\n", status_code=400)
+        try:
+            # Verification is CPU-bound (P-384): a worker thread keeps the loop answering others.
+            statement = await run_in_threadpool(
+                verify_and_sign, document, key, root=root, verifier=checker
+            )
+        except AttestationError as exc:
+            return PlainTextResponse(
+                f"attestation rejected ({exc.reason}): {exc}\n", status_code=401
+            )
+        return JSONResponse(statement.to_json())
+
+    async def verify_raw(request: Request) -> Response:
+        body = await _read_body(request, MAX_DOCUMENT_SIZE)
+        if isinstance(body, Response):
+            return body
+        return await answer(body)
+
+    async def verify_hex(request: Request) -> Response:
+        body = await _read_body(request, _MAX_HEX_BODY)
+        if isinstance(body, Response):
+            return body
+        try:
+            text = body.decode("ascii")
+            document = parse_hex(text, name="the body") if text.strip() else b""
+        except (UnicodeDecodeError, InputError) as exc:
+            message = str(exc) if isinstance(exc, InputError) else "the body is not ASCII hex"
+            return PlainTextResponse(f"bad request: {message}\n", status_code=400)
+        if len(document) > MAX_DOCUMENT_SIZE:
+            return _too_large(MAX_DOCUMENT_SIZE)
+        return await answer(document)
+
+    return Starlette(
+        routes=[
+            Route("/verify/raw", verify_raw, methods=["POST"]),
+            Route("/verify/hex", verify_hex, methods=["POST"]),
+        ]
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes | Response:
+    """The request body, or a 413 as soon as it exceeds ``limit`` (never buffered past it)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return _too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        return PlainTextResponse("bad request: the client went away\n", status_code=400)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> Response:
+    return PlainTextResponse(
+        f"payload too large: the body may be at most {limit} bytes\n", status_code=413
+    )
+
+
+def load_verifier_key(path: str | Path) -> Secp256k1PrivateKey:
+    """Read a secp256k1 secret key file: 32 raw bytes, or 64 hex digits (``0x`` and a trailing
+    newline allowed) — Oyster's raw format and the usual text one.
+
+    Raises:
+        ConfigError: when the file is missing, unreadable, or holds no valid key.
+    """
+    file = Path(path)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the key file {file}: {exc.strerror or exc}",
+            hint="give a file with 32 raw bytes or 64 hex digits (reef verifier keygen makes one)",
+        ) from exc
+    if len(data) == 32:
+        secret = data
+    else:
+        try:
+            secret = parse_hex(data.decode("ascii"), name=f"the key in {file}", length=32)
+        except (UnicodeDecodeError, InputError) as exc:
+            raise ConfigError(
+                f"{file} holds neither 32 raw bytes nor 64 hex digits ({len(data)} bytes)",
+                hint="a secp256k1 secret key file is 32 raw bytes or 64 hex digits",
+            ) from exc
+    try:
+        return Secp256k1PrivateKey(secret)
+    except InputError as exc:
+        raise ConfigError(f"{file} is not a valid secp256k1 key: {exc.message}") from exc
