@@ -36,6 +36,11 @@ from reef.kms._derive import (
     key_from_seed,
     path_seed,
 )
+from reef.kms._derive_server import (
+    EnclaveSeeds,
+    SeedFetcher,
+    derive_server_app,
+)
 from reef.kms._keyring import (
     KmsIdentity,
     RootKeyring,
@@ -64,6 +69,7 @@ from reef.kms._store import (
 __all__ = [  # noqa: RUF022 (plain code-point order, which tests/foundation checks)
     "AeadSealer",
     "DerivedKey",
+    "EnclaveSeeds",
     "INIT_PARAMS_KEY_PATH",
     "ImageApproval",
     "KEY_TYPES",
@@ -80,11 +86,13 @@ __all__ = [  # noqa: RUF022 (plain code-point order, which tests/foundation chec
     "SIGNATURE_HEADER",
     "SIGNING_KEY_PATH",
     "Sealer",
+    "SeedFetcher",
     "SeedStore",
     "VERSION_HEADER",
     "VerifiedKmsIdentity",
     "contract_seed",
     "derive_key",
+    "derive_server_app",
     "enclave_seed",
     "fetch_identity",
     "identity_digest",

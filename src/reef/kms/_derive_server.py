@@ -1,0 +1,156 @@
+"""The derive server: the KMS inside every enclave (reference oyster_cvm.md §2.4).
+
+At start it obtains the enclave's 64-byte seed from the KMS root (over Scallop, proving the
+enclave's image with an attestation: :func:`reef.kms.fetch_enclave_seed`), keeps it in memory only,
+and serves the app on loopback:
+
+=====================  ==========================================
+``GET /derive``        64-byte path seed            (``?path=``)
+``GET /derive/secp256k1``  32-byte secret           (``?path=``)
+``GET /derive/ed25519``    32-byte Ed25519 seed     (``?path=``)
+``GET /derive/x25519``     32-byte clamped secret   (``?path=``)
+=====================  ==========================================
+
+exactly as Oyster's. reef adds ``&version=N``: keys under an older root seed version (after a
+rotation), fetched from the root on first use and cached, so an app can migrate data it sealed
+under the old keys. Answers carry ``x-reef-kms-version``.
+
+The listener must only be reachable from inside the enclave: whoever reaches it gets the
+enclave's secrets. It binds 127.0.0.1 by default and refuses to bind anything else unless asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from reef.errors import InputError, KMSError, ReefError
+from reef.kms._derive import KeyType, derive_key, path_seed
+from reef.kms._http import Limits, error_response, parse_path, parse_version
+from reef.kms._public import VERSION_HEADER
+
+__all__ = ["EnclaveSeeds", "SeedFetcher", "derive_server_app"]
+
+_log = logging.getLogger("reef.kms.derive")
+
+SeedFetcher = Callable[[int | None], Awaitable[tuple[bytes, int]]]
+"""Fetches the enclave seed of a root seed version (None: current); returns ``(seed, version)``."""
+
+
+class EnclaveSeeds:
+    """The enclave's seeds by root version: the current one fetched at start, others on demand.
+
+    Args:
+        fetch: asks the KMS root (over Scallop) for the seed of a version.
+    """
+
+    def __init__(self, fetch: SeedFetcher) -> None:
+        self._fetch = fetch
+        self._seeds: dict[int, bytes] = {}
+        self._default: int | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"EnclaveSeeds(versions={sorted(self._seeds)}, default={self._default})"
+
+    @classmethod
+    def fixed(cls, seed: bytes, version: int = 0) -> EnclaveSeeds:
+        """Seeds that are already known (tests, Oyster's mock derive server with zero seed)."""
+        if len(seed) != 64:
+            raise InputError(f"an enclave seed is 64 bytes, got {len(seed)}")
+
+        async def refuse(v: int | None) -> tuple[bytes, int]:
+            raise KMSError(f"no KMS root to fetch the seed of version {v} from")
+
+        seeds = cls(refuse)
+        seeds._seeds[version] = bytes(seed)
+        seeds._default = version
+        return seeds
+
+    @property
+    def default_version(self) -> int | None:
+        """The version used when a request names none (the root's current one at start)."""
+        return self._default
+
+    async def start(self) -> int:
+        """Fetch the current seed from the root; return its version.
+
+        Raises:
+            KMSError, ChannelError, AttestationError: when the root refuses or cannot be reached.
+        """
+        seed, version = await self._fetch(None)
+        self._store(seed, version)
+        self._default = version
+        return version
+
+    def _store(self, seed: bytes, version: int) -> None:
+        if len(seed) != 64:
+            raise KMSError(f"the KMS root sent a {len(seed)}-byte enclave seed, not 64")
+        self._seeds[version] = seed
+
+    async def get(self, version: int | None) -> tuple[bytes, int]:
+        """The seed of ``version`` (None: default), fetching and caching it on first use.
+
+        Raises:
+            KMSError: before :meth:`start`, or when the root refuses or sends a bad seed.
+        """
+        if version is None:
+            if self._default is None:
+                raise KMSError("the derive server has no enclave seed yet")
+            return self._seeds[self._default], self._default
+        if version in self._seeds:
+            return self._seeds[version], version
+        async with self._lock:
+            if version not in self._seeds:
+                seed, answered = await self._fetch(version)
+                if answered != version:
+                    raise KMSError(f"asked the KMS root for version {version}, got {answered}")
+                self._store(seed, version)
+        return self._seeds[version], version
+
+
+_Kind = Literal["seed", "secp256k1", "ed25519", "x25519"]
+
+
+def derive_server_app(seeds: EnclaveSeeds) -> Starlette:
+    """The derive server's loopback API over ``seeds`` (wrapped in the request limits)."""
+
+    def endpoint(kind: _Kind) -> Callable[[Request], Awaitable[Response]]:
+        async def handler(request: Request) -> Response:
+            try:
+                path = parse_path(request.query_params)
+                seed, version = await seeds.get(parse_version(request.query_params))
+            except InputError as exc:
+                return error_response(400, exc.message)
+            except ReefError as exc:
+                _log.warning("cannot get the enclave seed: %s", exc.message)
+                return error_response(503, f"the KMS root is not available: {exc.message}")
+            if kind == "seed":
+                body = path_seed(seed, path)
+            else:
+                key_type: KeyType = kind
+                body = derive_key(seed, path, key_type).secret
+            return Response(
+                body,
+                media_type="application/octet-stream",
+                headers={VERSION_HEADER: str(version)},
+            )
+
+        return handler
+
+    routes = [
+        Route("/derive", endpoint("seed"), methods=["GET"]),
+        Route("/derive/secp256k1", endpoint("secp256k1"), methods=["GET"]),
+        Route("/derive/ed25519", endpoint("ed25519"), methods=["GET"]),
+        Route("/derive/x25519", endpoint("x25519"), methods=["GET"]),
+    ]
+    app = Starlette(routes=routes)
+    app.add_middleware(Limits)
+    return app
