@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import eth_keys
 import pytest
 from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_typed_data
+from eth_keys.datatypes import Signature as EthKeysSignature
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -61,7 +61,7 @@ def _eth_keys_signer(statement: VerifierStatement) -> bytes:
     """Recover the signer with eth-keys (v as 0/1), independently of reef.crypto (coincurve)."""
     signature = statement.signature
     vrs = (signature[64] - 27, int.from_bytes(signature[:32]), int.from_bytes(signature[32:64]))
-    public = eth_keys.keys.Signature(vrs=vrs).recover_public_key_from_msg_hash(statement.digest)
+    public = EthKeysSignature(vrs=vrs).recover_public_key_from_msg_hash(statement.digest)
     return bytes(public.to_bytes())
 
 
