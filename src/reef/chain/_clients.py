@@ -1,0 +1,293 @@
+"""Typed clients for the test token and the KMS registry, and the base every client shares.
+
+A client wraps one deployed contract at ``address`` behind any web3 provider. Reads are
+``eth_call``; writes go through a :class:`~reef.chain._tx.Transactor` (simulate, sign, send,
+wait) and return a :class:`~reef.chain._tx.TxResult`. Amounts are ints in base units, checked
+to be uint256 before anything is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+from web3 import Web3
+from web3.contract import Contract
+from web3.types import TxReceipt
+
+from reef.chain._artifacts import ContractName, load_artifact
+from reef.chain._events import (
+    ChainEvent,
+    EventDecoder,
+    KmsRegistryEvent,
+    kms_registry_decoder,
+)
+from reef.chain._tx import ProgressCallback, Sender, Transactor, TxResult, translate_errors
+from reef.chain._types import Address, Amount, parse_address
+from reef.encoding import parse_hex
+from reef.errors import InputError
+
+__all__ = ["KmsRegistryClient", "TokenClient", "check_uint", "deploy_contract"]
+
+EventT = TypeVar("EventT")
+_KMS_BATCH = 256  # DynArray bound of approveImages / revokeImages
+
+
+def check_uint(value: int, name: str, *, bits: int = 256) -> int:
+    """``value`` if it is an int in [0, 2**bits), else :class:`InputError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{name} must be an integer, got {type(value).__name__}")
+    if not 0 <= value < 2**bits:
+        raise InputError(f"{name} must be between 0 and 2**{bits}-1, got {value}")
+    return value
+
+
+def deploy_contract(transactor: Transactor, name: ContractName, *args: Any) -> tuple[Address, int]:
+    """Deploy contract ``name`` with constructor ``args``; returns (address, block number)."""
+    artifact = load_artifact(name)
+    factory = transactor.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    with translate_errors(f"deploying {name}"):
+        constructor = factory.constructor(*args)
+    _, receipt = transactor.send(constructor, f"deploy {name}")
+    address = receipt["contractAddress"]
+    if address is None:  # pragma: no cover - a successful creation always has one
+        raise InputError(f"deploying {name} produced no contract address")
+    return Address(Web3.to_checksum_address(address)), int(receipt["blockNumber"])
+
+
+class ContractClient:
+    """Shared plumbing: the contract object, the transactor and receipt decoding."""
+
+    CONTRACT: ClassVar[ContractName]
+
+    def __init__(
+        self,
+        w3: Web3,
+        address: str,
+        *,
+        account: Sender = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.address: Address = parse_address(address, name=f"{self.CONTRACT} address")
+        self.w3 = w3
+        self._tx = Transactor(w3, account, progress=progress)
+        self.contract: Contract = w3.eth.contract(
+            address=Web3.to_checksum_address(self.address), abi=load_artifact(self.CONTRACT).abi
+        )
+
+    @property
+    def sender(self) -> Address:
+        """The account this client sends transactions from."""
+        return self._tx.sender
+
+    def _call(self, function: str, *args: Any) -> Any:
+        description = f"{self.CONTRACT}.{function}"
+        with translate_errors(description, self.address):
+            fn = self.contract.get_function_by_name(function)(*args)
+        return self._tx.call(fn, description)
+
+    def _send(self, function: str, *args: Any) -> tuple[str, TxReceipt]:
+        description = f"{self.CONTRACT}.{function}"
+        with translate_errors(description, self.address):
+            fn = self.contract.get_function_by_name(function)(*args)
+        return self._tx.send(fn, description)
+
+    def _decode_receipt(self, receipt: TxReceipt, decoder: EventDecoder) -> tuple[Any, ...]:
+        events: list[ChainEvent] = []
+        for log in receipt["logs"]:
+            if str(Web3.to_checksum_address(log["address"])) != self.address:
+                continue
+            event = decoder.decode(log)
+            if event is not None:
+                events.append(event)
+        return tuple(events)
+
+    @staticmethod
+    def _result(
+        tx_hash: str, receipt: TxReceipt, events: tuple[EventT, ...] = ()
+    ) -> TxResult[EventT]:
+        return TxResult(
+            tx_hash=tx_hash,
+            block_number=int(receipt["blockNumber"]),
+            gas_used=int(receipt["gasUsed"]),
+            events=events,
+        )
+
+    def _logs(self, from_block: int, to_block: int | str, topics: list[Any] | None = None) -> Any:
+        params: dict[str, Any] = {
+            "address": self.address,
+            "fromBlock": from_block,
+            "toBlock": to_block,
+        }
+        if topics:
+            params["topics"] = topics
+        with translate_errors(f"eth_getLogs for {self.CONTRACT}", self.address):
+            return self.w3.eth.get_logs(params)  # type: ignore[arg-type]
+
+
+class TokenClient(ContractClient):
+    """The ERC-20 test stable token (6 decimals; the owner mints)."""
+
+    CONTRACT = "Token"
+
+    @classmethod
+    def deploy(
+        cls,
+        w3: Web3,
+        account: Sender,
+        *,
+        name: str = "reef test USD",
+        symbol: str = "rUSD",
+        progress: ProgressCallback | None = None,
+    ) -> TokenClient:
+        """Deploy a new token owned by ``account`` and return a client for it."""
+        transactor = Transactor(w3, account, progress=progress)
+        address, _ = deploy_contract(transactor, "Token", name, symbol)
+        return cls(w3, address, account=account, progress=progress)
+
+    def name(self) -> str:
+        return str(self._call("name"))
+
+    def symbol(self) -> str:
+        return str(self._call("symbol"))
+
+    def decimals(self) -> int:
+        return int(self._call("decimals"))
+
+    def total_supply(self) -> Amount:
+        return Amount(int(self._call("totalSupply")))
+
+    def owner(self) -> Address:
+        return Address(Web3.to_checksum_address(self._call("owner")))
+
+    def balance(self, address: str | None = None) -> Amount:
+        """Token balance of ``address`` (default: this client's account)."""
+        who = parse_address(address) if address is not None else self.sender
+        return Amount(int(self._call("balanceOf", who)))
+
+    def allowance(self, owner: str, spender: str) -> Amount:
+        return Amount(
+            int(
+                self._call(
+                    "allowance",
+                    parse_address(owner, name="owner"),
+                    parse_address(spender, name="spender"),
+                )
+            )
+        )
+
+    def approve(self, spender: str, amount: int) -> TxResult[ChainEvent]:
+        """Allow ``spender`` to transfer up to ``amount`` of this account's tokens."""
+        tx_hash, receipt = self._send(
+            "approve", parse_address(spender, name="spender"), check_uint(amount, "amount")
+        )
+        return self._result(tx_hash, receipt)
+
+    def transfer(self, to: str, amount: int) -> TxResult[ChainEvent]:
+        tx_hash, receipt = self._send(
+            "transfer", parse_address(to, name="recipient"), check_uint(amount, "amount")
+        )
+        return self._result(tx_hash, receipt)
+
+    def mint(self, to: str, amount: int) -> TxResult[ChainEvent]:
+        """Create ``amount`` new tokens for ``to`` (only the token's owner may)."""
+        tx_hash, receipt = self._send(
+            "mint", parse_address(to, name="recipient"), check_uint(amount, "amount")
+        )
+        return self._result(tx_hash, receipt)
+
+    def transfer_ownership(self, new_owner: str) -> TxResult[ChainEvent]:
+        tx_hash, receipt = self._send(
+            "transferOwnership", parse_address(new_owner, name="new owner")
+        )
+        return self._result(tx_hash, receipt)
+
+
+def _image_id(value: bytes | str) -> bytes:
+    if isinstance(value, str):
+        return parse_hex(value, name="image id", length=32)
+    if isinstance(value, bytes | bytearray) and len(value) == 32:
+        return bytes(value)
+    raise InputError(
+        "an image id must be 32 bytes (64 hex digits)",
+        hint="image ids are sha256 over the PCRs (reef image id / reef verify print them)",
+    )
+
+
+class KmsRegistryClient(ContractClient):
+    """The registry of image ids allowed to derive keys (Oyster's KmsVerifiable)."""
+
+    CONTRACT = "KmsRegistry"
+
+    @classmethod
+    def deploy(
+        cls,
+        w3: Web3,
+        account: Sender,
+        image_ids: Iterable[bytes | str] = (),
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> KmsRegistryClient:
+        """Deploy a registry owned by ``account``, approving ``image_ids`` (at most 256)."""
+        ids = [_image_id(i) for i in image_ids]
+        if len(ids) > _KMS_BATCH:
+            raise InputError(
+                f"at most {_KMS_BATCH} image ids can be approved at deployment, got {len(ids)}",
+                hint="deploy with fewer, then call approve_images for the rest",
+            )
+        transactor = Transactor(w3, account, progress=progress)
+        address, _ = deploy_contract(transactor, "KmsRegistry", ids)
+        return cls(w3, address, account=account, progress=progress)
+
+    def is_approved(self, image_id: bytes | str) -> bool:
+        """``oysterKMSVerify(imageId)``: may enclaves of this image derive keys?"""
+        return bool(self._call("oysterKMSVerify", _image_id(image_id)))
+
+    def owner(self) -> Address:
+        return Address(Web3.to_checksum_address(self._call("owner")))
+
+    def _batched(
+        self, function: str, image_ids: Sequence[bytes | str]
+    ) -> TxResult[KmsRegistryEvent]:
+        ids = [_image_id(i) for i in image_ids]
+        if not ids:
+            raise InputError("give at least one image id")
+        decoder = kms_registry_decoder()
+        events: list[Any] = []
+        last: tuple[str, TxReceipt] | None = None
+        gas = 0
+        for start in range(0, len(ids), _KMS_BATCH):
+            last = self._send(function, ids[start : start + _KMS_BATCH])
+            gas += int(last[1]["gasUsed"])
+            events.extend(self._decode_receipt(last[1], decoder))
+        assert last is not None
+        return TxResult(
+            tx_hash=last[0],
+            block_number=int(last[1]["blockNumber"]),
+            gas_used=gas,
+            events=tuple(events),
+        )
+
+    def approve_images(self, image_ids: Sequence[bytes | str]) -> TxResult[KmsRegistryEvent]:
+        """Approve image ids (one transaction per 256; the result is the last one's)."""
+        return self._batched("approveImages", image_ids)
+
+    def revoke_images(self, image_ids: Sequence[bytes | str]) -> TxResult[KmsRegistryEvent]:
+        """Revoke image ids (one transaction per 256; the result is the last one's)."""
+        return self._batched("revokeImages", image_ids)
+
+    def transfer_ownership(self, new_owner: str) -> TxResult[ChainEvent]:
+        tx_hash, receipt = self._send(
+            "transferOwnership", parse_address(new_owner, name="new owner")
+        )
+        return self._result(tx_hash, receipt)
+
+    def events(self, from_block: int = 0, to_block: int | str = "latest") -> list[KmsRegistryEvent]:
+        """ImageApproved / ImageRevoked events in the block range, in chain order."""
+        decoder = kms_registry_decoder()
+        out: list[KmsRegistryEvent] = []
+        for log in self._logs(from_block, to_block):
+            event = decoder.decode(log)
+            if event is not None:
+                out.append(event)  # type: ignore[arg-type]
+        return out

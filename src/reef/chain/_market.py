@@ -1,0 +1,291 @@
+"""Typed client for the compute market (MarketV1 semantics; see docs/contracts.md).
+
+Every market function has a method here, named for what it does (``open_job`` is
+``jobOpen``, ``revise_rate_initiate`` is ``jobReviseRateInitiate``, ...). Writes return a
+:class:`~reef.chain._tx.TxResult` whose ``events`` are the market events the transaction
+emitted; ``open_job`` returns the new job's id, read from its ``JobOpened`` log. Opening and
+depositing approve the market for the amount first when the allowance is short, so a user
+needs one call, not two.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from web3 import Web3
+
+from reef.chain._clients import ContractClient, TokenClient, check_uint, deploy_contract
+from reef.chain._events import JobOpened, MarketEvent, market_decoder
+from reef.chain._tx import ProgressCallback, Sender, Transactor, TxResult
+from reef.chain._types import (
+    MAX_RATE,
+    Address,
+    Amount,
+    Job,
+    JobId,
+    Rate,
+    RateLock,
+    parse_address,
+    parse_job_id,
+)
+from reef.crypto import keccak256
+from reef.errors import ChainError, InputError, MarketError
+
+__all__ = ["MAX_CP_BYTES", "MAX_METADATA_BYTES", "RATE_LOCK_SELECTOR", "MarketClient"]
+
+MAX_METADATA_BYTES = 32768
+"""Longest job metadata the market stores (UTF-8 bytes; ``String[32768]`` in Market.vy)."""
+MAX_CP_BYTES = 1024
+"""Longest control-plane URL a provider may register."""
+RATE_LOCK_SELECTOR = keccak256(b"RATE_LOCK")
+_ZERO_ADDRESS = "0x" + "00" * 20
+
+
+def _check_text(value: str, name: str, limit: int) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"{name} must be a string, got {type(value).__name__}")
+    size = len(value.encode("utf-8"))
+    if size > limit:
+        raise InputError(
+            f"{name} is {size} bytes; the market stores at most {limit}",
+            hint="keep large data elsewhere (e.g. a URL) and reference it",
+        )
+    return value
+
+
+def _check_rate(rate: int, name: str = "rate") -> Rate:
+    check_uint(rate, name)
+    if rate > MAX_RATE:
+        raise InputError(
+            f"{name} {rate} is above the market's maximum 2**128-1",
+            hint="a rate is token base units x 10**12 per second",
+        )
+    return Rate(rate)
+
+
+class MarketClient(ContractClient):
+    """The market contract: providers, jobs, settlement, rate revisions, events."""
+
+    CONTRACT = "Market"
+
+    def __init__(
+        self,
+        w3: Web3,
+        address: str,
+        *,
+        account: Sender = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        super().__init__(w3, address, account=account, progress=progress)
+        self._account = account
+        self._progress = progress
+        self._decoder = market_decoder()
+        self._token: TokenClient | None = None
+
+    @classmethod
+    def deploy(
+        cls,
+        w3: Web3,
+        account: Sender,
+        token: str,
+        *,
+        rate_lock_s: int = 300,
+        progress: ProgressCallback | None = None,
+    ) -> MarketClient:
+        """Deploy a market paid in ``token`` whose rate revisions lock for ``rate_lock_s``."""
+        check_uint(rate_lock_s, "rate_lock_s", bits=64)
+        transactor = Transactor(w3, account, progress=progress)
+        address, _ = deploy_contract(
+            transactor, "Market", parse_address(token, name="token"), rate_lock_s
+        )
+        return cls(w3, address, account=account, progress=progress)
+
+    # ---- constants and getters ----
+
+    @property
+    def token(self) -> TokenClient:
+        """A client for the market's payment token, sending from the same account."""
+        if self._token is None:
+            self._token = TokenClient(
+                self.w3, self.token_address(), account=self._account, progress=self._progress
+            )
+        return self._token
+
+    def token_address(self) -> Address:
+        return Address(Web3.to_checksum_address(self._call("token")))
+
+    def extra_decimals(self) -> int:
+        return int(self._call("EXTRA_DECIMALS"))
+
+    def rate_lock_selector(self) -> bytes:
+        return bytes(self._call("RATE_LOCK_SELECTOR"))
+
+    def lock_wait_time(self) -> int:
+        """Seconds a rate revision stays locked (``lockWaitTime(RATE_LOCK_SELECTOR)``)."""
+        return int(self._call("lockWaitTime", RATE_LOCK_SELECTOR))
+
+    def job_count(self) -> int:
+        """How many jobs were ever opened (``jobIndex``); ids run from 0 to this minus 1."""
+        return int(self._call("jobIndex"))
+
+    def provider(self, address: str) -> str | None:
+        """The control-plane URL ``address`` registered, or ``None`` if it is not a provider."""
+        cp = str(self._call("providers", parse_address(address, name="provider")))
+        return cp or None
+
+    def find_job(self, job: int | str | bytes) -> Job | None:
+        """The job as stored on chain, or ``None`` if it never existed or was closed."""
+        job_id = parse_job_id(job)
+        metadata, owner, provider, rate, balance, last_settled = self._call("jobs", job_id)
+        if owner == _ZERO_ADDRESS or int(owner, 16) == 0:
+            return None
+        return Job(
+            id=job_id,
+            metadata=str(metadata),
+            owner=Address(Web3.to_checksum_address(owner)),
+            provider=Address(Web3.to_checksum_address(provider)),
+            rate=Rate(int(rate)),
+            balance=Amount(int(balance)),
+            last_settled=int(last_settled),
+        )
+
+    def job(self, job: int | str | bytes) -> Job:
+        """The job as stored on chain.
+
+        Raises:
+            MarketError: when no such job is open (never opened, or closed).
+        """
+        found = self.find_job(job)
+        if found is None:
+            raise MarketError(
+                f"job {parse_job_id(job)} is not open in the market at {self.address}",
+                hint="check the job id; a closed job is deleted from the market",
+            )
+        return found
+
+    def rate_lock(self, job: int | str | bytes) -> RateLock | None:
+        """The pending rate revision of a job, or ``None``."""
+        job_id = parse_job_id(job)
+        lock_id = keccak256(RATE_LOCK_SELECTOR + bytes.fromhex(job_id[2:]))
+        unlock_time, value = self._call("locks", lock_id)
+        if int(unlock_time) == 0:
+            return None
+        return RateLock(unlock_time=int(unlock_time), new_rate=Rate(int(value)))
+
+    # ---- providers ----
+
+    def _market_tx(self, function: str, *args: Any) -> TxResult[MarketEvent]:
+        tx_hash, receipt = self._send(function, *args)
+        return self._result(tx_hash, receipt, self._decode_receipt(receipt, self._decoder))
+
+    def add_provider(self, cp: str) -> TxResult[MarketEvent]:
+        """Register this account as a provider whose control plane listens at ``cp``."""
+        return self._market_tx("providerAdd", _check_text(cp, "control-plane URL", MAX_CP_BYTES))
+
+    def remove_provider(self) -> TxResult[MarketEvent]:
+        """Unregister this account (its open jobs keep running and paying)."""
+        return self._market_tx("providerRemove")
+
+    def update_provider(self, cp: str) -> TxResult[MarketEvent]:
+        """Change this provider's control-plane URL."""
+        return self._market_tx(
+            "providerUpdateWithCp", _check_text(cp, "control-plane URL", MAX_CP_BYTES)
+        )
+
+    # ---- jobs ----
+
+    def _ensure_allowance(self, amount: int) -> None:
+        if amount and self.token.allowance(self.sender, self.address) < amount:
+            self.token.approve(self.address, amount)
+
+    def open_job(
+        self,
+        metadata: str,
+        provider: str,
+        rate: int,
+        balance: int,
+        *,
+        approve: bool = True,
+    ) -> JobId:
+        """Open a job paying ``rate`` to ``provider`` from a prepaid ``balance``; returns its id.
+
+        With ``approve`` (default), first approves the market for ``balance`` if needed.
+        """
+        _check_text(metadata, "job metadata", MAX_METADATA_BYTES)
+        provider_address = parse_address(provider, name="provider")
+        check_uint(balance, "balance")
+        if approve:
+            self._ensure_allowance(balance)
+        result = self._market_tx("jobOpen", metadata, provider_address, _check_rate(rate), balance)
+        for event in result.events:
+            if isinstance(event, JobOpened):
+                return event.job
+        raise ChainError(  # pragma: no cover - the contract always emits JobOpened
+            f"jobOpen in transaction {result.tx_hash} emitted no JobOpened event"
+        )
+
+    def deposit(
+        self, job: int | str | bytes, amount: int, *, approve: bool = True
+    ) -> TxResult[MarketEvent]:
+        """Add ``amount`` to a job's balance (anyone may; the tokens come from this account)."""
+        check_uint(amount, "amount")
+        if approve:
+            self._ensure_allowance(amount)
+        return self._market_tx("jobDeposit", parse_job_id(job), amount)
+
+    def withdraw(self, job: int | str | bytes, amount: int) -> TxResult[MarketEvent]:
+        """Take ``amount`` back from a job (owner only); settles first and keeps the reserve."""
+        return self._market_tx("jobWithdraw", parse_job_id(job), check_uint(amount, "amount"))
+
+    def settle(self, job: int | str | bytes) -> TxResult[MarketEvent]:
+        """Pay the provider for the time since the last settlement (anyone may)."""
+        return self._market_tx("jobSettle", parse_job_id(job))
+
+    def revise_rate_initiate(self, job: int | str | bytes, new_rate: int) -> TxResult[MarketEvent]:
+        """Ask for a new rate; it may be finalized after the rate lock (owner only)."""
+        return self._market_tx(
+            "jobReviseRateInitiate", parse_job_id(job), _check_rate(new_rate, "new rate")
+        )
+
+    def revise_rate_cancel(self, job: int | str | bytes) -> TxResult[MarketEvent]:
+        """Drop a pending rate revision (owner only)."""
+        return self._market_tx("jobReviseRateCancel", parse_job_id(job))
+
+    def revise_rate_finalize(self, job: int | str | bytes) -> TxResult[MarketEvent]:
+        """Apply an unlocked rate revision; time so far is charged at the old rate."""
+        return self._market_tx("jobReviseRateFinalize", parse_job_id(job))
+
+    def close(self, job: int | str | bytes) -> TxResult[MarketEvent]:
+        """Settle, refund the rest to the owner and delete the job (owner only).
+
+        A job with a non-zero rate needs an unlocked revision to rate 0 first.
+        """
+        return self._market_tx("jobClose", parse_job_id(job))
+
+    def update_metadata(self, job: int | str | bytes, metadata: str) -> TxResult[MarketEvent]:
+        """Replace a job's metadata (owner only)."""
+        return self._market_tx(
+            "jobMetadataUpdate",
+            parse_job_id(job),
+            _check_text(metadata, "job metadata", MAX_METADATA_BYTES),
+        )
+
+    # ---- events ----
+
+    def events(
+        self,
+        from_block: int = 0,
+        to_block: int | str = "latest",
+        *,
+        job: int | str | bytes | None = None,
+    ) -> list[MarketEvent]:
+        """Every market event in the block range, in chain order (optionally of one job)."""
+        topics: list[Any] | None = None
+        if job is not None:
+            topics = [None, parse_job_id(job)]
+        out: list[MarketEvent] = []
+        for log in self._logs(from_block, to_block, topics):
+            event = self._decoder.decode(log)
+            if event is not None:
+                out.append(event)  # type: ignore[arg-type]
+        return out

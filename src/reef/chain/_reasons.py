@@ -1,0 +1,117 @@
+"""Revert reasons of reef's contracts, and what a user should do about each.
+
+The strings are the exact ``assert`` messages in ``contracts/*.vy`` (a test checks both ways),
+so the client, the pure-Python billing model and the contracts agree on them: the model raises
+:class:`reef.errors.MarketError` with the same text the contract reverts with.
+"""
+
+# ruff: noqa: S105  (TOKEN_* names are revert reasons, not passwords)
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["Revert", "hint_for"]
+
+
+class Revert(StrEnum):
+    """Every revert reason the market, token and KMS registry contracts give."""
+
+    # market: jobs
+    JOB_NOT_FOUND = "job not found"
+    ONLY_OWNER_WITHDRAW = "only the job owner can withdraw from it"
+    ONLY_OWNER_REVISE = "only the job owner can revise its rate"
+    ONLY_OWNER_CANCEL = "only the job owner can cancel a rate revision"
+    ONLY_OWNER_FINALIZE = "only the job owner can finalize a rate revision"
+    ONLY_OWNER_CLOSE = "only the job owner can close it"
+    ONLY_OWNER_METADATA = "only the job owner can update its metadata"
+    PROVIDER_NOT_REGISTERED = "the provider is not registered in the market"
+    RATE_TOO_HIGH = "the rate is above MAX_RATE (2**128-1)"
+    WITHDRAW_RESERVE = (
+        "withdrawal would leave less than the notice reserve (rate x lock wait time) in the job"
+    )
+    REVISION_PENDING = "a rate revision is already pending; cancel or finalize it first"
+    NO_REVISION = "no rate revision is pending"
+    REVISION_LOCKED = "the rate revision is still locked; wait until its unlock time"
+    CLOSE_NEEDS_NOTICE = (
+        "a job with a non-zero rate can only be closed after a rate revision to 0 has been"
+        " initiated and its lock has passed"
+    )
+    CLOSE_REVISION_NOT_ZERO = (
+        "the pending rate revision is not to 0; cancel it and initiate a revision to 0"
+    )
+    TOKEN_TRANSFER_FROM_FAILED = "token transferFrom failed"
+    TOKEN_TRANSFER_FAILED = "token transfer failed"
+    # market: providers
+    PROVIDER_EXISTS = (
+        "provider already registered; use providerUpdateWithCp to change its control-plane URL"
+    )
+    CP_EMPTY = "the control-plane URL must not be empty"
+    NOT_A_PROVIDER = "the caller is not a registered provider"
+    # market: deployment
+    TOKEN_ZERO = "the token address must not be zero"
+    LOCK_WAIT_TOO_LONG = "the rate lock wait time must be below 2**64 seconds"
+    # token
+    TRANSFER_TO_ZERO = "cannot transfer to the zero address"
+    INSUFFICIENT_BALANCE = "transfer amount exceeds balance"
+    INSUFFICIENT_ALLOWANCE = "transfer amount exceeds allowance; approve the spender first"
+    APPROVE_ZERO = "cannot approve the zero address"
+    ONLY_TOKEN_OWNER_MINT = "only the token owner can mint"
+    MINT_TO_ZERO = "cannot mint to the zero address"
+    ONLY_TOKEN_OWNER_TRANSFER = "only the token owner can transfer ownership"
+    NEW_OWNER_ZERO = "the new owner cannot be the zero address"
+    # KMS registry
+    ONLY_REGISTRY_OWNER_APPROVE = "only the registry owner can approve images"
+    ONLY_REGISTRY_OWNER_REVOKE = "only the registry owner can revoke images"
+    ONLY_REGISTRY_OWNER_TRANSFER = "only the registry owner can transfer ownership"
+
+
+_SAME_ACCOUNT = "send the transaction from the account that opened the job"
+
+_HINTS: dict[Revert, str] = {
+    Revert.JOB_NOT_FOUND: "check the job id; a closed job is deleted from the market",
+    Revert.ONLY_OWNER_WITHDRAW: _SAME_ACCOUNT,
+    Revert.ONLY_OWNER_REVISE: _SAME_ACCOUNT,
+    Revert.ONLY_OWNER_CANCEL: _SAME_ACCOUNT,
+    Revert.ONLY_OWNER_FINALIZE: _SAME_ACCOUNT,
+    Revert.ONLY_OWNER_CLOSE: _SAME_ACCOUNT,
+    Revert.ONLY_OWNER_METADATA: _SAME_ACCOUNT,
+    Revert.PROVIDER_NOT_REGISTERED: (
+        "open the job for an address that registered a control-plane URL with providerAdd"
+    ),
+    Revert.RATE_TOO_HIGH: "a rate is token base units x 10**12 per second",
+    Revert.WITHDRAW_RESERVE: (
+        "withdraw less: a job keeps ceil(rate x lock wait time / 10**12) for the provider's"
+        " notice period; to take everything out, revise the rate to 0, wait for the lock and"
+        " close the job"
+    ),
+    Revert.REVISION_PENDING: (
+        "cancel it with jobReviseRateCancel, or finalize it with jobReviseRateFinalize once"
+        " its lock has passed"
+    ),
+    Revert.NO_REVISION: "initiate one first with jobReviseRateInitiate",
+    Revert.REVISION_LOCKED: (
+        "a revision unlocks lockWaitTime(RATE_LOCK_SELECTOR) seconds after it was initiated"
+    ),
+    Revert.CLOSE_NEEDS_NOTICE: (
+        "initiate a rate revision to 0 (jobReviseRateInitiate), wait for the rate lock"
+        " (300 s by default), then close"
+    ),
+    Revert.CLOSE_REVISION_NOT_ZERO: "jobReviseRateCancel, then jobReviseRateInitiate with rate 0",
+    Revert.PROVIDER_EXISTS: "a provider is registered once per address",
+    Revert.CP_EMPTY: "give the provider's control-plane URL, e.g. http://127.0.0.1:8080",
+    Revert.NOT_A_PROVIDER: "register the address first with providerAdd(cp)",
+    Revert.INSUFFICIENT_BALANCE: "the sender needs more tokens: transfer or mint some first",
+    Revert.INSUFFICIENT_ALLOWANCE: "approve the market to spend the amount (token approve)",
+    Revert.TRANSFER_TO_ZERO: "give a non-zero recipient address",
+    Revert.ONLY_TOKEN_OWNER_MINT: "send the transaction from the token's owner (its deployer)",
+    Revert.ONLY_REGISTRY_OWNER_APPROVE: "send it from the registry's owner (its deployer)",
+    Revert.ONLY_REGISTRY_OWNER_REVOKE: "send it from the registry's owner (its deployer)",
+}
+
+
+def hint_for(reason: str) -> str | None:
+    """What to do about a revert reason, or ``None`` when the reason says it all."""
+    try:
+        return _HINTS.get(Revert(reason))
+    except ValueError:
+        return None

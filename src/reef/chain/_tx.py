@@ -1,0 +1,286 @@
+"""Sending transactions and calls through web3.py, with reef's errors instead of web3's.
+
+One :class:`Transactor` per client holds the provider, the sending account and an optional
+progress callback. It signs locally with an eth-account ``LocalAccount`` (the node never sees
+the key) or, given a plain address, lets the node sign (``eth_sendTransaction``, for dev nodes
+with unlocked accounts). Every transaction is simulated first (``eth_estimateGas``), so a revert
+is reported with the contract's reason before anything is sent; the gas limit then gets a
+margin because settlement cost depends on the block time. Failures are translated at this one
+boundary: reverts into :class:`~reef.errors.ContractRevertError` (with the reason and a hint),
+transport and node errors into :class:`~reef.errors.RPCError`.
+
+web3.py is the reference Python Ethereum client and works with any JSON-RPC endpoint and with
+eth-tester in process; this module is the only place that knows its exception types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+import requests
+from eth_abi.abi import decode as abi_decode
+from eth_account.signers.local import LocalAccount
+from eth_tester.exceptions import TransactionFailed
+from web3 import Web3
+from web3.contract.contract import ContractConstructor, ContractFunction
+from web3.exceptions import (
+    BadFunctionCallOutput,
+    ContractLogicError,
+    TimeExhausted,
+    Web3Exception,
+    Web3RPCError,
+    Web3ValidationError,
+)
+from web3.types import TxParams, TxReceipt
+
+from reef.chain._reasons import hint_for
+from reef.chain._types import Address, parse_address
+from reef.errors import ChainError, ContractRevertError, InputError, MisuseError, RPCError
+
+__all__ = [
+    "ProgressCallback",
+    "Sender",
+    "Transactor",
+    "TxProgress",
+    "TxResult",
+    "decode_revert_reason",
+]
+
+EventT = TypeVar("EventT")
+
+Sender = LocalAccount | str | None
+"""Who sends: a local account (signs in process), an address the node signs for, or nobody
+(read-only; ``w3.eth.default_account`` is used if set)."""
+
+_ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
+_PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
+_REVERT_PREFIXES = (
+    "execution reverted: ",
+    "VM Exception while processing transaction: reverted with reason string ",
+    "VM Exception while processing transaction: revert ",
+)
+
+
+@dataclass(frozen=True)
+class TxProgress:
+    """One step of a transaction: ``sending`` (simulated, about to send), ``sent``, ``mined``."""
+
+    stage: Literal["sending", "sent", "mined"]
+    description: str
+    tx_hash: str | None = None
+    block_number: int | None = None
+
+
+ProgressCallback = Callable[[TxProgress], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TxResult(Generic[EventT]):
+    """A mined, successful transaction and the events of the contract it called."""
+
+    tx_hash: str
+    block_number: int
+    gas_used: int
+    events: tuple[EventT, ...] = ()
+    contract_address: Address | None = None
+
+
+def decode_revert_reason(data: bytes) -> str | None:
+    """The reason string of ``Error(string)`` revert data (``Panic`` codes as ``panic 0x..``)."""
+    try:
+        if data[:4] == _ERROR_SELECTOR:
+            (raw,) = abi_decode(["bytes"], data[4:])
+            return bytes(raw).decode("utf-8", errors="replace")
+        if data[:4] == _PANIC_SELECTOR:
+            (code,) = abi_decode(["uint256"], data[4:])
+            return f"panic 0x{code:02x}"
+    except Exception:  # malformed revert data: fall back to the node's message
+        return None
+    return None
+
+
+def _reason_from(exc: BaseException) -> str:
+    """Best-effort revert reason of a web3 or eth-tester revert exception."""
+    data = getattr(exc, "data", None)
+    if isinstance(data, dict):
+        data = data.get("data")
+    if isinstance(data, str) and data.startswith("0x") and len(data) > 10:
+        try:
+            decoded = decode_revert_reason(bytes.fromhex(data[2:]))
+        except ValueError:
+            decoded = None
+        if decoded is not None:
+            return decoded
+    message = getattr(exc, "message", None) or (str(exc.args[0]) if exc.args else "")
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", errors="replace")
+    for prefix in _REVERT_PREFIXES:
+        if message.startswith(prefix):
+            return message[len(prefix) :].strip("'")
+    if message.strip() in (
+        "execution reverted",
+        "VM Exception while processing transaction: revert",
+    ):
+        return ""
+    return message
+
+
+def _revert_error(description: str, reason: str) -> ContractRevertError:
+    if reason:
+        return ContractRevertError(
+            f"{description} reverted: {reason}", hint=hint_for(reason), reason=reason
+        )
+    return ContractRevertError(
+        f"{description} reverted without a reason",
+        hint="an argument may be out of the contract's bounds (e.g. a string too long)",
+        reason="",
+    )
+
+
+@contextmanager
+def translate_errors(description: str, address: str | None = None) -> Iterator[None]:
+    """Translate web3 / eth-tester / transport exceptions raised inside into reef errors."""
+    try:
+        yield
+    except (ContractLogicError, TransactionFailed) as exc:
+        raise _revert_error(description, _reason_from(exc)) from exc
+    except BadFunctionCallOutput as exc:
+        where = f" at {address}" if address else ""
+        raise ChainError(
+            f"{description}: no contract answered{where}",
+            hint="check the contract address and the chain (was the devnet restarted fresh?)",
+        ) from exc
+    except TimeExhausted as exc:
+        raise RPCError(
+            f"{description}: the transaction was not mined in time",
+            hint="check that the node is mining; the transaction may still be mined later",
+        ) from exc
+    except Web3ValidationError as exc:
+        raise InputError(f"{description}: invalid argument: {exc}") from exc
+    except Web3RPCError as exc:
+        raise RPCError(f"{description}: the node answered an error: {exc}") from exc
+    except (Web3Exception, requests.RequestException, OSError) as exc:
+        raise RPCError(
+            f"{description}: the JSON-RPC endpoint failed: {exc}",
+            hint="check that the node is running and the RPC URL is right",
+        ) from exc
+
+
+class Transactor:
+    """Sends transactions for one account and reports progress; see the module docstring.
+
+    Args:
+        w3: any web3 provider (HTTP URL, eth-tester in process, ...).
+        account: a ``LocalAccount`` to sign with, an address the node signs for, or ``None``.
+        progress: called at each stage of each transaction.
+        receipt_timeout_s: how long to wait for a transaction to be mined.
+    """
+
+    def __init__(
+        self,
+        w3: Web3,
+        account: Sender = None,
+        *,
+        progress: ProgressCallback | None = None,
+        receipt_timeout_s: float = 120.0,
+    ) -> None:
+        self.w3 = w3
+        self._local = account if isinstance(account, LocalAccount) else None
+        if isinstance(account, LocalAccount):
+            self._sender: Address | None = Address(account.address)
+        elif isinstance(account, str):
+            self._sender = parse_address(account, name="sending account")
+        else:
+            self._sender = None
+        self.progress = progress
+        self.receipt_timeout_s = receipt_timeout_s
+        self._chain_id: int | None = None
+
+    @property
+    def sender(self) -> Address:
+        """The address transactions are sent from.
+
+        Raises:
+            MisuseError: when the client was made without an account and web3 has no default.
+        """
+        if self._sender is not None:
+            return self._sender
+        default = self.w3.eth.default_account
+        if isinstance(default, str) and Web3.is_address(default):
+            return Address(Web3.to_checksum_address(default))
+        raise MisuseError(
+            "this client has no account to send transactions from",
+            hint="pass account=LocalAccount (or a node-managed address) when creating it",
+        )
+
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            with translate_errors("eth_chainId"):
+                self._chain_id = int(self.w3.eth.chain_id)
+        return self._chain_id
+
+    def _report(self, progress: TxProgress) -> None:
+        if self.progress is not None:
+            self.progress(progress)
+
+    def call(self, fn: ContractFunction, description: str) -> Any:
+        """Run a view function (``eth_call``) and return its decoded result."""
+        params: TxParams = {}
+        if self._sender is not None:
+            params["from"] = self._sender
+        with translate_errors(description, fn.address):
+            return fn.call(params)
+
+    def send(
+        self, fn: ContractFunction | ContractConstructor, description: str
+    ) -> tuple[str, TxReceipt]:
+        """Simulate, send and wait for ``fn``; returns the hash and the (successful) receipt.
+
+        Raises:
+            ContractRevertError: the simulation or the mined transaction reverted.
+            RPCError: the node failed or did not mine the transaction in time.
+        """
+        sender = self.sender
+        address = getattr(fn, "address", None)
+        with translate_errors(description, address):
+            gas = fn.estimate_gas({"from": sender})
+            # Margin: the cost of a settlement depends on the block time (a zero charge skips
+            # the token transfer), which may differ between simulation and mining.
+            params: TxParams = {"from": sender, "gas": int(gas * 1.2) + 60_000}
+            self._report(TxProgress("sending", description))
+            if self._local is not None:
+                params["nonce"] = self.w3.eth.get_transaction_count(
+                    Web3.to_checksum_address(sender), "pending"
+                )
+                params["chainId"] = self.chain_id()
+                tx = fn.build_transaction(params)
+                signed = self._local.sign_transaction(tx)  # type: ignore[arg-type]
+                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            else:
+                tx_hash = fn.transact(params)
+            hex_hash = Web3.to_hex(tx_hash)
+            self._report(TxProgress("sent", description, tx_hash=hex_hash))
+            receipt = self.w3.eth.wait_for_transaction_receipt(
+                tx_hash, timeout=self.receipt_timeout_s, poll_latency=0.05
+            )
+        block = int(receipt["blockNumber"])
+        if receipt["status"] != 1:
+            raise _revert_error(description, self._replay_reason(params, fn, block))
+        self._report(TxProgress("mined", description, tx_hash=hex_hash, block_number=block))
+        return hex_hash, receipt
+
+    def _replay_reason(
+        self, params: TxParams, fn: ContractFunction | ContractConstructor, block: int
+    ) -> str:
+        """Why a mined transaction failed: re-run it as a call on the state before its block."""
+        try:
+            tx = fn.build_transaction(params)
+            self.w3.eth.call(tx, block_identifier=max(block - 1, 0))
+        except (ContractLogicError, TransactionFailed) as exc:
+            return _reason_from(exc)
+        except Exception:  # the replay is best effort: the revert itself is already certain
+            return ""
+        return ""
