@@ -1,5 +1,65 @@
-"""reef.scallop (see DESIGN.md, package layout)."""
+"""Scallop: attested secure channels (reference oyster_cvm.md §6.4).
+
+A Noise ``IX_25519_ChaChaPoly_BLAKE2b`` handshake framed as NoiseSocket, whose static keys are
+bound to attestation documents, so both ends know the measured image on the other side before any
+application byte flows. Byte-compatible with Oyster's Scallop.
+
+* :func:`connect` / :func:`serve` give :class:`ScallopStream` objects (asyncio-stream API).
+* :class:`PeerPolicy` says what the peer must prove (roots, image ids, PCRs, freshness);
+  :class:`PolicyStore` caches verified peers; :class:`PinnedKeys` trusts fixed keys.
+* :func:`serve_asgi` serves any ASGI app over Scallop; :class:`ScallopTransport` lets
+  ``httpx.AsyncClient`` call an enclave over Scallop.
+
+The Noise core and the wire state machines (sans-IO) are in :mod:`reef.scallop.lowlevel`.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from reef.scallop._http import ScallopTransport, asgi_handler, scallop_peer, serve_asgi
+from reef.scallop._policy import (
+    Approved,
+    Auther,
+    AuthStore,
+    ContainsResponse,
+    NotFound,
+    PeerPolicy,
+    PinnedKeys,
+    PolicyStore,
+    Rejected,
+    auther_from_url,
+)
+from reef.scallop._stream import (
+    AuthKind,
+    ScallopPeer,
+    ScallopServer,
+    ScallopStream,
+    connect,
+    handshake_client,
+    handshake_server,
+    serve,
+)
+
+__all__ = [
+    "Approved",
+    "AuthKind",
+    "AuthStore",
+    "Auther",
+    "ContainsResponse",
+    "NotFound",
+    "PeerPolicy",
+    "PinnedKeys",
+    "PolicyStore",
+    "Rejected",
+    "ScallopPeer",
+    "ScallopServer",
+    "ScallopStream",
+    "ScallopTransport",
+    "asgi_handler",
+    "auther_from_url",
+    "connect",
+    "handshake_client",
+    "handshake_server",
+    "scallop_peer",
+    "serve",
+    "serve_asgi",
+]

@@ -1,0 +1,568 @@
+"""HTTP/1.1 over Scallop: serve any ASGI app, and an httpx transport to call one.
+
+This is what Oyster's KMS speaks on its Scallop port (reference §2.3-§2.4): plain HTTP/1.1 inside
+the encrypted stream. Parsing and framing are ``h11``'s (the sans-IO HTTP/1.1 library under httpx
+and uvicorn, so already a dependency); reef only moves bytes between h11 and a
+:class:`~reef.scallop.ScallopStream` and maps requests to ASGI 3.
+
+* :func:`serve_asgi` runs ``app`` for every request on every accepted channel. The verified peer
+  is in the ASGI scope as ``scope["extensions"]["scallop"]["peer"]`` (a
+  :class:`~reef.scallop.ScallopPeer`); :func:`scallop_peer` reads it back from a scope or a
+  Starlette request.
+* :class:`ScallopTransport` makes ``httpx.AsyncClient(transport=ScallopTransport(...))`` open
+  Scallop channels to the URL's host and port, keeping them alive between requests; each
+  response carries ``response.extensions["scallop"]``, the server's :class:`ScallopPeer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any, Final, Literal
+from urllib.parse import unquote
+
+import h11
+import httpx
+
+from reef.crypto import generate_x25519
+from reef.errors import ChannelBrokenError, ChannelError, InputError, ReefError, ServiceError
+from reef.scallop._policy import Auther, AuthStore, PeerPolicy
+from reef.scallop._stream import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    Handler,
+    ScallopPeer,
+    ScallopServer,
+    ScallopStream,
+    _as_store,
+    connect,
+    serve,
+)
+
+__all__ = ["ScallopTransport", "asgi_handler", "scallop_peer", "serve_asgi"]
+
+logger = logging.getLogger("reef.scallop.http")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_READ_SIZE: Final = 1 << 16
+_MAX_HEADER_BYTES: Final = 64 * 1024
+DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024
+
+
+def scallop_peer(scope_or_request: Any) -> ScallopPeer:
+    """The Scallop peer of an ASGI scope (or of anything with a ``.scope``, e.g. a Request).
+
+    Raises:
+        InputError: the request did not arrive over Scallop.
+    """
+    scope = getattr(scope_or_request, "scope", scope_or_request)
+    try:
+        peer = scope["extensions"]["scallop"]["peer"]
+    except (KeyError, TypeError) as exc:
+        raise InputError(
+            "this request did not arrive over Scallop", hint="serve the app with serve_asgi"
+        ) from exc
+    if not isinstance(peer, ScallopPeer):
+        raise InputError("scope['extensions']['scallop']['peer'] is not a ScallopPeer")
+    return peer
+
+
+# --- server --------------------------------------------------------------------------------------
+
+
+class _Disconnect(Exception):
+    """The client went away mid-request (internal)."""
+
+
+async def _next_event(conn: h11.Connection, stream: ScallopStream, idle: float | None) -> Any:
+    while True:
+        event = conn.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        if idle is None:
+            data = await stream.read(_READ_SIZE)
+        else:
+            async with asyncio.timeout(idle):
+                data = await stream.read(_READ_SIZE)
+        conn.receive_data(data)
+
+
+class _Exchange:
+    """One request/response cycle of the ASGI app on an h11 connection."""
+
+    def __init__(self, conn: h11.Connection, stream: ScallopStream, max_body: int | None) -> None:
+        self.conn = conn
+        self.stream = stream
+        self.max_body = max_body
+        self.body_received = 0
+        self.request_done = False
+        self.response_started = False
+        self.response_done = False
+        self.rejected = False  # we answered for the app (413); its own response is dropped
+        self.finished = asyncio.Event()
+
+    async def receive(self) -> Message:
+        if self.request_done:
+            # Nothing more to read: report a disconnect once the response is over (Starlette's
+            # streaming responses wait on this to stop).
+            await self.finished.wait()
+            return {"type": "http.disconnect"}
+        try:
+            event = await _next_event(self.conn, self.stream, None)
+        except (ChannelError, h11.RemoteProtocolError) as exc:
+            self.finished.set()
+            raise _Disconnect(str(exc)) from exc
+        if isinstance(event, h11.Data):
+            self.body_received += len(event.data)
+            if self.max_body is not None and self.body_received > self.max_body:
+                if not self.response_started:
+                    _reject(self.conn, self.stream, 413, f"the body exceeds {self.max_body} bytes")
+                    self.rejected = True
+                self.response_started = self.response_done = True
+                self.finished.set()
+                raise _Disconnect(f"the request body exceeds {self.max_body} bytes")
+            return {"type": "http.request", "body": bytes(event.data), "more_body": True}
+        if isinstance(event, h11.EndOfMessage):
+            self.request_done = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        if isinstance(event, h11.ConnectionClosed):
+            self.finished.set()
+            return {"type": "http.disconnect"}
+        raise _Disconnect(f"unexpected HTTP event {type(event).__name__}")
+
+    async def send(self, message: Message) -> None:
+        if self.rejected:
+            return
+        kind = message.get("type")
+        if kind == "http.response.start":
+            if self.response_started:
+                raise ServiceError("the ASGI app started its response twice")
+            self.response_started = True
+            headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
+            self._write(h11.Response(status_code=int(message["status"]), headers=headers))
+        elif kind == "http.response.body":
+            if not self.response_started:
+                raise ServiceError("the ASGI app sent a body before http.response.start")
+            if self.response_done:
+                return
+            body = bytes(message.get("body", b""))
+            if body:
+                self._write(h11.Data(data=body))
+            if not message.get("more_body", False):
+                self._write(h11.EndOfMessage())
+                self.response_done = True
+                self.finished.set()
+            await self.stream.drain()
+        else:
+            raise ServiceError(f"the ASGI app sent an unknown message type {kind!r}")
+
+    def _write(self, event: Any) -> None:
+        data = self.conn.send(event)
+        if data:
+            self.stream.write(data)
+
+
+def asgi_handler(
+    app: ASGIApp,
+    *,
+    max_body: int | None = DEFAULT_MAX_BODY,
+    keepalive_timeout: float = 60.0,
+    state: dict[str, Any] | None = None,
+) -> Handler:
+    """A :func:`~reef.scallop.serve` handler that speaks HTTP/1.1 to ``app`` (ASGI 3).
+
+    Args:
+        max_body: the largest request body accepted (413 beyond it); ``None`` for no limit.
+        keepalive_timeout: seconds an idle connection is kept between requests.
+        state: the lifespan state shared into every request scope (``scope["state"]``).
+    """
+
+    async def handle(stream: ScallopStream) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BYTES)
+        peer = stream.peer_info
+        client = stream.get_extra_info("peername")
+        server = stream.get_extra_info("sockname")
+        while True:
+            try:
+                event = await _next_event(conn, stream, keepalive_timeout)
+            except TimeoutError:
+                return
+            except h11.RemoteProtocolError as exc:
+                _reject(conn, stream, exc.error_status_hint, str(exc))
+                return
+            if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+                return
+            if not isinstance(event, h11.Request):
+                return
+            exchange = _Exchange(conn, stream, max_body)
+            scope: Scope = {
+                "type": "http",
+                "asgi": {"version": "3.0", "spec_version": "2.4"},
+                "http_version": event.http_version.decode(),
+                "method": event.method.decode("ascii"),
+                "scheme": "http",
+                "path": unquote(event.target.split(b"?", 1)[0].decode("latin-1")),
+                "raw_path": event.target.split(b"?", 1)[0],
+                "query_string": event.target.split(b"?", 1)[1] if b"?" in event.target else b"",
+                "root_path": "",
+                "headers": [(name.lower(), value) for name, value in event.headers],
+                "client": tuple(client[:2]) if isinstance(client, tuple) else None,
+                "server": tuple(server[:2]) if isinstance(server, tuple) else None,
+                "extensions": {"scallop": {"peer": peer}},
+                "state": dict(state) if state is not None else {},
+            }
+            try:
+                await app(scope, exchange.receive, exchange.send)
+            except _Disconnect:
+                return
+            except ChannelError:
+                return  # the stream logged why it broke
+            except Exception:
+                logger.exception(
+                    "scallop http: the app failed on %s %s", scope["method"], scope["path"]
+                )
+                if not exchange.response_started:
+                    _reject(conn, stream, 500, "Internal Server Error")
+                return
+            finally:
+                exchange.finished.set()
+            if not exchange.response_done:
+                logger.warning("scallop http: the app returned without completing its response")
+                return
+            await stream.drain()
+            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                return
+            if conn.their_state is not h11.DONE:
+                # The app did not read the whole body: drain it so the next request parses.
+                try:
+                    while not isinstance(
+                        await _next_event(conn, stream, keepalive_timeout), h11.EndOfMessage
+                    ):
+                        pass
+                except (TimeoutError, ChannelError, h11.RemoteProtocolError):
+                    return
+            try:
+                conn.start_next_cycle()
+            except h11.LocalProtocolError:
+                return
+
+    return handle
+
+
+def _reject(conn: h11.Connection, stream: ScallopStream, status: int, reason: str) -> None:
+    logger.info("scallop http: answering %d: %s", status, reason)
+    with contextlib.suppress(h11.LocalProtocolError, ChannelError):
+        body = f"{reason}\n".encode()
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        stream.write(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
+        stream.write(conn.send(h11.Data(data=body)) or b"")
+        stream.write(conn.send(h11.EndOfMessage()) or b"")
+
+
+class _Lifespan:
+    """Runs the app's lifespan protocol: startup before serving, shutdown after."""
+
+    def __init__(self, app: ASGIApp, mode: Literal["auto", "on", "off"]) -> None:
+        self.app = app
+        self.mode = mode
+        self.state: dict[str, Any] = {}
+        self._receive: asyncio.Queue[Message] = asyncio.Queue()
+        self._sent: asyncio.Queue[Message] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def startup(self) -> None:
+        if self.mode == "off":
+            return
+        scope: Scope = {
+            "type": "lifespan",
+            "asgi": {"version": "3.0", "spec_version": "2.0"},
+            "state": self.state,
+        }
+
+        async def run() -> None:
+            try:
+                await self.app(scope, self._receive.get, self._sent.put)
+            except Exception as exc:
+                await self._sent.put({"type": "lifespan.unsupported", "error": exc})
+
+        self._task = asyncio.create_task(run())
+        await self._receive.put({"type": "lifespan.startup"})
+        message = await self._sent.get()
+        if message["type"] == "lifespan.startup.complete":
+            return
+        self._task = None
+        if message["type"] == "lifespan.unsupported" and self.mode == "auto":
+            return  # An app without lifespan support: serve it anyway, as uvicorn does.
+        raise ServiceError(
+            f"the ASGI app failed to start: {message.get('message') or message.get('error') or message['type']}"
+        )
+
+    async def shutdown(self) -> None:
+        if self._task is None:
+            return
+        await self._receive.put({"type": "lifespan.shutdown"})
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await self._sent.get()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+        self._task = None
+
+
+async def serve_asgi(
+    app: ASGIApp,
+    host: str,
+    port: int,
+    *,
+    static_key: bytes,
+    policy: PeerPolicy | AuthStore | None = None,
+    auther: Auther | None = None,
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    lifespan: Literal["auto", "on", "off"] = "auto",
+    max_body: int | None = DEFAULT_MAX_BODY,
+    keepalive_timeout: float = 60.0,
+) -> ScallopServer:
+    """Serve ``app`` (ASGI 3: Starlette, FastAPI, ...) over Scallop on ``host:port``.
+
+    Runs the app's lifespan startup first (``lifespan="auto"`` tolerates apps without one) and
+    its shutdown when the returned server is closed with ``aclose()``. Arguments as
+    :func:`~reef.scallop.serve`; see :func:`asgi_handler` for ``max_body`` and
+    ``keepalive_timeout``.
+
+    Raises:
+        ServiceError: the app's lifespan startup failed.
+        ChannelError: the address cannot be listened on.
+    """
+    life = _Lifespan(app, lifespan)
+    await life.startup()
+    try:
+        server = await serve(
+            asgi_handler(
+                app, max_body=max_body, keepalive_timeout=keepalive_timeout, state=life.state
+            ),
+            host,
+            port,
+            static_key=static_key,
+            policy=policy,
+            auther=auther,
+            handshake_timeout=handshake_timeout,
+        )
+    except BaseException:
+        await life.shutdown()
+        raise
+    server.on_close(life.shutdown)
+    return server
+
+
+# --- client --------------------------------------------------------------------------------------
+
+
+class _Connection:
+    def __init__(self, stream: ScallopStream) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEADER_BYTES)
+
+    def reusable(self) -> bool:
+        return (
+            self.h11.our_state is h11.IDLE
+            and self.h11.their_state is h11.IDLE
+            and not self.stream.is_closing()
+            and not self.stream.at_eof()
+        )
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(
+        self, transport: ScallopTransport, origin: tuple[str, int], conn: _Connection
+    ) -> None:
+        self._transport = transport
+        self._origin = origin
+        self._conn = conn
+        self._done = False
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while not self._done:
+            try:
+                event = await _next_event(self._conn.h11, self._conn.stream, None)
+            except h11.RemoteProtocolError as exc:
+                raise ChannelBrokenError(
+                    f"the server sent a malformed HTTP response: {exc}"
+                ) from exc
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                self._done = True
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ChannelBrokenError(
+                    "the server closed the connection before the response ended"
+                )
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        conn = self._conn
+        if self._done and conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
+            try:
+                conn.h11.start_next_cycle()
+            except h11.LocalProtocolError:
+                await conn.stream.aclose()
+                return
+            self._transport._release(self._origin, conn)
+        else:
+            await conn.stream.aclose()
+
+
+class ScallopTransport(httpx.AsyncBaseTransport):
+    """An httpx transport that sends each request over a Scallop channel to the URL's host:port.
+
+    ``httpx.AsyncClient(transport=ScallopTransport(policy=...), base_url="http://host:1100")``.
+    Channels are kept alive and reused per origin; the policy's store is shared by all of them,
+    so a verified server is not asked to attest again until its cache entry expires.
+
+    Args:
+        static_key: our X25519 static secret; a fresh key for this transport when omitted.
+        policy: what the server must prove (see :func:`~reef.scallop.connect`).
+        auther: produces our attestation when the server asks for it.
+        handshake_timeout: seconds for connecting and the handshake.
+        max_idle: idle channels kept per origin.
+
+    Errors are reef's: :class:`~reef.errors.HandshakeError` when the server is unreachable or
+    refused, :class:`~reef.errors.ChannelBrokenError` when the channel breaks mid-request.
+    """
+
+    def __init__(
+        self,
+        *,
+        static_key: bytes | None = None,
+        policy: PeerPolicy | AuthStore | None = None,
+        auther: Auther | None = None,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        max_idle: int = 4,
+    ) -> None:
+        self._static_key = static_key if static_key is not None else generate_x25519()[0]
+        self._store = _as_store(policy)
+        self._auther = auther
+        self._handshake_timeout = handshake_timeout
+        self._max_idle = max_idle
+        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._closed = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` over a (new or idle) Scallop channel and return its response."""
+        if self._closed:
+            raise ChannelError("the ScallopTransport is closed", hint="create a new client")
+        url = request.url
+        if url.port is None and url.scheme != "http":
+            raise InputError(f"{url} has no port", hint="give the Scallop port, e.g. :1100")
+        origin = (url.host, url.port or 80)
+        body = await request.aread()
+        conn = self._take_idle(origin)
+        if conn is not None:
+            try:
+                return await self._exchange(request, body, origin, conn)
+            except _Stale:
+                await conn.stream.aclose()  # the server closed it while idle: use a new one
+        conn = _Connection(
+            await connect(
+                origin[0],
+                origin[1],
+                static_key=self._static_key,
+                policy=self._store,
+                auther=self._auther,
+                handshake_timeout=self._handshake_timeout,
+            )
+        )
+        try:
+            return await self._exchange(request, body, origin, conn)
+        except _Stale as exc:
+            await conn.stream.aclose()
+            raise ChannelBrokenError("the server closed the channel without answering") from exc
+
+    async def _exchange(
+        self, request: httpx.Request, body: bytes, origin: tuple[str, int], conn: _Connection
+    ) -> httpx.Response:
+        headers = [(k, v) for k, v in request.headers.raw]
+        if not any(k.lower() == b"host" for k, _ in headers):
+            headers.insert(0, (b"host", request.url.netloc))
+        if body and not any(
+            k.lower() in (b"content-length", b"transfer-encoding") for k, _ in headers
+        ):
+            headers.append((b"content-length", str(len(body)).encode()))
+        try:
+            out = conn.h11.send(
+                h11.Request(
+                    method=request.method.encode(), target=request.url.raw_path, headers=headers
+                )
+            )
+            if body:
+                out = (out or b"") + (conn.h11.send(h11.Data(data=body)) or b"")
+            out = (out or b"") + (conn.h11.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError as exc:
+            raise InputError(f"cannot send this request over HTTP/1.1: {exc}") from exc
+        try:
+            await conn.stream.send(out)
+            event = await _next_event(conn.h11, conn.stream, None)
+        except ChannelBrokenError as exc:
+            raise _Stale() from exc
+        except h11.RemoteProtocolError as exc:
+            await conn.stream.aclose()
+            raise ChannelBrokenError(f"the server sent a malformed HTTP response: {exc}") from exc
+        while isinstance(event, h11.InformationalResponse):
+            event = await _next_event(conn.h11, conn.stream, None)
+        if isinstance(event, h11.ConnectionClosed):
+            raise _Stale()
+        if not isinstance(event, h11.Response):
+            await conn.stream.aclose()
+            raise ChannelBrokenError(f"expected an HTTP response, got {type(event).__name__}")
+        return httpx.Response(
+            status_code=event.status_code,
+            headers=[(bytes(k), bytes(v)) for k, v in event.headers],
+            stream=_ResponseStream(self, origin, conn),
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": bytes(event.reason),
+                "scallop": conn.stream.peer_info,
+            },
+        )
+
+    def _take_idle(self, origin: tuple[str, int]) -> _Connection | None:
+        pool = self._idle.get(origin, [])
+        while pool:
+            conn = pool.pop()
+            if conn.reusable():
+                return conn
+            conn.stream.close()
+        return None
+
+    def _release(self, origin: tuple[str, int], conn: _Connection) -> None:
+        pool = self._idle.setdefault(origin, [])
+        if self._closed or len(pool) >= self._max_idle or not conn.reusable():
+            conn.stream.close()
+            return
+        pool.append(conn)
+
+    async def aclose(self) -> None:
+        """Close every idle channel."""
+        self._closed = True
+        for pool in self._idle.values():
+            for conn in pool:
+                with contextlib.suppress(ReefError):
+                    await conn.stream.aclose()
+        self._idle.clear()
+
+
+class _Stale(Exception):
+    """The channel ended before any response byte (internal: retry on a fresh channel)."""

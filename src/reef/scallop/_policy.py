@@ -1,0 +1,348 @@
+"""Who a Scallop peer must be: attestation policies, auth stores and authers.
+
+Scallop's handshake tells each side the other's Noise static key. Whether that key is trusted is
+decided by an *auth store* with Oyster's contract (reference §6.4):
+
+* ``contains(key)`` → :class:`Approved` (with the state kept for the connection),
+  :class:`NotFound` (ask the peer for an attestation) or :class:`Rejected` (abort);
+* ``verify(attestation, key)`` → the state, or ``None`` (abort). reef's stores may raise an
+  :class:`~reef.errors.AttestationError` instead of returning ``None``, so the refusal says why.
+
+:class:`PeerPolicy` says what an acceptable attestation is: the roots it must chain to, the image
+ids or PCRs allowed, how fresh it must be, and, always, that its ``public_key`` equals the peer's
+Noise static key (the binding that makes the attestation speak for *this* channel).
+:class:`PolicyStore` verifies against a policy and caches verified peers by static key until
+their attestation would be too old; :class:`PinnedKeys` approves fixed keys and rejects the rest
+(how a KMS derive server trusts its root server).
+
+An *auther* is the other half: an async callable returning a document that attests our own
+static key. :func:`auther_from_url` fetches one from an attestation server, as Oyster does.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
+
+from reef.errors import (
+    AttestationError,
+    CertificateChainError,
+    CertificateExpiredError,
+    ExpectationError,
+    InputError,
+    ServiceError,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+    from reef.attestation import Mode, TrustedRoot, VerifiedAttestation
+
+__all__ = [
+    "Approved",
+    "AuthStore",
+    "Auther",
+    "ContainsResponse",
+    "NotFound",
+    "PeerPolicy",
+    "PinnedKeys",
+    "PolicyStore",
+    "Rejected",
+    "auther_from_url",
+]
+
+Auther = Callable[[], Awaitable[bytes]]
+"""Returns an attestation document whose ``public_key`` is our Noise static public key."""
+
+DEFAULT_MAX_AGE_MS: Final = 300_000  # Oyster's Scallop peers accept documents up to 5 minutes old
+
+
+@dataclass(frozen=True)
+class Approved:
+    """The key is known and approved; ``peer`` is what was verified for it (``None`` if pinned)."""
+
+    peer: VerifiedAttestation | None = None
+
+
+@dataclass(frozen=True)
+class NotFound:
+    """The key is unknown: ask the peer for an attestation."""
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """The key is refused: abort the handshake."""
+
+
+ContainsResponse = Approved | NotFound | Rejected
+
+
+@runtime_checkable
+class AuthStore(Protocol):
+    """Oyster's ``ScallopAuthStore``: decides whether a peer's static key is trusted."""
+
+    def contains(self, key: bytes) -> ContainsResponse:
+        """Whether ``key`` (32-byte X25519 public key) is already approved, unknown or rejected."""
+        ...
+
+    def verify(self, attestation: bytes, key: bytes) -> VerifiedAttestation | None:
+        """Verify ``attestation`` for ``key``; return the verified peer, or None (or raise)."""
+        ...
+
+
+Verifier = Callable[..., "VerifiedAttestation"]
+"""``verify_nitro``'s signature: ``(document, *, root, mode, now_ms, max_age_ms, expect)``."""
+
+
+def _wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerPolicy:
+    """What an attestation must show for its peer to be accepted.
+
+    Attributes:
+        roots: the roots a document may chain to (at least one). ``TrustedRoot.aws()`` for real
+            enclaves; ``dev``/``mock`` roots are insecure and only for local work.
+        image_ids: the allowed image ids (32 bytes each); empty allows any image.
+        pcrs: PCR index → value that must match (all of them).
+        max_age_ms: how old a document may be; ``None`` turns the freshness check off (replay).
+        mode: ``"live"`` (certificates valid now, document fresh) or ``"replay"``.
+        clock: milliseconds since the epoch; the wall clock unless injected.
+        verifier: ``verify_nitro``'s signature; by default a ``reef.attestation.NitroVerifier``
+            of this policy's own, which caches verified issuing chains across handshakes.
+
+    Raises:
+        InputError: no root, or an image id that is not 32 bytes.
+    """
+
+    roots: Sequence[TrustedRoot]
+    image_ids: Collection[bytes] = ()
+    pcrs: Mapping[int, bytes] = field(default_factory=dict)
+    max_age_ms: int | None = DEFAULT_MAX_AGE_MS
+    mode: Mode = "live"
+    clock: Callable[[], int] = _wall_clock_ms
+    verifier: Verifier | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        roots = tuple(self.roots)
+        if not roots:
+            raise InputError(
+                "a peer policy needs at least one trusted root",
+                hint="use TrustedRoot.aws() for real enclaves (or dev/mock for local work)",
+            )
+        object.__setattr__(self, "roots", roots)
+        ids = frozenset(bytes(i) for i in self.image_ids)
+        for image_id in ids:
+            if len(image_id) != 32:
+                raise InputError(f"an image id is 32 bytes, got {len(image_id)}: {image_id.hex()}")
+        object.__setattr__(self, "image_ids", ids)
+        object.__setattr__(self, "pcrs", MappingProxyType(dict(self.pcrs)))
+        if self.max_age_ms is not None and self.max_age_ms <= 0:
+            raise InputError(f"max_age_ms must be positive, got {self.max_age_ms}")
+        if self.verifier is None:
+            from reef.attestation import NitroVerifier
+
+            object.__setattr__(self, "verifier", NitroVerifier().verify)
+
+    def check(self, attestation: bytes, key: bytes) -> VerifiedAttestation:
+        """Verify ``attestation`` as the proof for Noise static key ``key``.
+
+        Returns:
+            The verified attestation.
+
+        Raises:
+            AttestationError: the document does not verify under any accepted root, is stale,
+                attests another key (``reason == "public_key"``), runs an image outside the
+                policy (``"image_id"``) or has other PCRs (``"pcr"``).
+        """
+        from reef.attestation import Expectations
+
+        verify = self.verifier
+        assert verify is not None  # set in __post_init__
+        expect = Expectations(public_key=key, pcrs=self.pcrs)
+        now_ms = self.clock()
+        failures: list[AttestationError] = []
+        for root in self.roots:
+            try:
+                verified = verify(
+                    attestation,
+                    root=root,
+                    mode=self.mode,
+                    now_ms=now_ms,
+                    max_age_ms=self.max_age_ms,
+                    expect=expect,
+                )
+            except CertificateExpiredError:
+                raise
+            except CertificateChainError as exc:
+                # Only "does not lead to this root" is worth trying the next root for.
+                failures.append(exc)
+                continue
+            break
+        else:
+            if len(failures) == 1:
+                raise failures[0]
+            names = ", ".join(root.name for root in self.roots)
+            raise CertificateChainError(
+                f"the attestation chains to none of the accepted roots ({names})",
+                hint="; ".join(f.message for f in failures),
+            ) from failures[-1]
+        # The verifier was asked for this already; the binding is what makes the channel
+        # attested, so it is checked here again rather than trusted to an injected verifier.
+        if not hmac.compare_digest(verified.public_key, key):
+            raise ExpectationError(
+                "the attestation's public_key is not the peer's Noise static key",
+                hint="the peer is relaying someone else's attestation (a man in the middle?)",
+                reason="public_key",
+            )
+        if self.image_ids and not any(
+            hmac.compare_digest(verified.image_id, allowed) for allowed in self.image_ids
+        ):
+            raise ExpectationError(
+                f"the peer runs image {verified.image_id.hex()}, which the policy does not allow",
+                hint="allowed: " + ", ".join(sorted(i.hex() for i in self.image_ids)),
+                reason="image_id",
+            )
+        return verified
+
+    def store(self, *, cache: bool = True, max_entries: int = 10_000) -> PolicyStore:
+        """An auth store for this policy (caching verified peers unless ``cache=False``)."""
+        return PolicyStore(self, cache=cache, max_entries=max_entries)
+
+
+class PolicyStore:
+    """An auth store that verifies attestations against a :class:`PeerPolicy`.
+
+    With ``cache=True`` a verified peer's static key is remembered until its document would
+    fail the policy's freshness check (``timestamp + max_age``), so later connections from the
+    same enclave skip the attestation; without ``max_age`` entries live ``ttl_ms`` (default
+    five minutes). The cache is bounded to ``max_entries`` keys, oldest dropped first.
+    """
+
+    def __init__(
+        self,
+        policy: PeerPolicy,
+        *,
+        cache: bool = True,
+        ttl_ms: int | None = None,
+        max_entries: int = 10_000,
+    ) -> None:
+        self.policy = policy
+        self._cache_enabled = cache
+        self._ttl_ms = ttl_ms
+        self._max_entries = max_entries
+        self._cache: OrderedDict[bytes, tuple[VerifiedAttestation, int]] = OrderedDict()
+
+    def contains(self, key: bytes) -> ContainsResponse:
+        """:class:`Approved` for a cached, unexpired key; :class:`NotFound` otherwise."""
+        entry = self._cache.get(bytes(key))
+        if entry is None:
+            return NotFound()
+        peer, expires_ms = entry
+        if self.policy.clock() >= expires_ms:
+            del self._cache[bytes(key)]
+            return NotFound()
+        return Approved(peer)
+
+    def verify(self, attestation: bytes, key: bytes) -> VerifiedAttestation:
+        """Verify under the policy and cache the result.
+
+        Raises:
+            AttestationError: as :meth:`PeerPolicy.check`.
+        """
+        verified = self.policy.check(attestation, key)
+        if self._cache_enabled:
+            now = self.policy.clock()
+            limits = []
+            if self.policy.max_age_ms is not None:
+                limits.append(verified.timestamp_ms + self.policy.max_age_ms)
+            if self._ttl_ms is not None or not limits:
+                limits.append(
+                    now + (self._ttl_ms if self._ttl_ms is not None else DEFAULT_MAX_AGE_MS)
+                )
+            self._cache[bytes(key)] = (verified, min(limits))
+            self._cache.move_to_end(bytes(key))
+            while len(self._cache) > self._max_entries:
+                self._cache.popitem(last=False)
+        return verified
+
+    def forget(self, key: bytes | None = None) -> None:
+        """Drop one cached key, or all of them."""
+        if key is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(bytes(key), None)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+class PinnedKeys:
+    """Approve these static keys without an attestation; reject every other key.
+
+    With ``fallback`` the other keys go to that store instead of being rejected (for example a
+    :class:`PolicyStore` that asks for an attestation).
+    """
+
+    def __init__(self, keys: Collection[bytes], *, fallback: AuthStore | None = None) -> None:
+        pinned = frozenset(bytes(k) for k in keys)
+        for key in pinned:
+            if len(key) != 32:
+                raise InputError(f"a pinned Scallop key is 32 bytes, got {len(key)}")
+        if not pinned:
+            raise InputError("PinnedKeys needs at least one key")
+        self.keys = pinned
+        self._fallback = fallback
+
+    def contains(self, key: bytes) -> ContainsResponse:
+        """:class:`Approved` for a pinned key, else the fallback's answer or :class:`Rejected`."""
+        if any(hmac.compare_digest(key, pinned) for pinned in self.keys):
+            return Approved(None)
+        if self._fallback is not None:
+            return self._fallback.contains(key)
+        return Rejected()
+
+    def verify(self, attestation: bytes, key: bytes) -> VerifiedAttestation | None:
+        """Delegate to the fallback; without one no attestation is ever asked for."""
+        if self._fallback is None:
+            return None
+        return self._fallback.verify(attestation, key)
+
+
+def auther_from_url(
+    url: str, *, timeout: float = 5.0, transport: httpx.AsyncBaseTransport | None = None
+) -> Auther:
+    """An auther that GETs a raw attestation document, e.g. ``http://127.0.0.1:1300/attestation/raw``.
+
+    The attestation server must attest the same X25519 key the channel uses as its static key.
+
+    Raises (when called):
+        ServiceError: the server cannot be reached or does not answer 200 with a document.
+    """
+
+    async def fetch() -> bytes:
+        import httpx
+
+        try:
+            async with httpx.AsyncClient(timeout=timeout, transport=transport) as client:
+                response = await client.get(url)
+        except httpx.HTTPError as exc:
+            raise ServiceError(
+                f"cannot fetch our attestation from {url}: {exc}",
+                hint="is the enclave's attestation server running?",
+            ) from exc
+        if response.status_code != 200 or not response.content:
+            raise ServiceError(
+                f"the attestation server {url} answered {response.status_code} "
+                f"with {len(response.content)} bytes"
+            )
+        return response.content
+
+    return fetch
