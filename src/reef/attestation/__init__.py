@@ -8,6 +8,13 @@ from reef.attestation._dev import DevAuthority
 from reef.attestation._image_id import IMAGE_ID_PCRS, PCR_LENGTH, image_id
 from reef.attestation._model import EvidenceKind, Expectations, Mode, VerifiedAttestation
 from reef.attestation._nitro import NitroVerifier, verify_nitro
+from reef.attestation._quote import (
+    TCB_STATUSES,
+    ParsedQuote,
+    intel_root,
+    parse_quote,
+    verify_quote,
+)
 from reef.attestation._roots import TrustedRoot
 from reef.attestation._server import (
     MAX_ATTESTATION_FIELD,
@@ -20,6 +27,11 @@ from reef.attestation._statement import (
     sign_statement,
     statement_digest,
     verify_statement,
+)
+from reef.attestation._verifier_service import (
+    load_verifier_key,
+    verifier_app,
+    verify_and_sign,
 )
 from reef.attestation._verify import detect_kind, verify
 
@@ -35,6 +47,8 @@ __all__ = [  # noqa: RUF022 (plain sorted order, checked by tests/foundation/tes
     "NitroDocument",
     "NitroVerifier",
     "PCR_LENGTH",
+    "ParsedQuote",
+    "TCB_STATUSES",
     "TrustedRoot",
     "VerifiedAttestation",
     "VerifierStatement",
@@ -43,10 +57,16 @@ __all__ = [  # noqa: RUF022 (plain sorted order, checked by tests/foundation/tes
     "decode_nitro",
     "detect_kind",
     "image_id",
+    "intel_root",
+    "load_verifier_key",
+    "parse_quote",
     "read_evidence",
     "sign_statement",
     "statement_digest",
+    "verifier_app",
     "verify",
+    "verify_and_sign",
     "verify_nitro",
+    "verify_quote",
     "verify_statement",
 ]

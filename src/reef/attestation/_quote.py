@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-import dcap_qvl
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -106,6 +105,13 @@ _TEE_SGX = 0x00
 # A quote with its certification data is a few KiB (go-tdx-guest pads one to 8000 bytes); the
 # bound keeps a hostile input from reaching the parser at any size.
 _MAX_QUOTE = 1 << 20
+
+
+def _dcap() -> Any:
+    # Imported on first use: loading dcap-qvl costs ~50 ms that Nitro-only callers never need.
+    import dcap_qvl
+
+    return dcap_qvl
 
 
 def intel_root() -> TrustedRoot:
@@ -197,7 +203,7 @@ def parse_quote(quote: bytes) -> ParsedQuote:
         DecodeError: when the bytes are not a quote dcap-qvl can decode.
     """
     raw = _check_quote_bytes(quote)
-    parsed = _call(dcap_qvl.parse_quote, raw, what="parse")
+    parsed = _call(_dcap().parse_quote, raw, what="parse")
     return _parsed(parsed)
 
 
@@ -245,11 +251,11 @@ def verify_quote(
     if isinstance(at_s, bool) or not isinstance(at_s, int) or at_s < 0:
         raise InputError(f"at_s must be a non-negative integer (Unix seconds), got {at_s!r}")
     accepted = _check_accept(accept)
-    parsed = _parsed(_call(dcap_qvl.parse_quote, raw, what="parse"))
+    parsed = _parsed(_call(_dcap().parse_quote, raw, what="parse"))
     collateral_obj = _load_collateral(collateral)
     root = intel_root()
     verified = _call(
-        dcap_qvl.verify_with_root_ca, raw, collateral_obj, root.certificate, at_s, what="verify"
+        _dcap().verify_with_root_ca, raw, collateral_obj, root.certificate, at_s, what="verify"
     )
     status = str(verified.status)
     advisories = tuple(str(a) for a in verified.advisory_ids)
@@ -331,7 +337,7 @@ def _load_collateral(collateral: bytes | str | Mapping[str, Any]) -> Any:
             text = collateral
         else:
             text = bytes(collateral).decode("utf-8")
-        return dcap_qvl.QuoteCollateralV3.from_json(text)
+        return _dcap().QuoteCollateralV3.from_json(text)
     except (ValueError, TypeError) as exc:
         raise InputError(
             f"the collateral is not valid QuoteCollateralV3 JSON: {_first_line(str(exc))}",
