@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,10 +16,17 @@ from starlette.applications import Starlette
 
 from reef.attestation import (
     MAX_ATTESTATION_FIELD,
+    Attester,
+    DevAuthority,
+    Expectations,
+    TrustedRoot,
     attestation_app,
     custom_attestation_app,
+    image_id,
+    verify_nitro,
 )
-from reef.errors import AttestationError, InputError
+from reef.errors import AttestationError, CertificateChainError, InputError
+from reef.home import ReefHome
 
 
 @contextlib.contextmanager
@@ -162,3 +170,60 @@ def test_attester_failure_is_503_and_server_survives() -> None:
         assert failed.status_code == 503
         assert "the NSM is busy" in failed.text
         assert c.get("/attestation/raw").content == b"document"
+
+
+# --- with the dev TEE authority as the attester ---------------------------------------------------
+
+PCRS = {0: b"\x10" * 48, 1: b"\x11" * 48, 2: b"\x12" * 48, 16: b"\x16" * 48}
+
+
+def _dev_attester(authority: DevAuthority) -> Attester:
+    """What the local enclave runtime mounts: the dev authority signing for an enclave's PCRs."""
+
+    def attest(*, public_key: bytes, user_data: bytes, nonce: bytes) -> bytes:
+        return authority.mint(
+            PCRS,
+            timestamp_ms=int(time.time() * 1000),
+            public_key=public_key,
+            user_data=user_data,
+            nonce=nonce,
+        )
+
+    return attest
+
+
+def test_dev_tee_documents_over_http(reef_home: Path) -> None:
+    authority = DevAuthority.load_or_create(ReefHome(reef_home))
+    attester = _dev_attester(authority)
+    key = b"\x42" * 32
+    fixed = attestation_app(attester, public_key=key, user_data=b"init params digest")
+    custom = custom_attestation_app(attester)
+    with serve(fixed) as fixed_url, serve(custom) as custom_url, httpx.Client() as client:
+        raw = client.get(f"{fixed_url}/attestation/raw").content
+        hexed = bytes.fromhex(client.get(f"{fixed_url}/attestation/hex").text)
+        for document in (raw, hexed):
+            result = verify_nitro(
+                document,
+                root=TrustedRoot.dev(ReefHome(reef_home)),
+                mode="live",
+                now_ms=int(time.time() * 1000),
+                expect=Expectations(image_id=image_id(PCRS), pcrs={16: PCRS[16]}),
+            )
+            assert result.public_key == key
+            assert result.user_data == b"init params digest"
+            assert result.nonce == b""
+            assert result.root.name == "dev"
+            assert result.insecure
+        with pytest.raises(CertificateChainError):
+            verify_nitro(raw, root=TrustedRoot.aws(), mode="replay")
+
+        params = {"public_key": "ab" * 32, "user_data": "", "nonce": "c0ffee"}
+        document = client.get(f"{custom_url}/attestation/raw", params=params).content
+        result = verify_nitro(
+            document,
+            root=authority.root,
+            mode="live",
+            now_ms=int(time.time() * 1000),
+            expect=Expectations(public_key=b"\xab" * 32, user_data=b"", nonce=b"\xc0\xff\xee"),
+        )
+        assert result.pcrs[2] == PCRS[2]
