@@ -50,9 +50,7 @@ async def test_identity_is_learned_and_pins_the_client(
     keyring: RootKeyring, authority: DevAuthority
 ) -> None:
     transport = httpx.ASGITransport(app=public_app(_root(keyring, authority)))
-    identity = await fetch_identity(
-        "http://kms", root=authority.root, now_ms=_now(), transport=transport
-    )
+    identity = await fetch_identity("http://kms", root=authority.root, transport=transport)
     assert identity.current == keyring.identity()
     assert identity.chain_id == 31337
     assert identity.rotation_admin == "0x" + "ab" * 20
@@ -70,13 +68,13 @@ async def test_identity_with_the_expected_image(
 
     transport = httpx.ASGITransport(app=public_app(_root(keyring, authority)))
     ok = await fetch_identity(
-        "http://kms", root=authority.root, now_ms=_now(), image_id=image_id(PCRS),
+        "http://kms", root=authority.root, image_id=image_id(PCRS),
         transport=transport,
     )  # fmt: skip
     assert ok.attestation.image_id == image_id(PCRS)
     with pytest.raises(AttestationError):
         await fetch_identity(
-            "http://kms", root=authority.root, now_ms=_now(), image_id=b"\x00" * 32,
+            "http://kms", root=authority.root, image_id=b"\x00" * 32,
             transport=transport,
         )  # fmt: skip
 
@@ -86,16 +84,14 @@ async def test_identity_from_a_foreign_root_is_refused(
 ) -> None:
     transport = httpx.ASGITransport(app=public_app(_root(keyring, authority)))
     with pytest.raises(AttestationError):
-        await fetch_identity(
-            "http://kms", root=TrustedRoot.mock(), now_ms=_now(), transport=transport
-        )
+        await fetch_identity("http://kms", root=TrustedRoot.mock(), transport=transport)
 
 
 async def test_stale_identity_is_refused(keyring: RootKeyring, authority: DevAuthority) -> None:
     stale_clock = lambda: _now() - 3_600_000  # noqa: E731
     transport = httpx.ASGITransport(app=public_app(_root(keyring, authority, stale_clock)))
     with pytest.raises(AttestationError) as info:
-        await fetch_identity("http://kms", root=authority.root, now_ms=_now(), transport=transport)
+        await fetch_identity("http://kms", root=authority.root, transport=transport)
     assert info.value.reason == "stale"
 
 
@@ -110,9 +106,7 @@ async def test_identity_tampering_is_refused(keyring: RootKeyring, authority: De
             return httpx.Response(200, headers=response.headers, content=body)
 
     with pytest.raises(AttestationError) as info:
-        await fetch_identity(
-            "http://kms", root=authority.root, now_ms=_now(), transport=SwapAdmin()
-        )
+        await fetch_identity("http://kms", root=authority.root, transport=SwapAdmin())
     assert info.value.reason in {"user_data", "expectation"}
 
 
@@ -121,7 +115,7 @@ async def test_unattested_identity_is_refused(
 ) -> None:
     transport = httpx.ASGITransport(app=public_app(KmsRoot(keyring)))
     with pytest.raises(KMSError, match="without an attestation"):
-        await fetch_identity("http://kms", root=authority.root, now_ms=_now(), transport=transport)
+        await fetch_identity("http://kms", root=authority.root, transport=transport)
 
 
 async def test_identity_over_loopback(
@@ -130,5 +124,5 @@ async def test_identity_over_loopback(
     serve: Callable[[ASGIApp], AbstractAsyncContextManager[str]],
 ) -> None:
     async with serve(public_app(_root(keyring, authority))) as url:
-        identity = await fetch_identity(url, root=authority.root, now_ms=_now())
+        identity = await fetch_identity(url, root=authority.root)
     assert identity.signing_keys == {0: keyring.identity().signing_key}

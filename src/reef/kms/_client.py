@@ -14,7 +14,8 @@ init params for an image are sealed to (path ``oyster.init-params``), synchronou
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -39,6 +40,10 @@ __all__ = [
 
 _PUBLIC_LENGTH = {"secp256k1": 64, "ed25519": 32, "x25519": 32}
 _ADDRESS_ROUTE = {"secp256k1": "ethereum", "ed25519": "solana"}
+
+
+def _wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def normalize_kms_url(url: str) -> str:
@@ -311,7 +316,7 @@ async def fetch_identity(
     url: str,
     *,
     root: TrustedRoot,
-    now_ms: int,
+    clock_ms: Callable[[], int] | None = None,
     image_id: bytes | None = None,
     max_age_ms: int = 300_000,
     transport: httpx.AsyncBaseTransport | None = None,
@@ -319,8 +324,8 @@ async def fetch_identity(
 ) -> VerifiedKmsIdentity:
     """Learn a KMS root's keys from its attested ``/info``.
 
-    The answer is accepted only with an attestation from ``root``, at most ``max_age_ms`` old at
-    ``now_ms``, carrying a fresh random nonce this call chose, whose ``public_key`` is the current
+    The answer is accepted only with an attestation from ``root``, at most ``max_age_ms`` old when
+    it arrives (``clock_ms``, the wall clock by default, is read then), carrying a fresh random nonce this call chose, whose ``public_key`` is the current
     Scallop key and whose ``user_data`` is :func:`identity_digest` of every listed version; with
     ``image_id``, the root enclave must also run that image.
 
@@ -363,7 +368,7 @@ async def fetch_identity(
         document,
         root=root,
         mode="live",
-        now_ms=now_ms,
+        now_ms=(clock_ms or _wall_clock_ms)(),
         max_age_ms=max_age_ms,
         expect=Expectations(
             image_id=image_id,
