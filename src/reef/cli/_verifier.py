@@ -1,13 +1,244 @@
-"""`reef verifier ...` commands."""
+"""`reef verifier ...`: run the attestation verifier service, sign and check its statements.
+
+Thin over :mod:`reef.attestation` (``verifier_app``, ``verify_and_sign``, ``verify_statement``).
+Exit codes: 0 ok, 1 rejected or refused (``attestation rejected: <reason>: ...`` or
+``statement rejected: ...`` on stderr), 2 usage error.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping
+from reef.encoding import parse_hex
+from reef.errors import AttestationError, ConfigError, InputError, ReefError
+
+if TYPE_CHECKING:
+    from reef.attestation import TrustedRoot, VerifierStatement
+    from reef.attestation._cose import Encoding
 
 __all__ = ["register"]
 
-app = typer.Typer(help="verifier commands.", no_args_is_help=True)
+app = typer.Typer(
+    help="Attestation verifier: verify a Nitro document once, sign an EIP-712 statement anyone "
+    "can check with ecrecover (Oyster-compatible).",
+    no_args_is_help=True,
+)
+
+_RootOption = typer.Option(
+    "--root", help="Trusted root: aws (default), mock, dev, or a DER/PEM certificate file."
+)
+_KeyOption = typer.Option(
+    "--key", help="The verifier's secp256k1 secret key file (32 raw bytes or 64 hex digits)."
+)
 
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="verifier")
+
+
+def _resolve_root(spec: str) -> TrustedRoot:
+    from reef.attestation import TrustedRoot
+    from reef.home import ReefHome
+
+    return TrustedRoot.resolve(spec, ReefHome.from_env())
+
+
+def _warn_insecure(root: TrustedRoot) -> None:
+    if root.insecure:
+        err_console().print(
+            f"warning: root {root.name!r} is INSECURE (anyone with its key can mint documents); "
+            "statements signed under it must never be trusted for production. Use a separate "
+            "key for each root.",
+            markup=False,
+        )
+
+
+def _statement_rows(statement: VerifierStatement) -> dict[str, Any]:
+    from reef.crypto import Secp256k1PublicKey
+
+    data = statement.to_json()
+    signer = Secp256k1PublicKey(statement.verifier_public_key)
+    return {
+        "image_id": data["image_id"],
+        "timestamp_ms": data["timestamp_ms"],
+        "public_key": data["public_key"] or "(empty)",
+        "user_data": data["user_data"] or "(empty)",
+        "signature": data["signature"],
+        "verifier_public_key": data["verifier_public_key"],
+        "verifier_address": signer.checksum_address,
+    }
+
+
+@app.command("serve")
+def serve_cmd(
+    key: Annotated[Path, _KeyOption],
+    root: Annotated[str, _RootOption] = "aws",
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")
+    ] = 1400,
+) -> None:
+    """Serve POST /verify/raw and /verify/hex (Oyster's verifier API) until interrupted."""
+    import uvicorn
+
+    from reef.attestation import load_verifier_key, verifier_app
+
+    try:
+        signing_key = load_verifier_key(key)
+        trusted = _resolve_root(root)
+    except ReefError as exc:
+        raise fail(exc) from exc
+    _warn_insecure(trusted)
+    public = signing_key.public_key
+    err_console().print(
+        f"verifier {public.checksum_address} (public key {public.raw.hex()}), root "
+        f"{trusted.name} ({trusted.sha256[:16]}…), listening on http://{host}:{port}",
+        markup=False,
+    )
+    uvicorn.run(
+        verifier_app(signing_key, root=trusted),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+    )
+
+
+@app.command("sign")
+def sign_cmd(
+    file: Annotated[
+        str, typer.Argument(metavar="FILE", help="The attestation document; - reads stdin.")
+    ],
+    key: Annotated[Path, _KeyOption],
+    hex_input: Annotated[bool, typer.Option("--hex", help="The input is hex text.")] = False,
+    b64_input: Annotated[bool, typer.Option("--base64", help="The input is base64 text.")] = False,
+    root: Annotated[str, _RootOption] = "aws",
+    as_json: bool = JsonOption,
+) -> None:
+    """Verify a document as the service does and print the statement it would answer."""
+    from reef.attestation import load_verifier_key, read_evidence, verify_and_sign
+
+    if hex_input and b64_input:
+        raise typer.BadParameter("give at most one of --hex and --base64")
+    encoding: Encoding = "hex" if hex_input else "base64" if b64_input else "auto"
+    try:
+        signing_key = load_verifier_key(key)
+        trusted = _resolve_root(root)
+        document = read_evidence(_read_input(file), encoding=encoding)
+        statement = verify_and_sign(document, signing_key, root=trusted)
+    except AttestationError as exc:
+        raise fail(exc, prefix=f"attestation rejected: {exc.reason}") from exc
+    except ReefError as exc:
+        raise fail(exc) from exc
+    _warn_insecure(trusted)
+    if as_json:
+        print_json(statement.to_json())
+    else:
+        print_mapping(_statement_rows(statement))
+
+
+@app.command("check")
+def check_cmd(
+    file: Annotated[str, typer.Argument(metavar="FILE", help="The statement JSON; - reads stdin.")],
+    verifier_key: Annotated[
+        str,
+        typer.Option(
+            "--verifier-key",
+            help="The trusted verifier's public key (hex: 64-byte x||y, 04.., or compressed).",
+        ),
+    ],
+    max_age: Annotated[
+        int | None,
+        typer.Option("--max-age", min=0, help="Refuse statements older than this (seconds)."),
+    ] = None,
+    at: Annotated[
+        int | None, typer.Option("--at", min=0, help="Use this Unix time (seconds) as now.")
+    ] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Check a statement's signature against a trusted verifier key (and, optionally, its age)."""
+    import json
+
+    from reef.attestation import verify_statement
+    from reef.errors import StaleAttestationError
+
+    try:
+        trusted = parse_hex(verifier_key, name="--verifier-key")
+        try:
+            data = json.loads(_read_input(file))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{file} is not a JSON statement: {exc}") from exc
+        statement = verify_statement(data, trusted)
+        if max_age is not None:
+            now_ms = (at if at is not None else int(time.time())) * 1000
+            age_ms = now_ms - statement.timestamp_ms
+            if age_ms > max_age * 1000:
+                raise StaleAttestationError(
+                    f"the statement's document is {age_ms // 1000} s old, more than {max_age} s",
+                    hint="ask the verifier about a fresh attestation document",
+                )
+    except AttestationError as exc:
+        raise fail(exc, prefix="statement rejected") from exc
+    except ReefError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        print_json({"valid": True, **statement.to_json()})
+    else:
+        print_mapping({"valid": "yes", **_statement_rows(statement)})
+
+
+@app.command("keygen")
+def keygen_cmd(
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Where to write the secret key (32 raw bytes).")
+    ],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    as_json: bool = JsonOption,
+) -> None:
+    """Create a verifier signing key (owner-only file) and print its public key and address."""
+    from reef.crypto import Secp256k1PrivateKey
+
+    key = Secp256k1PrivateKey.generate()
+    try:
+        _write_secret(output, key.secret, force=force)
+    except ReefError as exc:
+        raise fail(exc) from exc
+    data = {
+        "key_file": str(output),
+        "public_key": key.public_key.raw.hex(),
+        "address": key.public_key.checksum_address,
+    }
+    if as_json:
+        print_json(data)
+    else:
+        print_mapping(data)
+
+
+def _write_secret(path: Path, secret: bytes, *, force: bool) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        descriptor = os.open(path, flags, 0o600)
+    except FileExistsError as exc:
+        raise ConfigError(
+            f"{path} already exists", hint="pass --force to replace it (the old key is lost)"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(secret)
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path!r}: {exc.strerror}") from exc
