@@ -15,9 +15,11 @@ from reef.cli import (
     _chain,
     _enclave,
     _image,
+    _init_params,
     _kms,
     _scallop,
     _verifier,
+    _verify,
 )
 from reef.cli._output import err_console
 from reef.errors import ReefError
@@ -32,7 +34,17 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for _module in (_attestation, _verifier, _image, _enclave, _chain, _scallop, _kms):
+for _module in (
+    _attestation,
+    _verifier,
+    _verify,
+    _image,
+    _init_params,
+    _enclave,
+    _chain,
+    _scallop,
+    _kms,
+):
     _module.register(app)
 
 

@@ -1,13 +1,138 @@
-"""`reef image ...` commands."""
+"""`reef image ...` commands: build deterministic enclave images and print their measurements."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from reef.cli._output import JsonOption, fail, print_json, print_mapping, print_table
+from reef.errors import ReefError
 
 __all__ = ["register"]
 
-app = typer.Typer(help="image commands.", no_args_is_help=True)
+app = typer.Typer(
+    help="Enclave images: build a deterministic image of an app directory, measure it.",
+    no_args_is_help=True,
+)
 
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="image")
+
+
+def _measurement_rows(data: dict[str, Any]) -> dict[str, Any]:
+    rows: dict[str, Any] = {"image_id": data["image_id"]}
+    for index, value in data["pcrs"].items():
+        rows[f"PCR{index}"] = value
+    if data.get("init_params_digest"):
+        rows["init_params_digest"] = data["init_params_digest"]
+    rows["debug"] = "yes (PCR0-2 zero)" if data["debug"] else "no"
+    return rows
+
+
+@app.command("build")
+def build_cmd(
+    directory: Annotated[Path, typer.Argument(help="The app directory (with a reef.toml).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The image file to write.")],
+    as_json: bool = JsonOption,
+) -> None:
+    """Build a deterministic image: same inputs, same bytes and image id, on any machine."""
+    from reef.enclave import build_image
+
+    try:
+        image = build_image(directory, output)
+    except ReefError as exc:
+        raise fail(exc) from exc
+    result: dict[str, Any] = {
+        "image": str(output),
+        "name": image.manifest.name,
+        "size": output.stat().st_size,
+        **image.measurements.to_json(),
+    }
+    if as_json:
+        print_json(result)
+        return
+    print_mapping(
+        {
+            "image": result["image"],
+            "name": result["name"],
+            "size": f"{result['size']} bytes",
+            **_measurement_rows(result),
+        }
+    )
+
+
+@app.command("measure")
+def measure_cmd(
+    image_file: Annotated[Path, typer.Argument(help="An image built by `reef image build`.")],
+    init_params: Annotated[
+        Path | None,
+        typer.Option("--init-params", help="Init params (JSON) the enclave will be given."),
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Measure a debug enclave (PCR0-2 zero, as on Nitro).")
+    ] = False,
+    as_json: bool = JsonOption,
+) -> None:
+    """Print the PCRs and image id an enclave of this image attests."""
+    from reef.enclave import InitParams, load_image
+
+    try:
+        measurements = load_image(image_file).measurements
+        if init_params is not None:
+            params = InitParams.from_json(_read(init_params), source=str(init_params))
+            measurements = measurements.with_init_params(params.digest)
+        if debug:
+            measurements = measurements.as_debug()
+    except ReefError as exc:
+        raise fail(exc) from exc
+    result = measurements.to_json()
+    if as_json:
+        print_json(result)
+    else:
+        print_mapping(_measurement_rows(result))
+
+
+@app.command("inspect")
+def inspect_cmd(
+    image_file: Annotated[Path, typer.Argument(help="An image built by `reef image build`.")],
+    as_json: bool = JsonOption,
+) -> None:
+    """Show an image's reef.toml settings and its files."""
+    from reef.enclave import load_image
+
+    try:
+        image = load_image(image_file)
+    except ReefError as exc:
+        raise fail(exc) from exc
+    manifest = image.manifest
+    entries = [
+        {"path": e.path, "kind": e.kind, "mode": f"{e.mode:o}", "size": len(e.data)}
+        for e in image.entries
+    ]
+    result: dict[str, Any] = {
+        "name": manifest.name,
+        "command": list(manifest.command),
+        "ports": list(manifest.ports),
+        "env": dict(manifest.env),
+        "vcpus": manifest.vcpus,
+        "memory_mib": manifest.memory_mib,
+        "image_id": image.image_id.hex(),
+        "entries": entries,
+    }
+    if as_json:
+        print_json(result)
+        return
+    print_mapping({k: v for k, v in result.items() if k != "entries"})
+    print_table(entries, ["path", "kind", "mode", "size"])
+
+
+def _read(path: Path) -> bytes:
+    from reef.errors import InputError
+
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from exc

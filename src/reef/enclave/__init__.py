@@ -1,5 +1,42 @@
-"""reef.enclave (see DESIGN.md, package layout)."""
+"""Enclave images and the backends that run them.
+
+- Images (:func:`build_image`, :func:`load_image`): a deterministic archive of an app directory
+  and its ``reef.toml``, measured into PCR0/1/2 and an Oyster image id.
+- Init params (:class:`InitParams`): Oyster's JSON format and digest; PCR16.
+- The local dev TEE (:class:`LocalBackend`): each enclave a sandboxed process with its own trusted
+  base (attestation servers, sealing, logs, KMS derive hook), in its own network namespace.
+
+See docs/enclave.md for the formats and the exact measurement recipe.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from reef.enclave._image import DEFAULT_EXCLUDES, Image, ImageEntry, build_image, load_image
+from reef.enclave._init_params import (
+    INIT_PARAMS_KMS_PATH,
+    InitParam,
+    InitParams,
+    init_params_digest,
+    validate_param_path,
+)
+from reef.enclave._manifest import MANIFEST_NAME, RESERVED_PORTS, Manifest
+from reef.enclave._measure import Measurements, extend_pcr, runtime_measurement
+
+__all__ = [
+    "DEFAULT_EXCLUDES",
+    "INIT_PARAMS_KMS_PATH",
+    "MANIFEST_NAME",
+    "RESERVED_PORTS",
+    "Image",
+    "ImageEntry",
+    "InitParam",
+    "InitParams",
+    "Manifest",
+    "Measurements",
+    "build_image",
+    "extend_pcr",
+    "init_params_digest",
+    "load_image",
+    "runtime_measurement",
+    "validate_param_path",
+]

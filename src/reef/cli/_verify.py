@@ -1,0 +1,187 @@
+"""`reef verify ENDPOINT`: check what code a running enclave runs, from outside, in live mode.
+
+Fetches the enclave's attestation (``/attestation/raw`` of its attestation server), verifies it
+with :func:`reef.attestation.verify_nitro` under a pinned root, fresh at this instant, and
+compares its image id with the one expected (given as hex, or measured from an image file and its
+init params, exactly as ``reef image measure`` does).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import typer
+
+from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping
+from reef.errors import AttestationError, InputError, ReefError, ServiceError
+
+__all__ = ["attestation_url", "register"]
+
+
+def register(root: typer.Typer) -> None:
+    root.command("verify")(verify_cmd)
+
+
+def attestation_url(endpoint: str) -> str:
+    """``host:port``, ``http://host:port`` or a full URL, to the URL of the raw document.
+
+    Raises:
+        InputError: when the endpoint is empty or not an HTTP URL.
+    """
+    text = endpoint.strip()
+    if not text:
+        raise InputError("the endpoint is empty", hint="give e.g. 127.0.0.1:1300 or a URL")
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InputError(f"{endpoint!r} is not an http(s) endpoint")
+    path = parts.path.rstrip("/")
+    if not path:
+        path = "/attestation/raw"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def _fetch(url: str, timeout: float) -> bytes:
+    import httpx
+
+    try:
+        response = httpx.get(url, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise ServiceError(
+            f"cannot fetch the attestation from {url}: {exc}",
+            hint="is the enclave running? `reef enclave ps` lists local enclaves and endpoints",
+        ) from exc
+    if response.status_code != 200:
+        raise ServiceError(
+            f"{url} answered HTTP {response.status_code}: {response.text[:200].strip()}"
+        )
+    body = response.content
+    if url.rstrip("/").endswith("/hex"):
+        try:
+            return bytes.fromhex(body.decode("ascii").strip())
+        except ValueError as exc:
+            raise ServiceError(f"{url} did not answer hex") from exc
+    return body
+
+
+def _expected_image_id(
+    image_id: str | None, image: Path | None, init_params: Path | None, debug: bool
+) -> bytes | None:
+    from reef.encoding import parse_hex
+
+    if image_id is not None and image is not None:
+        raise InputError("give --image-id or --image, not both")
+    if image_id is not None:
+        if init_params is not None or debug:
+            raise InputError("--init-params and --debug apply to --image, not --image-id")
+        return parse_hex(image_id, name="--image-id", length=32)
+    if image is None:
+        if init_params is not None or debug:
+            raise InputError("--init-params and --debug need --image")
+        return None
+    from reef.enclave import InitParams, load_image
+
+    measurements = load_image(image).measurements
+    if init_params is not None:
+        try:
+            data = init_params.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read {init_params}: {exc.strerror}") from exc
+        params = InitParams.from_json(data, source=str(init_params))
+        measurements = measurements.with_init_params(params.digest)
+    if debug:
+        measurements = measurements.as_debug()
+    return measurements.image_id
+
+
+def verify_cmd(
+    endpoint: Annotated[
+        str,
+        typer.Argument(help="The enclave's attestation endpoint: URL or host:port."),
+    ],
+    image_id: Annotated[
+        str | None, typer.Option("--image-id", help="The image id it must run (hex).")
+    ] = None,
+    image: Annotated[
+        Path | None, typer.Option("--image", help="The image file it must run.")
+    ] = None,
+    init_params: Annotated[
+        Path | None, typer.Option("--init-params", help="With --image: the init params it got.")
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="With --image: expect a debug enclave (PCR0-2 zero).")
+    ] = False,
+    root: Annotated[
+        str,
+        typer.Option(
+            "--root", help="Trusted root: aws (default), dev, mock or a certificate file."
+        ),
+    ] = "aws",
+    max_age_ms: Annotated[
+        int, typer.Option("--max-age-ms", help="Reject documents older than this.")
+    ] = 300_000,
+    timeout: Annotated[float, typer.Option("--timeout", help="HTTP timeout, seconds.")] = 10.0,
+    as_json: bool = JsonOption,
+) -> None:
+    """Verify a running enclave's attestation, live, and the image id it runs."""
+    from reef.attestation import Expectations, TrustedRoot, verify_nitro
+    from reef.home import ReefHome
+
+    try:
+        url = attestation_url(endpoint)
+        expected = _expected_image_id(image_id, image, init_params, debug)
+        trusted = TrustedRoot.resolve(root, ReefHome.from_env())
+    except ReefError as exc:
+        raise fail(exc, code=2) from exc
+    try:
+        document = _fetch(url, timeout)
+        verified = verify_nitro(
+            document,
+            root=trusted,
+            mode="live",
+            now_ms=int(time.time() * 1000),
+            max_age_ms=max_age_ms,
+            expect=Expectations(image_id=expected) if expected is not None else None,
+        )
+    except AttestationError as exc:
+        if as_json:
+            print_json(
+                {"verified": False, "endpoint": url, "reason": exc.reason, "error": exc.message}
+            )
+        raise fail(exc, prefix="rejected") from exc
+    except ReefError as exc:
+        raise fail(exc) from exc
+    result: dict[str, Any] = {"verified": True, "endpoint": url, **verified.to_json()}
+    result["insecure"] = trusted.insecure
+    if expected is None:
+        result["image_id_checked"] = False
+    if as_json:
+        print_json(result)
+    else:
+        print_mapping(
+            {
+                "verified": "yes" if expected is not None else "yes (image id not checked)",
+                "endpoint": url,
+                "image_id": result["image_id"],
+                "root": trusted.name,
+                "timestamp_ms": result["timestamp_ms"],
+                "public_key": result["public_key"],
+                "user_data": result["user_data"],
+            }
+        )
+    if trusted.insecure:
+        err_console().print(
+            f"warning: root {trusted.name!r} is INSECURE (anyone with its key can sign); "
+            "this proves nothing about real hardware",
+            markup=False,
+        )
+    if expected is None:
+        err_console().print(
+            "warning: no --image-id or --image given: the document is genuine, but which image "
+            "it runs was not checked",
+            markup=False,
+        )
