@@ -22,17 +22,17 @@ from reef.enclave._init_params import (
 from reef.enclave._manifest import MANIFEST_NAME, RESERVED_PORTS, Manifest
 from reef.enclave._measure import Measurements, extend_pcr, runtime_measurement
 
-__all__ = [
+__all__ = [  # noqa: RUF022 (plain code-point order, which tests/foundation checks)
     "DEFAULT_EXCLUDES",
     "INIT_PARAMS_KMS_PATH",
-    "MANIFEST_NAME",
-    "RESERVED_PORTS",
     "Image",
     "ImageEntry",
     "InitParam",
     "InitParams",
+    "MANIFEST_NAME",
     "Manifest",
     "Measurements",
+    "RESERVED_PORTS",
     "build_image",
     "extend_pcr",
     "init_params_digest",
