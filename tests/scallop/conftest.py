@@ -1,0 +1,74 @@
+"""Shared pieces for the Scallop tests: key pairs, a dev TEE authority, authers and policies."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from reef.attestation import DevAuthority, TrustedRoot
+from reef.crypto import generate_x25519
+from reef.home import ReefHome
+from reef.scallop import Auther, PeerPolicy
+
+PCRS_A: Mapping[int, bytes] = {0: b"\xa0" * 48, 1: b"\xa1" * 48, 2: b"\xa2" * 48}
+PCRS_B: Mapping[int, bytes] = {0: b"\xb0" * 48, 1: b"\xb1" * 48, 2: b"\xb2" * 48}
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Party:
+    """One Scallop endpoint: its static key pair, the enclave it claims to run, and an auther."""
+
+    secret: bytes
+    public: bytes
+    pcrs: Mapping[int, bytes]
+    authority: DevAuthority
+
+    def auther(self, *, public_key: bytes | None = None, timestamp_ms: int | None = None) -> Auther:
+        """Mint a dev document for our key (or ``public_key``, to test a wrong binding)."""
+
+        async def mint() -> bytes:
+            return self.authority.mint(
+                self.pcrs,
+                timestamp_ms=timestamp_ms if timestamp_ms is not None else now_ms(),
+                public_key=self.public if public_key is None else public_key,
+            )
+
+        return mint
+
+    @property
+    def image_id(self) -> bytes:
+        from reef.attestation import image_id
+
+        return image_id(self.pcrs)
+
+
+@pytest.fixture
+def authority(tmp_path: Path) -> DevAuthority:
+    return DevAuthority.load_or_create(ReefHome(tmp_path / "dev-home"))
+
+
+@pytest.fixture
+def dev_root(authority: DevAuthority) -> TrustedRoot:
+    return authority.root
+
+
+@pytest.fixture
+def make_party(authority: DevAuthority) -> Callable[..., Party]:
+    def make(pcrs: Mapping[int, bytes] = PCRS_A) -> Party:
+        secret, public = generate_x25519()
+        return Party(secret, public, pcrs, authority)
+
+    return make
+
+
+@pytest.fixture
+def policy(dev_root: TrustedRoot) -> PeerPolicy:
+    return PeerPolicy(roots=[dev_root])

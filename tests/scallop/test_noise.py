@@ -1,0 +1,245 @@
+"""The Noise core against published vectors and an independent implementation (noiseprotocol)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from noise.connection import Keypair, NoiseConnection
+
+from reef.errors import ChannelBrokenError, HandshakeError, InputError, MisuseError
+from reef.scallop.lowlevel import (
+    MAX_MESSAGE_LEN,
+    CipherState,
+    HandshakeState,
+    NoiseProtocol,
+    NotSupportedError,
+)
+
+VECTOR_FILES = ["ix_25519_chachapoly_blake2b.json", "ix_25519_chachapoly_blake2b_snow.json"]
+PATTERNS = ["N", "K", "X", "NN", "NK", "NX", "KN", "KK", "KX", "XN", "XK", "XX", "IN", "IK", "IX"]
+SUITES = [
+    f"{dh}_{cipher}_{hash_}"
+    for dh, cipher, hash_ in itertools.product(
+        ["25519", "448"], ["ChaChaPoly", "AESGCM"], ["SHA256", "SHA512", "BLAKE2s", "BLAKE2b"]
+    )
+]
+IX = "Noise_IX_25519_ChaChaPoly_BLAKE2b"
+
+
+def _pair(vector: dict[str, Any]) -> tuple[HandshakeState, HandshakeState]:
+    def get(key: str) -> bytes | None:
+        value = vector.get(key)
+        return bytes.fromhex(value) if value else None
+
+    protocol = NoiseProtocol.from_name(vector["protocol_name"])
+    initiator = HandshakeState(
+        protocol,
+        initiator=True,
+        prologue=get("init_prologue") or b"",
+        s=get("init_static"),
+        e=get("init_ephemeral"),
+        rs=get("init_remote_static"),
+    )
+    responder = HandshakeState(
+        protocol,
+        initiator=False,
+        prologue=get("resp_prologue") or b"",
+        s=get("resp_static"),
+        e=get("resp_ephemeral"),
+        rs=get("resp_remote_static"),
+    )
+    return initiator, responder
+
+
+@pytest.mark.parametrize("name", VECTOR_FILES)
+def test_published_vectors_reproduce_byte_for_byte(vectors: Path, name: str) -> None:
+    data = json.loads((vectors / "noise" / name).read_text())
+    assert data["vectors"], "the vector file is empty"
+    for vector in data["vectors"]:
+        initiator, responder = _pair(vector)
+        for index, message in enumerate(vector["messages"]):
+            payload = bytes.fromhex(message["payload"])
+            expected = bytes.fromhex(message["ciphertext"])
+            sender_is_initiator = index % 2 == 0
+            if not initiator.complete:
+                writer, reader = (
+                    (initiator, responder) if sender_is_initiator else (responder, initiator)
+                )
+                assert writer.write_message(payload) == expected, f"message {index}"
+                assert reader.read_message(expected) == payload
+            else:
+                (i_send, i_recv), (r_send, r_recv) = initiator.transport(), responder.transport()
+                send, recv = (i_send, r_recv) if sender_is_initiator else (r_send, i_recv)
+                assert send.encrypt_with_ad(b"", payload) == expected, f"message {index}"
+                assert recv.decrypt_with_ad(b"", expected) == payload
+        assert initiator.handshake_hash == responder.handshake_hash
+        if "handshake_hash" in vector:
+            assert initiator.handshake_hash.hex() == vector["handshake_hash"]
+
+
+def _noiseprotocol_peer(
+    name: str, *, initiator: bool, secret: bytes, remote: bytes | None, prologue: bytes
+) -> NoiseConnection:
+    peer = NoiseConnection.from_name(name.encode())
+    if initiator:
+        peer.set_as_initiator()
+    else:
+        peer.set_as_responder()
+    peer.set_keypair_from_private_bytes(Keypair.STATIC, secret)
+    if remote is not None:
+        peer.set_keypair_from_public_bytes(Keypair.REMOTE_STATIC, remote)
+    peer.set_prologue(prologue)
+    peer.start_handshake()
+    return peer
+
+
+@pytest.mark.parametrize("reef_initiates", [True, False], ids=["reef-initiator", "reef-responder"])
+@pytest.mark.parametrize("suite", SUITES)
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_interoperates_with_noiseprotocol(pattern: str, suite: str, reef_initiates: bool) -> None:
+    name = f"Noise_{pattern}_{suite}"
+    protocol = NoiseProtocol.from_name(name)
+    mine, theirs = os.urandom(protocol.dhlen), os.urandom(protocol.dhlen)
+    # Pre-message keys (K, N, X, ...): each side knows the other's static key when the pattern
+    # says so; the initiator's is known to the responder in K*, the responder's in *K and N/K/X.
+    responder_known = pattern in ("N", "K", "X", "NK", "KK", "XK", "IK")
+    initiator_known = pattern in ("K", "KN", "KK", "KX")
+    my_key_known = initiator_known if reef_initiates else responder_known
+    their_key_known = responder_known if reef_initiates else initiator_known
+    peer = _noiseprotocol_peer(
+        name,
+        initiator=not reef_initiates,
+        secret=theirs,
+        remote=protocol.public_key(mine) if my_key_known else None,
+        prologue=b"reef interop",
+    )
+    me = HandshakeState(
+        protocol,
+        initiator=reef_initiates,
+        prologue=b"reef interop",
+        s=mine,
+        rs=protocol.public_key(theirs) if their_key_known else None,
+    )
+    turn = 0
+    while not me.complete:
+        payload = os.urandom(turn * 5)
+        if me.is_my_turn():
+            assert peer.read_message(me.write_message(payload)) == payload
+        else:
+            assert me.read_message(peer.write_message(payload)) == payload
+        turn += 1
+    assert peer.handshake_finished
+    assert me.handshake_hash == peer.get_handshake_hash()
+    send, recv = me.transport()
+    for size in (0, 1, 1000):
+        message = os.urandom(size)
+        if reef_initiates or not protocol.one_way:
+            assert peer.decrypt(send.encrypt_with_ad(b"", message)) == message
+        if not reef_initiates or not protocol.one_way:
+            assert recv.decrypt_with_ad(b"", peer.encrypt(message)) == message
+
+
+def test_protocol_names_outside_reef_are_refused_with_a_reason() -> None:
+    for name, words in [
+        ("Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b", "pattern"),
+        ("Noise_XXfallback_25519_ChaChaPoly_BLAKE2b", "pattern"),
+        ("Noise_IX_P256_ChaChaPoly_BLAKE2b", "DH function"),
+        ("Noise_IX_25519_Salsa_BLAKE2b", "cipher"),
+        ("Noise_IX_25519_ChaChaPoly_SHA3", "hash"),
+        ("NoiseIX", "not a Noise protocol name"),
+    ]:
+        with pytest.raises(NotSupportedError, match=words):
+            NoiseProtocol.from_name(name)
+
+
+def _ix_pair() -> tuple[HandshakeState, HandshakeState]:
+    protocol = NoiseProtocol.from_name(IX)
+    initiator = HandshakeState(protocol, initiator=True, s=os.urandom(32))
+    responder = HandshakeState(protocol, initiator=False, s=os.urandom(32))
+    return initiator, responder
+
+
+def _complete() -> tuple[tuple[CipherState, CipherState], tuple[CipherState, CipherState]]:
+    initiator, responder = _ix_pair()
+    responder.read_message(initiator.write_message())
+    initiator.read_message(responder.write_message())
+    return initiator.transport(), responder.transport()
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    payload=st.binary(max_size=300),
+    position=st.integers(min_value=0),
+    bit=st.integers(min_value=0, max_value=7),
+)
+def test_any_flipped_bit_of_a_handshake_message_is_refused(
+    payload: bytes, position: int, bit: int
+) -> None:
+    initiator, responder = _ix_pair()
+    responder.read_message(initiator.write_message())
+    message = bytearray(responder.write_message(payload))
+    # Bytes 0..31 are the responder's ephemeral in clear: changing it changes every key after.
+    message[position % len(message)] ^= 1 << bit
+    with pytest.raises(HandshakeError):
+        initiator.read_message(bytes(message))
+    with pytest.raises(MisuseError, match="failed earlier"):
+        initiator.read_message(bytes(message))
+
+
+@settings(max_examples=50, deadline=None)
+@given(messages=st.lists(st.binary(max_size=200), min_size=1, max_size=8))
+def test_transport_round_trips_and_refuses_replays(messages: list[bytes]) -> None:
+    (send, _), (_, recv) = _complete()
+    sealed = [send.encrypt_with_ad(b"", m) for m in messages]
+    assert [recv.decrypt_with_ad(b"", c) for c in sealed] == messages
+    with pytest.raises(ChannelBrokenError, match="failed authentication"):
+        recv.decrypt_with_ad(b"", sealed[-1])
+    # A failed decryption does not advance the nonce (spec §5.1): the next message still opens.
+    assert recv.decrypt_with_ad(b"", send.encrypt_with_ad(b"", b"next")) == b"next"
+
+
+def test_low_order_public_keys_are_refused() -> None:
+    protocol = NoiseProtocol.from_name(IX)
+    responder = HandshakeState(protocol, initiator=False, s=os.urandom(32))
+    # The all-zero point is of small order: an honest peer never sends it. IX's first message
+    # carries keys only; the responder meets the point in its first DH ("ee") as it answers.
+    responder.read_message(bytes(32) + os.urandom(32))
+    with pytest.raises(HandshakeError, match="low-order"):
+        responder.write_message()
+
+
+def test_nonce_exhaustion_and_rekey() -> None:
+    (send, _), (_, recv) = _complete()
+    send.set_nonce(2**64 - 2)
+    recv.set_nonce(2**64 - 2)
+    assert recv.decrypt_with_ad(b"", send.encrypt_with_ad(b"", b"last")) == b"last"
+    with pytest.raises(ChannelBrokenError, match="exhausted"):
+        send.encrypt_with_ad(b"", b"one too many")
+    (send, _), (_, recv) = _complete()
+    send.rekey()
+    recv.rekey()
+    assert recv.decrypt_with_ad(b"", send.encrypt_with_ad(b"", b"after rekey")) == b"after rekey"
+
+
+def test_handshake_misuse_is_reported() -> None:
+    initiator, responder = _ix_pair()
+    with pytest.raises(MisuseError, match="not our turn"):
+        responder.write_message()
+    with pytest.raises(MisuseError, match="not complete"):
+        initiator.transport()
+    responder.read_message(initiator.write_message())
+    initiator.read_message(responder.write_message())
+    with pytest.raises(MisuseError, match="already complete"):
+        initiator.write_message()
+    fresh, _ = _ix_pair()
+    with pytest.raises(InputError, match="at most 65535"):
+        fresh.write_message(bytes(MAX_MESSAGE_LEN))
+    with pytest.raises(MisuseError, match="static key before the handshake"):
+        HandshakeState(NoiseProtocol.from_name("Noise_NK_25519_ChaChaPoly_BLAKE2b"), initiator=True)
