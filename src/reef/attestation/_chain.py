@@ -41,6 +41,7 @@ __all__ = [
     "describe_name",
     "leaf_key",
     "parse_certificate",
+    "public_key",
     "verify_issuing_chain",
     "verify_leaf",
 ]
@@ -78,20 +79,40 @@ def describe_name(name: x509.Name) -> str:
 
 
 def parse_certificate(der: bytes, *, label: str) -> x509.Certificate:
-    """Parse a DER certificate and its extensions.
+    """Parse a DER certificate, and every part of it the walk reads, so that malformed input
+    fails here, by name, rather than later inside cryptography's lazy accessors.
 
     Raises:
         CertificateChainError: ``reason="certificate"`` when it is not a well-formed certificate.
     """
     try:
         cert = x509.load_der_x509_certificate(der)
-        # Extensions are parsed lazily; parse them now so malformed ones fail here, by name.
-        _ = cert.extensions
-    except ValueError as exc:
+        _ = (cert.extensions, cert.subject, cert.issuer, cert.signature_algorithm_oid)
+        _ = (cert.not_valid_before_utc, cert.not_valid_after_utc)
+    # UserWarning: cryptography warns about malformed name attributes; where warnings are
+    # turned into errors, that is a malformed certificate like any other.
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion, UserWarning) as exc:
         raise _chain_error(
             f"{label} is not a well-formed X.509 certificate: {exc}", reason="certificate"
         ) from exc
     return cert
+
+
+def public_key(cert: x509.Certificate, *, label: str) -> ec.EllipticCurvePublicKey:
+    """The certificate's EC public key.
+
+    Raises:
+        CertificateChainError: ``reason="certificate"`` when the key is malformed or not EC.
+    """
+    try:
+        key = cert.public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise _chain_error(
+            f"{label} has an unusable public key: {exc}", reason="certificate"
+        ) from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise _chain_error(f"{label} does not hold an EC key", reason="certificate")
+    return key
 
 
 @dataclass(frozen=True)
@@ -162,7 +183,7 @@ def _check_signed_by(
     child: x509.Certificate,
     child_label: str,
     issuer_subject: bytes,
-    issuer_key: object,
+    issuer_key: ec.EllipticCurvePublicKey,
     issuer_label: str,
 ) -> None:
     if child.issuer.public_bytes() != issuer_subject:
@@ -176,8 +197,6 @@ def _check_signed_by(
             f"{child_label} is signed with {child.signature_algorithm_oid.dotted_string}; "
             "Nitro chains use ECDSA"
         )
-    if not isinstance(issuer_key, ec.EllipticCurvePublicKey):
-        raise _chain_error(f"{issuer_label} does not hold an EC key", reason="certificate")
     try:
         issuer_key.verify(child.signature, child.tbs_certificate_bytes, ec.ECDSA(hash_type()))
     except (InvalidSignature, UnsupportedAlgorithm) as exc:
@@ -198,11 +217,7 @@ def verify_issuing_chain(cabundle: Sequence[bytes], root: TrustedRoot) -> Issuin
     if not cabundle:
         raise _chain_error("the document's cabundle is empty")
     first = parse_certificate(cabundle[0], label="cabundle[0] (root)")
-    first_key = first.public_key()
-    if not (
-        isinstance(first_key, ec.EllipticCurvePublicKey)
-        and raw_public_key(first_key) == root.public_key
-    ):
+    if raw_public_key(public_key(first, label="cabundle[0] (root)")) != root.public_key:
         raise _chain_error(
             f"the document's chain ends at {describe_name(first.subject)}, not at the pinned "
             f"root {root.name!r} ({describe_name(root.x509.subject)})",
@@ -215,7 +230,7 @@ def verify_issuing_chain(cabundle: Sequence[bytes], root: TrustedRoot) -> Issuin
     _check_ca(anchor, f"root {root.name!r}", depth)
 
     windows = [_window(anchor, f"root {root.name!r}")]
-    issuer_key: object = anchor.public_key()
+    issuer_key = public_key(anchor, label=f"root {root.name!r}")
     issuer_subject = anchor.subject.public_bytes()
     issuer_label = f"root {root.name!r}"
     for position in range(1, len(cabundle)):
@@ -226,12 +241,10 @@ def verify_issuing_chain(cabundle: Sequence[bytes], root: TrustedRoot) -> Issuin
         _check_ca(cert, label, depth - position)
         windows.append(_window(cert, label))
         issuer_key, issuer_subject, issuer_label = (
-            cert.public_key(),
+            public_key(cert, label=label),
             cert.subject.public_bytes(),
             label,
         )
-    if not isinstance(issuer_key, ec.EllipticCurvePublicKey):
-        raise _chain_error(f"{issuer_label} does not hold an EC key", reason="certificate")
     return IssuingChain(root, issuer_key, issuer_subject, tuple(windows))
 
 
@@ -243,8 +256,8 @@ def leaf_key(leaf: x509.Certificate) -> ec.EllipticCurvePublicKey:
             ``"chain"`` for a critical extension reef does not process or a keyUsage without
             digitalSignature.
     """
-    key = leaf.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
+    key = public_key(leaf, label="the leaf certificate")
+    if not isinstance(key.curve, ec.SECP384R1):
         raise _chain_error(
             "the leaf certificate does not hold a P-384 key, which ES384 documents need",
             reason="certificate",

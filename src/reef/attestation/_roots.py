@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -119,7 +120,7 @@ class TrustedRoot:
 
     def __post_init__(self) -> None:
         cert = _parse_certificate(self.certificate, what=f"root {self.name!r}")
-        key = cert.public_key()
+        key = _public_key(cert)
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise InputError(
                 f"root {self.name!r} does not hold an EC public key",
@@ -152,7 +153,7 @@ class TrustedRoot:
             InputError: when the bytes are not an EC certificate.
         """
         cert = _parse_certificate(der, what=f"root {name!r}")
-        key = cert.public_key()
+        key = _public_key(cert)
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise InputError(f"root {name!r} does not hold an EC public key")
         return cls(name, raw_public_key(key), der)
@@ -209,7 +210,7 @@ class TrustedRoot:
         if data.lstrip().startswith(b"-----BEGIN"):
             try:
                 data = x509.load_pem_x509_certificate(data).public_bytes(serialization.Encoding.DER)
-            except ValueError as exc:
+            except (ValueError, x509.InvalidVersion) as exc:
                 raise InputError(f"{str(path)!r} is not a PEM certificate") from exc
         return cls.from_der(data, name=str(path))
 
@@ -233,6 +234,15 @@ class TrustedRoot:
 
 def _parse_certificate(der: bytes, *, what: str) -> x509.Certificate:
     try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
-        raise InputError(f"{what} is not a DER X.509 certificate") from exc
+        cert = x509.load_der_x509_certificate(der)
+        _ = (cert.extensions, cert.subject, cert.not_valid_before_utc, cert.not_valid_after_utc)
+    except (ValueError, x509.InvalidVersion, UserWarning) as exc:
+        raise InputError(f"{what} is not a DER X.509 certificate: {exc}") from exc
+    return cert
+
+
+def _public_key(cert: x509.Certificate) -> object:
+    try:
+        return cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return None

@@ -253,18 +253,19 @@ def verify_cmd(
 
 
 def _certificate_info(der: bytes) -> dict[str, Any]:
-    from cryptography import x509
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
 
-    from reef.attestation._chain import describe_name
+    from reef.attestation._chain import describe_name, parse_certificate, public_key
     from reef.attestation._roots import raw_public_key
 
     try:
-        cert: x509.Certificate = x509.load_der_x509_certificate(der)
-    except ValueError as exc:
-        return {"error": f"not a DER X.509 certificate: {exc}", "size": len(der)}
-    key = cert.public_key()
+        cert = parse_certificate(der, label="certificate")
+    except AttestationError as exc:
+        return {"error": exc.message, "size": len(der)}
+    try:
+        key_text = to_hex(raw_public_key(public_key(cert, label="certificate")))
+    except AttestationError as exc:
+        key_text = f"({exc.message})"
     info: dict[str, Any] = {
         "subject": describe_name(cert.subject),
         "issuer": describe_name(cert.issuer),
@@ -272,9 +273,7 @@ def _certificate_info(der: bytes) -> dict[str, Any]:
         "not_before": cert.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "sha256": cert.fingerprint(hashes.SHA256()).hex(),
-        "public_key": to_hex(raw_public_key(key))
-        if isinstance(key, ec.EllipticCurvePublicKey)
-        else type(key).__name__,
+        "public_key": key_text,
     }
     info.update(_ca_info(cert))
     return info

@@ -1,0 +1,83 @@
+"""Every single-byte modification, every truncation and any appended byte of real documents is
+rejected, with a reef.errors type and a known reason (never a foreign exception)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from reef.attestation import NitroVerifier, TrustedRoot, decode_nitro
+from reef.errors import AttestationError
+
+REASONS = {
+    "decode",
+    "algorithm",
+    "signature",
+    "certificate",
+    "chain",
+    "root",
+    "expired",
+}
+
+
+def _rejections(verifier: NitroVerifier, root: TrustedRoot, variants: list[bytes]) -> Counter[str]:
+    reasons: Counter[str] = Counter()
+    for variant in variants:
+        try:
+            verifier.verify(variant, root=root, mode="replay")
+        except AttestationError as exc:
+            reasons[exc.reason] += 1
+        else:
+            raise AssertionError(f"a modified document was accepted: {variant.hex()[:80]}...")
+    return reasons
+
+
+@pytest.mark.parametrize(
+    ("name", "flip"),
+    [("aws.bin", 0x01), ("aws_pcr16.bin", 0x80), ("mock_custom_pcr16.bin", 0xFF)],
+)
+def test_every_single_byte_modification_is_rejected(vectors: Path, name: str, flip: int) -> None:
+    doc = (vectors / "nitro" / name).read_bytes()
+    root = TrustedRoot.mock() if name.startswith("mock") else TrustedRoot.aws()
+    verifier = NitroVerifier()
+    # The genuine document verifies (and warms the chain cache, as a busy verifier would be).
+    verifier.verify(doc, root=root, mode="replay")
+    variants = []
+    for position in range(len(doc)):
+        changed = bytearray(doc)
+        changed[position] ^= flip
+        variants.append(bytes(changed))
+    reasons = _rejections(verifier, root, variants)
+    assert sum(reasons.values()) == len(doc)
+    assert set(reasons) <= REASONS, reasons
+    # The COSE signature covers the whole payload, so most changes are caught there; changes to
+    # the envelope fail to decode or name another algorithm, and changes to the leaf certificate
+    # make it unparsable or unfit before its key is used.
+    assert reasons["signature"] > len(doc) * 0.7
+    assert reasons["decode"] > 0
+    assert reasons["certificate"] > 0
+
+
+def test_every_truncation_and_any_extension_is_rejected(vectors: Path) -> None:
+    doc = (vectors / "nitro" / "aws.bin").read_bytes()
+    verifier = NitroVerifier()
+    variants = [doc[:length] for length in range(len(doc))]
+    variants += [doc + tail for tail in (b"\x00", b"\xf6", b"\x84", doc)]
+    variants += [doc[:10] + doc[11:], doc[1:]]
+    reasons = _rejections(verifier, TrustedRoot.aws(), variants)
+    assert set(reasons) == {"decode"}
+
+
+def test_the_signature_binds_the_document_not_only_its_fields(vectors: Path) -> None:
+    # Another real document of the same enclave with its signature swapped in is refused.
+    first = (vectors / "nitro" / "aws_verifier_test.bin").read_bytes()
+    second = (vectors / "nitro" / "aws_verifier_test_2.bin").read_bytes()
+    assert first[-96:] != second[-96:]
+    _, a = decode_nitro(first)
+    _, b = decode_nitro(second)
+    assert a.certificate == b.certificate
+    with pytest.raises(AttestationError) as caught:
+        NitroVerifier().verify(first[:-96] + second[-96:], root=TrustedRoot.aws(), mode="replay")
+    assert caught.value.reason == "signature"
