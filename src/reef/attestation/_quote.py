@@ -425,27 +425,41 @@ _RULES: tuple[tuple[tuple[str, ...], type[AttestationError], str], ...] = (
 )
 
 _HINTS = {
-    "expired": "verify at an instant inside the collateral's validity window (TCB info issueDate"
-    " to nextUpdate), or fetch fresh collateral",
+    "expired": "verify at an instant inside the collateral's window (after its issue dates, "
+    "before the earliest nextUpdate of TCB info, QE identity and CRLs), or fetch fresh collateral",
     "tcb": "the platform needs a TCB recovery (microcode/firmware update), or fresh collateral",
     "collateral": "fetch the collateral for this quote's FMSPC and TEE type",
     "debug": "a debug enclave's memory is readable by the host; never trust it",
 }
 
 
+_SUMMARIES = {
+    "expired": "the collateral or a certificate is not valid at the instant used",
+    "tcb": "the platform's TCB is not at an acceptable level",
+    "signature": "a signature over the quote or its collateral does not verify",
+    "collateral": "the collateral does not belong to this quote",
+    "debug": "the enclave runs in debug mode",
+    "attributes": "the TD attributes are not acceptable",
+    "chain": "the PCK certificate chain does not verify to the Intel SGX Root CA",
+    "decode": "not a well-formed TDX or SGX quote",
+}
+
+
 def _translate(message: str, *, what: str) -> AttestationError:
-    detail = " ".join(message.replace("Verification failed:", "").split())
+    # anyhow's Debug form: "Verification failed: msg\n\nCaused by:\n    cause" -> "msg: cause".
+    detail = message.replace("Verification failed:", "").replace("Caused by:", ":")
+    detail = " ".join(detail.split()).replace(" :", ":")
     for phrases, error_type, reason in _RULES:
         if any(p in message for p in phrases):
             if error_type is TcbStatusError and "TCB status is invalid" in message:
                 status = detail.rsplit(":", 1)[-1].strip()
                 return _tcb_rejected(status, ())
             return error_type(
-                f"quote rejected ({reason}): {detail}", reason=reason, hint=_HINTS.get(reason)
+                f"{_SUMMARIES[reason]} ({detail})", reason=reason, hint=_HINTS.get(reason)
             )
     if what == "parse":
-        return DecodeError(f"not a TDX or SGX quote: {detail}")
-    return AttestationError(f"quote rejected: {detail}", reason="quote")
+        return DecodeError(f"{_SUMMARIES['decode']} ({detail})")
+    return AttestationError(f"the quote was rejected ({detail})", reason="quote")
 
 
 def _first_line(text: str) -> str:
