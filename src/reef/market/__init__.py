@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from reef.market._control_plane import (
+    ControlPlane,
+    EnclaveRunner,
+    EventFeed,
+    RunningEnclave,
+    launch_key,
+)
+from reef.market._cp_app import JobView, control_plane_app
+from reef.market._fetch import FetchedImage, ImageFetcher, ImagePolicy, read_list_file
+from reef.market._image_store import ImageStore, image_store_app, upload_image
 from reef.market._job_state import (
     JobBook,
     JobEventRecord,
@@ -22,20 +32,34 @@ from reef.market._rates import (
     parse_u256,
 )
 
-__all__ = [
-    "DEV_REGION",
+__all__ = [  # noqa: RUF022 - plain sorted(), as tests/foundation/test_exports.py checks
     "BandwidthRate",
+    "ControlPlane",
+    "DEV_REGION",
+    "EnclaveRunner",
+    "EventFeed",
+    "FetchedImage",
+    "ImageFetcher",
+    "ImagePolicy",
+    "ImageStore",
     "InstanceRate",
     "JobBook",
     "JobEventRecord",
     "JobMachine",
     "JobMetadata",
     "JobPolicy",
+    "JobView",
     "Launch",
     "LaunchSpec",
     "RateCard",
     "RegionRates",
+    "RunningEnclave",
     "Terminate",
     "bandwidth_kbit_s",
+    "control_plane_app",
+    "image_store_app",
+    "launch_key",
     "parse_u256",
+    "read_list_file",
+    "upload_image",
 ]

@@ -1,0 +1,434 @@
+"""The provider's control plane: follows the market and keeps one enclave per paying job.
+
+It is Oyster's control plane (reference §4.5) on a local enclave backend instead of EC2:
+
+* an indexer (:class:`reef.chain.Indexer`) copies the market's events into the database;
+* the events feed a :class:`~reef.market.JobBook` (the pure per-job state machine), whose
+  decisions become actions: :class:`~reef.market.Launch` makes a job's enclave match its metadata
+  (download the image, check its hash, replace the enclave when the image, init params, debug
+  flag or size changed) and :class:`~reef.market.Terminate` stops it for good;
+* one asyncio task per job carries out its actions, so a slow download never delays another job;
+  failures that retrying cannot fix (an image refused by the lists, a wrong hash) end the job,
+  others are retried with backoff;
+* a heartbeat compares what runs with what should (:meth:`ControlPlane.reconcile`): a crashed
+  enclave is relaunched, an enclave without a paying job is stopped, duplicates are removed.
+
+Restarts: terminations are recorded in the database *before* the enclave is stopped (as Oyster's
+``terminated_jobs``), and on start the control plane replays every stored event, then reconciles
+with the enclaves the backend reports. A control plane killed at any instant (even mid-launch)
+and restarted therefore ends with exactly one enclave per paying job and none for anything else.
+Stopping the control plane leaves enclaves running: paying jobs must not go down because their
+provider restarts its software (``reef up`` stops them explicitly on Ctrl-C).
+
+The enclave backend is reached through the small :class:`EnclaveRunner` protocol (the local dev
+TEE in reef; tests use a fake), and time is a parameter (``clock``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from reef.chain import IndexedEvent
+from reef.errors import ChainError, EnclaveError, ImageError, ReefError, ServiceError
+from reef.market._fetch import FetchedImage, ImageFetcher
+from reef.market._job_state import Action, JobBook, JobPolicy, Launch, LaunchSpec, Terminate
+
+__all__ = ["ControlPlane", "EnclaveRunner", "EventFeed", "RunningEnclave", "launch_key"]
+
+log = logging.getLogger("reef.market.control_plane")
+
+LIVE_STATES = frozenset({"starting", "running"})
+
+
+def launch_key(spec: LaunchSpec) -> str:
+    """A short digest of what makes an enclave: equal keys mean the running one is right."""
+    material = json.dumps(
+        [spec.job_id, spec.image_url, spec.init_params.hex(), spec.debug, spec.vcpu, spec.memory]
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class RunningEnclave:
+    """An enclave the backend runs for a job. ``key`` is the :func:`launch_key` it was made for."""
+
+    enclave_id: str
+    job_id: str
+    key: str
+    state: str
+    endpoints: Mapping[str, Any] = field(default_factory=dict)
+
+
+class EnclaveRunner(Protocol):
+    """The control plane's view of an enclave backend.
+
+    ``list`` reports only enclaves this control plane started (they carry the job id and key),
+    including ones left by a previous run of it.
+    """
+
+    async def launch(self, spec: LaunchSpec, image: FetchedImage, key: str) -> RunningEnclave: ...
+
+    async def stop(self, enclave_id: str) -> None: ...
+
+    async def list(self) -> Sequence[RunningEnclave]: ...
+
+
+class EventFeed(Protocol):
+    """Where market events come from (an :class:`reef.chain.Indexer`)."""
+
+    @property
+    def stream(self) -> str: ...
+
+    @property
+    def engine(self) -> sa.Engine: ...
+
+    def poll(self) -> int: ...
+
+    def events(self, *, after: int = 0, limit: int = 1000) -> list[IndexedEvent]: ...
+
+
+def _terminated_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "terminated_jobs",
+        metadata,
+        sa.Column("stream", sa.String(120), primary_key=True),
+        sa.Column("job_id", sa.String(66), primary_key=True),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("at", sa.BigInteger, nullable=False),
+    )
+
+
+class ControlPlane:
+    """Runs a provider's jobs. See the module docstring for the lifecycle.
+
+    Args:
+        policy: what this provider accepts (rate card, owners, safety margin).
+        feed: the indexed market events (its database also keeps the terminated jobs).
+        runner: the enclave backend.
+        fetcher: image download and checks.
+        clock: unix time in seconds.
+        poll_interval: how often the chain is polled for new blocks.
+        heartbeat_interval: how often running enclaves are compared with paying jobs.
+        retry_delay: the first delay before retrying a failed launch (doubles up to 30 s).
+        host: the address clients reach enclaves at (``/ip`` answers it).
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: JobPolicy,
+        feed: EventFeed,
+        runner: EnclaveRunner,
+        fetcher: ImageFetcher,
+        clock: Callable[[], float] = time.time,
+        poll_interval: float = 1.0,
+        heartbeat_interval: float = 5.0,
+        retry_delay: float = 2.0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.book = JobBook(policy)
+        self.feed = feed
+        self.runner = runner
+        self.fetcher = fetcher
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.retry_delay = retry_delay
+        self.host = host
+        self.last_error: str = ""
+        self._cursor = 0
+        self._want: dict[str, LaunchSpec | None] = {}
+        self._have: dict[str, RunningEnclave] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._dirty: set[str] = set()
+        self._errors: dict[str, str] = {}
+        self._started = False
+        self._last_heartbeat = 0.0
+        self._metadata = sa.MetaData()
+        self._terminated = _terminated_table(self._metadata)
+        self._metadata.create_all(feed.engine)
+
+    # -- public state -----------------------------------------------------------------------
+
+    @property
+    def policy(self) -> JobPolicy:
+        return self.book.policy
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    def enclave(self, job_id: str) -> RunningEnclave | None:
+        """The enclave running for ``job_id``, if any."""
+        return self._have.get(job_id.lower())
+
+    def job_status(self, job_id: str) -> dict[str, Any] | None:
+        """What the control plane knows of a job (``GET /job``), or ``None`` if not ours."""
+        machine = self.book.jobs.get(job_id.lower())
+        if machine is None:
+            return None
+        status = machine.to_json()
+        enclave = self._have.get(machine.job_id)
+        status["enclave"] = (
+            {"id": enclave.enclave_id, "state": enclave.state, "endpoints": dict(enclave.endpoints)}
+            if enclave
+            else None
+        )
+        status["last_error"] = self._errors.get(machine.job_id, "")
+        return status
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return [s for job_id in self.book.jobs if (s := self.job_status(job_id)) is not None]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Catch up with the chain, replay every event, then reconcile with the backend."""
+        await self._poll_chain()
+        self._read_events()
+        for job_id, reason in self._load_terminated().items():
+            machine = self.book.jobs.get(job_id)
+            if machine is not None:
+                machine.mark_terminated(reason)
+        # Decide once, after the whole replay: intermediate states of the history never act.
+        actions = self.book.decide(self.now())
+        for action in actions:
+            if isinstance(action, Terminate):
+                self._record_terminated(action)
+                self._want[action.job_id] = None
+            else:
+                self._want[action.job_id] = action.spec
+        await self.reconcile()
+        self._started = True
+        for job_id in list(self._want):
+            self._kick(job_id)
+
+    async def run(self) -> None:
+        """Start, then follow the chain until cancelled. Enclaves keep running afterwards."""
+        if not self._started:
+            await self.start()
+        try:
+            while True:
+                await self.step()
+                await asyncio.sleep(self._sleep_time())
+        finally:
+            await self.close()
+
+    async def step(self) -> None:
+        """One round: index new blocks, apply new events, act, and heartbeat when due."""
+        await self._poll_chain()
+        self._read_events()
+        self._dispatch(self.book.decide(self.now()))
+        if time.monotonic() - self._last_heartbeat >= self.heartbeat_interval:
+            await self.reconcile()
+
+    async def close(self) -> None:
+        """Stop working on jobs (in-flight launches are cancelled); enclaves are left running."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    async def stop_all(self) -> None:
+        """Stop every enclave this control plane started (``reef up`` on Ctrl-C)."""
+        await self.close()
+        for enclave in await self.runner.list():
+            with contextlib.suppress(ReefError):
+                await self.runner.stop(enclave.enclave_id)
+        self._have.clear()
+
+    async def idle(self) -> None:
+        """Return once no job has work in flight (wrap it in ``asyncio.timeout``)."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks.values()))
+
+    # -- the chain side ----------------------------------------------------------------------
+
+    async def _poll_chain(self) -> None:
+        try:
+            await asyncio.to_thread(self.feed.poll)
+        except ChainError as exc:
+            # Keep serving and keep the enclaves: the chain may come back. Decisions stay on the
+            # last known state, and insolvency deadlines still fire from it.
+            if str(exc) != self.last_error:
+                log.warning("cannot index the market: %s", exc)
+            self.last_error = str(exc)
+        else:
+            self.last_error = ""
+
+    def _read_events(self) -> None:
+        while True:
+            events = self.feed.events(after=self._cursor, limit=1000)
+            if not events:
+                return
+            for event in events:
+                try:
+                    self.book.apply(event)
+                except ReefError as exc:
+                    log.error("skipping malformed event %s (%s): %s", event.id, event.name, exc)
+            self._cursor = events[-1].id
+
+    def _sleep_time(self) -> float:
+        deadline = self.book.next_deadline()
+        if deadline is None:
+            return self.poll_interval
+        return max(0.05, min(self.poll_interval, deadline - self.clock()))
+
+    # -- acting -------------------------------------------------------------------------------
+
+    def _dispatch(self, actions: Sequence[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Terminate):
+                log.info("job %s: terminate (%s)", action.job_id, action.reason)
+                self._record_terminated(action)
+                self._want[action.job_id] = None
+            elif isinstance(action, Launch):
+                log.info("job %s: launch %s", action.job_id, action.spec.image_url)
+                self._want[action.job_id] = action.spec
+            self._kick(action.job_id)
+
+    def _kick(self, job_id: str) -> None:
+        self._dirty.add(job_id)
+        task = self._tasks.get(job_id)
+        if task is None or task.done():
+            self._tasks[job_id] = asyncio.create_task(self._converge(job_id), name=f"job {job_id}")
+
+    async def _converge(self, job_id: str) -> None:
+        delay = self.retry_delay
+        try:
+            while job_id in self._dirty:
+                self._dirty.discard(job_id)
+                try:
+                    await self._converge_once(job_id)
+                    self._errors.pop(job_id, None)
+                    delay = self.retry_delay
+                except ImageError as exc:
+                    self._errors[job_id] = str(exc)
+                    machine = self.book.jobs.get(job_id)
+                    if machine is not None:
+                        machine.fail(f"image refused: {exc}")
+                    self._dispatch(self.book.decide(self.now()))
+                except (ServiceError, EnclaveError, ChainError, OSError) as exc:
+                    self._errors[job_id] = str(exc)
+                    log.warning("job %s: launch failed, retrying in %.0f s: %s", job_id, delay, exc)
+                    self._dirty.add(job_id)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+        finally:
+            if self._tasks.get(job_id) is asyncio.current_task():
+                del self._tasks[job_id]
+
+    async def _converge_once(self, job_id: str) -> None:
+        want = self._want.get(job_id)
+        have = self._have.get(job_id)
+        if want is None:
+            if have is not None:
+                await self.runner.stop(have.enclave_id)
+                self._have.pop(job_id, None)
+            return
+        key = launch_key(want)
+        if have is not None and have.key == key and have.state in LIVE_STATES:
+            return
+        image = await self.fetcher.fetch(want.image_url)
+        if self._want.get(job_id) != want:
+            self._dirty.add(job_id)  # changed while downloading: start over
+            return
+        if have is not None:
+            # Replace: the old enclave goes first, so a job never has two.
+            await self.runner.stop(have.enclave_id)
+            self._have.pop(job_id, None)
+        self._have[job_id] = await self.runner.launch(want, image, key)
+        if self._want.get(job_id) != want:
+            self._dirty.add(job_id)
+
+    async def reconcile(self) -> None:
+        """Make the backend match the jobs: relaunch what is missing, stop what is not paid for.
+
+        Jobs with work in flight are left to their task.
+        """
+        self._last_heartbeat = time.monotonic()
+        try:
+            enclaves = list(await self.runner.list())
+        except ReefError as exc:
+            log.warning("cannot list enclaves: %s", exc)
+            return
+        by_job: dict[str, list[RunningEnclave]] = {}
+        for enclave in enclaves:
+            by_job.setdefault(enclave.job_id.lower(), []).append(enclave)
+        busy = {job_id for job_id, task in self._tasks.items() if not task.done()}
+        for job_id in set(by_job) | set(self._have) | set(self._want):
+            if job_id in busy:
+                continue
+            want = self._want.get(job_id)
+            found = by_job.get(job_id, [])
+            keep: RunningEnclave | None = None
+            if want is not None:
+                key = launch_key(want)
+                live = [e for e in found if e.key == key and e.state in LIVE_STATES]
+                live.sort(key=lambda e: (e.state != "running", e.enclave_id))
+                keep = live[0] if live else None
+            for enclave in found:
+                if enclave is keep:
+                    continue
+                log.info(
+                    "job %s: stopping enclave %s (%s)",
+                    job_id,
+                    enclave.enclave_id,
+                    "not paid for" if want is None else f"{enclave.state}, or a duplicate",
+                )
+                try:
+                    await self.runner.stop(enclave.enclave_id)
+                except ReefError as exc:
+                    log.warning("cannot stop enclave %s: %s", enclave.enclave_id, exc)
+            if keep is not None:
+                self._have[job_id] = keep
+            else:
+                self._have.pop(job_id, None)
+                if want is not None:
+                    machine = self.book.jobs.get(job_id)
+                    if machine is not None:
+                        machine.forget_launch()
+                    if self._started:
+                        self._kick(job_id)
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def _record_terminated(self, action: Terminate) -> None:
+        values = {
+            "stream": self.feed.stream,
+            "job_id": action.job_id,
+            "reason": action.reason,
+            "at": self.now(),
+        }
+        try:
+            with self.feed.engine.begin() as conn:
+                exists = conn.execute(
+                    sa.select(self._terminated.c.job_id)
+                    .where(self._terminated.c.stream == values["stream"])
+                    .where(self._terminated.c.job_id == action.job_id)
+                ).first()
+                if exists is None:
+                    conn.execute(sa.insert(self._terminated).values(**values))
+        except sa.exc.SQLAlchemyError as exc:
+            raise ChainError(f"cannot record the termination of {action.job_id}: {exc}") from exc
+
+    def _load_terminated(self) -> dict[str, str]:
+        with self.feed.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(self._terminated.c.job_id, self._terminated.c.reason).where(
+                    self._terminated.c.stream == self.feed.stream
+                )
+            ).all()
+        return {str(row.job_id): str(row.reason) for row in rows}

@@ -1,0 +1,114 @@
+"""The control plane's HTTP API: Oyster's ``/spec``, ``/bandwidth`` and ``/ip``, plus job status.
+
+Oyster's endpoints answer exactly its shapes (reference §4.3), so Oyster's CLI can read a reef
+provider: ``/spec`` → ``{"allowed_regions", "min_rates"}`` with U256 values as ``0x`` hex,
+``/bandwidth`` → ``{"rates"}``, ``/ip?id=<job id>[&region=]`` → ``{"ip"}`` or 400.
+
+reef adds fields a local network needs and Oyster's clients ignore: local enclaves share one host
+address, so ``/ip`` also carries the enclave's ``endpoints`` (attestation URL, host port of each
+enclave port, log stream). ``/job?id=`` reports what the control plane decided for a job and why
+(``reef deploy`` prints it when a job is refused), ``/jobs`` lists them all.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Protocol
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from reef.market._control_plane import RunningEnclave
+from reef.market._job_state import JobPolicy
+
+__all__ = ["JobView", "control_plane_app"]
+
+_JOB_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
+
+
+class JobView(Protocol):
+    """What the HTTP API reads (a :class:`~reef.market.ControlPlane`)."""
+
+    @property
+    def policy(self) -> JobPolicy: ...
+
+    @property
+    def host(self) -> str: ...
+
+    def enclave(self, job_id: str) -> RunningEnclave | None: ...
+
+    def job_status(self, job_id: str) -> dict[str, Any] | None: ...
+
+    def jobs(self) -> list[dict[str, Any]]: ...
+
+
+def _bad_request(message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=400)
+
+
+def control_plane_app(view: JobView) -> Starlette:
+    """The ASGI app a provider serves (port 8080 by default)."""
+
+    def job_id_of(request: Request) -> str | None:
+        value = request.query_params.get("id", "")
+        return value.lower() if _JOB_ID.match(value) else None
+
+    async def spec(_request: Request) -> Response:
+        return JSONResponse(view.policy.rates.spec_json())
+
+    async def bandwidth(_request: Request) -> Response:
+        return JSONResponse(view.policy.rates.bandwidth_json())
+
+    async def ip(request: Request) -> Response:
+        job_id = job_id_of(request)
+        if job_id is None:
+            return _bad_request("give the job id as ?id=0x followed by 64 hex digits")
+        region = request.query_params.get("region")
+        if region and region not in view.policy.rates.allowed_regions:
+            return _bad_request(f"this provider does not serve region {region!r}")
+        enclave = view.enclave(job_id)
+        if enclave is None or enclave.state != "running":
+            status = view.job_status(job_id)
+            why = (
+                "not a job of this provider"
+                if status is None
+                else status["reason"] or "its enclave is not running yet"
+            )
+            return _bad_request(f"no running enclave for job {job_id}: {why}")
+        return JSONResponse(
+            {
+                "ip": view.host,
+                "job_id": job_id,
+                "enclave_id": enclave.enclave_id,
+                "state": enclave.state,
+                "endpoints": dict(enclave.endpoints),
+            }
+        )
+
+    async def job(request: Request) -> Response:
+        job_id = job_id_of(request)
+        if job_id is None:
+            return _bad_request("give the job id as ?id=0x followed by 64 hex digits")
+        status = view.job_status(job_id)
+        if status is None:
+            return JSONResponse({"error": f"job {job_id} is not a job of this provider"}, 404)
+        return JSONResponse(status)
+
+    async def jobs(_request: Request) -> Response:
+        return JSONResponse({"jobs": view.jobs()})
+
+    async def health(_request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    return Starlette(
+        routes=[
+            Route("/spec", spec, methods=["GET"]),
+            Route("/bandwidth", bandwidth, methods=["GET"]),
+            Route("/ip", ip, methods=["GET"]),
+            Route("/job", job, methods=["GET"]),
+            Route("/jobs", jobs, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+        ]
+    )

@@ -1,0 +1,212 @@
+"""Getting a job's image onto the provider: download, hash, and apply the operator's lists.
+
+Oyster's control plane downloads the EIF named by the job's ``url`` and checks its SHA-256 against
+the operator's ``--whitelist`` / ``--blacklist`` files (reference §4.5). reef does the same and one
+thing more: when the URL is content-addressed (its last path segment is a 64-hex-digit SHA-256, as
+reef's image store serves them) the downloaded bytes must hash to it, so a store cannot hand out
+different bytes than the job's owner pinned in the metadata.
+
+Downloads are cached by hash (an :class:`ImageStore`), streamed with a size limit and a timeout,
+and only ``http(s)`` URLs are followed by default: a ``file://`` URL would let a job owner make
+the provider load any local file into an enclave the owner controls.
+
+Failures are split in two: :class:`~reef.errors.ImageError` means retrying cannot help (refused by
+a list, wrong hash, too large, bad URL) and ends the job; :class:`~reef.errors.ServiceError` is a
+network failure the control plane retries.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from reef.errors import ConfigError, ImageError, ServiceError
+from reef.market._image_store import SHA256_HEX, ImageStore, Upload
+
+__all__ = ["FetchedImage", "ImageFetcher", "ImagePolicy", "read_list_file"]
+
+DEFAULT_MAX_DOWNLOAD = 4 * 1024**3  # Oyster's limit for an EIF
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+def read_list_file(path: Path, *, kind: str) -> frozenset[str]:
+    """Entries of an allow/deny list file: one per line, ``#`` comments, case-insensitive.
+
+    ``kind`` is ``"sha256"`` (image hashes) or ``"address"`` (owner addresses).
+
+    Raises:
+        ConfigError: naming the file and line of a malformed entry.
+    """
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {kind} list {path}: {exc}") from exc
+    entries: set[str] = set()
+    for number, line in enumerate(lines, 1):
+        entry = line.split("#", 1)[0].strip().lower()
+        if not entry:
+            continue
+        if kind == "sha256":
+            entry = entry.removeprefix("0x")
+            valid = bool(SHA256_HEX.match(entry))
+        else:
+            valid = bool(_ADDRESS.match(entry))
+        if not valid:
+            raise ConfigError(
+                f"{path}:{number}: not a {'SHA-256 hex digest' if kind == 'sha256' else 'address'}"
+                f": {entry[:80]!r}"
+            )
+        entries.add(entry)
+    return frozenset(entries)
+
+
+@dataclass(frozen=True)
+class ImagePolicy:
+    """Which image hashes this provider runs; ``allow`` of ``None`` allows all not denied."""
+
+    allow: frozenset[str] | None = None
+    deny: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_files(cls, allow: Path | None = None, deny: Path | None = None) -> ImagePolicy:
+        return cls(
+            allow=read_list_file(allow, kind="sha256") if allow else None,
+            deny=read_list_file(deny, kind="sha256") if deny else frozenset(),
+        )
+
+    def refusal(self, sha256: str) -> str | None:
+        if sha256 in self.deny:
+            return f"image {sha256} is on this provider's deny list"
+        if self.allow is not None and sha256 not in self.allow:
+            return f"image {sha256} is not on this provider's allow list"
+        return None
+
+
+@dataclass(frozen=True)
+class FetchedImage:
+    """An image on local disk, checked."""
+
+    url: str
+    sha256: str
+    path: Path
+
+
+def content_address(url: str) -> str | None:
+    """The SHA-256 a content-addressed URL names (its last path segment), if it names one."""
+    segment = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1].lower()
+    return segment if SHA256_HEX.match(segment) else None
+
+
+class ImageFetcher:
+    """Downloads images into a hash-addressed cache and checks them.
+
+    Args:
+        cache: where downloaded images are kept, by hash.
+        policy: the operator's allow/deny lists of image hashes.
+        allow_file_urls: follow ``file://`` URLs (only for tests and single-user setups).
+        max_bytes / timeout: download limits.
+        transport: an httpx transport (tests inject one).
+    """
+
+    def __init__(
+        self,
+        cache: ImageStore,
+        policy: ImagePolicy | None = None,
+        *,
+        allow_file_urls: bool = False,
+        max_bytes: int = DEFAULT_MAX_DOWNLOAD,
+        timeout: float = 120.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._cache = cache
+        self.policy = policy or ImagePolicy()
+        self._allow_file = allow_file_urls
+        self._max = max_bytes
+        self._timeout = timeout
+        self._transport = transport
+
+    async def fetch(self, url: str) -> FetchedImage:
+        """The image at ``url``, downloaded unless the cache already has its content address.
+
+        Raises:
+            ImageError: the URL is unusable, or the image is refused (list, hash, size).
+            ServiceError: the download failed (worth retrying).
+        """
+        scheme = urlsplit(url).scheme.lower()
+        expected = content_address(url)
+        if expected is not None:
+            self._check_policy(expected)
+            if self._cache.has(expected):
+                return FetchedImage(url, expected, self._cache.path(expected))
+        if scheme in ("http", "https"):
+            sha256 = await self._download(url, expected)
+        elif scheme == "file" and self._allow_file:
+            sha256 = self._copy(Path(urlsplit(url).path), expected)
+        else:
+            raise ImageError(
+                f"cannot fetch the image URL {url[:120]!r}: only http(s) URLs are supported",
+                hint="upload the image to a store (reef up has one) and use its URL",
+            )
+        self._check_policy(sha256)
+        return FetchedImage(url, sha256, self._cache.path(sha256))
+
+    def _check_policy(self, sha256: str) -> None:
+        refusal = self.policy.refusal(sha256)
+        if refusal:
+            raise ImageError(refusal)
+
+    def _check_hash(self, url: str, expected: str | None, actual: str) -> None:
+        if expected is not None and actual != expected:
+            raise ImageError(
+                f"the image at {url} hashes to {actual}, not the {expected} its URL names",
+                hint="the image store served different bytes than the job pinned",
+            )
+
+    def _copy(self, path: Path, expected: str | None) -> str:
+        writer = self._cache.writer(expect=None, max_bytes=self._max)
+        try:
+            with path.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    writer.write(chunk)
+        except OSError as exc:
+            writer.abort()
+            raise ImageError(f"cannot read the image file {path}: {exc}") from exc
+        return self._digest_then_commit(writer, str(path), expected)
+
+    def _digest_then_commit(self, writer: Upload, url: str, expected: str | None) -> str:
+        actual = writer.digest()
+        try:
+            self._check_hash(url, expected, actual)
+        except ImageError:
+            writer.abort()
+            raise
+        return writer.commit()
+
+    async def _download(self, url: str, expected: str | None) -> str:
+        writer = self._cache.writer(expect=None, max_bytes=self._max)
+        try:
+            async with (
+                httpx.AsyncClient(
+                    timeout=self._timeout, transport=self._transport, follow_redirects=True
+                ) as client,
+                client.stream("GET", url) as response,
+            ):
+                if response.status_code != 200:
+                    writer.abort()
+                    error = f"downloading the image {url} answered HTTP {response.status_code}"
+                    if 400 <= response.status_code < 500:
+                        raise ImageError(error)
+                    raise ServiceError(error)
+                async for chunk in response.aiter_bytes(1 << 20):
+                    writer.write(chunk)
+        except httpx.HTTPError as exc:
+            writer.abort()
+            raise ServiceError(f"downloading the image {url} failed: {exc}") from exc
+        except BaseException:
+            writer.abort()
+            raise
+        return self._digest_then_commit(writer, url, expected)

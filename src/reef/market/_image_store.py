@@ -1,0 +1,235 @@
+"""A content-addressed image store over HTTP: the local network's stand-in for IPFS or S3.
+
+Images are stored under their SHA-256 and served at ``/images/<sha256>``, so the URL a job's
+metadata carries names the exact bytes: the control plane checks what it downloads against the
+hash in the URL (and against the operator's allow/deny lists), and a store cannot swap an image
+under a running job.
+
+* ``PUT /images/<sha256>`` uploads; the body must hash to ``<sha256>`` (400 otherwise).
+* ``POST /images`` uploads and answers the hash and URL.
+* ``GET`` / ``HEAD /images/<sha256>`` download.
+
+Uploads stream to a temporary file while being hashed and are renamed into place only when
+complete and correct, so a crash or a lying client never leaves a wrong or partial image
+under a hash. Starlette because reef's services all are (DESIGN §2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from reef.errors import ImageError, InputError, ServiceError
+
+__all__ = ["ImageStore", "image_store_app", "upload_image"]
+
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+DEFAULT_MAX_IMAGE_BYTES = 2 * 1024**3
+
+
+def check_sha256(text: str) -> str:
+    """A lowercase SHA-256 hex digest, or InputError."""
+    value = text.strip().lower()
+    if not SHA256_HEX.match(value):
+        raise InputError(f"not a SHA-256 hex digest: {text[:80]!r}", hint="give 64 hex digits")
+    return value
+
+
+class ImageStore:
+    """Files named by their SHA-256 under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def path(self, sha256: str) -> Path:
+        return self.root / check_sha256(sha256)
+
+    def has(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def put(self, data: bytes, *, expect: str | None = None) -> str:
+        """Store ``data``; return its hash.
+
+        Raises:
+            ImageError: when ``expect`` is given and the data hashes to something else.
+        """
+        writer = self.writer(expect=expect)
+        writer.write(data)
+        return writer.commit()
+
+    def writer(self, *, expect: str | None = None, max_bytes: int | None = None) -> Upload:
+        """A streaming upload: ``write`` chunks, then ``commit`` (or ``abort``)."""
+        return Upload(self, expect=check_sha256(expect) if expect else None, max_bytes=max_bytes)
+
+    def __iter__(self) -> Iterator[str]:
+        return (p.name for p in sorted(self.root.iterdir()) if SHA256_HEX.match(p.name))
+
+
+class Upload:
+    """A streaming write into the store: ``write`` chunks, then ``commit`` or ``abort``."""
+
+    def __init__(self, store: ImageStore, *, expect: str | None, max_bytes: int | None) -> None:
+        self._store = store
+        self._expect = expect
+        self._max = max_bytes
+        self._hash = hashlib.sha256()
+        self.size = 0
+        fd, name = tempfile.mkstemp(dir=store.root, prefix=".upload-")
+        self._file = os.fdopen(fd, "wb")
+        self._tmp = Path(name)
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self._max is not None and self.size > self._max:
+            self.abort()
+            raise ImageError(f"the image is larger than the store's limit of {self._max} bytes")
+        self._hash.update(chunk)
+        self._file.write(chunk)
+
+    def digest(self) -> str:
+        """The SHA-256 of what was written so far."""
+        return self._hash.hexdigest()
+
+    def commit(self) -> str:
+        """Check the expected hash, then move the file into place under its hash."""
+        digest = self._hash.hexdigest()
+        if self._expect is not None and digest != self._expect:
+            self.abort()
+            raise ImageError(
+                f"the uploaded bytes hash to {digest}, not {self._expect}",
+                hint="upload the image under its own SHA-256",
+            )
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.chmod(self._tmp, 0o600)
+        os.replace(self._tmp, self._store.root / digest)
+        return digest
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def image_store_app(
+    store: ImageStore, *, public_url: str | None = None, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+) -> Starlette:
+    """The store's HTTP API. ``public_url`` is the base URL printed in upload answers."""
+
+    def url_for(request: Request, digest: str) -> str:
+        base = public_url.rstrip("/") if public_url else str(request.base_url).rstrip("/")
+        return f"{base}/images/{digest}"
+
+    async def receive(request: Request, expect: str | None) -> Response:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            return _error(413, f"the image is larger than the store's limit of {max_bytes} bytes")
+        upload = store.writer(expect=expect)
+        try:
+            async for chunk in request.stream():
+                if upload.size + len(chunk) > max_bytes:
+                    upload.abort()
+                    return _error(
+                        413, f"the image is larger than the store's limit of {max_bytes} bytes"
+                    )
+                upload.write(chunk)
+            digest = upload.commit()
+        except ImageError as exc:
+            return _error(400, exc.message)
+        except BaseException:
+            upload.abort()
+            raise
+        return JSONResponse(
+            {"sha256": digest, "size": upload.size, "url": url_for(request, digest)},
+            status_code=201,
+        )
+
+    async def post_image(request: Request) -> Response:
+        return await receive(request, None)
+
+    async def put_image(request: Request) -> Response:
+        try:
+            expect = check_sha256(request.path_params["sha256"])
+        except InputError as exc:
+            return _error(400, exc.message)
+        return await receive(request, expect)
+
+    async def get_image(request: Request) -> Response:
+        try:
+            path = store.path(request.path_params["sha256"])
+        except InputError as exc:
+            return _error(400, exc.message)
+        if not path.is_file():
+            return _error(404, "no image with that SHA-256 in this store")
+        return FileResponse(path, media_type="application/octet-stream")
+
+    async def health(_request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    return Starlette(
+        routes=[
+            Route("/images", post_image, methods=["POST"]),
+            Route("/images/{sha256}", put_image, methods=["PUT"]),
+            Route("/images/{sha256}", get_image, methods=["GET", "HEAD"]),
+            Route("/health", health, methods=["GET"]),
+        ]
+    )
+
+
+def upload_image(
+    store_url: str, path: Path, *, client: httpx.Client | None = None
+) -> tuple[str, str]:
+    """Upload the file at ``path`` to the store at ``store_url``; return ``(sha256, url)``.
+
+    Raises:
+        ServiceError: when the store cannot be reached or refuses the upload.
+    """
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    sha256 = digest.hexdigest()
+    endpoint = f"{store_url.rstrip('/')}/images/{sha256}"
+    http = client or httpx.Client(timeout=300)
+    try:
+        with path.open("rb") as handle:
+            response = http.put(endpoint, content=handle)
+    except httpx.HTTPError as exc:
+        raise ServiceError(
+            f"cannot reach the image store at {store_url}: {exc}",
+            hint="is `reef up` running? pass --store URL to use another store",
+        ) from exc
+    finally:
+        if client is None:
+            http.close()
+    if response.status_code not in (200, 201):
+        raise ServiceError(
+            f"the image store refused the upload ({response.status_code}): {_message(response)}"
+        )
+    return sha256, str(response.json().get("url", endpoint))
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict) and "error" in body:
+        return str(body["error"])
+    return response.text[:200]
