@@ -22,7 +22,7 @@ from reef.errors import ConfigError
 
 __all__ = ["DEFAULT_FUND_AMOUNT", "Deployment", "deploy_contracts"]
 
-DEFAULT_FUND_AMOUNT = 1_000_000 * 10**TOKEN_DECIMALS
+DEFAULT_FUND_AMOUNT: int = 1_000_000 * 10**TOKEN_DECIMALS
 """Tokens minted to each funded account: one million rUSD."""
 
 

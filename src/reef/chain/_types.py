@@ -48,7 +48,7 @@ Amount = NewType("Amount", int)
 """Token base units."""
 
 EXTRA_DECIMALS = 12
-RATE_SCALE = 10**EXTRA_DECIMALS
+RATE_SCALE: int = 10**EXTRA_DECIMALS
 MAX_RATE = Rate(2**128 - 1)
 TOKEN_DECIMALS = 6
 _UINT256_MAX = 2**256 - 1

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from reef.market._billing import (
+    MarketModel,
+    Settlement,
+    notice_reserve,
+    paid_until,
+    settle,
+    settlement_amount,
+    withdrawable,
+)
 from reef.market._control_plane import (
     ControlPlane,
     EnclaveRunner,
@@ -51,15 +60,22 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/foundation/test_exports.p
     "JobView",
     "Launch",
     "LaunchSpec",
+    "MarketModel",
     "RateCard",
     "RegionRates",
     "RunningEnclave",
+    "Settlement",
     "Terminate",
     "bandwidth_kbit_s",
     "control_plane_app",
     "image_store_app",
     "launch_key",
+    "notice_reserve",
+    "paid_until",
     "parse_u256",
     "read_list_file",
+    "settle",
+    "settlement_amount",
     "upload_image",
+    "withdrawable",
 ]
