@@ -208,7 +208,10 @@ def test_outdated_tdx_quote_is_rejected_inside_its_window(outdated: Sample, dcap
     for at in (outdated.at, outdated.not_after - 60):
         with pytest.raises(TcbStatusError, match="No matching TCB level"):
             verify_quote(
-                outdated.quote, collateral=outdated.collateral_bytes, at_s=at, accept=TCB_STATUSES
+                outdated.quote,
+                collateral=outdated.collateral_bytes,
+                at_s=at,
+                accept=TCB_STATUSES[:-1],  # every status but Revoked
             )
     parsed = parse_quote(outdated.quote)
     expected = json.loads((dcap / "expected.json").read_text())["tdx_quote_outdated"]
@@ -331,6 +334,7 @@ def test_expectations(tdx: Sample) -> None:
         ({"at_s": True}, "at_s"),
         ({"accept": ("UpToDate", "Fine")}, "unknown TCB status 'Fine'"),
         ({"accept": ()}, "no TCB status"),
+        ({"accept": ("UpToDate", "Revoked")}, "never accepted"),
     ],
 )
 def test_bad_arguments(tdx: Sample, kwargs: dict[str, Any], needle: str) -> None:

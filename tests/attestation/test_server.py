@@ -227,3 +227,14 @@ def test_dev_tee_documents_over_http(reef_home: Path) -> None:
             expect=Expectations(public_key=b"\xab" * 32, user_data=b"", nonce=b"\xc0\xff\xee"),
         )
         assert result.pcrs[2] == PCRS[2]
+
+
+@pytest.mark.parametrize("returned", [5, None, "text", b""])
+def test_attester_returning_no_document_is_503(returned: object) -> None:
+    def broken(*, public_key: bytes, user_data: bytes, nonce: bytes) -> bytes:
+        return returned  # type: ignore[return-value]
+
+    with serve(attestation_app(broken, public_key=b"k")) as url, httpx.Client(base_url=url) as c:
+        answer = c.get("/attestation/raw")
+        assert answer.status_code == 503
+        assert "not document bytes" in answer.text

@@ -314,6 +314,11 @@ def _check_accept(accept: Collection[str]) -> frozenset[str]:
         )
     if not accept:
         raise InputError("accept names no TCB status, so no quote could pass")
+    if "Revoked" in accept:
+        raise InputError(
+            "a Revoked platform is never accepted",
+            hint="its keys are compromised; dcap-qvl refuses it whatever the policy",
+        )
     return frozenset(accept)
 
 

@@ -111,14 +111,20 @@ def _app(attester: Attester, fields: _Fields) -> Starlette:
         except InputError as exc:
             return PlainTextResponse(f"bad request: {exc}\n", status_code=400)
         try:
-            return bytes(
-                await run_in_threadpool(
-                    attester, public_key=public_key, user_data=user_data, nonce=nonce
-                )
+            signed = await run_in_threadpool(
+                attester, public_key=public_key, user_data=user_data, nonce=nonce
             )
         except ReefError as exc:
             # The attester (NSM or dev authority) could not sign; the server itself stays up.
             return PlainTextResponse(f"attestation unavailable: {exc}\n", status_code=503)
+        if not isinstance(signed, bytes | bytearray | memoryview) or not signed:
+            # bytes(5) would silently answer five zero bytes: refuse anything but a document.
+            return PlainTextResponse(
+                f"attestation unavailable: the attester returned {type(signed).__name__}, "
+                "not document bytes\n",
+                status_code=503,
+            )
+        return bytes(signed)
 
     async def raw(request: Request) -> Response:
         result = await document(request)
