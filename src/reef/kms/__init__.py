@@ -54,6 +54,17 @@ from reef.kms._root import (
     KmsRoot,
     rotation_message,
 )
+from reef.kms._scallop import (
+    DEFAULT_MAX_AGE_MS,
+    KmsWiring,
+    client_policy,
+    fetch_enclave_seed,
+    scallop_app,
+)
+from reef.kms._server import (
+    DeriveServer,
+    RootServer,
+)
 from reef.kms._signing import (
     SIGNATURE_HEADER,
     response_digest,
@@ -68,6 +79,8 @@ from reef.kms._store import (
 
 __all__ = [  # noqa: RUF022 (plain code-point order, which tests/foundation checks)
     "AeadSealer",
+    "DEFAULT_MAX_AGE_MS",
+    "DeriveServer",
     "DerivedKey",
     "EnclaveSeeds",
     "INIT_PARAMS_KEY_PATH",
@@ -77,10 +90,12 @@ __all__ = [  # noqa: RUF022 (plain code-point order, which tests/foundation chec
     "KmsIdentity",
     "KmsPublicClient",
     "KmsRoot",
+    "KmsWiring",
     "OYSTER_KMS_VERIFY_SELECTOR",
     "ROOT_SEED_LENGTH",
     "RootKeyring",
     "RootSeed",
+    "RootServer",
     "RpcApproval",
     "SCALLOP_KEY_PATH",
     "SIGNATURE_HEADER",
@@ -90,10 +105,12 @@ __all__ = [  # noqa: RUF022 (plain code-point order, which tests/foundation chec
     "SeedStore",
     "VERSION_HEADER",
     "VerifiedKmsIdentity",
+    "client_policy",
     "contract_seed",
     "derive_key",
     "derive_server_app",
     "enclave_seed",
+    "fetch_enclave_seed",
     "fetch_identity",
     "identity_digest",
     "init_params_public_key",
@@ -103,6 +120,7 @@ __all__ = [  # noqa: RUF022 (plain code-point order, which tests/foundation chec
     "public_app",
     "response_digest",
     "rotation_message",
+    "scallop_app",
     "sign_response",
     "verify_response",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -69,6 +69,7 @@ class KmsRoot:
         self.admin = admin.lower() if admin else None
         self._random = random
         self._lock = asyncio.Lock()
+        self._on_rotate: list[Callable[[RootKeyring], Awaitable[None]]] = []
 
     @classmethod
     def open(cls, store: SeedStore, **options: Any) -> KmsRoot:
@@ -87,6 +88,10 @@ class KmsRoot:
         """The chain contract seeds are bound to, or None without the contract flavour."""
         return self.approval.chain_id if self.approval is not None else None
 
+    def on_rotate(self, callback: Callable[[RootKeyring], Awaitable[None]]) -> None:
+        """Run ``await callback(new_keyring)`` after each rotation (the server re-keys Scallop)."""
+        self._on_rotate.append(callback)
+
     async def rotate(self) -> RootKeyring:
         """Add a fresh seed as the next version, persist it (sealed) and make it current."""
         async with self._lock:
@@ -95,7 +100,26 @@ class KmsRoot:
             else:
                 seed = RootSeed(self._random(ROOT_SEED_LENGTH), self._keyring.current_version + 1)
                 self._keyring = self._keyring.with_version(seed)
-            return self._keyring
+            keyring = self._keyring
+            for callback in self._on_rotate:
+                await callback(keyring)
+            return keyring
+
+    def identity_attestation(
+        self, nonce: bytes = b"", *, keyring: RootKeyring | None = None
+    ) -> bytes:
+        """A document for the identity of ``keyring`` (default: the current one, see
+        :meth:`info`); empty without an attester. Blocking (an NSM call)."""
+        if self.attester is None:
+            return b""
+        keyring = keyring or self._keyring
+        return self.attester(
+            public_key=keyring.identity().scallop_key,
+            user_data=identity_digest(
+                keyring.identities(), chain_id=self.chain_id, admin=self.admin or ""
+            ),
+            nonce=nonce,
+        )
 
     def check_rotation(self, version: int, signature: bytes) -> None:
         """Check that the admin signed the rotation to ``version`` of this root.
@@ -135,18 +159,9 @@ class KmsRoot:
             raise InputError(f"nonce is at most {_MAX_NONCE} bytes, got {len(nonce)}")
         keyring = self._keyring
         identities = keyring.identities()
-        document = b""
-        if self.attester is not None:
-            attester = self.attester
-            document = await run_in_threadpool(
-                lambda: attester(
-                    public_key=keyring.identity().scallop_key,
-                    user_data=identity_digest(
-                        identities, chain_id=self.chain_id, admin=self.admin or ""
-                    ),
-                    nonce=nonce,
-                )
-            )
+        document = await run_in_threadpool(
+            lambda: self.identity_attestation(nonce, keyring=keyring)
+        )
         return {
             "current_version": keyring.current_version,
             "versions": [identity.to_json() for identity in identities],

@@ -1,0 +1,257 @@
+"""The enclave-seed exchange over Scallop (reference oyster_cvm.md §2.3 Scallop listener, §2.4).
+
+Root side, :func:`scallop_app`: HTTP/1.1 inside a Scallop channel whose server key is the root's
+``oyster.kms.x25519`` key. The channel's auth store asks *every* client for an attestation (no
+cache, as Oyster's root) and accepts it only from an accepted TEE root, at most 300 s old, with
+``public_key`` equal to the client's Noise static key; the verified image id is the connection's
+identity. ``GET /derive`` answers the 64-byte enclave seed of that image; ``GET /derive?address=``
+the contract seed, only if the contract approves the image on chain (401 if not, 500 if the chain
+cannot be asked, 400 for a bad address).
+
+Enclave side, :func:`fetch_enclave_seed`: connect with the enclave's X25519 identity key, pin the
+root's Scallop key (never asking the root for an attestation: the pin is the trust), present the
+enclave's attestation when asked, and ``GET /derive``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from reef.errors import ChainError, ChannelError, InputError, KMSError, ReefError
+from reef.kms._http import Limits, error_response, parse_address, parse_version
+from reef.kms._public import VERSION_HEADER
+from reef.kms._root import KmsRoot
+
+if TYPE_CHECKING:
+    from reef.attestation import TrustedRoot
+    from reef.scallop import Auther, PolicyStore
+
+__all__ = [
+    "DEFAULT_MAX_AGE_MS",
+    "KmsWiring",
+    "client_policy",
+    "fetch_enclave_seed",
+    "scallop_app",
+]
+
+_log = logging.getLogger("reef.kms.scallop")
+
+DEFAULT_MAX_AGE_MS = 300_000
+"""How old a client's attestation may be (Oyster's root: 300 000 ms)."""
+
+
+def client_policy(
+    roots: Sequence[TrustedRoot],
+    *,
+    max_age_ms: int = DEFAULT_MAX_AGE_MS,
+    clock: Any = None,
+) -> PolicyStore:
+    """The root's auth store: always ask, never cache; accepted roots, fresh, key-bound.
+
+    Args:
+        roots: TEE roots a client's attestation may chain to (``TrustedRoot.aws()`` for Nitro;
+            the dev root locally).
+        max_age_ms: the freshness bound at the instant of the handshake.
+        clock: milliseconds since the epoch (the wall clock when None).
+    """
+    from reef.scallop import PeerPolicy
+
+    options: dict[str, Any] = {"roots": tuple(roots), "max_age_ms": max_age_ms, "mode": "live"}
+    if clock is not None:
+        options["clock"] = clock
+    return PeerPolicy(**options).store(cache=False)
+
+
+def scallop_app(root: KmsRoot) -> Starlette:
+    """The root's ``/derive`` app, to be served with :func:`reef.scallop.serve_asgi`."""
+    from reef.scallop import scallop_peer
+
+    async def derive(request: Request) -> Response:
+        try:
+            peer = scallop_peer(request)
+        except InputError:
+            return error_response(401, "this endpoint is only served over Scallop")
+        image_id = peer.image_id
+        if image_id is None:
+            # The store always asks; a peer without attestation means a misconfigured listener.
+            return error_response(401, "the client did not attest its image")
+        params = request.query_params
+        try:
+            version = parse_version(params)
+            keyring = root.keyring
+            chosen = keyring.current_version if version is None else version
+            keyring.seed(chosen)
+            address = params.get("address")
+            if address is not None:
+                address = parse_address(address, evm=True)
+        except InputError as exc:
+            return error_response(400, exc.message)
+        if address is None:
+            seed = keyring.enclave_seed(image_id, chosen)
+            _log.info("enclave seed v%d for image %s", chosen, image_id.hex())
+        else:
+            approval = root.approval
+            if approval is None:
+                return error_response(400, "this KMS root serves no contract-based seeds")
+            try:
+                approved = await approval(address, image_id)
+            except ChainError as exc:
+                _log.warning("cannot ask %s about image %s: %s", address, image_id.hex(), exc)
+                return error_response(500, f"cannot ask the chain: {exc.message}")
+            if not approved:
+                _log.info("image %s is not approved by %s", image_id.hex(), address)
+                return error_response(401, f"image {image_id.hex()} is not approved by {address}")
+            seed = keyring.contract_seed(approval.chain_id, address, chosen)
+            _log.info("contract seed v%d for %s to image %s", chosen, address, image_id.hex())
+        return Response(
+            seed, media_type="application/octet-stream", headers={VERSION_HEADER: str(chosen)}
+        )
+
+    app = Starlette(routes=[Route("/derive", derive, methods=["GET"])])
+    app.add_middleware(Limits)
+    return app
+
+
+@dataclass(frozen=True, kw_only=True)
+class KmsWiring:
+    """How an enclave reaches its KMS root: what the local runtime hands each derive server.
+
+    Attributes:
+        scallop_host, scallop_port: the root's Scallop listener.
+        scallop_key: the root's 32-byte Scallop static key, pinned (a current-version key).
+        public_url: the root's public listener (for tools that seal init params), optional.
+        signing_keys: version → 64-byte signing key of the public listener, optional.
+        contract_address: ask for the contract seed of this address instead of the image seed.
+    """
+
+    scallop_host: str
+    scallop_port: int
+    scallop_key: bytes
+    public_url: str | None = None
+    signing_keys: Mapping[int, bytes] = field(default_factory=dict)
+    contract_address: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.scallop_key) != 32:
+            raise InputError(f"the KMS Scallop key is 32 bytes, got {len(self.scallop_key)}")
+        if not 0 < self.scallop_port < 65536:
+            raise InputError(f"the KMS Scallop port {self.scallop_port} is not a TCP port")
+        if self.contract_address is not None:
+            parse_address(self.contract_address, evm=True)
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` of the Scallop listener (Oyster's ``kms_endpoint``)."""
+        return f"{self.scallop_host}:{self.scallop_port}"
+
+    def to_json(self) -> dict[str, Any]:
+        """Oyster's ``root-server-config.json`` keys, plus reef's optional ones."""
+        return {
+            "kms_endpoint": self.endpoint,
+            "kms_pubkey": self.scallop_key.hex(),
+            "public_url": self.public_url or "",
+            "signing_keys": {str(v): k.hex() for v, k in self.signing_keys.items()},
+            "contract_address": self.contract_address or "",
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> KmsWiring:
+        """Read :meth:`to_json` output (or Oyster's ``root-server-config.json``).
+
+        Raises:
+            InputError: when a field is missing or malformed.
+        """
+        try:
+            host, _, port = str(data["kms_endpoint"]).rpartition(":")
+            return cls(
+                scallop_host=host,
+                scallop_port=int(port),
+                scallop_key=bytes.fromhex(str(data["kms_pubkey"])),
+                public_url=str(data.get("public_url") or "") or None,
+                signing_keys={
+                    int(v): bytes.fromhex(str(k))
+                    for v, k in dict(data.get("signing_keys") or {}).items()
+                },
+                contract_address=str(data.get("contract_address") or "") or None,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(
+                f"the KMS wiring is malformed: {exc}",
+                hint='give {"kms_endpoint": "host:port", "kms_pubkey": "<64 hex>"}',
+            ) from exc
+
+
+async def fetch_enclave_seed(
+    wiring: KmsWiring,
+    *,
+    static_key: bytes,
+    auther: Auther,
+    version: int | None = None,
+    deadline_s: float = 10.0,
+) -> tuple[bytes, int]:
+    """Get this enclave's 64-byte seed (and its root version) from the KMS root over Scallop.
+
+    Args:
+        wiring: where the root is and its pinned Scallop key.
+        static_key: the enclave's 32-byte X25519 identity secret (the key its attestation names).
+        auther: returns the enclave's attestation of that key.
+        version: a root seed version (None: the root's current one).
+        deadline_s: seconds for the whole exchange.
+
+    Raises:
+        KMSError: when the root cannot be reached, refuses the enclave, or answers badly.
+    """
+    from reef.scallop import PinnedKeys, ScallopTransport
+
+    params: dict[str, str] = {}
+    if wiring.contract_address is not None:
+        params["address"] = wiring.contract_address
+    if version is not None:
+        params["version"] = str(version)
+    transport = ScallopTransport(
+        static_key=static_key,
+        policy=PinnedKeys([wiring.scallop_key]),
+        auther=auther,
+        handshake_timeout=deadline_s,
+    )
+    url = f"http://{wiring.endpoint}"
+    try:
+        async with asyncio.timeout(deadline_s):
+            async with httpx.AsyncClient(transport=transport, base_url=url) as http:
+                response = await http.get("/derive", params=params)
+    except TimeoutError as exc:
+        raise KMSError(
+            f"the KMS root at {wiring.endpoint} did not answer in {deadline_s:g} s"
+        ) from exc
+    except ChannelError as exc:
+        raise KMSError(
+            f"no Scallop channel to the KMS root at {wiring.endpoint}: {exc.message}",
+            hint="the root refuses attestations that are stale, from another TEE root, or not "
+            "of this channel's key; check also the pinned KMS key and that the root runs",
+        ) from exc
+    except (httpx.HTTPError, ReefError) as exc:
+        raise KMSError(f"the KMS root at {wiring.endpoint} failed: {exc}") from exc
+    if response.status_code != 200:
+        raise KMSError(
+            f"the KMS root refused the enclave seed ({response.status_code}): "
+            f"{response.text.strip()[:200]}",
+        )
+    if len(response.content) != 64:
+        raise KMSError(f"the KMS root sent a {len(response.content)}-byte seed, not 64")
+    header = response.headers.get(VERSION_HEADER, "0")
+    if not header.isdigit():
+        raise KMSError(f"the KMS root sent a malformed {VERSION_HEADER}: {header[:20]!r}")
+    answered = int(header)
+    if version is not None and answered != version:
+        raise KMSError(f"asked the KMS root for version {version}, it answered {answered}")
+    return bytes(response.content), answered

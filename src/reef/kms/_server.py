@@ -1,0 +1,377 @@
+"""Running the KMS services: the root server (two listeners) and the derive server of an enclave.
+
+:class:`RootServer` runs a :class:`KmsRoot` on a Scallop listener (``/derive``, served with
+:func:`reef.scallop.serve_asgi`) and a public HTTP listener (uvicorn). After a rotation the Scallop
+listener is restarted on the same port with the new version's key.
+
+:class:`DeriveServer` runs inside an enclave's trusted base: it waits for the root's port, fetches
+the enclave seed over Scallop, then serves :func:`derive_server_app` on loopback with uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+
+from reef.errors import InputError, KMSError
+from reef.kms._derive import DerivedKey, KeyType, derive_key
+from reef.kms._derive_server import EnclaveSeeds, derive_server_app
+from reef.kms._keyring import RootKeyring, identity_digest
+from reef.kms._public import public_app
+from reef.kms._root import KmsRoot
+from reef.kms._scallop import (
+    DEFAULT_MAX_AGE_MS,
+    KmsWiring,
+    client_policy,
+    fetch_enclave_seed,
+    scallop_app,
+)
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from reef.attestation import TrustedRoot
+    from reef.scallop import Auther, ScallopServer
+
+__all__ = ["DeriveServer", "RootServer"]
+
+_log = logging.getLogger("reef.kms.server")
+
+
+class _Uvicorn:
+    """One uvicorn server running as a task of the current event loop."""
+
+    def __init__(self, app: ASGIApp, host: str, port: int, log_level: str) -> None:
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            lifespan="off",
+            access_log=False,
+            timeout_keep_alive=5,
+        )
+        self.server = uvicorn.Server(config)
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        self.task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            if self.task.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    self.task.result()
+                raise KMSError(
+                    f"cannot listen on {self.server.config.host}:{self.server.config.port}",
+                    hint="is the port already in use? (0 picks a free one)",
+                )
+            await asyncio.sleep(0.01)
+        port: int = self.server.servers[0].sockets[0].getsockname()[1]
+        return port
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self.task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+
+class RootServer:
+    """A KMS root's Scallop and public listeners. An async context manager.
+
+    Args:
+        root: the root's keys and policy.
+        peer_roots: TEE roots a client enclave's attestation may chain to.
+        host: the address both listeners bind.
+        scallop_port, public_port: 0 picks free ports.
+        max_age_ms: how old a client's attestation may be.
+        clock: milliseconds since the epoch for attestation freshness (wall clock when None).
+        log_level: uvicorn's log level.
+    """
+
+    def __init__(
+        self,
+        root: KmsRoot,
+        *,
+        peer_roots: Sequence[TrustedRoot],
+        host: str = "127.0.0.1",
+        scallop_port: int = 1100,
+        public_port: int = 1101,
+        max_age_ms: int = DEFAULT_MAX_AGE_MS,
+        clock: Any = None,
+        log_level: str = "warning",
+    ) -> None:
+        if not peer_roots:
+            raise InputError(
+                "the KMS root needs at least one TEE root to check client attestations against",
+                hint="--trust aws for Nitro enclaves, --trust dev for local ones",
+            )
+        self.root = root
+        self.host = host
+        self._peer_roots = tuple(peer_roots)
+        self._max_age_ms = max_age_ms
+        self._clock = clock
+        self._requested_scallop_port = scallop_port
+        self._public = _Uvicorn(public_app(root), host, public_port, log_level)
+        self._scallop: ScallopServer | None = None
+        self._scallop_port: int | None = None
+        self._public_port: int | None = None
+        self._rekey_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"RootServer({self.host}, scallop={self._scallop_port}, public={self._public_port})"
+
+    async def _serve_scallop(self, keyring: RootKeyring, port: int) -> ScallopServer:
+        from reef.scallop import serve_asgi
+
+        root = self.root
+        auther = None
+        if root.attester is not None:
+            # A client that asks for the root's attestation gets one naming the Scallop key and
+            # committing to the whole identity (as /info); derive servers pin instead of asking.
+            async def auther_fn() -> bytes:
+                return await asyncio.to_thread(root.identity_attestation, b"", keyring=keyring)
+
+            auther = auther_fn
+        return await serve_asgi(
+            scallop_app(root),
+            self.host,
+            port,
+            static_key=keyring.scallop_secret(),
+            policy=client_policy(self._peer_roots, max_age_ms=self._max_age_ms, clock=self._clock),
+            auther=auther,
+            handshake_timeout=5.0,
+            lifespan="off",
+            max_body=1024,
+            keepalive_timeout=5.0,
+        )
+
+    async def start(self) -> None:
+        """Bind both listeners.
+
+        Raises:
+            ChannelError, KMSError: when a port cannot be listened on.
+        """
+        self._scallop = await self._serve_scallop(self.root.keyring, self._requested_scallop_port)
+        self._scallop_port = self._scallop.port
+        try:
+            self._public_port = await self._public.start()
+        except BaseException:
+            await self._scallop.aclose()
+            raise
+        self.root.on_rotate(self._rekey)
+        _log.info(
+            "KMS root v%d: scallop %s:%d (key %s), public http://%s:%d",
+            self.root.keyring.current_version,
+            self.host,
+            self._scallop_port,
+            self.root.keyring.identity().scallop_key.hex(),
+            self.host,
+            self._public_port,
+        )
+
+    async def _rekey(self, keyring: RootKeyring) -> None:
+        async with self._rekey_lock:
+            if self._scallop is None or self._scallop_port is None:
+                return
+            old = self._scallop
+            await old.aclose()
+            self._scallop = await self._serve_scallop(keyring, self._scallop_port)
+            _log.info(
+                "KMS root rotated to v%d: Scallop key %s",
+                keyring.current_version,
+                keyring.identity().scallop_key.hex(),
+            )
+
+    @property
+    def scallop_port(self) -> int:
+        if self._scallop_port is None:
+            raise KMSError("the root server is not started")
+        return self._scallop_port
+
+    @property
+    def public_port(self) -> int:
+        if self._public_port is None:
+            raise KMSError("the root server is not started")
+        return self._public_port
+
+    @property
+    def public_url(self) -> str:
+        return f"http://{self.host}:{self.public_port}"
+
+    def wiring(self, *, contract_address: str | None = None) -> KmsWiring:
+        """What an enclave's derive server needs to reach this root (current version)."""
+        keyring = self.root.keyring
+        return KmsWiring(
+            scallop_host=self.host,
+            scallop_port=self.scallop_port,
+            scallop_key=keyring.identity().scallop_key,
+            public_url=self.public_url,
+            signing_keys={i.version: i.signing_key for i in keyring.identities()},
+            contract_address=contract_address,
+        )
+
+    def identity_digest(self) -> bytes:
+        keyring = self.root.keyring
+        return identity_digest(
+            keyring.identities(), chain_id=self.root.chain_id, admin=self.root.admin or ""
+        )
+
+    async def wait(self) -> None:
+        """Wait until the public listener stops (SIGINT/SIGTERM under uvicorn)."""
+        if self._public.task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._public.task
+
+    async def aclose(self) -> None:
+        """Close both listeners."""
+        await self._public.stop()
+        if self._scallop is not None:
+            await self._scallop.aclose()
+            self._scallop = None
+
+    async def __aenter__(self) -> RootServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class DeriveServer:
+    """The derive server of one enclave. An async context manager.
+
+    Args:
+        seeds: where the enclave seed comes from (:meth:`for_enclave` builds the usual one).
+        host: must be a loopback address unless ``allow_non_loopback`` (anyone reaching this
+            listener gets the enclave's secrets).
+        port: 0 picks a free port (inside an enclave: 1100, as Oyster).
+        startup_timeout: seconds to wait for the root's port to accept connections.
+    """
+
+    def __init__(
+        self,
+        seeds: EnclaveSeeds,
+        *,
+        wiring: KmsWiring | None = None,
+        host: str = "127.0.0.1",
+        port: int = 1100,
+        allow_non_loopback: bool = False,
+        startup_timeout: float = 30.0,
+        log_level: str = "warning",
+    ) -> None:
+        if not allow_non_loopback and not _is_loopback(host):
+            raise InputError(
+                f"the derive server must listen on loopback, not {host}",
+                hint="it hands out the enclave's secrets to whoever reaches it",
+            )
+        self.seeds = seeds
+        self.wiring = wiring
+        self.host = host
+        self._startup_timeout = startup_timeout
+        self._http = _Uvicorn(derive_server_app(seeds), host, port, log_level)
+        self._port: int | None = None
+
+    @classmethod
+    def for_enclave(
+        cls,
+        wiring: KmsWiring,
+        *,
+        static_key: bytes,
+        auther: Auther,
+        host: str = "127.0.0.1",
+        port: int = 1100,
+        **options: Any,
+    ) -> DeriveServer:
+        """A derive server that fetches its seeds from the root in ``wiring``.
+
+        Args:
+            static_key: the enclave's X25519 identity secret (32 bytes).
+            auther: returns the enclave's attestation of that key (e.g.
+                ``reef.scallop.auther_from_url("http://127.0.0.1:1300/attestation/raw")``).
+        """
+
+        async def fetch(version: int | None) -> tuple[bytes, int]:
+            return await fetch_enclave_seed(
+                wiring, static_key=static_key, auther=auther, version=version
+            )
+
+        return cls(EnclaveSeeds(fetch), wiring=wiring, host=host, port=port, **options)
+
+    def __repr__(self) -> str:
+        return f"DeriveServer({self.host}:{self._port}, {self.seeds!r})"
+
+    async def _wait_for_root(self) -> None:
+        if self.wiring is None:
+            return
+        deadline = time.monotonic() + self._startup_timeout
+        delay = 0.05
+        while True:
+            try:
+                _, writer = await asyncio.open_connection(
+                    self.wiring.scallop_host, self.wiring.scallop_port
+                )
+            except OSError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise KMSError(
+                        f"the KMS root at {self.wiring.endpoint} is not reachable: {exc}",
+                        hint="start the KMS root first (reef up does), or check the wiring",
+                    ) from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return
+
+    async def start(self) -> None:
+        """Fetch the enclave seed from the root, then listen.
+
+        Raises:
+            KMSError: when the root is unreachable within ``startup_timeout`` or refuses.
+        """
+        await self._wait_for_root()
+        version = await self.seeds.start()
+        self._port = await self._http.start()
+        _log.info("derive server on %s:%d (root seed v%d)", self.host, self._port, version)
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise KMSError("the derive server is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def key(self, path: str, key_type: KeyType, *, version: int | None = None) -> DerivedKey:
+        """A key of this enclave (e.g. the init-params key at ``oyster.init-params``)."""
+        seed, _ = await self.seeds.get(version)
+        return derive_key(seed, path, key_type)
+
+    async def aclose(self) -> None:
+        await self._http.stop()
+
+    async def __aenter__(self) -> DeriveServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

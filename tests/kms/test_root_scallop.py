@@ -1,0 +1,316 @@
+"""The root server over real loopback sockets: enclaves fetch seeds over Scallop with dev-TEE
+attestations; restarts, other instances, other images, refusals, contract gating, rotation."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from eth_account import Account
+from eth_tester import EthereumTester, PyEVMBackend
+from web3 import EthereumTesterProvider, Web3
+
+from reef.attestation import DevAuthority, image_id
+from reef.chain import KmsRegistryClient
+from reef.crypto import generate_x25519
+from reef.errors import InputError, KMSError
+from reef.home import ReefHome
+from reef.kms import (
+    AeadSealer,
+    DeriveServer,
+    KmsPublicClient,
+    KmsRoot,
+    KmsWiring,
+    RootServer,
+    RpcApproval,
+    SeedStore,
+    derive_key,
+    fetch_enclave_seed,
+)
+
+ROOT_PCRS = {0: b"\xa0" * 48, 1: b"\xa1" * 48, 2: b"\xa2" * 48}
+APP_PCRS = {0: b"\x10" * 48, 1: b"\x11" * 48, 2: b"\x12" * 48}
+OTHER_PCRS = {0: b"\x20" * 48, 1: b"\x21" * 48, 2: b"\x22" * 48}
+
+
+def _now() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Enclave:
+    """A stand-in for one enclave boot: a fresh identity key, attested by the dev TEE."""
+
+    authority: DevAuthority
+    pcrs: dict[int, bytes]
+    age_ms: int = 0
+    attest_other_key: bool = False
+
+    def __post_init__(self) -> None:
+        self.secret, self.public = generate_x25519()
+
+    @property
+    def image_id(self) -> bytes:
+        return image_id(self.pcrs)
+
+    async def auther(self) -> bytes:
+        key = generate_x25519()[1] if self.attest_other_key else self.public
+        return self.authority.mint(self.pcrs, timestamp_ms=_now() - self.age_ms, public_key=key)
+
+    async def fetch(self, wiring: KmsWiring, version: int | None = None) -> tuple[bytes, int]:
+        return await fetch_enclave_seed(
+            wiring, static_key=self.secret, auther=self.auther, version=version, deadline_s=5
+        )
+
+
+@pytest.fixture
+def authority(reef_home: Path) -> DevAuthority:
+    return DevAuthority.load_or_create(ReefHome(reef_home))
+
+
+@pytest.fixture
+def store(reef_home: Path, authority: DevAuthority) -> SeedStore:
+    # The root's seed is sealed under the dev TEE's key for the root's own image.
+    sealer = AeadSealer(authority.sealing_key(image_id(ROOT_PCRS)))
+    return SeedStore(ReefHome(reef_home).kms, sealer)
+
+
+@pytest.fixture
+async def server(store: SeedStore, authority: DevAuthority) -> AsyncIterator[RootServer]:
+    root = KmsRoot.open(store, attester=authority.attester(ROOT_PCRS, clock_ms=_now))
+    async with RootServer(
+        root, peer_roots=[authority.root], scallop_port=0, public_port=0
+    ) as running:
+        yield running
+
+
+async def test_enclave_seed_is_the_image_seed_and_survives_restarts(
+    server: RootServer, authority: DevAuthority
+) -> None:
+    wiring = server.wiring()
+    first = Enclave(authority, APP_PCRS)
+    seed, version = await first.fetch(wiring)
+    assert version == 0
+    assert seed == server.root.keyring.enclave_seed(first.image_id)
+    # A restarted enclave (new identity key, new attestation) gets the same seed.
+    restarted = Enclave(authority, APP_PCRS)
+    assert restarted.public != first.public
+    assert (await restarted.fetch(wiring))[0] == seed
+    # Another image gets another seed.
+    other = Enclave(authority, OTHER_PCRS)
+    assert (await other.fetch(wiring))[0] != seed
+
+
+async def test_root_restart_from_the_sealed_seed_gives_the_same_keys(
+    store: SeedStore, authority: DevAuthority
+) -> None:
+    enclave = Enclave(authority, APP_PCRS)
+    seeds = []
+    for _ in range(2):  # the root enclave restarts: same image, so the seed unseals again
+        root = KmsRoot.open(store)
+        async with RootServer(
+            root, peer_roots=[authority.root], scallop_port=0, public_port=0
+        ) as server:
+            seeds.append(await enclave.fetch(server.wiring()))
+    assert seeds[0] == seeds[1]
+
+
+async def test_derive_server_serves_the_app_and_matches_the_public_keys(
+    server: RootServer, authority: DevAuthority
+) -> None:
+    wiring = server.wiring()
+    enclave = Enclave(authority, APP_PCRS)
+    derive = DeriveServer.for_enclave(
+        wiring, static_key=enclave.secret, auther=enclave.auther, port=0
+    )
+    async with derive, httpx.AsyncClient(base_url=derive.url) as http:
+        secp = await http.get("/derive/secp256k1", params={"path": "wallet"})
+        x = await http.get("/derive/x25519", params={"path": "oyster.init-params"})
+        raw = await http.get("/derive", params={"path": "wallet"})
+    assert secp.status_code == x.status_code == raw.status_code == 200
+    assert len(raw.content) == 64
+    public = KmsPublicClient(server.public_url, signing_key=wiring.signing_keys[0])
+    # Anyone can learn the enclave's public keys before it runs; they match its secrets.
+    expected_secp = await public.public_key("secp256k1", "wallet", image_id=enclave.image_id)
+    assert derive_key(raw.content, "", "secp256k1").public_key != expected_secp
+    seed = server.root.keyring.enclave_seed(enclave.image_id)
+    assert derive_key(seed, "wallet", "secp256k1").secret == secp.content
+    assert derive_key(seed, "wallet", "secp256k1").public_key == expected_secp
+    init_key = await public.public_key("x25519", "oyster.init-params", image_id=enclave.image_id)
+    assert derive_key(seed, "oyster.init-params", "x25519").public_key == init_key
+    assert derive_key(seed, "oyster.init-params", "x25519").secret == x.content
+    opened = await derive.key("oyster.init-params", "x25519")
+    assert opened.public_key == init_key
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("stale", "stale"),
+        ("foreign root", "root"),
+        ("key not the Noise key", "public_key"),
+    ],
+)
+async def test_bad_attestations_are_refused_and_the_root_keeps_serving(
+    server: RootServer,
+    authority: DevAuthority,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+    message: str,
+) -> None:
+    if case == "stale":
+        bad = Enclave(authority, APP_PCRS, age_ms=301_000)
+    elif case == "foreign root":
+        bad = Enclave(DevAuthority.load_or_create(ReefHome(tmp_path / "other")), APP_PCRS)
+    else:
+        bad = Enclave(authority, APP_PCRS, attest_other_key=True)
+    with caplog.at_level(logging.INFO), pytest.raises(KMSError, match="no Scallop channel"):
+        await bad.fetch(server.wiring())
+    assert any(message in record.getMessage() for record in caplog.records), [
+        r.getMessage() for r in caplog.records
+    ]
+    good = Enclave(authority, APP_PCRS)
+    assert (await good.fetch(server.wiring()))[0] == server.root.keyring.enclave_seed(good.image_id)
+
+
+async def test_enclave_refuses_a_root_with_another_key(
+    server: RootServer, authority: DevAuthority
+) -> None:
+    wiring = server.wiring()
+    impostor = KmsWiring(
+        scallop_host=wiring.scallop_host,
+        scallop_port=wiring.scallop_port,
+        scallop_key=generate_x25519()[1],
+    )
+    with pytest.raises(KMSError, match="no Scallop channel"):
+        await Enclave(authority, APP_PCRS).fetch(impostor)
+
+
+class EthTesterRpc(httpx.AsyncBaseTransport):
+    """The two JSON-RPC methods RpcApproval uses, answered by an in-process eth-tester chain
+    (a real EVM) through web3, in wire form."""
+
+    def __init__(self, w3: Web3) -> None:
+        self.w3 = w3
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        import json
+
+        from web3.exceptions import ContractLogicError
+
+        body = json.loads(await request.aread())
+        reply: dict[str, object] = {"jsonrpc": "2.0", "id": body["id"]}
+        if body["method"] == "eth_chainId":
+            reply["result"] = hex(self.w3.eth.chain_id)
+        elif body["method"] == "eth_call":
+            call = body["params"][0]
+            try:
+                out = self.w3.eth.call({"to": call["to"], "data": call["data"]}, "latest")
+                reply["result"] = "0x" + bytes(out).hex()
+            except ContractLogicError:
+                reply["error"] = {"code": 3, "message": "execution reverted"}
+        else:
+            reply["error"] = {"code": -32601, "message": "method not found"}
+        return httpx.Response(200, json=reply)
+
+
+async def test_contract_seed_only_for_approved_images(
+    store: SeedStore, authority: DevAuthority
+) -> None:
+    tester = EthereumTester(PyEVMBackend())
+    w3 = Web3(EthereumTesterProvider(tester))
+    owner = Account.from_key(tester.backend.account_keys[0].to_bytes())
+    approved, unapproved = Enclave(authority, APP_PCRS), Enclave(authority, OTHER_PCRS)
+    registry = KmsRegistryClient.deploy(w3, owner, [approved.image_id])
+    chain_id = w3.eth.chain_id
+    approval = RpcApproval("http://chain", chain_id, transport=EthTesterRpc(w3))
+    await approval.check_chain()
+    root = KmsRoot.open(store, approval=approval)
+    async with RootServer(
+        root, peer_roots=[authority.root], scallop_port=0, public_port=0
+    ) as server:
+        wiring = server.wiring(contract_address=registry.address)
+        seed, _ = await approved.fetch(wiring)
+        assert seed == root.keyring.contract_seed(chain_id, registry.address)
+        assert seed != root.keyring.enclave_seed(approved.image_id)
+        with pytest.raises(KMSError, match=r"\(401\).*not approved"):
+            await unapproved.fetch(wiring)
+        # Revoking takes effect at once: the root asks the chain on every request.
+        registry.revoke_images([approved.image_id])
+        with pytest.raises(KMSError, match="401"):
+            await approved.fetch(wiring)
+        # An address with no contract approves nothing.
+        empty = server.wiring(contract_address="0x" + "de" * 20)
+        with pytest.raises(KMSError, match="401"):
+            await approved.fetch(empty)
+        # The public listener predicts the contract keys.
+        public = KmsPublicClient(server.public_url, signing_key=wiring.signing_keys[0])
+        key = await public.public_key("secp256k1", "p", address=registry.address)
+        assert key == derive_key(seed, "p", "secp256k1").public_key
+    with pytest.raises(InputError, match="0x and 40 hex"):
+        server.wiring(contract_address="not-an-address")
+
+
+async def test_contract_seed_when_the_chain_is_down(
+    store: SeedStore, authority: DevAuthority
+) -> None:
+    approval = RpcApproval("http://127.0.0.1:1", 1)
+    root = KmsRoot.open(store, approval=approval)
+    async with RootServer(
+        root, peer_roots=[authority.root], scallop_port=0, public_port=0
+    ) as server:
+        wiring = server.wiring(contract_address="0x" + "ab" * 20)
+        with pytest.raises(KMSError, match=r"\(500\).*cannot ask the chain"):
+            await Enclave(authority, APP_PCRS).fetch(wiring)
+
+
+async def test_rotation_rekeys_scallop_and_keeps_old_versions(
+    server: RootServer, authority: DevAuthority
+) -> None:
+    enclave = Enclave(authority, APP_PCRS)
+    old_wiring = server.wiring()
+    seed0, _ = await enclave.fetch(old_wiring)
+    await server.root.rotate()
+    new_wiring = server.wiring()
+    assert new_wiring.scallop_key != old_wiring.scallop_key
+    assert new_wiring.scallop_port == old_wiring.scallop_port
+    # A derive server pinned to the old key no longer talks to the root.
+    with pytest.raises(KMSError, match="no Scallop channel"):
+        await enclave.fetch(old_wiring)
+    seed1, version = await enclave.fetch(new_wiring)
+    assert version == 1
+    assert seed1 != seed0
+    # Old versions stay available for migration.
+    assert await enclave.fetch(new_wiring, version=0) == (seed0, 0)
+    derive = DeriveServer.for_enclave(
+        new_wiring, static_key=enclave.secret, auther=enclave.auther, port=0
+    )
+    async with derive, httpx.AsyncClient(base_url=derive.url) as http:
+        current = await http.get("/derive/ed25519", params={"path": "k"})
+        legacy = await http.get("/derive/ed25519", params={"path": "k", "version": "0"})
+        missing = await http.get("/derive/ed25519", params={"path": "k", "version": "9"})
+    assert current.headers["x-reef-kms-version"] == "1"
+    assert current.content == derive_key(seed1, "k", "ed25519").secret
+    assert legacy.content == derive_key(seed0, "k", "ed25519").secret
+    assert missing.status_code == 503
+    assert "no root seed version 9" in missing.text
+
+
+async def test_derive_server_waits_for_the_root_then_gives_up(authority: DevAuthority) -> None:
+    enclave = Enclave(authority, APP_PCRS)
+    wiring = KmsWiring(scallop_host="127.0.0.1", scallop_port=1, scallop_key=b"\x01" * 32)
+    derive = DeriveServer.for_enclave(
+        wiring, static_key=enclave.secret, auther=enclave.auther, port=0, startup_timeout=0.3
+    )
+    with pytest.raises(KMSError, match="not reachable"):
+        await derive.start()
+    with pytest.raises(InputError, match="loopback"):
+        DeriveServer.for_enclave(
+            wiring, static_key=enclave.secret, auther=enclave.auther, host="0.0.0.0"
+        )
