@@ -1,0 +1,1149 @@
+"""The embedded devnet: an EVM chain in this process whose blocks follow the wall clock.
+
+Engine choice: py-evm, the EVM eth-tester wraps, driven directly through its ``MiningChain``.
+eth-tester's ``PyEVMBackend`` was the first candidate, but it hard-codes chain id
+131277322940537 (wallets and ethers then do not recognise a dev chain; reef uses hardhat's and
+anvil's 31337), draws each block's ``prevrandao`` from ``os.urandom`` (so a journal of
+transactions could not be replayed into the same block hashes), stamps blocks at the previous
+timestamp + 1 s, and its snapshots re-import blocks through py-evm's reorg code. The devnet keeps
+eth-tester's shape (one ``MiningChain``, post-merge genesis, constant 30M gas limit) and adds:
+
+- **one block per transaction** (automine), mined at the **wall-clock** time: before each block
+  the pending header is stamped ``max(now + offset, parent + 1)``, so per-second billing sees
+  real seconds. Ethereum requires strictly increasing timestamps, so a burst of transactions in
+  one second runs the chain's clock ahead by a second per block; it falls back to the wall
+  clock once the burst ends.
+- the test controls hardhat and anvil offer: ``increase_time`` (an offset added to the wall
+  clock), ``set_next_block_timestamp``, ``mine``, ``snapshot``/``revert``;
+- its own index of blocks, transactions and logs (py-evm's transaction index keeps stale entries
+  after a revert, and reading receipts back out of tries is slow);
+- strict validation py-evm leaves to the node: the chain id of signed transactions (py-evm
+  accepts a transaction signed for any chain), blob transactions (refused), duplicates;
+- persistence through a journal (:mod:`reef.chain._devnet_state`) replayed on start.
+
+Every public method takes one re-entrant lock, so threads (the JSON-RPC server runs requests in
+worker threads) see the EVM one operation at a time.
+"""
+
+from __future__ import annotations
+
+import bisect
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import rlp
+from eth.chains.base import MiningChain
+from eth.constants import (
+    BLANK_ROOT_HASH,
+    GENESIS_PARENT_HASH,
+    POST_MERGE_DIFFICULTY,
+    POST_MERGE_MIX_HASH,
+    POST_MERGE_NONCE,
+)
+from eth.db.atomic import AtomicDB
+from eth.exceptions import Revert
+from eth.vm.forks.prague import PragueVM
+from eth.vm.spoof import SpoofTransaction
+from eth_account import Account
+from eth_utils.address import to_checksum_address
+from eth_utils.exceptions import ValidationError
+
+from reef.chain._deploy import Deployment
+from reef.chain._devnet_accounts import DEV_MNEMONIC, DEVNET_CHAIN_ID, DevAccount, dev_accounts
+from reef.chain._devnet_state import (
+    INFO_NAME,
+    JOURNAL_FORMAT,
+    JOURNAL_NAME,
+    DevnetInfo,
+    DevnetLock,
+    Journal,
+    read_devnet_info,
+    write_devnet_info,
+)
+from reef.crypto import keccak256
+from reef.errors import (
+    ChainError,
+    ConfigError,
+    ContractRevertError,
+    InputError,
+    RPCError,
+)
+from reef.home import ReefHome
+
+if TYPE_CHECKING:
+    from web3 import Web3
+
+    from reef.chain._devnet_provider import DevnetProvider
+
+__all__ = [
+    "DEFAULT_BALANCE_WEI",
+    "Devnet",
+]
+
+DEFAULT_BALANCE_WEI: Final = 10_000 * 10**18
+"""Each dev account's genesis balance: 10 000 ETH, as hardhat and anvil give."""
+
+GAS_LIMIT: Final = 30_000_000
+PRIORITY_FEE: Final = 10**9
+"""The tip the devnet suggests (``eth_maxPriorityFeePerGas``): 1 gwei."""
+
+DEFAULT_RATE_LOCK_S: Final = 300
+_BLOB_TX_TYPE: Final = 3
+_RANDAO_DOMAIN: Final = b"reef devnet prevrandao"
+
+BlockTag = Literal["latest", "earliest", "pending", "safe", "finalized"]
+BLOCK_TAGS: Final = ("latest", "earliest", "pending", "safe", "finalized")
+BlockSelector = int | str | bytes
+"""A block number, a tag (``latest``, ``earliest``, ``pending``, ``safe``, ``finalized``) or a
+32-byte block hash."""
+
+
+class DevnetFault(RPCError):
+    """An error the devnet answers as a JSON-RPC error object (``code``, optional ``data``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int = -32000,
+        data: bytes | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+        self.data = data
+
+
+class ExecutionReverted(DevnetFault, ContractRevertError):
+    """The EVM reverted: JSON-RPC code 3 with the revert data, as geth answers."""
+
+    def __init__(self, data: bytes, reason: str) -> None:
+        message = f"execution reverted: {reason}" if reason else "execution reverted"
+        DevnetFault.__init__(self, message, code=3, data=data)
+        self.reason = reason
+
+
+def revert_reason(data: bytes) -> str:
+    """The text of an ``Error(string)`` revert, or a description of a ``Panic(uint256)``."""
+    from eth_abi.abi import decode
+    from eth_abi.exceptions import DecodingError
+
+    if data[:4] == bytes.fromhex("08c379a0"):
+        try:
+            (text,) = decode(["string"], data[4:])
+        except (DecodingError, OverflowError):
+            return ""
+        return str(text)
+    if data[:4] == bytes.fromhex("4e487b71") and len(data) == 36:
+        return f"panic code 0x{int.from_bytes(data[4:], 'big'):x}"
+    return ""
+
+
+class _DevChain(MiningChain):
+    """py-evm's mining chain at Prague, with a constant gas limit (as eth-tester keeps it)."""
+
+    chain_id = DEVNET_CHAIN_ID
+    vm_configuration: Any = ((0, PragueVM),)
+
+    def create_header_from_parent(self, parent_header: Any, **header_params: Any) -> Any:
+        header_params["gas_limit"] = parent_header.gas_limit
+        return super().create_header_from_parent(parent_header, **header_params)
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One event log, placed in the chain."""
+
+    block_number: int
+    block_hash: bytes
+    transaction_hash: bytes
+    transaction_index: int
+    log_index: int
+    address: bytes
+    topics: tuple[bytes, ...]
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MinedBlock:
+    """A block of the devnet with what the RPC layer needs to describe it."""
+
+    header: Any
+    transactions: tuple[Any, ...]
+    receipts: tuple[Any, ...]
+    senders: tuple[bytes, ...]
+    size: int
+    logs: tuple[tuple[LogEntry, ...], ...] = ()
+
+    @property
+    def number(self) -> int:
+        return int(self.header.block_number)
+
+    @property
+    def hash(self) -> bytes:
+        return bytes(self.header.hash)
+
+    @property
+    def timestamp(self) -> int:
+        return int(self.header.timestamp)
+
+    def gas_used_by(self, index: int) -> int:
+        cumulative = self.receipts[index].gas_used
+        previous = self.receipts[index - 1].gas_used if index else 0
+        return int(cumulative - previous)
+
+    def effective_gas_price(self, index: int) -> int:
+        tx = self.transactions[index]
+        if tx.type_id in (2, 3, 4):
+            base = int(self.header.base_fee_per_gas)
+            return min(int(tx.max_fee_per_gas), base + int(tx.max_priority_fee_per_gas))
+        return int(tx.gas_price)
+
+    def contract_address(self, index: int) -> bytes | None:
+        from eth._utils.address import generate_contract_address
+
+        tx = self.transactions[index]
+        if tx.to:
+            return None
+        sender: Any = self.senders[index]
+        return bytes(generate_contract_address(sender, tx.nonce))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TxRequest:
+    """A transaction or call as an RPC client describes it; absent fields are ``None``."""
+
+    sender: bytes | None = None
+    to: bytes | None = None
+    gas: int | None = None
+    gas_price: int | None = None
+    max_fee_per_gas: int | None = None
+    max_priority_fee_per_gas: int | None = None
+    value: int = 0
+    data: bytes = b""
+    nonce: int | None = None
+    type: int | None = None
+    access_list: tuple[tuple[bytes, tuple[int, ...]], ...] | None = None
+    chain_id: int | None = None
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    number: int
+    offset: int
+    next_timestamp: int | None
+    journal_position: int | None
+
+
+@dataclass
+class _Persistence:
+    home: ReefHome
+    journal: Journal
+    lock: DevnetLock
+    info: DevnetInfo
+
+
+class Devnet:
+    """An in-process EVM chain for development: wall-clock blocks, dev accounts, test controls.
+
+    Create one in memory with ``Devnet()``, or bound to ``$REEF_HOME`` (journal, lock, contracts
+    deployed, ``devnet.json``) with :meth:`open`. Serve it over JSON-RPC with
+    ``serve_devnet(devnet)``, or use it in process through :meth:`web3`.
+
+    Args:
+        chain_id: the EIP-155 chain id (hardhat's and anvil's 31337 by default).
+        accounts: how many dev accounts to derive from ``mnemonic`` and fund at genesis.
+        balance_wei: each dev account's genesis balance.
+        mnemonic: the BIP-39 phrase of the dev accounts.
+        clock: the wall clock, in seconds since the epoch (a parameter so tests can move it).
+        genesis_timestamp: the genesis block's timestamp; the clock's now by default.
+
+    Raises:
+        InputError: for an invalid account count, balance or chain id.
+    """
+
+    def __init__(
+        self,
+        *,
+        chain_id: int = DEVNET_CHAIN_ID,
+        accounts: int = 10,
+        balance_wei: int = DEFAULT_BALANCE_WEI,
+        mnemonic: str = DEV_MNEMONIC,
+        clock: Callable[[], float] = time.time,
+        genesis_timestamp: int | None = None,
+    ) -> None:
+        if not 1 <= chain_id < 2**63:
+            raise InputError(f"the chain id must be between 1 and 2**63-1, got {chain_id}")
+        if not 0 <= balance_wei < 2**256:
+            raise InputError("the dev account balance must fit in 256 bits")
+        self._lock = threading.RLock()
+        self._clock = clock
+        self._mnemonic = mnemonic
+        self._balance_wei = balance_wei
+        self._accounts = dev_accounts(accounts, mnemonic=mnemonic)
+        self._keys = {bytes.fromhex(a.address[2:]): a for a in self._accounts}
+        self._offset = 0
+        self._next_timestamp: int | None = None
+        self._snapshots: dict[int, _Snapshot] = {}
+        self._snapshot_counter = 0
+        self._persistence: _Persistence | None = None
+        self._deployment: Deployment | None = None
+        self._rate_lock_s: int | None = None
+
+        chain_class: Any = _DevChain
+        if chain_id != _DevChain.chain_id:
+            chain_class = type("_DevChainWithId", (_DevChain,), {"chain_id": chain_id})
+        self._chain_id = chain_id
+        timestamp = int(clock()) if genesis_timestamp is None else genesis_timestamp
+        params: dict[str, Any] = {
+            "coinbase": b"\x00" * 20,
+            "difficulty": POST_MERGE_DIFFICULTY,
+            "extra_data": b"",
+            "gas_limit": GAS_LIMIT,
+            "mix_hash": POST_MERGE_MIX_HASH,
+            "nonce": POST_MERGE_NONCE,
+            "receipt_root": BLANK_ROOT_HASH,
+            "timestamp": timestamp,
+            "transaction_root": BLANK_ROOT_HASH,
+        }
+        state: dict[bytes, Any] = {
+            address: {"balance": balance_wei, "nonce": 0, "code": b"", "storage": {}}
+            for address in self._keys
+        }
+        self._chain: Any = chain_class.from_genesis(AtomicDB(), params, state)
+        genesis = self._chain.get_canonical_block_by_number(0)
+        self._blocks: list[MinedBlock] = [
+            MinedBlock(genesis.header, (), (), (), len(rlp.encode(genesis)))
+        ]
+        self._numbers: dict[bytes, int] = {self._blocks[0].hash: 0}
+        self._tx_index: dict[bytes, tuple[int, int]] = {}
+        self._logs: list[LogEntry] = []
+        self._log_blocks: list[int] = []
+        self._chain.header = self._chain.create_header_from_parent(genesis.header)
+
+    # ----------------------------------------------------------------- opening from $REEF_HOME
+
+    @classmethod
+    def open(
+        cls,
+        home: ReefHome,
+        *,
+        fresh: bool = False,
+        rate_lock_s: int | None = None,
+        accounts: int = 10,
+        deploy: bool = True,
+        clock: Callable[[], float] = time.time,
+        durable: bool = True,
+    ) -> Devnet:
+        """The devnet kept under ``$REEF_HOME/chain``: replayed from its journal, or created.
+
+        A new devnet gets reef's contracts deployed (token, market with ``rate_lock_s``, KMS
+        registry) and every dev account funded with test tokens. ``devnet.json`` is written
+        either way. The devnet holds a lock on the directory until :meth:`close`.
+
+        Args:
+            home: where the state lives.
+            fresh: delete any existing state first.
+            rate_lock_s: the market's rate lock wait time (300 s when creating); for an existing
+                devnet it must match the one it was deployed with.
+            accounts: how many dev accounts a new devnet funds.
+            deploy: deploy reef's contracts on a new devnet.
+            clock: the wall clock.
+            durable: fsync the journal after every block (turn off only for throwaway state).
+
+        Raises:
+            ChainError: if another devnet holds the lock.
+            ConfigError: if the journal cannot be replayed, or ``rate_lock_s`` differs from the
+                deployed market's.
+        """
+        lock = DevnetLock(home)
+        lock.acquire()
+        try:
+            directory = home.chain
+            if fresh:
+                for name in (JOURNAL_NAME, INFO_NAME):
+                    (directory / name).unlink(missing_ok=True)
+                shutil.rmtree(directory / "tmp", ignore_errors=True)
+            journal_path = directory / JOURNAL_NAME
+            if journal_path.exists():
+                journal, entries = Journal.open(journal_path, durable=durable)
+                try:
+                    devnet = cls._replay(entries, clock=clock)
+                    info = cls._stored_info(home, devnet)
+                except BaseException:
+                    journal.close()
+                    raise
+            else:
+                devnet = cls(accounts=accounts, clock=clock)
+                journal = Journal.create(journal_path, devnet._genesis_entry(), durable=durable)
+                info = DevnetInfo(
+                    chain_id=devnet.chain_id,
+                    accounts=devnet.accounts,
+                    genesis_timestamp=devnet._blocks[0].timestamp,
+                )
+            devnet._persistence = _Persistence(home, journal, lock, info)
+            devnet._deployment = info.deployment
+            devnet._rate_lock_s = info.rate_lock_s
+            if devnet._deployment is not None:
+                if rate_lock_s is not None and rate_lock_s != info.rate_lock_s:
+                    devnet.close()
+                    raise ConfigError(
+                        f"the devnet in {directory} was deployed with a rate lock of "
+                        f"{info.rate_lock_s} s, not {rate_lock_s} s",
+                        hint="drop --rate-lock, or start over with `reef chain --fresh`",
+                    )
+            elif deploy:
+                devnet._deploy(DEFAULT_RATE_LOCK_S if rate_lock_s is None else rate_lock_s)
+            devnet._write_info()
+            return devnet
+        except BaseException:
+            lock.release()
+            raise
+
+    @staticmethod
+    def _stored_info(home: ReefHome, devnet: Devnet) -> DevnetInfo:
+        try:
+            info = read_devnet_info(home)
+        except ConfigError:
+            info = DevnetInfo(
+                chain_id=devnet.chain_id,
+                accounts=devnet.accounts,
+                genesis_timestamp=devnet._blocks[0].timestamp,
+            )
+        if info.deployment is not None:
+            market = info.deployment.market
+            if not devnet.code(bytes.fromhex(market[2:]), "latest"):
+                raise ConfigError(
+                    f"{INFO_NAME} names a market at {market} but the replayed chain has no "
+                    "contract there",
+                    hint="start over with `reef chain --fresh`",
+                )
+        return info
+
+    @classmethod
+    def _replay(cls, entries: Sequence[Mapping[str, Any]], *, clock: Callable[[], float]) -> Devnet:
+        genesis = entries[0]
+        try:
+            devnet = cls(
+                chain_id=int(genesis["chain_id"]),
+                accounts=int(genesis["accounts"]),
+                balance_wei=int(genesis["balance_wei"]),
+                mnemonic=str(genesis["mnemonic"]),
+                clock=clock,
+                genesis_timestamp=int(genesis["timestamp"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"the devnet journal's genesis entry is invalid ({exc})",
+                hint="start over with `reef chain --fresh`",
+            ) from exc
+        if "0x" + devnet._blocks[0].hash.hex() != genesis.get("hash"):
+            raise ConfigError(
+                "the devnet journal's genesis block does not match this reef's genesis",
+                hint="start over with `reef chain --fresh`",
+            )
+        for line, entry in enumerate(entries[1:], 2):
+            try:
+                devnet._replay_entry(entry)
+            except (KeyError, TypeError, ValueError, ChainError) as exc:
+                raise ConfigError(
+                    f"the devnet journal does not replay at line {line}: {exc}",
+                    hint="start over with `reef chain --fresh`",
+                ) from exc
+        return devnet
+
+    def _replay_entry(self, entry: Mapping[str, Any]) -> None:
+        kind = entry.get("kind")
+        if kind == "block":
+            raw = entry.get("tx")
+            tx = self._decode(bytes.fromhex(str(raw)[2:])) if raw else None
+            if int(entry["number"]) != len(self._blocks):
+                raise ConfigError(f"expected block {len(self._blocks)}, found {entry['number']}")
+            block = self._mine(tx, int(entry["timestamp"]))
+            if "0x" + block.hash.hex() != entry.get("hash"):
+                raise ConfigError(f"block {block.number} replays to a different hash")
+        elif kind == "clock":
+            self._offset = int(entry["offset"])
+            nxt = entry.get("next_timestamp")
+            self._next_timestamp = None if nxt is None else int(nxt)
+        else:
+            raise ConfigError(f"unknown journal entry kind {kind!r}")
+
+    def _genesis_entry(self) -> dict[str, Any]:
+        return {
+            "kind": "genesis",
+            "format": JOURNAL_FORMAT,
+            "chain_id": self._chain_id,
+            "timestamp": self._blocks[0].timestamp,
+            "accounts": len(self._accounts),
+            "balance_wei": str(self._balance_wei),
+            "mnemonic": self._mnemonic,
+            "hash": "0x" + self._blocks[0].hash.hex(),
+        }
+
+    def _deploy(self, rate_lock_s: int) -> None:
+        from reef.chain._deploy import deploy_contracts
+
+        deployment = deploy_contracts(
+            self.web3(),
+            self._accounts[0].address,
+            rate_lock_s=rate_lock_s,
+            fund=[account.address for account in self._accounts],
+        )
+        with self._lock:
+            self._deployment = deployment
+            self._rate_lock_s = rate_lock_s
+
+    def _write_info(self) -> None:
+        persistence = self._persistence
+        if persistence is None:
+            return
+        info = DevnetInfo(
+            chain_id=self._chain_id,
+            accounts=self._accounts,
+            genesis_timestamp=self._blocks[0].timestamp,
+            rate_lock_s=self._rate_lock_s,
+            deployment=self._deployment,
+            rpc_url=persistence.info.rpc_url,
+            blocks=len(self._blocks) - 1,
+        )
+        persistence.info = info
+        write_devnet_info(persistence.home, info)
+
+    def record_endpoint(self, url: str | None) -> None:
+        """Note in ``devnet.json`` where this devnet is served (``serve_devnet`` calls this)."""
+        with self._lock:
+            persistence = self._persistence
+            if persistence is None:
+                return
+            persistence.info = replace(persistence.info, rpc_url=url)
+            self._write_info()
+
+    def close(self) -> None:
+        """Write ``devnet.json``, close the journal and release ``$REEF_HOME``'s lock."""
+        with self._lock:
+            persistence = self._persistence
+            if persistence is None:
+                return
+            self._write_info()
+            persistence.journal.close()
+            persistence.lock.release()
+            self._persistence = None
+
+    def __enter__(self) -> Devnet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------ metadata
+
+    @property
+    def chain_id(self) -> int:
+        return self._chain_id
+
+    @property
+    def accounts(self) -> tuple[DevAccount, ...]:
+        """The funded dev accounts (their keys are public: dev only)."""
+        return self._accounts
+
+    @property
+    def home(self) -> ReefHome | None:
+        """The ``$REEF_HOME`` this devnet persists to, if opened with :meth:`open`."""
+        persistence = self._persistence
+        return None if persistence is None else persistence.home
+
+    @property
+    def deployment(self) -> Deployment | None:
+        """reef's contracts on this devnet (deployed by :meth:`open`), if any."""
+        return self._deployment
+
+    @property
+    def rate_lock_s(self) -> int | None:
+        return self._rate_lock_s
+
+    @property
+    def block_number(self) -> int:
+        with self._lock:
+            return len(self._blocks) - 1
+
+    @property
+    def head(self) -> MinedBlock:
+        with self._lock:
+            return self._blocks[-1]
+
+    def info(self) -> DevnetInfo:
+        """What ``devnet.json`` says (or would say) about this devnet."""
+        with self._lock:
+            url = None if self._persistence is None else self._persistence.info.rpc_url
+            return DevnetInfo(
+                chain_id=self._chain_id,
+                accounts=self._accounts,
+                genesis_timestamp=self._blocks[0].timestamp,
+                rate_lock_s=self._rate_lock_s,
+                deployment=self._deployment,
+                rpc_url=url,
+                blocks=len(self._blocks) - 1,
+            )
+
+    def provider(self) -> DevnetProvider:
+        """A web3.py provider that answers from this devnet in process (no HTTP)."""
+        from reef.chain._devnet_provider import DevnetProvider
+
+        return DevnetProvider(self)
+
+    def web3(self) -> Web3:
+        """A ``Web3`` over :meth:`provider`."""
+        from web3 import Web3
+
+        return Web3(self.provider())
+
+    # ---------------------------------------------------------------------------- the clock
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    def next_block_timestamp(self) -> int:
+        """The timestamp the next block would get if it were mined now."""
+        with self._lock:
+            if self._next_timestamp is not None:
+                return self._next_timestamp
+            return max(self._now() + self._offset, self._blocks[-1].timestamp + 1)
+
+    @property
+    def time_offset(self) -> int:
+        """Seconds added to the wall clock by :meth:`increase_time` (and timestamp pins)."""
+        return self._offset
+
+    def increase_time(self, seconds: int) -> int:
+        """Move the chain's clock ``seconds`` ahead of where it was; return the total offset.
+
+        The next block (and every later one) is stamped that much later. Like hardhat's
+        ``evm_increaseTime``, this mines nothing by itself.
+
+        Raises:
+            InputError: if ``seconds`` is negative (block time cannot run backwards).
+        """
+        if seconds < 0:
+            raise InputError(
+                f"the time increase must be at least 0 seconds, got {seconds}",
+                hint="block timestamps only move forward",
+            )
+        with self._lock:
+            self._offset += seconds
+            self._journal_clock()
+            return self._offset
+
+    def set_next_block_timestamp(self, timestamp: int) -> None:
+        """Stamp the next block at ``timestamp``; the clock then continues from there.
+
+        Raises:
+            InputError: if ``timestamp`` is not after the latest block's.
+        """
+        with self._lock:
+            latest = self._blocks[-1].timestamp
+            if timestamp <= latest:
+                raise InputError(
+                    f"the next block's timestamp {timestamp} must be after the latest "
+                    f"block's ({latest})"
+                )
+            self._next_timestamp = timestamp
+            self._journal_clock()
+
+    def mine(self, timestamp: int | None = None) -> MinedBlock:
+        """Mine one empty block (at ``timestamp`` if given); return it.
+
+        Raises:
+            InputError: if ``timestamp`` is not after the latest block's.
+        """
+        with self._lock:
+            if timestamp is not None:
+                self.set_next_block_timestamp(timestamp)
+            return self._mine_and_record(None, None)
+
+    def snapshot(self) -> int:
+        """Remember the chain's state and clock; return an id for :meth:`revert`."""
+        with self._lock:
+            self._snapshot_counter += 1
+            position = None if self._persistence is None else self._persistence.journal.position
+            self._snapshots[self._snapshot_counter] = _Snapshot(
+                len(self._blocks) - 1, self._offset, self._next_timestamp, position
+            )
+            return self._snapshot_counter
+
+    def revert(self, snapshot_id: int) -> bool:
+        """Go back to snapshot ``snapshot_id``: blocks after it are forgotten, the clock offset
+        restored (the wall clock keeps running). That snapshot and later ones are used up, as
+        in hardhat. Return ``False`` for an unknown or used-up id.
+        """
+        with self._lock:
+            snap = self._snapshots.get(snapshot_id)
+            if snap is None:
+                return False
+            for key in [k for k in self._snapshots if k >= snapshot_id]:
+                del self._snapshots[key]
+            self._rewind(snap.number)
+            self._offset = snap.offset
+            self._next_timestamp = snap.next_timestamp
+            if self._persistence is not None and snap.journal_position is not None:
+                self._persistence.journal.truncate(snap.journal_position)
+            return True
+
+    def _journal_clock(self) -> None:
+        if self._persistence is not None:
+            self._persistence.journal.append(
+                {"kind": "clock", "offset": self._offset, "next_timestamp": self._next_timestamp}
+            )
+
+    # ------------------------------------------------------------------------------ mining
+
+    def _decode(self, raw: bytes) -> Any:
+        if not raw:
+            raise DevnetFault("the raw transaction is empty", code=-32602)
+        if raw[0] == _BLOB_TX_TYPE:
+            raise DevnetFault("blob transactions (type 3) are not supported by the reef devnet")
+        try:
+            tx = self._chain.get_vm().get_transaction_builder().decode(raw)
+        except (rlp.DecodingError, rlp.DeserializationError, ValidationError, ValueError) as exc:
+            raise DevnetFault(f"the raw transaction could not be decoded: {exc}") from exc
+        chain_id = tx.chain_id
+        if chain_id is not None and chain_id != self._chain_id:
+            raise DevnetFault(
+                f"invalid chain id for signer: have {chain_id} want {self._chain_id}",
+                hint=f"sign for chain id {self._chain_id}",
+            )
+        return tx
+
+    def send_raw_transaction(self, raw: bytes) -> bytes:
+        """Validate ``raw`` (a signed transaction), mine it in its own block, return its hash.
+
+        A transaction that reverts is still mined (status 0), as on any Ethereum node.
+
+        Raises:
+            DevnetFault: if it is malformed, signed for another chain, already known, or
+                invalid (nonce, funds, fees, gas).
+        """
+        with self._lock:
+            tx = self._decode(raw)
+            if bytes(tx.hash) in self._tx_index:
+                raise DevnetFault(f"already known: transaction 0x{bytes(tx.hash).hex()}")
+            self._mine_and_record(tx, raw)
+            return bytes(tx.hash)
+
+    def sign_transaction(self, request: TxRequest) -> bytes:
+        """Fill in a dev account's transaction (nonce, gas, fees, chain id) and sign it.
+
+        Raises:
+            DevnetFault: if the sender is not a dev account, or gas estimation fails.
+            ExecutionReverted: if estimating the gas reverts.
+        """
+        with self._lock:
+            if request.sender is None:
+                raise DevnetFault("the transaction has no 'from'", code=-32602)
+            account = self._keys.get(request.sender)
+            if account is None:
+                raise DevnetFault(
+                    f"unknown account {to_checksum_address(request.sender)}: the devnet signs "
+                    "only for its dev accounts",
+                    hint="sign the transaction yourself and use eth_sendRawTransaction",
+                )
+            if request.chain_id is not None and request.chain_id != self._chain_id:
+                raise DevnetFault(f"chainId {request.chain_id} is not {self._chain_id}")
+            nonce = request.nonce
+            if nonce is None:
+                nonce = self.nonce(request.sender, "latest")
+            gas = request.gas
+            if gas is None:
+                gas = self.estimate_gas(request, "latest")
+            fields: dict[str, Any] = {
+                "chainId": self._chain_id,
+                "nonce": nonce,
+                "gas": gas,
+                "value": request.value,
+                "data": request.data,
+            }
+            if request.to is not None:
+                fields["to"] = to_checksum_address(request.to)
+            legacy = request.type in (0, 1) or (
+                request.type is None
+                and request.gas_price is not None
+                and request.max_fee_per_gas is None
+            )
+            if legacy:
+                fields["gasPrice"] = (
+                    request.gas_price if request.gas_price is not None else self.gas_price()
+                )
+                if request.type == 1 or request.access_list is not None:
+                    fields["accessList"] = _access_list_json(request.access_list or ())
+                    fields["type"] = 1
+            else:
+                tip = request.max_priority_fee_per_gas
+                if tip is None:
+                    tip = PRIORITY_FEE
+                cap = request.max_fee_per_gas
+                if cap is None:
+                    cap = 2 * self.next_base_fee() + tip
+                fields.update(maxFeePerGas=cap, maxPriorityFeePerGas=tip, type=2)
+                fields["accessList"] = _access_list_json(request.access_list or ())
+            signed = Account.sign_transaction(fields, account.private_key)
+            return bytes(signed.raw_transaction)
+
+    def send_transaction(self, request: TxRequest) -> bytes:
+        """Sign ``request`` with its dev account and mine it (``eth_sendTransaction``)."""
+        with self._lock:
+            return self.send_raw_transaction(self.sign_transaction(request))
+
+    def _mine_and_record(self, tx: Any | None, raw: bytes | None) -> MinedBlock:
+        timestamp = self.next_block_timestamp()
+        pinned = self._next_timestamp is not None
+        block = self._mine(tx, timestamp)
+        if pinned:
+            # As in hardhat: after a pinned timestamp, time continues from it.
+            self._next_timestamp = None
+            self._offset = timestamp - self._now()
+        if self._persistence is not None:
+            entries: list[dict[str, Any]] = [
+                {
+                    "kind": "block",
+                    "number": block.number,
+                    "timestamp": block.timestamp,
+                    "tx": None if raw is None else "0x" + raw.hex(),
+                    "hash": "0x" + block.hash.hex(),
+                }
+            ]
+            if pinned:
+                entries.append({"kind": "clock", "offset": self._offset, "next_timestamp": None})
+            try:
+                self._persistence.journal.extend(entries)
+            except OSError as exc:
+                self._rewind(block.number - 1)
+                raise ChainError(
+                    f"could not write the devnet journal: {exc}",
+                    hint="check the disk under $REEF_HOME; the transaction was not kept",
+                ) from exc
+        return block
+
+    def _mine(self, tx: Any | None, timestamp: int) -> MinedBlock:
+        chain = self._chain
+        parent = self._blocks[-1]
+        randao = keccak256(_RANDAO_DOMAIN + parent.hash)
+        chain.header = chain.create_header_from_parent(
+            parent.header, timestamp=timestamp, mix_hash=randao
+        )
+        receipts: tuple[Any, ...] = ()
+        try:
+            if tx is not None:
+                _, receipt, _ = chain.apply_transaction(tx)
+                receipts = (receipt,)
+            block = chain.mine_block(mix_hash=randao)
+        except ValidationError as exc:
+            chain.header = chain.create_header_from_parent(parent.header)
+            raise _rejection(exc) from exc
+        except BaseException:
+            chain.header = chain.create_header_from_parent(parent.header)
+            raise
+        senders = tuple(bytes(t.sender) for t in block.transactions)
+        number = int(block.number)
+        block_hash = bytes(block.hash)
+        logs: list[tuple[LogEntry, ...]] = []
+        log_index = 0
+        for index, (t, r) in enumerate(zip(block.transactions, receipts, strict=True)):
+            entries = []
+            for log in r.logs:
+                entries.append(
+                    LogEntry(
+                        block_number=number,
+                        block_hash=block_hash,
+                        transaction_hash=bytes(t.hash),
+                        transaction_index=index,
+                        log_index=log_index,
+                        address=bytes(log.address),
+                        topics=tuple(topic.to_bytes(32, "big") for topic in log.topics),
+                        data=bytes(log.data),
+                    )
+                )
+                log_index += 1
+            logs.append(tuple(entries))
+        mined = MinedBlock(
+            block.header,
+            tuple(block.transactions),
+            receipts,
+            senders,
+            len(rlp.encode(block)),
+            tuple(logs),
+        )
+        self._blocks.append(mined)
+        self._numbers[block_hash] = number
+        for index, t in enumerate(block.transactions):
+            self._tx_index[bytes(t.hash)] = (number, index)
+        for block_logs in logs:
+            self._logs.extend(block_logs)
+            self._log_blocks.extend([number] * len(block_logs))
+        return mined
+
+    def _rewind(self, number: int) -> None:
+        """Forget every block after ``number`` and make ``number`` the head again."""
+        removed = self._blocks[number + 1 :]
+        del self._blocks[number + 1 :]
+        for block in removed:
+            self._numbers.pop(block.hash, None)
+            for tx in block.transactions:
+                self._tx_index.pop(bytes(tx.hash), None)
+        cut = bisect.bisect_right(self._log_blocks, number)
+        del self._logs[cut:]
+        del self._log_blocks[cut:]
+        head = self._blocks[-1].header
+        chaindb = self._chain.chaindb
+        # py-evm has no public "set head" operation; this is the one its own reorgs use.
+        chaindb._set_as_canonical_chain_head(chaindb.db, head, GENESIS_PARENT_HASH)
+        self._chain.header = self._chain.create_header_from_parent(head)
+
+    # ----------------------------------------------------------------------- reading blocks
+
+    def block(self, selector: BlockSelector) -> MinedBlock | None:
+        """The block a number, tag or hash names, or ``None`` if there is none (yet)."""
+        with self._lock:
+            if isinstance(selector, bytes):
+                number = self._numbers.get(selector)
+                return None if number is None else self._blocks[number]
+            if isinstance(selector, str):
+                if selector == "earliest":
+                    return self._blocks[0]
+                if selector in BLOCK_TAGS:
+                    return self._blocks[-1]
+                raise DevnetFault(f"unknown block tag {selector!r}", code=-32602)
+            if 0 <= selector < len(self._blocks):
+                return self._blocks[selector]
+            return None
+
+    def _state_block(self, selector: BlockSelector) -> MinedBlock:
+        block = self.block(selector)
+        if block is None:
+            raise DevnetFault(f"header not found: block {_describe(selector)} does not exist")
+        return block
+
+    def transaction(self, tx_hash: bytes) -> tuple[MinedBlock, int] | None:
+        """The block holding ``tx_hash`` and the transaction's index in it."""
+        with self._lock:
+            location = self._tx_index.get(tx_hash)
+            if location is None:
+                return None
+            return self._blocks[location[0]], location[1]
+
+    def logs(
+        self,
+        from_block: int,
+        to_block: int,
+        *,
+        addresses: frozenset[bytes] | None = None,
+        topics: Sequence[frozenset[bytes] | None] = (),
+    ) -> list[LogEntry]:
+        """Logs in blocks ``from_block..to_block`` (inclusive) matching the filter, in order.
+
+        ``topics`` is positional: ``None`` matches anything, a set matches any of its members.
+        """
+        with self._lock:
+            start = bisect.bisect_left(self._log_blocks, from_block)
+            end = bisect.bisect_right(self._log_blocks, to_block)
+            found = []
+            for entry in self._logs[start:end]:
+                if addresses is not None and entry.address not in addresses:
+                    continue
+                if len(topics) > len(entry.topics):
+                    continue
+                if all(
+                    wanted is None or entry.topics[i] in wanted for i, wanted in enumerate(topics)
+                ):
+                    found.append(entry)
+            return found
+
+    # ------------------------------------------------------------------------- reading state
+
+    def _state(self, selector: BlockSelector) -> Any:
+        return self._chain.get_vm(at_header=self._state_block(selector).header).state
+
+    def balance(self, address: bytes, selector: BlockSelector = "latest") -> int:
+        with self._lock:
+            return int(self._state(selector).get_balance(address))
+
+    def nonce(self, address: bytes, selector: BlockSelector = "latest") -> int:
+        with self._lock:
+            return int(self._state(selector).get_nonce(address))
+
+    def code(self, address: bytes, selector: BlockSelector = "latest") -> bytes:
+        with self._lock:
+            return bytes(self._state(selector).get_code(address))
+
+    def storage(self, address: bytes, slot: int, selector: BlockSelector = "latest") -> int:
+        with self._lock:
+            return int(self._state(selector).get_storage(address, slot))
+
+    def next_base_fee(self) -> int:
+        """The base fee per gas of the next block."""
+        with self._lock:
+            header = self._chain.create_header_from_parent(self._blocks[-1].header)
+            return int(header.base_fee_per_gas)
+
+    def gas_price(self) -> int:
+        """A gas price that gets a transaction into the next block: base fee + 1 gwei tip."""
+        return self.next_base_fee() + PRIORITY_FEE
+
+    # ------------------------------------------------------------------- calls and estimates
+
+    def _call_vm(self, selector: BlockSelector) -> Any:
+        """A VM to run calls in.
+
+        For a tag (``latest``, ``pending``, ...) calls run on the latest state in the context of
+        the *next* block as it would be mined now (its number and wall-clock timestamp), as
+        hardhat does, so a time-dependent view agrees with the next transaction. For a block
+        number or hash they run in that block's own context, as geth does. The base fee is 0
+        so calls cost nothing.
+        """
+        block = self._state_block(selector)
+        if isinstance(selector, str) and selector != "earliest":
+            header = self._chain.create_header_from_parent(
+                block.header, timestamp=self.next_block_timestamp()
+            )
+        else:
+            header = block.header
+        return self._chain.get_vm(at_header=header.copy(base_fee_per_gas=0))
+
+    @staticmethod
+    def _run(vm: Any, request: TxRequest, gas: int) -> Any:
+        """Execute ``request`` with ``gas`` on ``vm``'s state and undo it; return the computation.
+
+        Raises:
+            ValidationError: if the transaction is invalid (nonce, funds, intrinsic gas).
+        """
+        sender = request.sender or b"\x00" * 20
+        state = vm.state
+        unsigned = vm.create_unsigned_transaction(
+            nonce=int(state.get_nonce(sender)),
+            gas_price=0,
+            gas=gas,
+            to=request.to or b"",
+            value=request.value,
+            data=request.data,
+        )
+        snapshot = state.snapshot()
+        try:
+            return state.apply_transaction(SpoofTransaction(unsigned, from_=sender))
+        finally:
+            state.revert(snapshot)
+
+    def _succeeds(self, vm: Any, request: TxRequest, gas: int) -> bool:
+        try:
+            return not self._run(vm, request, gas).is_error
+        except ValidationError:
+            return False
+
+    def call(self, request: TxRequest, selector: BlockSelector = "latest") -> bytes:
+        """Run ``request`` without mining it (``eth_call``); return its output.
+
+        Raises:
+            ExecutionReverted: if it reverts (with the revert data).
+            DevnetFault: if it fails otherwise (out of gas, invalid opcode, bad nonce/funds).
+        """
+        with self._lock:
+            vm = self._call_vm(selector)
+            gas = min(request.gas, GAS_LIMIT) if request.gas is not None else GAS_LIMIT
+            try:
+                computation = self._run(vm, request, gas)
+            except ValidationError as exc:
+                raise _rejection(exc) from exc
+            if computation.is_error:
+                raise _execution_error(computation.error, bytes(computation.output), gas)
+            return bytes(computation.output)
+
+    def estimate_gas(self, request: TxRequest, selector: BlockSelector = "latest") -> int:
+        """The least gas with which ``request`` succeeds (``eth_estimateGas``).
+
+        Runs once with the cap (the request's gas or the block gas limit), then tries the gas
+        that run consumed (and that plus the 1/64 calls must leave behind), then searches
+        between: usually two executions, where a plain binary search needs about twenty-five.
+
+        Raises:
+            ExecutionReverted: if it reverts even with the cap.
+            DevnetFault: if it fails with the cap for another reason.
+        """
+        with self._lock:
+            vm = self._call_vm(selector)
+            cap = min(request.gas, GAS_LIMIT) if request.gas is not None else GAS_LIMIT
+            try:
+                first = self._run(vm, request, cap)
+            except ValidationError as exc:
+                raise _rejection(exc) from exc
+            if first.is_error:
+                raise _execution_error(first.error, bytes(first.output), cap)
+            used = cap - int(first.get_gas_remaining())
+            low, high = used - 1, cap  # invariant: low fails (or is below need), high succeeds
+            for candidate in (used, used + used // 63 + 2300):
+                if low < candidate < high:
+                    if self._succeeds(vm, request, candidate):
+                        high = candidate
+                        break
+                    low = candidate
+            while high - low > 1:
+                middle = (low + high) // 2
+                if self._succeeds(vm, request, middle):
+                    high = middle
+                else:
+                    low = middle
+            return high
+
+
+def _access_list_json(
+    access_list: Iterable[tuple[bytes, tuple[int, ...]]],
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "address": to_checksum_address(address),
+            "storageKeys": ["0x" + key.to_bytes(32, "big").hex() for key in keys],
+        }
+        for address, keys in access_list
+    ]
+
+
+def _describe(selector: BlockSelector) -> str:
+    if isinstance(selector, bytes):
+        return "0x" + selector.hex()
+    return str(selector)
+
+
+def _execution_error(error: BaseException | None, output: bytes, gas: int) -> DevnetFault:
+    if isinstance(error, Revert):
+        return ExecutionReverted(output, revert_reason(output))
+    name = type(error).__name__ if error is not None else "error"
+    if name == "OutOfGas":
+        return DevnetFault(f"gas required exceeds allowance ({gas})")
+    detail = str(error) if error is not None and str(error) else name
+    return DevnetFault(f"execution failed: {detail}")
+
+
+def _rejection(exc: ValidationError) -> DevnetFault:
+    """Say why py-evm refused a transaction in the words Ethereum clients recognise."""
+    text = str(exc)
+    lowered = text.lower()
+    if "nonce" in lowered and "expected" in lowered:
+        # py-evm: "Invalid transaction nonce: Expected 2, but got 0"
+        numbers = [int(part) for part in text.replace(",", " ").split() if part.isdigit()]
+        if len(numbers) >= 2 and numbers[1] < numbers[0]:
+            return DevnetFault(f"nonce too low: next nonce {numbers[0]}, tx nonce {numbers[1]}")
+        if len(numbers) >= 2:
+            return DevnetFault(
+                f"nonce too high: next nonce {numbers[0]}, tx nonce {numbers[1]}",
+                hint="the devnet mines each transaction at once and keeps no queue",
+            )
+    if "balance" in lowered or "funds" in lowered:
+        return DevnetFault(f"insufficient funds for gas * price + value: {text}")
+    if "intrinsic" in lowered:
+        return DevnetFault(f"intrinsic gas too low: {text}")
+    if "gas limit" in lowered or "exceeds" in lowered:
+        return DevnetFault(f"exceeds block gas limit: {text}")
+    if "base fee" in lowered or "max fee" in lowered:
+        return DevnetFault(f"max fee per gas less than block base fee: {text}")
+    return DevnetFault(f"invalid transaction: {text}")

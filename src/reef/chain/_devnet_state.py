@@ -1,0 +1,282 @@
+"""What the devnet keeps under ``$REEF_HOME/chain``: its journal, its lock and ``devnet.json``.
+
+Persistence is a **journal** rather than a database dump: every block the devnet mines is one
+JSON line (its timestamp, the raw signed transaction it holds, if any, and its hash), and every
+change to the clock controls is a line too. On start the journal is replayed through the same
+EVM, which rebuilds exactly the same chain (same block hashes; the replay checks them), so the
+format does not depend on py-evm's internal database layout. Lines are flushed and fsynced
+before the RPC call that caused them returns, so an acknowledged transaction survives a crash.
+A snapshot revert truncates the journal back to where the snapshot was taken.
+
+``devnet.json`` is the devnet's public face for other processes and for ``reef chain info``:
+chain id, dev accounts (keys marked dev-only), deployed contract addresses and the RPC endpoint.
+It is rewritten atomically (write to a temporary file, then rename).
+
+A lock file (``fcntl.flock``) keeps two devnets from writing one journal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from reef.chain._deploy import Deployment
+from reef.chain._devnet_accounts import DEV_KEYS_WARNING, DevAccount
+from reef.errors import ChainError, ConfigError
+from reef.home import ReefHome
+
+__all__ = [
+    "DevnetInfo",
+    "read_devnet_info",
+]
+
+JOURNAL_FORMAT = 1
+JOURNAL_NAME = "journal.jsonl"
+INFO_NAME = "devnet.json"
+LOCK_NAME = "devnet.lock"
+
+_FRESH_HINT = "start over with `reef chain --fresh` (this deletes the devnet's state)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DevnetInfo:
+    """The contents of ``$REEF_HOME/chain/devnet.json``: how to reach and use the devnet."""
+
+    chain_id: int
+    accounts: tuple[DevAccount, ...]
+    genesis_timestamp: int
+    rate_lock_s: int | None = None
+    """The market's rate lock wait time, once contracts are deployed."""
+    deployment: Deployment | None = None
+    """reef's contracts on the devnet, once deployed."""
+    rpc_url: str | None = None
+    """The JSON-RPC endpoint of the last ``serve_devnet`` on this home (it may have stopped)."""
+    blocks: int = 0
+    """Blocks mined after genesis when this file was last written."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.chain_id,
+            "rpc_url": self.rpc_url,
+            "genesis_timestamp": self.genesis_timestamp,
+            "blocks": self.blocks,
+            "rate_lock_s": self.rate_lock_s,
+            "deployment": None if self.deployment is None else self.deployment.to_json(),
+            "accounts_warning": DEV_KEYS_WARNING,
+            "accounts": [account.to_json() for account in self.accounts],
+            **dict(self.extra),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DevnetInfo:
+        """Parse the JSON written by :meth:`to_json`.
+
+        Raises:
+            ConfigError: naming the field that is missing or malformed.
+        """
+        try:
+            accounts = tuple(
+                DevAccount(
+                    index=int(item["index"]),
+                    address=str(item["address"]),
+                    private_key=bytes.fromhex(str(item["private_key"]).removeprefix("0x")),
+                )
+                for item in data["accounts"]
+            )
+            deployment = data.get("deployment")
+            rate_lock = data.get("rate_lock_s")
+            return cls(
+                chain_id=int(data["chain_id"]),
+                accounts=accounts,
+                genesis_timestamp=int(data["genesis_timestamp"]),
+                rate_lock_s=None if rate_lock is None else int(rate_lock),
+                deployment=None if deployment is None else Deployment.from_json(deployment),
+                rpc_url=data.get("rpc_url") or None,
+                blocks=int(data.get("blocks", 0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"{INFO_NAME} is not a valid devnet description ({type(exc).__name__}: {exc})",
+                hint=_FRESH_HINT,
+            ) from exc
+
+
+def read_devnet_info(home: ReefHome) -> DevnetInfo:
+    """Read ``$REEF_HOME/chain/devnet.json``.
+
+    Raises:
+        ConfigError: if no devnet was ever started on this home, or the file is invalid.
+    """
+    path = home.chain / INFO_NAME
+    try:
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"no devnet has been started in {home.root} ({path} does not exist)",
+            hint="start one with `reef chain` (or `reef up`)",
+        ) from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}", hint=_FRESH_HINT) from exc
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path} does not hold a JSON object", hint=_FRESH_HINT)
+    return DevnetInfo.from_json(data)
+
+
+def write_devnet_info(home: ReefHome, info: DevnetInfo) -> None:
+    """Replace ``devnet.json`` atomically (owner-only: it lists private keys, even dev ones)."""
+    path = home.path("chain", INFO_NAME)
+    tmp = path.with_suffix(".json.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(info.to_json(), handle, indent=2)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+class DevnetLock:
+    """An exclusive lock on ``$REEF_HOME/chain``, held while a devnet uses its journal."""
+
+    def __init__(self, home: ReefHome) -> None:
+        self._path = home.path("chain", LOCK_NAME)
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        """Take the lock.
+
+        Raises:
+            ChainError: if another devnet holds it.
+        """
+        handle = open(self._path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise ChainError(
+                f"the devnet state in {self._path.parent} is in use by {owner}",
+                hint="stop that devnet first, or give this one its own REEF_HOME",
+            ) from exc
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.seek(0)
+                self._handle.truncate()
+            self._handle.close()  # closing the descriptor releases the flock
+            self._handle = None
+
+
+class Journal:
+    """An append-only JSON-lines journal, fsynced per entry, truncatable to an earlier position."""
+
+    def __init__(self, path: Path, handle: IO[bytes], *, durable: bool = True) -> None:
+        self._path = path
+        self._handle = handle
+        self._durable = durable
+
+    @classmethod
+    def create(cls, path: Path, header: Mapping[str, Any], *, durable: bool = True) -> Journal:
+        """Start a new journal at ``path`` (replacing any old one) with ``header`` as line 1."""
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        journal = cls(path, os.fdopen(fd, "r+b"), durable=durable)
+        journal.append(header)
+        return journal
+
+    @classmethod
+    def open(cls, path: Path, *, durable: bool = True) -> tuple[Journal, list[dict[str, Any]]]:
+        """Open an existing journal and return it with its entries.
+
+        A last line cut short by a crash (no newline) is dropped and cut from the file, so the
+        journal ends at the last entry that was completely written.
+
+        Raises:
+            ConfigError: if a complete line is not a JSON object, or the format is unknown.
+        """
+        fd = os.open(path, os.O_RDWR)
+        handle = os.fdopen(fd, "r+b")
+        data = handle.read()
+        end = data.rfind(b"\n") + 1
+        if end != len(data):
+            handle.seek(end)
+            handle.truncate()
+        entries: list[dict[str, Any]] = []
+        for number, line in enumerate(data[:end].splitlines(), 1):
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as exc:
+                handle.close()
+                raise ConfigError(
+                    f"the devnet journal {path} is corrupt at line {number}: {exc}",
+                    hint=_FRESH_HINT,
+                ) from exc
+            if not isinstance(entry, dict):
+                handle.close()
+                raise ConfigError(
+                    f"the devnet journal {path} is corrupt at line {number} (not an object)",
+                    hint=_FRESH_HINT,
+                )
+            entries.append(entry)
+        if not entries or entries[0].get("kind") != "genesis":
+            handle.close()
+            raise ConfigError(f"the devnet journal {path} has no genesis entry", hint=_FRESH_HINT)
+        if entries[0].get("format") != JOURNAL_FORMAT:
+            handle.close()
+            raise ConfigError(
+                f"the devnet journal {path} has format {entries[0].get('format')!r}, "
+                f"this reef reads format {JOURNAL_FORMAT}",
+                hint=_FRESH_HINT,
+            )
+        handle.seek(0, os.SEEK_END)
+        return cls(path, handle, durable=durable), entries
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def position(self) -> int:
+        """The journal's length in bytes: a mark to :meth:`truncate` back to."""
+        return self._handle.tell()
+
+    def append(self, entry: Mapping[str, Any]) -> None:
+        line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+        self._handle.write(line)
+        self._handle.flush()
+        if self._durable:
+            os.fsync(self._handle.fileno())
+
+    def extend(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        for entry in entries:
+            self.append(entry)
+
+    def truncate(self, position: int) -> None:
+        """Forget every entry written after ``position`` (a value of :attr:`position`)."""
+        self._handle.seek(position)
+        self._handle.truncate()
+        self._handle.flush()
+        if self._durable:
+            os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def iter_blocks(entries: Sequence[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+    """The block entries of a journal, in order."""
+    return (entry for entry in entries if entry.get("kind") == "block")
