@@ -5,6 +5,17 @@ from __future__ import annotations
 from reef.chain._artifacts import Artifact, load_artifact
 from reef.chain._clients import KmsRegistryClient, TokenClient
 from reef.chain._deploy import DEFAULT_FUND_AMOUNT, Deployment, deploy_contracts
+from reef.chain._devnet import Devnet, TxRequest
+from reef.chain._devnet_accounts import DEV_MNEMONIC, DEVNET_CHAIN_ID, DevAccount, dev_accounts
+from reef.chain._devnet_provider import DevnetProvider
+from reef.chain._devnet_server import (
+    DevnetServer,
+    DevnetThread,
+    devnet_app,
+    serve_devnet,
+    serve_devnet_in_thread,
+)
+from reef.chain._devnet_state import DevnetInfo, read_devnet_info
 from reef.chain._events import (
     ChainEvent,
     EventDecoder,
@@ -79,8 +90,16 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/foundation/test_exports.p
     "BlockSource",
     "ChainEvent",
     "DEFAULT_FUND_AMOUNT",
+    "DEVNET_CHAIN_ID",
+    "DEV_MNEMONIC",
     "DecodedEvent",
     "Deployment",
+    "DevAccount",
+    "Devnet",
+    "DevnetInfo",
+    "DevnetProvider",
+    "DevnetServer",
+    "DevnetThread",
     "EXTRA_DECIMALS",
     "EventDecoder",
     "ImageApproved",
@@ -124,10 +143,13 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/foundation/test_exports.p
     "TokenClient",
     "TokenUpdated",
     "TxProgress",
+    "TxRequest",
     "TxResult",
     "Web3BlockSource",
     "decode_market_log",
     "deploy_contracts",
+    "dev_accounts",
+    "devnet_app",
     "format_amount",
     "job_index",
     "kms_registry_decoder",
@@ -139,4 +161,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/foundation/test_exports.p
     "parse_amount",
     "parse_job_id",
     "rate_per_hour",
+    "read_devnet_info",
+    "serve_devnet",
+    "serve_devnet_in_thread",
 ]
