@@ -12,14 +12,14 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from indexer_fakes import MARKET, FakeChain, deposited, job, market_abi, opened
+from indexer_fakes import MARKET, FakeChain, deposited, job, opened
 
-from reef.chain import AbiEventDecoder, IndexedEvent, Indexer, oyster_event_name
+from reef.chain import IndexedEvent, Indexer, oyster_event_name
 from reef.errors import ChainError, ConfigError, RPCError
 
 
 def make_indexer(chain: FakeChain, db: str, **kwargs: object) -> Indexer:
-    return Indexer(chain, db, contract=MARKET, decoder=AbiEventDecoder(market_abi()), **kwargs)  # type: ignore[arg-type]
+    return Indexer(chain, db, contract=MARKET, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -121,7 +121,7 @@ def test_an_undecodable_log_fails_the_range_without_a_partial_write(db: str) -> 
     broken = logs[0].__class__(**{**logs[0].__dict__, "data": b"\x00" * 7})
     chain.blocks[number] = (block_hash, [broken])
     indexer = make_indexer(chain, db)
-    with pytest.raises(ChainError, match="cannot decode JobOpened"):
+    with pytest.raises(ChainError, match="malformed JobOpened"):
         indexer.poll()
     assert indexer.events() == []
     assert indexer.checkpoint() is None
@@ -233,11 +233,6 @@ def test_the_unique_key_rejects_a_duplicate_log(db: str) -> None:
 def test_bad_database_url() -> None:
     with pytest.raises(ConfigError, match="database URL"):
         make_indexer(FakeChain(), "nosuchdb://x")
-
-
-def test_an_abi_without_events_is_refused() -> None:
-    with pytest.raises(ConfigError, match="no events"):
-        AbiEventDecoder([{"type": "function", "name": "f", "inputs": []}])
 
 
 def test_the_schema_is_plain_sql(db: str) -> None:

@@ -44,7 +44,6 @@ from reef.chain._events import (
     market_decoder,
 )
 from reef.chain._indexer import (
-    AbiEventDecoder,
     BlockSource,
     DecodedEvent,
     IndexedEvent,
@@ -53,6 +52,7 @@ from reef.chain._indexer import (
     RawLog,
     Web3BlockSource,
     open_database,
+    oyster_event,
     oyster_event_name,
 )
 from reef.chain._market import (
@@ -83,7 +83,6 @@ from reef.chain._types import (
 )
 
 __all__ = [  # noqa: RUF022 - plain sorted(), as tests/foundation/test_exports.py checks
-    "AbiEventDecoder",
     "Address",
     "Amount",
     "Artifact",
@@ -156,6 +155,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/foundation/test_exports.p
     "load_artifact",
     "market_decoder",
     "open_database",
+    "oyster_event",
     "oyster_event_name",
     "parse_address",
     "parse_amount",

@@ -1,8 +1,8 @@
 """The market indexer: copies a market contract's events into a SQL database, exactly once.
 
 It reads logs in block ranges (500 blocks by default, as Oyster's indexer; halved when a node
-refuses a range as too large) up to ``head - confirmations``, decodes them by the contract's ABI
-into Oyster's ``job_events`` shape (reference §4.4: event names ``Opened``, ``Settled``, ...; U256
+refuses a range as too large) up to ``head - confirmations``, decodes them with reef.chain's typed event
+decoder (MarketV1's ABI) and stores them in Oyster's ``job_events`` shape (reference §4.4: event names ``Opened``, ``Settled``, ...; U256
 values as ``0x`` hex, addresses lowercase), and commits each range's events together with the
 checkpoint in **one transaction**. A crash (``kill -9``) therefore loses nothing and repeats
 nothing: on restart the checkpoint says exactly where the stored events end. A unique key on
@@ -31,14 +31,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from eth_abi.abi import decode as abi_decode
-from eth_abi.exceptions import DecodingError
+from web3 import Web3
+from web3.exceptions import Web3Exception
 
-from reef.crypto import keccak256
+from reef.chain._events import ChainEvent, EventDecoder, market_decoder
 from reef.errors import ChainError, ConfigError, MisuseError, RPCError
 
 __all__ = [
-    "AbiEventDecoder",
     "BlockSource",
     "DecodedEvent",
     "IndexedEvent",
@@ -47,6 +46,7 @@ __all__ = [
     "RawLog",
     "Web3BlockSource",
     "open_database",
+    "oyster_event",
     "oyster_event_name",
 ]
 
@@ -68,26 +68,14 @@ _OYSTER_NAMES = {
     "JobReviseRateCancelled": "ReviseRateCancelled",
     "JobReviseRateFinalized": "ReviseRateFinalized",
 }
-# ABI argument names that Oyster's event_data spells differently.
-_FIELD_ALIASES = {
-    "job": "job_id",
-    "jobId": "job_id",
-    "newRate": "new_rate",
-    "lastSettled": "timestamp",
-    "paymentSettledTimestamp": "timestamp",
-}
+# Field names of reef.chain's typed events that Oyster's event_data spells differently.
+_FIELD_ALIASES = {"job": "job_id", "from_": "from"}
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
 def oyster_event_name(abi_name: str) -> str:
     """``JobOpened`` → ``Opened`` (Oyster's ``job_events`` names); other events keep theirs."""
     return _OYSTER_NAMES.get(abi_name, abi_name)
-
-
-def _snake(name: str) -> str:
-    alias = _FIELD_ALIASES.get(name)
-    if alias:
-        return alias
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lstrip("_").lower()
 
 
 # -- chain side ---------------------------------------------------------------------------------
@@ -145,14 +133,14 @@ class Web3BlockSource:
         self._w3 = w3
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        from web3.exceptions import Web3Exception
-
         try:
             return fn()
-        except (Web3Exception, OSError, ValueError, TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:
             raise RPCError(
                 f"{what} failed: {exc}", hint="check that the JSON-RPC endpoint is reachable"
             ) from exc
+        except (Web3Exception, ValueError) as exc:
+            raise RPCError(f"{what} failed: {exc}") from exc
 
     def chain_id(self) -> int:
         return int(self._call("eth_chainId", lambda: self._w3.eth.chain_id))
@@ -170,7 +158,11 @@ class Web3BlockSource:
         entries = self._call(
             f"eth_getLogs({from_block}..{to_block})",
             lambda: self._w3.eth.get_logs(
-                {"address": address, "fromBlock": from_block, "toBlock": to_block}
+                {
+                    "address": Web3.to_checksum_address(address),
+                    "fromBlock": from_block,
+                    "toBlock": to_block,
+                }
             ),
         )
         return [
@@ -200,89 +192,35 @@ class DecodedEvent:
     data: Mapping[str, Any]
 
 
-def _canonical_type(param: Mapping[str, Any]) -> str:
-    kind = str(param["type"])
-    if kind.startswith("tuple"):
-        inner = ",".join(_canonical_type(c) for c in param.get("components", ()))
-        return f"({inner}){kind[len('tuple') :]}"
-    return kind
-
-
-def _jsonable(kind: str, value: Any) -> Any:
+def _oyster_value(value: Any) -> Any:
     """Oyster's event_data conventions: U256 as 0x hex, addresses lowercase, bytes as 0x hex."""
-    if kind == "address":
-        return str(value).lower()
-    if kind.startswith(("uint", "int")) and isinstance(value, int):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
         return hex(value)
     if isinstance(value, (bytes, bytearray)):
         return "0x" + bytes(value).hex()
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(kind.rstrip("[]0123456789"), v) for v in value]
+    if isinstance(value, str) and _ADDRESS.match(value):
+        return value.lower()
     return value
 
 
-class AbiEventDecoder:
-    """Decodes a contract's logs by its ABI (topic 0 = keccak of the event signature)."""
+def oyster_event(event: ChainEvent) -> DecodedEvent:
+    """A typed market event in Oyster's ``job_events`` shape (reference §4.4).
 
-    def __init__(self, abi: Sequence[Mapping[str, Any]]) -> None:
-        self._events: dict[bytes, Mapping[str, Any]] = {}
-        for entry in abi:
-            if entry.get("type") != "event" or entry.get("anonymous"):
-                continue
-            inputs = entry.get("inputs", ())
-            signature = f"{entry['name']}({','.join(_canonical_type(p) for p in inputs)})"
-            self._events[keccak256(signature.encode())] = entry
-        if not self._events:
-            raise ConfigError("the ABI given to the indexer has no events")
-
-    def decode(self, log: RawLog) -> DecodedEvent | None:
-        """Decode ``log``; ``None`` for a log this ABI does not describe.
-
-        Raises:
-            ChainError: when a log matches an event's topic but its data does not decode.
-        """
-        if not log.topics:
-            return None
-        entry = self._events.get(log.topics[0])
-        if entry is None:
-            return None
-        inputs = list(entry.get("inputs", ()))
-        indexed = [p for p in inputs if p.get("indexed")]
-        plain = [p for p in inputs if not p.get("indexed")]
-        if len(log.topics) != 1 + len(indexed):
-            raise ChainError(f"log {log.tx_hash}:{log.log_index} has the wrong number of topics")
-        try:
-            values = abi_decode([_canonical_type(p) for p in plain], log.data)
-            topics = [
-                # Indexed dynamic values are stored as their hash: keep the hash.
-                abi_decode([_canonical_type(p)], topic)[0] if _is_static(str(p["type"])) else topic
-                for p, topic in zip(indexed, log.topics[1:], strict=True)
-            ]
-        except (DecodingError, ValueError, OverflowError) as exc:
-            raise ChainError(
-                f"cannot decode {entry['name']} at {log.tx_hash}:{log.log_index}: {exc}",
-                hint="the market's ABI does not match the contract at this address",
-            ) from exc
-        by_name: dict[str, Any] = {}
-        plain_iter, topic_iter = iter(values), iter(topics)
-        for param in inputs:
-            kind = str(param["type"])
-            if param.get("indexed"):
-                value = next(topic_iter)
-                if not _is_static(kind):
-                    kind = "bytes32"
-            else:
-                value = next(plain_iter)
-            by_name[_snake(str(param["name"]))] = _jsonable(kind, value)
-        name = oyster_event_name(str(entry["name"]))
-        if name == "MetadataUpdated" and "metadata" in by_name:
-            by_name["new_metadata"] = by_name.pop("metadata")
-        job_id = by_name.get("job_id")
-        return DecodedEvent(name, str(job_id) if job_id is not None else None, by_name)
-
-
-def _is_static(kind: str) -> bool:
-    return not (kind in ("string", "bytes") or kind.endswith("]") or kind.startswith("tuple"))
+    ``JobOpened`` becomes ``Opened`` with ``event_data`` keys ``job_id, owner, provider,
+    metadata, rate, balance, timestamp``; ``JobMetadataUpdated`` carries ``new_metadata``;
+    ``JobDeposited`` ``from``. Other events keep their names and snake_case fields.
+    """
+    name = oyster_event_name(type(event).__name__)
+    data: dict[str, Any] = {}
+    for key, value in event.args().items():
+        key = _FIELD_ALIASES.get(key, key)
+        data[key] = _oyster_value(value)
+    if name == "MetadataUpdated" and "metadata" in data:
+        data["new_metadata"] = data.pop("metadata")
+    job_id = data.get("job_id")
+    return DecodedEvent(name, str(job_id) if job_id is not None else None, data)
 
 
 # -- storage --------------------------------------------------------------------------------------
@@ -369,7 +307,7 @@ class Indexer:
         source: the chain.
         db: a SQLAlchemy URL or engine (tables are created if missing).
         contract: the market address.
-        decoder: how to decode the contract's logs (its ABI).
+        decoder: how to decode the contract's logs (default: the market's, by its ABI).
         start_block: the first block to read (the market's deployment block).
         confirmations: how deep a block must be before it is read (0 on a dev chain that never
             reorganises; a few on a real chain).
@@ -382,7 +320,7 @@ class Indexer:
         db: str | sa.Engine,
         *,
         contract: str,
-        decoder: AbiEventDecoder,
+        decoder: EventDecoder | None = None,
         start_block: int = 0,
         confirmations: int = 0,
         block_range: int = DEFAULT_RANGE,
@@ -392,7 +330,7 @@ class Indexer:
         self._source = source
         self._engine = open_database(db) if isinstance(db, str) else db
         self._contract = contract.lower()
-        self._decoder = decoder
+        self._decoder = decoder or market_decoder()
         self._start = start_block
         self._confirmations = confirmations
         self._range = block_range
@@ -503,9 +441,19 @@ class Indexer:
         for log in sorted(logs, key=lambda item: (item.block_number, item.log_index)):
             if log.address.lower() != self._contract:
                 continue
-            decoded = self._decoder.decode(log)
-            if decoded is None:
+            event = self._decoder.decode(
+                {
+                    "address": log.address,
+                    "topics": log.topics,
+                    "data": log.data,
+                    "blockNumber": log.block_number,
+                    "logIndex": log.log_index,
+                    "transactionHash": log.tx_hash,
+                }
+            )
+            if event is None:
                 continue
+            decoded = oyster_event(event)
             rows.append(
                 {
                     "stream": self.stream,
