@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -207,27 +208,26 @@ def test_keygen(tmp_path: Path) -> None:
     assert load_verifier_key(target) != key
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_serve_as_a_process(vectors: Path, key_file: Path, expected: dict[str, Any]) -> None:
-    port = _free_port()
     reef = Path(sys.executable).parent / "reef"
-    command = [str(reef), "verifier", "serve", "--key", str(key_file), "--port", str(port)]
+    command = [str(reef), "verifier", "serve", "--key", str(key_file), "--port", "0"]
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "500"},
     )
     try:
-        url = f"http://127.0.0.1:{port}"
+        assert process.stderr is not None
+        # The first line names the address really bound (port 0 picks a free one).
+        banner = process.stderr.readline().decode()
+        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", banner)
+        assert match, banner
+        url = match.group(1)
+        assert "0x7F88EB4b5a286fAce3343d97Ec61F09A8A0F9D44" in banner
         deadline = time.monotonic() + 30
         while True:
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert process.poll() is None, process.stderr.read()
             try:
                 httpx.get(f"{url}/verify/raw", timeout=1)
                 break
@@ -243,8 +243,19 @@ def test_serve_as_a_process(vectors: Path, key_file: Path, expected: dict[str, A
         assert httpx.post(f"{url}/verify/raw", content=document, timeout=10).status_code == 200
     finally:
         process.terminate()
-        _, err = process.communicate(timeout=15)
-    assert b"0x7F88EB4b5a286fAce3343d97Ec61F09A8A0F9D44" in err
+        process.communicate(timeout=15)
+
+
+def test_serve_on_a_busy_port(key_file: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = runner.invoke(
+            app, ["verifier", "serve", "--key", str(key_file), "--port", str(port)]
+        )
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
 
 
 def test_serve_refuses_a_bad_key(tmp_path: Path) -> None:

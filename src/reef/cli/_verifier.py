@@ -8,6 +8,7 @@ Exit codes: 0 ok, 1 rejected or refused (``attestation rejected: <reason>: ...``
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -96,19 +97,34 @@ def serve_cmd(
     except ReefError as exc:
         raise fail(exc) from exc
     _warn_insecure(trusted)
+    try:
+        listener = _listen(host, port)
+    except ReefError as exc:
+        raise fail(exc) from exc
+    bound_host, bound_port = listener.getsockname()[:2]
     public = signing_key.public_key
     err_console().print(
         f"verifier {public.checksum_address} (public key {public.raw.hex()}), root "
-        f"{trusted.name} ({trusted.sha256[:16]}…), listening on http://{host}:{port}",
+        f"{trusted.name} ({trusted.sha256[:16]}…), listening on http://{bound_host}:{bound_port}",
         markup=False,
     )
-    uvicorn.run(
-        verifier_app(signing_key, root=trusted),
-        host=host,
-        port=port,
-        log_level="info",
-        access_log=False,
+    config = uvicorn.Config(
+        verifier_app(signing_key, root=trusted), log_level="info", access_log=False
     )
+    # The socket is bound here, not by uvicorn, so a busy port is a clear error and the address
+    # printed above is the one really listened on (also with --port 0).
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=128)
+    except OSError as exc:
+        raise InputError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            hint="choose another --port or --host (is another verifier running?)",
+        ) from exc
 
 
 @app.command("sign")
