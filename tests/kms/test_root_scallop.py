@@ -211,7 +211,8 @@ class EthTesterRpc(httpx.AsyncBaseTransport):
         elif body["method"] == "eth_call":
             call = body["params"][0]
             try:
-                out = self.w3.eth.call({"to": call["to"], "data": call["data"]}, "latest")
+                to = Web3.to_checksum_address(call["to"])
+                out = self.w3.eth.call({"to": to, "data": call["data"]}, "latest")
                 reply["result"] = "0x" + bytes(out).hex()
             except ContractLogicError:
                 reply["error"] = {"code": 3, "message": "execution reverted"}
