@@ -16,6 +16,8 @@ import httpx
 import pytest
 import uvicorn
 from eth_keys.datatypes import Signature as EthKeysSignature
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 
 from reef.attestation import (
@@ -63,6 +65,13 @@ def expected(vectors: Path) -> dict[str, Any]:
 def aws_service(key: Secp256k1PrivateKey) -> Iterator[str]:
     with serve(verifier_app(key, root=TrustedRoot.aws())) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def aws_client(aws_service: str) -> Iterator[httpx.Client]:
+    # One client for many requests: building an httpx client (its TLS context) costs ~40 ms.
+    with httpx.Client(base_url=aws_service, timeout=10) as client:
+        yield client
 
 
 def _signer(statement: VerifierStatement) -> bytes:
@@ -216,3 +225,19 @@ def test_dev_tee_documents(reef_home: Path, key: Secp256k1PrivateKey) -> None:
     with serve(verifier_app(key, root=TrustedRoot.aws())) as url, httpx.Client(base_url=url) as c:
         answer = c.post("/verify/raw", content=document)
         assert answer.status_code == 401
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    body=st.one_of(
+        st.binary(max_size=300),
+        st.text(max_size=300).map(str.encode),
+        st.binary(min_size=1, max_size=64).map(lambda b: b"\x84\x44\xa1\x01\x38\x22\xa0\x59" + b),
+    ),
+    path=st.sampled_from(["/verify/raw", "/verify/hex"]),
+)
+def test_fuzzed_bodies_never_crash_the_service(
+    aws_client: httpx.Client, body: bytes, path: str
+) -> None:
+    answer = aws_client.post(path, content=body)
+    assert answer.status_code in (400, 401), (body, answer.text)
