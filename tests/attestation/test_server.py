@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 
 from reef.attestation import (
@@ -238,3 +240,30 @@ def test_attester_returning_no_document_is_503(returned: object) -> None:
         answer = c.get("/attestation/raw")
         assert answer.status_code == 503
         assert "not document bytes" in answer.text
+
+
+@pytest.fixture(scope="module")
+def custom_client() -> Iterator[httpx.Client]:
+    with serve(custom_attestation_app(FakeAttester())) as url, httpx.Client(base_url=url) as c:
+        yield c
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    params=st.dictionaries(
+        st.sampled_from(["public_key", "user_data", "nonce", "other", "public_key "]),
+        st.one_of(st.text(max_size=40), st.binary(max_size=20).map(bytes.hex)),
+        max_size=3,
+    ),
+    path=st.sampled_from(["/attestation/raw", "/attestation/hex"]),
+)
+def test_fuzzed_queries_get_a_document_or_400(
+    custom_client: httpx.Client, params: dict[str, str], path: str
+) -> None:
+    answer = custom_client.get(path, params=params)
+    assert answer.status_code in (200, 400), answer.text
+    if answer.status_code == 200:
+        document = answer.content if path.endswith("raw") else bytes.fromhex(answer.text)
+        fields = _fields(document)
+        for name, value in params.items():
+            assert fields[name] == value.lower().removeprefix("0x")
