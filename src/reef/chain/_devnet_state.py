@@ -61,6 +61,26 @@ class DevnetInfo:
     """Blocks mined after genesis when this file was last written."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    def probe(self, *, timeout: float = 1.0) -> int | None:
+        """The block number of the devnet at :attr:`rpc_url`, or ``None`` if nothing answers
+        there with this chain id (stopped, or another node took the port)."""
+        import httpx
+
+        if not self.rpc_url:
+            return None
+        batch = [
+            {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []},
+            {"jsonrpc": "2.0", "id": 2, "method": "eth_blockNumber", "params": []},
+        ]
+        try:
+            response = httpx.post(self.rpc_url, json=batch, timeout=timeout)
+            answers = {item["id"]: item["result"] for item in response.json()}
+            if int(answers[1], 16) != self.chain_id:
+                return None
+            return int(answers[2], 16)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+
     def to_json(self) -> dict[str, Any]:
         return {
             "chain_id": self.chain_id,

@@ -1,13 +1,207 @@
-"""`reef chain ...` commands."""
+"""`reef chain ...` commands: run the embedded devnet, list its dev accounts, describe it."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+from reef.cli._output import JsonOption, fail, print_json, print_mapping
+from reef.errors import ReefError
+
+if TYPE_CHECKING:
+    from reef.chain import DevAccount, Devnet, DevnetInfo
+    from reef.home import ReefHome
 
 __all__ = ["register"]
 
-app = typer.Typer(help="chain commands.", no_args_is_help=True)
+app = typer.Typer(
+    help=(
+        "The local devnet: an Ethereum JSON-RPC chain (py-evm) with reef's contracts. "
+        "`reef chain` runs it in the foreground."
+    ),
+    invoke_without_command=True,
+)
 
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="chain")
+
+
+def _say(text: str = "") -> None:
+    # Plain, flushed lines: scripts (and the tests) wait for "ready" on a pipe.
+    typer.echo(text)
+
+
+@app.callback()
+def chain(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="JSON-RPC port (0 picks a free one).")] = 8545,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Delete the devnet's state and start a new chain.")
+    ] = False,
+    rate_lock: Annotated[
+        int | None,
+        typer.Option(
+            "--rate-lock",
+            min=0,
+            help="Seconds a market rate revision stays locked (new chains; default 300).",
+        ),
+    ] = None,
+) -> None:
+    """Run the devnet in the foreground until Ctrl-C; state persists under $REEF_HOME/chain."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from reef.chain import Devnet
+    from reef.home import ReefHome
+
+    home = ReefHome.from_env().ensure()
+    replaying = (home.chain / "journal.jsonl").exists() and not fresh
+    try:
+        if replaying:
+            _say(f"replaying the devnet journal in {home.chain} ...")
+        devnet = Devnet.open(home, fresh=fresh, rate_lock_s=rate_lock)
+    except ReefError as exc:
+        raise fail(exc) from exc
+    try:
+        asyncio.run(_serve(devnet, home, host, port, replaying=replaying))
+    except ReefError as exc:
+        raise fail(exc) from exc
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it handled; the server has already stopped
+    finally:
+        devnet.close()
+    _say(f"devnet stopped; its state is kept in {home.chain} (--fresh starts over)")
+
+
+async def _serve(devnet: Devnet, home: ReefHome, host: str, port: int, *, replaying: bool) -> None:
+    from reef.chain import serve_devnet
+
+    server = await serve_devnet(devnet, host=host, port=port)
+    try:
+        _banner(devnet, home, server.url, replaying=replaying)
+        await server.wait()
+    finally:
+        await server.close()
+
+
+def _balances(devnet: Devnet) -> list[tuple[int, int | None]]:
+    from reef.chain import TokenClient
+
+    w3 = devnet.web3()
+    token = None
+    if devnet.deployment is not None:
+        token = TokenClient(w3, devnet.deployment.token)
+    result = []
+    for account in devnet.accounts:
+        wei = int(w3.eth.get_balance(account.address))  # type: ignore[arg-type]
+        result.append((wei, None if token is None else int(token.balance(account.address))))
+    return result
+
+
+def _eth(wei: int) -> str:
+    from reef.chain import format_amount
+
+    return format_amount(wei, decimals=18)
+
+
+def _banner(devnet: Devnet, home: ReefHome, url: str, *, replaying: bool) -> None:
+    from reef.chain import format_amount
+    from reef.chain._devnet_accounts import DEV_KEYS_WARNING
+
+    state = f"{home.chain} ({devnet.block_number} blocks"
+    state += ", replayed from the journal)" if replaying else ")"
+    _say(f"reef devnet  chain id {devnet.chain_id}, one block per transaction, wall-clock time")
+    _say(f"endpoint     {url}")
+    _say(f"state        {state}")
+    deployment = devnet.deployment
+    if deployment is not None:
+        _say(f"token        {deployment.token}  (rUSD, 6 decimals)")
+        _say(f"market       {deployment.market}  (rate lock {devnet.rate_lock_s} s)")
+        _say(f"kms registry {deployment.kms_registry}")
+    _say("accounts     (" + DEV_KEYS_WARNING + ")")
+    for account, (wei, tokens) in zip(devnet.accounts, _balances(devnet), strict=True):
+        funds = f"{_eth(wei)} ETH"
+        if tokens is not None:
+            funds += f", {format_amount(tokens)} rUSD"
+        _say(f"  #{account.index:<2} {account.address}  {funds}")
+        _say(f"      key 0x{account.private_key.hex()}")
+    _say("ready")
+
+
+def _stored(home: ReefHome) -> DevnetInfo | None:
+    from reef.chain import read_devnet_info
+
+    if not (home.chain / "devnet.json").exists():
+        return None
+    return read_devnet_info(home)
+
+
+def _account_row(account: DevAccount) -> dict[str, Any]:
+    return {
+        "index": account.index,
+        "address": account.address,
+        "private_key": "0x" + account.private_key.hex(),
+    }
+
+
+@app.command("accounts")
+def accounts_cmd(as_json: bool = JsonOption) -> None:
+    """The dev accounts and their keys (public knowledge: development only)."""
+    from reef.chain import dev_accounts
+    from reef.chain._devnet_accounts import DEV_KEYS_WARNING
+    from reef.home import ReefHome
+
+    try:
+        info = _stored(ReefHome.from_env())
+    except ReefError as exc:
+        raise fail(exc) from exc
+    accounts = info.accounts if info is not None else dev_accounts()
+    rows = [_account_row(account) for account in accounts]
+    if as_json:
+        print_json({"warning": DEV_KEYS_WARNING, "accounts": rows})
+        return
+    # Plain lines rather than a table, so whole keys survive narrow terminals and copy-paste.
+    for row in rows:
+        typer.echo(f"#{row['index']:<2} {row['address']}  key {row['private_key']}")
+    typer.echo(f"warning: {DEV_KEYS_WARNING}")
+
+
+@app.command("info")
+def info_cmd(as_json: bool = JsonOption) -> None:
+    """Where the devnet is, whether it runs, and where reef's contracts are."""
+    from reef.home import ReefHome
+
+    home = ReefHome.from_env()
+    try:
+        info = _stored(home)
+    except ReefError as exc:
+        raise fail(exc) from exc
+    if info is None:
+        data: dict[str, Any] = {
+            "state": str(home.chain),
+            "running": False,
+            "note": "no devnet has been started here; run `reef chain`",
+        }
+    else:
+        head = info.probe()
+        deployment = info.deployment
+        data = {
+            "chain_id": info.chain_id,
+            "rpc_url": info.rpc_url,
+            "running": head is not None,
+            "block_number": head if head is not None else info.blocks,
+            "genesis_timestamp": info.genesis_timestamp,
+            "rate_lock_s": info.rate_lock_s,
+            "token": None if deployment is None else deployment.token,
+            "market": None if deployment is None else deployment.market,
+            "kms_registry": None if deployment is None else deployment.kms_registry,
+            "deployment_block": None if deployment is None else deployment.block,
+            "state": str(home.chain),
+        }
+    if as_json:
+        print_json(data)
+    else:
+        print_mapping(data, title="reef devnet")
