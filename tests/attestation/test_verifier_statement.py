@@ -203,11 +203,30 @@ def test_verify_statement_rejects_forgeries(key: Secp256k1PrivateKey) -> None:
     with pytest.raises(SignatureError, match="names a verifier_public_key"):
         verify_statement(misnamed, key.public_key)
 
+    # The same signature with s' = n - s and v flipped recovers the same key: a re-encoding
+    # that on-chain checks (OpenZeppelin) refuse, and so does reef.
+    r, s, v = statement.signature[:32], statement.signature[32:64], statement.signature[64]
+    high_s = (SECP256K1_N - int.from_bytes(s)).to_bytes(32, "big")
+    malleated = VerifierStatement(
+        **{**statement.__dict__, "signature": r + high_s + bytes([55 - v])}
+    )
+    with pytest.raises(SignatureError, match="high s"):
+        verify_statement(malleated, key.public_key)
+    zero_one = VerifierStatement(
+        **{**statement.__dict__, "signature": statement.signature[:64] + bytes([v - 27])}
+    )
+    with pytest.raises(SignatureError, match="not 27 or 28"):
+        verify_statement(zero_one, key.public_key)
     bad_v = VerifierStatement(
         **{**statement.__dict__, "signature": statement.signature[:64] + b"\x05"}
     )
-    with pytest.raises(SignatureError, match="invalid"):
+    with pytest.raises(SignatureError, match="not 27 or 28"):
         verify_statement(bad_v, key.public_key)
+    unrecoverable = VerifierStatement(
+        **{**statement.__dict__, "signature": bytes(64) + statement.signature[64:]}
+    )
+    with pytest.raises(SignatureError, match="invalid"):
+        verify_statement(unrecoverable, key.public_key)
     short = VerifierStatement(**{**statement.__dict__, "signature": statement.signature[:64]})
     with pytest.raises(SignatureError, match="65 bytes"):
         verify_statement(short, key.public_key)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from reef.crypto import (
+    SECP256K1_N,
     Secp256k1PrivateKey,
     Secp256k1PublicKey,
     eip712_digest,
@@ -107,13 +108,29 @@ class VerifierStatement:
     def signer(self) -> Secp256k1PublicKey:
         """Recover the key that signed this statement (whatever ``verifier_public_key`` says).
 
+        Only the canonical form verifiers produce is accepted: v is 27 or 28 and s is in the
+        lower half of the group order, as OpenZeppelin's ``ECDSA.recover`` requires on chain, so
+        a statement checked here also passes there (and nobody can re-encode one as another).
+
         Raises:
-            SignatureError: when the signature is malformed or recovers no key.
+            SignatureError: when the signature is malformed, not canonical, or recovers no key.
         """
-        if len(self.signature) != 65:
+        signature = self.signature
+        if len(signature) != 65:
             raise SignatureError(
-                f"a statement signature is 65 bytes (r || s || v), got {len(self.signature)}",
+                f"a statement signature is 65 bytes (r || s || v), got {len(signature)}",
                 reason="statement_signature",
+            )
+        if signature[64] not in (27, 28):
+            raise SignatureError(
+                f"the statement signature's v is {signature[64]}, not 27 or 28",
+                reason="statement_signature",
+            )
+        if int.from_bytes(signature[32:64], "big") > SECP256K1_N // 2:
+            raise SignatureError(
+                "the statement signature has a high s value (not canonical)",
+                reason="statement_signature",
+                hint="verifiers sign with low s; a high-s copy was re-encoded by someone else",
             )
         try:
             return recover_digest(self.digest, self.signature)
