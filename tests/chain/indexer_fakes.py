@@ -15,7 +15,7 @@ from typing import Any
 
 from eth_abi.abi import encode
 
-from reef.chain import RawLog
+from reef.chain import BlockRef, RawLog
 from reef.crypto import keccak256
 from reef.errors import RPCError
 
@@ -110,9 +110,9 @@ class FakeChain:
         self._maybe_fail("head")
         return len(self.blocks) - 1
 
-    def block_hash(self, number: int) -> str:
-        self._maybe_fail("block_hash")
-        return self.blocks[number][0]
+    def block(self, number: int) -> BlockRef:
+        self._maybe_fail("block")
+        return BlockRef(number, self.blocks[number][0], 1_700_000_000 + 12 * number)
 
     def logs(self, address: str, from_block: int, to_block: int) -> list[RawLog]:
         self.calls.append(("logs", from_block, to_block))

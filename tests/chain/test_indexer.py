@@ -67,6 +67,8 @@ def test_confirmation_depth_holds_back_recent_blocks(db: str) -> None:
     checkpoint = indexer.checkpoint()
     assert checkpoint is not None
     assert (checkpoint.last_block, checkpoint.events) == (2, 3)
+    assert checkpoint.last_block_timestamp == chain.block(2).timestamp
+    assert indexer.chain_time() == chain.block(2).timestamp
     chain.mine()
     assert indexer.poll() == 1
     assert keys(indexer.events()) == [(0, 0), (1, 0), (2, 0), (3, 0)]
@@ -105,7 +107,7 @@ def test_a_block_hash_failure_after_reading_logs_stores_nothing_of_that_range(db
     for n in range(4):
         chain.mine(opened(n))
     indexer = make_indexer(chain, db, block_range=2)
-    chain.fail_on["block_hash"] = 1  # the range's closing hash of the second range
+    chain.fail_on["block"] = 1  # the range's closing hash of the second range
     with pytest.raises(RPCError):
         indexer.poll()
     assert keys(indexer.events()) == [(0, 0), (1, 0)]
@@ -217,7 +219,7 @@ def test_two_indexers_on_one_database_fail_loudly(db: str) -> None:
     first.poll()
     # the second indexer still believes the checkpoint is at block 0
     with pytest.raises(ChainError, match="another indexer"):
-        second._commit(checkpoint, 1, chain.blocks[1][0], chain.logs(MARKET, 1, 1))
+        second._commit(checkpoint, chain.block(1), chain.logs(MARKET, 1, 1))
     assert len(first.events()) == 2
 
 
@@ -227,7 +229,7 @@ def test_the_unique_key_rejects_a_duplicate_log(db: str) -> None:
     indexer = make_indexer(chain, db)
     indexer.poll()
     with pytest.raises(ChainError, match="already stored"):
-        indexer._commit(None, 0, chain.blocks[0][0], chain.logs(MARKET, 0, 0))
+        indexer._commit(None, chain.block(0), chain.logs(MARKET, 0, 0))
 
 
 def test_bad_database_url() -> None:

@@ -72,6 +72,7 @@ class Feed:
         self.engine = sa.create_engine(f"sqlite:///{path}")
         self.stored: list[IndexedEvent] = []
         self.fail: str | None = None
+        self.chain_clock: int | None = None
         self._ids = itertools.count(1)
 
     def add(self, name: str, n: int, **data: Any) -> None:
@@ -108,6 +109,9 @@ class Feed:
 
             raise RPCError(self.fail)
         return 0
+
+    def chain_time(self) -> int | None:
+        return self.chain_clock
 
     def events(self, *, after: int = 0, limit: int = 1000) -> list[IndexedEvent]:
         return [e for e in self.stored if e.id > after][:limit]
@@ -295,6 +299,18 @@ async def test_insolvency_stops_the_enclave_before_the_money_runs_out(world: Wor
     status = cp.job_status(job_id(1))
     assert status is not None
     assert "would run out" in status["reason"]
+
+
+async def test_a_chain_clock_ahead_of_the_wall_clock_counts(world: World) -> None:
+    world.margin = 60
+    world.feed.open(1, balance=100 * 1000, at=1000)
+    cp = world.control_plane()
+    await cp.start()
+    await settle(cp)
+    world.clock.now = 1500  # the wall clock says there is time left ...
+    world.feed.chain_clock = 1000 + 1000 - 60  # ... but blocks are already stamped later
+    await settle(cp)
+    assert world.runner.of(1) == []
 
 
 async def test_the_run_loop_wakes_for_the_insolvency_deadline(world: World) -> None:

@@ -44,6 +44,7 @@ from reef.chain._events import (
     market_decoder,
 )
 from reef.chain._indexer import (
+    BlockRef,
     BlockSource,
     DecodedEvent,
     IndexedEvent,
@@ -86,6 +87,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/foundation/test_exports.p
     "Address",
     "Amount",
     "Artifact",
+    "BlockRef",
     "BlockSource",
     "ChainEvent",
     "DEFAULT_FUND_AMOUNT",

@@ -38,6 +38,7 @@ from reef.chain._events import ChainEvent, EventDecoder, market_decoder
 from reef.errors import ChainError, ConfigError, MisuseError, RPCError
 
 __all__ = [
+    "BlockRef",
     "BlockSource",
     "DecodedEvent",
     "IndexedEvent",
@@ -94,6 +95,15 @@ class RawLog:
     data: bytes
 
 
+@dataclass(frozen=True)
+class BlockRef:
+    """A block's identity and time: enough to detect reorgs and to know the chain's clock."""
+
+    number: int
+    hash: str
+    timestamp: int
+
+
 class BlockSource(Protocol):
     """What the indexer needs from a chain. Every method raises RPCError on failure."""
 
@@ -103,8 +113,8 @@ class BlockSource(Protocol):
         """The latest block number."""
         ...
 
-    def block_hash(self, number: int) -> str:
-        """The hash of block ``number`` on the current canonical chain (``0x`` hex)."""
+    def block(self, number: int) -> BlockRef:
+        """Block ``number`` on the current canonical chain."""
         ...
 
     def logs(self, address: str, from_block: int, to_block: int) -> Sequence[RawLog]:
@@ -148,11 +158,11 @@ class Web3BlockSource:
     def head(self) -> int:
         return int(self._call("eth_blockNumber", lambda: self._w3.eth.block_number))
 
-    def block_hash(self, number: int) -> str:
+    def block(self, number: int) -> BlockRef:
         block = self._call(
             f"eth_getBlockByNumber({number})", lambda: self._w3.eth.get_block(number)
         )
-        return _hex(block["hash"])
+        return BlockRef(number, _hex(block["hash"]), int(block["timestamp"]))
 
     def logs(self, address: str, from_block: int, to_block: int) -> Sequence[RawLog]:
         entries = self._call(
@@ -249,6 +259,7 @@ class IndexerCheckpoint:
     start_block: int
     last_block: int
     last_block_hash: str
+    last_block_timestamp: int
     events: int
 
 
@@ -262,6 +273,7 @@ def _tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("start_block", sa.BigInteger, nullable=False),
         sa.Column("last_block", sa.BigInteger, nullable=False),
         sa.Column("last_block_hash", sa.String(66), nullable=False),
+        sa.Column("last_block_timestamp", sa.BigInteger, nullable=False),
         sa.Column("events", sa.BigInteger, nullable=False),
     )
     events = sa.Table(
@@ -371,8 +383,14 @@ class Indexer:
             start_block=int(row.start_block),
             last_block=int(row.last_block),
             last_block_hash=str(row.last_block_hash),
+            last_block_timestamp=int(row.last_block_timestamp),
             events=int(row.events),
         )
+
+    def chain_time(self) -> int | None:
+        """The timestamp of the last indexed block: the chain's clock, as far as we know it."""
+        checkpoint = self.checkpoint()
+        return None if checkpoint is None else checkpoint.last_block_timestamp
 
     def events(self, *, after: int = 0, limit: int = 1000) -> list[IndexedEvent]:
         """Stored events with ``id > after``, oldest first."""
@@ -403,15 +421,15 @@ class Indexer:
         while next_block <= safe and (max_ranges is None or ranges < max_ranges):
             to_block = min(safe, next_block + self._range - 1)
             logs = self._read_range(next_block, to_block)
-            last_hash = self._source.block_hash(to_block)
-            stored += self._commit(checkpoint, to_block, last_hash, logs)
+            last = self._source.block(to_block)
+            stored += self._commit(checkpoint, last, logs)
             checkpoint = self.checkpoint()
             next_block = to_block + 1
             ranges += 1
         return stored
 
     def _check_not_reorged(self, checkpoint: IndexerCheckpoint) -> None:
-        current = self._source.block_hash(checkpoint.last_block)
+        current = self._source.block(checkpoint.last_block).hash
         if current.lower() != checkpoint.last_block_hash.lower():
             raise ChainError(
                 f"block {checkpoint.last_block} changed after it was indexed "
@@ -431,11 +449,7 @@ class Indexer:
             return self._read_range(from_block, middle) + self._read_range(middle + 1, to_block)
 
     def _commit(
-        self,
-        checkpoint: IndexerCheckpoint | None,
-        to_block: int,
-        last_hash: str,
-        logs: Sequence[RawLog],
+        self, checkpoint: IndexerCheckpoint | None, last: BlockRef, logs: Sequence[RawLog]
     ) -> int:
         rows = []
         for log in sorted(logs, key=lambda item: (item.block_number, item.log_index)):
@@ -477,8 +491,9 @@ class Indexer:
                             chain_id=self.chain_id,
                             contract=self._contract,
                             start_block=self._start,
-                            last_block=to_block,
-                            last_block_hash=last_hash,
+                            last_block=last.number,
+                            last_block_hash=last.hash,
+                            last_block_timestamp=last.timestamp,
                             events=len(rows),
                         )
                     )
@@ -488,8 +503,9 @@ class Indexer:
                         .where(self._state.c.stream == self.stream)
                         .where(self._state.c.last_block == checkpoint.last_block)
                         .values(
-                            last_block=to_block,
-                            last_block_hash=last_hash,
+                            last_block=last.number,
+                            last_block_hash=last.hash,
+                            last_block_timestamp=last.timestamp,
                             events=self._state.c.events + len(rows),
                         )
                     )

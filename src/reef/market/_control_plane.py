@@ -94,6 +94,8 @@ class EventFeed(Protocol):
 
     def poll(self) -> int: ...
 
+    def chain_time(self) -> int | None: ...
+
     def events(self, *, after: int = 0, limit: int = 1000) -> list[IndexedEvent]: ...
 
 
@@ -154,6 +156,7 @@ class ControlPlane:
         self._errors: dict[str, str] = {}
         self._started = False
         self._last_heartbeat = 0.0
+        self._chain_time: int | None = None
         self._metadata = sa.MetaData()
         self._terminated = _terminated_table(self._metadata)
         self._metadata.create_all(feed.engine)
@@ -165,7 +168,15 @@ class ControlPlane:
         return self.book.policy
 
     def now(self) -> int:
-        return int(self.clock())
+        """The later of the wall clock and the chain's clock (the last indexed block's time).
+
+        Contracts bill by block timestamps; a devnet's clock can run a few seconds ahead of the
+        wall clock after a burst of transactions, and deciding on the later of the two keeps the
+        insolvency margin a margin.
+        """
+        chain = self._chain_time
+        wall = int(self.clock())
+        return wall if chain is None else max(wall, chain)
 
     def enclave(self, job_id: str) -> RunningEnclave | None:
         """The enclave running for ``job_id``, if any."""
@@ -259,6 +270,7 @@ class ControlPlane:
     async def _poll_chain(self) -> None:
         try:
             await asyncio.to_thread(self.feed.poll)
+            self._chain_time = self.feed.chain_time()
         except ChainError as exc:
             # Keep serving and keep the enclaves: the chain may come back. Decisions stay on the
             # last known state, and insolvency deadlines still fire from it.
@@ -284,7 +296,7 @@ class ControlPlane:
         deadline = self.book.next_deadline()
         if deadline is None:
             return self.poll_interval
-        return max(0.05, min(self.poll_interval, deadline - self.clock()))
+        return max(0.05, min(self.poll_interval, deadline - self.now()))
 
     # -- acting -------------------------------------------------------------------------------
 

@@ -1,0 +1,159 @@
+"""A provider, assembled: indexer + control plane + its HTTP API, against any JSON-RPC chain.
+
+``reef provider run`` runs one on its own; ``reef up`` runs one next to the devnet. The pieces
+live in :mod:`reef.chain` (indexer) and :mod:`reef.market` (control plane); this module only
+wires them to a chain endpoint, a database, an enclave backend and a listening socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from web3 import Web3
+
+from reef.chain import Indexer, Web3BlockSource, parse_address
+from reef.errors import ChainError, ConfigError, RPCError
+from reef.market import (
+    ControlPlane,
+    EnclaveRunner,
+    ImageFetcher,
+    ImagePolicy,
+    ImageStore,
+    JobPolicy,
+    RateCard,
+    control_plane_app,
+)
+from reef.node._serve import Served, serve_app
+
+__all__ = ["ProviderService", "ProviderSettings"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProviderSettings:
+    """Everything a provider needs besides its enclave backend."""
+
+    rpc_url: str
+    market: str
+    provider: str
+    db_url: str
+    cache_dir: Path
+    rates: RateCard = field(default_factory=RateCard.dev)
+    image_policy: ImagePolicy = field(default_factory=ImagePolicy)
+    allow_owners: frozenset[str] | None = None
+    deny_owners: frozenset[str] = frozenset()
+    safety_margin_s: int = 300
+    confirmations: int = 0
+    start_block: int = 0
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_host: str = "127.0.0.1"
+    poll_interval: float = 1.0
+    heartbeat_interval: float = 5.0
+
+
+def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
+    """A web3 client for ``rpc_url``, checked to answer.
+
+    Raises:
+        RPCError: when the endpoint does not answer JSON-RPC.
+    """
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    try:
+        w3.eth.chain_id  # noqa: B018 - a round trip proves the endpoint works
+    except Exception as exc:  # any failure here means "not a usable endpoint"
+        raise RPCError(
+            f"cannot reach the JSON-RPC endpoint {rpc_url}: {exc}",
+            hint="is the chain running? (`reef up` or `reef chain` starts a local one)",
+        ) from exc
+    return w3
+
+
+class ProviderService:
+    """A running provider. :meth:`start`, then :meth:`stop` (enclaves stay unless asked)."""
+
+    def __init__(
+        self, settings: ProviderSettings, runner: EnclaveRunner, *, w3: Web3 | None = None
+    ) -> None:
+        self.settings = settings
+        self.runner = runner
+        self._w3 = w3
+        self.control_plane: ControlPlane | None = None
+        self.indexer: Indexer | None = None
+        self._served: Served | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        if self._served is None:
+            raise ConfigError("the provider is not started")
+        return self._served.url
+
+    async def start(self) -> ProviderService:
+        """Check the chain and market, catch up with the market's history, reconcile, serve.
+
+        Raises:
+            RPCError / ConfigError: the chain is unreachable or has no market at the address.
+            ServiceError: the HTTP port cannot be bound.
+        """
+        s = self.settings
+        w3 = self._w3 if self._w3 is not None else await asyncio.to_thread(connect, s.rpc_url)
+        market = parse_address(s.market, name="market address")
+        code = await asyncio.to_thread(lambda: w3.eth.get_code(Web3.to_checksum_address(market)))
+        if not code:
+            raise ConfigError(
+                f"there is no contract at {market} on the chain at {s.rpc_url}",
+                hint="pass the market's address with --market (reef chain info shows it)",
+            )
+        self.indexer = Indexer(
+            Web3BlockSource(w3),
+            s.db_url,
+            contract=market,
+            start_block=s.start_block,
+            confirmations=s.confirmations,
+        )
+        policy = JobPolicy(
+            s.rates,
+            provider=parse_address(s.provider, name="provider address"),
+            allow_owners=s.allow_owners,
+            deny_owners=s.deny_owners,
+            safety_margin_s=s.safety_margin_s,
+        )
+        fetcher = ImageFetcher(ImageStore(s.cache_dir), s.image_policy)
+        cp = ControlPlane(
+            policy=policy,
+            feed=self.indexer,
+            runner=self.runner,
+            fetcher=fetcher,
+            poll_interval=s.poll_interval,
+            heartbeat_interval=s.heartbeat_interval,
+            host=s.public_host,
+        )
+        self.control_plane = cp
+        # Serve first so /spec answers while the history is replayed.
+        self._served = await serve_app(
+            control_plane_app(cp), host=s.host, port=s.port, what="control plane"
+        )
+        try:
+            await cp.start()
+        except BaseException:
+            await self._served.close()
+            raise
+        self._task = asyncio.create_task(cp.run(), name="control plane")
+        return self
+
+    async def stop(self, *, stop_enclaves: bool = False) -> None:
+        """Stop following the chain and serving; with ``stop_enclaves`` stop every enclave."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ChainError):
+                await self._task
+        if self.control_plane is not None:
+            if stop_enclaves:
+                await self.control_plane.stop_all()
+            else:
+                await self.control_plane.close()
+        if self._served is not None:
+            await self._served.close()
