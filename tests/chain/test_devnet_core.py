@@ -156,7 +156,8 @@ def test_dev_accounts_are_hardhats_published_accounts() -> None:
         assert account.private_key.hex() == key
         assert account.local_account.address == address
     assert DEV_MNEMONIC.split()[-1] == "junk"
-    assert "private_key" not in repr(accounts[0]) and key not in repr(accounts[0])
+    assert "private_key" not in repr(accounts[0])
+    assert key not in repr(accounts[0])
 
 
 @pytest.mark.parametrize("count", [0, 1001])
@@ -178,7 +179,8 @@ def test_genesis_funds_dev_accounts_on_chain_31337(devnet: Devnet) -> None:
     for account in devnet.accounts:
         assert w3.eth.get_balance(account.address) == 10_000 * 10**18
     genesis = w3.eth.get_block(0)
-    assert genesis.number == 0 and genesis.timestamp == T0
+    assert genesis.number == 0
+    assert genesis.timestamp == T0
 
 
 def test_other_chain_ids_and_account_counts(clock: FakeClock) -> None:
@@ -253,7 +255,8 @@ def test_set_next_block_timestamp_then_time_continues_from_there(
     devnet.mine()
     assert devnet.head.timestamp == target + 7
     error = w3.provider.make_request("evm_setNextBlockTimestamp", [target])["error"]
-    assert error["code"] == -32602 and "must be after" in error["message"]
+    assert error["code"] == -32602
+    assert "must be after" in error["message"]
 
 
 def test_evm_mine_with_a_timestamp_and_several_blocks(devnet: Devnet) -> None:
@@ -389,7 +392,9 @@ def test_dev_account_sending_fills_nonce_gas_and_fees(devnet: Devnet) -> None:
     tx_hash = devnet.send_transaction(TxRequest(sender=sender, to=b"\x44" * 20, value=7))
     block, index = devnet.transaction(tx_hash)  # type: ignore[misc]
     tx = block.transactions[index]
-    assert tx.type_id == 2 and tx.gas == 21000 and tx.nonce == 0
+    assert tx.type_id == 2
+    assert tx.gas == 21000
+    assert tx.nonce == 0
     assert tx.max_priority_fee_per_gas == 10**9
     with pytest.raises(DevnetFault, match="unknown account"):
         devnet.send_transaction(TxRequest(sender=b"\x55" * 20, to=b"\x44" * 20))
@@ -406,14 +411,16 @@ def test_a_reverting_transaction_is_mined_with_status_0(probe: Deployed) -> None
     tx = contract.functions.poke(13).build_transaction({"from": probe.sender, "gas": 100_000})
     tx_hash = w3.eth.send_transaction(tx)
     receipt = w3.eth.get_transaction_receipt(tx_hash)
-    assert receipt.status == 0 and receipt.blockNumber == probe.devnet.block_number
+    assert receipt.status == 0
+    assert receipt.blockNumber == probe.devnet.block_number
     assert receipt.logs == []
 
 
 def test_reverts_carry_the_reason_and_data(probe: Deployed) -> None:
     with pytest.raises(ContractLogicError, match="unlucky number") as caught:
         probe.contract.functions.poke(13).call()
-    assert caught.value.data is not None and caught.value.data.startswith("0x08c379a0")
+    assert caught.value.data is not None
+    assert caught.value.data.startswith("0x08c379a0")
     request = TxRequest(
         to=bytes.fromhex(probe.contract.address[2:]),
         data=bytes.fromhex(probe.contract.encode_abi("poke", [13])[2:]),
@@ -421,7 +428,8 @@ def test_reverts_carry_the_reason_and_data(probe: Deployed) -> None:
     with pytest.raises(ExecutionReverted) as reverted:
         probe.devnet.call(request)
     assert isinstance(reverted.value, ContractRevertError)
-    assert reverted.value.reason == "unlucky number" and reverted.value.code == 3
+    assert reverted.value.reason == "unlucky number"
+    assert reverted.value.code == 3
     # Sending through a dev account estimates first, so the revert surfaces before mining.
     with pytest.raises(ContractLogicError, match="unlucky number"):
         probe.contract.functions.poke(13).transact({"from": probe.sender})
