@@ -89,3 +89,23 @@ def serve() -> Callable[[ASGIApp], AbstractAsyncContextManager[str]]:
 @pytest.fixture
 def serve_thread() -> Callable[[ASGIApp], AbstractContextManager[str]]:
     return serve_in_thread
+
+
+@contextmanager
+def run_loop_in_thread() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop running in a background thread (servers for synchronous CLI tests)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield loop
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+
+@pytest.fixture
+def background_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    with run_loop_in_thread() as loop:
+        yield loop

@@ -315,3 +315,34 @@ async def test_derive_server_waits_for_the_root_then_gives_up(authority: DevAuth
         DeriveServer.for_enclave(
             wiring, static_key=enclave.secret, auther=enclave.auther, host="0.0.0.0"
         )
+
+
+async def test_no_seed_in_logs_or_files(
+    store: SeedStore,
+    authority: DevAuthority,
+    reef_home: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    enclave = Enclave(authority, APP_PCRS)
+    root = KmsRoot.open(store)
+    async with RootServer(
+        root, peer_roots=[authority.root], scallop_port=0, public_port=0, log_level="debug"
+    ) as server:
+        derive = DeriveServer.for_enclave(
+            server.wiring(), static_key=enclave.secret, auther=enclave.auther, port=0,
+            log_level="debug",
+        )  # fmt: skip
+        async with derive, httpx.AsyncClient(base_url=derive.url) as http:
+            assert (await http.get("/derive", params={"path": "x"})).status_code == 200
+        await root.rotate()
+        await enclave.fetch(server.wiring())
+    secrets = [root.keyring.seed(v).seed for v in root.keyring.versions]
+    secrets += [root.keyring.enclave_seed(enclave.image_id, v) for v in root.keyring.versions]
+    text = caplog.text + "".join(repr(r.args) for r in caplog.records)
+    assert "enclave seed v1" in text  # the logs are not empty: they name events, not values
+    files = [p.read_bytes() for p in reef_home.rglob("*") if p.is_file()]  # noqa: ASYNC240
+    for secret in secrets:
+        for needle in (secret, secret.hex().encode(), secret[:16]):
+            assert needle.decode("latin-1") not in text
+            assert not any(needle in data for data in files)

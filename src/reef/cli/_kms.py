@@ -1,31 +1,53 @@
-"""`reef kms ...` commands: derive keys offline, fetch signed public keys, run and rotate a root."""
+"""`reef kms ...`: derive keys offline, fetch signed public keys, learn and pin a root's identity,
+rotate a root, and run the root server and the derive server (as an enclave's commands).
+
+Exit codes: 0 ok, 1 refused or failed (a bad signature, a refused attestation, an unreachable
+KMS), 2 usage error (a bad flag value). Anything relying on the dev or mock TEE root says so on
+stderr.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
 import sys
-from typing import TYPE_CHECKING, Annotated, cast
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
-from reef.cli._output import JsonOption, fail, print_json, print_mapping
+from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping
 from reef.encoding import parse_hex
-from reef.errors import InputError, ReefError
+from reef.errors import AttestationError, InputError, ReefError
 
 if TYPE_CHECKING:
-    from reef.kms import KeyType
+    from reef.attestation import TrustedRoot
+    from reef.kms import KeyType, KmsPin, VerifiedKmsIdentity
 
 __all__ = ["register"]
 
 app = typer.Typer(
-    help="KMS: derive keys bound to enclave images, fetch signed public keys, run a root server.",
+    help="KMS: keys bound to enclave images. Derive offline, fetch signed public keys, run a root.",
     no_args_is_help=True,
 )
+root_app = typer.Typer(help="The KMS root server (runs as an enclave).", no_args_is_help=True)
+app.add_typer(root_app, name="root")
 
 _KEY_TYPES = ("secp256k1", "ed25519", "x25519")
+_INSECURE = {
+    "dev": "the KMS identity is attested under the dev TEE root: INSECURE, dev only",
+    "mock": "the KMS identity is attested under Oyster's public mock root: INSECURE",
+}
 
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="kms")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _key_type(value: str) -> KeyType:
@@ -34,10 +56,32 @@ def _key_type(value: str) -> KeyType:
     return cast("KeyType", value)
 
 
-def _read_seed(value: str) -> bytes:
-    # "-" reads the seed from stdin, so it need not appear in the process list or shell history.
+def _read_secret_hex(value: str, *, name: str, length: int) -> bytes:
+    # "-" reads the value from stdin, so it need not appear in the process list or shell history.
     text = sys.stdin.read() if value == "-" else value
-    return parse_hex(text, name="--seed", length=64)
+    return parse_hex(text, name=name, length=length)
+
+
+def _home() -> Any:
+    from reef.home import ReefHome
+
+    return ReefHome.from_env()
+
+
+def _resolve_roots(specs: list[str]) -> list[TrustedRoot]:
+    from reef.attestation import TrustedRoot
+
+    home = _home()
+    return [TrustedRoot.resolve(spec, home) for spec in specs]
+
+
+def _warn_insecure(name: str) -> None:
+    note = _INSECURE.get(name)
+    if note:
+        err_console().print(f"warning: {note}.", markup=False)
+
+
+# --- derive --------------------------------------------------------------------------------------
 
 
 @app.command("derive")
@@ -74,7 +118,7 @@ def derive_cmd(
                 "give either --image-id, or --chain-id with --address",
                 hint="--image-id selects an image-based seed; --chain-id/--address a contract one",
             )
-        root = RootSeed(_read_seed(seed), version)
+        root = RootSeed(_read_secret_hex(seed, name="--seed", length=64), version)
         if image_id is not None:
             parent = enclave_seed(root, parse_hex(image_id, name="--image-id", length=32))
         else:
@@ -96,3 +140,476 @@ def derive_cmd(
         print_json(result)
     else:
         print_mapping(result)
+
+
+# --- identity, pins, public keys -----------------------------------------------------------------
+
+
+def _learn(
+    kms: str, trust: list[str], image_id: bytes | None, max_age_ms: int
+) -> VerifiedKmsIdentity:
+    from reef.kms import fetch_identity
+
+    roots = _resolve_roots(trust)
+    failures: list[AttestationError] = []
+    for root in roots:
+        try:
+            identity = asyncio.run(
+                fetch_identity(kms, root=root, image_id=image_id, max_age_ms=max_age_ms)
+            )
+        except AttestationError as exc:
+            failures.append(exc)
+            continue
+        _warn_insecure(root.name)
+        return identity
+    raise failures[-1]
+
+
+def _identity_rows(identity: VerifiedKmsIdentity) -> dict[str, Any]:
+    att = identity.attestation
+    rows: dict[str, Any] = {
+        "kms": identity.url,
+        "current_version": identity.current_version,
+        "attested": f"image {att.image_id.hex()} under root {att.root.name}",
+        "chain_id": identity.chain_id if identity.chain_id is not None else "(none)",
+        "rotation_admin": identity.rotation_admin or "(rotation disabled)",
+    }
+    for item in identity.identities:
+        rows[f"v{item.version} signing_key"] = item.signing_key.hex()
+        rows[f"v{item.version} signing_address"] = item.signing_address
+        rows[f"v{item.version} scallop_key"] = item.scallop_key.hex()
+    return rows
+
+
+def _identity_json(identity: VerifiedKmsIdentity) -> dict[str, Any]:
+    return {
+        "kms": identity.url,
+        "current_version": identity.current_version,
+        "versions": [i.to_json() for i in identity.identities],
+        "chain_id": identity.chain_id,
+        "rotation_admin": identity.rotation_admin,
+        "attestation": identity.attestation.to_json(),
+    }
+
+
+_TrustOption = typer.Option(
+    "--trust",
+    "--root",
+    help="TEE root the KMS enclave's attestation must chain to: aws, dev, mock or a certificate "
+    "file (repeatable).",
+)
+_KmsImageOption = typer.Option(
+    "--kms-image-id", help="Also require the KMS root enclave to run this image id (hex)."
+)
+
+
+@app.command("info")
+def info_cmd(
+    kms: Annotated[str, typer.Option("--kms", help="The KMS public URL, e.g. http://h:1101.")],
+    trust: Annotated[list[str], _TrustOption],
+    kms_image_id: Annotated[str | None, _KmsImageOption] = None,
+    pin: Annotated[bool, typer.Option("--pin", help="Remember these keys for this URL.")] = False,
+    max_age_ms: Annotated[
+        int, typer.Option("--max-age-ms", help="How old the KMS attestation may be.")
+    ] = 300_000,
+    as_json: bool = JsonOption,
+) -> None:
+    """Learn a KMS root's keys from its attested identity (optionally pin them)."""
+    from reef.kms import KmsPin, PinStore
+
+    try:
+        expected = (
+            parse_hex(kms_image_id, name="--kms-image-id", length=32) if kms_image_id else None
+        )
+    except InputError as exc:
+        raise fail(exc, code=2) from exc
+    try:
+        identity = _learn(kms, trust, expected, max_age_ms)
+        if pin:
+            PinStore.for_home(_home()).save(KmsPin.from_identity(identity, learned_at_ms=_now_ms()))
+            err_console().print(f"pinned {identity.url}", markup=False)
+    except AttestationError as exc:
+        raise fail(exc, prefix=f"KMS attestation rejected: {exc.reason}") from exc
+    except ReefError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        print_json(_identity_json(identity))
+    else:
+        print_mapping(_identity_rows(identity))
+
+
+def _signing_keys(
+    kms: str,
+    verification_key: str | None,
+    trust: list[str],
+    kms_image_id: bytes | None,
+) -> tuple[dict[int, bytes] | bytes, str]:
+    """The keys answers must be signed by, and a sentence saying where they came from."""
+    from reef.kms import KmsPin, PinStore
+
+    if verification_key is not None:
+        key = parse_hex(verification_key, name="--verification-key", length=64)
+        return key, "the given --verification-key"
+    pins = PinStore.for_home(_home())
+    pinned = pins.get(kms)
+    if pinned is not None and not trust:
+        return dict(pinned.signing_keys), f"the key pinned for {pinned.url} (root {pinned.root})"
+    if not trust:
+        raise InputError(
+            f"no signing key is known for the KMS at {kms}",
+            hint="pass --verification-key HEX (the KMS operator publishes it), or --trust aws|dev "
+            "to learn it from the KMS's attestation",
+        )
+    identity = _learn(kms, trust, kms_image_id, 300_000)
+    pin: KmsPin = KmsPin.from_identity(identity, learned_at_ms=_now_ms())
+    pins.save(pin)
+    return dict(pin.signing_keys), (
+        f"keys attested by KMS image {identity.attestation.image_id.hex()} "
+        f"(root {identity.attestation.root.name}), now pinned"
+    )
+
+
+@app.command("pubkey")
+def pubkey_cmd(
+    kms: Annotated[str, typer.Option("--kms", help="The KMS public URL, e.g. http://h:1101.")],
+    path: Annotated[str, typer.Option("--path", help="Derivation path (UTF-8).")],
+    key_type: Annotated[str, typer.Option("--type", help="secp256k1, ed25519 or x25519.")],
+    image_id: Annotated[
+        str | None, typer.Option("--image-id", help="The enclave's image id (hex).")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option("--address", help="A contract address (contract-based KMS).")
+    ] = None,
+    verification_key: Annotated[
+        str | None,
+        typer.Option("--verification-key", help="The KMS signing key (64 bytes hex x||y) to pin."),
+    ] = None,
+    trust: Annotated[list[str] | None, _TrustOption] = None,
+    kms_image_id: Annotated[str | None, _KmsImageOption] = None,
+    version: Annotated[
+        int | None, typer.Option("--version", help="Root seed version (default: current).")
+    ] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Fetch an enclave's public key from a KMS, checking the KMS's signature on the answer."""
+    from reef.crypto import Secp256k1PublicKey, solana_address
+    from reef.kms import KmsPublicClient
+
+    try:
+        kind = _key_type(key_type)
+        if (image_id is None) == (address is None):
+            raise InputError("give exactly one of --image-id and --address")
+        image = parse_hex(image_id, name="--image-id", length=32) if image_id else None
+        expected = (
+            parse_hex(kms_image_id, name="--kms-image-id", length=32) if kms_image_id else None
+        )
+    except InputError as exc:
+        raise fail(exc, code=2) from exc
+    try:
+        keys, source = _signing_keys(kms, verification_key, trust or [], expected)
+        client = KmsPublicClient(kms, signing_key=keys)
+        public = asyncio.run(
+            client.public_key(kind, path, image_id=image, address=address, version=version)
+        )
+    except AttestationError as exc:
+        raise fail(exc, prefix=f"KMS attestation rejected: {exc.reason}") from exc
+    except ReefError as exc:
+        raise fail(exc) from exc
+    derived_address = ""
+    if kind == "secp256k1":
+        derived_address = Secp256k1PublicKey(public).address
+    elif kind == "ed25519":
+        derived_address = solana_address(public)
+    result = {
+        "kms": client.url,
+        "image_id": image.hex() if image else "",
+        "contract_address": address or "",
+        "path": path,
+        "type": kind,
+        "version": "" if version is None else version,
+        "public_key": public.hex(),
+        "address": derived_address,
+    }
+    err_console().print(f"verified: the answer is signed by {source}", markup=False)
+    if as_json:
+        print_json(result)
+    else:
+        print_mapping({k: v for k, v in result.items() if v != ""})
+
+
+# --- rotation ------------------------------------------------------------------------------------
+
+
+@app.command("rotate")
+def rotate_cmd(
+    kms: Annotated[str, typer.Option("--kms", help="The KMS public URL, e.g. http://h:1101.")],
+    admin_key: Annotated[
+        str,
+        typer.Option(
+            "--admin-key", help="The rotation admin's secp256k1 key (hex), or - for stdin."
+        ),
+    ],
+    as_json: bool = JsonOption,
+) -> None:
+    """Rotate a KMS root: a fresh seed becomes the current version; old versions stay derivable.
+
+    The root must have been started with --admin ADDRESS; the request is signed with that
+    address's key. The answer (the new keys) is checked against the previous version's signing
+    key, and an existing pin for the URL is extended with the new version.
+    """
+    from reef.crypto import Secp256k1PrivateKey, eip191_digest
+    from reef.kms import KmsPin, PinStore, rotate_root
+
+    try:
+        admin = Secp256k1PrivateKey(_read_secret_hex(admin_key, name="--admin-key", length=32))
+    except InputError as exc:
+        raise fail(exc, code=2) from exc
+    pins = PinStore.for_home(_home())
+    try:
+        pinned = pins.get(kms)
+        new = asyncio.run(
+            rotate_root(
+                kms,
+                sign=lambda message: admin.sign_digest(eip191_digest(message)),
+                signing_keys=dict(pinned.signing_keys) if pinned else None,
+            )
+        )
+        if pinned is not None:
+            pins.save(
+                KmsPin(
+                    url=pinned.url,
+                    signing_keys={**pinned.signing_keys, new.version: new.signing_key},
+                    scallop_keys={**pinned.scallop_keys, new.version: new.scallop_key},
+                    current_version=new.version,
+                    image_id=pinned.image_id,
+                    root=pinned.root,
+                    learned_at_ms=_now_ms(),
+                )
+            )
+            err_console().print(f"pin for {pinned.url} extended to version {new.version}")
+    except ReefError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        print_json(new.to_json())
+    else:
+        print_mapping(new.to_json(), title="new current version")
+
+
+# --- servers -------------------------------------------------------------------------------------
+
+
+@root_app.command("serve")
+def root_serve_cmd(
+    trust: Annotated[list[str], _TrustOption],
+    state_dir: Annotated[
+        Path | None,
+        typer.Option("--state-dir", help="Where the sealed seed lives (default $REEF_HOME/kms)."),
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address both listeners bind.")] = "127.0.0.1",
+    scallop_port: Annotated[int, typer.Option("--scallop-port")] = 1100,
+    public_port: Annotated[int, typer.Option("--public-port")] = 1101,
+    sealer: Annotated[
+        str,
+        typer.Option(
+            "--sealer",
+            help="tee: the enclave's dev-TEE sealing service ($REEF_SEALING_URL or "
+            "127.0.0.1:1210); dev-home: seal with the dev TEE key for --image-id read from "
+            "$REEF_HOME (outside an enclave, INSECURE).",
+        ),
+    ] = "tee",
+    image_id: Annotated[
+        str | None, typer.Option("--image-id", help="The image id to seal for (--sealer dev-home).")
+    ] = None,
+    rpc_url: Annotated[
+        str | None, typer.Option("--rpc-url", help="JSON-RPC for contract approvals.")
+    ] = None,
+    chain_id: Annotated[
+        int | None, typer.Option("--chain-id", help="Chain of --rpc-url (checked at start).")
+    ] = None,
+    admin: Annotated[
+        str | None, typer.Option("--admin", help="Ethereum address allowed to rotate.")
+    ] = None,
+    attestation_url: Annotated[
+        str | None,
+        typer.Option(
+            "--attestation-url",
+            help="Custom attestation endpoint to attest the KMS identity (/info), e.g. "
+            "http://127.0.0.1:1350/attestation/raw.",
+        ),
+    ] = None,
+    max_age_ms: Annotated[int, typer.Option("--max-age-ms")] = 300_000,
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+) -> None:
+    """Run the KMS root: Scallop /derive and the public signed endpoints."""
+    import logging
+
+    from reef.kms import KmsRoot, RootServer, RpcApproval, SeedStore, http_attester
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    try:
+        # The sealer first: with dev-home it creates the dev TEE authority that --trust dev names.
+        store = SeedStore(state_dir or _home().kms, _sealer(sealer, image_id))
+        roots = _resolve_roots(trust)
+        for root in roots:
+            if root.insecure:
+                err_console().print(
+                    f"warning: accepting enclaves attested under the {root.name} root: INSECURE",
+                    markup=False,
+                )
+        approval = None
+        if (rpc_url is None) != (chain_id is None):
+            raise InputError("--rpc-url and --chain-id go together")
+        if rpc_url is not None and chain_id is not None:
+            approval = RpcApproval(rpc_url, chain_id)
+            asyncio.run(approval.check_chain())
+        kms_root = KmsRoot.open(
+            store,
+            approval=approval,
+            attester=http_attester(attestation_url) if attestation_url else None,
+            admin=admin,
+        )
+    except ReefError as exc:
+        raise fail(exc) from exc
+
+    async def main() -> None:
+        server = RootServer(
+            kms_root,
+            peer_roots=roots,
+            host=host,
+            scallop_port=scallop_port,
+            public_port=public_port,
+            max_age_ms=max_age_ms,
+            log_level=log_level.lower(),
+        )
+        await server.start()
+        identity = kms_root.keyring.identity()
+        # One machine-readable line for supervisors (reef up): where and who this root is.
+        print(
+            json.dumps(
+                {
+                    "event": "kms-root-ready",
+                    "scallop": f"{host}:{server.scallop_port}",
+                    "public_url": server.public_url,
+                    "version": identity.version,
+                    "scallop_key": identity.scallop_key.hex(),
+                    "signing_key": identity.signing_key.hex(),
+                }
+            ),
+            flush=True,
+        )
+        try:
+            await server.wait()
+        finally:
+            await server.aclose()
+
+    try:
+        asyncio.run(main())
+    except ReefError as exc:
+        raise fail(exc) from exc
+
+
+def _sealer(kind: str, image_id: str | None) -> Any:
+    if kind == "tee":
+        import reef.enclave
+
+        sealer_class = getattr(reef.enclave, "DevTeeSealer", None)
+        if sealer_class is None:
+            raise InputError(
+                "this reef has no dev TEE sealing client (reef.enclave.DevTeeSealer)",
+                hint="use --sealer dev-home --image-id HEX outside an enclave",
+            )
+        return sealer_class()
+    if kind == "dev-home":
+        from reef.attestation import DevAuthority
+        from reef.kms import AeadSealer
+
+        if image_id is None:
+            raise InputError("--sealer dev-home needs --image-id (the image to seal for)")
+        image = parse_hex(image_id, name="--image-id", length=32)
+        err_console().print(
+            "warning: sealing with the dev TEE key from $REEF_HOME outside an enclave: INSECURE",
+            markup=False,
+        )
+        return AeadSealer(DevAuthority.load_or_create(_home()).sealing_key(image))
+    raise InputError(f"--sealer must be tee or dev-home, got {kind!r}")
+
+
+@app.command("derive-server")
+def derive_server_cmd(
+    kms_endpoint: Annotated[
+        str | None, typer.Option("--kms-endpoint", help="The root's Scallop host:port.")
+    ] = None,
+    kms_pubkey: Annotated[
+        str | None, typer.Option("--kms-pubkey", help="The root's Scallop key (32 bytes hex).")
+    ] = None,
+    root_server_config: Annotated[
+        Path | None,
+        typer.Option("--root-server-config", help='JSON {"kms_endpoint", "kms_pubkey"}.'),
+    ] = None,
+    listen_addr: Annotated[str, typer.Option("--listen-addr")] = "127.0.0.1:1100",
+    attestation_endpoint: Annotated[
+        str, typer.Option("--attestation-endpoint", help="Attests the key of --secret-path.")
+    ] = "http://127.0.0.1:1300/attestation/raw",
+    secret_path: Annotated[
+        Path, typer.Option("--secret-path", help="The enclave's X25519 identity secret (32 B).")
+    ] = Path("/app/id.sec"),
+    contract_address_file: Annotated[
+        Path | None,
+        typer.Option("--contract-address-file", help="Ask for this contract's seed instead."),
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+) -> None:
+    """Run an enclave's derive server (Oyster's flags): fetch the seed, serve it on loopback."""
+    import logging
+
+    from reef.kms import DeriveServer, KmsWiring
+    from reef.scallop import auther_from_url
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    try:
+        if root_server_config is not None:
+            data = json.loads(_read_file(root_server_config))
+            wiring = KmsWiring.from_json(data)
+        elif kms_endpoint and kms_pubkey:
+            wiring = KmsWiring.from_json({"kms_endpoint": kms_endpoint, "kms_pubkey": kms_pubkey})
+        else:
+            raise InputError("give --kms-endpoint and --kms-pubkey, or --root-server-config")
+        if contract_address_file is not None:
+            address = _read_file(contract_address_file).decode().strip()
+            wiring = dataclasses.replace(wiring, contract_address=address)
+        secret = _read_file(secret_path)
+        if len(secret) != 32:
+            raise InputError(f"{secret_path} holds {len(secret)} bytes, not a 32-byte secret")
+        host, _, port = listen_addr.rpartition(":")
+        if not port.isdigit():
+            raise InputError(f"--listen-addr must be host:port, got {listen_addr!r}")
+    except (ValueError, ReefError) as exc:
+        error = exc if isinstance(exc, ReefError) else InputError(f"bad configuration: {exc}")
+        raise fail(error, code=2) from exc
+
+    async def main() -> None:
+        server = DeriveServer.for_enclave(
+            wiring,
+            static_key=secret,
+            auther=auther_from_url(attestation_endpoint),
+            host=host,
+            port=int(port),
+            log_level=log_level.lower(),
+        )
+        await server.start()
+        try:
+            await server.wait()
+        finally:
+            await server.aclose()
+
+    try:
+        asyncio.run(main())
+    except ReefError as exc:
+        raise fail(exc) from exc
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from exc

@@ -20,6 +20,7 @@ from reef.kms._client import (
     fetch_identity,
     init_params_public_key,
     normalize_kms_url,
+    rotate_root,
 )
 from reef.kms._derive import (
     INIT_PARAMS_KEY_PATH,
@@ -46,6 +47,10 @@ from reef.kms._keyring import (
     RootKeyring,
     identity_digest,
 )
+from reef.kms._pins import (
+    KmsPin,
+    PinStore,
+)
 from reef.kms._public import (
     VERSION_HEADER,
     public_app,
@@ -64,6 +69,7 @@ from reef.kms._scallop import (
 from reef.kms._server import (
     DeriveServer,
     RootServer,
+    http_attester,
 )
 from reef.kms._signing import (
     SIGNATURE_HEADER,
@@ -88,10 +94,12 @@ __all__ = [  # noqa: RUF022 (plain code-point order, which tests/foundation chec
     "KEY_TYPES",
     "KeyType",
     "KmsIdentity",
+    "KmsPin",
     "KmsPublicClient",
     "KmsRoot",
     "KmsWiring",
     "OYSTER_KMS_VERIFY_SELECTOR",
+    "PinStore",
     "ROOT_SEED_LENGTH",
     "RootKeyring",
     "RootSeed",
@@ -112,6 +120,7 @@ __all__ = [  # noqa: RUF022 (plain code-point order, which tests/foundation chec
     "enclave_seed",
     "fetch_enclave_seed",
     "fetch_identity",
+    "http_attester",
     "identity_digest",
     "init_params_public_key",
     "key_from_seed",
@@ -119,6 +128,7 @@ __all__ = [  # noqa: RUF022 (plain code-point order, which tests/foundation chec
     "path_seed",
     "public_app",
     "response_digest",
+    "rotate_root",
     "rotation_message",
     "scallop_app",
     "sign_response",

@@ -36,6 +36,7 @@ __all__ = [
     "fetch_identity",
     "init_params_public_key",
     "normalize_kms_url",
+    "rotate_root",
 ]
 
 _PUBLIC_LENGTH = {"secp256k1": 64, "ed25519": 32, "x25519": 32}
@@ -392,3 +393,72 @@ async def fetch_identity(
         rotation_admin=admin,
         attestation=verified,
     )
+
+
+async def rotate_root(
+    url: str,
+    *,
+    sign: Callable[[bytes], bytes],
+    signing_keys: Mapping[int, bytes] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    http_timeout: float = 10.0,
+) -> KmsIdentity:
+    """Ask a KMS root to rotate; return the new current version's keys.
+
+    Args:
+        url: the root's public listener.
+        sign: signs a message EIP-191 with the rotation admin's key (``r || s || v``).
+        signing_keys: pinned keys by version; when given, the root's current identity must be
+            signed by the pinned key of its version. Without, it is read from ``/info`` as is.
+        transport: an httpx transport (tests).
+
+    The answer is accepted only if signed by the previous current version's signing key.
+
+    Raises:
+        ServiceError: when the root cannot be reached or refuses (e.g. 401 not the admin).
+        KMSError: when an answer is not signed by the expected key.
+    """
+    from reef.kms._root import rotation_message
+
+    base = normalize_kms_url(url)
+    try:
+        async with httpx.AsyncClient(
+            base_url=base, transport=transport, timeout=http_timeout
+        ) as http:
+            info_response = await http.get("/info")
+            _check_status(info_response)
+            try:
+                identities, current = _parse_identities(info_response.json())
+            except ValueError as exc:
+                raise KMSError("the KMS /info answer is not JSON") from exc
+            identity = next(i for i in identities if i.version == current)
+            if signing_keys is not None:
+                _Pins.of(dict(signing_keys)).check(info_response, None)
+                if identity.signing_key != signing_keys.get(current):
+                    raise KMSError(f"the KMS's current version {current} is not the pinned one")
+            version = current + 1
+            signature = sign(rotation_message(identity.signing_address, version))
+            response = await http.post(
+                "/admin/rotate", json={"version": version, "signature": signature.hex()}
+            )
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"cannot reach the KMS at {base}: {exc}") from exc
+    _check_status(response)
+    verify_response(
+        response.request.url.raw_path,
+        response.content,
+        response.headers.get(SIGNATURE_HEADER),
+        identity.signing_key,
+    )
+    try:
+        item = response.json()
+        new = KmsIdentity(
+            int(item["version"]),
+            bytes.fromhex(item["signing_key"]),
+            bytes.fromhex(item["scallop_key"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise KMSError("the KMS rotation answer is malformed") from exc
+    if new.version != version:
+        raise KMSError(f"asked the KMS to rotate to version {version}, it reports {new.version}")
+    return new

@@ -34,6 +34,7 @@ from reef.kms._root import KmsRoot
 
 if TYPE_CHECKING:
     from reef.attestation import TrustedRoot
+    from reef.kms._client import VerifiedKmsIdentity
     from reef.scallop import Auther, PolicyStore
 
 __all__ = [
@@ -148,6 +149,25 @@ class KmsWiring:
             raise InputError(f"the KMS Scallop port {self.scallop_port} is not a TCP port")
         if self.contract_address is not None:
             parse_address(self.contract_address, evm=True)
+
+    @classmethod
+    def from_identity(
+        cls,
+        identity: VerifiedKmsIdentity,
+        *,
+        scallop_host: str,
+        scallop_port: int,
+        contract_address: str | None = None,
+    ) -> KmsWiring:
+        """Wiring to a root whose identity was verified (:func:`reef.kms.fetch_identity`)."""
+        return cls(
+            scallop_host=scallop_host,
+            scallop_port=scallop_port,
+            scallop_key=identity.current.scallop_key,
+            public_url=identity.url,
+            signing_keys=identity.signing_keys,
+            contract_address=contract_address,
+        )
 
     @property
     def endpoint(self) -> str:

@@ -37,10 +37,10 @@ from reef.kms._scallop import (
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
-    from reef.attestation import TrustedRoot
+    from reef.attestation import Attester, TrustedRoot
     from reef.scallop import Auther, ScallopServer
 
-__all__ = ["DeriveServer", "RootServer"]
+__all__ = ["DeriveServer", "RootServer", "http_attester"]
 
 _log = logging.getLogger("reef.kms.server")
 
@@ -352,6 +352,12 @@ class DeriveServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    async def wait(self) -> None:
+        """Wait until the listener stops (SIGINT/SIGTERM under uvicorn)."""
+        if self._http.task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._http.task
+
     async def key(self, path: str, key_type: KeyType, *, version: int | None = None) -> DerivedKey:
         """A key of this enclave (e.g. the init-params key at ``oyster.init-params``)."""
         seed, _ = await self.seeds.get(version)
@@ -366,6 +372,38 @@ class DeriveServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def http_attester(url: str, *, timeout: float = 5.0) -> Attester:
+    """An :class:`reef.attestation.Attester` over a custom attestation server (Oyster's
+    ``attestation-server-custom``, reef's ``custom_attestation_app``): ``GET url?public_key=&
+    user_data=&nonce=`` (hex) answers the raw document. Only reachable from inside the enclave.
+
+    Raises (when called):
+        ServiceError: when the server cannot be reached or refuses.
+    """
+    import httpx
+
+    from reef.errors import ServiceError
+
+    def attest(*, public_key: bytes, user_data: bytes, nonce: bytes) -> bytes:
+        params = {
+            "public_key": public_key.hex(),
+            "user_data": user_data.hex(),
+            "nonce": nonce.hex(),
+        }
+        try:
+            response = httpx.get(url, params=params, timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"cannot reach the attestation server {url}: {exc}") from exc
+        if response.status_code != 200 or not response.content:
+            raise ServiceError(
+                f"the attestation server {url} answered {response.status_code}: "
+                f"{response.text.strip()[:200]}"
+            )
+        return response.content
+
+    return attest
 
 
 def _is_loopback(host: str) -> bool:
