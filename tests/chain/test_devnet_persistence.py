@@ -1,0 +1,215 @@
+"""The devnet under $REEF_HOME: journal replay across restarts, crash tolerance, the lock,
+--fresh, snapshots truncating the journal, devnet.json, and reef's contracts deployed at start."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from reef.chain import (
+    DEVNET_CHAIN_ID,
+    Devnet,
+    MarketClient,
+    TokenClient,
+    read_devnet_info,
+)
+from reef.errors import ChainError, ConfigError
+from reef.home import ReefHome
+
+SINK = "0x" + "22" * 20
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def home(reef_home: Path) -> ReefHome:
+    return ReefHome(reef_home)
+
+
+def transfer(devnet: Devnet, nonce: int, value: int = 1) -> bytes:
+    raw = Account.sign_transaction(
+        {
+            "chainId": DEVNET_CHAIN_ID,
+            "nonce": nonce,
+            "gas": 21000,
+            "to": SINK,
+            "value": value,
+            "maxFeePerGas": 10**10,
+            "maxPriorityFeePerGas": 10**9,
+        },
+        devnet.accounts[0].private_key,
+    ).raw_transaction
+    return devnet.send_raw_transaction(bytes(raw))
+
+
+def journal(home: ReefHome) -> Path:
+    return home.chain / "journal.jsonl"
+
+
+def test_state_survives_a_restart_block_for_block(home: ReefHome) -> None:
+    clock = FakeClock(1_800_000_000)
+    with Devnet.open(home, deploy=False, clock=clock) as devnet:
+        for nonce in range(3):
+            clock.now += 30
+            transfer(devnet, nonce)
+        devnet.increase_time(100)
+        devnet.mine()
+        head, count = devnet.head.hash, devnet.block_number
+        stamps = [devnet.block(n).timestamp for n in range(count + 1)]  # type: ignore[union-attr]
+    clock.now += 10_000  # time passes while the devnet is stopped
+    with Devnet.open(home, deploy=False, clock=clock) as again:
+        assert again.block_number == count
+        assert again.head.hash == head  # the replay rebuilt the very same blocks
+        assert [again.block(n).timestamp for n in range(count + 1)] == stamps  # type: ignore[union-attr]
+        assert again.balance(bytes.fromhex(SINK[2:])) == 3
+        assert again.time_offset == 100  # clock controls are journaled too
+        transfer(again, 3)
+        assert again.head.timestamp == int(clock.now) + 100
+
+
+def test_a_line_cut_short_by_a_crash_is_dropped(home: ReefHome) -> None:
+    with Devnet.open(home, deploy=False) as devnet:
+        transfer(devnet, 0)
+        transfer(devnet, 1)
+        kept = devnet.block(1).hash  # type: ignore[union-attr]
+    data = journal(home).read_bytes()
+    journal(home).write_bytes(data[:-15])  # the last entry loses its end, as in a crash
+    with Devnet.open(home, deploy=False) as devnet:
+        assert devnet.block_number == 1
+        assert devnet.head.hash == kept
+        transfer(devnet, 1)  # and the chain goes on from there
+    assert journal(home).read_bytes().count(b"\n") == 3  # genesis, block 1, the new block 2
+
+
+def test_a_corrupt_journal_is_refused_with_a_way_out(home: ReefHome) -> None:
+    with Devnet.open(home, deploy=False) as devnet:
+        transfer(devnet, 0)
+    lines = journal(home).read_text().splitlines()
+    journal(home).write_text(lines[0] + "\n{not json\n" + "\n".join(lines[1:]) + "\n")
+    with pytest.raises(ConfigError, match="corrupt at line 2") as caught:
+        Devnet.open(home, deploy=False)
+    assert "--fresh" in (caught.value.hint or "")
+    # The lock was released: --fresh can start over at once.
+    with Devnet.open(home, deploy=False, fresh=True) as devnet:
+        assert devnet.block_number == 0
+
+
+def test_a_tampered_block_does_not_replay(home: ReefHome) -> None:
+    with Devnet.open(home, deploy=False) as devnet:
+        transfer(devnet, 0)
+    lines = journal(home).read_text().splitlines()
+    entry = json.loads(lines[1])
+    entry["timestamp"] += 1  # a different block: its hash no longer matches
+    journal(home).write_text("\n".join([lines[0], json.dumps(entry)]) + "\n")
+    with pytest.raises(ConfigError, match="different hash"):
+        Devnet.open(home, deploy=False)
+
+
+def test_one_devnet_per_home(home: ReefHome) -> None:
+    first = Devnet.open(home, deploy=False)
+    try:
+        with pytest.raises(ChainError, match="in use by pid") as caught:
+            Devnet.open(home, deploy=False)
+        assert "REEF_HOME" in (caught.value.hint or "")
+    finally:
+        first.close()
+    Devnet.open(home, deploy=False).close()
+
+
+def test_fresh_starts_a_new_chain(home: ReefHome) -> None:
+    with Devnet.open(home, deploy=False) as devnet:
+        transfer(devnet, 0)
+    with Devnet.open(home, deploy=False, fresh=True) as devnet:
+        assert devnet.block_number == 0
+        assert devnet.balance(bytes.fromhex(SINK[2:])) == 0
+
+
+def test_revert_truncates_the_journal(home: ReefHome) -> None:
+    with Devnet.open(home, deploy=False) as devnet:
+        transfer(devnet, 0)
+        snapshot = devnet.snapshot()
+        size = journal(home).stat().st_size
+        transfer(devnet, 1)
+        devnet.increase_time(50)
+        assert journal(home).stat().st_size > size
+        assert devnet.revert(snapshot)
+        assert journal(home).stat().st_size == size
+    with Devnet.open(home, deploy=False) as devnet:
+        assert devnet.block_number == 1
+        assert devnet.time_offset == 0
+
+
+def test_devnet_json_describes_the_chain_and_is_private(home: ReefHome) -> None:
+    with Devnet.open(home, deploy=False, accounts=3) as devnet:
+        info = read_devnet_info(home)
+        assert info.chain_id == 31337
+        assert [a.address for a in info.accounts] == [a.address for a in devnet.accounts]
+        assert info.accounts[0].private_key == devnet.accounts[0].private_key
+        assert info.deployment is None
+    path = home.chain / "devnet.json"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    data = json.loads(path.read_text())
+    assert "DEV-ONLY" in data["accounts_warning"]
+
+
+def test_reading_devnet_json_when_there_is_none(home: ReefHome) -> None:
+    with pytest.raises(ConfigError, match="no devnet has been started") as caught:
+        read_devnet_info(home)
+    assert "reef chain" in (caught.value.hint or "")
+    home.path("chain", "devnet.json").write_text("[]")
+    with pytest.raises(ConfigError, match="JSON object"):
+        read_devnet_info(home)
+    home.path("chain", "devnet.json").write_text('{"chain_id": 1}')
+    with pytest.raises(ConfigError, match="not a valid devnet description"):
+        read_devnet_info(home)
+
+
+def test_open_deploys_reefs_contracts_and_funds_the_accounts(home: ReefHome) -> None:
+    with Devnet.open(home, rate_lock_s=60) as devnet:
+        deployment = devnet.deployment
+        assert deployment is not None
+        assert deployment.chain_id == 31337
+        w3 = devnet.web3()
+        market = MarketClient(w3, deployment.market)
+        assert market.lock_wait_time() == 60
+        assert market.token_address() == deployment.token
+        token = TokenClient(w3, deployment.token)
+        for account in devnet.accounts:
+            assert token.balance(account.address) == 1_000_000 * 10**6
+        assert read_devnet_info(home).deployment == deployment
+        assert read_devnet_info(home).rate_lock_s == 60
+    # Reopening replays the deployment rather than deploying again.
+    with Devnet.open(home) as devnet:
+        assert devnet.deployment == deployment
+        assert devnet.rate_lock_s == 60
+    with pytest.raises(ConfigError, match="rate lock of 60 s, not 300 s"):
+        Devnet.open(home, rate_lock_s=300)
+    with Devnet.open(home, rate_lock_s=60) as devnet:  # the same value is fine
+        assert devnet.deployment == deployment
+
+
+def test_devnet_json_naming_a_missing_market_is_refused(home: ReefHome) -> None:
+    with Devnet.open(home, deploy=False):
+        pass
+    info = json.loads((home.chain / "devnet.json").read_text())
+    info["deployment"] = {
+        "chain_id": 31337,
+        "token": "0x" + "11" * 20,
+        "market": "0x" + "12" * 20,
+        "kms_registry": "0x" + "13" * 20,
+        "block": 1,
+    }
+    (home.chain / "devnet.json").write_text(json.dumps(info))
+    with pytest.raises(ConfigError, match="no contract there"):
+        Devnet.open(home)
