@@ -1,13 +1,334 @@
-"""`reef enclave ...` commands."""
+"""`reef enclave ...` commands: run images as local dev-TEE enclaves, list, follow and stop them."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
 
-__all__ = ["register"]
+from reef.cli._output import (
+    JsonOption,
+    console,
+    err_console,
+    fail,
+    print_json,
+    print_mapping,
+    print_table,
+)
+from reef.errors import InputError, ReefError
 
-app = typer.Typer(help="enclave commands.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from reef.enclave import EnclaveInfo, LocalBackend
+
+__all__ = ["parse_port", "register"]
+
+app = typer.Typer(
+    help="Local enclaves: run images in the dev TEE (sandboxed, measured, attested), "
+    "list, follow and stop them.",
+    no_args_is_help=True,
+)
 
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="enclave")
+
+
+def parse_port(value: str) -> tuple[int, int]:
+    """``HOST:ENCLAVE`` or ``ENCLAVE`` (any free host port) to ``(enclave, host)``.
+
+    Raises:
+        InputError: when the text is not one or two port numbers.
+    """
+    host_text, sep, inner_text = value.rpartition(":")
+    if not sep:
+        host_text, inner_text = "0", value
+    try:
+        host, inner = int(host_text), int(inner_text)
+    except ValueError as exc:
+        raise InputError(f"--port {value!r} is not HOST:ENCLAVE or ENCLAVE") from exc
+    if not 0 <= host <= 65535 or not 1 <= inner <= 65535:
+        raise InputError(f"--port {value!r}: ports are 1-65535 (host 0 = any free port)")
+    return inner, host
+
+
+def _backend(kms_endpoint: str | None = None, kms_pubkey: str | None = None) -> LocalBackend:
+    from reef.enclave import LocalBackend
+    from reef.home import ReefHome
+
+    wiring = None
+    if (kms_endpoint is None) != (kms_pubkey is None):
+        raise InputError("give both --kms-endpoint and --kms-pubkey, or neither")
+    if kms_endpoint is not None and kms_pubkey is not None:
+        from reef.encoding import parse_hex
+        from reef.kms import KmsWiring
+
+        host, sep, port = kms_endpoint.rpartition(":")
+        if not sep or not port.isdigit():
+            raise InputError(f"--kms-endpoint {kms_endpoint!r} is not HOST:PORT")
+        wiring = KmsWiring(
+            scallop_host=host,
+            scallop_port=int(port),
+            scallop_key=parse_hex(kms_pubkey, name="--kms-pubkey", length=32),
+        )
+    return LocalBackend(ReefHome.from_env(), kms=wiring)
+
+
+def _row(info: EnclaveInfo) -> dict[str, Any]:
+    ports = ", ".join(
+        f"{url.rsplit(':', 1)[-1]}->{port}" for port, url in sorted(info.endpoints["ports"].items())
+    )
+    state: str = info.state
+    if info.exit_code is not None and state == "crashed":
+        state = f"crashed ({info.exit_code})"
+    return {
+        "id": info.id,
+        "name": info.name,
+        "state": state,
+        "image_id": info.image_id.hex()[:16] + "…",
+        "debug": "yes" if info.debug else "",
+        "attestation": info.endpoints["attestation"].rsplit(":", 1)[-1].split("/")[0],
+        "ports": ports,
+    }
+
+
+def _show(info: EnclaveInfo, as_json: bool) -> None:
+    if as_json:
+        print_json(info.to_json())
+        return
+    data = info.to_json()
+    endpoints = data.pop("endpoints")
+    shown: dict[str, Any] = {
+        "id": data["id"],
+        "name": data["name"],
+        "state": data["state"],
+    }
+    if info.state in ("crashed", "stopped"):
+        shown["exit_code"] = "" if info.exit_code is None else info.exit_code
+        shown["reason"] = data["reason"]
+    shown["image_id"] = data["image_id"]
+    shown["debug"] = "yes (PCR0-2 zero, console readable)" if info.debug else "no"
+    shown["attestation"] = endpoints["attestation"]
+    shown["attestation_secp256k1"] = endpoints["attestation_secp256k1"]
+    for port, url in endpoints["ports"].items():
+        shown[f"port {port}"] = url
+    if endpoints["logs"]:
+        shown["logs"] = endpoints["logs"]
+    shown["limits"] = f"{info.cpus} vCPU, {info.memory_mib} MiB"
+    shown["network"] = info.network
+    shown["sandbox"] = info.sandbox
+    print_mapping(shown)
+    _warn(info)
+
+
+def _warn(info: EnclaveInfo) -> None:
+    for warning in info.warnings:
+        err_console().print(warning, markup=False, style="bold red")
+
+
+@app.command("run")
+def run_cmd(
+    image: Annotated[Path, typer.Argument(help="An image built by `reef image build`.")],
+    init_params: Annotated[
+        Path | None, typer.Option("--init-params", help="Init params (JSON) to give the enclave.")
+    ] = None,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="Debug mode: PCR0-2 zero, console readable (as on Nitro)."),
+    ] = False,
+    cpus: Annotated[int | None, typer.Option("--cpus", help="vCPUs (default: reef.toml).")] = None,
+    memory: Annotated[
+        int | None, typer.Option("--memory", help="Memory in MiB (default: reef.toml).")
+    ] = None,
+    ports: Annotated[
+        list[str] | None,
+        typer.Option("--port", help="HOST:ENCLAVE or ENCLAVE (free host port); repeatable."),
+    ] = None,
+    network: Annotated[
+        str, typer.Option("--network", help="auto (own namespace if possible), netns or host.")
+    ] = "auto",
+    kms_endpoint: Annotated[
+        str | None,
+        typer.Option("--kms-endpoint", help="KMS root Scallop HOST:PORT (gives a derive server)."),
+    ] = None,
+    kms_pubkey: Annotated[
+        str | None, typer.Option("--kms-pubkey", help="The KMS root's 32-byte Scallop key (hex).")
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Return once started; it keeps running.")
+    ] = False,
+    as_json: bool = JsonOption,
+) -> None:
+    """Run an image as a local enclave (foreground until Ctrl-C, or --detach)."""
+    from reef.enclave import EnclaveSpec
+
+    try:
+        if network not in ("auto", "netns", "host"):
+            raise InputError(f"--network must be auto, netns or host, not {network!r}")
+        mapping: dict[int, int] = {}
+        for value in ports or []:
+            inner, host = parse_port(value)
+            if inner in mapping:
+                raise InputError(f"enclave port {inner} is mapped twice")
+            mapping[inner] = host
+        spec = EnclaveSpec(
+            image=image,
+            init_params=init_params,
+            debug=debug,
+            cpus=cpus,
+            memory_mib=memory,
+            ports=mapping,
+            network=network,  # type: ignore[arg-type]
+        )
+        backend = _backend(kms_endpoint, kms_pubkey)
+        info = asyncio.run(backend.start(spec))
+    except ReefError as exc:
+        raise fail(exc) from exc
+    _show(info, as_json)
+    if detach:
+        return
+    code = asyncio.run(_foreground(backend, info, quiet=as_json))
+    raise typer.Exit(code)
+
+
+async def _foreground(backend: LocalBackend, info: EnclaveInfo, *, quiet: bool) -> int:
+    """Follow the console (debug) or wait, until the enclave ends or Ctrl-C stops it."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if not quiet:
+        err_console().print(
+            f"enclave {info.id} running; Ctrl-C stops it"
+            + ("" if info.debug else " (console is private: not a debug enclave)"),
+            markup=False,
+        )
+
+    async def watch() -> None:
+        if info.debug:
+            async for line in backend.follow(info.id):
+                if not quiet:
+                    sys.stdout.write(line + "\n")
+                    sys.stdout.flush()
+        else:
+            # The enclave runs in another process; its state file is all there is to watch.
+            while (await backend.status(info.id)).state in ("starting", "running"):  # noqa: ASYNC110
+                await asyncio.sleep(0.25)
+
+    watcher = asyncio.create_task(watch())
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({watcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (watcher, stopper):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ReefError):
+            await task
+    if stop.is_set():
+        final = await backend.stop(info.id)
+    else:
+        final = await backend.status(info.id)
+    if not quiet:
+        err_console().print(
+            f"enclave {final.id} {final.state}: {final.reason or ''}".rstrip(": "), markup=False
+        )
+    if final.state == "crashed":
+        return 1
+    return 0
+
+
+@app.command("ps")
+def ps_cmd(
+    all_: Annotated[
+        bool, typer.Option("--all", "-a", help="Also list stopped and crashed enclaves.")
+    ] = False,
+    as_json: bool = JsonOption,
+) -> None:
+    """List local enclaves."""
+    try:
+        infos = asyncio.run(_backend().list())
+    except ReefError as exc:
+        raise fail(exc) from exc
+    if not all_:
+        infos = [i for i in infos if i.state in ("starting", "running")]
+    if as_json:
+        print_json([i.to_json() for i in infos])
+        return
+    if not infos:
+        console().print("no enclaves" + ("" if all_ else " running (--all lists ended ones)"))
+        return
+    print_table(
+        [_row(i) for i in infos],
+        ["id", "name", "state", "image_id", "debug", "attestation", "ports"],
+    )
+
+
+@app.command("status")
+def status_cmd(
+    enclave_id: Annotated[str, typer.Argument(metavar="ID", help="The enclave id.")],
+    as_json: bool = JsonOption,
+) -> None:
+    """Show one enclave: state, exit code, measurements, endpoints."""
+    try:
+        info = asyncio.run(_backend().status(enclave_id))
+    except ReefError as exc:
+        raise fail(exc) from exc
+    _show(info, as_json)
+
+
+@app.command("logs")
+def logs_cmd(
+    enclave_id: Annotated[str, typer.Argument(metavar="ID", help="The enclave id.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+) -> None:
+    """Print a debug enclave's console (production consoles are private, as on Nitro)."""
+    backend = _backend()
+    try:
+        if not follow:
+            sys.stdout.write(asyncio.run(backend.logs(enclave_id)))
+            return
+
+        async def tail() -> None:
+            async for line in backend.follow(enclave_id):
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(tail())
+    except ReefError as exc:
+        raise fail(exc) from exc
+
+
+@app.command("stop")
+def stop_cmd(
+    enclave_id: Annotated[str, typer.Argument(metavar="ID", help="The enclave id.")],
+    as_json: bool = JsonOption,
+) -> None:
+    """Stop an enclave: its whole process tree, network namespace and limits go with it."""
+    try:
+        info = asyncio.run(_backend().stop(enclave_id))
+    except ReefError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        print_json(info.to_json())
+    else:
+        console().print(f"enclave {info.id} {info.state}", markup=False)
+
+
+@app.command("rm")
+def rm_cmd(
+    enclave_ids: Annotated[
+        list[str], typer.Argument(metavar="ID...", help="Stopped or crashed enclaves to forget.")
+    ],
+) -> None:
+    """Forget ended enclaves (their state directories are deleted)."""
+    backend = _backend()
+    try:
+        for enclave_id in enclave_ids:
+            asyncio.run(backend.remove(enclave_id))
+    except ReefError as exc:
+        raise fail(exc) from exc

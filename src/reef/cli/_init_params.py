@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -119,9 +118,7 @@ def _seal_key(
         from reef.home import ReefHome
 
         root = TrustedRoot.resolve(kms_root, ReefHome.from_env())
-        identity = asyncio.run(
-            kms_pkg.fetch_identity(kms, root=root, now_ms=int(time.time() * 1000))
-        )
+        identity = asyncio.run(kms_pkg.fetch_identity(kms, root=root))
         signing = identity.signing_keys
     else:
         raise InputError(

@@ -19,21 +19,39 @@ from reef.enclave._init_params import (
     init_params_digest,
     validate_param_path,
 )
+from reef.enclave._local import (
+    EnclaveEndpoints,
+    EnclaveInfo,
+    EnclaveSpec,
+    EnclaveState,
+    LocalBackend,
+)
 from reef.enclave._manifest import MANIFEST_NAME, RESERVED_PORTS, Manifest
-from reef.enclave._measure import Measurements, extend_pcr, runtime_measurement
+from reef.enclave._measure import RUNTIME_MODULES, Measurements, extend_pcr, runtime_measurement
+from reef.enclave._trusted_base import SEALING_PORT, DevTeeSealer, dev_seal, dev_unseal
 
 __all__ = [  # noqa: RUF022 (plain code-point order, which tests/foundation checks)
     "DEFAULT_EXCLUDES",
+    "DevTeeSealer",
+    "EnclaveEndpoints",
+    "EnclaveInfo",
+    "EnclaveSpec",
+    "EnclaveState",
     "INIT_PARAMS_KMS_PATH",
     "Image",
     "ImageEntry",
     "InitParam",
     "InitParams",
+    "LocalBackend",
     "MANIFEST_NAME",
     "Manifest",
     "Measurements",
     "RESERVED_PORTS",
+    "RUNTIME_MODULES",
+    "SEALING_PORT",
     "build_image",
+    "dev_seal",
+    "dev_unseal",
     "extend_pcr",
     "init_params_digest",
     "load_image",

@@ -1,1 +1,224 @@
-"""placeholder"""
+"""The sandbox an enclave's app runs in: bubblewrap, with nothing of the host but a read-only runtime.
+
+Inside, the app sees (all read-only unless noted):
+
+==================  ============================================================================
+``/image``          the image, extracted; the working directory
+``/app``            Oyster's boot files: ``id.sec``/``id.pub`` (X25519), ``ecdsa.sec``/``ecdsa.pub``
+                    (secp256k1, public key 64 bytes), ``init-params`` and ``init-params-digest``
+``/init-params/``   the decoded init params (secrets opened when the enclave has a KMS)
+``/tmp``            a private tmpfs (writable, gone with the enclave)
+system runtime      ``/usr``, ``/bin``, ``/lib*``, ``/sbin``, a few ``/etc`` files (users, DNS,
+                    TLS roots), and the Python runtime reef runs on with reef importable
+==================  ============================================================================
+
+and its own PID, IPC and UTS namespaces (``--unshare-pid`` also means that killing the sandbox's
+init kills every process the app started). Nothing else of the host's file system is visible: not
+``$REEF_HOME`` (so not the dev TEE's root key), not the user's files.
+
+:func:`bwrap_argv` is pure so that the exact policy is testable and documented in one place.
+"""
+
+# ruff: noqa: S108  (/tmp here is the sandbox's own private tmpfs, not the host's)
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from reef.errors import ImageError
+
+__all__ = [
+    "IMAGE_MOUNT",
+    "SANDBOX_PATH",
+    "SandboxLayout",
+    "bwrap_argv",
+    "python_runtime_paths",
+    "resolve_command",
+]
+
+IMAGE_MOUNT = "/image"
+APP_MOUNT = "/app"
+INIT_PARAMS_MOUNT = "/init-params"
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+_ETC_FILES = (
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/etc/nsswitch.conf",
+    "/etc/host.conf",
+    "/etc/gai.conf",
+    "/etc/localtime",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/alternatives",
+    "/etc/mime.types",
+)
+
+
+def _venv_bin() -> str:
+    return str(Path(sys.prefix) / "bin")
+
+
+SANDBOX_PATH = f"{_venv_bin()}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def python_runtime_paths() -> tuple[str, ...]:
+    """Host paths that make reef's own Python (and reef) importable inside, read-only.
+
+    The virtualenv, the interpreter it points at, and the directory holding the ``reef`` package
+    (an editable install points outside site-packages). Only the ``reef`` package itself is bound
+    from that directory, not its neighbours.
+    """
+    import reef
+
+    paths: list[str] = []
+    for candidate in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix):
+        for form in (candidate, os.path.realpath(candidate)):
+            if form and form not in paths and not _covered(form, paths):
+                paths.append(form)
+    package = str(Path(reef.__file__).resolve().parent)
+    if not _covered(package, paths):
+        paths.append(package)
+    return tuple(paths)
+
+
+def _covered(path: str, roots: Sequence[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+@dataclass(frozen=True)
+class SandboxLayout:
+    """Host directories the sandbox shows the app."""
+
+    image: Path
+    app: Path
+    init_params: Path | None = None
+
+
+def resolve_command(command: Sequence[str], image: Path, runtime: Sequence[str]) -> str:
+    """Check that the command exists as the sandbox will see it; return its sandbox path.
+
+    A command with a ``/`` is relative to ``/image`` (or absolute inside the sandbox); a bare name
+    is looked up on the sandbox's ``PATH``. The host paths the sandbox binds are the same paths
+    inside, so the lookup runs on the host.
+
+    Raises:
+        ImageError: when the command does not exist there or is not executable.
+    """
+    program = command[0]
+    if "/" in program:
+        if program.startswith("/"):
+            inside = program
+            host = _host_path(program, image, runtime)
+        else:
+            inside = f"{IMAGE_MOUNT}/{program.removeprefix('./')}"
+            host = image / program
+        if host is None or not host.is_file():
+            raise ImageError(
+                f"the image's command {program!r} does not exist in the enclave",
+                hint="relative commands are looked up in the image; fix `command` in reef.toml",
+            )
+        if not os.access(host, os.X_OK):
+            raise ImageError(
+                f"the image's command {program!r} is not executable",
+                hint="set its execute bit (chmod +x) before `reef image build`",
+            )
+        return inside
+    for directory in SANDBOX_PATH.split(":"):
+        host_dir = _host_path(directory, image, runtime)
+        if host_dir is None:
+            continue
+        candidate = host_dir / program
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return f"{directory}/{program}"
+    raise ImageError(
+        f"the image's command {program!r} is not found in the enclave",
+        hint=f"the enclave's PATH is {SANDBOX_PATH}; or give a path inside the image (./run.sh)",
+    )
+
+
+def _host_path(inside: str, image: Path, runtime: Sequence[str]) -> Path | None:
+    """The host path behind a sandbox path, or None when the sandbox does not show it."""
+    if inside == IMAGE_MOUNT or inside.startswith(IMAGE_MOUNT + "/"):
+        return image / inside[len(IMAGE_MOUNT) + 1 :]
+    if _covered(inside, _SYSTEM_DIRS) or _covered(inside, runtime):
+        return Path(inside)
+    return None
+
+
+def bwrap_argv(
+    layout: SandboxLayout,
+    command: Sequence[str],
+    *,
+    runtime: Sequence[str],
+    hostname: str = "enclave",
+    bwrap: str = "bwrap",
+) -> list[str]:
+    """The bubblewrap command line for an app (its environment is given to ``Popen``)."""
+    argv = [
+        bwrap,
+        "--die-with-parent",
+        "--new-session",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        hostname,
+    ]
+    for directory in _SYSTEM_DIRS:
+        if os.path.islink(directory):
+            argv += ["--symlink", os.readlink(directory), directory]
+        elif os.path.isdir(directory):
+            argv += ["--ro-bind", directory, directory]
+    for entry in _ETC_FILES:
+        argv += ["--ro-bind-try", entry, entry]
+    for path in runtime:
+        real = os.path.realpath(path)
+        argv += ["--ro-bind", real, path]
+    argv += [
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+        "--dir",
+        "/var/tmp",
+        "--ro-bind",
+        str(layout.image),
+        IMAGE_MOUNT,
+        "--ro-bind",
+        str(layout.app),
+        APP_MOUNT,
+    ]
+    if layout.init_params is not None:
+        argv += ["--ro-bind", str(layout.init_params), INIT_PARAMS_MOUNT]
+    argv += ["--chdir", IMAGE_MOUNT, "--", *command]
+    return argv
+
+
+def sandbox_environment(env: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """The app's environment: reef.toml's ``env`` over a small fixed base, plus ``REEF_*``."""
+    base = {
+        "PATH": SANDBOX_PATH,
+        "HOME": "/tmp",
+        "LANG": "C.UTF-8",
+        "TMPDIR": "/tmp",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    return {**base, **env, **extra}
+
+
+def bwrap_path() -> str | None:
+    """The bubblewrap binary, or None when it is not installed."""
+    return shutil.which("bwrap")

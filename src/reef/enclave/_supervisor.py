@@ -1,1 +1,535 @@
-"""placeholder"""
+"""The supervisor: one process per local enclave that boots it, runs its trusted base, and ends it.
+
+``python -m reef.enclave._supervisor RUN_DIR READY_FD`` reads ``RUN_DIR/spec.json`` (written by
+:class:`reef.enclave.LocalBackend`), boots the enclave in Oyster's order (reference §3.6):
+
+1. limits (control groups) and the network namespace with pasta's port map;
+2. fresh identity keys per boot: X25519 ``/app/id.{sec,pub}``, secp256k1 ``/app/ecdsa.{sec,pub}``;
+3. the trusted base, listening inside the enclave: attestation servers on 1300 (X25519 key) and
+   1301 (secp256k1 key), the custom attestation server on 1350, dev-TEE sealing on 1210, and with
+   a KMS, the derive server on 1100; documents are signed by the dev TEE authority with the
+   image's PCRs (PCR0-2 zero in debug mode, PCR16 the init params);
+4. init params: written under ``/init-params``, secrets opened with the KMS-derived key, the digest
+   checked against the measured one;
+5. the app, sandboxed, with its console captured only in debug mode (as Nitro's);
+
+then reports readiness on READY_FD (one JSON line) and records every state change in
+``RUN_DIR/state.json``. On SIGTERM, or when the app exits, it kills the app's whole process tree,
+stops the trusted base, removes the namespace and groups, deletes the per-boot secrets, and writes
+the final state (``stopped``, or ``crashed`` with the exit code and, if the kernel's OOM killer
+struck, the reason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from reef.enclave._init_params import INIT_PARAMS_KMS_PATH, InitParams
+from reef.enclave._limits import Limits
+from reef.enclave._network import NetworkNamespace, pasta_argv
+from reef.enclave._sandbox import (
+    SandboxLayout,
+    bwrap_argv,
+    python_runtime_paths,
+    sandbox_environment,
+)
+from reef.enclave._trusted_base import SEALING_PORT, Console, console_app, sealing_app
+from reef.errors import EnclaveError, ReefError
+
+__all__ = ["ATTESTATION_PORT", "ATTESTATION_SECP256K1_PORT", "CUSTOM_PORT", "DERIVE_PORT", "main"]
+
+ATTESTATION_PORT = 1300
+ATTESTATION_SECP256K1_PORT = 1301
+CUSTOM_PORT = 1350
+DERIVE_PORT = 1100
+_SECRET_FILES = ("id.sec", "ecdsa.sec")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Atomically replace a JSON file (readers never see half of it)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+def _module_id(enclave_id: str) -> str:
+    digest = hashlib.sha256(b"reef dev-tee enclave " + enclave_id.encode()).hexdigest()
+    return f"i-{digest[:17]}-enc{digest[17:33]}"
+
+
+class _Server:
+    """A uvicorn server for one app on one pre-bound socket, in this event loop."""
+
+    def __init__(self, app: Any, sock: socket.socket) -> None:
+        import uvicorn
+
+        class Quiet(uvicorn.Server):
+            # The supervisor owns SIGTERM/SIGINT; uvicorn must neither take nor re-raise them.
+            @contextlib.contextmanager
+            def capture_signals(self) -> Any:
+                yield
+
+            def install_signal_handlers(self) -> None:
+                return None
+
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="off", access_log=False, timeout_keep_alive=5
+        )
+        self.server = Quiet(config)
+        self.sock = sock
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()
+                raise EnclaveError("a trusted-base server stopped while starting")
+            await asyncio.sleep(0.005)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self.task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self.task, 5)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class Supervisor:
+    """Boots, runs and tears down one enclave (see the module docstring)."""
+
+    def __init__(self, run_dir: Path, ready_fd: int | None) -> None:
+        self.run_dir = run_dir
+        self.ready_fd = ready_fd
+        self.spec: dict[str, Any] = json.loads((run_dir / "spec.json").read_text())
+        self.state: dict[str, Any] = {
+            "id": self.spec["id"],
+            "name": self.spec["name"],
+            "state": "starting",
+            "exit_code": None,
+            "reason": None,
+            "supervisor_pid": os.getpid(),
+            "created_ms": self.spec["created_ms"],
+            "warnings": list(self.spec.get("warnings", [])),
+        }
+        self.servers: list[_Server] = []
+        self.limits: Limits | None = None
+        self.netns: NetworkNamespace | None = None
+        self.pasta: asyncio.subprocess.Process | None = None
+        self.app: asyncio.subprocess.Process | None = None
+        self.console: Console | None = None
+        self.pump: asyncio.Task[None] | None = None
+        self.stopping = asyncio.Event()
+        self._log = (run_dir / "supervisor.log").open("a", encoding="utf-8")
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def log(self, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        self._log.write(f"{stamp} {message}\n")
+        self._log.flush()
+
+    def save(self, **changes: Any) -> None:
+        self.state.update(changes)
+        write_json(self.run_dir / "state.json", self.state)
+
+    def notify(self, message: Mapping[str, Any]) -> None:
+        if self.ready_fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self.ready_fd, (json.dumps(message) + "\n").encode())
+            os.close(self.ready_fd)
+        self.ready_fd = None
+
+    # -- boot --------------------------------------------------------------------------------
+
+    async def boot(self) -> None:
+        spec = self.spec
+        enclave_id: str = spec["id"]
+        self.limits = Limits.prepare(enclave_id, memory_mib=spec["memory_mib"], cpus=spec["cpus"])
+        self.save(limits=self.limits.describe())
+        self.log(f"limits: {self.limits.describe()}")
+        for note in self.limits.notes:
+            self.state["warnings"].append(note)
+
+        internal = {ATTESTATION_PORT, ATTESTATION_SECP256K1_PORT, CUSTOM_PORT, SEALING_PORT}
+        if spec.get("kms"):
+            internal.add(DERIVE_PORT)
+        att_ports = {int(k): int(v) for k, v in spec["attestation_ports"].items()}
+        app_ports = {int(k): int(v) for k, v in spec["ports"].items()}
+        env_extra: dict[str, str] = {
+            "REEF_ENCLAVE_ID": enclave_id,
+            "REEF_IMAGE_ID": spec["image_id"],
+            "REEF_DEBUG": "1" if spec["debug"] else "0",
+        }
+        if spec["network"] == "netns":
+            self.netns = NetworkNamespace.create(f"reef-{enclave_id}")
+            self.save(netns=self.netns.name)
+            sockets = self.netns.listen(sorted(internal))
+            forwards = [(att_ports[p], p) for p in sorted(att_ports)]
+            forwards += [(host, inner) for inner, host in sorted(app_ports.items())]
+            await self._start_pasta(forwards)
+            gateway = self.netns.gateway()
+            env_extra["REEF_HOST_ADDR"] = gateway or ""
+            where = {port: port for port in internal}
+        else:
+            # Host networking: the trusted base listens on host ports, named in REEF_* variables.
+            where = {port: att_ports.get(port, 0) for port in internal}
+            sockets = {}
+            for port, host_port in where.items():
+                sock = socket.create_server(("127.0.0.1", host_port))
+                sock.setblocking(False)
+                sockets[port] = sock
+                where[port] = sock.getsockname()[1]
+            env_extra["REEF_HOST_ADDR"] = "127.0.0.1"
+        env_extra["REEF_ATTESTATION_URL"] = f"http://127.0.0.1:{where[ATTESTATION_PORT]}"
+        env_extra["REEF_ATTESTATION_SECP256K1_URL"] = (
+            f"http://127.0.0.1:{where[ATTESTATION_SECP256K1_PORT]}"
+        )
+        env_extra["REEF_CUSTOM_ATTESTATION_URL"] = f"http://127.0.0.1:{where[CUSTOM_PORT]}"
+        env_extra["REEF_SEALING_URL"] = f"http://127.0.0.1:{where[SEALING_PORT]}"
+        if DERIVE_PORT in where:
+            env_extra["REEF_KMS_DERIVE_URL"] = f"http://127.0.0.1:{where[DERIVE_PORT]}"
+
+        keys = self._keys()
+        await self._trusted_base(sockets, keys)
+        init_dir = await self._init_params(keys)
+        if spec["debug"]:
+            self.console = Console(self.run_dir / "console.log")
+            logs_sock = socket.create_server(("127.0.0.1", spec["logs_port"]))
+            logs_sock.setblocking(False)
+            server = _Server(console_app(self.console), logs_sock)
+            await server.start()
+            self.servers.append(server)
+        await self._start_app(init_dir, env_extra)
+
+    async def _start_pasta(self, forwards: list[tuple[int, int]]) -> None:
+        assert self.netns is not None
+        pid_file = self.run_dir / "pasta.pid"
+        argv = pasta_argv(self.netns.name, forwards, pid_file=pid_file)
+        self.log("pasta: " + " ".join(argv))
+        self.pasta = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self.save(pasta_pid=self.pasta.pid)
+        # pasta writes its PID file once its port map is in place.
+        deadline = time.monotonic() + 10
+        while not pid_file.exists():
+            if self.pasta.returncode is not None or time.monotonic() > deadline:
+                err = b""
+                if self.pasta.stderr is not None:
+                    with contextlib.suppress(TimeoutError):
+                        err = await asyncio.wait_for(self.pasta.stderr.read(), 1)
+                raise EnclaveError(
+                    f"pasta could not set up the enclave's network: {err.decode(errors='replace').strip()}",
+                    hint="pasta needs a host interface with a default route",
+                )
+            await asyncio.sleep(0.01)
+
+    def _keys(self) -> dict[str, bytes]:
+        from reef.crypto import Secp256k1PrivateKey, generate_x25519
+
+        app_dir = self.run_dir / "app"
+        app_dir.mkdir(mode=0o755, exist_ok=True)
+        x_secret, x_public = generate_x25519()
+        ecdsa = Secp256k1PrivateKey.generate()
+        files = {
+            "id.sec": x_secret,
+            "id.pub": x_public,
+            "ecdsa.sec": ecdsa.secret,
+            "ecdsa.pub": ecdsa.public_key.raw,
+        }
+        for name, data in files.items():
+            path = app_dir / name
+            path.write_bytes(data)
+            path.chmod(0o400 if name.endswith(".sec") else 0o444)
+        self.save(public_keys={"x25519": x_public.hex(), "secp256k1": ecdsa.public_key.raw.hex()})
+        return files
+
+    async def _trusted_base(
+        self, sockets: dict[int, socket.socket], keys: dict[str, bytes]
+    ) -> None:
+        from reef.attestation import DevAuthority, attestation_app, custom_attestation_app
+        from reef.home import ReefHome
+
+        spec = self.spec
+        home = ReefHome(Path(spec["home"]))
+        authority = DevAuthority.load_or_create(home)
+        pcrs = {int(k): bytes.fromhex(v) for k, v in spec["pcrs"].items()}
+        image_id = bytes.fromhex(spec["image_id"])
+        attester = authority.attester(pcrs, clock_ms=_now_ms, module_id=_module_id(spec["id"]))
+        self.attester = attester
+        apps: dict[int, Any] = {
+            ATTESTATION_PORT: attestation_app(attester, public_key=keys["id.pub"]),
+            ATTESTATION_SECP256K1_PORT: attestation_app(attester, public_key=keys["ecdsa.pub"]),
+            CUSTOM_PORT: custom_attestation_app(attester),
+            SEALING_PORT: sealing_app(authority.sealing_key(image_id), image_id),
+        }
+        if spec.get("kms"):
+            apps[DERIVE_PORT] = await self._derive_app(keys)
+        for port, app in apps.items():
+            server = _Server(app, sockets.pop(port))
+            await server.start()
+            self.servers.append(server)
+        for sock in sockets.values():
+            sock.close()
+
+    async def _derive_app(self, keys: dict[str, bytes]) -> Any:
+        from reef.kms import EnclaveSeeds, KmsWiring, derive_server_app, fetch_enclave_seed
+
+        config = self.spec["kms"]
+        wiring = KmsWiring(
+            scallop_host=config["scallop_host"],
+            scallop_port=int(config["scallop_port"]),
+            scallop_key=bytes.fromhex(config["scallop_key"]),
+            public_url=config.get("public_url") or None,
+            signing_keys={
+                int(v): bytes.fromhex(k) for v, k in config.get("signing_keys", {}).items()
+            },
+            contract_address=config.get("contract_address") or None,
+        )
+        static_key, public_key = keys["id.sec"], keys["id.pub"]
+        attester = self.attester
+
+        async def auther() -> bytes:
+            return await asyncio.to_thread(
+                attester, public_key=public_key, user_data=b"", nonce=b""
+            )
+
+        async def fetch(version: int | None) -> tuple[bytes, int]:
+            return await fetch_enclave_seed(
+                wiring, static_key=static_key, auther=auther, version=version
+            )
+
+        self.seeds = EnclaveSeeds(fetch)
+        version = await self.seeds.start()
+        self.log(f"kms: enclave seed fetched from {wiring.endpoint} (root version {version})")
+        return derive_server_app(self.seeds)
+
+    async def _init_params(self, keys: dict[str, bytes]) -> Path | None:
+        source = self.spec.get("init_params")
+        if not source:
+            return None
+        raw = await asyncio.to_thread(Path(source).read_bytes)
+        params = InitParams.from_json(raw, source="the enclave's init params")
+        secret_key: bytes | None = None
+        if params.has_secrets:
+            if self.spec["debug"]:
+                raise EnclaveError(
+                    "secret init params cannot be opened by a debug enclave",
+                    hint="as on Oyster: debug enclaves can be inspected, so secrets are refused",
+                )
+            if getattr(self, "seeds", None) is None:
+                raise EnclaveError(
+                    "the init params carry secrets, and this enclave has no KMS to open them",
+                    hint="run it with a KMS (LocalBackend(kms=...) / reef up)",
+                )
+            from reef.kms import derive_key
+
+            seed, _ = await self.seeds.get(None)
+            secret_key = derive_key(seed, INIT_PARAMS_KMS_PATH, "x25519").secret
+        try:
+            plain = params.open(secret_key)
+        except ReefError as exc:
+            raise EnclaveError(f"init params refused: {exc.message}", hint=exc.hint) from exc
+        expected = self.spec.get("init_params_digest")
+        if expected and params.digest.hex() != expected:
+            raise EnclaveError("the init params changed since the enclave was measured")
+        target = self.run_dir / "init-params"
+        target.mkdir(mode=0o755)
+        for path, data in plain.items():
+            dest = target.joinpath(*path.split("/"))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+            dest.chmod(0o444)
+        app_dir = self.run_dir / "app"
+        (app_dir / "init-params").write_bytes(raw)
+        (app_dir / "init-params-digest").write_bytes(params.digest)
+        return target
+
+    async def _start_app(self, init_dir: Path | None, env_extra: dict[str, str]) -> None:
+        spec = self.spec
+        assert self.limits is not None
+        image_dir = Path(spec["image_dir"])
+        command: list[str] = spec["command"]
+        if spec["sandbox"] == "bwrap":
+            layout = SandboxLayout(image_dir, self.run_dir / "app", init_dir)
+            argv = bwrap_argv(
+                layout,
+                command,
+                runtime=python_runtime_paths(),
+                hostname=f"enclave-{spec['id'][:8]}",
+            )
+            env = sandbox_environment(spec["env"], env_extra)
+        else:
+            argv = list(command)
+            env = sandbox_environment(spec["env"], env_extra)
+            env["PATH"] = os.environ.get("PATH", env["PATH"])
+            env["REEF_APP_DIR"] = str(self.run_dir / "app")
+            if init_dir is not None:
+                env["REEF_INIT_PARAMS_DIR"] = str(init_dir)
+        if self.netns is not None:
+            argv = ["nsenter", f"--net={self.netns.path}", "--", *argv]
+        debug = bool(spec["debug"])
+        self.log("app: " + " ".join(argv))
+        self.app = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=str(image_dir),
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE if debug else asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.STDOUT if debug else asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=self.limits.preexec(),
+        )
+        if debug and self.app.stdout is not None:
+            self.pump = asyncio.create_task(self._pump(self.app.stdout))
+        self.save(app_pid=self.app.pid)
+        self.log(f"app started, pid {self.app.pid}")
+
+    async def _pump(self, stream: asyncio.StreamReader) -> None:
+        assert self.console is not None
+        while True:
+            line = await stream.readline()
+            if not line:
+                return
+            self.console.append(line.decode("utf-8", "replace").rstrip("\n"))
+
+    # -- run and end -------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(sig, self.stopping.set)
+        self.save()
+        try:
+            await self.boot()
+        except Exception as exc:
+            message = exc.message if isinstance(exc, ReefError) else f"{type(exc).__name__}: {exc}"
+            hint = exc.hint if isinstance(exc, ReefError) else None
+            if not isinstance(exc, ReefError):
+                self.log(traceback.format_exc())
+            self.log(f"boot failed: {message}")
+            await self.teardown()
+            self.save(state="crashed", reason=f"boot failed: {message}", stopped_ms=_now_ms())
+            self.notify({"ok": False, "error": message, "hint": hint})
+            return 1
+        self.save(state="running", started_ms=_now_ms())
+        self.notify({"ok": True})
+        assert self.app is not None
+        waiter = asyncio.create_task(self.app.wait())
+        stopper = asyncio.create_task(self.stopping.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if waiter.done():
+            code = waiter.result()
+            stopper.cancel()
+            oom = self.limits is not None and self.limits.oom_killed()
+            if oom:
+                reason = f"killed: out of memory (limit {self.spec['memory_mib']} MiB)"
+            elif code < 0 or code > 128:
+                number = -code if code < 0 else code - 128
+                reason = f"killed by signal {_signal_name(number)}"
+            else:
+                reason = f"the app exited with code {code}"
+            code = 128 - code if code < 0 else code
+            self.log(reason)
+            await self.teardown()
+            state = "stopped" if code == 0 and not oom else "crashed"
+            self.save(state=state, exit_code=code, reason=reason, stopped_ms=_now_ms())
+            return 0
+        self.log("stop requested")
+        await self.teardown()
+        # Like terminating a Nitro enclave: the app is killed, which is not its exit code.
+        self.save(state="stopped", exit_code=None, reason="stopped", stopped_ms=_now_ms())
+        return 0
+
+    async def teardown(self) -> None:
+        """Kill everything this enclave started and undo its namespace, groups and secrets."""
+        if self.app is not None and self.app.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.app.pid, signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.app.wait(), 5)
+        if self.limits is not None:
+            left = await asyncio.to_thread(self.limits.kill_all)
+            if left:
+                self.log(f"processes that would not die: {left}")
+        if self.pump is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self.pump, 2)
+        if self.console is not None:
+            self.console.close()
+        for server in reversed(self.servers):
+            await server.stop()
+        self.servers.clear()
+        if self.netns is not None:
+            self.netns.delete()
+        if self.pasta is not None and self.pasta.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.pasta.terminate()
+            try:
+                await asyncio.wait_for(self.pasta.wait(), 5)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.pasta.kill()
+                await self.pasta.wait()
+        if self.limits is not None:
+            await asyncio.to_thread(self.limits.cleanup)
+        for name in _SECRET_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                (self.run_dir / "app" / name).unlink()
+        # Opened secret init params must not outlive the enclave.
+        secrets_dir = self.run_dir / "init-params"
+        if secrets_dir.exists() and self._had_secrets():
+            shutil.rmtree(secrets_dir, ignore_errors=True)
+
+    def _had_secrets(self) -> bool:
+        source = self.spec.get("init_params")
+        if not source:
+            return False
+        with contextlib.suppress(OSError, ReefError):
+            return InitParams.from_json(Path(source).read_bytes()).has_secrets
+        return True
+
+
+def _signal_name(number: int) -> str:
+    with contextlib.suppress(ValueError):
+        return signal.Signals(number).name
+    return str(number)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m reef.enclave._supervisor RUN_DIR [READY_FD]``."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        sys.stderr.write("usage: python -m reef.enclave._supervisor RUN_DIR [READY_FD]\n")
+        return 2
+    run_dir = Path(args[0])
+    ready_fd = int(args[1]) if len(args) > 1 else None
+    supervisor = Supervisor(run_dir, ready_fd)
+    return asyncio.run(supervisor.run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,1 +1,288 @@
-"""placeholder"""
+"""The trusted base's own services: dev-TEE sealing, the debug console stream, and their clients.
+
+The attestation servers are reef.attestation's (Oyster's endpoints); the KMS derive server is
+reef.kms's. This module adds what the dev TEE itself provides:
+
+- **Sealing** (inside the enclave at ``127.0.0.1:1210``): ``POST /seal`` encrypts the request body
+  under ``DevAuthority.sealing_key(image_id)`` for *this enclave's* attested image id (debug
+  enclaves have their own, since their PCRs are zero); ``POST /unseal`` reverses it. Only the same
+  image (same code, same init params, same debug flag) on the same dev TEE can unseal. Nitro has
+  no such call (sealing there goes through the KMS); reef's KMS root server, which runs as an
+  enclave, needs it to keep its root seed on disk. A sealed blob is ``0x01 || nonce (12) ||
+  AES-256-GCM(ciphertext || tag)`` with associated data ``"reef.dev-tee.sealed.v1" || image_id``.
+  :class:`DevTeeSealer` is the client, shaped as ``reef.kms.Sealer``.
+- **Console** (debug only, on the host as Oyster's logger is): ``GET /logs/stream?start_from=N``
+  (server-sent events, one per line, ``id:`` the line number), ``GET /logs/history?log_id=N&
+  offset=K`` (JSON list of up to K lines ending at line N), ``GET /logs/tail-log-id``
+  (``{"log_id": N}``, the last line's number).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from reef.errors import InputError, KMSError, ServiceError
+
+__all__ = [
+    "SEALING_PORT",
+    "Console",
+    "DevTeeSealer",
+    "console_app",
+    "dev_seal",
+    "dev_unseal",
+    "sealing_app",
+]
+
+SEALING_PORT = 1210
+_SEAL_VERSION = b"\x01"
+_SEAL_AAD = b"reef.dev-tee.sealed.v1"
+_NONCE = 12
+MAX_SEAL_BYTES = 1 << 20
+
+
+def dev_seal(key: bytes, image_id: bytes, plaintext: bytes, *, nonce: bytes | None = None) -> bytes:
+    """Seal under a dev-TEE sealing key (see the module docstring for the format)."""
+    nonce = os.urandom(_NONCE) if nonce is None else nonce
+    return _SEAL_VERSION + nonce + AESGCM(key).encrypt(nonce, plaintext, _SEAL_AAD + image_id)
+
+
+def dev_unseal(key: bytes, image_id: bytes, sealed: bytes) -> bytes:
+    """Open a blob from :func:`dev_seal`.
+
+    Raises:
+        InputError: when the blob is malformed, or was sealed by another image or dev TEE.
+    """
+    if len(sealed) < 1 + _NONCE + 16 or sealed[:1] != _SEAL_VERSION:
+        raise InputError("not a dev-TEE sealed blob (wrong version or truncated)")
+    try:
+        return AESGCM(key).decrypt(
+            sealed[1 : 1 + _NONCE], sealed[1 + _NONCE :], _SEAL_AAD + image_id
+        )
+    except InvalidTag as exc:
+        raise InputError(
+            "the sealed blob does not open in this enclave",
+            hint="it was sealed by another image id, another dev TEE, or it was altered",
+        ) from exc
+
+
+async def _body(request: Request) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_SEAL_BYTES:
+            raise InputError(f"the body is larger than {MAX_SEAL_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def sealing_app(key: bytes, image_id: bytes) -> Starlette:
+    """The enclave-internal sealing service of one enclave."""
+
+    async def seal(request: Request) -> Response:
+        try:
+            data = await _body(request)
+        except InputError as exc:
+            return PlainTextResponse(f"{exc}\n", status_code=413)
+        return Response(dev_seal(key, image_id, data), media_type="application/octet-stream")
+
+    async def unseal(request: Request) -> Response:
+        try:
+            data = await _body(request)
+            plain = dev_unseal(key, image_id, data)
+        except InputError as exc:
+            return PlainTextResponse(f"{exc}\n", status_code=400)
+        return Response(plain, media_type="application/octet-stream")
+
+    return Starlette(
+        routes=[Route("/seal", seal, methods=["POST"]), Route("/unseal", unseal, methods=["POST"])]
+    )
+
+
+class DevTeeSealer:
+    """Seal and unseal through the dev TEE from inside an enclave (a ``reef.kms.Sealer``).
+
+    Args:
+        url: the sealing service (``$REEF_SEALING_URL``; inside an enclave
+            ``http://127.0.0.1:1210``).
+        transport: an httpx transport (tests).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.url = (
+            url or os.environ.get("REEF_SEALING_URL") or f"http://127.0.0.1:{SEALING_PORT}"
+        ).rstrip("/")
+        self._transport = transport
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"DevTeeSealer({self.url!r})"
+
+    def _post(self, route: str, data: bytes) -> httpx.Response:
+        try:
+            with httpx.Client(transport=self._transport, timeout=self._timeout) as http:
+                return http.post(self.url + route, content=data)
+        except httpx.HTTPError as exc:
+            raise ServiceError(
+                f"cannot reach the dev TEE sealing service at {self.url}: {exc}",
+                hint="sealing is available inside local enclaves only",
+            ) from exc
+
+    def seal(self, plaintext: bytes) -> bytes:
+        """Raises :class:`ServiceError` when the service is unreachable or refuses."""
+        response = self._post("/seal", plaintext)
+        if response.status_code != 200:
+            raise ServiceError(f"the sealing service refused: {response.text.strip()}")
+        return response.content
+
+    def unseal(self, sealed: bytes) -> bytes:
+        """Raises :class:`KMSError` when the blob was not sealed by this image on this dev TEE."""
+        response = self._post("/unseal", sealed)
+        if response.status_code == 400:
+            raise KMSError(
+                f"the sealed blob does not open in this enclave: {response.text.strip()}",
+                hint="it was sealed by another image, another dev TEE, or it was altered",
+            )
+        if response.status_code != 200:
+            raise ServiceError(f"the sealing service failed: {response.text.strip()}")
+        return response.content
+
+
+class Console:
+    """An enclave's console lines (debug mode), kept in memory and in a file, with followers."""
+
+    def __init__(self, path: Path, *, keep: int = 10_000) -> None:
+        self.path = path
+        self._keep = keep
+        self._lines: list[str] = []
+        self._first = 0
+        self._waiters: set[asyncio.Event] = set()
+        self._closed = False
+
+    @property
+    def last_id(self) -> int:
+        """Number of the last line (-1 before any)."""
+        return self._first + len(self._lines) - 1
+
+    def append(self, line: str) -> None:
+        self._lines.append(line)
+        if len(self._lines) > self._keep:
+            drop = len(self._lines) - self._keep
+            del self._lines[:drop]
+            self._first += drop
+        with self.path.open("a", encoding="utf-8") as out:
+            out.write(line + "\n")
+        for waiter in self._waiters:
+            waiter.set()
+
+    def close(self) -> None:
+        self._closed = True
+        for waiter in self._waiters:
+            waiter.set()
+
+    def history(self, log_id: int | None, count: int) -> list[dict[str, object]]:
+        end = self.last_id if log_id is None else min(log_id, self.last_id)
+        start = max(self._first, end - count + 1)
+        return [{"log_id": i, "line": self._lines[i - self._first]} for i in range(start, end + 1)]
+
+    async def follow(self, start_from: int | None) -> AsyncIterator[tuple[int, str]]:
+        """Lines from ``start_from`` (default: after the current last) as they arrive."""
+        position = self.last_id + 1 if start_from is None else max(start_from, self._first)
+        event = asyncio.Event()
+        self._waiters.add(event)
+        try:
+            while True:
+                while position <= self.last_id:
+                    if position < self._first:
+                        position = self._first
+                    yield position, self._lines[position - self._first]
+                    position += 1
+                if self._closed:
+                    return
+                event.clear()
+                await event.wait()
+        finally:
+            self._waiters.discard(event)
+
+
+def console_app(console: Console) -> Starlette:
+    """Oyster's logger endpoints over one enclave's console."""
+
+    def _int(request: Request, name: str) -> int | None:
+        value = request.query_params.get(name)
+        if value is None or value == "":
+            return None
+        if not value.isdigit():
+            raise InputError(f"{name} must be a non-negative integer")
+        return int(value)
+
+    async def stream(request: Request) -> Response:
+        try:
+            start = _int(request, "start_from")
+        except InputError as exc:
+            return PlainTextResponse(f"{exc}\n", status_code=400)
+
+        async def events() -> AsyncIterator[bytes]:
+            yield b": reef dev TEE console\n\n"
+            async for number, line in console.follow(start):
+                yield f"id: {number}\ndata: {line}\n\n".encode()
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"},
+        )
+
+    async def history(request: Request) -> Response:
+        try:
+            log_id = _int(request, "log_id")
+            count = _int(request, "offset")
+        except InputError as exc:
+            return PlainTextResponse(f"{exc}\n", status_code=400)
+        return JSONResponse(
+            console.history(log_id, min(count or 10, 1000)),
+            headers={"Access-Control-Allow-Origin": "*"},
+        )
+
+    async def tail(_: Request) -> Response:
+        return JSONResponse(
+            {"log_id": console.last_id}, headers={"Access-Control-Allow-Origin": "*"}
+        )
+
+    return Starlette(
+        routes=[
+            Route("/logs/stream", stream),
+            Route("/logs/history", history),
+            Route("/logs/tail-log-id", tail),
+        ]
+    )
+
+
+def read_console(path: Path) -> list[str]:
+    """The console lines written so far (for ``reef enclave logs`` in another process)."""
+    with contextlib.suppress(FileNotFoundError):
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return []
+
+
+def dumps(data: object) -> str:
+    return json.dumps(data, sort_keys=True)

@@ -1,0 +1,745 @@
+"""The local backend: run enclave images as dev-TEE enclaves on this machine.
+
+:class:`LocalBackend` is what ``reef enclave ...`` and the market's control plane drive. It
+validates an image and its init params *before* anything starts (a bad image is a clear error
+and leaves nothing running), extracts the image under ``$REEF_HOME/enclaves/<id>``, picks host
+ports, and starts one detached supervisor process per enclave
+(:mod:`reef.enclave._supervisor`), which outlives the caller until the enclave is stopped.
+State lives in files (``state.json`` per enclave), so any process can list, inspect and stop
+enclaves that another one started.
+"""
+
+# ruff: noqa: S603, S607  (runs the supervisor and `ip` with argument lists, never a shell)
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+from reef.enclave._image import load_image
+from reef.enclave._init_params import InitParams
+from reef.enclave._manifest import MIN_MEMORY_MIB
+from reef.enclave._network import HOST_MODE_WARNING, NetworkMode, choose_network, free_port
+from reef.enclave._sandbox import bwrap_path, python_runtime_paths, resolve_command
+from reef.errors import EnclaveError, ImageError, InputError, MisuseError, ReefError
+
+if TYPE_CHECKING:
+    from reef.attestation import DevAuthority
+    from reef.home import ReefHome
+    from reef.kms import KmsWiring
+
+__all__ = [
+    "NO_SANDBOX_WARNING",
+    "EnclaveEndpoints",
+    "EnclaveInfo",
+    "EnclaveSpec",
+    "EnclaveState",
+    "LocalBackend",
+]
+
+EnclaveState = Literal["starting", "running", "crashed", "stopped"]
+NO_SANDBOX_WARNING = (
+    "WARNING: bubblewrap (bwrap) is not installed: the enclave's app runs WITHOUT a sandbox and "
+    "can read and write everything your user can. Install Debian's bubblewrap."
+)
+_READY_TIMEOUT_S = 60.0
+_STOP_TIMEOUT_S = 15.0
+
+
+class EnclaveEndpoints(TypedDict):
+    """Where an enclave is reached from the host."""
+
+    attestation: str
+    attestation_secp256k1: str
+    ports: dict[int, str]
+    logs: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnclaveSpec:
+    """What to run.
+
+    Attributes:
+        image: the image file.
+        init_params: an init-params JSON file, or None.
+        debug: debug mode: PCR0-2 zero, console readable (``logs``), as on Nitro.
+        cpus, memory_mib: limits; default to the image's ``reef.toml``.
+        ports: enclave port -> host port (0 picks a free one); default: every port the image
+            declares, on free host ports.
+        network: ``"auto"`` (own namespace when possible), ``"netns"`` or ``"host"``.
+    """
+
+    image: Path
+    init_params: Path | None = None
+    debug: bool = False
+    cpus: int | None = None
+    memory_mib: int | None = None
+    ports: Mapping[int, int] = field(default_factory=dict)
+    network: Literal["auto", "netns", "host"] = "auto"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnclaveInfo:
+    """An enclave as its state file records it."""
+
+    id: str
+    name: str
+    state: EnclaveState
+    exit_code: int | None
+    reason: str | None
+    image_id: bytes
+    pcrs: Mapping[int, bytes]
+    debug: bool
+    endpoints: EnclaveEndpoints
+    cpus: int
+    memory_mib: int
+    network: str
+    sandbox: str
+    created_ms: int
+    public_keys: Mapping[str, bytes] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI's JSON shape (hex without 0x; port keys as strings)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state,
+            "exit_code": self.exit_code,
+            "reason": self.reason or "",
+            "image_id": self.image_id.hex(),
+            "pcrs": {str(i): v.hex() for i, v in sorted(self.pcrs.items())},
+            "debug": self.debug,
+            "endpoints": {
+                "attestation": self.endpoints["attestation"],
+                "attestation_secp256k1": self.endpoints["attestation_secp256k1"],
+                "ports": {str(p): url for p, url in sorted(self.endpoints["ports"].items())},
+                "logs": self.endpoints["logs"],
+            },
+            "cpus": self.cpus,
+            "memory_mib": self.memory_mib,
+            "network": self.network,
+            "sandbox": self.sandbox,
+            "created_ms": self.created_ms,
+            "public_keys": {k: v.hex() for k, v in self.public_keys.items()},
+            "warnings": list(self.warnings),
+        }
+
+
+def _proc_start(pid: int) -> int | None:
+    """The start time (clock ticks) of a live, non-zombie process; None if there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def _alive(pid: int | None, start: int | None) -> bool:
+    if not pid:
+        return False
+    now = _proc_start(pid)
+    return now is not None and (start is None or now == start)
+
+
+def _read_ready(fd: int, timeout: float) -> bytes:
+    """One line from the supervisor's readiness pipe (b"" on EOF or timeout)."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+class LocalBackend:
+    """Runs enclaves on this machine in the dev TEE.
+
+    Args:
+        home: the reef home; enclaves live under ``home.enclaves``.
+        authority: the dev TEE authority; it must be ``home``'s (the supervisors load it from
+            there), and is created if it does not exist yet.
+        kms: where enclaves get their KMS seeds; without it they have no derive server and
+            cannot open secret init params.
+        network: default network mode for specs that say ``"auto"``.
+    """
+
+    def __init__(
+        self,
+        home: ReefHome,
+        *,
+        authority: DevAuthority | None = None,
+        kms: KmsWiring | None = None,
+        network: Literal["auto", "netns", "host"] = "auto",
+    ) -> None:
+        self.home = home
+        self.kms = kms
+        self.network = network
+        self._authority = authority
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+
+    # -- paths and state ---------------------------------------------------------------------
+
+    def _dir(self, enclave_id: str) -> Path:
+        if not enclave_id or not all(c in "0123456789abcdef" for c in enclave_id):
+            raise InputError(f"{enclave_id!r} is not an enclave id", hint="see `reef enclave ps`")
+        return self.home.enclaves / enclave_id
+
+    def _state(self, enclave_id: str) -> dict[str, Any]:
+        path = self._dir(enclave_id) / "state.json"
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+            return data
+        except FileNotFoundError as exc:
+            raise EnclaveError(
+                f"no enclave {enclave_id}", hint="`reef enclave ps` lists local enclaves"
+            ) from exc
+        except (OSError, ValueError) as exc:
+            raise EnclaveError(f"the state of enclave {enclave_id} is unreadable: {exc}") from exc
+
+    def _info(self, enclave_id: str) -> EnclaveInfo:
+        run_dir = self._dir(enclave_id)
+        state = self._state(enclave_id)
+        spec = json.loads((run_dir / "spec.json").read_text())
+        status: EnclaveState = state["state"]
+        reason = state.get("reason")
+        exit_code = state.get("exit_code")
+        if status in ("starting", "running") and not _alive(
+            state.get("supervisor_pid"), spec.get("supervisor_start")
+        ):
+            # The supervisor died without recording an end: its enclave is gone (the sandbox
+            # dies with it), but nobody cleaned up; `stop` does.
+            status, reason = "crashed", "the enclave's supervisor died"
+        endpoints = spec["endpoints"]
+        return EnclaveInfo(
+            id=enclave_id,
+            name=spec["name"],
+            state=status,
+            exit_code=exit_code,
+            reason=reason,
+            image_id=bytes.fromhex(spec["image_id"]),
+            pcrs={int(k): bytes.fromhex(v) for k, v in spec["pcrs"].items()},
+            debug=spec["debug"],
+            endpoints=EnclaveEndpoints(
+                attestation=endpoints["attestation"],
+                attestation_secp256k1=endpoints["attestation_secp256k1"],
+                ports={int(k): v for k, v in endpoints["ports"].items()},
+                logs=endpoints["logs"],
+            ),
+            cpus=spec["cpus"],
+            memory_mib=spec["memory_mib"],
+            network=spec["network"],
+            sandbox=spec["sandbox"],
+            created_ms=spec["created_ms"],
+            public_keys={k: bytes.fromhex(v) for k, v in state.get("public_keys", {}).items()},
+            warnings=tuple(state.get("warnings", spec.get("warnings", []))),
+        )
+
+    # -- start -------------------------------------------------------------------------------
+
+    def _prepare(
+        self,
+        spec: EnclaveSpec,
+        enclave_id: str,
+        *,
+        keep_ports: Mapping[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], Any]:
+        """Validate everything and plan the enclave; nothing is written or started here."""
+        image = load_image(spec.image)
+        manifest = image.manifest
+        measurements = image.measurements
+        params: InitParams | None = None
+        if spec.init_params is not None:
+            try:
+                raw = spec.init_params.read_bytes()
+            except OSError as exc:
+                raise ImageError(
+                    f"cannot read init params {spec.init_params}: {exc.strerror}"
+                ) from exc
+            params = InitParams.from_json(raw, source=str(spec.init_params))
+            measurements = measurements.with_init_params(params.digest)
+            if params.has_secrets and spec.debug:
+                raise EnclaveError(
+                    "secret init params cannot be given to a debug enclave",
+                    hint="as on Oyster: a debug enclave can be inspected, so it gets no secrets",
+                )
+            if params.has_secrets and self.kms is None:
+                raise EnclaveError(
+                    "the init params carry secrets, which only open with the enclave's KMS key",
+                    hint="run the enclave with a KMS (LocalBackend(kms=...), `reef up`)",
+                )
+        if spec.debug:
+            measurements = measurements.as_debug()
+        cpus = spec.cpus if spec.cpus is not None else manifest.vcpus
+        memory = spec.memory_mib if spec.memory_mib is not None else manifest.memory_mib
+        available = len(os.sched_getaffinity(0))
+        if not 1 <= cpus <= available:
+            raise InputError(
+                f"{cpus} vCPUs asked, this machine offers {available}",
+                hint=f"use --cpus 1..{available}",
+            )
+        if memory < MIN_MEMORY_MIB:
+            raise InputError(f"memory must be at least {MIN_MEMORY_MIB} MiB, got {memory}")
+
+        want = spec.network if spec.network != "auto" else self.network
+        mode, why = choose_network(want=None if want == "auto" else want)
+        warnings: list[str] = []
+        if mode == "host":
+            warnings.append(f"{HOST_MODE_WARNING} ({why})")
+        sandbox = "bwrap" if bwrap_path() is not None else "none"
+        if sandbox == "none":
+            warnings.append(NO_SANDBOX_WARNING)
+
+        ports = self._ports(manifest.ports, spec.ports, mode, keep_ports)
+        return (
+            {
+                "id": enclave_id,
+                "name": manifest.name,
+                "command": list(manifest.command),
+                "env": dict(manifest.env),
+                "debug": spec.debug,
+                "cpus": cpus,
+                "memory_mib": memory,
+                "network": mode,
+                "sandbox": sandbox,
+                "pcrs": {str(i): v.hex() for i, v in sorted(measurements.pcrs.items())},
+                "image_id": measurements.image_id.hex(),
+                "init_params_digest": params.digest.hex() if params else "",
+                "warnings": warnings,
+                **ports,
+                "home": str(self.home.root),
+                "kms": _wiring_json(self.kms),
+                "source": {
+                    "image": str(spec.image.resolve()),
+                    "init_params": str(spec.init_params.resolve()) if spec.init_params else "",
+                },
+            },
+            image,
+        )
+
+    def _ports(
+        self,
+        declared: tuple[int, ...],
+        requested: Mapping[int, int],
+        mode: NetworkMode,
+        keep: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        for inner in requested:
+            if inner not in declared:
+                raise InputError(
+                    f"port {inner} is not declared by the image",
+                    hint=f"the image's reef.toml declares {list(declared) or 'no ports'}",
+                )
+        previous = {int(k): int(v) for k, v in (keep or {}).get("ports", {}).items()}
+        mapping: dict[int, int] = {}
+        for inner in declared:
+            host = requested.get(inner, 0) or previous.get(inner, 0)
+            if mode == "host":
+                if host not in (0, inner):
+                    raise InputError(
+                        f"--port {host}:{inner}: without a network namespace, the app binds its "
+                        "ports on the host itself, so host and enclave port must be equal"
+                    )
+                host = inner
+            mapping[inner] = host or free_port()
+        old_att = (keep or {}).get("attestation_ports", {})
+        attestation = {
+            str(port): int(old_att.get(str(port), 0)) or free_port() for port in (1300, 1301)
+        }
+        logs = int((keep or {}).get("logs_port") or 0) or free_port()
+        if len(set(mapping.values()) | set(attestation.values()) | {logs}) != len(mapping) + 3:
+            raise InputError("two of the enclave's ports map to the same host port")
+        return {
+            "ports": {str(k): v for k, v in mapping.items()},
+            "attestation_ports": attestation,
+            "logs_port": logs,
+        }
+
+    async def start(self, spec: EnclaveSpec) -> EnclaveInfo:
+        """Start an enclave; returns once its trusted base answers and its app is started.
+
+        Raises:
+            ImageError: the image or init params are invalid (nothing was started).
+            InputError: bad limits or ports.
+            EnclaveError: the enclave failed to boot (it was cleaned up).
+        """
+        enclave_id = secrets.token_hex(6)
+        return await self._start(spec, enclave_id, keep=None)
+
+    async def _start(
+        self, spec: EnclaveSpec, enclave_id: str, *, keep: Mapping[str, Any] | None
+    ) -> EnclaveInfo:
+        plan, image = await asyncio.to_thread(self._prepare, spec, enclave_id, keep_ports=keep)
+        if self._authority is not None:
+            from reef.attestation import TrustedRoot
+
+            if self._authority.root != TrustedRoot.dev(self.home):
+                raise MisuseError(
+                    "the DevAuthority given is not the one of this reef home",
+                    hint="pass DevAuthority.load_or_create(home) for the same home",
+                )
+        else:
+            from reef.attestation import DevAuthority
+
+            await asyncio.to_thread(DevAuthority.load_or_create, self.home)
+        run_dir = self._dir(enclave_id)
+        self.home.ensure()
+        run_dir.mkdir(parents=True, mode=0o700, exist_ok=keep is not None)
+        try:
+            await asyncio.to_thread(self._stage, run_dir, image, spec, plan)
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        return await self._launch(run_dir, enclave_id)
+
+    def _stage(self, run_dir: Path, image: Any, spec: EnclaveSpec, plan: dict[str, Any]) -> None:
+        image_dir = run_dir / "image"
+        image.extract(image_dir)
+        if plan["sandbox"] == "bwrap":
+            resolve_command(plan["command"], image_dir, python_runtime_paths())
+        else:
+            _check_host_command(plan["command"], image_dir)
+        init_copy = ""
+        if spec.init_params is not None:
+            init_copy = str(run_dir / "init-params.json")
+            shutil.copyfile(spec.init_params, init_copy)
+        ports = plan["ports"]
+        debug = plan["debug"]
+        plan.update(
+            image_dir=str(image_dir),
+            init_params=init_copy,
+            created_ms=int(time.time() * 1000),
+            endpoints={
+                "attestation": f"http://127.0.0.1:{plan['attestation_ports']['1300']}/attestation/raw",
+                "attestation_secp256k1": (
+                    f"http://127.0.0.1:{plan['attestation_ports']['1301']}/attestation/raw"
+                ),
+                "ports": {k: f"http://127.0.0.1:{v}" for k, v in ports.items()},
+                "logs": f"http://127.0.0.1:{plan['logs_port']}/logs/stream" if debug else None,
+            },
+        )
+        (run_dir / "spec.json").write_text(json.dumps(plan, indent=2, sort_keys=True))
+        state = {
+            "id": plan["id"],
+            "name": plan["name"],
+            "state": "starting",
+            "exit_code": None,
+            "reason": None,
+            "warnings": plan["warnings"],
+        }
+        (run_dir / "state.json").write_text(json.dumps(state, indent=2))
+
+    async def _launch(self, run_dir: Path, enclave_id: str) -> EnclaveInfo:
+        read_fd, write_fd = os.pipe()
+        try:
+            child = await asyncio.to_thread(_spawn_supervisor, run_dir, write_fd)
+        finally:
+            os.close(write_fd)
+        self._children[enclave_id] = child
+        spec_path = run_dir / "spec.json"
+        spec = json.loads(spec_path.read_text())
+        spec["supervisor_pid"] = child.pid
+        spec["supervisor_start"] = _proc_start(child.pid)
+        spec_path.write_text(json.dumps(spec, indent=2, sort_keys=True))
+        try:
+            line = await asyncio.to_thread(_read_ready, read_fd, _READY_TIMEOUT_S)
+        finally:
+            os.close(read_fd)
+        message: dict[str, Any] = {}
+        with contextlib.suppress(ValueError):
+            message = json.loads(line) if line else {}
+        if message.get("ok"):
+            return self._info(enclave_id)
+        # Boot failed or timed out: make sure nothing of it is left, then say why.
+        await self._stop(enclave_id)
+        error = message.get("error") or _tail(run_dir / "supervisor.out") or "no answer"
+        raise EnclaveError(
+            f"enclave {enclave_id} failed to start: {error}",
+            hint=message.get("hint") or f"see {run_dir / 'supervisor.log'}",
+        )
+
+    # -- stop, status, list, update, logs ----------------------------------------------------
+
+    async def stop(self, enclave_id: str) -> EnclaveInfo:
+        """Stop an enclave and check that none of its processes is left.
+
+        Raises:
+            EnclaveError: unknown enclave, or a process that survived.
+        """
+        self._state(enclave_id)
+        await self._stop(enclave_id)
+        return self._info(enclave_id)
+
+    async def _stop(self, enclave_id: str) -> None:
+        run_dir = self._dir(enclave_id)
+        spec = json.loads((run_dir / "spec.json").read_text())
+        pid, start = spec.get("supervisor_pid"), spec.get("supervisor_start")
+        if _alive(pid, start):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + _STOP_TIMEOUT_S
+            while _alive(pid, start) and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            if _alive(pid, start):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+        child = self._children.pop(enclave_id, None)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(child.wait, 5)
+        state = self._state(enclave_id)
+        left = await asyncio.to_thread(_force_cleanup, run_dir, state)
+        if state.get("state") in ("starting", "running"):
+            state.update(
+                state="stopped" if state.get("state") == "running" else "crashed",
+                reason="stopped (its supervisor had died)" if not left else state.get("reason"),
+                stopped_ms=int(time.time() * 1000),
+            )
+            (run_dir / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
+        if left:
+            raise EnclaveError(
+                f"enclave {enclave_id}: processes {left} survived the stop",
+                hint="kill them by hand (kill -9) and report this",
+            )
+
+    async def status(self, enclave_id: str) -> EnclaveInfo:
+        """The enclave's current state and endpoints.
+
+        Raises:
+            EnclaveError: when no such enclave exists.
+        """
+        return self._info(enclave_id)
+
+    async def list(self) -> list[EnclaveInfo]:
+        """Every enclave with a state under this home, oldest first."""
+        found: list[EnclaveInfo] = []
+        if not self.home.enclaves.is_dir():
+            return found
+        for entry in self.home.enclaves.iterdir():
+            if (entry / "spec.json").exists() and (entry / "state.json").exists():
+                with contextlib.suppress(ReefError, OSError, ValueError, KeyError):
+                    found.append(self._info(entry.name))
+        return sorted(found, key=lambda info: (info.created_ms, info.id))
+
+    async def update(self, enclave_id: str, spec: EnclaveSpec) -> EnclaveInfo:
+        """Replace a running enclave's image, init params or limits, keeping its id and ports.
+
+        The new spec is validated first: if it is invalid, the old enclave keeps running.
+
+        Raises:
+            ImageError, InputError: the new spec is invalid (the old enclave is untouched).
+            EnclaveError: the new enclave failed to boot (the old one is already gone).
+        """
+        run_dir = self._dir(enclave_id)
+        old = json.loads((run_dir / "spec.json").read_text())
+        await asyncio.to_thread(self._prepare, spec, enclave_id, keep_ports=old)
+        await self._stop(enclave_id)
+        for entry in run_dir.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        return await self._start(spec, enclave_id, keep=old)
+
+    async def remove(self, enclave_id: str) -> None:
+        """Forget a stopped or crashed enclave (its directory is deleted).
+
+        Raises:
+            EnclaveError: when it is still running (stop it first).
+        """
+        info = self._info(enclave_id)
+        if info.state in ("starting", "running"):
+            raise EnclaveError(f"enclave {enclave_id} is {info.state}", hint="stop it first")
+        await asyncio.to_thread(_force_cleanup, self._dir(enclave_id), self._state(enclave_id))
+        shutil.rmtree(self._dir(enclave_id), ignore_errors=True)
+
+    async def logs(self, enclave_id: str) -> str:
+        """The app's console so far (debug enclaves only, as on Nitro).
+
+        Raises:
+            EnclaveError: for an enclave not in debug mode.
+        """
+        info = self._info(enclave_id)
+        if not info.debug:
+            raise EnclaveError(
+                f"enclave {enclave_id} is not in debug mode: its console is private, as on Nitro",
+                hint=f"run it with --debug to read its logs; supervisor events are in "
+                f"{self._dir(enclave_id) / 'supervisor.log'}",
+            )
+        path = self._dir(enclave_id) / "console.log"
+        return await asyncio.to_thread(_read_text, path)
+
+    async def follow(self, enclave_id: str, *, poll: float = 0.1) -> AsyncIterator[str]:
+        """The console's lines, then new ones as they come, until the enclave ends."""
+        await self.logs(enclave_id)
+        path = self._dir(enclave_id) / "console.log"
+        position = 0
+        pending = b""
+        while True:
+            data = b""
+            with contextlib.suppress(FileNotFoundError), path.open("rb") as handle:
+                handle.seek(position)
+                data = handle.read()
+            position += len(data)
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line.decode("utf-8", "replace")
+            if not data:
+                if self._info(enclave_id).state not in ("starting", "running"):
+                    if pending:
+                        yield pending.decode("utf-8", "replace")
+                    return
+                await asyncio.sleep(poll)
+
+
+def _spawn_supervisor(run_dir: Path, ready_fd: int) -> subprocess.Popen[bytes]:
+    # A session of its own: the supervisor outlives the caller (--detach) and owns its group.
+    with (run_dir / "supervisor.out").open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "reef.enclave._supervisor", str(run_dir), str(ready_fd)],
+            pass_fds=(ready_fd,),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            cwd=str(run_dir),
+        )
+
+
+def _read_text(path: Path) -> str:
+    with contextlib.suppress(FileNotFoundError):
+        return path.read_text(encoding="utf-8", errors="replace")
+    return ""
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    text = _read_text(path).strip().splitlines()
+    return " | ".join(text[-lines:])
+
+
+def _check_host_command(command: list[str], image_dir: Path) -> None:
+    program = command[0]
+    if "/" in program:
+        target = image_dir / program if not program.startswith("/") else Path(program)
+        if not target.is_file() or not os.access(target, os.X_OK):
+            raise ImageError(f"the image's command {program!r} does not exist or is not executable")
+    elif shutil.which(program) is None:
+        raise ImageError(f"the image's command {program!r} is not found on PATH")
+
+
+def _wiring_json(kms: KmsWiring | None) -> dict[str, Any] | None:
+    if kms is None:
+        return None
+    return {
+        "scallop_host": kms.scallop_host,
+        "scallop_port": kms.scallop_port,
+        "scallop_key": kms.scallop_key.hex(),
+        "public_url": kms.public_url or "",
+        "signing_keys": {str(v): k.hex() for v, k in kms.signing_keys.items()},
+        "contract_address": kms.contract_address or "",
+    }
+
+
+def _force_cleanup(run_dir: Path, state: Mapping[str, Any]) -> list[int]:
+    """Undo what a dead supervisor left: processes, namespace, groups, secrets.
+
+    Returns the PIDs still alive afterwards (none, normally).
+    """
+    groups = [Path(g) for g in state.get("limits", {}).get("groups", [])]
+    app_pid = state.get("app_pid")
+    if app_pid:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(app_pid, signal.SIGKILL)
+    for _ in range(100):
+        pids = set()
+        for group in groups:
+            with contextlib.suppress(OSError):
+                pids |= {int(p) for p in (group / "cgroup.procs").read_text().split()}
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
+    netns = state.get("netns")
+    if netns and (Path("/run/netns") / netns).exists():
+        subprocess.run(["ip", "netns", "delete", netns], capture_output=True)
+    pasta_pid = state.get("pasta_pid")
+    deadline = time.monotonic() + 5
+    while pasta_pid and _proc_start(pasta_pid) is not None and _is_pasta(pasta_pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pasta_pid, signal.SIGKILL)
+        time.sleep(0.02)
+        if time.monotonic() > deadline + 2:
+            break
+    for group in groups:
+        for _ in range(50):
+            try:
+                group.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.02)
+    for name in ("id.sec", "ecdsa.sec"):
+        with contextlib.suppress(FileNotFoundError):
+            (run_dir / "app" / name).unlink()
+    left: list[int] = []
+    for group in groups:
+        with contextlib.suppress(OSError):
+            left += [int(p) for p in (group / "cgroup.procs").read_text().split()]
+    if app_pid and _group_alive(app_pid):
+        left.append(app_pid)
+    if pasta_pid and _proc_start(pasta_pid) is not None and _is_pasta(pasta_pid):
+        left.append(pasta_pid)
+    return sorted(set(left))
+
+
+def _is_pasta(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return "pas" in Path(f"/proc/{pid}/comm").read_text()
+    return False
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # Only zombies may be left in the group; they are not running code.
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rfind(")") + 2 :].split()
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                return True
+    return False
