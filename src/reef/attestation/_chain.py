@@ -42,6 +42,7 @@ __all__ = [
     "leaf_key",
     "parse_certificate",
     "public_key",
+    "subject_text",
     "verify_issuing_chain",
     "verify_leaf",
 ]
@@ -73,9 +74,17 @@ def describe_name(name: x509.Name) -> str:
     """A readable RFC 4514 form of a distinguished name (empty names print as ``(empty)``)."""
     try:
         text = name.rfc4514_string()
-    except ValueError:
+    except (ValueError, UserWarning):
         return "(unprintable name)"
     return text or "(empty)"
+
+
+def subject_text(cert: x509.Certificate) -> str:
+    """A certificate's subject, readable, or a placeholder when it cannot be decoded."""
+    try:
+        return describe_name(cert.subject)
+    except (ValueError, TypeError, UserWarning):
+        return "(unprintable name)"
 
 
 def parse_certificate(der: bytes, *, label: str) -> x509.Certificate:
@@ -87,7 +96,8 @@ def parse_certificate(der: bytes, *, label: str) -> x509.Certificate:
     """
     try:
         cert = x509.load_der_x509_certificate(der)
-        _ = (cert.extensions, cert.subject, cert.issuer, cert.signature_algorithm_oid)
+        # The subject is left lazy: of a leaf, only messages read it (describe_name copes).
+        _ = (cert.extensions, cert.issuer, cert.signature_algorithm_oid)
         _ = (cert.not_valid_before_utc, cert.not_valid_after_utc)
     # UserWarning: cryptography warns about malformed name attributes; where warnings are
     # turned into errors, that is a malformed certificate like any other.
@@ -96,6 +106,13 @@ def parse_certificate(der: bytes, *, label: str) -> x509.Certificate:
             f"{label} is not a well-formed X.509 certificate: {exc}", reason="certificate"
         ) from exc
     return cert
+
+
+def _subject_bytes(cert: x509.Certificate, *, label: str) -> bytes:
+    try:
+        return cert.subject.public_bytes()
+    except (ValueError, TypeError, UserWarning) as exc:
+        raise _chain_error(f"{label} has a malformed subject: {exc}", reason="certificate") from exc
 
 
 def public_key(cert: x509.Certificate, *, label: str) -> ec.EllipticCurvePublicKey:
@@ -117,20 +134,28 @@ def public_key(cert: x509.Certificate, *, label: str) -> ec.EllipticCurvePublicK
 
 @dataclass(frozen=True)
 class ValidityWindow:
-    """When one certificate of a chain is valid, in milliseconds since the Unix epoch, inclusive."""
+    """When one certificate of a chain is valid, in milliseconds since the Unix epoch, inclusive.
+
+    ``certificate`` is kept so that its subject is rendered only when a message needs it.
+    """
 
     label: str
-    subject: str
     not_before_ms: int
     not_after_ms: int
+    certificate: x509.Certificate
+
+    @property
+    def subject(self) -> str:
+        """The certificate's subject, readable."""
+        return subject_text(self.certificate)
 
 
 def _window(cert: x509.Certificate, label: str) -> ValidityWindow:
     return ValidityWindow(
         label,
-        describe_name(cert.subject),
         int(cert.not_valid_before_utc.timestamp()) * 1000,
         int(cert.not_valid_after_utc.timestamp()) * 1000,
+        cert,
     )
 
 
@@ -219,8 +244,8 @@ def verify_issuing_chain(cabundle: Sequence[bytes], root: TrustedRoot) -> Issuin
     first = parse_certificate(cabundle[0], label="cabundle[0] (root)")
     if raw_public_key(public_key(first, label="cabundle[0] (root)")) != root.public_key:
         raise _chain_error(
-            f"the document's chain ends at {describe_name(first.subject)}, not at the pinned "
-            f"root {root.name!r} ({describe_name(root.x509.subject)})",
+            f"the document's chain ends at {subject_text(first)}, not at the pinned "
+            f"root {root.name!r} ({subject_text(root.x509)})",
             reason="root",
             hint="verify with the root that issued it (--root aws|mock|dev|PATH), if you trust it",
         )
@@ -231,7 +256,7 @@ def verify_issuing_chain(cabundle: Sequence[bytes], root: TrustedRoot) -> Issuin
 
     windows = [_window(anchor, f"root {root.name!r}")]
     issuer_key = public_key(anchor, label=f"root {root.name!r}")
-    issuer_subject = anchor.subject.public_bytes()
+    issuer_subject = _subject_bytes(anchor, label=f"root {root.name!r}")
     issuer_label = f"root {root.name!r}"
     for position in range(1, len(cabundle)):
         label = f"cabundle[{position}]"
@@ -242,7 +267,7 @@ def verify_issuing_chain(cabundle: Sequence[bytes], root: TrustedRoot) -> Issuin
         windows.append(_window(cert, label))
         issuer_key, issuer_subject, issuer_label = (
             public_key(cert, label=label),
-            cert.subject.public_bytes(),
+            _subject_bytes(cert, label=label),
             label,
         )
     return IssuingChain(root, issuer_key, issuer_subject, tuple(windows))

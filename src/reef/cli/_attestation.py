@@ -255,7 +255,7 @@ def verify_cmd(
 def _certificate_info(der: bytes) -> dict[str, Any]:
     from cryptography.hazmat.primitives import hashes
 
-    from reef.attestation._chain import describe_name, parse_certificate, public_key
+    from reef.attestation._chain import describe_name, parse_certificate, public_key, subject_text
     from reef.attestation._roots import raw_public_key
 
     try:
@@ -267,7 +267,7 @@ def _certificate_info(der: bytes) -> dict[str, Any]:
     except AttestationError as exc:
         key_text = f"({exc.message})"
     info: dict[str, Any] = {
-        "subject": describe_name(cert.subject),
+        "subject": subject_text(cert),
         "issuer": describe_name(cert.issuer),
         "serial": format(cert.serial_number, "x"),
         "not_before": cert.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
