@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -195,8 +196,8 @@ def _identity_json(identity: VerifiedKmsIdentity) -> dict[str, Any]:
 _TrustOption = typer.Option(
     "--trust",
     "--root",
-    help="TEE root the KMS enclave's attestation must chain to: aws, dev, mock or a certificate "
-    "file (repeatable).",
+    help="TEE root an attestation must chain to: aws, dev, mock or a certificate file "
+    "(repeatable; `kms root serve` also takes self: the root of its own attestations).",
 )
 _KmsImageOption = typer.Option(
     "--kms-image-id", help="Also require the KMS root enclave to run this image id (hex)."
@@ -403,7 +404,10 @@ def root_serve_cmd(
     trust: Annotated[list[str], _TrustOption],
     state_dir: Annotated[
         Path | None,
-        typer.Option("--state-dir", help="Where the sealed seed lives (default $REEF_HOME/kms)."),
+        typer.Option(
+            "--state-dir",
+            help="Where the sealed seed lives (default $REEF_STATE_DIR, else $REEF_HOME/kms).",
+        ),
     ] = None,
     host: Annotated[str, typer.Option("--host", help="Address both listeners bind.")] = "127.0.0.1",
     scallop_port: Annotated[int, typer.Option("--scallop-port")] = 1100,
@@ -434,7 +438,8 @@ def root_serve_cmd(
         typer.Option(
             "--attestation-url",
             help="Custom attestation endpoint to attest the KMS identity (/info), e.g. "
-            "http://127.0.0.1:1350/attestation/raw.",
+            "http://127.0.0.1:1350/attestation/raw (default: from $REEF_CUSTOM_ATTESTATION_URL "
+            "inside a local enclave).",
         ),
     ] = None,
     max_age_ms: Annotated[int, typer.Option("--max-age-ms")] = 300_000,
@@ -443,13 +448,22 @@ def root_serve_cmd(
     """Run the KMS root: Scallop /derive and the public signed endpoints."""
     import logging
 
-    from reef.kms import KmsRoot, RootServer, RpcApproval, SeedStore, http_attester
+    from reef.kms import KmsRoot, RootServer, RpcApproval, SeedStore, http_attester, own_tee_root
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
         # The sealer first: with dev-home it creates the dev TEE authority that --trust dev names.
-        store = SeedStore(state_dir or _home().kms, _sealer(sealer, image_id))
-        roots = _resolve_roots(trust)
+        store = SeedStore(_state_dir(state_dir), _sealer(sealer, image_id))
+        if attestation_url is None and os.environ.get("REEF_CUSTOM_ATTESTATION_URL"):
+            attestation_url = os.environ["REEF_CUSTOM_ATTESTATION_URL"] + "/attestation/raw"
+        attester = http_attester(attestation_url) if attestation_url else None
+        roots = _resolve_roots([spec for spec in trust if spec != "self"])
+        if "self" in trust:
+            if attester is None:
+                raise InputError(
+                    "--trust self needs --attestation-url (the enclave's custom attestation server)"
+                )
+            roots.append(own_tee_root(attester))
         for root in roots:
             if root.insecure:
                 err_console().print(
@@ -465,7 +479,7 @@ def root_serve_cmd(
         kms_root = KmsRoot.open(
             store,
             approval=approval,
-            attester=http_attester(attestation_url) if attestation_url else None,
+            attester=attester,
             admin=admin,
         )
     except ReefError as exc:
@@ -506,6 +520,15 @@ def root_serve_cmd(
         asyncio.run(main())
     except ReefError as exc:
         raise fail(exc) from exc
+
+
+def _state_dir(given: Path | None) -> Path:
+    if given is not None:
+        return given
+    # Inside a local enclave the runtime names a persistent per-image directory; elsewhere the
+    # seed lives under $REEF_HOME/kms. Only the sealed blob is ever written there.
+    env = os.environ.get("REEF_STATE_DIR")
+    return Path(env) if env else Path(_home().kms)
 
 
 def _sealer(kind: str, image_id: str | None) -> Any:

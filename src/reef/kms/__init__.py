@@ -70,6 +70,7 @@ from reef.kms._server import (
     DeriveServer,
     RootServer,
     http_attester,
+    own_tee_root,
 )
 from reef.kms._signing import (
     SIGNATURE_HEADER,
@@ -125,6 +126,7 @@ __all__ = [  # noqa: RUF022 (plain code-point order, which tests/foundation chec
     "init_params_public_key",
     "key_from_seed",
     "normalize_kms_url",
+    "own_tee_root",
     "path_seed",
     "public_app",
     "response_digest",

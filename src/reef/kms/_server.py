@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from reef.attestation import Attester, TrustedRoot
     from reef.scallop import Auther, ScallopServer
 
-__all__ = ["DeriveServer", "RootServer", "http_attester"]
+__all__ = ["DeriveServer", "RootServer", "http_attester", "own_tee_root"]
 
 _log = logging.getLogger("reef.kms.server")
 
@@ -404,6 +404,31 @@ def http_attester(url: str, *, timeout: float = 5.0) -> Attester:
         return response.content
 
     return attest
+
+
+def own_tee_root(attester: Attester) -> TrustedRoot:
+    """The TEE root this enclave's own attestations chain to (``--trust self``).
+
+    A KMS root that accepts enclaves of its own TEE needs no configured root: its NSM (or the dev
+    TEE's attestation service) is trusted anyway, and the first certificate of the bundle in its
+    own document is that root. Named ``aws`` or ``mock`` when it is one of those pinned roots,
+    ``dev`` otherwise (so warnings about insecure roots still apply).
+
+    Raises:
+        ServiceError: when the attester fails.
+        AttestationError: when its document does not decode or carries no certificate bundle.
+    """
+    from reef.attestation import TrustedRoot, decode_nitro
+    from reef.errors import DecodeError
+
+    _, document = decode_nitro(attester(public_key=b"", user_data=b"", nonce=b""))
+    if not document.cabundle:
+        raise DecodeError("our own attestation carries no certificate bundle")
+    der = document.cabundle[0]
+    for pinned in (TrustedRoot.aws(), TrustedRoot.mock()):
+        if pinned.certificate == der:
+            return pinned
+    return TrustedRoot.from_der(der, name="dev")
 
 
 def _is_loopback(host: str) -> bool:
