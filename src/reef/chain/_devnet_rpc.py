@@ -506,7 +506,15 @@ class DevnetRpc:
             raise _invalid("the typed data must be an EIP-712 object")
         try:
             message = encode_typed_data(full_message=dict(typed))
-        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        except (
+            AttributeError,
+            IndexError,
+            KeyError,
+            TypeError,
+            ValueError,
+            ValidationError,
+        ) as exc:
+            # eth-account does not validate the structure first: any of these means malformed.
             raise _invalid(f"the typed data is not valid EIP-712: {exc}") from exc
         return data(bytes(Account.sign_message(message, key).signature))
 
