@@ -205,6 +205,14 @@ def test_validity_bounds_are_inclusive_to_the_second() -> None:
         verify_nitro(make_doc(pki, timestamp_ms=T + 1), root=pki.root, mode="replay")
 
 
+@pytest.mark.parametrize("timestamp_ms", [1, (1 << 64) - 1, 253_402_300_800_000])
+def test_absurd_document_times_are_rejected_not_crashed_on(good: Pki, timestamp_ms: int) -> None:
+    error = _rejected(make_doc(good, timestamp_ms=timestamp_ms), good.root)
+    assert isinstance(error, CertificateExpiredError)
+    live = _rejected(make_doc(good), good.root, mode="live", now_ms=(1 << 64) - 1)
+    assert isinstance(live, CertificateExpiredError)
+
+
 @pytest.mark.parametrize("which", ["root", "intermediate"])
 def test_an_expired_ca_is_rejected(which: str) -> None:
     expired = Spec(which, T - 48 * HOUR, T - 24 * HOUR)

@@ -314,7 +314,11 @@ def verify_leaf(leaf: x509.Certificate, chain: IssuingChain) -> ValidityWindow:
 
 
 def _utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        # Beyond year 9999 (a crafted timestamp): still say which instant was used.
+        return f"{ms} ms after the epoch"
 
 
 def check_validity(windows: Sequence[ValidityWindow], at_ms: int, *, instant: str) -> None:
