@@ -355,9 +355,9 @@ def inspect_cmd(
 
 
 def _inspect_quote(evidence: bytes) -> dict[str, Any]:
-    from reef.attestation import _quote
+    from reef.attestation import parse_quote
 
-    parsed = _quote.parse_quote(evidence)
+    parsed = parse_quote(evidence)
     return {
         "kind": parsed.kind,
         "verified": False,
