@@ -364,6 +364,9 @@ def test_quotes_are_routed_to_the_quote_verifier(vectors: Path) -> None:
     )
     assert sgx.exit_code == 1
     assert sgx.stderr.startswith("attestation rejected: tcb: ")
+    rooted = run("verify", quote, "--root", "aws", "--collateral", str(collateral))
+    assert rooted.exit_code == 1
+    assert "--root does not apply" in rooted.stderr
     inspected = run("inspect", quote, "--json")
     assert inspected.exit_code == 0, inspected.stderr
     assert json.loads(inspected.stdout)["kind"] == "tdx"

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -39,6 +40,9 @@ from reef.attestation._image_id import PCR_LENGTH
 from reef.attestation._roots import DEV_ROOT_CERT_FILE, TrustedRoot, raw_public_key
 from reef.errors import AttestationError, ConfigError, InputError
 from reef.home import ReefHome
+
+if TYPE_CHECKING:
+    from reef.attestation._server import Attester
 
 __all__ = ["LEAF_LIFETIME_MS", "MAX_USER_FIELD", "DevAuthority"]
 
@@ -392,8 +396,9 @@ class DevAuthority:
         *,
         clock_ms: Callable[[], int],
         module_id: str | None = None,
-    ) -> Callable[..., bytes]:
-        """An NSM stand-in for one enclave: ``f(*, public_key, user_data, nonce) -> document``.
+    ) -> Attester:
+        """An NSM stand-in for one enclave: ``f(*, public_key, user_data, nonce) -> document``,
+        the :class:`Attester` the attestation servers take.
 
         Args:
             pcrs: the enclave's measurements.

@@ -135,11 +135,11 @@ def verify_cmd(
     hex_input: Annotated[bool, typer.Option("--hex", help="The input is hex text.")] = False,
     b64_input: Annotated[bool, typer.Option("--base64", help="The input is base64 text.")] = False,
     root: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--root", help="Trusted root: aws (default), mock, dev, or a DER/PEM certificate file."
         ),
-    ] = "aws",
+    ] = None,
     replay: Annotated[
         bool,
         typer.Option(
@@ -202,7 +202,7 @@ def verify_cmd(
         evidence = read_evidence(_read_input(file), encoding=encoding)
         kind = detect_kind(evidence)
         if kind == "nitro":
-            trusted = TrustedRoot.resolve(root, ReefHome.from_env())
+            trusted = TrustedRoot.resolve(root or "aws", ReefHome.from_env())
             if replay:
                 # Replay checks freshness only when asked for, against --at or the clock.
                 result = NitroVerifier().verify(
@@ -223,6 +223,11 @@ def verify_cmd(
                     expect=expect,
                 )
         else:
+            if root is not None:
+                raise InputError(
+                    "--root does not apply to a TDX/SGX quote",
+                    hint="quotes always chain to the pinned Intel SGX Root CA; drop --root",
+                )
             if collateral is None:
                 raise InputError(
                     "this is a TDX/SGX quote: it needs its collateral",
