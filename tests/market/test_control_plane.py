@@ -144,6 +144,12 @@ class Runner:
         self.launches.append((spec.job_id, image.sha256))
         return enclave
 
+    async def replace(
+        self, enclave_id: str, spec: LaunchSpec, image: FetchedImage, key: str
+    ) -> RunningEnclave:
+        await self.stop(enclave_id)
+        return await self.launch(spec, image, key)
+
     async def stop(self, enclave_id: str) -> None:
         self.enclaves.pop(enclave_id, None)
 

@@ -18,7 +18,7 @@ from reef.market._control_plane import (
     RunningEnclave,
     launch_key,
 )
-from reef.market._cp_app import JobView, control_plane_app
+from reef.market._cp_app import ControlPlaneClient, JobView, control_plane_app
 from reef.market._fetch import FetchedImage, ImageFetcher, ImagePolicy, read_list_file
 from reef.market._image_store import ImageStore, image_store_app, upload_image
 from reef.market._job_state import (
@@ -31,6 +31,7 @@ from reef.market._job_state import (
     LaunchSpec,
     Terminate,
 )
+from reef.market._local_runner import LocalRunner
 from reef.market._rates import (
     DEV_REGION,
     BandwidthRate,
@@ -44,6 +45,7 @@ from reef.market._rates import (
 __all__ = [  # noqa: RUF022 - plain sorted(), as tests/foundation/test_exports.py checks
     "BandwidthRate",
     "ControlPlane",
+    "ControlPlaneClient",
     "DEV_REGION",
     "EnclaveRunner",
     "EventFeed",
@@ -60,6 +62,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/foundation/test_exports.p
     "JobView",
     "Launch",
     "LaunchSpec",
+    "LocalRunner",
     "MarketModel",
     "RateCard",
     "RegionRates",

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from reef.chain import IndexedEvent
-from reef.errors import ChainError, EnclaveError, ImageError, ReefError, ServiceError
+from reef.errors import ChainError, ImageError, InputError, ReefError
 from reef.market._fetch import FetchedImage, ImageFetcher
 from reef.market._job_state import Action, JobBook, JobPolicy, Launch, LaunchSpec, Terminate
 
@@ -77,6 +77,12 @@ class EnclaveRunner(Protocol):
     """
 
     async def launch(self, spec: LaunchSpec, image: FetchedImage, key: str) -> RunningEnclave: ...
+
+    async def replace(
+        self, enclave_id: str, spec: LaunchSpec, image: FetchedImage, key: str
+    ) -> RunningEnclave:
+        """Put a new enclave in place of ``enclave_id`` (the old one stops first)."""
+        ...
 
     async def stop(self, enclave_id: str) -> None: ...
 
@@ -326,29 +332,43 @@ class ControlPlane:
                     await self._converge_once(job_id)
                     self._errors.pop(job_id, None)
                     delay = self.retry_delay
-                except ImageError as exc:
+                except (ImageError, InputError) as exc:
+                    # Retrying cannot fix a refused or invalid image, or limits the backend
+                    # cannot meet: the job ends, and the owner sees why.
                     self._errors[job_id] = str(exc)
                     machine = self.book.jobs.get(job_id)
                     if machine is not None:
-                        machine.fail(f"image refused: {exc}")
+                        machine.fail(f"the job cannot be run: {exc}")
                     self._dispatch(self.book.decide(self.now()))
-                except (ServiceError, EnclaveError, ChainError, OSError) as exc:
-                    self._errors[job_id] = str(exc)
-                    log.warning("job %s: launch failed, retrying in %.0f s: %s", job_id, delay, exc)
-                    self._dirty.add(job_id)
+                except (ReefError, OSError) as exc:
+                    self._retry_later(job_id, exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+                except Exception as exc:
+                    # A bug must not silently kill the job's task: log it loudly and retry.
+                    log.exception("job %s: unexpected failure", job_id)
+                    self._retry_later(job_id, exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 30.0)
         finally:
             if self._tasks.get(job_id) is asyncio.current_task():
                 del self._tasks[job_id]
 
+    def _retry_later(self, job_id: str, exc: BaseException, delay: float) -> None:
+        self._errors[job_id] = str(exc)
+        log.warning("job %s: launch failed, retrying in %.1f s: %s", job_id, delay, exc)
+        self._dirty.add(job_id)
+
     async def _converge_once(self, job_id: str) -> None:
         want = self._want.get(job_id)
         have = self._have.get(job_id)
         if want is None:
-            if have is not None:
-                await self.runner.stop(have.enclave_id)
-                self._have.pop(job_id, None)
+            # Ask the backend rather than trust our memory: a replacement that failed half-way
+            # may have left an enclave we no longer track.
+            for enclave in await self.runner.list():
+                if enclave.job_id.lower() == job_id:
+                    await self.runner.stop(enclave.enclave_id)
+            self._have.pop(job_id, None)
             return
         key = launch_key(want)
         if have is not None and have.key == key and have.state in LIVE_STATES:
@@ -358,10 +378,12 @@ class ControlPlane:
             self._dirty.add(job_id)  # changed while downloading: start over
             return
         if have is not None:
-            # Replace: the old enclave goes first, so a job never has two.
-            await self.runner.stop(have.enclave_id)
+            # The backend stops the old enclave before starting the new one, so a job never
+            # has two; the old one is forgotten first in case the replacement fails half-way.
             self._have.pop(job_id, None)
-        self._have[job_id] = await self.runner.launch(want, image, key)
+            self._have[job_id] = await self.runner.replace(have.enclave_id, want, image, key)
+        else:
+            self._have[job_id] = await self.runner.launch(want, image, key)
         if self._want.get(job_id) != want:
             self._dirty.add(job_id)
 

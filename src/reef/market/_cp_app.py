@@ -15,15 +15,18 @@ from __future__ import annotations
 import re
 from typing import Any, Protocol
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from reef.errors import ConfigError, ServiceError
 from reef.market._control_plane import RunningEnclave
 from reef.market._job_state import JobPolicy
+from reef.market._rates import RateCard
 
-__all__ = ["JobView", "control_plane_app"]
+__all__ = ["ControlPlaneClient", "JobView", "control_plane_app"]
 
 _JOB_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
@@ -112,3 +115,69 @@ def control_plane_app(view: JobView) -> Starlette:
             Route("/health", health, methods=["GET"]),
         ]
     )
+
+
+class ControlPlaneClient:
+    """A client of a provider's control plane (sync; for the CLI).
+
+    Raises (every method):
+        ServiceError: when the control plane cannot be reached or answers unexpectedly.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self._timeout = timeout
+
+    def _get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
+        try:
+            return httpx.get(f"{self.url}{path}", params=params, timeout=self._timeout)
+        except httpx.HTTPError as exc:
+            raise ServiceError(
+                f"cannot reach the provider's control plane at {self.url}: {exc}",
+                hint="is the provider running? (`reef up` runs a local one)",
+            ) from exc
+
+    def _json(self, response: httpx.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise ServiceError(
+                f"the control plane at {self.url} answered something that is not JSON "
+                f"(HTTP {response.status_code})"
+            ) from exc
+        if not isinstance(body, dict):
+            raise ServiceError(f"the control plane at {self.url} answered an unexpected shape")
+        return body
+
+    def spec(self) -> RateCard:
+        """The provider's offer (``GET /spec`` and ``/bandwidth``)."""
+        spec = self._json(self._get("/spec"))
+        bandwidth = self._json(self._get("/bandwidth"))
+        try:
+            return RateCard.parse(spec.get("min_rates", []), bandwidth.get("rates", []))
+        except ConfigError as exc:
+            raise ServiceError(
+                f"the control plane at {self.url} sent an invalid spec: {exc}"
+            ) from exc
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        """What the provider decided for a job (``GET /job``), or ``None`` if it does not know it."""
+        response = self._get("/job", {"id": job_id})
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise ServiceError(
+                f"GET /job answered HTTP {response.status_code}: {response.text[:200]}"
+            )
+        return self._json(response)
+
+    def ip(self, job_id: str) -> dict[str, Any] | None:
+        """The running enclave's address and endpoints (``GET /ip``), or ``None`` if none runs."""
+        response = self._get("/ip", {"id": job_id})
+        if response.status_code == 400:
+            return None
+        if response.status_code != 200:
+            raise ServiceError(
+                f"GET /ip answered HTTP {response.status_code}: {response.text[:200]}"
+            )
+        return self._json(response)

@@ -1,0 +1,438 @@
+"""``reef deploy``: from an app directory to a verified enclave a user can reach, in one call.
+
+The steps, each of which can fail with a message saying why and what to do:
+
+1. the image: a directory is built (deterministically, :func:`reef.enclave.build_image`), a file
+   is used as is; the expected image id is computed here from the bytes the user has (with the
+   init params' PCR16 and the debug flag), never taken from the provider;
+2. the provider: its control-plane URL from the market, its offer from ``/spec``; an unknown
+   provider or an instance type it does not offer stops here, before any transaction;
+3. the money: cost = rate × duration (rounded up as the market settles), checked against the
+   account's token balance;
+4. the upload to the content-addressed image store, whose URL pins the image's SHA-256;
+5. approve + ``jobOpen`` with Oyster's metadata JSON;
+6. wait for the provider to run the enclave (its ``/job`` says why if it refuses the job);
+7. verify the enclave's attestation **live** against the expected image id under the chosen
+   root (``dev`` on the local network) and wait for the app's port to accept connections.
+
+Everything here is synchronous (web3.py and httpx clients); progress goes to a callback.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from reef.attestation import Expectations, TrustedRoot, VerifiedAttestation, verify_nitro
+from reef.chain import ProgressCallback, format_amount, parse_address
+from reef.enclave import InitParams, build_image, load_image
+from reef.errors import (
+    AttestationError,
+    ConfigError,
+    InputError,
+    MarketError,
+    ServiceError,
+)
+from reef.market import (
+    DEV_REGION,
+    ControlPlaneClient,
+    JobMetadata,
+    settlement_amount,
+    upload_image,
+)
+from reef.node._session import Session
+
+__all__ = [
+    "DeployRequest",
+    "DeployResult",
+    "expected_image_id",
+    "parse_duration",
+    "prepare_image",
+    "verify_enclave",
+    "wait_for_app",
+    "wait_for_enclave",
+]
+
+Progress = Callable[[str], None]
+_DURATION = re.compile(r"(\d+)\s*([smhdw]?)", re.IGNORECASE)
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+def parse_duration(text: str) -> int:
+    """Seconds from ``90``, ``90s``, ``30m``, ``1h``, ``1h30m``, ``2d``.
+
+    Raises:
+        InputError: for anything else, or a zero duration.
+    """
+    cleaned = text.strip().lower().replace(" ", "")
+    pos, total = 0, 0
+    for match in _DURATION.finditer(cleaned):
+        if match.start() != pos:
+            break
+        total += int(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if not cleaned or pos != len(cleaned):
+        raise InputError(f"not a duration: {text!r}", hint="write e.g. 90s, 30m, 1h, 1h30m or 2d")
+    if total <= 0:
+        raise InputError("the duration must be longer than zero")
+    return total
+
+
+def prepare_image(image: Path, builds: Path) -> Path:
+    """The image file to upload: ``image`` itself, or a build of it if it is a directory.
+
+    Raises:
+        InputError: the path does not exist.
+        ImageError: the directory is not a valid app (missing or bad ``reef.toml``, ...).
+    """
+    if image.is_dir():
+        builds.mkdir(parents=True, exist_ok=True, mode=0o700)
+        out = builds / f"{image.resolve().name}.img"
+        tmp = out.with_suffix(".tmp")
+        built = build_image(image, tmp)
+        tmp.replace(out)
+        del built
+        return out
+    if image.is_file():
+        return image
+    raise InputError(f"no such image file or app directory: {image}")
+
+
+def expected_image_id(image: Path, init_params: Path | None, debug: bool) -> bytes:
+    """The image id an enclave of ``image`` must attest (PCR16 from the init params; debug
+    zeroes PCR0-2 as Nitro does).
+
+    Raises:
+        ImageError: the image or init params are invalid.
+    """
+    measurements = load_image(image).measurements
+    if init_params is not None:
+        try:
+            raw = init_params.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read the init params {init_params}: {exc.strerror}") from exc
+        measurements = measurements.with_init_params(
+            InitParams.from_json(raw, source=str(init_params)).digest
+        )
+    if debug:
+        measurements = measurements.as_debug()
+    return measurements.image_id
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeployRequest:
+    """What ``reef deploy`` was asked for."""
+
+    image: Path
+    duration_s: int
+    instance: str = "dev.small"
+    region: str | None = None
+    provider: str | None = None
+    init_params: Path | None = None
+    debug: bool = False
+    name: str | None = None
+    vcpu: int | None = None
+    memory: int | None = None
+    store_url: str | None = None
+    root: str = "dev"
+    timeout_s: float = 120.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeployResult:
+    """A job with a verified, reachable enclave."""
+
+    job_id: str
+    endpoint: str
+    endpoints: Mapping[str, Any]
+    image_id: bytes
+    image_url: str
+    enclave_id: str
+    provider: str
+    control_plane: str
+    rate: int
+    cost: int
+    attestation: VerifiedAttestation
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "endpoint": self.endpoint,
+            "image_id": self.image_id.hex(),
+            "image_url": self.image_url,
+            "enclave_id": self.enclave_id,
+            "provider": self.provider,
+            "control_plane": self.control_plane,
+            "rate": self.rate,
+            "cost": self.cost,
+            "endpoints": dict(self.endpoints),
+            "root": self.attestation.root.name,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+def wait_for_enclave(
+    cp: ControlPlaneClient, job_id: str, *, timeout_s: float, progress: Progress = _quiet
+) -> dict[str, Any]:
+    """Poll the provider until the job's enclave runs; return its ``/ip`` answer.
+
+    Raises:
+        MarketError: the provider refused or ended the job (its reason is the message).
+        ServiceError: nothing ran within ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while True:
+        status = cp.job(job_id)
+        if status is not None and status.get("phase") == "done":
+            raise MarketError(
+                f"the provider will not run job {job_id}: {status.get('reason')}",
+                hint=f"the deposit stays in the job: `reef jobs stop {job_id}` returns it",
+            )
+        answer = cp.ip(job_id)
+        if answer is not None:
+            return answer
+        state = "not seen by the provider yet"
+        if status is not None:
+            enclave = status.get("enclave") or {}
+            state = f"enclave {enclave.get('state', 'being prepared')}"
+            if status.get("last_error"):
+                state += f" (retrying: {status['last_error']})"
+        if state != last:
+            progress(f"waiting for the enclave: {state}")
+            last = state
+        if time.monotonic() > deadline:
+            raise ServiceError(
+                f"job {job_id}'s enclave did not start within {timeout_s:.0f} s ({state})",
+                hint=f"check `reef jobs show {job_id}`; stop it with `reef jobs stop {job_id}`",
+            )
+        time.sleep(0.2)
+
+
+def verify_enclave(
+    attestation_url: str,
+    *,
+    image_id: bytes,
+    root: TrustedRoot,
+    timeout_s: float = 10.0,
+) -> VerifiedAttestation:
+    """Fetch an enclave's attestation and verify it live, expecting ``image_id``.
+
+    Raises:
+        ServiceError: the attestation server cannot be reached.
+        AttestationError: the document does not verify, or attests another image.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            response = httpx.get(attestation_url, timeout=5.0)
+            if response.status_code == 200 and response.content:
+                break
+            problem = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            problem = str(exc)
+        if time.monotonic() > deadline:
+            raise ServiceError(f"cannot fetch the attestation from {attestation_url}: {problem}")
+        time.sleep(0.2)
+    return verify_nitro(
+        response.content,
+        root=root,
+        mode="live",
+        now_ms=int(time.time() * 1000),
+        expect=Expectations(image_id=image_id),
+    )
+
+
+def _accepts(host: str, port: int) -> bool:
+    """Whether an app listens behind ``host:port``.
+
+    A forwarded port (the enclave's network namespace) accepts connections even before the app
+    listens and then drops them, so a connect alone proves nothing: the connection must also
+    stay open (or the server must speak first).
+    """
+    try:
+        with socket.create_connection((host, port), timeout=1.0) as conn:
+            conn.settimeout(0.3)
+            try:
+                return conn.recv(1) != b""
+            except TimeoutError:
+                return True
+    except OSError:
+        return False
+
+
+def wait_for_app(url: str, timeout_s: float) -> None:
+    """Wait until the app behind ``url`` accepts connections.
+
+    Raises:
+        ServiceError: it does not within ``timeout_s``.
+    """
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    deadline = time.monotonic() + timeout_s
+    while not _accepts(host, port):
+        if time.monotonic() > deadline:
+            raise ServiceError(
+                f"the enclave runs and attests, but its app does not accept connections at {url}",
+                hint="check the app's command and port in reef.toml; deploy with --debug "
+                "to read its logs with `reef logs JOB`",
+            )
+        time.sleep(0.1)
+
+
+def deploy(
+    session: Session,
+    request: DeployRequest,
+    *,
+    progress: Progress = _quiet,
+    tx_progress: ProgressCallback | None = None,
+) -> DeployResult:
+    """Run the whole deployment (see the module docstring). Returns once verified.
+
+    Raises:
+        InputError / ImageError: bad image, init params or duration.
+        MarketError: unknown provider, instance not offered, insufficient balance, or the
+            provider refused the job.
+        ServiceError / RPCError: a service or the chain cannot be reached.
+        AttestationError: the enclave does not attest the expected image.
+    """
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    market = session.market(tx_progress)
+
+    # 1. the image and what it must attest
+    builds = session.home.path("builds", ".keep").parent
+    image_path = prepare_image(request.image, builds)
+    if request.image.is_dir():
+        progress(f"built {request.image} into {image_path}")
+    image_id = expected_image_id(image_path, request.init_params, request.debug)
+    init_b64 = ""
+    if request.init_params is not None:
+        init_b64 = InitParams.from_json(
+            request.init_params.read_bytes(), source=str(request.init_params)
+        ).to_base64()
+    root = TrustedRoot.resolve(request.root, session.home)
+
+    # 2. the provider and its offer
+    provider = request.provider or session.default_provider()
+    if provider is None:
+        raise ConfigError("which provider? none is configured", hint="pass --provider ADDR")
+    provider = parse_address(provider, name="provider")
+    cp_url = market.provider(provider)
+    if cp_url is None:
+        raise MarketError(
+            f"unknown provider {provider}: it is not registered in the market at "
+            f"{session.market_address}",
+            hint="`reef provider register` registers one; check --provider",
+        )
+    cp = ControlPlaneClient(cp_url)
+    offer = cp.spec()
+    region = request.region or (
+        DEV_REGION if DEV_REGION in offer.allowed_regions else offer.allowed_regions[0]
+    )
+    card = offer.lookup(region, request.instance)
+    vcpu = request.vcpu or card.cpu
+    memory = request.memory or card.memory
+    if vcpu > card.cpu or memory > card.memory:
+        raise InputError(
+            f"{request.instance} has {card.cpu} vCPU and {card.memory} MiB; asked for {vcpu} "
+            f"vCPU and {memory} MiB",
+            hint="choose a bigger --instance",
+        )
+    margin = session.network.safety_margin_s if session.network else None
+    if margin is not None and request.duration_s <= margin:
+        raise InputError(
+            f"a {request.duration_s} s job would never run: the provider stops enclaves "
+            f"{margin} s before their deposit runs out",
+            hint=f"deploy for longer than {margin} s",
+        )
+
+    # 3. the money
+    rate = card.min_rate
+    cost = settlement_amount(rate, request.duration_s)
+    balance = market.token.balance(session.address)
+    if balance < cost:
+        raise MarketError(
+            f"insufficient balance: {session.address} has {format_amount(balance)} rUSD, the "
+            f"job needs {format_amount(cost)} rUSD ({request.duration_s} s of {request.instance})",
+            hint="deploy for a shorter --duration, or fund the account",
+        )
+
+    # 4. upload
+    store = request.store_url or (session.network.image_store if session.network else None)
+    if store is None:
+        raise ConfigError("no image store to upload to", hint="pass --store URL")
+    sha256, image_url = upload_image(store, image_path)
+    progress(f"uploaded the image ({sha256[:16]}…) to {store}")
+
+    # 5. open the job
+    metadata = JobMetadata(
+        instance=request.instance,
+        region=region,
+        memory=memory,
+        vcpu=vcpu,
+        url=image_url,
+        name=request.name or request.image.resolve().name,
+        family="tuna",
+        debug=request.debug,
+        init_params=init_b64,
+    )
+    opening = time.monotonic()
+    timings["prepare"] = opening - started
+    job_id = str(market.open_job(metadata.to_json(), provider, rate, cost))
+    opened = time.monotonic()
+    timings["open"] = opened - opening
+    progress(f"opened job {job_id}: {format_amount(cost)} rUSD for {request.duration_s} s")
+
+    # 6. wait for the enclave
+    answer = wait_for_enclave(cp, job_id, timeout_s=request.timeout_s, progress=progress)
+    running = time.monotonic()
+    timings["launch"] = running - opened
+    endpoints: Mapping[str, Any] = answer.get("endpoints") or {}
+    attestation_url = str(endpoints.get("attestation", ""))
+    if not attestation_url:
+        raise ServiceError(f"the provider did not say where job {job_id}'s enclave attests")
+
+    # 7. verify it, then wait for the app
+    try:
+        verified = verify_enclave(attestation_url, image_id=image_id, root=root)
+    except AttestationError as exc:
+        raise AttestationError(
+            f"job {job_id}'s enclave failed verification: {exc.message}",
+            reason=exc.reason,
+            hint=f"do not trust it; stop it with `reef jobs stop {job_id}`",
+        ) from exc
+    ports: Mapping[str, str] = endpoints.get("ports") or {}
+    endpoint = next(iter(ports[k] for k in sorted(ports, key=int)), "") if ports else ""
+    if endpoint:
+        wait_for_app(endpoint, request.timeout_s)
+    timings["verify"] = time.monotonic() - running
+    timings["open_to_verified"] = time.monotonic() - opening
+    progress(f"verified: the enclave attests image {image_id.hex()} (root {root.name})")
+    return DeployResult(
+        job_id=job_id,
+        endpoint=endpoint,
+        endpoints=endpoints,
+        image_id=image_id,
+        image_url=image_url,
+        enclave_id=str(answer.get("enclave_id", "")),
+        provider=provider,
+        control_plane=cp_url,
+        rate=rate,
+        cost=cost,
+        attestation=verified,
+        timings=timings,
+    )

@@ -1,0 +1,172 @@
+"""Who and where a user command acts: the chain endpoint, the market, the sending account.
+
+Resolution order, for every command that talks to the market (flags win):
+
+1. ``--rpc`` / ``--market`` / ``--key``;
+2. ``$REEF_HOME/network.json`` (written by ``reef up``);
+3. ``$REEF_HOME/chain/devnet.json`` (written by ``reef chain`` and ``reef up``).
+
+Without ``--key``, on reef's own devnet, commands send from dev account 0 (its key is public and
+printed by ``reef up``; fine on a laptop chain, never anywhere else). On any other chain a key
+file is required.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from reef.chain import (
+    DevnetInfo,
+    MarketClient,
+    ProgressCallback,
+    TokenClient,
+    parse_address,
+    read_devnet_info,
+)
+from reef.errors import ConfigError, InputError
+from reef.home import ReefHome
+from reef.node._network import NetworkInfo
+from reef.node._provider import connect
+
+__all__ = ["Session", "load_key_file", "open_session"]
+
+DEFAULT_DEV_ACCOUNT = 0
+
+
+def load_key_file(path: Path) -> LocalAccount:
+    """An Ethereum account from a key file: 32 raw bytes, or 64 hex digits (``0x`` optional).
+
+    Raises:
+        InputError: when the file cannot be read or does not hold a secp256k1 private key.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the key file {path}: {exc.strerror or exc}") from exc
+    if len(raw) != 32:
+        text = raw.decode("ascii", errors="replace").strip().removeprefix("0x")
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError as exc:
+            raise InputError(
+                f"the key file {path} holds neither 32 raw bytes nor 64 hex digits",
+                hint="write the private key as hex, e.g. `0x59c6...`",
+            ) from exc
+    if len(raw) != 32:
+        raise InputError(f"the key in {path} is {len(raw)} bytes, not 32")
+    try:
+        account: LocalAccount = Account.from_key(raw)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"the key in {path} is not a valid secp256k1 private key") from exc
+    return account
+
+
+@dataclass
+class Session:
+    """A connection to the market for one command."""
+
+    home: ReefHome
+    rpc_url: str
+    w3: Web3
+    market_address: str
+    account: LocalAccount | None
+    account_note: str
+    network: NetworkInfo | None
+    devnet: DevnetInfo | None
+
+    def market(self, progress: ProgressCallback | None = None) -> MarketClient:
+        return MarketClient(self.w3, self.market_address, account=self.account, progress=progress)
+
+    def token(self, progress: ProgressCallback | None = None) -> TokenClient:
+        return self.market(progress).token
+
+    @property
+    def address(self) -> str:
+        """The sending account's address.
+
+        Raises:
+            ConfigError: when no account was resolved (commands that only read).
+        """
+        if self.account is None:
+            raise ConfigError("no account to send from", hint="pass --key FILE")
+        return str(self.account.address)
+
+    def default_provider(self) -> str | None:
+        return self.network.provider if self.network else None
+
+
+def _try_network(home: ReefHome) -> NetworkInfo | None:
+    try:
+        return NetworkInfo.load(home)
+    except ConfigError:
+        return None
+
+
+def _try_devnet(home: ReefHome) -> DevnetInfo | None:
+    try:
+        return read_devnet_info(home)
+    except ConfigError:
+        return None
+
+
+def open_session(
+    home: ReefHome,
+    *,
+    rpc: str | None = None,
+    market: str | None = None,
+    key: Path | None = None,
+    need_account: bool = True,
+) -> Session:
+    """Resolve and connect (see the module docstring for the order).
+
+    Raises:
+        ConfigError: nothing says where the chain or market is, or no account is available.
+        RPCError: the endpoint does not answer.
+    """
+    network = _try_network(home)
+    devnet = _try_devnet(home)
+    rpc_url = rpc or (network.rpc_url if network else None) or (devnet.rpc_url if devnet else None)
+    if not rpc_url:
+        raise ConfigError(
+            f"no chain endpoint: nothing in {home.root} says where the network is",
+            hint="start the local network with `reef up`, or pass --rpc URL and --market ADDR",
+        )
+    market_address = market
+    if market_address is None and network is not None:
+        market_address = network.deployment.market
+    if market_address is None and devnet is not None and devnet.deployment is not None:
+        market_address = devnet.deployment.market
+    if market_address is None:
+        raise ConfigError("no market address known", hint="pass --market ADDR")
+    market_address = parse_address(market_address, name="market address")
+    w3 = connect(rpc_url)
+    account: LocalAccount | None = None
+    note = ""
+    if key is not None:
+        account = load_key_file(key)
+        note = f"{account.address} (key file {key})"
+    elif need_account:
+        dev_chain = devnet is not None and int(w3.eth.chain_id) == devnet.chain_id
+        if not dev_chain or devnet is None or not devnet.accounts:
+            raise ConfigError(
+                "no account to send transactions from",
+                hint="pass --key FILE (a file holding the private key as hex)",
+            )
+        dev = devnet.accounts[DEFAULT_DEV_ACCOUNT]
+        account = dev.local_account
+        note = f"{account.address} (dev account {DEFAULT_DEV_ACCOUNT}; its key is public)"
+    return Session(
+        home=home,
+        rpc_url=rpc_url,
+        w3=w3,
+        market_address=market_address,
+        account=account,
+        account_note=note,
+        network=network,
+        devnet=devnet,
+    )

@@ -1,0 +1,89 @@
+"""The control plane's runner on the real local dev TEE: launch, find its own enclaves again from
+another process's view, replace in place (same host ports), stop without leftovers, and never
+touch enclaves someone else started."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reef.enclave import EnclaveSpec, LocalBackend, build_image
+from reef.home import ReefHome
+from reef.market import FetchedImage, LaunchSpec, LocalRunner, launch_key
+from reef.node._deploy import wait_for_app
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+JOB = "0x" + "00" * 31 + "07"
+
+pytestmark = pytest.mark.slow
+
+
+def _spec(url: str, *, debug: bool = False) -> LaunchSpec:
+    return LaunchSpec(
+        job_id=JOB,
+        owner="0x" + "11" * 20,
+        image_url=url,
+        init_params=b"",
+        debug=debug,
+        vcpu=1,
+        memory=256,
+        instance="dev.small",
+        region="local",
+        family="tuna",
+        name="hello",
+        bandwidth_kbit_s=0,
+    )
+
+
+@pytest.fixture
+def image(reef_home: Path) -> FetchedImage:
+    path = reef_home / "hello.img"
+    build_image(EXAMPLES / "hello", path)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    return FetchedImage(f"http://store/images/{sha}", sha, path)
+
+
+# The first backend object keeps a Popen handle for the supervisor it started; when another
+# backend (standing for a restarted control plane) stops that enclave, the handle is never
+# waited on and Python warns when it is collected. The process itself is gone (checked below).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_launch_list_replace_stop(reef_home: Path, image: FetchedImage) -> None:
+    home = ReefHome(reef_home)
+    backend = LocalBackend(home)
+    runner = LocalRunner(backend, reef_home / "provider" / "launch")
+    # An enclave started by someone else on the same home is not the control plane's.
+    foreign = await backend.start(EnclaveSpec(image=image.path))
+    try:
+        spec = _spec(image.url)
+        first = await runner.launch(spec, image, launch_key(spec))
+        assert first.state == "running"
+        app = first.endpoints["ports"]["8080"]
+        wait_for_app(app, 30)
+        assert httpx.get(app, timeout=5).json()["greeting"]
+
+        # A fresh runner (a restarted control plane) recognises it, job and key included.
+        again = LocalRunner(LocalBackend(home), reef_home / "provider" / "launch")
+        (listed,) = await again.list()
+        assert (listed.enclave_id, listed.job_id, listed.key) == (
+            first.enclave_id,
+            JOB,
+            launch_key(spec),
+        )
+
+        debug = _spec(image.url, debug=True)
+        second = await again.replace(first.enclave_id, debug, image, launch_key(debug))
+        assert second.enclave_id == first.enclave_id
+        assert second.endpoints["ports"]["8080"] == app  # the user's endpoint did not move
+        assert second.endpoints["logs"]
+        (listed,) = await again.list()
+        assert listed.key == launch_key(debug)
+
+        await again.stop(second.enclave_id)
+        assert await again.list() == []
+        assert list((reef_home / "provider" / "launch").iterdir()) == []
+        assert [e.id for e in await backend.list()] == [foreign.id]
+    finally:
+        await backend.stop(foreign.id)
