@@ -4,6 +4,7 @@ touch enclaves someone else started."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
@@ -61,8 +62,9 @@ async def test_launch_list_replace_stop(reef_home: Path, image: FetchedImage) ->
         first = await runner.launch(spec, image, launch_key(spec))
         assert first.state == "running"
         app = first.endpoints["ports"]["8080"]
-        wait_for_app(app, 30)
-        assert httpx.get(app, timeout=5).json()["greeting"]
+        await asyncio.to_thread(wait_for_app, app, 30)
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(app, timeout=5)).json()["greeting"]
 
         # A fresh runner (a restarted control plane) recognises it, job and key included.
         again = LocalRunner(LocalBackend(home), reef_home / "provider" / "launch")
