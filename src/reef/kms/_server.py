@@ -307,29 +307,24 @@ class DeriveServer:
     def __repr__(self) -> str:
         return f"DeriveServer({self.host}:{self._port}, {self.seeds!r})"
 
-    async def _wait_for_root(self) -> None:
-        if self.wiring is None:
-            return
+    async def _fetch_with_retry(self) -> int:
+        # The root may still be starting (reef up starts it first, but not necessarily before us):
+        # retry while its port refuses connections, never when it answered and refused us.
         deadline = time.monotonic() + self._startup_timeout
         delay = 0.05
         while True:
             try:
-                _, writer = await asyncio.open_connection(
-                    self.wiring.scallop_host, self.wiring.scallop_port
-                )
-            except OSError as exc:
-                if time.monotonic() + delay > deadline:
-                    raise KMSError(
-                        f"the KMS root at {self.wiring.endpoint} is not reachable: {exc}",
-                        hint="start the KMS root first (reef up does), or check the wiring",
-                    ) from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-                continue
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            return
+                return await self.seeds.start()
+            except KMSError as exc:
+                if not _unreachable(exc) or time.monotonic() + delay > deadline:
+                    if _unreachable(exc):
+                        raise KMSError(
+                            f"the KMS root is not reachable: {exc.message}",
+                            hint="start the KMS root first (reef up does), or check the wiring",
+                        ) from exc
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     async def start(self) -> None:
         """Fetch the enclave seed from the root, then listen.
@@ -337,8 +332,7 @@ class DeriveServer:
         Raises:
             KMSError: when the root is unreachable within ``startup_timeout`` or refuses.
         """
-        await self._wait_for_root()
-        version = await self.seeds.start()
+        version = await self._fetch_with_retry()
         self._port = await self._http.start()
         _log.info("derive server on %s:%d (root seed v%d)", self.host, self._port, version)
 
@@ -429,6 +423,16 @@ def own_tee_root(attester: Attester) -> TrustedRoot:
         if pinned.certificate == der:
             return pinned
     return TrustedRoot.from_der(der, name="dev")
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether a failure was a refused or timed-out TCP connection (somewhere in its causes)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError | ConnectionResetError | TimeoutError):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def _is_loopback(host: str) -> bool:
