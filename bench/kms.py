@@ -32,8 +32,8 @@ from reef.crypto import generate_x25519
 from reef.home import ReefHome
 from reef.kms import (
     KEY_TYPES,
-    KeyType,
     DeriveServer,
+    KeyType,
     KmsRoot,
     RootKeyring,
     RootSeed,
