@@ -243,6 +243,16 @@ def test_increase_time_moves_every_later_block(devnet: Devnet, clock: FakeClock)
         devnet.increase_time(-1)
 
 
+def test_increase_time_counts_from_a_head_that_ran_ahead(devnet: Devnet, clock: FakeClock) -> None:
+    clock.now = T0 + 10
+    for nonce in range(3):
+        devnet.send_raw_transaction(raw_transfer(devnet, nonce=nonce))
+    assert devnet.head.timestamp == T0 + 12  # two seconds ahead of the wall clock
+    devnet.increase_time(100)
+    devnet.mine()
+    assert devnet.head.timestamp == T0 + 112  # 100 s after the chain's now, not the wall's
+
+
 def test_set_next_block_timestamp_then_time_continues_from_there(
     devnet: Devnet, clock: FakeClock
 ) -> None:

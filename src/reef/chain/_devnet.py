@@ -620,10 +620,12 @@ class Devnet:
         return self._offset
 
     def increase_time(self, seconds: int) -> int:
-        """Move the chain's clock ``seconds`` ahead of where it was; return the total offset.
+        """Move the chain's clock ``seconds`` ahead; return the total offset from the wall clock.
 
-        The next block (and every later one) is stamped that much later. Like hardhat's
-        ``evm_increaseTime``, this mines nothing by itself.
+        The chain's "now" is the later of wall clock + offset and the latest block's timestamp
+        (a burst of blocks can run ahead of the wall clock, a second per block). The next block
+        is stamped at least ``seconds`` after that now, and later blocks keep the new offset.
+        Like hardhat's ``evm_increaseTime``, this mines nothing by itself.
 
         Raises:
             InputError: if ``seconds`` is negative (block time cannot run backwards).
@@ -634,7 +636,9 @@ class Devnet:
                 hint="block timestamps only move forward",
             )
         with self._lock:
-            self._offset += seconds
+            wall = self._now()
+            chain_now = max(wall + self._offset, self._blocks[-1].timestamp)
+            self._offset = chain_now - wall + seconds
             self._journal_clock()
             return self._offset
 
