@@ -30,8 +30,9 @@ from reef.attestation import (
     TrustedRoot,
     decode_nitro,
     read_evidence,
+    verify,
 )
-from reef.errors import AttestationError, DecodeError
+from reef.errors import AttestationError, DecodeError, ReefError
 
 # REEF_FUZZ_EXAMPLES=5000 runs a longer campaign locally.
 FUZZ = settings(
@@ -62,6 +63,22 @@ def test_arbitrary_bytes(data: bytes) -> None:
     _verify_only_reef_errors(verifier, b"\xd2\x84" + data, TrustedRoot.aws())
     with contextlib.suppress(DecodeError):
         decode_nitro(data)
+
+
+@settings(FUZZ, max_examples=max(50, FUZZ.max_examples // 4))  # CliRunner is slow
+@given(st.binary(max_size=400))
+def test_the_dispatcher_and_inspect_raise_only_reef_errors(data: bytes) -> None:
+    from typer.testing import CliRunner
+
+    from reef.cli import app
+
+    # A quote-looking header routes the bytes to the DCAP parser.
+    for evidence in (data, b"\x04\x00\x02\x00\x81\x00\x00\x00" + data):
+        with contextlib.suppress(ReefError):
+            verify(evidence, mode="replay", collateral=b"{}", at_s=0)
+    result = CliRunner().invoke(app, ["attestation", "inspect", "-", "--json"], input=data)
+    assert result.exit_code in (0, 1), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
 @FUZZ
