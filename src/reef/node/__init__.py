@@ -1,5 +1,53 @@
-"""reef.node (see DESIGN.md, package layout)."""
+"""reef.node: composes reef's components into a running network.
+
+- :class:`LocalNetwork` is ``reef up``: devnet, image store, verifier, KMS root enclave and a
+  local provider (indexer + control plane on the dev TEE).
+- :class:`ProviderService` is ``reef provider run``: a provider against any JSON-RPC chain.
+- :class:`NetworkInfo` (``$REEF_HOME/network.json``) and :func:`open_session` tell user commands
+  where the network is and which account they send from.
+- :func:`deploy` is ``reef deploy``: build, upload, open a job, wait, verify.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from reef.node._deploy import (
+    DeployRequest,
+    DeployResult,
+    deploy,
+    expected_image_id,
+    parse_duration,
+    prepare_image,
+    verify_enclave,
+    wait_for_app,
+    wait_for_enclave,
+)
+from reef.node._network import NETWORK_FILE, NetworkInfo
+from reef.node._provider import ProviderService, ProviderSettings, connect
+from reef.node._serve import Served, serve_app
+from reef.node._session import Session, load_key_file, open_session
+from reef.node._up import PROVIDER_ACCOUNT, LocalNetwork, UpSettings
+
+__all__ = [  # noqa: RUF022 - plain sorted(), as tests/foundation/test_exports.py checks
+    "DeployRequest",
+    "DeployResult",
+    "LocalNetwork",
+    "NETWORK_FILE",
+    "NetworkInfo",
+    "PROVIDER_ACCOUNT",
+    "ProviderService",
+    "ProviderSettings",
+    "Served",
+    "Session",
+    "UpSettings",
+    "connect",
+    "deploy",
+    "expected_image_id",
+    "load_key_file",
+    "open_session",
+    "parse_duration",
+    "prepare_image",
+    "serve_app",
+    "verify_enclave",
+    "wait_for_app",
+    "wait_for_enclave",
+]

@@ -53,6 +53,7 @@ from reef.node._session import Session
 __all__ = [
     "DeployRequest",
     "DeployResult",
+    "deploy",
     "expected_image_id",
     "parse_duration",
     "prepare_image",

@@ -28,7 +28,7 @@ from reef.market import (
 )
 from reef.node._serve import Served, serve_app
 
-__all__ = ["ProviderService", "ProviderSettings"]
+__all__ = ["ProviderService", "ProviderSettings", "connect"]
 
 
 @dataclass(frozen=True, kw_only=True)

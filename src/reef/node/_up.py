@@ -1,0 +1,276 @@
+"""``reef up``: the whole network on one machine, in one process (plus one per enclave).
+
+Started in dependency order, stopped in reverse:
+
+1. the devnet (:class:`reef.chain.Devnet`, persisted under ``$REEF_HOME/chain``) with reef's
+   contracts, served over JSON-RPC (8545);
+2. the dev TEE authority (the local enclaves' "hardware" root);
+3. the content-addressed image store (8090) that ``reef deploy`` uploads to;
+4. the attestation verifier service (1400), trusting the dev root;
+5. the KMS root, itself an enclave (``examples/kms-root``; Scallop 1100, public 1101), whose
+   attested identity is checked before any enclave is wired to it;
+6. the local provider: its account registered in the market with its control plane's URL,
+   indexer + control plane (8080) launching enclaves on the local dev TEE, each wired to the KMS.
+
+``network.json`` then tells every other command where everything is. Stopping (Ctrl-C) stops
+every enclave the provider runs and the KMS root, and closes the devnet cleanly; jobs stay open
+on the chain, and the next ``reef up`` relaunches the ones still paid for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reef.attestation import DevAuthority, TrustedRoot, load_verifier_key, verifier_app
+from reef.chain import DevAccount, Devnet, MarketClient, devnet_app
+from reef.crypto import Secp256k1PrivateKey
+from reef.enclave import EnclaveInfo, EnclaveSpec, LocalBackend, build_image
+from reef.errors import ReefError, ServiceError
+from reef.home import ReefHome
+from reef.market import ImageStore, LocalRunner, RateCard, image_store_app
+from reef.node._network import NetworkInfo
+from reef.node._provider import ProviderService, ProviderSettings
+from reef.node._serve import Served, serve_app
+
+__all__ = ["PROVIDER_ACCOUNT", "LocalNetwork", "UpSettings"]
+
+log = logging.getLogger("reef.node")
+
+PROVIDER_ACCOUNT = 9
+"""The dev account the local provider uses (the last one, out of users' way)."""
+KMS_ROOT_APP = Path(__file__).resolve().parents[3] / "examples" / "kms-root"
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpSettings:
+    """Ports (0 picks a free one), the market's rate lock and what to start."""
+
+    host: str = "127.0.0.1"
+    rpc_port: int = 8545
+    cp_port: int = 8080
+    store_port: int = 8090
+    verifier_port: int = 1400
+    kms_scallop_port: int = 1100
+    kms_public_port: int = 1101
+    rate_lock_s: int = 300
+    safety_margin_s: int | None = None
+    """Stop enclaves this long before their deposit runs out; the rate lock by default."""
+    fresh: bool = False
+    kms: bool = True
+    kms_app: Path = KMS_ROOT_APP
+    rates: RateCard = field(default_factory=RateCard.dev)
+
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+class LocalNetwork:
+    """The running network. :meth:`start`, then :meth:`stop`."""
+
+    def __init__(self, home: ReefHome, settings: UpSettings | None = None) -> None:
+        self.home = home
+        self.settings = settings or UpSettings()
+        self.devnet: Devnet | None = None
+        self.info: NetworkInfo | None = None
+        self.provider: ProviderService | None = None
+        self.kms_enclave: EnclaveInfo | None = None
+        self._rpc: Served | None = None
+        self._served: list[Served] = []
+        self._kms_backend: LocalBackend | None = None
+
+    @property
+    def accounts(self) -> tuple[DevAccount, ...]:
+        return self.devnet.accounts if self.devnet else ()
+
+    async def start(self, progress: Progress = _quiet) -> NetworkInfo:
+        """Start everything; on any failure, stop what already started and re-raise."""
+        try:
+            return await self._start(progress)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, progress: Progress) -> NetworkInfo:
+        s = self.settings
+        home = self.home.ensure()
+        margin = s.rate_lock_s if s.safety_margin_s is None else s.safety_margin_s
+
+        progress("starting the devnet")
+        self.devnet = devnet = await asyncio.to_thread(
+            Devnet.open, home, fresh=s.fresh, rate_lock_s=s.rate_lock_s
+        )
+        # Served by our own uvicorn wrapper (not serve_devnet) so that Ctrl-C reaches reef up
+        # rather than stopping the JSON-RPC server alone.
+        self._rpc = await serve_app(
+            devnet_app(devnet), host=s.host, port=s.rpc_port, what="devnet JSON-RPC endpoint"
+        )
+        devnet.record_endpoint(self._rpc.url)
+        deployment = devnet.deployment
+        if deployment is None:  # pragma: no cover - Devnet.open deploys
+            raise ServiceError("the devnet has no contracts deployed")
+
+        authority = await asyncio.to_thread(DevAuthority.load_or_create, home)
+        root = TrustedRoot.dev(home)
+
+        progress("starting the image store")
+        store = ImageStore(home.images)
+        store_socket_url = f"http://{s.host}:{s.store_port}"
+        served = await serve_app(
+            image_store_app(store), host=s.host, port=s.store_port, what="image store"
+        )
+        self._served.append(served)
+        store_url = served.url if s.store_port == 0 else store_socket_url
+
+        progress("starting the attestation verifier")
+        verifier = await serve_app(
+            verifier_app(self._verifier_key(), root=root),
+            host=s.host,
+            port=s.verifier_port,
+            what="attestation verifier",
+        )
+        self._served.append(verifier)
+
+        kms_wiring: Any = None
+        kms_urls: dict[str, str] = {}
+        if s.kms:
+            progress("starting the KMS root enclave")
+            kms_wiring, kms_urls = await self._start_kms(authority, root)
+
+        progress("starting the provider's control plane")
+        provider_account = devnet.accounts[PROVIDER_ACCOUNT]
+        backend = LocalBackend(home, authority=authority, kms=kms_wiring)
+        runner = LocalRunner(backend, home.path("provider", "launch", ".keep").parent)
+        self.provider = await ProviderService(
+            ProviderSettings(
+                rpc_url=self._rpc.url,
+                market=deployment.market,
+                provider=provider_account.address,
+                db_url=f"sqlite:///{home.path('provider', 'index.db')}",
+                cache_dir=home.path("provider", "cache", ".keep").parent,
+                rates=s.rates,
+                safety_margin_s=margin,
+                start_block=deployment.block,
+                host=s.host,
+                port=s.cp_port,
+                poll_interval=0.5,
+                heartbeat_interval=3.0,
+            ),
+            runner,
+        ).start()
+        await asyncio.to_thread(self._register, provider_account, self.provider.url)
+
+        self.info = NetworkInfo(
+            rpc_url=self._rpc.url,
+            chain_id=devnet.chain_id,
+            deployment=deployment,
+            rate_lock_s=devnet.rate_lock_s or s.rate_lock_s,
+            provider=provider_account.address,
+            control_plane=self.provider.url,
+            image_store=store_url,
+            verifier=verifier.url,
+            kms=kms_urls,
+            safety_margin_s=margin,
+            pid=os.getpid(),
+        )
+        self.info.dump(home)
+        return self.info
+
+    def _verifier_key(self) -> Secp256k1PrivateKey:
+        """The verifier's signing key, created once per home (owner-only file)."""
+        path = self.home.path("verifier", "secp256k1.sec")
+        if not path.exists():
+            key = Secp256k1PrivateKey.generate()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(key.secret.hex() + "\n")
+        return load_verifier_key(path)
+
+    def _register(self, account: DevAccount, cp_url: str) -> None:
+        """Make the market point at this control plane (register, or update the URL)."""
+        devnet = self.devnet
+        if devnet is None or devnet.deployment is None:
+            raise ServiceError("the devnet is not running")
+        market = MarketClient(
+            devnet.web3(), devnet.deployment.market, account=account.local_account
+        )
+        current = market.provider(account.address)
+        if current is None:
+            market.add_provider(cp_url)
+        elif current != cp_url:
+            market.update_provider(cp_url)
+
+    async def _start_kms(
+        self, authority: DevAuthority, root: TrustedRoot
+    ) -> tuple[Any, dict[str, str]]:
+        """Run the KMS root enclave and learn its attested identity (the hook for F's KMS)."""
+        from reef.kms import KmsWiring, fetch_identity
+
+        s = self.settings
+        if not (s.kms_app / "reef.toml").is_file():
+            raise ServiceError(
+                f"the KMS root app is not at {s.kms_app}",
+                hint="run reef up from a reef checkout, or pass --no-kms",
+            )
+        image_path = self.home.path("builds", "kms-root.img")
+        image = await asyncio.to_thread(build_image, s.kms_app, image_path)
+        self._kms_backend = backend = LocalBackend(self.home, authority=authority)
+        self.kms_enclave = info = await backend.start(
+            EnclaveSpec(image=image_path, ports={1110: s.kms_scallop_port, 1111: s.kms_public_port})
+        )
+        public_url = info.endpoints["ports"][1111]
+        scallop_url = info.endpoints["ports"][1110]
+        last: ReefError | None = None
+        for _ in range(150):
+            try:
+                identity = await fetch_identity(public_url, root=root, image_id=image.image_id)
+                break
+            except ReefError as exc:
+                last = exc
+                await asyncio.sleep(0.2)
+        else:
+            raise ServiceError(f"the KMS root enclave did not come up: {last}")
+        host_port = scallop_url.rsplit(":", 1)
+        wiring = KmsWiring.from_identity(
+            identity, scallop_host=host_port[0].split("//")[-1], scallop_port=int(host_port[1])
+        )
+        return wiring, {
+            "scallop": wiring.endpoint,
+            "public": public_url,
+            "image_id": image.image_id.hex(),
+        }
+
+    async def stop(self) -> None:
+        """Stop every enclave and service; close the devnet. Safe to call more than once."""
+        if self.provider is not None:
+            with contextlib.suppress(ReefError):
+                await self.provider.stop(stop_enclaves=True)
+            self.provider = None
+        if self.kms_enclave is not None and self._kms_backend is not None:
+            with contextlib.suppress(ReefError):
+                await self._kms_backend.stop(self.kms_enclave.id)
+                await self._kms_backend.remove(self.kms_enclave.id)
+            self.kms_enclave = None
+        for served in reversed(self._served):
+            await served.close()
+        self._served.clear()
+        if self._rpc is not None:
+            await self._rpc.close()
+            self._rpc = None
+            if self.devnet is not None:
+                with contextlib.suppress(ReefError, OSError):
+                    self.devnet.record_endpoint(None)
+        if self.devnet is not None:
+            await asyncio.to_thread(self.devnet.close)
+            self.devnet = None
+        NetworkInfo.clear(self.home)
