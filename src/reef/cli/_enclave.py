@@ -85,14 +85,13 @@ def _row(info: EnclaveInfo) -> dict[str, Any]:
     state: str = info.state
     if info.exit_code is not None and state == "crashed":
         state = f"crashed ({info.exit_code})"
+    attestation = info.endpoints["attestation"].rsplit(":", 1)[-1].split("/")[0]
     return {
         "id": info.id,
-        "name": info.name,
+        "name": info.name + (" (debug)" if info.debug else ""),
         "state": state,
-        "image_id": info.image_id.hex()[:16] + "…",
-        "debug": "yes" if info.debug else "",
-        "attestation": info.endpoints["attestation"].rsplit(":", 1)[-1].split("/")[0],
-        "ports": ports,
+        "image_id": info.image_id.hex()[:12],
+        "ports": ", ".join(filter(None, [f"{attestation}->1300", ports])),
     }
 
 
@@ -261,7 +260,7 @@ def ps_cmd(
         return
     print_table(
         [_row(i) for i in infos],
-        ["id", "name", "state", "image_id", "debug", "attestation", "ports"],
+        ["id", "name", "state", "image_id", "ports"],
     )
 
 

@@ -199,7 +199,6 @@ class LocalBackend:
         self.kms = kms
         self.network = network
         self._authority = authority
-        self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     # -- paths and state ---------------------------------------------------------------------
 
@@ -227,9 +226,13 @@ class LocalBackend:
         status: EnclaveState = state["state"]
         reason = state.get("reason")
         exit_code = state.get("exit_code")
-        if status in ("starting", "running") and not _alive(
-            state.get("supervisor_pid"), spec.get("supervisor_start")
-        ):
+        pid = state.get("supervisor_pid")
+        if pid is None and status == "starting":
+            # The supervisor has not recorded itself yet; it is still starting unless this has
+            # lasted far longer than any boot.
+            if time.time() * 1000 - spec.get("created_ms", 0) > _READY_TIMEOUT_S * 2000:
+                status, reason = "crashed", "the enclave's supervisor never started"
+        elif status in ("starting", "running") and not _alive(pid, state.get("supervisor_start")):
             # The supervisor died without recording an end: its enclave is gone (the sandbox
             # dies with it), but nobody cleaned up; `stop` does.
             status, reason = "crashed", "the enclave's supervisor died"
@@ -458,12 +461,8 @@ class LocalBackend:
             child = await asyncio.to_thread(_spawn_supervisor, run_dir, write_fd)
         finally:
             os.close(write_fd)
-        self._children[enclave_id] = child
-        spec_path = run_dir / "spec.json"
-        spec = json.loads(spec_path.read_text())
-        spec["supervisor_pid"] = child.pid
-        spec["supervisor_start"] = _proc_start(child.pid)
-        spec_path.write_text(json.dumps(spec, indent=2, sort_keys=True))
+        # The supervisor forks away at once; reaping this first child leaves no zombie behind.
+        await asyncio.to_thread(child.wait)
         try:
             line = await asyncio.to_thread(_read_ready, read_fd, _READY_TIMEOUT_S)
         finally:
@@ -495,8 +494,8 @@ class LocalBackend:
 
     async def _stop(self, enclave_id: str) -> None:
         run_dir = self._dir(enclave_id)
-        spec = json.loads((run_dir / "spec.json").read_text())
-        pid, start = spec.get("supervisor_pid"), spec.get("supervisor_start")
+        before = self._state(enclave_id)
+        pid, start = before.get("supervisor_pid"), before.get("supervisor_start")
         if _alive(pid, start):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
@@ -506,10 +505,6 @@ class LocalBackend:
             if _alive(pid, start):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
-        child = self._children.pop(enclave_id, None)
-        if child is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                await asyncio.to_thread(child.wait, 5)
         state = self._state(enclave_id)
         left = await asyncio.to_thread(_force_cleanup, run_dir, state)
         if state.get("state") in ("starting", "running"):

@@ -58,6 +58,14 @@ DERIVE_PORT = 1100
 _SECRET_FILES = ("id.sec", "ecdsa.sec")
 
 
+def _proc_start(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rfind(")") + 2 :].split()[19])
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -127,6 +135,7 @@ class Supervisor:
             "exit_code": None,
             "reason": None,
             "supervisor_pid": os.getpid(),
+            "supervisor_start": _proc_start(os.getpid()),
             "created_ms": self.spec["created_ms"],
             "warnings": list(self.spec.get("warnings", [])),
         }
@@ -527,6 +536,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     run_dir = Path(args[0])
     ready_fd = int(args[1]) if len(args) > 1 else None
+    # Detach from whoever started us (before any thread exists): the starter reaps its child at
+    # once and never holds a process handle on a long-lived enclave; a session of our own makes
+    # the supervisor the leader of the process group `stop` kills.
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
     supervisor = Supervisor(run_dir, ready_fd)
     return asyncio.run(supervisor.run())
 

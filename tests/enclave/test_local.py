@@ -1,0 +1,729 @@
+"""Local dev-TEE enclaves: real processes, sandboxes, namespaces and attestation over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+from reef.attestation import DevAuthority, Expectations, TrustedRoot, verify_nitro
+from reef.cli import app as cli
+from reef.crypto import generate_x25519
+from reef.enclave import (
+    EnclaveInfo,
+    EnclaveSpec,
+    InitParam,
+    InitParams,
+    LocalBackend,
+    build_image,
+    dev_unseal,
+    init_params_digest,
+    load_image,
+)
+from reef.enclave._sandbox import python_runtime_paths
+from reef.errors import (
+    AttestationError,
+    CertificateChainError,
+    EnclaveError,
+    ExpectationError,
+    ImageError,
+)
+from reef.home import ReefHome
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(sys.platform != "linux", reason="the dev TEE runs on Linux"),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+HELLO = REPO / "examples" / "hello"
+runner = CliRunner()
+
+
+async def invoke(args: list[str], home: ReefHome) -> Result:
+    """Run the CLI from an async test (its commands call asyncio.run, so not on this loop)."""
+    return await asyncio.to_thread(runner.invoke, cli, args, env={"REEF_HOME": str(home.root)})
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def make_image(root: Path, name: str, files: dict[str, str], **manifest: object) -> Path:
+    """Build an image from a few files and reef.toml settings."""
+    src = root / f"{name}-src"
+    src.mkdir(parents=True)
+    lines = [f'name = "{name}"']
+    env = manifest.pop("env", {})
+    for key, value in manifest.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    if env:
+        lines.append("[env]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in env.items()]  # type: ignore[attr-defined]
+    (src / "reef.toml").write_text("\n".join(lines) + "\n")
+    for rel, text in files.items():
+        (src / rel).write_text(textwrap.dedent(text))
+    out = root / f"{name}.img"
+    build_image(src, out)
+    return out
+
+
+def reef_processes(marker: str) -> list[int]:
+    """PIDs whose environment holds ``marker`` (how tests find an enclave's processes)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                stat = (entry / "stat").read_text()
+                if stat[stat.rfind(")") + 2] not in "ZX":
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def netns_names() -> set[str]:
+    path = Path("/run/netns")
+    return {p.name for p in path.iterdir()} if path.is_dir() else set()
+
+
+async def wait_state(backend: LocalBackend, enclave_id: str, timeout: float = 30) -> EnclaveInfo:
+    deadline = time.monotonic() + timeout
+    while True:
+        info = await backend.status(enclave_id)
+        if info.state not in ("starting", "running") or time.monotonic() > deadline:
+            return info
+        await asyncio.sleep(0.1)
+
+
+async def get(url: str, *, attempts: int = 50) -> httpx.Response:
+    """GET, retrying while the app inside is still starting."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        for _ in range(attempts):
+            try:
+                return await http.get(url)
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+        return await http.get(url)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> ReefHome:
+    return ReefHome(tmp_path_factory.mktemp("enclave-home"))
+
+
+@pytest.fixture(scope="module")
+def authority(home: ReefHome) -> DevAuthority:
+    return DevAuthority.load_or_create(home)
+
+
+@pytest.fixture(scope="module")
+def backend(home: ReefHome, authority: DevAuthority) -> LocalBackend:
+    return LocalBackend(home, authority=authority)
+
+
+@pytest.fixture(scope="module")
+def hello_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("hello") / "hello.img"
+    result = runner.invoke(cli, ["image", "build", str(HELLO), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def hello(backend: LocalBackend, hello_image: Path) -> Iterator[EnclaveInfo]:
+    info = asyncio.run(backend.start(EnclaveSpec(image=hello_image)))
+    try:
+        yield info
+    finally:
+        asyncio.run(backend.stop(info.id))
+
+
+# -- attestation from outside ----------------------------------------------------------------
+
+
+async def test_attestation_verifies_with_the_measured_image_id(
+    hello: EnclaveInfo, hello_image: Path, home: ReefHome
+) -> None:
+    measured = runner.invoke(cli, ["image", "measure", str(hello_image), "--json"])
+    image_id = bytes.fromhex(json.loads(measured.stdout)["image_id"])
+    assert hello.image_id == image_id
+    assert hello.state == "running"
+    assert hello.network == "netns"
+    assert hello.sandbox == "bwrap"
+
+    document = (await get(hello.endpoints["attestation"])).content
+    dev = TrustedRoot.dev(home)
+    verified = verify_nitro(
+        document, root=dev, mode="live", now_ms=now_ms(), expect=Expectations(image_id=image_id)
+    )
+    # The attested key is the one the app itself reports (its /app/id.pub).
+    app_view = (await get(hello.endpoints["ports"][8080] + "/")).json()
+    assert verified.public_key.hex() == app_view["x25519_public_key"]
+    assert verified.public_key == hello.public_keys["x25519"]
+    assert verified.pcrs[0] != bytes(48)
+    for index, value in hello.pcrs.items():
+        assert verified.pcrs[index] == value
+
+    with pytest.raises(ExpectationError):
+        verify_nitro(document, root=dev, now_ms=now_ms(), expect=Expectations(image_id=bytes(32)))
+    with pytest.raises(CertificateChainError):
+        verify_nitro(document, root=TrustedRoot.aws(), now_ms=now_ms())
+
+    secp = verify_nitro(
+        (await get(hello.endpoints["attestation_secp256k1"])).content,
+        root=dev,
+        now_ms=now_ms(),
+        expect=Expectations(image_id=image_id),
+    )
+    assert len(secp.public_key) == 64
+    assert secp.public_key.hex() == app_view["secp256k1_public_key"]
+
+
+def test_reef_verify_command(hello: EnclaveInfo, hello_image: Path, home: ReefHome) -> None:
+    env = {"REEF_HOME": str(home.root)}
+    url = hello.endpoints["attestation"]
+    host_port = url.split("/")[2]
+    ok = runner.invoke(
+        cli, ["verify", host_port, "--image", str(hello_image), "--root", "dev", "--json"], env=env
+    )
+    assert ok.exit_code == 0, ok.output
+    data = json.loads(ok.stdout)
+    assert data["verified"] is True
+    assert data["image_id"] == hello.image_id.hex()
+    assert data["insecure"] is True
+    assert "INSECURE" in ok.stderr
+
+    by_id = runner.invoke(
+        cli, ["verify", url, "--image-id", hello.image_id.hex(), "--root", "dev"], env=env
+    )
+    assert by_id.exit_code == 0, by_id.output
+
+    wrong = runner.invoke(
+        cli, ["verify", url, "--image-id", "ab" * 32, "--root", "dev", "--json"], env=env
+    )
+    assert wrong.exit_code == 1
+    assert json.loads(wrong.stdout)["verified"] is False
+    assert "rejected" in wrong.stderr
+    debug = runner.invoke(
+        cli, ["verify", url, "--image", str(hello_image), "--debug", "--root", "dev"], env=env
+    )
+    assert debug.exit_code == 1
+    aws = runner.invoke(cli, ["verify", url, "--image", str(hello_image)], env=env)
+    assert aws.exit_code == 1
+    assert "rejected" in aws.stderr
+    gone = runner.invoke(cli, ["verify", "127.0.0.1:1", "--root", "dev"], env=env)
+    assert gone.exit_code == 1
+    assert "cannot fetch" in gone.stderr
+
+
+# -- inside the sandbox ------------------------------------------------------------------------
+
+PROBE = """
+import json, os, socket, urllib.request
+
+def attempt(action):
+    try:
+        return {"ok": True, "value": action()}
+    except Exception as exc:
+        return {"ok": False, "error": type(exc).__name__}
+
+def write(path):
+    with open(path, "w") as out:
+        out.write("x")
+    return path
+
+def http(method, url, data=None):
+    request = urllib.request.Request(url, data=data, method=method)
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.read()
+
+def outbound():
+    with socket.create_connection((os.environ["REEF_HOST_ADDR"], int(os.environ["ECHO_PORT"])), 5) as s:
+        s.sendall(b"ping")
+        return s.recv(16).decode()
+
+sealed = http("POST", "http://127.0.0.1:1210/seal", b"sealed secret")
+report = {
+    "host_file": attempt(lambda: open(os.environ["HOST_FILE"]).read()),
+    "dev_tee_key": attempt(lambda: open(os.environ["DEV_TEE_KEY"]).read()),
+    "home_dir": attempt(lambda: os.listdir(os.environ["HOME_DIR"])),
+    "write_image": attempt(lambda: write("/image/intruder.txt")),
+    "write_app": attempt(lambda: write("/app/intruder.txt")),
+    "write_tmp": attempt(lambda: write("/tmp/scratch.txt")),
+    "id_sec": len(open("/app/id.sec", "rb").read()),
+    "init_param": open("/init-params/config/greeting.txt").read(),
+    "init_digest": open("/app/init-params-digest", "rb").read().hex(),
+    "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+    "hostname": socket.gethostname(),
+    "custom": http("GET", "http://127.0.0.1:1350/attestation/raw?public_key=c0ffee&nonce=0102").hex(),
+    "sealed": sealed.hex(),
+    "unsealed": http("POST", "http://127.0.0.1:1210/unseal", sealed).decode(),
+    "outbound": attempt(outbound),
+}
+print(json.dumps(report), flush=True)
+"""
+
+
+class Echo:
+    """A TCP server on the host's loopback that answers pong (the enclave's outbound peer)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                if conn.recv(16) == b"ping":
+                    conn.sendall(b"pong")
+
+
+async def test_app_is_sandboxed_and_reaches_its_trusted_base(
+    backend: LocalBackend, home: ReefHome, authority: DevAuthority, tmp_path: Path
+) -> None:
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("host only")
+    echo = Echo()
+    image = make_image(
+        tmp_path,
+        "probe",
+        {"probe.py": PROBE},
+        command=["python3", "probe.py"],
+        env={
+            "HOST_FILE": str(secret),
+            "DEV_TEE_KEY": str(home.dev_tee / "root.key"),
+            "HOME_DIR": str(Path.home()),
+            "ECHO_PORT": str(echo.port),
+        },
+    )
+    params_file = tmp_path / "params.json"
+    params = InitParams.build([InitParam("config/greeting.txt", b"hi from init params")])
+    params_file.write_bytes(params.to_json())
+    info = await backend.start(EnclaveSpec(image=image, init_params=params_file, debug=True))
+    final = await wait_state(backend, info.id)
+    assert final.state == "stopped", final
+    assert final.exit_code == 0
+    report = json.loads((await backend.logs(info.id)).strip().splitlines()[-1])
+
+    assert report["host_file"] == {"ok": False, "error": "FileNotFoundError"}
+    assert report["dev_tee_key"] == {"ok": False, "error": "FileNotFoundError"}
+    # The user's home shows at most the path to the read-only Python runtime, nothing else.
+    runtime_entries = {
+        Path(p).relative_to(Path.home()).parts[0]
+        for p in python_runtime_paths()
+        if Path(p).is_relative_to(Path.home())
+    }
+    assert not report["home_dir"]["ok"] or set(report["home_dir"]["value"]) <= runtime_entries
+    assert report["write_image"] == {"ok": False, "error": "OSError"}
+    assert report["write_app"] == {"ok": False, "error": "OSError"}
+    assert report["write_tmp"]["ok"]
+    assert report["id_sec"] == 32
+    assert report["init_param"] == "hi from init params"
+    assert report["init_digest"] == params.digest.hex()
+    # Its own PID namespace: bubblewrap's init and the app, nothing of the host.
+    assert len(report["processes"]) <= 3
+    assert report["hostname"].startswith("enclave-")
+    assert report["outbound"] == {"ok": True, "value": "pong"}
+
+    # The custom endpoint attested what the app asked, with the enclave's (debug) measurements.
+    custom = verify_nitro(bytes.fromhex(report["custom"]), root=authority.root, now_ms=now_ms())
+    assert custom.public_key == bytes.fromhex("c0ffee")
+    assert custom.nonce == bytes.fromhex("0102")
+    assert custom.image_id == info.image_id
+    assert custom.pcrs[0] == bytes(48)
+    assert custom.pcrs[16] == info.pcrs[16]
+    # Sealing used the dev TEE's key for exactly this image id.
+    key = authority.sealing_key(info.image_id)
+    assert report["unsealed"] == "sealed secret"
+    assert dev_unseal(key, info.image_id, bytes.fromhex(report["sealed"])) == b"sealed secret"
+    # Per-boot secrets are gone once the enclave is.
+    run_dir = home.enclaves / info.id
+    assert not (run_dir / "app" / "id.sec").exists()
+    assert (run_dir / "app" / "id.pub").exists()
+    echo.sock.close()
+
+
+async def test_memory_limit_kills_and_is_reported(backend: LocalBackend, tmp_path: Path) -> None:
+    hog = """
+    import time
+    blocks = []
+    for _ in range(64):
+        blocks.append(bytearray(8 << 20))  # touched: bytearray zero-fills
+    print("allocated 512 MiB", flush=True)
+    time.sleep(30)
+    """
+    image = make_image(tmp_path, "hog", {"hog.py": hog}, command=["python3", "hog.py"])
+    info = await backend.start(EnclaveSpec(image=image, memory_mib=64))
+    final = await wait_state(backend, info.id)
+    assert final.state == "crashed"
+    state = json.loads((backend.home.enclaves / info.id / "state.json").read_text())
+    if state["limits"]["method"] == "rlimit":
+        assert final.exit_code not in (0, None)  # MemoryError under RLIMIT_AS
+    else:
+        assert final.exit_code == 137
+        assert "out of memory" in (final.reason or "")
+        assert "64 MiB" in (final.reason or "")
+        assert not any(Path(g).exists() for g in state["limits"]["groups"])
+
+
+async def test_crash_is_reported_with_its_exit_code(backend: LocalBackend, tmp_path: Path) -> None:
+    image = make_image(
+        tmp_path,
+        "crash",
+        {"crash.py": "import sys\nsys.exit(3)\n"},
+        command=["python3", "crash.py"],
+    )
+    info = await backend.start(EnclaveSpec(image=image))
+    final = await wait_state(backend, info.id)
+    assert final.state == "crashed"
+    assert final.exit_code == 3
+    listed = await invoke(["enclave", "ps", "--all", "--json"], backend.home)
+    row = next(r for r in json.loads(listed.stdout) if r["id"] == info.id)
+    assert row["state"] == "crashed"
+    assert row["exit_code"] == 3
+
+
+async def test_stop_leaves_no_process(backend: LocalBackend, tmp_path: Path) -> None:
+    marker = f"REEF_TEST_MARKER_{os.getpid()}_{time.monotonic_ns()}"
+    forker = """
+    import os, time
+    if os.fork() == 0:          # a daemon that tries to escape: new session, orphaned
+        os.setsid()
+        if os.fork() == 0:
+            time.sleep(600)
+        os._exit(0)
+    print("started", flush=True)
+    time.sleep(600)
+    """
+    image = make_image(
+        tmp_path, "forker", {"forker.py": forker}, command=["python3", "forker.py"],
+        env={"MARKER": marker},
+    )  # fmt: skip
+    info = await backend.start(EnclaveSpec(image=image))
+    deadline = time.monotonic() + 10
+    while len(reef_processes(marker)) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert len(reef_processes(marker)) >= 2
+    state = json.loads((backend.home.enclaves / info.id / "state.json").read_text())
+    assert f"reef-{info.id}" in netns_names()
+
+    stopped = await backend.stop(info.id)
+    assert stopped.state == "stopped"
+    assert reef_processes(marker) == []
+    for pid in (state["supervisor_pid"], state["pasta_pid"], state["app_pid"]):
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    assert f"reef-{info.id}" not in netns_names()
+    assert not any(Path(g).exists() for g in state["limits"]["groups"])
+    # The host ports are free again.
+    for url in [stopped.endpoints["attestation"], *stopped.endpoints["ports"].values()]:
+        port = int(url.split(":")[2].split("/")[0])
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))
+
+
+async def test_supervisor_killed_is_crashed_and_stop_cleans_up(
+    backend: LocalBackend, hello_image: Path
+) -> None:
+    info = await backend.start(EnclaveSpec(image=hello_image))
+    state = json.loads((backend.home.enclaves / info.id / "state.json").read_text())
+    os.kill(state["supervisor_pid"], 9)
+    await asyncio.sleep(0.3)
+    crashed = await backend.status(info.id)
+    assert crashed.state == "crashed"
+    assert "supervisor died" in (crashed.reason or "")
+    await backend.stop(info.id)
+    assert f"reef-{info.id}" not in netns_names()
+
+
+# -- bad images leave nothing running --------------------------------------------------------
+
+
+def _nothing_started(home: ReefHome, before: set[str], netns_before: set[str]) -> None:
+    after = set(os.listdir(home.enclaves)) if home.enclaves.exists() else set()
+    assert after == before
+    assert netns_names() == netns_before
+
+
+@pytest.mark.parametrize("case", ["missing-toml", "bad-toml", "no-command", "corrupt"])
+async def test_bad_images_fail_clearly_and_start_nothing(
+    backend: LocalBackend, tmp_path: Path, case: str
+) -> None:
+    import gzip
+    import io
+    import tarfile
+
+    def tar(files: dict[str, bytes]) -> bytes:
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
+            for name, data in sorted(files.items()):
+                item = tarfile.TarInfo(name)
+                item.size, item.mode, item.mtime = len(data), 0o644, 0
+                archive.addfile(item, io.BytesIO(data))
+        return gzip.compress(raw.getvalue(), mtime=0)
+
+    image = tmp_path / f"{case}.img"
+    if case == "missing-toml":
+        image.write_bytes(tar({"app.py": b"print(1)\n"}))
+        message = "has no reef.toml"
+    elif case == "bad-toml":
+        image.write_bytes(tar({"reef.toml": b"name = [unclosed\n"}))
+        message = "not valid TOML"
+    elif case == "no-command":
+        image = make_image(tmp_path, "nocmd", {"a.py": ""}, command=["no-such-program", "x"])
+        message = "not found in the enclave"
+    else:
+        blob = bytearray(
+            make_image(tmp_path, "ok", {"a.py": "x"}, command=["python3"]).read_bytes()
+        )
+        blob[len(blob) // 2] ^= 0x55
+        image.write_bytes(bytes(blob))
+        message = "not a valid reef image"
+    home = backend.home
+    before = set(os.listdir(home.enclaves)) if home.enclaves.exists() else set()
+    netns_before = netns_names()
+    with pytest.raises(ImageError, match=message):
+        await backend.start(EnclaveSpec(image=image))
+    _nothing_started(home, before, netns_before)
+    result = await invoke(["enclave", "run", str(image), "--detach"], home)
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    _nothing_started(home, before, netns_before)
+
+
+async def test_boot_failure_is_cleaned_up(
+    backend: LocalBackend, hello_image: Path, tmp_path: Path
+) -> None:
+    """A port already taken on the host: the supervisor fails to boot, and leaves nothing."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        before = set(os.listdir(backend.home.enclaves))
+        with pytest.raises(EnclaveError, match="failed to start"):
+            await backend.start(EnclaveSpec(image=hello_image, ports={8080: port}))
+    new = set(os.listdir(backend.home.enclaves)) - before
+    assert len(new) == 1
+    (failed,) = new
+    info = await backend.status(failed)
+    assert info.state == "crashed"
+    assert f"reef-{failed}" not in netns_names()
+    await backend.remove(failed)
+
+
+async def test_secret_init_params_need_a_kms(
+    backend: LocalBackend, hello_image: Path, tmp_path: Path
+) -> None:
+    _, public = generate_x25519()
+    params = InitParams.build([InitParam("k", b"v", True, True)], seal_to=public)
+    path = tmp_path / "secret.json"
+    path.write_bytes(params.to_json())
+    with pytest.raises(EnclaveError, match="only open with the enclave's KMS key"):
+        await backend.start(EnclaveSpec(image=hello_image, init_params=path))
+    with pytest.raises(EnclaveError, match="debug enclave"):
+        await backend.start(EnclaveSpec(image=hello_image, init_params=path, debug=True))
+
+
+# -- the CLI, detached -------------------------------------------------------------------------
+
+
+async def test_cli_run_detach_ps_logs_stop(hello_image: Path, home: ReefHome) -> None:
+    started = await invoke(
+        ["enclave", "run", str(hello_image), "--detach", "--json", "--debug", "--port", "8080"],
+        home,
+    )
+    assert started.exit_code == 0, started.output
+    info = json.loads(started.stdout)
+    assert set(info["endpoints"]) == {"attestation", "attestation_secp256k1", "ports", "logs"}
+    assert info["state"] == "running"
+    assert set(info["pcrs"].values()) == {"00" * 48}  # debug
+    try:
+        assert (await get(info["endpoints"]["ports"]["8080"] + "/")).status_code == 200
+        listed = json.loads((await invoke(["enclave", "ps", "--json"], home)).stdout)
+        assert info["id"] in [row["id"] for row in listed]
+        table = await invoke(["enclave", "ps"], home)
+        assert info["id"] in table.stdout
+        # The console: the file the CLI reads, and Oyster's logger endpoints.
+        deadline = time.monotonic() + 10
+        logs = ""
+        while "GET /" not in logs and time.monotonic() < deadline:
+            logs = (await invoke(["enclave", "logs", info["id"]], home)).stdout
+            await asyncio.sleep(0.1)
+        assert "listening on 127.0.0.1:8080" in logs
+        base = info["endpoints"]["logs"].rsplit("/logs/", 1)[0]
+        history = (await get(base + "/logs/history?offset=100")).json()
+        assert any("listening" in item["line"] for item in history)
+        async with (
+            httpx.AsyncClient(timeout=10) as http,
+            http.stream("GET", info["endpoints"]["logs"], params={"start_from": 0}) as stream,
+        ):
+            first = ""
+            async for text in stream.aiter_text():
+                first += text
+                if "data: " in first:
+                    break
+        assert "id: 0" in first
+        assert "listening" in first
+    finally:
+        stopped = await invoke(["enclave", "stop", info["id"], "--json"], home)
+    assert stopped.exit_code == 0, stopped.output
+    assert json.loads(stopped.stdout)["state"] == "stopped"
+    again = await invoke(["enclave", "status", info["id"]], home)
+    assert "stopped" in again.stdout
+    unknown = await invoke(["enclave", "stop", "deadbeef0000"], home)
+    assert unknown.exit_code == 1
+    assert "no enclave" in unknown.stderr
+
+
+def test_production_console_is_private(hello: EnclaveInfo, home: ReefHome) -> None:
+    result = runner.invoke(cli, ["enclave", "logs", hello.id], env={"REEF_HOME": str(home.root)})
+    assert result.exit_code == 1
+    assert "not in debug mode" in result.stderr
+    assert hello.endpoints["logs"] is None
+
+
+# -- in-place update ---------------------------------------------------------------------------
+
+
+async def test_update_keeps_id_and_endpoints(
+    backend: LocalBackend, hello_image: Path, tmp_path: Path, authority: DevAuthority
+) -> None:
+    info = await backend.start(EnclaveSpec(image=hello_image))
+    src = tmp_path / "hello2"
+    shutil.copytree(HELLO, src)
+    toml = (src / "reef.toml").read_text().replace("hello from a reef enclave", "version two")
+    (src / "reef.toml").write_text(toml)
+    second = build_image(src, tmp_path / "hello2.img")
+    with pytest.raises(ImageError):
+        await backend.update(info.id, EnclaveSpec(image=tmp_path / "missing.img"))
+    assert (await backend.status(info.id)).state == "running"  # a bad update changes nothing
+    updated = await backend.update(info.id, EnclaveSpec(image=tmp_path / "hello2.img"))
+    try:
+        assert updated.id == info.id
+        assert updated.endpoints == info.endpoints
+        assert updated.image_id == second.image_id != info.image_id
+        document = (await get(updated.endpoints["attestation"])).content
+        verified = verify_nitro(
+            document,
+            root=authority.root,
+            now_ms=now_ms(),
+            expect=Expectations(image_id=second.image_id),
+        )
+        assert verified.public_key == updated.public_keys["x25519"]
+        greeting = (await get(updated.endpoints["ports"][8080] + "/")).json()["greeting"]
+        assert greeting == "version two"
+    finally:
+        await backend.stop(info.id)
+
+
+# -- with a KMS ---------------------------------------------------------------------------------
+
+KMS_APP = """
+import json, os, socket, urllib.request
+secret = open("/init-params/api-key.txt").read()
+with urllib.request.urlopen("http://127.0.0.1:1100/derive/x25519?path=oyster.init-params", timeout=10) as answer:
+    derived = answer.read().hex()
+# A production enclave's console is private: report to the test over the network instead.
+report = json.dumps({"secret": secret, "derived": derived}).encode()
+with socket.create_connection((os.environ["REEF_HOST_ADDR"], int(os.environ["REPORT_PORT"])), 5) as s:
+    s.sendall(report)
+"""
+
+
+class Collector:
+    """A TCP server on the host's loopback that keeps what each connection sends."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.received: list[bytes] = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                chunks = []
+                while chunk := conn.recv(65536):
+                    chunks.append(chunk)
+                self.received.append(b"".join(chunks))
+
+
+@pytest.fixture
+async def kms_root(home: ReefHome, authority: DevAuthority) -> AsyncIterator[object]:
+    from reef.kms import AeadSealer, KmsRoot, RootServer, SeedStore
+
+    root_pcrs = {0: b"\x0a" * 48, 1: b"\x0b" * 48, 2: b"\x0c" * 48}
+    from reef.attestation import image_id as compute_image_id
+
+    store = SeedStore(home.kms, AeadSealer(authority.sealing_key(compute_image_id(root_pcrs))))
+    root = KmsRoot.open(store, attester=authority.attester(root_pcrs, clock_ms=now_ms))
+    async with RootServer(
+        root, peer_roots=[authority.root], scallop_port=0, public_port=0
+    ) as server:
+        yield server
+
+
+async def test_secret_init_params_open_inside_with_the_kms(
+    home: ReefHome, authority: DevAuthority, kms_root: object, tmp_path: Path
+) -> None:
+    from reef.kms import derive_key, init_params_public_key
+
+    server = kms_root
+    wiring = server.wiring()  # type: ignore[attr-defined]
+    collector = Collector()
+    image = make_image(
+        tmp_path, "kmsapp", {"app.py": KMS_APP}, command=["python3", "app.py"],
+        env={"REPORT_PORT": str(collector.port)},
+    )  # fmt: skip
+    plain = [InitParam("api-key.txt", b"s3cr3t-api-key", True, True), InitParam("note", b"n")]
+    digest = init_params_digest((p.path, p.contents, p.should_attest) for p in plain)
+    final_id = load_image(image).measurements.with_init_params(digest).image_id
+    key = await asyncio.to_thread(
+        init_params_public_key,
+        server.public_url,  # type: ignore[attr-defined]
+        final_id,
+        signing_key=wiring.signing_keys,
+    )
+    params = InitParams.build(plain, seal_to=key)
+    path = tmp_path / "params.json"
+    path.write_bytes(params.to_json())
+
+    backend = LocalBackend(home, authority=authority, kms=wiring)
+    info = await backend.start(EnclaveSpec(image=image, init_params=path))
+    final = await wait_state(backend, info.id)
+    assert info.image_id == final_id
+    assert final.state == "stopped", final
+    assert final.exit_code == 0
+    seed = server.root.keyring.enclave_seed(final_id)  # type: ignore[attr-defined]
+    expected = derive_key(seed, "oyster.init-params", "x25519")
+    assert expected.public_key == key
+    report = json.loads(collector.received[0])
+    assert report == {"secret": "s3cr3t-api-key", "derived": expected.secret.hex()}
+    collector.sock.close()
+    # Opened secrets never outlive the enclave.
+    assert not (home.enclaves / info.id / "init-params").exists()
