@@ -183,6 +183,16 @@ def test_replay_checks_freshness_only_when_asked(nitro: Path, expected: dict[str
 def test_live_mode_needs_the_current_time(nitro: Path) -> None:
     with pytest.raises(MisuseError, match="now_ms"):
         verify_nitro((nitro / "aws.bin").read_bytes(), root=TrustedRoot.aws())
+    with pytest.raises(MisuseError, match="read_evidence"):
+        verify_nitro(
+            (nitro / "aws.bin").read_bytes().hex(),  # type: ignore[arg-type]
+            root=TrustedRoot.aws(),
+            mode="replay",
+        )
+    with pytest.raises(MisuseError, match="root"):
+        verify_nitro(b"", root="aws", mode="replay")  # type: ignore[arg-type]
+    with pytest.raises(MisuseError, match="now_ms"):
+        verify_nitro(b"", root=TrustedRoot.aws(), now_ms=-1)
     with pytest.raises(MisuseError, match="mode"):
         verify_nitro(
             (nitro / "aws.bin").read_bytes(),

@@ -154,6 +154,13 @@ class NitroVerifier:
             )
         if not isinstance(root, TrustedRoot):
             raise MisuseError(f"root must be a TrustedRoot, got {type(root).__name__}")
+        if expect is not None and not isinstance(expect, Expectations):
+            raise MisuseError(f"expect must be Expectations, got {type(expect).__name__}")
+        if not isinstance(document, bytes | bytearray | memoryview):
+            raise MisuseError(
+                f"document must be bytes, got {type(document).__name__}",
+                hint="decode hex or base64 text first with read_evidence()",
+            )
 
         cose, doc = decode_nitro(document)
         # The COSE signature first: it covers the whole payload, so any tampering fails here at
