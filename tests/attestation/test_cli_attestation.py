@@ -364,6 +364,11 @@ def test_quotes_are_routed_to_the_quote_verifier(vectors: Path) -> None:
     )
     assert sgx.exit_code == 1
     assert sgx.stderr.startswith("attestation rejected: tcb: ")
+    human = run("verify", quote, "--collateral", str(collateral), "--at", str(at))
+    assert human.exit_code == 0, human.stderr
+    assert "tcb_status  UpToDate" in human.stdout
+    assert "MRTD" in human.stdout
+    assert "RTMR3" in human.stdout
     rooted = run("verify", quote, "--root", "aws", "--collateral", str(collateral))
     assert rooted.exit_code == 1
     assert "--root does not apply" in rooted.stderr

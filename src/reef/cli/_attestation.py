@@ -39,6 +39,13 @@ _INSECURE_NOTE = {
 }
 
 
+# The measurement registers of quotes, by the index reef.attestation gives them.
+_MEASUREMENT_NAMES = {
+    "tdx": {0: "MRTD", 1: "RTMR0", 2: "RTMR1", 3: "RTMR2", 4: "RTMR3"},
+    "sgx": {0: "MRENCLAVE", 1: "MRSIGNER"},
+}
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="attestation")
 
@@ -119,9 +126,12 @@ def _print_result(result: VerifiedAttestation) -> None:
     if result.tcb_status is not None:
         rows["tcb_status"] = result.tcb_status
         rows["advisories"] = ", ".join(result.advisory_ids) or "(none)"
-    # Zero PCRs measured nothing; the image id's PCRs are always shown, the rest when set.
+    names = _MEASUREMENT_NAMES.get(result.kind)
     for index, value in data["pcrs"].items():
-        if int(index) in (0, 1, 2, 16) or value.strip("0"):
+        if names is not None:
+            rows[names.get(int(index), f"MR{index}")] = value
+        # Zero PCRs measured nothing; the image id's PCRs are always shown, the rest when set.
+        elif int(index) in (0, 1, 2, 16) or value.strip("0"):
             rows[f"PCR{index}"] = value
     rows["root"] = f"{result.root.name} {data['root']['public_key']}"
     print_mapping(rows)
