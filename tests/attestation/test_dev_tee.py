@@ -298,3 +298,28 @@ def test_dev_documents_pass_an_independent_cose_check(
     assert isinstance(public, ec.EllipticCurvePublicKey)
     public.verify(encode_dss_signature(r, s), to_sign, ec.ECDSA(hashes.SHA384()))
     assert CoseSign1.decode(doc).sig_structure() == to_sign
+
+
+def test_the_dev_chain_passes_an_independent_x509_verifier(authority: DevAuthority) -> None:
+    # pyca's X.509 path builder (not reef's walk) accepts the dev chain at the document time,
+    # with the same Nitro-tolerant policy that accepts real AWS chains.
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store
+
+    doc = authority.mint(PCRS, timestamp_ms=NOW)
+    _, payload = decode_nitro(doc)
+    root, intermediate = (x509.load_der_x509_certificate(der) for der in payload.cabundle)
+    ca_policy = ExtensionPolicy.permit_all().require_present(
+        x509.BasicConstraints, Criticality.AGNOSTIC, None
+    )
+    verifier = (
+        PolicyBuilder()
+        .store(Store([root]))
+        .time(dt.datetime.fromtimestamp(NOW // 1000, dt.UTC))
+        .extension_policies(ca_policy=ca_policy, ee_policy=ExtensionPolicy.permit_all())
+        .build_client_verifier()
+    )
+    chain = verifier.verify(x509.load_der_x509_certificate(payload.certificate), [intermediate])
+    assert [c.subject for c in chain.chain[1:]] == [intermediate.subject, root.subject]
