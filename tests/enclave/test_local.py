@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import textwrap
 import threading
@@ -36,7 +35,6 @@ from reef.enclave import (
 )
 from reef.enclave._sandbox import python_runtime_paths
 from reef.errors import (
-    AttestationError,
     CertificateChainError,
     EnclaveError,
     ExpectationError,
@@ -98,13 +96,25 @@ def reef_processes(marker: str) -> list[int]:
     return found
 
 
+def exists(path: str | Path) -> bool:
+    return Path(path).exists()
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2] in "ZX"
+
+
 def netns_names() -> set[str]:
     path = Path("/run/netns")
     return {p.name for p in path.iterdir()} if path.is_dir() else set()
 
 
-async def wait_state(backend: LocalBackend, enclave_id: str, timeout: float = 30) -> EnclaveInfo:
-    deadline = time.monotonic() + timeout
+async def wait_state(backend: LocalBackend, enclave_id: str, limit_s: float = 30) -> EnclaveInfo:
+    deadline = time.monotonic() + limit_s
     while True:
         info = await backend.status(enclave_id)
         if info.state not in ("starting", "running") or time.monotonic() > deadline:
@@ -386,7 +396,7 @@ async def test_memory_limit_kills_and_is_reported(backend: LocalBackend, tmp_pat
         assert final.exit_code == 137
         assert "out of memory" in (final.reason or "")
         assert "64 MiB" in (final.reason or "")
-        assert not any(Path(g).exists() for g in state["limits"]["groups"])
+        assert not any(exists(g) for g in state["limits"]["groups"])
 
 
 async def test_crash_is_reported_with_its_exit_code(backend: LocalBackend, tmp_path: Path) -> None:
@@ -424,7 +434,7 @@ async def test_stop_leaves_no_process(backend: LocalBackend, tmp_path: Path) -> 
     )  # fmt: skip
     info = await backend.start(EnclaveSpec(image=image))
     deadline = time.monotonic() + 10
-    while len(reef_processes(marker)) < 2 and time.monotonic() < deadline:
+    while len(reef_processes(marker)) < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     assert len(reef_processes(marker)) >= 2
     state = json.loads((backend.home.enclaves / info.id / "state.json").read_text())
@@ -434,9 +444,9 @@ async def test_stop_leaves_no_process(backend: LocalBackend, tmp_path: Path) -> 
     assert stopped.state == "stopped"
     assert reef_processes(marker) == []
     for pid in (state["supervisor_pid"], state["pasta_pid"], state["app_pid"]):
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+        assert process_gone(pid)
     assert f"reef-{info.id}" not in netns_names()
-    assert not any(Path(g).exists() for g in state["limits"]["groups"])
+    assert not any(exists(g) for g in state["limits"]["groups"])
     # The host ports are free again.
     for url in [stopped.endpoints["attestation"], *stopped.endpoints["ports"].values()]:
         port = int(url.split(":")[2].split("/")[0])

@@ -495,8 +495,9 @@ class LocalBackend:
     async def _stop(self, enclave_id: str) -> None:
         run_dir = self._dir(enclave_id)
         before = self._state(enclave_id)
-        pid, start = before.get("supervisor_pid"), before.get("supervisor_start")
-        if _alive(pid, start):
+        pid: int | None = before.get("supervisor_pid")
+        start: int | None = before.get("supervisor_start")
+        if pid is not None and _alive(pid, start):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + _STOP_TIMEOUT_S
