@@ -270,6 +270,13 @@ def test_missing_or_corrupt_dev_roots_are_config_errors(home: ReefHome) -> None:
         DevAuthority.load_or_create(home)
 
 
+def test_an_unwritable_home_is_a_config_error(tmp_path: Path) -> None:
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("x")
+    with pytest.raises(ConfigError, match="cannot create the dev TEE authority"):
+        DevAuthority.load_or_create(ReefHome(blocked / "home"))
+
+
 def test_a_tampered_authority_folder_is_refused(home: ReefHome, authority: DevAuthority) -> None:
     (home.dev_tee / "intermediate.crt").write_bytes(TrustedRoot.mock().certificate)
     with pytest.raises(ConfigError):

@@ -215,7 +215,13 @@ class DevAuthority:
         """
         folder = home.dev_tee
         if not (folder / _ROOT_KEY_FILE).exists():
-            cls._create(home, now or dt.datetime.now(dt.UTC))
+            try:
+                cls._create(home, now or dt.datetime.now(dt.UTC))
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot create the dev TEE authority under {home.root}: {exc.strerror}",
+                    hint="make $REEF_HOME writable, or point REEF_HOME elsewhere",
+                ) from exc
         return cls(
             root_key=_load_key(folder / _ROOT_KEY_FILE),
             root_certificate=_read(folder / DEV_ROOT_CERT_FILE),
