@@ -38,10 +38,6 @@ _EVM_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _MAX_PATH = 1024
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class Limits:
     """ASGI middleware: 413 over ``max_body`` bytes, 414 over ``max_uri``, 503 after ``timeout``."""
 
@@ -73,18 +69,30 @@ class Limits:
                 return
         received = 0
         started = False
+        rejected = False
+        too_large = error_response(413, f"request body over {self._max_body} bytes")
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, rejected, started
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self._max_body:
-                    raise _BodyTooLarge
+                    # Answer 413 ourselves and tell the app the client left; whatever it does
+                    # next (an error, a response) is dropped.
+                    rejected = True
+                    if not started:
+                        started = True
+                        await too_large(scope, receive, send)
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if rejected:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -92,14 +100,13 @@ class Limits:
         try:
             async with asyncio.timeout(self._timeout):
                 await self._app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await error_response(413, f"request body over {self._max_body} bytes")(
-                    scope, receive, send
-                )
         except TimeoutError:
             if not started:
                 await error_response(503, "request timed out")(scope, receive, send)
+        except Exception:
+            # Once the body limit answered for the app, its failure to read the body is expected.
+            if not rejected:
+                raise
 
 
 def error_response(status: int, message: str) -> Response:
