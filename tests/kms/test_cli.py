@@ -13,7 +13,9 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -234,3 +236,65 @@ def test_root_serve_process_keeps_its_seed_sealed(reef_home: Path) -> None:
     other = AeadSealer(authority.sealing_key(b"\x00" * 32))
     with pytest.raises(KMSError, match="does not open"):
         SeedStore(ReefHome(reef_home).kms, other).load()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.slow
+def test_derive_server_command_with_oysters_flags(
+    live_root: RootServer,
+    keyring: RootKeyring,
+    authority: DevAuthority,
+    reef_home: Path,
+    tmp_path: Path,
+    serve_thread: Any,
+) -> None:
+    from reef.attestation import attestation_app
+    from reef.crypto import generate_x25519
+
+    secret, public = generate_x25519()
+    (tmp_path / "id.sec").write_bytes(secret)
+    app_pcrs = {0: b"\x31" * 48, 1: b"\x32" * 48, 2: b"\x33" * 48}
+    attester = authority.attester(app_pcrs, clock_ms=_now)
+    wiring = live_root.wiring()
+    config = tmp_path / "root-server-config.json"
+    config.write_text(
+        json.dumps({"kms_endpoint": wiring.endpoint, "kms_pubkey": wiring.scallop_key.hex()})
+    )
+    port = _free_port()
+    with serve_thread(attestation_app(attester, public_key=public)) as attestation_url:
+        process = _reef(
+            "kms", "derive-server", "--root-server-config", str(config),
+            "--listen-addr", f"127.0.0.1:{port}",
+            "--attestation-endpoint", attestation_url + "/attestation/raw",
+            "--secret-path", str(tmp_path / "id.sec"),
+            home=reef_home,
+        )  # fmt: skip
+        try:
+            answer = None
+            for _ in range(200):
+                try:
+                    answer = httpx.get(
+                        f"http://127.0.0.1:{port}/derive/ed25519", params={"path": "k"}
+                    )
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+                    assert process.poll() is None, process.communicate()[1]
+            assert answer is not None
+            assert answer.status_code == 200
+        finally:
+            _stop(process)
+    seed = keyring.enclave_seed(image_id(app_pcrs))
+    assert answer.content == derive_key(seed, "k", "ed25519").secret
+
+    bad = runner.invoke(app, ["kms", "derive-server", "--kms-endpoint", "h:1"])
+    assert bad.exit_code == 2
+    assert "--kms-pubkey" in bad.stderr

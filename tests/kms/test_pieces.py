@@ -113,9 +113,10 @@ async def test_approval_call_shape_and_answers() -> None:
 def test_selector_is_keccak_of_the_signature() -> None:
     from eth_utils import function_signature_to_4byte_selector
 
-    assert function_signature_to_4byte_selector(
-        "oysterKMSVerify(bytes32)"
-    ) == OYSTER_KMS_VERIFY_SELECTOR
+    assert (
+        function_signature_to_4byte_selector("oysterKMSVerify(bytes32)")
+        == OYSTER_KMS_VERIFY_SELECTOR
+    )
 
 
 async def test_approval_checks_the_chain() -> None:
