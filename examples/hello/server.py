@@ -50,6 +50,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
-    server = ThreadingHTTPServer(("127.0.0.1", 8080), Handler)
-    print("hello: listening on 127.0.0.1:8080", flush=True)
+    port = int(os.environ.get("PORT", "8080"))
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    print(f"hello: listening on 127.0.0.1:{port}", flush=True)
     server.serve_forever()

@@ -1,0 +1,145 @@
+"""Local enclave start-up: from `run` to an attestation answered, next to the bare app.
+
+Each round measures, in the same run and on the same machine:
+
+- bare: the hello example's server started directly (``python3 server.py``, no reef), until its
+  HTTP port answers;
+- enclave: ``LocalBackend.start`` of the same app as an image (supervisor, network namespace and
+  pasta, control groups, bubblewrap, trusted base), until the attestation endpoint on the host
+  answers with a document (and the app's own port answers);
+- verified: the same, plus verifying that document live under the dev root.
+
+Rounds are interleaved so that load from other processes affects both alike; the table shows
+the best and the median round. Prints, does not assert.
+
+Run: ``.venv/bin/python bench/enclave.py [--rounds N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from reef.attestation import DevAuthority, Expectations, verify_nitro
+from reef.enclave import EnclaveSpec, LocalBackend, build_image
+from reef.home import ReefHome
+
+REPO = Path(__file__).resolve().parents[1]
+HELLO = REPO / "examples" / "hello"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def wait_http(client: httpx.AsyncClient, url: str, deadline_s: float = 60) -> httpx.Response:
+    end = time.perf_counter() + deadline_s
+    while True:
+        try:
+            response = await client.get(url)
+            if response.status_code == 200:
+                return response
+        except httpx.TransportError:
+            pass
+        if time.perf_counter() > end:
+            raise SystemExit(f"{url} did not answer within {deadline_s} s")
+        await asyncio.sleep(0.005)
+
+
+async def enclave(
+    client: httpx.AsyncClient, backend: LocalBackend, image: Path, authority: DevAuthority
+) -> tuple[float, float, float]:
+    start = time.perf_counter()
+    info = await backend.start(EnclaveSpec(image=image))
+    try:
+        document = (await wait_http(client, info.endpoints["attestation"])).content
+        attested = time.perf_counter() - start
+        verify_nitro(
+            document,
+            root=authority.root,
+            now_ms=int(time.time() * 1000),
+            expect=Expectations(image_id=info.image_id),
+        )
+        verified = time.perf_counter() - start
+        await wait_http(client, info.endpoints["ports"][8080] + "/")
+        app = time.perf_counter() - start
+    finally:
+        await backend.stop(info.id)
+        await backend.remove(info.id)
+    return attested, verified, app
+
+
+async def main(rounds: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="reef-bench-") as tmp:
+        home = ReefHome(Path(tmp) / "home").ensure()
+        authority = DevAuthority.load_or_create(home)
+        backend = LocalBackend(home, authority=authority)
+        image = Path(tmp) / "hello.img"
+        build_image(HELLO, image)
+        results: dict[str, list[float]] = {"bare": [], "attested": [], "verified": [], "app": []}
+        async with httpx.AsyncClient(timeout=5) as client:
+            for _ in range(rounds):
+                # The bare server answers 404 on that path: any HTTP answer means it is up.
+                results["bare"].append(await bare(client))
+                attested, verified, app = await enclave(client, backend, image, authority)
+                results["attested"].append(attested)
+                results["verified"].append(verified)
+                results["app"].append(app)
+    labels = {
+        "bare": "bare app process, until its port answers",
+        "attested": "reef enclave run, until an attestation is answered",
+        "verified": "  ... and verified live under the dev root",
+        "app": "  ... and the app's own port answers",
+    }
+    print(f"local enclave start-up, {rounds} rounds (seconds)")
+    print(f"{'':52} {'best':>8} {'median':>8}")
+    for key, label in labels.items():
+        values = results[key]
+        print(f"{label:52} {min(values):8.3f} {statistics.median(values):8.3f}")
+    ratio = statistics.median(results["attested"]) / statistics.median(results["bare"])
+    print(f"enclave / bare (median): {ratio:.1f}x")
+
+
+async def bare(client: httpx.AsyncClient) -> float:
+    port = free_port()
+    start = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "server.py",
+        cwd=HELLO,
+        env={**os.environ, "PORT": str(port), "REEF_APP_DIR": str(HELLO)},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        end = time.perf_counter() + 30
+        while True:
+            try:
+                await client.get(f"http://127.0.0.1:{port}/nothing")
+                break
+            except httpx.TransportError:
+                if time.perf_counter() > end:
+                    raise SystemExit("the bare app did not start") from None
+                await asyncio.sleep(0.005)
+        return time.perf_counter() - start
+    finally:
+        process.kill()
+        await process.wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    asyncio.run(main(parser.parse_args().rounds))
