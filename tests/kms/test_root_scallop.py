@@ -346,3 +346,27 @@ async def test_no_seed_in_logs_or_files(
         for needle in (secret, secret.hex().encode(), secret[:16]):
             assert needle.decode("latin-1") not in text
             assert not any(needle in data for data in files)
+
+
+async def test_misbehaving_clients_do_not_stop_the_root(
+    server: RootServer, authority: DevAuthority
+) -> None:
+    import asyncio
+
+    # One client stalls mid-handshake, one sends garbage, one speaks plain HTTP to Scallop.
+    _, stalled = await asyncio.open_connection("127.0.0.1", server.scallop_port)
+    stalled.write(b"\x00\x00\x00\x40")
+    _, garbage = await asyncio.open_connection("127.0.0.1", server.scallop_port)
+    garbage.write(b"\xff" * 4096)
+    _, http_writer = await asyncio.open_connection("127.0.0.1", server.scallop_port)
+    http_writer.write(b"GET /derive HTTP/1.1\r\nHost: x\r\n\r\n")
+    # The public listener meanwhile gets a broken request line.
+    _, public_garbage = await asyncio.open_connection("127.0.0.1", server.public_port)
+    public_garbage.write(b"\x00\x01 nonsense\r\n\r\n")
+    good = Enclave(authority, APP_PCRS)
+    seed, _ = await good.fetch(server.wiring())
+    assert seed == server.root.keyring.enclave_seed(good.image_id)
+    public = KmsPublicClient(server.public_url, signing_key=server.wiring().signing_keys[0])
+    assert len(await public.public_key("x25519", "p", image_id=good.image_id)) == 32
+    for writer in (stalled, garbage, http_writer, public_garbage):
+        writer.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +55,7 @@ def client_policy(
     roots: Sequence[TrustedRoot],
     *,
     max_age_ms: int = DEFAULT_MAX_AGE_MS,
-    clock: Any = None,
+    clock: Callable[[], int] | None = None,
 ) -> PolicyStore:
     """The root's auth store: always ask, never cache; accepted roots, fresh, key-bound.
 

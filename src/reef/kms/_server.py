@@ -15,7 +15,7 @@ import contextlib
 import ipaddress
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -104,7 +104,7 @@ class RootServer:
         scallop_port: int = 1100,
         public_port: int = 1101,
         max_age_ms: int = DEFAULT_MAX_AGE_MS,
-        clock: Any = None,
+        clock: Callable[[], int] | None = None,
         log_level: str = "warning",
     ) -> None:
         if not peer_roots:
