@@ -528,7 +528,15 @@ def _state_dir(given: Path | None) -> Path:
     # Inside a local enclave the runtime names a persistent per-image directory; elsewhere the
     # seed lives under $REEF_HOME/kms. Only the sealed blob is ever written there.
     env = os.environ.get("REEF_STATE_DIR")
-    return Path(env) if env else Path(_home().kms)
+    if env:
+        return Path(env)
+    if os.environ.get("REEF_ENCLAVE_ID"):
+        err_console().print(
+            "warning: this enclave has no persistent state directory ($REEF_STATE_DIR): the "
+            "sealed root seed will not survive it, so a restarted root derives other keys",
+            markup=False,
+        )
+    return Path(_home().kms)
 
 
 def _sealer(kind: str, image_id: str | None) -> Any:
