@@ -590,3 +590,55 @@ def test_the_cache_is_bounded_and_never_caches_failures() -> None:
         with pytest.raises(CertificateChainError):
             verifier.verify(make_doc(bad), root=bad.root, mode="replay")
     assert verifier.cache_misses == 6
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"image_id": b"\x00" * 31}, "32 bytes"),
+        ({"image_id": "00" * 32}, "must be bytes"),
+        ({"pcrs": {32: bytes(48)}}, "PCR index 32"),
+        ({"pcrs": {True: bytes(48)}}, "PCR index"),
+        ({"pcrs": {0: "00"}}, "must be bytes"),
+        ({"public_key": 5}, "must be bytes"),
+        ({"timestamp_ms": -1}, "timestamp_ms"),
+        ({"timestamp_ms": 1.0}, "timestamp_ms"),
+    ],
+)
+def test_expectations_refuse_malformed_values(kwargs: dict[str, Any], message: str) -> None:
+    from reef.attestation import Expectations
+
+    with pytest.raises(InputError, match=message):
+        Expectations(**kwargs)
+
+
+def test_expectations_are_immutable_copies() -> None:
+    from reef.attestation import Expectations
+
+    pcrs = {1: bytearray(48)}
+    expect = Expectations(pcrs=pcrs, nonce=bytearray(b"n"))  # type: ignore[dict-item,arg-type]
+    pcrs[2] = bytes(48)
+    assert list(expect.pcrs) == [1]
+    assert expect.pcrs[1] == bytes(48)
+    assert expect.nonce == b"n"
+    with pytest.raises(TypeError):
+        expect.pcrs[3] = bytes(48)  # type: ignore[index]
+
+
+@pytest.mark.parametrize("length", [0, 23, 24, 255, 256, 65535, 65536, 70000])
+def test_sig_structure_lengths_match_cbor2_at_every_head_size(length: int) -> None:
+    cose = CoseSign1(b"\xa1\x01\x38\x22", {}, b"p" * length, b"")
+    assert cose.sig_structure() == cbor2.dumps(["Signature1", cose.protected, b"", cose.payload])
+
+
+def test_root_files_that_are_not_certificates(tmp_path: Path) -> None:
+    (tmp_path / "bad.pem").write_text(
+        "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n"
+    )
+    with pytest.raises(InputError, match="not a PEM certificate"):
+        TrustedRoot.from_file(tmp_path / "bad.pem")
+    (tmp_path / "bad.der").write_bytes(b"\x30\x03\x02\x01\x01")
+    with pytest.raises(InputError, match="not a DER"):
+        TrustedRoot.from_file(tmp_path / "bad.der")
+    with pytest.raises(InputError, match="cannot read"):
+        TrustedRoot.from_file(tmp_path)
