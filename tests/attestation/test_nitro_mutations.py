@@ -81,3 +81,25 @@ def test_the_signature_binds_the_document_not_only_its_fields(vectors: Path) -> 
     with pytest.raises(AttestationError) as caught:
         NitroVerifier().verify(first[:-96] + second[-96:], root=TrustedRoot.aws(), mode="replay")
     assert caught.value.reason == "signature"
+
+
+def test_every_single_byte_modification_of_a_dev_document_is_rejected(reef_home: Path) -> None:
+    # Runs without the public vectors too (a fresh clone).
+    from reef.attestation import DevAuthority
+    from reef.home import ReefHome
+
+    authority = DevAuthority.load_or_create(ReefHome(reef_home))
+    now_ms = 1_795_564_800_000
+    doc = authority.mint(
+        {0: b"\x01" * 48}, timestamp_ms=now_ms, public_key=b"k" * 32, nonce=b"n" * 20
+    )
+    verifier = NitroVerifier()
+    verifier.verify(doc, root=authority.root, now_ms=now_ms)
+    variants = []
+    for position in range(len(doc)):
+        changed = bytearray(doc)
+        changed[position] ^= 0x04
+        variants.append(bytes(changed))
+    reasons = _rejections(verifier, authority.root, variants)
+    assert sum(reasons.values()) == len(doc)
+    assert set(reasons) <= REASONS, reasons
