@@ -13,11 +13,15 @@ import typer
 from reef.cli import (
     _attestation,
     _chain,
+    _deploy,
     _enclave,
     _image,
     _init_params,
+    _jobs,
     _kms,
+    _provider,
     _scallop,
+    _up,
     _verifier,
     _verify,
 )
@@ -44,6 +48,10 @@ for _module in (
     _chain,
     _scallop,
     _kms,
+    _up,
+    _deploy,
+    _jobs,
+    _provider,
 ):
     _module.register(app)
 

@@ -1,0 +1,168 @@
+"""`reef up`: start the whole local network in the foreground; Ctrl-C stops it all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from reef.cli._output import JsonOption, fail, print_json
+from reef.errors import ReefError
+
+if TYPE_CHECKING:
+    from reef.node import LocalNetwork, NetworkInfo
+
+__all__ = ["register"]
+
+
+def register(root: typer.Typer) -> None:
+    root.command("up")(up)
+
+
+def _quiet(_text: str) -> None:
+    return None
+
+
+def _say(text: str = "") -> None:
+    # Plain, flushed lines: scripts and tests wait for "ready" on a pipe.
+    typer.echo(text)
+
+
+def up(
+    host: Annotated[str, typer.Option("--host", help="Address every service listens on.")] = (
+        "127.0.0.1"
+    ),
+    rpc_port: Annotated[int, typer.Option("--rpc-port", help="Devnet JSON-RPC port.")] = 8545,
+    cp_port: Annotated[int, typer.Option("--cp-port", help="Control plane port.")] = 8080,
+    store_port: Annotated[int, typer.Option("--store-port", help="Image store port.")] = 8090,
+    verifier_port: Annotated[
+        int, typer.Option("--verifier-port", help="Attestation verifier port.")
+    ] = 1400,
+    kms_port: Annotated[int, typer.Option("--kms-port", help="KMS root Scallop port.")] = 1100,
+    kms_public_port: Annotated[
+        int, typer.Option("--kms-public-port", help="KMS root public HTTP port.")
+    ] = 1101,
+    rate_lock: Annotated[
+        int,
+        typer.Option(
+            "--rate-lock", min=0, help="Seconds a rate revision stays locked (a new devnet)."
+        ),
+    ] = 300,
+    safety_margin: Annotated[
+        int | None,
+        typer.Option(
+            "--safety-margin",
+            min=0,
+            help="Stop enclaves this many seconds before their deposit runs out "
+            "(default: the rate lock).",
+        ),
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Start a new chain (deletes the devnet's state).")
+    ] = False,
+    no_kms: Annotated[
+        bool, typer.Option("--no-kms", help="Do not start the KMS root enclave.")
+    ] = False,
+    json_output: bool = JsonOption,
+) -> None:
+    """Run the local network: devnet, contracts, image store, verifier, KMS root and a provider.
+
+    Ports of 0 pick free ones. Prints the endpoints and funded dev accounts, then `ready`.
+    Ctrl-C stops every enclave and service; chain state persists under $REEF_HOME.
+    """
+    from reef.home import ReefHome
+    from reef.node import LocalNetwork, UpSettings
+
+    settings = UpSettings(
+        host=host,
+        rpc_port=rpc_port,
+        cp_port=cp_port,
+        store_port=store_port,
+        verifier_port=verifier_port,
+        kms_scallop_port=kms_port,
+        kms_public_port=kms_public_port,
+        rate_lock_s=rate_lock,
+        safety_margin_s=safety_margin,
+        fresh=fresh,
+        kms=not no_kms,
+    )
+    network = LocalNetwork(ReefHome.from_env(), settings)
+    try:
+        asyncio.run(_run(network, json_output=json_output))
+    except ReefError as exc:
+        raise fail(exc) from exc
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        raise typer.Exit(130) from None
+
+
+async def _run(network: LocalNetwork, *, json_output: bool) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    starting = asyncio.create_task(network.start(progress=_quiet if json_output else _say))
+    waiter = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({starting, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            _say("interrupted while starting; stopping ...")
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ReefError):
+                await starting
+            await network.stop()
+            return
+        info = starting.result()
+        _announce(network, info, json_output=json_output)
+        await waiter
+        _say("stopping: enclaves, control plane, KMS, services, devnet ...")
+    finally:
+        waiter.cancel()
+        await network.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    _say("stopped; chain state is kept in $REEF_HOME/chain (`reef up --fresh` starts over)")
+
+
+DEV_KEYS_WARNING = "dev only: these keys come from a public mnemonic; never use them elsewhere"
+
+
+def _announce(network: LocalNetwork, info: NetworkInfo, *, json_output: bool) -> None:
+    from reef.node import PROVIDER_ACCOUNT
+
+    accounts = network.accounts
+    if json_output:
+        print_json(
+            {
+                **info.to_json(),
+                "accounts": [a.to_json() for a in accounts],
+                "accounts_warning": DEV_KEYS_WARNING,
+            }
+        )
+        _say("ready")
+        return
+    rows = [
+        ("chain (JSON-RPC)", f"{info.rpc_url}  chain id {info.chain_id}"),
+        ("market", info.deployment.market),
+        ("token (rUSD)", info.deployment.token),
+        ("KMS registry", info.deployment.kms_registry),
+        ("control plane", f"{info.control_plane}  provider {info.provider}"),
+        ("image store", info.image_store),
+        ("verifier", info.verifier or "-"),
+        ("KMS root", f"{info.kms['public']} (Scallop {info.kms['scallop']})" if info.kms else "-"),
+        ("rate lock", f"{info.rate_lock_s} s; enclaves stop {info.safety_margin_s} s early"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        _say(f"{name:<{width}}  {value}")
+    _say()
+    _say(f"dev accounts ({DEV_KEYS_WARNING}):")
+    for account in accounts:
+        role = " (provider)" if account.index == PROVIDER_ACCOUNT else ""
+        role = " (default for reef deploy/jobs)" if account.index == 0 else role
+        _say(f"  {account.index}  {account.address}  0x{account.private_key.hex()}{role}")
+    _say()
+    _say("try: reef deploy examples/hello --duration 1h")
+    _say("ready")
