@@ -286,7 +286,7 @@ def test_mint_then_verify_with_dev_root(tmp_path: Path) -> None:
     summary = json.loads(minted.stdout)
     assert summary["insecure"] is True
     assert summary["root"]["name"] == "dev"
-    verified = run("verify", str(out), "--root", "dev", "--json")
+    verified = run("verify", str(out), "--trust", "dev", "--json")  # DESIGN's spelling
     assert verified.exit_code == 0, verified.stderr
     assert "INSECURE" in verified.stderr
     data = json.loads(verified.stdout)

@@ -147,7 +147,9 @@ def verify_cmd(
     root: Annotated[
         str | None,
         typer.Option(
-            "--root", help="Trusted root: aws (default), mock, dev, or a DER/PEM certificate file."
+            "--root",
+            "--trust",
+            help="Trusted root: aws (default), mock, dev, or a DER/PEM certificate file.",
         ),
     ] = None,
     replay: Annotated[
