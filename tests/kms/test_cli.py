@@ -190,6 +190,7 @@ def _ready(process: subprocess.Popen[str]) -> dict[str, object]:
 def _stop(process: subprocess.Popen[str]) -> tuple[str, str]:
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err  # a clean shutdown, listeners closed
     return out, err
 
 

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -485,6 +486,8 @@ def root_serve_cmd(
     except ReefError as exc:
         raise fail(exc) from exc
 
+    _absorb_stop_signals()
+
     async def main() -> None:
         server = RootServer(
             kms_root,
@@ -618,6 +621,8 @@ def derive_server_cmd(
         error = exc if isinstance(exc, ReefError) else InputError(f"bad configuration: {exc}")
         raise fail(error, code=2) from exc
 
+    _absorb_stop_signals()
+
     async def main() -> None:
         server = DeriveServer.for_enclave(
             wiring,
@@ -637,6 +642,16 @@ def derive_server_cmd(
         asyncio.run(main())
     except ReefError as exc:
         raise fail(exc) from exc
+
+
+def _absorb_stop_signals() -> None:
+    # uvicorn stops its server on SIGINT/SIGTERM and then re-raises the signal to the handler it
+    # found; with this one in place the re-raise is harmless and our listeners close cleanly.
+    def stopping(signum: int, _frame: object) -> None:
+        err_console().print(f"stopping ({signal.Signals(signum).name})", markup=False)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stopping)
 
 
 def _read_file(path: Path) -> bytes:
