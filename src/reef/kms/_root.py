@@ -72,9 +72,22 @@ class KmsRoot:
         self._on_rotate: list[Callable[[RootKeyring], Awaitable[None]]] = []
 
     @classmethod
-    def open(cls, store: SeedStore, **options: Any) -> KmsRoot:
-        """Unseal the root's seeds from ``store``, creating version 0 on first start."""
-        return cls(store.load_or_create(), store=store, **options)
+    def open(
+        cls,
+        store: SeedStore,
+        *,
+        approval: ImageApproval | None = None,
+        attester: Attester | None = None,
+        admin: str | None = None,
+    ) -> KmsRoot:
+        """Unseal the root's seeds from ``store``, creating version 0 on first start.
+
+        Raises:
+            ConfigError, KMSError: when the sealed file is not one, or does not unseal here.
+        """
+        return cls(
+            store.load_or_create(), store=store, approval=approval, attester=attester, admin=admin
+        )
 
     def __repr__(self) -> str:
         return f"KmsRoot({self._keyring!r})"
