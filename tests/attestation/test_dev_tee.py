@@ -185,6 +185,19 @@ def test_the_leaf_lives_three_hours_and_is_reissued_near_expiry(
     assert "INSECURE" in cert.subject.rfc4514_string()
 
 
+def test_each_module_id_gets_its_own_leaf(authority: DevAuthority) -> None:
+    def leaf_of(doc: bytes) -> bytes:
+        return decode_nitro(doc)[1].certificate
+
+    a = leaf_of(authority.mint(PCRS, timestamp_ms=NOW, module_id="i-aaaa-enc1"))
+    b = leaf_of(authority.mint(PCRS, timestamp_ms=NOW, module_id="i-bbbb-enc2"))
+    assert a != b
+    assert leaf_of(authority.mint(PCRS, timestamp_ms=NOW + 1, module_id="i-aaaa-enc1")) == a
+    long_id = "i-" + "x" * 200
+    doc = authority.mint(PCRS, timestamp_ms=NOW, module_id=long_id)
+    assert verify_nitro(doc, root=authority.root, now_ms=NOW).module_id == long_id
+
+
 def test_live_verification_of_an_old_dev_document_fails(authority: DevAuthority) -> None:
     doc = authority.mint(PCRS, timestamp_ms=NOW)
     with pytest.raises(StaleAttestationError):

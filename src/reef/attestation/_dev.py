@@ -3,9 +3,10 @@
 A laptop has no Nitro Secure Module, so the local backend needs something that signs attestation
 documents the way one does. This authority keeps a P-384 root and one intermediate CA under
 ``$REEF_HOME/dev-tee`` (owner-only files), issues a short-lived leaf (3 hours, like AWS's; a new
-one when the current one does not cover a document's time with 30 minutes to spare), and mints
-documents in exactly AWS's layout: the same key order and CBOR shapes, all 16 PCRs, null for
-empty fields, an untagged ES384 COSE_Sign1 whose ``cabundle`` is ``[root, intermediate]``.
+one when the current one does not cover a document's time with 30 minutes to spare; one per
+module id, as each AWS enclave has its own), and mints documents in exactly AWS's layout: the
+same key order and CBOR shapes, all 16 PCRs, null for empty fields, an untagged ES384 COSE_Sign1
+whose ``cabundle`` is ``[root, intermediate]``.
 
 Nothing protects the root key but file permissions: anyone who can read it can mint documents
 for any PCRs. Verifiers therefore trust the dev root only when told to (``--root dev``), results
@@ -55,6 +56,7 @@ _BACKDATE = dt.timedelta(days=1)
 # The NSM accepts at most 1024 bytes for each of public_key, user_data and nonce.
 MAX_USER_FIELD = 1024
 _NITRO_PCRS = 16
+_MAX_LEAVES = 256
 
 _ROOT_KEY_FILE = "root.key"
 _INTERMEDIATE_KEY_FILE = "intermediate.key"
@@ -197,7 +199,8 @@ class DevAuthority:
         )
         digest = hashlib.sha256(b"reef dev-tee module id" + self.root.public_key).hexdigest()
         self._default_module_id = f"i-{digest[:17]}-enc{digest[17:33]}"
-        self._leaf: _Leaf | None = None
+        # One leaf per module id, as each AWS enclave has its own; bounded, oldest dropped.
+        self._leaves: dict[str, _Leaf] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -286,26 +289,30 @@ class DevAuthority:
         """The module id used when :meth:`mint` is given none (stable for this authority)."""
         return self._default_module_id
 
-    def _leaf_for(self, timestamp_ms: int) -> _Leaf:
+    def _leaf_for(self, module_id: str, timestamp_ms: int) -> _Leaf:
         with self._lock:
-            leaf = self._leaf
+            leaf = self._leaves.get(module_id)
             if (
                 leaf is not None
                 and leaf.not_before_ms <= timestamp_ms
                 and timestamp_ms + _LEAF_MARGIN_MS <= leaf.not_after_ms
             ):
                 return leaf
-            leaf = self._issue_leaf(timestamp_ms)
-            self._leaf = leaf
+            leaf = self._issue_leaf(module_id, timestamp_ms)
+            self._leaves.pop(module_id, None)
+            while len(self._leaves) >= _MAX_LEAVES:
+                del self._leaves[next(iter(self._leaves))]
+            self._leaves[module_id] = leaf
             return leaf
 
-    def _issue_leaf(self, timestamp_ms: int) -> _Leaf:
+    def _issue_leaf(self, module_id: str, timestamp_ms: int) -> _Leaf:
         key = ec.generate_private_key(ec.SECP384R1())
         not_before_s = timestamp_ms // 1000
         not_after_s = min(not_before_s + LEAF_LIFETIME_MS // 1000, self._ca_window[1] // 1000)
         cert = (
             x509.CertificateBuilder()
-            .subject_name(_name(f"{self._default_module_id}.dev-tee.reef (INSECURE)"))
+            # X.509 limits a common name to 64 characters.
+            .subject_name(_name(f"{module_id[:40]}.dev-tee (INSECURE)"))
             .issuer_name(self._intermediate.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
@@ -383,9 +390,10 @@ class DevAuthority:
             )
         if module_id is not None and (not isinstance(module_id, str) or not module_id):
             raise InputError("module_id must be a non-empty string")
-        leaf = self._leaf_for(timestamp_ms)
+        module = module_id or self._default_module_id
+        leaf = self._leaf_for(module, timestamp_ms)
         document = NitroDocument(
-            module_id=module_id or self._default_module_id,
+            module_id=module,
             timestamp_ms=timestamp_ms,
             pcrs=full,
             certificate=leaf.der,
