@@ -607,3 +607,14 @@ def test_state_reads_at_tags_numbers_and_eip1898_objects(call: Client, devnet: D
     assert call("eth_getTransactionCount", sender) == "0x1"
     assert call("eth_getTransactionCount", sender, "earliest") == "0x0"
     assert call("eth_getStorageAt", address, "0x0") == "0x" + "00" * 32
+
+
+def test_light_requests_are_those_needing_no_evm() -> None:
+    light = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}
+    heavy = {"jsonrpc": "2.0", "id": 2, "method": "eth_call", "params": [{}]}
+    assert DevnetRpc.is_light(light)
+    assert DevnetRpc.is_light([light, {**light, "method": "eth_blockNumber"}])
+    assert not DevnetRpc.is_light([light, heavy])
+    assert not DevnetRpc.is_light(heavy)
+    assert not DevnetRpc.is_light([])
+    assert not DevnetRpc.is_light("eth_chainId")

@@ -67,6 +67,25 @@ MAX_FILTERS: Final = 10_000
 FILTER_TIMEOUT_S: Final = 300.0
 """A filter nobody polled for five minutes is dropped, as geth does."""
 _UINT256: Final = 2**256
+LIGHT_METHODS: Final = frozenset(
+    {
+        "web3_clientVersion",
+        "web3_sha3",
+        "net_version",
+        "net_listening",
+        "net_peerCount",
+        "eth_chainId",
+        "eth_syncing",
+        "eth_mining",
+        "eth_hashrate",
+        "eth_coinbase",
+        "eth_accounts",
+        "eth_blockNumber",
+        "eth_maxPriorityFeePerGas",
+        "eth_blobBaseFee",
+    }
+)
+"""Methods answered from constants or one atomic read: no EVM work, no lock."""
 
 
 def _invalid(message: str) -> DevnetFault:
@@ -313,12 +332,18 @@ class DevnetRpc:
         try:
             payload = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            response: Any = _error(None, PARSE_ERROR, f"parse error: {exc}")
-        else:
-            response = self.handle(payload)
-        if response is None:
-            return None
-        return json.dumps(response, separators=(",", ":")).encode()
+            return encode_response(_error(None, PARSE_ERROR, f"parse error: {exc}"))
+        return encode_response(self.handle(payload))
+
+    @staticmethod
+    def is_light(payload: Any) -> bool:
+        """Whether answering ``payload`` needs neither the EVM nor its lock (chain id, block
+        number, client version, ...), so a server may answer it without a worker thread."""
+        requests = payload if isinstance(payload, list) else [payload]
+        return bool(requests) and all(
+            isinstance(request, Mapping) and request.get("method") in LIGHT_METHODS
+            for request in requests
+        )
 
     def handle(self, payload: Any) -> Any:
         """Answer a parsed request (an object) or batch (an array).
@@ -775,6 +800,13 @@ def _rewards(block: MinedBlock, percentiles: Sequence[float]) -> list[str]:
             cumulative += tips[index][1]
         rewards.append(quantity(tips[index][0]))
     return rewards
+
+
+def encode_response(response: Any) -> bytes | None:
+    """A response (or batch of them) as compact JSON bytes; ``None`` stays ``None``."""
+    if response is None:
+        return None
+    return json.dumps(response, separators=(",", ":")).encode()
 
 
 def _error(ident: Any, code: int, message: str, payload: bytes | None = None) -> dict[str, Any]:

@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import logging
 import socket
 import threading
-from typing import Final
+from typing import Any, Final
 
 import anyio.to_thread
 import uvicorn
@@ -31,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reef.chain._devnet import Devnet
-from reef.chain._devnet_rpc import INVALID_REQUEST, DevnetRpc
+from reef.chain._devnet_rpc import INVALID_REQUEST, DevnetRpc, encode_response
 from reef.errors import ChainError, InputError
 
 __all__ = [
@@ -73,6 +74,9 @@ def devnet_app(devnet: Devnet, *, max_body: int = MAX_BODY) -> Starlette:
     """The ASGI app answering Ethereum JSON-RPC for ``devnet`` at ``POST /``."""
     rpc = DevnetRpc(devnet)
 
+    def answer_for(payload: Any) -> bytes | None:
+        return encode_response(rpc.handle(payload))
+
     async def endpoint(request: Request) -> Response:
         if request.method != "POST":
             return _rpc_error(
@@ -82,7 +86,16 @@ def devnet_app(devnet: Devnet, *, max_body: int = MAX_BODY) -> Starlette:
             body = await _read_body(request, max_body)
         except _TooLarge:
             return _rpc_error(INVALID_REQUEST, f"request body over {max_body} bytes", 413)
-        answer = await anyio.to_thread.run_sync(rpc.handle_bytes, body)
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            answer = rpc.handle_bytes(body)  # answers the parse error
+        else:
+            if DevnetRpc.is_light(payload):
+                answer = encode_response(rpc.handle(payload))
+            else:
+                # EVM work runs in a worker thread so the event loop keeps serving.
+                answer = await anyio.to_thread.run_sync(answer_for, payload)
         if answer is None:
             return Response(status_code=204)
         return Response(answer, media_type="application/json")
