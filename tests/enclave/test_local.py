@@ -30,10 +30,10 @@ from reef.enclave import (
     LocalBackend,
     build_image,
     dev_unseal,
-    init_params_digest,
     load_image,
 )
-from reef.enclave._sandbox import python_runtime_paths
+from reef.enclave._network import choose_network
+from reef.enclave._sandbox import bwrap_path, python_runtime_paths
 from reef.errors import (
     CertificateChainError,
     EnclaveError,
@@ -45,6 +45,11 @@ from reef.home import ReefHome
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(sys.platform != "linux", reason="the dev TEE runs on Linux"),
+    pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap (bwrap) is not installed"),
+    pytest.mark.skipif(
+        choose_network()[0] != "netns",
+        reason=f"no network namespaces here: {choose_network()[1]} (see test_local_host.py)",
+    ),
 ]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -701,7 +706,9 @@ async def kms_root(home: ReefHome, authority: DevAuthority) -> AsyncIterator[obj
 async def test_secret_init_params_open_inside_with_the_kms(
     home: ReefHome, authority: DevAuthority, kms_root: object, tmp_path: Path
 ) -> None:
-    from reef.kms import derive_key, init_params_public_key
+    """`reef init-params build --secret` seals to the KMS key of the final image id; the enclave
+    opens it with its derive server, and the app reads the plaintext."""
+    from reef.kms import derive_key
 
     server = kms_root
     wiring = server.wiring()  # type: ignore[attr-defined]
@@ -710,18 +717,46 @@ async def test_secret_init_params_open_inside_with_the_kms(
         tmp_path, "kmsapp", {"app.py": KMS_APP}, command=["python3", "app.py"],
         env={"REPORT_PORT": str(collector.port)},
     )  # fmt: skip
-    plain = [InitParam("api-key.txt", b"s3cr3t-api-key", True, True), InitParam("note", b"n")]
-    digest = init_params_digest((p.path, p.contents, p.should_attest) for p in plain)
-    final_id = load_image(image).measurements.with_init_params(digest).image_id
-    key = await asyncio.to_thread(
-        init_params_public_key,
-        server.public_url,  # type: ignore[attr-defined]
-        final_id,
-        signing_key=wiring.signing_keys,
-    )
-    params = InitParams.build(plain, seal_to=key)
+    (tmp_path / "api-key.txt").write_text("s3cr3t-api-key")
     path = tmp_path / "params.json"
-    path.write_bytes(params.to_json())
+    built = await invoke(
+        [
+            "init-params", "build", "--secret", f"api-key.txt={tmp_path / 'api-key.txt'}",
+            "--utf8", "note=n", "--image", str(image),
+            "--kms", server.public_url,  # type: ignore[attr-defined]
+            "--kms-root", "dev", "-o", str(path), "--json",
+        ],
+        home,
+    )  # fmt: skip
+    assert built.exit_code == 0, built.output
+    summary = json.loads(built.stdout)
+    params = InitParams.from_json(path.read_bytes())
+    assert params.has_secrets
+    assert b"s3cr3t" not in path.read_bytes()
+    final_id = load_image(image).measurements.with_init_params(params.digest).image_id
+    assert summary["image_id"] == final_id.hex()
+    # The same, pinning the root's signing key instead of checking its attested identity.
+    pinned = await invoke(
+        [
+            "init-params", "build", "--secret", f"api-key.txt={tmp_path / 'api-key.txt'}",
+            "--utf8", "note=n", "--image", str(image),
+            "--kms", server.public_url,  # type: ignore[attr-defined]
+            "--kms-verification-key", wiring.signing_keys[0].hex(),
+            "-o", str(tmp_path / "pinned.json"),
+        ],
+        home,
+    )  # fmt: skip
+    assert pinned.exit_code == 0, pinned.output
+    wrong_key = await invoke(
+        [
+            "init-params", "build", "--secret", f"api-key.txt={tmp_path / 'api-key.txt'}",
+            "--image", str(image), "--kms", server.public_url,  # type: ignore[attr-defined]
+            "--kms-verification-key", "11" * 64, "-o", str(tmp_path / "wrong.json"),
+        ],
+        home,
+    )  # fmt: skip
+    assert wrong_key.exit_code == 1
+    assert not (tmp_path / "wrong.json").exists()
 
     backend = LocalBackend(home, authority=authority, kms=wiring)
     info = await backend.start(EnclaveSpec(image=image, init_params=path))
@@ -731,9 +766,13 @@ async def test_secret_init_params_open_inside_with_the_kms(
     assert final.exit_code == 0
     seed = server.root.keyring.enclave_seed(final_id)  # type: ignore[attr-defined]
     expected = derive_key(seed, "oyster.init-params", "x25519")
-    assert expected.public_key == key
     report = json.loads(collector.received[0])
     assert report == {"secret": "s3cr3t-api-key", "derived": expected.secret.hex()}
     collector.sock.close()
     # Opened secrets never outlive the enclave.
     assert not (home.enclaves / info.id / "init-params").exists()
+
+    # Another image cannot open them: its derive key differs (the boot fails, cleanly).
+    other = make_image(tmp_path, "other", {"app.py": KMS_APP}, command=["python3", "app.py"])
+    with pytest.raises(EnclaveError, match="does not open"):
+        await backend.start(EnclaveSpec(image=other, init_params=path))

@@ -92,7 +92,11 @@ class EnclaveSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class EnclaveInfo:
-    """An enclave as its state file records it."""
+    """An enclave as its state file records it.
+
+    ``image_path`` and ``init_params_path`` are the files it was started from (absolute), so a
+    caller that staged them can recognise its own enclaves after a restart.
+    """
 
     id: str
     name: str
@@ -110,6 +114,8 @@ class EnclaveInfo:
     created_ms: int
     public_keys: Mapping[str, bytes] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    image_path: Path | None = None
+    init_params_path: Path | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The CLI's JSON shape (hex without 0x; port keys as strings)."""
@@ -135,6 +141,8 @@ class EnclaveInfo:
             "created_ms": self.created_ms,
             "public_keys": {k: v.hex() for k, v in self.public_keys.items()},
             "warnings": list(self.warnings),
+            "image_path": str(self.image_path) if self.image_path else "",
+            "init_params_path": str(self.init_params_path) if self.init_params_path else "",
         }
 
 
@@ -237,6 +245,7 @@ class LocalBackend:
             # dies with it), but nobody cleaned up; `stop` does.
             status, reason = "crashed", "the enclave's supervisor died"
         endpoints = spec["endpoints"]
+        source = spec.get("source", {})
         return EnclaveInfo(
             id=enclave_id,
             name=spec["name"],
@@ -259,6 +268,8 @@ class LocalBackend:
             created_ms=spec["created_ms"],
             public_keys={k: bytes.fromhex(v) for k, v in state.get("public_keys", {}).items()},
             warnings=tuple(state.get("warnings", spec.get("warnings", []))),
+            image_path=Path(source["image"]) if source.get("image") else None,
+            init_params_path=Path(source["init_params"]) if source.get("init_params") else None,
         )
 
     # -- start -------------------------------------------------------------------------------

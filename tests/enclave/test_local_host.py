@@ -1,0 +1,105 @@
+"""A local enclave on the host network: the fallback when namespaces are not available."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reef.attestation import DevAuthority, Expectations, verify_nitro
+from reef.enclave import EnclaveSpec, LocalBackend, build_image
+from reef.errors import InputError
+from reef.home import ReefHome
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(sys.platform != "linux", reason="the dev TEE runs on Linux"),
+]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def get(url: str, *, attempts: int = 50) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as http:
+        for _ in range(attempts):
+            try:
+                return await http.get(url)
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+        return await http.get(url)
+
+
+@pytest.fixture
+def authority(reef_home: Path) -> DevAuthority:
+    return DevAuthority.load_or_create(ReefHome(reef_home))
+
+
+@pytest.fixture
+def backend(reef_home: Path, authority: DevAuthority) -> LocalBackend:
+    return LocalBackend(ReefHome(reef_home), authority=authority)
+
+
+HOST_APP = """
+import json, os, urllib.request
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+def post(url, data):
+    with urllib.request.urlopen(urllib.request.Request(url, data=data, method="POST"), timeout=5) as r:
+        return r.read()
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        sealed = post(os.environ["REEF_SEALING_URL"] + "/seal", b"host mode")
+        body = json.dumps({
+            "unsealed": post(os.environ["REEF_SEALING_URL"] + "/unseal", sealed).decode(),
+            "id_pub": open(os.environ["REEF_APP_DIR"] + "/id.pub", "rb").read().hex()
+                      if "REEF_APP_DIR" in os.environ else open("/app/id.pub", "rb").read().hex(),
+        }).encode()
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body)
+
+HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+async def test_host_network_mode_works_and_warns(
+    backend: LocalBackend, authority: DevAuthority, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    src = tmp_path / "hostapp"
+    src.mkdir()
+    (src / "app.py").write_text(HOST_APP)
+    (src / "reef.toml").write_text(
+        f'name = "hostapp"\ncommand = ["python3", "app.py"]\nports = [{port}]\n'
+        f'[env]\nPORT = "{port}"\n'
+    )
+    image = tmp_path / "hostapp.img"
+    build_image(src, image)
+    with pytest.raises(InputError, match="must be equal"):
+        await backend.start(EnclaveSpec(image=image, network="host", ports={port: port + 1}))
+    info = await backend.start(EnclaveSpec(image=image, network="host"))
+    try:
+        assert info.network == "host"
+        assert any("shares the host's network" in w for w in info.warnings)
+        assert info.endpoints["ports"][port] == f"http://127.0.0.1:{port}"
+        document = (await get(info.endpoints["attestation"])).content
+        verified = verify_nitro(
+            document,
+            root=authority.root,
+            now_ms=now_ms(),
+            expect=Expectations(image_id=info.image_id),
+        )
+        answer = (await get(info.endpoints["ports"][port] + "/")).json()
+        assert answer == {"unsealed": "host mode", "id_pub": verified.public_key.hex()}
+    finally:
+        await backend.stop(info.id)
