@@ -166,7 +166,8 @@ class PeerPolicy:
 
         verify = self.verifier
         assert verify is not None  # set in __post_init__
-        expect = Expectations(public_key=key, pcrs=self.pcrs)
+        # The key binding is checked below, with a message that says what it means for Scallop.
+        expect = Expectations(pcrs=self.pcrs)
         now_ms = self.clock()
         failures: list[AttestationError] = []
         for root in self.roots:
@@ -194,11 +195,12 @@ class PeerPolicy:
                 f"the attestation chains to none of the accepted roots ({names})",
                 hint="; ".join(f.message for f in failures),
             ) from failures[-1]
-        # The verifier was asked for this already; the binding is what makes the channel
-        # attested, so it is checked here again rather than trusted to an injected verifier.
+        # The binding is what makes the channel attested: without it, a valid document relayed
+        # by anyone (a man in the middle with its own Noise key) would pass.
         if not hmac.compare_digest(verified.public_key, key):
             raise ExpectationError(
-                "the attestation's public_key is not the peer's Noise static key",
+                f"the attestation's public_key ({verified.public_key.hex() or 'empty'}) is not "
+                f"the peer's Noise static key ({key.hex()})",
                 hint="the peer is relaying someone else's attestation (a man in the middle?)",
                 reason="public_key",
             )

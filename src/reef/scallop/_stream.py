@@ -468,7 +468,7 @@ def _verify(store: AuthStore, attestation: bytes, key: bytes, who: str) -> Verif
         verified = store.verify(attestation, key)
     except AttestationError as exc:
         raise HandshakeError(
-            f"the {who}'s attestation was refused ({exc.reason}): {exc}",
+            f"the {who}'s attestation was refused ({exc.reason}): {exc.message}",
             hint=exc.hint,
         ) from exc
     if verified is None:
@@ -485,7 +485,9 @@ async def _auth(auther: Auther | None, who: str) -> bytes:
     try:
         document = await auther()
     except ReefError as exc:
-        raise HandshakeError(f"could not produce our attestation: {exc}", hint=exc.hint) from exc
+        raise HandshakeError(
+            f"could not produce our attestation: {exc.message}", hint=exc.hint
+        ) from exc
     if not isinstance(document, bytes | bytearray):
         raise MisuseError(f"the auther returned {type(document).__name__}; it must return bytes")
     return bytes(document)
@@ -648,31 +650,28 @@ async def connect(
     """
     _check_static_key(static_key)
     store = _as_store(policy)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + handshake_timeout
+    writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(handshake_timeout):
-            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                reader, writer = await asyncio.open_connection(host, port)
+            except OSError as exc:
+                raise HandshakeError(
+                    f"could not connect to {host}:{port}: {exc.strerror or exc}",
+                    hint="is the Scallop server running and the port right?",
+                ) from exc
+            return await _client(reader, writer, bytes(static_key), store, auther, os.urandom)
     except TimeoutError as exc:
+        if writer is not None:
+            writer.transport.abort()
         raise HandshakeError(
-            f"could not connect to {host}:{port} within {handshake_timeout:g} s"
+            f"could not connect to {host}:{port} and complete the Scallop handshake within "
+            f"{handshake_timeout:g} s",
+            hint="the server is not a Scallop endpoint, or is overloaded",
         ) from exc
-    except OSError as exc:
-        raise HandshakeError(
-            f"could not connect to {host}:{port}: {exc.strerror or exc}",
-            hint="is the Scallop server running and the port right?",
-        ) from exc
-    try:
-        return await handshake_client(
-            reader,
-            writer,
-            static_key=static_key,
-            policy=store,
-            auther=auther,
-            handshake_timeout=max(0.0, deadline - loop.time()),
-        )
     except BaseException as exc:
-        writer.transport.abort()
+        if writer is not None:
+            writer.transport.abort()
         if isinstance(exc, HandshakeError):
             logger.info("scallop: handshake with %s:%s failed: %s", host, port, exc)
         raise
@@ -697,7 +696,7 @@ class ScallopServer:
         self._auther = auther
         self._handshake_timeout = handshake_timeout
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.StreamWriter] = set()
+        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
         self.accepted = 0
         self.refused = 0
         self._on_close: list[Callable[[], Awaitable[None]]] = []
@@ -729,7 +728,9 @@ class ScallopServer:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         address = _address(writer.get_extra_info("peername"))
-        self._connections.add(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[task] = writer
         try:
             try:
                 stream = await handshake_server(
@@ -761,20 +762,27 @@ class ScallopServer:
                 logger.exception("scallop: the handler failed for %s", address)
             finally:
                 await stream.aclose()
+        except asyncio.CancelledError:
+            # The server is closing: this task is the root of the connection, so ending it
+            # quietly is right (asyncio would otherwise log the cancellation as an error).
+            writer.transport.abort()
         finally:
-            self._connections.discard(writer)
+            self._connections.pop(task, None)
 
     def close(self) -> None:
         """Stop listening and close every open connection."""
         if self._server is not None:
             self._server.close()
-        for writer in list(self._connections):
+        for task, writer in list(self._connections.items()):
             writer.transport.abort()
+            task.cancel()
 
     async def wait_closed(self) -> None:
-        """Wait until the listener is closed."""
+        """Wait until the listener and every connection are closed."""
         if self._server is not None:
             await self._server.wait_closed()
+        if self._connections:
+            await asyncio.wait(list(self._connections))
 
     def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Run ``await callback()`` in :meth:`aclose`, after the listener is closed."""
