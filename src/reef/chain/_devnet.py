@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
 import rlp
 from eth.chains.base import MiningChain
@@ -45,15 +45,14 @@ from eth.constants import (
     POST_MERGE_NONCE,
 )
 from eth.db.atomic import AtomicDB
-from eth.exceptions import Revert
 from eth.vm.forks.prague import PragueVM
-from eth.vm.spoof import SpoofTransaction
 from eth_account import Account
 from eth_utils.address import to_checksum_address
 from eth_utils.exceptions import ValidationError
 
 from reef.chain._deploy import Deployment
 from reef.chain._devnet_accounts import DEV_MNEMONIC, DEVNET_CHAIN_ID, DevAccount, dev_accounts
+from reef.chain._devnet_exec import call_on, estimate_on
 from reef.chain._devnet_state import (
     INFO_NAME,
     JOURNAL_FORMAT,
@@ -64,14 +63,20 @@ from reef.chain._devnet_state import (
     read_devnet_info,
     write_devnet_info,
 )
-from reef.crypto import keccak256
-from reef.errors import (
-    ChainError,
-    ConfigError,
-    ContractRevertError,
-    InputError,
-    RPCError,
+from reef.chain._devnet_types import (
+    BLOCK_TAGS,
+    DEFAULT_BALANCE_WEI,
+    GAS_LIMIT,
+    PRIORITY_FEE,
+    BlockSelector,
+    DevnetFault,
+    LogEntry,
+    MinedBlock,
+    TxRequest,
+    rejection,
 )
+from reef.crypto import keccak256
+from reef.errors import ChainError, ConfigError, InputError
 from reef.home import ReefHome
 
 if TYPE_CHECKING:
@@ -82,65 +87,12 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_BALANCE_WEI",
     "Devnet",
+    "TxRequest",
 ]
-
-DEFAULT_BALANCE_WEI: Final = 10_000 * 10**18
-"""Each dev account's genesis balance: 10 000 ETH, as hardhat and anvil give."""
-
-GAS_LIMIT: Final = 30_000_000
-PRIORITY_FEE: Final = 10**9
-"""The tip the devnet suggests (``eth_maxPriorityFeePerGas``): 1 gwei."""
 
 DEFAULT_RATE_LOCK_S: Final = 300
 _BLOB_TX_TYPE: Final = 3
 _RANDAO_DOMAIN: Final = b"reef devnet prevrandao"
-
-BlockTag = Literal["latest", "earliest", "pending", "safe", "finalized"]
-BLOCK_TAGS: Final = ("latest", "earliest", "pending", "safe", "finalized")
-BlockSelector = int | str | bytes
-"""A block number, a tag (``latest``, ``earliest``, ``pending``, ``safe``, ``finalized``) or a
-32-byte block hash."""
-
-
-class DevnetFault(RPCError):
-    """An error the devnet answers as a JSON-RPC error object (``code``, optional ``data``)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: int = -32000,
-        data: bytes | None = None,
-        hint: str | None = None,
-    ) -> None:
-        super().__init__(message, hint=hint)
-        self.code = code
-        self.data = data
-
-
-class ExecutionReverted(DevnetFault, ContractRevertError):
-    """The EVM reverted: JSON-RPC code 3 with the revert data, as geth answers."""
-
-    def __init__(self, data: bytes, reason: str) -> None:
-        message = f"execution reverted: {reason}" if reason else "execution reverted"
-        DevnetFault.__init__(self, message, code=3, data=data)
-        self.reason = reason
-
-
-def revert_reason(data: bytes) -> str:
-    """The text of an ``Error(string)`` revert, or a description of a ``Panic(uint256)``."""
-    from eth_abi.abi import decode
-    from eth_abi.exceptions import DecodingError
-
-    if data[:4] == bytes.fromhex("08c379a0"):
-        try:
-            (text,) = decode(["string"], data[4:])
-        except (DecodingError, OverflowError):
-            return ""
-        return str(text)
-    if data[:4] == bytes.fromhex("4e487b71") and len(data) == 36:
-        return f"panic code 0x{int.from_bytes(data[4:], 'big'):x}"
-    return ""
 
 
 class _DevChain(MiningChain):
@@ -152,83 +104,6 @@ class _DevChain(MiningChain):
     def create_header_from_parent(self, parent_header: Any, **header_params: Any) -> Any:
         header_params["gas_limit"] = parent_header.gas_limit
         return super().create_header_from_parent(parent_header, **header_params)
-
-
-@dataclass(frozen=True, slots=True)
-class LogEntry:
-    """One event log, placed in the chain."""
-
-    block_number: int
-    block_hash: bytes
-    transaction_hash: bytes
-    transaction_index: int
-    log_index: int
-    address: bytes
-    topics: tuple[bytes, ...]
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class MinedBlock:
-    """A block of the devnet with what the RPC layer needs to describe it."""
-
-    header: Any
-    transactions: tuple[Any, ...]
-    receipts: tuple[Any, ...]
-    senders: tuple[bytes, ...]
-    size: int
-    logs: tuple[tuple[LogEntry, ...], ...] = ()
-
-    @property
-    def number(self) -> int:
-        return int(self.header.block_number)
-
-    @property
-    def hash(self) -> bytes:
-        return bytes(self.header.hash)
-
-    @property
-    def timestamp(self) -> int:
-        return int(self.header.timestamp)
-
-    def gas_used_by(self, index: int) -> int:
-        cumulative = self.receipts[index].gas_used
-        previous = self.receipts[index - 1].gas_used if index else 0
-        return int(cumulative - previous)
-
-    def effective_gas_price(self, index: int) -> int:
-        tx = self.transactions[index]
-        if tx.type_id in (2, 3, 4):
-            base = int(self.header.base_fee_per_gas)
-            return min(int(tx.max_fee_per_gas), base + int(tx.max_priority_fee_per_gas))
-        return int(tx.gas_price)
-
-    def contract_address(self, index: int) -> bytes | None:
-        from eth._utils.address import generate_contract_address
-
-        tx = self.transactions[index]
-        if tx.to:
-            return None
-        sender: Any = self.senders[index]
-        return bytes(generate_contract_address(sender, tx.nonce))
-
-
-@dataclass(frozen=True, kw_only=True)
-class TxRequest:
-    """A transaction or call as an RPC client describes it; absent fields are ``None``."""
-
-    sender: bytes | None = None
-    to: bytes | None = None
-    gas: int | None = None
-    gas_price: int | None = None
-    max_fee_per_gas: int | None = None
-    max_priority_fee_per_gas: int | None = None
-    value: int = 0
-    data: bytes = b""
-    nonce: int | None = None
-    type: int | None = None
-    access_list: tuple[tuple[bytes, tuple[int, ...]], ...] | None = None
-    chain_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -846,7 +721,7 @@ class Devnet:
             block = chain.mine_block(mix_hash=randao)
         except ValidationError as exc:
             chain.header = chain.create_header_from_parent(parent.header)
-            raise _rejection(exc) from exc
+            raise rejection(exc) from exc
         except BaseException:
             chain.header = chain.create_header_from_parent(parent.header)
             raise
@@ -1016,35 +891,6 @@ class Devnet:
             header = block.header
         return self._chain.get_vm(at_header=header.copy(base_fee_per_gas=0))
 
-    @staticmethod
-    def _run(vm: Any, request: TxRequest, gas: int) -> Any:
-        """Execute ``request`` with ``gas`` on ``vm``'s state and undo it; return the computation.
-
-        Raises:
-            ValidationError: if the transaction is invalid (nonce, funds, intrinsic gas).
-        """
-        sender = request.sender or b"\x00" * 20
-        state = vm.state
-        unsigned = vm.create_unsigned_transaction(
-            nonce=int(state.get_nonce(sender)),
-            gas_price=0,
-            gas=gas,
-            to=request.to or b"",
-            value=request.value,
-            data=request.data,
-        )
-        snapshot = state.snapshot()
-        try:
-            return state.apply_transaction(SpoofTransaction(unsigned, from_=sender))
-        finally:
-            state.revert(snapshot)
-
-    def _succeeds(self, vm: Any, request: TxRequest, gas: int) -> bool:
-        try:
-            return not self._run(vm, request, gas).is_error
-        except ValidationError:
-            return False
-
     def call(self, request: TxRequest, selector: BlockSelector = "latest") -> bytes:
         """Run ``request`` without mining it (``eth_call``); return its output.
 
@@ -1053,51 +899,20 @@ class Devnet:
             DevnetFault: if it fails otherwise (out of gas, invalid opcode, bad nonce/funds).
         """
         with self._lock:
-            vm = self._call_vm(selector)
             gas = min(request.gas, GAS_LIMIT) if request.gas is not None else GAS_LIMIT
-            try:
-                computation = self._run(vm, request, gas)
-            except ValidationError as exc:
-                raise _rejection(exc) from exc
-            if computation.is_error:
-                raise _execution_error(computation.error, bytes(computation.output), gas)
-            return bytes(computation.output)
+            return call_on(self._call_vm(selector), request, gas)
 
     def estimate_gas(self, request: TxRequest, selector: BlockSelector = "latest") -> int:
-        """The least gas with which ``request`` succeeds (``eth_estimateGas``).
-
-        Runs once with the cap (the request's gas or the block gas limit), then tries the gas
-        that run consumed (and that plus the 1/64 calls must leave behind), then searches
-        between: usually two executions, where a plain binary search needs about twenty-five.
+        """The least gas with which ``request`` succeeds (``eth_estimateGas``), up to the
+        request's gas or the block gas limit.
 
         Raises:
             ExecutionReverted: if it reverts even with the cap.
             DevnetFault: if it fails with the cap for another reason.
         """
         with self._lock:
-            vm = self._call_vm(selector)
             cap = min(request.gas, GAS_LIMIT) if request.gas is not None else GAS_LIMIT
-            try:
-                first = self._run(vm, request, cap)
-            except ValidationError as exc:
-                raise _rejection(exc) from exc
-            if first.is_error:
-                raise _execution_error(first.error, bytes(first.output), cap)
-            used = cap - int(first.get_gas_remaining())
-            low, high = used - 1, cap  # invariant: low fails (or is below need), high succeeds
-            for candidate in (used, used + used // 63 + 2300):
-                if low < candidate < high:
-                    if self._succeeds(vm, request, candidate):
-                        high = candidate
-                        break
-                    low = candidate
-            while high - low > 1:
-                middle = (low + high) // 2
-                if self._succeeds(vm, request, middle):
-                    high = middle
-                else:
-                    low = middle
-            return high
+            return estimate_on(self._call_vm(selector), request, cap)
 
 
 def _access_list_json(
@@ -1116,38 +931,3 @@ def _describe(selector: BlockSelector) -> str:
     if isinstance(selector, bytes):
         return "0x" + selector.hex()
     return str(selector)
-
-
-def _execution_error(error: BaseException | None, output: bytes, gas: int) -> DevnetFault:
-    if isinstance(error, Revert):
-        return ExecutionReverted(output, revert_reason(output))
-    name = type(error).__name__ if error is not None else "error"
-    if name == "OutOfGas":
-        return DevnetFault(f"gas required exceeds allowance ({gas})")
-    detail = str(error) if error is not None and str(error) else name
-    return DevnetFault(f"execution failed: {detail}")
-
-
-def _rejection(exc: ValidationError) -> DevnetFault:
-    """Say why py-evm refused a transaction in the words Ethereum clients recognise."""
-    text = str(exc)
-    lowered = text.lower()
-    if "nonce" in lowered and "expected" in lowered:
-        # py-evm: "Invalid transaction nonce: Expected 2, but got 0"
-        numbers = [int(part) for part in text.replace(",", " ").split() if part.isdigit()]
-        if len(numbers) >= 2 and numbers[1] < numbers[0]:
-            return DevnetFault(f"nonce too low: next nonce {numbers[0]}, tx nonce {numbers[1]}")
-        if len(numbers) >= 2:
-            return DevnetFault(
-                f"nonce too high: next nonce {numbers[0]}, tx nonce {numbers[1]}",
-                hint="the devnet mines each transaction at once and keeps no queue",
-            )
-    if "balance" in lowered or "funds" in lowered:
-        return DevnetFault(f"insufficient funds for gas * price + value: {text}")
-    if "intrinsic" in lowered:
-        return DevnetFault(f"intrinsic gas too low: {text}")
-    if "gas limit" in lowered or "exceeds" in lowered:
-        return DevnetFault(f"exceeds block gas limit: {text}")
-    if "base fee" in lowered or "max fee" in lowered:
-        return DevnetFault(f"max fee per gas less than block base fee: {text}")
-    return DevnetFault(f"invalid transaction: {text}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reef.chain._devnet import LogEntry, MinedBlock
+from reef.chain._devnet_types import LogEntry, MinedBlock
 
 __all__ = [
     "block_json",

@@ -29,16 +29,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
 from eth_utils.exceptions import ValidationError
 
-from reef.chain._devnet import (
-    BLOCK_TAGS,
-    GAS_LIMIT,
-    PRIORITY_FEE,
-    BlockSelector,
-    Devnet,
-    DevnetFault,
-    MinedBlock,
-    TxRequest,
-)
+from reef.chain._devnet import Devnet
 from reef.chain._devnet_format import (
     block_json,
     data,
@@ -47,6 +38,15 @@ from reef.chain._devnet_format import (
     quantity,
     receipt_json,
     transaction_json,
+)
+from reef.chain._devnet_types import (
+    BLOCK_TAGS,
+    GAS_LIMIT,
+    PRIORITY_FEE,
+    BlockSelector,
+    DevnetFault,
+    MinedBlock,
+    TxRequest,
 )
 from reef.crypto import keccak256
 from reef.errors import InputError, ReefError
