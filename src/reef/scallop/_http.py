@@ -96,8 +96,11 @@ async def _next_event(conn: h11.Connection, stream: ScallopStream, idle: float |
 class _Exchange:
     """One request/response cycle of the ASGI app on an h11 connection."""
 
-    def __init__(self, conn: h11.Connection, stream: ScallopStream, max_body: int | None) -> None:
+    def __init__(
+        self, conn: h11.Connection, stream: ScallopStream, max_body: int | None, method: bytes
+    ) -> None:
         self.conn = conn
+        self.head = method == b"HEAD"  # the response has headers only (h11 refuses a body)
         self.stream = stream
         self.max_body = max_body
         self.body_received = 0
@@ -152,7 +155,7 @@ class _Exchange:
             if self.response_done:
                 return
             body = bytes(message.get("body", b""))
-            if body:
+            if body and not self.head:
                 self._write(h11.Data(data=body))
             if not message.get("more_body", False):
                 self._write(h11.EndOfMessage())
@@ -185,6 +188,13 @@ def asgi_handler(
 
     async def handle(stream: ScallopStream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BYTES)
+        try:
+            await serve_requests(stream, conn)
+        finally:
+            if conn.their_state in (h11.SEND_BODY, h11.ERROR):
+                await _linger(stream)
+
+    async def serve_requests(stream: ScallopStream, conn: h11.Connection) -> None:
         peer = stream.peer_info
         client = stream.get_extra_info("peername")
         server = stream.get_extra_info("sockname")
@@ -200,7 +210,7 @@ def asgi_handler(
                 return
             if not isinstance(event, h11.Request):
                 return
-            exchange = _Exchange(conn, stream, max_body)
+            exchange = _Exchange(conn, stream, max_body, event.method)
             scope: Scope = {
                 "type": "http",
                 "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -253,6 +263,22 @@ def asgi_handler(
                 return
 
     return handle
+
+
+async def _linger(stream: ScallopStream, *, seconds: float = 1.0, limit: int = 1 << 20) -> None:
+    """Half-close, then discard what the client is still sending, for a moment.
+
+    Closing a socket with unread input makes the kernel reset the connection, and the client
+    may then lose the answer we just wrote (a 413, say). Reading the rest first avoids that.
+    """
+    with contextlib.suppress(ChannelError, OSError, TimeoutError):
+        await stream.drain()
+        if stream.can_write_eof():
+            stream.write_eof()
+        discarded = 0
+        async with asyncio.timeout(seconds):
+            while discarded < limit and (chunk := await stream.read(_READ_SIZE)):
+                discarded += len(chunk)
 
 
 def _reject(conn: h11.Connection, stream: ScallopStream, status: int, reason: str) -> None:
@@ -514,16 +540,9 @@ class ScallopTransport(httpx.AsyncBaseTransport):
             raise InputError(f"cannot send this request over HTTP/1.1: {exc}") from exc
         try:
             await conn.stream.send(out)
-            event = await _next_event(conn.h11, conn.stream, None)
         except ChannelBrokenError as exc:
             raise _Stale() from exc
-        except h11.RemoteProtocolError as exc:
-            await conn.stream.aclose()
-            raise ChannelBrokenError(f"the server sent a malformed HTTP response: {exc}") from exc
-        while isinstance(event, h11.InformationalResponse):
-            event = await _next_event(conn.h11, conn.stream, None)
-        if isinstance(event, h11.ConnectionClosed):
-            raise _Stale()
+        event = await self._read_head(conn)
         if not isinstance(event, h11.Response):
             await conn.stream.aclose()
             raise ChannelBrokenError(f"expected an HTTP response, got {type(event).__name__}")
@@ -537,6 +556,35 @@ class ScallopTransport(httpx.AsyncBaseTransport):
                 "scallop": conn.stream.peer_info,
             },
         )
+
+    async def _read_head(self, conn: _Connection) -> Any:
+        """The response head; :class:`_Stale` if the channel ends before any byte of it."""
+        received = 0
+        while True:
+            try:
+                event = conn.h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                await conn.stream.aclose()
+                if received == 0:
+                    raise _Stale() from exc
+                raise ChannelBrokenError(
+                    f"the server sent a malformed HTTP response: {exc}"
+                ) from exc
+            if event is h11.NEED_DATA:
+                try:
+                    data = await conn.stream.read(_READ_SIZE)
+                except ChannelBrokenError as exc:
+                    if received == 0:
+                        raise _Stale() from exc
+                    raise
+                received += len(data)
+                conn.h11.receive_data(data)
+            elif isinstance(event, h11.InformationalResponse):
+                continue
+            elif isinstance(event, h11.ConnectionClosed) and received == 0:
+                raise _Stale()
+            else:
+                return event
 
     def _take_idle(self, origin: tuple[str, int]) -> _Connection | None:
         pool = self._idle.get(origin, [])
