@@ -3,6 +3,7 @@ attestations; restarts, other instances, other images, refusals, contract gating
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -12,11 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 from eth_account import Account
-from eth_tester import EthereumTester, PyEVMBackend
-from web3 import EthereumTesterProvider, Web3
 
 from reef.attestation import DevAuthority, image_id
-from reef.chain import KmsRegistryClient
+from reef.chain import Devnet, KmsRegistryClient, serve_devnet
 from reef.crypto import generate_x25519
 from reef.errors import InputError, KMSError
 from reef.home import ReefHome
@@ -192,70 +191,47 @@ async def test_enclave_refuses_a_root_with_another_key(
         await Enclave(authority, APP_PCRS).fetch(impostor)
 
 
-class EthTesterRpc(httpx.AsyncBaseTransport):
-    """The two JSON-RPC methods RpcApproval uses, answered by an in-process eth-tester chain
-    (a real EVM) through web3, in wire form."""
-
-    def __init__(self, w3: Web3) -> None:
-        self.w3 = w3
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        import json
-
-        from web3.exceptions import ContractLogicError
-
-        body = json.loads(await request.aread())
-        reply: dict[str, object] = {"jsonrpc": "2.0", "id": body["id"]}
-        if body["method"] == "eth_chainId":
-            reply["result"] = hex(self.w3.eth.chain_id)
-        elif body["method"] == "eth_call":
-            call = body["params"][0]
-            try:
-                to = Web3.to_checksum_address(call["to"])
-                out = self.w3.eth.call({"to": to, "data": call["data"]}, "latest")
-                reply["result"] = "0x" + bytes(out).hex()
-            except ContractLogicError:
-                reply["error"] = {"code": 3, "message": "execution reverted"}
-        else:
-            reply["error"] = {"code": -32601, "message": "method not found"}
-        return httpx.Response(200, json=reply)
-
-
 async def test_contract_seed_only_for_approved_images(
     store: SeedStore, authority: DevAuthority
 ) -> None:
-    tester = EthereumTester(PyEVMBackend())
-    w3 = Web3(EthereumTesterProvider(tester))
-    owner = Account.from_key(tester.backend.account_keys[0].to_bytes())
-    approved, unapproved = Enclave(authority, APP_PCRS), Enclave(authority, OTHER_PCRS)
-    registry = KmsRegistryClient.deploy(w3, owner, [approved.image_id])
-    chain_id = w3.eth.chain_id
-    approval = RpcApproval("http://chain", chain_id, transport=EthTesterRpc(w3))
-    await approval.check_chain()
-    root = KmsRoot.open(store, approval=approval)
-    async with RootServer(
-        root, peer_roots=[authority.root], scallop_port=0, public_port=0
-    ) as server:
-        wiring = server.wiring(contract_address=registry.address)
-        seed, _ = await approved.fetch(wiring)
-        assert seed == root.keyring.contract_seed(chain_id, registry.address)
-        assert seed != root.keyring.enclave_seed(approved.image_id)
-        with pytest.raises(KMSError, match=r"\(401\).*not approved"):
-            await unapproved.fetch(wiring)
-        # Revoking takes effect at once: the root asks the chain on every request.
-        registry.revoke_images([approved.image_id])
-        with pytest.raises(KMSError, match="401"):
-            await approved.fetch(wiring)
-        # An address with no contract approves nothing.
-        empty = server.wiring(contract_address="0x" + "de" * 20)
-        with pytest.raises(KMSError, match="401"):
-            await approved.fetch(empty)
-        # The public listener predicts the contract keys.
-        public = KmsPublicClient(server.public_url, signing_key=wiring.signing_keys[0])
-        key = await public.public_key("secp256k1", "p", address=registry.address)
-        assert key == derive_key(seed, "p", "secp256k1").public_key
-    with pytest.raises(InputError, match="0x and 40 hex"):
-        server.wiring(contract_address="not-an-address")
+    # C2's devnet (py-evm) behind its real JSON-RPC server on loopback; C1's KMS registry on it.
+    devnet = Devnet()
+    rpc = await serve_devnet(devnet, port=0)
+    try:
+        w3 = devnet.web3()
+        owner = Account.from_key(devnet.accounts[0].private_key)
+        approved, unapproved = Enclave(authority, APP_PCRS), Enclave(authority, OTHER_PCRS)
+        registry = await asyncio.to_thread(KmsRegistryClient.deploy, w3, owner, [approved.image_id])
+        chain_id = w3.eth.chain_id
+        approval = RpcApproval(rpc.url, chain_id)
+        await approval.check_chain()
+        root = KmsRoot.open(store, approval=approval)
+        async with RootServer(
+            root, peer_roots=[authority.root], scallop_port=0, public_port=0
+        ) as server:
+            wiring = server.wiring(contract_address=registry.address)
+            seed, _ = await approved.fetch(wiring)
+            assert seed == root.keyring.contract_seed(chain_id, registry.address)
+            assert seed != root.keyring.enclave_seed(approved.image_id)
+            with pytest.raises(KMSError, match=r"\(401\).*not approved"):
+                await unapproved.fetch(wiring)
+            # Revoking takes effect at once: the root asks the chain on every request.
+            await asyncio.to_thread(registry.revoke_images, [approved.image_id])
+            with pytest.raises(KMSError, match="401"):
+                await approved.fetch(wiring)
+            # An address with no contract approves nothing.
+            empty = server.wiring(contract_address="0x" + "de" * 20)
+            with pytest.raises(KMSError, match="401"):
+                await approved.fetch(empty)
+            # The public listener predicts the contract keys.
+            public = KmsPublicClient(server.public_url, signing_key=wiring.signing_keys[0])
+            key = await public.public_key("secp256k1", "p", address=registry.address)
+            assert key == derive_key(seed, "p", "secp256k1").public_key
+        with pytest.raises(InputError, match="0x and 40 hex"):
+            server.wiring(contract_address="not-an-address")
+    finally:
+        await rpc.close()
+        devnet.close()
 
 
 async def test_contract_seed_when_the_chain_is_down(
