@@ -82,6 +82,11 @@ def test_info_learns_the_attested_identity(live_root: RootServer, keyring: RootK
     assert data["attestation"]["image_id"] == image_id(ROOT_PCRS).hex()
     assert data["rotation_admin"] == ADMIN.public_key.address
     assert "INSECURE" in err
+    code, out, err = _kms("info", "--kms", live_root.public_url, "--trust", "dev")
+    assert code == 0, err
+    assert "v0 signing_key" in out
+    assert keyring.identity().signing_address in out
+    assert f"image{image_id(ROOT_PCRS).hex()}underrootdev" in "".join(out.split())
     code, _, err = _kms("info", "--kms", live_root.public_url, "--trust", "aws")
     assert code == 1
     assert "KMS attestation rejected" in err
