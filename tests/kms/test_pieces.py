@@ -176,3 +176,23 @@ def test_pins_round_trip(reef_home: Path) -> None:
     store.path.write_text("{")
     with pytest.raises(ConfigError, match="not readable JSON"):
         store.get("http://kms:1101")
+
+
+def test_response_signature_checks() -> None:
+    from reef.crypto import Secp256k1PrivateKey
+    from reef.errors import KMSError
+    from reef.kms import sign_response, verify_response
+
+    key = Secp256k1PrivateKey(b"\x03" * 32)
+    header = sign_response(key, "/derive/x25519/public?image_id=00&path=p", b"body")
+    assert len(header) == 130
+    assert int(header[-2:], 16) in (27, 28)
+    verify_response("/derive/x25519/public?image_id=00&path=p", b"body", header, key.public_key.raw)
+    with pytest.raises(KMSError, match="no x-marlin-kms-signature"):
+        verify_response("/u", b"body", None, key.public_key.raw)
+    with pytest.raises(KMSError, match="malformed"):
+        verify_response("/u", b"body", "zz" * 65, key.public_key.raw)
+    with pytest.raises(KMSError, match="malformed"):
+        verify_response("/u", b"body", header[:-2], key.public_key.raw)
+    with pytest.raises(KMSError, match="another key"):
+        verify_response("/u", b"body", header, key.public_key.raw)
