@@ -1,13 +1,308 @@
-"""`reef scallop ...` commands."""
+"""`reef scallop …`: run Noise test vectors, and make one attested HTTP request over Scallop."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+from reef.cli._output import console, err_console, fail, print_json, print_mapping, print_table
+from reef.encoding import parse_hex, to_hex
+from reef.errors import ChannelError, InputError, ReefError
+
+if TYPE_CHECKING:
+    from reef.scallop import ScallopPeer
 
 __all__ = ["register"]
 
-app = typer.Typer(help="scallop commands.", no_args_is_help=True)
+app = typer.Typer(
+    help="Scallop attested channels: Noise test vectors, attested requests.",
+    no_args_is_help=True,
+)
+
+_INSECURE_NOTE = {
+    "dev": "the server attested under the dev TEE root: INSECURE, dev only (local enclaves)",
+    "mock": "the server attested under Oyster's public mock root: INSECURE, anyone can sign",
+}
 
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="scallop")
+
+
+@app.command("vectors")
+def vectors_cmd(
+    file: Annotated[Path, typer.Argument(help="A Noise vector file in the cacophony JSON format.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="List every vector, not only failures.")
+    ] = False,
+) -> None:
+    """Run Noise test vectors against reef's Noise implementation.
+
+    Protocols reef does not implement (PSK, fallback, ...) are skipped and listed. Exits 1 if a
+    vector fails, or if the file holds no vector reef can run.
+    """
+    from reef.scallop.lowlevel import run_noise_vectors
+
+    try:
+        try:
+            data = json.loads(file.read_text())
+        except OSError as exc:
+            raise InputError(f"cannot read {file}: {exc.strerror or exc}") from exc
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InputError(f"{file} is not JSON: {exc}") from exc
+        report = run_noise_vectors(data)
+    except ReefError as exc:
+        raise fail(exc, code=2 if isinstance(exc, InputError) else 1) from exc
+
+    if as_json:
+        print_json(
+            {
+                "passed": report.passed,
+                "failed": report.failed,
+                "skipped": report.skipped,
+                "results": [
+                    {
+                        "index": r.index,
+                        "protocol": r.protocol,
+                        "status": r.status,
+                        "detail": r.detail,
+                    }
+                    for r in report.results
+                ],
+            }
+        )
+    else:
+        shown = [r for r in report.results if verbose or r.status == "failed"]
+        if shown:
+            print_table(
+                [
+                    {"#": r.index, "protocol": r.protocol, "status": r.status, "detail": r.detail}
+                    for r in shown
+                ],
+                ["#", "protocol", "status", "detail"],
+            )
+        line = f"{report.passed} passed, {report.failed} failed"
+        if report.skipped:
+            line += (
+                f" ({report.skipped} skipped: protocols reef does not implement"
+                + ("" if verbose else "; --verbose lists them")
+                + ")"
+            )
+        console().print(line, markup=False)
+    if report.failed:
+        raise typer.Exit(1)
+    if not report.passed:
+        err_console().print(
+            "error: the file holds no vector for a protocol reef implements", markup=False
+        )
+        raise typer.Exit(1)
+
+
+def _endpoint(text: str) -> tuple[str, int]:
+    value = text.strip()
+    for prefix in ("http://", "scallop://"):
+        if value.startswith(prefix):
+            value = value[len(prefix) :]
+    value = value.rstrip("/")
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(
+            f"ENDPOINT must be host:port, got {text!r}", hint="for example 127.0.0.1:1100"
+        )
+    return host.strip("[]"), int(port)
+
+
+def _read_key(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the key file {path}: {exc.strerror or exc}") from exc
+    if len(raw) == 32:
+        return raw
+    try:
+        return parse_hex(raw.decode().strip(), name=f"the key in {path}", length=32)
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path} is neither a raw 32-byte X25519 secret nor 64 hex digits ({len(raw)} bytes)"
+        ) from exc
+
+
+def _peer_json(peer: ScallopPeer) -> dict[str, Any]:
+    attestation = peer.attestation
+    return {
+        "static_key": to_hex(peer.static_key),
+        "auth": peer.auth,
+        "image_id": to_hex(peer.image_id) if peer.image_id else None,
+        "root": attestation.root.name if attestation else None,
+        "timestamp_ms": attestation.timestamp_ms if attestation else None,
+        "handshake_hash": to_hex(peer.handshake_hash),
+    }
+
+
+@app.command("call")
+def call_cmd(
+    endpoint: Annotated[str, typer.Argument(help="The Scallop server, host:port.")],
+    path: Annotated[str, typer.Argument(help="The HTTP path (and query), e.g. /derive.")] = "/",
+    image_id: Annotated[
+        list[str] | None,
+        typer.Option("--image-id", help="An image id the server must run (repeatable)."),
+    ] = None,
+    root: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--root",
+            "--trust",
+            help="Trusted root the server's attestation must chain to: aws (default), mock, "
+            "dev, or a certificate file (repeatable).",
+        ),
+    ] = None,
+    pin: Annotated[
+        str | None,
+        typer.Option("--pin", help="Trust this server static key (hex) instead of attestation."),
+    ] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            "--key", help="Our X25519 static secret: 32 raw bytes or 64 hex (default: fresh)."
+        ),
+    ] = None,
+    attestation_url: Annotated[
+        str | None,
+        typer.Option(
+            "--attestation-url",
+            help="Where to fetch our own attestation if the server asks for it "
+            "(an attestation server attesting --key).",
+        ),
+    ] = None,
+    method: Annotated[str, typer.Option("--method", "-X", help="HTTP method.")] = "GET",
+    data: Annotated[
+        str | None,
+        typer.Option("--data", "-d", help="Request body; @FILE reads it from a file."),
+    ] = None,
+    max_age_ms: Annotated[
+        int, typer.Option("--max-age-ms", help="How old the server's attestation may be.")
+    ] = 300_000,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds for the request.")] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Make one HTTP request over an attested Scallop channel and print who answered.
+
+    The server must attest (under --root, fresh, its attestation naming its Noise key, and
+    running one of the --image-id images if given) unless --pin names its key. Exits 1 when the
+    server is refused or unreachable.
+    """
+    from reef.attestation import TrustedRoot
+    from reef.home import ReefHome
+    from reef.scallop import PeerPolicy, PinnedKeys, auther_from_url
+
+    try:
+        host, port = _endpoint(endpoint)
+        if not path.startswith("/"):
+            raise InputError(f"PATH must start with /, got {path!r}")
+        policy: Any
+        if pin is not None:
+            if image_id or root:
+                raise InputError("--pin trusts a key without attestation: drop --image-id/--root")
+            policy = PinnedKeys([parse_hex(pin, name="--pin", length=32)])
+        else:
+            home = ReefHome.from_env()
+            roots = [TrustedRoot.resolve(spec, home) for spec in (root or ["aws"])]
+            policy = PeerPolicy(
+                roots=roots,
+                image_ids=[parse_hex(i, name="--image-id", length=32) for i in image_id or []],
+                max_age_ms=max_age_ms,
+            )
+        static_key = _read_key(key) if key is not None else None
+        auther = auther_from_url(attestation_url) if attestation_url else None
+        body = _body(data)
+        result = asyncio.run(
+            _call(host, port, path, method.upper(), body, policy, static_key, auther, timeout)
+        )
+    except ChannelError as exc:
+        raise fail(exc, prefix="refused" if "refused" in exc.message else "error") from exc
+    except ReefError as exc:
+        raise fail(exc, code=2 if isinstance(exc, InputError) else 1) from exc
+
+    peer, status, headers, content = result
+    if as_json:
+        try:
+            text: str | None = content.decode()
+        except UnicodeDecodeError:
+            text = None
+        print_json(
+            {
+                "peer": _peer_json(peer),
+                "status": status,
+                "headers": headers,
+                "body": text,
+                "body_hex": None if text is not None else content.hex(),
+            }
+        )
+    else:
+        info = _peer_json(peer)
+        print_mapping(
+            {
+                "server key": info["static_key"],
+                "image id": info["image_id"] or "(not attested: pinned key)",
+                "trusted via": f"{info['auth']}, root {info['root']}"
+                if info["root"]
+                else info["auth"],
+                "status": status,
+            }
+        )
+        try:
+            console().print(
+                content.decode(), markup=False, end="" if content.endswith(b"\n") else "\n"
+            )
+        except UnicodeDecodeError:
+            console().print(f"({len(content)} bytes) {content.hex()}", markup=False)
+    if peer.attestation is not None and peer.attestation.root.name in _INSECURE_NOTE:
+        err_console().print(f"note: {_INSECURE_NOTE[peer.attestation.root.name]}", markup=False)
+
+
+def _body(data: str | None) -> bytes:
+    if data is None:
+        return b""
+    if data.startswith("@"):
+        try:
+            return Path(data[1:]).read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read {data[1:]}: {exc.strerror or exc}") from exc
+    return data.encode()
+
+
+async def _call(
+    host: str,
+    port: int,
+    path: str,
+    method: str,
+    body: bytes,
+    policy: Any,
+    static_key: bytes | None,
+    auther: Any,
+    deadline_s: float,
+) -> tuple[ScallopPeer, int, dict[str, str], bytes]:
+    import httpx
+
+    from reef.errors import ServiceError
+    from reef.scallop import ScallopTransport
+
+    transport = ScallopTransport(
+        static_key=static_key, policy=policy, auther=auther, handshake_timeout=min(deadline_s, 5.0)
+    )
+    url = f"http://{host}:{port}{path}" if ":" not in host else f"http://[{host}]:{port}{path}"
+    try:
+        async with asyncio.timeout(deadline_s):
+            async with httpx.AsyncClient(transport=transport) as client:
+                response = await client.request(method, url, content=body or None)
+    except TimeoutError as exc:
+        raise ServiceError(f"no answer from {host}:{port} within {deadline_s:g} s") from exc
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"the request to {host}:{port} failed: {exc}") from exc
+    peer = response.extensions["scallop"]
+    return peer, response.status_code, dict(response.headers), response.content

@@ -16,6 +16,7 @@ from reef.scallop._noise import (
     NotSupportedError,
     SymmetricState,
 )
+from reef.scallop._vectors import VectorReport, VectorResult, run_noise_vectors
 from reef.scallop._wire import (
     HANDSHAKE1_LEN,
     HANDSHAKE2_LEN,
@@ -61,4 +62,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, checked by tests/foundation/tes
     "ServerHello",
     "SymmetricState",
     "TAG_LEN",
+    "VectorReport",
+    "VectorResult",
+    "run_noise_vectors",
 ]
