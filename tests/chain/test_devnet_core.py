@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import rlp
 import vyper
 from eth_account import Account
 from web3 import Web3
@@ -369,6 +370,14 @@ def test_duplicates_nonces_funds_and_garbage_are_refused(devnet: Devnet) -> None
         devnet.send_raw_transaction(b"\x03" + b"\x00" * 10)
     with pytest.raises(DevnetFault, match="empty"):
         devnet.send_raw_transaction(b"")
+    with pytest.raises(DevnetFault, match="max priority fee per gas higher than max fee"):
+        devnet.send_raw_transaction(raw_transfer(devnet, nonce=1, maxPriorityFeePerGas=10**11))
+    with pytest.raises(DevnetFault, match="intrinsic gas too low"):
+        devnet.send_raw_transaction(raw_transfer(devnet, nonce=1, gas=20000))
+    fields = rlp.decode(raw_transfer(devnet, nonce=1)[1:])
+    fields[-3] = b"\x05"  # a y-parity that is neither 0 nor 1
+    with pytest.raises(DevnetFault, match="invalid transaction signature"):
+        devnet.send_raw_transaction(b"\x02" + rlp.encode(fields))
     assert devnet.block_number == 1  # nothing refused was mined
 
 

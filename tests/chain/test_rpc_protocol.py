@@ -12,6 +12,8 @@ import vyper
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_bloom import BloomFilter
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from web3.utils.address import get_create_address
 
 from reef.chain import DEVNET_CHAIN_ID, Devnet
@@ -618,3 +620,54 @@ def test_light_requests_are_those_needing_no_evm() -> None:
     assert not DevnetRpc.is_light(heavy)
     assert not DevnetRpc.is_light([])
     assert not DevnetRpc.is_light("eth_chainId")
+
+
+@pytest.fixture(scope="module")
+def fuzz_devnet() -> Devnet:
+    return Devnet()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(["legacy", "access", "dynamic"]),
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4),
+    cut=st.none() | st.integers(0, 10_000),
+)
+def test_mangled_raw_transactions_are_refused_never_crash(
+    fuzz_devnet: Devnet, kind: str, edits: list[tuple[int, int]], cut: int | None
+) -> None:
+    devnet = fuzz_devnet
+    fields: dict[str, Any] = {
+        "chainId": DEVNET_CHAIN_ID,
+        "nonce": 0,
+        "gas": 30000,
+        "to": "0x" + "22" * 20,
+        "value": 1,
+    }
+    if kind == "dynamic":
+        fields.update(maxFeePerGas=10**10, maxPriorityFeePerGas=10**9, accessList=[])
+    else:
+        fields["gasPrice"] = 10**10
+        if kind == "access":
+            fields.update(type=1, accessList=[{"address": "0x" + "33" * 20, "storageKeys": []}])
+    raw = bytearray(
+        Account.sign_transaction(fields, devnet.accounts[9].private_key).raw_transaction
+    )
+    for position, value in edits:
+        raw[position % len(raw)] = value
+    if cut is not None:
+        raw = raw[: cut % len(raw)]
+    before = devnet.block_number
+    answer = DevnetRpc(devnet).handle(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "eth_sendRawTransaction",
+            "params": ["0x" + raw.hex()],
+        }
+    )
+    if "error" in answer:
+        assert answer["error"]["code"] in (-32000, -32602), answer
+        assert devnet.block_number == before
+    else:  # the edits left a valid transaction (e.g. a byte rewritten with its own value)
+        assert devnet.block_number == before + 1

@@ -28,7 +28,6 @@ worker threads) see the EVM one operation at a time.
 from __future__ import annotations
 
 import bisect
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -242,7 +241,6 @@ class Devnet:
             if fresh:
                 for name in (JOURNAL_NAME, INFO_NAME):
                     (directory / name).unlink(missing_ok=True)
-                shutil.rmtree(directory / "tmp", ignore_errors=True)
             journal_path = directory / JOURNAL_NAME
             if journal_path.exists():
                 journal, entries = Journal.open(journal_path, durable=durable)
@@ -587,13 +585,27 @@ class Devnet:
             raise DevnetFault("blob transactions (type 3) are not supported by the reef devnet")
         try:
             tx = self._chain.get_vm().get_transaction_builder().decode(raw)
-        except (rlp.DecodingError, rlp.DeserializationError, ValidationError, ValueError) as exc:
-            raise DevnetFault(f"the raw transaction could not be decoded: {exc}") from exc
+        except Exception as exc:
+            # Untrusted bytes into py-evm's decoder, which raises rlp, py-evm, Type and Value
+            # errors alike: every one of them means "not a transaction".
+            raise DevnetFault(f"the raw transaction could not be decoded: {exc!r}") from exc
         chain_id = tx.chain_id
         if chain_id is not None and chain_id != self._chain_id:
             raise DevnetFault(
                 f"invalid chain id for signer: have {chain_id} want {self._chain_id}",
                 hint=f"sign for chain id {self._chain_id}",
+            )
+        try:
+            # Recover the sender now: py-evm would otherwise fail deep inside validation.
+            tx.check_signature_validity()
+            _ = tx.sender
+        except Exception as exc:  # as above: BadSignature, ValidationError, ValueError, ...
+            raise DevnetFault(f"invalid transaction signature: {exc}") from exc
+        if tx.type_id in (2, 4) and tx.max_priority_fee_per_gas > tx.max_fee_per_gas:
+            # EIP-1559 makes this invalid; py-evm does not check it.
+            raise DevnetFault(
+                "max priority fee per gas higher than max fee per gas: "
+                f"tip {tx.max_priority_fee_per_gas}, cap {tx.max_fee_per_gas}"
             )
         return tx
 

@@ -187,7 +187,7 @@ def rejection(exc: ValidationError) -> DevnetFault:
             )
     if "balance" in lowered or "funds" in lowered:
         return DevnetFault(f"insufficient funds for gas * price + value: {text}")
-    if "intrinsic" in lowered:
+    if "intrinsic" in lowered or "cannot be negative" in lowered:
         return DevnetFault(f"intrinsic gas too low: {text}")
     if "gas limit" in lowered or "exceeds" in lowered:
         return DevnetFault(f"exceeds block gas limit: {text}")
