@@ -538,3 +538,15 @@ def test_concurrent_senders_are_serialised_by_the_lock(devnet: Devnet) -> None:
     assert devnet.balance(b"\x22" * 20) == 5 * many_threads
     numbers = [devnet.block(n).number for n in range(devnet.block_number + 1)]  # type: ignore[union-attr]
     assert numbers == list(range(devnet.block_number + 1))
+
+
+def test_timestamps_stay_within_64_bits(devnet: Devnet) -> None:
+    with pytest.raises(InputError, match="2\\*\\*64-1"):
+        devnet.increase_time(2**64)
+    with pytest.raises(InputError, match="2\\*\\*64-1"):
+        devnet.set_next_block_timestamp(2**64)
+    devnet.set_next_block_timestamp(2**64 - 1)
+    devnet.mine()
+    assert devnet.head.timestamp == 2**64 - 1
+    with pytest.raises(DevnetFault, match="largest block timestamp"):
+        devnet.mine()

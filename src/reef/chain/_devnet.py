@@ -90,6 +90,8 @@ __all__ = [
 ]
 
 DEFAULT_RATE_LOCK_S: Final = 300
+MAX_TIMESTAMP: Final = 2**64 - 1
+"""Block timestamps are 64-bit in Ethereum's header."""
 _BLOB_TX_TYPE: Final = 3
 _RANDAO_DOMAIN: Final = b"reef devnet prevrandao"
 
@@ -511,6 +513,11 @@ class Devnet:
         with self._lock:
             wall = self._now()
             chain_now = max(wall + self._offset, self._blocks[-1].timestamp)
+            if chain_now + seconds > MAX_TIMESTAMP:
+                raise InputError(
+                    f"increasing the time by {seconds} s would pass the largest block "
+                    f"timestamp Ethereum allows (2**64-1)"
+                )
             self._offset = chain_now - wall + seconds
             self._journal_clock()
             return self._offset
@@ -523,6 +530,10 @@ class Devnet:
         """
         with self._lock:
             latest = self._blocks[-1].timestamp
+            if timestamp > MAX_TIMESTAMP:
+                raise InputError(
+                    f"the timestamp {timestamp} is past the largest one Ethereum allows (2**64-1)"
+                )
             if timestamp <= latest:
                 raise InputError(
                     f"the next block's timestamp {timestamp} must be after the latest "
@@ -690,6 +701,11 @@ class Devnet:
 
     def _mine_and_record(self, tx: Any | None, raw: bytes | None) -> MinedBlock:
         timestamp = self.next_block_timestamp()
+        if timestamp > MAX_TIMESTAMP:
+            raise DevnetFault(
+                "the chain's clock has reached the largest block timestamp (2**64-1)",
+                hint="start over with `reef chain --fresh`",
+            )
         pinned = self._next_timestamp is not None
         block = self._mine(tx, timestamp)
         if pinned:

@@ -175,6 +175,8 @@ def rejection(exc: ValidationError) -> DevnetFault:
     """Say why py-evm refused a transaction in the words Ethereum clients recognise."""
     text = str(exc)
     lowered = text.lower()
+    if "nonce" in lowered and "maximum" in lowered:
+        return DevnetFault(f"nonce has max value: {text}")
     if "nonce" in lowered and "expected" in lowered:
         # py-evm: "Invalid transaction nonce: Expected 2, but got 0"
         numbers = [int(part) for part in text.replace(",", " ").split() if part.isdigit()]
