@@ -671,3 +671,59 @@ def test_mangled_raw_transactions_are_refused_never_crash(
         assert devnet.block_number == before
     else:  # the edits left a valid transaction (e.g. a byte rewritten with its own value)
         assert devnet.block_number == before + 1
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**300)
+    | st.floats(allow_nan=False)
+    | st.sampled_from(["0x", "0x0", "0x1", "0xzz", "latest", "pending", "0x" + "11" * 20])
+    | st.sampled_from(["0x" + "ab" * 32, "0x" + "00" * 32, "earliest", "0x" + "f" * 70])
+    | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "from",
+                    "to",
+                    "data",
+                    "input",
+                    "gas",
+                    "value",
+                    "nonce",
+                    "type",
+                    "accessList",
+                    "address",
+                    "topics",
+                    "fromBlock",
+                    "toBlock",
+                    "blockHash",
+                    "blockNumber",
+                    "types",
+                ]
+            ),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    method=st.sampled_from(sorted(set(DevnetRpc(Devnet()).methods) - {"evm_mine"})),
+    params=st.lists(JSON_VALUES, max_size=3),
+)
+def test_arbitrary_params_get_a_json_rpc_answer_never_an_internal_error(
+    fuzz_devnet: Devnet, method: str, params: list[Any]
+) -> None:
+    answer = DevnetRpc(fuzz_devnet).handle(
+        {"jsonrpc": "2.0", "id": 7, "method": method, "params": params}
+    )
+    assert answer["id"] == 7
+    if "error" in answer:
+        assert answer["error"]["code"] != -32603, (method, params, answer)
+    json.dumps(answer)  # always serialisable
