@@ -91,8 +91,8 @@ class Running:
             if match:
                 return match
 
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGINT)
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        self.process.send_signal(sig)
         return self.process.wait(timeout=60)
 
 
@@ -180,7 +180,8 @@ def test_reef_chain_serves_persists_and_starts_fresh(start: object, reef_home: P
     third.wait_for(r"rate lock 60 s")
     third.wait_for(r"^ready$")
     assert Web3(Web3.HTTPProvider(url)).eth.get_balance(sink) == 0
-    assert third.stop() == 0
+    assert third.stop(signal.SIGTERM) == 0  # what a service manager sends
+    third.wait_for(r"^devnet stopped")
 
 
 @pytest.mark.slow

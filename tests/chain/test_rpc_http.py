@@ -5,6 +5,7 @@ and the endpoint recorded in devnet.json."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -171,8 +172,11 @@ def test_concurrent_clients_get_their_own_answers(served: tuple[Devnet, DevnetTh
 async def test_serve_devnet_in_the_event_loop_records_its_endpoint(reef_home: Path) -> None:
     home = ReefHome(reef_home)
     devnet = Devnet.open(home, deploy=False)
+    before = signal.getsignal(signal.SIGINT)
     try:
         async with await serve_devnet(devnet, port=0) as server:
+            # Embedded in a program, the server leaves Ctrl-C to that program.
+            assert signal.getsignal(signal.SIGINT) is before
             assert read_devnet_info(home).rpc_url == server.url
             async with httpx.AsyncClient() as client:
                 answers = await asyncio.gather(

@@ -20,6 +20,7 @@ import json
 import logging
 import socket
 import threading
+from collections.abc import Iterator
 from typing import Any, Final
 
 import anyio.to_thread
@@ -144,9 +145,19 @@ def _url(sock: socket.socket) -> str:
     return f"http://{shown}:{port}"
 
 
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn without its own SIGINT/SIGTERM handlers: the program that embeds the devnet (the
+    `reef chain` command, `reef up`, a test) decides what a signal stops, so Ctrl-C in a larger
+    program does not silently stop the JSON-RPC server alone."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class DevnetServer:
     """A devnet served over HTTP by uvicorn in the current event loop. An async context manager;
-    :meth:`close` stops it."""
+    :meth:`close` stops it. It installs no signal handlers."""
 
     def __init__(self, devnet: Devnet, sock: socket.socket, log_level: str) -> None:
         self._devnet = devnet
@@ -161,7 +172,7 @@ class DevnetServer:
             access_log=False,
             timeout_keep_alive=30,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _EmbeddedUvicorn(config)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -179,7 +190,7 @@ class DevnetServer:
         self._devnet.record_endpoint(self.url)
 
     async def wait(self) -> None:
-        """Wait until the server stops (uvicorn stops on SIGINT/SIGTERM in the main thread)."""
+        """Wait until the server stops (after :meth:`close`, or if uvicorn fails)."""
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -69,8 +70,6 @@ def chain(
         asyncio.run(_serve(devnet, home, host, port, replaying=replaying))
     except ReefError as exc:
         raise fail(exc) from exc
-    except KeyboardInterrupt:
-        pass  # uvicorn re-raises the Ctrl-C it handled; the server has already stopped
     finally:
         devnet.close()
     _say(f"devnet stopped; its state is kept in {home.chain} (--fresh starts over)")
@@ -79,12 +78,21 @@ def chain(
 async def _serve(devnet: Devnet, home: ReefHome, host: str, port: int, *, replaying: bool) -> None:
     from reef.chain import serve_devnet
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     server = await serve_devnet(devnet, host=host, port=port)
     try:
         _banner(devnet, home, server.url, replaying=replaying)
-        await server.wait()
+        waiting = asyncio.ensure_future(server.wait())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
     finally:
         await server.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def _balances(devnet: Devnet) -> list[tuple[int, int | None]]:
