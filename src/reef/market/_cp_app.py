@@ -72,8 +72,10 @@ def control_plane_app(view: JobView) -> Starlette:
         if region and region not in view.policy.rates.allowed_regions:
             return _bad_request(f"this provider does not serve region {region!r}")
         enclave = view.enclave(job_id)
-        if enclave is None or enclave.state != "running":
-            status = view.job_status(job_id)
+        status = view.job_status(job_id)
+        ended = status is not None and status["phase"] == "done"
+        if enclave is None or enclave.state != "running" or ended:
+            # An ended job's enclave may take a moment to stop; it is not served any more.
             why = (
                 "not a job of this provider"
                 if status is None

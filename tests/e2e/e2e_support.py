@@ -1,0 +1,153 @@
+"""Helpers for end-to-end tests: `reef up` as a real process and the `reef` CLI as subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REEF = str(Path(sys.executable).with_name("reef"))
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Cli:
+    """Runs `reef` commands against one home."""
+
+    home: Path
+    env: dict[str, str]
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 180, process: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``reef ARGS``: in this process (Typer's CliRunner, fast), or with ``process``
+        as a real subprocess of the console script, exactly as a user would."""
+        if process:
+            done = subprocess.run(
+                [REEF, *args],
+                env=self.env,
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        else:
+            from typer.testing import CliRunner
+
+            from reef.cli import app
+
+            result = CliRunner().invoke(
+                app, list(args), env={"REEF_HOME": str(self.home)}, catch_exceptions=False
+            )
+            done = subprocess.CompletedProcess(
+                ["reef", *args], result.exit_code, result.stdout, result.stderr
+            )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"reef {' '.join(args)} exited {done.returncode}\n"
+                f"stdout: {done.stdout}\nstderr: {done.stderr}"
+            )
+        return done
+
+    def json(self, *args: str, process: bool = False) -> Any:
+        return json.loads(self.run(*args, "--json", process=process).stdout)
+
+
+@dataclass
+class Network:
+    cli: Cli
+    info: dict[str, Any]
+    process: subprocess.Popen[str]
+    reader: threading.Thread
+
+
+def _read_until_ready(
+    process: subprocess.Popen[str], timeout: float
+) -> tuple[list[str], threading.Thread]:
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        if line.strip() == "ready":
+            return seen, reader
+        seen.append(line)
+    raise AssertionError("reef up did not print ready:\n" + "".join(seen))
+
+
+def start_network(home: Path, extra: Sequence[str] = ()) -> Network:
+    env = {**os.environ, "REEF_HOME": str(home)}
+    process = subprocess.Popen(
+        [
+            REEF,
+            "up",
+            "--json",
+            "--rpc-port",
+            "0",
+            "--cp-port",
+            "0",
+            "--store-port",
+            "0",
+            "--verifier-port",
+            "0",
+            "--kms-port",
+            "0",
+            "--kms-public-port",
+            "0",
+            "--rate-lock",
+            "5",
+            *extra,
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output, reader = _read_until_ready(process, timeout=120)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    start = next(i for i, line in enumerate(output) if line.startswith("{"))
+    info = json.loads("".join(output[start:]))
+    return Network(Cli(home, env), info, process, reader)
+
+
+def stop_network(network: Network) -> int:
+    network.process.send_signal(signal.SIGINT)
+    try:
+        return network.process.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        network.process.kill()
+        network.process.wait()
+        raise
+    finally:
+        network.reader.join(timeout=10)
+        if network.process.stdout is not None:
+            network.process.stdout.close()

@@ -1,0 +1,207 @@
+"""The whole loop as a user runs it, on a real `reef up` (devnet, provider, dev TEE, KMS root):
+
+deploy → reach the app → `reef verify` → `reef jobs stop` (enclave gone, job closed, refund as
+the billing model computes it); a job whose deposit runs out is stopped before the money is;
+a new image in the metadata replaces the enclave; a rate below the minimum stops it; and
+failures say why. Every command runs as a subprocess of the `reef` console script."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from e2e_support import REPO, Network
+from web3 import Web3
+
+from reef.attestation import TrustedRoot
+from reef.chain import Job, JobOpened, JobSettled, MarketClient, parse_amount, read_devnet_info
+from reef.enclave import LocalBackend
+from reef.errors import ReefError
+from reef.home import ReefHome
+from reef.market import ControlPlaneClient, RateCard, settle
+from reef.node import verify_enclave, wait_for_app
+
+pytestmark = pytest.mark.slow
+
+HELLO = str(REPO / "examples" / "hello")
+
+
+def _until(what: str, check: Callable[[], Any], timeout: float = 40.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _market(network: Network, *, owner: bool = False) -> MarketClient:
+    w3 = Web3(Web3.HTTPProvider(network.info["rpc_url"]))
+    account = None
+    if owner:
+        account = read_devnet_info(ReefHome(network.cli.home)).accounts[0].local_account
+    return MarketClient(w3, network.info["deployment"]["market"], account=account)
+
+
+def _cp(network: Network) -> ControlPlaneClient:
+    return ControlPlaneClient(network.info["control_plane"])
+
+
+def _running_enclaves(network: Network) -> set[str]:
+    """Ids of the enclaves running in the network's home (the KMS root aside)."""
+    infos = asyncio.run(LocalBackend(ReefHome(network.cli.home)).list())
+    return {i.id for i in infos if i.state in ("starting", "running") and i.name != "kms-root"}
+
+
+def _deploy(network: Network, *args: str, process: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = network.cli.json("deploy", *args, process=process)
+    return out
+
+
+def test_deploy_reach_verify_stop_refund(network: Network) -> None:
+    # This test runs every command as a real `reef` process, as a user would.
+    deployed = _deploy(network, HELLO, "--duration", "1h", process=True)
+    job_id, endpoint, image_id = deployed["job_id"], deployed["endpoint"], deployed["image_id"]
+
+    # the app answers, from inside the enclave whose image id was verified
+    wait_for_app(endpoint, 30)
+    hello = httpx.get(endpoint, timeout=10).json()
+    assert hello["greeting"] == "hello from a reef enclave"
+    assert hello["image_id"] == image_id
+
+    # anyone can check what runs there; a wrong expectation is refused
+    attestation = deployed["endpoints"]["attestation"]
+    verified = network.cli.json(
+        "verify", attestation, "--image-id", image_id, "--root", "dev", process=True
+    )
+    assert verified["image_id"] == image_id
+    wrong = network.cli.run(
+        "verify", attestation, "--image-id", "00" * 32, "--root", "dev", check=False, process=True
+    )
+    assert wrong.returncode == 1
+
+    # stop: rate 0, wait for the 5 s lock, close, refund
+    enclave_id = deployed["enclave_id"]
+    stopped = network.cli.json("jobs", "stop", job_id, process=True)
+    assert stopped["state"] == "closed"
+    assert _cp(network).ip(job_id) is None
+    assert enclave_id not in _running_enclaves(network)
+    gone = network.cli.run("jobs", "show", job_id, check=False, process=True)
+    assert gone.returncode == 1
+    assert "not open" in gone.stderr
+
+    # the refund is what the billing model computes from the chain's own timestamps
+    market = _market(network)
+    events = market.events(network.info["deployment"]["block"], job=job_id)
+    (opened,) = [e for e in events if isinstance(e, JobOpened)]
+    settled = [e for e in events if isinstance(e, JobSettled)]
+    job = Job(
+        id=opened.job,
+        metadata=opened.metadata,
+        owner=opened.owner,
+        provider=opened.provider,
+        rate=opened.rate,
+        balance=opened.balance,
+        last_settled=opened.timestamp,
+    )
+    expected = settle(job, settled[-1].timestamp).job.balance
+    assert parse_amount(stopped["refund"]) == expected
+    assert sum(e.amount for e in settled) == opened.balance - expected
+
+
+def test_a_job_whose_deposit_runs_out_is_stopped_before_the_money(network: Network) -> None:
+    # 12 s of money; the provider's margin is 5 s, so it must stop the enclave at ~7 s.
+    deployed = _deploy(network, HELLO, "--duration", "12s")
+    job_id = deployed["job_id"]
+    market = _market(network)
+    status = _until(
+        "the provider to stop the job",
+        lambda: (s := _cp(network).job(job_id)) and s["phase"] == "done" and s,
+    )
+    now = int(time.time())
+    job = market.job(job_id)
+    assert "would run out" in status["reason"]
+    assert settle(job, now).job.balance > 0  # the money had not run out yet
+    _until("the enclave to stop", lambda: deployed["enclave_id"] not in _running_enclaves(network))
+    assert settle(job, int(time.time())).job.balance > 0  # ... and has not when it is gone
+
+
+def test_a_new_image_in_the_metadata_replaces_the_enclave(network: Network, tmp_path: Path) -> None:
+    deployed = _deploy(network, HELLO, "--duration", "1h")
+    job_id = deployed["job_id"]
+    logs = network.cli.run("logs", job_id, check=False)
+    assert logs.returncode == 1
+    assert "not a debug job" in logs.stderr
+
+    app = tmp_path / "hello2"
+    shutil.copytree(HELLO, app)
+    manifest = app / "reef.toml"
+    manifest.write_text(manifest.read_text().replace("hello from a reef enclave", "hello, v2"))
+    updated = network.cli.json("jobs", "update", job_id, "--image", str(app))
+    new_id = updated["image_id"]
+    assert new_id != deployed["image_id"]
+
+    attestation = deployed["endpoints"]["attestation"]
+
+    root = TrustedRoot.dev(ReefHome(network.cli.home))
+
+    def attests_new_image() -> bool:
+        try:
+            verify_enclave(attestation, image_id=bytes.fromhex(new_id), root=root)
+        except ReefError:
+            return False
+        return True
+
+    _until("the new image to run", attests_new_image, timeout=60)
+    endpoint = deployed["endpoint"]  # replaced in place: same endpoint
+    wait_for_app(endpoint, 30)
+    assert httpx.get(endpoint, timeout=10).json()["greeting"] == "hello, v2"
+    infos = asyncio.run(LocalBackend(ReefHome(network.cli.home)).list())
+    mine = [i for i in infos if i.state == "running" and i.image_id.hex() == new_id]
+    assert [i.id for i in mine] == [deployed["enclave_id"]]
+
+
+def test_a_rate_revision_below_the_minimum_stops_it(network: Network) -> None:
+    deployed = _deploy(network, HELLO, "--duration", "1h")
+    job_id = deployed["job_id"]
+    minimum = RateCard.dev().lookup("local", "dev.small").min_rate
+    _market(network, owner=True).revise_rate_initiate(job_id, minimum - 1)
+    status = _until(
+        "the provider to stop the job",
+        lambda: (s := _cp(network).job(job_id)) and s["phase"] == "done" and s,
+    )
+    assert "below this provider's minimum" in status["reason"]
+    assert _cp(network).ip(job_id) is None
+    _until("the enclave to stop", lambda: deployed["enclave_id"] not in _running_enclaves(network))
+
+
+def test_failures_say_why(network: Network, tmp_path: Path) -> None:
+    def refused(*args: str) -> str:
+        done = network.cli.run(*args, check=False)
+        assert done.returncode == 1, done
+        assert "Traceback" not in done.stderr
+        return done.stderr
+
+    assert "unknown provider" in refused(
+        "deploy", HELLO, "--duration", "1h", "--provider", "0x" + "12" * 20
+    )
+    assert "not offered" in refused("deploy", HELLO, "--duration", "1h", "--instance", "c5.xlarge")
+    assert "would never run" in refused("deploy", HELLO, "--duration", "3s")
+    assert "no such image" in refused("deploy", str(tmp_path / "nope"), "--duration", "1h")
+    assert "not a duration" in refused("deploy", HELLO, "--duration", "soon")
+    key = tmp_path / "poor.key"
+    key.write_text(os.urandom(32).hex())
+    assert "insufficient balance" in refused("deploy", HELLO, "--duration", "1h", "--key", str(key))
+    assert "not open" in refused("jobs", "stop", "999")
+    listed = json.loads(network.cli.run("jobs", "list", "--json").stdout)
+    assert isinstance(listed, list)
