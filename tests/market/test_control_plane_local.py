@@ -88,4 +88,6 @@ async def test_launch_list_replace_stop(reef_home: Path, image: FetchedImage) ->
         assert list((reef_home / "provider" / "launch").iterdir()) == []
         assert [e.id for e in await backend.list()] == [foreign.id]
     finally:
-        await backend.stop(foreign.id)
+        for info in await backend.list():  # leave nothing running, even when a check failed
+            if info.state in ("starting", "running"):
+                await backend.stop(info.id)
