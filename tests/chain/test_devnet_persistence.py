@@ -7,6 +7,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -213,3 +214,45 @@ def test_devnet_json_naming_a_missing_market_is_refused(home: ReefHome) -> None:
     (home.chain / "devnet.json").write_text(json.dumps(info))
     with pytest.raises(ConfigError, match="no contract there"):
         Devnet.open(home)
+
+
+def test_a_new_devnet_whose_contracts_fail_to_deploy_is_not_kept(
+    home: ReefHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reef.chain._deploy as deploy_module
+
+    def failing(w3: Any, deployer: str, **kwargs: object) -> None:
+        # Something reaches the journal before the failure, as a half-done deployment would.
+        w3.eth.send_transaction({"from": deployer, "to": SINK, "value": 1})
+        raise ChainError("the deployment failed")
+
+    monkeypatch.setattr(deploy_module, "deploy_contracts", failing)
+    with pytest.raises(ChainError, match="the deployment failed"):
+        Devnet.open(home)
+    assert not journal(home).exists()
+    assert not (home.chain / "devnet.json").exists()
+    with Devnet.open(home, deploy=False) as devnet:  # the lock was released
+        assert devnet.block_number == 0
+
+
+def test_a_journal_that_cannot_be_written_keeps_nothing(
+    home: ReefHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Devnet.open(home, deploy=False) as devnet:
+        transfer(devnet, 0)
+        head = devnet.head.hash
+        persistence = devnet._persistence
+        assert persistence is not None
+
+        def full_disk(entries: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(persistence.journal, "extend", full_disk)
+        with pytest.raises(ChainError, match="could not write the devnet journal") as caught:
+            transfer(devnet, 1)
+        assert "disk" in (caught.value.hint or "")
+        assert devnet.head.hash == head  # the block was not kept in memory either
+        monkeypatch.undo()
+        transfer(devnet, 1)  # and once the disk has room, the same transaction goes through
+    with Devnet.open(home, deploy=False) as devnet:
+        assert devnet.block_number == 2

@@ -238,12 +238,14 @@ class Devnet:
         """
         lock = DevnetLock(home)
         lock.acquire()
+        directory = home.chain
+        journal_path = directory / JOURNAL_NAME
+        devnet: Devnet | None = None
+        created = False
         try:
-            directory = home.chain
             if fresh:
                 for name in (JOURNAL_NAME, INFO_NAME):
                     (directory / name).unlink(missing_ok=True)
-            journal_path = directory / JOURNAL_NAME
             if journal_path.exists():
                 journal, entries = Journal.open(journal_path, durable=durable)
                 try:
@@ -255,6 +257,7 @@ class Devnet:
             else:
                 devnet = cls(accounts=accounts, clock=clock)
                 journal = Journal.create(journal_path, devnet._genesis_entry(), durable=durable)
+                created = True
                 info = DevnetInfo(
                     chain_id=devnet.chain_id,
                     accounts=devnet.accounts,
@@ -265,7 +268,6 @@ class Devnet:
             devnet._rate_lock_s = info.rate_lock_s
             if devnet._deployment is not None:
                 if rate_lock_s is not None and rate_lock_s != info.rate_lock_s:
-                    devnet.close()
                     raise ConfigError(
                         f"the devnet in {directory} was deployed with a rate lock of "
                         f"{info.rate_lock_s} s, not {rate_lock_s} s",
@@ -276,6 +278,14 @@ class Devnet:
             devnet._write_info()
             return devnet
         except BaseException:
+            if devnet is not None and devnet._persistence is not None:
+                devnet._persistence.journal.close()
+                devnet._persistence = None
+            if created:
+                # A chain that failed to come up (say, its contracts did not deploy) is not
+                # kept: the next start begins cleanly instead of replaying half a deployment.
+                for name in (JOURNAL_NAME, INFO_NAME):
+                    (directory / name).unlink(missing_ok=True)
             lock.release()
             raise
 
@@ -707,6 +717,7 @@ class Devnet:
                 hint="start over with `reef chain --fresh`",
             )
         pinned = self._next_timestamp is not None
+        clock_before = (self._offset, self._next_timestamp)
         block = self._mine(tx, timestamp)
         if pinned:
             # As in hardhat: after a pinned timestamp, time continues from it.
@@ -728,6 +739,7 @@ class Devnet:
                 self._persistence.journal.extend(entries)
             except OSError as exc:
                 self._rewind(block.number - 1)
+                self._offset, self._next_timestamp = clock_before
                 raise ChainError(
                     f"could not write the devnet journal: {exc}",
                     hint="check the disk under $REEF_HOME; the transaction was not kept",
