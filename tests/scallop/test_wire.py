@@ -58,10 +58,10 @@ def event(machine: ClientHandshake | ServerHandshake) -> object:
     return result
 
 
-def open_record(peer: NoiseConnection, frame: bytes) -> bytes:
+def open_record(peer: NoiseConnection, frame: bytes | bytearray) -> bytes:
     (size,) = struct.unpack(">H", frame[:2])
     assert size == len(frame) - 2
-    plaintext: bytes = peer.decrypt(frame[2:])
+    plaintext: bytes = peer.decrypt(bytes(frame[2:]))
     return plaintext
 
 

@@ -59,38 +59,40 @@ class NotSupportedError(InputError):
 # --- crypto functions (§12) ----------------------------------------------------------------------
 
 
+_PrivateKey = x25519.X25519PrivateKey | x448.X448PrivateKey
+
+
 @dataclass(frozen=True)
 class _DH:
     name: str
     dhlen: int
 
-    def public_key(self, secret: bytes) -> bytes:
-        return self._private(secret).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    def load(self, secret: bytes) -> _PrivateKey:
+        """A key object for ``secret``; loading computes the public key, so it is done once."""
+        if len(secret) != self.dhlen:
+            raise InputError(f"a {self.name} secret key is {self.dhlen} bytes, got {len(secret)}")
+        if self.dhlen == 32:
+            return x25519.X25519PrivateKey.from_private_bytes(secret)
+        return x448.X448PrivateKey.from_private_bytes(secret)
 
-    def dh(self, secret: bytes, public: bytes) -> bytes:
+    def public_key(self, key: _PrivateKey) -> bytes:
+        return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    def dh(self, key: _PrivateKey, public: bytes) -> bytes:
         if len(public) != self.dhlen:
             raise HandshakeError(
                 f"a {self.name} public key is {self.dhlen} bytes, got {len(public)}"
             )
         try:
-            if self.dhlen == 32:
-                peer25519 = x25519.X25519PublicKey.from_public_bytes(public)
-                return x25519.X25519PrivateKey.from_private_bytes(secret).exchange(peer25519)
-            peer448 = x448.X448PublicKey.from_public_bytes(public)
-            return x448.X448PrivateKey.from_private_bytes(secret).exchange(peer448)
+            if isinstance(key, x25519.X25519PrivateKey):
+                return key.exchange(x25519.X25519PublicKey.from_public_bytes(public))
+            return key.exchange(x448.X448PublicKey.from_public_bytes(public))
         except ValueError as exc:
             # cryptography refuses low-order points (an all-zero shared secret); §12.1 allows
             # signalling an error for them, and a peer that sends one is not honest.
             raise HandshakeError(
                 f"the peer's {self.name} public key is invalid (low-order point)"
             ) from exc
-
-    def _private(self, secret: bytes) -> x25519.X25519PrivateKey | x448.X448PrivateKey:
-        if len(secret) != self.dhlen:
-            raise InputError(f"a {self.name} secret key is {self.dhlen} bytes, got {len(secret)}")
-        if self.dhlen == 32:
-            return x25519.X25519PrivateKey.from_private_bytes(secret)
-        return x448.X448PrivateKey.from_private_bytes(secret)
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,7 @@ class NoiseProtocol:
 
     def public_key(self, secret: bytes) -> bytes:
         """The DH public key of ``secret``."""
-        return self._dh.public_key(secret)
+        return self._dh.public_key(self._dh.load(secret))
 
 
 # --- CipherState (§5.1) ---------------------------------------------------------------------------
@@ -425,9 +427,9 @@ class HandshakeState:
         self.initiator = initiator
         self._dh = protocol._dh
         self._rng = rng
-        self._s = s
-        self._s_pub = self._dh.public_key(s) if s is not None else None
-        self._e = e
+        self._s = self._dh.load(s) if s is not None else None
+        self._s_pub = self._dh.public_key(self._s) if self._s is not None else None
+        self._e = self._dh.load(e) if e is not None else None
         self._e_pub: bytes | None = None
         self.rs = rs
         self.re = re
@@ -500,7 +502,7 @@ class HandshakeState:
         for op in tokens:
             if op == "e":
                 if self._e is None:
-                    self._e = self._rng(self._dh.dhlen)
+                    self._e = self._dh.load(self._rng(self._dh.dhlen))
                 self._e_pub = self._dh.public_key(self._e)
                 out += self._e_pub
                 sym.mix_hash(self._e_pub)

@@ -551,7 +551,7 @@ async def _client(
         handshake_hash=machine.handshake_hash,
         address=writer.get_extra_info("peername"),
     )
-    return ScallopStream(reader, writer, machine.transport(), peer, x25519_public_key(static_key))
+    return ScallopStream(reader, writer, machine.transport(), peer, machine.local_static)
 
 
 async def handshake_server(
@@ -614,7 +614,7 @@ async def _server(
         handshake_hash=machine.handshake_hash,
         address=writer.get_extra_info("peername"),
     )
-    return ScallopStream(reader, writer, machine.transport(), peer, x25519_public_key(static_key))
+    return ScallopStream(reader, writer, machine.transport(), peer, machine.local_static)
 
 
 async def _drain(writer: asyncio.StreamWriter) -> None:

@@ -188,6 +188,13 @@ class ClientHandshake:
         """The server's static public key, once handshake 2 is read."""
         return self._noise.remote_static
 
+    @property
+    def local_static(self) -> bytes:
+        """Our static public key."""
+        key = self._noise.local_static
+        assert key is not None
+        return key
+
     def start(self) -> bytes:
         """Handshake 1, to send first."""
         self._expect("new", "start")
@@ -354,6 +361,13 @@ class ServerHandshake:
     def peer_static(self) -> bytes | None:
         """The client's static public key, once handshake 1 is read."""
         return self._noise.remote_static
+
+    @property
+    def local_static(self) -> bytes:
+        """Our static public key."""
+        key = self._noise.local_static
+        assert key is not None
+        return key
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Bytes from the client."""
@@ -523,12 +537,16 @@ class RecordLayer:
         self._recv = recv
         self._buffer = _Buffer()
 
-    def seal(self, data: bytes | bytearray | memoryview) -> bytes:
-        """Encrypt ``data`` into as many records as needed (no record for empty data)."""
+    def seal(self, data: bytes | bytearray | memoryview) -> bytearray:
+        """Encrypt ``data`` into as many records as needed (no record for empty data).
+
+        The records are written straight into one buffer, each ciphertext after its length
+        prefix, so sealing costs the AEAD and nothing more than one allocation.
+        """
         view = memoryview(data).cast("B")
         total = len(view)
         if total == 0:
-            return b""
+            return bytearray()
         count = -(-total // MAX_RECORD_PLAINTEXT)
         out = bytearray(total + count * (2 + TAG_LEN))
         out_view = memoryview(out)
@@ -539,7 +557,7 @@ class RecordLayer:
             _U16.pack_into(out, position, size)
             self._send.encrypt_into(b"", chunk, out_view[position + 2 : position + 2 + size])
             position += 2 + size
-        return bytes(out)
+        return out
 
     @staticmethod
     def check_length(size: int) -> None:
