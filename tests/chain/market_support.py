@@ -24,6 +24,8 @@ from reef.chain import (
 )
 
 LOCK = 300  # the rate lock wait time every test market is deployed with
+# Every chain starts at this block time (2096-10-02), so runs are reproducible and replayable.
+START = 4_000_000_000
 FUNDS = 1_000_000 * 10**6  # tokens minted to each user
 
 
@@ -44,6 +46,7 @@ class TestChain:
     @classmethod
     def create(cls, *, n_users: int = 3, n_providers: int = 2, lock: int = LOCK) -> TestChain:
         tester = EthereumTester(PyEVMBackend())
+        tester.time_travel(START)
         w3 = Web3(EthereumTesterProvider(tester))
         keys = [k.to_bytes() for k in tester.backend.account_keys]
         accounts = [Account.from_key(k) for k in keys]
