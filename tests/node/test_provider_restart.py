@@ -1,0 +1,173 @@
+"""kill -9 of the control plane in the middle of a launch, then a restart: exactly one enclave per
+paying job, none for a job that stopped paying while it was down.
+
+The control plane is the real `reef provider run` process, on a devnet served over JSON-RPC,
+with images from a real image store and enclaves on the local dev TEE."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from reef.chain import Devnet, MarketClient, deploy_contracts, serve_devnet
+from reef.enclave import LocalBackend, build_image
+from reef.home import ReefHome
+from reef.market import (
+    ImageStore,
+    JobMetadata,
+    LocalRunner,
+    RateCard,
+    image_store_app,
+    upload_image,
+)
+from reef.node import serve_app
+from reef.node._serve import bind
+
+pytestmark = pytest.mark.slow
+
+REEF = str(Path(sys.executable).with_name("reef"))
+REPO = Path(__file__).resolve().parents[2]
+CARD = RateCard.dev().lookup("local", "dev.small")
+
+
+@dataclass
+class Chain:
+    devnet: Devnet
+    rpc_url: str
+    market: str
+    start_block: int
+    owner: MarketClient
+
+
+@pytest.fixture
+async def chain() -> AsyncIterator[Chain]:
+    devnet = Devnet()
+    accounts = devnet.accounts
+    deployment = deploy_contracts(
+        devnet.web3(), accounts[0].address, rate_lock_s=5, fund=[a.address for a in accounts]
+    )
+    server = await serve_devnet(devnet, port=0)
+    owner = MarketClient(devnet.web3(), deployment.market, account=accounts[0].local_account)
+    try:
+        yield Chain(devnet, server.url, deployment.market, deployment.block, owner)
+    finally:
+        await server.close()
+
+
+def _free_port() -> int:
+    sock = bind("127.0.0.1", 0, what="probe")
+    port: int = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+async def _provider(home: Path, chain: Chain, port: int) -> asyncio.subprocess.Process:
+    provider = chain.devnet.accounts[9].address
+    return await asyncio.create_subprocess_exec(
+        REEF,
+        "provider",
+        "run",
+        "--rpc",
+        chain.rpc_url,
+        "--market",
+        chain.market,
+        "--provider",
+        provider,
+        "--port",
+        str(port),
+        "--start-block",
+        str(chain.start_block),
+        "--safety-margin",
+        "2",
+        env={**os.environ, "REEF_HOME": str(home)},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+async def _enclaves_by_job(home: Path) -> Counter[str]:
+    runner = LocalRunner(LocalBackend(ReefHome(home)), home / "provider" / "launch")
+    running = [e for e in await runner.list() if e.state == "running"]
+    return Counter(e.job_id for e in running)
+
+
+async def _until(what: str, check: Callable[[], Awaitable[bool]], seconds: float = 60) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            while not await check():  # noqa: ASYNC110 - polling other processes' state
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+async def _first_enclave_started(home: Path) -> bool:
+    directory = home / "enclaves"
+    return directory.is_dir() and any(
+        (entry / "state.json").exists() for entry in directory.iterdir()
+    )
+
+
+async def test_kill_9_mid_launch_then_restart(chain: Chain, reef_home: Path) -> None:
+    home = reef_home
+    image = home / "hello.img"
+    build_image(REPO / "examples" / "hello", image)
+    store = await serve_app(
+        image_store_app(ImageStore(home / "store")), host="127.0.0.1", port=0, what="store"
+    )
+    port = _free_port()
+    provider_account = chain.devnet.accounts[9]
+    MarketClient(
+        chain.devnet.web3(), chain.market, account=provider_account.local_account
+    ).add_provider(f"http://127.0.0.1:{port}")
+    _, url = await asyncio.to_thread(upload_image, store.url, image)
+    metadata = JobMetadata(
+        instance="dev.small", region="local", memory=256, vcpu=1, url=url, name="hello"
+    ).to_json()
+    cp = await _provider(home, chain, port)
+    try:
+        jobs = [
+            chain.owner.open_job(metadata, provider_account.address, CARD.min_rate, 10**6)
+            for _ in range(3)
+        ]
+        # The first enclave's state appears before its processes boot: kill -9 right then.
+        await _until("a launch to begin", lambda: _first_enclave_started(home), 30)
+        cp.send_signal(signal.SIGKILL)
+        await cp.wait()
+        # It really died mid-way: not every paying job had its enclave running yet.
+        assert sum((await _enclaves_by_job(home)).values()) < 3
+
+        # While the control plane is down, the third job stops paying enough.
+        chain.owner.revise_rate_initiate(jobs[2], CARD.min_rate - 1)
+
+        cp = await _provider(home, chain, port)
+        paying = {jobs[0].lower(), jobs[1].lower()}
+
+        async def settled() -> bool:
+            return await _enclaves_by_job(home) == Counter({job: 1 for job in paying})
+
+        await _until("one enclave per paying job", settled)
+        # ... and it stays so across heartbeats (nothing relaunched twice, nothing revived).
+        await asyncio.sleep(6)
+        assert await _enclaves_by_job(home) == Counter({job: 1 for job in paying})
+    finally:
+        if cp.returncode is None:
+            cp.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(cp.wait(), 30)
+            except TimeoutError:
+                cp.kill()
+                await cp.wait()
+        backend = LocalBackend(ReefHome(home))
+        for info in await backend.list():
+            if info.state in ("starting", "running"):
+                await backend.stop(info.id)
+        await store.close()
