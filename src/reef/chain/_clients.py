@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, TypeVar
 
+from eth_abi.abi import decode as abi_decode
+from eth_abi.exceptions import DecodingError
 from web3 import Web3
 from web3.contract import Contract
-from web3.types import TxReceipt
+from web3.types import TxParams, TxReceipt
 
 from reef.chain._artifacts import ContractName, load_artifact
 from reef.chain._events import (
@@ -25,7 +27,7 @@ from reef.chain._events import (
 from reef.chain._tx import ProgressCallback, Sender, Transactor, TxResult, translate_errors
 from reef.chain._types import Address, Amount, parse_address
 from reef.encoding import parse_hex
-from reef.errors import InputError
+from reef.errors import ChainError, InputError
 
 __all__ = ["KmsRegistryClient", "TokenClient", "check_uint", "deploy_contract"]
 
@@ -85,6 +87,34 @@ class ContractClient:
         with translate_errors(description, self.address):
             fn = self.contract.get_function_by_name(function)(*args)
         return self._tx.call(fn, description)
+
+    def _call_lenient(self, function: str, args: Sequence[Any], outputs: Sequence[str]) -> Any:
+        """Like :meth:`_call`, decoding ``string`` outputs as UTF-8 with replacement.
+
+        The EVM does not check that a ``string`` is UTF-8, so anyone may store bytes that
+        web3's strict decoding rejects; reading them must not crash an indexer or a CLI.
+        """
+        description = f"{self.CONTRACT}.{function}"
+        with translate_errors(description, self.address):
+            data = self.contract.encode_abi(function, args=list(args))
+            params: TxParams = {"to": self.address, "data": data}
+            if self._tx.has_sender:
+                params["from"] = self._tx.sender
+            raw = self.w3.eth.call(params)
+        if not raw:
+            raise ChainError(
+                f"{description}: no contract answered at {self.address}",
+                hint="check the contract address and the chain (was the devnet restarted fresh?)",
+            )
+        types = ["bytes" if t == "string" else t for t in outputs]
+        try:
+            values = abi_decode(types, bytes(raw))
+        except DecodingError as exc:
+            raise ChainError(f"{description}: malformed answer from {self.address}") from exc
+        return tuple(
+            bytes(v).decode("utf-8", errors="replace") if t == "string" else v
+            for t, v in zip(outputs, values, strict=True)
+        )
 
     def _send(self, function: str, *args: Any) -> tuple[str, TxReceipt]:
         description = f"{self.CONTRACT}.{function}"

@@ -39,6 +39,7 @@ MAX_CP_BYTES = 1024
 """Longest control-plane URL a provider may register."""
 RATE_LOCK_SELECTOR = keccak256(b"RATE_LOCK")
 _ZERO_ADDRESS = "0x" + "00" * 20
+_JOB_OUTPUTS = ("string", "address", "address", "uint256", "uint256", "uint256")
 
 
 def _check_text(value: str, name: str, limit: int) -> str:
@@ -130,13 +131,17 @@ class MarketClient(ContractClient):
 
     def provider(self, address: str) -> str | None:
         """The control-plane URL ``address`` registered, or ``None`` if it is not a provider."""
-        cp = str(self._call("providers", parse_address(address, name="provider")))
-        return cp or None
+        (cp,) = self._call_lenient(
+            "providers", [parse_address(address, name="provider")], ["string"]
+        )
+        return str(cp) or None
 
     def find_job(self, job: int | str | bytes) -> Job | None:
         """The job as stored on chain, or ``None`` if it never existed or was closed."""
         job_id = parse_job_id(job)
-        metadata, owner, provider, rate, balance, last_settled = self._call("jobs", job_id)
+        metadata, owner, provider, rate, balance, last_settled = self._call_lenient(
+            "jobs", [job_id], _JOB_OUTPUTS
+        )
         if owner == _ZERO_ADDRESS or int(owner, 16) == 0:
             return None
         return Job(

@@ -200,6 +200,11 @@ class Transactor:
         self._chain_id: int | None = None
 
     @property
+    def has_sender(self) -> bool:
+        """Whether this transactor was given an account (no fallback to web3's default)."""
+        return self._sender is not None
+
+    @property
     def sender(self) -> Address:
         """The address transactions are sent from.
 
