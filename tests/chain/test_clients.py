@@ -1,0 +1,315 @@
+"""reef's chain clients as users meet them: accounts, progress, errors, decoding, deployments."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_abi.abi import encode
+from web3 import HTTPProvider, Web3
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from market_support import FUNDS, TestChain
+
+from reef.chain import (
+    MAX_METADATA_BYTES,
+    Deployment,
+    JobDeposited,
+    JobMetadataUpdated,
+    JobOpened,
+    MarketClient,
+    TokenClient,
+    TxProgress,
+    decode_market_log,
+    deploy_contracts,
+    format_amount,
+    market_decoder,
+    parse_address,
+    parse_amount,
+    parse_job_id,
+    rate_per_hour,
+)
+from reef.errors import ChainError, ConfigError, InputError, MarketError, MisuseError, RPCError
+
+
+@pytest.fixture(scope="module")
+def chain() -> TestChain:
+    return TestChain.create()
+
+
+def test_open_job_approves_the_market_when_the_allowance_is_short(chain: TestChain) -> None:
+    user = chain.users[2]
+    token = chain.token(user)
+    token.approve(chain.deployment.market, 0)
+    market = chain.market(user)
+    before = token.balance()
+    job = market.open_job("{}", chain.providers[0].address, 0, 1234)
+    assert market.job(job).balance == 1234
+    assert token.balance() == before - 1234
+    # Exactly the amount was approved and then spent: nothing is left approved.
+    assert token.allowance(user.address, chain.deployment.market) == 0
+    market.deposit(job, 66)
+    assert market.job(job).balance == 1300
+    with pytest.raises(ChainError, match="exceeds allowance"):
+        market.deposit(job, 1, approve=False)
+    token.approve(chain.deployment.market, 2**256 - 1)
+
+
+def test_node_managed_accounts_send_through_the_node(chain: TestChain) -> None:
+    # eth-tester's own accounts are unlocked: the node signs (eth_sendTransaction).
+    node_account = chain.w3.eth.accounts[9]
+    chain.token(chain.deployer).mint(node_account, 5000)
+    chain.token(node_account).approve(chain.deployment.market, 5000)
+    market = MarketClient(chain.w3, chain.deployment.market, account=node_account)
+    assert market.sender == node_account
+    job = market.open_job("node", chain.providers[0].address, 0, 5000)
+    assert market.job(job).owner == node_account
+
+
+def test_progress_reports_each_stage(chain: TestChain) -> None:
+    seen: list[TxProgress] = []
+    market = MarketClient(
+        chain.w3, chain.deployment.market, account=chain.users[0], progress=seen.append
+    )
+    job = market.open_job("{}", chain.providers[0].address, 0, 0)
+    result = market.settle(job)
+    stages = [(p.stage, p.description) for p in seen]
+    assert stages[-3:] == [
+        ("sending", "Market.jobSettle"),
+        ("sent", "Market.jobSettle"),
+        ("mined", "Market.jobSettle"),
+    ]
+    assert seen[-1].tx_hash == result.tx_hash
+    assert seen[-1].block_number == result.block_number
+
+
+def test_a_read_only_client_refuses_to_send(chain: TestChain) -> None:
+    reader = chain.market()
+    assert reader.job_count() >= 0  # reads work without an account
+    with pytest.raises(MisuseError, match="no account"):
+        reader.settle(0)
+
+
+def test_revert_errors_carry_reason_and_hint(chain: TestChain) -> None:
+    market = chain.market(chain.users[0])
+    with pytest.raises(ChainError) as info:
+        market.close(parse_job_id(10**9))
+    error = info.value
+    assert type(error).__name__ == "ContractRevertError"
+    assert error.message == "Market.jobClose reverted: job not found"
+    assert error.reason == "job not found"  # type: ignore[attr-defined]
+    assert error.hint == "check the job id; a closed job is deleted from the market"
+
+
+def test_unknown_job_is_a_market_error(chain: TestChain) -> None:
+    market = chain.market()
+    assert market.find_job(10**9) is None
+    assert market.rate_lock(10**9) is None
+    with pytest.raises(MarketError, match="is not open"):
+        market.job(10**9)
+
+
+def test_an_address_without_a_contract_is_reported(chain: TestChain) -> None:
+    nowhere = MarketClient(chain.w3, "0x" + "42" * 20)
+    with pytest.raises(ChainError, match="no contract answered"):
+        nowhere.job_count()
+    with pytest.raises(ChainError, match="no contract answered"):
+        nowhere.find_job(0)
+
+
+def test_an_unreachable_node_is_an_rpc_error() -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    w3 = Web3(HTTPProvider(f"http://127.0.0.1:{port}", request_kwargs={"timeout": 2}))
+    market = MarketClient(w3, "0x" + "42" * 20)
+    with pytest.raises(RPCError, match="JSON-RPC endpoint failed") as info:
+        market.job_count()
+    assert info.value.hint
+    assert "node is running" in info.value.hint
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda m, p: m.open_job("x" * (MAX_METADATA_BYTES + 1), p, 0, 0), "at most 32768"),
+        (lambda m, p: m.open_job("{}", "0x1234", 0, 0), "provider is not an Ethereum address"),
+        (lambda m, p: m.open_job("{}", p, -1, 0), "rate must be between"),
+        (lambda m, p: m.open_job("{}", p, 2**128, 0), "maximum 2\\*\\*128-1"),
+        (lambda m, p: m.open_job("{}", p, 0, True), "balance must be an integer"),
+        (lambda m, p: m.deposit("0x" + "1" * 65, 1), "does not fit in 32 bytes"),
+        (lambda m, p: m.withdraw("job-1", 1), "job id is not hex"),
+        (lambda m, p: m.add_provider("u" * 1025), "at most 1024"),
+    ],
+)
+def test_bad_arguments_are_input_errors(chain: TestChain, call: Any, message: str) -> None:
+    market = chain.market(chain.users[0])
+    with pytest.raises(InputError, match=message):
+        call(market, chain.providers[0].address)
+
+
+# ---- events ----
+
+
+def _raw_json_log(log: Any) -> dict[str, Any]:
+    """A web3 log as a JSON-RPC node sends it (hex strings everywhere)."""
+    return {
+        "address": log["address"].lower(),
+        "topics": ["0x" + bytes(t).hex() for t in log["topics"]],
+        "data": "0x" + bytes(log["data"]).hex(),
+        "blockNumber": hex(log["blockNumber"]),
+        "logIndex": hex(log["logIndex"]),
+        "transactionHash": "0x" + bytes(log["transactionHash"]).hex(),
+    }
+
+
+def test_logs_decode_the_same_from_web3_and_raw_json(chain: TestChain) -> None:
+    market = chain.market(chain.users[0])
+    job = market.open_job('{"n":1}', chain.providers[0].address, 7, 99)
+    market.deposit(job, 1)
+    logs = chain.w3.eth.get_logs(
+        {"address": chain.deployment.market, "fromBlock": 0, "toBlock": "latest"}
+    )
+    decoder = market_decoder()
+    decoded = [decode_market_log(log, decoder) for log in logs]
+    assert decoded == [decode_market_log(_raw_json_log(log), decoder) for log in logs]
+    assert decoded == market.events()
+    opened = [e for e in decoded if isinstance(e, JobOpened) and e.job == job]
+    deposited = [e for e in decoded if isinstance(e, JobDeposited) and e.job == job]
+    assert [e.balance for e in opened] == [99]
+    assert [(e.from_, e.amount) for e in deposited] == [(chain.users[0].address, 1)]
+    # Filtering by job keeps exactly that job's events.
+    assert market.events(job=job) == [*opened, *deposited]
+
+
+def test_decoding_ignores_foreign_events_and_rejects_malformed_ones(chain: TestChain) -> None:
+    transfer = {
+        "address": chain.deployment.token,
+        "topics": ["0x" + "dd" * 32],
+        "data": "0x",
+    }
+    assert decode_market_log(transfer) is None
+    log = chain.w3.eth.get_logs({"address": chain.deployment.market, "fromBlock": 0})[0]
+    broken = _raw_json_log(log)
+    broken["topics"] = broken["topics"][:1]  # indexed fields missing
+    with pytest.raises(ChainError, match="malformed"):
+        decode_market_log(broken)
+
+
+def test_invalid_utf8_metadata_neither_crashes_reads_nor_decoding(chain: TestChain) -> None:
+    """Anyone can store non-UTF-8 bytes as a `string`; readers must survive it."""
+    user = chain.users[1]
+    market = chain.market(user)
+    job = market.open_job("ok", chain.providers[0].address, 0, 0)
+    # Hand-encode jobMetadataUpdate(bytes32,string) with bytes that are not UTF-8.
+    selector = bytes(Web3.keccak(text="jobMetadataUpdate(bytes32,string)"))[:4]
+    data = selector + encode(["bytes32", "bytes"], [bytes.fromhex(job[2:]), b"\xff\xfex"])
+    w3 = chain.w3
+    tx = {
+        "from": user.address,
+        "to": chain.deployment.market,
+        "data": "0x" + data.hex(),
+        "gas": 300_000,
+        "nonce": w3.eth.get_transaction_count(user.address),
+        "chainId": w3.eth.chain_id,
+        "maxFeePerGas": 10**10,
+        "maxPriorityFeePerGas": 10**9,
+    }
+    tx_hash = w3.eth.send_raw_transaction(user.sign_transaction(tx).raw_transaction)  # type: ignore[arg-type]
+    assert w3.eth.wait_for_transaction_receipt(tx_hash)["status"] == 1
+    assert market.job(job).metadata == "\ufffd\ufffdx"
+    (event,) = [e for e in market.events(job=job) if isinstance(e, JobMetadataUpdated)]
+    assert event.metadata == "\ufffd\ufffdx"
+
+
+# ---- deployment ----
+
+
+def test_deploy_contracts_funds_accounts_and_round_trips(tmp_path: Path) -> None:
+    chain = TestChain.create(n_users=0, n_providers=0)
+    funded = [chain.w3.eth.accounts[5], chain.w3.eth.accounts[6]]
+    deployment = deploy_contracts(
+        chain.w3, chain.deployer, rate_lock_s=60, fund=funded, fund_amount=777
+    )
+    token = TokenClient(chain.w3, deployment.token)
+    assert [token.balance(a) for a in funded] == [777, 777]
+    assert MarketClient(chain.w3, deployment.market).lock_wait_time() == 60
+    assert deployment.chain_id == chain.w3.eth.chain_id
+    assert chain.w3.eth.get_code(deployment.market)  # type: ignore[arg-type]
+    assert deployment.block <= chain.w3.eth.block_number
+
+    path = tmp_path / "chain" / "deployment.json"
+    deployment.dump(path)
+    assert Deployment.load(path) == deployment
+    assert json.loads(path.read_text())["market"] == deployment.market
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([], "JSON object"),
+        ({"chain_id": 1, "token": "0x" + "11" * 20, "block": 0}, "lacks the field"),
+        (
+            {
+                "chain_id": -1,
+                "token": "0x" + "11" * 20,
+                "market": "0x" + "22" * 20,
+                "kms_registry": "0x" + "33" * 20,
+                "block": 0,
+            },
+            "chain_id must be",
+        ),
+        (
+            {
+                "chain_id": 1,
+                "token": "0x11",
+                "market": "0x" + "22" * 20,
+                "kms_registry": "0x" + "33" * 20,
+                "block": 0,
+            },
+            "token is not an Ethereum address",
+        ),
+    ],
+)
+def test_bad_deployments_are_config_errors(data: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Deployment.from_json(data)
+
+
+def test_missing_deployment_file_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no deployment") as info:
+        Deployment.load(tmp_path / "nope.json")
+    assert info.value.hint
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="cannot read"):
+        Deployment.load(tmp_path / "bad.json")
+
+
+# ---- units ----
+
+
+def test_amount_parsing_and_formatting_are_exact() -> None:
+    assert parse_amount("1.5") == 1_500_000
+    assert parse_amount("0.000001") == 1
+    assert parse_amount(" 1000000 ") == FUNDS
+    assert format_amount(1_500_000) == "1.5"
+    assert format_amount(1) == "0.000001"
+    assert format_amount(2_000_000) == "2"
+    for bad in ("1.0000001", "-1", "abc", "nan", "inf"):
+        with pytest.raises(InputError):
+            parse_amount(bad)
+
+
+def test_rate_per_hour_and_job_ids() -> None:
+    # 0.189 USDC per hour (reference §4.3's c5.xlarge) -> 52_500_000_000_000 per second.
+    assert rate_per_hour(189_000) == 52_500_000_000_000
+    assert parse_job_id(5) == "0x" + "00" * 31 + "05"
+    assert parse_job_id("0x5") == parse_job_id(b"\x05") == parse_job_id("05")
+    assert parse_address("0x" + "ab" * 20) == Web3.to_checksum_address("0x" + "ab" * 20)
+    with pytest.raises(InputError):
+        parse_job_id(-1)
