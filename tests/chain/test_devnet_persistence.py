@@ -38,7 +38,9 @@ def home(reef_home: Path) -> ReefHome:
     return ReefHome(reef_home)
 
 
-def transfer(devnet: Devnet, nonce: int, value: int = 1) -> bytes:
+def transfer(devnet: Devnet, nonce: int | None = None, value: int = 1) -> bytes:
+    if nonce is None:
+        nonce = devnet.nonce(bytes.fromhex(devnet.accounts[0].address[2:]))
     raw = Account.sign_transaction(
         {
             "chainId": DEVNET_CHAIN_ID,
@@ -256,3 +258,97 @@ def test_a_journal_that_cannot_be_written_keeps_nothing(
         transfer(devnet, 1)  # and once the disk has room, the same transaction goes through
     with Devnet.open(home, deploy=False) as devnet:
         assert devnet.block_number == 2
+
+
+def checkpoint(home: ReefHome) -> Path:
+    return home.chain / "checkpoint.bin"
+
+
+def state_of(devnet: Devnet) -> tuple[object, ...]:
+    """Everything a client can see: every block (with its transactions), every receipt, the
+    logs, a balance and the clock offset."""
+    rpc = devnet.web3().provider
+
+    def ask(method: str, *params: object) -> object:
+        return rpc.make_request(method, list(params))["result"]  # type: ignore[arg-type]
+
+    blocks = range(devnet.block_number + 1)
+    return (
+        [ask("eth_getBlockByNumber", hex(n), True) for n in blocks],
+        [ask("eth_getBlockReceipts", hex(n)) for n in blocks],
+        ask("eth_getLogs", {"fromBlock": "0x0"}),
+        devnet.balance(bytes.fromhex(SINK[2:])),
+        devnet.time_offset,
+    )
+
+
+def test_a_clean_close_leaves_a_checkpoint_that_skips_the_replay(
+    home: ReefHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Devnet.open(home) as devnet:  # with contracts, so there are logs to index
+        transfer(devnet)
+        devnet.increase_time(42)
+        before = state_of(devnet)
+    assert checkpoint(home).exists()
+
+    def no_replay(*args: object, **kwargs: object) -> Devnet:
+        raise AssertionError("the whole journal was replayed")
+
+    monkeypatch.setattr(Devnet, "_replay", no_replay)
+    with Devnet.open(home) as devnet:
+        assert state_of(devnet) == before
+        transfer(devnet)  # and the restored chain goes on
+        after = state_of(devnet)
+    with Devnet.open(home) as devnet:
+        assert state_of(devnet) == after
+
+
+def test_after_a_crash_the_checkpoint_and_the_journals_tail_are_used(
+    home: ReefHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Devnet.open(home, deploy=False) as devnet:
+        transfer(devnet, 0)
+    devnet = Devnet.open(home, deploy=False)
+    transfer(devnet, 1)
+    devnet.increase_time(7)
+    expected = state_of(devnet)
+    persistence = devnet._persistence
+    assert persistence is not None
+    persistence.journal.close()  # the process dies: no checkpoint for these last entries
+    persistence.lock.release()
+    monkeypatch.setattr(Devnet, "_replay", None)  # a full replay would fail loudly
+    with Devnet.open(home, deploy=False) as again:
+        assert state_of(again) == expected
+
+
+def test_a_damaged_or_foreign_checkpoint_falls_back_to_the_journal(
+    home: ReefHome, tmp_path: Path
+) -> None:
+    with Devnet.open(home, deploy=False) as devnet:
+        transfer(devnet, 0)
+        expected = state_of(devnet)
+    data = bytearray(checkpoint(home).read_bytes())
+    data[-5] ^= 0xFF
+    checkpoint(home).write_bytes(bytes(data))
+    with Devnet.open(home, deploy=False) as devnet:
+        assert state_of(devnet) == expected
+    # A checkpoint of another chain (here: another home's) does not match this journal.
+    other = ReefHome(tmp_path / "other")
+    with Devnet.open(other, deploy=False) as devnet:
+        transfer(devnet, 0)
+        transfer(devnet, 1)
+    checkpoint(home).write_bytes(checkpoint(other).read_bytes())
+    with Devnet.open(home, deploy=False) as devnet:
+        assert state_of(devnet) == expected
+
+
+def test_reverting_below_a_checkpoint_drops_it(home: ReefHome) -> None:
+    with Devnet.open(home, deploy=False) as devnet:
+        snapshot = devnet.snapshot()
+        transfer(devnet, 0)
+        devnet._write_checkpoint()
+        assert checkpoint(home).exists()
+        assert devnet.revert(snapshot)
+        assert not checkpoint(home).exists()
+    with Devnet.open(home, deploy=False) as devnet:
+        assert devnet.block_number == 0

@@ -28,6 +28,7 @@ worker threads) see the EVM one operation at a time.
 from __future__ import annotations
 
 import bisect
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -44,6 +45,7 @@ from eth.constants import (
     POST_MERGE_NONCE,
 )
 from eth.db.atomic import AtomicDB
+from eth.db.backends.memory import MemoryDB
 from eth.vm.forks.prague import PragueVM
 from eth_account import Account
 from eth_utils.address import to_checksum_address
@@ -53,13 +55,16 @@ from reef.chain._deploy import Deployment
 from reef.chain._devnet_accounts import DEV_MNEMONIC, DEVNET_CHAIN_ID, DevAccount, dev_accounts
 from reef.chain._devnet_exec import call_on, estimate_on
 from reef.chain._devnet_state import (
+    CHECKPOINT_NAME,
     INFO_NAME,
     JOURNAL_FORMAT,
     JOURNAL_NAME,
     DevnetInfo,
     DevnetLock,
     Journal,
+    read_checkpoint,
     read_devnet_info,
+    write_checkpoint,
     write_devnet_info,
 )
 from reef.chain._devnet_types import (
@@ -94,6 +99,9 @@ MAX_TIMESTAMP: Final = 2**64 - 1
 """Block timestamps are 64-bit in Ethereum's header."""
 _BLOB_TX_TYPE: Final = 3
 _RANDAO_DOMAIN: Final = b"reef devnet prevrandao"
+_CHECKPOINT_AFTER: Final = 200
+"""Replaying more journal entries than this at start writes a checkpoint straight away."""
+_log = logging.getLogger("reef.chain.devnet")
 
 
 class _DevChain(MiningChain):
@@ -105,6 +113,31 @@ class _DevChain(MiningChain):
     def create_header_from_parent(self, parent_header: Any, **header_params: Any) -> Any:
         header_params["gas_limit"] = parent_header.gas_limit
         return super().create_header_from_parent(parent_header, **header_params)
+
+
+def _checkpoint_start(
+    header: Mapping[str, Any], entries: Sequence[Mapping[str, Any]], ends: Sequence[int]
+) -> int | None:
+    """The index of the first journal entry after a checkpoint, if the checkpoint matches the
+    journal: its position is an entry boundary and the last block up to there is its head."""
+    try:
+        index = list(ends).index(int(header["journal_bytes"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    last: Mapping[str, Any] = entries[0]
+    for entry in entries[: index + 1]:
+        if entry.get("kind") == "block":
+            last = entry
+    number = 0 if last is entries[0] else last.get("number")
+    if number != header.get("head") or last.get("hash") != header.get("head_hash"):
+        return None
+    return index + 1
+
+
+def _chain_class(chain_id: int) -> Any:
+    if chain_id == _DevChain.chain_id:
+        return _DevChain
+    return type("_DevChainWithId", (_DevChain,), {"chain_id": chain_id})
 
 
 @dataclass(frozen=True)
@@ -167,12 +200,10 @@ class Devnet:
         self._snapshots: dict[int, _Snapshot] = {}
         self._snapshot_counter = 0
         self._persistence: _Persistence | None = None
+        self._checkpoint_position: int | None = None
         self._deployment: Deployment | None = None
         self._rate_lock_s: int | None = None
 
-        chain_class: Any = _DevChain
-        if chain_id != _DevChain.chain_id:
-            chain_class = type("_DevChainWithId", (_DevChain,), {"chain_id": chain_id})
         self._chain_id = chain_id
         timestamp = int(clock()) if genesis_timestamp is None else genesis_timestamp
         params: dict[str, Any] = {
@@ -190,16 +221,43 @@ class Devnet:
             address: {"balance": balance_wei, "nonce": 0, "code": b"", "storage": {}}
             for address in self._keys
         }
-        self._chain: Any = chain_class.from_genesis(AtomicDB(), params, state)
-        genesis = self._chain.get_canonical_block_by_number(0)
-        self._blocks: list[MinedBlock] = [
-            MinedBlock(genesis.header, (), (), (), len(rlp.encode(genesis)))
-        ]
-        self._numbers: dict[bytes, int] = {self._blocks[0].hash: 0}
+        self._chain: Any = _chain_class(chain_id).from_genesis(AtomicDB(), params, state)
+        self._index()
+
+    @classmethod
+    def _from_database(
+        cls,
+        genesis: Mapping[str, Any],
+        database: dict[bytes, bytes],
+        *,
+        clock: Callable[[], float],
+    ) -> Devnet:
+        """A devnet over a py-evm database restored from a checkpoint (see :meth:`open`)."""
+        devnet = cls(
+            chain_id=int(genesis["chain_id"]),
+            accounts=int(genesis["accounts"]),
+            balance_wei=int(genesis["balance_wei"]),
+            mnemonic=str(genesis["mnemonic"]),
+            clock=clock,
+            genesis_timestamp=int(genesis["timestamp"]),
+        )
+        devnet._chain = _chain_class(devnet.chain_id)(AtomicDB(MemoryDB(database)))
+        devnet._index()
+        return devnet
+
+    def _index(self) -> None:
+        """(Re)build the block, transaction and log indexes from py-evm's canonical chain."""
+        chain = self._chain
+        self._blocks: list[MinedBlock] = []
+        self._numbers: dict[bytes, int] = {}
         self._tx_index: dict[bytes, tuple[int, int]] = {}
         self._logs: list[LogEntry] = []
         self._log_blocks: list[int] = []
-        self._chain.header = self._chain.create_header_from_parent(genesis.header)
+        head = chain.get_canonical_head()
+        for number in range(int(head.block_number) + 1):
+            block = chain.get_canonical_block_by_number(number)
+            self._record(block, tuple(block.get_receipts(chain.chaindb)))
+        chain.header = chain.create_header_from_parent(head)
 
     # ----------------------------------------------------------------- opening from $REEF_HOME
 
@@ -244,12 +302,13 @@ class Devnet:
         created = False
         try:
             if fresh:
-                for name in (JOURNAL_NAME, INFO_NAME):
+                for name in (JOURNAL_NAME, INFO_NAME, CHECKPOINT_NAME):
                     (directory / name).unlink(missing_ok=True)
+            replayed = 0
             if journal_path.exists():
-                journal, entries = Journal.open(journal_path, durable=durable)
+                journal, entries, ends = Journal.open(journal_path, durable=durable)
                 try:
-                    devnet = cls._replay(entries, clock=clock)
+                    devnet, replayed = cls._resume(home, entries, ends, clock=clock)
                     info = cls._stored_info(home, devnet)
                 except BaseException:
                     journal.close()
@@ -276,6 +335,9 @@ class Devnet:
             elif deploy:
                 devnet._deploy(DEFAULT_RATE_LOCK_S if rate_lock_s is None else rate_lock_s)
             devnet._write_info()
+            if replayed >= _CHECKPOINT_AFTER:
+                # A long replay is worth saving now, not only at a clean close.
+                devnet._write_checkpoint()
             return devnet
         except BaseException:
             if devnet is not None and devnet._persistence is not None:
@@ -284,7 +346,7 @@ class Devnet:
             if created:
                 # A chain that failed to come up (say, its contracts did not deploy) is not
                 # kept: the next start begins cleanly instead of replaying half a deployment.
-                for name in (JOURNAL_NAME, INFO_NAME):
+                for name in (JOURNAL_NAME, INFO_NAME, CHECKPOINT_NAME):
                     (directory / name).unlink(missing_ok=True)
             lock.release()
             raise
@@ -310,6 +372,44 @@ class Devnet:
         return info
 
     @classmethod
+    def _resume(
+        cls,
+        home: ReefHome,
+        entries: Sequence[Mapping[str, Any]],
+        ends: Sequence[int],
+        *,
+        clock: Callable[[], float],
+    ) -> tuple[Devnet, int]:
+        """The devnet the journal describes, from its checkpoint when one matches; also return
+        how many journal entries were replayed."""
+        path = home.chain / CHECKPOINT_NAME
+        checkpoint = read_checkpoint(path)
+        if checkpoint is not None:
+            header, database = checkpoint
+            start = _checkpoint_start(header, entries, ends)
+            if start is not None:
+                try:
+                    devnet = cls._from_database(entries[0], database, clock=clock)
+                    head = devnet._blocks[-1]
+                    if (
+                        "0x" + devnet._blocks[0].hash.hex() != entries[0].get("hash")
+                        or head.number != header["head"]
+                        or "0x" + head.hash.hex() != header["head_hash"]
+                    ):
+                        raise ConfigError("the checkpoint's chain is not the journal's")
+                    devnet._offset = int(header["offset"])
+                    nxt = header.get("next_timestamp")
+                    devnet._next_timestamp = None if nxt is None else int(nxt)
+                    devnet._replay_from(entries, start)
+                    devnet._checkpoint_position = int(header["journal_bytes"])
+                    return devnet, len(entries) - start
+                except Exception:
+                    # A checkpoint only saves time; whatever is wrong with it, the journal
+                    # (checked block by block) remains the record.
+                    _log.warning("devnet: ignoring the checkpoint %s; replaying the journal", path)
+        return cls._replay(entries, clock=clock), len(entries) - 1
+
+    @classmethod
     def _replay(cls, entries: Sequence[Mapping[str, Any]], *, clock: Callable[[], float]) -> Devnet:
         genesis = entries[0]
         try:
@@ -331,15 +431,18 @@ class Devnet:
                 "the devnet journal's genesis block does not match this reef's genesis",
                 hint="start over with `reef chain --fresh`",
             )
-        for line, entry in enumerate(entries[1:], 2):
+        devnet._replay_from(entries, 1)
+        return devnet
+
+    def _replay_from(self, entries: Sequence[Mapping[str, Any]], start: int) -> None:
+        for line, entry in enumerate(entries[start:], start + 1):
             try:
-                devnet._replay_entry(entry)
+                self._replay_entry(entry)
             except (KeyError, TypeError, ValueError, ChainError) as exc:
                 raise ConfigError(
                     f"the devnet journal does not replay at line {line}: {exc}",
                     hint="start over with `reef chain --fresh`",
                 ) from exc
-        return devnet
 
     def _replay_entry(self, entry: Mapping[str, Any]) -> None:
         kind = entry.get("kind")
@@ -415,9 +518,32 @@ class Devnet:
             if persistence is None:
                 return
             self._write_info()
+            try:
+                self._write_checkpoint()
+            except OSError as exc:  # the journal is the record; a checkpoint only saves time
+                _log.warning("devnet: could not write a checkpoint: %s", exc)
             persistence.journal.close()
             persistence.lock.release()
             self._persistence = None
+
+    def _write_checkpoint(self) -> None:
+        persistence = self._persistence
+        if persistence is None:
+            return
+        head = self._blocks[-1]
+        header = {
+            "journal_bytes": persistence.journal.position,
+            "head": head.number,
+            "head_hash": "0x" + head.hash.hex(),
+            "offset": self._offset,
+            "next_timestamp": self._next_timestamp,
+        }
+        write_checkpoint(
+            persistence.home.chain / CHECKPOINT_NAME,
+            header,
+            self._chain.chaindb.db.wrapped_db.kv_store,
+        )
+        self._checkpoint_position = persistence.journal.position
 
     def __enter__(self) -> Devnet:
         return self
@@ -588,6 +714,11 @@ class Devnet:
             self._offset = snap.offset
             self._next_timestamp = snap.next_timestamp
             if self._persistence is not None and snap.journal_position is not None:
+                checkpoint = self._checkpoint_position
+                if checkpoint is not None and snap.journal_position < checkpoint:
+                    # The checkpoint holds blocks this revert forgets: drop it first.
+                    (self._persistence.home.chain / CHECKPOINT_NAME).unlink(missing_ok=True)
+                    self._checkpoint_position = None
                 self._persistence.journal.truncate(snap.journal_position)
             return True
 
@@ -765,6 +896,10 @@ class Devnet:
         except BaseException:
             chain.header = chain.create_header_from_parent(parent.header)
             raise
+        return self._record(block, receipts)
+
+    def _record(self, block: Any, receipts: tuple[Any, ...]) -> MinedBlock:
+        """Add a block that py-evm has made canonical to the devnet's own indexes."""
         senders = tuple(bytes(t.sender) for t in block.transactions)
         number = int(block.number)
         block_hash = bytes(block.hash)

@@ -12,6 +12,12 @@ A snapshot revert truncates the journal back to where the snapshot was taken.
 chain id, dev accounts (keys marked dev-only), deployed contract addresses and the RPC endpoint.
 It is rewritten atomically (write to a temporary file, then rename).
 
+A **checkpoint** saves the start-up replay: when the devnet closes (and after a long replay) it
+writes py-evm's whole key-value store to ``checkpoint.bin`` with the journal position it
+reflects. On start, a checkpoint whose position and head hash match the journal is loaded and
+only the journal's later entries are replayed; a missing, damaged or stale checkpoint falls back
+to replaying the whole journal, which stays the record.
+
 A lock file (``fcntl.flock``) keeps two devnets from writing one journal.
 """
 
@@ -19,9 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -38,6 +45,8 @@ __all__ = [
 
 JOURNAL_FORMAT = 1
 JOURNAL_NAME = "journal.jsonl"
+CHECKPOINT_FORMAT = 1
+CHECKPOINT_NAME = "checkpoint.bin"
 INFO_NAME = "devnet.json"
 LOCK_NAME = "devnet.lock"
 
@@ -219,8 +228,11 @@ class Journal:
         return journal
 
     @classmethod
-    def open(cls, path: Path, *, durable: bool = True) -> tuple[Journal, list[dict[str, Any]]]:
-        """Open an existing journal and return it with its entries.
+    def open(
+        cls, path: Path, *, durable: bool = True
+    ) -> tuple[Journal, list[dict[str, Any]], list[int]]:
+        """Open an existing journal; return it, its entries, and the byte offset where each
+        entry ends (what :attr:`position` was after writing it).
 
         A last line cut short by a crash (no newline) is dropped and cut from the file, so the
         journal ends at the last entry that was completely written.
@@ -236,7 +248,11 @@ class Journal:
             handle.seek(end)
             handle.truncate()
         entries: list[dict[str, Any]] = []
+        ends: list[int] = []
+        offset = 0
         for number, line in enumerate(data[:end].splitlines(), 1):
+            offset += len(line) + 1
+            ends.append(offset)
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -263,7 +279,7 @@ class Journal:
                 hint=_FRESH_HINT,
             )
         handle.seek(0, os.SEEK_END)
-        return cls(path, handle, durable=durable), entries
+        return cls(path, handle, durable=durable), entries, ends
 
     @property
     def path(self) -> Path:
@@ -297,6 +313,63 @@ class Journal:
         self._handle.close()
 
 
-def iter_blocks(entries: Sequence[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
-    """The block entries of a journal, in order."""
-    return (entry for entry in entries if entry.get("kind") == "block")
+def write_checkpoint(
+    path: Path, header: Mapping[str, Any], database: Mapping[bytes, bytes]
+) -> None:
+    """Write py-evm's key-value store and ``header`` to ``path`` atomically.
+
+    The file is one JSON line (``header`` plus the format, payload size and SHA-256), then the
+    pairs as ``len(key) key len(value) value`` with 4-byte big-endian lengths.
+    """
+    payload = b"".join(
+        len(key).to_bytes(4, "big") + key + len(value).to_bytes(4, "big") + value
+        for key, value in database.items()
+    )
+    described = {
+        **header,
+        "format": CHECKPOINT_FORMAT,
+        "payload_bytes": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+    }
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(json.dumps(described, separators=(",", ":")).encode() + b"\n")
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[bytes, bytes]] | None:
+    """The header and key-value store of a checkpoint, or ``None`` if there is none or it is
+    damaged (a checkpoint only saves time: the journal is the record)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    newline = data.find(b"\n")
+    if newline < 0:
+        return None
+    try:
+        header = json.loads(data[:newline])
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    payload = memoryview(data)[newline + 1 :]
+    if (
+        not isinstance(header, dict)
+        or header.get("format") != CHECKPOINT_FORMAT
+        or header.get("payload_bytes") != len(payload)
+        or header.get("sha256") != hashlib.sha256(payload).hexdigest()
+    ):
+        return None
+    database: dict[bytes, bytes] = {}
+    at = 0
+    while at < len(payload):
+        size = int.from_bytes(payload[at : at + 4], "big")
+        key = bytes(payload[at + 4 : at + 4 + size])
+        at += 4 + size
+        size = int.from_bytes(payload[at : at + 4], "big")
+        database[key] = bytes(payload[at + 4 : at + 4 + size])
+        at += 4 + size
+    return header, database
