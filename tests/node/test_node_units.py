@@ -1,0 +1,149 @@
+"""Node helpers without a network: durations, network.json, key files, session resolution, and
+`reef provider register` / `reef provider index` against a devnet served over JSON-RPC."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from reef.chain import Devnet, DevnetThread, MarketClient, deploy_contracts, serve_devnet_in_thread
+from reef.cli import app
+from reef.errors import ConfigError, InputError
+from reef.home import ReefHome
+from reef.node import NetworkInfo, load_key_file, open_session, parse_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90", 90),
+        ("90s", 90),
+        ("30m", 1800),
+        ("1h", 3600),
+        ("1h30m", 5400),
+        ("2d", 172800),
+        (" 1H ", 3600),
+        ("1w", 604800),
+    ],
+)
+def test_durations(text: str, seconds: int) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "1x", "h", "-5m", "0", "1.5h"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(InputError):
+        parse_duration(text)
+
+
+def test_network_json_round_trip(reef_home: Path) -> None:
+    home = ReefHome(reef_home)
+    with pytest.raises(ConfigError, match="reef up"):
+        NetworkInfo.load(home)
+    info = NetworkInfo.from_json(
+        {
+            "rpc_url": "http://127.0.0.1:8545",
+            "chain_id": 31337,
+            "deployment": {
+                "chain_id": 31337,
+                "token": "0x" + "11" * 20,
+                "market": "0x" + "22" * 20,
+                "kms_registry": "0x" + "33" * 20,
+                "block": 3,
+            },
+            "rate_lock_s": 300,
+            "provider": "0x" + "44" * 20,
+            "control_plane": "http://127.0.0.1:8080",
+            "image_store": "http://127.0.0.1:8090",
+        }
+    )
+    info.dump(home)
+    assert NetworkInfo.load(home) == info
+    (reef_home / "network.json").write_text('{"rpc_url": 1}')
+    with pytest.raises(ConfigError, match="not a valid network"):
+        NetworkInfo.load(home)
+    NetworkInfo.clear(home)
+    assert not (reef_home / "network.json").exists()
+
+
+def test_key_files(tmp_path: Path) -> None:
+    key = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+    expected = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # hardhat account 1
+    text, raw = tmp_path / "hex", tmp_path / "raw"
+    text.write_text(f"0x{key}\n")
+    raw.write_bytes(bytes.fromhex(key))
+    assert load_key_file(text).address == expected
+    assert load_key_file(raw).address == expected
+    bad = tmp_path / "bad"
+    bad.write_text("hello")
+    with pytest.raises(InputError, match="neither 32 raw bytes nor 64 hex"):
+        load_key_file(bad)
+    bad.write_text("00" * 32)
+    with pytest.raises(InputError, match="not a valid secp256k1"):
+        load_key_file(bad)
+    with pytest.raises(InputError, match="cannot read"):
+        load_key_file(tmp_path / "missing")
+
+
+def test_a_session_needs_to_know_where_the_network_is(reef_home: Path) -> None:
+    with pytest.raises(ConfigError, match="reef up"):
+        open_session(ReefHome(reef_home))
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Devnet, DevnetThread, str]]:
+    devnet = Devnet()
+    deployment = deploy_contracts(devnet.web3(), devnet.accounts[0].address, rate_lock_s=5)
+    with serve_devnet_in_thread(devnet) as server:
+        yield devnet, server, deployment.market
+
+
+def test_provider_register_and_index_commands(
+    served: tuple[Devnet, DevnetThread, str], tmp_path: Path, reef_home: Path
+) -> None:
+    devnet, server, market = served
+    key = tmp_path / "provider.key"
+    key.write_text(devnet.accounts[5].private_key.hex())
+    runner = CliRunner()
+    base = ["--rpc", server.url, "--market", market, "--key", str(key)]
+
+    first = runner.invoke(app, ["provider", "register", "--cp", "http://a:8080", *base, "--json"])
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["action"] == "registered"
+    again = runner.invoke(app, ["provider", "register", "--cp", "http://a:8080", *base, "--json"])
+    assert json.loads(again.stdout)["action"] == "unchanged"
+    moved = runner.invoke(app, ["provider", "register", "--cp", "http://b:8080", *base, "--json"])
+    assert json.loads(moved.stdout)["action"] == "updated"
+    client = MarketClient(devnet.web3(), market)
+    assert client.provider(devnet.accounts[5].address) == "http://b:8080"
+
+    db = f"sqlite:///{tmp_path / 'index.db'}"
+    indexed = runner.invoke(
+        app,
+        ["provider", "index", "--rpc", server.url, "--market", market, "--db", db, "--json"],
+    )
+    assert indexed.exit_code == 0, indexed.output
+    # ProviderAdded, ProviderUpdatedWithCp (plus the market's own deployment events)
+    assert json.loads(indexed.stdout)["stored"] >= 2
+
+    unreachable = runner.invoke(
+        app,
+        [
+            "provider",
+            "register",
+            "--cp",
+            "x",
+            "--rpc",
+            "http://127.0.0.1:9",
+            "--market",
+            market,
+            "--key",
+            str(key),
+        ],
+    )
+    assert unreachable.exit_code == 1
+    assert "cannot reach the JSON-RPC endpoint" in unreachable.stderr
