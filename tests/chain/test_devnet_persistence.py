@@ -352,3 +352,16 @@ def test_reverting_below_a_checkpoint_drops_it(home: ReefHome) -> None:
         assert not checkpoint(home).exists()
     with Devnet.open(home, deploy=False) as devnet:
         assert devnet.block_number == 0
+
+
+def test_replay_reports_progress(home: ReefHome) -> None:
+    with Devnet.open(home, deploy=False) as devnet:
+        for nonce in range(60):
+            transfer(devnet, nonce)
+    checkpoint(home).unlink()  # force the whole journal to be replayed
+    seen: list[tuple[int, int]] = []
+    with Devnet.open(home, deploy=False, progress=lambda done, total: seen.append((done, total))):
+        pass
+    assert seen[0] == (0, 60)
+    assert seen[-1] == (60, 60)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)

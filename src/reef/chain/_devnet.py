@@ -103,6 +103,9 @@ _CHECKPOINT_AFTER: Final = 200
 """Replaying more journal entries than this at start writes a checkpoint straight away."""
 _log = logging.getLogger("reef.chain.devnet")
 
+ReplayProgress = Callable[[int, int], None]
+"""Told (entries replayed, entries to replay) while a journal is replayed."""
+
 
 class _DevChain(MiningChain):
     """py-evm's mining chain at Prague, with a constant gas limit (as eth-tester keeps it)."""
@@ -272,6 +275,7 @@ class Devnet:
         deploy: bool = True,
         clock: Callable[[], float] = time.time,
         durable: bool = True,
+        progress: ReplayProgress | None = None,
     ) -> Devnet:
         """The devnet kept under ``$REEF_HOME/chain``: replayed from its journal, or created.
 
@@ -288,6 +292,8 @@ class Devnet:
             deploy: deploy reef's contracts on a new devnet.
             clock: the wall clock.
             durable: fsync the journal after every block (turn off only for throwaway state).
+            progress: called with (entries replayed, entries to replay) while the journal is
+                replayed at start, for a progress bar.
 
         Raises:
             ChainError: if another devnet holds the lock.
@@ -308,7 +314,9 @@ class Devnet:
             if journal_path.exists():
                 journal, entries, ends = Journal.open(journal_path, durable=durable)
                 try:
-                    devnet, replayed = cls._resume(home, entries, ends, clock=clock)
+                    devnet, replayed = cls._resume(
+                        home, entries, ends, clock=clock, progress=progress
+                    )
                     info = cls._stored_info(home, devnet)
                 except BaseException:
                     journal.close()
@@ -379,6 +387,7 @@ class Devnet:
         ends: Sequence[int],
         *,
         clock: Callable[[], float],
+        progress: ReplayProgress | None = None,
     ) -> tuple[Devnet, int]:
         """The devnet the journal describes, from its checkpoint when one matches; also return
         how many journal entries were replayed."""
@@ -400,17 +409,23 @@ class Devnet:
                     devnet._offset = int(header["offset"])
                     nxt = header.get("next_timestamp")
                     devnet._next_timestamp = None if nxt is None else int(nxt)
-                    devnet._replay_from(entries, start)
+                    devnet._replay_from(entries, start, progress)
                     devnet._checkpoint_position = int(header["journal_bytes"])
                     return devnet, len(entries) - start
                 except Exception:
                     # A checkpoint only saves time; whatever is wrong with it, the journal
                     # (checked block by block) remains the record.
                     _log.warning("devnet: ignoring the checkpoint %s; replaying the journal", path)
-        return cls._replay(entries, clock=clock), len(entries) - 1
+        return cls._replay(entries, clock=clock, progress=progress), len(entries) - 1
 
     @classmethod
-    def _replay(cls, entries: Sequence[Mapping[str, Any]], *, clock: Callable[[], float]) -> Devnet:
+    def _replay(
+        cls,
+        entries: Sequence[Mapping[str, Any]],
+        *,
+        clock: Callable[[], float],
+        progress: ReplayProgress | None = None,
+    ) -> Devnet:
         genesis = entries[0]
         try:
             devnet = cls(
@@ -431,11 +446,19 @@ class Devnet:
                 "the devnet journal's genesis block does not match this reef's genesis",
                 hint="start over with `reef chain --fresh`",
             )
-        devnet._replay_from(entries, 1)
+        devnet._replay_from(entries, 1, progress)
         return devnet
 
-    def _replay_from(self, entries: Sequence[Mapping[str, Any]], start: int) -> None:
+    def _replay_from(
+        self,
+        entries: Sequence[Mapping[str, Any]],
+        start: int,
+        progress: ReplayProgress | None = None,
+    ) -> None:
+        total = len(entries) - start
         for line, entry in enumerate(entries[start:], start + 1):
+            if progress is not None and (line - start - 1) % 50 == 0:
+                progress(line - start - 1, total)
             try:
                 self._replay_entry(entry)
             except (KeyError, TypeError, ValueError, ChainError) as exc:
@@ -443,6 +466,8 @@ class Devnet:
                     f"the devnet journal does not replay at line {line}: {exc}",
                     hint="start over with `reef chain --fresh`",
                 ) from exc
+        if progress is not None:
+            progress(total, total)
 
     def _replay_entry(self, entry: Mapping[str, Any]) -> None:
         kind = entry.get("kind")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._output import JsonOption, fail, print_json, print_mapping
+from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping
 from reef.errors import ReefError
 
 if TYPE_CHECKING:
@@ -55,6 +55,8 @@ def chain(
     """Run the devnet in the foreground until Ctrl-C; state persists under $REEF_HOME/chain."""
     if ctx.invoked_subcommand is not None:
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     from reef.chain import Devnet
     from reef.home import ReefHome
 
@@ -63,7 +65,19 @@ def chain(
     try:
         if replaying:
             _say(f"replaying the devnet journal in {home.chain} ...")
-        devnet = Devnet.open(home, fresh=fresh, rate_lock_s=rate_lock)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err_console(),
+            transient=True,
+        ) as bar:
+            task = bar.add_task("replaying blocks", total=None, visible=False)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total, visible=total >= 200)
+
+            devnet = Devnet.open(home, fresh=fresh, rate_lock_s=rate_lock, progress=progress)
     except ReefError as exc:
         raise fail(exc) from exc
     try:
