@@ -552,6 +552,23 @@ async def test_a_stalled_handshake_times_out_while_others_are_served(
     assert any("did not complete within 0.5 s" in m for m in refusals(caplog))
 
 
+async def test_too_many_stalled_handshakes_are_turned_away(
+    start: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await start(static_key=generate_x25519()[0], handshake_timeout=2, max_handshakes=2)
+    stalled = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+    await asyncio.sleep(0.1)
+    with caplog.at_level(logging.WARNING, logger="reef.scallop"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed at once, not after 2 s
+        writer.close()
+    assert any("2 handshakes already in progress" in m for m in refusals(caplog))
+    for _, stalled_writer in stalled:
+        stalled_writer.close()
+    await asyncio.sleep(0.1)  # the stalled connections end; slots free up
+    await good_client_gets_through(server)
+
+
 async def test_a_server_that_never_answers_times_the_client_out() -> None:
     hung_up = asyncio.Event()
 

@@ -15,6 +15,7 @@ The Noise core and the wire state machines (sans-IO) are in :mod:`reef.scallop.l
 
 from __future__ import annotations
 
+from reef.scallop._handshake import connect, handshake_client, handshake_server
 from reef.scallop._http import ScallopTransport, asgi_handler, scallop_peer, serve_asgi
 from reef.scallop._policy import (
     Approved,
@@ -28,16 +29,8 @@ from reef.scallop._policy import (
     Rejected,
     auther_from_url,
 )
-from reef.scallop._stream import (
-    AuthKind,
-    ScallopPeer,
-    ScallopServer,
-    ScallopStream,
-    connect,
-    handshake_client,
-    handshake_server,
-    serve,
-)
+from reef.scallop._server import ScallopServer, serve
+from reef.scallop._stream import AuthKind, ScallopPeer, ScallopStream
 
 __all__ = [
     "Approved",

@@ -28,17 +28,10 @@ import httpx
 
 from reef.crypto import generate_x25519
 from reef.errors import ChannelBrokenError, ChannelError, InputError, ReefError, ServiceError
+from reef.scallop._handshake import DEFAULT_HANDSHAKE_TIMEOUT, _as_store, connect
 from reef.scallop._policy import Auther, AuthStore, PeerPolicy
-from reef.scallop._stream import (
-    DEFAULT_HANDSHAKE_TIMEOUT,
-    Handler,
-    ScallopPeer,
-    ScallopServer,
-    ScallopStream,
-    _as_store,
-    connect,
-    serve,
-)
+from reef.scallop._server import Handler, ScallopServer, serve
+from reef.scallop._stream import ScallopPeer, ScallopStream
 
 __all__ = ["ScallopTransport", "asgi_handler", "scallop_peer", "serve_asgi"]
 
@@ -358,13 +351,14 @@ async def serve_asgi(
     lifespan: Literal["auto", "on", "off"] = "auto",
     max_body: int | None = DEFAULT_MAX_BODY,
     keepalive_timeout: float = 60.0,
+    max_handshakes: int = 256,
 ) -> ScallopServer:
     """Serve ``app`` (ASGI 3: Starlette, FastAPI, ...) over Scallop on ``host:port``.
 
     Runs the app's lifespan startup first (``lifespan="auto"`` tolerates apps without one) and
     its shutdown when the returned server is closed with ``aclose()``. Arguments as
-    :func:`~reef.scallop.serve`; see :func:`asgi_handler` for ``max_body`` and
-    ``keepalive_timeout``.
+    :func:`~reef.scallop.serve` (``max_handshakes`` too); see :func:`asgi_handler` for
+    ``max_body`` and ``keepalive_timeout``.
 
     Raises:
         ServiceError: the app's lifespan startup failed.
@@ -383,6 +377,7 @@ async def serve_asgi(
             policy=policy,
             auther=auther,
             handshake_timeout=handshake_timeout,
+            max_handshakes=max_handshakes,
         )
     except BaseException:
         await life.shutdown()
