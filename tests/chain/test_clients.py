@@ -187,6 +187,15 @@ def test_logs_decode_the_same_from_web3_and_raw_json(chain: TestChain) -> None:
     assert market.events(job=job) == [*opened, *deposited]
 
 
+def test_events_of_job_zero_are_only_its_own() -> None:
+    # Job 0's id is 32 zero bytes, like the zero address in TokenUpdated's first topic.
+    chain = TestChain.create(n_users=1, n_providers=1)
+    market = chain.market(chain.users[0])
+    job = market.open_job("{}", chain.providers[0].address, 0, 0)
+    assert job == parse_job_id(0)
+    assert [type(e) for e in market.events(job=job)] == [JobOpened]
+
+
 def test_decoding_ignores_foreign_events_and_rejects_malformed_ones(chain: TestChain) -> None:
     transfer = {
         "address": chain.deployment.token,

@@ -53,7 +53,7 @@ def deploy_contract(transactor: Transactor, name: ContractName, *args: Any) -> t
     _, receipt = transactor.send(constructor, f"deploy {name}")
     address = receipt["contractAddress"]
     if address is None:  # pragma: no cover - a successful creation always has one
-        raise InputError(f"deploying {name} produced no contract address")
+        raise ChainError(f"deploying {name} produced no contract address")
     return Address(Web3.to_checksum_address(address)), int(receipt["blockNumber"])
 
 

@@ -292,6 +292,11 @@ class EventDecoder:
         """The topic-0 values this decoder knows."""
         return tuple(self._specs)
 
+    def topics_of(self, classes: Sequence[type[ChainEvent]]) -> tuple[bytes, ...]:
+        """The topic-0 values of the given event classes."""
+        wanted = set(classes)
+        return tuple(topic for topic, spec in self._specs.items() if spec.cls in wanted)
+
     def decode(self, log: Mapping[str, Any]) -> ChainEvent | None:
         """Decode one log; ``None`` when its topic 0 is not one of this decoder's events.
 

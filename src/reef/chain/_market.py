@@ -15,7 +15,20 @@ from typing import Any
 from web3 import Web3
 
 from reef.chain._clients import ContractClient, TokenClient, check_uint, deploy_contract
-from reef.chain._events import JobOpened, MarketEvent, market_decoder
+from reef.chain._events import (
+    ChainEvent,
+    JobClosed,
+    JobDeposited,
+    JobMetadataUpdated,
+    JobOpened,
+    JobReviseRateCancelled,
+    JobReviseRateFinalized,
+    JobReviseRateInitiated,
+    JobSettled,
+    JobWithdrew,
+    MarketEvent,
+    market_decoder,
+)
 from reef.chain._tx import ProgressCallback, Sender, Transactor, TxResult
 from reef.chain._types import (
     MAX_RATE,
@@ -39,6 +52,17 @@ MAX_CP_BYTES = 1024
 """Longest control-plane URL a provider may register."""
 RATE_LOCK_SELECTOR = keccak256(b"RATE_LOCK")
 _ZERO_ADDRESS = "0x" + "00" * 20
+_JOB_EVENTS: tuple[type[ChainEvent], ...] = (
+    JobOpened,
+    JobSettled,
+    JobClosed,
+    JobDeposited,
+    JobWithdrew,
+    JobReviseRateInitiated,
+    JobReviseRateCancelled,
+    JobReviseRateFinalized,
+    JobMetadataUpdated,
+)
 _JOB_OUTPUTS = ("string", "address", "address", "uint256", "uint256", "uint256")
 
 
@@ -287,7 +311,10 @@ class MarketClient(ContractClient):
         """Every market event in the block range, in chain order (optionally of one job)."""
         topics: list[Any] | None = None
         if job is not None:
-            topics = [None, parse_job_id(job)]
+            # Topic 0 must be a job event too: other events' first indexed field (a zero
+            # address, a lock selector) can equal a job id, job 0 in particular.
+            job_events = ["0x" + t.hex() for t in self._decoder.topics_of(_JOB_EVENTS)]
+            topics = [job_events, parse_job_id(job)]
         out: list[MarketEvent] = []
         for log in self._logs(from_block, to_block, topics):
             event = self._decoder.decode(log)

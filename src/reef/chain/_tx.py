@@ -22,6 +22,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import requests
 from eth_abi.abi import decode as abi_decode
+from eth_abi.exceptions import DecodingError
 from eth_account.signers.local import LocalAccount
 from eth_tester.exceptions import TransactionFailed
 from web3 import Web3
@@ -97,7 +98,7 @@ def decode_revert_reason(data: bytes) -> str | None:
         if data[:4] == _PANIC_SELECTOR:
             (code,) = abi_decode(["uint256"], data[4:])
             return f"panic 0x{code:02x}"
-    except Exception:  # malformed revert data: fall back to the node's message
+    except (DecodingError, ValueError):  # malformed revert data: use the node's message
         return None
     return None
 
@@ -286,6 +287,6 @@ class Transactor:
             self.w3.eth.call(tx, block_identifier=max(block - 1, 0))
         except (ContractLogicError, TransactionFailed) as exc:
             return _reason_from(exc)
-        except Exception:  # the replay is best effort: the revert itself is already certain
-            return ""
+        except (Web3Exception, requests.RequestException, OSError, ValueError):
+            return ""  # the replay is best effort: the revert itself is already certain
         return ""
