@@ -569,6 +569,29 @@ async def test_too_many_stalled_handshakes_are_turned_away(
     await good_client_gets_through(server)
 
 
+async def test_a_failing_auth_store_refuses_only_that_client(
+    start: Any, make_party: Callable[..., Party], caplog: pytest.LogCaptureFixture
+) -> None:
+    class Flaky:
+        calls = 0
+
+        def contains(self, key: bytes) -> Approved | NotFound | Rejected:
+            self.calls += 1
+            if self.calls == 1:
+                raise LookupError("a bug in a custom store")
+            return Approved(None)
+
+        def verify(self, attestation: bytes, key: bytes) -> None:
+            return None
+
+    server = await start(static_key=generate_x25519()[0], policy=Flaky())
+    with caplog.at_level(logging.WARNING, logger="reef.scallop"):
+        await refused_by_server(server.port, static_key=generate_x25519()[0])
+        await asyncio.sleep(0.05)
+    assert any("failed unexpectedly" in m for m in refusals(caplog))
+    await good_client_gets_through(server)
+
+
 async def test_a_server_that_never_answers_times_the_client_out() -> None:
     hung_up = asyncio.Event()
 

@@ -118,6 +118,10 @@ def _verify(store: AuthStore, attestation: bytes, key: bytes, who: str) -> Verif
             f"the {who}'s attestation was refused ({exc.reason}): {exc.message}",
             hint=exc.hint,
         ) from exc
+    except ReefError as exc:
+        raise HandshakeError(
+            f"the {who}'s attestation could not be checked: {exc.message}", hint=exc.hint
+        ) from exc
     if verified is None:
         raise HandshakeError(f"the {who}'s attestation was refused by the auth store")
     return verified
@@ -135,6 +139,8 @@ async def _auth(auther: Auther | None, who: str) -> bytes:
         raise HandshakeError(
             f"could not produce our attestation: {exc.message}", hint=exc.hint
         ) from exc
+    except (OSError, ValueError) as exc:  # a custom auther's I/O or parsing failure
+        raise HandshakeError(f"could not produce our attestation: {exc}") from exc
     if not isinstance(document, bytes | bytearray):
         raise MisuseError(f"the auther returned {type(document).__name__}; it must return bytes")
     return bytes(document)

@@ -116,6 +116,12 @@ class ScallopServer:
                 logger.warning("scallop: refused %s: %s", address, exc)
                 writer.transport.abort()
                 return
+            except Exception:
+                # A bug in a custom auth store or auther: refuse this client, keep serving.
+                self.refused += 1
+                logger.exception("scallop: refused %s: the handshake failed unexpectedly", address)
+                writer.transport.abort()
+                return
             finally:
                 self._handshaking -= 1
             self.accepted += 1
