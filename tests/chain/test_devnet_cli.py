@@ -175,10 +175,12 @@ def test_reef_chain_serves_persists_and_starts_fresh(start: object, reef_home: P
     assert w3.eth.block_number == blocks
     assert second.stop() == 0
 
-    third: Running = launch("--fresh", "--rate-lock", "60")  # type: ignore[operator]
+    third: Running = launch("--fresh", "--rate-lock", "60", "--accounts", "3")  # type: ignore[operator]
     url = third.wait_for(r"^endpoint\s+(http://\S+)").group(1)
     third.wait_for(r"rate lock 60 s")
+    third.wait_for(r"^\s+#2\s+0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC")
     third.wait_for(r"^ready$")
+    assert not any("#3" in line for line in third.seen)
     assert Web3(Web3.HTTPProvider(url)).eth.get_balance(sink) == 0
     assert third.stop(signal.SIGTERM) == 0  # what a service manager sends
     third.wait_for(r"^devnet stopped")
@@ -216,3 +218,13 @@ def test_reef_chain_refusals_are_one_line_errors(reef_home: Path) -> None:
     assert mismatch.returncode == 1
     assert "rate lock of 300 s, not 5 s" in mismatch.stderr
     assert "--fresh" in mismatch.stderr
+
+
+def test_the_banner_warns_when_listening_beyond_loopback() -> None:
+    from reef.cli._chain import _loopback
+
+    assert _loopback("http://127.0.0.1:8545")
+    assert _loopback("http://[::1]:8545")
+    assert _loopback("http://localhost:8545")
+    assert not _loopback("http://0.0.0.0:8545")
+    assert not _loopback("http://192.168.1.20:8545")

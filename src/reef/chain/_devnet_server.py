@@ -266,7 +266,9 @@ class DevnetThread:
 
     def start(self) -> DevnetThread:
         self._thread.start()
-        self._ready.wait(timeout=30)
+        if not self._ready.wait(timeout=30):
+            self.close()
+            raise ChainError(f"the devnet's HTTP server did not start on {self.url} in 30 s")
         if self._error is not None:
             raise ChainError(f"the devnet's HTTP server did not start: {self._error}")
         return self

@@ -51,6 +51,12 @@ def chain(
             help="Seconds a market rate revision stays locked (new chains; default 300).",
         ),
     ] = None,
+    accounts: Annotated[
+        int,
+        typer.Option(
+            "--accounts", min=1, max=100, help="Dev accounts to derive and fund (new chains)."
+        ),
+    ] = 10,
 ) -> None:
     """Run the devnet in the foreground until Ctrl-C; state persists under $REEF_HOME/chain."""
     if ctx.invoked_subcommand is not None:
@@ -77,7 +83,9 @@ def chain(
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total, visible=total >= 200)
 
-            devnet = Devnet.open(home, fresh=fresh, rate_lock_s=rate_lock, progress=progress)
+            devnet = Devnet.open(
+                home, fresh=fresh, rate_lock_s=rate_lock, accounts=accounts, progress=progress
+            )
     except ReefError as exc:
         raise fail(exc) from exc
     try:
@@ -109,6 +117,17 @@ async def _serve(devnet: Devnet, home: ReefHome, host: str, port: int, *, replay
             loop.remove_signal_handler(sig)
 
 
+def _loopback(url: str) -> bool:
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _balances(devnet: Devnet) -> list[tuple[int, int | None]]:
     from reef.chain import TokenClient
 
@@ -137,6 +156,9 @@ def _banner(devnet: Devnet, home: ReefHome, url: str, *, replaying: bool) -> Non
     state += ", replayed from the journal)" if replaying else ")"
     _say(f"reef devnet  chain id {devnet.chain_id}, one block per transaction, wall-clock time")
     _say(f"endpoint     {url}")
+    if not _loopback(url):
+        _say("warning      listening beyond this machine: anyone who reaches it can spend")
+        _say("             from the dev accounts (their keys are public)")
     _say(f"state        {state}")
     deployment = devnet.deployment
     if deployment is not None:
