@@ -18,8 +18,11 @@ eth-tester's shape (one ``MiningChain``, post-merge genesis, constant 30M gas li
 - its own index of blocks, transactions and logs (py-evm's transaction index keeps stale entries
   after a revert, and reading receipts back out of tries is slow);
 - strict validation py-evm leaves to the node: the chain id of signed transactions (py-evm
-  accepts a transaction signed for any chain), blob transactions (refused), duplicates;
-- persistence through a journal (:mod:`reef.chain._devnet_state`) replayed on start.
+  accepts a transaction signed for any chain), a tip above the fee cap, the signature (recovered
+  up front, so a bad one is a refusal rather than a failure deep in py-evm), blob transactions
+  (refused), duplicates, 64-bit timestamps;
+- persistence through a journal (:mod:`reef.chain._devnet_state`) replayed on start, with a
+  checkpoint of py-evm's database so that only the journal's tail needs replaying.
 
 Every public method takes one re-entrant lock, so threads (the JSON-RPC server runs requests in
 worker threads) see the EVM one operation at a time.
