@@ -247,6 +247,7 @@ def test_a_batch_answers_each_request_in_order(call: Client) -> None:
         ("eth_getBalance", ["0x" + "00" * 20, "newest"], "hex quantity"),
         ("eth_getBalance", ["0x" + "00" * 20, {"nothing": 1}], "blockHash or blockNumber"),
         ("eth_getBlockByNumber", [True], "hex quantity"),
+        ("eth_getBlockByNumber", ["latest", "yes"], "true or false"),
         ("eth_getTransactionByHash", ["0x1234"], "must be 32 bytes"),
         ("eth_call", ["not an object"], "JSON object"),
         ("eth_call", [{"data": "0x00", "input": "0x01"}], "differ"),

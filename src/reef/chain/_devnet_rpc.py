@@ -556,6 +556,8 @@ class DevnetRpc:
         return None if found is None else receipt_json(found[0], found[1])
 
     def _block_json(self, block: MinedBlock | None, full: Any) -> dict[str, Any] | None:
+        if full is not None and not isinstance(full, bool):
+            raise _invalid("the second parameter (full transactions) must be true or false")
         if block is None:
             return None
         return block_json(block, full=bool(full), chain_id=self._devnet.chain_id)
