@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+import rlp
 import vyper
 from eth_account import Account
 from eth_account.messages import encode_defunct
@@ -728,3 +729,94 @@ def test_arbitrary_params_get_a_json_rpc_answer_never_an_internal_error(
     if "error" in answer:
         assert answer["error"]["code"] != -32603, (method, params, answer)
     json.dumps(answer)  # always serialisable
+
+
+def test_block_json_hashes_to_the_block_hash(call: Client, devnet: Devnet) -> None:
+    """Rebuild each header from its JSON fields in the order Prague's header RLP defines
+    (EIP-1559, -4895, -4844, -4788, -7685 append theirs) and check keccak gives the hash."""
+    call("eth_sendRawTransaction", "0x" + bytes(sign(devnet).raw_transaction).hex())
+    call("evm_mine")
+
+    def raw(value: str) -> bytes:
+        return bytes.fromhex(value[2:])
+
+    def number(value: str) -> int:
+        return int(value, 16)
+
+    for n in range(3):
+        block = call("eth_getBlockByNumber", hex(n), False)
+        fields = [
+            raw(block["parentHash"]),
+            raw(block["sha3Uncles"]),
+            raw(block["miner"]),
+            raw(block["stateRoot"]),
+            raw(block["transactionsRoot"]),
+            raw(block["receiptsRoot"]),
+            raw(block["logsBloom"]),
+            number(block["difficulty"]),
+            number(block["number"]),
+            number(block["gasLimit"]),
+            number(block["gasUsed"]),
+            number(block["timestamp"]),
+            raw(block["extraData"]),
+            raw(block["mixHash"]),
+            raw(block["nonce"]),
+            number(block["baseFeePerGas"]),
+            raw(block["withdrawalsRoot"]),
+            number(block["blobGasUsed"]),
+            number(block["excessBlobGas"]),
+            raw(block["parentBeaconBlockRoot"]),
+            raw(block["requestsHash"]),
+        ]
+        assert "0x" + keccak256(rlp.encode(fields)).hex() == block["hash"]
+
+
+def test_transaction_json_hashes_to_the_transaction_hash(call: Client, devnet: Devnet) -> None:
+    """Re-encode transactions from their JSON fields (EIP-2718 envelopes) and hash them."""
+    access = [{"address": "0x" + "33" * 20, "storageKeys": ["0x" + "00" * 31 + "07"]}]
+    dynamic = sign(devnet, nonce=0, gas=40000, accessList=access, data="0xabcdef")
+    legacy_fields = {
+        "chainId": DEVNET_CHAIN_ID,
+        "nonce": 1,
+        "gas": 21000,
+        "to": "0x" + "22" * 20,
+        "value": 5,
+        "gasPrice": 3 * 10**9,
+    }
+    legacy = Account.sign_transaction(legacy_fields, devnet.accounts[0].private_key)
+    for signed in (dynamic, legacy):
+        call("eth_sendRawTransaction", "0x" + bytes(signed.raw_transaction).hex())
+
+    def raw(value: str | None) -> bytes:
+        return b"" if value is None else bytes.fromhex(value[2:])
+
+    def number(value: str) -> int:
+        return int(value, 16)
+
+    for signed in (dynamic, legacy):
+        tx = call("eth_getTransactionByHash", "0x" + bytes(signed.hash).hex())
+        common = [number(tx["nonce"])]
+        tail = [number(tx["gas"]), raw(tx["to"]), number(tx["value"]), raw(tx["input"])]
+        signature = [number(tx["r"]), number(tx["s"])]
+        if tx["type"] == "0x2":
+            accesses = [
+                [raw(item["address"]), [raw(key) for key in item["storageKeys"]]]
+                for item in tx["accessList"]
+            ]
+            body = [
+                number(tx["chainId"]),
+                *common,
+                number(tx["maxPriorityFeePerGas"]),
+                number(tx["maxFeePerGas"]),
+                *tail,
+                accesses,
+                number(tx["yParity"]),
+                *signature,
+            ]
+            encoded = b"\x02" + rlp.encode(body)
+        else:
+            encoded = rlp.encode(
+                [*common, number(tx["gasPrice"]), *tail, number(tx["v"]), *signature]
+            )
+        assert encoded == bytes(signed.raw_transaction)
+        assert "0x" + keccak256(encoded).hex() == tx["hash"]
