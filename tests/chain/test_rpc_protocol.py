@@ -820,3 +820,38 @@ def test_transaction_json_hashes_to_the_transaction_hash(call: Client, devnet: D
             )
         assert encoded == bytes(signed.raw_transaction)
         assert "0x" + keccak256(encoded).hex() == tx["hash"]
+
+
+def test_receipt_json_rebuilds_the_blocks_receipts_root(
+    call: Client, devnet: Devnet, emitter_code: dict[str, Any]
+) -> None:
+    """A block's receiptsRoot commits to status, cumulative gas, bloom and logs: rebuilding the
+    receipts trie from the receipt JSON must give it (EIP-2718 typed receipt encoding)."""
+    from trie import HexaryTrie
+
+    address = deploy_emitter(devnet, call, emitter_code)
+    note(devnet, call, address, b"\x05" * 32, 9)
+
+    def raw(value: str) -> bytes:
+        return bytes.fromhex(value[2:])
+
+    for n in range(1, devnet.block_number + 1):
+        block = call("eth_getBlockByNumber", hex(n), False)
+        receipts = call("eth_getBlockReceipts", hex(n))
+        trie = HexaryTrie({})
+        for index, receipt in enumerate(receipts):
+            logs = [
+                [raw(log["address"]), [raw(t) for t in log["topics"]], raw(log["data"])]
+                for log in receipt["logs"]
+            ]
+            body = rlp.encode(
+                [
+                    int(receipt["status"], 16),
+                    int(receipt["cumulativeGasUsed"], 16),
+                    raw(receipt["logsBloom"]),
+                    logs,
+                ]
+            )
+            kind = int(receipt["type"], 16)
+            trie[rlp.encode(index)] = body if kind == 0 else bytes([kind]) + body
+        assert "0x" + trie.root_hash.hex() == block["receiptsRoot"]
