@@ -307,9 +307,12 @@ class EventDecoder:
         if not topics or topics[0] not in self._specs:
             return None
         spec = self._specs[topics[0]]
+        if len(topics) != 1 + len(spec.indexed):
+            raise ChainError(
+                f"malformed {spec.cls.__name__} log in block {log.get('blockNumber')}:"
+                f" expected {1 + len(spec.indexed)} topics, got {len(topics)}"
+            )
         try:
-            if len(topics) != 1 + len(spec.indexed):
-                raise ValueError(f"expected {1 + len(spec.indexed)} topics, got {len(topics)}")
             values: dict[str, Any] = {}
             for (name, typ), topic in zip(spec.indexed, topics[1:], strict=True):
                 (values[name],) = abi_decode([typ], topic)
