@@ -29,7 +29,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -68,7 +68,6 @@ class DevnetInfo:
     """The JSON-RPC endpoint of the last ``serve_devnet`` on this home (it may have stopped)."""
     blocks: int = 0
     """Blocks mined after genesis when this file was last written."""
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def probe(self, *, timeout: float = 1.0) -> int | None:
         """The block number of the devnet at :attr:`rpc_url`, or ``None`` if nothing answers
@@ -100,7 +99,6 @@ class DevnetInfo:
             "deployment": None if self.deployment is None else self.deployment.to_json(),
             "accounts_warning": DEV_KEYS_WARNING,
             "accounts": [account.to_json() for account in self.accounts],
-            **dict(self.extra),
         }
 
     @classmethod
