@@ -44,7 +44,7 @@ def test_a_wrong_ciphertext_fails_and_exits_1(vectors: Path, tmp_path: Path) -> 
     bad = json.loads(json.dumps(good))
     last = bad["messages"][-1]
     last["ciphertext"] = ("00" if last["ciphertext"][:2] != "00" else "01") + last["ciphertext"][2:]
-    psk = dict(good, protocol_name="Noise_IXpsk2_25519_ChaChaPoly_BLAKE2b")
+    psk = dict(good, protocol_name="Noise_XXfallback_25519_ChaChaPoly_BLAKE2b")
     path = tmp_path / "vectors.json"
     path.write_text(json.dumps({"vectors": [good, bad, psk]}))
     result = runner.invoke(app, ["scallop", "vectors", str(path)])
@@ -55,12 +55,12 @@ def test_a_wrong_ciphertext_fails_and_exits_1(vectors: Path, tmp_path: Path) -> 
     report = json.loads(result.stdout)
     assert [r["status"] for r in report["results"]] == ["passed", "failed", "skipped"]
     assert report["results"][1]["detail"] == "transport message 5: ciphertext differs"
-    assert "IXpsk2" in report["results"][2]["detail"]
+    assert "XXfallback" in report["results"][2]["detail"]
 
 
 def test_a_file_with_nothing_reef_can_run_is_not_a_pass(tmp_path: Path) -> None:
-    path = tmp_path / "psk.json"
-    vector = {"protocol_name": "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2b", "messages": []}
+    path = tmp_path / "p256.json"
+    vector = {"protocol_name": "Noise_NN_P256_ChaChaPoly_BLAKE2b", "messages": []}
     path.write_text(json.dumps({"vectors": [vector]}))
     result = runner.invoke(app, ["scallop", "vectors", str(path)])
     assert result.exit_code == 1

@@ -146,10 +146,116 @@ def test_interoperates_with_noiseprotocol(pattern: str, suite: str, reef_initiat
             assert recv.decrypt_with_ad(b"", peer.encrypt(message)) == message
 
 
+PSK_PATTERNS = ["Npsk0", "Kpsk0", "Xpsk1", "NNpsk0", "NNpsk2", "NKpsk0", "XXpsk3", "IXpsk2",
+                "IKpsk1", "KKpsk0+psk2", "NXpsk0+psk1+psk2"]  # fmt: skip
+DEFERRED = ["NK1", "NX1", "X1N", "X1K", "XK1", "X1K1", "X1X", "XX1", "X1X1", "K1N", "K1K", "KK1",
+            "K1K1", "K1X", "KX1", "K1X1", "I1N", "I1K", "IK1", "I1K1", "I1X", "IX1", "I1X1"]  # fmt: skip
+
+
+def _keys_known(pattern: str) -> tuple[bool, bool]:
+    """Whether the responder's / the initiator's static key is a pre-message of ``pattern``:
+    K in second place (or a one-way pattern) pre-shares the responder's, K first the
+    initiator's."""
+    letters = pattern.split("psk")[0].replace("1", "")
+    if len(letters) == 1:  # N, K, X: the responder's key is always known in advance
+        return True, letters == "K"
+    return letters[1] == "K", letters[0] == "K"
+
+
+@pytest.mark.parametrize("reef_initiates", [True, False], ids=["reef-initiator", "reef-responder"])
+@pytest.mark.parametrize("pattern", PSK_PATTERNS)
+def test_psk_patterns_interoperate_with_noiseprotocol(pattern: str, reef_initiates: bool) -> None:
+    name = f"Noise_{pattern}_25519_ChaChaPoly_BLAKE2b"
+    protocol = NoiseProtocol.from_name(name)
+    psks = [os.urandom(32) for _ in range(protocol.psk_count)]
+    mine, theirs = os.urandom(32), os.urandom(32)
+    responder_known, initiator_known = _keys_known(pattern)
+    my_key_known = initiator_known if reef_initiates else responder_known
+    their_key_known = responder_known if reef_initiates else initiator_known
+    peer = NoiseConnection.from_name(name.encode())
+    (peer.set_as_responder if reef_initiates else peer.set_as_initiator)()
+    peer.set_keypair_from_private_bytes(Keypair.STATIC, theirs)
+    if my_key_known:
+        peer.set_keypair_from_public_bytes(Keypair.REMOTE_STATIC, protocol.public_key(mine))
+    peer.set_psks(psks=psks)
+    peer.start_handshake()
+    me = HandshakeState(
+        protocol,
+        initiator=reef_initiates,
+        s=mine,
+        rs=protocol.public_key(theirs) if their_key_known else None,
+        psks=psks,
+    )
+    while not me.complete:
+        if me.is_my_turn():
+            assert peer.read_message(me.write_message(b"hi")) == b"hi"
+        else:
+            assert me.read_message(peer.write_message(b"yo")) == b"yo"
+    assert me.handshake_hash == peer.get_handshake_hash()
+    send, _ = me.transport()
+    if reef_initiates or not protocol.one_way:
+        assert peer.decrypt(send.encrypt_with_ad(b"", b"data")) == b"data"
+
+
+def test_a_wrong_psk_fails_the_handshake() -> None:
+    protocol = NoiseProtocol.from_name("Noise_NNpsk0_25519_ChaChaPoly_BLAKE2b")
+    initiator = HandshakeState(protocol, initiator=True, psks=[bytes(32)])
+    responder = HandshakeState(protocol, initiator=False, psks=[b"\x01" * 32])
+    with pytest.raises(HandshakeError, match="failed authentication"):
+        responder.read_message(initiator.write_message(b"secret"))
+    with pytest.raises(MisuseError, match="needs 1 pre-shared keys"):
+        HandshakeState(protocol, initiator=True)
+
+
+@pytest.mark.parametrize("pattern", DEFERRED)
+def test_deferred_patterns_complete_between_two_reef_parties(pattern: str) -> None:
+    """Structure only (both ends are reef); the cacophony file checks the bytes (see below)."""
+    protocol = NoiseProtocol.from_name(f"Noise_{pattern}_25519_ChaChaPoly_BLAKE2b")
+    si, sr = os.urandom(32), os.urandom(32)
+    initiator_known = pattern.startswith("K")
+    responder_known = pattern.endswith("K") or pattern.endswith("K1")
+    initiator = HandshakeState(
+        protocol, initiator=True, s=si, rs=protocol.public_key(sr) if responder_known else None
+    )
+    responder = HandshakeState(
+        protocol, initiator=False, s=sr, rs=protocol.public_key(si) if initiator_known else None
+    )
+    turn = 0
+    while not initiator.complete:
+        writer, reader = (initiator, responder) if turn % 2 == 0 else (responder, initiator)
+        assert reader.read_message(writer.write_message(bytes([turn]))) == bytes([turn])
+        turn += 1
+    assert responder.complete
+    # The first letter says what the initiator's static key is (N: none), the second the
+    # responder's; the 1s only move DHs later.
+    letters = pattern.replace("1", "")
+    if letters[1] != "N":
+        assert initiator.remote_static == protocol.public_key(sr)
+    if letters[0] != "N":
+        assert responder.remote_static == protocol.public_key(si)
+    assert initiator.handshake_hash == responder.handshake_hash
+
+
+def test_full_cacophony_vector_file_when_given() -> None:
+    """Opt-in: ``REEF_CACOPHONY=/path/to/cacophony.txt`` (e.g. snow's tests/vectors/) runs every
+    vector in the file; reef implements all 944 of cacophony's."""
+    path = os.environ.get("REEF_CACOPHONY")
+    if not path:
+        pytest.skip("set REEF_CACOPHONY to a cacophony-format vector file to run it")
+    from reef.scallop.lowlevel import run_noise_vectors
+
+    report = run_noise_vectors(json.loads(Path(path).read_text()))
+    failed = [r for r in report.results if r.status == "failed"]
+    assert not failed, failed[:5]
+    assert report.passed > 0
+
+
 def test_protocol_names_outside_reef_are_refused_with_a_reason() -> None:
     for name, words in [
-        ("Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b", "pattern"),
         ("Noise_XXfallback_25519_ChaChaPoly_BLAKE2b", "pattern"),
+        ("Noise_XXhfs_25519+Kyber1024_ChaChaPoly_BLAKE2b", "pattern"),
+        ("Noise_XXpskX_25519_ChaChaPoly_BLAKE2b", "modifier"),
+        ("Noise_NNpsk3_25519_ChaChaPoly_BLAKE2b", "past the last message"),
         ("Noise_IX_P256_ChaChaPoly_BLAKE2b", "DH function"),
         ("Noise_IX_25519_Salsa_BLAKE2b", "cipher"),
         ("Noise_IX_25519_ChaChaPoly_SHA3", "hash"),

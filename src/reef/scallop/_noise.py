@@ -9,10 +9,11 @@ with the standard-library HMAC of RFC 2104). The objects follow the spec's §5 o
 * :class:`SymmetricState` (§5.2): the chaining key ``ck`` and handshake hash ``h``;
 * :class:`HandshakeState` (§5.3): the token-by-token processing of a handshake pattern (§7).
 
-Besides IX, the one-way and interactive fundamental patterns of §7.4-§7.5 are supported with
-every DH, cipher and hash function of §12, because the same code covers them at no cost and the
-cacophony vectors for them exercise this core further. Modifiers (``psk``, ``fallback``, ``hfs``)
-are not supported; :meth:`NoiseProtocol.from_name` refuses them with :class:`NotSupportedError`.
+Besides IX, the one-way, interactive and deferred patterns (§7.4, §7.5, §18) and the ``psk``
+modifiers (§9) are supported with every DH, cipher and hash function of §12, because the same
+code covers them at little cost and the published vectors for them exercise this core further.
+The ``fallback`` and ``hfs`` modifiers are not; :meth:`NoiseProtocol.from_name` refuses them with
+:class:`NotSupportedError`.
 
 Nothing here reads the clock or does I/O; ephemeral keys come from an injectable ``rng``.
 """
@@ -143,7 +144,7 @@ _HASHES: Final = {
 
 # --- handshake patterns (§7.4 one-way, §7.5 interactive) ---------------------------------------
 
-Token = Literal["e", "s", "ee", "es", "se", "ss"]
+Token = Literal["e", "s", "ee", "es", "se", "ss", "psk"]
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,63 @@ _PATTERNS: Final[dict[str, _Pattern]] = {
     "IN": _Pattern((), (), (("e", "s"), ("e", "ee", "se"))),
     "IK": _Pattern((), ("s",), (("e", "es", "s", "ss"), ("e", "ee", "se"))),
     "IX": _Pattern((), (), (("e", "s"), ("e", "ee", "se", "s", "es"))),
+    # Deferred patterns (§18.1): a DH moved to a later message, marked by "1".
+    "NK1": _Pattern((), ("s",), (("e",), ("e", "ee", "es"))),
+    "NX1": _Pattern((), (), (("e",), ("e", "ee", "s"), ("es",))),
+    "X1N": _Pattern((), (), (("e",), ("e", "ee"), ("s",), ("se",))),
+    "X1K": _Pattern((), ("s",), (("e", "es"), ("e", "ee"), ("s",), ("se",))),
+    "XK1": _Pattern((), ("s",), (("e",), ("e", "ee", "es"), ("s", "se"))),
+    "X1K1": _Pattern((), ("s",), (("e",), ("e", "ee", "es"), ("s",), ("se",))),
+    "X1X": _Pattern((), (), (("e",), ("e", "ee", "s", "es"), ("s",), ("se",))),
+    "XX1": _Pattern((), (), (("e",), ("e", "ee", "s"), ("es", "s", "se"))),
+    "X1X1": _Pattern((), (), (("e",), ("e", "ee", "s"), ("es", "s"), ("se",))),
+    "K1N": _Pattern(("s",), (), (("e",), ("e", "ee"), ("se",))),
+    "K1K": _Pattern(("s",), ("s",), (("e", "es"), ("e", "ee"), ("se",))),
+    "KK1": _Pattern(("s",), ("s",), (("e",), ("e", "ee", "se", "es"))),
+    "K1K1": _Pattern(("s",), ("s",), (("e",), ("e", "ee", "es"), ("se",))),
+    "K1X": _Pattern(("s",), (), (("e",), ("e", "ee", "s", "es"), ("se",))),
+    "KX1": _Pattern(("s",), (), (("e",), ("e", "ee", "se", "s"), ("es",))),
+    "K1X1": _Pattern(("s",), (), (("e",), ("e", "ee", "s"), ("se", "es"))),
+    "I1N": _Pattern((), (), (("e", "s"), ("e", "ee"), ("se",))),
+    "I1K": _Pattern((), ("s",), (("e", "es", "s"), ("e", "ee"), ("se",))),
+    "IK1": _Pattern((), ("s",), (("e", "s"), ("e", "ee", "se", "es"))),
+    "I1K1": _Pattern((), ("s",), (("e", "s"), ("e", "ee", "es"), ("se",))),
+    "I1X": _Pattern((), (), (("e", "s"), ("e", "ee", "s", "es"), ("se",))),
+    "IX1": _Pattern((), (), (("e", "s"), ("e", "ee", "se", "s"), ("es",))),
+    "I1X1": _Pattern((), (), (("e", "s"), ("e", "ee", "s"), ("se", "es"))),
 }
+
+
+def _with_psks(pattern: _Pattern, modifiers: str, name: str) -> _Pattern:
+    """Apply ``psk0+psk2``-style modifiers (§9.2): psk0 opens the first message, pskN ends the
+    Nth."""
+    messages = [list(m) for m in pattern.messages]
+    for modifier in modifiers.split("+"):
+        if not modifier.startswith("psk") or not modifier[3:].isdigit():
+            raise NotSupportedError(f"modifier {modifier!r} in {name!r} is not supported")
+        position = int(modifier[3:])
+        if position > len(messages):
+            raise NotSupportedError(f"{name!r}: {modifier} is past the last message")
+        if position == 0:
+            messages[0].insert(0, "psk")
+        else:
+            messages[position - 1].append("psk")
+    return _Pattern(pattern.initiator_pre, pattern.responder_pre, tuple(tuple(m) for m in messages))
+
+
+def _parse_pattern(pattern_name: str) -> _Pattern:
+    base = pattern_name
+    modifiers = ""
+    if "psk" in pattern_name:
+        split = pattern_name.index("psk")
+        base, modifiers = pattern_name[:split], pattern_name[split:]
+    pattern = _PATTERNS.get(base)
+    if pattern is None:
+        raise NotSupportedError(
+            f"handshake pattern {pattern_name!r} is not supported",
+            hint="reef implements the fundamental and deferred patterns, with psk modifiers",
+        )
+    return _with_psks(pattern, modifiers, pattern_name) if modifiers else pattern
 
 
 @dataclass(frozen=True)
@@ -202,13 +259,7 @@ class NoiseProtocol:
                 hint="expected Noise_<pattern>_<dh>_<cipher>_<hash>",
             )
         _, pattern_name, dh, cipher, hash_name = parts
-        pattern = _PATTERNS.get(pattern_name)
-        if pattern is None:
-            raise NotSupportedError(
-                f"handshake pattern {pattern_name!r} is not supported",
-                hint="reef implements the fundamental patterns without modifiers: "
-                + ", ".join(_PATTERNS),
-            )
+        pattern = _parse_pattern(pattern_name)
         for value, table, what in (
             (dh, _DHS, "DH function"),
             (cipher, _CIPHERS, "cipher"),
@@ -234,6 +285,11 @@ class NoiseProtocol:
     def one_way(self) -> bool:
         """True for N, K and X: only the initiator ever sends."""
         return self._pattern.one_way
+
+    @property
+    def psk_count(self) -> int:
+        """How many pre-shared keys the pattern's psk modifiers consume."""
+        return sum(message.count("psk") for message in self._pattern.messages)
 
     def public_key(self, secret: bytes) -> bytes:
         """The DH public key of ``secret``."""
@@ -369,7 +425,7 @@ class SymmetricState:
         self.h = self._hash.hash(self.h + data)
 
     def mix_key_and_hash(self, ikm: bytes) -> None:
-        """The PSK step of §5.2 (kept for completeness; reef's patterns have no PSK)."""
+        """The PSK step of §5.2: mix ``ikm`` into the chaining key, the hash and the key."""
         self.ck, temp_h, temp_k = self._hash.hkdf(self.ck, ikm, 3)
         self.mix_hash(temp_h)
         self.cipher_state.initialize_key(temp_k[:32])
@@ -406,6 +462,7 @@ class HandshakeState:
         e: a fixed ephemeral secret key; only test vectors set it (never reuse ephemerals).
         rs: the peer's static public key, for patterns where it is known in advance.
         re: the peer's ephemeral public key (pre-messages; unused by supported patterns).
+        psks: the 32-byte pre-shared keys a ``psk`` pattern consumes, in order.
         rng: where fresh ephemeral secrets come from.
 
     After a failed :meth:`read_message` the handshake is dead: start a new one.
@@ -421,8 +478,18 @@ class HandshakeState:
         e: bytes | None = None,
         rs: bytes | None = None,
         re: bytes | None = None,
+        psks: Sequence[bytes] = (),
         rng: Callable[[int], bytes] = os.urandom,
     ) -> None:
+        if len(psks) != protocol.psk_count or any(len(k) != 32 for k in psks):
+            raise MisuseError(
+                f"{protocol.pattern_name} needs {protocol.psk_count} pre-shared keys of 32 bytes, "
+                f"got {len(psks)}"
+            )
+        self._psks = list(psks)
+        # In psk mode an ephemeral key is also mixed into the key (§9.2), so that encryption
+        # with a psk-derived key never happens without a fresh ephemeral.
+        self._psk_mode = protocol.psk_count > 0
         self.protocol = protocol
         self.initiator = initiator
         self._dh = protocol._dh
@@ -506,6 +573,10 @@ class HandshakeState:
                 self._e_pub = self._dh.public_key(self._e)
                 out += self._e_pub
                 sym.mix_hash(self._e_pub)
+                if self._psk_mode:
+                    sym.mix_key(self._e_pub)
+            elif op == "psk":
+                sym.mix_key_and_hash(self._psks.pop(0))
             elif op == "s":
                 if self._s_pub is None:
                     raise MisuseError(f"{self.protocol.pattern_name} needs our static key")
@@ -546,6 +617,10 @@ class HandshakeState:
                     self.re = bytes(view[:dhlen])
                     view = view[dhlen:]
                     sym.mix_hash(self.re)
+                    if self._psk_mode:
+                        sym.mix_key(self.re)
+                elif op == "psk":
+                    sym.mix_key_and_hash(self._psks.pop(0))
                 elif op == "s":
                     size = dhlen + (TAG_LEN if sym.cipher_state.has_key() else 0)
                     if len(view) < size:

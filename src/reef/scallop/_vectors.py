@@ -68,11 +68,18 @@ def _hex(vector: Mapping[str, Any], key: str) -> bytes | None:
 def _run_one(vector: Mapping[str, Any]) -> str | None:
     """None when the vector passes, else a description of the first mismatch."""
     protocol = NoiseProtocol.from_name(str(vector["protocol_name"]))
-    for key in ("init_psks", "resp_psks"):
-        if vector.get(key):
-            raise NotSupportedError("pre-shared keys (psk) are not supported")
-    if vector.get("hybrid") or vector.get("fail"):
-        raise NotSupportedError("hybrid or expected-failure vectors are not supported")
+    if vector.get("hybrid") or vector.get("fail") or vector.get("fallback"):
+        raise NotSupportedError("hybrid, fallback or expected-failure vectors are not supported")
+
+    def psks(key: str) -> list[bytes]:
+        values = vector.get(key) or []
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise InputError(f"{key} must be a list of hex strings")
+        try:
+            return [bytes.fromhex(v) for v in values]
+        except ValueError as exc:
+            raise InputError(f"{key} holds a value that is not hex") from exc
+
     initiator = HandshakeState(
         protocol,
         initiator=True,
@@ -80,6 +87,7 @@ def _run_one(vector: Mapping[str, Any]) -> str | None:
         s=_hex(vector, "init_static"),
         e=_hex(vector, "init_ephemeral"),
         rs=_hex(vector, "init_remote_static"),
+        psks=psks("init_psks"),
     )
     responder = HandshakeState(
         protocol,
@@ -88,6 +96,7 @@ def _run_one(vector: Mapping[str, Any]) -> str | None:
         s=_hex(vector, "resp_static"),
         e=_hex(vector, "resp_ephemeral"),
         rs=_hex(vector, "resp_remote_static"),
+        psks=psks("resp_psks"),
     )
     messages = vector.get("messages")
     if not isinstance(messages, list) or not messages:
