@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from eth_abi.abi import encode
+from eth_account import Account
 from web3 import HTTPProvider, Web3
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -93,6 +94,16 @@ def test_a_read_only_client_refuses_to_send(chain: TestChain) -> None:
     assert reader.job_count() >= 0  # reads work without an account
     with pytest.raises(MisuseError, match="no account"):
         reader.settle(0)
+
+
+def test_an_account_without_eth_gets_a_clear_rpc_error(chain: TestChain) -> None:
+    poor = Account.create()
+    with pytest.raises(RPCError, match="the node refused") as info:
+        chain.market(poor).add_provider("http://127.0.0.1:8080")
+    assert (
+        info.value.hint
+        == "the sending account needs ETH for gas (the devnet funds its dev accounts)"
+    )
 
 
 def test_revert_errors_carry_reason_and_hint(chain: TestChain) -> None:

@@ -25,6 +25,8 @@ from eth_abi.abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
 from eth_account.signers.local import LocalAccount
 from eth_tester.exceptions import TransactionFailed
+from eth_tester.exceptions import ValidationError as TesterValidationError
+from eth_utils.exceptions import ValidationError as NodeValidationError
 from web3 import Web3
 from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import (
@@ -161,8 +163,15 @@ def translate_errors(description: str, address: str | None = None) -> Iterator[N
         ) from exc
     except Web3ValidationError as exc:
         raise InputError(f"{description}: invalid argument: {exc}") from exc
-    except Web3RPCError as exc:
-        raise RPCError(f"{description}: the node answered an error: {exc}") from exc
+    except (Web3RPCError, NodeValidationError, TesterValidationError) as exc:
+        # eth-tester raises validation errors directly; JSON-RPC nodes answer with an error.
+        text = str(exc)
+        hint = None
+        if "afford" in text or "insufficient funds" in text:
+            hint = "the sending account needs ETH for gas (the devnet funds its dev accounts)"
+        elif "nonce" in text.lower():
+            hint = "another transaction from this account may be in flight; retry"
+        raise RPCError(f"{description}: the node refused: {text}", hint=hint) from exc
     except (Web3Exception, requests.RequestException, OSError) as exc:
         raise RPCError(
             f"{description}: the JSON-RPC endpoint failed: {exc}",
