@@ -17,7 +17,7 @@ import struct
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn
 
 from reef.errors import ChannelBrokenError, ChannelClosedError, MisuseError
 from reef.scallop._wire import RecordLayer
@@ -220,7 +220,7 @@ class ScallopStream:
         self._offset = 0
         return True
 
-    def _fail(self, error: ChannelBrokenError) -> Any:
+    def _fail(self, error: ChannelBrokenError) -> NoReturn:
         """Close at once and remember why; raises ``error``."""
         self._broken = error
         peer = self.get_extra_info("peername")
