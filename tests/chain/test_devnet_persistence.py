@@ -202,20 +202,17 @@ def test_open_deploys_reefs_contracts_and_funds_the_accounts(home: ReefHome) -> 
         assert devnet.deployment == deployment
 
 
-def test_devnet_json_naming_a_missing_market_is_refused(home: ReefHome) -> None:
-    with Devnet.open(home, deploy=False):
-        pass
-    info = json.loads((home.chain / "devnet.json").read_text())
-    info["deployment"] = {
-        "chain_id": 31337,
-        "token": "0x" + "11" * 20,
-        "market": "0x" + "12" * 20,
-        "kms_registry": "0x" + "13" * 20,
-        "block": 1,
-    }
-    (home.chain / "devnet.json").write_text(json.dumps(info))
-    with pytest.raises(ConfigError, match="no contract there"):
-        Devnet.open(home)
+def test_the_journal_remembers_the_deployment_without_devnet_json(home: ReefHome) -> None:
+    with Devnet.open(home, rate_lock_s=90) as devnet:
+        deployment = devnet.deployment
+    for with_checkpoint in (True, False):
+        (home.chain / "devnet.json").unlink()
+        if not with_checkpoint:
+            checkpoint(home).unlink()
+        with Devnet.open(home) as devnet:
+            assert devnet.deployment == deployment
+            assert devnet.rate_lock_s == 90
+        assert read_devnet_info(home).deployment == deployment  # written again
 
 
 def test_a_new_devnet_whose_contracts_fail_to_deploy_is_not_kept(

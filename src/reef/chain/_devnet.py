@@ -66,7 +66,6 @@ from reef.chain._devnet_state import (
     DevnetLock,
     Journal,
     read_checkpoint,
-    read_devnet_info,
     write_checkpoint,
     write_devnet_info,
 )
@@ -320,7 +319,6 @@ class Devnet:
                     devnet, replayed = cls._resume(
                         home, entries, ends, clock=clock, progress=progress
                     )
-                    info = cls._stored_info(home, devnet)
                 except BaseException:
                     journal.close()
                     raise
@@ -328,19 +326,17 @@ class Devnet:
                 devnet = cls(accounts=accounts, clock=clock)
                 journal = Journal.create(journal_path, devnet._genesis_entry(), durable=durable)
                 created = True
-                info = DevnetInfo(
-                    chain_id=devnet.chain_id,
-                    accounts=devnet.accounts,
-                    genesis_timestamp=devnet._blocks[0].timestamp,
-                )
+            info = DevnetInfo(
+                chain_id=devnet.chain_id,
+                accounts=devnet.accounts,
+                genesis_timestamp=devnet._blocks[0].timestamp,
+            )
             devnet._persistence = _Persistence(home, journal, lock, info)
-            devnet._deployment = info.deployment
-            devnet._rate_lock_s = info.rate_lock_s
             if devnet._deployment is not None:
-                if rate_lock_s is not None and rate_lock_s != info.rate_lock_s:
+                if rate_lock_s is not None and rate_lock_s != devnet._rate_lock_s:
                     raise ConfigError(
                         f"the devnet in {directory} was deployed with a rate lock of "
-                        f"{info.rate_lock_s} s, not {rate_lock_s} s",
+                        f"{devnet._rate_lock_s} s, not {rate_lock_s} s",
                         hint="drop --rate-lock, or start over with `reef chain --fresh`",
                     )
             elif deploy:
@@ -361,26 +357,6 @@ class Devnet:
                     (directory / name).unlink(missing_ok=True)
             lock.release()
             raise
-
-    @staticmethod
-    def _stored_info(home: ReefHome, devnet: Devnet) -> DevnetInfo:
-        try:
-            info = read_devnet_info(home)
-        except ConfigError:
-            info = DevnetInfo(
-                chain_id=devnet.chain_id,
-                accounts=devnet.accounts,
-                genesis_timestamp=devnet._blocks[0].timestamp,
-            )
-        if info.deployment is not None:
-            market = info.deployment.market
-            if not devnet.code(bytes.fromhex(market[2:]), "latest"):
-                raise ConfigError(
-                    f"{INFO_NAME} names a market at {market} but the replayed chain has no "
-                    "contract there",
-                    hint="start over with `reef chain --fresh`",
-                )
-        return info
 
     @classmethod
     def _resume(
@@ -409,6 +385,9 @@ class Devnet:
                         or "0x" + head.hash.hex() != header["head_hash"]
                     ):
                         raise ConfigError("the checkpoint's chain is not the journal's")
+                    for entry in entries[1:start]:
+                        if entry.get("kind") == "deployment":
+                            devnet._replay_entry(entry)
                     devnet._offset = int(header["offset"])
                     nxt = header.get("next_timestamp")
                     devnet._next_timestamp = None if nxt is None else int(nxt)
@@ -482,6 +461,9 @@ class Devnet:
             block = self._mine(tx, int(entry["timestamp"]))
             if "0x" + block.hash.hex() != entry.get("hash"):
                 raise ConfigError(f"block {block.number} replays to a different hash")
+        elif kind == "deployment":
+            self._deployment = Deployment.from_json(entry["deployment"])
+            self._rate_lock_s = int(entry["rate_lock_s"])
         elif kind == "clock":
             self._offset = int(entry["offset"])
             nxt = entry.get("next_timestamp")
@@ -513,6 +495,15 @@ class Devnet:
         with self._lock:
             self._deployment = deployment
             self._rate_lock_s = rate_lock_s
+            if self._persistence is not None:
+                # The journal, not devnet.json, is the record of where the contracts are.
+                self._persistence.journal.append(
+                    {
+                        "kind": "deployment",
+                        "deployment": deployment.to_json(),
+                        "rate_lock_s": rate_lock_s,
+                    }
+                )
 
     def _write_info(self) -> None:
         persistence = self._persistence

@@ -2,7 +2,7 @@
 
 Persistence is a **journal** rather than a database dump: every block the devnet mines is one
 JSON line (its timestamp, the raw signed transaction it holds, if any, and its hash), and every
-change to the clock controls is a line too. On start the journal is replayed through the same
+change to the clock controls and the deployment of reef's contracts is a line too. On start the journal is replayed through the same
 EVM, which rebuilds exactly the same chain (same block hashes; the replay checks them), so the
 format does not depend on py-evm's internal database layout. Lines are flushed and fsynced
 before the RPC call that caused them returns, so an acknowledged transaction survives a crash.
