@@ -24,6 +24,7 @@ from reef.chain import (
     JobMetadataUpdated,
     JobOpened,
     MarketClient,
+    Revert,
     TokenClient,
     TxProgress,
     decode_market_log,
@@ -162,6 +163,31 @@ def test_bad_arguments_are_input_errors(chain: TestChain, call: Any, message: st
     market = chain.market(chain.users[0])
     with pytest.raises(InputError, match=message):
         call(market, chain.providers[0].address)
+
+
+def test_clients_over_json_rpc_http() -> None:
+    """The same clients through an HTTP JSON-RPC endpoint (reef's devnet served by uvicorn):
+    reverts arrive as JSON-RPC errors and must still give the contract's reason."""
+    from reef.chain import Devnet, serve_devnet_in_thread
+
+    devnet = Devnet(accounts=4)
+    with serve_devnet_in_thread(devnet) as server:
+        w3 = Web3(HTTPProvider(server.url, request_kwargs={"timeout": 30}))
+        deployer, user, provider, node_managed = (
+            Account.from_key(a.private_key) for a in devnet.accounts
+        )
+        deployment = deploy_contracts(w3, deployer, fund=[user.address])
+        MarketClient(w3, deployment.market, account=provider).add_provider("http://cp")
+        market = MarketClient(w3, deployment.market, account=user)
+        job = market.open_job("{}", provider.address, 10**12, 10**6)
+        assert market.job(job).balance == 10**6
+        with pytest.raises(ChainError) as info:
+            market.withdraw(job, 10**6)
+        assert getattr(info.value, "reason", None) == Revert.WITHDRAW_RESERVE
+        # A node-managed account: the devnet signs with its dev key.
+        MarketClient(w3, deployment.market, account=node_managed.address).add_provider("http://x")
+        assert market.provider(node_managed.address) == "http://x"
+        assert [type(e) for e in market.events(job=job)] == [JobOpened]
 
 
 # ---- events ----
