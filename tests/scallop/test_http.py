@@ -244,3 +244,26 @@ async def test_plain_text_response_and_head(
         assert server.accepted == 1
     finally:
         await server.aclose()
+
+
+async def test_concurrent_requests_share_a_transport(make_party: Callable[..., Party]) -> None:
+    async def slow(request: Request) -> PlainTextResponse:
+        await asyncio.sleep(0.05)
+        return PlainTextResponse(request.query_params["i"])
+
+    server = await serve_asgi(
+        Starlette(routes=[Route("/", slow)]), "127.0.0.1", 0, static_key=make_party().secret
+    )
+    try:
+        transport = ScallopTransport(max_idle=2)
+        async with httpx.AsyncClient(
+            transport=transport, base_url=f"http://127.0.0.1:{server.port}"
+        ) as client:
+            answers = await asyncio.gather(*(client.get("/", params={"i": i}) for i in range(6)))
+            assert [a.text for a in answers] == [str(i) for i in range(6)]
+            assert server.accepted == 6  # one channel per concurrent request
+            again = await asyncio.gather(*(client.get("/", params={"i": i}) for i in range(2)))
+            assert [a.text for a in again] == ["0", "1"]
+            assert server.accepted == 6  # the two idle channels kept were reused
+    finally:
+        await server.aclose()

@@ -7,6 +7,7 @@ for size: handshake 1 is 2+2+64 bytes, handshake 2 is 2+2+99, CLIENTFIN 2+3+n+16
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 
@@ -388,3 +389,36 @@ def test_any_chunking_of_the_byte_stream_gives_the_same_result(cuts: list[int]) 
     server_records = server.transport()
     feed(server_records, client_records.seal(records_payload))
     assert server_records.next_record() == records_payload
+
+
+@settings(max_examples=200, deadline=None)
+@given(garbage=st.binary(max_size=400))
+def test_random_bytes_only_ever_raise_protocol_errors(garbage: bytes) -> None:
+    """Whatever a peer sends, the machines answer NeedData or a HandshakeError/ChannelBrokenError,
+    never another exception."""
+    server = ServerHandshake(generate_x25519()[0])
+    server.receive_data(garbage)
+    with contextlib.suppress(HandshakeError):
+        server.next_event()
+
+    client = ClientHandshake(generate_x25519()[0])
+    client.start()
+    client.receive_data(garbage)
+    with contextlib.suppress(HandshakeError):
+        client.next_event()
+
+    # A valid handshake 1 followed by garbage in place of CLIENTFIN.
+    client = ClientHandshake(generate_x25519()[0])
+    server = ServerHandshake(generate_x25519()[0])
+    server.receive_data(client.start())
+    server.next_event()
+    server.send_hello(request_attestation=True)
+    server.receive_data(garbage)
+    with contextlib.suppress(HandshakeError):
+        server.next_event()
+
+    _, records = _transports()
+    records.receive_data(garbage)
+    with contextlib.suppress(ChannelBrokenError):
+        while not isinstance(records.next_record(), NeedData):
+            pass
