@@ -12,6 +12,7 @@ import pytest
 from eth_abi.abi import encode
 from eth_account import Account
 from web3 import HTTPProvider, Web3
+from web3.exceptions import ContractLogicError
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -36,6 +37,7 @@ from reef.chain import (
     parse_job_id,
     rate_per_hour,
 )
+from reef.chain._tx import translate_errors
 from reef.errors import ChainError, ConfigError, InputError, MarketError, MisuseError, RPCError
 
 
@@ -95,6 +97,48 @@ def test_a_read_only_client_refuses_to_send(chain: TestChain) -> None:
     assert reader.job_count() >= 0  # reads work without an account
     with pytest.raises(MisuseError, match="no account"):
         reader.settle(0)
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        # geth / reef's devnet / anvil: message plus Error(string) data
+        (
+            ContractLogicError(
+                "execution reverted: job not found",
+                data="0x08c379a0" + encode(["string"], ["job not found"]).hex(),
+            ),
+            "job not found",
+        ),
+        # hardhat's wording, without data
+        (
+            ContractLogicError(
+                "VM Exception while processing transaction: reverted with reason string "
+                "'job not found'"
+            ),
+            "job not found",
+        ),
+        # ganache's wording
+        (
+            ContractLogicError("VM Exception while processing transaction: revert job not found"),
+            "job not found",
+        ),
+        # a bare revert, and a Solidity panic (0x11: arithmetic overflow)
+        (ContractLogicError("execution reverted"), ""),
+        (
+            ContractLogicError(
+                "execution reverted", data="0x4e487b71" + encode(["uint256"], [0x11]).hex()
+            ),
+            "panic 0x11",
+        ),
+    ],
+)
+def test_revert_reasons_in_every_nodes_dialect(error: Exception, reason: str) -> None:
+    with pytest.raises(ChainError) as info, translate_errors("Market.jobSettle"):
+        raise error
+    assert getattr(info.value, "reason", None) == reason
+    if reason == "job not found":
+        assert info.value.hint == "check the job id; a closed job is deleted from the market"
 
 
 def test_an_account_without_eth_gets_a_clear_rpc_error(chain: TestChain) -> None:

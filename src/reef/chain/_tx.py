@@ -50,6 +50,7 @@ __all__ = [
     "TxProgress",
     "TxResult",
     "decode_revert_reason",
+    "translate_errors",
 ]
 
 EventT = TypeVar("EventT")
@@ -88,7 +89,6 @@ class TxResult(Generic[EventT]):
     block_number: int
     gas_used: int
     events: tuple[EventT, ...] = ()
-    contract_address: Address | None = None
 
 
 def decode_revert_reason(data: bytes) -> str | None:
