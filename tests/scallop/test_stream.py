@@ -732,3 +732,74 @@ async def test_bad_arguments_are_input_errors() -> None:
     with pytest.raises(InputError):
         PinnedKeys([b"short"])
     assert isinstance(PolicyStore, type)
+
+
+# --- an independent implementation on the other end of a real socket ------------------------------
+
+
+def _noiseprotocol(secret: bytes, *, initiator: bool) -> Any:
+    from noise.connection import Keypair, NoiseConnection
+
+    from reef.scallop.lowlevel import PROLOGUE, PROTOCOL_NAME
+
+    peer = NoiseConnection.from_name(PROTOCOL_NAME.encode())
+    (peer.set_as_initiator if initiator else peer.set_as_responder)()
+    peer.set_keypair_from_private_bytes(Keypair.STATIC, secret)
+    peer.set_prologue(PROLOGUE)
+    peer.start_handshake()
+    return peer
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> bytes:
+    size = struct.unpack(">H", await reader.readexactly(2))[0]
+    return await reader.readexactly(size)
+
+
+async def test_an_independent_noise_client_talks_to_serve(start: Any) -> None:
+    """A Scallop client built by hand on noiseprotocol, over TCP, against reef's server."""
+    server = await start(static_key=generate_x25519()[0])
+    peer = _noiseprotocol(generate_x25519()[0], initiator=True)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    message = peer.write_message(b"")
+    writer.write(b"\x00\x00" + struct.pack(">H", len(message)) + message)
+    assert await reader.readexactly(2) == b"\x00\x00"
+    assert peer.read_message(await _read_frame(reader)) == b"\x00\x01\x00"  # no attestation asked
+    fin = peer.encrypt(b"\x00\x00\x00")  # A = 0, no attestation
+    record = peer.encrypt(b"hello from noiseprotocol")
+    writer.write(struct.pack(">H", len(fin)) + fin + struct.pack(">H", len(record)) + record)
+    await writer.drain()
+    assert peer.decrypt(await _read_frame(reader)) == b"hello from noiseprotocol"  # echoed
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_connect_talks_to_an_independent_noise_server() -> None:
+    """reef's client against a Scallop server built by hand on noiseprotocol, over TCP."""
+    server_secret, server_public = generate_x25519()
+    done = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = _noiseprotocol(server_secret, initiator=False)
+        assert await reader.readexactly(2) == b"\x00\x00"
+        assert peer.read_message(await _read_frame(reader)) == b""
+        reply = peer.write_message(b"\x00\x01\x00")
+        writer.write(b"\x00\x00" + struct.pack(">H", len(reply)) + reply)
+        assert peer.decrypt(await _read_frame(reader)) == b"\x00\x00\x00"
+        data = peer.decrypt(await _read_frame(reader))
+        out = peer.encrypt(data.upper())
+        writer.write(struct.pack(">H", len(out)) + out)
+        await writer.drain()
+        writer.close()
+        done.set()
+
+    listener = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        port = listener.sockets[0].getsockname()[1]
+        async with await connect("127.0.0.1", port, static_key=generate_x25519()[0]) as stream:
+            assert stream.peer_static == server_public
+            await stream.send(b"shout this")
+            assert await stream.read() == b"SHOUT THIS"
+        await asyncio.wait_for(done.wait(), 5)
+    finally:
+        listener.close()
+        await listener.wait_closed()
