@@ -41,7 +41,7 @@ from reef.market import MarketModel, withdrawable
 MAX_JOBS = 6  # job indices drawn from [0, MAX_JOBS]: some never exist, some get closed
 
 rates = st.one_of(
-    st.sampled_from([0, 1, 10**12 - 1, 10**12, 10**12 + 1, 52_500_000_000_000, 10**15]),
+    st.sampled_from([0, 1, 10**12 - 1, 10**12, 10**12 + 1, 52_500_000_000_000, 10**15, 2**128 - 1]),
     st.integers(0, 10**16),
 )
 balances = st.one_of(st.integers(0, 10**9), st.sampled_from([0, 1, 299, 300, FUNDS + 1]))
