@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -274,6 +275,12 @@ def outbound():
         s.sendall(b"ping")
         return s.recv(16).decode()
 
+def reef_sealer():
+    # reef itself is importable inside (the KMS root is such an app) and finds the service.
+    from reef.enclave import DevTeeSealer
+    sealer = DevTeeSealer()
+    return sealer.unseal(sealer.seal(b"via reef")).decode()
+
 sealed = http("POST", "http://127.0.0.1:1210/seal", b"sealed secret")
 report = {
     "host_file": attempt(lambda: open(os.environ["HOST_FILE"]).read()),
@@ -291,6 +298,7 @@ report = {
     "sealed": sealed.hex(),
     "unsealed": http("POST", "http://127.0.0.1:1210/unseal", sealed).decode(),
     "outbound": attempt(outbound),
+    "reef_sealer": attempt(reef_sealer),
 }
 print(json.dumps(report), flush=True)
 """
@@ -362,6 +370,7 @@ async def test_app_is_sandboxed_and_reaches_its_trusted_base(
     assert len(report["processes"]) <= 3
     assert report["hostname"].startswith("enclave-")
     assert report["outbound"] == {"ok": True, "value": "pong"}
+    assert report["reef_sealer"] == {"ok": True, "value": "via reef"}
 
     # The custom endpoint attested what the app asked, with the enclave's (debug) measurements.
     custom = verify_nitro(bytes.fromhex(report["custom"]), root=authority.root, now_ms=now_ms())
@@ -776,3 +785,53 @@ async def test_secret_init_params_open_inside_with_the_kms(
     other = make_image(tmp_path, "other", {"app.py": KMS_APP}, command=["python3", "app.py"])
     with pytest.raises(EnclaveError, match="does not open"):
         await backend.start(EnclaveSpec(image=other, init_params=path))
+
+
+def test_foreground_run_follows_the_console_and_stops_on_ctrl_c(
+    hello_image: Path, home: ReefHome
+) -> None:
+    """`reef enclave run --debug` (no --detach): prints the console; Ctrl-C stops the enclave."""
+    import signal
+    import subprocess
+
+    reef = Path(sys.executable).with_name("reef")
+    with subprocess.Popen(
+        [str(reef), "enclave", "run", str(hello_image), "--debug", "--json"],
+        env={**os.environ, "REEF_HOME": str(home.root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        try:
+            # stdout: the JSON document; stderr: the console (and notices), line by line.
+            info = json.loads(_read_json(process.stdout))
+            assert info["state"] == "running"
+            line = ""
+            for _ in range(200):
+                line = process.stderr.readline()
+                if not line or "listening on 127.0.0.1:8080" in line:
+                    break
+            assert "listening on 127.0.0.1:8080" in line
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    state = json.loads((home.enclaves / info["id"] / "state.json").read_text())
+    assert state["state"] == "stopped"
+    assert process_gone(state["supervisor_pid"])
+
+
+def _read_json(stream: Any) -> str:
+    """A pretty-printed JSON object from a stream, up to its closing brace at column 0."""
+    text = ""
+    while True:
+        line = stream.readline()
+        if not line:
+            return text
+        text += line
+        if line.startswith("}"):
+            return text

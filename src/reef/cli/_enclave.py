@@ -207,12 +207,14 @@ async def _foreground(backend: LocalBackend, info: EnclaveInfo, *, quiet: bool) 
             markup=False,
         )
 
+    # With --json, stdout holds the JSON document only; the console then goes to stderr.
+    out = sys.stderr if quiet else sys.stdout
+
     async def watch() -> None:
         if info.debug:
             async for line in backend.follow(info.id):
-                if not quiet:
-                    sys.stdout.write(line + "\n")
-                    sys.stdout.flush()
+                out.write(line + "\n")
+                out.flush()
         else:
             # The enclave runs in another process; its state file is all there is to watch.
             while (await backend.status(info.id)).state in ("starting", "running"):  # noqa: ASYNC110

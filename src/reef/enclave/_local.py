@@ -677,7 +677,14 @@ def _force_cleanup(run_dir: Path, state: Mapping[str, Any]) -> list[int]:
     Returns the PIDs still alive afterwards (none, normally).
     """
     groups = [Path(g) for g in state.get("limits", {}).get("groups", [])]
+    # PIDs are only trusted with the start time recorded for them: a PID reused by an unrelated
+    # process since must never be killed.
     app_pid = state.get("app_pid")
+    if app_pid and not _alive(app_pid, state.get("app_start")):
+        app_pid = None
+    pasta_pid = state.get("pasta_pid")
+    if pasta_pid and not _alive(pasta_pid, state.get("pasta_start")):
+        pasta_pid = None
     if app_pid:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(app_pid, signal.SIGKILL)
@@ -695,7 +702,6 @@ def _force_cleanup(run_dir: Path, state: Mapping[str, Any]) -> list[int]:
     netns = state.get("netns")
     if netns and (Path("/run/netns") / netns).exists():
         subprocess.run(["ip", "netns", "delete", netns], capture_output=True)
-    pasta_pid = state.get("pasta_pid")
     deadline = time.monotonic() + 5
     while pasta_pid and _proc_start(pasta_pid) is not None and _is_pasta(pasta_pid):
         if time.monotonic() > deadline:

@@ -241,7 +241,7 @@ class Supervisor:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
-        self.save(pasta_pid=self.pasta.pid)
+        self.save(pasta_pid=self.pasta.pid, pasta_start=_proc_start(self.pasta.pid))
         # pasta writes its PID file once its port map is in place.
         deadline = time.monotonic() + 10
         while not pid_file.exists():
@@ -414,7 +414,7 @@ class Supervisor:
         )
         if debug and self.app.stdout is not None:
             self.pump = asyncio.create_task(self._pump(self.app.stdout))
-        self.save(app_pid=self.app.pid)
+        self.save(app_pid=self.app.pid, app_start=_proc_start(self.app.pid))
         self.log(f"app started, pid {self.app.pid}")
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:
