@@ -855,3 +855,35 @@ def test_receipt_json_rebuilds_the_blocks_receipts_root(
             kind = int(receipt["type"], 16)
             trie[rlp.encode(index)] = body if kind == 0 else bytes([kind]) + body
         assert "0x" + trie.root_hash.hex() == block["receiptsRoot"]
+
+
+def test_set_code_transactions_delegate_an_account(call: Client, devnet: Devnet) -> None:
+    """EIP-7702: a relayer sends the authorization an account signed; the account's code
+    becomes the delegation designator 0xef0100 || target, and the JSON shows the list."""
+    account = Account.from_key(devnet.accounts[1].private_key)
+    target = "0x" + "42" * 20
+    auth = account.sign_authorization({"chainId": DEVNET_CHAIN_ID, "address": target, "nonce": 0})
+    signed = sign(
+        devnet,
+        to=account.address,
+        value=0,
+        gas=100_000,
+        data=b"",
+        authorizationList=[auth],
+    )
+    tx_hash = call("eth_sendRawTransaction", "0x" + bytes(signed.raw_transaction).hex())
+    assert call("eth_getTransactionReceipt", tx_hash)["status"] == "0x1"
+    assert call("eth_getCode", account.address) == "0xef0100" + "42" * 20
+    assert call("eth_getTransactionCount", account.address) == "0x1"
+    tx = call("eth_getTransactionByHash", tx_hash)
+    assert tx["type"] == "0x4"
+    assert tx["authorizationList"] == [
+        {
+            "chainId": hex(DEVNET_CHAIN_ID),
+            "address": target,
+            "nonce": "0x0",
+            "yParity": hex(auth.y_parity),
+            "r": hex(auth.r),
+            "s": hex(auth.s),
+        }
+    ]

@@ -159,7 +159,7 @@ def transaction_json(block: MinedBlock, index: int, *, chain_id: int) -> dict[st
         result["authorizationList"] = [
             {
                 "chainId": quantity(auth.chain_id),
-                "address": data(auth.account),
+                "address": data(auth.address),
                 "nonce": quantity(auth.nonce),
                 "yParity": quantity(auth.y_parity),
                 "r": quantity(auth.r),
