@@ -33,6 +33,8 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from web3 import Web3
 from web3.exceptions import Web3Exception
+from web3.providers.base import JSONBaseProvider
+from web3.types import RPCEndpoint
 
 from reef.chain._events import ChainEvent, EventDecoder, market_decoder
 from reef.errors import ChainError, ConfigError, MisuseError, RPCError
@@ -165,6 +167,46 @@ class Web3BlockSource:
         return BlockRef(number, _hex(block["hash"]), int(block["timestamp"]))
 
     def logs(self, address: str, from_block: int, to_block: int) -> Sequence[RawLog]:
+        if not isinstance(self._w3.provider, JSONBaseProvider):
+            return self._formatted_logs(address, from_block, to_block)
+        # A raw JSON-RPC request: web3.py's result formatters cost more than the HTTP round trip
+        # on big ranges, and the node's own error message tells a too-large range apart.
+        params = {
+            "address": Web3.to_checksum_address(address),
+            "fromBlock": hex(from_block),
+            "toBlock": hex(to_block),
+        }
+        what = f"eth_getLogs({from_block}..{to_block})"
+        response = self._call(
+            what,
+            lambda: self._w3.provider.make_request(RPCEndpoint("eth_getLogs"), [params]),
+        )
+        error = response.get("error") if isinstance(response, dict) else None
+        if error:
+            message = error.get("message", error) if isinstance(error, dict) else error
+            raise RPCError(f"{what} failed: {message}")
+        entries = response.get("result") if isinstance(response, dict) else None
+        if not isinstance(entries, list):
+            raise RPCError(f"{what} answered no list of logs")
+        try:
+            return [
+                RawLog(
+                    block_number=_int(entry["blockNumber"]),
+                    block_hash=_hex(entry["blockHash"]),
+                    log_index=_int(entry["logIndex"]),
+                    tx_hash=_hex(entry["transactionHash"]),
+                    address=_hex(entry["address"]),
+                    topics=tuple(_raw(t) for t in entry["topics"]),
+                    data=_raw(entry["data"]),
+                )
+                for entry in entries
+                if not entry.get("removed", False)
+            ]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RPCError(f"{what} answered a malformed log: {exc}") from exc
+
+    def _formatted_logs(self, address: str, from_block: int, to_block: int) -> list[RawLog]:
+        """Through web3.py's formatting, for providers that are not JSON-RPC (eth-tester)."""
         entries = self._call(
             f"eth_getLogs({from_block}..{to_block})",
             lambda: self._w3.eth.get_logs(
@@ -188,6 +230,13 @@ class Web3BlockSource:
             for entry in entries
             if not entry.get("removed", False)
         ]
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    return int(text, 16) if text[:2].lower() == "0x" else int(text)
 
 
 # -- decoding -------------------------------------------------------------------------------------
