@@ -550,3 +550,27 @@ def test_timestamps_stay_within_64_bits(devnet: Devnet) -> None:
     assert devnet.head.timestamp == 2**64 - 1
     with pytest.raises(DevnetFault, match="largest block timestamp"):
         devnet.mine()
+
+
+def test_web3_reads_every_shape_the_devnet_answers(probe: Deployed) -> None:
+    """web3.py's result formatters accept each answer (they raise on a malformed field)."""
+    w3, contract, devnet = probe.w3, probe.contract, probe.devnet
+    blocks = w3.eth.filter("latest")
+    pokes = contract.events.Poked.create_filter(from_block="latest")
+    tx_hash = contract.functions.poke(8).transact({"from": probe.sender})
+    assert blocks.get_new_entries() == [w3.eth.get_block("latest").hash]
+    assert [e.args.value for e in pokes.get_new_entries()] == [8]
+    assert w3.eth.get_block("latest", full_transactions=True).transactions[0].hash == tx_hash
+    assert w3.eth.get_block("pending").number == devnet.block_number + 1
+    receipt = w3.eth.get_transaction_receipt(tx_hash)
+    assert receipt.effectiveGasPrice > 0
+    assert w3.eth.max_priority_fee == 10**9
+    assert w3.eth.gas_price == devnet.next_base_fee() + 10**9
+    history = w3.eth.fee_history(2, "latest", [50])
+    assert len(history.baseFeePerGas) == 3
+    assert w3.eth.get_block_transaction_count("latest") == 1
+    signature = w3.eth.sign(probe.sender, text="reef")
+    assert len(signature) == 65
+    assert w3.eth.syncing is False
+    assert w3.net.version == "31337"
+    assert w3.eth.uninstall_filter(blocks.filter_id) is True
