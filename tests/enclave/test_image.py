@@ -338,3 +338,17 @@ def test_corrupted_and_missing_archives(tmp_path: Path) -> None:
         load_image(b"PK\x03\x04 not gzip at all")
     with pytest.raises(ImageError, match="does not exist"):
         load_image(tmp_path / "missing.img")
+
+
+def test_an_output_inside_the_source_is_not_part_of_the_next_build(tmp_path: Path) -> None:
+    app = make_app(tmp_path / "app", FILES)
+    first = build_image(app, app / "app.img")
+    second = build_image(app, app / "app.img")
+    assert first.image_id == second.image_id
+    assert all(e.path != "app.img" for e in second.entries)
+
+
+def test_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
+    app = make_app(tmp_path / "app", FILES)
+    with pytest.raises(ImageError, match="cannot write the image"):
+        build_image(app, tmp_path / "no" / "such" / "dir" / "x.img")

@@ -17,6 +17,7 @@ unsorted, duplicated, absolute or ``..`` entry, a foreign mode) is refused as co
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import gzip
 import hashlib
@@ -152,8 +153,17 @@ def build_image(source: Path, output: Path | IO[bytes]) -> Image:
     if _excluded(MANIFEST_NAME, patterns):
         raise ImageError(f"{MANIFEST_NAME} may not be excluded from the image")
 
+    # An output written inside the source directory must not end up in the next build.
+    skip: set[str] = set()
+    if isinstance(output, Path):
+        target = output.resolve()
+        for candidate in (target, target.with_name(target.name + ".tmp")):
+            if candidate.is_relative_to(source.resolve()):
+                skip.add(candidate.relative_to(source.resolve()).as_posix())
     found: list[tuple[bytes, str, Path, os.stat_result]] = []
     for rel, path, info in _walk(source, patterns):
+        if rel in skip:
+            continue
         try:
             key = rel.encode("utf-8")
         except UnicodeEncodeError as exc:
@@ -185,9 +195,14 @@ def build_image(source: Path, output: Path | IO[bytes]) -> Image:
     data = _archive(image.entries)
     if isinstance(output, Path):
         tmp = output.with_name(output.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.chmod(0o644)
-        tmp.replace(output)
+        try:
+            tmp.write_bytes(data)
+            tmp.chmod(0o644)
+            tmp.replace(output)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise ImageError(f"cannot write the image to {output}: {exc.strerror}") from exc
     else:
         output.write(data)
     return image
