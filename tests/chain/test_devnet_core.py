@@ -574,3 +574,9 @@ def test_web3_reads_every_shape_the_devnet_answers(probe: Deployed) -> None:
     assert w3.eth.syncing is False
     assert w3.net.version == "31337"
     assert w3.eth.uninstall_filter(blocks.filter_id) is True
+    with w3.batch_requests() as batch:  # the in-process provider batches too
+        batch.add(w3.eth.get_block(0))
+        batch.add(w3.eth.get_balance(probe.sender))
+        genesis, balance = batch.execute()
+    assert genesis["number"] == 0
+    assert balance == w3.eth.get_balance(probe.sender)
