@@ -39,7 +39,7 @@ def state() -> dict[str, object]:
 
 
 class Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         body = json.dumps(state()).encode()
         self.send_response(200 if self.path == "/" else 404)
         self.send_header("Content-Type", "application/json")
