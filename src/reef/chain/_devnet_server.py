@@ -225,8 +225,13 @@ async def serve_devnet(
         ChainError: if the port is in use or cannot be bound.
         InputError: for an invalid port or host.
     """
-    server = DevnetServer(devnet, _bind(host, port), log_level)
-    await server._start()
+    sock = _bind(host, port)
+    server = DevnetServer(devnet, sock, log_level)
+    try:
+        await server._start()
+    except BaseException:
+        sock.close()
+        raise
     return server
 
 
@@ -258,6 +263,7 @@ class DevnetThread:
             await self._server._start()
         except BaseException as exc:
             self._error = exc
+            self._sock.close()
             self._ready.set()
             return
         self._ready.set()
