@@ -107,6 +107,6 @@ def deploy_cmd(
             "attestation": f"{result.endpoints.get('attestation', '')} (verified live, "
             f"root {result.attestation.root.name})",
             "paid": f"{format_amount(result.cost)} rUSD for {request.duration_s} s",
-            "stop it": f"reef jobs stop {result.job_id}",
+            "stop it": f"reef jobs stop {int(result.job_id, 16)}",
         }
     )

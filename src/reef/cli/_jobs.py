@@ -218,7 +218,7 @@ def withdraw_cmd(
 ) -> None:
     """Take unused money back from a job (owner only; a notice reserve stays)."""
     from reef.chain import format_amount, parse_amount
-    from reef.market import withdrawable
+    from reef.market import paid_until, withdrawable
 
     try:
         if (amount is None) == (not all_):
@@ -240,9 +240,22 @@ def withdraw_cmd(
                 hint="withdraw less, or stop the job to get everything back",
             )
         result = client.withdraw(job, value)
+        after = client.job(job)
     except ReefError as exc:
         raise fail(exc) from exc
-    out = {"job_id": found.id, "withdrawn": format_amount(value), "tx_hash": result.tx_hash}
+    until = paid_until(after)
+    margin = session.network.safety_margin_s if session.network else 300
+    if until is not None and until - margin <= int(time.time()):
+        _note(
+            f"what is left pays for less than the provider's {margin} s safety margin: it stops "
+            "the enclave now (deposit to keep it, or `reef jobs stop` to get the rest back)"
+        )
+    out = {
+        "job_id": found.id,
+        "withdrawn": format_amount(value),
+        "enclave_stops_by": _when(None if until is None else until - margin),
+        "tx_hash": result.tx_hash,
+    }
     print_json(out) if json_output else print_mapping(out)
 
 
