@@ -40,6 +40,7 @@ from reef.errors import (
     EnclaveError,
     ExpectationError,
     ImageError,
+    InputError,
 )
 from reef.home import ReefHome
 
@@ -538,22 +539,21 @@ async def test_bad_images_fail_clearly_and_start_nothing(
     _nothing_started(home, before, netns_before)
 
 
-async def test_boot_failure_is_cleaned_up(
-    backend: LocalBackend, hello_image: Path, tmp_path: Path
+async def test_a_host_port_in_use_is_refused_before_anything_starts(
+    backend: LocalBackend, hello_image: Path
 ) -> None:
-    """A port already taken on the host: the supervisor fails to boot, and leaves nothing."""
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         before = set(os.listdir(backend.home.enclaves))
-        with pytest.raises(EnclaveError, match="failed to start"):
+        netns_before = netns_names()
+        with pytest.raises(InputError, match=f"host port {port} is already in use"):
             await backend.start(EnclaveSpec(image=hello_image, ports={8080: port}))
-    new = set(os.listdir(backend.home.enclaves)) - before
-    assert len(new) == 1
-    (failed,) = new
-    info = await backend.status(failed)
-    assert info.state == "crashed"
-    assert f"reef-{failed}" not in netns_names()
-    await backend.remove(failed)
+        _nothing_started(backend.home, before, netns_before)
+        with pytest.raises(InputError, match="not declared"):
+            await backend.start(EnclaveSpec(image=hello_image, ports={9999: 0}))
+        with pytest.raises(InputError, match="vCPUs"):
+            await backend.start(EnclaveSpec(image=hello_image, cpus=1000))
+        _nothing_started(backend.home, before, netns_before)
 
 
 async def test_secret_init_params_need_a_kms(
@@ -783,8 +783,17 @@ async def test_secret_init_params_open_inside_with_the_kms(
 
     # Another image cannot open them: its derive key differs (the boot fails, cleanly).
     other = make_image(tmp_path, "other", {"app.py": KMS_APP}, command=["python3", "app.py"])
+    before = set(os.listdir(home.enclaves))
     with pytest.raises(EnclaveError, match="does not open"):
         await backend.start(EnclaveSpec(image=other, init_params=path))
+    (failed,) = set(os.listdir(home.enclaves)) - before
+    assert (await backend.status(failed)).state == "crashed"
+    assert f"reef-{failed}" not in netns_names()
+    state = json.loads((home.enclaves / failed / "state.json").read_text())
+    assert process_gone(state["supervisor_pid"])
+    assert not any(exists(g) for g in state["limits"]["groups"])
+    await backend.remove(failed)
+    assert not (home.enclaves / failed).exists()
 
 
 def test_foreground_run_follows_the_console_and_stops_on_ctrl_c(

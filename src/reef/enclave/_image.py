@@ -156,8 +156,8 @@ def build_image(source: Path, output: Path | IO[bytes]) -> Image:
     # An output written inside the source directory must not end up in the next build.
     skip: set[str] = set()
     if isinstance(output, Path):
-        target = output.resolve()
-        for candidate in (target, target.with_name(target.name + ".tmp")):
+        written = output.resolve()
+        for candidate in (written, written.with_name(written.name + ".tmp")):
             if candidate.is_relative_to(source.resolve()):
                 skip.add(candidate.relative_to(source.resolve()).as_posix())
     found: list[tuple[bytes, str, Path, os.stat_result]] = []

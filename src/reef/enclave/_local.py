@@ -20,6 +20,7 @@ import secrets
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -371,6 +372,11 @@ class LocalBackend:
         mapping: dict[int, int] = {}
         for inner in declared:
             host = requested.get(inner, 0) or previous.get(inner, 0)
+            if requested.get(inner) and keep is None and not _port_free(requested[inner]):
+                raise InputError(
+                    f"host port {requested[inner]} is already in use",
+                    hint=f"choose another with --port HOST:{inner}, or --port {inner} for any",
+                )
             if mode == "host":
                 if host not in (0, inner):
                     raise InputError(
@@ -621,6 +627,15 @@ class LocalBackend:
                         yield pending.decode("utf-8", "replace")
                     return
                 await asyncio.sleep(poll)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _spawn_supervisor(run_dir: Path, ready_fd: int) -> subprocess.Popen[bytes]:

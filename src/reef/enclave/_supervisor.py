@@ -250,9 +250,19 @@ class Supervisor:
                 if self.pasta.stderr is not None:
                     with contextlib.suppress(TimeoutError):
                         err = await asyncio.wait_for(self.pasta.stderr.read(), 1)
+                # pasta also reports that it has no syslog here; only its real complaint matters.
+                lines = [
+                    line.strip()
+                    for line in err.decode(errors="replace").splitlines()
+                    if line.strip() and "to syslog" not in line
+                ]
+                message = "; ".join(lines) or f"pasta exited with {self.pasta.returncode}"
+                bind = "bind" in message.lower()
                 raise EnclaveError(
-                    f"pasta could not set up the enclave's network: {err.decode(errors='replace').strip()}",
-                    hint="pasta needs a host interface with a default route",
+                    f"pasta could not set up the enclave's network: {message}",
+                    hint="a host port is in use; pick another with --port HOST:ENCLAVE"
+                    if bind
+                    else "pasta needs a host interface with a default route",
                 )
             await asyncio.sleep(0.01)
 
