@@ -352,3 +352,8 @@ def test_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
     app = make_app(tmp_path / "app", FILES)
     with pytest.raises(ImageError, match="cannot write the image"):
         build_image(app, tmp_path / "no" / "such" / "dir" / "x.img")
+
+
+def test_a_directory_loads_as_the_image_it_builds(tmp_path: Path) -> None:
+    app = make_app(tmp_path / "app", FILES)
+    assert load_image(app).image_id == build_image(app, tmp_path / "x.img").image_id

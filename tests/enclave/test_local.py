@@ -642,7 +642,8 @@ async def test_update_keeps_id_and_endpoints(
     with pytest.raises(ImageError):
         await backend.update(info.id, EnclaveSpec(image=tmp_path / "missing.img"))
     assert (await backend.status(info.id)).state == "running"  # a bad update changes nothing
-    updated = await backend.update(info.id, EnclaveSpec(image=tmp_path / "hello2.img"))
+    # An app directory works wherever an image file does (built in memory, same image id).
+    updated = await backend.update(info.id, EnclaveSpec(image=src))
     try:
         assert updated.id == info.id
         assert updated.endpoints == info.endpoints

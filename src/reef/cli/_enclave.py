@@ -131,7 +131,9 @@ def _warn(info: EnclaveInfo) -> None:
 
 @app.command("run")
 def run_cmd(
-    image: Annotated[Path, typer.Argument(help="An image built by `reef image build`.")],
+    image: Annotated[
+        Path, typer.Argument(help="An image built by `reef image build` (or an app directory).")
+    ],
     init_params: Annotated[
         Path | None, typer.Option("--init-params", help="Init params (JSON) to give the enclave.")
     ] = None,

@@ -66,7 +66,9 @@ def build_cmd(
 
 @app.command("measure")
 def measure_cmd(
-    image_file: Annotated[Path, typer.Argument(help="An image built by `reef image build`.")],
+    image_file: Annotated[
+        Path, typer.Argument(help="An image built by `reef image build` (or an app directory).")
+    ],
     init_params: Annotated[
         Path | None,
         typer.Option("--init-params", help="Init params (JSON) the enclave will be given."),
@@ -97,7 +99,9 @@ def measure_cmd(
 
 @app.command("inspect")
 def inspect_cmd(
-    image_file: Annotated[Path, typer.Argument(help="An image built by `reef image build`.")],
+    image_file: Annotated[
+        Path, typer.Argument(help="An image built by `reef image build` (or an app directory).")
+    ],
     as_json: bool = JsonOption,
 ) -> None:
     """Show an image's reef.toml settings and its files."""

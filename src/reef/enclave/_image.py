@@ -255,11 +255,16 @@ def _corrupt(path: str, why: str) -> ImageError:
 def load_image(source: Path | bytes, *, name: str | None = None) -> Image:
     """Read, validate and measure an image file (or its bytes).
 
+    A directory is built in memory first, exactly as :func:`build_image` builds it, so every
+    command that takes an image also takes an app directory.
+
     Raises:
         ImageError: when the file is missing, is not a reef image, is corrupted, or carries a
             missing or malformed ``reef.toml``.
     """
     label = name or (str(source) if isinstance(source, Path) else "the image")
+    if isinstance(source, Path) and source.is_dir():
+        return build_image(source, io.BytesIO())
     if isinstance(source, Path):
         try:
             blob = source.read_bytes()
