@@ -301,6 +301,8 @@ report = {
     "outbound": attempt(outbound),
     "reef_sealer": attempt(reef_sealer),
 }
+print("x" * 100000, end="", flush=True)  # a huge line without a newline must not jam the console
+print(flush=True)
 print(json.dumps(report), flush=True)
 """
 
@@ -350,7 +352,9 @@ async def test_app_is_sandboxed_and_reaches_its_trusted_base(
     final = await wait_state(backend, info.id)
     assert final.state == "stopped", final
     assert final.exit_code == 0
-    report = json.loads((await backend.logs(info.id)).strip().splitlines()[-1])
+    console = (await backend.logs(info.id)).strip().splitlines()
+    report = json.loads(console[-1])
+    assert console[-2] == "x" * (100000 - 6 * 16384)  # split into 16 KiB lines
 
     assert report["host_file"] == {"ok": False, "error": "FileNotFoundError"}
     assert report["dev_tee_key"] == {"ok": False, "error": "FileNotFoundError"}

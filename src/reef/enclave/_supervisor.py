@@ -56,6 +56,7 @@ ATTESTATION_SECP256K1_PORT = 1301
 CUSTOM_PORT = 1350
 DERIVE_PORT = 1100
 _SECRET_FILES = ("id.sec", "ecdsa.sec")
+_MAX_LINE = 16384
 
 
 def _proc_start(pid: int) -> int | None:
@@ -428,12 +429,23 @@ class Supervisor:
         self.log(f"app started, pid {self.app.pid}")
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:
+        # Chunks rather than readline(): an app printing a huge line without a newline must not
+        # stop the pump (and then block on a full pipe). Overlong lines are split.
         assert self.console is not None
+        pending = b""
         while True:
-            line = await stream.readline()
-            if not line:
+            chunk = await stream.read(65536)
+            if not chunk:
+                if pending:
+                    self.console.append(pending.decode("utf-8", "replace"))
                 return
-            self.console.append(line.decode("utf-8", "replace").rstrip("\n"))
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            while len(pending) > _MAX_LINE:
+                lines.append(pending[:_MAX_LINE])
+                pending = pending[_MAX_LINE:]
+            for line in lines:
+                self.console.append(line.decode("utf-8", "replace").rstrip("\r"))
 
     # -- run and end -------------------------------------------------------------------------
 

@@ -20,8 +20,6 @@ reef.kms's. This module adds what the dev TEE itself provides:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -177,6 +175,7 @@ class Console:
         self._first = 0
         self._waiters: set[asyncio.Event] = set()
         self._closed = False
+        self._file = path.open("a", encoding="utf-8")
 
     @property
     def last_id(self) -> int:
@@ -189,13 +188,15 @@ class Console:
             drop = len(self._lines) - self._keep
             del self._lines[:drop]
             self._first += drop
-        with self.path.open("a", encoding="utf-8") as out:
-            out.write(line + "\n")
+        if not self._closed:
+            self._file.write(line + "\n")
+            self._file.flush()
         for waiter in self._waiters:
             waiter.set()
 
     def close(self) -> None:
         self._closed = True
+        self._file.close()
         for waiter in self._waiters:
             waiter.set()
 
@@ -275,14 +276,3 @@ def console_app(console: Console) -> Starlette:
             Route("/logs/tail-log-id", tail),
         ]
     )
-
-
-def read_console(path: Path) -> list[str]:
-    """The console lines written so far (for ``reef enclave logs`` in another process)."""
-    with contextlib.suppress(FileNotFoundError):
-        return path.read_text(encoding="utf-8", errors="replace").splitlines()
-    return []
-
-
-def dumps(data: object) -> str:
-    return json.dumps(data, sort_keys=True)
