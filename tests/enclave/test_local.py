@@ -115,6 +115,26 @@ def process_gone(pid: int) -> bool:
     return stat[stat.rfind(")") + 2] in "ZX"
 
 
+def check_limits(state: dict[str, Any], pids: list[int], *, cpus: int, memory_mib: int) -> None:
+    """The enclave's processes sit in its control groups, which carry its limits."""
+    limits = state["limits"]
+    if limits["method"] == "rlimit":
+        return
+    members: set[int] = set()
+    for group in map(Path, limits["groups"]):
+        members |= {int(p) for p in (group / "cgroup.procs").read_text().split()}
+        files = {p.name: p for p in group.iterdir()}
+        if "memory.limit_in_bytes" in files:
+            assert int(files["memory.limit_in_bytes"].read_text()) == memory_mib << 20
+        if "memory.max" in files:
+            assert int(files["memory.max"].read_text()) == memory_mib << 20
+        if "cpu.cfs_quota_us" in files:
+            assert int(files["cpu.cfs_quota_us"].read_text()) == cpus * 100_000
+        if "cpu.max" in files:
+            assert files["cpu.max"].read_text().split() == [str(cpus * 100_000), "100000"]
+    assert set(pids) <= members
+
+
 def netns_names() -> set[str]:
     path = Path("/run/netns")
     return {p.name for p in path.iterdir()} if path.is_dir() else set()
@@ -458,6 +478,7 @@ async def test_stop_leaves_no_process(backend: LocalBackend, tmp_path: Path) -> 
     assert len(reef_processes(marker)) >= 2
     state = json.loads((backend.home.enclaves / info.id / "state.json").read_text())
     assert f"reef-{info.id}" in netns_names()
+    check_limits(state, reef_processes(marker), cpus=1, memory_mib=256)
 
     stopped = await backend.stop(info.id)
     assert stopped.state == "stopped"
