@@ -186,7 +186,11 @@ def run_cmd(
             network=network,  # type: ignore[arg-type]
         )
         backend = _backend(kms_endpoint, kms_pubkey)
-        info = asyncio.run(backend.start(spec))
+        if as_json:
+            info = asyncio.run(backend.start(spec))
+        else:
+            with err_console().status("starting the enclave (sandbox, network, trusted base)…"):
+                info = asyncio.run(backend.start(spec))
     except ReefError as exc:
         raise fail(exc) from exc
     _show(info, as_json)
