@@ -205,3 +205,43 @@ def test_failures_say_why(network: Network, tmp_path: Path) -> None:
     assert "not open" in refused("jobs", "stop", "999")
     listed = json.loads(network.cli.run("jobs", "list", "--json").stdout)
     assert isinstance(listed, list)
+
+
+KMS_APP = """
+import hashlib, json, os, urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+DERIVE = os.environ.get("REEF_KMS_DERIVE_URL", "http://127.0.0.1:1100")
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        with urllib.request.urlopen(DERIVE + "/derive/secp256k1?path=reef-e2e", timeout=20) as r:
+            secret = r.read()
+        body = json.dumps({"key_hash": hashlib.sha256(secret).hexdigest()}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+ThreadingHTTPServer(("127.0.0.1", 8080), Handler).serve_forever()
+"""
+
+
+def test_enclaves_get_their_keys_from_the_kms_root(network: Network, tmp_path: Path) -> None:
+    """Two jobs of one image get the same key from the KMS root that reef up wired to them:
+    keys belong to the image, not to one enclave's boot."""
+    app = tmp_path / "kms-app"
+    app.mkdir()
+    (app / "app.py").write_text(KMS_APP)
+    (app / "reef.toml").write_text(
+        'name = "kms-demo"\ncommand = ["python3", "app.py"]\nports = [8080]\nmemory_mib = 128\n'
+    )
+    hashes = []
+    for _ in range(2):
+        deployed = _deploy(network, str(app), "--duration", "1h")
+        wait_for_app(deployed["endpoint"], 30)
+        hashes.append(httpx.get(deployed["endpoint"], timeout=30).json()["key_hash"])
+    assert hashes[0] == hashes[1]
