@@ -73,6 +73,7 @@ class Feed:
         self.stored: list[IndexedEvent] = []
         self.fail: str | None = None
         self.chain_clock: int | None = None
+        self.explode = 0
         self._ids = itertools.count(1)
 
     def add(self, name: str, n: int, **data: Any) -> None:
@@ -114,6 +115,9 @@ class Feed:
         return self.chain_clock
 
     def events(self, *, after: int = 0, limit: int = 1000) -> list[IndexedEvent]:
+        if self.explode:
+            self.explode -= 1
+            raise RuntimeError("database hiccup")
         return [e for e in self.stored if e.id > after][:limit]
 
 
@@ -337,6 +341,29 @@ async def test_the_run_loop_wakes_for_the_insolvency_deadline(world: World) -> N
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_a_failing_round_does_not_stop_the_run_loop(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    cp = world.control_plane()
+    cp.poll_interval = 0.01
+    await cp.start()
+    world.feed.explode = 3
+    task = asyncio.create_task(cp.run())
+    try:
+        async with asyncio.timeout(10):
+            while world.feed.explode:  # noqa: ASYNC110 - waiting for the fake to be drained
+                await asyncio.sleep(0.01)
+            world.feed.open(1)
+            while not world.runner.of(1):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    failures = [r for r in caplog.records if r.message == "control plane round failed"]
+    assert len(failures) == 3
 
 
 # -- images -------------------------------------------------------------------------------------

@@ -420,10 +420,13 @@ class Indexer:
     # -- reading what is stored ------------------------------------------------------------
 
     def checkpoint(self) -> IndexerCheckpoint | None:
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                sa.select(self._state).where(self._state.c.stream == self.stream)
-            ).first()
+        try:
+            with self._engine.connect() as conn:
+                row = conn.execute(
+                    sa.select(self._state).where(self._state.c.stream == self.stream)
+                ).first()
+        except sa.exc.SQLAlchemyError as exc:
+            raise ChainError(f"cannot read the indexer database: {exc}") from exc
         if row is None:
             return None
         return IndexerCheckpoint(

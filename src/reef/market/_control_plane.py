@@ -226,8 +226,11 @@ class ControlPlane:
                 self._want[action.job_id] = action.spec
         await self.reconcile()
         self._started = True
-        for job_id in list(self._want):
-            self._kick(job_id)
+        # Ended jobs had their enclaves stopped by the reconciliation above; only jobs that
+        # should run need a task.
+        for job_id, want in list(self._want.items()):
+            if want is not None:
+                self._kick(job_id)
 
     async def run(self) -> None:
         """Start, then follow the chain until cancelled. Enclaves keep running afterwards."""
@@ -235,7 +238,13 @@ class ControlPlane:
             await self.start()
         try:
             while True:
-                await self.step()
+                try:
+                    await self.step()
+                except Exception as exc:
+                    # One bad round (a database hiccup, a bug) must not stop the provider from
+                    # following the chain: report it and try again next round.
+                    log.exception("control plane round failed")
+                    self.last_error = f"control plane round failed: {exc}"
                 await asyncio.sleep(self._sleep_time())
         finally:
             await self.close()
