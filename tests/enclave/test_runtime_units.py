@@ -286,3 +286,19 @@ def test_state_files_are_json(tmp_path: Path) -> None:
     write_json(tmp_path / "state.json", {"a": 1})
     assert json.loads((tmp_path / "state.json").read_text()) == {"a": 1}
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_console_lines_are_split_and_bounded() -> None:
+    from reef.enclave._trusted_base import MAX_CONSOLE_LINE, split_console
+
+    assert split_console(b"a\nb\r\nc") == (["a", "b"], b"c")
+    assert split_console(b"a\n\nb\n") == (["a", "", "b"], b"")
+    assert split_console(b"tail", final=True) == (["tail"], b"")
+    big = b"x" * (2 * MAX_CONSOLE_LINE + 5)
+    lines, rest = split_console(big)
+    assert lines == ["x" * MAX_CONSOLE_LINE] * 2
+    assert rest == b"x" * 5
+    lines, rest = split_console(big + b"\n")
+    assert [len(line) for line in lines] == [MAX_CONSOLE_LINE, MAX_CONSOLE_LINE, 5]
+    assert rest == b""
+    assert split_console("é".encode() + b"\n") == (["é"], b"")

@@ -46,7 +46,13 @@ from reef.enclave._sandbox import (
     python_runtime_paths,
     sandbox_environment,
 )
-from reef.enclave._trusted_base import SEALING_PORT, Console, console_app, sealing_app
+from reef.enclave._trusted_base import (
+    SEALING_PORT,
+    Console,
+    console_app,
+    sealing_app,
+    split_console,
+)
 from reef.errors import EnclaveError, ReefError
 
 __all__ = ["ATTESTATION_PORT", "ATTESTATION_SECP256K1_PORT", "CUSTOM_PORT", "DERIVE_PORT", "main"]
@@ -56,7 +62,6 @@ ATTESTATION_SECP256K1_PORT = 1301
 CUSTOM_PORT = 1350
 DERIVE_PORT = 1100
 _SECRET_FILES = ("id.sec", "ecdsa.sec")
-_MAX_LINE = 16384
 
 
 def _proc_start(pid: int) -> int | None:
@@ -430,22 +435,16 @@ class Supervisor:
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:
         # Chunks rather than readline(): an app printing a huge line without a newline must not
-        # stop the pump (and then block on a full pipe). Overlong lines are split.
+        # stop the pump (and then block on a full pipe).
         assert self.console is not None
         pending = b""
         while True:
             chunk = await stream.read(65536)
-            if not chunk:
-                if pending:
-                    self.console.append(pending.decode("utf-8", "replace"))
-                return
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            while len(pending) > _MAX_LINE:
-                lines.append(pending[:_MAX_LINE])
-                pending = pending[_MAX_LINE:]
+            lines, pending = split_console(pending + chunk, final=not chunk)
             for line in lines:
-                self.console.append(line.decode("utf-8", "replace").rstrip("\r"))
+                self.console.append(line)
+            if not chunk:
+                return
 
     # -- run and end -------------------------------------------------------------------------
 

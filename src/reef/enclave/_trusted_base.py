@@ -42,6 +42,7 @@ __all__ = [
     "dev_seal",
     "dev_unseal",
     "sealing_app",
+    "split_console",
 ]
 
 SEALING_PORT = 1210
@@ -163,6 +164,30 @@ class DevTeeSealer:
         if response.status_code != 200:
             raise ServiceError(f"the sealing service failed: {response.text.strip()}")
         return response.content
+
+
+MAX_CONSOLE_LINE = 16384
+
+
+def split_console(buffer: bytes, *, final: bool = False) -> tuple[list[str], bytes]:
+    """Complete console lines in ``buffer`` and the unfinished rest.
+
+    Lines longer than :data:`MAX_CONSOLE_LINE` bytes are cut into pieces of that size (an
+    unfinished one too, so the buffer never grows without bound); ``final`` flushes the rest.
+    """
+    *complete, rest = buffer.split(b"\n")
+    if final and rest:
+        complete.append(rest)
+        rest = b""
+    pieces: list[bytes] = []
+    for line in complete:
+        pieces += [line[i : i + MAX_CONSOLE_LINE] for i in range(0, len(line), MAX_CONSOLE_LINE)]
+        if not line:
+            pieces.append(b"")
+    while len(rest) > MAX_CONSOLE_LINE:
+        pieces.append(rest[:MAX_CONSOLE_LINE])
+        rest = rest[MAX_CONSOLE_LINE:]
+    return [p.decode("utf-8", "replace").rstrip("\r") for p in pieces], rest
 
 
 class Console:
