@@ -210,7 +210,14 @@ class Supervisor:
             where = {port: att_ports.get(port, 0) for port in internal}
             sockets = {}
             for port, host_port in where.items():
-                sock = socket.create_server(("127.0.0.1", host_port))
+                try:
+                    sock = socket.create_server(("127.0.0.1", host_port))
+                except OSError as exc:
+                    raise EnclaveError(
+                        f"cannot listen on 127.0.0.1:{host_port} for the trusted base: "
+                        f"{exc.strerror}",
+                        hint="another process holds that port; start the enclave again",
+                    ) from exc
                 sock.setblocking(False)
                 sockets[port] = sock
                 where[port] = sock.getsockname()[1]
@@ -241,21 +248,23 @@ class Supervisor:
         pid_file = self.run_dir / "pasta.pid"
         argv = pasta_argv(self.netns.name, forwards, pid_file=pid_file)
         self.log("pasta: " + " ".join(argv))
-        self.pasta = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        # A file, not a pipe, for pasta's complaints: nobody reads a pipe once it runs.
+        err_path = self.run_dir / "pasta.log"
+        with err_path.open("ab") as err_file:
+            self.pasta = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=err_file,
+            )
         self.save(pasta_pid=self.pasta.pid, pasta_start=_proc_start(self.pasta.pid))
         # pasta writes its PID file once its port map is in place.
         deadline = time.monotonic() + 10
         while not pid_file.exists():
             if self.pasta.returncode is not None or time.monotonic() > deadline:
-                err = b""
-                if self.pasta.stderr is not None:
-                    with contextlib.suppress(TimeoutError):
-                        err = await asyncio.wait_for(self.pasta.stderr.read(), 1)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.pasta.wait(), 1)
+                err = err_path.read_bytes()
                 # pasta also reports that it has no syslog here; only its real complaint matters.
                 lines = [
                     line.strip()
