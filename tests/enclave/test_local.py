@@ -872,3 +872,25 @@ def _read_json(stream: Any) -> str:
         text += line
         if line.startswith("}"):
             return text
+
+
+async def test_a_port_taken_after_the_check_fails_the_boot_cleanly(
+    backend: LocalBackend, hello_image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race the early check cannot close: pasta's bind fails inside the supervisor."""
+    import reef.enclave._local as local
+
+    monkeypatch.setattr(local, "_port_free", lambda port: True)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        before = set(os.listdir(backend.home.enclaves))
+        with pytest.raises(EnclaveError, match=f"127.0.0.1/{port}:8080") as caught:
+            await backend.start(EnclaveSpec(image=hello_image, ports={8080: port}))
+    assert "host port is in use" in (caught.value.hint or "")
+    (failed,) = set(os.listdir(backend.home.enclaves)) - before
+    state = json.loads((backend.home.enclaves / failed / "state.json").read_text())
+    assert state["state"] == "crashed"
+    assert f"reef-{failed}" not in netns_names()
+    assert process_gone(state["supervisor_pid"])
+    assert not any(exists(g) for g in state["limits"]["groups"])
+    await backend.remove(failed)
