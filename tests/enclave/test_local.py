@@ -135,6 +135,10 @@ def check_limits(state: dict[str, Any], pids: list[int], *, cpus: int, memory_mi
     assert set(pids) <= members
 
 
+def enclave_dirs(home: ReefHome) -> set[str]:
+    return set(os.listdir(home.enclaves)) if home.enclaves.exists() else set()
+
+
 def netns_names() -> set[str]:
     path = Path("/run/netns")
     return {p.name for p in path.iterdir()} if path.is_dir() else set()
@@ -514,7 +518,7 @@ async def test_supervisor_killed_is_crashed_and_stop_cleans_up(
 
 
 def _nothing_started(home: ReefHome, before: set[str], netns_before: set[str]) -> None:
-    after = set(os.listdir(home.enclaves)) if home.enclaves.exists() else set()
+    after = enclave_dirs(home) if home.enclaves.exists() else set()
     assert after == before
     assert netns_names() == netns_before
 
@@ -554,7 +558,7 @@ async def test_bad_images_fail_clearly_and_start_nothing(
         image.write_bytes(bytes(blob))
         message = "not a valid reef image"
     home = backend.home
-    before = set(os.listdir(home.enclaves)) if home.enclaves.exists() else set()
+    before = enclave_dirs(home) if home.enclaves.exists() else set()
     netns_before = netns_names()
     with pytest.raises(ImageError, match=message):
         await backend.start(EnclaveSpec(image=image))
@@ -571,7 +575,7 @@ async def test_a_host_port_in_use_is_refused_before_anything_starts(
 ) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        before = set(os.listdir(backend.home.enclaves))
+        before = enclave_dirs(backend.home)
         netns_before = netns_names()
         with pytest.raises(InputError, match=f"host port {port} is already in use"):
             await backend.start(EnclaveSpec(image=hello_image, ports={8080: port}))
@@ -811,10 +815,10 @@ async def test_secret_init_params_open_inside_with_the_kms(
 
     # Another image cannot open them: its derive key differs (the boot fails, cleanly).
     other = make_image(tmp_path, "other", {"app.py": KMS_APP}, command=["python3", "app.py"])
-    before = set(os.listdir(home.enclaves))
+    before = enclave_dirs(home)
     with pytest.raises(EnclaveError, match="does not open"):
         await backend.start(EnclaveSpec(image=other, init_params=path))
-    (failed,) = set(os.listdir(home.enclaves)) - before
+    (failed,) = enclave_dirs(home) - before
     assert (await backend.status(failed)).state == "crashed"
     assert f"reef-{failed}" not in netns_names()
     state = json.loads((home.enclaves / failed / "state.json").read_text())
@@ -883,11 +887,11 @@ async def test_a_port_taken_after_the_check_fails_the_boot_cleanly(
     monkeypatch.setattr(local, "_port_free", lambda port: True)
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        before = set(os.listdir(backend.home.enclaves))
+        before = enclave_dirs(backend.home)
         with pytest.raises(EnclaveError, match=f"127.0.0.1/{port}:8080") as caught:
             await backend.start(EnclaveSpec(image=hello_image, ports={8080: port}))
     assert "host port is in use" in (caught.value.hint or "")
-    (failed,) = set(os.listdir(backend.home.enclaves)) - before
+    (failed,) = enclave_dirs(backend.home) - before
     state = json.loads((backend.home.enclaves / failed / "state.json").read_text())
     assert state["state"] == "crashed"
     assert f"reef-{failed}" not in netns_names()
