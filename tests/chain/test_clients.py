@@ -259,7 +259,7 @@ def test_logs_decode_the_same_from_web3_and_raw_json(chain: TestChain) -> None:
     decoder = market_decoder()
     decoded = [decode_market_log(log, decoder) for log in logs]
     assert decoded == [decode_market_log(_raw_json_log(log), decoder) for log in logs]
-    assert decoded == market.events()
+    assert decoded == market.events() == market.events(chunk=3)
     opened = [e for e in decoded if isinstance(e, JobOpened) and e.job == job]
     deposited = [e for e in decoded if isinstance(e, JobDeposited) and e.job == job]
     assert [e.balance for e in opened] == [99]

@@ -29,10 +29,18 @@ from reef.chain._types import Address, Amount, parse_address
 from reef.encoding import parse_hex
 from reef.errors import ChainError, InputError
 
-__all__ = ["KmsRegistryClient", "TokenClient", "check_uint", "deploy_contract"]
+__all__ = [
+    "LOG_CHUNK_BLOCKS",
+    "KmsRegistryClient",
+    "TokenClient",
+    "check_uint",
+    "deploy_contract",
+]
 
 EventT = TypeVar("EventT")
 _KMS_BATCH = 256  # DynArray bound of approveImages / revokeImages
+LOG_CHUNK_BLOCKS = 10_000
+"""Blocks per ``eth_getLogs`` request when reading events."""
 
 
 def check_uint(value: int, name: str, *, bits: int = 256) -> int:
@@ -143,16 +151,35 @@ class ContractClient:
             events=events,
         )
 
-    def _logs(self, from_block: int, to_block: int | str, topics: list[Any] | None = None) -> Any:
-        params: dict[str, Any] = {
-            "address": self.address,
-            "fromBlock": from_block,
-            "toBlock": to_block,
-        }
-        if topics:
-            params["topics"] = topics
-        with translate_errors(f"eth_getLogs for {self.CONTRACT}", self.address):
-            return self.w3.eth.get_logs(params)  # type: ignore[arg-type]
+    def _logs(
+        self,
+        from_block: int,
+        to_block: int | str,
+        topics: list[Any] | None = None,
+        *,
+        chunk: int = LOG_CHUNK_BLOCKS,
+    ) -> list[Any]:
+        """This contract's logs in ``[from_block, to_block]``, asked for ``chunk`` blocks at a
+        time (public RPC endpoints refuse wide ``eth_getLogs`` ranges)."""
+        check_uint(from_block, "from_block")
+        if chunk < 1:
+            raise InputError(f"chunk must be at least 1 block, got {chunk}")
+        description = f"eth_getLogs for {self.CONTRACT}"
+        with translate_errors(description, self.address):
+            last = self.w3.eth.block_number if to_block == "latest" else to_block
+        if not isinstance(last, int):
+            raise InputError(f"to_block must be a block number or 'latest', got {to_block!r}")
+        out: list[Any] = []
+        start = from_block
+        while start <= last:
+            end = min(start + chunk - 1, last)
+            params: dict[str, Any] = {"address": self.address, "fromBlock": start, "toBlock": end}
+            if topics:
+                params["topics"] = topics
+            with translate_errors(description, self.address):
+                out.extend(self.w3.eth.get_logs(params))  # type: ignore[arg-type]
+            start = end + 1
+        return out
 
 
 class TokenClient(ContractClient):
@@ -312,11 +339,17 @@ class KmsRegistryClient(ContractClient):
         )
         return self._result(tx_hash, receipt)
 
-    def events(self, from_block: int = 0, to_block: int | str = "latest") -> list[KmsRegistryEvent]:
+    def events(
+        self,
+        from_block: int = 0,
+        to_block: int | str = "latest",
+        *,
+        chunk: int = LOG_CHUNK_BLOCKS,
+    ) -> list[KmsRegistryEvent]:
         """ImageApproved / ImageRevoked events in the block range, in chain order."""
         decoder = kms_registry_decoder()
         out: list[KmsRegistryEvent] = []
-        for log in self._logs(from_block, to_block):
+        for log in self._logs(from_block, to_block, chunk=chunk):
             event = decoder.decode(log)
             if event is not None:
                 out.append(event)  # type: ignore[arg-type]

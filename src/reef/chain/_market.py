@@ -14,7 +14,13 @@ from typing import Any
 
 from web3 import Web3
 
-from reef.chain._clients import ContractClient, TokenClient, check_uint, deploy_contract
+from reef.chain._clients import (
+    LOG_CHUNK_BLOCKS,
+    ContractClient,
+    TokenClient,
+    check_uint,
+    deploy_contract,
+)
 from reef.chain._events import (
     ChainEvent,
     JobClosed,
@@ -307,8 +313,12 @@ class MarketClient(ContractClient):
         to_block: int | str = "latest",
         *,
         job: int | str | bytes | None = None,
+        chunk: int = LOG_CHUNK_BLOCKS,
     ) -> list[MarketEvent]:
-        """Every market event in the block range, in chain order (optionally of one job)."""
+        """Every market event in the block range, in chain order (optionally of one job).
+
+        Logs are requested ``chunk`` blocks at a time, which public endpoints require.
+        """
         topics: list[Any] | None = None
         if job is not None:
             # Topic 0 must be a job event too: other events' first indexed field (a zero
@@ -316,7 +326,7 @@ class MarketClient(ContractClient):
             job_events = ["0x" + t.hex() for t in self._decoder.topics_of(_JOB_EVENTS)]
             topics = [job_events, parse_job_id(job)]
         out: list[MarketEvent] = []
-        for log in self._logs(from_block, to_block, topics):
+        for log in self._logs(from_block, to_block, topics, chunk=chunk):
             event = self._decoder.decode(log)
             if event is not None:
                 out.append(event)  # type: ignore[arg-type]
