@@ -410,6 +410,12 @@ async def test_app_is_sandboxed_and_reaches_its_trusted_base(
     assert custom.image_id == info.image_id
     assert custom.pcrs[0] == bytes(48)
     assert custom.pcrs[16] == info.pcrs[16]
+    # ... which are what `reef image measure --init-params --debug` predicts.
+    measured = await invoke(
+        ["image", "measure", str(image), "--init-params", str(params_file), "--debug", "--json"],
+        backend.home,
+    )
+    assert json.loads(measured.stdout)["image_id"] == custom.image_id.hex()
     # Sealing used the dev TEE's key for exactly this image id.
     key = authority.sealing_key(info.image_id)
     assert report["unsealed"] == "sealed secret"
