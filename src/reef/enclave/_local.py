@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from reef.enclave._image import load_image
+from reef.enclave._image import Image, load_image
 from reef.enclave._init_params import InitParams
 from reef.enclave._manifest import MIN_MEMORY_MIB
 from reef.enclave._network import HOST_MODE_WARNING, NetworkMode, choose_network, free_port
@@ -281,7 +281,7 @@ class LocalBackend:
         enclave_id: str,
         *,
         keep_ports: Mapping[str, Any] | None = None,
-    ) -> tuple[dict[str, Any], Any]:
+    ) -> tuple[dict[str, Any], Image]:
         """Validate everything and plan the enclave; nothing is written or started here."""
         image = load_image(spec.image)
         manifest = image.manifest
@@ -435,7 +435,7 @@ class LocalBackend:
             raise
         return await self._launch(run_dir, enclave_id)
 
-    def _stage(self, run_dir: Path, image: Any, spec: EnclaveSpec, plan: dict[str, Any]) -> None:
+    def _stage(self, run_dir: Path, image: Image, spec: EnclaveSpec, plan: dict[str, Any]) -> None:
         image_dir = run_dir / "image"
         image.extract(image_dir)
         if plan["sandbox"] == "bwrap":
