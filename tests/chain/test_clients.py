@@ -64,6 +64,25 @@ def test_open_job_approves_the_market_when_the_allowance_is_short(chain: TestCha
     token.approve(chain.deployment.market, 2**256 - 1)
 
 
+def test_open_job_does_not_approve_for_a_call_bound_to_fail(chain: TestChain) -> None:
+    user = chain.users[2]
+    token = chain.token(user)
+    token.approve(chain.deployment.market, 0)
+    market = chain.market(user)
+    stranger = chain.users[0].address  # not a provider
+    with pytest.raises(ChainError) as info:
+        market.open_job("{}", stranger, 0, 10)
+    assert getattr(info.value, "reason", None) == Revert.PROVIDER_NOT_REGISTERED
+    with pytest.raises(ChainError) as info:
+        market.open_job("{}", chain.providers[0].address, 0, 10**18)
+    assert getattr(info.value, "reason", None) == Revert.INSUFFICIENT_BALANCE
+    with pytest.raises(ChainError) as info:
+        market.deposit(parse_job_id(10**6), 10)
+    assert getattr(info.value, "reason", None) == Revert.JOB_NOT_FOUND
+    assert token.allowance(user.address, chain.deployment.market) == 0
+    token.approve(chain.deployment.market, 2**256 - 1)
+
+
 def test_node_managed_accounts_send_through_the_node(chain: TestChain) -> None:
     # eth-tester's own accounts are unlocked: the node signs (eth_sendTransaction).
     node_account = chain.w3.eth.accounts[9]

@@ -35,6 +35,7 @@ from reef.chain._events import (
     MarketEvent,
     market_decoder,
 )
+from reef.chain._reasons import Revert, hint_for
 from reef.chain._tx import ProgressCallback, Sender, Transactor, TxResult
 from reef.chain._types import (
     MAX_RATE,
@@ -48,7 +49,7 @@ from reef.chain._types import (
     parse_job_id,
 )
 from reef.crypto import keccak256
-from reef.errors import ChainError, InputError, MarketError
+from reef.errors import ChainError, ContractRevertError, InputError, MarketError
 
 __all__ = ["MAX_CP_BYTES", "MAX_METADATA_BYTES", "RATE_LOCK_SELECTOR", "MarketClient"]
 
@@ -92,6 +93,13 @@ def _check_rate(rate: int, name: str = "rate") -> Rate:
             hint="a rate is token base units x 10**12 per second",
         )
     return Rate(rate)
+
+
+def _would_revert(function: str, reason: Revert) -> ContractRevertError:
+    """The error the contract would give, found before sending (same ``reason``)."""
+    return ContractRevertError(
+        f"Market.{function} would revert: {reason}", hint=hint_for(reason), reason=reason
+    )
 
 
 class MarketClient(ContractClient):
@@ -229,9 +237,14 @@ class MarketClient(ContractClient):
 
     # ---- jobs ----
 
-    def _ensure_allowance(self, amount: int) -> None:
-        if amount and self.token.allowance(self.sender, self.address) < amount:
-            self.token.approve(self.address, amount)
+    def _ensure_allowance(self, function: str, amount: int) -> None:
+        """Approve the market for ``amount`` if needed, after checking the sender has it (so a
+        call that is bound to fail does not leave an approval behind)."""
+        if not amount or self.token.allowance(self.sender, self.address) >= amount:
+            return
+        if self.token.balance() < amount:
+            raise _would_revert(function, Revert.INSUFFICIENT_BALANCE)
+        self.token.approve(self.address, amount)
 
     def open_job(
         self,
@@ -249,9 +262,12 @@ class MarketClient(ContractClient):
         _check_text(metadata, "job metadata", MAX_METADATA_BYTES)
         provider_address = parse_address(provider, name="provider")
         check_uint(balance, "balance")
-        if approve:
-            self._ensure_allowance(balance)
-        result = self._market_tx("jobOpen", metadata, provider_address, _check_rate(rate), balance)
+        checked_rate = _check_rate(rate)
+        if approve and balance:
+            if self.provider(provider_address) is None:
+                raise _would_revert("jobOpen", Revert.PROVIDER_NOT_REGISTERED)
+            self._ensure_allowance("jobOpen", balance)
+        result = self._market_tx("jobOpen", metadata, provider_address, checked_rate, balance)
         for event in result.events:
             if isinstance(event, JobOpened):
                 return event.job
@@ -264,9 +280,12 @@ class MarketClient(ContractClient):
     ) -> TxResult[MarketEvent]:
         """Add ``amount`` to a job's balance (anyone may; the tokens come from this account)."""
         check_uint(amount, "amount")
-        if approve:
-            self._ensure_allowance(amount)
-        return self._market_tx("jobDeposit", parse_job_id(job), amount)
+        job_id = parse_job_id(job)
+        if approve and amount:
+            if self.find_job(job_id) is None:
+                raise _would_revert("jobDeposit", Revert.JOB_NOT_FOUND)
+            self._ensure_allowance("jobDeposit", amount)
+        return self._market_tx("jobDeposit", job_id, amount)
 
     def withdraw(self, job: int | str | bytes, amount: int) -> TxResult[MarketEvent]:
         """Take ``amount`` back from a job (owner only); settles first and keeps the reserve."""
