@@ -245,11 +245,22 @@ def test_rate_finalized_takes_the_chains_value() -> None:
     book.apply(Ev("ReviseRateInitiated", JOB, {"job_id": JOB, "new_rate": hex(SMALL_MIN * 2)}))
     book.apply(Ev("ReviseRateFinalized", JOB, {"job_id": JOB, "new_rate": hex(SMALL_MIN * 2)}))
     machine = book.jobs[JOB]
-    assert (machine.rate, machine.pending_rate, machine.original_rate) == (
-        SMALL_MIN * 2,
-        None,
-        None,
-    )
+    assert (machine.rate, machine.pending_rate) == (SMALL_MIN * 2, None)
+
+
+def test_a_pending_lower_rate_does_not_stretch_the_money() -> None:
+    """The chain charges the old rate until the revision is finalized: while a lower rate is
+    pending, the insolvency timer still runs at the old, higher one (Oyster's switches at once)."""
+    book = book_with(opened(rate=SMALL_MIN * 2, balance=200_000, timestamp=0), safety_margin_s=0)
+    machine = book.jobs[JOB]
+    assert machine.deadline() == 1000  # 200 base units per second
+    book.apply(Ev("ReviseRateInitiated", JOB, {"job_id": JOB, "new_rate": hex(SMALL_MIN)}))
+    assert machine.offered_rate == SMALL_MIN
+    assert machine.deadline() == 1000
+    book.apply(Ev("ReviseRateFinalized", JOB, {"job_id": JOB, "new_rate": hex(SMALL_MIN)}))
+    assert machine.deadline() == 2000
+    book.apply(Ev("ReviseRateInitiated", JOB, {"job_id": JOB, "new_rate": hex(SMALL_MIN * 4)}))
+    assert machine.deadline() == 500  # a higher pending rate counts at once too
 
 
 # -- metadata updates and close ------------------------------------------------------------------------

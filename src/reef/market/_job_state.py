@@ -7,8 +7,10 @@ is unit-tested without a chain or an enclave, and ``now`` is always a parameter:
   does not offer, an owner the allow/deny lists refuse, a rate below the instance's minimum, or
   resources above the instance type's; otherwise the job should run.
 * ``Deposited`` / ``Withdrew`` / ``Settled`` keep the balance and the last settlement instant.
-* ``ReviseRateInitiated`` takes effect at once for the provider (a stop, i.e. rate 0, therefore
-  terminates at *initiate* time, as Oyster does); ``Cancelled`` restores the previous rate.
+* ``ReviseRateInitiated`` is judged at once against the minimum (a stop, i.e. rate 0, therefore
+  terminates at *initiate* time, as Oyster does); ``Cancelled`` drops it. Until it is finalized
+  the chain still charges the old rate, so the insolvency timer counts the higher of the two
+  (Oyster switches to the new rate at once, which lets a lowered rate outlive its money).
 * ``MetadataUpdated`` may change the image url, init params, debug flag and name (the enclave is
   replaced); changing the instance, region, memory, vCPUs or family ends the job.
 * ``Closed`` ends the job.
@@ -300,7 +302,6 @@ class JobMachine:
     balance: int = 0
     last_settled: int = 0
     pending_rate: int | None = None
-    original_rate: int | None = None
     phase: JobPhase = "running"
     reason: str = ""
     _launched: LaunchSpec | None = field(default=None, repr=False)
@@ -327,19 +328,15 @@ class JobMachine:
             self.balance = max(0, self.balance - _u256(data, "amount"))
             self.last_settled = max(self.last_settled, _u256(data, "timestamp"))
         elif name == "ReviseRateInitiated":
-            self.original_rate = self.rate
             self.pending_rate = _u256(data, "new_rate")
-            self.rate = self.pending_rate
             self._check_rate(revised=True)
         elif name == "ReviseRateCancelled":
-            if self.original_rate is not None:
-                self.rate = self.original_rate
-            self.pending_rate = self.original_rate = None
+            self.pending_rate = None
         elif name == "ReviseRateFinalized":
             # The chain is the truth; Oyster treats a mismatch as an internal error, but the
             # finalized rate is what the contract charges from now on either way.
             self.rate = _u256(data, "new_rate")
-            self.pending_rate = self.original_rate = None
+            self.pending_rate = None
             self._check_rate(revised=True)
         elif name == "MetadataUpdated":
             self._metadata_updated(str(data.get("new_metadata", data.get("metadata", ""))))
@@ -376,10 +373,10 @@ class JobMachine:
     def _check_rate(self, *, revised: bool) -> None:
         if self.phase == "done" or self.card is None:
             return
-        if self.rate < self.card.min_rate:
+        if self.offered_rate < self.card.min_rate:
             what = "was revised to" if revised else "is"
             self._end(
-                f"the job's rate {what} {self.rate}, below this provider's minimum "
+                f"the job's rate {what} {self.offered_rate}, below this provider's minimum "
                 f"{self.card.min_rate} for {self.card.instance} (rate units: token base units "
                 f"× 10^{self.policy.extra_decimals} per second)"
             )
@@ -423,20 +420,34 @@ class JobMachine:
 
     # -- decisions -----------------------------------------------------------------------------
 
+    @property
+    def offered_rate(self) -> int:
+        """The rate the owner asks the provider to accept: a pending revision counts at once
+        (Oyster's rule, so a stop ends the job when it is initiated)."""
+        return self.rate if self.pending_rate is None else self.pending_rate
+
+    @property
+    def billing_rate(self) -> int:
+        """The rate the money may run out at: the chain charges the old rate until the revision
+        is finalized, so while one is pending the higher of the two counts."""
+        return self.rate if self.pending_rate is None else max(self.rate, self.pending_rate)
+
     def deadline(self) -> int | None:
         """The instant the insolvency timer fires, or ``None`` when the job is not running."""
         if self.phase != "running":
             return None
-        if self.rate == 0:
+        rate = self.billing_rate
+        if rate == 0:
             return self.last_settled
-        covered = self.balance * self.policy.scale // self.rate
+        covered = self.balance * self.policy.scale // rate
         return self.last_settled + max(0, covered - self.policy.safety_margin_s)
 
     def runs_out_at(self) -> int | None:
         """When the balance would actually be used up (no margin), for display."""
-        if self.rate == 0:
+        rate = self.billing_rate
+        if rate == 0:
             return None
-        return self.last_settled + self.balance * self.policy.scale // self.rate
+        return self.last_settled + self.balance * self.policy.scale // rate
 
     def desired(self) -> LaunchSpec | None:
         """What should run now, or ``None`` when nothing should."""
@@ -456,7 +467,7 @@ class JobMachine:
             family=meta.family,
             name=meta.name,
             bandwidth_kbit_s=bandwidth_kbit_s(
-                self.rate, self.card.min_rate, self.policy.rates.gb_rate(meta.region)
+                self.offered_rate, self.card.min_rate, self.policy.rates.gb_rate(meta.region)
             ),
         )
 
@@ -491,6 +502,7 @@ class JobMachine:
             "reason": self.reason,
             "owner": self.owner,
             "rate": hex(self.rate),
+            "pending_rate": None if self.pending_rate is None else hex(self.pending_rate),
             "balance": hex(self.balance),
             "last_settled": self.last_settled,
             "stop_at": self.deadline(),
