@@ -48,6 +48,15 @@ class ReefHome:
         """State of local enclaves, one directory per enclave."""
         return self.root / "enclaves"
 
+    def enclave_state(self, image_id_hex: str) -> Path:
+        """The persistent state directory of enclaves of one image id, created owner-only.
+
+        It is the provider's disk, not the enclave's: only sealed data belongs there.
+        """
+        target = self.root / "enclave-state" / image_id_hex
+        target.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return target
+
     @property
     def chain(self) -> Path:
         """The embedded devnet: its state, accounts and deployed addresses."""

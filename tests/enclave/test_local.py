@@ -467,6 +467,39 @@ async def test_crash_is_reported_with_its_exit_code(backend: LocalBackend, tmp_p
     assert row["exit_code"] == 3
 
 
+async def test_state_dir_survives_a_restart_and_is_per_image(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    counter = """
+    import os, pathlib, sys
+    state = pathlib.Path(os.environ["REEF_STATE_DIR"])
+    count = state / "count"
+    runs = int(count.read_text()) + 1 if count.exists() else 1
+    count.write_text(str(runs))
+    sys.exit(10 + runs)
+    """
+    image = make_image(
+        tmp_path, "counter", {"counter.py": counter}, command=["python3", "counter.py"]
+    )
+    other = make_image(
+        tmp_path,
+        "counter2",
+        {"counter.py": counter, "other": "x"},
+        command=["python3", "counter.py"],
+    )
+    exits = []
+    for path in (image, image, other):
+        info = await backend.start(EnclaveSpec(image=path))
+        final = await wait_state(backend, info.id)
+        assert final.state == "crashed"
+        exits.append(final.exit_code)
+    # The same image sees what it wrote before; another image starts from an empty directory.
+    assert exits == [11, 12, 11]
+    state_dir = backend.home.enclave_state(info.image_id.hex())
+    assert (state_dir / "count").read_text() == "1"
+    assert state_dir.stat().st_mode & 0o077 == 0
+
+
 async def test_stop_leaves_no_process(backend: LocalBackend, tmp_path: Path) -> None:
     marker = f"REEF_TEST_MARKER_{os.getpid()}_{time.monotonic_ns()}"
     forker = """

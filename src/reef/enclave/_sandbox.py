@@ -8,6 +8,8 @@ Inside, the app sees (all read-only unless noted):
                     (secp256k1, public key 64 bytes), ``init-params`` and ``init-params-digest``
 ``/init-params/``   the decoded init params (secrets opened when the enclave has a KMS)
 ``/tmp``            a private tmpfs (writable, gone with the enclave)
+``/state``          writable, kept across restarts, one per image id (``$REEF_STATE_DIR``): the
+                    host's disk, as untrusted as a Nitro host's, so only sealed data belongs there
 system runtime      ``/usr``, ``/bin``, ``/lib*``, ``/sbin``, a few ``/etc`` files (users, DNS,
                     TLS roots), and the Python runtime reef runs on with reef importable
 ==================  ============================================================================
@@ -34,6 +36,7 @@ from reef.errors import ImageError
 __all__ = [
     "IMAGE_MOUNT",
     "SANDBOX_PATH",
+    "STATE_MOUNT",
     "SandboxLayout",
     "bwrap_argv",
     "python_runtime_paths",
@@ -43,6 +46,7 @@ __all__ = [
 IMAGE_MOUNT = "/image"
 APP_MOUNT = "/app"
 INIT_PARAMS_MOUNT = "/init-params"
+STATE_MOUNT = "/state"
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _ETC_FILES = (
     "/etc/passwd",
@@ -101,6 +105,7 @@ class SandboxLayout:
     image: Path
     app: Path
     init_params: Path | None = None
+    state: Path | None = None
 
 
 def resolve_command(command: Sequence[str], image: Path, runtime: Sequence[str]) -> str:
@@ -202,6 +207,8 @@ def bwrap_argv(
     ]
     if layout.init_params is not None:
         argv += ["--ro-bind", str(layout.init_params), INIT_PARAMS_MOUNT]
+    if layout.state is not None:
+        argv += ["--bind", str(layout.state), STATE_MOUNT]
     argv += ["--chdir", IMAGE_MOUNT, "--", *command]
     return argv
 

@@ -41,6 +41,7 @@ from reef.enclave._init_params import INIT_PARAMS_KMS_PATH, InitParams
 from reef.enclave._limits import Limits
 from reef.enclave._network import NetworkNamespace, pasta_argv
 from reef.enclave._sandbox import (
+    STATE_MOUNT,
     SandboxLayout,
     bwrap_argv,
     python_runtime_paths,
@@ -54,6 +55,7 @@ from reef.enclave._trusted_base import (
     split_console,
 )
 from reef.errors import EnclaveError, ReefError
+from reef.home import ReefHome
 
 __all__ = ["ATTESTATION_PORT", "ATTESTATION_SECP256K1_PORT", "CUSTOM_PORT", "DERIVE_PORT", "main"]
 
@@ -305,7 +307,6 @@ class Supervisor:
         self, sockets: dict[int, socket.socket], keys: dict[str, bytes]
     ) -> None:
         from reef.attestation import DevAuthority, attestation_app, custom_attestation_app
-        from reef.home import ReefHome
 
         spec = self.spec
         home = ReefHome(Path(spec["home"]))
@@ -407,8 +408,10 @@ class Supervisor:
         assert self.limits is not None
         image_dir = Path(spec["image_dir"])
         command: list[str] = spec["command"]
+        state_dir = ReefHome(Path(spec["home"])).enclave_state(spec["image_id"])
         if spec["sandbox"] == "bwrap":
-            layout = SandboxLayout(image_dir, self.run_dir / "app", init_dir)
+            layout = SandboxLayout(image_dir, self.run_dir / "app", init_dir, state_dir)
+            env_extra = {**env_extra, "REEF_STATE_DIR": STATE_MOUNT}
             argv = bwrap_argv(
                 layout,
                 command,
@@ -421,6 +424,7 @@ class Supervisor:
             env = sandbox_environment(spec["env"], env_extra)
             env["PATH"] = os.environ.get("PATH", env["PATH"])
             env["REEF_APP_DIR"] = str(self.run_dir / "app")
+            env["REEF_STATE_DIR"] = str(state_dir)
             if init_dir is not None:
                 env["REEF_INIT_PARAMS_DIR"] = str(init_dir)
         if self.netns is not None:
