@@ -333,7 +333,7 @@ def test_every_job_operation_on_an_unknown_job_says_job_not_found(chain: TestCha
     unknown = parse_job_id(10**6)
     for attempt in (
         lambda: market.settle(unknown),
-        lambda: market.deposit(unknown, 1),
+        lambda: market.deposit(unknown, 1, approve=False),  # the contract's check, not the client's
         lambda: market.withdraw(unknown, 0),
         lambda: market.revise_rate_initiate(unknown, 0),
         lambda: market.revise_rate_cancel(unknown),
@@ -418,7 +418,7 @@ def test_provider_registration_lifecycle() -> None:
     assert market.provider(who.address) is None
     market.settle(job)
     with _reverts(Revert.PROVIDER_NOT_REGISTERED):
-        market.open_job("{}", who.address, PER_SECOND, 1000)
+        market.open_job("{}", who.address, PER_SECOND, 1000, approve=False)
 
 
 def test_getters_and_constants(chain: TestChain) -> None:
