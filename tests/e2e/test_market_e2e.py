@@ -245,3 +245,15 @@ def test_enclaves_get_their_keys_from_the_kms_root(network: Network, tmp_path: P
         wait_for_app(deployed["endpoint"], 30)
         hashes.append(httpx.get(deployed["endpoint"], timeout=30).json()["key_hash"])
     assert hashes[0] == hashes[1]
+
+
+def test_logs_of_a_debug_job(network: Network) -> None:
+    deployed = _deploy(network, HELLO, "--duration", "1h", "--debug")
+    wait_for_app(deployed["endpoint"], 30)
+    httpx.get(deployed["endpoint"] + "/nothing-here", timeout=10)
+
+    def logged() -> str | None:
+        out = network.cli.run("logs", deployed["job_id"]).stdout
+        return out if "nothing-here" in out else None
+
+    assert "404" in _until("the request in the console", logged, timeout=20)
