@@ -35,7 +35,7 @@ from reef.attestation._verifier_service import (
 )
 from reef.attestation._verify import detect_kind, verify
 
-__all__ = [  # noqa: RUF022 (plain sorted order, checked by tests/foundation/test_exports.py)
+__all__ = [
     "Attester",
     "CoseSign1",
     "DevAuthority",

@@ -83,7 +83,7 @@ from reef.chain._types import (
     rate_per_hour,
 )
 
-__all__ = [  # noqa: RUF022 - plain sorted(), as tests/foundation/test_exports.py checks
+__all__ = [
     "Address",
     "Amount",
     "Artifact",

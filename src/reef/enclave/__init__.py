@@ -30,7 +30,7 @@ from reef.enclave._manifest import MANIFEST_NAME, RESERVED_PORTS, Manifest
 from reef.enclave._measure import RUNTIME_MODULES, Measurements, extend_pcr, runtime_measurement
 from reef.enclave._trusted_base import SEALING_PORT, DevTeeSealer, dev_seal, dev_unseal
 
-__all__ = [  # noqa: RUF022 (plain code-point order, which tests/foundation checks)
+__all__ = [
     "DEFAULT_EXCLUDES",
     "DevTeeSealer",
     "EnclaveEndpoints",

@@ -84,7 +84,7 @@ from reef.kms._store import (
     SeedStore,
 )
 
-__all__ = [  # noqa: RUF022 (plain code-point order, which tests/foundation checks)
+__all__ = [
     "AeadSealer",
     "DEFAULT_MAX_AGE_MS",
     "DeriveServer",

@@ -42,7 +42,7 @@ from reef.crypto import (
 )
 from reef.errors import InputError
 
-__all__ = [  # noqa: RUF022 (plain code-point order, which tests/foundation checks)
+__all__ = [
     "DerivedKey",
     "INIT_PARAMS_KEY_PATH",
     "KEY_TYPES",

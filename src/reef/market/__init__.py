@@ -42,7 +42,7 @@ from reef.market._rates import (
     parse_u256,
 )
 
-__all__ = [  # noqa: RUF022 - plain sorted(), as tests/foundation/test_exports.py checks
+__all__ = [
     "BandwidthRate",
     "ControlPlane",
     "ControlPlaneClient",

@@ -27,7 +27,7 @@ from reef.node._serve import Served, serve_app
 from reef.node._session import Session, load_key_file, open_session
 from reef.node._up import PROVIDER_ACCOUNT, LocalNetwork, UpSettings
 
-__all__ = [  # noqa: RUF022 - plain sorted(), as tests/foundation/test_exports.py checks
+__all__ = [
     "DeployRequest",
     "DeployResult",
     "LocalNetwork",

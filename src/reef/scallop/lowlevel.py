@@ -37,7 +37,7 @@ from reef.scallop._wire import (
     ServerHello,
 )
 
-__all__ = [  # noqa: RUF022 (plain sorted order, checked by tests/foundation/test_exports.py)
+__all__ = [
     "AttestationReceived",
     "CipherState",
     "ClientFinished",
