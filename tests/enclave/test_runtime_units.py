@@ -135,6 +135,26 @@ def test_bwrap_argv_binds_only_what_it_should(tmp_path: Path) -> None:
     assert argv[argv.index("--chdir") + 1] == IMAGE_MOUNT
 
 
+def test_a_runtime_under_tmp_is_bound_over_the_private_tmp(tmp_path: Path) -> None:
+    # A checkout (and its editable install) may live under the host's /tmp, as in CI: its bind
+    # must come after the private /tmp is mounted, or the tmpfs hides it from the app.
+    layout = SandboxLayout(tmp_path / "image", tmp_path / "app")
+    runtime = ["/tmp/checkout/src", *python_runtime_paths()]
+    argv = bwrap_argv(layout, ["python3"], runtime=runtime)
+    tmpfs = argv.index("--tmpfs")
+    assert argv[tmpfs + 1] == "/tmp"
+    bind = argv.index("/tmp/checkout/src")
+    assert argv[bind - 1] == "--ro-bind"
+    assert tmpfs < bind
+
+
+def test_only_the_state_directory_is_writable(tmp_path: Path) -> None:
+    layout = SandboxLayout(tmp_path / "image", tmp_path / "app", None, tmp_path / "state")
+    argv = bwrap_argv(layout, ["python3"], runtime=python_runtime_paths())
+    writable = [(argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a == "--bind"]
+    assert writable == [(str(tmp_path / "state"), "/state")]
+
+
 def test_resolve_command(tmp_path: Path) -> None:
     image = tmp_path / "image"
     image.mkdir()

@@ -178,6 +178,10 @@ def bwrap_argv(
         "--unshare-cgroup-try",
         "--hostname",
         hostname,
+        # The private /tmp comes first: bubblewrap mounts in order, and a runtime or checkout that
+        # lives under the host's /tmp must be bound on top of it, not hidden beneath it.
+        "--tmpfs",
+        "/tmp",
     ]
     for directory in _SYSTEM_DIRS:
         if os.path.islink(directory):
@@ -194,8 +198,6 @@ def bwrap_argv(
         "/proc",
         "--dev",
         "/dev",
-        "--tmpfs",
-        "/tmp",
         "--dir",
         "/var/tmp",
         "--ro-bind",
