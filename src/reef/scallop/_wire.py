@@ -159,33 +159,34 @@ def _new_handshake(
     )
 
 
-# --- client --------------------------------------------------------------------------------------
+# --- the two sides ------------------------------------------------------------------------------
 
 
-class ClientHandshake:
-    """The client (Noise initiator) side of a Scallop handshake.
+class _Handshake:
+    """What both sides of a Scallop handshake share: the Noise state, the bytes received and not
+    consumed yet, the transport ciphers once split, and the step the machine is at (``_state``).
 
-    Flow: ``start()`` → send; feed bytes until :class:`ServerHello`; ``send_finish(...)`` → send;
-    if it asked for the server's attestation, feed bytes until :class:`AttestationReceived`;
-    then :class:`Established` and ``transport()``.
+    A machine that raises a :class:`~reef.errors.HandshakeError` moves to ``"failed"`` and
+    answers nothing more.
     """
 
-    def __init__(self, static_key: bytes, *, rng: Callable[[int], bytes] = os.urandom) -> None:
-        self._noise = _new_handshake(initiator=True, static_key=static_key, rng=rng)
+    def __init__(
+        self, static_key: bytes, *, initiator: bool, rng: Callable[[int], bytes], state: str
+    ) -> None:
+        self._noise = _new_handshake(initiator=initiator, static_key=static_key, rng=rng)
         self._buffer = _Buffer()
-        self._state = "new"
-        self._hello: ServerHello | None = None
+        self._state = state
         self._send: CipherState | None = None
         self._recv: CipherState | None = None
 
     @property
     def handshake_hash(self) -> bytes:
-        """The Noise handshake hash (final once handshake 2 is read)."""
+        """The Noise handshake hash (final once handshake 2 is written or read)."""
         return self._noise.handshake_hash
 
     @property
     def peer_static(self) -> bytes | None:
-        """The server's static public key, once handshake 2 is read."""
+        """The peer's static public key, once its handshake message is read."""
         return self._noise.remote_static
 
     @property
@@ -195,16 +196,116 @@ class ClientHandshake:
         assert key is not None
         return key
 
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Bytes from the peer."""
+        self._buffer.feed(data)
+
+    def transport(self) -> RecordLayer:
+        """The record layer, with any bytes that arrived after the handshake already fed."""
+        self._expect("done", "transport")
+        assert self._send is not None
+        assert self._recv is not None
+        self._state = "taken"
+        records = RecordLayer(self._send, self._recv)
+        records.receive_data(self._buffer.take(len(self._buffer.data)))
+        return records
+
+    def _expect(self, state: str, action: str) -> None:
+        if self._state != state:
+            raise MisuseError(f"cannot {action} in handshake state {self._state!r}")
+
+    def _fail(self, error: HandshakeError) -> HandshakeError:
+        self._state = "failed"
+        return error
+
+    def _write_handshake(self, payload: bytes) -> bytes:
+        """A NoiseSocket handshake frame: ``00 00 ‖ len ‖ noise message``."""
+        message = self._noise.write_message(payload)
+        return b"\x00\x00" + _U16.pack(len(message)) + message
+
+    def _read_handshake(self, size_wanted: int, what: str, peer: str) -> bytes | NeedData:
+        """The payload of the peer's NoiseSocket handshake frame, once all of it arrived.
+
+        Both lengths are checked before the message is awaited: Scallop's are fixed.
+        """
+        buf = self._buffer
+        negotiation = buf.peek_u16(0)
+        if negotiation is None:
+            return NeedData(4 - len(buf.data))
+        if negotiation != 0:
+            raise self._fail(_length_error(f"the {peer}'s negotiation data", negotiation, "0"))
+        size = buf.peek_u16(2)
+        if size is None:
+            return NeedData(4 - len(buf.data))
+        if size != size_wanted:
+            raise self._fail(_length_error(what, size, str(size_wanted)))
+        if len(buf.data) < 4 + size:
+            return NeedData(4 + size - len(buf.data))
+        buf.take(4)
+        try:
+            return self._noise.read_message(buf.take(size))
+        except HandshakeError:
+            self._state = "failed"
+            raise
+
+    def _seal_finish(self, plaintext: bytes) -> bytes:
+        """CLIENTFIN or SERVERFIN: ``len ‖ enc(plaintext)``."""
+        assert self._send is not None
+        ciphertext = self._send.encrypt_with_ad(b"", plaintext)
+        return _U16.pack(len(ciphertext)) + ciphertext
+
+    def _open_finish(self, minimum: int, maximum: int, what: str) -> bytes | NeedData:
+        """The plaintext of the peer's CLIENTFIN or SERVERFIN, length checked before the body."""
+        assert self._recv is not None
+        buf = self._buffer
+        size = buf.peek_u16(0)
+        if size is None:
+            return NeedData(2 - len(buf.data))
+        if not minimum <= size <= maximum:
+            raise self._fail(
+                HandshakeError(
+                    f"{what} is {size} bytes; Scallop's is {minimum} to {maximum}",
+                    hint="the peer does not speak Scallop, or its attestation is too large",
+                )
+            )
+        if len(buf.data) < 2 + size:
+            return NeedData(2 + size - len(buf.data))
+        buf.take(2)
+        try:
+            return self._recv.decrypt_with_ad(b"", buf.take(size))
+        except ChannelBrokenError as exc:
+            raise self._fail(
+                HandshakeError(f"the handshake failed: {exc.message}", hint=exc.hint)
+            ) from exc
+
+    def _check_own_attestation(self, attestation: bytes) -> None:
+        if len(attestation) > MAX_ATTESTATION_LEN:
+            raise self._fail(
+                HandshakeError(
+                    f"our attestation is {len(attestation)} bytes; Scallop carries at most "
+                    f"{MAX_ATTESTATION_LEN}"
+                )
+            )
+
+
+class ClientHandshake(_Handshake):
+    """The client (Noise initiator) side of a Scallop handshake.
+
+    Flow: ``start()`` → send; feed bytes until :class:`ServerHello`; ``send_finish(...)`` → send;
+    if it asked for the server's attestation, feed bytes until :class:`AttestationReceived`;
+    then :class:`Established` and ``transport()``.
+    """
+
+    def __init__(self, static_key: bytes, *, rng: Callable[[int], bytes] = os.urandom) -> None:
+        super().__init__(static_key, initiator=True, rng=rng, state="new")
+        self._hello: ServerHello | None = None
+
     def start(self) -> bytes:
         """Handshake 1, to send first."""
         self._expect("new", "start")
-        message = self._noise.write_message(b"")
+        frame = self._write_handshake(b"")
         self._state = "await_hello"
-        return b"\x00\x00" + _U16.pack(len(message)) + message
-
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Bytes from the server."""
-        self._buffer.feed(data)
+        return frame
 
     def next_event(self) -> Event:
         """What happened, or :class:`NeedData` with how many more bytes are needed.
@@ -238,68 +339,35 @@ class ClientHandshake:
         hello = self._hello
         assert hello is not None
         if hello.attestation_requested and attestation is None:
-            self._state = "failed"
-            raise HandshakeError(
-                "the server asks for our attestation and this client has none",
-                hint="pass an auther (a callable returning an attestation of our static key)",
+            raise self._fail(
+                HandshakeError(
+                    "the server asks for our attestation and this client has none",
+                    hint="pass an auther (a callable returning an attestation of our static key)",
+                )
             )
         if not hello.attestation_requested and attestation is not None:
             raise MisuseError("the server did not ask for an attestation; pass attestation=None")
         body = attestation or b""
-        if len(body) > MAX_ATTESTATION_LEN:
-            self._state = "failed"
-            raise HandshakeError(
-                f"our attestation is {len(body)} bytes; Scallop carries at most "
-                f"{MAX_ATTESTATION_LEN}"
-            )
-        plaintext = (b"\x01" if request_attestation else b"\x00") + _U16.pack(len(body)) + body
-        assert self._send is not None
-        frame = _seal_frame(self._send, plaintext)
+        self._check_own_attestation(body)
+        flag = b"\x01" if request_attestation else b"\x00"
+        frame = self._seal_finish(flag + _U16.pack(len(body)) + body)
         self._state = "await_serverfin" if request_attestation else "done"
         return frame
 
-    def transport(self) -> RecordLayer:
-        """The record layer, with any bytes that arrived after the handshake already fed."""
-        self._expect("done", "transport")
-        assert self._send is not None
-        assert self._recv is not None
-        self._state = "taken"
-        records = RecordLayer(self._send, self._recv)
-        records.receive_data(self._buffer.take(len(self._buffer.data)))
-        return records
-
     def _read_hello(self) -> Event:
-        buf = self._buffer
-        negotiation = buf.peek_u16(0)
-        if negotiation is None:
-            return NeedData(4 - len(buf.data))
-        if negotiation != 0:
-            self._state = "failed"
-            raise _length_error("the server's negotiation data", negotiation, "0")
-        size = buf.peek_u16(2)
-        if size is None:
-            return NeedData(4 - len(buf.data))
-        if size != HANDSHAKE2_LEN:
-            self._state = "failed"
-            raise _length_error("handshake 2", size, str(HANDSHAKE2_LEN))
-        if len(buf.data) < 4 + size:
-            return NeedData(4 + size - len(buf.data))
-        buf.take(4)
-        try:
-            payload = self._noise.read_message(buf.take(size))
-        except HandshakeError:
-            self._state = "failed"
-            raise
+        payload = self._read_handshake(HANDSHAKE2_LEN, "handshake 2", "server")
+        if isinstance(payload, NeedData):
+            return payload
         if len(payload) != 3 or payload[:2] != b"\x00\x01":
-            self._state = "failed"
-            raise HandshakeError(
-                f"handshake 2 carries a {len(payload)}-byte payload {payload.hex()!r}; Scallop's "
-                "is 00 01 F"
+            raise self._fail(
+                HandshakeError(
+                    f"handshake 2 carries a {len(payload)}-byte payload {payload.hex()!r}; "
+                    "Scallop's is 00 01 F"
+                )
             )
         if payload[2] > 1:
-            self._state = "failed"
-            raise HandshakeError(
-                f"the server's attestation request flag is {payload[2]}, not 0 or 1"
+            raise self._fail(
+                HandshakeError(f"the server's attestation request flag is {payload[2]}, not 0 or 1")
             )
         self._send, self._recv = self._noise.transport()
         peer = self._noise.remote_static
@@ -309,34 +377,22 @@ class ClientHandshake:
         return self._hello
 
     def _read_serverfin(self) -> Event:
-        assert self._recv is not None
-        try:
-            plaintext = _open_frame(
-                self._buffer, self._recv, _SERVERFIN_MIN, _SERVERFIN_MAX, "SERVERFIN"
-            )
-        except (HandshakeError, ChannelBrokenError) as exc:
-            self._state = "failed"
-            raise _as_handshake_error(exc) from exc
+        plaintext = self._open_finish(_SERVERFIN_MIN, _SERVERFIN_MAX, "SERVERFIN")
         if isinstance(plaintext, NeedData):
             return plaintext
         declared = _U16.unpack_from(plaintext, 0)[0]
         if declared != len(plaintext) - 2:
-            self._state = "failed"
-            raise HandshakeError(
-                f"SERVERFIN declares a {declared}-byte attestation but carries {len(plaintext) - 2}"
+            raise self._fail(
+                HandshakeError(
+                    f"SERVERFIN declares a {declared}-byte attestation but carries "
+                    f"{len(plaintext) - 2}"
+                )
             )
         self._state = "done"
         return AttestationReceived(attestation=plaintext[2:])
 
-    def _expect(self, state: str, action: str) -> None:
-        if self._state != state:
-            raise MisuseError(f"cannot {action} in handshake state {self._state!r}")
 
-
-# --- server --------------------------------------------------------------------------------------
-
-
-class ServerHandshake:
+class ServerHandshake(_Handshake):
     """The server (Noise responder) side of a Scallop handshake.
 
     Flow: feed bytes until :class:`ClientHello`; ``send_hello(...)`` → send; feed bytes until
@@ -345,33 +401,8 @@ class ServerHandshake:
     """
 
     def __init__(self, static_key: bytes, *, rng: Callable[[int], bytes] = os.urandom) -> None:
-        self._noise = _new_handshake(initiator=False, static_key=static_key, rng=rng)
-        self._buffer = _Buffer()
-        self._state = "await_hello"
+        super().__init__(static_key, initiator=False, rng=rng, state="await_hello")
         self._asked = False
-        self._send: CipherState | None = None
-        self._recv: CipherState | None = None
-
-    @property
-    def handshake_hash(self) -> bytes:
-        """The Noise handshake hash (final once handshake 2 is written)."""
-        return self._noise.handshake_hash
-
-    @property
-    def peer_static(self) -> bytes | None:
-        """The client's static public key, once handshake 1 is read."""
-        return self._noise.remote_static
-
-    @property
-    def local_static(self) -> bytes:
-        """Our static public key."""
-        key = self._noise.local_static
-        assert key is not None
-        return key
-
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Bytes from the client."""
-        self._buffer.feed(data)
 
     def next_event(self) -> Event:
         """What happened, or :class:`NeedData` with how many more bytes are needed.
@@ -394,12 +425,11 @@ class ServerHandshake:
     def send_hello(self, *, request_attestation: bool) -> bytes:
         """Handshake 2, after :class:`ClientHello`; ``request_attestation`` sets the flag F."""
         self._expect("decide_hello", "send_hello")
-        payload = b"\x00\x01" + (b"\x01" if request_attestation else b"\x00")
-        message = self._noise.write_message(payload)
+        frame = self._write_handshake(b"\x00\x01" + (b"\x01" if request_attestation else b"\x00"))
         self._send, self._recv = self._noise.transport()
         self._asked = request_attestation
         self._state = "await_clientfin"
-        return b"\x00\x00" + _U16.pack(len(message)) + message
+        return frame
 
     def send_finish(self, attestation: bytes) -> bytes:
         """SERVERFIN, only after a :class:`ClientFinished` that asked for it.
@@ -408,14 +438,8 @@ class ServerHandshake:
             HandshakeError: the attestation is larger than Scallop allows.
         """
         self._expect("decide_finish", "send_finish")
-        if len(attestation) > MAX_ATTESTATION_LEN:
-            self._state = "failed"
-            raise HandshakeError(
-                f"our attestation is {len(attestation)} bytes; Scallop carries at most "
-                f"{MAX_ATTESTATION_LEN}"
-            )
-        assert self._send is not None
-        frame = _seal_frame(self._send, _U16.pack(len(attestation)) + attestation)
+        self._check_own_attestation(attestation)
+        frame = self._seal_finish(_U16.pack(len(attestation)) + attestation)
         self._state = "done"
         return frame
 
@@ -423,102 +447,42 @@ class ServerHandshake:
         """The record layer, with any bytes that arrived after CLIENTFIN already fed."""
         if self._state == "decide_finish":
             raise MisuseError("the client asked for our attestation: call send_finish first")
-        self._expect("done", "transport")
-        assert self._send is not None
-        assert self._recv is not None
-        self._state = "taken"
-        records = RecordLayer(self._send, self._recv)
-        records.receive_data(self._buffer.take(len(self._buffer.data)))
-        return records
+        return super().transport()
 
     def _read_hello(self) -> Event:
-        buf = self._buffer
-        negotiation = buf.peek_u16(0)
-        if negotiation is None:
-            return NeedData(4 - len(buf.data))
-        if negotiation != 0:
-            self._state = "failed"
-            raise _length_error("the client's negotiation data", negotiation, "0")
-        size = buf.peek_u16(2)
-        if size is None:
-            return NeedData(4 - len(buf.data))
-        if size != HANDSHAKE1_LEN:
-            self._state = "failed"
-            raise _length_error("handshake 1", size, str(HANDSHAKE1_LEN))
-        if len(buf.data) < 4 + size:
-            return NeedData(4 + size - len(buf.data))
-        buf.take(4)
-        try:
-            payload = self._noise.read_message(buf.take(size))
-        except HandshakeError:
-            self._state = "failed"
-            raise
+        payload = self._read_handshake(HANDSHAKE1_LEN, "handshake 1", "client")
+        if isinstance(payload, NeedData):
+            return payload
         if payload:  # unreachable with a 64-byte message, kept as the spec's explicit check
-            self._state = "failed"
-            raise HandshakeError("handshake 1 carries a payload; Scallop's is empty")
+            raise self._fail(HandshakeError("handshake 1 carries a payload; Scallop's is empty"))
         peer = self._noise.remote_static
         assert peer is not None
         self._state = "decide_hello"
         return ClientHello(peer_static=peer)
 
     def _read_clientfin(self) -> Event:
-        assert self._recv is not None
-        try:
-            plaintext = _open_frame(
-                self._buffer, self._recv, _CLIENTFIN_MIN, _CLIENTFIN_MAX, "CLIENTFIN"
-            )
-        except (HandshakeError, ChannelBrokenError) as exc:
-            self._state = "failed"
-            raise _as_handshake_error(exc) from exc
+        plaintext = self._open_finish(_CLIENTFIN_MIN, _CLIENTFIN_MAX, "CLIENTFIN")
         if isinstance(plaintext, NeedData):
             return plaintext
         flag = plaintext[0]
         declared = _U16.unpack_from(plaintext, 1)[0]
         if declared != len(plaintext) - 3:
-            self._state = "failed"
-            raise HandshakeError(
-                f"CLIENTFIN declares a {declared}-byte attestation but carries {len(plaintext) - 3}"
+            raise self._fail(
+                HandshakeError(
+                    f"CLIENTFIN declares a {declared}-byte attestation but carries "
+                    f"{len(plaintext) - 3}"
+                )
             )
         if flag > 1:
-            self._state = "failed"
-            raise HandshakeError(f"the client's attestation request flag is {flag}, not 0 or 1")
+            raise self._fail(
+                HandshakeError(f"the client's attestation request flag is {flag}, not 0 or 1")
+            )
         if declared and not self._asked:
-            self._state = "failed"
-            raise HandshakeError("the client sent an attestation the server did not ask for")
+            raise self._fail(
+                HandshakeError("the client sent an attestation the server did not ask for")
+            )
         self._state = "decide_finish" if flag else "done"
         return ClientFinished(attestation=plaintext[3:], attestation_requested=flag == 1)
-
-    def _expect(self, state: str, action: str) -> None:
-        if self._state != state:
-            raise MisuseError(f"cannot {action} in handshake state {self._state!r}")
-
-
-def _seal_frame(cipher: CipherState, plaintext: bytes) -> bytes:
-    ciphertext = cipher.encrypt_with_ad(b"", plaintext)
-    return _U16.pack(len(ciphertext)) + ciphertext
-
-
-def _open_frame(
-    buf: _Buffer, cipher: CipherState, minimum: int, maximum: int, what: str
-) -> bytes | NeedData:
-    size = buf.peek_u16(0)
-    if size is None:
-        return NeedData(2 - len(buf.data))
-    if not minimum <= size <= maximum:
-        raise HandshakeError(
-            f"{what} is {size} bytes; Scallop's is {minimum} to {maximum}",
-            hint="the peer does not speak Scallop, or its attestation is too large",
-        )
-    if len(buf.data) < 2 + size:
-        return NeedData(2 + size - len(buf.data))
-    buf.take(2)
-    return cipher.decrypt_with_ad(b"", buf.take(size))
-
-
-def _as_handshake_error(exc: HandshakeError | ChannelBrokenError) -> HandshakeError:
-    if isinstance(exc, HandshakeError):
-        return exc
-    return HandshakeError(f"the handshake failed: {exc.message}", hint=exc.hint)
 
 
 # --- records -------------------------------------------------------------------------------------
