@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -163,15 +163,11 @@ async def handshake_client(
             attestation we cannot give, or the handshake took longer than ``handshake_timeout``.
     """
     _check_static_key(static_key)
-    store = _as_store(policy)
-    try:
-        async with asyncio.timeout(handshake_timeout):
-            return await _client(reader, writer, bytes(static_key), store, auther, rng)
-    except TimeoutError as exc:
-        raise HandshakeError(
-            f"the Scallop handshake did not complete within {handshake_timeout:g} s",
-            hint="the server is not a Scallop endpoint, or is overloaded",
-        ) from exc
+    return await _bounded(
+        _client(reader, writer, bytes(static_key), _as_store(policy), auther, rng),
+        handshake_timeout,
+        hint="the server is not a Scallop endpoint, or is overloaded",
+    )
 
 
 async def _client(
@@ -197,14 +193,7 @@ async def _client(
         peer_attestation = _verify(store, event.attestation, hello.peer_static, "server")
         event = await _drive(machine, reader, "server")
     assert isinstance(event, Established)
-    peer = ScallopPeer(
-        static_key=hello.peer_static,
-        attestation=peer_attestation,
-        auth=decision.kind,
-        handshake_hash=machine.handshake_hash,
-        address=writer.get_extra_info("peername"),
-    )
-    return ScallopStream(reader, writer, machine.transport(), peer, machine.local_static)
+    return _established(machine, reader, writer, hello.peer_static, peer_attestation, decision)
 
 
 async def handshake_server(
@@ -224,15 +213,11 @@ async def handshake_server(
             attestation we cannot give, or the handshake took longer than ``handshake_timeout``.
     """
     _check_static_key(static_key)
-    store = _as_store(policy)
-    try:
-        async with asyncio.timeout(handshake_timeout):
-            return await _server(reader, writer, bytes(static_key), store, auther, rng)
-    except TimeoutError as exc:
-        raise HandshakeError(
-            f"the Scallop handshake did not complete within {handshake_timeout:g} s",
-            hint="the client stalled, or is not a Scallop client",
-        ) from exc
+    return await _bounded(
+        _server(reader, writer, bytes(static_key), _as_store(policy), auther, rng),
+        handshake_timeout,
+        hint="the client stalled, or is not a Scallop client",
+    )
 
 
 async def _server(
@@ -260,9 +245,34 @@ async def _server(
         await _drain(writer)
     event = machine.next_event()
     assert isinstance(event, Established)
+    return _established(machine, reader, writer, hello.peer_static, peer_attestation, decision)
+
+
+async def _bounded(
+    handshake: Coroutine[Any, Any, ScallopStream], seconds: float, *, hint: str
+) -> ScallopStream:
+    """Run ``handshake`` to its end within ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await handshake
+    except TimeoutError as exc:
+        raise HandshakeError(
+            f"the Scallop handshake did not complete within {seconds:g} s", hint=hint
+        ) from exc
+
+
+def _established(
+    machine: ClientHandshake | ServerHandshake,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    peer_static: bytes,
+    attestation: VerifiedAttestation | None,
+    decision: _Decision,
+) -> ScallopStream:
+    """The stream over a finished handshake, and what we learned about the peer."""
     peer = ScallopPeer(
-        static_key=hello.peer_static,
-        attestation=peer_attestation,
+        static_key=peer_static,
+        attestation=attestation,
         auth=decision.kind,
         handshake_hash=machine.handshake_hash,
         address=writer.get_extra_info("peername"),
