@@ -93,13 +93,9 @@ class ScallopServer:
         self._connections[task] = writer
         try:
             if self._handshaking >= self._max_handshakes:
-                self.refused += 1
-                logger.warning(
-                    "scallop: refused %s: %d handshakes already in progress",
-                    address,
-                    self._handshaking,
+                self._refuse(
+                    writer, "%s: %d handshakes already in progress", address, self._handshaking
                 )
-                writer.transport.abort()
                 return
             self._handshaking += 1
             try:
@@ -112,15 +108,11 @@ class ScallopServer:
                     handshake_timeout=self._handshake_timeout,
                 )
             except (ChannelError, OSError) as exc:
-                self.refused += 1
-                logger.warning("scallop: refused %s: %s", address, exc)
-                writer.transport.abort()
+                self._refuse(writer, "%s: %s", address, exc)
                 return
             except Exception:
                 # A bug in a custom auth store or auther: refuse this client, keep serving.
-                self.refused += 1
-                logger.exception("scallop: refused %s: the handshake failed unexpectedly", address)
-                writer.transport.abort()
+                self._refuse(writer, "%s: the handshake failed unexpectedly", address, bug=True)
                 return
             finally:
                 self._handshaking -= 1
@@ -146,6 +138,15 @@ class ScallopServer:
             writer.transport.abort()
         finally:
             self._connections.pop(task, None)
+
+    def _refuse(
+        self, writer: asyncio.StreamWriter, why: str, *args: object, bug: bool = False
+    ) -> None:
+        """Count and log a refused connection (with the traceback for a ``bug``), and drop it."""
+        self.refused += 1
+        log = logger.exception if bug else logger.warning
+        log("scallop: refused " + why, *args)
+        writer.transport.abort()
 
     def close(self) -> None:
         """Stop listening and close every open connection."""
