@@ -321,17 +321,15 @@ async def connect(
                     hint="is the Scallop server running and the port right?",
                 ) from exc
             return await _client(reader, writer, bytes(static_key), store, auther, os.urandom)
-    except TimeoutError as exc:
-        if writer is not None:
-            writer.transport.abort()
-        raise HandshakeError(
-            f"could not connect to {host}:{port} and complete the Scallop handshake within "
-            f"{handshake_timeout:g} s",
-            hint="the server is not a Scallop endpoint, or is overloaded",
-        ) from exc
     except BaseException as exc:
         if writer is not None:
             writer.transport.abort()
+        if isinstance(exc, TimeoutError):
+            raise HandshakeError(
+                f"could not connect to {host}:{port} and complete the Scallop handshake within "
+                f"{handshake_timeout:g} s",
+                hint="the server is not a Scallop endpoint, or is overloaded",
+            ) from exc
         if isinstance(exc, HandshakeError):
             logger.info("scallop: handshake with %s:%s failed: %s", host, port, exc)
         raise
