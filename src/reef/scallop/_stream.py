@@ -175,10 +175,7 @@ class ScallopStream:
 
     async def _fill(self) -> bool:
         """Read the next non-empty record into the chunk buffer; False at a clean EOF."""
-        if self._closed:
-            raise ChannelClosedError("the Scallop stream is closed", hint="open a new channel")
-        if self._broken is not None:
-            raise self._broken
+        self._check_open()
         if self._eof:
             return False
         at_boundary = False  # True only while waiting for the first byte of a record
@@ -250,7 +247,7 @@ class ScallopStream:
             ChannelClosedError: we closed the stream.
             ChannelBrokenError: the channel broke earlier.
         """
-        self._check_writable()
+        self._check_open()
         frames = self._records.seal(data)
         if frames:
             self._writer.write(frames)
@@ -261,7 +258,7 @@ class ScallopStream:
         Raises:
             ChannelBrokenError: the connection was lost.
         """
-        self._check_writable()
+        self._check_open()
         try:
             await self._writer.drain()
         except (ConnectionError, OSError) as exc:
@@ -278,10 +275,11 @@ class ScallopStream:
 
     def write_eof(self) -> None:
         """Half-close: the peer reads EOF after our last record; we may still read."""
-        self._check_writable()
+        self._check_open()
         self._writer.write_eof()
 
-    def _check_writable(self) -> None:
+    def _check_open(self) -> None:
+        """Raise why the stream cannot be used any more, if it cannot."""
         if self._closed:
             raise ChannelClosedError("the Scallop stream is closed", hint="open a new channel")
         if self._broken is not None:
