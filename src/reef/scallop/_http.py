@@ -204,15 +204,16 @@ def asgi_handler(
             if not isinstance(event, h11.Request):
                 return
             exchange = _Exchange(conn, stream, max_body, event.method)
+            raw_path, _, query = event.target.partition(b"?")
             scope: Scope = {
                 "type": "http",
                 "asgi": {"version": "3.0", "spec_version": "2.4"},
                 "http_version": event.http_version.decode(),
                 "method": event.method.decode("ascii"),
                 "scheme": "http",
-                "path": unquote(event.target.split(b"?", 1)[0].decode("latin-1")),
-                "raw_path": event.target.split(b"?", 1)[0],
-                "query_string": event.target.split(b"?", 1)[1] if b"?" in event.target else b"",
+                "path": unquote(raw_path.decode("latin-1")),
+                "raw_path": raw_path,
+                "query_string": query,
                 "root_path": "",
                 "headers": [(name.lower(), value) for name, value in event.headers],
                 "client": tuple(client[:2]) if isinstance(client, tuple) else None,
