@@ -71,33 +71,26 @@ def _run_one(vector: Mapping[str, Any]) -> str | None:
     if vector.get("hybrid") or vector.get("fail") or vector.get("fallback"):
         raise NotSupportedError("hybrid, fallback or expected-failure vectors are not supported")
 
-    def psks(key: str) -> list[bytes]:
-        values = vector.get(key) or []
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise InputError(f"{key} must be a list of hex strings")
+    def party(side: str) -> HandshakeState:
+        """The ``init`` or ``resp`` side, from that side's ``{side}_*`` fields."""
+        psks = vector.get(f"{side}_psks") or []
+        if not isinstance(psks, list) or not all(isinstance(v, str) for v in psks):
+            raise InputError(f"{side}_psks must be a list of hex strings")
         try:
-            return [bytes.fromhex(v) for v in values]
+            psk_bytes = [bytes.fromhex(v) for v in psks]
         except ValueError as exc:
-            raise InputError(f"{key} holds a value that is not hex") from exc
+            raise InputError(f"{side}_psks holds a value that is not hex") from exc
+        return HandshakeState(
+            protocol,
+            initiator=side == "init",
+            prologue=_hex(vector, f"{side}_prologue") or b"",
+            s=_hex(vector, f"{side}_static"),
+            e=_hex(vector, f"{side}_ephemeral"),
+            rs=_hex(vector, f"{side}_remote_static"),
+            psks=psk_bytes,
+        )
 
-    initiator = HandshakeState(
-        protocol,
-        initiator=True,
-        prologue=_hex(vector, "init_prologue") or b"",
-        s=_hex(vector, "init_static"),
-        e=_hex(vector, "init_ephemeral"),
-        rs=_hex(vector, "init_remote_static"),
-        psks=psks("init_psks"),
-    )
-    responder = HandshakeState(
-        protocol,
-        initiator=False,
-        prologue=_hex(vector, "resp_prologue") or b"",
-        s=_hex(vector, "resp_static"),
-        e=_hex(vector, "resp_ephemeral"),
-        rs=_hex(vector, "resp_remote_static"),
-        psks=psks("resp_psks"),
-    )
+    initiator, responder = party("init"), party("resp")
     messages = vector.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InputError("the vector has no messages")
