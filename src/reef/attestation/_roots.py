@@ -119,14 +119,8 @@ class TrustedRoot:
     _x509: x509.Certificate = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        cert = _parse_certificate(self.certificate, what=f"root {self.name!r}")
-        key = _public_key(cert)
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise InputError(
-                f"root {self.name!r} does not hold an EC public key",
-                hint="Nitro-format chains are P-384 ECDSA; give the EC root certificate",
-            )
-        if raw_public_key(key) != self.public_key:
+        cert, key = _ec_certificate(self.certificate, self.name)
+        if key != self.public_key:
             raise InputError(f"root {self.name!r}: public_key does not match the certificate")
         object.__setattr__(self, "_x509", cert)
 
@@ -152,11 +146,8 @@ class TrustedRoot:
         Raises:
             InputError: when the bytes are not an EC certificate.
         """
-        cert = _parse_certificate(der, what=f"root {name!r}")
-        key = _public_key(cert)
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise InputError(f"root {name!r} does not hold an EC public key")
-        return cls(name, raw_public_key(key), der)
+        _, key = _ec_certificate(der, name)
+        return cls(name, key, der)
 
     @classmethod
     def aws(cls) -> TrustedRoot:
@@ -232,17 +223,24 @@ class TrustedRoot:
         return cls.from_file(spec)
 
 
-def _parse_certificate(der: bytes, *, what: str) -> x509.Certificate:
+def _ec_certificate(der: bytes, name: str) -> tuple[x509.Certificate, bytes]:
+    """A root certificate, parsed, and its EC public key as :func:`raw_public_key` prints it.
+
+    Raises:
+        InputError: when ``der`` is not a DER X.509 certificate holding an EC public key.
+    """
     try:
         cert = x509.load_der_x509_certificate(der)
         _ = (cert.extensions, cert.subject, cert.not_valid_before_utc, cert.not_valid_after_utc)
     except (ValueError, x509.InvalidVersion, UserWarning) as exc:
-        raise InputError(f"{what} is not a DER X.509 certificate: {exc}") from exc
-    return cert
-
-
-def _public_key(cert: x509.Certificate) -> object:
+        raise InputError(f"root {name!r} is not a DER X.509 certificate: {exc}") from exc
     try:
-        return cert.public_key()
+        key = cert.public_key()
     except (ValueError, UnsupportedAlgorithm):
-        return None
+        key = None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise InputError(
+            f"root {name!r} does not hold an EC public key",
+            hint="Nitro-format chains are P-384 ECDSA; give the EC root certificate",
+        )
+    return cert, raw_public_key(key)
