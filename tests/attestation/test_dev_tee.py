@@ -3,6 +3,7 @@ through verification under --root dev only, short-lived leaves, and sealing keys
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import stat
 import threading
@@ -27,6 +28,7 @@ from reef.attestation import (
 from reef.errors import (
     CertificateChainError,
     ConfigError,
+    DecodeError,
     InputError,
     StaleAttestationError,
 )
@@ -128,6 +130,35 @@ def test_another_installation_does_not_trust_this_one(
     doc = authority.mint(PCRS, timestamp_ms=NOW)
     with pytest.raises(CertificateChainError):
         verify_nitro(doc, root=other.root, now_ms=NOW)
+
+
+def test_from_document_takes_the_root_of_an_own_document(authority: DevAuthority) -> None:
+    doc = authority.mint(PCRS, timestamp_ms=NOW, public_key=b"k" * 32)
+    root = TrustedRoot.from_document(doc)
+    assert root == authority.root
+    assert root.name == "dev"
+    assert root.insecure
+    assert TrustedRoot.from_document(decode_nitro(doc)[1]) == root
+    # The root it names is the one the document verifies under (and no other installation's).
+    assert verify_nitro(doc, root=root, now_ms=NOW).public_key == b"k" * 32
+
+
+def test_from_document_names_the_pinned_roots(authority: DevAuthority) -> None:
+    _, document = decode_nitro(authority.mint(PCRS, timestamp_ms=NOW))
+    for pinned in (TrustedRoot.aws(), TrustedRoot.mock()):
+        claimed = dataclasses.replace(document, cabundle=(pinned.certificate,))
+        assert TrustedRoot.from_document(claimed) == pinned
+        assert TrustedRoot.from_document(claimed).name == pinned.name
+
+
+def test_from_document_refuses_what_names_no_root(authority: DevAuthority) -> None:
+    with pytest.raises(DecodeError):
+        TrustedRoot.from_document(b"not a document")
+    _, document = decode_nitro(authority.mint(PCRS, timestamp_ms=NOW))
+    with pytest.raises(DecodeError, match="no certificate bundle"):
+        TrustedRoot.from_document(dataclasses.replace(document, cabundle=()))
+    with pytest.raises(InputError, match=r"not a DER X\.509 certificate"):
+        TrustedRoot.from_document(dataclasses.replace(document, cabundle=(b"junk",)))
 
 
 def test_documents_have_aws_layout_byte_for_byte(authority: DevAuthority) -> None:

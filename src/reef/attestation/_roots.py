@@ -13,6 +13,9 @@ name and accepts any certificate file:
   under ``$REEF_HOME/dev-tee``. Equally insecure outside this machine; never trusted by default.
 - a path: a DER or PEM certificate file (its name is the path).
 
+An enclave may also take the root of its *own* attestation (:meth:`TrustedRoot.from_document`),
+to accept peers on the same TEE in dev and test topologies; that trusts whatever signed it.
+
 Public keys are printed the way Oyster prints root keys: the uncompressed SEC1 point without its
 ``04`` prefix (96 bytes for P-384). The certificates are public data embedded as base64 so that
 verification never depends on files being present.
@@ -31,7 +34,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from reef.errors import ConfigError, InputError
+from reef.attestation._cose import NitroDocument, decode_nitro
+from reef.errors import ConfigError, DecodeError, InputError
 
 if TYPE_CHECKING:
     from reef.home import ReefHome
@@ -106,8 +110,9 @@ class TrustedRoot:
         public_key: the uncompressed EC point without ``04`` (96 bytes for P-384).
         certificate: the DER certificate.
 
-    Construct with :meth:`aws`, :meth:`mock`, :meth:`dev`, :meth:`from_file` or :meth:`resolve`;
-    the direct constructor checks that ``public_key`` is the certificate's key.
+    Construct with :meth:`aws`, :meth:`mock`, :meth:`dev`, :meth:`from_file`, :meth:`resolve` or
+    (an enclave's own TEE) :meth:`from_document`; the direct constructor checks that
+    ``public_key`` is the certificate's key.
 
     Raises:
         InputError: when the certificate is not DER X.509 with an EC key, or the key differs.
@@ -204,6 +209,34 @@ class TrustedRoot:
             except (ValueError, x509.InvalidVersion) as exc:
                 raise InputError(f"{str(path)!r} is not a PEM certificate") from exc
         return cls.from_der(data, name=str(path))
+
+    @classmethod
+    def from_document(cls, document: bytes | NitroDocument) -> TrustedRoot:
+        """The root that signed *this* document: the first certificate of its ``cabundle``.
+
+        Nothing is verified: this trusts whatever signed the document. Use it only on an
+        enclave's *own* attestation (fetched from its own attestation server), where it answers
+        "which TEE am I running on?", so that the enclave can accept peers attested by the same
+        TEE without a configured root: dev and test topologies, ``reef kms root --trust self``.
+        Named ``aws`` or ``mock`` when it is that pinned root, ``dev`` otherwise (so it counts as
+        insecure and every warning about insecure roots applies).
+
+        Args:
+            document: the raw COSE_Sign1 bytes, or an already decoded document.
+
+        Raises:
+            DecodeError: when the bytes are not a Nitro document, or it has no ``cabundle``.
+            InputError: when its first certificate holds no EC key.
+        """
+        if not isinstance(document, NitroDocument):
+            _, document = decode_nitro(document)
+        if not document.cabundle:
+            raise DecodeError("the attestation document carries no certificate bundle")
+        der = document.cabundle[0]
+        for pinned in (cls.aws(), cls.mock()):
+            if pinned.certificate == der:
+                return pinned
+        return cls.from_der(der, name="dev")
 
     @classmethod
     def resolve(cls, spec: str, home: ReefHome) -> TrustedRoot:
