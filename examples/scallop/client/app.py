@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from reef.attestation import TrustedRoot, decode_nitro
+from reef.attestation import TrustedRoot
 from reef.errors import ChannelError
 from reef.scallop import PeerPolicy, ScallopTransport, auther_from_url
 
@@ -33,11 +33,7 @@ PORT = int(os.environ.get("PORT", "8080"))
 
 def own_tee_root() -> TrustedRoot:
     """The root our own attestations chain to: the TEE this enclave runs on (trusted anyway)."""
-    _, document = decode_nitro(httpx.get(ATTESTATION, timeout=10).content)
-    for pinned in (TrustedRoot.aws(), TrustedRoot.mock()):
-        if pinned.certificate == document.cabundle[0]:
-            return pinned
-    return TrustedRoot.from_der(document.cabundle[0], name="dev")
+    return TrustedRoot.from_document(httpx.get(ATTESTATION, timeout=10).content)
 
 
 async def call(request: Request) -> JSONResponse:

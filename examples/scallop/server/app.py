@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from reef.attestation import TrustedRoot, decode_nitro
+from reef.attestation import TrustedRoot
 from reef.scallop import PeerPolicy, auther_from_url, scallop_peer, serve_asgi
 
 APP = Path(os.environ.get("REEF_APP_DIR", "/app"))
@@ -32,11 +32,7 @@ PORT = int(os.environ.get("PORT", "8443"))
 
 def own_tee_root() -> TrustedRoot:
     """The root our own attestations chain to: the TEE this enclave runs on (trusted anyway)."""
-    _, document = decode_nitro(httpx.get(ATTESTATION, timeout=10).content)
-    for pinned in (TrustedRoot.aws(), TrustedRoot.mock()):
-        if pinned.certificate == document.cabundle[0]:
-            return pinned
-    return TrustedRoot.from_der(document.cabundle[0], name="dev")
+    return TrustedRoot.from_document(httpx.get(ATTESTATION, timeout=10).content)
 
 
 answered = {"hello": 0}

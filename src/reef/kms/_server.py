@@ -404,25 +404,17 @@ def own_tee_root(attester: Attester) -> TrustedRoot:
     """The TEE root this enclave's own attestations chain to (``--trust self``).
 
     A KMS root that accepts enclaves of its own TEE needs no configured root: its NSM (or the dev
-    TEE's attestation service) is trusted anyway, and the first certificate of the bundle in its
-    own document is that root. Named ``aws`` or ``mock`` when it is one of those pinned roots,
-    ``dev`` otherwise (so warnings about insecure roots still apply).
+    TEE's attestation service) is trusted anyway, and the root of its own document is that TEE's
+    (:meth:`TrustedRoot.from_document`: ``aws`` or ``mock`` when it is one of those pinned roots,
+    ``dev`` otherwise, so warnings about insecure roots still apply).
 
     Raises:
         ServiceError: when the attester fails.
         AttestationError: when its document does not decode or carries no certificate bundle.
     """
-    from reef.attestation import TrustedRoot, decode_nitro
-    from reef.errors import DecodeError
+    from reef.attestation import TrustedRoot
 
-    _, document = decode_nitro(attester(public_key=b"", user_data=b"", nonce=b""))
-    if not document.cabundle:
-        raise DecodeError("our own attestation carries no certificate bundle")
-    der = document.cabundle[0]
-    for pinned in (TrustedRoot.aws(), TrustedRoot.mock()):
-        if pinned.certificate == der:
-            return pinned
-    return TrustedRoot.from_der(der, name="dev")
+    return TrustedRoot.from_document(attester(public_key=b"", user_data=b"", nonce=b""))
 
 
 def _unreachable(exc: BaseException) -> bool:
