@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from reef.attestation import TrustedRoot, VerifiedAttestation
     from reef.attestation._cose import Encoding
 
-__all__ = ["register"]
+__all__ = ["evidence_encoding", "read_input", "register"]
 
 app = typer.Typer(
     help="Attestation evidence: verify Nitro documents and TDX/SGX quotes, inspect, mint (dev).",
@@ -50,7 +50,8 @@ def register(root: typer.Typer) -> None:
     root.add_typer(app, name="attestation")
 
 
-def _read_input(path: str) -> bytes:
+def read_input(path: str) -> bytes:
+    """The bytes of file ``path``, or of stdin for ``-``."""
     if path == "-":
         return sys.stdin.buffer.read()
     try:
@@ -59,7 +60,8 @@ def _read_input(path: str) -> bytes:
         raise InputError(f"cannot read {path!r}: {exc.strerror}") from exc
 
 
-def _encoding(hex_input: bool, b64_input: bool) -> Encoding:
+def evidence_encoding(hex_input: bool, b64_input: bool) -> Encoding:
+    """The encoding ``--hex`` / ``--base64`` name (``auto`` for neither)."""
     if hex_input and b64_input:
         raise typer.BadParameter("give at most one of --hex and --base64")
     return "hex" if hex_input else "base64" if b64_input else "auto"
@@ -201,7 +203,7 @@ def verify_cmd(
     )
     from reef.home import ReefHome
 
-    encoding = _encoding(hex_input, b64_input)
+    encoding = evidence_encoding(hex_input, b64_input)
     expect = Expectations(
         image_id=_hex_option(image_id, "--image-id", length=32),
         pcrs=_pcr_option(pcr),
@@ -211,7 +213,7 @@ def verify_cmd(
     )
     now_ms = at * 1000 if at is not None else int(time.time() * 1000)
     try:
-        evidence = read_evidence(_read_input(file), encoding=encoding)
+        evidence = read_evidence(read_input(file), encoding=encoding)
         kind = detect_kind(evidence)
         if kind == "nitro":
             trusted = TrustedRoot.resolve(root or "aws", ReefHome.from_env())
@@ -320,9 +322,9 @@ def inspect_cmd(
     """Decode a document WITHOUT verifying it: every field, and each certificate's validity."""
     from reef.attestation import decode_nitro, detect_kind, read_evidence
 
-    encoding = _encoding(hex_input, b64_input)
+    encoding = evidence_encoding(hex_input, b64_input)
     try:
-        evidence = read_evidence(_read_input(file), encoding=encoding)
+        evidence = read_evidence(read_input(file), encoding=encoding)
         if detect_kind(evidence) == "quote":
             data = _inspect_quote(evidence)
         else:

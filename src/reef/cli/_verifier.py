@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from reef.cli._attestation import evidence_encoding, read_input
 from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping
 from reef.encoding import parse_hex
 from reef.errors import AttestationError, ConfigError, InputError, ReefError
 
 if TYPE_CHECKING:
     from reef.attestation import TrustedRoot, VerifierStatement
-    from reef.attestation._cose import Encoding
 
 __all__ = ["register"]
 
@@ -141,13 +140,11 @@ def sign_cmd(
     """Verify a document as the service does and print the statement it would answer."""
     from reef.attestation import load_verifier_key, read_evidence, verify_and_sign
 
-    if hex_input and b64_input:
-        raise typer.BadParameter("give at most one of --hex and --base64")
-    encoding: Encoding = "hex" if hex_input else "base64" if b64_input else "auto"
+    encoding = evidence_encoding(hex_input, b64_input)
     try:
         signing_key = load_verifier_key(key)
         trusted = _resolve_root(root)
-        document = read_evidence(_read_input(file), encoding=encoding)
+        document = read_evidence(read_input(file), encoding=encoding)
         statement = verify_and_sign(document, signing_key, root=trusted)
     except AttestationError as exc:
         raise fail(exc, prefix=f"attestation rejected: {exc.reason}") from exc
@@ -188,7 +185,7 @@ def check_cmd(
     try:
         trusted = parse_hex(verifier_key, name="--verifier-key")
         try:
-            data = json.loads(_read_input(file))
+            data = json.loads(read_input(file))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InputError(f"{file} is not a JSON statement: {exc}") from exc
         statement = verify_statement(data, trusted)
@@ -249,12 +246,3 @@ def _write_secret(path: Path, secret: bytes, *, force: bool) -> None:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(secret)
-
-
-def _read_input(path: str) -> bytes:
-    if path == "-":
-        return sys.stdin.buffer.read()
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {path!r}: {exc.strerror}") from exc
