@@ -193,14 +193,7 @@ def verify_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Verify a Nitro attestation document (or a TDX/SGX quote) and print what it attests to."""
-    from reef.attestation import (
-        Expectations,
-        NitroVerifier,
-        TrustedRoot,
-        detect_kind,
-        read_evidence,
-        verify,
-    )
+    from reef.attestation import Expectations, TrustedRoot, detect_kind, read_evidence, verify
     from reef.home import ReefHome
 
     encoding = evidence_encoding(hex_input, b64_input)
@@ -212,30 +205,15 @@ def verify_cmd(
         nonce=_hex_option(nonce, "--nonce"),
     )
     now_ms = at * 1000 if at is not None else int(time.time() * 1000)
+    # Live mode checks freshness (--max-age, 300 s by default); replay only when given --max-age,
+    # against --at or the clock.
+    max_age_ms = max_age * 1000 if max_age is not None else None if replay else 300_000
     try:
         evidence = read_evidence(read_input(file), encoding=encoding)
-        kind = detect_kind(evidence)
-        if kind == "nitro":
+        trusted: TrustedRoot | None = None
+        collateral_bytes: bytes | None = None
+        if detect_kind(evidence) == "nitro":
             trusted = TrustedRoot.resolve(root or "aws", ReefHome.from_env())
-            if replay:
-                # Replay checks freshness only when asked for, against --at or the clock.
-                result = NitroVerifier().verify(
-                    evidence,
-                    root=trusted,
-                    mode="replay",
-                    now_ms=now_ms if max_age is not None else None,
-                    max_age_ms=max_age * 1000 if max_age is not None else None,
-                    expect=expect,
-                )
-            else:
-                result = NitroVerifier().verify(
-                    evidence,
-                    root=trusted,
-                    mode="live",
-                    now_ms=now_ms,
-                    max_age_ms=(max_age if max_age is not None else 300) * 1000,
-                    expect=expect,
-                )
         else:
             if root is not None:
                 raise InputError(
@@ -251,15 +229,17 @@ def verify_cmd(
                 collateral_bytes = collateral.read_bytes()
             except OSError as exc:
                 raise InputError(f"cannot read {str(collateral)!r}: {exc.strerror}") from exc
-            result = verify(
-                evidence,
-                mode="replay" if replay else "live",
-                now_ms=now_ms,
-                at_s=now_ms // 1000,
-                expect=expect,
-                collateral=collateral_bytes,
-                accept=tuple(accept) if accept else ("UpToDate",),
-            )
+        result = verify(
+            evidence,
+            root=trusted,
+            mode="replay" if replay else "live",
+            now_ms=now_ms if max_age_ms is not None else None,
+            max_age_ms=max_age_ms,
+            expect=expect,
+            collateral=collateral_bytes,
+            at_s=now_ms // 1000,
+            accept=tuple(accept) if accept else ("UpToDate",),
+        )
     except AttestationError as exc:
         raise _rejected(exc) from exc
     except ReefError as exc:
