@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from reef.attestation import TrustedRoot, VerifiedAttestation
     from reef.attestation._cose import Encoding
 
-__all__ = ["evidence_encoding", "read_input", "register"]
+__all__ = ["Base64Input", "HexInput", "evidence_encoding", "read_input", "register"]
 
 app = typer.Typer(
     help="Attestation evidence: verify Nitro documents and TDX/SGX quotes, inspect, mint (dev).",
@@ -44,6 +44,14 @@ _MEASUREMENT_NAMES = {
     "tdx": {0: "MRTD", 1: "RTMR0", 2: "RTMR1", 3: "RTMR2", 4: "RTMR3"},
     "sgx": {0: "MRENCLAVE", 1: "MRSIGNER"},
 }
+
+
+# How commands that read evidence take it: a file or stdin, raw, hex or base64.
+EvidenceFile = Annotated[
+    str, typer.Argument(metavar="FILE", help="The document or quote; - reads stdin.")
+]
+HexInput = Annotated[bool, typer.Option("--hex", help="The input is hex text.")]
+Base64Input = Annotated[bool, typer.Option("--base64", help="The input is base64 text.")]
 
 
 def register(root: typer.Typer) -> None:
@@ -141,11 +149,9 @@ def _print_result(result: VerifiedAttestation) -> None:
 
 @app.command("verify")
 def verify_cmd(
-    file: Annotated[
-        str, typer.Argument(metavar="FILE", help="The document or quote; - reads stdin.")
-    ],
-    hex_input: Annotated[bool, typer.Option("--hex", help="The input is hex text.")] = False,
-    b64_input: Annotated[bool, typer.Option("--base64", help="The input is base64 text.")] = False,
+    file: EvidenceFile,
+    hex_input: HexInput = False,
+    b64_input: Base64Input = False,
     root: Annotated[
         str | None,
         typer.Option(
@@ -292,11 +298,9 @@ def _ca_info(cert: x509.Certificate) -> dict[str, Any]:
 
 @app.command("inspect")
 def inspect_cmd(
-    file: Annotated[
-        str, typer.Argument(metavar="FILE", help="The document or quote; - reads stdin.")
-    ],
-    hex_input: Annotated[bool, typer.Option("--hex", help="The input is hex text.")] = False,
-    b64_input: Annotated[bool, typer.Option("--base64", help="The input is base64 text.")] = False,
+    file: EvidenceFile,
+    hex_input: HexInput = False,
+    b64_input: Base64Input = False,
     as_json: bool = JsonOption,
 ) -> None:
     """Decode a document WITHOUT verifying it: every field, and each certificate's validity."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._attestation import evidence_encoding, read_input
+from reef.cli._attestation import Base64Input, HexInput, evidence_encoding, read_input
 from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping
 from reef.encoding import parse_hex
 from reef.errors import AttestationError, ConfigError, InputError, ReefError
@@ -132,8 +132,8 @@ def sign_cmd(
         str, typer.Argument(metavar="FILE", help="The attestation document; - reads stdin.")
     ],
     key: Annotated[Path, _KeyOption],
-    hex_input: Annotated[bool, typer.Option("--hex", help="The input is hex text.")] = False,
-    b64_input: Annotated[bool, typer.Option("--base64", help="The input is base64 text.")] = False,
+    hex_input: HexInput = False,
+    b64_input: Base64Input = False,
     root: Annotated[str, _RootOption] = "aws",
     as_json: bool = JsonOption,
 ) -> None:
