@@ -1,20 +1,20 @@
-"""reef.chain (see DESIGN.md, package layout)."""
+"""reef.chain (see DESIGN.md, package layout).
+
+The devnet's names (:class:`Devnet`, its provider, server and :class:`TxRequest`) are imported on
+first use (PEP 562 ``__getattr__``): the devnet runs on py-evm, whose import takes about a second,
+and a client of a chain (every market command) never needs it.
+"""
 
 from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 from reef.chain._artifacts import Artifact, load_artifact
 from reef.chain._clients import KmsRegistryClient, TokenClient
 from reef.chain._deploy import DEFAULT_FUND_AMOUNT, Deployment, deploy_contracts
-from reef.chain._devnet import Devnet, TxRequest
 from reef.chain._devnet_accounts import DEV_MNEMONIC, DEVNET_CHAIN_ID, DevAccount, dev_accounts
-from reef.chain._devnet_provider import DevnetProvider
-from reef.chain._devnet_server import (
-    DevnetServer,
-    DevnetThread,
-    devnet_app,
-    serve_devnet,
-    serve_devnet_in_thread,
-)
 from reef.chain._devnet_state import DevnetInfo, read_devnet_info
 from reef.chain._events import (
     ChainEvent,
@@ -82,6 +82,41 @@ from reef.chain._types import (
     parse_job_id,
     rate_per_hour,
 )
+
+if TYPE_CHECKING:
+    from reef.chain._devnet import Devnet, TxRequest
+    from reef.chain._devnet_provider import DevnetProvider
+    from reef.chain._devnet_server import (
+        DevnetServer,
+        DevnetThread,
+        devnet_app,
+        serve_devnet,
+        serve_devnet_in_thread,
+    )
+
+_DEVNET_NAMES: Final[Mapping[str, str]] = {
+    "Devnet": "reef.chain._devnet",
+    "DevnetProvider": "reef.chain._devnet_provider",
+    "DevnetServer": "reef.chain._devnet_server",
+    "DevnetThread": "reef.chain._devnet_server",
+    "TxRequest": "reef.chain._devnet",
+    "devnet_app": "reef.chain._devnet_server",
+    "serve_devnet": "reef.chain._devnet_server",
+    "serve_devnet_in_thread": "reef.chain._devnet_server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The devnet's names, imported when first asked for (see the module docstring)."""
+    module = _DEVNET_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_DEVNET_NAMES})
+
 
 __all__ = [
     "Address",

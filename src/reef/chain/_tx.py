@@ -10,11 +10,14 @@ boundary: reverts into :class:`~reef.errors.ContractRevertError` (with the reaso
 transport and node errors into :class:`~reef.errors.RPCError`.
 
 web3.py is the reference Python Ethereum client and works with any JSON-RPC endpoint and with
-eth-tester in process; this module is the only place that knows its exception types.
+eth-tester in process; this module is the only place that knows its exception types. eth-tester's
+own types are looked up only when eth-tester is loaded (see :func:`_error_types`): importing it
+pulls in py-evm, about a second that a client of a remote chain should not pay.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,8 +27,6 @@ import requests
 from eth_abi.abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
 from eth_account.signers.local import LocalAccount
-from eth_tester.exceptions import TransactionFailed
-from eth_tester.exceptions import ValidationError as TesterValidationError
 from eth_utils.exceptions import ValidationError as NodeValidationError
 from web3 import Web3
 from web3.contract.contract import ContractConstructor, ContractFunction
@@ -131,6 +132,22 @@ def _reason_from(exc: BaseException) -> str:
     return message
 
 
+def _error_types() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    """The exception types that mean "reverted" and those that mean "the node refused it".
+
+    eth-tester's own types are among them only when eth-tester is loaded: an exception of a class
+    exists only once its module was imported, so without eth-tester in ``sys.modules`` there is
+    nothing of it to translate (and no reason to pay for importing it).
+    """
+    reverts: tuple[type[Exception], ...] = (ContractLogicError,)
+    refusals: tuple[type[Exception], ...] = (Web3RPCError, NodeValidationError)
+    tester = sys.modules.get("eth_tester.exceptions")
+    if tester is not None:
+        reverts += (tester.TransactionFailed,)
+        refusals += (tester.ValidationError,)
+    return reverts, refusals
+
+
 def _revert_error(description: str, reason: str) -> ContractRevertError:
     if reason:
         return ContractRevertError(
@@ -146,9 +163,10 @@ def _revert_error(description: str, reason: str) -> ContractRevertError:
 @contextmanager
 def translate_errors(description: str, address: str | None = None) -> Iterator[None]:
     """Translate web3 / eth-tester / transport exceptions raised inside into reef errors."""
+    reverts, refusals = _error_types()
     try:
         yield
-    except (ContractLogicError, TransactionFailed) as exc:
+    except reverts as exc:
         raise _revert_error(description, _reason_from(exc)) from exc
     except BadFunctionCallOutput as exc:
         where = f" at {address}" if address else ""
@@ -163,7 +181,7 @@ def translate_errors(description: str, address: str | None = None) -> Iterator[N
         ) from exc
     except Web3ValidationError as exc:
         raise InputError(f"{description}: invalid argument: {exc}") from exc
-    except (Web3RPCError, NodeValidationError, TesterValidationError) as exc:
+    except refusals as exc:
         # eth-tester raises validation errors directly; JSON-RPC nodes answer with an error.
         text = str(exc)
         hint = None
@@ -291,10 +309,11 @@ class Transactor:
         self, params: TxParams, fn: ContractFunction | ContractConstructor, block: int
     ) -> str:
         """Why a mined transaction failed: re-run it as a call on the state before its block."""
+        reverts, _ = _error_types()
         try:
             tx = fn.build_transaction(params)
             self.w3.eth.call(tx, block_identifier=max(block - 1, 0))
-        except (ContractLogicError, TransactionFailed) as exc:
+        except reverts as exc:
             return _reason_from(exc)
         except (Web3Exception, requests.RequestException, OSError, ValueError):
             return ""  # the replay is best effort: the revert itself is already certain
