@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from reef.cli._common import stop_signals
 from reef.cli._output import (
     JsonOption,
     console,
@@ -202,10 +202,6 @@ def run_cmd(
 
 async def _foreground(backend: LocalBackend, info: EnclaveInfo, *, quiet: bool) -> int:
     """Follow the console (debug) or wait, until the enclave ends or Ctrl-C stops it."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     if not quiet:
         err_console().print(
             f"enclave {info.id} running; Ctrl-C stops it"
@@ -226,17 +222,18 @@ async def _foreground(backend: LocalBackend, info: EnclaveInfo, *, quiet: bool) 
             while (await backend.status(info.id)).state in ("starting", "running"):  # noqa: ASYNC110
                 await asyncio.sleep(0.25)
 
-    watcher = asyncio.create_task(watch())
-    stopper = asyncio.create_task(stop.wait())
-    await asyncio.wait({watcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    for task in (watcher, stopper):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ReefError):
-            await task
-    if stop.is_set():
-        final = await backend.stop(info.id)
-    else:
-        final = await backend.status(info.id)
+    with stop_signals() as stop:
+        watcher = asyncio.create_task(watch())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({watcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (watcher, stopper):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ReefError):
+                await task
+        if stop.is_set():
+            final = await backend.stop(info.id)
+        else:
+            final = await backend.status(info.id)
     if not quiet:
         err_console().print(
             f"enclave {final.id} {final.state}: {final.reason or ''}".rstrip(": "), markup=False

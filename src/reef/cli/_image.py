@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from reef.cli._common import read_file
 from reef.cli._output import JsonOption, fail, print_json, print_mapping, print_table
 from reef.errors import ReefError
 
@@ -84,7 +85,7 @@ def measure_cmd(
     try:
         measurements = load_image(image_file).measurements
         if init_params is not None:
-            params = InitParams.from_json(_read(init_params), source=str(init_params))
+            params = InitParams.from_json(read_file(init_params), source=str(init_params))
             measurements = measurements.with_init_params(params.digest)
         if debug:
             measurements = measurements.as_debug()
@@ -131,12 +132,3 @@ def inspect_cmd(
         return
     print_mapping({k: v for k, v in result.items() if k != "entries"})
     print_table(entries, ["path", "kind", "mode", "size"])
-
-
-def _read(path: Path) -> bytes:
-    from reef.errors import InputError
-
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from exc

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from reef.cli._common import read_file
 from reef.cli._output import JsonOption, fail, print_json, print_mapping, print_table
 from reef.errors import InputError, ReefError
 
@@ -237,11 +238,7 @@ def show_cmd(
     from reef.enclave import InitParams, load_image
 
     try:
-        try:
-            data = file.read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read {file}: {exc.strerror}") from exc
-        params = InitParams.from_json(data, source=str(file))
+        params = InitParams.from_json(read_file(file), source=str(file))
         image_id = None
         if image is not None:
             image_id = load_image(image).measurements.with_init_params(params.digest).image_id

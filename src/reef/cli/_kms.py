@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
+from reef.cli._common import read_file
 from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping
 from reef.encoding import parse_hex
 from reef.errors import AttestationError, InputError, ReefError
@@ -602,16 +603,16 @@ def derive_server_cmd(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
         if root_server_config is not None:
-            data = json.loads(_read_file(root_server_config))
+            data = json.loads(read_file(root_server_config))
             wiring = KmsWiring.from_json(data)
         elif kms_endpoint and kms_pubkey:
             wiring = KmsWiring.from_json({"kms_endpoint": kms_endpoint, "kms_pubkey": kms_pubkey})
         else:
             raise InputError("give --kms-endpoint and --kms-pubkey, or --root-server-config")
         if contract_address_file is not None:
-            address = _read_file(contract_address_file).decode().strip()
+            address = read_file(contract_address_file).decode().strip()
             wiring = dataclasses.replace(wiring, contract_address=address)
-        secret = _read_file(secret_path)
+        secret = read_file(secret_path)
         if len(secret) != 32:
             raise InputError(f"{secret_path} holds {len(secret)} bytes, not a 32-byte secret")
         host, _, port = listen_addr.rpartition(":")
@@ -652,10 +653,3 @@ def _absorb_stop_signals() -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stopping)
-
-
-def _read_file(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from exc

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -17,14 +17,20 @@ from rich.table import Table
 
 from reef.errors import ReefError
 
+if TYPE_CHECKING:
+    from reef.chain import TxProgress
+
 __all__ = [
     "JsonOption",
     "console",
     "err_console",
     "fail",
+    "note",
     "print_json",
     "print_mapping",
+    "print_result",
     "print_table",
+    "tx_printer",
 ]
 
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
@@ -54,6 +60,14 @@ def print_mapping(data: Mapping[str, Any], *, title: str | None = None) -> None:
     console().print(table)
 
 
+def print_result(data: Mapping[str, Any], as_json: bool, *, title: str | None = None) -> None:
+    """A command's result: JSON with ``--json``, else a key/value table."""
+    if as_json:
+        print_json(data)
+    else:
+        print_mapping(data, title=title)
+
+
 def print_table(
     rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, title: str | None = None
 ) -> None:
@@ -72,6 +86,19 @@ def _human(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(_human(v) for v in value)
     return "" if value is None else str(value)
+
+
+def note(message: str) -> None:
+    """A progress line on stderr (stdout stays for results and ``--json``)."""
+    err_console().print(f"… {message}", markup=False, highlight=False)
+
+
+def tx_printer(progress: TxProgress) -> None:
+    """Print a transaction's progress with :func:`note`."""
+    if progress.stage == "sending":
+        note(f"sending {progress.description}")
+    elif progress.stage == "mined":
+        note(f"{progress.description}: mined in block {progress.block_number}")
 
 
 def fail(error: ReefError, *, prefix: str = "error", code: int = 1) -> typer.Exit:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from reef.cli._common import stop_signals
 from reef.cli._output import JsonOption, fail, print_json
 from reef.errors import ReefError
 
@@ -99,30 +99,24 @@ def up(
 
 
 async def _run(network: LocalNetwork, *, json_output: bool) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    starting = asyncio.create_task(network.start(progress=_quiet if json_output else _say))
-    waiter = asyncio.create_task(stop.wait())
-    try:
-        await asyncio.wait({starting, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if not starting.done():
-            _say("interrupted while starting; stopping ...")
-            starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ReefError):
-                await starting
+    with stop_signals() as stop:
+        starting = asyncio.create_task(network.start(progress=_quiet if json_output else _say))
+        waiter = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({starting, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                _say("interrupted while starting; stopping ...")
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ReefError):
+                    await starting
+                return
+            info = starting.result()
+            _announce(network, info, json_output=json_output)
+            await waiter
+            _say("stopping: enclaves, control plane, KMS, services, devnet ...")
+        finally:
+            waiter.cancel()
             await network.stop()
-            return
-        info = starting.result()
-        _announce(network, info, json_output=json_output)
-        await waiter
-        _say("stopping: enclaves, control plane, KMS, services, devnet ...")
-    finally:
-        waiter.cancel()
-        await network.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
     _say("stopped; chain state is kept in $REEF_HOME/chain (`reef up --fresh` starts over)")
 
 

@@ -1,0 +1,97 @@
+"""What several command groups share besides printing (that is :mod:`reef.cli._output`).
+
+- reading the files users name (``-`` for stdin where a command allows it), with errors that name
+  the file rather than a traceback;
+- the ``--rpc`` / ``--market`` flags and the market session they open (:func:`reef.node.open_session`
+  resolves them against ``$REEF_HOME``);
+- stopping a foreground command cleanly on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from reef.errors import InputError
+
+if TYPE_CHECKING:
+    from reef.node import Session
+
+__all__ = [
+    "MarketOption",
+    "RpcOption",
+    "market_session",
+    "read_file",
+    "read_input",
+    "stop_signals",
+]
+
+RpcOption = typer.Option("--rpc", help="JSON-RPC URL (default: the local network's).")
+MarketOption = typer.Option("--market", help="Market address (default: the local network's).")
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of a file the user named.
+
+    Raises:
+        InputError: naming the file and why it cannot be read.
+    """
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def read_input(path: str) -> bytes:
+    """Like :func:`read_file`, where ``-`` reads stdin.
+
+    Raises:
+        InputError: naming the file and why it cannot be read.
+    """
+    if path == "-":
+        return sys.stdin.buffer.read()
+    return read_file(Path(path))
+
+
+def market_session(
+    rpc: str | None, market: str | None, key: Path | None, *, need_account: bool = True
+) -> Session:
+    """The market session a command's ``--rpc``, ``--market`` and ``--key`` flags name.
+
+    Raises:
+        ConfigError: nothing says where the chain or market is, or no account is available.
+        RPCError: the endpoint does not answer.
+    """
+    from reef.home import ReefHome
+    from reef.node import open_session
+
+    return open_session(
+        ReefHome.from_env(), rpc=rpc, market=market, key=key, need_account=need_account
+    )
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[asyncio.Event]:
+    """An event that SIGINT and SIGTERM set while the block runs (inside a running event loop).
+
+    The handlers replace Python's KeyboardInterrupt, so a command can stop what it started in
+    order instead of being torn out of the middle of it.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in _STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield stop
+    finally:
+        for sig in _STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
