@@ -3,33 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping
+from reef.cli._common import MarketOption, RpcOption, market_session
+from reef.cli._output import (
+    JsonOption,
+    err_console,
+    fail,
+    note,
+    print_json,
+    print_mapping,
+    tx_printer,
+)
 from reef.errors import ReefError
 
-if TYPE_CHECKING:
-    from reef.chain import TxProgress
-
-__all__ = ["register", "tx_printer"]
+__all__ = ["register"]
 
 
 def register(root: typer.Typer) -> None:
     root.command("deploy")(deploy_cmd)
-
-
-def _progress(message: str) -> None:
-    err_console().print(f"… {message}", markup=False, highlight=False)
-
-
-def tx_printer(progress: TxProgress) -> None:
-    """Print a transaction's progress on stderr (stdout stays for results and --json)."""
-    if progress.stage == "sending":
-        _progress(f"sending {progress.description}")
-    elif progress.stage == "mined":
-        _progress(f"{progress.description}: mined in block {progress.block_number}")
 
 
 def deploy_cmd(
@@ -50,9 +44,12 @@ def deploy_cmd(
     name: Annotated[str | None, typer.Option("--name", help="A name for the job.")] = None,
     region: Annotated[str | None, typer.Option("--region", help="Region (default: local).")] = None,
     store: Annotated[str | None, typer.Option("--store", help="Image store URL.")] = None,
-    rpc: Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL.")] = None,
-    market: Annotated[str | None, typer.Option("--market", help="Market address.")] = None,
-    key: Annotated[Path | None, typer.Option("--key", help="File with your private key.")] = None,
+    rpc: Annotated[str | None, RpcOption] = None,
+    market: Annotated[str | None, MarketOption] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", help="File with your private key (default: dev account 0)."),
+    ] = None,
     root: Annotated[
         str, typer.Option("--root", help="Trusted attestation root: dev, aws, mock or a file.")
     ] = "dev",
@@ -66,8 +63,7 @@ def deploy_cmd(
     The enclave runs until its deposit is nearly used up (the provider stops it a safety margin
     before), or until `reef jobs stop JOB`.
     """
-    from reef.home import ReefHome
-    from reef.node import DeployRequest, deploy, open_session, parse_duration
+    from reef.node import DeployRequest, deploy, parse_duration
 
     try:
         request = DeployRequest(
@@ -83,9 +79,9 @@ def deploy_cmd(
             root=root,
             timeout_s=timeout,
         )
-        session = open_session(ReefHome.from_env(), rpc=rpc, market=market, key=key)
-        _progress(f"account {session.account_note}")
-        result = deploy(session, request, progress=_progress, tx_progress=tx_printer)
+        session = market_session(rpc, market, key)
+        note(f"account {session.account_note}")
+        result = deploy(session, request, progress=note, tx_progress=tx_printer)
     except ReefError as exc:
         raise fail(exc) from exc
     if json_output:

@@ -13,8 +13,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._deploy import tx_printer
-from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping, print_table
+from reef.cli._common import MarketOption, RpcOption, market_session
+from reef.cli._output import (
+    JsonOption,
+    fail,
+    note,
+    print_json,
+    print_result,
+    print_table,
+    tx_printer,
+)
 from reef.errors import MarketError, ReefError, ServiceError
 
 if TYPE_CHECKING:
@@ -33,27 +41,45 @@ def register(root: typer.Typer) -> None:
     root.command("logs")(logs_cmd)
 
 
-RpcOption = typer.Option("--rpc", help="JSON-RPC URL (default: the local network's).")
-MarketOption = typer.Option("--market", help="Market address (default: the local network's).")
 KeyOption = typer.Option("--key", help="File with your private key (default: dev account 0).")
 JobArgument = typer.Argument(help="The job id (0x…64 hex digits, or its index).")
 
 
-def _note(message: str) -> None:
-    err_console().print(f"… {message}", markup=False, highlight=False)
+# The provider's default safety margin, for a network this home did not start.
+_DEFAULT_MARGIN_S = 300
 
 
-def _session(rpc: str | None, market: str | None, key: Path | None, *, need: bool) -> Session:
-    from reef.home import ReefHome
-    from reef.node import open_session
+def _open(
+    job: str, rpc: str | None, market: str | None, key: Path | None, *, need_account: bool = True
+) -> tuple[Session, MarketClient, Job]:
+    """The session the flags name, its market client (printing transactions) and the job.
 
-    return open_session(ReefHome.from_env(), rpc=rpc, market=market, key=key, need_account=need)
+    Raises:
+        ReefError: the network or the job cannot be found, or no account is available.
+    """
+    session = market_session(rpc, market, key, need_account=need_account)
+    client = session.market(tx_printer)
+    return session, client, client.job(job)
 
 
 def _when(timestamp: int | None) -> str:
     if timestamp is None:
         return "never (rate 0)"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def _margin(session: Session) -> int:
+    """The provider's safety margin: the local network's, else the provider's default."""
+    margin = session.safety_margin_s
+    return _DEFAULT_MARGIN_S if margin is None else margin
+
+
+def _stop_time(session: Session, job: Job) -> int | None:
+    """When the provider stops the job's enclave: its safety margin before the money runs out."""
+    from reef.market import paid_until
+
+    until = paid_until(job)
+    return None if until is None else until - _margin(session)
 
 
 def _provider_view(client: MarketClient, job: Job) -> dict[str, Any] | None:
@@ -83,8 +109,6 @@ def _describe(session: Session, client: MarketClient, job: Job) -> dict[str, Any
         metadata = {"metadata": job.metadata[:80]}
     view = _provider_view(client, job)
     enclave = (view or {}).get("enclave") or {}
-    margin = session.network.safety_margin_s if session.network else 300
-    until = paid_until(job)
     return {
         "job_id": job.id,
         "job": int(job.id, 16),
@@ -94,8 +118,8 @@ def _describe(session: Session, client: MarketClient, job: Job) -> dict[str, Any
         "rate_per_hour": format_amount(job.rate * 3600 // 10**12),
         "balance": format_amount(settled.job.balance),
         "balance_on_chain": format_amount(job.balance),
-        "paid_until": _when(until),
-        "enclave_stops_by": _when(None if until is None else until - margin),
+        "paid_until": _when(paid_until(job)),
+        "enclave_stops_by": _when(_stop_time(session, job)),
         "pending_rate": (
             f"{format_amount(lock.new_rate * 3600 // 10**12)}/h from {_when(lock.unlock_time)}"
             if lock
@@ -122,13 +146,12 @@ def list_cmd(
     from reef.chain import JobOpened, parse_address
 
     try:
-        session = _session(rpc, market, key, need=owner is None)
+        session = market_session(rpc, market, key, need_account=owner is None)
         who = parse_address(owner, name="owner") if owner else session.address
         client = session.market()
-        start = session.network.deployment.block if session.network else 0
         ids = [
             e.job
-            for e in client.events(from_block=start)
+            for e in client.events(from_block=session.start_block)
             if isinstance(e, JobOpened) and e.owner.lower() == who.lower()
         ]
         rows = []
@@ -160,16 +183,11 @@ def show_cmd(
 ) -> None:
     """One job: its money (from the chain) and its enclave (from its provider)."""
     try:
-        session = _session(rpc, market, None, need=False)
-        client = session.market()
-        found = client.job(job)
+        session, client, found = _open(job, rpc, market, None, need_account=False)
         out = _describe(session, client, found)
     except ReefError as exc:
         raise fail(exc) from exc
-    if json_output:
-        print_json(out)
-    else:
-        print_mapping(out)
+    print_result(out, json_output)
 
 
 @app.command("deposit")
@@ -188,9 +206,7 @@ def deposit_cmd(
         value = parse_amount(amount)
         if value == 0:
             raise MarketError("the amount must be more than 0")
-        session = _session(rpc, market, key, need=True)
-        client = session.market(tx_printer)
-        client.job(job)
+        session, client, _found = _open(job, rpc, market, key)
         have = client.token.balance(session.address)
         if have < value:
             raise MarketError(
@@ -201,7 +217,7 @@ def deposit_cmd(
     except ReefError as exc:
         raise fail(exc) from exc
     out = {"job_id": after.id, "deposited": format_amount(value), "tx_hash": result.tx_hash}
-    print_json(out) if json_output else print_mapping(out)
+    print_result(out, json_output)
 
 
 @app.command("withdraw")
@@ -218,14 +234,12 @@ def withdraw_cmd(
 ) -> None:
     """Take unused money back from a job (owner only; a notice reserve stays)."""
     from reef.chain import format_amount, parse_amount
-    from reef.market import paid_until, withdrawable
+    from reef.market import withdrawable
 
     try:
         if (amount is None) == (not all_):
             raise MarketError("give an AMOUNT or --max")
-        session = _session(rpc, market, key, need=True)
-        client = session.market(tx_printer)
-        found = client.job(job)
+        session, client, found = _open(job, rpc, market, key)
         # A few seconds pass before the transaction is mined: leave them out of --max.
         limit = withdrawable(found, int(time.time()) + 5, client.lock_wait_time())
         value = limit if all_ else parse_amount(amount or "0")
@@ -243,20 +257,19 @@ def withdraw_cmd(
         after = client.job(job)
     except ReefError as exc:
         raise fail(exc) from exc
-    until = paid_until(after)
-    margin = session.network.safety_margin_s if session.network else 300
-    if until is not None and until - margin <= int(time.time()):
-        _note(
-            f"what is left pays for less than the provider's {margin} s safety margin: it stops "
-            "the enclave now (deposit to keep it, or `reef jobs stop` to get the rest back)"
+    stops = _stop_time(session, after)
+    if stops is not None and stops <= int(time.time()):
+        note(
+            f"what is left pays for less than the provider's {_margin(session)} s safety margin: "
+            "it stops the enclave now (deposit to keep it, or `reef jobs stop` to get the rest back)"
         )
     out = {
         "job_id": found.id,
         "withdrawn": format_amount(value),
-        "enclave_stops_by": _when(None if until is None else until - margin),
+        "enclave_stops_by": _when(stops),
         "tx_hash": result.tx_hash,
     }
-    print_json(out) if json_output else print_mapping(out)
+    print_result(out, json_output)
 
 
 @app.command("update")
@@ -287,9 +300,7 @@ def update_cmd(
     try:
         if image is None and init_params is None and debug is None:
             raise MarketError("nothing to update", hint="give --image, --init-params or --debug")
-        session = _session(rpc, market, key, need=True)
-        client = session.market(tx_printer)
-        found = client.job(job)
+        session, client, found = _open(job, rpc, market, key)
         meta = JobMetadata.parse(found.metadata)
         changes: dict[str, Any] = {}
         image_id = ""
@@ -301,12 +312,9 @@ def update_cmd(
             ).to_base64()
         if image is not None:
             built = prepare_image(image, session.home.path("builds", ".keep").parent)
-            target = store or (session.network.image_store if session.network else None)
-            if target is None:
-                raise MarketError("no image store to upload to", hint="pass --store URL")
-            _, changes["url"] = upload_image(target, built)
+            _, changes["url"] = upload_image(session.image_store(store), built)
             image_id = expected_image_id(built, init_params, changes.get("debug", meta.debug)).hex()
-            _note(f"uploaded; the new enclave must attest image id {image_id}")
+            note(f"uploaded; the new enclave must attest image id {image_id}")
         updated = dataclasses.replace(meta, **changes)
         result = client.update_metadata(job, updated.to_json())
     except ReefError as exc:
@@ -319,7 +327,7 @@ def update_cmd(
         "image_id": image_id,
         "tx_hash": result.tx_hash,
     }
-    print_json(out) if json_output else print_mapping(out)
+    print_result(out, json_output)
 
 
 def _close(client: MarketClient, job_id: str, owner: str) -> int:
@@ -327,6 +335,14 @@ def _close(client: MarketClient, job_id: str, owner: str) -> int:
     before = client.token.balance(owner)
     client.close(job_id)
     return int(client.token.balance(owner)) - int(before)
+
+
+def _print_closed(job_id: str, refund: int, json_output: bool) -> None:
+    from reef.chain import format_amount
+
+    print_result(
+        {"job_id": job_id, "state": "closed", "refund": format_amount(refund)}, json_output
+    )
 
 
 @app.command("stop")
@@ -343,12 +359,8 @@ def stop_cmd(
 ) -> None:
     """Stop a job: revise its rate to 0 (the provider stops the enclave at once), then close it
     when the market's rate lock allows, refunding what is left."""
-    from reef.chain import format_amount
-
     try:
-        session = _session(rpc, market, key, need=True)
-        client = session.market(tx_printer)
-        found = client.job(job)
+        session, client, found = _open(job, rpc, market, key)
         if found.owner.lower() != session.address.lower():
             raise MarketError(
                 f"only the job's owner {found.owner} can stop it", hint="pass --key FILE"
@@ -367,13 +379,13 @@ def stop_cmd(
                 "close_after": _when(unlock),
                 "then_run": f"reef jobs close {found.id}",
             }
-            print_json(out) if json_output else print_mapping(out)
+            print_result(out, json_output)
             return
         while True:
             left = unlock - int(time.time())
             if left < 0:
                 break
-            _note(f"the rate lock ends in {left + 1} s; closing then")
+            note(f"the rate lock ends in {left + 1} s; closing then")
             time.sleep(min(max(left + 1, 0.5), 5))
         for _attempt in range(10):
             try:
@@ -387,8 +399,7 @@ def stop_cmd(
             raise MarketError(f"the market still refuses to close {found.id}")
     except ReefError as exc:
         raise fail(exc) from exc
-    out = {"job_id": found.id, "state": "closed", "refund": format_amount(refund)}
-    print_json(out) if json_output else print_mapping(out)
+    _print_closed(found.id, refund, json_output)
 
 
 @app.command("close")
@@ -400,17 +411,12 @@ def close_cmd(
     json_output: bool = JsonOption,
 ) -> None:
     """Close a stopped job now and get the rest of its deposit back (after `jobs stop`)."""
-    from reef.chain import format_amount
-
     try:
-        session = _session(rpc, market, key, need=True)
-        client = session.market(tx_printer)
-        found = client.job(job)
+        session, client, found = _open(job, rpc, market, key)
         refund = _close(client, found.id, session.address)
     except ReefError as exc:
         raise fail(exc) from exc
-    out = {"job_id": found.id, "state": "closed", "refund": format_amount(refund)}
-    print_json(out) if json_output else print_mapping(out)
+    _print_closed(found.id, refund, json_output)
 
 
 def logs_cmd(
@@ -427,9 +433,7 @@ def logs_cmd(
     from reef.market import ControlPlaneClient
 
     try:
-        session = _session(rpc, market, None, need=False)
-        client = session.market()
-        found = client.job(job)
+        _session, client, found = _open(job, rpc, market, None, need_account=False)
         cp = client.provider(found.provider)
         if cp is None:
             raise MarketError(f"the job's provider {found.provider} is not registered")

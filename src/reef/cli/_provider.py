@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from reef.cli._output import JsonOption, fail, print_json, print_mapping
+from reef.cli._common import MarketOption, RpcOption, market_session, stop_signals
+from reef.cli._output import JsonOption, fail, print_result
 from reef.errors import ConfigError, ReefError
 
 if TYPE_CHECKING:
@@ -34,34 +33,15 @@ def _say(text: str = "") -> None:
     typer.echo(text)
 
 
-RpcOption = typer.Option("--rpc", help="JSON-RPC URL (default: the local network's).")
-MarketOption = typer.Option("--market", help="Market address (default: the local network's).")
 KeyOption = typer.Option("--key", help="File with the provider's private key (hex).")
 DbOption = typer.Option(
     "--db", help="SQLAlchemy URL of the indexer database (default: SQLite in $REEF_HOME/provider)."
 )
 
 
-def _chain_defaults(home: ReefHome, rpc: str | None, market: str | None) -> tuple[str, str, int]:
-    """RPC URL, market address and the market's deployment block, flags first."""
-    from reef.chain import read_devnet_info
-    from reef.node import NetworkInfo
-
-    network = None
-    with contextlib.suppress(ConfigError):
-        network = NetworkInfo.load(home)
-    devnet = None
-    with contextlib.suppress(ConfigError):
-        devnet = read_devnet_info(home)
-    deployment = network.deployment if network else (devnet.deployment if devnet else None)
-    rpc_url = rpc or (network.rpc_url if network else None) or (devnet.rpc_url if devnet else None)
-    if not rpc_url:
-        raise ConfigError("no chain endpoint known", hint="pass --rpc URL")
-    address = market or (deployment.market if deployment else None)
-    if not address:
-        raise ConfigError("no market address known", hint="pass --market ADDR")
-    start = deployment.block if deployment and deployment.market.lower() == address.lower() else 0
-    return rpc_url, address, start
+def _db_url(home: ReefHome, db: str | None) -> str:
+    """``--db``, else the provider's SQLite database under ``$REEF_HOME/provider``."""
+    return db or f"sqlite:///{home.path('provider', 'index.db')}"
 
 
 @app.command("run")
@@ -115,28 +95,25 @@ def run(
     from reef.enclave import LocalBackend
     from reef.home import ReefHome
     from reef.market import ImagePolicy, LocalRunner, RateCard, read_list_file
-    from reef.node import NetworkInfo, ProviderService, ProviderSettings, load_key_file
+    from reef.node import ProviderService, ProviderSettings, load_key_file, locate_market
 
     home = ReefHome.from_env().ensure()
     try:
-        rpc_url, market_address, deployed_at = _chain_defaults(home, rpc, market)
+        where = locate_market(home, rpc=rpc, market=market)
         if key is not None:
             address = str(load_key_file(key).address)
         elif provider is not None:
             address = parse_address(provider, name="provider")
+        elif where.network is not None:
+            address = where.network.provider
         else:
-            try:
-                address = NetworkInfo.load(home).provider
-            except ConfigError as exc:
-                raise ConfigError(
-                    "which provider is this?", hint="pass --key FILE or --provider ADDR"
-                ) from exc
+            raise ConfigError("which provider is this?", hint="pass --key FILE or --provider ADDR")
         card = RateCard.from_files(rates, bandwidth) if rates else RateCard.dev()
         settings = ProviderSettings(
-            rpc_url=rpc_url,
-            market=market_address,
+            rpc_url=where.rpc_url,
+            market=where.market_address,
             provider=address,
-            db_url=db or f"sqlite:///{home.path('provider', 'index.db')}",
+            db_url=_db_url(home, db),
             cache_dir=home.path("provider", "cache", ".keep").parent,
             rates=card,
             image_policy=ImagePolicy.from_files(allow_images, deny_images),
@@ -146,7 +123,7 @@ def run(
             ),
             safety_margin_s=safety_margin,
             confirmations=confirmations,
-            start_block=deployed_at if start_block is None else start_block,
+            start_block=where.start_block if start_block is None else start_block,
             host=host,
             port=port,
             public_host=public_host,
@@ -161,22 +138,19 @@ def run(
 
 
 async def _serve(service: ProviderService) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await service.start()
-        s = service.settings
-        _say(f"control plane  {service.url}")
-        _say(f"provider       {s.provider}")
-        _say(f"market         {s.market} on {s.rpc_url}")
-        _say(f"regions        {', '.join(s.rates.allowed_regions)}")
-        _say("ready")
-        await stop.wait()
-        _say("stopping (enclaves keep running; a restart reconciles them)")
-    finally:
-        await service.stop(stop_enclaves=False)
+    with stop_signals() as stop:
+        try:
+            await service.start()
+            s = service.settings
+            _say(f"control plane  {service.url}")
+            _say(f"provider       {s.provider}")
+            _say(f"market         {s.market} on {s.rpc_url}")
+            _say(f"regions        {', '.join(s.rates.allowed_regions)}")
+            _say("ready")
+            await stop.wait()
+            _say("stopping (enclaves keep running; a restart reconciles them)")
+        finally:
+            await service.stop(stop_enclaves=False)
 
 
 @app.command("register")
@@ -188,21 +162,11 @@ def register_cmd(
     json_output: bool = JsonOption,
 ) -> None:
     """Register this account as a provider whose control plane is at --cp (or update its URL)."""
-    from reef.home import ReefHome
-    from reef.node import open_session
+    from reef.node import register_provider
 
     try:
-        session = open_session(ReefHome.from_env(), rpc=rpc, market=market, key=key)
-        client = session.market()
-        current = client.provider(session.address)
-        if current is None:
-            result = client.add_provider(cp)
-            action = "registered"
-        elif current != cp:
-            result = client.update_provider(cp)
-            action = "updated"
-        else:
-            result, action = None, "unchanged"
+        session = market_session(rpc, market, key)
+        action, result = register_provider(session.market(), cp)
     except ReefError as exc:
         raise fail(exc) from exc
     out = {
@@ -211,10 +175,7 @@ def register_cmd(
         "action": action,
         "tx_hash": result.tx_hash if result else "",
     }
-    if json_output:
-        print_json(out)
-    else:
-        print_mapping(out)
+    print_result(out, json_output)
 
 
 @app.command("index")
@@ -234,16 +195,16 @@ def index_cmd(
     """Copy the market's events into the database (what `provider run` does continuously)."""
     from reef.chain import Indexer, Web3BlockSource
     from reef.home import ReefHome
-    from reef.node import connect
+    from reef.node import connect, locate_market
 
     home = ReefHome.from_env().ensure()
     try:
-        rpc_url, market_address, deployed_at = _chain_defaults(home, rpc, market)
+        where = locate_market(home, rpc=rpc, market=market)
         indexer = Indexer(
-            Web3BlockSource(connect(rpc_url)),
-            db or f"sqlite:///{home.path('provider', 'index.db')}",
-            contract=market_address,
-            start_block=deployed_at if start_block is None else start_block,
+            Web3BlockSource(connect(where.rpc_url)),
+            _db_url(home, db),
+            contract=where.market_address,
+            start_block=where.start_block if start_block is None else start_block,
             confirmations=confirmations,
             block_range=block_range,
         )
@@ -261,7 +222,4 @@ def index_cmd(
         "last_block": checkpoint.last_block if checkpoint else None,
         "events": checkpoint.events if checkpoint else 0,
     }
-    if json_output:
-        print_json(out)
-    else:
-        print_mapping(out)
+    print_result(out, json_output)

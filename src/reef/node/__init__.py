@@ -3,8 +3,8 @@
 - :class:`LocalNetwork` is ``reef up``: devnet, image store, verifier, KMS root enclave and a
   local provider (indexer + control plane on the dev TEE).
 - :class:`ProviderService` is ``reef provider run``: a provider against any JSON-RPC chain.
-- :class:`NetworkInfo` (``$REEF_HOME/network.json``) and :func:`open_session` tell user commands
-  where the network is and which account they send from.
+- :class:`NetworkInfo` (``$REEF_HOME/network.json``), :func:`locate_market` and
+  :func:`open_session` tell user commands where the network is and which account they send from.
 - :func:`deploy` is ``reef deploy``: build, upload, open a job, wait, verify.
 """
 
@@ -22,15 +22,22 @@ from reef.node._deploy import (
     wait_for_enclave,
 )
 from reef.node._network import NETWORK_FILE, NetworkInfo
-from reef.node._provider import ProviderService, ProviderSettings, connect
+from reef.node._provider import ProviderService, ProviderSettings, connect, register_provider
 from reef.node._serve import Served, serve_app
-from reef.node._session import Session, load_key_file, open_session
+from reef.node._session import (
+    MarketLocation,
+    Session,
+    load_key_file,
+    locate_market,
+    open_session,
+)
 from reef.node._up import PROVIDER_ACCOUNT, LocalNetwork, UpSettings
 
 __all__ = [
     "DeployRequest",
     "DeployResult",
     "LocalNetwork",
+    "MarketLocation",
     "NETWORK_FILE",
     "NetworkInfo",
     "PROVIDER_ACCOUNT",
@@ -43,9 +50,11 @@ __all__ = [
     "deploy",
     "expected_image_id",
     "load_key_file",
+    "locate_market",
     "open_session",
     "parse_duration",
     "prepare_image",
+    "register_provider",
     "serve_app",
     "verify_enclave",
     "wait_for_app",

@@ -353,7 +353,7 @@ def deploy(
             f"vCPU and {memory} MiB",
             hint="choose a bigger --instance",
         )
-    margin = session.network.safety_margin_s if session.network else None
+    margin = session.safety_margin_s
     if margin is not None and request.duration_s <= margin:
         raise InputError(
             f"a {request.duration_s} s job would never run: the provider stops enclaves "
@@ -373,9 +373,7 @@ def deploy(
         )
 
     # 4. upload
-    store = request.store_url or (session.network.image_store if session.network else None)
-    if store is None:
-        raise ConfigError("no image store to upload to", hint="pass --store URL")
+    store = session.image_store(request.store_url)
     sha256, image_url = upload_image(store, image_path)
     progress(f"uploaded the image ({sha256[:16]}…) to {store}")
 

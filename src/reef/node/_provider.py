@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from web3 import Web3
 
-from reef.chain import Indexer, Web3BlockSource, parse_address
+from reef.chain import Indexer, MarketClient, TxResult, Web3BlockSource, parse_address
 from reef.errors import ChainError, ConfigError, RPCError
 from reef.market import (
     ControlPlane,
@@ -28,7 +29,7 @@ from reef.market import (
 )
 from reef.node._serve import Served, serve_app
 
-__all__ = ["ProviderService", "ProviderSettings", "connect"]
+__all__ = ["ProviderService", "ProviderSettings", "connect", "register_provider"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +70,22 @@ def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
             hint="is the chain running? (`reef up` or `reef chain` starts a local one)",
         ) from exc
     return w3
+
+
+def register_provider(market: MarketClient, cp_url: str) -> tuple[str, TxResult[Any] | None]:
+    """Make the market point at ``cp_url`` for the client's sending account.
+
+    Returns the action taken (``registered``, ``updated`` or ``unchanged``) and its transaction.
+
+    Raises:
+        ChainError: the transaction failed.
+    """
+    current = market.provider(market.sender)
+    if current is None:
+        return "registered", market.add_provider(cp_url)
+    if current != cp_url:
+        return "updated", market.update_provider(cp_url)
+    return "unchanged", None
 
 
 class ProviderService:

@@ -33,7 +33,7 @@ from reef.home import ReefHome
 from reef.node._network import NetworkInfo
 from reef.node._provider import connect
 
-__all__ = ["Session", "load_key_file", "open_session"]
+__all__ = ["MarketLocation", "Session", "load_key_file", "locate_market", "open_session"]
 
 DEFAULT_DEV_ACCOUNT = 0
 
@@ -66,18 +66,56 @@ def load_key_file(path: Path) -> LocalAccount:
     return account
 
 
-@dataclass
-class Session:
-    """A connection to the market for one command."""
+@dataclass(frozen=True, kw_only=True)
+class MarketLocation:
+    """Where the chain and the market are, resolved from flags and ``$REEF_HOME`` (no connection)."""
+
+    rpc_url: str
+    market_address: str
+    network: NetworkInfo | None
+    """``network.json``, when ``reef up`` wrote one."""
+    devnet: DevnetInfo | None
+    """``chain/devnet.json``, when reef's devnet ran in this home."""
+
+    @property
+    def start_block(self) -> int:
+        """The first block that can hold the market's events: the deployment's block when the
+        market is the one this home deployed, else 0 (another market's history is unknown)."""
+        deployment = self.network.deployment if self.network else None
+        if deployment is None and self.devnet is not None:
+            deployment = self.devnet.deployment
+        if deployment is not None and deployment.market.lower() == self.market_address.lower():
+            return deployment.block
+        return 0
+
+    @property
+    def safety_margin_s(self) -> int | None:
+        """How long before the money runs out the local provider stops enclaves, if known."""
+        return self.network.safety_margin_s if self.network else None
+
+    def default_provider(self) -> str | None:
+        return self.network.provider if self.network else None
+
+    def image_store(self, url: str | None = None) -> str:
+        """``url``, else the local network's image store.
+
+        Raises:
+            ConfigError: when neither is known.
+        """
+        store = url or (self.network.image_store if self.network else None)
+        if store is None:
+            raise ConfigError("no image store to upload to", hint="pass --store URL")
+        return store
+
+
+@dataclass(frozen=True, kw_only=True)
+class Session(MarketLocation):
+    """A connection to the market for one command, and the account it sends from."""
 
     home: ReefHome
-    rpc_url: str
     w3: Web3
-    market_address: str
     account: LocalAccount | None
     account_note: str
-    network: NetworkInfo | None
-    devnet: DevnetInfo | None
 
     def market(self, progress: ProgressCallback | None = None) -> MarketClient:
         return MarketClient(self.w3, self.market_address, account=self.account, progress=progress)
@@ -96,9 +134,6 @@ class Session:
             raise ConfigError("no account to send from", hint="pass --key FILE")
         return str(self.account.address)
 
-    def default_provider(self) -> str | None:
-        return self.network.provider if self.network else None
-
 
 def _try_network(home: ReefHome) -> NetworkInfo | None:
     try:
@@ -114,19 +149,14 @@ def _try_devnet(home: ReefHome) -> DevnetInfo | None:
         return None
 
 
-def open_session(
-    home: ReefHome,
-    *,
-    rpc: str | None = None,
-    market: str | None = None,
-    key: Path | None = None,
-    need_account: bool = True,
-) -> Session:
-    """Resolve and connect (see the module docstring for the order).
+def locate_market(
+    home: ReefHome, *, rpc: str | None = None, market: str | None = None
+) -> MarketLocation:
+    """Resolve the chain endpoint and market address (see the module docstring for the order).
 
     Raises:
-        ConfigError: nothing says where the chain or market is, or no account is available.
-        RPCError: the endpoint does not answer.
+        ConfigError: nothing says where the chain or market is.
+        InputError: the market address is not an address.
     """
     network = _try_network(home)
     devnet = _try_devnet(home)
@@ -143,14 +173,37 @@ def open_session(
         market_address = devnet.deployment.market
     if market_address is None:
         raise ConfigError("no market address known", hint="pass --market ADDR")
-    market_address = parse_address(market_address, name="market address")
-    w3 = connect(rpc_url)
+    return MarketLocation(
+        rpc_url=rpc_url,
+        market_address=parse_address(market_address, name="market address"),
+        network=network,
+        devnet=devnet,
+    )
+
+
+def open_session(
+    home: ReefHome,
+    *,
+    rpc: str | None = None,
+    market: str | None = None,
+    key: Path | None = None,
+    need_account: bool = True,
+) -> Session:
+    """Resolve and connect (see the module docstring for the order).
+
+    Raises:
+        ConfigError: nothing says where the chain or market is, or no account is available.
+        RPCError: the endpoint does not answer.
+    """
+    where = locate_market(home, rpc=rpc, market=market)
+    w3 = connect(where.rpc_url)
     account: LocalAccount | None = None
     note = ""
     if key is not None:
         account = load_key_file(key)
         note = f"{account.address} (key file {key})"
     elif need_account:
+        devnet = where.devnet
         dev_chain = devnet is not None and int(w3.eth.chain_id) == devnet.chain_id
         if not dev_chain or devnet is None or not devnet.accounts:
             raise ConfigError(
@@ -161,12 +214,12 @@ def open_session(
         account = dev.local_account
         note = f"{account.address} (dev account {DEFAULT_DEV_ACCOUNT}; its key is public)"
     return Session(
+        rpc_url=where.rpc_url,
+        market_address=where.market_address,
+        network=where.network,
+        devnet=where.devnet,
         home=home,
-        rpc_url=rpc_url,
         w3=w3,
-        market_address=market_address,
         account=account,
         account_note=note,
-        network=network,
-        devnet=devnet,
     )

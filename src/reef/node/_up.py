@@ -36,7 +36,7 @@ from reef.errors import ReefError, ServiceError
 from reef.home import ReefHome
 from reef.market import ImageStore, LocalRunner, RateCard, image_store_app
 from reef.node._network import NetworkInfo
-from reef.node._provider import ProviderService, ProviderSettings
+from reef.node._provider import ProviderService, ProviderSettings, register_provider
 from reef.node._serve import Served, serve_app
 
 __all__ = ["PROVIDER_ACCOUNT", "LocalNetwork", "UpSettings"]
@@ -201,14 +201,10 @@ class LocalNetwork:
         devnet = self.devnet
         if devnet is None or devnet.deployment is None:
             raise ServiceError("the devnet is not running")
-        market = MarketClient(
-            devnet.web3(), devnet.deployment.market, account=account.local_account
+        register_provider(
+            MarketClient(devnet.web3(), devnet.deployment.market, account=account.local_account),
+            cp_url,
         )
-        current = market.provider(account.address)
-        if current is None:
-            market.add_provider(cp_url)
-        elif current != cp_url:
-            market.update_provider(cp_url)
 
     async def _start_kms(
         self, authority: DevAuthority, root: TrustedRoot
