@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
@@ -30,25 +28,7 @@ from reef.attestation import (
 from reef.errors import AttestationError, CertificateChainError, InputError
 from reef.home import ReefHome
 
-
-@contextlib.contextmanager
-def serve(app: Starlette) -> Iterator[str]:
-    """Run ``app`` under uvicorn on 127.0.0.1 and a free port; yield its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "uvicorn exited before it started"
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+Serve = Callable[[Starlette], AbstractContextManager[str]]  # the `serve` fixture (conftest)
 
 
 class FakeAttester:
@@ -73,7 +53,7 @@ def _fields(document: bytes) -> dict[str, str]:
     return dict(json.loads(document[4:]))
 
 
-def test_fixed_server_raw_and_hex() -> None:
+def test_fixed_server_raw_and_hex(serve: Serve) -> None:
     attester = FakeAttester()
     app = attestation_app(attester, public_key=b"\x01" * 32, user_data=b"init-digest")
     with serve(app) as url, httpx.Client(base_url=url) as client:
@@ -105,7 +85,7 @@ def test_fixed_server_refuses_oversized_fields() -> None:
         attestation_app(FakeAttester(), public_key=b"k", user_data=b"u" * 1025)
 
 
-def test_custom_server_takes_hex_fields() -> None:
+def test_custom_server_takes_hex_fields(serve: Serve) -> None:
     attester = FakeAttester()
     with serve(custom_attestation_app(attester)) as url, httpx.Client(base_url=url) as client:
         empty = client.get("/attestation/raw")
@@ -136,7 +116,7 @@ def test_custom_server_takes_hex_fields() -> None:
     ],
 )
 def test_custom_server_rejects_bad_queries_and_keeps_serving(
-    params: dict[str, str], needle: str
+    serve: Serve, params: dict[str, str], needle: str
 ) -> None:
     attester = FakeAttester()
     with serve(custom_attestation_app(attester)) as url, httpx.Client(base_url=url) as client:
@@ -150,14 +130,14 @@ def test_custom_server_rejects_bad_queries_and_keeps_serving(
         assert _fields(good.content)["nonce"] == "01"
 
 
-def test_repeated_query_parameter_is_refused() -> None:
+def test_repeated_query_parameter_is_refused(serve: Serve) -> None:
     with serve(custom_attestation_app(FakeAttester())) as url, httpx.Client(base_url=url) as c:
         answer = c.get("/attestation/raw?nonce=01&nonce=02")
         assert answer.status_code == 400
         assert "nonce is given 2 times" in answer.text
 
 
-def test_attester_failure_is_503_and_server_survives() -> None:
+def test_attester_failure_is_503_and_server_survives(serve: Serve) -> None:
     calls = 0
 
     def flaky(*, public_key: bytes, user_data: bytes, nonce: bytes) -> bytes:
@@ -194,7 +174,7 @@ def _dev_attester(authority: DevAuthority) -> Attester:
     return attest
 
 
-def test_dev_tee_documents_over_http(reef_home: Path) -> None:
+def test_dev_tee_documents_over_http(serve: Serve, reef_home: Path) -> None:
     authority = DevAuthority.load_or_create(ReefHome(reef_home))
     attester = _dev_attester(authority)
     key = b"\x42" * 32
@@ -232,7 +212,7 @@ def test_dev_tee_documents_over_http(reef_home: Path) -> None:
 
 
 @pytest.mark.parametrize("returned", [5, None, "text", b""])
-def test_attester_returning_no_document_is_503(returned: object) -> None:
+def test_attester_returning_no_document_is_503(serve: Serve, returned: object) -> None:
     def broken(*, public_key: bytes, user_data: bytes, nonce: bytes) -> bytes:
         return returned  # type: ignore[return-value]
 
@@ -243,7 +223,7 @@ def test_attester_returning_no_document_is_503(returned: object) -> None:
 
 
 @pytest.fixture(scope="module")
-def custom_client() -> Iterator[httpx.Client]:
+def custom_client(serve: Serve) -> Iterator[httpx.Client]:
     with serve(custom_attestation_app(FakeAttester())) as url, httpx.Client(base_url=url) as c:
         yield c
 

@@ -3,18 +3,16 @@ checked with eth-keys, and the 400/401/413 paths with the service still answerin
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from eth_keys.datatypes import Signature as EthKeysSignature
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,25 +28,7 @@ from reef.attestation._verifier_service import MAX_DOCUMENT_SIZE, load_verifier_
 from reef.crypto import Secp256k1PrivateKey
 from reef.home import ReefHome
 
-
-@contextlib.contextmanager
-def serve(app: Starlette) -> Iterator[str]:
-    """Run ``app`` under uvicorn on 127.0.0.1 and a free port; yield its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "uvicorn exited before it started"
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+Serve = Callable[[Starlette], AbstractContextManager[str]]  # the `serve` fixture (conftest)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +42,7 @@ def expected(vectors: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def aws_service(key: Secp256k1PrivateKey) -> Iterator[str]:
+def aws_service(serve: Serve, key: Secp256k1PrivateKey) -> Iterator[str]:
     with serve(verifier_app(key, root=TrustedRoot.aws())) as url:
         yield url
 
@@ -196,7 +176,7 @@ def test_concurrent_clients_with_a_misbehaving_one(
         assert {f.result() for f in bads} == {400}
 
 
-def test_other_roots(vectors: Path, key: Secp256k1PrivateKey, tmp_path: Path) -> None:
+def test_other_roots(serve: Serve, vectors: Path, key: Secp256k1PrivateKey, tmp_path: Path) -> None:
     """A service pinned to the mock root signs mock documents and refuses real ones."""
     mock = (vectors / "nitro" / "mock_custom.bin").read_bytes()
     real = (vectors / "nitro" / "aws.bin").read_bytes()
@@ -209,7 +189,7 @@ def test_other_roots(vectors: Path, key: Secp256k1PrivateKey, tmp_path: Path) ->
         assert c.post("/verify/raw", content=real).status_code == 401
 
 
-def test_dev_tee_documents(reef_home: Path, key: Secp256k1PrivateKey) -> None:
+def test_dev_tee_documents(serve: Serve, reef_home: Path, key: Secp256k1PrivateKey) -> None:
     """Documents minted by the dev TEE authority verify under a service pinned to the dev root."""
     authority = DevAuthority.load_or_create(ReefHome(reef_home))
     pcrs = {0: b"\x01" * 48, 1: b"\x02" * 48, 2: b"\x03" * 48}
