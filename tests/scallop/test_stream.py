@@ -110,6 +110,14 @@ def refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "reef.scallop"]
 
 
+async def server_refusals(caplog: pytest.LogCaptureFixture, port: int, **kwargs: Any) -> list[str]:
+    """:func:`refused_by_server`, then what the server logged (it logs after we see the close)."""
+    with caplog.at_level(logging.WARNING, logger="reef.scallop"):
+        await refused_by_server(port, **kwargs)
+        await asyncio.sleep(0.05)
+    return refusals(caplog)
+
+
 # --- attested channels ---------------------------------------------------------------------------
 
 
@@ -245,10 +253,10 @@ async def test_the_server_refuses_a_client_image_outside_its_policy(
     allowed, intruder = make_party(PCRS_A), make_party(PCRS_B)
     policy = PeerPolicy(roots=[dev_root], image_ids=[allowed.image_id])
     server = await start(static_key=generate_x25519()[0], policy=policy)
-    with caplog.at_level(logging.WARNING, logger="reef.scallop"):
-        await refused_by_server(server.port, static_key=intruder.secret, auther=intruder.auther())
-    await asyncio.sleep(0.05)
-    assert any("refused" in m and "image_id" in m for m in refusals(caplog))
+    reasons = await server_refusals(
+        caplog, server.port, static_key=intruder.secret, auther=intruder.auther()
+    )
+    assert any("refused" in m and "image_id" in m for m in reasons)
     assert server.refused == 1
     await good_client_gets_through(server, allowed)
 
@@ -286,14 +294,10 @@ async def test_a_man_in_the_middle_is_refused_by_the_server(
     client_party = make_party()
     server = await start(static_key=generate_x25519()[0], policy=policy)
     # The MITM forwards the real client's attestation under its own Noise key.
-    with caplog.at_level(logging.WARNING, logger="reef.scallop"):
-        await refused_by_server(
-            server.port,
-            static_key=generate_x25519()[0],
-            auther=client_party.auther(),
-        )
-    await asyncio.sleep(0.05)
-    assert any("refused" in m and "public_key" in m for m in refusals(caplog))
+    reasons = await server_refusals(
+        caplog, server.port, static_key=generate_x25519()[0], auther=client_party.auther()
+    )
+    assert any("refused" in m and "public_key" in m for m in reasons)
     await good_client_gets_through(server, client_party)
 
 
@@ -306,14 +310,13 @@ async def test_an_attestation_of_another_key_is_refused(
     client_party = make_party()
     server = await start(static_key=generate_x25519()[0], policy=policy)
     elsewhere = generate_x25519()[1]
-    with caplog.at_level(logging.WARNING, logger="reef.scallop"):
-        await refused_by_server(
-            server.port,
-            static_key=client_party.secret,
-            auther=client_party.auther(public_key=elsewhere),
-        )
-    await asyncio.sleep(0.05)
-    assert any("public_key" in m for m in refusals(caplog))
+    reasons = await server_refusals(
+        caplog,
+        server.port,
+        static_key=client_party.secret,
+        auther=client_party.auther(public_key=elsewhere),
+    )
+    assert any("public_key" in m for m in reasons)
     await good_client_gets_through(server, client_party)
 
 
@@ -326,14 +329,13 @@ async def test_a_stale_attestation_is_refused(
     client_party = make_party()
     server = await start(static_key=generate_x25519()[0], policy=policy)
     old = now_ms() - 10 * 60_000
-    with caplog.at_level(logging.WARNING, logger="reef.scallop"):
-        await refused_by_server(
-            server.port,
-            static_key=client_party.secret,
-            auther=client_party.auther(timestamp_ms=old),
-        )
-    await asyncio.sleep(0.05)
-    assert any("(stale)" in m for m in refusals(caplog))
+    reasons = await server_refusals(
+        caplog,
+        server.port,
+        static_key=client_party.secret,
+        auther=client_party.auther(timestamp_ms=old),
+    )
+    assert any("(stale)" in m for m in reasons)
     await good_client_gets_through(server, client_party)
 
 
@@ -346,12 +348,10 @@ async def test_an_attestation_from_an_untrusted_root_is_refused(
     server = await start(
         static_key=generate_x25519()[0], policy=PeerPolicy(roots=[TrustedRoot.aws()])
     )
-    with caplog.at_level(logging.WARNING, logger="reef.scallop"):
-        await refused_by_server(
-            server.port, static_key=client_party.secret, auther=client_party.auther()
-        )
-    await asyncio.sleep(0.05)
-    assert any("(root)" in m for m in refusals(caplog))
+    reasons = await server_refusals(
+        caplog, server.port, static_key=client_party.secret, auther=client_party.auther()
+    )
+    assert any("(root)" in m for m in reasons)
 
 
 class TamperingProxy:
@@ -585,10 +585,8 @@ async def test_a_failing_auth_store_refuses_only_that_client(
             return None
 
     server = await start(static_key=generate_x25519()[0], policy=Flaky())
-    with caplog.at_level(logging.WARNING, logger="reef.scallop"):
-        await refused_by_server(server.port, static_key=generate_x25519()[0])
-        await asyncio.sleep(0.05)
-    assert any("failed unexpectedly" in m for m in refusals(caplog))
+    reasons = await server_refusals(caplog, server.port, static_key=generate_x25519()[0])
+    assert any("failed unexpectedly" in m for m in reasons)
     await good_client_gets_through(server)
 
 
