@@ -23,7 +23,7 @@ from web3 import Web3
 
 from reef.attestation import TrustedRoot
 from reef.chain import Job, JobOpened, JobSettled, MarketClient, parse_amount, read_devnet_info
-from reef.enclave import LocalBackend
+from reef.enclave import InitParam, InitParams, LocalBackend
 from reef.errors import ReefError
 from reef.home import ReefHome
 from reef.market import ControlPlaneClient, RateCard, settle
@@ -137,7 +137,10 @@ def test_a_job_whose_deposit_runs_out_is_stopped_before_the_money(network: Netwo
 
 
 def test_a_new_image_in_the_metadata_replaces_the_enclave(network: Network, tmp_path: Path) -> None:
-    deployed = _deploy(network, HELLO, "--duration", "1h")
+    # The job has init params, which the update keeps: the new image id must count them (PCR16).
+    init_params = tmp_path / "init.json"
+    init_params.write_bytes(InitParams.build([InitParam("greeting.txt", b"hi")]).to_json())
+    deployed = _deploy(network, HELLO, "--duration", "1h", "--init-params", str(init_params))
     job_id = deployed["job_id"]
     logs = network.cli.run("logs", job_id, check=False)
     assert logs.returncode == 1

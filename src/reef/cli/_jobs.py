@@ -295,7 +295,7 @@ def update_cmd(
 
     from reef.enclave import InitParams
     from reef.market import JobMetadata, upload_image
-    from reef.node import expected_image_id, prepare_image
+    from reef.node import expected_image_id, prepare_image, read_init_params
 
     try:
         if image is None and init_params is None and debug is None:
@@ -303,19 +303,24 @@ def update_cmd(
         session, client, found = _open(job, rpc, market, key)
         meta = JobMetadata.parse(found.metadata)
         changes: dict[str, Any] = {}
-        image_id = ""
         if debug is not None:
             changes["debug"] = debug
         if init_params is not None:
-            changes["init_params"] = InitParams.from_json(
-                init_params.read_bytes(), source=str(init_params)
-            ).to_base64()
+            changes["init_params"] = read_init_params(init_params).to_base64()
         if image is not None:
             built = prepare_image(image, session.home.path("builds", ".keep").parent)
             _, changes["url"] = upload_image(session.image_store(store), built)
-            image_id = expected_image_id(built, init_params, changes.get("debug", meta.debug)).hex()
-            note(f"uploaded; the new enclave must attest image id {image_id}")
         updated = dataclasses.replace(meta, **changes)
+        image_id = ""
+        if image is not None:
+            # The new enclave gets the job's init params, new or kept, and its debug flag.
+            params = (
+                InitParams.from_json(updated.init_params, source="the job's init params")
+                if updated.init_params
+                else None
+            )
+            image_id = expected_image_id(built, params, updated.debug).hex()
+            note(f"uploaded; the new enclave must attest image id {image_id}")
         result = client.update_metadata(job, updated.to_json())
     except ReefError as exc:
         raise fail(exc) from exc

@@ -57,6 +57,7 @@ __all__ = [
     "expected_image_id",
     "parse_duration",
     "prepare_image",
+    "read_init_params",
     "verify_enclave",
     "wait_for_app",
     "wait_for_enclave",
@@ -111,22 +112,30 @@ def prepare_image(image: Path, builds: Path) -> Path:
     raise InputError(f"no such image file or app directory: {image}")
 
 
-def expected_image_id(image: Path, init_params: Path | None, debug: bool) -> bytes:
+def read_init_params(path: Path) -> InitParams:
+    """An init-params file (``reef init-params build`` writes them).
+
+    Raises:
+        InputError: the file cannot be read.
+        ImageError: it does not hold valid init params.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the init params {path}: {exc.strerror}") from exc
+    return InitParams.from_json(raw, source=str(path))
+
+
+def expected_image_id(image: Path, init_params: InitParams | None, debug: bool) -> bytes:
     """The image id an enclave of ``image`` must attest (PCR16 from the init params; debug
     zeroes PCR0-2 as Nitro does).
 
     Raises:
-        ImageError: the image or init params are invalid.
+        ImageError: the image is invalid.
     """
     measurements = load_image(image).measurements
     if init_params is not None:
-        try:
-            raw = init_params.read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read the init params {init_params}: {exc.strerror}") from exc
-        measurements = measurements.with_init_params(
-            InitParams.from_json(raw, source=str(init_params)).digest
-        )
+        measurements = measurements.with_init_params(init_params.digest)
     if debug:
         measurements = measurements.as_debug()
     return measurements.image_id
@@ -319,12 +328,8 @@ def deploy(
     image_path = prepare_image(request.image, builds)
     if request.image.is_dir():
         progress(f"built {request.image} into {image_path}")
-    image_id = expected_image_id(image_path, request.init_params, request.debug)
-    init_b64 = ""
-    if request.init_params is not None:
-        init_b64 = InitParams.from_json(
-            request.init_params.read_bytes(), source=str(request.init_params)
-        ).to_base64()
+    params = read_init_params(request.init_params) if request.init_params is not None else None
+    image_id = expected_image_id(image_path, params, request.debug)
     root = TrustedRoot.resolve(request.root, session.home)
 
     # 2. the provider and its offer
@@ -387,7 +392,7 @@ def deploy(
         name=request.name or request.image.resolve().name,
         family="tuna",
         debug=request.debug,
-        init_params=init_b64,
+        init_params=params.to_base64() if params is not None else "",
     )
     opening = time.monotonic()
     timings["prepare"] = opening - started
