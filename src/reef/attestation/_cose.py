@@ -63,18 +63,6 @@ MAX_DOCUMENT_SIZE = 1 << 20
 _MAX_CABUNDLE = 16
 _MAX_PCR_INDEX = 31
 
-_DOCUMENT_KEYS = (
-    "module_id",
-    "digest",
-    "timestamp",
-    "pcrs",
-    "certificate",
-    "cabundle",
-    "public_key",
-    "user_data",
-    "nonce",
-)
-
 Encoding = Literal["auto", "raw", "hex", "base64"]
 
 _HEX_TEXT = re.compile(rb"\A\s*(0[xX])?[0-9a-fA-F\s]+\Z")
