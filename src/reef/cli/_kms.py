@@ -11,23 +11,26 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar, cast
 
 import typer
 
 from reef.cli._common import read_file
-from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping
+from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping, print_result
 from reef.encoding import parse_hex
 from reef.errors import AttestationError, InputError, ReefError
 
 if TYPE_CHECKING:
     from reef.attestation import TrustedRoot
-    from reef.kms import KeyType, KmsPin, VerifiedKmsIdentity
+    from reef.home import ReefHome
+    from reef.kms import KeyType, KmsPin, Sealer, VerifiedKmsIdentity
 
 __all__ = ["register"]
 
@@ -65,7 +68,7 @@ def _read_secret_hex(value: str, *, name: str, length: int) -> bytes:
     return parse_hex(text, name=name, length=length)
 
 
-def _home() -> Any:
+def _home() -> ReefHome:
     from reef.home import ReefHome
 
     return ReefHome.from_env()
@@ -82,6 +85,18 @@ def _warn_insecure(name: str) -> None:
     note = _INSECURE.get(name)
     if note:
         err_console().print(f"warning: {note}.", markup=False)
+
+
+def _kms_image_id(value: str | None) -> bytes | None:
+    """``--kms-image-id``, when given."""
+    return parse_hex(value, name="--kms-image-id", length=32) if value else None
+
+
+def _failure(exc: ReefError) -> typer.Exit:
+    """Report a failed KMS exchange; a refused attestation says which check refused it."""
+    if isinstance(exc, AttestationError):
+        return fail(exc, prefix=f"KMS attestation rejected: {exc.reason}")
+    return fail(exc)
 
 
 # --- derive --------------------------------------------------------------------------------------
@@ -139,10 +154,7 @@ def derive_cmd(
         "public_key": key.public_key.hex(),
         "address": key.address or "",
     }
-    if as_json:
-        print_json(result)
-    else:
-        print_mapping(result)
+    print_result(result, as_json)
 
 
 # --- identity, pins, public keys -----------------------------------------------------------------
@@ -221,9 +233,7 @@ def info_cmd(
     from reef.kms import KmsPin, PinStore
 
     try:
-        expected = (
-            parse_hex(kms_image_id, name="--kms-image-id", length=32) if kms_image_id else None
-        )
+        expected = _kms_image_id(kms_image_id)
     except InputError as exc:
         raise fail(exc, code=2) from exc
     try:
@@ -231,10 +241,8 @@ def info_cmd(
         if pin:
             PinStore.for_home(_home()).save(KmsPin.from_identity(identity, learned_at_ms=_now_ms()))
             err_console().print(f"pinned {identity.url}", markup=False)
-    except AttestationError as exc:
-        raise fail(exc, prefix=f"KMS attestation rejected: {exc.reason}") from exc
     except ReefError as exc:
-        raise fail(exc) from exc
+        raise _failure(exc) from exc
     if as_json:
         print_json(_identity_json(identity))
     else:
@@ -303,9 +311,7 @@ def pubkey_cmd(
         if (image_id is None) == (address is None):
             raise InputError("give exactly one of --image-id and --address")
         image = parse_hex(image_id, name="--image-id", length=32) if image_id else None
-        expected = (
-            parse_hex(kms_image_id, name="--kms-image-id", length=32) if kms_image_id else None
-        )
+        expected = _kms_image_id(kms_image_id)
     except InputError as exc:
         raise fail(exc, code=2) from exc
     try:
@@ -314,10 +320,8 @@ def pubkey_cmd(
         public = asyncio.run(
             client.public_key(kind, path, image_id=image, address=address, version=version)
         )
-    except AttestationError as exc:
-        raise fail(exc, prefix=f"KMS attestation rejected: {exc.reason}") from exc
     except ReefError as exc:
-        raise fail(exc) from exc
+        raise _failure(exc) from exc
     derived_address = ""
     if kind == "secp256k1":
         derived_address = Secp256k1PublicKey(public).address
@@ -392,10 +396,7 @@ def rotate_cmd(
             err_console().print(f"pin for {pinned.url} extended to version {new.version}")
     except ReefError as exc:
         raise fail(exc) from exc
-    if as_json:
-        print_json(new.to_json())
-    else:
-        print_mapping(new.to_json(), title="new current version")
+    print_result(new.to_json(), as_json, title="new current version")
 
 
 # --- servers -------------------------------------------------------------------------------------
@@ -448,11 +449,9 @@ def root_serve_cmd(
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
     """Run the KMS root: Scallop /derive and the public signed endpoints."""
-    import logging
-
     from reef.kms import KmsRoot, RootServer, RpcApproval, SeedStore, http_attester, own_tee_root
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    _configure_logging(log_level)
     try:
         # The sealer first: with dev-home it creates the dev TEE authority that --trust dev names.
         store = SeedStore(_state_dir(state_dir), _sealer(sealer, image_id))
@@ -487,19 +486,7 @@ def root_serve_cmd(
     except ReefError as exc:
         raise fail(exc) from exc
 
-    _absorb_stop_signals()
-
-    async def main() -> None:
-        server = RootServer(
-            kms_root,
-            peer_roots=roots,
-            host=host,
-            scallop_port=scallop_port,
-            public_port=public_port,
-            max_age_ms=max_age_ms,
-            log_level=log_level.lower(),
-        )
-        await server.start()
+    def ready(server: RootServer) -> None:
         identity = kms_root.keyring.identity()
         # One machine-readable line for supervisors (reef up): where and who this root is.
         print(
@@ -515,15 +502,19 @@ def root_serve_cmd(
             ),
             flush=True,
         )
-        try:
-            await server.wait()
-        finally:
-            await server.aclose()
 
-    try:
-        asyncio.run(main())
-    except ReefError as exc:
-        raise fail(exc) from exc
+    _serve_until_stopped(
+        lambda: RootServer(
+            kms_root,
+            peer_roots=roots,
+            host=host,
+            scallop_port=scallop_port,
+            public_port=public_port,
+            max_age_ms=max_age_ms,
+            log_level=log_level.lower(),
+        ),
+        ready,
+    )
 
 
 def _state_dir(given: Path | None) -> Path:
@@ -543,17 +534,11 @@ def _state_dir(given: Path | None) -> Path:
     return Path(_home().kms)
 
 
-def _sealer(kind: str, image_id: str | None) -> Any:
+def _sealer(kind: str, image_id: str | None) -> Sealer:
     if kind == "tee":
-        import reef.enclave
+        from reef.enclave import DevTeeSealer
 
-        sealer_class = getattr(reef.enclave, "DevTeeSealer", None)
-        if sealer_class is None:
-            raise InputError(
-                "this reef has no dev TEE sealing client (reef.enclave.DevTeeSealer)",
-                hint="use --sealer dev-home --image-id HEX outside an enclave",
-            )
-        return sealer_class()
+        return DevTeeSealer()
     if kind == "dev-home":
         from reef.attestation import DevAuthority
         from reef.kms import AeadSealer
@@ -595,12 +580,10 @@ def derive_server_cmd(
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
     """Run an enclave's derive server (Oyster's flags): fetch the seed, serve it on loopback."""
-    import logging
-
     from reef.kms import DeriveServer, KmsWiring
     from reef.scallop import auther_from_url
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    _configure_logging(log_level)
     try:
         if root_server_config is not None:
             data = json.loads(read_file(root_server_config))
@@ -622,10 +605,8 @@ def derive_server_cmd(
         error = exc if isinstance(exc, ReefError) else InputError(f"bad configuration: {exc}")
         raise fail(error, code=2) from exc
 
-    _absorb_stop_signals()
-
-    async def main() -> None:
-        server = DeriveServer.for_enclave(
+    _serve_until_stopped(
+        lambda: DeriveServer.for_enclave(
             wiring,
             static_key=secret,
             auther=auther_from_url(attestation_endpoint),
@@ -633,7 +614,36 @@ def derive_server_cmd(
             port=int(port),
             log_level=log_level.lower(),
         )
+    )
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(message)s")
+
+
+class _Server(Protocol):
+    async def start(self) -> object: ...
+
+    async def wait(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+_ServerT = TypeVar("_ServerT", bound=_Server)
+
+
+def _serve_until_stopped(
+    make: Callable[[], _ServerT], ready: Callable[[_ServerT], None] | None = None
+) -> None:
+    """Start the server ``make`` builds (inside the event loop), run ``ready``, serve until
+    SIGINT/SIGTERM, then close its listeners."""
+    _absorb_stop_signals()
+
+    async def main() -> None:
+        server = make()
         await server.start()
+        if ready is not None:
+            ready(server)
         try:
             await server.wait()
         finally:
