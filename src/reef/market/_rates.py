@@ -16,10 +16,10 @@ an ``int`` (never a float for money).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from reef.errors import ConfigError, MarketError
 
@@ -36,6 +36,8 @@ __all__ = [
 EXTRA_DECIMALS = 12
 U256_MAX = (1 << 256) - 1
 DEV_REGION = "local"
+
+_T = TypeVar("_T")
 
 # One rUSD (6 decimals) per hour is 10**6 base units / 3600 s, times 10**12 rate units per base unit.
 # The dev prices are round numbers of base units per second so costs are easy to check by hand:
@@ -76,6 +78,18 @@ def _require(entry: Mapping[str, Any], key: str, where: str) -> Any:
     if key not in entry:
         raise ConfigError(f"{where} has no {key!r} field")
     return entry[key]
+
+
+def _list(value: object, problem: str) -> Sequence[Any]:
+    """``value`` if it is a JSON list; otherwise ConfigError(``problem``)."""
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+        raise ConfigError(problem)
+    return value
+
+
+def _field(entry: Mapping[str, Any], key: str, where: str, parse: Callable[..., _T]) -> _T:
+    """``entry[key]`` checked by ``parse``, named ``where.key`` in errors."""
+    return parse(_require(entry, key, where), name=f"{where}.{key}")
 
 
 def _positive_int(value: object, *, name: str) -> int:
@@ -233,47 +247,40 @@ class RateCard:
         Raises:
             ConfigError: naming the entry and field that is wrong.
         """
-        if not isinstance(rates, Sequence) or isinstance(rates, (str, bytes)):
-            raise ConfigError("the rates file must hold a JSON list of regions")
         regions: list[RegionRates] = []
-        for i, entry in enumerate(rates):
+        for i, entry in enumerate(_list(rates, "the rates file must hold a JSON list of regions")):
             where = f"rates[{i}]"
             if not isinstance(entry, Mapping):
                 raise ConfigError(f"{where} must be an object with region and rate_cards")
-            region = _text(_require(entry, "region", where), name=f"{where}.region")
-            cards_raw = _require(entry, "rate_cards", where)
-            if not isinstance(cards_raw, Sequence) or isinstance(cards_raw, (str, bytes)):
-                raise ConfigError(f"{where}.rate_cards must be a list")
+            region = _field(entry, "region", where, _text)
+            cards_raw = _list(
+                _require(entry, "rate_cards", where), f"{where}.rate_cards must be a list"
+            )
             cards: list[InstanceRate] = []
             for j, card in enumerate(cards_raw):
                 at = f"{where}.rate_cards[{j}]"
                 if not isinstance(card, Mapping):
                     raise ConfigError(f"{at} must be an object")
-                arch = card.get("arch", "amd64")
                 cards.append(
                     InstanceRate(
-                        instance=_text(_require(card, "instance", at), name=f"{at}.instance"),
-                        min_rate=parse_u256(_require(card, "min_rate", at), name=f"{at}.min_rate"),
-                        cpu=_positive_int(_require(card, "cpu", at), name=f"{at}.cpu"),
-                        memory=_positive_int(_require(card, "memory", at), name=f"{at}.memory"),
-                        arch=_text(arch, name=f"{at}.arch"),
+                        instance=_field(card, "instance", at, _text),
+                        min_rate=_field(card, "min_rate", at, parse_u256),
+                        cpu=_field(card, "cpu", at, _positive_int),
+                        memory=_field(card, "memory", at, _positive_int),
+                        arch=_text(card.get("arch", "amd64"), name=f"{at}.arch"),
                     )
                 )
             regions.append(RegionRates(region, tuple(cards)))
-        if not isinstance(bandwidth, Sequence) or isinstance(bandwidth, (str, bytes)):
-            raise ConfigError("the bandwidth file must hold a JSON list")
         prices: list[BandwidthRate] = []
-        for i, entry in enumerate(bandwidth):
+        for i, entry in enumerate(_list(bandwidth, "the bandwidth file must hold a JSON list")):
             where = f"bandwidth[{i}]"
             if not isinstance(entry, Mapping):
                 raise ConfigError(f"{where} must be an object with region, region_code and rate")
             prices.append(
                 BandwidthRate(
-                    region=_text(_require(entry, "region", where), name=f"{where}.region"),
-                    region_code=_text(
-                        _require(entry, "region_code", where), name=f"{where}.region_code"
-                    ),
-                    rate=parse_u256(_require(entry, "rate", where), name=f"{where}.rate"),
+                    region=_field(entry, "region", where, _text),
+                    region_code=_field(entry, "region_code", where, _text),
+                    rate=_field(entry, "rate", where, parse_u256),
                 )
             )
         return cls(tuple(regions), tuple(prices))
