@@ -178,16 +178,11 @@ def _same(actual: bytes, expected: bytes) -> bool:
 
 def check_expectations(
     expect: Expectations,
+    verified: VerifiedAttestation,
     *,
-    image_id: bytes,
-    pcrs: Mapping[int, bytes],
-    public_key: bytes,
-    user_data: bytes,
-    nonce: bytes,
-    timestamp_ms: int,
     absent_pcr: Mapping[int, bytes] | None = None,
 ) -> None:
-    """Compare verified fields with the caller's expectations, in constant time per field.
+    """Compare verified evidence with the caller's expectations, in constant time per field.
 
     Args:
         absent_pcr: values that stand in for PCRs missing from the evidence (Nitro: PCR16 is 48
@@ -197,6 +192,7 @@ def check_expectations(
         ExpectationError: with ``reason`` ``image_id``, ``pcr``, ``public_key``, ``user_data``,
             ``nonce`` or ``timestamp`` naming the first field that differs.
     """
+    image_id, pcrs, timestamp_ms = verified.image_id, verified.pcrs, verified.timestamp_ms
     if expect.image_id is not None and not _same(image_id, expect.image_id):
         raise ExpectationError(
             f"image id is {image_id.hex()}, expected {expect.image_id.hex()}", reason="image_id"
@@ -212,9 +208,9 @@ def check_expectations(
                 f"PCR{index} is {measured.hex()}, expected {wanted.hex()}", reason="pcr"
             )
     fields: tuple[tuple[str, bytes, bytes | None], ...] = (
-        ("public_key", public_key, expect.public_key),
-        ("user_data", user_data, expect.user_data),
-        ("nonce", nonce, expect.nonce),
+        ("public_key", verified.public_key, expect.public_key),
+        ("user_data", verified.user_data, expect.user_data),
+        ("nonce", verified.nonce, expect.nonce),
     )
     for name, actual, required in fields:
         if required is not None and not _same(actual, required):

@@ -178,23 +178,10 @@ class NitroVerifier:
         if now_ms is not None and (mode == "live" or max_age_ms is not None):
             self._check_freshness(timestamp, now_ms, max_age_ms)
 
-        pcrs = doc.pcrs
-        image = doc.image_id
-        if expect is not None:
-            check_expectations(
-                expect,
-                image_id=image,
-                pcrs=pcrs,
-                public_key=doc.public_key,
-                user_data=doc.user_data,
-                nonce=doc.nonce,
-                timestamp_ms=timestamp,
-                absent_pcr=_ABSENT_PCRS,
-            )
-        return VerifiedAttestation(
+        result = VerifiedAttestation(
             kind="nitro",
-            image_id=image,
-            pcrs=pcrs,
+            image_id=doc.image_id,
+            pcrs=doc.pcrs,
             timestamp_ms=timestamp,
             module_id=doc.module_id,
             public_key=doc.public_key,
@@ -203,6 +190,9 @@ class NitroVerifier:
             root=root,
             mode=mode,
         )
+        if expect is not None:
+            check_expectations(expect, result, absent_pcr=_ABSENT_PCRS)
+        return result
 
     def _check_freshness(self, timestamp_ms: int, now_ms: int, max_age_ms: int | None) -> None:
         ahead = timestamp_ms - now_ms

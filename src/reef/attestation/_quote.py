@@ -280,15 +280,7 @@ def verify_quote(
         report=report,
     )
     if expect is not None:
-        check_expectations(
-            expect,
-            image_id=result.image_id,
-            pcrs=result.pcrs,
-            public_key=result.public_key,
-            user_data=result.user_data,
-            nonce=result.nonce,
-            timestamp_ms=result.timestamp_ms,
-        )
+        check_expectations(expect, result)
     return result
 
 
