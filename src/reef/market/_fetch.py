@@ -64,6 +64,18 @@ def read_list_file(path: Path, *, kind: str) -> frozenset[str]:
     return frozenset(entries)
 
 
+def list_refusal(
+    subject: str, entry: str, *, allow: frozenset[str] | None, deny: frozenset[str]
+) -> str | None:
+    """Why an operator's lists refuse ``entry`` (``allow`` of ``None`` allows all not denied),
+    or ``None`` when they accept it."""
+    if entry in deny:
+        return f"{subject} {entry} is on this provider's deny list"
+    if allow is not None and entry not in allow:
+        return f"{subject} {entry} is not on this provider's allow list"
+    return None
+
+
 @dataclass(frozen=True)
 class ImagePolicy:
     """Which image hashes this provider runs; ``allow`` of ``None`` allows all not denied."""
@@ -79,11 +91,7 @@ class ImagePolicy:
         )
 
     def refusal(self, sha256: str) -> str | None:
-        if sha256 in self.deny:
-            return f"image {sha256} is on this provider's deny list"
-        if self.allow is not None and sha256 not in self.allow:
-            return f"image {sha256} is not on this provider's allow list"
-        return None
+        return list_refusal("image", sha256, allow=self.allow, deny=self.deny)
 
 
 @dataclass(frozen=True)

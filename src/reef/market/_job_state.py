@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from reef.errors import InputError, MarketError
+from reef.market._fetch import list_refusal
 from reef.market._rates import EXTRA_DECIMALS, InstanceRate, RateCard, bandwidth_kbit_s
 
 __all__ = [
@@ -231,12 +232,7 @@ class JobPolicy:
         return int(10**self.extra_decimals)
 
     def owner_refusal(self, owner: str) -> str | None:
-        owner = owner.lower()
-        if owner in self.deny_owners:
-            return f"owner {owner} is on this provider's deny list"
-        if self.allow_owners is not None and owner not in self.allow_owners:
-            return f"owner {owner} is not on this provider's allow list"
-        return None
+        return list_refusal("owner", owner.lower(), allow=self.allow_owners, deny=self.deny_owners)
 
 
 @dataclass(frozen=True)
@@ -436,11 +432,10 @@ class JobMachine:
         """The instant the insolvency timer fires, or ``None`` when the job is not running."""
         if self.phase != "running":
             return None
-        rate = self.billing_rate
-        if rate == 0:
+        ends = self.runs_out_at()
+        if ends is None:  # rate 0: the owner stopped paying
             return self.last_settled
-        covered = self.balance * self.policy.scale // rate
-        return self.last_settled + max(0, covered - self.policy.safety_margin_s)
+        return max(self.last_settled, ends - self.policy.safety_margin_s)
 
     def runs_out_at(self) -> int | None:
         """When the balance would actually be used up (no margin), for display."""
