@@ -623,6 +623,10 @@ async def test_a_host_port_in_use_is_refused_before_anything_starts(
             await backend.start(EnclaveSpec(image=hello_image, ports={9999: 0}))
         with pytest.raises(InputError, match="vCPUs"):
             await backend.start(EnclaveSpec(image=hello_image, cpus=1000))
+        with pytest.raises(InputError, match="label name ''"):
+            await backend.start(EnclaveSpec(image=hello_image, labels={"": "x"}))
+        with pytest.raises(InputError, match="label job must be a string"):
+            await backend.start(EnclaveSpec(image=hello_image, labels={"job": 7}))  # type: ignore[dict-item]
         _nothing_started(backend.home, before, netns_before)
 
 
@@ -703,7 +707,11 @@ def test_production_console_is_private(hello: EnclaveInfo, home: ReefHome) -> No
 async def test_update_keeps_id_and_endpoints(
     backend: LocalBackend, hello_image: Path, tmp_path: Path, authority: DevAuthority
 ) -> None:
-    info = await backend.start(EnclaveSpec(image=hello_image))
+    info = await backend.start(
+        EnclaveSpec(image=hello_image, labels={"owner": "test", "version": "1"})
+    )
+    assert info.labels == {"owner": "test", "version": "1"}
+    assert info.to_json()["labels"] == {"owner": "test", "version": "1"}
     src = tmp_path / "hello2"
     shutil.copytree(HELLO, src)
     toml = (src / "reef.toml").read_text().replace("hello from a reef enclave", "version two")
@@ -713,10 +721,13 @@ async def test_update_keeps_id_and_endpoints(
         await backend.update(info.id, EnclaveSpec(image=tmp_path / "missing.img"))
     assert (await backend.status(info.id)).state == "running"  # a bad update changes nothing
     # An app directory works wherever an image file does (built in memory, same image id).
-    updated = await backend.update(info.id, EnclaveSpec(image=src))
+    updated = await backend.update(info.id, EnclaveSpec(image=src, labels={"version": "2"}))
     try:
         assert updated.id == info.id
         assert updated.endpoints == info.endpoints
+        # Labels persist (another backend reads them) and the update keeps those it does not name.
+        again = await LocalBackend(backend.home).status(info.id)
+        assert updated.labels == again.labels == {"owner": "test", "version": "2"}
         assert updated.image_id == second.image_id != info.image_id
         document = (await get(updated.endpoints["attestation"])).content
         verified = verify_nitro(

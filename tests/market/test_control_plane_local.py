@@ -1,6 +1,6 @@
 """The control plane's runner on the real local dev TEE: launch, find its own enclaves again from
-another process's view, replace in place (same host ports), stop without leftovers, and never
-touch enclaves someone else started."""
+another process's view by their labels, replace in place (same host ports), stop without
+leftovers, and never touch enclaves someone else started."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from reef.node._deploy import wait_for_app
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 JOB = "0x" + "00" * 31 + "07"
+PROVIDER = "0x" + "22" * 20
 
 pytestmark = pytest.mark.slow
 
@@ -54,26 +55,39 @@ def image(reef_home: Path) -> FetchedImage:
 async def test_launch_list_replace_stop(reef_home: Path, image: FetchedImage) -> None:
     home = ReefHome(reef_home)
     backend = LocalBackend(home)
-    runner = LocalRunner(backend, reef_home / "provider" / "launch")
-    # An enclave started by someone else on the same home is not the control plane's.
+    workdir = reef_home / "provider" / "launch"
+    runner = LocalRunner(backend, workdir, provider=PROVIDER)
+    # Enclaves started by someone else on the same home are not the control plane's: one
+    # without labels, and one with a job label that another runner would give.
     foreign = await backend.start(EnclaveSpec(image=image.path))
+    lookalike = await backend.start(
+        EnclaveSpec(image=image.path, labels={"reef.job": JOB, "reef.runner": "/elsewhere"})
+    )
     try:
         spec = _spec(image.url)
         first = await runner.launch(spec, image, launch_key(spec))
         assert first.state == "running"
+        assert (await backend.status(first.enclave_id)).labels == {
+            "reef.runner": str(workdir.resolve()),
+            "reef.provider": PROVIDER,
+            "reef.job": JOB,
+            "reef.launch-key": launch_key(spec),
+        }
         app = first.endpoints["ports"]["8080"]
         await asyncio.to_thread(wait_for_app, app, 30)
         async with httpx.AsyncClient() as client:
             assert (await client.get(app, timeout=5)).json()["greeting"]
 
         # A fresh runner (a restarted control plane) recognises it, job and key included.
-        again = LocalRunner(LocalBackend(home), reef_home / "provider" / "launch")
+        again = LocalRunner(LocalBackend(home), workdir, provider=PROVIDER)
         (listed,) = await again.list()
         assert (listed.enclave_id, listed.job_id, listed.key) == (
             first.enclave_id,
             JOB,
             launch_key(spec),
         )
+        # Another provider's runner over the same directory does not take it.
+        assert await LocalRunner(backend, workdir, provider="0x" + "33" * 20).list() == []
 
         debug = _spec(image.url, debug=True)
         second = await again.replace(first.enclave_id, debug, image, launch_key(debug))
@@ -85,8 +99,8 @@ async def test_launch_list_replace_stop(reef_home: Path, image: FetchedImage) ->
 
         await again.stop(second.enclave_id)
         assert await again.list() == []
-        assert list((reef_home / "provider" / "launch").iterdir()) == []
-        assert [e.id for e in await backend.list()] == [foreign.id]
+        assert list(workdir.iterdir()) == []
+        assert [e.id for e in await backend.list()] == [foreign.id, lookalike.id]
     finally:
         for info in await backend.list():  # leave nothing running, even when a check failed
             if info.state in ("starting", "running"):

@@ -57,6 +57,8 @@ NO_SANDBOX_WARNING = (
 )
 _READY_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 15.0
+_MAX_LABEL_KEY = 256
+_MAX_LABEL_VALUE = 4096
 
 
 class EnclaveEndpoints(TypedDict):
@@ -80,6 +82,9 @@ class EnclaveSpec:
         ports: enclave port -> host port (0 picks a free one); default: every port the image
             declares, on free host ports.
         network: ``"auto"`` (own namespace when possible), ``"netns"`` or ``"host"``.
+        labels: the caller's own tags (e.g. ``{"reef.job": "0x…"}``), kept with the enclave and
+            returned on :class:`EnclaveInfo`, so a caller finds its enclaves again after a
+            restart; :meth:`LocalBackend.update` keeps the labels the new spec does not name.
     """
 
     image: Path
@@ -89,14 +94,15 @@ class EnclaveSpec:
     memory_mib: int | None = None
     ports: Mapping[int, int] = field(default_factory=dict)
     network: Literal["auto", "netns", "host"] = "auto"
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
 class EnclaveInfo:
     """An enclave as its state file records it.
 
-    ``image_path`` and ``init_params_path`` are the files it was started from (absolute), so a
-    caller that staged them can recognise its own enclaves after a restart.
+    ``labels`` are the ones its spec gave; ``image_path`` and ``init_params_path`` are the files
+    it was started from (absolute).
     """
 
     id: str
@@ -115,6 +121,7 @@ class EnclaveInfo:
     created_ms: int
     public_keys: Mapping[str, bytes] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
     image_path: Path | None = None
     init_params_path: Path | None = None
 
@@ -142,6 +149,7 @@ class EnclaveInfo:
             "created_ms": self.created_ms,
             "public_keys": {k: v.hex() for k, v in self.public_keys.items()},
             "warnings": list(self.warnings),
+            "labels": dict(sorted(self.labels.items())),
             "image_path": str(self.image_path) if self.image_path else "",
             "init_params_path": str(self.init_params_path) if self.init_params_path else "",
         }
@@ -269,6 +277,7 @@ class LocalBackend:
             created_ms=spec["created_ms"],
             public_keys={k: bytes.fromhex(v) for k, v in state.get("public_keys", {}).items()},
             warnings=tuple(state.get("warnings", spec.get("warnings", []))),
+            labels=dict(spec.get("labels", {})),
             image_path=Path(source["image"]) if source.get("image") else None,
             init_params_path=Path(source["init_params"]) if source.get("init_params") else None,
         )
@@ -280,9 +289,12 @@ class LocalBackend:
         spec: EnclaveSpec,
         enclave_id: str,
         *,
-        keep_ports: Mapping[str, Any] | None = None,
+        keep: Mapping[str, Any] | None = None,
     ) -> tuple[dict[str, Any], Image]:
-        """Validate everything and plan the enclave; nothing is written or started here."""
+        """Validate everything and plan the enclave; nothing is written or started here.
+
+        ``keep`` is the plan of the enclave this one replaces: its host ports and labels stay.
+        """
         image = load_image(spec.image)
         manifest = image.manifest
         measurements = image.measurements
@@ -328,7 +340,8 @@ class LocalBackend:
         if sandbox == "none":
             warnings.append(NO_SANDBOX_WARNING)
 
-        ports = self._ports(manifest.ports, spec.ports, mode, keep_ports)
+        ports = self._ports(manifest.ports, spec.ports, mode, keep)
+        labels = {**(keep or {}).get("labels", {}), **_check_labels(spec.labels)}
         return (
             {
                 "id": enclave_id,
@@ -347,6 +360,7 @@ class LocalBackend:
                 **ports,
                 "home": str(self.home.root),
                 "kms": _wiring_json(self.kms),
+                "labels": dict(sorted(labels.items())),
                 "source": {
                     "image": str(spec.image.resolve()),
                     "init_params": str(spec.init_params.resolve()) if spec.init_params else "",
@@ -412,7 +426,7 @@ class LocalBackend:
     async def _start(
         self, spec: EnclaveSpec, enclave_id: str, *, keep: Mapping[str, Any] | None
     ) -> EnclaveInfo:
-        plan, image = await asyncio.to_thread(self._prepare, spec, enclave_id, keep_ports=keep)
+        plan, image = await asyncio.to_thread(self._prepare, spec, enclave_id, keep=keep)
         if self._authority is not None:
             from reef.attestation import TrustedRoot
 
@@ -560,6 +574,8 @@ class LocalBackend:
     async def update(self, enclave_id: str, spec: EnclaveSpec) -> EnclaveInfo:
         """Replace a running enclave's image, init params or limits, keeping its id and ports.
 
+        Labels of the old enclave that the new spec does not name are kept.
+
         The new spec is validated first: if it is invalid, the old enclave keeps running.
 
         Raises:
@@ -568,7 +584,7 @@ class LocalBackend:
         """
         run_dir = self._dir(enclave_id)
         old = json.loads((run_dir / "spec.json").read_text())
-        await asyncio.to_thread(self._prepare, spec, enclave_id, keep_ports=old)
+        await asyncio.to_thread(self._prepare, spec, enclave_id, keep=old)
         await self._stop(enclave_id)
         for entry in run_dir.iterdir():
             if entry.is_dir() and not entry.is_symlink():
@@ -671,6 +687,20 @@ def _check_host_command(command: list[str], image_dir: Path) -> None:
             raise ImageError(f"the image's command {program!r} does not exist or is not executable")
     elif shutil.which(program) is None:
         raise ImageError(f"the image's command {program!r} is not found on PATH")
+
+
+def _check_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    for key, value in labels.items():
+        if not isinstance(key, str) or not 0 < len(key) <= _MAX_LABEL_KEY:
+            raise InputError(
+                f"label name {key!r} must be a string of 1-{_MAX_LABEL_KEY} characters"
+            )
+        if not isinstance(value, str) or len(value) > _MAX_LABEL_VALUE:
+            raise InputError(
+                f"label {key} must be a string of at most {_MAX_LABEL_VALUE} characters, "
+                f"got {value!r}"
+            )
+    return dict(labels)
 
 
 def _wiring_json(kms: KmsWiring | None) -> dict[str, Any] | None:

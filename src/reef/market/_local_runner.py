@@ -1,11 +1,12 @@
 """The control plane's enclaves on reef's local dev TEE (:class:`reef.enclave.LocalBackend`).
 
-Each launch stages the job's image and init params under the control plane's own directory, at
-paths that name the job and the launch key (``<job id>--<key>.img``), and starts the enclave from
-there. The backend records those source paths in each enclave's state, which other processes can
-read, so a control plane that was killed (even between starting an enclave and noting its id)
-finds on restart exactly which enclaves are its own and for which job: enclaves started from
-anywhere else (``reef enclave run``, the KMS root) are never touched.
+Each launch stages the job's image and init params under the control plane's own directory
+(``<job id>--<key>.img``) and starts the enclave from there with labels that name this runner (its
+directory and, when given, the provider's address), the job and the launch key. The backend keeps
+labels with each enclave's state, which other processes can read, so a control plane that was
+killed (even between starting an enclave and noting its id) finds on restart exactly which
+enclaves are its own and for which job: enclaves started by anyone else (``reef enclave run``,
+the KMS root, another control plane) carry other labels or none and are never touched.
 
 Images are hard-linked from the download cache when the filesystem allows it (no copy), and the
 staged files of an enclave are removed when it is stopped.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -31,7 +31,13 @@ from reef.market._job_state import LaunchSpec
 
 __all__ = ["LocalRunner"]
 
-_STAGED = re.compile(r"^(0x[0-9a-f]{64})--([0-9a-f]{32})\.img$")
+# The labels this runner puts on its enclaves.
+_RUNNER_LABEL = "reef.runner"
+_PROVIDER_LABEL = "reef.provider"
+_JOB_LABEL = "reef.job"
+_KEY_LABEL = "reef.launch-key"
+_JOB_ID = re.compile(r"0x[0-9a-f]{64}")
+_KEY = re.compile(r"[0-9a-f]{32}")
 
 
 class LocalRunner:
@@ -40,15 +46,43 @@ class LocalRunner:
     Args:
         backend: the local dev TEE.
         workdir: where launches are staged (the control plane's own directory).
+        provider: the provider's address; when given, only enclaves labelled with it are this
+            runner's.
     """
 
-    def __init__(self, backend: LocalBackend, workdir: Path) -> None:
+    def __init__(
+        self, backend: LocalBackend, workdir: Path, *, provider: str | None = None
+    ) -> None:
         self.backend = backend
         self.workdir = workdir
+        self.provider = provider
         self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._runner = str(workdir.resolve())
+
+    def _staged(self, job_id: str, key: str) -> Path:
+        return self.workdir / f"{job_id}--{key}.img"
+
+    def _labels(self, job_id: str, key: str) -> dict[str, str]:
+        labels = {_RUNNER_LABEL: self._runner, _JOB_LABEL: job_id, _KEY_LABEL: key}
+        if self.provider is not None:
+            labels[_PROVIDER_LABEL] = self.provider
+        return labels
+
+    def _ours(self, info: EnclaveInfo) -> tuple[str, str] | None:
+        """The job id and launch key of one of this runner's enclaves; None for any other."""
+        labels = info.labels
+        if (
+            labels.get(_RUNNER_LABEL) != self._runner
+            or labels.get(_PROVIDER_LABEL) != self.provider
+        ):
+            return None
+        job_id, key = labels.get(_JOB_LABEL, ""), labels.get(_KEY_LABEL, "")
+        if not (_JOB_ID.fullmatch(job_id) and _KEY.fullmatch(key)):
+            return None
+        return job_id, key
 
     def _stage(self, spec: LaunchSpec, image: FetchedImage, key: str) -> EnclaveSpec:
-        image_path = self.workdir / f"{spec.job_id}--{key}.img"
+        image_path = self._staged(spec.job_id, key)
         if not image_path.exists():
             tmp = image_path.with_suffix(".tmp")
             tmp.unlink(missing_ok=True)
@@ -59,7 +93,7 @@ class LocalRunner:
             os.replace(tmp, image_path)
         init_path: Path | None = None
         if spec.init_params:
-            init_path = self.workdir / f"{spec.job_id}--{key}.init.json"
+            init_path = image_path.with_suffix(".init.json")
             init_path.write_bytes(spec.init_params)
         return EnclaveSpec(
             image=image_path,
@@ -67,6 +101,7 @@ class LocalRunner:
             debug=spec.debug,
             cpus=spec.vcpu,
             memory_mib=spec.memory,
+            labels=self._labels(spec.job_id, key),
         )
 
     def _running(self, info: EnclaveInfo, job_id: str, key: str) -> RunningEnclave:
@@ -90,56 +125,37 @@ class LocalRunner:
     ) -> RunningEnclave:
         """Update in place: the enclave keeps its id and host ports (the user's endpoint)."""
         staged = await asyncio.to_thread(self._stage, spec, image, key)
-        old = self._source(enclave_id)
+        old = self._ours(await self.backend.status(enclave_id))
         try:
             info = await self.backend.update(enclave_id, staged)
         except EnclaveError:
             # The old enclave is gone and the new one did not boot: leave nothing behind.
             with contextlib.suppress(ReefError):
-                await self._remove(enclave_id)
+                await self._remove(await self.backend.status(enclave_id))
             raise
-        if old is not None and old != staged.image:
-            self._unstage(old)
+        if old is not None and self._staged(*old) != staged.image:
+            self._unstage(self._staged(*old))
         return self._running(info, spec.job_id, key)
 
     async def stop(self, enclave_id: str) -> None:
-        source = self._source(enclave_id)
-        await self._remove(enclave_id)
-        if source is not None:
-            self._unstage(source)
-
-    async def _remove(self, enclave_id: str) -> None:
         info = await self.backend.status(enclave_id)
+        await self._remove(info)
+        ours = self._ours(info)
+        if ours is not None:
+            self._unstage(self._staged(*ours))
+
+    async def _remove(self, info: EnclaveInfo) -> None:
         if info.state in ("starting", "running"):
-            await self.backend.stop(enclave_id)
-        await self.backend.remove(enclave_id)
+            await self.backend.stop(info.id)
+        await self.backend.remove(info.id)
 
     async def list(self) -> Sequence[RunningEnclave]:
         found: list[RunningEnclave] = []
         for info in await self.backend.list():
-            source = self._source(info.id)
-            if source is None:
-                continue
-            match = _STAGED.match(source.name)
-            if match is None:
-                continue
-            found.append(self._running(info, match.group(1), match.group(2)))
+            ours = self._ours(info)
+            if ours is not None:
+                found.append(self._running(info, *ours))
         return found
-
-    def _source(self, enclave_id: str) -> Path | None:
-        """The staged image an enclave was started from, if it is one of ours.
-
-        Read from the backend's state file (``spec.json``, ``source.image``), which is written
-        before the enclave's processes start.
-        """
-        try:
-            spec = json.loads((self.backend.home.enclaves / enclave_id / "spec.json").read_text())
-            source = Path(str(spec["source"]["image"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        if source.parent.resolve() != self.workdir.resolve():
-            return None
-        return source
 
     def _unstage(self, image_path: Path) -> None:
         image_path.unlink(missing_ok=True)
