@@ -310,6 +310,21 @@ def test_decoding_ignores_foreign_events_and_rejects_malformed_ones(chain: TestC
         decode_market_log(broken)
 
 
+def test_remembered_addresses_change_no_result(chain: TestChain) -> None:
+    """The decoder caches checksummed addresses: any spelling decodes alike, a bad one always fails."""
+    log = chain.w3.eth.get_logs({"address": chain.deployment.market, "fromBlock": 0})[0]
+    decoder = market_decoder()
+    raw = _raw_json_log(log)
+    first = decoder.decode(raw)
+    assert first is not None
+    assert first.address == chain.deployment.market
+    as_bytes = {**raw, "address": bytearray.fromhex(raw["address"][2:])}
+    assert decoder.decode(raw) == decoder.decode(as_bytes) == decoder.decode(log) == first
+    for _ in range(2):
+        with pytest.raises(ChainError, match="malformed"):
+            decoder.decode({**raw, "address": "0x" + "zz" * 20})
+
+
 def test_invalid_utf8_metadata_neither_crashes_reads_nor_decoding(chain: TestChain) -> None:
     """Anyone can store non-UTF-8 bytes as a `string`; readers must survive it."""
     user = chain.users[1]

@@ -9,8 +9,9 @@ with replacement, so a hostile log cannot crash an indexer.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -232,6 +233,8 @@ _KMS_CLASSES: tuple[type[ChainEvent], ...] = (ImageApproved, ImageRevoked)
 
 # Fields whose bytes32 is a job id (printed as 0x + 64 hex) rather than raw bytes.
 _JOB_ID_FIELDS = frozenset({"job", "key"})
+# Distinct addresses a decoder remembers checksummed (see EventDecoder.__init__).
+_CHECKSUM_CACHE_SIZE = 4096
 
 
 def _snake(name: str) -> str:
@@ -247,6 +250,10 @@ def _as_bytes(value: Any) -> bytes:
     if isinstance(value, str):
         return bytes(HexBytes(value))
     raise ChainError(f"log field is neither bytes nor hex: {type(value).__name__}")
+
+
+def _checksum(value: str | bytes) -> Address:
+    return Address(to_checksum_address(value))
 
 
 def _as_int(value: Any) -> int:
@@ -286,6 +293,12 @@ class EventDecoder:
         missing = set(by_name) - {s.cls.__name__ for s in self._specs.values()}
         if missing:
             raise ChainError(f"the ABI lacks the events {sorted(missing)}")
+        # EIP-55 checksumming costs a Keccak per address, most of an indexer's decoding time,
+        # and an indexer meets the same few addresses (the market, its providers and owners)
+        # over and over: remember the latest few thousand, on this decoder only.
+        self._checksum: Callable[[str | bytes], Address] = functools.lru_cache(
+            maxsize=_CHECKSUM_CACHE_SIZE
+        )(_checksum)
 
     @property
     def topics(self) -> tuple[bytes, ...]:
@@ -322,13 +335,16 @@ class EventDecoder:
                 values[name] = value.decode("utf-8", errors="replace") if typ == "string" else value
             for name, typ in (*spec.indexed, *spec.data):
                 if typ == "address":
-                    values[name] = Address(to_checksum_address(values[name]))
+                    values[name] = self._checksum(values[name])
                 elif typ == "bytes32":
                     raw = bytes(values[name])
                     values[name] = JobId("0x" + raw.hex()) if name in _JOB_ID_FIELDS else raw
             tx_hash = log.get("transactionHash")
+            address = log["address"]
             return spec.cls(
-                address=Address(to_checksum_address(log["address"])),
+                address=self._checksum(
+                    bytes(address) if isinstance(address, bytearray) else address
+                ),
                 block_number=_as_int(log.get("blockNumber", 0)),
                 log_index=_as_int(log.get("logIndex", 0)),
                 tx_hash="0x" + _as_bytes(tx_hash).hex() if tx_hash is not None else "",
