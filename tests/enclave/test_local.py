@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -551,6 +552,28 @@ async def test_supervisor_killed_is_crashed_and_stop_cleans_up(
     assert "supervisor died" in (crashed.reason or "")
     await backend.stop(info.id)
     assert f"reef-{info.id}" not in netns_names()
+
+
+def _stat(pid: int) -> list[str]:
+    """``state, ppid, ...`` of a process (fields 3 onwards of /proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def test_supervisor_is_detached_and_nothing_is_left_to_reap(
+    hello: EnclaveInfo, home: ReefHome
+) -> None:
+    """The caller holds no process handle on an enclave: another backend may stop it."""
+    state = json.loads((home.enclaves / hello.id / "state.json").read_text())
+    assert int(_stat(state["supervisor_pid"])[1]) != os.getpid()
+    zombies = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = _stat(int(entry.name))
+                if fields[0] == "Z" and int(fields[1]) == os.getpid():
+                    zombies.append(int(entry.name))
+    assert zombies == []
 
 
 # -- bad images leave nothing running --------------------------------------------------------

@@ -48,10 +48,6 @@ def image(reef_home: Path) -> FetchedImage:
     return FetchedImage(f"http://store/images/{sha}", sha, path)
 
 
-# The first backend object keeps a Popen handle for the supervisor it started; when another
-# backend (standing for a restarted control plane) stops that enclave, the handle is never
-# waited on and Python warns when it is collected. The process itself is gone (checked below).
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_launch_list_replace_stop(reef_home: Path, image: FetchedImage) -> None:
     home = ReefHome(reef_home)
     backend = LocalBackend(home)
