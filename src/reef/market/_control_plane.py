@@ -41,7 +41,7 @@ import sqlalchemy as sa
 from reef.chain import IndexedEvent
 from reef.errors import ChainError, ImageError, InputError, ReefError
 from reef.market._fetch import FetchedImage, ImageFetcher
-from reef.market._job_state import Action, JobBook, JobPolicy, Launch, LaunchSpec, Terminate
+from reef.market._job_state import Action, JobBook, JobPolicy, LaunchSpec, Terminate
 
 __all__ = ["ControlPlane", "EnclaveRunner", "EventFeed", "RunningEnclave", "launch_key"]
 
@@ -217,13 +217,8 @@ class ControlPlane:
             if machine is not None:
                 machine.mark_terminated(reason)
         # Decide once, after the whole replay: intermediate states of the history never act.
-        actions = self.book.decide(self.now())
-        for action in actions:
-            if isinstance(action, Terminate):
-                self._record_terminated(action)
-                self._want[action.job_id] = None
-            else:
-                self._want[action.job_id] = action.spec
+        for action in self.book.decide(self.now()):
+            self._adopt(action)
         await self.reconcile()
         self._started = True
         # Ended jobs had their enclaves stopped by the reconciliation above; only jobs that
@@ -315,15 +310,21 @@ class ControlPlane:
 
     # -- acting -------------------------------------------------------------------------------
 
+    def _adopt(self, action: Action) -> None:
+        """Make ``action`` what its job wants; a termination is recorded before anything acts."""
+        if isinstance(action, Terminate):
+            self._record_terminated(action)
+            self._want[action.job_id] = None
+        else:
+            self._want[action.job_id] = action.spec
+
     def _dispatch(self, actions: Sequence[Action]) -> None:
         for action in actions:
             if isinstance(action, Terminate):
                 log.info("job %s: terminate (%s)", action.job_id, action.reason)
-                self._record_terminated(action)
-                self._want[action.job_id] = None
-            elif isinstance(action, Launch):
+            else:
                 log.info("job %s: launch %s", action.job_id, action.spec.image_url)
-                self._want[action.job_id] = action.spec
+            self._adopt(action)
             self._kick(action.job_id)
 
     def _kick(self, job_id: str) -> None:
@@ -349,13 +350,10 @@ class ControlPlane:
                     if machine is not None:
                         machine.fail(f"the job cannot be run: {exc}")
                     self._dispatch(self.book.decide(self.now()))
-                except (ReefError, OSError) as exc:
-                    self._retry_later(job_id, exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 30.0)
                 except Exception as exc:
-                    # A bug must not silently kill the job's task: log it loudly and retry.
-                    log.exception("job %s: unexpected failure", job_id)
+                    if not isinstance(exc, (ReefError, OSError)):
+                        # A bug must not silently kill the job's task: log it loudly and retry.
+                        log.exception("job %s: unexpected failure", job_id)
                     self._retry_later(job_id, exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 30.0)
