@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from reef.cli._common import read_file, read_input
 from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping
 from reef.encoding import parse_hex, to_hex
 from reef.errors import AttestationError, InputError, ReefError
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from reef.attestation import TrustedRoot, VerifiedAttestation
     from reef.attestation._cose import Encoding
 
-__all__ = ["Base64Input", "HexInput", "evidence_encoding", "read_input", "register"]
+__all__ = ["Base64Input", "HexInput", "evidence_encoding", "register"]
 
 app = typer.Typer(
     help="Attestation evidence: verify Nitro documents and TDX/SGX quotes, inspect, mint (dev).",
@@ -56,16 +57,6 @@ Base64Input = Annotated[bool, typer.Option("--base64", help="The input is base64
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="attestation")
-
-
-def read_input(path: str) -> bytes:
-    """The bytes of file ``path``, or of stdin for ``-``."""
-    if path == "-":
-        return sys.stdin.buffer.read()
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {path!r}: {exc.strerror}") from exc
 
 
 def evidence_encoding(hex_input: bool, b64_input: bool) -> Encoding:
@@ -231,10 +222,7 @@ def verify_cmd(
                     "this is a TDX/SGX quote: it needs its collateral",
                     hint="pass --collateral FILE (QuoteCollateralV3 JSON) and --at UNIX_S",
                 )
-            try:
-                collateral_bytes = collateral.read_bytes()
-            except OSError as exc:
-                raise InputError(f"cannot read {str(collateral)!r}: {exc.strerror}") from exc
+            collateral_bytes = read_file(collateral)
         result = verify(
             evidence,
             root=trusted,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from reef.cli._common import read_file
 from reef.cli._output import console, err_console, fail, print_json, print_mapping, print_table
 from reef.encoding import parse_hex, to_hex
 from reef.errors import ChannelError, InputError, ReefError
@@ -269,10 +270,7 @@ def _body(data: str | None) -> bytes:
     if data is None:
         return b""
     if data.startswith("@"):
-        try:
-            return Path(data[1:]).read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read {data[1:]}: {exc.strerror or exc}") from exc
+        return read_file(Path(data[1:]))
     return data.encode()
 
 

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._attestation import Base64Input, HexInput, evidence_encoding, read_input
+from reef.cli._attestation import Base64Input, HexInput, evidence_encoding
+from reef.cli._common import read_input
 from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping
 from reef.encoding import parse_hex
 from reef.errors import AttestationError, ConfigError, InputError, ReefError
