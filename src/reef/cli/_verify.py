@@ -83,19 +83,10 @@ def _expected_image_id(
         if init_params is not None or debug:
             raise InputError("--init-params and --debug need --image")
         return None
-    from reef.enclave import InitParams, load_image
+    from reef.node import expected_image_id, read_init_params
 
-    measurements = load_image(image).measurements
-    if init_params is not None:
-        try:
-            data = init_params.read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read {init_params}: {exc.strerror}") from exc
-        params = InitParams.from_json(data, source=str(init_params))
-        measurements = measurements.with_init_params(params.digest)
-    if debug:
-        measurements = measurements.as_debug()
-    return measurements.image_id
+    params = read_init_params(init_params) if init_params is not None else None
+    return expected_image_id(image, params, debug)
 
 
 def verify_cmd(
