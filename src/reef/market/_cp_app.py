@@ -29,6 +29,7 @@ from reef.market._rates import RateCard
 __all__ = ["ControlPlaneClient", "JobView", "control_plane_app"]
 
 _JOB_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
+_BAD_JOB_ID = "give the job id as ?id=0x followed by 64 hex digits"
 
 
 class JobView(Protocol):
@@ -67,7 +68,7 @@ def control_plane_app(view: JobView) -> Starlette:
     async def ip(request: Request) -> Response:
         job_id = job_id_of(request)
         if job_id is None:
-            return _bad_request("give the job id as ?id=0x followed by 64 hex digits")
+            return _bad_request(_BAD_JOB_ID)
         region = request.query_params.get("region")
         if region and region not in view.policy.rates.allowed_regions:
             return _bad_request(f"this provider does not serve region {region!r}")
@@ -95,7 +96,7 @@ def control_plane_app(view: JobView) -> Starlette:
     async def job(request: Request) -> Response:
         job_id = job_id_of(request)
         if job_id is None:
-            return _bad_request("give the job id as ?id=0x followed by 64 hex digits")
+            return _bad_request(_BAD_JOB_ID)
         status = view.job_status(job_id)
         if status is None:
             return JSONResponse({"error": f"job {job_id} is not a job of this provider"}, 404)
@@ -162,24 +163,21 @@ class ControlPlaneClient:
                 f"the control plane at {self.url} sent an invalid spec: {exc}"
             ) from exc
 
-    def job(self, job_id: str) -> dict[str, Any] | None:
-        """What the provider decided for a job (``GET /job``), or ``None`` if it does not know it."""
-        response = self._get("/job", {"id": job_id})
-        if response.status_code == 404:
+    def _lookup(self, path: str, job_id: str, *, absent: int) -> dict[str, Any] | None:
+        """``GET path?id=job_id``; ``None`` when the control plane answers ``absent``."""
+        response = self._get(path, {"id": job_id})
+        if response.status_code == absent:
             return None
         if response.status_code != 200:
             raise ServiceError(
-                f"GET /job answered HTTP {response.status_code}: {response.text[:200]}"
+                f"GET {path} answered HTTP {response.status_code}: {response.text[:200]}"
             )
         return self._json(response)
 
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        """What the provider decided for a job (``GET /job``), or ``None`` if it does not know it."""
+        return self._lookup("/job", job_id, absent=404)
+
     def ip(self, job_id: str) -> dict[str, Any] | None:
         """The running enclave's address and endpoints (``GET /ip``), or ``None`` if none runs."""
-        response = self._get("/ip", {"id": job_id})
-        if response.status_code == 400:
-            return None
-        if response.status_code != 200:
-            raise ServiceError(
-                f"GET /ip answered HTTP {response.status_code}: {response.text[:200]}"
-            )
-        return self._json(response)
+        return self._lookup("/ip", job_id, absent=400)

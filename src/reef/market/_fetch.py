@@ -204,7 +204,6 @@ class ImageFetcher:
                 client.stream("GET", url) as response,
             ):
                 if response.status_code != 200:
-                    writer.abort()
                     error = f"downloading the image {url} answered HTTP {response.status_code}"
                     if 400 <= response.status_code < 500:
                         raise ImageError(error)

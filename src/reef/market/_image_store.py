@@ -136,18 +136,18 @@ def image_store_app(
         base = public_url.rstrip("/") if public_url else str(request.base_url).rstrip("/")
         return f"{base}/images/{digest}"
 
+    too_large = f"the image is larger than the store's limit of {max_bytes} bytes"
+
     async def receive(request: Request, expect: str | None) -> Response:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            return _error(413, f"the image is larger than the store's limit of {max_bytes} bytes")
+            return _error(413, too_large)
         upload = store.writer(expect=expect)
         try:
             async for chunk in request.stream():
                 if upload.size + len(chunk) > max_bytes:
                     upload.abort()
-                    return _error(
-                        413, f"the image is larger than the store's limit of {max_bytes} bytes"
-                    )
+                    return _error(413, too_large)
                 upload.write(chunk)
             digest = upload.commit()
         except ImageError as exc:
