@@ -13,7 +13,7 @@ import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, get_args
 
 from eth_abi.abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
@@ -26,6 +26,7 @@ from reef.crypto import keccak256
 from reef.errors import ChainError
 
 __all__ = [
+    "JOB_EVENTS",
     "ChainEvent",
     "EventDecoder",
     "ImageApproved",
@@ -211,25 +212,12 @@ class ImageRevoked(ChainEvent):
 
 KmsRegistryEvent = ImageApproved | ImageRevoked
 
-_MARKET_CLASSES: tuple[type[ChainEvent], ...] = (
-    ProviderAdded,
-    ProviderRemoved,
-    ProviderUpdatedWithCp,
-    JobOpened,
-    JobSettled,
-    JobClosed,
-    JobDeposited,
-    JobWithdrew,
-    JobReviseRateInitiated,
-    JobReviseRateCancelled,
-    JobReviseRateFinalized,
-    JobMetadataUpdated,
-    LockCreated,
-    LockDeleted,
-    LockWaitTimeUpdated,
-    TokenUpdated,
+_MARKET_CLASSES: tuple[type[ChainEvent], ...] = get_args(MarketEvent)
+_KMS_CLASSES: tuple[type[ChainEvent], ...] = get_args(KmsRegistryEvent)
+JOB_EVENTS: tuple[type[ChainEvent], ...] = tuple(
+    cls for cls in _MARKET_CLASSES if "job" in {f.name for f in fields(cls)}
 )
-_KMS_CLASSES: tuple[type[ChainEvent], ...] = (ImageApproved, ImageRevoked)
+"""The market's events of one job (``JobOpened`` ... ``JobMetadataUpdated``): topic 1 is its id."""
 
 # Fields whose bytes32 is a job id (printed as 0x + 64 hex) rather than raw bytes.
 _JOB_ID_FIELDS = frozenset({"job", "key"})

@@ -36,7 +36,7 @@ from web3.exceptions import Web3Exception
 from web3.providers.base import JSONBaseProvider
 from web3.types import RPCEndpoint
 
-from reef.chain._events import ChainEvent, EventDecoder, market_decoder
+from reef.chain._events import JOB_EVENTS, ChainEvent, EventDecoder, market_decoder
 from reef.errors import ChainError, ConfigError, MisuseError, RPCError
 
 __all__ = [
@@ -59,18 +59,8 @@ DEFAULT_RANGE = 500
 _RANGE_REFUSALS = re.compile(
     r"range|too many|more than|limit|exceed|too large|response size|timeout", re.IGNORECASE
 )
-# MarketV1 job events and the names Oyster's job_events table gives them.
-_OYSTER_NAMES = {
-    "JobOpened": "Opened",
-    "JobClosed": "Closed",
-    "JobDeposited": "Deposited",
-    "JobSettled": "Settled",
-    "JobMetadataUpdated": "MetadataUpdated",
-    "JobWithdrew": "Withdrew",
-    "JobReviseRateInitiated": "ReviseRateInitiated",
-    "JobReviseRateCancelled": "ReviseRateCancelled",
-    "JobReviseRateFinalized": "ReviseRateFinalized",
-}
+# MarketV1 job events and the names Oyster's job_events table gives them (JobOpened -> Opened).
+_OYSTER_NAMES = {cls.__name__: cls.__name__.removeprefix("Job") for cls in JOB_EVENTS}
 # Field names of reef.chain's typed events that Oyster's event_data spells differently.
 _FIELD_ALIASES = {"job": "job_id", "from_": "from"}
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -188,27 +178,13 @@ class Web3BlockSource:
         entries = response.get("result") if isinstance(response, dict) else None
         if not isinstance(entries, list):
             raise RPCError(f"{what} answered no list of logs")
-        try:
-            return [
-                RawLog(
-                    block_number=_int(entry["blockNumber"]),
-                    block_hash=_hex(entry["blockHash"]),
-                    log_index=_int(entry["logIndex"]),
-                    tx_hash=_hex(entry["transactionHash"]),
-                    address=_hex(entry["address"]),
-                    topics=tuple(_raw(t) for t in entry["topics"]),
-                    data=_raw(entry["data"]),
-                )
-                for entry in entries
-                if not entry.get("removed", False)
-            ]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise RPCError(f"{what} answered a malformed log: {exc}") from exc
+        return _raw_logs(entries, what)
 
     def _formatted_logs(self, address: str, from_block: int, to_block: int) -> list[RawLog]:
         """Through web3.py's formatting, for providers that are not JSON-RPC (eth-tester)."""
+        what = f"eth_getLogs({from_block}..{to_block})"
         entries = self._call(
-            f"eth_getLogs({from_block}..{to_block})",
+            what,
             lambda: self._w3.eth.get_logs(
                 {
                     "address": Web3.to_checksum_address(address),
@@ -217,11 +193,21 @@ class Web3BlockSource:
                 }
             ),
         )
+        return _raw_logs(entries, what)
+
+
+def _raw_logs(entries: Sequence[Mapping[str, Any]], what: str) -> list[RawLog]:
+    """Logs as a node or web3.py gives them (hex strings or bytes and ints), without removed ones.
+
+    Raises:
+        RPCError: naming ``what`` when an entry lacks a field or holds a malformed one.
+    """
+    try:
         return [
             RawLog(
-                block_number=int(entry["blockNumber"]),
+                block_number=_int(entry["blockNumber"]),
                 block_hash=_hex(entry["blockHash"]),
-                log_index=int(entry["logIndex"]),
+                log_index=_int(entry["logIndex"]),
                 tx_hash=_hex(entry["transactionHash"]),
                 address=_hex(entry["address"]),
                 topics=tuple(_raw(t) for t in entry["topics"]),
@@ -230,6 +216,8 @@ class Web3BlockSource:
             for entry in entries
             if not entry.get("removed", False)
         ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RPCError(f"{what} answered a malformed log: {exc}") from exc
 
 
 def _int(value: Any) -> int:
