@@ -8,8 +8,9 @@ to be uint256 before anything is sent.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from eth_abi.abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
@@ -37,7 +38,6 @@ __all__ = [
     "deploy_contract",
 ]
 
-EventT = TypeVar("EventT")
 _KMS_BATCH = 256  # DynArray bound of approveImages / revokeImages
 LOG_CHUNK_BLOCKS = 10_000
 """Blocks per ``eth_getLogs`` request when reading events."""
@@ -65,6 +65,12 @@ def deploy_contract(transactor: Transactor, name: ContractName, *args: Any) -> t
     return Address(Web3.to_checksum_address(address)), int(receipt["blockNumber"])
 
 
+def _decode_all(decoder: EventDecoder, logs: Iterable[Any]) -> list[Any]:
+    """The logs whose events ``decoder`` knows, decoded, in order (others are skipped)."""
+    decoded = (decoder.decode(log) for log in logs)
+    return [event for event in decoded if event is not None]
+
+
 class ContractClient:
     """Shared plumbing: the contract object, the transactor and receipt decoding."""
 
@@ -80,6 +86,7 @@ class ContractClient:
     ) -> None:
         self.address: Address = parse_address(address, name=f"{self.CONTRACT} address")
         self.w3 = w3
+        self._account = account
         self._tx = Transactor(w3, account, progress=progress)
         self.contract: Contract = w3.eth.contract(
             address=Web3.to_checksum_address(self.address), abi=load_artifact(self.CONTRACT).abi
@@ -130,26 +137,26 @@ class ContractClient:
             fn = self.contract.get_function_by_name(function)(*args)
         return self._tx.send(fn, description)
 
-    def _decode_receipt(self, receipt: TxReceipt, decoder: EventDecoder) -> tuple[Any, ...]:
-        events: list[ChainEvent] = []
-        for log in receipt["logs"]:
-            if str(Web3.to_checksum_address(log["address"])) != self.address:
-                continue
-            event = decoder.decode(log)
-            if event is not None:
-                events.append(event)
-        return tuple(events)
-
-    @staticmethod
-    def _result(
-        tx_hash: str, receipt: TxReceipt, events: tuple[EventT, ...] = ()
-    ) -> TxResult[EventT]:
+    def _transact(
+        self, function: str, *args: Any, decoder: EventDecoder | None = None
+    ) -> TxResult[Any]:
+        """Send ``function(*args)``; the result's events are those ``decoder`` knows."""
+        tx_hash, receipt = self._send(function, *args)
         return TxResult(
             tx_hash=tx_hash,
             block_number=int(receipt["blockNumber"]),
             gas_used=int(receipt["gasUsed"]),
-            events=events,
+            events=() if decoder is None else self._decode_receipt(receipt, decoder),
         )
+
+    def _decode_receipt(self, receipt: TxReceipt, decoder: EventDecoder) -> tuple[Any, ...]:
+        """The events this contract emitted in a transaction (not those of contracts it called)."""
+        ours = (
+            log
+            for log in receipt["logs"]
+            if str(Web3.to_checksum_address(log["address"])) == self.address
+        )
+        return tuple(_decode_all(decoder, ours))
 
     def _logs(
         self,
@@ -235,29 +242,23 @@ class TokenClient(ContractClient):
 
     def approve(self, spender: str, amount: int) -> TxResult[ChainEvent]:
         """Allow ``spender`` to transfer up to ``amount`` of this account's tokens."""
-        tx_hash, receipt = self._send(
+        return self._transact(
             "approve", parse_address(spender, name="spender"), check_uint(amount, "amount")
         )
-        return self._result(tx_hash, receipt)
 
     def transfer(self, to: str, amount: int) -> TxResult[ChainEvent]:
-        tx_hash, receipt = self._send(
+        return self._transact(
             "transfer", parse_address(to, name="recipient"), check_uint(amount, "amount")
         )
-        return self._result(tx_hash, receipt)
 
     def mint(self, to: str, amount: int) -> TxResult[ChainEvent]:
         """Create ``amount`` new tokens for ``to`` (only the token's owner may)."""
-        tx_hash, receipt = self._send(
+        return self._transact(
             "mint", parse_address(to, name="recipient"), check_uint(amount, "amount")
         )
-        return self._result(tx_hash, receipt)
 
     def transfer_ownership(self, new_owner: str) -> TxResult[ChainEvent]:
-        tx_hash, receipt = self._send(
-            "transferOwnership", parse_address(new_owner, name="new owner")
-        )
-        return self._result(tx_hash, receipt)
+        return self._transact("transferOwnership", parse_address(new_owner, name="new owner"))
 
 
 def _image_id(value: bytes | str) -> bytes:
@@ -275,6 +276,10 @@ class KmsRegistryClient(ContractClient):
     """The registry of image ids allowed to derive keys (Oyster's KmsVerifiable)."""
 
     CONTRACT = "KmsRegistry"
+
+    @functools.cached_property
+    def _decoder(self) -> EventDecoder:
+        return kms_registry_decoder()
 
     @classmethod
     def deploy(
@@ -309,14 +314,13 @@ class KmsRegistryClient(ContractClient):
         ids = [_image_id(i) for i in image_ids]
         if not ids:
             raise InputError("give at least one image id")
-        decoder = kms_registry_decoder()
         events: list[Any] = []
         last: tuple[str, TxReceipt] | None = None
         gas = 0
         for start in range(0, len(ids), _KMS_BATCH):
             last = self._send(function, ids[start : start + _KMS_BATCH])
             gas += int(last[1]["gasUsed"])
-            events.extend(self._decode_receipt(last[1], decoder))
+            events.extend(self._decode_receipt(last[1], self._decoder))
         assert last is not None
         return TxResult(
             tx_hash=last[0],
@@ -334,10 +338,7 @@ class KmsRegistryClient(ContractClient):
         return self._batched("revokeImages", image_ids)
 
     def transfer_ownership(self, new_owner: str) -> TxResult[ChainEvent]:
-        tx_hash, receipt = self._send(
-            "transferOwnership", parse_address(new_owner, name="new owner")
-        )
-        return self._result(tx_hash, receipt)
+        return self._transact("transferOwnership", parse_address(new_owner, name="new owner"))
 
     def events(
         self,
@@ -347,10 +348,4 @@ class KmsRegistryClient(ContractClient):
         chunk: int = LOG_CHUNK_BLOCKS,
     ) -> list[KmsRegistryEvent]:
         """ImageApproved / ImageRevoked events in the block range, in chain order."""
-        decoder = kms_registry_decoder()
-        out: list[KmsRegistryEvent] = []
-        for log in self._logs(from_block, to_block, chunk=chunk):
-            event = decoder.decode(log)
-            if event is not None:
-                out.append(event)  # type: ignore[arg-type]
-        return out
+        return _decode_all(self._decoder, self._logs(from_block, to_block, chunk=chunk))

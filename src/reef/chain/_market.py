@@ -10,6 +10,7 @@ needs one call, not two.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from web3 import Web3
@@ -18,23 +19,11 @@ from reef.chain._clients import (
     LOG_CHUNK_BLOCKS,
     ContractClient,
     TokenClient,
+    _decode_all,
     check_uint,
     deploy_contract,
 )
-from reef.chain._events import (
-    ChainEvent,
-    JobClosed,
-    JobDeposited,
-    JobMetadataUpdated,
-    JobOpened,
-    JobReviseRateCancelled,
-    JobReviseRateFinalized,
-    JobReviseRateInitiated,
-    JobSettled,
-    JobWithdrew,
-    MarketEvent,
-    market_decoder,
-)
+from reef.chain._events import JOB_EVENTS, EventDecoder, JobOpened, MarketEvent, market_decoder
 from reef.chain._reasons import Revert, hint_for
 from reef.chain._tx import ProgressCallback, Sender, Transactor, TxResult
 from reef.chain._types import (
@@ -59,17 +48,6 @@ MAX_CP_BYTES = 1024
 """Longest control-plane URL a provider may register."""
 RATE_LOCK_SELECTOR = keccak256(b"RATE_LOCK")
 _ZERO_ADDRESS = "0x" + "00" * 20
-_JOB_EVENTS: tuple[type[ChainEvent], ...] = (
-    JobOpened,
-    JobSettled,
-    JobClosed,
-    JobDeposited,
-    JobWithdrew,
-    JobReviseRateInitiated,
-    JobReviseRateCancelled,
-    JobReviseRateFinalized,
-    JobMetadataUpdated,
-)
 _JOB_OUTPUTS = ("string", "address", "address", "uint256", "uint256", "uint256")
 
 
@@ -107,19 +85,9 @@ class MarketClient(ContractClient):
 
     CONTRACT = "Market"
 
-    def __init__(
-        self,
-        w3: Web3,
-        address: str,
-        *,
-        account: Sender = None,
-        progress: ProgressCallback | None = None,
-    ) -> None:
-        super().__init__(w3, address, account=account, progress=progress)
-        self._account = account
-        self._progress = progress
-        self._decoder = market_decoder()
-        self._token: TokenClient | None = None
+    @functools.cached_property
+    def _decoder(self) -> EventDecoder:
+        return market_decoder()
 
     @classmethod
     def deploy(
@@ -141,14 +109,12 @@ class MarketClient(ContractClient):
 
     # ---- constants and getters ----
 
-    @property
+    @functools.cached_property
     def token(self) -> TokenClient:
         """A client for the market's payment token, sending from the same account."""
-        if self._token is None:
-            self._token = TokenClient(
-                self.w3, self.token_address(), account=self._account, progress=self._progress
-            )
-        return self._token
+        return TokenClient(
+            self.w3, self.token_address(), account=self._account, progress=self._tx.progress
+        )
 
     def token_address(self) -> Address:
         return Address(Web3.to_checksum_address(self._call("token")))
@@ -218,8 +184,7 @@ class MarketClient(ContractClient):
     # ---- providers ----
 
     def _market_tx(self, function: str, *args: Any) -> TxResult[MarketEvent]:
-        tx_hash, receipt = self._send(function, *args)
-        return self._result(tx_hash, receipt, self._decode_receipt(receipt, self._decoder))
+        return self._transact(function, *args, decoder=self._decoder)
 
     def add_provider(self, cp: str) -> TxResult[MarketEvent]:
         """Register this account as a provider whose control plane listens at ``cp``."""
@@ -342,11 +307,6 @@ class MarketClient(ContractClient):
         if job is not None:
             # Topic 0 must be a job event too: other events' first indexed field (a zero
             # address, a lock selector) can equal a job id, job 0 in particular.
-            job_events = ["0x" + t.hex() for t in self._decoder.topics_of(_JOB_EVENTS)]
+            job_events = ["0x" + t.hex() for t in self._decoder.topics_of(JOB_EVENTS)]
             topics = [job_events, parse_job_id(job)]
-        out: list[MarketEvent] = []
-        for log in self._logs(from_block, to_block, topics, chunk=chunk):
-            event = self._decoder.decode(log)
-            if event is not None:
-                out.append(event)  # type: ignore[arg-type]
-        return out
+        return _decode_all(self._decoder, self._logs(from_block, to_block, topics, chunk=chunk))
