@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import gzip
 import hashlib
 import io
@@ -10,6 +11,7 @@ import random
 import shutil
 import struct
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -17,8 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import reef
 from reef.attestation import image_id as oyster_image_id
-from reef.enclave import Manifest, build_image, load_image, runtime_measurement
+from reef.enclave import RUNTIME_MODULES, Manifest, build_image, load_image, runtime_measurement
 from reef.errors import ImageError
 
 MANIFEST = b'name = "hello"\ncommand = ["python3", "server.py"]\nports = [8080]\n[env]\nA = "1"\n'
@@ -111,6 +114,74 @@ def _record(kind: bytes, path: str, data: bytes) -> bytes:
     return kind + struct.pack("<Q", len(raw)) + raw + struct.pack("<Q", len(data)) + data
 
 
+SRC = Path(reef.__file__).resolve().parent.parent
+
+
+def _source(module: str) -> Path | None:
+    base = SRC.joinpath(*module.split("."))
+    for path in (base / "__init__.py", base.with_suffix(".py")):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imported(tree: ast.AST) -> set[str]:
+    """Every module an import statement names (``from m import x`` names ``m`` and ``m.x``),
+    at any depth, except under ``if TYPE_CHECKING:``."""
+    found: set[str] = set()
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+            for branch in node.orelse:
+                found |= _imported(branch)
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "reef uses absolute imports"
+            assert node.module
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+        found |= _imported(node)
+    return found
+
+
+def _trusted_base_closure() -> list[str]:
+    """The reef modules ``python -m reef.enclave._supervisor`` can load, packages included."""
+    seen: set[str] = set()
+    todo = ["reef.enclave._supervisor"]
+    while todo:
+        parts = todo.pop().split(".")
+        for depth in range(1, len(parts) + 1):
+            module = ".".join(parts[:depth])
+            path = _source(module) if parts[0] == "reef" else None
+            if module not in seen and path is not None:
+                seen.add(module)
+                todo += _imported(ast.parse(path.read_text()))
+    return sorted(seen)
+
+
+def test_the_runtime_is_every_module_the_trusted_base_loads() -> None:
+    """RUNTIME_MODULES is the supervisor's import closure within reef (function-level imports
+    included), so PCR1 covers all the code that serves an enclave."""
+    closure = _trusted_base_closure()
+    assert list(RUNTIME_MODULES) == closure
+    for module in ("reef.attestation._dev", "reef.kms._derive_server", "reef.scallop._noise"):
+        assert module in closure
+    # What a supervisor has loaded once booted (its lazy imports done) is all measured.
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, reef.enclave._supervisor, reef.attestation, reef.kms, reef.scallop\n"
+            "print(' '.join(m for m in sys.modules if m.split('.')[0] == 'reef'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert "reef.kms._derive_server" in loaded
+    assert set(loaded) <= set(RUNTIME_MODULES)
+
+
 def test_measurement_follows_the_documented_recipe(tmp_path: Path) -> None:
     """Recompute PCR0/1/2 from the files on disk with the recipe in docs/enclave.md."""
     app = make_app(tmp_path / "app", FILES, seed=4)
@@ -125,8 +196,12 @@ def test_measurement_follows_the_documented_recipe(tmp_path: Path) -> None:
             entries.append((rel, kind, path.read_bytes()))
     entries.sort(key=lambda e: e[0].encode())
     app_bytes = b"reef.app.v1\0" + b"".join(_record(k, p, d) for p, k, d in entries)
-    runtime = runtime_measurement()
-    assert runtime.startswith(b"reef.runtime.v1\0")
+    runtime = b"reef.runtime.v2\0" + _record(b"v", "version", f"reef {reef.__version__}".encode())
+    for module in _trusted_base_closure():
+        path = _source(module)
+        assert path is not None
+        runtime += _record(b"f", path.relative_to(SRC).as_posix(), path.read_bytes())
+    assert runtime == runtime_measurement()
 
     def pcr(data: bytes) -> bytes:
         return hashlib.sha384(bytes(48) + hashlib.sha384(data).digest()).digest()

@@ -6,10 +6,11 @@ Oyster's PCR16 are formed. What is measured:
 
 - **PCR2, the app**: the image's entries (``reef.toml`` included) in archive order, i.e. sorted by
   their UTF-8 path, as records (below) after the tag ``b"reef.app.v1\\0"``.
-- **PCR1, the reef runtime**: the version record and the exact bytes of a fixed, versioned list
-  of reef's own modules that build and serve every enclave (the sandbox, limits, network, the
-  supervisor and its trusted base, the init-params decoder, this recipe), after the tag
-  ``b"reef.runtime.v1\\0"``. The same reef release gives the same PCR1 on every machine.
+- **PCR1, the reef runtime**: the version record and the exact bytes of every reef module the
+  trusted base can load (:data:`RUNTIME_MODULES`: the supervisor, its sandbox, limits and network,
+  the attestation servers and dev TEE authority, the KMS derive server and its Scallop client,
+  this recipe, and all they import from reef), after the tag ``b"reef.runtime.v2\\0"``. The same
+  reef release gives the same PCR1 on every machine.
 - **PCR0, the whole image**: the runtime bytes followed by the app bytes, as an EIF's PCR0 covers
   kernel, boot ramdisk and application together.
 - **PCR16**: ``SHA-384(48 zero bytes || init-params digest)`` (Oyster's ``pcr-extender``), only
@@ -25,7 +26,6 @@ stays the init-params measurement (Oyster's ``debug`` preset).
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -49,17 +49,70 @@ __all__ = [
 ]
 
 APP_TAG = b"reef.app.v1\0"
-RUNTIME_TAG = b"reef.runtime.v1\0"
-# The reef modules that make up every enclave's runtime. The list is part of the recipe: add to
-# it only together with a new RUNTIME_TAG version, and never measure files that vary by machine.
+RUNTIME_TAG = b"reef.runtime.v2\0"
+# Every reef module the trusted base can load, in measuring order: the import closure, within
+# reef, of the module the supervisor runs as (reef.enclave._supervisor), counting imports inside
+# functions and the package __init__ modules on the way, leaving out imports made only for type
+# checking. It is written out here rather than computed when measuring, so that every machine
+# measures the same files for the same release; tests/enclave/test_image.py recomputes the
+# closure and checks this list against it.
 RUNTIME_MODULES: tuple[str, ...] = (
+    "reef",
+    "reef.attestation",
+    "reef.attestation._chain",
+    "reef.attestation._cose",
+    "reef.attestation._dev",
+    "reef.attestation._image_id",
+    "reef.attestation._model",
+    "reef.attestation._nitro",
+    "reef.attestation._quote",
+    "reef.attestation._roots",
+    "reef.attestation._server",
+    "reef.attestation._statement",
+    "reef.attestation._verifier_service",
+    "reef.attestation._verify",
+    "reef.crypto",
+    "reef.crypto._curve25519",
+    "reef.crypto._eip712",
+    "reef.crypto._hashes",
+    "reef.crypto._sealed_box",
+    "reef.crypto._secp256k1",
+    "reef.enclave",
+    "reef.enclave._image",
     "reef.enclave._init_params",
     "reef.enclave._limits",
+    "reef.enclave._local",
+    "reef.enclave._manifest",
     "reef.enclave._measure",
     "reef.enclave._network",
     "reef.enclave._sandbox",
     "reef.enclave._supervisor",
     "reef.enclave._trusted_base",
+    "reef.encoding",
+    "reef.errors",
+    "reef.home",
+    "reef.kms",
+    "reef.kms._approval",
+    "reef.kms._client",
+    "reef.kms._derive",
+    "reef.kms._derive_server",
+    "reef.kms._http",
+    "reef.kms._keyring",
+    "reef.kms._pins",
+    "reef.kms._public",
+    "reef.kms._root",
+    "reef.kms._scallop",
+    "reef.kms._server",
+    "reef.kms._signing",
+    "reef.kms._store",
+    "reef.scallop",
+    "reef.scallop._handshake",
+    "reef.scallop._http",
+    "reef.scallop._noise",
+    "reef.scallop._policy",
+    "reef.scallop._server",
+    "reef.scallop._stream",
+    "reef.scallop._wire",
 )
 
 EntryKind = Literal["d", "f", "x", "l", "v"]
@@ -132,15 +185,19 @@ def runtime_measurement(modules: Iterable[str] = RUNTIME_MODULES) -> bytes:
         MisuseError: when a runtime module is missing (a broken installation).
     """
     parts = [RUNTIME_TAG, measure_record("v", "version", f"reef {reef.__version__}".encode())]
+    # Read from the files next to this reef package (what the supervisor imports), without
+    # importing anything.
+    top = Path(reef.__file__).parent.parent
     for name in modules:
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
+        base = top.joinpath(*name.split("."))
+        found = [p for p in (base / "__init__.py", base.with_suffix(".py")) if p.is_file()]
+        if not found:
             raise MisuseError(
                 f"the reef runtime module {name} is missing",
                 hint="reinstall reef; the runtime cannot be measured without it",
             )
-        path = name.replace(".", "/") + ".py"
-        parts.append(measure_record("f", path, Path(spec.origin).read_bytes()))
+        path = found[0]
+        parts.append(measure_record("f", path.relative_to(top).as_posix(), path.read_bytes()))
     return b"".join(parts)
 
 
