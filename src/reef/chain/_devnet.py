@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import rlp
@@ -139,6 +140,12 @@ def _checkpoint_start(
     return index + 1
 
 
+def _forget_state(directory: Path) -> None:
+    """Delete a devnet's journal, ``devnet.json`` and checkpoint (the lock file stays)."""
+    for name in (JOURNAL_NAME, INFO_NAME, CHECKPOINT_NAME):
+        (directory / name).unlink(missing_ok=True)
+
+
 def _chain_class(chain_id: int) -> Any:
     if chain_id == _DevChain.chain_id:
         return _DevChain
@@ -230,6 +237,28 @@ class Devnet:
         self._index()
 
     @classmethod
+    def _from_genesis(cls, genesis: Mapping[str, Any], *, clock: Callable[[], float]) -> Devnet:
+        """A new devnet as a journal's genesis entry (:meth:`_genesis_entry`) describes it.
+
+        Raises:
+            ConfigError: if the entry lacks a field or holds an invalid one.
+        """
+        try:
+            return cls(
+                chain_id=int(genesis["chain_id"]),
+                accounts=int(genesis["accounts"]),
+                balance_wei=int(genesis["balance_wei"]),
+                mnemonic=str(genesis["mnemonic"]),
+                clock=clock,
+                genesis_timestamp=int(genesis["timestamp"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"the devnet journal's genesis entry is invalid ({exc})",
+                hint="start over with `reef chain --fresh`",
+            ) from exc
+
+    @classmethod
     def _from_database(
         cls,
         genesis: Mapping[str, Any],
@@ -238,14 +267,7 @@ class Devnet:
         clock: Callable[[], float],
     ) -> Devnet:
         """A devnet over a py-evm database restored from a checkpoint (see :meth:`open`)."""
-        devnet = cls(
-            chain_id=int(genesis["chain_id"]),
-            accounts=int(genesis["accounts"]),
-            balance_wei=int(genesis["balance_wei"]),
-            mnemonic=str(genesis["mnemonic"]),
-            clock=clock,
-            genesis_timestamp=int(genesis["timestamp"]),
-        )
+        devnet = cls._from_genesis(genesis, clock=clock)
         devnet._chain = _chain_class(devnet.chain_id)(AtomicDB(MemoryDB(database)))
         devnet._index()
         return devnet
@@ -310,8 +332,7 @@ class Devnet:
         created = False
         try:
             if fresh:
-                for name in (JOURNAL_NAME, INFO_NAME, CHECKPOINT_NAME):
-                    (directory / name).unlink(missing_ok=True)
+                _forget_state(directory)
             replayed = 0
             if journal_path.exists():
                 journal, entries, ends = Journal.open(journal_path, durable=durable)
@@ -353,8 +374,7 @@ class Devnet:
             if created:
                 # A chain that failed to come up (say, its contracts did not deploy) is not
                 # kept: the next start begins cleanly instead of replaying half a deployment.
-                for name in (JOURNAL_NAME, INFO_NAME, CHECKPOINT_NAME):
-                    (directory / name).unlink(missing_ok=True)
+                _forget_state(directory)
             lock.release()
             raise
 
@@ -409,20 +429,7 @@ class Devnet:
         progress: ReplayProgress | None = None,
     ) -> Devnet:
         genesis = entries[0]
-        try:
-            devnet = cls(
-                chain_id=int(genesis["chain_id"]),
-                accounts=int(genesis["accounts"]),
-                balance_wei=int(genesis["balance_wei"]),
-                mnemonic=str(genesis["mnemonic"]),
-                clock=clock,
-                genesis_timestamp=int(genesis["timestamp"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"the devnet journal's genesis entry is invalid ({exc})",
-                hint="start over with `reef chain --fresh`",
-            ) from exc
+        devnet = cls._from_genesis(genesis, clock=clock)
         if "0x" + devnet._blocks[0].hash.hex() != genesis.get("hash"):
             raise ConfigError(
                 "the devnet journal's genesis block does not match this reef's genesis",
@@ -509,17 +516,8 @@ class Devnet:
         persistence = self._persistence
         if persistence is None:
             return
-        info = DevnetInfo(
-            chain_id=self._chain_id,
-            accounts=self._accounts,
-            genesis_timestamp=self._blocks[0].timestamp,
-            rate_lock_s=self._rate_lock_s,
-            deployment=self._deployment,
-            rpc_url=persistence.info.rpc_url,
-            blocks=len(self._blocks) - 1,
-        )
-        persistence.info = info
-        write_devnet_info(persistence.home, info)
+        persistence.info = self.info()
+        write_devnet_info(persistence.home, persistence.info)
 
     def record_endpoint(self, url: str | None) -> None:
         """Note in ``devnet.json`` where this devnet is served (``serve_devnet`` calls this)."""

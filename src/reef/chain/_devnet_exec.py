@@ -50,6 +50,17 @@ def _succeeds(vm: Any, request: TxRequest, gas: int) -> bool:
         return False
 
 
+def _run_or_fault(vm: Any, request: TxRequest, gas: int) -> Any:
+    """Like :func:`_run`, but a refusal or a failed execution raises a :class:`DevnetFault`."""
+    try:
+        computation = _run(vm, request, gas)
+    except ValidationError as exc:
+        raise rejection(exc) from exc
+    if computation.is_error:
+        raise execution_error(computation.error, bytes(computation.output), gas)
+    return computation
+
+
 def call_on(vm: Any, request: TxRequest, gas: int) -> bytes:
     """Run ``request`` with ``gas`` on ``vm``; return its output.
 
@@ -57,13 +68,7 @@ def call_on(vm: Any, request: TxRequest, gas: int) -> bytes:
         ExecutionReverted: if it reverts (with the revert data).
         DevnetFault: if it fails otherwise (out of gas, invalid opcode, bad nonce/funds).
     """
-    try:
-        computation = _run(vm, request, gas)
-    except ValidationError as exc:
-        raise rejection(exc) from exc
-    if computation.is_error:
-        raise execution_error(computation.error, bytes(computation.output), gas)
-    return bytes(computation.output)
+    return bytes(_run_or_fault(vm, request, gas).output)
 
 
 def estimate_on(vm: Any, request: TxRequest, cap: int) -> int:
@@ -73,12 +78,7 @@ def estimate_on(vm: Any, request: TxRequest, cap: int) -> int:
         ExecutionReverted: if it reverts even with the cap.
         DevnetFault: if it fails with the cap for another reason.
     """
-    try:
-        first = _run(vm, request, cap)
-    except ValidationError as exc:
-        raise rejection(exc) from exc
-    if first.is_error:
-        raise execution_error(first.error, bytes(first.output), cap)
+    first = _run_or_fault(vm, request, cap)
     used = cap - int(first.get_gas_remaining())
     low, high = used - 1, cap  # invariant: low is not enough, high is
     for candidate in (used, used + used // 63 + 2300):

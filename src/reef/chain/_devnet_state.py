@@ -160,12 +160,20 @@ def read_devnet_info(home: ReefHome) -> DevnetInfo:
 
 def write_devnet_info(home: ReefHome, info: DevnetInfo) -> None:
     """Replace ``devnet.json`` atomically (owner-only: it lists private keys, even dev ones)."""
-    path = home.path("chain", INFO_NAME)
-    tmp = path.with_suffix(".json.tmp")
+    text = json.dumps(info.to_json(), indent=2) + "\n"
+    _replace_private_file(home.path("chain", INFO_NAME), text.encode())
+
+
+def _replace_private_file(path: Path, *chunks: bytes) -> None:
+    """Replace ``path`` with ``chunks`` atomically (a synced temporary file, then a rename),
+    readable by the owner only."""
+    tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(info.to_json(), handle, indent=2)
-        handle.write("\n")
+    with os.fdopen(fd, "wb") as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 
@@ -240,6 +248,18 @@ class Journal:
         """
         fd = os.open(path, os.O_RDWR)
         handle = os.fdopen(fd, "r+b")
+        try:
+            entries, ends = cls._read(path, handle)
+        except BaseException:
+            handle.close()
+            raise
+        handle.seek(0, os.SEEK_END)
+        return cls(path, handle, durable=durable), entries, ends
+
+    @staticmethod
+    def _read(path: Path, handle: IO[bytes]) -> tuple[list[dict[str, Any]], list[int]]:
+        """The entries of the journal open as ``handle`` and where each ends; a last line cut
+        short is cut from the file (see :meth:`open`)."""
         data = handle.read()
         end = data.rfind(b"\n") + 1
         if end != len(data):
@@ -254,30 +274,25 @@ class Journal:
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError as exc:
-                handle.close()
                 raise ConfigError(
                     f"the devnet journal {path} is corrupt at line {number}: {exc}",
                     hint=_FRESH_HINT,
                 ) from exc
             if not isinstance(entry, dict):
-                handle.close()
                 raise ConfigError(
                     f"the devnet journal {path} is corrupt at line {number} (not an object)",
                     hint=_FRESH_HINT,
                 )
             entries.append(entry)
         if not entries or entries[0].get("kind") != "genesis":
-            handle.close()
             raise ConfigError(f"the devnet journal {path} has no genesis entry", hint=_FRESH_HINT)
         if entries[0].get("format") != JOURNAL_FORMAT:
-            handle.close()
             raise ConfigError(
                 f"the devnet journal {path} has format {entries[0].get('format')!r}, "
                 f"this reef reads format {JOURNAL_FORMAT}",
                 hint=_FRESH_HINT,
             )
-        handle.seek(0, os.SEEK_END)
-        return cls(path, handle, durable=durable), entries, ends
+        return entries, ends
 
     @property
     def path(self) -> Path:
@@ -329,14 +344,9 @@ def write_checkpoint(
         "payload_bytes": len(payload),
         "sha256": hashlib.sha256(payload).hexdigest(),
     }
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(json.dumps(described, separators=(",", ":")).encode() + b"\n")
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    _replace_private_file(
+        path, json.dumps(described, separators=(",", ":")).encode() + b"\n", payload
+    )
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[bytes, bytes]] | None:
