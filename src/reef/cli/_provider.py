@@ -14,7 +14,6 @@ from reef.cli._output import JsonOption, fail, print_result
 from reef.errors import ConfigError, ReefError
 
 if TYPE_CHECKING:
-    from reef.home import ReefHome
     from reef.node import ProviderService
 
 __all__ = ["register"]
@@ -37,11 +36,6 @@ KeyOption = typer.Option("--key", help="File with the provider's private key (he
 DbOption = typer.Option(
     "--db", help="SQLAlchemy URL of the indexer database (default: SQLite in $REEF_HOME/provider)."
 )
-
-
-def _db_url(home: ReefHome, db: str | None) -> str:
-    """``--db``, else the provider's SQLite database under ``$REEF_HOME/provider``."""
-    return db or f"sqlite:///{home.path('provider', 'index.db')}"
 
 
 @app.command("run")
@@ -95,7 +89,13 @@ def run(
     from reef.enclave import LocalBackend
     from reef.home import ReefHome
     from reef.market import ImagePolicy, LocalRunner, RateCard, read_list_file
-    from reef.node import ProviderService, ProviderSettings, load_key_file, locate_market
+    from reef.node import (
+        ProviderDirs,
+        ProviderService,
+        ProviderSettings,
+        load_key_file,
+        locate_market,
+    )
 
     home = ReefHome.from_env().ensure()
     try:
@@ -108,13 +108,14 @@ def run(
             address = where.network.provider
         else:
             raise ConfigError("which provider is this?", hint="pass --key FILE or --provider ADDR")
+        dirs = ProviderDirs(home)
         card = RateCard.from_files(rates, bandwidth) if rates else RateCard.dev()
         settings = ProviderSettings(
             rpc_url=where.rpc_url,
             market=where.market_address,
             provider=address,
-            db_url=_db_url(home, db),
-            cache_dir=home.path("provider", "cache", ".keep").parent,
+            db_url=db or dirs.db_url,
+            cache_dir=dirs.cache_dir,
             rates=card,
             image_policy=ImagePolicy.from_files(allow_images, deny_images),
             allow_owners=read_list_file(allow_owners, kind="address") if allow_owners else None,
@@ -128,7 +129,7 @@ def run(
             port=port,
             public_host=public_host,
         )
-        runner = LocalRunner(LocalBackend(home), home.path("provider", "launch", ".keep").parent)
+        runner = LocalRunner(LocalBackend(home), dirs.launch_dir)
         service = ProviderService(settings, runner)
         asyncio.run(_serve(service))
     except ReefError as exc:
@@ -195,14 +196,14 @@ def index_cmd(
     """Copy the market's events into the database (what `provider run` does continuously)."""
     from reef.chain import Indexer, Web3BlockSource
     from reef.home import ReefHome
-    from reef.node import connect, locate_market
+    from reef.node import ProviderDirs, connect, locate_market
 
     home = ReefHome.from_env().ensure()
     try:
         where = locate_market(home, rpc=rpc, market=market)
         indexer = Indexer(
             Web3BlockSource(connect(where.rpc_url)),
-            _db_url(home, db),
+            db or ProviderDirs(home).db_url,
             contract=where.market_address,
             start_block=where.start_block if start_block is None else start_block,
             confirmations=confirmations,

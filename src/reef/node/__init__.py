@@ -23,7 +23,13 @@ from reef.node._deploy import (
     wait_for_enclave,
 )
 from reef.node._network import NETWORK_FILE, NetworkInfo
-from reef.node._provider import ProviderService, ProviderSettings, connect, register_provider
+from reef.node._provider import (
+    ProviderDirs,
+    ProviderService,
+    ProviderSettings,
+    connect,
+    register_provider,
+)
 from reef.node._serve import Served, serve_app
 from reef.node._session import (
     MarketLocation,
@@ -42,6 +48,7 @@ __all__ = [
     "NETWORK_FILE",
     "NetworkInfo",
     "PROVIDER_ACCOUNT",
+    "ProviderDirs",
     "ProviderService",
     "ProviderSettings",
     "Served",

@@ -17,6 +17,7 @@ from web3 import Web3
 
 from reef.chain import Indexer, MarketClient, TxResult, Web3BlockSource, parse_address
 from reef.errors import ChainError, ConfigError, RPCError
+from reef.home import ReefHome
 from reef.market import (
     ControlPlane,
     EnclaveRunner,
@@ -29,7 +30,33 @@ from reef.market import (
 )
 from reef.node._serve import Served, serve_app
 
-__all__ = ["ProviderService", "ProviderSettings", "connect", "register_provider"]
+__all__ = ["ProviderDirs", "ProviderService", "ProviderSettings", "connect", "register_provider"]
+
+
+@dataclass(frozen=True)
+class ProviderDirs:
+    """Where a provider keeps its state in a home (``$REEF_HOME/provider``).
+
+    ``reef up`` and ``reef provider run`` must agree on these: a provider recognises its own
+    enclaves by the launch directory they were staged in (:class:`reef.market.LocalRunner`).
+    """
+
+    home: ReefHome
+
+    @property
+    def db_url(self) -> str:
+        """The indexer's SQLite database."""
+        return f"sqlite:///{self.home.path('provider', 'index.db')}"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Downloaded images, by hash."""
+        return self.home.path("provider", "cache", ".keep").parent
+
+    @property
+    def launch_dir(self) -> Path:
+        """Where launches are staged."""
+        return self.home.path("provider", "launch", ".keep").parent
 
 
 @dataclass(frozen=True, kw_only=True)

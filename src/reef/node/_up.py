@@ -36,7 +36,12 @@ from reef.errors import ReefError, ServiceError
 from reef.home import ReefHome
 from reef.market import ImageStore, LocalRunner, RateCard, image_store_app
 from reef.node._network import NetworkInfo
-from reef.node._provider import ProviderService, ProviderSettings, register_provider
+from reef.node._provider import (
+    ProviderDirs,
+    ProviderService,
+    ProviderSettings,
+    register_provider,
+)
 from reef.node._serve import Served, serve_app
 
 __all__ = ["PROVIDER_ACCOUNT", "LocalNetwork", "UpSettings"]
@@ -150,14 +155,15 @@ class LocalNetwork:
         progress("starting the provider's control plane")
         provider_account = devnet.accounts[PROVIDER_ACCOUNT]
         backend = LocalBackend(home, authority=authority, kms=kms_wiring)
-        runner = LocalRunner(backend, home.path("provider", "launch", ".keep").parent)
+        dirs = ProviderDirs(home)
+        runner = LocalRunner(backend, dirs.launch_dir)
         self.provider = await ProviderService(
             ProviderSettings(
                 rpc_url=self._rpc.url,
                 market=deployment.market,
                 provider=provider_account.address,
-                db_url=f"sqlite:///{home.path('provider', 'index.db')}",
-                cache_dir=home.path("provider", "cache", ".keep").parent,
+                db_url=dirs.db_url,
+                cache_dir=dirs.cache_dir,
                 rates=s.rates,
                 safety_margin_s=margin,
                 start_block=deployment.block,
