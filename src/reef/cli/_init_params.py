@@ -85,6 +85,13 @@ def _collect(
     return params
 
 
+def _image_id(image: Path, digest: bytes) -> bytes:
+    """The image id of ``image`` booted with init params of this digest (its PCR16)."""
+    from reef.enclave import load_image
+
+    return load_image(image).measurements.with_init_params(digest).image_id
+
+
 def _seal_key(
     image: Path | None,
     kms: str | None,
@@ -93,8 +100,8 @@ def _seal_key(
     digest: bytes,
 ) -> tuple[bytes, bytes]:
     """The KMS X25519 key for the final image id; returns ``(key, image_id)``."""
-    from reef.enclave import load_image
     from reef.encoding import parse_hex
+    from reef.kms import fetch_identity, init_params_public_key
 
     if image is None or kms is None:
         raise InputError(
@@ -103,11 +110,7 @@ def _seal_key(
             hint="give --image FILE and --kms URL (the KMS root's public listener), "
             "with --kms-verification-key HEX or --kms-root ROOT",
         )
-    image_id = load_image(image).measurements.with_init_params(digest).image_id
-    try:
-        from reef import kms as kms_pkg
-    except ImportError as exc:  # pragma: no cover - the KMS package ships with reef
-        raise InputError("reef.kms is not available; secret init params need the KMS") from exc
+    image_id = _image_id(image, digest)
     if verification_key is not None:
         signing: bytes | dict[int, bytes] = parse_hex(
             verification_key, name="--kms-verification-key", length=64
@@ -119,7 +122,7 @@ def _seal_key(
         from reef.home import ReefHome
 
         root = TrustedRoot.resolve(kms_root, ReefHome.from_env())
-        identity = asyncio.run(kms_pkg.fetch_identity(kms, root=root))
+        identity = asyncio.run(fetch_identity(kms, root=root))
         signing = identity.signing_keys
     else:
         raise InputError(
@@ -127,7 +130,7 @@ def _seal_key(
             hint="give --kms-verification-key HEX (the root's signing key) or --kms-root ROOT "
             "to verify the KMS's attested identity",
         )
-    return kms_pkg.init_params_public_key(kms, image_id, signing_key=signing), image_id
+    return init_params_public_key(kms, image_id, signing_key=signing), image_id
 
 
 def _summary(params: InitParams, output: Path | None, image_id: bytes | None) -> dict[str, Any]:
@@ -215,9 +218,7 @@ def build_cmd(
         else:
             built = InitParams.build(params)
             if image is not None:
-                from reef.enclave import load_image
-
-                image_id = load_image(image).measurements.with_init_params(built.digest).image_id
+                image_id = _image_id(image, built.digest)
         output.write_bytes(built.to_json())
     except ReefError as exc:
         raise fail(exc) from exc
@@ -235,13 +236,13 @@ def show_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Show an init-params file: digest, PCR16 and its params (secrets stay sealed)."""
-    from reef.enclave import InitParams, load_image
+    from reef.enclave import InitParams
 
     try:
         params = InitParams.from_json(read_file(file), source=str(file))
         image_id = None
         if image is not None:
-            image_id = load_image(image).measurements.with_init_params(params.digest).image_id
+            image_id = _image_id(image, params.digest)
     except ReefError as exc:
         raise fail(exc) from exc
     _print(_summary(params, None, image_id), as_json)
