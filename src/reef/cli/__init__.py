@@ -25,7 +25,7 @@ from reef.cli import (
     _verifier,
     _verify,
 )
-from reef.cli._output import err_console
+from reef.cli._output import fail
 from reef.errors import ReefError
 
 __all__ = ["app", "main"]
@@ -62,10 +62,6 @@ def main() -> None:
         app()
     except ReefError as exc:
         # A command that did not handle its own error still gets a readable message, not a trace.
-        stream = err_console()
-        stream.print(f"error: {exc.message}", markup=False)
-        if exc.hint:
-            stream.print(f"hint: {exc.hint}", markup=False)
-        sys.exit(1)
+        sys.exit(fail(exc).exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
