@@ -212,6 +212,13 @@ class World:
             heartbeat_interval=3600,
         )
 
+    async def started(self) -> ControlPlane:
+        """A control plane that has replayed the feed and carried out what it decided."""
+        cp = self.control_plane()
+        await cp.start()
+        await settle(cp)
+        return cp
+
 
 @pytest.fixture
 def world(tmp_path: Path) -> World:
@@ -240,9 +247,7 @@ async def test_a_paying_job_gets_exactly_one_enclave(world: World) -> None:
 async def test_unacceptable_jobs_get_no_enclave_and_say_why(world: World) -> None:
     world.feed.open(1, rate=MIN_RATE - 1)
     world.feed.open(2, instance="c5.metal")
-    cp = world.control_plane()
-    await cp.start()
-    await settle(cp)
+    cp = await world.started()
     assert world.runner.enclaves == {}
     assert "below this provider's minimum" in cp.job_status(job_id(1))["reason"]  # type: ignore[index]
     assert "not offered" in cp.job_status(job_id(2))["reason"]  # type: ignore[index]
@@ -250,9 +255,7 @@ async def test_unacceptable_jobs_get_no_enclave_and_say_why(world: World) -> Non
 
 async def test_metadata_update_with_a_new_image_replaces_the_enclave(world: World) -> None:
     world.feed.open(1)
-    cp = world.control_plane()
-    await cp.start()
-    await settle(cp)
+    cp = await world.started()
     (first,) = world.runner.of(1)
     world.feed.add("MetadataUpdated", 1, new_metadata=metadata("two"))
     await settle(cp)
@@ -263,9 +266,7 @@ async def test_metadata_update_with_a_new_image_replaces_the_enclave(world: Worl
 
 async def test_a_rate_increase_keeps_the_enclave(world: World) -> None:
     world.feed.open(1, balance=10**12)
-    cp = world.control_plane()
-    await cp.start()
-    await settle(cp)
+    cp = await world.started()
     world.feed.add("ReviseRateInitiated", 1, new_rate=hex(MIN_RATE * 2))
     await settle(cp)
     assert len(world.runner.launches) == 1
@@ -274,9 +275,7 @@ async def test_a_rate_increase_keeps_the_enclave(world: World) -> None:
 
 async def test_a_rate_revision_below_the_minimum_stops_it(world: World) -> None:
     world.feed.open(1)
-    cp = world.control_plane()
-    await cp.start()
-    await settle(cp)
+    cp = await world.started()
     world.feed.add("ReviseRateInitiated", 1, new_rate="0x0")
     await settle(cp)
     assert world.runner.of(1) == []
@@ -285,9 +284,7 @@ async def test_a_rate_revision_below_the_minimum_stops_it(world: World) -> None:
 
 async def test_close_stops_it(world: World) -> None:
     world.feed.open(1)
-    cp = world.control_plane()
-    await cp.start()
-    await settle(cp)
+    cp = await world.started()
     world.feed.add("Closed", 1)
     await settle(cp)
     assert world.runner.enclaves == {}
@@ -297,9 +294,7 @@ async def test_insolvency_stops_the_enclave_before_the_money_runs_out(world: Wor
     world.margin = 60
     # 100 base units per second; 1000 s of money from t=1000
     world.feed.open(1, balance=100 * 1000, at=1000)
-    cp = world.control_plane()
-    await cp.start()
-    await settle(cp)
+    cp = await world.started()
     world.clock.now = 1000 + 1000 - 60 - 1
     await settle(cp)
     assert len(world.runner.of(1)) == 1
@@ -314,9 +309,7 @@ async def test_insolvency_stops_the_enclave_before_the_money_runs_out(world: Wor
 async def test_a_chain_clock_ahead_of_the_wall_clock_counts(world: World) -> None:
     world.margin = 60
     world.feed.open(1, balance=100 * 1000, at=1000)
-    cp = world.control_plane()
-    await cp.start()
-    await settle(cp)
+    cp = await world.started()
     world.clock.now = 1500  # the wall clock says there is time left ...
     world.feed.chain_clock = 1000 + 1000 - 60  # ... but blocks are already stamped later
     await settle(cp)
@@ -408,9 +401,7 @@ async def test_download_and_launch_failures_are_retried(world: World) -> None:
     world.transport = image_transport(fail_first=2)
     world.runner.fail_launches = 2
     world.feed.open(1)
-    cp = world.control_plane()
-    await cp.start()
-    await settle(cp)
+    await world.started()
     assert len(world.runner.of(1)) == 1
 
 
@@ -419,9 +410,7 @@ async def test_download_and_launch_failures_are_retried(world: World) -> None:
 
 async def test_a_crashed_enclave_is_relaunched_by_the_heartbeat(world: World) -> None:
     world.feed.open(1)
-    cp = world.control_plane()
-    await cp.start()
-    await settle(cp)
+    cp = await world.started()
     (enclave,) = world.runner.of(1)
     world.runner.enclaves[enclave.enclave_id] = replace(enclave, state="crashed")
     await cp.reconcile()
@@ -435,9 +424,7 @@ async def test_restart_keeps_one_enclave_per_paying_job_and_none_for_others(worl
     world.feed.open(1)
     world.feed.open(2)
     world.feed.open(3)
-    cp = world.control_plane()
-    await cp.start()
-    await settle(cp)
+    cp = await world.started()
     await cp.close()
     # While the control plane is down: job 2 closes, and a duplicate for job 1 appears (as a
     # launch interrupted by kill -9 would leave), plus a stale enclave of job 3's old metadata.
@@ -446,9 +433,7 @@ async def test_restart_keeps_one_enclave_per_paying_job_and_none_for_others(worl
     world.runner.enclaves["dup"] = replace(one, enclave_id="dup", state="starting")
     (three,) = world.runner.of(3)
     world.runner.enclaves["old"] = replace(three, enclave_id="old", key="stale")
-    restarted = world.control_plane()
-    await restarted.start()
-    await settle(restarted)
+    await world.started()
     assert [e.enclave_id for e in world.runner.of(1)] == [one.enclave_id]
     assert world.runner.of(2) == []
     assert [e.enclave_id for e in world.runner.of(3)] == [three.enclave_id]
@@ -457,41 +442,31 @@ async def test_restart_keeps_one_enclave_per_paying_job_and_none_for_others(worl
 
 async def test_a_job_with_no_enclave_after_a_restart_is_launched(world: World) -> None:
     world.feed.open(1)
-    cp = world.control_plane()
-    await cp.start()
-    await settle(cp)
+    cp = await world.started()
     await cp.close()
     world.runner.enclaves.clear()  # e.g. the machine rebooted
-    restarted = world.control_plane()
-    await restarted.start()
-    await settle(restarted)
+    await world.started()
     assert len(world.runner.of(1)) == 1
 
 
 async def test_terminations_survive_a_restart(world: World) -> None:
     world.margin = 0
     world.feed.open(1, balance=100 * 100, at=1000)  # 100 s of money
-    cp = world.control_plane()
-    await cp.start()
-    await settle(cp)
+    cp = await world.started()
     world.clock.now = 1100
     await settle(cp)
     assert world.runner.of(1) == []
     await cp.close()
     # A deposit arrives after the termination: replaying history alone would revive the job.
     world.feed.add("Deposited", 1, amount=hex(10**9))
-    restarted = world.control_plane()
-    await restarted.start()
-    await settle(restarted)
+    restarted = await world.started()
     assert world.runner.of(1) == []
     assert "would run out" in restarted.job_status(job_id(1))["reason"]  # type: ignore[index]
 
 
 async def test_a_chain_outage_keeps_enclaves_and_reports_the_error(world: World) -> None:
     world.feed.open(1)
-    cp = world.control_plane()
-    await cp.start()
-    await settle(cp)
+    cp = await world.started()
     world.feed.fail = "connection refused"
     await settle(cp)
     assert "connection refused" in cp.last_error
@@ -512,9 +487,7 @@ async def test_jobs_of_other_providers_are_left_alone(world: World) -> None:
         balance=hex(10**7),
         timestamp=hex(1000),
     )
-    cp = world.control_plane()
-    await cp.start()
-    await settle(cp)
+    cp = await world.started()
     assert world.runner.enclaves == {}
     assert cp.job_status(job_id(1)) is None
 
@@ -522,9 +495,7 @@ async def test_jobs_of_other_providers_are_left_alone(world: World) -> None:
 async def test_stop_all_leaves_no_enclave(world: World) -> None:
     world.feed.open(1)
     world.feed.open(2)
-    cp = world.control_plane()
-    await cp.start()
-    await settle(cp)
+    cp = await world.started()
     await cp.stop_all()
     assert world.runner.enclaves == {}
 
@@ -535,9 +506,7 @@ async def test_stop_all_leaves_no_enclave(world: World) -> None:
 async def test_http_api(world: World) -> None:
     world.feed.open(1)
     world.feed.open(2, rate=1)
-    cp = world.control_plane()
-    await cp.start()
-    await settle(cp)
+    cp = await world.started()
     transport = httpx.ASGITransport(app=control_plane_app(cp))
     async with httpx.AsyncClient(transport=transport, base_url="http://cp") as client:
         spec = (await client.get("/spec")).json()
