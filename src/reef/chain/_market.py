@@ -40,7 +40,7 @@ from reef.chain._types import (
 from reef.crypto import keccak256
 from reef.errors import ChainError, ContractRevertError, InputError, MarketError
 
-__all__ = ["MAX_CP_BYTES", "MAX_METADATA_BYTES", "RATE_LOCK_SELECTOR", "MarketClient"]
+__all__ = ["MAX_CP_BYTES", "MAX_METADATA_BYTES", "RATE_LOCK_SELECTOR", "MarketClient", "check_text"]
 
 MAX_METADATA_BYTES = 32768
 """Longest job metadata the market stores (UTF-8 bytes; ``String[32768]`` in Market.vy)."""
@@ -51,7 +51,8 @@ _ZERO_ADDRESS = "0x" + "00" * 20
 _JOB_OUTPUTS = ("string", "address", "address", "uint256", "uint256", "uint256")
 
 
-def _check_text(value: str, name: str, limit: int) -> str:
+def check_text(value: str, name: str, limit: int) -> str:
+    """``value`` if it is a string of at most ``limit`` UTF-8 bytes, else :class:`InputError`."""
     if not isinstance(value, str):
         raise InputError(f"{name} must be a string, got {type(value).__name__}")
     size = len(value.encode("utf-8"))
@@ -188,7 +189,7 @@ class MarketClient(ContractClient):
 
     def add_provider(self, cp: str) -> TxResult[MarketEvent]:
         """Register this account as a provider whose control plane listens at ``cp``."""
-        return self._market_tx("providerAdd", _check_text(cp, "control-plane URL", MAX_CP_BYTES))
+        return self._market_tx("providerAdd", check_text(cp, "control-plane URL", MAX_CP_BYTES))
 
     def remove_provider(self) -> TxResult[MarketEvent]:
         """Unregister this account (its open jobs keep running and paying)."""
@@ -197,7 +198,7 @@ class MarketClient(ContractClient):
     def update_provider(self, cp: str) -> TxResult[MarketEvent]:
         """Change this provider's control-plane URL."""
         return self._market_tx(
-            "providerUpdateWithCp", _check_text(cp, "control-plane URL", MAX_CP_BYTES)
+            "providerUpdateWithCp", check_text(cp, "control-plane URL", MAX_CP_BYTES)
         )
 
     # ---- jobs ----
@@ -224,7 +225,7 @@ class MarketClient(ContractClient):
 
         With ``approve`` (default), first approves the market for ``balance`` if needed.
         """
-        _check_text(metadata, "job metadata", MAX_METADATA_BYTES)
+        check_text(metadata, "job metadata", MAX_METADATA_BYTES)
         provider_address = parse_address(provider, name="provider")
         check_uint(balance, "balance")
         checked_rate = _check_rate(rate)
@@ -286,7 +287,7 @@ class MarketClient(ContractClient):
         return self._market_tx(
             "jobMetadataUpdate",
             parse_job_id(job),
-            _check_text(metadata, "job metadata", MAX_METADATA_BYTES),
+            check_text(metadata, "job metadata", MAX_METADATA_BYTES),
         )
 
     # ---- events ----

@@ -35,8 +35,10 @@ from reef.chain import (
     Revert,
     parse_job_id,
 )
+from reef.chain._clients import check_uint
+from reef.chain._market import check_text
 from reef.chain._reasons import hint_for
-from reef.errors import InputError, MarketError, MisuseError
+from reef.errors import MarketError, MisuseError
 
 __all__ = [
     "MarketModel",
@@ -52,15 +54,10 @@ _UINT256_MAX = 2**256 - 1
 _ZERO = Address("0x0000000000000000000000000000000000000000")
 
 
-def _check_uint(value: int, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _UINT256_MAX:
-        raise InputError(f"{name} must be an integer in [0, 2**256-1], got {value!r}")
-
-
 def settlement_amount(rate: int, duration_s: int) -> Amount:
     """What ``duration_s`` seconds cost at ``rate``: ``ceil(rate * duration / 10**12)``, uncapped."""
-    _check_uint(rate, "rate")
-    _check_uint(duration_s, "duration")
+    check_uint(rate, "rate")
+    check_uint(duration_s, "duration")
     return Amount(-(-rate * duration_s // RATE_SCALE))
 
 
@@ -188,7 +185,7 @@ class MarketModel:
             self._move(self.market, to, amount)
 
     def mint(self, sender: str, to: str, amount: int) -> None:
-        _check_uint(amount, "amount")
+        check_uint(amount, "amount")
         if Address(sender) != self.token_owner:
             raise _refuse(Revert.ONLY_TOKEN_OWNER_MINT)
         if Address(to) == _ZERO:
@@ -197,11 +194,11 @@ class MarketModel:
         self.balances[Address(to)] = Amount(self.balance(to) + amount)
 
     def transfer(self, sender: str, to: str, amount: int) -> None:
-        _check_uint(amount, "amount")
+        check_uint(amount, "amount")
         self._move(Address(sender), Address(to), amount)
 
     def approve(self, sender: str, spender: str, amount: int) -> None:
-        _check_uint(amount, "amount")
+        check_uint(amount, "amount")
         if Address(spender) == _ZERO:
             raise _refuse(Revert.APPROVE_ZERO)
         self.allowances[(Address(sender), Address(spender))] = Amount(amount)
@@ -209,7 +206,7 @@ class MarketModel:
     # ---- providers ----
 
     def provider_add(self, sender: str, cp: str) -> None:
-        _check_text(cp, "control-plane URL", MAX_CP_BYTES)
+        check_text(cp, "control-plane URL", MAX_CP_BYTES)
         if self.providers.get(Address(sender)):
             raise _refuse(Revert.PROVIDER_EXISTS)
         if not cp:
@@ -222,7 +219,7 @@ class MarketModel:
         del self.providers[Address(sender)]
 
     def provider_update(self, sender: str, cp: str) -> None:
-        _check_text(cp, "control-plane URL", MAX_CP_BYTES)
+        check_text(cp, "control-plane URL", MAX_CP_BYTES)
         if not self.providers.get(Address(sender)):
             raise _refuse(Revert.NOT_A_PROVIDER)
         if not cp:
@@ -253,9 +250,9 @@ class MarketModel:
         self, sender: str, metadata: str, provider: str, rate: int, balance: int, *, now: int
     ) -> JobId:
         """``jobOpen``: returns the new job's id."""
-        _check_text(metadata, "job metadata", MAX_METADATA_BYTES)
-        _check_uint(rate, "rate")
-        _check_uint(balance, "balance")
+        check_text(metadata, "job metadata", MAX_METADATA_BYTES)
+        check_uint(rate, "rate")
+        check_uint(balance, "balance")
         self._at(now)
         if not self.providers.get(Address(provider)):
             raise _refuse(Revert.PROVIDER_NOT_REGISTERED)
@@ -284,7 +281,7 @@ class MarketModel:
 
     def job_deposit(self, sender: str, job: JobId, amount: int, *, now: int) -> None:
         """``jobDeposit`` (anyone; the tokens come from ``sender``)."""
-        _check_uint(amount, "amount")
+        check_uint(amount, "amount")
         self._at(now)
         found = self._job(job)
         self._check_pull(Address(sender), amount)
@@ -293,12 +290,12 @@ class MarketModel:
 
     def job_withdraw(self, sender: str, job: JobId, amount: int, *, now: int) -> None:
         """``jobWithdraw`` (owner): settles, then keeps the notice reserve."""
-        _check_uint(amount, "amount")
+        check_uint(amount, "amount")
         self._at(now)
         found = self._owned(sender, job, Revert.ONLY_OWNER_WITHDRAW)
-        if amount > withdrawable(found, now, self.lock_wait_s) or (
-            settle(found, now).job.balance < notice_reserve(found.rate, self.lock_wait_s)
-        ):
+        balance = settle(found, now).job.balance
+        reserve = notice_reserve(found.rate, self.lock_wait_s)
+        if not (balance >= reserve and amount <= balance - reserve):  # as Market.vy says it
             raise _refuse(Revert.WITHDRAW_RESERVE)
         self._settle(job)
         settled = self.jobs[job]
@@ -307,7 +304,7 @@ class MarketModel:
 
     def job_revise_rate_initiate(self, sender: str, job: JobId, new_rate: int, *, now: int) -> None:
         """``jobReviseRateInitiate`` (owner): locks ``new_rate`` for the lock wait time."""
-        _check_uint(new_rate, "new rate")
+        check_uint(new_rate, "new rate")
         self._at(now)
         self._owned(sender, job, Revert.ONLY_OWNER_REVISE)
         if new_rate > MAX_RATE:
@@ -356,12 +353,7 @@ class MarketModel:
 
     def job_metadata_update(self, sender: str, job: JobId, metadata: str, *, now: int) -> None:
         """``jobMetadataUpdate`` (owner)."""
-        _check_text(metadata, "job metadata", MAX_METADATA_BYTES)
+        check_text(metadata, "job metadata", MAX_METADATA_BYTES)
         self._at(now)
         found = self._owned(sender, job, Revert.ONLY_OWNER_METADATA)
         self.jobs[job] = dataclasses.replace(found, metadata=metadata)
-
-
-def _check_text(value: str, name: str, limit: int) -> None:
-    if len(value.encode("utf-8")) > limit:
-        raise InputError(f"{name} is longer than the market's {limit} bytes")
