@@ -25,7 +25,7 @@ from typing import Any
 
 from reef.enclave import EnclaveInfo, EnclaveSpec, LocalBackend
 from reef.errors import EnclaveError, ReefError
-from reef.market._control_plane import RunningEnclave
+from reef.market._control_plane import LIVE_STATES, RunningEnclave
 from reef.market._fetch import FetchedImage
 from reef.market._job_state import LaunchSpec
 
@@ -145,7 +145,7 @@ class LocalRunner:
             self._unstage(self._staged(*ours))
 
     async def _remove(self, info: EnclaveInfo) -> None:
-        if info.state in ("starting", "running"):
+        if info.state in LIVE_STATES:
             await self.backend.stop(info.id)
         await self.backend.remove(info.id)
 
