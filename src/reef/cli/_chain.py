@@ -12,7 +12,7 @@ from reef.cli._output import JsonOption, err_console, fail, print_json, print_ma
 from reef.errors import ReefError
 
 if TYPE_CHECKING:
-    from reef.chain import DevAccount, Devnet, DevnetInfo
+    from reef.chain import Devnet, DevnetInfo
     from reef.home import ReefHome
 
 __all__ = ["register"]
@@ -183,14 +183,6 @@ def _stored(home: ReefHome) -> DevnetInfo | None:
     return read_devnet_info(home)
 
 
-def _account_row(account: DevAccount) -> dict[str, Any]:
-    return {
-        "index": account.index,
-        "address": account.address,
-        "private_key": "0x" + account.private_key.hex(),
-    }
-
-
 @app.command("accounts")
 def accounts_cmd(as_json: bool = JsonOption) -> None:
     """The dev accounts and their keys (public knowledge: development only)."""
@@ -203,7 +195,7 @@ def accounts_cmd(as_json: bool = JsonOption) -> None:
     except ReefError as exc:
         raise fail(exc) from exc
     accounts = info.accounts if info is not None else dev_accounts()
-    rows = [_account_row(account) for account in accounts]
+    rows = [account.to_json() for account in accounts]
     if as_json:
         print_json({"warning": DEV_KEYS_WARNING, "accounts": rows})
         return
