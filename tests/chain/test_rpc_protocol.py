@@ -139,6 +139,20 @@ def sign(devnet: Devnet, index: int = 0, **fields: Any) -> Any:
     return Account.sign_transaction(base, devnet.accounts[index].private_key)
 
 
+def sign_legacy(devnet: Devnet, **fields: Any) -> Any:
+    """Like :func:`sign`, for a legacy (type 0, EIP-155) transaction: a gas price, no fee caps."""
+    base: dict[str, Any] = {
+        "chainId": DEVNET_CHAIN_ID,
+        "nonce": 0,
+        "gas": 21000,
+        "to": "0x" + "22" * 20,
+        "value": 1,
+        "gasPrice": 3 * 10**9,
+    }
+    base.update(fields)
+    return Account.sign_transaction(base, devnet.accounts[0].private_key)
+
+
 @pytest.fixture(scope="module")
 def emitter_code() -> dict[str, Any]:
     out = vyper.compile_code(EMITTER, output_formats=["abi", "bytecode"])
@@ -324,15 +338,7 @@ def test_transaction_and_receipt_fields_match_what_was_signed(call: Client, devn
 
 
 def test_legacy_transaction_fields(call: Client, devnet: Devnet) -> None:
-    fields = {
-        "chainId": DEVNET_CHAIN_ID,
-        "nonce": 0,
-        "gas": 21000,
-        "to": "0x" + "22" * 20,
-        "value": 1,
-        "gasPrice": 3 * 10**9,
-    }
-    signed = Account.sign_transaction(fields, devnet.accounts[0].private_key)
+    signed = sign_legacy(devnet)
     tx_hash = call("eth_sendRawTransaction", "0x" + bytes(signed.raw_transaction).hex())
     tx = call("eth_getTransactionByHash", tx_hash)
     assert (tx["type"], tx["v"], tx["gasPrice"]) == ("0x0", hex(signed.v), hex(3 * 10**9))
@@ -775,15 +781,7 @@ def test_transaction_json_hashes_to_the_transaction_hash(call: Client, devnet: D
     """Re-encode transactions from their JSON fields (EIP-2718 envelopes) and hash them."""
     access = [{"address": "0x" + "33" * 20, "storageKeys": ["0x" + "00" * 31 + "07"]}]
     dynamic = sign(devnet, nonce=0, gas=40000, accessList=access, data="0xabcdef")
-    legacy_fields = {
-        "chainId": DEVNET_CHAIN_ID,
-        "nonce": 1,
-        "gas": 21000,
-        "to": "0x" + "22" * 20,
-        "value": 5,
-        "gasPrice": 3 * 10**9,
-    }
-    legacy = Account.sign_transaction(legacy_fields, devnet.accounts[0].private_key)
+    legacy = sign_legacy(devnet, nonce=1, value=5)
     for signed in (dynamic, legacy):
         call("eth_sendRawTransaction", "0x" + bytes(signed.raw_transaction).hex())
 
