@@ -21,6 +21,9 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dev_tee_support import get, now_ms
 from reef.attestation import DevAuthority, Expectations, TrustedRoot, verify_nitro
 from reef.cli import app as cli
 from reef.crypto import generate_x25519
@@ -63,10 +66,6 @@ runner = CliRunner()
 async def invoke(args: list[str], home: ReefHome) -> Result:
     """Run the CLI from an async test (its commands call asyncio.run, so not on this loop)."""
     return await asyncio.to_thread(runner.invoke, cli, args, env={"REEF_HOME": str(home.root)})
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def make_image(root: Path, name: str, files: dict[str, str], **manifest: object) -> Path:
@@ -152,17 +151,6 @@ async def wait_state(backend: LocalBackend, enclave_id: str, limit_s: float = 30
         if info.state not in ("starting", "running") or time.monotonic() > deadline:
             return info
         await asyncio.sleep(0.1)
-
-
-async def get(url: str, *, attempts: int = 50) -> httpx.Response:
-    """GET, retrying while the app inside is still starting."""
-    async with httpx.AsyncClient(timeout=10) as http:
-        for _ in range(attempts):
-            try:
-                return await http.get(url)
-            except httpx.TransportError:
-                await asyncio.sleep(0.1)
-        return await http.get(url)
 
 
 @pytest.fixture(scope="module")

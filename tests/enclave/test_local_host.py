@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dev_tee_support import get, now_ms
 from reef.attestation import DevAuthority, Expectations, verify_nitro
 from reef.enclave import EnclaveSpec, LocalBackend, build_image
 from reef.errors import InputError
@@ -20,20 +20,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(sys.platform != "linux", reason="the dev TEE runs on Linux"),
 ]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-async def get(url: str, *, attempts: int = 50) -> httpx.Response:
-    async with httpx.AsyncClient(timeout=10) as http:
-        for _ in range(attempts):
-            try:
-                return await http.get(url)
-            except httpx.TransportError:
-                await asyncio.sleep(0.1)
-        return await http.get(url)
 
 
 @pytest.fixture

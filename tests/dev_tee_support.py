@@ -1,0 +1,30 @@
+"""Helpers for tests that run local dev-TEE enclaves (tests/enclave, tests/scallop, ...).
+
+Import it with the tests folder on ``sys.path``, as the chain tests import their support module::
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from dev_tee_support import get, now_ms
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+
+def now_ms() -> int:
+    """The wall clock in milliseconds (what live attestation checks compare against)."""
+    return int(time.time() * 1000)
+
+
+async def get(url: str, *, attempts: int = 50, request_timeout: float = 10.0) -> httpx.Response:
+    """GET, retrying every 0.1 s while nothing listens yet (the app inside is still starting)."""
+    async with httpx.AsyncClient(timeout=request_timeout) as http:
+        for _ in range(attempts):
+            try:
+                return await http.get(url)
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+        return await http.get(url)
