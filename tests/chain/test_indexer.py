@@ -54,8 +54,21 @@ def test_events_are_stored_in_oysters_job_events_shape(db: str) -> None:
 
 
 def test_oyster_names() -> None:
-    assert oyster_event_name("JobReviseRateInitiated") == "ReviseRateInitiated"
+    # Oyster's job_events names (reference §4.4), for each MarketV1 job event.
+    oyster = {
+        "JobOpened": "Opened",
+        "JobSettled": "Settled",
+        "JobClosed": "Closed",
+        "JobDeposited": "Deposited",
+        "JobWithdrew": "Withdrew",
+        "JobReviseRateInitiated": "ReviseRateInitiated",
+        "JobReviseRateCancelled": "ReviseRateCancelled",
+        "JobReviseRateFinalized": "ReviseRateFinalized",
+        "JobMetadataUpdated": "MetadataUpdated",
+    }
+    assert {name: oyster_event_name(name) for name in oyster} == oyster
     assert oyster_event_name("ProviderAdded") == "ProviderAdded"
+    assert oyster_event_name("LockCreated") == "LockCreated"
 
 
 def test_confirmation_depth_holds_back_recent_blocks(db: str) -> None:
@@ -230,6 +243,20 @@ def test_the_unique_key_rejects_a_duplicate_log(db: str) -> None:
     indexer.poll()
     with pytest.raises(ChainError, match="already stored"):
         indexer._commit(None, chain.block(0), chain.logs(MARKET, 0, 0))
+
+
+def test_an_unreadable_database_is_a_chain_error(db: str) -> None:
+    chain = FakeChain()
+    chain.mine(opened(1))
+    indexer = make_indexer(chain, db)
+    indexer.poll()
+    with indexer.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE job_events"))
+        conn.execute(sa.text("DROP TABLE indexer_state"))
+    with pytest.raises(ChainError, match="cannot read the indexer database"):
+        indexer.checkpoint()
+    with pytest.raises(ChainError, match="cannot read the indexer database"):
+        indexer.events()
 
 
 def test_bad_database_url() -> None:

@@ -408,15 +408,12 @@ class Indexer:
     # -- reading what is stored ------------------------------------------------------------
 
     def checkpoint(self) -> IndexerCheckpoint | None:
-        try:
-            with self._engine.connect() as conn:
-                row = conn.execute(
-                    sa.select(self._state).where(self._state.c.stream == self.stream)
-                ).first()
-        except sa.exc.SQLAlchemyError as exc:
-            raise ChainError(f"cannot read the indexer database: {exc}") from exc
-        if row is None:
+        rows = _fetch(
+            self._engine, sa.select(self._state).where(self._state.c.stream == self.stream)
+        )
+        if not rows:  # the stream is the primary key: one row at most
             return None
+        row = rows[0]
         return IndexerCheckpoint(
             chain_id=int(row.chain_id),
             contract=str(row.contract),
@@ -576,11 +573,6 @@ def _read_events(
         .order_by(table.c.id)
         .limit(limit)
     )
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(query).all()
-    except sa.exc.SQLAlchemyError as exc:
-        raise ChainError(f"cannot read the indexer database: {exc}") from exc
     return [
         IndexedEvent(
             id=int(row.id),
@@ -592,5 +584,14 @@ def _read_events(
             job_id=row.job_id,
             data=json.loads(row.event_data),
         )
-        for row in rows
+        for row in _fetch(engine, query)
     ]
+
+
+def _fetch(engine: sa.Engine, query: sa.Select[Any]) -> Sequence[sa.Row[Any]]:
+    """The rows ``query`` selects; a database failure is a :class:`~reef.errors.ChainError`."""
+    try:
+        with engine.connect() as conn:
+            return conn.execute(query).all()
+    except sa.exc.SQLAlchemyError as exc:
+        raise ChainError(f"cannot read the indexer database: {exc}") from exc
