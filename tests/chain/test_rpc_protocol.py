@@ -125,32 +125,27 @@ def call(devnet: Devnet, monotonic: Monotonic) -> Client:
     return Client(DevnetRpc(devnet, monotonic=monotonic))
 
 
+# A 1-wei transfer from dev account 0; sign() and sign_legacy() add the fee fields.
+TRANSFER: dict[str, Any] = {
+    "chainId": DEVNET_CHAIN_ID,
+    "nonce": 0,
+    "gas": 21000,
+    "to": "0x" + "22" * 20,
+    "value": 1,
+}
+
+
 def sign(devnet: Devnet, index: int = 0, **fields: Any) -> Any:
-    base: dict[str, Any] = {
-        "chainId": DEVNET_CHAIN_ID,
-        "nonce": 0,
-        "gas": 21000,
-        "to": "0x" + "22" * 20,
-        "value": 1,
-        "maxFeePerGas": 10**10,
-        "maxPriorityFeePerGas": 10**9,
-    }
-    base.update(fields)
-    return Account.sign_transaction(base, devnet.accounts[index].private_key)
+    fees = {"maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9}
+    return Account.sign_transaction(
+        {**TRANSFER, **fees, **fields}, devnet.accounts[index].private_key
+    )
 
 
 def sign_legacy(devnet: Devnet, **fields: Any) -> Any:
     """Like :func:`sign`, for a legacy (type 0, EIP-155) transaction: a gas price, no fee caps."""
-    base: dict[str, Any] = {
-        "chainId": DEVNET_CHAIN_ID,
-        "nonce": 0,
-        "gas": 21000,
-        "to": "0x" + "22" * 20,
-        "value": 1,
-        "gasPrice": 3 * 10**9,
-    }
-    base.update(fields)
-    return Account.sign_transaction(base, devnet.accounts[0].private_key)
+    fees = {"gasPrice": 3 * 10**9}
+    return Account.sign_transaction({**TRANSFER, **fees, **fields}, devnet.accounts[0].private_key)
 
 
 @pytest.fixture(scope="module")
