@@ -81,6 +81,15 @@ def test_cgroup_v1_limits_are_written(tmp_path: Path) -> None:
     assert limits.oom_killed()
 
 
+def test_a_later_process_cleans_up_from_the_description(tmp_path: Path) -> None:
+    limits = Limits.prepare(
+        "e4", memory_mib=64, cpus=1, layout=_fake_v1(tmp_path), available_cpus=[0, 1]
+    )
+    described = json.loads(json.dumps(limits.describe()))  # as state.json keeps it
+    assert Limits.from_description(described) == limits
+    assert Limits.from_description({}).groups == ()  # a supervisor that died before any
+
+
 def test_cgroup_v2_limits_are_written(tmp_path: Path) -> None:
     own = tmp_path / "own"
     own.mkdir()

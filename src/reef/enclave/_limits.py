@@ -26,10 +26,10 @@ import os
 import resource
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from reef.errors import EnclaveError, InputError
 
@@ -161,6 +161,19 @@ class Limits:
                 return cls("cgroup1", memory_mib, cpus, groups, affinity, tuple(notes))
         notes.append("no writable memory cgroup: memory is limited by RLIMIT_AS")
         return cls("rlimit", memory_mib, cpus, (), allowed[:cpus], tuple(notes))
+
+    @classmethod
+    def from_description(cls, described: Mapping[str, Any]) -> Limits:
+        """The limits :meth:`describe` recorded, so that another process can clean up after
+        the one that prepared them (an empty description has no groups)."""
+        return cls(
+            method=described.get("method", "rlimit"),
+            memory_mib=int(described.get("memory_mib", 0)),
+            cpus=int(described.get("cpus", 0)),
+            groups=tuple(Path(g) for g in described.get("groups", [])),
+            affinity=tuple(described.get("affinity", [])),
+            notes=tuple(described.get("notes", [])),
+        )
 
     def preexec(self) -> Callable[[], None]:
         """What the child runs between fork and exec: join the groups, or apply the rlimits."""

@@ -31,9 +31,15 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from reef.enclave._image import Image, load_image
 from reef.enclave._init_params import InitParams
+from reef.enclave._limits import Limits
 from reef.enclave._manifest import MIN_MEMORY_MIB
 from reef.enclave._network import HOST_MODE_WARNING, NetworkMode, choose_network, free_port
-from reef.enclave._sandbox import bwrap_path, python_runtime_paths, resolve_command
+from reef.enclave._sandbox import (
+    SECRET_FILES,
+    bwrap_path,
+    python_runtime_paths,
+    resolve_command,
+)
 from reef.errors import EnclaveError, ImageError, InputError, MisuseError, ReefError
 
 if TYPE_CHECKING:
@@ -721,7 +727,7 @@ def _force_cleanup(run_dir: Path, state: Mapping[str, Any]) -> list[int]:
 
     Returns the PIDs still alive afterwards (none, normally).
     """
-    groups = [Path(g) for g in state.get("limits", {}).get("groups", [])]
+    limits = Limits.from_description(state.get("limits", {}))
     # PIDs are only trusted with the start time recorded for them: a PID reused by an unrelated
     # process since must never be killed.
     app_pid = state.get("app_pid")
@@ -733,17 +739,7 @@ def _force_cleanup(run_dir: Path, state: Mapping[str, Any]) -> list[int]:
     if app_pid:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(app_pid, signal.SIGKILL)
-    for _ in range(100):
-        pids = set()
-        for group in groups:
-            with contextlib.suppress(OSError):
-                pids |= {int(p) for p in (group / "cgroup.procs").read_text().split()}
-        if not pids:
-            break
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.02)
+    limits.kill_all(timeout=2.0)
     netns = state.get("netns")
     if netns and (Path("/run/netns") / netns).exists():
         subprocess.run(["ip", "netns", "delete", netns], capture_output=True)
@@ -755,22 +751,11 @@ def _force_cleanup(run_dir: Path, state: Mapping[str, Any]) -> list[int]:
         time.sleep(0.02)
         if time.monotonic() > deadline + 2:
             break
-    for group in groups:
-        for _ in range(50):
-            try:
-                group.rmdir()
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.02)
-    for name in ("id.sec", "ecdsa.sec"):
+    limits.cleanup()
+    for name in SECRET_FILES:
         with contextlib.suppress(FileNotFoundError):
             (run_dir / "app" / name).unlink()
-    left: list[int] = []
-    for group in groups:
-        with contextlib.suppress(OSError):
-            left += [int(p) for p in (group / "cgroup.procs").read_text().split()]
+    left = limits.pids()
     if app_pid and _group_alive(app_pid):
         left.append(app_pid)
     if pasta_pid and _proc_start(pasta_pid) is not None and _is_pasta(pasta_pid):

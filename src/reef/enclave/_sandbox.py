@@ -36,6 +36,7 @@ from reef.errors import ImageError
 __all__ = [
     "IMAGE_MOUNT",
     "SANDBOX_PATH",
+    "SECRET_FILES",
     "STATE_MOUNT",
     "SandboxLayout",
     "bwrap_argv",
@@ -47,6 +48,8 @@ IMAGE_MOUNT = "/image"
 APP_MOUNT = "/app"
 INIT_PARAMS_MOUNT = "/init-params"
 STATE_MOUNT = "/state"
+# The per-boot secret keys in /app, deleted when the enclave ends.
+SECRET_FILES = ("id.sec", "ecdsa.sec")
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _ETC_FILES = (
     "/etc/passwd",

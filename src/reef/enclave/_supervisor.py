@@ -41,6 +41,7 @@ from reef.enclave._init_params import INIT_PARAMS_KMS_PATH, InitParams
 from reef.enclave._limits import Limits
 from reef.enclave._network import NetworkNamespace, pasta_argv
 from reef.enclave._sandbox import (
+    SECRET_FILES,
     STATE_MOUNT,
     SandboxLayout,
     bwrap_argv,
@@ -63,7 +64,6 @@ ATTESTATION_PORT = 1300
 ATTESTATION_SECP256K1_PORT = 1301
 CUSTOM_PORT = 1350
 DERIVE_PORT = 1100
-_SECRET_FILES = ("id.sec", "ecdsa.sec")
 
 
 def _proc_start(pid: int) -> int | None:
@@ -539,7 +539,7 @@ class Supervisor:
                 await self.pasta.wait()
         if self.limits is not None:
             await asyncio.to_thread(self.limits.cleanup)
-        for name in _SECRET_FILES:
+        for name in SECRET_FILES:
             with contextlib.suppress(FileNotFoundError):
                 (self.run_dir / "app" / name).unlink()
         # Opened secret init params must not outlive the enclave.
