@@ -309,6 +309,18 @@ def test_port_and_endpoint_parsing() -> None:
         attestation_url(" ")
 
 
+async def test_an_unknown_enclave_is_a_clear_error(tmp_path: Path) -> None:
+    from reef.enclave import EnclaveSpec, LocalBackend
+    from reef.errors import EnclaveError
+    from reef.home import ReefHome
+
+    backend = LocalBackend(ReefHome(tmp_path))
+    with pytest.raises(EnclaveError, match="no enclave 0123456789ab"):
+        await backend.update("0123456789ab", EnclaveSpec(image=tmp_path / "x.img"))
+    with pytest.raises(EnclaveError, match="no enclave 0123456789ab"):
+        await backend.status("0123456789ab")
+
+
 def test_state_files_are_json(tmp_path: Path) -> None:
     from reef.enclave._supervisor import write_json
 

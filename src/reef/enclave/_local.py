@@ -231,7 +231,11 @@ class LocalBackend:
         return self.home.enclaves / enclave_id
 
     def _state(self, enclave_id: str) -> dict[str, Any]:
-        path = self._dir(enclave_id) / "state.json"
+        return self._read(enclave_id, "state.json")
+
+    def _read(self, enclave_id: str, name: str) -> dict[str, Any]:
+        """One of the enclave's JSON records (``spec.json``, ``state.json``)."""
+        path = self._dir(enclave_id) / name
         try:
             data: dict[str, Any] = json.loads(path.read_text())
             return data
@@ -243,9 +247,8 @@ class LocalBackend:
             raise EnclaveError(f"the state of enclave {enclave_id} is unreadable: {exc}") from exc
 
     def _info(self, enclave_id: str) -> EnclaveInfo:
-        run_dir = self._dir(enclave_id)
         state = self._state(enclave_id)
-        spec = json.loads((run_dir / "spec.json").read_text())
+        spec = self._read(enclave_id, "spec.json")
         status: EnclaveState = state["state"]
         reason = state.get("reason")
         exit_code = state.get("exit_code")
@@ -589,7 +592,7 @@ class LocalBackend:
             EnclaveError: the new enclave failed to boot (the old one is already gone).
         """
         run_dir = self._dir(enclave_id)
-        old = json.loads((run_dir / "spec.json").read_text())
+        old = self._read(enclave_id, "spec.json")
         await asyncio.to_thread(self._prepare, spec, enclave_id, keep=old)
         await self._stop(enclave_id)
         for entry in run_dir.iterdir():
