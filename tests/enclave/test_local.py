@@ -320,24 +320,34 @@ print(json.dumps(report), flush=True)
 """
 
 
-class Echo:
-    """A TCP server on the host's loopback that answers pong (the enclave's outbound peer)."""
+class LoopbackServer:
+    """A TCP server on the host's loopback, an enclave's outbound peer; :meth:`handle` serves
+    each connection in turn."""
 
     def __init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
+        threading.Thread(target=self._serve, daemon=True).start()
 
-    def serve(self) -> None:
+    def _serve(self) -> None:
         while True:
             try:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
             with conn:
-                if conn.recv(16) == b"ping":
-                    conn.sendall(b"pong")
+                self.handle(conn)
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class Echo(LoopbackServer):
+    """Answers pong to ping."""
+
+    def handle(self, conn: socket.socket) -> None:
+        if conn.recv(16) == b"ping":
+            conn.sendall(b"pong")
 
 
 async def test_app_is_sandboxed_and_reaches_its_trusted_base(
@@ -768,26 +778,18 @@ with socket.create_connection((os.environ["REEF_HOST_ADDR"], int(os.environ["REP
 """
 
 
-class Collector:
-    """A TCP server on the host's loopback that keeps what each connection sends."""
+class Collector(LoopbackServer):
+    """Keeps what each connection sends."""
 
     def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
         self.received: list[bytes] = []
-        threading.Thread(target=self.serve, daemon=True).start()
+        super().__init__()
 
-    def serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                chunks = []
-                while chunk := conn.recv(65536):
-                    chunks.append(chunk)
-                self.received.append(b"".join(chunks))
+    def handle(self, conn: socket.socket) -> None:
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+        self.received.append(b"".join(chunks))
 
 
 @pytest.fixture
