@@ -368,7 +368,7 @@ class LocalBackend:
                 "warnings": warnings,
                 **ports,
                 "home": str(self.home.root),
-                "kms": _wiring_json(self.kms),
+                "kms": self.kms.to_json() if self.kms is not None else None,
                 "labels": dict(sorted(labels.items())),
                 "source": {
                     "image": str(spec.image.resolve()),
@@ -710,19 +710,6 @@ def _check_labels(labels: Mapping[str, str]) -> dict[str, str]:
                 f"got {value!r}"
             )
     return dict(labels)
-
-
-def _wiring_json(kms: KmsWiring | None) -> dict[str, Any] | None:
-    if kms is None:
-        return None
-    return {
-        "scallop_host": kms.scallop_host,
-        "scallop_port": kms.scallop_port,
-        "scallop_key": kms.scallop_key.hex(),
-        "public_url": kms.public_url or "",
-        "signing_keys": {str(v): k.hex() for v, k in kms.signing_keys.items()},
-        "contract_address": kms.contract_address or "",
-    }
 
 
 def _force_cleanup(run_dir: Path, state: Mapping[str, Any]) -> list[int]:

@@ -333,17 +333,7 @@ class Supervisor:
     async def _derive_app(self, keys: dict[str, bytes]) -> Any:
         from reef.kms import EnclaveSeeds, KmsWiring, derive_server_app, fetch_enclave_seed
 
-        config = self.spec["kms"]
-        wiring = KmsWiring(
-            scallop_host=config["scallop_host"],
-            scallop_port=int(config["scallop_port"]),
-            scallop_key=bytes.fromhex(config["scallop_key"]),
-            public_url=config.get("public_url") or None,
-            signing_keys={
-                int(v): bytes.fromhex(k) for v, k in config.get("signing_keys", {}).items()
-            },
-            contract_address=config.get("contract_address") or None,
-        )
+        wiring = KmsWiring.from_json(self.spec["kms"])
         static_key, public_key = keys["id.sec"], keys["id.pub"]
         attester = self.attester
 
