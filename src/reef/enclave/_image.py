@@ -78,15 +78,15 @@ class Image:
             raise InputError(f"{target} is not empty; images extract into an empty directory")
         for entry in self.entries:
             dest = target.joinpath(*PurePosixPath(entry.path).parts)
-            if entry.kind == "d":
-                dest.mkdir(mode=0o755)
-            elif entry.kind == "l":
+            if entry.kind == "l":
                 dest.symlink_to(entry.data.decode("utf-8"))
+                continue
+            if entry.kind == "d":
+                dest.mkdir()
             else:
                 dest.write_bytes(entry.data)
-                dest.chmod(entry.mode)
-            if entry.kind == "d":
-                dest.chmod(0o755)
+            # Explicitly, since the umask filters what mkdir and open would set.
+            dest.chmod(entry.mode)
 
 
 def _excluded(rel: str, patterns: tuple[str, ...]) -> bool:
