@@ -35,7 +35,7 @@ import time
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reef.enclave._init_params import INIT_PARAMS_KMS_PATH, InitParams
 from reef.enclave._limits import Limits
@@ -57,6 +57,10 @@ from reef.enclave._trusted_base import (
 )
 from reef.errors import EnclaveError, ReefError
 from reef.home import ReefHome
+
+if TYPE_CHECKING:
+    from reef.attestation import Attester
+    from reef.kms import EnclaveSeeds
 
 __all__ = ["ATTESTATION_PORT", "ATTESTATION_SECP256K1_PORT", "CUSTOM_PORT", "DERIVE_PORT", "main"]
 
@@ -154,6 +158,8 @@ class Supervisor:
         self.app: asyncio.subprocess.Process | None = None
         self.console: Console | None = None
         self.pump: asyncio.Task[None] | None = None
+        self.seeds: EnclaveSeeds | None = None  # with a KMS
+        self.secret_params = False  # whether opened secrets sit under init-params/
         self.stopping = asyncio.Event()
         self._log = (run_dir / "supervisor.log").open("a", encoding="utf-8")
 
@@ -314,7 +320,6 @@ class Supervisor:
         pcrs = {int(k): bytes.fromhex(v) for k, v in spec["pcrs"].items()}
         image_id = bytes.fromhex(spec["image_id"])
         attester = authority.attester(pcrs, clock_ms=_now_ms, module_id=_module_id(spec["id"]))
-        self.attester = attester
         apps: dict[int, Any] = {
             ATTESTATION_PORT: attestation_app(attester, public_key=keys["id.pub"]),
             ATTESTATION_SECP256K1_PORT: attestation_app(attester, public_key=keys["ecdsa.pub"]),
@@ -322,7 +327,7 @@ class Supervisor:
             SEALING_PORT: sealing_app(authority.sealing_key(image_id), image_id),
         }
         if spec.get("kms"):
-            apps[DERIVE_PORT] = await self._derive_app(keys)
+            apps[DERIVE_PORT] = await self._derive_app(keys, attester)
         for port, app in apps.items():
             server = _Server(app, sockets.pop(port))
             await server.start()
@@ -330,12 +335,11 @@ class Supervisor:
         for sock in sockets.values():
             sock.close()
 
-    async def _derive_app(self, keys: dict[str, bytes]) -> Any:
+    async def _derive_app(self, keys: dict[str, bytes], attester: Attester) -> Any:
         from reef.kms import EnclaveSeeds, KmsWiring, derive_server_app, fetch_enclave_seed
 
         wiring = KmsWiring.from_json(self.spec["kms"])
         static_key, public_key = keys["id.sec"], keys["id.pub"]
-        attester = self.attester
 
         async def auther() -> bytes:
             return await asyncio.to_thread(
@@ -347,10 +351,10 @@ class Supervisor:
                 wiring, static_key=static_key, auther=auther, version=version
             )
 
-        self.seeds = EnclaveSeeds(fetch)
-        version = await self.seeds.start()
+        seeds = self.seeds = EnclaveSeeds(fetch)
+        version = await seeds.start()
         self.log(f"kms: enclave seed fetched from {wiring.endpoint} (root version {version})")
-        return derive_server_app(self.seeds)
+        return derive_server_app(seeds)
 
     async def _init_params(self, keys: dict[str, bytes]) -> Path | None:
         source = self.spec.get("init_params")
@@ -365,7 +369,7 @@ class Supervisor:
                     "secret init params cannot be opened by a debug enclave",
                     hint="as on Oyster: debug enclaves can be inspected, so secrets are refused",
                 )
-            if getattr(self, "seeds", None) is None:
+            if self.seeds is None:
                 raise EnclaveError(
                     "the init params carry secrets, and this enclave has no KMS to open them",
                     hint="run it with a KMS (LocalBackend(kms=...) / reef up)",
@@ -382,6 +386,7 @@ class Supervisor:
         if expected and params.digest.hex() != expected:
             raise EnclaveError("the init params changed since the enclave was measured")
         target = self.run_dir / "init-params"
+        self.secret_params = params.has_secrets
         target.mkdir(mode=0o755)
         for path, data in plain.items():
             dest = target.joinpath(*path.split("/"))
@@ -533,17 +538,8 @@ class Supervisor:
             with contextlib.suppress(FileNotFoundError):
                 (self.run_dir / "app" / name).unlink()
         # Opened secret init params must not outlive the enclave.
-        secrets_dir = self.run_dir / "init-params"
-        if secrets_dir.exists() and self._had_secrets():
-            shutil.rmtree(secrets_dir, ignore_errors=True)
-
-    def _had_secrets(self) -> bool:
-        source = self.spec.get("init_params")
-        if not source:
-            return False
-        with contextlib.suppress(OSError, ReefError):
-            return InitParams.from_json(Path(source).read_bytes()).has_secrets
-        return True
+        if self.secret_params:
+            shutil.rmtree(self.run_dir / "init-params", ignore_errors=True)
 
 
 def _signal_name(number: int) -> str:
