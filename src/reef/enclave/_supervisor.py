@@ -336,22 +336,19 @@ class Supervisor:
             sock.close()
 
     async def _derive_app(self, keys: dict[str, bytes], attester: Attester) -> Any:
-        from reef.kms import EnclaveSeeds, KmsWiring, derive_server_app, fetch_enclave_seed
+        from reef.kms import EnclaveSeeds, KmsWiring, derive_server_app
 
         wiring = KmsWiring.from_json(self.spec["kms"])
-        static_key, public_key = keys["id.sec"], keys["id.pub"]
+        public_key = keys["id.pub"]
 
         async def auther() -> bytes:
             return await asyncio.to_thread(
                 attester, public_key=public_key, user_data=b"", nonce=b""
             )
 
-        async def fetch(version: int | None) -> tuple[bytes, int]:
-            return await fetch_enclave_seed(
-                wiring, static_key=static_key, auther=auther, version=version
-            )
-
-        seeds = self.seeds = EnclaveSeeds(fetch)
+        seeds = self.seeds = EnclaveSeeds.from_root(
+            wiring, static_key=keys["id.sec"], auther=auther
+        )
         version = await seeds.start()
         self.log(f"kms: enclave seed fetched from {wiring.endpoint} (root version {version})")
         return derive_server_app(seeds)

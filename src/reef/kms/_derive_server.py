@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,6 +35,10 @@ from reef.errors import InputError, KMSError, ReefError
 from reef.kms._derive import KeyType, derive_key, path_seed
 from reef.kms._http import Limits, error_response, parse_path, parse_version
 from reef.kms._public import VERSION_HEADER
+from reef.kms._scallop import KmsWiring, fetch_enclave_seed
+
+if TYPE_CHECKING:
+    from reef.scallop import Auther
 
 __all__ = ["EnclaveSeeds", "SeedFetcher", "derive_server_app"]
 
@@ -59,6 +63,22 @@ class EnclaveSeeds:
 
     def __repr__(self) -> str:
         return f"EnclaveSeeds(versions={sorted(self._seeds)}, default={self._default})"
+
+    @classmethod
+    def from_root(cls, wiring: KmsWiring, *, static_key: bytes, auther: Auther) -> EnclaveSeeds:
+        """Seeds fetched from the KMS root in ``wiring`` (:func:`reef.kms.fetch_enclave_seed`).
+
+        Args:
+            static_key: the enclave's X25519 identity secret (32 bytes).
+            auther: returns the enclave's attestation of that key.
+        """
+
+        async def fetch(version: int | None) -> tuple[bytes, int]:
+            return await fetch_enclave_seed(
+                wiring, static_key=static_key, auther=auther, version=version
+            )
+
+        return cls(fetch)
 
     @classmethod
     def fixed(cls, seed: bytes, version: int = 0) -> EnclaveSeeds:

@@ -30,7 +30,6 @@ from reef.kms._scallop import (
     DEFAULT_MAX_AGE_MS,
     KmsWiring,
     client_policy,
-    fetch_enclave_seed,
     scallop_app,
 )
 
@@ -296,13 +295,8 @@ class DeriveServer:
             auther: returns the enclave's attestation of that key (e.g.
                 ``reef.scallop.auther_from_url("http://127.0.0.1:1300/attestation/raw")``).
         """
-
-        async def fetch(version: int | None) -> tuple[bytes, int]:
-            return await fetch_enclave_seed(
-                wiring, static_key=static_key, auther=auther, version=version
-            )
-
-        return cls(EnclaveSeeds(fetch), wiring=wiring, host=host, port=port, **options)
+        seeds = EnclaveSeeds.from_root(wiring, static_key=static_key, auther=auther)
+        return cls(seeds, wiring=wiring, host=host, port=port, **options)
 
     def __repr__(self) -> str:
         return f"DeriveServer({self.host}:{self._port}, {self.seeds!r})"
