@@ -23,9 +23,11 @@ from reef.errors import ConfigError, InputError, RPCError
 from reef.home import ReefHome
 from reef.kms import (
     OYSTER_KMS_VERIFY_SELECTOR,
+    KmsIdentity,
     KmsPin,
     KmsWiring,
     PinStore,
+    RootKeyring,
     RpcApproval,
     http_attester,
     own_tee_root,
@@ -145,6 +147,11 @@ def test_wiring_round_trips_and_reads_oyster_config() -> None:
         KmsWiring.from_json({"kms_endpoint": "nowhere"})
     with pytest.raises(InputError, match="32 bytes"):
         KmsWiring(scallop_host="h", scallop_port=1, scallop_key=b"\x00")
+
+
+def test_identity_round_trips_through_json(keyring: RootKeyring) -> None:
+    identity = keyring.identity()
+    assert KmsIdentity.from_json(json.loads(json.dumps(identity.to_json()))) == identity
 
 
 def test_http_attester_and_own_root_over_loopback(

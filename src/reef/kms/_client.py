@@ -121,9 +121,17 @@ class _Pins:
                     hint="the KMS was rotated: learn its new identity (reef kms info) "
                     "or ask for a pinned version with --version",
                 )
-        uri = response.request.url.raw_path
-        verify_response(uri, response.content, response.headers.get(SIGNATURE_HEADER), key)
+        _verify_signed(response, key)
         return version
+
+
+def _verify_signed(response: httpx.Response, signing_key: bytes) -> None:
+    verify_response(
+        response.request.url.raw_path,
+        response.content,
+        response.headers.get(SIGNATURE_HEADER),
+        signing_key,
+    )
 
 
 def _check_status(response: httpx.Response) -> None:
@@ -292,25 +300,20 @@ class VerifiedKmsIdentity:
         return {identity.version: identity.signing_key for identity in self.identities}
 
 
-def _parse_identities(info: Mapping[str, Any]) -> tuple[tuple[KmsIdentity, ...], int]:
+def _parse_identities(info: Mapping[str, Any]) -> tuple[tuple[KmsIdentity, ...], KmsIdentity]:
+    """Every version's identity in an ``/info`` answer, and the current one."""
     try:
-        identities = tuple(
-            KmsIdentity(
-                int(item["version"]),
-                bytes.fromhex(item["signing_key"]),
-                bytes.fromhex(item["scallop_key"]),
-            )
-            for item in info["versions"]
-        )
+        identities = tuple(KmsIdentity.from_json(item) for item in info["versions"])
         current = int(info["current_version"])
     except (KeyError, TypeError, ValueError) as exc:
         raise KMSError("the KMS /info answer is malformed") from exc
-    if not identities or current not in {i.version for i in identities}:
-        raise KMSError("the KMS /info answer names no current version among its versions")
     for identity in identities:
         if len(identity.signing_key) != 64 or len(identity.scallop_key) != 32:
             raise KMSError(f"the KMS /info keys of version {identity.version} have wrong lengths")
-    return identities, current
+    for identity in identities:
+        if identity.version == current:
+            return identities, identity
+    raise KMSError("the KMS /info answer names no current version among its versions")
 
 
 async def fetch_identity(
@@ -326,9 +329,10 @@ async def fetch_identity(
     """Learn a KMS root's keys from its attested ``/info``.
 
     The answer is accepted only with an attestation from ``root``, at most ``max_age_ms`` old when
-    it arrives (``clock_ms``, the wall clock by default, is read then), carrying a fresh random nonce this call chose, whose ``public_key`` is the current
-    Scallop key and whose ``user_data`` is :func:`identity_digest` of every listed version; with
-    ``image_id``, the root enclave must also run that image.
+    it arrives (``clock_ms``, the wall clock by default, is read then), carrying a fresh random
+    nonce this call chose, whose ``public_key`` is the current Scallop key and whose
+    ``user_data`` is :func:`identity_digest` of every listed version; with ``image_id``, the root
+    enclave must also run that image.
 
     Raises:
         ServiceError: when the KMS cannot be reached.
@@ -357,8 +361,7 @@ async def fetch_identity(
             "the KMS serves its identity without an attestation",
             hint="pin its signing key explicitly with --verification-key",
         )
-    identities, current_version = _parse_identities(info)
-    current = next(i for i in identities if i.version == current_version)
+    identities, current = _parse_identities(info)
     chain_id = info.get("chain_id")
     if chain_id is not None and (not isinstance(chain_id, int) or isinstance(chain_id, bool)):
         raise KMSError("the KMS /info chain_id is not an integer")
@@ -379,16 +382,11 @@ async def fetch_identity(
         ),
     )
     # The response is also signed by the current key (belt and braces against a mixed answer).
-    verify_response(
-        response.request.url.raw_path,
-        response.content,
-        response.headers.get(SIGNATURE_HEADER),
-        current.signing_key,
-    )
+    _verify_signed(response, current.signing_key)
     return VerifiedKmsIdentity(
         url=base,
         identities=identities,
-        current_version=current_version,
+        current_version=current.version,
         chain_id=chain_id,
         rotation_admin=admin,
         attestation=verified,
@@ -428,15 +426,16 @@ async def rotate_root(
             info_response = await http.get("/info")
             _check_status(info_response)
             try:
-                identities, current = _parse_identities(info_response.json())
+                _, identity = _parse_identities(info_response.json())
             except ValueError as exc:
                 raise KMSError("the KMS /info answer is not JSON") from exc
-            identity = next(i for i in identities if i.version == current)
             if signing_keys is not None:
                 _Pins.of(dict(signing_keys)).check(info_response, None)
-                if identity.signing_key != signing_keys.get(current):
-                    raise KMSError(f"the KMS's current version {current} is not the pinned one")
-            version = current + 1
+                if identity.signing_key != signing_keys.get(identity.version):
+                    raise KMSError(
+                        f"the KMS's current version {identity.version} is not the pinned one"
+                    )
+            version = identity.version + 1
             signature = sign(rotation_message(identity.signing_address, version))
             response = await http.post(
                 "/admin/rotate", json={"version": version, "signature": signature.hex()}
@@ -444,19 +443,9 @@ async def rotate_root(
     except httpx.HTTPError as exc:
         raise ServiceError(f"cannot reach the KMS at {base}: {exc}") from exc
     _check_status(response)
-    verify_response(
-        response.request.url.raw_path,
-        response.content,
-        response.headers.get(SIGNATURE_HEADER),
-        identity.signing_key,
-    )
+    _verify_signed(response, identity.signing_key)
     try:
-        item = response.json()
-        new = KmsIdentity(
-            int(item["version"]),
-            bytes.fromhex(item["signing_key"]),
-            bytes.fromhex(item["scallop_key"]),
-        )
+        new = KmsIdentity.from_json(response.json())
     except (ValueError, KeyError, TypeError) as exc:
         raise KMSError("the KMS rotation answer is malformed") from exc
     if new.version != version:

@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 from reef.crypto import Secp256k1PrivateKey
 from reef.errors import InputError, MisuseError
@@ -56,6 +57,20 @@ class KmsIdentity:
             "signing_address": self.signing_address,
             "scallop_key": self.scallop_key.hex(),
         }
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> KmsIdentity:
+        """Read :meth:`to_json` output (``signing_address`` is derived, not read).
+
+        Raises:
+            KeyError, TypeError, ValueError: when a field is missing or not what it should be
+                (callers say which answer was malformed).
+        """
+        return cls(
+            int(item["version"]),
+            bytes.fromhex(item["signing_key"]),
+            bytes.fromhex(item["scallop_key"]),
+        )
 
 
 def identity_digest(
