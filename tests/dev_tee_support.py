@@ -3,7 +3,7 @@
 Import it with the tests folder on ``sys.path``, as the chain tests import their support module::
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from dev_tee_support import get, now_ms
+    from dev_tee_support import attested, get, now_ms
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import asyncio
 import time
 
 import httpx
+
+from reef.attestation import Expectations, TrustedRoot, VerifiedAttestation, verify_nitro
 
 
 def now_ms() -> int:
@@ -28,3 +30,12 @@ async def get(url: str, *, attempts: int = 50, request_timeout: float = 10.0) ->
             except httpx.TransportError:
                 await asyncio.sleep(0.1)
         return await http.get(url)
+
+
+async def attested(url: str, *, root: TrustedRoot, image_id: bytes) -> VerifiedAttestation:
+    """The document an attestation endpoint serves, verified live: chain to ``root``, fresh,
+    of ``image_id``."""
+    document = (await get(url)).content
+    return verify_nitro(
+        document, root=root, mode="live", now_ms=now_ms(), expect=Expectations(image_id=image_id)
+    )

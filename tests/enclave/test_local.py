@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dev_tee_support import get, now_ms
+from dev_tee_support import attested, get, now_ms
 from reef.attestation import DevAuthority, Expectations, TrustedRoot, verify_nitro
 from reef.cli import app as cli
 from reef.crypto import generate_x25519
@@ -216,12 +216,7 @@ async def test_attestation_verifies_with_the_measured_image_id(
     with pytest.raises(CertificateChainError):
         verify_nitro(document, root=TrustedRoot.aws(), now_ms=now_ms())
 
-    secp = verify_nitro(
-        (await get(hello.endpoints["attestation_secp256k1"])).content,
-        root=dev,
-        now_ms=now_ms(),
-        expect=Expectations(image_id=image_id),
-    )
+    secp = await attested(hello.endpoints["attestation_secp256k1"], root=dev, image_id=image_id)
     assert len(secp.public_key) == 64
     assert secp.public_key.hex() == app_view["secp256k1_public_key"]
 
@@ -750,12 +745,8 @@ async def test_update_keeps_id_and_endpoints(
         again = await LocalBackend(backend.home).status(info.id)
         assert updated.labels == again.labels == {"owner": "test", "version": "2"}
         assert updated.image_id == second.image_id != info.image_id
-        document = (await get(updated.endpoints["attestation"])).content
-        verified = verify_nitro(
-            document,
-            root=authority.root,
-            now_ms=now_ms(),
-            expect=Expectations(image_id=second.image_id),
+        verified = await attested(
+            updated.endpoints["attestation"], root=authority.root, image_id=second.image_id
         )
         assert verified.public_key == updated.public_keys["x25519"]
         greeting = (await get(updated.endpoints["ports"][8080] + "/")).json()["greeting"]

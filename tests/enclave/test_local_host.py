@@ -10,8 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dev_tee_support import get, now_ms
-from reef.attestation import DevAuthority, Expectations, verify_nitro
+from dev_tee_support import attested, get
+from reef.attestation import DevAuthority
 from reef.enclave import EnclaveSpec, LocalBackend, build_image
 from reef.errors import InputError
 from reef.home import ReefHome
@@ -78,12 +78,8 @@ async def test_host_network_mode_works_and_warns(
         assert info.network == "host"
         assert any("shares the host's network" in w for w in info.warnings)
         assert info.endpoints["ports"][port] == f"http://127.0.0.1:{port}"
-        document = (await get(info.endpoints["attestation"])).content
-        verified = verify_nitro(
-            document,
-            root=authority.root,
-            now_ms=now_ms(),
-            expect=Expectations(image_id=info.image_id),
+        verified = await attested(
+            info.endpoints["attestation"], root=authority.root, image_id=info.image_id
         )
         answer = (await get(info.endpoints["ports"][port] + "/")).json()
         assert answer == {"unsealed": "host mode", "id_pub": verified.public_key.hex()}
