@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -572,15 +573,28 @@ def test_supervisor_is_detached_and_nothing_is_left_to_reap(
 # -- bad images leave nothing running --------------------------------------------------------
 
 
-def _nothing_started(home: ReefHome, before: set[str], netns_before: set[str]) -> None:
+@pytest.fixture
+def next_id(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The id the backend gives every enclave it starts in this test, so that the test can look
+    for that enclave's leftovers (other processes on this machine may create namespaces too)."""
+    import reef.enclave._local
+
+    enclave_id = "0badc0ffee00"
+    monkeypatch.setattr(
+        reef.enclave._local, "secrets", SimpleNamespace(token_hex=lambda _: enclave_id)
+    )
+    return enclave_id
+
+
+def _nothing_started(home: ReefHome, before: set[str], enclave_id: str) -> None:
     after = enclave_dirs(home) if home.enclaves.exists() else set()
     assert after == before
-    assert netns_names() == netns_before
+    assert f"reef-{enclave_id}" not in netns_names()
 
 
 @pytest.mark.parametrize("case", ["missing-toml", "bad-toml", "no-command", "corrupt"])
 async def test_bad_images_fail_clearly_and_start_nothing(
-    backend: LocalBackend, tmp_path: Path, case: str
+    backend: LocalBackend, tmp_path: Path, case: str, next_id: str
 ) -> None:
     import gzip
     import io
@@ -614,27 +628,25 @@ async def test_bad_images_fail_clearly_and_start_nothing(
         message = "not a valid reef image"
     home = backend.home
     before = enclave_dirs(home) if home.enclaves.exists() else set()
-    netns_before = netns_names()
     with pytest.raises(ImageError, match=message):
         await backend.start(EnclaveSpec(image=image))
-    _nothing_started(home, before, netns_before)
+    _nothing_started(home, before, next_id)
     result = await invoke(["enclave", "run", str(image), "--detach"], home)
     assert result.exit_code == 1
     assert message in result.stderr
     assert "Traceback" not in result.output
-    _nothing_started(home, before, netns_before)
+    _nothing_started(home, before, next_id)
 
 
 async def test_a_host_port_in_use_is_refused_before_anything_starts(
-    backend: LocalBackend, hello_image: Path
+    backend: LocalBackend, hello_image: Path, next_id: str
 ) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         before = enclave_dirs(backend.home)
-        netns_before = netns_names()
         with pytest.raises(InputError, match=f"host port {port} is already in use"):
             await backend.start(EnclaveSpec(image=hello_image, ports={8080: port}))
-        _nothing_started(backend.home, before, netns_before)
+        _nothing_started(backend.home, before, next_id)
         with pytest.raises(InputError, match="not declared"):
             await backend.start(EnclaveSpec(image=hello_image, ports={9999: 0}))
         with pytest.raises(InputError, match="vCPUs"):
@@ -643,7 +655,7 @@ async def test_a_host_port_in_use_is_refused_before_anything_starts(
             await backend.start(EnclaveSpec(image=hello_image, labels={"": "x"}))
         with pytest.raises(InputError, match="label job must be a string"):
             await backend.start(EnclaveSpec(image=hello_image, labels={"job": 7}))  # type: ignore[dict-item]
-        _nothing_started(backend.home, before, netns_before)
+        _nothing_started(backend.home, before, next_id)
 
 
 async def test_secret_init_params_need_a_kms(
