@@ -26,7 +26,7 @@ from reef.chain import Job, JobOpened, JobSettled, MarketClient, parse_amount, r
 from reef.enclave import InitParam, InitParams, LocalBackend
 from reef.errors import ReefError
 from reef.home import ReefHome
-from reef.market import ControlPlaneClient, RateCard, settle
+from reef.market import ControlPlaneClient, RateCard, notice_reserve, settle, settlement_amount
 from reef.node import verify_enclave, wait_for_app
 
 pytestmark = pytest.mark.slow
@@ -119,6 +119,41 @@ def test_deploy_reach_verify_stop_refund(network: Network) -> None:
     assert sum(e.amount for e in settled) == opened.balance - expected
 
 
+def test_deposit_withdraw_then_stop_and_close_later(network: Network) -> None:
+    deployed = _deploy(network, HELLO, "--duration", "1h")
+    job_id = deployed["job_id"]
+    market = _market(network)
+    lock = int(network.info["rate_lock_s"])
+
+    before = market.job(job_id).balance
+    deposited = network.cli.json("jobs", "deposit", job_id, "0.5")
+    assert deposited["deposited"] == "0.5"
+    assert market.job(job_id).balance == before + 500_000  # a deposit does not settle
+
+    # --max takes all but the notice reserve and the few seconds the CLI leaves for mining
+    withdrawn = network.cli.json("jobs", "withdraw", job_id, "--max")
+    after = market.job(job_id)
+    assert parse_amount(withdrawn["withdrawn"]) > 500_000
+    assert after.balance >= notice_reserve(after.rate, lock)
+    assert after.balance <= notice_reserve(after.rate, lock) + settlement_amount(after.rate, 30)
+
+    stopping = network.cli.json("jobs", "stop", job_id, "--no-wait")
+    assert stopping["state"] == "stopping"
+    assert stopping["then_run"] == f"reef jobs close {job_id}"
+    closed = _until(
+        "the rate lock to end",
+        lambda: (
+            (done := network.cli.run("jobs", "close", job_id, "--json", check=False))
+            and done.returncode == 0
+            and json.loads(done.stdout)
+        ),
+    )
+    assert closed["state"] == "closed"
+    assert parse_amount(closed["refund"]) > 0
+    gone = network.cli.run("jobs", "show", job_id, check=False)
+    assert "not open" in gone.stderr
+
+
 def test_a_job_whose_deposit_runs_out_is_stopped_before_the_money(network: Network) -> None:
     # 12 s of money; the provider's margin is 5 s, so it must stop the enclave at ~7 s.
     deployed = _deploy(network, HELLO, "--duration", "12s")
@@ -206,6 +241,8 @@ def test_failures_say_why(network: Network, tmp_path: Path) -> None:
     key.write_text(os.urandom(32).hex())
     assert "insufficient balance" in refused("deploy", HELLO, "--duration", "1h", "--key", str(key))
     assert "not open" in refused("jobs", "stop", "999")
+    assert "give an AMOUNT or --max" in refused("jobs", "withdraw", "0")
+    assert "more than 0" in refused("jobs", "deposit", "0", "0")
     listed = json.loads(network.cli.run("jobs", "list", "--json").stdout)
     assert isinstance(listed, list)
 

@@ -94,39 +94,46 @@ def _provider_view(client: MarketClient, job: Job) -> dict[str, Any] | None:
         return None
 
 
+def _per_hour(rate: int) -> str:
+    """A market rate (token base units × 10¹² per second) as rUSD per hour."""
+    from reef.chain import format_amount
+
+    return format_amount(rate * 3600 // 10**12)
+
+
 def _describe(session: Session, client: MarketClient, job: Job) -> dict[str, Any]:
     from reef.chain import format_amount
     from reef.market import JobMetadata, paid_until, settle
 
-    now = int(time.time())
     lock = client.rate_lock(job.id)
-    settled = settle(job, now)
-    metadata: dict[str, Any] = {}
+    settled = settle(job, session.now())
     try:
         meta = JobMetadata.parse(job.metadata)
-        metadata = {"instance": meta.instance, "image": meta.url, "debug": meta.debug}
+        metadata: dict[str, Any] = {
+            "instance": meta.instance,
+            "image": meta.url,
+            "debug": meta.debug,
+        }
     except ReefError:
         metadata = {"metadata": job.metadata[:80]}
-    view = _provider_view(client, job)
-    enclave = (view or {}).get("enclave") or {}
+    view = _provider_view(client, job) or {}
+    enclave = view.get("enclave") or {}
     return {
         "job_id": job.id,
         "job": int(job.id, 16),
         "owner": job.owner,
         "provider": job.provider,
         **metadata,
-        "rate_per_hour": format_amount(job.rate * 3600 // 10**12),
+        "rate_per_hour": _per_hour(job.rate),
         "balance": format_amount(settled.job.balance),
         "balance_on_chain": format_amount(job.balance),
         "paid_until": _when(paid_until(job)),
         "enclave_stops_by": _when(_stop_time(session, job)),
         "pending_rate": (
-            f"{format_amount(lock.new_rate * 3600 // 10**12)}/h from {_when(lock.unlock_time)}"
-            if lock
-            else ""
+            f"{_per_hour(lock.new_rate)}/h from {_when(lock.unlock_time)}" if lock else ""
         ),
-        "provider_status": (view or {}).get("phase", "unknown (provider unreachable)"),
-        "provider_reason": (view or {}).get("reason", ""),
+        "provider_status": view.get("phase", "unknown (provider unreachable)"),
+        "provider_reason": view.get("reason", ""),
         "enclave": enclave.get("state", ""),
         "endpoints": enclave.get("endpoints", {}),
     }
@@ -241,7 +248,7 @@ def withdraw_cmd(
             raise MarketError("give an AMOUNT or --max")
         session, client, found = _open(job, rpc, market, key)
         # A few seconds pass before the transaction is mined: leave them out of --max.
-        limit = withdrawable(found, int(time.time()) + 5, client.lock_wait_time())
+        limit = withdrawable(found, session.now() + 5, client.lock_wait_time())
         value = limit if all_ else parse_amount(amount or "0")
         if value == 0:
             raise MarketError(
@@ -254,11 +261,11 @@ def withdraw_cmd(
                 hint="withdraw less, or stop the job to get everything back",
             )
         result = client.withdraw(job, value)
-        after = client.job(job)
+        stops = _stop_time(session, client.job(job))
+        stopping_now = stops is not None and stops <= session.now()
     except ReefError as exc:
         raise fail(exc) from exc
-    stops = _stop_time(session, after)
-    if stops is not None and stops <= int(time.time()):
+    if stopping_now:
         note(
             f"what is left pays for less than the provider's {_margin(session)} s safety margin: "
             "it stops the enclave now (deposit to keep it, or `reef jobs stop` to get the rest back)"
@@ -386,12 +393,9 @@ def stop_cmd(
             }
             print_result(out, json_output)
             return
-        while True:
-            left = unlock - int(time.time())
-            if left < 0:
-                break
+        while (left := unlock - int(time.time())) >= 0:
             note(f"the rate lock ends in {left + 1} s; closing then")
-            time.sleep(min(max(left + 1, 0.5), 5))
+            time.sleep(min(left + 1, 5))
         for _attempt in range(10):
             try:
                 refund = _close(client, found.id, session.address)

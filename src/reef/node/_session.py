@@ -13,6 +13,7 @@ file is required.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from reef.chain import (
     parse_address,
     read_devnet_info,
 )
-from reef.errors import ConfigError, InputError
+from reef.errors import ConfigError, InputError, RPCError
 from reef.home import ReefHome
 from reef.node._network import NetworkInfo
 from reef.node._provider import connect
@@ -122,6 +123,23 @@ class Session(MarketLocation):
 
     def token(self, progress: ProgressCallback | None = None) -> TokenClient:
         return self.market(progress).token
+
+    def now(self) -> int:
+        """Unix seconds, never before the chain's latest block: the instant the market would
+        settle at next.
+
+        A devnet's clock runs ahead of the wall clock after a burst of transactions, and the
+        market refuses to settle a job before its last settlement, so money arithmetic on the
+        wall clock alone can fail or understate what was spent.
+
+        Raises:
+            RPCError: the endpoint does not answer.
+        """
+        try:
+            chain = int(self.w3.eth.get_block("latest")["timestamp"])
+        except Exception as exc:  # any failure here means the endpoint cannot be used
+            raise RPCError(f"cannot read the latest block from {self.rpc_url}: {exc}") from exc
+        return max(int(time.time()), chain)
 
     @property
     def address(self) -> str:
