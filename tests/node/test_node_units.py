@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -14,7 +15,7 @@ from reef.chain import Devnet, DevnetThread, MarketClient, deploy_contracts, ser
 from reef.cli import app
 from reef.errors import ConfigError, InputError
 from reef.home import ReefHome
-from reef.node import NetworkInfo, load_key_file, open_session, parse_duration
+from reef.node import NetworkInfo, load_key_file, locate_market, open_session, parse_duration
 
 
 @pytest.mark.parametrize(
@@ -40,27 +41,29 @@ def test_bad_durations(text: str) -> None:
         parse_duration(text)
 
 
+def _network_json(*, block: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "rpc_url": "http://127.0.0.1:8545",
+        "chain_id": 31337,
+        "deployment": {
+            "chain_id": 31337,
+            "token": "0x" + "11" * 20,
+            "market": "0x" + "22" * 20,
+            "kms_registry": "0x" + "33" * 20,
+            "block": block,
+        },
+        "provider": "0x" + "44" * 20,
+        "control_plane": "http://127.0.0.1:8080",
+        "image_store": "http://127.0.0.1:8090",
+        **fields,
+    }
+
+
 def test_network_json_round_trip(reef_home: Path) -> None:
     home = ReefHome(reef_home)
     with pytest.raises(ConfigError, match="reef up"):
         NetworkInfo.load(home)
-    info = NetworkInfo.from_json(
-        {
-            "rpc_url": "http://127.0.0.1:8545",
-            "chain_id": 31337,
-            "deployment": {
-                "chain_id": 31337,
-                "token": "0x" + "11" * 20,
-                "market": "0x" + "22" * 20,
-                "kms_registry": "0x" + "33" * 20,
-                "block": 3,
-            },
-            "rate_lock_s": 300,
-            "provider": "0x" + "44" * 20,
-            "control_plane": "http://127.0.0.1:8080",
-            "image_store": "http://127.0.0.1:8090",
-        }
-    )
+    info = NetworkInfo.from_json(_network_json(block=3, rate_lock_s=300))
     info.dump(home)
     assert NetworkInfo.load(home) == info
     (reef_home / "network.json").write_text('{"rpc_url": 1}')
@@ -92,6 +95,31 @@ def test_key_files(tmp_path: Path) -> None:
 def test_a_session_needs_to_know_where_the_network_is(reef_home: Path) -> None:
     with pytest.raises(ConfigError, match="reef up"):
         open_session(ReefHome(reef_home))
+
+
+def test_locating_the_market_from_network_json_and_flags(reef_home: Path) -> None:
+    home = ReefHome(reef_home)
+    with pytest.raises(ConfigError, match="reef up"):
+        locate_market(home)
+    info = NetworkInfo.from_json(_network_json(block=7, rate_lock_s=5, safety_margin_s=5))
+    info.dump(home)
+    local = locate_market(home)
+    assert (local.rpc_url, local.market_address.lower()) == (info.rpc_url, "0x" + "22" * 20)
+    assert local.start_block == 7  # the market this home deployed: its history starts there
+    assert local.safety_margin_s == 5
+    assert local.default_provider() == info.provider
+    assert local.image_store() == info.image_store
+    assert local.image_store("http://other:1") == "http://other:1"
+    # Another market (flags win): its deployment block is unknown, so its history starts at 0.
+    other = locate_market(home, rpc="http://other:8545", market="0x" + "55" * 20)
+    assert (other.rpc_url, other.start_block) == ("http://other:8545", 0)
+    with pytest.raises(InputError, match="market address"):
+        locate_market(home, market="not-an-address")
+    NetworkInfo.clear(home)
+    bare = locate_market(home, rpc="http://other:8545", market="0x" + "55" * 20)
+    assert (bare.safety_margin_s, bare.default_provider()) == (None, None)
+    with pytest.raises(ConfigError, match="no image store"):
+        bare.image_store()
 
 
 @pytest.fixture
