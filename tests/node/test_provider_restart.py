@@ -94,8 +94,10 @@ async def _provider(home: Path, chain: Chain, port: int) -> asyncio.subprocess.P
     )
 
 
-async def _enclaves_by_job(home: Path) -> Counter[str]:
-    runner = LocalRunner(LocalBackend(ReefHome(home)), home / "provider" / "launch")
+async def _enclaves_by_job(home: Path, provider: str) -> Counter[str]:
+    runner = LocalRunner(
+        LocalBackend(ReefHome(home)), home / "provider" / "launch", provider=provider
+    )
     running = [e for e in await runner.list() if e.state == "running"]
     return Counter(e.job_id for e in running)
 
@@ -143,7 +145,7 @@ async def test_kill_9_mid_launch_then_restart(chain: Chain, reef_home: Path) -> 
         cp.send_signal(signal.SIGKILL)
         await cp.wait()
         # It really died mid-way: not every paying job had its enclave running yet.
-        assert sum((await _enclaves_by_job(home)).values()) < 3
+        assert sum((await _enclaves_by_job(home, provider_account.address)).values()) < 3
 
         # While the control plane is down, the third job stops paying enough.
         chain.owner.revise_rate_initiate(jobs[2], CARD.min_rate - 1)
@@ -152,12 +154,16 @@ async def test_kill_9_mid_launch_then_restart(chain: Chain, reef_home: Path) -> 
         paying = {jobs[0].lower(), jobs[1].lower()}
 
         async def settled() -> bool:
-            return await _enclaves_by_job(home) == Counter({job: 1 for job in paying})
+            return await _enclaves_by_job(home, provider_account.address) == Counter(
+                {job: 1 for job in paying}
+            )
 
         await _until("one enclave per paying job", settled)
         # ... and it stays so across heartbeats (nothing relaunched twice, nothing revived).
         await asyncio.sleep(6)
-        assert await _enclaves_by_job(home) == Counter({job: 1 for job in paying})
+        assert await _enclaves_by_job(home, provider_account.address) == Counter(
+            {job: 1 for job in paying}
+        )
     finally:
         if cp.returncode is None:
             cp.send_signal(signal.SIGINT)

@@ -129,7 +129,7 @@ def run(
             port=port,
             public_host=public_host,
         )
-        runner = LocalRunner(LocalBackend(home), dirs.launch_dir)
+        runner = LocalRunner(LocalBackend(home), dirs.launch_dir, provider=address)
         service = ProviderService(settings, runner)
         asyncio.run(_serve(service))
     except ReefError as exc:

@@ -26,10 +26,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reef.attestation import DevAuthority, TrustedRoot, load_verifier_key, verifier_app
-from reef.chain import DevAccount, Devnet, MarketClient, devnet_app
+from reef.chain import DevAccount, MarketClient
 from reef.crypto import Secp256k1PrivateKey
 from reef.enclave import EnclaveInfo, EnclaveSpec, LocalBackend, build_image
 from reef.errors import ReefError, ServiceError
@@ -43,6 +43,9 @@ from reef.node._provider import (
     register_provider,
 )
 from reef.node._serve import Served, serve_app
+
+if TYPE_CHECKING:
+    from reef.chain import Devnet
 
 __all__ = ["PROVIDER_ACCOUNT", "LocalNetwork", "UpSettings"]
 
@@ -112,6 +115,10 @@ class LocalNetwork:
         margin = s.rate_lock_s if s.safety_margin_s is None else s.safety_margin_s
 
         progress("starting the devnet")
+        # Imported here: the devnet loads py-evm, which the other commands importing reef.node
+        # (reef jobs, reef deploy) need not pay for.
+        from reef.chain import Devnet, devnet_app
+
         self.devnet = devnet = await asyncio.to_thread(
             Devnet.open, home, fresh=s.fresh, rate_lock_s=s.rate_lock_s
         )
@@ -156,7 +163,7 @@ class LocalNetwork:
         provider_account = devnet.accounts[PROVIDER_ACCOUNT]
         backend = LocalBackend(home, authority=authority, kms=kms_wiring)
         dirs = ProviderDirs(home)
-        runner = LocalRunner(backend, dirs.launch_dir)
+        runner = LocalRunner(backend, dirs.launch_dir, provider=provider_account.address)
         self.provider = await ProviderService(
             ProviderSettings(
                 rpc_url=self._rpc.url,
