@@ -6,12 +6,48 @@ so library code never reads the environment itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ReefHome"]
+__all__ = ["ReefHome", "replace_file"]
+
+
+def replace_file(path: Path, data: bytes, *, mode: int = 0o600, durable: bool = False) -> None:
+    """Replace ``path`` with ``data`` atomically: readers see the old file or the new, never half.
+
+    The data goes to a uniquely named temporary file beside ``path`` (so concurrent writers do not
+    clobber each other's), which is then renamed over it.
+
+    Args:
+        path: the file to replace; its directory must exist.
+        data: the new contents.
+        mode: the new file's permissions (owner-only unless asked otherwise).
+        durable: also fsync the file and its directory, so the new contents survive a power cut
+            (for state that cannot be rebuilt, like a journal or a sealed seed).
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from typing import IO, Any
 from reef.chain._deploy import Deployment
 from reef.chain._devnet_accounts import DEV_KEYS_WARNING, DevAccount
 from reef.errors import ChainError, ConfigError
-from reef.home import ReefHome
+from reef.home import ReefHome, replace_file
 
 __all__ = [
     "DevnetInfo",
@@ -161,20 +161,7 @@ def read_devnet_info(home: ReefHome) -> DevnetInfo:
 def write_devnet_info(home: ReefHome, info: DevnetInfo) -> None:
     """Replace ``devnet.json`` atomically (owner-only: it lists private keys, even dev ones)."""
     text = json.dumps(info.to_json(), indent=2) + "\n"
-    _replace_private_file(home.path("chain", INFO_NAME), text.encode())
-
-
-def _replace_private_file(path: Path, *chunks: bytes) -> None:
-    """Replace ``path`` with ``chunks`` atomically (a synced temporary file, then a rename),
-    readable by the owner only."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        for chunk in chunks:
-            handle.write(chunk)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    replace_file(home.path("chain", INFO_NAME), text.encode(), durable=True)
 
 
 class DevnetLock:
@@ -344,9 +331,8 @@ def write_checkpoint(
         "payload_bytes": len(payload),
         "sha256": hashlib.sha256(payload).hexdigest(),
     }
-    _replace_private_file(
-        path, json.dumps(described, separators=(",", ":")).encode() + b"\n", payload
-    )
+    header_line = json.dumps(described, separators=(",", ":")).encode() + b"\n"
+    replace_file(path, header_line + payload, durable=True)
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[bytes, bytes]] | None:

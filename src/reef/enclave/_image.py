@@ -17,7 +17,6 @@ unsorted, duplicated, absolute or ``..`` entry, a foreign mode) is refused as co
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import gzip
 import hashlib
@@ -34,6 +33,7 @@ from typing import IO
 from reef.enclave._manifest import MANIFEST_NAME, Manifest
 from reef.enclave._measure import EntryKind, Measurements, Measurer, runtime_measurement
 from reef.errors import ImageError, InputError
+from reef.home import replace_file
 
 __all__ = ["DEFAULT_EXCLUDES", "Image", "ImageEntry", "build_image", "load_image"]
 
@@ -194,14 +194,9 @@ def build_image(source: Path, output: Path | IO[bytes]) -> Image:
     image = _measure(manifest, tuple(entries))
     data = _archive(image.entries)
     if isinstance(output, Path):
-        tmp = output.with_name(output.name + ".tmp")
         try:
-            tmp.write_bytes(data)
-            tmp.chmod(0o644)
-            tmp.replace(output)
+            replace_file(output, data, mode=0o644)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             raise ImageError(f"cannot write the image to {output}: {exc.strerror}") from exc
     else:
         output.write(data)

@@ -56,7 +56,7 @@ from reef.enclave._trusted_base import (
     split_console,
 )
 from reef.errors import EnclaveError, ReefError
-from reef.home import ReefHome
+from reef.home import ReefHome, replace_file
 
 if TYPE_CHECKING:
     from reef.attestation import Attester
@@ -84,9 +84,7 @@ def _now_ms() -> int:
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Atomically replace a JSON file (readers never see half of it)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    tmp.replace(path)
+    replace_file(path, json.dumps(data, indent=2, sort_keys=True).encode())
 
 
 def _module_id(enclave_id: str) -> str:

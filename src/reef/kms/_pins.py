@@ -9,14 +9,13 @@ without asking for an attestation again (trust on first *verified* use). Pins li
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reef.errors import ConfigError
-from reef.home import ReefHome
+from reef.home import ReefHome, replace_file
 from reef.kms._client import VerifiedKmsIdentity, normalize_kms_url
 
 __all__ = ["KmsPin", "PinStore"]
@@ -120,16 +119,15 @@ class PinStore:
         data = self._load()
         data[normalize_kms_url(pin.url)] = pin.to_json()
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.path)
+        self._write(data)
 
     def forget(self, url: str) -> bool:
         """Drop the pin for ``url``; return whether there was one."""
         data = self._load()
         if data.pop(normalize_kms_url(url), None) is None:
             return False
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.path)
+        self._write(data)
         return True
+
+    def _write(self, data: Mapping[str, Any]) -> None:
+        replace_file(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())

@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from reef.errors import ConfigError, InputError, KMSError
+from reef.home import replace_file
 from reef.kms._derive import ROOT_SEED_LENGTH, RootSeed
 from reef.kms._keyring import RootKeyring
 
@@ -153,19 +154,7 @@ class SeedStore:
 
     def _write(self, keyring: RootKeyring) -> None:
         sealed = _FILE_MAGIC + self._sealer.seal(_encode(keyring))
-        tmp = self.path.with_name(self.FILENAME + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, sealed)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self._dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        replace_file(self.path, sealed, durable=True)
 
     def load(self) -> RootKeyring:
         """Unseal the existing seeds.

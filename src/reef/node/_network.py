@@ -10,14 +10,13 @@ own ``chain/devnet.json``; this file holds no secret.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from reef.chain import Deployment
 from reef.errors import ConfigError
-from reef.home import ReefHome
+from reef.home import ReefHome, replace_file
 
 __all__ = ["NETWORK_FILE", "NetworkInfo"]
 
@@ -88,9 +87,7 @@ class NetworkInfo:
     def dump(self, home: ReefHome) -> None:
         """Write atomically to ``$REEF_HOME/network.json``."""
         path = home.ensure().path(NETWORK_FILE)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        os.replace(tmp, path)
+        replace_file(path, (json.dumps(self.to_json(), indent=2) + "\n").encode())
 
     @classmethod
     def load(cls, home: ReefHome) -> NetworkInfo:

@@ -1,0 +1,48 @@
+"""State files are replaced atomically, owner-only unless asked, and leave no temporary behind."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from reef.home import ReefHome, replace_file
+
+
+def test_replace_file_writes_owner_only_and_leaves_nothing_else(tmp_path: Path) -> None:
+    target = tmp_path / "state.json"
+    target.write_text("old")
+    replace_file(target, b"new", durable=True)
+    assert target.read_bytes() == b"new"
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+
+
+def test_replace_file_honours_a_public_mode(tmp_path: Path) -> None:
+    target = tmp_path / "image.img"
+    replace_file(target, b"x", mode=0o644)
+    assert target.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_failed_replace_keeps_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "kept"
+    target.write_bytes(b"old")
+    with pytest.raises(TypeError):
+        replace_file(target, "not bytes")  # type: ignore[arg-type]
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
+
+
+def test_replace_file_into_a_missing_directory_is_an_os_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        replace_file(tmp_path / "missing" / "file", b"x")
+
+
+def test_enclave_state_is_owner_only_and_per_image(tmp_path: Path) -> None:
+    home = ReefHome(tmp_path / "home")
+    first = home.enclave_state("aa" * 32)
+    assert first == home.enclave_state("aa" * 32)
+    assert first != home.enclave_state("bb" * 32)
+    assert first.stat().st_mode & 0o777 == 0o700
+    assert os.access(first, os.W_OK)
