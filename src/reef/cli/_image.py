@@ -83,12 +83,12 @@ def measure_cmd(
     from reef.enclave import InitParams, load_image
 
     try:
-        measurements = load_image(image_file).measurements
+        digest = None
         if init_params is not None:
-            params = InitParams.from_json(read_file(init_params), source=str(init_params))
-            measurements = measurements.with_init_params(params.digest)
-        if debug:
-            measurements = measurements.as_debug()
+            digest = InitParams.from_json(read_file(init_params), source=str(init_params)).digest
+        measurements = load_image(image_file).measurements.attested(
+            init_params_digest=digest, debug=debug
+        )
     except ReefError as exc:
         raise fail(exc) from exc
     result = measurements.to_json()

@@ -243,6 +243,12 @@ class Measurements:
         pcrs = {i: (_ZERO if i in (0, 1, 2) else v) for i, v in self.pcrs.items()}
         return Measurements(pcrs=pcrs, debug=True, init_params_digest=self.init_params_digest)
 
+    def attested(self, *, init_params_digest: bytes | None, debug: bool) -> Measurements:
+        """What an enclave of this image attests when started with these init params (PCR16)
+        and in this mode (debug zeroes PCR0-2)."""
+        measured = self.with_init_params(init_params_digest)
+        return measured.as_debug() if debug else measured
+
     def to_json(self) -> dict[str, object]:
         """``{"image_id", "pcrs": {"0": hex, ...}, "debug", "init_params_digest"}``."""
         return {

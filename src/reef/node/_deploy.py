@@ -133,12 +133,8 @@ def expected_image_id(image: Path, init_params: InitParams | None, debug: bool) 
     Raises:
         ImageError: the image is invalid.
     """
-    measurements = load_image(image).measurements
-    if init_params is not None:
-        measurements = measurements.with_init_params(init_params.digest)
-    if debug:
-        measurements = measurements.as_debug()
-    return measurements.image_id
+    digest = init_params.digest if init_params is not None else None
+    return load_image(image).measurements.attested(init_params_digest=digest, debug=debug).image_id
 
 
 @dataclass(frozen=True, kw_only=True)
