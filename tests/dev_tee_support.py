@@ -1,8 +1,7 @@
 """Helpers for tests that run local dev-TEE enclaves (tests/enclave, tests/scallop, ...).
 
-Import it with the tests folder on ``sys.path``, as the chain tests import their support module::
+pytest puts the tests folder on ``sys.path`` (``pythonpath`` in pyproject.toml)::
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from dev_tee_support import attested, get, now_ms
 """
 

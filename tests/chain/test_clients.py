@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from eth_abi.abi import encode
 from eth_account import Account
+from market_support import FUNDS, TestChain
 from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractLogicError
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from market_support import FUNDS, TestChain
 
 from reef.chain import (
     MAX_METADATA_BYTES,

@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from market_support import TestChain
 from web3 import Web3
 from web3.logs import DISCARD
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from market_support import TestChain
 
 from reef.chain import Revert, load_artifact
 from reef.chain._artifacts import CONTRACT_NAMES, build_artifact, render_artifact

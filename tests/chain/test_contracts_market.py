@@ -6,13 +6,7 @@ computed by hand from the MarketV1 formulas, not from reef's billing model.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 from market_support import LOCK, TestChain
 
 from reef.chain import (

@@ -15,9 +15,7 @@ every minted token is in some account.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,9 +28,6 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 from market_support import FUNDS, LOCK, TestChain
 
 from reef.chain import MarketClient, TokenClient, parse_job_id

@@ -3,13 +3,7 @@ KmsVerifiable), through reef's clients on a real EVM."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 from market_support import FUNDS, TestChain
 
 from reef.chain import ImageApproved, ImageRevoked, KmsRegistryClient, Revert, TokenClient

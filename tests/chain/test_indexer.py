@@ -4,14 +4,10 @@ depth, failures part-way, reorgs within and beyond the depth, adaptive ranges, r
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 from indexer_fakes import MARKET, FakeChain, deposited, job, opened
 
 from reef.chain import IndexedEvent, Indexer, oyster_event_name

@@ -7,15 +7,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 from indexer_fakes import MARKET, FakeChain, opened
 
 from reef.chain import Indexer

@@ -22,8 +22,6 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from dev_tee_support import attested, get, now_ms
 from reef.attestation import DevAuthority, Expectations, TrustedRoot, verify_nitro
 from reef.cli import app as cli

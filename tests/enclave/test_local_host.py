@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from dev_tee_support import attested, get
 from reef.attestation import DevAuthority
 from reef.enclave import EnclaveSpec, LocalBackend, build_image

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from dev_tee_support import get
 from reef.attestation import DevAuthority
 from reef.crypto import generate_x25519
 from reef.enclave import EnclaveInfo, EnclaveSpec, LocalBackend, build_image
@@ -39,17 +40,6 @@ def port_of(url: str) -> int:
     port = urlsplit(url).port
     assert port is not None
     return port
-
-
-async def get(url: str, *, attempts: int = 100) -> httpx.Response:
-    """GET, retrying while the app inside is still starting."""
-    async with httpx.AsyncClient(timeout=30) as http:
-        for _ in range(attempts):
-            try:
-                return await http.get(url)
-            except httpx.TransportError:
-                await asyncio.sleep(0.1)
-        return await http.get(url)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +108,9 @@ async def test_two_enclaves_exchange_http_over_scallop_and_see_each_others_image
     server_port = port_of(server.endpoints["ports"][8443])
     call = f"{client.endpoints['ports'][8080]}/call?port={server_port}"
 
-    answer = await get(f"{call}&image_id={server.image_id.hex()}&message=hi")
+    answer = await get(
+        f"{call}&image_id={server.image_id.hex()}&message=hi", attempts=100, request_timeout=30
+    )
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["client_image_id"] == client.image_id.hex()
@@ -129,7 +121,7 @@ async def test_two_enclaves_exchange_http_over_scallop_and_see_each_others_image
     assert (await server_stats(server, authority))["hello"] == before + 1
 
     other = bytes(32).hex()
-    refused = await get(f"{call}&image_id={other}")
+    refused = await get(f"{call}&image_id={other}", attempts=100, request_timeout=30)
     assert refused.status_code == 403
     assert "image_id" in refused.json()["refused"]
     assert server.image_id.hex() in refused.json()["refused"]
