@@ -1,0 +1,582 @@
+"""The serving floor: how every reef HTTP server listens, refuses and stops.
+
+Every reef service (devnet JSON-RPC, KMS public and derive listeners, the attestation verifier,
+the image store, the provider's control plane, an enclave's trusted base) is an ASGI app run by
+uvicorn. This module is the one place that decides how:
+
+- **Sockets are bound by reef**, before uvicorn starts, with ``IPPROTO_TCP`` as the protocol:
+  asyncio sets ``TCP_NODELAY`` only on sockets whose ``proto`` says TCP, and
+  ``socket.create_server`` leaves it 0, which costs every kept-alive request ~44 ms of Nagle plus
+  delayed ACK. Binding first also turns a busy port into a clear error before anything starts
+  and lets port 0 pick a free port whose number is known.
+- **Limits**: a request body over ``max_body`` is refused with 413, headers over ``max_header``
+  with 431, a peer holding more than ``per_peer`` connections gets 503 and is closed, a
+  connection that does not deliver a request's headers within ``read_timeout`` (or a body chunk
+  within it) is closed (408 when a request had begun), and idle kept-alive connections close after
+  ``idle_timeout``. Each refusal logs one line on the ``reef.serve`` logger.
+- **Stopping**: servers embedded in a program never touch signals; the program stops them with
+  :meth:`Server.aclose`. A command that serves until interrupted uses :func:`stop_signals` (or
+  :func:`run`, which uses it): SIGINT and SIGTERM set one event, and the servers close in order.
+
+uvicorn is kept (rather than hypercorn or a hand-written h11 loop) because every reef app already
+runs on it; what it lacks (per-peer caps, a header read deadline, body limits with a proper 413)
+is added here by a subclass of its h11 protocol and one ASGI middleware.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import signal
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from reef.errors import InputError, ReefError, ServiceError
+
+__all__ = [
+    "Limits",
+    "Refusal",
+    "Server",
+    "bind",
+    "run",
+    "serve",
+    "stop_signals",
+    "until_stopped",
+    "url_of",
+]
+
+_log = logging.getLogger("reef.serve")
+
+STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+ASGIApp = Callable[..., Awaitable[None]]
+Refusal = Callable[[int, str], bytes]
+"""Builds the body of a refusal from its HTTP status and reason (JSON by default)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """What one server accepts from its clients.
+
+    Attributes:
+        max_body: request body bytes; more is answered 413.
+        max_header: bytes of request line and headers together; more is answered 431.
+        read_timeout: seconds a client may take to send a request's headers, and between two
+            chunks of its body.
+        idle_timeout: seconds a kept-alive connection may sit idle between requests.
+        per_peer: open connections one peer address may hold; more are answered 503 and closed.
+        stop_timeout: seconds :meth:`Server.aclose` lets running requests finish.
+    """
+
+    max_body: int = 5 * 1024 * 1024
+    max_header: int = 16 * 1024
+    read_timeout: float = 15.0
+    idle_timeout: float = 5.0
+    per_peer: int = 64
+    stop_timeout: float = 5.0
+
+
+def _default_refusal(status: int, reason: str) -> bytes:
+    return json.dumps({"error": reason}).encode()
+
+
+# ------------------------------------------------------------------------------- binding
+
+
+def bind(
+    host: str,
+    port: int,
+    *,
+    what: str,
+    error: type[ReefError] = ServiceError,
+    hint: str | None = None,
+    backlog: int = 512,
+) -> socket.socket:
+    """A listening, non-blocking TCP socket on ``host:port`` (0 picks a free port), with
+    ``TCP_NODELAY`` set and ``IPPROTO_TCP`` as its protocol so accepted sockets get it too.
+
+    Args:
+        what: names the service in the error ("devnet JSON-RPC endpoint").
+        error: the error class to raise (a package's own root, e.g. ``ChainError``).
+        hint: what the user should do when the port is in use.
+
+    Raises:
+        InputError: for a port outside 0..65535 or a host that does not resolve.
+        ReefError: of class ``error`` when the address is in use or cannot be bound.
+    """
+    if not 0 <= port <= 65535:
+        raise InputError(f"the port must be between 0 and 65535, got {port}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise InputError(f"cannot resolve the host {host!r}: {exc}") from exc
+    family, kind, _, _, address = infos[0]
+    sock = socket.socket(family, kind, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        where = f"{host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise error(
+                f"cannot listen on {where} for the {what}: the port is in use",
+                hint=hint or "stop what uses that port, or pick another one (0 picks a free one)",
+            ) from exc
+        raise error(f"cannot listen on {where} for the {what}: {exc.strerror or exc}") from exc
+    sock.setblocking(False)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    """``http://host:port`` of a bound socket (IPv6 hosts in brackets)."""
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+# ------------------------------------------------------------------- connection-level limits
+
+
+def _peer(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return "?"
+
+
+def _protocol_class(what: str, limits: Limits) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with per-peer connection caps and a header read deadline.
+
+    The counts live in this closure: one class per server, so two servers never share them.
+    """
+    open_by_peer: dict[str, int] = {}
+
+    class Guarded(H11Protocol):
+        _reef_peer: str | None = None
+        _reef_deadline: asyncio.TimerHandle | None = None
+        _reef_cycle: object = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            sock = transport.get_extra_info("socket")
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            peer = _peer(transport)
+            if open_by_peer.get(peer, 0) >= limits.per_peer:
+                _log.warning(
+                    "%s: refused a connection from %s: it holds %d connections already",
+                    what,
+                    peer,
+                    limits.per_peer,
+                )
+                transport.write(
+                    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n"
+                    b"connection: close\r\n\r\n"
+                )
+                transport.close()
+                return
+            self._reef_peer = peer
+            open_by_peer[peer] = open_by_peer.get(peer, 0) + 1
+            self._arm()
+
+        def _arm(self) -> None:
+            # A deadline for the next request's headers, measured from the first byte awaited.
+            self._reef_cycle = self.cycle
+            self._reef_deadline = self.loop.call_later(limits.read_timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._reef_deadline is not None:
+                self._reef_deadline.cancel()
+                self._reef_deadline = None
+
+        def _too_slow(self) -> None:
+            self._reef_deadline = None
+            if self.cycle is not self._reef_cycle or self.transport.is_closing():
+                return
+            _log.warning(
+                "%s: closed a connection from %s: no complete request headers in %g s",
+                what,
+                self._reef_peer,
+                limits.read_timeout,
+            )
+            self.transport.close()
+
+        def data_received(self, data: bytes) -> None:
+            if self._reef_deadline is None and (self.cycle is None or self.cycle.response_complete):
+                self._arm()
+            super().data_received(data)
+            if self._reef_deadline is not None and self.cycle is not self._reef_cycle:
+                self._disarm()  # the headers are in: the app's body reads have their own timeout
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            peer = self._reef_peer
+            if peer is not None:
+                self._reef_peer = None
+                left = open_by_peer.get(peer, 1) - 1
+                if left:
+                    open_by_peer[peer] = left
+                else:
+                    open_by_peer.pop(peer, None)
+            super().connection_lost(exc)
+
+    return Guarded
+
+
+# ---------------------------------------------------------------------- request-level limits
+
+
+class _Refused(Exception):
+    """Raised out of the app's ``receive`` once the floor has answered the request itself."""
+
+
+class _Guard:
+    """ASGI middleware: header and body size limits and the body read timeout."""
+
+    def __init__(self, app: ASGIApp, what: str, limits: Limits, refusal: Refusal) -> None:
+        self.app = app
+        self.what = what
+        self.limits = limits
+        self.refusal = refusal
+        # A client that sends its whole body before reading (most do, without Expect:
+        # 100-continue) would otherwise meet a connection reset instead of the 413: read and
+        # drop what it sends, up to this much, before answering.
+        self._drain_cap = 4 * limits.max_body + 1024 * 1024
+
+    async def _drain(self, receive: Callable[[], Awaitable[Any]], received: int) -> None:
+        with contextlib.suppress(TimeoutError):
+            while received <= self._drain_cap:
+                async with asyncio.timeout(self.limits.read_timeout):
+                    message = await receive()
+                if message["type"] != "http.request":
+                    return
+                received += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+
+    async def _refuse(
+        self, send: Callable[[dict[str, Any]], Awaitable[None]], scope: Any, status: int, why: str
+    ) -> None:
+        client = scope.get("client") or ("?",)
+        _log.warning(
+            "%s: refused %s %s from %s: %d %s",
+            self.what,
+            scope.get("method", "?"),
+            scope.get("path", "?"),
+            client[0],
+            status,
+            why,
+        )
+        body = self.refusal(status, why)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limits = self.limits
+        header_bytes = len(scope.get("raw_path") or b"") + sum(
+            len(name) + len(value) + 4 for name, value in scope["headers"]
+        )
+        if header_bytes > limits.max_header:
+            await self._refuse(send, scope, 431, f"request headers over {limits.max_header} bytes")
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if not value.isdigit():
+                    await self._refuse(send, scope, 400, "invalid content-length")
+                    return
+                if int(value) > limits.max_body:
+                    if int(value) <= self._drain_cap:
+                        await self._drain(receive, 0)
+                    await self._refuse(
+                        send, scope, 413, f"request body over {limits.max_body} bytes"
+                    )
+                    return
+
+        state = {"received": 0, "answered": False, "started": False}
+
+        async def guarded_receive() -> Any:
+            try:
+                async with asyncio.timeout(limits.read_timeout):
+                    message = await receive()
+            except TimeoutError:
+                if not state["started"]:
+                    state["answered"] = True
+                    await self._refuse(
+                        send, scope, 408, f"no request body data in {limits.read_timeout:g} s"
+                    )
+                raise _Refused from None
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > limits.max_body:
+                    if message.get("more_body", False):
+                        await self._drain(receive, state["received"])
+                    if not state["started"]:
+                        state["answered"] = True
+                        await self._refuse(
+                            send, scope, 413, f"request body over {limits.max_body} bytes"
+                        )
+                    raise _Refused
+            return message
+
+        async def guarded_send(message: Any) -> None:
+            if state["answered"]:
+                return  # the floor answered already; whatever the app says now is dropped
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, guarded_receive, guarded_send)
+        except _Refused:
+            pass
+        except Exception:
+            if not state["answered"]:
+                raise
+            # The app failed on the refusal (e.g. turned it into a 500 and re-raised): answered.
+
+
+# ------------------------------------------------------------------------------- the server
+
+
+class _Embedded(uvicorn.Server):
+    """uvicorn that never takes the process's signals: the program embedding it decides."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def install_signal_handlers(self) -> None:  # older uvicorn versions
+        return None
+
+
+class Server:
+    """One ASGI app served by uvicorn on a pre-bound socket, in the running event loop.
+
+    An async context manager (``async with await serve(...)`` or ``async with Server(...)``);
+    :meth:`aclose` stops it. It installs no signal handlers.
+
+    Args:
+        app: the ASGI app.
+        sock: a listening socket (from :func:`bind`); the server owns it from now on.
+        what: names the service in errors and log lines.
+        limits: what clients may send (:class:`Limits`).
+        refusal: builds the body of the floor's own refusals (413, 431, 408, 400).
+        log_level: uvicorn's log level.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        sock: socket.socket,
+        *,
+        what: str,
+        limits: Limits | None = None,
+        refusal: Refusal | None = None,
+        log_level: str = "warning",
+    ) -> None:
+        self.what = what
+        self.limits = limits or Limits()
+        self.socket = sock
+        self.url = url_of(sock)
+        """``http://host:port`` where the app answers."""
+        self.host: str = sock.getsockname()[0]
+        self.port: int = sock.getsockname()[1]
+        self._app = _Guard(app, what, self.limits, refusal or _default_refusal)
+        self._log_level = log_level
+        self._server: _Embedded | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"Server({self.what}, {self.url})"
+
+    async def start(self) -> Server:
+        """Start accepting connections; return once the server is ready.
+
+        Raises:
+            ServiceError: if uvicorn fails to start.
+        """
+        limits = self.limits
+        config = uvicorn.Config(
+            self._app,
+            http=_protocol_class(self.what, limits),
+            log_level=self._log_level,
+            lifespan="off",
+            access_log=False,
+            timeout_keep_alive=max(1, round(limits.idle_timeout)),
+            timeout_graceful_shutdown=max(1, round(limits.stop_timeout)),
+            # h11 buffers at most this much of an incomplete request head; beyond it uvicorn
+            # answers 400 and closes. The middleware answers 431 from max_header up to there.
+            h11_max_incomplete_event_size=4 * limits.max_header,
+            server_header=False,
+        )
+        self._server = _Embedded(config)
+        self._task = asyncio.create_task(
+            self._server.serve(sockets=[self.socket]), name=f"serve {self.what}"
+        )
+        while not self._server.started:
+            if self._task.done():
+                failure: BaseException | None = None
+                with contextlib.suppress(asyncio.CancelledError):
+                    failure = self._task.exception()
+                self.socket.close()
+                raise ServiceError(
+                    f"the {self.what} did not start on {self.url}: {failure or 'it stopped'}"
+                ) from failure
+            await asyncio.sleep(0.005)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def wait(self) -> None:
+        """Wait until the server stops (after :meth:`aclose`, or if uvicorn fails)."""
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def aclose(self) -> None:
+        """Stop accepting, let running requests finish (up to ``stop_timeout``), close."""
+        if self._server is not None:
+            self._server.should_exit = True
+            await self.wait()
+        with contextlib.suppress(OSError):
+            self.socket.close()
+
+    close = aclose
+
+    async def __aenter__(self) -> Server:
+        if self._task is None:
+            await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def serve(
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    what: str,
+    limits: Limits | None = None,
+    refusal: Refusal | None = None,
+    error: type[ReefError] = ServiceError,
+    hint: str | None = None,
+    log_level: str = "warning",
+) -> Server:
+    """Bind ``host:port`` (0 picks a free port) and serve ``app`` there until
+    :meth:`Server.aclose`.
+
+    Raises:
+        InputError: for a bad port or host.
+        ReefError: of class ``error`` when the port cannot be bound; ServiceError when the
+            server does not start.
+    """
+    sock = bind(host, port, what=what, error=error, hint=hint)
+    server = Server(app, sock, what=what, limits=limits, refusal=refusal, log_level=log_level)
+    return await server.start()
+
+
+# ------------------------------------------------------------------------------- stopping
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[asyncio.Event]:
+    """An event that SIGINT and SIGTERM set while the block runs (inside a running event loop).
+
+    The handlers replace Python's KeyboardInterrupt, so a command stops what it started in order
+    instead of being torn out of the middle of it. This is the one way a reef command reacts to
+    a stop signal; servers themselves never install handlers.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield stop
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
+async def until_stopped(stop: asyncio.Event, *servers: Server) -> None:
+    """Return when ``stop`` is set or any of ``servers`` stops by itself."""
+    waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+    waits += [asyncio.ensure_future(server.wait()) for server in servers]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
+
+
+def run(
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    what: str,
+    limits: Limits | None = None,
+    refusal: Refusal | None = None,
+    error: type[ReefError] = ServiceError,
+    hint: str | None = None,
+    log_level: str = "warning",
+    ready: Callable[[Server], None] | None = None,
+) -> None:
+    """Serve ``app`` on ``host:port`` until SIGINT or SIGTERM, then stop gracefully (blocking).
+
+    ``ready`` is called with the running server (e.g. to print where it listens).
+
+    Raises:
+        InputError: for a bad port or host.
+        ReefError: of class ``error`` when the port cannot be bound.
+    """
+
+    async def main() -> None:
+        with stop_signals() as stop:
+            server = await serve(
+                app,
+                host=host,
+                port=port,
+                what=what,
+                limits=limits,
+                refusal=refusal,
+                error=error,
+                hint=hint,
+                log_level=log_level,
+            )
+            try:
+                if ready is not None:
+                    ready(server)
+                await until_stopped(stop, server)
+            finally:
+                await server.aclose()
+
+    asyncio.run(main())
