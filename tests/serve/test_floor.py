@@ -143,8 +143,9 @@ async def test_aclose_stops_serving_and_frees_the_port() -> None:
     await _legit(server)
     await server.aclose()
     assert not server.running
-    with pytest.raises(httpx.ConnectError):
-        async with httpx.AsyncClient() as client:
+    # (A closed loopback port is refused, or on some sandboxes silently dropped.)
+    with pytest.raises((httpx.ConnectError, httpx.ConnectTimeout)):
+        async with httpx.AsyncClient(timeout=2) as client:
             await client.get(server.url)
     again = bind("127.0.0.1", port, what="test app")
     again.close()
