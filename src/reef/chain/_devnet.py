@@ -1083,28 +1083,54 @@ class Devnet:
             header = block.header
         return self._chain.get_vm(at_header=header.copy(base_fee_per_gas=0))
 
-    def call(self, request: TxRequest, selector: BlockSelector = "latest") -> bytes:
+    def _call_setup(self, selector: BlockSelector) -> Any:
+        # Only building the VM needs the lock. The execution itself runs on a private state
+        # (journal) over the state root of that block: trie nodes are only ever added, so other
+        # threads may mine, read and revert meanwhile, and reads are not stuck behind a call.
+        with self._lock:
+            vm = self._call_vm(selector)
+            _ = vm.state
+            return vm
+
+    def call(
+        self,
+        request: TxRequest,
+        selector: BlockSelector = "latest",
+        *,
+        gas_cap: int = GAS_LIMIT,
+        timeout_s: float | None = None,
+    ) -> bytes:
         """Run ``request`` without mining it (``eth_call``); return its output.
+
+        It runs with the request's gas, at most ``gas_cap`` (the block gas limit by default),
+        and for at most ``timeout_s`` seconds of wall time.
 
         Raises:
             ExecutionReverted: if it reverts (with the revert data).
-            DevnetFault: if it fails otherwise (out of gas, invalid opcode, bad nonce/funds).
+            DevnetFault: if it fails otherwise (out of gas, out of time, invalid opcode, bad
+                nonce/funds).
         """
-        with self._lock:
-            gas = min(request.gas, GAS_LIMIT) if request.gas is not None else GAS_LIMIT
-            return call_on(self._call_vm(selector), request, gas)
+        gas = min(request.gas, gas_cap) if request.gas is not None else gas_cap
+        return call_on(self._call_setup(selector), request, gas, timeout_s=timeout_s)
 
-    def estimate_gas(self, request: TxRequest, selector: BlockSelector = "latest") -> int:
+    def estimate_gas(
+        self,
+        request: TxRequest,
+        selector: BlockSelector = "latest",
+        *,
+        gas_cap: int = GAS_LIMIT,
+        timeout_s: float | None = None,
+    ) -> int:
         """The least gas with which ``request`` succeeds (``eth_estimateGas``), up to the
-        request's gas or the block gas limit.
+        request's gas or ``gas_cap`` (the block gas limit by default), found within
+        ``timeout_s`` seconds of wall time.
 
         Raises:
             ExecutionReverted: if it reverts even with the cap.
-            DevnetFault: if it fails with the cap for another reason.
+            DevnetFault: if it fails with the cap for another reason, or runs out of time.
         """
-        with self._lock:
-            cap = min(request.gas, GAS_LIMIT) if request.gas is not None else GAS_LIMIT
-            return estimate_on(self._call_vm(selector), request, cap)
+        cap = min(request.gas, gas_cap) if request.gas is not None else gas_cap
+        return estimate_on(self._call_setup(selector), request, cap, timeout_s=timeout_s)
 
 
 def _access_list_json(

@@ -6,18 +6,43 @@ the cap, then tries the gas that run consumed (and that plus what the 1/64 rule 
 calls), then bisects: usually two executions where a plain binary search needs twenty-five. The
 result is the least gas with which the transaction succeeds, checked in the tests by running
 with one gas less.
+
+A time budget bounds the wall time of one call or estimate: py-evm has no hook for it, so the
+state's computation class is replaced, for that one throwaway state, by a subclass whose
+``consume_gas`` (called once per opcode) checks a deadline and aborts with a
+:class:`DevnetFault`, which unwinds py-evm untouched (it only catches its own ``VMError``) and
+reverts the snapshot like any other failure.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from eth.vm.spoof import SpoofTransaction
 from eth_utils.exceptions import ValidationError
 
-from reef.chain._devnet_types import TxRequest, execution_error, rejection
+from reef.chain._devnet_types import DevnetFault, TxRequest, execution_error, rejection
 
 __all__ = ["call_on", "estimate_on"]
+
+
+def _with_deadline(vm: Any, timeout_s: float | None) -> None:
+    """Make every computation on ``vm``'s state abort after ``timeout_s`` seconds."""
+    if timeout_s is None:
+        return
+    state = vm.state
+    deadline = time.monotonic() + timeout_s
+    base = state.computation_class
+    clock = time.monotonic
+
+    def consume_gas(computation: Any, amount: int, reason: str) -> None:
+        if clock() > deadline:
+            raise DevnetFault(f"execution aborted (timeout = {timeout_s:g}s)")
+        base.consume_gas(computation, amount, reason)
+
+    # An instance attribute: only this state (built for this one call) runs the timed class.
+    state.computation_class = type("TimedComputation", (base,), {"consume_gas": consume_gas})
 
 
 def _run(vm: Any, request: TxRequest, gas: int) -> Any:
@@ -61,23 +86,27 @@ def _run_or_fault(vm: Any, request: TxRequest, gas: int) -> Any:
     return computation
 
 
-def call_on(vm: Any, request: TxRequest, gas: int) -> bytes:
-    """Run ``request`` with ``gas`` on ``vm``; return its output.
+def call_on(vm: Any, request: TxRequest, gas: int, *, timeout_s: float | None = None) -> bytes:
+    """Run ``request`` with ``gas`` on ``vm`` within ``timeout_s`` seconds; return its output.
 
     Raises:
         ExecutionReverted: if it reverts (with the revert data).
-        DevnetFault: if it fails otherwise (out of gas, invalid opcode, bad nonce/funds).
+        DevnetFault: if it fails otherwise (out of gas, out of time, invalid opcode, bad
+            nonce/funds).
     """
+    _with_deadline(vm, timeout_s)
     return bytes(_run_or_fault(vm, request, gas).output)
 
 
-def estimate_on(vm: Any, request: TxRequest, cap: int) -> int:
-    """The least gas up to ``cap`` with which ``request`` succeeds on ``vm``.
+def estimate_on(vm: Any, request: TxRequest, cap: int, *, timeout_s: float | None = None) -> int:
+    """The least gas up to ``cap`` with which ``request`` succeeds on ``vm``, found within
+    ``timeout_s`` seconds.
 
     Raises:
         ExecutionReverted: if it reverts even with the cap.
-        DevnetFault: if it fails with the cap for another reason.
+        DevnetFault: if it fails with the cap for another reason, or runs out of time.
     """
+    _with_deadline(vm, timeout_s)
     first = _run_or_fault(vm, request, cap)
     used = cap - int(first.get_gas_remaining())
     low, high = used - 1, cap  # invariant: low is not enough, high is

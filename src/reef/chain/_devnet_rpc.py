@@ -10,6 +10,17 @@ Errors follow JSON-RPC 2.0 and geth: -32700 parse error, -32600 invalid request,
 method, -32602 invalid params, -32603 internal error, 3 ``execution reverted`` with the revert
 data in ``data``, and -32000 for a transaction the chain refuses (nonce, funds, fees). A request
 that fails never affects the next one.
+
+Hostile input is answered, never crashes or stalls the server (issue 11): JSON is parsed only
+after a scan shows its nesting is at most :data:`MAX_DEPTH` (py-evm raises Python's recursion
+limit to 100 000, so ``json.loads`` of a nesting bomb would overflow the C stack); ``NaN`` and
+``Infinity`` are not JSON and are a parse error; an ``id`` must be a string (up to 1 024
+characters), a finite number within ±2**64, or null, else the answer is -32600 with a null id;
+nothing non-finite is ever emitted; a batch holds at most :data:`MAX_BATCH` requests and its
+answers at most ``max_batch_response`` bytes (later requests get -32003 "response too large",
+as geth answers, without being run). ``eth_call`` and ``eth_estimateGas`` run with at most
+``call_gas_cap`` gas (as the call gas caps of geth, anvil and hardhat) and within
+``call_timeout_s`` seconds of wall time.
 """
 
 from __future__ import annotations
@@ -17,7 +28,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import platform
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -62,7 +75,16 @@ INVALID_PARAMS: Final = -32602
 INTERNAL_ERROR: Final = -32603
 SERVER_ERROR: Final = -32000
 
+RESPONSE_TOO_LARGE: Final = -32003
+
 MAX_BATCH: Final = 1000
+MAX_BATCH_RESPONSE: Final = 5 * 1024 * 1024
+"""Bytes of answers one batch may produce (geth caps batch responses the same way)."""
+MAX_DEPTH: Final = 100
+"""Nesting of arrays and objects a request may have (EIP-712 typed data needs a dozen)."""
+MAX_ID_LENGTH: Final = 1024
+CALL_TIMEOUT_S: Final = 5.0
+"""Wall time an ``eth_call`` or ``eth_estimateGas`` may run (geth's RPCEVMTimeout is 5 s)."""
 MAX_FILTERS: Final = 10_000
 FILTER_TIMEOUT_S: Final = 300.0
 """A filter nobody polled for five minutes is dropped, as geth does."""
@@ -86,6 +108,89 @@ LIGHT_METHODS: Final = frozenset(
     }
 )
 """Methods answered from constants or one atomic read: no EVM work, no lock."""
+
+
+# ------------------------------------------------------------------------------- parsing
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = [0] * 256
+for _open, _close in (b"[]", b"{}"):
+    _STEP[_open], _STEP[_close] = 1, -1
+
+
+class _Unrepresentable:
+    """A JSON number Python cannot hold faithfully (over 4 300 digits, or beyond a double)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text[:40]
+
+    def __repr__(self) -> str:
+        return f"{self.text}…"
+
+
+def _parse_int(text: str) -> int | _Unrepresentable:
+    # Python refuses to convert more than 4 300 digits (a ValueError deep inside json.loads);
+    # nothing in Ethereum JSON-RPC needs more than 80 (a uint256 in decimal has 78).
+    if len(text) > 100:
+        return _Unrepresentable(text)
+    return int(text)
+
+
+def _parse_float(text: str) -> float | _Unrepresentable:
+    value = float(text)
+    return value if math.isfinite(value) else _Unrepresentable(text)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise DevnetFault(f"parse error: {name} is not JSON", code=PARSE_ERROR)
+
+
+def _too_deep(body: bytes) -> bool:
+    """Whether arrays and objects nest more than :data:`MAX_DEPTH` levels in ``body``
+    (brackets inside strings do not count). Free when a body has few brackets; otherwise one
+    regex pass and one C-level scan, never recursion."""
+    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
+        return False
+    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    return max(itertools.accumulate(map(_STEP.__getitem__, brackets)), default=0) > MAX_DEPTH
+
+
+def parse_json(body: bytes | str) -> Any:
+    """Parse untrusted JSON: bounded nesting, no NaN/Infinity, huge numbers kept as markers.
+
+    Raises:
+        DevnetFault: with code -32700 (parse error) saying what is wrong.
+    """
+    raw = body.encode() if isinstance(body, str) else body
+    if _too_deep(raw):
+        raise DevnetFault(
+            f"parse error: the request nests arrays/objects deeper than {MAX_DEPTH} levels",
+            code=PARSE_ERROR,
+        )
+    try:
+        return json.loads(
+            raw,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            parse_constant=_refuse_constant,
+        )
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError too
+        raise DevnetFault(f"parse error: {exc}", code=PARSE_ERROR) from exc
+
+
+def _valid_id(ident: Any) -> bool:
+    if ident is None:
+        return True
+    if isinstance(ident, str):
+        return len(ident) <= MAX_ID_LENGTH
+    if isinstance(ident, bool):
+        return False
+    if isinstance(ident, int):
+        return -(2**64) < ident < 2**64
+    return isinstance(ident, float) and math.isfinite(ident)
 
 
 def _invalid(message: str) -> DevnetFault:
@@ -257,9 +362,22 @@ class DevnetRpc:
         monotonic: the clock that expires unpolled filters (a parameter for tests).
     """
 
-    def __init__(self, devnet: Devnet, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        devnet: Devnet,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        call_gas_cap: int = GAS_LIMIT,
+        call_timeout_s: float | None = CALL_TIMEOUT_S,
+        max_batch_response: int = MAX_BATCH_RESPONSE,
+    ) -> None:
         self._devnet = devnet
         self._monotonic = monotonic
+        self.call_gas_cap = call_gas_cap
+        """Most gas an ``eth_call`` or ``eth_estimateGas`` runs with, whatever it asks for."""
+        self.call_timeout_s = call_timeout_s
+        """Wall-time budget of one ``eth_call`` or ``eth_estimateGas`` (``None``: unbounded)."""
+        self.max_batch_response = max_batch_response
         self._filters: dict[int, _Filter] = {}
         self._filter_counter = 0
         self._filter_lock = threading.Lock()
@@ -330,10 +448,39 @@ class DevnetRpc:
     def handle_bytes(self, body: bytes) -> bytes | None:
         """Answer one HTTP body: a request or a batch. ``None`` when only notifications came."""
         try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return encode_response(_error(None, PARSE_ERROR, f"parse error: {exc}"))
-        return encode_response(self.handle(payload))
+            payload = parse_json(body)
+        except DevnetFault as fault:
+            return encode_response(_error(None, fault.code, str(fault)))
+        return self.answer(payload)
+
+    def answer(self, payload: Any) -> bytes | None:
+        """Answer a parsed request or batch as JSON bytes (``None``: only notifications).
+
+        A batch's answers are encoded one by one; once they pass ``max_batch_response``
+        bytes, the requests left are answered -32003 without being run.
+        """
+        if not isinstance(payload, list) or not payload or len(payload) > MAX_BATCH:
+            return encode_response(self.handle(payload))
+        parts: list[bytes] = []
+        size = 2
+        for request in payload:
+            if size > self.max_batch_response:
+                ident = request.get("id") if isinstance(request, Mapping) else None
+                if isinstance(request, Mapping) and "id" not in request:
+                    continue  # a notification gets no answer, and is not run either
+                answer: dict[str, Any] | None = _error(
+                    ident if _valid_id(ident) else None,
+                    RESPONSE_TOO_LARGE,
+                    f"response too large: this batch's answers passed {self.max_batch_response}"
+                    " bytes; send fewer requests per batch",
+                )
+            else:
+                answer = self._handle_one(request)
+            encoded = encode_response(answer)
+            if encoded is not None:
+                parts.append(encoded)
+                size += len(encoded) + 1
+        return b"[" + b",".join(parts) + b"]" if parts else None
 
     @staticmethod
     def is_light(payload: Any) -> bool:
@@ -365,8 +512,13 @@ class DevnetRpc:
         if not isinstance(request, Mapping):
             return _error(None, INVALID_REQUEST, "invalid request: not a JSON object")
         ident = request.get("id")
-        if isinstance(ident, bool) or not isinstance(ident, str | int | float | type(None)):
-            return _error(None, INVALID_REQUEST, "invalid request: id must be a string or number")
+        if not _valid_id(ident):
+            return _error(
+                None,
+                INVALID_REQUEST,
+                "invalid request: id must be a string of at most "
+                f"{MAX_ID_LENGTH} characters, a finite number within ±2**64, or null",
+            )
         notification = "id" not in request
         method = request.get("method")
         if request.get("jsonrpc") != "2.0":
@@ -480,13 +632,27 @@ class DevnetRpc:
         tx, block, overrides = _params(params, 1, 3)
         if overrides:
             raise _invalid("state overrides are not supported by the reef devnet")
-        return data(self._devnet.call(_tx_request(tx), _block(block)))
+        return data(
+            self._devnet.call(
+                _tx_request(tx),
+                _block(block),
+                gas_cap=self.call_gas_cap,
+                timeout_s=self.call_timeout_s,
+            )
+        )
 
     def _estimate_gas(self, params: Sequence[Any]) -> str:
         tx, block, overrides = _params(params, 1, 3)
         if overrides:
             raise _invalid("state overrides are not supported by the reef devnet")
-        return quantity(self._devnet.estimate_gas(_tx_request(tx), _block(block)))
+        return quantity(
+            self._devnet.estimate_gas(
+                _tx_request(tx),
+                _block(block),
+                gas_cap=self.call_gas_cap,
+                timeout_s=self.call_timeout_s,
+            )
+        )
 
     def _send_raw_transaction(self, params: Sequence[Any]) -> str:
         (raw,) = _params(params, 1, 1)
@@ -524,8 +690,8 @@ class DevnetRpc:
         key = self._dev_key(address)
         if isinstance(typed, str):
             try:
-                typed = json.loads(typed)
-            except json.JSONDecodeError:
+                typed = parse_json(typed)
+            except DevnetFault:
                 raise _invalid("the typed data is not valid JSON") from None
         if not isinstance(typed, Mapping):
             raise _invalid("the typed data must be an EIP-712 object")
@@ -808,7 +974,14 @@ def encode_response(response: Any) -> bytes | None:
     """A response (or batch of them) as compact JSON bytes; ``None`` stays ``None``."""
     if response is None:
         return None
-    return json.dumps(response, separators=(",", ":")).encode()
+    try:
+        return json.dumps(response, separators=(",", ":"), allow_nan=False).encode()
+    except (ValueError, TypeError):
+        # Something non-finite or not JSON slipped into an answer: never emit invalid JSON.
+        _log.exception("devnet: an answer could not be encoded as JSON")
+        ident = response.get("id") if isinstance(response, Mapping) else None
+        fallback = _error(ident if _valid_id(ident) else None, INTERNAL_ERROR, "internal error")
+        return json.dumps(fallback, separators=(",", ":")).encode()
 
 
 def _error(ident: Any, code: int, message: str, payload: bytes | None = None) -> dict[str, Any]:
