@@ -90,9 +90,9 @@ def test_deploy_reach_verify_stop_refund(network: Network) -> None:
     )
     assert wrong.returncode == 1
 
-    # stop: rate 0, wait for the 5 s lock, close, refund
+    # stop --wait: rate 0, wait for the 5 s lock, close, refund
     enclave_id = deployed["enclave_id"]
-    stopped = network.cli.json("jobs", "stop", job_id, process=True)
+    stopped = network.cli.json("jobs", "stop", job_id, "--wait", process=True)
     assert stopped["state"] == "closed"
     assert _cp(network).ip(job_id) is None
     assert enclave_id not in _running_enclaves(network)
@@ -139,7 +139,7 @@ def test_deposit_withdraw_then_stop_and_close_later(network: Network) -> None:
 
     stopping = network.cli.json("jobs", "stop", job_id, "--no-wait")
     assert stopping["state"] == "stopping"
-    assert stopping["then_run"] == f"reef jobs close {job_id}"
+    assert stopping["then_run"] == f"reef jobs close {deployed['job']}"
     closed = _until(
         "the rate lock to end",
         lambda: (

@@ -542,3 +542,27 @@ async def test_http_api(world: World) -> None:
         assert (await client.get("/job", params={"id": job_id(9)})).status_code == 404
         listed = (await client.get("/jobs")).json()["jobs"]
         assert {j["job_id"] for j in listed} == {job_id(1), job_id(2)}
+
+
+async def test_job_status_counts_restarts_and_keeps_the_last_error(world: World) -> None:
+    # `reef jobs show` prints these: a crash-looping enclave must not look merely "running".
+    world.feed.open(1)
+    cp = await world.started()
+    status = cp.job_status(job_id(1))
+    assert status is not None
+    assert (status["restarts"], status["last_restart"], status["last_error"]) == (0, "", "")
+    (enclave,) = world.runner.of(1)
+    world.runner.enclaves[enclave.enclave_id] = replace(enclave, state="crashed")
+    world.runner.fail_launches = 1_000  # every relaunch fails from now on
+    await cp.reconcile()
+    await asyncio.sleep(0.2)  # a few retries
+    status = cp.job_status(job_id(1))
+    assert status is not None
+    assert status["restarts"] == 1
+    assert f"enclave {enclave.enclave_id} was crashed" in status["last_restart"]
+    assert status["last_error"] == "the enclave failed to start"
+    transport = httpx.ASGITransport(app=control_plane_app(cp))
+    async with httpx.AsyncClient(transport=transport, base_url="http://cp") as client:
+        answer = (await client.get("/job", params={"id": job_id(1)})).json()
+    assert (answer["restarts"], answer["last_error"]) == (1, "the enclave failed to start")
+    await cp.close()

@@ -3,7 +3,8 @@
 Amounts are plain ``int`` in token base units (6 decimals for the test stable token, as USDC);
 rates are token base units x 10**12 per second (MarketV1's ``EXTRA_DECIMALS``). ``NewType``
 keeps them apart for the type checker at no run-time cost. Job ids are MarketV1's ``bytes32``,
-written as ``0x`` + 64 lowercase hex digits, the form Oyster's CLI and indexers print.
+written as ``0x`` + 64 lowercase hex digits, the form Oyster's indexers print; people see and
+type the job's index in decimal (``17``), as Oyster's CLI does (:func:`parse_job_id`).
 """
 
 from __future__ import annotations
@@ -70,10 +71,22 @@ def parse_address(value: str, *, name: str = "address") -> Address:
 
 
 def parse_job_id(value: int | str | bytes, *, name: str = "job id") -> JobId:
-    """Normalise a job id given as its index (int), as hex (``0x1``, 64 digits, ...) or as bytes.
+    """The job a user or a caller names: its index, or its full id.
+
+    This is the one place a job is parsed (the CLI and every client method use it), so a number
+    means the same job everywhere:
+
+    * an ``int``, or a string of decimal digits (``"17"``), is the job's **index**, the number
+      ``reef jobs list`` and ``reef deploy`` print and Oyster's CLI takes;
+    * a ``0x``-prefixed hex string (``"0x11"`` or all 64 digits) is the **full id**;
+    * exactly 64 hex digits without ``0x`` are also the full id (as indexers print it);
+    * ``bytes`` are the big-endian ``bytes32``.
+
+    So ``"17"`` and ``"0x11"`` name the same job; ``"1f"`` is refused rather than guessed.
 
     Raises:
-        InputError: naming ``name`` when the value is negative, not hex, or longer than 32 bytes.
+        InputError: naming ``name`` when the value is negative, neither a decimal number nor
+            ``0x`` hex, or longer than 32 bytes.
     """
     if isinstance(value, bool):
         raise InputError(f"{name} must be an integer, hex string or bytes, not a bool")
@@ -84,15 +97,7 @@ def parse_job_id(value: int | str | bytes, *, name: str = "job id") -> JobId:
             raise InputError(f"{name} is longer than 32 bytes ({len(value)} bytes)")
         number = int.from_bytes(value, "big")
     elif isinstance(value, str):
-        text = value.strip()
-        digits = text[2:] if text[:2].lower() == "0x" else text
-        try:
-            number = int(digits, 16)
-        except ValueError as exc:
-            raise InputError(
-                f"{name} is not hex: {value[:70]!r}",
-                hint="give the job id as 0x followed by up to 64 hex digits",
-            ) from exc
+        number = _job_number(value.strip(), name)
     else:
         raise InputError(f"{name} must be an integer, hex string or bytes")
     if not 0 <= number <= _UINT256_MAX:
@@ -100,8 +105,27 @@ def parse_job_id(value: int | str | bytes, *, name: str = "job id") -> JobId:
     return JobId(f"0x{number:064x}")
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def _job_number(text: str, name: str) -> int:
+    hint = "give the job's number as `reef jobs list` prints it (e.g. 17), or its full id as 0x…"
+    if text[:2].lower() == "0x":
+        digits = text[2:]
+        if not digits or not set(digits) <= _HEX_DIGITS:
+            raise InputError(f"{name} is not hex: {text[:70]!r}", hint=hint)
+        if len(digits) > 64:
+            raise InputError(f"{name} does not fit in 32 bytes: {text[:70]!r}…", hint=hint)
+        return int(digits, 16)
+    if text.isascii() and text.isdigit() and len(text) != 64:
+        return int(text, 10)
+    if len(text) == 64 and set(text) <= _HEX_DIGITS:
+        return int(text, 16)
+    raise InputError(f"{name} is not hex (0x…) nor a decimal job number: {text[:70]!r}", hint=hint)
+
+
 def job_index(job: JobId) -> int:
-    """The market's index of a job (MarketV1 ids are ``bytes32(index)``)."""
+    """The market's index of a job (MarketV1 ids are ``bytes32(index)``): the number users see."""
     return int(job, 16)
 
 

@@ -97,12 +97,13 @@ def deploy_cmd(
         )
     print_mapping(
         {
+            "job": result.job,
             "job id": result.job_id,
             "endpoint": result.endpoint or "(the image declares no ports)",
             "image id": result.image_id.hex(),
             "attestation": f"{result.endpoints.get('attestation', '')} (verified live, "
             f"root {result.attestation.root.name})",
             "paid": f"{format_amount(result.cost)} rUSD for {request.duration_s} s",
-            "stop it": f"reef jobs stop {int(result.job_id, 16)}",
+            "stop it": f"reef jobs stop {result.job}",
         }
     )

@@ -3,6 +3,11 @@
 Every command reads the chain for the truth about money (the market contract), and the job's
 provider (its control plane) for what runs; amounts are rUSD decimals typed by the user and
 base units inside (never floats).
+
+A job is named as Oyster's CLI names it: by its decimal number (``17``), which is what every
+command prints; ``0x…`` is its full id. :func:`reef.chain.parse_job_id` is the one parser, wired
+into every ``JOB`` argument by :data:`JobArgument`; outputs carry ``job`` (the number) and, in
+JSON, ``job_id`` (the full id).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import typer
 from reef.cli._common import MarketOption, RpcOption, market_session
 from reef.cli._output import (
     JsonOption,
+    err_console,
     fail,
     note,
     print_json,
@@ -23,13 +29,13 @@ from reef.cli._output import (
     print_table,
     tx_printer,
 )
-from reef.errors import MarketError, ReefError, ServiceError
+from reef.errors import InputError, MarketError, ReefError, ServiceError
 
 if TYPE_CHECKING:
     from reef.chain import Job, MarketClient
     from reef.node import Session
 
-__all__ = ["register"]
+__all__ = ["JobArgument", "job_label", "register"]
 
 app = typer.Typer(
     help="Your jobs in the market: inspect, fund, update, stop.", no_args_is_help=True
@@ -42,7 +48,41 @@ def register(root: typer.Typer) -> None:
 
 
 KeyOption = typer.Option("--key", help="File with your private key (default: dev account 0).")
-JobArgument = typer.Argument(help="The job id (0x…64 hex digits, or its index).")
+
+
+def _parse_job(text: str) -> str:
+    """Typer's parser for ``JOB``: the :data:`reef.chain.JobId` a number or ``0x`` id names.
+
+    (Annotated as ``str`` for Typer, which reads annotations at run time and must not import
+    web3 for ``--help``; the value is a ``JobId``, a ``str``.)
+    """
+    from reef.chain import parse_job_id
+
+    try:
+        return parse_job_id(text, name="JOB")
+    except InputError as exc:
+        raise typer.BadParameter(
+            f"{exc.message}" + (f"\nhint: {exc.hint}" if exc.hint else "")
+        ) from exc
+
+
+JobArgument = typer.Argument(
+    help="The job's number as `reef jobs list` and `reef deploy` print it (e.g. 17), "
+    "or its full id 0x….",
+    parser=_parse_job,
+    metavar="JOB",
+    show_default=False,
+)
+
+
+def job_label(job_id: str) -> str:
+    """How a job is shown to people and in the commands we suggest: its decimal number."""
+    return str(int(job_id, 16))
+
+
+def _ids(job_id: str) -> dict[str, Any]:
+    """The two forms of a job for outputs: ``job`` (its number) and ``job_id`` (its full id)."""
+    return {"job": int(job_id, 16), "job_id": job_id}
 
 
 # The provider's default safety margin, for a network this home did not start.
@@ -59,7 +99,13 @@ def _open(
     """
     session = market_session(rpc, market, key, need_account=need_account)
     client = session.market(tx_printer)
-    return session, client, client.job(job)
+    found = client.find_job(job)
+    if found is None:
+        raise MarketError(
+            f"job {job_label(job)} ({job}) is not open in the market at {session.market_address}",
+            hint="`reef jobs list` shows your open jobs; a closed job is deleted from the market",
+        )
+    return session, client, found
 
 
 def _when(timestamp: int | None) -> str:
@@ -82,16 +128,18 @@ def _stop_time(session: Session, job: Job) -> int | None:
     return None if until is None else until - _margin(session)
 
 
-def _provider_view(client: MarketClient, job: Job) -> dict[str, Any] | None:
+def _provider_view(client: MarketClient, job: Job) -> dict[str, Any] | str:
+    """The provider's ``/job`` answer for ``job``, or why there is none."""
     from reef.market import ControlPlaneClient
 
     cp = client.provider(job.provider)
     if cp is None:
-        return None
+        return "unknown (the provider is not registered)"
     try:
-        return ControlPlaneClient(cp, timeout=3.0).job(job.id)
+        view = ControlPlaneClient(cp, timeout=3.0).job(job.id)
     except ServiceError:
-        return None
+        return f"unknown (the provider's control plane at {cp} cannot be reached)"
+    return "not seen by the provider yet" if view is None else view
 
 
 def _per_hour(rate: int) -> str:
@@ -99,6 +147,40 @@ def _per_hour(rate: int) -> str:
     from reef.chain import format_amount
 
     return format_amount(rate * 3600 // 10**12)
+
+
+def _provider_fields(view: dict[str, Any] | str) -> dict[str, Any]:
+    """What the job's provider says of it (its ``/job`` answer), flattened for people.
+
+    ``provider_state`` sums it up: ``ended: <why>`` once the provider will not run the job,
+    else the enclave's state (``launching`` before there is one, ``retrying`` while the last
+    attempt failed); ``last_error`` is the provider's last failure for this job, verbatim.
+    """
+    if isinstance(view, str):
+        return {"provider_state": view}
+    enclave = view.get("enclave") or {}
+    endpoints = enclave.get("endpoints") or {}
+    ports = endpoints.get("ports") or {}
+    last_error = str(view.get("last_error") or "")
+    if view.get("phase") == "done":
+        state = f"ended: {view.get('reason') or 'no reason given'}"
+    elif enclave:
+        state = str(enclave.get("state", "unknown"))
+    else:
+        state = "retrying" if last_error else "launching"
+    return {
+        "provider_state": state,
+        "last_error": last_error,
+        "enclave_id": enclave.get("id", ""),
+        "endpoint": next((ports[k] for k in sorted(ports, key=_port_order)), ""),
+        "restarts": int(view.get("restarts") or 0),
+        "last_restart": str(view.get("last_restart") or ""),
+        "endpoints": endpoints,
+    }
+
+
+def _port_order(port: str) -> tuple[int, str]:
+    return (int(port), port) if port.isdigit() else (1 << 16, port)
 
 
 def _describe(session: Session, client: MarketClient, job: Job) -> dict[str, Any]:
@@ -116,11 +198,8 @@ def _describe(session: Session, client: MarketClient, job: Job) -> dict[str, Any
         }
     except ReefError:
         metadata = {"metadata": job.metadata[:80]}
-    view = _provider_view(client, job) or {}
-    enclave = view.get("enclave") or {}
     return {
-        "job_id": job.id,
-        "job": int(job.id, 16),
+        **_ids(job.id),
         "owner": job.owner,
         "provider": job.provider,
         **metadata,
@@ -132,11 +211,33 @@ def _describe(session: Session, client: MarketClient, job: Job) -> dict[str, Any
         "pending_rate": (
             f"{_per_hour(lock.new_rate)}/h from {_when(lock.unlock_time)}" if lock else ""
         ),
-        "provider_status": view.get("phase", "unknown (provider unreachable)"),
-        "provider_reason": view.get("reason", ""),
-        "enclave": enclave.get("state", ""),
-        "endpoints": enclave.get("endpoints", {}),
+        **_provider_fields(_provider_view(client, job)),
     }
+
+
+def _totals(session: Session, client: MarketClient, jobs: list[Job]) -> dict[str, Any]:
+    """What a set of open jobs holds and spends: their balances now and their rates per hour."""
+    from reef.chain import format_amount
+    from reef.market import settle
+
+    now = session.now()
+    return {
+        "open_jobs": len(jobs),
+        "jobs_balance": format_amount(sum(settle(job, now).job.balance for job in jobs)),
+        "spend_per_hour": _per_hour(sum(job.rate for job in jobs)),
+    }
+
+
+def open_jobs_of(session: Session, client: MarketClient, owner: str) -> list[Job]:
+    """``owner``'s open jobs, oldest first (from the market's ``JobOpened`` events)."""
+    from reef.chain import JobOpened
+
+    ids = [
+        e.job
+        for e in client.events(from_block=session.start_block)
+        if isinstance(e, JobOpened) and e.owner.lower() == owner.lower()
+    ]
+    return [job for job_id in ids if (job := client.find_job(job_id)) is not None]
 
 
 @app.command("list")
@@ -149,23 +250,16 @@ def list_cmd(
     key: Annotated[Path | None, KeyOption] = None,
     json_output: bool = JsonOption,
 ) -> None:
-    """Your open jobs."""
-    from reef.chain import JobOpened, parse_address
+    """Your open jobs, and what they hold and spend in total."""
+    from reef.chain import parse_address
 
     try:
         session = market_session(rpc, market, key, need_account=owner is None)
         who = parse_address(owner, name="owner") if owner else session.address
         client = session.market()
-        ids = [
-            e.job
-            for e in client.events(from_block=session.start_block)
-            if isinstance(e, JobOpened) and e.owner.lower() == who.lower()
-        ]
-        rows = []
-        for job_id in ids:
-            job = client.find_job(job_id)
-            if job is not None:
-                rows.append(_describe(session, client, job))
+        jobs = open_jobs_of(session, client, who)
+        rows = [_describe(session, client, job) for job in jobs]
+        totals = _totals(session, client, jobs)
     except ReefError as exc:
         raise fail(exc) from exc
     if json_output:
@@ -176,8 +270,12 @@ def list_cmd(
         return
     print_table(
         rows,
-        ["job", "instance", "rate_per_hour", "balance", "enclave_stops_by", "enclave"],
-        title=f"open jobs of {who} (rUSD; `job` is the index commands accept)",
+        ["job", "instance", "rate_per_hour", "balance", "enclave_stops_by", "provider_state"],
+        title=f"open jobs of {who} (rUSD; JOB in other commands is the `job` number)",
+    )
+    typer.echo(
+        f"{totals['open_jobs']} open jobs hold {totals['jobs_balance']} rUSD and spend "
+        f"{totals['spend_per_hour']} rUSD per hour"
     )
 
 
@@ -223,7 +321,7 @@ def deposit_cmd(
         after = client.job(job)
     except ReefError as exc:
         raise fail(exc) from exc
-    out = {"job_id": after.id, "deposited": format_amount(value), "tx_hash": result.tx_hash}
+    out = {**_ids(after.id), "deposited": format_amount(value), "tx_hash": result.tx_hash}
     print_result(out, json_output)
 
 
@@ -268,10 +366,11 @@ def withdraw_cmd(
     if stopping_now:
         note(
             f"what is left pays for less than the provider's {_margin(session)} s safety margin: "
-            "it stops the enclave now (deposit to keep it, or `reef jobs stop` to get the rest back)"
+            f"it stops the enclave now (deposit to keep it, or `reef jobs stop {job_label(found.id)}` "
+            "to get the rest back)"
         )
     out = {
-        "job_id": found.id,
+        **_ids(found.id),
         "withdrawn": format_amount(value),
         "enclave_stops_by": _when(stops),
         "tx_hash": result.tx_hash,
@@ -334,7 +433,7 @@ def update_cmd(
     except OSError as exc:
         raise fail(MarketError(f"cannot read a file: {exc}")) from exc
     out = {
-        "job_id": found.id,
+        **_ids(found.id),
         "updated": sorted(changes),
         "image_id": image_id,
         "tx_hash": result.tx_hash,
@@ -352,9 +451,76 @@ def _close(client: MarketClient, job_id: str, owner: str) -> int:
 def _print_closed(job_id: str, refund: int, json_output: bool) -> None:
     from reef.chain import format_amount
 
-    print_result(
-        {"job_id": job_id, "state": "closed", "refund": format_amount(refund)}, json_output
+    print_result({**_ids(job_id), "state": "closed", "refund": format_amount(refund)}, json_output)
+
+
+def _in(seconds: int) -> str:
+    """A wait as people read it: ``4 min 5 s``, ``12 s``."""
+    minutes, rest = divmod(max(0, seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def _closable_at(session: Session, client: MarketClient, job: Job) -> int:
+    """When the market lets the owner close ``job`` (unix seconds; now or earlier = at once).
+
+    Raises:
+        MarketError: the job still pays its provider (no stop is pending): it must be stopped
+            first, and the message says how.
+    """
+    if job.rate == 0:
+        return 0
+    lock = client.rate_lock(job.id)
+    if lock is None or lock.new_rate != 0:
+        label = job_label(job.id)
+        raise MarketError(
+            f"job {label} is still running at {_per_hour(job.rate)} rUSD/h: stop it before "
+            "closing it",
+            hint=f"`reef jobs stop {label}` stops its enclave at once; the market then lets you "
+            f"close it {_in(client.lock_wait_time())} later (`reef jobs close {label}`)",
+        )
+    return lock.unlock_time
+
+
+def _too_early(job_id: str, unlock: int, now: int) -> MarketError:
+    label = job_label(job_id)
+    return MarketError(
+        f"job {label} is stopped, but the market lets you close it only from {_when(unlock)} "
+        f"(in {_in(unlock - now)}), when its rate lock ends",
+        hint=f"run `reef jobs close {label}` then, or `reef jobs stop {label} --wait` to wait here",
     )
+
+
+def _close_when_unlocked(session: Session, client: MarketClient, job: Job, unlock: int) -> int:
+    """Close ``job`` once the rate lock has passed, retrying while the chain's next block is not
+    yet past the unlock time; returns the refund."""
+    from reef.chain import Revert
+    from reef.errors import ContractRevertError
+
+    locked = {Revert.REVISION_LOCKED, Revert.CLOSE_NEEDS_NOTICE}
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return _close(client, job.id, session.address)
+        except ContractRevertError as exc:
+            if exc.reason not in locked:
+                raise
+            if time.monotonic() > deadline:
+                raise _too_early(job.id, unlock, session.now()) from exc
+            time.sleep(1)  # the next block's timestamp has not reached the unlock time
+
+
+def _wait_for(unlock: int, label: str) -> None:
+    """Wait until ``unlock`` (unix seconds) with one progress bar on stderr."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    total = max(1, unlock - int(time.time()))
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[left]}"))
+    with Progress(*columns, console=err_console(), transient=False) as bar:
+        task = bar.add_task(label, total=total, left=_in(total))
+        while (left := unlock - int(time.time())) > 0:
+            bar.update(task, completed=total - left, left=f"{_in(left)} left")
+            time.sleep(min(left, 0.5))
+        bar.update(task, completed=total, left="done")
 
 
 @app.command("stop")
@@ -362,50 +528,54 @@ def stop_cmd(
     job: Annotated[str, JobArgument],
     wait: Annotated[
         bool,
-        typer.Option("--wait/--no-wait", help="Wait for the rate lock, then close and refund."),
-    ] = True,
+        typer.Option(
+            "--wait/--no-wait",
+            help="Wait here for the market's rate lock, then close the job and refund "
+            "(default: return at once and say when `reef jobs close` works).",
+        ),
+    ] = False,
     rpc: Annotated[str | None, RpcOption] = None,
     market: Annotated[str | None, MarketOption] = None,
     key: Annotated[Path | None, KeyOption] = None,
     json_output: bool = JsonOption,
 ) -> None:
-    """Stop a job: revise its rate to 0 (the provider stops the enclave at once), then close it
-    when the market's rate lock allows, refunding what is left."""
+    """Stop a job: revise its rate to 0, and the provider stops the enclave at once.
+
+    The market lets you close the job and take back what is left only when its rate lock
+    (300 s on Oyster) has passed: the command says when, and the `reef jobs close JOB` to run
+    then; with --wait it waits (one progress bar) and closes it itself.
+    """
     try:
         session, client, found = _open(job, rpc, market, key)
+        label = job_label(found.id)
         if found.owner.lower() != session.address.lower():
             raise MarketError(
-                f"only the job's owner {found.owner} can stop it", hint="pass --key FILE"
+                f"only the job's owner {found.owner} can stop job {label}", hint="pass --key FILE"
             )
         lock = client.rate_lock(found.id)
         if found.rate != 0 and (lock is None or lock.new_rate != 0):
             if lock is not None:
                 client.revise_rate_cancel(found.id)
             client.revise_rate_initiate(found.id, 0)
-            lock = client.rate_lock(found.id)
-        unlock = lock.unlock_time if lock is not None else 0
-        if not wait and found.rate != 0:
+        unlock = _closable_at(session, client, found)
+        now = session.now()
+        if unlock > now and not wait:
+            note(
+                f"job {label} is stopping: its provider stops the enclave now; the market lets "
+                f"you close it and take back the rest from {_when(unlock)} (in {_in(unlock - now)})"
+            )
             out = {
-                "job_id": found.id,
+                **_ids(found.id),
                 "state": "stopping",
                 "close_after": _when(unlock),
-                "then_run": f"reef jobs close {found.id}",
+                "close_at": unlock,
+                "then_run": f"reef jobs close {label}",
             }
             print_result(out, json_output)
             return
-        while (left := unlock - int(time.time())) >= 0:
-            note(f"the rate lock ends in {left + 1} s; closing then")
-            time.sleep(min(left + 1, 5))
-        for _attempt in range(10):
-            try:
-                refund = _close(client, found.id, session.address)
-                break
-            except ReefError as exc:
-                if "lock" not in str(exc).lower():
-                    raise
-                time.sleep(1)  # the next block's timestamp has not reached the unlock time
-        else:
-            raise MarketError(f"the market still refuses to close {found.id}")
+        if unlock > now:
+            _wait_for(unlock, f"job {label}: closing when the rate lock ends")
+        refund = _close_when_unlocked(session, client, found, unlock)
     except ReefError as exc:
         raise fail(exc) from exc
     _print_closed(found.id, refund, json_output)
@@ -419,10 +589,23 @@ def close_cmd(
     key: Annotated[Path | None, KeyOption] = None,
     json_output: bool = JsonOption,
 ) -> None:
-    """Close a stopped job now and get the rest of its deposit back (after `jobs stop`)."""
+    """Close a stopped job and get the rest of its deposit back (after `reef jobs stop`)."""
+    from reef.chain import Revert
+    from reef.errors import ContractRevertError
+
     try:
         session, client, found = _open(job, rpc, market, key)
-        refund = _close(client, found.id, session.address)
+        unlock = _closable_at(session, client, found)
+        now = session.now()
+        if unlock > now:
+            raise _too_early(found.id, unlock, now)
+        try:
+            refund = _close(client, found.id, session.address)
+        except ContractRevertError as exc:
+            # The chain's next block can still be a second before the unlock time.
+            if exc.reason != Revert.REVISION_LOCKED and exc.reason != Revert.CLOSE_NEEDS_NOTICE:
+                raise
+            raise _too_early(found.id, unlock, now) from exc
     except ReefError as exc:
         raise fail(exc) from exc
     _print_closed(found.id, refund, json_output)
@@ -446,17 +629,18 @@ def logs_cmd(
         cp = client.provider(found.provider)
         if cp is None:
             raise MarketError(f"the job's provider {found.provider} is not registered")
+        label = job_label(found.id)
         answer = ControlPlaneClient(cp).ip(found.id)
         if answer is None:
             raise ServiceError(
-                f"job {found.id} has no running enclave",
-                hint=f"`reef jobs show {found.id}` says why",
+                f"job {label} has no running enclave",
+                hint=f"`reef jobs show {label}` shows what its provider says (state, last error)",
             )
         url = (answer.get("endpoints") or {}).get("logs")
         if not url:
             raise MarketError(
-                f"job {found.id} is not a debug job: its enclave's console is private",
-                hint="deploy with --debug (or `reef jobs update JOB --debug`) to read logs",
+                f"job {label} is not a debug job: its enclave's console is private",
+                hint=f"deploy with --debug (or `reef jobs update {label} --debug`) to read logs",
             )
         timeout = httpx.Timeout(5.0, read=None if follow else 1.0)
         try:

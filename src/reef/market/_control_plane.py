@@ -160,6 +160,10 @@ class ControlPlane:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
         self._errors: dict[str, str] = {}
+        self._restarts: dict[str, int] = {}
+        """How often each job's enclave was found dead (crashed, exited, gone) and relaunched."""
+        self._last_restart: dict[str, str] = {}
+        """Why the last relaunch of each job's enclave happened, for ``/job``."""
         self._started = False
         self._last_heartbeat = 0.0
         self._chain_time: int | None = None
@@ -201,6 +205,8 @@ class ControlPlane:
             else None
         )
         status["last_error"] = self._errors.get(machine.job_id, "")
+        status["restarts"] = self._restarts.get(machine.job_id, 0)
+        status["last_restart"] = self._last_restart.get(machine.job_id, "")
         return status
 
     def jobs(self) -> list[dict[str, Any]]:
@@ -436,8 +442,16 @@ class ControlPlane:
             if keep is not None:
                 self._have[job_id] = keep
             else:
-                self._have.pop(job_id, None)
+                gone = self._have.pop(job_id, None)
                 if want is not None:
+                    dead = found[0] if found else gone
+                    if dead is not None:
+                        self._restarts[job_id] = self._restarts.get(job_id, 0) + 1
+                        self._last_restart[job_id] = (
+                            f"enclave {dead.enclave_id} was {dead.state if found else 'gone'} "
+                            f"at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(self.now()))} "
+                            "UTC; relaunched"
+                        )
                     machine = self.book.jobs.get(job_id)
                     if machine is not None:
                         machine.forget_launch()

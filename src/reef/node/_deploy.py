@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from reef.attestation import Expectations, TrustedRoot, VerifiedAttestation, verify_nitro
-from reef.chain import ProgressCallback, format_amount, parse_address
+from reef.chain import JobId, ProgressCallback, format_amount, job_index, parse_address
 from reef.enclave import InitParams, build_image, load_image
 from reef.errors import (
     AttestationError,
@@ -173,8 +173,14 @@ class DeployResult:
     attestation: VerifiedAttestation
     timings: Mapping[str, float] = field(default_factory=dict)
 
+    @property
+    def job(self) -> int:
+        """The job's number, what users type (``reef jobs stop 17``); ``job_id`` is its full id."""
+        return job_index(JobId(self.job_id))
+
     def to_json(self) -> dict[str, Any]:
         return {
+            "job": self.job,
             "job_id": self.job_id,
             "endpoint": self.endpoint,
             "image_id": self.image_id.hex(),
@@ -190,6 +196,11 @@ class DeployResult:
         }
 
 
+def _label(job_id: str) -> str:
+    """A job as people see it and type it: its decimal number."""
+    return str(job_index(JobId(job_id)))
+
+
 def wait_for_enclave(
     cp: ControlPlaneClient, job_id: str, *, timeout_s: float, progress: Progress = _quiet
 ) -> dict[str, Any]:
@@ -201,12 +212,13 @@ def wait_for_enclave(
     """
     deadline = time.monotonic() + timeout_s
     last = ""
+    label = _label(job_id)
     while True:
         status = cp.job(job_id)
         if status is not None and status.get("phase") == "done":
             raise MarketError(
-                f"the provider will not run job {job_id}: {status.get('reason')}",
-                hint=f"the deposit stays in the job: `reef jobs stop {job_id}` returns it",
+                f"the provider will not run job {label}: {status.get('reason')}",
+                hint=f"the deposit stays in the job: `reef jobs stop {label}` returns it",
             )
         answer = cp.ip(job_id)
         if answer is not None:
@@ -222,8 +234,8 @@ def wait_for_enclave(
             last = state
         if time.monotonic() > deadline:
             raise ServiceError(
-                f"job {job_id}'s enclave did not start within {timeout_s:.0f} s ({state})",
-                hint=f"check `reef jobs show {job_id}`; stop it with `reef jobs stop {job_id}`",
+                f"job {label}'s enclave did not start within {timeout_s:.0f} s ({state})",
+                hint=f"check `reef jobs show {label}`; stop it with `reef jobs stop {label}`",
             )
         time.sleep(0.2)
 
@@ -395,7 +407,10 @@ def deploy(
     job_id = str(market.open_job(metadata.to_json(), provider, rate, cost))
     opened = time.monotonic()
     timings["open"] = opened - opening
-    progress(f"opened job {job_id}: {format_amount(cost)} rUSD for {request.duration_s} s")
+    progress(
+        f"opened job {_label(job_id)} ({job_id}): {format_amount(cost)} rUSD for "
+        f"{request.duration_s} s"
+    )
 
     # 6. wait for the enclave
     answer = wait_for_enclave(cp, job_id, timeout_s=request.timeout_s, progress=progress)
@@ -404,16 +419,16 @@ def deploy(
     endpoints: Mapping[str, Any] = answer.get("endpoints") or {}
     attestation_url = str(endpoints.get("attestation", ""))
     if not attestation_url:
-        raise ServiceError(f"the provider did not say where job {job_id}'s enclave attests")
+        raise ServiceError(f"the provider did not say where job {_label(job_id)}'s enclave attests")
 
     # 7. verify it, then wait for the app
     try:
         verified = verify_enclave(attestation_url, image_id=image_id, root=root)
     except AttestationError as exc:
         raise AttestationError(
-            f"job {job_id}'s enclave failed verification: {exc.message}",
+            f"job {_label(job_id)}'s enclave failed verification: {exc.message}",
             reason=exc.reason,
-            hint=f"do not trust it; stop it with `reef jobs stop {job_id}`",
+            hint=f"do not trust it; stop it with `reef jobs stop {_label(job_id)}`",
         ) from exc
     ports: Mapping[str, str] = endpoints.get("ports") or {}
     endpoint = next(iter(ports[k] for k in sorted(ports, key=int)), "") if ports else ""

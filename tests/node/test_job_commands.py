@@ -1,0 +1,274 @@
+"""`reef jobs …` on a real devnet served over JSON-RPC, with 20 jobs open (no enclaves: the
+provider's control plane is a real control-plane app over a scripted view of the jobs).
+
+- job numbers: `17` is job 17 in every command (not 0x17 = 23, not 0x11 read back as 11); `0x11`
+  and the 64-digit id name the same job; what is printed is what is typed;
+- stop returns at once, saying when and with what command the job can be closed; close before
+  that says the time and the command, never a contract function; `--wait` waits with one line;
+- show prints the provider's view: state, last error, enclave id, endpoint, restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from typer.testing import CliRunner
+
+from reef.chain import (
+    Devnet,
+    MarketClient,
+    deploy_contracts,
+    parse_job_id,
+    serve_devnet_in_thread,
+)
+from reef.cli import app
+from reef.errors import InputError
+from reef.market import JobMetadata, JobPolicy, RateCard, RunningEnclave, control_plane_app
+
+pytestmark = pytest.mark.slow
+
+JOBS = 20
+LOCK_S = 4
+CARD = RateCard.dev().lookup("local", "dev.small")
+
+
+@dataclass
+class ScriptedView:
+    """A control plane's view of its jobs, as the test sets it (``control_plane_app`` serves it)."""
+
+    provider: str
+    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+
+    @property
+    def policy(self) -> JobPolicy:
+        return JobPolicy(RateCard.dev(), provider=self.provider)
+
+    def enclave(self, job_id: str) -> RunningEnclave | None:
+        return None
+
+    def job_status(self, job_id: str) -> dict[str, Any] | None:
+        return self.statuses.get(job_id.lower())
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return list(self.statuses.values())
+
+
+@dataclass
+class Market:
+    rpc: str
+    market: str
+    key: Path
+    owner: MarketClient
+    view: ScriptedView
+    jobs: list[str]
+
+    def cli(self, *args: str, key: bool = True) -> Any:
+        flags = ["--rpc", self.rpc, "--market", self.market]
+        if key:
+            flags += ["--key", str(self.key)]
+        return CliRunner().invoke(app, [*args, *flags])
+
+    def json(self, *args: str, key: bool = True) -> Any:
+        done = self.cli(*args, "--json", key=key)
+        assert done.exit_code == 0, done.output
+        return json.loads(done.stdout)
+
+
+def _serve(view: ScriptedView) -> tuple[str, uvicorn.Server, threading.Thread]:
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(control_plane_app(view), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the control plane did not start"
+        time.sleep(0.02)
+    return f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread
+
+
+class LaggingClock:
+    """The wall clock, set back while the fixture opens its jobs.
+
+    The devnet mines one block per transaction, a second after the last when the wall clock has
+    not moved on, so a burst of 40 transactions puts the chain's clock 40 s ahead and every rate
+    lock would end that much later. Mining the burst in the past keeps the chain on the wall
+    clock for the tests.
+    """
+
+    def __init__(self) -> None:
+        self.behind = 0.0
+
+    def __call__(self) -> float:
+        return time.time() - self.behind
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Market]:
+    clock = LaggingClock()
+    clock.behind = 120
+    devnet = Devnet(clock=clock)
+    accounts = devnet.accounts
+    deployment = deploy_contracts(
+        devnet.web3(), accounts[0].address, rate_lock_s=LOCK_S, fund=[accounts[0].address]
+    )
+    provider = accounts[9]
+    view = ScriptedView(provider.address.lower())
+    cp_url, server, thread = _serve(view)
+    MarketClient(devnet.web3(), deployment.market, account=provider.local_account).add_provider(
+        cp_url
+    )
+    owner = MarketClient(devnet.web3(), deployment.market, account=accounts[0].local_account)
+    metadata = JobMetadata(
+        instance="dev.small", region="local", memory=1024, vcpu=1, url="http://store/x"
+    ).to_json()
+    jobs = [
+        str(owner.open_job(metadata, provider.address, CARD.min_rate, 360_000)) for _ in range(JOBS)
+    ]
+    clock.behind = 0
+    key = tmp_path_factory.mktemp("keys") / "owner.key"
+    key.write_text(accounts[0].private_key.hex())
+    with serve_devnet_in_thread(devnet) as rpc:
+        try:
+            yield Market(rpc.url, deployment.market, key, owner, view, jobs)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+
+
+# -- 1. job numbers ------------------------------------------------------------------------------
+
+
+def test_the_parser_reads_numbers_as_decimal_and_0x_as_the_full_id() -> None:
+    full = "0x" + "00" * 31 + "11"
+    assert parse_job_id("17") == parse_job_id(17) == parse_job_id("0x11") == full
+    assert parse_job_id(full) == parse_job_id(full[2:]) == parse_job_id(b"\x11") == full
+    assert parse_job_id(" 10 ") == "0x" + "00" * 31 + "0a"
+    for bad in ("1f", "0x", "0xzz", "-1", "17.0", "0x" + "1" * 65, "", "١٧"):
+        with pytest.raises(InputError):
+            parse_job_id(bad)
+
+
+def test_job_17_is_job_17_in_every_command(market: Market) -> None:
+    assert market.jobs[17] == parse_job_id(17)
+    listed = market.json("jobs", "list")
+    assert [row["job"] for row in listed] == list(range(JOBS))
+    assert [row["job_id"] for row in listed] == market.jobs
+
+    for name in ("17", "0x11", market.jobs[17], market.jobs[17][2:]):
+        shown = market.json("jobs", "show", name, key=False)
+        assert (shown["job"], shown["job_id"]) == (17, market.jobs[17]), name
+
+    deposited = market.json("jobs", "deposit", "17", "0.5")
+    assert (deposited["job"], deposited["job_id"]) == (17, market.jobs[17])
+    withdrawn = market.json("jobs", "withdraw", "17", "0.1")
+    assert withdrawn["job"] == 17
+    assert market.owner.job(11).balance == 360_000  # untouched (11 is what "0x11" misread gives)
+    # job 17 got +0.5 -0.1 rUSD, less what the withdrawal's settlement charged
+    assert 700_000 < market.owner.job(17).balance <= 760_000
+
+    # the human table and the stop command print the number a user types back
+    table = market.cli("jobs", "list")
+    assert table.exit_code == 0
+    assert "20 open jobs hold" in table.stdout
+    stopped = market.json("jobs", "stop", "17")
+    assert (stopped["job"], stopped["then_run"]) == (17, "reef jobs close 17")
+    assert market.owner.rate_lock(17) is not None
+    assert [n for n in range(JOBS) if market.owner.rate_lock(n)] == [17]
+
+
+def test_a_bad_job_number_is_a_usage_error_that_says_how_to_write_one(market: Market) -> None:
+    done = market.cli("jobs", "show", "1f", key=False)
+    assert done.exit_code == 2
+    assert "0x" in done.output
+    assert "reef jobs list" in done.output
+    missing = market.cli("jobs", "show", "23", key=False)
+    assert missing.exit_code == 1
+    assert "job 23 (0x" in missing.stderr
+    assert "not open" in missing.stderr
+
+
+# -- 2. stop returns at once; close says when ------------------------------------------------------
+
+
+def test_stop_returns_at_once_and_close_says_when_and_how(market: Market) -> None:
+    started = time.monotonic()
+    done = market.cli("jobs", "stop", "5")
+    assert done.exit_code == 0, done.output
+    assert time.monotonic() - started < LOCK_S  # it did not wait out the lock
+    assert "rate lock ends in" not in done.stderr
+    assert "reef jobs close 5" in done.stdout
+    assert "then_run" in done.stdout
+    assert "close_after" in done.stdout
+
+    early = market.cli("jobs", "close", "5")
+    assert early.exit_code == 1
+    assert "reef jobs close 5" in early.stderr
+    assert "reef jobs stop 5 --wait" in early.stderr
+    assert "only from 20" in early.stderr  # the exact time (a date)
+    for internal in ("lockWaitTime", "RATE_LOCK_SELECTOR", "jobReviseRate", "jobClose"):
+        assert internal not in early.stderr
+
+    running = market.cli("jobs", "close", "6")
+    assert running.exit_code == 1
+    assert "reef jobs stop 6" in running.stderr
+    assert "jobReviseRate" not in running.stderr
+
+    waited = market.cli("jobs", "stop", "5", "--wait", "--json")  # the stop is pending: waits
+    assert waited.exit_code == 0, waited.output
+    assert json.loads(waited.stdout)["state"] == "closed"
+    # one progress line, not one line every few seconds
+    (bar,) = [line for line in waited.stderr.splitlines() if "rate lock" in line]
+    assert bar.startswith("job 5: closing when the rate lock ends")
+    assert bar.endswith("done")
+    assert market.owner.find_job(5) is None
+
+
+def test_stop_wait_closes_and_refunds(market: Market) -> None:
+    done = market.json("jobs", "stop", "7", "--wait")
+    assert (done["job"], done["state"]) == (7, "closed")
+    assert float(done["refund"]) > 0
+    assert market.owner.find_job(7) is None
+
+
+# -- 3. the provider's view ---------------------------------------------------------------------
+
+
+def test_show_prints_the_providers_view(market: Market) -> None:
+    job = market.jobs[3]
+    market.view.statuses[job] = {
+        "job_id": job,
+        "phase": "running",
+        "reason": "",
+        "enclave": {
+            "id": "b94cfaf54b3a",
+            "state": "crashed",
+            "endpoints": {"ports": {"8080": "http://127.0.0.1:39351"}},
+        },
+        "last_error": "the app exited with code 3",
+        "restarts": 2,
+        "last_restart": "enclave b94cfaf54b3a was crashed; relaunched",
+    }
+    shown = market.json("jobs", "show", "3", key=False)
+    assert shown["provider_state"] == "crashed"
+    assert shown["last_error"] == "the app exited with code 3"
+    assert shown["enclave_id"] == "b94cfaf54b3a"
+    assert shown["endpoint"] == "http://127.0.0.1:39351"
+    assert shown["restarts"] == 2
+    human = market.cli("jobs", "show", "3", key=False).stdout
+    assert "the app exited with code 3" in human
+    assert "b94cfaf54b3a" in human
+
+    market.view.statuses[job] = {**market.view.statuses[job], "phase": "done", "reason": "why"}
+    assert market.json("jobs", "show", "3", key=False)["provider_state"] == "ended: why"
+    unknown = market.json("jobs", "show", "4", key=False)  # the provider does not know it
+    assert unknown["provider_state"] == "not seen by the provider yet"
