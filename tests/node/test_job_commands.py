@@ -272,3 +272,14 @@ def test_show_prints_the_providers_view(market: Market) -> None:
     assert market.json("jobs", "show", "3", key=False)["provider_state"] == "ended: why"
     unknown = market.json("jobs", "show", "4", key=False)  # the provider does not know it
     assert unknown["provider_state"] == "not seen by the provider yet"
+
+
+def test_revert_hints_name_commands_not_contract_internals() -> None:
+    from reef.chain import Revert
+    from reef.chain._reasons import hint_for
+
+    internals = ("lockWaitTime", "RATE_LOCK_SELECTOR", "jobReviseRate", "jobClose", "jobWithdraw")
+    for reason in Revert:
+        hint = hint_for(reason) or ""
+        assert not [word for word in internals if word in hint], (reason, hint)
+    assert "reef jobs stop JOB" in (hint_for(Revert.CLOSE_NEEDS_NOTICE) or "")

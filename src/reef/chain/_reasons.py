@@ -2,7 +2,10 @@
 
 The strings are the exact ``assert`` messages in ``contracts/*.vy`` (a test checks both ways),
 so the client, the pure-Python billing model and the contracts agree on them: the model raises
-:class:`reef.errors.MarketError` with the same text the contract reverts with.
+:class:`reef.errors.MarketError` with the same text the contract reverts with. Hints speak to the
+person who met the error, in terms of the ``reef`` commands that fix it, never of contract
+internals (``lockWaitTime(RATE_LOCK_SELECTOR)``, ``jobReviseRateInitiate``); the CLI adds the
+exact time where one matters.
 """
 
 # ruff: noqa: S105  (TOKEN_* names are revert reasons, not passwords)
@@ -80,23 +83,27 @@ _HINTS: dict[Revert, str] = {
     ),
     Revert.RATE_TOO_HIGH: "a rate is token base units x 10**12 per second",
     Revert.WITHDRAW_RESERVE: (
-        "withdraw less: a job keeps ceil(rate x lock wait time / 10**12) for the provider's"
-        " notice period; to take everything out, revise the rate to 0, wait for the lock and"
-        " close the job"
+        "withdraw less (`reef jobs withdraw JOB --max` takes all it can): a job keeps its rate"
+        " times the rate lock for the provider's notice; to take everything back, `reef jobs"
+        " stop JOB`, then `reef jobs close JOB` at the time it prints"
     ),
     Revert.REVISION_PENDING: (
-        "cancel it with jobReviseRateCancel, or finalize it with jobReviseRateFinalize once"
-        " its lock has passed"
+        "a rate change (or a stop) is already pending: `reef jobs show JOB` prints its new rate"
+        " and from when it applies; cancel it first to start another"
     ),
-    Revert.NO_REVISION: "initiate one first with jobReviseRateInitiate",
+    Revert.NO_REVISION: "start a rate change first (`reef jobs stop JOB` starts one to rate 0)",
     Revert.REVISION_LOCKED: (
-        "a revision unlocks lockWaitTime(RATE_LOCK_SELECTOR) seconds after it was initiated"
+        "the market's rate lock has not ended yet: `reef jobs show JOB` prints when it does"
+        " (pending_rate … from TIME); try again then"
     ),
     Revert.CLOSE_NEEDS_NOTICE: (
-        "initiate a rate revision to 0 (jobReviseRateInitiate), wait for the rate lock"
-        " (300 s by default), then close"
+        "stop the job first (a rate revision to 0): `reef jobs stop JOB` stops its enclave at"
+        " once and prints the time"
+        " from which `reef jobs close JOB` works (the market's rate lock, 300 s on Oyster)"
     ),
-    Revert.CLOSE_REVISION_NOT_ZERO: "jobReviseRateCancel, then jobReviseRateInitiate with rate 0",
+    Revert.CLOSE_REVISION_NOT_ZERO: (
+        "a rate change other than a stop is pending: `reef jobs stop JOB` replaces it with a stop"
+    ),
     Revert.PROVIDER_EXISTS: "a provider is registered once per address",
     Revert.CP_EMPTY: "give the provider's control-plane URL, e.g. http://127.0.0.1:8080",
     Revert.NOT_A_PROVIDER: "register the address first with providerAdd(cp)",
