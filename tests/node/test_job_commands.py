@@ -27,6 +27,8 @@ from reef.chain import (
     Devnet,
     MarketClient,
     deploy_contracts,
+    format_amount,
+    parse_amount,
     parse_job_id,
     serve_devnet_in_thread,
 )
@@ -236,7 +238,7 @@ def test_stop_returns_at_once_and_close_says_when_and_how(market: Market) -> Non
 def test_stop_wait_closes_and_refunds(market: Market) -> None:
     done = market.json("jobs", "stop", "7", "--wait")
     assert (done["job"], done["state"]) == (7, "closed")
-    assert float(done["refund"]) > 0
+    assert parse_amount(done["refund"]) > 0
     assert market.owner.find_job(7) is None
 
 
@@ -283,3 +285,34 @@ def test_revert_hints_name_commands_not_contract_internals() -> None:
         hint = hint_for(reason) or ""
         assert not [word for word in internals if word in hint], (reason, hint)
     assert "reef jobs stop JOB" in (hint_for(Revert.CLOSE_NEEDS_NOTICE) or "")
+
+
+# -- 4. oyster-cvm verbs and the wallet -----------------------------------------------------------
+
+
+def test_oyster_verbs_act_on_the_same_jobs(market: Market) -> None:
+    assert [r["job"] for r in market.json("list")] == [
+        r["job"] for r in market.json("jobs", "list")
+    ]
+    before = market.owner.job(2).balance
+    deposited = market.json("deposit", "2", "0.25")
+    assert (deposited["job"], deposited["deposited"]) == (2, "0.25")
+    assert market.owner.job(2).balance == before + 250_000
+    assert market.json("withdraw", "2", "0.05")["job"] == 2
+    stopping = market.json("stop", "9")
+    assert (stopping["job"], stopping["then_run"]) == (9, "reef jobs close 9")
+
+
+def test_wallet_shows_balances_and_spend(market: Market) -> None:
+    wallet = market.json("wallet")
+    owner = market.owner
+    jobs = [n for n in range(JOBS) if owner.find_job(n) is not None]
+    assert wallet["jobs"] == jobs
+    assert wallet["open_jobs"] == len(jobs)
+    assert wallet["rusd"] == format_amount(owner.token.balance())
+    assert parse_amount(wallet["eth"], decimals=18) > 0
+    spend = sum(owner.job(n).rate for n in jobs) * 3600 // 10**12
+    assert wallet["spend_per_hour"] == format_amount(spend)
+    # what the jobs hold now: at most what the chain last settled, at least that less an hour
+    held = sum(owner.job(n).balance for n in jobs)
+    assert held - spend <= parse_amount(wallet["jobs_balance"]) <= held

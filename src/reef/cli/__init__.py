@@ -7,10 +7,12 @@ Command modules import heavy libraries (web3, uvicorn, ...) inside their functio
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
 from reef.cli import (
+    _aliases,
     _attestation,
     _chain,
     _deploy,
@@ -24,8 +26,10 @@ from reef.cli import (
     _up,
     _verifier,
     _verify,
+    _wallet,
 )
 from reef.cli._output import fail
+from reef.cli._root import ReefGroup, version_callback
 from reef.errors import ReefError
 
 __all__ = ["app", "main"]
@@ -36,7 +40,25 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=ReefGroup,
+    suggest_commands=False,  # ReefGroup suggests, never a command that spends money
 )
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print reef's version and exit.",
+            callback=version_callback,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """reef: verifiable compute. Attested enclaves, KMS, attested channels, a compute market."""
+
 
 for _module in (
     _attestation,
@@ -51,7 +73,9 @@ for _module in (
     _up,
     _deploy,
     _jobs,
+    _wallet,
     _provider,
+    _aliases,
 ):
     _module.register(app)
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from reef.chain import Job, MarketClient
     from reef.node import Session
 
-__all__ = ["JobArgument", "job_label", "register"]
+__all__ = ["JobArgument", "KeyOption", "job_label", "job_totals", "open_jobs_of", "register"]
 
 app = typer.Typer(
     help="Your jobs in the market: inspect, fund, update, stop.", no_args_is_help=True
@@ -215,7 +215,7 @@ def _describe(session: Session, client: MarketClient, job: Job) -> dict[str, Any
     }
 
 
-def _totals(session: Session, client: MarketClient, jobs: list[Job]) -> dict[str, Any]:
+def job_totals(session: Session, client: MarketClient, jobs: list[Job]) -> dict[str, Any]:
     """What a set of open jobs holds and spends: their balances now and their rates per hour."""
     from reef.chain import format_amount
     from reef.market import settle
@@ -259,7 +259,7 @@ def list_cmd(
         client = session.market()
         jobs = open_jobs_of(session, client, who)
         rows = [_describe(session, client, job) for job in jobs]
-        totals = _totals(session, client, jobs)
+        totals = job_totals(session, client, jobs)
     except ReefError as exc:
         raise fail(exc) from exc
     if json_output:
@@ -541,9 +541,9 @@ def stop_cmd(
 ) -> None:
     """Stop a job: revise its rate to 0, and the provider stops the enclave at once.
 
-    The market lets you close the job and take back what is left only when its rate lock
-    (300 s on Oyster) has passed: the command says when, and the `reef jobs close JOB` to run
-    then; with --wait it waits (one progress bar) and closes it itself.
+    The market lets you close the job and take back the rest once its rate lock
+    (300 s on Oyster) has passed: this says when, and the command to run then.
+    With --wait it waits (one progress bar), then closes the job itself.
     """
     try:
         session, client, found = _open(job, rpc, market, key)

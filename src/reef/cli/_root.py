@@ -1,0 +1,83 @@
+"""The root ``reef`` command group: ``--version``, plain flags in ``--help``, safe suggestions.
+
+Two things Typer does by default do not suit a command that spends money:
+
+- a mistyped command gets "Did you mean …?" from ``difflib``; ``reef deposit`` (before it existed)
+  got **``deploy``**, the command that opens a paid job. :class:`ReefGroup` suggests only
+  commands that spend nothing; a typo near one that spends gets pointed at ``reef --help``.
+- Typer's Rich help prints a type after every option, so every flag reads ``--debug <bool>`` as
+  if it took a value. Flags take none: :class:`ReefGroup` gives every flag of the whole command
+  tree (``--help`` included) an empty metavar once, when Typer builds the tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from difflib import get_close_matches
+from typing import Any
+
+import typer
+from typer._click.exceptions import UsageError  # Typer vendors Click; its errors live here
+from typer.core import TyperGroup
+
+__all__ = ["SPENDING_COMMANDS", "ReefGroup", "version_callback"]
+
+SPENDING_COMMANDS = frozenset({"deploy", "deposit"})
+"""Commands that move money at once: never offered as a guess for a typo."""
+
+
+class ReefGroup(TyperGroup):
+    """The ``reef`` group (``typer.Typer(cls=ReefGroup, suggest_commands=False)``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _plain_flags(self)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as exc:
+            if args and not args[0].startswith("-"):
+                exc.message = _no_such_command(args[0], self.commands)
+            raise
+
+
+def _no_such_command(name: str, commands: Mapping[str, Any]) -> str:
+    safe = [c for c in commands if c not in SPENDING_COMMANDS]
+    guesses = get_close_matches(name, safe)
+    message = f"No such command {name!r}."
+    if guesses:
+        return message + " Did you mean " + ", ".join(repr(g) for g in guesses) + "?"
+    return message + " `reef --help` lists the commands."
+
+
+def _plain_flags(command: Any) -> None:
+    """Give every flag under ``command`` an empty metavar, so help shows no ``<bool>``."""
+    for param in getattr(command, "params", ()):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    original: Callable[[Any], Any] = command.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:
+        option = original(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
+    for sub in (getattr(command, "commands", None) or {}).values():
+        _plain_flags(sub)
+
+
+def version_callback(value: bool) -> None:
+    """``reef --version``: print the installed version and exit."""
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version("reef")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        installed = "unknown (not installed)"
+    typer.echo(f"reef {installed}")
+    raise typer.Exit(0)

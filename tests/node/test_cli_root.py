@@ -1,0 +1,83 @@
+"""The `reef` command as a whole, for someone arriving from oyster-cvm: `--version`, help without
+`<bool>` after every flag, Oyster's verbs (`reef list|deposit|withdraw|stop|update`,
+`reef compute-image-id`), and typo suggestions that never point at a command that spends money."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from reef.cli import app
+
+REEF = str(Path(sys.executable).with_name("reef"))
+
+
+def _reef(*args: str) -> subprocess.CompletedProcess[str]:
+    """The console script, as a user runs it (help is rendered at its real width)."""
+    return subprocess.run(
+        [REEF, *args], capture_output=True, text=True, timeout=60, check=False,
+        env={"COLUMNS": "100", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+
+
+def test_version() -> None:
+    done = _reef("--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"reef {version('reef')}"
+
+
+@pytest.mark.parametrize(
+    "command", [(), ("deploy",), ("jobs", "stop"), ("jobs", "update"), ("stop",), ("logs",)]
+)
+def test_help_shows_flags_without_a_bool_type(command: tuple[str, ...]) -> None:
+    done = _reef(*command, "--help")
+    assert done.returncode == 0, done.stderr
+    assert "--help" in done.stdout
+    assert "<bool>" not in done.stdout
+
+
+def test_oyster_verbs_are_commands() -> None:
+    listed = _reef("--help").stdout
+    for verb in ("list", "deposit", "withdraw", "stop", "update", "logs", "compute-image-id"):
+        assert f" {verb} " in listed, verb
+        assert _reef(verb, "--help").returncode == 0, verb
+
+
+@pytest.mark.parametrize("typo", ["deplyo", "depost", "deploi", "deposti"])
+def test_a_typo_is_never_answered_with_a_command_that_spends_money(typo: str) -> None:
+    done = CliRunner().invoke(app, [typo])
+    assert done.exit_code == 2
+    assert f"No such command '{typo}'" in done.output
+    assert "'deploy'" not in done.output
+    assert "'deposit'" not in done.output
+
+
+def test_a_typo_of_a_safe_command_is_still_suggested() -> None:
+    done = CliRunner().invoke(app, ["wallte"])
+    assert done.exit_code == 2
+    assert "Did you mean 'wallet'?" in done.output
+
+
+def test_compute_image_id_matches_the_nitro_vector(vectors: Path) -> None:
+    expected = json.loads((vectors / "nitro" / "expected.json").read_text())["aws.bin"]
+    pcrs = expected["pcrs"]
+    args = ["--pcr0", pcrs["0"], "--pcr1", "0x" + pcrs["1"], "--pcr2", pcrs["2"]]
+    done = CliRunner().invoke(app, ["compute-image-id", *args])
+    assert done.exit_code == 0, done.output
+    assert done.stdout.strip() == expected["image_id"]
+    zero16 = CliRunner().invoke(app, ["compute-image-id", *args, "--pcr16", "00" * 48, "--json"])
+    assert json.loads(zero16.stdout)["image_id"] == expected["image_id"]  # absent PCR16 = zeros
+
+
+def test_compute_image_id_refuses_a_short_pcr() -> None:
+    args = ["--pcr0", "11" * 48, "--pcr1", "22" * 48, "--pcr2", "33" * 47]
+    done = CliRunner().invoke(app, ["compute-image-id", *args])
+    assert done.exit_code == 1
+    assert "--pcr2" in done.stderr
+    assert "Traceback" not in done.output
