@@ -34,7 +34,7 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -45,8 +45,10 @@ __all__ = [
     "Limits",
     "Refusal",
     "Server",
+    "Waitable",
     "bind",
     "run",
+    "run_on",
     "serve",
     "stop_signals",
     "until_stopped",
@@ -385,7 +387,8 @@ class Server:
         sock: a listening socket (from :func:`bind`); the server owns it from now on.
         what: names the service in errors and log lines.
         limits: what clients may send (:class:`Limits`).
-        refusal: builds the body of the floor's own refusals (413, 431, 408, 400).
+        refusal: builds the body of the floor's own refusals (413, 431, 408, 400); by default
+            the app's ``reef_refusal`` attribute if it has one, else ``{"error": reason}``.
         log_level: uvicorn's log level.
     """
 
@@ -406,7 +409,9 @@ class Server:
         """``http://host:port`` where the app answers."""
         self.host: str = sock.getsockname()[0]
         self.port: int = sock.getsockname()[1]
-        self._app = _Guard(app, what, self.limits, refusal or _default_refusal)
+        # An app may carry the body of its refusals (the devnet answers JSON-RPC errors).
+        refusal = refusal or getattr(app, "reef_refusal", None) or _default_refusal
+        self._app = _Guard(app, what, self.limits, refusal)
         self._log_level = log_level
         self._server: _Embedded | None = None
         self._task: asyncio.Task[None] | None = None
@@ -526,7 +531,14 @@ def stop_signals() -> Iterator[asyncio.Event]:
             loop.remove_signal_handler(sig)
 
 
-async def until_stopped(stop: asyncio.Event, *servers: Server) -> None:
+class Waitable(Protocol):
+    """Anything whose ``wait()`` returns when it stops serving (a :class:`Server`, a devnet or
+    KMS server)."""
+
+    async def wait(self) -> None: ...
+
+
+async def until_stopped(stop: asyncio.Event, *servers: Waitable) -> None:
     """Return when ``stop`` is set or any of ``servers`` stops by itself."""
     waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
     waits += [asyncio.ensure_future(server.wait()) for server in servers]
@@ -535,6 +547,39 @@ async def until_stopped(stop: asyncio.Event, *servers: Server) -> None:
     finally:
         for waiting in waits:
             waiting.cancel()
+
+
+def run_on(
+    app: Any,
+    sock: socket.socket,
+    *,
+    what: str,
+    limits: Limits | None = None,
+    refusal: Refusal | None = None,
+    log_level: str = "warning",
+    ready: Callable[[Server], None] | None = None,
+) -> None:
+    """Serve ``app`` on the bound socket ``sock`` until SIGINT or SIGTERM, then stop
+    gracefully (blocking; for commands). ``ready`` is called with the running server.
+
+    Raises:
+        ServiceError: if the server does not start.
+    """
+
+    async def main() -> None:
+        with stop_signals() as stop:
+            server = Server(
+                app, sock, what=what, limits=limits, refusal=refusal, log_level=log_level
+            )
+            await server.start()
+            try:
+                if ready is not None:
+                    ready(server)
+                await until_stopped(stop, server)
+            finally:
+                await server.aclose()
+
+    asyncio.run(main())
 
 
 def run(
@@ -550,33 +595,13 @@ def run(
     log_level: str = "warning",
     ready: Callable[[Server], None] | None = None,
 ) -> None:
-    """Serve ``app`` on ``host:port`` until SIGINT or SIGTERM, then stop gracefully (blocking).
-
-    ``ready`` is called with the running server (e.g. to print where it listens).
+    """Bind ``host:port`` and serve ``app`` there until SIGINT or SIGTERM, then stop gracefully
+    (blocking; for commands). ``ready`` is called with the running server (e.g. to print where
+    it listens).
 
     Raises:
         InputError: for a bad port or host.
         ReefError: of class ``error`` when the port cannot be bound.
     """
-
-    async def main() -> None:
-        with stop_signals() as stop:
-            server = await serve(
-                app,
-                host=host,
-                port=port,
-                what=what,
-                limits=limits,
-                refusal=refusal,
-                error=error,
-                hint=hint,
-                log_level=log_level,
-            )
-            try:
-                if ready is not None:
-                    ready(server)
-                await until_stopped(stop, server)
-            finally:
-                await server.aclose()
-
-    asyncio.run(main())
+    sock = bind(host, port, what=what, error=error, hint=hint)
+    run_on(app, sock, what=what, limits=limits, refusal=refusal, log_level=log_level, ready=ready)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -98,23 +97,16 @@ def chain(
 
 
 async def _serve(devnet: Devnet, home: ReefHome, host: str, port: int, *, replaying: bool) -> None:
+    from reef._serve import stop_signals, until_stopped
     from reef.chain import serve_devnet
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    server = await serve_devnet(devnet, host=host, port=port)
-    try:
-        _banner(devnet, home, server.url, replaying=replaying)
-        waiting = asyncio.ensure_future(server.wait())
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-    finally:
-        await server.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    with stop_signals() as stop:
+        server = await serve_devnet(devnet, host=host, port=port)
+        try:
+            _banner(devnet, home, server.url, replaying=replaying)
+            await until_stopped(stop, server)
+        finally:
+            await server.close()
 
 
 def _loopback(url: str) -> bool:

@@ -4,21 +4,19 @@
   the file rather than a traceback;
 - the ``--rpc`` / ``--market`` flags and the market session they open (:func:`reef.node.open_session`
   resolves them against ``$REEF_HOME``);
-- stopping a foreground command cleanly on Ctrl-C or SIGTERM.
+- stopping a foreground command cleanly on Ctrl-C or SIGTERM (:func:`stop_signals`, the one way
+  every reef command reacts to a stop signal, lives on the serving floor, :mod:`reef._serve`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
+from reef._serve import stop_signals
 from reef.errors import InputError
 
 if TYPE_CHECKING:
@@ -35,8 +33,6 @@ __all__ = [
 
 RpcOption = typer.Option("--rpc", help="JSON-RPC URL (default: the local network's).")
 MarketOption = typer.Option("--market", help="Market address (default: the local network's).")
-
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def read_file(path: Path) -> bytes:
@@ -77,21 +73,3 @@ def market_session(
     return open_session(
         ReefHome.from_env(), rpc=rpc, market=market, key=key, need_account=need_account
     )
-
-
-@contextlib.contextmanager
-def stop_signals() -> Iterator[asyncio.Event]:
-    """An event that SIGINT and SIGTERM set while the block runs (inside a running event loop).
-
-    The handlers replace Python's KeyboardInterrupt, so a command can stop what it started in
-    order instead of being torn out of the middle of it.
-    """
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in _STOP_SIGNALS:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        yield stop
-    finally:
-        for sig in _STOP_SIGNALS:
-            loop.remove_signal_handler(sig)

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -636,30 +635,24 @@ def _serve_until_stopped(
     make: Callable[[], _ServerT], ready: Callable[[_ServerT], None] | None = None
 ) -> None:
     """Start the server ``make`` builds (inside the event loop), run ``ready``, serve until
-    SIGINT/SIGTERM, then close its listeners."""
-    _absorb_stop_signals()
+    SIGINT/SIGTERM (:func:`reef._serve.stop_signals`, as every reef command), then close its
+    listeners."""
+    from reef._serve import stop_signals, until_stopped
 
     async def main() -> None:
-        server = make()
-        await server.start()
-        if ready is not None:
-            ready(server)
-        try:
-            await server.wait()
-        finally:
-            await server.aclose()
+        with stop_signals() as stop:
+            server = make()
+            await server.start()
+            try:
+                if ready is not None:
+                    ready(server)
+                await until_stopped(stop, server)
+                if stop.is_set():
+                    err_console().print("stopping", markup=False)
+            finally:
+                await server.aclose()
 
     try:
         asyncio.run(main())
     except ReefError as exc:
         raise fail(exc) from exc
-
-
-def _absorb_stop_signals() -> None:
-    # uvicorn stops its server on SIGINT/SIGTERM and then re-raises the signal to the handler it
-    # found; with this one in place the re-raise is harmless and our listeners close cleanly.
-    def stopping(signum: int, _frame: object) -> None:
-        err_console().print(f"stopping ({signal.Signals(signum).name})", markup=False)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, stopping)

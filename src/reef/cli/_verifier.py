@@ -8,7 +8,6 @@ Exit codes: 0 ok, 1 rejected or refused (``attestation rejected: <reason>: ...``
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -87,8 +86,7 @@ def serve_cmd(
     ] = 1400,
 ) -> None:
     """Serve POST /verify/raw and /verify/hex (Oyster's verifier API) until interrupted."""
-    import uvicorn
-
+    from reef._serve import bind, run_on
     from reef.attestation import load_verifier_key, verifier_app
 
     try:
@@ -98,7 +96,15 @@ def serve_cmd(
         raise fail(exc) from exc
     _warn_insecure(trusted)
     try:
-        listener = _listen(host, port)
+        # Bound here, before serving, so a busy port is a clear error and the address printed
+        # below is the one really listened on (also with --port 0).
+        listener = bind(
+            host,
+            port,
+            what="verifier",
+            error=InputError,
+            hint="choose another --port or --host (is another verifier running?)",
+        )
     except ReefError as exc:
         raise fail(exc) from exc
     bound_host, bound_port = listener.getsockname()[:2]
@@ -108,23 +114,7 @@ def serve_cmd(
         f"{trusted.name} ({trusted.sha256[:16]}…), listening on http://{bound_host}:{bound_port}",
         markup=False,
     )
-    config = uvicorn.Config(
-        verifier_app(signing_key, root=trusted), log_level="info", access_log=False
-    )
-    # The socket is bound here, not by uvicorn, so a busy port is a clear error and the address
-    # printed above is the one really listened on (also with --port 0).
-    uvicorn.Server(config).run(sockets=[listener])
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        return socket.create_server((host, port), family=family, backlog=128)
-    except OSError as exc:
-        raise InputError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-            hint="choose another --port or --host (is another verifier running?)",
-        ) from exc
+    run_on(verifier_app(signing_key, root=trusted), listener, what="verifier", log_level="info")
 
 
 @app.command("sign")

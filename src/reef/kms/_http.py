@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import urllib.parse
 from collections.abc import Mapping
 
 from starlette.responses import PlainTextResponse, Response
@@ -26,6 +27,7 @@ __all__ = [
     "parse_image_id",
     "parse_path",
     "parse_version",
+    "query_params",
     "raw_uri",
 ]
 
@@ -119,6 +121,33 @@ def raw_uri(scope: Scope) -> bytes:
     path: bytes = scope.get("raw_path") or str(scope["path"]).encode()
     query: bytes = scope.get("query_string", b"")
     return path + (b"?" + query if query else b"")
+
+
+def query_params(scope: Scope) -> dict[str, str]:
+    """The request's query parameters, decoded strictly (the last of repeated names wins).
+
+    Starlette decodes percent-escapes that are not UTF-8 to U+FFFD, so ``path=%ff``,
+    ``path=%fe`` and ``path=%EF%BF%BD`` would all name the same key; here only the last is
+    accepted (it is the UTF-8 encoding of U+FFFD) and the others are refused. Raw bytes outside
+    ASCII are refused too, so a byte and its percent-escaped UTF-8 form cannot collide either.
+
+    Raises:
+        InputError: when the query string holds raw non-ASCII bytes or a parameter is not
+            valid UTF-8 once percent-decoded.
+    """
+    raw: bytes = scope.get("query_string", b"")
+    if not raw.isascii():
+        raise InputError("the query string holds raw non-ASCII bytes: percent-encode them as UTF-8")
+    try:
+        pairs = urllib.parse.parse_qsl(
+            raw.decode("ascii"), keep_blank_values=True, encoding="utf-8", errors="strict"
+        )
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            "a query parameter is not valid UTF-8 once percent-decoded",
+            hint="percent-encode the UTF-8 bytes of the text (e.g. %C3%A9 for é)",
+        ) from exc
+    return dict(pairs)
 
 
 def parse_image_id(text: str) -> bytes:

@@ -16,7 +16,10 @@ when the root has a chain configured), every 2xx answer signed in ``x-marlin-kms
 reef additions, all optional so Oyster clients work unchanged: ``&version=N`` selects a root seed
 version (default current; the answer is signed by that version's key and says its version in
 ``x-reef-kms-version``); ``GET /info[?nonce=hex]`` gives the root's identity with an attestation
-binding it; ``POST /admin/rotate`` rotates on an admin signature. Errors answer 4xx with a text
+binding it; ``POST /admin/rotate`` rotates on an admin signature. Query parameters are decoded
+strictly (:func:`~reef.kms._http.query_params`): percent-escapes that are not valid UTF-8 (``%ff``)
+and raw non-ASCII bytes are refused with 400, so two different requests never name one key
+(``%EF%BF%BD``, the UTF-8 of U+FFFD, is valid and names the path "\ufffd", and nothing else does). Errors answer 4xx with a text
 body (Oyster answers a zero-filled body on a bad image id; a message is more useful and no Oyster
 client reads error bodies).
 """
@@ -42,6 +45,7 @@ from reef.kms._http import (
     parse_image_id,
     parse_path,
     parse_version,
+    query_params,
     raw_uri,
 )
 from reef.kms._root import KmsRoot
@@ -77,8 +81,8 @@ def public_app(root: KmsRoot) -> Starlette:
 
     def derive_endpoint(route: str, key_type: KeyType, form: _Form) -> Route:
         async def handler(request: Request) -> Response:
-            params = request.query_params
             try:
+                params = query_params(request.scope)
                 version = parse_version(params)
                 keyring = root.keyring
                 chosen = keyring.current_version if version is None else version
@@ -105,7 +109,7 @@ def public_app(root: KmsRoot) -> Starlette:
 
     async def info(request: Request) -> Response:
         try:
-            nonce = parse_hex(request.query_params.get("nonce", ""), name="nonce")
+            nonce = parse_hex(query_params(request.scope).get("nonce", ""), name="nonce")
             document = await root.info(nonce)
         except InputError as exc:
             return error_response(400, exc.message)

@@ -5,21 +5,24 @@
 listener is restarted on the same port with the new version's key.
 
 :class:`DeriveServer` runs inside an enclave's trusted base: it waits for the root's port, fetches
-the enclave seed over Scallop, then serves :func:`derive_server_app` on loopback with uvicorn.
+the enclave seed over Scallop, then serves :func:`derive_server_app` on loopback.
+
+Both HTTP listeners run on reef's serving floor (:mod:`reef._serve`): TCP_NODELAY, request limits
+(the KMS takes no request bodies beyond a rotation, so 64 KiB), per-peer connection caps, and no
+signal handling of their own: the program that runs them (``reef kms root serve``, an enclave's
+supervisor) stops them with :meth:`aclose`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import uvicorn
-
+from reef._serve import Limits, Server, serve
 from reef.errors import InputError, KMSError
 from reef.kms._derive import DerivedKey, KeyType, derive_key
 from reef.kms._derive_server import EnclaveSeeds, derive_server_app
@@ -44,41 +47,45 @@ __all__ = ["DeriveServer", "RootServer", "http_attester", "own_tee_root"]
 _log = logging.getLogger("reef.kms.server")
 
 
-class _Uvicorn:
-    """One uvicorn server running as a task of the current event loop."""
+_LIMITS = Limits(max_body=64 * 1024)
 
-    def __init__(self, app: ASGIApp, host: str, port: int, log_level: str) -> None:
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_level=log_level,
-            lifespan="off",
-            access_log=False,
-            timeout_keep_alive=5,
-        )
-        self.server = uvicorn.Server(config)
-        self.task: asyncio.Task[None] | None = None
+
+class _Listener:
+    """One HTTP app on the serving floor, bound when started."""
+
+    def __init__(self, app: ASGIApp, host: str, port: int, log_level: str, what: str) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self.log_level = log_level
+        self.what = what
+        self.server: Server | None = None
 
     async def start(self) -> int:
-        self.task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            if self.task.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    self.task.result()
-                raise KMSError(
-                    f"cannot listen on {self.server.config.host}:{self.server.config.port}",
-                    hint="is the port already in use? (0 picks a free one)",
-                )
-            await asyncio.sleep(0.01)
-        port: int = self.server.servers[0].sockets[0].getsockname()[1]
-        return port
+        """Bind and serve; return the port.
+
+        Raises:
+            KMSError: when the port cannot be listened on.
+        """
+        self.server = await serve(
+            self.app,
+            host=self.host,
+            port=self.port,
+            what=self.what,
+            limits=_LIMITS,
+            error=KMSError,
+            hint="is the port already in use? (0 picks a free one)",
+            log_level=self.log_level,
+        )
+        return self.server.port
+
+    async def wait(self) -> None:
+        if self.server is not None:
+            await self.server.wait()
 
     async def stop(self) -> None:
-        self.server.should_exit = True
-        if self.task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        if self.server is not None:
+            await self.server.aclose()
 
 
 class RootServer:
@@ -91,7 +98,7 @@ class RootServer:
         scallop_port, public_port: 0 picks free ports.
         max_age_ms: how old a client's attestation may be.
         clock: milliseconds since the epoch for attestation freshness (wall clock when None).
-        log_level: uvicorn's log level.
+        log_level: the HTTP server's log level.
     """
 
     def __init__(
@@ -117,7 +124,9 @@ class RootServer:
         self._max_age_ms = max_age_ms
         self._clock = clock
         self._requested_scallop_port = scallop_port
-        self._public = _Uvicorn(public_app(root), host, public_port, log_level)
+        self._public = _Listener(
+            public_app(root), host, public_port, log_level, "KMS root's public listener"
+        )
         self._scallop: ScallopServer | None = None
         self._scallop_port: int | None = None
         self._public_port: int | None = None
@@ -223,10 +232,8 @@ class RootServer:
         )
 
     async def wait(self) -> None:
-        """Wait until the public listener stops (SIGINT/SIGTERM under uvicorn)."""
-        if self._public.task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._public.task
+        """Wait until the public listener stops (after :meth:`aclose`, or if it fails)."""
+        await self._public.wait()
 
     async def aclose(self) -> None:
         """Close both listeners."""
@@ -274,7 +281,7 @@ class DeriveServer:
         self.wiring = wiring
         self.host = host
         self._startup_timeout = startup_timeout
-        self._http = _Uvicorn(derive_server_app(seeds), host, port, log_level)
+        self._http = _Listener(derive_server_app(seeds), host, port, log_level, "derive server")
         self._port: int | None = None
 
     @classmethod
@@ -341,10 +348,8 @@ class DeriveServer:
         return f"http://{self.host}:{self.port}"
 
     async def wait(self) -> None:
-        """Wait until the listener stops (SIGINT/SIGTERM under uvicorn)."""
-        if self._http.task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._http.task
+        """Wait until the listener stops (after :meth:`aclose`, or if it fails)."""
+        await self._http.wait()
 
     async def key(self, path: str, key_type: KeyType, *, version: int | None = None) -> DerivedKey:
         """A key of this enclave (e.g. the init-params key at ``oyster.init-params``)."""
