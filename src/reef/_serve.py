@@ -386,7 +386,8 @@ class Server:
         app: the ASGI app.
         sock: a listening socket (from :func:`bind`); the server owns it from now on.
         what: names the service in errors and log lines.
-        limits: what clients may send (:class:`Limits`).
+        limits: what clients may send (:class:`Limits`); by default the app's ``reef_limits``
+            attribute if it has one, else ``Limits()``.
         refusal: builds the body of the floor's own refusals (413, 431, 408, 400); by default
             the app's ``reef_refusal`` attribute if it has one, else ``{"error": reason}``.
         log_level: uvicorn's log level.
@@ -403,7 +404,8 @@ class Server:
         log_level: str = "warning",
     ) -> None:
         self.what = what
-        self.limits = limits or Limits()
+        # An app may carry its own limits (the image store takes large uploads).
+        self.limits = limits or getattr(app, "reef_limits", None) or Limits()
         self.socket = sock
         self.url = url_of(sock)
         """``http://host:port`` where the app answers."""

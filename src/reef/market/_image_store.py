@@ -12,6 +12,13 @@ under a running job.
 Uploads stream to a temporary file while being hashed and are renamed into place only when
 complete and correct, so a crash or a lying client never leaves a wrong or partial image
 under a hash. Starlette because reef's services all are (DESIGN §2).
+
+Over HTTP an image has exactly one name: 64 lowercase hex digits. Anything else (upper case,
+``0x``, spaces) is refused with 400 rather than normalised, so one image is never reachable
+under several spellings. One upload is at most ``max_bytes`` (512 MiB by default; 413 beyond),
+and the app carries that limit to the serving floor (``reef_limits``), which enforces it before
+the body is read. Uploads are not authenticated yet and there is no per-uploader quota: the store
+binds to loopback by default.
 """
 
 from __future__ import annotations
@@ -29,12 +36,13 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from reef._serve import Limits
 from reef.errors import ImageError, InputError, ServiceError
 
 __all__ = ["ImageStore", "image_store_app", "upload_image"]
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-DEFAULT_MAX_IMAGE_BYTES = 2 * 1024**3
+DEFAULT_MAX_IMAGE_BYTES = 512 * 1024**2
 
 
 def check_sha256(text: str) -> str:
@@ -127,6 +135,19 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def _canonical(text: str) -> str:
+    """The one accepted spelling of an image name over HTTP (no case folding, no trimming).
+
+    Raises:
+        InputError: when ``text`` is not exactly 64 lowercase hex digits.
+    """
+    if not SHA256_HEX.fullmatch(text):
+        raise InputError(
+            f"an image is named by 64 lowercase hex digits (its SHA-256), not {text[:80]!r}"
+        )
+    return text
+
+
 def image_store_app(
     store: ImageStore, *, public_url: str | None = None, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
 ) -> Starlette:
@@ -165,14 +186,14 @@ def image_store_app(
 
     async def put_image(request: Request) -> Response:
         try:
-            expect = check_sha256(request.path_params["sha256"])
+            expect = _canonical(request.path_params["sha256"])
         except InputError as exc:
             return _error(400, exc.message)
         return await receive(request, expect)
 
     async def get_image(request: Request) -> Response:
         try:
-            path = store.path(request.path_params["sha256"])
+            path = store.path(_canonical(request.path_params["sha256"]))
         except InputError as exc:
             return _error(400, exc.message)
         if not path.is_file():
@@ -182,7 +203,7 @@ def image_store_app(
     async def health(_request: Request) -> Response:
         return JSONResponse({"ok": True})
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/images", post_image, methods=["POST"]),
             Route("/images/{sha256}", put_image, methods=["PUT"]),
@@ -190,6 +211,9 @@ def image_store_app(
             Route("/health", health, methods=["GET"]),
         ]
     )
+    # The serving floor reads this: uploads may be as large as the store allows, and no larger.
+    app.reef_limits = Limits(max_body=max_bytes)  # type: ignore[attr-defined]
+    return app
 
 
 def upload_image(

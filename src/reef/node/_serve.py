@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from reef._serve import Limits, Server, serve
+from reef._serve import Limits, Server, bind, serve
 
-__all__ = ["Served", "serve_app"]
+__all__ = ["Served", "bind", "serve_app"]
 
 Served = Server
 """An app being served; ``url`` says where, :meth:`~reef._serve.Server.close` stops it."""
