@@ -1,0 +1,111 @@
+"""The devnet dispatcher's limits in process: bounded-depth parsing, ids, batch answer caps, the
+call gas cap and time budget (the HTTP replays are in test_rpc_hostile.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from reef.chain import Devnet
+from reef.chain._devnet_rpc import MAX_DEPTH, DevnetRpc, parse_json
+from reef.chain._devnet_types import DevnetFault
+
+ACCOUNT = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"
+
+
+@pytest.fixture(scope="module")
+def devnet() -> Devnet:
+    return Devnet()
+
+
+def _request(method: str, params: list[Any], ident: Any = 1) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": ident, "method": method, "params": params}
+
+
+def test_nesting_is_bounded_and_strings_do_not_count() -> None:
+    assert parse_json(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH) is not None
+    with pytest.raises(DevnetFault, match="deeper than") as caught:
+        parse_json(b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1))
+    assert caught.value.code == -32700
+    # Brackets inside strings (escaped quotes too) are text, not nesting.
+    text = json.dumps({"s": "[" * 5000 + '\\"' + "{" * 5000})
+    assert parse_json(text.encode())["s"].startswith("[[[")
+    # Unbalanced garbage full of brackets is refused without recursing.
+    with pytest.raises(DevnetFault):
+        parse_json(b"[" * 200_000)
+
+
+def test_non_json_numbers_are_parse_errors_and_huge_ones_are_marked() -> None:
+    for constant in (b"NaN", b"Infinity", b"-Infinity"):
+        with pytest.raises(DevnetFault) as caught:
+            parse_json(b"[" + constant + b"]")
+        assert caught.value.code == -32700
+    huge = parse_json(b"[" + b"7" * 5000 + b", 1e400]")
+    assert not isinstance(huge[0], int)
+    assert not isinstance(huge[1], float)
+
+
+def test_ids_outside_json_range_are_invalid_requests(devnet: Devnet) -> None:
+    rpc = DevnetRpc(devnet)
+    for ident in (2**64, -(2**64), "x" * 2000, float("nan"), [1]):
+        answer = rpc.handle(_request("eth_chainId", [], ident))
+        assert answer["error"]["code"] == -32600, ident
+        assert answer["id"] is None
+    body = rpc.handle_bytes(b'{"jsonrpc":"2.0","id":' + b"1" * 5000 + b',"method":"eth_chainId"}')
+    assert body is not None
+    assert json.loads(body)["error"]["code"] == -32600
+    for ident in (2**63, -5, 1.5, "x" * 1024):
+        assert rpc.handle(_request("eth_chainId", [], ident))["id"] == ident
+
+
+def test_typed_data_given_as_a_nesting_bomb_string_is_invalid_params(devnet: Devnet) -> None:
+    rpc = DevnetRpc(devnet)
+    bomb = "[" * 100_000 + "]" * 100_000
+    answer = rpc.handle(_request("eth_signTypedData_v4", [ACCOUNT, bomb]))
+    assert answer["error"]["code"] == -32602
+
+
+def test_a_batch_answer_is_cut_at_the_cap_and_later_requests_do_not_run(devnet: Devnet) -> None:
+    rpc = DevnetRpc(devnet, max_batch_response=1000)
+    batch = [_request("web3_clientVersion", [], i) for i in range(40)]
+    batch.insert(20, {"jsonrpc": "2.0", "method": "evm_mine", "params": []})  # a notification
+    before = devnet.block_number
+    body = rpc.answer(batch)
+    assert body is not None
+    answers = json.loads(body)
+    assert [a["id"] for a in answers] == list(range(40))
+    answered = [a for a in answers if "result" in a]
+    cut = [a for a in answers if "error" in a]
+    assert answered
+    assert cut
+    assert answers.index(cut[0]) == len(answered)  # a prefix is answered, the rest refused
+    assert all(a["error"]["code"] == -32003 for a in cut)
+    assert len(body) < 1000 + 200 * len(cut)
+    assert devnet.block_number == before  # the notification after the cap was not run
+
+
+def _loop_creation(rpc: DevnetRpc, method: str) -> dict[str, Any]:
+    return rpc.handle(_request(method, [{"from": ACCOUNT, "data": "0x5b600056"}]))
+
+
+def test_the_call_time_budget_aborts_an_endless_loop(devnet: Devnet) -> None:
+    rpc = DevnetRpc(devnet, call_timeout_s=0.2)
+    for method in ("eth_call", "eth_estimateGas"):
+        answer = _loop_creation(rpc, method)
+        assert answer["error"]["code"] == -32000
+        assert "execution aborted (timeout = 0.2s)" in answer["error"]["message"]
+    # The chain is untouched and answers normally afterwards.
+    assert rpc.handle(_request("eth_getBalance", [ACCOUNT]))["result"].startswith("0x")
+
+
+def test_the_call_gas_cap_bounds_what_a_call_may_ask_for(devnet: Devnet) -> None:
+    rpc = DevnetRpc(devnet, call_gas_cap=100_000, call_timeout_s=None)
+    answer = rpc.handle(
+        _request("eth_call", [{"from": ACCOUNT, "data": "0x5b600056", "gas": hex(10**9)}])
+    )
+    assert answer["error"]["code"] == -32000
+    assert "out of gas" in answer["error"]["message"]
+    estimate = rpc.handle(_request("eth_estimateGas", [{"from": ACCOUNT, "to": ACCOUNT}]))
+    assert int(estimate["result"], 16) == 21_000
