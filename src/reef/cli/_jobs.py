@@ -111,7 +111,7 @@ def _open(
 def _when(timestamp: int | None) -> str:
     if timestamp is None:
         return "never (rate 0)"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(timestamp))
 
 
 def _margin(session: Session) -> int:
@@ -273,8 +273,10 @@ def list_cmd(
         ["job", "instance", "rate_per_hour", "balance", "enclave_stops_by", "provider_state"],
         title=f"open jobs of {who} (rUSD; JOB in other commands is the `job` number)",
     )
+    count = totals["open_jobs"]
     typer.echo(
-        f"{totals['open_jobs']} open jobs hold {totals['jobs_balance']} rUSD and spend "
+        f"{count} open job{'s' if count != 1 else ''} hold{'s' if count == 1 else ''} "
+        f"{totals['jobs_balance']} rUSD and spend{'s' if count == 1 else ''} "
         f"{totals['spend_per_hour']} rUSD per hour"
     )
 
