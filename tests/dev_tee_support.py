@@ -11,6 +11,7 @@ import asyncio
 import time
 
 import httpx
+import pytest
 
 from reef.attestation import Expectations, TrustedRoot, VerifiedAttestation, verify_nitro
 
@@ -38,3 +39,22 @@ async def attested(url: str, *, root: TrustedRoot, image_id: bytes) -> VerifiedA
     return verify_nitro(
         document, root=root, mode="live", now_ms=now_ms(), expect=Expectations(image_id=image_id)
     )
+
+
+def _isolation_missing() -> str | None:
+    from reef.enclave import check_host, missing_summary
+
+    missing = missing_summary(check_host())
+    return (
+        None
+        if missing is None
+        else f"this host cannot isolate enclaves: {missing[0]} ({missing[1]})"
+    )
+
+
+ISOLATION_MISSING = _isolation_missing()
+# For modules that start local enclaves: skipped, with the install command, where the host lacks
+# what the dev TEE needs (they would be refused), instead of erroring.
+requires_isolation = pytest.mark.skipif(
+    ISOLATION_MISSING is not None, reason=ISOLATION_MISSING or ""
+)

@@ -21,6 +21,7 @@ import pytest
 from e2e_support import REPO, Network
 from web3 import Web3
 
+from dev_tee_support import requires_isolation
 from reef.attestation import TrustedRoot
 from reef.chain import Job, JobOpened, JobSettled, MarketClient, parse_amount, read_devnet_info
 from reef.enclave import InitParam, InitParams, LocalBackend
@@ -29,7 +30,7 @@ from reef.home import ReefHome
 from reef.market import ControlPlaneClient, RateCard, notice_reserve, settle, settlement_amount
 from reef.node import verify_enclave, wait_for_app
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, requires_isolation]
 
 HELLO = str(REPO / "examples" / "hello")
 

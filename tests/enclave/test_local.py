@@ -22,7 +22,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from dev_tee_support import attested, get, now_ms
+from dev_tee_support import attested, get, now_ms, requires_isolation
 from reef.attestation import DevAuthority, Expectations, TrustedRoot, verify_nitro
 from reef.cli import app as cli
 from reef.crypto import generate_x25519
@@ -37,7 +37,7 @@ from reef.enclave import (
     load_image,
 )
 from reef.enclave._network import choose_network
-from reef.enclave._sandbox import bwrap_path, python_runtime_paths
+from reef.enclave._sandbox import python_runtime_paths
 from reef.errors import (
     CertificateChainError,
     EnclaveError,
@@ -50,7 +50,7 @@ from reef.home import ReefHome
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(sys.platform != "linux", reason="the dev TEE runs on Linux"),
-    pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap (bwrap) is not installed"),
+    requires_isolation,
     pytest.mark.skipif(
         choose_network()[0] != "netns",
         reason=f"no network namespaces here: {choose_network()[1]} (see test_local_host.py)",
@@ -365,7 +365,11 @@ async def test_app_is_sandboxed_and_reaches_its_trusted_base(
     params_file = tmp_path / "params.json"
     params = InitParams.build([InitParam("config/greeting.txt", b"hi from init params")])
     params_file.write_bytes(params.to_json())
-    info = await backend.start(EnclaveSpec(image=image, init_params=params_file, debug=True))
+    # The echo server is a host service this enclave is given; every other one stays out of reach
+    # (test_escape.py).
+    info = await backend.start(
+        EnclaveSpec(image=image, init_params=params_file, debug=True, allow_host_ports=(echo.port,))
+    )
     final = await wait_state(backend, info.id)
     assert final.state == "stopped", final
     assert final.exit_code == 0
@@ -864,7 +868,9 @@ async def test_secret_init_params_open_inside_with_the_kms(
     assert not (tmp_path / "wrong.json").exists()
 
     backend = LocalBackend(home, authority=authority, kms=wiring)
-    info = await backend.start(EnclaveSpec(image=image, init_params=path))
+    info = await backend.start(
+        EnclaveSpec(image=image, init_params=path, allow_host_ports=(collector.port,))
+    )
     final = await wait_state(backend, info.id)
     assert info.image_id == final_id
     assert final.state == "stopped", final

@@ -11,7 +11,7 @@ import pytest
 from dev_tee_support import attested, get
 from reef.attestation import DevAuthority
 from reef.enclave import EnclaveSpec, LocalBackend, build_image
-from reef.errors import InputError
+from reef.errors import EnclaveError, InputError
 from reef.home import ReefHome
 
 pytestmark = [
@@ -27,7 +27,7 @@ def authority(reef_home: Path) -> DevAuthority:
 
 @pytest.fixture
 def backend(reef_home: Path, authority: DevAuthority) -> LocalBackend:
-    return LocalBackend(ReefHome(reef_home), authority=authority)
+    return LocalBackend(ReefHome(reef_home), authority=authority, insecure=True)
 
 
 HOST_APP = """
@@ -69,12 +69,17 @@ async def test_host_network_mode_works_and_warns(
     )
     image = tmp_path / "hostapp.img"
     build_image(src, image)
+    secure = LocalBackend(backend.home, authority=authority)
+    with pytest.raises(EnclaveError, match="host networking") as refused:
+        await secure.start(EnclaveSpec(image=image, network="host"))
+    assert "--insecure" in (refused.value.hint or "")
     with pytest.raises(InputError, match="must be equal"):
         await backend.start(EnclaveSpec(image=image, network="host", ports={port: port + 1}))
     info = await backend.start(EnclaveSpec(image=image, network="host"))
     try:
         assert info.network == "host"
         assert any("shares the host's network" in w for w in info.warnings)
+        assert any(w.startswith("INSECURE") for w in info.warnings)
         assert info.endpoints["ports"][port] == f"http://127.0.0.1:{port}"
         verified = await attested(
             info.endpoints["attestation"], root=authority.root, image_id=info.image_id

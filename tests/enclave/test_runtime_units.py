@@ -17,6 +17,7 @@ from reef.enclave._limits import CgroupLayout, Limits, detect_cgroups
 from reef.enclave._network import pasta_argv
 from reef.enclave._sandbox import (
     IMAGE_MOUNT,
+    Confinement,
     SandboxLayout,
     bwrap_argv,
     python_runtime_paths,
@@ -75,7 +76,7 @@ def test_cgroup_v1_limits_are_written(tmp_path: Path) -> None:
     memory = tmp_path / "memory" / "own" / "reef-e1"
     assert (memory / "memory.limit_in_bytes").read_text() == str(64 << 20)
     assert (tmp_path / "cpu" / "own" / "reef-e1" / "cpu.cfs_quota_us").read_text() == "100000"
-    assert (tmp_path / "pids" / "own" / "reef-e1" / "pids.max").read_text() == "4096"
+    assert (tmp_path / "pids" / "own" / "reef-e1" / "pids.max").read_text() == "512"
     assert limits.affinity == ()  # the CPU quota does the job
     (memory / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
     assert limits.oom_killed()
@@ -124,12 +125,27 @@ def test_too_many_vcpus_are_refused() -> None:
 # -- sandbox policy ------------------------------------------------------------------------------
 
 
+CONF = Confinement(uid=1234567, seccomp_fd=9, tmp_bytes=32 << 20)
+
+
 def test_bwrap_argv_binds_only_what_it_should(tmp_path: Path) -> None:
     layout = SandboxLayout(tmp_path / "image", tmp_path / "app", tmp_path / "params")
     runtime = python_runtime_paths()
-    argv = bwrap_argv(layout, ["python3", "server.py"], runtime=runtime, hostname="enclave-x")
+    argv = bwrap_argv(
+        layout, ["python3", "server.py"], runtime=runtime, hostname="enclave-x", confinement=CONF
+    )
     assert argv[0] == "bwrap"
     assert argv[-3:] == ["--", "python3", "server.py"]
+    # Stage 2: the app's own unprivileged user, a user namespace, no capabilities, seccomp.
+    split = argv.index("setpriv")
+    argv, stage2 = argv[:split], argv[split:]
+    assert stage2[:4] == ["setpriv", "--reuid=1234567", "--regid=1234567", "--clear-groups"]
+    for flag in ("--unshare-user", "--disable-userns", "--die-with-parent"):
+        assert flag in stage2
+    assert stage2[stage2.index("--cap-drop") + 1] == "ALL"
+    assert stage2[stage2.index("--seccomp") + 1] == "9"
+    assert stage2[stage2.index("--uid") + 1] == "1000"
+    assert stage2[stage2.index("--chdir") + 1] == IMAGE_MOUNT
     for flag in ("--die-with-parent", "--unshare-pid", "--unshare-ipc", "--new-session"):
         assert flag in argv
     binds = [(argv[i], argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a.startswith("--")
@@ -141,7 +157,7 @@ def test_bwrap_argv_binds_only_what_it_should(tmp_path: Path) -> None:
     assert "/" not in targets
     assert str(Path.home()) not in targets
     assert argv[argv.index("--tmpfs") + 1] == "/tmp"
-    assert argv[argv.index("--chdir") + 1] == IMAGE_MOUNT
+    assert argv[argv.index("--tmpfs") - 1] == str(CONF.tmp_bytes)  # --size of the /tmp
 
 
 def test_a_runtime_under_tmp_is_bound_over_the_private_tmp(tmp_path: Path) -> None:
@@ -149,7 +165,7 @@ def test_a_runtime_under_tmp_is_bound_over_the_private_tmp(tmp_path: Path) -> No
     # must come after the private /tmp is mounted, or the tmpfs hides it from the app.
     layout = SandboxLayout(tmp_path / "image", tmp_path / "app")
     runtime = ["/tmp/checkout/src", *python_runtime_paths()]
-    argv = bwrap_argv(layout, ["python3"], runtime=runtime)
+    argv = bwrap_argv(layout, ["python3"], runtime=runtime, confinement=CONF)
     tmpfs = argv.index("--tmpfs")
     assert argv[tmpfs + 1] == "/tmp"
     bind = argv.index("/tmp/checkout/src")
@@ -159,7 +175,7 @@ def test_a_runtime_under_tmp_is_bound_over_the_private_tmp(tmp_path: Path) -> No
 
 def test_only_the_state_directory_is_writable(tmp_path: Path) -> None:
     layout = SandboxLayout(tmp_path / "image", tmp_path / "app", None, tmp_path / "state")
-    argv = bwrap_argv(layout, ["python3"], runtime=python_runtime_paths())
+    argv = bwrap_argv(layout, ["python3"], runtime=python_runtime_paths(), confinement=CONF)
     writable = [(argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a == "--bind"]
     assert writable == [(str(tmp_path / "state"), "/state")]
 
@@ -186,8 +202,10 @@ def test_resolve_command(tmp_path: Path) -> None:
 
 
 def test_pasta_maps_each_port_on_loopback(tmp_path: Path) -> None:
-    argv = pasta_argv("reef-x", [(40001, 1300), (40002, 8080)], pid_file=tmp_path / "p")
+    argv = pasta_argv("reef-x", [(40001, 1300), (40002, 8080)], pid_file=tmp_path / "p", gid=77)
     assert argv[argv.index("--netns") + 1] == "reef-x"
+    # Root (to enter the namespace), with the enclave's own group for the host firewall.
+    assert argv[argv.index("--runas") + 1] == "0:77"
     forwards = [argv[i + 1] for i, a in enumerate(argv) if a == "--tcp-ports"]
     assert forwards == ["127.0.0.1/40001:1300", "127.0.0.1/40002:8080"]
     assert argv[argv.index("--udp-ports") + 1] == "none"

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dev_tee_support import requires_isolation
 from reef.attestation import DevAuthority, image_id
 from reef.crypto import Secp256k1PrivateKey
 from reef.home import ReefHome
@@ -38,6 +39,7 @@ enclave = pytest.importorskip("reef.enclave")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(sys.platform != "linux", reason="the dev TEE runs on Linux"),
+    requires_isolation,
 ]
 
 APP = """

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dev_tee_support import requires_isolation
 from reef.enclave import EnclaveSpec, LocalBackend, build_image
 from reef.home import ReefHome
 from reef.market import FetchedImage, LaunchSpec, LocalRunner, launch_key
@@ -20,7 +21,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 JOB = "0x" + "00" * 31 + "07"
 PROVIDER = "0x" + "22" * 20
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, requires_isolation]
 
 
 def _spec(url: str, *, debug: bool = False) -> LaunchSpec:

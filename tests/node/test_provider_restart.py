@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from dev_tee_support import requires_isolation
 from reef.chain import Devnet, MarketClient, deploy_contracts, serve_devnet
 from reef.enclave import LocalBackend, build_image
 from reef.home import ReefHome
@@ -31,7 +32,7 @@ from reef.market import (
 from reef.node import serve_app
 from reef.node._serve import bind
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, requires_isolation]
 
 REEF = str(Path(sys.executable).with_name("reef"))
 REPO = Path(__file__).resolve().parents[2]

@@ -18,11 +18,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from dev_tee_support import get
+from dev_tee_support import get, requires_isolation
 from reef.attestation import DevAuthority
 from reef.crypto import generate_x25519
 from reef.enclave import EnclaveInfo, EnclaveSpec, LocalBackend, build_image
-from reef.enclave._sandbox import bwrap_path
 from reef.home import ReefHome
 from reef.scallop import PeerPolicy, ScallopTransport
 
@@ -30,7 +29,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(180),
     pytest.mark.skipif(sys.platform != "linux", reason="the dev TEE runs on Linux"),
-    pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap (bwrap) is not installed"),
+    requires_isolation,
 ]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "scallop"

@@ -4,7 +4,9 @@
   and its ``reef.toml``, measured into PCR0/1/2 and an Oyster image id.
 - Init params (:class:`InitParams`): Oyster's JSON format and digest; PCR16.
 - The local dev TEE (:class:`LocalBackend`): each enclave a sandboxed process with its own trusted
-  base (attestation servers, sealing, logs, KMS derive hook), in its own network namespace.
+  base (attestation servers, sealing, logs, KMS derive hook), in its own network namespace, its
+  app unprivileged in its own user namespace under seccomp, kept off the host's addresses.
+- Host requirements (:func:`check_host`): what isolation needs, and the command installing it.
 
 See docs/enclave.md for the formats and the exact measurement recipe.
 """
@@ -28,6 +30,7 @@ from reef.enclave._local import (
 )
 from reef.enclave._manifest import MANIFEST_NAME, RESERVED_PORTS, Manifest
 from reef.enclave._measure import RUNTIME_MODULES, Measurements, extend_pcr, runtime_measurement
+from reef.enclave._requirements import Requirement, check_host, missing_summary
 from reef.enclave._trusted_base import SEALING_PORT, DevTeeSealer, dev_seal, dev_unseal
 
 __all__ = [
@@ -48,13 +51,16 @@ __all__ = [
     "Measurements",
     "RESERVED_PORTS",
     "RUNTIME_MODULES",
+    "Requirement",
     "SEALING_PORT",
     "build_image",
+    "check_host",
     "dev_seal",
     "dev_unseal",
     "extend_pcr",
     "init_params_digest",
     "load_image",
+    "missing_summary",
     "runtime_measurement",
     "validate_param_path",
 ]

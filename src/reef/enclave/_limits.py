@@ -37,8 +37,9 @@ __all__ = ["CgroupLayout", "LimitMethod", "Limits", "detect_cgroups"]
 
 LimitMethod = Literal["cgroup2", "cgroup1", "rlimit"]
 _PERIOD_US = 100_000
-# A fork bomb inside an enclave should not take the host down with it.
-_PIDS_MAX = 4096
+# A fork bomb inside an enclave must hit this before anything else (its memory limit, the
+# host's PID space): 512 tasks, threads included, is far more than an enclave app needs.
+_PIDS_MAX = 512
 
 
 @dataclass(frozen=True)

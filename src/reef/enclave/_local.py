@@ -29,14 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
+from reef.enclave._firewall import Firewall
 from reef.enclave._image import Image, load_image
 from reef.enclave._init_params import InitParams
 from reef.enclave._limits import Limits
 from reef.enclave._manifest import MIN_MEMORY_MIB
 from reef.enclave._network import HOST_MODE_WARNING, NetworkMode, choose_network, free_port
+from reef.enclave._requirements import check_host, missing_summary
 from reef.enclave._sandbox import (
+    DEFAULT_TMP_BYTES,
     SECRET_FILES,
-    bwrap_path,
     python_runtime_paths,
     resolve_command,
 )
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from reef.kms import KmsWiring
 
 __all__ = [
+    "INSECURE_WARNING",
     "NO_SANDBOX_WARNING",
     "EnclaveEndpoints",
     "EnclaveInfo",
@@ -58,8 +61,12 @@ __all__ = [
 
 EnclaveState = Literal["starting", "running", "crashed", "stopped"]
 NO_SANDBOX_WARNING = (
-    "WARNING: bubblewrap (bwrap) is not installed: the enclave's app runs WITHOUT a sandbox and "
-    "can read and write everything your user can. Install Debian's bubblewrap."
+    "WARNING: the app runs WITHOUT a sandbox (it needs bubblewrap, setpriv, user namespaces and "
+    "libseccomp) and can read and write everything your user can."
+)
+INSECURE_WARNING = (
+    "INSECURE: this enclave runs without the dev TEE's full isolation (--insecure); its app may "
+    "reach the host and other enclaves. Missing here: "
 )
 _READY_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 15.0
@@ -91,6 +98,10 @@ class EnclaveSpec:
         labels: the caller's own tags (e.g. ``{"reef.job": "0x…"}``), kept with the enclave and
             returned on :class:`EnclaveInfo`, so a caller finds its enclaves again after a
             restart; :meth:`LocalBackend.update` keeps the labels the new spec does not name.
+        allow_host_ports: host ports on 127.0.0.1 this enclave's app may connect to (through
+            ``$REEF_HOST_ADDR``) besides other enclaves' published ports: the services it is
+            deliberately given. Every other host address and port is refused.
+        tmp_mib: the size of its private ``/tmp``.
     """
 
     image: Path
@@ -101,6 +112,8 @@ class EnclaveSpec:
     ports: Mapping[int, int] = field(default_factory=dict)
     network: Literal["auto", "netns", "host"] = "auto"
     labels: Mapping[str, str] = field(default_factory=dict)
+    allow_host_ports: tuple[int, ...] = ()
+    tmp_mib: int = DEFAULT_TMP_BYTES // (1024 * 1024)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,6 +221,10 @@ class LocalBackend:
         kms: where enclaves get their KMS seeds; without it they have no derive server and
             cannot open secret init params.
         network: default network mode for specs that say ``"auto"``.
+        insecure: start enclaves even when this host cannot isolate them (no root, no
+            bubblewrap, pasta, nftables, user namespaces or libseccomp); every enclave's
+            warnings then say what is missing. Without it such a host is refused with the
+            install command. Host networking (``network="host"``) also needs it.
     """
 
     def __init__(
@@ -217,10 +234,12 @@ class LocalBackend:
         authority: DevAuthority | None = None,
         kms: KmsWiring | None = None,
         network: Literal["auto", "netns", "host"] = "auto",
+        insecure: bool = False,
     ) -> None:
         self.home = home
         self.kms = kms
         self.network = network
+        self.insecure = insecure
         self._authority = authority
 
     # -- paths and state ---------------------------------------------------------------------
@@ -341,13 +360,33 @@ class LocalBackend:
             raise InputError(f"memory must be at least {MIN_MEMORY_MIB} MiB, got {memory}")
 
         want = spec.network if spec.network != "auto" else self.network
-        mode, why = choose_network(want=None if want == "auto" else want)
+        requirements = {r.name: r for r in check_host()}
+        missing = missing_summary(list(requirements.values()))
         warnings: list[str] = []
+        if missing is not None or want == "host":
+            what, fix = missing or ("nothing; host networking was asked for", "")
+            if not self.insecure:
+                raise EnclaveError(
+                    f"this host cannot isolate a local enclave: missing {what}"
+                    if missing
+                    else "host networking (network='host') gives the app the host's network",
+                    hint=(f"install it: {fix}; " if missing else "")
+                    + "or pass --insecure to run without that isolation (every output says so)",
+                )
+            warnings.append(INSECURE_WARNING + what)
+        mode, why = choose_network(want=None if want == "auto" else want)
         if mode == "host":
             warnings.append(f"{HOST_MODE_WARNING} ({why})")
-        sandbox = "bwrap" if bwrap_path() is not None else "none"
+        sandbox_parts = ("bwrap", "setpriv", "user namespaces", "libseccomp")
+        sandbox = "bwrap" if all(requirements[n].ok for n in sandbox_parts) else "none"
         if sandbox == "none":
             warnings.append(NO_SANDBOX_WARNING)
+        firewall = mode == "netns" and requirements["nft"].ok
+        for port in spec.allow_host_ports:
+            if not 0 < port < 65536:
+                raise InputError(f"allowed host port {port} is not a TCP port (1-65535)")
+        if spec.tmp_mib < 1:
+            raise InputError(f"the enclave's /tmp must be at least 1 MiB, got {spec.tmp_mib}")
 
         ports = self._ports(manifest.ports, spec.ports, mode, keep)
         labels = {**(keep or {}).get("labels", {}), **_check_labels(spec.labels)}
@@ -362,6 +401,9 @@ class LocalBackend:
                 "memory_mib": memory,
                 "network": mode,
                 "sandbox": sandbox,
+                "firewall": firewall,
+                "allow_host_ports": sorted(set(spec.allow_host_ports)),
+                "tmp_bytes": spec.tmp_mib * 1024 * 1024,
                 "pcrs": {str(i): v.hex() for i, v in sorted(measurements.pcrs.items())},
                 "image_id": measurements.image_id.hex(),
                 "init_params_digest": params.digest.hex() if params else "",
@@ -730,6 +772,9 @@ def _force_cleanup(run_dir: Path, state: Mapping[str, Any]) -> list[int]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(app_pid, signal.SIGKILL)
     limits.kill_all(timeout=2.0)
+    rules = state.get("firewall")
+    if rules:
+        Firewall().forget(rules["gid"], published=rules["published"], allowed=rules["allowed"])
     netns = state.get("netns")
     if netns and (Path("/run/netns") / netns).exists():
         subprocess.run(["ip", "netns", "delete", netns], capture_output=True)

@@ -58,6 +58,7 @@ RUNTIME_TAG = b"reef.runtime.v2\0"
 # closure and checks this list against it.
 RUNTIME_MODULES: tuple[str, ...] = (
     "reef",
+    "reef._serve",
     "reef.attestation",
     "reef.attestation._chain",
     "reef.attestation._cose",
@@ -78,6 +79,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "reef.crypto._sealed_box",
     "reef.crypto._secp256k1",
     "reef.enclave",
+    "reef.enclave._firewall",
     "reef.enclave._image",
     "reef.enclave._init_params",
     "reef.enclave._limits",
@@ -85,7 +87,9 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "reef.enclave._manifest",
     "reef.enclave._measure",
     "reef.enclave._network",
+    "reef.enclave._requirements",
     "reef.enclave._sandbox",
+    "reef.enclave._seccomp",
     "reef.enclave._supervisor",
     "reef.enclave._trusted_base",
     "reef.encoding",

@@ -81,12 +81,16 @@ def choose_network(*, want: NetworkMode | None = None) -> tuple[NetworkMode, str
     return "host", reason
 
 
-def pasta_argv(netns: str, forwards: Sequence[tuple[int, int]], *, pid_file: Path) -> list[str]:
+def pasta_argv(
+    netns: str, forwards: Sequence[tuple[int, int]], *, pid_file: Path, gid: int
+) -> list[str]:
     """pasta attached to ``netns``, mapping host ``127.0.0.1:H`` to namespace port ``E``.
 
-    ``-f`` keeps pasta in the supervisor's process group; ``--runas 0:0`` stops it from dropping
-    to ``nobody`` before it opens the namespace (it runs as root only because the supervisor does).
-    UDP and namespace-to-host forwards are off: outbound traffic goes through pasta's NAT instead.
+    ``-f`` keeps pasta in the supervisor's process group. ``--runas 0:GID`` keeps the user root
+    (pasta must enter a namespace of the host's user namespace; another user makes it isolate
+    itself first and fail) but gives it the enclave's own group, which is how the host firewall
+    (``_firewall``) tells this enclave's outbound sockets apart. UDP and namespace-to-host
+    forwards are off: outbound traffic goes through pasta's NAT instead.
     """
     # One option per forward: pasta applies a bind address to a whole option's port list.
     tcp: list[str] = []
@@ -98,7 +102,7 @@ def pasta_argv(netns: str, forwards: Sequence[tuple[int, int]], *, pid_file: Pat
         "--foreground",
         "--quiet",
         "--runas",
-        "0:0",
+        f"0:{gid}",
         *(tcp or ["--tcp-ports", "none"]),
         "--udp-ports",
         "none",

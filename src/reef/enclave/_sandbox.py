@@ -14,9 +14,15 @@ system runtime      ``/usr``, ``/bin``, ``/lib*``, ``/sbin``, a few ``/etc`` fil
                     TLS roots), and the Python runtime reef runs on with reef importable
 ==================  ============================================================================
 
-and its own PID, IPC and UTS namespaces (``--unshare-pid`` also means that killing the sandbox's
-init kills every process the app started). Nothing else of the host's file system is visible: not
-``$REEF_HOME`` (so not the dev TEE's root key), not the user's files.
+and its own PID, IPC, UTS and cgroup namespaces (``--unshare-pid`` also means that killing the
+sandbox's init kills every process the app started). Nothing else of the host's file system is
+visible: not ``$REEF_HOME`` (so not the dev TEE's root key), not the user's files.
+
+The app itself is a stranger's code: it runs as an unprivileged host user of its image's own
+(:func:`reef.enclave._firewall.app_uid`), inside a user namespace of its own, with no capabilities
+(effective, permitted, bounding and ambient sets empty), ``no_new_privs``, no further user
+namespaces, and the seccomp filter of :mod:`reef.enclave._seccomp`. Its ``/tmp`` has a size
+limit; its processes are bounded by the enclave's ``pids`` control group.
 
 :func:`bwrap_argv` is pure so that the exact policy is testable and documented in one place.
 """
@@ -25,7 +31,6 @@ init kills every process the app started). Nothing else of the host's file syste
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,10 +39,13 @@ from pathlib import Path
 from reef.errors import ImageError
 
 __all__ = [
+    "DEFAULT_TMP_BYTES",
     "IMAGE_MOUNT",
     "SANDBOX_PATH",
+    "SANDBOX_UID",
     "SECRET_FILES",
     "STATE_MOUNT",
+    "Confinement",
     "SandboxLayout",
     "bwrap_argv",
     "python_runtime_paths",
@@ -48,6 +56,9 @@ IMAGE_MOUNT = "/image"
 APP_MOUNT = "/app"
 INIT_PARAMS_MOUNT = "/init-params"
 STATE_MOUNT = "/state"
+# The app's user inside its user namespace (mapped to its unprivileged host user).
+SANDBOX_UID = 1000
+DEFAULT_TMP_BYTES = 256 * 1024 * 1024
 # The per-boot secret keys in /app, deleted when the enclave ends.
 SECRET_FILES = ("id.sec", "ecdsa.sec")
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -99,6 +110,21 @@ def python_runtime_paths() -> tuple[str, ...]:
 
 def _covered(path: str, roots: Sequence[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """Who the app runs as and what bounds it, beyond the file system.
+
+    Attributes:
+        uid: the unprivileged host user (and group) the app runs as.
+        seccomp_fd: an inherited file descriptor holding the seccomp BPF program.
+        tmp_bytes: the size of the private ``/tmp``.
+    """
+
+    uid: int
+    seccomp_fd: int
+    tmp_bytes: int = DEFAULT_TMP_BYTES
 
 
 @dataclass(frozen=True)
@@ -167,10 +193,22 @@ def bwrap_argv(
     command: Sequence[str],
     *,
     runtime: Sequence[str],
+    confinement: Confinement,
     hostname: str = "enclave",
     bwrap: str = "bwrap",
 ) -> list[str]:
-    """The bubblewrap command line for an app (its environment is given to ``Popen``)."""
+    """The command line that runs an app in its sandbox (its environment is given to ``Popen``).
+
+    Two bubblewrap stages, because no single one can do both halves:
+
+    1. as root: the file system (every bind below, including paths only root can traverse, such
+       as a Python runtime under ``/root``), a size-limited ``/tmp``, and the PID, IPC, UTS and
+       cgroup namespaces;
+    2. ``setpriv`` drops to the image's own unprivileged host user (``confinement.uid``), and an
+       unprivileged bubblewrap puts the app in a user namespace of its own (uid 1000 inside) with
+       no capabilities, no further user namespaces, ``no_new_privs`` and the seccomp filter
+       (read from ``confinement.seccomp_fd``, an inherited file descriptor).
+    """
     argv = [
         bwrap,
         "--die-with-parent",
@@ -183,9 +221,22 @@ def bwrap_argv(
         hostname,
         # The private /tmp comes first: bubblewrap mounts in order, and a runtime or checkout that
         # lives under the host's /tmp must be bound on top of it, not hidden beneath it.
+        "--perms",
+        "1777",
+        "--size",
+        str(confinement.tmp_bytes),
         "--tmpfs",
         "/tmp",
     ]
+    # bubblewrap makes the parents of a bind mode 0700 (root's); the app's user must traverse them.
+    parents: list[str] = []
+    for dest in (*_ETC_FILES, *runtime, "/var/tmp"):
+        for parent in reversed(Path(dest).parents):
+            if str(parent) != "/" and str(parent) not in parents:
+                parents.append(str(parent))
+    for parent_dir in parents:
+        if not _covered(parent_dir, _SYSTEM_DIRS):
+            argv += ["--perms", "0755", "--dir", parent_dir]
     for directory in _SYSTEM_DIRS:
         if os.path.islink(directory):
             argv += ["--symlink", os.readlink(directory), directory]
@@ -201,6 +252,8 @@ def bwrap_argv(
         "/proc",
         "--dev",
         "/dev",
+        "--perms",
+        "1777",
         "--dir",
         "/var/tmp",
         "--ro-bind",
@@ -214,7 +267,36 @@ def bwrap_argv(
         argv += ["--ro-bind", str(layout.init_params), INIT_PARAMS_MOUNT]
     if layout.state is not None:
         argv += ["--bind", str(layout.state), STATE_MOUNT]
-    argv += ["--chdir", IMAGE_MOUNT, "--", *command]
+    uid = str(confinement.uid)
+    argv += [
+        "--",
+        "setpriv",
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        "--",
+        bwrap,
+        "--unshare-user",
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_UID),
+        "--disable-userns",
+        "--assert-userns-disabled",
+        "--cap-drop",
+        "ALL",
+        "--die-with-parent",
+        "--seccomp",
+        str(confinement.seccomp_fd),
+        # --dev-bind: a plain bind inside a user namespace is nodev, and /dev/null with it.
+        "--dev-bind",
+        "/",
+        "/",
+        "--chdir",
+        IMAGE_MOUNT,
+        "--",
+        *command,
+    ]
     return argv
 
 
@@ -229,8 +311,3 @@ def sandbox_environment(env: Mapping[str, str], extra: Mapping[str, str]) -> dic
         "PYTHONUNBUFFERED": "1",
     }
     return {**base, **env, **extra}
-
-
-def bwrap_path() -> str | None:
-    """The bubblewrap binary, or None when it is not installed."""
-    return shutil.which("bwrap")

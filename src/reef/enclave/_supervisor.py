@@ -37,12 +37,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reef.enclave._firewall import Firewall, app_uid, pasta_gid
 from reef.enclave._init_params import INIT_PARAMS_KMS_PATH, InitParams
 from reef.enclave._limits import Limits
 from reef.enclave._network import NetworkNamespace, pasta_argv
 from reef.enclave._sandbox import (
     SECRET_FILES,
     STATE_MOUNT,
+    Confinement,
     SandboxLayout,
     bwrap_argv,
     python_runtime_paths,
@@ -152,6 +154,7 @@ class Supervisor:
         self.servers: list[_Server] = []
         self.limits: Limits | None = None
         self.netns: NetworkNamespace | None = None
+        self.firewall: tuple[Firewall, int, list[int], list[int]] | None = None
         self.pasta: asyncio.subprocess.Process | None = None
         self.app: asyncio.subprocess.Process | None = None
         self.console: Console | None = None
@@ -208,6 +211,7 @@ class Supervisor:
             forwards = [(att_ports[p], p) for p in sorted(att_ports)]
             forwards += [(host, inner) for inner, host in sorted(app_ports.items())]
             await self._start_pasta(forwards)
+            self._admit([host for host, _ in forwards])
             gateway = self.netns.gateway()
             env_extra["REEF_HOST_ADDR"] = gateway or ""
             where = {port: port for port in internal}
@@ -249,10 +253,27 @@ class Supervisor:
             self.servers.append(server)
         await self._start_app(init_dir, env_extra)
 
+    def _admit(self, published: list[int]) -> None:
+        """Let other enclaves reach this one's host ports, and this one the host ports it is
+        given; every other address of the host stays out of its reach (see ``_firewall``)."""
+        if not self.spec.get("firewall", True):
+            return
+        firewall = Firewall()
+        gid = pasta_gid(self.spec["id"])
+        allowed = [int(p) for p in self.spec.get("allow_host_ports", [])]
+        # Recorded first: a failed admit still leaves the elements to remove, also for the
+        # cleanup after a dead supervisor (LocalBackend reads state.json).
+        self.firewall = (firewall, gid, published, allowed)
+        self.save(firewall={"gid": gid, "published": published, "allowed": allowed})
+        firewall.admit(gid, published=published, allowed=allowed)
+        self.log(f"firewall: published {published}, allowed {allowed}, pasta gid {gid}")
+
     async def _start_pasta(self, forwards: list[tuple[int, int]]) -> None:
         assert self.netns is not None
         pid_file = self.run_dir / "pasta.pid"
-        argv = pasta_argv(self.netns.name, forwards, pid_file=pid_file)
+        argv = pasta_argv(
+            self.netns.name, forwards, pid_file=pid_file, gid=pasta_gid(self.spec["id"])
+        )
         self.log("pasta: " + " ".join(argv))
         # A file, not a pipe, for pasta's complaints: nobody reads a pipe once it runs.
         err_path = self.run_dir / "pasta.log"
@@ -300,10 +321,14 @@ class Supervisor:
             "ecdsa.sec": ecdsa.secret,
             "ecdsa.pub": ecdsa.public_key.raw,
         }
+        uid = app_uid(bytes.fromhex(self.spec["image_id"]))
         for name, data in files.items():
             path = app_dir / name
             path.write_bytes(data)
             path.chmod(0o400 if name.endswith(".sec") else 0o444)
+            if name.endswith(".sec") and self.spec["sandbox"] == "bwrap":
+                # Readable by the app's own unprivileged user, and by no other enclave's.
+                os.chown(path, uid, uid)
         self.save(public_keys={"x25519": x_public.hex(), "secp256k1": ecdsa.public_key.raw.hex()})
         return files
 
@@ -399,13 +424,21 @@ class Supervisor:
         image_dir = Path(spec["image_dir"])
         command: list[str] = spec["command"]
         state_dir = ReefHome(Path(spec["home"])).enclave_state(spec["image_id"])
+        pass_fds: tuple[int, ...] = ()
         if spec["sandbox"] == "bwrap":
+            uid = app_uid(bytes.fromhex(spec["image_id"]))
+            await asyncio.to_thread(_own_tree, state_dir, uid)
             layout = SandboxLayout(image_dir, self.run_dir / "app", init_dir, state_dir)
             env_extra = {**env_extra, "REEF_STATE_DIR": STATE_MOUNT}
+            seccomp_fd = await asyncio.to_thread(self._seccomp_fd)
+            pass_fds = (seccomp_fd,)
             argv = bwrap_argv(
                 layout,
                 command,
                 runtime=python_runtime_paths(),
+                confinement=Confinement(
+                    uid=uid, seccomp_fd=seccomp_fd, tmp_bytes=spec["tmp_bytes"]
+                ),
                 hostname=f"enclave-{spec['id'][:8]}",
             )
             env = sandbox_environment(spec["env"], env_extra)
@@ -430,11 +463,26 @@ class Supervisor:
             stderr=asyncio.subprocess.STDOUT if debug else asyncio.subprocess.DEVNULL,
             start_new_session=True,
             preexec_fn=self.limits.preexec(),
+            pass_fds=pass_fds,
+            # The sandbox's own directories (parents of its binds) must be traversable by the
+            # app's unprivileged user, whatever umask reef was started with.
+            umask=0o022,
         )
+        for fd in pass_fds:
+            os.close(fd)
         if debug and self.app.stdout is not None:
             self.pump = asyncio.create_task(self._pump(self.app.stdout))
         self.save(app_pid=self.app.pid, app_start=_proc_start(self.app.pid))
         self.log(f"app started, pid {self.app.pid}")
+
+    def _seccomp_fd(self) -> int:
+        """A file descriptor, at offset 0, of the seccomp program the sandbox loads."""
+        from reef.enclave._seccomp import write_filter
+
+        path = self.run_dir / "seccomp.bpf"
+        with path.open("wb") as out:
+            write_filter(out)
+        return os.open(path, os.O_RDONLY)
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:
         # Chunks rather than readline(): an app printing a huge line without a newline must not
@@ -518,6 +566,9 @@ class Supervisor:
         self.servers.clear()
         if self.netns is not None:
             self.netns.delete()
+        if self.firewall is not None:
+            firewall, gid, published, allowed = self.firewall
+            await asyncio.to_thread(firewall.forget, gid, published=published, allowed=allowed)
         if self.pasta is not None and self.pasta.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.pasta.terminate()
@@ -535,6 +586,14 @@ class Supervisor:
         # Opened secret init params must not outlive the enclave.
         if self.secret_params:
             shutil.rmtree(self.run_dir / "init-params", ignore_errors=True)
+
+
+def _own_tree(root: Path, uid: int) -> None:
+    """Make ``root`` and everything in it belong to ``uid`` (links themselves, never followed)."""
+    for path in (root, *root.rglob("*")):
+        st = path.lstat()
+        if st.st_uid != uid or st.st_gid != uid:
+            os.lchown(path, uid, uid)
 
 
 def _signal_name(number: int) -> str:

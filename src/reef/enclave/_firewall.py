@@ -1,0 +1,130 @@
+"""Which host addresses an enclave's network may reach: an nftables table on the host.
+
+An enclave's outbound traffic leaves through its pasta process, which connects from the host's
+own network namespace. Left alone, pasta therefore lets the app reach everything the host can:
+its loopback services (the devnet with unlocked accounts, the image store, the KMS), its other
+interfaces' addresses, and every other enclave's internal ports. The dev TEE stops that on the
+host side, where the app cannot touch it:
+
+- each enclave's pasta runs with a group id of its own (:func:`pasta_gid`), in a range only
+  pastas use, so the kernel knows which socket belongs to which enclave;
+- one nftables table (:data:`TABLE`) rejects any new connection from that range to an address of
+  this host (``fib daddr type local``: loopback and every interface), except to a host port that
+  an enclave publishes (set ``published``: the way enclaves talk to each other, as they would
+  through a Nitro host's forwarded ports) or that this enclave was given (set ``allowed``:
+  ``gid . port``, the "trusted base it is given"). Traffic to other machines is untouched, and
+  so are packets of connections already admitted (pasta answering a client of a published port
+  sends from a socket of the enclave's group, to the client's own port).
+
+The table is created once and shared by every enclave on the machine; an enclave adds its own
+elements when it boots and removes them when it ends (and reef's cleanup after a crash does too).
+nftables is driven through the ``nft`` command (Debian ``nftables``), the kernel's supported
+interface for it; a script per call keeps each change atomic.
+"""
+
+# ruff: noqa: S603  (runs nft with argument lists and a script on stdin, never a shell)
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterable
+
+from reef.errors import EnclaveError
+
+__all__ = [
+    "PASTA_GID_BASE",
+    "PASTA_GID_SPAN",
+    "TABLE",
+    "Firewall",
+    "app_uid",
+    "pasta_gid",
+]
+
+TABLE = "reef_enclaves_v2"
+PASTA_GID_BASE = 0x40000000
+PASTA_GID_SPAN = 0x01000000
+_APP_UID_BASE = 0x50000000
+
+_CREATE = f"""
+table inet {TABLE} {{
+  set published {{ type inet_service; }}
+  set allowed {{ typeof meta skgid . tcp dport; }}
+  chain output {{
+    type filter hook output priority filter; policy accept;
+    ct state established,related accept
+    meta skgid != {PASTA_GID_BASE}-{PASTA_GID_BASE + PASTA_GID_SPAN - 1} accept
+    fib daddr type != local accept
+    tcp dport @published accept
+    meta skgid . tcp dport @allowed accept
+    counter reject
+  }}
+}}
+"""
+
+
+def pasta_gid(enclave_id: str) -> int:
+    """The group id the enclave's pasta runs with (from its random id; unique in practice)."""
+    return PASTA_GID_BASE + int(enclave_id[:6], 16) % PASTA_GID_SPAN
+
+
+def app_uid(image_id: bytes) -> int:
+    """The host user id an image's app runs as: unprivileged, and the owner of its ``/state``.
+
+    Per image rather than per enclave, because enclaves of one image share their state
+    directory; apps of different images never share a user.
+    """
+    return _APP_UID_BASE + int.from_bytes(image_id[:3], "big")
+
+
+class Firewall:
+    """The host's enclave table; every method needs root (as the network namespaces do)."""
+
+    def __init__(self, nft: str = "nft") -> None:
+        self.nft = nft
+
+    @staticmethod
+    def available() -> str | None:
+        """None when ``nft`` exists, else why not (with the install command)."""
+        if shutil.which("nft") is None:
+            return "nft not found (apt-get install nftables)"
+        return None
+
+    def _run(self, script: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [self.nft, "-f", "-"], input=script, capture_output=True, text=True, timeout=30
+        )
+        if check and result.returncode != 0:
+            raise EnclaveError(
+                f"nftables refused the enclave firewall: {result.stderr.strip()}",
+                hint="local enclaves need root and a kernel with nf_tables (apt-get install "
+                "nftables); or run with --insecure (no isolation of the host's addresses)",
+            )
+        return result
+
+    def ensure(self) -> None:
+        """Create the table unless it exists (it is never replaced: others' elements live in it)."""
+        listed = subprocess.run(
+            [self.nft, "list", "table", "inet", TABLE], capture_output=True, text=True, timeout=30
+        )
+        if listed.returncode != 0:
+            self._run(_CREATE)
+
+    def admit(self, gid: int, *, published: Iterable[int], allowed: Iterable[int]) -> None:
+        """Publish an enclave's host ports and allow it the host ports it was given."""
+        self.ensure()
+        script = _elements("add", gid, published, allowed)
+        if script:
+            self._run(script)
+
+    def forget(self, gid: int, *, published: Iterable[int], allowed: Iterable[int]) -> None:
+        """Remove what :meth:`admit` added; elements already gone are fine."""
+        for line in _elements("delete", gid, published, allowed).splitlines():
+            self._run(line, check=False)
+
+
+def _elements(verb: str, gid: int, published: Iterable[int], allowed: Iterable[int]) -> str:
+    lines = [f"{verb} element inet {TABLE} published {{ {int(p)} }}" for p in sorted(published)]
+    lines += [
+        f"{verb} element inet {TABLE} allowed {{ {gid} . {int(p)} }}" for p in sorted(allowed)
+    ]
+    return "\n".join(lines)
