@@ -16,6 +16,7 @@ from reef.cli import (
     _attestation,
     _chain,
     _deploy,
+    _doctor,
     _enclave,
     _image,
     _init_params,
@@ -61,6 +62,7 @@ def _root(
 
 
 for _module in (
+    _doctor,
     _attestation,
     _verifier,
     _verify,

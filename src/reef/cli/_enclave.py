@@ -56,7 +56,9 @@ def parse_port(value: str) -> tuple[int, int]:
     return inner, host
 
 
-def _backend(kms_endpoint: str | None = None, kms_pubkey: str | None = None) -> LocalBackend:
+def _backend(
+    kms_endpoint: str | None = None, kms_pubkey: str | None = None, *, insecure: bool = False
+) -> LocalBackend:
     from reef.enclave import LocalBackend
     from reef.home import ReefHome
 
@@ -75,7 +77,7 @@ def _backend(kms_endpoint: str | None = None, kms_pubkey: str | None = None) -> 
             scallop_port=int(port),
             scallop_key=parse_hex(kms_pubkey, name="--kms-pubkey", length=32),
         )
-    return LocalBackend(ReefHome.from_env(), kms=wiring)
+    return LocalBackend(ReefHome.from_env(), kms=wiring, insecure=insecure)
 
 
 def _row(info: EnclaveInfo) -> dict[str, Any]:
@@ -159,6 +161,24 @@ def run_cmd(
     kms_pubkey: Annotated[
         str | None, typer.Option("--kms-pubkey", help="The KMS root's 32-byte Scallop key (hex).")
     ] = None,
+    allow_host_ports: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--allow-host-port",
+            help="A host port on 127.0.0.1 the app may reach ($REEF_HOST_ADDR:PORT); repeatable. "
+            "Other host addresses and ports are refused.",
+        ),
+    ] = None,
+    tmp_mib: Annotated[
+        int, typer.Option("--tmp-size", help="Size of the app's private /tmp, in MiB.")
+    ] = 256,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Run even where this host cannot isolate the app (see `reef doctor`).",
+        ),
+    ] = False,
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Return once started; it keeps running.")
     ] = False,
@@ -184,8 +204,10 @@ def run_cmd(
             memory_mib=memory,
             ports=mapping,
             network=network,  # type: ignore[arg-type]
+            allow_host_ports=tuple(allow_host_ports or ()),
+            tmp_mib=tmp_mib,
         )
-        backend = _backend(kms_endpoint, kms_pubkey)
+        backend = _backend(kms_endpoint, kms_pubkey, insecure=insecure)
         if as_json:
             info = asyncio.run(backend.start(spec))
         else:

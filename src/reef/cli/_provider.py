@@ -83,6 +83,13 @@ def run(
             "--safety-margin", min=0, help="Stop enclaves this long before deposits run out."
         ),
     ] = 300,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Run enclaves even where this host cannot isolate them (see `reef doctor`).",
+        ),
+    ] = False,
 ) -> None:
     """Run the control plane in the foreground until Ctrl-C (enclaves keep running)."""
     from reef.chain import parse_address
@@ -129,7 +136,9 @@ def run(
             port=port,
             public_host=public_host,
         )
-        runner = LocalRunner(LocalBackend(home), dirs.launch_dir, provider=address)
+        runner = LocalRunner(
+            LocalBackend(home, insecure=insecure), dirs.launch_dir, provider=address
+        )
         service = ProviderService(settings, runner)
         asyncio.run(_serve(service))
     except ReefError as exc:

@@ -66,6 +66,13 @@ def up(
     no_kms: Annotated[
         bool, typer.Option("--no-kms", help="Do not start the KMS root enclave.")
     ] = False,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Run enclaves even where this host cannot isolate them (see `reef doctor`).",
+        ),
+    ] = False,
     json_output: bool = JsonOption,
 ) -> None:
     """Run the local network: devnet, contracts, image store, verifier, KMS root and a provider.
@@ -88,6 +95,7 @@ def up(
         safety_margin_s=safety_margin,
         fresh=fresh,
         kms=not no_kms,
+        insecure=insecure,
     )
     network = LocalNetwork(ReefHome.from_env(), settings)
     try:

@@ -25,12 +25,15 @@ class Requirement:
     ok: bool
     fix: str
     detail: str = ""
+    optional: bool = False
+    """Reported, but its absence does not stop reef (e.g. tools only some tests use)."""
 
     def to_json(self) -> dict[str, object]:
         return {
             "name": self.name,
             "purpose": self.purpose,
             "ok": self.ok,
+            "optional": self.optional,
             "fix": self.fix,
             "detail": self.detail,
         }
@@ -112,7 +115,7 @@ def check_host(
 
 def missing_summary(requirements: list[Requirement]) -> tuple[str, str] | None:
     """``(what is missing, how to fix it)`` for the unmet requirements, or None when all are met."""
-    missing = [r for r in requirements if not r.ok]
+    missing = [r for r in requirements if not r.ok and not r.optional]
     if not missing:
         return None
     what = "; ".join(f"{r.name} ({r.purpose})" for r in missing)

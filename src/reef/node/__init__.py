@@ -22,6 +22,7 @@ from reef.node._deploy import (
     wait_for_app,
     wait_for_enclave,
 )
+from reef.node._doctor import doctor_checks
 from reef.node._network import NETWORK_FILE, NetworkInfo
 from reef.node._provider import (
     ProviderDirs,
@@ -56,6 +57,7 @@ __all__ = [
     "UpSettings",
     "connect",
     "deploy",
+    "doctor_checks",
     "expected_image_id",
     "load_key_file",
     "locate_market",

@@ -31,8 +31,15 @@ from typing import TYPE_CHECKING, Any
 from reef.attestation import DevAuthority, TrustedRoot, load_verifier_key, verifier_app
 from reef.chain import DevAccount, MarketClient
 from reef.crypto import Secp256k1PrivateKey
-from reef.enclave import EnclaveInfo, EnclaveSpec, LocalBackend, build_image
-from reef.errors import ReefError, ServiceError
+from reef.enclave import (
+    EnclaveInfo,
+    EnclaveSpec,
+    LocalBackend,
+    build_image,
+    check_host,
+    missing_summary,
+)
+from reef.errors import EnclaveError, ReefError, ServiceError
 from reef.home import ReefHome
 from reef.market import ImageStore, LocalRunner, RateCard, image_store_app
 from reef.node._network import NetworkInfo
@@ -72,6 +79,8 @@ class UpSettings:
     """Stop enclaves this long before their deposit runs out; the rate lock by default."""
     fresh: bool = False
     kms: bool = True
+    insecure: bool = False
+    """Run enclaves even where this host cannot isolate them (every output says so)."""
     kms_app: Path = KMS_ROOT_APP
     rates: RateCard = field(default_factory=RateCard.dev)
 
@@ -111,6 +120,16 @@ class LocalNetwork:
 
     async def _start(self, progress: Progress) -> NetworkInfo:
         s = self.settings
+        if not s.insecure:
+            # Before anything starts: a host that cannot isolate enclaves fails in a second with
+            # the install command, not after the devnet and services came up.
+            missing = missing_summary(check_host())
+            if missing is not None:
+                raise EnclaveError(
+                    f"this host cannot isolate local enclaves: missing {missing[0]}",
+                    hint=f"install it: {missing[1]}; `reef doctor` checks everything; "
+                    "or pass --insecure to run without that isolation",
+                )
         home = self.home.ensure()
         margin = s.rate_lock_s if s.safety_margin_s is None else s.safety_margin_s
 
@@ -161,7 +180,7 @@ class LocalNetwork:
 
         progress("starting the provider's control plane")
         provider_account = devnet.accounts[PROVIDER_ACCOUNT]
-        backend = LocalBackend(home, authority=authority, kms=kms_wiring)
+        backend = LocalBackend(home, authority=authority, kms=kms_wiring, insecure=s.insecure)
         dirs = ProviderDirs(home)
         runner = LocalRunner(backend, dirs.launch_dir, provider=provider_account.address)
         self.provider = await ProviderService(
@@ -233,7 +252,9 @@ class LocalNetwork:
             )
         image_path = self.home.path("builds", "kms-root.img")
         image = await asyncio.to_thread(build_image, s.kms_app, image_path)
-        self._kms_backend = backend = LocalBackend(self.home, authority=authority)
+        self._kms_backend = backend = LocalBackend(
+            self.home, authority=authority, insecure=s.insecure
+        )
         self.kms_enclave = info = await backend.start(
             EnclaveSpec(image=image_path, ports={1110: s.kms_scallop_port, 1111: s.kms_public_port})
         )
