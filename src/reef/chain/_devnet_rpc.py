@@ -15,8 +15,8 @@ Hostile input is answered, never crashes or stalls the server (issue 11): JSON i
 after a scan shows its nesting is at most :data:`MAX_DEPTH` (py-evm raises Python's recursion
 limit to 100 000, so ``json.loads`` of a nesting bomb would overflow the C stack); ``NaN`` and
 ``Infinity`` are not JSON and are a parse error; an ``id`` must be a string (up to 1 024
-characters), a finite number within ±2**64, or null, else the answer is -32600 with a null id;
-nothing non-finite is ever emitted; a batch holds at most :data:`MAX_BATCH` requests and its
+characters), a finite number between -2**64 and 2**64, or null, else the answer is -32600
+with a null id; nothing non-finite is ever emitted; a batch holds at most :data:`MAX_BATCH` requests and its
 answers at most ``max_batch_response`` bytes (later requests get -32003 "response too large",
 as geth answers, without being run). ``eth_call`` and ``eth_estimateGas`` run with at most
 ``call_gas_cap`` gas (as the call gas caps of geth, anvil and hardhat) and within
@@ -517,7 +517,7 @@ class DevnetRpc:
                 None,
                 INVALID_REQUEST,
                 "invalid request: id must be a string of at most "
-                f"{MAX_ID_LENGTH} characters, a finite number within ±2**64, or null",
+                f"{MAX_ID_LENGTH} characters, a finite number between -2**64 and 2**64, or null",
             )
         notification = "id" not in request
         method = request.get("method")
