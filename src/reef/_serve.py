@@ -82,7 +82,7 @@ class Limits:
     max_header: int = 16 * 1024
     read_timeout: float = 15.0
     idle_timeout: float = 5.0
-    per_peer: int = 64
+    per_peer: int = 128
     stop_timeout: float = 5.0
 
 
