@@ -17,7 +17,6 @@ and the architecture checks are exactly what that library maintains.
 from __future__ import annotations
 
 import errno
-import os
 import stat
 from typing import BinaryIO
 
@@ -110,4 +109,3 @@ def write_filter(out: BinaryIO) -> None:
     out.flush()
     rules.export_bpf(out)
     out.flush()
-    os.fsync(out.fileno())
