@@ -319,9 +319,13 @@ class _Guard:
                     )
                     return
 
-        state = {"received": 0, "answered": False, "started": False}
+        state = {"received": 0, "answered": False, "started": False, "body_done": False}
 
         async def guarded_receive() -> Any:
+            if state["body_done"]:
+                # The body is in: what comes now is the disconnect, which a streaming response
+                # waits for as long as it streams. No deadline on that.
+                return await receive()
             try:
                 async with asyncio.timeout(limits.read_timeout):
                     message = await receive()
@@ -343,6 +347,7 @@ class _Guard:
                             send, scope, 413, f"request body over {limits.max_body} bytes"
                         )
                     raise _Refused
+                state["body_done"] = not message.get("more_body", False)
             return message
 
         async def guarded_send(message: Any) -> None:

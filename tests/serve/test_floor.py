@@ -15,7 +15,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
 from reef._serve import Limits, Server, bind, serve, stop_signals
@@ -31,7 +31,22 @@ async def _hello(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
-APP = Starlette(routes=[Route("/", _hello), Route("/echo", _echo, methods=["POST"])])
+async def _slow_stream(request: Request) -> StreamingResponse:
+    async def chunks() -> AsyncIterator[bytes]:
+        for index in range(5):
+            await asyncio.sleep(0.3)
+            yield f"{index}\n".encode()
+
+    return StreamingResponse(chunks(), media_type="text/plain")
+
+
+APP = Starlette(
+    routes=[
+        Route("/", _hello),
+        Route("/echo", _echo, methods=["POST"]),
+        Route("/stream", _slow_stream),
+    ]
+)
 
 SMALL = Limits(max_body=1000, max_header=2000, read_timeout=0.5, idle_timeout=5, per_peer=3)
 
@@ -137,6 +152,13 @@ async def test_stalled_clients_are_dropped_and_others_served() -> None:
         await _legit(server)
 
 
+async def test_a_response_may_stream_longer_than_the_read_deadline() -> None:
+    async with await _served() as server, httpx.AsyncClient() as client:
+        # 1.5 s of streaming against a 0.5 s read deadline: the deadline is for the request.
+        answer = await client.get(server.url + "/stream")
+        assert answer.text == "0\n1\n2\n3\n4\n"
+
+
 async def test_aclose_stops_serving_and_frees_the_port() -> None:
     server = await _served()
     port = server.port
@@ -174,7 +196,7 @@ async def test_stop_signals_sets_the_event_and_restores_handlers() -> None:
 
 _RUN = """
 from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 from reef._serve import run
 
