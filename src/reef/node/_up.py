@@ -86,6 +86,9 @@ class UpSettings:
 
 
 Progress = Callable[[str], None]
+# How reef up finds its KMS root enclave again after being killed.
+_ROLE_LABEL = "reef.role"
+_KMS_ROLE = "kms"
 
 
 def _quiet(_message: str) -> None:
@@ -255,9 +258,13 @@ class LocalNetwork:
         self._kms_backend = backend = LocalBackend(
             self.home, authority=authority, insecure=s.insecure
         )
-        self.kms_enclave = info = await backend.start(
-            EnclaveSpec(image=image_path, ports={1110: s.kms_scallop_port, 1111: s.kms_public_port})
-        )
+        wanted = {1110: s.kms_scallop_port, 1111: s.kms_public_port}
+        info = await self._adopt_kms(backend, image.image_id, wanted)
+        if info is None:
+            info = await backend.start(
+                EnclaveSpec(image=image_path, ports=wanted, labels={_ROLE_LABEL: _KMS_ROLE})
+            )
+        self.kms_enclave = info
         public_url = info.endpoints["ports"][1111]
         scallop_url = info.endpoints["ports"][1110]
         last: ReefError | None = None
@@ -279,6 +286,30 @@ class LocalNetwork:
             "public": public_url,
             "image_id": image.image_id.hex(),
         }
+
+    @staticmethod
+    async def _adopt_kms(
+        backend: LocalBackend, image_id: bytes, wanted: dict[int, int]
+    ) -> EnclaveInfo | None:
+        """The KMS root enclave a killed ``reef up`` left running, if it is the one asked for.
+
+        A survivor of another image or on other host ports is stopped instead: its ports must
+        not block the new one, and one home has one KMS root.
+        """
+        adopted: EnclaveInfo | None = None
+        for info in await backend.list():
+            role = info.labels.get(_ROLE_LABEL) or ("kms" if info.name == "kms-root" else "")
+            if role != _KMS_ROLE or info.state not in ("starting", "running"):
+                continue
+            ports = {p: int(url.rsplit(":", 1)[1]) for p, url in info.endpoints["ports"].items()}
+            same_ports = all(host in (0, ports.get(inner)) for inner, host in wanted.items())
+            if adopted is None and info.image_id == image_id and same_ports:
+                adopted = info
+                continue
+            with contextlib.suppress(ReefError):
+                await backend.stop(info.id)
+                await backend.remove(info.id)
+        return adopted
 
     async def stop(self) -> None:
         """Stop every enclave and service; close the devnet. Safe to call more than once."""
