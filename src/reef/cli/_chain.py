@@ -56,6 +56,24 @@ def chain(
             "--accounts", min=1, max=100, help="Dev accounts to derive and fund (new chains)."
         ),
     ] = 10,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cors-origin",
+            metavar="ORIGIN",
+            help="A browser origin allowed to call the node besides loopback ones, e.g. "
+            "https://my.dapp (repeatable; '*' allows every origin).",
+        ),
+    ] = None,
+    call_timeout: Annotated[
+        float,
+        typer.Option(
+            "--call-timeout",
+            min=0.1,
+            metavar="SECONDS",
+            help="Seconds an eth_call or eth_estimateGas may run.",
+        ),
+    ] = 5.0,
 ) -> None:
     """Run the devnet in the foreground until Ctrl-C; state persists under $REEF_HOME/chain."""
     if ctx.invoked_subcommand is not None:
@@ -88,7 +106,17 @@ def chain(
     except ReefError as exc:
         raise fail(exc) from exc
     try:
-        asyncio.run(_serve(devnet, home, host, port, replaying=replaying))
+        asyncio.run(
+            _serve(
+                devnet,
+                home,
+                host,
+                port,
+                replaying=replaying,
+                cors_origins=tuple(cors_origin or ()),
+                call_timeout_s=call_timeout,
+            )
+        )
     except ReefError as exc:
         raise fail(exc) from exc
     finally:
@@ -96,12 +124,27 @@ def chain(
     _say(f"devnet stopped; its state is kept in {home.chain} (--fresh starts over)")
 
 
-async def _serve(devnet: Devnet, home: ReefHome, host: str, port: int, *, replaying: bool) -> None:
+async def _serve(
+    devnet: Devnet,
+    home: ReefHome,
+    host: str,
+    port: int,
+    *,
+    replaying: bool,
+    cors_origins: tuple[str, ...] = (),
+    call_timeout_s: float = 5.0,
+) -> None:
     from reef._serve import stop_signals, until_stopped
     from reef.chain import serve_devnet
 
     with stop_signals() as stop:
-        server = await serve_devnet(devnet, host=host, port=port)
+        server = await serve_devnet(
+            devnet,
+            host=host,
+            port=port,
+            cors_origins=cors_origins,
+            call_timeout_s=call_timeout_s,
+        )
         try:
             _banner(devnet, home, server.url, replaying=replaying)
             await until_stopped(stop, server)
