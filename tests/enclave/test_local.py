@@ -968,3 +968,20 @@ async def test_a_port_taken_after_the_check_fails_the_boot_cleanly(
     assert process_gone(state["supervisor_pid"])
     assert not any(exists(g) for g in state["limits"]["groups"])
     await backend.remove(failed)
+
+
+async def test_an_unrenewed_lease_stops_the_enclave_and_renew_moves_it(
+    backend: LocalBackend, hello_image: Path
+) -> None:
+    """Its launcher (a provider) may die: the enclave ends by itself when its lease runs out."""
+    info = await backend.start(EnclaveSpec(image=hello_image, lease_until_ms=now_ms() + 1500))
+    try:
+        await backend.renew(info.id, now_ms() + 4000)
+        await asyncio.sleep(2.5)
+        assert (await backend.status(info.id)).state == "running"  # renewed past the first one
+        final = await wait_state(backend, info.id, limit_s=10)
+        assert final.state == "stopped"
+        assert final.reason is not None
+        assert "lease ran out" in final.reason
+    finally:
+        await backend.stop(info.id)

@@ -129,6 +129,7 @@ class Runner:
     launches: list[tuple[str, str]] = field(default_factory=list)
     fail_launches: int = 0
     launch_delay: float = 0.0
+    leases: dict[str, int] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     async def launch(self, spec: LaunchSpec, image: FetchedImage, key: str) -> RunningEnclave:
@@ -159,6 +160,9 @@ class Runner:
 
     async def list(self) -> Sequence[RunningEnclave]:
         return list(self.enclaves.values())
+
+    async def renew(self, enclave_id: str, until_s: int) -> None:
+        self.leases[enclave_id] = until_s
 
     def of(self, n: int) -> list[RunningEnclave]:
         return [e for e in self.enclaves.values() if e.job_id == job_id(n)]
@@ -566,3 +570,18 @@ async def test_job_status_counts_restarts_and_keeps_the_last_error(world: World)
         answer = (await client.get("/job", params={"id": job_id(1)})).json()
     assert (answer["restarts"], answer["last_error"]) == (1, "the enclave failed to start")
     await cp.close()
+
+
+async def test_each_enclave_gets_the_end_of_its_paid_time_as_lease_and_deposits_move_it(
+    world: World,
+) -> None:
+    """The lease lets the backend stop an enclave whose provider is down once its money runs
+    out (issue 10); the control plane keeps it at the end of the paid time."""
+    world.margin = 60
+    world.feed.open(1, balance=100 * 1000, at=1000)  # 100 units/s: paid until t=2000
+    cp = await world.started()
+    (enclave,) = world.runner.of(1)
+    assert world.runner.leases == {enclave.enclave_id: 2000}
+    world.feed.add("Deposited", 1, amount=hex(100 * 500))
+    await settle(cp)
+    assert world.runner.leases == {enclave.enclave_id: 2500}

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 from reef.enclave._firewall import Firewall
 from reef.enclave._image import Image, load_image
 from reef.enclave._init_params import InitParams
+from reef.enclave._lease import LEASE_FILE, write_lease
 from reef.enclave._limits import Limits
 from reef.enclave._manifest import MIN_MEMORY_MIB
 from reef.enclave._network import HOST_MODE_WARNING, NetworkMode, choose_network, free_port
@@ -102,6 +103,9 @@ class EnclaveSpec:
             ``$REEF_HOST_ADDR``) besides other enclaves' published ports: the services it is
             deliberately given. Every other host address and port is refused.
         tmp_mib: the size of its private ``/tmp``.
+        lease_until_ms: when the enclave stops by itself (Unix milliseconds) unless
+            :meth:`LocalBackend.renew` moves it; None for no lease. A launcher that pays for
+            the enclave's time sets it, so that the enclave ends even if the launcher dies.
     """
 
     image: Path
@@ -114,6 +118,7 @@ class EnclaveSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     allow_host_ports: tuple[int, ...] = ()
     tmp_mib: int = DEFAULT_TMP_BYTES // (1024 * 1024)
+    lease_until_ms: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -536,6 +541,7 @@ class LocalBackend:
             "warnings": plan["warnings"],
         }
         (run_dir / "state.json").write_text(json.dumps(state, indent=2))
+        write_lease(run_dir / LEASE_FILE, spec.lease_until_ms)
 
     async def _launch(self, run_dir: Path, enclave_id: str) -> EnclaveInfo:
         read_fd, write_fd = os.pipe()
@@ -602,6 +608,15 @@ class LocalBackend:
                 f"enclave {enclave_id}: processes {left} survived the stop",
                 hint="kill them by hand (kill -9) and report this",
             )
+
+    async def renew(self, enclave_id: str, until_ms: int | None) -> None:
+        """Move the enclave's lease to ``until_ms`` (Unix milliseconds); None removes it.
+
+        Raises:
+            EnclaveError: when no such enclave exists.
+        """
+        self._state(enclave_id)
+        await asyncio.to_thread(write_lease, self._dir(enclave_id) / LEASE_FILE, until_ms)
 
     async def status(self, enclave_id: str) -> EnclaveInfo:
         """The enclave's current state and endpoints.

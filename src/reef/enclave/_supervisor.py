@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from reef.enclave._firewall import Firewall, app_uid, pasta_gid
 from reef.enclave._init_params import INIT_PARAMS_KMS_PATH, InitParams
+from reef.enclave._lease import LEASE_FILE, read_lease
 from reef.enclave._limits import Limits
 from reef.enclave._network import NetworkNamespace, pasta_argv
 from reef.enclave._sandbox import (
@@ -64,7 +65,13 @@ if TYPE_CHECKING:
     from reef.attestation import Attester
     from reef.kms import EnclaveSeeds
 
-__all__ = ["ATTESTATION_PORT", "ATTESTATION_SECP256K1_PORT", "CUSTOM_PORT", "DERIVE_PORT", "main"]
+__all__ = [
+    "ATTESTATION_PORT",
+    "ATTESTATION_SECP256K1_PORT",
+    "CUSTOM_PORT",
+    "DERIVE_PORT",
+    "main",
+]
 
 ATTESTATION_PORT = 1300
 ATTESTATION_SECP256K1_PORT = 1301
@@ -162,6 +169,7 @@ class Supervisor:
         self.seeds: EnclaveSeeds | None = None  # with a KMS
         self.secret_params = False  # whether opened secrets sit under init-params/
         self.stopping = asyncio.Event()
+        self.stop_reason = "stopped"
         self._log = (run_dir / "supervisor.log").open("a", encoding="utf-8")
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -499,6 +507,23 @@ class Supervisor:
 
     # -- run and end -------------------------------------------------------------------------
 
+    async def _watch_lease(self) -> None:
+        """Stop the enclave when its lease (``lease.json``, renewed by whoever launched it)
+        runs out: a paid enclave must not outlive its payment just because its provider died."""
+        path = self.run_dir / LEASE_FILE
+        while True:
+            until = read_lease(path)
+            now = _now_ms()
+            if until is not None and now >= until:
+                self.stop_reason = (
+                    f"its lease ran out at {until // 1000} (its launcher did not renew it)"
+                )
+                self.log(self.stop_reason)
+                self.stopping.set()
+                return
+            wait_ms = 1000 if until is None else min(1000, until - now)
+            await asyncio.sleep(max(wait_ms, 10) / 1000)
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -521,7 +546,9 @@ class Supervisor:
         assert self.app is not None
         waiter = asyncio.create_task(self.app.wait())
         stopper = asyncio.create_task(self.stopping.wait())
+        lease = asyncio.create_task(self._watch_lease())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        lease.cancel()
         if waiter.done():
             code = waiter.result()
             stopper.cancel()
@@ -539,10 +566,10 @@ class Supervisor:
             state = "stopped" if code == 0 and not oom else "crashed"
             self.save(state=state, exit_code=code, reason=reason, stopped_ms=_now_ms())
             return 0
-        self.log("stop requested")
+        self.log(f"stop requested: {self.stop_reason}")
         await self.teardown()
         # Like terminating a Nitro enclave: the app is killed, which is not its exit code.
-        self.save(state="stopped", exit_code=None, reason="stopped", stopped_ms=_now_ms())
+        self.save(state="stopped", exit_code=None, reason=self.stop_reason, stopped_ms=_now_ms())
         return 0
 
     async def teardown(self) -> None:

@@ -88,6 +88,12 @@ class EnclaveRunner(Protocol):
 
     async def list(self) -> Sequence[RunningEnclave]: ...
 
+    async def renew(self, enclave_id: str, until_s: int) -> None:
+        """Let the enclave run until ``until_s`` (Unix seconds) without another renewal: the
+        backend stops it then by itself, so it never outlives its payment while the provider
+        is down."""
+        ...
+
 
 class EventFeed(Protocol):
     """Where market events come from (an :class:`reef.chain.Indexer`)."""
@@ -157,6 +163,7 @@ class ControlPlane:
         self._cursor = 0
         self._want: dict[str, LaunchSpec | None] = {}
         self._have: dict[str, RunningEnclave] = {}
+        self._leases: dict[str, int] = {}  # enclave id -> the lease it was last given
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
         self._errors: dict[str, str] = {}
@@ -255,8 +262,31 @@ class ControlPlane:
         await self._poll_chain()
         self._read_events()
         self._dispatch(self.book.decide(self.now()))
+        await self._renew_leases()
         if time.monotonic() - self._last_heartbeat >= self.heartbeat_interval:
             await self.reconcile()
+
+    async def _renew_leases(self) -> None:
+        """Give each running enclave the end of its paid time as its lease, when that moved.
+
+        The lease is the job's deadline plus the safety margin (when the balance actually runs
+        out): the control plane stops the enclave at the deadline itself; the lease only acts
+        when it cannot.
+        """
+        for job_id, enclave in list(self._have.items()):
+            machine = self.book.jobs.get(job_id)
+            deadline = machine.deadline() if machine is not None else None
+            if deadline is None or machine is None:
+                continue
+            until = deadline + machine.policy.safety_margin_s
+            if self._leases.get(enclave.enclave_id) == until:
+                continue
+            try:
+                await self.runner.renew(enclave.enclave_id, until)
+            except ReefError as exc:
+                log.warning("job %s: cannot renew the lease of %s: %s", job_id, enclave, exc)
+                continue
+            self._leases[enclave.enclave_id] = until
 
     async def close(self) -> None:
         """Stop working on jobs (in-flight launches are cancelled); enclaves are left running."""
@@ -395,8 +425,10 @@ class ControlPlane:
             # has two; the old one is forgotten first in case the replacement fails half-way.
             self._have.pop(job_id, None)
             self._have[job_id] = await self.runner.replace(have.enclave_id, want, image, key)
+            self._leases.pop(have.enclave_id, None)  # a replacement starts without a lease
         else:
             self._have[job_id] = await self.runner.launch(want, image, key)
+        await self._renew_leases()
         if self._want.get(job_id) != want:
             self._dirty.add(job_id)
 

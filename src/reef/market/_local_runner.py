@@ -137,6 +137,9 @@ class LocalRunner:
             self._unstage(self._staged(*old))
         return self._running(info, spec.job_id, key)
 
+    async def renew(self, enclave_id: str, until_s: int) -> None:
+        await self.backend.renew(enclave_id, until_s * 1000)
+
     async def stop(self, enclave_id: str) -> None:
         info = await self.backend.status(enclave_id)
         await self._remove(info)
