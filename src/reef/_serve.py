@@ -300,9 +300,8 @@ class _Guard:
             await self.app(scope, receive, send)
             return
         limits = self.limits
-        header_bytes = len(scope.get("raw_path") or b"") + sum(
-            len(name) + len(value) + 4 for name, value in scope["headers"]
-        )
+        header_bytes = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
+        header_bytes += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
         if header_bytes > limits.max_header:
             await self._refuse(send, scope, 431, f"request headers over {limits.max_header} bytes")
             return

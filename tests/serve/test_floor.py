@@ -119,6 +119,8 @@ async def test_headers_over_the_limit_get_431() -> None:
         async with httpx.AsyncClient() as client:
             answer = await client.get(server.url, headers={"x-big": "a" * 3000})
             assert answer.status_code == 431
+            long_query = await client.get(server.url + "/?q=" + "a" * 3000)
+            assert long_query.status_code == 431
         # Far over: h11 itself refuses the head (400) and closes; the server keeps serving.
         flood = await _raw(server, b"GET / HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 20000)
         assert flood.startswith(b"HTTP/1.1 4")
