@@ -109,3 +109,19 @@ def test_the_call_gas_cap_bounds_what_a_call_may_ask_for(devnet: Devnet) -> None
     assert "allowance (100000)" in answer["error"]["message"]  # capped, not the 10**9 asked
     estimate = rpc.handle(_request("eth_estimateGas", [{"from": ACCOUNT, "to": ACCOUNT}]))
     assert int(estimate["result"], 16) == 21_000
+
+
+def test_a_batch_of_slow_calls_stops_running_at_the_batch_timeout(devnet: Devnet) -> None:
+    rpc = DevnetRpc(devnet, call_timeout_s=0.2, batch_timeout_s=0.5)
+    loop = {"from": ACCOUNT, "data": "0x5b600056"}
+    body = rpc.answer([_request("eth_call", [loop], i) for i in range(20)])
+    assert body is not None
+    answers = json.loads(body)
+    assert [a["id"] for a in answers] == list(range(20))
+    messages = [a["error"]["message"] for a in answers]
+    ran = [m for m in messages if m.startswith("execution aborted")]
+    refused = [m for m in messages if m.startswith("batch timeout")]
+    assert ran
+    assert refused
+    assert len(ran) + len(refused) == 20
+    assert messages.index(refused[0]) == len(ran)  # the first ones ran, the rest were refused

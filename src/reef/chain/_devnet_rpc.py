@@ -18,7 +18,9 @@ limit to 100 000, so ``json.loads`` of a nesting bomb would overflow the C stack
 characters), a finite number between -2**64 and 2**64, or null, else the answer is -32600
 with a null id; nothing non-finite is ever emitted; a batch holds at most :data:`MAX_BATCH` requests and its
 answers at most ``max_batch_response`` bytes (later requests get -32003 "response too large",
-as geth answers, without being run). ``eth_call`` and ``eth_estimateGas`` run with at most
+as geth answers, without being run), and its requests start within ``batch_timeout_s`` seconds
+(later ones get -32000 without being run, so a batch of slow calls cannot hold a worker for
+hours). ``eth_call`` and ``eth_estimateGas`` run with at most
 ``call_gas_cap`` gas (as the call gas caps of geth, anvil and hardhat) and within
 ``call_timeout_s`` seconds of wall time.
 """
@@ -80,6 +82,8 @@ RESPONSE_TOO_LARGE: Final = -32003
 MAX_BATCH: Final = 1000
 MAX_BATCH_RESPONSE: Final = 5 * 1024 * 1024
 """Bytes of answers one batch may produce (geth caps batch responses the same way)."""
+BATCH_TIMEOUT_S: Final = 30.0
+"""Seconds after which the requests of a batch not yet started are refused, not run."""
 MAX_DEPTH: Final = 100
 """Nesting of arrays and objects a request may have (EIP-712 typed data needs a dozen)."""
 MAX_ID_LENGTH: Final = 1024
@@ -370,6 +374,7 @@ class DevnetRpc:
         call_gas_cap: int = GAS_LIMIT,
         call_timeout_s: float | None = CALL_TIMEOUT_S,
         max_batch_response: int = MAX_BATCH_RESPONSE,
+        batch_timeout_s: float = BATCH_TIMEOUT_S,
     ) -> None:
         self._devnet = devnet
         self._monotonic = monotonic
@@ -378,6 +383,7 @@ class DevnetRpc:
         self.call_timeout_s = call_timeout_s
         """Wall-time budget of one ``eth_call`` or ``eth_estimateGas`` (``None``: unbounded)."""
         self.max_batch_response = max_batch_response
+        self.batch_timeout_s = batch_timeout_s
         self._filters: dict[int, _Filter] = {}
         self._filter_counter = 0
         self._filter_lock = threading.Lock()
@@ -457,25 +463,36 @@ class DevnetRpc:
         """Answer a parsed request or batch as JSON bytes (``None``: only notifications).
 
         A batch's answers are encoded one by one; once they pass ``max_batch_response``
-        bytes, the requests left are answered -32003 without being run.
+        bytes, the requests left are answered -32003 without being run; once the batch has
+        run for ``batch_timeout_s`` seconds, the requests left are answered -32000.
         """
         if not isinstance(payload, list) or not payload or len(payload) > MAX_BATCH:
             return encode_response(self.handle(payload))
         parts: list[bytes] = []
         size = 2
+        deadline = self._monotonic() + self.batch_timeout_s
         for request in payload:
+            refusal: tuple[int, str] | None = None
             if size > self.max_batch_response:
-                ident = request.get("id") if isinstance(request, Mapping) else None
-                if isinstance(request, Mapping) and "id" not in request:
-                    continue  # a notification gets no answer, and is not run either
-                answer: dict[str, Any] | None = _error(
-                    ident if _valid_id(ident) else None,
+                refusal = (
                     RESPONSE_TOO_LARGE,
                     f"response too large: this batch's answers passed {self.max_batch_response}"
                     " bytes; send fewer requests per batch",
                 )
-            else:
+            elif self._monotonic() > deadline:
+                refusal = (
+                    SERVER_ERROR,
+                    f"batch timeout: this batch ran for more than {self.batch_timeout_s:g} s;"
+                    " send fewer requests per batch",
+                )
+            answer: dict[str, Any] | None
+            if refusal is None:
                 answer = self._handle_one(request)
+            elif isinstance(request, Mapping) and "id" not in request:
+                continue  # a notification gets no answer, and is not run either
+            else:
+                ident = request.get("id") if isinstance(request, Mapping) else None
+                answer = _error(ident if _valid_id(ident) else None, *refusal)
             encoded = encode_response(answer)
             if encoded is not None:
                 parts.append(encoded)
