@@ -24,6 +24,7 @@ kept apart from failure: those errors also subclass :class:`RuntimeError` or :cl
     │   └── TcbStatusError                 a TDX/SGX platform is not at an accepted TCB level
     ├── ImageError                         an enclave image or init-params file is invalid
     ├── EnclaveError                       a local enclave failed to start, crashed or is unknown
+    │   └── ConformanceError (AssertionError)   a backend broke the EnclaveBackend contract
     ├── ChannelError                       Scallop (attested Noise channel) failures
     │   ├── HandshakeError                 the handshake failed or the peer was refused
     │   ├── ChannelBrokenError             the peer broke the channel (bad record, EOF mid-frame)
@@ -33,6 +34,7 @@ kept apart from failure: those errors also subclass :class:`RuntimeError` or :cl
     │   └── ContractRevertError            a transaction or call reverted; ``reason`` is the revert text
     ├── MarketError                        market rules refused an operation (unknown job, low balance)
     ├── KMSError                           key derivation or the KMS services failed
+    ├── ServerlessError                    the function runtime failed on reef's side (not the function's fault)
     └── ServiceError                       a reef HTTP service could not be reached or answered badly
 """
 
@@ -47,6 +49,7 @@ __all__ = [
     "ChannelClosedError",
     "ChannelError",
     "ConfigError",
+    "ConformanceError",
     "ContractRevertError",
     "DecodeError",
     "EnclaveError",
@@ -59,6 +62,7 @@ __all__ = [
     "MisuseError",
     "RPCError",
     "ReefError",
+    "ServerlessError",
     "ServiceError",
     "SignatureError",
     "StaleAttestationError",
@@ -162,6 +166,12 @@ class EnclaveError(ReefError):
     """A local enclave failed to start, crashed, or is not known."""
 
 
+class ConformanceError(EnclaveError, AssertionError):
+    """An enclave backend does not behave as :class:`reef.enclave.EnclaveBackend` promises
+    (raised by :func:`reef.testing.check_backend`; an ``AssertionError`` so test runners report it
+    as a failed check)."""
+
+
 class ChannelError(ReefError):
     """A Scallop channel failed."""
 
@@ -200,6 +210,14 @@ class MarketError(ReefError):
 
 class KMSError(ReefError):
     """Key derivation or a KMS service failed."""
+
+
+class ServerlessError(ReefError):
+    """The function runtime failed on reef's side: workerd missing or crashed, no capacity.
+
+    Never a verdict on the function itself (those are :class:`reef.serverless.ErrorCode` values):
+    an executor that meets this submits no output rather than blame the function.
+    """
 
 
 class ServiceError(ReefError):

@@ -37,6 +37,7 @@ MIN_RATE = RateCard.dev().lookup("local", "dev.small").min_rate
 IMAGES = {name: f"image {name}".encode() for name in ("one", "two", "bad")}
 SHA = {name: hashlib.sha256(data).hexdigest() for name, data in IMAGES.items()}
 STORE = "http://store.test/images/"
+HELLO = Path(__file__).resolve().parents[2] / "examples" / "hello"
 
 
 def job_id(n: int) -> str:
@@ -585,3 +586,59 @@ async def test_each_enclave_gets_the_end_of_its_paid_time_as_lease_and_deposits_
     world.feed.add("Deposited", 1, amount=hex(100 * 500))
     await settle(cp)
     assert world.runner.leases == {enclave.enclave_id: 2500}
+
+
+# -- the same control plane over a real runner and the in-memory backend -------------------------
+
+
+async def test_over_the_fake_backend_a_job_runs_relaunches_after_a_crash_and_stops(
+    tmp_path: Path,
+) -> None:
+    """The market's runner works over any EnclaveBackend: here reef.testing.FakeBackend, with a
+    real image (the fake measures it for real), through launch, crash, relaunch and close."""
+    from reef.enclave import build_image
+    from reef.market import BackendRunner
+    from reef.testing import FakeBackend
+
+    hello = tmp_path / "hello.img"
+    build_image(HELLO, hello)
+    data = await asyncio.to_thread(hello.read_bytes)
+    sha = hashlib.sha256(data).hexdigest()
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        found = request.url.path.endswith(sha)
+        return httpx.Response(200, content=data) if found else httpx.Response(404)
+
+    clock = Clock()
+    backend = FakeBackend(clock_ms=lambda: int(clock.now * 1000))  # leases on the chain's clock
+    feed = Feed(tmp_path / "db.sqlite")
+    feed.add(
+        "Opened", 1, owner=OWNER, provider=PROVIDER, rate=hex(MIN_RATE), balance=hex(10**7),
+        timestamp=hex(1000), metadata=metadata() .replace(url("one"), STORE + sha),
+    )  # fmt: skip
+    cp = ControlPlane(
+        policy=JobPolicy(RateCard.dev(), provider=PROVIDER, safety_margin_s=300),
+        feed=feed,
+        runner=BackendRunner(backend, tmp_path / "launch", provider=PROVIDER),
+        fetcher=ImageFetcher(
+            ImageStore(tmp_path / "cache"), ImagePolicy(), transport=httpx.MockTransport(serve)
+        ),
+        clock=clock,
+        retry_delay=0.01,
+        heartbeat_interval=0,
+    )
+    await cp.start()
+    await settle(cp)
+    running = [i for i in await backend.list() if i.state == "running"]
+    assert len(running) == 1, json.dumps(cp.job_status(job_id(1)), default=str)
+    (first,) = running
+    assert first.labels["reef.launch-key"]
+    assert first.labels["reef.job"] == job_id(1)
+    backend.crash(first.id)
+    await settle(cp, steps=2)
+    (second,) = [i for i in await backend.list() if i.state == "running"]
+    assert second.id != first.id
+    # Nobody renews a lease past the paid time: with the provider gone, it still ends.
+    await cp.close()
+    clock.now = 10**7 / 100 + 1000 + 1
+    assert [i.state for i in await backend.list() if i.id == second.id] == ["stopped"]

@@ -14,7 +14,7 @@ import pytest
 from dev_tee_support import requires_isolation
 from reef.enclave import EnclaveSpec, LocalBackend, build_image
 from reef.home import ReefHome
-from reef.market import FetchedImage, LaunchSpec, LocalRunner, launch_key
+from reef.market import FetchedImage, LaunchSpec, BackendRunner, launch_key
 from reef.node._deploy import wait_for_app
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -53,7 +53,7 @@ async def test_launch_list_replace_stop(reef_home: Path, image: FetchedImage) ->
     home = ReefHome(reef_home)
     backend = LocalBackend(home)
     workdir = reef_home / "provider" / "launch"
-    runner = LocalRunner(backend, workdir, provider=PROVIDER)
+    runner = BackendRunner(backend, workdir, provider=PROVIDER)
     # Enclaves started by someone else on the same home are not the control plane's: one
     # without labels, and one with a job label that another runner would give.
     foreign = await backend.start(EnclaveSpec(image=image.path))
@@ -76,7 +76,7 @@ async def test_launch_list_replace_stop(reef_home: Path, image: FetchedImage) ->
             assert (await client.get(app, timeout=5)).json()["greeting"]
 
         # A fresh runner (a restarted control plane) recognises it, job and key included.
-        again = LocalRunner(LocalBackend(home), workdir, provider=PROVIDER)
+        again = BackendRunner(LocalBackend(home), workdir, provider=PROVIDER)
         (listed,) = await again.list()
         assert (listed.enclave_id, listed.job_id, listed.key) == (
             first.enclave_id,
@@ -84,7 +84,7 @@ async def test_launch_list_replace_stop(reef_home: Path, image: FetchedImage) ->
             launch_key(spec),
         )
         # Another provider's runner over the same directory does not take it.
-        assert await LocalRunner(backend, workdir, provider="0x" + "33" * 20).list() == []
+        assert await BackendRunner(backend, workdir, provider="0x" + "33" * 20).list() == []
 
         debug = _spec(image.url, debug=True)
         second = await again.replace(first.enclave_id, debug, image, launch_key(debug))

@@ -24,7 +24,7 @@ from reef.home import ReefHome
 from reef.market import (
     ImageStore,
     JobMetadata,
-    LocalRunner,
+    BackendRunner,
     RateCard,
     image_store_app,
     upload_image,
@@ -96,7 +96,7 @@ async def _provider(home: Path, chain: Chain, port: int) -> asyncio.subprocess.P
 
 
 async def _enclaves_by_job(home: Path, provider: str) -> Counter[str]:
-    runner = LocalRunner(
+    runner = BackendRunner(
         LocalBackend(ReefHome(home)), home / "provider" / "launch", provider=provider
     )
     running = [e for e in await runner.list() if e.state == "running"]

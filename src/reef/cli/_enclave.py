@@ -23,7 +23,7 @@ from reef.cli._output import (
 from reef.errors import InputError, ReefError
 
 if TYPE_CHECKING:
-    from reef.enclave import EnclaveInfo, LocalBackend
+    from reef.enclave import EnclaveBackend, EnclaveInfo
 
 __all__ = ["parse_port", "register"]
 
@@ -58,8 +58,8 @@ def parse_port(value: str) -> tuple[int, int]:
 
 def _backend(
     kms_endpoint: str | None = None, kms_pubkey: str | None = None, *, insecure: bool = False
-) -> LocalBackend:
-    from reef.enclave import LocalBackend
+) -> EnclaveBackend:
+    from reef.enclave import open_backend
     from reef.home import ReefHome
 
     wiring = None
@@ -77,7 +77,7 @@ def _backend(
             scallop_port=int(port),
             scallop_key=parse_hex(kms_pubkey, name="--kms-pubkey", length=32),
         )
-    return LocalBackend(ReefHome.from_env(), kms=wiring, insecure=insecure)
+    return open_backend(ReefHome.from_env(), kms=wiring, insecure=insecure)
 
 
 def _row(info: EnclaveInfo) -> dict[str, Any]:
@@ -222,7 +222,7 @@ def run_cmd(
     raise typer.Exit(code)
 
 
-async def _foreground(backend: LocalBackend, info: EnclaveInfo, *, quiet: bool) -> int:
+async def _foreground(backend: EnclaveBackend, info: EnclaveInfo, *, quiet: bool) -> int:
     """Follow the console (debug) or wait, until the enclave ends or Ctrl-C stops it."""
     if not quiet:
         err_console().print(

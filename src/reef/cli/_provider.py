@@ -93,9 +93,9 @@ def run(
 ) -> None:
     """Run the control plane in the foreground until Ctrl-C (enclaves keep running)."""
     from reef.chain import parse_address
-    from reef.enclave import LocalBackend
+    from reef.enclave import open_backend
     from reef.home import ReefHome
-    from reef.market import ImagePolicy, LocalRunner, RateCard, read_list_file
+    from reef.market import BackendRunner, ImagePolicy, RateCard, read_list_file
     from reef.node import (
         ProviderDirs,
         ProviderService,
@@ -136,8 +136,8 @@ def run(
             port=port,
             public_host=public_host,
         )
-        runner = LocalRunner(
-            LocalBackend(home, insecure=insecure), dirs.launch_dir, provider=address
+        runner = BackendRunner(
+            open_backend(home, insecure=insecure), dirs.launch_dir, provider=address
         )
         service = ProviderService(settings, runner)
         asyncio.run(_serve(service))

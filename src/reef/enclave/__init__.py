@@ -3,6 +3,9 @@
 - Images (:func:`build_image`, :func:`load_image`): a deterministic archive of an app directory
   and its ``reef.toml``, measured into PCR0/1/2 and an Oyster image id.
 - Init params (:class:`InitParams`): Oyster's JSON format and digest; PCR16.
+- One interface for every backend (:class:`EnclaveBackend`, :func:`open_backend`), with typed
+  :class:`EnclaveSpec` / :class:`EnclaveInfo`; a fake one and a conformance suite live in
+  :mod:`reef.testing`.
 - The local dev TEE (:class:`LocalBackend`): each enclave a sandboxed process with its own trusted
   base (attestation servers, sealing, logs, KMS derive hook), in its own network namespace, its
   app unprivileged in its own user namespace under seccomp, kept off the host's addresses.
@@ -13,6 +16,15 @@ See docs/enclave.md for the formats and the exact measurement recipe.
 
 from __future__ import annotations
 
+from reef.enclave._backend import (
+    LIVE_STATES,
+    EnclaveBackend,
+    EnclaveEndpoints,
+    EnclaveInfo,
+    EnclaveSpec,
+    EnclaveState,
+    open_backend,
+)
 from reef.enclave._image import DEFAULT_EXCLUDES, Image, ImageEntry, build_image, load_image
 from reef.enclave._init_params import (
     INIT_PARAMS_KMS_PATH,
@@ -21,13 +33,7 @@ from reef.enclave._init_params import (
     init_params_digest,
     validate_param_path,
 )
-from reef.enclave._local import (
-    EnclaveEndpoints,
-    EnclaveInfo,
-    EnclaveSpec,
-    EnclaveState,
-    LocalBackend,
-)
+from reef.enclave._local import LocalBackend
 from reef.enclave._manifest import MANIFEST_NAME, RESERVED_PORTS, Manifest
 from reef.enclave._measure import RUNTIME_MODULES, Measurements, extend_pcr, runtime_measurement
 from reef.enclave._requirements import Requirement, check_host, missing_summary
@@ -36,6 +42,7 @@ from reef.enclave._trusted_base import SEALING_PORT, DevTeeSealer, dev_seal, dev
 __all__ = [
     "DEFAULT_EXCLUDES",
     "DevTeeSealer",
+    "EnclaveBackend",
     "EnclaveEndpoints",
     "EnclaveInfo",
     "EnclaveSpec",
@@ -45,6 +52,7 @@ __all__ = [
     "ImageEntry",
     "InitParam",
     "InitParams",
+    "LIVE_STATES",
     "LocalBackend",
     "MANIFEST_NAME",
     "Manifest",
@@ -61,6 +69,7 @@ __all__ = [
     "init_params_digest",
     "load_image",
     "missing_summary",
+    "open_backend",
     "runtime_measurement",
     "validate_param_path",
 ]

@@ -25,20 +25,25 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal
 
+from reef.enclave._backend import (
+    EnclaveEndpoints,
+    EnclaveInfo,
+    EnclaveSpec,
+    EnclaveState,
+)
 from reef.enclave._firewall import Firewall
 from reef.enclave._image import Image, load_image
 from reef.enclave._init_params import InitParams
 from reef.enclave._lease import LEASE_FILE, write_lease
 from reef.enclave._limits import Limits
 from reef.enclave._manifest import MIN_MEMORY_MIB
+from reef.enclave._measure import Measurements
 from reef.enclave._network import HOST_MODE_WARNING, NetworkMode, choose_network, free_port
 from reef.enclave._requirements import check_host, missing_summary
 from reef.enclave._sandbox import (
-    DEFAULT_TMP_BYTES,
     SECRET_FILES,
     python_runtime_paths,
     resolve_command,
@@ -50,17 +55,8 @@ if TYPE_CHECKING:
     from reef.home import ReefHome
     from reef.kms import KmsWiring
 
-__all__ = [
-    "INSECURE_WARNING",
-    "NO_SANDBOX_WARNING",
-    "EnclaveEndpoints",
-    "EnclaveInfo",
-    "EnclaveSpec",
-    "EnclaveState",
-    "LocalBackend",
-]
+__all__ = ["INSECURE_WARNING", "NO_SANDBOX_WARNING", "LocalBackend"]
 
-EnclaveState = Literal["starting", "running", "crashed", "stopped"]
 NO_SANDBOX_WARNING = (
     "WARNING: the app runs WITHOUT a sandbox (it needs bubblewrap, setpriv, user namespaces and "
     "libseccomp) and can read and write everything your user can."
@@ -73,110 +69,6 @@ _READY_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 15.0
 _MAX_LABEL_KEY = 256
 _MAX_LABEL_VALUE = 4096
-
-
-class EnclaveEndpoints(TypedDict):
-    """Where an enclave is reached from the host."""
-
-    attestation: str
-    attestation_secp256k1: str
-    ports: dict[int, str]
-    logs: str | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class EnclaveSpec:
-    """What to run.
-
-    Attributes:
-        image: the image file.
-        init_params: an init-params JSON file, or None.
-        debug: debug mode: PCR0-2 zero, console readable (``logs``), as on Nitro.
-        cpus, memory_mib: limits; default to the image's ``reef.toml``.
-        ports: enclave port -> host port (0 picks a free one); default: every port the image
-            declares, on free host ports.
-        network: ``"auto"`` (own namespace when possible), ``"netns"`` or ``"host"``.
-        labels: the caller's own tags (e.g. ``{"reef.job": "0x…"}``), kept with the enclave and
-            returned on :class:`EnclaveInfo`, so a caller finds its enclaves again after a
-            restart; :meth:`LocalBackend.update` keeps the labels the new spec does not name.
-        allow_host_ports: host ports on 127.0.0.1 this enclave's app may connect to (through
-            ``$REEF_HOST_ADDR``) besides other enclaves' published ports: the services it is
-            deliberately given. Every other host address and port is refused.
-        tmp_mib: the size of its private ``/tmp``.
-        lease_until_ms: when the enclave stops by itself (Unix milliseconds) unless
-            :meth:`LocalBackend.renew` moves it; None for no lease. A launcher that pays for
-            the enclave's time sets it, so that the enclave ends even if the launcher dies.
-    """
-
-    image: Path
-    init_params: Path | None = None
-    debug: bool = False
-    cpus: int | None = None
-    memory_mib: int | None = None
-    ports: Mapping[int, int] = field(default_factory=dict)
-    network: Literal["auto", "netns", "host"] = "auto"
-    labels: Mapping[str, str] = field(default_factory=dict)
-    allow_host_ports: tuple[int, ...] = ()
-    tmp_mib: int = DEFAULT_TMP_BYTES // (1024 * 1024)
-    lease_until_ms: int | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class EnclaveInfo:
-    """An enclave as its state file records it.
-
-    ``labels`` are the ones its spec gave; ``image_path`` and ``init_params_path`` are the files
-    it was started from (absolute).
-    """
-
-    id: str
-    name: str
-    state: EnclaveState
-    exit_code: int | None
-    reason: str | None
-    image_id: bytes
-    pcrs: Mapping[int, bytes]
-    debug: bool
-    endpoints: EnclaveEndpoints
-    cpus: int
-    memory_mib: int
-    network: str
-    sandbox: str
-    created_ms: int
-    public_keys: Mapping[str, bytes] = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
-    labels: Mapping[str, str] = field(default_factory=dict)
-    image_path: Path | None = None
-    init_params_path: Path | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The CLI's JSON shape (hex without 0x; port keys as strings)."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "state": self.state,
-            "exit_code": self.exit_code,
-            "reason": self.reason or "",
-            "image_id": self.image_id.hex(),
-            "pcrs": {str(i): v.hex() for i, v in sorted(self.pcrs.items())},
-            "debug": self.debug,
-            "endpoints": {
-                "attestation": self.endpoints["attestation"],
-                "attestation_secp256k1": self.endpoints["attestation_secp256k1"],
-                "ports": {str(p): url for p, url in sorted(self.endpoints["ports"].items())},
-                "logs": self.endpoints["logs"],
-            },
-            "cpus": self.cpus,
-            "memory_mib": self.memory_mib,
-            "network": self.network,
-            "sandbox": self.sandbox,
-            "created_ms": self.created_ms,
-            "public_keys": {k: v.hex() for k, v in self.public_keys.items()},
-            "warnings": list(self.warnings),
-            "labels": dict(sorted(self.labels.items())),
-            "image_path": str(self.image_path) if self.image_path else "",
-            "init_params_path": str(self.init_params_path) if self.init_params_path else "",
-        }
 
 
 def _proc_start(pid: int) -> int | None:
@@ -328,19 +220,9 @@ class LocalBackend:
 
         ``keep`` is the plan of the enclave this one replaces: its host ports and labels stay.
         """
-        image = load_image(spec.image)
+        image, params, measurements = _measured(spec)
         manifest = image.manifest
-        measurements = image.measurements
-        params: InitParams | None = None
-        if spec.init_params is not None:
-            try:
-                raw = spec.init_params.read_bytes()
-            except OSError as exc:
-                raise ImageError(
-                    f"cannot read init params {spec.init_params}: {exc.strerror}"
-                ) from exc
-            params = InitParams.from_json(raw, source=str(spec.init_params))
-            measurements = measurements.with_init_params(params.digest)
+        if params is not None:
             if params.has_secrets and spec.debug:
                 raise EnclaveError(
                     "secret init params cannot be given to a debug enclave",
@@ -351,8 +233,6 @@ class LocalBackend:
                     "the init params carry secrets, which only open with the enclave's KMS key",
                     hint="run the enclave with a KMS (LocalBackend(kms=...), `reef up`)",
                 )
-        if spec.debug:
-            measurements = measurements.as_debug()
         cpus = spec.cpus if spec.cpus is not None else manifest.vcpus
         memory = spec.memory_mib if spec.memory_mib is not None else manifest.memory_mib
         available = len(os.sched_getaffinity(0))
@@ -609,6 +489,15 @@ class LocalBackend:
                 hint="kill them by hand (kill -9) and report this",
             )
 
+    def measure(self, spec: EnclaveSpec) -> Measurements:
+        """The dev TEE's recipe: PCR0-2 of image and runtime (zero in debug), PCR16 of the init
+        params (docs/enclave.md).
+
+        Raises:
+            ImageError: the image or init params are unreadable or invalid.
+        """
+        return _measured(spec)[2]
+
     async def renew(self, enclave_id: str, until_ms: int | None) -> None:
         """Move the enclave's lease to ``until_ms`` (Unix milliseconds); None removes it.
 
@@ -709,6 +598,23 @@ class LocalBackend:
                         yield pending.decode("utf-8", "replace")
                     return
                 await asyncio.sleep(poll)
+
+
+def _measured(spec: EnclaveSpec) -> tuple[Image, InitParams | None, Measurements]:
+    """The image, its init params and what an enclave of ``spec`` attests on the dev TEE."""
+    image = load_image(spec.image)
+    measurements = image.measurements
+    params: InitParams | None = None
+    if spec.init_params is not None:
+        try:
+            raw = spec.init_params.read_bytes()
+        except OSError as exc:
+            raise ImageError(f"cannot read init params {spec.init_params}: {exc.strerror}") from exc
+        params = InitParams.from_json(raw, source=str(spec.init_params))
+        measurements = measurements.with_init_params(params.digest)
+    if spec.debug:
+        measurements = measurements.as_debug()
+    return image, params, measurements
 
 
 def _port_free(port: int) -> bool:

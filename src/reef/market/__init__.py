@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reef.market._backend_runner import BackendRunner
 from reef.market._billing import (
     MarketModel,
     Settlement,
@@ -31,7 +32,6 @@ from reef.market._job_state import (
     LaunchSpec,
     Terminate,
 )
-from reef.market._local_runner import LocalRunner
 from reef.market._rates import (
     DEV_REGION,
     BandwidthRate,
@@ -43,6 +43,7 @@ from reef.market._rates import (
 )
 
 __all__ = [
+    "BackendRunner",
     "BandwidthRate",
     "ControlPlane",
     "ControlPlaneClient",
@@ -62,7 +63,6 @@ __all__ = [
     "JobView",
     "Launch",
     "LaunchSpec",
-    "LocalRunner",
     "MarketModel",
     "RateCard",
     "RegionRates",

@@ -39,6 +39,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from reef.chain import IndexedEvent
+from reef.enclave import LIVE_STATES
 from reef.errors import ChainError, ImageError, InputError, ReefError
 from reef.market._fetch import FetchedImage, ImageFetcher
 from reef.market._job_state import Action, JobBook, JobPolicy, LaunchSpec, Terminate
@@ -46,8 +47,6 @@ from reef.market._job_state import Action, JobBook, JobPolicy, LaunchSpec, Termi
 __all__ = ["ControlPlane", "EnclaveRunner", "EventFeed", "RunningEnclave", "launch_key"]
 
 log = logging.getLogger("reef.market.control_plane")
-
-LIVE_STATES = frozenset({"starting", "running"})
 
 
 def launch_key(spec: LaunchSpec) -> str:

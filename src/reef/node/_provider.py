@@ -38,7 +38,7 @@ class ProviderDirs:
     """Where a provider keeps its state in a home (``$REEF_HOME/provider``).
 
     ``reef up`` and ``reef provider run`` must agree on these: a provider recognises its own
-    enclaves by the launch directory they were staged in (:class:`reef.market.LocalRunner`).
+    enclaves by the launch directory they were staged in (:class:`reef.market.BackendRunner`).
     """
 
     home: ReefHome

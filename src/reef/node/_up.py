@@ -32,16 +32,17 @@ from reef.attestation import DevAuthority, TrustedRoot, load_verifier_key, verif
 from reef.chain import DevAccount, MarketClient
 from reef.crypto import Secp256k1PrivateKey
 from reef.enclave import (
+    EnclaveBackend,
     EnclaveInfo,
     EnclaveSpec,
-    LocalBackend,
     build_image,
     check_host,
     missing_summary,
+    open_backend,
 )
 from reef.errors import EnclaveError, ReefError, ServiceError
 from reef.home import ReefHome
-from reef.market import ImageStore, LocalRunner, RateCard, image_store_app
+from reef.market import BackendRunner, ImageStore, RateCard, image_store_app
 from reef.node._network import NetworkInfo
 from reef.node._provider import (
     ProviderDirs,
@@ -107,7 +108,7 @@ class LocalNetwork:
         self.kms_enclave: EnclaveInfo | None = None
         self._rpc: Served | None = None
         self._served: list[Served] = []
-        self._kms_backend: LocalBackend | None = None
+        self._kms_backend: EnclaveBackend | None = None
 
     @property
     def accounts(self) -> tuple[DevAccount, ...]:
@@ -183,9 +184,9 @@ class LocalNetwork:
 
         progress("starting the provider's control plane")
         provider_account = devnet.accounts[PROVIDER_ACCOUNT]
-        backend = LocalBackend(home, authority=authority, kms=kms_wiring, insecure=s.insecure)
+        backend = open_backend(home, authority=authority, kms=kms_wiring, insecure=s.insecure)
         dirs = ProviderDirs(home)
-        runner = LocalRunner(backend, dirs.launch_dir, provider=provider_account.address)
+        runner = BackendRunner(backend, dirs.launch_dir, provider=provider_account.address)
         self.provider = await ProviderService(
             ProviderSettings(
                 rpc_url=self._rpc.url,
@@ -255,7 +256,7 @@ class LocalNetwork:
             )
         image_path = self.home.path("builds", "kms-root.img")
         image = await asyncio.to_thread(build_image, s.kms_app, image_path)
-        self._kms_backend = backend = LocalBackend(
+        self._kms_backend = backend = open_backend(
             self.home, authority=authority, insecure=s.insecure
         )
         wanted = {1110: s.kms_scallop_port, 1111: s.kms_public_port}
@@ -289,7 +290,7 @@ class LocalNetwork:
 
     @staticmethod
     async def _adopt_kms(
-        backend: LocalBackend, image_id: bytes, wanted: dict[int, int]
+        backend: EnclaveBackend, image_id: bytes, wanted: dict[int, int]
     ) -> EnclaveInfo | None:
         """The KMS root enclave a killed ``reef up`` left running, if it is the one asked for.
 

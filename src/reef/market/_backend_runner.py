@@ -1,4 +1,5 @@
-"""The control plane's enclaves on reef's local dev TEE (:class:`reef.enclave.LocalBackend`).
+"""The control plane's enclaves on any enclave backend (:class:`reef.enclave.EnclaveBackend`:
+the local dev TEE, a fake in tests, later Nitro hosts).
 
 Each launch stages the job's image and init params under the control plane's own directory
 (``<job id>--<key>.img``) and starts the enclave from there with labels that name this runner (its
@@ -23,13 +24,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reef.enclave import EnclaveInfo, EnclaveSpec, LocalBackend
+from reef.enclave import LIVE_STATES, EnclaveBackend, EnclaveInfo, EnclaveSpec
 from reef.errors import EnclaveError, ReefError
-from reef.market._control_plane import LIVE_STATES, RunningEnclave
+from reef.market._control_plane import RunningEnclave
 from reef.market._fetch import FetchedImage
 from reef.market._job_state import LaunchSpec
 
-__all__ = ["LocalRunner"]
+__all__ = ["BackendRunner"]
 
 # The labels this runner puts on its enclaves.
 _RUNNER_LABEL = "reef.runner"
@@ -40,18 +41,18 @@ _JOB_ID = re.compile(r"0x[0-9a-f]{64}")
 _KEY = re.compile(r"[0-9a-f]{32}")
 
 
-class LocalRunner:
-    """An :class:`~reef.market.EnclaveRunner` over a :class:`~reef.enclave.LocalBackend`.
+class BackendRunner:
+    """An :class:`~reef.market.EnclaveRunner` over any :class:`~reef.enclave.EnclaveBackend`.
 
     Args:
-        backend: the local dev TEE.
+        backend: where enclaves run (the local dev TEE in ``reef up``).
         workdir: where launches are staged (the control plane's own directory).
         provider: the provider's address; when given, only enclaves labelled with it are this
             runner's.
     """
 
     def __init__(
-        self, backend: LocalBackend, workdir: Path, *, provider: str | None = None
+        self, backend: EnclaveBackend, workdir: Path, *, provider: str | None = None
     ) -> None:
         self.backend = backend
         self.workdir = workdir

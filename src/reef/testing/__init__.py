@@ -1,0 +1,17 @@
+"""Public test helpers: fakes and conformance suites for what reef's packages promise.
+
+- :class:`FakeBackend`: an in-memory :class:`reef.enclave.EnclaveBackend` (images measured for
+  real, nothing runs) for tests of the market, the node and the CLI;
+- :func:`check_backend`: the conformance suite every enclave backend passes;
+- :class:`ManualClock`, :func:`wall_ms`: clocks as parameters.
+
+Nothing here is imported by reef itself.
+"""
+
+from __future__ import annotations
+
+from reef.testing._backend_conformance import check_backend
+from reef.testing._clock import ManualClock, wall_ms
+from reef.testing._fake_backend import FakeBackend
+
+__all__ = ["FakeBackend", "ManualClock", "check_backend", "wall_ms"]
