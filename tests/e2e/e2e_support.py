@@ -133,6 +133,10 @@ def start_network(home: Path, extra: Sequence[str] = ()) -> Network:
     except BaseException:
         process.kill()
         process.wait()
+        # Close our end of the pipe now: left to the garbage collector, it is finalized during
+        # some later test, whose ResourceWarning (an error under filterwarnings) then fails it.
+        if process.stdout is not None:
+            process.stdout.close()
         raise
     start = next(i for i, line in enumerate(output) if line.startswith("{"))
     info = json.loads("".join(output[start:]))

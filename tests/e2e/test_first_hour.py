@@ -6,13 +6,16 @@ and the enclave is gone; `reef jobs show` carries the provider's view of the enc
 
 from __future__ import annotations
 
+import gc
 import re
 import time
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import REPO, Network
+from e2e_support import REPO, Network, start_network
 from web3 import Web3
 
 from reef.chain import MarketClient, parse_job_id, read_devnet_info
@@ -92,3 +95,15 @@ def test_with_20_jobs_the_printed_number_show_and_stop_name_one_job(network: Net
         timeout=10,
     )
     assert '"state": "closed"' in closed.stdout
+
+
+def test_a_reef_up_that_fails_to_start_leaves_no_open_file(tmp_path: Path) -> None:
+    # A failed start once leaked its stdout pipe; the collector closed it during a later test
+    # (tests/enclave/test_cli_image.py), whose ResourceWarning then failed that test.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(AssertionError, match="did not print ready"):
+            start_network(tmp_path, extra=["--rate-lock", "not-a-number"])
+        gc.collect()
+    leaks = [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaks == [], [str(w.message) for w in leaks]
