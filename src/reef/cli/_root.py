@@ -17,8 +17,12 @@ from difflib import get_close_matches
 from typing import Any
 
 import typer
-from typer._click.exceptions import UsageError  # Typer vendors Click; its errors live here
 from typer.core import TyperGroup
+
+try:  # Typer 0.29 vendors Click: its usage errors live in typer._click
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older Typer raises Click's own
+    from click.exceptions import UsageError  # type: ignore[assignment]
 
 __all__ = ["SPENDING_COMMANDS", "ReefGroup", "version_callback"]
 
