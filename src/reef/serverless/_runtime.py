@@ -1,0 +1,446 @@
+"""Run JavaScript functions in workerd with limits reef enforces: deadline, memory, output, network.
+
+workerd enforces no per-request limit (DESIGN.md §6): a ``while(true){}`` blocks every request of
+its process, a large allocation aborts the whole process, and ``limits.cpuMs`` is ignored. So each
+running call has a workerd process of its own, and reef watches it:
+
+- **deadline**: past the call's deadline its process is killed (SIGKILL to its process group);
+  the call gets code 4 and the next call of that function starts a fresh process (~25–60 ms);
+- **memory**: V8's heap is capped (``--max-old-space-size``; exhausting it aborts workerd with
+  "JavaScript heap out of memory") and the process's resident memory is sampled every few
+  milliseconds and the process killed past the cap, since ArrayBuffers live outside V8's heap
+  (measured: 16 MiB typed arrays grew one process to 6.8 GB). Either gives code 6. ``RLIMIT_AS``
+  and ``RLIMIT_DATA`` are not used: workerd reserves gigabytes of address space at start and
+  fails to start under any useful cap, and cgroups need privileges reef cannot count on;
+- **output**: the response body is read up to the cap and no further (code 5);
+- **network**: ``fetch()`` goes to a network service with an empty allow list (see ``_config``).
+
+Isolation is therefore per process: a misbehaving function costs CPU on the machine but never
+holds another call's process. Warm calls reuse an idle process that already loaded the same code
+under the same process-level limits (an LRU of idle processes, bounded); a process goes back to
+the pool only after a call that ended normally (code 0). As on Cloudflare, a function's
+module-level state survives between warm calls of that function (never across functions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reef.errors import MisuseError, ServerlessError
+from reef.serverless._config import MODULE_NAME, SOCKET_NAME, render_config
+from reef.serverless._http import RuntimeConnectionError, post
+from reef.serverless._result import CallResult, ErrorCode, Limits
+
+__all__ = ["CodeSource", "FunctionRuntime", "RuntimeStats", "local_codehash"]
+
+CodeSource = Callable[[str], Awaitable[bytes | None]]
+"""Fetches a function's code by codehash; None when no code exists under it (code 1)."""
+
+_LOG_KEEP = 64 * 1024  # bytes of a process's console output kept for the call's logs
+_EXIT_WAIT_S = 2.0  # how long a process that dropped a call may take to exit and explain why
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+# Markers workerd prints when a module does not load (syntax error, exception at evaluation,
+# no default export): "service main: Uncaught SyntaxError: ...".
+_LOAD_FAILURE = ("service main: Uncaught",)
+_OOM = ("JavaScript heap out of memory", "Reached heap limit", "Fatal process out of memory")
+
+
+def _resident_bytes(pid: int) -> int | None:
+    """A process's resident memory (procfs reads never block), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as handle:
+            return int(handle.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def local_codehash(source: bytes) -> str:
+    """The key of code that was not deployed (``reef fn dev``): ``0x`` + SHA-256 of the source.
+
+    Deployed code is keyed by its transaction hash instead; the two never collide in practice.
+    """
+    return "0x" + hashlib.sha256(source).hexdigest()
+
+
+@dataclass
+class RuntimeStats:
+    """Counters of one :class:`FunctionRuntime` (for tests, benchmarks and metrics)."""
+
+    started: int = 0
+    """workerd processes started (cold starts)."""
+    reused: int = 0
+    """calls served by an idle process (warm calls)."""
+    killed: int = 0
+    """processes killed for a deadline, memory or output verdict, or evicted."""
+    running: int = 0
+    idle: int = 0
+
+
+@dataclass(eq=False)  # identity semantics: processes live in sets
+class _Process:
+    pool_key: tuple[str, int, tuple[str, ...]]
+    proc: asyncio.subprocess.Process
+    directory: Path
+    socket_path: str
+    output: bytearray = field(default_factory=bytearray)
+    output_total: int = 0  # bytes ever written, so a call can slice its own logs
+    drain: asyncio.Task[None] | None = None
+
+    def log_since(self, mark: int) -> str:
+        start = max(0, len(self.output) - (self.output_total - mark))
+        return self.output[start:].decode("utf-8", "replace")
+
+    def log_tail(self) -> str:
+        return self.output[-2000:].decode("utf-8", "replace")
+
+
+class FunctionRuntime:
+    """A pool of workerd processes that runs functions, one process per running call.
+
+    Args:
+        workerd: the workerd binary (:func:`reef.serverless.ensure_workerd`).
+        limits: the default limits of a call (each call may override them).
+        max_idle: idle processes kept warm across all functions (LRU beyond it).
+        max_running: calls running at once; one more is refused with
+            :class:`~reef.errors.ServerlessError` (capacity is reef's business, not the
+            function's verdict).
+        workdir: where each process's directory (config, code, Unix socket) goes; a fresh private
+            temporary directory by default (Unix socket paths must stay short).
+        memory_poll_s: how often a running call's resident memory is sampled.
+        clock: monotonic nanoseconds (tests may pass a fake).
+
+    Use as ``async with FunctionRuntime(...) as runtime:`` or call :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        workerd: Path,
+        *,
+        limits: Limits | None = None,
+        max_idle: int = 8,
+        max_running: int = 16,
+        workdir: Path | None = None,
+        memory_poll_s: float = 0.005,
+        clock: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        if max_idle < 0 or max_running < 1:
+            raise MisuseError("max_idle must be >= 0 and max_running >= 1")
+        self._workerd = workerd
+        self._limits = limits or Limits()
+        self._max_idle = max_idle
+        self._max_running = max_running
+        self._own_workdir = workdir is None
+        self._workdir = Path(tempfile.mkdtemp(prefix="reef-fn-")) if workdir is None else workdir
+        self._memory_poll_s = memory_poll_s
+        self._clock = clock
+        self._idle: OrderedDict[int, _Process] = OrderedDict()  # by pid, least recently used first
+        self._busy: set[_Process] = set()
+        self._stats = RuntimeStats()
+        self._closed = False
+
+    @property
+    def limits(self) -> Limits:
+        """The default limits of a call."""
+        return self._limits
+
+    @property
+    def stats(self) -> RuntimeStats:
+        """A snapshot of the counters."""
+        return RuntimeStats(
+            started=self._stats.started,
+            reused=self._stats.reused,
+            killed=self._stats.killed,
+            running=len(self._busy),
+            idle=len(self._idle),
+        )
+
+    async def __aenter__(self) -> FunctionRuntime:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Kill every process and remove the working files."""
+        self._closed = True
+        victims = list(self._idle.values()) + list(self._busy)
+        self._idle.clear()
+        for process in victims:
+            await self._kill(process)
+        if self._own_workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    async def call(
+        self,
+        codehash: str,
+        body: bytes,
+        code: CodeSource,
+        *,
+        limits: Limits | None = None,
+    ) -> CallResult:
+        """Run the function deployed under ``codehash`` on ``body``.
+
+        The code is fetched (through ``code``, usually a :class:`CodeCache`) before the call's
+        clock starts: fetching is reef's work and never counts against the function's deadline.
+
+        Raises:
+            ServerlessError: reef could not run it (workerd failed, no capacity); errors from
+                ``code`` propagate unchanged.
+        """
+        source = await code(codehash)
+        if source is None:
+            return CallResult(ErrorCode.CODE_NOT_FOUND, b"", 0)
+        return await self.run(source, body, key=codehash, limits=limits)
+
+    async def run(
+        self,
+        source: bytes,
+        body: bytes = b"",
+        *,
+        key: str | None = None,
+        limits: Limits | None = None,
+    ) -> CallResult:
+        """Run the ES-module worker ``source`` on ``body`` (POSTed to it as the request body).
+
+        Args:
+            source: the module's text, UTF-8.
+            body: the input.
+            key: identifies the code for warm reuse (its codehash); default
+                :func:`local_codehash` of ``source``. Processes are reused only for the same key.
+            limits: this call's limits (default: the runtime's).
+
+        Raises:
+            ServerlessError: reef could not run it (workerd failed to start or died for a reason
+                that is not the function's verdict, or ``max_running`` calls are running).
+        """
+        if self._closed:
+            raise MisuseError("this FunctionRuntime is closed")
+        limits = limits or self._limits
+        start = self._clock()
+        try:
+            source.decode("utf-8")
+        except UnicodeDecodeError:
+            return CallResult(ErrorCode.CODE_NOT_DECODABLE, b"", 0)
+        if len(self._busy) >= self._max_running:
+            raise ServerlessError(
+                f"{self._max_running} calls are already running on this runtime",
+                hint="retry shortly, or raise max_running",
+            )
+        pool_key = (key or local_codehash(source), limits.memory_bytes, limits.allow_network)
+        process = self._take_idle(pool_key)
+        cold = process is None
+        if process is None:
+            process = await self._start(pool_key, source, limits)
+        self._busy.add(process)
+        try:
+            result = await self._exchange(process, body, limits, start, cold)
+        except BaseException:
+            self._busy.discard(process)
+            await self._kill(process)
+            raise
+        self._busy.discard(process)
+        if result.error_code is ErrorCode.OK and process.proc.returncode is None:
+            self._park(process)
+        else:
+            await self._kill(process)
+        return result
+
+    # -- the call ----------------------------------------------------------------------------
+
+    async def _exchange(
+        self, process: _Process, body: bytes, limits: Limits, start: int, cold: bool
+    ) -> CallResult:
+        mark = process.output_total
+        deadline_s = limits.timeout_ms / 1000 - (self._clock() - start) / 1e9
+        request = asyncio.create_task(post(process.socket_path, body, max_body=limits.output_bytes))
+        watch = asyncio.create_task(self._watch_memory(process, limits.memory_bytes))
+        try:
+            done, _ = await asyncio.wait(
+                {request, watch}, timeout=max(0.0, deadline_s), return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            watch.cancel()
+            if not request.done():
+                request.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(request, watch, return_exceptions=True)
+
+        def elapsed_ms() -> int:
+            return (self._clock() - start) // 1_000_000
+
+        if watch in done:  # the memory watch only returns when the cap was passed
+            await self._kill(process)
+            return CallResult(ErrorCode.MEMORY_LIMIT, b"", elapsed_ms(), cold=cold)
+        if request not in done:
+            await self._kill(process)
+            return CallResult(
+                ErrorCode.TIMEOUT,
+                b"",
+                limits.timeout_ms,
+                cold=cold,
+                logs=process.log_since(mark),
+            )
+        try:
+            response = request.result()
+        except RuntimeConnectionError as exc:
+            return await self._explain_drop(process, exc, start, limits, cold, mark)
+        if response.too_large:
+            return CallResult(ErrorCode.OUTPUT_TOO_LARGE, b"", elapsed_ms(), response.status, cold)
+        await asyncio.sleep(0)  # let the drain task pick up console lines already written
+        return CallResult(
+            ErrorCode.OK,
+            response.body,
+            elapsed_ms(),
+            response.status,
+            cold,
+            process.log_since(mark),
+        )
+
+    async def _explain_drop(
+        self,
+        process: _Process,
+        exc: RuntimeConnectionError,
+        start: int,
+        limits: Limits,
+        cold: bool,
+        mark: int,
+    ) -> CallResult:
+        """The runtime dropped the call: find out from its exit and output whose fault it was."""
+        remaining = limits.timeout_ms / 1000 - (self._clock() - start) / 1e9
+        try:
+            await asyncio.wait_for(
+                process.proc.wait(), timeout=min(_EXIT_WAIT_S, max(0.05, remaining))
+            )
+            if process.drain is not None:
+                await asyncio.wait_for(process.drain, timeout=_EXIT_WAIT_S)
+        except TimeoutError:
+            pass
+        elapsed = (self._clock() - start) // 1_000_000
+        log = process.log_since(0)
+        if any(marker in log for marker in _OOM):
+            return CallResult(ErrorCode.MEMORY_LIMIT, b"", elapsed, cold=cold)
+        if any(marker in log for marker in _LOAD_FAILURE):
+            return CallResult(
+                ErrorCode.SYNTAX_ERROR, b"", elapsed, cold=cold, logs=process.log_since(mark)
+            )
+        if elapsed >= limits.timeout_ms:
+            return CallResult(ErrorCode.TIMEOUT, b"", limits.timeout_ms, cold=cold)
+        await self._kill(process)
+        raise ServerlessError(
+            f"the workerd runtime dropped the call ({exc}; exit status {process.proc.returncode}): "
+            f"{process.log_tail().strip()[-600:] or 'no output'}",
+            hint="this is reef's failure, not the function's; the next call starts a new runtime",
+        )
+
+    async def _watch_memory(self, process: _Process, limit: int) -> None:
+        """Return when the process's resident memory passes ``limit`` (else run until cancelled)."""
+        while True:
+            resident = _resident_bytes(process.proc.pid)
+            if resident is not None and resident > limit:
+                return
+            await asyncio.sleep(self._memory_poll_s)
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def _take_idle(self, pool_key: tuple[str, int, tuple[str, ...]]) -> _Process | None:
+        for pid, process in reversed(self._idle.items()):  # most recently used first
+            if process.pool_key == pool_key:
+                del self._idle[pid]
+                if process.proc.returncode is not None:
+                    continue
+                self._stats.reused += 1
+                return process
+        return None
+
+    def _park(self, process: _Process) -> None:
+        if self._max_idle == 0 or self._closed:
+            asyncio.get_running_loop().create_task(self._kill(process))
+            return
+        self._idle[process.proc.pid] = process
+        while len(self._idle) > self._max_idle:
+            _, oldest = self._idle.popitem(last=False)
+            asyncio.get_running_loop().create_task(self._kill(oldest))
+
+    async def _start(
+        self, pool_key: tuple[str, int, tuple[str, ...]], source: bytes, limits: Limits
+    ) -> _Process:
+        directory = Path(tempfile.mkdtemp(prefix="p", dir=self._workdir))
+        try:
+            (directory / MODULE_NAME).write_bytes(source)
+            heap_mib = max(16, limits.memory_bytes // (1024 * 1024))
+            (directory / "config.capnp").write_text(
+                render_config(heap_mib=heap_mib, allow_network=limits.allow_network)
+            )
+            socket_path = str(directory / "s")
+            # reef binds the socket and passes it: connections queue in its backlog until workerd
+            # accepts, so a call needs no readiness polling, and a process that fails to start
+            # refuses the connection (the parent's copy is closed right after the spawn).
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                listener.bind(socket_path)
+                listener.listen(128)
+                proc = await asyncio.create_subprocess_exec(
+                    str(self._workerd),
+                    "serve",
+                    str(directory / "config.capnp"),
+                    f"--socket-fd={SOCKET_NAME}={listener.fileno()}",
+                    pass_fds=(listener.fileno(),),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
+                    cwd=directory,
+                    start_new_session=True,  # its own process group, killed as one
+                )
+            finally:
+                listener.close()
+        except OSError as exc:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise ServerlessError(
+                f"cannot start workerd ({self._workerd}): {exc}",
+                hint="check the binary (reef.serverless.ensure_workerd installs it)",
+            ) from exc
+        self._stats.started += 1
+        process = _Process(pool_key, proc, directory, socket_path)
+        process.drain = asyncio.get_running_loop().create_task(self._drain(process))
+        return process
+
+    async def _drain(self, process: _Process) -> None:
+        # Always read the process's output: a function that logs a lot must not block workerd on
+        # a full pipe. Only the newest _LOG_KEEP bytes are kept.
+        stream = process.proc.stdout
+        if stream is None:
+            return
+        while True:
+            chunk = await stream.read(16 * 1024)
+            if not chunk:
+                return
+            process.output += chunk
+            process.output_total += len(chunk)
+            if len(process.output) > _LOG_KEEP:
+                del process.output[: len(process.output) - _LOG_KEEP]
+
+    async def _kill(self, process: _Process) -> None:
+        self._idle.pop(process.proc.pid, None)
+        if process.proc.returncode is None:
+            self._stats.killed += 1
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                process.proc.kill()
+        await process.proc.wait()
+        if process.drain is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(process.drain, timeout=_EXIT_WAIT_S)
+        shutil.rmtree(process.directory, ignore_errors=True)
