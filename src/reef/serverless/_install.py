@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,8 +73,11 @@ def find_workerd(home: ReefHome | None = None) -> Path | None:
 @contextlib.contextmanager
 def _locked(directory: Path) -> Iterator[None]:
     # One installer at a time per directory, across processes: two concurrent `npm ci` runs in
-    # one directory delete each other's node_modules.
-    with open(directory / ".install.lock", "a+b") as handle:
+    # one directory delete each other's node_modules. The lock file lives in the temporary
+    # directory, not beside package.json, so a source checkout stays clean.
+    digest = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:16]
+    lock_path = Path(tempfile.gettempdir()) / f"reef-workerd-install-{digest}.lock"
+    with open(lock_path, "a+b") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield
