@@ -34,7 +34,7 @@ import socket
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,6 +149,7 @@ class FunctionRuntime:
         self._busy: set[_Process] = set()
         self._stats = RuntimeStats()
         self._closed = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def limits(self) -> Limits:
@@ -179,6 +180,8 @@ class FunctionRuntime:
         self._idle.clear()
         for process in victims:
             await self._kill(process)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._own_workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
 
@@ -251,7 +254,12 @@ class FunctionRuntime:
             await self._kill(process)
             raise
         self._busy.discard(process)
-        if result.error_code is ErrorCode.OK and process.proc.returncode is None:
+        if (
+            result.error_code is ErrorCode.OK
+            and process.proc.returncode is None
+            and self._max_idle > 0
+            and not self._closed
+        ):
             self._park(process)
         else:
             await self._kill(process)
@@ -365,13 +373,17 @@ class FunctionRuntime:
         return None
 
     def _park(self, process: _Process) -> None:
-        if self._max_idle == 0 or self._closed:
-            asyncio.get_running_loop().create_task(self._kill(process))
-            return
         self._idle[process.proc.pid] = process
         while len(self._idle) > self._max_idle:
             _, oldest = self._idle.popitem(last=False)
-            asyncio.get_running_loop().create_task(self._kill(oldest))
+            self._background(self._kill(oldest))
+
+    def _background(self, work: Coroutine[object, object, None]) -> None:
+        # Evictions run beside the call that caused them (it need not wait for a kill); aclose
+        # waits for any still running.
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _start(
         self, pool_key: tuple[str, int, tuple[str, ...]], source: bytes, limits: Limits
