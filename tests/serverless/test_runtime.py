@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -255,7 +257,8 @@ async def test_capacity_is_refused_as_reefs_failure(workerd: Path) -> None:
         assert (await slow).output == b"late"
 
 
-def _workerd_children() -> list[int]:
+def _workerd_children(parent: int | None = None) -> list[int]:
+    parent = os.getpid() if parent is None else parent
     children = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -265,7 +268,7 @@ def _workerd_children() -> list[int]:
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == os.getpid() and "workerd" in stat.split("(", 1)[1].split(")")[0]:
+        if int(fields[1]) == parent and "workerd" in stat.split("(", 1)[1].split(")")[0]:
             children.append(int(entry))
     return children
 
@@ -299,3 +302,48 @@ async def test_call_by_codehash_through_the_cache(runtime: FunctionRuntime, tmp_
     assert missing.error_code is ErrorCode.CODE_NOT_FOUND
     assert missing.output == b""
     assert local_codehash(HELLO) == "0x" + hashlib.sha256(HELLO).hexdigest()
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for whoever adopted it to reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+CHILD = """
+import asyncio, sys
+from pathlib import Path
+from reef.serverless import FunctionRuntime
+
+async def main() -> None:
+    runtime = FunctionRuntime(Path(sys.argv[1]))
+    result = await runtime.run(b'export default { fetch() { return new Response("up"); } };')
+    print(result.output.decode(), flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) is missing")
+async def test_no_workerd_outlives_a_killed_parent(workerd: Path, tmp_path: Path) -> None:
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, str(workerd), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert parent.stdout is not None
+        line = await asyncio.wait_for(parent.stdout.readline(), timeout=30)
+        assert line.strip() == b"up"
+        children = _workerd_children(parent.pid)
+        assert len(children) == 1  # the idle, warm process
+    finally:
+        parent.kill()  # SIGKILL: no cleanup code runs in the parent
+        await parent.wait()
+    for _ in range(100):
+        if not _alive(children[0]):
+            break
+        await asyncio.sleep(0.02)
+    assert not _alive(children[0])
