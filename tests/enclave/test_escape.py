@@ -41,6 +41,7 @@ HELLO = Path(__file__).resolve().parents[2] / "examples" / "hello"
 OTHER_ADDR = "198.51.100.77"
 FILL_LIMIT = 64 << 20
 TMP_MIB = 16
+STATE_MIB = 32
 
 
 class HostService:
@@ -115,7 +116,9 @@ async def test_every_escape_attempt_fails(
         image = tmp_path / "escape.img"
         build_image(src, image)
         # Debug mode only to show the app's console if it fails; the sandbox is the same.
-        attacker = await backend.start(EnclaveSpec(image=image, tmp_mib=TMP_MIB, debug=True))
+        attacker = await backend.start(
+            EnclaveSpec(image=image, tmp_mib=TMP_MIB, state_mib=STATE_MIB, debug=True)
+        )
         try:
             try:
                 answer = await get(
@@ -179,6 +182,9 @@ async def test_every_escape_attempt_fails(
         assert report["fill_tmp"]["ok"] is False
         assert report["fill_tmp"]["error"] == "ENOSPC"
         assert report["fill_tmp"]["written"] <= TMP_MIB << 20
+        assert report["fill_state"]["ok"] is False
+        assert report["fill_state"]["error"] == "ENOSPC"
+        assert report["fill_state"]["written"] <= STATE_MIB << 20
 
         # Nothing of the host or the other enclave was disturbed.
         assert service.hits == 1  # only the test's own probe got through

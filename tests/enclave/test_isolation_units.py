@@ -23,6 +23,7 @@ def _host(**missing: bool) -> list:  # type: ignore[type-arg]
         euid=lambda: 1000 if missing.get("root") else 0,
         userns=lambda: (not missing.get("userns"), "user.max_user_namespaces is 0"),
         libseccomp=lambda: (not missing.get("libseccomp"), "no libseccomp.so.2"),
+        loop_devices=lambda: not missing.get("loop"),
     )
 
 
@@ -90,8 +91,9 @@ def test_the_filter_is_a_bpf_program() -> None:
 def test_gids_and_uids_stay_in_their_ranges() -> None:
     for enclave_id in ("000000000000", "ffffffffffff", "a1b2c3d4e5f6"):
         assert PASTA_GID_BASE <= pasta_gid(enclave_id) < PASTA_GID_BASE + PASTA_GID_SPAN
-    assert app_uid(b"\x00" * 32) != app_uid(b"\x01" + b"\x00" * 31)
-    assert not PASTA_GID_BASE <= app_uid(b"\xff" * 32) < PASTA_GID_BASE + PASTA_GID_SPAN
+    assert app_uid("00" * 32) != app_uid("00" * 32 + "-debug")
+    for key in ("00" * 32, "ff" * 32, "ab" * 32 + "-debug"):
+        assert not PASTA_GID_BASE <= app_uid(key) < PASTA_GID_BASE + PASTA_GID_SPAN
 
 
 def test_firewall_elements_are_one_line_each() -> None:

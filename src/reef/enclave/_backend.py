@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, runtime_checkable
 
 from reef.enclave._sandbox import DEFAULT_TMP_BYTES
+from reef.enclave._state_volume import DEFAULT_STATE_MIB
 
 if TYPE_CHECKING:
     from reef.attestation import DevAuthority
@@ -67,6 +68,8 @@ class EnclaveSpec:
             ``$REEF_HOST_ADDR``) besides other enclaves' published ports: the services it is
             deliberately given. Every other host address and port is refused.
         tmp_mib: the size of its private ``/tmp``.
+        state_mib: the size of its ``/state`` (fixed when an image's volume is first made; the
+            app gets ``ENOSPC`` past it).
         lease_until_ms: when the enclave stops by itself (Unix milliseconds) unless
             :meth:`LocalBackend.renew` moves it; None for no lease. A launcher that pays for
             the enclave's time sets it, so that the enclave ends even if the launcher dies.
@@ -82,6 +85,7 @@ class EnclaveSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     allow_host_ports: tuple[int, ...] = ()
     tmp_mib: int = DEFAULT_TMP_BYTES // (1024 * 1024)
+    state_mib: int = DEFAULT_STATE_MIB
     lease_until_ms: int | None = None
 
 

@@ -25,6 +25,7 @@ interface for it; a script per call keeps each change atomic.
 # ruff: noqa: S603  (runs nft with argument lists and a script on stdin, never a shell)
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 from collections.abc import Iterable
@@ -67,13 +68,14 @@ def pasta_gid(enclave_id: str) -> int:
     return PASTA_GID_BASE + int(enclave_id[:6], 16) % PASTA_GID_SPAN
 
 
-def app_uid(image_id: bytes) -> int:
-    """The host user id an image's app runs as: unprivileged, and the owner of its ``/state``.
+def app_uid(state_key: str) -> int:
+    """The host user id an app runs as: unprivileged, and the owner of its ``/state``.
 
-    Per image rather than per enclave, because enclaves of one image share their state
-    directory; apps of different images never share a user.
+    Per state key (the image id, marked for debug enclaves) rather than per enclave, because
+    enclaves of one image share their state; apps of different images never share a user.
     """
-    return _APP_UID_BASE + int.from_bytes(image_id[:3], "big")
+    digest = hashlib.sha256(state_key.encode()).digest()
+    return _APP_UID_BASE + int.from_bytes(digest[:3], "big")
 
 
 class Firewall:

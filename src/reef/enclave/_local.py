@@ -48,6 +48,7 @@ from reef.enclave._sandbox import (
     python_runtime_paths,
     resolve_command,
 )
+from reef.enclave._state_volume import release_if_unused
 from reef.errors import EnclaveError, ImageError, InputError, MisuseError, ReefError
 
 if TYPE_CHECKING:
@@ -221,6 +222,11 @@ class LocalBackend:
         ``keep`` is the plan of the enclave this one replaces: its host ports and labels stay.
         """
         image, params, measurements = _measured(spec)
+        # Debug enclaves all attest zero PCRs; their state stays apart from each other's and
+        # from the production enclaves' of the same image.
+        state_key = measurements.image_id.hex() + ("-debug" if spec.debug else "")
+        if spec.debug:
+            measurements = measurements.as_debug()
         manifest = image.manifest
         if params is not None:
             if params.has_secrets and spec.debug:
@@ -270,6 +276,8 @@ class LocalBackend:
         for port in spec.allow_host_ports:
             if not 0 < port < 65536:
                 raise InputError(f"allowed host port {port} is not a TCP port (1-65535)")
+        if spec.state_mib < 16:
+            raise InputError(f"the enclave's /state must be at least 16 MiB, got {spec.state_mib}")
         if spec.tmp_mib < 1:
             raise InputError(f"the enclave's /tmp must be at least 1 MiB, got {spec.tmp_mib}")
 
@@ -289,6 +297,9 @@ class LocalBackend:
                 "firewall": firewall,
                 "allow_host_ports": sorted(set(spec.allow_host_ports)),
                 "tmp_bytes": spec.tmp_mib * 1024 * 1024,
+                "state_volume": sandbox == "bwrap" and requirements["loop devices"].ok,
+                "state_mib": spec.state_mib,
+                "state_key": state_key,
                 "pcrs": {str(i): v.hex() for i, v in sorted(measurements.pcrs.items())},
                 "image_id": measurements.image_id.hex(),
                 "init_params_digest": params.digest.hex() if params else "",
@@ -496,7 +507,8 @@ class LocalBackend:
         Raises:
             ImageError: the image or init params are unreadable or invalid.
         """
-        return _measured(spec)[2]
+        measurements = _measured(spec)[2]
+        return measurements.as_debug() if spec.debug else measurements
 
     async def renew(self, enclave_id: str, until_ms: int | None) -> None:
         """Move the enclave's lease to ``until_ms`` (Unix milliseconds); None removes it.
@@ -601,7 +613,8 @@ class LocalBackend:
 
 
 def _measured(spec: EnclaveSpec) -> tuple[Image, InitParams | None, Measurements]:
-    """The image, its init params and what an enclave of ``spec`` attests on the dev TEE."""
+    """The image, its init params and what an enclave of ``spec`` attests on the dev TEE
+    (before debug zeroes PCR0-2: the caller applies :meth:`Measurements.as_debug`)."""
     image = load_image(spec.image)
     measurements = image.measurements
     params: InitParams | None = None
@@ -612,8 +625,6 @@ def _measured(spec: EnclaveSpec) -> tuple[Image, InitParams | None, Measurements
             raise ImageError(f"cannot read init params {spec.init_params}: {exc.strerror}") from exc
         params = InitParams.from_json(raw, source=str(spec.init_params))
         measurements = measurements.with_init_params(params.digest)
-    if spec.debug:
-        measurements = measurements.as_debug()
     return image, params, measurements
 
 
@@ -693,6 +704,9 @@ def _force_cleanup(run_dir: Path, state: Mapping[str, Any]) -> list[int]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(app_pid, signal.SIGKILL)
     limits.kill_all(timeout=2.0)
+    volume = state.get("state_volume")
+    if volume:
+        release_if_unused(Path(volume))
     rules = state.get("firewall")
     if rules:
         Firewall().forget(rules["gid"], published=rules["published"], allowed=rules["allowed"])

@@ -92,6 +92,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "reef.enclave._requirements",
     "reef.enclave._sandbox",
     "reef.enclave._seccomp",
+    "reef.enclave._state_volume",
     "reef.enclave._supervisor",
     "reef.enclave._trusted_base",
     "reef.encoding",

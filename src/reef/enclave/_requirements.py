@@ -46,6 +46,7 @@ _TOOLS = (
     ("ip", "the enclave's network namespace", "apt-get install iproute2"),
     ("nsenter", "starting the app in its network namespace", "apt-get install util-linux"),
     ("nft", "keeping enclaves away from the host's addresses", "apt-get install nftables"),
+    ("mkfs.ext4", "the size-limited /state volume of each image", "apt-get install e2fsprogs"),
 )
 
 
@@ -76,6 +77,7 @@ def check_host(
     euid: Callable[[], int] = os.geteuid,
     userns: Callable[[], tuple[bool, str]] = _userns_ok,
     libseccomp: Callable[[], tuple[bool, str]] = _libseccomp_ok,
+    loop_devices: Callable[[], bool] = lambda: Path("/dev/loop-control").exists(),
 ) -> list[Requirement]:
     """Every requirement of an isolated local enclave, met or not, in a fixed order."""
     found: list[Requirement] = [
@@ -98,6 +100,16 @@ def check_host(
             ok,
             "sysctl -w user.max_user_namespaces=15000 kernel.unprivileged_userns_clone=1",
             why,
+        )
+    )
+    loop = loop_devices()
+    found.append(
+        Requirement(
+            "loop devices",
+            "mounting each image's /state volume",
+            loop,
+            "modprobe loop (or give the container /dev/loop-control)",
+            "" if loop else "/dev/loop-control is missing",
         )
     )
     ok, why = libseccomp()

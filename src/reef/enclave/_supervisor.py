@@ -51,6 +51,7 @@ from reef.enclave._sandbox import (
     python_runtime_paths,
     sandbox_environment,
 )
+from reef.enclave._state_volume import StateVolume
 from reef.enclave._trusted_base import (
     SEALING_PORT,
     Console,
@@ -162,6 +163,7 @@ class Supervisor:
         self.limits: Limits | None = None
         self.netns: NetworkNamespace | None = None
         self.firewall: tuple[Firewall, int, list[int], list[int]] | None = None
+        self.state_volume: StateVolume | None = None
         self.pasta: asyncio.subprocess.Process | None = None
         self.app: asyncio.subprocess.Process | None = None
         self.console: Console | None = None
@@ -329,7 +331,7 @@ class Supervisor:
             "ecdsa.sec": ecdsa.secret,
             "ecdsa.pub": ecdsa.public_key.raw,
         }
-        uid = app_uid(bytes.fromhex(self.spec["image_id"]))
+        uid = app_uid(self.spec["state_key"])
         for name, data in files.items():
             path = app_dir / name
             path.write_bytes(data)
@@ -431,10 +433,14 @@ class Supervisor:
         assert self.limits is not None
         image_dir = Path(spec["image_dir"])
         command: list[str] = spec["command"]
-        state_dir = ReefHome(Path(spec["home"])).enclave_state(spec["image_id"])
+        state_dir = ReefHome(Path(spec["home"])).enclave_state(spec["state_key"])
         pass_fds: tuple[int, ...] = ()
         if spec["sandbox"] == "bwrap":
-            uid = app_uid(bytes.fromhex(spec["image_id"]))
+            uid = app_uid(spec["state_key"])
+            if spec.get("state_volume"):
+                self.state_volume = StateVolume(state_dir, size_mib=spec["state_mib"], uid=uid)
+                self.save(state_volume=str(state_dir))
+                await asyncio.to_thread(self.state_volume.open)
             await asyncio.to_thread(_own_tree, state_dir, uid)
             layout = SandboxLayout(image_dir, self.run_dir / "app", init_dir, state_dir)
             env_extra = {**env_extra, "REEF_STATE_DIR": STATE_MOUNT}
@@ -607,6 +613,8 @@ class Supervisor:
                 await self.pasta.wait()
         if self.limits is not None:
             await asyncio.to_thread(self.limits.cleanup)
+        if self.state_volume is not None:
+            await asyncio.to_thread(self.state_volume.close)
         for name in SECRET_FILES:
             with contextlib.suppress(FileNotFoundError):
                 (self.run_dir / "app" / name).unlink()

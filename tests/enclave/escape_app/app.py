@@ -204,6 +204,7 @@ def run() -> dict[str, object]:
     }
     report["fork_bomb"] = fork_bomb()
     report["fill_tmp"] = fill("/tmp/fill", int(ENV["FILL_LIMIT"]))
+    report["fill_state"] = fill("/state/fill", int(ENV["FILL_LIMIT"]))
     return report
 
 

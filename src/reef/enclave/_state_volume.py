@@ -1,0 +1,144 @@
+"""A size-limited ``/state`` for each image: an ext4 file system in a sparse file, loop-mounted.
+
+``/state`` is the one writable place of an enclave that outlives it, on the provider's disk. A
+plain directory would let a hostile app fill the host's disk; a file system of a fixed size
+cannot grow past it (the app gets ``ENOSPC``). The file (``<image_id>.ext4`` beside the state
+directory) is sparse, so it costs the disk only what is written, plus a 4 MiB journal.
+
+Enclaves of one image share their state (they are the same code, as their KMS keys are the
+same), so the volume is mounted once, on the state directory itself, and stays mounted while any
+of them runs: each holder keeps a shared ``flock`` on ``<key>.lock``; the last one to leave (an
+exclusive lock on it succeeds) unmounts it. Mounting and unmounting happen under a second lock,
+``<key>.mount``, held only for that moment, so a new holder never waits for the others to leave.
+A holder killed with -9 releases its locks with its process; the mount it leaves is reused by the
+next enclave, or removed by reef's cleanup.
+
+A state directory from before volumes existed is copied into the new file system when it is
+made (``mkfs.ext4 -d``), so nothing sealed there (the KMS root's seed) is lost.
+"""
+
+# ruff: noqa: S603, S607  (runs mkfs.ext4, mount and umount with argument lists, never a shell)
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from reef.errors import EnclaveError
+
+__all__ = ["DEFAULT_STATE_MIB", "StateVolume", "release_if_unused"]
+
+DEFAULT_STATE_MIB = 1024
+
+
+def _mounted(path: Path) -> bool:
+    target = str(path.resolve())
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return False
+    return any(line.split()[4] == target for line in lines if len(line.split()) > 4)
+
+
+def _run(argv: list[str], what: str) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise EnclaveError(
+            f"cannot {what}: {result.stderr.strip() or result.stdout.strip()}",
+            hint="the enclave's /state needs loop devices and mkfs.ext4 (apt-get install "
+            "e2fsprogs); or run with --insecure (an unlimited /state directory)",
+        )
+
+
+class StateVolume:
+    """The ``/state`` volume of one image id, held mounted while this object is open."""
+
+    def __init__(self, directory: Path, *, size_mib: int, uid: int) -> None:
+        self.directory = directory
+        self.image = directory.with_name(directory.name + ".ext4")
+        self.lock_path = directory.with_name(directory.name + ".lock")
+        self.mutex_path = directory.with_name(directory.name + ".mount")
+        self.size_mib = size_mib
+        self.uid = uid
+        self._lock: int | None = None
+
+    def open(self) -> Path:
+        """Mount the volume (made on first use) unless it is; returns the directory to bind.
+
+        Raises:
+            EnclaveError: when the file system cannot be made or mounted.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            with _mutex(self.mutex_path):
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                if not _mounted(self.directory):
+                    if not self.image.exists():
+                        self._make()
+                    _run(
+                        ["mount", "-o", "loop,nosuid,nodev", str(self.image), str(self.directory)],
+                        f"mount the enclave's /state volume {self.image}",
+                    )
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock = fd
+        return self.directory
+
+    def _make(self) -> None:
+        partial = self.image.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        with partial.open("wb") as out:
+            out.truncate(self.size_mib * 1024 * 1024)
+        argv = ["mkfs.ext4", "-q", "-F", "-m", "0", "-J", "size=4"]
+        argv += ["-E", f"root_owner={self.uid}:{self.uid}"]
+        if any(self.directory.iterdir()):
+            argv += ["-d", str(self.directory)]  # what a plain state directory held
+        _run([*argv, str(partial)], "make the enclave's /state file system")
+        partial.rename(self.image)
+
+    def close(self) -> None:
+        """Give up this hold; the last holder unmounts the volume."""
+        if self._lock is None:
+            return
+        fd, self._lock = self._lock, None
+        try:
+            release_if_unused(self.directory, fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _mutex(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def release_if_unused(directory: Path, fd: int | None = None) -> None:
+    """Unmount ``directory``'s volume when no enclave holds it (after a crash, too).
+
+    ``fd`` is the caller's own hold (a shared lock), which this turns exclusive if it can.
+    """
+    lock_path = directory.with_name(directory.name + ".lock")
+    if fd is None and not lock_path.exists():
+        return
+    held = os.open(lock_path, os.O_RDWR) if fd is None else fd
+    try:
+        with _mutex(directory.with_name(directory.name + ".mount")):
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # another enclave of the image still uses it
+            if _mounted(directory):
+                subprocess.run(["umount", str(directory)], capture_output=True, timeout=60)
+    finally:
+        if fd is None:
+            os.close(held)
