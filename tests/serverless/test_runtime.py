@@ -347,3 +347,37 @@ async def test_no_workerd_outlives_a_killed_parent(workerd: Path, tmp_path: Path
             break
         await asyncio.sleep(0.02)
     assert not _alive(children[0])
+
+
+SPIN_AFTER_ANSWER = b"""export default { async fetch(request, env, ctx) {
+  ctx.waitUntil(new Promise(() => setTimeout(() => { while (true) {} }, 20)));
+  return new Response("answered");
+} };"""
+SHORT_WAIT_UNTIL = b"""export default { async fetch(request, env, ctx) {
+  ctx.waitUntil(new Promise((resolve) => setTimeout(resolve, 20)));
+  return new Response("answered");
+} };"""
+
+
+async def test_an_idle_process_that_keeps_computing_is_killed(runtime: FunctionRuntime) -> None:
+    # Past its answer a function has no deadline: a waitUntil that spins would burn a core,
+    # unbilled, while its process sits idle, and make the function's next call time out.
+    first = await runtime.run(SPIN_AFTER_ANSWER)
+    assert first.output == b"answered"
+    for _ in range(150):
+        if runtime.stats.idle == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert runtime.stats.idle == 0
+    assert runtime.stats.killed == 1
+    second = await runtime.run(SPIN_AFTER_ANSWER, limits=Limits(timeout_ms=2000))
+    assert second.error_code is ErrorCode.OK
+    assert second.cold
+
+
+async def test_short_background_work_stays_warm(runtime: FunctionRuntime) -> None:
+    assert (await runtime.run(SHORT_WAIT_UNTIL)).output == b"answered"
+    await asyncio.sleep(0.6)  # two sweeps
+    again = await runtime.run(SHORT_WAIT_UNTIL)
+    assert not again.cold
+    assert runtime.stats.killed == 0

@@ -14,6 +14,9 @@ running call has a workerd process of its own, and reef watches it:
   fails to start under any useful cap, and cgroups need privileges reef cannot count on;
 - **output**: the response body is read up to the cap and no further (code 5);
 - **network**: ``fetch()`` goes to a network service with an empty allow list (see ``_config``).
+- **after the answer**: a function's ``ctx.waitUntil`` work runs on after its response with no
+  deadline; an idle process that uses more than ``idle_cpu_ms`` of CPU is killed (measured: a
+  spinning ``waitUntil`` kept a whole core busy while its process sat in the pool).
 
 Isolation is therefore per process: a misbehaving function costs CPU on the machine but never
 holds another call's process. Warm calls reuse an idle process that already loaded the same code
@@ -51,6 +54,7 @@ CodeSource = Callable[[str], Awaitable[bytes | None]]
 _LOG_KEEP = 64 * 1024  # bytes of a process's console output kept for the call's logs
 _EXIT_WAIT_S = 2.0  # how long a process that dropped a call may take to exit and explain why
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+_TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 # Markers workerd prints when a module does not load (syntax error, exception at evaluation,
 # no default export): "service main: Uncaught SyntaxError: ...".
 _LOAD_FAILURE = ("service main: Uncaught",)
@@ -62,6 +66,16 @@ def _resident_bytes(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/statm", "rb") as handle:
             return int(handle.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _cpu_ns(pid: int) -> int | None:
+    """CPU time (user + system) a process has used, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * _TICK_NS
     except (OSError, ValueError, IndexError):
         return None
 
@@ -96,6 +110,7 @@ class _Process:
     socket_path: str
     output: bytearray = field(default_factory=bytearray)
     output_total: int = 0  # bytes ever written, so a call can slice its own logs
+    parked_cpu_ns: int = 0  # CPU time used when it went idle
     drain: asyncio.Task[None] | None = None
 
     def log_since(self, mark: int) -> str:
@@ -119,6 +134,10 @@ class FunctionRuntime:
         workdir: where each process's directory (config, code, Unix socket) goes; a fresh private
             temporary directory by default (Unix socket paths must stay short).
         memory_poll_s: how often a running call's resident memory is sampled.
+        idle_cpu_ms: CPU an idle process may use after its answer (``ctx.waitUntil`` work)
+            before it is killed: past its response a function has no deadline, so without this
+            a ``waitUntil`` that spins would burn a core, unbilled, for as long as it stays idle.
+        idle_check_s: how often idle processes are checked against ``idle_cpu_ms``.
         clock: monotonic nanoseconds (tests may pass a fake).
 
     Use as ``async with FunctionRuntime(...) as runtime:`` or call :meth:`aclose`.
@@ -133,6 +152,8 @@ class FunctionRuntime:
         max_running: int = 16,
         workdir: Path | None = None,
         memory_poll_s: float = 0.005,
+        idle_cpu_ms: int = 100,
+        idle_check_s: float = 0.25,
         clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         if max_idle < 0 or max_running < 1:
@@ -155,6 +176,9 @@ class FunctionRuntime:
         self._stats = RuntimeStats()
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._idle_cpu_ns = idle_cpu_ms * 1_000_000
+        self._idle_check_s = idle_check_s
+        self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def limits(self) -> Limits:
@@ -181,6 +205,10 @@ class FunctionRuntime:
     async def aclose(self) -> None:
         """Kill every process and remove the working files."""
         self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         victims = list(self._idle.values()) + list(self._busy)
         self._idle.clear()
         for process in victims:
@@ -371,17 +399,34 @@ class FunctionRuntime:
         for pid, process in reversed(self._idle.items()):  # most recently used first
             if process.pool_key == pool_key:
                 del self._idle[pid]
-                if process.proc.returncode is not None:
+                if process.proc.returncode is not None or self._busy_while_idle(process):
+                    self._background(self._kill(process))
                     continue
                 self._stats.reused += 1
                 return process
         return None
 
+    def _busy_while_idle(self, process: _Process) -> bool:
+        used = _cpu_ns(process.proc.pid)
+        return used is None or used - process.parked_cpu_ns > self._idle_cpu_ns
+
     def _park(self, process: _Process) -> None:
+        process.parked_cpu_ns = _cpu_ns(process.proc.pid) or 0
         self._idle[process.proc.pid] = process
         while len(self._idle) > self._max_idle:
             _, oldest = self._idle.popitem(last=False)
             self._background(self._kill(oldest))
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Kill idle processes that keep computing after their answer (while any are idle)."""
+        while self._idle:
+            await asyncio.sleep(self._idle_check_s)
+            for pid, process in list(self._idle.items()):
+                if self._busy_while_idle(process):
+                    del self._idle[pid]
+                    self._background(self._kill(process))
 
     def _background(self, work: Coroutine[object, object, None]) -> None:
         # Evictions run beside the call that caused them (it need not wait for a kill); aclose
