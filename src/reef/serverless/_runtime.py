@@ -254,7 +254,8 @@ class FunctionRuntime:
             source: the module's text, UTF-8.
             body: the input.
             key: identifies the code for warm reuse (its codehash); default
-                :func:`local_codehash` of ``source``. Processes are reused only for the same key.
+                :func:`local_codehash` of ``source``. Processes are reused only for the same key,
+                so one key must always mean the same code (a codehash does).
             limits: this call's limits (default: the runtime's).
 
         Raises:
