@@ -173,6 +173,7 @@ class FunctionRuntime:
         self._clock = clock
         self._idle: OrderedDict[int, _Process] = OrderedDict()  # by pid, least recently used first
         self._busy: set[_Process] = set()
+        self._running = 0
         self._stats = RuntimeStats()
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -192,7 +193,7 @@ class FunctionRuntime:
             started=self._stats.started,
             reused=self._stats.reused,
             killed=self._stats.killed,
-            running=len(self._busy),
+            running=self._running,
             idle=len(self._idle),
         )
 
@@ -270,24 +271,28 @@ class FunctionRuntime:
             source.decode("utf-8")
         except UnicodeDecodeError:
             return CallResult(ErrorCode.CODE_NOT_DECODABLE, b"", 0)
-        if len(self._busy) >= self._max_running:
+        if self._running >= self._max_running:
             raise ServerlessError(
                 f"{self._max_running} calls are already running on this runtime",
                 hint="retry shortly, or raise max_running",
             )
-        pool_key = (key or local_codehash(source), limits.memory_bytes, limits.allow_network)
-        process = self._take_idle(pool_key)
-        cold = process is None
-        if process is None:
-            process = await self._start(pool_key, source, limits)
-        self._busy.add(process)
+        self._running += 1  # counted before any await, so concurrent starts cannot overshoot
         try:
-            result = await self._exchange(process, body, limits, start, cold)
-        except BaseException:
+            pool_key = (key or local_codehash(source), limits.memory_bytes, limits.allow_network)
+            process = self._take_idle(pool_key)
+            cold = process is None
+            if process is None:
+                process = await self._start(pool_key, source, limits)
+            self._busy.add(process)
+            try:
+                result = await self._exchange(process, body, limits, start, cold)
+            except BaseException:
+                self._busy.discard(process)
+                await self._kill(process)
+                raise
             self._busy.discard(process)
-            await self._kill(process)
-            raise
-        self._busy.discard(process)
+        finally:
+            self._running -= 1
         if (
             result.error_code is ErrorCode.OK
             and process.proc.returncode is None
@@ -316,8 +321,7 @@ class FunctionRuntime:
             watch.cancel()
             if not request.done():
                 request.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.gather(request, watch, return_exceptions=True)
+            await asyncio.wait({request, watch})  # both finished; a caller's cancel propagates
 
         def elapsed_ms() -> int:
             return (self._clock() - start) // 1_000_000
