@@ -83,7 +83,8 @@ class Limits:
         timeout_ms: wall-clock deadline of the call, from its start (including a cold start of
             the runtime) to the end of its output; past it the runtime is killed (code 4).
         memory_bytes: resident memory of the runtime process while it runs the call; V8's heap
-            is capped at the same size, so either exhaustion gives code 6.
+            is capped at this less 64 MiB (an idle workerd's own share), so either exhaustion
+            gives code 6.
         output_bytes: the largest response body accepted (code 5 beyond it).
         allow_network: address patterns the function may ``fetch()``, in workerd's network
             service terms (``"public"``, ``"private"``, ``"local"``, a CIDR such as

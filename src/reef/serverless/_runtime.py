@@ -446,7 +446,9 @@ class FunctionRuntime:
         directory = Path(tempfile.mkdtemp(prefix="p", dir=self._workdir))
         try:
             (directory / MODULE_NAME).write_bytes(source)
-            heap_mib = max(16, limits.memory_bytes // (1024 * 1024))
+            # V8's heap gets the cap less an idle workerd's own ~50 MiB, so a heap bomb meets
+            # V8's exact limit (a clean abort) before the sampled resident-memory watch.
+            heap_mib = max(16, limits.memory_bytes // (1024 * 1024) - 64)
             (directory / "config.capnp").write_text(
                 render_config(heap_mib=heap_mib, allow_network=limits.allow_network)
             )
