@@ -18,6 +18,7 @@ from reef.cli import (
     _deploy,
     _doctor,
     _enclave,
+    _fn,
     _image,
     _init_params,
     _jobs,
@@ -77,6 +78,7 @@ for _module in (
     _jobs,
     _wallet,
     _provider,
+    _fn,
     _aliases,
 ):
     _module.register(app)
