@@ -61,6 +61,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "reef._serve",
     "reef.attestation",
     "reef.attestation._chain",
+    "reef.attestation._client",
     "reef.attestation._cose",
     "reef.attestation._dev",
     "reef.attestation._image_id",
@@ -118,6 +119,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "reef.scallop._noise",
     "reef.scallop._policy",
     "reef.scallop._server",
+    "reef.scallop._slots",
     "reef.scallop._stream",
     "reef.scallop._wire",
 )

@@ -379,8 +379,13 @@ class Supervisor:
                 attester, public_key=public_key, user_data=b"", nonce=b""
             )
 
+        from reef.attestation import TrustedRoot
+
+        # A KMS root that rotated since the wiring was made attests its new key; on the dev TEE
+        # it runs under this home's dev root (and a real one under AWS's), pinned to its image.
+        roots = [TrustedRoot.dev(ReefHome(Path(self.spec["home"]))), TrustedRoot.aws()]
         seeds = self.seeds = EnclaveSeeds.from_root(
-            wiring, static_key=keys["id.sec"], auther=auther
+            wiring, static_key=keys["id.sec"], auther=auther, roots=roots
         )
         version = await seeds.start()
         self.log(f"kms: enclave seed fetched from {wiring.endpoint} (root version {version})")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from starlette.applications import Starlette
@@ -38,6 +38,7 @@ from reef.kms._public import VERSION_HEADER
 from reef.kms._scallop import KmsWiring, fetch_enclave_seed
 
 if TYPE_CHECKING:
+    from reef.attestation import TrustedRoot
     from reef.scallop import Auther
 
 __all__ = ["EnclaveSeeds", "SeedFetcher", "derive_server_app"]
@@ -65,17 +66,25 @@ class EnclaveSeeds:
         return f"EnclaveSeeds(versions={sorted(self._seeds)}, default={self._default})"
 
     @classmethod
-    def from_root(cls, wiring: KmsWiring, *, static_key: bytes, auther: Auther) -> EnclaveSeeds:
+    def from_root(
+        cls,
+        wiring: KmsWiring,
+        *,
+        static_key: bytes,
+        auther: Auther,
+        roots: Sequence[TrustedRoot] = (),
+    ) -> EnclaveSeeds:
         """Seeds fetched from the KMS root in ``wiring`` (:func:`reef.kms.fetch_enclave_seed`).
 
         Args:
             static_key: the enclave's X25519 identity secret (32 bytes).
             auther: returns the enclave's attestation of that key.
+            roots: roots under which a rotated root may attest its new key (see ``wiring``).
         """
 
         async def fetch(version: int | None) -> tuple[bytes, int]:
             return await fetch_enclave_seed(
-                wiring, static_key=static_key, auther=auther, version=version
+                wiring, static_key=static_key, auther=auther, version=version, roots=roots
             )
 
         return cls(fetch)

@@ -133,6 +133,9 @@ class KmsWiring:
         public_url: the root's public listener (for tools that seal init params), optional.
         signing_keys: version → 64-byte signing key of the public listener, optional.
         contract_address: ask for the contract seed of this address instead of the image seed.
+        root_image_id: the KMS root enclave's image id. With it, a root whose Scallop key is not
+            the pinned one (it rotated since) is accepted when it attests that key from this
+            image, so a rotation does not cut enclaves off their KMS.
     """
 
     scallop_host: str
@@ -141,6 +144,7 @@ class KmsWiring:
     public_url: str | None = None
     signing_keys: Mapping[int, bytes] = field(default_factory=dict)
     contract_address: str | None = None
+    root_image_id: bytes | None = None
 
     def __post_init__(self) -> None:
         if len(self.scallop_key) != 32:
@@ -149,6 +153,8 @@ class KmsWiring:
             raise InputError(f"the KMS Scallop port {self.scallop_port} is not a TCP port")
         if self.contract_address is not None:
             parse_address(self.contract_address, evm=True)
+        if self.root_image_id is not None and len(self.root_image_id) != 32:
+            raise InputError(f"the KMS root image id is 32 bytes, got {len(self.root_image_id)}")
 
     @classmethod
     def from_identity(
@@ -167,6 +173,7 @@ class KmsWiring:
             public_url=identity.url,
             signing_keys=identity.signing_keys,
             contract_address=contract_address,
+            root_image_id=identity.attestation.image_id,
         )
 
     @property
@@ -182,6 +189,7 @@ class KmsWiring:
             "public_url": self.public_url or "",
             "signing_keys": {str(v): k.hex() for v, k in self.signing_keys.items()},
             "contract_address": self.contract_address or "",
+            "root_image_id": self.root_image_id.hex() if self.root_image_id else "",
         }
 
     @classmethod
@@ -203,6 +211,7 @@ class KmsWiring:
                     for v, k in dict(data.get("signing_keys") or {}).items()
                 },
                 contract_address=str(data.get("contract_address") or "") or None,
+                root_image_id=bytes.fromhex(str(data.get("root_image_id") or "")) or None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(
@@ -218,6 +227,7 @@ async def fetch_enclave_seed(
     auther: Auther,
     version: int | None = None,
     deadline_s: float = 10.0,
+    roots: Sequence[TrustedRoot] = (),
 ) -> tuple[bytes, int]:
     """Get this enclave's 64-byte seed (and its root version) from the KMS root over Scallop.
 
@@ -227,20 +237,25 @@ async def fetch_enclave_seed(
         auther: returns the enclave's attestation of that key.
         version: a root seed version (None: the root's current one).
         deadline_s: seconds for the whole exchange.
+        roots: roots the KMS root's attestation may chain to; with ``wiring.root_image_id``, a
+            root whose key is not the pinned one must attest it from that image under them.
 
     Raises:
         KMSError: when the root cannot be reached, refuses the enclave, or answers badly.
     """
-    from reef.scallop import PinnedKeys, ScallopTransport
+    from reef.scallop import PeerPolicy, PinnedKeys, PolicyStore, ScallopTransport
 
     params: dict[str, str] = {}
     if wiring.contract_address is not None:
         params["address"] = wiring.contract_address
     if version is not None:
         params["version"] = str(version)
+    fallback = None
+    if wiring.root_image_id is not None and roots:
+        fallback = PolicyStore(PeerPolicy(roots=roots, image_ids={wiring.root_image_id}))
     transport = ScallopTransport(
         static_key=static_key,
-        policy=PinnedKeys([wiring.scallop_key]),
+        policy=PinnedKeys([wiring.scallop_key], fallback=fallback),
         auther=auther,
         handshake_timeout=deadline_s,
     )
