@@ -13,7 +13,12 @@ import time
 import httpx
 import pytest
 
-from reef.attestation import Expectations, TrustedRoot, VerifiedAttestation, verify_nitro
+from reef.attestation import (
+    AttestationClient,
+    Expectations,
+    TrustedRoot,
+    VerifiedAttestation,
+)
 
 
 def now_ms() -> int:
@@ -34,11 +39,9 @@ async def get(url: str, *, attempts: int = 50, request_timeout: float = 10.0) ->
 
 async def attested(url: str, *, root: TrustedRoot, image_id: bytes) -> VerifiedAttestation:
     """The document an attestation endpoint serves, verified live: chain to ``root``, fresh,
-    of ``image_id``."""
-    document = (await get(url)).content
-    return verify_nitro(
-        document, root=root, mode="live", now_ms=now_ms(), expect=Expectations(image_id=image_id)
-    )
+    of ``image_id`` (retrying for a few seconds while the enclave's server starts)."""
+    client = AttestationClient(root=root)
+    return await client.averify(url, expect=Expectations(image_id=image_id), wait_s=5.0)
 
 
 def _isolation_missing() -> str | None:

@@ -1,8 +1,10 @@
 """Attestation evidence: decode, encode and verify AWS Nitro documents and Intel TDX/SGX quotes,
-compute image ids, and run the dev TEE authority, attestation servers and the verifier service."""
+compute image ids, run the dev TEE authority, attestation servers and the verifier service, and
+fetch and verify a running enclave's attestation (:class:`AttestationClient`)."""
 
 from __future__ import annotations
 
+from reef.attestation._client import AttestationClient, attestation_url
 from reef.attestation._cose import CoseSign1, NitroDocument, decode_nitro, read_evidence
 from reef.attestation._dev import DevAuthority
 from reef.attestation._image_id import IMAGE_ID_PCRS, PCR_LENGTH, image_id
@@ -36,6 +38,7 @@ from reef.attestation._verifier_service import (
 from reef.attestation._verify import detect_kind, verify
 
 __all__ = [
+    "AttestationClient",
     "Attester",
     "CoseSign1",
     "DevAuthority",
@@ -53,6 +56,7 @@ __all__ = [
     "VerifiedAttestation",
     "VerifierStatement",
     "attestation_app",
+    "attestation_url",
     "custom_attestation_app",
     "decode_nitro",
     "detect_kind",

@@ -1,71 +1,26 @@
 """`reef verify ENDPOINT`: check what code a running enclave runs, from outside, in live mode.
 
-Fetches the enclave's attestation (``/attestation/raw`` of its attestation server), verifies it
-with :func:`reef.attestation.verify_nitro` under a pinned root, fresh at this instant, and
-compares its image id with the one expected (given as hex, or measured from an image file and its
-init params, exactly as ``reef image measure`` does).
+Fetches the enclave's attestation (``/attestation/raw`` of its attestation server) and verifies
+it with :class:`reef.attestation.AttestationClient` under a pinned root, fresh at this instant,
+expecting the image id given (as hex, or measured from an image file and its init params, exactly
+as ``reef image measure`` does).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
 from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping
-from reef.errors import AttestationError, InputError, ReefError, ServiceError
+from reef.errors import AttestationError, InputError, ReefError
 
-__all__ = ["attestation_url", "register"]
+__all__ = ["register"]
 
 
 def register(root: typer.Typer) -> None:
     root.command("verify")(verify_cmd)
-
-
-def attestation_url(endpoint: str) -> str:
-    """``host:port``, ``http://host:port`` or a full URL, to the URL of the raw document.
-
-    Raises:
-        InputError: when the endpoint is empty or not an HTTP URL.
-    """
-    text = endpoint.strip()
-    if not text:
-        raise InputError("the endpoint is empty", hint="give e.g. 127.0.0.1:1300 or a URL")
-    if "://" not in text:
-        text = "http://" + text
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InputError(f"{endpoint!r} is not an http(s) endpoint")
-    path = parts.path.rstrip("/")
-    if not path:
-        path = "/attestation/raw"
-    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
-
-
-def _fetch(url: str, timeout: float) -> bytes:
-    import httpx
-
-    try:
-        response = httpx.get(url, timeout=timeout)
-    except httpx.HTTPError as exc:
-        raise ServiceError(
-            f"cannot fetch the attestation from {url}: {exc}",
-            hint="is the enclave running? `reef enclave ps` lists local enclaves and endpoints",
-        ) from exc
-    if response.status_code != 200:
-        raise ServiceError(
-            f"{url} answered HTTP {response.status_code}: {response.text[:200].strip()}"
-        )
-    body = response.content
-    if url.rstrip("/").endswith("/hex"):
-        try:
-            return bytes.fromhex(body.decode("ascii").strip())
-        except ValueError as exc:
-            raise ServiceError(f"{url} did not answer hex") from exc
-    return body
 
 
 def _expected_image_id(
@@ -119,24 +74,19 @@ def verify_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Verify a running enclave's attestation, live, and the image id it runs."""
-    from reef.attestation import Expectations, TrustedRoot, verify_nitro
+    from reef.attestation import AttestationClient, Expectations, TrustedRoot, attestation_url
     from reef.home import ReefHome
 
     try:
         url = attestation_url(endpoint)
         expected = _expected_image_id(image_id, image, init_params, debug)
         trusted = TrustedRoot.resolve(root, ReefHome.from_env())
+        client = AttestationClient(root=trusted, max_age_ms=max_age_ms, timeout=timeout)
     except ReefError as exc:
         raise fail(exc, code=2) from exc
     try:
-        document = _fetch(url, timeout)
-        verified = verify_nitro(
-            document,
-            root=trusted,
-            mode="live",
-            now_ms=int(time.time() * 1000),
-            max_age_ms=max_age_ms,
-            expect=Expectations(image_id=expected) if expected is not None else None,
+        verified = client.verify(
+            url, expect=Expectations(image_id=expected) if expected is not None else None
         )
     except AttestationError as exc:
         if as_json:

@@ -375,26 +375,12 @@ def http_attester(url: str, *, timeout: float = 5.0) -> Attester:
     Raises (when called):
         ServiceError: when the server cannot be reached or refuses.
     """
-    import httpx
+    from reef.attestation import AttestationClient
 
-    from reef.errors import ServiceError
+    client = AttestationClient(timeout=timeout)
 
     def attest(*, public_key: bytes, user_data: bytes, nonce: bytes) -> bytes:
-        params = {
-            "public_key": public_key.hex(),
-            "user_data": user_data.hex(),
-            "nonce": nonce.hex(),
-        }
-        try:
-            response = httpx.get(url, params=params, timeout=timeout)
-        except httpx.HTTPError as exc:
-            raise ServiceError(f"cannot reach the attestation server {url}: {exc}") from exc
-        if response.status_code != 200 or not response.content:
-            raise ServiceError(
-                f"the attestation server {url} answered {response.status_code}: "
-                f"{response.text.strip()[:200]}"
-            )
-        return response.content
+        return client.fetch(url, public_key=public_key, user_data=user_data, nonce=nonce)
 
     return attest
 

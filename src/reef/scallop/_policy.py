@@ -35,7 +35,6 @@ from reef.errors import (
     CertificateExpiredError,
     ExpectationError,
     InputError,
-    ServiceError,
 )
 
 if TYPE_CHECKING:
@@ -324,27 +323,16 @@ def auther_from_url(
     """An auther that GETs a raw attestation document, e.g. ``http://127.0.0.1:1300/attestation/raw``.
 
     The attestation server must attest the same X25519 key the channel uses as its static key.
+    It fetches through :class:`reef.attestation.AttestationClient` (``transport`` goes to it).
 
     Raises (when called):
         ServiceError: the server cannot be reached or does not answer 200 with a document.
     """
+    from reef.attestation import AttestationClient
+
+    client = AttestationClient(timeout=timeout, transport=transport)
 
     async def fetch() -> bytes:
-        import httpx
-
-        try:
-            async with httpx.AsyncClient(timeout=timeout, transport=transport) as client:
-                response = await client.get(url)
-        except httpx.HTTPError as exc:
-            raise ServiceError(
-                f"cannot fetch our attestation from {url}: {exc}",
-                hint="is the enclave's attestation server running?",
-            ) from exc
-        if response.status_code != 200 or not response.content:
-            raise ServiceError(
-                f"the attestation server {url} answered {response.status_code} "
-                f"with {len(response.content)} bytes"
-            )
-        return response.content
+        return await client.afetch(url)
 
     return fetch

@@ -1,0 +1,272 @@
+"""The attestation client: fetch (raw, hex, custom fields, retries), verify live, cache with
+expiry; through httpx.MockTransport and against the real attestation server apps signing with a
+dev TEE authority (in process over ASGI, and over loopback HTTP)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from reef.attestation import (
+    AttestationClient,
+    DevAuthority,
+    Expectations,
+    TrustedRoot,
+    attestation_app,
+    attestation_url,
+    custom_attestation_app,
+    image_id,
+)
+from reef.errors import (
+    CertificateChainError,
+    ExpectationError,
+    InputError,
+    MisuseError,
+    ServiceError,
+    StaleAttestationError,
+)
+from reef.home import ReefHome
+
+Serve = Callable[[Starlette], AbstractContextManager[str]]
+
+PCRS = {0: b"\x10" * 48, 1: b"\x11" * 48, 2: b"\x12" * 48}
+IMAGE = image_id(PCRS)
+KEY = b"\x42" * 32
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ms = int(time.time() * 1000)
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+@pytest.fixture
+def authority(reef_home: Path) -> DevAuthority:
+    return DevAuthority.load_or_create(ReefHome(reef_home))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def fixed_app(authority: DevAuthority, clock: Clock) -> Starlette:
+    return attestation_app(authority.attester(PCRS, clock_ms=clock), public_key=KEY)
+
+
+class Counting(httpx.AsyncBaseTransport):
+    """An ASGI transport that counts requests (to see the cache answer without fetching)."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.inner = httpx.ASGITransport(app=app)
+        self.requests: list[httpx.URL] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request.url)
+        return await self.inner.handle_async_request(request)
+
+
+# -- endpoints ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "url"),
+    [
+        ("127.0.0.1:1300", "http://127.0.0.1:1300/attestation/raw"),
+        (" http://h:1/ ", "http://h:1/attestation/raw"),
+        ("https://h/attestation/hex", "https://h/attestation/hex"),
+        ("http://h:1/x?y=1#frag", "http://h:1/x?y=1"),
+    ],
+)
+def test_attestation_url(endpoint: str, url: str) -> None:
+    assert attestation_url(endpoint) == url
+
+
+@pytest.mark.parametrize("endpoint", ["", "  ", "ftp://h/x", "http://"])
+def test_attestation_url_refuses_non_http(endpoint: str) -> None:
+    with pytest.raises(InputError):
+        attestation_url(endpoint)
+
+
+# -- fetching through a mock transport ------------------------------------------------------
+
+
+def test_fetch_raw_hex_and_custom_fields() -> None:
+    seen: list[httpx.URL] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url)
+        if request.url.path == "/attestation/hex":
+            return httpx.Response(200, text="d2c0ffee\n")
+        return httpx.Response(200, content=b"\xd2raw")
+
+    client = AttestationClient(transport=httpx.MockTransport(handler))
+    assert client.fetch("h:1") == b"\xd2raw"
+    assert client.fetch("http://h:1/attestation/hex") == bytes.fromhex("d2c0ffee")
+    client.fetch("h:1/attestation/raw", public_key=b"\x01\x02", user_data=b"", nonce=b"\xff")
+    assert dict(seen[-1].params) == {"public_key": "0102", "user_data": "", "nonce": "ff"}
+    assert seen[0].params == httpx.QueryParams()  # nothing is sent that was not asked for
+
+
+@pytest.mark.parametrize(
+    ("response", "needle"),
+    [
+        (httpx.Response(503, text="attestation unavailable: busy"), "HTTP 503.*busy"),
+        (httpx.Response(200, content=b""), "empty attestation"),
+        (httpx.Response(200, text="not hex"), "did not answer hex"),
+    ],
+)
+def test_bad_answers_are_service_errors(response: httpx.Response, needle: str) -> None:
+    client = AttestationClient(transport=httpx.MockTransport(lambda _: response))
+    with pytest.raises(ServiceError, match=needle):
+        client.fetch("http://h/attestation/hex" if "hex" in needle else "http://h")
+
+
+def test_unreachable_is_a_service_error_and_wait_retries() -> None:
+    calls = {"n": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] < 3:  # the enclave is still starting
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, content=b"doc")
+
+    client = AttestationClient(transport=httpx.MockTransport(handler))
+    with pytest.raises(ServiceError, match=r"cannot fetch the attestation from .*refused"):
+        client.fetch("h:1")
+    assert client.fetch("h:1", wait_s=10) == b"doc"
+    assert calls["n"] == 3
+
+
+async def test_async_fetch_and_transport_kinds() -> None:
+    client = AttestationClient(
+        transport=httpx.MockTransport(lambda _: httpx.Response(200, content=b"d"))
+    )
+    assert await client.afetch("h:1") == b"d"
+    asgi = AttestationClient(transport=httpx.ASGITransport(app=Starlette()))
+    with pytest.raises(MisuseError, match="async-only"):
+        asgi.fetch("h:1")
+    with pytest.raises(ServiceError, match="HTTP 404"):
+        await asgi.afetch("h:1")
+
+
+def test_verify_needs_a_root() -> None:
+    client = AttestationClient(transport=httpx.MockTransport(lambda _: httpx.Response(200)))
+    with pytest.raises(MisuseError, match="trusted root"):
+        client.verify("h:1")
+
+
+# -- verifying documents of a real attestation server ---------------------------------------
+
+
+async def test_averify_against_the_dev_tee_attestation_server(
+    authority: DevAuthority, clock: Clock
+) -> None:
+    transport = Counting(fixed_app(authority, clock))
+    client = AttestationClient(root=authority.root, transport=transport, clock_ms=clock)
+    verified = await client.averify("h:1300", expect=Expectations(image_id=IMAGE, public_key=KEY))
+    assert (verified.image_id, verified.public_key, verified.root.name) == (IMAGE, KEY, "dev")
+    hexed = await client.averify("http://h:1300/attestation/hex")
+    assert hexed.image_id == IMAGE
+    assert [u.path for u in transport.requests] == ["/attestation/raw", "/attestation/hex"]
+    with pytest.raises(ExpectationError) as wrong:
+        await client.averify("h:1300", expect=Expectations(image_id=b"\x00" * 32))
+    assert wrong.value.reason == "image_id"
+    with pytest.raises(CertificateChainError):  # the dev root is never implied
+        await client.averify("h:1300", root=TrustedRoot.aws())
+
+
+async def test_live_mode_rejects_a_stale_document(authority: DevAuthority, clock: Clock) -> None:
+    minted = Clock()
+    minted.ms = clock.ms - 10 * 60 * 1000  # the server's clock is ten minutes behind
+    app = attestation_app(authority.attester(PCRS, clock_ms=minted), public_key=KEY)
+    client = AttestationClient(
+        root=authority.root, transport=httpx.ASGITransport(app=app), clock_ms=clock
+    )
+    with pytest.raises(StaleAttestationError):
+        await client.averify("h:1300")
+    longer = AttestationClient(
+        root=authority.root,
+        transport=httpx.ASGITransport(app=app),
+        clock_ms=clock,
+        max_age_ms=15 * 60 * 1000,
+    )
+    assert (await longer.averify("h:1300")).image_id == IMAGE
+
+
+async def test_cache_answers_until_the_document_would_be_stale(
+    authority: DevAuthority, clock: Clock
+) -> None:
+    transport = Counting(fixed_app(authority, clock))
+    client = AttestationClient(
+        root=authority.root, transport=transport, clock_ms=clock, cache=True, max_age_ms=60_000
+    )
+    expect = Expectations(image_id=IMAGE)
+    first = await client.averify("h:1300", expect=expect)
+    assert await client.averify("http://h:1300/attestation/raw", expect=expect) is first
+    assert len(transport.requests) == 1
+    assert len(client) == 1
+    # Other expectations (another public key) are another entry: fetched and checked again.
+    with pytest.raises(ExpectationError):
+        await client.averify("h:1300", expect=Expectations(image_id=IMAGE, public_key=b"x"))
+    assert len(transport.requests) == 2
+    # A nonce is a challenge: never answered from the cache.
+    with pytest.raises(ExpectationError):
+        await client.averify("h:1300", expect=Expectations(image_id=IMAGE, nonce=b"n"))
+    assert len(transport.requests) == 3
+    clock.ms += 60_000  # the cached document is now too old: fetched again, fresh
+    again = await client.averify("h:1300", expect=expect)
+    assert again is not first
+    assert again.timestamp_ms == clock.ms
+    assert len(transport.requests) == 4
+    client.forget()
+    assert len(client) == 0
+
+
+async def test_cache_ttl_and_size(authority: DevAuthority, clock: Clock) -> None:
+    transport = Counting(fixed_app(authority, clock))
+    client = AttestationClient(
+        root=authority.root,
+        transport=transport,
+        clock_ms=clock,
+        cache=True,
+        cache_ttl_ms=1_000,
+        cache_size=1,
+    )
+    await client.averify("a:1")
+    clock.ms += 999
+    await client.averify("a:1")
+    assert len(transport.requests) == 1
+    clock.ms += 1
+    await client.averify("a:1")
+    assert len(transport.requests) == 2
+    await client.averify("b:1")  # evicts a:1
+    await client.averify("a:1")
+    assert len(transport.requests) == 4
+    assert len(client) == 1
+
+
+def test_verify_over_loopback_with_custom_fields(
+    serve: Serve, authority: DevAuthority, clock: Clock
+) -> None:
+    fixed = fixed_app(authority, clock)
+    custom = custom_attestation_app(authority.attester(PCRS, clock_ms=clock))
+    client = AttestationClient(root=authority.root, clock_ms=clock)
+    with serve(fixed) as fixed_url, serve(custom) as custom_url:
+        verified = client.verify(fixed_url, expect=Expectations(image_id=IMAGE, public_key=KEY))
+        assert verified.pcrs[0] == PCRS[0]
+        document = client.fetch(
+            custom_url + "/attestation/raw", public_key=b"\xab" * 32, nonce=b"\xc0\xff\xee"
+        )
+        checked = client.check(
+            document, expect=Expectations(public_key=b"\xab" * 32, nonce=b"\xc0\xff\xee")
+        )
+        assert (checked.user_data, checked.image_id) == (b"", IMAGE)
