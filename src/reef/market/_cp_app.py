@@ -131,13 +131,17 @@ class ControlPlaneClient:
         ServiceError: when the control plane cannot be reached or answers unexpectedly.
     """
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
         self.url = url.rstrip("/")
         self._timeout = timeout
+        self._transport = transport
 
     def _get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
         try:
-            return httpx.get(f"{self.url}{path}", params=params, timeout=self._timeout)
+            with httpx.Client(timeout=self._timeout, transport=self._transport) as http:
+                return http.get(f"{self.url}{path}", params=params)
         except httpx.HTTPError as exc:
             raise ServiceError(
                 f"cannot reach the provider's control plane at {self.url}: {exc}",
