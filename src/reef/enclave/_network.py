@@ -191,8 +191,11 @@ class NetworkNamespace:
                 _setns(setns, target)
                 try:
                     for port in ports:
-                        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                        # IPPROTO_TCP (not 0): asyncio then sets TCP_NODELAY on each
+                        # connection, as on every reef server (reef._serve).
+                        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                         sock.bind((host, port))
                         sock.listen(128)
                         sock.setblocking(False)

@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reef._serve import Server, bind
 from reef.enclave._firewall import Firewall, app_uid, pasta_gid
 from reef.enclave._init_params import INIT_PARAMS_KMS_PATH, InitParams
 from reef.enclave._lease import LEASE_FILE, read_lease
@@ -102,45 +103,6 @@ def _module_id(enclave_id: str) -> str:
     return f"i-{digest[:17]}-enc{digest[17:33]}"
 
 
-class _Server:
-    """A uvicorn server for one app on one pre-bound socket, in this event loop."""
-
-    def __init__(self, app: Any, sock: socket.socket) -> None:
-        import uvicorn
-
-        class Quiet(uvicorn.Server):
-            # The supervisor owns SIGTERM/SIGINT; uvicorn must neither take nor re-raise them.
-            @contextlib.contextmanager
-            def capture_signals(self) -> Any:
-                yield
-
-            def install_signal_handlers(self) -> None:
-                return None
-
-        config = uvicorn.Config(
-            app, log_level="warning", lifespan="off", access_log=False, timeout_keep_alive=5
-        )
-        self.server = Quiet(config)
-        self.sock = sock
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
-        while not self.server.started:
-            if self.task.done():
-                self.task.result()
-                raise EnclaveError("a trusted-base server stopped while starting")
-            await asyncio.sleep(0.005)
-
-    async def stop(self) -> None:
-        self.server.should_exit = True
-        if self.task is not None:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(self.task, 5)
-        with contextlib.suppress(OSError):
-            self.sock.close()
-
-
 class Supervisor:
     """Boots, runs and tears down one enclave (see the module docstring)."""
 
@@ -159,7 +121,7 @@ class Supervisor:
             "created_ms": self.spec["created_ms"],
             "warnings": list(self.spec.get("warnings", [])),
         }
-        self.servers: list[_Server] = []
+        self.servers: list[Server] = []
         self.limits: Limits | None = None
         self.netns: NetworkNamespace | None = None
         self.firewall: tuple[Firewall, int, list[int], list[int]] | None = None
@@ -230,15 +192,13 @@ class Supervisor:
             where = {port: att_ports.get(port, 0) for port in internal}
             sockets = {}
             for port, host_port in where.items():
-                try:
-                    sock = socket.create_server(("127.0.0.1", host_port))
-                except OSError as exc:
-                    raise EnclaveError(
-                        f"cannot listen on 127.0.0.1:{host_port} for the trusted base: "
-                        f"{exc.strerror}",
-                        hint="another process holds that port; start the enclave again",
-                    ) from exc
-                sock.setblocking(False)
+                sock = bind(
+                    "127.0.0.1",
+                    host_port,
+                    what="the trusted base",
+                    error=EnclaveError,
+                    hint="another process holds that port; start the enclave again",
+                )
                 sockets[port] = sock
                 where[port] = sock.getsockname()[1]
             env_extra["REEF_HOST_ADDR"] = "127.0.0.1"
@@ -256,11 +216,12 @@ class Supervisor:
         init_dir = await self._init_params(keys)
         if spec["debug"]:
             self.console = Console(self.run_dir / "console.log")
-            logs_sock = socket.create_server(("127.0.0.1", spec["logs_port"]))
-            logs_sock.setblocking(False)
-            server = _Server(console_app(self.console), logs_sock)
-            await server.start()
-            self.servers.append(server)
+            logs_sock = bind(
+                "127.0.0.1", spec["logs_port"], what="the enclave's console", error=EnclaveError
+            )
+            self.servers.append(
+                await Server(console_app(self.console), logs_sock, what="enclave console").start()
+            )
         await self._start_app(init_dir, env_extra)
 
     def _admit(self, published: list[int]) -> None:
@@ -362,9 +323,8 @@ class Supervisor:
         if spec.get("kms"):
             apps[DERIVE_PORT] = await self._derive_app(keys, attester)
         for port, app in apps.items():
-            server = _Server(app, sockets.pop(port))
-            await server.start()
-            self.servers.append(server)
+            server = Server(app, sockets.pop(port), what=f"trusted base port {port}")
+            self.servers.append(await server.start())
         for sock in sockets.values():
             sock.close()
 
@@ -600,7 +560,7 @@ class Supervisor:
         if self.console is not None:
             self.console.close()
         for server in reversed(self.servers):
-            await server.stop()
+            await server.aclose()
         self.servers.clear()
         if self.netns is not None:
             self.netns.delete()
