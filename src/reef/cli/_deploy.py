@@ -56,12 +56,22 @@ def deploy_cmd(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for the enclave.")
     ] = 120.0,
+    stop_on_failure: Annotated[
+        bool,
+        typer.Option(
+            "--stop-on-failure",
+            help="If the enclave crashes, does not start or fails verification once the job "
+            "is open, stop the job (rate to 0) instead of leaving it open and paying.",
+        ),
+    ] = False,
     json_output: bool = JsonOption,
 ) -> None:
     """Deploy an enclave: build, upload, pay for --duration, wait, verify, print the endpoint.
 
     The enclave runs until its deposit is nearly used up (the provider stops it a safety margin
-    before), or until `reef jobs stop JOB`.
+    before), or until `reef jobs stop JOB`. If the app crashes at start, deploy fails as soon as
+    the provider sees it, saying that the job is still open and paying and how to stop it
+    (--stop-on-failure stops it).
     """
     from reef.node import DeployRequest, deploy, parse_duration
 
@@ -78,6 +88,7 @@ def deploy_cmd(
             store_url=store,
             root=root,
             timeout_s=timeout,
+            stop_on_failure=stop_on_failure,
         )
         session = market_session(rpc, market, key)
         note(f"account {session.account_note}")

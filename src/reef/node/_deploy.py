@@ -15,6 +15,13 @@ The steps, each of which can fail with a message saying why and what to do:
 7. verify the enclave's attestation **live** against the expected image id under the chosen
    root (``dev`` on the local network) and wait for the app's port to accept connections.
 
+From step 5 on the job is open and paying, so every failure after it says so and names the
+command that stops it (or, with ``stop_on_failure``, stops it). While steps 6 and 7 wait, the
+provider's ``/job`` answer is watched: an enclave that crashed is relaunched by the provider
+(``restarts``), so a crash at start fails the deployment within one provider heartbeat instead
+of after the whole timeout, with the app's exit and, for a debug enclave, its last console lines
+when the provider reports them (``last_exit``).
+
 Everything here is synchronous (web3.py and httpx clients); progress goes to a callback.
 """
 
@@ -32,13 +39,22 @@ from urllib.parse import urlsplit
 import httpx
 
 from reef.attestation import Expectations, TrustedRoot, VerifiedAttestation, verify_nitro
-from reef.chain import JobId, ProgressCallback, format_amount, job_index, parse_address
+from reef.chain import (
+    JobId,
+    MarketClient,
+    ProgressCallback,
+    format_amount,
+    job_index,
+    parse_address,
+)
 from reef.enclave import InitParams, build_image, load_image
 from reef.errors import (
     AttestationError,
     ConfigError,
+    EnclaveError,
     InputError,
     MarketError,
+    ReefError,
     ServiceError,
 )
 from reef.market import (
@@ -53,7 +69,9 @@ from reef.node._session import Session
 __all__ = [
     "DeployRequest",
     "DeployResult",
+    "EnclaveCrash",
     "deploy",
+    "enclave_crash",
     "expected_image_id",
     "parse_duration",
     "prepare_image",
@@ -154,6 +172,7 @@ class DeployRequest:
     store_url: str | None = None
     root: str = "dev"
     timeout_s: float = 120.0
+    stop_on_failure: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,6 +220,104 @@ def _label(job_id: str) -> str:
     return str(job_index(JobId(job_id)))
 
 
+@dataclass(frozen=True, kw_only=True)
+class EnclaveCrash:
+    """What the provider's ``/job`` says of a job's enclave that died.
+
+    ``restarts`` counts the provider's relaunches; ``exit_code``, ``reason`` and ``console`` (a
+    debug enclave's last lines) come from its ``last_exit`` when it reports one.
+    """
+
+    restarts: int
+    state: str
+    detail: str
+    exit_code: int | None = None
+    reason: str = ""
+    console: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """What died and how, and the app's last lines, after "job N's enclave "."""
+        how = self.reason or (
+            f"the app exited with code {self.exit_code}" if self.exit_code is not None else ""
+        )
+        if how:
+            times = "time" if self.restarts == 1 else "times"
+            text = f"crashed: {how}"
+            if self.restarts:
+                text += f" (the provider relaunched it {self.restarts} {times})"
+        else:
+            text = f"crashed; its provider says: {self.detail or f'the enclave is {self.state}'}"
+        if self.console:
+            text += "\nits last console lines:\n" + "\n".join(f"  {line}" for line in self.console)
+        return text
+
+
+_CONSOLE_LINES = 20
+
+
+def enclave_crash(status: Mapping[str, Any] | None) -> EnclaveCrash | None:
+    """The crash a provider's ``/job`` answer reports for a job's enclave, or ``None``.
+
+    A fresh job has no restarts; any relaunch, or an enclave the provider reports as ended, means
+    the enclave died (the provider keeps relaunching it while the job pays).
+    """
+    if status is None:
+        return None
+    enclave = status.get("enclave") or {}
+    state = str(enclave.get("state") or "")
+    try:
+        restarts = int(status.get("restarts") or 0)
+    except (TypeError, ValueError):
+        restarts = 0
+    last_exit = status.get("last_exit") or {}
+    if not isinstance(last_exit, Mapping):
+        last_exit = {}
+    if restarts == 0 and state not in ("crashed", "stopped") and not last_exit:
+        return None
+    code = last_exit.get("exit_code")
+    console = last_exit.get("console") or ()
+    return EnclaveCrash(
+        restarts=restarts,
+        state=str(last_exit.get("state") or state or "gone"),
+        detail=str(status.get("last_restart") or ""),
+        exit_code=code if isinstance(code, int) else None,
+        reason=str(last_exit.get("reason") or ""),
+        console=tuple(str(line) for line in console)[-_CONSOLE_LINES:]
+        if isinstance(console, (list, tuple))
+        else (),
+    )
+
+
+class _CrashWatch:
+    """Asks the provider's ``/job`` (at most every ``interval`` s) whether the enclave died.
+
+    Raises:
+        EnclaveError: from :meth:`check`, once the enclave crashed.
+    """
+
+    def __init__(self, cp: ControlPlaneClient, job_id: str, *, interval: float = 0.5) -> None:
+        self.cp = cp
+        self.job_id = job_id
+        self.interval = interval
+        self._next = 0.0
+
+    def raise_if_crashed(self, status: Mapping[str, Any] | None) -> None:
+        crash = enclave_crash(status)
+        if crash is not None:
+            raise EnclaveError(f"job {_label(self.job_id)}'s enclave {crash.describe()}")
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.interval
+        try:
+            status = self.cp.job(self.job_id)
+        except ReefError:
+            return  # the provider did not answer this time: the wait goes on, and says why
+        self.raise_if_crashed(status)
+
+
 def wait_for_enclave(
     cp: ControlPlaneClient, job_id: str, *, timeout_s: float, progress: Progress = _quiet
 ) -> dict[str, Any]:
@@ -208,11 +325,13 @@ def wait_for_enclave(
 
     Raises:
         MarketError: the provider refused or ended the job (its reason is the message).
+        EnclaveError: the enclave crashed (the provider relaunched it).
         ServiceError: nothing ran within ``timeout_s``.
     """
     deadline = time.monotonic() + timeout_s
     last = ""
     label = _label(job_id)
+    watch = _CrashWatch(cp, job_id)
     while True:
         status = cp.job(job_id)
         if status is not None and status.get("phase") == "done":
@@ -220,6 +339,7 @@ def wait_for_enclave(
                 f"the provider will not run job {label}: {status.get('reason')}",
                 hint=f"the deposit stays in the job: `reef jobs stop {label}` returns it",
             )
+        watch.raise_if_crashed(status)
         answer = cp.ip(job_id)
         if answer is not None:
             return answer
@@ -292,8 +412,11 @@ def _accepts(host: str, port: int) -> bool:
         return False
 
 
-def wait_for_app(url: str, timeout_s: float) -> None:
+def wait_for_app(url: str, timeout_s: float, *, check: Callable[[], None] | None = None) -> None:
     """Wait until the app behind ``url`` accepts connections.
+
+    ``check`` is called while waiting and may raise to stop the wait (``deploy`` passes one
+    that asks the provider whether the enclave crashed).
 
     Raises:
         ServiceError: it does not within ``timeout_s``.
@@ -302,6 +425,8 @@ def wait_for_app(url: str, timeout_s: float) -> None:
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     deadline = time.monotonic() + timeout_s
     while not _accepts(host, port):
+        if check is not None:
+            check()
         if time.monotonic() > deadline:
             raise ServiceError(
                 f"the enclave runs and attests, but its app does not accept connections at {url}",
@@ -326,6 +451,10 @@ def deploy(
             provider refused the job.
         ServiceError / RPCError: a service or the chain cannot be reached.
         AttestationError: the enclave does not attest the expected image.
+        EnclaveError: the enclave crashed while starting (the provider relaunched it).
+
+    After the job is opened, every error's hint says that it is still open and paying and how
+    to stop it, or (``request.stop_on_failure``) that it was stopped.
     """
     timings: dict[str, float] = {}
     started = time.monotonic()
@@ -412,14 +541,67 @@ def deploy(
         f"{request.duration_s} s"
     )
 
+    # 6-7. From here the job is open and paying: a failure says so, or stops it on request.
+    try:
+        launched = _launch_and_verify(
+            cp, job_id, image_id=image_id, root=root, request=request, progress=progress
+        )
+    except ReefError as exc:
+        _after_failure(exc, market, job_id, rate=rate, stop=request.stop_on_failure)
+        raise
+    timings["launch"] = launched.running - opened
+    timings["verify"] = time.monotonic() - launched.running
+    timings["open_to_verified"] = time.monotonic() - opening
+    progress(f"verified: the enclave attests image {image_id.hex()} (root {root.name})")
+    return DeployResult(
+        job_id=job_id,
+        endpoint=launched.endpoint,
+        endpoints=launched.endpoints,
+        image_id=image_id,
+        image_url=image_url,
+        enclave_id=str(launched.answer.get("enclave_id", "")),
+        provider=provider,
+        control_plane=cp_url,
+        rate=rate,
+        cost=cost,
+        attestation=launched.attestation,
+        timings=timings,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Launched:
+    answer: Mapping[str, Any]
+    endpoints: Mapping[str, Any]
+    endpoint: str
+    attestation: VerifiedAttestation
+    running: float
+    """``time.monotonic()`` when the provider first reported the enclave running."""
+
+
+def _launch_and_verify(
+    cp: ControlPlaneClient,
+    job_id: str,
+    *,
+    image_id: bytes,
+    root: TrustedRoot,
+    request: DeployRequest,
+    progress: Progress,
+) -> _Launched:
+    """Steps 6 and 7: wait for the enclave, verify it, wait for its app.
+
+    Raises:
+        EnclaveError: the enclave crashed while we waited (seen in the provider's ``/job``).
+        MarketError / ServiceError / AttestationError: as :func:`deploy`.
+    """
     # 6. wait for the enclave
     answer = wait_for_enclave(cp, job_id, timeout_s=request.timeout_s, progress=progress)
     running = time.monotonic()
-    timings["launch"] = running - opened
     endpoints: Mapping[str, Any] = answer.get("endpoints") or {}
     attestation_url = str(endpoints.get("attestation", ""))
     if not attestation_url:
         raise ServiceError(f"the provider did not say where job {_label(job_id)}'s enclave attests")
+    watch = _CrashWatch(cp, job_id)
 
     # 7. verify it, then wait for the app
     try:
@@ -430,24 +612,54 @@ def deploy(
             reason=exc.reason,
             hint=f"do not trust it; stop it with `reef jobs stop {_label(job_id)}`",
         ) from exc
+    except ServiceError:
+        # An enclave that died at once takes its attestation server with it: say so if the
+        # provider saw the crash.
+        watch.check()
+        raise
     ports: Mapping[str, str] = endpoints.get("ports") or {}
     endpoint = next(iter(ports[k] for k in sorted(ports, key=int)), "") if ports else ""
     if endpoint:
-        wait_for_app(endpoint, request.timeout_s)
-    timings["verify"] = time.monotonic() - running
-    timings["open_to_verified"] = time.monotonic() - opening
-    progress(f"verified: the enclave attests image {image_id.hex()} (root {root.name})")
-    return DeployResult(
-        job_id=job_id,
-        endpoint=endpoint,
-        endpoints=endpoints,
-        image_id=image_id,
-        image_url=image_url,
-        enclave_id=str(answer.get("enclave_id", "")),
-        provider=provider,
-        control_plane=cp_url,
-        rate=rate,
-        cost=cost,
-        attestation=verified,
-        timings=timings,
+        wait_for_app(endpoint, request.timeout_s, check=watch.check)
+    return _Launched(
+        answer=answer, endpoints=endpoints, endpoint=endpoint, attestation=verified, running=running
+    )
+
+
+def _after_failure(
+    exc: ReefError, market: MarketClient, job_id: str, *, rate: int, stop: bool
+) -> None:
+    """Tell the user about the open job after a failed wait or verification: it still pays,
+    and this is how to stop it; or, with ``stop``, stop it (rate to 0) and say when the rest can
+    be taken back. The advice becomes ``exc``'s hint."""
+    label = _label(job_id)
+    if not stop:
+        exc.hint = (
+            f"{exc.hint + '; ' if exc.hint else ''}job {label} is still open and paying "
+            f"{format_amount(settlement_amount(rate, 3600))} rUSD/h"
+            f"{' (its provider keeps relaunching it)' if isinstance(exc, EnclaveError) else ''}: "
+            f"stop it with `reef jobs stop {label}` (or deploy with --stop-on-failure)"
+        )
+        return
+    try:
+        lock = market.rate_lock(job_id)
+        if lock is None or lock.new_rate != 0:
+            if lock is not None:
+                market.revise_rate_cancel(job_id)
+            market.revise_rate_initiate(job_id, 0)
+        lock = market.rate_lock(job_id)
+    except ReefError as stop_exc:
+        exc.hint = (
+            f"job {label} is still open and paying: --stop-on-failure could not stop it "
+            f"({stop_exc.message}); run `reef jobs stop {label}`"
+        )
+        return
+    when = (
+        time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(lock.unlock_time))
+        if lock is not None
+        else "now"
+    )
+    exc.hint = (
+        f"stopped job {label} (--stop-on-failure): its provider stops the enclave now; "
+        f"`reef jobs close {label}` refunds the rest from {when}"
     )
