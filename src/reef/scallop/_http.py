@@ -353,12 +353,14 @@ async def serve_asgi(
     max_body: int | None = DEFAULT_MAX_BODY,
     keepalive_timeout: float = 60.0,
     max_handshakes: int = 256,
+    per_peer_handshakes: int = 16,
+    busy_handshake_timeout: float = 1.0,
 ) -> ScallopServer:
     """Serve ``app`` (ASGI 3: Starlette, FastAPI, ...) over Scallop on ``host:port``.
 
     Runs the app's lifespan startup first (``lifespan="auto"`` tolerates apps without one) and
     its shutdown when the returned server is closed with ``aclose()``. Arguments as
-    :func:`~reef.scallop.serve` (``max_handshakes`` too); see :func:`asgi_handler` for
+    :func:`~reef.scallop.serve` (the handshake slot limits too); see :func:`asgi_handler` for
     ``max_body`` and ``keepalive_timeout``.
 
     Raises:
@@ -379,6 +381,8 @@ async def serve_asgi(
             auther=auther,
             handshake_timeout=handshake_timeout,
             max_handshakes=max_handshakes,
+            per_peer_handshakes=per_peer_handshakes,
+            busy_handshake_timeout=busy_handshake_timeout,
         )
     except BaseException:
         await life.shutdown()

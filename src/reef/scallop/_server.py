@@ -2,18 +2,25 @@
 
 Each connection gets the whole handshake within ``handshake_timeout``; a refusal (protocol
 violation, rejected key, failed attestation, stall) is logged with its reason on the
-``reef.scallop`` logger and closes only that connection. At most ``max_handshakes`` handshakes run
-at once, so a crowd of stalled clients cannot exhaust the server: beyond that, new connections
-are closed at once (and logged) until a slot frees.
+``reef.scallop`` logger and closes only that connection.
+
+Handshakes hold slots, shared fairly among peer addresses (:mod:`reef.scallop._slots`): at most
+``max_handshakes`` at once, at most ``per_peer_handshakes`` from one address, and when every slot
+is taken a newcomer takes one from the peer holding the most, or from a handshake that has run
+for ``busy_handshake_timeout`` seconds. A crowd of stalled clients therefore cannot keep honest
+ones out: issue 11's 1000 stalled handshakes leave enclaves served. Refusals under such a flood
+are logged at most ``_LOG_PER_SECOND`` a second, with a count of the rest, so the log cannot be
+flooded either.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 from reef.crypto import x25519_public_key
 from reef.errors import ChannelError, InputError
@@ -24,6 +31,7 @@ from reef.scallop._handshake import (
     handshake_server,
 )
 from reef.scallop._policy import Auther, AuthStore, PeerPolicy
+from reef.scallop._slots import HandshakeSlots, Slot, peer_group
 from reef.scallop._stream import ScallopStream, _address
 
 __all__ = ["Handler", "ScallopServer", "serve"]
@@ -32,6 +40,42 @@ logger = logging.getLogger("reef.scallop")
 
 Handler = Callable[[ScallopStream], Awaitable[None]]
 """``async def handler(stream)``: serves one established channel; the stream closes after it."""
+
+DEFAULT_MAX_HANDSHAKES: Final = 256
+DEFAULT_PER_PEER_HANDSHAKES: Final = 16
+DEFAULT_BUSY_HANDSHAKE_TIMEOUT: Final = 1.0
+_LOG_PER_SECOND: Final = 20
+# Connections waiting to be accepted: a flood fills a small queue and honest SYNs then wait
+# for the kernel's 1 s retransmit. The kernel caps it at net.core.somaxconn.
+_BACKLOG: Final = 1024
+
+
+class _RefusalLog:
+    """Refusal lines on ``reef.scallop``, at most ``per_second`` a second; the rest are counted
+    and reported in one line when the next second begins."""
+
+    def __init__(self, per_second: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._per_second = per_second
+        self._clock = clock
+        self._window = -1.0
+        self._shown = 0
+        self._hidden = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        now = self._clock()
+        if now - self._window >= 1.0:
+            if self._hidden:
+                logger.warning(
+                    "scallop: %d more refusals in the last %.1f s were not logged",
+                    self._hidden,
+                    now - self._window,
+                )
+            self._window, self._shown, self._hidden = now, 0, 0
+        if self._shown < self._per_second:
+            self._shown += 1
+            logger.warning(message, *args)
+        else:
+            self._hidden += 1
 
 
 class ScallopServer:
@@ -45,11 +89,17 @@ class ScallopServer:
         store: AuthStore | None,
         auther: Auther | None,
         handshake_timeout: float,
-        max_handshakes: int = 256,
+        max_handshakes: int = DEFAULT_MAX_HANDSHAKES,
+        per_peer_handshakes: int = DEFAULT_PER_PEER_HANDSHAKES,
+        busy_handshake_timeout: float = DEFAULT_BUSY_HANDSHAKE_TIMEOUT,
     ) -> None:
         self._handler = handler
-        self._max_handshakes = max_handshakes
-        self._handshaking = 0
+        self._slots = HandshakeSlots(
+            capacity=max_handshakes,
+            per_peer=min(per_peer_handshakes, max_handshakes),
+            busy_timeout=busy_handshake_timeout,
+        )
+        self._log = _RefusalLog(_LOG_PER_SECOND)
         self._static_key = bytes(static_key)
         self.static_public = x25519_public_key(self._static_key)
         self.store = store
@@ -59,11 +109,15 @@ class ScallopServer:
         self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
         self.accepted = 0
         self.refused = 0
+        self.evicted = 0
+        """Handshakes stopped early to give their slot to a newcomer (also counted in refused)."""
         self._on_close: list[Callable[[], Awaitable[None]]] = []
 
     async def _start(self, host: str, port: int) -> None:
         try:
-            self._server = await asyncio.start_server(self._on_connection, host, port)
+            self._server = await asyncio.start_server(
+                self._on_connection, host, port, backlog=_BACKLOG
+            )
         except OSError as exc:
             raise ChannelError(
                 f"cannot listen on {host}:{port}: {exc.strerror or exc}",
@@ -76,6 +130,11 @@ class ScallopServer:
         assert self._server is not None
         port: int = self._server.sockets[0].getsockname()[1]
         return port
+
+    @property
+    def handshaking(self) -> int:
+        """Handshakes in progress now."""
+        return len(self._slots)
 
     @property
     def host(self) -> str:
@@ -92,30 +151,9 @@ class ScallopServer:
         assert task is not None
         self._connections[task] = writer
         try:
-            if self._handshaking >= self._max_handshakes:
-                self._refuse(
-                    writer, "%s: %d handshakes already in progress", address, self._handshaking
-                )
+            stream = await self._handshake(task, reader, writer, address)
+            if stream is None:
                 return
-            self._handshaking += 1
-            try:
-                stream = await handshake_server(
-                    reader,
-                    writer,
-                    static_key=self._static_key,
-                    policy=self.store,
-                    auther=self._auther,
-                    handshake_timeout=self._handshake_timeout,
-                )
-            except (ChannelError, OSError) as exc:
-                self._refuse(writer, "%s: %s", address, exc)
-                return
-            except Exception:
-                # A bug in a custom auth store or auther: refuse this client, keep serving.
-                self._refuse(writer, "%s: the handshake failed unexpectedly", address, bug=True)
-                return
-            finally:
-                self._handshaking -= 1
             self.accepted += 1
             logger.debug(
                 "scallop: accepted %s (key %s…, %s)",
@@ -139,14 +177,97 @@ class ScallopServer:
         finally:
             self._connections.pop(task, None)
 
+    async def _handshake(
+        self,
+        task: asyncio.Task[Any],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        address: str,
+    ) -> ScallopStream | None:
+        """Take a slot (perhaps after a short wait for one of this peer's own) and run the
+        handshake in it; None when the connection was refused (logged and closed)."""
+        loop = asyncio.get_running_loop()
+        admission = self._slots.admit(peer_group(writer.get_extra_info("peername")), loop.time())
+        slot = admission.slot
+        if admission.evict is not None:
+            self._evict(admission.evict)
+        if slot is None:
+            self._refuse(writer, "%s: %s", address, admission.reason)
+            return None
+        try:
+            if slot.waiting:
+                woken: asyncio.Future[None] = loop.create_future()
+                slot.owner = (task, woken)
+                try:
+                    async with asyncio.timeout(self._slots.busy_timeout):
+                        await woken
+                except TimeoutError:
+                    self._slots.give_up(slot)
+                    self._refuse(
+                        writer,
+                        "%s: all %d handshake slots are taken, and none of its address's freed "
+                        "within %g s",
+                        address,
+                        self._slots.capacity,
+                        self._slots.busy_timeout,
+                    )
+                    return None
+            slot.owner = (task, None)
+            return await handshake_server(
+                reader,
+                writer,
+                static_key=self._static_key,
+                policy=self.store,
+                auther=self._auther,
+                handshake_timeout=self._handshake_timeout,
+            )
+        except (ChannelError, OSError) as exc:
+            self._refuse(writer, "%s: %s", address, exc)
+            return None
+        except asyncio.CancelledError:
+            if not slot.evicted or task.uncancel() > 0:
+                raise  # the server is closing
+            self.evicted += 1
+            self._refuse(
+                writer,
+                "%s: its handshake was stopped after %.2f s to give its slot to another client "
+                "(all %d slots were taken)",
+                address,
+                loop.time() - slot.started,
+                self._slots.capacity,
+            )
+            return None
+        except Exception:
+            # A bug in a custom auth store or auther: refuse this client, keep serving.
+            self._refuse(writer, "%s: the handshake failed unexpectedly", address, bug=True)
+            return None
+        finally:
+            if slot.waiting:
+                self._slots.give_up(slot)
+            else:
+                heir = self._slots.release(slot, loop.time())
+                if heir is not None:
+                    _, heir_woken = heir.owner
+                    if not heir_woken.done():
+                        heir_woken.set_result(None)
+
     def _refuse(
         self, writer: asyncio.StreamWriter, why: str, *args: object, bug: bool = False
     ) -> None:
         """Count and log a refused connection (with the traceback for a ``bug``), and drop it."""
         self.refused += 1
-        log = logger.exception if bug else logger.warning
-        log("scallop: refused " + why, *args)
+        if bug:
+            logger.exception("scallop: refused " + why, *args)
+        else:
+            self._log.warning("scallop: refused " + why, *args)
         writer.transport.abort()
+
+    @staticmethod
+    def _evict(slot: Slot) -> None:
+        """Stop the handshake holding ``slot`` (its task logs why and closes the connection)."""
+        task, _ = slot.owner
+        if not task.done():
+            task.cancel()
 
     def close(self) -> None:
         """Stop listening and close every open connection."""
@@ -201,7 +322,9 @@ async def serve(
     policy: PeerPolicy | AuthStore | None = None,
     auther: Auther | None = None,
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
-    max_handshakes: int = 256,
+    max_handshakes: int = DEFAULT_MAX_HANDSHAKES,
+    per_peer_handshakes: int = DEFAULT_PER_PEER_HANDSHAKES,
+    busy_handshake_timeout: float = DEFAULT_BUSY_HANDSHAKE_TIMEOUT,
 ) -> ScallopServer:
     """Listen on ``host:port`` and run ``await handler(stream)`` for every accepted channel.
 
@@ -213,16 +336,27 @@ async def serve(
             server's lifetime; pass ``policy.store(cache=False)`` to ask every time.
         auther: produces our attestation for clients that ask.
         handshake_timeout: seconds each client has to finish its handshake.
-        max_handshakes: handshakes allowed in progress at once; connections beyond it are
-            closed at once (a bound on what stalled clients can hold).
+        max_handshakes: handshakes allowed in progress at once (a bound on what stalled
+            clients can hold).
+        per_peer_handshakes: handshakes one peer address (an IPv6 /64) may have in progress;
+            more from it are closed at once.
+        busy_handshake_timeout: when all ``max_handshakes`` slots are taken, a newcomer may
+            take the slot of a handshake that has run this long (and always one of a peer
+            holding more slots than the newcomer's); otherwise it is closed at once.
 
     Raises:
         ChannelError: the address cannot be listened on.
         InputError: a bad static key or policy.
     """
     _check_static_key(static_key)
-    if max_handshakes < 1:
-        raise InputError(f"max_handshakes must be at least 1, got {max_handshakes}")
+    for name, value in (
+        ("max_handshakes", max_handshakes),
+        ("per_peer_handshakes", per_peer_handshakes),
+    ):
+        if value < 1:
+            raise InputError(f"{name} must be at least 1, got {value}")
+    if not busy_handshake_timeout > 0:
+        raise InputError(f"busy_handshake_timeout must be positive, got {busy_handshake_timeout}")
     server = ScallopServer(
         handler,
         static_key=static_key,
@@ -230,6 +364,8 @@ async def serve(
         auther=auther,
         handshake_timeout=handshake_timeout,
         max_handshakes=max_handshakes,
+        per_peer_handshakes=per_peer_handshakes,
+        busy_handshake_timeout=busy_handshake_timeout,
     )
     await server._start(host, port)
     return server

@@ -1,0 +1,106 @@
+"""Handshake slots shared fairly per peer address (the pure rules; sockets in test_fairness.py
+and tests/serve/test_scallop_flood.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from reef.scallop._slots import HandshakeSlots, peer_group
+
+
+def slots(capacity: int = 4, per_peer: int = 3, busy: float = 1.0) -> HandshakeSlots:
+    return HandshakeSlots(capacity=capacity, per_peer=per_peer, busy_timeout=busy)
+
+
+def test_one_address_holds_at_most_its_share_even_when_slots_are_free() -> None:
+    pool = slots(capacity=10, per_peer=3)
+    for _ in range(3):
+        assert pool.admit("10.0.0.1", 0.0).slot is not None
+    refused = pool.admit("10.0.0.1", 0.0)
+    assert refused.slot is None
+    assert "3 handshakes already in progress from 10.0.0.1" in refused.reason
+    assert pool.admit("10.0.0.2", 0.0).slot is not None  # another address is not affected
+    assert len(pool) == 4
+
+
+def test_when_full_the_heaviest_peer_yields_its_oldest_slot() -> None:
+    pool = slots(capacity=4, per_peer=3)
+    heavy = [pool.admit("10.0.0.1", t).slot for t in (0.0, 0.1, 0.2)]
+    pool.admit("10.0.0.2", 0.3)
+    newcomer = pool.admit("10.0.0.3", 0.4)
+    assert newcomer.slot is not None
+    assert newcomer.evict is heavy[0]
+    assert heavy[0] is not None
+    assert heavy[0].evicted
+    assert pool.held_by("10.0.0.1") == 2
+    # Now everyone holds at most 2 and the newcomer's peer 1: a fourth address with 0 still
+    # takes from the heaviest (10.0.0.1, 2 > 0); the next one from 10.0.0.3 (1) finds no
+    # heavier peer than 2 > 1 -> takes again from a peer with 2.
+    assert pool.admit("10.0.0.4", 0.5).evict is heavy[1]
+
+
+def test_when_full_and_fair_a_handshake_older_than_busy_timeout_is_dropped() -> None:
+    pool = slots(capacity=2, per_peer=2, busy=1.0)
+    first = pool.admit("10.0.0.1", 0.0).slot
+    pool.admit("10.0.0.2", 0.5)
+    # 10.0.0.2 already holds as many as anyone: no one yields to it, and no handshake is a
+    # second old yet, so it waits for its own; a second later the stalled one is dropped.
+    young = pool.admit("10.0.0.2", 0.9)
+    assert young.slot is not None
+    assert young.slot.waiting
+    assert young.evict is None
+    pool.give_up(young.slot)
+    late = pool.admit("10.0.0.2", 1.0)
+    assert late.slot is not None
+    assert not late.slot.waiting
+    assert late.evict is first
+
+
+def test_when_full_a_peer_holding_nothing_always_gets_a_slot() -> None:
+    pool = slots(capacity=2, per_peer=2, busy=1.0)
+    pool.admit("10.0.0.1", 0.0)
+    pool.admit("10.0.0.2", 0.0)
+    # 10.0.0.3 holds 0 < 1: it takes the oldest slot of a heaviest peer, whatever its age.
+    taken = pool.admit("10.0.0.3", 0.1)
+    assert taken.evict is not None
+    assert taken.evict.peer == "10.0.0.1"
+
+
+def test_a_peer_with_handshakes_under_way_queues_for_its_own_next_slot() -> None:
+    pool = slots(capacity=2, per_peer=3)
+    mine = pool.admit("10.0.0.1", 0.0).slot
+    pool.admit("10.0.0.2", 0.0)
+    place = pool.admit("10.0.0.1", 0.1).slot
+    assert place is not None
+    assert place.waiting
+    assert len(pool) == 2
+    assert mine is not None
+    heir = pool.release(mine, 0.3)
+    assert heir is place
+    assert not place.waiting
+    assert place.started == 0.3
+    assert pool.held_by("10.0.0.1") == 1
+    assert len(pool) == 2
+    # A wait that ends counts no more; releasing twice is harmless.
+    other = pool.admit("10.0.0.1", 0.4).slot
+    assert other is not None
+    assert other.waiting
+    pool.give_up(other)
+    assert pool.waiting() == 0
+    assert pool.release(mine, 0.5) is None
+
+
+@pytest.mark.parametrize(
+    ("peername", "group"),
+    [
+        (("127.0.0.2", 5000), "127.0.0.2"),
+        (("2001:db8::1", 5000, 0, 0), "2001:db8::/64"),
+        (("2001:db8::ffff:1", 5000, 0, 0), "2001:db8::/64"),
+        (("2001:db8:0:1::1", 5000, 0, 0), "2001:db8:0:1::/64"),
+        (("::ffff:10.1.2.3", 5000, 0, 0), "10.1.2.3"),
+        (("fe80::1%lo", 5000, 0, 1), "fe80::/64"),
+        (None, "None"),
+    ],
+)
+def test_peers_are_grouped_by_address_and_ipv6_by_64(peername: object, group: str) -> None:
+    assert peer_group(peername) == group
