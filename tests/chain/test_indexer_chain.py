@@ -99,7 +99,7 @@ def test_a_jobs_life_is_indexed_exactly_once(tmp_path: Path) -> None:
 
     # The stored history drives the control plane's state machine to the chain's end state.
     book = JobBook(JobPolicy(RateCard.dev(), provider=provider_addr, safety_margin_s=0))
-    book.apply_all(stored)
+    book.apply_all(e.event for e in stored)
     machine = book.jobs[job]
     assert machine.phase == "done"
     assert "revised to 0" in machine.reason

@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from event_support import market_event
 
-from reef.chain import IndexedEvent
+from reef.chain import IndexedEvent, market_decoder
 from reef.errors import EnclaveError
 from reef.market import (
     ControlPlane,
@@ -79,16 +80,14 @@ class Feed:
 
     def add(self, name: str, n: int, **data: Any) -> None:
         event_id = next(self._ids)
+        event = market_event(name, job_id(n), data, block=event_id)
         self.stored.append(
             IndexedEvent(
                 id=event_id,
-                block_number=event_id,
+                stream=self.stream,
                 block_hash="0x" + "00" * 32,
-                log_index=0,
-                tx_hash="0x" + "00" * 32,
-                name=name,
-                job_id=job_id(n),
-                data={"job_id": job_id(n), **data},
+                event=event,
+                record=market_decoder().to_json(event),
             )
         )
 

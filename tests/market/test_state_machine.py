@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from event_support import market_event as Ev
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,13 +27,6 @@ OWNER = "0x" + "cd" * 20
 JOB = "0x" + "00" * 31 + "01"
 SCALE = 10**12
 SMALL_MIN = RateCard.dev().lookup("local", "dev.small").min_rate
-
-
-@dataclass(frozen=True)
-class Ev:
-    name: str
-    job_id: str | None
-    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 def metadata(**overrides: Any) -> str:

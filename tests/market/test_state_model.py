@@ -11,9 +11,9 @@ jumps: the events the contract would emit go to the machine, and after every ste
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+from event_support import market_event as Ev
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -31,13 +31,6 @@ MIN = RateCard.dev().lookup("local", "dev.small").min_rate
 # Acceptable rates first: hypothesis favours (and shrinks towards) the first elements.
 RATES = st.sampled_from([5 * MIN, 2 * MIN, MIN, MIN - 1, 0])
 META = JobMetadata(instance="dev.small", region="local", memory=512, vcpu=1, url="http://x/a")
-
-
-@dataclass(frozen=True)
-class Ev:
-    name: str
-    job_id: str | None
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 class ProviderVersusMarket(RuleBasedStateMachine):

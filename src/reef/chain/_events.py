@@ -13,7 +13,7 @@ import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, get_args
+from typing import Any, ClassVar, Literal, get_args, get_type_hints
 
 from eth_abi.abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
@@ -29,10 +29,12 @@ __all__ = [
     "JOB_EVENTS",
     "ChainEvent",
     "EventDecoder",
+    "EventRecord",
     "ImageApproved",
     "ImageRevoked",
     "JobClosed",
     "JobDeposited",
+    "JobEvent",
     "JobMetadataUpdated",
     "JobOpened",
     "JobReviseRateCancelled",
@@ -52,12 +54,18 @@ __all__ = [
     "decode_market_log",
     "kms_registry_decoder",
     "market_decoder",
+    "oyster_event_name",
 ]
 
 
 @dataclass(frozen=True, kw_only=True)
 class ChainEvent:
     """Where an event was emitted: the contract, block, log index and transaction."""
+
+    JSON_NAME: ClassVar[str] = ""
+    """The name the event is stored under (:meth:`EventDecoder.to_json`); the class name if empty."""
+    JSON_KEYS: ClassVar[Mapping[str, str]] = {}
+    """Field → stored key, where they differ (Oyster's ``job_events`` spellings)."""
 
     address: Address
     block_number: int
@@ -91,8 +99,25 @@ class ProviderUpdatedWithCp(ChainEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class JobOpened(ChainEvent):
+class JobEvent(ChainEvent):
+    """An event of one job (topic 1 is its id); stored under Oyster's ``job_events`` names.
+
+    Oyster's indexer names these events without their ``Job`` prefix (``JobOpened`` is
+    ``Opened``) and spells two fields differently (``job_id``, ``from``): reef stores them so,
+    and reads them back into these classes (reference §4.4).
+    """
+
+    JSON_KEYS: ClassVar[Mapping[str, str]] = {"job": "job_id", "from_": "from"}
+
     job: JobId
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.JSON_NAME = cls.__name__.removeprefix("Job")
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobOpened(JobEvent):
     metadata: str
     owner: Address
     provider: Address
@@ -102,51 +127,47 @@ class JobOpened(ChainEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class JobSettled(ChainEvent):
-    job: JobId
+class JobSettled(JobEvent):
     amount: Amount
     timestamp: int
 
 
 @dataclass(frozen=True, kw_only=True)
-class JobClosed(ChainEvent):
-    job: JobId
+class JobClosed(JobEvent):
+    pass
 
 
 @dataclass(frozen=True, kw_only=True)
-class JobDeposited(ChainEvent):
-    job: JobId
+class JobDeposited(JobEvent):
     from_: Address
     amount: Amount
 
 
 @dataclass(frozen=True, kw_only=True)
-class JobWithdrew(ChainEvent):
-    job: JobId
+class JobWithdrew(JobEvent):
     to: Address
     amount: Amount
 
 
 @dataclass(frozen=True, kw_only=True)
-class JobReviseRateInitiated(ChainEvent):
-    job: JobId
+class JobReviseRateInitiated(JobEvent):
     new_rate: Rate
 
 
 @dataclass(frozen=True, kw_only=True)
-class JobReviseRateCancelled(ChainEvent):
-    job: JobId
+class JobReviseRateCancelled(JobEvent):
+    pass
 
 
 @dataclass(frozen=True, kw_only=True)
-class JobReviseRateFinalized(ChainEvent):
-    job: JobId
+class JobReviseRateFinalized(JobEvent):
     new_rate: Rate
 
 
 @dataclass(frozen=True, kw_only=True)
-class JobMetadataUpdated(ChainEvent):
-    job: JobId
+class JobMetadataUpdated(JobEvent):
+    JSON_KEYS: ClassVar[Mapping[str, str]] = {"job": "job_id", "metadata": "new_metadata"}
+
     metadata: str
 
 
@@ -215,7 +236,7 @@ KmsRegistryEvent = ImageApproved | ImageRevoked
 _MARKET_CLASSES: tuple[type[ChainEvent], ...] = get_args(MarketEvent)
 _KMS_CLASSES: tuple[type[ChainEvent], ...] = get_args(KmsRegistryEvent)
 JOB_EVENTS: tuple[type[ChainEvent], ...] = tuple(
-    cls for cls in _MARKET_CLASSES if "job" in {f.name for f in fields(cls)}
+    cls for cls in _MARKET_CLASSES if issubclass(cls, JobEvent)
 )
 """The market's events of one job (``JobOpened`` ... ``JobMetadataUpdated``): topic 1 is its id."""
 
@@ -252,6 +273,73 @@ def _as_int(value: Any) -> int:
     raise ChainError(f"log field is not an integer: {value!r}")
 
 
+_FieldKind = Literal["address", "job_id", "int", "bytes", "str"]
+# How each field type of the event classes is stored: Oyster's event_data conventions (U256 as
+# 0x hex, addresses lowercase, bytes as 0x hex), chosen by the declared type, never by the value
+# (a string that happens to look like an address stays as it was).
+_KINDS: Mapping[object, _FieldKind] = {
+    Address: "address",
+    JobId: "job_id",
+    Rate: "int",
+    Amount: "int",
+    int: "int",
+    bytes: "bytes",
+    str: "str",
+}
+_ADDRESS_TEXT = re.compile(r"0x[0-9a-fA-F]{40}")
+_JOB_ID_TEXT = re.compile(r"0x[0-9a-fA-F]{64}")
+_HEX_TEXT = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
+_INT_HEX_TEXT = re.compile(r"0x[0-9a-fA-F]{1,64}")
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """An event as an indexer stores it: Oyster's ``job_events`` row shape.
+
+    ``name`` is the stored name (``Opened`` for ``JobOpened``), ``job_id`` the job it concerns
+    (``None`` for other events), ``data`` its fields as JSON values (``event_data``).
+    """
+
+    name: str
+    job_id: str | None
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class _JsonSpec:
+    cls: type[ChainEvent]
+    name: str
+    fields: tuple[tuple[str, str, _FieldKind], ...]  # (python field, stored key, kind)
+
+
+def _json_spec(cls: type[ChainEvent]) -> _JsonSpec:
+    hints = get_type_hints(cls)
+    base = {f.name for f in fields(ChainEvent)}
+    specs: list[tuple[str, str, _FieldKind]] = []
+    for f in fields(cls):
+        if f.name in base:
+            continue
+        kind = _KINDS.get(hints[f.name])
+        if kind is None:
+            raise ChainError(
+                f"{cls.__name__}.{f.name} has a type events cannot be stored with: "
+                f"{hints[f.name]!r}",
+                hint="declare event fields as Address, JobId, int (Rate, Amount), bytes or str",
+            )
+        specs.append((f.name, cls.JSON_KEYS.get(f.name, f.name), kind))
+    return _JsonSpec(cls, cls.JSON_NAME or cls.__name__, tuple(specs))
+
+
+def _dump(kind: _FieldKind, value: Any) -> Any:
+    if kind == "address":
+        return str(value).lower()
+    if kind == "int":
+        return hex(value)
+    if kind == "bytes":
+        return "0x" + bytes(value).hex()
+    return value
+
+
 @dataclass(frozen=True)
 class _EventSpec:
     cls: type[ChainEvent]
@@ -260,7 +348,16 @@ class _EventSpec:
 
 
 class EventDecoder:
-    """Decodes logs whose topic 0 matches one of ``classes`` (events named in ``abi``)."""
+    """The event types of one contract: decodes its logs, and stores and loads its events.
+
+    Logs whose topic 0 matches one of ``classes`` (events named in ``abi``) decode to those
+    classes; :meth:`to_json` and :meth:`from_json` turn an event into the record an indexer stores
+    and back into the same typed event, so events stay typed from the chain to their consumers.
+
+    Raises:
+        ChainError: the ABI lacks one of ``classes``, or a class has a field type that cannot be
+            stored.
+    """
 
     def __init__(
         self, abi: Sequence[Mapping[str, Any]], classes: Sequence[type[ChainEvent]]
@@ -281,12 +378,106 @@ class EventDecoder:
         missing = set(by_name) - {s.cls.__name__ for s in self._specs.values()}
         if missing:
             raise ChainError(f"the ABI lacks the events {sorted(missing)}")
+        self._json = {cls: _json_spec(cls) for cls in classes}
+        self._by_name = {spec.name: spec for spec in self._json.values()}
+        if len(self._by_name) != len(self._json):
+            raise ChainError("two event types of one contract are stored under the same name")
         # EIP-55 checksumming costs a Keccak per address, most of an indexer's decoding time,
         # and an indexer meets the same few addresses (the market, its providers and owners)
         # over and over: remember the latest few thousand, on this decoder only.
         self._checksum: Callable[[str | bytes], Address] = functools.lru_cache(
             maxsize=_CHECKSUM_CACHE_SIZE
         )(_checksum)
+
+    @property
+    def classes(self) -> tuple[type[ChainEvent], ...]:
+        """The event types this decoder knows."""
+        return tuple(spec.cls for spec in self._json.values())
+
+    def json_name(self, cls: type[ChainEvent]) -> str:
+        """The name events of ``cls`` are stored under.
+
+        Raises:
+            ChainError: ``cls`` is not one of this decoder's event types.
+        """
+        return self._json_spec(cls).name
+
+    def to_json(self, event: ChainEvent) -> EventRecord:
+        """The event as it is stored: its name, job id and fields as JSON values.
+
+        :meth:`from_json` reads the record back into an equal event (given its location).
+
+        Raises:
+            ChainError: the event is not one of this decoder's types.
+        """
+        spec = self._json_spec(type(event))
+        data = {key: _dump(kind, getattr(event, name)) for name, key, kind in spec.fields}
+        job_id = data.get("job_id")
+        return EventRecord(spec.name, job_id if isinstance(job_id, str) else None, data)
+
+    def from_json(
+        self,
+        name: str,
+        data: Mapping[str, Any],
+        *,
+        address: str,
+        block_number: int,
+        log_index: int,
+        tx_hash: str,
+    ) -> ChainEvent:
+        """A stored event (``name`` and ``data`` of :meth:`to_json`) as its typed event.
+
+        Keys ``data`` has beyond the event's fields are ignored; integers may be ``0x`` hex
+        (as stored) or JSON numbers.
+
+        Raises:
+            ChainError: an unknown name, or a field that is missing or malformed.
+        """
+        spec = self._by_name.get(name)
+        if spec is None:
+            raise ChainError(
+                f"a stored event is named {name!r}, which is none of {sorted(self._by_name)}",
+                hint="was this database written for another contract or ABI?",
+            )
+        values: dict[str, Any] = {}
+        for field_name, key, kind in spec.fields:
+            if key not in data:
+                raise ChainError(f"the stored {name} event has no {key!r}")
+            values[field_name] = self._load(kind, data[key], f"{name}.{key}")
+        return spec.cls(
+            address=self._load("address", address, f"{name} address"),
+            block_number=block_number,
+            log_index=log_index,
+            tx_hash=tx_hash,
+            **values,
+        )
+
+    def _json_spec(self, cls: type[ChainEvent]) -> _JsonSpec:
+        spec = self._json.get(cls)
+        if spec is None:
+            raise ChainError(f"{cls.__name__} is not an event of this contract's decoder")
+        return spec
+
+    def _load(self, kind: _FieldKind, value: Any, what: str) -> Any:
+        if kind == "int":
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                return value
+            if isinstance(value, str) and _INT_HEX_TEXT.fullmatch(value):
+                return int(value, 16)
+            if isinstance(value, str) and value.isascii() and value.isdigit():
+                return int(value)
+        elif kind == "address":
+            if isinstance(value, str) and _ADDRESS_TEXT.fullmatch(value):
+                return self._checksum(value)
+        elif kind == "job_id":
+            if isinstance(value, str) and _JOB_ID_TEXT.fullmatch(value):
+                return JobId(value.lower())
+        elif kind == "bytes":
+            if isinstance(value, str) and _HEX_TEXT.fullmatch(value):
+                return bytes.fromhex(value[2:])
+        elif isinstance(value, str):
+            return value
+        raise ChainError(f"the stored field {what} is not a valid {kind}: {str(value)[:80]!r}")
 
     @property
     def topics(self) -> tuple[bytes, ...]:
@@ -342,6 +533,14 @@ class EventDecoder:
             raise ChainError(
                 f"malformed {spec.cls.__name__} log in block {log.get('blockNumber')}: {exc}"
             ) from exc
+
+
+def oyster_event_name(abi_name: str) -> str:
+    """``JobOpened`` → ``Opened`` (Oyster's ``job_events`` names); other events keep theirs."""
+    for cls in JOB_EVENTS:
+        if cls.__name__ == abi_name:
+            return cls.JSON_NAME
+    return abi_name
 
 
 def market_decoder() -> EventDecoder:

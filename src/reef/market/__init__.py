@@ -24,7 +24,6 @@ from reef.market._fetch import FetchedImage, ImageFetcher, ImagePolicy, read_lis
 from reef.market._image_store import ImageStore, image_store_app, upload_image
 from reef.market._job_state import (
     JobBook,
-    JobEventRecord,
     JobMachine,
     JobMetadata,
     JobPolicy,
@@ -56,7 +55,6 @@ __all__ = [
     "ImageStore",
     "InstanceRate",
     "JobBook",
-    "JobEventRecord",
     "JobMachine",
     "JobMetadata",
     "JobPolicy",

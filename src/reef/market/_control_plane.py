@@ -332,7 +332,7 @@ class ControlPlane:
                 return
             for event in events:
                 try:
-                    self.book.apply(event)
+                    self.book.apply(event.event)
                 except ReefError as exc:
                     log.error("skipping malformed event %s (%s): %s", event.id, event.name, exc)
             self._cursor = events[-1].id

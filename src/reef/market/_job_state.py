@@ -17,7 +17,8 @@ is unit-tested without a chain or an enclave, and ``now`` is always a parameter:
 * Insolvency: a running job is terminated ``safety_margin_s`` (300 s by default) *before* its
   balance would run out: at ``last_settled + max(0, balance·10¹² // rate − margin)``.
 
-Events are applied with :meth:`JobMachine.apply` (bookkeeping only); :meth:`JobMachine.decide`
+Events arrive typed, as the indexer decoded them (:class:`reef.chain.JobOpened`, ...), and the
+machine matches on their types. Events are applied with :meth:`JobMachine.apply` (bookkeeping only); :meth:`JobMachine.decide`
 turns the resulting state into actions at an instant. Keeping the two apart lets a restarted control
 plane replay every event first and decide once, instead of acting on intermediate states.
 
@@ -32,15 +33,27 @@ import binascii
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
+from reef.chain import (
+    ChainEvent,
+    JobClosed,
+    JobDeposited,
+    JobEvent,
+    JobMetadataUpdated,
+    JobOpened,
+    JobReviseRateCancelled,
+    JobReviseRateFinalized,
+    JobReviseRateInitiated,
+    JobSettled,
+    JobWithdrew,
+)
 from reef.errors import InputError, MarketError
 from reef.market._fetch import list_refusal
 from reef.market._rates import EXTRA_DECIMALS, InstanceRate, RateCard, bandwidth_kbit_s
 
 __all__ = [
     "JobBook",
-    "JobEventRecord",
     "JobMachine",
     "JobMetadata",
     "JobPolicy",
@@ -50,60 +63,9 @@ __all__ = [
 ]
 
 JobPhase = Literal["running", "done"]
-JOB_EVENT_NAMES = frozenset(
-    {
-        "Opened",
-        "Deposited",
-        "Withdrew",
-        "Settled",
-        "ReviseRateInitiated",
-        "ReviseRateCancelled",
-        "ReviseRateFinalized",
-        "MetadataUpdated",
-        "Closed",
-    }
-)
 FAMILIES = ("tuna", "salmon")
 # Metadata fields a job may not change after it opened (the provider sized the machine for them).
 _IMMUTABLE = ("instance", "region", "memory", "vcpu", "family")
-
-
-class JobEventRecord(Protocol):
-    """One market event as the indexer stores it (Oyster's ``job_events`` row).
-
-    ``name`` is one of Oyster's event names (``Opened``, ``Settled``, ...) and ``data`` its
-    ``event_data``: U256 values as ``0x`` hex strings (or ints), addresses lowercase ``0x`` hex.
-    """
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def job_id(self) -> str | None: ...
-
-    @property
-    def data(self) -> Mapping[str, Any]: ...
-
-
-def _u256(data: Mapping[str, Any], key: str) -> int:
-    value = data.get(key)
-    if isinstance(value, bool):
-        raise MarketError(f"event field {key!r} is not an integer: {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value, 16) if value[:2].lower() == "0x" else int(value)
-        except ValueError as exc:
-            raise MarketError(f"event field {key!r} is not an integer: {value!r}") from exc
-    raise MarketError(f"event has no integer field {key!r}")
-
-
-def _address(data: Mapping[str, Any], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str):
-        raise MarketError(f"event has no address field {key!r}")
-    return value.lower()
 
 
 # -- metadata ------------------------------------------------------------------------------------
@@ -305,47 +267,41 @@ class JobMachine:
 
     # -- events --------------------------------------------------------------------------------
 
-    def apply(self, event: JobEventRecord) -> None:
-        """Update the job's state from one of its events (no decision is taken here).
+    def apply(self, event: JobEvent) -> None:
+        """Update the job's state from one of its events (no decision is taken here)."""
+        match event:
+            case JobOpened():
+                self._opened(event)
+            case JobDeposited(amount=amount):
+                self.balance += amount
+            case JobWithdrew(amount=amount):
+                self.balance = max(0, self.balance - amount)
+            case JobSettled(amount=amount, timestamp=timestamp):
+                self.balance = max(0, self.balance - amount)
+                self.last_settled = max(self.last_settled, timestamp)
+            case JobReviseRateInitiated(new_rate=new_rate):
+                self.pending_rate = new_rate
+                self._check_rate(revised=True)
+            case JobReviseRateCancelled():
+                self.pending_rate = None
+            case JobReviseRateFinalized(new_rate=new_rate):
+                # The chain is the truth; Oyster treats a mismatch as an internal error, but the
+                # finalized rate is what the contract charges from now on either way.
+                self.rate = new_rate
+                self.pending_rate = None
+                self._check_rate(revised=True)
+            case JobMetadataUpdated(metadata=metadata):
+                self._metadata_updated(metadata)
+            case JobClosed():
+                self._end("the job was closed")
 
-        Raises:
-            MarketError: when the event's data is malformed (a broken indexer or ABI mismatch).
-        """
-        data = event.data
-        name = event.name
-        if name == "Opened":
-            self._opened(data)
-            return
-        if name == "Deposited":
-            self.balance += _u256(data, "amount")
-        elif name == "Withdrew":
-            self.balance = max(0, self.balance - _u256(data, "amount"))
-        elif name == "Settled":
-            self.balance = max(0, self.balance - _u256(data, "amount"))
-            self.last_settled = max(self.last_settled, _u256(data, "timestamp"))
-        elif name == "ReviseRateInitiated":
-            self.pending_rate = _u256(data, "new_rate")
-            self._check_rate(revised=True)
-        elif name == "ReviseRateCancelled":
-            self.pending_rate = None
-        elif name == "ReviseRateFinalized":
-            # The chain is the truth; Oyster treats a mismatch as an internal error, but the
-            # finalized rate is what the contract charges from now on either way.
-            self.rate = _u256(data, "new_rate")
-            self.pending_rate = None
-            self._check_rate(revised=True)
-        elif name == "MetadataUpdated":
-            self._metadata_updated(str(data.get("new_metadata", data.get("metadata", ""))))
-        elif name == "Closed":
-            self._end("the job was closed")
-
-    def _opened(self, data: Mapping[str, Any]) -> None:
-        self.owner = _address(data, "owner")
-        self.rate = _u256(data, "rate")
-        self.balance = _u256(data, "balance")
-        self.last_settled = _u256(data, "timestamp")
+    def _opened(self, event: JobOpened) -> None:
+        self.owner = event.owner.lower()
+        self.rate = event.rate
+        self.balance = event.balance
+        self.last_settled = event.timestamp
         try:
-            self.metadata = JobMetadata.parse(str(data.get("metadata", "")))
+            self.metadata = JobMetadata.parse(event.metadata)
         except InputError as exc:
             self._end(f"invalid job metadata: {exc.message}")
             return
@@ -518,16 +474,19 @@ class JobBook:
     policy: JobPolicy
     jobs: dict[str, JobMachine] = field(default_factory=dict)
 
-    def apply(self, event: JobEventRecord) -> str | None:
-        """Apply one market event; return the id of the job it touched, if it is one of ours."""
-        if event.name not in JOB_EVENT_NAMES or not event.job_id:
+    def apply(self, event: ChainEvent) -> str | None:
+        """Apply one market event; return the id of the job it touched, if it is one of ours.
+
+        Events that concern no job (providers, locks, other contracts) are ignored.
+        """
+        if not isinstance(event, JobEvent):
             return None
-        job_id = event.job_id.lower()
+        job_id = event.job.lower()
         machine = self.jobs.get(job_id)
-        if event.name == "Opened":
+        if isinstance(event, JobOpened):
             if machine is not None:
                 return None  # a replayed Opened: the job is already known
-            provider = str(event.data.get("provider", "")).lower()
+            provider = event.provider.lower()
             if self.policy.provider is not None and provider != self.policy.provider:
                 return None
             machine = JobMachine(job_id, self.policy)
@@ -537,7 +496,7 @@ class JobBook:
         machine.apply(event)
         return job_id
 
-    def apply_all(self, events: Iterable[JobEventRecord]) -> set[str]:
+    def apply_all(self, events: Iterable[ChainEvent]) -> set[str]:
         touched: set[str] = set()
         for event in events:
             job_id = self.apply(event)
