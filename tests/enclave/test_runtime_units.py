@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from reef.attestation import attestation_url
 from reef.cli._enclave import parse_port
-from reef.cli._verify import attestation_url
 from reef.enclave import DevTeeSealer, dev_seal, dev_unseal
 from reef.enclave._limits import CgroupLayout, Limits, detect_cgroups
 from reef.enclave._network import pasta_argv

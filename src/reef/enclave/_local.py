@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from reef.enclave._backend import (
-    EnclaveEndpoints,
     EnclaveInfo,
     EnclaveSpec,
     EnclaveState,
@@ -42,6 +41,7 @@ from reef.enclave._limits import Limits
 from reef.enclave._manifest import MIN_MEMORY_MIB
 from reef.enclave._measure import Measurements
 from reef.enclave._network import HOST_MODE_WARNING, NetworkMode, choose_network, free_port
+from reef.enclave._plan import LaunchPlan, SandboxKind
 from reef.enclave._requirements import check_host, missing_summary
 from reef.enclave._sandbox import (
     SECRET_FILES,
@@ -163,9 +163,12 @@ class LocalBackend:
         except (OSError, ValueError) as exc:
             raise EnclaveError(f"the state of enclave {enclave_id} is unreadable: {exc}") from exc
 
+    def _plan(self, enclave_id: str) -> LaunchPlan:
+        return LaunchPlan.from_json(self._read(enclave_id, "spec.json"))
+
     def _info(self, enclave_id: str) -> EnclaveInfo:
         state = self._state(enclave_id)
-        spec = self._read(enclave_id, "spec.json")
+        plan = self._plan(enclave_id)
         status: EnclaveState = state["state"]
         reason = state.get("reason")
         exit_code = state.get("exit_code")
@@ -173,39 +176,32 @@ class LocalBackend:
         if pid is None and status == "starting":
             # The supervisor has not recorded itself yet; it is still starting unless this has
             # lasted far longer than any boot.
-            if time.time() * 1000 - spec.get("created_ms", 0) > _READY_TIMEOUT_S * 2000:
+            if time.time() * 1000 - plan.created_ms > _READY_TIMEOUT_S * 2000:
                 status, reason = "crashed", "the enclave's supervisor never started"
         elif status in ("starting", "running") and not _alive(pid, state.get("supervisor_start")):
             # The supervisor died without recording an end: its enclave is gone (the sandbox
             # dies with it), but nobody cleaned up; `stop` does.
             status, reason = "crashed", "the enclave's supervisor died"
-        endpoints = spec["endpoints"]
-        source = spec.get("source", {})
         return EnclaveInfo(
             id=enclave_id,
-            name=spec["name"],
+            name=plan.name,
             state=status,
             exit_code=exit_code,
             reason=reason,
-            image_id=bytes.fromhex(spec["image_id"]),
-            pcrs={int(k): bytes.fromhex(v) for k, v in spec["pcrs"].items()},
-            debug=spec["debug"],
-            endpoints=EnclaveEndpoints(
-                attestation=endpoints["attestation"],
-                attestation_secp256k1=endpoints["attestation_secp256k1"],
-                ports={int(k): v for k, v in endpoints["ports"].items()},
-                logs=endpoints["logs"],
-            ),
-            cpus=spec["cpus"],
-            memory_mib=spec["memory_mib"],
-            network=spec["network"],
-            sandbox=spec["sandbox"],
-            created_ms=spec["created_ms"],
+            image_id=plan.image_id,
+            pcrs=plan.pcrs,
+            debug=plan.debug,
+            endpoints=plan.endpoints,
+            cpus=plan.cpus,
+            memory_mib=plan.memory_mib,
+            network=plan.network,
+            sandbox=plan.sandbox,
+            created_ms=plan.created_ms,
             public_keys={k: bytes.fromhex(v) for k, v in state.get("public_keys", {}).items()},
-            warnings=tuple(state.get("warnings", spec.get("warnings", []))),
-            labels=dict(spec.get("labels", {})),
-            image_path=Path(source["image"]) if source.get("image") else None,
-            init_params_path=Path(source["init_params"]) if source.get("init_params") else None,
+            warnings=tuple(state.get("warnings", plan.warnings)),
+            labels=dict(plan.labels),
+            image_path=plan.source_image if str(plan.source_image) != "." else None,
+            init_params_path=plan.source_init_params,
         )
 
     # -- start -------------------------------------------------------------------------------
@@ -215,8 +211,8 @@ class LocalBackend:
         spec: EnclaveSpec,
         enclave_id: str,
         *,
-        keep: Mapping[str, Any] | None = None,
-    ) -> tuple[dict[str, Any], Image]:
+        keep: LaunchPlan | None = None,
+    ) -> tuple[LaunchPlan, Image]:
         """Validate everything and plan the enclave; nothing is written or started here.
 
         ``keep`` is the plan of the enclave this one replaces: its host ports and labels stay.
@@ -269,7 +265,7 @@ class LocalBackend:
         if mode == "host":
             warnings.append(f"{HOST_MODE_WARNING} ({why})")
         sandbox_parts = ("bwrap", "setpriv", "user namespaces", "libseccomp")
-        sandbox = "bwrap" if all(requirements[n].ok for n in sandbox_parts) else "none"
+        sandbox: SandboxKind = "bwrap" if all(requirements[n].ok for n in sandbox_parts) else "none"
         if sandbox == "none":
             warnings.append(NO_SANDBOX_WARNING)
         firewall = mode == "netns" and requirements["nft"].ok
@@ -281,55 +277,55 @@ class LocalBackend:
         if spec.tmp_mib < 1:
             raise InputError(f"the enclave's /tmp must be at least 1 MiB, got {spec.tmp_mib}")
 
-        ports = self._ports(manifest.ports, spec.ports, mode, keep)
-        labels = {**(keep or {}).get("labels", {}), **_check_labels(spec.labels)}
-        return (
-            {
-                "id": enclave_id,
-                "name": manifest.name,
-                "command": list(manifest.command),
-                "env": dict(manifest.env),
-                "debug": spec.debug,
-                "cpus": cpus,
-                "memory_mib": memory,
-                "network": mode,
-                "sandbox": sandbox,
-                "firewall": firewall,
-                "allow_host_ports": sorted(set(spec.allow_host_ports)),
-                "tmp_bytes": spec.tmp_mib * 1024 * 1024,
-                "state_volume": sandbox == "bwrap" and requirements["loop devices"].ok,
-                "state_mib": spec.state_mib,
-                "state_key": state_key,
-                "pcrs": {str(i): v.hex() for i, v in sorted(measurements.pcrs.items())},
-                "image_id": measurements.image_id.hex(),
-                "init_params_digest": params.digest.hex() if params else "",
-                "warnings": warnings,
-                **ports,
-                "home": str(self.home.root),
-                "kms": self.kms.to_json() if self.kms is not None else None,
-                "labels": dict(sorted(labels.items())),
-                "source": {
-                    "image": str(spec.image.resolve()),
-                    "init_params": str(spec.init_params.resolve()) if spec.init_params else "",
-                },
-            },
-            image,
+        ports, attestation_ports, logs_port = self._ports(manifest.ports, spec.ports, mode, keep)
+        labels = {**(keep.labels if keep else {}), **_check_labels(spec.labels)}
+        plan = LaunchPlan(
+            id=enclave_id,
+            name=manifest.name,
+            command=tuple(manifest.command),
+            env=dict(manifest.env),
+            debug=spec.debug,
+            cpus=cpus,
+            memory_mib=memory,
+            network=mode,
+            sandbox=sandbox,
+            firewall=firewall,
+            allow_host_ports=tuple(sorted(set(spec.allow_host_ports))),
+            tmp_bytes=spec.tmp_mib * 1024 * 1024,
+            state_volume=sandbox == "bwrap" and requirements["loop devices"].ok,
+            state_mib=spec.state_mib,
+            state_key=state_key,
+            pcrs=dict(measurements.pcrs),
+            image_id=measurements.image_id,
+            init_params_digest=params.digest if params else None,
+            warnings=tuple(warnings),
+            ports=ports,
+            attestation_ports=attestation_ports,
+            logs_port=logs_port,
+            home=self.home.root,
+            kms=self.kms.to_json() if self.kms is not None else None,
+            labels=dict(sorted(labels.items())),
+            source_image=spec.image.resolve(),
+            source_init_params=spec.init_params.resolve() if spec.init_params else None,
         )
+        return plan, image
 
     def _ports(
         self,
         declared: tuple[int, ...],
         requested: Mapping[int, int],
         mode: NetworkMode,
-        keep: Mapping[str, Any] | None,
-    ) -> dict[str, Any]:
+        keep: LaunchPlan | None,
+    ) -> tuple[dict[int, int], dict[int, int], int]:
+        """Host ports: the app's (enclave port -> host port), the attestation servers', the
+        console's; an enclave that replaces another keeps its ports."""
         for inner in requested:
             if inner not in declared:
                 raise InputError(
                     f"port {inner} is not declared by the image",
                     hint=f"the image's reef.toml declares {list(declared) or 'no ports'}",
                 )
-        previous = {int(k): int(v) for k, v in (keep or {}).get("ports", {}).items()}
+        previous = dict(keep.ports) if keep else {}
         mapping: dict[int, int] = {}
         for inner in declared:
             host = requested.get(inner, 0) or previous.get(inner, 0)
@@ -346,18 +342,12 @@ class LocalBackend:
                     )
                 host = inner
             mapping[inner] = host or free_port()
-        old_att = (keep or {}).get("attestation_ports", {})
-        attestation = {
-            str(port): int(old_att.get(str(port), 0)) or free_port() for port in (1300, 1301)
-        }
-        logs = int((keep or {}).get("logs_port") or 0) or free_port()
+        old_att = dict(keep.attestation_ports) if keep else {}
+        attestation = {port: old_att.get(port, 0) or free_port() for port in (1300, 1301)}
+        logs = (keep.logs_port if keep else 0) or free_port()
         if len(set(mapping.values()) | set(attestation.values()) | {logs}) != len(mapping) + 3:
             raise InputError("two of the enclave's ports map to the same host port")
-        return {
-            "ports": {str(k): v for k, v in mapping.items()},
-            "attestation_ports": attestation,
-            "logs_port": logs,
-        }
+        return mapping, attestation, logs
 
     async def start(self, spec: EnclaveSpec) -> EnclaveInfo:
         """Start an enclave; returns once its trusted base answers and its app is started.
@@ -371,7 +361,7 @@ class LocalBackend:
         return await self._start(spec, enclave_id, keep=None)
 
     async def _start(
-        self, spec: EnclaveSpec, enclave_id: str, *, keep: Mapping[str, Any] | None
+        self, spec: EnclaveSpec, enclave_id: str, *, keep: LaunchPlan | None
     ) -> EnclaveInfo:
         plan, image = await asyncio.to_thread(self._prepare, spec, enclave_id, keep=keep)
         if self._authority is not None:
@@ -396,40 +386,28 @@ class LocalBackend:
             raise
         return await self._launch(run_dir, enclave_id)
 
-    def _stage(self, run_dir: Path, image: Image, spec: EnclaveSpec, plan: dict[str, Any]) -> None:
+    def _stage(self, run_dir: Path, image: Image, spec: EnclaveSpec, plan: LaunchPlan) -> None:
         image_dir = run_dir / "image"
         image.extract(image_dir)
-        if plan["sandbox"] == "bwrap":
-            resolve_command(plan["command"], image_dir, python_runtime_paths())
+        if plan.sandbox == "bwrap":
+            resolve_command(plan.command, image_dir, python_runtime_paths())
         else:
-            _check_host_command(plan["command"], image_dir)
-        init_copy = ""
+            _check_host_command(list(plan.command), image_dir)
+        init_copy: Path | None = None
         if spec.init_params is not None:
-            init_copy = str(run_dir / "init-params.json")
+            init_copy = run_dir / "init-params.json"
             shutil.copyfile(spec.init_params, init_copy)
-        ports = plan["ports"]
-        debug = plan["debug"]
-        plan.update(
-            image_dir=str(image_dir),
-            init_params=init_copy,
-            created_ms=int(time.time() * 1000),
-            endpoints={
-                "attestation": f"http://127.0.0.1:{plan['attestation_ports']['1300']}/attestation/raw",
-                "attestation_secp256k1": (
-                    f"http://127.0.0.1:{plan['attestation_ports']['1301']}/attestation/raw"
-                ),
-                "ports": {k: f"http://127.0.0.1:{v}" for k, v in ports.items()},
-                "logs": f"http://127.0.0.1:{plan['logs_port']}/logs/stream" if debug else None,
-            },
+        plan = plan.staged(
+            image_dir=image_dir, init_params=init_copy, created_ms=int(time.time() * 1000)
         )
-        (run_dir / "spec.json").write_text(json.dumps(plan, indent=2, sort_keys=True))
+        (run_dir / "spec.json").write_text(json.dumps(plan.to_json(), indent=2, sort_keys=True))
         state = {
-            "id": plan["id"],
-            "name": plan["name"],
+            "id": plan.id,
+            "name": plan.name,
             "state": "starting",
             "exit_code": None,
             "reason": None,
-            "warnings": plan["warnings"],
+            "warnings": list(plan.warnings),
         }
         (run_dir / "state.json").write_text(json.dumps(state, indent=2))
         write_lease(run_dir / LEASE_FILE, spec.lease_until_ms)
@@ -550,7 +528,7 @@ class LocalBackend:
             EnclaveError: the new enclave failed to boot (the old one is already gone).
         """
         run_dir = self._dir(enclave_id)
-        old = self._read(enclave_id, "spec.json")
+        old = self._plan(enclave_id)
         await asyncio.to_thread(self._prepare, spec, enclave_id, keep=old)
         await self._stop(enclave_id)
         for entry in run_dir.iterdir():

@@ -90,6 +90,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "reef.enclave._manifest",
     "reef.enclave._measure",
     "reef.enclave._network",
+    "reef.enclave._plan",
     "reef.enclave._requirements",
     "reef.enclave._sandbox",
     "reef.enclave._seccomp",

@@ -43,6 +43,7 @@ from reef.enclave._init_params import INIT_PARAMS_KMS_PATH, InitParams
 from reef.enclave._lease import LEASE_FILE, read_lease
 from reef.enclave._limits import Limits
 from reef.enclave._network import NetworkNamespace, pasta_argv
+from reef.enclave._plan import LaunchPlan
 from reef.enclave._sandbox import (
     SECRET_FILES,
     STATE_MOUNT,
@@ -109,17 +110,17 @@ class Supervisor:
     def __init__(self, run_dir: Path, ready_fd: int | None) -> None:
         self.run_dir = run_dir
         self.ready_fd = ready_fd
-        self.spec: dict[str, Any] = json.loads((run_dir / "spec.json").read_text())
+        self.plan = LaunchPlan.from_json(json.loads((run_dir / "spec.json").read_text()))
         self.state: dict[str, Any] = {
-            "id": self.spec["id"],
-            "name": self.spec["name"],
+            "id": self.plan.id,
+            "name": self.plan.name,
             "state": "starting",
             "exit_code": None,
             "reason": None,
             "supervisor_pid": os.getpid(),
             "supervisor_start": _proc_start(os.getpid()),
-            "created_ms": self.spec["created_ms"],
-            "warnings": list(self.spec.get("warnings", [])),
+            "created_ms": self.plan.created_ms,
+            "warnings": list(self.plan.warnings),
         }
         self.servers: list[Server] = []
         self.limits: Limits | None = None
@@ -158,25 +159,25 @@ class Supervisor:
     # -- boot --------------------------------------------------------------------------------
 
     async def boot(self) -> None:
-        spec = self.spec
-        enclave_id: str = spec["id"]
-        self.limits = Limits.prepare(enclave_id, memory_mib=spec["memory_mib"], cpus=spec["cpus"])
+        plan = self.plan
+        enclave_id = plan.id
+        self.limits = Limits.prepare(enclave_id, memory_mib=plan.memory_mib, cpus=plan.cpus)
         self.save(limits=self.limits.describe())
         self.log(f"limits: {self.limits.describe()}")
         for note in self.limits.notes:
             self.state["warnings"].append(note)
 
         internal = {ATTESTATION_PORT, ATTESTATION_SECP256K1_PORT, CUSTOM_PORT, SEALING_PORT}
-        if spec.get("kms"):
+        if plan.kms:
             internal.add(DERIVE_PORT)
-        att_ports = {int(k): int(v) for k, v in spec["attestation_ports"].items()}
-        app_ports = {int(k): int(v) for k, v in spec["ports"].items()}
+        att_ports = dict(plan.attestation_ports)
+        app_ports = dict(plan.ports)
         env_extra: dict[str, str] = {
             "REEF_ENCLAVE_ID": enclave_id,
-            "REEF_IMAGE_ID": spec["image_id"],
-            "REEF_DEBUG": "1" if spec["debug"] else "0",
+            "REEF_IMAGE_ID": plan.image_id.hex(),
+            "REEF_DEBUG": "1" if plan.debug else "0",
         }
-        if spec["network"] == "netns":
+        if plan.network == "netns":
             self.netns = NetworkNamespace.create(f"reef-{enclave_id}")
             self.save(netns=self.netns.name)
             sockets = self.netns.listen(sorted(internal))
@@ -214,10 +215,10 @@ class Supervisor:
         keys = self._keys()
         await self._trusted_base(sockets, keys)
         init_dir = await self._init_params(keys)
-        if spec["debug"]:
+        if plan.debug:
             self.console = Console(self.run_dir / "console.log")
             logs_sock = bind(
-                "127.0.0.1", spec["logs_port"], what="the enclave's console", error=EnclaveError
+                "127.0.0.1", plan.logs_port, what="the enclave's console", error=EnclaveError
             )
             self.servers.append(
                 await Server(console_app(self.console), logs_sock, what="enclave console").start()
@@ -227,11 +228,11 @@ class Supervisor:
     def _admit(self, published: list[int]) -> None:
         """Let other enclaves reach this one's host ports, and this one the host ports it is
         given; every other address of the host stays out of its reach (see ``_firewall``)."""
-        if not self.spec.get("firewall", True):
+        if not self.plan.firewall:
             return
         firewall = Firewall()
-        gid = pasta_gid(self.spec["id"])
-        allowed = [int(p) for p in self.spec.get("allow_host_ports", [])]
+        gid = pasta_gid(self.plan.id)
+        allowed = list(self.plan.allow_host_ports)
         # Recorded first: a failed admit still leaves the elements to remove, also for the
         # cleanup after a dead supervisor (LocalBackend reads state.json).
         self.firewall = (firewall, gid, published, allowed)
@@ -242,9 +243,7 @@ class Supervisor:
     async def _start_pasta(self, forwards: list[tuple[int, int]]) -> None:
         assert self.netns is not None
         pid_file = self.run_dir / "pasta.pid"
-        argv = pasta_argv(
-            self.netns.name, forwards, pid_file=pid_file, gid=pasta_gid(self.spec["id"])
-        )
+        argv = pasta_argv(self.netns.name, forwards, pid_file=pid_file, gid=pasta_gid(self.plan.id))
         self.log("pasta: " + " ".join(argv))
         # A file, not a pipe, for pasta's complaints: nobody reads a pipe once it runs.
         err_path = self.run_dir / "pasta.log"
@@ -292,12 +291,12 @@ class Supervisor:
             "ecdsa.sec": ecdsa.secret,
             "ecdsa.pub": ecdsa.public_key.raw,
         }
-        uid = app_uid(self.spec["state_key"])
+        uid = app_uid(self.plan.state_key)
         for name, data in files.items():
             path = app_dir / name
             path.write_bytes(data)
             path.chmod(0o400 if name.endswith(".sec") else 0o444)
-            if name.endswith(".sec") and self.spec["sandbox"] == "bwrap":
+            if name.endswith(".sec") and self.plan.sandbox == "bwrap":
                 # Readable by the app's own unprivileged user, and by no other enclave's.
                 os.chown(path, uid, uid)
         self.save(public_keys={"x25519": x_public.hex(), "secp256k1": ecdsa.public_key.raw.hex()})
@@ -308,19 +307,20 @@ class Supervisor:
     ) -> None:
         from reef.attestation import DevAuthority, attestation_app, custom_attestation_app
 
-        spec = self.spec
-        home = ReefHome(Path(spec["home"]))
+        plan = self.plan
+        home = ReefHome(plan.home)
         authority = DevAuthority.load_or_create(home)
-        pcrs = {int(k): bytes.fromhex(v) for k, v in spec["pcrs"].items()}
-        image_id = bytes.fromhex(spec["image_id"])
-        attester = authority.attester(pcrs, clock_ms=_now_ms, module_id=_module_id(spec["id"]))
+        image_id = plan.image_id
+        attester = authority.attester(
+            dict(plan.pcrs), clock_ms=_now_ms, module_id=_module_id(plan.id)
+        )
         apps: dict[int, Any] = {
             ATTESTATION_PORT: attestation_app(attester, public_key=keys["id.pub"]),
             ATTESTATION_SECP256K1_PORT: attestation_app(attester, public_key=keys["ecdsa.pub"]),
             CUSTOM_PORT: custom_attestation_app(attester),
             SEALING_PORT: sealing_app(authority.sealing_key(image_id), image_id),
         }
-        if spec.get("kms"):
+        if plan.kms:
             apps[DERIVE_PORT] = await self._derive_app(keys, attester)
         for port, app in apps.items():
             server = Server(app, sockets.pop(port), what=f"trusted base port {port}")
@@ -331,7 +331,8 @@ class Supervisor:
     async def _derive_app(self, keys: dict[str, bytes], attester: Attester) -> Any:
         from reef.kms import EnclaveSeeds, KmsWiring, derive_server_app
 
-        wiring = KmsWiring.from_json(self.spec["kms"])
+        assert self.plan.kms is not None
+        wiring = KmsWiring.from_json(self.plan.kms)
         public_key = keys["id.pub"]
 
         async def auther() -> bytes:
@@ -343,7 +344,7 @@ class Supervisor:
 
         # A KMS root that rotated since the wiring was made attests its new key; on the dev TEE
         # it runs under this home's dev root (and a real one under AWS's), pinned to its image.
-        roots = [TrustedRoot.dev(ReefHome(Path(self.spec["home"]))), TrustedRoot.aws()]
+        roots = [TrustedRoot.dev(ReefHome(self.plan.home)), TrustedRoot.aws()]
         seeds = self.seeds = EnclaveSeeds.from_root(
             wiring, static_key=keys["id.sec"], auther=auther, roots=roots
         )
@@ -352,14 +353,14 @@ class Supervisor:
         return derive_server_app(seeds)
 
     async def _init_params(self, keys: dict[str, bytes]) -> Path | None:
-        source = self.spec.get("init_params")
-        if not source:
+        source = self.plan.init_params
+        if source is None:
             return None
-        raw = await asyncio.to_thread(Path(source).read_bytes)
+        raw = await asyncio.to_thread(source.read_bytes)
         params = InitParams.from_json(raw, source="the enclave's init params")
         secret_key: bytes | None = None
         if params.has_secrets:
-            if self.spec["debug"]:
+            if self.plan.debug:
                 raise EnclaveError(
                     "secret init params cannot be opened by a debug enclave",
                     hint="as on Oyster: debug enclaves can be inspected, so secrets are refused",
@@ -377,8 +378,8 @@ class Supervisor:
             plain = params.open(secret_key)
         except ReefError as exc:
             raise EnclaveError(f"init params refused: {exc.message}", hint=exc.hint) from exc
-        expected = self.spec.get("init_params_digest")
-        if expected and params.digest.hex() != expected:
+        expected = self.plan.init_params_digest
+        if expected and params.digest != expected:
             raise EnclaveError("the init params changed since the enclave was measured")
         target = self.run_dir / "init-params"
         self.secret_params = params.has_secrets
@@ -394,16 +395,17 @@ class Supervisor:
         return target
 
     async def _start_app(self, init_dir: Path | None, env_extra: dict[str, str]) -> None:
-        spec = self.spec
+        plan = self.plan
         assert self.limits is not None
-        image_dir = Path(spec["image_dir"])
-        command: list[str] = spec["command"]
-        state_dir = ReefHome(Path(spec["home"])).enclave_state(spec["state_key"])
+        assert plan.image_dir is not None
+        image_dir = plan.image_dir
+        command = list(plan.command)
+        state_dir = ReefHome(plan.home).enclave_state(plan.state_key)
         pass_fds: tuple[int, ...] = ()
-        if spec["sandbox"] == "bwrap":
-            uid = app_uid(spec["state_key"])
-            if spec.get("state_volume"):
-                self.state_volume = StateVolume(state_dir, size_mib=spec["state_mib"], uid=uid)
+        if plan.sandbox == "bwrap":
+            uid = app_uid(plan.state_key)
+            if plan.state_volume:
+                self.state_volume = StateVolume(state_dir, size_mib=plan.state_mib, uid=uid)
                 self.save(state_volume=str(state_dir))
                 await asyncio.to_thread(self.state_volume.open)
             await asyncio.to_thread(_own_tree, state_dir, uid)
@@ -415,15 +417,13 @@ class Supervisor:
                 layout,
                 command,
                 runtime=python_runtime_paths(),
-                confinement=Confinement(
-                    uid=uid, seccomp_fd=seccomp_fd, tmp_bytes=spec["tmp_bytes"]
-                ),
-                hostname=f"enclave-{spec['id'][:8]}",
+                confinement=Confinement(uid=uid, seccomp_fd=seccomp_fd, tmp_bytes=plan.tmp_bytes),
+                hostname=f"enclave-{plan.id[:8]}",
             )
-            env = sandbox_environment(spec["env"], env_extra)
+            env = sandbox_environment(plan.env, env_extra)
         else:
             argv = list(command)
-            env = sandbox_environment(spec["env"], env_extra)
+            env = sandbox_environment(plan.env, env_extra)
             env["PATH"] = os.environ.get("PATH", env["PATH"])
             env["REEF_APP_DIR"] = str(self.run_dir / "app")
             env["REEF_STATE_DIR"] = str(state_dir)
@@ -431,7 +431,7 @@ class Supervisor:
                 env["REEF_INIT_PARAMS_DIR"] = str(init_dir)
         if self.netns is not None:
             argv = ["nsenter", f"--net={self.netns.path}", "--", *argv]
-        debug = bool(spec["debug"])
+        debug = plan.debug
         self.log("app: " + " ".join(argv))
         self.app = await asyncio.create_subprocess_exec(
             *argv,
@@ -525,7 +525,7 @@ class Supervisor:
             stopper.cancel()
             oom = self.limits is not None and self.limits.oom_killed()
             if oom:
-                reason = f"killed: out of memory (limit {self.spec['memory_mib']} MiB)"
+                reason = f"killed: out of memory (limit {self.plan.memory_mib} MiB)"
             elif code < 0 or code > 128:
                 number = -code if code < 0 else code - 128
                 reason = f"killed by signal {_signal_name(number)}"
