@@ -34,6 +34,7 @@ import itertools
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -254,9 +255,12 @@ def verify_quote(
     parsed = _parsed(_call(_dcap().parse_quote, raw, what="parse"))
     collateral_obj = _load_collateral(collateral)
     root = intel_root()
-    verified = _call(
-        _dcap().verify_with_root_ca, raw, collateral_obj, root.certificate, at_s, what="verify"
-    )
+    try:
+        verified = _call(
+            _dcap().verify_with_root_ca, raw, collateral_obj, root.certificate, at_s, what="verify"
+        )
+    except CertificateExpiredError as exc:
+        raise _outside_window(exc, collateral, at_s) from exc
     status = str(verified.status)
     advisories = tuple(str(a) for a in verified.advisory_ids)
     if status not in accepted:
@@ -457,6 +461,68 @@ def _translate(message: str, *, what: str) -> AttestationError:
     if what == "parse":
         return DecodeError(f"{_SUMMARIES['decode']} ({detail})")
     return AttestationError(f"the quote was rejected ({detail})", reason="quote")
+
+
+def _iso(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _collateral_windows(collateral: bytes | str | Mapping[str, Any]) -> list[tuple[str, int, int]]:
+    """Each dated part of the collateral: (name, valid from, valid until) in Unix seconds.
+
+    Best effort: a part that cannot be read is left out (dcap-qvl has already judged them).
+    """
+    try:
+        if isinstance(collateral, Mapping):
+            data = dict(collateral)
+        else:
+            text = collateral if isinstance(collateral, str) else bytes(collateral).decode()
+            data = json.loads(text)
+    except (ValueError, TypeError):
+        return []
+    windows: list[tuple[str, int, int]] = []
+    for name, key in (("TCB info", "tcb_info"), ("QE identity", "qe_identity")):
+        try:
+            body = json.loads(data[key])
+            start = datetime.fromisoformat(body["issueDate"].replace("Z", "+00:00"))
+            end = datetime.fromisoformat(body["nextUpdate"].replace("Z", "+00:00"))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+        windows.append((name, int(start.timestamp()), int(end.timestamp())))
+    for name, key in (("PCK CRL", "pck_crl"), ("root CA CRL", "root_ca_crl")):
+        try:
+            crl = x509.load_der_x509_crl(bytes.fromhex(data[key]))
+            until = crl.next_update_utc
+        except (KeyError, TypeError, ValueError):
+            continue
+        if until is not None:
+            windows.append((name, int(crl.last_update_utc.timestamp()), int(until.timestamp())))
+    return windows
+
+
+def _outside_window(
+    exc: CertificateExpiredError, collateral: bytes | str | Mapping[str, Any], at_s: int
+) -> CertificateExpiredError:
+    """dcap-qvl's "expired" in reef's words: the collateral's validity dates and the instant."""
+    windows = _collateral_windows(collateral)
+    if not windows:
+        return exc
+    start = max(w[1] for w in windows)
+    end = min(w[2] for w in windows)
+    parts = ", ".join(f"{name} {_iso(a)} .. {_iso(b)}" for name, a, b in windows)
+    window = f"{_iso(start)} to {_iso(end)} ({parts})"
+    if at_s < start:
+        where = f"before the collateral's window (an issue date is in the future): {window}"
+    elif at_s > end:
+        where = f"after the collateral's window: {window}"
+    else:
+        where = f"inside the collateral's window {window}, so a PCK certificate is not valid then"
+    return CertificateExpiredError(
+        f"{_SUMMARIES['expired']}, {_iso(at_s)}: it is {where}",
+        reason="expired",
+        hint=f"verify at an instant inside that window (--at {start + 1} or later, up to "
+        f"{end}; `at_s=` in Python), or fetch fresh collateral for a live check",
+    )
 
 
 def _first_line(text: str) -> str:
