@@ -12,7 +12,7 @@ import typer
 from reef.cli._common import read_file
 from reef.cli._output import console, err_console, fail, print_json, print_mapping, print_table
 from reef.encoding import parse_hex, to_hex
-from reef.errors import ChannelError, InputError, ReefError
+from reef.errors import ChannelError, HandshakeError, InputError, ReefError
 
 if TYPE_CHECKING:
     from reef.scallop import ScallopPeer
@@ -225,6 +225,15 @@ def call_cmd(
             _call(host, port, path, method.upper(), body, policy, static_key, auther, timeout)
         )
     except ChannelError as exc:
+        if attestation_url is None and "asks for our attestation" in exc.message:
+            exc = HandshakeError(
+                f"the server at {host}:{port} asks its clients to attest, and this call has no "
+                "attestation to show",
+                hint="pass --key FILE (our X25519 secret) and --attestation-url URL (an "
+                "attestation server attesting that key, e.g. an enclave's "
+                "http://127.0.0.1:PORT/attestation/raw); a host without a TEE cannot attest, so "
+                "only enclaves get in",
+            )
         raise fail(exc, prefix="refused" if "refused" in exc.message else "error") from exc
     except ReefError as exc:
         raise fail(exc, code=2 if isinstance(exc, InputError) else 1) from exc
