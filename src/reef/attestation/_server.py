@@ -13,22 +13,26 @@ of one (reference oyster_cvm.md §1.4):
   optional hex query parameters ``public_key``, ``user_data`` and ``nonce``. Anyone who can reach it
   can make the enclave vouch for any key, so it must only be reachable by code inside the enclave.
 
-Starlette (rather than FastAPI) because two GET routes need no schema machinery; uvicorn runs them.
-Each request calls the attester in a worker thread, since a real NSM call is a blocking ioctl.
+FastAPI apps, so ``/openapi.json`` and ``/docs`` describe the endpoints (the query fields of the
+custom server, the document bodies, each error); the handlers read the query themselves, since
+the custom server refuses unknown and repeated fields. Errors stay Oyster's plain text
+(``bad request: ...``, ``attestation unavailable: ...``). uvicorn runs them on reef's serving
+floor. Each request calls the attester in a worker thread, since a real NSM call is a blocking
+ioctl.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
-from starlette.applications import Starlette
+from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
 
+from reef._serve import api_app
 from reef.errors import InputError, ReefError
 
 __all__ = [
@@ -56,7 +60,7 @@ class Attester(Protocol):
     def __call__(self, *, public_key: bytes, user_data: bytes, nonce: bytes) -> bytes: ...
 
 
-def attestation_app(attester: Attester, *, public_key: bytes, user_data: bytes = b"") -> Starlette:
+def attestation_app(attester: Attester, *, public_key: bytes, user_data: bytes = b"") -> FastAPI:
     """Oyster's attestation server: documents for a public key fixed at start-up.
 
     Every request asks ``attester`` for a fresh document with ``public_key``, ``user_data`` and an
@@ -72,10 +76,10 @@ def attestation_app(attester: Attester, *, public_key: bytes, user_data: bytes =
     async def fields(_: Request) -> tuple[bytes, bytes, bytes]:
         return fixed_key, fixed_data, b""
 
-    return _app(attester, fields)
+    return _app(attester, fields, custom=False)
 
 
-def custom_attestation_app(attester: Attester) -> Starlette:
+def custom_attestation_app(attester: Attester) -> FastAPI:
     """Oyster's custom attestation server: the caller chooses the fields.
 
     ``GET /attestation/raw?public_key=HEX&user_data=HEX&nonce=HEX`` (each optional, hex without
@@ -98,13 +102,17 @@ def custom_attestation_app(attester: Attester) -> Starlette:
             values.append(_query_hex(name, repeated[0] if repeated else ""))
         return values[0], values[1], values[2]
 
-    return _app(attester, fields)
+    return _app(attester, fields, custom=True)
 
 
 _Fields = Callable[[Request], Awaitable[tuple[bytes, bytes, bytes]]]
 
 
-def _app(attester: Attester, fields: _Fields) -> Starlette:
+def _text(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+def _app(attester: Attester, fields: _Fields, *, custom: bool) -> FastAPI:
     async def document(request: Request) -> bytes | Response:
         try:
             public_key, user_data, nonce = await fields(request)
@@ -138,12 +146,47 @@ def _app(attester: Attester, fields: _Fields) -> Starlette:
             return result
         return PlainTextResponse(result.hex())
 
-    return Starlette(
-        routes=[
-            Route("/attestation/raw", raw, methods=["GET"]),
-            Route("/attestation/hex", hex_, methods=["GET"]),
-        ]
+    app = api_app(
+        "reef attestation server" + (" (custom: inside the enclave only)" if custom else ""),
+        description="Attestation documents of this enclave (Oyster-compatible).",
     )
+    parameters = [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": f"{name} to attest, hex (at most {MAX_ATTESTATION_FIELD} bytes)",
+            "schema": {"type": "string", "pattern": "^(0x)?([0-9a-fA-F]{2})*$"},
+        }
+        for name in _QUERY_FIELDS
+    ]
+    extra = {"parameters": parameters} if custom else None
+    errors: dict[int | str, dict[str, Any]] = {
+        400: _text("bad request: a field that is not hex, too long, unknown or repeated"),
+        503: _text("attestation unavailable: the attester could not sign"),
+    }
+    for path, endpoint, media, schema in (
+        (
+            "/attestation/raw",
+            raw,
+            "application/octet-stream",
+            {"type": "string", "format": "binary"},
+        ),
+        ("/attestation/hex", hex_, "text/plain", {"type": "string", "pattern": "^[0-9a-f]+$"}),
+    ):
+        app.add_api_route(
+            path,
+            endpoint,
+            methods=["GET"],
+            summary="A fresh attestation document" + (" as hex" if media == "text/plain" else ""),
+            response_class=Response,
+            responses={
+                200: {"description": "the document", "content": {media: {"schema": schema}}},
+                **errors,
+            },
+            openapi_extra=extra,
+        )
+    return app
 
 
 def _query_hex(name: str, text: str) -> bytes:

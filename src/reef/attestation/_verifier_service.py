@@ -20,18 +20,25 @@ the reason; the service keeps serving whatever one client sends.
 The statement does not name the root the verifier trusts: the verifier's key stands for its
 policy. Run one key per root, and never let a key that signs under ``mock`` or ``dev`` be trusted
 for production (``reef verifier serve`` warns).
+
+The app is FastAPI so ``/openapi.json`` and ``/docs`` describe it (the statement as a typed model,
+the raw and hex bodies, each error status). The bodies are read by hand, not by FastAPI, so the
+size limit is enforced while reading; error bodies stay Oyster's plain text
+(``bad request: ...``, ``attestation rejected (reason): ...``), which Oyster's clients print.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from starlette.applications import Starlette
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
 
+from reef._serve import api_app
 from reef.attestation._nitro import NitroVerifier
 from reef.attestation._roots import TrustedRoot
 from reef.attestation._statement import VerifierStatement, sign_statement
@@ -41,6 +48,7 @@ from reef.errors import AttestationError, ConfigError, InputError
 
 __all__ = [
     "MAX_DOCUMENT_SIZE",
+    "StatementModel",
     "load_verifier_key",
     "verifier_app",
     "verify_and_sign",
@@ -52,6 +60,43 @@ __all__ = [
 MAX_DOCUMENT_SIZE = 1 << 17
 # Hex doubles the size; allow a 0x prefix and a little whitespace (a trailing newline, CRLF).
 _MAX_HEX_BODY = 2 * MAX_DOCUMENT_SIZE + 64
+
+
+_HEX = r"^[0-9a-f]*$"
+
+
+class StatementModel(BaseModel):
+    """The signed statement the verifier answers (Oyster's JSON: lowercase hex, no ``0x``)."""
+
+    signature: str = Field(pattern=r"^[0-9a-f]{130}$", description="65-byte r || s || v")
+    image_id: str = Field(pattern=r"^[0-9a-f]{64}$", description="the document's image id")
+    timestamp_ms: int = Field(ge=0, description="the document's own timestamp")
+    public_key: str = Field(pattern=_HEX, description="the document's public_key field")
+    user_data: str = Field(pattern=_HEX, description="the document's user_data field")
+    verifier_public_key: str = Field(
+        pattern=r"^[0-9a-f]{128}$", description="the verifier's secp256k1 key, x || y"
+    )
+
+
+def _text(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _text("bad request: an empty body, or hex that does not parse"),
+    401: _text("attestation rejected (reason): the document failed a check"),
+    413: _text("payload too large: the body is over the limit"),
+}
+
+
+def _body(media: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {media: {"schema": schema}},
+        }
+    }
 
 
 def verify_and_sign(
@@ -85,7 +130,7 @@ def verifier_app(
     *,
     root: TrustedRoot,
     verifier: NitroVerifier | None = None,
-) -> Starlette:
+) -> FastAPI:
     """The verifier service as an ASGI app: ``POST /verify/raw`` and ``POST /verify/hex``.
 
     Args:
@@ -129,12 +174,38 @@ def verifier_app(
             return _too_large(MAX_DOCUMENT_SIZE)
         return await answer(document)
 
-    return Starlette(
-        routes=[
-            Route("/verify/raw", verify_raw, methods=["POST"]),
-            Route("/verify/hex", verify_hex, methods=["POST"]),
-        ]
+    app = api_app(
+        "reef attestation verifier",
+        description="Verifies attestation documents and signs an EIP-712 statement "
+        "(Oyster-compatible).",
     )
+    app.add_api_route(
+        "/verify/raw",
+        verify_raw,
+        methods=["POST"],
+        summary="Verify a raw attestation document",
+        response_model=StatementModel,
+        responses=_ERRORS,
+        openapi_extra=_body(
+            "application/octet-stream",
+            {"type": "string", "format": "binary", "maxLength": MAX_DOCUMENT_SIZE},
+            "the COSE_Sign1 document bytes",
+        ),
+    )
+    app.add_api_route(
+        "/verify/hex",
+        verify_hex,
+        methods=["POST"],
+        summary="Verify an attestation document given as hex",
+        response_model=StatementModel,
+        responses=_ERRORS,
+        openapi_extra=_body(
+            "text/plain",
+            {"type": "string", "maxLength": _MAX_HEX_BODY},
+            "the document as hex (0x and surrounding whitespace allowed)",
+        ),
+    )
+    return app
 
 
 async def _read_body(request: Request, limit: int) -> bytes | Response:

@@ -22,19 +22,24 @@ and raw non-ASCII bytes are refused with 400, so two different requests never na
 (``%EF%BF%BD``, the UTF-8 of U+FFFD, is valid and names the path "\ufffd", and nothing else does). Errors answer 4xx with a text
 body (Oyster answers a zero-filled body on a bad image id; a message is more useful and no Oyster
 client reads error bodies).
+
+The app is FastAPI so ``/openapi.json`` and ``/docs`` describe it, but its query parameters are
+still read from the raw query string by the strict decoder above (FastAPI's own decoding maps bad
+bytes to U+FFFD): the schema documents them, the handlers parse them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Literal
+from typing import Any, Literal
 
-from starlette.applications import Starlette
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from reef._serve import api_app
 from reef.encoding import parse_hex
 from reef.errors import InputError, KMSError, MisuseError, ReefError
 from reef.kms._derive import KeyType, derive_key
@@ -67,6 +72,44 @@ _ENDPOINTS: dict[str, tuple[KeyType, _Form]] = {
 }
 
 
+def _query(name: str, description: str, pattern: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if pattern is not None:
+        schema["pattern"] = pattern
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+_VERSION = _query("version", "a root seed version (default: the current one)", r"^[0-9]+$")
+_DERIVE_PARAMS = [
+    _query("image_id", "the enclave image id, 64 hex digits (or give address)"),
+    _query("address", "a contract address (or give image_id)"),
+    _query("path", "the derivation path (UTF-8; default empty)"),
+    _VERSION,
+]
+_SIGNED_HEADERS = {
+    SIGNATURE_HEADER: {
+        "description": "the root's signature over the request URI and the body",
+        "schema": {"type": "string"},
+    },
+    VERSION_HEADER: {"description": "the root seed version", "schema": {"type": "string"}},
+}
+
+
+def _text(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+class _RotateModel(BaseModel):
+    version: int = Field(description="the new root seed version")
+    signature: str = Field(description="the admin's 65-byte signature, hex")
+
+
 def _signed(root: KmsRoot, request: Request, body: bytes, media: str, version: int) -> Response:
     key = root.keyring.signing_key(version)
     headers = {
@@ -76,10 +119,15 @@ def _signed(root: KmsRoot, request: Request, body: bytes, media: str, version: i
     return Response(body, media_type=media, headers=headers)
 
 
-def public_app(root: KmsRoot) -> Starlette:
+def public_app(root: KmsRoot) -> FastAPI:
     """The public listener of ``root`` as an ASGI app (wrapped in the request limits)."""
+    app = api_app(
+        "reef KMS root (public listener)",
+        description="The public keys any enclave image or contract will get, signed by the "
+        "root (Oyster-compatible); the root's identity; admin rotation.",
+    )
 
-    def derive_endpoint(route: str, key_type: KeyType, form: _Form) -> Route:
+    def derive_endpoint(route: str, key_type: KeyType, form: _Form) -> None:
         async def handler(request: Request) -> Response:
             try:
                 params = query_params(request.scope)
@@ -105,7 +153,26 @@ def public_app(root: KmsRoot) -> Starlette:
                 return _signed(root, request, key.public_key, "application/octet-stream", chosen)
             return _signed(root, request, (key.address or "").encode(), "text/plain", chosen)
 
-        return Route(route, handler, methods=["GET"])
+        media = "application/octet-stream" if form == "public" else "text/plain"
+        schema = {"type": "string", "format": "binary"} if form == "public" else {"type": "string"}
+        app.add_api_route(
+            route,
+            handler,
+            methods=["GET"],
+            name=f"{key_type} {form}",
+            summary=f"The {key_type} {'public key' if form == 'public' else 'address'} of an "
+            "image or contract",
+            response_class=Response,
+            responses={
+                200: {
+                    "description": "signed; the key bytes" if form == "public" else "signed",
+                    "headers": _SIGNED_HEADERS,
+                    "content": {media: {"schema": schema}},
+                },
+                400: _text("what is wrong with the query"),
+            },
+            openapi_extra={"parameters": _DERIVE_PARAMS},
+        )
 
     async def info(request: Request) -> Response:
         try:
@@ -144,9 +211,48 @@ def public_app(root: KmsRoot) -> Starlette:
         # Signed by the previous version's key: the identity clients pinned vouches for the new one.
         return _signed(root, request, body, "application/json", previous)
 
-    routes = [derive_endpoint(r, k, f) for r, (k, f) in _ENDPOINTS.items()]
-    routes.append(Route("/info", info, methods=["GET"]))
-    routes.append(Route("/admin/rotate", rotate, methods=["POST"]))
-    app = Starlette(routes=routes)
+    for route, (key_type, form) in _ENDPOINTS.items():
+        derive_endpoint(route, key_type, form)
+    app.add_api_route(
+        "/info",
+        info,
+        methods=["GET"],
+        summary="The root's identity, with an attestation binding it",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "signed identity document",
+                "headers": _SIGNED_HEADERS,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            400: _text("a nonce that is not hex"),
+            503: _text("the root cannot attest right now"),
+        },
+        openapi_extra={"parameters": [_query("nonce", "hex bytes to bind into the attestation")]},
+    )
+    app.add_api_route(
+        "/admin/rotate",
+        rotate,
+        methods=["POST"],
+        summary="Rotate to a new root seed version (admin signature required)",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "the new identity, signed by the previous version's key",
+                "headers": _SIGNED_HEADERS,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            400: _text("not JSON {version, signature}"),
+            401: _text("a bad signature"),
+            403: _text("rotation is not enabled"),
+            409: _text("not the next version"),
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _RotateModel.model_json_schema()}},
+            }
+        },
+    )
     app.add_middleware(Limits)
     return app

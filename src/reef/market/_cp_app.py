@@ -12,6 +12,10 @@ holds the job's bookkeeping (``phase``, ``reason``, rate, balance, ``stop_at``, 
 ``enclave`` (``id``, ``state``, ``endpoints``) or ``null``, ``last_error`` (the last failure to
 launch it, cleared by a success), ``restarts`` (how often its enclave died and was relaunched)
 and ``last_restart`` (why, the last time); ``reef jobs show`` prints them.
+
+The app is FastAPI, so ``/openapi.json`` and ``/docs`` describe every endpoint with typed models;
+the answers are built as before (the models document them and schemathesis checks they match),
+and errors are JSON ``{"error": reason}``.
 """
 
 from __future__ import annotations
@@ -20,11 +24,11 @@ import re
 from typing import Any, Protocol
 
 import httpx
-from starlette.applications import Starlette
-from starlette.requests import Request
+from fastapi import FastAPI, Query
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
+from reef._serve import api_app
 from reef.errors import ConfigError, ServiceError
 from reef.market._control_plane import RunningEnclave
 from reef.market._job_state import JobPolicy
@@ -52,28 +56,109 @@ class JobView(Protocol):
     def jobs(self) -> list[dict[str, Any]]: ...
 
 
+_U256 = r"^0x[0-9a-f]+$"
+
+
+class _Open(BaseModel):
+    # reef may add fields; Oyster's clients ignore what they do not know.
+    model_config = ConfigDict(extra="allow")
+
+
+class RateCardModel(_Open):
+    instance: str
+    min_rate: str = Field(pattern=_U256, description="rate units per second, as 0x hex")
+    cpu: int
+    memory: int = Field(description="MiB")
+    arch: str
+
+
+class RegionRatesModel(_Open):
+    region: str
+    rate_cards: list[RateCardModel]
+
+
+class SpecModel(_Open):
+    """``GET /spec``, as Oyster's control plane."""
+
+    allowed_regions: list[str]
+    min_rates: list[RegionRatesModel]
+
+
+class BandwidthRateModel(_Open):
+    region: str
+    region_code: str
+    rate: str = Field(pattern=_U256, description="rate units per GB, as 0x hex")
+
+
+class BandwidthModel(_Open):
+    """``GET /bandwidth``, as Oyster's control plane."""
+
+    rates: list[BandwidthRateModel]
+
+
+class IpModel(_Open):
+    """``GET /ip``: Oyster's ``ip``, and reef's enclave fields."""
+
+    ip: str
+    job_id: str
+    enclave_id: str
+    state: str
+    endpoints: dict[str, Any]
+
+
+class JobModel(_Open):
+    """``GET /job``: what the control plane decided for a job and why."""
+
+    job_id: str
+    phase: str
+    reason: str | None = None
+    enclave: dict[str, Any] | None = None
+    last_error: str = ""
+    restarts: int = 0
+    last_restart: str = ""
+
+
+class JobsModel(BaseModel):
+    jobs: list[JobModel]
+
+
+class HealthModel(BaseModel):
+    ok: bool
+
+
+class ErrorModel(BaseModel):
+    """Every error: what was wrong."""
+
+    error: str
+
+
+_ID = Query(None, description="the job id: 0x and 64 hex digits")
+
+
 def _bad_request(message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=400)
 
 
-def control_plane_app(view: JobView) -> Starlette:
+def control_plane_app(view: JobView) -> FastAPI:
     """The ASGI app a provider serves (port 8080 by default)."""
 
-    def job_id_of(request: Request) -> str | None:
-        value = request.query_params.get("id", "")
+    def job_id_of(value: str | None) -> str | None:
+        value = value or ""
         return value.lower() if _JOB_ID.match(value) else None
 
-    async def spec(_request: Request) -> Response:
+    async def spec() -> Response:
         return JSONResponse(view.policy.rates.spec_json())
 
-    async def bandwidth(_request: Request) -> Response:
+    async def bandwidth() -> Response:
         return JSONResponse(view.policy.rates.bandwidth_json())
 
-    async def ip(request: Request) -> Response:
-        job_id = job_id_of(request)
+    async def ip(
+        id: str | None = _ID,
+        region: str | None = Query(None, description="a region this provider serves"),
+    ) -> Response:
+        job_id = job_id_of(id)
         if job_id is None:
             return _bad_request(_BAD_JOB_ID)
-        region = request.query_params.get("region")
         if region and region not in view.policy.rates.allowed_regions:
             return _bad_request(f"this provider does not serve region {region!r}")
         enclave = view.enclave(job_id)
@@ -97,8 +182,8 @@ def control_plane_app(view: JobView) -> Starlette:
             }
         )
 
-    async def job(request: Request) -> Response:
-        job_id = job_id_of(request)
+    async def job(id: str | None = _ID) -> Response:
+        job_id = job_id_of(id)
         if job_id is None:
             return _bad_request(_BAD_JOB_ID)
         status = view.job_status(job_id)
@@ -106,22 +191,31 @@ def control_plane_app(view: JobView) -> Starlette:
             return JSONResponse({"error": f"job {job_id} is not a job of this provider"}, 404)
         return JSONResponse(status)
 
-    async def jobs(_request: Request) -> Response:
+    async def jobs() -> Response:
         return JSONResponse({"jobs": view.jobs()})
 
-    async def health(_request: Request) -> Response:
+    async def health() -> Response:
         return JSONResponse({"ok": True})
 
-    return Starlette(
-        routes=[
-            Route("/spec", spec, methods=["GET"]),
-            Route("/bandwidth", bandwidth, methods=["GET"]),
-            Route("/ip", ip, methods=["GET"]),
-            Route("/job", job, methods=["GET"]),
-            Route("/jobs", jobs, methods=["GET"]),
-            Route("/health", health, methods=["GET"]),
-        ]
+    app = api_app(
+        "reef control plane",
+        description="A provider's control plane: Oyster's /spec, /bandwidth and /ip, and job "
+        "status.",
     )
+    bad: dict[int | str, dict[str, Any]] = {400: {"model": ErrorModel}}
+    app.add_api_route("/spec", spec, methods=["GET"], response_model=SpecModel)
+    app.add_api_route("/bandwidth", bandwidth, methods=["GET"], response_model=BandwidthModel)
+    app.add_api_route("/ip", ip, methods=["GET"], response_model=IpModel, responses=bad)
+    app.add_api_route(
+        "/job",
+        job,
+        methods=["GET"],
+        response_model=JobModel,
+        responses={**bad, 404: {"model": ErrorModel}},
+    )
+    app.add_api_route("/jobs", jobs, methods=["GET"], response_model=JobsModel)
+    app.add_api_route("/health", health, methods=["GET"], response_model=HealthModel)
+    return app
 
 
 class ControlPlaneClient:

@@ -11,7 +11,8 @@ under a running job.
 
 Uploads stream to a temporary file while being hashed and are renamed into place only when
 complete and correct, so a crash or a lying client never leaves a wrong or partial image
-under a hash. Starlette because reef's services all are (DESIGN §2).
+under a hash. A FastAPI app, so ``/openapi.json`` and ``/docs`` describe it; the bodies are
+streamed by hand (never buffered whole), and errors are JSON ``{"error": reason}``.
 
 Over HTTP an image has exactly one name: 64 lowercase hex digits. Anything else (upper case,
 ``0x``, spaces) is refused with 400 rather than normalised, so one image is never reachable
@@ -29,14 +30,16 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
-from starlette.applications import Starlette
+from fastapi import FastAPI
+from fastapi import Path as PathParam
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Route
 
-from reef._serve import Limits
+from reef._serve import Limits, api_app
 from reef.errors import ImageError, InputError, ServiceError
 
 __all__ = ["ImageStore", "image_store_app", "upload_image"]
@@ -131,6 +134,36 @@ class Upload:
         self._tmp.unlink(missing_ok=True)
 
 
+class UploadModel(BaseModel):
+    """What an upload answers."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    url: str
+
+
+class _ErrorModel(BaseModel):
+    error: str
+
+
+class _HealthModel(BaseModel):
+    ok: bool
+
+
+_NAME = PathParam(description="the image's SHA-256: 64 lowercase hex digits")
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "the image bytes",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+_IMAGE: dict[str, Any] = {
+    "description": "the image bytes",
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+}
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -150,7 +183,7 @@ def _canonical(text: str) -> str:
 
 def image_store_app(
     store: ImageStore, *, public_url: str | None = None, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
-) -> Starlette:
+) -> FastAPI:
     """The store's HTTP API. ``public_url`` is the base URL printed in upload answers."""
 
     def url_for(request: Request, digest: str) -> str:
@@ -184,33 +217,66 @@ def image_store_app(
     async def post_image(request: Request) -> Response:
         return await receive(request, None)
 
-    async def put_image(request: Request) -> Response:
+    async def put_image(request: Request, sha256: str = _NAME) -> Response:
         try:
-            expect = _canonical(request.path_params["sha256"])
+            expect = _canonical(sha256)
         except InputError as exc:
             return _error(400, exc.message)
         return await receive(request, expect)
 
-    async def get_image(request: Request) -> Response:
+    async def get_image(sha256: str = _NAME) -> Response:
         try:
-            path = store.path(_canonical(request.path_params["sha256"]))
+            path = store.path(_canonical(sha256))
         except InputError as exc:
             return _error(400, exc.message)
         if not path.is_file():
             return _error(404, "no image with that SHA-256 in this store")
         return FileResponse(path, media_type="application/octet-stream")
 
-    async def health(_request: Request) -> Response:
+    async def health() -> Response:
         return JSONResponse({"ok": True})
 
-    app = Starlette(
-        routes=[
-            Route("/images", post_image, methods=["POST"]),
-            Route("/images/{sha256}", put_image, methods=["PUT"]),
-            Route("/images/{sha256}", get_image, methods=["GET", "HEAD"]),
-            Route("/health", health, methods=["GET"]),
-        ]
+    app = api_app(
+        "reef image store",
+        description="Content-addressed enclave images, named by their SHA-256.",
     )
+    errors: dict[int | str, dict[str, Any]] = {
+        400: {"model": _ErrorModel, "description": "a bad name, or a body of another hash"},
+        413: {"model": _ErrorModel, "description": f"an image over {max_bytes} bytes"},
+    }
+    app.add_api_route(
+        "/images",
+        post_image,
+        methods=["POST"],
+        status_code=201,
+        response_model=UploadModel,
+        responses=errors,
+        openapi_extra=_UPLOAD_BODY,
+        summary="Upload an image; answers its hash and URL",
+    )
+    app.add_api_route(
+        "/images/{sha256}",
+        put_image,
+        methods=["PUT"],
+        status_code=201,
+        response_model=UploadModel,
+        responses=errors,
+        openapi_extra=_UPLOAD_BODY,
+        summary="Upload an image under its hash (the body must hash to it)",
+    )
+    app.add_api_route(
+        "/images/{sha256}",
+        get_image,
+        methods=["GET", "HEAD"],
+        response_class=Response,
+        responses={
+            200: _IMAGE,
+            400: {"model": _ErrorModel, "description": "not 64 lowercase hex digits"},
+            404: {"model": _ErrorModel, "description": "no such image here"},
+        },
+        summary="Download an image",
+    )
+    app.add_api_route("/health", health, methods=["GET"], response_model=_HealthModel)
     # The serving floor reads this: uploads may be as large as the store allows, and no larger.
     app.reef_limits = Limits(max_body=max_bytes)  # type: ignore[attr-defined]
     return app
