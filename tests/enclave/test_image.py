@@ -145,9 +145,9 @@ def _imported(tree: ast.AST) -> set[str]:
 
 
 def _trusted_base_closure() -> list[str]:
-    """The reef modules ``python -m reef.enclave._supervisor`` can load, packages included."""
+    """The reef modules ``python -m reef.enclave.local._supervisor`` can load, packages included."""
     seen: set[str] = set()
-    todo = ["reef.enclave._supervisor"]
+    todo = ["reef.enclave.local._supervisor"]
     while todo:
         parts = todo.pop().split(".")
         for depth in range(1, len(parts) + 1):
@@ -171,7 +171,7 @@ def test_the_runtime_is_every_module_the_trusted_base_loads() -> None:
         [
             sys.executable,
             "-c",
-            "import sys, reef.enclave._supervisor, reef.attestation, reef.kms, reef.scallop\n"
+            "import sys, reef.enclave.local._supervisor, reef.attestation, reef.kms, reef.scallop\n"
             "print(' '.join(m for m in sys.modules if m.split('.')[0] == 'reef'))",
         ],
         capture_output=True,

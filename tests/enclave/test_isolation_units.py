@@ -7,14 +7,14 @@ import tempfile
 import pytest
 
 from reef.enclave import check_host, missing_summary
-from reef.enclave._firewall import (
+from reef.enclave.local._firewall import (
     PASTA_GID_BASE,
     PASTA_GID_SPAN,
     _elements,
     app_uid,
     pasta_gid,
 )
-from reef.enclave._seccomp import DENIED_SYSCALLS, write_filter
+from reef.enclave.local._seccomp import DENIED_SYSCALLS, write_filter
 
 
 def _host(**missing: bool) -> list:  # type: ignore[type-arg]

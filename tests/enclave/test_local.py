@@ -37,8 +37,8 @@ from reef.enclave import (
     dev_unseal,
     load_image,
 )
-from reef.enclave._network import choose_network
-from reef.enclave._sandbox import python_runtime_paths
+from reef.enclave.local._network import choose_network
+from reef.enclave.local._sandbox import python_runtime_paths
 from reef.errors import (
     CertificateChainError,
     EnclaveError,
@@ -497,8 +497,12 @@ async def test_state_dir_survives_a_restart_and_is_per_image(
     # /state is a size-limited volume, unmounted once no enclave of the image runs; the
     # provider's disk still holds what the app wrote (read with e2fsprogs' debugfs).
     volume = state_dir.with_name(state_dir.name + ".ext4")
-    read = subprocess.run(
-        ["debugfs", "-R", "cat /count", str(volume)], capture_output=True, text=True, check=True
+    read = await asyncio.to_thread(
+        subprocess.run,
+        ["debugfs", "-R", "cat /count", str(volume)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert read.stdout == "1"
     assert state_dir.stat().st_mode & 0o077 == 0
@@ -586,11 +590,11 @@ def test_supervisor_is_detached_and_nothing_is_left_to_reap(
 def next_id(monkeypatch: pytest.MonkeyPatch) -> str:
     """The id the backend gives every enclave it starts in this test, so that the test can look
     for that enclave's leftovers (other processes on this machine may create namespaces too)."""
-    import reef.enclave._local
+    import reef.enclave.local._backend
 
     enclave_id = "0badc0ffee00"
     monkeypatch.setattr(
-        reef.enclave._local, "secrets", SimpleNamespace(token_hex=lambda _: enclave_id)
+        reef.enclave.local._backend, "secrets", SimpleNamespace(token_hex=lambda _: enclave_id)
     )
     return enclave_id
 
@@ -959,7 +963,7 @@ async def test_a_port_taken_after_the_check_fails_the_boot_cleanly(
     backend: LocalBackend, hello_image: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The race the early check cannot close: pasta's bind fails inside the supervisor."""
-    import reef.enclave._local as local
+    import reef.enclave.local._backend as local
 
     monkeypatch.setattr(local, "_port_free", lambda port: True)
     with socket.create_server(("127.0.0.1", 0)) as taken:

@@ -13,9 +13,9 @@ import pytest
 from reef.attestation import attestation_url
 from reef.cli._enclave import parse_port
 from reef.enclave import DevTeeSealer, dev_seal, dev_unseal
-from reef.enclave._limits import CgroupLayout, Limits, detect_cgroups
-from reef.enclave._network import pasta_argv
-from reef.enclave._sandbox import (
+from reef.enclave.local._limits import CgroupLayout, Limits, detect_cgroups
+from reef.enclave.local._network import pasta_argv
+from reef.enclave.local._sandbox import (
     IMAGE_MOUNT,
     Confinement,
     SandboxLayout,
@@ -23,7 +23,7 @@ from reef.enclave._sandbox import (
     python_runtime_paths,
     resolve_command,
 )
-from reef.enclave._trusted_base import Console, console_app, sealing_app
+from reef.enclave.local._trusted_base import Console, console_app, sealing_app
 from reef.errors import ImageError, InputError, KMSError
 
 # -- control groups ------------------------------------------------------------------------------
@@ -340,7 +340,7 @@ async def test_an_unknown_enclave_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_state_files_are_json(tmp_path: Path) -> None:
-    from reef.enclave._supervisor import write_json
+    from reef.enclave.local._supervisor import write_json
 
     write_json(tmp_path / "state.json", {"a": 1})
     assert json.loads((tmp_path / "state.json").read_text()) == {"a": 1}
@@ -348,7 +348,7 @@ def test_state_files_are_json(tmp_path: Path) -> None:
 
 
 def test_console_lines_are_split_and_bounded() -> None:
-    from reef.enclave._trusted_base import MAX_CONSOLE_LINE, split_console
+    from reef.enclave.local._trusted_base import MAX_CONSOLE_LINE, split_console
 
     assert split_console(b"a\nb\r\nc") == (["a", "b"], b"c")
     assert split_console(b"a\n\nb\n") == (["a", "", "b"], b"")

@@ -6,7 +6,7 @@
 - One interface for every backend (:class:`EnclaveBackend`, :func:`open_backend`), with typed
   :class:`EnclaveSpec` / :class:`EnclaveInfo`; a fake one and a conformance suite live in
   :mod:`reef.testing`.
-- The local dev TEE (:class:`LocalBackend`): each enclave a sandboxed process with its own trusted
+- The local dev TEE (:class:`LocalBackend`, package ``reef.enclave.local``): each enclave a sandboxed process with its own trusted
   base (attestation servers, sealing, logs, KMS derive hook), in its own network namespace, its
   app unprivileged in its own user namespace under seccomp, kept off the host's addresses.
 - Host requirements (:func:`check_host`): what isolation needs, and the command installing it.
@@ -17,6 +17,8 @@ See docs/enclave.md for the formats and the exact measurement recipe.
 from __future__ import annotations
 
 from reef.enclave._backend import (
+    DEFAULT_STATE_MIB,
+    DEFAULT_TMP_MIB,
     LIVE_STATES,
     EnclaveBackend,
     EnclaveEndpoints,
@@ -33,14 +35,16 @@ from reef.enclave._init_params import (
     init_params_digest,
     validate_param_path,
 )
-from reef.enclave._local import LocalBackend
 from reef.enclave._manifest import MANIFEST_NAME, RESERVED_PORTS, Manifest
 from reef.enclave._measure import RUNTIME_MODULES, Measurements, extend_pcr, runtime_measurement
-from reef.enclave._requirements import Requirement, check_host, missing_summary
-from reef.enclave._trusted_base import SEALING_PORT, DevTeeSealer, dev_seal, dev_unseal
+from reef.enclave.local._backend import LocalBackend
+from reef.enclave.local._requirements import Requirement, check_host, missing_summary
+from reef.enclave.local._trusted_base import SEALING_PORT, DevTeeSealer, dev_seal, dev_unseal
 
 __all__ = [
     "DEFAULT_EXCLUDES",
+    "DEFAULT_STATE_MIB",
+    "DEFAULT_TMP_MIB",
     "DevTeeSealer",
     "EnclaveBackend",
     "EnclaveEndpoints",

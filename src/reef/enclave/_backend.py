@@ -17,9 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, runtime_checkable
 
-from reef.enclave._sandbox import DEFAULT_TMP_BYTES
-from reef.enclave._state_volume import DEFAULT_STATE_MIB
-
 if TYPE_CHECKING:
     from reef.attestation import DevAuthority
     from reef.enclave._measure import Measurements
@@ -27,6 +24,8 @@ if TYPE_CHECKING:
     from reef.kms import KmsWiring
 
 __all__ = [
+    "DEFAULT_STATE_MIB",
+    "DEFAULT_TMP_MIB",
     "LIVE_STATES",
     "EnclaveBackend",
     "EnclaveEndpoints",
@@ -36,6 +35,8 @@ __all__ = [
     "open_backend",
 ]
 
+DEFAULT_TMP_MIB = 256
+DEFAULT_STATE_MIB = 1024
 EnclaveState = Literal["starting", "running", "crashed", "stopped"]
 LIVE_STATES: frozenset[str] = frozenset({"starting", "running"})
 
@@ -84,7 +85,7 @@ class EnclaveSpec:
     network: Literal["auto", "netns", "host"] = "auto"
     labels: Mapping[str, str] = field(default_factory=dict)
     allow_host_ports: tuple[int, ...] = ()
-    tmp_mib: int = DEFAULT_TMP_BYTES // (1024 * 1024)
+    tmp_mib: int = DEFAULT_TMP_MIB
     state_mib: int = DEFAULT_STATE_MIB
     lease_until_ms: int | None = None
 
@@ -198,7 +199,7 @@ def open_backend(
         InputError: for a kind this reef does not have.
     """
     if kind == "local":
-        from reef.enclave._local import LocalBackend
+        from reef.enclave.local._backend import LocalBackend
 
         return LocalBackend(home, kms=kms, authority=authority, insecure=insecure)
     from reef.errors import InputError

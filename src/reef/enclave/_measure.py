@@ -51,7 +51,7 @@ __all__ = [
 APP_TAG = b"reef.app.v1\0"
 RUNTIME_TAG = b"reef.runtime.v2\0"
 # Every reef module the trusted base can load, in measuring order: the import closure, within
-# reef, of the module the supervisor runs as (reef.enclave._supervisor), counting imports inside
+# reef, of the module the supervisor runs as (reef.enclave.local._supervisor), counting imports inside
 # functions and the package __init__ modules on the way, leaving out imports made only for type
 # checking. It is written out here rather than computed when measuring, so that every machine
 # measures the same files for the same release; tests/enclave/test_image.py recomputes the
@@ -81,22 +81,23 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "reef.crypto._secp256k1",
     "reef.enclave",
     "reef.enclave._backend",
-    "reef.enclave._firewall",
     "reef.enclave._image",
     "reef.enclave._init_params",
-    "reef.enclave._lease",
-    "reef.enclave._limits",
-    "reef.enclave._local",
     "reef.enclave._manifest",
     "reef.enclave._measure",
-    "reef.enclave._network",
-    "reef.enclave._plan",
-    "reef.enclave._requirements",
-    "reef.enclave._sandbox",
-    "reef.enclave._seccomp",
-    "reef.enclave._state_volume",
-    "reef.enclave._supervisor",
-    "reef.enclave._trusted_base",
+    "reef.enclave.local",
+    "reef.enclave.local._backend",
+    "reef.enclave.local._firewall",
+    "reef.enclave.local._lease",
+    "reef.enclave.local._limits",
+    "reef.enclave.local._network",
+    "reef.enclave.local._plan",
+    "reef.enclave.local._requirements",
+    "reef.enclave.local._sandbox",
+    "reef.enclave.local._seccomp",
+    "reef.enclave.local._state_volume",
+    "reef.enclave.local._supervisor",
+    "reef.enclave.local._trusted_base",
     "reef.encoding",
     "reef.errors",
     "reef.home",

@@ -4,7 +4,7 @@
 validates an image and its init params *before* anything starts (a bad image is a clear error
 and leaves nothing running), extracts the image under ``$REEF_HOME/enclaves/<id>``, picks host
 ports, and starts one detached supervisor process per enclave
-(:mod:`reef.enclave._supervisor`), which outlives the caller until the enclave is stopped.
+(:mod:`reef.enclave.local._supervisor`), which outlives the caller until the enclave is stopped.
 State lives in files (``state.json`` per enclave), so any process can list, inspect and stop
 enclaves that another one started.
 """
@@ -33,22 +33,22 @@ from reef.enclave._backend import (
     EnclaveSpec,
     EnclaveState,
 )
-from reef.enclave._firewall import Firewall
 from reef.enclave._image import Image, load_image
 from reef.enclave._init_params import InitParams
-from reef.enclave._lease import LEASE_FILE, write_lease
-from reef.enclave._limits import Limits
 from reef.enclave._manifest import MIN_MEMORY_MIB
 from reef.enclave._measure import Measurements
-from reef.enclave._network import HOST_MODE_WARNING, NetworkMode, choose_network, free_port
-from reef.enclave._plan import LaunchPlan, SandboxKind
-from reef.enclave._requirements import check_host, missing_summary
-from reef.enclave._sandbox import (
+from reef.enclave.local._firewall import Firewall
+from reef.enclave.local._lease import LEASE_FILE, write_lease
+from reef.enclave.local._limits import Limits
+from reef.enclave.local._network import HOST_MODE_WARNING, NetworkMode, choose_network, free_port
+from reef.enclave.local._plan import LaunchPlan, SandboxKind
+from reef.enclave.local._requirements import check_host, missing_summary
+from reef.enclave.local._sandbox import (
     SECRET_FILES,
     python_runtime_paths,
     resolve_command,
 )
-from reef.enclave._state_volume import release_if_unused
+from reef.enclave.local._state_volume import release_if_unused
 from reef.errors import EnclaveError, ImageError, InputError, MisuseError, ReefError
 
 if TYPE_CHECKING:
@@ -619,7 +619,7 @@ def _spawn_supervisor(run_dir: Path, ready_fd: int) -> subprocess.Popen[bytes]:
     # A session of its own: the supervisor outlives the caller (--detach) and owns its group.
     with (run_dir / "supervisor.out").open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "reef.enclave._supervisor", str(run_dir), str(ready_fd)],
+            [sys.executable, "-m", "reef.enclave.local._supervisor", str(run_dir), str(ready_fd)],
             pass_fds=(ready_fd,),
             stdin=subprocess.DEVNULL,
             stdout=out,

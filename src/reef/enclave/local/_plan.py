@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from reef.enclave._backend import EnclaveEndpoints
-from reef.enclave._network import NetworkMode
+from reef.enclave.local._network import NetworkMode
 from reef.errors import EnclaveError
 
 __all__ = ["LaunchPlan", "SandboxKind"]

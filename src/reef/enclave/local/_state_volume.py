@@ -29,9 +29,7 @@ from pathlib import Path
 
 from reef.errors import EnclaveError
 
-__all__ = ["DEFAULT_STATE_MIB", "StateVolume", "release_if_unused"]
-
-DEFAULT_STATE_MIB = 1024
+__all__ = ["StateVolume", "release_if_unused"]
 
 
 def _mounted(path: Path) -> bool:

@@ -1,6 +1,6 @@
 """The supervisor: one process per local enclave that boots it, runs its trusted base, and ends it.
 
-``python -m reef.enclave._supervisor RUN_DIR READY_FD`` reads ``RUN_DIR/spec.json`` (written by
+``python -m reef.enclave.local._supervisor RUN_DIR READY_FD`` reads ``RUN_DIR/spec.json`` (written by
 :class:`reef.enclave.LocalBackend`), boots the enclave in Oyster's order (reference §3.6):
 
 1. limits (control groups) and the network namespace with pasta's port map;
@@ -38,13 +38,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reef._serve import Server, bind
-from reef.enclave._firewall import Firewall, app_uid, pasta_gid
 from reef.enclave._init_params import INIT_PARAMS_KMS_PATH, InitParams
-from reef.enclave._lease import LEASE_FILE, read_lease
-from reef.enclave._limits import Limits
-from reef.enclave._network import NetworkNamespace, pasta_argv
-from reef.enclave._plan import LaunchPlan
-from reef.enclave._sandbox import (
+from reef.enclave.local._firewall import Firewall, app_uid, pasta_gid
+from reef.enclave.local._lease import LEASE_FILE, read_lease
+from reef.enclave.local._limits import Limits
+from reef.enclave.local._network import NetworkNamespace, pasta_argv
+from reef.enclave.local._plan import LaunchPlan
+from reef.enclave.local._sandbox import (
     SECRET_FILES,
     STATE_MOUNT,
     Confinement,
@@ -53,8 +53,8 @@ from reef.enclave._sandbox import (
     python_runtime_paths,
     sandbox_environment,
 )
-from reef.enclave._state_volume import StateVolume
-from reef.enclave._trusted_base import (
+from reef.enclave.local._state_volume import StateVolume
+from reef.enclave.local._trusted_base import (
     SEALING_PORT,
     Console,
     console_app,
@@ -456,7 +456,7 @@ class Supervisor:
 
     def _seccomp_fd(self) -> int:
         """A file descriptor, at offset 0, of the seccomp program the sandbox loads."""
-        from reef.enclave._seccomp import write_filter
+        from reef.enclave.local._seccomp import write_filter
 
         path = self.run_dir / "seccomp.bpf"
         with path.open("wb") as out:
@@ -603,10 +603,10 @@ def _signal_name(number: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m reef.enclave._supervisor RUN_DIR [READY_FD]``."""
+    """Entry point: ``python -m reef.enclave.local._supervisor RUN_DIR [READY_FD]``."""
     args = sys.argv[1:] if argv is None else argv
     if not args:
-        sys.stderr.write("usage: python -m reef.enclave._supervisor RUN_DIR [READY_FD]\n")
+        sys.stderr.write("usage: python -m reef.enclave.local._supervisor RUN_DIR [READY_FD]\n")
         return 2
     run_dir = Path(args[0])
     ready_fd = int(args[1]) if len(args) > 1 else None

@@ -19,9 +19,9 @@ sandbox's init kills every process the app started). Nothing else of the host's 
 visible: not ``$REEF_HOME`` (so not the dev TEE's root key), not the user's files.
 
 The app itself is a stranger's code: it runs as an unprivileged host user of its image's own
-(:func:`reef.enclave._firewall.app_uid`), inside a user namespace of its own, with no capabilities
+(:func:`reef.enclave.local._firewall.app_uid`), inside a user namespace of its own, with no capabilities
 (effective, permitted, bounding and ambient sets empty), ``no_new_privs``, no further user
-namespaces, and the seccomp filter of :mod:`reef.enclave._seccomp`. Its ``/tmp`` has a size
+namespaces, and the seccomp filter of :mod:`reef.enclave.local._seccomp`. Its ``/tmp`` has a size
 limit; its processes are bounded by the enclave's ``pids`` control group.
 
 :func:`bwrap_argv` is pure so that the exact policy is testable and documented in one place.
@@ -36,10 +36,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from reef.enclave._backend import DEFAULT_TMP_MIB
 from reef.errors import ImageError
 
 __all__ = [
-    "DEFAULT_TMP_BYTES",
     "IMAGE_MOUNT",
     "SANDBOX_PATH",
     "SANDBOX_UID",
@@ -58,7 +58,6 @@ INIT_PARAMS_MOUNT = "/init-params"
 STATE_MOUNT = "/state"
 # The app's user inside its user namespace (mapped to its unprivileged host user).
 SANDBOX_UID = 1000
-DEFAULT_TMP_BYTES = 256 * 1024 * 1024
 # The per-boot secret keys in /app, deleted when the enclave ends.
 SECRET_FILES = ("id.sec", "ecdsa.sec")
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -124,7 +123,7 @@ class Confinement:
 
     uid: int
     seccomp_fd: int
-    tmp_bytes: int = DEFAULT_TMP_BYTES
+    tmp_bytes: int = DEFAULT_TMP_MIB * 1024 * 1024
 
 
 @dataclass(frozen=True)
