@@ -10,13 +10,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from reef._serve import stop_signals
 from reef.errors import InputError
 
 if TYPE_CHECKING:
@@ -34,6 +36,16 @@ __all__ = [
 RpcOption = typer.Option("--rpc", help="JSON-RPC URL (default: the local network's).")
 MarketOption = typer.Option("--market", help="Market address (default: the local network's).")
 
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[asyncio.Event]:
+    """:func:`reef._serve.stop_signals`, imported when a command first serves: the serving floor
+    loads uvicorn and FastAPI, which ``reef --help`` and one-shot commands must not pay for."""
+    from reef._serve import stop_signals as floor_stop_signals
+
+    with floor_stop_signals() as stop:
+        yield stop
 
 def read_file(path: Path) -> bytes:
     """The bytes of a file the user named.
