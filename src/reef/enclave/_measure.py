@@ -92,6 +92,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "reef.enclave.local._limits",
     "reef.enclave.local._network",
     "reef.enclave.local._plan",
+    "reef.enclave.local._procs",
     "reef.enclave.local._requirements",
     "reef.enclave.local._sandbox",
     "reef.enclave.local._seccomp",

@@ -42,6 +42,7 @@ from reef.enclave.local._lease import LEASE_FILE, write_lease
 from reef.enclave.local._limits import Limits
 from reef.enclave.local._network import HOST_MODE_WARNING, NetworkMode, choose_network, free_port
 from reef.enclave.local._plan import LaunchPlan, SandboxKind
+from reef.enclave.local._procs import alive, proc_start
 from reef.enclave.local._requirements import check_host, missing_summary
 from reef.enclave.local._sandbox import (
     SECRET_FILES,
@@ -70,25 +71,6 @@ _READY_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 15.0
 _MAX_LABEL_KEY = 256
 _MAX_LABEL_VALUE = 4096
-
-
-def _proc_start(pid: int) -> int | None:
-    """The start time (clock ticks) of a live, non-zombie process; None if there is none."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
-
-
-def _alive(pid: int | None, start: int | None) -> bool:
-    if not pid:
-        return False
-    now = _proc_start(pid)
-    return now is not None and (start is None or now == start)
 
 
 def _read_ready(fd: int, timeout: float) -> bytes:
@@ -178,7 +160,7 @@ class LocalBackend:
             # lasted far longer than any boot.
             if time.time() * 1000 - plan.created_ms > _READY_TIMEOUT_S * 2000:
                 status, reason = "crashed", "the enclave's supervisor never started"
-        elif status in ("starting", "running") and not _alive(pid, state.get("supervisor_start")):
+        elif status in ("starting", "running") and not alive(pid, state.get("supervisor_start")):
             # The supervisor died without recording an end: its enclave is gone (the sandbox
             # dies with it), but nobody cleaned up; `stop` does.
             status, reason = "crashed", "the enclave's supervisor died"
@@ -454,13 +436,13 @@ class LocalBackend:
         before = self._state(enclave_id)
         pid: int | None = before.get("supervisor_pid")
         start: int | None = before.get("supervisor_start")
-        if pid is not None and _alive(pid, start):
+        if pid is not None and alive(pid, start):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + _STOP_TIMEOUT_S
-            while _alive(pid, start) and time.monotonic() < deadline:  # noqa: ASYNC110
+            while alive(pid, start) and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
-            if _alive(pid, start):
+            if alive(pid, start):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
         state = self._state(enclave_id)
@@ -673,10 +655,10 @@ def _force_cleanup(run_dir: Path, state: Mapping[str, Any]) -> list[int]:
     # PIDs are only trusted with the start time recorded for them: a PID reused by an unrelated
     # process since must never be killed.
     app_pid = state.get("app_pid")
-    if app_pid and not _alive(app_pid, state.get("app_start")):
+    if app_pid and not alive(app_pid, state.get("app_start")):
         app_pid = None
     pasta_pid = state.get("pasta_pid")
-    if pasta_pid and not _alive(pasta_pid, state.get("pasta_start")):
+    if pasta_pid and not alive(pasta_pid, state.get("pasta_start")):
         pasta_pid = None
     if app_pid:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -692,7 +674,7 @@ def _force_cleanup(run_dir: Path, state: Mapping[str, Any]) -> list[int]:
     if netns and (Path("/run/netns") / netns).exists():
         subprocess.run(["ip", "netns", "delete", netns], capture_output=True)
     deadline = time.monotonic() + 5
-    while pasta_pid and _proc_start(pasta_pid) is not None and _is_pasta(pasta_pid):
+    while pasta_pid and proc_start(pasta_pid) is not None and _is_pasta(pasta_pid):
         if time.monotonic() > deadline:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pasta_pid, signal.SIGKILL)
@@ -706,7 +688,7 @@ def _force_cleanup(run_dir: Path, state: Mapping[str, Any]) -> list[int]:
     left = limits.pids()
     if app_pid and _group_alive(app_pid):
         left.append(app_pid)
-    if pasta_pid and _proc_start(pasta_pid) is not None and _is_pasta(pasta_pid):
+    if pasta_pid and proc_start(pasta_pid) is not None and _is_pasta(pasta_pid):
         left.append(pasta_pid)
     return sorted(set(left))
 

@@ -44,6 +44,7 @@ from reef.enclave.local._lease import LEASE_FILE, read_lease
 from reef.enclave.local._limits import Limits
 from reef.enclave.local._network import NetworkNamespace, pasta_argv
 from reef.enclave.local._plan import LaunchPlan
+from reef.enclave.local._procs import proc_start
 from reef.enclave.local._sandbox import (
     SECRET_FILES,
     STATE_MOUNT,
@@ -82,14 +83,6 @@ CUSTOM_PORT = 1350
 DERIVE_PORT = 1100
 
 
-def _proc_start(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rfind(")") + 2 :].split()[19])
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -118,7 +111,7 @@ class Supervisor:
             "exit_code": None,
             "reason": None,
             "supervisor_pid": os.getpid(),
-            "supervisor_start": _proc_start(os.getpid()),
+            "supervisor_start": proc_start(os.getpid()),
             "created_ms": self.plan.created_ms,
             "warnings": list(self.plan.warnings),
         }
@@ -254,7 +247,7 @@ class Supervisor:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=err_file,
             )
-        self.save(pasta_pid=self.pasta.pid, pasta_start=_proc_start(self.pasta.pid))
+        self.save(pasta_pid=self.pasta.pid, pasta_start=proc_start(self.pasta.pid))
         # pasta writes its PID file once its port map is in place.
         deadline = time.monotonic() + 10
         while not pid_file.exists():
@@ -451,7 +444,7 @@ class Supervisor:
             os.close(fd)
         if debug and self.app.stdout is not None:
             self.pump = asyncio.create_task(self._pump(self.app.stdout))
-        self.save(app_pid=self.app.pid, app_start=_proc_start(self.app.pid))
+        self.save(app_pid=self.app.pid, app_start=proc_start(self.app.pid))
         self.log(f"app started, pid {self.app.pid}")
 
     def _seccomp_fd(self) -> int:
