@@ -108,11 +108,16 @@ def _document(url: str, response: httpx.Response) -> bytes:
     return body
 
 
-def _unreachable(url: str, exc: httpx.HTTPError) -> ServiceError:
-    return ServiceError(
+def _raise_if_late(url: str, exc: httpx.HTTPError | ServiceError, deadline: float) -> None:
+    """Raise a fetch's failure as a :class:`ServiceError` once ``deadline`` has passed."""
+    if time.monotonic() < deadline:
+        return
+    if isinstance(exc, ServiceError):
+        raise exc
+    raise ServiceError(
         f"cannot fetch the attestation from {url}: {exc or type(exc).__name__}",
         hint="is the enclave running? `reef enclave ps` lists local enclaves and endpoints",
-    )
+    ) from exc
 
 
 class AttestationClient:
@@ -190,24 +195,17 @@ class AttestationClient:
             MisuseError: the client was given an async-only transport.
             ServiceError: the server cannot be reached or does not answer a document.
         """
-        url = attestation_url(endpoint)
-        params = _params(public_key, user_data, nonce)
+        url, params = attestation_url(endpoint), _params(public_key, user_data, nonce)
         transport = self._transport
         if transport is not None and not isinstance(transport, httpx.BaseTransport):
-            raise MisuseError(
-                "this client's transport is async-only", hint="use afetch / averify with it"
-            )
+            raise MisuseError("the client's transport is async-only", hint="use afetch, averify")
         deadline = time.monotonic() + wait_s
         with httpx.Client(timeout=self.timeout, transport=transport) as http:
             while True:
                 try:
-                    try:
-                        return _document(url, http.get(url, params=params))
-                    except httpx.HTTPError as exc:
-                        raise _unreachable(url, exc) from exc
-                except ServiceError:
-                    if time.monotonic() >= deadline:
-                        raise
+                    return _document(url, http.get(url, params=params))
+                except (httpx.HTTPError, ServiceError) as exc:
+                    _raise_if_late(url, exc, deadline)
                 time.sleep(_RETRY_INTERVAL_S)
 
     async def afetch(
@@ -224,24 +222,17 @@ class AttestationClient:
         Raises:
             InputError, MisuseError, ServiceError: as :meth:`fetch`.
         """
-        url = attestation_url(endpoint)
-        params = _params(public_key, user_data, nonce)
+        url, params = attestation_url(endpoint), _params(public_key, user_data, nonce)
         transport = self._transport
         if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
-            raise MisuseError(
-                "this client's transport is blocking-only", hint="use fetch / verify with it"
-            )
+            raise MisuseError("the client's transport is blocking-only", hint="use fetch, verify")
         deadline = time.monotonic() + wait_s
         async with httpx.AsyncClient(timeout=self.timeout, transport=transport) as http:
             while True:
                 try:
-                    try:
-                        return _document(url, await http.get(url, params=params))
-                    except httpx.HTTPError as exc:
-                        raise _unreachable(url, exc) from exc
-                except ServiceError:
-                    if time.monotonic() >= deadline:
-                        raise
+                    return _document(url, await http.get(url, params=params))
+                except (httpx.HTTPError, ServiceError) as exc:
+                    _raise_if_late(url, exc, deadline)
                 await asyncio.sleep(_RETRY_INTERVAL_S)
 
     # -- verifying ---------------------------------------------------------------------------
@@ -269,10 +260,7 @@ class AttestationClient:
             ServiceError: as :meth:`fetch`.
             AttestationError: the document does not verify, is stale, or differs from ``expect``.
         """
-        url = attestation_url(endpoint)
-        trusted = self._root(root)
-        key = self._key(url, trusted, expect)
-        cached = self._cached(key)
+        url, trusted, key, cached = self._lookup(endpoint, root, expect)
         if cached is not None:
             return cached
         return self._check(self.fetch(url, wait_s=wait_s), trusted, expect, key)
@@ -290,10 +278,7 @@ class AttestationClient:
         Raises:
             MisuseError, ServiceError, AttestationError: as :meth:`verify`.
         """
-        url = attestation_url(endpoint)
-        trusted = self._root(root)
-        key = self._key(url, trusted, expect)
-        cached = self._cached(key)
+        url, trusted, key, cached = self._lookup(endpoint, root, expect)
         if cached is not None:
             return cached
         return self._check(await self.afetch(url, wait_s=wait_s), trusted, expect, key)
@@ -321,6 +306,15 @@ class AttestationClient:
 
     def __len__(self) -> int:
         return len(self._cache)
+
+    def _lookup(
+        self, endpoint: str, root: TrustedRoot | None, expect: Expectations | None
+    ) -> tuple[str, TrustedRoot, Hashable | None, VerifiedAttestation | None]:
+        """The URL, root and cache key of a verification, and its cached result if any."""
+        url = attestation_url(endpoint)
+        trusted = self._root(root)
+        key = self._key(url, trusted, expect)
+        return url, trusted, key, self._cached(key)
 
     def _root(self, root: TrustedRoot | None) -> TrustedRoot:
         chosen = root if root is not None else self.root
