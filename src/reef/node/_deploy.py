@@ -36,9 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
-from reef.attestation import Expectations, TrustedRoot, VerifiedAttestation, verify_nitro
+from reef.attestation import AttestationClient, Expectations, TrustedRoot, VerifiedAttestation
 from reef.chain import (
     JobId,
     MarketClient,
@@ -373,25 +371,8 @@ def verify_enclave(
         ServiceError: the attestation server cannot be reached.
         AttestationError: the document does not verify, or attests another image.
     """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            response = httpx.get(attestation_url, timeout=5.0)
-            if response.status_code == 200 and response.content:
-                break
-            problem = f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
-            problem = str(exc)
-        if time.monotonic() > deadline:
-            raise ServiceError(f"cannot fetch the attestation from {attestation_url}: {problem}")
-        time.sleep(0.2)
-    return verify_nitro(
-        response.content,
-        root=root,
-        mode="live",
-        now_ms=int(time.time() * 1000),
-        expect=Expectations(image_id=image_id),
-    )
+    client = AttestationClient(root=root, timeout=5.0)
+    return client.verify(attestation_url, expect=Expectations(image_id=image_id), wait_s=timeout_s)
 
 
 def _accepts(host: str, port: int) -> bool:
