@@ -87,7 +87,7 @@ def _query(name: str, description: str, pattern: str | None = None) -> dict[str,
 
 _VERSION = _query("version", "a root seed version (default: the current one)", r"^[0-9]+$")
 _DERIVE_PARAMS = [
-    _query("image_id", "the enclave image id, 64 hex digits (or give address)"),
+    _query("image_id", "the enclave image id, 64 hex digits (or give address)", "^[0-9a-f]{64}$"),
     _query("address", "a contract address (or give image_id)"),
     _query("path", "the derivation path (UTF-8; default empty)"),
     _VERSION,
@@ -103,6 +103,13 @@ _SIGNED_HEADERS = {
 
 def _text(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+# What the request limits (kms._http.Limits) answer before any handler runs.
+_LIMITED: dict[int | str, dict[str, Any]] = {
+    413: _text("the request body is over the limit"),
+    414: _text("the request URI is over the limit"),
+}
 
 
 class _RotateModel(BaseModel):
@@ -170,6 +177,7 @@ def public_app(root: KmsRoot) -> FastAPI:
                     "content": {media: {"schema": schema}},
                 },
                 400: _text("what is wrong with the query"),
+                **_LIMITED,
             },
             openapi_extra={"parameters": _DERIVE_PARAMS},
         )
@@ -227,6 +235,7 @@ def public_app(root: KmsRoot) -> FastAPI:
             },
             400: _text("a nonce that is not hex"),
             503: _text("the root cannot attest right now"),
+            **_LIMITED,
         },
         openapi_extra={"parameters": [_query("nonce", "hex bytes to bind into the attestation")]},
     )
@@ -243,9 +252,10 @@ def public_app(root: KmsRoot) -> FastAPI:
                 "content": {"application/json": {"schema": {"type": "object"}}},
             },
             400: _text("not JSON {version, signature}"),
-            401: _text("a bad signature"),
-            403: _text("rotation is not enabled"),
-            409: _text("not the next version"),
+            401: _text("the signature is not the admin's"),
+            403: _text("this root takes no rotations"),
+            409: _text("a version that cannot follow the current one"),
+            **_LIMITED,
         },
         openapi_extra={
             "requestBody": {

@@ -132,7 +132,12 @@ class ErrorModel(BaseModel):
     error: str
 
 
-_ID = Query(None, description="the job id: 0x and 64 hex digits")
+# The pattern is documented, not enforced by FastAPI: the handlers answer a bad id themselves.
+_ID = Query(
+    None,
+    description="the job id: 0x and 64 hex digits",
+    json_schema_extra={"pattern": "^0x[0-9a-fA-F]{64}$"},
+)
 
 
 def _bad_request(message: str) -> JSONResponse:

@@ -150,7 +150,11 @@ class _HealthModel(BaseModel):
     ok: bool
 
 
-_NAME = PathParam(description="the image's SHA-256: 64 lowercase hex digits")
+# Documented, not enforced by FastAPI: the handlers refuse other spellings with their own message.
+_NAME = PathParam(
+    description="the image's SHA-256: 64 lowercase hex digits",
+    json_schema_extra={"pattern": "^[0-9a-f]{64}$"},
+)
 _UPLOAD_BODY = {
     "requestBody": {
         "required": True,
@@ -264,18 +268,20 @@ def image_store_app(
         openapi_extra=_UPLOAD_BODY,
         summary="Upload an image under its hash (the body must hash to it)",
     )
-    app.add_api_route(
-        "/images/{sha256}",
-        get_image,
-        methods=["GET", "HEAD"],
-        response_class=Response,
-        responses={
-            200: _IMAGE,
-            400: {"model": _ErrorModel, "description": "not 64 lowercase hex digits"},
-            404: {"model": _ErrorModel, "description": "no such image here"},
-        },
-        summary="Download an image",
-    )
+    for method in ("GET", "HEAD"):
+        app.add_api_route(
+            "/images/{sha256}",
+            get_image,
+            methods=[method],
+            operation_id=f"{method.lower()}_image",
+            response_class=Response,
+            responses={
+                200: _IMAGE,
+                400: {"model": _ErrorModel, "description": "not 64 lowercase hex digits"},
+                404: {"model": _ErrorModel, "description": "no such image here"},
+            },
+            summary="Download an image" if method == "GET" else "Whether an image is here",
+        )
     app.add_api_route("/health", health, methods=["GET"], response_model=_HealthModel)
     # The serving floor reads this: uploads may be as large as the store allows, and no larger.
     app.reef_limits = Limits(max_body=max_bytes)  # type: ignore[attr-defined]
