@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from reef.chain._artifacts import Artifact, load_artifact
+from reef.chain._block_source import BlockRef, BlockSource, RawLog, Web3BlockSource
 from reef.chain._clients import KmsRegistryClient, TokenClient
 from reef.chain._deploy import DEFAULT_FUND_AMOUNT, Deployment, deploy_contracts
 from reef.chain._devnet_accounts import DEV_MNEMONIC, DEVNET_CHAIN_ID, DevAccount, dev_accounts
@@ -47,14 +48,10 @@ from reef.chain._events import (
     oyster_event_name,
 )
 from reef.chain._indexer import (
-    BlockRef,
-    BlockSource,
     IndexedContract,
     IndexedEvent,
     Indexer,
     IndexerCheckpoint,
-    RawLog,
-    Web3BlockSource,
     open_database,
 )
 from reef.chain._market import (
