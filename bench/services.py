@@ -71,20 +71,20 @@ def rate_of(work: Callable[[], object], seconds: float) -> float:
 
 
 def _serve_in_child(make_app: Callable[[], Any], workers: int = 1) -> tuple[int, list[int]]:
-    """Bind a floor socket here, serve ``make_app()`` on it in ``workers`` forked children."""
+    """Bind a floor socket here and serve ``make_app()`` on it in a child process, with the
+    floor's ``workers`` (``run_on``)."""
     sock = bind("127.0.0.1", 0, what="bench server")
     port = sock.getsockname()[1]
     context = multiprocessing.get_context("fork")
-    pids = []
-    for _ in range(workers):
-        child = context.Process(
-            target=run_on, args=(make_app(), sock), kwargs={"what": "bench server"}, daemon=True
-        )
-        child.start()
-        assert child.pid is not None
-        pids.append(child.pid)
+    child = context.Process(
+        target=run_on,
+        args=(make_app(), sock),
+        kwargs={"what": "bench server", "workers": workers},
+    )
+    child.start()
+    assert child.pid is not None
     sock.close()
-    return port, pids
+    return port, [child.pid]
 
 
 async def _echo_server(port_out: Any) -> None:

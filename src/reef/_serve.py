@@ -30,6 +30,7 @@ import contextlib
 import errno
 import json
 import logging
+import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterator
@@ -602,13 +603,26 @@ def run_on(
     refusal: Refusal | None = None,
     log_level: str = "warning",
     ready: Callable[[Server], None] | None = None,
+    workers: int = 1,
 ) -> None:
     """Serve ``app`` on the bound socket ``sock`` until SIGINT or SIGTERM, then stop
     gracefully (blocking; for commands). ``ready`` is called with the running server.
 
+    ``workers`` > 1 forks that many processes that all accept on ``sock`` (the kernel spreads
+    connections among them), so CPU-bound apps (the verifier's P-384 checks) use every core: the
+    GIL keeps one process on one core. This process then only waits: a stop signal is passed to
+    every worker, and if one worker dies the others are stopped and ServiceError raised. Apps
+    must hold no state that workers would need to share.
+
     Raises:
-        ServiceError: if the server does not start.
+        ServiceError: if the server does not start, or a worker dies.
+        InputError: for ``workers`` < 1.
     """
+    if workers < 1:
+        raise InputError(f"workers must be at least 1, got {workers}")
+    if workers > 1:
+        _run_workers(app, sock, what, limits, refusal, log_level, ready, workers)
+        return
 
     async def main() -> None:
         with stop_signals() as stop:
@@ -626,6 +640,68 @@ def run_on(
     asyncio.run(main())
 
 
+def _run_workers(
+    app: Any,
+    sock: socket.socket,
+    what: str,
+    limits: Limits | None,
+    refusal: Refusal | None,
+    log_level: str,
+    ready: Callable[[Server], None] | None,
+    workers: int,
+) -> None:
+    """:func:`run_on` in ``workers`` forked processes sharing ``sock``; see there."""
+    watched = {signal.SIGINT, signal.SIGTERM, signal.SIGCHLD}
+    # Blocked before forking, so a signal arriving meanwhile waits for sigwait (parent) or for
+    # the worker's own handlers (child) instead of killing either half-way.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    alive: set[int] = set()
+    try:
+        for _ in range(workers):
+            pid = os.fork()
+            if pid == 0:  # a worker: serve until a stop signal, as a single process would
+                code = 0
+                try:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+                    run_on(app, sock, what=what, limits=limits, refusal=refusal,
+                           log_level=log_level)  # fmt: skip
+                except BaseException:
+                    _log.exception("%s: a worker failed", what)
+                    code = 1
+                finally:
+                    os._exit(code)
+            alive.add(pid)
+        if ready is not None:
+            ready(Server(app, sock, what=what, limits=limits, refusal=refusal))
+        while True:
+            if signal.sigwait(watched) != signal.SIGCHLD:
+                return  # a stop signal: the finally stops the workers
+            while alive:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    break
+                alive.discard(pid)
+                raise ServiceError(
+                    f"a worker of the {what} stopped ({_exit_reason(status)}); stopping the others",
+                    hint="see the worker's log above",
+                )
+    finally:
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in alive:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        sock.close()
+
+
+def _exit_reason(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"
+
+
 def run(
     app: Any,
     *,
@@ -638,14 +714,24 @@ def run(
     hint: str | None = None,
     log_level: str = "warning",
     ready: Callable[[Server], None] | None = None,
+    workers: int = 1,
 ) -> None:
     """Bind ``host:port`` and serve ``app`` there until SIGINT or SIGTERM, then stop gracefully
     (blocking; for commands). ``ready`` is called with the running server (e.g. to print where
-    it listens).
+    it listens); ``workers`` as :func:`run_on`.
 
     Raises:
         InputError: for a bad port or host.
         ReefError: of class ``error`` when the port cannot be bound.
     """
     sock = bind(host, port, what=what, error=error, hint=hint)
-    run_on(app, sock, what=what, limits=limits, refusal=refusal, log_level=log_level, ready=ready)
+    run_on(
+        app,
+        sock,
+        what=what,
+        limits=limits,
+        refusal=refusal,
+        log_level=log_level,
+        ready=ready,
+        workers=workers,
+    )
