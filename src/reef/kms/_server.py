@@ -155,6 +155,12 @@ class RootServer:
             policy=client_policy(self._peer_roots, max_age_ms=self._max_age_ms, clock=self._clock),
             auther=auther,
             handshake_timeout=5.0,
+            # Slots shared per peer address (reef.scallop._slots): a crowd of stalled handshakes
+            # cannot keep enclaves from their seeds (issue 11). Enclaves of one provider host
+            # share its address, and may have 16 handshakes (milliseconds each) under way at once.
+            max_handshakes=256,
+            per_peer_handshakes=16,
+            busy_handshake_timeout=1.0,
             lifespan="off",
             max_body=1024,
             keepalive_timeout=5.0,
