@@ -6,7 +6,8 @@ is one (``\\`` continues a line). A command is **not runnable** when the nearest
 before its block is ``<!-- not-runnable: reason -->``, or when it ends with the comment
 ``# not runnable: reason``. Every other command runs, in document order, in bash (``-e -o
 pipefail``) against one real ``reef up``, each file in its own directory holding the public
-vectors' files (``aws.bin``, ``tdx_quote``, …), ``examples/`` and ``../shared/vectors``.
+vectors' files (``aws.bin``, ``tdx_quote``, …), ``examples/``, ``../shared/vectors`` and
+``admin.key`` (dev account 0's key: the rotation admin of ``reef up``'s KMS root).
 
 What a command must exit with: 0, or the code it documents: a trailing comment naming ``exit N``,
 or a command ending in ``; echo $?`` whose block shows the code as the next bare number.
@@ -36,6 +37,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
 from e2e_support import Network, start_network, stop_network  # noqa: E402
+
+from reef.chain import read_devnet_info  # noqa: E402
+from reef.home import ReefHome  # noqa: E402
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
@@ -220,7 +224,7 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
         stop_network(net)
 
 
-def _workdir(root: Path, doc: str, vectors: Path | None) -> Path:
+def _workdir(root: Path, doc: str, vectors: Path | None, admin_key: str) -> Path:
     shared = root / "shared"
     if vectors is not None and not shared.exists():
         shared.mkdir()
@@ -228,6 +232,7 @@ def _workdir(root: Path, doc: str, vectors: Path | None) -> Path:
     work = root / doc.replace("/", "_")
     work.mkdir()
     (work / "examples").symlink_to(REPO / "examples")
+    (work / "admin.key").write_text(admin_key)  # `reef kms rotate … < admin.key`
     if vectors is not None:
         for area in ("nitro", "dcap", "noise"):
             for file in sorted((vectors / area).iterdir()):
@@ -301,6 +306,8 @@ def test_every_runnable_command_does_what_the_docs_say(network: Network, tmp_pat
         "kms_scallop": network.info["kms"]["scallop"],
         "kms_public": network.info["kms"]["public"],
     }
+    # reef up's KMS root takes rotations signed by dev account 0 (the deployer).
+    admin_key = read_devnet_info(ReefHome(network.cli.home)).accounts[0].private_key.hex()
     failures: list[str] = []
     took: list[tuple[float, str]] = []
     ran = 0
@@ -309,7 +316,7 @@ def test_every_runnable_command_does_what_the_docs_say(network: Network, tmp_pat
         doc = str(path.relative_to(REPO))
         if not commands or doc in PENDING:
             continue
-        work = _workdir(tmp_path, doc, vectors)
+        work = _workdir(tmp_path, doc, vectors, admin_key)
         context = dict(base)
         for command in commands:
             if vectors is None and ("vectors" in command.text or "aws" in command.text):
