@@ -505,10 +505,19 @@ class Server:
         return self._task is not None and not self._task.done()
 
     async def wait(self) -> None:
-        """Wait until the server stops (after :meth:`aclose`, or if uvicorn fails)."""
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Wait until the server stops (after :meth:`aclose`, or if uvicorn fails).
+
+        Cancelling the wait does not cancel the server: :func:`until_stopped` cancels its waits
+        when a stop signal comes, and awaiting the task itself would then have torn uvicorn out
+        of its loop, so running requests were cancelled instead of finishing.
+        """
+        if self._task is None:
+            return
+        try:
+            await asyncio.shield(self._task)
+        except asyncio.CancelledError:
+            if not self._task.done():
+                raise  # the waiter was cancelled; the server runs on
 
     async def aclose(self) -> None:
         """Stop accepting, let running requests finish (up to ``stop_timeout``), close."""
