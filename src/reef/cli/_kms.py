@@ -549,8 +549,7 @@ def contract_approve_cmd(
     key: Annotated[Path | None, _KeyOption] = None,
     as_json: bool = JsonOption,
 ) -> None:
-    """Approve image ids: enclaves of these images may derive keys under the registry's address
-    (the registry's owner only)."""
+    """Approve image ids: their enclaves may derive keys under this address (owner only)."""
     _change("approved", image_ids, contract, rpc, key, as_json)
 
 
