@@ -265,7 +265,7 @@ def main() -> None:
             body.write_bytes(document)
             summary = wrk(port, "/verify/raw", body, 100, seconds)
             if summary is not None:
-                print(f"verifier, wrk -c100: {summary}")
+                print(f"verifier, wrk -c100, {args.workers} worker(s): {summary}")
         finally:
             _stop(pids)
 
