@@ -52,7 +52,7 @@ _BACKLOG: Final = 1024
 
 class _RefusalLog:
     """Refusal lines on ``reef.scallop``, at most ``per_second`` a second; the rest are counted
-    and reported in one line when the next second begins."""
+    and reported in one line with the first refusal of a later second."""
 
     def __init__(self, per_second: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._per_second = per_second
