@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 from reef.enclave import LIVE_STATES, EnclaveBackend, EnclaveInfo, EnclaveSpec
@@ -26,9 +27,9 @@ def _expect(condition: bool, message: str) -> None:
         raise ConformanceError(message)
 
 
-async def _raises_enclave_error(what: str, call: object) -> None:
+async def _raises_enclave_error(what: str, call: Awaitable[object]) -> None:
     try:
-        await call  # type: ignore[misc]
+        await call
     except (EnclaveError, InputError):
         return
     raise ConformanceError(f"{what} of an unknown enclave did not raise EnclaveError")

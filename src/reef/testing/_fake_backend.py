@@ -19,6 +19,7 @@ from reef.enclave import (
     EnclaveEndpoints,
     EnclaveInfo,
     EnclaveSpec,
+    InitParams,
     Measurements,
     load_image,
 )
@@ -59,8 +60,6 @@ class FakeBackend:
     def measure(self, spec: EnclaveSpec) -> Measurements:
         measurements = load_image(spec.image).measurements
         if spec.init_params is not None:
-            from reef.enclave import InitParams
-
             params = InitParams.from_json(spec.init_params.read_bytes())
             measurements = measurements.with_init_params(params.digest)
         return measurements.as_debug() if spec.debug else measurements
