@@ -162,11 +162,6 @@ def test_stop_on_failure_stops_the_job_itself(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the provider's /job does not carry the crashed enclave's exit code and console yet "
-    "(needs `last_exit` from the control plane: market/_control_plane.py, _backend_runner.py)",
-)
 def test_the_failure_names_the_exit_code_and_a_debug_apps_last_lines(
     debug_stopped: tuple[subprocess.CompletedProcess[str], float],
 ) -> None:

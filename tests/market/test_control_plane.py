@@ -613,7 +613,7 @@ async def test_over_the_fake_backend_a_job_runs_relaunches_after_a_crash_and_sto
     feed = Feed(tmp_path / "db.sqlite")
     feed.add(
         "Opened", 1, owner=OWNER, provider=PROVIDER, rate=hex(MIN_RATE), balance=hex(10**7),
-        timestamp=hex(1000), metadata=metadata() .replace(url("one"), STORE + sha),
+        timestamp=hex(1000), metadata=metadata(debug=True).replace(url("one"), STORE + sha),
     )  # fmt: skip
     cp = ControlPlane(
         policy=JobPolicy(RateCard.dev(), provider=PROVIDER, safety_margin_s=300),
@@ -633,10 +633,21 @@ async def test_over_the_fake_backend_a_job_runs_relaunches_after_a_crash_and_sto
     (first,) = running
     assert first.labels["reef.launch-key"]
     assert first.labels["reef.job"] == job_id(1)
-    backend.crash(first.id)
+    backend.write_console(first.id, "boom: missing config")
+    backend.crash(first.id, exit_code=3)
     await settle(cp, steps=2)
     (second,) = [i for i in await backend.list() if i.state == "running"]
     assert second.id != first.id
+    # The owner learns how the first one ended, and (debug) what it printed last.
+    status = cp.job_status(job_id(1))
+    assert status is not None
+    assert status["restarts"] == 1
+    assert status["last_exit"] == {
+        "state": "crashed",
+        "exit_code": 3,
+        "reason": "the app exited with code 3",
+        "console": ["boom: missing config"],
+    }
     # Nobody renews a lease past the paid time: with the provider gone, it still ends.
     await cp.close()
     clock.now = 10**7 / 100 + 1000 + 1

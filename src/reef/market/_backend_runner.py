@@ -37,6 +37,7 @@ _RUNNER_LABEL = "reef.runner"
 _PROVIDER_LABEL = "reef.provider"
 _JOB_LABEL = "reef.job"
 _KEY_LABEL = "reef.launch-key"
+_TAIL = 20  # console lines kept of an ended debug enclave
 _JOB_ID = re.compile(r"0x[0-9a-f]{64}")
 _KEY = re.compile(r"[0-9a-f]{32}")
 
@@ -105,7 +106,9 @@ class BackendRunner:
             labels=self._labels(spec.job_id, key),
         )
 
-    def _running(self, info: EnclaveInfo, job_id: str, key: str) -> RunningEnclave:
+    def _running(
+        self, info: EnclaveInfo, job_id: str, key: str, console: tuple[str, ...] = ()
+    ) -> RunningEnclave:
         endpoints: dict[str, Any] = {
             "attestation": info.endpoints["attestation"],
             "attestation_secp256k1": info.endpoints["attestation_secp256k1"],
@@ -113,7 +116,14 @@ class BackendRunner:
             "logs": info.endpoints["logs"],
         }
         return RunningEnclave(
-            enclave_id=info.id, job_id=job_id, key=key, state=info.state, endpoints=endpoints
+            enclave_id=info.id,
+            job_id=job_id,
+            key=key,
+            state=info.state,
+            endpoints=endpoints,
+            exit_code=info.exit_code,
+            reason=info.reason,
+            console=console,
         )
 
     async def launch(self, spec: LaunchSpec, image: FetchedImage, key: str) -> RunningEnclave:
@@ -158,7 +168,12 @@ class BackendRunner:
         for info in await self.backend.list():
             ours = self._ours(info)
             if ours is not None:
-                found.append(self._running(info, *ours))
+                console: tuple[str, ...] = ()
+                if info.debug and info.state not in LIVE_STATES:
+                    # Read before the control plane removes it: why a debug app died.
+                    with contextlib.suppress(ReefError):
+                        console = tuple((await self.backend.logs(info.id)).splitlines()[-_TAIL:])
+                found.append(self._running(info, *ours, console=console))
         return found
 
     def _unstage(self, image_path: Path) -> None:

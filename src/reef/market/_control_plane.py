@@ -59,13 +59,20 @@ def launch_key(spec: LaunchSpec) -> str:
 
 @dataclass(frozen=True)
 class RunningEnclave:
-    """An enclave the backend runs for a job. ``key`` is the :func:`launch_key` it was made for."""
+    """An enclave the backend runs for a job. ``key`` is the :func:`launch_key` it was made for.
+
+    An enclave that ended carries how (``exit_code``, ``reason``) and, in debug mode, the last
+    lines of its console, so the job's owner learns why it was relaunched.
+    """
 
     enclave_id: str
     job_id: str
     key: str
     state: str
     endpoints: Mapping[str, Any] = field(default_factory=dict)
+    exit_code: int | None = None
+    reason: str | None = None
+    console: tuple[str, ...] = ()
 
 
 class EnclaveRunner(Protocol):
@@ -170,6 +177,8 @@ class ControlPlane:
         """How often each job's enclave was found dead (crashed, exited, gone) and relaunched."""
         self._last_restart: dict[str, str] = {}
         """Why the last relaunch of each job's enclave happened, for ``/job``."""
+        self._last_exit: dict[str, dict[str, Any]] = {}
+        """How each job's last ended enclave ended (state, exit code, reason, console)."""
         self._started = False
         self._last_heartbeat = 0.0
         self._chain_time: int | None = None
@@ -213,6 +222,7 @@ class ControlPlane:
         status["last_error"] = self._errors.get(machine.job_id, "")
         status["restarts"] = self._restarts.get(machine.job_id, 0)
         status["last_restart"] = self._last_restart.get(machine.job_id, "")
+        status["last_exit"] = self._last_exit.get(machine.job_id)
         return status
 
     def jobs(self) -> list[dict[str, Any]]:
@@ -476,6 +486,14 @@ class ControlPlane:
                 gone = self._have.pop(job_id, None)
                 if want is not None:
                     dead = found[0] if found else gone
+                    if found:
+                        ended = found[0]
+                        self._last_exit[job_id] = {
+                            "state": ended.state,
+                            "exit_code": ended.exit_code,
+                            "reason": ended.reason,
+                            "console": list(ended.console),
+                        }
                     if dead is not None:
                         self._restarts[job_id] = self._restarts.get(job_id, 0) + 1
                         self._last_restart[job_id] = (
