@@ -1,0 +1,2 @@
+// Never answers: reef kills it at its deadline (error code 4), other calls go on.
+export default { async fetch() { while (true) {} } };
