@@ -4,7 +4,9 @@ fetch and verify a running enclave's attestation (:class:`AttestationClient`).""
 
 from __future__ import annotations
 
-from reef.attestation._client import AttestationClient, attestation_url
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from reef.attestation._cose import CoseSign1, NitroDocument, decode_nitro, read_evidence
 from reef.attestation._dev import DevAuthority
 from reef.attestation._image_id import IMAGE_ID_PCRS, PCR_LENGTH, image_id
@@ -18,24 +20,27 @@ from reef.attestation._quote import (
     verify_quote,
 )
 from reef.attestation._roots import TrustedRoot
-from reef.attestation._server import (
-    MAX_ATTESTATION_FIELD,
-    Attester,
-    attestation_app,
-    custom_attestation_app,
-)
-from reef.attestation._statement import (
-    VerifierStatement,
-    sign_statement,
-    statement_digest,
-    verify_statement,
-)
-from reef.attestation._verifier_service import (
-    load_verifier_key,
-    verifier_app,
-    verify_and_sign,
-)
 from reef.attestation._verify import detect_kind, verify
+
+if TYPE_CHECKING:
+    from reef.attestation._client import AttestationClient, attestation_url
+    from reef.attestation._server import (
+        MAX_ATTESTATION_FIELD,
+        Attester,
+        attestation_app,
+        custom_attestation_app,
+    )
+    from reef.attestation._statement import (
+        VerifierStatement,
+        sign_statement,
+        statement_digest,
+        verify_statement,
+    )
+    from reef.attestation._verifier_service import (
+        load_verifier_key,
+        verifier_app,
+        verify_and_sign,
+    )
 
 __all__ = [
     "AttestationClient",
@@ -74,3 +79,30 @@ __all__ = [
     "verify_quote",
     "verify_statement",
 ]
+
+# Loaded on first use: servers (FastAPI), the HTTP client (httpx) and EIP-712 statements
+# (eth-abi) cost a one-shot command such as `reef attestation verify` most of its start-up.
+_LAZY = {
+    "AttestationClient": "reef.attestation._client",
+    "attestation_url": "reef.attestation._client",
+    "MAX_ATTESTATION_FIELD": "reef.attestation._server",
+    "Attester": "reef.attestation._server",
+    "attestation_app": "reef.attestation._server",
+    "custom_attestation_app": "reef.attestation._server",
+    "VerifierStatement": "reef.attestation._statement",
+    "sign_statement": "reef.attestation._statement",
+    "statement_digest": "reef.attestation._statement",
+    "verify_statement": "reef.attestation._statement",
+    "load_verifier_key": "reef.attestation._verifier_service",
+    "verifier_app": "reef.attestation._verifier_service",
+    "verify_and_sign": "reef.attestation._verifier_service",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'reef.attestation' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
