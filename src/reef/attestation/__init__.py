@@ -4,9 +4,9 @@ fetch and verify a running enclave's attestation (:class:`AttestationClient`).""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from reef._lazy import lazy_attributes
 from reef.attestation._cose import CoseSign1, NitroDocument, decode_nitro, read_evidence
 from reef.attestation._dev import DevAuthority
 from reef.attestation._image_id import IMAGE_ID_PCRS, PCR_LENGTH, image_id
@@ -80,29 +80,22 @@ __all__ = [
     "verify_statement",
 ]
 
-# Loaded on first use: servers (FastAPI), the HTTP client (httpx) and EIP-712 statements
-# (eth-abi) cost a one-shot command such as `reef attestation verify` most of its start-up.
-_LAZY = {
-    "AttestationClient": "reef.attestation._client",
-    "attestation_url": "reef.attestation._client",
-    "MAX_ATTESTATION_FIELD": "reef.attestation._server",
-    "Attester": "reef.attestation._server",
-    "attestation_app": "reef.attestation._server",
-    "custom_attestation_app": "reef.attestation._server",
-    "VerifierStatement": "reef.attestation._statement",
-    "sign_statement": "reef.attestation._statement",
-    "statement_digest": "reef.attestation._statement",
-    "verify_statement": "reef.attestation._statement",
-    "load_verifier_key": "reef.attestation._verifier_service",
-    "verifier_app": "reef.attestation._verifier_service",
-    "verify_and_sign": "reef.attestation._verifier_service",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'reef.attestation' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+# Loaded on first use (reef._lazy): what one-shot commands need not import.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "AttestationClient": "_client",
+        "attestation_url": "_client",
+        "MAX_ATTESTATION_FIELD": "_server",
+        "Attester": "_server",
+        "attestation_app": "_server",
+        "custom_attestation_app": "_server",
+        "VerifierStatement": "_statement",
+        "sign_statement": "_statement",
+        "statement_digest": "_statement",
+        "verify_statement": "_statement",
+        "load_verifier_key": "_verifier_service",
+        "verifier_app": "_verifier_service",
+        "verify_and_sign": "_verifier_service",
+    },
+)

@@ -4,6 +4,9 @@ PyNaCl)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from reef._lazy import lazy_attributes
 from reef.crypto._curve25519 import (
     clamp_x25519,
     ed25519_public_key,
@@ -11,7 +14,6 @@ from reef.crypto._curve25519 import (
     solana_address,
     x25519_public_key,
 )
-from reef.crypto._eip712 import eip712_digest, eip712_domain_separator
 from reef.crypto._hashes import keccak256
 from reef.crypto._sealed_box import SEALED_BOX_OVERHEAD, open_sealed, seal
 from reef.crypto._secp256k1 import (
@@ -21,6 +23,9 @@ from reef.crypto._secp256k1 import (
     eip191_digest,
     recover_digest,
 )
+
+if TYPE_CHECKING:
+    from reef.crypto._eip712 import eip712_digest, eip712_domain_separator
 
 __all__ = [
     "SEALED_BOX_OVERHEAD",
@@ -40,3 +45,12 @@ __all__ = [
     "solana_address",
     "x25519_public_key",
 ]
+
+# Loaded on first use (reef._lazy): what one-shot commands need not import.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "eip712_digest": "_eip712",
+        "eip712_domain_separator": "_eip712",
+    },
+)

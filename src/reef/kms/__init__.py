@@ -9,80 +9,85 @@ See docs/kms.md.
 
 from __future__ import annotations
 
-from reef.kms._approval import (
-    OYSTER_KMS_VERIFY_SELECTOR,
-    ImageApproval,
-    RpcApproval,
-)
-from reef.kms._client import (
-    KmsPublicClient,
-    VerifiedKmsIdentity,
-    fetch_identity,
-    init_params_public_key,
-    normalize_kms_url,
-    rotate_root,
-)
-from reef.kms._derive import (
-    INIT_PARAMS_KEY_PATH,
-    KEY_TYPES,
-    ROOT_SEED_LENGTH,
-    SCALLOP_KEY_PATH,
-    SIGNING_KEY_PATH,
-    DerivedKey,
-    KeyType,
-    RootSeed,
-    contract_seed,
-    derive_key,
-    enclave_seed,
-    key_from_seed,
-    path_seed,
-)
-from reef.kms._derive_server import (
-    EnclaveSeeds,
-    SeedFetcher,
-    derive_server_app,
-)
-from reef.kms._keyring import (
-    KmsIdentity,
-    RootKeyring,
-    identity_digest,
-)
-from reef.kms._pins import (
-    KmsPin,
-    PinStore,
-)
-from reef.kms._public import (
-    VERSION_HEADER,
-    public_app,
-)
-from reef.kms._root import (
-    KmsRoot,
-    rotation_message,
-)
-from reef.kms._scallop import (
-    DEFAULT_MAX_AGE_MS,
-    KmsWiring,
-    client_policy,
-    fetch_enclave_seed,
-    scallop_app,
-)
-from reef.kms._server import (
-    DeriveServer,
-    RootServer,
-    http_attester,
-    own_tee_root,
-)
-from reef.kms._signing import (
-    SIGNATURE_HEADER,
-    response_digest,
-    sign_response,
-    verify_response,
-)
-from reef.kms._store import (
-    AeadSealer,
-    Sealer,
-    SeedStore,
-)
+from typing import TYPE_CHECKING
+
+from reef._lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from reef.kms._approval import (
+        OYSTER_KMS_VERIFY_SELECTOR,
+        ImageApproval,
+        RpcApproval,
+    )
+    from reef.kms._client import (
+        KmsPublicClient,
+        VerifiedKmsIdentity,
+        fetch_identity,
+        init_params_public_key,
+        normalize_kms_url,
+        rotate_root,
+    )
+    from reef.kms._derive import (
+        INIT_PARAMS_KEY_PATH,
+        KEY_TYPES,
+        ROOT_SEED_LENGTH,
+        SCALLOP_KEY_PATH,
+        SIGNING_KEY_PATH,
+        DerivedKey,
+        KeyType,
+        RootSeed,
+        contract_seed,
+        derive_key,
+        enclave_seed,
+        key_from_seed,
+        path_seed,
+    )
+    from reef.kms._derive_server import (
+        EnclaveSeeds,
+        SeedFetcher,
+        derive_server_app,
+    )
+    from reef.kms._keyring import (
+        KmsIdentity,
+        RootKeyring,
+        identity_digest,
+    )
+    from reef.kms._pins import (
+        KmsPin,
+        PinStore,
+    )
+    from reef.kms._public import (
+        VERSION_HEADER,
+        public_app,
+    )
+    from reef.kms._root import (
+        KmsRoot,
+        rotation_message,
+    )
+    from reef.kms._scallop import (
+        DEFAULT_MAX_AGE_MS,
+        KmsWiring,
+        client_policy,
+        fetch_enclave_seed,
+        scallop_app,
+    )
+    from reef.kms._server import (
+        DeriveServer,
+        RootServer,
+        http_attester,
+        own_tee_root,
+    )
+    from reef.kms._signing import (
+        SIGNATURE_HEADER,
+        response_digest,
+        sign_response,
+        verify_response,
+    )
+    from reef.kms._store import (
+        AeadSealer,
+        Sealer,
+        SeedStore,
+    )
 
 __all__ = [
     "AeadSealer",
@@ -136,3 +141,60 @@ __all__ = [
     "sign_response",
     "verify_response",
 ]
+
+# Loaded on first use (reef._lazy): what one-shot commands need not import.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "OYSTER_KMS_VERIFY_SELECTOR": "_approval",
+        "ImageApproval": "_approval",
+        "RpcApproval": "_approval",
+        "KmsPublicClient": "_client",
+        "VerifiedKmsIdentity": "_client",
+        "fetch_identity": "_client",
+        "init_params_public_key": "_client",
+        "normalize_kms_url": "_client",
+        "rotate_root": "_client",
+        "INIT_PARAMS_KEY_PATH": "_derive",
+        "KEY_TYPES": "_derive",
+        "ROOT_SEED_LENGTH": "_derive",
+        "SCALLOP_KEY_PATH": "_derive",
+        "SIGNING_KEY_PATH": "_derive",
+        "DerivedKey": "_derive",
+        "KeyType": "_derive",
+        "RootSeed": "_derive",
+        "contract_seed": "_derive",
+        "derive_key": "_derive",
+        "enclave_seed": "_derive",
+        "key_from_seed": "_derive",
+        "path_seed": "_derive",
+        "EnclaveSeeds": "_derive_server",
+        "SeedFetcher": "_derive_server",
+        "derive_server_app": "_derive_server",
+        "KmsIdentity": "_keyring",
+        "RootKeyring": "_keyring",
+        "identity_digest": "_keyring",
+        "KmsPin": "_pins",
+        "PinStore": "_pins",
+        "VERSION_HEADER": "_public",
+        "public_app": "_public",
+        "KmsRoot": "_root",
+        "rotation_message": "_root",
+        "DEFAULT_MAX_AGE_MS": "_scallop",
+        "KmsWiring": "_scallop",
+        "client_policy": "_scallop",
+        "fetch_enclave_seed": "_scallop",
+        "scallop_app": "_scallop",
+        "DeriveServer": "_server",
+        "RootServer": "_server",
+        "http_attester": "_server",
+        "own_tee_root": "_server",
+        "SIGNATURE_HEADER": "_signing",
+        "response_digest": "_signing",
+        "sign_response": "_signing",
+        "verify_response": "_signing",
+        "AeadSealer": "_store",
+        "Sealer": "_store",
+        "SeedStore": "_store",
+    },
+)

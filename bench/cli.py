@@ -1,0 +1,76 @@
+"""One-shot CLI start-up: wall time of common `reef` commands next to `python -c pass`.
+
+What a user waits for when typing a command is mostly Python start-up and imports; this prints,
+for each command, the best and the median of N runs in the same session, and the ratio to a bare
+interpreter. The aim (issue 14) is at most 0.2 s per command. Runs are interleaved so that load
+from other processes affects every row alike. Prints, does not assert.
+
+Run: ``.venv/bin/python bench/cli.py [--runs N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+REEF = str(Path(sys.executable).with_name("reef"))
+VECTORS = Path(os.environ.get("REEF_VECTORS", REPO.parent / "shared" / "vectors"))
+
+
+def _time(argv: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    home = tempfile.mkdtemp(prefix="reef-bench-cli-")
+    env = {**os.environ, "REEF_HOME": home}
+    rows: dict[str, list[str]] = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "reef --help": [REEF, "--help"],
+        "reef kms derive": [
+            REEF,
+            "kms",
+            "derive",
+            "--seed",
+            "11" * 64,
+            "--image-id",
+            "22" * 32,
+            "--path",
+            "wallet",
+            "--type",
+            "secp256k1",
+            "--json",
+        ],  # fmt: skip
+    }
+    vector = VECTORS / "nitro" / "aws.bin"
+    if vector.exists():
+        rows["reef attestation verify (aws.bin)"] = [REEF, "attestation", "verify", str(vector)]
+        rows["reef attestation verify (aws.bin)"] += ["--replay", "--json"]
+    else:
+        print(f"(no {vector}: the attestation row is left out)")
+    times: dict[str, list[float]] = {name: [] for name in rows}
+    for _ in range(args.runs):
+        for name, argv in rows.items():
+            times[name].append(_time(argv, env))
+    base = statistics.median(times["python -c pass"])
+    print(f"one-shot CLI start-up, {args.runs} runs each (seconds)")
+    print(f"{'':40} {'best':>7} {'median':>7} {'/ python':>9}")
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"{name:40} {min(values):7.3f} {median:7.3f} {median / base:8.1f}x")
+
+
+if __name__ == "__main__":
+    main()
