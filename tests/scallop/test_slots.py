@@ -90,6 +90,20 @@ def test_a_peer_with_handshakes_under_way_queues_for_its_own_next_slot() -> None
     assert pool.release(mine, 0.5) is None
 
 
+def test_handshakes_still_waiting_for_a_first_message_are_dropped_first() -> None:
+    pool = slots(capacity=3, per_peer=3, busy=1.0)
+    honest = pool.admit("10.0.0.1", 0.0).slot
+    stalled = pool.admit("10.0.0.1", 0.5).slot
+    assert honest is not None
+    assert stalled is not None
+    honest.under_way = True  # its client's first message came at once
+    pool.admit("10.0.0.2", 0.6)
+    # 10.0.0.3 holds nothing, 10.0.0.1 the most: it yields its stalled slot, not the older one.
+    assert pool.admit("10.0.0.3", 0.7).evict is stalled
+    # Full and fair now (everyone 1): past busy_timeout the stalled one of 10.0.0.2 goes first.
+    assert pool.admit("10.0.0.2", 2.0).evict is not honest
+
+
 @pytest.mark.parametrize(
     ("peername", "group"),
     [

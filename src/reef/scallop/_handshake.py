@@ -205,8 +205,12 @@ async def handshake_server(
     auther: Auther | None = None,
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     rng: Callable[[int], bytes] = os.urandom,
+    on_hello: Callable[[], None] | None = None,
 ) -> ScallopStream:
     """Run the server side of a Scallop handshake over an open asyncio stream pair.
+
+    ``on_hello`` is called once the client's first message is in: a server short of handshake
+    slots drops handshakes still waiting for it before those under way.
 
     Raises:
         HandshakeError: the client broke the protocol, was refused by ``policy``, asked for an
@@ -214,7 +218,7 @@ async def handshake_server(
     """
     _check_static_key(static_key)
     return await _bounded(
-        _server(reader, writer, bytes(static_key), _as_store(policy), auther, rng),
+        _server(reader, writer, bytes(static_key), _as_store(policy), auther, rng, on_hello),
         handshake_timeout,
         hint="the client stalled, or is not a Scallop client",
     )
@@ -227,10 +231,13 @@ async def _server(
     store: AuthStore | None,
     auther: Auther | None,
     rng: Callable[[int], bytes],
+    on_hello: Callable[[], None] | None = None,
 ) -> ScallopStream:
     machine = ServerHandshake(static_key, rng=rng)
     hello = await _drive(machine, reader, "client")
     assert isinstance(hello, ClientHello)
+    if on_hello is not None:
+        on_hello()
     decision = _decide(store, hello.peer_static, "client")
     peer_attestation = decision.peer
     writer.write(machine.send_hello(request_attestation=decision.ask))

@@ -7,10 +7,11 @@ violation, rejected key, failed attestation, stall) is logged with its reason on
 Handshakes hold slots, shared fairly among peer addresses (:mod:`reef.scallop._slots`): at most
 ``max_handshakes`` at once, at most ``per_peer_handshakes`` from one address, and when every slot
 is taken a newcomer takes one from the peer holding the most, or from a handshake that has run
-for ``busy_handshake_timeout`` seconds. A crowd of stalled clients therefore cannot keep honest
-ones out: issue 11's 1000 stalled handshakes leave enclaves served. Refusals under such a flood
-are logged at most ``_LOG_PER_SECOND`` a second, with a count of the rest, so the log cannot be
-flooded either.
+for ``busy_handshake_timeout`` seconds (handshakes still waiting for the client's first message
+go first), or waits for one its own address frees. A crowd of stalled clients therefore cannot
+keep honest ones out: issue 11's 1000 stalled handshakes leave enclaves served. Refusals under
+such a flood are logged at most ``_LOG_PER_SECOND`` a second, with a count of the rest, so the
+log cannot be flooded either.
 """
 
 from __future__ import annotations
@@ -199,7 +200,9 @@ class ScallopServer:
                 woken: asyncio.Future[None] = loop.create_future()
                 slot.owner = (task, woken)
                 try:
-                    async with asyncio.timeout(self._slots.busy_timeout):
+                    # As long as a handshake may take: its address's own handshakes are under
+                    # way, and at most per_peer_handshakes of its connections wait or run.
+                    async with asyncio.timeout(self._handshake_timeout):
                         await woken
                 except TimeoutError:
                     self._slots.give_up(slot)
@@ -209,10 +212,14 @@ class ScallopServer:
                         "within %g s",
                         address,
                         self._slots.capacity,
-                        self._slots.busy_timeout,
+                        self._handshake_timeout,
                     )
                     return None
             slot.owner = (task, None)
+
+            def under_way() -> None:
+                slot.under_way = True
+
             return await handshake_server(
                 reader,
                 writer,
@@ -220,6 +227,7 @@ class ScallopServer:
                 policy=self.store,
                 auther=self._auther,
                 handshake_timeout=self._handshake_timeout,
+                on_hello=under_way,
             )
         except (ChannelError, OSError) as exc:
             self._refuse(writer, "%s: %s", address, exc)
@@ -342,7 +350,8 @@ async def serve(
             more from it are closed at once.
         busy_handshake_timeout: when all ``max_handshakes`` slots are taken, a newcomer may
             take the slot of a handshake that has run this long (and always one of a peer
-            holding more slots than the newcomer's); otherwise it is closed at once.
+            holding more slots than the newcomer's); otherwise it waits, up to
+            ``handshake_timeout``, for a slot its own address frees.
 
     Raises:
         ChannelError: the address cannot be listened on.

@@ -9,16 +9,18 @@ stalled handshakes, 0 of 4 enclaves served). The rules here keep slots for hones
 1. **A small share per address.** One peer address holds at most ``per_peer`` slots and queued
    connections (IPv6 peers are counted per /64, the block one host usually gets); more from it
    are refused at once.
-2. **When every slot is taken, the heaviest peer yields.** A newcomer takes the oldest slot of
-   the peers holding the most, if they hold more than the newcomer's peer does: the many
-   connections of one source give way to the first connection of another. A peer holding
-   nothing therefore always gets a slot.
+2. **When every slot is taken, the heaviest peer yields.** A newcomer takes a slot of the peers
+   holding the most, if they hold more than the newcomer's peer does: the many connections of
+   one source give way to the first connection of another. A peer holding nothing therefore
+   always gets a slot. The slot taken is one still waiting for its client's first message if
+   there is one (an honest client sends it at once), else the oldest.
 3. **When every slot is taken, stalled handshakes are dropped early.** Otherwise (the newcomer's
-   peer holds as many as anyone) it takes the slot of the oldest handshake if that has run for
-   ``busy_timeout`` seconds: an honest handshake takes milliseconds, and the full handshake
-   timeout is only for when slots are free.
+   peer holds as many as anyone) it takes the slot of a handshake that has run for
+   ``busy_timeout`` seconds (again one still waiting for a first message before others): an
+   honest handshake takes milliseconds, and the full handshake timeout is only for when slots
+   are free.
 4. Otherwise the newcomer waits for the next slot its own peer frees (the server bounds the
-   wait, and refuses it after): several enclaves of one host that connect at once take turns
+   wait by the handshake timeout, and refuses it after): several enclaves of one host that connect at once take turns
    instead of being refused, and cost no other peer a slot.
 
 The server passes the time in; :class:`HandshakeSlots` decides and keeps the counts.
@@ -58,6 +60,14 @@ class Slot:
     owner: Any = None
     evicted: bool = False
     waiting: bool = False
+    under_way: bool = False
+    """The client's first message is in; such handshakes are dropped after stalled ones."""
+
+
+def _drop_order(slot: Slot) -> tuple[bool, float]:
+    """Which handshake goes first: one still waiting for the client's first message, then the
+    oldest (an honest client sends its first message at once)."""
+    return (slot.under_way, slot.started)
 
 
 @dataclass(frozen=True)
@@ -110,9 +120,8 @@ class HandshakeSlots:
         if len(self._slots) >= self.capacity:
             victim = self._heaviest_oldest(held)
             if victim is None:
-                oldest = next(iter(self._slots))
-                if now - oldest.started >= self.busy_timeout:
-                    victim = oldest
+                old = [s for s in self._slots if now - s.started >= self.busy_timeout]
+                victim = min(old, key=_drop_order, default=None)
             if victim is None:
                 # Only a peer that holds as many as anyone gets here, so it holds at least one:
                 # its next free slot goes to this connection, at no other peer's expense
@@ -135,8 +144,8 @@ class HandshakeSlots:
         most = max(len(slots) for slots in self._by_peer.values())
         if most <= newcomer_holds:
             return None
-        heaviest = (next(iter(s)) for s in self._by_peer.values() if len(s) == most)
-        return min(heaviest, key=lambda slot: slot.started)
+        heaviest = (min(s, key=_drop_order) for s in self._by_peer.values() if len(s) == most)
+        return min(heaviest, key=_drop_order)
 
     def _free(self, slot: Slot) -> bool:
         if slot not in self._slots:
