@@ -84,6 +84,15 @@ def serve_cmd(
     port: Annotated[
         int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")
     ] = 1400,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Processes accepting on the one socket (P-384 verification holds Python's "
+            "lock, so cores need processes). Default: one per CPU.",
+        ),
+    ] = None,
 ) -> None:
     """Serve POST /verify/raw and /verify/hex (Oyster's verifier API) until interrupted."""
     from reef._serve import bind, run_on
@@ -114,7 +123,13 @@ def serve_cmd(
         f"{trusted.name} ({trusted.sha256[:16]}…), listening on http://{bound_host}:{bound_port}",
         markup=False,
     )
-    run_on(verifier_app(signing_key, root=trusted), listener, what="verifier", log_level="info")
+    run_on(
+        verifier_app(signing_key, root=trusted),
+        listener,
+        what="verifier",
+        log_level="info",
+        workers=workers or len(os.sched_getaffinity(0)),
+    )
 
 
 @app.command("sign")
