@@ -21,6 +21,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 REEF = str(Path(sys.executable).with_name("reef"))
+DERIVE_ARGS = ("--seed", "11" * 64, "--image-id", "22" * 32, "--path", "wallet", "--type")
+DERIVE_ARGS += ("secp256k1", "--json")
 VECTORS = Path(os.environ.get("REEF_VECTORS", REPO.parent / "shared" / "vectors"))
 
 
@@ -39,20 +41,7 @@ def main() -> None:
     rows: dict[str, list[str]] = {
         "python -c pass": [sys.executable, "-c", "pass"],
         "reef --help": [REEF, "--help"],
-        "reef kms derive": [
-            REEF,
-            "kms",
-            "derive",
-            "--seed",
-            "11" * 64,
-            "--image-id",
-            "22" * 32,
-            "--path",
-            "wallet",
-            "--type",
-            "secp256k1",
-            "--json",
-        ],  # fmt: skip
+        "reef kms derive": [REEF, "kms", "derive", *DERIVE_ARGS],
     }
     vector = VECTORS / "nitro" / "aws.bin"
     if vector.exists():

@@ -14,7 +14,7 @@ import pytest
 from dev_tee_support import requires_isolation
 from reef.enclave import EnclaveSpec, LocalBackend, build_image
 from reef.home import ReefHome
-from reef.market import FetchedImage, LaunchSpec, BackendRunner, launch_key
+from reef.market import BackendRunner, FetchedImage, LaunchSpec, launch_key
 from reef.node._deploy import wait_for_app
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

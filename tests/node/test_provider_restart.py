@@ -22,9 +22,9 @@ from reef.chain import Devnet, MarketClient, deploy_contracts, serve_devnet
 from reef.enclave import LocalBackend, build_image
 from reef.home import ReefHome
 from reef.market import (
+    BackendRunner,
     ImageStore,
     JobMetadata,
-    BackendRunner,
     RateCard,
     image_store_app,
     upload_image,

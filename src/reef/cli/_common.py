@@ -37,7 +37,6 @@ RpcOption = typer.Option("--rpc", help="JSON-RPC URL (default: the local network
 MarketOption = typer.Option("--market", help="Market address (default: the local network's).")
 
 
-
 @contextlib.contextmanager
 def stop_signals() -> Iterator[asyncio.Event]:
     """:func:`reef._serve.stop_signals`, imported when a command first serves: the serving floor
@@ -46,6 +45,7 @@ def stop_signals() -> Iterator[asyncio.Event]:
 
     with floor_stop_signals() as stop:
         yield stop
+
 
 def read_file(path: Path) -> bytes:
     """The bytes of a file the user named.
