@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from reef.node import Session
 
 __all__ = [
+    "InsecureOption",
     "MarketOption",
     "RpcOption",
     "market_session",
@@ -35,6 +36,11 @@ __all__ = [
 
 RpcOption = typer.Option("--rpc", help="JSON-RPC URL (default: the local network's).")
 MarketOption = typer.Option("--market", help="Market address (default: the local network's).")
+InsecureOption = typer.Option(
+    "--insecure",
+    help="Run enclaves even where this host cannot isolate them (see `reef doctor`); "
+    "every output then says so.",
+)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._common import stop_signals
+from reef.cli._common import InsecureOption, stop_signals
 from reef.cli._output import (
     JsonOption,
     console,
@@ -172,13 +172,7 @@ def run_cmd(
     tmp_mib: Annotated[
         int, typer.Option("--tmp-size", help="Size of the app's private /tmp, in MiB.")
     ] = 256,
-    insecure: Annotated[
-        bool,
-        typer.Option(
-            "--insecure",
-            help="Run even where this host cannot isolate the app (see `reef doctor`).",
-        ),
-    ] = False,
+    insecure: Annotated[bool, InsecureOption] = False,
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Return once started; it keeps running.")
     ] = False,

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from reef.cli._common import MarketOption, RpcOption, market_session, stop_signals
+from reef.cli._common import (
+    InsecureOption,
+    MarketOption,
+    RpcOption,
+    market_session,
+    stop_signals,
+)
 from reef.cli._output import JsonOption, fail, print_result
 from reef.errors import ConfigError, ReefError
 
@@ -83,13 +89,7 @@ def run(
             "--safety-margin", min=0, help="Stop enclaves this long before deposits run out."
         ),
     ] = 300,
-    insecure: Annotated[
-        bool,
-        typer.Option(
-            "--insecure",
-            help="Run enclaves even where this host cannot isolate them (see `reef doctor`).",
-        ),
-    ] = False,
+    insecure: Annotated[bool, InsecureOption] = False,
 ) -> None:
     """Run the control plane in the foreground until Ctrl-C (enclaves keep running)."""
     from reef.chain import parse_address

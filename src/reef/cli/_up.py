@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from reef.cli._common import stop_signals
+from reef.cli._common import InsecureOption, stop_signals
 from reef.cli._output import JsonOption, fail, print_json
 from reef.errors import ReefError
 
@@ -66,13 +66,7 @@ def up(
     no_kms: Annotated[
         bool, typer.Option("--no-kms", help="Do not start the KMS root enclave.")
     ] = False,
-    insecure: Annotated[
-        bool,
-        typer.Option(
-            "--insecure",
-            help="Run enclaves even where this host cannot isolate them (see `reef doctor`).",
-        ),
-    ] = False,
+    insecure: Annotated[bool, InsecureOption] = False,
     json_output: bool = JsonOption,
 ) -> None:
     """Run the local network: devnet, contracts, image store, verifier, KMS root and a provider.
