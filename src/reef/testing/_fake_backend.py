@@ -19,6 +19,7 @@ from reef.enclave import (
     EnclaveEndpoints,
     EnclaveInfo,
     EnclaveSpec,
+    Image,
     InitParams,
     Measurements,
     load_image,
@@ -58,29 +59,24 @@ class FakeBackend:
     # -- EnclaveBackend -----------------------------------------------------------------------
 
     def measure(self, spec: EnclaveSpec) -> Measurements:
-        measurements = load_image(spec.image).measurements
-        if spec.init_params is not None:
-            params = InitParams.from_json(spec.init_params.read_bytes())
-            measurements = measurements.with_init_params(params.digest)
-        return measurements.as_debug() if spec.debug else measurements
+        return _measure(load_image(spec.image), spec)
 
     async def start(self, spec: EnclaveSpec) -> EnclaveInfo:
-        measurements = self.measure(spec)
+        image = load_image(spec.image)
         if self.fail_starts:
             self.fail_starts -= 1
             raise EnclaveError("the fake enclave failed to boot (FakeBackend.fail_starts)")
         enclave_id = f"{next(self._ids):012x}"
-        info = self._info(enclave_id, spec, measurements, labels=dict(spec.labels))
+        info = self._info(enclave_id, spec, image, labels=dict(spec.labels))
         self._records[enclave_id] = _Record(info, spec, spec.lease_until_ms)
         self.started.append(spec)
         return info
 
     async def update(self, enclave_id: str, spec: EnclaveSpec) -> EnclaveInfo:
         record = self._get(enclave_id)
-        measurements = self.measure(spec)
         labels = {**record.info.labels, **spec.labels}
         info = self._info(
-            enclave_id, spec, measurements, labels=labels, endpoints=record.info.endpoints
+            enclave_id, spec, load_image(spec.image), labels=labels, endpoints=record.info.endpoints
         )
         self._records[enclave_id] = _Record(info, spec, spec.lease_until_ms)
         self.started.append(spec)
@@ -160,12 +156,13 @@ class FakeBackend:
         self,
         enclave_id: str,
         spec: EnclaveSpec,
-        measurements: Measurements,
+        image: Image,
         *,
         labels: dict[str, str],
         endpoints: EnclaveEndpoints | None = None,
     ) -> EnclaveInfo:
-        manifest = load_image(spec.image).manifest
+        manifest = image.manifest
+        measurements = _measure(image, spec)
         base = f"http://fake-{enclave_id}.invalid"
         if endpoints is None:
             endpoints = EnclaveEndpoints(
@@ -193,3 +190,12 @@ class FakeBackend:
             image_path=spec.image,
             init_params_path=spec.init_params,
         )
+
+
+def _measure(image: Image, spec: EnclaveSpec) -> Measurements:
+    """The dev TEE's recipe, as LocalBackend measures (init params into PCR16, debug zeroes)."""
+    measurements = image.measurements
+    if spec.init_params is not None:
+        params = InitParams.from_json(spec.init_params.read_bytes())
+        measurements = measurements.with_init_params(params.digest)
+    return measurements.as_debug() if spec.debug else measurements
