@@ -8,6 +8,8 @@ pytest puts the tests folder on ``sys.path`` (``pythonpath`` in pyproject.toml):
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 import time
 
 import httpx
@@ -61,3 +63,25 @@ ISOLATION_MISSING = _isolation_missing()
 requires_isolation = pytest.mark.skipif(
     ISOLATION_MISSING is not None, reason=ISOLATION_MISSING or ""
 )
+
+
+class LoopbackServer:
+    """A TCP server on the host (loopback by default): an enclave's outbound peer, or a host
+    service it must not reach; :meth:`handle` serves each connection in turn."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.sock = socket.create_server((host, 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                self.handle(conn)
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError

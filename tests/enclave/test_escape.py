@@ -16,13 +16,12 @@ import platform
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dev_tee_support import get, requires_isolation
+from dev_tee_support import LoopbackServer, get, requires_isolation
 from reef.attestation import DevAuthority
 from reef.enclave import EnclaveSpec, LocalBackend, build_image
 from reef.home import ReefHome
@@ -44,24 +43,16 @@ TMP_MIB = 16
 STATE_MIB = 32
 
 
-class HostService:
+class HostService(LoopbackServer):
     """A host-only HTTP-ish service on every address (like the devnet or the image store)."""
 
     def __init__(self) -> None:
-        self.sock = socket.create_server(("0.0.0.0", 0))
-        self.port = self.sock.getsockname()[1]
         self.hits = 0
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(host="0.0.0.0")
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                self.hits += 1
-                conn.sendall(b"HTTP/1.0 200 OK\r\n\r\nhost secret service")
+    def handle(self, conn: socket.socket) -> None:
+        self.hits += 1
+        conn.sendall(b"HTTP/1.0 200 OK\r\n\r\nhost secret service")
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from dev_tee_support import attested, get, now_ms, requires_isolation
+from dev_tee_support import LoopbackServer, attested, get, now_ms, requires_isolation
 from reef.attestation import DevAuthority, Expectations, TrustedRoot, verify_nitro
 from reef.cli import app as cli
 from reef.crypto import generate_x25519
@@ -313,28 +312,6 @@ print("x" * 100000, end="", flush=True)  # a huge line without a newline must no
 print(flush=True)
 print(json.dumps(report), flush=True)
 """
-
-
-class LoopbackServer:
-    """A TCP server on the host's loopback, an enclave's outbound peer; :meth:`handle` serves
-    each connection in turn."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                self.handle(conn)
-
-    def handle(self, conn: socket.socket) -> None:
-        raise NotImplementedError
 
 
 class Echo(LoopbackServer):
