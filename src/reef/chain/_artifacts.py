@@ -21,22 +21,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from reef.errors import ConfigError, MisuseError
 
 __all__ = [
-    "CONTRACT_NAMES",
     "VYPER_VERSION",
     "Artifact",
     "ContractName",
     "build_artifact",
+    "contract_names",
     "load_artifact",
     "main",
 ]
 
-ContractName = Literal["Token", "Market", "KmsRegistry"]
-CONTRACT_NAMES: tuple[ContractName, ...] = ("Token", "Market", "KmsRegistry")
+ContractName = str
+"""A contract's name: the stem of its ``contracts/<Name>.vy`` source."""
 VYPER_VERSION = "0.4.3"
 _FORMAT = "hh-vyper-artifact-1"
 
@@ -63,11 +63,19 @@ def _artifact_path(name: str) -> Path:
     return _contracts_dir() / "artifacts" / f"{name}.json"
 
 
+def contract_names() -> tuple[ContractName, ...]:
+    """Every contract reef ships: one per Vyper source, sorted.
+
+    Read from the package rather than listed here, so a package that adds a contract (serverless,
+    proofs) adds only its source and artifact.
+    """
+    return tuple(sorted(p.stem for p in _contracts_dir().glob("*.vy")))
+
+
 def _check_name(name: str) -> None:
-    if name not in CONTRACT_NAMES:
-        raise MisuseError(
-            f"unknown contract {name!r}", hint=f"choose one of {', '.join(CONTRACT_NAMES)}"
-        )
+    names = contract_names()
+    if name not in names:
+        raise MisuseError(f"unknown contract {name!r}", hint=f"choose one of {', '.join(names)}")
 
 
 def load_artifact(name: ContractName) -> Artifact:
@@ -141,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     check = "--check" in args
     stale = []
-    for name in CONTRACT_NAMES:
+    for name in contract_names():
         text = render_artifact(build_artifact(name))
         path = _artifact_path(name)
         current = path.read_text() if path.exists() else None

@@ -39,7 +39,7 @@ from reef.node._session import (
     locate_market,
     open_session,
 )
-from reef.node._up import PROVIDER_ACCOUNT, LocalNetwork, UpSettings
+from reef.node._up import PROVIDER_ACCOUNT, LocalNetwork, UpContext, UpExtension, UpSettings
 
 __all__ = [
     "DeployRequest",
@@ -54,6 +54,8 @@ __all__ = [
     "ProviderSettings",
     "Served",
     "Session",
+    "UpContext",
+    "UpExtension",
     "UpSettings",
     "connect",
     "deploy",

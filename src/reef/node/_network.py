@@ -41,6 +41,9 @@ class NetworkInfo:
     safety_margin_s: int = 300
     pid: int | None = None
     """The ``reef up`` process, while it runs."""
+    services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """What each extension of ``reef up`` started (serverless, proofs, dashboard), by its name:
+    its endpoints and contract addresses, as the extension reported them."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +58,7 @@ class NetworkInfo:
             "kms": dict(self.kms),
             "safety_margin_s": self.safety_margin_s,
             "pid": self.pid,
+            "services": {name: dict(entry) for name, entry in self.services.items()},
         }
 
     @classmethod
@@ -77,6 +81,10 @@ class NetworkInfo:
                 kms={str(k): str(v) for k, v in dict(data.get("kms") or {}).items()},
                 safety_margin_s=int(data.get("safety_margin_s", 300)),
                 pid=data.get("pid"),
+                services={
+                    str(name): dict(entry)
+                    for name, entry in dict(data.get("services") or {}).items()
+                },
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(

@@ -10,7 +10,10 @@ Started in dependency order, stopped in reverse:
 5. the KMS root, itself an enclave (``examples/kms-root``; Scallop 1100, public 1101), whose
    attested identity is checked before any enclave is wired to it;
 6. the local provider: its account registered in the market with its control plane's URL,
-   indexer + control plane (8080) launching enclaves on the local dev TEE, each wired to the KMS.
+   indexer + control plane (8080) launching enclaves on the local dev TEE, each wired to the KMS;
+7. the extensions (:class:`UpExtension`: serverless executors, the proof market, the dashboard),
+   each given the running core (:class:`UpContext`) and each reporting what it started under its
+   name in ``network.json``'s ``services``.
 
 ``network.json`` then tells every other command where everything is. Stopping (Ctrl-C) stops
 every enclave the provider runs and the KMS root, and closes the devnet cleanly; jobs stay open
@@ -23,10 +26,10 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reef.attestation import DevAuthority, TrustedRoot, load_verifier_key, verifier_app
 from reef.chain import DevAccount, MarketClient
@@ -55,7 +58,7 @@ from reef.node._serve import Served, serve_app
 if TYPE_CHECKING:
     from reef.chain import Devnet
 
-__all__ = ["PROVIDER_ACCOUNT", "LocalNetwork", "UpSettings"]
+__all__ = ["PROVIDER_ACCOUNT", "LocalNetwork", "UpContext", "UpExtension", "UpSettings"]
 
 log = logging.getLogger("reef.node")
 
@@ -96,12 +99,55 @@ def _quiet(_message: str) -> None:
     return None
 
 
+@dataclass(frozen=True, kw_only=True)
+class UpContext:
+    """The running core network, as an :class:`UpExtension` sees it when it starts."""
+
+    home: ReefHome
+    settings: UpSettings
+    devnet: Devnet
+    info: NetworkInfo
+    """The core's endpoints and addresses (chain, market, verifier, KMS, provider)."""
+    authority: DevAuthority
+    root: TrustedRoot
+    backend: EnclaveBackend
+    """A backend for the extension's own enclaves (executors, a matching engine), wired to the
+    KMS root. Label them ``{"reef.role": <extension name>}``: ``reef up`` stops those when it
+    stops (after :meth:`UpExtension.aclose`), even the ones a failed start left behind."""
+    progress: Progress
+
+
+class UpExtension(Protocol):
+    """A service ``reef up`` starts after the core network, and stops before it."""
+
+    @property
+    def name(self) -> str:
+        """The key of this service in ``network.json``'s ``services``."""
+        ...
+
+    async def start(self, ctx: UpContext) -> Mapping[str, Any]:
+        """Start; return the endpoints and addresses other commands need (JSON values)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop everything :meth:`start` started. Called once, even after a failed start."""
+        ...
+
+
 class LocalNetwork:
     """The running network. :meth:`start`, then :meth:`stop`."""
 
-    def __init__(self, home: ReefHome, settings: UpSettings | None = None) -> None:
+    def __init__(
+        self,
+        home: ReefHome,
+        settings: UpSettings | None = None,
+        extensions: Sequence[UpExtension] = (),
+    ) -> None:
         self.home = home
         self.settings = settings or UpSettings()
+        self.extensions = tuple(extensions)
+        self._started: list[UpExtension] = []
+        self._extension_backend: EnclaveBackend | None = None
         self.devnet: Devnet | None = None
         self.info: NetworkInfo | None = None
         self.provider: ProviderService | None = None
@@ -220,6 +266,26 @@ class LocalNetwork:
             pid=os.getpid(),
         )
         self.info.dump(home)
+        if self.extensions:
+            self._extension_backend = open_backend(
+                home, authority=authority, kms=kms_wiring, insecure=s.insecure
+            )
+            services: dict[str, Mapping[str, Any]] = {}
+            for extension in self.extensions:
+                ctx = UpContext(
+                    home=home,
+                    settings=s,
+                    devnet=devnet,
+                    info=self.info,
+                    authority=authority,
+                    root=root,
+                    backend=self._extension_backend,
+                    progress=progress,
+                )
+                self._started.append(extension)
+                services[extension.name] = dict(await extension.start(ctx))
+                self.info = replace(self.info, services=dict(services))
+                self.info.dump(home)
         return self.info
 
     def _verifier_key(self) -> Secp256k1PrivateKey:
@@ -314,6 +380,21 @@ class LocalNetwork:
 
     async def stop(self) -> None:
         """Stop every enclave and service; close the devnet. Safe to call more than once."""
+        while self._started:
+            extension = self._started.pop()
+            try:
+                await extension.aclose()
+            except ReefError as exc:
+                log.warning("stopping %s: %s", extension.name, exc)
+        if self._extension_backend is not None:
+            roles = {extension.name for extension in self.extensions}
+            for enclave in await self._extension_backend.list():
+                if enclave.labels.get(_ROLE_LABEL) not in roles:
+                    continue
+                with contextlib.suppress(ReefError):
+                    await self._extension_backend.stop(enclave.id)
+                    await self._extension_backend.remove(enclave.id)
+            self._extension_backend = None
         if self.provider is not None:
             with contextlib.suppress(ReefError):
                 await self.provider.stop(stop_enclaves=True)
