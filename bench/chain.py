@@ -1,29 +1,24 @@
-"""Devnet throughput: transactions and ``eth_call``s per second through reef's JSON-RPC endpoint
-(real HTTP on loopback), next to the same operations on the in-process provider
-(``DevnetProvider``: the same dispatcher, no socket), in the same run.
+"""Chain throughput: reef's devnet next to anvil and hardhat node, same client, same run.
 
-The HTTP side is ``reef chain`` itself, started as its own process on a temporary
-``$REEF_HOME``, as users run it; a server thread inside the benchmark process would share the
-interpreter lock with the client and measure lock hand-offs instead of HTTP. The in-process side
-is ``Devnet.open`` on another temporary home, so both keep a journal (fsync per block) and start
-from the same deployment.
+Each node runs as its own process on loopback, as users run it: ``reef chain`` on a temporary
+``$REEF_HOME`` (journal with fsync per block, as always), ``anvil`` from npm
+(``@foundry-rs/anvil``, tests/js) and ``hardhat node`` (tests/js) where installed. reef's
+contracts are deployed on each by reef.chain's own deploy code, and one client (httpx, raw
+JSON-RPC bodies on a kept-alive connection; transactions signed before the clock starts) then
+measures, interleaved in rounds so that load from other processes affects every node alike:
 
-Operations:
+- ``ETH transfers/s``: ``eth_sendRawTransaction`` of a signed value transfer, then its receipt
+  (``eth_getTransactionReceipt``), one after the other: what a wallet waits for;
+- ``token transfers/s``: the same with an ERC-20 ``transfer`` (a contract call with a log);
+- ``market tx/s``: ``jobDeposit`` on an open job (the market's most common write);
+- ``eth_call/s``: ``balanceOf`` through ``eth_call``;
+- ``eth_getLogs logs/s``: the token's ``Transfer`` logs over every block, logs returned per second.
 
-- ``send raw tx``: ``eth_sendRawTransaction`` of pre-signed token transfers (the node's cost:
-  decode, validate, execute, mine a block, index), then one receipt fetch per transaction;
-- ``send via client``: ``TokenClient.transfer`` from a local key, as an app would (simulate,
-  estimate gas, fetch nonce and fees, sign, send, wait for the receipt, decode events);
-- ``eth_call``: ``balanceOf`` reads through a web3 contract object (web3.py sends
-  ``eth_chainId`` around each call, so this is three requests);
-- ``eth_call (raw)``: the same ``eth_call`` as a JSON-RPC body, posted with httpx or handed
-  straight to the dispatcher: the transport's own cost, without web3.py's.
+Figures are medians of the rounds; the last columns are reef's share of anvil and of hardhat
+(issue 14 aims at reef >= hardhat on every row and >= 0.5 of anvil on transfers). Prints,
+asserts nothing.
 
-Measurements are interleaved in rounds so that load from other processes affects both paths
-alike; each figure is the best round. The ratio is HTTP throughput over in-process throughput
-(1.0 would mean HTTP costs nothing). Prints, asserts nothing.
-
-Run: ``.venv/bin/python bench/chain.py [--rounds 3] [--txs 60] [--calls 300] [--json]``.
+Run: ``.venv/bin/python bench/chain.py [--rounds 3] [--txs 100] [--calls 300] [--json]``.
 """
 
 from __future__ import annotations
@@ -31,229 +26,265 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import signal
+import shutil
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path as FsPath
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import httpx
 from eth_account import Account
-from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from reef.chain import DEVNET_CHAIN_ID, DevAccount, Devnet, TokenClient, dev_accounts, load_artifact
-from reef.chain._devnet_rpc import DevnetRpc
-from reef.home import ReefHome
+from reef.chain import DEVNET_CHAIN_ID, MarketClient, deploy_contracts, dev_accounts, load_artifact
+
+REPO = Path(__file__).resolve().parents[1]
+JS = REPO / "tests" / "js"
+ANVIL = JS / "node_modules" / ".bin" / "anvil"
+HARDHAT = JS / "node_modules" / ".bin" / "hardhat"
+ACCOUNTS = dev_accounts(10)
+SINK = "0x" + "22" * 20
+ROWS = ("ETH transfers/s", "token transfers/s", "market tx/s", "eth_call/s", "eth_getLogs logs/s")
+
+
+class RpcFailure(Exception):
+    pass
 
 
 @dataclass
-class Path:
+class Node:
     name: str
-    accounts: tuple[DevAccount, ...]
-    w3: Web3
-    token: str
-    process: subprocess.Popen[str] | None = None
-    devnet: Devnet | None = None
+    url: str
+    process: subprocess.Popen[bytes]
+    client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=120))
+    token: str = ""
+    market: str = ""
+    job_id: bytes = b""
+    next_id: int = 0
+
+    def rpc(self, method: str, *params: Any) -> Any:
+        self.next_id += 1
+        body = {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": list(params)}
+        reply = self.client.post(self.url, json=body).json()
+        if "error" in reply:
+            raise RpcFailure(f"{self.name}: {method}: {reply['error']}")
+        return reply["result"]
+
+    def stop(self) -> None:
+        self.client.close()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
-def in_process(home: FsPath) -> Path:
-    devnet = Devnet.open(ReefHome(home))
-    assert devnet.deployment is not None
-    return Path("in-process", devnet.accounts, devnet.web3(), devnet.deployment.token, None, devnet)
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
-def over_http(home: FsPath) -> Path:
-    reef = FsPath(sys.executable).parent / "reef"
-    process = subprocess.Popen(
-        [str(reef), "chain", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "REEF_HOME": str(home), "PYTHONUNBUFFERED": "1"},
+def _wait_ready(name: str, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 120
+    body = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{name} exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.post(url, json=body, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise SystemExit(f"{name} did not answer within 120 s")
+
+
+def start(name: str, scratch: Path) -> Node | None:
+    port = _free_port()
+    log = scratch / f"{name}.log"
+    env = dict(os.environ)
+    cwd = None
+    if name == "reef":
+        home = scratch / "reef-home"
+        env["REEF_HOME"] = str(home)
+        reef = Path(sys.executable).with_name("reef")
+        argv = [str(reef), "chain", "--fresh", "--port", str(port)]
+    elif name == "anvil":
+        if not ANVIL.exists():
+            return None
+        argv = [str(ANVIL), "--port", str(port), "--silent", "--chain-id", str(DEVNET_CHAIN_ID)]
+    else:
+        if not HARDHAT.exists() or shutil.which("node") is None:
+            return None
+        argv = [str(HARDHAT), "node", "--hostname", "127.0.0.1", "--port", str(port)]
+        cwd = JS
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    url = f"http://127.0.0.1:{port}"
+    _wait_ready(name, url, process, log)
+    node = Node(name, url, process)
+    deployment = deploy_contracts(
+        Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 120})),
+        ACCOUNTS[0].address,
+        rate_lock_s=300,
+        fund=[account.address for account in ACCOUNTS],
     )
-    assert process.stdout is not None
-    url = token = None
-    for line in process.stdout:
-        if match := re.match(r"endpoint\s+(\S+)", line):
-            url = match.group(1)
-        if match := re.match(r"token\s+(0x[0-9a-fA-F]{40})", line):
-            token = match.group(1)
-        if line.strip() == "ready":
-            break
-    if url is None or token is None:
-        process.kill()
-        raise SystemExit(f"reef chain did not start (exit code {process.wait()})")
-    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
-    return Path("http", dev_accounts(10), w3, token, process)
+    node.token, node.market = deployment.token, deployment.market
+    return node
 
 
-def presigned_transfers(path: Path, count: int, sender_index: int) -> list[bytes]:
-    """Token transfers signed ahead of time, so only the node's work is measured."""
-    account = path.accounts[sender_index]
-    token = path.w3.eth.contract(
-        address=Web3.to_checksum_address(path.token), abi=load_artifact("Token").abi
-    )
-    data = token.encode_abi("transfer", ["0x" + "22" * 20, 1])
-    nonce = path.w3.eth.get_transaction_count(account.address)  # type: ignore[arg-type]
+def _signed(node: Node, sender: int, txs: list[tuple[str, bytes, int]]) -> list[str]:
+    """``txs`` (to, data, gas) signed by dev account ``sender`` with consecutive nonces."""
+    account = ACCOUNTS[sender]
+    nonce = int(node.rpc("eth_getTransactionCount", account.address, "latest"), 16)
     raws = []
-    for i in range(count):
-        signed = Account.sign_transaction(
-            {
-                "chainId": DEVNET_CHAIN_ID,
-                "nonce": nonce + i,
-                "gas": 60_000,
-                "to": path.token,
-                "data": data,
-                "value": 0,
-                "maxFeePerGas": 10**11,
-                "maxPriorityFeePerGas": 10**9,
-            },
-            account.private_key,
-        )
-        raws.append(bytes(signed.raw_transaction))
+    for offset, (to, data, gas) in enumerate(txs):
+        fields = {
+            "chainId": DEVNET_CHAIN_ID,
+            "nonce": nonce + offset,
+            "gas": gas,
+            "to": to,
+            "data": data,
+            "value": 1 if not data else 0,
+            "maxFeePerGas": 10**11,
+            "maxPriorityFeePerGas": 10**9,
+        }
+        signed = Account.sign_transaction(fields, account.private_key)
+        raws.append("0x" + bytes(signed.raw_transaction).hex())
     return raws
 
 
-def time_it(work: Callable[[], int]) -> float:
-    start = time.perf_counter()
-    count = work()
-    return count / (time.perf_counter() - start)
+def _rate(count: int, work: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    work()
+    return count / (time.perf_counter() - started)
 
 
-def bench_raw(path: Path, count: int, sender: int) -> float:
-    raws = presigned_transfers(path, count, sender)
+def bench_sends(node: Node, raws: list[str]) -> float:
+    def work() -> None:
+        for raw in raws:
+            tx_hash = node.rpc("eth_sendRawTransaction", raw)
+            receipt = node.rpc("eth_getTransactionReceipt", tx_hash)
+            while receipt is None:  # anvil answers the send before its block is mined
+                receipt = node.rpc("eth_getTransactionReceipt", tx_hash)
+            if receipt is None or receipt["status"] != "0x1":
+                raise RpcFailure(f"{node.name}: transaction {tx_hash} failed: {receipt}")
 
-    def work() -> int:
-        hashes = [path.w3.eth.send_raw_transaction(raw) for raw in raws]
-        for tx_hash in hashes:
-            assert path.w3.eth.get_transaction_receipt(tx_hash).status == 1
-        return len(raws)
-
-    return time_it(work)
+    return _rate(len(raws), work)
 
 
-def bench_client(path: Path, count: int, sender: int) -> float:
-    account: LocalAccount = Account.from_key(path.accounts[sender].private_key)
-    token = TokenClient(path.w3, path.token, account=account)
+def bench_calls(node: Node, count: int) -> float:
+    holder = ACCOUNTS[1].address[2:].lower()
+    call = {"to": node.token, "data": "0x70a08231" + "00" * 12 + holder}
 
-    def work() -> int:
+    def work() -> None:
         for _ in range(count):
-            token.transfer("0x" + "33" * 20, 1)
-        return count
+            node.rpc("eth_call", call, "latest")
 
-    return time_it(work)
-
-
-def bench_calls(path: Path, count: int) -> float:
-    token = path.w3.eth.contract(
-        address=Web3.to_checksum_address(path.token), abi=load_artifact("Token").abi
-    )
-    holder = path.accounts[1].address
-    balance_of = token.functions.balanceOf(holder)
-
-    def work() -> int:
-        for _ in range(count):
-            balance_of.call()
-        return count
-
-    return time_it(work)
+    return _rate(count, work)
 
 
-def bench_raw_calls(path: Path, count: int) -> float:
-    holder = path.accounts[1].address
-    body = json.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "eth_call",
-            "params": [
-                {"to": path.token, "data": "0x70a08231" + "00" * 12 + holder[2:].lower()},
-                "latest",
-            ],
-        }
-    ).encode()
-    if path.devnet is not None:
-        rpc = DevnetRpc(path.devnet)
+def bench_logs(node: Node, repeats: int) -> float:
+    topic = "0x" + Web3.keccak(text="Transfer(address,address,uint256)").hex().removeprefix("0x")
+    query = {"fromBlock": "0x0", "toBlock": "latest", "address": node.token, "topics": [topic]}
+    count = len(node.rpc("eth_getLogs", query))
 
-        def work() -> int:
-            for _ in range(count):
-                assert b'"result"' in (rpc.handle_bytes(body) or b"")
-            return count
+    def work() -> None:
+        for _ in range(repeats):
+            node.rpc("eth_getLogs", query)
 
-        return time_it(work)
-    url = str(path.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
-    with httpx.Client(timeout=60) as client:
-        headers = {"content-type": "application/json"}
+    return _rate(count * repeats, work)
 
-        def work_http() -> int:
-            for _ in range(count):
-                assert b'"result"' in client.post(url, content=body, headers=headers).content
-            return count
 
-        return time_it(work_http)
+def open_job(node: Node, sender: int) -> None:
+    """A job of ``sender`` on the node's market, for the ``jobDeposit`` row."""
+    w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 120}))
+    account = Account.from_key(ACCOUNTS[sender].private_key)
+    market = MarketClient(w3, node.market, account=account)
+    market.token.approve(node.market, 10**30)
+    provider = Account.from_key(ACCOUNTS[9].private_key)
+    MarketClient(w3, node.market, account=provider).add_provider("http://cp.example")
+    job = market.open_job("{}", provider.address, 1, 10**9, approve=False)
+    node.job_id = bytes.fromhex(str(job).removeprefix("0x"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--txs", type=int, default=60, help="transactions per round and path")
-    parser.add_argument("--calls", type=int, default=300, help="eth_calls per round and path")
+    parser.add_argument("--txs", type=int, default=100, help="transactions per row, round, node")
+    parser.add_argument("--calls", type=int, default=300, help="eth_calls per round and node")
+    parser.add_argument("--nodes", default="reef,anvil,hardhat", help="comma-separated")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
 
-    scratch = tempfile.TemporaryDirectory(prefix="reef-bench-chain-")
-    local = in_process(FsPath(scratch.name) / "in-process")
-    remote = over_http(FsPath(scratch.name) / "http")
-    best: dict[tuple[str, str], float] = {}
+    scratch = Path(tempfile.mkdtemp(prefix="reef-bench-chain-"))
+    nodes: list[Node] = []
     try:
+        for name in args.nodes.split(","):
+            node = start(name, scratch)
+            if node is None:
+                print(f"({name} is not installed under tests/js: its column is left out)")
+            else:
+                nodes.append(node)
+        token_abi = load_artifact("Token").abi
+        market_abi = load_artifact("Market").abi
+        token = Web3().eth.contract(abi=token_abi)
+        market = Web3().eth.contract(abi=market_abi)
+        transfer = bytes.fromhex(token.encode_abi("transfer", [SINK, 1])[2:])
+        for node in nodes:
+            open_job(node, 8)
+        results: dict[str, dict[str, list[float]]] = {
+            node.name: {row: [] for row in ROWS} for node in nodes
+        }
         for round_index in range(args.rounds):
-            sender = 2 + round_index % 8  # fresh nonces per round, same work on both paths
-            for path in (local, remote):
-                measured = (
-                    ("send raw tx", bench_raw(path, args.txs, sender)),
-                    ("send via client", bench_client(path, max(1, args.txs // 4), sender)),
-                    ("eth_call", bench_calls(path, args.calls)),
-                    ("eth_call (raw)", bench_raw_calls(path, args.calls)),
+            sender = 1 + round_index % 7
+            for node in nodes:
+                eth = _signed(node, sender, [(SINK, b"", 21_000)] * args.txs)
+                results[node.name][ROWS[0]].append(bench_sends(node, eth))
+                tok = _signed(node, sender, [(node.token, transfer, 80_000)] * args.txs)
+                results[node.name][ROWS[1]].append(bench_sends(node, tok))
+                deposit = market.encode_abi("jobDeposit", [node.job_id, 1])
+                mkt = _signed(
+                    node, 8, [(node.market, bytes.fromhex(deposit[2:]), 200_000)] * args.txs
                 )
-                for operation, value in measured:
-                    key = (operation, path.name)
-                    best[key] = max(best.get(key, 0.0), value)
+                results[node.name][ROWS[2]].append(bench_sends(node, mkt))
+                results[node.name][ROWS[3]].append(bench_calls(node, args.calls))
+                results[node.name][ROWS[4]].append(bench_logs(node, 5))
     finally:
-        if remote.process is not None:
-            remote.process.send_signal(signal.SIGINT)
-            remote.process.wait(timeout=60)
-            assert remote.process.stdout is not None
-            remote.process.stdout.close()
-        if local.devnet is not None:
-            local.devnet.close()
-        scratch.cleanup()
+        for node in nodes:
+            node.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
 
-    rows = []
-    for operation in ("send raw tx", "send via client", "eth_call", "eth_call (raw)"):
-        inproc, http = best[(operation, "in-process")], best[(operation, "http")]
-        rows.append(
-            {
-                "operation": operation,
-                "in_process_per_s": round(inproc, 1),
-                "http_per_s": round(http, 1),
-                "http_over_in_process": round(http / inproc, 3),
-            }
-        )
+    medians = {
+        name: {row: statistics.median(values) for row, values in rows.items()}
+        for name, rows in results.items()
+    }
     if args.json:
-        print(json.dumps({"rounds": args.rounds, "results": rows}, indent=2))
+        print(json.dumps({"rounds": args.rounds, "median_per_s": medians}, indent=2))
         return
-    print(f"devnet throughput, best of {args.rounds} rounds (reef JSON-RPC over loopback HTTP)")
-    print(f"{'operation':<17}{'in-process/s':>14}{'HTTP/s':>10}{'HTTP/in-process':>17}")
-    for row in rows:
-        print(
-            f"{row['operation']:<17}{row['in_process_per_s']:>14.1f}{row['http_per_s']:>10.1f}"
-            f"{row['http_over_in_process']:>17.3f}"
-        )
+    names = [node.name for node in nodes]
+    ratios = [name for name in names if name != "reef"]
+    print(f"chain throughput over loopback JSON-RPC, median of {args.rounds} rounds")
+    header = f"{'':20}" + "".join(f"{name:>10}" for name in names)
+    header += "".join(f"{'reef/' + name:>14}" for name in ratios)
+    print(header)
+    for row in ROWS:
+        line = f"{row:20}" + "".join(f"{medians[name][row]:>10.1f}" for name in names)
+        if "reef" in medians:
+            line += "".join(
+                f"{medians['reef'][row] / medians[name][row]:>14.2f}" for name in ratios
+            )
+        print(line)
 
 
 if __name__ == "__main__":
