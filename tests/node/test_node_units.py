@@ -175,3 +175,24 @@ def test_provider_register_and_index_commands(
     )
     assert unreachable.exit_code == 1
     assert "cannot reach the JSON-RPC endpoint" in unreachable.stderr
+
+
+# ---- shipped examples ----
+
+
+def test_shipped_examples_group_functions_and_refuse_to_overwrite(tmp_path: Path) -> None:
+    from reef.node import copy_example, example_dir, list_examples
+
+    names = list_examples()
+    assert {"hello", "kms-root", "serverless/hello"} <= set(names)
+    assert "serverless" not in names  # a directory of functions is a group, not one example
+    assert (example_dir("hello") / "reef.toml").is_file()
+    copied = copy_example("serverless/hello", tmp_path / "fn")
+    assert (copied / "index.js").read_bytes() == (
+        example_dir("serverless/hello") / "index.js"
+    ).read_bytes()
+    with pytest.raises(InputError, match="already exists"):
+        copy_example("hello", tmp_path / "fn")
+    with pytest.raises(InputError, match="no shipped example named 'nope'") as info:
+        example_dir("nope")
+    assert "hello" in (info.value.hint or "")

@@ -160,5 +160,5 @@ def _announce(network: LocalNetwork, info: NetworkInfo, *, json_output: bool) ->
         role = " (default for reef deploy/jobs)" if account.index == 0 else role
         _say(f"  {account.index}  {account.address}  0x{account.private_key.hex()}{role}")
     _say()
-    _say("try: reef deploy examples/hello --duration 1h")
+    _say("try: reef examples hello ./hello && reef deploy ./hello --duration 1h")
     _say("ready")

@@ -6,6 +6,7 @@
 - :class:`NetworkInfo` (``$REEF_HOME/network.json``), :func:`locate_market` and
   :func:`open_session` tell user commands where the network is and which account they send from.
 - :func:`deploy` is ``reef deploy``: build, upload, open a job, wait, verify.
+- :func:`copy_example` is ``reef examples``: the shipped example apps, wherever reef is installed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from reef.node._deploy import (
     wait_for_enclave,
 )
 from reef.node._doctor import doctor_checks
+from reef.node._examples import copy_example, example_dir, list_examples
 from reef.node._network import NETWORK_FILE, NetworkInfo
 from reef.node._provider import (
     ProviderDirs,
@@ -58,9 +60,12 @@ __all__ = [
     "UpExtension",
     "UpSettings",
     "connect",
+    "copy_example",
     "deploy",
     "doctor_checks",
+    "example_dir",
     "expected_image_id",
+    "list_examples",
     "load_key_file",
     "locate_market",
     "open_session",

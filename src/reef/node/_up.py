@@ -46,6 +46,7 @@ from reef.enclave import (
 from reef.errors import EnclaveError, ReefError, ServiceError
 from reef.home import ReefHome
 from reef.market import BackendRunner, ImageStore, RateCard, image_store_app
+from reef.node._examples import example_dir
 from reef.node._network import NetworkInfo
 from reef.node._provider import (
     ProviderDirs,
@@ -64,7 +65,6 @@ log = logging.getLogger("reef.node")
 
 PROVIDER_ACCOUNT = 9
 """The dev account the local provider uses (the last one, out of users' way)."""
-KMS_ROOT_APP = Path(__file__).resolve().parents[3] / "examples" / "kms-root"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,7 +85,7 @@ class UpSettings:
     kms: bool = True
     insecure: bool = False
     """Run enclaves even where this host cannot isolate them (every output says so)."""
-    kms_app: Path = KMS_ROOT_APP
+    kms_app: Path = field(default_factory=lambda: example_dir("kms-root"))
     rates: RateCard = field(default_factory=RateCard.dev)
 
 
@@ -318,7 +318,7 @@ class LocalNetwork:
         if not (s.kms_app / "reef.toml").is_file():
             raise ServiceError(
                 f"the KMS root app is not at {s.kms_app}",
-                hint="run reef up from a reef checkout, or pass --no-kms",
+                hint="reinstall reef (its wheel ships the app), or pass --no-kms",
             )
         image_path = self.home.path("builds", "kms-root.img")
         image = await asyncio.to_thread(build_image, s.kms_app, image_path)
