@@ -35,6 +35,7 @@ kept apart from failure: those errors also subclass :class:`RuntimeError` or :cl
     ├── MarketError                        market rules refused an operation (unknown job, low balance)
     ├── KMSError                           key derivation or the KMS services failed
     ├── ServerlessError                    the function runtime failed on reef's side (not the function's fault)
+    ├── ProofError                         the proof market refused an operation, or a prover/verifier failed
     └── ServiceError                       a reef HTTP service could not be reached or answered badly
 """
 
@@ -60,6 +61,7 @@ __all__ = [
     "KMSError",
     "MarketError",
     "MisuseError",
+    "ProofError",
     "RPCError",
     "ReefError",
     "ServerlessError",
@@ -218,6 +220,10 @@ class ServerlessError(ReefError):
     Never a verdict on the function itself (those are :class:`reef.serverless.ErrorCode` values):
     an executor that meets this submits no output rather than blame the function.
     """
+
+
+class ProofError(ReefError):
+    """The proof market refused an operation (unknown ask, wrong state) or proving/verifying failed."""
 
 
 class ServiceError(ReefError):
