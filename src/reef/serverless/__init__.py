@@ -20,6 +20,16 @@ So far (issue 15, part one) the function runtime, with no chain yet:
 from __future__ import annotations
 
 from reef.serverless._cache import CodeCache
+from reef.serverless._contracts import (
+    ENV_JAVASCRIPT,
+    ExecutorRecord,
+    JobRecord,
+    JobRequest,
+    JobResponse,
+    JobsParams,
+    ServerlessCodeClient,
+    ServerlessJobsClient,
+)
 from reef.serverless._install import (
     RUNTIME_PACKAGE_DIR,
     WORKERD_VERSION,
@@ -35,7 +45,28 @@ from reef.serverless._result import (
     ErrorCode,
     Limits,
 )
+from reef.serverless._model import (
+    JobsModel,
+    ModelExecutor,
+    ModelJob,
+    payout_shares,
+    select_executors,
+    selection_seed,
+)
+from reef.serverless._reasons import ServerlessRevert, serverless_hint
 from reef.serverless._runtime import CodeSource, FunctionRuntime, RuntimeStats, local_codehash
+from reef.serverless._signing import (
+    JOBS_DOMAIN_NAME,
+    JOBS_DOMAIN_VERSION,
+    REGISTER_TYPE,
+    SUBMIT_OUTPUT_TYPE,
+    JobsDomain,
+    SignedOutput,
+    register_digest,
+    sign_output,
+    sign_registration,
+    submit_output_digest,
+)
 
 __all__ = [
     "CallResult",
@@ -44,14 +75,40 @@ __all__ = [
     "DEFAULT_MEMORY_BYTES",
     "DEFAULT_OUTPUT_BYTES",
     "DEFAULT_TIMEOUT_MS",
+    "ENV_JAVASCRIPT",
     "ErrorCode",
+    "ExecutorRecord",
     "FunctionRuntime",
+    "JOBS_DOMAIN_NAME",
+    "JOBS_DOMAIN_VERSION",
+    "JobRecord",
+    "JobRequest",
+    "JobResponse",
+    "JobsDomain",
+    "JobsModel",
+    "JobsParams",
     "Limits",
     "MAX_TIMEOUT_MS",
+    "ModelExecutor",
+    "ModelJob",
+    "REGISTER_TYPE",
     "RUNTIME_PACKAGE_DIR",
     "RuntimeStats",
+    "SUBMIT_OUTPUT_TYPE",
+    "ServerlessCodeClient",
+    "ServerlessJobsClient",
+    "ServerlessRevert",
+    "SignedOutput",
     "WORKERD_VERSION",
     "ensure_workerd",
     "find_workerd",
     "local_codehash",
+    "payout_shares",
+    "register_digest",
+    "select_executors",
+    "selection_seed",
+    "serverless_hint",
+    "sign_output",
+    "sign_registration",
+    "submit_output_digest",
 ]

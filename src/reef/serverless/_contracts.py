@@ -1,0 +1,590 @@
+"""Typed clients of the serverless contracts: the code contract and the Jobs contract.
+
+Built on reef.chain's client base (:class:`reef.chain._clients.ContractClient`): reads are
+``eth_call``, writes go through a ``Transactor`` (simulate, sign, send, wait) and return a
+``TxResult``; reverts become :class:`~reef.errors.ContractRevertError` with the contract's
+reason and, here, a hint from :mod:`reef.serverless._reasons`.
+
+- :class:`ServerlessCodeClient` deploys a function (``saveCodeInCallData``; the transaction hash
+  is its codehash) and fetches code back by codehash from the transaction's calldata, checking it
+  was sent to this contract (Oyster's rule, reference §3);
+- :class:`ServerlessJobsClient` registers executors (with the verifier's statement), opens jobs,
+  submits signed outputs, slashes, and reads executors, jobs and their events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi.abi import decode as abi_decode
+from eth_abi.exceptions import DecodingError
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.exceptions import TransactionNotFound
+from web3.logs import DISCARD
+from web3.types import TxReceipt
+
+from reef.attestation import VerifierStatement
+from reef.chain import Address, Sender, TxResult, parse_address
+from reef.chain._clients import ContractClient, check_uint, deploy_contract
+from reef.chain._tx import ProgressCallback, Transactor, translate_errors
+from reef.encoding import parse_hex
+from reef.errors import ContractRevertError, InputError
+from reef.serverless._reasons import serverless_hint
+from reef.serverless._signing import JobsDomain, SignedOutput
+
+__all__ = [
+    "ENV_JAVASCRIPT",
+    "ExecutorRecord",
+    "JobRecord",
+    "JobRequest",
+    "JobResponse",
+    "JobsParams",
+    "ServerlessCodeClient",
+    "ServerlessJobsClient",
+]
+
+ENV_JAVASCRIPT = 1
+"""Execution environment 1: JavaScript ES-module workers on workerd (Oyster's env id)."""
+_SAVE_CODE = "saveCodeInCallData(string,bytes)"
+_SAVE_CODE_SELECTOR = Web3.keccak(text=_SAVE_CODE)[:4]
+_NOT_UTF8 = b"\xff"  # the runtime answers code 2 (not decodable) for calldata that is not code
+
+
+def _codehash(value: str | bytes) -> bytes:
+    if isinstance(value, bytes):
+        if len(value) != 32:
+            raise InputError(f"a codehash is 32 bytes, got {len(value)}")
+        return value
+    return parse_hex(value, name="codehash", length=32)
+
+
+class _Client(ContractClient):
+    """Adds the serverless contracts' hints to reverts."""
+
+    def _send(self, function: str, *args: Any) -> tuple[str, TxReceipt]:
+        try:
+            return super()._send(function, *args)
+        except ContractRevertError as exc:
+            hint = serverless_hint(exc.reason)
+            if hint is None or exc.hint:
+                raise
+            raise ContractRevertError(exc.message, hint=hint, reason=exc.reason) from exc
+
+
+class ServerlessCodeClient(_Client):
+    """The code contract: functions live in the calldata of a transaction to it."""
+
+    CONTRACT = "ServerlessCode"
+
+    @classmethod
+    def deploy(
+        cls, w3: Web3, account: Sender, *, progress: ProgressCallback | None = None
+    ) -> ServerlessCodeClient:
+        address, _ = deploy_contract(Transactor(w3, account, progress=progress), cls.CONTRACT)
+        return cls(w3, address, account=account, progress=progress)
+
+    def deploy_code(self, source: bytes | str, metadata: bytes = b"") -> str:
+        """Deploy a function; returns its codehash (the transaction hash, ``0x`` + 64 hex).
+
+        Raises:
+            InputError: when the source is not UTF-8 text (the contract takes a string).
+        """
+        text = source if isinstance(source, str) else _utf8(source)
+        tx_hash, _ = self._send("saveCodeInCallData", text, bytes(metadata))
+        return tx_hash.lower()
+
+    def fetch_code(self, codehash: str | bytes) -> bytes | None:
+        """The code deployed under ``codehash``, or None when there is none (error code 1).
+
+        None also when the transaction was not sent to this contract (code deployed on another
+        code contract is not this deployment's code). Calldata that is not a
+        ``saveCodeInCallData`` call answers bytes the runtime rejects as not decodable (code 2).
+        """
+        key = HexBytes(_codehash(codehash))
+        with translate_errors("eth_getTransactionByHash", self.address):
+            try:
+                tx = self.w3.eth.get_transaction(key)
+            except TransactionNotFound:
+                return None
+        to = tx.get("to")
+        if to is None or Web3.to_checksum_address(to) != self.address:
+            return None
+        data = bytes(tx.get("input", b""))
+        if data[:4] != _SAVE_CODE_SELECTOR:
+            return _NOT_UTF8
+        try:
+            code, _ = abi_decode(["bytes", "bytes"], data[4:])
+        except DecodingError:
+            return _NOT_UTF8
+        return bytes(code)
+
+
+def _utf8(source: bytes) -> str:
+    try:
+        return source.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"the function's source is not UTF-8 text ({exc.reason} at byte {exc.start})",
+            hint="save the file as UTF-8",
+        ) from exc
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobsParams:
+    """The Jobs contract's constants (fixed at deployment).
+
+    Attributes:
+        fee_per_ms: token base units a job pays per millisecond of its deadline.
+        min_stake: the least stake an executor may be selected with.
+        slash_bips: the share of its stake (of 10 000) a selected executor loses per missed job.
+        execution_buffer_s: seconds after a job's deadline in which outputs are still accepted;
+            after it the job can be closed and its silent executors slashed.
+        attestation_max_age_s: how old an attestation may be at registration.
+        sign_max_age_s: how far a signature's timestamp may be from the block's.
+        num_select: executors selected per job.
+        min_deadline_ms, max_deadline_ms: the bounds of a job's deadline.
+    """
+
+    fee_per_ms: int = 1
+    min_stake: int = 10 * 10**6
+    slash_bips: int = 1000
+    execution_buffer_s: int = 10
+    attestation_max_age_s: int = 600
+    sign_max_age_s: int = 600
+    num_select: int = 3
+    min_deadline_ms: int = 100
+    max_deadline_ms: int = 300_000
+
+    def args(self) -> list[int]:
+        return [
+            check_uint(self.fee_per_ms, "fee_per_ms"),
+            check_uint(self.min_stake, "min_stake"),
+            check_uint(self.slash_bips, "slash_bips"),
+            check_uint(self.execution_buffer_s, "execution_buffer_s"),
+            check_uint(self.attestation_max_age_s, "attestation_max_age_s"),
+            check_uint(self.sign_max_age_s, "sign_max_age_s"),
+            check_uint(self.num_select, "num_select"),
+            check_uint(self.min_deadline_ms, "min_deadline_ms"),
+            check_uint(self.max_deadline_ms, "max_deadline_ms"),
+        ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutorRecord:
+    """A registered executor as the Jobs contract holds it."""
+
+    enclave: Address
+    owner: Address
+    stake: int
+    job_capacity: int
+    active_jobs: int
+    env: int
+    image_id: bytes
+    draining: bool
+    registered_at: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "address": self.enclave,
+            "owner": self.owner,
+            "stake": self.stake,
+            "image_id": "0x" + self.image_id.hex(),
+            "capacity": self.job_capacity,
+            "active_jobs": self.active_jobs,
+            "env": self.env,
+            "draining": self.draining,
+            "registered_at": self.registered_at,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobRecord:
+    """A job as the Jobs contract holds it."""
+
+    job_id: int
+    owner: Address
+    env: int
+    codehash: str
+    deadline_ms: int
+    start_time: int
+    deposit: int
+    escrow: int
+    execution_time_ms: int
+    output_count: int
+    selected: tuple[Address, ...]
+    submitted_mask: int
+    callback: Address
+    callback_gas_limit: int
+    closed: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "owner": self.owner,
+            "env": self.env,
+            "codehash": self.codehash,
+            "deadline_ms": self.deadline_ms,
+            "start_time": self.start_time,
+            "deposit": self.deposit,
+            "escrow": self.escrow,
+            "execution_time_ms": self.execution_time_ms,
+            "output_count": self.output_count,
+            "selected": list(self.selected),
+            "answered": [
+                a for i, a in enumerate(self.selected) if self.submitted_mask & (1 << i)
+            ],
+            "callback": self.callback,
+            "callback_gas_limit": self.callback_gas_limit,
+            "closed": self.closed,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobRequest:
+    """A ``JobCreated`` event: what the selected executors must run."""
+
+    job_id: int
+    env: int
+    owner: Address
+    codehash: str
+    input: bytes
+    deadline_ms: int
+    deposit: int
+    selected: tuple[Address, ...]
+    block_number: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobResponse:
+    """A ``JobResponded`` event: one executor's output, as the chain accepted it."""
+
+    job_id: int
+    executor: Address
+    output: bytes
+    total_time_ms: int
+    error_code: int
+    output_count: int
+    payment: int
+    block_number: int
+    tx_hash: str
+
+
+def _address(value: Any) -> Address:
+    return Address(Web3.to_checksum_address(value))
+
+
+class ServerlessJobsClient(_Client):
+    """The Jobs contract: executors, jobs, outputs, slashing."""
+
+    CONTRACT = "ServerlessJobs"
+
+    @classmethod
+    def deploy(
+        cls,
+        w3: Web3,
+        account: Sender,
+        *,
+        token: str,
+        verifier: str,
+        params: JobsParams | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> ServerlessJobsClient:
+        """Deploy a Jobs contract administered by ``account``, paid in ``token``, trusting
+        attestation statements signed by ``verifier`` (an address)."""
+        params = params or JobsParams()
+        address, _ = deploy_contract(
+            Transactor(w3, account, progress=progress),
+            cls.CONTRACT,
+            parse_address(token, name="token"),
+            parse_address(verifier, name="verifier"),
+            *params.args(),
+        )
+        return cls(w3, address, account=account, progress=progress)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def params(self) -> JobsParams:
+        return JobsParams(
+            fee_per_ms=int(self._call("FEE_PER_MS")),
+            min_stake=int(self._call("MIN_STAKE")),
+            slash_bips=int(self._call("SLASH_BIPS")),
+            execution_buffer_s=int(self._call("EXECUTION_BUFFER")),
+            attestation_max_age_s=int(self._call("ATTESTATION_MAX_AGE")),
+            sign_max_age_s=int(self._call("SIGN_MAX_AGE")),
+            num_select=int(self._call("NUM_SELECT")),
+            min_deadline_ms=int(self._call("MIN_DEADLINE")),
+            max_deadline_ms=int(self._call("MAX_DEADLINE")),
+        )
+
+    def token(self) -> Address:
+        return _address(self._call("TOKEN"))
+
+    def verifier(self) -> Address:
+        return _address(self._call("verifier"))
+
+    def admin(self) -> Address:
+        return _address(self._call("admin"))
+
+    def domain(self) -> JobsDomain:
+        """The EIP-712 domain outputs of this deployment are signed in."""
+        return JobsDomain(chain_id=self._tx.chain_id(), jobs_contract=self.address)
+
+    def is_whitelisted(self, image_id: bytes) -> bool:
+        return bool(self._call("images", bytes(image_id)))
+
+    def executor(self, enclave: str) -> ExecutorRecord | None:
+        """The executor whose enclave key has address ``enclave``, or None if unregistered."""
+        address = parse_address(enclave, name="executor address")
+        raw = self._call("executors", address)
+        owner, stake, capacity, active, env, image_id, draining, registered_at = raw
+        if int(registered_at) == 0:
+            return None
+        return ExecutorRecord(
+            enclave=address,
+            owner=_address(owner),
+            stake=int(stake),
+            job_capacity=int(capacity),
+            active_jobs=int(active),
+            env=int(env),
+            image_id=bytes(image_id),
+            draining=bool(draining),
+            registered_at=int(registered_at),
+        )
+
+    def executor_addresses(self) -> list[Address]:
+        count = int(self._call("executorCount"))
+        return [_address(self._call("executorList", i)) for i in range(count)]
+
+    def executors(self) -> list[ExecutorRecord]:
+        """Every registered executor, in the contract's list order (the selection order)."""
+        found = (self.executor(a) for a in self.executor_addresses())
+        return [e for e in found if e is not None]
+
+    def available(self, env: int = ENV_JAVASCRIPT) -> int:
+        return int(self._call("availableExecutors", check_uint(env, "env", bits=8)))
+
+    def job_count(self) -> int:
+        return int(self._call("jobCount"))
+
+    def job(self, job_id: int) -> JobRecord | None:
+        """The job ``job_id``, or None when there is no such job."""
+        raw = self._call("jobInfo", check_uint(job_id, "job id"))
+        (
+            owner,
+            env,
+            codehash,
+            deadline,
+            start,
+            deposit,
+            escrow,
+            execution,
+            count,
+            selected,
+            mask,
+            callback,
+            gas_limit,
+            closed,
+        ) = raw
+        if int(str(owner), 16) == 0:
+            return None
+        return JobRecord(
+            job_id=job_id,
+            owner=_address(owner),
+            env=int(env),
+            codehash="0x" + bytes(codehash).hex(),
+            deadline_ms=int(deadline),
+            start_time=int(start),
+            deposit=int(deposit),
+            escrow=int(escrow),
+            execution_time_ms=int(execution),
+            output_count=int(count),
+            selected=tuple(_address(a) for a in selected),
+            submitted_mask=int(mask),
+            callback=_address(callback),
+            callback_gas_limit=int(gas_limit),
+            closed=bool(closed),
+        )
+
+    # -- administration ---------------------------------------------------------------------
+
+    def whitelist_image(self, image_id: bytes) -> TxResult[Any]:
+        return self._transact("whitelistImage", _image(image_id))
+
+    def revoke_image(self, image_id: bytes) -> TxResult[Any]:
+        return self._transact("revokeImage", _image(image_id))
+
+    # -- executors --------------------------------------------------------------------------
+
+    def register_executor(
+        self,
+        statement: VerifierStatement,
+        *,
+        job_capacity: int,
+        env: int,
+        sign_timestamp: int,
+        register_signature: bytes,
+        stake: int,
+    ) -> TxResult[Any]:
+        """Register the enclave key the verifier's ``statement`` attests, owned by this
+        client's account (which pays ``stake``; approve the Jobs contract first)."""
+        return self._transact(
+            "registerExecutor",
+            statement.signature,
+            statement.image_id,
+            statement.timestamp_ms,
+            statement.public_key,
+            statement.user_data,
+            check_uint(job_capacity, "job_capacity"),
+            check_uint(env, "env", bits=8),
+            check_uint(sign_timestamp, "sign_timestamp"),
+            bytes(register_signature),
+            check_uint(stake, "stake"),
+        )
+
+    def add_stake(self, enclave: str, amount: int) -> TxResult[Any]:
+        return self._transact(
+            "addStake", parse_address(enclave, name="executor"), check_uint(amount, "amount")
+        )
+
+    def drain(self, enclave: str) -> TxResult[Any]:
+        return self._transact("drainExecutor", parse_address(enclave, name="executor"))
+
+    def revive(self, enclave: str) -> TxResult[Any]:
+        return self._transact("reviveExecutor", parse_address(enclave, name="executor"))
+
+    def deregister(self, enclave: str) -> TxResult[Any]:
+        return self._transact("deregisterExecutor", parse_address(enclave, name="executor"))
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def create_job(
+        self,
+        codehash: str | bytes,
+        codeinputs: bytes,
+        deadline_ms: int,
+        *,
+        env: int = ENV_JAVASCRIPT,
+        callback: str | None = None,
+        callback_gas_limit: int = 0,
+    ) -> tuple[JobRequest, TxResult[Any]]:
+        """Open a job (pays ``deadline_ms x FEE_PER_MS``; approve the Jobs contract first)."""
+        tx_hash, receipt = self._send(
+            "createJob",
+            check_uint(env, "env", bits=8),
+            _codehash(codehash),
+            bytes(codeinputs),
+            check_uint(deadline_ms, "deadline_ms"),
+            parse_address(callback, name="callback") if callback else Address("0x" + "0" * 40),
+            check_uint(callback_gas_limit, "callback_gas_limit"),
+        )
+        requests = self.requests_in(receipt)
+        return requests[0], _result(tx_hash, receipt)
+
+    def submit_output(self, signed: SignedOutput) -> TxResult[Any]:
+        return self._transact(
+            "submitOutput",
+            signed.signature,
+            check_uint(signed.job_id, "job id"),
+            signed.output,
+            check_uint(signed.total_time, "total_time"),
+            check_uint(signed.error_code, "error_code", bits=8),
+            check_uint(signed.sign_timestamp, "sign_timestamp"),
+        )
+
+    def slash_on_timeout(self, job_id: int) -> TxResult[Any]:
+        """Close a job past its deadline and buffer: slash its silent executors, refund."""
+        return self._transact("slashOnExecutionTimeout", check_uint(job_id, "job id"))
+
+    # -- events -----------------------------------------------------------------------------
+
+    def requests_in(self, receipt: TxReceipt) -> list[JobRequest]:
+        events = self.contract.events.JobCreated().process_receipt(receipt, errors=DISCARD)
+        return [_request(e) for e in events if _address(e["address"]) == self.address]
+
+    def responses_in(self, receipt: TxReceipt) -> list[JobResponse]:
+        events = self.contract.events.JobResponded().process_receipt(receipt, errors=DISCARD)
+        return [_response(e) for e in events if _address(e["address"]) == self.address]
+
+    def requests(self, from_block: int, to_block: int | str = "latest") -> list[JobRequest]:
+        """``JobCreated`` events in the block range, in chain order."""
+        topic = _topic(self.contract.events.JobCreated)
+        return [
+            _request(self.contract.events.JobCreated().process_log(log))
+            for log in self._logs(from_block, to_block, [topic])
+        ]
+
+    def responses(
+        self, from_block: int, to_block: int | str = "latest", *, job_id: int | None = None
+    ) -> list[JobResponse]:
+        """``JobResponded`` events in the block range (of one job if given), in chain order."""
+        topics: list[Any] = [_topic(self.contract.events.JobResponded)]
+        if job_id is not None:
+            topics.append("0x" + check_uint(job_id, "job id").to_bytes(32, "big").hex())
+        return [
+            _response(self.contract.events.JobResponded().process_log(log))
+            for log in self._logs(from_block, to_block, topics)
+        ]
+
+    def events(
+        self, name: str, from_block: int = 0, to_block: int | str = "latest"
+    ) -> list[Any]:
+        """Any of this contract's events by name, decoded by web3 (for tools and tests)."""
+        event = getattr(self.contract.events, name)
+        return [
+            event().process_log(log)
+            for log in self._logs(from_block, to_block, [_topic(event)])
+        ]
+
+
+def _topic(event: Any) -> str:
+    abi = event.abi
+    signature = f"{abi['name']}({','.join(i['type'] for i in abi['inputs'])})"
+    return Web3.to_hex(Web3.keccak(text=signature))
+
+
+def _image(image_id: bytes) -> bytes:
+    if not isinstance(image_id, bytes | bytearray) or len(image_id) != 32:
+        raise InputError("an image id is 32 bytes")
+    return bytes(image_id)
+
+
+def _result(tx_hash: str, receipt: TxReceipt) -> TxResult[Any]:
+    return TxResult(
+        tx_hash=tx_hash,
+        block_number=int(receipt["blockNumber"]),
+        gas_used=int(receipt["gasUsed"]),
+    )
+
+
+def _request(event: Any) -> JobRequest:
+    args = event["args"]
+    return JobRequest(
+        job_id=int(args["jobId"]),
+        env=int(args["env"]),
+        owner=_address(args["owner"]),
+        codehash="0x" + bytes(args["codehash"]).hex(),
+        input=bytes(args["codeInputs"]),
+        deadline_ms=int(args["deadline"]),
+        deposit=int(args["deposit"]),
+        selected=tuple(_address(a) for a in args["selectedExecutors"]),
+        block_number=int(event["blockNumber"]),
+    )
+
+
+def _response(event: Any) -> JobResponse:
+    args = event["args"]
+    return JobResponse(
+        job_id=int(args["jobId"]),
+        executor=_address(args["executor"]),
+        output=bytes(args["output"]),
+        total_time_ms=int(args["totalTime"]),
+        error_code=int(args["errorCode"]),
+        output_count=int(args["outputCount"]),
+        payment=int(args["payment"]),
+        block_number=int(event["blockNumber"]),
+        tx_hash=Web3.to_hex(event["transactionHash"]),
+    )
+

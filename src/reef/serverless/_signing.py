@@ -1,0 +1,198 @@
+"""The EIP-712 messages of the serverless contracts: outputs and executor registrations.
+
+Both are signed by an executor's enclave key (secp256k1) in the domain
+``{name: "reef.serverless.Jobs", version: "1", chainId, verifyingContract: the Jobs contract}``.
+Oyster's ``marlin.oyster.Jobs`` domain has only a name and a version, so one of its signatures
+replays on every deployment (reference oyster_serverless.md §15.5); binding the chain id and the
+contract address makes a reef signature valid on exactly one deployment.
+
+Pure functions over :mod:`reef.crypto` (keccak, EIP-712 framing, coincurve signing with low s);
+tests check every digest against eth-account's independent typed-data encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eth_abi.abi import encode as abi_encode
+
+from reef.crypto import (
+    Secp256k1PrivateKey,
+    eip712_digest,
+    eip712_domain_separator,
+    keccak256,
+    recover_digest,
+)
+from reef.errors import InputError, SignatureError
+
+__all__ = [
+    "JOBS_DOMAIN_NAME",
+    "JOBS_DOMAIN_VERSION",
+    "REGISTER_TYPE",
+    "SUBMIT_OUTPUT_TYPE",
+    "JobsDomain",
+    "SignedOutput",
+    "register_digest",
+    "sign_output",
+    "sign_registration",
+    "submit_output_digest",
+]
+
+JOBS_DOMAIN_NAME = "reef.serverless.Jobs"
+JOBS_DOMAIN_VERSION = "1"
+SUBMIT_OUTPUT_TYPE = (
+    "SubmitOutput(uint256 jobId,bytes output,uint256 totalTime,uint8 errorCode,"
+    "uint256 signTimestamp)"
+)
+REGISTER_TYPE = "Register(address owner,uint256 jobCapacity,uint8 env,uint256 signTimestamp)"
+_SUBMIT_TYPEHASH = keccak256(SUBMIT_OUTPUT_TYPE.encode())
+_REGISTER_TYPEHASH = keccak256(REGISTER_TYPE.encode())
+
+
+@dataclass(frozen=True)
+class JobsDomain:
+    """The deployment a signature is bound to: the chain id and the Jobs contract's address."""
+
+    chain_id: int
+    jobs_contract: str
+
+    @property
+    def separator(self) -> bytes:
+        return eip712_domain_separator(
+            JOBS_DOMAIN_NAME,
+            JOBS_DOMAIN_VERSION,
+            chain_id=self.chain_id,
+            verifying_contract=self.jobs_contract,
+        )
+
+
+def _uint(value: int, name: str, bits: int = 256) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**bits:
+        raise InputError(f"{name} must be an integer in [0, 2**{bits}), got {value!r}")
+    return value
+
+
+def submit_output_digest(
+    domain: JobsDomain,
+    *,
+    job_id: int,
+    output: bytes,
+    total_time: int,
+    error_code: int,
+    sign_timestamp: int,
+) -> bytes:
+    """The digest an executor signs for one output (``SubmitOutput``)."""
+    struct_hash = keccak256(
+        abi_encode(
+            ["bytes32", "uint256", "bytes32", "uint256", "uint8", "uint256"],
+            [
+                _SUBMIT_TYPEHASH,
+                _uint(job_id, "job_id"),
+                keccak256(bytes(output)),
+                _uint(total_time, "total_time"),
+                _uint(error_code, "error_code", 8),
+                _uint(sign_timestamp, "sign_timestamp"),
+            ],
+        )
+    )
+    return eip712_digest(domain.separator, struct_hash)
+
+
+def register_digest(
+    domain: JobsDomain, *, owner: str, job_capacity: int, env: int, sign_timestamp: int
+) -> bytes:
+    """The digest an executor's enclave key signs to be registered by ``owner``."""
+    struct_hash = keccak256(
+        abi_encode(
+            ["bytes32", "address", "uint256", "uint8", "uint256"],
+            [
+                _REGISTER_TYPEHASH,
+                owner,
+                _uint(job_capacity, "job_capacity"),
+                _uint(env, "env", 8),
+                _uint(sign_timestamp, "sign_timestamp"),
+            ],
+        )
+    )
+    return eip712_digest(domain.separator, struct_hash)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignedOutput:
+    """One executor's signed result of one job, as ``submitOutput`` takes it."""
+
+    job_id: int
+    output: bytes
+    total_time: int
+    error_code: int
+    sign_timestamp: int
+    signature: bytes
+
+    def digest(self, domain: JobsDomain) -> bytes:
+        return submit_output_digest(
+            domain,
+            job_id=self.job_id,
+            output=self.output,
+            total_time=self.total_time,
+            error_code=self.error_code,
+            sign_timestamp=self.sign_timestamp,
+        )
+
+    def signer(self, domain: JobsDomain) -> str:
+        """The checksummed address that signed this output in ``domain``.
+
+        Raises:
+            SignatureError: when the signature is malformed.
+        """
+        try:
+            return recover_digest(self.digest(domain), self.signature).checksum_address
+        except InputError as exc:
+            raise SignatureError(
+                f"the output signature is invalid: {exc.message}", reason="output_signature"
+            ) from exc
+
+
+def sign_output(
+    key: Secp256k1PrivateKey,
+    domain: JobsDomain,
+    *,
+    job_id: int,
+    output: bytes,
+    total_time: int,
+    error_code: int,
+    sign_timestamp: int,
+) -> SignedOutput:
+    """Sign one output with an executor's enclave key."""
+    digest = submit_output_digest(
+        domain,
+        job_id=job_id,
+        output=output,
+        total_time=total_time,
+        error_code=error_code,
+        sign_timestamp=sign_timestamp,
+    )
+    return SignedOutput(
+        job_id=job_id,
+        output=bytes(output),
+        total_time=total_time,
+        error_code=error_code,
+        sign_timestamp=sign_timestamp,
+        signature=key.sign_digest(digest),
+    )
+
+
+def sign_registration(
+    key: Secp256k1PrivateKey,
+    domain: JobsDomain,
+    *,
+    owner: str,
+    job_capacity: int,
+    env: int,
+    sign_timestamp: int,
+) -> bytes:
+    """The enclave key's signature that lets ``owner`` register it (65 bytes, v = 27/28)."""
+    return key.sign_digest(
+        register_digest(
+            domain, owner=owner, job_capacity=job_capacity, env=env, sign_timestamp=sign_timestamp
+        )
+    )

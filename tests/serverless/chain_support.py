@@ -1,0 +1,149 @@
+"""A devnet in process with the serverless contracts deployed, and helpers to register executors
+and sign outputs as enclaves would (shared by the contract, model and executor tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from eth_account.signers.local import LocalAccount
+
+from reef.attestation import sign_statement
+from reef.chain import Devnet, TokenClient
+from reef.crypto import Secp256k1PrivateKey
+from reef.serverless import (
+    ENV_JAVASCRIPT,
+    JobsParams,
+    ServerlessCodeClient,
+    ServerlessJobsClient,
+    SignedOutput,
+    sign_output,
+    sign_registration,
+)
+
+START = 4_000_000_000  # block time of the first block (2096): runs are reproducible
+FUNDS = 1_000_000 * 10**6
+IMAGE = bytes.fromhex("11" * 32)
+PARAMS = JobsParams(
+    fee_per_ms=3,
+    min_stake=1_000_000,
+    slash_bips=1000,
+    execution_buffer_s=5,
+    attestation_max_age_s=600,
+    sign_max_age_s=600,
+    num_select=3,
+    min_deadline_ms=100,
+    max_deadline_ms=60_000,
+)
+
+
+class Clock:
+    """The devnet's wall clock, moved by tests."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class ServerlessChain:
+    __test__ = False
+
+    devnet: Devnet
+    clock: Clock
+    deployer: LocalAccount
+    users: list[LocalAccount]
+    operators: list[LocalAccount]
+    token: TokenClient
+    jobs_address: str
+    code_address: str
+    verifier: Secp256k1PrivateKey
+    params: JobsParams
+    keys: dict[str, Secp256k1PrivateKey] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, params: JobsParams = PARAMS, *, chain_id: int = 31337) -> ServerlessChain:
+        clock = Clock(START)
+        devnet = Devnet(chain_id=chain_id, clock=clock, genesis_timestamp=START - 1)
+        w3 = devnet.web3()
+        accounts = [a.local_account for a in devnet.accounts]
+        deployer, users, operators = accounts[0], accounts[1:4], accounts[4:10]
+        token = TokenClient.deploy(w3, deployer)
+        verifier = Secp256k1PrivateKey.generate()
+        jobs = ServerlessJobsClient.deploy(
+            w3,
+            deployer,
+            token=token.address,
+            verifier=verifier.public_key.checksum_address,
+            params=params,
+        )
+        code = ServerlessCodeClient.deploy(w3, deployer)
+        jobs.whitelist_image(IMAGE)
+        for account in (*users, *operators):
+            token.mint(account.address, FUNDS)
+            TokenClient(w3, token.address, account=account).approve(jobs.address, 2**256 - 1)
+        return cls(
+            devnet, clock, deployer, users, operators, token, jobs.address, code.address,
+            verifier, params,
+        )
+
+    @property
+    def w3(self):  # type: ignore[no-untyped-def]
+        return self.devnet.web3()
+
+    def jobs(self, account: LocalAccount | None = None) -> ServerlessJobsClient:
+        return ServerlessJobsClient(self.w3, self.jobs_address, account=account)
+
+    def code(self, account: LocalAccount | None = None) -> ServerlessCodeClient:
+        return ServerlessCodeClient(self.w3, self.code_address, account=account)
+
+    def balance(self, address: str) -> int:
+        return self.token.balance(address)
+
+    def now(self) -> int:
+        return self.devnet.next_block_timestamp()
+
+    def advance(self, seconds: float) -> None:
+        self.clock.now += seconds
+
+    def register(
+        self,
+        operator: LocalAccount,
+        *,
+        stake: int = 5_000_000,
+        capacity: int = 4,
+        image: bytes = IMAGE,
+        key: Secp256k1PrivateKey | None = None,
+    ) -> str:
+        """Register a new enclave key owned by ``operator``; returns its address."""
+        key = key or Secp256k1PrivateKey.generate()
+        jobs = self.jobs(operator)
+        now = self.now()
+        statement = sign_statement(
+            self.verifier,
+            image_id=image,
+            timestamp_ms=now * 1000,
+            public_key=key.public_key.raw,
+            user_data=b"",
+        )
+        signature = sign_registration(
+            key, jobs.domain(), owner=operator.address, job_capacity=capacity,
+            env=ENV_JAVASCRIPT, sign_timestamp=now,
+        )
+        jobs.register_executor(
+            statement, job_capacity=capacity, env=ENV_JAVASCRIPT, sign_timestamp=now,
+            register_signature=signature, stake=stake,
+        )
+        address = key.public_key.checksum_address
+        self.keys[address] = key
+        return address
+
+    def output(
+        self, enclave: str, job_id: int, output: bytes = b"ok", *, total_time: int = 100,
+        error_code: int = 0,
+    ) -> SignedOutput:
+        return sign_output(
+            self.keys[enclave], self.jobs().domain(), job_id=job_id, output=output,
+            total_time=total_time, error_code=error_code, sign_timestamp=self.now(),
+        )
