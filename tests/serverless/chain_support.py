@@ -104,8 +104,10 @@ class ServerlessChain:
     def now(self) -> int:
         return self.devnet.next_block_timestamp()
 
-    def advance(self, seconds: float) -> None:
-        self.clock.now += seconds
+    def advance(self, seconds: int) -> None:
+        """Move the chain's time ``seconds`` past its latest block (blocks run ahead of the
+        fixed clock, one second each)."""
+        self.devnet.increase_time(seconds)
 
     def register(
         self,
