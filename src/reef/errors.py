@@ -36,6 +36,7 @@ kept apart from failure: those errors also subclass :class:`RuntimeError` or :cl
     ├── KMSError                           key derivation or the KMS services failed
     ├── ServerlessError                    the function runtime failed on reef's side (not the function's fault)
     ├── ProofError                         the proof market refused an operation, or a prover/verifier failed
+    │   └── InvalidProofInputError         the inputs violate the circuit: no proof exists for them
     └── ServiceError                       a reef HTTP service could not be reached or answered badly
 """
 
@@ -58,6 +59,7 @@ __all__ = [
     "HandshakeError",
     "ImageError",
     "InputError",
+    "InvalidProofInputError",
     "KMSError",
     "MarketError",
     "MisuseError",
@@ -224,6 +226,10 @@ class ServerlessError(ReefError):
 
 class ProofError(ReefError):
     """The proof market refused an operation (unknown ask, wrong state) or proving/verifying failed."""
+
+
+class InvalidProofInputError(ProofError):
+    """The inputs violate the circuit's constraints, so no proof of them exists (not a prover fault)."""
 
 
 class ServiceError(ReefError):

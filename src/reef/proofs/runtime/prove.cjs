@@ -13,8 +13,12 @@ async function main() {
   try {
     result = await snarkjs.groth16.fullProve(request.input, request.wasm, request.zkey);
   } catch (err) {
-    process.stderr.write(String(err && err.message ? err.message : err));
-    process.exit(3);
+    const message = String(err && err.message ? err.message : err);
+    process.stderr.write(message);
+    // circom's witness calculator reports violated constraints as "Assert Failed" / "Error in
+    // template"; a wrong signal name or count as "Not enough values" / "Signal not found".
+    const invalid = /Assert Failed|Error in template|Not enough values|Too many values|Signal not found|Invalid number/.test(message);
+    process.exit(invalid ? 3 : 2);
   }
   process.stdout.write(JSON.stringify({ proof: result.proof, publicSignals: result.publicSignals }));
   process.exit(0);

@@ -1,0 +1,126 @@
+"""reef.proofs: the proof marketplace (Kalypso-style; DESIGN.md package layout).
+
+Requesters post asks (a reward for a proof of public inputs, with an assignment expiry and a
+proving-time budget); provers stake and join markets with a price, a time bound and compute per
+request; the matching engine assigns asks to provers; the contract verifies proofs (Groth16 on
+chain, or TEE signatures), pays, refunds and slashes. Groth16 proving and the independent check
+run the pinned snarkjs.
+"""
+
+from __future__ import annotations
+
+from reef.proofs._client import ProofMarketClient
+from reef.proofs._events import (
+    AskCancelled,
+    AskCreated,
+    AskExpired,
+    AssignmentSkipped,
+    InvalidInputClosed,
+    MarketCreated,
+    ProofMarketEvent,
+    ProofSubmitted,
+    ProverDeregistered,
+    ProverJoined,
+    ProverLeaving,
+    ProverLeft,
+    ProverRegistered,
+    ProverSlashed,
+    StakeAdded,
+    StakeWithdrawn,
+    TaskAssigned,
+    TeeProofSubmitted,
+    TeeSignerSet,
+    decode_inputs,
+    decode_proof,
+    proof_market_decoder,
+)
+from reef.proofs._groth16 import (
+    FIELD_MODULUS,
+    SCALAR_FIELD,
+    CompiledVerifier,
+    Groth16Proof,
+    compile_verifier,
+    load_verification_key,
+    proof_from_words,
+    prove,
+    verifier_source,
+    verify_with_snarkjs,
+)
+from reef.proofs._market import (
+    ArtifactStore,
+    CircuitArtifacts,
+    MarketMetadata,
+    create_groth16_market,
+    deploy_verifier,
+)
+from reef.proofs._reasons import ProofRevert
+from reef.proofs._runtime import (
+    RUNTIME_PACKAGE_DIR,
+    SNARKJS_VERSION,
+    SnarkjsRuntime,
+    ensure_snarkjs,
+)
+from reef.proofs._types import (
+    TERMINAL_STATES,
+    Ask,
+    AskState,
+    Market,
+    MarketKind,
+    Offer,
+    ProverInfo,
+    SkipReason,
+)
+
+__all__ = [
+    "ArtifactStore",
+    "Ask",
+    "AskCancelled",
+    "AskCreated",
+    "AskExpired",
+    "AskState",
+    "AssignmentSkipped",
+    "CircuitArtifacts",
+    "CompiledVerifier",
+    "FIELD_MODULUS",
+    "Groth16Proof",
+    "InvalidInputClosed",
+    "Market",
+    "MarketCreated",
+    "MarketKind",
+    "MarketMetadata",
+    "Offer",
+    "ProofMarketClient",
+    "ProofMarketEvent",
+    "ProofRevert",
+    "ProofSubmitted",
+    "ProverDeregistered",
+    "ProverInfo",
+    "ProverJoined",
+    "ProverLeaving",
+    "ProverLeft",
+    "ProverRegistered",
+    "ProverSlashed",
+    "RUNTIME_PACKAGE_DIR",
+    "SCALAR_FIELD",
+    "SNARKJS_VERSION",
+    "SkipReason",
+    "SnarkjsRuntime",
+    "StakeAdded",
+    "StakeWithdrawn",
+    "TERMINAL_STATES",
+    "TaskAssigned",
+    "TeeProofSubmitted",
+    "TeeSignerSet",
+    "compile_verifier",
+    "create_groth16_market",
+    "decode_inputs",
+    "decode_proof",
+    "deploy_verifier",
+    "ensure_snarkjs",
+    "load_verification_key",
+    "proof_from_words",
+    "proof_market_decoder",
+    "prove",
+    "verifier_source",
+    "verify_with_snarkjs",
+]

@@ -1,0 +1,371 @@
+"""Typed client for ``ProofMarket.vy`` on reef.chain's client base.
+
+Reads are ``eth_call``; writes simulate, sign, send and wait (reef.chain's transactor) and
+return a :class:`~reef.chain.TxResult` whose events are this contract's typed events. A revert
+raises :class:`~reef.errors.ContractRevertError` whose ``reason`` is one of
+:class:`~reef.proofs.ProofRevert`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from web3 import Web3
+
+from reef.chain import (
+    Address,
+    Amount,
+    EventDecoder,
+    ProgressCallback,
+    Sender,
+    TxResult,
+    parse_address,
+)
+from reef.chain._clients import ContractClient, check_uint, deploy_contract
+from reef.chain._tx import Transactor
+from reef.errors import InputError, ProofError
+from reef.proofs._events import (
+    AskCreated,
+    MarketCreated,
+    ProofMarketEvent,
+    proof_market_decoder,
+)
+from reef.proofs._groth16 import Groth16Proof
+from reef.proofs._types import Ask, AskState, Market, MarketKind, Offer, ProverInfo
+
+__all__ = ["ProofMarketClient"]
+
+_ZERO = "0x" + "00" * 20
+
+
+def _uints(values: Sequence[int], name: str) -> list[int]:
+    return [check_uint(int(v), name) for v in values]
+
+
+class ProofMarketClient(ContractClient):
+    """The proof market: markets, asks, provers, assignment, proofs and slashing."""
+
+    CONTRACT = "ProofMarket"
+
+    def __init__(
+        self,
+        w3: Web3,
+        address: str,
+        *,
+        account: Sender = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        super().__init__(w3, address, account=account, progress=progress)
+        self._decoder: EventDecoder = proof_market_decoder()
+
+    @classmethod
+    def deploy(
+        cls,
+        w3: Web3,
+        account: Sender,
+        *,
+        token: str,
+        matching_engine: str,
+        progress: ProgressCallback | None = None,
+    ) -> ProofMarketClient:
+        """Deploy a market paid (and staked) in ``token``, assigned by ``matching_engine``."""
+        transactor = Transactor(w3, account, progress=progress)
+        address, _ = deploy_contract(
+            transactor,
+            "ProofMarket",
+            parse_address(token, name="token"),
+            parse_address(matching_engine, name="matching engine"),
+        )
+        return cls(w3, address, account=account, progress=progress)
+
+    @property
+    def account(self) -> Sender:
+        """The account this client signs with (as given)."""
+        return self._account
+
+    def with_account(self, account: Sender) -> ProofMarketClient:
+        """The same contract, sending from ``account``."""
+        return ProofMarketClient(self.w3, self.address, account=account)
+
+    def _do(self, function: str, *args: Any) -> TxResult[ProofMarketEvent]:
+        return self._transact(function, *args, decoder=self._decoder)
+
+    # ---- views ----
+
+    def token(self) -> Address:
+        return parse_address(self._call("token"))
+
+    def matching_engine(self) -> Address:
+        return parse_address(self._call("matchingEngine"))
+
+    def market_count(self) -> int:
+        return int(self._call("marketCount"))
+
+    def ask_count(self) -> int:
+        return int(self._call("askCount"))
+
+    def market(self, market_id: int) -> Market:
+        """The market ``market_id``. Raises ProofError if there is none."""
+        r = self._call("markets", check_uint(market_id, "market id"))
+        if int(r[0]) == 0:
+            raise ProofError(
+                f"market {market_id} does not exist",
+                hint="list the markets with `reef proofs market list`",
+            )
+        return Market(
+            market_id=market_id,
+            kind=MarketKind(int(r[0])),
+            creator=parse_address(r[1]),
+            verifier=parse_address(r[2]),
+            image_id=bytes(r[3]),
+            artifacts_hash=bytes(r[4]),
+            penalty=Amount(int(r[5])),
+            ivs=parse_address(r[6]),
+            n_public=int(r[7]),
+            n_inputs=int(r[8]),
+        )
+
+    def ask(self, ask_id: int) -> Ask:
+        """The ask ``ask_id`` with its current (derived) state. Raises ProofError if unknown."""
+        r = self._call("asks", check_uint(ask_id, "ask id"))
+        if int(r[8]) == 0:
+            raise ProofError(
+                f"ask {ask_id} does not exist", hint="list asks with `reef proofs list`"
+            )
+        return Ask(
+            ask_id=ask_id,
+            market_id=int(r[0]),
+            requester=parse_address(r[1]),
+            refund_address=parse_address(r[2]),
+            reward=Amount(int(r[3])),
+            expiry=int(r[4]),
+            proving_time=int(r[5]),
+            deadline=int(r[6]),
+            prover=parse_address(r[7]),
+            state=self.ask_state(ask_id),
+        )
+
+    def ask_state(self, ask_id: int) -> AskState:
+        return AskState(int(self._call("askState", check_uint(ask_id, "ask id"))))
+
+    def inputs(self, ask_id: int) -> tuple[int, ...]:
+        return tuple(int(v) for v in self._call("inputs", check_uint(ask_id, "ask id")))
+
+    def prover(self, address: str) -> ProverInfo:
+        who = parse_address(address, name="prover")
+        r = self._call("provers", who)
+        return ProverInfo(
+            address=who,
+            reward_address=parse_address(r[0]),
+            stake=Amount(int(r[1])),
+            stake_locked=Amount(int(r[2])),
+            compute=int(r[3]),
+            compute_allocated=int(r[4]),
+            compute_used=int(r[5]),
+            markets=int(r[6]),
+        )
+
+    def offer(self, prover: str, market_id: int) -> Offer:
+        r = self._call(
+            "offers", parse_address(prover, name="prover"), check_uint(market_id, "market id")
+        )
+        return Offer(
+            joined=bool(r[0]),
+            price=Amount(int(r[1])),
+            max_time=int(r[2]),
+            compute=int(r[3]),
+            active=int(r[4]),
+            leave_at=int(r[5]),
+        )
+
+    def invalid_input_digest(self, ask_id: int) -> bytes:
+        """What the market's IVS signs (EIP-191) to close ``ask_id`` as invalid input."""
+        return bytes(self._call("invalidInputDigest", check_uint(ask_id, "ask id")))
+
+    def tee_digest(self, ask_id: int, output: Sequence[int]) -> bytes:
+        """What a TEE market's enclave key signs (EIP-191) as the proof of ``output``."""
+        return bytes(
+            self._call("teeDigest", check_uint(ask_id, "ask id"), _uints(output, "output"))
+        )
+
+    # ---- markets ----
+
+    def create_groth16_market(
+        self,
+        *,
+        verifier: str,
+        artifacts_hash: bytes,
+        penalty: int,
+        n_inputs: int,
+        ivs: str | None = None,
+        metadata: str = "",
+    ) -> tuple[int, TxResult[ProofMarketEvent]]:
+        """Create a Groth16 market over a deployed verifier; returns (market id, result)."""
+        if len(artifacts_hash) != 32:
+            raise InputError("the artifacts hash is 32 bytes (sha256)")
+        result = self._do(
+            "createGroth16Market",
+            parse_address(verifier, name="verifier"),
+            artifacts_hash,
+            check_uint(penalty, "penalty"),
+            parse_address(ivs or _ZERO, name="ivs"),
+            check_uint(n_inputs, "n_inputs"),
+            metadata,
+        )
+        return _created_market(result), result
+
+    def create_tee_market(
+        self,
+        *,
+        image_id: bytes,
+        penalty: int,
+        n_inputs: int,
+        ivs: str | None = None,
+        metadata: str = "",
+    ) -> tuple[int, TxResult[ProofMarketEvent]]:
+        """Create a market whose proofs are signatures of enclaves running ``image_id``."""
+        if len(image_id) != 32:
+            raise InputError("an image id is 32 bytes")
+        result = self._do(
+            "createTeeMarket",
+            image_id,
+            check_uint(penalty, "penalty"),
+            parse_address(ivs or _ZERO, name="ivs"),
+            check_uint(n_inputs, "n_inputs"),
+            metadata,
+        )
+        return _created_market(result), result
+
+    def set_tee_signer(
+        self, market_id: int, signer: str, allowed: bool = True
+    ) -> TxResult[ProofMarketEvent]:
+        return self._do(
+            "setTeeSigner", check_uint(market_id, "market id"), parse_address(signer), allowed
+        )
+
+    # ---- asks ----
+
+    def create_ask(
+        self,
+        market_id: int,
+        inputs: Sequence[int],
+        *,
+        reward: int,
+        expiry: int,
+        proving_time: int,
+        refund_address: str | None = None,
+    ) -> tuple[int, TxResult[ProofMarketEvent]]:
+        """Escrow ``reward`` for a proof of ``inputs``; returns (ask id, result).
+
+        ``expiry`` is the chain time by which it must be assigned; ``proving_time`` the
+        seconds the prover then has. Needs a token allowance for the market.
+        """
+        result = self._do(
+            "createAsk",
+            check_uint(market_id, "market id"),
+            _uints(inputs, "input"),
+            check_uint(reward, "reward"),
+            check_uint(expiry, "expiry"),
+            check_uint(proving_time, "proving time"),
+            parse_address(refund_address or self.sender, name="refund address"),
+        )
+        created = [e for e in result.events if isinstance(e, AskCreated)]
+        if not created:  # pragma: no cover - a successful createAsk always logs it
+            raise ProofError("createAsk succeeded without an AskCreated event")
+        return created[0].ask_id, result
+
+    def cancel_ask(self, ask_id: int) -> TxResult[ProofMarketEvent]:
+        return self._do("cancelAsk", check_uint(ask_id, "ask id"))
+
+    def refund_expired(self, ask_id: int) -> TxResult[ProofMarketEvent]:
+        return self._do("refundExpired", check_uint(ask_id, "ask id"))
+
+    def slash(self, ask_id: int) -> TxResult[ProofMarketEvent]:
+        return self._do("slash", check_uint(ask_id, "ask id"))
+
+    def assign(self, ask_ids: Sequence[int], provers: Sequence[str]) -> TxResult[ProofMarketEvent]:
+        """Assign each ask to its prover (matching engine only); ineligible pairs are skipped
+        and logged as ``AssignmentSkipped``, never reverting the batch."""
+        if len(ask_ids) != len(provers):
+            raise InputError("ask_ids and provers differ in length")
+        return self._do(
+            "assign", _uints(ask_ids, "ask id"), [parse_address(p, name="prover") for p in provers]
+        )
+
+    def submit_proof(self, ask_id: int, proof: Groth16Proof) -> TxResult[ProofMarketEvent]:
+        return self._do(
+            "submitProof",
+            check_uint(ask_id, "ask id"),
+            list(proof.words()),
+            _uints(proof.public_signals, "public signal"),
+        )
+
+    def submit_tee_proof(
+        self, ask_id: int, output: Sequence[int], signature: bytes
+    ) -> TxResult[ProofMarketEvent]:
+        return self._do(
+            "submitTeeProof", check_uint(ask_id, "ask id"), _uints(output, "output"), signature
+        )
+
+    def submit_invalid_input(self, ask_id: int, signature: bytes) -> TxResult[ProofMarketEvent]:
+        return self._do("submitInvalidInput", check_uint(ask_id, "ask id"), signature)
+
+    # ---- provers ----
+
+    def register(
+        self, *, compute: int, stake: int, reward_address: str | None = None
+    ) -> TxResult[ProofMarketEvent]:
+        return self._do(
+            "register",
+            parse_address(reward_address or self.sender, name="reward address"),
+            check_uint(compute, "compute"),
+            check_uint(stake, "stake"),
+        )
+
+    def add_stake(self, amount: int) -> TxResult[ProofMarketEvent]:
+        return self._do("addStake", check_uint(amount, "amount"))
+
+    def withdraw_stake(self, amount: int) -> TxResult[ProofMarketEvent]:
+        return self._do("withdrawStake", check_uint(amount, "amount"))
+
+    def deregister(self) -> TxResult[ProofMarketEvent]:
+        return self._do("deregister")
+
+    def join_market(
+        self, market_id: int, *, price: int, max_time: int, compute: int
+    ) -> TxResult[ProofMarketEvent]:
+        return self._do(
+            "joinMarket",
+            check_uint(market_id, "market id"),
+            check_uint(price, "price"),
+            check_uint(max_time, "max time"),
+            check_uint(compute, "compute"),
+        )
+
+    def request_leave(self, market_id: int) -> TxResult[ProofMarketEvent]:
+        return self._do("requestLeave", check_uint(market_id, "market id"))
+
+    def leave_market(self, market_id: int) -> TxResult[ProofMarketEvent]:
+        return self._do("leaveMarket", check_uint(market_id, "market id"))
+
+    # ---- events ----
+
+    def events(self, from_block: int = 0, to_block: int | str = "latest") -> list[ProofMarketEvent]:
+        """This contract's events in the block range, typed, in chain order."""
+        out = (self._decoder.decode(log) for log in self._logs(from_block, to_block))
+        return [e for e in out if e is not None]  # type: ignore[misc]
+
+    def ask_events(self, ask_id: int, from_block: int = 0) -> list[ProofMarketEvent]:
+        """The events of one ask (topic 1 is the ask id for every ask event)."""
+        topic = "0x" + check_uint(ask_id, "ask id").to_bytes(32, "big").hex()
+        logs = self._logs(from_block, "latest", [None, topic])
+        out = (self._decoder.decode(log) for log in logs)
+        return [e for e in out if e is not None and getattr(e, "ask_id", None) == ask_id]  # type: ignore[misc]
+
+
+def _created_market(result: TxResult[ProofMarketEvent]) -> int:
+    created = [e for e in result.events if isinstance(e, MarketCreated)]
+    if not created:  # pragma: no cover - a successful creation always logs it
+        raise ProofError("market creation succeeded without a MarketCreated event")
+    return created[0].market_id

@@ -1,0 +1,225 @@
+"""The proof market's events, typed, and the decoder reef.chain's indexer stores them with.
+
+Array fields travel as ABI-encoded bytes (see ``ProofMarket.vy``): :func:`decode_inputs` and
+:func:`decode_proof` turn them back into integers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import get_args
+
+from eth_abi.abi import decode as abi_decode
+from eth_abi.exceptions import DecodingError
+
+from reef.chain import Address, Amount, ChainEvent, EventDecoder, load_artifact
+from reef.errors import ProofError
+
+__all__ = [
+    "AskCancelled",
+    "AskCreated",
+    "AskExpired",
+    "AssignmentSkipped",
+    "InvalidInputClosed",
+    "MarketCreated",
+    "ProofMarketEvent",
+    "ProofSubmitted",
+    "ProverDeregistered",
+    "ProverJoined",
+    "ProverLeaving",
+    "ProverLeft",
+    "ProverRegistered",
+    "ProverSlashed",
+    "StakeAdded",
+    "StakeWithdrawn",
+    "TaskAssigned",
+    "TeeProofSubmitted",
+    "TeeSignerSet",
+    "decode_inputs",
+    "decode_proof",
+    "proof_market_decoder",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class MarketCreated(ChainEvent):
+    market_id: int
+    creator: Address
+    kind: int
+    verifier: Address
+    image_id: bytes
+    artifacts_hash: bytes
+    penalty: Amount
+    ivs: Address
+    n_inputs: int
+    metadata: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TeeSignerSet(ChainEvent):
+    market_id: int
+    signer: Address
+    allowed: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AskCreated(ChainEvent):
+    ask_id: int
+    market_id: int
+    requester: Address
+    refund_address: Address
+    reward: Amount
+    expiry: int
+    proving_time: int
+    inputs: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskAssigned(ChainEvent):
+    ask_id: int
+    prover: Address
+    market_id: int
+    deadline: int
+    price: Amount
+
+
+@dataclass(frozen=True, kw_only=True)
+class AssignmentSkipped(ChainEvent):
+    ask_id: int
+    prover: Address
+    reason: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProofSubmitted(ChainEvent):
+    ask_id: int
+    prover: Address
+    market_id: int
+    proof: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class TeeProofSubmitted(ChainEvent):
+    ask_id: int
+    prover: Address
+    market_id: int
+    output: bytes
+    signer: Address
+
+
+@dataclass(frozen=True, kw_only=True)
+class InvalidInputClosed(ChainEvent):
+    ask_id: int
+    prover: Address
+    market_id: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AskExpired(ChainEvent):
+    ask_id: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AskCancelled(ChainEvent):
+    ask_id: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProverSlashed(ChainEvent):
+    ask_id: int
+    prover: Address
+    market_id: int
+    amount: Amount
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProverRegistered(ChainEvent):
+    prover: Address
+    reward_address: Address
+    compute: int
+    stake: Amount
+
+
+@dataclass(frozen=True, kw_only=True)
+class StakeAdded(ChainEvent):
+    prover: Address
+    amount: Amount
+
+
+@dataclass(frozen=True, kw_only=True)
+class StakeWithdrawn(ChainEvent):
+    prover: Address
+    amount: Amount
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProverDeregistered(ChainEvent):
+    prover: Address
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProverJoined(ChainEvent):
+    prover: Address
+    market_id: int
+    price: Amount
+    max_time: int
+    compute: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProverLeaving(ChainEvent):
+    prover: Address
+    market_id: int
+    leave_at: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProverLeft(ChainEvent):
+    prover: Address
+    market_id: int
+
+
+ProofMarketEvent = (
+    MarketCreated
+    | TeeSignerSet
+    | AskCreated
+    | TaskAssigned
+    | AssignmentSkipped
+    | ProofSubmitted
+    | TeeProofSubmitted
+    | InvalidInputClosed
+    | AskExpired
+    | AskCancelled
+    | ProverSlashed
+    | ProverRegistered
+    | StakeAdded
+    | StakeWithdrawn
+    | ProverDeregistered
+    | ProverJoined
+    | ProverLeaving
+    | ProverLeft
+)
+_CLASSES: tuple[type[ChainEvent], ...] = get_args(ProofMarketEvent)
+
+
+def proof_market_decoder() -> EventDecoder:
+    """A decoder for every ``ProofMarket`` event (give it to ``IndexedContract(events=...)``)."""
+    return EventDecoder(load_artifact("ProofMarket").abi, _CLASSES)
+
+
+def decode_inputs(data: bytes) -> tuple[int, ...]:
+    """``AskCreated.inputs`` / ``TeeProofSubmitted.output``: abi.encode(uint256[])."""
+    try:
+        (values,) = abi_decode(["uint256[]"], data)
+    except DecodingError as exc:
+        raise ProofError(f"malformed encoded inputs: {exc}") from exc
+    return tuple(int(v) for v in values)
+
+
+def decode_proof(data: bytes) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``ProofSubmitted.proof``: abi.encode(uint256[8] proof, uint256[] signals)."""
+    try:
+        words, signals = abi_decode(["uint256[8]", "uint256[]"], data)
+    except DecodingError as exc:
+        raise ProofError(f"malformed encoded proof: {exc}") from exc
+    return tuple(int(w) for w in words), tuple(int(s) for s in signals)

@@ -1,0 +1,181 @@
+"""Creating Groth16 markets: store the circuit's artifacts, deploy its verifier, register it.
+
+A market's artifacts (``.wasm``, ``.zkey``, verification key) are stored content-addressed
+(:class:`ArtifactStore`, files named by their SHA-256) and the market records, on chain, the
+hash of the three hashes plus a metadata JSON naming each file's hash, the circuit's public
+input names and the market's name. A prover fetches the files by hash and checks them, so a
+market's circuit cannot change under it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from web3 import Web3
+
+from reef.chain import Address, Sender
+from reef.chain._tx import Transactor, translate_errors
+from reef.errors import InputError, ProofError
+from reef.proofs._client import ProofMarketClient
+from reef.proofs._groth16 import compile_verifier, load_verification_key
+
+__all__ = [
+    "ArtifactStore",
+    "CircuitArtifacts",
+    "MarketMetadata",
+    "create_groth16_market",
+    "deploy_verifier",
+]
+
+_NAME_MAX = 64
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc}") from exc
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class CircuitArtifacts:
+    """The three files of a circom Groth16 circuit."""
+
+    wasm: Path
+    zkey: Path
+    vkey: Path
+
+    def hashes(self) -> dict[str, str]:
+        return {"wasm": _sha256(self.wasm), "zkey": _sha256(self.zkey), "vkey": _sha256(self.vkey)}
+
+
+@dataclass(frozen=True)
+class MarketMetadata:
+    """What a market's on-chain ``metadata`` string holds (JSON)."""
+
+    name: str
+    public_inputs: tuple[str, ...]
+    artifacts: Mapping[str, str]
+    """Role (``wasm``, ``zkey``, ``vkey``) → SHA-256 hex of the file."""
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "name": self.name,
+                "public_inputs": list(self.public_inputs),
+                "artifacts": dict(self.artifacts),
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> MarketMetadata:
+        try:
+            data = json.loads(text)
+            return cls(
+                name=str(data["name"]),
+                public_inputs=tuple(str(n) for n in data["public_inputs"]),
+                artifacts={str(k): str(v) for k, v in dict(data.get("artifacts", {})).items()},
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProofError(f"the market's metadata is not reef's JSON: {exc}") from exc
+
+    def artifacts_hash(self) -> bytes:
+        """The 32 bytes recorded on chain: SHA-256 over the role-sorted file hashes."""
+        joined = ",".join(f"{k}={self.artifacts[k]}" for k in sorted(self.artifacts))
+        return hashlib.sha256(joined.encode()).digest()
+
+
+class ArtifactStore:
+    """Files kept by SHA-256 under ``root`` (``$REEF_HOME/proofs/artifacts`` by default)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def put(self, path: Path) -> str:
+        """Store a copy of ``path``; returns its SHA-256 hex."""
+        digest = _sha256(path)
+        target = self.root / digest
+        if not target.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            partial = target.with_suffix(".partial")
+            shutil.copyfile(path, partial)
+            partial.replace(target)  # atomic: a reader never sees half a file
+        return digest
+
+    def get(self, digest: str) -> Path:
+        """The stored file with this hash, checked.
+
+        Raises:
+            ProofError: no such file, or its content no longer matches the hash.
+        """
+        path = self.root / digest
+        if not path.is_file():
+            raise ProofError(
+                f"artifact {digest[:16]}... is not in {self.root}",
+                hint="the market's creator must share its files (reef proofs market create stores them)",
+            )
+        if _sha256(path) != digest:
+            raise ProofError(f"stored artifact {path} does not match its hash; delete it")
+        return path
+
+
+def deploy_verifier(w3: Web3, account: Sender, vkey: Mapping[str, Any]) -> Address:
+    """Compile and deploy the Vyper Groth16 verifier for ``vkey``; returns its address."""
+    compiled = compile_verifier(vkey)
+    transactor = Transactor(w3, account)
+    factory = w3.eth.contract(abi=compiled.abi, bytecode=compiled.bytecode)
+    with translate_errors("deploying the Groth16 verifier"):
+        constructor = factory.constructor()
+    _, receipt = transactor.send(constructor, "deploy Groth16 verifier")
+    address = receipt["contractAddress"]
+    if address is None:  # pragma: no cover - a successful creation always has one
+        raise ProofError("deploying the verifier produced no contract address")
+    return Address(Web3.to_checksum_address(address))
+
+
+def create_groth16_market(
+    client: ProofMarketClient,
+    artifacts: CircuitArtifacts,
+    *,
+    public_inputs: Sequence[str],
+    store: ArtifactStore,
+    penalty: int,
+    name: str = "",
+    ivs: str | None = None,
+) -> int:
+    """Store ``artifacts``, deploy their verifier and create the market; returns its id.
+
+    ``public_inputs`` are the circuit's public input signal names in declaration order (the
+    ask's on-chain inputs follow that order; circom puts outputs first in the public signals).
+    """
+    if len(name) > _NAME_MAX:
+        raise InputError(f"a market name is at most {_NAME_MAX} characters")
+    vkey = load_verification_key(artifacts.vkey)
+    if len(public_inputs) > int(vkey["nPublic"]):
+        raise InputError(
+            f"{len(public_inputs)} public inputs named but the circuit has {vkey['nPublic']} public signals"
+        )
+    hashes = {role: store.put(getattr(artifacts, role)) for role in ("wasm", "zkey", "vkey")}
+    metadata = MarketMetadata(name or "groth16", tuple(public_inputs), hashes)
+    verifier = deploy_verifier(client.w3, client.account, vkey)
+    market_id, _ = client.create_groth16_market(
+        verifier=verifier,
+        artifacts_hash=metadata.artifacts_hash(),
+        penalty=penalty,
+        n_inputs=len(public_inputs),
+        ivs=ivs,
+        metadata=metadata.to_json(),
+    )
+    return market_id

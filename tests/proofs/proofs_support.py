@@ -1,0 +1,69 @@
+"""Shared set-up for the proof market tests: an in-process chain with the token and market.
+
+A fresh in-process reef devnet per :class:`ProofChain` (its gas estimate runs a Groth16
+verification twice, where eth-tester's binary search runs it a dozen times), with dev accounts
+whose keys are known, the test token and a ``ProofMarket`` whose matching engine is account 1,
+and a clock the test moves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from reef.chain import Devnet, TokenClient
+from reef.proofs import ProofMarketClient
+
+START = 4_000_000_000
+FUNDS = 1_000_000 * 10**6
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "proofs" / "poseidon"
+
+
+@dataclass
+class ProofChain:
+    __test__ = False
+
+    devnet: Devnet
+    w3: Web3
+    deployer: LocalAccount
+    engine: LocalAccount
+    users: list[LocalAccount]
+    token_address: str
+    market_address: str
+
+    @classmethod
+    def create(cls, n_users: int = 6) -> ProofChain:
+        clock = [float(START)]
+        devnet = Devnet(accounts=2 + n_users, clock=lambda: clock[0], genesis_timestamp=START)
+        w3 = devnet.web3()
+        accounts = [Account.from_key(a.private_key) for a in devnet.accounts]
+        deployer, engine, users = accounts[0], accounts[1], accounts[2 : 2 + n_users]
+        token = TokenClient.deploy(w3, deployer)
+        market = ProofMarketClient.deploy(
+            w3, deployer, token=token.address, matching_engine=engine.address
+        )
+        for user in users:
+            token.mint(user.address, FUNDS)
+            TokenClient(w3, token.address, account=user).approve(market.address, 2**256 - 1)
+        return cls(devnet, w3, deployer, engine, users, token.address, market.address)
+
+    def market(self, account: LocalAccount | None = None) -> ProofMarketClient:
+        return ProofMarketClient(self.w3, self.market_address, account=account or self.deployer)
+
+    def token(self) -> TokenClient:
+        return TokenClient(self.w3, self.token_address, account=self.deployer)
+
+    def balance(self, address: str) -> int:
+        return self.token().balance(address)
+
+    def next_time(self) -> int:
+        return int(self.w3.eth.get_block("pending")["timestamp"])
+
+    def at(self, timestamp: int) -> None:
+        """Make the next block carry ``timestamp`` (if it is later than the next block's)."""
+        if timestamp > self.next_time():
+            self.devnet.set_next_block_timestamp(timestamp)
