@@ -17,6 +17,11 @@ uvicorn. This module is the one place that decides how:
 - **Stopping**: servers embedded in a program never touch signals; the program stops them with
   :meth:`Server.aclose`. A command that serves until interrupted uses :func:`stop_signals` (or
   :func:`run`, which uses it): SIGINT and SIGTERM set one event, and the servers close in order.
+- **Metrics**: a server started by :func:`serve`, :func:`run` or :func:`run_on` answers
+  ``GET /metrics`` in Prometheus' text format (requests, latencies, errors and refusals by route,
+  the process's CPU and memory, and whatever collectors the app lists in ``reef_collectors``).
+  ``prometheus_client`` is imported only where metrics are on: the enclave supervisor serves
+  its trusted base with plain :class:`Server` objects (metrics off), so enclaves never load it.
 
 uvicorn is kept (rather than hypercorn or a hand-written h11 loop) because every reef app already
 runs on it; what it lacks (per-peer caps, a header read deadline, body limits with a proper 413)
@@ -49,6 +54,7 @@ from reef.errors import InputError, ReefError, ServiceError
 
 __all__ = [
     "Limits",
+    "METRICS_PATH",
     "Refusal",
     "Server",
     "Waitable",
@@ -91,6 +97,9 @@ class Limits:
     idle_timeout: float = 5.0
     per_peer: int = 128
     stop_timeout: float = 5.0
+
+
+METRICS_PATH: Final = "/metrics"
 
 
 def _default_refusal(status: int, reason: str) -> bytes:
@@ -196,7 +205,9 @@ def _peer(transport: asyncio.BaseTransport) -> str:
     return "?"
 
 
-def _protocol_class(what: str, limits: Limits) -> type[H11Protocol]:
+def _protocol_class(
+    what: str, limits: Limits, metrics: _Metrics | None = None
+) -> type[H11Protocol]:
     """uvicorn's h11 protocol with per-peer connection caps and a header read deadline.
 
     The counts live in this closure: one class per server, so two servers never share them.
@@ -222,6 +233,8 @@ def _protocol_class(what: str, limits: Limits) -> type[H11Protocol]:
                     peer,
                     limits.per_peer,
                 )
+                if metrics is not None:
+                    metrics.refused(503)
                 transport.write(
                     b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n"
                     b"connection: close\r\n\r\n"
@@ -276,6 +289,78 @@ def _protocol_class(what: str, limits: Limits) -> type[H11Protocol]:
     return Guarded
 
 
+# ------------------------------------------------------------------------------- metrics
+
+
+class _Metrics:
+    """One server's Prometheus registry: request counts, latencies, refusals, the process.
+
+    Each server has its own registry (no process-wide state): two servers in one process (reef up
+    runs several) each answer for themselves, labelled ``service`` with their ``what``.
+    prometheus_client is imported here, on first use, never at module level (see the module
+    docstring).
+    """
+
+    def __init__(self, what: str, app: Any) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
+        self.registry = registry = CollectorRegistry()
+        self.what = what
+        ProcessCollector(registry=registry)
+        self.requests = Counter(
+            "reef_http_requests",
+            "HTTP requests answered, by route template and status",
+            ["service", "method", "route", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "reef_http_request_duration_seconds",
+            "Time from the request's headers to the end of its response",
+            ["service", "route"],
+            registry=registry,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+        )
+        self.errors = Counter(
+            "reef_http_errors",
+            "Responses with a 5xx status, or requests whose app raised",
+            ["service", "route"],
+            registry=registry,
+        )
+        self.refusals = Counter(
+            "reef_http_refusals",
+            "Requests and connections the serving floor refused (413, 431, 408, 503, ...)",
+            ["service", "status"],
+            registry=registry,
+        )
+        self.in_progress = Gauge(
+            "reef_http_requests_in_progress",
+            "Requests being answered now",
+            ["service"],
+            registry=registry,
+        )
+        for collector in getattr(app, "reef_collectors", ()):
+            registry.register(collector)
+
+    def render(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def refused(self, status: int) -> None:
+        self.refusals.labels(self.what, str(status)).inc()
+
+    def observe(self, scope: Any, status: int | None, seconds: float) -> None:
+        route = scope.get("route")
+        # The route's template (``/job/{id}``), never the raw path: one series per route, not
+        # one per URL a client makes up.
+        template = str(getattr(route, "path", "")) or ("unmatched" if status == 404 else "other")
+        shown = str(status) if status is not None else "none"
+        self.requests.labels(self.what, scope.get("method", "?"), template, shown).inc()
+        self.latency.labels(self.what, template).observe(seconds)
+        if status is None or status >= 500:
+            self.errors.labels(self.what, template).inc()
+
+
 # ---------------------------------------------------------------------- request-level limits
 
 
@@ -286,11 +371,19 @@ class _Refused(Exception):
 class _Guard:
     """ASGI middleware: header and body size limits and the body read timeout."""
 
-    def __init__(self, app: ASGIApp, what: str, limits: Limits, refusal: Refusal) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        what: str,
+        limits: Limits,
+        refusal: Refusal,
+        metrics: _Metrics | None = None,
+    ) -> None:
         self.app = app
         self.what = what
         self.limits = limits
         self.refusal = refusal
+        self.metrics = metrics
         # A client that sends its whole body before reading (most do, without Expect:
         # 100-continue) would otherwise meet a connection reset instead of the 413: read and
         # drop what it sends, up to this much, before answering.
@@ -311,6 +404,8 @@ class _Guard:
         self, send: Callable[[dict[str, Any]], Awaitable[None]], scope: Any, status: int, why: str
     ) -> None:
         client = scope.get("client") or ("?",)
+        if self.metrics is not None:
+            self.metrics.refused(status)
         _log.warning(
             "%s: refused %s %s from %s: %d %s",
             self.what,
@@ -338,6 +433,38 @@ class _Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        metrics = self.metrics
+        if metrics is None:
+            await self._guarded(scope, receive, send)
+            return
+        if scope.get("path") == METRICS_PATH and scope.get("method") in ("GET", "HEAD"):
+            # In a worker thread: an app's collectors may read slow sources (the dashboard's read
+            # the chain), and the event loop keeps serving meanwhile.
+            body, content_type = await asyncio.to_thread(metrics.render)
+            headers = [
+                (b"content-type", content_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        status: list[int] = []
+
+        async def counted_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status.append(int(message["status"]))
+            await send(message)
+
+        started = asyncio.get_running_loop().time()
+        metrics.in_progress.labels(self.what).inc()
+        try:
+            await self._guarded(scope, receive, counted_send)
+        finally:
+            metrics.in_progress.labels(self.what).dec()
+            elapsed = asyncio.get_running_loop().time() - started
+            metrics.observe(scope, status[0] if status else None, elapsed)
+
+    async def _guarded(self, scope: Any, receive: Any, send: Any) -> None:
         limits = self.limits
         header_bytes = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
         header_bytes += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
@@ -434,6 +561,8 @@ class Server:
         refusal: builds the body of the floor's own refusals (413, 431, 408, 400); by default
             the app's ``reef_refusal`` attribute if it has one, else ``{"error": reason}``.
         log_level: uvicorn's log level.
+        metrics: answer ``GET /metrics`` (off by default here, on in :func:`serve` and
+            :func:`run`): the enclave supervisor's servers stay without prometheus_client.
     """
 
     def __init__(
@@ -445,6 +574,7 @@ class Server:
         limits: Limits | None = None,
         refusal: Refusal | None = None,
         log_level: str = "warning",
+        metrics: bool = False,
     ) -> None:
         self.what = what
         # An app may carry its own limits (the image store takes large uploads).
@@ -456,7 +586,8 @@ class Server:
         self.port: int = sock.getsockname()[1]
         # An app may carry the body of its refusals (the devnet answers JSON-RPC errors).
         refusal = refusal or getattr(app, "reef_refusal", None) or _default_refusal
-        self._app = _Guard(app, what, self.limits, refusal)
+        self.metrics: _Metrics | None = _Metrics(what, app) if metrics else None
+        self._app = _Guard(app, what, self.limits, refusal, self.metrics)
         self._log_level = log_level
         self._server: _Embedded | None = None
         self._task: asyncio.Task[None] | None = None
@@ -473,7 +604,7 @@ class Server:
         limits = self.limits
         config = uvicorn.Config(
             self._app,
-            http=_protocol_class(self.what, limits),
+            http=_protocol_class(self.what, limits, self.metrics),
             log_level=self._log_level,
             lifespan="off",
             access_log=False,
@@ -549,9 +680,10 @@ async def serve(
     error: type[ReefError] = ServiceError,
     hint: str | None = None,
     log_level: str = "warning",
+    metrics: bool = True,
 ) -> Server:
     """Bind ``host:port`` (0 picks a free port) and serve ``app`` there until
-    :meth:`Server.aclose`.
+    :meth:`Server.aclose`, with ``GET /metrics`` unless ``metrics`` is false.
 
     Raises:
         InputError: for a bad port or host.
@@ -559,7 +691,9 @@ async def serve(
             server does not start.
     """
     sock = bind(host, port, what=what, error=error, hint=hint)
-    server = Server(app, sock, what=what, limits=limits, refusal=refusal, log_level=log_level)
+    server = Server(
+        app, sock, what=what, limits=limits, refusal=refusal, log_level=log_level, metrics=metrics
+    )
     return await server.start()
 
 
@@ -613,9 +747,11 @@ def run_on(
     log_level: str = "warning",
     ready: Callable[[Server], None] | None = None,
     workers: int = 1,
+    metrics: bool = True,
 ) -> None:
     """Serve ``app`` on the bound socket ``sock`` until SIGINT or SIGTERM, then stop
-    gracefully (blocking; for commands). ``ready`` is called with the running server.
+    gracefully (blocking; for commands). ``ready`` is called with the running server;
+    ``metrics`` as :func:`serve` (with workers, each answers ``/metrics`` for itself).
 
     ``workers`` > 1 forks that many processes that all accept on ``sock`` (the kernel spreads
     connections among them), so CPU-bound apps (the verifier's P-384 checks) use every core: the
@@ -630,13 +766,19 @@ def run_on(
     if workers < 1:
         raise InputError(f"workers must be at least 1, got {workers}")
     if workers > 1:
-        _run_workers(app, sock, what, limits, refusal, log_level, ready, workers)
+        _run_workers(app, sock, what, limits, refusal, log_level, ready, workers, metrics)
         return
 
     async def main() -> None:
         with stop_signals() as stop:
             server = Server(
-                app, sock, what=what, limits=limits, refusal=refusal, log_level=log_level
+                app,
+                sock,
+                what=what,
+                limits=limits,
+                refusal=refusal,
+                log_level=log_level,
+                metrics=metrics,
             )
             await server.start()
             try:
@@ -658,6 +800,7 @@ def _run_workers(
     log_level: str,
     ready: Callable[[Server], None] | None,
     workers: int,
+    metrics: bool = True,
 ) -> None:
     """:func:`run_on` in ``workers`` forked processes sharing ``sock``; see there."""
     watched = {signal.SIGINT, signal.SIGTERM, signal.SIGCHLD}
@@ -673,7 +816,7 @@ def _run_workers(
                 try:
                     signal.pthread_sigmask(signal.SIG_SETMASK, previous)
                     run_on(app, sock, what=what, limits=limits, refusal=refusal,
-                           log_level=log_level)  # fmt: skip
+                           log_level=log_level, metrics=metrics)  # fmt: skip
                 except BaseException:
                     _log.exception("%s: a worker failed", what)
                     code = 1
@@ -724,10 +867,11 @@ def run(
     log_level: str = "warning",
     ready: Callable[[Server], None] | None = None,
     workers: int = 1,
+    metrics: bool = True,
 ) -> None:
     """Bind ``host:port`` and serve ``app`` there until SIGINT or SIGTERM, then stop gracefully
     (blocking; for commands). ``ready`` is called with the running server (e.g. to print where
-    it listens); ``workers`` as :func:`run_on`.
+    it listens); ``workers`` and ``metrics`` as :func:`run_on`.
 
     Raises:
         InputError: for a bad port or host.
@@ -743,4 +887,5 @@ def run(
         log_level=log_level,
         ready=ready,
         workers=workers,
+        metrics=metrics,
     )

@@ -1,0 +1,385 @@
+"""Alert rules (``alerts.toml``): conditions over metrics, held for a while, sent somewhere.
+
+A rule names a *condition* (a small function from metric samples and the rule's parameters to
+the things that are wrong now, each with a stable key), how long it must hold (``for``) and where
+its notices go (``log``, or ``webhook`` with a ``url``). :class:`AlertEngine` is pure: fed the
+samples and the time at each evaluation, it returns the notices to send — ``firing`` once a key
+has held for ``for``, ``resolved`` when a firing key clears — so it is tested without clocks or
+sockets. Samples come from the network's gauges (:func:`reef.web.network_samples`) and from any
+``/metrics`` URL (:func:`parse_samples`).
+
+Adding a condition is one function in :data:`CONDITIONS` and a test::
+
+    [[rule]]
+    name = "job money"
+    condition = "balance_runs_out"   # see CONDITIONS
+    within = "2h"                     # the condition's own parameters
+    for = "0s"
+    destination = "webhook"
+    url = "http://127.0.0.1:9000/hook"
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from reef.errors import ConfigError, InputError, ServiceError
+
+__all__ = [
+    "CONDITIONS",
+    "AlertEngine",
+    "AlertRule",
+    "Firing",
+    "Notice",
+    "Sample",
+    "load_rules",
+    "parse_duration_s",
+    "parse_samples",
+    "send_notice",
+]
+
+_log = logging.getLogger("reef.alerts")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One metric sample: name (``_total`` kept for counters), labels, value."""
+
+    name: str
+    labels: Mapping[str, str]
+    value: float
+
+
+@dataclass(frozen=True)
+class Firing:
+    """Something a condition finds wrong now; ``key`` identifies it across evaluations."""
+
+    key: str
+    message: str
+
+
+Condition = Callable[[Sequence[Sample], Mapping[str, Any]], list[Firing]]
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
+
+
+def parse_duration_s(value: object, *, name: str = "duration") -> int:
+    """``"90"``, ``"90s"``, ``"15m"``, ``"2h"``, ``"1d"`` or an integer, in seconds.
+
+    Raises:
+        InputError: anything else.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    match = _DURATION.match(str(value))
+    if match is None:
+        raise InputError(f"{name} {value!r} is not a duration", hint="write e.g. 90s, 15m, 2h")
+    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2) or "s"]
+    return int(match.group(1)) * unit
+
+
+def _of(samples: Iterable[Sample], name: str) -> list[Sample]:
+    return [s for s in samples if s.name == name]
+
+
+# ------------------------------------------------------------------------------ conditions
+
+
+def balance_runs_out(samples: Sequence[Sample], params: Mapping[str, Any]) -> list[Firing]:
+    """A job's enclave will be stopped for lack of money within ``within`` (default 1h)."""
+    within = parse_duration_s(params.get("within", "1h"), name="within")
+    return [
+        Firing(
+            f"job {s.labels.get('job', '?')}",
+            f"job {s.labels.get('job', '?')} runs out of money in {int(s.value)} s "
+            f"(less than {within} s): deposit to keep its enclave",
+        )
+        for s in _of(samples, "reef_job_time_left_seconds")
+        if s.value < within
+    ]
+
+
+def enclave_down(samples: Sequence[Sample], params: Mapping[str, Any]) -> list[Firing]:
+    """A paid job's enclave is not running."""
+    return [
+        Firing(
+            f"job {s.labels.get('job', '?')}", f"job {s.labels.get('job', '?')}'s enclave is down"
+        )
+        for s in _of(samples, "reef_job_running")
+        if s.value == 0
+    ]
+
+
+def enclave_restarting(samples: Sequence[Sample], params: Mapping[str, Any]) -> list[Firing]:
+    """A job's enclave was relaunched more than ``max`` times (default 0)."""
+    most = float(params.get("max", 0))
+    return [
+        Firing(
+            f"job {s.labels.get('job', '?')}",
+            f"job {s.labels.get('job', '?')}'s enclave was relaunched {int(s.value)} times",
+        )
+        for s in _of(samples, "reef_job_restarts")
+        if s.value > most
+    ]
+
+
+def provider_down(samples: Sequence[Sample], params: Mapping[str, Any]) -> list[Firing]:
+    """A registered provider's control plane does not answer."""
+    return [
+        Firing(
+            f"provider {s.labels.get('provider', '?')}",
+            f"provider {s.labels.get('provider', '?')}'s control plane does not answer",
+        )
+        for s in _of(samples, "reef_provider_up")
+        if s.value == 0
+    ]
+
+
+def network_down(samples: Sequence[Sample], params: Mapping[str, Any]) -> list[Firing]:
+    """The chain cannot be read (``reef_network_up`` is 0 or missing)."""
+    up = _of(samples, "reef_network_up")
+    if up and all(s.value == 1 for s in up):
+        return []
+    return [Firing("network", "the chain cannot be read")]
+
+
+def http_errors(samples: Sequence[Sample], params: Mapping[str, Any]) -> list[Firing]:
+    """A service answered more than ``max`` (default 0) 5xx responses since it started."""
+    most = float(params.get("max", 0))
+    totals: dict[str, float] = {}
+    for s in _of(samples, "reef_http_errors_total"):
+        service = s.labels.get("service", "?")
+        totals[service] = totals.get(service, 0.0) + s.value
+    return [
+        Firing(f"service {name}", f"{name} answered {int(total)} server errors")
+        for name, total in sorted(totals.items())
+        if total > most
+    ]
+
+
+_OPS: Mapping[str, Callable[[float, float], bool]] = {
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+}
+
+
+def threshold(samples: Sequence[Sample], params: Mapping[str, Any]) -> list[Firing]:
+    """Any metric against a value: ``metric``, ``op`` (``> >= < <= == !=``), ``value``, and
+    optional ``labels`` (a table every matching sample must carry)."""
+    name = str(params.get("metric") or "")
+    op = _OPS.get(str(params.get("op", ">")))
+    if not name or op is None:
+        raise ConfigError("threshold needs metric = NAME, op = one of > >= < <= == !=, value = N")
+    limit = float(params.get("value", 0))
+    wanted = {str(k): str(v) for k, v in dict(params.get("labels") or {}).items()}
+    out = []
+    for s in _of(samples, name):
+        if any(s.labels.get(k) != v for k, v in wanted.items()) or not op(s.value, limit):
+            continue
+        shown = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+        out.append(Firing(f"{name}{{{shown}}}", f"{name}{{{shown}}} is {s.value:g}"))
+    return out
+
+
+CONDITIONS: Mapping[str, Condition] = {
+    "balance_runs_out": balance_runs_out,
+    "enclave_down": enclave_down,
+    "enclave_restarting": enclave_restarting,
+    "http_errors": http_errors,
+    "network_down": network_down,
+    "provider_down": provider_down,
+    "threshold": threshold,
+}
+"""Every condition a rule may name (``condition = "…"``)."""
+
+
+# ------------------------------------------------------------------------------ rules
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertRule:
+    """One ``[[rule]]`` of ``alerts.toml``."""
+
+    name: str
+    condition: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    for_s: int = 0
+    destination: Literal["log", "webhook"] = "log"
+    url: str = ""
+
+    def evaluate(self, samples: Sequence[Sample]) -> list[Firing]:
+        return CONDITIONS[self.condition](samples, self.params)
+
+
+_RULE_KEYS = {"name", "condition", "for", "destination", "url"}
+
+
+def _rule(index: int, table: Mapping[str, Any]) -> AlertRule:
+    where = f"rule {index + 1}"
+    name = str(table.get("name") or f"rule {index + 1}")
+    condition = str(table.get("condition") or "")
+    if condition not in CONDITIONS:
+        raise ConfigError(
+            f"{where} ({name}): unknown condition {condition!r}",
+            hint=f"use one of {', '.join(sorted(CONDITIONS))}",
+        )
+    destination = str(table.get("destination", "log"))
+    url = str(table.get("url") or "")
+    if destination not in ("log", "webhook"):
+        raise ConfigError(f"{where} ({name}): destination must be log or webhook")
+    if destination == "webhook" and not url.startswith(("http://", "https://")):
+        raise ConfigError(f'{where} ({name}): a webhook needs url = "http://…"')
+    try:
+        for_s = parse_duration_s(table.get("for", 0), name="for")
+    except InputError as exc:
+        raise ConfigError(f"{where} ({name}): {exc.message}", hint=exc.hint) from exc
+    params = {k: v for k, v in table.items() if k not in _RULE_KEYS}
+    rule = AlertRule(
+        name=name,
+        condition=condition,
+        params=params,
+        for_s=for_s,
+        destination="webhook" if destination == "webhook" else "log",
+        url=url,
+    )
+    try:
+        rule.evaluate([])  # a condition checks its parameters on any input
+    except InputError as exc:
+        raise ConfigError(f"{where} ({name}): {exc.message}", hint=exc.hint) from exc
+    return rule
+
+
+def load_rules(source: Path | str) -> list[AlertRule]:
+    """The rules of an ``alerts.toml`` file (a path) or text.
+
+    Raises:
+        ConfigError: the file cannot be read, is not TOML, or a rule is invalid (named).
+    """
+    try:
+        text = source.read_text() if isinstance(source, Path) else source
+        data = tomllib.loads(text)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the alert rules {source}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"the alert rules are not valid TOML: {exc}") from exc
+    tables = data.get("rule", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError("alert rules are [[rule]] tables", hint="see docs/dashboard.md")
+    return [_rule(i, t) for i, t in enumerate(tables)]
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What to send: a key of a rule started firing, or stopped."""
+
+    rule: str
+    key: str
+    state: Literal["firing", "resolved"]
+    message: str
+    since: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "key": self.key,
+            "state": self.state,
+            "message": self.message,
+            "since": self.since,
+        }
+
+
+class AlertEngine:
+    """Evaluates rules over time (see the module docstring); holds which keys are pending and
+    which fire."""
+
+    def __init__(self, rules: Sequence[AlertRule]) -> None:
+        self.rules = tuple(rules)
+        self._pending: dict[tuple[str, str], float] = {}
+        self._firing: dict[tuple[str, str], str] = {}
+
+    @property
+    def firing(self) -> list[tuple[str, str]]:
+        """``(rule, key)`` of everything firing now."""
+        return sorted(self._firing)
+
+    def step(self, samples: Sequence[Sample], now: float) -> list[Notice]:
+        """Evaluate every rule at ``now`` (seconds); return the notices to send."""
+        notices: list[Notice] = []
+        for rule in self.rules:
+            current = {f.key: f.message for f in rule.evaluate(samples)}
+            for key, message in current.items():
+                ident = (rule.name, key)
+                since = self._pending.setdefault(ident, now)
+                if ident not in self._firing and now - since >= rule.for_s:
+                    self._firing[ident] = message
+                    notices.append(Notice(rule.name, key, "firing", message, since))
+            for ident in [i for i in self._pending if i[0] == rule.name and i[1] not in current]:
+                since = self._pending.pop(ident)
+                fired = self._firing.pop(ident, "")
+                if fired:
+                    notices.append(
+                        Notice(rule.name, ident[1], "resolved", f"resolved: {fired}", since)
+                    )
+        return notices
+
+
+def parse_samples(text: str) -> list[Sample]:
+    """Samples of a Prometheus text exposition (what every reef ``/metrics`` answers).
+
+    Raises:
+        InputError: the text is not in that format.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        return [
+            Sample(sample.name, dict(sample.labels), float(sample.value))
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        ]
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"not Prometheus metrics: {exc}") from exc
+
+
+def send_notice(
+    notice: Notice,
+    rule: AlertRule,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> None:
+    """Send ``notice`` where ``rule`` says: a JSON POST to its webhook, or a log line.
+
+    Raises:
+        ServiceError: the webhook cannot be reached or answers an error.
+    """
+    line = f"[{notice.state}] {notice.rule}: {notice.message}"
+    if rule.destination == "log":
+        _log.warning("%s", line)
+        if echo is not None:
+            echo(line)
+        return
+    try:
+        with httpx.Client(timeout=5.0, transport=transport) as http:
+            response = http.post(rule.url, json=notice.to_json())
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"cannot send alert {rule.name!r} to {rule.url}: {exc}") from exc
+    if response.status_code >= 400:
+        raise ServiceError(
+            f"the webhook {rule.url} refused alert {rule.name!r}: HTTP {response.status_code}"
+        )

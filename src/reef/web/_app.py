@@ -1,0 +1,653 @@
+"""The dashboard's ASGI app: server-rendered pages, a JSON API, live logs, management.
+
+Read-only pages and ``GET /api/...`` need nothing; every state-changing request
+(``POST /api/jobs/...``, ``POST /api/deploy``) needs the token in the ``x-reef-token`` header,
+is refused unless the dashboard listens on loopback, and is answered 401/403 before anything is
+read from its body. ``POST /api/attestation/verify`` changes nothing and needs no token.
+
+Chain and control-plane reads are synchronous (web3.py), so each page runs them in a worker
+thread; a page whose data cannot be read says why instead of failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from fastapi import FastAPI, Request
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    Response,
+    StreamingResponse,
+)
+
+from reef._serve import api_app
+from reef.errors import InputError, ReefError
+from reef.web import _data, _manage
+from reef.web._attest import known_roots, parse_evidence, server_verdict
+from reef.web._dashboard import TOKEN_HEADER, Dashboard, is_loopback
+from reef.web._html import amount, badge, dl, esc, page, short, table, when
+
+__all__ = ["dashboard_app"]
+
+STATIC = Path(__file__).with_name("static")
+_STATIC_FILES = {"nitro.js", "dashboard.js"}
+_T = TypeVar("_T")
+
+
+def _error_box(exc: ReefError) -> str:
+    hint = f"<br><span class='muted'>hint: {esc(exc.hint)}</span>" if exc.hint else ""
+    return f'<section class="bad" role="alert">{esc(exc.message)}{hint}</section>'
+
+
+def _rows_of_services(services: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
+    return [(f"/services/{name}", name.capitalize()) for name in sorted(services)]
+
+
+def _state_badge(state: str) -> str:
+    kind = "ok" if state == "running" else "bad" if state.startswith("ended") else "warn"
+    return badge(state, kind)
+
+
+def _job_row(row: _data.JobRow) -> dict[str, Any]:
+    return {
+        "job": f'<a href="/jobs/{row.number}">{row.number}</a>',
+        "state": _state_badge(row.state),
+        "rate/h": amount(_data.per_hour(row.rate)),
+        "balance": amount(row.balance),
+        "time left": "—" if row.time_left_s is None else f"{row.time_left_s // 60} min",
+        "enclave": short(row.enclave_id, 8) if row.enclave_id else "",
+        "endpoint": (
+            f'<a class="mono" href="{esc(row.endpoint)}">{esc(row.endpoint)}</a>'
+            if row.endpoint
+            else ""
+        ),
+        "image": short(str(row.metadata.get("url", "")), 12),
+        "debug": "yes" if row.debug else "",
+        "last error": esc(row.last_error),
+    }
+
+
+_JOB_COLUMNS = ["job", "state", "rate/h", "balance", "time left", "enclave", "endpoint", "image"]
+
+
+def dashboard_app(dash: Dashboard) -> FastAPI:
+    """The dashboard for ``dash`` (see the module docstring). ``/metrics`` comes from the
+    serving floor, with the network's own gauges (:func:`reef.web.network_collector`)."""
+    from reef.web._metrics import network_collector
+
+    app = api_app(
+        "reef dashboard",
+        description="Pages, attestation verification and management of a reef network.",
+    )
+    app.reef_collectors = (network_collector(dash),)  # type: ignore[attr-defined]
+
+    async def off_thread(fn: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.to_thread(fn, *args)
+
+    def nav() -> list[tuple[str, str]]:
+        info = dash.network()
+        return _rows_of_services(info.services) if info else []
+
+    def render(title: str, body: str, active: str, **kw: Any) -> HTMLResponse:
+        data = {"manage": dash.manage_enabled, **kw.pop("data", {})}
+        return HTMLResponse(page(title, body, active=active, extra_nav=nav(), data=data, **kw))
+
+    async def guarded(fn: Callable[[], Awaitable[str]]) -> str:
+        try:
+            return await fn()
+        except ReefError as exc:
+            return _error_box(exc)
+
+    # ------------------------------------------------------------------ pages
+
+    async def overview(_request: Request) -> Response:
+        async def body() -> str:
+            session = await off_thread(dash.session)
+            summary = await off_thread(_data.chain_summary, session)
+            client = session.market()
+            owner = summary["account"]
+            jobs = await off_thread(_data.open_jobs, session, client, owner)
+            provs = await off_thread(_data.providers, session, client)
+            now = await off_thread(session.now)
+            from reef.market import settle
+
+            balance = sum(settle(job, now).job.balance for job in jobs)
+            spend = sum(job.rate for job in jobs)
+            chain = dl(
+                {
+                    "JSON-RPC": summary["rpc_url"],
+                    "chain id": summary["chain_id"],
+                    "block": summary["block"],
+                    "market": short(summary["market"], 12),
+                    "token": short(summary["token"], 12),
+                    "jobs ever opened": summary["job_count"],
+                    "rate lock": f"{summary['rate_lock_s']} s",
+                },
+                raw=("market", "token"),
+            )
+            account = dl(
+                {
+                    "address": summary["account"] or "none (read-only)",
+                    "rUSD": amount(summary["token_balance"]),
+                    "ETH (wei)": summary["eth_balance"] or 0,
+                    "open jobs": len(jobs),
+                    "in jobs": amount(balance),
+                    "spend per hour": amount(_data.per_hour(spend)),
+                }
+            )
+            info = dash.network()
+            services: dict[str, object] = {}
+            if info is not None:
+                services = {
+                    "control plane": info.control_plane,
+                    "image store": info.image_store,
+                    "verifier": info.verifier or "",
+                    **{f"KMS {k}": v for k, v in info.kms.items()},
+                    **{
+                        f"{name}": ", ".join(f"{k}={v}" for k, v in entry.items())
+                        for name, entry in info.services.items()
+                    },
+                }
+            prov_rows = [
+                {
+                    "provider": short(p.address, 10),
+                    "control plane": p.control_plane,
+                    "status": badge("up", "ok") if p.reachable else badge("down", "bad"),
+                }
+                for p in provs
+            ]
+            return (
+                '<div class="grid">'
+                f'<section id="chain"><h2>Chain</h2>{chain}</section>'
+                f'<section id="account"><h2>My account</h2>{account}</section>'
+                f'<section id="services"><h2>Services</h2>'
+                f"{dl(services) if services else '<p class=muted>no network.json</p>'}</section>"
+                "</div>"
+                f"<section><h2>Providers</h2>{table(prov_rows, ['provider', 'control plane', 'status'], raw=('provider', 'status'), empty='no provider registered')}</section>"
+                f"<section><h2>My jobs</h2>{table([_job_row(await off_thread(_data.describe_job, session, client, j, dash.margin_s())) for j in jobs], _JOB_COLUMNS, raw=('job', 'state', 'enclave', 'endpoint', 'image'), empty='no open jobs')}</section>"
+            )
+
+        return render("Overview", await guarded(body), "/")
+
+    async def jobs_page(_request: Request) -> Response:
+        async def body() -> str:
+            session = await off_thread(dash.session)
+            client = session.market()
+            owner = session.address if session.account is not None else None
+            jobs = await off_thread(_data.open_jobs, session, client, owner)
+            margin = await off_thread(dash.margin_s)
+            rows = [
+                _job_row(await off_thread(_data.describe_job, session, client, job, margin))
+                for job in jobs
+            ]
+            deploy = (
+                '<section id="deploy"><h2>Deploy</h2>'
+                '<form class="inline manage" data-action="/api/deploy">'
+                '<input name="image" placeholder="image directory or file" required size="28">'
+                '<input name="duration" value="1h" size="5" aria-label="duration">'
+                '<label><input type="checkbox" name="debug"> debug</label>'
+                "<button>Deploy</button></form>"
+                '<p class="result muted"></p></section>'
+            )
+            whose = f"of {owner}" if owner else "(all owners)"
+            return (
+                f"<section><h2>Open jobs {esc(whose)}</h2>"
+                f"{table(rows, [*_JOB_COLUMNS, 'debug', 'last error'], raw=('job', 'state', 'enclave', 'endpoint', 'image', 'last error'), empty='no open jobs')}"
+                f"</section>{deploy}"
+            )
+
+        return render("Jobs", await guarded(body), "/jobs")
+
+    async def job_page(request: Request) -> Response:
+        text = request.path_params["job"]
+
+        async def body() -> str:
+            from reef.chain import parse_job_id
+
+            job_id = parse_job_id(text, name="job")
+            session = await off_thread(dash.session)
+            client = session.market()
+            found = await off_thread(client.find_job, job_id)
+            if found is None:
+                raise InputError(f"job {text} is not open in the market")
+            row = await off_thread(_data.describe_job, session, client, found, dash.margin_s())
+            history = await off_thread(_data.job_history, session, client, job_id)
+            details = dl(
+                {
+                    "job": row.number,
+                    "job id": row.job_id,
+                    "owner": row.owner,
+                    "provider": row.provider,
+                    "state": _state_badge(row.state),
+                    "rate per hour": amount(_data.per_hour(row.rate)),
+                    "balance": amount(row.balance),
+                    "paid until": when(row.paid_until),
+                    "enclave stops by": when(row.stops_at),
+                    "time left": "—" if row.time_left_s is None else f"{row.time_left_s} s",
+                    "enclave": row.enclave_id,
+                    "endpoint": row.endpoint,
+                    "image": row.metadata.get("url", ""),
+                    "image id": '<span id="image-id" class="mono muted">…</span>',
+                    "instance": row.metadata.get("instance", ""),
+                    "debug": "yes" if row.debug else "no",
+                    "restarts": row.restarts,
+                    "provider's last error": row.last_error or "none",
+                },
+                raw=("state", "image id"),
+            )
+            events = table(
+                [
+                    {
+                        "event": e["event"],
+                        "block": e["block"],
+                        "fields": ", ".join(f"{k}={v}" for k, v in e["fields"].items()),
+                    }
+                    for e in history
+                ],
+                ["event", "block", "fields"],
+                empty="no events",
+            )
+            manage = (
+                '<section id="manage"><h2>Manage</h2>'
+                f'<form class="inline manage" data-action="/api/jobs/{row.number}/deposit">'
+                '<input name="amount" placeholder="rUSD" size="8" required>'
+                "<button>Deposit</button></form>"
+                f'<form class="inline manage" data-action="/api/jobs/{row.number}/withdraw">'
+                '<input name="amount" placeholder="rUSD (empty: max)" size="14">'
+                "<button>Withdraw</button></form>"
+                f'<form class="inline manage" data-action="/api/jobs/{row.number}/update">'
+                '<input name="url" placeholder="new image URL" size="28">'
+                '<select name="debug"><option value="">debug unchanged</option>'
+                '<option value="true">debug on</option><option value="false">debug off</option>'
+                "</select><button>Update</button></form>"
+                f'<form class="inline manage" data-action="/api/jobs/{row.number}/stop">'
+                '<button class="danger" id="stop">Stop enclave</button></form>'
+                '<p class="result muted"></p></section>'
+            )
+            logs = (
+                f'<section><h2>Logs</h2><pre class="logs" id="logs" '
+                f'data-src="/api/jobs/{row.number}/logs"></pre></section>'
+                if row.debug and row.logs_url
+                else '<section><h2>Logs</h2><p class="muted">only debug enclaves have a readable '
+                "console</p></section>"
+            )
+            attest = (
+                f'<span id="attestation-source" data-endpoint="{esc(row.attestation_url)}"></span>'
+            )
+            return (
+                f'<section id="job" data-job="{row.number}" data-state="{esc(row.state)}">'
+                f"{details}{attest}</section>{manage}{logs}"
+                f"<section><h2>History</h2>{events}</section>"
+            )
+
+        return render(f"Job {text}", await guarded(body), "/jobs")
+
+    async def enclaves_page(_request: Request) -> Response:
+        async def body() -> str:
+            session = await off_thread(dash.session)
+            client = session.market()
+            owner = session.address if session.account is not None else None
+            jobs = await off_thread(_data.open_jobs, session, client, owner)
+            rows = []
+            for job in jobs:
+                row = await off_thread(_data.describe_job, session, client, job, dash.margin_s())
+                rows.append(
+                    {
+                        "enclave": short(row.enclave_id, 8) if row.enclave_id else "—",
+                        "job": f'<a href="/jobs/{row.number}">{row.number}</a>',
+                        "state": _state_badge(row.state),
+                        "restarts": row.restarts,
+                        "endpoint": esc(row.endpoint),
+                        "logs": f'<a href="/jobs/{row.number}#logs">live logs</a>'
+                        if row.debug
+                        else "private",
+                        "actions": (
+                            f'<form class="inline manage" data-action="/api/jobs/{row.number}/stop">'
+                            '<button class="danger">Stop</button></form>'
+                        ),
+                    }
+                )
+            return (
+                "<section>"
+                + table(
+                    rows,
+                    ["enclave", "job", "state", "restarts", "endpoint", "logs", "actions"],
+                    raw=("enclave", "job", "state", "endpoint", "logs", "actions"),
+                    empty="no enclaves",
+                )
+                + '<p class="result muted"></p><p class="muted">CPU and memory per enclave: '
+                "<a href='/metrics'>/metrics</a> (<code>reef_enclave_*</code>).</p></section>"
+            )
+
+        return render("Enclaves", await guarded(body), "/enclaves")
+
+    async def providers_page(_request: Request) -> Response:
+        async def body() -> str:
+            session = await off_thread(dash.session)
+            provs = await off_thread(_data.providers, session, session.market())
+            parts = []
+            for p in provs:
+                cards = table(
+                    [
+                        {**i, "min_rate_per_hour": amount(int(i["min_rate_per_hour"]))}
+                        for i in p.instances
+                    ],
+                    ["region", "instance", "vcpu", "memory", "min_rate_per_hour"],
+                    empty=p.error or "no instances offered",
+                )
+                status = badge("up", "ok") if p.reachable else badge("unreachable", "bad")
+                parts.append(
+                    f"<section><h2>{short(p.address, 10)} {status}</h2>"
+                    f"{dl({'control plane': p.control_plane})}{cards}</section>"
+                )
+            return "".join(parts) or '<p class="muted">no provider registered</p>'
+
+        return render("Providers", await guarded(body), "/providers")
+
+    async def verifier_page(_request: Request) -> Response:
+        info = dash.network()
+        url = info.verifier if info else None
+        body = (
+            f"<section>{dl({'verifier': url or 'none in network.json'})}"
+            "<p>The verifier signs an EIP-712 statement for each document it accepts "
+            "(<code>POST /verify/hex</code>). Paste a document on the "
+            "<a href='/attestation'>attestation page</a> to see both verdicts.</p></section>"
+        )
+        return render("Verifier", body, "/verifier")
+
+    async def kms_page(request: Request) -> Response:
+        async def body() -> str:
+            info = dash.network()
+            public = (info.kms.get("public") if info else None) or ""
+            if not public:
+                return '<p class="muted">no KMS root in network.json</p>'
+            from reef.attestation import TrustedRoot
+            from reef.kms import KmsPublicClient, fetch_identity
+
+            root = dash.dev_root() or TrustedRoot.aws()
+            identity = await fetch_identity(public, root=root)
+            out = dl(
+                {
+                    **dict(info.kms if info else {}),
+                    "current version": identity.current_version,
+                    "versions": ", ".join(str(i.version) for i in identity.identities),
+                    "root image id": identity.attestation.image_id.hex(),
+                    "rotation admin": identity.rotation_admin,
+                }
+            )
+            image = request.query_params.get("image_id", "")
+            path = request.query_params.get("path", "")
+            kind = request.query_params.get("type", "secp256k1")
+            derived = ""
+            if image and path:
+                from reef.encoding import parse_hex
+
+                client = KmsPublicClient(public, signing_key=identity.signing_keys)
+                key = await client.public_key(
+                    kind,  # type: ignore[arg-type]
+                    path,
+                    image_id=parse_hex(image, name="image id", length=32),
+                )
+                derived = f'<p>public key: <code id="kms-key">{esc(key.hex())}</code></p>'
+            form = (
+                '<form class="inline" method="get">'
+                f'<input name="image_id" placeholder="image id (hex)" size="30" value="{esc(image)}">'
+                f'<input name="path" placeholder="path" size="10" value="{esc(path)}">'
+                '<select name="type"><option>secp256k1</option><option>ed25519</option>'
+                "<option>x25519</option></select><button>Public key</button></form>"
+            )
+            return f"<section>{out}</section><section><h2>Keys of an image</h2>{form}{derived}</section>"
+
+        return render("KMS", await guarded(body), "/kms")
+
+    async def attestation_page(_request: Request) -> Response:
+        roots = known_roots(dash.dev_root())
+        pinned = [
+            {"name": r.name, "publicKey": r.public_key.hex(), "insecure": r.insecure}
+            for name, r in roots.items()
+            if name != "aws"
+        ]
+        body = (
+            "<section><p>Paste an attestation document (hex or base64), drop a file, or give an "
+            "enclave's attestation endpoint. The server verifies it with "
+            "<code>reef.attestation.verify</code>; this page verifies it again in your browser "
+            "(WebCrypto, pinned AWS root) so you need not trust the server.</p>"
+            '<div class="drop" id="drop">drop a document file here</div>'
+            '<textarea id="document" placeholder="hex or base64"></textarea>'
+            '<form class="inline" id="verify-form">'
+            '<input id="endpoint" placeholder="or http://host:port/attestation/raw" size="34">'
+            '<select id="mode"><option value="replay">replay (at its own time)</option>'
+            '<option value="live">live (now)</option></select>'
+            '<button id="verify">Verify</button></form></section>'
+            '<div class="grid"><section id="server-verdict"><h2>Server</h2>'
+            '<p class="muted">—</p></section>'
+            '<section id="browser-verdict"><h2>Browser</h2><p class="muted">—</p></section></div>'
+            '<section id="details"></section>'
+        )
+        return render(
+            "Attestation",
+            body,
+            "/attestation",
+            scripts=["/static/nitro.js"],
+            data={"roots": pinned},
+        )
+
+    async def service_page(request: Request) -> Response:
+        name = request.path_params["name"]
+        info = dash.network()
+        entry = (info.services.get(name) if info else None) or {}
+        if not entry:
+            body = f'<p class="muted">no service {esc(name)} in network.json</p>'
+        else:
+            body = f'<section id="service">{dl({k: json.dumps(v) if not isinstance(v, str) else v for k, v in entry.items()})}</section>'
+        return render(name.capitalize(), body, f"/services/{name}")
+
+    async def static(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in _STATIC_FILES:
+            return JSONResponse({"error": f"no static file {name}"}, 404)
+        return FileResponse(STATIC / name, media_type="text/javascript")
+
+    # ------------------------------------------------------------------ read-only API
+
+    async def api_overview(_request: Request) -> Response:
+        try:
+            session = await off_thread(dash.session)
+            summary = await off_thread(_data.chain_summary, session)
+        except ReefError as exc:
+            return JSONResponse({"error": exc.message}, 503)
+        info = dash.network()
+        return JSONResponse({**summary, "services": dict(info.services) if info else {}})
+
+    async def api_jobs(_request: Request) -> Response:
+        try:
+            session = await off_thread(dash.session)
+            client = session.market()
+            owner = session.address if session.account is not None else None
+            jobs = await off_thread(_data.open_jobs, session, client, owner)
+            margin = await off_thread(dash.margin_s)
+            rows = [
+                (await off_thread(_data.describe_job, session, client, j, margin)).to_json()
+                for j in jobs
+            ]
+        except ReefError as exc:
+            return JSONResponse({"error": exc.message}, 503)
+        return JSONResponse({"jobs": rows})
+
+    async def api_verify(request: Request) -> Response:
+        try:
+            payload = json.loads(await request.body() or b"{}")
+            if not isinstance(payload, dict):
+                raise InputError("send a JSON object")
+            mode = payload.get("mode", "replay")
+            if mode not in ("live", "replay"):
+                raise InputError("mode must be live or replay")
+            endpoint = str(payload.get("endpoint") or "")
+            if endpoint:
+                from reef.attestation import AttestationClient
+
+                evidence = await AttestationClient(timeout=5.0).afetch(endpoint)
+            else:
+                evidence = parse_evidence(str(payload.get("document") or ""))
+        except ValueError:
+            return JSONResponse({"error": "send JSON {document | endpoint, mode}"}, 400)
+        except ReefError as exc:
+            return JSONResponse({"error": exc.message, "hint": exc.hint or ""}, 400)
+        roots = known_roots(dash.dev_root())
+        verdict = await off_thread(
+            lambda: server_verdict(evidence, roots=roots, mode=mode, now_ms=dash.clock_ms())
+        )
+        verdict["document_hex"] = evidence.hex()
+        return JSONResponse(verdict)
+
+    async def api_logs(request: Request) -> Response:
+        text = request.path_params["job"]
+        try:
+            from reef.chain import parse_job_id
+
+            job_id = parse_job_id(text, name="job")
+            session = await off_thread(dash.session)
+            client = session.market()
+            found = await off_thread(client.find_job, job_id)
+            if found is None:
+                raise InputError(f"job {text} is not open")
+            row = await off_thread(_data.describe_job, session, client, found, dash.margin_s())
+        except ReefError as exc:
+            return JSONResponse({"error": exc.message}, 400)
+        if not row.logs_url:
+            return JSONResponse({"error": f"job {text} has no readable console (not debug)"}, 404)
+        return StreamingResponse(_relay_logs(row.logs_url), media_type="text/event-stream")
+
+    # ------------------------------------------------------------------ management
+
+    def refused(request: Request) -> Response | None:
+        """401/403 unless management is on, the caller is local, and the token is right."""
+        why = dash.management_refusal()
+        if why is not None:
+            return JSONResponse({"error": why}, 403)
+        client = request.client.host if request.client else ""
+        if not is_loopback(client):
+            return JSONResponse({"error": "management requests must come from loopback"}, 403)
+        if not dash.token_ok(request.headers.get(TOKEN_HEADER)):
+            return JSONResponse(
+                {"error": "a valid token is required", "hint": "open the URL printed at start"},
+                401,
+            )
+        return None
+
+    async def form(request: Request) -> dict[str, Any]:
+        try:
+            payload = json.loads(await request.body() or b"{}")
+        except ValueError as exc:
+            raise InputError("send a JSON object") from exc
+        if not isinstance(payload, dict):
+            raise InputError("send a JSON object")
+        return payload
+
+    def action(
+        run: Callable[[Any, str, dict[str, Any]], dict[str, Any]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def handler(request: Request) -> Response:
+            denied = refused(request)
+            if denied is not None:
+                return denied
+            try:
+                payload = await form(request)
+                session = await off_thread(dash.session)
+                if session.account is None:
+                    raise InputError("this dashboard has no account", hint="pass --key FILE")
+                job = request.path_params.get("job", "")
+                if job:
+                    from reef.chain import parse_job_id
+
+                    job = parse_job_id(job, name="job")
+                result = await off_thread(run, session, job, payload)
+            except ReefError as exc:
+                return JSONResponse({"error": exc.message, "hint": exc.hint or ""}, 400)
+            return JSONResponse(result)
+
+        return handler
+
+    def _debug_of(value: Any) -> bool | None:
+        if value in (None, ""):
+            return None
+        return str(value).lower() in ("true", "1", "on", "yes")
+
+    async def token_check(request: Request) -> Response:
+        denied = refused(request)
+        return denied if denied is not None else JSONResponse({"ok": True})
+
+    routes: list[tuple[str, Callable[[Request], Awaitable[Response]], str]] = [
+        ("/", overview, "GET"),
+        ("/jobs", jobs_page, "GET"),
+        ("/jobs/{job}", job_page, "GET"),
+        ("/enclaves", enclaves_page, "GET"),
+        ("/providers", providers_page, "GET"),
+        ("/verifier", verifier_page, "GET"),
+        ("/kms", kms_page, "GET"),
+        ("/attestation", attestation_page, "GET"),
+        ("/services/{name}", service_page, "GET"),
+        ("/static/{name}", static, "GET"),
+        ("/api/overview", api_overview, "GET"),
+        ("/api/jobs", api_jobs, "GET"),
+        ("/api/jobs/{job}/logs", api_logs, "GET"),
+        ("/api/attestation/verify", api_verify, "POST"),
+        ("/api/token", token_check, "POST"),
+        (
+            "/api/jobs/{job}/deposit",
+            action(lambda s, j, p: _manage.deposit(s, j, str(p.get("amount") or ""))),
+            "POST",
+        ),
+        (
+            "/api/jobs/{job}/withdraw",
+            action(lambda s, j, p: _manage.withdraw(s, j, str(p.get("amount") or "") or None)),
+            "POST",
+        ),
+        ("/api/jobs/{job}/stop", action(lambda s, j, p: _manage.stop_job(s, j)), "POST"),
+        (
+            "/api/jobs/{job}/update",
+            action(
+                lambda s, j, p: _manage.update_job(
+                    s, j, debug=_debug_of(p.get("debug")), url=str(p.get("url") or "") or None
+                )
+            ),
+            "POST",
+        ),
+        (
+            "/api/deploy",
+            action(
+                lambda s, j, p: _manage.deploy_job(
+                    s,
+                    str(p.get("image") or ""),
+                    str(p.get("duration") or "1h"),
+                    debug=bool(_debug_of(p.get("debug"))),
+                )
+            ),
+            "POST",
+        ),
+    ]
+    for path, handler, method in routes:
+        app.add_route(path, handler, methods=[method], include_in_schema=path.startswith("/api"))
+    return app
+
+
+async def _relay_logs(url: str) -> AsyncIterator[bytes]:
+    """The enclave's console (server-sent events) relayed line by line, as it comes."""
+    timeout = httpx.Timeout(5.0, read=None)
+    try:
+        async with (
+            httpx.AsyncClient(timeout=timeout) as http,
+            http.stream("GET", url, params={"start_from": 0}) as stream,
+        ):
+            async for line in stream.aiter_lines():
+                if line.startswith("data:"):
+                    yield f"data: {line[5:].removeprefix(' ')}\n\n".encode()
+    except httpx.HTTPError as exc:
+        yield f"event: error\ndata: the enclave's log stream ended: {exc}\n\n".encode()

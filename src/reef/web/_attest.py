@@ -1,0 +1,147 @@
+"""The server's verdict on an attestation document, as the verification page shows it.
+
+:func:`server_verdict` runs :func:`reef.attestation.verify` (the same call as ``reef attestation
+verify``) and returns a JSON object the page renders next to the verdict its own JavaScript
+computed (``static/nitro.js``): accepted or not, the reason name of the failed check, the
+attested fields, and the certificate chain as X.509 sees it. The root is chosen by the
+document's own root certificate among the roots the dashboard knows (AWS always; Oyster's mock
+and this machine's dev root only marked insecure), so a document of an unknown root is rejected
+under AWS's with the chain's reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from cryptography import x509
+
+from reef.attestation import (
+    TrustedRoot,
+    decode_nitro,
+    detect_kind,
+    read_evidence,
+    verify,
+)
+from reef.errors import AttestationError, InputError, ReefError
+
+__all__ = ["known_roots", "parse_evidence", "server_verdict"]
+
+
+def known_roots(dev: TrustedRoot | None) -> dict[str, TrustedRoot]:
+    """The roots a document may chain to: AWS, Oyster's public mock and (if any) the dev root."""
+    roots = {"aws": TrustedRoot.aws(), "mock": TrustedRoot.mock()}
+    if dev is not None:
+        roots["dev"] = dev
+    return roots
+
+
+def parse_evidence(text: str) -> bytes:
+    """Raw document bytes from pasted hex or base64 text (whitespace ignored).
+
+    Raises:
+        InputError: the text is neither.
+    """
+    cleaned = "".join(text.split())
+    if not cleaned:
+        raise InputError("no document given", hint="paste hex or base64, or drop a file")
+    try:
+        return read_evidence(cleaned.encode())
+    except ReefError as exc:
+        raise InputError(f"not a document in hex or base64: {exc.message}") from exc
+
+
+def _when(value: dt.datetime) -> int:
+    return (
+        int(value.replace(tzinfo=dt.UTC).timestamp())
+        if value.tzinfo is None
+        else int(value.timestamp())
+    )
+
+
+def _certificate(der: bytes) -> dict[str, Any]:
+    out: dict[str, Any] = {"sha256": hashlib.sha256(der).hexdigest(), "size": len(der)}
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        out["error"] = f"not an X.509 certificate: {exc}"
+        return out
+    out.update(
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        not_before=_when(cert.not_valid_before_utc),
+        not_after=_when(cert.not_valid_after_utc),
+    )
+    return out
+
+
+def _root_of(cabundle: tuple[bytes, ...], roots: Mapping[str, TrustedRoot]) -> TrustedRoot:
+    """The known root whose certificate opens the bundle, else AWS (which then rejects it)."""
+    if cabundle:
+        first = hashlib.sha256(cabundle[0]).hexdigest()
+        for root in roots.values():
+            if root.sha256 == first:
+                return root
+    return roots["aws"]
+
+
+def server_verdict(
+    evidence: bytes,
+    *,
+    roots: Mapping[str, TrustedRoot],
+    mode: Literal["live", "replay"],
+    now_ms: int,
+) -> dict[str, Any]:
+    """Verify ``evidence`` (a Nitro or dev TEE document) and describe the outcome for the page.
+
+    Returns ``{"ok": bool, "reason": str, "message": str, "root": ..., "document": fields,
+    "certificates": [...], "verified": VerifiedAttestation JSON or None}``; never raises for bad
+    evidence (the verdict *is* the answer).
+    """
+    out: dict[str, Any] = {
+        "ok": False,
+        "reason": "",
+        "message": "",
+        "hint": "",
+        "mode": mode,
+        "root": None,
+        "document": None,
+        "certificates": [],
+        "verified": None,
+    }
+    try:
+        kind = detect_kind(evidence)
+        if kind != "nitro":
+            raise AttestationError(
+                "this page verifies Nitro-format documents; TDX/SGX quotes need their collateral",
+                reason="unsupported",
+                hint="use `reef attestation verify QUOTE --collateral FILE`",
+            )
+        _, document = decode_nitro(evidence)
+        out["document"] = {
+            "module_id": document.module_id,
+            "timestamp_ms": document.timestamp_ms,
+            "pcrs": {str(i): v.hex() for i, v in document.pcrs.items()},
+            "public_key": document.public_key.hex(),
+            "user_data": document.user_data.hex(),
+            "nonce": document.nonce.hex(),
+        }
+        out["certificates"] = [
+            _certificate(der) for der in (*document.cabundle, document.certificate)
+        ]
+        root = _root_of(document.cabundle, roots)
+        out["root"] = {"name": root.name, "sha256": root.sha256, "insecure": root.insecure}
+        # Replay checks the chain at the document's own time only, with no freshness: given a
+        # "now", verify would also hold the document to max_age.
+        at = now_ms if mode == "live" else None
+        verified = verify(evidence, root=root, mode=mode, now_ms=at)
+    except AttestationError as exc:
+        out.update(reason=exc.reason, message=exc.message, hint=exc.hint or "")
+        return out
+    except ReefError as exc:
+        out.update(reason="invalid", message=exc.message, hint=exc.hint or "")
+        return out
+    out.update(ok=True, reason="", message="accepted", verified=verified.to_json())
+    return out

@@ -1,0 +1,146 @@
+"""The dashboard's state: where the network is, who it acts for, and the management token.
+
+A :class:`Dashboard` is built once per server (``reef dashboard`` or ``reef up``'s extension) and
+handed to :func:`reef.web.dashboard_app`. It resolves the chain, the market and the account as
+every other command does (:func:`reef.node.open_session`: flags, then ``network.json``, then the
+devnet's own file) and holds the token that state-changing requests must carry.
+
+Management is allowed only when the dashboard listens on a loopback address *and* has an
+account; the token is random per start (printed once, like Jupyter's) unless one is given.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from reef.errors import ConfigError, ReefError
+from reef.home import ReefHome
+
+if TYPE_CHECKING:
+    from reef.attestation import TrustedRoot
+    from reef.node import NetworkInfo, Session
+
+__all__ = ["TOKEN_HEADER", "Dashboard", "DashboardSettings", "is_loopback"]
+
+TOKEN_HEADER = "x-reef-token"  # noqa: S105 - a header name, not a secret
+"""The header a state-changing request carries the token in (never a cookie: a cross-site form
+cannot set a header, so no CSRF)."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is a loopback address."""
+    if host.strip("[]") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, kw_only=True)
+class DashboardSettings:
+    """Where the network is and who the dashboard acts for (as the other commands' flags)."""
+
+    home: ReefHome
+    rpc: str | None = None
+    market: str | None = None
+    key: Path | None = None
+    """The account that signs management transactions; dev account 0 on reef's own devnet."""
+    host: str = "127.0.0.1"
+    """Where the dashboard listens; management is refused unless it is a loopback address."""
+    token: str | None = None
+    """The management token; a random one when not given."""
+    manage: bool = True
+
+
+class Dashboard:
+    """The dashboard's view of the network (see the module docstring).
+
+    Args:
+        settings: where and who.
+        clock_ms: milliseconds since the epoch (the wall clock), for attestation checks.
+    """
+
+    def __init__(
+        self,
+        settings: DashboardSettings,
+        *,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self.settings = settings
+        self.home = settings.home
+        self.token = settings.token or secrets.token_urlsafe(24)
+        self.clock_ms = clock_ms
+        self._session: Session | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def manage_enabled(self) -> bool:
+        return self.settings.manage and is_loopback(self.settings.host)
+
+    def management_refusal(self) -> str | None:
+        """Why management is off, or ``None`` when it is on."""
+        if not self.settings.manage:
+            return "management is turned off for this dashboard"
+        if not is_loopback(self.settings.host):
+            return (
+                f"management works only on loopback; this dashboard listens on {self.settings.host}"
+            )
+        return None
+
+    def token_ok(self, given: str | None) -> bool:
+        """Whether ``given`` is the management token (constant-time)."""
+        return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
+
+    def session(self) -> Session:
+        """The market session (connected once, then reused).
+
+        Raises:
+            ConfigError: nothing says where the network is.
+            RPCError: the chain does not answer.
+        """
+        from reef.node import open_session
+
+        with self._lock:
+            if self._session is None:
+                s = self.settings
+                try:
+                    self._session = open_session(
+                        self.home, rpc=s.rpc, market=s.market, key=s.key, need_account=True
+                    )
+                except ConfigError:
+                    # No account on this chain: the read-only pages still work.
+                    self._session = open_session(
+                        self.home, rpc=s.rpc, market=s.market, need_account=False
+                    )
+            return self._session
+
+    def network(self) -> NetworkInfo | None:
+        """``network.json`` as ``reef up`` wrote it (re-read each time: services come and go)."""
+        from reef.node import NetworkInfo
+
+        try:
+            return NetworkInfo.load(self.home)
+        except ReefError:
+            return None
+
+    def dev_root(self) -> TrustedRoot | None:
+        from reef.attestation import TrustedRoot
+
+        try:
+            return TrustedRoot.dev(self.home)
+        except ReefError:
+            return None
+
+    def margin_s(self) -> int:
+        """How long before the money runs out the provider stops an enclave."""
+        margin = self.session().safety_margin_s
+        return 300 if margin is None else margin

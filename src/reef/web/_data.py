@@ -1,0 +1,286 @@
+"""What the dashboard shows, read from the chain and the providers' control planes.
+
+Everything here is synchronous (web3.py and the control-plane client are): the app calls it in a
+worker thread. Money is read from the market contract (the truth), what runs from each job's
+provider (``GET /job``); nothing is cached between page loads, so a page is never staler than
+the request that rendered it. Amounts stay integers (base units) until they are formatted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from reef.errors import ReefError, ServiceError
+
+if TYPE_CHECKING:
+    from reef.chain import Job, MarketClient, MarketEvent
+    from reef.node import Session
+
+__all__ = [
+    "JobRow",
+    "ProviderRow",
+    "chain_summary",
+    "describe_job",
+    "job_history",
+    "open_jobs",
+    "per_hour",
+    "providers",
+]
+
+
+def per_hour(rate: int) -> int:
+    """A market rate (token base units × 10¹² per second) in base units per hour."""
+    return rate * 3600 // 10**12
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProviderRow:
+    """A provider registered in the market, and what its control plane says."""
+
+    address: str
+    control_plane: str
+    reachable: bool
+    instances: tuple[Mapping[str, Any], ...] = ()
+    jobs: int | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobRow:
+    """One open job: its money (chain) and its enclave (its provider)."""
+
+    job_id: str
+    number: int
+    owner: str
+    provider: str
+    metadata: Mapping[str, Any]
+    rate: int
+    balance: int
+    """The balance after settling up to now (what is left to spend)."""
+    balance_on_chain: int
+    paid_until: int | None
+    stops_at: int | None
+    """When the provider stops the enclave: its safety margin before the money runs out."""
+    time_left_s: int | None
+    phase: str
+    state: str
+    enclave_id: str
+    endpoints: Mapping[str, Any]
+    endpoint: str
+    last_error: str
+    restarts: int
+    reason: str
+
+    @property
+    def debug(self) -> bool:
+        return bool(self.metadata.get("debug"))
+
+    @property
+    def logs_url(self) -> str:
+        return str(self.endpoints.get("logs") or "")
+
+    @property
+    def attestation_url(self) -> str:
+        """The enclave's attestation endpoint (``/attestation/raw`` on its port 1300), if any."""
+        ports = self.endpoints.get("ports") or {}
+        base = ports.get("1300") or ports.get(1300)
+        return f"{base}/attestation/raw" if base else ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job": self.number,
+            "job_id": self.job_id,
+            "owner": self.owner,
+            "provider": self.provider,
+            "metadata": dict(self.metadata),
+            "rate": self.rate,
+            "rate_per_hour": per_hour(self.rate),
+            "balance": self.balance,
+            "paid_until": self.paid_until,
+            "stops_at": self.stops_at,
+            "time_left_s": self.time_left_s,
+            "phase": self.phase,
+            "state": self.state,
+            "enclave_id": self.enclave_id,
+            "endpoint": self.endpoint,
+            "endpoints": dict(self.endpoints),
+            "last_error": self.last_error,
+            "restarts": self.restarts,
+            "reason": self.reason,
+        }
+
+
+def chain_summary(session: Session) -> dict[str, Any]:
+    """The chain, the market and the account the dashboard acts for.
+
+    Raises:
+        RPCError: the endpoint does not answer.
+    """
+    client = session.market()
+    summary: dict[str, Any] = {
+        "rpc_url": session.rpc_url,
+        "chain_id": int(session.w3.eth.chain_id),
+        "block": int(session.w3.eth.block_number),
+        "market": session.market_address,
+        "token": client.token_address,
+        "job_count": client.job_count(),
+        "rate_lock_s": client.lock_wait_time(),
+        "account": None,
+        "token_balance": None,
+        "eth_balance": None,
+    }
+    if session.account is not None:
+        address = session.address
+        summary["account"] = address
+        summary["token_balance"] = int(client.token.balance(address))
+        summary["eth_balance"] = int(session.w3.eth.get_balance(address))  # type: ignore[arg-type]
+    return summary
+
+
+def providers(session: Session, client: MarketClient) -> list[ProviderRow]:
+    """Every provider the market's events registered (and did not remove), with its offer."""
+    from reef.chain import ProviderAdded, ProviderRemoved
+    from reef.market import ControlPlaneClient
+
+    seen: dict[str, None] = {}
+    for event in client.events(from_block=session.start_block):
+        if isinstance(event, ProviderAdded):
+            seen[event.provider] = None
+        elif isinstance(event, ProviderRemoved):
+            seen.pop(event.provider, None)
+    rows: list[ProviderRow] = []
+    for address in seen:
+        cp = client.provider(address)
+        if cp is None:
+            continue
+        try:
+            cp_client = ControlPlaneClient(cp, timeout=3.0)
+            spec = cp_client.spec()
+            instances = tuple(
+                {
+                    "region": region.region,
+                    "instance": rate.instance,
+                    "min_rate_per_hour": per_hour(rate.min_rate),
+                    "vcpu": rate.cpu,
+                    "memory": rate.memory,
+                }
+                for region in spec.regions
+                for rate in region.rate_cards
+            )
+            rows.append(
+                ProviderRow(address=address, control_plane=cp, reachable=True, instances=instances)
+            )
+        except ReefError as exc:
+            rows.append(
+                ProviderRow(address=address, control_plane=cp, reachable=False, error=exc.message)
+            )
+    return rows
+
+
+def open_jobs(session: Session, client: MarketClient, owner: str | None) -> list[Job]:
+    """Open jobs (of ``owner`` when given), oldest first, from the market's ``JobOpened`` events."""
+    from reef.chain import JobOpened
+
+    ids = [
+        e.job
+        for e in client.events(from_block=session.start_block)
+        if isinstance(e, JobOpened) and (owner is None or e.owner.lower() == owner.lower())
+    ]
+    return [job for job_id in dict.fromkeys(ids) if (job := client.find_job(job_id)) is not None]
+
+
+def _provider_status(client: MarketClient, job: Job) -> dict[str, Any] | str:
+    from reef.market import ControlPlaneClient
+
+    cp = client.provider(job.provider)
+    if cp is None:
+        return "the provider is not registered"
+    try:
+        view = ControlPlaneClient(cp, timeout=3.0).job(job.id)
+    except ServiceError as exc:
+        return exc.message
+    return "not seen by the provider yet" if view is None else view
+
+
+def _first_endpoint(endpoints: Mapping[str, Any]) -> str:
+    ports = endpoints.get("ports") or {}
+    order = sorted(ports, key=lambda p: (int(p), p) if str(p).isdigit() else (1 << 16, str(p)))
+    return str(ports[order[0]]) if order else ""
+
+
+def describe_job(session: Session, client: MarketClient, job: Job, margin_s: int) -> JobRow:
+    """``job`` settled up to now, with what its provider says of its enclave."""
+    from reef.chain import job_index
+    from reef.market import JobMetadata, paid_until, settle
+
+    now = session.now()
+    settled = settle(job, now)
+    try:
+        meta = JobMetadata.parse(job.metadata)
+        metadata: dict[str, Any] = {
+            "instance": meta.instance,
+            "region": meta.region,
+            "url": meta.url,
+            "debug": meta.debug,
+            "name": meta.name,
+        }
+    except ReefError:
+        metadata = {"raw": job.metadata[:200]}
+    until = paid_until(job)
+    stops = None if until is None else until - margin_s
+    status = _provider_status(client, job)
+    if isinstance(status, str):
+        view: Mapping[str, Any] = {}
+        state, phase = status, "unknown"
+    else:
+        view = status
+        phase = str(view.get("phase") or "")
+        enclave = view.get("enclave") or {}
+        if phase == "done":
+            state = f"ended: {view.get('reason') or 'no reason given'}"
+        elif enclave:
+            state = str(enclave.get("state", "unknown"))
+        else:
+            state = "retrying" if view.get("last_error") else "launching"
+    enclave = view.get("enclave") or {}
+    endpoints = dict(enclave.get("endpoints") or {})
+    return JobRow(
+        job_id=job.id,
+        number=job_index(job.id),
+        owner=job.owner,
+        provider=job.provider,
+        metadata=metadata,
+        rate=job.rate,
+        balance=settled.job.balance,
+        balance_on_chain=job.balance,
+        paid_until=until,
+        stops_at=stops,
+        time_left_s=None if stops is None else max(0, stops - now),
+        phase=phase,
+        state=state,
+        enclave_id=str(enclave.get("id") or ""),
+        endpoints=endpoints,
+        endpoint=_first_endpoint(endpoints),
+        last_error=str(view.get("last_error") or ""),
+        restarts=int(view.get("restarts") or 0),
+        reason=str(view.get("reason") or ""),
+    )
+
+
+def job_history(session: Session, client: MarketClient, job_id: str) -> list[dict[str, Any]]:
+    """The job's market events, oldest first: name, block, transaction and fields."""
+    events: Sequence[MarketEvent] = client.events(from_block=session.start_block, job=job_id)
+    out = []
+    for event in events:
+        fields = {k: v for k, v in event.args().items() if k != "job"}
+        out.append(
+            {
+                "event": type(event).__name__,
+                "block": event.block_number,
+                "tx_hash": event.tx_hash,
+                "fields": {k: v if isinstance(v, int | str) else str(v) for k, v in fields.items()},
+            }
+        )
+    return out

@@ -1,0 +1,123 @@
+"""What the dashboard's management buttons do: market transactions signed by its account.
+
+Each action is a thin call into the library (:class:`reef.chain.MarketClient`,
+:func:`reef.node.deploy`, :func:`reef.market.withdrawable`); the app checks the token before
+calling any of them. They are synchronous (web3.py) and run in a worker thread. Every refusal is
+a :class:`~reef.errors.ReefError` whose message the page shows as is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reef.errors import MarketError
+
+if TYPE_CHECKING:
+    from reef.node import Session
+
+__all__ = ["deploy_job", "deposit", "stop_job", "update_job", "withdraw"]
+
+
+def _owned(session: Session, job: str) -> Any:
+    """The open job ``job``; refuses when the dashboard's account does not own it."""
+    from reef.chain import job_index
+
+    client = session.market()
+    found = client.find_job(job)
+    if found is None:
+        raise MarketError(f"job {job} is not open in the market at {session.market_address}")
+    if found.owner.lower() != session.address.lower():
+        raise MarketError(
+            f"job {job_index(found.id)} belongs to {found.owner}, not to this dashboard's "
+            f"account {session.address}",
+            hint="start the dashboard with the owner's key (--key FILE)",
+        )
+    return client, found
+
+
+def deposit(session: Session, job: str, amount: str) -> dict[str, Any]:
+    """Add ``amount`` rUSD (decimal text) to ``job`` from the dashboard's account."""
+    from reef.chain import format_amount, parse_amount
+
+    value = parse_amount(amount)
+    if value == 0:
+        raise MarketError("the amount must be more than 0")
+    client = session.market()
+    have = client.token.balance(session.address)
+    if have < value:
+        raise MarketError(f"insufficient balance: {session.address} has {format_amount(have)} rUSD")
+    result = client.deposit(job, value)
+    return {"job_id": job, "deposited": format_amount(value), "tx_hash": result.tx_hash}
+
+
+def withdraw(session: Session, job: str, amount: str | None) -> dict[str, Any]:
+    """Take ``amount`` rUSD back from ``job`` (all the notice reserve allows when ``None``)."""
+    from reef.chain import format_amount, parse_amount
+    from reef.market import withdrawable
+
+    client, found = _owned(session, job)
+    # A few seconds pass before the transaction is mined: leave them out of the limit.
+    limit = withdrawable(found, session.now() + 5, client.lock_wait_time())
+    value = limit if not amount else parse_amount(amount)
+    if value == 0:
+        raise MarketError("nothing can be withdrawn now: the rest is the notice reserve or spent")
+    if value > limit:
+        raise MarketError(
+            f"at most {format_amount(limit)} rUSD can be withdrawn now (the notice reserve stays)"
+        )
+    result = client.withdraw(job, value)
+    return {"job_id": job, "withdrawn": format_amount(value), "tx_hash": result.tx_hash}
+
+
+def stop_job(session: Session, job: str) -> dict[str, Any]:
+    """Revise ``job``'s rate to 0: its provider stops the enclave at once.
+
+    (The same two market calls as ``reef jobs stop``: cancel a pending revision to another rate,
+    then initiate the revision to 0.)
+    """
+    client, found = _owned(session, job)
+    lock = client.rate_lock(found.id)
+    if found.rate != 0 and (lock is None or lock.new_rate != 0):
+        if lock is not None:
+            client.revise_rate_cancel(found.id)
+        client.revise_rate_initiate(found.id, 0)
+    lock = client.rate_lock(found.id)
+    return {
+        "job_id": found.id,
+        "state": "stopping",
+        "close_after": None if lock is None else lock.unlock_time,
+    }
+
+
+def update_job(
+    session: Session, job: str, *, debug: bool | None = None, url: str | None = None
+) -> dict[str, Any]:
+    """Change ``job``'s debug flag or image URL; its provider replaces the enclave."""
+    from reef.market import JobMetadata
+
+    if debug is None and not url:
+        raise MarketError("nothing to update", hint="give a debug flag or an image URL")
+    client, found = _owned(session, job)
+    meta = JobMetadata.parse(found.metadata)
+    changes: dict[str, Any] = {}
+    if debug is not None:
+        changes["debug"] = debug
+    if url:
+        changes["url"] = url
+    result = client.update_metadata(found.id, dataclasses.replace(meta, **changes).to_json())
+    return {"job_id": found.id, "updated": sorted(changes), "tx_hash": result.tx_hash}
+
+
+def deploy_job(
+    session: Session, image: str, duration: str, *, debug: bool = False
+) -> dict[str, Any]:
+    """``reef deploy IMAGE --duration D [--debug]`` from the dashboard: build, upload, open,
+    wait for the enclave and verify it (:func:`reef.node.deploy`)."""
+    from reef.node import DeployRequest, deploy, parse_duration
+
+    request = DeployRequest(
+        image=Path(image).expanduser(), duration_s=parse_duration(duration), debug=debug
+    )
+    return deploy(session, request).to_json()
