@@ -84,8 +84,16 @@ class ServerlessChain:
             token.mint(account.address, FUNDS)
             TokenClient(w3, token.address, account=account).approve(jobs.address, 2**256 - 1)
         return cls(
-            devnet, clock, deployer, users, operators, token, jobs.address, code.address,
-            verifier, params,
+            devnet,
+            clock,
+            deployer,
+            users,
+            operators,
+            token,
+            jobs.address,
+            code.address,
+            verifier,
+            params,
         )
 
     @property
@@ -130,22 +138,40 @@ class ServerlessChain:
             user_data=b"",
         )
         signature = sign_registration(
-            key, jobs.domain(), owner=operator.address, job_capacity=capacity,
-            env=ENV_JAVASCRIPT, sign_timestamp=now,
+            key,
+            jobs.domain(),
+            owner=operator.address,
+            job_capacity=capacity,
+            env=ENV_JAVASCRIPT,
+            sign_timestamp=now,
         )
         jobs.register_executor(
-            statement, job_capacity=capacity, env=ENV_JAVASCRIPT, sign_timestamp=now,
-            register_signature=signature, stake=stake,
+            statement,
+            job_capacity=capacity,
+            env=ENV_JAVASCRIPT,
+            sign_timestamp=now,
+            register_signature=signature,
+            stake=stake,
         )
         address = key.public_key.checksum_address
         self.keys[address] = key
         return address
 
     def output(
-        self, enclave: str, job_id: int, output: bytes = b"ok", *, total_time: int = 100,
+        self,
+        enclave: str,
+        job_id: int,
+        output: bytes = b"ok",
+        *,
+        total_time: int = 100,
         error_code: int = 0,
     ) -> SignedOutput:
         return sign_output(
-            self.keys[enclave], self.jobs().domain(), job_id=job_id, output=output,
-            total_time=total_time, error_code=error_code, sign_timestamp=self.now(),
+            self.keys[enclave],
+            self.jobs().domain(),
+            job_id=job_id,
+            output=output,
+            total_time=total_time,
+            error_code=error_code,
+            sign_timestamp=self.now(),
         )

@@ -14,7 +14,6 @@ import pytest
 import vyper
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from serverless.chain_support import IMAGE, PARAMS, ServerlessChain
 
 from reef.attestation import sign_statement
 from reef.chain import TokenClient
@@ -32,8 +31,8 @@ from reef.serverless import (
     selection_seed,
     sign_output,
     sign_registration,
-    submit_output_digest,
 )
+from serverless.chain_support import IMAGE, PARAMS, ServerlessChain
 
 CONTRACTS = Path(__file__).parents[2] / "src" / "reef" / "chain" / "contracts"
 CODEHASH = "0x" + "22" * 32
@@ -93,7 +92,12 @@ def test_output_digest_matches_eth_account_typed_data() -> None:
     )
     key = Secp256k1PrivateKey.generate()
     signed = sign_output(
-        key, domain, job_id=7, output=b"hello, reef!", total_time=123, error_code=4,
+        key,
+        domain,
+        job_id=7,
+        output=b"hello, reef!",
+        total_time=123,
+        error_code=4,
         sign_timestamp=1_700_000_000,
     )
     assert Account.recover_message(typed, signature=signed.signature) == (
@@ -200,8 +204,12 @@ def test_registration_checks_the_statement_and_the_enclave_signature(
             signer, jobs.domain(), owner=owner, job_capacity=2, env=1, sign_timestamp=now
         )
         jobs.register_executor(
-            statement, job_capacity=2, env=1, sign_timestamp=now,
-            register_signature=signature, stake=stake,
+            statement,
+            job_capacity=2,
+            env=1,
+            sign_timestamp=now,
+            register_signature=signature,
+            stake=stake,
         )
 
     cases = [
@@ -299,7 +307,9 @@ def test_outputs_pay_per_ms_first_answer_most_and_refund_the_rest(
     assert paid[0] > paid[1] > paid[2]
     assert chain.balance(user.address) == before - cost
     job = chain.jobs().job(request.job_id)
-    assert job is not None and job.closed and job.escrow == 0
+    assert job is not None
+    assert job.closed
+    assert job.escrow == 0
     assert chain.balance(chain.jobs_address) == sum(e.stake for e in chain.jobs().executors())
     with pytest.raises(ContractRevertError) as exc:
         chain.jobs(user).submit_output(chain.output(request.selected[0], request.job_id))
@@ -341,8 +351,13 @@ def test_a_signature_for_another_deployment_is_refused(chain: ServerlessChain) -
         JobsDomain(chain_id=domain.chain_id, jobs_contract="0x" + "77" * 20),
     ):
         signed = sign_output(
-            chain.keys[enclave], other, job_id=request.job_id, output=b"x", total_time=5,
-            error_code=0, sign_timestamp=chain.now(),
+            chain.keys[enclave],
+            other,
+            job_id=request.job_id,
+            output=b"x",
+            total_time=5,
+            error_code=0,
+            sign_timestamp=chain.now(),
         )
         with pytest.raises(ContractRevertError) as exc:
             chain.jobs(chain.users[0]).submit_output(signed)
@@ -457,7 +472,9 @@ def test_deploy_refuses_bad_parameters(chain: ServerlessChain) -> None:
     args = PARAMS.args()
     args[6] = 7  # num_select
     with pytest.raises(ContractRevertError) as exc:
-        deploy_contract(transactor, "ServerlessJobs", chain.token.address, chain.token.address, *args)
+        deploy_contract(
+            transactor, "ServerlessJobs", chain.token.address, chain.token.address, *args
+        )
     assert reason(exc) == ServerlessRevert.SELECT_RANGE.value
     assert TokenClient  # the token client is what funds executors above
     assert ENV_JAVASCRIPT == 1

@@ -36,15 +36,6 @@ from reef.serverless._install import (
     ensure_workerd,
     find_workerd,
 )
-from reef.serverless._result import (
-    DEFAULT_MEMORY_BYTES,
-    DEFAULT_OUTPUT_BYTES,
-    DEFAULT_TIMEOUT_MS,
-    MAX_TIMEOUT_MS,
-    CallResult,
-    ErrorCode,
-    Limits,
-)
 from reef.serverless._model import (
     JobsModel,
     ModelExecutor,
@@ -54,6 +45,15 @@ from reef.serverless._model import (
     selection_seed,
 )
 from reef.serverless._reasons import ServerlessRevert, serverless_hint
+from reef.serverless._result import (
+    DEFAULT_MEMORY_BYTES,
+    DEFAULT_OUTPUT_BYTES,
+    DEFAULT_TIMEOUT_MS,
+    MAX_TIMEOUT_MS,
+    CallResult,
+    ErrorCode,
+    Limits,
+)
 from reef.serverless._runtime import CodeSource, FunctionRuntime, RuntimeStats, local_codehash
 from reef.serverless._signing import (
     JOBS_DOMAIN_NAME,

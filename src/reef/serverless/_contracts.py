@@ -14,7 +14,6 @@ reason and, here, a hint from :mod:`reef.serverless._reasons`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,7 +109,7 @@ class ServerlessCodeClient(_Client):
             except TransactionNotFound:
                 return None
         to = tx.get("to")
-        if to is None or Web3.to_checksum_address(to) != self.address:
+        if to is None or str(Web3.to_checksum_address(to)) != str(self.address):
             return None
         data = bytes(tx.get("input", b""))
         if data[:4] != _SAVE_CODE_SELECTOR:
@@ -233,9 +232,7 @@ class JobRecord:
             "execution_time_ms": self.execution_time_ms,
             "output_count": self.output_count,
             "selected": list(self.selected),
-            "answered": [
-                a for i, a in enumerate(self.selected) if self.submitted_mask & (1 << i)
-            ],
+            "answered": [a for i, a in enumerate(self.selected) if self.submitted_mask & (1 << i)],
             "callback": self.callback,
             "callback_gas_limit": self.callback_gas_limit,
             "closed": self.closed,
@@ -528,14 +525,11 @@ class ServerlessJobsClient(_Client):
             for log in self._logs(from_block, to_block, topics)
         ]
 
-    def events(
-        self, name: str, from_block: int = 0, to_block: int | str = "latest"
-    ) -> list[Any]:
+    def events(self, name: str, from_block: int = 0, to_block: int | str = "latest") -> list[Any]:
         """Any of this contract's events by name, decoded by web3 (for tools and tests)."""
         event = getattr(self.contract.events, name)
         return [
-            event().process_log(log)
-            for log in self._logs(from_block, to_block, [_topic(event)])
+            event().process_log(log) for log in self._logs(from_block, to_block, [_topic(event)])
         ]
 
 
@@ -587,4 +581,3 @@ def _response(event: Any) -> JobResponse:
         block_number=int(event["blockNumber"]),
         tx_hash=Web3.to_hex(event["transactionHash"]),
     )
-

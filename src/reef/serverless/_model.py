@@ -202,7 +202,13 @@ class JobsModel:
     # -- jobs --
 
     def create_job(
-        self, owner: str, deadline_ms: int, *, env: int, now: int, parent_hash: bytes,
+        self,
+        owner: str,
+        deadline_ms: int,
+        *,
+        env: int,
+        now: int,
+        parent_hash: bytes,
         callback_gas_limit: int = 0,
     ) -> tuple[int, list[str]]:
         """Open a job; returns its id and the executors selected."""
