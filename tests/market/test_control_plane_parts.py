@@ -16,6 +16,7 @@ from reef.market import (
     ImagePolicy,
     ImageStore,
     RateCard,
+    UploadPolicy,
     bandwidth_kbit_s,
     image_store_app,
     parse_u256,
@@ -166,7 +167,9 @@ def test_list_files(tmp_path: Path) -> None:
 
 async def test_image_store_http(tmp_path: Path) -> None:
     store = ImageStore(tmp_path / "store")
-    app = image_store_app(store, public_url="http://store.example", max_bytes=64)
+    app = image_store_app(
+        store, uploads=UploadPolicy.anyone(), public_url="http://store.example", max_bytes=64
+    )
     data = b"an image"
     digest = hashlib.sha256(data).hexdigest()
     transport = httpx.ASGITransport(app=app)
@@ -198,18 +201,21 @@ async def test_upload_image_client(tmp_path: Path) -> None:
     import asyncio
 
     served = await serve_app(
-        image_store_app(ImageStore(tmp_path / "store")), host="127.0.0.1", port=0, what="store"
+        image_store_app(ImageStore(tmp_path / "store"), uploads=UploadPolicy.anyone()),
+        host="127.0.0.1",
+        port=0,
+        what="store",
     )
     try:
         image = tmp_path / "app.img"
         image.write_bytes(b"\x00image" * 1000)
-        digest, url = await asyncio.to_thread(upload_image, served.url, image)
+        digest, url = await asyncio.to_thread(upload_image, served.url, image, signer=None)
         assert digest == hashlib.sha256(image.read_bytes()).hexdigest()
         assert url == f"{served.url}/images/{digest}"
     finally:
         await served.close()
     with pytest.raises(ServiceError, match="cannot reach the image store"):
-        await asyncio.to_thread(upload_image, served.url, image)
+        await asyncio.to_thread(upload_image, served.url, image, signer=None)
 
 
 # -- downloads ------------------------------------------------------------------------------------

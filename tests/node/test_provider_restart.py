@@ -26,6 +26,7 @@ from reef.market import (
     ImageStore,
     JobMetadata,
     RateCard,
+    UploadPolicy,
     image_store_app,
     upload_image,
 )
@@ -124,14 +125,17 @@ async def test_kill_9_mid_launch_then_restart(chain: Chain, reef_home: Path) -> 
     image = home / "hello.img"
     build_image(REPO / "examples" / "hello", image)
     store = await serve_app(
-        image_store_app(ImageStore(home / "store")), host="127.0.0.1", port=0, what="store"
+        image_store_app(ImageStore(home / "store"), uploads=UploadPolicy.anyone()),
+        host="127.0.0.1",
+        port=0,
+        what="store",
     )
     port = _free_port()
     provider_account = chain.devnet.accounts[9]
     MarketClient(
         chain.devnet.web3(), chain.market, account=provider_account.local_account
     ).add_provider(f"http://127.0.0.1:{port}")
-    _, url = await asyncio.to_thread(upload_image, store.url, image)
+    _, url = await asyncio.to_thread(upload_image, store.url, image, signer=None)
     metadata = JobMetadata(
         instance="dev.small", region="local", memory=256, vcpu=1, url=url, name="hello"
     ).to_json()

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from reef._serve import serve
-from reef.market import ImageStore, image_store_app
+from reef.market import ImageStore, UploadPolicy, image_store_app
 
 MIB = 1024 * 1024
 
@@ -18,7 +18,7 @@ async def test_an_image_has_one_name_only(tmp_path: Path) -> None:
     store = ImageStore(tmp_path / "store")
     data = b"an image"
     digest = hashlib.sha256(data).hexdigest()
-    app = image_store_app(store)
+    app = image_store_app(store, uploads=UploadPolicy.anyone())
     async with (
         await serve(app, host="127.0.0.1", port=0, what="image store") as server,
         httpx.AsyncClient(base_url=server.url) as client,
@@ -37,7 +37,7 @@ async def test_an_image_has_one_name_only(tmp_path: Path) -> None:
 
 async def test_uploads_are_limited_by_the_stores_own_limit(tmp_path: Path) -> None:
     store = ImageStore(tmp_path / "store")
-    app = image_store_app(store, max_bytes=8 * MIB)
+    app = image_store_app(store, uploads=UploadPolicy.anyone(), max_bytes=8 * MIB)
     async with (
         await serve(app, host="127.0.0.1", port=0, what="image store") as server,
         httpx.AsyncClient(base_url=server.url, timeout=60) as client,

@@ -41,6 +41,7 @@ from reef.market import (
     ImageStore,
     JobPolicy,
     RateCard,
+    UploadPolicy,
     control_plane_app,
     image_store_app,
 )
@@ -117,7 +118,9 @@ def _apps(home: Path) -> dict[str, Any]:
     return {
         "verifier": verifier_app(key, root=authority.root),
         "control plane": control_plane_app(_View()),
-        "image store": image_store_app(ImageStore(home / "images"), max_bytes=1 << 20),
+        "image store": image_store_app(
+            ImageStore(home / "images"), uploads=UploadPolicy.anyone(), max_bytes=1 << 20
+        ),
         "kms public": public_app(root),
         "attestation": attestation_app(attester, public_key=b"\x01" * 32),
         "custom attestation": custom_attestation_app(attester),

@@ -417,7 +417,9 @@ def update_cmd(
             changes["init_params"] = read_init_params(init_params).to_base64()
         if image is not None:
             built = prepare_image(image, session.home.path("builds", ".keep").parent)
-            _, changes["url"] = upload_image(session.image_store(store), built)
+            _, changes["url"] = upload_image(
+                session.image_store(store), built, signer=session.account
+            )
         updated = dataclasses.replace(meta, **changes)
         image_id = ""
         if image is not None:

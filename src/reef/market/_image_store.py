@@ -18,8 +18,13 @@ Over HTTP an image has exactly one name: 64 lowercase hex digits. Anything else 
 ``0x``, spaces) is refused with 400 rather than normalised, so one image is never reachable
 under several spellings. One upload is at most ``max_bytes`` (512 MiB by default; 413 beyond),
 and the app carries that limit to the serving floor (``reef_limits``), which enforces it before
-the body is read. Uploads are not authenticated yet and there is no per-uploader quota: the store
-binds to loopback by default.
+the body is read.
+
+Uploads are authorized by an :class:`~reef.market._upload_auth.UploadPolicy`: on ``reef up``'s
+store, a signature by an account funded on the chain, over the image's SHA-256, within that
+account's quota (``_upload_auth``). The policy is an explicit argument: a store open to anyone
+is :meth:`UploadPolicy.anyone`, never a default. Downloads stay open: images are public bytes,
+named by their hash.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import FastAPI
@@ -41,6 +46,15 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from reef._serve import Limits, api_app
 from reef.errors import ImageError, InputError, ServiceError
+from reef.market._upload_auth import (
+    UploadDenied,
+    UploadLedger,
+    UploadPolicy,
+    upload_authorization,
+)
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 __all__ = ["ImageStore", "image_store_app", "upload_image"]
 
@@ -82,6 +96,11 @@ class ImageStore:
     def writer(self, *, expect: str | None = None, max_bytes: int | None = None) -> Upload:
         """A streaming upload: ``write`` chunks, then ``commit`` (or ``abort``)."""
         return Upload(self, expect=check_sha256(expect) if expect else None, max_bytes=max_bytes)
+
+    @property
+    def ledger_path(self) -> Path:
+        """Where the bytes each account uploaded are counted (beside the images)."""
+        return self.root / ".uploaders.json"
 
     def __iter__(self) -> Iterator[str]:
         return (p.name for p in sorted(self.root.iterdir()) if SHA256_HEX.match(p.name))
@@ -186,9 +205,15 @@ def _canonical(text: str) -> str:
 
 
 def image_store_app(
-    store: ImageStore, *, public_url: str | None = None, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    store: ImageStore,
+    *,
+    uploads: UploadPolicy,
+    public_url: str | None = None,
+    max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
 ) -> FastAPI:
-    """The store's HTTP API. ``public_url`` is the base URL printed in upload answers."""
+    """The store's HTTP API. ``uploads`` decides who may upload (see the module docstring);
+    ``public_url`` is the base URL printed in upload answers."""
+    ledger = UploadLedger(store.ledger_path)
 
     def url_for(request: Request, digest: str) -> str:
         base = public_url.rstrip("/") if public_url else str(request.base_url).rstrip("/")
@@ -198,21 +223,42 @@ def image_store_app(
 
     async def receive(request: Request, expect: str | None) -> Response:
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        size = int(declared) if declared is not None and declared.isdigit() else None
+        if size is not None and size > max_bytes:
             return _error(413, too_large)
+        if expect is None and not uploads.open:
+            # The signature names the image: an authorized upload says its hash up front.
+            return _error(
+                401, "uploads to this store are authorized per image: PUT /images/<sha256>"
+            )
+        # An image already here costs its uploader nothing more (the bytes are checked again).
+        existed = expect is not None and store.has(expect)
+        try:
+            uploader = await uploads.admit(
+                request.headers.get("authorization"), expect or "", 0 if existed else size, ledger
+            )
+        except UploadDenied as exc:
+            return _error(exc.status, f"{exc.message}; {exc.hint}" if exc.hint else exc.message)
+        counted = None if existed else uploader
         upload = store.writer(expect=expect)
         try:
             async for chunk in request.stream():
                 if upload.size + len(chunk) > max_bytes:
                     upload.abort()
                     return _error(413, too_large)
+                uploads.check_quota(counted, upload.size + len(chunk), ledger)
                 upload.write(chunk)
             digest = upload.commit()
+        except UploadDenied as exc:
+            upload.abort()
+            return _error(exc.status, exc.message)
         except ImageError as exc:
             return _error(400, exc.message)
         except BaseException:
             upload.abort()
             raise
+        if counted is not None:
+            ledger.add(counted, upload.size)
         return JSONResponse(
             {"sha256": digest, "size": upload.size, "url": url_for(request, digest)},
             status_code=201,
@@ -246,7 +292,12 @@ def image_store_app(
     )
     errors: dict[int | str, dict[str, Any]] = {
         400: {"model": _ErrorModel, "description": "a bad name, or a body of another hash"},
-        413: {"model": _ErrorModel, "description": f"an image over {max_bytes} bytes"},
+        401: {"model": _ErrorModel, "description": "no or a malformed upload authorization"},
+        403: {"model": _ErrorModel, "description": "a bad signature, or an unfunded account"},
+        413: {
+            "model": _ErrorModel,
+            "description": f"an image over {max_bytes} bytes, or over the uploader's quota",
+        },
     }
     app.add_api_route(
         "/images",
@@ -289,9 +340,16 @@ def image_store_app(
 
 
 def upload_image(
-    store_url: str, path: Path, *, client: httpx.Client | None = None
+    store_url: str,
+    path: Path,
+    *,
+    signer: LocalAccount | None,
+    client: httpx.Client | None = None,
 ) -> tuple[str, str]:
     """Upload the file at ``path`` to the store at ``store_url``; return ``(sha256, url)``.
+
+    ``signer`` authorizes the upload (an account funded on the store's chain); ``None`` only
+    suits a store open to anyone.
 
     Raises:
         ServiceError: when the store cannot be reached or refuses the upload.
@@ -302,10 +360,11 @@ def upload_image(
             digest.update(chunk)
     sha256 = digest.hexdigest()
     endpoint = f"{store_url.rstrip('/')}/images/{sha256}"
+    headers = {"authorization": upload_authorization(signer, sha256)} if signer else {}
     http = client or httpx.Client(timeout=300)
     try:
         with path.open("rb") as handle:
-            response = http.put(endpoint, content=handle)
+            response = http.put(endpoint, content=handle, headers=headers)
     except httpx.HTTPError as exc:
         raise ServiceError(
             f"cannot reach the image store at {store_url}: {exc}",

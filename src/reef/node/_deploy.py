@@ -497,7 +497,7 @@ def deploy(
 
     # 4. upload
     store = session.image_store(request.store_url)
-    sha256, image_url = upload_image(store, image_path)
+    sha256, image_url = upload_image(store, image_path, signer=session.account)
     progress(f"uploaded the image ({sha256[:16]}…) to {store}")
 
     # 5. open the job

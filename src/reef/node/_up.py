@@ -45,7 +45,7 @@ from reef.enclave import (
 )
 from reef.errors import EnclaveError, ReefError, ServiceError
 from reef.home import ReefHome
-from reef.market import BackendRunner, ImageStore, RateCard, image_store_app
+from reef.market import BackendRunner, ImageStore, RateCard, UploadPolicy, image_store_app
 from reef.node._examples import example_dir
 from reef.node._network import NetworkInfo
 from reef.node._provider import (
@@ -207,8 +207,19 @@ class LocalNetwork:
         progress("starting the image store")
         store = ImageStore(home.images)
         store_socket_url = f"http://{s.host}:{s.store_port}"
+        w3 = devnet.web3()
+
+        async def funded(address: str) -> bool:
+            # Gas costs money: an account with none could not open a job for its image either.
+            balance = await asyncio.to_thread(w3.eth.get_balance, w3.to_checksum_address(address))
+            return int(balance) > 0
+
+        uploads = UploadPolicy(is_funded=funded, chain=f"chain {devnet.chain_id}")
         served = await serve_app(
-            image_store_app(store), host=s.host, port=s.store_port, what="image store"
+            image_store_app(store, uploads=uploads),
+            host=s.host,
+            port=s.store_port,
+            what="image store",
         )
         self._served.append(served)
         store_url = served.url if s.store_port == 0 else store_socket_url
