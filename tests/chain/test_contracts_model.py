@@ -2,7 +2,7 @@
 
 A hypothesis ``RuleBasedStateMachine`` sends the same random operations, at the same random
 block times, to the contract (through reef's clients, on py-evm) and to
-:class:`reef.market.MarketModel`. At every step both must take the same decision (both succeed,
+:class:`reef.testing.MarketModel`. At every step both must take the same decision (both succeed,
 or both refuse with the same revert reason), and after every step that changed the chain both
 must have:
 
@@ -32,7 +32,8 @@ from market_support import FUNDS, LOCK, TestChain
 
 from reef.chain import MarketClient, TokenClient, parse_job_id
 from reef.errors import ContractRevertError, MarketError
-from reef.market import MarketModel, withdrawable
+from reef.market import withdrawable
+from reef.testing import MarketModel
 
 MAX_JOBS = 6  # job indices drawn from [0, MAX_JOBS]: some never exist, some get closed
 

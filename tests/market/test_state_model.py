@@ -20,7 +20,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from reef.chain import JobId
 from reef.errors import MarketError
-from reef.market import JobBook, JobMetadata, JobPolicy, MarketModel, RateCard, settlement_amount
+from reef.market import JobBook, JobMetadata, JobPolicy, RateCard, settlement_amount
+from reef.testing import MarketModel
 
 MARKET = "0x" + "5A" * 20
 OWNER = "0x" + "0C" * 20

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from reef.market._backend_runner import BackendRunner
 from reef.market._billing import (
-    MarketModel,
     Settlement,
     notice_reserve,
     paid_until,
@@ -40,6 +39,7 @@ from reef.market._rates import (
     bandwidth_kbit_s,
     parse_u256,
 )
+from reef.market._upload_auth import UploadPolicy, upload_authorization
 
 __all__ = [
     "BackendRunner",
@@ -61,12 +61,12 @@ __all__ = [
     "JobView",
     "Launch",
     "LaunchSpec",
-    "MarketModel",
     "RateCard",
     "RegionRates",
     "RunningEnclave",
     "Settlement",
     "Terminate",
+    "UploadPolicy",
     "bandwidth_kbit_s",
     "control_plane_app",
     "image_store_app",
@@ -77,6 +77,7 @@ __all__ = [
     "read_list_file",
     "settle",
     "settlement_amount",
+    "upload_authorization",
     "upload_image",
     "withdrawable",
 ]
