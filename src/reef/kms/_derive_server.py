@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -108,13 +110,37 @@ class EnclaveSeeds:
         """The version used when a request names none (the root's current one at start)."""
         return self._default
 
-    async def start(self) -> int:
+    async def start(
+        self,
+        *,
+        retry_for_s: float = 0.0,
+        on_retry: Callable[[KMSError, float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> int:
         """Fetch the current seed from the root; return its version.
 
+        A root serving a burst of enclave boots from one host refuses the connections past its
+        per-address share (reef.scallop's handshake slots), and a root that is restarting
+        refuses every one: ``retry_for_s`` keeps trying, with jittered backoff, for that long,
+        calling ``on_retry(error, delay)`` before each wait. The last error is raised after.
+
         Raises:
-            KMSError, ChannelError, AttestationError: when the root refuses or cannot be reached.
+            KMSError: when the root refuses or cannot be reached (after the retries).
         """
-        seed, version = await self._fetch(None)
+        deadline = clock() + retry_for_s
+        delay = 0.05
+        while True:
+            try:
+                seed, version = await self._fetch(None)
+                break
+            except KMSError as exc:
+                pause = min(delay * (0.5 + random.random()), max(0.0, deadline - clock()))
+                if pause <= 0:
+                    raise
+                if on_retry is not None:
+                    on_retry(exc, pause)
+                await asyncio.sleep(pause)
+                delay = min(delay * 2, 2.0)
         self._store(seed, version)
         self._default = version
         return version

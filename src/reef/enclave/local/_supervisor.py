@@ -81,6 +81,8 @@ ATTESTATION_PORT = 1300
 ATTESTATION_SECP256K1_PORT = 1301
 CUSTOM_PORT = 1350
 DERIVE_PORT = 1100
+KMS_RETRY_S = 20.0
+"""How long an enclave keeps asking a busy or restarting KMS root for its seed before failing."""
 
 
 def _now_ms() -> int:
@@ -341,7 +343,12 @@ class Supervisor:
         seeds = self.seeds = EnclaveSeeds.from_root(
             wiring, static_key=keys["id.sec"], auther=auther, roots=roots
         )
-        version = await seeds.start()
+
+        def retrying(error: ReefError, delay: float) -> None:
+            self.log(f"kms: no seed yet ({error.message}); retrying in {delay:.2f} s")
+
+        # Enclaves of one host that boot together share the root's per-address handshake slots.
+        version = await seeds.start(retry_for_s=KMS_RETRY_S, on_retry=retrying)
         self.log(f"kms: enclave seed fetched from {wiring.endpoint} (root version {version})")
         return derive_server_app(seeds)
 
