@@ -399,47 +399,21 @@ def update_cmd(
     json_output: bool = JsonOption,
 ) -> None:
     """Change a job's image, init params or debug flag; the provider replaces the enclave."""
-    import dataclasses
+    from reef.chain import parse_job_id
+    from reef.node import JobUpdate, update_job
 
-    from reef.enclave import InitParams
-    from reef.market import JobMetadata, upload_image
-    from reef.node import expected_image_id, prepare_image, read_init_params
-
+    change = JobUpdate(image=image, init_params=init_params, debug=debug, store_url=store)
     try:
-        if image is None and init_params is None and debug is None:
-            raise MarketError("nothing to update", hint="give --image, --init-params or --debug")
         session, client, found = _open(job, rpc, market, key)
-        meta = JobMetadata.parse(found.metadata)
-        changes: dict[str, Any] = {}
-        if debug is not None:
-            changes["debug"] = debug
-        if init_params is not None:
-            changes["init_params"] = read_init_params(init_params).to_base64()
-        if image is not None:
-            built = prepare_image(image, session.home.path("builds", ".keep").parent)
-            _, changes["url"] = upload_image(
-                session.image_store(store), built, signer=session.account
-            )
-        updated = dataclasses.replace(meta, **changes)
-        image_id = ""
-        if image is not None:
-            # The new enclave gets the job's init params, new or kept, and its debug flag.
-            params = (
-                InitParams.from_json(updated.init_params, source="the job's init params")
-                if updated.init_params
-                else None
-            )
-            image_id = expected_image_id(built, params, updated.debug).hex()
-            note(f"uploaded; the new enclave must attest image id {image_id}")
-        result = client.update_metadata(job, updated.to_json())
+        result = update_job(session, client, parse_job_id(found.id), change, progress=note)
     except ReefError as exc:
         raise fail(exc) from exc
     except OSError as exc:
         raise fail(MarketError(f"cannot read a file: {exc}")) from exc
     out = {
         **_ids(found.id),
-        "updated": sorted(changes),
-        "image_id": image_id,
+        "updated": list(result.updated),
+        "image_id": result.image_id,
         "tx_hash": result.tx_hash,
     }
     print_result(out, json_output)

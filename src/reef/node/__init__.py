@@ -6,6 +6,7 @@
 - :class:`NetworkInfo` (``$REEF_HOME/network.json``), :func:`locate_market` and
   :func:`open_session` tell user commands where the network is and which account they send from.
 - :func:`deploy` is ``reef deploy``: build, upload, open a job, wait, verify.
+- :func:`update_job` is ``reef jobs update``: a new image, init params or debug flag.
 - :func:`copy_example` is ``reef examples``: the shipped example apps, wherever reef is installed.
 """
 
@@ -42,10 +43,12 @@ from reef.node._session import (
     open_session,
 )
 from reef.node._up import PROVIDER_ACCOUNT, LocalNetwork, UpContext, UpExtension, UpSettings
+from reef.node._update import JobUpdate, UpdateResult, update_job
 
 __all__ = [
     "DeployRequest",
     "DeployResult",
+    "JobUpdate",
     "LocalNetwork",
     "MarketLocation",
     "NETWORK_FILE",
@@ -57,6 +60,7 @@ __all__ = [
     "Served",
     "Session",
     "UpContext",
+    "UpdateResult",
     "UpExtension",
     "UpSettings",
     "connect",
@@ -74,6 +78,7 @@ __all__ = [
     "read_init_params",
     "register_provider",
     "serve_app",
+    "update_job",
     "verify_enclave",
     "wait_for_app",
     "wait_for_enclave",
