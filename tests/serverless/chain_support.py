@@ -3,6 +3,7 @@ and sign outputs as enclaves would (shared by the contract, model and executor t
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from eth_account.signers.local import LocalAccount
@@ -46,6 +47,18 @@ class Clock:
         return self.now
 
 
+class WallClock(Clock):
+    """The wall clock plus a skew: :meth:`ServerlessChain.catch_up` moves it to the chain's
+    latest block after a burst of transactions (each block is at least a second after the last,
+    so a burst runs the chain ahead of the wall clock, and its time then stands still)."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+
+    def __call__(self) -> float:
+        return time.time() + self.now
+
+
 @dataclass
 class ServerlessChain:
     __test__ = False
@@ -63,9 +76,15 @@ class ServerlessChain:
     keys: dict[str, Secp256k1PrivateKey] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, params: JobsParams = PARAMS, *, chain_id: int = 31337) -> ServerlessChain:
+    def create(
+        cls, params: JobsParams = PARAMS, *, chain_id: int = 31337, real_time: bool = False
+    ) -> ServerlessChain:
         clock = Clock(START)
-        devnet = Devnet(chain_id=chain_id, clock=clock, genesis_timestamp=START - 1)
+        if real_time:  # executors sleep through deadlines: the chain follows the wall clock
+            clock = WallClock()
+            devnet = Devnet(chain_id=chain_id, clock=clock)
+        else:
+            devnet = Devnet(chain_id=chain_id, clock=clock, genesis_timestamp=START - 1)
         w3 = devnet.web3()
         accounts = [a.local_account for a in devnet.accounts]
         deployer, users, operators = accounts[0], accounts[1:4], accounts[4:10]
@@ -111,6 +130,11 @@ class ServerlessChain:
 
     def now(self) -> int:
         return self.devnet.next_block_timestamp()
+
+    def catch_up(self) -> None:
+        """Move a real-time chain's clock to its latest block (see :class:`WallClock`)."""
+        latest = self.devnet.web3().eth.get_block("latest")["timestamp"]
+        self.clock.now = max(self.clock.now, latest - time.time() + self.clock.now)
 
     def advance(self, seconds: int) -> None:
         """Move the chain's time ``seconds`` past its latest block (blocks run ahead of the

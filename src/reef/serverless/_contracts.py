@@ -495,6 +495,23 @@ class ServerlessJobsClient(_Client):
         """Close a job past its deadline and buffer: slash its silent executors, refund."""
         return self._transact("slashOnExecutionTimeout", check_uint(job_id, "job id"))
 
+    def signed_output(self, tx_hash: str) -> SignedOutput:
+        """The signed output a ``submitOutput`` transaction carried (its calldata), so anyone
+        can check the executor's signature after the fact."""
+        with translate_errors("eth_getTransactionByHash", self.address):
+            tx = self.w3.eth.get_transaction(HexBytes(parse_hex(tx_hash, name="tx hash")))
+            function, args = self.contract.decode_function_input(tx["input"])
+        if function.fn_name != "submitOutput":
+            raise InputError(f"transaction {tx_hash} is not a submitOutput call")
+        return SignedOutput(
+            job_id=int(args["_jobId"]),
+            output=bytes(args["_output"]),
+            total_time=int(args["_totalTime"]),
+            error_code=int(args["_errorCode"]),
+            sign_timestamp=int(args["_signTimestamp"]),
+            signature=bytes(args["_signature"]),
+        )
+
     # -- events -----------------------------------------------------------------------------
 
     def requests_in(self, receipt: TxReceipt) -> list[JobRequest]:

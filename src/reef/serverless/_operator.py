@@ -1,0 +1,131 @@
+"""The operator's side of an executor: configure the enclave, have its attestation verified,
+register it on chain with a stake, and fund its gas.
+
+Registration is Oyster's bootstrap (reference §2.3) over reef's pieces: the enclave's
+attestation document (its secp256k1 attestation endpoint, whose ``public_key`` is the enclave
+key) goes to the attestation verifier service, whose signed statement the Jobs contract checks
+with one ``ecrecover``; the enclave key signs ``Register(owner, jobCapacity, env,
+signTimestamp)``; the owner sends both with the stake. Nothing here is trusted by the contract:
+a host that lies about any of it gets a revert.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from reef.attestation import VerifierStatement
+from reef.chain import TokenClient
+from reef.chain._tx import translate_errors
+from reef.encoding import parse_hex
+from reef.errors import ServiceError
+from reef.serverless._contracts import ExecutorRecord, ServerlessJobsClient
+
+__all__ = ["fund_gas", "register_enclave_executor"]
+
+_TIMEOUT = httpx.Timeout(30.0)
+
+
+def fund_gas(w3: Web3, payer: LocalAccount, to: str, wei: int) -> str:
+    """Send ``wei`` of the chain's native coin from ``payer`` to ``to`` (an executor's gas)."""
+    with translate_errors("funding the executor's gas"):
+        tx: Any = {
+            "to": Web3.to_checksum_address(to),
+            "value": wei,
+            "gas": 21_000,
+            "gasPrice": w3.eth.gas_price,
+            "nonce": w3.eth.get_transaction_count(payer.address, "pending"),
+            "chainId": w3.eth.chain_id,
+        }
+        signed = payer.sign_transaction(tx)
+        tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+        w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.05)
+    return Web3.to_hex(tx_hash)
+
+
+async def _json(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> Any:
+    try:
+        response = await client.request(method, url, **kwargs)
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"{method} {url} failed: {exc}") from exc
+    if response.status_code != 200:
+        raise ServiceError(f"{method} {url} answered {response.status_code}: {response.text}")
+    return response.json()
+
+
+async def register_enclave_executor(
+    *,
+    jobs: ServerlessJobsClient,
+    owner: LocalAccount,
+    control_url: str,
+    attestation_url: str,
+    verifier_url: str,
+    rpc_url: str,
+    code_contract: str,
+    stake: int,
+    gas_wei: int = 10**18,
+) -> ExecutorRecord:
+    """Configure an executor enclave, register it owned by ``owner``, fund its gas.
+
+    Args:
+        jobs: a Jobs client sending from ``owner`` (who pays the stake; approved here).
+        control_url: the enclave's control port (``http://host:port``).
+        attestation_url: the enclave's secp256k1 attestation endpoint.
+        verifier_url: the attestation verifier service the Jobs contract trusts.
+        rpc_url, code_contract: what the executor watches and fetches code from.
+        stake: token base units staked.
+        gas_wei: native coin sent to the enclave's address to pay for its transactions.
+
+    Raises:
+        ServiceError: when the enclave or the verifier fails.
+        ContractRevertError: when the contract refuses the registration (with its reason).
+    """
+    async with httpx.AsyncClient(timeout=_TIMEOUT) as client:
+        await _json(
+            client,
+            "POST",
+            f"{control_url}/config",
+            json={
+                "rpc_url": rpc_url,
+                "jobs_contract": jobs.address,
+                "code_contract": code_contract,
+                "owner": owner.address,
+            },
+        )
+        details = await _json(client, "GET", f"{control_url}/details")
+        try:
+            document = (await client.get(f"{attestation_url}/attestation/raw")).content
+            verified = await client.post(f"{verifier_url}/verify/raw", content=document)
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"attesting the executor failed: {exc}") from exc
+        if verified.status_code != 200:
+            raise ServiceError(
+                f"the verifier rejected the executor's attestation: {verified.text}",
+                hint="is the verifier the one that trusts this TEE's root?",
+            )
+        statement = VerifierStatement.from_json(verified.json())
+        if statement.public_key != parse_hex(details["public_key"], name="public key"):
+            raise ServiceError(
+                "the attestation is for another key than the executor's",
+                hint="the attestation URL must be the executor enclave's secp256k1 endpoint",
+            )
+        registration = await _json(client, "POST", f"{control_url}/registration")
+    token = TokenClient(jobs.w3, jobs.token(), account=owner)
+    if token.allowance(owner.address, jobs.address) < stake:
+        token.approve(jobs.address, 2**256 - 1)
+    jobs.register_executor(
+        statement,
+        job_capacity=int(registration["job_capacity"]),
+        env=int(registration["env"]),
+        sign_timestamp=int(registration["sign_timestamp"]),
+        register_signature=parse_hex(registration["signature"], name="signature", length=65),
+        stake=stake,
+    )
+    fund_gas(jobs.w3, owner, details["enclave_address"], gas_wei)
+    record = jobs.executor(details["enclave_address"])
+    if record is None:  # pragma: no cover - registration just succeeded
+        raise ServiceError("the executor is not registered after its registration")
+    return record
