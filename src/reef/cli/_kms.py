@@ -30,7 +30,7 @@ from reef.errors import AttestationError, InputError, ReefError
 if TYPE_CHECKING:
     from reef.attestation import TrustedRoot
     from reef.home import ReefHome
-    from reef.kms import KeyType, KmsPin, Sealer, VerifiedKmsIdentity
+    from reef.kms import KeyType, KmsPin, VerifiedKmsIdentity
 
 __all__ = ["register"]
 
@@ -647,42 +647,29 @@ def root_serve_cmd(
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
     """Run the KMS root: Scallop /derive and the public signed endpoints."""
-    from reef.kms import KmsRoot, RootServer, RpcApproval, SeedStore, http_attester, own_tee_root
+    from reef.kms import RootServer
+    from reef.node import KmsRootOptions, prepare_kms_root
 
     _configure_logging(log_level)
+    options = KmsRootOptions(
+        trust=trust,
+        home=_home(),
+        state_dir=state_dir,
+        sealer=sealer,
+        image_id=parse_hex(image_id, name="--image-id", length=32) if image_id else None,
+        rpc_url=rpc_url,
+        chain_id=chain_id,
+        admin=admin,
+        attestation_url=attestation_url,
+        environ=dict(os.environ),
+    )
     try:
-        # The sealer first: with dev-home it creates the dev TEE authority that --trust dev names.
-        store = SeedStore(_state_dir(state_dir), _sealer(sealer, image_id))
-        if attestation_url is None and os.environ.get("REEF_CUSTOM_ATTESTATION_URL"):
-            attestation_url = os.environ["REEF_CUSTOM_ATTESTATION_URL"] + "/attestation/raw"
-        attester = http_attester(attestation_url) if attestation_url else None
-        roots = _resolve_roots([spec for spec in trust if spec != "self"])
-        if "self" in trust:
-            if attester is None:
-                raise InputError(
-                    "--trust self needs --attestation-url (the enclave's custom attestation server)"
-                )
-            roots.append(own_tee_root(attester))
-        for root in roots:
-            if root.insecure:
-                err_console().print(
-                    f"warning: accepting enclaves attested under the {root.name} root: INSECURE",
-                    markup=False,
-                )
-        approval = None
-        if (rpc_url is None) != (chain_id is None):
-            raise InputError("--rpc-url and --chain-id go together")
-        if rpc_url is not None and chain_id is not None:
-            approval = RpcApproval(rpc_url, chain_id)
-            asyncio.run(approval.check_chain())
-        kms_root = KmsRoot.open(
-            store,
-            approval=approval,
-            attester=attester,
-            admin=admin,
-        )
+        prepared = asyncio.run(prepare_kms_root(options))
     except ReefError as exc:
         raise fail(exc) from exc
+    for warning in prepared.warnings:
+        err_console().print(f"warning: {warning}", markup=False)
+    kms_root = prepared.root
 
     def ready(server: RootServer) -> None:
         identity = kms_root.keyring.identity()
@@ -704,7 +691,7 @@ def root_serve_cmd(
     _serve_until_stopped(
         lambda: RootServer(
             kms_root,
-            peer_roots=roots,
+            peer_roots=prepared.peer_roots,
             host=host,
             scallop_port=scallop_port,
             public_port=public_port,
@@ -713,43 +700,6 @@ def root_serve_cmd(
         ),
         ready,
     )
-
-
-def _state_dir(given: Path | None) -> Path:
-    if given is not None:
-        return given
-    # Inside a local enclave the runtime names a persistent per-image directory; elsewhere the
-    # seed lives under $REEF_HOME/kms. Only the sealed blob is ever written there.
-    env = os.environ.get("REEF_STATE_DIR")
-    if env:
-        return Path(env)
-    if os.environ.get("REEF_ENCLAVE_ID"):
-        err_console().print(
-            "warning: this enclave has no persistent state directory ($REEF_STATE_DIR): the "
-            "sealed root seed will not survive it, so a restarted root derives other keys",
-            markup=False,
-        )
-    return Path(_home().kms)
-
-
-def _sealer(kind: str, image_id: str | None) -> Sealer:
-    if kind == "tee":
-        from reef.enclave import DevTeeSealer
-
-        return DevTeeSealer()
-    if kind == "dev-home":
-        from reef.attestation import DevAuthority
-        from reef.kms import AeadSealer
-
-        if image_id is None:
-            raise InputError("--sealer dev-home needs --image-id (the image to seal for)")
-        image = parse_hex(image_id, name="--image-id", length=32)
-        err_console().print(
-            "warning: sealing with the dev TEE key from $REEF_HOME outside an enclave: INSECURE",
-            markup=False,
-        )
-        return AeadSealer(DevAuthority.load_or_create(_home()).sealing_key(image))
-    raise InputError(f"--sealer must be tee or dev-home, got {kind!r}")
 
 
 @app.command("derive-server")
