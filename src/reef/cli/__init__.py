@@ -15,10 +15,12 @@ from reef.cli import (
     _aliases,
     _attestation,
     _chain,
+    _dashboard,
     _deploy,
     _doctor,
     _enclave,
     _examples,
+    _executor,
     _fn,
     _image,
     _init_params,
@@ -81,6 +83,8 @@ for _module in (
     _wallet,
     _provider,
     _fn,
+    _executor,
+    _dashboard,
     _aliases,
 ):
     _module.register(app)

@@ -1,7 +1,14 @@
-"""`reef fn ...`: serverless functions. So far the local side: `reef fn new` writes a template and
-`reef fn dev` runs a function in workerd on this machine with the limits an executor enforces
-(deadline, memory, output size, no network), with no chain: the sandbox to try a function in
-before deploying it.
+"""`reef fn ...`: serverless functions.
+
+- local: `reef fn new` writes a template, `reef fn dev` runs a function in workerd on this machine
+  with the limits an executor enforces (deadline, memory, output size, no network), no chain;
+- on chain: `reef fn deploy` (the code contract; prints the codehash), `reef fn call` (opens a
+  job on the Jobs contract, waits for the first signed output), `reef fn job`, `reef fn list`
+  (deployed functions), `reef fn executors`.
+
+The chain commands find the chain like every other command: ``--rpc`` / ``--jobs`` / ``--code``
+flags, else ``$REEF_HOME/network.json`` (its ``services["serverless"]``, written by ``reef up``);
+they send from ``--key`` or, on reef's devnet, dev account 0.
 
 Exit codes: 0 the function answered (code 0), 1 it got another verdict (timeout, syntax error,
 ...) or reef could not run it, 2 usage error (a bad flag value, an unreadable file).
@@ -16,13 +23,30 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._common import read_file
-from reef.cli._output import JsonOption, err_console, fail, note, print_json, print_mapping
-from reef.errors import InputError, ReefError
+from reef.cli._output import (
+    JsonOption,
+    err_console,
+    fail,
+    note,
+    print_json,
+    print_mapping,
+    print_table,
+    tx_printer,
+)
+from reef.errors import ConfigError, InputError, ReefError, ServerlessError
 
 if TYPE_CHECKING:
-    from reef.serverless import CallResult, Limits
+    from eth_account.signers.local import LocalAccount
+    from web3 import Web3
 
-__all__ = ["register"]
+    from reef.serverless import (
+        CallResult,
+        Limits,
+        ServerlessCodeClient,
+        ServerlessJobsClient,
+    )
+
+__all__ = ["ServerlessTarget", "open_target", "register"]
 
 app = typer.Typer(
     help="Serverless functions: write one, run it locally in workerd with executor limits.",
@@ -195,3 +219,321 @@ def dev(
         print_mapping(shown)
     if not result.ok:
         raise typer.Exit(1)
+
+
+# ---- on chain ----------------------------------------------------------------------------------
+
+RpcFlag = typer.Option("--rpc", help="JSON-RPC URL (default: the local network's).")
+JobsFlag = typer.Option("--jobs", help="Jobs contract (default: the local network's).")
+CodeFlag = typer.Option("--code", help="Code contract (default: the local network's).")
+KeyFlag = typer.Option("--key", help="File with your private key (default: dev account 0).")
+
+
+class ServerlessTarget:
+    """The chain and serverless contracts a command acts on, and the account it sends from."""
+
+    def __init__(
+        self, w3: Web3, rpc_url: str, jobs: str, code: str, account: LocalAccount | None
+    ) -> None:
+        self.w3 = w3
+        self.rpc_url = rpc_url
+        self.jobs_address = jobs
+        self.code_address = code
+        self.account = account
+
+    def jobs(self, *, send: bool = False) -> ServerlessJobsClient:
+        from reef.serverless import ServerlessJobsClient
+
+        return ServerlessJobsClient(
+            self.w3, self.jobs_address, account=self._sender(send), progress=tx_printer
+        )
+
+    def code(self, *, send: bool = False) -> ServerlessCodeClient:
+        from reef.serverless import ServerlessCodeClient
+
+        return ServerlessCodeClient(
+            self.w3, self.code_address, account=self._sender(send), progress=tx_printer
+        )
+
+    def _sender(self, send: bool) -> LocalAccount | None:
+        if send and self.account is None:
+            raise ConfigError("no account to send from", hint="pass --key FILE")
+        return self.account
+
+
+def open_target(
+    rpc: str | None, jobs: str | None, code: str | None, key: Path | None
+) -> ServerlessTarget:
+    """Resolve ``--rpc/--jobs/--code/--key`` against ``$REEF_HOME/network.json``.
+
+    Raises:
+        ConfigError: when nothing says where the chain or a contract is.
+        RPCError: when the endpoint does not answer.
+    """
+    from web3 import Web3
+
+    from reef.chain import DEVNET_CHAIN_ID, dev_accounts
+    from reef.errors import RPCError
+    from reef.home import ReefHome
+    from reef.node import NetworkInfo, load_key_file
+
+    home = ReefHome.from_env()
+    network: NetworkInfo | None = None
+    try:
+        network = NetworkInfo.load(home)
+    except ReefError:
+        network = None
+    service = dict(network.services.get("serverless", {})) if network else {}
+    rpc_url = rpc or (network.rpc_url if network else None)
+    jobs = jobs or service.get("jobs_contract")
+    code = code or service.get("code_contract")
+    if rpc_url is None or jobs is None or code is None:
+        raise ConfigError(
+            "no serverless deployment to talk to",
+            hint="start the local network (`reef up`), or pass --rpc, --jobs and --code",
+        )
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    try:
+        chain_id = int(w3.eth.chain_id)
+    except Exception as exc:  # any transport failure: the endpoint cannot be used
+        raise RPCError(
+            f"cannot reach the chain at {rpc_url}: {exc}", hint="is `reef up` running?"
+        ) from exc
+    if key is not None:
+        account: LocalAccount | None = load_key_file(key)
+    elif chain_id == DEVNET_CHAIN_ID:
+        account = dev_accounts(1)[0].local_account
+    else:
+        account = None
+    return ServerlessTarget(w3, rpc_url, str(jobs), str(code), account)
+
+
+def _fail_usage(exc: ReefError) -> typer.Exit:
+    return fail(exc, code=2)
+
+
+@app.command("deploy")
+def deploy_cmd(
+    target: Annotated[
+        Path, typer.Argument(help=f"The function: a .js file, or a directory with {ENTRY}.")
+    ],
+    name: Annotated[str | None, typer.Option("--name", help="A name kept in metadata.")] = None,
+    rpc: Annotated[str | None, RpcFlag] = None,
+    jobs: Annotated[str | None, JobsFlag] = None,
+    code: Annotated[str | None, CodeFlag] = None,
+    key: Annotated[Path | None, KeyFlag] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Deploy a function on chain; prints its codehash (the deployment's transaction hash)."""
+    import json
+
+    try:
+        path = _source_path(target)
+        source = read_file(path)
+    except ReefError as exc:
+        raise _fail_usage(exc) from None
+    try:
+        where = open_target(rpc, jobs, code, key)
+        metadata = json.dumps({"name": name or path.resolve().parent.name}).encode()
+        codehash = where.code(send=True).deploy_code(source, metadata)
+    except ReefError as exc:
+        raise fail(exc) from None
+    data = {"codehash": codehash, "code_contract": where.code_address, "bytes": len(source)}
+    if as_json:
+        print_json(data)
+    else:
+        print_mapping(data)
+        note(f"call it with: reef fn call {codehash} --input ...")
+
+
+def _wait_for_output(
+    client: ServerlessJobsClient, job_id: int, from_block: int, wait_s: float
+) -> Any:
+    import time
+
+    end = time.monotonic() + wait_s
+    while time.monotonic() < end:
+        responses = client.responses(from_block, job_id=job_id)
+        if responses:
+            return responses[0]
+        job = client.job(job_id)
+        if job is not None and job.closed:
+            return None
+        time.sleep(0.05)
+    return None
+
+
+def _call_json(client: ServerlessJobsClient, response: Any, request_id: int) -> dict[str, Any]:
+    from reef.serverless import ErrorCode
+
+    signed = client.signed_output(response.tx_hash)
+    domain = client.domain()
+    try:
+        text: str | None = response.output.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    try:
+        description = ErrorCode(response.error_code).description
+    except ValueError:
+        description = "unknown"
+    return {
+        "job_id": request_id,
+        "exec_job_id": signed.job_id,
+        "error_code": response.error_code,
+        "error": description,
+        "output": text,
+        "output_hex": "0x" + response.output.hex(),
+        "total_time_ms": response.total_time_ms,
+        "executor": response.executor,
+        "signature": "0x" + signed.signature.hex(),
+        "sign_timestamp": signed.sign_timestamp,
+        "chain_id": domain.chain_id,
+        "jobs_contract": domain.jobs_contract,
+    }
+
+
+@app.command("call")
+def call_cmd(
+    codehash: Annotated[str, typer.Argument(help="The function's codehash (reef fn deploy).")],
+    input_text: Annotated[
+        str | None, typer.Option("--input", help="The input (request body), as text.")
+    ] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input-file", help="Read the input from this file.")
+    ] = None,
+    timeout_ms: Annotated[
+        int, typer.Option("--timeout-ms", help="The job's deadline (paid per ms).")
+    ] = 5000,
+    rpc: Annotated[str | None, RpcFlag] = None,
+    jobs: Annotated[str | None, JobsFlag] = None,
+    code: Annotated[str | None, CodeFlag] = None,
+    key: Annotated[Path | None, KeyFlag] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Call a deployed function: open a job, wait for the first signed output, print it."""
+    from reef.chain import TokenClient
+
+    try:
+        if input_text is not None and input_file is not None:
+            raise InputError("give --input or --input-file, not both")
+        body = (
+            read_file(input_file) if input_file is not None else (input_text or "").encode("utf-8")
+        )
+        if timeout_ms < 1:
+            raise InputError(f"--timeout-ms must be positive, got {timeout_ms}")
+    except ReefError as exc:
+        raise _fail_usage(exc) from None
+    try:
+        where = open_target(rpc, jobs, code, key)
+        client = where.jobs(send=True)
+        params = client.params()
+        token = TokenClient(where.w3, client.token(), account=where.account, progress=tx_printer)
+        if token.allowance(client.sender, client.address) < timeout_ms * params.fee_per_ms:
+            token.approve(client.address, 2**256 - 1)
+        request, _ = client.create_job(codehash, body, timeout_ms)
+        note(f"job {request.job_id} opened; selected {', '.join(request.selected)}")
+        wait_s = timeout_ms / 1000 + params.execution_buffer_s + 5
+        response = _wait_for_output(client, request.job_id, request.block_number, wait_s)
+        if response is None:
+            raise ServerlessError(
+                f"no executor answered job {request.job_id} in time",
+                hint=f"after the deadline, `reef fn job {request.job_id}` shows it; closing it "
+                "refunds you and slashes the selected executors",
+            )
+        data = _call_json(client, response, request.job_id)
+    except ReefError as exc:
+        raise fail(exc) from None
+    if as_json:
+        print_json(data)
+    else:
+        shown = dict(data)
+        shown["error_code"] = f"{data['error_code']} ({data.pop('error')})"
+        shown.pop("error", None)
+        if shown["output"] is not None:
+            shown.pop("output_hex")
+        print_mapping(shown)
+    if data["error_code"] != 0:
+        raise typer.Exit(1)
+
+
+@app.command("job")
+def job_cmd(
+    job_id: Annotated[int, typer.Argument(help="The job's id (reef fn call prints it).")],
+    rpc: Annotated[str | None, RpcFlag] = None,
+    jobs: Annotated[str | None, JobsFlag] = None,
+    code: Annotated[str | None, CodeFlag] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show a job: its deposit, selected executors and the outputs they submitted."""
+    try:
+        where = open_target(rpc, jobs, code, None)
+        client = where.jobs()
+        job = client.job(job_id)
+        if job is None:
+            raise InputError(f"there is no job {job_id}", hint="`reef fn call` prints job ids")
+        data = job.to_json()
+        data["outputs"] = [
+            {
+                "executor": r.executor,
+                "error_code": r.error_code,
+                "output_hex": "0x" + r.output.hex(),
+                "total_time_ms": r.total_time_ms,
+                "payment": r.payment,
+            }
+            for r in client.responses(0, job_id=job_id)
+        ]
+    except ReefError as exc:
+        raise fail(exc) from None
+    if as_json:
+        print_json(data)
+    else:
+        print_mapping(data)
+
+
+@app.command("list")
+def list_cmd(
+    rpc: Annotated[str | None, RpcFlag] = None,
+    jobs: Annotated[str | None, JobsFlag] = None,
+    code: Annotated[str | None, CodeFlag] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """List the functions deployed on the code contract."""
+    try:
+        where = open_target(rpc, jobs, code, None)
+        rows = [
+            {
+                "codehash": d.codehash,
+                "owner": d.owner,
+                "name": d.name,
+                "block": d.block_number,
+            }
+            for d in where.code().deployments()
+        ]
+    except ReefError as exc:
+        raise fail(exc) from None
+    if as_json:
+        print_json(rows)
+    else:
+        print_table(rows, ["codehash", "owner", "name", "block"])
+
+
+@app.command("executors")
+def executors_cmd(
+    rpc: Annotated[str | None, RpcFlag] = None,
+    jobs: Annotated[str | None, JobsFlag] = None,
+    code: Annotated[str | None, CodeFlag] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """List the registered executors: address, owner, stake, image id, capacity, active jobs."""
+    try:
+        where = open_target(rpc, jobs, code, None)
+        rows = [e.to_json() for e in where.jobs().executors()]
+    except ReefError as exc:
+        raise fail(exc) from None
+    if as_json:
+        print_json(rows)
+    else:
+        print_table(
+            rows,
+            ["address", "owner", "stake", "image_id", "capacity", "active_jobs", "draining"],
+        )

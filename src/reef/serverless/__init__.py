@@ -22,6 +22,7 @@ from __future__ import annotations
 from reef.serverless._cache import CodeCache
 from reef.serverless._contracts import (
     ENV_JAVASCRIPT,
+    CodeDeployment,
     ExecutorRecord,
     JobRecord,
     JobRequest,
@@ -71,6 +72,7 @@ from reef.serverless._signing import (
 __all__ = [
     "CallResult",
     "CodeCache",
+    "CodeDeployment",
     "CodeSource",
     "DEFAULT_MEMORY_BYTES",
     "DEFAULT_OUTPUT_BYTES",

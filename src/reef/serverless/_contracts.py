@@ -14,6 +14,7 @@ reason and, here, a hint from :mod:`reef.serverless._reasons`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from reef.serverless._signing import JobsDomain, SignedOutput
 
 __all__ = [
     "ENV_JAVASCRIPT",
+    "CodeDeployment",
     "ExecutorRecord",
     "JobRecord",
     "JobRequest",
@@ -71,6 +73,16 @@ class _Client(ContractClient):
             if hint is None or exc.hint:
                 raise
             raise ContractRevertError(exc.message, hint=hint, reason=exc.reason) from exc
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeDeployment:
+    """One deployed function: its codehash, who deployed it, the name in its metadata."""
+
+    codehash: str
+    owner: Address
+    name: str
+    block_number: int
 
 
 class ServerlessCodeClient(_Client):
@@ -119,6 +131,30 @@ class ServerlessCodeClient(_Client):
         except DecodingError:
             return _NOT_UTF8
         return bytes(code)
+
+
+    def deployments(
+        self, from_block: int = 0, to_block: int | str = "latest"
+    ) -> list[CodeDeployment]:
+        """The functions deployed on this contract in the block range, in chain order."""
+        event = self.contract.events.CodeCreated
+        out = []
+        for log in self._logs(from_block, to_block, [_topic(event)]):
+            decoded = event().process_log(log)
+            try:
+                meta = json.loads(bytes(decoded["args"]["metadata"]))
+                name = str(meta.get("name", "")) if isinstance(meta, dict) else ""
+            except ValueError:
+                name = ""
+            out.append(
+                CodeDeployment(
+                    codehash=Web3.to_hex(log["transactionHash"]).lower(),
+                    owner=_address(decoded["args"]["owner"]),
+                    name=name,
+                    block_number=int(log["blockNumber"]),
+                )
+            )
+        return out
 
 
 def _utf8(source: bytes) -> str:

@@ -1,0 +1,233 @@
+"""`reef executor ...`: run a serverless executor, register it, drain it, deregister it.
+
+- ``reef executor run`` is what an executor enclave runs (its image's command): the enclave key
+  from ``--key-file`` (``/app/ecdsa.sec`` in an enclave), workerd from ``--workerd`` (part of the
+  image, so measured), a control port (configuration, registration signature) and a gateway port
+  (the web2 path). Given ``--rpc/--jobs/--code/--owner`` it starts watching the chain at once;
+  otherwise the operator configures it with ``POST /config`` (``reef executor register`` does).
+- ``reef executor register`` configures an executor, has its attestation checked by the
+  verifier, and registers it on the Jobs contract with a stake, from your account.
+- ``reef executor drain ADDRESS`` stops new jobs going to it; ``deregister`` then returns its
+  stake once its jobs are done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reef.cli._common import stop_signals
+from reef.cli._fn import CodeFlag, JobsFlag, KeyFlag, RpcFlag, open_target
+from reef.cli._output import JsonOption, fail, note, print_result
+from reef.errors import InputError, ReefError
+
+__all__ = ["register"]
+
+app = typer.Typer(
+    help="Serverless executors: run one, register it on chain, drain, deregister.",
+    no_args_is_help=True,
+)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="executor")
+
+
+async def _run(
+    key_file: Path,
+    workerd: Path | None,
+    host: str,
+    control_port: int,
+    gateway_port: int,
+    capacity: int,
+    memory_mib: int,
+    workdir: Path,
+    configure: dict[str, str] | None,
+) -> None:
+    from reef._serve import serve
+    from reef.serverless import FunctionRuntime, Limits, ensure_workerd
+    from reef.serverless._executor import ExecutorSettings
+    from reef.serverless._node import ExecutorNode, load_key
+
+    key = load_key(key_file)
+    binary = workerd if workerd is not None else await asyncio.to_thread(ensure_workerd)
+    limits = Limits(memory_bytes=memory_mib * 1024 * 1024)
+    async with FunctionRuntime(
+        binary, limits=limits, max_running=capacity * 2 + 2, workdir=workdir / "run"
+    ) as runtime:
+        node = ExecutorNode(key, runtime, workdir / "code", limits=limits, job_capacity=capacity)
+        control = await serve(
+            node.control_app(), host=host, port=control_port, what="executor control"
+        )
+        gateway = await serve(
+            node.gateway_app(), host=host, port=gateway_port, what="executor gateway"
+        )
+        note(f"executor {node.address}: control {control.url}, gateway {gateway.url}")
+        try:
+            if configure is not None:
+                await node.configure(
+                    ExecutorSettings(
+                        rpc_url=configure["rpc"],
+                        jobs_contract=configure["jobs"],
+                        code_contract=configure["code"],
+                        limits=limits,
+                    ),
+                    owner=configure["owner"],
+                )
+            with stop_signals() as stop:
+                await stop.wait()
+        finally:
+            await node.aclose()
+            await gateway.aclose()
+            await control.aclose()
+
+
+@app.command("run")
+def run_cmd(
+    key_file: Annotated[
+        Path, typer.Option("--key-file", help="The enclave's secp256k1 key (/app/ecdsa.sec).")
+    ],
+    workerd: Annotated[
+        Path | None,
+        typer.Option("--workerd", help="The workerd binary (default: reef's pinned one)."),
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    control_port: Annotated[int, typer.Option("--control-port")] = 8081,
+    gateway_port: Annotated[int, typer.Option("--gateway-port")] = 8080,
+    capacity: Annotated[int, typer.Option("--capacity", help="Jobs at once.")] = 4,
+    memory_mib: Annotated[int, typer.Option("--memory-mib", help="Memory cap per call.")] = 256,
+    workdir: Annotated[
+        Path, typer.Option("--workdir", help="Code cache and runtime files.")
+    ] = Path("/tmp/reef-executor"),  # noqa: S108 - an enclave's private tmpfs
+    rpc: Annotated[
+        str | None, typer.Option("--rpc", help="Configure at once: the RPC URL.")
+    ] = None,
+    jobs: Annotated[str | None, typer.Option("--jobs", help="... the Jobs contract.")] = None,
+    code: Annotated[str | None, typer.Option("--code", help="... the code contract.")] = None,
+    owner: Annotated[str | None, typer.Option("--owner", help="... the owner address.")] = None,
+) -> None:
+    """Run an executor (in an enclave, or here for development)."""
+    given = {"rpc": rpc, "jobs": jobs, "code": code, "owner": owner}
+    configure: dict[str, str] | None = None
+    if any(given.values()):
+        missing = [f"--{k}" for k, v in given.items() if not v]
+        if missing:
+            raise fail(InputError(f"to configure at once also give {', '.join(missing)}"), code=2)
+        configure = {k: str(v) for k, v in given.items()}
+    if capacity < 1:
+        raise fail(InputError("--capacity must be at least 1"), code=2)
+    try:
+        try:
+            (workdir / "run").mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise InputError(f"cannot create {workdir}: {exc.strerror or exc}") from exc
+        asyncio.run(
+            _run(
+                key_file,
+                workerd,
+                host,
+                control_port,
+                gateway_port,
+                capacity,
+                memory_mib,
+                workdir,
+                configure,
+            )
+        )
+    except ReefError as exc:
+        raise fail(exc) from None
+
+
+@app.command("register")
+def register_cmd(
+    control: Annotated[str, typer.Option("--control", help="The executor's control URL.")],
+    attestation: Annotated[
+        str, typer.Option("--attestation", help="The executor enclave's secp256k1 attestation URL.")
+    ],
+    verifier: Annotated[
+        str | None, typer.Option("--verifier", help="Verifier URL (default: the local network's).")
+    ] = None,
+    stake: Annotated[int, typer.Option("--stake", help="Stake in token base units.")] = 10_000_000,
+    rpc: Annotated[str | None, RpcFlag] = None,
+    jobs: Annotated[str | None, JobsFlag] = None,
+    code: Annotated[str | None, CodeFlag] = None,
+    key: Annotated[Path | None, KeyFlag] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Configure an executor, have it attested, register it with a stake (you own it)."""
+    from reef.home import ReefHome
+    from reef.node import NetworkInfo
+    from reef.serverless._operator import register_enclave_executor
+
+    try:
+        where = open_target(rpc, jobs, code, key)
+        if verifier is None:
+            verifier = NetworkInfo.load(ReefHome.from_env()).verifier
+        if verifier is None:
+            raise InputError("no verifier to attest the executor", hint="pass --verifier URL")
+        client = where.jobs(send=True)
+        assert where.account is not None  # where.jobs(send=True) checked it
+        record = asyncio.run(
+            register_enclave_executor(
+                jobs=client,
+                owner=where.account,
+                control_url=control.rstrip("/"),
+                attestation_url=attestation.rstrip("/"),
+                verifier_url=verifier.rstrip("/"),
+                rpc_url=where.rpc_url,
+                code_contract=where.code_address,
+                stake=stake,
+            )
+        )
+    except ReefError as exc:
+        raise fail(exc) from None
+    print_result(record.to_json(), as_json)
+
+
+def _manage(
+    action: str, address: str, rpc: str | None, jobs: str | None, key: Path | None, as_json: bool
+) -> None:
+    try:
+        where = (
+            open_target(rpc, jobs, "0x" + "0" * 40, key)
+            if jobs
+            else open_target(rpc, None, None, key)
+        )
+        client = where.jobs(send=True)
+        result = getattr(client, action)(address)
+        record = client.executor(address)
+    except ReefError as exc:
+        raise fail(exc) from None
+    data = {"address": address, "tx_hash": result.tx_hash}
+    if record is not None:
+        data.update(draining=record.draining, active_jobs=record.active_jobs, stake=record.stake)
+    else:
+        data["registered"] = False
+    print_result(data, as_json)
+
+
+@app.command("drain")
+def drain_cmd(
+    address: Annotated[str, typer.Argument(help="The executor's (enclave key's) address.")],
+    rpc: Annotated[str | None, RpcFlag] = None,
+    jobs: Annotated[str | None, JobsFlag] = None,
+    key: Annotated[Path | None, KeyFlag] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Stop new jobs from selecting this executor (its running jobs go on)."""
+    _manage("drain", address, rpc, jobs, key, as_json)
+
+
+@app.command("deregister")
+def deregister_cmd(
+    address: Annotated[str, typer.Argument(help="The executor's (enclave key's) address.")],
+    rpc: Annotated[str | None, RpcFlag] = None,
+    jobs: Annotated[str | None, JobsFlag] = None,
+    key: Annotated[Path | None, KeyFlag] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Remove a drained executor with no active jobs; its stake returns to you."""
+    _manage("deregister", address, rpc, jobs, key, as_json)
