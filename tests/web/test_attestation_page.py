@@ -93,7 +93,9 @@ def test_a_tampered_document_is_rejected_by_both_with_the_reason(
 ) -> None:
     raw = bytearray((vectors / "nitro" / "aws.bin").read_bytes())
     # One byte inside the signed payload (PCR0's value) flipped.
-    pcr0 = bytes.fromhex(json.loads((vectors / "nitro" / "expected.json").read_text())["aws.bin"]["pcrs"]["0"])
+    pcr0 = bytes.fromhex(
+        json.loads((vectors / "nitro" / "expected.json").read_text())["aws.bin"]["pcrs"]["0"]
+    )
     at = bytes(raw).index(pcr0) + 5
     raw[at] ^= 0x01
     assert _python_verdict(bytes(raw), "aws.bin", "replay") == (False, "signature")

@@ -46,8 +46,23 @@ def _error_box(exc: ReefError) -> str:
     return f'<section class="bad" role="alert">{esc(exc.message)}{hint}</section>'
 
 
+def public_services(services: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``network.json``'s services as pages may show them: without the dashboard itself and
+    without anything that carries a token (its ``manage_url``): read-only visitors must never
+    see the management token."""
+
+    def secret(key: str, value: Any) -> bool:
+        return "token" in key.lower() or "token=" in str(value)
+
+    return {
+        name: {k: v for k, v in entry.items() if not secret(k, v)}
+        for name, entry in services.items()
+        if name != "dashboard"
+    }
+
+
 def _rows_of_services(services: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
-    return [(f"/services/{name}", name.capitalize()) for name in sorted(services)]
+    return [(f"/services/{name}", name.capitalize()) for name in sorted(public_services(services))]
 
 
 def _state_badge(state: str) -> str:
@@ -152,7 +167,7 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
                     **{f"KMS {k}": v for k, v in info.kms.items()},
                     **{
                         f"{name}": ", ".join(f"{k}={v}" for k, v in entry.items())
-                        for name, entry in info.services.items()
+                        for name, entry in public_services(info.services).items()
                     },
                 }
             prov_rows = [
@@ -442,7 +457,7 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
     async def service_page(request: Request) -> Response:
         name = request.path_params["name"]
         info = dash.network()
-        entry = (info.services.get(name) if info else None) or {}
+        entry = public_services(info.services if info else {}).get(name) or {}
         if not entry:
             body = f'<p class="muted">no service {esc(name)} in network.json</p>'
         else:
@@ -464,7 +479,8 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
         except ReefError as exc:
             return JSONResponse({"error": exc.message}, 503)
         info = dash.network()
-        return JSONResponse({**summary, "services": dict(info.services) if info else {}})
+        services = public_services(info.services) if info else {}
+        return JSONResponse({**summary, "services": services})
 
     async def api_jobs(_request: Request) -> Response:
         try:

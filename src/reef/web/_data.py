@@ -83,10 +83,11 @@ class JobRow:
 
     @property
     def attestation_url(self) -> str:
-        """The enclave's attestation endpoint (``/attestation/raw`` on its port 1300), if any."""
-        ports = self.endpoints.get("ports") or {}
-        base = ports.get("1300") or ports.get(1300)
-        return f"{base}/attestation/raw" if base else ""
+        """The enclave's attestation endpoint (its ``/attestation/raw``), if one runs."""
+        base = str(self.endpoints.get("attestation") or "").rstrip("/")
+        if not base or base.endswith("/attestation/raw"):
+            return base
+        return f"{base}/attestation/raw"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -124,7 +125,7 @@ def chain_summary(session: Session) -> dict[str, Any]:
         "chain_id": int(session.w3.eth.chain_id),
         "block": int(session.w3.eth.block_number),
         "market": session.market_address,
-        "token": client.token_address,
+        "token": client.token_address(),
         "job_count": client.job_count(),
         "rate_lock_s": client.lock_wait_time(),
         "account": None,

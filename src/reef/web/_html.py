@@ -39,7 +39,7 @@ NAV: tuple[tuple[str, str], ...] = (
 _STYLE = """
 *{box-sizing:border-box}
 body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1b2430;
-background:#f4f6f8}
+background:#f4f6f8;overflow-wrap:anywhere}
 header{background:#0b3d5c;color:#fff;padding:.6rem 1rem;display:flex;flex-wrap:wrap;gap:.4rem 1rem;
 align-items:center}
 header .brand{font-weight:700;font-size:1.1rem;margin-right:.5rem}

@@ -185,6 +185,7 @@
     if (!source || !target) return;
     if (!source.dataset.endpoint) {
       target.textContent = "no enclave running";
+      target.dataset.imageId = "";
       return;
     }
     const response = await fetch("/api/attestation/verify", {

@@ -1,0 +1,185 @@
+"""`reef dashboard` (the web dashboard against any chain) and `reef alerts check|run`.
+
+Both find the network as every market command does (``--rpc`` / ``--market`` / ``--key``, then
+``$REEF_HOME/network.json``); the library does the work (:mod:`reef.web`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from reef.cli._common import MarketOption, RpcOption
+from reef.cli._output import JsonOption, fail, print_json, print_table
+from reef.errors import ReefError, ServiceError
+
+if TYPE_CHECKING:
+    from reef.web import Dashboard, Sample
+
+__all__ = ["register"]
+
+alerts = typer.Typer(
+    help="Alert rules (alerts.toml) over the network's metrics.", no_args_is_help=True
+)
+
+KeyOption = typer.Option(
+    "--key", help="File with the private key the dashboard manages with (default: dev account 0)."
+)
+RulesArgument = typer.Argument(help="The alert rules file (alerts.toml).", show_default=False)
+MetricsOption = typer.Option(
+    "--metrics", help="Also read this /metrics URL (any reef service); repeatable."
+)
+
+
+def register(root: typer.Typer) -> None:
+    root.command("dashboard")(dashboard_cmd)
+    root.add_typer(alerts, name="alerts")
+
+
+def _dashboard(
+    rpc: str | None, market: str | None, key: Path | None, host: str = "127.0.0.1", **kw: Any
+) -> Dashboard:
+    from reef.home import ReefHome
+    from reef.web import Dashboard, DashboardSettings
+
+    return Dashboard(
+        DashboardSettings(
+            home=ReefHome.from_env(), rpc=rpc, market=market, key=key, host=host, **kw
+        )
+    )
+
+
+def dashboard_cmd(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port (0 picks a free one).")] = 8888,
+    rpc: Annotated[str | None, RpcOption] = None,
+    market: Annotated[str | None, MarketOption] = None,
+    key: Annotated[Path | None, KeyOption] = None,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="No management, even on loopback.")
+    ] = False,
+) -> None:
+    """Serve the web dashboard until Ctrl-C (management only on loopback, with the printed token)."""
+    from reef._serve import Server, run
+    from reef.web import dashboard_app, is_loopback
+
+    try:
+        dash = _dashboard(rpc, market, key, host, manage=not read_only)
+
+        def ready(server: Server) -> None:
+            typer.echo(f"dashboard  {server.url}")
+            if dash.manage_enabled:
+                typer.echo(f"manage     {server.url}/?token={dash.token}")
+            elif not is_loopback(host):
+                typer.echo("management is off: the dashboard does not listen on loopback")
+            typer.echo("ready", err=False)
+
+        run(
+            dashboard_app(dash),
+            host=host,
+            port=port,
+            what="dashboard",
+            hint="another process uses that port; pick another with --port",
+            ready=ready,
+        )
+    except ReefError as exc:
+        raise fail(exc) from exc
+
+
+def _samples(dash: Dashboard, metrics: list[str]) -> list[Sample]:
+    """The network's gauges, plus the samples of each ``--metrics`` URL.
+
+    Raises:
+        ServiceError: a URL cannot be read.
+    """
+    import httpx
+
+    from reef.web import Sample, network_samples, parse_samples
+
+    out = [Sample(name, labels, float(v)) for name, _, labels, v in network_samples(dash)]
+    for url in metrics:
+        try:
+            response = httpx.get(url, timeout=5.0)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"cannot read metrics from {url}: {exc}") from exc
+        out += parse_samples(response.text)
+    return out
+
+
+@alerts.command("check")
+def check_cmd(
+    rules: Annotated[Path, RulesArgument],
+    metrics: Annotated[list[str] | None, MetricsOption] = None,
+    rpc: Annotated[str | None, RpcOption] = None,
+    market: Annotated[str | None, MarketOption] = None,
+    key: Annotated[Path | None, KeyOption] = None,
+    json_output: bool = JsonOption,
+) -> None:
+    """Evaluate the rules once (ignoring `for`), print what fires; exit 1 if anything does."""
+    from reef.web import load_rules
+
+    try:
+        parsed = load_rules(rules)
+        samples = _samples(_dashboard(rpc, market, key), metrics or [])
+        rows = [
+            {"rule": rule.name, "key": firing.key, "message": firing.message}
+            for rule in parsed
+            for firing in rule.evaluate(samples)
+        ]
+    except ReefError as exc:
+        raise fail(exc) from exc
+    if json_output:
+        print_json(rows)
+    elif rows:
+        print_table(rows, ["rule", "key", "message"], title="firing")
+    else:
+        typer.echo(f"nothing fires ({len(parsed)} rules)")
+    if rows:
+        raise typer.Exit(1)
+
+
+@alerts.command("run")
+def run_cmd(
+    rules: Annotated[Path, RulesArgument],
+    interval: Annotated[
+        float, typer.Option("--interval", help="Seconds between evaluations.")
+    ] = 15.0,
+    metrics: Annotated[list[str] | None, MetricsOption] = None,
+    rpc: Annotated[str | None, RpcOption] = None,
+    market: Annotated[str | None, MarketOption] = None,
+    key: Annotated[Path | None, KeyOption] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Evaluate once, send, and exit (for cron).")
+    ] = False,
+) -> None:
+    """Evaluate the rules every --interval seconds and send each notice (fired or resolved)."""
+    from reef.web import AlertEngine, load_rules, send_notice
+
+    try:
+        parsed = load_rules(rules)
+        by_name = {rule.name: rule for rule in parsed}
+        engine = AlertEngine(parsed)
+        dash = _dashboard(rpc, market, key)
+        typer.echo(f"evaluating {len(parsed)} rules every {interval:g} s", err=True)
+        while True:
+            try:
+                samples = _samples(dash, metrics or [])
+            except ServiceError as exc:
+                typer.echo(f"skipped an evaluation: {exc.message}", err=True)
+            else:
+                for notice in engine.step(samples, time.time()):
+                    try:
+                        send_notice(notice, by_name[notice.rule], echo=typer.echo)
+                    except ServiceError as exc:
+                        typer.echo(f"could not send: {exc.message}", err=True)
+            if once:
+                return
+            time.sleep(interval)
+    except ReefError as exc:
+        raise fail(exc) from exc
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None

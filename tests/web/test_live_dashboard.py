@@ -1,0 +1,224 @@
+"""The dashboard on a real network (``reef up`` in-process, ports 0, the dashboard as its
+extension) driven by headless Chromium: a deployed debug job appears with its id, image id and
+endpoint; its enclave's console streams live; a request without the token changes nothing; stop
+from the page stops the enclave. Each page is screenshotted at 1280 px and 390 px."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dev_tee_support import requires_isolation
+from reef.home import ReefHome
+from reef.node import (
+    DeployRequest,
+    LocalNetwork,
+    NetworkInfo,
+    UpSettings,
+    deploy,
+    open_session,
+)
+from reef.node._dashboard import DashboardExtension
+from reef.web import parse_samples
+
+pytestmark = [pytest.mark.slow, requires_isolation]
+
+HELLO = Path(__file__).resolve().parents[2] / "examples" / "hello"
+PAGES = ["/", "/jobs", "/enclaves", "/providers", "/verifier", "/kms"]
+
+
+@dataclass
+class Live:
+    home: ReefHome
+    url: str
+    token: str
+    job: int
+    job_id: str
+    endpoint: str
+    image_id: str
+
+
+class _Loop:
+    """An event loop in a thread, where the network's services and tasks run."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any, timeout: float = 180) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    home = ReefHome(tmp_path_factory.mktemp("reef-up"))
+    settings = UpSettings(
+        rpc_port=0,
+        cp_port=0,
+        store_port=0,
+        verifier_port=0,
+        kms_scallop_port=0,
+        kms_public_port=0,
+        rate_lock_s=5,
+    )
+    network = LocalNetwork(home, settings, extensions=[DashboardExtension(port=0)])
+    loop = _Loop()
+    try:
+        info = loop.run(network.start())
+        dashboard = info.services["dashboard"]
+        token = str(dashboard["manage_url"]).split("token=", 1)[1]
+        session = open_session(home)
+        result = deploy(session, DeployRequest(image=HELLO, duration_s=3600, debug=True))
+        yield Live(
+            home,
+            str(dashboard["url"]),
+            token,
+            result.job,
+            result.job_id,
+            result.endpoint,
+            result.image_id.hex(),
+        )
+    finally:
+        try:
+            loop.run(network.stop())
+        finally:
+            loop.close()
+
+
+def _job_state(live: Live) -> str:
+    jobs = httpx.get(f"{live.url}/api/jobs", timeout=30).json()["jobs"]
+    return next(j["state"] for j in jobs if j["job_id"] == live.job_id)
+
+
+def test_a_deployed_job_appears_with_its_id_image_id_and_endpoint(
+    browser: Any, live: Live, screenshots: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{live.url}/jobs")
+    row = page.locator(f"a[href='/jobs/{live.job}']")
+    assert row.count() == 1
+    assert live.endpoint in page.content()
+    page.goto(f"{live.url}/jobs/{live.job}")
+    assert live.job_id in page.locator("#job").inner_text()
+    assert live.endpoint in page.locator("#job").inner_text()
+    # The image id is what the enclave attests, verified live by the dashboard (dev root).
+    page.wait_for_function(
+        "document.getElementById('image-id').dataset.imageId !== undefined", timeout=20_000
+    )
+    shown = page.locator("#image-id")
+    assert shown.get_attribute("data-image-id") == live.image_id, shown.inner_text()
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        for path in [*PAGES, f"/jobs/{live.job}"]:
+            page.goto(f"{live.url}{path}")
+            page.wait_for_load_state("networkidle")
+            name = "overview" if path == "/" else path.strip("/").replace("/", "-")
+            page.screenshot(path=str(screenshots / f"{name}-{width}.png"), full_page=True)
+            # Usable at this width: nothing wider than the window but what scrolls inside.
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, (path, width, overflow)
+    page.close()
+
+
+def test_the_debug_enclaves_console_streams_live(browser: Any, live: Live) -> None:
+    page = browser.new_page()
+    page.goto(f"{live.url}/jobs/{live.job}")
+    marker = f"live-{secrets.token_hex(4)}"
+    page.wait_for_selector("#logs")
+    time.sleep(1)  # the page's EventSource is connected by now; the line comes after it
+    assert marker not in page.locator("#logs").inner_text()
+    httpx.get(f"{live.endpoint}/{marker}", timeout=10)  # hello logs every request it answers
+    page.wait_for_function(
+        f"document.getElementById('logs').textContent.includes('{marker}')", timeout=20_000
+    )
+    page.close()
+
+
+def test_without_the_token_nothing_changes(browser: Any, live: Live) -> None:
+    session = open_session(live.home)
+    before = session.market().job(live.job_id)
+    for headers in ({}, {"x-reef-token": "not-the-token"}):
+        for action, body in (("stop", {}), ("withdraw", {}), ("deposit", {"amount": "1"})):
+            answer = httpx.post(
+                f"{live.url}/api/jobs/{live.job}/{action}", json=body, headers=headers, timeout=30
+            )
+            assert answer.status_code == 401, (action, answer.text)
+    # The page without a token: read-only, and its stop button is refused.
+    page = browser.new_page()
+    page.goto(f"{live.url}/jobs/{live.job}")
+    assert "no token" in page.locator("#token-state").inner_text()
+    page.click("#stop")
+    page.wait_for_selector("#manage .result[data-status]")
+    assert page.locator("#manage .result").get_attribute("data-status") == "401"
+    page.close()
+    after = session.market().job(live.job_id)
+    assert (after.rate, after.balance) == (before.rate, before.balance)
+    assert session.market().rate_lock(live.job_id) is None
+    assert _job_state(live) == "running"
+
+
+def test_metrics_parse_and_carry_the_job(live: Live) -> None:
+    assert httpx.get(f"{live.url}/providers", timeout=30).status_code == 200
+    text = httpx.get(f"{live.url}/metrics", timeout=30).text
+    samples = parse_samples(text)
+    names = {s.name for s in samples}
+    assert {"reef_http_requests_total", "reef_job_balance", "reef_network_up"} <= names
+    balance = [
+        s for s in samples if s.name == "reef_job_balance" and s.labels["job"] == str(live.job)
+    ]
+    assert balance
+    assert balance[0].value > 0
+    running = [
+        s for s in samples if s.name == "reef_job_running" and s.labels["job"] == str(live.job)
+    ]
+    assert running
+    assert running[0].value in (0.0, 1.0)
+    overview = httpx.get(f"{live.url}/api/overview", timeout=30)
+    assert overview.status_code == 200, overview.text
+    info = overview.json()
+    assert info["chain_id"] > 0
+    # Read-only visitors never see the management token (network.json carries it for reef up).
+    for path in ("/api/overview", "/", "/services/dashboard"):
+        assert live.token not in httpx.get(f"{live.url}{path}", timeout=30).text, path
+    # The other services of reef up answer /metrics too, on the serving floor.
+    network = NetworkInfo.load(live.home)
+    for url in (network.control_plane, network.verifier, network.image_store, network.rpc_url):
+        families = parse_samples(httpx.get(f"{url}/metrics", timeout=30).text)
+        assert any(s.name == "process_resident_memory_bytes" for s in families), url
+
+
+def test_stop_from_the_page_stops_the_enclave(browser: Any, live: Live, screenshots: Path) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{live.url}/jobs/{live.job}?token={live.token}")
+    page.wait_for_function(
+        "document.getElementById('token-state').textContent === 'manage'", timeout=10_000
+    )
+    page.click("#stop")
+    page.wait_for_selector("#manage .result[data-status]", timeout=60_000)
+    assert page.locator("#manage .result").get_attribute("data-status") == "200"
+    deadline = time.monotonic() + 60
+    while _job_state(live) == "running" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _job_state(live) != "running"
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(live.endpoint, timeout=3)
+    page.goto(f"{live.url}/jobs/{live.job}")
+    page.screenshot(path=str(screenshots / "job-stopped-1280.png"), full_page=True)
+    page.close()

@@ -1,0 +1,72 @@
+"""``/metrics`` on reef's serving floor: on for servers started by serve/run, off for bare
+Server objects (the enclave supervisor's), parseable by prometheus-client's own parser, and
+prometheus_client never imported by importing the floor."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from reef._serve import Server, api_app, bind, serve
+
+
+def _app() -> object:
+    app = api_app("t")
+
+    @app.get("/job/{id}")
+    async def job(id: str) -> dict[str, str]:
+        return {"id": id}
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    return app
+
+
+async def test_metrics_count_requests_by_route_template_and_parse() -> None:
+    server = await serve(_app(), host="127.0.0.1", port=0, what="metrics test")
+    async with server, httpx.AsyncClient(base_url=server.url) as http:
+        for n in range(3):
+            assert (await http.get(f"/job/{n}")).status_code == 200
+        assert (await http.get("/nowhere")).status_code == 404
+        assert (await http.get("/boom")).status_code == 500
+        assert (await http.post("/job/1", content=b"x" * (6 * 1024 * 1024))).status_code == 413
+        answer = await http.get("/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(answer.text)
+        for s in family.samples
+    }
+    key = lambda route, status: (  # noqa: E731
+        "reef_http_requests_total",
+        (("method", "GET"), ("route", route), ("service", "metrics test"), ("status", status)),
+    )
+    assert samples[key("/job/{id}", "200")] == 3  # one series for every /job/N
+    assert samples[key("unmatched", "404")] == 1
+    assert samples[key("/boom", "500")] == 1
+    assert (
+        samples[("reef_http_errors_total", (("route", "/boom"), ("service", "metrics test")))] == 1
+    )
+    assert (
+        samples[("reef_http_refusals_total", (("service", "metrics test"), ("status", "413")))] == 1
+    )
+    assert samples[("process_resident_memory_bytes", ())] > 0
+
+
+async def test_a_bare_server_has_no_metrics() -> None:
+    sock = bind("127.0.0.1", 0, what="bare")
+    async with Server(_app(), sock, what="bare") as server, httpx.AsyncClient() as http:
+        assert (await http.get(f"{server.url}/metrics")).status_code == 404
+    assert server.metrics is None
+
+
+def test_importing_the_floor_does_not_import_prometheus_client() -> None:
+    code = "import sys, reef._serve; print('prometheus_client' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
