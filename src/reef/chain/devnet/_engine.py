@@ -1,0 +1,810 @@
+"""The devnet's execution: an EVM chain in this process whose blocks follow the wall clock.
+
+Engine choice: py-evm, the EVM eth-tester wraps, driven directly through its ``MiningChain``.
+eth-tester's ``PyEVMBackend`` was the first candidate, but it hard-codes chain id
+131277322940537 (wallets and ethers then do not recognise a dev chain; reef uses hardhat's and
+anvil's 31337), draws each block's ``prevrandao`` from ``os.urandom`` (so a journal of
+transactions could not be replayed into the same block hashes), stamps blocks at the previous
+timestamp + 1 s, and its snapshots re-import blocks through py-evm's reorg code. pyrevm (Rust
+revm, PyPI 0.3.7) was measured as a faster engine and refused: its calls neither charge gas nor
+bump nonces, accounts and slots stay warm from one transaction to the next (EIP-2929 gas then
+differs from every real chain's), and its state cannot be read at past blocks or saved.
+:class:`Chain` keeps eth-tester's shape (one ``MiningChain``, post-merge genesis, constant 30M
+gas limit) and adds:
+
+- **one block per transaction** (automine), mined at the **wall-clock** time: before each block
+  the pending header is stamped ``max(now + offset, parent + 1)``, so per-second billing sees
+  real seconds. Ethereum requires strictly increasing timestamps, so a burst of transactions in
+  one second runs the chain's clock ahead by a second per block; it falls back to the wall
+  clock once the burst ends.
+- the test controls hardhat and anvil offer: ``increase_time`` (an offset added to the wall
+  clock), ``set_next_block_timestamp``, ``mine``, ``snapshot``/``revert``;
+- its own index of blocks, transactions and logs (py-evm's transaction index keeps stale entries
+  after a revert, and reading receipts back out of tries is slow);
+- strict validation py-evm leaves to the node: the chain id of signed transactions (py-evm
+  accepts a transaction signed for any chain), a tip above the fee cap, the signature (recovered
+  up front, so a bad one is a refusal rather than a failure deep in py-evm), blob transactions
+  (refused), duplicates, 64-bit timestamps.
+
+Execution knows nothing of files: what must be kept (blocks, clock changes) goes to a
+:class:`Recorder`, which :class:`reef.chain.devnet.Devnet` implements with its journal. A
+recorder that fails to write makes the block that caused it undone.
+
+Every public method takes one re-entrant lock, so threads (the JSON-RPC server runs requests in
+worker threads) see the EVM one operation at a time.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import rlp
+from eth.chains.base import MiningChain
+from eth.constants import (
+    BLANK_ROOT_HASH,
+    GENESIS_PARENT_HASH,
+    POST_MERGE_DIFFICULTY,
+    POST_MERGE_MIX_HASH,
+    POST_MERGE_NONCE,
+)
+from eth.db.atomic import AtomicDB
+from eth.db.backends.memory import MemoryDB
+from eth.vm.forks.prague import PragueVM
+from eth_account import Account
+from eth_utils.address import to_checksum_address
+from eth_utils.exceptions import ValidationError
+
+from reef.chain.devnet._accounts import DEV_MNEMONIC, DEVNET_CHAIN_ID, DevAccount, dev_accounts
+from reef.chain.devnet._exec import call_on, estimate_on
+from reef.chain.devnet._types import (
+    BLOCK_TAGS,
+    DEFAULT_BALANCE_WEI,
+    GAS_LIMIT,
+    PRIORITY_FEE,
+    BlockSelector,
+    DevnetFault,
+    LogEntry,
+    MinedBlock,
+    TxRequest,
+    rejection,
+)
+from reef.crypto import keccak256
+from reef.errors import ChainError, ConfigError, InputError
+
+__all__ = ["Chain", "Recorder"]
+
+MAX_TIMESTAMP: Final = 2**64 - 1
+"""Block timestamps are 64-bit in Ethereum's header."""
+_BLOB_TX_TYPE: Final = 3
+_RANDAO_DOMAIN: Final = b"reef devnet prevrandao"
+
+
+class Recorder(Protocol):
+    """Where a chain puts what must outlive the process (a journal), entry by entry.
+
+    Entries are JSON objects: ``{"kind": "block", ...}`` for each block mined and
+    ``{"kind": "clock", ...}`` for each change of the clock controls.
+    """
+
+    @property
+    def position(self) -> int:
+        """A mark :meth:`truncate` can go back to (the journal's size)."""
+        ...
+
+    def record(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        """Keep ``entries`` durably before returning.
+
+        Raises:
+            OSError: if they could not be kept (the chain then undoes what they describe).
+        """
+        ...
+
+    def truncate(self, position: int) -> None:
+        """Forget every entry recorded after ``position`` (a snapshot was reverted)."""
+        ...
+
+
+class _DevChain(MiningChain):
+    """py-evm's mining chain at Prague, with a constant gas limit (as eth-tester keeps it)."""
+
+    chain_id = DEVNET_CHAIN_ID
+    vm_configuration: Any = ((0, PragueVM),)
+
+    def create_header_from_parent(self, parent_header: Any, **header_params: Any) -> Any:
+        header_params["gas_limit"] = parent_header.gas_limit
+        return super().create_header_from_parent(parent_header, **header_params)
+
+
+def _chain_class(chain_id: int) -> Any:
+    if chain_id == _DevChain.chain_id:
+        return _DevChain
+    return type("_DevChainWithId", (_DevChain,), {"chain_id": chain_id})
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    number: int
+    offset: int
+    next_timestamp: int | None
+    position: int | None
+    """The recorder's position when the snapshot was taken."""
+
+
+class Chain:
+    """An in-process EVM chain for development: wall-clock blocks, dev accounts, test controls.
+
+    The execution half of :class:`reef.chain.devnet.Devnet` (which adds ``$REEF_HOME``, the
+    journal and reef's contracts); on its own, a chain kept in memory only.
+
+    Args:
+        chain_id: the EIP-155 chain id (hardhat's and anvil's 31337 by default).
+        accounts: how many dev accounts to derive from ``mnemonic`` and fund at genesis.
+        balance_wei: each dev account's genesis balance.
+        mnemonic: the BIP-39 phrase of the dev accounts.
+        clock: the wall clock, in seconds since the epoch (a parameter so tests can move it).
+        genesis_timestamp: the genesis block's timestamp; the clock's now by default.
+
+    Raises:
+        InputError: for an invalid account count, balance or chain id.
+    """
+
+    def __init__(
+        self,
+        *,
+        chain_id: int = DEVNET_CHAIN_ID,
+        accounts: int = 10,
+        balance_wei: int = DEFAULT_BALANCE_WEI,
+        mnemonic: str = DEV_MNEMONIC,
+        clock: Callable[[], float] = time.time,
+        genesis_timestamp: int | None = None,
+    ) -> None:
+        if not 1 <= chain_id < 2**63:
+            raise InputError(f"the chain id must be between 1 and 2**63-1, got {chain_id}")
+        if not 0 <= balance_wei < 2**256:
+            raise InputError("the dev account balance must fit in 256 bits")
+        self._lock = threading.RLock()
+        self._clock = clock
+        self._mnemonic = mnemonic
+        self._balance_wei = balance_wei
+        self._accounts = dev_accounts(accounts, mnemonic=mnemonic)
+        self._keys = {bytes.fromhex(a.address[2:]): a for a in self._accounts}
+        self._offset = 0
+        self._next_timestamp: int | None = None
+        self._snapshots: dict[int, _Snapshot] = {}
+        self._snapshot_counter = 0
+        self._recorder: Recorder | None = None
+
+        self._chain_id = chain_id
+        timestamp = int(clock()) if genesis_timestamp is None else genesis_timestamp
+        params: dict[str, Any] = {
+            "coinbase": b"\x00" * 20,
+            "difficulty": POST_MERGE_DIFFICULTY,
+            "extra_data": b"",
+            "gas_limit": GAS_LIMIT,
+            "mix_hash": POST_MERGE_MIX_HASH,
+            "nonce": POST_MERGE_NONCE,
+            "receipt_root": BLANK_ROOT_HASH,
+            "timestamp": timestamp,
+            "transaction_root": BLANK_ROOT_HASH,
+        }
+        state: dict[bytes, Any] = {
+            address: {"balance": balance_wei, "nonce": 0, "code": b"", "storage": {}}
+            for address in self._keys
+        }
+        self._chain: Any = _chain_class(chain_id).from_genesis(AtomicDB(), params, state)
+        self._index()
+
+    def _index(self) -> None:
+        """(Re)build the block, transaction and log indexes from py-evm's canonical chain."""
+        chain = self._chain
+        self._blocks: list[MinedBlock] = []
+        self._numbers: dict[bytes, int] = {}
+        self._tx_index: dict[bytes, tuple[int, int]] = {}
+        self._logs: list[LogEntry] = []
+        self._log_blocks: list[int] = []
+        head = chain.get_canonical_head()
+        for number in range(int(head.block_number) + 1):
+            block = chain.get_canonical_block_by_number(number)
+            self._record(block, tuple(block.get_receipts(chain.chaindb)))
+        chain.header = chain.create_header_from_parent(head)
+
+    def _adopt_database(self, database: dict[bytes, bytes]) -> None:
+        """Run on a py-evm database restored from a checkpoint instead of the genesis one."""
+        self._chain = _chain_class(self._chain_id)(AtomicDB(MemoryDB(database)))
+        self._index()
+
+    def _database(self) -> dict[bytes, bytes]:
+        """py-evm's whole key-value store (for a checkpoint; the caller holds the lock)."""
+        database: dict[bytes, bytes] = self._chain.chaindb.db.wrapped_db.kv_store
+        return database
+
+    def _genesis_entry(self) -> dict[str, Any]:
+        """What a journal needs to create this chain again: its genesis parameters and hash."""
+        return {
+            "kind": "genesis",
+            "chain_id": self._chain_id,
+            "timestamp": self._blocks[0].timestamp,
+            "accounts": len(self._accounts),
+            "balance_wei": str(self._balance_wei),
+            "mnemonic": self._mnemonic,
+            "hash": "0x" + self._blocks[0].hash.hex(),
+        }
+
+    # ------------------------------------------------------------------------------ metadata
+
+    @property
+    def chain_id(self) -> int:
+        return self._chain_id
+
+    @property
+    def accounts(self) -> tuple[DevAccount, ...]:
+        """The funded dev accounts (their keys are public: dev only)."""
+        return self._accounts
+
+    @property
+    def block_number(self) -> int:
+        # No lock: one len() of a list is atomic, and the RPC server answers this inline.
+        return len(self._blocks) - 1
+
+    @property
+    def head(self) -> MinedBlock:
+        with self._lock:
+            return self._blocks[-1]
+
+    # ---------------------------------------------------------------------------- the clock
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    def next_block_timestamp(self) -> int:
+        """The timestamp the next block would get if it were mined now."""
+        with self._lock:
+            if self._next_timestamp is not None:
+                return self._next_timestamp
+            return max(self._now() + self._offset, self._blocks[-1].timestamp + 1)
+
+    @property
+    def time_offset(self) -> int:
+        """Seconds added to the wall clock by :meth:`increase_time` (and timestamp pins)."""
+        return self._offset
+
+    def increase_time(self, seconds: int) -> int:
+        """Move the chain's clock ``seconds`` ahead; return the total offset from the wall clock.
+
+        The chain's "now" is the later of wall clock + offset and the latest block's timestamp
+        (a burst of blocks can run ahead of the wall clock, a second per block). The next block
+        is stamped at least ``seconds`` after that now, and later blocks keep the new offset.
+        Like hardhat's ``evm_increaseTime``, this mines nothing by itself.
+
+        Raises:
+            InputError: if ``seconds`` is negative (block time cannot run backwards).
+        """
+        if seconds < 0:
+            raise InputError(
+                f"the time increase must be at least 0 seconds, got {seconds}",
+                hint="block timestamps only move forward",
+            )
+        with self._lock:
+            wall = self._now()
+            chain_now = max(wall + self._offset, self._blocks[-1].timestamp)
+            if chain_now + seconds > MAX_TIMESTAMP:
+                raise InputError(
+                    f"increasing the time by {seconds} s would pass the largest block "
+                    f"timestamp Ethereum allows (2**64-1)"
+                )
+            self._offset = chain_now - wall + seconds
+            self._journal_clock()
+            return self._offset
+
+    def set_next_block_timestamp(self, timestamp: int) -> None:
+        """Stamp the next block at ``timestamp``; the clock then continues from there.
+
+        Raises:
+            InputError: if ``timestamp`` is not after the latest block's.
+        """
+        with self._lock:
+            latest = self._blocks[-1].timestamp
+            if timestamp > MAX_TIMESTAMP:
+                raise InputError(
+                    f"the timestamp {timestamp} is past the largest one Ethereum allows (2**64-1)"
+                )
+            if timestamp <= latest:
+                raise InputError(
+                    f"the next block's timestamp {timestamp} must be after the latest "
+                    f"block's ({latest})"
+                )
+            self._next_timestamp = timestamp
+            self._journal_clock()
+
+    def mine(self, timestamp: int | None = None) -> MinedBlock:
+        """Mine one empty block (at ``timestamp`` if given); return it.
+
+        Raises:
+            InputError: if ``timestamp`` is not after the latest block's.
+        """
+        with self._lock:
+            if timestamp is not None:
+                self.set_next_block_timestamp(timestamp)
+            return self._mine_and_record(None, None)
+
+    def snapshot(self) -> int:
+        """Remember the chain's state and clock; return an id for :meth:`revert`."""
+        with self._lock:
+            self._snapshot_counter += 1
+            position = None if self._recorder is None else self._recorder.position
+            self._snapshots[self._snapshot_counter] = _Snapshot(
+                len(self._blocks) - 1, self._offset, self._next_timestamp, position
+            )
+            return self._snapshot_counter
+
+    def revert(self, snapshot_id: int) -> bool:
+        """Go back to snapshot ``snapshot_id``: blocks after it are forgotten, the clock offset
+        restored (the wall clock keeps running). That snapshot and later ones are used up, as
+        in hardhat. Return ``False`` for an unknown or used-up id.
+        """
+        with self._lock:
+            snap = self._snapshots.get(snapshot_id)
+            if snap is None:
+                return False
+            for key in [k for k in self._snapshots if k >= snapshot_id]:
+                del self._snapshots[key]
+            self._rewind(snap.number)
+            self._offset = snap.offset
+            self._next_timestamp = snap.next_timestamp
+            if self._recorder is not None and snap.position is not None:
+                self._recorder.truncate(snap.position)
+            return True
+
+    def _journal_clock(self) -> None:
+        if self._recorder is not None:
+            self._recorder.record(
+                [{"kind": "clock", "offset": self._offset, "next_timestamp": self._next_timestamp}]
+            )
+
+    # ------------------------------------------------------------------------------ mining
+
+    def _decode(self, raw: bytes) -> Any:
+        if not raw:
+            raise DevnetFault("the raw transaction is empty", code=-32602)
+        if raw[0] == _BLOB_TX_TYPE:
+            raise DevnetFault("blob transactions (type 3) are not supported by the reef devnet")
+        try:
+            builder = self._chain.get_vm_class_for_block_number(len(self._blocks))
+            tx = builder.get_transaction_builder().decode(raw)
+        except Exception as exc:
+            # Untrusted bytes into py-evm's decoder, which raises rlp, py-evm, Type and Value
+            # errors alike: every one of them means "not a transaction".
+            raise DevnetFault(f"the raw transaction could not be decoded: {exc!r}") from exc
+        chain_id = tx.chain_id
+        if chain_id is not None and chain_id != self._chain_id:
+            raise DevnetFault(
+                f"invalid chain id for signer: have {chain_id} want {self._chain_id}",
+                hint=f"sign for chain id {self._chain_id}",
+            )
+        try:
+            # Recover the sender now: py-evm would otherwise fail deep inside validation.
+            tx.check_signature_validity()
+            _ = tx.sender
+        except Exception as exc:  # as above: BadSignature, ValidationError, ValueError, ...
+            raise DevnetFault(f"invalid transaction signature: {exc}") from exc
+        if tx.type_id in (2, 4) and tx.max_priority_fee_per_gas > tx.max_fee_per_gas:
+            # EIP-1559 makes this invalid; py-evm does not check it.
+            raise DevnetFault(
+                "max priority fee per gas higher than max fee per gas: "
+                f"tip {tx.max_priority_fee_per_gas}, cap {tx.max_fee_per_gas}"
+            )
+        return tx
+
+    def send_raw_transaction(self, raw: bytes) -> bytes:
+        """Validate ``raw`` (a signed transaction), mine it in its own block, return its hash.
+
+        A transaction that reverts is still mined (status 0), as on any Ethereum node.
+
+        Raises:
+            DevnetFault: if it is malformed, signed for another chain, already known, or
+                invalid (nonce, funds, fees, gas).
+        """
+        with self._lock:
+            tx = self._decode(raw)
+            if bytes(tx.hash) in self._tx_index:
+                raise DevnetFault(f"already known: transaction 0x{bytes(tx.hash).hex()}")
+            self._mine_and_record(tx, raw)
+            return bytes(tx.hash)
+
+    def sign_transaction(self, request: TxRequest) -> bytes:
+        """Fill in a dev account's transaction (nonce, gas, fees, chain id) and sign it.
+
+        Raises:
+            DevnetFault: if the sender is not a dev account, or gas estimation fails.
+            ExecutionReverted: if estimating the gas reverts.
+        """
+        with self._lock:
+            if request.sender is None:
+                raise DevnetFault("the transaction has no 'from'", code=-32602)
+            account = self._keys.get(request.sender)
+            if account is None:
+                raise DevnetFault(
+                    f"unknown account {to_checksum_address(request.sender)}: the devnet signs "
+                    "only for its dev accounts",
+                    hint="sign the transaction yourself and use eth_sendRawTransaction",
+                )
+            if request.chain_id is not None and request.chain_id != self._chain_id:
+                raise DevnetFault(f"chainId {request.chain_id} is not {self._chain_id}")
+            nonce = request.nonce
+            if nonce is None:
+                nonce = self.nonce(request.sender, "latest")
+            gas = request.gas
+            if gas is None:
+                gas = self.estimate_gas(request, "latest")
+            fields: dict[str, Any] = {
+                "chainId": self._chain_id,
+                "nonce": nonce,
+                "gas": gas,
+                "value": request.value,
+                "data": request.data,
+            }
+            if request.to is not None:
+                fields["to"] = to_checksum_address(request.to)
+            legacy = request.type in (0, 1) or (
+                request.type is None
+                and request.gas_price is not None
+                and request.max_fee_per_gas is None
+            )
+            if legacy:
+                fields["gasPrice"] = (
+                    request.gas_price if request.gas_price is not None else self.gas_price()
+                )
+                if request.type == 1 or request.access_list is not None:
+                    fields["accessList"] = _access_list_json(request.access_list or ())
+                    fields["type"] = 1
+            else:
+                tip = request.max_priority_fee_per_gas
+                if tip is None:
+                    tip = PRIORITY_FEE
+                cap = request.max_fee_per_gas
+                if cap is None:
+                    cap = 2 * self.next_base_fee() + tip
+                fields.update(maxFeePerGas=cap, maxPriorityFeePerGas=tip, type=2)
+                fields["accessList"] = _access_list_json(request.access_list or ())
+            signed = Account.sign_transaction(fields, account.private_key)
+            return bytes(signed.raw_transaction)
+
+    def send_transaction(self, request: TxRequest) -> bytes:
+        """Sign ``request`` with its dev account and mine it (``eth_sendTransaction``)."""
+        with self._lock:
+            return self.send_raw_transaction(self.sign_transaction(request))
+
+    def _mine_and_record(self, tx: Any | None, raw: bytes | None) -> MinedBlock:
+        timestamp = self.next_block_timestamp()
+        if timestamp > MAX_TIMESTAMP:
+            raise DevnetFault(
+                "the chain's clock has reached the largest block timestamp (2**64-1)",
+                hint="start over with `reef chain --fresh`",
+            )
+        pinned = self._next_timestamp is not None
+        clock_before = (self._offset, self._next_timestamp)
+        block = self._mine(tx, timestamp)
+        if pinned:
+            # As in hardhat: after a pinned timestamp, time continues from it.
+            self._next_timestamp = None
+            self._offset = timestamp - self._now()
+        if self._recorder is not None:
+            entries: list[dict[str, Any]] = [
+                {
+                    "kind": "block",
+                    "number": block.number,
+                    "timestamp": block.timestamp,
+                    "tx": None if raw is None else "0x" + raw.hex(),
+                    "hash": "0x" + block.hash.hex(),
+                }
+            ]
+            if pinned:
+                entries.append({"kind": "clock", "offset": self._offset, "next_timestamp": None})
+            try:
+                self._recorder.record(entries)
+            except OSError as exc:
+                self._rewind(block.number - 1)
+                self._offset, self._next_timestamp = clock_before
+                raise ChainError(
+                    f"could not write the devnet journal: {exc}",
+                    hint="check the disk under $REEF_HOME; the transaction was not kept",
+                ) from exc
+        return block
+
+    def _replay_block(
+        self, number: int, timestamp: int, raw: bytes | None, block_hash: str
+    ) -> None:
+        """Mine block ``number`` again as a journal recorded it, and check its hash.
+
+        Raises:
+            ConfigError: if the block is out of order or replays to another hash.
+            DevnetFault: if its transaction is refused.
+        """
+        tx = self._decode(raw) if raw else None
+        if number != len(self._blocks):
+            raise ConfigError(f"expected block {len(self._blocks)}, found {number}")
+        block = self._mine(tx, timestamp)
+        if "0x" + block.hash.hex() != block_hash:
+            raise ConfigError(f"block {block.number} replays to a different hash")
+
+    def _mine(self, tx: Any | None, timestamp: int) -> MinedBlock:
+        """Mine a block holding ``tx`` (or nothing) at ``timestamp`` and make it the head.
+
+        One VM builds the whole block: the transaction, the block's tries, then finalisation
+        (state root) and validation, which is what ``MiningChain.apply_transaction`` followed
+        by ``mine_block`` does, without its second VM, second block load and second state
+        persist per block (the same block, byte for byte: journals replay to the same hashes).
+        A failure leaves the chain as it was: only trie nodes, which nothing refers to, were
+        added to the database.
+        """
+        chain = self._chain
+        parent = self._blocks[-1]
+        randao = keccak256(_RANDAO_DOMAIN + parent.hash)
+        header = chain.create_header_from_parent(
+            parent.header, timestamp=timestamp, mix_hash=randao
+        )
+        vm = chain.get_vm(header)
+        transactions: tuple[Any, ...] = ()
+        receipts: tuple[Any, ...] = ()
+        try:
+            filled = header
+            if tx is not None:
+                receipt, _ = vm.apply_transaction(header, tx)
+                filled = vm.add_receipt_to_header(header, receipt)
+                transactions, receipts = (tx,), (receipt,)
+            block = vm.set_block_transactions_and_withdrawals(
+                vm.get_block(), filled, transactions, receipts
+            )
+            block = vm.mine_block(block, mix_hash=randao).block
+        except ValidationError as exc:
+            raise rejection(exc) from exc
+        chain.chaindb.persist_block(block)
+        senders = () if tx is None else (bytes(tx.sender),)
+        return self._record(block, receipts, senders)
+
+    def _record(
+        self, block: Any, receipts: tuple[Any, ...], senders: tuple[bytes, ...] | None = None
+    ) -> MinedBlock:
+        """Add a block that py-evm has made canonical to the devnet's own indexes.
+
+        ``senders`` are its transactions' senders when the caller knows them already (each
+        recovery from a signature costs an elliptic-curve operation).
+        """
+        if senders is None:
+            senders = tuple(bytes(t.sender) for t in block.transactions)
+        number = int(block.number)
+        block_hash = bytes(block.hash)
+        logs: list[tuple[LogEntry, ...]] = []
+        log_index = 0
+        for index, (t, r) in enumerate(zip(block.transactions, receipts, strict=True)):
+            entries = []
+            for log in r.logs:
+                entries.append(
+                    LogEntry(
+                        block_number=number,
+                        block_hash=block_hash,
+                        transaction_hash=bytes(t.hash),
+                        transaction_index=index,
+                        log_index=log_index,
+                        address=bytes(log.address),
+                        topics=tuple(topic.to_bytes(32, "big") for topic in log.topics),
+                        data=bytes(log.data),
+                    )
+                )
+                log_index += 1
+            logs.append(tuple(entries))
+        mined = MinedBlock(
+            block.header,
+            tuple(block.transactions),
+            receipts,
+            senders,
+            len(rlp.encode(block)),
+            tuple(logs),
+        )
+        self._blocks.append(mined)
+        self._numbers[block_hash] = number
+        for index, t in enumerate(block.transactions):
+            self._tx_index[bytes(t.hash)] = (number, index)
+        for block_logs in logs:
+            self._logs.extend(block_logs)
+            self._log_blocks.extend([number] * len(block_logs))
+        return mined
+
+    def _rewind(self, number: int) -> None:
+        """Forget every block after ``number`` and make ``number`` the head again."""
+        removed = self._blocks[number + 1 :]
+        del self._blocks[number + 1 :]
+        for block in removed:
+            self._numbers.pop(block.hash, None)
+            for tx in block.transactions:
+                self._tx_index.pop(bytes(tx.hash), None)
+        cut = bisect.bisect_right(self._log_blocks, number)
+        del self._logs[cut:]
+        del self._log_blocks[cut:]
+        head = self._blocks[-1].header
+        chaindb = self._chain.chaindb
+        # py-evm has no public "set head" operation; this is the one its own reorgs use.
+        chaindb._set_as_canonical_chain_head(chaindb.db, head, GENESIS_PARENT_HASH)
+        self._chain.header = self._chain.create_header_from_parent(head)
+
+    # ----------------------------------------------------------------------- reading blocks
+
+    def block(self, selector: BlockSelector) -> MinedBlock | None:
+        """The block a number, tag or hash names, or ``None`` if there is none (yet)."""
+        with self._lock:
+            if isinstance(selector, bytes):
+                number = self._numbers.get(selector)
+                return None if number is None else self._blocks[number]
+            if isinstance(selector, str):
+                if selector == "earliest":
+                    return self._blocks[0]
+                if selector in BLOCK_TAGS:
+                    return self._blocks[-1]
+                raise DevnetFault(f"unknown block tag {selector!r}", code=-32602)
+            if 0 <= selector < len(self._blocks):
+                return self._blocks[selector]
+            return None
+
+    def _state_block(self, selector: BlockSelector) -> MinedBlock:
+        block = self.block(selector)
+        if block is None:
+            raise DevnetFault(f"header not found: block {_describe(selector)} does not exist")
+        return block
+
+    def transaction(self, tx_hash: bytes) -> tuple[MinedBlock, int] | None:
+        """The block holding ``tx_hash`` and the transaction's index in it."""
+        with self._lock:
+            location = self._tx_index.get(tx_hash)
+            if location is None:
+                return None
+            return self._blocks[location[0]], location[1]
+
+    def logs(
+        self,
+        from_block: int,
+        to_block: int,
+        *,
+        addresses: frozenset[bytes] | None = None,
+        topics: Sequence[frozenset[bytes] | None] = (),
+    ) -> list[LogEntry]:
+        """Logs in blocks ``from_block..to_block`` (inclusive) matching the filter, in order.
+
+        ``topics`` is positional: ``None`` matches anything, a set matches any of its members.
+        """
+        with self._lock:
+            start = bisect.bisect_left(self._log_blocks, from_block)
+            end = bisect.bisect_right(self._log_blocks, to_block)
+            found = []
+            for entry in self._logs[start:end]:
+                if addresses is not None and entry.address not in addresses:
+                    continue
+                if len(topics) > len(entry.topics):
+                    continue
+                if all(
+                    wanted is None or entry.topics[i] in wanted for i, wanted in enumerate(topics)
+                ):
+                    found.append(entry)
+            return found
+
+    # ------------------------------------------------------------------------- reading state
+
+    def _state(self, selector: BlockSelector) -> Any:
+        return self._chain.get_vm(at_header=self._state_block(selector).header).state
+
+    def balance(self, address: bytes, selector: BlockSelector = "latest") -> int:
+        with self._lock:
+            return int(self._state(selector).get_balance(address))
+
+    def nonce(self, address: bytes, selector: BlockSelector = "latest") -> int:
+        with self._lock:
+            return int(self._state(selector).get_nonce(address))
+
+    def code(self, address: bytes, selector: BlockSelector = "latest") -> bytes:
+        with self._lock:
+            return bytes(self._state(selector).get_code(address))
+
+    def storage(self, address: bytes, slot: int, selector: BlockSelector = "latest") -> int:
+        with self._lock:
+            return int(self._state(selector).get_storage(address, slot))
+
+    def next_base_fee(self) -> int:
+        """The base fee per gas of the next block."""
+        with self._lock:
+            header = self._chain.create_header_from_parent(self._blocks[-1].header)
+            return int(header.base_fee_per_gas)
+
+    def gas_price(self) -> int:
+        """A gas price that gets a transaction into the next block: base fee + 1 gwei tip."""
+        return self.next_base_fee() + PRIORITY_FEE
+
+    # ------------------------------------------------------------------- calls and estimates
+
+    def _call_vm(self, selector: BlockSelector) -> Any:
+        """A VM to run calls in.
+
+        For a tag (``latest``, ``pending``, ...) calls run on the latest state in the context of
+        the *next* block as it would be mined now (its number and wall-clock timestamp), as
+        hardhat does, so a time-dependent view agrees with the next transaction. For a block
+        number or hash they run in that block's own context, as geth does. The base fee is 0
+        so calls cost nothing.
+        """
+        block = self._state_block(selector)
+        if isinstance(selector, str) and selector != "earliest":
+            header = self._chain.create_header_from_parent(
+                block.header, timestamp=self.next_block_timestamp()
+            )
+        else:
+            header = block.header
+        return self._chain.get_vm(at_header=header.copy(base_fee_per_gas=0))
+
+    def _call_setup(self, selector: BlockSelector) -> Any:
+        # Only building the VM needs the lock. The execution itself runs on a private state
+        # (journal) over the state root of that block: trie nodes are only ever added, so other
+        # threads may mine, read and revert meanwhile, and reads are not stuck behind a call.
+        with self._lock:
+            vm = self._call_vm(selector)
+            _ = vm.state
+            return vm
+
+    def call(
+        self,
+        request: TxRequest,
+        selector: BlockSelector = "latest",
+        *,
+        gas_cap: int = GAS_LIMIT,
+        timeout_s: float | None = None,
+    ) -> bytes:
+        """Run ``request`` without mining it (``eth_call``); return its output.
+
+        It runs with the request's gas, at most ``gas_cap`` (the block gas limit by default),
+        and for at most ``timeout_s`` seconds of wall time.
+
+        Raises:
+            ExecutionReverted: if it reverts (with the revert data).
+            DevnetFault: if it fails otherwise (out of gas, out of time, invalid opcode, bad
+                nonce/funds).
+        """
+        gas = min(request.gas, gas_cap) if request.gas is not None else gas_cap
+        return call_on(self._call_setup(selector), request, gas, timeout_s=timeout_s)
+
+    def estimate_gas(
+        self,
+        request: TxRequest,
+        selector: BlockSelector = "latest",
+        *,
+        gas_cap: int = GAS_LIMIT,
+        timeout_s: float | None = None,
+    ) -> int:
+        """The least gas with which ``request`` succeeds (``eth_estimateGas``), up to the
+        request's gas or ``gas_cap`` (the block gas limit by default), found within
+        ``timeout_s`` seconds of wall time.
+
+        Raises:
+            ExecutionReverted: if it reverts even with the cap.
+            DevnetFault: if it fails with the cap for another reason, or runs out of time.
+        """
+        cap = min(request.gas, gas_cap) if request.gas is not None else gas_cap
+        return estimate_on(self._call_setup(selector), request, cap, timeout_s=timeout_s)
+
+
+def _access_list_json(
+    access_list: Iterable[tuple[bytes, tuple[int, ...]]],
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "address": to_checksum_address(address),
+            "storageKeys": ["0x" + key.to_bytes(32, "big").hex() for key in keys],
+        }
+        for address, keys in access_list
+    ]
+
+
+def _describe(selector: BlockSelector) -> str:
+    if isinstance(selector, bytes):
+        return "0x" + selector.hex()
+    return str(selector)

@@ -1,0 +1,125 @@
+"""Running a transaction without mining it: ``eth_call`` and ``eth_estimateGas`` on py-evm.
+
+Both run on a throwaway copy of the state (a journal snapshot that is always reverted) with a
+spoofed sender and a zero gas price, as eth-tester and geth do. Gas estimation runs once with
+the cap, then tries the gas that run consumed (and that plus what the 1/64 rule keeps back for
+calls), then bisects: usually two executions where a plain binary search needs twenty-five. The
+result is the least gas with which the transaction succeeds, checked in the tests by running
+with one gas less.
+
+A time budget bounds the wall time of one call or estimate: py-evm has no hook for it, so the
+state's computation class is replaced, for that one throwaway state, by a subclass whose
+``consume_gas`` (called once per opcode) checks a deadline and aborts with a
+:class:`DevnetFault`, which unwinds py-evm untouched (it only catches its own ``VMError``) and
+reverts the snapshot like any other failure.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from eth.vm.spoof import SpoofTransaction
+from eth_utils.exceptions import ValidationError
+
+from reef.chain.devnet._types import DevnetFault, TxRequest, execution_error, rejection
+
+__all__ = ["call_on", "estimate_on"]
+
+
+def _with_deadline(vm: Any, timeout_s: float | None) -> None:
+    """Make every computation on ``vm``'s state abort after ``timeout_s`` seconds."""
+    if timeout_s is None:
+        return
+    state = vm.state
+    deadline = time.monotonic() + timeout_s
+    base = state.computation_class
+    clock = time.monotonic
+
+    def consume_gas(computation: Any, amount: int, reason: str) -> None:
+        if clock() > deadline:
+            raise DevnetFault(f"execution aborted (timeout = {timeout_s:g}s)")
+        base.consume_gas(computation, amount, reason)
+
+    # An instance attribute: only this state (built for this one call) runs the timed class.
+    state.computation_class = type("TimedComputation", (base,), {"consume_gas": consume_gas})
+
+
+def _run(vm: Any, request: TxRequest, gas: int) -> Any:
+    """Execute ``request`` with ``gas`` on ``vm``'s state and undo it; return the computation.
+
+    Raises:
+        ValidationError: if the transaction is invalid (nonce, funds, intrinsic gas).
+    """
+    sender = request.sender or b"\x00" * 20
+    state = vm.state
+    unsigned = vm.create_unsigned_transaction(
+        nonce=int(state.get_nonce(sender)),
+        gas_price=0,
+        gas=gas,
+        to=request.to or b"",
+        value=request.value,
+        data=request.data,
+    )
+    snapshot = state.snapshot()
+    try:
+        return state.apply_transaction(SpoofTransaction(unsigned, from_=sender))
+    finally:
+        state.revert(snapshot)
+
+
+def _succeeds(vm: Any, request: TxRequest, gas: int) -> bool:
+    try:
+        return not _run(vm, request, gas).is_error
+    except ValidationError:
+        return False
+
+
+def _run_or_fault(vm: Any, request: TxRequest, gas: int) -> Any:
+    """Like :func:`_run`, but a refusal or a failed execution raises a :class:`DevnetFault`."""
+    try:
+        computation = _run(vm, request, gas)
+    except ValidationError as exc:
+        raise rejection(exc) from exc
+    if computation.is_error:
+        raise execution_error(computation.error, bytes(computation.output), gas)
+    return computation
+
+
+def call_on(vm: Any, request: TxRequest, gas: int, *, timeout_s: float | None = None) -> bytes:
+    """Run ``request`` with ``gas`` on ``vm`` within ``timeout_s`` seconds; return its output.
+
+    Raises:
+        ExecutionReverted: if it reverts (with the revert data).
+        DevnetFault: if it fails otherwise (out of gas, out of time, invalid opcode, bad
+            nonce/funds).
+    """
+    _with_deadline(vm, timeout_s)
+    return bytes(_run_or_fault(vm, request, gas).output)
+
+
+def estimate_on(vm: Any, request: TxRequest, cap: int, *, timeout_s: float | None = None) -> int:
+    """The least gas up to ``cap`` with which ``request`` succeeds on ``vm``, found within
+    ``timeout_s`` seconds.
+
+    Raises:
+        ExecutionReverted: if it reverts even with the cap.
+        DevnetFault: if it fails with the cap for another reason, or runs out of time.
+    """
+    _with_deadline(vm, timeout_s)
+    first = _run_or_fault(vm, request, cap)
+    used = cap - int(first.get_gas_remaining())
+    low, high = used - 1, cap  # invariant: low is not enough, high is
+    for candidate in (used, used + used // 63 + 2300):
+        if low < candidate < high:
+            if _succeeds(vm, request, candidate):
+                high = candidate
+                break
+            low = candidate
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _succeeds(vm, request, middle):
+            high = middle
+        else:
+            low = middle
+    return high

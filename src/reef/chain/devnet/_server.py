@@ -1,0 +1,411 @@
+"""The devnet's JSON-RPC endpoint over HTTP: a Starlette app served on reef's serving floor.
+
+``POST /`` takes a JSON-RPC request or batch, as geth, hardhat and anvil do, so web3.py's
+``HTTPProvider``, ethers' ``JsonRpcProvider`` and wallets connect to ``http://127.0.0.1:8545``
+unchanged. The floor (:mod:`reef._serve`) binds the socket (so a port in use is a clear
+:class:`ChainError` and port 0 picks a free port), refuses bodies over 5 MiB with 413 (the body a
+JSON-RPC error), and caps headers, slow clients and connections per peer.
+
+EVM work runs in worker threads so the event loop keeps serving, in two pools: requests that may
+run the EVM (``eth_call``, ``eth_estimateGas``, transactions, test controls) share a few threads,
+while reads (balances, blocks, receipts, logs) have their own, so a client sending slow calls can
+delay other slow calls but never a read. The devnet holds its lock only while it builds a call's
+state, not while the call runs.
+
+CORS: browsers may call from loopback origins (``http://localhost:3000``, ``http://127.0.0.1:5173``
+...), as from a dapp served on another local port, and from origins listed in ``cors_origins``
+(``"*"`` allows every origin); others get no CORS headers, so a web page elsewhere cannot use the
+unlocked dev accounts. The endpoint binds to loopback by default and only holds development keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import socket
+import threading
+from collections.abc import Sequence
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import anyio.to_thread
+from anyio import CapacityLimiter
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reef._serve import Limits, Server, bind, url_of
+from reef.chain.devnet._devnet import Devnet
+from reef.chain.devnet._rpc import (
+    CALL_TIMEOUT_S,
+    INVALID_REQUEST,
+    DevnetRpc,
+    encode_response,
+    parse_json,
+)
+from reef.chain.devnet._types import GAS_LIMIT, DevnetFault
+from reef.errors import ChainError
+
+__all__ = [
+    "DevnetServer",
+    "DevnetThread",
+    "devnet_app",
+    "serve_devnet",
+    "serve_devnet_in_thread",
+]
+
+_log = logging.getLogger("reef.chain.devnet")
+
+DEFAULT_PORT: Final = 8545
+MAX_BODY: Final = 5 * 1024 * 1024
+EVM_THREADS: Final = 4
+"""Worker threads for requests that may run the EVM; reads have anyio's default pool."""
+_EVM_METHODS: Final = frozenset(
+    {
+        "eth_call",
+        "eth_estimateGas",
+        "eth_sendTransaction",
+        "eth_sendRawTransaction",
+        "eth_signTransaction",
+        "evm_mine",
+        "evm_revert",
+        "evm_snapshot",
+    }
+)
+_PORT_HINT: Final = "stop what uses it (another `reef chain`, hardhat, anvil?) or pick --port"
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks += chunk
+        if len(chunks) > limit:
+            raise _TooLarge
+    return bytes(chunks)
+
+
+def _rpc_error(code: int, message: str, status: int) -> JSONResponse:
+    body = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
+    return JSONResponse(body, status_code=status)
+
+
+def rpc_refusal(status: int, reason: str) -> bytes:
+    """The body of the floor's refusals (413, 431, 408) as a JSON-RPC error, which JSON-RPC
+    clients can show."""
+    error = {"code": INVALID_REQUEST, "message": reason}
+    return json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode()
+
+
+def _loopback_origin(origin: str) -> bool:
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    if parts.hostname == "localhost" or parts.hostname.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return False
+
+
+class _LoopbackCors:
+    """CORS for loopback origins and the configured ones; nothing for any other origin.
+
+    The allowed origin is answered ``*`` (the endpoint uses no cookies or credentials), with
+    ``Vary: Origin`` so a cache never hands that answer to another origin.
+    """
+
+    def __init__(self, app: ASGIApp, origins: Sequence[str]) -> None:
+        self.app = app
+        self.origins = frozenset(origin.rstrip("/") for origin in origins)
+
+    def _allowed(self, origin: str) -> bool:
+        return "*" in self.origins or origin in self.origins or _loopback_origin(origin)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        origin = headers.get(b"origin", b"").decode("latin-1")
+        allowed = bool(origin) and self._allowed(origin)
+        if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
+            extra = [(b"vary", b"Origin")]
+            if allowed:
+                requested = headers.get(b"access-control-request-headers", b"content-type")
+                extra += [
+                    (b"access-control-allow-origin", b"*"),
+                    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+                    (b"access-control-allow-headers", requested),
+                    (b"access-control-max-age", b"600"),
+                ]
+            status = 200 if allowed else 400
+            body = b"OK" if allowed else b"origin not allowed"
+            extra.append((b"content-length", str(len(body)).encode()))
+            await send({"type": "http.response.start", "status": status, "headers": extra})
+            await send({"type": "http.response.body", "body": body})
+            return
+
+        async def with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(b"vary", b"Origin")]
+                if allowed:
+                    extra.append((b"access-control-allow-origin", b"*"))
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_cors)
+
+
+def _needs_evm(payload: Any) -> bool:
+    requests = payload if isinstance(payload, list) else [payload]
+    return any(isinstance(r, dict) and r.get("method") in _EVM_METHODS for r in requests)
+
+
+def devnet_app(
+    devnet: Devnet,
+    *,
+    max_body: int = MAX_BODY,
+    cors_origins: Sequence[str] = (),
+    call_gas_cap: int = GAS_LIMIT,
+    call_timeout_s: float | None = CALL_TIMEOUT_S,
+) -> Starlette:
+    """The ASGI app answering Ethereum JSON-RPC for ``devnet`` at ``POST /``.
+
+    Args:
+        max_body: request bytes accepted (413 beyond).
+        cors_origins: browser origins allowed besides loopback ones (``"*"``: all).
+        call_gas_cap: most gas an ``eth_call`` / ``eth_estimateGas`` runs with.
+        call_timeout_s: wall-time budget of one ``eth_call`` / ``eth_estimateGas``.
+    """
+    rpc = DevnetRpc(devnet, call_gas_cap=call_gas_cap, call_timeout_s=call_timeout_s)
+    evm_threads = CapacityLimiter(EVM_THREADS)
+
+    async def endpoint(request: Request) -> Response:
+        if request.method != "POST":
+            return _rpc_error(
+                INVALID_REQUEST, "send JSON-RPC requests with POST (this is an Ethereum node)", 405
+            )
+        try:
+            body = await _read_body(request, max_body)
+        except _TooLarge:
+            return _rpc_error(INVALID_REQUEST, f"request body over {max_body} bytes", 413)
+        try:
+            # A large body takes a moment to scan and parse: off the event loop.
+            payload = parse_json(body) if len(body) < 65536 else await _parse_off_loop(body)
+        except DevnetFault as fault:
+            answer = encode_response(
+                {"jsonrpc": "2.0", "id": None, "error": {"code": fault.code, "message": str(fault)}}
+            )
+        else:
+            if DevnetRpc.is_light(payload):
+                answer = rpc.answer(payload)
+            elif _needs_evm(payload):
+                answer = await anyio.to_thread.run_sync(rpc.answer, payload, limiter=evm_threads)
+            else:
+                answer = await anyio.to_thread.run_sync(rpc.answer, payload)
+        if answer is None:
+            return Response(status_code=204)
+        return Response(answer, media_type="application/json")
+
+    app = Starlette(routes=[Route("/", endpoint, methods=["GET", "POST"])])
+    app.add_middleware(_LoopbackCors, origins=tuple(cors_origins))
+    app.reef_refusal = rpc_refusal  # type: ignore[attr-defined]  # read by reef._serve
+    return app
+
+
+async def _parse_off_loop(body: bytes) -> Any:
+    return await anyio.to_thread.run_sync(parse_json, body)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    return bind(host, port, what="devnet", error=ChainError, hint=_PORT_HINT)
+
+
+class DevnetServer:
+    """A devnet served over HTTP in the current event loop (on :class:`reef._serve.Server`).
+    An async context manager; :meth:`close` stops it. It installs no signal handlers."""
+
+    def __init__(
+        self,
+        devnet: Devnet,
+        sock: socket.socket,
+        log_level: str,
+        *,
+        limits: Limits | None = None,
+        cors_origins: Sequence[str] = (),
+        call_gas_cap: int = GAS_LIMIT,
+        call_timeout_s: float | None = CALL_TIMEOUT_S,
+    ) -> None:
+        self._devnet = devnet
+        self.url = url_of(sock)
+        """``http://host:port`` of the endpoint."""
+        self.port: int = sock.getsockname()[1]
+        app = devnet_app(
+            devnet,
+            cors_origins=cors_origins,
+            call_gas_cap=call_gas_cap,
+            call_timeout_s=call_timeout_s,
+        )
+        self._server = Server(
+            app,
+            sock,
+            what="devnet JSON-RPC endpoint",
+            limits=limits or Limits(max_body=MAX_BODY, idle_timeout=30),
+            log_level=log_level,
+        )
+
+    @property
+    def devnet(self) -> Devnet:
+        return self._devnet
+
+    async def _start(self) -> None:
+        try:
+            await self._server.start()
+        except ChainError:
+            raise
+        except Exception as exc:
+            raise ChainError(f"the devnet's HTTP server did not start on {self.url}") from exc
+        self._devnet.record_endpoint(self.url)
+
+    async def wait(self) -> None:
+        """Wait until the server stops (after :meth:`close`, or if uvicorn fails)."""
+        await self._server.wait()
+
+    async def close(self) -> None:
+        """Stop serving (the devnet itself stays open)."""
+        await self._server.aclose()
+        with contextlib.suppress(ChainError, OSError):
+            self._devnet.record_endpoint(None)
+
+    aclose = close
+
+    async def __aenter__(self) -> DevnetServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def serve_devnet(
+    devnet: Devnet,
+    *,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    log_level: str = "warning",
+    cors_origins: Sequence[str] = (),
+    call_gas_cap: int = GAS_LIMIT,
+    call_timeout_s: float | None = CALL_TIMEOUT_S,
+) -> DevnetServer:
+    """Serve ``devnet`` over HTTP JSON-RPC on ``host:port`` (0 picks a free port).
+
+    Returns once the server accepts connections; its ``url`` says where.
+
+    Args:
+        cors_origins: browser origins allowed besides loopback ones (``"*"``: all).
+        call_gas_cap: most gas an ``eth_call`` / ``eth_estimateGas`` runs with.
+        call_timeout_s: wall-time budget of one ``eth_call`` / ``eth_estimateGas``.
+
+    Raises:
+        ChainError: if the port is in use or cannot be bound.
+        InputError: for an invalid port or host.
+    """
+    server = DevnetServer(
+        devnet,
+        _bind(host, port),
+        log_level,
+        cors_origins=cors_origins,
+        call_gas_cap=call_gas_cap,
+        call_timeout_s=call_timeout_s,
+    )
+    await server._start()
+    return server
+
+
+class DevnetThread:
+    """A devnet served on its own event loop in a background thread, for synchronous code
+    (scripts, tests, benchmarks). A context manager; :meth:`close` stops it."""
+
+    def __init__(self, devnet: Devnet, sock: socket.socket, log_level: str) -> None:
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._error: BaseException | None = None
+        self._server: DevnetServer | None = None
+        self._devnet = devnet
+        self._sock = sock
+        self._log_level = log_level
+        self.url = url_of(sock)
+        self.port: int = sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._run, name="reef-devnet-rpc", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            self._server = DevnetServer(self._devnet, self._sock, self._log_level)
+            await self._server._start()
+        except BaseException as exc:
+            self._error = exc
+            self._sock.close()
+            self._ready.set()
+            return
+        self._ready.set()
+        await self._stop.wait()
+        await self._server.close()
+
+    def start(self) -> DevnetThread:
+        self._thread.start()
+        if not self._ready.wait(timeout=30):
+            self.close()
+            raise ChainError(f"the devnet's HTTP server did not start on {self.url} in 30 s")
+        if self._error is not None:
+            raise ChainError(f"the devnet's HTTP server did not start: {self._error}")
+        return self
+
+    def close(self) -> None:
+        """Stop serving and join the thread."""
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stop.set)
+        self._thread.join(timeout=30)
+
+    def __enter__(self) -> DevnetThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def serve_devnet_in_thread(
+    devnet: Devnet,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    log_level: str = "warning",
+) -> DevnetThread:
+    """Serve ``devnet`` from a background thread (port 0, a free port, by default).
+
+    Raises:
+        ChainError: if the port is in use or the server does not start.
+    """
+    return DevnetThread(devnet, _bind(host, port), log_level).start()

@@ -1,0 +1,369 @@
+"""What the devnet keeps under ``$REEF_HOME/chain``: its journal, its lock and ``devnet.json``.
+
+Persistence is a **journal** rather than a database dump: every block the devnet mines is one
+JSON line (its timestamp, the raw signed transaction it holds, if any, and its hash), and every
+change to the clock controls and the deployment of reef's contracts is a line too. On start the journal is replayed through the same
+EVM, which rebuilds exactly the same chain (same block hashes; the replay checks them), so the
+format does not depend on py-evm's internal database layout. Lines are flushed and fsynced
+before the RPC call that caused them returns, so an acknowledged transaction survives a crash.
+A snapshot revert truncates the journal back to where the snapshot was taken.
+
+``devnet.json`` is the devnet's public face for other processes and for ``reef chain info``:
+chain id, dev accounts (keys marked dev-only), deployed contract addresses and the RPC endpoint.
+It is rewritten atomically (write to a temporary file, then rename).
+
+A **checkpoint** saves the start-up replay: when the devnet closes (and after a long replay) it
+writes py-evm's whole key-value store to ``checkpoint.bin`` with the journal position it
+reflects. On start, a checkpoint whose position and head hash match the journal is loaded and
+only the journal's later entries are replayed; a missing, damaged or stale checkpoint falls back
+to replaying the whole journal, which stays the record.
+
+A lock file (``fcntl.flock``) keeps two devnets from writing one journal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from reef.chain._deploy import Deployment
+from reef.chain.devnet._accounts import DEV_KEYS_WARNING, DevAccount
+from reef.errors import ChainError, ConfigError
+from reef.home import ReefHome, replace_file
+
+__all__ = [
+    "DevnetInfo",
+    "read_devnet_info",
+]
+
+JOURNAL_FORMAT = 1
+JOURNAL_NAME = "journal.jsonl"
+CHECKPOINT_FORMAT = 1
+CHECKPOINT_NAME = "checkpoint.bin"
+INFO_NAME = "devnet.json"
+LOCK_NAME = "devnet.lock"
+
+_FRESH_HINT = "start over with `reef chain --fresh` (this deletes the devnet's state)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DevnetInfo:
+    """The contents of ``$REEF_HOME/chain/devnet.json``: how to reach and use the devnet."""
+
+    chain_id: int
+    accounts: tuple[DevAccount, ...]
+    genesis_timestamp: int
+    rate_lock_s: int | None = None
+    """The market's rate lock wait time, once contracts are deployed."""
+    deployment: Deployment | None = None
+    """reef's contracts on the devnet, once deployed."""
+    rpc_url: str | None = None
+    """The JSON-RPC endpoint of the last ``serve_devnet`` on this home (it may have stopped)."""
+    blocks: int = 0
+    """Blocks mined after genesis when this file was last written."""
+
+    def probe(self, *, timeout: float = 1.0) -> int | None:
+        """The block number of the devnet at :attr:`rpc_url`, or ``None`` if nothing answers
+        there with this chain id (stopped, or another node took the port)."""
+        import httpx
+
+        if not self.rpc_url:
+            return None
+        batch = [
+            {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []},
+            {"jsonrpc": "2.0", "id": 2, "method": "eth_blockNumber", "params": []},
+        ]
+        try:
+            response = httpx.post(self.rpc_url, json=batch, timeout=timeout)
+            answers = {item["id"]: item["result"] for item in response.json()}
+            if int(answers[1], 16) != self.chain_id:
+                return None
+            return int(answers[2], 16)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.chain_id,
+            "rpc_url": self.rpc_url,
+            "genesis_timestamp": self.genesis_timestamp,
+            "blocks": self.blocks,
+            "rate_lock_s": self.rate_lock_s,
+            "deployment": None if self.deployment is None else self.deployment.to_json(),
+            "accounts_warning": DEV_KEYS_WARNING,
+            "accounts": [account.to_json() for account in self.accounts],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DevnetInfo:
+        """Parse the JSON written by :meth:`to_json`.
+
+        Raises:
+            ConfigError: naming the field that is missing or malformed.
+        """
+        try:
+            accounts = tuple(
+                DevAccount(
+                    index=int(item["index"]),
+                    address=str(item["address"]),
+                    private_key=bytes.fromhex(str(item["private_key"]).removeprefix("0x")),
+                )
+                for item in data["accounts"]
+            )
+            deployment = data.get("deployment")
+            rate_lock = data.get("rate_lock_s")
+            return cls(
+                chain_id=int(data["chain_id"]),
+                accounts=accounts,
+                genesis_timestamp=int(data["genesis_timestamp"]),
+                rate_lock_s=None if rate_lock is None else int(rate_lock),
+                deployment=None if deployment is None else Deployment.from_json(deployment),
+                rpc_url=data.get("rpc_url") or None,
+                blocks=int(data.get("blocks", 0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"{INFO_NAME} is not a valid devnet description ({type(exc).__name__}: {exc})",
+                hint=_FRESH_HINT,
+            ) from exc
+
+
+def read_devnet_info(home: ReefHome) -> DevnetInfo:
+    """Read ``$REEF_HOME/chain/devnet.json``.
+
+    Raises:
+        ConfigError: if no devnet was ever started on this home, or the file is invalid.
+    """
+    path = home.chain / INFO_NAME
+    try:
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"no devnet has been started in {home.root} ({path} does not exist)",
+            hint="start one with `reef chain` (or `reef up`)",
+        ) from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}", hint=_FRESH_HINT) from exc
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path} does not hold a JSON object", hint=_FRESH_HINT)
+    return DevnetInfo.from_json(data)
+
+
+def write_devnet_info(home: ReefHome, info: DevnetInfo) -> None:
+    """Replace ``devnet.json`` atomically (owner-only: it lists private keys, even dev ones)."""
+    text = json.dumps(info.to_json(), indent=2) + "\n"
+    replace_file(home.path("chain", INFO_NAME), text.encode(), durable=True)
+
+
+class DevnetLock:
+    """An exclusive lock on ``$REEF_HOME/chain``, held while a devnet uses its journal."""
+
+    def __init__(self, home: ReefHome) -> None:
+        self._path = home.path("chain", LOCK_NAME)
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        """Take the lock.
+
+        Raises:
+            ChainError: if another devnet holds it.
+        """
+        handle = open(self._path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise ChainError(
+                f"the devnet state in {self._path.parent} is in use by {owner}",
+                hint="stop that devnet first, or give this one its own REEF_HOME",
+            ) from exc
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.seek(0)
+                self._handle.truncate()
+            self._handle.close()  # closing the descriptor releases the flock
+            self._handle = None
+
+
+class Journal:
+    """An append-only JSON-lines journal, fsynced per entry, truncatable to an earlier position."""
+
+    def __init__(self, path: Path, handle: IO[bytes], *, durable: bool = True) -> None:
+        self._path = path
+        self._handle = handle
+        self._durable = durable
+
+    @classmethod
+    def create(cls, path: Path, header: Mapping[str, Any], *, durable: bool = True) -> Journal:
+        """Start a new journal at ``path`` (replacing any old one) with ``header`` as line 1."""
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        journal = cls(path, os.fdopen(fd, "r+b"), durable=durable)
+        journal.append(header)
+        return journal
+
+    @classmethod
+    def open(
+        cls, path: Path, *, durable: bool = True
+    ) -> tuple[Journal, list[dict[str, Any]], list[int]]:
+        """Open an existing journal; return it, its entries, and the byte offset where each
+        entry ends (what :attr:`position` was after writing it).
+
+        A last line cut short by a crash (no newline) is dropped and cut from the file, so the
+        journal ends at the last entry that was completely written.
+
+        Raises:
+            ConfigError: if a complete line is not a JSON object, or the format is unknown.
+        """
+        fd = os.open(path, os.O_RDWR)
+        handle = os.fdopen(fd, "r+b")
+        try:
+            entries, ends = cls._read(path, handle)
+        except BaseException:
+            handle.close()
+            raise
+        handle.seek(0, os.SEEK_END)
+        return cls(path, handle, durable=durable), entries, ends
+
+    @staticmethod
+    def _read(path: Path, handle: IO[bytes]) -> tuple[list[dict[str, Any]], list[int]]:
+        """The entries of the journal open as ``handle`` and where each ends; a last line cut
+        short is cut from the file (see :meth:`open`)."""
+        data = handle.read()
+        end = data.rfind(b"\n") + 1
+        if end != len(data):
+            handle.seek(end)
+            handle.truncate()
+        entries: list[dict[str, Any]] = []
+        ends: list[int] = []
+        offset = 0
+        for number, line in enumerate(data[:end].splitlines(), 1):
+            offset += len(line) + 1
+            ends.append(offset)
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(
+                    f"the devnet journal {path} is corrupt at line {number}: {exc}",
+                    hint=_FRESH_HINT,
+                ) from exc
+            if not isinstance(entry, dict):
+                raise ConfigError(
+                    f"the devnet journal {path} is corrupt at line {number} (not an object)",
+                    hint=_FRESH_HINT,
+                )
+            entries.append(entry)
+        if not entries or entries[0].get("kind") != "genesis":
+            raise ConfigError(f"the devnet journal {path} has no genesis entry", hint=_FRESH_HINT)
+        if entries[0].get("format") != JOURNAL_FORMAT:
+            raise ConfigError(
+                f"the devnet journal {path} has format {entries[0].get('format')!r}, "
+                f"this reef reads format {JOURNAL_FORMAT}",
+                hint=_FRESH_HINT,
+            )
+        return entries, ends
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def position(self) -> int:
+        """The journal's length in bytes: a mark to :meth:`truncate` back to."""
+        return self._handle.tell()
+
+    def append(self, entry: Mapping[str, Any]) -> None:
+        line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+        self._handle.write(line)
+        self._handle.flush()
+        if self._durable:
+            os.fsync(self._handle.fileno())
+
+    def extend(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        for entry in entries:
+            self.append(entry)
+
+    def truncate(self, position: int) -> None:
+        """Forget every entry written after ``position`` (a value of :attr:`position`)."""
+        self._handle.seek(position)
+        self._handle.truncate()
+        self._handle.flush()
+        if self._durable:
+            os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def write_checkpoint(
+    path: Path, header: Mapping[str, Any], database: Mapping[bytes, bytes]
+) -> None:
+    """Write py-evm's key-value store and ``header`` to ``path`` atomically.
+
+    The file is one JSON line (``header`` plus the format, payload size and SHA-256), then the
+    pairs as ``len(key) key len(value) value`` with 4-byte big-endian lengths.
+    """
+    payload = b"".join(
+        len(key).to_bytes(4, "big") + key + len(value).to_bytes(4, "big") + value
+        for key, value in database.items()
+    )
+    described = {
+        **header,
+        "format": CHECKPOINT_FORMAT,
+        "payload_bytes": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+    }
+    header_line = json.dumps(described, separators=(",", ":")).encode() + b"\n"
+    replace_file(path, header_line + payload, durable=True)
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[bytes, bytes]] | None:
+    """The header and key-value store of a checkpoint, or ``None`` if there is none or it is
+    damaged (a checkpoint only saves time: the journal is the record)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    newline = data.find(b"\n")
+    if newline < 0:
+        return None
+    try:
+        header = json.loads(data[:newline])
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    payload = memoryview(data)[newline + 1 :]
+    if (
+        not isinstance(header, dict)
+        or header.get("format") != CHECKPOINT_FORMAT
+        or header.get("payload_bytes") != len(payload)
+        or header.get("sha256") != hashlib.sha256(payload).hexdigest()
+    ):
+        return None
+    database: dict[bytes, bytes] = {}
+    at = 0
+    while at < len(payload):
+        size = int.from_bytes(payload[at : at + 4], "big")
+        key = bytes(payload[at + 4 : at + 4 + size])
+        at += 4 + size
+        size = int.from_bytes(payload[at : at + 4], "big")
+        database[key] = bytes(payload[at + 4 : at + 4 + size])
+        at += 4 + size
+    return header, database

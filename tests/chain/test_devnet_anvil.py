@@ -1,0 +1,112 @@
+"""reef's contracts on an anvil node (``AnvilChain``, ``reef up --chain anvil``): started from
+npm's ``@foundry-rs/anvil`` (tests/js), deployed with reef's deploy code, kept across restarts
+in anvil's own state file, described in ``devnet.json`` like the embedded devnet."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reef.chain import Devnet, MarketClient, TokenClient, read_devnet_info
+from reef.chain.devnet import AnvilChain
+from reef.chain.devnet._anvil import find_anvil
+from reef.errors import ChainError, ConfigError
+from reef.home import ReefHome
+
+try:
+    find_anvil()
+except ConfigError:  # pragma: no cover - tests/js is installed wherever the suite runs
+    pytest.skip("anvil is not installed (cd tests/js && npm install)", allow_module_level=True)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> ReefHome:
+    return ReefHome(tmp_path / "home").ensure()
+
+
+@pytest.fixture
+def chain(home: ReefHome) -> Iterator[AnvilChain]:
+    with AnvilChain.open(home, port=0, rate_lock_s=60) as opened:
+        yield opened
+
+
+def test_a_new_chain_has_reefs_contracts_and_funded_accounts(
+    chain: AnvilChain, home: ReefHome
+) -> None:
+    deployment = chain.deployment
+    assert deployment is not None
+    w3 = chain.web3()
+    assert w3.eth.chain_id == 31337
+    # The same dev accounts as the embedded devnet, with ETH and test tokens.
+    assert [a.address for a in chain.accounts] == [a.address for a in Devnet().accounts]
+    token = TokenClient(w3, deployment.token)
+    assert token.balance(chain.accounts[5].address) > 0
+    market = MarketClient(w3, deployment.market)
+    assert market.lock_wait_time() == 60
+    info = read_devnet_info(home)
+    assert info.rpc_url == chain.url
+    assert info.deployment == deployment
+    assert info.rate_lock_s == 60
+
+
+def test_state_and_deployment_survive_a_restart(home: ReefHome) -> None:
+    with AnvilChain.open(home, port=0, rate_lock_s=60) as first:
+        deployment = first.deployment
+        account = first.accounts[4].local_account
+        assert deployment is not None
+        TokenClient(first.web3(), deployment.token, account=account).transfer("0x" + "22" * 20, 7)
+        blocks = first.block_number
+    assert read_devnet_info(home).rpc_url is None  # stopped
+    with AnvilChain.open(home, port=0) as second:
+        assert second.deployment == deployment
+        assert second.rate_lock_s == 60
+        assert second.block_number == blocks
+        assert TokenClient(second.web3(), deployment.token).balance("0x" + "22" * 20) == 7
+    with AnvilChain.open(home, port=0, fresh=True) as fresh:
+        assert fresh.deployment is not None
+        assert TokenClient(fresh.web3(), fresh.deployment.token).balance("0x" + "22" * 20) == 0
+
+
+def test_a_different_rate_lock_for_a_kept_chain_is_refused(home: ReefHome) -> None:
+    AnvilChain.open(home, port=0, rate_lock_s=60).close()
+    with pytest.raises(ConfigError, match="rate lock of 60 s, not 5 s"):
+        AnvilChain.open(home, port=0, rate_lock_s=5)
+    with AnvilChain.open(home, port=0):  # the lock was released after the refusal
+        pass
+
+
+def test_one_chain_per_home(chain: AnvilChain, home: ReefHome) -> None:
+    with pytest.raises(ChainError, match="in use"):
+        Devnet.open(home)
+
+
+def test_test_controls_move_anvils_clock(chain: AnvilChain) -> None:
+    w3 = chain.web3()
+    before = w3.eth.get_block("latest")["timestamp"]
+    chain.increase_time(3600)
+    chain.mine()
+    assert w3.eth.get_block("latest")["timestamp"] >= before + 3600
+    snapshot = chain.snapshot()
+    chain.mine()
+    assert chain.revert(snapshot)
+    chain.set_next_block_timestamp(before + 10_000)
+    chain.mine()
+    assert w3.eth.get_block("latest")["timestamp"] == before + 10_000
+
+
+def test_a_missing_binary_says_how_to_install_it(
+    home: ReefHome, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("REEF_ANVIL", str(tmp_path / "no-anvil"))
+    with pytest.raises(ConfigError, match="no anvil binary") as caught:
+        AnvilChain.open(home, port=0)
+    assert "npm" in (caught.value.hint or "")
+
+
+def test_a_port_in_use_is_a_clear_error(chain: AnvilChain, home: ReefHome, tmp_path: Path) -> None:
+    port = int(chain.url.rsplit(":", 1)[1])
+    other = ReefHome(tmp_path / "other").ensure()
+    with pytest.raises(ChainError, match="anvil exited"):
+        AnvilChain.open(other, port=port)
