@@ -1,0 +1,304 @@
+"""A pure-Python model of ``ProofMarket.vy``: the same rules, reasons and token movements.
+
+Used by the stateful property test (random sequences of operations against the contract and
+this model must agree on every outcome and balance, and conserve tokens) and as the executable
+statement of the rules: every method either raises :class:`~reef.errors.ProofError` with the
+contract's exact revert reason or applies the same change. Time is a parameter (``now``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from reef.errors import ProofError
+from reef.proofs._reasons import ProofRevert
+from reef.proofs._types import AskState, MarketKind, SkipReason
+
+__all__ = ["LEAVE_DELAY", "ModelAsk", "ModelOffer", "ModelProver", "ProofMarketModel"]
+
+LEAVE_DELAY = 60
+"""Seconds between ``requestLeave`` and ``leaveMarket`` (the contract's constant)."""
+
+
+def _require(condition: bool, reason: ProofRevert) -> None:
+    if not condition:
+        raise ProofError(str(reason))
+
+
+@dataclass
+class ModelMarket:
+    kind: MarketKind
+    creator: str
+    penalty: int
+    ivs: str
+    n_inputs: int
+    signers: set[str] = field(default_factory=set)
+
+
+@dataclass
+class ModelAsk:
+    market_id: int
+    requester: str
+    refund: str
+    reward: int
+    expiry: int
+    proving_time: int
+    inputs: tuple[int, ...]
+    deadline: int = 0
+    prover: str = ""
+    state: AskState = AskState.OPEN
+
+
+@dataclass
+class ModelProver:
+    reward_address: str
+    stake: int
+    compute: int
+    stake_locked: int = 0
+    compute_allocated: int = 0
+    compute_used: int = 0
+    markets: int = 0
+
+
+@dataclass
+class ModelOffer:
+    price: int
+    max_time: int
+    compute: int
+    active: int = 0
+    leave_at: int = 0
+
+
+@dataclass
+class ProofMarketModel:
+    """The market's state; ``balances`` are token balances of everyone, the contract included
+    under the key ``"market"``."""
+
+    balances: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    markets: dict[int, ModelMarket] = field(default_factory=dict)
+    asks: dict[int, ModelAsk] = field(default_factory=dict)
+    provers: dict[str, ModelProver] = field(default_factory=dict)
+    offers: dict[tuple[str, int], ModelOffer] = field(default_factory=dict)
+
+    # ---- tokens ----
+
+    def _move(self, src: str, dst: str, amount: int) -> None:
+        if amount:
+            _require(self.balances[src] >= amount, ProofRevert.TOKEN_TRANSFER)
+            self.balances[src] -= amount
+            self.balances[dst] += amount
+
+    def escrow(self) -> int:
+        """What the contract must hold: open and assigned rewards plus every stake."""
+        rewards = sum(
+            a.reward for a in self.asks.values() if a.state in (AskState.OPEN, AskState.ASSIGNED)
+        )
+        return rewards + sum(p.stake for p in self.provers.values())
+
+    # ---- markets and asks ----
+
+    def create_tee_market(self, creator: str, *, penalty: int, ivs: str, n_inputs: int) -> int:
+        _require(n_inputs <= 32, ProofRevert.TEE_TOO_MANY_INPUTS)
+        market_id = len(self.markets) + 1
+        self.markets[market_id] = ModelMarket(MarketKind.TEE, creator, penalty, ivs, n_inputs)
+        return market_id
+
+    def set_tee_signer(self, sender: str, market_id: int, signer: str, allowed: bool) -> None:
+        market = self.markets.get(market_id)
+        _require(market is not None and market.kind == MarketKind.TEE, ProofRevert.NOT_TEE)
+        assert market is not None
+        _require(sender == market.creator, ProofRevert.ONLY_CREATOR_SIGNERS)
+        (market.signers.add if allowed else market.signers.discard)(signer)
+
+    def state(self, ask_id: int, now: int) -> AskState:
+        ask = self.asks.get(ask_id)
+        if ask is None:
+            return AskState.NULL
+        if ask.state == AskState.OPEN and now >= ask.expiry:
+            return AskState.UNASSIGNED
+        if ask.state == AskState.ASSIGNED and now > ask.deadline:
+            return AskState.DEADLINE_CROSSED
+        return ask.state
+
+    def create_ask(
+        self,
+        sender: str,
+        market_id: int,
+        inputs: Sequence[int],
+        *,
+        reward: int,
+        expiry: int,
+        proving_time: int,
+        refund: str,
+        now: int,
+    ) -> int:
+        market = self.markets.get(market_id)
+        _require(market is not None, ProofRevert.MARKET_NOT_FOUND)
+        assert market is not None
+        _require(len(inputs) == market.n_inputs, ProofRevert.WRONG_INPUT_COUNT)
+        _require(reward > 0, ProofRevert.REWARD_ZERO)
+        _require(expiry > now, ProofRevert.EXPIRY_PAST)
+        _require(proving_time > 0, ProofRevert.PROVING_TIME_ZERO)
+        self._move(sender, "market", reward)
+        ask_id = len(self.asks) + 1
+        self.asks[ask_id] = ModelAsk(
+            market_id, sender, refund, reward, expiry, proving_time, tuple(inputs)
+        )
+        return ask_id
+
+    def _ask(self, ask_id: int) -> ModelAsk:
+        ask = self.asks.get(ask_id)
+        _require(ask is not None, ProofRevert.ASK_NOT_FOUND)
+        assert ask is not None
+        return ask
+
+    def cancel_ask(self, sender: str, ask_id: int) -> None:
+        ask = self._ask(ask_id)
+        _require(sender == ask.requester, ProofRevert.ONLY_REQUESTER_CANCEL)
+        _require(ask.state == AskState.OPEN, ProofRevert.CANCEL_NOT_OPEN)
+        ask.state = AskState.CANCELLED
+        self._move("market", ask.refund, ask.reward)
+
+    def refund_expired(self, ask_id: int, now: int) -> None:
+        ask = self._ask(ask_id)
+        _require(self.state(ask_id, now) == AskState.UNASSIGNED, ProofRevert.NOT_EXPIRED)
+        ask.state = AskState.EXPIRED
+        self._move("market", ask.refund, ask.reward)
+
+    # ---- assignment ----
+
+    def try_assign(self, ask_id: int, prover: str, now: int) -> SkipReason | None:
+        """Assign one pair as ``assign`` does; the reason it was skipped, or None."""
+        ask = self.asks.get(ask_id)
+        if ask is None or ask.state != AskState.OPEN:
+            return SkipReason.NOT_OPEN
+        if now >= ask.expiry:
+            return SkipReason.EXPIRED
+        offer = self.offers.get((prover, ask.market_id))
+        if offer is None or offer.leave_at != 0:
+            return SkipReason.NOT_JOINED
+        if offer.price > ask.reward:
+            return SkipReason.PRICE
+        if offer.max_time > ask.proving_time:
+            return SkipReason.TIME
+        p = self.provers[prover]
+        if p.compute_used + offer.compute > p.compute:
+            return SkipReason.COMPUTE
+        penalty = self.markets[ask.market_id].penalty
+        if p.stake_locked + penalty > p.stake:
+            return SkipReason.STAKE
+        p.compute_used += offer.compute
+        p.stake_locked += penalty
+        offer.active += 1
+        ask.state, ask.prover, ask.deadline = AskState.ASSIGNED, prover, now + ask.proving_time
+        return None
+
+    def _assigned_in_time(self, ask_id: int, now: int) -> ModelAsk:
+        ask = self._ask(ask_id)
+        _require(ask.state == AskState.ASSIGNED, ProofRevert.NOT_ASSIGNED)
+        _require(now <= ask.deadline, ProofRevert.DEADLINE_PASSED)
+        return ask
+
+    def _release(self, ask: ModelAsk, slashed: int) -> None:
+        offer = self.offers[(ask.prover, ask.market_id)]
+        p = self.provers[ask.prover]
+        p.compute_used -= offer.compute
+        p.stake_locked -= self.markets[ask.market_id].penalty
+        p.stake -= slashed
+        offer.active -= 1
+
+    def _pay(self, ask: ModelAsk, state: AskState) -> None:
+        price = self.offers[(ask.prover, ask.market_id)].price
+        ask.state = state
+        self._release(ask, 0)
+        self._move("market", self.provers[ask.prover].reward_address, price)
+        self._move("market", ask.refund, ask.reward - price)
+
+    def submit_tee_proof(self, ask_id: int, signer: str, now: int) -> None:
+        ask = self._assigned_in_time(ask_id, now)
+        market = self.markets[ask.market_id]
+        _require(market.kind == MarketKind.TEE, ProofRevert.NOT_TEE)
+        _require(signer in market.signers, ProofRevert.NOT_TEE_SIGNER)
+        self._pay(ask, AskState.COMPLETE)
+
+    def submit_invalid_input(self, ask_id: int, signer: str, now: int) -> None:
+        ask = self._assigned_in_time(ask_id, now)
+        ivs = self.markets[ask.market_id].ivs
+        _require(ivs != "", ProofRevert.NO_IVS)
+        _require(signer == ivs, ProofRevert.NOT_IVS)
+        self._pay(ask, AskState.INVALID)
+
+    def slash(self, ask_id: int, now: int) -> None:
+        ask = self._ask(ask_id)
+        _require(
+            self.state(ask_id, now) == AskState.DEADLINE_CROSSED, ProofRevert.DEADLINE_NOT_CROSSED
+        )
+        penalty = self.markets[ask.market_id].penalty
+        ask.state = AskState.SLASHED
+        self._release(ask, penalty)
+        self._move("market", ask.refund, ask.reward + penalty)
+
+    # ---- provers ----
+
+    def register(self, sender: str, *, compute: int, stake: int) -> None:
+        _require(sender not in self.provers, ProofRevert.ALREADY_REGISTERED)
+        _require(compute > 0, ProofRevert.COMPUTE_ZERO)
+        self._move(sender, "market", stake)
+        self.provers[sender] = ModelProver(sender, stake, compute)
+
+    def _prover(self, sender: str) -> ModelProver:
+        p = self.provers.get(sender)
+        _require(p is not None, ProofRevert.NOT_PROVER)
+        assert p is not None
+        return p
+
+    def add_stake(self, sender: str, amount: int) -> None:
+        p = self._prover(sender)
+        self._move(sender, "market", amount)
+        p.stake += amount
+
+    def withdraw_stake(self, sender: str, amount: int) -> None:
+        p = self._prover(sender)
+        _require(amount + p.stake_locked <= p.stake, ProofRevert.STAKE_LOCKED)
+        p.stake -= amount
+        self._move("market", sender, amount)
+
+    def deregister(self, sender: str) -> None:
+        p = self._prover(sender)
+        _require(p.markets == 0, ProofRevert.LEAVE_MARKETS_FIRST)
+        del self.provers[sender]
+        self._move("market", sender, p.stake)
+
+    def join_market(
+        self, sender: str, market_id: int, *, price: int, max_time: int, compute: int
+    ) -> None:
+        p = self._prover(sender)
+        _require(market_id in self.markets, ProofRevert.MARKET_NOT_FOUND)
+        _require((sender, market_id) not in self.offers, ProofRevert.ALREADY_JOINED)
+        _require(max_time > 0, ProofRevert.MAX_TIME_ZERO)
+        _require(compute > 0, ProofRevert.COMPUTE_PER_REQUEST_ZERO)
+        _require(p.compute_allocated + compute <= p.compute, ProofRevert.NOT_ENOUGH_COMPUTE)
+        p.compute_allocated += compute
+        p.markets += 1
+        self.offers[(sender, market_id)] = ModelOffer(price, max_time, compute)
+
+    def request_leave(self, sender: str, market_id: int, now: int) -> None:
+        offer = self.offers.get((sender, market_id))
+        _require(offer is not None, ProofRevert.NOT_IN_MARKET)
+        assert offer is not None
+        _require(offer.leave_at == 0, ProofRevert.ALREADY_LEAVING)
+        offer.leave_at = now + LEAVE_DELAY
+
+    def leave_market(self, sender: str, market_id: int, now: int) -> None:
+        offer = self.offers.get((sender, market_id))
+        _require(offer is not None, ProofRevert.NOT_IN_MARKET)
+        assert offer is not None
+        _require(offer.leave_at != 0, ProofRevert.REQUEST_LEAVE_FIRST)
+        _require(now >= offer.leave_at, ProofRevert.LEAVE_DELAY)
+        _require(offer.active == 0, ProofRevert.STILL_ASSIGNED)
+        del self.offers[(sender, market_id)]
+        p = self.provers[sender]
+        p.compute_allocated -= offer.compute
+        p.markets -= 1
