@@ -190,6 +190,13 @@ def test_metrics_parse_and_carry_the_job(live: Live) -> None:
     ]
     assert running
     assert running[0].value in (0.0, 1.0)
+    # Per-enclave CPU and memory, from the enclave's cgroup (reef-<name> groups).
+    from reef.web import enclave_usage
+
+    usage = enclave_usage()
+    if usage:
+        memory = {s.labels["enclave"] for s in samples if s.name == "reef_enclave_memory_bytes"}
+        assert memory == {u.name for u in usage if u.memory_bytes is not None}
     overview = httpx.get(f"{live.url}/api/overview", timeout=30)
     assert overview.status_code == 200, overview.text
     info = overview.json()
@@ -202,6 +209,47 @@ def test_metrics_parse_and_carry_the_job(live: Live) -> None:
     for url in (network.control_plane, network.verifier, network.image_store, network.rpc_url):
         families = parse_samples(httpx.get(f"{url}/metrics", timeout=30).text)
         assert any(s.name == "process_resident_memory_bytes" for s in families), url
+
+
+def test_deposit_with_the_token_and_the_kms_keys_of_an_image(browser: Any, live: Live) -> None:
+    session = open_session(live.home)
+    before = session.market().job(live.job_id).balance
+    answer = httpx.post(
+        f"{live.url}/api/jobs/{live.job}/deposit",
+        json={"amount": "0.5"},
+        headers={"x-reef-token": live.token},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    assert session.market().job(live.job_id).balance > before + 400_000  # 0.5 rUSD less settlement
+    bad = httpx.post(
+        f"{live.url}/api/jobs/{live.job}/deposit",
+        json={"amount": "1.0000001"},
+        headers={"x-reef-token": live.token},
+        timeout=60,
+    )
+    assert bad.status_code == 400
+    assert "decimal" in bad.json()["error"] or "digits" in bad.json()["error"]
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    from reef.attestation import TrustedRoot
+    from reef.kms import KmsPublicClient, fetch_identity
+
+    async def derive() -> bytes:
+        network = NetworkInfo.load(live.home)
+        identity = await fetch_identity(network.kms["public"], root=TrustedRoot.dev(live.home))
+        client = KmsPublicClient(network.kms["public"], signing_key=identity.signing_keys)
+        image = bytes.fromhex(live.image_id)
+        return await client.public_key("secp256k1", "wallet", image_id=image)
+
+    # Playwright's sync API runs an event loop in this thread: the client gets its own.
+    with ThreadPoolExecutor(1) as pool:
+        expected = pool.submit(asyncio.run, derive()).result(60)
+    page = browser.new_page()
+    page.goto(f"{live.url}/kms?image_id={live.image_id}&path=wallet&type=secp256k1")
+    assert page.locator("#kms-key").inner_text() == expected.hex()
+    page.close()
 
 
 def test_stop_from_the_page_stops_the_enclave(browser: Any, live: Live, screenshots: Path) -> None:

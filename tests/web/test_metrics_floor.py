@@ -70,3 +70,39 @@ def test_importing_the_floor_does_not_import_prometheus_client() -> None:
     code = "import sys, reef._serve; print('prometheus_client' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_grafana_dashboard_reads_only_metrics_reef_exposes() -> None:
+    import json
+    import re
+
+    from reef.web import GRAFANA_DASHBOARD
+
+    model = json.loads(GRAFANA_DASHBOARD.read_text())
+    exprs = [t["expr"] for p in model["panels"] for t in p["targets"]]
+    assert len(model["panels"]) >= 10
+    exposed = {
+        # the serving floor (reef._serve) and prometheus_client's process collector
+        "reef_http_requests_total",
+        "reef_http_request_duration_seconds_bucket",
+        "reef_http_errors_total",
+        "reef_http_refusals_total",
+        "reef_http_requests_in_progress",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        # the dashboard's network gauges (reef.web.network_samples)
+        "reef_job_balance",
+        "reef_job_time_left_seconds",
+        "reef_job_running",
+        "reef_job_restarts",
+        "reef_enclave_cpu_seconds",
+        "reef_enclave_memory_bytes",
+        "reef_provider_up",
+        "reef_network_up",
+        "reef_chain_block",
+    }
+    used = {name for e in exprs for name in re.findall(r"\b(reef_\w+|process_\w+)", e)}
+    assert used <= exposed, used - exposed
+    assert used == exposed  # and every metric has a panel
+    ids = [p["id"] for p in model["panels"]]
+    assert len(ids) == len(set(ids))

@@ -13,6 +13,7 @@ the names here are imported by ``reef alerts`` too, which should start quickly.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,13 +65,16 @@ def _cgroup_dirs(proc_cgroup: str, mount: Path) -> list[Path]:
 
 
 def enclave_usage(
-    proc_cgroup: str | None = None, mount: Path = Path("/sys/fs/cgroup")
+    proc_cgroup: str | None = None,
+    mount: Path = Path("/sys/fs/cgroup"),
+    proc: Path = Path("/proc"),
 ) -> list[EnclaveUsage]:
     """CPU and memory of every ``reef-*`` cgroup under this process's groups (local enclaves).
 
     Args:
         proc_cgroup: the text of ``/proc/self/cgroup`` (read when not given).
         mount: where cgroup filesystems are mounted.
+        proc: where the process table is (for CPU time when no controller accounts it).
     """
     if proc_cgroup is None:
         try:
@@ -102,10 +106,32 @@ def enclave_usage(
                         entry["cpu"] = int(value) / 1e6
             except (OSError, ValueError):
                 pass
+            if "cpu" not in entry and memory is not None:
+                # No CPU accounting controller (a v1 host without cpuacct): the CPU time of
+                # the processes the group holds now (their exited children included).
+                entry["cpu"] = _procs_cpu(group / "cgroup.procs", proc)
     return [
         EnclaveUsage(name, entry.get("cpu"), entry.get("memory"))
         for name, entry in sorted(found.items())
+        if entry
     ]
+
+
+def _procs_cpu(procs: Path, proc: Path) -> float | None:
+    """utime + stime + cutime + cstime of the pids listed in ``procs``, in seconds."""
+    try:
+        pids = procs.read_text().split()
+    except OSError:
+        return None
+    ticks = 0
+    for pid in pids:
+        try:
+            # Fields after the command (which may hold spaces) start after its closing paren.
+            fields = (proc / pid / "stat").read_text().rsplit(")", 1)[1].split()
+            ticks += sum(int(f) for f in fields[11:15])
+        except (OSError, ValueError, IndexError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def network_samples(dash: Dashboard) -> list[tuple[str, str, dict[str, str], float]]:
