@@ -132,7 +132,6 @@ class ServerlessCodeClient(_Client):
             return _NOT_UTF8
         return bytes(code)
 
-
     def deployments(
         self, from_block: int = 0, to_block: int | str = "latest"
     ) -> list[CodeDeployment]:

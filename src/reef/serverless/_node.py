@@ -178,7 +178,18 @@ class ExecutorNode:
             InputError: when already configured.
         """
         if self.service is not None:
-            raise InputError("this executor is already configured", hint="start a new enclave")
+            current = self.service.settings
+            same = (current.jobs_contract, current.code_contract, self.owner) == (
+                settings.jobs_contract,
+                settings.code_contract,
+                owner,
+            )
+            if same:  # an operator retrying the same configuration
+                return self.service
+            raise InputError(
+                "this executor is already configured for another deployment or owner",
+                hint="start a new enclave",
+            )
         settings = ExecutorSettings(
             rpc_url=_rpc_inside(settings.rpc_url),
             jobs_contract=settings.jobs_contract,

@@ -18,6 +18,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from reef.attestation import VerifierStatement
+from reef.attestation import attestation_url as document_url
 from reef.chain import TokenClient
 from reef.chain._tx import translate_errors
 from reef.encoding import parse_hex
@@ -73,7 +74,8 @@ async def register_enclave_executor(
     Args:
         jobs: a Jobs client sending from ``owner`` (who pays the stake; approved here).
         control_url: the enclave's control port (``http://host:port``).
-        attestation_url: the enclave's secp256k1 attestation endpoint.
+        attestation_url: the enclave's secp256k1 attestation endpoint (``host:port`` or a URL;
+            without a path, ``/attestation/raw``).
         verifier_url: the attestation verifier service the Jobs contract trusts.
         rpc_url, code_contract: what the executor watches and fetches code from.
         stake: token base units staked.
@@ -97,7 +99,9 @@ async def register_enclave_executor(
         )
         details = await _json(client, "GET", f"{control_url}/details")
         try:
-            document = (await client.get(f"{attestation_url}/attestation/raw")).content
+            fetched = await client.get(document_url(attestation_url))
+            fetched.raise_for_status()
+            document = fetched.content
             verified = await client.post(f"{verifier_url}/verify/raw", content=document)
         except httpx.HTTPError as exc:
             raise ServiceError(f"attesting the executor failed: {exc}") from exc

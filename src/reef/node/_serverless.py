@@ -1,0 +1,264 @@
+"""``reef up``'s serverless extension: the contracts, three executor enclaves and their gateways.
+
+:class:`ServerlessExtension` (an :class:`~reef.node.UpExtension` named ``serverless``):
+
+1. deploys the code contract and the Jobs contract on the devnet (paid in the devnet's token,
+   trusting the network's attestation verifier key), or reuses the ones this home deployed;
+2. builds the executor image (``examples/serverless-executor`` plus the pinned workerd binary,
+   so the runtime is measured) and whitelists its image id on the Jobs contract;
+3. starts N executor enclaves (labelled ``{"reef.role": "serverless"}``) that may reach the
+   devnet's RPC port and nothing else of the host, and registers each through the verifier
+   (:func:`reef.serverless._operator.register_enclave_executor`) owned by a dev account, which
+   also funds its gas; executors this home registered earlier and that are gone are drained;
+4. returns, for ``network.json``'s ``services["serverless"]``: the contracts, the chain id, the
+   executor image id, each executor's address and its gateway URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reef.attestation import load_verifier_key
+from reef.chain import TokenClient
+from reef.enclave import EnclaveInfo, EnclaveSpec, build_image
+from reef.errors import ReefError, ServiceError
+from reef.home import ReefHome
+from reef.node._examples import example_dir
+from reef.node._up import UpContext
+from reef.serverless import (
+    JobsParams,
+    ServerlessCodeClient,
+    ServerlessJobsClient,
+    ensure_workerd,
+)
+from reef.serverless._operator import register_enclave_executor
+
+__all__ = ["SERVERLESS_ROLE", "ServerlessExtension", "ServerlessSettings"]
+
+log = logging.getLogger("reef.node.serverless")
+
+SERVERLESS_ROLE = "serverless"
+_ROLE_LABEL = "reef.role"
+_GATEWAY_PORT = 8080
+_CONTROL_PORT = 8081
+# Dev accounts that own the executors (the provider uses 9; users start at 0).
+_OPERATOR_ACCOUNTS = (6, 7, 8)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerlessSettings:
+    """What the extension starts.
+
+    Attributes:
+        executors: how many executor enclaves (the Jobs contract selects 3 per job).
+        stake: each executor's stake, in token base units.
+        params: the Jobs contract's constants when it is deployed here.
+        insecure_ok: passed through: the extension runs wherever ``reef up`` runs enclaves.
+    """
+
+    executors: int = 3
+    stake: int = 100 * 10**6
+    params: JobsParams = JobsParams()
+
+
+class ServerlessExtension:
+    """Serverless functions on the local network (see the module docstring)."""
+
+    def __init__(self, settings: ServerlessSettings | None = None) -> None:
+        self.settings = settings or ServerlessSettings()
+        self._enclaves: list[EnclaveInfo] = []
+        self._ctx: UpContext | None = None
+
+    @property
+    def name(self) -> str:
+        return SERVERLESS_ROLE
+
+    async def start(self, ctx: UpContext) -> Mapping[str, Any]:
+        self._ctx = ctx
+        s = self.settings
+        if s.executors > len(_OPERATOR_ACCOUNTS):
+            raise ServiceError(f"reef up runs at most {len(_OPERATOR_ACCOUNTS)} executors")
+        ctx.progress("deploying the serverless contracts")
+        jobs, code = await asyncio.to_thread(self._contracts, ctx)
+        ctx.progress("building the serverless executor image")
+        image_path, image_id = await asyncio.to_thread(self._image, ctx.home)
+        if not await asyncio.to_thread(jobs.is_whitelisted, image_id):
+            await asyncio.to_thread(jobs.whitelist_image, image_id)
+        await self._stop_leftovers(ctx)
+        rpc_port = int(ctx.info.rpc_url.rsplit(":", 1)[1].split("/")[0])
+        executors: list[dict[str, Any]] = []
+        for index in range(s.executors):
+            ctx.progress(f"starting serverless executor {index + 1} of {s.executors}")
+            info = await ctx.backend.start(
+                EnclaveSpec(
+                    image=image_path,
+                    ports={_GATEWAY_PORT: 0, _CONTROL_PORT: 0},
+                    allow_host_ports=(rpc_port,),
+                    labels={_ROLE_LABEL: SERVERLESS_ROLE},
+                )
+            )
+            self._enclaves.append(info)
+            executors.append(await self._register(ctx, jobs, code, info, index))
+        await asyncio.to_thread(self._drain_gone, ctx, jobs, {e["address"] for e in executors})
+        return {
+            "chain_id": ctx.devnet.chain_id,
+            "jobs_contract": jobs.address,
+            "code_contract": code.address,
+            "executor_image_id": "0x" + image_id.hex(),
+            "gateways": [e["gateway"] for e in executors],
+            "executors": executors,
+        }
+
+    async def _register(
+        self,
+        ctx: UpContext,
+        jobs: ServerlessJobsClient,
+        code: ServerlessCodeClient,
+        info: EnclaveInfo,
+        index: int,
+    ) -> dict[str, Any]:
+        owner = ctx.devnet.accounts[_OPERATOR_ACCOUNTS[index]].local_account
+        control = info.endpoints["ports"][_CONTROL_PORT]
+        gateway = info.endpoints["ports"][_GATEWAY_PORT]
+        if ctx.info.verifier is None:
+            raise ServiceError("reef up runs no attestation verifier")
+        owned = ServerlessJobsClient(jobs.w3, jobs.address, account=owner)
+        last: ReefError | None = None
+        for _ in range(150):  # the executor's servers start a moment after the enclave
+            try:
+                record = await register_enclave_executor(
+                    jobs=owned,
+                    owner=owner,
+                    control_url=control,
+                    attestation_url=info.endpoints["attestation_secp256k1"],
+                    verifier_url=ctx.info.verifier,
+                    rpc_url=ctx.info.rpc_url,
+                    code_contract=code.address,
+                    stake=self.settings.stake,
+                )
+                break
+            except ServiceError as exc:
+                last = exc
+                await asyncio.sleep(0.2)
+        else:
+            raise ServiceError(f"serverless executor {index + 1} did not come up: {last}")
+        return {
+            "address": record.enclave,
+            "owner": record.owner,
+            "enclave_id": info.id,
+            "image_id": "0x" + info.image_id.hex(),
+            "gateway": gateway,
+            "control": control,
+        }
+
+    def _contracts(self, ctx: UpContext) -> tuple[ServerlessJobsClient, ServerlessCodeClient]:
+        """The home's serverless contracts on this devnet, deployed if they are not there."""
+        w3 = ctx.devnet.web3()
+        admin = ctx.devnet.accounts[0].local_account
+        record = ctx.home.path("serverless", "deployment.json")
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            saved = json.loads(record.read_text())
+            if (
+                saved["chain_id"] == ctx.devnet.chain_id
+                and w3.eth.get_code(saved["jobs_contract"])
+                and w3.eth.get_code(saved["code_contract"])
+            ):
+                return (
+                    ServerlessJobsClient(w3, saved["jobs_contract"], account=admin),
+                    ServerlessCodeClient(w3, saved["code_contract"], account=admin),
+                )
+        verifier = load_verifier_key(ctx.home.path("verifier", "secp256k1.sec"))
+        token = ctx.info.deployment.token
+        jobs = ServerlessJobsClient.deploy(
+            w3,
+            admin,
+            token=token,
+            verifier=verifier.public_key.checksum_address,
+            params=self.settings.params,
+        )
+        code = ServerlessCodeClient.deploy(w3, admin)
+        minter = TokenClient(w3, token, account=admin)
+        for index in _OPERATOR_ACCOUNTS:
+            address = ctx.devnet.accounts[index].address
+            if minter.balance(address) < self.settings.stake:
+                minter.mint(address, self.settings.stake * 10)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(
+            json.dumps(
+                {
+                    "chain_id": ctx.devnet.chain_id,
+                    "jobs_contract": jobs.address,
+                    "code_contract": code.address,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+        return jobs, code
+
+    def _image(self, home: ReefHome) -> tuple[Path, bytes]:
+        """The executor image (the example app plus workerd), rebuilt when either changed."""
+        workerd = ensure_workerd(home)
+        app = example_dir("serverless-executor")
+        manifest = (app / "reef.toml").read_bytes()
+        stamp = hashlib.sha256(manifest + str(workerd.stat().st_size).encode()).hexdigest()
+        app_dir = home.path("serverless", "executor-app")
+        image_path = home.path("builds", "serverless-executor.img")
+        stamp_path = home.path("builds", "serverless-executor.stamp")
+        if not (image_path.is_file() and stamp_path.is_file()) or (stamp_path.read_text() != stamp):
+            shutil.rmtree(app_dir, ignore_errors=True)
+            app_dir.mkdir(parents=True)
+            shutil.copy2(app / "reef.toml", app_dir / "reef.toml")
+            shutil.copy2(workerd, app_dir / "workerd")
+            build_image(app_dir, image_path)
+            stamp_path.write_text(stamp)
+        from reef.enclave import load_image
+
+        return image_path, load_image(image_path).image_id
+
+    async def _stop_leftovers(self, ctx: UpContext) -> None:
+        """Executor enclaves a killed ``reef up`` left running: stopped (new ones replace them)."""
+        for info in await ctx.backend.list():
+            if info.labels.get(_ROLE_LABEL) == SERVERLESS_ROLE and info.id not in {
+                e.id for e in self._enclaves
+            }:
+                with contextlib.suppress(ReefError):
+                    await ctx.backend.stop(info.id)
+                    await ctx.backend.remove(info.id)
+
+    @staticmethod
+    def _drain_gone(ctx: UpContext, jobs: ServerlessJobsClient, live: set[str]) -> None:
+        """Executors our operators registered before whose enclaves are gone: drained, and
+        deregistered when they have no active jobs, so no job selects a dead executor."""
+        owners = {
+            ctx.devnet.accounts[i].address: ctx.devnet.accounts[i].local_account
+            for i in _OPERATOR_ACCOUNTS
+        }
+        for record in jobs.executors():
+            if record.enclave in live or record.owner not in owners:
+                continue
+            owned = ServerlessJobsClient(jobs.w3, jobs.address, account=owners[record.owner])
+            with contextlib.suppress(ReefError):
+                if not record.draining:
+                    owned.drain(record.enclave)
+                if record.active_jobs == 0:
+                    owned.deregister(record.enclave)
+
+    async def aclose(self) -> None:
+        ctx = self._ctx
+        if ctx is None:
+            return
+        for info in self._enclaves:
+            with contextlib.suppress(ReefError):
+                await ctx.backend.stop(info.id)
+                await ctx.backend.remove(info.id)
+        self._enclaves.clear()

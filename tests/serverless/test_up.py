@@ -1,0 +1,201 @@
+"""End to end on ``reef up``: the serverless extension deploys the contracts and three executor
+enclaves; ``reef fn deploy`` and ``reef fn call`` then give an output whose signature eth-account
+recovers to a registered executor whose attested image is the executor image, and the caller's
+balance moves exactly as the billing model says. Misbehaving functions get their codes; the web2
+gateway answers with verifiable headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from typer.testing import CliRunner
+from web3 import Web3
+
+from reef.chain import TokenClient, dev_accounts
+from reef.cli import app
+from reef.crypto import recover_digest
+from reef.enclave import load_image
+from reef.home import ReefHome
+from reef.node import LocalNetwork, UpSettings
+from reef.node._serverless import ServerlessExtension
+from reef.serverless import JobsDomain, ServerlessJobsClient
+from reef.serverless._node import oyster_response_digest, reef_gateway_digest
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "serverless"
+
+
+class _Loop:
+    """An event loop in a thread, where the network's services run."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any, timeout: float = 300) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@dataclass
+class Up:
+    home: ReefHome
+    info: Any
+    service: dict[str, Any]
+
+    def reef(self, *args: str) -> Any:
+        result = CliRunner().invoke(app, list(args), env={"REEF_HOME": str(self.home.root)})
+        return result
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory, workerd: Path) -> Iterator[Up]:
+    home = ReefHome(tmp_path_factory.mktemp("reef-up-sl"))
+    settings = UpSettings(
+        rpc_port=0,
+        cp_port=0,
+        store_port=0,
+        verifier_port=0,
+        kms_scallop_port=0,
+        kms_public_port=0,
+        kms=False,
+    )
+    network = LocalNetwork(home, settings, extensions=[ServerlessExtension()])
+    loop = _Loop()
+    try:
+        info = loop.run(network.start())
+        yield Up(home, info, dict(info.services["serverless"]))
+    finally:
+        try:
+            loop.run(network.stop())
+        finally:
+            loop.close()
+
+
+def test_deploy_call_gives_an_attested_signed_output_billed_as_the_model_says(up: Up) -> None:
+    service = up.service
+    assert len(service["executors"]) == 3
+    deployed = up.reef("fn", "deploy", str(EXAMPLES / "hello"), "--json")
+    assert deployed.exit_code == 0, deployed.output
+    codehash = json.loads(deployed.stdout)["codehash"]
+    w3 = Web3(Web3.HTTPProvider(up.info.rpc_url))
+    user = dev_accounts(1)[0]
+    jobs = ServerlessJobsClient(w3, service["jobs_contract"])
+    token = TokenClient(w3, jobs.token())
+    before = token.balance(user.address)
+    called = up.reef("fn", "call", codehash, "--input", "reef", "--timeout-ms", "3000", "--json")
+    assert called.exit_code == 0, called.output
+    out = json.loads(called.stdout)
+    assert set(out) >= {
+        "job_id",
+        "exec_job_id",
+        "error_code",
+        "output_hex",
+        "total_time_ms",
+        "executor",
+        "signature",
+        "sign_timestamp",
+        "chain_id",
+        "jobs_contract",
+    }
+    assert bytes.fromhex(out["output_hex"][2:]) == b"hello, reef!"
+    typed = encode_typed_data(
+        domain_data={
+            "name": "reef.serverless.Jobs",
+            "version": "1",
+            "chainId": out["chain_id"],
+            "verifyingContract": out["jobs_contract"],
+        },
+        message_types={
+            "SubmitOutput": [
+                {"name": "jobId", "type": "uint256"},
+                {"name": "output", "type": "bytes"},
+                {"name": "totalTime", "type": "uint256"},
+                {"name": "errorCode", "type": "uint8"},
+                {"name": "signTimestamp", "type": "uint256"},
+            ]
+        },
+        message_data={
+            "jobId": out["exec_job_id"],
+            "output": bytes.fromhex(out["output_hex"][2:]),
+            "totalTime": out["total_time_ms"],
+            "errorCode": out["error_code"],
+            "signTimestamp": out["sign_timestamp"],
+        },
+    )
+    signer = Account.recover_message(typed, signature=bytes.fromhex(out["signature"][2:]))
+    assert signer == out["executor"]
+    record = jobs.executor(signer)
+    assert record is not None
+    image = load_image(up.home.path("builds", "serverless-executor.img"))
+    assert record.image_id == image.image_id
+    assert "0x" + record.image_id.hex() == service["executor_image_id"]
+    # The first output's time is what the user pays, per millisecond; the rest is refunded
+    # (later outputs pay the other executors out of that same amount).
+    fee = jobs.params().fee_per_ms
+    assert token.balance(user.address) == before - min(out["total_time_ms"], 3000) * fee
+    listed = up.reef("fn", "executors", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert {e["address"] for e in json.loads(listed.stdout)} == {
+        e["address"] for e in service["executors"]
+    }
+
+
+def test_misbehaving_functions_get_their_codes(up: Up) -> None:
+    loop = up.reef("fn", "deploy", str(EXAMPLES / "endless"), "--json")
+    broken = up.reef("fn", "deploy", str(EXAMPLES / "broken"), "--json")
+    assert loop.exit_code == 0 and broken.exit_code == 0, loop.output + broken.output
+    for deployed, code in ((loop, 4), (broken, 3)):
+        codehash = json.loads(deployed.stdout)["codehash"]
+        called = up.reef("fn", "call", codehash, "--timeout-ms", "1000", "--json")
+        assert called.exit_code == 1, called.output
+        out = json.loads(called.stdout)
+        assert out["error_code"] == code
+        assert out["total_time_ms"] <= 1000
+
+
+def test_the_gateway_signs_its_answers(up: Up) -> None:
+    deployed = up.reef("fn", "deploy", str(EXAMPLES / "hello"), "--json")
+    codehash = json.loads(deployed.stdout)["codehash"]
+    executor = up.service["executors"][0]
+    gateway = executor["gateway"]
+    response = httpx.post(f"{gateway}/fn/{codehash}", content=b"web", timeout=30)
+    assert response.status_code == 200
+    assert response.content == b"hello, web!"
+    host = gateway.split("//", 1)[1]
+    digest = oyster_response_digest(
+        timestamp=int(response.headers["x-oyster-timestamp"]),
+        method="POST",
+        path_and_query=f"/fn/{codehash}",
+        host=host,
+        request_body=b"web",
+        response_body=response.content,
+    )
+    oyster = recover_digest(digest, bytes.fromhex(response.headers["x-oyster-signature"]))
+    assert oyster.checksum_address == executor["address"]
+    domain = JobsDomain(
+        chain_id=int(response.headers["x-reef-chain-id"]),
+        jobs_contract=up.service["jobs_contract"],
+    )
+    reef_sig = bytes.fromhex(response.headers["x-reef-signature"])
+    assert (
+        recover_digest(reef_gateway_digest(domain, digest), reef_sig).checksum_address
+        == (executor["address"])
+    )
