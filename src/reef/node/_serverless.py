@@ -23,7 +23,7 @@ import json
 import logging
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +62,11 @@ class ServerlessSettings:
         executors: how many executor enclaves (the Jobs contract selects 3 per job).
         stake: each executor's stake, in token base units.
         params: the Jobs contract's constants when it is deployed here.
-        insecure_ok: passed through: the extension runs wherever ``reef up`` runs enclaves.
     """
 
     executors: int = 3
     stake: int = 100 * 10**6
-    params: JobsParams = JobsParams()
+    params: JobsParams = field(default_factory=JobsParams)
 
 
 class ServerlessExtension:
