@@ -275,7 +275,7 @@ class ProofMarketMachine(RuleBasedStateMachine):
 
 
 ProofMarketMachine.TestCase.settings = settings(
-    max_examples=6,
+    max_examples=4,
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -9,7 +9,9 @@ run the pinned snarkjs.
 
 from __future__ import annotations
 
+from reef.proofs._book import OrderBook
 from reef.proofs._client import ProofMarketClient
+from reef.proofs._engine import EngineStep, MatchingEngine
 from reef.proofs._events import (
     AskCancelled,
     AskCreated,
@@ -53,6 +55,16 @@ from reef.proofs._market import (
     create_groth16_market,
     deploy_verifier,
 )
+from reef.proofs._matching import (
+    MISSED_WINDOW_S,
+    Capacity,
+    OpenAsk,
+    Quote,
+    match_round,
+    prover_weight,
+)
+from reef.proofs._model import ProofMarketModel
+from reef.proofs._prover import InputVerifier, ProverService, TaskOutcome, circuit_input
 from reef.proofs._reasons import ProofRevert
 from reef.proofs._runtime import (
     RUNTIME_PACKAGE_DIR,
@@ -79,18 +91,26 @@ __all__ = [
     "AskExpired",
     "AskState",
     "AssignmentSkipped",
+    "Capacity",
     "CircuitArtifacts",
     "CompiledVerifier",
+    "EngineStep",
     "FIELD_MODULUS",
     "Groth16Proof",
+    "InputVerifier",
     "InvalidInputClosed",
+    "MISSED_WINDOW_S",
     "Market",
     "MarketCreated",
     "MarketKind",
     "MarketMetadata",
+    "MatchingEngine",
     "Offer",
+    "OpenAsk",
+    "OrderBook",
     "ProofMarketClient",
     "ProofMarketEvent",
+    "ProofMarketModel",
     "ProofRevert",
     "ProofSubmitted",
     "ProverDeregistered",
@@ -99,7 +119,9 @@ __all__ = [
     "ProverLeaving",
     "ProverLeft",
     "ProverRegistered",
+    "ProverService",
     "ProverSlashed",
+    "Quote",
     "RUNTIME_PACKAGE_DIR",
     "SCALAR_FIELD",
     "SNARKJS_VERSION",
@@ -109,8 +131,10 @@ __all__ = [
     "StakeWithdrawn",
     "TERMINAL_STATES",
     "TaskAssigned",
+    "TaskOutcome",
     "TeeProofSubmitted",
     "TeeSignerSet",
+    "circuit_input",
     "compile_verifier",
     "create_groth16_market",
     "decode_inputs",
@@ -118,9 +142,11 @@ __all__ = [
     "deploy_verifier",
     "ensure_snarkjs",
     "load_verification_key",
+    "match_round",
     "proof_from_words",
     "proof_market_decoder",
     "prove",
+    "prover_weight",
     "verifier_source",
     "verify_with_snarkjs",
 ]

@@ -1,0 +1,146 @@
+"""The matching engine's order book: the market's state as its events left it (pure).
+
+The book is a projection of the proof market's events, applied in chain order: markets and
+their penalties, provers' stakes and compute, their quotes, the open asks and recent slashes.
+It holds no I/O: the engine feeds it the indexer's stored events (which the indexer keeps
+exactly once), so rebuilding it after a crash gives the same book. It mirrors the contract's
+accounting (stake and compute locked per assignment) so a round never offers a prover more
+than the contract would accept.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from reef.chain import ChainEvent
+from reef.proofs._events import (
+    AskCancelled,
+    AskCreated,
+    AskExpired,
+    InvalidInputClosed,
+    MarketCreated,
+    ProofSubmitted,
+    ProverDeregistered,
+    ProverJoined,
+    ProverLeaving,
+    ProverLeft,
+    ProverRegistered,
+    ProverSlashed,
+    StakeAdded,
+    StakeWithdrawn,
+    TaskAssigned,
+    TeeProofSubmitted,
+)
+from reef.proofs._matching import MISSED_WINDOW_S, Capacity, OpenAsk, Quote
+
+__all__ = ["OrderBook"]
+
+
+@dataclass
+class _Prover:
+    stake: int
+    compute: int
+    stake_locked: int = 0
+    compute_used: int = 0
+    misses: deque[int] = field(default_factory=deque)
+
+
+@dataclass
+class OrderBook:
+    """Open asks, quotes and capacities, updated by :meth:`apply`."""
+
+    penalties: dict[int, int] = field(default_factory=dict)
+    quotes: dict[tuple[str, int], Quote] = field(default_factory=dict)
+    provers: dict[str, _Prover] = field(default_factory=dict)
+    open_asks: dict[int, OpenAsk] = field(default_factory=dict)
+    assigned: dict[int, tuple[str, int]] = field(default_factory=dict)
+    """Ask id → (prover, market id) while a prover holds it."""
+    assignments: int = 0
+    """TaskAssigned events seen (each ask is assigned at most once on chain)."""
+
+    def apply(self, event: ChainEvent, now: int) -> None:
+        """Apply one event (``now``: the time it is applied, for the 48 h miss window)."""
+        match event:
+            case MarketCreated(market_id=m, penalty=penalty):
+                self.penalties[m] = penalty
+            case AskCreated():
+                self.open_asks[event.ask_id] = OpenAsk(
+                    event.ask_id, event.market_id, event.reward, event.expiry, event.proving_time
+                )
+            case TaskAssigned(ask_id=a, prover=p, market_id=m):
+                self.open_asks.pop(a, None)
+                self.assigned[a] = (p, m)
+                self.assignments += 1
+                self._lock(p, m, +1)
+            case (
+                ProofSubmitted(ask_id=a)
+                | TeeProofSubmitted(ask_id=a)
+                | InvalidInputClosed(ask_id=a)
+            ):
+                self._release(a, slashed=0, now=now)
+            case ProverSlashed(ask_id=a, amount=amount):
+                self._release(a, slashed=amount, now=now)
+            case AskExpired(ask_id=a) | AskCancelled(ask_id=a):
+                self.open_asks.pop(a, None)
+            case ProverRegistered(prover=p, compute=compute, stake=stake):
+                self.provers[p] = _Prover(stake, compute)
+            case StakeAdded(prover=p, amount=amount):
+                self.provers[p].stake += amount
+            case StakeWithdrawn(prover=p, amount=amount):
+                self.provers[p].stake -= amount
+            case ProverDeregistered(prover=p):
+                self.provers.pop(p, None)
+            case ProverJoined(prover=p, market_id=m):
+                self.quotes[(p, m)] = Quote(p, m, event.price, event.max_time, event.compute)
+            case ProverLeaving(prover=p, market_id=m):
+                old = self.quotes[(p, m)]
+                self.quotes[(p, m)] = Quote(p, m, old.price, old.max_time, old.compute, True)
+            case ProverLeft(prover=p, market_id=m):
+                self.quotes.pop((p, m), None)
+            case _:
+                pass  # TeeSignerSet, AssignmentSkipped: nothing the book tracks
+
+    def _lock(self, prover: str, market_id: int, sign: int) -> None:
+        state = self.provers.get(prover)
+        quote = self.quotes.get((prover, market_id))
+        if state is None or quote is None:
+            return
+        state.compute_used += sign * quote.compute
+        state.stake_locked += sign * self.penalties.get(market_id, 0)
+
+    def _release(self, ask_id: int, *, slashed: int, now: int) -> None:
+        held = self.assigned.pop(ask_id, None)
+        if held is None:
+            return
+        prover, market_id = held
+        self._lock(prover, market_id, -1)
+        state = self.provers.get(prover)
+        if state is not None and slashed:
+            state.stake -= slashed
+            state.misses.append(now)
+
+    def capacity(self, now: int) -> dict[str, Capacity]:
+        """Each prover's free stake and compute, and its slashes in the last 48 hours."""
+        out = {}
+        for address, state in self.provers.items():
+            while state.misses and state.misses[0] <= now - MISSED_WINDOW_S:
+                state.misses.popleft()
+            out[address] = Capacity(
+                free_stake=state.stake - state.stake_locked,
+                free_compute=state.compute - state.compute_used,
+                missed=len(state.misses),
+            )
+        return out
+
+    def asks_in_order(self) -> Iterator[OpenAsk]:
+        """Open asks, oldest first (ask ids grow with time)."""
+        return iter(list(self.open_asks.values()))  # events arrive in ask-id order
+
+    def drop_expired(self, now: int) -> int:
+        """Forget asks past their expiry (nobody can assign them); returns how many."""
+        stale = [a for a, ask in self.open_asks.items() if ask.expiry <= now]
+        for ask_id in stale:
+            del self.open_asks[ask_id]
+        return len(stale)

@@ -1,0 +1,187 @@
+"""The matching engine service: index the market, keep the book, assign asks in batches.
+
+Each :meth:`MatchingEngine.step`:
+
+1. polls reef.chain's :class:`~reef.chain.Indexer` (the market's events into SQL, each range
+   committed with its checkpoint, so a ``kill -9`` loses and repeats no event);
+2. applies the stored events it has not applied yet to the in-memory :class:`OrderBook` (on a
+   restart it replays them all from the database, so the book comes back exactly);
+3. finishes a batch a previous run recorded but may not have sent (see below);
+4. matches a round (pure, ``_matching``) and assigns it in one ``assign`` transaction.
+
+Idempotence: a batch is written to the ``proofs_batches`` table *before* it is sent and marked
+done after its receipt. A batch found pending on start is sent again: the contract assigns only
+open asks and logs the rest as skipped, so a batch that had in fact been mined assigns nothing
+twice, and one that had not is not lost. A stale ask (expired, cancelled, taken) in a batch is
+skipped on chain, never reverting the others, so it cannot block the book.
+
+The engine's account must be the market's ``matchingEngine``. Storage is SQLAlchemy Core on the
+indexer's engine (SQLite by default; any URL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from reef.chain import Indexer
+from reef.errors import ChainError, ProofError
+from reef.proofs._book import OrderBook
+from reef.proofs._client import ProofMarketClient
+from reef.proofs._matching import match_round
+
+__all__ = ["EngineStep", "MatchingEngine"]
+
+_PAGE = 5000
+
+
+@dataclass(frozen=True)
+class EngineStep:
+    """What one step did."""
+
+    events: int
+    assigned: int
+    resent: bool
+
+
+def _batches(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "proofs_batches",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("market", sa.String(42), nullable=False),
+        sa.Column("pairs", sa.Text, nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("tx_hash", sa.String(66), nullable=True),
+    )
+
+
+class MatchingEngine:
+    """Assigns a proof market's asks; see the module docstring.
+
+    Args:
+        client: the market, with the matching engine's account.
+        indexer: an indexer following that market (its database also holds the batches).
+        batch_size: most assignments per transaction.
+        clock: seconds since the epoch, as the chain counts them (a parameter for tests).
+    """
+
+    def __init__(
+        self,
+        client: ProofMarketClient,
+        indexer: Indexer,
+        *,
+        batch_size: int = 64,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not 1 <= batch_size <= 256:
+            raise ProofError("the batch size must be between 1 and 256 (the contract's bound)")
+        self.client = client
+        self.indexer = indexer
+        self.batch_size = batch_size
+        self.clock = clock
+        self.book = OrderBook()
+        self._after = 0
+        self._meta = sa.MetaData()
+        self._table = _batches(self._meta)
+        try:
+            self._meta.create_all(indexer.engine)
+        except sa.exc.SQLAlchemyError as exc:
+            raise ChainError(f"cannot open the matching engine's database: {exc}") from exc
+
+    def _now(self) -> int:
+        return int(self.clock())
+
+    def _pending(self) -> tuple[int, list[tuple[int, str]]] | None:
+        table = self._table
+        query = sa.select(table.c.id, table.c.pairs).where(
+            (table.c.state == "pending") & (table.c.market == self.client.address.lower())
+        )
+        with self.indexer.engine.connect() as conn:
+            row = conn.execute(query.order_by(table.c.id).limit(1)).first()
+        if row is None:
+            return None
+        return int(row.id), [(int(a), str(p)) for a, p in json.loads(row.pairs)]
+
+    def _record(self, pairs: list[tuple[int, str]]) -> int:
+        with self.indexer.engine.begin() as conn:
+            result = conn.execute(
+                self._table.insert().values(
+                    market=self.client.address.lower(), pairs=json.dumps(pairs), state="pending"
+                )
+            )
+            key = result.inserted_primary_key
+            if key is None:  # pragma: no cover - an insert into an autoincrement table has one
+                raise ChainError("recording a batch gave no id")
+            return int(key[0])
+
+    def _done(self, batch_id: int, tx_hash: str) -> None:
+        with self.indexer.engine.begin() as conn:
+            conn.execute(
+                self._table.update()
+                .where(self._table.c.id == batch_id)
+                .values(state="done", tx_hash=tx_hash)
+            )
+
+    def _send(self, batch_id: int, pairs: list[tuple[int, str]]) -> int:
+        result = self.client.assign([a for a, _ in pairs], [p for _, p in pairs])
+        self._done(batch_id, result.tx_hash)
+        return sum(1 for e in result.events if type(e).__name__ == "TaskAssigned")
+
+    def step(self) -> EngineStep:
+        """Index, apply, finish a pending batch or match and send one; see the module docstring."""
+        self.indexer.poll()
+        events = self.catch_up()
+        pending = self._pending()
+        if pending is not None:
+            assigned = self._send(*pending)
+            self.indexer.poll()
+            events += self.catch_up()
+            return EngineStep(events, assigned, resent=True)
+        now = self._now()
+        self.book.drop_expired(now)
+        pairs = match_round(
+            self.book.asks_in_order(),
+            self.book.quotes.values(),
+            self.book.capacity(now),
+            self.book.penalties,
+            now=now,
+            limit=self.batch_size,
+        )
+        if not pairs:
+            return EngineStep(events, 0, resent=False)
+        assigned = self._send(self._record(pairs), pairs)
+        self.indexer.poll()
+        events += self.catch_up()
+        return EngineStep(events, assigned, resent=False)
+
+    def catch_up(self) -> int:
+        """Apply every stored event not applied yet; returns how many."""
+        applied = 0
+        while True:
+            page = self.indexer.events(after=self._after, limit=_PAGE)
+            if not page:
+                return applied
+            now = self._now()
+            for stored in page:
+                self.book.apply(stored.event, now)
+            self._after = page[-1].id
+            applied += len(page)
+
+    async def run(self, *, interval_s: float = 0.5, stop: asyncio.Event | None = None) -> None:
+        """Step until ``stop`` is set; a failing step is retried after ``interval_s``."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            try:
+                result = await asyncio.to_thread(self.step)
+            except (ChainError, ProofError):
+                result = None  # the node or a transaction failed: try again next round
+            if result is None or (result.assigned == 0 and not result.resent):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=interval_s)

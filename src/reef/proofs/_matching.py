@@ -1,0 +1,154 @@
+"""The matching engine's pure core: which prover gets each open ask (no I/O, no clock).
+
+Selection follows Kalypso v2 (reference kalypso.md §9.3): among the provers of the ask's market
+that can take it (price <= reward, time bound <= the ask's proving time, free compute for one
+request, free stake for the market's penalty, not leaving), one is drawn with probability
+proportional to ``1 / (max(price, 1) * max(time, 1)) * 2**-missed`` where ``missed`` counts its
+slashes in the last 48 hours: cheaper and faster provers first, recent failures halved.
+
+The draw is seeded by the ask id, so matching the same book again picks the same prover (a
+batch rebuilt after a crash is the batch that was lost). A round reserves compute and stake as
+it goes, so it never assigns a prover over its capacity or stake. Sampling is by rejection over
+the market's precomputed cumulative weights (O(log n) per ask while most provers qualify), with
+an exact scan as fallback, so 1 000 provers and 100 000 asks match in about a second.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "MISSED_WINDOW_S",
+    "Capacity",
+    "OpenAsk",
+    "Quote",
+    "match_round",
+    "prover_weight",
+]
+
+MISSED_WINDOW_S = 48 * 3600
+"""How long a slash counts against a prover's weight."""
+_TRIES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A prover's standing offer in one market."""
+
+    prover: str
+    market_id: int
+    price: int
+    max_time: int
+    compute: int
+    leaving: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """What a prover has free right now (as the contract counts it)."""
+
+    free_stake: int
+    free_compute: int
+    missed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAsk:
+    ask_id: int
+    market_id: int
+    reward: int
+    expiry: int
+    proving_time: int
+
+
+def prover_weight(price: int, max_time: int, missed: int) -> float:
+    """Kalypso v2's selection weight (up to a factor common to one market's provers)."""
+    return 1.0 / (max(price, 1) * max(max_time, 1)) / float(2**missed)
+
+
+def _draw(ask_id: int, attempt: int) -> float:
+    digest = hashlib.blake2b(f"{ask_id}:{attempt}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+class _MarketPool:
+    def __init__(self, quotes: Sequence[Quote], capacity: Mapping[str, Capacity]) -> None:
+        self.quotes = [q for q in quotes if not q.leaving and q.prover in capacity]
+        weights = [
+            prover_weight(q.price, q.max_time, capacity[q.prover].missed) for q in self.quotes
+        ]
+        self.weights = weights
+        self.cumulative = list(itertools.accumulate(weights))
+        self.total = self.cumulative[-1] if self.cumulative else 0.0
+        # Index → quote of the provers that still have room for one more request here; a
+        # prover is dropped once it has not (so an exhausted market costs nothing per ask).
+        self.available = dict(enumerate(self.quotes))
+
+
+def match_round(
+    asks: Iterable[OpenAsk],
+    quotes: Iterable[Quote],
+    capacity: Mapping[str, Capacity],
+    penalties: Mapping[int, int],
+    *,
+    now: int,
+    limit: int,
+    expiry_margin: int = 2,
+) -> list[tuple[int, str]]:
+    """Pick a prover for up to ``limit`` of ``asks`` (in the order given); returns
+    ``(ask id, prover)`` pairs. Asks within ``expiry_margin`` seconds of their expiry are left
+    alone (the assignment would land too late), as are asks no prover can take now."""
+    by_market: dict[int, list[Quote]] = {}
+    for quote in quotes:
+        by_market.setdefault(quote.market_id, []).append(quote)
+    pools = {m: _MarketPool(q, capacity) for m, q in by_market.items()}
+    free_stake = {p: c.free_stake for p, c in capacity.items()}
+    free_compute = {p: c.free_compute for p, c in capacity.items()}
+    out: list[tuple[int, str]] = []
+    for ask in asks:
+        if len(out) >= limit:
+            break
+        pool = pools.get(ask.market_id)
+        penalty = penalties.get(ask.market_id)
+        if pool is None or penalty is None or not pool.available:
+            continue
+        if now + expiry_margin >= ask.expiry:
+            continue
+
+        def fits(q: Quote, ask: OpenAsk = ask, penalty: int = penalty) -> bool:
+            return (
+                q.price <= ask.reward
+                and q.max_time <= ask.proving_time
+                and free_compute[q.prover] >= q.compute
+                and free_stake[q.prover] >= penalty
+            )
+
+        chosen: int | None = None
+        for attempt in range(_TRIES):
+            index = bisect.bisect_right(pool.cumulative, _draw(ask.ask_id, attempt) * pool.total)
+            index = min(index, len(pool.quotes) - 1)
+            if index in pool.available and fits(pool.quotes[index]):
+                chosen = index
+                break
+        if chosen is None:  # most provers are busy or too dear: draw exactly among those that fit
+            eligible = [i for i, q in pool.available.items() if fits(q)]
+            if not eligible:
+                continue
+            target = _draw(ask.ask_id, _TRIES) * sum(pool.weights[i] for i in eligible)
+            for i in eligible:
+                chosen = i
+                target -= pool.weights[i]
+                if target < 0:
+                    break
+        assert chosen is not None
+        quote = pool.quotes[chosen]
+        free_compute[quote.prover] -= quote.compute
+        free_stake[quote.prover] -= penalty
+        if free_compute[quote.prover] < quote.compute or free_stake[quote.prover] < penalty:
+            del pool.available[chosen]
+        out.append((ask.ask_id, quote.prover))
+    return out

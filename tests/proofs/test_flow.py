@@ -1,0 +1,165 @@
+"""The market's whole flow in one process on a real EVM: the matching engine (indexer + book +
+batches) assigns, the prover service proves with snarkjs, the contract verifies and pays, and
+each terminal state happens as the issue asks (proof, deadline crossed, expiry, invalid input)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from proofs.proofs_support import EXAMPLE, ProofChain
+from reef.chain import IndexedContract, Indexer, Web3BlockSource
+from reef.proofs import (
+    ArtifactStore,
+    AskState,
+    CircuitArtifacts,
+    InputVerifier,
+    MatchingEngine,
+    ProofSubmitted,
+    ProverService,
+    create_groth16_market,
+    decode_proof,
+    ensure_snarkjs,
+    load_verification_key,
+    proof_from_words,
+    proof_market_decoder,
+    verify_with_snarkjs,
+)
+
+PENALTY, STAKE, PRICE, REWARD = 50, 500, 30, 100
+
+
+class Flow:
+    def __init__(self, tmp: Path) -> None:
+        self.chain = ProofChain.create(n_users=4)
+        self.store = ArtifactStore(tmp / "artifacts")
+        self.runtime = ensure_snarkjs()
+        self.ivs = InputVerifier(Account.from_key(b"\x33" * 32), self.store, self.runtime)
+        market = self.chain.market()
+        self.market_id = create_groth16_market(
+            market,
+            CircuitArtifacts(
+                EXAMPLE / "circuit.wasm",
+                EXAMPLE / "circuit.zkey",
+                EXAMPLE / "verification_key.json",
+            ),
+            public_inputs=["x"],
+            store=self.store,
+            penalty=PENALTY,
+            name="poseidon",
+            ivs=self.ivs.address,
+        )
+        self.requester, self.prover_account = self.chain.users[0], self.chain.users[1]
+        prover = self.chain.market(self.prover_account)
+        prover.register(compute=2, stake=STAKE)
+        prover.join_market(self.market_id, price=PRICE, max_time=60, compute=1)
+        indexer = Indexer(
+            Web3BlockSource(self.chain.w3),
+            f"sqlite:///{tmp / 'engine.db'}",
+            contracts=[
+                IndexedContract(address=self.chain.market_address, events=proof_market_decoder())
+            ],
+        )
+        self.engine = MatchingEngine(
+            self.chain.market(self.chain.engine),
+            indexer,
+            clock=lambda: self.chain.next_time(),
+        )
+        self.prover = ProverService(
+            prover, self.store, self.runtime, verifiers={self.market_id: self.ivs}
+        )
+
+    def ask(self, x: int, *, expiry: int = 120, proving: int = 300) -> int:
+        now = self.chain.next_time()
+        ask_id, _ = self.chain.market(self.requester).create_ask(
+            self.market_id, [x], reward=REWARD, expiry=now + expiry, proving_time=proving
+        )
+        return ask_id
+
+
+@pytest.fixture
+def flow(tmp_path: Path) -> Flow:
+    return Flow(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_requested_proof_is_assigned_proved_verified_and_paid(flow: Flow) -> None:
+    chain, market = flow.chain, flow.chain.market()
+    before_requester = chain.balance(flow.requester.address)
+    before_prover = chain.balance(flow.prover_account.address)
+    ask_id = flow.ask(12345)
+    step = flow.engine.step()
+    assert step.assigned == 1
+    assert market.ask(ask_id).state == AskState.ASSIGNED
+    assert market.ask(ask_id).prover == flow.prover_account.address
+    [outcome] = flow.prover.step()
+    assert outcome.outcome == "proved", outcome
+    assert market.ask(ask_id).state == AskState.COMPLETE
+    assert chain.balance(flow.prover_account.address) == before_prover + PRICE
+    assert chain.balance(flow.requester.address) == before_requester - PRICE
+    # The proof as the chain recorded it verifies with snarkjs itself.
+    [submitted] = [e for e in market.ask_events(ask_id) if isinstance(e, ProofSubmitted)]
+    words, signals = decode_proof(submitted.proof)
+    assert signals[1] == 12345
+    vkey = load_verification_key(EXAMPLE / "verification_key.json")
+    assert verify_with_snarkjs(flow.runtime, vkey, proof_from_words(words, signals))
+    # The engine's book released the prover's locks when the proof landed.
+    flow.engine.step()
+    capacity = flow.engine.book.capacity(chain.next_time())[flow.prover_account.address]
+    assert (capacity.free_compute, capacity.free_stake) == (2, STAKE)
+
+
+def test_a_missed_deadline_slashes_the_prover_and_refunds_the_requester(flow: Flow) -> None:
+    chain, market = flow.chain, flow.chain.market()
+    ask_id = flow.ask(7, proving=60)
+    assert flow.engine.step().assigned == 1
+    before = chain.balance(flow.requester.address)
+    deadline = market.ask(ask_id).deadline
+    chain.at(deadline + 1)
+    assert market.ask_state(ask_id) == AskState.DEADLINE_CROSSED
+    chain.market(chain.users[3]).slash(ask_id)  # anyone may slash
+    assert market.ask(ask_id).state == AskState.SLASHED
+    assert chain.balance(flow.requester.address) == before + REWARD + PENALTY
+    info = market.prover(flow.prover_account.address)
+    assert (info.stake, info.stake_locked, info.compute_used) == (STAKE - PENALTY, 0, 0)
+    flow.engine.step()
+    assert flow.engine.book.capacity(chain.next_time())[flow.prover_account.address].missed == 1
+
+
+def test_an_ask_nobody_takes_expires_and_is_refunded(flow: Flow) -> None:
+    chain, market = flow.chain, flow.chain.market()
+    chain.market(flow.prover_account).request_leave(flow.market_id)  # no prover left to take it
+    before = chain.balance(flow.requester.address)
+    ask_id = flow.ask(7, expiry=30)
+    assert flow.engine.step().assigned == 0
+    chain.at(chain.next_time() + 31)
+    assert market.ask_state(ask_id) == AskState.UNASSIGNED
+    chain.market(chain.users[3]).refund_expired(ask_id)
+    assert market.ask(ask_id).state == AskState.EXPIRED
+    assert chain.balance(flow.requester.address) == before
+
+
+@pytest.mark.slow
+def test_invalid_inputs_close_the_ask_without_slashing(flow: Flow) -> None:
+    chain, market = flow.chain, flow.chain.market()
+    before_prover = chain.balance(flow.prover_account.address)
+    ask_id = flow.ask(2**64)  # the circuit's range check fails: no proof exists
+    assert flow.engine.step().assigned == 1
+    [outcome] = flow.prover.step()
+    assert outcome.outcome == "invalid", outcome
+    assert market.ask(ask_id).state == AskState.INVALID
+    info = market.prover(flow.prover_account.address)
+    assert (info.stake, info.stake_locked) == (STAKE, 0)
+    assert chain.balance(flow.prover_account.address) == before_prover + PRICE
+
+
+def test_the_ivs_refuses_to_call_valid_inputs_invalid(flow: Flow) -> None:
+    from reef.errors import ProofError
+
+    ask_id = flow.ask(5)
+    flow.engine.step()
+    metadata = flow.prover._metadata if flow.prover.poll() is not None else {}
+    with pytest.raises(ProofError, match="admit a proof"):
+        flow.ivs.attest_invalid(flow.chain.market(), ask_id, metadata[flow.market_id])
