@@ -179,6 +179,8 @@ def test_metrics_parse_and_carry_the_job(live: Live) -> None:
     text = httpx.get(f"{live.url}/metrics", timeout=30).text
     samples = parse_samples(text)
     names = {s.name for s in samples}
+    routes = {s.labels["route"] for s in samples if s.name == "reef_http_requests_total"}
+    assert "/providers" in routes
     assert {"reef_http_requests_total", "reef_job_balance", "reef_network_up"} <= names
     balance = [
         s for s in samples if s.name == "reef_job_balance" and s.labels["job"] == str(live.job)

@@ -650,7 +650,15 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
         ),
     ]
     for path, handler, method in routes:
-        app.add_route(path, handler, methods=[method], include_in_schema=path.startswith("/api"))
+        # API routes (not Starlette's plain ones): they name their template in the scope, which
+        # the serving floor's metrics label requests with.
+        app.add_api_route(
+            path,
+            handler,
+            methods=[method],
+            response_class=Response,
+            include_in_schema=path.startswith("/api"),
+        )
     return app
 
 

@@ -60,7 +60,7 @@ dt{color:#5a6b7b}
 dd{margin:0;word-break:break-all}
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85rem;
 word-break:break-all}
-.badge{display:inline-block;padding:.05rem .45rem;border-radius:999px;font-size:.8rem;
+.badge{display:inline-block;white-space:nowrap;padding:.05rem .45rem;border-radius:999px;font-size:.8rem;
 background:#e3e8ec;color:#333}
 .ok{background:#d6f5df;color:#11602b}.bad{background:#fde0e0;color:#8a1616}
 .warn{background:#fff1cc;color:#6b4b00}
