@@ -186,6 +186,11 @@ async def test_misbehaving_functions_get_their_codes_beside_normal_calls(
             b" return new Response(String(r.status)); } };",
             ErrorCode.OK,  # fetch throws: the worker answers 500 (not the network's answer)
         ),
+        "oom": (
+            b"export default { async fetch() { const a = [];"
+            b" while (true) a.push(new Array(1e6).fill(1.5)); } };",
+            ErrorCode.MEMORY_LIMIT,
+        ),
         "hello": (HELLO, ErrorCode.OK),
     }
     hashes = {
