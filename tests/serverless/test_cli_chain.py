@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serverless.chain_support import ServerlessChain
 from typer.testing import CliRunner
 
 from reef.chain import serve_devnet_in_thread
 from reef.cli import app
+from serverless.chain_support import ServerlessChain
 
 
 @pytest.fixture(scope="module")
