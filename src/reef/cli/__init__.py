@@ -26,6 +26,7 @@ from reef.cli import (
     _init_params,
     _jobs,
     _kms,
+    _proofs,
     _provider,
     _scallop,
     _up,
@@ -85,6 +86,7 @@ for _module in (
     _fn,
     _executor,
     _dashboard,
+    _proofs,
     _aliases,
 ):
     _module.register(app)

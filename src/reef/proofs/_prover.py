@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +108,7 @@ class ProverService:
         runtime: the snarkjs toolchain.
         verifiers: input verification services by market id (for invalid inputs).
         from_block: the first block to look for tasks in.
+        markets: prove only for these markets (default: every Groth16 market).
         on_outcome: called with each task's outcome (logging, status).
     """
 
@@ -119,6 +120,7 @@ class ProverService:
         *,
         verifiers: Mapping[int, InputVerifier] | None = None,
         from_block: int = 0,
+        markets: Iterable[int] | None = None,
         on_outcome: Callable[[TaskOutcome], None] | None = None,
     ) -> None:
         self.client = client
@@ -127,6 +129,7 @@ class ProverService:
         self.verifiers = dict(verifiers or {})
         self.on_outcome = on_outcome
         self._next_block = from_block
+        self.markets = None if markets is None else frozenset(markets)
         self._metadata: dict[int, str] = {}
         self._kinds: dict[int, int] = {}
         self._queue: list[int] = []
@@ -143,6 +146,8 @@ class ProverService:
                 self._metadata[event.market_id] = event.metadata
                 self._kinds[event.market_id] = event.kind
             elif isinstance(event, TaskAssigned) and event.prover == self.client.sender:
+                if self.markets is not None and event.market_id not in self.markets:
+                    continue
                 new.append(event.ask_id)
         self._next_block = head + 1
         self._queue.extend(new)

@@ -1,0 +1,624 @@
+"""`reef proofs ...` (markets and asks: create, request, wait, list, show, cancel) and
+`reef prover ...` (register, join, leave, run, status): the proof market from the command line.
+
+Commands find the chain and the proof market in ``$REEF_HOME/network.json`` (``reef up`` writes
+the proof market's address under ``services.proofs``) or take ``--rpc`` and
+``--proof-market``; they send from ``--key`` or, on reef's devnet, dev account 0. Amounts are
+rUSD decimals typed by the user (``1.5``), base units inside.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from reef.cli._output import JsonOption, fail, note, print_json, print_result, print_table
+from reef.errors import ConfigError, InputError, ProofError, ReefError
+
+if TYPE_CHECKING:
+    from reef.node import Session
+    from reef.proofs import ProofMarketClient
+
+__all__ = ["register"]
+
+proofs_app = typer.Typer(help="The proof market: markets and proof requests.", no_args_is_help=True)
+market_app = typer.Typer(help="Proof markets: create, list, show.", no_args_is_help=True)
+prover_app = typer.Typer(
+    help="Proving for the proof market: stake, join, run.", no_args_is_help=True
+)
+proofs_app.add_typer(market_app, name="market")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(proofs_app, name="proofs")
+    root.add_typer(prover_app, name="prover")
+
+
+RpcOpt = typer.Option("--rpc", help="JSON-RPC URL (default: the running `reef up` network).")
+MarketOpt = typer.Option("--proof-market", help="ProofMarket address (default: reef up's).")
+KeyOpt = typer.Option("--key", help="File with your private key (default: dev account 0).")
+
+
+class _Ctx:
+    def __init__(self, session: Session, proof_market: str, service: dict[str, Any]) -> None:
+        self.session = session
+        self.address = proof_market
+        self.service = service
+
+    def client(self) -> ProofMarketClient:
+        from reef.proofs import ProofMarketClient
+
+        return ProofMarketClient(self.session.w3, self.address, account=self.session.account)
+
+    def store_root(self) -> Path:
+        root = self.service.get("artifacts")
+        return Path(root) if root else self.session.home.root / "proofs" / "artifacts"
+
+
+def _ctx(
+    rpc: str | None, proof_market: str | None, key: Path | None, *, account: bool = True
+) -> _Ctx:
+    from reef.home import ReefHome
+    from reef.node import NetworkInfo, open_session
+
+    home = ReefHome.from_env()
+    service: dict[str, Any] = {}
+    with contextlib.suppress(ConfigError):
+        service = dict(NetworkInfo.load(home).services.get("proofs", {}))
+    address = proof_market or service.get("market")
+    if not address:
+        raise ConfigError(
+            "no proof market known",
+            hint="start the network with `reef up` (it deploys one), or pass --proof-market ADDR",
+        )
+    session = open_session(
+        home, rpc=rpc, market=None if service else address, key=key, need_account=account
+    )
+    return _Ctx(session, str(address), service)
+
+
+def _run(fn: Any) -> Any:
+    try:
+        return fn()
+    except ReefError as exc:
+        raise fail(exc) from exc
+
+
+def _amount(text: str, name: str) -> int:
+    from reef.chain import parse_amount
+
+    return int(parse_amount(text, name=name))
+
+
+def _duration(text: str) -> int:
+    from reef.node import parse_duration
+
+    return parse_duration(text)
+
+
+def _fmt(amount: int) -> str:
+    from reef.chain import format_amount
+
+    return format_amount(amount)
+
+
+def _market_row(ctx: _Ctx, market_id: int) -> dict[str, Any]:
+    from reef.proofs import MarketCreated
+
+    client = ctx.client()
+    market = client.market(market_id)
+    metadata: dict[str, Any] = {}
+    for event in client.events():
+        if isinstance(event, MarketCreated) and event.market_id == market_id:
+            try:
+                metadata = json.loads(event.metadata)
+            except ValueError:
+                metadata = {"raw": event.metadata}
+    return {
+        "market_id": market_id,
+        "kind": market.kind.label,
+        "name": metadata.get("name", ""),
+        "public_inputs": metadata.get("public_inputs", []),
+        "verifier": market.verifier,
+        "image_id": "0x" + market.image_id.hex(),
+        "artifacts_hash": "0x" + market.artifacts_hash.hex(),
+        "artifacts": metadata.get("artifacts", {}),
+        "penalty": _fmt(market.penalty),
+        "ivs": market.ivs,
+        "creator": market.creator,
+    }
+
+
+# ---- markets ----
+
+
+@market_app.command("create")
+def market_create(
+    groth16: Annotated[bool, typer.Option("--groth16", help="A circom Groth16 market.")] = False,
+    tee: Annotated[bool, typer.Option("--tee", help="A TEE attestation market.")] = False,
+    wasm: Annotated[Path | None, typer.Option("--wasm", help="The circuit's .wasm.")] = None,
+    zkey: Annotated[Path | None, typer.Option("--zkey", help="The proving key .zkey.")] = None,
+    vkey: Annotated[Path | None, typer.Option("--vkey", help="verification_key.json.")] = None,
+    public_input: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--public-input", help="A public input signal name, in circuit order (repeat)."
+        ),
+    ] = None,
+    image_id: Annotated[
+        str | None, typer.Option("--image-id", help="TEE: the prover image id (hex).")
+    ] = None,
+    inputs: Annotated[int, typer.Option("--inputs", help="TEE: number of public inputs.")] = 1,
+    name: Annotated[str, typer.Option("--name", help="The market's name.")] = "",
+    penalty: Annotated[
+        str, typer.Option("--penalty", help="Stake slashed per missed deadline (rUSD).")
+    ] = "1",
+    ivs: Annotated[
+        str | None, typer.Option("--ivs", help="Address of the input verification service.")
+    ] = None,
+    rpc: Annotated[str | None, RpcOpt] = None,
+    proof_market: Annotated[str | None, MarketOpt] = None,
+    key: Annotated[Path | None, KeyOpt] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Create a market: --groth16 with --wasm/--zkey/--vkey, or --tee with --image-id."""
+    if groth16 == tee:
+        raise fail(InputError("choose one of --groth16 and --tee"), code=2)
+
+    def go() -> int:
+        ctx = _ctx(rpc, proof_market, key)
+        client = ctx.client()
+        stake = _amount(penalty, "--penalty")
+        if tee:
+            from reef.encoding import parse_hex
+
+            if image_id is None:
+                raise InputError("--tee needs --image-id HEX")
+            image = parse_hex(image_id, name="--image-id")
+            meta = json.dumps({"name": name or "tee", "public_inputs": [], "artifacts": {}})
+            market_id, _ = client.create_tee_market(
+                image_id=image, penalty=stake, n_inputs=inputs, ivs=ivs, metadata=meta
+            )
+            return market_id
+        from reef.proofs import ArtifactStore, CircuitArtifacts, create_groth16_market
+
+        if wasm is None or zkey is None or vkey is None:
+            raise InputError("--groth16 needs --wasm, --zkey and --vkey")
+        if not public_input:
+            raise InputError(
+                "name the circuit's public inputs with --public-input (in declaration order)",
+                hint="e.g. --public-input x for `signal input x` in `{public [x]}`",
+            )
+        return create_groth16_market(
+            client,
+            CircuitArtifacts(wasm, zkey, vkey),
+            public_inputs=public_input,
+            store=ArtifactStore(ctx.store_root()),
+            penalty=stake,
+            name=name,
+            ivs=ivs,
+        )
+
+    market_id = _run(go)
+    print_result({"market_id": market_id}, as_json, title="market created")
+
+
+@market_app.command("list")
+def market_list(
+    rpc: Annotated[str | None, RpcOpt] = None,
+    proof_market: Annotated[str | None, MarketOpt] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Every market of the proof market."""
+
+    def go() -> list[dict[str, Any]]:
+        ctx = _ctx(rpc, proof_market, None, account=False)
+        count = ctx.client().market_count()
+        return [_market_row(ctx, m) for m in range(1, count + 1)]
+
+    rows = _run(go)
+    if as_json:
+        print_json(rows)
+    else:
+        print_table(
+            rows, ["market_id", "kind", "name", "penalty", "verifier"], title="proof markets"
+        )
+
+
+@market_app.command("show")
+def market_show(
+    market_id: Annotated[int, typer.Argument(help="The market's id.")],
+    rpc: Annotated[str | None, RpcOpt] = None,
+    proof_market: Annotated[str | None, MarketOpt] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """One market: its kind, verifier, artifacts and penalty."""
+    row = _run(lambda: _market_row(_ctx(rpc, proof_market, None, account=False), market_id))
+    print_result(row, as_json, title=f"market {market_id}")
+
+
+# ---- asks ----
+
+
+def _read_inputs(path: Path, names: list[str]) -> list[int]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the input file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f'{path} must hold a JSON object of input signals, e.g. {{"x": 5}}')
+    if names:
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise InputError(f"{path} lacks the market's public inputs {missing}")
+        values = [data[n] for n in names]
+    else:
+        values = list(data.values())
+    out = []
+    for value in values:
+        try:
+            number = int(str(value), 0)
+        except ValueError as exc:
+            raise InputError(f"input value {value!r} is not an integer") from exc
+        if not 0 <= number < 2**256:
+            raise InputError(f"input value {value} does not fit in 256 bits")
+        out.append(number)
+    return out
+
+
+def _ensure_allowance(ctx: _Ctx, amount: int) -> None:
+    from reef.chain import TokenClient
+
+    client = ctx.client()
+    token = TokenClient(ctx.session.w3, client.token(), account=ctx.session.account)
+    if token.allowance(ctx.session.address, ctx.address) < amount:
+        token.approve(ctx.address, 2**256 - 1)
+
+
+@proofs_app.command("request")
+def request_cmd(
+    market_id: Annotated[int, typer.Argument(help="The market's id.", metavar="MARKET")],
+    input_file: Annotated[
+        Path, typer.Option("--input", help="JSON object of public input signals.")
+    ],
+    reward: Annotated[str, typer.Option("--reward", help="The most you pay for the proof (rUSD).")],
+    private: Annotated[
+        Path | None, typer.Option("--private", help="Private inputs (not supported yet).")
+    ] = None,
+    expiry: Annotated[
+        str, typer.Option("--expiry", help="How long a prover may take to pick it up.")
+    ] = "2m",
+    deadline: Annotated[str, typer.Option("--deadline", help="Proving time once assigned.")] = "5m",
+    rpc: Annotated[str | None, RpcOpt] = None,
+    proof_market: Annotated[str | None, MarketOpt] = None,
+    key: Annotated[Path | None, KeyOpt] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Ask for a proof: escrow the reward; a prover is assigned, proves, and is paid."""
+    if private is not None:
+        raise fail(
+            ProofError(
+                "private inputs are not supported yet",
+                hint="put every input the circuit needs in --input (they are public on chain)",
+            ),
+            code=2,
+        )
+
+    def go() -> int:
+        ctx = _ctx(rpc, proof_market, key)
+        names = list(_market_row(ctx, market_id)["public_inputs"])
+        values = _read_inputs(input_file, names)
+        amount = _amount(reward, "--reward")
+        _ensure_allowance(ctx, amount)
+        now = ctx.session.now()
+        ask_id, _ = ctx.client().create_ask(
+            market_id,
+            values,
+            reward=amount,
+            expiry=now + _duration(expiry),
+            proving_time=_duration(deadline),
+        )
+        return ask_id
+
+    ask_id = _run(go)
+    print_result({"ask_id": ask_id}, as_json, title="proof requested")
+
+
+def _ask_row(ctx: _Ctx, ask_id: int) -> dict[str, Any]:
+    from reef.proofs import ProofSubmitted, decode_proof, proof_from_words
+
+    client = ctx.client()
+    ask = client.ask(ask_id)
+    row: dict[str, Any] = {
+        "ask_id": ask_id,
+        "market_id": ask.market_id,
+        "state": ask.state.label,
+        "reward": _fmt(ask.reward),
+        "requester": ask.requester,
+        "prover": ask.prover if int(ask.prover, 16) else None,
+        "expiry": ask.expiry,
+        "deadline": ask.deadline or None,
+        "inputs": [str(v) for v in client.inputs(ask_id)],
+    }
+    for event in client.ask_events(ask_id):
+        if isinstance(event, ProofSubmitted):
+            words, signals = decode_proof(event.proof)
+            proof = proof_from_words(words, signals)
+            row["proof"] = dict(proof.proof)
+            row["public_signals"] = proof.signals_json()
+    return row
+
+
+@proofs_app.command("wait")
+def wait_cmd(
+    ask_id: Annotated[int, typer.Argument(help="The ask's id.", metavar="ASK")],
+    timeout: Annotated[str, typer.Option("--timeout", help="Give up after this long.")] = "10m",
+    rpc: Annotated[str | None, RpcOpt] = None,
+    proof_market: Annotated[str | None, MarketOpt] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Wait until the ask ends (complete, expired, slashed, invalid, cancelled); print the proof."""
+
+    def go() -> dict[str, Any]:
+        from reef.proofs import AskState
+
+        ctx = _ctx(rpc, proof_market, None, account=False)
+        client = ctx.client()
+        limit = time.monotonic() + _duration(timeout)
+        while True:
+            state = client.ask_state(ask_id)
+            if state.terminal or state in (AskState.UNASSIGNED, AskState.DEADLINE_CROSSED):
+                return _ask_row(ctx, ask_id)
+            if time.monotonic() > limit:
+                raise ProofError(
+                    f"ask {ask_id} is still {state.label} after {timeout}",
+                    hint=f"run `reef proofs wait {ask_id}` again, or `reef proofs show {ask_id}`",
+                )
+            time.sleep(0.5)
+
+    row = _run(go)
+    if as_json:
+        print_json(row)
+    else:
+        print_result({k: v for k, v in row.items() if k != "proof"}, False, title=f"ask {ask_id}")
+    if row["state"] != "complete":
+        raise typer.Exit(1)
+
+
+@proofs_app.command("show")
+def show_cmd(
+    ask_id: Annotated[int, typer.Argument(help="The ask's id.", metavar="ASK")],
+    rpc: Annotated[str | None, RpcOpt] = None,
+    proof_market: Annotated[str | None, MarketOpt] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """One ask: its state, prover, and the proof once there is one."""
+    row = _run(lambda: _ask_row(_ctx(rpc, proof_market, None, account=False), ask_id))
+    if as_json:
+        print_json(row)
+    else:
+        print_result({k: v for k, v in row.items() if k != "proof"}, False, title=f"ask {ask_id}")
+
+
+@proofs_app.command("list")
+def list_cmd(
+    rpc: Annotated[str | None, RpcOpt] = None,
+    proof_market: Annotated[str | None, MarketOpt] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Every ask, newest last."""
+
+    def go() -> list[dict[str, Any]]:
+        ctx = _ctx(rpc, proof_market, None, account=False)
+        client = ctx.client()
+        rows = []
+        for ask_id in range(1, client.ask_count() + 1):
+            ask = client.ask(ask_id)
+            rows.append(
+                {
+                    "ask_id": ask_id,
+                    "market_id": ask.market_id,
+                    "state": ask.state.label,
+                    "reward": _fmt(ask.reward),
+                    "prover": ask.prover if int(ask.prover, 16) else "",
+                }
+            )
+        return rows
+
+    rows = _run(go)
+    if as_json:
+        print_json(rows)
+    else:
+        print_table(rows, ["ask_id", "market_id", "state", "reward", "prover"], title="asks")
+
+
+@proofs_app.command("cancel")
+def cancel_cmd(
+    ask_id: Annotated[int, typer.Argument(help="The ask's id.", metavar="ASK")],
+    rpc: Annotated[str | None, RpcOpt] = None,
+    proof_market: Annotated[str | None, MarketOpt] = None,
+    key: Annotated[Path | None, KeyOpt] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Cancel an ask nobody was assigned yet (refunds it); an expired one is refunded instead."""
+
+    def go() -> dict[str, Any]:
+        from reef.proofs import AskState
+
+        ctx = _ctx(rpc, proof_market, key)
+        client = ctx.client()
+        if client.ask_state(ask_id) == AskState.UNASSIGNED:
+            result = client.refund_expired(ask_id)
+        else:
+            result = client.cancel_ask(ask_id)
+        return {"ask_id": ask_id, "state": client.ask_state(ask_id).label, "tx": result.tx_hash}
+
+    print_result(_run(go), as_json, title="ask closed")
+
+
+# ---- provers ----
+
+
+@prover_app.command("register")
+def prover_register(
+    stake: Annotated[str, typer.Option("--stake", help="Stake to lock (rUSD).")],
+    compute: Annotated[int, typer.Option("--compute", help="Declared compute units.")] = 4,
+    rpc: Annotated[str | None, RpcOpt] = None,
+    proof_market: Annotated[str | None, MarketOpt] = None,
+    key: Annotated[Path | None, KeyOpt] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Register as a prover with a stake and declared compute."""
+
+    def go() -> dict[str, Any]:
+        ctx = _ctx(rpc, proof_market, key)
+        amount = _amount(stake, "--stake")
+        _ensure_allowance(ctx, amount)
+        result = ctx.client().register(compute=compute, stake=amount)
+        return {
+            "prover": ctx.session.address,
+            "stake": _fmt(amount),
+            "compute": compute,
+            "tx": result.tx_hash,
+        }
+
+    print_result(_run(go), as_json, title="prover registered")
+
+
+@prover_app.command("join")
+def prover_join(
+    market_id: Annotated[int, typer.Argument(help="The market's id.", metavar="MARKET")],
+    price: Annotated[str, typer.Option("--price", help="Your price per proof (rUSD).")],
+    max_time: Annotated[str, typer.Option("--max-time", help="Longest you take per proof.")] = "1m",
+    compute: Annotated[int, typer.Option("--compute", help="Compute units one request uses.")] = 1,
+    rpc: Annotated[str | None, RpcOpt] = None,
+    proof_market: Annotated[str | None, MarketOpt] = None,
+    key: Annotated[Path | None, KeyOpt] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Join a market with a price, a proving-time bound and compute per request."""
+
+    def go() -> dict[str, Any]:
+        ctx = _ctx(rpc, proof_market, key)
+        result = ctx.client().join_market(
+            market_id,
+            price=_amount(price, "--price"),
+            max_time=_duration(max_time),
+            compute=compute,
+        )
+        return {"market_id": market_id, "prover": ctx.session.address, "tx": result.tx_hash}
+
+    print_result(_run(go), as_json, title="joined")
+
+
+@prover_app.command("leave")
+def prover_leave(
+    market_id: Annotated[int, typer.Argument(help="The market's id.", metavar="MARKET")],
+    rpc: Annotated[str | None, RpcOpt] = None,
+    proof_market: Annotated[str | None, MarketOpt] = None,
+    key: Annotated[Path | None, KeyOpt] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Leave a market: the first call stops new assignments; run it again after the delay."""
+
+    def go() -> dict[str, Any]:
+        ctx = _ctx(rpc, proof_market, key)
+        client = ctx.client()
+        offer = client.offer(ctx.session.address, market_id)
+        if not offer.joined:
+            raise ProofError(f"you are not in market {market_id}")
+        if offer.leave_at == 0:
+            client.request_leave(market_id)
+            offer = client.offer(ctx.session.address, market_id)
+            return {"market_id": market_id, "state": "leaving", "leave_at": offer.leave_at}
+        client.leave_market(market_id)
+        return {"market_id": market_id, "state": "left"}
+
+    print_result(_run(go), as_json, title="leave")
+
+
+@prover_app.command("status")
+def prover_status(
+    rpc: Annotated[str | None, RpcOpt] = None,
+    proof_market: Annotated[str | None, MarketOpt] = None,
+    key: Annotated[Path | None, KeyOpt] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Your stake, compute and markets."""
+
+    def go() -> dict[str, Any]:
+        ctx = _ctx(rpc, proof_market, key)
+        client = ctx.client()
+        info = client.prover(ctx.session.address)
+        markets = []
+        for market_id in range(1, client.market_count() + 1):
+            offer = client.offer(ctx.session.address, market_id)
+            if offer.joined:
+                markets.append(
+                    {"market_id": market_id, "price": _fmt(offer.price), "max_time": offer.max_time,
+                     "compute": offer.compute, "active": offer.active, "leaving": offer.leave_at != 0}
+                )  # fmt: skip
+        return {
+            "prover": info.address,
+            "registered": info.registered,
+            "stake": _fmt(info.stake),
+            "stake_locked": _fmt(info.stake_locked),
+            "compute": info.compute,
+            "compute_used": info.compute_used,
+            "markets": markets,
+        }
+
+    print_result(_run(go), as_json, title="prover")
+
+
+@prover_app.command("run")
+def prover_run(
+    market: Annotated[
+        list[int] | None, typer.Option("--market", help="Markets to prove for (default: all).")
+    ] = None,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between polls.")] = 0.5,
+    once: Annotated[
+        bool, typer.Option("--once", help="Work through current tasks, then exit.")
+    ] = False,
+    rpc: Annotated[str | None, RpcOpt] = None,
+    proof_market: Annotated[str | None, MarketOpt] = None,
+    key: Annotated[Path | None, KeyOpt] = None,
+) -> None:
+    """Prove the tasks assigned to you: snarkjs for Groth16 markets, until Ctrl-C."""
+
+    def build() -> Any:
+        from reef.proofs import ArtifactStore, ProverService, ensure_snarkjs
+
+        ctx = _ctx(rpc, proof_market, key)
+
+        def report(outcome: Any) -> None:
+            note(f"ask {outcome.ask_id}: {outcome.outcome} {outcome.detail}".rstrip())
+
+        return ProverService(
+            ctx.client(),
+            ArtifactStore(ctx.store_root()),
+            ensure_snarkjs(ctx.session.home),
+            from_block=int(ctx.service.get("start_block", 0)),
+            markets=market or None,
+            on_outcome=report,
+        )
+
+    service = _run(build)
+    if once:
+        _run(service.step)
+        return
+    import asyncio
+
+    from reef.cli._common import stop_signals
+
+    async def main() -> None:
+        with stop_signals() as stop:
+            await service.run(interval_s=interval, stop=stop)
+
+    note(f"proving as {service.client.sender}; Ctrl-C stops")
+    _run(lambda: asyncio.run(main()))
