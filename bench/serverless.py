@@ -14,7 +14,15 @@ In the same run, on the same function (a hello that echoes its input):
 Measurements alternate in rounds so load from other processes affects all alike. The aim for warm
 overhead is ≤ 1 ms at p50. Prints, does not assert.
 
-Run: ``.venv/bin/python bench/serverless.py [--calls N] [--cold N]``.
+Then on chain (the devnet in process, the Jobs contract, three executors polling it every 50 ms,
+each with its own runtime):
+
+- request -> output: from sending ``createJob`` to the first ``JobResponded`` seen by the caller
+  (one call at a time; aim ≤ 1 s);
+- calls per second: jobs opened back to back by three users, until all are answered by all
+  three executors (each job is three runs, three signed outputs and four transactions).
+
+Run: ``.venv/bin/python bench/serverless.py [--calls N] [--cold N] [--chain-calls N]``.
 """
 
 from __future__ import annotations
@@ -149,9 +157,142 @@ async def main(calls: int, cold: int) -> None:
     print(f"runtime stats: {stats}")
 
 
+async def chain_rows(calls: int) -> None:
+    """Request -> output latency and calls per second through the Jobs contract."""
+    from reef.attestation import sign_statement
+    from reef.chain import Devnet, TokenClient
+    from reef.crypto import Secp256k1PrivateKey
+    from reef.serverless import (
+        JobsParams,
+        ServerlessCodeClient,
+        ServerlessJobsClient,
+        sign_registration,
+    )
+    from reef.serverless._executor import ExecutorSettings
+    from reef.serverless._node import ExecutorNode
+    from reef.serverless._operator import fund_gas
+
+    workerd = await asyncio.to_thread(ensure_workerd)
+    devnet = Devnet()
+    w3 = devnet.web3()
+    accounts = [a.local_account for a in devnet.accounts]
+    admin, users, operators = accounts[0], accounts[1:4], accounts[4:7]
+    token = TokenClient.deploy(w3, admin)
+    verifier = Secp256k1PrivateKey.generate()
+    params = JobsParams(execution_buffer_s=600, max_deadline_ms=60_000)
+    jobs = ServerlessJobsClient.deploy(
+        w3,
+        admin,
+        token=token.address,
+        verifier=verifier.public_key.checksum_address,
+        params=params,
+    )
+    code = ServerlessCodeClient.deploy(w3, admin)
+    image = bytes(32)
+    jobs.whitelist_image(image)
+    for account in (*users, *operators):
+        token.mint(account.address, 10**15)
+        TokenClient(w3, token.address, account=account).approve(jobs.address, 2**256 - 1)
+    codehash = ServerlessCodeClient(w3, code.address, account=users[0]).deploy_code(HELLO)
+    nodes: list[ExecutorNode] = []
+    runtimes: list[FunctionRuntime] = []
+    with tempfile.TemporaryDirectory(prefix="reef-bench-chain-") as tmp:
+        for i, operator in enumerate(operators):
+            key = Secp256k1PrivateKey.generate()
+            owned = ServerlessJobsClient(w3, jobs.address, account=operator)
+            now = int(w3.eth.get_block("latest")["timestamp"])
+            statement = sign_statement(
+                verifier,
+                image_id=image,
+                timestamp_ms=now * 1000,
+                public_key=key.public_key.raw,
+                user_data=b"",
+            )
+            signature = sign_registration(
+                key,
+                owned.domain(),
+                owner=operator.address,
+                job_capacity=64,
+                env=1,
+                sign_timestamp=now,
+            )
+            owned.register_executor(
+                statement,
+                job_capacity=64,
+                env=1,
+                sign_timestamp=now,
+                register_signature=signature,
+                stake=params.min_stake,
+            )
+            fund_gas(w3, admin, key.public_key.checksum_address, 10**20)
+            runtime = FunctionRuntime(workerd, max_idle=4, max_running=64)
+            runtimes.append(runtime)
+            node = ExecutorNode(key, runtime, Path(tmp) / f"code{i}", job_capacity=64)
+            await node.configure(
+                ExecutorSettings(
+                    rpc_url="in-process", jobs_contract=jobs.address, code_contract=code.address
+                ),
+                owner=operator.address,
+                w3=w3,
+            )
+            nodes.append(node)
+        try:
+            callers = [ServerlessJobsClient(w3, jobs.address, account=u) for u in users]
+
+            async def first_output(job_id: int, from_block: int) -> None:
+                # The caller polls the chain's logs, as `reef fn call` does.
+                while True:
+                    if await asyncio.to_thread(jobs.responses, from_block, job_id=job_id):
+                        return
+                    await asyncio.sleep(0.01)
+
+            latency: list[float] = []
+            for n in range(calls):
+                start = time.perf_counter()
+                request, _ = await asyncio.to_thread(callers[0].create_job, codehash, BODY, 5000)
+                await first_output(request.job_id, request.block_number)
+                latency.append((time.perf_counter() - start) * 1000)
+                del n
+            # Throughput: every caller opens jobs back to back; done when every job has its
+            # three outputs (the job is closed).
+            start = time.perf_counter()
+
+            async def burst(caller: ServerlessJobsClient) -> list[int]:
+                ids = []
+                for _ in range(calls // len(callers) + 1):
+                    request, _ = await asyncio.to_thread(caller.create_job, codehash, BODY, 5000)
+                    ids.append(request.job_id)
+                return ids
+
+            opened = [i for ids in await asyncio.gather(*(burst(c) for c in callers)) for i in ids]
+            for job_id in opened:
+                while True:
+                    job = await asyncio.to_thread(jobs.job, job_id)
+                    if job is not None and job.closed:
+                        break
+                    await asyncio.sleep(0.02)
+            elapsed = time.perf_counter() - start
+        finally:
+            for node in nodes:
+                await node.aclose()
+            for runtime in runtimes:
+                await runtime.aclose()
+    print(
+        f"{'chain: request -> first output':<34} p50 {percentile(latency, 0.5):7.1f} ms   "
+        f"p99 {percentile(latency, 0.99):7.1f} ms   (n={len(latency)}, devnet in process)"
+    )
+    print(
+        f"{'chain: calls/s, 3 executors':<34} {len(opened) / elapsed:7.2f} jobs/s "
+        f"({len(opened)} jobs, each 3 outputs, in {elapsed:.1f} s)"
+    )
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="warm calls of each kind")
     parser.add_argument("--cold", type=int, default=40, help="cold starts of each kind")
+    parser.add_argument("--chain-calls", type=int, default=30, help="jobs through the chain")
     args = parser.parse_args()
     asyncio.run(main(args.calls, args.cold))
+    if args.chain_calls > 0:
+        asyncio.run(chain_rows(args.chain_calls))
