@@ -1,0 +1,171 @@
+"""End to end on reef up's proof market: the extension deploys the contract and the example
+market and runs a matching engine and a prover; the CLI requests a proof, waits for it, and the
+proof it prints verifies with `snarkjs groth16 verify` run directly. Invalid inputs end
+``invalid``; a second market is created from the CLI; errors are messages, not tracebacks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from proofs.proofs_support import EXAMPLE
+from reef.chain import Devnet, deploy_contracts, serve_devnet_in_thread
+from reef.cli import app
+from reef.home import ReefHome
+from reef.node import NetworkInfo
+from reef.node._proofs import ProofsExtension, ProofsSettings
+from reef.node._up import UpContext, UpSettings
+from reef.proofs import ensure_snarkjs
+
+pytestmark = pytest.mark.slow
+
+runner = CliRunner()
+
+
+class Up:
+    def __init__(self, tmp: Path, home: ReefHome, devnet: Devnet) -> None:
+        self.tmp, self.home, self.devnet = tmp, home, devnet
+        self.key = tmp / "user.key"
+        self.key.write_text(devnet.accounts[0].private_key.hex())
+
+    def reef(self, *args: str) -> Any:
+        # (conftest gives each test its own $REEF_HOME; these share the module's network)
+        return runner.invoke(app, list(args), env={"REEF_HOME": str(self.home.root)})
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    tmp = tmp_path_factory.mktemp("up")
+    home = ReefHome(tmp / "home").ensure()
+    devnet = Devnet()
+    owner = devnet.accounts[0].local_account
+    deployment = deploy_contracts(devnet.web3(), owner, fund=[owner.address])
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    extension = ProofsExtension(ProofsSettings(interval_s=0.1))
+    with serve_devnet_in_thread(devnet) as server:
+        info = NetworkInfo(
+            rpc_url=server.url,
+            chain_id=devnet.chain_id,
+            deployment=deployment,
+            rate_lock_s=300,
+            provider=devnet.accounts[9].address,
+            control_plane="http://127.0.0.1:1",
+            image_store="http://127.0.0.1:1",
+        )
+        ctx = UpContext(
+            home=home,
+            settings=UpSettings(),
+            devnet=devnet,
+            info=info,
+            authority=None,  # type: ignore[arg-type]  (the proofs extension starts no enclave)
+            root=None,  # type: ignore[arg-type]
+            backend=None,  # type: ignore[arg-type]
+            progress=lambda _m: None,
+        )
+        services = asyncio.run_coroutine_threadsafe(extension.start(ctx), loop).result(300)
+        NetworkInfo(**{**info.__dict__, "services": {"proofs": dict(services)}}).dump(home)
+        try:
+            yield Up(tmp, home, devnet)
+        finally:
+            asyncio.run_coroutine_threadsafe(extension.aclose(), loop).result(60)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+            loop.close()
+
+
+def test_request_prove_pay_and_verify_with_snarkjs(up: Up) -> None:
+    listed = up.reef("proofs", "market", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    [example] = json.loads(listed.stdout)
+    assert example["kind"] == "groth16" and example["public_inputs"] == ["x"]
+    inputs = up.tmp / "input.json"
+    inputs.write_text(json.dumps({"x": 424242}))
+    requested = up.reef(
+        "proofs",
+        "request",
+        "1",
+        "--input",
+        str(inputs),
+        "--reward",
+        "1",
+        "--key",
+        str(up.key),
+        "--json",
+    )
+    assert requested.exit_code == 0, requested.output
+    ask_id = json.loads(requested.stdout)["ask_id"]
+    waited = up.reef("proofs", "wait", str(ask_id), "--timeout", "3m", "--json")
+    assert waited.exit_code == 0, waited.output
+    done = json.loads(waited.stdout)
+    assert done["state"] == "complete"
+    assert done["public_signals"][1] == "424242"
+    # snarkjs itself, on the files as a user would save them.
+    (up.tmp / "proof.json").write_text(json.dumps(done["proof"]))
+    (up.tmp / "public.json").write_text(json.dumps(done["public_signals"]))
+    runtime = ensure_snarkjs()
+    verified = subprocess.run(
+        [str(runtime.node), str(runtime.snarkjs_cli), "groth16", "verify",
+         str(EXAMPLE / "verification_key.json"), str(up.tmp / "public.json"), str(up.tmp / "proof.json")],
+        cwd=runtime.project, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert verified.returncode == 0 and "OK" in verified.stdout, verified.stdout + verified.stderr
+    shown = up.reef("proofs", "show", str(ask_id), "--json")
+    assert json.loads(shown.stdout)["state"] == "complete"
+
+
+def test_invalid_inputs_end_invalid_without_slashing(up: Up) -> None:
+    inputs = up.tmp / "bad.json"
+    inputs.write_text(json.dumps({"x": str(2**64)}))
+    requested = up.reef(
+        "proofs",
+        "request",
+        "1",
+        "--input",
+        str(inputs),
+        "--reward",
+        "1",
+        "--key",
+        str(up.key),
+        "--json",
+    )
+    ask_id = json.loads(requested.stdout)["ask_id"]
+    waited = up.reef("proofs", "wait", str(ask_id), "--timeout", "3m", "--json")
+    assert waited.exit_code == 1  # not complete
+    assert json.loads(waited.stdout)["state"] == "invalid"
+    status = up.reef("proofs", "list", "--json")
+    assert {r["state"] for r in json.loads(status.stdout)} >= {"invalid"}
+
+
+def test_market_create_from_the_cli_and_clear_errors(up: Up) -> None:
+    created = up.reef(
+        "proofs", "market", "create", "--groth16",
+        "--wasm", str(EXAMPLE / "circuit.wasm"), "--zkey", str(EXAMPLE / "circuit.zkey"),
+        "--vkey", str(EXAMPLE / "verification_key.json"), "--public-input", "x",
+        "--name", "mine", "--key", str(up.key), "--json",
+    )  # fmt: skip
+    assert created.exit_code == 0, created.output
+    market_id = json.loads(created.stdout)["market_id"]
+    shown = json.loads(up.reef("proofs", "market", "show", str(market_id), "--json").stdout)
+    assert shown["name"] == "mine"
+    missing = up.reef("proofs", "market", "show", "99")
+    assert missing.exit_code == 1 and "market 99 does not exist" in missing.output
+    both = up.reef("proofs", "market", "create", "--groth16", "--tee")
+    assert both.exit_code == 2
+    bad = up.tmp / "notjson.json"
+    bad.write_text("{")
+    refused = up.reef(
+        "proofs", "request", "1", "--input", str(bad), "--reward", "1", "--key", str(up.key)
+    )
+    assert refused.exit_code == 1 and "cannot read the input file" in refused.output
+    status = json.loads(up.reef("prover", "status", "--key", str(up.key), "--json").stdout)
+    assert status["registered"] is False
