@@ -87,7 +87,8 @@ def test_request_prove_pay_and_verify_with_snarkjs(up: Up) -> None:
     listed = up.reef("proofs", "market", "list", "--json")
     assert listed.exit_code == 0, listed.output
     [example] = json.loads(listed.stdout)
-    assert example["kind"] == "groth16" and example["public_inputs"] == ["x"]
+    assert example["kind"] == "groth16"
+    assert example["public_inputs"] == ["x"]
     inputs = up.tmp / "input.json"
     inputs.write_text(json.dumps({"x": 424242}))
     requested = up.reef(
@@ -118,7 +119,8 @@ def test_request_prove_pay_and_verify_with_snarkjs(up: Up) -> None:
          str(EXAMPLE / "verification_key.json"), str(up.tmp / "public.json"), str(up.tmp / "proof.json")],
         cwd=runtime.project, capture_output=True, text=True, check=False,
     )  # fmt: skip
-    assert verified.returncode == 0 and "OK" in verified.stdout, verified.stdout + verified.stderr
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "OK" in verified.stdout
     shown = up.reef("proofs", "show", str(ask_id), "--json")
     assert json.loads(shown.stdout)["state"] == "complete"
 
@@ -158,7 +160,8 @@ def test_market_create_from_the_cli_and_clear_errors(up: Up) -> None:
     shown = json.loads(up.reef("proofs", "market", "show", str(market_id), "--json").stdout)
     assert shown["name"] == "mine"
     missing = up.reef("proofs", "market", "show", "99")
-    assert missing.exit_code == 1 and "market 99 does not exist" in missing.output
+    assert missing.exit_code == 1
+    assert "market 99 does not exist" in missing.output
     both = up.reef("proofs", "market", "create", "--groth16", "--tee")
     assert both.exit_code == 2
     bad = up.tmp / "notjson.json"
@@ -166,6 +169,7 @@ def test_market_create_from_the_cli_and_clear_errors(up: Up) -> None:
     refused = up.reef(
         "proofs", "request", "1", "--input", str(bad), "--reward", "1", "--key", str(up.key)
     )
-    assert refused.exit_code == 1 and "cannot read the input file" in refused.output
+    assert refused.exit_code == 1
+    assert "cannot read the input file" in refused.output
     status = json.loads(up.reef("prover", "status", "--key", str(up.key), "--json").stdout)
     assert status["registered"] is False
