@@ -24,6 +24,7 @@ from reef.serverless import (
     ENV_JAVASCRIPT,
     JOBS_DOMAIN_NAME,
     JobsDomain,
+    RelayRevert,
     ServerlessRevert,
     payout_shares,
     register_digest,
@@ -154,6 +155,16 @@ def test_revert_reasons_match_the_contract_exactly() -> None:
     known = {r.value for r in ServerlessRevert}
     assert asserted - known == set(), "reasons in the contract that ServerlessRevert lacks"
     assert known - asserted == set(), "reasons in ServerlessRevert that the contract never gives"
+
+
+def test_relay_revert_reasons_match_the_contract_exactly() -> None:
+    text = re.sub(r'"""[\s\S]*?"""', "", (CONTRACTS / "ServerlessRelay.vy").read_text())
+    strings = set(re.findall(r'(?<!x)"([^"\n]+)"', text))
+    asserted = {s for s in strings if not re.match(r"^[A-Za-z0-9]+\(", s)}
+    asserted -= {"reef.serverless.Relay", "1"}
+    known = {r.value for r in RelayRevert}
+    assert asserted - known == set(), "reasons in the Relay that RelayRevert lacks"
+    assert known - asserted == set(), "reasons in RelayRevert that the Relay never gives"
 
 
 # ---- code ----

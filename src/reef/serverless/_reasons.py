@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ServerlessRevert", "serverless_hint"]
+__all__ = ["RelayRevert", "ServerlessRevert", "serverless_hint"]
 
 
 class ServerlessRevert(StrEnum):
@@ -68,6 +68,35 @@ class ServerlessRevert(StrEnum):
     EXECUTOR_IMAGE_REVOKED = "the executor's image is not whitelisted"
     CALLBACK_GAS_LEFT = "not enough gas left for the callback"
     # token
+    TOKEN_TRANSFER_FROM_FAILED = "token transferFrom failed"
+    TOKEN_TRANSFER_FAILED = "token transfer failed"
+
+
+class RelayRevert(StrEnum):
+    """Every revert reason ``ServerlessRelay`` gives."""
+
+    TOKEN_ZERO = "the token address must not be zero"
+    DEADLINE_BOUNDS = "the deadline bounds are invalid"
+    OVERALL_TIMEOUT = "the overall timeout must exceed the longest deadline"
+    ONLY_ADMIN_REGISTER = "only the admin can register gateways"
+    ONLY_ADMIN_REMOVE = "only the admin can remove gateways"
+    GATEWAY_OWNER = "a gateway needs an owner"
+    DEADLINE_TOO_SHORT = "the deadline is shorter than the minimum"
+    DEADLINE_TOO_LONG = "the deadline is longer than the maximum"
+    CALLBACK_GAS = "the callback gas limit is above the maximum"
+    JOB_NOT_FOUND = "job not found"
+    NOT_A_GATEWAY = "the sender is not a registered gateway"
+    ALREADY_CLAIMED = "the job is already claimed"
+    SIGNATURE_LENGTH = "a signature is 65 bytes (r || s || v)"
+    SIGNATURE_V = "the signature's v must be 27 or 28"
+    SIGNATURE_HIGH_S = "the signature is not canonical (high s)"
+    SIGNATURE_INVALID = "the signature is invalid"
+    SIGNATURE_OLD = "the signature is too old"
+    SIGNATURE_FUTURE = "the signature is from the future"
+    TIMED_OUT = "the job timed out; it can only be cancelled"
+    WRONG_GATEWAY = "the response is not signed by the gateway that claimed the job"
+    NOT_TIMED_OUT = "the job has not timed out yet"
+    CALLBACK_GAS_LEFT = "not enough gas left for the callback"
     TOKEN_TRANSFER_FROM_FAILED = "token transferFrom failed"
     TOKEN_TRANSFER_FAILED = "token transfer failed"
 

@@ -1,0 +1,369 @@
+"""Two chains: users pay on a request chain's Relay, executors run on the Jobs contract's chain.
+
+- :class:`ServerlessRelayClient`: the ``ServerlessRelay`` contract (``relayJob``, ``claimJob``,
+  ``jobResponse``, ``jobCancel``, its events);
+- :func:`sign_job_response`: a gateway's EIP-712 ``JobResponse`` in the domain
+  ``{name: "reef.serverless.Relay", version: "1", chainId, verifyingContract}``;
+- :class:`RelayGateway`: the service between them. It watches the Relay for ``JobRelayed``,
+  claims each job (so only it may answer), opens the same job on the Jobs contract (paying there
+  from its own account), waits for the first executor output, and answers on the Relay with its
+  signature; the Relay pays it for the time used plus its fee and refunds the user the rest.
+
+The gateway is trusted by the Relay (the admin registers it), as in Oyster; the output it relays
+also carries the executor's own signature on the executors' chain (``exec_job_id``), which
+anyone can check there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi.abi import encode as abi_encode
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.logs import DISCARD
+
+from reef.chain import Address, Sender, TxResult, parse_address
+from reef.chain._clients import check_uint, deploy_contract
+from reef.chain._tx import ProgressCallback, Transactor
+from reef.crypto import (
+    Secp256k1PrivateKey,
+    eip712_digest,
+    eip712_domain_separator,
+    keccak256,
+)
+from reef.errors import ReefError
+from reef.serverless._contracts import JobResponse, ServerlessJobsClient, _Client, _codehash
+from reef.serverless._signing import SignedOutput
+
+__all__ = [
+    "JOB_RESPONSE_TYPE",
+    "RELAY_DOMAIN_NAME",
+    "RelayGateway",
+    "RelayParams",
+    "RelayedJob",
+    "ServerlessRelayClient",
+    "job_response_digest",
+    "sign_job_response",
+]
+
+log = logging.getLogger("reef.serverless.relay")
+
+RELAY_DOMAIN_NAME = "reef.serverless.Relay"
+JOB_RESPONSE_TYPE = (
+    "JobResponse(uint256 jobId,bytes output,uint256 totalTime,uint8 errorCode,"
+    "uint256 signTimestamp)"
+)
+_TYPEHASH = keccak256(JOB_RESPONSE_TYPE.encode())
+
+
+def job_response_digest(
+    chain_id: int,
+    relay: str,
+    *,
+    job_id: int,
+    output: bytes,
+    total_time: int,
+    error_code: int,
+    sign_timestamp: int,
+) -> bytes:
+    """The digest a gateway signs to answer job ``job_id`` on the Relay at ``relay``."""
+    separator = eip712_domain_separator(
+        RELAY_DOMAIN_NAME, "1", chain_id=chain_id, verifying_contract=relay
+    )
+    struct_hash = keccak256(
+        abi_encode(
+            ["bytes32", "uint256", "bytes32", "uint256", "uint8", "uint256"],
+            [_TYPEHASH, job_id, keccak256(output), total_time, error_code, sign_timestamp],
+        )
+    )
+    return eip712_digest(separator, struct_hash)
+
+
+def sign_job_response(
+    key: Secp256k1PrivateKey,
+    chain_id: int,
+    relay: str,
+    *,
+    job_id: int,
+    output: bytes,
+    total_time: int,
+    error_code: int,
+    sign_timestamp: int,
+) -> SignedOutput:
+    """A gateway's signed answer to a relayed job (same fields as an executor's output)."""
+    digest = job_response_digest(
+        chain_id,
+        relay,
+        job_id=job_id,
+        output=output,
+        total_time=total_time,
+        error_code=error_code,
+        sign_timestamp=sign_timestamp,
+    )
+    return SignedOutput(
+        job_id=job_id,
+        output=bytes(output),
+        total_time=total_time,
+        error_code=error_code,
+        sign_timestamp=sign_timestamp,
+        signature=key.sign_digest(digest),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RelayParams:
+    """The Relay's constants: fees (token base units), deadline bounds (ms), timeouts (s)."""
+
+    fee_per_ms: int = 1
+    gateway_fee: int = 100
+    min_deadline_ms: int = 100
+    max_deadline_ms: int = 300_000
+    overall_timeout_s: int = 600
+    sign_max_age_s: int = 600
+
+
+@dataclass(frozen=True, kw_only=True)
+class RelayedJob:
+    """A ``JobRelayed`` event: a request on the request chain."""
+
+    job_id: int
+    owner: Address
+    codehash: str
+    input: bytes
+    deadline_ms: int
+    deposit: int
+    block_number: int
+
+
+class ServerlessRelayClient(_Client):
+    """The Relay contract on the chain users pay on."""
+
+    CONTRACT = "ServerlessRelay"
+
+    @classmethod
+    def deploy(
+        cls,
+        w3: Web3,
+        account: Sender,
+        *,
+        token: str,
+        params: RelayParams | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> ServerlessRelayClient:
+        p = params or RelayParams()
+        address, _ = deploy_contract(
+            Transactor(w3, account, progress=progress),
+            cls.CONTRACT,
+            parse_address(token, name="token"),
+            check_uint(p.fee_per_ms, "fee_per_ms"),
+            check_uint(p.gateway_fee, "gateway_fee"),
+            check_uint(p.min_deadline_ms, "min_deadline_ms"),
+            check_uint(p.max_deadline_ms, "max_deadline_ms"),
+            check_uint(p.overall_timeout_s, "overall_timeout_s"),
+            check_uint(p.sign_max_age_s, "sign_max_age_s"),
+        )
+        return cls(w3, address, account=account, progress=progress)
+
+    def chain_id(self) -> int:
+        return self._tx.chain_id()
+
+    def register_gateway(self, gateway: str, owner: str) -> TxResult[Any]:
+        return self._transact(
+            "registerGateway",
+            parse_address(gateway, name="gateway"),
+            parse_address(owner, name="owner"),
+        )
+
+    def relay_job(
+        self,
+        codehash: str | bytes,
+        codeinputs: bytes,
+        deadline_ms: int,
+        *,
+        callback: str | None = None,
+        callback_gas_limit: int = 0,
+    ) -> RelayedJob:
+        """Ask for a call (pays ``deadline x FEE_PER_MS + GATEWAY_FEE``; approve first)."""
+        _, receipt = self._send(
+            "relayJob",
+            _codehash(codehash),
+            bytes(codeinputs),
+            check_uint(deadline_ms, "deadline_ms"),
+            parse_address(callback, name="callback") if callback else Address("0x" + "0" * 40),
+            check_uint(callback_gas_limit, "callback_gas_limit"),
+        )
+        events = self.contract.events.JobRelayed().process_receipt(receipt, errors=DISCARD)
+        return _relayed(events[0])
+
+    def claim(self, job_id: int) -> TxResult[Any]:
+        return self._transact("claimJob", check_uint(job_id, "job id"))
+
+    def respond(self, signed: SignedOutput) -> TxResult[Any]:
+        return self._transact(
+            "jobResponse",
+            signed.signature,
+            check_uint(signed.job_id, "job id"),
+            signed.output,
+            check_uint(signed.total_time, "total_time"),
+            check_uint(signed.error_code, "error_code", bits=8),
+            check_uint(signed.sign_timestamp, "sign_timestamp"),
+        )
+
+    def cancel(self, job_id: int) -> TxResult[Any]:
+        return self._transact("jobCancel", check_uint(job_id, "job id"))
+
+    def relayed(self, from_block: int, to_block: int | str = "latest") -> list[RelayedJob]:
+        event = self.contract.events.JobRelayed
+        topic = Web3.to_hex(Web3.keccak(text=_signature(event)))
+        return [
+            _relayed(event().process_log(log)) for log in self._logs(from_block, to_block, [topic])
+        ]
+
+    def responses(self, from_block: int, to_block: int | str = "latest") -> list[Any]:
+        """``JobResponded`` events (web3's decoded form: ``args`` has jobId, output, ...)."""
+        event = self.contract.events.JobResponded
+        topic = Web3.to_hex(Web3.keccak(text=_signature(event)))
+        return [event().process_log(log) for log in self._logs(from_block, to_block, [topic])]
+
+
+def _signature(event: Any) -> str:
+    abi = event.abi
+    return f"{abi['name']}({','.join(i['type'] for i in abi['inputs'])})"
+
+
+def _relayed(event: Any) -> RelayedJob:
+    args = event["args"]
+    return RelayedJob(
+        job_id=int(args["jobId"]),
+        owner=Address(Web3.to_checksum_address(args["owner"])),
+        codehash="0x" + bytes(args["codehash"]).hex(),
+        input=bytes(args["codeInputs"]),
+        deadline_ms=int(args["deadline"]),
+        deposit=int(args["deposit"]),
+        block_number=int(event["blockNumber"]),
+    )
+
+
+class RelayGateway:
+    """Relays jobs from a Relay (request chain) to a Jobs contract (executors' chain).
+
+    Args:
+        key: the gateway's signing key; its address is registered on the Relay and sends the
+            claims and responses there (it needs gas on the request chain).
+        relay: a Relay client (any account; the gateway sends from ``key``).
+        jobs: a Jobs client sending from the account that pays for jobs on the executors' chain
+            (it must have approved the Jobs contract).
+        poll_interval_s: how often both chains are polled.
+    """
+
+    def __init__(
+        self,
+        key: Secp256k1PrivateKey,
+        relay: ServerlessRelayClient,
+        jobs: ServerlessJobsClient,
+        *,
+        poll_interval_s: float = 0.05,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        from eth_account import Account
+
+        self.key = key
+        account: LocalAccount = Account.from_key(key.secret)
+        self.relay = ServerlessRelayClient(relay.w3, relay.address, account=account)
+        self.jobs = jobs
+        self.poll_interval_s = poll_interval_s
+        self._clock = clock
+        self._next_block = 0
+        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._relay_lock = asyncio.Lock()
+        self._jobs_lock = asyncio.Lock()
+        self.relayed = 0
+        self.answered = 0
+
+    @property
+    def address(self) -> str:
+        return self.key.public_key.checksum_address
+
+    async def start(self) -> RelayGateway:
+        self._next_block = await asyncio.to_thread(lambda: int(self.relay.w3.eth.block_number))
+        self._task = asyncio.create_task(self._loop(), name="relay gateway")
+        return self
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                head = await asyncio.to_thread(lambda: int(self.relay.w3.eth.block_number))
+                if head >= self._next_block:
+                    found = await asyncio.to_thread(self.relay.relayed, self._next_block, head)
+                    self._next_block = head + 1
+                    for job in found:
+                        task = asyncio.create_task(self.handle(job), name=f"relay {job.job_id}")
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
+            except ReefError as exc:
+                log.warning("relay gateway: polling failed: %s", exc)
+            await asyncio.sleep(self.poll_interval_s)
+
+    async def handle(self, job: RelayedJob) -> None:
+        """Claim, run on the executors' chain, answer on the request chain."""
+        try:
+            async with self._relay_lock:
+                await asyncio.to_thread(self.relay.claim, job.job_id)
+            async with self._jobs_lock:
+                request, _ = await asyncio.to_thread(
+                    self.jobs.create_job, job.codehash, job.input, job.deadline_ms
+                )
+            self.relayed += 1
+            params = await asyncio.to_thread(self.jobs.params)
+            give_up = job.deadline_ms / 1000 + params.execution_buffer_s + 5
+            response = await self._first_output(request.job_id, request.block_number, give_up)
+            if response is None:
+                log.warning("relay gateway: no executor answered job %s", job.job_id)
+                return
+            timestamp = int(
+                await asyncio.to_thread(lambda: self.relay.w3.eth.get_block("latest")["timestamp"])
+            )
+            signed = sign_job_response(
+                self.key,
+                self.relay.chain_id(),
+                self.relay.address,
+                job_id=job.job_id,
+                output=response.output,
+                total_time=response.total_time_ms,
+                error_code=response.error_code,
+                sign_timestamp=max(timestamp, int(self._clock())),
+            )
+            async with self._relay_lock:
+                await asyncio.to_thread(self.relay.respond, signed)
+            self.answered += 1
+        except ReefError as exc:
+            log.warning("relay gateway: job %s not relayed: %s", job.job_id, exc)
+
+    async def _first_output(
+        self, job_id: int, from_block: int, give_up_s: float
+    ) -> JobResponse | None:
+        end = time.monotonic() + give_up_s
+        while time.monotonic() < end:
+            responses = await asyncio.to_thread(self.jobs.responses, from_block, job_id=job_id)
+            if responses:
+                return responses[0]
+            await asyncio.sleep(self.poll_interval_s)
+        return None

@@ -1,0 +1,206 @@
+"""Two chains: a user pays on the Relay of one devnet (chain id 31337), three executors run the
+job on the Jobs contract of another (chain id 421614), and a gateway relays between them. The
+user gets the output on the request chain and pays exactly the time used plus the gateway's fee;
+the gateway's response signature is bound to the request chain (eth-account recovers it)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from serverless.chain_support import ServerlessChain
+
+from reef.chain import Devnet, TokenClient
+from reef.crypto import Secp256k1PrivateKey
+from reef.errors import ContractRevertError
+from reef.serverless import (
+    FunctionRuntime,
+    JobsParams,
+    RelayGateway,
+    RelayParams,
+    RelayRevert,
+    ServerlessJobsClient,
+    ServerlessRelayClient,
+    sign_job_response,
+)
+from reef.serverless._executor import ExecutorSettings
+from reef.serverless._node import ExecutorNode
+from reef.serverless._operator import fund_gas
+
+pytestmark = pytest.mark.slow
+
+HELLO = b"export default { async fetch(r) { return new Response('relayed ' + await r.text()); } };"
+RELAY_PARAMS = RelayParams(
+    fee_per_ms=5, gateway_fee=1000, overall_timeout_s=120, max_deadline_ms=60_000
+)
+
+
+class TwoChains:
+    def __init__(
+        self,
+        request: Devnet,
+        relay: ServerlessRelayClient,
+        token: TokenClient,
+        executors: ServerlessChain,
+        gateway: RelayGateway,
+    ) -> None:
+        self.request = request
+        self.relay = relay
+        self.token = token
+        self.executors = executors
+        self.gateway = gateway
+
+
+@pytest.fixture
+async def chains(workerd: Path, tmp_path: Path) -> AsyncIterator[TwoChains]:
+    request_chain = Devnet(chain_id=31337)
+    w3a = request_chain.web3()
+    accounts = [a.local_account for a in request_chain.accounts]
+    admin_a, user_a, gateway_owner = accounts[0], accounts[1], accounts[2]
+    token_a = TokenClient.deploy(w3a, admin_a)
+    relay = ServerlessRelayClient.deploy(w3a, admin_a, token=token_a.address, params=RELAY_PARAMS)
+    token_a.mint(user_a.address, 10**12)
+    TokenClient(w3a, token_a.address, account=user_a).approve(relay.address, 2**256 - 1)
+    gateway_key = Secp256k1PrivateKey.generate()
+    relay.register_gateway(gateway_key.public_key.checksum_address, gateway_owner.address)
+    fund_gas(w3a, admin_a, gateway_key.public_key.checksum_address, 10**18)
+
+    executors = ServerlessChain.create(
+        JobsParams(
+            fee_per_ms=2, min_stake=1_000_000, execution_buffer_s=30, max_deadline_ms=60_000
+        ),
+        chain_id=421614,
+        real_time=True,
+    )
+    w3b = executors.devnet.web3()
+    nodes, runtimes = [], []
+    payer_b = executors.users[2]  # the gateway's account on the executors' chain
+    try:
+        for i, operator in enumerate(executors.operators[:3]):
+            key = Secp256k1PrivateKey.generate()
+            executors.register(operator, key=key)
+            fund_gas(w3b, executors.deployer, key.public_key.checksum_address, 10**18)
+            runtime = FunctionRuntime(workerd, max_idle=2)
+            runtimes.append(runtime)
+            node = ExecutorNode(key, runtime, tmp_path / f"c{i}")
+            await node.configure(
+                ExecutorSettings(
+                    rpc_url="in-process",
+                    jobs_contract=executors.jobs_address,
+                    code_contract=executors.code_address,
+                ),
+                owner=operator.address,
+                w3=w3b,
+            )
+            nodes.append(node)
+        executors.catch_up()
+        gateway = await RelayGateway(
+            gateway_key, relay, ServerlessJobsClient(w3b, executors.jobs_address, account=payer_b)
+        ).start()
+        yield TwoChains(request_chain, relay, token_a, executors, gateway)
+        await gateway.aclose()
+    finally:
+        for node in nodes:
+            await node.aclose()
+        for runtime in runtimes:
+            await runtime.aclose()
+
+
+async def test_a_job_paid_on_one_chain_runs_on_the_other(chains: TwoChains) -> None:
+    relay = chains.relay
+    w3a = chains.request.web3()
+    user = chains.request.accounts[1].local_account
+    owner = chains.request.accounts[2].address
+    codehash = chains.executors.code(chains.executors.users[0]).deploy_code(HELLO)
+    assert chains.request.chain_id != chains.executors.devnet.chain_id
+    before = chains.token.balance(user.address)
+    job = await asyncio.to_thread(
+        ServerlessRelayClient(w3a, relay.address, account=user).relay_job, codehash, b"x", 4000
+    )
+    assert job.job_id >> 192 == chains.request.chain_id  # ids carry the request chain's id
+    assert job.deposit == 4000 * RELAY_PARAMS.fee_per_ms + RELAY_PARAMS.gateway_fee
+    end = time.monotonic() + 60
+    responses: list = []
+    while time.monotonic() < end and not responses:
+        responses = await asyncio.to_thread(relay.responses, job.block_number)
+        await asyncio.sleep(0.1)
+    assert responses, "the gateway did not answer on the request chain"
+    args = responses[0]["args"]
+    assert args["jobId"] == job.job_id
+    assert bytes(args["output"]) == b"relayed x"
+    assert args["errorCode"] == 0
+    paid = min(args["totalTime"], 4000) * RELAY_PARAMS.fee_per_ms + RELAY_PARAMS.gateway_fee
+    assert args["paid"] == paid
+    assert chains.token.balance(user.address) == before - paid
+    assert chains.token.balance(owner) == paid
+    assert chains.token.balance(relay.address) == 0
+    # The response was signed by the gateway in the request chain's Relay domain.
+    tx = w3a.eth.get_transaction(responses[0]["transactionHash"])
+    _, call = relay.contract.decode_function_input(tx["input"])
+    typed = encode_typed_data(
+        domain_data={
+            "name": "reef.serverless.Relay",
+            "version": "1",
+            "chainId": chains.request.chain_id,
+            "verifyingContract": relay.address,
+        },
+        message_types={
+            "JobResponse": [
+                {"name": "jobId", "type": "uint256"},
+                {"name": "output", "type": "bytes"},
+                {"name": "totalTime", "type": "uint256"},
+                {"name": "errorCode", "type": "uint8"},
+                {"name": "signTimestamp", "type": "uint256"},
+            ]
+        },
+        message_data={
+            "jobId": call["_jobId"],
+            "output": call["_output"],
+            "totalTime": call["_totalTime"],
+            "errorCode": call["_errorCode"],
+            "signTimestamp": call["_signTimestamp"],
+        },
+    )
+    assert Account.recover_message(typed, signature=call["_signature"]) == chains.gateway.address
+    # On the executors' chain, the three executors answered the job the gateway opened.
+    jobs_b = chains.executors.jobs()
+    executed = jobs_b.responses(0)
+    assert {r.output for r in executed} == {b"relayed x"}
+
+
+async def test_only_the_claiming_gateway_may_answer_and_stale_jobs_refund(
+    chains: TwoChains,
+) -> None:
+    await chains.gateway.aclose()  # nobody relays in this test
+    relay = chains.relay
+    w3a = chains.request.web3()
+    user = chains.request.accounts[1].local_account
+    job = ServerlessRelayClient(w3a, relay.address, account=user).relay_job(
+        "0x" + "11" * 32, b"", 1000
+    )
+    impostor = Secp256k1PrivateKey.generate()
+    signed = sign_job_response(
+        impostor,
+        chains.request.chain_id,
+        relay.address,
+        job_id=job.job_id,
+        output=b"lie",
+        total_time=1,
+        error_code=0,
+        sign_timestamp=int(time.time()),
+    )
+    with pytest.raises(ContractRevertError) as exc:
+        relay.respond(signed)
+    assert exc.value.reason == RelayRevert.WRONG_GATEWAY.value
+    before = chains.token.balance(user.address)
+    with pytest.raises(ContractRevertError) as exc:
+        relay.cancel(job.job_id)
+    assert exc.value.reason == RelayRevert.NOT_TIMED_OUT.value
+    chains.request.increase_time(RELAY_PARAMS.overall_timeout_s + 1)
+    relay.cancel(job.job_id)
+    assert chains.token.balance(user.address) == before + job.deposit
