@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from serverless.chain_support import ServerlessChain
 
 from reef.chain import Devnet, TokenClient
 from reef.crypto import Secp256k1PrivateKey
@@ -31,6 +30,7 @@ from reef.serverless import (
 from reef.serverless._executor import ExecutorSettings
 from reef.serverless._node import ExecutorNode
 from reef.serverless._operator import fund_gas
+from serverless.chain_support import ServerlessChain
 
 pytestmark = pytest.mark.slow
 
