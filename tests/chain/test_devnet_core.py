@@ -15,7 +15,7 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
 
 from reef.chain import DEV_MNEMONIC, DEVNET_CHAIN_ID, Devnet, TxRequest, dev_accounts
-from reef.chain._devnet_types import DevnetFault, ExecutionReverted
+from reef.chain.devnet._types import DevnetFault, ExecutionReverted
 from reef.errors import ContractRevertError, InputError
 
 # hardhat's and anvil's published dev accounts for DEV_MNEMONIC (printed by `hardhat node` and

@@ -1,22 +1,20 @@
 """reef.chain (see DESIGN.md, package layout).
 
-The devnet's names (:class:`Devnet`, its provider, server and :class:`TxRequest`) are imported on
-first use (PEP 562 ``__getattr__``): the devnet runs on py-evm, whose import takes about a second,
-and a client of a chain (every market command) never needs it.
+The embedded chain lives in :mod:`reef.chain.devnet`, the home of its names; ``reef.chain``
+offers them too (``from reef.chain import Devnet``), those that need py-evm imported on first
+use (PEP 562 ``__getattr__``): py-evm's import takes about a second, and a client of a chain
+(every market command) never needs it.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from reef.chain._artifacts import Artifact, load_artifact
 from reef.chain._block_source import BlockRef, BlockSource, RawLog, Web3BlockSource
 from reef.chain._clients import KmsRegistryClient, TokenClient
 from reef.chain._deploy import DEFAULT_FUND_AMOUNT, Deployment, deploy_contracts
-from reef.chain._devnet_accounts import DEV_MNEMONIC, DEVNET_CHAIN_ID, DevAccount, dev_accounts
-from reef.chain._devnet_state import DevnetInfo, read_devnet_info
 from reef.chain._events import (
     ChainEvent,
     EventDecoder,
@@ -80,42 +78,49 @@ from reef.chain._types import (
     parse_job_id,
     rate_per_hour,
 )
+from reef.chain.devnet import DEV_MNEMONIC as DEV_MNEMONIC
+from reef.chain.devnet import DEVNET_CHAIN_ID as DEVNET_CHAIN_ID
+from reef.chain.devnet import DevAccount as DevAccount
+from reef.chain.devnet import DevnetInfo as DevnetInfo
+from reef.chain.devnet import dev_accounts as dev_accounts
+from reef.chain.devnet import read_devnet_info as read_devnet_info
 
 if TYPE_CHECKING:
-    from reef.chain._devnet import Devnet, TxRequest
-    from reef.chain._devnet_provider import DevnetProvider
-    from reef.chain._devnet_server import (
-        DevnetServer,
-        DevnetThread,
-        devnet_app,
-        serve_devnet,
-        serve_devnet_in_thread,
-    )
+    from reef.chain.devnet import Devnet as Devnet
+    from reef.chain.devnet import DevnetProvider as DevnetProvider
+    from reef.chain.devnet import DevnetServer as DevnetServer
+    from reef.chain.devnet import DevnetThread as DevnetThread
+    from reef.chain.devnet import TxRequest as TxRequest
+    from reef.chain.devnet import devnet_app as devnet_app
+    from reef.chain.devnet import serve_devnet as serve_devnet
+    from reef.chain.devnet import serve_devnet_in_thread as serve_devnet_in_thread
 
-_DEVNET_NAMES: Final[Mapping[str, str]] = {
-    "Devnet": "reef.chain._devnet",
-    "DevnetProvider": "reef.chain._devnet_provider",
-    "DevnetServer": "reef.chain._devnet_server",
-    "DevnetThread": "reef.chain._devnet_server",
-    "TxRequest": "reef.chain._devnet",
-    "devnet_app": "reef.chain._devnet_server",
-    "serve_devnet": "reef.chain._devnet_server",
-    "serve_devnet_in_thread": "reef.chain._devnet_server",
-}
+_DEVNET_NAMES: Final = frozenset(
+    {
+        "Devnet",
+        "DevnetProvider",
+        "DevnetServer",
+        "DevnetThread",
+        "TxRequest",
+        "devnet_app",
+        "serve_devnet",
+        "serve_devnet_in_thread",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:
     """The devnet's names, imported when first asked for (see the module docstring)."""
-    module = _DEVNET_NAMES.get(name)
-    if module is None:
+    if name not in _DEVNET_NAMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module("reef.chain.devnet"), name)
 
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_DEVNET_NAMES})
 
 
+# The devnet's names are exported by their home, reef.chain.devnet (one home per name).
 __all__ = [
     "Address",
     "Amount",
@@ -124,15 +129,7 @@ __all__ = [
     "BlockSource",
     "ChainEvent",
     "DEFAULT_FUND_AMOUNT",
-    "DEVNET_CHAIN_ID",
-    "DEV_MNEMONIC",
     "Deployment",
-    "DevAccount",
-    "Devnet",
-    "DevnetInfo",
-    "DevnetProvider",
-    "DevnetServer",
-    "DevnetThread",
     "EXTRA_DECIMALS",
     "EventDecoder",
     "EventRecord",
@@ -179,13 +176,10 @@ __all__ = [
     "TokenClient",
     "TokenUpdated",
     "TxProgress",
-    "TxRequest",
     "TxResult",
     "Web3BlockSource",
     "decode_market_log",
     "deploy_contracts",
-    "dev_accounts",
-    "devnet_app",
     "format_amount",
     "job_index",
     "kms_registry_decoder",
@@ -197,7 +191,4 @@ __all__ = [
     "parse_amount",
     "parse_job_id",
     "rate_per_hour",
-    "read_devnet_info",
-    "serve_devnet",
-    "serve_devnet_in_thread",
 ]

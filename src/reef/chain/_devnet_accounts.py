@@ -1,101 +1,10 @@
-"""The devnet's dev accounts: BIP-39/BIP-44 keys from the well-known hardhat/anvil mnemonic.
-
-Using the same mnemonic and derivation path (``m/44'/60'/0'/0/i``) as hardhat and anvil means
-wallets, ethers scripts and tutorials already know these addresses and keys. They are public
-knowledge: funds sent to them on a real network are lost, and every output that shows a key says
-so. Derivation uses eth-account's BIP-32 implementation directly (``key_from_seed``), which needs no
-global "unaudited features" switch.
-"""
+"""Moved to :mod:`reef.chain.devnet._accounts`: the names code outside reef.chain still imports from
+here, until those imports point at the devnet package."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cache
-from typing import Any
-
-from eth_account import Account
-from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
-from eth_account.signers.local import LocalAccount
-from eth_utils.exceptions import ValidationError
-
-from reef.crypto import Secp256k1PrivateKey
-from reef.errors import InputError
-
-__all__ = [
-    "DEVNET_CHAIN_ID",
-    "DEV_KEYS_WARNING",
-    "DEV_MNEMONIC",
-    "DevAccount",
-    "dev_accounts",
-]
-
-DEV_MNEMONIC = "test test test test test test test test test test test junk"
-"""The hardhat/anvil development mnemonic. Its keys are public: never use them on a real network."""
-
-DEVNET_CHAIN_ID = 31337
-"""hardhat's and anvil's chain id, so wallets and libraries recognise a local development chain."""
-
-DEV_KEYS_WARNING = (
-    "DEV-ONLY keys from a public mnemonic: anyone can spend from these accounts on a real network"
-)
-
-_MAX_ACCOUNTS = 1000
-
-
-@dataclass(frozen=True)
-class DevAccount:
-    """One funded development account: its index on the HD path, address and private key."""
-
-    index: int
-    address: str
-    """EIP-55 checksum address."""
-    private_key: bytes
-    """32 bytes. Public knowledge: a development key only."""
-
-    def __repr__(self) -> str:
-        # Keys are public, but repr still keeps them out of logs and tracebacks.
-        return f"DevAccount(index={self.index}, address={self.address!r})"
-
-    @property
-    def local_account(self) -> LocalAccount:
-        """The account as an eth-account signer (for web3 middleware and typed clients)."""
-        account: LocalAccount = Account.from_key(self.private_key)
-        return account
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "address": self.address,
-            "private_key": "0x" + self.private_key.hex(),
-        }
-
-
-def dev_accounts(count: int = 10, *, mnemonic: str = DEV_MNEMONIC) -> tuple[DevAccount, ...]:
-    """The first ``count`` accounts of ``mnemonic`` on the path ``m/44'/60'/0'/0/i``.
-
-    Raises:
-        InputError: if ``count`` is not between 1 and 1000, or the mnemonic is not valid.
-    """
-    if not 1 <= count <= _MAX_ACCOUNTS:
-        raise InputError(
-            f"the number of dev accounts must be between 1 and {_MAX_ACCOUNTS}, got {count}"
-        )
-    return _derive(mnemonic, count)
-
-
-@cache
-def _derive(mnemonic: str, count: int) -> tuple[DevAccount, ...]:
-    # PBKDF2 over the mnemonic (2048 rounds) dominates; the cache makes repeated devnets cheap.
-    try:
-        seed = seed_from_mnemonic(mnemonic, "")
-    except ValidationError as exc:
-        raise InputError(
-            "the dev mnemonic is not a valid BIP-39 phrase",
-            hint="use the default 'test test ... junk' mnemonic or another 12/24-word phrase",
-        ) from exc
-    accounts = []
-    for index in range(count):
-        key = key_from_seed(seed, f"m/44'/60'/0'/0/{index}")
-        address = Secp256k1PrivateKey(key).public_key.checksum_address
-        accounts.append(DevAccount(index=index, address=address, private_key=key))
-    return tuple(accounts)
+from reef.chain.devnet._accounts import DEV_KEYS_WARNING as DEV_KEYS_WARNING
+from reef.chain.devnet._accounts import DEV_MNEMONIC as DEV_MNEMONIC
+from reef.chain.devnet._accounts import DEVNET_CHAIN_ID as DEVNET_CHAIN_ID
+from reef.chain.devnet._accounts import DevAccount as DevAccount
+from reef.chain.devnet._accounts import dev_accounts as dev_accounts
