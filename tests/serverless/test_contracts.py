@@ -273,7 +273,7 @@ def test_selection_is_the_stake_weighted_draw_over_the_parent_block(
     stakes = [1_000_000, 2_000_000, 3_000_000, 9_000_000, 4_000_000]
     enclaves = [chain.register(op, stake=s) for op, s in zip(chain.operators, stakes, strict=False)]
     user = chain.jobs(chain.users[0])
-    for _ in range(6):
+    for _ in range(4):
         candidates = [(e.enclave, e.stake) for e in user.executors() if e.active_jobs < 4]
         request, _ = user.create_job(CODEHASH, b"", 1000)
         parent = chain.devnet.web3().eth.get_block(request.block_number - 1)["hash"]
