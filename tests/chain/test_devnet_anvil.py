@@ -4,6 +4,7 @@ in anvil's own state file, described in ``devnet.json`` like the embedded devnet
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,12 +87,14 @@ def test_test_controls_move_anvils_clock(chain: AnvilChain) -> None:
     w3 = chain.web3()
     before = w3.eth.get_block("latest")["timestamp"]
     chain.increase_time(3600)
+    assert chain.next_block_timestamp() >= before + 3600
     chain.mine()
     assert w3.eth.get_block("latest")["timestamp"] >= before + 3600
     snapshot = chain.snapshot()
     chain.mine()
     assert chain.revert(snapshot)
     chain.set_next_block_timestamp(before + 10_000)
+    assert chain.next_block_timestamp() == before + 10_000
     chain.mine()
     assert w3.eth.get_block("latest")["timestamp"] == before + 10_000
 
@@ -110,3 +113,49 @@ def test_a_port_in_use_is_a_clear_error(chain: AnvilChain, home: ReefHome, tmp_p
     other = ReefHome(tmp_path / "other").ensure()
     with pytest.raises(ChainError, match="anvil exited"):
         AnvilChain.open(other, port=port)
+
+
+def test_reef_up_runs_the_network_on_anvil(tmp_path: Path) -> None:
+    from reef.chain import Deployment
+    from reef.node import LocalNetwork, NetworkInfo, UpSettings
+
+    home = ReefHome(tmp_path / "up").ensure()
+    settings = UpSettings(
+        rpc_port=0,
+        cp_port=0,
+        store_port=0,
+        verifier_port=0,
+        kms_scallop_port=0,
+        kms_public_port=0,
+        kms=False,
+        chain="anvil",
+    )
+    network = LocalNetwork(home, settings)
+
+    async def run() -> tuple[NetworkInfo, str, Deployment | None, str | None]:
+        info = await network.start()
+        try:
+            assert isinstance(network.devnet, AnvilChain)
+            url, deployment = network.devnet.url, network.devnet.deployment
+            market = MarketClient(network.devnet.web3(), info.deployment.market)
+            return info, url, deployment, market.provider(info.provider)
+        finally:
+            await network.stop()
+
+    info, url, deployment, registered = asyncio.run(run())
+    assert info.rpc_url == url  # clients talk to anvil itself
+    assert info.deployment == deployment
+    assert registered == info.control_plane  # the provider registered on anvil's market
+    assert read_devnet_info(home).rpc_url is None  # anvil stopped with reef up
+    with AnvilChain.open(home, port=0) as again:  # and its state was kept
+        assert again.deployment == deployment
+
+
+def test_reef_up_refuses_an_unknown_chain() -> None:
+    from typer.testing import CliRunner
+
+    from reef.cli import app
+
+    result = CliRunner().invoke(app, ["up", "--chain", "geth"])
+    assert result.exit_code == 2
+    assert "'geth' is not one of 'devnet', 'anvil'" in result.output

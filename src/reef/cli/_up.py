@@ -31,6 +31,12 @@ def _say(text: str = "") -> None:
     typer.echo(text)
 
 
+def _check_chain(value: str) -> str:
+    if value not in ("devnet", "anvil"):
+        raise typer.BadParameter(f"{value!r} is not one of 'devnet', 'anvil'")
+    return value
+
+
 def up(
     host: Annotated[str, typer.Option("--host", help="Address every service listens on.")] = (
         "127.0.0.1"
@@ -67,6 +73,14 @@ def up(
         bool, typer.Option("--no-kms", help="Do not start the KMS root enclave.")
     ] = False,
     insecure: Annotated[bool, InsecureOption] = False,
+    chain: Annotated[
+        str,
+        typer.Option(
+            "--chain",
+            callback=_check_chain,
+            help="The chain: the embedded devnet, or anvil (npm @foundry-rs/anvil).",
+        ),
+    ] = "devnet",
     json_output: bool = JsonOption,
 ) -> None:
     """Run the local network: devnet, contracts, image store, verifier, KMS root and a provider.
@@ -90,6 +104,7 @@ def up(
         fresh=fresh,
         kms=not no_kms,
         insecure=insecure,
+        chain="anvil" if chain == "anvil" else "devnet",
     )
     network = LocalNetwork(ReefHome.from_env(), settings)
     try:

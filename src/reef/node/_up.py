@@ -3,7 +3,8 @@
 Started in dependency order, stopped in reverse:
 
 1. the devnet (:class:`reef.chain.Devnet`, persisted under ``$REEF_HOME/chain``) with reef's
-   contracts, served over JSON-RPC (8545);
+   contracts, served over JSON-RPC (8545); or, with ``chain="anvil"``, an anvil node
+   (:class:`reef.chain.devnet.AnvilChain`) on that port with the same contracts;
 2. the dev TEE authority (the local enclaves' "hardware" root);
 3. the content-addressed image store (8090) that ``reef deploy`` uploads to;
 4. the attestation verifier service (1400), trusting the dev root;
@@ -29,7 +30,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from reef.attestation import DevAuthority, TrustedRoot, load_verifier_key, verifier_app
 from reef.chain import DevAccount, MarketClient
@@ -58,6 +59,7 @@ from reef.node._serve import Served, serve_app
 
 if TYPE_CHECKING:
     from reef.chain import Devnet
+    from reef.chain.devnet import AnvilChain
 
 __all__ = ["PROVIDER_ACCOUNT", "LocalNetwork", "UpContext", "UpExtension", "UpSettings"]
 
@@ -87,6 +89,8 @@ class UpSettings:
     """Run enclaves even where this host cannot isolate them (every output says so)."""
     kms_app: Path = field(default_factory=lambda: example_dir("kms-root"))
     rates: RateCard = field(default_factory=RateCard.dev)
+    chain: Literal["devnet", "anvil"] = "devnet"
+    """The chain: the embedded devnet, or an anvil node (npm ``@foundry-rs/anvil``)."""
 
 
 Progress = Callable[[str], None]
@@ -105,7 +109,7 @@ class UpContext:
 
     home: ReefHome
     settings: UpSettings
-    devnet: Devnet
+    devnet: Devnet | AnvilChain
     info: NetworkInfo
     """The core's endpoints and addresses (chain, market, verifier, KMS, provider)."""
     authority: DevAuthority
@@ -148,7 +152,7 @@ class LocalNetwork:
         self.extensions = tuple(extensions)
         self._started: list[UpExtension] = []
         self._extension_backend: EnclaveBackend | None = None
-        self.devnet: Devnet | None = None
+        self.devnet: Devnet | AnvilChain | None = None
         self.info: NetworkInfo | None = None
         self.provider: ProviderService | None = None
         self.kms_enclave: EnclaveInfo | None = None
@@ -183,20 +187,36 @@ class LocalNetwork:
         home = self.home.ensure()
         margin = s.rate_lock_s if s.safety_margin_s is None else s.safety_margin_s
 
-        progress("starting the devnet")
-        # Imported here: the devnet loads py-evm, which the other commands importing reef.node
-        # (reef jobs, reef deploy) need not pay for.
-        from reef.chain import Devnet, devnet_app
+        devnet: Devnet | AnvilChain
+        if s.chain == "anvil":
+            progress("starting anvil")
+            from reef.chain.devnet import AnvilChain
 
-        self.devnet = devnet = await asyncio.to_thread(
-            Devnet.open, home, fresh=s.fresh, rate_lock_s=s.rate_lock_s
-        )
-        # Served by our own uvicorn wrapper (not serve_devnet) so that Ctrl-C reaches reef up
-        # rather than stopping the JSON-RPC server alone.
-        self._rpc = await serve_app(
-            devnet_app(devnet), host=s.host, port=s.rpc_port, what="devnet JSON-RPC endpoint"
-        )
-        devnet.record_endpoint(self._rpc.url)
+            self.devnet = devnet = await asyncio.to_thread(
+                AnvilChain.open,
+                home,
+                fresh=s.fresh,
+                rate_lock_s=s.rate_lock_s,
+                host=s.host,
+                port=s.rpc_port,
+            )
+            rpc_url = devnet.url
+        else:
+            progress("starting the devnet")
+            # Imported here: the devnet loads py-evm, which the other commands importing
+            # reef.node (reef jobs, reef deploy) need not pay for.
+            from reef.chain import Devnet, devnet_app
+
+            self.devnet = devnet = await asyncio.to_thread(
+                Devnet.open, home, fresh=s.fresh, rate_lock_s=s.rate_lock_s
+            )
+            # Served by our own uvicorn wrapper (not serve_devnet) so that Ctrl-C reaches reef
+            # up rather than stopping the JSON-RPC server alone.
+            self._rpc = await serve_app(
+                devnet_app(devnet), host=s.host, port=s.rpc_port, what="devnet JSON-RPC endpoint"
+            )
+            rpc_url = self._rpc.url
+            devnet.record_endpoint(rpc_url)
         deployment = devnet.deployment
         if deployment is None:  # pragma: no cover - Devnet.open deploys
             raise ServiceError("the devnet has no contracts deployed")
@@ -246,7 +266,7 @@ class LocalNetwork:
         runner = BackendRunner(backend, dirs.launch_dir, provider=provider_account.address)
         self.provider = await ProviderService(
             ProviderSettings(
-                rpc_url=self._rpc.url,
+                rpc_url=rpc_url,
                 market=deployment.market,
                 provider=provider_account.address,
                 db_url=dirs.db_url,
@@ -264,7 +284,7 @@ class LocalNetwork:
         await asyncio.to_thread(self._register, provider_account, self.provider.url)
 
         self.info = NetworkInfo(
-            rpc_url=self._rpc.url,
+            rpc_url=rpc_url,
             chain_id=devnet.chain_id,
             deployment=deployment,
             rate_lock_s=devnet.rate_lock_s or s.rate_lock_s,

@@ -272,6 +272,12 @@ class AnvilChain:
             self._info = replace(self._info, rpc_url=url)
             write_devnet_info(self._home, self._info)
 
+    def next_block_timestamp(self) -> int:
+        """The timestamp the next block would get if it were mined now (anvil's pending block:
+        its wall clock plus any ``evm_increaseTime``, or a pinned ``evm_setNextBlockTimestamp``).
+        """
+        return int(self._rpc("eth_getBlockByNumber", "pending", False)["timestamp"], 16)
+
     # ----------------------------------------------------------------------- test controls
 
     def increase_time(self, seconds: int) -> int:
