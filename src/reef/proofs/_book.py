@@ -10,6 +10,7 @@ than the contract would accept.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -55,6 +56,13 @@ class OrderBook:
     quotes: dict[tuple[str, int], Quote] = field(default_factory=dict)
     provers: dict[str, _Prover] = field(default_factory=dict)
     open_asks: dict[int, OpenAsk] = field(default_factory=dict)
+    fresh: dict[int, OpenAsk] = field(default_factory=dict)
+    """Open asks no round has failed to match yet."""
+    parked: dict[int, dict[int, OpenAsk]] = field(default_factory=dict)
+    """Market id → open asks a round could not match; tried again only when their market
+    gains capacity or quotes (so asks nobody can take cost nothing per round)."""
+    dirty: set[int] = field(default_factory=set)
+    """Markets that gained capacity or quotes since the last round."""
     assigned: dict[int, tuple[str, int]] = field(default_factory=dict)
     """Ask id → (prover, market id) while a prover holds it."""
     assignments: int = 0
@@ -66,11 +74,12 @@ class OrderBook:
             case MarketCreated(market_id=m, penalty=penalty):
                 self.penalties[m] = penalty
             case AskCreated():
-                self.open_asks[event.ask_id] = OpenAsk(
+                ask = OpenAsk(
                     event.ask_id, event.market_id, event.reward, event.expiry, event.proving_time
                 )
+                self.open_asks[ask.ask_id] = self.fresh[ask.ask_id] = ask
             case TaskAssigned(ask_id=a, prover=p, market_id=m):
-                self.open_asks.pop(a, None)
+                self._close(a)
                 self.assigned[a] = (p, m)
                 self.assignments += 1
                 self._lock(p, m, +1)
@@ -83,17 +92,19 @@ class OrderBook:
             case ProverSlashed(ask_id=a, amount=amount):
                 self._release(a, slashed=amount, now=now)
             case AskExpired(ask_id=a) | AskCancelled(ask_id=a):
-                self.open_asks.pop(a, None)
+                self._close(a)
             case ProverRegistered(prover=p, compute=compute, stake=stake):
                 self.provers[p] = _Prover(stake, compute)
             case StakeAdded(prover=p, amount=amount):
                 self.provers[p].stake += amount
+                self.dirty.update(m for (q, m) in self.quotes if q == p)
             case StakeWithdrawn(prover=p, amount=amount):
                 self.provers[p].stake -= amount
             case ProverDeregistered(prover=p):
                 self.provers.pop(p, None)
             case ProverJoined(prover=p, market_id=m):
                 self.quotes[(p, m)] = Quote(p, m, event.price, event.max_time, event.compute)
+                self.dirty.add(m)
             case ProverLeaving(prover=p, market_id=m):
                 old = self.quotes[(p, m)]
                 self.quotes[(p, m)] = Quote(p, m, old.price, old.max_time, old.compute, True)
@@ -110,12 +121,20 @@ class OrderBook:
         state.compute_used += sign * quote.compute
         state.stake_locked += sign * self.penalties.get(market_id, 0)
 
+    def _close(self, ask_id: int) -> None:
+        ask = self.open_asks.pop(ask_id, None)
+        self.fresh.pop(ask_id, None)
+        if ask is not None:
+            self.parked.get(ask.market_id, {}).pop(ask_id, None)
+
     def _release(self, ask_id: int, *, slashed: int, now: int) -> None:
         held = self.assigned.pop(ask_id, None)
         if held is None:
             return
         prover, market_id = held
         self._lock(prover, market_id, -1)
+        # The prover's freed compute may serve any of its markets.
+        self.dirty.update(m for (q, m) in self.quotes if q == prover)
         state = self.provers.get(prover)
         if state is not None and slashed:
             state.stake -= slashed
@@ -134,13 +153,23 @@ class OrderBook:
             )
         return out
 
-    def asks_in_order(self) -> Iterator[OpenAsk]:
-        """Open asks, oldest first (ask ids grow with time)."""
-        return iter(list(self.open_asks.values()))  # events arrive in ask-id order
+    def candidates(self) -> Iterator[OpenAsk]:
+        """The asks a round should try: parked asks of markets that gained capacity (oldest
+        first), then fresh asks; clears the dirty markets. Iterate lazily: a round that stops
+        early (batch full, every prover busy) touches only what it used."""
+        dirty, self.dirty = sorted(self.dirty), set()
+        parked = [list(self.parked.get(m, {}).values()) for m in dirty]
+        return itertools.chain(*parked, list(self.fresh.values()))
+
+    def park(self, ask: OpenAsk) -> None:
+        """Set aside an ask a round could not match (until its market gains capacity)."""
+        if ask.ask_id in self.open_asks:
+            self.fresh.pop(ask.ask_id, None)
+            self.parked.setdefault(ask.market_id, {})[ask.ask_id] = ask
 
     def drop_expired(self, now: int) -> int:
         """Forget asks past their expiry (nobody can assign them); returns how many."""
         stale = [a for a, ask in self.open_asks.items() if ask.expiry <= now]
         for ask_id in stale:
-            del self.open_asks[ask_id]
+            self._close(ask_id)
         return len(stale)

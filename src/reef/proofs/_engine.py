@@ -39,6 +39,7 @@ from reef.proofs._matching import match_round
 __all__ = ["EngineStep", "MatchingEngine"]
 
 _PAGE = 5000
+_SWEEP_S = 10  # how often asks past their expiry are dropped from the book
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class MatchingEngine:
         self.clock = clock
         self.book = OrderBook()
         self._after = 0
+        self._next_sweep = 0
         self._meta = sa.MetaData()
         self._table = _batches(self._meta)
         try:
@@ -145,14 +147,17 @@ class MatchingEngine:
             events += self.catch_up()
             return EngineStep(events, assigned, resent=True)
         now = self._now()
-        self.book.drop_expired(now)
+        if now >= self._next_sweep:
+            self.book.drop_expired(now)
+            self._next_sweep = now + _SWEEP_S
         pairs = match_round(
-            self.book.asks_in_order(),
+            self.book.candidates(),
             self.book.quotes.values(),
             self.book.capacity(now),
             self.book.penalties,
             now=now,
             limit=self.batch_size,
+            on_unmatched=self.book.park,
         )
         if not pairs:
             return EngineStep(events, 0, resent=False)

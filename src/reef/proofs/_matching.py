@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -98,10 +98,13 @@ def match_round(
     now: int,
     limit: int,
     expiry_margin: int = 2,
+    on_unmatched: Callable[[OpenAsk], None] | None = None,
 ) -> list[tuple[int, str]]:
     """Pick a prover for up to ``limit`` of ``asks`` (in the order given); returns
     ``(ask id, prover)`` pairs. Asks within ``expiry_margin`` seconds of their expiry are left
-    alone (the assignment would land too late), as are asks no prover can take now."""
+    alone (the assignment would land too late), as are asks no prover can take now; each ask
+    the round looked at and left is passed to ``on_unmatched``. The round stops early once the
+    batch is full or no market has a prover with room left."""
     by_market: dict[int, list[Quote]] = {}
     for quote in quotes:
         by_market.setdefault(quote.market_id, []).append(quote)
@@ -109,12 +112,15 @@ def match_round(
     free_stake = {p: c.free_stake for p, c in capacity.items()}
     free_compute = {p: c.free_compute for p, c in capacity.items()}
     out: list[tuple[int, str]] = []
+    open_pools = sum(1 for pool in pools.values() if pool.available)
     for ask in asks:
-        if len(out) >= limit:
+        if len(out) >= limit or open_pools == 0:
             break
         pool = pools.get(ask.market_id)
         penalty = penalties.get(ask.market_id)
         if pool is None or penalty is None or not pool.available:
+            if on_unmatched is not None:
+                on_unmatched(ask)
             continue
         if now + expiry_margin >= ask.expiry:
             continue
@@ -137,6 +143,8 @@ def match_round(
         if chosen is None:  # most provers are busy or too dear: draw exactly among those that fit
             eligible = [i for i, q in pool.available.items() if fits(q)]
             if not eligible:
+                if on_unmatched is not None:
+                    on_unmatched(ask)
                 continue
             target = _draw(ask.ask_id, _TRIES) * sum(pool.weights[i] for i in eligible)
             for i in eligible:
@@ -150,5 +158,7 @@ def match_round(
         free_stake[quote.prover] -= penalty
         if free_compute[quote.prover] < quote.compute or free_stake[quote.prover] < penalty:
             del pool.available[chosen]
+            if not pool.available:
+                open_pools -= 1
         out.append((ask.ask_id, quote.prover))
     return out
