@@ -15,11 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Literal, get_args, get_type_hints
 
-from eth_abi.abi import decode as abi_decode
-from eth_abi.exceptions import DecodingError
 from eth_utils.address import to_checksum_address
-from hexbytes import HexBytes
 
+from reef.chain._abi_words import words_decoder
 from reef.chain._artifacts import load_artifact
 from reef.chain._types import Address, Amount, JobId, Rate
 from reef.crypto import keccak256
@@ -257,7 +255,7 @@ def _as_bytes(value: Any) -> bytes:
     if isinstance(value, bytes | bytearray):
         return bytes(value)
     if isinstance(value, str):
-        return bytes(HexBytes(value))
+        return bytes.fromhex(value[2:] if value[:2] in ("0x", "0X") else value)
     raise ChainError(f"log field is neither bytes nor hex: {type(value).__name__}")
 
 
@@ -375,6 +373,14 @@ class EventDecoder:
                 data=tuple((_snake(i["name"]), i["type"]) for i in inputs if not i["indexed"]),
             )
             self._specs[keccak256(signature.encode())] = spec
+        # Built once per event: decoding runs for every log an indexer reads.
+        self._data_decoders = {
+            topic: words_decoder(["bytes" if t == "string" else t for _, t in spec.data])
+            for topic, spec in self._specs.items()
+        }
+        self._topic_decoders = {
+            typ: words_decoder([typ]) for spec in self._specs.values() for _, typ in spec.indexed
+        }
         missing = set(by_name) - {s.cls.__name__ for s in self._specs.values()}
         if missing:
             raise ChainError(f"the ABI lacks the events {sorted(missing)}")
@@ -507,9 +513,8 @@ class EventDecoder:
         try:
             values: dict[str, Any] = {}
             for (name, typ), topic in zip(spec.indexed, topics[1:], strict=True):
-                (values[name],) = abi_decode([typ], topic)
-            data_types = ["bytes" if t == "string" else t for _, t in spec.data]
-            decoded = abi_decode(data_types, _as_bytes(log.get("data", b"")))
+                (values[name],) = self._topic_decoders[typ](topic)
+            decoded = self._data_decoders[topics[0]](_as_bytes(log.get("data", b"")))
             for (name, typ), value in zip(spec.data, decoded, strict=True):
                 values[name] = value.decode("utf-8", errors="replace") if typ == "string" else value
             for name, typ in (*spec.indexed, *spec.data):
@@ -529,7 +534,7 @@ class EventDecoder:
                 tx_hash="0x" + _as_bytes(tx_hash).hex() if tx_hash is not None else "",
                 **values,
             )
-        except (ValueError, TypeError, KeyError, DecodingError) as exc:
+        except (ValueError, TypeError, KeyError) as exc:
             raise ChainError(
                 f"malformed {spec.cls.__name__} log in block {log.get('blockNumber')}: {exc}"
             ) from exc

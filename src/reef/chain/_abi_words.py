@@ -1,0 +1,152 @@
+"""Decode the ABI encoding of event fields, for the elementary types events carry.
+
+An indexer decodes every log it reads, and eth-abi's general decoder (stream objects, a
+registry lookup and validation layers per value) costs more per log than reading it from the
+node. Events carry elementary values: ``uint<N>``, ``int<N>``, ``address``, ``bool``,
+``bytes<N>``, and dynamic ``bytes`` / ``string``. Those decode with a few slices of the data,
+checked as strictly as eth-abi checks them (padding, ranges, offsets inside the data), so a
+malformed log is still refused. Any other type (arrays, tuples) goes to eth-abi.
+
+``tests/chain/test_abi_words.py`` holds this to eth-abi on random values and malformed data.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["decode_words", "words_decoder"]
+
+_WORD = 32
+_SIZED = re.compile(r"^(u?int|bytes)(\d+)$")
+
+
+def _uint(bits: int) -> Callable[[bytes], int]:
+    limit = 1 << bits
+
+    def read(word: bytes) -> int:
+        value = int.from_bytes(word, "big")
+        if value >= limit:
+            raise ValueError(f"a uint{bits} word holds {value}, out of range")
+        return value
+
+    return read
+
+
+def _int(bits: int) -> Callable[[bytes], int]:
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+    def read(word: bytes) -> int:
+        value = int.from_bytes(word, "big", signed=True)
+        if not low <= value <= high:
+            raise ValueError(f"an int{bits} word holds {value}, out of range")
+        return value
+
+    return read
+
+
+def _fixed_bytes(size: int) -> Callable[[bytes], bytes]:
+    def read(word: bytes) -> bytes:
+        if any(word[size:]):
+            raise ValueError(f"a bytes{size} word has non-zero padding")
+        return word[:size]
+
+    return read
+
+
+def _address(word: bytes) -> bytes:
+    if any(word[:12]):
+        raise ValueError("an address word has non-zero padding")
+    return word[12:]
+
+
+def _bool(word: bytes) -> bool:
+    value = int.from_bytes(word, "big")
+    if value > 1:
+        raise ValueError(f"a bool word holds {value}")
+    return value == 1
+
+
+def _static_reader(typ: str) -> Callable[[bytes], Any] | None:
+    if typ == "address":
+        return _address
+    if typ == "bool":
+        return _bool
+    match = _SIZED.match(typ)
+    if match is None:
+        return None
+    kind, size = match.group(1), int(match.group(2))
+    if kind == "bytes":
+        return _fixed_bytes(size) if 1 <= size <= 32 else None
+    if not (8 <= size <= 256 and size % 8 == 0):
+        return None
+    return _uint(size) if kind == "uint" else _int(size)
+
+
+def _dynamic(data: bytes, head: bytes) -> bytes:
+    offset = int.from_bytes(head, "big")
+    if offset % _WORD or offset + _WORD > len(data):
+        raise ValueError(f"a dynamic value's offset {offset} points outside the data")
+    length = int.from_bytes(data[offset : offset + _WORD], "big")
+    start = offset + _WORD
+    padded = start + -(-length // _WORD) * _WORD
+    if padded > len(data):
+        raise ValueError(f"a dynamic value of {length} bytes runs past the data")
+    if any(data[start + length : padded]):
+        raise ValueError("a dynamic value has non-zero padding")
+    return data[start : start + length]
+
+
+def words_decoder(types: Sequence[str]) -> Callable[[bytes], tuple[Any, ...]]:
+    """A decoder for the ABI encoding of ``types``, built once (``decode_words`` per call).
+
+    ``bytes``/``string`` decode to ``bytes``/``str``; ``address`` to its 20 raw bytes. The
+    decoder raises ``ValueError`` when the data is too short, badly padded, out of range or
+    not UTF-8.
+    """
+    kinds = tuple(types)
+    readers = [_static_reader(t) for t in kinds]
+    if any(r is None for r, t in zip(readers, kinds, strict=True) if t not in ("bytes", "string")):
+        return functools.partial(_eth_abi, list(kinds))
+    words = _WORD * len(kinds)
+    plan = [
+        (index * _WORD, reader, kind == "string")
+        for index, (kind, reader) in enumerate(zip(kinds, readers, strict=True))
+    ]
+
+    def decode(data: bytes) -> tuple[Any, ...]:
+        if len(data) < words:
+            raise ValueError(f"{len(data)} bytes of data hold fewer than {len(kinds)} words")
+        values: list[Any] = []
+        for at, reader, text in plan:
+            head = data[at : at + _WORD]
+            if reader is not None:
+                values.append(reader(head))
+            elif text:
+                values.append(_dynamic(data, head).decode("utf-8"))
+            else:
+                values.append(_dynamic(data, head))
+        return tuple(values)
+
+    return decode
+
+
+def decode_words(types: Sequence[str], data: bytes) -> tuple[Any, ...]:
+    """Decode ``data`` as the ABI encoding of ``types`` (as ``eth_abi.decode`` does).
+
+    Raises:
+        ValueError: see :func:`words_decoder`.
+    """
+    return words_decoder(types)(data)
+
+
+def _eth_abi(types: list[str], data: bytes) -> tuple[Any, ...]:
+    from eth_abi.abi import decode as abi_decode
+    from eth_abi.exceptions import DecodingError
+
+    try:
+        return tuple(abi_decode(types, data))
+    except DecodingError as exc:
+        raise ValueError(str(exc)) from exc
