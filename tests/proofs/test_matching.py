@@ -103,3 +103,41 @@ def test_cheaper_and_faster_provers_win_more_often_and_a_miss_halves_the_odds() 
     assert abs(wins["dear"] / 6000 - 1 / 7) < 0.03
     assert abs(wins["missed"] / 6000 - 2 / 7) < 0.03
     assert prover_weight(10, 10, 1) == prover_weight(10, 10, 0) / 2
+
+
+def _loc() -> dict[str, object]:
+    return {
+        "address": "0x" + "11" * 20,
+        "block_number": 1,
+        "log_index": 0,
+        "tx_hash": "0x" + "00" * 32,
+    }
+
+
+def test_a_stale_ask_is_parked_and_never_blocks_fresh_ones() -> None:
+    from reef.proofs import AskCreated, MarketCreated, OrderBook, ProverJoined, ProverRegistered
+
+    book = OrderBook()
+    zero = "0x" + "00" * 20
+    book.apply(MarketCreated(**_loc(), market_id=1, creator=zero, kind=1, verifier=zero,  # type: ignore[arg-type]
+                             image_id=b"", artifacts_hash=b"", penalty=0, ivs=zero, n_inputs=1, metadata=""), 0)  # fmt: skip
+    book.apply(ProverRegistered(**_loc(), prover="p", reward_address="p", compute=10, stake=0), 0)  # type: ignore[arg-type]
+    book.apply(ProverJoined(**_loc(), prover="p", market_id=1, price=50, max_time=10, compute=1), 0)  # type: ignore[arg-type]
+
+    def ask(i: int, reward: int) -> None:
+        book.apply(AskCreated(**_loc(), ask_id=i, market_id=1, requester="r", refund_address="r",  # type: ignore[arg-type]
+                              reward=reward, expiry=BIG, proving_time=100, inputs=b""), 0)  # fmt: skip
+
+    def round_() -> list[tuple[int, str]]:
+        return match_round(book.candidates(), book.quotes.values(), book.capacity(0),
+                           book.penalties, now=0, limit=10, on_unmatched=book.park)  # fmt: skip
+
+    ask(1, 10)  # below every price: nobody can take it
+    assert round_() == []
+    assert 1 in book.parked[1]
+    ask(2, 100)
+    assert round_() == [(2, "p")]  # the stale ask did not stand in the way
+    assert list(book.candidates()) == [book.open_asks[2]]  # parked ask 1 is not retried...
+    book.apply(ProverJoined(**_loc(), prover="q", market_id=1, price=5, max_time=10, compute=1), 0)  # type: ignore[arg-type]
+    book.apply(ProverRegistered(**_loc(), prover="q", reward_address="q", compute=1, stake=0), 0)  # type: ignore[arg-type]
+    assert (1, "q") in round_()  # ...until its market gains a prover cheap enough
