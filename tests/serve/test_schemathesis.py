@@ -36,7 +36,7 @@ from reef.attestation import (
 )
 from reef.crypto import Secp256k1PrivateKey
 from reef.home import ReefHome
-from reef.kms import KmsRoot, RootKeyring, RootSeed, public_app
+from reef.kms import EnclaveSeeds, KmsRoot, RootKeyring, RootSeed, derive_server_app, public_app
 from reef.market import (
     ImageStore,
     JobPolicy,
@@ -122,6 +122,9 @@ def _apps(home: Path) -> dict[str, Any]:
             ImageStore(home / "images"), uploads=UploadPolicy.anyone(), max_bytes=1 << 20
         ),
         "kms public": public_app(root),
+        "kms derive": derive_server_app(
+            EnclaveSeeds.fixed(hashlib.sha512(b"reef schemathesis enclave").digest())
+        ),
         "attestation": attestation_app(attester, public_key=b"\x01" * 32),
         "custom attestation": custom_attestation_app(attester),
     }
@@ -132,6 +135,7 @@ SERVICES = [
     "control plane",
     "image store",
     "kms public",
+    "kms derive",
     "attestation",
     "custom attestation",
 ]

@@ -28,14 +28,24 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Literal
 
-from starlette.applications import Starlette
+from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from reef._serve import api_app
 from reef.errors import InputError, KMSError, ReefError
 from reef.kms._derive import KeyType, derive_key, path_seed
-from reef.kms._http import Limits, error_response, parse_path, parse_version
+from reef.kms._http import (
+    LIMITED_RESPONSES,
+    VERSION_PARAM,
+    Limits,
+    error_response,
+    parse_path,
+    parse_version,
+    query_param,
+    query_params,
+    text_response,
+)
 from reef.kms._public import VERSION_HEADER
 from reef.kms._scallop import KmsWiring, fetch_enclave_seed
 
@@ -98,7 +108,11 @@ class EnclaveSeeds:
             raise InputError(f"an enclave seed is 64 bytes, got {len(seed)}")
 
         async def refuse(v: int | None) -> tuple[bytes, int]:
-            raise KMSError(f"no KMS root to fetch the seed of version {v} from")
+            # No root to ask: another version is not unavailable but nonexistent here.
+            raise InputError(
+                f"this derive server holds only the seed of version {version}, not {v}",
+                hint=f"ask for version {version}, or leave version out",
+            )
 
         seeds = cls(refuse)
         seeds._seeds[version] = bytes(seed)
@@ -174,14 +188,23 @@ class EnclaveSeeds:
 _Kind = Literal["seed", "secp256k1", "ed25519", "x25519"]
 
 
-def derive_server_app(seeds: EnclaveSeeds) -> Starlette:
+def derive_server_app(seeds: EnclaveSeeds) -> FastAPI:
     """The derive server's loopback API over ``seeds`` (wrapped in the request limits)."""
 
-    def endpoint(kind: _Kind) -> Callable[[Request], Awaitable[Response]]:
+    app = api_app(
+        "reef KMS derive server",
+        description="This enclave's keys, derived from its seed (Oyster-compatible); reachable "
+        "from inside the enclave only.",
+    )
+
+    def endpoint(route: str, kind: _Kind, summary: str) -> None:
         async def handler(request: Request) -> Response:
             try:
-                path = parse_path(request.query_params)
-                seed, version = await seeds.get(parse_version(request.query_params))
+                # Strict UTF-8 (kms._http.query_params): Starlette's own decoding maps every
+                # invalid byte to U+FFFD, so different paths would name one key.
+                params = query_params(request.scope)
+                path = parse_path(params)
+                seed, version = await seeds.get(parse_version(params))
             except InputError as exc:
                 return error_response(400, exc.message)
             except ReefError as exc:
@@ -198,14 +221,43 @@ def derive_server_app(seeds: EnclaveSeeds) -> Starlette:
                 headers={VERSION_HEADER: str(version)},
             )
 
-        return handler
+        app.add_api_route(
+            route,
+            handler,
+            methods=["GET"],
+            name=kind,
+            summary=summary,
+            response_class=Response,
+            responses={
+                200: {
+                    "description": "the secret bytes",
+                    "headers": {
+                        VERSION_HEADER: {
+                            "description": "the root seed version",
+                            "schema": {"type": "string"},
+                        }
+                    },
+                    "content": {
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"}
+                        }
+                    },
+                },
+                400: text_response("what is wrong with the query"),
+                503: text_response("the KMS root cannot be reached for that version's seed"),
+                **LIMITED_RESPONSES,
+            },
+            openapi_extra={
+                "parameters": [
+                    query_param("path", "the derivation path (UTF-8; default empty)"),
+                    VERSION_PARAM,
+                ]
+            },
+        )
 
-    routes = [
-        Route("/derive", endpoint("seed"), methods=["GET"]),
-        Route("/derive/secp256k1", endpoint("secp256k1"), methods=["GET"]),
-        Route("/derive/ed25519", endpoint("ed25519"), methods=["GET"]),
-        Route("/derive/x25519", endpoint("x25519"), methods=["GET"]),
-    ]
-    app = Starlette(routes=routes)
+    endpoint("/derive", "seed", "The 64-byte path seed")
+    endpoint("/derive/secp256k1", "secp256k1", "A secp256k1 secret key (32 bytes)")
+    endpoint("/derive/ed25519", "ed25519", "An Ed25519 seed (32 bytes)")
+    endpoint("/derive/x25519", "x25519", "A clamped X25519 secret (32 bytes)")
     app.add_middleware(Limits)
     return app

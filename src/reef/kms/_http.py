@@ -11,6 +11,7 @@ import asyncio
 import re
 import urllib.parse
 from collections.abc import Mapping
+from typing import Any
 
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,17 +19,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from reef.errors import InputError
 
 __all__ = [
+    "LIMITED_RESPONSES",
     "MAX_BODY",
     "MAX_URI",
     "REQUEST_TIMEOUT_S",
+    "VERSION_PARAM",
     "Limits",
     "error_response",
     "parse_address",
     "parse_image_id",
     "parse_path",
     "parse_version",
+    "query_param",
     "query_params",
     "raw_uri",
+    "text_response",
 ]
 
 MAX_BODY = 1024
@@ -200,3 +205,35 @@ def parse_version(params: Mapping[str, str]) -> int | None:
     if not text.isdigit() or len(text) > 10 or int(text) > 2**32 - 1:
         raise InputError(f"version must be a decimal integer, got {text[:20]!r}")
     return int(text)
+
+
+# ---- OpenAPI descriptions shared by the KMS's FastAPI apps ----
+
+
+def query_param(name: str, description: str, pattern: str | None = None) -> dict[str, Any]:
+    """An optional query parameter as OpenAPI describes it (the handlers parse it themselves)."""
+    schema: dict[str, Any] = {"type": "string"}
+    if pattern is not None:
+        schema["pattern"] = pattern
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def text_response(description: str) -> dict[str, Any]:
+    """A plain-text answer (every KMS error is one)."""
+    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+VERSION_PARAM = query_param(
+    "version", "a root seed version (default: the current one)", r"^[0-9]+$"
+)
+LIMITED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: text_response("the request body is over the limit"),
+    414: text_response("the request URI is over the limit"),
+}
+"""What the request limits (:class:`Limits`) answer before any handler runs."""

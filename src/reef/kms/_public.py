@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
@@ -44,14 +44,18 @@ from reef.encoding import parse_hex
 from reef.errors import InputError, KMSError, MisuseError, ReefError
 from reef.kms._derive import KeyType, derive_key
 from reef.kms._http import (
+    LIMITED_RESPONSES,
+    VERSION_PARAM,
     Limits,
     error_response,
     parse_address,
     parse_image_id,
     parse_path,
     parse_version,
+    query_param,
     query_params,
     raw_uri,
+    text_response,
 )
 from reef.kms._root import KmsRoot
 from reef.kms._signing import SIGNATURE_HEADER, sign_response
@@ -72,25 +76,13 @@ _ENDPOINTS: dict[str, tuple[KeyType, _Form]] = {
 }
 
 
-def _query(name: str, description: str, pattern: str | None = None) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "string"}
-    if pattern is not None:
-        schema["pattern"] = pattern
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
-    }
-
-
-_VERSION = _query("version", "a root seed version (default: the current one)", r"^[0-9]+$")
 _DERIVE_PARAMS = [
-    _query("image_id", "the enclave image id, 64 hex digits (or give address)", "^[0-9a-f]{64}$"),
-    _query("address", "a contract address (or give image_id)"),
-    _query("path", "the derivation path (UTF-8; default empty)"),
-    _VERSION,
+    query_param(
+        "image_id", "the enclave image id, 64 hex digits (or give address)", "^[0-9a-f]{64}$"
+    ),
+    query_param("address", "a contract address (or give image_id)"),
+    query_param("path", "the derivation path (UTF-8; default empty)"),
+    VERSION_PARAM,
 ]
 _SIGNED_HEADERS = {
     SIGNATURE_HEADER: {
@@ -98,17 +90,6 @@ _SIGNED_HEADERS = {
         "schema": {"type": "string"},
     },
     VERSION_HEADER: {"description": "the root seed version", "schema": {"type": "string"}},
-}
-
-
-def _text(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
-
-
-# What the request limits (kms._http.Limits) answer before any handler runs.
-_LIMITED: dict[int | str, dict[str, Any]] = {
-    413: _text("the request body is over the limit"),
-    414: _text("the request URI is over the limit"),
 }
 
 
@@ -176,8 +157,8 @@ def public_app(root: KmsRoot) -> FastAPI:
                     "headers": _SIGNED_HEADERS,
                     "content": {media: {"schema": schema}},
                 },
-                400: _text("what is wrong with the query"),
-                **_LIMITED,
+                400: text_response("what is wrong with the query"),
+                **LIMITED_RESPONSES,
             },
             openapi_extra={"parameters": _DERIVE_PARAMS},
         )
@@ -233,11 +214,13 @@ def public_app(root: KmsRoot) -> FastAPI:
                 "headers": _SIGNED_HEADERS,
                 "content": {"application/json": {"schema": {"type": "object"}}},
             },
-            400: _text("a nonce that is not hex"),
-            503: _text("the root cannot attest right now"),
-            **_LIMITED,
+            400: text_response("a nonce that is not hex"),
+            503: text_response("the root cannot attest right now"),
+            **LIMITED_RESPONSES,
         },
-        openapi_extra={"parameters": [_query("nonce", "hex bytes to bind into the attestation")]},
+        openapi_extra={
+            "parameters": [query_param("nonce", "hex bytes to bind into the attestation")]
+        },
     )
     app.add_api_route(
         "/admin/rotate",
@@ -251,11 +234,11 @@ def public_app(root: KmsRoot) -> FastAPI:
                 "headers": _SIGNED_HEADERS,
                 "content": {"application/json": {"schema": {"type": "object"}}},
             },
-            400: _text("not JSON {version, signature}"),
-            401: _text("the signature is not the admin's"),
-            403: _text("this root takes no rotations"),
-            409: _text("a version that cannot follow the current one"),
-            **_LIMITED,
+            400: text_response("not JSON {version, signature}"),
+            401: text_response("the signature is not the admin's"),
+            403: text_response("this root takes no rotations"),
+            409: text_response("a version that cannot follow the current one"),
+            **LIMITED_RESPONSES,
         },
         openapi_extra={
             "requestBody": {
