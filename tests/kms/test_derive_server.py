@@ -1,5 +1,6 @@
-"""An enclave keeps asking a busy KMS root for its seed (a burst of boots from one host shares
-the root's per-address handshake slots), for a bounded time, then fails with the root's reason."""
+"""The derive server inside each enclave: it keeps asking a busy KMS root for its seed (a burst
+of boots from one host shares the root's per-address handshake slots) for a bounded time, then
+fails with the root's reason; it reads paths as strict UTF-8."""
 
 from __future__ import annotations
 
@@ -57,3 +58,27 @@ async def test_without_a_retry_window_the_first_refusal_is_final() -> None:
 
     with pytest.raises(KMSError, match="refuses this image"):
         await EnclaveSeeds(fetch).start()
+
+
+async def test_the_derive_server_refuses_paths_that_are_not_utf8() -> None:
+    """Issue 11 for the derive server too: ``%ff`` and ``%fe`` once both became U+FFFD, so two
+    different paths named one key."""
+    import httpx
+
+    from reef.kms import derive_server_app
+
+    app = derive_server_app(EnclaveSeeds.fixed(SEED))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://enclave") as client:
+        keys = set()
+        for raw in ("%ff", "%fe", "%EF%BF%BD"):
+            answer = await client.get(httpx.URL(f"http://enclave/derive/x25519?path={raw}"))
+            if answer.status_code == 200:
+                keys.add(answer.content)
+            else:
+                assert answer.status_code == 400, raw
+                assert "UTF-8" in answer.text, raw
+        assert len(keys) <= 1  # only the real U+FFFD (%EF%BF%BD) may derive, once
+        other = await client.get("/derive", params={"path": "a", "version": "9"})
+        assert other.status_code == 400
+        assert "only the seed of version 0" in other.text
