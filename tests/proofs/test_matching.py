@@ -134,7 +134,7 @@ def test_a_stale_ask_is_parked_and_never_blocks_fresh_ones() -> None:
 
     ask(1, 10)  # below every price: nobody can take it
     assert round_() == []
-    assert 1 in book.parked[1]
+    assert 1 in book.priced_out[1]  # no quote can take it: only a new quote wakes it
     ask(2, 100)
     assert round_() == [(2, "p")]  # the stale ask did not stand in the way
     assert list(book.candidates()) == [book.open_asks[2]]  # parked ask 1 is not retried...

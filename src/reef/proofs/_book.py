@@ -59,10 +59,15 @@ class OrderBook:
     fresh: dict[int, OpenAsk] = field(default_factory=dict)
     """Open asks no round has failed to match yet."""
     parked: dict[int, dict[int, OpenAsk]] = field(default_factory=dict)
-    """Market id → open asks a round could not match; tried again only when their market
-    gains capacity or quotes (so asks nobody can take cost nothing per round)."""
+    """Market id → open asks a round could not match for want of capacity; tried again when
+    their market gains capacity or quotes."""
+    priced_out: dict[int, dict[int, OpenAsk]] = field(default_factory=dict)
+    """Market id → open asks no quote of the market can take (reward or time too low); tried
+    again only when the market gains a quote. So asks nobody can take cost nothing per round."""
     dirty: set[int] = field(default_factory=set)
-    """Markets that gained capacity or quotes since the last round."""
+    """Markets that gained capacity since the last round."""
+    requoted: set[int] = field(default_factory=set)
+    """Markets that gained quotes since the last round."""
     assigned: dict[int, tuple[str, int]] = field(default_factory=dict)
     """Ask id → (prover, market id) while a prover holds it."""
     assignments: int = 0
@@ -104,7 +109,7 @@ class OrderBook:
                 self.provers.pop(p, None)
             case ProverJoined(prover=p, market_id=m):
                 self.quotes[(p, m)] = Quote(p, m, event.price, event.max_time, event.compute)
-                self.dirty.add(m)
+                self.requoted.add(m)
             case ProverLeaving(prover=p, market_id=m):
                 old = self.quotes[(p, m)]
                 self.quotes[(p, m)] = Quote(p, m, old.price, old.max_time, old.compute, True)
@@ -126,6 +131,7 @@ class OrderBook:
         self.fresh.pop(ask_id, None)
         if ask is not None:
             self.parked.get(ask.market_id, {}).pop(ask_id, None)
+            self.priced_out.get(ask.market_id, {}).pop(ask_id, None)
 
     def _release(self, ask_id: int, *, slashed: int, now: int) -> None:
         held = self.assigned.pop(ask_id, None)
@@ -157,15 +163,20 @@ class OrderBook:
         """The asks a round should try: parked asks of markets that gained capacity (oldest
         first), then fresh asks; clears the dirty markets. Iterate lazily: a round that stops
         early (batch full, every prover busy) touches only what it used."""
-        dirty, self.dirty = sorted(self.dirty), set()
-        parked = [list(self.parked.get(m, {}).values()) for m in dirty]
-        return itertools.chain(*parked, list(self.fresh.values()))
+        requoted, self.requoted = sorted(self.requoted), set()
+        dirty, self.dirty = sorted(self.dirty | set(requoted)), set()
+        retry = [list(self.priced_out.pop(m, {}).values()) for m in requoted]
+        retry += [list(self.parked.get(m, {}).values()) for m in dirty]
+        return itertools.chain(*retry, list(self.fresh.values()))
 
-    def park(self, ask: OpenAsk) -> None:
-        """Set aside an ask a round could not match (until its market gains capacity)."""
+    def park(self, ask: OpenAsk, priced_out: bool = False) -> None:
+        """Set aside an ask a round could not match: until its market gains a quote when it is
+        ``priced_out``, else until the market gains capacity."""
         if ask.ask_id in self.open_asks:
             self.fresh.pop(ask.ask_id, None)
-            self.parked.setdefault(ask.market_id, {})[ask.ask_id] = ask
+            self.parked.get(ask.market_id, {}).pop(ask.ask_id, None)
+            shelf = self.priced_out if priced_out else self.parked
+            shelf.setdefault(ask.market_id, {})[ask.ask_id] = ask
 
     def drop_expired(self, now: int) -> int:
         """Forget asks past their expiry (nobody can assign them); returns how many."""

@@ -82,11 +82,22 @@ class _MarketPool:
             prover_weight(q.price, q.max_time, capacity[q.prover].missed) for q in self.quotes
         ]
         self.weights = weights
-        self.cumulative = list(itertools.accumulate(weights))
-        self.total = self.cumulative[-1] if self.cumulative else 0.0
         # Index → quote of the provers that still have room for one more request here; a
         # prover is dropped once it has not (so an exhausted market costs nothing per ask).
         self.available = dict(enumerate(self.quotes))
+        # Below these no quote of the market can ever fit, whatever capacity comes back.
+        self.min_price = min((q.price for q in self.quotes), default=0)
+        self.min_time = min((q.max_time for q in self.quotes), default=0)
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        """Draw only among the provers with room: rebuilt when provers holding half of the
+        drawn weight are full (the cheapest, fastest fill first), so rejection sampling keeps
+        succeeding in a few tries as a round fills them."""
+        self.dead_weight = 0.0
+        self.order = list(self.available)
+        self.cumulative = list(itertools.accumulate(self.weights[i] for i in self.order))
+        self.total = self.cumulative[-1] if self.cumulative else 0.0
 
 
 def match_round(
@@ -98,13 +109,14 @@ def match_round(
     now: int,
     limit: int,
     expiry_margin: int = 2,
-    on_unmatched: Callable[[OpenAsk], None] | None = None,
+    on_unmatched: Callable[[OpenAsk, bool], None] | None = None,
 ) -> list[tuple[int, str]]:
     """Pick a prover for up to ``limit`` of ``asks`` (in the order given); returns
     ``(ask id, prover)`` pairs. Asks within ``expiry_margin`` seconds of their expiry are left
     alone (the assignment would land too late), as are asks no prover can take now; each ask
-    the round looked at and left is passed to ``on_unmatched``. The round stops early once the
-    batch is full or no market has a prover with room left."""
+    the round looked at and left is passed to ``on_unmatched`` with ``priced_out``: True when no
+    quote of its market could take it even with free capacity (so only a new quote can help).
+    The round stops early once the batch is full or no market has a prover with room left."""
     by_market: dict[int, list[Quote]] = {}
     for quote in quotes:
         by_market.setdefault(quote.market_id, []).append(quote)
@@ -118,9 +130,17 @@ def match_round(
             break
         pool = pools.get(ask.market_id)
         penalty = penalties.get(ask.market_id)
-        if pool is None or penalty is None or not pool.available:
+        if pool is None or penalty is None or not pool.quotes:
             if on_unmatched is not None:
-                on_unmatched(ask)
+                on_unmatched(ask, True)
+            continue
+        if ask.reward < pool.min_price or ask.proving_time < pool.min_time:
+            if on_unmatched is not None:
+                on_unmatched(ask, True)
+            continue
+        if not pool.available:
+            if on_unmatched is not None:
+                on_unmatched(ask, False)
             continue
         if now + expiry_margin >= ask.expiry:
             continue
@@ -135,8 +155,8 @@ def match_round(
 
         chosen: int | None = None
         for attempt in range(_TRIES):
-            index = bisect.bisect_right(pool.cumulative, _draw(ask.ask_id, attempt) * pool.total)
-            index = min(index, len(pool.quotes) - 1)
+            position = bisect.bisect_right(pool.cumulative, _draw(ask.ask_id, attempt) * pool.total)
+            index = pool.order[min(position, len(pool.order) - 1)]
             if index in pool.available and fits(pool.quotes[index]):
                 chosen = index
                 break
@@ -144,7 +164,7 @@ def match_round(
             eligible = [i for i, q in pool.available.items() if fits(q)]
             if not eligible:
                 if on_unmatched is not None:
-                    on_unmatched(ask)
+                    on_unmatched(ask, False)
                 continue
             target = _draw(ask.ask_id, _TRIES) * sum(pool.weights[i] for i in eligible)
             for i in eligible:
@@ -160,5 +180,9 @@ def match_round(
             del pool.available[chosen]
             if not pool.available:
                 open_pools -= 1
+            else:
+                pool.dead_weight += pool.weights[chosen]
+                if 2 * pool.dead_weight > pool.total:
+                    pool.rebuild()
         out.append((ask.ask_id, quote.prover))
     return out
