@@ -22,7 +22,11 @@ each with its own runtime):
 - calls per second: jobs opened back to back by three users, until all are answered by all
   three executors (each job is three runs, three signed outputs and four transactions).
 
-Run: ``.venv/bin/python bench/serverless.py [--calls N] [--cold N] [--chain-calls N]``.
+And on ``reef up`` itself (``--up devnet`` / ``--up anvil``): the serverless extension's three
+executor enclaves, the caller over JSON-RPC as ``reef fn call`` is, the same two rows.
+
+Run: ``.venv/bin/python bench/serverless.py [--calls N] [--cold N] [--chain-calls N]
+[--up devnet|anvil ...]``.
 """
 
 from __future__ import annotations
@@ -287,12 +291,107 @@ async def chain_rows(calls: int) -> None:
     )
 
 
+def up_rows(chain: str, calls: int) -> None:
+    """The two chain rows against ``reef up`` (enclave executors, caller over JSON-RPC)."""
+    import concurrent.futures
+    import threading
+
+    from web3 import Web3
+
+    from reef.chain import TokenClient, dev_accounts
+    from reef.errors import ContractRevertError
+    from reef.home import ReefHome
+    from reef.node import LocalNetwork, UpSettings
+    from reef.node._serverless import ServerlessExtension
+    from reef.serverless import ServerlessCodeClient, ServerlessJobsClient
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def on_loop(coro: object) -> object:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(600)  # type: ignore[arg-type]
+
+    with tempfile.TemporaryDirectory(prefix="reef-bench-up-") as tmp:
+        settings = UpSettings(
+            rpc_port=0,
+            cp_port=0,
+            store_port=0,
+            verifier_port=0,
+            kms_scallop_port=0,
+            kms_public_port=0,
+            kms=False,
+            chain=chain,  # type: ignore[arg-type]
+        )
+        network = LocalNetwork(ReefHome(Path(tmp)), settings, extensions=[ServerlessExtension()])
+        try:
+            info: object = on_loop(network.start())
+            service = info.services["serverless"]  # type: ignore[attr-defined]
+            w3 = Web3(Web3.HTTPProvider(info.rpc_url))  # type: ignore[attr-defined]
+            users = [a.local_account for a in dev_accounts(4)[1:4]]
+            callers = []
+            for user in users:
+                client = ServerlessJobsClient(w3, service["jobs_contract"], account=user)
+                TokenClient(w3, client.token(), account=user).approve(client.address, 2**256 - 1)
+                callers.append(client)
+            codehash = ServerlessCodeClient(
+                w3, service["code_contract"], account=users[0]
+            ).deploy_code(HELLO)
+
+            def call(client: ServerlessJobsClient) -> tuple[int, float]:
+                start = time.perf_counter()
+                while True:
+                    try:
+                        request, _ = client.create_job(codehash, BODY, 5000)
+                        break
+                    except ContractRevertError:  # every executor at capacity: retry
+                        time.sleep(0.05)
+                while not client.responses(request.block_number, job_id=request.job_id):
+                    time.sleep(0.01)
+                return request.job_id, (time.perf_counter() - start) * 1000
+
+            latency = [call(callers[0])[1] for _ in range(calls)]
+            start = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(len(callers)) as pool:
+                ids = [
+                    job_id
+                    for job_id, _ in pool.map(
+                        call, [callers[i % len(callers)] for i in range(calls)]
+                    )
+                ]
+            for job_id in ids:
+                while not callers[0].job(job_id).closed:  # type: ignore[union-attr]
+                    time.sleep(0.02)
+            elapsed = time.perf_counter() - start
+        finally:
+            on_loop(network.stop())
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+    print(
+        f"{'up ' + chain + ': request -> output':<34} p50 {percentile(latency, 0.5):7.1f} ms   "
+        f"p99 {percentile(latency, 0.99):7.1f} ms   (n={len(latency)}, enclave executors)"
+    )
+    print(
+        f"{'up ' + chain + ': calls/s, 3 executors':<34} {len(ids) / elapsed:7.2f} jobs/s "
+        f"({len(ids)} jobs, each 3 outputs, in {elapsed:.1f} s)"
+    )
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="warm calls of each kind")
     parser.add_argument("--cold", type=int, default=40, help="cold starts of each kind")
     parser.add_argument("--chain-calls", type=int, default=30, help="jobs through the chain")
+    parser.add_argument(
+        "--up",
+        action="append",
+        default=[],
+        choices=["devnet", "anvil"],
+        help="also measure on reef up with this chain (repeatable)",
+    )
     args = parser.parse_args()
     asyncio.run(main(args.calls, args.cold))
     if args.chain_calls > 0:
         asyncio.run(chain_rows(args.chain_calls))
+    for chain in args.up:
+        up_rows(chain, args.chain_calls)
