@@ -56,7 +56,9 @@ def screenshots(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     return path
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API runs an event loop in the main thread while it is open,
+# which the asyncio tests of other modules must not meet.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if BROWSER_MISSING is not None:
         pytest.skip(BROWSER_MISSING)
