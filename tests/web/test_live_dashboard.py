@@ -199,6 +199,8 @@ def test_metrics_parse_and_carry_the_job(live: Live) -> None:
     if usage:
         memory = {s.labels["enclave"] for s in samples if s.name == "reef_enclave_memory_bytes"}
         assert memory == {u.name for u in usage if u.memory_bytes is not None}
+        enclaves = httpx.get(f"{live.url}/enclaves", timeout=30).text
+        assert "MiB" in enclaves  # the job's enclave's memory, from its cgroup
     overview = httpx.get(f"{live.url}/api/overview", timeout=30)
     assert overview.status_code == 200, overview.text
     info = overview.json()

@@ -50,3 +50,39 @@ def test_state_changing_requests_are_refused(
         overview = httpx.get(url, timeout=10)
         assert overview.status_code == 200
         assert "no chain endpoint" in overview.text
+
+
+def test_extension_services_render_generically_without_the_token(
+    serve_in_thread: Any, tmp_path: Any
+) -> None:
+    from reef.chain import Deployment
+    from reef.node import NetworkInfo
+
+    home = ReefHome(tmp_path)
+    zero = "0x" + "00" * 20
+    NetworkInfo(
+        rpc_url="http://127.0.0.1:9",
+        chain_id=31337,
+        deployment=Deployment(chain_id=31337, block=1, token=zero, market=zero, kms_registry=zero),
+        rate_lock_s=5,
+        provider=zero,
+        control_plane="http://127.0.0.1:9",
+        image_store="http://127.0.0.1:9",
+        services={
+            "proofs": {
+                "engine": "http://127.0.0.1:7001",
+                "markets": [{"id": 1, "name": "poseidon"}],
+            },
+            "dashboard": {"url": "http://127.0.0.1:8888", "manage_url": "http://x/?token=SECRET1"},
+        },
+    ).dump(home)
+    dash = Dashboard(DashboardSettings(home=home, token="SECRET1"))
+    with serve_in_thread(dashboard_app(dash)) as url:
+        page = httpx.get(f"{url}/services/proofs", timeout=10).text
+        assert '<a class="mono" href="http://127.0.0.1:7001">' in page
+        assert "poseidon" in page
+        assert 'href="/services/proofs"' in page  # in the navigation of every page
+        assert 'href="/services/dashboard"' not in page
+        for path in ("/services/proofs", "/services/dashboard", "/verifier", "/api/overview"):
+            assert "SECRET1" not in httpx.get(f"{url}{path}", timeout=10).text, path
+        assert "no service dashboard" in httpx.get(f"{url}/services/dashboard", timeout=10).text

@@ -10,7 +10,8 @@ import sys
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from reef._serve import Server, api_app, bind, serve
+from reef._api import api_app
+from reef._serve import Server, bind, serve
 
 
 def _app() -> object:

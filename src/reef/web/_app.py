@@ -27,7 +27,7 @@ from starlette.responses import (
     StreamingResponse,
 )
 
-from reef._serve import api_app
+from reef._api import api_app
 from reef.errors import InputError, ReefError
 from reef.web import _data, _manage
 from reef.web._attest import known_roots, parse_evidence, server_verdict
@@ -89,13 +89,26 @@ def _job_row(row: _data.JobRow) -> dict[str, Any]:
     }
 
 
+def _value_html(value: Any) -> str:
+    """A value an extension reported, as HTML: URLs as links, tables as nested lists."""
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        return f'<a class="mono" href="{esc(value)}">{esc(value)}</a>'
+    if isinstance(value, Mapping):
+        return dl({str(k): _value_html(v) for k, v in value.items()}, raw=map(str, value))
+    if isinstance(value, list | tuple):
+        return "<br>".join(_value_html(v) for v in value)
+    return (
+        f'<span class="mono">{esc(value if isinstance(value, str) else json.dumps(value))}</span>'
+    )
+
+
 _JOB_COLUMNS = ["job", "state", "rate/h", "balance", "time left", "enclave", "endpoint", "image"]
 
 
 def dashboard_app(dash: Dashboard) -> FastAPI:
     """The dashboard for ``dash`` (see the module docstring). ``/metrics`` comes from the
     serving floor, with the network's own gauges (:func:`reef.web.network_collector`)."""
-    from reef.web._metrics import network_collector
+    from reef.web._metrics import enclave_usage, network_collector
 
     app = api_app(
         "reef dashboard",
@@ -310,14 +323,27 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
             client = session.market()
             owner = session.address if session.account is not None else None
             jobs = await off_thread(_data.open_jobs, session, client, owner)
+            # Local enclaves' cgroups are named after the enclave id (reef-<id>).
+            usage = {u.name: u for u in await off_thread(enclave_usage)}
             rows = []
             for job in jobs:
                 row = await off_thread(_data.describe_job, session, client, job, dash.margin_s())
+                used = usage.get(row.enclave_id)
                 rows.append(
                     {
                         "enclave": short(row.enclave_id, 8) if row.enclave_id else "—",
                         "job": f'<a href="/jobs/{row.number}">{row.number}</a>',
                         "state": _state_badge(row.state),
+                        "memory": (
+                            f"{used.memory_bytes / 2**20:.1f} MiB"
+                            if used and used.memory_bytes is not None
+                            else ""
+                        ),
+                        "CPU": (
+                            f"{used.cpu_seconds:.1f} s"
+                            if used and used.cpu_seconds is not None
+                            else ""
+                        ),
                         "restarts": row.restarts,
                         "endpoint": esc(row.endpoint),
                         "logs": f'<a href="/jobs/{row.number}#logs">live logs</a>'
@@ -333,12 +359,23 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
                 "<section>"
                 + table(
                     rows,
-                    ["enclave", "job", "state", "restarts", "endpoint", "logs", "actions"],
+                    [
+                        "enclave",
+                        "job",
+                        "state",
+                        "memory",
+                        "CPU",
+                        "restarts",
+                        "endpoint",
+                        "logs",
+                        "actions",
+                    ],
                     raw=("enclave", "job", "state", "endpoint", "logs", "actions"),
                     empty="no enclaves",
                 )
-                + '<p class="result muted"></p><p class="muted">CPU and memory per enclave: '
-                "<a href='/metrics'>/metrics</a> (<code>reef_enclave_*</code>).</p></section>"
+                + '<p class="result muted"></p><p class="muted">Memory and CPU time from each '
+                "local enclave's cgroup, now; over time: <a href='/metrics'>/metrics</a> "
+                "(<code>reef_enclave_*</code>) and the Grafana dashboard.</p></section>"
             )
 
         return render("Enclaves", await guarded(body), "/enclaves")
@@ -461,7 +498,11 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
         if not entry:
             body = f'<p class="muted">no service {esc(name)} in network.json</p>'
         else:
-            body = f'<section id="service">{dl({k: json.dumps(v) if not isinstance(v, str) else v for k, v in entry.items()})}</section>'
+            body = (
+                f'<section id="service"><p class="muted">What <code>reef up</code>\'s '
+                f"{esc(name)} extension reported in network.json.</p>"
+                f"{dl({k: _value_html(v) for k, v in entry.items()}, raw=entry.keys())}</section>"
+            )
         return render(name.capitalize(), body, f"/services/{name}")
 
     async def static(request: Request) -> Response:
