@@ -167,14 +167,14 @@ async def chain_rows(calls: int) -> None:
     from reef.chain import Devnet, TokenClient
     from reef.crypto import Secp256k1PrivateKey
     from reef.serverless import (
+        ExecutorNode,
+        ExecutorSettings,
         JobsParams,
         ServerlessCodeClient,
         ServerlessJobsClient,
+        fund_gas,
         sign_registration,
     )
-    from reef.serverless._executor import ExecutorSettings
-    from reef.serverless._node import ExecutorNode
-    from reef.serverless._operator import fund_gas
 
     workerd = await asyncio.to_thread(ensure_workerd)
     devnet = Devnet()

@@ -23,14 +23,16 @@ from eth_account.messages import encode_typed_data
 from reef.crypto import Secp256k1PrivateKey, recover_digest
 from reef.serverless import (
     ErrorCode,
+    ExecutorNode,
+    ExecutorSettings,
     FunctionRuntime,
     JobsParams,
     Limits,
+    fund_gas,
+    oyster_response_digest,
     payout_shares,
+    reef_gateway_digest,
 )
-from reef.serverless._executor import ExecutorSettings
-from reef.serverless._node import ExecutorNode, oyster_response_digest, reef_gateway_digest
-from reef.serverless._operator import fund_gas
 from serverless.chain_support import PARAMS, ServerlessChain
 
 pytestmark = pytest.mark.slow

@@ -18,6 +18,8 @@ from reef.chain import Devnet, TokenClient
 from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ContractRevertError
 from reef.serverless import (
+    ExecutorNode,
+    ExecutorSettings,
     FunctionRuntime,
     JobsParams,
     RelayGateway,
@@ -25,11 +27,9 @@ from reef.serverless import (
     RelayRevert,
     ServerlessJobsClient,
     ServerlessRelayClient,
+    fund_gas,
     sign_job_response,
 )
-from reef.serverless._executor import ExecutorSettings
-from reef.serverless._node import ExecutorNode
-from reef.serverless._operator import fund_gas
 from serverless.chain_support import ServerlessChain
 
 pytestmark = pytest.mark.slow

@@ -29,8 +29,12 @@ from reef.enclave import load_image
 from reef.home import ReefHome
 from reef.node import LocalNetwork, UpSettings
 from reef.node._serverless import ServerlessExtension
-from reef.serverless import JobsDomain, ServerlessJobsClient
-from reef.serverless._node import oyster_response_digest, reef_gateway_digest
+from reef.serverless import (
+    JobsDomain,
+    ServerlessJobsClient,
+    oyster_response_digest,
+    reef_gateway_digest,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -48,9 +48,14 @@ async def _run(
     configure: dict[str, str] | None,
 ) -> None:
     from reef._serve import serve
-    from reef.serverless import FunctionRuntime, Limits, ensure_workerd
-    from reef.serverless._executor import ExecutorSettings
-    from reef.serverless._node import ExecutorNode, load_key
+    from reef.serverless import (
+        ExecutorNode,
+        ExecutorSettings,
+        FunctionRuntime,
+        Limits,
+        ensure_workerd,
+        load_key,
+    )
 
     key = load_key(key_file)
     binary = workerd if workerd is not None else await asyncio.to_thread(ensure_workerd)
@@ -160,7 +165,7 @@ def register_cmd(
     """Configure an executor, have it attested, register it with a stake (you own it)."""
     from reef.home import ReefHome
     from reef.node import NetworkInfo
-    from reef.serverless._operator import register_enclave_executor
+    from reef.serverless import register_enclave_executor
 
     try:
         where = open_target(rpc, jobs, code, key)

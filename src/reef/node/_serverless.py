@@ -39,8 +39,8 @@ from reef.serverless import (
     ServerlessCodeClient,
     ServerlessJobsClient,
     ensure_workerd,
+    register_enclave_executor,
 )
-from reef.serverless._operator import register_enclave_executor
 
 __all__ = ["SERVERLESS_ROLE", "ServerlessExtension", "ServerlessSettings"]
 

@@ -1,6 +1,6 @@
-"""Serverless functions: JavaScript workers run in workerd with limits reef enforces.
+"""Serverless functions: JavaScript on attested executors, paid per millisecond, signed results.
 
-So far (issue 15, part one) the function runtime, with no chain yet:
+The runtime (loaded at import; no chain):
 
 - :func:`ensure_workerd` finds the pinned workerd (npm ``workerd``, :data:`WORKERD_VERSION`) or
   installs it with ``npm ci`` on first use;
@@ -8,6 +8,20 @@ So far (issue 15, part one) the function runtime, with no chain yet:
   env) { ... } }``) on an input body and returns a :class:`CallResult` (output, :class:`ErrorCode`,
   time), under :class:`Limits` (deadline, memory, output size, network) enforced per call;
 - :class:`CodeCache` keeps functions' code on disk by codehash (bounded LRU, concurrency-safe).
+
+The chain side (loaded on first use, see ``__getattr__``: web3 and Starlette cost a second that
+``reef fn dev`` need not pay):
+
+- the contracts' clients: :class:`ServerlessCodeClient` (code by transaction hash),
+  :class:`ServerlessJobsClient` (executors, jobs, outputs, slashing), :class:`ServerlessRelayClient`
+  (the chain users pay on, for two chains), their revert reasons (:class:`ServerlessRevert`,
+  :class:`RelayRevert`);
+- EIP-712 signing bound to a deployment (:class:`JobsDomain`, :func:`sign_output`);
+- the billing model (:class:`JobsModel`, :func:`payout_shares`, :func:`select_executors`);
+- executors (:class:`ExecutorNode`, :class:`ExecutorService`), their registration through the
+  attestation verifier (:func:`register_enclave_executor`), the web2 gateway's signatures
+  (:func:`oyster_response_digest`, :func:`reef_gateway_digest`) and the two-chain
+  :class:`RelayGateway`.
 
 ::
 
@@ -19,43 +33,17 @@ So far (issue 15, part one) the function runtime, with no chain yet:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from reef._lazy import lazy_attributes
 from reef.serverless._cache import CodeCache
-from reef.serverless._contracts import (
-    ENV_JAVASCRIPT,
-    CodeDeployment,
-    ExecutorRecord,
-    JobRecord,
-    JobRequest,
-    JobResponse,
-    JobsParams,
-    ServerlessCodeClient,
-    ServerlessJobsClient,
-)
 from reef.serverless._install import (
     RUNTIME_PACKAGE_DIR,
     WORKERD_VERSION,
     ensure_workerd,
     find_workerd,
 )
-from reef.serverless._model import (
-    JobsModel,
-    ModelExecutor,
-    ModelJob,
-    payout_shares,
-    select_executors,
-    selection_seed,
-)
 from reef.serverless._reasons import RelayRevert, ServerlessRevert, serverless_hint
-from reef.serverless._relay import (
-    JOB_RESPONSE_TYPE,
-    RELAY_DOMAIN_NAME,
-    RelayedJob,
-    RelayGateway,
-    RelayParams,
-    ServerlessRelayClient,
-    job_response_digest,
-    sign_job_response,
-)
 from reef.serverless._result import (
     DEFAULT_MEMORY_BYTES,
     DEFAULT_OUTPUT_BYTES,
@@ -66,18 +54,65 @@ from reef.serverless._result import (
     Limits,
 )
 from reef.serverless._runtime import CodeSource, FunctionRuntime, RuntimeStats, local_codehash
-from reef.serverless._signing import (
-    JOBS_DOMAIN_NAME,
-    JOBS_DOMAIN_VERSION,
-    REGISTER_TYPE,
-    SUBMIT_OUTPUT_TYPE,
-    JobsDomain,
-    SignedOutput,
-    register_digest,
-    sign_output,
-    sign_registration,
-    submit_output_digest,
-)
+
+if TYPE_CHECKING:
+    from reef.serverless._contracts import (
+        ENV_JAVASCRIPT,
+        CodeDeployment,
+        ExecutorRecord,
+        JobRecord,
+        JobRequest,
+        JobResponse,
+        JobsParams,
+        ServerlessCodeClient,
+        ServerlessJobsClient,
+    )
+    from reef.serverless._executor import (
+        ExecutorService,
+        ExecutorSettings,
+        ExecutorStats,
+    )
+    from reef.serverless._model import (
+        JobsModel,
+        ModelExecutor,
+        ModelJob,
+        payout_shares,
+        select_executors,
+        selection_seed,
+    )
+    from reef.serverless._node import (
+        GATEWAY_TIMEOUT_MS,
+        ExecutorNode,
+        load_key,
+        oyster_response_digest,
+        reef_gateway_digest,
+    )
+    from reef.serverless._operator import (
+        fund_gas,
+        register_enclave_executor,
+    )
+    from reef.serverless._relay import (
+        JOB_RESPONSE_TYPE,
+        RELAY_DOMAIN_NAME,
+        RelayedJob,
+        RelayGateway,
+        RelayParams,
+        ServerlessRelayClient,
+        job_response_digest,
+        sign_job_response,
+    )
+    from reef.serverless._signing import (
+        JOBS_DOMAIN_NAME,
+        JOBS_DOMAIN_VERSION,
+        REGISTER_TYPE,
+        SUBMIT_OUTPUT_TYPE,
+        JobsDomain,
+        SignedOutput,
+        register_digest,
+        sign_output,
+        sign_registration,
+        submit_output_digest,
+    )
 
 __all__ = [
     "CallResult",
@@ -89,8 +124,13 @@ __all__ = [
     "DEFAULT_TIMEOUT_MS",
     "ENV_JAVASCRIPT",
     "ErrorCode",
+    "ExecutorNode",
     "ExecutorRecord",
+    "ExecutorService",
+    "ExecutorSettings",
+    "ExecutorStats",
     "FunctionRuntime",
+    "GATEWAY_TIMEOUT_MS",
     "JOBS_DOMAIN_NAME",
     "JOBS_DOMAIN_VERSION",
     "JOB_RESPONSE_TYPE",
@@ -121,10 +161,15 @@ __all__ = [
     "WORKERD_VERSION",
     "ensure_workerd",
     "find_workerd",
+    "fund_gas",
     "job_response_digest",
+    "load_key",
     "local_codehash",
+    "oyster_response_digest",
     "payout_shares",
+    "reef_gateway_digest",
     "register_digest",
+    "register_enclave_executor",
     "select_executors",
     "selection_seed",
     "serverless_hint",
@@ -133,3 +178,54 @@ __all__ = [
     "sign_registration",
     "submit_output_digest",
 ]
+
+# Loaded on first use (reef._lazy): the chain side (web3, eth-abi, Starlette) that `reef fn dev`
+# and the runtime never need.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "ENV_JAVASCRIPT": "_contracts",
+        "CodeDeployment": "_contracts",
+        "ExecutorRecord": "_contracts",
+        "JobRecord": "_contracts",
+        "JobRequest": "_contracts",
+        "JobResponse": "_contracts",
+        "JobsParams": "_contracts",
+        "ServerlessCodeClient": "_contracts",
+        "ServerlessJobsClient": "_contracts",
+        "ExecutorService": "_executor",
+        "ExecutorSettings": "_executor",
+        "ExecutorStats": "_executor",
+        "JobsModel": "_model",
+        "ModelExecutor": "_model",
+        "ModelJob": "_model",
+        "payout_shares": "_model",
+        "select_executors": "_model",
+        "selection_seed": "_model",
+        "GATEWAY_TIMEOUT_MS": "_node",
+        "ExecutorNode": "_node",
+        "load_key": "_node",
+        "oyster_response_digest": "_node",
+        "reef_gateway_digest": "_node",
+        "fund_gas": "_operator",
+        "register_enclave_executor": "_operator",
+        "JOB_RESPONSE_TYPE": "_relay",
+        "RELAY_DOMAIN_NAME": "_relay",
+        "RelayGateway": "_relay",
+        "RelayParams": "_relay",
+        "RelayedJob": "_relay",
+        "ServerlessRelayClient": "_relay",
+        "job_response_digest": "_relay",
+        "sign_job_response": "_relay",
+        "JOBS_DOMAIN_NAME": "_signing",
+        "JOBS_DOMAIN_VERSION": "_signing",
+        "REGISTER_TYPE": "_signing",
+        "SUBMIT_OUTPUT_TYPE": "_signing",
+        "JobsDomain": "_signing",
+        "SignedOutput": "_signing",
+        "register_digest": "_signing",
+        "sign_output": "_signing",
+        "sign_registration": "_signing",
+        "submit_output_digest": "_signing",
+    },
+)
