@@ -175,7 +175,10 @@ class JobsParams:
         min_stake: the least stake an executor may be selected with.
         slash_bips: the share of its stake (of 10 000) a selected executor loses per missed job.
         execution_buffer_s: seconds after a job's deadline in which outputs are still accepted;
-            after it the job can be closed and its silent executors slashed.
+            after it the job can be closed and its silent executors slashed. 60 s by default
+            (Oyster's deploy script's value): a chain that stamps each block a second after
+            the last (reef's devnet) runs its clock ahead of the wall clock under a burst of
+            transactions, and an honest output must not miss its window for that.
         attestation_max_age_s: how old an attestation may be at registration.
         sign_max_age_s: how far a signature's timestamp may be from the block's.
         num_select: executors selected per job.
@@ -185,7 +188,7 @@ class JobsParams:
     fee_per_ms: int = 1
     min_stake: int = 10 * 10**6
     slash_bips: int = 1000
-    execution_buffer_s: int = 10
+    execution_buffer_s: int = 60
     attestation_max_age_s: int = 600
     sign_max_age_s: int = 600
     num_select: int = 3
