@@ -121,3 +121,81 @@ def test_garbage_is_an_error_not_a_verdict(browser: Any, page_url: str) -> None:
     page.wait_for_selector("#browser-verdict[data-done='1']")
     assert page.locator("#server-verdict [data-verdict='error']").count() == 1
     page.close()
+
+
+def test_the_browsers_cbor_and_x509_parsers_match_python(
+    browser: Any, page_url: str, vectors: Path
+) -> None:
+    """nitro.js's own CBOR decoder and DER walker against cbor2 and cryptography (independent
+    implementations), on values of every kind Nitro documents use and on the shared roots."""
+    import cbor2
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    page = browser.new_page()
+    page.goto(f"{page_url}/attestation")
+    values: list[Any] = [
+        0,
+        23,
+        24,
+        255,
+        256,
+        65535,
+        65536,
+        2**32,
+        2**53 - 1,
+        -1,
+        -25,
+        -(2**31),
+        "",
+        "module_id ✓",
+        b"",
+        bytes(range(200)),
+        [],
+        [1, [2, [3]]],
+        {"pcrs": {0: b"\x00" * 48, 16: b"\x01" * 48}, "nonce": None, "ok": True, "no": False},
+    ]
+
+    def plain(value: Any) -> Any:  # what the JS side reports back, as JSON
+        if isinstance(value, bytes):
+            return {"bytes": value.hex()}
+        if isinstance(value, dict):
+            return {"map": [[plain(k), plain(v)] for k, v in value.items()]}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    script = """hex => {
+      const plain = v => v instanceof Uint8Array ? {bytes: reefNitro.hex(v)}
+        : v instanceof Map ? {map: [...v].map(([k, x]) => [plain(k), plain(x)])}
+        : Array.isArray(v) ? v.map(plain) : v;
+      return plain(reefNitro.cborDecode(reefNitro.fromHex(hex)));
+    }"""
+    for value in values:
+        assert page.evaluate(script, cbor2.dumps(value).hex()) == plain(value), value
+    # Malformed input is a decode rejection, never a crash or a wrong value.
+    for bad in ("", "18", "5f", "a1", "820102ff", "f97e00", "9b" + "ff" * 8):
+        reason = page.evaluate(
+            "hex => { try { reefNitro.cborDecode(reefNitro.fromHex(hex)); return 'ok' }"
+            " catch (e) { return e.reason } }",
+            bad,
+        )
+        assert reason == "decode", bad
+
+    for name in ("aws_root_g1.der", "mock_root.der"):
+        der = (vectors / "nitro" / name).read_bytes()
+        cert = x509.load_der_x509_certificate(der)
+        parsed = page.evaluate(
+            "hex => { const c = reefNitro.parseCertificate(reefNitro.fromHex(hex), 'root');"
+            " return {nb: c.notBefore, na: c.notAfter, curve: c.curve.name, hash: c.hash,"
+            " point: reefNitro.hex(c.point), subject: reefNitro.hex(c.subject)} }",
+            der.hex(),
+        )
+        assert parsed["nb"] == int(cert.not_valid_before_utc.timestamp()) * 1000, name
+        assert parsed["na"] == int(cert.not_valid_after_utc.timestamp()) * 1000, name
+        assert parsed["curve"] == "P-384"
+        assert parsed["hash"] == "SHA-384"
+        point = cert.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+        assert parsed["point"] == point.hex(), name
+        assert parsed["subject"] == cert.subject.public_bytes().hex(), name
+    page.close()

@@ -101,17 +101,25 @@ class Dashboard:
         return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
 
     def session(self) -> Session:
-        """The market session (connected once, then reused).
+        """The market session: reused while the chain and market it resolves to stay the same
+        (a restarted ``reef up`` writes new endpoints to ``network.json``; they are picked up).
 
         Raises:
             ConfigError: nothing says where the network is.
             RPCError: the chain does not answer.
         """
-        from reef.node import open_session
+        from reef.node import locate_market, open_session
 
+        s = self.settings
+        where = locate_market(self.home, rpc=s.rpc, market=s.market)
         with self._lock:
+            current = self._session
+            if current is not None and (current.rpc_url, current.market_address) != (
+                where.rpc_url,
+                where.market_address,
+            ):
+                self._session = None
             if self._session is None:
-                s = self.settings
                 try:
                     self._session = open_session(
                         self.home, rpc=s.rpc, market=s.market, key=s.key, need_account=True
