@@ -270,7 +270,7 @@ def main() -> None:
             _stop(pids)
 
         def make_trivial() -> Any:
-            from reef._serve import api_app
+            from reef._api import api_app
 
             app = api_app("bench")
 

@@ -43,11 +43,6 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import uvicorn
-from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from reef.errors import InputError, ReefError, ServiceError
@@ -58,7 +53,6 @@ __all__ = [
     "Refusal",
     "Server",
     "Waitable",
-    "api_app",
     "bind",
     "run",
     "run_on",
@@ -107,35 +101,6 @@ def _default_refusal(status: int, reason: str) -> bytes:
 
 
 # ---------------------------------------------------------------------------------- apps
-
-
-def api_app(title: str, *, description: str = "", version: str = "1") -> FastAPI:
-    """A FastAPI app whose errors are JSON ``{"error": reason}`` like the floor's own refusals.
-
-    Every reef HTTP API is one of these, so ``/openapi.json`` and ``/docs`` describe it. FastAPI's
-    own errors (404, 405, a parameter it could not parse) say ``{"detail": ...}`` and answer 422
-    for bad input; here they say ``{"error": ...}``, and bad input is 400 as everywhere in reef.
-    Routes that answer errors themselves keep their bodies.
-    """
-    app = FastAPI(title=title, description=description, version=version)
-
-    async def http_error(_request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return JSONResponse(
-            {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
-        )
-
-    async def invalid(_request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        reasons = [
-            f"{'.'.join(str(p) for p in error.get('loc', ()))}: {error.get('msg', 'invalid')}"
-            for error in exc.errors()
-        ]
-        return JSONResponse({"error": "; ".join(reasons) or "invalid request"}, status_code=400)
-
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, invalid)
-    return app
 
 
 # ------------------------------------------------------------------------------- binding

@@ -13,9 +13,11 @@ of one (reference oyster_cvm.md §1.4):
   optional hex query parameters ``public_key``, ``user_data`` and ``nonce``. Anyone who can reach it
   can make the enclave vouch for any key, so it must only be reachable by code inside the enclave.
 
-FastAPI apps, so ``/openapi.json`` and ``/docs`` describe the endpoints (the query fields of the
-custom server, the document bodies, each error); the handlers read the query themselves, since
-the custom server refuses unknown and repeated fields. Errors stay Oyster's plain text
+Light APIs (:func:`reef._api.light_api`: served on Starlette, described by FastAPI on demand,
+since every enclave serves them and should not load FastAPI to boot), so ``/openapi.json`` and
+``/docs`` describe the endpoints (the query fields of the custom server, the document bodies,
+each error); the handlers read the query themselves, since the custom server refuses unknown and
+repeated fields. Errors stay Oyster's plain text
 (``bad request: ...``, ``attestation unavailable: ...``). uvicorn runs them on reef's serving
 floor. Each request calls the attester in a worker thread, since a real NSM call is a blocking
 ioctl.
@@ -27,12 +29,11 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from reef._serve import api_app
+from reef._api import LightApi, light_api
 from reef.errors import InputError, ReefError
 
 __all__ = [
@@ -60,7 +61,7 @@ class Attester(Protocol):
     def __call__(self, *, public_key: bytes, user_data: bytes, nonce: bytes) -> bytes: ...
 
 
-def attestation_app(attester: Attester, *, public_key: bytes, user_data: bytes = b"") -> FastAPI:
+def attestation_app(attester: Attester, *, public_key: bytes, user_data: bytes = b"") -> LightApi:
     """Oyster's attestation server: documents for a public key fixed at start-up.
 
     Every request asks ``attester`` for a fresh document with ``public_key``, ``user_data`` and an
@@ -79,7 +80,7 @@ def attestation_app(attester: Attester, *, public_key: bytes, user_data: bytes =
     return _app(attester, fields, custom=False)
 
 
-def custom_attestation_app(attester: Attester) -> FastAPI:
+def custom_attestation_app(attester: Attester) -> LightApi:
     """Oyster's custom attestation server: the caller chooses the fields.
 
     ``GET /attestation/raw?public_key=HEX&user_data=HEX&nonce=HEX`` (each optional, hex without
@@ -112,7 +113,7 @@ def _text(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
 
 
-def _app(attester: Attester, fields: _Fields, *, custom: bool) -> FastAPI:
+def _app(attester: Attester, fields: _Fields, *, custom: bool) -> LightApi:
     async def document(request: Request) -> bytes | Response:
         try:
             public_key, user_data, nonce = await fields(request)
@@ -146,7 +147,7 @@ def _app(attester: Attester, fields: _Fields, *, custom: bool) -> FastAPI:
             return result
         return PlainTextResponse(result.hex())
 
-    app = api_app(
+    app = light_api(
         "reef attestation server" + (" (custom: inside the enclave only)" if custom else ""),
         description="Attestation documents of this enclave (Oyster-compatible).",
     )

@@ -38,7 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from reef._serve import api_app
+from reef._api import api_app
 from reef.attestation._nitro import NitroVerifier
 from reef.attestation._roots import TrustedRoot
 from reef.attestation._statement import VerifierStatement, sign_statement

@@ -17,6 +17,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from reef.errors import InputError
+
 __all__ = ["decode_words", "words_decoder"]
 
 _WORD = 32
@@ -29,7 +31,7 @@ def _uint(bits: int) -> Callable[[bytes], int]:
     def read(word: bytes) -> int:
         value = int.from_bytes(word, "big")
         if value >= limit:
-            raise ValueError(f"a uint{bits} word holds {value}, out of range")
+            raise InputError(f"a uint{bits} word holds {value}, out of range")
         return value
 
     return read
@@ -41,7 +43,7 @@ def _int(bits: int) -> Callable[[bytes], int]:
     def read(word: bytes) -> int:
         value = int.from_bytes(word, "big", signed=True)
         if not low <= value <= high:
-            raise ValueError(f"an int{bits} word holds {value}, out of range")
+            raise InputError(f"an int{bits} word holds {value}, out of range")
         return value
 
     return read
@@ -50,7 +52,7 @@ def _int(bits: int) -> Callable[[bytes], int]:
 def _fixed_bytes(size: int) -> Callable[[bytes], bytes]:
     def read(word: bytes) -> bytes:
         if any(word[size:]):
-            raise ValueError(f"a bytes{size} word has non-zero padding")
+            raise InputError(f"a bytes{size} word has non-zero padding")
         return word[:size]
 
     return read
@@ -58,14 +60,14 @@ def _fixed_bytes(size: int) -> Callable[[bytes], bytes]:
 
 def _address(word: bytes) -> bytes:
     if any(word[:12]):
-        raise ValueError("an address word has non-zero padding")
+        raise InputError("an address word has non-zero padding")
     return word[12:]
 
 
 def _bool(word: bytes) -> bool:
     value = int.from_bytes(word, "big")
     if value > 1:
-        raise ValueError(f"a bool word holds {value}")
+        raise InputError(f"a bool word holds {value}")
     return value == 1
 
 
@@ -88,14 +90,14 @@ def _static_reader(typ: str) -> Callable[[bytes], Any] | None:
 def _dynamic(data: bytes, head: bytes) -> bytes:
     offset = int.from_bytes(head, "big")
     if offset % _WORD or offset + _WORD > len(data):
-        raise ValueError(f"a dynamic value's offset {offset} points outside the data")
+        raise InputError(f"a dynamic value's offset {offset} points outside the data")
     length = int.from_bytes(data[offset : offset + _WORD], "big")
     start = offset + _WORD
     padded = start + -(-length // _WORD) * _WORD
     if padded > len(data):
-        raise ValueError(f"a dynamic value of {length} bytes runs past the data")
+        raise InputError(f"a dynamic value of {length} bytes runs past the data")
     if any(data[start + length : padded]):
-        raise ValueError("a dynamic value has non-zero padding")
+        raise InputError("a dynamic value has non-zero padding")
     return data[start : start + length]
 
 
@@ -103,8 +105,8 @@ def words_decoder(types: Sequence[str]) -> Callable[[bytes], tuple[Any, ...]]:
     """A decoder for the ABI encoding of ``types``, built once (``decode_words`` per call).
 
     ``bytes``/``string`` decode to ``bytes``/``str``; ``address`` to its 20 raw bytes. The
-    decoder raises ``ValueError`` when the data is too short, badly padded, out of range or
-    not UTF-8.
+    decoder raises :class:`~reef.errors.InputError` (a ``ValueError``) when the data is too short,
+    badly padded, out of range or not UTF-8.
     """
     kinds = tuple(types)
     readers = [_static_reader(t) for t in kinds]
@@ -118,7 +120,7 @@ def words_decoder(types: Sequence[str]) -> Callable[[bytes], tuple[Any, ...]]:
 
     def decode(data: bytes) -> tuple[Any, ...]:
         if len(data) < words:
-            raise ValueError(f"{len(data)} bytes of data hold fewer than {len(kinds)} words")
+            raise InputError(f"{len(data)} bytes of data hold fewer than {len(kinds)} words")
         values: list[Any] = []
         for at, reader, text in plan:
             head = data[at : at + _WORD]
@@ -137,7 +139,7 @@ def decode_words(types: Sequence[str], data: bytes) -> tuple[Any, ...]:
     """Decode ``data`` as the ABI encoding of ``types`` (as ``eth_abi.decode`` does).
 
     Raises:
-        ValueError: see :func:`words_decoder`.
+        InputError: see :func:`words_decoder`.
     """
     return words_decoder(types)(data)
 
@@ -149,4 +151,4 @@ def _eth_abi(types: list[str], data: bytes) -> tuple[Any, ...]:
     try:
         return tuple(abi_decode(types, data))
     except DecodingError as exc:
-        raise ValueError(str(exc)) from exc
+        raise InputError(str(exc)) from exc

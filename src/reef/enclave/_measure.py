@@ -58,6 +58,7 @@ RUNTIME_TAG = b"reef.runtime.v2\0"
 # closure and checks this list against it.
 RUNTIME_MODULES: tuple[str, ...] = (
     "reef",
+    "reef._api",
     "reef._lazy",
     "reef._serve",
     "reef.attestation",

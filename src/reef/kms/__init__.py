@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         SeedFetcher,
         derive_server_app,
     )
+    from reef.kms._http import VERSION_HEADER
     from reef.kms._keyring import (
         KmsIdentity,
         RootKeyring,
@@ -56,10 +57,7 @@ if TYPE_CHECKING:
         KmsPin,
         PinStore,
     )
-    from reef.kms._public import (
-        VERSION_HEADER,
-        public_app,
-    )
+    from reef.kms._public import public_app
     from reef.kms._root import (
         KmsRoot,
         rotation_message,
@@ -176,7 +174,7 @@ __getattr__ = lazy_attributes(
         "identity_digest": "_keyring",
         "KmsPin": "_pins",
         "PinStore": "_pins",
-        "VERSION_HEADER": "_public",
+        "VERSION_HEADER": "_http",
         "public_app": "_public",
         "KmsRoot": "_root",
         "rotation_message": "_root",

@@ -23,8 +23,8 @@ import httpx
 
 from reef.errors import InputError, KMSError, MisuseError, ServiceError
 from reef.kms._derive import INIT_PARAMS_KEY_PATH, KeyType
+from reef.kms._http import VERSION_HEADER
 from reef.kms._keyring import KmsIdentity, identity_digest
-from reef.kms._public import VERSION_HEADER
 from reef.kms._signing import SIGNATURE_HEADER, verify_response
 
 if TYPE_CHECKING:

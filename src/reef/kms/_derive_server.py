@@ -28,15 +28,15 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Literal
 
-from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 
-from reef._serve import api_app
+from reef._api import LightApi, light_api
 from reef.errors import InputError, KMSError, ReefError
 from reef.kms._derive import KeyType, derive_key, path_seed
 from reef.kms._http import (
     LIMITED_RESPONSES,
+    VERSION_HEADER,
     VERSION_PARAM,
     Limits,
     error_response,
@@ -46,7 +46,6 @@ from reef.kms._http import (
     query_params,
     text_response,
 )
-from reef.kms._public import VERSION_HEADER
 from reef.kms._scallop import KmsWiring, fetch_enclave_seed
 
 if TYPE_CHECKING:
@@ -188,10 +187,10 @@ class EnclaveSeeds:
 _Kind = Literal["seed", "secp256k1", "ed25519", "x25519"]
 
 
-def derive_server_app(seeds: EnclaveSeeds) -> FastAPI:
+def derive_server_app(seeds: EnclaveSeeds) -> LightApi:
     """The derive server's loopback API over ``seeds`` (wrapped in the request limits)."""
 
-    app = api_app(
+    app = light_api(
         "reef KMS derive server",
         description="This enclave's keys, derived from its seed (Oyster-compatible); reachable "
         "from inside the enclave only.",

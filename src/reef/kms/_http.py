@@ -23,6 +23,7 @@ __all__ = [
     "MAX_BODY",
     "MAX_URI",
     "REQUEST_TIMEOUT_S",
+    "VERSION_HEADER",
     "VERSION_PARAM",
     "Limits",
     "error_response",
@@ -36,6 +37,8 @@ __all__ = [
     "text_response",
 ]
 
+VERSION_HEADER = "x-reef-kms-version"
+"""The root seed version a KMS answer was derived under (every KMS listener sets it)."""
 MAX_BODY = 1024
 MAX_URI = 4096
 REQUEST_TIMEOUT_S = 5.0

@@ -39,12 +39,13 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from reef._serve import api_app
+from reef._api import api_app
 from reef.encoding import parse_hex
 from reef.errors import InputError, KMSError, MisuseError, ReefError
 from reef.kms._derive import KeyType, derive_key
 from reef.kms._http import (
     LIMITED_RESPONSES,
+    VERSION_HEADER,
     VERSION_PARAM,
     Limits,
     error_response,
@@ -60,9 +61,8 @@ from reef.kms._http import (
 from reef.kms._root import KmsRoot
 from reef.kms._signing import SIGNATURE_HEADER, sign_response
 
-__all__ = ["VERSION_HEADER", "public_app"]
+__all__ = ["public_app"]
 
-VERSION_HEADER = "x-reef-kms-version"
 
 _log = logging.getLogger("reef.kms.public")
 

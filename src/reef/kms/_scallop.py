@@ -28,8 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from reef.errors import ChainError, ChannelError, InputError, KMSError, ReefError
-from reef.kms._http import Limits, error_response, parse_address, parse_version
-from reef.kms._public import VERSION_HEADER
+from reef.kms._http import VERSION_HEADER, Limits, error_response, parse_address, parse_version
 from reef.kms._root import KmsRoot
 
 if TYPE_CHECKING:

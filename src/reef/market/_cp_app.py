@@ -28,7 +28,7 @@ from fastapi import FastAPI, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
-from reef._serve import api_app
+from reef._api import api_app
 from reef.errors import ConfigError, ServiceError
 from reef.market._control_plane import RunningEnclave
 from reef.market._job_state import JobPolicy

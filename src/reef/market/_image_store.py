@@ -44,7 +44,8 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from reef._serve import Limits, api_app
+from reef._api import api_app
+from reef._serve import Limits
 from reef.errors import ImageError, InputError, ServiceError
 from reef.market._upload_auth import (
     UploadDenied,

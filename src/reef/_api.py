@@ -1,0 +1,120 @@
+"""reef's HTTP APIs: FastAPI apps whose errors are JSON, and light ones for the enclaves.
+
+Every reef HTTP API publishes ``/openapi.json`` and ``/docs``. Most are FastAPI apps
+(:func:`api_app`): FastAPI builds the schema from the routes and checks parameters. Inside
+every enclave, though, the trusted base serves a few small APIs (attestation, the KMS derive
+server) whose handlers take the bare request, and importing FastAPI and pydantic there costs
+each enclave a fifth of its start-up time and several MiB that it holds for its whole life.
+:func:`light_api` serves those on Starlette alone and builds the FastAPI description of the
+very same routes only when someone asks for ``/openapi.json`` or ``/docs``: the schema still
+comes from FastAPI, so both kinds of API are described (and fuzzed) alike.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from reef.errors import MisuseError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["LightApi", "api_app", "light_api"]
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def api_app(title: str, *, description: str = "", version: str = "1") -> FastAPI:
+    """A FastAPI app whose errors are JSON ``{"error": reason}`` like the floor's own refusals.
+
+    Every reef HTTP API is one of these (or a :func:`light_api`), so ``/openapi.json`` and
+    ``/docs`` describe it. FastAPI's own errors (404, 405, a parameter it could not parse) say
+    ``{"detail": ...}`` and answer 422 for bad input; here they say ``{"error": ...}``, and bad
+    input is 400 as everywhere in reef. Routes that answer errors themselves keep their bodies.
+    """
+    from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
+
+    app = FastAPI(title=title, description=description, version=version)
+
+    async def invalid(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        reasons = [
+            f"{'.'.join(str(p) for p in error.get('loc', ()))}: {error.get('msg', 'invalid')}"
+            for error in exc.errors()
+        ]
+        return JSONResponse({"error": "; ".join(reasons) or "invalid request"}, status_code=400)
+
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    return app
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(
+        {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+class LightApi(Starlette):
+    """A Starlette app whose routes FastAPI describes on demand (see the module docstring).
+
+    Routes are added as on FastAPI (:meth:`add_api_route`, same keyword arguments), with one
+    restriction: an endpoint takes the request and nothing else.
+    """
+
+    def __init__(self, title: str, *, description: str = "", version: str = "1") -> None:
+        super().__init__(exception_handlers={HTTPException: _http_error})
+        self._meta = {"title": title, "description": description, "version": version}
+        self._described: list[tuple[str, Endpoint, dict[str, Any]]] = []
+        self._schema: dict[str, Any] | None = None
+        self.router.routes.append(Route("/openapi.json", self._openapi, include_in_schema=False))
+        self.router.routes.append(Route("/docs", self._docs, include_in_schema=False))
+
+    def add_api_route(self, path: str, endpoint: Endpoint, **options: Any) -> None:
+        """Serve ``endpoint`` at ``path`` (``methods=[...]``); the other options describe it.
+
+        Raises:
+            MisuseError: the endpoint takes more than the request (FastAPI would inject it).
+        """
+        if len(inspect.signature(endpoint).parameters) != 1:
+            raise MisuseError(
+                f"{getattr(endpoint, '__name__', endpoint)!r} takes more than the request",
+                hint="a light API's endpoints read what they need from the request",
+            )
+        methods = options.get("methods") or ["GET"]
+        self.router.routes.append(Route(path, endpoint, methods=methods, name=options.get("name")))
+        self._described.append((path, endpoint, options))
+        self._schema = None
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI document FastAPI gives for these routes (built once, on first use)."""
+        if self._schema is None:
+            described = api_app(**self._meta)
+            for path, endpoint, options in self._described:
+                described.add_api_route(path, endpoint, **options)
+            self._schema = described.openapi()
+        return self._schema
+
+    async def _openapi(self, _request: Request) -> Response:
+        return JSONResponse(self.openapi())
+
+    async def _docs(self, _request: Request) -> Response:
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        html = get_swagger_ui_html(openapi_url="/openapi.json", title=self._meta["title"])
+        return HTMLResponse(bytes(html.body))
+
+
+def light_api(title: str, *, description: str = "", version: str = "1") -> LightApi:
+    """A :class:`LightApi`: for the small APIs every enclave serves."""
+    return LightApi(title, description=description, version=version)
