@@ -256,6 +256,42 @@ def test_deposit_with_the_token_and_the_kms_keys_of_an_image(browser: Any, live:
     page.close()
 
 
+def test_deploy_and_withdraw_from_the_dashboard(live: Live) -> None:
+    token = {"x-reef-token": live.token}
+    # The verifier page counts what the verifier saw (one accepted document per verification).
+    verifier = NetworkInfo.load(live.home).verifier
+    assert verifier is not None
+    doc = httpx.get(f"{live.endpoint}/attestation", timeout=30).content
+    assert httpx.post(f"{verifier}/verify/raw", content=doc, timeout=30).status_code == 200
+    page = httpx.get(f"{live.url}/verifier", timeout=30).text
+    assert "documents accepted</dt><dd>1" in page or "documents accepted</dt><dd>2" in page
+
+    deployed = httpx.post(
+        f"{live.url}/api/deploy",
+        json={"image": str(HELLO), "duration": "10m", "debug": False},
+        headers=token,
+        timeout=180,
+    )
+    assert deployed.status_code == 200, deployed.text
+    job = deployed.json()["job"]
+    assert job != live.job
+    jobs = httpx.get(f"{live.url}/api/jobs", timeout=30).json()["jobs"]
+    assert {j["job"]: j["state"] for j in jobs}[job] == "running"
+    session = open_session(live.home)
+    before = session.market().job(job).balance
+    taken = httpx.post(f"{live.url}/api/jobs/{job}/withdraw", json={}, headers=token, timeout=60)
+    assert taken.status_code == 200, taken.text
+    assert session.market().job(job).balance < before
+    # A refused action says why, and changes nothing.
+    again = httpx.post(
+        f"{live.url}/api/jobs/{job}/withdraw", json={"amount": "1000"}, headers=token, timeout=60
+    )
+    assert again.status_code == 400
+    assert "at most" in again.json()["error"] or "nothing can be withdrawn" in again.json()["error"]
+    stopped = httpx.post(f"{live.url}/api/jobs/{job}/stop", headers=token, timeout=60)
+    assert stopped.status_code == 200
+
+
 def test_stop_from_the_page_stops_the_enclave(browser: Any, live: Live, screenshots: Path) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{live.url}/jobs/{live.job}?token={live.token}")

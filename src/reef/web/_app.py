@@ -406,10 +406,14 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
     async def verifier_page(_request: Request) -> Response:
         info = dash.network()
         url = info.verifier if info else None
+        facts: dict[str, object] = {"verifier": url or "none in network.json"}
+        if url:
+            facts.update(await _verifier_counts(url))
         body = (
-            f"<section>{dl({'verifier': url or 'none in network.json'})}"
+            f'<section id="verifier">{dl(facts, raw=("status",))}'
             "<p>The verifier signs an EIP-712 statement for each document it accepts "
-            "(<code>POST /verify/hex</code>). Paste a document on the "
+            "(<code>POST /verify/raw</code>, <code>/verify/hex</code>); the counts come from its "
+            "<code>/metrics</code>. Paste a document on the "
             "<a href='/attestation'>attestation page</a> to see both verdicts.</p></section>"
         )
         return render("Verifier", body, "/verifier")
@@ -701,6 +705,30 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
             include_in_schema=path.startswith("/api"),
         )
     return app
+
+
+async def _verifier_counts(url: str) -> dict[str, object]:
+    """Whether the verifier answers, and its verifications so far (from its ``/metrics``)."""
+    from reef.web._alerts import parse_samples
+
+    try:
+        async with httpx.AsyncClient(timeout=5.0) as http:
+            response = await http.get(f"{url.rstrip('/')}/metrics")
+        response.raise_for_status()
+        samples = parse_samples(response.text)
+    except (httpx.HTTPError, ReefError) as exc:
+        return {"status": badge(f"unreachable: {exc}", "bad")}
+    counts = {"accepted": 0, "rejected": 0}
+    for sample in samples:
+        route = sample.labels.get("route", "")
+        if sample.name == "reef_http_requests_total" and route.startswith("/verify/"):
+            ok = sample.labels.get("status") == "200"
+            counts["accepted" if ok else "rejected"] += int(sample.value)
+    return {
+        "status": badge("up", "ok"),
+        "documents accepted": counts["accepted"],
+        "documents refused": counts["rejected"],
+    }
 
 
 async def _relay_logs(url: str) -> AsyncIterator[bytes]:
