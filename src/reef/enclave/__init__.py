@@ -11,11 +11,15 @@
   app unprivileged in its own user namespace under seccomp, kept off the host's addresses.
 - Host requirements (:func:`check_host`): what isolation needs, and the command installing it.
 
-See docs/enclave.md for the formats and the exact measurement recipe.
+See docs/enclave.md for the formats and the exact measurement recipe. The local backend and the
+trusted base load on first use.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from reef._lazy import lazy_attributes
 from reef.enclave._backend import (
     DEFAULT_STATE_MIB,
     DEFAULT_TMP_MIB,
@@ -37,9 +41,11 @@ from reef.enclave._init_params import (
 )
 from reef.enclave._manifest import MANIFEST_NAME, RESERVED_PORTS, Manifest
 from reef.enclave._measure import RUNTIME_MODULES, Measurements, extend_pcr, runtime_measurement
-from reef.enclave.local._backend import LocalBackend
 from reef.enclave.local._requirements import Requirement, check_host, missing_summary
-from reef.enclave.local._trusted_base import SEALING_PORT, DevTeeSealer, dev_seal, dev_unseal
+
+if TYPE_CHECKING:
+    from reef.enclave.local._backend import LocalBackend
+    from reef.enclave.local._trusted_base import SEALING_PORT, DevTeeSealer, dev_seal, dev_unseal
 
 __all__ = [
     "DEFAULT_EXCLUDES",
@@ -77,3 +83,16 @@ __all__ = [
     "runtime_measurement",
     "validate_param_path",
 ]
+
+# Loaded on first use (reef._lazy): the host's backend brings an HTTP client and the trusted
+# base its servers, which neither an enclave's supervisor nor `reef image build` needs at once.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "LocalBackend": "local._backend",
+        "SEALING_PORT": "local._trusted_base",
+        "DevTeeSealer": "local._trusted_base",
+        "dev_seal": "local._trusted_base",
+        "dev_unseal": "local._trusted_base",
+    },
+)

@@ -604,6 +604,10 @@ def _signal_name(number: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``python -m reef.enclave.local._supervisor RUN_DIR [READY_FD]``."""
+    # httpx's package init imports its optional command line (click, rich, pygments: some 80
+    # modules and 3 MiB) whenever they are installed, as they are for reef's own CLI. The
+    # trusted base (the KMS derive client) only needs the client: tell Python the CLI is absent.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     args = sys.argv[1:] if argv is None else argv
     if not args:
         sys.stderr.write("usage: python -m reef.enclave.local._supervisor RUN_DIR [READY_FD]\n")

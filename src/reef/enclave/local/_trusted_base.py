@@ -23,8 +23,8 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from starlette.applications import Starlette
@@ -33,6 +33,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from reef.errors import InputError, KMSError, ServiceError
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "SEALING_PORT",
@@ -137,6 +140,8 @@ class DevTeeSealer:
         return f"DevTeeSealer({self.url!r})"
 
     def _post(self, route: str, data: bytes) -> httpx.Response:
+        import httpx  # the app's side only: the supervisor serves, it never calls this
+
         try:
             with httpx.Client(transport=self._transport, timeout=self._timeout) as http:
                 return http.post(self.url + route, content=data)
