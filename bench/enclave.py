@@ -7,7 +7,9 @@ Each round measures, in the same run and on the same machine:
 - enclave: ``LocalBackend.start`` of the same app as an image (supervisor, network namespace and
   pasta, control groups, bubblewrap, trusted base), until the attestation endpoint on the host
   answers with a document (and the app's own port answers);
-- verified: the same, plus verifying that document live under the dev root.
+- verified: the same, plus verifying that document live under the dev root;
+- memory: the resident size of the enclave's supervisor (reef's trusted base), of its pasta
+  (the network namespace's user-mode stack) and of the app, read from /proc once it answers.
 
 Rounds are interleaved so that load from other processes affects both alike; the table shows
 the best and the median round. Prints, does not assert.
@@ -58,9 +60,47 @@ async def wait_http(client: httpx.AsyncClient, url: str, deadline_s: float = 60)
         await asyncio.sleep(0.005)
 
 
+def _rss_mib(enclave_id: str) -> dict[str, float]:
+    """Resident MiB of the enclave's supervisor, pasta and app, found by their command lines."""
+    found: dict[str, float] = {}
+    supervisor = None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        text = b" ".join(argv).decode(errors="replace")
+        if "_supervisor" in text and enclave_id in text:
+            supervisor = entry.name
+            found["supervisor"] = _vmrss(status)
+    if supervisor is None:
+        return found
+    for entry in Path("/proc").iterdir():
+        try:
+            status = (entry / "status").read_text()
+            text = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text.startswith("pasta") and f"PPid:\t{supervisor}\n" in status:
+            found["pasta"] = _vmrss(status)
+        elif text.startswith("python3 server.py"):
+            found["app"] = max(found.get("app", 0.0), _vmrss(status))
+    return found
+
+
+def _vmrss(status: str) -> float:
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 async def enclave(
     client: httpx.AsyncClient, backend: LocalBackend, image: Path, authority: DevAuthority
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, dict[str, float]]:
     start = time.perf_counter()
     info = await backend.start(EnclaveSpec(image=image))
     try:
@@ -75,10 +115,11 @@ async def enclave(
         verified = time.perf_counter() - start
         await wait_http(client, info.endpoints["ports"][8080] + "/")
         app = time.perf_counter() - start
+        memory = _rss_mib(info.id)
     finally:
         await backend.stop(info.id)
         await backend.remove(info.id)
-    return attested, verified, app
+    return attested, verified, app, memory
 
 
 async def main(rounds: int) -> None:
@@ -89,11 +130,14 @@ async def main(rounds: int) -> None:
         image = Path(tmp) / "hello.img"
         build_image(HELLO, image)
         results: dict[str, list[float]] = {"bare": [], "attested": [], "verified": [], "app": []}
+        memory: dict[str, list[float]] = {}
         async with httpx.AsyncClient(timeout=5) as client:
             for _ in range(rounds):
                 # The bare server answers 404 on that path: any HTTP answer means it is up.
                 results["bare"].append(await bare(client))
-                attested, verified, app = await enclave(client, backend, image, authority)
+                attested, verified, app, rss = await enclave(client, backend, image, authority)
+                for name, mib in rss.items():
+                    memory.setdefault(name, []).append(mib)
                 results["attested"].append(attested)
                 results["verified"].append(verified)
                 results["app"].append(app)
@@ -110,6 +154,12 @@ async def main(rounds: int) -> None:
         print(f"{label:52} {min(values):8.3f} {statistics.median(values):8.3f}")
     ratio = statistics.median(results["attested"]) / statistics.median(results["bare"])
     print(f"enclave / bare (median): {ratio:.1f}x")
+    print(
+        "resident memory per enclave (MiB, median): "
+        + ", ".join(
+            f"{name} {statistics.median(values):.1f}" for name, values in sorted(memory.items())
+        )
+    )
 
 
 async def bare(client: httpx.AsyncClient) -> float:
