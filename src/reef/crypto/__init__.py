@@ -15,7 +15,6 @@ from reef.crypto._curve25519 import (
     x25519_public_key,
 )
 from reef.crypto._hashes import keccak256
-from reef.crypto._sealed_box import SEALED_BOX_OVERHEAD, open_sealed, seal
 from reef.crypto._secp256k1 import (
     SECP256K1_N,
     Secp256k1PrivateKey,
@@ -26,6 +25,7 @@ from reef.crypto._secp256k1 import (
 
 if TYPE_CHECKING:
     from reef.crypto._eip712 import eip712_digest, eip712_domain_separator
+    from reef.crypto._sealed_box import SEALED_BOX_OVERHEAD, open_sealed, seal
 
 __all__ = [
     "SEALED_BOX_OVERHEAD",
@@ -46,11 +46,15 @@ __all__ = [
     "x25519_public_key",
 ]
 
-# Loaded on first use (reef._lazy): what one-shot commands need not import.
+# Loaded on first use (reef._lazy): what one-shot commands and enclaves need not import
+# (the ABI codec for EIP-712, libsodium for sealed boxes).
 __getattr__ = lazy_attributes(
     __name__,
     {
         "eip712_digest": "_eip712",
         "eip712_domain_separator": "_eip712",
+        "SEALED_BOX_OVERHEAD": "_sealed_box",
+        "open_sealed": "_sealed_box",
+        "seal": "_sealed_box",
     },
 )

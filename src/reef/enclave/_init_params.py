@@ -27,7 +27,6 @@ from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any
 
-from reef.crypto import SEALED_BOX_OVERHEAD, open_sealed, seal
 from reef.errors import ImageError, InputError
 
 __all__ = [
@@ -134,6 +133,9 @@ class InitParams:
                         f"init param {param.path} is secret but no key to seal it to was given",
                         hint="secret params are sealed to the enclave's KMS-derived key",
                     )
+                # libsodium loads only for secret params (most enclaves have none).
+                from reef.crypto import SEALED_BOX_OVERHEAD, seal
+
                 sealed = seal(param.contents, seal_to)
                 if len(sealed) > MAX_SEALED_BYTES:
                     raise InputError(
@@ -231,6 +233,8 @@ class InitParams:
                     )
                 if len(p.contents) > MAX_SEALED_BYTES:
                     raise ImageError(f"secret init param {p.path} is larger than 65535 bytes")
+                from reef.crypto import open_sealed
+
                 try:
                     plain[p.path] = open_sealed(p.contents, secret_key)
                 except InputError as exc:
