@@ -63,28 +63,36 @@ def dashboard_cmd(
     ] = False,
 ) -> None:
     """Serve the web dashboard until Ctrl-C (management only on loopback, with the printed token)."""
-    from reef._serve import Server, run
+    import asyncio
+
+    from reef._serve import serve, until_stopped
+    from reef.cli._common import stop_signals
     from reef.web import dashboard_app, is_loopback
 
-    try:
+    async def main() -> None:
         dash = _dashboard(rpc, market, key, host, manage=not read_only)
+        with stop_signals() as stop:
+            server = await serve(
+                dashboard_app(dash),
+                host=host,
+                port=port,
+                what="dashboard",
+                hint="another process uses that port; pick another with --port",
+            )
+            try:
+                typer.echo(f"dashboard  {server.url}")
+                if dash.manage_enabled:
+                    typer.echo(f"manage     {server.url}/?token={dash.token}")
+                elif not is_loopback(host):
+                    typer.echo("management is off: the dashboard does not listen on loopback")
+                typer.echo("ready")
+                await until_stopped(stop, server)
+            finally:
+                dash.close()  # open live log streams end, so stopping does not wait for them
+                await server.aclose()
 
-        def ready(server: Server) -> None:
-            typer.echo(f"dashboard  {server.url}")
-            if dash.manage_enabled:
-                typer.echo(f"manage     {server.url}/?token={dash.token}")
-            elif not is_loopback(host):
-                typer.echo("management is off: the dashboard does not listen on loopback")
-            typer.echo("ready", err=False)
-
-        run(
-            dashboard_app(dash),
-            host=host,
-            port=port,
-            what="dashboard",
-            hint="another process uses that port; pick another with --port",
-            ready=ready,
-        )
+    try:
+        asyncio.run(main())
     except ReefError as exc:
         raise fail(exc) from exc
 

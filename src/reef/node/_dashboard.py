@@ -30,6 +30,7 @@ class DashboardExtension:
         self.key = key
         self.token = token
         self._served: Served | None = None
+        self._dashboard: Any = None
 
     @property
     def name(self) -> str:
@@ -49,6 +50,7 @@ class DashboardExtension:
                 token=self.token,
             )
         )
+        self._dashboard = dash
         self._served = await serve_app(
             dashboard_app(dash), host=ctx.settings.host, port=self.port, what="dashboard"
         )
@@ -56,6 +58,8 @@ class DashboardExtension:
         return {"url": url, "manage_url": f"{url}/?token={dash.token}"}
 
     async def aclose(self) -> None:
+        if self._dashboard is not None:
+            self._dashboard.close()  # live log streams end, so the server stops at once
         if self._served is not None:
             await self._served.close()
             self._served = None

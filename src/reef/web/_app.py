@@ -12,6 +12,7 @@ thread; a page whose data cannot be read says why instead of failing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -584,7 +585,9 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
             return JSONResponse({"error": exc.message}, 400)
         if not row.logs_url:
             return JSONResponse({"error": f"job {text} has no readable console (not debug)"}, 404)
-        return StreamingResponse(_relay_logs(row.logs_url), media_type="text/event-stream")
+        return StreamingResponse(
+            _relay_logs(row.logs_url, dash.closing), media_type="text/event-stream"
+        )
 
     # ------------------------------------------------------------------ management
 
@@ -731,16 +734,33 @@ async def _verifier_counts(url: str) -> dict[str, object]:
     }
 
 
-async def _relay_logs(url: str) -> AsyncIterator[bytes]:
-    """The enclave's console (server-sent events) relayed line by line, as it comes."""
+async def _relay_logs(url: str, closing: asyncio.Event) -> AsyncIterator[bytes]:
+    """The enclave's console (server-sent events) relayed line by line, as it comes, until the
+    enclave's stream ends or the dashboard closes (``closing``: a stream never ends by itself,
+    and the server would otherwise wait for it when stopping)."""
     timeout = httpx.Timeout(5.0, read=None)
+    stop = asyncio.ensure_future(closing.wait())
     try:
         async with (
             httpx.AsyncClient(timeout=timeout) as http,
             http.stream("GET", url, params={"start_from": 0}) as stream,
         ):
-            async for line in stream.aiter_lines():
+            lines = stream.aiter_lines()
+            while True:
+                following = asyncio.ensure_future(anext(lines))
+                await asyncio.wait({following, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if not following.done():
+                    following.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                        await following
+                    return
+                try:
+                    line = following.result()
+                except StopAsyncIteration:
+                    return
                 if line.startswith("data:"):
                     yield f"data: {line[5:].removeprefix(' ')}\n\n".encode()
     except httpx.HTTPError as exc:
         yield f"event: error\ndata: the enclave's log stream ended: {exc}\n\n".encode()
+    finally:
+        stop.cancel()

@@ -11,6 +11,7 @@ account; the token is random per start (printed once, like Jupyter's) unless one
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import secrets
@@ -81,6 +82,12 @@ class Dashboard:
         self.clock_ms = clock_ms
         self._session: Session | None = None
         self._lock = threading.Lock()
+        self.closing = asyncio.Event()
+        """Set by :meth:`close`: live log streams end, so the server stops without waiting."""
+
+    def close(self) -> None:
+        """End the live streams (call before stopping the server that serves the app)."""
+        self.closing.set()
 
     @property
     def manage_enabled(self) -> bool:
