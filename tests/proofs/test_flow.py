@@ -163,3 +163,25 @@ def test_the_ivs_refuses_to_call_valid_inputs_invalid(flow: Flow) -> None:
     metadata = flow.prover._metadata if flow.prover.poll() is not None else {}
     with pytest.raises(ProofError, match="admit a proof"):
         flow.ivs.attest_invalid(flow.chain.market(), ask_id, metadata[flow.market_id])
+
+
+def test_a_failed_submission_is_retried_while_the_task_is_still_assigned(flow: Flow) -> None:
+    from reef.errors import RPCError
+
+    ask_id = flow.ask(9)
+    assert flow.engine.step().assigned == 1
+    real_submit = flow.prover.client.submit_proof
+    calls = []
+
+    def flaky(ask: int, proof: object) -> object:
+        calls.append(ask)
+        if len(calls) == 1:
+            raise RPCError("the node timed out")  # a transient failure on the first try
+        return real_submit(ask, proof)  # type: ignore[arg-type]
+
+    flow.prover.client.submit_proof = flaky  # type: ignore[method-assign]
+    [first] = flow.prover.step()
+    assert first.outcome == "failed"
+    [second] = flow.prover.step()
+    assert second.outcome == "proved"
+    assert flow.chain.market().ask(ask_id).state == AskState.COMPLETE

@@ -33,6 +33,8 @@ from reef.proofs._types import AskState, MarketKind
 
 __all__ = ["InputVerifier", "ProverService", "TaskOutcome", "circuit_input"]
 
+_MAX_ATTEMPTS = 5
+
 
 def circuit_input(metadata: MarketMetadata, inputs: tuple[int, ...]) -> dict[str, str]:
     """The snarkjs input object for an ask: the market's public input names → decimal values."""
@@ -133,6 +135,7 @@ class ProverService:
         self._metadata: dict[int, str] = {}
         self._kinds: dict[int, int] = {}
         self._queue: list[int] = []
+        self._attempts: dict[int, int] = {}
         self.outcomes: list[TaskOutcome] = []
 
     def poll(self) -> list[int]:
@@ -188,11 +191,19 @@ class ProverService:
         return TaskOutcome(ask_id, "proved", result.tx_hash)
 
     def step(self) -> list[TaskOutcome]:
-        """Poll for tasks and work through them, oldest first."""
+        """Poll for tasks and work through them, oldest first. A task that failed (the node
+        timed out, a transaction was refused, snarkjs crashed) is tried again next step, up to
+        a few times, while it is still assigned to this prover and before its deadline."""
         self.poll()
+        batch, self._queue = self._queue, []
         done = []
-        while self._queue:
-            done.append(self.work(self._queue.pop(0)))
+        for ask_id in batch:
+            outcome = self.work(ask_id)
+            done.append(outcome)
+            if outcome.outcome == "failed":
+                self._attempts[ask_id] = self._attempts.get(ask_id, 0) + 1
+                if self._attempts[ask_id] < _MAX_ATTEMPTS:
+                    self._queue.append(ask_id)
         return done
 
     async def run(self, *, interval_s: float = 0.5, stop: asyncio.Event | None = None) -> None:
@@ -203,6 +214,6 @@ class ProverService:
                 done = await asyncio.to_thread(self.step)
             except (ChainError, ProofError):
                 done = []
-            if not done:
+            if not done or all(o.outcome == "failed" for o in done):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=interval_s)
