@@ -6,6 +6,7 @@ from the page stops the enclave. Each page is screenshotted at 1280 px and 390 p
 from __future__ import annotations
 
 import asyncio
+import html
 import secrets
 import threading
 import time
@@ -288,6 +289,26 @@ def test_deploy_and_withdraw_from_the_dashboard(live: Live) -> None:
     )
     assert again.status_code == 400
     assert "at most" in again.json()["error"] or "nothing can be withdrawn" in again.json()["error"]
+    # Update the image to one the provider cannot fetch: it says so, and the page shows it.
+    bogus = "http://127.0.0.1:9/images/" + "ab" * 32
+    updated = httpx.post(
+        f"{live.url}/api/jobs/{job}/update", json={"url": bogus}, headers=token, timeout=60
+    )
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["updated"] == ["url"]
+    deadline = time.monotonic() + 60
+    row: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        rows = httpx.get(f"{live.url}/api/jobs", timeout=30).json()["jobs"]
+        row = next(j for j in rows if j["job"] == job)
+        if row["last_error"]:
+            break
+        time.sleep(0.5)
+    assert row["metadata"]["url"] == bogus
+    assert row["last_error"], row
+    page = httpx.get(f"{live.url}/jobs/{job}", timeout=30).text
+    assert "provider&#x27;s last error" in page or "provider's last error" in page
+    assert html.escape(row["last_error"][:40]) in page
     stopped = httpx.post(f"{live.url}/api/jobs/{job}/stop", headers=token, timeout=60)
     assert stopped.status_code == 200
 
