@@ -353,10 +353,12 @@ def _wait_for_output(
 
     end = time.monotonic() + wait_s
     while time.monotonic() < end:
+        # The job first, then its outputs: a job that closed (answered by all, or slashed)
+        # before the read of its outputs has every output it will ever have.
+        job = client.job(job_id)
         responses = client.responses(from_block, job_id=job_id)
         if responses:
             return responses[0]
-        job = client.job(job_id)
         if job is not None and job.closed:
             return None
         time.sleep(0.05)

@@ -89,9 +89,7 @@ class ServerlessExtension:
         ctx.progress("deploying the serverless contracts")
         jobs, code = await asyncio.to_thread(self._contracts, ctx)
         ctx.progress("building the serverless executor image")
-        image_path, image_id = await asyncio.to_thread(self._image, ctx.home)
-        if not await asyncio.to_thread(jobs.is_whitelisted, image_id):
-            await asyncio.to_thread(jobs.whitelist_image, image_id)
+        image_path = await asyncio.to_thread(self._image, ctx.home)
         await self._stop_leftovers(ctx)
         rpc_port = int(ctx.info.rpc_url.rsplit(":", 1)[1].split("/")[0])
         executors: list[dict[str, Any]] = []
@@ -106,13 +104,17 @@ class ServerlessExtension:
                 )
             )
             self._enclaves.append(info)
+            # The image id the enclave attests, as the backend measured it at start (the reef
+            # runtime is part of it, so it is read from the running enclave, not recomputed).
+            if not await asyncio.to_thread(jobs.is_whitelisted, info.image_id):
+                await asyncio.to_thread(jobs.whitelist_image, info.image_id)
             executors.append(await self._register(ctx, jobs, code, info, index))
         await asyncio.to_thread(self._drain_gone, ctx, jobs, {e["address"] for e in executors})
         return {
             "chain_id": ctx.devnet.chain_id,
             "jobs_contract": jobs.address,
             "code_contract": code.address,
-            "executor_image_id": "0x" + image_id.hex(),
+            "executor_image_id": executors[0]["image_id"] if executors else None,
             "gateways": [e["gateway"] for e in executors],
             "executors": executors,
         }
@@ -204,7 +206,7 @@ class ServerlessExtension:
         )
         return jobs, code
 
-    def _image(self, home: ReefHome) -> tuple[Path, bytes]:
+    def _image(self, home: ReefHome) -> Path:
         """The executor image (the example app plus workerd), rebuilt when either changed."""
         workerd = ensure_workerd(home)
         app = example_dir("serverless-executor")
@@ -220,9 +222,7 @@ class ServerlessExtension:
             shutil.copy2(workerd, app_dir / "workerd")
             build_image(app_dir, image_path)
             stamp_path.write_text(stamp)
-        from reef.enclave import load_image
-
-        return image_path, load_image(image_path).image_id
+        return image_path
 
     async def _stop_leftovers(self, ctx: UpContext) -> None:
         """Executor enclaves a killed ``reef up`` left running: stopped (new ones replace them)."""
