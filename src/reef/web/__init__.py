@@ -13,7 +13,9 @@ network's Prometheus gauges, and alert rules over them.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from reef._lazy import lazy_attributes
 from reef.web._alerts import (
     CONDITIONS,
     AlertEngine,
@@ -26,10 +28,12 @@ from reef.web._alerts import (
     parse_samples,
     send_notice,
 )
-from reef.web._app import dashboard_app
-from reef.web._attest import known_roots, parse_evidence, server_verdict
 from reef.web._dashboard import TOKEN_HEADER, Dashboard, DashboardSettings, is_loopback
 from reef.web._metrics import EnclaveUsage, enclave_usage, network_collector, network_samples
+
+if TYPE_CHECKING:
+    from reef.web._app import dashboard_app
+    from reef.web._attest import known_roots, parse_evidence, server_verdict
 
 __all__ = [
     "AlertEngine",
@@ -59,3 +63,14 @@ __all__ = [
 
 GRAFANA_DASHBOARD = Path(__file__).with_name("grafana.json")
 """A Grafana dashboard (JSON model) over the metrics every reef service exposes."""
+
+# Loaded on first use (reef._lazy): `reef alerts` needs neither FastAPI nor the attestation code.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "dashboard_app": "_app",
+        "known_roots": "_attest",
+        "parse_evidence": "_attest",
+        "server_verdict": "_attest",
+    },
+)
