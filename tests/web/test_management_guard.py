@@ -50,6 +50,12 @@ def test_state_changing_requests_are_refused(
         overview = httpx.get(url, timeout=10)
         assert overview.status_code == 200
         assert "no chain endpoint" in overview.text
+        # No inline script runs, the page is never framed, and it never sends a Referer.
+        assert "script-src" not in overview.headers["content-security-policy"]
+        assert "default-src 'self'" in overview.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in overview.headers["content-security-policy"]
+        assert overview.headers["referrer-policy"] == "no-referrer"
+        assert overview.headers["x-frame-options"] == "DENY"
 
 
 def test_extension_services_render_generically_without_the_token(

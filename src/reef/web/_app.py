@@ -117,6 +117,22 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
     )
     app.reef_collectors = (network_collector(dash),)  # type: ignore[attr-defined]
 
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        # Scripts only from the dashboard itself (no inline script runs; the page data is JSON),
+        # never framed (no clickjacking of the stop button), and no Referer: a page opened with
+        # ?token= must not hand the token to the endpoints it links to.
+        response: Response = await call_next(request)
+        response.headers.setdefault(
+            "content-security-policy",
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        )
+        response.headers.setdefault("x-frame-options", "DENY")
+        response.headers.setdefault("referrer-policy", "no-referrer")
+        response.headers.setdefault("x-content-type-options", "nosniff")
+        return response
+
     async def off_thread(fn: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.to_thread(fn, *args)
 
