@@ -1,0 +1,222 @@
+"""`reef kms contract ...`: a KMS registry contract, the image ids whose enclaves may derive keys
+under its address (oyster-cvm's kms-contract): deploy one, approve and revoke image ids, check one.
+
+Exit codes: 0 ok, 1 refused or failed, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping
+from reef.encoding import parse_hex
+from reef.errors import InputError, ReefError
+from reef.home import ReefHome
+
+__all__ = ["contract_app"]
+
+contract_app = typer.Typer(
+    help="A KMS registry contract: the image ids whose enclaves may derive keys under its "
+    "address (oyster-cvm's kms-contract).",
+    no_args_is_help=True,
+)
+
+
+def _home() -> ReefHome:
+    return ReefHome.from_env()
+
+
+# --- the KMS registry contract -------------------------------------------------------------------
+
+_RpcOption = typer.Option("--rpc", help="JSON-RPC URL (default: the local network's).")
+_KeyOption = typer.Option(
+    "--key", help="File with the private key to send from (default on reef's devnet: account 0)."
+)
+_ContractOption = typer.Option(
+    "--contract", help="The registry's address (default: the local network's KMS registry)."
+)
+_ImageIdsArgument = typer.Argument(help="Image ids (64 hex digits, 0x optional).")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chain:
+    w3: Any
+    account: Any
+    note: str
+    registry: str | None
+    """The local network's KMS registry, when this home knows one on this chain."""
+
+
+def _chain(rpc: str | None, key: Path | None, *, need_account: bool) -> _Chain:
+    """The chain, the sending account and the default registry for a `kms contract` command.
+
+    Raises:
+        ConfigError: nothing says where the chain is, or no account to send from.
+        RPCError: the endpoint does not answer.
+    """
+    from reef.errors import ConfigError
+    from reef.node import open_session
+
+    home = _home()
+    try:
+        session = open_session(home, rpc=rpc, key=key, need_account=need_account)
+    except ConfigError:
+        if rpc is None:
+            raise
+        # A chain without reef's market (any EVM chain): the market is not needed here.
+        session = open_session(
+            home, rpc=rpc, market="0x" + "00" * 20, key=key, need_account=need_account
+        )
+    registry = None
+    for known in (session.network, session.devnet):
+        deployment = getattr(known, "deployment", None) if known is not None else None
+        if deployment is not None and deployment.chain_id == int(session.w3.eth.chain_id):
+            registry = str(deployment.kms_registry)
+            break
+    return _Chain(session.w3, session.account, session.account_note, registry)
+
+
+def _image_ids(values: list[str]) -> list[str]:
+    return [parse_hex(v, name="image id", length=32).hex() for v in values]
+
+
+def _registry(chain: _Chain, contract: str | None) -> Any:
+    from reef.chain import KmsRegistryClient, parse_address
+    from reef.cli._output import tx_printer
+
+    address = contract or chain.registry
+    if address is None:
+        raise InputError(
+            "which registry? this home knows no KMS registry on that chain",
+            hint="pass --contract ADDR (`reef kms contract deploy` makes one)",
+        )
+    return KmsRegistryClient(
+        chain.w3,
+        parse_address(address, name="--contract"),
+        account=chain.account,
+        progress=tx_printer,
+    )
+
+
+def _contract_fail(exc: ReefError) -> typer.Exit:
+    return fail(exc, code=2 if type(exc) is InputError else 1)
+
+
+@contract_app.command("deploy")
+def contract_deploy_cmd(
+    approve: Annotated[
+        list[str] | None,
+        typer.Option("--approve", help="An image id to approve at once (repeatable, up to 256)."),
+    ] = None,
+    rpc: Annotated[str | None, _RpcOption] = None,
+    key: Annotated[Path | None, _KeyOption] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Deploy a new KMS registry owned by the sending account (it alone approves and revokes)."""
+    from reef.chain import KmsRegistryClient
+    from reef.cli._output import note, tx_printer
+
+    try:
+        ids = _image_ids(approve or [])
+        chain = _chain(rpc, key, need_account=True)
+        note(f"account {chain.note}")
+        registry = KmsRegistryClient.deploy(chain.w3, chain.account, ids, progress=tx_printer)
+        owner = registry.owner()
+    except ReefError as exc:
+        raise _contract_fail(exc) from exc
+    out = {"contract": str(registry.address), "owner": str(owner), "approved": ids}
+    if as_json:
+        print_json(out)
+    else:
+        print_mapping({**out, "approved": ", ".join(ids) or "(none)"})
+
+
+def _change(
+    verb: str,
+    image_ids: list[str],
+    contract: str | None,
+    rpc: str | None,
+    key: Path | None,
+    as_json: bool,
+) -> None:
+    from reef.cli._output import note
+
+    try:
+        ids = _image_ids(image_ids)
+        chain = _chain(rpc, key, need_account=True)
+        note(f"account {chain.note}")
+        registry = _registry(chain, contract)
+        send = registry.approve_images if verb == "approved" else registry.revoke_images
+        result = send(ids)
+    except ReefError as exc:
+        raise _contract_fail(exc) from exc
+    out = {
+        "contract": str(registry.address),
+        verb: ids,
+        "tx_hash": result.tx_hash,
+        "block": result.block_number,
+    }
+    if as_json:
+        print_json(out)
+    else:
+        print_mapping({**out, verb: ", ".join(ids)})
+
+
+@contract_app.command("approve")
+def contract_approve_cmd(
+    image_ids: Annotated[list[str], _ImageIdsArgument],
+    contract: Annotated[str | None, _ContractOption] = None,
+    rpc: Annotated[str | None, _RpcOption] = None,
+    key: Annotated[Path | None, _KeyOption] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Approve image ids: their enclaves may derive keys under this address (owner only)."""
+    _change("approved", image_ids, contract, rpc, key, as_json)
+
+
+@contract_app.command("revoke")
+def contract_revoke_cmd(
+    image_ids: Annotated[list[str], _ImageIdsArgument],
+    contract: Annotated[str | None, _ContractOption] = None,
+    rpc: Annotated[str | None, _RpcOption] = None,
+    key: Annotated[Path | None, _KeyOption] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Revoke image ids: the KMS stops deriving their keys under this address (owner only)."""
+    _change("revoked", image_ids, contract, rpc, key, as_json)
+
+
+@contract_app.command("verify")
+def contract_verify_cmd(
+    image_id: Annotated[str, typer.Argument(help="An image id (64 hex digits, 0x optional).")],
+    contract: Annotated[str | None, _ContractOption] = None,
+    rpc: Annotated[str | None, _RpcOption] = None,
+    key: Annotated[Path | None, _KeyOption] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Ask the registry whether an image is approved (`oysterKMSVerify`, what the KMS asks).
+
+    Exits 0 when it is, 1 when it is not.
+    """
+    try:
+        (wanted,) = _image_ids([image_id])
+        chain = _chain(rpc, key, need_account=False)
+        registry = _registry(chain, contract)
+        approved = registry.is_approved(wanted)
+    except ReefError as exc:
+        raise _contract_fail(exc) from exc
+    out = {"contract": str(registry.address), "image_id": wanted, "approved": approved}
+    if as_json:
+        print_json(out)
+    else:
+        print_mapping({**out, "approved": "yes" if approved else "no (not approved)"})
+    if not approved:
+        if not as_json:
+            err_console().print(
+                f"image {wanted} is not approved by {registry.address}", markup=False
+            )
+        raise typer.Exit(1)

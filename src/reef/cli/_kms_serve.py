@@ -1,0 +1,244 @@
+"""`reef kms root serve` and `reef kms derive-server`: the KMS's servers, as an enclave runs them.
+
+Each parses its flags, assembles the server through the library (:func:`reef.node.prepare_kms_root`,
+:class:`reef.kms.DeriveServer`), and serves until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Protocol, TypeVar
+
+import typer
+
+from reef.cli._common import read_file
+from reef.cli._output import err_console, fail
+from reef.encoding import parse_hex
+from reef.errors import InputError, ReefError
+from reef.home import ReefHome
+
+__all__ = ["derive_server_cmd", "root_app"]
+
+root_app = typer.Typer(help="The KMS root server (runs as an enclave).", no_args_is_help=True)
+
+_TrustOption = typer.Option(
+    "--trust",
+    "--root",
+    help="TEE root an attestation must chain to: aws, dev, mock or a certificate file "
+    "(repeatable; `kms root serve` also takes self: the root of its own attestations).",
+)
+
+
+# --- servers -------------------------------------------------------------------------------------
+
+
+@root_app.command("serve")
+def root_serve_cmd(
+    trust: Annotated[list[str], _TrustOption],
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            help="Where the sealed seed lives (default $REEF_STATE_DIR, else $REEF_HOME/kms).",
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address both listeners bind.")] = "127.0.0.1",
+    scallop_port: Annotated[int, typer.Option("--scallop-port")] = 1100,
+    public_port: Annotated[int, typer.Option("--public-port")] = 1101,
+    sealer: Annotated[
+        str,
+        typer.Option(
+            "--sealer",
+            help="tee: the enclave's dev-TEE sealing service ($REEF_SEALING_URL or "
+            "127.0.0.1:1210); dev-home: seal with the dev TEE key for --image-id read from "
+            "$REEF_HOME (outside an enclave, INSECURE).",
+        ),
+    ] = "tee",
+    image_id: Annotated[
+        str | None, typer.Option("--image-id", help="The image id to seal for (--sealer dev-home).")
+    ] = None,
+    rpc_url: Annotated[
+        str | None, typer.Option("--rpc-url", help="JSON-RPC for contract approvals.")
+    ] = None,
+    chain_id: Annotated[
+        int | None, typer.Option("--chain-id", help="Chain of --rpc-url (checked at start).")
+    ] = None,
+    admin: Annotated[
+        str | None, typer.Option("--admin", help="Ethereum address allowed to rotate.")
+    ] = None,
+    attestation_url: Annotated[
+        str | None,
+        typer.Option(
+            "--attestation-url",
+            help="Custom attestation endpoint to attest the KMS identity (/info), e.g. "
+            "http://127.0.0.1:1350/attestation/raw (default: from $REEF_CUSTOM_ATTESTATION_URL "
+            "inside a local enclave).",
+        ),
+    ] = None,
+    max_age_ms: Annotated[int, typer.Option("--max-age-ms")] = 300_000,
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+) -> None:
+    """Run the KMS root: Scallop /derive and the public signed endpoints."""
+    from reef.kms import RootServer
+    from reef.node import KmsRootOptions, prepare_kms_root
+
+    _configure_logging(log_level)
+    options = KmsRootOptions(
+        trust=trust,
+        home=ReefHome.from_env(),
+        state_dir=state_dir,
+        sealer=sealer,
+        image_id=parse_hex(image_id, name="--image-id", length=32) if image_id else None,
+        rpc_url=rpc_url,
+        chain_id=chain_id,
+        admin=admin,
+        attestation_url=attestation_url,
+        environ=dict(os.environ),
+    )
+    try:
+        prepared = asyncio.run(prepare_kms_root(options))
+    except ReefError as exc:
+        raise fail(exc) from exc
+    for warning in prepared.warnings:
+        err_console().print(f"warning: {warning}", markup=False)
+    kms_root = prepared.root
+
+    def ready(server: RootServer) -> None:
+        identity = kms_root.keyring.identity()
+        # One machine-readable line for supervisors (reef up): where and who this root is.
+        print(
+            json.dumps(
+                {
+                    "event": "kms-root-ready",
+                    "scallop": f"{host}:{server.scallop_port}",
+                    "public_url": server.public_url,
+                    "version": identity.version,
+                    "scallop_key": identity.scallop_key.hex(),
+                    "signing_key": identity.signing_key.hex(),
+                }
+            ),
+            flush=True,
+        )
+
+    _serve_until_stopped(
+        lambda: RootServer(
+            kms_root,
+            peer_roots=prepared.peer_roots,
+            host=host,
+            scallop_port=scallop_port,
+            public_port=public_port,
+            max_age_ms=max_age_ms,
+            log_level=log_level.lower(),
+        ),
+        ready,
+    )
+
+
+def derive_server_cmd(
+    kms_endpoint: Annotated[
+        str | None, typer.Option("--kms-endpoint", help="The root's Scallop host:port.")
+    ] = None,
+    kms_pubkey: Annotated[
+        str | None, typer.Option("--kms-pubkey", help="The root's Scallop key (32 bytes hex).")
+    ] = None,
+    root_server_config: Annotated[
+        Path | None,
+        typer.Option("--root-server-config", help='JSON {"kms_endpoint", "kms_pubkey"}.'),
+    ] = None,
+    listen_addr: Annotated[str, typer.Option("--listen-addr")] = "127.0.0.1:1100",
+    attestation_endpoint: Annotated[
+        str, typer.Option("--attestation-endpoint", help="Attests the key of --secret-path.")
+    ] = "http://127.0.0.1:1300/attestation/raw",
+    secret_path: Annotated[
+        Path, typer.Option("--secret-path", help="The enclave's X25519 identity secret (32 B).")
+    ] = Path("/app/id.sec"),
+    contract_address_file: Annotated[
+        Path | None,
+        typer.Option("--contract-address-file", help="Ask for this contract's seed instead."),
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+) -> None:
+    """Run an enclave's derive server (Oyster's flags): fetch the seed, serve it on loopback."""
+    from reef.kms import DeriveServer, KmsWiring
+    from reef.scallop import auther_from_url
+
+    _configure_logging(log_level)
+    try:
+        if root_server_config is not None:
+            data = json.loads(read_file(root_server_config))
+            wiring = KmsWiring.from_json(data)
+        elif kms_endpoint and kms_pubkey:
+            wiring = KmsWiring.from_json({"kms_endpoint": kms_endpoint, "kms_pubkey": kms_pubkey})
+        else:
+            raise InputError("give --kms-endpoint and --kms-pubkey, or --root-server-config")
+        if contract_address_file is not None:
+            address = read_file(contract_address_file).decode().strip()
+            wiring = dataclasses.replace(wiring, contract_address=address)
+        secret = read_file(secret_path)
+        if len(secret) != 32:
+            raise InputError(f"{secret_path} holds {len(secret)} bytes, not a 32-byte secret")
+        host, _, port = listen_addr.rpartition(":")
+        if not port.isdigit():
+            raise InputError(f"--listen-addr must be host:port, got {listen_addr!r}")
+    except (ValueError, ReefError) as exc:
+        error = exc if isinstance(exc, ReefError) else InputError(f"bad configuration: {exc}")
+        raise fail(error, code=2) from exc
+
+    _serve_until_stopped(
+        lambda: DeriveServer.for_enclave(
+            wiring,
+            static_key=secret,
+            auther=auther_from_url(attestation_endpoint),
+            host=host,
+            port=int(port),
+            log_level=log_level.lower(),
+        )
+    )
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(message)s")
+
+
+class _Server(Protocol):
+    async def start(self) -> object: ...
+
+    async def wait(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+_ServerT = TypeVar("_ServerT", bound=_Server)
+
+
+def _serve_until_stopped(
+    make: Callable[[], _ServerT], ready: Callable[[_ServerT], None] | None = None
+) -> None:
+    """Start the server ``make`` builds (inside the event loop), run ``ready``, serve until
+    SIGINT/SIGTERM (:func:`reef._serve.stop_signals`, as every reef command), then close its
+    listeners."""
+    from reef._serve import stop_signals, until_stopped
+
+    async def main() -> None:
+        with stop_signals() as stop:
+            server = make()
+            await server.start()
+            try:
+                if ready is not None:
+                    ready(server)
+                await until_stopped(stop, server)
+                if stop.is_set():
+                    err_console().print("stopping", markup=False)
+            finally:
+                await server.aclose()
+
+    try:
+        asyncio.run(main())
+    except ReefError as exc:
+        raise fail(exc) from exc
