@@ -56,6 +56,15 @@ def test_state_changing_requests_are_refused(
         assert "frame-ancestors 'none'" in overview.headers["content-security-policy"]
         assert overview.headers["referrer-policy"] == "no-referrer"
         assert overview.headers["x-frame-options"] == "DENY"
+        # DNS rebinding: a loopback dashboard answers only loopback host names.
+        port = url.rsplit(":", 1)[1]
+        for name, status in (
+            ("evil.example", 403 if host == "127.0.0.1" else 200),
+            (f"localhost:{port}", 200),
+            (f"127.0.0.1:{port}", 200),
+        ):
+            answer = httpx.get(f"{url}/verifier", headers={"host": name}, timeout=10)
+            assert answer.status_code == status, name
 
 
 def test_extension_services_render_generically_without_the_token(

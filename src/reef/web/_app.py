@@ -90,6 +90,14 @@ def _job_row(row: _data.JobRow) -> dict[str, Any]:
     }
 
 
+def _host_name(request: Request) -> str:
+    """The request's Host header without its port (``[::1]:8888`` -> ``::1``)."""
+    host = request.headers.get("host", "")
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 def _value_html(value: Any) -> str:
     """A value an extension reported, as HTML: URLs as links, tables as nested lists."""
     if isinstance(value, str) and value.startswith(("http://", "https://")):
@@ -122,6 +130,15 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
         # Scripts only from the dashboard itself (no inline script runs; the page data is JSON),
         # never framed (no clickjacking of the stop button), and no Referer: a page opened with
         # ?token= must not hand the token to the endpoints it links to.
+        if is_loopback(dash.settings.host) and not is_loopback(_host_name(request)):
+            # A loopback dashboard is only ever reached by a loopback name: another Host is a
+            # page elsewhere that rebound its DNS name to 127.0.0.1 to read this one.
+            return JSONResponse(
+                {
+                    "error": f"this dashboard answers only loopback hosts, not {_host_name(request)!r}"
+                },
+                403,
+            )
         response: Response = await call_next(request)
         response.headers.setdefault(
             "content-security-policy",
