@@ -26,6 +26,10 @@ uvicorn. This module is the one place that decides how:
 uvicorn is kept (rather than hypercorn or a hand-written h11 loop) because every reef app already
 runs on it; what it lacks (per-peer caps, a header read deadline, body limits with a proper 413)
 is added here by a subclass of its h11 protocol and one ASGI middleware.
+
+One module (about 850 lines): the serving floor is one policy (bind, limit, refuse, time out,
+count, stop) applied by cooperating pieces (the socket, the h11 protocol subclass, the ASGI
+guard, the server); splitting it would scatter the limits a reader must see together.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ A job is named as Oyster's CLI names it: by its decimal number (``17``), which i
 command prints; ``0x…`` is its full id. :func:`reef.chain.parse_job_id` is the one parser, wired
 into every ``JOB`` argument by :data:`JobArgument`; outputs carry ``job`` (the number) and, in
 JSON, ``job_id`` (the full id).
+
+One module (about 600 lines): one command group of many small commands that share option
+blocks and output helpers; the use cases themselves live in :mod:`reef.node`.
 """
 
 from __future__ import annotations

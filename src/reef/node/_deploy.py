@@ -23,6 +23,9 @@ of after the whole timeout, with the app's exit and, for a debug enclave, its la
 when the provider reports them (``last_exit``).
 
 Everything here is synchronous (web3.py and httpx clients); progress goes to a callback.
+
+One module (about 650 lines): deploying is one ordered use case (image, rate card, money,
+upload, job, wait, verify) whose steps share the request and the timings they report.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ The ``fallback`` and ``hfs`` modifiers are not; :meth:`NoiseProtocol.from_name` 
 :class:`NotSupportedError`.
 
 Nothing here reads the clock or does I/O; ephemeral keys come from an injectable ``rng``.
+
+One module (about 670 lines): the Noise protocol framework's CipherState, SymmetricState and
+HandshakeState are specified together (Noise rev. 34 §5) and tested together with the
+published vectors; splitting them would split the specification.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ ports, and starts one detached supervisor process per enclave
 (:mod:`reef.enclave.local._supervisor`), which outlives the caller until the enclave is stopped.
 State lives in files (``state.json`` per enclave), so any process can list, inspect and stop
 enclaves that another one started.
+
+One module (about 700 lines): the backend's one job, the host side of every enclave (plan,
+stage, start a supervisor, read and change its state files, stop, remove), is the
+EnclaveBackend interface, method by method.
 """
 
 # ruff: noqa: S603, S607  (runs the supervisor and `ip` with argument lists, never a shell)

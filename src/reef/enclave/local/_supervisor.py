@@ -18,6 +18,10 @@ then reports readiness on READY_FD (one JSON line) and records every state chang
 stops the trusted base, removes the namespace and groups, deletes the per-boot secrets, and writes
 the final state (``stopped``, or ``crashed`` with the exit code and, if the kernel's OOM killer
 struck, the reason).
+
+One module (about 600 lines): the boot sequence is one ordered story (limits, firewall,
+network, keys, trusted base, app, leases, stop), and its steps share the supervisor's state;
+the isolation parts it calls live in their own modules.
 """
 
 from __future__ import annotations
