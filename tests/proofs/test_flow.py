@@ -185,3 +185,20 @@ def test_a_failed_submission_is_retried_while_the_task_is_still_assigned(flow: F
     [second] = flow.prover.step()
     assert second.outcome == "proved"
     assert flow.chain.market().ask(ask_id).state == AskState.COMPLETE
+
+
+def test_the_engine_closes_expired_and_deadline_crossed_asks_itself(flow: Flow) -> None:
+    chain, market = flow.chain, flow.chain.market()
+    late = flow.ask(7, proving=60)
+    assert flow.engine.step().assigned == 1  # the prover never proves it
+    chain.market(flow.prover_account).request_leave(flow.market_id)  # nobody takes the next
+    lonely = flow.ask(8, expiry=30)
+    before = chain.balance(flow.requester.address)
+    chain.at(market.ask(late).deadline + 1)
+    flow.engine.step()
+    assert market.ask(late).state == AskState.SLASHED
+    assert market.ask(lonely).state == AskState.EXPIRED
+    assert chain.balance(flow.requester.address) == before + 2 * REWARD + PENALTY
+    flow.engine.step()  # the book saw both close: nothing left to sweep
+    assert flow.engine.book.crossed(chain.next_time()) == []
+    assert flow.engine.book.expired(chain.next_time()) == []

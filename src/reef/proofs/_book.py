@@ -70,6 +70,8 @@ class OrderBook:
     """Markets that gained quotes since the last round."""
     assigned: dict[int, tuple[str, int]] = field(default_factory=dict)
     """Ask id → (prover, market id) while a prover holds it."""
+    deadlines: dict[int, int] = field(default_factory=dict)
+    """Ask id → proving deadline while a prover holds it."""
     assignments: int = 0
     """TaskAssigned events seen (each ask is assigned at most once on chain)."""
 
@@ -86,6 +88,7 @@ class OrderBook:
             case TaskAssigned(ask_id=a, prover=p, market_id=m):
                 self._close(a)
                 self.assigned[a] = (p, m)
+                self.deadlines[a] = event.deadline
                 self.assignments += 1
                 self._lock(p, m, +1)
             case (
@@ -135,6 +138,7 @@ class OrderBook:
 
     def _release(self, ask_id: int, *, slashed: int, now: int) -> None:
         held = self.assigned.pop(ask_id, None)
+        self.deadlines.pop(ask_id, None)
         if held is None:
             return
         prover, market_id = held
@@ -178,9 +182,10 @@ class OrderBook:
             shelf = self.priced_out if priced_out else self.parked
             shelf.setdefault(ask.market_id, {})[ask.ask_id] = ask
 
-    def drop_expired(self, now: int) -> int:
-        """Forget asks past their expiry (nobody can assign them); returns how many."""
-        stale = [a for a, ask in self.open_asks.items() if ask.expiry <= now]
-        for ask_id in stale:
-            self._close(ask_id)
-        return len(stale)
+    def expired(self, now: int) -> list[int]:
+        """Open asks past their expiry: nobody can assign them; they await ``refundExpired``."""
+        return [a for a, ask in self.open_asks.items() if ask.expiry <= now]
+
+    def crossed(self, now: int) -> list[int]:
+        """Assigned asks past their deadline: they await ``slash``."""
+        return [a for a, deadline in self.deadlines.items() if deadline < now]

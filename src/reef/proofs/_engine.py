@@ -7,7 +7,9 @@ Each :meth:`MatchingEngine.step`:
 2. applies the stored events it has not applied yet to the in-memory :class:`OrderBook` (on a
    restart it replays them all from the database, so the book comes back exactly);
 3. finishes a batch a previous run recorded but may not have sent (see below);
-4. matches a round (pure, ``_matching``) and assigns it in one ``assign`` transaction.
+4. every few seconds, closes what nobody else closed: ``refundExpired`` for asks past their
+   expiry, ``slash`` for provers past their deadline (the contract lets anyone do both);
+5. matches a round (pure, ``_matching``) and assigns it in one ``assign`` transaction.
 
 Idempotence: a batch is written to the ``proofs_batches`` table *before* it is sent and marked
 done after its receipt. A batch found pending on start is sent again: the contract assigns only
@@ -39,7 +41,8 @@ from reef.proofs._matching import match_round
 __all__ = ["EngineStep", "MatchingEngine"]
 
 _PAGE = 5000
-_SWEEP_S = 10  # how often asks past their expiry are dropped from the book
+_SWEEP_S = 5  # how often the engine closes expired and deadline-crossed asks
+_SWEEP_MAX = 32  # closing transactions per sweep (the rest wait for the next one)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class MatchingEngine:
         self.book = OrderBook()
         self._after = 0
         self._next_sweep = 0
+        self._close_failures: dict[int, int] = {}
         self._meta = sa.MetaData()
         self._table = _batches(self._meta)
         try:
@@ -148,8 +152,10 @@ class MatchingEngine:
             return EngineStep(events, assigned, resent=True)
         now = self._now()
         if now >= self._next_sweep:
-            self.book.drop_expired(now)
             self._next_sweep = now + _SWEEP_S
+            if self.sweep(now):
+                self.indexer.poll()
+                events += self.catch_up()
         pairs = match_round(
             self.book.candidates(),
             self.book.quotes.values(),
@@ -165,6 +171,25 @@ class MatchingEngine:
         self.indexer.poll()
         events += self.catch_up()
         return EngineStep(events, assigned, resent=False)
+
+    def sweep(self, now: int) -> int:
+        """Close what nobody else closed: refund asks past their expiry and slash provers past
+        their deadline (anyone may; the engine does it so no ask lingers). Returns how many it
+        closed; one that another caller closed first is skipped."""
+        closed = 0
+        work = [(a, self.client.refund_expired) for a in self.book.expired(now)]
+        work += [(a, self.client.slash) for a in self.book.crossed(now)]
+        work = [(a, close) for a, close in work if self._close_failures.get(a, 0) < 3]
+        for ask_id, close in work[:_SWEEP_MAX]:
+            try:
+                close(ask_id)
+            except ChainError:
+                # Closed by someone else (its event is on the way), or the node hiccuped: try
+                # again next sweep, but not forever, so a few odd asks cannot crowd out the rest.
+                self._close_failures[ask_id] = self._close_failures.get(ask_id, 0) + 1
+                continue
+            closed += 1
+        return closed
 
     def catch_up(self) -> int:
         """Apply every stored event not applied yet; returns how many."""
