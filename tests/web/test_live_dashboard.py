@@ -118,9 +118,8 @@ def test_a_deployed_job_appears_with_its_id_image_id_and_endpoint(
     assert live.job_id in page.locator("#job").inner_text()
     assert live.endpoint in page.locator("#job").inner_text()
     # The image id is what the enclave attests, verified live by the dashboard (dev root).
-    page.wait_for_function(
-        "document.getElementById('image-id').dataset.imageId !== undefined", timeout=20_000
-    )
+    # (Selectors, not wait_for_function: the dashboard's CSP forbids the eval it uses.)
+    page.wait_for_selector("#image-id[data-image-id]", state="attached", timeout=20_000)
     shown = page.locator("#image-id")
     assert shown.get_attribute("data-image-id") == live.image_id, shown.inner_text()
     for width in (1280, 390):
@@ -146,9 +145,7 @@ def test_the_debug_enclaves_console_streams_live(browser: Any, live: Live) -> No
     time.sleep(1)  # the page's EventSource is connected by now; the line comes after it
     assert marker not in page.locator("#logs").inner_text()
     httpx.get(f"{live.endpoint}/{marker}", timeout=10)  # hello logs every request it answers
-    page.wait_for_function(
-        f"document.getElementById('logs').textContent.includes('{marker}')", timeout=20_000
-    )
+    page.wait_for_selector(f"#logs:has-text('{marker}')", timeout=20_000)
     page.close()
 
 
@@ -316,9 +313,8 @@ def test_deploy_and_withdraw_from_the_dashboard(live: Live) -> None:
 def test_stop_from_the_page_stops_the_enclave(browser: Any, live: Live, screenshots: Path) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{live.url}/jobs/{live.job}?token={live.token}")
-    page.wait_for_function(
-        "document.getElementById('token-state').textContent === 'manage'", timeout=10_000
-    )
+    page.wait_for_selector("#token-state.ok", timeout=10_000)
+    assert page.locator("#token-state").inner_text() == "manage"
     page.click("#stop")
     page.wait_for_selector("#manage .result[data-status]", timeout=60_000)
     assert page.locator("#manage .result").get_attribute("data-status") == "200"
