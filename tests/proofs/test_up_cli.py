@@ -173,3 +173,36 @@ def test_market_create_from_the_cli_and_clear_errors(up: Up) -> None:
     assert "cannot read the input file" in refused.output
     status = json.loads(up.reef("prover", "status", "--key", str(up.key), "--json").stdout)
     assert status["registered"] is False
+
+
+def test_a_prover_registers_joins_and_leaves_from_the_cli(up: Up) -> None:
+    from reef.chain import TokenClient
+
+    account = up.devnet.accounts[3]
+    owner = up.devnet.accounts[0].local_account
+    services = json.loads((up.home.root / "network.json").read_text())["services"]["proofs"]
+    TokenClient(up.devnet.web3(), services["token"], account=owner).mint(account.address, 10**8)
+    key = up.tmp / "prover.key"
+    key.write_text(account.private_key.hex())
+    k = ("--key", str(key))
+    registered = up.reef("prover", "register", "--stake", "5", "--compute", "2", *k, "--json")
+    assert registered.exit_code == 0, registered.output
+    joined = up.reef("prover", "join", "1", "--price", "0.2", "--max-time", "30s", *k, "--json")
+    assert joined.exit_code == 0, joined.output
+    status = json.loads(up.reef("prover", "status", *k, "--json").stdout)
+    assert status["stake"] == "5"
+    assert status["markets"] == [
+        {
+            "market_id": 1,
+            "price": "0.2",
+            "max_time": 30,
+            "compute": 1,
+            "active": 0,
+            "leaving": False,
+        }
+    ]
+    leaving = json.loads(up.reef("prover", "leave", "1", *k, "--json").stdout)
+    assert leaving["state"] == "leaving"
+    too_soon = up.reef("prover", "leave", "1", *k)
+    assert too_soon.exit_code == 1
+    assert "the leave delay has not passed" in too_soon.output
