@@ -202,3 +202,43 @@ def test_the_engine_closes_expired_and_deadline_crossed_asks_itself(flow: Flow) 
     flow.engine.step()  # the book saw both close: nothing left to sweep
     assert flow.engine.book.crossed(chain.next_time()) == []
     assert flow.engine.book.expired(chain.next_time()) == []
+
+
+def _restarted(flow: Flow) -> MatchingEngine:
+    """A new engine process on the same database (what a restart after kill -9 builds)."""
+    indexer = Indexer(
+        Web3BlockSource(flow.chain.w3),
+        flow.engine.indexer.engine,
+        contracts=[
+            IndexedContract(address=flow.chain.market_address, events=proof_market_decoder())
+        ],
+    )
+    return MatchingEngine(
+        flow.chain.market(flow.chain.engine), indexer, clock=lambda: flow.chain.next_time()
+    )
+
+
+def test_a_batch_recorded_but_never_sent_is_sent_after_a_restart(flow: Flow) -> None:
+    ask_id = flow.ask(3)
+    flow.engine.record_batch([(ask_id, flow.prover_account.address)])  # then: kill -9
+    step = _restarted(flow).step()
+    assert step.resent
+    assert step.assigned == 1
+    assert flow.chain.market().ask(ask_id).state == AskState.ASSIGNED
+
+
+def test_a_batch_sent_but_not_marked_done_assigns_nothing_twice_after_a_restart(flow: Flow) -> None:
+    from reef.proofs import AssignmentSkipped, SkipReason, TaskAssigned
+
+    ask_id = flow.ask(4)
+    pairs = [(ask_id, flow.prover_account.address)]
+    flow.engine.record_batch(pairs)
+    flow.chain.market(flow.chain.engine).assign([ask_id], [flow.prover_account.address])
+    # kill -9 here: the transaction was mined, the batch is still marked pending
+    step = _restarted(flow).step()
+    assert step.resent
+    assert step.assigned == 0
+    events = flow.chain.market().ask_events(ask_id)
+    assert sum(isinstance(e, TaskAssigned) for e in events) == 1
+    skipped = [e for e in events if isinstance(e, AssignmentSkipped)]
+    assert [SkipReason(e.reason) for e in skipped] == [SkipReason.NOT_OPEN]

@@ -115,7 +115,8 @@ class MatchingEngine:
             return None
         return int(row.id), [(int(a), str(p)) for a, p in json.loads(row.pairs)]
 
-    def _record(self, pairs: list[tuple[int, str]]) -> int:
+    def record_batch(self, pairs: list[tuple[int, str]]) -> int:
+        """Write a batch as pending (before it is sent); returns its id."""
         with self.indexer.engine.begin() as conn:
             result = conn.execute(
                 self._table.insert().values(
@@ -167,7 +168,7 @@ class MatchingEngine:
         )
         if not pairs:
             return EngineStep(events, 0, resent=False)
-        assigned = self._send(self._record(pairs), pairs)
+        assigned = self._send(self.record_batch(pairs), pairs)
         self.indexer.poll()
         events += self.catch_up()
         return EngineStep(events, assigned, resent=False)
