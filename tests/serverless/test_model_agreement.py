@@ -177,10 +177,10 @@ class JobsAgreement(RuleBasedStateMachine):
 
 
 JobsAgreement.TestCase.settings = settings(
-    # About 100 steps, ~30-60 s on a loaded 2-core machine. No shrinking (a chain per example makes
+    # About 80 steps, ~25-50 s on a loaded 2-core machine. No shrinking (a chain per example makes
     # it take minutes); a failure prints its whole history, which replays from START.
     max_examples=4,
-    stateful_step_count=25,
+    stateful_step_count=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     phases=[Phase.explicit, Phase.reuse, Phase.generate],

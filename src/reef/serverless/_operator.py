@@ -11,6 +11,7 @@ a host that lies about any of it gets a revert.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -117,19 +118,24 @@ async def register_enclave_executor(
                 hint="the attestation URL must be the executor enclave's secp256k1 endpoint",
             )
         registration = await _json(client, "POST", f"{control_url}/registration")
-    token = TokenClient(jobs.w3, jobs.token(), account=owner)
-    if token.allowance(owner.address, jobs.address) < stake:
-        token.approve(jobs.address, 2**256 - 1)
-    jobs.register_executor(
-        statement,
-        job_capacity=int(registration["job_capacity"]),
-        env=int(registration["env"]),
-        sign_timestamp=int(registration["sign_timestamp"]),
-        register_signature=parse_hex(registration["signature"], name="signature", length=65),
-        stake=stake,
-    )
-    fund_gas(jobs.w3, owner, details["enclave_address"], gas_wei)
-    record = jobs.executor(details["enclave_address"])
+    signature = parse_hex(registration["signature"], name="signature", length=65)
+
+    def on_chain() -> None:  # web3 is synchronous: off the event loop
+        token = TokenClient(jobs.w3, jobs.token(), account=owner)
+        if token.allowance(owner.address, jobs.address) < stake:
+            token.approve(jobs.address, 2**256 - 1)
+        jobs.register_executor(
+            statement,
+            job_capacity=int(registration["job_capacity"]),
+            env=int(registration["env"]),
+            sign_timestamp=int(registration["sign_timestamp"]),
+            register_signature=signature,
+            stake=stake,
+        )
+        fund_gas(jobs.w3, owner, details["enclave_address"], gas_wei)
+
+    await asyncio.to_thread(on_chain)
+    record = await asyncio.to_thread(jobs.executor, details["enclave_address"])
     if record is None:  # pragma: no cover - registration just succeeded
         raise ServiceError("the executor is not registered after its registration")
     return record
