@@ -5,8 +5,9 @@
 #
 # Reproducible: every randomised step of the trusted setup is replaced by snarkjs's
 # deterministic *beacon* (a fixed public hash, 2^10 iterations), so the same tool versions
-# give byte-identical files (checked by tests/proofs/test_example_artifacts.py for the
-# verification key; the .zkey also embeds nothing time-dependent).
+# give byte-identical .wasm, .zkey and verification key (tests/proofs/test_example_artifacts.py
+# runs this script and compares). Another snarkjs or circom version may give other bytes (still
+# a valid setup for the same circuit): the versions are pinned in the npm lock file.
 #
 # NOT SECURE for real value: the toxic waste of a beacon-only ceremony is derivable from the
 # public beacon, so anyone can forge proofs for this circuit. A real market needs a multi-party

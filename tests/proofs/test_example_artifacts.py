@@ -1,0 +1,50 @@
+"""The example market's committed artifacts are what examples/proofs/poseidon/generate.sh makes
+(byte for byte), and its verification key is the one snarkjs exports from its proving key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from proofs.proofs_support import EXAMPLE
+from reef.proofs import RUNTIME_PACKAGE_DIR, ensure_snarkjs
+
+ARTIFACTS = ("circuit.wasm", "circuit.zkey", "verification_key.json")
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_verification_key_is_the_one_in_the_proving_key(tmp_path: Path) -> None:
+    runtime = ensure_snarkjs()
+    out = tmp_path / "vkey.json"
+    subprocess.run(
+        [str(runtime.node), str(runtime.snarkjs_cli), "zkey", "export", "verificationkey",
+         str(EXAMPLE / "circuit.zkey"), str(out)],
+        cwd=runtime.project, check=True, capture_output=True,
+    )  # fmt: skip
+    assert json.loads(out.read_text()) == json.loads(
+        (EXAMPLE / "verification_key.json").read_text()
+    )
+
+
+@pytest.mark.slow
+def test_generate_sh_reproduces_the_committed_artifacts_byte_for_byte(tmp_path: Path) -> None:
+    ensure_snarkjs()
+    # The script finds the npm runtime at ../../../src/reef/proofs/runtime from its directory.
+    here = tmp_path / "examples" / "proofs" / "poseidon"
+    here.mkdir(parents=True)
+    for name in ("circuit.circom", "generate.sh"):
+        (here / name).write_bytes((EXAMPLE / name).read_bytes())
+    (here / "generate.sh").chmod(0o755)
+    runtime = tmp_path / "src" / "reef" / "proofs"
+    runtime.mkdir(parents=True)
+    (runtime / "runtime").symlink_to(RUNTIME_PACKAGE_DIR)
+    subprocess.run([str(here / "generate.sh")], check=True, capture_output=True, timeout=600)
+    for name in ARTIFACTS:
+        assert _sha(here / name) == _sha(EXAMPLE / name), name
