@@ -76,6 +76,9 @@ def _ctx(
             "no proof market known",
             hint="start the network with `reef up` (it deploys one), or pass --proof-market ADDR",
         )
+    # open_session resolves the chain and the account; it also wants the compute market's
+    # address, which network.json gives when `reef up` runs. Without one (a chain reached by
+    # --rpc alone), the proof market's address stands in: this command never uses that field.
     session = open_session(
         home, rpc=rpc, market=None if service else address, key=key, need_account=account
     )
