@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ from reef.proofs._client import ProofMarketClient
 from reef.proofs._matching import match_round
 
 __all__ = ["EngineStep", "MatchingEngine"]
+
+log = logging.getLogger("reef.proofs.engine")
 
 _PAGE = 5000
 _SWEEP_S = 5  # how often the engine closes expired and deadline-crossed asks
@@ -211,7 +214,8 @@ class MatchingEngine:
         while not stop.is_set():
             try:
                 result = await asyncio.to_thread(self.step)
-            except (ChainError, ProofError):
+            except (ChainError, ProofError) as exc:
+                log.warning("matching engine step failed (retrying): %s", exc)
                 result = None  # the node or a transaction failed: try again next round
             if result is None or (result.assigned == 0 and not result.resent):
                 with contextlib.suppress(TimeoutError):

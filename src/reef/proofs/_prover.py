@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ from reef.proofs._runtime import SnarkjsRuntime
 from reef.proofs._types import AskState, MarketKind
 
 __all__ = ["InputVerifier", "ProverService", "TaskOutcome", "circuit_input"]
+
+log = logging.getLogger("reef.proofs.prover")
 
 _MAX_ATTEMPTS = 5
 
@@ -212,7 +215,8 @@ class ProverService:
         while not stop.is_set():
             try:
                 done = await asyncio.to_thread(self.step)
-            except (ChainError, ProofError):
+            except (ChainError, ProofError) as exc:
+                log.warning("prover step failed (retrying): %s", exc)
                 done = []
             if not done or all(o.outcome == "failed" for o in done):
                 with contextlib.suppress(TimeoutError):
