@@ -39,6 +39,12 @@ pytestmark = pytest.mark.slow
 
 HELLO = b"export default { async fetch(r) { return new Response('hello, ' + await r.text()); } };"
 LOOP = b"export default { async fetch() { while (true) {} } };"
+ECHO = (
+    b"export default { async fetch(r) { const u = new URL(r.url);"
+    b" return new Response(r.method + ' ' + u.pathname + u.search + ' '"
+    b" + r.headers.get('x-test') + ' ' + await r.text(),"
+    b" { status: 201, headers: { 'x-fn': 'yes' } }); } };"
+)
 # The devnet mines a block per transaction, each at least a second after the last: a burst of
 # transactions runs the chain's clock ahead of the wall clock, so outputs need a buffer of some
 # seconds past the deadline. The slashing test uses a short one to keep its waits short.
@@ -288,6 +294,24 @@ async def test_the_gateway_answers_with_verifiable_signature_headers(network: Ne
     )
     assert by_host.status_code == 200
     assert by_host.content == b"hello, host"
+    # The function gets the whole request (method, path and query, headers) and its whole
+    # response (status, headers) comes back, signed over the same body.
+    echo = await asyncio.to_thread(chain.code(chain.users[0]).deploy_code, ECHO)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        full = await client.put(f"/fn/{echo}/a/b?c=1", content=b"e", headers={"x-test": "t"})
+    assert full.status_code == 201
+    assert full.content == b"PUT /a/b?c=1 t e"
+    assert full.headers["x-fn"] == "yes"
+    full_digest = oyster_response_digest(
+        timestamp=int(full.headers["x-oyster-timestamp"]),
+        method="PUT",
+        path_and_query=f"/fn/{echo}/a/b?c=1",
+        host="gw",
+        request_body=b"e",
+        response_body=full.content,
+    )
+    full_sig = bytes.fromhex(full.headers["x-oyster-signature"])
+    assert recover_digest(full_digest, full_sig).checksum_address == node.address
     assert looping.status_code == 400  # no code under that hash
     assert looping.headers["x-reef-error-code"] == str(int(ErrorCode.CODE_NOT_FOUND))
     assert PARAMS.num_select == 3

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from reef._lazy import lazy_attributes
 from reef.serverless._cache import CodeCache
+from reef.serverless._http import HttpRequest
 from reef.serverless._install import (
     RUNTIME_PACKAGE_DIR,
     WORKERD_VERSION,
@@ -131,6 +132,7 @@ __all__ = [
     "ExecutorStats",
     "FunctionRuntime",
     "GATEWAY_TIMEOUT_MS",
+    "HttpRequest",
     "JOBS_DOMAIN_NAME",
     "JOBS_DOMAIN_VERSION",
     "JOB_RESPONSE_TYPE",

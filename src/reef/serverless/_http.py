@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import h11
 
-__all__ = ["Response", "RuntimeConnectionError", "post"]
+__all__ = ["HttpRequest", "Response", "RuntimeConnectionError", "post"]
 
 _READ_CHUNK = 64 * 1024
 
@@ -24,15 +24,38 @@ class RuntimeConnectionError(Exception):
     the caller then looks at why the process went away)."""
 
 
+# Headers reef sets itself on the way in, and the framing headers h11 recomputes on the way out.
+_HOP_BY_HOP = frozenset(
+    {"host", "content-length", "connection", "transfer-encoding", "keep-alive", "upgrade", "te"}
+)
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """What a web2 caller sent, forwarded to the function (the body travels separately).
+
+    ``target`` is the path and query the function sees; ``headers`` are the caller's, less the
+    hop-by-hop ones (reef sets the framing).
+    """
+
+    method: str = "POST"
+    target: str = "/"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
 @dataclass(frozen=True)
 class Response:
     status: int
     body: bytes
     too_large: bool
+    headers: tuple[tuple[str, str], ...] = ()
 
 
-async def post(socket_path: str, body: bytes, *, max_body: int) -> Response:
-    """POST ``body`` to ``/`` on the runtime listening at ``socket_path``.
+async def post(
+    socket_path: str, body: bytes, *, max_body: int, request: HttpRequest | None = None
+) -> Response:
+    """POST ``body`` to ``/`` on the runtime listening at ``socket_path`` (or send ``request``'s
+    method, target and headers with it: the web2 path).
 
     Returns the status and body; when the body exceeds ``max_body`` bytes, stops reading and
     returns ``too_large`` with an empty body.
@@ -46,19 +69,22 @@ async def post(socket_path: str, body: bytes, *, max_body: int) -> Response:
         raise RuntimeConnectionError(f"connect: {exc}") from exc
     try:
         conn = h11.Connection(h11.CLIENT)
-        request = h11.Request(
-            method="POST",
-            target="/",
+        forwarded = request or HttpRequest()
+        head = h11.Request(
+            method=forwarded.method,
+            target=forwarded.target,
             headers=[
                 ("Host", "function"),
                 ("Content-Length", str(len(body))),
                 ("Connection", "close"),
+                *((k, v) for k, v in forwarded.headers if k.lower() not in _HOP_BY_HOP),
             ],
         )
         writer.write(
-            conn.send(request) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
+            conn.send(head) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
         )
         status = 0
+        headers: tuple[tuple[str, str], ...] = ()
         parts: list[bytes] = []
         size = 0
         while True:
@@ -69,13 +95,18 @@ async def post(socket_path: str, body: bytes, *, max_body: int) -> Response:
                 continue
             if isinstance(event, h11.Response):
                 status = event.status_code
+                headers = tuple(
+                    (k.decode("latin-1"), v.decode("latin-1"))
+                    for k, v in event.headers
+                    if k.decode("latin-1").lower() not in _HOP_BY_HOP
+                )
             elif isinstance(event, h11.Data):
                 size += len(event.data)
                 if size > max_body:
                     return Response(status, b"", too_large=True)
                 parts.append(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
-                return Response(status, b"".join(parts), too_large=False)
+                return Response(status, b"".join(parts), too_large=False, headers=headers)
             elif isinstance(event, h11.ConnectionClosed):
                 raise RuntimeConnectionError("closed before the response ended")
     except (OSError, h11.ProtocolError) as exc:

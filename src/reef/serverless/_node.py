@@ -8,8 +8,9 @@ the enclave key and a :class:`FunctionRuntime`, and serves two Starlette apps:
   which starts the chain watcher (:class:`ExecutorService`); ``POST /registration``
   ``{job_capacity}`` answers the enclave key's EIP-712 ``Register`` signature for the owner;
 - the **gateway** app (public port), the web2 path (reference §5): a plain HTTP request to
-  ``/fn/<codehash>`` (or to a host whose first label is the codehash in base32, Oyster's form)
-  runs the function with the request body as input and answers its output, with Oyster's
+  ``/fn/<codehash>[/path]`` (or to a host whose first label is the codehash in base32, Oyster's
+  form) runs the function on the request (method, ``/path`` and query, headers, body) and
+  answers its full response (status, headers, body), with Oyster's
   ``X-Oyster-Timestamp`` / ``X-Oyster-Signature`` headers and reef's ``X-Reef-Signature``, which
   signs the same digest bound to the chain id and the Jobs contract (Oyster's signature names no
   deployment, so it replays on any; reef's does not).
@@ -41,6 +42,7 @@ from reef.encoding import parse_hex
 from reef.errors import InputError, ReefError, ServerlessError
 from reef.serverless._contracts import ENV_JAVASCRIPT
 from reef.serverless._executor import ExecutorService, ExecutorSettings
+from reef.serverless._http import HttpRequest
 from reef.serverless._result import ErrorCode, Limits
 from reef.serverless._runtime import FunctionRuntime
 from reef.serverless._signing import JobsDomain, sign_registration
@@ -56,6 +58,7 @@ __all__ = [
 GATEWAY_TIMEOUT_MS = 5_000
 """The deadline of a web2 call (Oyster's fixed 5 s)."""
 _MAX_BODY = 1 << 20
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 # Oyster's web2 executor's statuses for verdicts other than an answer.
 _STATUS = {
     ErrorCode.CODE_NOT_FOUND: 400,
@@ -309,9 +312,9 @@ class ExecutorNode:
         return Starlette(
             routes=[
                 Route("/", index, methods=["GET"]),
-                Route("/fn/{codehash}", call, methods=["GET", "POST", "PUT"]),
-                Route("/fn/{codehash}/{rest:path}", call, methods=["GET", "POST", "PUT"]),
-                Route("/{rest:path}", call, methods=["GET", "POST", "PUT"]),
+                Route("/fn/{codehash}", call, methods=_METHODS),
+                Route("/fn/{codehash}/{rest:path}", call, methods=_METHODS),
+                Route("/{rest:path}", call, methods=_METHODS),
             ]
         )
 
@@ -335,8 +338,18 @@ class ExecutorNode:
             output_bytes=self.limits.output_bytes,
             allow_network=self.limits.allow_network,
         )
+        rest = request.path_params.get("rest", "")
+        if "codehash" not in request.path_params:  # host-named: the whole path is the function's
+            rest = request.url.path.lstrip("/")
+        forwarded = HttpRequest(
+            method=request.method,
+            target="/" + rest + (f"?{request.url.query}" if request.url.query else ""),
+            headers=tuple(request.headers.items()),
+        )
         try:
-            result = await self.runtime.call(codehash, body, service.cache, limits=limits)
+            result = await self.runtime.call(
+                codehash, body, service.cache, limits=limits, request=forwarded
+            )
         except InputError as exc:
             return JSONResponse({"error": exc.message}, status_code=400)
         except ServerlessError as exc:
@@ -352,10 +365,12 @@ class ExecutorNode:
             response_body=result.output,
         )
         status = (result.status or 200) if result.ok else _STATUS[result.error_code]
-        return Response(
-            result.output,
-            status_code=status,
-            headers={
+        response = Response(result.output, status_code=status)
+        for name, value in result.headers:  # the function's own headers, then reef's
+            if name.lower() not in ("content-length", "date", "server"):
+                response.headers.append(name, value)
+        response.headers.update(
+            {
                 "X-Oyster-Timestamp": str(timestamp),
                 "X-Oyster-Signature": self.key.sign_digest(digest).hex(),
                 "X-Reef-Signature": self.key.sign_digest(
@@ -366,8 +381,9 @@ class ExecutorNode:
                 "X-Reef-Executor": self.address,
                 "X-Reef-Error-Code": str(int(result.error_code)),
                 "X-Reef-Total-Time-Ms": str(result.total_time_ms),
-            },
+            }
         )
+        return response
 
 
 def load_key(path: Path) -> Secp256k1PrivateKey:

@@ -127,6 +127,8 @@ class CallResult:
         cold: the call started a new runtime process (not a warm one).
         logs: what the function wrote to the console during the call (best effort, capped),
             for ``reef fn dev``; never part of a signed result.
+        headers: the function's response headers, when it answered (the web2 gateway returns
+            them; a job's signed result is the body alone).
     """
 
     error_code: ErrorCode
@@ -135,6 +137,7 @@ class CallResult:
     status: int | None = None
     cold: bool = False
     logs: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from reef.errors import MisuseError, ServerlessError
 from reef.serverless._config import MODULE_NAME, SOCKET_NAME, render_config
-from reef.serverless._http import RuntimeConnectionError, post
+from reef.serverless._http import HttpRequest, RuntimeConnectionError, post
 from reef.serverless._result import CallResult, ErrorCode, Limits
 
 __all__ = ["CodeSource", "FunctionRuntime", "RuntimeStats", "local_codehash"]
@@ -226,8 +226,10 @@ class FunctionRuntime:
         code: CodeSource,
         *,
         limits: Limits | None = None,
+        request: HttpRequest | None = None,
     ) -> CallResult:
-        """Run the function deployed under ``codehash`` on ``body``.
+        """Run the function deployed under ``codehash`` on ``body`` (with ``request``'s method,
+        target and headers on the web2 path; a ``POST /`` otherwise).
 
         The code is fetched (through ``code``, usually a :class:`CodeCache`) before the call's
         clock starts: fetching is reef's work and never counts against the function's deadline.
@@ -239,7 +241,7 @@ class FunctionRuntime:
         source = await code(codehash)
         if source is None:
             return CallResult(ErrorCode.CODE_NOT_FOUND, b"", 0)
-        return await self.run(source, body, key=codehash, limits=limits)
+        return await self.run(source, body, key=codehash, limits=limits, request=request)
 
     async def run(
         self,
@@ -248,6 +250,7 @@ class FunctionRuntime:
         *,
         key: str | None = None,
         limits: Limits | None = None,
+        request: HttpRequest | None = None,
     ) -> CallResult:
         """Run the ES-module worker ``source`` on ``body`` (POSTed to it as the request body).
 
@@ -285,7 +288,7 @@ class FunctionRuntime:
                 process = await self._start(pool_key, source, limits)
             self._busy.add(process)
             try:
-                result = await self._exchange(process, body, limits, start, cold)
+                result = await self._exchange(process, body, limits, start, cold, request)
             except BaseException:
                 self._busy.discard(process)
                 await self._kill(process)
@@ -307,11 +310,19 @@ class FunctionRuntime:
     # -- the call ----------------------------------------------------------------------------
 
     async def _exchange(
-        self, process: _Process, body: bytes, limits: Limits, start: int, cold: bool
+        self,
+        process: _Process,
+        body: bytes,
+        limits: Limits,
+        start: int,
+        cold: bool,
+        forwarded: HttpRequest | None = None,
     ) -> CallResult:
         mark = process.output_total
         deadline_s = limits.timeout_ms / 1000 - (self._clock() - start) / 1e9
-        request = asyncio.create_task(post(process.socket_path, body, max_body=limits.output_bytes))
+        request = asyncio.create_task(
+            post(process.socket_path, body, max_body=limits.output_bytes, request=forwarded)
+        )
         watch = asyncio.create_task(self._watch_memory(process, limits.memory_bytes))
         try:
             done, _ = await asyncio.wait(
@@ -352,6 +363,7 @@ class FunctionRuntime:
             response.status,
             cold,
             process.log_since(mark),
+            response.headers,
         )
 
     async def _explain_drop(
