@@ -199,3 +199,31 @@ def test_the_browsers_cbor_and_x509_parsers_match_python(
         assert parsed["point"] == point.hex(), name
         assert parsed["subject"] == cert.subject.public_bytes().hex(), name
     page.close()
+
+
+def test_a_tdx_quote_shows_its_tcb_status_from_the_server(
+    browser: Any, page_url: str, vectors: Path, screenshots: Path
+) -> None:
+    import datetime as dt
+
+    dcap = vectors / "dcap"
+    collateral = (dcap / "tdx_quote_collateral.json").read_text()
+    data = json.loads(collateral)
+    issued = [json.loads(data[k])["issueDate"] for k in ("tcb_info", "qe_identity")]
+    at = int(max(dt.datetime.fromisoformat(i.replace("Z", "+00:00")) for i in issued).timestamp())
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{page_url}/attestation")
+    page.click("details summary")
+    page.fill("#collateral", collateral)
+    page.fill("#at", str(at + 3600))
+    page.fill("#document", (dcap / "tdx_quote").read_bytes().hex())
+    page.click("#verify")
+    page.wait_for_selector("#browser-verdict[data-done='1']", timeout=20_000)
+    assert (
+        page.locator("#server-verdict [data-verdict]").first.get_attribute("data-verdict")
+        == "accepted"
+    )
+    assert page.locator("#tcb-status").inner_text() == "UpToDate"
+    assert page.locator("#browser-verdict [data-verdict='n/a']").count() == 1
+    page.screenshot(path=str(screenshots / "attestation-tdx-1280.png"), full_page=True)
+    page.close()

@@ -67,3 +67,56 @@ def test_pasted_text_is_hex_or_base64(vectors: Path) -> None:
     for bad in ("", "   ", "not a document!"):
         with pytest.raises(InputError):
             parse_evidence(bad)
+
+
+def _window_start(collateral: bytes) -> int:
+    """An instant inside the collateral's window: an hour after its later issue date."""
+    import datetime as dt
+
+    data = json.loads(collateral)
+    issued = [json.loads(data[k])["issueDate"] for k in ("tcb_info", "qe_identity")]
+    latest = max(dt.datetime.fromisoformat(i.replace("Z", "+00:00")) for i in issued)
+    return int(latest.timestamp()) + 3600
+
+
+def test_quotes_show_their_tcb_status_with_collateral(vectors: Path) -> None:
+    dcap = vectors / "dcap"
+    roots = known_roots(None)
+    expected = json.loads((dcap / "expected.json").read_text())
+    for name, ok, status in (
+        ("tdx_quote", True, "UpToDate"),
+        ("sgx_quote", False, "ConfigurationAndSWHardeningNeeded"),
+    ):
+        collateral = (dcap / f"{name}_collateral.json").read_bytes()
+        quote = (dcap / name).read_bytes()
+        verdict = server_verdict(
+            quote,
+            roots=roots,
+            mode="replay",
+            now_ms=NOW_MS,
+            collateral=collateral.decode(),
+            at_s=_window_start(collateral),
+        )
+        assert (verdict["ok"], verdict["tcb_status"]) == (ok, status), verdict["message"]
+        if name == "tdx_quote":
+            assert verdict["kind"] == "tdx"
+            assert verdict["verified"]["report"]["mr_td"] == expected[name]["mr_td"]
+        else:
+            assert verdict["reason"] == "tcb"
+            assert verdict["advisory_ids"] == ["INTEL-SA-00289", "INTEL-SA-00615"]
+    outdated = (dcap / "tdx_quote_outdated_collateral.json").read_bytes()
+    verdict = server_verdict(
+        (dcap / "tdx_quote_outdated").read_bytes(),
+        roots=roots,
+        mode="replay",
+        now_ms=NOW_MS,
+        collateral=outdated.decode(),
+        at_s=_window_start(outdated),
+    )
+    assert not verdict["ok"]
+    assert verdict["reason"]
+    # Without collateral: told what to give.
+    verdict = server_verdict(
+        (dcap / "tdx_quote").read_bytes(), roots=roots, mode="live", now_ms=NOW_MS
+    )
+    assert (verdict["ok"], verdict["reason"]) == (False, "collateral")

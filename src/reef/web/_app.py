@@ -511,6 +511,10 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
             "(WebCrypto, pinned AWS root) so you need not trust the server.</p>"
             '<div class="drop" id="drop">drop a document file here</div>'
             '<textarea id="document" placeholder="hex or base64"></textarea>'
+            "<details><summary>TDX/SGX quote: collateral and instant</summary>"
+            '<textarea id="collateral" placeholder="QuoteCollateralV3 JSON"></textarea>'
+            '<input id="at" placeholder="verify at (unix seconds; default now)" size="34">'
+            "</details>"
             '<form class="inline" id="verify-form">'
             '<input id="endpoint" placeholder="or http://host:port/attestation/raw" size="34">'
             '<select id="mode"><option value="replay">replay (at its own time)</option>'
@@ -596,8 +600,19 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
         except ReefError as exc:
             return JSONResponse({"error": exc.message, "hint": exc.hint or ""}, 400)
         roots = known_roots(dash.dev_root())
+        collateral = str(payload.get("collateral") or "") or None
+        at_text = str(payload.get("at_s") or "").strip()
+        if at_text and not at_text.isdigit():
+            return JSONResponse({"error": "at_s must be unix seconds"}, 400)
         verdict = await off_thread(
-            lambda: server_verdict(evidence, roots=roots, mode=mode, now_ms=dash.clock_ms())
+            lambda: server_verdict(
+                evidence,
+                roots=roots,
+                mode=mode,
+                now_ms=dash.clock_ms(),
+                collateral=collateral,
+                at_s=int(at_text) if at_text else None,
+            )
         )
         verdict["document_hex"] = evidence.hex()
         return JSONResponse(verdict)

@@ -87,14 +87,62 @@ def _root_of(cabundle: tuple[bytes, ...], roots: Mapping[str, TrustedRoot]) -> T
     return roots["aws"]
 
 
+def _quote_verdict(
+    evidence: bytes, out: dict[str, Any], collateral: str | None, at_s: int
+) -> dict[str, Any]:
+    """A TDX/SGX quote, verified against its collateral at ``at_s``: accepted when its
+    platform's TCB is ``UpToDate``; any other status is shown with its advisories."""
+    from reef.attestation import TCB_STATUSES, verify_quote
+
+    out["kind"] = "quote"
+    if not collateral or not collateral.strip():
+        out.update(
+            reason="collateral",
+            message="a TDX/SGX quote is verified against Intel's collateral for its platform",
+            hint="paste the QuoteCollateralV3 JSON (from Intel PCS or a PCCS)",
+        )
+        return out
+    try:
+        # Every status but Revoked (never accepted): the page shows what the platform is at.
+        shown = tuple(status for status in TCB_STATUSES if status != "Revoked")
+        verified = verify_quote(evidence, collateral=collateral, at_s=at_s, accept=shown)
+    except AttestationError as exc:
+        out.update(reason=exc.reason, message=exc.message, hint=exc.hint or "")
+        return out
+    except ReefError as exc:
+        out.update(reason="invalid", message=exc.message, hint=exc.hint or "")
+        return out
+    result = verified.to_json()
+    out.update(
+        verified=result,
+        kind=verified.kind,
+        tcb_status=verified.tcb_status,
+        advisory_ids=list(verified.advisory_ids),
+        document={"timestamp_ms": at_s * 1000, "report": result.get("report", {})},
+    )
+    if verified.tcb_status == "UpToDate":
+        out.update(ok=True, message="accepted")
+    else:
+        out.update(
+            reason="tcb",
+            message=f"the platform's TCB status is {verified.tcb_status}"
+            + (f" ({', '.join(verified.advisory_ids)})" if verified.advisory_ids else ""),
+            hint="only UpToDate platforms are accepted",
+        )
+    return out
+
+
 def server_verdict(
     evidence: bytes,
     *,
     roots: Mapping[str, TrustedRoot],
     mode: Literal["live", "replay"],
     now_ms: int,
+    collateral: str | None = None,
+    at_s: int | None = None,
 ) -> dict[str, Any]:
-    """Verify ``evidence`` (a Nitro or dev TEE document) and describe the outcome for the page.
+    """Verify ``evidence`` (a Nitro or dev TEE document, or a TDX/SGX quote with its
+    ``collateral``, at ``at_s`` or now) and describe the outcome for the page.
 
     Returns ``{"ok": bool, "reason": str, "message": str, "root": ..., "document": fields,
     "certificates": [...], "verified": VerifiedAttestation JSON or None}``; never raises for bad
@@ -110,15 +158,12 @@ def server_verdict(
         "document": None,
         "certificates": [],
         "verified": None,
+        "kind": "nitro",
     }
     try:
         kind = detect_kind(evidence)
         if kind != "nitro":
-            raise AttestationError(
-                "this page verifies Nitro-format documents; TDX/SGX quotes need their collateral",
-                reason="unsupported",
-                hint="use `reef attestation verify QUOTE --collateral FILE`",
-            )
+            return _quote_verdict(evidence, out, collateral, at_s or now_ms // 1000)
         _, document = decode_nitro(evidence)
         out["document"] = {
             "module_id": document.module_id,

@@ -103,7 +103,7 @@
 
   function verdictHtml(v) {
     const head = v.ok
-      ? `<p><span class="badge ok" data-verdict="accepted">accepted</span> root <b>${esc(v.root && v.root.name)}</b>${v.root && v.root.insecure ? ' <span class="badge warn">insecure root</span>' : ""}</p>`
+      ? `<p><span class="badge ok" data-verdict="accepted">accepted</span> ${v.root ? "root" : ""} <b>${esc(v.root ? v.root.name : v.kind || "")}</b>${v.root && v.root.insecure ? ' <span class="badge warn">insecure root</span>' : ""}</p>`
       : `<p><span class="badge bad" data-verdict="rejected" data-reason="${esc(v.reason)}">rejected: ${esc(v.reason)}</span></p><p>${esc(v.message)}</p>`;
     return head;
   }
@@ -154,7 +154,12 @@
       const response = await fetch("/api/attestation/verify", {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify(endpoint ? { endpoint, mode } : { document: area.value, mode }),
+        body: JSON.stringify({
+          ...(endpoint ? { endpoint } : { document: area.value }),
+          mode,
+          collateral: document.getElementById("collateral").value,
+          at_s: document.getElementById("at").value,
+        }),
       });
       const server = await response.json();
       if (response.status !== 200) {
@@ -163,8 +168,16 @@
         serverBox.dataset.done = browserBox.dataset.done = "1";
         return;
       }
-      serverBox.innerHTML = "<h2>Server</h2>" + verdictHtml(server);
+      serverBox.innerHTML = "<h2>Server</h2>" + verdictHtml(server) +
+        (server.tcb_status ? `<p>TCB status <b id="tcb-status">${esc(server.tcb_status)}</b>${server.advisory_ids.length ? " — " + esc(server.advisory_ids.join(", ")) : ""}</p>` : "");
       serverBox.dataset.done = "1";
+      if (server.kind !== "nitro") {
+        // Quotes chain to Intel through collateral (CRLs, TCB info): checked by the server only.
+        browserBox.innerHTML = "<h2>Browser</h2><p class='muted' data-verdict='n/a'>TDX/SGX quotes are verified by the server only</p>";
+        browserBox.dataset.done = "1";
+        document.getElementById("details").innerHTML = server.verified ? "<h2>Report</h2><pre class='logs'>" + esc(JSON.stringify(server.verified.report, null, 1)) + "</pre>" : "";
+        return;
+      }
       // The browser verifies the very bytes the server did (fetched from the endpoint or pasted).
       const bytes = reefNitro.fromHex(server.document_hex);
       const browser = await reefNitro.verifyDocument(bytes, { mode, roots: data.roots || [] });
