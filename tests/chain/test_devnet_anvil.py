@@ -5,9 +5,13 @@ in anvil's own state file, described in ``devnet.json`` like the embedded devnet
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from reef.chain import Devnet, MarketClient, TokenClient, read_devnet_info
@@ -159,3 +163,37 @@ def test_reef_up_refuses_an_unknown_chain() -> None:
     result = CliRunner().invoke(app, ["up", "--chain", "geth"])
     assert result.exit_code == 2
     assert "'geth' is not one of 'devnet', 'anvil'" in result.output
+
+
+def test_anvil_stops_when_the_process_that_started_it_is_killed(home: ReefHome) -> None:
+    script = (
+        "import sys, time\n"
+        "from reef.chain.devnet import AnvilChain\n"
+        "from reef.home import ReefHome\n"
+        "from pathlib import Path\n"
+        "chain = AnvilChain.open(ReefHome(Path(sys.argv[1])), port=0)\n"
+        "print(chain.url, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script, str(home.root)], stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    url = parent.stdout.readline().strip()
+    body = {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}
+    assert httpx.post(url, json=body, timeout=10).status_code == 200
+    parent.kill()  # SIGKILL: reef gets no chance to stop anvil itself
+    parent.wait()
+    parent.stdout.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.post(url, json=body, timeout=1)
+        except httpx.TransportError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"anvil at {url} outlived the process that started it")
+    while not (home.chain / "anvil-state.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # SIGTERM, not SIGKILL: anvil wrote its state on the way out
+    assert (home.chain / "anvil-state.json").exists()

@@ -10,20 +10,27 @@ deploys reef's contracts with :func:`reef.chain.deploy_contracts` on a new chain
 deployment is kept in ``anvil.json`` beside the state.
 
 The binary is, in order: the ``binary`` argument, ``$REEF_ANVIL``, ``anvil`` on ``PATH``, or
-this checkout's ``tests/js/node_modules/.bin/anvil`` (npm ``@foundry-rs/anvil``).
+this checkout's ``tests/js/node_modules/.bin/anvil`` (npm ``@foundry-rs/anvil``). npm's ``anvil``
+is a Node script that starts the platform's binary from a sibling package; reef runs that binary
+directly (one process, not a Node process besides). On Linux anvil is told to stop
+(``PR_SET_PDEATHSIG``, SIGTERM: it still writes its state) when the process that started it
+dies, so a ``reef up`` killed with SIGKILL leaves no anvil holding its port.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -62,14 +69,45 @@ def find_anvil(binary: str | os.PathLike[str] | None = None) -> Path:
         path = Path(explicit)
         if not path.is_file():
             raise ConfigError(f"no anvil binary at {path}", hint=_INSTALL_HINT)
-        return path
+        return _native(path)
     found = shutil.which("anvil")
     if found is not None:
-        return Path(found)
+        return _native(Path(found))
     checkout = Path(__file__).resolve().parents[4] / "tests" / "js" / "node_modules" / ".bin"
     if (checkout / "anvil").is_file():
-        return checkout / "anvil"
+        return _native(checkout / "anvil")
     raise ConfigError("anvil is not installed", hint=_INSTALL_HINT)
+
+
+def _native(path: Path) -> Path:
+    """The platform binary behind npm's Node wrapper (``@foundry-rs/anvil/bin.mjs``, which
+    spawns ``@foundry-rs/anvil-<platform>/bin/anvil``), or ``path`` itself."""
+    real = path.resolve()
+    if real.suffix not in (".mjs", ".js"):
+        return path
+    for candidate in sorted(real.parent.parent.glob("anvil-*/bin/anvil")):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return path
+
+
+def _stop_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGTERM when its parent dies (Linux only).
+
+    The C function is looked up here, before the fork, so the child only makes the call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+
+    return preexec
 
 
 def _read_deployment(path: Path) -> tuple[Deployment, int] | None:
@@ -168,7 +206,12 @@ class AnvilChain:
                 str(state),
             ]
             process = subprocess.Popen(  # noqa: S603 - our own argv, no shell
-                argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                # One C call in the child, looked up before the fork.
+                preexec_fn=_stop_with_parent(),
             )
             url = _wait_listening(process)
             chain = cls(
