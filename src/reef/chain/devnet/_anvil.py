@@ -170,7 +170,9 @@ class AnvilChain:
         """Start anvil on ``host:port`` (0: a free port) over the state kept in ``home``.
 
         A new chain (no state yet, or ``fresh``) gets reef's contracts deployed and the dev
-        accounts funded with test tokens.
+        accounts funded with test tokens. On Linux, anvil stops when the *thread* that called
+        this ends (``PR_SET_PDEATHSIG`` follows the forking thread): call it from the main
+        thread or a pool thread that outlives the chain (``asyncio.to_thread`` does).
 
         Raises:
             ChainError: if another devnet holds ``home``'s lock, or anvil does not start.
