@@ -15,13 +15,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from reef.chain import Address, Amount, Job, JobId, Rate, RateLock, Revert, parse_job_id
 from reef.errors import InputError, MarketError, MisuseError
 from reef.market import (
-    MarketModel,
     notice_reserve,
     paid_until,
     settle,
     settlement_amount,
     withdrawable,
 )
+from reef.testing import MarketModel
 
 S = 10**12
 MARKET = Address("0x" + "aa" * 20)
