@@ -276,7 +276,7 @@ class ProofMarketMachine(RuleBasedStateMachine):
 
 ProofMarketMachine.TestCase.settings = settings(
     max_examples=4,
-    stateful_step_count=50,
+    stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
