@@ -76,7 +76,9 @@ def _draw(ask_id: int, attempt: int) -> float:
 
 
 class _MarketPool:
-    def __init__(self, quotes: Sequence[Quote], capacity: Mapping[str, Capacity]) -> None:
+    def __init__(
+        self, quotes: Sequence[Quote], capacity: Mapping[str, Capacity], penalty: int
+    ) -> None:
         self.quotes = [q for q in quotes if not q.leaving and q.prover in capacity]
         weights = [
             prover_weight(q.price, q.max_time, capacity[q.prover].missed) for q in self.quotes
@@ -84,7 +86,12 @@ class _MarketPool:
         self.weights = weights
         # Index → quote of the provers that still have room for one more request here; a
         # prover is dropped once it has not (so an exhausted market costs nothing per ask).
-        self.available = dict(enumerate(self.quotes))
+        self.available = {
+            i: q
+            for i, q in enumerate(self.quotes)
+            if capacity[q.prover].free_compute >= q.compute
+            and capacity[q.prover].free_stake >= penalty
+        }
         # Below these no quote of the market can ever fit, whatever capacity comes back.
         self.min_price = min((q.price for q in self.quotes), default=0)
         self.min_time = min((q.max_time for q in self.quotes), default=0)
@@ -120,7 +127,9 @@ def match_round(
     by_market: dict[int, list[Quote]] = {}
     for quote in quotes:
         by_market.setdefault(quote.market_id, []).append(quote)
-    pools = {m: _MarketPool(q, capacity) for m, q in by_market.items()}
+    pools = {
+        m: _MarketPool(q, capacity, penalties[m]) for m, q in by_market.items() if m in penalties
+    }
     free_stake = {p: c.free_stake for p, c in capacity.items()}
     free_compute = {p: c.free_compute for p, c in capacity.items()}
     out: list[tuple[int, str]] = []
