@@ -177,9 +177,9 @@ class JobsAgreement(RuleBasedStateMachine):
 
 
 JobsAgreement.TestCase.settings = settings(
-    # About 80 steps, ~25-50 s on a loaded 2-core machine. No shrinking (a chain per example makes
+    # About 60 steps, ~20-45 s on a loaded 2-core machine. No shrinking (a chain per example makes
     # it take minutes); a failure prints its whole history, which replays from START.
-    max_examples=4,
+    max_examples=3,
     stateful_step_count=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
