@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from reef.chain import Job, MarketClient
     from reef.node import Session
 
-__all__ = ["JobArgument", "KeyOption", "job_label", "job_totals", "open_jobs_of", "register"]
+__all__ = ["JobArgument", "KeyOption", "job_label", "job_totals", "register"]
 
 app = typer.Typer(
     help="Your jobs in the market: inspect, fund, update, stop.", no_args_is_help=True
@@ -131,20 +131,6 @@ def _stop_time(session: Session, job: Job) -> int | None:
     return None if until is None else until - _margin(session)
 
 
-def _provider_view(client: MarketClient, job: Job) -> dict[str, Any] | str:
-    """The provider's ``/job`` answer for ``job``, or why there is none."""
-    from reef.market import ControlPlaneClient
-
-    cp = client.provider(job.provider)
-    if cp is None:
-        return "unknown (the provider is not registered)"
-    try:
-        view = ControlPlaneClient(cp, timeout=3.0).job(job.id)
-    except ServiceError:
-        return f"unknown (the provider's control plane at {cp} cannot be reached)"
-    return "not seen by the provider yet" if view is None else view
-
-
 def _per_hour(rate: int) -> str:
     """A market rate (token base units × 10¹² per second) as rUSD per hour."""
     from reef.chain import format_amount
@@ -152,38 +138,22 @@ def _per_hour(rate: int) -> str:
     return format_amount(rate * 3600 // 10**12)
 
 
-def _provider_fields(view: dict[str, Any] | str) -> dict[str, Any]:
-    """What the job's provider says of it (its ``/job`` answer), flattened for people.
+def _provider_fields(client: MarketClient, job: Job) -> dict[str, Any]:
+    """What the job's provider says of it (:func:`reef.node.job_status`), flattened for people."""
+    from reef.node import job_status
 
-    ``provider_state`` sums it up: ``ended: <why>`` once the provider will not run the job,
-    else the enclave's state (``launching`` before there is one, ``retrying`` while the last
-    attempt failed); ``last_error`` is the provider's last failure for this job, verbatim.
-    """
-    if isinstance(view, str):
-        return {"provider_state": view}
-    enclave = view.get("enclave") or {}
-    endpoints = enclave.get("endpoints") or {}
-    ports = endpoints.get("ports") or {}
-    last_error = str(view.get("last_error") or "")
-    if view.get("phase") == "done":
-        state = f"ended: {view.get('reason') or 'no reason given'}"
-    elif enclave:
-        state = str(enclave.get("state", "unknown"))
-    else:
-        state = "retrying" if last_error else "launching"
+    status = job_status(client, job)
+    if not status.answered:
+        return {"provider_state": status.state}
     return {
-        "provider_state": state,
-        "last_error": last_error,
-        "enclave_id": enclave.get("id", ""),
-        "endpoint": next((ports[k] for k in sorted(ports, key=_port_order)), ""),
-        "restarts": int(view.get("restarts") or 0),
-        "last_restart": str(view.get("last_restart") or ""),
-        "endpoints": endpoints,
+        "provider_state": status.state,
+        "last_error": status.last_error,
+        "enclave_id": status.enclave_id,
+        "endpoint": status.endpoint,
+        "restarts": status.restarts,
+        "last_restart": status.last_restart,
+        "endpoints": dict(status.endpoints),
     }
-
-
-def _port_order(port: str) -> tuple[int, str]:
-    return (int(port), port) if port.isdigit() else (1 << 16, port)
 
 
 def _describe(session: Session, client: MarketClient, job: Job) -> dict[str, Any]:
@@ -214,7 +184,7 @@ def _describe(session: Session, client: MarketClient, job: Job) -> dict[str, Any
         "pending_rate": (
             f"{_per_hour(lock.new_rate)}/h from {_when(lock.unlock_time)}" if lock else ""
         ),
-        **_provider_fields(_provider_view(client, job)),
+        **_provider_fields(client, job),
     }
 
 
@@ -231,18 +201,6 @@ def job_totals(session: Session, client: MarketClient, jobs: list[Job]) -> dict[
     }
 
 
-def open_jobs_of(session: Session, client: MarketClient, owner: str) -> list[Job]:
-    """``owner``'s open jobs, oldest first (from the market's ``JobOpened`` events)."""
-    from reef.chain import JobOpened
-
-    ids = [
-        e.job
-        for e in client.events(from_block=session.start_block)
-        if isinstance(e, JobOpened) and e.owner.lower() == owner.lower()
-    ]
-    return [job for job_id in ids if (job := client.find_job(job_id)) is not None]
-
-
 @app.command("list")
 def list_cmd(
     owner: Annotated[
@@ -255,12 +213,13 @@ def list_cmd(
 ) -> None:
     """Your open jobs, and what they hold and spend in total."""
     from reef.chain import parse_address
+    from reef.node import open_jobs
 
     try:
         session = market_session(rpc, market, key, need_account=owner is None)
         who = parse_address(owner, name="owner") if owner else session.address
         client = session.market()
-        jobs = open_jobs_of(session, client, who)
+        jobs = open_jobs(session, client, who)
         rows = [_describe(session, client, job) for job in jobs]
         totals = job_totals(session, client, jobs)
     except ReefError as exc:
@@ -344,14 +303,13 @@ def withdraw_cmd(
 ) -> None:
     """Take unused money back from a job (owner only; a notice reserve stays)."""
     from reef.chain import format_amount, parse_amount
-    from reef.market import withdrawable
+    from reef.node import withdraw_limit
 
     try:
         if (amount is None) == (not all_):
             raise MarketError("give an AMOUNT or --max")
         session, client, found = _open(job, rpc, market, key)
-        # A few seconds pass before the transaction is mined: leave them out of --max.
-        limit = withdrawable(found, session.now() + 5, client.lock_wait_time())
+        limit = withdraw_limit(session, client, found)
         value = limit if all_ else parse_amount(amount or "0")
         if value == 0:
             raise MarketError(
@@ -526,19 +484,13 @@ def stop_cmd(
     (300 s on Oyster) has passed: this says when, and the command to run then.
     With --wait it waits (one progress bar), then closes the job itself.
     """
+    from reef.node import owned_job, stop_job
+
     try:
         session, client, found = _open(job, rpc, market, key)
         label = job_label(found.id)
-        if found.owner.lower() != session.address.lower():
-            raise MarketError(
-                f"only the job's owner {found.owner} can stop job {label}", hint="pass --key FILE"
-            )
-        lock = client.rate_lock(found.id)
-        if found.rate != 0 and (lock is None or lock.new_rate != 0):
-            if lock is not None:
-                client.revise_rate_cancel(found.id)
-            client.revise_rate_initiate(found.id, 0)
-        unlock = _closable_at(session, client, found)
+        found = owned_job(session, client, found.id)
+        unlock = stop_job(client, found)
         now = session.now()
         if unlock > now and not wait:
             note(

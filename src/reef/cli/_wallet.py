@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from reef.cli._common import MarketOption, RpcOption, market_session
-from reef.cli._jobs import KeyOption, job_totals, open_jobs_of
+from reef.cli._jobs import KeyOption, job_totals
 from reef.cli._output import JsonOption, fail, print_result
 from reef.errors import ReefError, RPCError
 
@@ -38,6 +38,7 @@ def wallet_cmd(
 ) -> None:
     """Your balances (rUSD, ETH for gas) and what your open jobs hold and spend per hour."""
     from reef.chain import format_amount, parse_address
+    from reef.node import open_jobs
 
     try:
         session = market_session(rpc, market, key, need_account=owner is None)
@@ -48,7 +49,7 @@ def wallet_cmd(
             wei = int(session.w3.eth.get_balance(session.w3.to_checksum_address(who)))
         except Exception as exc:  # any failure here means the endpoint cannot be used
             raise RPCError(f"cannot read the ETH balance from {session.rpc_url}: {exc}") from exc
-        jobs = open_jobs_of(session, client, who)
+        jobs = open_jobs(session, client, who)
         totals = job_totals(session, client, jobs)
     except ReefError as exc:
         raise fail(exc) from exc

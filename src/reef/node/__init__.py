@@ -6,6 +6,8 @@
 - :class:`NetworkInfo` (``$REEF_HOME/network.json``), :func:`locate_market` and
   :func:`open_session` tell user commands where the network is and which account they send from.
 - :func:`deploy` is ``reef deploy``: build, upload, open a job, wait, verify.
+- :func:`open_jobs`, :func:`job_status`, :func:`stop_job`, :func:`withdraw_limit`: an owner's
+  open jobs, for ``reef jobs`` and the dashboard alike.
 - :func:`update_job` is ``reef jobs update``: a new image, init params or debug flag.
 - :func:`prepare_kms_root` is ``reef kms root serve``'s assembly of a KMS root.
 - :func:`copy_example` is ``reef examples``: the shipped example apps, wherever reef is installed.
@@ -35,6 +37,15 @@ if TYPE_CHECKING:
     )
     from reef.node._doctor import doctor_checks
     from reef.node._examples import copy_example, example_dir, list_examples
+    from reef.node._jobs import (
+        WITHDRAW_MARGIN_S,
+        JobStatus,
+        job_status,
+        open_jobs,
+        owned_job,
+        stop_job,
+        withdraw_limit,
+    )
     from reef.node._kms_root import KmsRootOptions, PreparedKmsRoot, prepare_kms_root
     from reef.node._network import NETWORK_FILE, NetworkInfo
     from reef.node._provider import (
@@ -58,6 +69,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DeployRequest",
     "DeployResult",
+    "JobStatus",
     "JobUpdate",
     "KmsRootOptions",
     "LocalNetwork",
@@ -75,26 +87,32 @@ __all__ = [
     "UpExtension",
     "UpSettings",
     "UpdateResult",
+    "WITHDRAW_MARGIN_S",
     "connect",
     "copy_example",
     "deploy",
     "doctor_checks",
     "example_dir",
     "expected_image_id",
+    "job_status",
     "list_examples",
     "load_key_file",
     "locate_market",
+    "open_jobs",
     "open_session",
+    "owned_job",
     "parse_duration",
     "prepare_image",
     "prepare_kms_root",
     "read_init_params",
     "register_provider",
     "serve_app",
+    "stop_job",
     "update_job",
     "verify_enclave",
     "wait_for_app",
     "wait_for_enclave",
+    "withdraw_limit",
 ]
 
 __getattr__ = lazy_attributes(
@@ -102,6 +120,7 @@ __getattr__ = lazy_attributes(
     {
         "DeployRequest": "_deploy",
         "DeployResult": "_deploy",
+        "JobStatus": "_jobs",
         "JobUpdate": "_update",
         "KmsRootOptions": "_kms_root",
         "LocalNetwork": "_up",
@@ -119,25 +138,31 @@ __getattr__ = lazy_attributes(
         "UpExtension": "_up",
         "UpSettings": "_up",
         "UpdateResult": "_update",
+        "WITHDRAW_MARGIN_S": "_jobs",
         "connect": "_provider",
         "copy_example": "_examples",
         "deploy": "_deploy",
         "doctor_checks": "_doctor",
         "example_dir": "_examples",
         "expected_image_id": "_deploy",
+        "job_status": "_jobs",
         "list_examples": "_examples",
         "load_key_file": "_session",
         "locate_market": "_session",
+        "open_jobs": "_jobs",
         "open_session": "_session",
+        "owned_job": "_jobs",
         "parse_duration": "_deploy",
         "prepare_image": "_deploy",
         "prepare_kms_root": "_kms_root",
         "read_init_params": "_deploy",
         "register_provider": "_provider",
         "serve_app": "_serve",
+        "stop_job": "_jobs",
         "update_job": "_update",
         "verify_enclave": "_deploy",
         "wait_for_app": "_deploy",
         "wait_for_enclave": "_deploy",
+        "withdraw_limit": "_jobs",
     },
 )

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from reef.errors import ReefError, ServiceError
+from reef.errors import ReefError
 
 if TYPE_CHECKING:
     from reef.chain import Job, MarketClient, MarketEvent
@@ -181,40 +181,17 @@ def providers(session: Session, client: MarketClient) -> list[ProviderRow]:
 
 
 def open_jobs(session: Session, client: MarketClient, owner: str | None) -> list[Job]:
-    """Open jobs (of ``owner`` when given), oldest first, from the market's ``JobOpened`` events."""
-    from reef.chain import JobOpened
+    """Open jobs (of ``owner`` when given), oldest first (:func:`reef.node.open_jobs`)."""
+    from reef.node import open_jobs as node_open_jobs
 
-    ids = [
-        e.job
-        for e in client.events(from_block=session.start_block)
-        if isinstance(e, JobOpened) and (owner is None or e.owner.lower() == owner.lower())
-    ]
-    return [job for job_id in dict.fromkeys(ids) if (job := client.find_job(job_id)) is not None]
-
-
-def _provider_status(client: MarketClient, job: Job) -> dict[str, Any] | str:
-    from reef.market import ControlPlaneClient
-
-    cp = client.provider(job.provider)
-    if cp is None:
-        return "the provider is not registered"
-    try:
-        view = ControlPlaneClient(cp, timeout=3.0).job(job.id)
-    except ServiceError as exc:
-        return exc.message
-    return "not seen by the provider yet" if view is None else view
-
-
-def _first_endpoint(endpoints: Mapping[str, Any]) -> str:
-    ports = endpoints.get("ports") or {}
-    order = sorted(ports, key=lambda p: (int(p), p) if str(p).isdigit() else (1 << 16, str(p)))
-    return str(ports[order[0]]) if order else ""
+    return node_open_jobs(session, client, owner)
 
 
 def describe_job(session: Session, client: MarketClient, job: Job, margin_s: int) -> JobRow:
     """``job`` settled up to now, with what its provider says of its enclave."""
     from reef.chain import job_index
     from reef.market import JobMetadata, paid_until, settle
+    from reef.node import job_status
 
     now = session.now()
     settled = settle(job, now)
@@ -231,22 +208,7 @@ def describe_job(session: Session, client: MarketClient, job: Job, margin_s: int
         metadata = {"raw": job.metadata[:200]}
     until = paid_until(job)
     stops = None if until is None else until - margin_s
-    status = _provider_status(client, job)
-    if isinstance(status, str):
-        view: Mapping[str, Any] = {}
-        state, phase = status, "unknown"
-    else:
-        view = status
-        phase = str(view.get("phase") or "")
-        enclave = view.get("enclave") or {}
-        if phase == "done":
-            state = f"ended: {view.get('reason') or 'no reason given'}"
-        elif enclave:
-            state = str(enclave.get("state", "unknown"))
-        else:
-            state = "retrying" if view.get("last_error") else "launching"
-    enclave = view.get("enclave") or {}
-    endpoints = dict(enclave.get("endpoints") or {})
+    status = job_status(client, job)
     return JobRow(
         job_id=job.id,
         number=job_index(job.id),
@@ -259,14 +221,14 @@ def describe_job(session: Session, client: MarketClient, job: Job, margin_s: int
         paid_until=until,
         stops_at=stops,
         time_left_s=None if stops is None else max(0, stops - now),
-        phase=phase,
-        state=state,
-        enclave_id=str(enclave.get("id") or ""),
-        endpoints=endpoints,
-        endpoint=_first_endpoint(endpoints),
-        last_error=str(view.get("last_error") or ""),
-        restarts=int(view.get("restarts") or 0),
-        reason=str(view.get("reason") or ""),
+        phase=status.phase if status.answered else "unknown",
+        state=status.state,
+        enclave_id=status.enclave_id,
+        endpoints=dict(status.endpoints),
+        endpoint=status.endpoint,
+        last_error=status.last_error,
+        restarts=status.restarts,
+        reason=status.reason,
     )
 
 

@@ -1,7 +1,7 @@
 """What the dashboard's management buttons do: market transactions signed by its account.
 
 Each action is a thin call into the library (:class:`reef.chain.MarketClient`,
-:func:`reef.node.deploy`, :func:`reef.market.withdrawable`); the app checks the token before
+:func:`reef.node.deploy`, :func:`reef.node.stop_job`, :func:`reef.node.withdraw_limit`); the app checks the token before
 calling any of them. They are synchronous (web3.py) and run in a worker thread. Every refusal is
 a :class:`~reef.errors.ReefError` whose message the page shows as is.
 """
@@ -21,20 +21,12 @@ __all__ = ["deploy_job", "deposit", "stop_job", "update_job", "withdraw"]
 
 
 def _owned(session: Session, job: str) -> Any:
-    """The open job ``job``; refuses when the dashboard's account does not own it."""
-    from reef.chain import job_index
+    """The market client and the open job ``job``, refused unless the dashboard's account owns
+    it (:func:`reef.node.owned_job`)."""
+    from reef.node import owned_job
 
     client = session.market()
-    found = client.find_job(job)
-    if found is None:
-        raise MarketError(f"job {job} is not open in the market at {session.market_address}")
-    if found.owner.lower() != session.address.lower():
-        raise MarketError(
-            f"job {job_index(found.id)} belongs to {found.owner}, not to this dashboard's "
-            f"account {session.address}",
-            hint="start the dashboard with the owner's key (--key FILE)",
-        )
-    return client, found
+    return client, owned_job(session, client, job)
 
 
 def deposit(session: Session, job: str, amount: str) -> dict[str, Any]:
@@ -55,11 +47,10 @@ def deposit(session: Session, job: str, amount: str) -> dict[str, Any]:
 def withdraw(session: Session, job: str, amount: str | None) -> dict[str, Any]:
     """Take ``amount`` rUSD back from ``job`` (all the notice reserve allows when ``None``)."""
     from reef.chain import format_amount, parse_amount
-    from reef.market import withdrawable
+    from reef.node import withdraw_limit
 
     client, found = _owned(session, job)
-    # A few seconds pass before the transaction is mined: leave them out of the limit.
-    limit = withdrawable(found, session.now() + 5, client.lock_wait_time())
+    limit = withdraw_limit(session, client, found)
     value = limit if not amount else parse_amount(amount)
     if value == 0:
         raise MarketError("nothing can be withdrawn now: the rest is the notice reserve or spent")
@@ -72,23 +63,13 @@ def withdraw(session: Session, job: str, amount: str | None) -> dict[str, Any]:
 
 
 def stop_job(session: Session, job: str) -> dict[str, Any]:
-    """Revise ``job``'s rate to 0: its provider stops the enclave at once.
+    """Revise ``job``'s rate to 0: its provider stops the enclave at once
+    (:func:`reef.node.stop_job`, as ``reef jobs stop``)."""
+    from reef.node import stop_job as node_stop_job
 
-    (The same two market calls as ``reef jobs stop``: cancel a pending revision to another rate,
-    then initiate the revision to 0.)
-    """
     client, found = _owned(session, job)
-    lock = client.rate_lock(found.id)
-    if found.rate != 0 and (lock is None or lock.new_rate != 0):
-        if lock is not None:
-            client.revise_rate_cancel(found.id)
-        client.revise_rate_initiate(found.id, 0)
-    lock = client.rate_lock(found.id)
-    return {
-        "job_id": found.id,
-        "state": "stopping",
-        "close_after": None if lock is None else lock.unlock_time,
-    }
+    unlock = node_stop_job(client, found)
+    return {"job_id": found.id, "state": "stopping", "close_after": unlock or None}
 
 
 def update_job(

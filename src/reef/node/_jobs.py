@@ -1,0 +1,162 @@
+"""What a job's owner does with an open job, for every front end (``reef jobs``, the dashboard).
+
+- :func:`open_jobs`: the open jobs (of an owner), from the market's ``JobOpened`` events;
+- :func:`job_status`: what the job's provider says of it (its control plane's ``/job``),
+  summed up as one :class:`JobStatus`;
+- :func:`owned_job`: the open job, refused unless the session's account owns it;
+- :func:`withdraw_limit`: how much the notice reserve lets the owner take back now;
+- :func:`stop_job`: revise the rate to 0 (the provider stops the enclave at once) and say when
+  the market lets the job be closed.
+
+Each is a short composition of :class:`reef.chain.MarketClient` calls and the billing rules of
+:mod:`reef.market`; the front ends only format what these return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from reef.chain import Amount, Job
+from reef.errors import MarketError, ServiceError
+
+if TYPE_CHECKING:
+    from reef.chain import MarketClient
+    from reef.node._session import Session
+
+__all__ = [
+    "WITHDRAW_MARGIN_S",
+    "JobStatus",
+    "job_status",
+    "open_jobs",
+    "owned_job",
+    "stop_job",
+    "withdraw_limit",
+]
+
+WITHDRAW_MARGIN_S = 5
+"""Seconds a withdrawal takes to be mined, kept out of what may be withdrawn."""
+
+
+def open_jobs(session: Session, market: MarketClient, owner: str | None = None) -> list[Job]:
+    """Open jobs (``owner``'s when given), oldest first."""
+    from reef.chain import JobOpened
+
+    wanted = owner.lower() if owner is not None else None
+    ids = [
+        e.job
+        for e in market.events(from_block=session.start_block)
+        if isinstance(e, JobOpened) and (wanted is None or e.owner.lower() == wanted)
+    ]
+    return [job for job_id in dict.fromkeys(ids) if (job := market.find_job(job_id)) is not None]
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What a job's provider says of it.
+
+    ``state`` sums it up: ``ended: <why>`` once the provider will not run the job, else the
+    enclave's state (``launching`` before there is one, ``retrying`` while the last attempt
+    failed), or why the provider could not be asked.
+    """
+
+    state: str
+    answered: bool = False
+    """Whether the provider knows the job (else ``state`` says why there is nothing more)."""
+    phase: str = ""
+    last_error: str = ""
+    reason: str = ""
+    enclave_id: str = ""
+    endpoints: Mapping[str, Any] = field(default_factory=dict)
+    restarts: int = 0
+    last_restart: str = ""
+
+    @property
+    def endpoint(self) -> str:
+        """The enclave's first app port (lowest number), as a URL; empty when none."""
+        ports = self.endpoints.get("ports") or {}
+        order = sorted(ports, key=lambda p: (int(p), p) if str(p).isdigit() else (1 << 16, p))
+        return str(ports[order[0]]) if order else ""
+
+
+def job_status(market: MarketClient, job: Job, *, timeout_s: float = 3.0) -> JobStatus:
+    """Ask ``job``'s provider (its registered control plane) how the job stands."""
+    from reef.market import ControlPlaneClient
+
+    cp = market.provider(job.provider)
+    if cp is None:
+        return JobStatus("unknown (the provider is not registered)")
+    try:
+        view = ControlPlaneClient(cp, timeout=timeout_s).job(job.id)
+    except ServiceError:
+        return JobStatus(f"unknown (the provider's control plane at {cp} cannot be reached)")
+    if view is None:
+        return JobStatus("not seen by the provider yet")
+    enclave = view.get("enclave") or {}
+    phase = str(view.get("phase") or "")
+    last_error = str(view.get("last_error") or "")
+    if phase == "done":
+        state = f"ended: {view.get('reason') or 'no reason given'}"
+    elif enclave:
+        state = str(enclave.get("state", "unknown"))
+    else:
+        state = "retrying" if last_error else "launching"
+    return JobStatus(
+        state,
+        answered=True,
+        phase=phase,
+        last_error=last_error,
+        reason=str(view.get("reason") or ""),
+        enclave_id=str(enclave.get("id") or ""),
+        endpoints=dict(enclave.get("endpoints") or {}),
+        restarts=int(view.get("restarts") or 0),
+        last_restart=str(view.get("last_restart") or ""),
+    )
+
+
+def owned_job(session: Session, market: MarketClient, job: str) -> Job:
+    """The open job ``job`` (any spelling :func:`reef.chain.parse_job_id` takes).
+
+    Raises:
+        MarketError: it is not open, or the session's account does not own it.
+    """
+    from reef.chain import job_index
+
+    found = market.find_job(job)
+    if found is None:
+        raise MarketError(
+            f"job {job} is not open in the market at {session.market_address}",
+            hint="`reef jobs list` shows your open jobs; a closed job is deleted from the market",
+        )
+    if found.owner.lower() != session.address.lower():
+        raise MarketError(
+            f"job {job_index(found.id)} belongs to {found.owner}, not to {session.address}",
+            hint="use the owner's key (--key FILE)",
+        )
+    return found
+
+
+def withdraw_limit(session: Session, market: MarketClient, job: Job) -> Amount:
+    """What the owner may withdraw from ``job`` in a transaction sent now (the notice reserve
+    stays; the seconds until it is mined are left out)."""
+    from reef.market import withdrawable
+
+    return withdrawable(job, session.now() + WITHDRAW_MARGIN_S, market.lock_wait_time())
+
+
+def stop_job(market: MarketClient, job: Job) -> int:
+    """Revise ``job``'s rate to 0 (its provider stops the enclave at once); return the unix time
+    from which the market lets it be closed (0: at once).
+
+    A pending revision to another rate is cancelled first; a pending revision to 0 is kept.
+    """
+    if job.rate == 0:
+        return 0
+    lock = market.rate_lock(job.id)
+    if lock is None or lock.new_rate != 0:
+        if lock is not None:
+            market.revise_rate_cancel(job.id)
+        market.revise_rate_initiate(job.id, 0)
+        lock = market.rate_lock(job.id)
+    return 0 if lock is None else lock.unlock_time
