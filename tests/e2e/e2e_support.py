@@ -99,7 +99,13 @@ def _read_until_ready(
     raise AssertionError("reef up did not print ready:\n" + "".join(seen))
 
 
-def start_network(home: Path, extra: Sequence[str] = ()) -> Network:
+CORE_ONLY = ("--no-serverless", "--no-proofs", "--no-dashboard")
+"""The market tests need only the core network: each extension costs seconds and enclaves."""
+
+
+def start_network(
+    home: Path, extra: Sequence[str] = (), *, extensions: bool = False
+) -> Network:
     env = {**os.environ, "REEF_HOME": str(home)}
     process = subprocess.Popen(
         [
@@ -120,6 +126,7 @@ def start_network(home: Path, extra: Sequence[str] = ()) -> Network:
             "0",
             "--rate-lock",
             "5",
+            *(() if extensions else CORE_ONLY),
             *extra,
         ],
         env=env,

@@ -81,15 +81,26 @@ def up(
             help="The chain: the embedded devnet, or anvil (npm @foundry-rs/anvil).",
         ),
     ] = "devnet",
+    no_serverless: Annotated[
+        bool, typer.Option("--no-serverless", help="Do not start serverless executors.")
+    ] = False,
+    no_proofs: Annotated[
+        bool, typer.Option("--no-proofs", help="Do not start the proof market.")
+    ] = False,
+    no_dashboard: Annotated[
+        bool, typer.Option("--no-dashboard", help="Do not serve the dashboard.")
+    ] = False,
+    dashboard_port: Annotated[int, typer.Option("--dashboard-port", help="Dashboard port.")] = 8888,
     json_output: bool = JsonOption,
 ) -> None:
-    """Run the local network: devnet, contracts, image store, verifier, KMS root and a provider.
+    """Run the local network: devnet, contracts, image store, verifier, KMS root, a provider,
+    serverless executors, the proof market and the dashboard.
 
     Ports of 0 pick free ones. Prints the endpoints and funded dev accounts, then `ready`.
     Ctrl-C stops every enclave and service; chain state persists under $REEF_HOME.
     """
     from reef.home import ReefHome
-    from reef.node import LocalNetwork, UpSettings
+    from reef.node import LocalNetwork, UpSettings, standard_extensions
 
     settings = UpSettings(
         host=host,
@@ -106,7 +117,13 @@ def up(
         insecure=insecure,
         chain="anvil" if chain == "anvil" else "devnet",
     )
-    network = LocalNetwork(ReefHome.from_env(), settings)
+    extensions = standard_extensions(
+        serverless=not no_serverless,
+        proofs=not no_proofs,
+        dashboard=not no_dashboard,
+        dashboard_port=dashboard_port,
+    )
+    network = LocalNetwork(ReefHome.from_env(), settings, extensions)
     try:
         asyncio.run(_run(network, json_output=json_output))
     except ReefError as exc:
@@ -137,6 +154,28 @@ async def _run(network: LocalNetwork, *, json_output: bool) -> None:
     _say("stopped; chain state is kept in $REEF_HOME/chain (`reef up --fresh` starts over)")
 
 
+def _service_rows(info: NetworkInfo) -> list[tuple[str, str]]:
+    """One line per extension that started: where to reach it."""
+    rows: list[tuple[str, str]] = []
+    serverless = info.services.get("serverless")
+    if serverless:
+        gateways = ", ".join(str(g) for g in serverless.get("gateways") or ()) or "-"
+        rows.append(("serverless", f"jobs {serverless.get('jobs_contract')}  gateways {gateways}"))
+    proofs = info.services.get("proofs")
+    if proofs:
+        rows.append(
+            (
+                "proof market",
+                f"{proofs.get('market')}  example market {proofs.get('example_market')}, "
+                f"prover {proofs.get('prover')}",
+            )
+        )
+    dashboard = info.services.get("dashboard")
+    if dashboard:
+        rows.append(("dashboard", str(dashboard.get("manage_url") or dashboard.get("url"))))
+    return rows
+
+
 DEV_KEYS_WARNING = "dev only: these keys come from a public mnemonic; never use them elsewhere"
 
 
@@ -164,6 +203,7 @@ def _announce(network: LocalNetwork, info: NetworkInfo, *, json_output: bool) ->
         ("verifier", info.verifier or "-"),
         ("KMS root", f"{info.kms['public']} (Scallop {info.kms['scallop']})" if info.kms else "-"),
         ("rate lock", f"{info.rate_lock_s} s; enclaves stop {info.safety_margin_s} s early"),
+        *_service_rows(info),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

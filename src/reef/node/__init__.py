@@ -63,7 +63,14 @@ if TYPE_CHECKING:
         locate_market,
         open_session,
     )
-    from reef.node._up import PROVIDER_ACCOUNT, LocalNetwork, UpContext, UpExtension, UpSettings
+    from reef.node._up import (
+        PROVIDER_ACCOUNT,
+        LocalNetwork,
+        UpContext,
+        UpExtension,
+        UpSettings,
+        standard_extensions,
+    )
     from reef.node._update import JobUpdate, UpdateResult, update_job
 
 __all__ = [
@@ -107,6 +114,7 @@ __all__ = [
     "read_init_params",
     "register_provider",
     "serve_app",
+    "standard_extensions",
     "stop_job",
     "update_job",
     "verify_enclave",
@@ -158,6 +166,7 @@ __getattr__ = lazy_attributes(
         "read_init_params": "_deploy",
         "register_provider": "_provider",
         "serve_app": "_serve",
+        "standard_extensions": "_up",
         "stop_job": "_jobs",
         "update_job": "_update",
         "verify_enclave": "_deploy",

@@ -61,7 +61,14 @@ if TYPE_CHECKING:
     from reef.chain import Devnet
     from reef.chain.devnet import AnvilChain
 
-__all__ = ["PROVIDER_ACCOUNT", "LocalNetwork", "UpContext", "UpExtension", "UpSettings"]
+__all__ = [
+    "PROVIDER_ACCOUNT",
+    "LocalNetwork",
+    "UpContext",
+    "UpExtension",
+    "UpSettings",
+    "standard_extensions",
+]
 
 log = logging.getLogger("reef.node")
 
@@ -136,6 +143,31 @@ class UpExtension(Protocol):
     async def aclose(self) -> None:
         """Stop everything :meth:`start` started. Called once, even after a failed start."""
         ...
+
+
+def standard_extensions(
+    *,
+    serverless: bool = True,
+    proofs: bool = True,
+    dashboard: bool = True,
+    dashboard_port: int = 8888,
+) -> list[UpExtension]:
+    """What ``reef up`` starts after the core network, in order: serverless executors, the
+    proof market, and the dashboard last (it shows what the others report)."""
+    extensions: list[UpExtension] = []
+    if serverless:
+        from reef.node._serverless import ServerlessExtension
+
+        extensions.append(ServerlessExtension())
+    if proofs:
+        from reef.node._proofs import ProofsExtension
+
+        extensions.append(ProofsExtension())
+    if dashboard:
+        from reef.node._dashboard import DashboardExtension
+
+        extensions.append(DashboardExtension(port=dashboard_port))
+    return extensions
 
 
 class LocalNetwork:
