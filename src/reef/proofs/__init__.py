@@ -72,6 +72,7 @@ from reef.proofs._runtime import (
     SnarkjsRuntime,
     ensure_snarkjs,
 )
+from reef.proofs._tee import TeeWorker, register_tee_signer, tee_signer_address
 from reef.proofs._types import (
     TERMINAL_STATES,
     Ask,
@@ -134,6 +135,7 @@ __all__ = [
     "TaskOutcome",
     "TeeProofSubmitted",
     "TeeSignerSet",
+    "TeeWorker",
     "circuit_input",
     "compile_verifier",
     "create_groth16_market",
@@ -147,6 +149,8 @@ __all__ = [
     "proof_market_decoder",
     "prove",
     "prover_weight",
+    "register_tee_signer",
+    "tee_signer_address",
     "verifier_source",
     "verify_with_snarkjs",
 ]

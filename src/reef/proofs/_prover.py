@@ -30,6 +30,7 @@ from reef.proofs._events import MarketCreated, TaskAssigned
 from reef.proofs._groth16 import prove
 from reef.proofs._market import ArtifactStore, MarketMetadata
 from reef.proofs._runtime import SnarkjsRuntime
+from reef.proofs._tee import TeeWorker
 from reef.proofs._types import AskState, MarketKind
 
 __all__ = ["InputVerifier", "ProverService", "TaskOutcome", "circuit_input"]
@@ -113,7 +114,8 @@ class ProverService:
         runtime: the snarkjs toolchain.
         verifiers: input verification services by market id (for invalid inputs).
         from_block: the first block to look for tasks in.
-        markets: prove only for these markets (default: every Groth16 market).
+        markets: prove only for these markets (default: every market it can).
+        tee: the enclave worker for each TEE market it serves.
         on_outcome: called with each task's outcome (logging, status).
     """
 
@@ -126,6 +128,7 @@ class ProverService:
         verifiers: Mapping[int, InputVerifier] | None = None,
         from_block: int = 0,
         markets: Iterable[int] | None = None,
+        tee: Mapping[int, TeeWorker] | None = None,
         on_outcome: Callable[[TaskOutcome], None] | None = None,
     ) -> None:
         self.client = client
@@ -135,6 +138,7 @@ class ProverService:
         self.on_outcome = on_outcome
         self._next_block = from_block
         self.markets = None if markets is None else frozenset(markets)
+        self.tee = dict(tee or {})
         self._metadata: dict[int, str] = {}
         self._kinds: dict[int, int] = {}
         self._queue: list[int] = []
@@ -174,8 +178,16 @@ class ProverService:
         ask = self.client.ask(ask_id)
         if ask.state != AskState.ASSIGNED or ask.prover != self.client.sender:
             return TaskOutcome(ask_id, "skipped", f"the ask is {ask.state.label}")
-        if self._kinds.get(ask.market_id) != MarketKind.GROTH16:
-            return TaskOutcome(ask_id, "skipped", "not a Groth16 market this prover knows")
+        kind = self._kinds.get(ask.market_id)
+        worker = self.tee.get(ask.market_id)
+        if kind == MarketKind.TEE and worker is not None:
+            output = list(worker.compute(self.client.inputs(ask_id)))
+            result = self.client.submit_tee_proof(
+                ask_id, output, worker.sign(self.client, ask_id, output)
+            )
+            return TaskOutcome(ask_id, "proved", result.tx_hash)
+        if kind != MarketKind.GROTH16:
+            return TaskOutcome(ask_id, "skipped", "no prover here for this market's kind")
         metadata_json = self._metadata[ask.market_id]
         circuit = _circuit(self.store, metadata_json)
         inputs = self.client.inputs(ask_id)
