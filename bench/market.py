@@ -83,7 +83,7 @@ async def bench_deploy(count: int) -> None:
                 "fetches the image, starts the enclave; verify = live attestation + app port)"
             )
         finally:
-            await network.stop()
+            await network.aclose()
 
 
 # -- 2. indexer catch-up ----------------------------------------------------------------------

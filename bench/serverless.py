@@ -364,7 +364,7 @@ def up_rows(chain: str, calls: int) -> None:
                     time.sleep(0.02)
             elapsed = time.perf_counter() - start
         finally:
-            on_loop(network.stop())
+            on_loop(network.aclose())
             loop.call_soon_threadsafe(loop.stop)
             thread.join(10)
     print(

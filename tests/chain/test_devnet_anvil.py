@@ -144,7 +144,7 @@ def test_reef_up_runs_the_network_on_anvil(tmp_path: Path) -> None:
             market = MarketClient(network.devnet.web3(), info.deployment.market)
             return info, url, deployment, market.provider(info.provider)
         finally:
-            await network.stop()
+            await network.aclose()
 
     info, url, deployment, registered = asyncio.run(run())
     assert info.rpc_url == url  # clients talk to anvil itself

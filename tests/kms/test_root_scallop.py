@@ -230,7 +230,7 @@ async def test_contract_seed_only_for_approved_images(
         with pytest.raises(InputError, match="0x and 40 hex"):
             server.wiring(contract_address="not-an-address")
     finally:
-        await rpc.close()
+        await rpc.aclose()
         devnet.close()
 
 

@@ -429,7 +429,7 @@ async def test_restart_keeps_one_enclave_per_paying_job_and_none_for_others(worl
     world.feed.open(2)
     world.feed.open(3)
     cp = await world.started()
-    await cp.close()
+    await cp.aclose()
     # While the control plane is down: job 2 closes, and a duplicate for job 1 appears (as a
     # launch interrupted by kill -9 would leave), plus a stale enclave of job 3's old metadata.
     world.feed.add("Closed", 2)
@@ -447,7 +447,7 @@ async def test_restart_keeps_one_enclave_per_paying_job_and_none_for_others(worl
 async def test_a_job_with_no_enclave_after_a_restart_is_launched(world: World) -> None:
     world.feed.open(1)
     cp = await world.started()
-    await cp.close()
+    await cp.aclose()
     world.runner.enclaves.clear()  # e.g. the machine rebooted
     await world.started()
     assert len(world.runner.of(1)) == 1
@@ -460,7 +460,7 @@ async def test_terminations_survive_a_restart(world: World) -> None:
     world.clock.now = 1100
     await settle(cp)
     assert world.runner.of(1) == []
-    await cp.close()
+    await cp.aclose()
     # A deposit arrives after the termination: replaying history alone would revive the job.
     world.feed.add("Deposited", 1, amount=hex(10**9))
     restarted = await world.started()
@@ -569,7 +569,7 @@ async def test_job_status_counts_restarts_and_keeps_the_last_error(world: World)
     async with httpx.AsyncClient(transport=transport, base_url="http://cp") as client:
         answer = (await client.get("/job", params={"id": job_id(1)})).json()
     assert (answer["restarts"], answer["last_error"]) == (1, "the enclave failed to start")
-    await cp.close()
+    await cp.aclose()
 
 
 async def test_each_enclave_gets_the_end_of_its_paid_time_as_lease_and_deposits_move_it(
@@ -649,6 +649,6 @@ async def test_over_the_fake_backend_a_job_runs_relaunches_after_a_crash_and_sto
         "console": ["boom: missing config"],
     }
     # Nobody renews a lease past the paid time: with the provider gone, it still ends.
-    await cp.close()
+    await cp.aclose()
     clock.now = 10**7 / 100 + 1000 + 1
     assert [i.state for i in await backend.list() if i.id == second.id] == ["stopped"]

@@ -213,7 +213,7 @@ async def test_upload_image_client(tmp_path: Path) -> None:
         assert digest == hashlib.sha256(image.read_bytes()).hexdigest()
         assert url == f"{served.url}/images/{digest}"
     finally:
-        await served.close()
+        await served.aclose()
     with pytest.raises(ServiceError, match="cannot reach the image store"):
         await asyncio.to_thread(upload_image, served.url, image, signer=None)
 

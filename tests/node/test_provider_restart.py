@@ -61,7 +61,7 @@ async def chain() -> AsyncIterator[Chain]:
     try:
         yield Chain(devnet, server.url, deployment.market, deployment.block, owner)
     finally:
-        await server.close()
+        await server.aclose()
 
 
 def _free_port() -> int:
@@ -181,4 +181,4 @@ async def test_kill_9_mid_launch_then_restart(chain: Chain, reef_home: Path) -> 
         for info in await backend.list():
             if info.state in ("starting", "running"):
                 await backend.stop(info.id)
-        await store.close()
+        await store.aclose()

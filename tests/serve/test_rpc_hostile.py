@@ -30,7 +30,7 @@ async def main() -> None:
     server = await serve_devnet(devnet, host="127.0.0.1", port=0)
     print(server.url, flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    await server.close()
+    await server.aclose()
 
 asyncio.run(main())
 """

@@ -87,7 +87,7 @@ def up(tmp_path_factory: pytest.TempPathFactory, workerd: Path) -> Iterator[Up]:
         yield Up(home, info, dict(info.services["serverless"]))
     finally:
         try:
-            loop.run(network.stop())
+            loop.run(network.aclose())
         finally:
             loop.close()
 

@@ -96,7 +96,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         )
     finally:
         try:
-            loop.run(network.stop())
+            loop.run(network.aclose())
         finally:
             loop.close()
 

@@ -149,7 +149,7 @@ async def _serve(
             _banner(devnet, home, server.url, replaying=replaying)
             await until_stopped(stop, server)
         finally:
-            await server.close()
+            await server.aclose()
 
 
 def _loopback(url: str) -> bool:

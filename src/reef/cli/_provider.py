@@ -160,7 +160,7 @@ async def _serve(service: ProviderService) -> None:
             await stop.wait()
             _say("stopping (enclaves keep running; a restart reconciles them)")
         finally:
-            await service.stop(stop_enclaves=False)
+            await service.aclose(stop_enclaves=False)
 
 
 @app.command("register")

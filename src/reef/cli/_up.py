@@ -150,7 +150,7 @@ async def _run(network: LocalNetwork, *, json_output: bool) -> None:
             _say("stopping: enclaves, control plane, KMS, services, devnet ...")
         finally:
             waiter.cancel()
-            await network.stop()
+            await network.aclose()
     _say("stopped; chain state is kept in $REEF_HOME/chain (`reef up --fresh` starts over)")
 
 

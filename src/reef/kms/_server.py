@@ -83,7 +83,7 @@ class _Listener:
         if self.server is not None:
             await self.server.wait()
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         if self.server is not None:
             await self.server.aclose()
 
@@ -243,7 +243,7 @@ class RootServer:
 
     async def aclose(self) -> None:
         """Close both listeners."""
-        await self._public.stop()
+        await self._public.aclose()
         if self._scallop is not None:
             await self._scallop.aclose()
             self._scallop = None
@@ -363,7 +363,7 @@ class DeriveServer:
         return derive_key(seed, path, key_type)
 
     async def aclose(self) -> None:
-        await self._http.stop()
+        await self._http.aclose()
 
     async def __aenter__(self) -> DeriveServer:
         await self.start()

@@ -264,7 +264,7 @@ class ControlPlane:
                     self.last_error = f"control plane round failed: {exc}"
                 await asyncio.sleep(self._sleep_time())
         finally:
-            await self.close()
+            await self.aclose()
 
     async def step(self) -> None:
         """One round: index new blocks, apply new events, act, and heartbeat when due."""
@@ -297,7 +297,7 @@ class ControlPlane:
                 continue
             self._leases[enclave.enclave_id] = until
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Stop working on jobs (in-flight launches are cancelled); enclaves are left running."""
         tasks = list(self._tasks.values())
         for task in tasks:
@@ -309,7 +309,7 @@ class ControlPlane:
 
     async def stop_all(self) -> None:
         """Stop every enclave this control plane started (``reef up`` on Ctrl-C)."""
-        await self.close()
+        await self.aclose()
         for enclave in await self.runner.list():
             with contextlib.suppress(ReefError):
                 await self.runner.stop(enclave.enclave_id)

@@ -61,5 +61,5 @@ class DashboardExtension:
         if self._dashboard is not None:
             self._dashboard.close()  # live log streams end, so the server stops at once
         if self._served is not None:
-            await self._served.close()
+            await self._served.aclose()
             self._served = None

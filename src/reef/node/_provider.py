@@ -183,12 +183,12 @@ class ProviderService:
         try:
             await cp.start()
         except BaseException:
-            await self._served.close()
+            await self._served.aclose()
             raise
         self._task = asyncio.create_task(cp.run(), name="control plane")
         return self
 
-    async def stop(self, *, stop_enclaves: bool = False) -> None:
+    async def aclose(self, *, stop_enclaves: bool = False) -> None:
         """Stop following the chain and serving; with ``stop_enclaves`` stop every enclave."""
         if self._task is not None:
             self._task.cancel()
@@ -198,6 +198,6 @@ class ProviderService:
             if stop_enclaves:
                 await self.control_plane.stop_all()
             else:
-                await self.control_plane.close()
+                await self.control_plane.aclose()
         if self._served is not None:
-            await self._served.close()
+            await self._served.aclose()

@@ -16,13 +16,13 @@ from reef._serve import Limits, Server, bind, serve
 __all__ = ["Served", "bind", "serve_app"]
 
 Served = Server
-"""An app being served; ``url`` says where, :meth:`~reef._serve.Server.close` stops it."""
+"""An app being served; ``url`` says where, :meth:`~reef._serve.Server.aclose` stops it."""
 
 
 async def serve_app(
     app: Any, *, host: str, port: int, what: str, limits: Limits | None = None
 ) -> Served:
-    """Serve ``app`` on ``host:port`` (0 picks a free port) until :meth:`Served.close`.
+    """Serve ``app`` on ``host:port`` (0 picks a free port) until :meth:`Served.aclose`.
 
     Raises:
         ServiceError: when the port cannot be bound or the server does not start.

@@ -171,7 +171,7 @@ def standard_extensions(
 
 
 class LocalNetwork:
-    """The running network. :meth:`start`, then :meth:`stop`."""
+    """The running network. :meth:`start`, then :meth:`aclose`."""
 
     def __init__(
         self,
@@ -201,7 +201,7 @@ class LocalNetwork:
         try:
             return await self._start(progress)
         except BaseException:
-            await self.stop()
+            await self.aclose()
             raise
 
     async def _start(self, progress: Progress) -> NetworkInfo:
@@ -441,7 +441,7 @@ class LocalNetwork:
                 await backend.remove(info.id)
         return adopted
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         """Stop every enclave and service; close the devnet. Safe to call more than once."""
         while self._started:
             extension = self._started.pop()
@@ -460,7 +460,7 @@ class LocalNetwork:
             self._extension_backend = None
         if self.provider is not None:
             with contextlib.suppress(ReefError):
-                await self.provider.stop(stop_enclaves=True)
+                await self.provider.aclose(stop_enclaves=True)
             self.provider = None
         if self.kms_enclave is not None and self._kms_backend is not None:
             with contextlib.suppress(ReefError):
@@ -468,10 +468,10 @@ class LocalNetwork:
                 await self._kms_backend.remove(self.kms_enclave.id)
             self.kms_enclave = None
         for served in reversed(self._served):
-            await served.close()
+            await served.aclose()
         self._served.clear()
         if self._rpc is not None:
-            await self._rpc.close()
+            await self._rpc.aclose()
             self._rpc = None
             if self.devnet is not None:
                 with contextlib.suppress(ReefError, OSError):

@@ -284,22 +284,20 @@ class DevnetServer:
         self._devnet.record_endpoint(self.url)
 
     async def wait(self) -> None:
-        """Wait until the server stops (after :meth:`close`, or if uvicorn fails)."""
+        """Wait until the server stops (after :meth:`aclose`, or if uvicorn fails)."""
         await self._server.wait()
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Stop serving (the devnet itself stays open)."""
         await self._server.aclose()
         with contextlib.suppress(ChainError, OSError):
             self._devnet.record_endpoint(None)
 
-    aclose = close
-
     async def __aenter__(self) -> DevnetServer:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        await self.aclose()
 
 
 async def serve_devnet(
@@ -370,7 +368,7 @@ class DevnetThread:
             return
         self._ready.set()
         await self._stop.wait()
-        await self._server.close()
+        await self._server.aclose()
 
     def start(self) -> DevnetThread:
         self._thread.start()
