@@ -162,6 +162,9 @@ def test_market_create_from_the_cli_and_clear_errors(up: Up) -> None:
     missing = up.reef("proofs", "market", "show", "99")
     assert missing.exit_code == 1
     assert "market 99 does not exist" in missing.output
+    no_ask = up.reef("proofs", "wait", "99")
+    assert no_ask.exit_code == 1
+    assert "ask 99 does not exist" in no_ask.output
     both = up.reef("proofs", "market", "create", "--groth16", "--tee")
     assert both.exit_code == 2
     bad = up.tmp / "notjson.json"

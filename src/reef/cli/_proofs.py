@@ -375,6 +375,10 @@ def wait_cmd(
         limit = time.monotonic() + _duration(timeout)
         while True:
             state = client.ask_state(ask_id)
+            if state == AskState.NULL:
+                raise ProofError(
+                    f"ask {ask_id} does not exist", hint="list asks with `reef proofs list`"
+                )
             if state.terminal or state in (AskState.UNASSIGNED, AskState.DEADLINE_CROSSED):
                 return _ask_row(ctx, ask_id)
             if time.monotonic() > limit:
