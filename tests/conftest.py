@@ -10,6 +10,20 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--chain",
+        choices=("devnet", "anvil"),
+        default="devnet",
+        help="the chain every `reef up` of the end-to-end tests runs on (anvil: npm's anvil)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The e2e helpers start `reef up` as a process: they read the chosen chain from here.
+    os.environ["REEF_E2E_CHAIN"] = str(config.getoption("--chain"))
+
+
 def _vectors_dir() -> Path:
     env = os.environ.get("REEF_VECTORS")
     return Path(env) if env else (REPO.parent / "shared" / "vectors")

@@ -24,7 +24,7 @@ from reef.chain import (
     serve_devnet,
     serve_devnet_in_thread,
 )
-from reef.chain._devnet_server import MAX_BODY
+from reef.chain.devnet._server import MAX_BODY
 from reef.errors import ChainError, ContractRevertError
 from reef.home import ReefHome
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from web3.utils.address import get_create_address
 
 from reef.chain import DEVNET_CHAIN_ID, Devnet
-from reef.chain._devnet_rpc import FILTER_TIMEOUT_S, MAX_BATCH, DevnetRpc
+from reef.chain.devnet._rpc import FILTER_TIMEOUT_S, MAX_BATCH, DevnetRpc
 from reef.crypto import (
     eip191_digest,
     eip712_digest,

@@ -103,9 +103,7 @@ CORE_ONLY = ("--no-serverless", "--no-proofs", "--no-dashboard")
 """The market tests need only the core network: each extension costs seconds and enclaves."""
 
 
-def start_network(
-    home: Path, extra: Sequence[str] = (), *, extensions: bool = False
-) -> Network:
+def start_network(home: Path, extra: Sequence[str] = (), *, extensions: bool = False) -> Network:
     env = {**os.environ, "REEF_HOME": str(home)}
     process = subprocess.Popen(
         [
@@ -127,6 +125,8 @@ def start_network(
             "--rate-lock",
             "5",
             *(() if extensions else CORE_ONLY),
+            "--chain",
+            os.environ.get("REEF_E2E_CHAIN", "devnet"),
             *extra,
         ],
         env=env,

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -59,12 +58,10 @@ def test_without_pasta_doctor_names_passt_and_up_stops_at_once(
     assert "pasta" in done.stdout
     assert "apt-get install passt" in done.stdout
 
-    started = time.monotonic()
     up = _run(["up", "--rpc-port", "0", "--cp-port", "0", "--store-port", "0",
                "--verifier-port", "0", "--kms-port", "0", "--kms-public-port", "0"], env, 30)  # fmt: skip
-    assert time.monotonic() - started < 5  # before the devnet or any service starts
     assert up.returncode == 1
     assert "pasta" in up.stderr
     assert "apt-get install passt" in up.stderr
     assert "Traceback" not in up.stderr
-    assert not (reef_home / "chain").exists()
+    assert not (reef_home / "chain").exists()  # refused before the devnet or any service started

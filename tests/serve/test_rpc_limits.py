@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from reef.chain import Devnet
-from reef.chain._devnet_rpc import MAX_DEPTH, DevnetRpc, parse_json
-from reef.chain._devnet_types import DevnetFault
+from reef.chain.devnet._rpc import MAX_DEPTH, DevnetRpc, parse_json
+from reef.chain.devnet._types import DevnetFault
 
 ACCOUNT = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"
 

@@ -185,7 +185,7 @@ def _eth(wei: int) -> str:
 
 def _banner(devnet: Devnet, home: ReefHome, url: str, *, replaying: bool) -> None:
     from reef.chain import format_amount
-    from reef.chain._devnet_accounts import DEV_KEYS_WARNING
+    from reef.chain.devnet._accounts import DEV_KEYS_WARNING
 
     state = f"{home.chain} ({devnet.block_number} blocks"
     state += ", replayed from the journal)" if replaying else ")"
@@ -222,7 +222,7 @@ def _stored(home: ReefHome) -> DevnetInfo | None:
 def accounts_cmd(as_json: bool = JsonOption) -> None:
     """The dev accounts and their keys (public knowledge: development only)."""
     from reef.chain import dev_accounts
-    from reef.chain._devnet_accounts import DEV_KEYS_WARNING
+    from reef.chain.devnet._accounts import DEV_KEYS_WARNING
     from reef.home import ReefHome
 
     try:
