@@ -125,3 +125,30 @@ def test_a_batch_of_slow_calls_stops_running_at_the_batch_timeout(devnet: Devnet
     assert refused
     assert len(ran) + len(refused) == 20
     assert messages.index(refused[0]) == len(ran)  # the first ones ran, the rest were refused
+
+
+def test_a_single_get_logs_is_capped_like_hosted_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11: one eth_getLogs over a wide range built an answer of any size. Past the cap it
+    is refused with EIP-1474's "limit exceeded" and a message the indexer recognises, so it
+    halves its range (chain/_indexer.py) rather than fail."""
+    from reef.chain import deploy_contracts
+    from reef.chain._indexer import _RANGE_REFUSALS
+    from reef.chain.devnet import _rpc
+
+    chain = Devnet()
+    owner = chain.accounts[0].address
+    # Deploying and funding emits a few Transfer logs: more than a cap of 2.
+    deploy_contracts(chain.web3(), owner, fund=[a.address for a in chain.accounts[:4]])
+    rpc = DevnetRpc(chain)
+    query = [{"fromBlock": "0x0", "toBlock": "latest"}]
+    everything = rpc.handle(_request("eth_getLogs", query))["result"]
+    assert len(everything) > 2
+    monkeypatch.setattr(_rpc, "MAX_LOGS", 2)
+    refused = rpc.handle(_request("eth_getLogs", query))["error"]
+    assert refused["code"] == -32005
+    assert "more than 2 results" in refused["message"]
+    assert _RANGE_REFUSALS.search(refused["message"])
+    # A narrower query still answers.
+    last = everything[-1]["blockNumber"]
+    narrow = rpc.handle(_request("eth_getLogs", [{"fromBlock": last, "toBlock": last}]))
+    assert "result" in narrow

@@ -671,10 +671,13 @@ class Chain:
         *,
         addresses: frozenset[bytes] | None = None,
         topics: Sequence[frozenset[bytes] | None] = (),
+        limit: int | None = None,
     ) -> list[LogEntry]:
         """Logs in blocks ``from_block..to_block`` (inclusive) matching the filter, in order.
 
         ``topics`` is positional: ``None`` matches anything, a set matches any of its members.
+        With ``limit``, the scan stops once ``limit`` logs are found (a caller that refuses more
+        asks for ``limit + 1``).
         """
         with self._lock:
             start = bisect.bisect_left(self._log_blocks, from_block)
@@ -689,6 +692,8 @@ class Chain:
                     wanted is None or entry.topics[i] in wanted for i, wanted in enumerate(topics)
                 ):
                     found.append(entry)
+                    if limit is not None and len(found) >= limit:
+                        break
             return found
 
     # ------------------------------------------------------------------------- reading state

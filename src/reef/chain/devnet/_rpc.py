@@ -78,8 +78,13 @@ INTERNAL_ERROR: Final = -32603
 SERVER_ERROR: Final = -32000
 
 RESPONSE_TOO_LARGE: Final = -32003
+LIMIT_EXCEEDED: Final = -32005
+"""EIP-1474's "limit exceeded"."""
 
 MAX_BATCH: Final = 1000
+MAX_LOGS: Final = 10_000
+"""Logs one eth_getLogs may answer (as Alchemy and Infura): a wide query over a busy contract
+would otherwise build an answer of any size in one request."""
 MAX_BATCH_RESPONSE: Final = 5 * 1024 * 1024
 """Bytes of answers one batch may produce (geth caps batch responses the same way)."""
 BATCH_TIMEOUT_S: Final = 30.0
@@ -817,8 +822,10 @@ class DevnetRpc:
             last = self._number(_block(criteria.get("toBlock"), "toBlock"), "toBlock")
             if first > last:
                 raise _invalid(f"fromBlock {first} is after toBlock {last}")
-        entries = self._devnet.logs(first, last, addresses=addresses, topics=topics)
-        return [log_json(entry) for entry in entries]
+        entries = self._devnet.logs(
+            first, last, addresses=addresses, topics=topics, limit=MAX_LOGS + 1
+        )
+        return [log_json(entry) for entry in _capped(entries, first, last)]
 
     def _add_filter(self, flt: _Filter) -> str:
         with self._filter_lock:
@@ -916,7 +923,13 @@ class DevnetRpc:
         last = self._number(flt.to_block, "toBlock")
         if first > last:
             return []
-        entries = self._devnet.logs(first, last, addresses=flt.addresses, topics=flt.topics)
+        entries = _capped(
+            self._devnet.logs(
+                first, last, addresses=flt.addresses, topics=flt.topics, limit=MAX_LOGS + 1
+            ),
+            first,
+            last,
+        )
         return [log_json(entry) for entry in entries]
 
     def _uninstall_filter(self, params: Sequence[Any]) -> bool:
@@ -1018,4 +1031,15 @@ def _client_version() -> str:
     return (
         f"reef-devnet/v{version('reef')}/py-evm-{version('py-evm')}/"
         f"python-{platform.python_version()}"
+    )
+
+
+def _capped(entries: list[Any], first: int, last: int) -> list[Any]:
+    """``entries``, or the refusal nodes give when a query matches more than :data:`MAX_LOGS`."""
+    if len(entries) <= MAX_LOGS:
+        return entries
+    raise DevnetFault(
+        f"query returned more than {MAX_LOGS} results (blocks {first}..{last})",
+        code=LIMIT_EXCEEDED,
+        hint="ask for a smaller block range",
     )
