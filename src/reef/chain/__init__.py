@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from reef.chain._artifacts import Artifact, load_artifact
 from reef.chain._block_source import BlockRef, BlockSource, RawLog, Web3BlockSource
-from reef.chain._clients import KmsRegistryClient, TokenClient
+from reef.chain._clients import (
+    ContractClient,
+    KmsRegistryClient,
+    TokenClient,
+    check_uint,
+    deploy_contract,
+)
 from reef.chain._deploy import DEFAULT_FUND_AMOUNT, Deployment, deploy_contracts
 from reef.chain._events import (
     ChainEvent,
@@ -59,7 +65,14 @@ from reef.chain._market import (
     MarketClient,
 )
 from reef.chain._reasons import Revert
-from reef.chain._tx import ProgressCallback, Sender, TxProgress, TxResult
+from reef.chain._tx import (
+    ProgressCallback,
+    Sender,
+    Transactor,
+    TxProgress,
+    TxResult,
+    translate_errors,
+)
 from reef.chain._types import (
     EXTRA_DECIMALS,
     MAX_RATE,
@@ -128,6 +141,7 @@ __all__ = [
     "BlockRef",
     "BlockSource",
     "ChainEvent",
+    "ContractClient",
     "DEFAULT_FUND_AMOUNT",
     "Deployment",
     "EXTRA_DECIMALS",
@@ -175,10 +189,13 @@ __all__ = [
     "TOKEN_DECIMALS",
     "TokenClient",
     "TokenUpdated",
+    "Transactor",
     "TxProgress",
     "TxResult",
     "Web3BlockSource",
+    "check_uint",
     "decode_market_log",
+    "deploy_contract",
     "deploy_contracts",
     "format_amount",
     "job_index",
@@ -191,4 +208,5 @@ __all__ = [
     "parse_amount",
     "parse_job_id",
     "rate_per_hour",
+    "translate_errors",
 ]

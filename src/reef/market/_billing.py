@@ -23,8 +23,8 @@ from reef.chain import (
     Address,
     Amount,
     Job,
+    check_uint,
 )
-from reef.chain._clients import check_uint
 from reef.errors import MisuseError
 
 __all__ = [

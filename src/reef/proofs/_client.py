@@ -16,14 +16,16 @@ from web3 import Web3
 from reef.chain import (
     Address,
     Amount,
+    ContractClient,
     EventDecoder,
     ProgressCallback,
     Sender,
+    Transactor,
     TxResult,
+    check_uint,
+    deploy_contract,
     parse_address,
 )
-from reef.chain._clients import ContractClient, check_uint, deploy_contract
-from reef.chain._tx import Transactor
 from reef.errors import InputError, ProofError
 from reef.proofs._events import (
     AskCreated,

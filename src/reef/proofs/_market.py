@@ -19,8 +19,7 @@ from typing import Any
 
 from web3 import Web3
 
-from reef.chain import Address, Sender
-from reef.chain._tx import Transactor, translate_errors
+from reef.chain import Address, Sender, Transactor, translate_errors
 from reef.errors import InputError, ProofError
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._groth16 import compile_verifier, load_verification_key

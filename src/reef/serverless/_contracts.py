@@ -27,9 +27,18 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from reef.attestation import VerifierStatement
-from reef.chain import Address, Sender, TxResult, parse_address
-from reef.chain._clients import ContractClient, check_uint, deploy_contract
-from reef.chain._tx import ProgressCallback, Transactor, translate_errors
+from reef.chain import (
+    Address,
+    ContractClient,
+    ProgressCallback,
+    Sender,
+    Transactor,
+    TxResult,
+    check_uint,
+    deploy_contract,
+    parse_address,
+    translate_errors,
+)
 from reef.encoding import parse_hex
 from reef.errors import ContractRevertError, InputError
 from reef.serverless._reasons import serverless_hint

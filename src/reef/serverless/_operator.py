@@ -20,8 +20,7 @@ from web3 import Web3
 
 from reef.attestation import VerifierStatement
 from reef.attestation import attestation_url as document_url
-from reef.chain import TokenClient
-from reef.chain._tx import translate_errors
+from reef.chain import TokenClient, translate_errors
 from reef.encoding import parse_hex
 from reef.errors import ServiceError
 from reef.serverless._contracts import ExecutorRecord, ServerlessJobsClient

@@ -29,9 +29,16 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.logs import DISCARD
 
-from reef.chain import Address, Sender, TxResult, parse_address
-from reef.chain._clients import check_uint, deploy_contract
-from reef.chain._tx import ProgressCallback, Transactor
+from reef.chain import (
+    Address,
+    ProgressCallback,
+    Sender,
+    Transactor,
+    TxResult,
+    check_uint,
+    deploy_contract,
+    parse_address,
+)
 from reef.crypto import (
     Secp256k1PrivateKey,
     eip712_digest,

@@ -21,9 +21,9 @@ from reef.chain import (
     Rate,
     RateLock,
     Revert,
+    check_uint,
     parse_job_id,
 )
-from reef.chain._clients import check_uint
 from reef.chain._market import check_text
 from reef.chain._reasons import hint_for
 from reef.errors import MarketError, MisuseError
