@@ -17,6 +17,7 @@ from web3.exceptions import ContractLogicError, Web3RPCError
 from reef.chain import DEV_MNEMONIC, DEVNET_CHAIN_ID, Devnet, TxRequest, dev_accounts
 from reef.chain.devnet._types import DevnetFault, ExecutionReverted
 from reef.errors import ContractRevertError, InputError
+from reef.testing import ManualWallClock
 
 # hardhat's and anvil's published dev accounts for DEV_MNEMONIC (printed by `hardhat node` and
 # in their docs): an independent statement of what BIP-39/BIP-44 derivation must give.
@@ -83,26 +84,16 @@ def probe_artifact() -> dict[str, Any]:
     return {"abi": out["abi"], "bytecode": out["bytecode"]}
 
 
-class FakeClock:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 T0 = 1_800_000_000
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0 + 0.25)
+def clock() -> ManualWallClock:
+    return ManualWallClock(T0 + 0.25)
 
 
 @pytest.fixture
-def devnet(clock: FakeClock) -> Devnet:
+def devnet(clock: ManualWallClock) -> Devnet:
     return Devnet(clock=clock)
 
 
@@ -184,7 +175,7 @@ def test_genesis_funds_dev_accounts_on_chain_31337(devnet: Devnet) -> None:
     assert genesis.timestamp == T0
 
 
-def test_other_chain_ids_and_account_counts(clock: FakeClock) -> None:
+def test_other_chain_ids_and_account_counts(clock: ManualWallClock) -> None:
     devnet = Devnet(chain_id=1337, accounts=3, balance_wei=5, clock=clock)
     w3 = devnet.web3()
     assert w3.eth.chain_id == 1337
@@ -197,7 +188,7 @@ def test_other_chain_ids_and_account_counts(clock: FakeClock) -> None:
 
 
 def test_each_transaction_gets_its_own_block_at_wall_clock_time(
-    devnet: Devnet, clock: FakeClock
+    devnet: Devnet, clock: ManualWallClock
 ) -> None:
     w3 = devnet.web3()
     a, b = devnet.accounts[0].address, devnet.accounts[1].address
@@ -217,7 +208,7 @@ def test_each_transaction_gets_its_own_block_at_wall_clock_time(
 
 
 def test_a_burst_in_one_second_runs_ahead_then_falls_back_to_the_clock(
-    devnet: Devnet, clock: FakeClock
+    devnet: Devnet, clock: ManualWallClock
 ) -> None:
     clock.now = T0 + 10
     for nonce in range(3):
@@ -229,7 +220,7 @@ def test_a_burst_in_one_second_runs_ahead_then_falls_back_to_the_clock(
     assert devnet.head.timestamp == T0 + 60
 
 
-def test_increase_time_moves_every_later_block(devnet: Devnet, clock: FakeClock) -> None:
+def test_increase_time_moves_every_later_block(devnet: Devnet, clock: ManualWallClock) -> None:
     w3 = devnet.web3()
     assert w3.provider.make_request("evm_increaseTime", [3600])["result"] == 3600
     assert w3.provider.make_request("evm_increaseTime", ["0x3c"])["result"] == 3660
@@ -244,7 +235,9 @@ def test_increase_time_moves_every_later_block(devnet: Devnet, clock: FakeClock)
         devnet.increase_time(-1)
 
 
-def test_increase_time_counts_from_a_head_that_ran_ahead(devnet: Devnet, clock: FakeClock) -> None:
+def test_increase_time_counts_from_a_head_that_ran_ahead(
+    devnet: Devnet, clock: ManualWallClock
+) -> None:
     clock.now = T0 + 10
     for nonce in range(3):
         devnet.send_raw_transaction(raw_transfer(devnet, nonce=nonce))
@@ -255,7 +248,7 @@ def test_increase_time_counts_from_a_head_that_ran_ahead(devnet: Devnet, clock: 
 
 
 def test_set_next_block_timestamp_then_time_continues_from_there(
-    devnet: Devnet, clock: FakeClock
+    devnet: Devnet, clock: ManualWallClock
 ) -> None:
     w3 = devnet.web3()
     target = T0 + 86_400
@@ -285,7 +278,7 @@ def test_evm_mine_with_a_timestamp_and_several_blocks(devnet: Devnet) -> None:
 
 
 def test_calls_at_latest_see_the_next_block_at_wall_clock_time(
-    probe: Deployed, clock: FakeClock
+    probe: Deployed, clock: ManualWallClock
 ) -> None:
     clock.now = T0 + 1000.5
     timestamp, number = probe.contract.functions.clock().call()

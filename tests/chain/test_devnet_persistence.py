@@ -21,16 +21,9 @@ from reef.chain import (
 )
 from reef.errors import ChainError, ConfigError
 from reef.home import ReefHome
+from reef.testing import ManualWallClock
 
 SINK = "0x" + "22" * 20
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -61,7 +54,7 @@ def journal(home: ReefHome) -> Path:
 
 
 def test_state_survives_a_restart_block_for_block(home: ReefHome) -> None:
-    clock = FakeClock(1_800_000_000)
+    clock = ManualWallClock(1_800_000_000)
     with Devnet.open(home, deploy=False, clock=clock) as devnet:
         for nonce in range(3):
             clock.now += 30

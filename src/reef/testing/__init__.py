@@ -3,7 +3,7 @@
 - :class:`FakeBackend`: an in-memory :class:`reef.enclave.EnclaveBackend` (images measured for
   real, nothing runs) for tests of the market, the node and the CLI;
 - :func:`check_backend`: the conformance suite every enclave backend passes;
-- :class:`ManualClock`, :func:`wall_ms`: clocks as parameters;
+- :class:`ManualClock`, :class:`ManualWallClock`, :func:`wall_ms`: clocks as parameters;
 - :class:`MarketModel`: the market contract as a state machine, for stateful tests against it.
 
 Nothing here is imported by reef itself.
@@ -12,8 +12,15 @@ Nothing here is imported by reef itself.
 from __future__ import annotations
 
 from reef.testing._backend_conformance import check_backend
-from reef.testing._clock import ManualClock, wall_ms
+from reef.testing._clock import ManualClock, ManualWallClock, wall_ms
 from reef.testing._fake_backend import FakeBackend
 from reef.testing._market_model import MarketModel
 
-__all__ = ["FakeBackend", "ManualClock", "MarketModel", "check_backend", "wall_ms"]
+__all__ = [
+    "FakeBackend",
+    "ManualClock",
+    "ManualWallClock",
+    "MarketModel",
+    "check_backend",
+    "wall_ms",
+]

@@ -1,10 +1,12 @@
-"""Clocks for tests: the wall clock as a parameter, and one a test moves by hand."""
+"""Clocks for tests: the wall clock as a parameter, and ones a test moves by hand (Unix
+milliseconds for the services that take ``clock_ms``, float seconds for those that take a
+``time.time``-like clock, such as the devnet)."""
 
 from __future__ import annotations
 
 import time
 
-__all__ = ["ManualClock", "wall_ms"]
+__all__ = ["ManualClock", "ManualWallClock", "wall_ms"]
 
 
 def wall_ms() -> int:
@@ -23,3 +25,16 @@ class ManualClock:
 
     def advance(self, ms: int) -> None:
         self.now_ms += ms
+
+
+class ManualWallClock:
+    """A ``time.time`` stand-in: float Unix seconds in :attr:`now`, moved only by the test."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
