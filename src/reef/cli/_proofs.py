@@ -5,6 +5,10 @@ Commands find the chain and the proof market in ``$REEF_HOME/network.json`` (``r
 the proof market's address under ``services.proofs``) or take ``--rpc`` and
 ``--proof-market``; they send from ``--key`` or, on reef's devnet, dev account 0. Amounts are
 rUSD decimals typed by the user (``1.5``), base units inside.
+
+One module (about 600 lines): two command groups (``reef proofs``, ``reef prover``) that share
+the market's location, option blocks and the ask and prover tables; the use cases live in
+:mod:`reef.proofs`.
 """
 
 from __future__ import annotations

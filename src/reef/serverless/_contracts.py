@@ -10,6 +10,10 @@ reason and, here, a hint from :mod:`reef.serverless._reasons`.
   was sent to this contract (Oyster's rule, reference §3);
 - :class:`ServerlessJobsClient` registers executors (with the verifier's statement), opens jobs,
   submits signed outputs, slashes, and reads executors, jobs and their events.
+
+One module (about 640 lines): the typed clients of the Code and Jobs contracts and the records
+they return, kept beside each other because the Jobs client reads what the Code client wrote
+(codehash) and both mirror one ABI each, function by function.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ read from its body. ``POST /api/attestation/verify`` changes nothing and needs n
 
 Chain and control-plane reads are synchronous (web3.py), so each page runs them in a worker
 thread; a page whose data cannot be read says why instead of failing.
+
+One module (about 800 lines): the dashboard's routes, page by page, sharing the page frame,
+the session and the token check; the data, management actions, HTML helpers, metrics and
+alerts live in their own modules.
 """
 
 from __future__ import annotations

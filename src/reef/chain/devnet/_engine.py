@@ -32,6 +32,10 @@ recorder that fails to write makes the block that caused it undone.
 
 Every public method takes one re-entrant lock, so threads (the JSON-RPC server runs requests in
 worker threads) see the EVM one operation at a time.
+
+One module (about 800 lines): the chain's execution (blocks, transactions, receipts, logs,
+state at a block, the clock and the test controls) shares one lock and one VM; persistence and
+the JSON-RPC surface live elsewhere.
 """
 
 from __future__ import annotations

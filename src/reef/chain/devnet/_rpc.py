@@ -23,6 +23,10 @@ as geth answers, without being run), and its requests start within ``batch_timeo
 hours). ``eth_call`` and ``eth_estimateGas`` run with at most
 ``call_gas_cap`` gas (as the call gas caps of geth, anvil and hardhat) and within
 ``call_timeout_s`` seconds of wall time.
+
+One module (about 1 000 lines): the JSON-RPC surface, method by method (the eth_* and evm_*
+methods a node answers, with their parameter checks and limits), as one table a reader can
+scan against the specification.
 """
 
 from __future__ import annotations
