@@ -211,7 +211,7 @@ def _vectors() -> Path | None:
 
 @pytest.fixture(scope="module")
 def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    net = start_network(tmp_path_factory.mktemp("docs-up"))
+    net = start_network(tmp_path_factory.mktemp("docs-up"), extensions=True)
     try:
         yield net
     finally:

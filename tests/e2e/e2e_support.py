@@ -122,6 +122,8 @@ def start_network(home: Path, extra: Sequence[str] = (), *, extensions: bool = F
             "0",
             "--kms-public-port",
             "0",
+            "--dashboard-port",
+            "0",
             "--rate-lock",
             "5",
             *(() if extensions else CORE_ONLY),
