@@ -196,3 +196,35 @@ def test_shipped_examples_group_functions_and_refuse_to_overwrite(tmp_path: Path
     with pytest.raises(InputError, match="no shipped example named 'nope'") as info:
         example_dir("nope")
     assert "hello" in (info.value.hint or "")
+
+
+def test_reef_up_names_the_accounts_its_extensions_act_with() -> None:
+    from reef.chain import Deployment
+    from reef.cli._up import _account_roles
+
+    zero = "0x" + "00" * 20
+    info = NetworkInfo(
+        rpc_url="http://127.0.0.1:8545",
+        chain_id=31337,
+        deployment=Deployment(
+            chain_id=31337,
+            token=zero,
+            market=zero,
+            kms_registry=zero,
+            block=0,  # type: ignore[arg-type]
+        ),
+        rate_lock_s=300,
+        provider=zero,
+        control_plane="http://127.0.0.1:8080",
+        image_store="http://127.0.0.1:8090",
+        services={
+            "proofs": {"engine": "0xAA" + "00" * 19, "prover": "0xBB" + "00" * 19},
+            "serverless": {"executors": [{"owner": "0xCC" + "00" * 19}, {"owner": None}]},
+        },
+    )
+    roles = _account_roles(info)
+    assert roles == {
+        "0xaa" + "00" * 19: "proof matching engine",
+        "0xbb" + "00" * 19: "prover",
+        "0xcc" + "00" * 19: "serverless executor operator",
+    }

@@ -176,6 +176,20 @@ def _service_rows(info: NetworkInfo) -> list[tuple[str, str]]:
     return rows
 
 
+def _account_roles(info: NetworkInfo) -> dict[str, str]:
+    """Which dev accounts the extensions act with, so a user does not spend from them."""
+    roles: dict[str, str] = {}
+    proofs = info.services.get("proofs") or {}
+    for key, role in (("engine", "proof matching engine"), ("prover", "prover")):
+        if isinstance(proofs.get(key), str):
+            roles[str(proofs[key]).lower()] = role
+    for executor in (info.services.get("serverless") or {}).get("executors") or ():
+        owner = executor.get("owner") if isinstance(executor, dict) else None
+        if isinstance(owner, str):
+            roles[owner.lower()] = "serverless executor operator"
+    return roles
+
+
 DEV_KEYS_WARNING = "dev only: these keys come from a public mnemonic; never use them elsewhere"
 
 
@@ -210,10 +224,13 @@ def _announce(network: LocalNetwork, info: NetworkInfo, *, json_output: bool) ->
         _say(f"{name:<{width}}  {value}")
     _say()
     _say(f"dev accounts ({DEV_KEYS_WARNING}):")
+    roles = _account_roles(info)
     for account in accounts:
-        role = " (provider)" if account.index == PROVIDER_ACCOUNT else ""
-        role = " (default for reef deploy/jobs)" if account.index == 0 else role
-        _say(f"  {account.index}  {account.address}  0x{account.private_key.hex()}{role}")
+        role = roles.get(account.address.lower(), "")
+        role = "provider" if account.index == PROVIDER_ACCOUNT else role
+        role = "default for reef deploy/jobs" if account.index == 0 else role
+        suffix = f" ({role})" if role else ""
+        _say(f"  {account.index}  {account.address}  0x{account.private_key.hex()}{suffix}")
     _say()
     _say("try: reef examples hello ./hello && reef deploy ./hello --duration 1h")
     _say("ready")
