@@ -289,3 +289,21 @@ def test_cors_answers_loopback_origins_only(url: str) -> None:
         timeout=10,
     )
     assert "access-control-allow-origin" not in preflight.headers
+
+
+async def test_the_standalone_devnet_answers_metrics() -> None:
+    """`reef chain` serves through DevnetServer: its /metrics parses with prometheus-client."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from reef.chain import Devnet, serve_devnet
+
+    server = await serve_devnet(Devnet(), host="127.0.0.1", port=0)
+    try:
+        async with httpx.AsyncClient() as client:
+            await client.post(server.url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"})
+            text = (await client.get(f"{server.url}/metrics")).text
+    finally:
+        await server.aclose()
+    names = {family.name for family in text_string_to_metric_families(text)}
+    assert {"reef_http_requests", "process_resident_memory_bytes"} <= names

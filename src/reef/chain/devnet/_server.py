@@ -268,6 +268,7 @@ class DevnetServer:
             what="devnet JSON-RPC endpoint",
             limits=limits or Limits(max_body=MAX_BODY, idle_timeout=30),
             log_level=log_level,
+            metrics=True,  # GET /metrics, as every reef service (reef chain serves this one)
         )
 
     @property
