@@ -248,7 +248,7 @@ def main() -> None:
         )
 
         def make_verifier() -> Any:
-            return verifier_app(key, root=authority.root)
+            return verifier_app(key, root=authority.root, offload=False)  # as reef verifier serve
 
         port, pids = _serve_in_child(make_verifier, args.workers)
         try:

@@ -189,20 +189,26 @@ def test_other_roots(serve: Serve, vectors: Path, key: Secp256k1PrivateKey, tmp_
         assert c.post("/verify/raw", content=real).status_code == 401
 
 
-def test_dev_tee_documents(serve: Serve, reef_home: Path, key: Secp256k1PrivateKey) -> None:
-    """Documents minted by the dev TEE authority verify under a service pinned to the dev root."""
+@pytest.mark.parametrize("offload", [True, False], ids=["in a thread", "inline"])
+def test_dev_tee_documents(
+    serve: Serve, reef_home: Path, key: Secp256k1PrivateKey, offload: bool
+) -> None:
+    """Documents minted by the dev TEE authority verify under a service pinned to the dev root,
+    whether the service verifies in a worker thread or inline (reef verifier serve)."""
     authority = DevAuthority.load_or_create(ReefHome(reef_home))
     pcrs = {0: b"\x01" * 48, 1: b"\x02" * 48, 2: b"\x03" * 48}
     now_ms = int(time.time() * 1000)
     document = authority.mint(pcrs, timestamp_ms=now_ms, public_key=b"\x09" * 32, user_data=b"ud")
-    with serve(verifier_app(key, root=authority.root)) as url, httpx.Client(base_url=url) as c:
+    app = verifier_app(key, root=authority.root, offload=offload)
+    with serve(app) as url, httpx.Client(base_url=url) as c:
         answer = c.post("/verify/raw", content=document)
         assert answer.status_code == 200, answer.text
         statement = verify_statement(answer.json(), key.public_key)
         assert statement.timestamp_ms == now_ms
         assert statement.public_key == b"\x09" * 32
         assert statement.user_data == b"ud"
-    with serve(verifier_app(key, root=TrustedRoot.aws())) as url, httpx.Client(base_url=url) as c:
+    app = verifier_app(key, root=TrustedRoot.aws(), offload=offload)
+    with serve(app) as url, httpx.Client(base_url=url) as c:
         answer = c.post("/verify/raw", content=document)
         assert answer.status_code == 401
 

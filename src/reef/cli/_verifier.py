@@ -124,7 +124,8 @@ def serve_cmd(
         markup=False,
     )
     run_on(
-        verifier_app(signing_key, root=trusted),
+        # Its own processes, one per core: each verifies inline (see verifier_app's offload).
+        verifier_app(signing_key, root=trusted, offload=False),
         listener,
         what="verifier",
         log_level="info",
