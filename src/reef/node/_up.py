@@ -346,7 +346,15 @@ class LocalNetwork:
                     progress=progress,
                 )
                 self._started.append(extension)
-                services[extension.name] = dict(await extension.start(ctx))
+                try:
+                    services[extension.name] = dict(await extension.start(ctx))
+                except ReefError as exc:
+                    # The core network works without it: say how to start without it.
+                    hint = f"{exc.hint}; " if exc.hint else ""
+                    raise ServiceError(
+                        f"reef up's {extension.name} could not start: {exc.message}",
+                        hint=f"{hint}or run `reef up --no-{extension.name}`",
+                    ) from exc
                 self.info = replace(self.info, services=dict(services))
                 self.info.dump(home)
         return self.info
