@@ -35,18 +35,17 @@ from reef.cli import (
     _wallet,
 )
 from reef.cli._output import fail
-from reef.cli._root import ReefGroup, version_callback
+from reef.cli._root import ReefTyper, version_callback
 from reef.errors import ReefError
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(
+app = ReefTyper(
     name="reef",
     help="reef: verifiable compute. Attested enclaves, KMS, attested channels, a compute market.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
-    cls=ReefGroup,
     suggest_commands=False,  # ReefGroup suggests, never a command that spends money
 )
 

@@ -24,26 +24,77 @@ try:  # Typer 0.29 vendors Click: its usage errors live in typer._click
 except ImportError:  # pragma: no cover - older Typer raises Click's own
     from click.exceptions import UsageError  # type: ignore[assignment]
 
-__all__ = ["SPENDING_COMMANDS", "ReefGroup", "version_callback"]
+__all__ = ["SPENDING_COMMANDS", "ReefGroup", "ReefTyper", "version_callback"]
 
 SPENDING_COMMANDS = frozenset({"deploy", "deposit"})
 """Commands that move money at once: never offered as a guess for a typo."""
 
 
 class ReefGroup(TyperGroup):
-    """The ``reef`` group (``typer.Typer(cls=ReefGroup, suggest_commands=False)``)."""
+    """The ``reef`` group (``typer.Typer(cls=ReefGroup, suggest_commands=False)``).
+
+    Command groups (``reef kms``, ``reef jobs``, ...) are built when they are run, not when
+    ``reef`` starts: Typer turns every command of a group into a Click command by reading its
+    signature and annotations, which for the whole tree took longer than the rest of start-up.
+    ``lazy`` maps a group's name to its Typer app (:class:`ReefTyper` fills it); listing the
+    commands (``reef --help``) needs only their help, read from the app without building it.
+    """
+
+    lazy: Mapping[str, typer.Typer] = {}
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         _plain_flags(self)
 
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in self.lazy if n not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in self.lazy:
+            # What help listings read: the group's name and help, nothing built.
+            info = self.lazy[cmd_name].info
+            return TyperGroup(name=cmd_name, help=_text(info.help), no_args_is_help=True)
+        return command
+
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] in self.lazy and args[0] not in self.commands:
+            built = typer.main.get_command(self.lazy[args[0]])
+            built.name = args[0]
+            # Built alone, a Typer app offers shell completion; as a group of reef it does not.
+            built.params = [p for p in built.params if p.name not in _COMPLETION_PARAMS]
+            _plain_flags(built)
+            self.commands[args[0]] = built
         try:
             return super().resolve_command(ctx, args)
         except UsageError as exc:
             if args and not args[0].startswith("-"):
-                exc.message = _no_such_command(args[0], self.commands)
+                exc.message = _no_such_command(args[0], {**self.commands, **self.lazy})
             raise
+
+
+_COMPLETION_PARAMS = frozenset({"install_completion", "show_completion"})
+
+
+class ReefTyper(typer.Typer):
+    """The ``reef`` app: its command groups are kept aside and built on use (:class:`ReefGroup`)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.lazy_groups: dict[str, typer.Typer] = {}
+        # A group class of this app's own, so its table is this app's and nothing global.
+        group = type("ReefRootGroup", (ReefGroup,), {"lazy": self.lazy_groups})
+        super().__init__(cls=group, **kwargs)
+
+    def add_typer(self, typer_instance: typer.Typer, *, name: Any = None, **kwargs: Any) -> None:
+        if not isinstance(name, str) or kwargs:
+            super().add_typer(typer_instance, name=name, **kwargs)
+            return
+        self.lazy_groups[name] = typer_instance
+
+
+def _text(value: Any) -> str | None:
+    """A Typer help value (text, or Typer's placeholder for "not given") as text or None."""
+    return value if isinstance(value, str) else None
 
 
 def _no_such_command(name: str, commands: Mapping[str, Any]) -> str:

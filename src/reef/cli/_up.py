@@ -93,8 +93,10 @@ def up(
     dashboard_port: Annotated[int, typer.Option("--dashboard-port", help="Dashboard port.")] = 8888,
     json_output: bool = JsonOption,
 ) -> None:
-    """Run the local network: devnet, contracts, image store, verifier, KMS root, a provider,
-    serverless executors, the proof market and the dashboard.
+    """Run the local network: chain, provider, KMS, serverless, proof market, dashboard.
+
+    The devnet (or anvil) with reef's contracts, the image store, the verifier, the KMS root
+    enclave and a provider, then serverless executors, the proof market and the dashboard.
 
     Ports of 0 pick free ones. Prints the endpoints and funded dev accounts, then `ready`.
     Ctrl-C stops every enclave and service; chain state persists under $REEF_HOME.
