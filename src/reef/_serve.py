@@ -627,7 +627,6 @@ class Server:
         with contextlib.suppress(OSError):
             self.socket.close()
 
-
     async def __aenter__(self) -> Server:
         if self._task is None:
             await self.start()
