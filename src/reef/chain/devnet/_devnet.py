@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from reef.chain._deploy import Deployment
-from reef.chain.devnet._accounts import DEV_MNEMONIC, DEVNET_CHAIN_ID
 from reef.chain.devnet._engine import Chain
 from reef.chain.devnet._store import (
     CHECKPOINT_NAME,
@@ -115,39 +114,14 @@ class Devnet(Chain):
     deployed, ``devnet.json``) with :meth:`open`. Serve it over JSON-RPC with
     ``serve_devnet(devnet)``, or use it in process through :meth:`web3`.
 
-    Args:
-        chain_id: the EIP-155 chain id (hardhat's and anvil's 31337 by default).
-        accounts: how many dev accounts to derive from ``mnemonic`` and fund at genesis.
-        balance_wei: each dev account's genesis balance.
-        mnemonic: the BIP-39 phrase of the dev accounts.
-        clock: the wall clock, in seconds since the epoch (a parameter so tests can move it).
-        genesis_timestamp: the genesis block's timestamp; the clock's now by default.
-
-    Raises:
-        InputError: for an invalid account count, balance or chain id.
+    Its constructor is :class:`~reef.chain.devnet._engine.Chain`'s (same arguments, same
+    errors); persistence is attached by :meth:`open`.
     """
 
-    def __init__(
-        self,
-        *,
-        chain_id: int = DEVNET_CHAIN_ID,
-        accounts: int = 10,
-        balance_wei: int = DEFAULT_BALANCE_WEI,
-        mnemonic: str = DEV_MNEMONIC,
-        clock: Callable[[], float] = time.time,
-        genesis_timestamp: int | None = None,
-    ) -> None:
-        super().__init__(
-            chain_id=chain_id,
-            accounts=accounts,
-            balance_wei=balance_wei,
-            mnemonic=mnemonic,
-            clock=clock,
-            genesis_timestamp=genesis_timestamp,
-        )
-        self._persistence: _Persistence | None = None
-        self._deployment: Deployment | None = None
-        self._rate_lock_s: int | None = None
+    # Set by open(): a devnet made by the constructor lives in memory only.
+    _persistence: _Persistence | None = None
+    _deployment: Deployment | None = None
+    _rate_lock_s: int | None = None
 
     @classmethod
     def _from_genesis(cls, genesis: Mapping[str, Any], *, clock: Callable[[], float]) -> Devnet:
