@@ -532,15 +532,7 @@ class ServerlessJobsClient(_Client):
         return requests[0], _result(tx_hash, receipt)
 
     def submit_output(self, signed: SignedOutput) -> TxResult[Any]:
-        return self._transact(
-            "submitOutput",
-            signed.signature,
-            check_uint(signed.job_id, "job id"),
-            signed.output,
-            check_uint(signed.total_time, "total_time"),
-            check_uint(signed.error_code, "error_code", bits=8),
-            check_uint(signed.sign_timestamp, "sign_timestamp"),
-        )
+        return self._transact("submitOutput", *signed.call_args())
 
     def slash_on_timeout(self, job_id: int) -> TxResult[Any]:
         """Close a job past its deadline and buffer: slash its silent executors, refund."""

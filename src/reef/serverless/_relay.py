@@ -213,15 +213,7 @@ class ServerlessRelayClient(_Client):
         return self._transact("claimJob", check_uint(job_id, "job id"))
 
     def respond(self, signed: SignedOutput) -> TxResult[Any]:
-        return self._transact(
-            "jobResponse",
-            signed.signature,
-            check_uint(signed.job_id, "job id"),
-            signed.output,
-            check_uint(signed.total_time, "total_time"),
-            check_uint(signed.error_code, "error_code", bits=8),
-            check_uint(signed.sign_timestamp, "sign_timestamp"),
-        )
+        return self._transact("jobResponse", *signed.call_args())
 
     def cancel(self, job_id: int) -> TxResult[Any]:
         return self._transact("jobCancel", check_uint(job_id, "job id"))

@@ -128,6 +128,23 @@ class SignedOutput:
     sign_timestamp: int
     signature: bytes
 
+    def call_args(self) -> tuple[bytes, int, bytes, int, int, int]:
+        """The arguments ``submitOutput`` (Jobs) and ``jobResponse`` (Relay) both take, checked.
+
+        Raises:
+            InputError: a number out of its ABI type's range.
+        """
+        from reef.chain import check_uint  # the chain stack loads only where outputs are sent
+
+        return (
+            self.signature,
+            check_uint(self.job_id, "job id"),
+            self.output,
+            check_uint(self.total_time, "total_time"),
+            check_uint(self.error_code, "error_code", bits=8),
+            check_uint(self.sign_timestamp, "sign_timestamp"),
+        )
+
     def digest(self, domain: JobsDomain) -> bytes:
         return submit_output_digest(
             domain,
