@@ -1,7 +1,9 @@
-"""Helpers for end-to-end tests: `reef up` as a real process and the `reef` CLI as subprocesses."""
+"""Helpers for end-to-end tests: `reef up` as a real process and the `reef` CLI as subprocesses,
+or a `LocalNetwork` in this process on an event loop of its own (:func:`network_in_thread`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -10,10 +12,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from reef.node import LocalNetwork, NetworkInfo
+
+_T = TypeVar("_T")
 
 REEF = str(Path(sys.executable).with_name("reef"))
 REPO = Path(__file__).resolve().parents[2]
@@ -164,3 +172,28 @@ def stop_network(network: Network) -> int:
         network.reader.join(timeout=10)
         if network.process.stdout is not None:
             network.process.stdout.close()
+
+
+@contextmanager
+def network_in_thread(network: LocalNetwork, *, timeout: float = 300) -> Iterator[NetworkInfo]:
+    """Start ``network`` on an event loop in a background thread and yield what it started.
+
+    The tests call the network's services synchronously (CliRunner, httpx, a browser) while its
+    tasks keep running on that loop; on exit the network is closed there and the loop stopped.
+    """
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def run(coro: Coroutine[Any, Any, _T]) -> _T:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+
+    try:
+        yield run(network.start())
+    finally:
+        try:
+            run(network.aclose())
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+            loop.close()

@@ -7,9 +7,7 @@ gateway answers with verifiable headers.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from e2e_support import network_in_thread
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from typer.testing import CliRunner
@@ -38,23 +37,6 @@ from reef.serverless import (
 pytestmark = pytest.mark.slow
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "serverless"
-
-
-class _Loop:
-    """An event loop in a thread, where the network's services run."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Any, timeout: float = 300) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @dataclass
@@ -81,15 +63,8 @@ def up(tmp_path_factory: pytest.TempPathFactory, workerd: Path) -> Iterator[Up]:
         kms=False,
     )
     network = LocalNetwork(home, settings, extensions=[ServerlessExtension()])
-    loop = _Loop()
-    try:
-        info = loop.run(network.start())
+    with network_in_thread(network) as info:
         yield Up(home, info, dict(info.services["serverless"]))
-    finally:
-        try:
-            loop.run(network.aclose())
-        finally:
-            loop.close()
 
 
 def test_deploy_call_gives_an_attested_signed_output_billed_as_the_model_says(up: Up) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import html
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from e2e_support import network_in_thread
 
 from dev_tee_support import requires_isolation
 from reef.home import ReefHome
@@ -48,23 +48,6 @@ class Live:
     image_id: str
 
 
-class _Loop:
-    """An event loop in a thread, where the network's services and tasks run."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Any, timeout: float = 180) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     home = ReefHome(tmp_path_factory.mktemp("reef-up"))
@@ -78,9 +61,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         rate_lock_s=5,
     )
     network = LocalNetwork(home, settings, extensions=[DashboardExtension(port=0)])
-    loop = _Loop()
-    try:
-        info = loop.run(network.start())
+    with network_in_thread(network, timeout=180) as info:
         dashboard = info.services["dashboard"]
         token = str(dashboard["manage_url"]).split("token=", 1)[1]
         session = open_session(home)
@@ -94,11 +75,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             result.endpoint,
             result.image_id.hex(),
         )
-    finally:
-        try:
-            loop.run(network.aclose())
-        finally:
-            loop.close()
 
 
 def _job_state(live: Live) -> str:
