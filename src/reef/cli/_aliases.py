@@ -11,7 +11,8 @@ from typing import Annotated, Any
 import typer
 
 from reef.cli import _jobs
-from reef.cli._output import JsonOption, fail, print_result
+from reef.cli._options import Json
+from reef.cli._output import fail, print_result
 from reef.errors import ReefError
 
 __all__ = ["register"]
@@ -46,7 +47,7 @@ def compute_image_id_cmd(
     pcr1: Annotated[str, _pcr("pcr1", True)],
     pcr2: Annotated[str, _pcr("pcr2", True)],
     pcr16: Annotated[str | None, _pcr("pcr16", False)] = None,
-    json_output: bool = JsonOption,
+    json_output: Json = False,
 ) -> None:
     """The image id of PCR values: sha256(flags ‖ PCR0 ‖ PCR1 ‖ PCR2 ‖ PCR16), as Oyster's."""
     from reef.attestation import PCR_LENGTH, image_id

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping
+from reef.cli._options import Json
+from reef.cli._output import err_console, fail, print_json, print_mapping
 from reef.errors import ReefError
 
 if TYPE_CHECKING:
@@ -219,7 +220,7 @@ def _stored(home: ReefHome) -> DevnetInfo | None:
 
 
 @app.command("accounts")
-def accounts_cmd(as_json: bool = JsonOption) -> None:
+def accounts_cmd(as_json: Json = False) -> None:
     """The dev accounts and their keys (public knowledge: development only)."""
     from reef.chain import dev_accounts
     from reef.chain.devnet._accounts import DEV_KEYS_WARNING
@@ -241,7 +242,7 @@ def accounts_cmd(as_json: bool = JsonOption) -> None:
 
 
 @app.command("info")
-def info_cmd(as_json: bool = JsonOption) -> None:
+def info_cmd(as_json: Json = False) -> None:
     """Where the devnet is, whether it runs, and where reef's contracts are."""
     from reef.home import ReefHome
 

@@ -2,8 +2,8 @@
 
 - reading the files users name (``-`` for stdin where a command allows it), with errors that name
   the file rather than a traceback;
-- the ``--rpc`` / ``--market`` flags and the market session they open (:func:`reef.node.open_session`
-  resolves them against ``$REEF_HOME``);
+- the market session the ``--rpc`` / ``--market`` / ``--key`` flags name (the flags themselves are
+  in :mod:`reef.cli._options`; :func:`reef.node.open_session` resolves them against ``$REEF_HOME``);
 - stopping a foreground command cleanly on Ctrl-C or SIGTERM (:func:`stop_signals`, the one way
   every reef command reacts to a stop signal, lives on the serving floor, :mod:`reef._serve`).
 """
@@ -17,30 +17,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import typer
-
 from reef.errors import InputError
 
 if TYPE_CHECKING:
     from reef.node import Session
 
 __all__ = [
-    "InsecureOption",
-    "MarketOption",
-    "RpcOption",
     "market_session",
     "read_file",
     "read_input",
     "stop_signals",
 ]
-
-RpcOption = typer.Option("--rpc", help="JSON-RPC URL (default: the local network's).")
-MarketOption = typer.Option("--market", help="Market address (default: the local network's).")
-InsecureOption = typer.Option(
-    "--insecure",
-    help="Run enclaves even where this host cannot isolate them (see `reef doctor`); "
-    "every output then says so.",
-)
 
 
 @contextlib.contextmanager

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._common import MarketOption, RpcOption
-from reef.cli._output import JsonOption, fail, print_json, print_table
+from reef.cli._options import Json, Market, Rpc
+from reef.cli._output import fail, print_json, print_table
 from reef.errors import ReefError, ServiceError
 
 if TYPE_CHECKING:
@@ -55,8 +55,8 @@ def _dashboard(
 def dashboard_cmd(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port (0 picks a free one).")] = 8888,
-    rpc: Annotated[str | None, RpcOption] = None,
-    market: Annotated[str | None, MarketOption] = None,
+    rpc: Rpc = None,
+    market: Market = None,
     key: Annotated[Path | None, KeyOption] = None,
     read_only: Annotated[
         bool, typer.Option("--read-only", help="No management, even on loopback.")
@@ -122,10 +122,10 @@ def _samples(dash: Dashboard, metrics: list[str]) -> list[Sample]:
 def check_cmd(
     rules: Annotated[Path, RulesArgument],
     metrics: Annotated[list[str] | None, MetricsOption] = None,
-    rpc: Annotated[str | None, RpcOption] = None,
-    market: Annotated[str | None, MarketOption] = None,
+    rpc: Rpc = None,
+    market: Market = None,
     key: Annotated[Path | None, KeyOption] = None,
-    json_output: bool = JsonOption,
+    json_output: Json = False,
 ) -> None:
     """Evaluate the rules once (ignoring `for`), print what fires; exit 1 if anything does."""
     from reef.web import load_rules
@@ -157,8 +157,8 @@ def run_cmd(
         float, typer.Option("--interval", help="Seconds between evaluations.")
     ] = 15.0,
     metrics: Annotated[list[str] | None, MetricsOption] = None,
-    rpc: Annotated[str | None, RpcOption] = None,
-    market: Annotated[str | None, MarketOption] = None,
+    rpc: Rpc = None,
+    market: Market = None,
     key: Annotated[Path | None, KeyOption] = None,
     once: Annotated[
         bool, typer.Option("--once", help="Evaluate once, send, and exit (for cron).")

@@ -7,16 +7,9 @@ from typing import Annotated
 
 import typer
 
-from reef.cli._common import MarketOption, RpcOption, market_session
-from reef.cli._output import (
-    JsonOption,
-    err_console,
-    fail,
-    note,
-    print_json,
-    print_mapping,
-    tx_printer,
-)
+from reef.cli._common import market_session
+from reef.cli._options import AccountKey, Json, Market, Rpc
+from reef.cli._output import err_console, fail, note, print_json, print_mapping, tx_printer
 from reef.errors import ReefError
 
 __all__ = ["register"]
@@ -44,12 +37,9 @@ def deploy_cmd(
     name: Annotated[str | None, typer.Option("--name", help="A name for the job.")] = None,
     region: Annotated[str | None, typer.Option("--region", help="Region (default: local).")] = None,
     store: Annotated[str | None, typer.Option("--store", help="Image store URL.")] = None,
-    rpc: Annotated[str | None, RpcOption] = None,
-    market: Annotated[str | None, MarketOption] = None,
-    key: Annotated[
-        Path | None,
-        typer.Option("--key", help="File with your private key (default: dev account 0)."),
-    ] = None,
+    rpc: Rpc = None,
+    market: Market = None,
+    key: AccountKey = None,
     root: Annotated[
         str, typer.Option("--root", help="Trusted attestation root: dev, aws, mock or a file.")
     ] = "dev",
@@ -64,7 +54,7 @@ def deploy_cmd(
             "is open, stop the job (rate to 0) instead of leaving it open and paying.",
         ),
     ] = False,
-    json_output: bool = JsonOption,
+    json_output: Json = False,
 ) -> None:
     """Deploy an enclave: build, upload, pay for --duration, wait, verify, print the endpoint.
 

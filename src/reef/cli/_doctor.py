@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from reef.cli._output import JsonOption, console, print_json, print_table
+from reef.cli._options import Json
+from reef.cli._output import console, print_json, print_table
 
 __all__ = ["register"]
 
@@ -22,7 +23,7 @@ def doctor(
         bool,
         typer.Option("--ports", help=f"Also check that reef up's ports {UP_PORTS} are free."),
     ] = False,
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Check this host: sandbox, network, firewall, user namespaces, seccomp, disk, Node.js.
 

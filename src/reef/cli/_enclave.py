@@ -10,16 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._common import InsecureOption, stop_signals
-from reef.cli._output import (
-    JsonOption,
-    console,
-    err_console,
-    fail,
-    print_json,
-    print_mapping,
-    print_table,
-)
+from reef.cli._common import stop_signals
+from reef.cli._options import Insecure, Json
+from reef.cli._output import console, err_console, fail, print_json, print_mapping, print_table
 from reef.errors import InputError, ReefError
 
 if TYPE_CHECKING:
@@ -172,11 +165,11 @@ def run_cmd(
     tmp_mib: Annotated[
         int, typer.Option("--tmp-size", help="Size of the app's private /tmp, in MiB.")
     ] = 256,
-    insecure: Annotated[bool, InsecureOption] = False,
+    insecure: Insecure = False,
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Return once started; it keeps running.")
     ] = False,
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Run an image as a local enclave (foreground until Ctrl-C, or --detach)."""
     from reef.enclave import EnclaveSpec
@@ -264,7 +257,7 @@ def ps_cmd(
     all_: Annotated[
         bool, typer.Option("--all", "-a", help="Also list stopped and crashed enclaves.")
     ] = False,
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """List local enclaves."""
     try:
@@ -288,7 +281,7 @@ def ps_cmd(
 @app.command("status")
 def status_cmd(
     enclave_id: Annotated[str, typer.Argument(metavar="ID", help="The enclave id.")],
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Show one enclave: state, exit code, measurements, endpoints."""
     try:
@@ -326,7 +319,7 @@ def logs_cmd(
 @app.command("stop")
 def stop_cmd(
     enclave_id: Annotated[str, typer.Argument(metavar="ID", help="The enclave id.")],
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Stop an enclave: its whole process tree, network namespace and limits go with it."""
     try:

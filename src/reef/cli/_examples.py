@@ -11,7 +11,8 @@ from typing import Annotated
 
 import typer
 
-from reef.cli._output import JsonOption, console, fail, print_json
+from reef.cli._options import Json
+from reef.cli._output import console, fail, print_json
 from reef.errors import ReefError
 
 __all__ = ["register"]
@@ -28,7 +29,7 @@ def examples_cmd(
     directory: Annotated[
         Path | None, typer.Argument(help="Where to copy it (a new directory; default: NAME).")
     ] = None,
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """List the shipped examples, or copy one into a new directory."""
     from reef.node import copy_example, list_examples

@@ -20,8 +20,9 @@ from typing import Annotated
 import typer
 
 from reef.cli._common import stop_signals
-from reef.cli._fn import CodeFlag, JobsFlag, KeyFlag, RpcFlag, open_target
-from reef.cli._output import JsonOption, fail, note, print_result
+from reef.cli._fn import open_target
+from reef.cli._options import AccountKey, CodeContract, JobsContract, Json, Rpc
+from reef.cli._output import fail, note, print_result
 from reef.errors import InputError, ReefError
 
 __all__ = ["register"]
@@ -156,11 +157,11 @@ def register_cmd(
         str | None, typer.Option("--verifier", help="Verifier URL (default: the local network's).")
     ] = None,
     stake: Annotated[int, typer.Option("--stake", help="Stake in token base units.")] = 10_000_000,
-    rpc: Annotated[str | None, RpcFlag] = None,
-    jobs: Annotated[str | None, JobsFlag] = None,
-    code: Annotated[str | None, CodeFlag] = None,
-    key: Annotated[Path | None, KeyFlag] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    jobs: JobsContract = None,
+    code: CodeContract = None,
+    key: AccountKey = None,
+    as_json: Json = False,
 ) -> None:
     """Configure an executor, have it attested, register it with a stake (you own it)."""
     from reef.home import ReefHome
@@ -217,10 +218,10 @@ def _manage(
 @app.command("drain")
 def drain_cmd(
     address: Annotated[str, typer.Argument(help="The executor's (enclave key's) address.")],
-    rpc: Annotated[str | None, RpcFlag] = None,
-    jobs: Annotated[str | None, JobsFlag] = None,
-    key: Annotated[Path | None, KeyFlag] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    jobs: JobsContract = None,
+    key: AccountKey = None,
+    as_json: Json = False,
 ) -> None:
     """Stop new jobs from selecting this executor (its running jobs go on)."""
     _manage("drain", address, rpc, jobs, key, as_json)
@@ -229,10 +230,10 @@ def drain_cmd(
 @app.command("deregister")
 def deregister_cmd(
     address: Annotated[str, typer.Argument(help="The executor's (enclave key's) address.")],
-    rpc: Annotated[str | None, RpcFlag] = None,
-    jobs: Annotated[str | None, JobsFlag] = None,
-    key: Annotated[Path | None, KeyFlag] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    jobs: JobsContract = None,
+    key: AccountKey = None,
+    as_json: Json = False,
 ) -> None:
     """Remove a drained executor with no active jobs; its stake returns to you."""
     _manage("deregister", address, rpc, jobs, key, as_json)

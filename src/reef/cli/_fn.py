@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._common import read_file
+from reef.cli._options import AccountKey, CodeContract, JobsContract, Json, Rpc
 from reef.cli._output import (
-    JsonOption,
     err_console,
     fail,
     note,
@@ -187,7 +187,7 @@ def dev(
             "repeatable. Default: no network.",
         ),
     ] = None,
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Run a function locally in workerd, with an executor's limits and no chain."""
     try:
@@ -222,11 +222,6 @@ def dev(
 
 
 # ---- on chain ----------------------------------------------------------------------------------
-
-RpcFlag = typer.Option("--rpc", help="JSON-RPC URL (default: the local network's).")
-JobsFlag = typer.Option("--jobs", help="Jobs contract (default: the local network's).")
-CodeFlag = typer.Option("--code", help="Code contract (default: the local network's).")
-KeyFlag = typer.Option("--key", help="File with your private key (default: dev account 0).")
 
 
 class ServerlessTarget:
@@ -318,11 +313,11 @@ def deploy_cmd(
         Path, typer.Argument(help=f"The function: a .js file, or a directory with {ENTRY}.")
     ],
     name: Annotated[str | None, typer.Option("--name", help="A name kept in metadata.")] = None,
-    rpc: Annotated[str | None, RpcFlag] = None,
-    jobs: Annotated[str | None, JobsFlag] = None,
-    code: Annotated[str | None, CodeFlag] = None,
-    key: Annotated[Path | None, KeyFlag] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    jobs: JobsContract = None,
+    code: CodeContract = None,
+    key: AccountKey = None,
+    as_json: Json = False,
 ) -> None:
     """Deploy a function on chain; prints its codehash (the deployment's transaction hash)."""
     import json
@@ -406,11 +401,11 @@ def call_cmd(
     timeout_ms: Annotated[
         int, typer.Option("--timeout-ms", help="The job's deadline (paid per ms).")
     ] = 5000,
-    rpc: Annotated[str | None, RpcFlag] = None,
-    jobs: Annotated[str | None, JobsFlag] = None,
-    code: Annotated[str | None, CodeFlag] = None,
-    key: Annotated[Path | None, KeyFlag] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    jobs: JobsContract = None,
+    code: CodeContract = None,
+    key: AccountKey = None,
+    as_json: Json = False,
 ) -> None:
     """Call a deployed function: open a job, wait for the first signed output, print it."""
     from reef.chain import TokenClient
@@ -461,10 +456,10 @@ def call_cmd(
 @app.command("job")
 def job_cmd(
     job_id: Annotated[int, typer.Argument(help="The job's id (reef fn call prints it).")],
-    rpc: Annotated[str | None, RpcFlag] = None,
-    jobs: Annotated[str | None, JobsFlag] = None,
-    code: Annotated[str | None, CodeFlag] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    jobs: JobsContract = None,
+    code: CodeContract = None,
+    as_json: Json = False,
 ) -> None:
     """Show a job: its deposit, selected executors and the outputs they submitted."""
     try:
@@ -494,10 +489,10 @@ def job_cmd(
 
 @app.command("list")
 def list_cmd(
-    rpc: Annotated[str | None, RpcFlag] = None,
-    jobs: Annotated[str | None, JobsFlag] = None,
-    code: Annotated[str | None, CodeFlag] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    jobs: JobsContract = None,
+    code: CodeContract = None,
+    as_json: Json = False,
 ) -> None:
     """List the functions deployed on the code contract."""
     try:
@@ -521,10 +516,10 @@ def list_cmd(
 
 @app.command("executors")
 def executors_cmd(
-    rpc: Annotated[str | None, RpcFlag] = None,
-    jobs: Annotated[str | None, JobsFlag] = None,
-    code: Annotated[str | None, CodeFlag] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    jobs: JobsContract = None,
+    code: CodeContract = None,
+    as_json: Json = False,
 ) -> None:
     """List the registered executors: address, owner, stake, image id, capacity, active jobs."""
     try:

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from reef.cli._common import read_file
-from reef.cli._output import JsonOption, fail, print_json, print_mapping, print_table
+from reef.cli._options import Json
+from reef.cli._output import fail, print_json, print_mapping, print_table
 from reef.errors import ReefError
 
 __all__ = ["register"]
@@ -37,7 +38,7 @@ def _measurement_rows(data: dict[str, Any]) -> dict[str, Any]:
 def build_cmd(
     directory: Annotated[Path, typer.Argument(help="The app directory (with a reef.toml).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="The image file to write.")],
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Build a deterministic image: same inputs, same bytes and image id, on any machine."""
     from reef.enclave import build_image
@@ -77,7 +78,7 @@ def measure_cmd(
     debug: Annotated[
         bool, typer.Option("--debug", help="Measure a debug enclave (PCR0-2 zero, as on Nitro).")
     ] = False,
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Print the PCRs and image id an enclave of this image attests."""
     from reef.enclave import InitParams, load_image
@@ -103,7 +104,7 @@ def inspect_cmd(
     image_file: Annotated[
         Path, typer.Argument(help="An image built by `reef image build` (or an app directory).")
     ],
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Show an image's reef.toml settings and its files."""
     from reef.enclave import load_image

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._common import read_file
-from reef.cli._output import JsonOption, fail, print_json, print_mapping, print_table
+from reef.cli._options import Json
+from reef.cli._output import fail, print_json, print_mapping, print_table
 from reef.errors import InputError, ReefError
 
 if TYPE_CHECKING:
@@ -202,7 +203,7 @@ def build_cmd(
         str | None,
         typer.Option("--kms-root", help="Verify the KMS's attested identity under this root."),
     ] = None,
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Build init params. Order: --file, --utf8, --secret, then --param, each as given."""
     from reef.enclave import InitParams, init_params_digest
@@ -233,7 +234,7 @@ def show_cmd(
     image: Annotated[
         Path | None, typer.Option("--image", help="Also print the image id with this image.")
     ] = None,
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Show an init-params file: digest, PCR16 and its params (secrets stay sealed)."""
     from reef.enclave import InitParams

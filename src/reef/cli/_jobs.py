@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._common import MarketOption, RpcOption, market_session
+from reef.cli._common import market_session
+from reef.cli._options import AccountKey, Json, Market, Rpc
 from reef.cli._output import (
-    JsonOption,
     err_console,
     fail,
     note,
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from reef.chain import Job, MarketClient
     from reef.node import Session
 
-__all__ = ["JobArgument", "KeyOption", "job_label", "job_totals", "register"]
+__all__ = ["JobArgument", "job_label", "job_totals", "register"]
 
 app = typer.Typer(
     help="Your jobs in the market: inspect, fund, update, stop.", no_args_is_help=True
@@ -48,9 +48,6 @@ app = typer.Typer(
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="jobs")
     root.command("logs")(logs_cmd)
-
-
-KeyOption = typer.Option("--key", help="File with your private key (default: dev account 0).")
 
 
 def _parse_job(text: str) -> str:
@@ -206,10 +203,10 @@ def list_cmd(
     owner: Annotated[
         str | None, typer.Option("--owner", help="Whose jobs (default: your account).")
     ] = None,
-    rpc: Annotated[str | None, RpcOption] = None,
-    market: Annotated[str | None, MarketOption] = None,
-    key: Annotated[Path | None, KeyOption] = None,
-    json_output: bool = JsonOption,
+    rpc: Rpc = None,
+    market: Market = None,
+    key: AccountKey = None,
+    json_output: Json = False,
 ) -> None:
     """Your open jobs, and what they hold and spend in total."""
     from reef.chain import parse_address
@@ -246,9 +243,9 @@ def list_cmd(
 @app.command("show")
 def show_cmd(
     job: Annotated[str, JobArgument],
-    rpc: Annotated[str | None, RpcOption] = None,
-    market: Annotated[str | None, MarketOption] = None,
-    json_output: bool = JsonOption,
+    rpc: Rpc = None,
+    market: Market = None,
+    json_output: Json = False,
 ) -> None:
     """One job: its money (from the chain) and its enclave (from its provider)."""
     try:
@@ -263,10 +260,10 @@ def show_cmd(
 def deposit_cmd(
     job: Annotated[str, JobArgument],
     amount: Annotated[str, typer.Argument(help="rUSD to add, e.g. 1.5")],
-    rpc: Annotated[str | None, RpcOption] = None,
-    market: Annotated[str | None, MarketOption] = None,
-    key: Annotated[Path | None, KeyOption] = None,
-    json_output: bool = JsonOption,
+    rpc: Rpc = None,
+    market: Market = None,
+    key: AccountKey = None,
+    json_output: Json = False,
 ) -> None:
     """Add money to a job (anyone may); its enclave then runs longer."""
     from reef.chain import format_amount, parse_amount
@@ -296,10 +293,10 @@ def withdraw_cmd(
     all_: Annotated[
         bool, typer.Option("--max", help="Take back all that the notice reserve allows.")
     ] = False,
-    rpc: Annotated[str | None, RpcOption] = None,
-    market: Annotated[str | None, MarketOption] = None,
-    key: Annotated[Path | None, KeyOption] = None,
-    json_output: bool = JsonOption,
+    rpc: Rpc = None,
+    market: Market = None,
+    key: AccountKey = None,
+    json_output: Json = False,
 ) -> None:
     """Take unused money back from a job (owner only; a notice reserve stays)."""
     from reef.chain import format_amount, parse_amount
@@ -354,10 +351,10 @@ def update_cmd(
         bool | None, typer.Option("--debug/--no-debug", help="Change debug mode.")
     ] = None,
     store: Annotated[str | None, typer.Option("--store", help="Image store URL.")] = None,
-    rpc: Annotated[str | None, RpcOption] = None,
-    market: Annotated[str | None, MarketOption] = None,
-    key: Annotated[Path | None, KeyOption] = None,
-    json_output: bool = JsonOption,
+    rpc: Rpc = None,
+    market: Market = None,
+    key: AccountKey = None,
+    json_output: Json = False,
 ) -> None:
     """Change a job's image, init params or debug flag; the provider replaces the enclave."""
     from reef.chain import parse_job_id
@@ -473,10 +470,10 @@ def stop_cmd(
             "(default: return at once and say when `reef jobs close` works).",
         ),
     ] = False,
-    rpc: Annotated[str | None, RpcOption] = None,
-    market: Annotated[str | None, MarketOption] = None,
-    key: Annotated[Path | None, KeyOption] = None,
-    json_output: bool = JsonOption,
+    rpc: Rpc = None,
+    market: Market = None,
+    key: AccountKey = None,
+    json_output: Json = False,
 ) -> None:
     """Stop a job: revise its rate to 0, and the provider stops the enclave at once.
 
@@ -517,10 +514,10 @@ def stop_cmd(
 @app.command("close")
 def close_cmd(
     job: Annotated[str, JobArgument],
-    rpc: Annotated[str | None, RpcOption] = None,
-    market: Annotated[str | None, MarketOption] = None,
-    key: Annotated[Path | None, KeyOption] = None,
-    json_output: bool = JsonOption,
+    rpc: Rpc = None,
+    market: Market = None,
+    key: AccountKey = None,
+    json_output: Json = False,
 ) -> None:
     """Close a stopped job and get the rest of its deposit back (after `reef jobs stop`)."""
     from reef.chain import Revert
@@ -549,8 +546,8 @@ def logs_cmd(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
     ] = False,
-    rpc: Annotated[str | None, RpcOption] = None,
-    market: Annotated[str | None, MarketOption] = None,
+    rpc: Rpc = None,
+    market: Market = None,
 ) -> None:
     """Print a debug job's enclave console (only debug enclaves have a readable console)."""
     import httpx

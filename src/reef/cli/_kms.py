@@ -18,7 +18,8 @@ import typer
 
 from reef.cli._kms_contract import contract_app
 from reef.cli._kms_serve import derive_server_cmd, root_app
-from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping, print_result
+from reef.cli._options import Json
+from reef.cli._output import err_console, fail, print_json, print_mapping, print_result
 from reef.encoding import parse_hex
 from reef.errors import AttestationError, InputError, ReefError
 
@@ -121,7 +122,7 @@ def derive_cmd(
     version: Annotated[
         int, typer.Option("--version", help="Root seed version (0 = Oyster's derivation).")
     ] = 0,
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Derive a key from a root seed, offline, exactly as the KMS root would."""
     from reef.kms import RootSeed, contract_seed, derive_key, enclave_seed
@@ -223,7 +224,7 @@ def info_cmd(
     max_age_ms: Annotated[
         int, typer.Option("--max-age-ms", help="How old the KMS attestation may be.")
     ] = 300_000,
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Learn a KMS root's keys from its attested identity (optionally pin them)."""
     from reef.kms import KmsPin, PinStore
@@ -296,7 +297,7 @@ def pubkey_cmd(
     version: Annotated[
         int | None, typer.Option("--version", help="Root seed version (default: current).")
     ] = None,
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Fetch an enclave's public key from a KMS, checking the KMS's signature on the answer."""
     from reef.crypto import Secp256k1PublicKey, solana_address
@@ -352,7 +353,7 @@ def rotate_cmd(
             "--admin-key", help="The rotation admin's secp256k1 key (hex), or - for stdin."
         ),
     ],
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Rotate a KMS root: a fresh seed becomes the current version; old versions stay derivable.
 

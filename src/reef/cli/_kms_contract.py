@@ -12,7 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping
+from reef.cli._options import AccountKey, Json, Rpc
+from reef.cli._output import err_console, fail, print_json, print_mapping
 from reef.encoding import parse_hex
 from reef.errors import InputError, ReefError
 from reef.home import ReefHome
@@ -32,10 +33,6 @@ def _home() -> ReefHome:
 
 # --- the KMS registry contract -------------------------------------------------------------------
 
-_RpcOption = typer.Option("--rpc", help="JSON-RPC URL (default: the local network's).")
-_KeyOption = typer.Option(
-    "--key", help="File with the private key to send from (default on reef's devnet: account 0)."
-)
 _ContractOption = typer.Option(
     "--contract", help="The registry's address (default: the local network's KMS registry)."
 )
@@ -112,9 +109,9 @@ def contract_deploy_cmd(
         list[str] | None,
         typer.Option("--approve", help="An image id to approve at once (repeatable, up to 256)."),
     ] = None,
-    rpc: Annotated[str | None, _RpcOption] = None,
-    key: Annotated[Path | None, _KeyOption] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    key: AccountKey = None,
+    as_json: Json = False,
 ) -> None:
     """Deploy a new KMS registry owned by the sending account (it alone approves and revokes)."""
     from reef.chain import KmsRegistryClient
@@ -170,9 +167,9 @@ def _change(
 def contract_approve_cmd(
     image_ids: Annotated[list[str], _ImageIdsArgument],
     contract: Annotated[str | None, _ContractOption] = None,
-    rpc: Annotated[str | None, _RpcOption] = None,
-    key: Annotated[Path | None, _KeyOption] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    key: AccountKey = None,
+    as_json: Json = False,
 ) -> None:
     """Approve image ids: their enclaves may derive keys under this address (owner only)."""
     _change("approved", image_ids, contract, rpc, key, as_json)
@@ -182,9 +179,9 @@ def contract_approve_cmd(
 def contract_revoke_cmd(
     image_ids: Annotated[list[str], _ImageIdsArgument],
     contract: Annotated[str | None, _ContractOption] = None,
-    rpc: Annotated[str | None, _RpcOption] = None,
-    key: Annotated[Path | None, _KeyOption] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    key: AccountKey = None,
+    as_json: Json = False,
 ) -> None:
     """Revoke image ids: the KMS stops deriving their keys under this address (owner only)."""
     _change("revoked", image_ids, contract, rpc, key, as_json)
@@ -194,9 +191,9 @@ def contract_revoke_cmd(
 def contract_verify_cmd(
     image_id: Annotated[str, typer.Argument(help="An image id (64 hex digits, 0x optional).")],
     contract: Annotated[str | None, _ContractOption] = None,
-    rpc: Annotated[str | None, _RpcOption] = None,
-    key: Annotated[Path | None, _KeyOption] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    key: AccountKey = None,
+    as_json: Json = False,
 ) -> None:
     """Ask the registry whether an image is approved (`oysterKMSVerify`, what the KMS asks).
 

@@ -15,6 +15,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+# ``--json`` is spelt in _options; it is re-exported here for the commands that import it with
+# the printers.
+from reef.cli._options import JsonOption
 from reef.errors import ReefError
 
 if TYPE_CHECKING:
@@ -32,8 +35,6 @@ __all__ = [
     "print_table",
     "tx_printer",
 ]
-
-JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
 def console() -> Console:

@@ -9,14 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from reef.cli._common import (
-    InsecureOption,
-    MarketOption,
-    RpcOption,
-    market_session,
-    stop_signals,
-)
-from reef.cli._output import JsonOption, fail, print_result
+from reef.cli._common import market_session, stop_signals
+from reef.cli._options import Insecure, Json, Market, Rpc
+from reef.cli._output import fail, print_result
 from reef.errors import ConfigError, ReefError
 
 if TYPE_CHECKING:
@@ -46,8 +41,8 @@ DbOption = typer.Option(
 
 @app.command("run")
 def run(
-    rpc: Annotated[str | None, RpcOption] = None,
-    market: Annotated[str | None, MarketOption] = None,
+    rpc: Rpc = None,
+    market: Market = None,
     key: Annotated[Path | None, KeyOption] = None,
     provider: Annotated[
         str | None, typer.Option("--provider", help="The provider's address (instead of --key).")
@@ -89,7 +84,7 @@ def run(
             "--safety-margin", min=0, help="Stop enclaves this long before deposits run out."
         ),
     ] = 300,
-    insecure: Annotated[bool, InsecureOption] = False,
+    insecure: Insecure = False,
 ) -> None:
     """Run the control plane in the foreground until Ctrl-C (enclaves keep running)."""
     from reef.chain import parse_address
@@ -166,10 +161,10 @@ async def _serve(service: ProviderService) -> None:
 @app.command("register")
 def register_cmd(
     cp: Annotated[str, typer.Option("--cp", help="The control plane's public URL.")],
-    rpc: Annotated[str | None, RpcOption] = None,
-    market: Annotated[str | None, MarketOption] = None,
+    rpc: Rpc = None,
+    market: Market = None,
     key: Annotated[Path | None, KeyOption] = None,
-    json_output: bool = JsonOption,
+    json_output: Json = False,
 ) -> None:
     """Register this account as a provider whose control plane is at --cp (or update its URL)."""
     from reef.node import register_provider
@@ -190,8 +185,8 @@ def register_cmd(
 
 @app.command("index")
 def index_cmd(
-    rpc: Annotated[str | None, RpcOption] = None,
-    market: Annotated[str | None, MarketOption] = None,
+    rpc: Rpc = None,
+    market: Market = None,
     db: Annotated[str | None, DbOption] = None,
     confirmations: Annotated[int, typer.Option("--confirmations", min=0)] = 0,
     start_block: Annotated[int | None, typer.Option("--start-block", min=0)] = None,
@@ -200,7 +195,7 @@ def index_cmd(
         bool, typer.Option("--follow/--once", help="Keep indexing new blocks.")
     ] = False,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between polls.")] = 1.0,
-    json_output: bool = JsonOption,
+    json_output: Json = False,
 ) -> None:
     """Copy the market's events into the database (what `provider run` does continuously)."""
     from reef.chain import Indexer, Web3BlockSource

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._common import read_file
+from reef.cli._options import Json
 from reef.cli._output import console, err_console, fail, print_json, print_mapping, print_table
 from reef.encoding import parse_hex, to_hex
 from reef.errors import ChannelError, HandshakeError, InputError, ReefError
@@ -37,7 +38,7 @@ def register(root: typer.Typer) -> None:
 @app.command("vectors")
 def vectors_cmd(
     file: Annotated[Path, typer.Argument(help="A Noise vector file in the cacophony JSON format.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    as_json: Json = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="List every vector, not only failures.")
     ] = False,
@@ -189,7 +190,7 @@ def call_cmd(
         int, typer.Option("--max-age-ms", help="How old the server's attestation may be.")
     ] = 300_000,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds for the request.")] = 10.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    as_json: Json = False,
 ) -> None:
     """Make one HTTP request over an attested Scallop channel and print who answered.
 

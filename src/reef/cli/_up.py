@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from reef.cli._common import InsecureOption, stop_signals
-from reef.cli._output import JsonOption, fail, print_json
+from reef.cli._common import stop_signals
+from reef.cli._options import Insecure, Json
+from reef.cli._output import fail, print_json
 from reef.errors import ReefError
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def up(
     no_kms: Annotated[
         bool, typer.Option("--no-kms", help="Do not start the KMS root enclave.")
     ] = False,
-    insecure: Annotated[bool, InsecureOption] = False,
+    insecure: Insecure = False,
     chain: Annotated[
         str,
         typer.Option(
@@ -91,7 +92,7 @@ def up(
         bool, typer.Option("--no-dashboard", help="Do not serve the dashboard.")
     ] = False,
     dashboard_port: Annotated[int, typer.Option("--dashboard-port", help="Dashboard port.")] = 8888,
-    json_output: bool = JsonOption,
+    json_output: Json = False,
 ) -> None:
     """Run the local network: chain, provider, KMS, serverless, proof market, dashboard.
 

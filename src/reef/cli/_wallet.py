@@ -3,14 +3,14 @@ jobs hold and spend per hour (the chain's numbers; amounts in rUSD decimals, ETH
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from reef.cli._common import MarketOption, RpcOption, market_session
-from reef.cli._jobs import KeyOption, job_totals
-from reef.cli._output import JsonOption, fail, print_result
+from reef.cli._common import market_session
+from reef.cli._jobs import job_totals
+from reef.cli._options import AccountKey, Json, Market, Rpc
+from reef.cli._output import fail, print_result
 from reef.errors import ReefError, RPCError
 
 __all__ = ["register"]
@@ -31,10 +31,10 @@ def wallet_cmd(
     owner: Annotated[
         str | None, typer.Option("--owner", help="Whose wallet (default: your account).")
     ] = None,
-    rpc: Annotated[str | None, RpcOption] = None,
-    market: Annotated[str | None, MarketOption] = None,
-    key: Annotated[Path | None, KeyOption] = None,
-    json_output: bool = JsonOption,
+    rpc: Rpc = None,
+    market: Market = None,
+    key: AccountKey = None,
+    json_output: Json = False,
 ) -> None:
     """Your balances (rUSD, ETH for gas) and what your open jobs hold and spend per hour."""
     from reef.chain import format_amount, parse_address
