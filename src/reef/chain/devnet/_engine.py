@@ -391,8 +391,10 @@ class Chain:
                 hint=f"sign for chain id {self._chain_id}",
             )
         try:
-            # Recover the sender now: py-evm would otherwise fail deep inside validation.
-            tx.check_signature_validity()
+            # Recover the sender now: py-evm would otherwise fail deep inside validation. One
+            # recovery is the whole check: the signature's ranges are validated on the way, and
+            # py-evm's check_signature_validity would only add a second recovery and a
+            # verification against the key just recovered from it (true by construction).
             _ = tx.sender
         except Exception as exc:  # as above: BadSignature, ValidationError, ValueError, ...
             raise DevnetFault(f"invalid transaction signature: {exc}") from exc
@@ -540,9 +542,9 @@ class Chain:
         """Mine a block holding ``tx`` (or nothing) at ``timestamp`` and make it the head.
 
         One VM builds the whole block: the transaction, the block's tries, then finalisation
-        (state root) and validation, which is what ``MiningChain.apply_transaction`` followed
-        by ``mine_block`` does, without its second VM, second block load and second state
-        persist per block (the same block, byte for byte: journals replay to the same hashes).
+        (state root), which is what ``MiningChain.apply_transaction`` followed by
+        ``mine_block`` does, without its second VM, second block load, second state persist
+        and re-validation of the block just built (the same block, byte for byte: journals replay to the same hashes).
         A failure leaves the chain as it was: only trie nodes, which nothing refers to, were
         added to the database.
         """
@@ -564,7 +566,13 @@ class Chain:
             block = vm.set_block_transactions_and_withdrawals(
                 vm.get_block(), filled, transactions, receipts
             )
-            block = vm.mine_block(block, mix_hash=randao).block
+            # What VM.mine_block does, without its validate_block: the header already holds
+            # the mix hash (pack_block's only field here), the block was built here from its
+            # parent by py-evm's own header and trie code (and a replay is checked against the
+            # journal's hashes), and the re-check cost a tenth of a transaction. Post-merge
+            # finalisation assigns no reward: it is the state's persist (the state root).
+            vm.state.persist()
+            block = block.copy(header=block.header.copy(state_root=vm.state.state_root))
         except ValidationError as exc:
             raise rejection(exc) from exc
         chain.chaindb.persist_block(block)
