@@ -12,6 +12,7 @@ from event_support import market_event as Ev
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reef.chain import parse_address
 from reef.errors import InputError
 from reef.market import (
     JobBook,
@@ -145,7 +146,7 @@ def test_an_acceptable_job_is_launched_once() -> None:
     spec = launch.spec
     assert (spec.job_id, spec.owner, spec.instance, spec.vcpu, spec.memory) == (
         JOB,
-        OWNER,
+        parse_address(OWNER),
         "dev.small",
         1,
         512,

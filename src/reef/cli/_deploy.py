@@ -63,6 +63,7 @@ def deploy_cmd(
     the provider sees it, saying that the job is still open and paying and how to stop it
     (--stop-on-failure stops it).
     """
+    from reef.chain import parse_address
     from reef.node import DeployRequest, deploy, parse_duration
 
     try:
@@ -71,7 +72,7 @@ def deploy_cmd(
             duration_s=parse_duration(duration),
             instance=instance,
             region=region,
-            provider=provider,
+            provider=parse_address(provider, name="provider") if provider else None,
             init_params=init_params,
             debug=debug,
             name=name,

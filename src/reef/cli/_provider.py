@@ -90,7 +90,7 @@ def run(
     from reef.chain import parse_address
     from reef.enclave import open_backend
     from reef.home import ReefHome
-    from reef.market import BackendRunner, ImagePolicy, RateCard, read_list_file
+    from reef.market import BackendRunner, ImagePolicy, RateCard, read_owner_list
     from reef.node import (
         ProviderDirs,
         ProviderService,
@@ -103,7 +103,7 @@ def run(
     try:
         where = locate_market(home, rpc=rpc, market=market)
         if key is not None:
-            address = str(load_key_file(key).address)
+            address = parse_address(load_key_file(key).address, name="--key")
         elif provider is not None:
             address = parse_address(provider, name="provider")
         elif where.network is not None:
@@ -120,10 +120,8 @@ def run(
             cache_dir=dirs.cache_dir,
             rates=card,
             image_policy=ImagePolicy.from_files(allow_images, deny_images),
-            allow_owners=read_list_file(allow_owners, kind="address") if allow_owners else None,
-            deny_owners=(
-                read_list_file(deny_owners, kind="address") if deny_owners else frozenset()
-            ),
+            allow_owners=read_owner_list(allow_owners) if allow_owners else None,
+            deny_owners=read_owner_list(deny_owners) if deny_owners else frozenset(),
             safety_margin_s=safety_margin,
             confirmations=confirmations,
             start_block=where.start_block if start_block is None else start_block,

@@ -19,7 +19,13 @@ from reef.market._control_plane import (
     launch_key,
 )
 from reef.market._cp_app import ControlPlaneClient, JobView, control_plane_app
-from reef.market._fetch import FetchedImage, ImageFetcher, ImagePolicy, read_list_file
+from reef.market._fetch import (
+    FetchedImage,
+    ImageFetcher,
+    ImagePolicy,
+    read_list_file,
+    read_owner_list,
+)
 from reef.market._image_store import ImageStore, image_store_app, upload_image
 from reef.market._job_state import (
     JobBook,
@@ -75,6 +81,7 @@ __all__ = [
     "paid_until",
     "parse_u256",
     "read_list_file",
+    "read_owner_list",
     "settle",
     "settlement_amount",
     "upload_authorization",

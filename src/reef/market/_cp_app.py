@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
 from reef._api import api_app
+from reef.chain import JobId, parse_job_id
 from reef.errors import ConfigError, ServiceError
 from reef.market._control_plane import RunningEnclave
 from reef.market._job_state import JobPolicy
@@ -49,9 +50,9 @@ class JobView(Protocol):
     @property
     def host(self) -> str: ...
 
-    def enclave(self, job_id: str) -> RunningEnclave | None: ...
+    def enclave(self, job_id: JobId) -> RunningEnclave | None: ...
 
-    def job_status(self, job_id: str) -> dict[str, Any] | None: ...
+    def job_status(self, job_id: JobId) -> dict[str, Any] | None: ...
 
     def jobs(self) -> list[dict[str, Any]]: ...
 
@@ -147,9 +148,10 @@ def _bad_request(message: str) -> JSONResponse:
 def control_plane_app(view: JobView) -> FastAPI:
     """The ASGI app a provider serves (port 8080 by default)."""
 
-    def job_id_of(value: str | None) -> str | None:
+    def job_id_of(value: str | None) -> JobId | None:
+        # Only the full id, as Oyster's clients send it (parse_job_id would also take a number).
         value = value or ""
-        return value.lower() if _JOB_ID.match(value) else None
+        return parse_job_id(value) if _JOB_ID.match(value) else None
 
     async def spec() -> Response:
         return JSONResponse(view.policy.rates.spec_json())
@@ -270,7 +272,7 @@ class ControlPlaneClient:
                 f"the control plane at {self.url} sent an invalid spec: {exc}"
             ) from exc
 
-    def _lookup(self, path: str, job_id: str, *, absent: int) -> dict[str, Any] | None:
+    def _lookup(self, path: str, job_id: JobId, *, absent: int) -> dict[str, Any] | None:
         """``GET path?id=job_id``; ``None`` when the control plane answers ``absent``."""
         response = self._get(path, {"id": job_id})
         if response.status_code == absent:
@@ -281,10 +283,10 @@ class ControlPlaneClient:
             )
         return self._json(response)
 
-    def job(self, job_id: str) -> dict[str, Any] | None:
+    def job(self, job_id: JobId) -> dict[str, Any] | None:
         """What the provider decided for a job (``GET /job``), or ``None`` if it does not know it."""
         return self._lookup("/job", job_id, absent=404)
 
-    def ip(self, job_id: str) -> dict[str, Any] | None:
+    def ip(self, job_id: JobId) -> dict[str, Any] | None:
         """The running enclave's address and endpoints (``GET /ip``), or ``None`` if none runs."""
         return self._lookup("/ip", job_id, absent=400)

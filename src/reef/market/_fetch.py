@@ -24,10 +24,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from reef.chain import Address, parse_address
 from reef.errors import ConfigError, ImageError, ServiceError
 from reef.market._image_store import SHA256_HEX, ImageStore, Upload
 
-__all__ = ["FetchedImage", "ImageFetcher", "ImagePolicy", "read_list_file"]
+__all__ = ["FetchedImage", "ImageFetcher", "ImagePolicy", "read_list_file", "read_owner_list"]
 
 DEFAULT_MAX_DOWNLOAD = 4 * 1024**3  # Oyster's limit for an EIF
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -74,6 +75,15 @@ def list_refusal(
     if allow is not None and entry not in allow:
         return f"{subject} {entry} is not on this provider's allow list"
     return None
+
+
+def read_owner_list(path: Path) -> frozenset[Address]:
+    """The owner addresses of an allow/deny list file (:func:`read_list_file`), checksummed.
+
+    Raises:
+        ConfigError: naming the file and line of a malformed entry.
+    """
+    return frozenset(parse_address(entry) for entry in read_list_file(path, kind="address"))
 
 
 @dataclass(frozen=True)

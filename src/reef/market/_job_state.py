@@ -36,10 +36,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from reef.chain import (
+    Address,
     ChainEvent,
     JobClosed,
     JobDeposited,
     JobEvent,
+    JobId,
     JobMetadataUpdated,
     JobOpened,
     JobReviseRateCancelled,
@@ -47,6 +49,7 @@ from reef.chain import (
     JobReviseRateInitiated,
     JobSettled,
     JobWithdrew,
+    parse_address,
 )
 from reef.errors import InputError, MarketError
 from reef.market._fetch import list_refusal
@@ -164,45 +167,55 @@ class JobMetadata:
 
 @dataclass(frozen=True)
 class JobPolicy:
-    """What this provider accepts. Addresses are compared lowercase.
+    """What this provider accepts.
 
     ``provider`` is this provider's address; jobs opened for anyone else are ignored (``None``
     accepts every job, for tests and single-provider chains). ``allow_owners`` of ``None`` allows
     everyone not in ``deny_owners``.
+
+    Addresses are :class:`reef.chain.Address` (checksummed), as events carry them, so they compare
+    as they are; the policy checks and checksums what it is given, so an address read from a list
+    file or typed in any case means the same account.
+
+    Raises:
+        InputError: a negative safety margin, or an entry that is not an address.
     """
 
     rates: RateCard
-    provider: str | None = None
-    allow_owners: frozenset[str] | None = None
-    deny_owners: frozenset[str] = frozenset()
+    provider: Address | None = None
+    allow_owners: frozenset[Address] | None = None
+    deny_owners: frozenset[Address] = frozenset()
     safety_margin_s: int = 300
     extra_decimals: int = EXTRA_DECIMALS
 
     def __post_init__(self) -> None:
         if self.safety_margin_s < 0:
             raise InputError("the insolvency safety margin cannot be negative")
-        object.__setattr__(self, "provider", self.provider.lower() if self.provider else None)
+        if self.provider is not None:
+            object.__setattr__(self, "provider", parse_address(self.provider, name="provider"))
         if self.allow_owners is not None:
-            object.__setattr__(
-                self, "allow_owners", frozenset(a.lower() for a in self.allow_owners)
-            )
-        object.__setattr__(self, "deny_owners", frozenset(a.lower() for a in self.deny_owners))
+            object.__setattr__(self, "allow_owners", _addresses(self.allow_owners, "allowed owner"))
+        object.__setattr__(self, "deny_owners", _addresses(self.deny_owners, "denied owner"))
 
     @property
     def scale(self) -> int:
         """Rate units per token base unit (10**extra_decimals)."""
         return int(10**self.extra_decimals)
 
-    def owner_refusal(self, owner: str) -> str | None:
-        return list_refusal("owner", owner.lower(), allow=self.allow_owners, deny=self.deny_owners)
+    def owner_refusal(self, owner: Address) -> str | None:
+        return list_refusal("owner", owner, allow=self.allow_owners, deny=self.deny_owners)
+
+
+def _addresses(values: frozenset[Address], name: str) -> frozenset[Address]:
+    return frozenset(parse_address(value, name=name) for value in values)
 
 
 @dataclass(frozen=True)
 class LaunchSpec:
     """What should run for a job. The control plane makes reality match it."""
 
-    job_id: str
-    owner: str
+    job_id: JobId
+    owner: Address
     image_url: str
     init_params: bytes
     debug: bool
@@ -229,7 +242,7 @@ class Launch:
     spec: LaunchSpec
 
     @property
-    def job_id(self) -> str:
+    def job_id(self) -> JobId:
         return self.spec.job_id
 
 
@@ -237,7 +250,7 @@ class Launch:
 class Terminate:
     """Stop the job's enclave for good; ``reason`` says why, for the operator and the user."""
 
-    job_id: str
+    job_id: JobId
     reason: str
 
 
@@ -251,9 +264,10 @@ Action = Launch | Terminate
 class JobMachine:
     """One job of this provider, created by its ``Opened`` event."""
 
-    job_id: str
+    job_id: JobId
     policy: JobPolicy
-    owner: str = ""
+    owner: Address | None = None
+    """Set by the job's ``Opened`` event."""
     metadata: JobMetadata | None = None
     card: InstanceRate | None = None
     rate: int = 0
@@ -296,7 +310,7 @@ class JobMachine:
                 self._end("the job was closed")
 
     def _opened(self, event: JobOpened) -> None:
-        self.owner = event.owner.lower()
+        self.owner = event.owner
         self.rate = event.rate
         self.balance = event.balance
         self.last_settled = event.timestamp
@@ -316,7 +330,7 @@ class JobMachine:
                 f"than {self.card.instance} has ({self.card.cpu} vCPU, {self.card.memory} MiB)"
             )
             return
-        refusal = self.policy.owner_refusal(self.owner)
+        refusal = self.policy.owner_refusal(event.owner)
         if refusal:
             self._end(refusal)
             return
@@ -402,7 +416,12 @@ class JobMachine:
 
     def desired(self) -> LaunchSpec | None:
         """What should run now, or ``None`` when nothing should."""
-        if self.phase != "running" or self.metadata is None or self.card is None:
+        if (
+            self.phase != "running"
+            or self.owner is None
+            or self.metadata is None
+            or self.card is None
+        ):
             return None
         meta = self.metadata
         return LaunchSpec(
@@ -473,21 +492,22 @@ class JobBook:
 
     policy: JobPolicy
     jobs: dict[str, JobMachine] = field(default_factory=dict)
+    """By job id. Its keys are :class:`reef.chain.JobId` values; typed ``str`` so that lookups
+    with a plain string (the control plane's) still type-check."""
 
-    def apply(self, event: ChainEvent) -> str | None:
+    def apply(self, event: ChainEvent) -> JobId | None:
         """Apply one market event; return the id of the job it touched, if it is one of ours.
 
         Events that concern no job (providers, locks, other contracts) are ignored.
         """
         if not isinstance(event, JobEvent):
             return None
-        job_id = event.job.lower()
+        job_id = event.job
         machine = self.jobs.get(job_id)
         if isinstance(event, JobOpened):
             if machine is not None:
                 return None  # a replayed Opened: the job is already known
-            provider = event.provider.lower()
-            if self.policy.provider is not None and provider != self.policy.provider:
+            if self.policy.provider is not None and event.provider != self.policy.provider:
                 return None
             machine = JobMachine(job_id, self.policy)
             self.jobs[job_id] = machine
@@ -496,8 +516,8 @@ class JobBook:
         machine.apply(event)
         return job_id
 
-    def apply_all(self, events: Iterable[ChainEvent]) -> set[str]:
-        touched: set[str] = set()
+    def apply_all(self, events: Iterable[ChainEvent]) -> set[JobId]:
+        touched: set[JobId] = set()
         for event in events:
             job_id = self.apply(event)
             if job_id is not None:
@@ -514,6 +534,6 @@ class JobBook:
         deadlines = [d for m in self.jobs.values() if (d := m.deadline()) is not None]
         return min(deadlines) if deadlines else None
 
-    def running(self) -> dict[str, LaunchSpec]:
+    def running(self) -> dict[JobId, LaunchSpec]:
         """The jobs that should have an enclave now, with what should run in each."""
-        return {job_id: spec for job_id, m in self.jobs.items() if (spec := m.desired())}
+        return {m.job_id: spec for m in self.jobs.values() if (spec := m.desired())}

@@ -41,12 +41,12 @@ from urllib.parse import urlsplit
 
 from reef.attestation import AttestationClient, Expectations, TrustedRoot, VerifiedAttestation
 from reef.chain import (
+    Address,
     JobId,
     MarketClient,
     ProgressCallback,
     format_amount,
     job_index,
-    parse_address,
 )
 from reef.enclave import InitParams, build_image, load_image
 from reef.errors import (
@@ -164,7 +164,7 @@ class DeployRequest:
     duration_s: int
     instance: str = "dev.small"
     region: str | None = None
-    provider: str | None = None
+    provider: Address | None = None
     init_params: Path | None = None
     debug: bool = False
     name: str | None = None
@@ -180,13 +180,13 @@ class DeployRequest:
 class DeployResult:
     """A job with a verified, reachable enclave."""
 
-    job_id: str
+    job_id: JobId
     endpoint: str
     endpoints: Mapping[str, Any]
     image_id: bytes
     image_url: str
     enclave_id: str
-    provider: str
+    provider: Address
     control_plane: str
     rate: int
     cost: int
@@ -196,7 +196,7 @@ class DeployResult:
     @property
     def job(self) -> int:
         """The job's number, what users type (``reef jobs stop 17``); ``job_id`` is its full id."""
-        return job_index(JobId(self.job_id))
+        return job_index(self.job_id)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -216,9 +216,9 @@ class DeployResult:
         }
 
 
-def _label(job_id: str) -> str:
+def _label(job_id: JobId) -> str:
     """A job as people see it and type it: its decimal number."""
-    return str(job_index(JobId(job_id)))
+    return str(job_index(job_id))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -296,7 +296,7 @@ class _CrashWatch:
         EnclaveError: from :meth:`check`, once the enclave crashed.
     """
 
-    def __init__(self, cp: ControlPlaneClient, job_id: str, *, interval: float = 0.5) -> None:
+    def __init__(self, cp: ControlPlaneClient, job_id: JobId, *, interval: float = 0.5) -> None:
         self.cp = cp
         self.job_id = job_id
         self.interval = interval
@@ -320,7 +320,7 @@ class _CrashWatch:
 
 
 def wait_for_enclave(
-    cp: ControlPlaneClient, job_id: str, *, timeout_s: float, progress: Progress = _quiet
+    cp: ControlPlaneClient, job_id: JobId, *, timeout_s: float, progress: Progress = _quiet
 ) -> dict[str, Any]:
     """Poll the provider until the job's enclave runs; return its ``/ip`` answer.
 
@@ -457,7 +457,6 @@ def deploy(
     provider = request.provider or session.default_provider()
     if provider is None:
         raise ConfigError("which provider? none is configured", hint="pass --provider ADDR")
-    provider = parse_address(provider, name="provider")
     cp_url = market.provider(provider)
     if cp_url is None:
         raise MarketError(
@@ -517,7 +516,7 @@ def deploy(
     )
     opening = time.monotonic()
     timings["prepare"] = opening - started
-    job_id = str(market.open_job(metadata.to_json(), provider, rate, cost))
+    job_id = market.open_job(metadata.to_json(), provider, rate, cost)
     opened = time.monotonic()
     timings["open"] = opened - opening
     progress(
@@ -565,7 +564,7 @@ class _Launched:
 
 def _launch_and_verify(
     cp: ControlPlaneClient,
-    job_id: str,
+    job_id: JobId,
     *,
     image_id: bytes,
     root: TrustedRoot,
@@ -611,7 +610,7 @@ def _launch_and_verify(
 
 
 def _after_failure(
-    exc: ReefError, market: MarketClient, job_id: str, *, rate: int, stop: bool
+    exc: ReefError, market: MarketClient, job_id: JobId, *, rate: int, stop: bool
 ) -> None:
     """Tell the user about the open job after a failed wait or verification: it still pays,
     and this is how to stop it; or, with ``stop``, stop it (rate to 0) and say when the rest can

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from reef.chain import Amount, Job
+from reef.chain import Address, Amount, Job, JobId
 from reef.errors import MarketError, ServiceError
 
 if TYPE_CHECKING:
@@ -39,15 +39,14 @@ WITHDRAW_MARGIN_S = 5
 """Seconds a withdrawal takes to be mined, kept out of what may be withdrawn."""
 
 
-def open_jobs(session: Session, market: MarketClient, owner: str | None = None) -> list[Job]:
+def open_jobs(session: Session, market: MarketClient, owner: Address | None = None) -> list[Job]:
     """Open jobs (``owner``'s when given), oldest first."""
     from reef.chain import JobOpened
 
-    wanted = owner.lower() if owner is not None else None
     ids = [
         e.job
         for e in market.events(from_block=session.start_block)
-        if isinstance(e, JobOpened) and (wanted is None or e.owner.lower() == wanted)
+        if isinstance(e, JobOpened) and (owner is None or e.owner == owner)
     ]
     return [job for job_id in dict.fromkeys(ids) if (job := market.find_job(job_id)) is not None]
 
@@ -115,8 +114,8 @@ def job_status(market: MarketClient, job: Job, *, timeout_s: float = 3.0) -> Job
     )
 
 
-def owned_job(session: Session, market: MarketClient, job: str) -> Job:
-    """The open job ``job`` (any spelling :func:`reef.chain.parse_job_id` takes).
+def owned_job(session: Session, market: MarketClient, job: JobId) -> Job:
+    """The open job ``job``, which the session's account owns.
 
     Raises:
         MarketError: it is not open, or the session's account does not own it.
@@ -126,10 +125,10 @@ def owned_job(session: Session, market: MarketClient, job: str) -> Job:
     found = market.find_job(job)
     if found is None:
         raise MarketError(
-            f"job {job} is not open in the market at {session.market_address}",
+            f"job {job_index(job)} is not open in the market at {session.market_address}",
             hint="`reef jobs list` shows your open jobs; a closed job is deleted from the market",
         )
-    if found.owner.lower() != session.address.lower():
+    if found.owner != session.address:
         raise MarketError(
             f"job {job_index(found.id)} belongs to {found.owner}, not to {session.address}",
             hint="use the owner's key (--key FILE)",

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reef.chain import Deployment
+from reef.chain import Address, Deployment, parse_address
 from reef.errors import ConfigError
 from reef.home import ReefHome, replace_file
 
@@ -31,7 +31,7 @@ class NetworkInfo:
     chain_id: int
     deployment: Deployment
     rate_lock_s: int
-    provider: str
+    provider: Address
     """The local provider's address."""
     control_plane: str
     image_store: str
@@ -74,7 +74,7 @@ class NetworkInfo:
                 chain_id=int(data["chain_id"]),
                 deployment=Deployment.from_json(data["deployment"]),
                 rate_lock_s=int(data["rate_lock_s"]),
-                provider=str(data["provider"]),
+                provider=parse_address(str(data["provider"]), name="provider"),
                 control_plane=str(data["control_plane"]),
                 image_store=str(data["image_store"]),
                 verifier=data.get("verifier") or None,

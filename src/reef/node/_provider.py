@@ -15,7 +15,7 @@ from typing import Any
 
 from web3 import Web3
 
-from reef.chain import Indexer, MarketClient, TxResult, Web3BlockSource, parse_address
+from reef.chain import Address, Indexer, MarketClient, TxResult, Web3BlockSource
 from reef.errors import ChainError, ConfigError, RPCError
 from reef.home import ReefHome
 from reef.market import (
@@ -64,14 +64,14 @@ class ProviderSettings:
     """Everything a provider needs besides its enclave backend."""
 
     rpc_url: str
-    market: str
-    provider: str
+    market: Address
+    provider: Address
     db_url: str
     cache_dir: Path
     rates: RateCard = field(default_factory=RateCard.dev)
     image_policy: ImagePolicy = field(default_factory=ImagePolicy)
-    allow_owners: frozenset[str] | None = None
-    deny_owners: frozenset[str] = frozenset()
+    allow_owners: frozenset[Address] | None = None
+    deny_owners: frozenset[Address] = frozenset()
     safety_margin_s: int = 300
     confirmations: int = 0
     start_block: int = 0
@@ -144,7 +144,7 @@ class ProviderService:
         """
         s = self.settings
         w3 = self._w3 if self._w3 is not None else await asyncio.to_thread(connect, s.rpc_url)
-        market = parse_address(s.market, name="market address")
+        market = s.market
         code = await asyncio.to_thread(lambda: w3.eth.get_code(Web3.to_checksum_address(market)))
         if not code:
             raise ConfigError(
@@ -160,7 +160,7 @@ class ProviderService:
         )
         policy = JobPolicy(
             s.rates,
-            provider=parse_address(s.provider, name="provider address"),
+            provider=s.provider,
             allow_owners=s.allow_owners,
             deny_owners=s.deny_owners,
             safety_margin_s=s.safety_margin_s,

@@ -22,6 +22,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from reef.chain import (
+    Address,
     DevnetInfo,
     MarketClient,
     ProgressCallback,
@@ -72,7 +73,7 @@ class MarketLocation:
     """Where the chain and the market are, resolved from flags and ``$REEF_HOME`` (no connection)."""
 
     rpc_url: str
-    market_address: str
+    market_address: Address
     network: NetworkInfo | None
     """``network.json``, when ``reef up`` wrote one."""
     devnet: DevnetInfo | None
@@ -85,7 +86,7 @@ class MarketLocation:
         deployment = self.network.deployment if self.network else None
         if deployment is None and self.devnet is not None:
             deployment = self.devnet.deployment
-        if deployment is not None and deployment.market.lower() == self.market_address.lower():
+        if deployment is not None and deployment.market == self.market_address:
             return deployment.block
         return 0
 
@@ -94,7 +95,7 @@ class MarketLocation:
         """How long before the money runs out the local provider stops enclaves, if known."""
         return self.network.safety_margin_s if self.network else None
 
-    def default_provider(self) -> str | None:
+    def default_provider(self) -> Address | None:
         return self.network.provider if self.network else None
 
     def image_store(self, url: str | None = None) -> str:
@@ -142,7 +143,7 @@ class Session(MarketLocation):
         return max(int(time.time()), chain)
 
     @property
-    def address(self) -> str:
+    def address(self) -> Address:
         """The sending account's address.
 
         Raises:
@@ -150,7 +151,7 @@ class Session(MarketLocation):
         """
         if self.account is None:
             raise ConfigError("no account to send from", hint="pass --key FILE")
-        return str(self.account.address)
+        return Address(self.account.address)  # eth_account gives it checksummed
 
 
 def _try_network(home: ReefHome) -> NetworkInfo | None:

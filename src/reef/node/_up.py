@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from reef.attestation import DevAuthority, TrustedRoot, load_verifier_key, verifier_app
-from reef.chain import DevAccount, MarketClient
+from reef.chain import DevAccount, MarketClient, parse_address
 from reef.crypto import Secp256k1PrivateKey
 from reef.enclave import (
     EnclaveBackend,
@@ -293,6 +293,7 @@ class LocalNetwork:
 
         progress("starting the provider's control plane")
         provider_account = devnet.accounts[PROVIDER_ACCOUNT]
+        provider = parse_address(provider_account.address, name="provider")
         backend = open_backend(home, authority=authority, kms=kms_wiring, insecure=s.insecure)
         dirs = ProviderDirs(home)
         runner = BackendRunner(backend, dirs.launch_dir, provider=provider_account.address)
@@ -300,7 +301,7 @@ class LocalNetwork:
             ProviderSettings(
                 rpc_url=rpc_url,
                 market=deployment.market,
-                provider=provider_account.address,
+                provider=provider,
                 db_url=dirs.db_url,
                 cache_dir=dirs.cache_dir,
                 rates=s.rates,
@@ -320,7 +321,7 @@ class LocalNetwork:
             chain_id=devnet.chain_id,
             deployment=deployment,
             rate_lock_s=devnet.rate_lock_s or s.rate_lock_s,
-            provider=provider_account.address,
+            provider=provider,
             control_plane=self.provider.url,
             image_store=store_url,
             verifier=verifier.url,

@@ -20,7 +20,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from fastapi import FastAPI, Request
@@ -38,6 +38,9 @@ from reef.web import _data, _manage
 from reef.web._attest import known_roots, parse_evidence, server_verdict
 from reef.web._dashboard import TOKEN_HEADER, Dashboard, is_loopback
 from reef.web._html import amount, badge, dl, esc, page, short, table, when
+
+if TYPE_CHECKING:
+    from reef.chain import JobId
 
 __all__ = ["dashboard_app"]
 
@@ -668,8 +671,10 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
         return payload
 
     def action(
-        run: Callable[[Any, str, dict[str, Any]], dict[str, Any]],
+        run: Callable[[Any, Mapping[str, Any], dict[str, Any]], dict[str, Any]],
     ) -> Callable[[Request], Awaitable[Response]]:
+        """A management button: token checked, ``run(session, path params, form)`` in a thread."""
+
         async def handler(request: Request) -> Response:
             denied = refused(request)
             if denied is not None:
@@ -679,17 +684,20 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
                 session = await off_thread(dash.session)
                 if session.account is None:
                     raise InputError("this dashboard has no account", hint="pass --key FILE")
-                job = request.path_params.get("job", "")
-                if job:
-                    from reef.chain import parse_job_id
-
-                    job = parse_job_id(job, name="job")
-                result = await off_thread(run, session, job, payload)
+                result = await off_thread(run, session, request.path_params, payload)
             except ReefError as exc:
                 return JSONResponse({"error": exc.message, "hint": exc.hint or ""}, 400)
             return JSONResponse(result)
 
         return handler
+
+    def job_action(
+        run: Callable[[Any, JobId, dict[str, Any]], dict[str, Any]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """An :func:`action` on the job its path names (any spelling ``parse_job_id`` takes)."""
+        from reef.chain import parse_job_id
+
+        return action(lambda s, path, p: run(s, parse_job_id(str(path["job"]), name="job"), p))
 
     def _debug_of(value: Any) -> bool | None:
         if value in (None, ""):
@@ -718,18 +726,18 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
         ("/api/token", token_check, "POST"),
         (
             "/api/jobs/{job}/deposit",
-            action(lambda s, j, p: _manage.deposit(s, j, str(p.get("amount") or ""))),
+            job_action(lambda s, j, p: _manage.deposit(s, j, str(p.get("amount") or ""))),
             "POST",
         ),
         (
             "/api/jobs/{job}/withdraw",
-            action(lambda s, j, p: _manage.withdraw(s, j, str(p.get("amount") or "") or None)),
+            job_action(lambda s, j, p: _manage.withdraw(s, j, str(p.get("amount") or "") or None)),
             "POST",
         ),
-        ("/api/jobs/{job}/stop", action(lambda s, j, p: _manage.stop_job(s, j)), "POST"),
+        ("/api/jobs/{job}/stop", job_action(lambda s, j, p: _manage.stop_job(s, j)), "POST"),
         (
             "/api/jobs/{job}/update",
-            action(
+            job_action(
                 lambda s, j, p: _manage.update_job(
                     s, j, debug=_debug_of(p.get("debug")), url=str(p.get("url") or "") or None
                 )
@@ -739,7 +747,7 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
         (
             "/api/deploy",
             action(
-                lambda s, j, p: _manage.deploy_job(
+                lambda s, _path, p: _manage.deploy_job(
                     s,
                     str(p.get("image") or ""),
                     str(p.get("duration") or "1h"),

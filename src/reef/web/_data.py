@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from reef.errors import ReefError
 
 if TYPE_CHECKING:
-    from reef.chain import Job, MarketClient, MarketEvent
+    from reef.chain import Address, Job, MarketClient, MarketEvent
     from reef.node import Session
 
 __all__ = [
@@ -180,7 +180,7 @@ def providers(session: Session, client: MarketClient) -> list[ProviderRow]:
     return rows
 
 
-def open_jobs(session: Session, client: MarketClient, owner: str | None) -> list[Job]:
+def open_jobs(session: Session, client: MarketClient, owner: Address | None) -> list[Job]:
     """Open jobs (of ``owner`` when given), oldest first (:func:`reef.node.open_jobs`)."""
     from reef.node import open_jobs as node_open_jobs
 

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 from reef.errors import MarketError
 
 if TYPE_CHECKING:
+    from reef.chain import JobId
     from reef.node import Session
 
 __all__ = ["deploy_job", "deposit", "stop_job", "update_job", "withdraw"]
 
 
-def _owned(session: Session, job: str) -> Any:
+def _owned(session: Session, job: JobId) -> Any:
     """The market client and the open job ``job``, refused unless the dashboard's account owns
     it (:func:`reef.node.owned_job`)."""
     from reef.node import owned_job
@@ -29,7 +30,7 @@ def _owned(session: Session, job: str) -> Any:
     return client, owned_job(session, client, job)
 
 
-def deposit(session: Session, job: str, amount: str) -> dict[str, Any]:
+def deposit(session: Session, job: JobId, amount: str) -> dict[str, Any]:
     """Add ``amount`` rUSD (decimal text) to ``job`` from the dashboard's account."""
     from reef.chain import format_amount, parse_amount
 
@@ -44,7 +45,7 @@ def deposit(session: Session, job: str, amount: str) -> dict[str, Any]:
     return {"job_id": job, "deposited": format_amount(value), "tx_hash": result.tx_hash}
 
 
-def withdraw(session: Session, job: str, amount: str | None) -> dict[str, Any]:
+def withdraw(session: Session, job: JobId, amount: str | None) -> dict[str, Any]:
     """Take ``amount`` rUSD back from ``job`` (all the notice reserve allows when ``None``)."""
     from reef.chain import format_amount, parse_amount
     from reef.node import withdraw_limit
@@ -62,7 +63,7 @@ def withdraw(session: Session, job: str, amount: str | None) -> dict[str, Any]:
     return {"job_id": job, "withdrawn": format_amount(value), "tx_hash": result.tx_hash}
 
 
-def stop_job(session: Session, job: str) -> dict[str, Any]:
+def stop_job(session: Session, job: JobId) -> dict[str, Any]:
     """Revise ``job``'s rate to 0: its provider stops the enclave at once
     (:func:`reef.node.stop_job`, as ``reef jobs stop``)."""
     from reef.node import stop_job as node_stop_job
@@ -73,7 +74,7 @@ def stop_job(session: Session, job: str) -> dict[str, Any]:
 
 
 def update_job(
-    session: Session, job: str, *, debug: bool | None = None, url: str | None = None
+    session: Session, job: JobId, *, debug: bool | None = None, url: str | None = None
 ) -> dict[str, Any]:
     """Change ``job``'s debug flag or image URL; its provider replaces the enclave."""
     from reef.market import JobMetadata
