@@ -5,12 +5,18 @@ In one run, on loopback, each server in a child process of its own (so the load 
 not share its event loop):
 
 - **P-384 bound**: ECDSA P-384 verifications per second on one core (``cryptography``), and what
-  one verifier request needs with the service's chain cache warm (two: the leaf certificate's
-  signature and the COSE signature), so ``bound/core = rate / 2`` documents per second and the
-  two-core bound is twice that. Next to it, ``verify_and_sign`` called directly (the whole
-  per-request work without HTTP: CBOR, the certificate checks, the EIP-712 signature).
+  one verifier request needs. The bound the aim is stated against counts two per document (the
+  leaf certificate's signature and the COSE signature, with the issuing chain cached):
+  ``bound/core = rate / 2``, the two-core bound twice that. The verifier now also caches
+  verified leaves by their DER bytes (an enclave signs with one leaf for hours), so a document
+  from a known enclave needs one (the COSE signature): that bound, ``rate / 1``, is printed next
+  to it. Then ``verify_and_sign`` called directly (the whole per-request work without HTTP: CBOR,
+  the certificate checks, the EIP-712 signature), against both.
 - **verifier**: ``POST /verify/raw`` with a valid dev-TEE document over 1 and over 100 kept-alive
-  connections: requests per second, p50 and p99 latency, and the share of the two-core bound.
+  connections: requests per second, p50 and p99 latency, the share of the two-core bounds, and
+  the CPU time the server's processes spent per request (read from ``/proc``: unlike requests per
+  second it barely moves when other processes share the cores). The load generator runs on the
+  same cores, so its own CPU per request is printed too.
 - **keep-alive**: one kept-alive connection doing ``GET /health`` on a FastAPI app on the serving
   floor, one request after the other, next to the same round trip on a bare asyncio echo server
   (the floor of what any Python server answers in).
@@ -53,6 +59,22 @@ PCRS = {0: b"\x10" * 48, 1: b"\x11" * 48, 2: b"\x12" * 48}
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of ``pid`` and its children, from ``/proc`` (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:  # fields[1] is the parent's pid
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def rate_of(work: Callable[[], object], seconds: float) -> float:
@@ -226,21 +248,26 @@ def main() -> None:
         document = authority.mint(PCRS, timestamp_ms=time.time_ns() // 1_000_000)
         key = Secp256k1PrivateKey(os.urandom(32))
 
-        # The bound: P-384 ECDSA verifications on one core, two per cached document.
+        # The bound: P-384 ECDSA verifications on one core, two per document with the issuing
+        # chain cached (the aim's definition), one with the leaf cached too (what it now needs).
         p384 = ec.generate_private_key(ec.SECP384R1())
         signature = p384.sign(b"x" * 100, ec.ECDSA(hashes.SHA384()))
         public = p384.public_key()
         ecdsa = rate_of(lambda: public.verify(signature, b"x" * 100, ec.ECDSA(hashes.SHA384())), 1)
-        bound_core = ecdsa / 2
+        bound_core, needs_core = ecdsa / 2, ecdsa
         checker = NitroVerifier()
         direct = rate_of(
             lambda: verify_and_sign(document, key, root=authority.root, verifier=checker), 1
         )
         cores = os.cpu_count() or 1
-        print(f"P-384 verify: {ecdsa:8.0f}/s per core -> bound {bound_core:6.0f} documents/s "
-              f"per core, {bound_core * cores:6.0f}/s on {cores} cores")  # fmt: skip
-        print(f"verify_and_sign in process (no HTTP): {direct:6.0f}/s per core "
-              f"({100 * direct / bound_core:.0f} % of the per-core bound)")  # fmt: skip
+        print(f"P-384 verify: {ecdsa:8.0f}/s per core")
+        print(f"  bound, 2 verifies/document (chain cached): {bound_core:6.0f}/s per core, "
+              f"{bound_core * cores:6.0f}/s on {cores} cores")  # fmt: skip
+        print(f"  bound, 1 verify/document (leaf cached too, what the work now needs): "
+              f"{needs_core:6.0f}/s per core, {needs_core * cores:6.0f}/s on {cores} cores")  # fmt: skip
+        print(f"verify_and_sign in process (no HTTP): {direct:6.0f}/s per core, "
+              f"{1000 / direct:.3f} ms each ({100 * direct / bound_core:.0f} % of the 2-verify "
+              f"bound, {100 * direct / needs_core:.0f} % of the 1-verify bound)")  # fmt: skip
 
         request = (
             b"POST /verify/raw HTTP/1.1\r\nhost: bench\r\ncontent-type: application/octet-stream"
@@ -255,12 +282,19 @@ def main() -> None:
             asyncio.run(_wait_listening(port))
             asyncio.run(load(port, request, 4, 0.5))  # warm the chain cache and the workers
             for connections in (1, 100):
+                server_cpu, client_cpu = cpu_seconds(pids[0]), time.process_time()
                 result = asyncio.run(load(port, request, connections, seconds))
+                server_ms = 1000 * (cpu_seconds(pids[0]) - server_cpu) / result["n"]
+                client_ms = 1000 * (time.process_time() - client_cpu) / result["n"]
                 share = 100 * result["rps"] / (bound_core * cores)
+                share_now = 100 * result["rps"] / (needs_core * cores)
                 print(f"verifier, {connections:3d} connection(s), {args.workers} worker(s): "
                       f"{result['rps']:6.0f} req/s  p50 {result['p50']:6.2f} ms  "
-                      f"p99 {result['p99']:6.2f} ms  ({share:.0f} % of the {cores}-core bound; "
+                      f"p99 {result['p99']:6.2f} ms  ({share:.0f} % of the {cores}-core "
+                      f"2-verify bound, {share_now:.0f} % of the 1-verify bound; "
                       f"{result['n']:.0f} requests, {result['failed']:.0f} not 200)")  # fmt: skip
+                print(f"  CPU per request: server {server_ms:.3f} ms, load generator "
+                      f"{client_ms:.3f} ms")  # fmt: skip
             body = home / "document.bin"
             body.write_bytes(document)
             summary = wrk(port, "/verify/raw", body, 100, seconds)

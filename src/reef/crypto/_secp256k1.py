@@ -10,6 +10,7 @@ Public keys travel as 64 bytes ``x || y`` (no ``04`` prefix), Oyster's format.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import coincurve
 
@@ -34,6 +35,9 @@ class Secp256k1PublicKey:
 
     raw: bytes
 
+    def __reduce__(self) -> tuple[type[Secp256k1PublicKey], tuple[bytes]]:
+        return (type(self), (self.raw,))
+
     def __post_init__(self) -> None:
         if len(self.raw) != 64:
             raise InputError(f"a secp256k1 public key is 64 bytes (x || y), got {len(self.raw)}")
@@ -53,7 +57,7 @@ class Secp256k1PublicKey:
             raise InputError("not a secp256k1 public key (64, 65 or 33 bytes expected)") from exc
         return cls(point.format(compressed=False)[1:])
 
-    @property
+    @cached_property
     def address(self) -> str:
         """The Ethereum address, ``0x`` + 40 lowercase hex digits."""
         return "0x" + keccak256(self.raw)[12:].hex()
@@ -82,21 +86,31 @@ class Secp256k1PrivateKey:
     def __repr__(self) -> str:
         return f"Secp256k1PrivateKey(address={self.public_key.address})"
 
+    def __reduce__(self) -> tuple[type[Secp256k1PrivateKey], tuple[bytes]]:
+        # Pickled (and copied) as its secret alone: the cached libsecp256k1 objects stay behind.
+        return (type(self), (self.secret,))
+
     @classmethod
     def generate(cls) -> Secp256k1PrivateKey:
         """A fresh random key from the operating system's CSPRNG."""
         return cls(coincurve.PrivateKey().secret)
 
-    @property
+    # Kept once per key (cached_property writes the instance dict, so frozen is kept): building
+    # a coincurve key computes its public point, which cost a verifier a third of its signing.
+    @cached_property
+    def _signer(self) -> coincurve.PrivateKey:
+        return coincurve.PrivateKey(self.secret)
+
+    @cached_property
     def public_key(self) -> Secp256k1PublicKey:
-        point = coincurve.PrivateKey(self.secret).public_key.format(compressed=False)
-        return Secp256k1PublicKey(point[1:])
+        """The key's public half (64 bytes ``x || y``)."""
+        return Secp256k1PublicKey(self._signer.public_key.format(compressed=False)[1:])
 
     def sign_digest(self, digest: bytes) -> bytes:
         """Sign a 32-byte digest; return ``r || s || v`` with v = 27 or 28 (Ethereum style)."""
         if len(digest) != 32:
             raise InputError(f"a digest to sign is 32 bytes, got {len(digest)}")
-        sig = coincurve.PrivateKey(self.secret).sign_recoverable(digest, hasher=None)
+        sig = self._signer.sign_recoverable(digest, hasher=None)
         return sig[:64] + bytes([sig[64] + 27])
 
 
