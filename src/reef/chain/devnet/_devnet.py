@@ -10,6 +10,7 @@ The file formats are :mod:`reef.chain.devnet._store`'s.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -187,7 +188,8 @@ class Devnet(Chain):
             accounts: how many dev accounts a new devnet funds.
             deploy: deploy reef's contracts on a new devnet.
             clock: the wall clock.
-            durable: fsync the journal after every block (turn off only for throwaway state).
+            durable: sync the journal to disk right after every block (in the background, see
+                :mod:`reef.chain.devnet._store`); turn off only for throwaway state.
             progress: called with (entries replayed, entries to replay) while the journal is
                 replayed at start, for a progress bar.
 
@@ -214,7 +216,8 @@ class Devnet(Chain):
                         home, entries, ends, clock=clock, progress=progress
                     )
                 except BaseException:
-                    journal.close()
+                    with contextlib.suppress(OSError):  # the replay's error is the one to tell
+                        journal.close()
                     raise
             else:
                 devnet = cls(accounts=accounts, clock=clock)
@@ -243,7 +246,8 @@ class Devnet(Chain):
             return devnet
         except BaseException:
             if devnet is not None and devnet._persistence is not None:
-                devnet._persistence.journal.close()
+                with contextlib.suppress(OSError):  # the error that stopped open() matters
+                    devnet._persistence.journal.close()
                 devnet._persistence = None
                 devnet._recorder = None
             if created:
@@ -406,7 +410,10 @@ class Devnet(Chain):
                 self._write_checkpoint()
             except OSError as exc:  # the journal is the record; a checkpoint only saves time
                 _log.warning("devnet: could not write a checkpoint: %s", exc)
-            persistence.journal.close()
+            try:
+                persistence.journal.close()
+            except OSError as exc:  # its last blocks were written, only not synced to disk
+                _log.warning("devnet: could not sync the journal to disk: %s", exc)
             persistence.lock.release()
             self._persistence = None
             self._recorder = None

@@ -544,8 +544,8 @@ class Chain:
         One VM builds the whole block: the transaction, the block's tries, then finalisation
         (state root), which is what ``MiningChain.apply_transaction`` followed by
         ``mine_block`` does, without its second VM, second block load, second state persist
-        and re-validation of the block just built (the same block, byte for byte: journals replay to the same hashes).
-        A failure leaves the chain as it was: only trie nodes, which nothing refers to, were
+        and re-validation of the block just built (the same block, byte for byte: journals
+        replay to the same hashes). A failure leaves the chain as it was: only trie nodes, which nothing refers to, were
         added to the database.
         """
         chain = self._chain
