@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._options import Json
-from reef.cli._output import err_console, fail, print_json, print_mapping
+from reef.cli._output import err_console, fail, print_json, print_result
 from reef.errors import ReefError
 
 if TYPE_CHECKING:
@@ -273,7 +273,4 @@ def info_cmd(as_json: Json = False) -> None:
             "deployment_block": None if deployment is None else deployment.block,
             "state": str(home.chain),
         }
-    if as_json:
-        print_json(data)
-    else:
-        print_mapping(data, title="reef devnet")
+    print_result(data, as_json, title="reef devnet")

@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING
 from reef.errors import InputError
 
 if TYPE_CHECKING:
+    from reef.chain import Address
     from reef.node import Session
 
 __all__ = [
     "market_session",
+    "owner_session",
     "read_file",
     "read_input",
     "stop_signals",
@@ -78,3 +80,20 @@ def market_session(
     return open_session(
         ReefHome.from_env(), rpc=rpc, market=market, key=key, need_account=need_account
     )
+
+
+def owner_session(
+    rpc: str | None, market: str | None, key: Path | None, owner: str | None
+) -> tuple[Session, Address]:
+    """The market session the flags name, and whose account a command shows: ``--owner`` when
+    given (then no account is needed), else the session's own.
+
+    Raises:
+        InputError: ``owner`` is not an address.
+        ConfigError: nothing says where the chain or market is, or no account is available.
+        RPCError: the endpoint does not answer.
+    """
+    from reef.chain import parse_address
+
+    session = market_session(rpc, market, key, need_account=owner is None)
+    return session, parse_address(owner, name="owner") if owner else session.address

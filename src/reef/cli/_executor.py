@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -215,25 +216,30 @@ def _manage(
     print_result(data, as_json)
 
 
-@app.command("drain")
-def drain_cmd(
-    address: Annotated[str, typer.Argument(help="The executor's (enclave key's) address.")],
-    rpc: Rpc = None,
-    jobs: JobsContract = None,
-    key: AccountKey = None,
-    as_json: Json = False,
-) -> None:
-    """Stop new jobs from selecting this executor (its running jobs go on)."""
-    _manage("drain", address, rpc, jobs, key, as_json)
+_Executor = Annotated[str, typer.Argument(help="The executor's (enclave key's) address.")]
 
 
-@app.command("deregister")
-def deregister_cmd(
-    address: Annotated[str, typer.Argument(help="The executor's (enclave key's) address.")],
-    rpc: Rpc = None,
-    jobs: JobsContract = None,
-    key: AccountKey = None,
-    as_json: Json = False,
-) -> None:
-    """Remove a drained executor with no active jobs; its stake returns to you."""
-    _manage("deregister", address, rpc, jobs, key, as_json)
+def _manage_cmd(action: str, doc: str) -> Callable[..., None]:
+    """``drain`` and ``deregister``: the same arguments, one Jobs-contract transaction each."""
+
+    def command(
+        address: _Executor,
+        rpc: Rpc = None,
+        jobs: JobsContract = None,
+        key: AccountKey = None,
+        as_json: Json = False,
+    ) -> None:
+        _manage(action, address, rpc, jobs, key, as_json)
+
+    command.__doc__ = doc
+    return command
+
+
+app.command("drain")(
+    _manage_cmd("drain", "Stop new jobs from selecting this executor (its running jobs go on).")
+)
+app.command("deregister")(
+    _manage_cmd(
+        "deregister", "Remove a drained executor with no active jobs; its stake returns to you."
+    )
+)

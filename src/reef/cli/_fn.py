@@ -30,7 +30,8 @@ from reef.cli._output import (
     note,
     print_json,
     print_mapping,
-    print_table,
+    print_result,
+    print_rows,
     tx_printer,
 )
 from reef.errors import ConfigError, InputError, ReefError, ServerlessError
@@ -481,10 +482,7 @@ def job_cmd(
         ]
     except ReefError as exc:
         raise fail(exc) from None
-    if as_json:
-        print_json(data)
-    else:
-        print_mapping(data)
+    print_result(data, as_json)
 
 
 @app.command("list")
@@ -508,10 +506,7 @@ def list_cmd(
         ]
     except ReefError as exc:
         raise fail(exc) from None
-    if as_json:
-        print_json(rows)
-    else:
-        print_table(rows, ["codehash", "owner", "name", "block"])
+    print_rows(rows, ["codehash", "owner", "name", "block"], as_json)
 
 
 @app.command("executors")
@@ -527,10 +522,8 @@ def executors_cmd(
         rows = [e.to_json() for e in where.jobs().executors()]
     except ReefError as exc:
         raise fail(exc) from None
-    if as_json:
-        print_json(rows)
-    else:
-        print_table(
-            rows,
-            ["address", "owner", "stake", "image_id", "capacity", "active_jobs", "draining"],
-        )
+    print_rows(
+        rows,
+        ["address", "owner", "stake", "image_id", "capacity", "active_jobs", "draining"],
+        as_json,
+    )

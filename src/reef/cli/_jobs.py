@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._common import market_session
+from reef.cli._common import market_session, owner_session
 from reef.cli._options import AccountKey, Json, Market, Rpc
 from reef.cli._output import (
     err_console,
@@ -209,12 +209,10 @@ def list_cmd(
     json_output: Json = False,
 ) -> None:
     """Your open jobs, and what they hold and spend in total."""
-    from reef.chain import parse_address
     from reef.node import open_jobs
 
     try:
-        session = market_session(rpc, market, key, need_account=owner is None)
-        who = parse_address(owner, name="owner") if owner else session.address
+        session, who = owner_session(rpc, market, key, owner)
         client = session.market()
         jobs = open_jobs(session, client, who)
         rows = [_describe(session, client, job) for job in jobs]

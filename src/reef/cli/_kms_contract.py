@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 refused or failed, 2 usage error.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,10 +34,13 @@ def _home() -> ReefHome:
 
 # --- the KMS registry contract -------------------------------------------------------------------
 
-_ContractOption = typer.Option(
-    "--contract", help="The registry's address (default: the local network's KMS registry)."
-)
-_ImageIdsArgument = typer.Argument(help="Image ids (64 hex digits, 0x optional).")
+_Registry = Annotated[
+    str | None,
+    typer.Option(
+        "--contract", help="The registry's address (default: the local network's KMS registry)."
+    ),
+]
+_ImageIds = Annotated[list[str], typer.Argument(help="Image ids (64 hex digits, 0x optional).")]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,34 +167,40 @@ def _change(
         print_mapping({**out, verb: ", ".join(ids)})
 
 
-@contract_app.command("approve")
-def contract_approve_cmd(
-    image_ids: Annotated[list[str], _ImageIdsArgument],
-    contract: Annotated[str | None, _ContractOption] = None,
-    rpc: Rpc = None,
-    key: AccountKey = None,
-    as_json: Json = False,
-) -> None:
-    """Approve image ids: their enclaves may derive keys under this address (owner only)."""
-    _change("approved", image_ids, contract, rpc, key, as_json)
+def _change_cmd(verb: str, doc: str) -> Callable[..., None]:
+    """``approve`` and ``revoke``: the same arguments, one registry transaction each."""
+
+    def command(
+        image_ids: _ImageIds,
+        contract: _Registry = None,
+        rpc: Rpc = None,
+        key: AccountKey = None,
+        as_json: Json = False,
+    ) -> None:
+        _change(verb, image_ids, contract, rpc, key, as_json)
+
+    command.__doc__ = doc
+    return command
 
 
-@contract_app.command("revoke")
-def contract_revoke_cmd(
-    image_ids: Annotated[list[str], _ImageIdsArgument],
-    contract: Annotated[str | None, _ContractOption] = None,
-    rpc: Rpc = None,
-    key: AccountKey = None,
-    as_json: Json = False,
-) -> None:
-    """Revoke image ids: the KMS stops deriving their keys under this address (owner only)."""
-    _change("revoked", image_ids, contract, rpc, key, as_json)
+contract_app.command("approve")(
+    _change_cmd(
+        "approved",
+        "Approve image ids: their enclaves may derive keys under this address (owner only).",
+    )
+)
+contract_app.command("revoke")(
+    _change_cmd(
+        "revoked",
+        "Revoke image ids: the KMS stops deriving their keys under this address (owner only).",
+    )
+)
 
 
 @contract_app.command("verify")
 def contract_verify_cmd(
     image_id: Annotated[str, typer.Argument(help="An image id (64 hex digits, 0x optional).")],
-    contract: Annotated[str | None, _ContractOption] = None,
+    contract: _Registry = None,
     rpc: Rpc = None,
     key: AccountKey = None,
     as_json: Json = False,

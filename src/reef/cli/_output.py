@@ -32,6 +32,7 @@ __all__ = [
     "print_json",
     "print_mapping",
     "print_result",
+    "print_rows",
     "print_table",
     "tx_printer",
 ]
@@ -79,6 +80,20 @@ def print_table(
     for row in rows:
         table.add_row(*(_human(row.get(column, "")) for column in columns))
     console().print(table)
+
+
+def print_rows(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    as_json: bool,
+    *,
+    title: str | None = None,
+) -> None:
+    """A command's list: JSON with ``--json``, else a table of ``columns``."""
+    if as_json:
+        print_json(rows)
+    else:
+        print_table(rows, columns, title=title)
 
 
 def _human(value: Any) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from reef.cli._common import market_session
+from reef.cli._common import owner_session
 from reef.cli._jobs import job_totals
 from reef.cli._options import AccountKey, Json, Market, Rpc
 from reef.cli._output import fail, print_result
@@ -37,12 +37,11 @@ def wallet_cmd(
     json_output: Json = False,
 ) -> None:
     """Your balances (rUSD, ETH for gas) and what your open jobs hold and spend per hour."""
-    from reef.chain import format_amount, parse_address
+    from reef.chain import format_amount
     from reef.node import open_jobs
 
     try:
-        session = market_session(rpc, market, key, need_account=owner is None)
-        who = parse_address(owner, name="owner") if owner else session.address
+        session, who = owner_session(rpc, market, key, owner)
         client = session.market()
         token = client.token.balance(who)
         try:

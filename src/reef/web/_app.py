@@ -274,20 +274,29 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
 
         return render("Jobs", await guarded(body), "/jobs")
 
+    async def open_job(text: str) -> tuple[Any, Any, _data.JobRow]:
+        """The session, its market client and the row of the open job ``text`` names.
+
+        Raises:
+            InputError: ``text`` names no job, or the job is not open.
+        """
+        from reef.chain import parse_job_id
+
+        job_id = parse_job_id(text, name="job")
+        session = await off_thread(dash.session)
+        client = session.market()
+        found = await off_thread(client.find_job, job_id)
+        if found is None:
+            raise InputError(f"job {text} is not open in the market")
+        row = await off_thread(_data.describe_job, session, client, found, dash.margin_s())
+        return session, client, row
+
     async def job_page(request: Request) -> Response:
         text = request.path_params["job"]
 
         async def body() -> str:
-            from reef.chain import parse_job_id
-
-            job_id = parse_job_id(text, name="job")
-            session = await off_thread(dash.session)
-            client = session.market()
-            found = await off_thread(client.find_job, job_id)
-            if found is None:
-                raise InputError(f"job {text} is not open in the market")
-            row = await off_thread(_data.describe_job, session, client, found, dash.margin_s())
-            history = await off_thread(_data.job_history, session, client, job_id)
+            session, client, row = await open_job(text)
+            history = await off_thread(_data.job_history, session, client, row.job_id)
             details = dl(
                 {
                     "job": row.number,
@@ -627,15 +636,7 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
     async def api_logs(request: Request) -> Response:
         text = request.path_params["job"]
         try:
-            from reef.chain import parse_job_id
-
-            job_id = parse_job_id(text, name="job")
-            session = await off_thread(dash.session)
-            client = session.market()
-            found = await off_thread(client.find_job, job_id)
-            if found is None:
-                raise InputError(f"job {text} is not open")
-            row = await off_thread(_data.describe_job, session, client, found, dash.margin_s())
+            _, _, row = await open_job(text)
         except ReefError as exc:
             return JSONResponse({"error": exc.message}, 400)
         if not row.logs_url:

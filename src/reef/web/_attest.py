@@ -61,6 +61,14 @@ def _when(value: dt.datetime) -> int:
     )
 
 
+def _refused(out: dict[str, Any], exc: ReefError) -> dict[str, Any]:
+    """``out`` saying why the document was refused: the attestation check's own reason, or
+    ``invalid`` when it could not be read at all."""
+    reason = exc.reason if isinstance(exc, AttestationError) else "invalid"
+    out.update(reason=reason, message=exc.message, hint=exc.hint or "")
+    return out
+
+
 def _certificate(der: bytes) -> dict[str, Any]:
     out: dict[str, Any] = {"sha256": hashlib.sha256(der).hexdigest(), "size": len(der)}
     try:
@@ -106,12 +114,8 @@ def _quote_verdict(
         # Every status but Revoked (never accepted): the page shows what the platform is at.
         shown = tuple(status for status in TCB_STATUSES if status != "Revoked")
         verified = verify_quote(evidence, collateral=collateral, at_s=at_s, accept=shown)
-    except AttestationError as exc:
-        out.update(reason=exc.reason, message=exc.message, hint=exc.hint or "")
-        return out
     except ReefError as exc:
-        out.update(reason="invalid", message=exc.message, hint=exc.hint or "")
-        return out
+        return _refused(out, exc)
     result = verified.to_json()
     out.update(
         verified=result,
@@ -182,11 +186,7 @@ def server_verdict(
         # "now", verify would also hold the document to max_age.
         at = now_ms if mode == "live" else None
         verified = verify(evidence, root=root, mode=mode, now_ms=at)
-    except AttestationError as exc:
-        out.update(reason=exc.reason, message=exc.message, hint=exc.hint or "")
-        return out
     except ReefError as exc:
-        out.update(reason="invalid", message=exc.message, hint=exc.hint or "")
-        return out
+        return _refused(out, exc)
     out.update(ok=True, reason="", message="accepted", verified=verified.to_json())
     return out

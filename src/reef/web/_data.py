@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from reef.errors import ReefError
 
 if TYPE_CHECKING:
-    from reef.chain import Address, Job, MarketClient, MarketEvent
+    from reef.chain import Address, Job, JobId, MarketClient, MarketEvent
     from reef.node import Session
 
 __all__ = [
@@ -51,10 +51,10 @@ class ProviderRow:
 class JobRow:
     """One open job: its money (chain) and its enclave (its provider)."""
 
-    job_id: str
+    job_id: JobId
     number: int
-    owner: str
-    provider: str
+    owner: Address
+    provider: Address
     metadata: Mapping[str, Any]
     rate: int
     balance: int
@@ -232,7 +232,7 @@ def describe_job(session: Session, client: MarketClient, job: Job, margin_s: int
     )
 
 
-def job_history(session: Session, client: MarketClient, job_id: str) -> list[dict[str, Any]]:
+def job_history(session: Session, client: MarketClient, job_id: JobId) -> list[dict[str, Any]]:
     """The job's market events, oldest first: name, block, transaction and fields."""
     events: Sequence[MarketEvent] = client.events(from_block=session.start_block, job=job_id)
     out = []
