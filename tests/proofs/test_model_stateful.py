@@ -1,6 +1,7 @@
 """Random sequences of operations against ProofMarket.vy and the Python model agree on every
 outcome (the same revert reason, the same skips, the same states) and every token balance, and
-the contract always holds exactly the open rewards plus the stakes (tokens are conserved)."""
+the contract always holds exactly the open rewards plus the stakes (tokens are conserved).
+Two markets: a public one and one whose asks carry private inputs (provers' keys, ACLs)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from proofs.proofs_support import FUNDS, START, ProofChain
+from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ContractRevertError, ProofError
 from reef.proofs import ProofMarketClient, SkipReason
 from reef.proofs._model import ProofMarketModel
@@ -21,6 +23,10 @@ from reef.proofs._model import ProofMarketModel
 PENALTY = 50
 ENCLAVE = Account.from_key(b"\x11" * 32)
 STRANGER = Account.from_key(b"\x22" * 32)
+KEYS = {
+    account.address: Secp256k1PrivateKey(bytes(account.key)).public_key.raw
+    for account in (ENCLAVE, STRANGER)
+}
 
 
 def _outcome(fn: Any, *args: Any, **kwargs: Any) -> tuple[str, Any]:
@@ -54,6 +60,19 @@ class ProofMarketMachine(RuleBasedStateMachine):
             creator, penalty=PENALTY, ivs=self.ivs.address, n_inputs=1
         )
         self.model.set_tee_signer(creator, mid, ENCLAVE.address, True)
+        # The private market: its provers' keys must be its enclave keys (a TEE market).
+        self._pin()
+        self.private_id, _ = market.create_tee_market(
+            image_id=b"\x02" * 32, penalty=PENALTY, n_inputs=1, ivs=self.ivs.address,
+            private_inputs=True,
+        )  # fmt: skip
+        self._pin()
+        market.set_tee_signer(self.private_id, ENCLAVE.address)
+        pid = self.model.create_tee_market(
+            creator, penalty=PENALTY, ivs=self.ivs.address, n_inputs=1, private_inputs=True
+        )
+        self.model.set_tee_signer(creator, pid, ENCLAVE.address, True)
+        self.markets = [self.market_id, self.private_id]
         self.asks: list[int] = []
         # Start with every prover staked and quoting, so most sequences reach assignment.
         quotes = [(10, 10, 1, 120), (50, 30, 2, 60), (100, 5, 1, 200)]
@@ -67,6 +86,10 @@ class ProofMarketMachine(RuleBasedStateMachine):
             self.model.join_market(
                 account.address, mid, price=price, max_time=max_time, compute=compute
             )
+        for account in (self.provers[0], self.provers[2]):  # compute left for one more market
+            self._pin()
+            self._client(account).join_market(self.private_id, price=10, max_time=10, compute=1)
+            self.model.join_market(account.address, pid, price=10, max_time=10, compute=1)
 
     def _pin(self) -> int:
         self.now += 1
@@ -95,20 +118,50 @@ class ProofMarketMachine(RuleBasedStateMachine):
         reward=st.integers(1, 200),
         expiry=st.integers(20, 400),
         time=st.integers(1, 60),
+        market=st.integers(0, 1),
+        secret=st.none() | st.tuples(st.binary(max_size=3), st.binary(max_size=2)),
     )
-    def create_ask(self, who: int, reward: int, expiry: int, time: int) -> None:
+    def create_ask(
+        self,
+        who: int,
+        reward: int,
+        expiry: int,
+        time: int,
+        market: int,
+        secret: tuple[bytes, bytes] | None,
+    ) -> None:
         account = self.requesters[who]
+        market_id = self.markets[market]
         now = self.now + 1
+
+        def on_chain() -> Any:
+            client = self._client(account)
+            timing = {"reward": reward, "expiry": now + expiry, "proving_time": time}
+            if secret is None:
+                return client.create_ask(market_id, [now], **timing)
+            return client.create_private_ask(
+                market_id, [now], secret=secret[0], acl=secret[1], **timing
+            )
+
         self._both(
-            lambda: self._client(account).create_ask(
-                self.market_id, [now], reward=reward, expiry=now + expiry, proving_time=time
-            ),
+            on_chain,
             lambda t: self.model.create_ask(
-                account.address, self.market_id, [t], reward=reward, expiry=t + expiry,
+                account.address, market_id, [t], reward=reward, expiry=t + expiry,
                 proving_time=time, refund=account.address, now=t,
+                secret=None if secret is None else secret[0],
+                acl=b"" if secret is None else secret[1],
             ),
         )  # fmt: skip
         self.asks = list(self.model.asks)
+
+    @rule(who=st.integers(0, 2), market=st.integers(0, 1), honest=st.booleans())
+    def set_key(self, who: int, market: int, honest: bool) -> None:
+        account, market_id = self.provers[who], self.markets[market]
+        owner = ENCLAVE if honest else STRANGER
+        self._both(
+            lambda: self._client(account).set_prover_key(market_id, KEYS[owner.address]),
+            lambda t: self.model.set_prover_key(account.address, market_id, owner.address),
+        )
 
     @precondition(lambda self: bool(self.asks))
     @rule(who=st.integers(0, 1), ask=st.integers(0, 50))
@@ -140,20 +193,25 @@ class ProofMarketMachine(RuleBasedStateMachine):
     # ---- matching engine and provers' proofs ----
 
     @precondition(lambda self: bool(self.asks))
-    @rule(pairs=st.lists(st.tuples(st.integers(0, 50), st.integers(0, 2)), min_size=1, max_size=4))
-    def assign(self, pairs: list[tuple[int, int]]) -> None:
-        asks = [self._ask(a) for a, _ in pairs]
-        provers = [self.provers[p].address for _, p in pairs]
+    @rule(
+        pairs=st.lists(
+            st.tuples(st.integers(0, 50), st.integers(0, 2), st.booleans()), min_size=1, max_size=4
+        )
+    )
+    def assign(self, pairs: list[tuple[int, int, bool]]) -> None:
+        asks = [self._ask(a) for a, _, _ in pairs]
+        provers = [self.provers[p].address for _, p, _ in pairs]
+        acls = [b"\x01" * 129 if with_acl else b"" for _, _, with_acl in pairs]
         now = self._pin()
-        result = self._client(self.chain.engine).assign(asks, provers)
+        result = self._client(self.chain.engine).assign(asks, provers, acls)
         skipped = [
             (e.ask_id, e.prover, SkipReason(e.reason))
             for e in result.events
             if type(e).__name__ == "AssignmentSkipped"
         ]
         expected = []
-        for ask_id, prover in zip(asks, provers, strict=True):
-            reason = self.model.try_assign(ask_id, prover, now)
+        for ask_id, prover, acl in zip(asks, provers, acls, strict=True):
+            reason = self.model.try_assign(ask_id, prover, now, acl)
             if reason is not None:
                 expected.append((ask_id, prover, reason))
         assert skipped == expected
@@ -202,15 +260,16 @@ class ProofMarketMachine(RuleBasedStateMachine):
         price=st.integers(0, 150),
         max_time=st.integers(0, 60),
         compute=st.integers(0, 2),
+        market=st.integers(0, 1),
     )
-    def join(self, who: int, price: int, max_time: int, compute: int) -> None:
-        account = self.provers[who]
+    def join(self, who: int, price: int, max_time: int, compute: int, market: int) -> None:
+        account, market_id = self.provers[who], self.markets[market]
         self._both(
             lambda: self._client(account).join_market(
-                self.market_id, price=price, max_time=max_time, compute=compute
+                market_id, price=price, max_time=max_time, compute=compute
             ),
             lambda t: self.model.join_market(
-                account.address, self.market_id, price=price, max_time=max_time, compute=compute
+                account.address, market_id, price=price, max_time=max_time, compute=compute
             ),
         )
 
@@ -229,19 +288,19 @@ class ProofMarketMachine(RuleBasedStateMachine):
                 lambda t: self.model.withdraw_stake(account.address, amount),
             )
 
-    @rule(who=st.integers(0, 2), step=st.integers(0, 2))
-    def leave(self, who: int, step: int) -> None:
-        account = self.provers[who]
+    @rule(who=st.integers(0, 2), step=st.integers(0, 2), market=st.integers(0, 1))
+    def leave(self, who: int, step: int, market: int) -> None:
+        account, market_id = self.provers[who], self.markets[market]
         client = self._client(account)
         if step == 0:
             self._both(
-                lambda: client.request_leave(self.market_id),
-                lambda t: self.model.request_leave(account.address, self.market_id, t),
+                lambda: client.request_leave(market_id),
+                lambda t: self.model.request_leave(account.address, market_id, t),
             )
         elif step == 1:
             self._both(
-                lambda: client.leave_market(self.market_id),
-                lambda t: self.model.leave_market(account.address, self.market_id, t),
+                lambda: client.leave_market(market_id),
+                lambda t: self.model.leave_market(account.address, market_id, t),
             )
         else:
             self._both(client.deregister, lambda t: self.model.deregister(account.address))

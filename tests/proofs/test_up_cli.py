@@ -86,9 +86,11 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
 def test_request_prove_pay_and_verify_with_snarkjs(up: Up) -> None:
     listed = up.reef("proofs", "market", "list", "--json")
     assert listed.exit_code == 0, listed.output
-    [example] = json.loads(listed.stdout)
+    example, private = json.loads(listed.stdout)[:2]
     assert example["kind"] == "groth16"
     assert example["public_inputs"] == ["x"]
+    assert (example["private"], private["private"]) == (False, True)
+    assert (private["public_inputs"], private["private_inputs"]) == (["salt"], ["x"])
     inputs = up.tmp / "input.json"
     inputs.write_text(json.dumps({"x": 424242}))
     requested = up.reef(
@@ -123,6 +125,57 @@ def test_request_prove_pay_and_verify_with_snarkjs(up: Up) -> None:
     assert "OK" in verified.stdout
     shown = up.reef("proofs", "show", str(ask_id), "--json")
     assert json.loads(shown.stdout)["state"] == "complete"
+
+
+def test_a_private_input_is_proved_and_never_shown(up: Up) -> None:
+    commitment = EXAMPLE.parent / "commitment"
+    requested = up.reef(
+        "proofs", "request", "2", "--input", str(commitment / "input.json"),
+        "--private", str(commitment / "private.json"), "--reward", "1", "--key", str(up.key),
+        "--json",
+    )  # fmt: skip
+    assert requested.exit_code == 0, requested.output
+    ask_id = json.loads(requested.stdout)["ask_id"]
+    waited = up.reef("proofs", "wait", str(ask_id), "--timeout", "3m", "--json")
+    assert waited.exit_code == 0, waited.output
+    done = json.loads(waited.stdout)
+    assert done["private_inputs"] is True
+    assert done["inputs"] == ["7"]
+    assert done["public_signals"][1] == "7"
+    assert len(done["public_signals"]) == 2
+    assert "12345" not in waited.stdout
+    (up.tmp / "cproof.json").write_text(json.dumps(done["proof"]))
+    (up.tmp / "cpublic.json").write_text(json.dumps(done["public_signals"]))
+    runtime = ensure_snarkjs()
+    verified = subprocess.run(
+        [str(runtime.node), str(runtime.snarkjs_cli), "groth16", "verify",
+         str(commitment / "verification_key.json"), str(up.tmp / "cpublic.json"),
+         str(up.tmp / "cproof.json")],
+        cwd=runtime.project, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_private_inputs_go_only_to_markets_that_take_them(up: Up) -> None:
+    commitment = EXAMPLE.parent / "commitment"
+    k = ("--key", str(up.key), "--reward", "1")
+    public = up.reef(
+        "proofs", "request", "1", "--input", str(EXAMPLE / "input.json"),
+        "--private", str(commitment / "private.json"), *k,
+    )  # fmt: skip
+    assert public.exit_code == 1
+    assert "market 1 takes no private inputs" in public.output
+    missing = up.reef("proofs", "request", "2", "--input", str(commitment / "input.json"), *k)
+    assert missing.exit_code == 1
+    assert "needs private inputs ['x']" in missing.output
+    wrong = up.tmp / "wrong-private.json"
+    wrong.write_text(json.dumps({"y": 1}))
+    refused = up.reef(
+        "proofs", "request", "2", "--input", str(commitment / "input.json"),
+        "--private", str(wrong), *k,
+    )  # fmt: skip
+    assert refused.exit_code == 1
+    assert "the market takes ['x']" in refused.output
 
 
 def test_invalid_inputs_end_invalid_without_slashing(up: Up) -> None:

@@ -131,6 +131,8 @@ def _market_row(ctx: _Ctx, market_id: int) -> dict[str, Any]:
         "kind": market.kind.label,
         "name": metadata.get("name", ""),
         "public_inputs": metadata.get("public_inputs", []),
+        "private_inputs": metadata.get("private_inputs", []),
+        "private": market.private_inputs,
         "verifier": market.verifier,
         "image_id": "0x" + market.image_id.hex(),
         "artifacts_hash": "0x" + market.artifacts_hash.hex(),
@@ -155,6 +157,13 @@ def market_create(
         list[str] | None,
         typer.Option(
             "--public-input", help="A public input signal name, in circuit order (repeat)."
+        ),
+    ] = None,
+    private_input: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--private-input",
+            help="A private input signal name (repeat): asks give it encrypted, never on chain.",
         ),
     ] = None,
     image_id: Annotated[
@@ -187,9 +196,16 @@ def market_create(
             if image_id is None:
                 raise InputError("--tee needs --image-id HEX")
             image = parse_hex(image_id, name="--image-id")
-            meta = json.dumps({"name": name or "tee", "public_inputs": [], "artifacts": {}})
+            fields: dict[str, Any] = {"name": name or "tee", "public_inputs": [], "artifacts": {}}
+            if private_input:
+                fields["private_inputs"] = list(private_input)
             market_id, _ = client.create_tee_market(
-                image_id=image, penalty=stake, n_inputs=inputs, ivs=ivs, metadata=meta
+                image_id=image,
+                penalty=stake,
+                n_inputs=inputs,
+                ivs=ivs,
+                metadata=json.dumps(fields),
+                private_inputs=bool(private_input),
             )
             return market_id
         from reef.proofs import ArtifactStore, CircuitArtifacts, create_groth16_market
@@ -209,6 +225,7 @@ def market_create(
             penalty=stake,
             name=name,
             ivs=ivs,
+            private_inputs=private_input or (),
         )
 
     market_id = _run(go)
@@ -252,13 +269,34 @@ def market_show(
 # ---- asks ----
 
 
-def _read_inputs(path: Path, names: list[str]) -> list[int]:
+def _read_json_object(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read the input file {path}: {exc}") from exc
     if not isinstance(data, dict):
         raise InputError(f'{path} must hold a JSON object of input signals, e.g. {{"x": 5}}')
+    return data
+
+
+def _read_private(path: Path, names: list[str], market_id: int) -> bytes:
+    """The private inputs file, checked against the market's names, as the bytes to encrypt."""
+    from reef.errors import InvalidProofInputError
+    from reef.proofs import parse_private_inputs
+
+    data = _read_json_object(path)
+    try:
+        values = parse_private_inputs(json.dumps(data).encode(), names)
+    except InvalidProofInputError as exc:
+        raise InputError(
+            f"{path}: {exc.args[0] if exc.args else exc}",
+            hint=f"market {market_id} takes the private inputs {names}",
+        ) from exc
+    return json.dumps(values, separators=(",", ":")).encode()
+
+
+def _read_inputs(path: Path, names: list[str]) -> list[int]:
+    data = _read_json_object(path)
     if names:
         missing = [n for n in names if n not in data]
         if missing:
@@ -295,7 +333,12 @@ def request_cmd(
     ],
     reward: Annotated[str, typer.Option("--reward", help="The most you pay for the proof (rUSD).")],
     private: Annotated[
-        Path | None, typer.Option("--private", help="Private inputs (not supported yet).")
+        Path | None,
+        typer.Option(
+            "--private",
+            help="JSON object of private input signals: encrypted to the matching engine, "
+            "re-encrypted to the assigned prover, never on chain in the clear.",
+        ),
     ] = None,
     expiry: Annotated[
         str, typer.Option("--expiry", help="How long a prover may take to pick it up.")
@@ -307,29 +350,48 @@ def request_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Ask for a proof: escrow the reward; a prover is assigned, proves, and is paid."""
-    if private is not None:
-        raise fail(
-            ProofError(
-                "private inputs are not supported yet",
-                hint="put every input the circuit needs in --input (they are public on chain)",
-            ),
-            code=2,
-        )
 
     def go() -> int:
         ctx = _ctx(rpc, proof_market, key)
-        names = list(_market_row(ctx, market_id)["public_inputs"])
-        values = _read_inputs(input_file, names)
+        row = _market_row(ctx, market_id)
+        values = _read_inputs(input_file, list(row["public_inputs"]))
+        private_names = list(row["private_inputs"])
+        if private is not None and not row["private"]:
+            raise ProofError(
+                f"market {market_id} takes no private inputs",
+                hint="drop --private, or use a market created with --private-input",
+            )
+        if private is None and row["private"]:
+            raise ProofError(
+                f"market {market_id} needs private inputs {private_names}",
+                hint="give them with --private FILE (a JSON object)",
+            )
+        secret = None if private is None else _read_private(private, private_names, market_id)
         amount = _amount(reward, "--reward")
+        client = ctx.client()
+        if secret is not None:
+            from reef.proofs import encrypt_secret
+
+            engine_key = client.engine_key()
+            if not engine_key:
+                raise ProofError(
+                    "the matching engine has not published its key yet",
+                    hint="start the matching engine (reef up runs one), then retry",
+                )
+            sealed = encrypt_secret(secret, market_id, engine_key)
         _ensure_allowance(ctx, amount)
         now = ctx.session.now()
-        ask_id, _ = ctx.client().create_ask(
-            market_id,
-            values,
-            reward=amount,
-            expiry=now + _duration(expiry),
-            proving_time=_duration(deadline),
-        )
+        timing: dict[str, Any] = {
+            "reward": amount,
+            "expiry": now + _duration(expiry),
+            "proving_time": _duration(deadline),
+        }
+        if secret is None:
+            ask_id, _ = client.create_ask(market_id, values, **timing)
+        else:
+            ask_id, _ = client.create_private_ask(
+                market_id, values, secret=sealed.body, acl=sealed.acl, **timing
+            )
         return ask_id
 
     ask_id = _run(go)
@@ -351,6 +413,7 @@ def _ask_row(ctx: _Ctx, ask_id: int) -> dict[str, Any]:
         "expiry": ask.expiry,
         "deadline": ask.deadline or None,
         "inputs": [str(v) for v in client.inputs(ask_id)],
+        "private_inputs": ask.has_secret,
     }
     for event in client.ask_events(ask_id):
         if isinstance(event, ProofSubmitted):
@@ -516,13 +579,26 @@ def prover_join(
 
     def go() -> dict[str, Any]:
         ctx = _ctx(rpc, proof_market, key)
-        result = ctx.client().join_market(
+        client = ctx.client()
+        private = client.market(market_id).private_inputs
+        result = client.join_market(
             market_id,
             price=_amount(price, "--price"),
             max_time=_duration(max_time),
             compute=compute,
         )
-        return {"market_id": market_id, "prover": ctx.session.address, "tx": result.tx_hash}
+        out = {"market_id": market_id, "prover": ctx.session.address, "tx": result.tx_hash}
+        if private:
+            # Private inputs are re-encrypted to this key; `reef prover run` decrypts with it.
+            from reef.crypto import Secp256k1PrivateKey
+
+            account = ctx.session.account
+            if account is None:  # pragma: no cover - _ctx(account=True) always opens one
+                raise ProofError("no account to register an encryption key for")
+            own = Secp256k1PrivateKey(bytes(account.key)).public_key.raw
+            client.set_prover_key(market_id, own)
+            out["encryption_key"] = "0x" + own.hex()
+        return out
 
     print_result(_run(go), as_json, title="joined")
 

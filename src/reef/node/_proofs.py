@@ -5,11 +5,13 @@
 1. deploys ``ProofMarket`` on the devnet (paid and staked in the network's token, assigned by
    dev account 4 as the matching engine), or reuses the one this home deployed while its code
    is still on the chain;
-2. creates the shipped example market (``examples/proofs/poseidon``: Poseidon of a 64-bit
-   ``x``, Groth16) with an input verification service, storing its artifacts under
-   ``$REEF_HOME/proofs/artifacts``;
-3. registers dev account 5 as a prover (stake minted by the token owner, account 0) and joins
-   it to the example market;
+2. creates the shipped example markets with an input verification service, storing their
+   artifacts under ``$REEF_HOME/proofs/artifacts``: market 1 (``examples/proofs/poseidon``:
+   Poseidon of a 64-bit public ``x``, Groth16) and market 2 (``examples/proofs/commitment``:
+   ``Poseidon(x, salt)`` with ``x`` a private input);
+3. registers dev account 5 as a prover (stake minted by the token owner, account 0), joins it
+   to both markets and registers its key for market 2's private inputs (the engine publishes
+   its own key on its first step);
 4. runs the matching engine (indexer database ``$REEF_HOME/proofs/engine.db``) and the prover
    as asyncio tasks of the ``reef up`` process (not yet as attested enclaves);
 5. returns, for ``network.json``'s ``services["proofs"]``: the market address, the token, the
@@ -32,6 +34,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from reef.chain import IndexedContract, Indexer, TokenClient, Web3BlockSource
+from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ReefError, ServiceError
 from reef.home import ReefHome
 from reef.node._examples import examples_root
@@ -58,6 +61,7 @@ PROOFS_ROLE = "proofs"
 _ENGINE_ACCOUNT = 4
 _PROVER_ACCOUNT = 5
 _STATE_FILE = ("proofs", "deployment.json")
+_STATE_VERSION = 2  # 2: the contract takes private inputs; market 2 is the private example
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,13 +127,15 @@ class ProofsExtension:
         token = ctx.info.deployment.token
         state = self._load_state(home)
         usable = (
-            state.get("chain_id") == ctx.devnet.chain_id
+            state.get("version") == _STATE_VERSION
+            and state.get("chain_id") == ctx.devnet.chain_id
             and state.get("token") == token
             and len(w3.eth.get_code(state.get("market", "0x" + "00" * 20))) > 0
         )
         if usable:
             market = ProofMarketClient(w3, state["market"], account=owner)
             market_id = int(state["example_market"])
+            private_id = int(state["private_market"])
             start_block = int(state["start_block"])
         else:
             start_block = ctx.devnet.block_number
@@ -150,19 +156,39 @@ class ProofsExtension:
                 name="poseidon (example)",
                 ivs=ivs.address,
             )
+            commitment = examples_root() / "proofs" / "commitment"
+            private_id = create_groth16_market(
+                market,
+                CircuitArtifacts(
+                    commitment / "circuit.wasm",
+                    commitment / "circuit.zkey",
+                    commitment / "verification_key.json",
+                ),
+                public_inputs=["salt"],
+                private_inputs=["x"],
+                store=store,
+                penalty=s.penalty,
+                name="commitment (example, private x)",
+                ivs=ivs.address,
+            )
             minter = TokenClient(w3, token, account=owner)
             minter.mint(prover_account.address, s.prover_stake)
             TokenClient(w3, token, account=prover_account).approve(market.address, 2**256 - 1)
             prover_client = market.with_account(prover_account)
             prover_client.register(compute=s.prover_compute, stake=s.prover_stake)
-            prover_client.join_market(
-                market_id, price=s.prover_price, max_time=s.prover_max_time_s, compute=1
-            )
+            for joined in (market_id, private_id):
+                prover_client.join_market(
+                    joined, price=s.prover_price, max_time=s.prover_max_time_s, compute=1
+                )
+            prover_key = Secp256k1PrivateKey(bytes(prover_account.key)).public_key.raw
+            prover_client.set_prover_key(private_id, prover_key)
             state = {
+                "version": _STATE_VERSION,
                 "chain_id": ctx.devnet.chain_id,
                 "token": token,
                 "market": market.address,
                 "example_market": market_id,
+                "private_market": private_id,
                 "start_block": start_block,
             }
             self._save_state(home, state)
@@ -185,7 +211,7 @@ class ProofsExtension:
             market.with_account(prover_account),
             store,
             runtime,
-            verifiers={market_id: ivs},
+            verifiers={market_id: ivs, private_id: ivs},
             from_block=start_block,
             on_outcome=self._report,
         )
@@ -193,6 +219,7 @@ class ProofsExtension:
             "market": market.address,
             "token": token,
             "example_market": market_id,
+            "private_market": private_id,
             "engine": engine_account.address,
             "prover": prover_account.address,
             "ivs": ivs.address,

@@ -3,8 +3,9 @@
 Requesters post asks (a reward for a proof of public inputs, with an assignment expiry and a
 proving-time budget); provers stake and join markets with a price, a time bound and compute per
 request; the matching engine assigns asks to provers; the contract verifies proofs (Groth16 on
-chain, or TEE signatures), pays, refunds and slashes. Groth16 proving and the independent check
-run the pinned snarkjs.
+chain, or TEE signatures), pays, refunds and slashes. Private inputs travel encrypted to the
+engine and are re-encrypted to the assigned prover (``_secret``, Kalypso's formats). Groth16
+proving and the independent check run the pinned snarkjs.
 """
 
 from __future__ import annotations
@@ -16,17 +17,21 @@ from reef.proofs._events import (
     AskCancelled,
     AskCreated,
     AskExpired,
+    AskSecret,
     AssignmentSkipped,
+    EngineKeySet,
     InvalidInputClosed,
     MarketCreated,
     ProofMarketEvent,
     ProofSubmitted,
     ProverDeregistered,
     ProverJoined,
+    ProverKeySet,
     ProverLeaving,
     ProverLeft,
     ProverRegistered,
     ProverSlashed,
+    SecretAssigned,
     StakeAdded,
     StakeWithdrawn,
     TaskAssigned,
@@ -72,6 +77,17 @@ from reef.proofs._runtime import (
     SnarkjsRuntime,
     ensure_snarkjs,
 )
+from reef.proofs._secret import (
+    EncryptedSecret,
+    decrypt_secret,
+    ecies_decrypt,
+    ecies_encrypt,
+    encrypt_secret,
+    market_aad,
+    open_secret,
+    parse_private_inputs,
+    reencrypt_acl,
+)
 from reef.proofs._tee import TeeWorker, register_tee_signer, tee_signer_address
 from reef.proofs._types import (
     TERMINAL_STATES,
@@ -90,11 +106,14 @@ __all__ = [
     "AskCancelled",
     "AskCreated",
     "AskExpired",
+    "AskSecret",
     "AskState",
     "AssignmentSkipped",
     "Capacity",
     "CircuitArtifacts",
     "CompiledVerifier",
+    "EncryptedSecret",
+    "EngineKeySet",
     "EngineStep",
     "FIELD_MODULUS",
     "Groth16Proof",
@@ -117,6 +136,7 @@ __all__ = [
     "ProverDeregistered",
     "ProverInfo",
     "ProverJoined",
+    "ProverKeySet",
     "ProverLeaving",
     "ProverLeft",
     "ProverRegistered",
@@ -126,6 +146,7 @@ __all__ = [
     "RUNTIME_PACKAGE_DIR",
     "SCALAR_FIELD",
     "SNARKJS_VERSION",
+    "SecretAssigned",
     "SkipReason",
     "SnarkjsRuntime",
     "StakeAdded",
@@ -141,14 +162,22 @@ __all__ = [
     "create_groth16_market",
     "decode_inputs",
     "decode_proof",
+    "decrypt_secret",
     "deploy_verifier",
+    "ecies_decrypt",
+    "ecies_encrypt",
+    "encrypt_secret",
     "ensure_snarkjs",
     "load_verification_key",
+    "market_aad",
     "match_round",
+    "open_secret",
+    "parse_private_inputs",
     "proof_from_words",
     "proof_market_decoder",
     "prove",
     "prover_weight",
+    "reencrypt_acl",
     "register_tee_signer",
     "tee_signer_address",
     "verifier_source",

@@ -20,11 +20,13 @@ from reef.proofs._events import (
     AskCancelled,
     AskCreated,
     AskExpired,
+    AskSecret,
     InvalidInputClosed,
     MarketCreated,
     ProofSubmitted,
     ProverDeregistered,
     ProverJoined,
+    ProverKeySet,
     ProverLeaving,
     ProverLeft,
     ProverRegistered,
@@ -74,6 +76,10 @@ class OrderBook:
     """Ask id → proving deadline while a prover holds it."""
     assignments: int = 0
     """TaskAssigned events seen (each ask is assigned at most once on chain)."""
+    secrets: dict[int, AskSecret] = field(default_factory=dict)
+    """Ask id → its encrypted private inputs, while it is open."""
+    prover_keys: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    """(prover, market id) → the key the prover registered for the market's private inputs."""
 
     def apply(self, event: ChainEvent, now: int) -> None:
         """Apply one event (``now``: the time it is applied, for the 48 h miss window)."""
@@ -85,6 +91,25 @@ class OrderBook:
                     event.ask_id, event.market_id, event.reward, event.expiry, event.proving_time
                 )
                 self.open_asks[ask.ask_id] = self.fresh[ask.ask_id] = ask
+            case AskSecret(ask_id=a):
+                created = self.open_asks.get(a)
+                if created is not None:  # logged right after its AskCreated, in the same call
+                    private = OpenAsk(
+                        a, created.market_id, created.reward, created.expiry,
+                        created.proving_time, private=True,
+                    )  # fmt: skip
+                    self.open_asks[a] = private
+                    if a in self.fresh:
+                        self.fresh[a] = private
+                    self.secrets[a] = event
+            case ProverKeySet(prover=p, market_id=m, key=key):
+                self.prover_keys[(p, m)] = key
+                old = self.quotes.get((p, m))
+                if old is not None:
+                    self.quotes[(p, m)] = Quote(
+                        p, m, old.price, old.max_time, old.compute, old.leaving, keyed=True
+                    )
+                self.requoted.add(m)
             case TaskAssigned(ask_id=a, prover=p, market_id=m):
                 self._close(a)
                 self.assigned[a] = (p, m)
@@ -111,13 +136,19 @@ class OrderBook:
             case ProverDeregistered(prover=p):
                 self.provers.pop(p, None)
             case ProverJoined(prover=p, market_id=m):
-                self.quotes[(p, m)] = Quote(p, m, event.price, event.max_time, event.compute)
+                self.quotes[(p, m)] = Quote(
+                    p, m, event.price, event.max_time, event.compute,
+                    keyed=(p, m) in self.prover_keys,
+                )  # fmt: skip
                 self.requoted.add(m)
             case ProverLeaving(prover=p, market_id=m):
                 old = self.quotes[(p, m)]
-                self.quotes[(p, m)] = Quote(p, m, old.price, old.max_time, old.compute, True)
+                self.quotes[(p, m)] = Quote(
+                    p, m, old.price, old.max_time, old.compute, True, keyed=old.keyed
+                )
             case ProverLeft(prover=p, market_id=m):
                 self.quotes.pop((p, m), None)
+                self.prover_keys.pop((p, m), None)  # leaving clears the key on chain too
             case _:
                 pass  # TeeSignerSet, AssignmentSkipped: nothing the book tracks
 
@@ -132,6 +163,7 @@ class OrderBook:
     def _close(self, ask_id: int) -> None:
         ask = self.open_asks.pop(ask_id, None)
         self.fresh.pop(ask_id, None)
+        self.secrets.pop(ask_id, None)
         if ask is not None:
             self.parked.get(ask.market_id, {}).pop(ask_id, None)
             self.priced_out.get(ask.market_id, {}).pop(ask_id, None)
@@ -181,6 +213,15 @@ class OrderBook:
             self.parked.get(ask.market_id, {}).pop(ask.ask_id, None)
             shelf = self.priced_out if priced_out else self.parked
             shelf.setdefault(ask.market_id, {})[ask.ask_id] = ask
+
+    def shelve(self, ask_id: int) -> None:
+        """Never offer this ask again (its private inputs do not open with the engine's key);
+        it stays open until it expires and the sweep refunds it."""
+        ask = self.open_asks.get(ask_id)
+        if ask is not None:
+            self.fresh.pop(ask_id, None)
+            self.parked.get(ask.market_id, {}).pop(ask_id, None)
+            self.priced_out.get(ask.market_id, {}).pop(ask_id, None)
 
     def expired(self, now: int) -> list[int]:
         """Open asks past their expiry: nobody can assign them; they await ``refundExpired``."""

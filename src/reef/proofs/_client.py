@@ -29,8 +29,10 @@ from reef.chain import (
 from reef.errors import InputError, ProofError
 from reef.proofs._events import (
     AskCreated,
+    AskSecret,
     MarketCreated,
     ProofMarketEvent,
+    SecretAssigned,
     proof_market_decoder,
 )
 from reef.proofs._groth16 import Groth16Proof
@@ -126,6 +128,7 @@ class ProofMarketClient(ContractClient):
             ivs=parse_address(r[6]),
             n_public=int(r[7]),
             n_inputs=int(r[8]),
+            private_inputs=bool(r[9]),
         )
 
     def ask(self, ask_id: int) -> Ask:
@@ -146,6 +149,7 @@ class ProofMarketClient(ContractClient):
             deadline=int(r[6]),
             prover=parse_address(r[7]),
             state=self.ask_state(ask_id),
+            has_secret=bool(r[9]),
         )
 
     def ask_state(self, ask_id: int) -> AskState:
@@ -181,6 +185,42 @@ class ProofMarketClient(ContractClient):
             leave_at=int(r[5]),
         )
 
+    def engine_key(self) -> bytes:
+        """The matching engine's published public key (64 bytes; empty until it publishes)."""
+        return bytes(self._call("engineKey"))
+
+    def prover_key(self, prover: str, market_id: int) -> bytes:
+        """The key ``prover`` registered for ``market_id``'s private inputs (empty if none)."""
+        return bytes(
+            self._call(
+                "proverKeys",
+                parse_address(prover, name="prover"),
+                check_uint(market_id, "market id"),
+            )
+        )
+
+    def ask_secret(self, ask_id: int, from_block: int = 0) -> AskSecret:
+        """The ask's encrypted private inputs as logged at creation.
+
+        Raises:
+            ProofError: the ask has no private inputs.
+        """
+        for event in self.ask_events(ask_id, from_block):
+            if isinstance(event, AskSecret):
+                return event
+        raise ProofError(f"ask {ask_id} has no private inputs")
+
+    def assigned_acl(self, ask_id: int, from_block: int = 0) -> SecretAssigned:
+        """The ACL the engine made for the assigned prover at assignment.
+
+        Raises:
+            ProofError: the ask has no private inputs or is not assigned.
+        """
+        for event in self.ask_events(ask_id, from_block):
+            if isinstance(event, SecretAssigned):
+                return event
+        raise ProofError(f"ask {ask_id} was not assigned with private inputs")
+
     def invalid_input_digest(self, ask_id: int) -> bytes:
         """What the market's IVS signs (EIP-191) to close ``ask_id`` as invalid input."""
         return bytes(self._call("invalidInputDigest", check_uint(ask_id, "ask id")))
@@ -202,8 +242,10 @@ class ProofMarketClient(ContractClient):
         n_inputs: int,
         ivs: str | None = None,
         metadata: str = "",
+        private_inputs: bool = False,
     ) -> tuple[int, TxResult[ProofMarketEvent]]:
-        """Create a Groth16 market over a deployed verifier; returns (market id, result)."""
+        """Create a Groth16 market over a deployed verifier; returns (market id, result).
+        With ``private_inputs`` its asks carry encrypted private inputs."""
         if len(artifacts_hash) != 32:
             raise InputError("the artifacts hash is 32 bytes (sha256)")
         result = self._do(
@@ -214,6 +256,7 @@ class ProofMarketClient(ContractClient):
             parse_address(ivs or _ZERO, name="ivs"),
             check_uint(n_inputs, "n_inputs"),
             metadata,
+            private_inputs,
         )
         return _created_market(result), result
 
@@ -225,6 +268,7 @@ class ProofMarketClient(ContractClient):
         n_inputs: int,
         ivs: str | None = None,
         metadata: str = "",
+        private_inputs: bool = False,
     ) -> tuple[int, TxResult[ProofMarketEvent]]:
         """Create a market whose proofs are signatures of enclaves running ``image_id``."""
         if len(image_id) != 32:
@@ -236,6 +280,7 @@ class ProofMarketClient(ContractClient):
             parse_address(ivs or _ZERO, name="ivs"),
             check_uint(n_inputs, "n_inputs"),
             metadata,
+            private_inputs,
         )
         return _created_market(result), result
 
@@ -272,10 +317,34 @@ class ProofMarketClient(ContractClient):
             check_uint(proving_time, "proving time"),
             parse_address(refund_address or self.sender, name="refund address"),
         )
-        created = [e for e in result.events if isinstance(e, AskCreated)]
-        if not created:  # pragma: no cover - a successful createAsk always logs it
-            raise ProofError("createAsk succeeded without an AskCreated event")
-        return created[0].ask_id, result
+        return _created_ask(result), result
+
+    def create_private_ask(
+        self,
+        market_id: int,
+        inputs: Sequence[int],
+        *,
+        secret: bytes,
+        acl: bytes,
+        reward: int,
+        expiry: int,
+        proving_time: int,
+        refund_address: str | None = None,
+    ) -> tuple[int, TxResult[ProofMarketEvent]]:
+        """As :meth:`create_ask`, with private inputs encrypted for the matching engine
+        (``secret`` and ``acl`` from :func:`~reef.proofs.encrypt_secret`)."""
+        result = self._do(
+            "createPrivateAsk",
+            check_uint(market_id, "market id"),
+            _uints(inputs, "input"),
+            check_uint(reward, "reward"),
+            check_uint(expiry, "expiry"),
+            check_uint(proving_time, "proving time"),
+            parse_address(refund_address or self.sender, name="refund address"),
+            bytes(secret),
+            bytes(acl),
+        )
+        return _created_ask(result), result
 
     def cancel_ask(self, ask_id: int) -> TxResult[ProofMarketEvent]:
         return self._do("cancelAsk", check_uint(ask_id, "ask id"))
@@ -286,14 +355,33 @@ class ProofMarketClient(ContractClient):
     def slash(self, ask_id: int) -> TxResult[ProofMarketEvent]:
         return self._do("slash", check_uint(ask_id, "ask id"))
 
-    def assign(self, ask_ids: Sequence[int], provers: Sequence[str]) -> TxResult[ProofMarketEvent]:
+    def assign(
+        self,
+        ask_ids: Sequence[int],
+        provers: Sequence[str],
+        acls: Sequence[bytes] | None = None,
+    ) -> TxResult[ProofMarketEvent]:
         """Assign each ask to its prover (matching engine only); ineligible pairs are skipped
-        and logged as ``AssignmentSkipped``, never reverting the batch."""
-        if len(ask_ids) != len(provers):
-            raise InputError("ask_ids and provers differ in length")
+        and logged as ``AssignmentSkipped``, never reverting the batch. ``acls`` gives each
+        private ask's ACL for its prover (``b""`` for public asks; default all empty)."""
+        acl_list = [bytes(a) for a in acls] if acls is not None else [b""] * len(ask_ids)
+        if not len(ask_ids) == len(provers) == len(acl_list):
+            raise InputError("ask_ids, provers and acls differ in length")
         return self._do(
-            "assign", _uints(ask_ids, "ask id"), [parse_address(p, name="prover") for p in provers]
+            "assign",
+            _uints(ask_ids, "ask id"),
+            [parse_address(p, name="prover") for p in provers],
+            acl_list,
         )
+
+    def publish_engine_key(self, public_key: bytes) -> TxResult[ProofMarketEvent]:
+        """Publish the matching engine's key (64 bytes; the contract checks it is the
+        engine's address's key), to which requesters encrypt private inputs."""
+        return self._do("publishEngineKey", bytes(public_key))
+
+    def set_prover_key(self, market_id: int, public_key: bytes) -> TxResult[ProofMarketEvent]:
+        """Register the sender's key (64 bytes) for ``market_id``'s private inputs."""
+        return self._do("setProverKey", check_uint(market_id, "market id"), bytes(public_key))
 
     def submit_proof(self, ask_id: int, proof: Groth16Proof) -> TxResult[ProofMarketEvent]:
         return self._do(
@@ -364,6 +452,13 @@ class ProofMarketClient(ContractClient):
         logs = self._logs(from_block, "latest", [None, topic])
         out = (self._decoder.decode(log) for log in logs)
         return [e for e in out if e is not None and getattr(e, "ask_id", None) == ask_id]  # type: ignore[misc]
+
+
+def _created_ask(result: TxResult[ProofMarketEvent]) -> int:
+    created = [e for e in result.events if isinstance(e, AskCreated)]
+    if not created:  # pragma: no cover - a successful createAsk always logs it
+        raise ProofError("createAsk succeeded without an AskCreated event")
+    return created[0].ask_id
 
 
 def _created_market(result: TxResult[ProofMarketEvent]) -> int:

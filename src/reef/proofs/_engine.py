@@ -17,6 +17,13 @@ open asks and logs the rest as skipped, so a batch that had in fact been mined a
 twice, and one that had not is not lost. A stale ask (expired, cancelled, taken) in a batch is
 skipped on chain, never reverting the others, so it cannot block the book.
 
+Private inputs: the engine publishes its key on chain (``publishEngineKey``; the contract checks
+it is the key of the ``matchingEngine`` address), requesters encrypt their inputs' AES key to
+it, and for each private ask a round assigns, the engine opens that ACL, checks the key opens
+the body (an ask whose body it cannot open is never assigned and is refunded at expiry), and
+re-encrypts the key to the chosen prover's registered market key; the new ACL goes into the
+batch (and into its record, so a re-sent batch carries the same ACLs).
+
 The engine's account must be the market's ``matchingEngine``. Storage is SQLAlchemy Core on the
 indexer's engine (SQLite by default; any URL).
 """
@@ -34,10 +41,12 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from reef.chain import Indexer
-from reef.errors import ChainError, ProofError
+from reef.crypto import Secp256k1PrivateKey
+from reef.errors import ChainError, InputError, InvalidProofInputError, ProofError
 from reef.proofs._book import OrderBook
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._matching import match_round
+from reef.proofs._secret import ecies_decrypt, ecies_encrypt, open_secret
 
 __all__ = ["EngineStep", "MatchingEngine"]
 
@@ -77,6 +86,9 @@ class MatchingEngine:
         indexer: an indexer following that market (its database also holds the batches).
         batch_size: most assignments per transaction.
         clock: seconds since the epoch, as the chain counts them (a parameter for tests).
+        private_key: the engine's secp256k1 secret, which opens private inputs' ACLs (default:
+            the client's account key, which is what the contract checks the published key
+            against).
     """
 
     def __init__(
@@ -86,6 +98,7 @@ class MatchingEngine:
         *,
         batch_size: int = 64,
         clock: Callable[[], float] = time.time,
+        private_key: bytes | None = None,
     ) -> None:
         if not 1 <= batch_size <= 256:
             raise ProofError("the batch size must be between 1 and 256 (the contract's bound)")
@@ -94,6 +107,10 @@ class MatchingEngine:
         self.batch_size = batch_size
         self.clock = clock
         self.book = OrderBook()
+        if private_key is None:
+            private_key = getattr(client.account, "key", None)
+        self._key = None if private_key is None else Secp256k1PrivateKey(bytes(private_key))
+        self._key_published = False
         self._after = 0
         self._next_sweep = 0
         self._close_failures: dict[int, int] = {}
@@ -107,7 +124,7 @@ class MatchingEngine:
     def _now(self) -> int:
         return int(self.clock())
 
-    def _pending(self) -> tuple[int, list[tuple[int, str]]] | None:
+    def _pending(self) -> tuple[int, list[tuple[int, str, bytes]]] | None:
         table = self._table
         query = sa.select(table.c.id, table.c.pairs).where(
             (table.c.state == "pending") & (table.c.market == self.client.address.lower())
@@ -116,14 +133,18 @@ class MatchingEngine:
             row = conn.execute(query.order_by(table.c.id).limit(1)).first()
         if row is None:
             return None
-        return int(row.id), [(int(a), str(p)) for a, p in json.loads(row.pairs)]
+        return int(row.id), [
+            (int(entry[0]), str(entry[1]), bytes.fromhex(entry[2]) if len(entry) > 2 else b"")
+            for entry in json.loads(row.pairs)
+        ]
 
-    def record_batch(self, pairs: list[tuple[int, str]]) -> int:
-        """Write a batch as pending (before it is sent); returns its id."""
+    def record_batch(self, pairs: list[tuple[int, str]] | list[tuple[int, str, bytes]]) -> int:
+        """Write a batch (ask, prover[, ACL]) as pending (before it is sent); returns its id."""
+        rows = [[p[0], p[1], (p[2] if len(p) > 2 else b"").hex()] for p in pairs]
         with self.indexer.engine.begin() as conn:
             result = conn.execute(
                 self._table.insert().values(
-                    market=self.client.address.lower(), pairs=json.dumps(pairs), state="pending"
+                    market=self.client.address.lower(), pairs=json.dumps(rows), state="pending"
                 )
             )
             key = result.inserted_primary_key
@@ -139,13 +160,17 @@ class MatchingEngine:
                 .values(state="done", tx_hash=tx_hash)
             )
 
-    def _send(self, batch_id: int, pairs: list[tuple[int, str]]) -> int:
-        result = self.client.assign([a for a, _ in pairs], [p for _, p in pairs])
+    def _send(self, batch_id: int, pairs: list[tuple[int, str, bytes]]) -> int:
+        result = self.client.assign(
+            [a for a, _, _ in pairs], [p for _, p, _ in pairs], [acl for _, _, acl in pairs]
+        )
         self._done(batch_id, result.tx_hash)
         return sum(1 for e in result.events if type(e).__name__ == "TaskAssigned")
 
     def step(self) -> EngineStep:
         """Index, apply, finish a pending batch or match and send one; see the module docstring."""
+        if not self._key_published:
+            self.publish_key()
         self.indexer.poll()
         events = self.catch_up()
         pending = self._pending()
@@ -169,12 +194,51 @@ class MatchingEngine:
             limit=self.batch_size,
             on_unmatched=self.book.park,
         )
-        if not pairs:
+        batch = self._with_acls(pairs)
+        if not batch:
             return EngineStep(events, 0, resent=False)
-        assigned = self._send(self.record_batch(pairs), pairs)
+        assigned = self._send(self.record_batch(batch), batch)
         self.indexer.poll()
         events += self.catch_up()
         return EngineStep(events, assigned, resent=False)
+
+    @property
+    def public_key(self) -> bytes | None:
+        """The engine's public key (64 bytes), to which requesters encrypt; None without a key."""
+        return None if self._key is None else self._key.public_key.raw
+
+    def publish_key(self) -> None:
+        """Publish the engine's key on chain unless it is there already."""
+        if self._key is None:
+            self._key_published = True  # no key: this engine serves public asks only
+            return
+        if self.client.engine_key() != self._key.public_key.raw:
+            self.client.publish_engine_key(self._key.public_key.raw)
+        self._key_published = True
+
+    def _with_acls(self, pairs: list[tuple[int, str]]) -> list[tuple[int, str, bytes]]:
+        """Each pair with its ACL: empty for a public ask, else the ask's AES key re-encrypted
+        to the prover's market key. Private asks whose ACL or body this engine cannot open are
+        dropped and never offered again."""
+        out = []
+        for ask_id, prover in pairs:
+            secret = self.book.secrets.get(ask_id)
+            if secret is None:
+                out.append((ask_id, prover, b""))
+                continue
+            prover_key = self.book.prover_keys.get((prover, secret.market_id))
+            try:
+                if self._key is None or prover_key is None:
+                    raise ProofError("no engine key or no prover key")
+                aes_key = ecies_decrypt(self._key.secret, secret.acl)
+                # A body that opens but holds no valid inputs is assigned: the IVS closes it.
+                with contextlib.suppress(InvalidProofInputError):
+                    open_secret(secret.secret, aes_key, secret.market_id)
+                out.append((ask_id, prover, ecies_encrypt(prover_key, aes_key)))
+            except (ProofError, InputError) as exc:
+                log.warning("ask %s: private inputs unusable, never assigned: %s", ask_id, exc)
+                self.book.shelve(ask_id)
+        return out
 
     def sweep(self, now: int) -> int:
         """Close what nobody else closed: refund asks past their expiry and slash provers past

@@ -19,17 +19,21 @@ __all__ = [
     "AskCancelled",
     "AskCreated",
     "AskExpired",
+    "AskSecret",
     "AssignmentSkipped",
+    "EngineKeySet",
     "InvalidInputClosed",
     "MarketCreated",
     "ProofMarketEvent",
     "ProofSubmitted",
     "ProverDeregistered",
     "ProverJoined",
+    "ProverKeySet",
     "ProverLeaving",
     "ProverLeft",
     "ProverRegistered",
     "ProverSlashed",
+    "SecretAssigned",
     "StakeAdded",
     "StakeWithdrawn",
     "TaskAssigned",
@@ -72,6 +76,38 @@ class AskCreated(ChainEvent):
     expiry: int
     proving_time: int
     inputs: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class AskSecret(ChainEvent):
+    """An ask's encrypted private inputs: the body and its key's ACL for the engine."""
+
+    ask_id: int
+    market_id: int
+    secret: bytes
+    acl: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecretAssigned(ChainEvent):
+    """The ACL the engine made for the assigned prover's market key."""
+
+    ask_id: int
+    prover: Address
+    acl: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineKeySet(ChainEvent):
+    engine: Address
+    key: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProverKeySet(ChainEvent):
+    prover: Address
+    market_id: int
+    key: bytes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,6 +219,10 @@ ProofMarketEvent = (
     MarketCreated
     | TeeSignerSet
     | AskCreated
+    | AskSecret
+    | SecretAssigned
+    | EngineKeySet
+    | ProverKeySet
     | TaskAssigned
     | AssignmentSkipped
     | ProofSubmitted

@@ -66,14 +66,19 @@ class MarketMetadata:
     public_inputs: tuple[str, ...]
     artifacts: Mapping[str, str]
     """Role (``wasm``, ``zkey``, ``vkey``) → SHA-256 hex of the file."""
+    private_inputs: tuple[str, ...] = ()
+    """The circuit's private input signals an ask supplies encrypted (empty: none)."""
 
     def to_json(self) -> str:
+        data: dict[str, Any] = {
+            "name": self.name,
+            "public_inputs": list(self.public_inputs),
+            "artifacts": dict(self.artifacts),
+        }
+        if self.private_inputs:  # absent for public markets: their metadata stays as it was
+            data["private_inputs"] = list(self.private_inputs)
         return json.dumps(
-            {
-                "name": self.name,
-                "public_inputs": list(self.public_inputs),
-                "artifacts": dict(self.artifacts),
-            },
+            data,
             sort_keys=True,
             separators=(",", ":"),
         )
@@ -86,6 +91,7 @@ class MarketMetadata:
                 name=str(data["name"]),
                 public_inputs=tuple(str(n) for n in data["public_inputs"]),
                 artifacts={str(k): str(v) for k, v in dict(data.get("artifacts", {})).items()},
+                private_inputs=tuple(str(n) for n in data.get("private_inputs", [])),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ProofError(f"the market's metadata is not reef's JSON: {exc}") from exc
@@ -153,12 +159,19 @@ def create_groth16_market(
     penalty: int,
     name: str = "",
     ivs: str | None = None,
+    private_inputs: Sequence[str] = (),
 ) -> int:
     """Store ``artifacts``, deploy their verifier and create the market; returns its id.
 
     ``public_inputs`` are the circuit's public input signal names in declaration order (the
     ask's on-chain inputs follow that order; circom puts outputs first in the public signals).
+    ``private_inputs`` names the input signals asks give encrypted (the market then takes only
+    asks with private inputs).
     """
+    if set(public_inputs) & set(private_inputs):
+        raise InputError(
+            f"inputs named both public and private: {sorted(set(public_inputs) & set(private_inputs))}"
+        )
     if len(name) > _NAME_MAX:
         raise InputError(f"a market name is at most {_NAME_MAX} characters")
     vkey = load_verification_key(artifacts.vkey)
@@ -167,7 +180,9 @@ def create_groth16_market(
             f"{len(public_inputs)} public inputs named but the circuit has {vkey['nPublic']} public signals"
         )
     hashes = {role: store.put(getattr(artifacts, role)) for role in ("wasm", "zkey", "vkey")}
-    metadata = MarketMetadata(name or "groth16", tuple(public_inputs), hashes)
+    metadata = MarketMetadata(
+        name or "groth16", tuple(public_inputs), hashes, tuple(private_inputs)
+    )
     verifier = deploy_verifier(client.w3, client.account, vkey)
     market_id, _ = client.create_groth16_market(
         verifier=verifier,
@@ -176,5 +191,6 @@ def create_groth16_market(
         n_inputs=len(public_inputs),
         ivs=ivs,
         metadata=metadata.to_json(),
+        private_inputs=bool(private_inputs),
     )
     return market_id

@@ -2,7 +2,8 @@
 
 Selection follows Kalypso v2 (reference kalypso.md §9.3): among the provers of the ask's market
 that can take it (price <= reward, time bound <= the ask's proving time, free compute for one
-request, free stake for the market's penalty, not leaving), one is drawn with probability
+request, free stake for the market's penalty, not leaving, and for an ask with private inputs a
+key registered for the market), one is drawn with probability
 proportional to ``1 / (max(price, 1) * max(time, 1)) * 2**-missed`` where ``missed`` counts its
 slashes in the last 48 hours: cheaper and faster provers first, recent failures halved.
 
@@ -45,6 +46,8 @@ class Quote:
     max_time: int
     compute: int
     leaving: bool = False
+    keyed: bool = False
+    """The prover registered a key for the market's private inputs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,8 @@ class OpenAsk:
     reward: int
     expiry: int
     proving_time: int
+    private: bool = False
+    """Its private inputs go only to a prover with a key for the market."""
 
 
 def prover_weight(price: int, max_time: int, missed: int) -> float:
@@ -95,6 +100,7 @@ class _MarketPool:
         # Below these no quote of the market can ever fit, whatever capacity comes back.
         self.min_price = min((q.price for q in self.quotes), default=0)
         self.min_time = min((q.max_time for q in self.quotes), default=0)
+        self.keyed = any(q.keyed for q in self.quotes)
         self.rebuild()
 
     def rebuild(self) -> None:
@@ -143,7 +149,11 @@ def match_round(
             if on_unmatched is not None:
                 on_unmatched(ask, True)
             continue
-        if ask.reward < pool.min_price or ask.proving_time < pool.min_time:
+        if (
+            ask.reward < pool.min_price
+            or ask.proving_time < pool.min_time
+            or (ask.private and not pool.keyed)
+        ):
             if on_unmatched is not None:
                 on_unmatched(ask, True)
             continue
@@ -160,6 +170,7 @@ def match_round(
                 and q.max_time <= ask.proving_time
                 and free_compute[q.prover] >= q.compute
                 and free_stake[q.prover] >= penalty
+                and (q.keyed or not ask.private)
             )
 
         chosen: int | None = None

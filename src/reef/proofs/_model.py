@@ -35,6 +35,7 @@ class ModelMarket:
     ivs: str
     n_inputs: int
     signers: set[str] = field(default_factory=set)
+    private_inputs: bool = False
 
 
 @dataclass
@@ -49,6 +50,7 @@ class ModelAsk:
     deadline: int = 0
     prover: str = ""
     state: AskState = AskState.OPEN
+    has_secret: bool = False
 
 
 @dataclass
@@ -81,6 +83,8 @@ class ProofMarketModel:
     asks: dict[int, ModelAsk] = field(default_factory=dict)
     provers: dict[str, ModelProver] = field(default_factory=dict)
     offers: dict[tuple[str, int], ModelOffer] = field(default_factory=dict)
+    prover_keys: dict[tuple[str, int], str] = field(default_factory=dict)
+    """(prover, market) → the address of the key it registered for private inputs."""
 
     # ---- tokens ----
 
@@ -99,10 +103,14 @@ class ProofMarketModel:
 
     # ---- markets and asks ----
 
-    def create_tee_market(self, creator: str, *, penalty: int, ivs: str, n_inputs: int) -> int:
+    def create_tee_market(
+        self, creator: str, *, penalty: int, ivs: str, n_inputs: int, private_inputs: bool = False
+    ) -> int:
         _require(n_inputs <= 32, ProofRevert.TEE_TOO_MANY_INPUTS)
         market_id = len(self.markets) + 1
-        self.markets[market_id] = ModelMarket(MarketKind.TEE, creator, penalty, ivs, n_inputs)
+        self.markets[market_id] = ModelMarket(
+            MarketKind.TEE, creator, penalty, ivs, n_inputs, private_inputs=private_inputs
+        )
         return market_id
 
     def set_tee_signer(self, sender: str, market_id: int, signer: str, allowed: bool) -> None:
@@ -133,10 +141,18 @@ class ProofMarketModel:
         proving_time: int,
         refund: str,
         now: int,
+        secret: bytes | None = None,
+        acl: bytes = b"",
     ) -> int:
+        """``createAsk``, or with ``secret`` (and ``acl``) ``createPrivateAsk``."""
         market = self.markets.get(market_id)
+        if secret is None:
+            _require(market is None or not market.private_inputs, ProofRevert.NEEDS_PRIVATE)
         _require(market is not None, ProofRevert.MARKET_NOT_FOUND)
         assert market is not None
+        if secret is not None:
+            _require(market.private_inputs, ProofRevert.NO_PRIVATE)
+            _require(len(secret) > 0 and len(acl) > 0, ProofRevert.SECRET_EMPTY)
         _require(len(inputs) == market.n_inputs, ProofRevert.WRONG_INPUT_COUNT)
         _require(reward > 0, ProofRevert.REWARD_ZERO)
         _require(expiry > now, ProofRevert.EXPIRY_PAST)
@@ -144,8 +160,9 @@ class ProofMarketModel:
         self._move(sender, "market", reward)
         ask_id = len(self.asks) + 1
         self.asks[ask_id] = ModelAsk(
-            market_id, sender, refund, reward, expiry, proving_time, tuple(inputs)
-        )
+            market_id, sender, refund, reward, expiry, proving_time, tuple(inputs),
+            has_secret=secret is not None,
+        )  # fmt: skip
         return ask_id
 
     def _ask(self, ask_id: int) -> ModelAsk:
@@ -169,7 +186,7 @@ class ProofMarketModel:
 
     # ---- assignment ----
 
-    def try_assign(self, ask_id: int, prover: str, now: int) -> SkipReason | None:
+    def try_assign(self, ask_id: int, prover: str, now: int, acl: bytes = b"") -> SkipReason | None:
         """Assign one pair as ``assign`` does; the reason it was skipped, or None."""
         ask = self.asks.get(ask_id)
         if ask is None or ask.state != AskState.OPEN:
@@ -183,6 +200,8 @@ class ProofMarketModel:
             return SkipReason.PRICE
         if offer.max_time > ask.proving_time:
             return SkipReason.TIME
+        if ask.has_secret and (not acl or (prover, ask.market_id) not in self.prover_keys):
+            return SkipReason.NO_KEY
         p = self.provers[prover]
         if p.compute_used + offer.compute > p.compute:
             return SkipReason.COMPUTE
@@ -284,6 +303,15 @@ class ProofMarketModel:
         p.markets += 1
         self.offers[(sender, market_id)] = ModelOffer(price, max_time, compute)
 
+    def set_prover_key(self, sender: str, market_id: int, key_address: str) -> None:
+        """``setProverKey`` with a well-formed key whose address is ``key_address``."""
+        _require((sender, market_id) in self.offers, ProofRevert.NOT_IN_MARKET)
+        market = self.markets[market_id]
+        _require(market.private_inputs, ProofRevert.NO_PRIVATE)
+        if market.kind == MarketKind.TEE:
+            _require(key_address in market.signers, ProofRevert.NOT_TEE_SIGNER)
+        self.prover_keys[(sender, market_id)] = key_address
+
     def request_leave(self, sender: str, market_id: int, now: int) -> None:
         offer = self.offers.get((sender, market_id))
         _require(offer is not None, ProofRevert.NOT_IN_MARKET)
@@ -299,6 +327,7 @@ class ProofMarketModel:
         _require(now >= offer.leave_at, ProofRevert.LEAVE_DELAY)
         _require(offer.active == 0, ProofRevert.STILL_ASSIGNED)
         del self.offers[(sender, market_id)]
+        self.prover_keys.pop((sender, market_id), None)
         p = self.provers[sender]
         p.compute_allocated -= offer.compute
         p.markets -= 1

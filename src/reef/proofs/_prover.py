@@ -6,9 +6,19 @@ proves with snarkjs in a worker thread, and submits the proof. Inputs that admit
 (the witness fails) go to the market's :class:`InputVerifier`, whose signature closes the ask
 as invalid without slashing. Each outcome is reported as a :class:`TaskOutcome`.
 
+Private inputs: for an ask that has them the prover opens the ACL the engine made for it (the
+``SecretAssigned`` event) with its market key, opens the body logged at creation
+(``AskSecret``) with the AES key inside, and proves with the public and private inputs
+together as snarkjs's input object. A body that opens but holds no valid private inputs is an
+invalid input like any other.
+
 :class:`InputVerifier` holds the key the market names as its IVS. It signs "invalid" only after
 checking for itself that no witness exists (running the circuit), so a lazy prover cannot use
 it to escape a valid ask. In Kalypso it runs as an enclave; here it is an object a node wires.
+For an ask with private inputs the prover hands it the ask's AES key (Kalypso re-encrypts it
+to the IVS's key; here the IVS shares the prover's process); the IVS signs only if that key
+opens the body on chain (AES-GCM authenticates it, so it cannot be another key) and what is
+inside admits no proof.
 """
 
 from __future__ import annotations
@@ -24,12 +34,14 @@ from pathlib import Path
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
+from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ChainError, InvalidProofInputError, ProofError
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._events import MarketCreated, TaskAssigned
 from reef.proofs._groth16 import prove
 from reef.proofs._market import ArtifactStore, MarketMetadata
 from reef.proofs._runtime import SnarkjsRuntime
+from reef.proofs._secret import ecies_decrypt, open_secret, parse_private_inputs
 from reef.proofs._tee import TeeWorker
 from reef.proofs._types import AskState, MarketKind
 
@@ -56,6 +68,25 @@ class _Circuit:
     zkey: Path
 
 
+def _with_private(
+    client: ProofMarketClient,
+    ask_id: int,
+    market_id: int,
+    metadata: MarketMetadata,
+    aes_key: bytes,
+    signals: dict[str, str],
+) -> dict[str, str]:
+    """``signals`` plus the ask's private inputs, opened with ``aes_key``.
+
+    Raises:
+        ProofError: the key does not open the body.
+        InvalidProofInputError: it opens, but does not hold the market's private inputs.
+    """
+    body = client.ask_secret(ask_id).secret
+    plaintext = open_secret(body, aes_key, market_id)
+    return {**signals, **parse_private_inputs(plaintext, list(metadata.private_inputs))}
+
+
 def _circuit(store: ArtifactStore, metadata_json: str) -> _Circuit:
     metadata = MarketMetadata.from_json(metadata_json)
     return _Circuit(
@@ -77,16 +108,34 @@ class InputVerifier:
     def address(self) -> str:
         return str(self.account.address)
 
-    def attest_invalid(self, client: ProofMarketClient, ask_id: int, metadata_json: str) -> bytes:
+    def attest_invalid(
+        self,
+        client: ProofMarketClient,
+        ask_id: int,
+        metadata_json: str,
+        secret_key: bytes | None = None,
+    ) -> bytes:
         """The signature ``submitInvalidInput`` accepts, after checking the inputs are invalid.
+        ``secret_key`` is the AES key of the ask's private inputs, when it has some.
 
         Raises:
-            ProofError: the inputs are valid (a proof exists), so the IVS refuses to sign.
+            ProofError: the inputs are valid (a proof exists), or the ask has private inputs
+                and ``secret_key`` does not open them, so the IVS refuses to sign.
         """
         circuit = _circuit(self.store, metadata_json)
         inputs = client.inputs(ask_id)
+        ask = client.ask(ask_id)
         try:
-            prove(self.runtime, circuit.wasm, circuit.zkey, circuit_input(circuit.metadata, inputs))
+            signals = circuit_input(circuit.metadata, inputs)
+            if ask.has_secret:
+                if secret_key is None:
+                    raise ProofError(
+                        f"ask {ask_id} has private inputs; the IVS needs their key to check them"
+                    )
+                signals = _with_private(
+                    client, ask_id, ask.market_id, circuit.metadata, secret_key, signals
+                )
+            prove(self.runtime, circuit.wasm, circuit.zkey, signals)
         except InvalidProofInputError:
             digest = client.invalid_input_digest(ask_id)
             return bytes(self.account.sign_message(encode_defunct(primitive=digest)).signature)
@@ -117,6 +166,8 @@ class ProverService:
         markets: prove only for these markets (default: every market it can).
         tee: the enclave worker for each TEE market it serves.
         on_outcome: called with each task's outcome (logging, status).
+        encryption_key: the secp256k1 secret of the key it registered for private markets
+            (default: its account's key, what ``reef prover join`` registers).
     """
 
     def __init__(
@@ -130,6 +181,7 @@ class ProverService:
         markets: Iterable[int] | None = None,
         tee: Mapping[int, TeeWorker] | None = None,
         on_outcome: Callable[[TaskOutcome], None] | None = None,
+        encryption_key: bytes | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -144,6 +196,19 @@ class ProverService:
         self._queue: list[int] = []
         self._attempts: dict[int, int] = {}
         self.outcomes: list[TaskOutcome] = []
+        if encryption_key is None:
+            encryption_key = getattr(client.account, "key", None)
+        self._key = None if encryption_key is None else Secp256k1PrivateKey(bytes(encryption_key))
+
+    @property
+    def public_key(self) -> bytes | None:
+        """The public key to register for private markets (64 bytes); None without a key."""
+        return None if self._key is None else self._key.public_key.raw
+
+    def _aes_key(self, ask_id: int) -> bytes:
+        if self._key is None:
+            raise ProofError(f"ask {ask_id} has private inputs and this prover has no key")
+        return ecies_decrypt(self._key.secret, self.client.assigned_acl(ask_id).acl)
 
     def poll(self) -> list[int]:
         """Read new events; returns the ask ids newly assigned to this prover."""
@@ -191,15 +256,19 @@ class ProverService:
         metadata_json = self._metadata[ask.market_id]
         circuit = _circuit(self.store, metadata_json)
         inputs = self.client.inputs(ask_id)
+        aes_key = self._aes_key(ask_id) if ask.has_secret else None
         try:
-            proof = prove(
-                self.runtime, circuit.wasm, circuit.zkey, circuit_input(circuit.metadata, inputs)
-            )
+            signals = circuit_input(circuit.metadata, inputs)
+            if aes_key is not None:
+                signals = _with_private(
+                    self.client, ask_id, ask.market_id, circuit.metadata, aes_key, signals
+                )
+            proof = prove(self.runtime, circuit.wasm, circuit.zkey, signals)
         except InvalidProofInputError as exc:
             verifier = self.verifiers.get(ask.market_id)
             if verifier is None:
                 return TaskOutcome(ask_id, "failed", f"invalid inputs and no IVS: {exc}")
-            signature = verifier.attest_invalid(self.client, ask_id, metadata_json)
+            signature = verifier.attest_invalid(self.client, ask_id, metadata_json, aes_key)
             self.client.submit_invalid_input(ask_id, signature)
             return TaskOutcome(ask_id, "invalid", json.dumps(list(inputs)))
         result = self.client.submit_proof(ask_id, proof)

@@ -20,6 +20,8 @@ class ProofRevert(StrEnum):
     TOKEN_ZERO = "the token address must not be zero"
     ENGINE_ZERO = "the matching engine address must not be zero"
     ONLY_ADMIN_ENGINE = "only the admin can change the matching engine"
+    KEY_LENGTH = "a public key is 64 bytes (x || y)"
+    NOT_ENGINE_KEY = "the key is not the matching engine's"
     TOKEN_TRANSFER = "token transfer failed"
     # markets
     MARKET_NOT_FOUND = "market not found"
@@ -38,6 +40,9 @@ class ProofRevert(StrEnum):
     EXPIRY_PAST = "the expiry must be in the future"
     PROVING_TIME_ZERO = "the proving time must be positive"
     REFUND_ZERO = "the refund address must not be zero"
+    NEEDS_PRIVATE = "this market's asks need private inputs"
+    NO_PRIVATE = "this market takes no private inputs"
+    SECRET_EMPTY = "private inputs need a body and an ACL"
     ONLY_REQUESTER_CANCEL = "only the requester can cancel an ask"
     CANCEL_NOT_OPEN = "only an unassigned ask can be cancelled"
     NOT_EXPIRED = "the ask is not an expired unassigned ask"
@@ -46,7 +51,7 @@ class ProofRevert(StrEnum):
     DEADLINE_NOT_CROSSED = "the ask's deadline has not been crossed"
     # assignment
     ONLY_ENGINE = "only the matching engine can assign asks"
-    BATCH_ARITY = "ask and prover lists differ in length"
+    BATCH_ARITY = "ask, prover and ACL lists differ in length"
     # proofs
     WRONG_SIGNAL_COUNT = "wrong number of public signals"
     SIGNALS_MISMATCH = "the public signals do not match the ask's inputs"

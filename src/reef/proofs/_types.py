@@ -73,6 +73,8 @@ class SkipReason(IntEnum):
     TIME = 5
     COMPUTE = 6
     STAKE = 7
+    NO_KEY = 8
+    """A private ask, and the prover has no key for the market (or the batch no ACL)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class Market:
     ivs: Address
     n_public: int
     n_inputs: int
+    private_inputs: bool = False
+    """Its asks carry encrypted private inputs (and only such asks)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,8 @@ class Ask:
     prover: Address
     state: AskState
     """The contract's derived state at the block read (``askState``)."""
+    has_secret: bool = False
+    """It carries encrypted private inputs (``AskSecret``)."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,11 @@
         price, nobody is slashed) or CANCELLED (withdrawn by the requester before assignment).
         Markets are Groth16 (an on-chain verifier per verification key) or TEE (a signature by
         an enclave key the market creator registered for the market's prover image).
+        A market created with private inputs takes asks whose private inputs travel encrypted
+        (Kalypso's format): the body sealed with a random AES key, the key ECIES-encrypted
+        (the ACL) to the matching engine's published key; at assignment the engine gives the
+        chosen prover's market key a new ACL for the same AES key. Bodies and ACLs live only
+        in the event log, never in storage.
 @dev    Array fields of events are ABI-encoded bytes (AskCreated.inputs = abi.encode(uint256[]),
         ProofSubmitted.proof = abi.encode(uint256[8], uint256[])), which every event indexer
         stores as it stores any bytes. Assignment skips (and logs) an ask or prover that no longer qualifies instead of
@@ -30,6 +35,8 @@ interface Groth16Verifier:
 MAX_INPUTS: constant(uint256) = 32
 MAX_BATCH: constant(uint256) = 256
 MAX_METADATA: constant(uint256) = 1024
+MAX_SECRET: constant(uint256) = 4096
+MAX_ACL: constant(uint256) = 130
 LEAVE_DELAY: public(constant(uint256)) = 60
 
 KIND_GROTH16: constant(uint8) = 1
@@ -55,6 +62,7 @@ SKIP_PRICE: constant(uint8) = 4
 SKIP_TIME: constant(uint8) = 5
 SKIP_COMPUTE: constant(uint8) = 6
 SKIP_STAKE: constant(uint8) = 7
+SKIP_NO_KEY: constant(uint8) = 8
 
 struct Market:
     kind: uint8
@@ -66,6 +74,7 @@ struct Market:
     ivs: address
     nPublic: uint256
     nInputs: uint256
+    privateInputs: bool
 
 struct Ask:
     marketId: uint256
@@ -77,6 +86,7 @@ struct Ask:
     deadline: uint256
     prover: address
     state: uint8
+    hasSecret: bool
 
 struct Prover:
     rewardAddress: address
@@ -121,6 +131,26 @@ event AskCreated:
     expiry: uint256
     provingTime: uint256
     inputs: Bytes[1088]
+
+event AskSecret:
+    askId: indexed(uint256)
+    marketId: indexed(uint256)
+    secret: Bytes[MAX_SECRET]
+    acl: Bytes[MAX_ACL]
+
+event SecretAssigned:
+    askId: indexed(uint256)
+    prover: indexed(address)
+    acl: Bytes[MAX_ACL]
+
+event EngineKeySet:
+    engine: indexed(address)
+    key: Bytes[64]
+
+event ProverKeySet:
+    prover: indexed(address)
+    marketId: indexed(uint256)
+    key: Bytes[64]
 
 event TaskAssigned:
     askId: indexed(uint256)
@@ -208,6 +238,11 @@ askInputs: HashMap[uint256, DynArray[uint256, MAX_INPUTS]]
 provers: public(HashMap[address, Prover])
 offers: public(HashMap[address, HashMap[uint256, Offer]])
 teeSigners: public(HashMap[uint256, HashMap[address, bool]])
+# The matching engine's secp256k1 public key (64 bytes x || y), to which requesters encrypt
+# their private inputs' ACLs, and each prover's key per market, to which the engine
+# re-encrypts them.
+engineKey: public(Bytes[64])
+proverKeys: public(HashMap[address, HashMap[uint256, Bytes[64]]])
 
 
 @deploy
@@ -236,32 +271,47 @@ def setMatchingEngine(_matchingEngine: address):
     assert msg.sender == self.admin, "only the admin can change the matching engine"
     assert _matchingEngine != empty(address), "the matching engine address must not be zero"
     self.matchingEngine = _matchingEngine
+    self.engineKey = b""
+
+
+@internal
+@pure
+def _keyAddress(_key: Bytes[64]) -> address:
+    return convert(convert(convert(keccak256(_key), uint256) % 2**160, uint160), address)
+
+
+@external
+def publishEngineKey(_key: Bytes[64]):
+    assert len(_key) == 64, "a public key is 64 bytes (x || y)"
+    assert self._keyAddress(_key) == self.matchingEngine, "the key is not the matching engine's"
+    self.engineKey = _key
+    log EngineKeySet(engine=self.matchingEngine, key=_key)
 
 
 # ---- markets ----
 
 
 @external
-def createGroth16Market(_verifier: address, _artifactsHash: bytes32, _penalty: uint256, _ivs: address, _nInputs: uint256, _metadata: String[MAX_METADATA]) -> uint256:
+def createGroth16Market(_verifier: address, _artifactsHash: bytes32, _penalty: uint256, _ivs: address, _nInputs: uint256, _metadata: String[MAX_METADATA], _privateInputs: bool) -> uint256:
     assert _verifier.is_contract, "the verifier is not a contract"
     nPublic: uint256 = staticcall Groth16Verifier(_verifier).nPublic()
     assert nPublic <= MAX_INPUTS, "the verifier takes more than 32 public signals"
     assert _nInputs <= nPublic, "more public inputs than the verifier has public signals"
-    return self._create(KIND_GROTH16, _verifier, empty(bytes32), _artifactsHash, _penalty, _ivs, nPublic, _nInputs, _metadata)
+    return self._create(KIND_GROTH16, _verifier, empty(bytes32), _artifactsHash, _penalty, _ivs, nPublic, _nInputs, _metadata, _privateInputs)
 
 
 @external
-def createTeeMarket(_imageId: bytes32, _penalty: uint256, _ivs: address, _nInputs: uint256, _metadata: String[MAX_METADATA]) -> uint256:
+def createTeeMarket(_imageId: bytes32, _penalty: uint256, _ivs: address, _nInputs: uint256, _metadata: String[MAX_METADATA], _privateInputs: bool) -> uint256:
     assert _imageId != empty(bytes32), "a TEE market needs the prover image id"
     assert _nInputs <= MAX_INPUTS, "at most 32 public inputs"
-    return self._create(KIND_TEE, empty(address), _imageId, empty(bytes32), _penalty, _ivs, 0, _nInputs, _metadata)
+    return self._create(KIND_TEE, empty(address), _imageId, empty(bytes32), _penalty, _ivs, 0, _nInputs, _metadata, _privateInputs)
 
 
 @internal
-def _create(_kind: uint8, _verifier: address, _imageId: bytes32, _artifactsHash: bytes32, _penalty: uint256, _ivs: address, _nPublic: uint256, _nInputs: uint256, _metadata: String[MAX_METADATA]) -> uint256:
+def _create(_kind: uint8, _verifier: address, _imageId: bytes32, _artifactsHash: bytes32, _penalty: uint256, _ivs: address, _nPublic: uint256, _nInputs: uint256, _metadata: String[MAX_METADATA], _privateInputs: bool) -> uint256:
     marketId: uint256 = self.marketCount + 1
     self.marketCount = marketId
-    self.markets[marketId] = Market(kind=_kind, creator=msg.sender, verifier=_verifier, imageId=_imageId, artifactsHash=_artifactsHash, penalty=_penalty, ivs=_ivs, nPublic=_nPublic, nInputs=_nInputs)
+    self.markets[marketId] = Market(kind=_kind, creator=msg.sender, verifier=_verifier, imageId=_imageId, artifactsHash=_artifactsHash, penalty=_penalty, ivs=_ivs, nPublic=_nPublic, nInputs=_nInputs, privateInputs=_privateInputs)
     log MarketCreated(marketId=marketId, creator=msg.sender, kind=_kind, verifier=_verifier, imageId=_imageId, artifactsHash=_artifactsHash, penalty=_penalty, ivs=_ivs, nInputs=_nInputs, metadata=_metadata)
     return marketId
 
@@ -279,6 +329,23 @@ def setTeeSigner(_marketId: uint256, _signer: address, _allowed: bool):
 
 @external
 def createAsk(_marketId: uint256, _inputs: DynArray[uint256, MAX_INPUTS], _reward: uint256, _expiry: uint256, _provingTime: uint256, _refundAddress: address) -> uint256:
+    assert not self.markets[_marketId].privateInputs, "this market's asks need private inputs"
+    return self._createAsk(_marketId, _inputs, _reward, _expiry, _provingTime, _refundAddress, False)
+
+
+@external
+def createPrivateAsk(_marketId: uint256, _inputs: DynArray[uint256, MAX_INPUTS], _reward: uint256, _expiry: uint256, _provingTime: uint256, _refundAddress: address, _secret: Bytes[MAX_SECRET], _acl: Bytes[MAX_ACL]) -> uint256:
+    market: Market = self.markets[_marketId]
+    assert market.kind != 0, "market not found"
+    assert market.privateInputs, "this market takes no private inputs"
+    assert len(_secret) > 0 and len(_acl) > 0, "private inputs need a body and an ACL"
+    askId: uint256 = self._createAsk(_marketId, _inputs, _reward, _expiry, _provingTime, _refundAddress, True)
+    log AskSecret(askId=askId, marketId=_marketId, secret=_secret, acl=_acl)
+    return askId
+
+
+@internal
+def _createAsk(_marketId: uint256, _inputs: DynArray[uint256, MAX_INPUTS], _reward: uint256, _expiry: uint256, _provingTime: uint256, _refundAddress: address, _hasSecret: bool) -> uint256:
     market: Market = self.markets[_marketId]
     assert market.kind != 0, "market not found"
     assert len(_inputs) == market.nInputs, "wrong number of public inputs for this market"
@@ -288,7 +355,7 @@ def createAsk(_marketId: uint256, _inputs: DynArray[uint256, MAX_INPUTS], _rewar
     assert _refundAddress != empty(address), "the refund address must not be zero"
     askId: uint256 = self.askCount + 1
     self.askCount = askId
-    self.asks[askId] = Ask(marketId=_marketId, requester=msg.sender, refundAddress=_refundAddress, reward=_reward, expiry=_expiry, provingTime=_provingTime, deadline=0, prover=empty(address), state=OPEN)
+    self.asks[askId] = Ask(marketId=_marketId, requester=msg.sender, refundAddress=_refundAddress, reward=_reward, expiry=_expiry, provingTime=_provingTime, deadline=0, prover=empty(address), state=OPEN, hasSecret=_hasSecret)
     self.askInputs[askId] = _inputs
     self._pull(msg.sender, _reward)
     log AskCreated(askId=askId, marketId=_marketId, requester=msg.sender, refundAddress=_refundAddress, reward=_reward, expiry=_expiry, provingTime=_provingTime, inputs=abi_encode(_inputs))
@@ -343,7 +410,7 @@ def refundExpired(_askId: uint256):
 
 
 @internal
-def _tryAssign(_askId: uint256, _prover: address) -> uint8:
+def _tryAssign(_askId: uint256, _prover: address, _acl: Bytes[MAX_ACL]) -> uint8:
     ask: Ask = self.asks[_askId]
     if ask.state != OPEN:
         return SKIP_NOT_OPEN
@@ -356,6 +423,8 @@ def _tryAssign(_askId: uint256, _prover: address) -> uint8:
         return SKIP_PRICE
     if offer.maxTime > ask.provingTime:
         return SKIP_TIME
+    if ask.hasSecret and (len(_acl) == 0 or len(self.proverKeys[_prover][ask.marketId]) == 0):
+        return SKIP_NO_KEY
     p: Prover = self.provers[_prover]
     if p.computeUsed + offer.compute > p.compute:
         return SKIP_COMPUTE
@@ -370,16 +439,18 @@ def _tryAssign(_askId: uint256, _prover: address) -> uint8:
     self.asks[_askId].prover = _prover
     self.asks[_askId].deadline = deadline
     log TaskAssigned(askId=_askId, prover=_prover, marketId=ask.marketId, deadline=deadline, price=offer.price)
+    if ask.hasSecret:
+        log SecretAssigned(askId=_askId, prover=_prover, acl=_acl)
     return 0
 
 
 @external
-def assign(_askIds: DynArray[uint256, MAX_BATCH], _provers: DynArray[address, MAX_BATCH]) -> uint256:
+def assign(_askIds: DynArray[uint256, MAX_BATCH], _provers: DynArray[address, MAX_BATCH], _acls: DynArray[Bytes[MAX_ACL], MAX_BATCH]) -> uint256:
     assert msg.sender == self.matchingEngine, "only the matching engine can assign asks"
-    assert len(_askIds) == len(_provers), "ask and prover lists differ in length"
+    assert len(_askIds) == len(_provers) and len(_askIds) == len(_acls), "ask, prover and ACL lists differ in length"
     assigned: uint256 = 0
     for i: uint256 in range(len(_askIds), bound=MAX_BATCH):
-        reason: uint8 = self._tryAssign(_askIds[i], _provers[i])
+        reason: uint8 = self._tryAssign(_askIds[i], _provers[i], _acls[i])
         if reason == 0:
             assigned += 1
         else:
@@ -548,6 +619,19 @@ def joinMarket(_marketId: uint256, _price: uint256, _maxTime: uint256, _compute:
 
 
 @external
+def setProverKey(_marketId: uint256, _key: Bytes[64]):
+    assert self.offers[msg.sender][_marketId].joined, "not in this market"
+    assert self.markets[_marketId].privateInputs, "this market takes no private inputs"
+    assert len(_key) == 64, "a public key is 64 bytes (x || y)"
+    if self.markets[_marketId].kind == KIND_TEE:
+        # A TEE market's provers decrypt inside their attested enclaves: the key must be one of
+        # the market's registered enclave keys.
+        assert self.teeSigners[_marketId][self._keyAddress(_key)], "the signer is not an enclave key of this market"
+    self.proverKeys[msg.sender][_marketId] = _key
+    log ProverKeySet(prover=msg.sender, marketId=_marketId, key=_key)
+
+
+@external
 def requestLeave(_marketId: uint256):
     offer: Offer = self.offers[msg.sender][_marketId]
     assert offer.joined, "not in this market"
@@ -565,6 +649,7 @@ def leaveMarket(_marketId: uint256):
     assert block.timestamp >= offer.leaveAt, "the leave delay has not passed"
     assert offer.active == 0, "the prover still has assigned asks in this market"
     self.offers[msg.sender][_marketId] = empty(Offer)
+    self.proverKeys[msg.sender][_marketId] = b""
     self.provers[msg.sender].computeAllocated -= offer.compute
     self.provers[msg.sender].markets -= 1
     log ProverLeft(prover=msg.sender, marketId=_marketId)
