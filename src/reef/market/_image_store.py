@@ -300,26 +300,26 @@ def image_store_app(
             "description": f"an image over {max_bytes} bytes, or over the uploader's quota",
         },
     }
-    app.add_api_route(
-        "/images",
-        post_image,
-        methods=["POST"],
-        status_code=201,
-        response_model=UploadModel,
-        responses=errors,
-        openapi_extra=_UPLOAD_BODY,
-        summary="Upload an image; answers its hash and URL",
+    upload_routes = (
+        ("/images", post_image, "POST", "Upload an image; answers its hash and URL"),
+        (
+            "/images/{sha256}",
+            put_image,
+            "PUT",
+            "Upload an image under its hash (the body must hash to it)",
+        ),
     )
-    app.add_api_route(
-        "/images/{sha256}",
-        put_image,
-        methods=["PUT"],
-        status_code=201,
-        response_model=UploadModel,
-        responses=errors,
-        openapi_extra=_UPLOAD_BODY,
-        summary="Upload an image under its hash (the body must hash to it)",
-    )
+    for path, handler, method, summary in upload_routes:
+        app.add_api_route(
+            path,
+            handler,
+            methods=[method],
+            status_code=201,
+            response_model=UploadModel,
+            responses=errors,
+            openapi_extra=_UPLOAD_BODY,
+            summary=summary,
+        )
     for method in ("GET", "HEAD"):
         app.add_api_route(
             "/images/{sha256}",

@@ -40,7 +40,8 @@ from reef.web._dashboard import TOKEN_HEADER, Dashboard, is_loopback
 from reef.web._html import amount, badge, dl, esc, page, short, table, when
 
 if TYPE_CHECKING:
-    from reef.chain import JobId
+    from reef.chain import Job, JobId, MarketClient
+    from reef.node import Session
 
 __all__ = ["dashboard_app"]
 
@@ -176,13 +177,16 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
 
     # ------------------------------------------------------------------ pages
 
+    async def my_jobs() -> tuple[Session, MarketClient, list[Job]]:
+        """The dashboard's session, its market client and its open jobs (:func:`_data.open_jobs`)."""
+        session = await off_thread(dash.session)
+        client = session.market()
+        return session, client, await off_thread(_data.open_jobs, session, client)
+
     async def overview(_request: Request) -> Response:
         async def body() -> str:
-            session = await off_thread(dash.session)
+            session, client, jobs = await my_jobs()
             summary = await off_thread(_data.chain_summary, session)
-            client = session.market()
-            owner = summary["account"]
-            jobs = await off_thread(_data.open_jobs, session, client, owner)
             provs = await off_thread(_data.providers, session, client)
             now = await off_thread(session.now)
             from reef.market import settle
@@ -247,10 +251,7 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
 
     async def jobs_page(_request: Request) -> Response:
         async def body() -> str:
-            session = await off_thread(dash.session)
-            client = session.market()
-            owner = session.address if session.account is not None else None
-            jobs = await off_thread(_data.open_jobs, session, client, owner)
+            session, client, jobs = await my_jobs()
             margin = await off_thread(dash.margin_s)
             rows = [
                 _job_row(await off_thread(_data.describe_job, session, client, job, margin))
@@ -265,7 +266,7 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
                 "<button>Deploy</button></form>"
                 '<p class="result muted"></p></section>'
             )
-            whose = f"of {owner}" if owner else "(all owners)"
+            whose = f"of {session.address}" if session.account is not None else "(all owners)"
             return (
                 f"<section><h2>Open jobs {esc(whose)}</h2>"
                 f"{table(rows, [*_JOB_COLUMNS, 'debug', 'last error'], raw=('job', 'state', 'enclave', 'endpoint', 'image', 'last error'), empty='no open jobs')}"
@@ -274,7 +275,7 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
 
         return render("Jobs", await guarded(body), "/jobs")
 
-    async def open_job(text: str) -> tuple[Any, Any, _data.JobRow]:
+    async def open_job(text: str) -> tuple[Session, MarketClient, _data.JobRow]:
         """The session, its market client and the row of the open job ``text`` names.
 
         Raises:
@@ -369,10 +370,7 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
 
     async def enclaves_page(_request: Request) -> Response:
         async def body() -> str:
-            session = await off_thread(dash.session)
-            client = session.market()
-            owner = session.address if session.account is not None else None
-            jobs = await off_thread(_data.open_jobs, session, client, owner)
+            session, client, jobs = await my_jobs()
             # Local enclaves' cgroups are named after the enclave id (reef-<id>).
             usage = {u.name: u for u in await off_thread(enclave_usage)}
             rows = []
@@ -583,10 +581,7 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
 
     async def api_jobs(_request: Request) -> Response:
         try:
-            session = await off_thread(dash.session)
-            client = session.market()
-            owner = session.address if session.account is not None else None
-            jobs = await off_thread(_data.open_jobs, session, client, owner)
+            session, client, jobs = await my_jobs()
             margin = await off_thread(dash.margin_s)
             rows = [
                 (await off_thread(_data.describe_job, session, client, j, margin)).to_json()

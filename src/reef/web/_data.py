@@ -180,10 +180,12 @@ def providers(session: Session, client: MarketClient) -> list[ProviderRow]:
     return rows
 
 
-def open_jobs(session: Session, client: MarketClient, owner: Address | None) -> list[Job]:
-    """Open jobs (of ``owner`` when given), oldest first (:func:`reef.node.open_jobs`)."""
+def open_jobs(session: Session, client: MarketClient) -> list[Job]:
+    """The open jobs of the dashboard's account (every open job when it has none), oldest first
+    (:func:`reef.node.open_jobs`)."""
     from reef.node import open_jobs as node_open_jobs
 
+    owner = session.address if session.account is not None else None
     return node_open_jobs(session, client, owner)
 
 

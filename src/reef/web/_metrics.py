@@ -149,9 +149,8 @@ def network_samples(dash: Dashboard) -> list[tuple[str, str, dict[str, str], flo
         out.append(
             ("reef_chain_block", "Latest block number", {}, float(session.w3.eth.block_number))
         )
-        owner = session.address if session.account is not None else None
         margin = dash.margin_s()
-        for job in _data.open_jobs(session, client, owner):
+        for job in _data.open_jobs(session, client):
             row = _data.describe_job(session, client, job, margin)
             labels = {"job": str(row.number)}
             out += [
