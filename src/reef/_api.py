@@ -18,8 +18,9 @@ handling added a tenth to it.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -75,7 +76,10 @@ class LightApi(Starlette):
     """A Starlette app whose routes FastAPI describes on demand (see the module docstring).
 
     Routes are added as on FastAPI (:meth:`add_api_route`, same keyword arguments), with one
-    restriction: an endpoint takes the request and nothing else.
+    restriction: an endpoint takes the request and nothing else. One more keyword, ``body``,
+    describes the request body with a model (or a union of models) that the endpoint does not
+    have parsed for it: it reads the body itself (bounded, with its own errors), and the schema
+    still says what it takes.
     """
 
     def __init__(self, title: str, *, description: str = "", version: str = "1") -> None:
@@ -140,9 +144,15 @@ class LightApi(Starlette):
         """The OpenAPI document FastAPI gives for these routes (built once, on first use)."""
         if self._schema is None:
             described = api_app(**self._meta)
+            bodied: set[tuple[str, str]] = set()
             for path, endpoint, options in self._described:
-                described.add_api_route(path, endpoint, **options)
-            self._schema = described.openapi()
+                rest = dict(options)
+                body = rest.pop("body", None)
+                if body is not None:
+                    endpoint = _with_body(endpoint, body)
+                    bodied.update((path, method.lower()) for method in rest.get("methods", ()))
+                described.add_api_route(path, endpoint, **rest)
+            self._schema = _without_validation_errors(described.openapi(), bodied)
         return self._schema
 
     async def _openapi(self, _request: Request) -> Response:
@@ -153,6 +163,46 @@ class LightApi(Starlette):
 
         html = get_swagger_ui_html(openapi_url="/openapi.json", title=self._meta["title"])
         return HTMLResponse(bytes(html.body))
+
+
+def _with_body(endpoint: Endpoint, body: Any) -> Callable[..., Awaitable[Response]]:
+    """A stand-in for ``endpoint`` that FastAPI describes as taking a ``body`` JSON body."""
+    from fastapi import Body
+
+    async def described(request: Request, payload: Any) -> Response:  # pragma: no cover
+        raise HTTPException(500)  # never served: only described
+
+    described.__name__ = getattr(endpoint, "__name__", "endpoint")
+    described.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(
+                "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+            ),
+            inspect.Parameter(
+                "payload",
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=Annotated[body, Body()],
+            ),
+        ]
+    )
+    return described
+
+
+def _without_validation_errors(
+    schema: dict[str, Any], bodied: set[tuple[str, str]]
+) -> dict[str, Any]:
+    """FastAPI documents a 422 for every route with a body; these routes parse their bodies
+    themselves and never answer it, so the 422 (and its then unused models) are taken out."""
+    for path, method in bodied:
+        schema["paths"][path][method].get("responses", {}).pop("422", None)
+    text = json.dumps(schema["paths"])
+    components = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        if f"#/components/schemas/{name}" not in text and name in components:
+            if name == "ValidationError" and "HTTPValidationError" in components:
+                continue
+            del components[name]
+    return schema
 
 
 class _Asgi:

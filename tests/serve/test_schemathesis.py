@@ -34,6 +34,7 @@ from reef.attestation import (
     custom_attestation_app,
     verifier_app,
 )
+from reef.chain import Devnet, devnet_app
 from reef.crypto import Secp256k1PrivateKey
 from reef.home import ReefHome
 from reef.kms import EnclaveSeeds, KmsRoot, RootKeyring, RootSeed, derive_server_app, public_app
@@ -116,6 +117,7 @@ def _apps(home: Path) -> dict[str, Any]:
     key = Secp256k1PrivateKey(hashlib.sha256(b"reef schemathesis verifier").digest())
     root = KmsRoot(RootKeyring([RootSeed(hashlib.sha512(b"reef schemathesis root").digest(), 0)]))
     return {
+        "devnet": devnet_app(Devnet()),
         "verifier": verifier_app(key, root=authority.root),
         "control plane": control_plane_app(_View()),
         "image store": image_store_app(
@@ -131,6 +133,7 @@ def _apps(home: Path) -> dict[str, Any]:
 
 
 SERVICES = [
+    "devnet",
     "verifier",
     "control plane",
     "image store",

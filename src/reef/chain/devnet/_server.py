@@ -12,6 +12,13 @@ while reads (balances, blocks, receipts, logs) have their own, so a client sendi
 delay other slow calls but never a read. The devnet holds its lock only while it builds a call's
 state, not while the call runs.
 
+``/openapi.json`` and ``/docs`` describe the endpoint (:func:`reef._api.light_api`): a request or
+a batch of them (``jsonrpc``, ``id``, ``method``, ``params``), the response or batch of responses
+and the error object, as typed models. The models only describe: bodies are still read by hand
+(bounded) and parsed by ``parse_json`` (bounded nesting, checked ids), so describing the endpoint
+costs its requests nothing, and malformed requests still get the JSON-RPC errors they deserve
+rather than a validation error.
+
 CORS: browsers may call from loopback origins (``http://localhost:3000``, ``http://127.0.0.1:5173``
 ...), as from a dapp served on another local port, and from origins listed in ``cors_origins``
 (``"*"`` allows every origin); others get no CORS headers, so a web page elsewhere cannot use the
@@ -28,22 +35,24 @@ import logging
 import socket
 import threading
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 import anyio.to_thread
 from anyio import CapacityLimiter
-from starlette.applications import Starlette
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reef._api import LightApi, light_api
 from reef._serve import Limits, Server, bind, url_of
 from reef.chain.devnet._devnet import Devnet
 from reef.chain.devnet._rpc import (
     CALL_TIMEOUT_S,
     INVALID_REQUEST,
+    MAX_BATCH,
+    MAX_ID_LENGTH,
     DevnetRpc,
     encode_response,
     parse_json,
@@ -172,9 +181,67 @@ class _LoopbackCors:
         await self.app(scope, receive, with_cors)
 
 
-def _needs_evm(payload: Any) -> bool:
+# ---------------------------------------------------------------- the description (OpenAPI)
+
+_JsonRpcId = Annotated[
+    int | float | str | None,
+    Field(description="the request's id, echoed in its response; null for errors about no request"),
+]
+
+
+class JsonRpcRequest(BaseModel):
+    """One JSON-RPC 2.0 request; without ``id`` it is a notification, answered with nothing."""
+
+    jsonrpc: Literal["2.0"]
+    id: int | float | str | None = Field(
+        default=None,
+        description=f"a string of at most {MAX_ID_LENGTH} characters, a finite number between "
+        "-2**64 and 2**64, or null; leave it out for a notification",
+    )
+    method: str = Field(description="eth_*, net_*, web3_*, evm_* or debug_* method name")
+    params: list[Any] = Field(default_factory=list, description="positional parameters")
+
+
+class JsonRpcErrorObject(BaseModel):
+    """Why a request failed: a JSON-RPC code (-32700 parse error, -32600 invalid request,
+    -32601 unknown method, -32602 invalid params, -32000 server error, 3 reverted), a message,
+    and for reverts the revert data."""
+
+    code: int
+    message: str
+    data: Any = None
+
+
+class JsonRpcResponse(BaseModel):
+    """One answer: ``result`` on success, ``error`` otherwise."""
+
+    jsonrpc: Literal["2.0"]
+    id: _JsonRpcId
+    result: Any = None
+    error: JsonRpcErrorObject | None = None
+
+
+_ERROR_RESPONSE = {"model": JsonRpcResponse}
+_DESCRIPTION = (
+    "Ethereum JSON-RPC 2.0 (as geth, hardhat and anvil serve it): POST one request or a batch "
+    f"(an array of at most {MAX_BATCH}) to /. Malformed requests are answered with a JSON-RPC "
+    "error (status 200), as JSON-RPC clients expect."
+)
+
+
+# ---------------------------------------------------------------------------------- the app
+
+
+def _methods(payload: Any) -> list[str | None] | None:
+    """The method names of a request or batch (``None`` where a request names none), or
+    ``None`` when a request's method is neither a string nor absent: a client's
+    ``"method": []`` must not reach a set lookup, where it would raise (the RPC answers it
+    "invalid request")."""
     requests = payload if isinstance(payload, list) else [payload]
-    return any(isinstance(r, dict) and r.get("method") in _EVM_METHODS for r in requests)
+    names = [r.get("method") if isinstance(r, dict) else None for r in requests]
+    if any(name is not None and not isinstance(name, str) for name in names):
+        return None
+    return names
 
 
 def devnet_app(
@@ -184,8 +251,9 @@ def devnet_app(
     cors_origins: Sequence[str] = (),
     call_gas_cap: int = GAS_LIMIT,
     call_timeout_s: float | None = CALL_TIMEOUT_S,
-) -> Starlette:
-    """The ASGI app answering Ethereum JSON-RPC for ``devnet`` at ``POST /``.
+) -> LightApi:
+    """The ASGI app answering Ethereum JSON-RPC for ``devnet`` at ``POST /`` (described at
+    ``/openapi.json``).
 
     Args:
         max_body: request bytes accepted (413 beyond).
@@ -196,11 +264,12 @@ def devnet_app(
     rpc = DevnetRpc(devnet, call_gas_cap=call_gas_cap, call_timeout_s=call_timeout_s)
     evm_threads = CapacityLimiter(EVM_THREADS)
 
-    async def endpoint(request: Request) -> Response:
-        if request.method != "POST":
-            return _rpc_error(
-                INVALID_REQUEST, "send JSON-RPC requests with POST (this is an Ethereum node)", 405
-            )
+    async def not_post(request: Request) -> Response:
+        return _rpc_error(
+            INVALID_REQUEST, "send JSON-RPC requests with POST (this is an Ethereum node)", 405
+        )
+
+    async def json_rpc(request: Request) -> Response:
         try:
             body = await _read_body(request, max_body)
         except _TooLarge:
@@ -213,9 +282,10 @@ def devnet_app(
                 {"jsonrpc": "2.0", "id": None, "error": {"code": fault.code, "message": str(fault)}}
             )
         else:
-            if DevnetRpc.is_light(payload):
+            methods = _methods(payload)
+            if methods is not None and DevnetRpc.is_light(payload):
                 answer = rpc.answer(payload)
-            elif _needs_evm(payload):
+            elif methods is not None and any(name in _EVM_METHODS for name in methods):
                 answer = await anyio.to_thread.run_sync(rpc.answer, payload, limiter=evm_threads)
             else:
                 answer = await anyio.to_thread.run_sync(rpc.answer, payload)
@@ -223,7 +293,28 @@ def devnet_app(
             return Response(status_code=204)
         return Response(answer, media_type="application/json")
 
-    app = Starlette(routes=[Route("/", endpoint, methods=["GET", "POST"])])
+    app = light_api("reef devnet JSON-RPC", description=_DESCRIPTION)
+    app.add_api_route(
+        "/",
+        json_rpc,
+        methods=["POST"],
+        summary="Answer a JSON-RPC request or batch",
+        body=JsonRpcRequest | list[JsonRpcRequest],
+        response_model=JsonRpcResponse | list[JsonRpcResponse],
+        responses={
+            204: {"description": "every request was a notification: nothing to answer"},
+            413: {**_ERROR_RESPONSE, "description": f"the body is over {max_body} bytes"},
+        },
+    )
+    app.add_api_route(
+        "/",
+        not_post,
+        methods=["GET"],
+        summary="Not JSON-RPC: answered 405 with a JSON-RPC error",
+        status_code=405,
+        response_model=JsonRpcResponse,
+        response_description="a JSON-RPC error: the endpoint answers POST",
+    )
     app.add_middleware(_LoopbackCors, origins=tuple(cors_origins))
     app.reef_refusal = rpc_refusal  # type: ignore[attr-defined]  # read by reef._serve
     return app
