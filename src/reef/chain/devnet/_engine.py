@@ -575,16 +575,17 @@ class Chain:
                 receipt, _ = vm.apply_transaction(header, tx)
                 filled = vm.add_receipt_to_header(header, receipt)
                 transactions, receipts = (tx,), (receipt,)
-            block = vm.set_block_transactions_and_withdrawals(
-                vm.get_block(), filled, transactions, receipts
-            )
             # What VM.mine_block does, without its validate_block: the header already holds
             # the mix hash (pack_block's only field here), the block was built here from its
             # parent by py-evm's own header and trie code (and a replay is checked against the
             # journal's hashes), and the re-check cost a tenth of a transaction. Post-merge
-            # finalisation assigns no reward: it is the state's persist (the state root).
+            # finalisation assigns no reward: it is the state's persist (the state root), done
+            # before the block is assembled so that the block is copied once, not twice.
             vm.state.persist()
-            block = block.copy(header=block.header.copy(state_root=vm.state.state_root))
+            filled = filled.copy(state_root=vm.state.state_root)
+            block = vm.set_block_transactions_and_withdrawals(
+                vm.get_block(), filled, transactions, receipts
+            )
         except ValidationError as exc:
             raise rejection(exc) from exc
         chain.chaindb.persist_block(block)

@@ -1,0 +1,50 @@
+"""The devnet's blocks are byte for byte what they were before its execution was sped up: a
+journal written by an earlier reef must replay (every block's hash is checked), so a faster
+way of building blocks may not change one bit of them.
+
+The head hash below was computed by reef before the speed work of issue 14 (commit b841c65:
+py-evm's ``mine_block`` with its validation, signature checked twice), for the same chain:
+reef's contracts deployed at a pinned clock, five transfers seven seconds apart, a time jump
+and an empty block.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eth_account import Account
+
+from reef.chain import DEVNET_CHAIN_ID, Devnet
+from reef.home import ReefHome
+
+HEAD_NUMBER = 19
+HEAD_HASH = "b8e11983eefaad84abfa0e47c8df12c3b98d9522a7f6ca1963f79354fe2f8287"
+
+
+def test_a_known_chain_builds_the_same_blocks_and_replays(reef_home: Path) -> None:
+    home = ReefHome(reef_home)
+    now = [1_800_000_000.0]
+    with Devnet.open(home, fresh=True, clock=lambda: now[0]) as devnet:
+        sender = devnet.accounts[3]
+        for n in range(5):
+            now[0] += 7
+            raw = Account.sign_transaction(
+                {
+                    "chainId": DEVNET_CHAIN_ID,
+                    "nonce": devnet.nonce(bytes.fromhex(sender.address[2:])),
+                    "gas": 21000,
+                    "to": "0x" + "33" * 20,
+                    "value": n + 1,
+                    "maxFeePerGas": 10**10,
+                    "maxPriorityFeePerGas": 10**9,
+                },
+                sender.private_key,
+            ).raw_transaction
+            devnet.send_raw_transaction(bytes(raw))
+        devnet.increase_time(100)
+        devnet.mine()
+        assert devnet.block_number == HEAD_NUMBER
+        assert devnet.head.hash.hex() == HEAD_HASH
+    (home.chain / "checkpoint.bin").unlink()  # replay the journal itself, block by block
+    with Devnet.open(home, clock=lambda: now[0] + 1000) as devnet:
+        assert devnet.head.hash.hex() == HEAD_HASH
