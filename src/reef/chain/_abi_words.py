@@ -7,7 +7,12 @@ node. Events carry elementary values: ``uint<N>``, ``int<N>``, ``address``, ``bo
 checked as strictly as eth-abi checks them (padding, ranges, offsets inside the data), so a
 malformed log is still refused. Any other type (arrays, tuples) goes to eth-abi.
 
-``tests/chain/test_abi_words.py`` holds this to eth-abi on random values and malformed data.
+An indexer that stores logs as they came (and decodes them when read) still refuses a malformed
+log before storing it: :func:`words_checker` accepts the hex data :func:`words_decoder` accepts
+as bytes, and reads only the words that can be invalid.
+
+``tests/chain/test_abi_words.py`` holds this to eth-abi on random values and malformed data;
+``tests/chain/test_indexer_words.py`` holds the checker to the decoder.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 
 from reef.errors import InputError
 
-__all__ = ["decode_words", "words_decoder"]
+__all__ = ["decode_words", "words_checker", "words_decoder"]
 
 _WORD = 32
 _SIZED = re.compile(r"^(u?int|bytes)(\d+)$")
@@ -133,6 +138,67 @@ def words_decoder(types: Sequence[str]) -> Callable[[bytes], tuple[Any, ...]]:
         return tuple(values)
 
     return decode
+
+
+def words_checker(types: Sequence[str]) -> Callable[[str], None]:
+    """A check that ``data`` (``0x`` + hex, as a node sends it) is a valid ABI encoding of
+    ``types``, built once.
+
+    It refuses what :func:`words_decoder` refuses, except that a ``string``'s bytes are not
+    checked to be UTF-8 (event decoders read them with replacement), and looks only at the words
+    that can be invalid: a ``uint256`` word needs no look at all, an ``address`` word a compare
+    of its padding, and only data with a dynamic value is decoded.
+
+    Raises:
+        InputError: (from the check) as :func:`words_decoder` does, or data that is not
+            ``0x`` + an even number of hex digits.
+    """
+    kinds = tuple(types)
+    if any(_static_reader(t) is None for t in kinds if t not in ("bytes", "string")):
+        full = words_decoder(kinds)
+
+        def check_all(data: str) -> None:
+            full(_from_hex(data))
+
+        return check_all
+    chars = 2 + 2 * _WORD * len(kinds)
+    padding: list[int] = []  # where an address word's 12 zero bytes are, in characters
+    words: list[tuple[int, Callable[[bytes], object]]] = []  # other words that need reading
+    dynamic = False
+    for index, kind in enumerate(kinds):
+        at = 2 + 2 * _WORD * index
+        if kind in ("bytes", "string"):
+            dynamic = True
+        elif kind == "address":
+            padding.append(at)
+        elif kind not in ("uint256", "int256", "bytes32"):
+            reader = _static_reader(kind)
+            assert reader is not None  # every other kind has one (checked above)
+            words.append((at, reader))
+    zeros = "0" * 24
+    full_decode = words_decoder(["bytes" if k == "string" else k for k in kinds])
+
+    def check(data: str) -> None:
+        if len(data) < chars or data[:2] != "0x":
+            raise InputError(f"data of {len(data)} characters holds fewer than {len(kinds)} words")
+        raw = _from_hex(data)  # also what reading it back will do
+        for at in padding:
+            if data[at : at + 24] != zeros:
+                raise InputError("an address word has non-zero padding")
+        for at, read in words:
+            start = (at - 2) // 2
+            read(raw[start : start + _WORD])
+        if dynamic:
+            full_decode(raw)
+
+    return check
+
+
+def _from_hex(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text[2:] if text[:2] in ("0x", "0X") else text)
+    except ValueError as exc:
+        raise InputError(f"not hex: {text[:80]!r}") from exc
 
 
 def decode_words(types: Sequence[str], data: bytes) -> tuple[Any, ...]:

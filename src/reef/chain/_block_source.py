@@ -4,13 +4,17 @@ The indexer needs four things of a chain (its id, the head, a block's hash and t
 one address's logs), so tests inject reorgs and failures through a scripted source, and the same
 indexer runs against reef's devnet, a hardhat node or a public RPC (:class:`Web3BlockSource`).
 Every method raises :class:`~reef.errors.RPCError` on failure.
+
+A source may also give a range's logs as the node's own JSON objects (:class:`LogEntrySource`,
+which :class:`Web3BlockSource` is): the indexer stores those without building a :class:`RawLog`
+per log, which costs more than the node took to send it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from web3 import Web3
 from web3.exceptions import Web3Exception
@@ -62,6 +66,32 @@ class BlockSource(Protocol):
         ...
 
 
+@runtime_checkable
+class LogEntrySource(Protocol):
+    """A :class:`BlockSource` that also gives logs as ``eth_getLogs`` JSON objects."""
+
+    def log_entries(
+        self, address: str, from_block: int, to_block: int
+    ) -> Sequence[Mapping[str, Any]]:
+        """The logs of ``address`` in ``[from_block, to_block]``, in chain order, as JSON-RPC
+        objects: ``topics`` and ``data`` ``0x`` hex strings, numbers ``0x`` hex or ints, removed
+        logs included (``removed: true``)."""
+        ...
+
+
+def raw_log_entry(log: RawLog) -> dict[str, Any]:
+    """``log`` as the JSON-RPC object a node would answer (numbers as ints)."""
+    return {
+        "address": log.address,
+        "topics": ["0x" + topic.hex() for topic in log.topics],
+        "data": "0x" + log.data.hex(),
+        "blockNumber": log.block_number,
+        "blockHash": log.block_hash,
+        "logIndex": log.log_index,
+        "transactionHash": log.tx_hash,
+    }
+
+
 def _hex(value: Any) -> str:
     if isinstance(value, (bytes, bytearray)):
         return "0x" + bytes(value).hex()
@@ -99,14 +129,50 @@ class Web3BlockSource:
         return int(self._call("eth_blockNumber", lambda: self._w3.eth.block_number))
 
     def block(self, number: int) -> BlockRef:
-        block = self._call(
-            f"eth_getBlockByNumber({number})", lambda: self._w3.eth.get_block(number)
+        what = f"eth_getBlockByNumber({number})"
+        if isinstance(self._w3.provider, JSONBaseProvider):
+            # Raw, as logs are: the indexer asks for one block per range.
+            block = self._request(what, "eth_getBlockByNumber", [hex(number), False])
+            if not isinstance(block, dict):
+                raise RPCError(
+                    f"{what} answered no block", hint="is the block number past the head?"
+                )
+        else:
+            block = self._call(what, lambda: self._w3.eth.get_block(number))
+        try:
+            return BlockRef(number, _hex(block["hash"]), _int(block["timestamp"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RPCError(f"{what} answered a malformed block: {exc}") from exc
+
+    def _request(self, what: str, method: str, params: list[Any]) -> Any:
+        """One raw JSON-RPC request's result; the node's error message becomes the RPCError's."""
+        response = self._call(
+            what, lambda: self._w3.provider.make_request(RPCEndpoint(method), params)
         )
-        return BlockRef(number, _hex(block["hash"]), int(block["timestamp"]))
+        if not isinstance(response, dict):
+            raise RPCError(f"{what} answered no JSON-RPC response")
+        error = response.get("error")
+        if error:
+            message = error.get("message", error) if isinstance(error, dict) else error
+            raise RPCError(f"{what} failed: {message}")
+        return response.get("result")
 
     def logs(self, address: str, from_block: int, to_block: int) -> Sequence[RawLog]:
         if not isinstance(self._w3.provider, JSONBaseProvider):
             return self._formatted_logs(address, from_block, to_block)
+        what = f"eth_getLogs({from_block}..{to_block})"
+        return _raw_logs(self._json_logs(address, from_block, to_block), what)
+
+    def log_entries(
+        self, address: str, from_block: int, to_block: int
+    ) -> Sequence[Mapping[str, Any]]:
+        if not isinstance(self._w3.provider, JSONBaseProvider):
+            return [
+                raw_log_entry(log) for log in self._formatted_logs(address, from_block, to_block)
+            ]
+        return self._json_logs(address, from_block, to_block)
+
+    def _json_logs(self, address: str, from_block: int, to_block: int) -> list[Any]:
         # A raw JSON-RPC request: web3.py's result formatters cost more than the HTTP round trip
         # on big ranges, and the node's own error message tells a too-large range apart.
         params = {
@@ -115,18 +181,10 @@ class Web3BlockSource:
             "toBlock": hex(to_block),
         }
         what = f"eth_getLogs({from_block}..{to_block})"
-        response = self._call(
-            what,
-            lambda: self._w3.provider.make_request(RPCEndpoint("eth_getLogs"), [params]),
-        )
-        error = response.get("error") if isinstance(response, dict) else None
-        if error:
-            message = error.get("message", error) if isinstance(error, dict) else error
-            raise RPCError(f"{what} failed: {message}")
-        entries = response.get("result") if isinstance(response, dict) else None
+        entries = self._request(what, "eth_getLogs", [params])
         if not isinstance(entries, list):
             raise RPCError(f"{what} answered no list of logs")
-        return _raw_logs(entries, what)
+        return entries
 
     def _formatted_logs(self, address: str, from_block: int, to_block: int) -> list[RawLog]:
         """Through web3.py's formatting, for providers that are not JSON-RPC (eth-tester)."""

@@ -5,17 +5,30 @@ types as an :class:`~reef.chain.EventDecoder`, and a stream name), each with its
 the same database: the market, the KMS registry, and the serverless and proof contracts to come
 need no indexer of their own. For each contract it reads logs in block ranges (500 blocks by
 default, as Oyster's indexer; halved when a node refuses a range as too large) up to
-``head - confirmations``, decodes them into the contract's typed events and stores each as the
-decoder's :class:`~reef.chain.EventRecord` (for the market, Oyster's ``job_events`` shape,
-reference §4.4: names ``Opened``, ``Settled``, ...; U256 values as ``0x`` hex, addresses
-lowercase). Reading gives the same typed events back (:meth:`Indexer.events`), so consumers match
-on types, never on names and dict keys.
+``head - confirmations`` and stores the logs of the contract's event types. Reading gives them
+back typed (:meth:`Indexer.events`), each with the decoder's :class:`~reef.chain.EventRecord`
+(for the market, Oyster's ``job_events`` shape, reference §4.4: names ``Opened``, ``Settled``,
+...; U256 values as ``0x`` hex, addresses lowercase), so consumers match on types, never on
+names and dict keys.
 
-Each range's events are committed together with the contract's checkpoint in **one
-transaction**. A crash (``kill -9``) therefore loses nothing and repeats nothing: on restart each
-checkpoint says exactly where that contract's stored events end. A unique key on (stream, block
-number, log index) backs this up, and a checkpoint is advanced with a compare-and-set, so two
-indexers writing one database fail loudly instead of duplicating.
+Storage is the logs as the node gave them: topics and data, with their block, transaction and
+log index, the stored name and job id (Oyster's ``event_name`` and ``job_id`` columns, for SQL)
+beside them. Events are decoded when read (:meth:`Indexer.events`), into the same typed events
+as before, so catching up costs little more than reading the chain: no typed event, JSON record
+or web3.py formatting is built per log on the way in. Each log is still checked against its
+event's ABI before it is stored (topic count, padding, ranges, offsets), so a malformed log
+stops the indexer at its range instead of reaching a consumer.
+
+Logs are committed together with the contract's checkpoint in **one transaction** per batch of
+ranges (one ``executemany``; a commit costs as much as storing a thousand logs). A crash (``kill -9``) therefore loses nothing and repeats nothing: on
+restart each checkpoint says exactly where that contract's stored events end. A unique key on
+(stream, block number, log index) backs this up, and a checkpoint is advanced with a
+compare-and-set, so two indexers writing one database fail loudly instead of duplicating.
+
+While a range is checked and committed, a reader thread already fetches the next ones (up to
+``fetch_ahead`` ranges, all within the confirmed part of the chain): the database's commits
+and the node's answers overlap. It calls the chain in the same order a sequential indexer does,
+and a failure part-way still stores every range before it.
 
 Reorganisations: only blocks at least ``confirmations`` deep are read. Before each poll the hash of
 the last indexed block is compared with the chain's; if a reorg went deeper than the confirmation
@@ -24,7 +37,9 @@ abandoned fork (rewinding would silently undo what consumers already acted on).
 
 Storage is SQLAlchemy Core, so any SQLAlchemy URL works (SQLite by default, PostgreSQL for a
 production operator); it is synchronous because the work is a short transaction per range and the
-RPC client (web3.py) is synchronous too; async callers run :meth:`Indexer.poll` in a thread.
+RPC client (web3.py) is synchronous too; async callers run :meth:`Indexer.poll` in a thread. A
+database written by an older reef (events stored decoded, as JSON) is refused with the file to
+delete: the index is a copy of the chain, read again from the start block.
 
 Reading the chain goes through the small :class:`~reef.chain.BlockSource` protocol (in
 ``_block_source.py``), so tests inject reorgs and failures, and the same indexer runs against
@@ -33,17 +48,26 @@ reef's devnet, a hardhat node or a public RPC.
 
 from __future__ import annotations
 
-import json
+import contextlib
+import queue
 import re
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
-from reef.chain._block_source import BlockRef, BlockSource, RawLog
+from reef.chain._abi_words import words_checker
+from reef.chain._block_source import (
+    BlockRef,
+    BlockSource,
+    LogEntrySource,
+    RawLog,
+    raw_log_entry,
+)
 from reef.chain._events import ChainEvent, EventDecoder, EventRecord, market_decoder
-from reef.errors import ChainError, ConfigError, MisuseError, RPCError
+from reef.errors import ChainError, ConfigError, InputError, MisuseError, RPCError
 
 __all__ = [
     "IndexedContract",
@@ -54,12 +78,30 @@ __all__ = [
 ]
 
 DEFAULT_RANGE = 500
+DEFAULT_FETCH_AHEAD = 4
+# A transaction stores ranges until it holds this many logs or ranges.
+_BATCH_ROWS = 5000
+_BATCH_RANGES = 32
 # Phrases nodes use when a getLogs range or result set is too big (geth, erigon, alchemy, infura,
 # hardhat): on these the indexer halves its range instead of failing.
 _RANGE_REFUSALS = re.compile(
     r"range|too many|more than|limit|exceed|too large|response size|timeout", re.IGNORECASE
 )
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_UNKNOWN: Any = object()  # the layout of a topic 0 no followed event has
+# The stored columns of a log, in the order of the rows the indexer builds.
+_COLUMNS = (
+    "stream",
+    "block_number",
+    "block_hash",
+    "log_index",
+    "tx_hash",
+    "event_name",
+    "job_id",
+    "topics",
+    "data",
+)
+_Row = tuple[str, int, str, int, str, str, str | None, str, str]
 
 
 # -- storage --------------------------------------------------------------------------------------
@@ -167,7 +209,9 @@ def _tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("tx_hash", sa.String(66), nullable=False),
         sa.Column("event_name", sa.String(64), nullable=False),
         sa.Column("job_id", sa.String(66), nullable=True, index=True),
-        sa.Column("event_data", sa.Text, nullable=False),
+        # The log as the node gave it: its topics ("0x" + hex, comma-separated) and its data.
+        sa.Column("topics", sa.Text, nullable=False),
+        sa.Column("data", sa.Text, nullable=False),
         sa.UniqueConstraint("stream", "block_number", "log_index", name="uq_job_events_log"),
     )
     return state, events
@@ -192,6 +236,110 @@ def open_database(url: str) -> sa.Engine:
     return engine
 
 
+def _where(engine: sa.Engine) -> str:
+    """The database's file (SQLite) or URL without its password, for messages."""
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        return engine.url.database
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _check_schema(engine: sa.Engine) -> None:
+    """Refuse a database whose ``job_events`` an older reef wrote (decoded JSON, no raw logs).
+
+    Raises:
+        ConfigError: naming the database to delete.
+    """
+    try:
+        columns = {column["name"] for column in sa.inspect(engine).get_columns("job_events")}
+    except sa.exc.NoSuchTableError:
+        return
+    except sa.exc.SQLAlchemyError as exc:
+        raise ConfigError(f"cannot open the indexer database: {exc}") from exc
+    if not {"topics", "data"} <= columns:
+        where = _where(engine)
+        raise ConfigError(
+            f"the indexer database {where} was written by an older reef (events stored decoded, "
+            "as JSON); this one stores the chain's logs and decodes them when read",
+            hint=f"delete {where} (it is a copy of the chain: the indexer reads it again from "
+            "the start block)",
+        )
+
+
+# -- checking logs without decoding them ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What storing a log of one event type takes: its name, how many topics it has, how its
+    topics and data are checked (as the node's hex text), and where its job id is (a topic or a
+    data word, if any)."""
+
+    name: str
+    cls_name: str
+    topics: int
+    address_topics: tuple[int, ...]
+    topic_checks: tuple[tuple[int, Callable[[str], None]], ...]
+    check_data: Callable[[str], None]
+    job_topic: int | None
+    job_word: int | None
+
+
+_ZERO_PADDING = "0" * 24  # an address topic's 12 zero bytes, in hex
+
+
+def _layouts(decoder: EventDecoder) -> dict[str, _Layout | None]:
+    """A layout per topic 0 (``0x`` + lowercase hex) of ``decoder``; ``None``: check and name
+    that event by decoding it.
+
+    The ABI types come from the decoder's event specs. The decoder keeps them private; should it
+    stop having them, every event takes the decoding path: slower, never wrong.
+    """
+    specs = getattr(decoder, "_specs", None)
+    if not isinstance(specs, dict):
+        return {"0x" + topic.hex(): None for topic in decoder.topics}
+    layouts: dict[str, _Layout | None] = {}
+    for topic0, spec in specs.items():
+        key = "0x" + bytes(topic0).hex()
+        try:
+            cls: type[ChainEvent] = spec.cls
+            indexed: tuple[tuple[str, str], ...] = tuple(spec.indexed)
+            data: tuple[tuple[str, str], ...] = tuple(spec.data)
+        except AttributeError:
+            layouts[key] = None
+            continue
+        job_topic = job_word = None
+        for position, (name, typ) in enumerate(indexed):
+            if cls.JSON_KEYS.get(name, name) == "job_id":
+                job_topic = position + 1 if typ == "bytes32" else -1
+        for position, (name, typ) in enumerate(data):
+            if cls.JSON_KEYS.get(name, name) == "job_id":
+                job_word = position if typ == "bytes32" else -1
+        if job_topic == -1 or job_word == -1 or any(t in ("bytes", "string") for _, t in indexed):
+            layouts[key] = None  # a job id that is not a bytes32, or a hashed topic
+            continue
+        layouts[key] = _Layout(
+            name=decoder.json_name(cls),
+            cls_name=cls.__name__,
+            topics=1 + len(indexed),
+            address_topics=tuple(
+                position + 1 for position, (_, typ) in enumerate(indexed) if typ == "address"
+            ),
+            # a uint256 or bytes32 topic needs no check beyond its length
+            topic_checks=tuple(
+                (position + 1, words_checker([typ]))
+                for position, (_, typ) in enumerate(indexed)
+                if typ not in ("uint256", "int256", "bytes32", "address")
+            ),
+            check_data=words_checker(["bytes" if t == "string" else t for _, t in data]),
+            job_topic=job_topic,
+            job_word=job_word,
+        )
+    return layouts
+
+
+# -- the indexer ----------------------------------------------------------------------------------
+
+
 @dataclass
 class _Followed:
     """A contract being indexed, with its stream name once the chain id is known."""
@@ -199,6 +347,15 @@ class _Followed:
     contract: IndexedContract
     address: str  # lowercase
     stream: str
+    layouts: dict[str, _Layout | None]  # by topic 0, "0x" + lowercase hex
+
+
+@dataclass(frozen=True)
+class _Range:
+    """A fetched range, checked and ready to store."""
+
+    last: BlockRef
+    rows: list[_Row]
 
 
 class Indexer:
@@ -214,11 +371,13 @@ class Indexer:
         confirmations: how deep a block must be before it is read (0 on a dev chain that never
             reorganises; a few on a real chain).
         block_range: the largest block range asked for at once.
+        fetch_ahead: how many ranges a reader thread fetches ahead of the one being stored
+            (0: read and store one range after the other, in one thread).
 
     Raises:
         MisuseError: neither or both of ``contract`` and ``contracts``, two contracts with one
-            stream, or a negative depth, range or start block.
-        ConfigError: the database cannot be opened.
+            stream, or a negative depth, range, start block or read-ahead.
+        ConfigError: the database cannot be opened, or an older reef wrote it.
     """
 
     def __init__(
@@ -232,9 +391,12 @@ class Indexer:
         start_block: int = 0,
         confirmations: int = 0,
         block_range: int = DEFAULT_RANGE,
+        fetch_ahead: int = DEFAULT_FETCH_AHEAD,
     ) -> None:
-        if confirmations < 0 or block_range < 1 or start_block < 0:
-            raise MisuseError("confirmations and start_block must be >= 0, block_range >= 1")
+        if confirmations < 0 or block_range < 1 or start_block < 0 or fetch_ahead < 0:
+            raise MisuseError(
+                "confirmations, start_block and fetch_ahead must be >= 0, block_range >= 1"
+            )
         if contract is not None:
             if contracts:
                 raise MisuseError("give contract= or contracts=, not both")
@@ -256,13 +418,23 @@ class Indexer:
         self._engine = open_database(db) if isinstance(db, str) else db
         self._confirmations = confirmations
         self._range = block_range
+        self._fetch_ahead = fetch_ahead
         self._chain_id: int | None = None
         self._meta = sa.MetaData()
         self._state, self._events = _tables(self._meta)
+        _check_schema(self._engine)
         try:
             self._meta.create_all(self._engine)
         except sa.exc.SQLAlchemyError as exc:
             raise ConfigError(f"cannot open the indexer database: {exc}") from exc
+        # SQLite takes the rows as they are built (tuples, one executemany): SQLAlchemy's
+        # per-row parameter handling would cost as much as the insert itself.
+        self._sqlite_insert: str | None = None
+        if self._engine.dialect.name == "sqlite":
+            insert = sa.insert(self._events).values({name: sa.bindparam(name) for name in _COLUMNS})
+            compiled = insert.compile(dialect=self._engine.dialect)
+            if list(compiled.positiontup or ()) == list(_COLUMNS):
+                self._sqlite_insert = str(compiled)
 
     @property
     def engine(self) -> sa.Engine:
@@ -294,7 +466,7 @@ class Indexer:
             for contract in self._contracts:
                 address = contract.address.lower()
                 stream = contract.stream or f"{self.chain_id}:{address}"
-                followed.append(_Followed(contract, address, stream))
+                followed.append(_Followed(contract, address, stream, _layouts(contract.events)))
             if len({f.stream for f in followed}) != len(followed):
                 raise MisuseError("two indexed contracts have the same stream")
             self._followed = tuple(followed)
@@ -353,8 +525,8 @@ class Indexer:
         or of ``contract`` (stream or address) alone.
 
         Raises:
-            ChainError: the database cannot be read, or holds an event its contract's types do
-                not know.
+            ChainError: the database cannot be read, or holds a log its contract's types do
+                not decode.
         """
         followed = self._all() if contract is None else (self._one(contract),)
         by_stream = {entry.stream: entry for entry in followed}
@@ -369,28 +541,29 @@ class Indexer:
         out = []
         for row in _fetch(self._engine, query):
             entry = by_stream[str(row.stream)]
-            try:
-                data = json.loads(row.event_data)
-            except ValueError as exc:
-                raise ChainError(f"stored event {row.id} is not JSON: {exc}") from exc
-            if not isinstance(data, dict):
-                raise ChainError(f"stored event {row.id} is not a JSON object")
-            event = entry.contract.events.from_json(
-                str(row.event_name),
-                data,
-                address=entry.address,
-                block_number=int(row.block_number),
-                log_index=int(row.log_index),
-                tx_hash=str(row.tx_hash),
+            event = entry.contract.events.decode(
+                {
+                    "address": entry.address,
+                    "topics": str(row.topics).split(","),
+                    "data": str(row.data),
+                    "blockNumber": int(row.block_number),
+                    "logIndex": int(row.log_index),
+                    "transactionHash": str(row.tx_hash),
+                }
             )
-            record = EventRecord(str(row.event_name), row.job_id, data)
+            if event is None:
+                raise ChainError(
+                    f"stored event {row.id} ({row.event_name}) is none of the events of "
+                    f"{entry.stream}",
+                    hint="was this database written for another contract or ABI?",
+                )
             out.append(
                 IndexedEvent(
                     id=int(row.id),
                     stream=entry.stream,
                     block_hash=str(row.block_hash),
                     event=event,
-                    record=record,
+                    record=entry.contract.events.to_json(event),
                 )
             )
         return out
@@ -401,12 +574,12 @@ class Indexer:
         """Index every confirmed block not indexed yet, contract by contract; return how many
         events were stored.
 
-        Each range of each contract is committed on its own, so an error (or a kill) part-way
-        keeps the ranges before it and repeats none of them.
+        Ranges are committed in batches, each with its checkpoint, so an error part-way keeps
+        the ranges before it, and a kill keeps the batches before it; none is ever repeated.
 
         Raises:
             RPCError: the chain could not be read (nothing of the failed range is stored).
-            ChainError: a reorganisation deeper than the confirmation depth, or an undecodable log.
+            ChainError: a reorganisation deeper than the confirmation depth, or a malformed log.
         """
         head = self._source.head()
         return sum(self._poll(entry, head, max_ranges) for entry in self._all())
@@ -419,17 +592,89 @@ class Indexer:
             next_block = checkpoint.last_block + 1
         else:
             next_block = entry.contract.start_block
+        ranges = [
+            (low, min(safe, low + self._range - 1))
+            for low in range(next_block, safe + 1, self._range)
+        ]
+        if max_ranges is not None:
+            ranges = ranges[:max_ranges]
+        fetched: Generator[_Range, None, None] = (
+            self._fetch_ahead_of(entry, ranges)
+            if self._fetch_ahead and len(ranges) > 1
+            else (self._fetch_range(entry, low, high) for low, high in ranges)
+        )
+        # Ranges are stored together, a batch per transaction: a commit (an fsync) costs as
+        # much as storing a thousand logs. A failure part-way still stores the ranges before it.
         stored = 0
-        ranges = 0
-        while next_block <= safe and (max_ranges is None or ranges < max_ranges):
-            to_block = min(safe, next_block + self._range - 1)
-            logs = self._read_range(entry.address, next_block, to_block)
-            last = self._source.block(to_block)
-            stored += self._commit(checkpoint, last, logs, entry.stream)
-            checkpoint = self.checkpoint(entry.stream)
-            next_block = to_block + 1
-            ranges += 1
+        rows: list[_Row] = []
+        last: BlockRef | None = None
+        pending = 0
+        with contextlib.closing(fetched):
+            while True:
+                try:
+                    batch = next(fetched)
+                except StopIteration:
+                    break
+                except BaseException:
+                    if last is not None:  # keep what was read before the failure
+                        self._store(entry, checkpoint, last, rows)
+                    raise
+                rows += batch.rows
+                last = batch.last
+                pending += 1
+                if len(rows) >= _BATCH_ROWS or pending >= _BATCH_RANGES:
+                    checkpoint = self._store(entry, checkpoint, last, rows)
+                    stored += len(rows)
+                    rows, last, pending = [], None, 0
+        if last is not None:
+            self._store(entry, checkpoint, last, rows)
+            stored += len(rows)
         return stored
+
+    def _fetch_range(self, entry: _Followed, low: int, high: int) -> _Range:
+        """A range's logs of ``entry``, checked, and its last block (the range's checkpoint)."""
+        entries = self._read_range(entry.address, low, high)
+        last = self._source.block(high)
+        return _Range(last, self._rows(entry, entries))
+
+    def _fetch_ahead_of(
+        self, entry: _Followed, ranges: Sequence[tuple[int, int]]
+    ) -> Generator[_Range, None, None]:
+        """The ranges fetched in order by a reader thread, up to ``fetch_ahead`` of them ahead of
+        the one the caller stores. The reader calls the chain exactly as :meth:`_fetch_range`
+        one range after the other would, and stops at its first failure, which the caller gets
+        once every range before it was handed over."""
+        ready: queue.Queue[_Range | BaseException] = queue.Queue(maxsize=self._fetch_ahead)
+        stop = threading.Event()
+
+        def read() -> None:
+            for low, high in ranges:
+                if stop.is_set():
+                    return
+                try:
+                    item: _Range | BaseException = self._fetch_range(entry, low, high)
+                except BaseException as exc:  # handed to the storing thread, which raises it
+                    item = exc
+                while not stop.is_set():
+                    try:
+                        ready.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if isinstance(item, BaseException):
+                    return
+
+        reader = threading.Thread(target=read, name="reef-indexer-reader", daemon=True)
+        reader.start()
+        try:
+            for _ in ranges:
+                item = ready.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            reader.join()
 
     def _check_not_reorged(self, checkpoint: IndexerCheckpoint) -> None:
         current = self._source.block(checkpoint.last_block).hash
@@ -441,10 +686,13 @@ class Indexer:
                 hint="index with more --confirmations; re-index from scratch into a new database",
             )
 
-    def _read_range(self, address: str, from_block: int, to_block: int) -> list[RawLog]:
-        """Logs of the range, halving it while the node refuses it as too large."""
+    def _read_range(self, address: str, from_block: int, to_block: int) -> list[Mapping[str, Any]]:
+        """Logs of the range as JSON-RPC objects, halving it while the node refuses it as too
+        large."""
         try:
-            return list(self._source.logs(address, from_block, to_block))
+            if isinstance(self._source, LogEntrySource):
+                return list(self._source.log_entries(address, from_block, to_block))
+            return [raw_log_entry(log) for log in self._source.logs(address, from_block, to_block)]
         except RPCError as exc:
             if to_block == from_block or not _RANGE_REFUSALS.search(str(exc)):
                 raise
@@ -453,38 +701,122 @@ class Indexer:
                 address, middle + 1, to_block
             )
 
-    def _rows(self, entry: _Followed, logs: Sequence[RawLog]) -> list[dict[str, Any]]:
-        """The rows of a range's logs of ``entry`` (other contracts' and unknown events skipped)."""
-        rows = []
-        for log in sorted(logs, key=lambda item: (item.block_number, item.log_index)):
-            if log.address.lower() != entry.address:
+    def _rows(self, entry: _Followed, logs: Sequence[Mapping[str, Any]]) -> list[_Row]:
+        """The rows of a range's logs of ``entry`` in chain order (other contracts', removed and
+        unknown events skipped), each checked against its event's ABI.
+
+        This runs for every log the indexer reads: it works on the node's hex text as it came,
+        converting only what a check needs.
+
+        Raises:
+            ChainError: a log of a known event is malformed (wrong topics, data or fields).
+            RPCError: the node answered a log without its block, index or transaction.
+        """
+        rows: list[_Row] = []
+        stream, address, layouts = entry.stream, entry.address, entry.layouts
+        ordered = True
+        previous = (-1, -1)
+        for log in logs:
+            try:
+                topics = log["topics"]
+                if not topics or log.get("removed"):
+                    continue
+                first = topics[0]
+                if first.__class__ is not str:
+                    topics = [_text(topic) for topic in topics]
+                    first = topics[0]
+                layout = layouts.get(first, _UNKNOWN)
+                if layout is _UNKNOWN:
+                    layout = layouts.get(first.lower(), _UNKNOWN)
+                    if layout is _UNKNOWN:
+                        continue  # an event this contract's types do not know
+                if log["address"].lower() != address:
+                    continue
+                number, index = log["blockNumber"], log["logIndex"]
+                number = int(number, 16) if number.__class__ is str else int(number)
+                index = int(index, 16) if index.__class__ is str else int(index)
+                block_hash, tx_hash = log["blockHash"], log["transactionHash"]
+                if block_hash.__class__ is not str or tx_hash.__class__ is not str:
+                    block_hash, tx_hash = _text(block_hash), _text(tx_hash)
+                data = log.get("data", "0x")
+                if data.__class__ is not str:
+                    data = _text(data)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise RPCError(f"the node answered a malformed log: {exc!r}") from exc
+            if (number, index) <= previous:
+                ordered = False
+            previous = (number, index)
+            if layout is None:
+                rows.append(self._decoded_row(entry, log, number, index, block_hash, tx_hash))
                 continue
-            event = entry.contract.events.decode(
-                {
-                    "address": log.address,
-                    "topics": log.topics,
-                    "data": log.data,
-                    "blockNumber": log.block_number,
-                    "logIndex": log.log_index,
-                    "transactionHash": log.tx_hash,
-                }
-            )
-            if event is None:
-                continue
-            record = entry.contract.events.to_json(event)
+            if len(topics) != layout.topics or any(len(topic) != 66 for topic in topics):
+                raise ChainError(
+                    f"malformed {layout.cls_name} log in block {number}: expected "
+                    f"{layout.topics} topics of 32 bytes, got {topics!r}"[:400]
+                )
+            try:
+                if any(topic[:2] != "0x" for topic in topics):
+                    raise InputError("a topic is not 0x + hex")
+                bytes.fromhex("".join([topic[2:] for topic in topics]))
+                for at in layout.address_topics:
+                    if topics[at][2:26] != _ZERO_PADDING:
+                        raise InputError("an address topic has non-zero padding")
+                for at, check in layout.topic_checks:
+                    check(topics[at])
+                layout.check_data(data)
+            except (InputError, ValueError) as exc:
+                raise ChainError(
+                    f"malformed {layout.cls_name} log in block {number}: {exc}"
+                ) from exc
+            job_id: str | None = None
+            if layout.job_topic is not None:
+                job_id = topics[layout.job_topic].lower()
+            elif layout.job_word is not None:
+                at = 2 + 64 * layout.job_word
+                job_id = "0x" + data[at : at + 64].lower()
             rows.append(
-                {
-                    "stream": entry.stream,
-                    "block_number": log.block_number,
-                    "block_hash": log.block_hash,
-                    "log_index": log.log_index,
-                    "tx_hash": log.tx_hash,
-                    "event_name": record.name,
-                    "job_id": record.job_id,
-                    "event_data": json.dumps(dict(record.data), sort_keys=True),
-                }
+                (
+                    stream,
+                    number,
+                    block_hash.lower(),
+                    index,
+                    tx_hash.lower(),
+                    layout.name,
+                    job_id,
+                    ",".join(topics).lower(),
+                    data.lower(),
+                )
             )
+        if not ordered:
+            rows.sort(key=lambda row: (row[1], row[3]))
         return rows
+
+    def _decoded_row(
+        self,
+        entry: _Followed,
+        log: Mapping[str, Any],
+        number: int,
+        index: int,
+        block_hash: str,
+        tx_hash: str,
+    ) -> _Row:
+        """The row of a log whose event has no layout: checked and named by decoding it."""
+        decoder = entry.contract.events
+        event = decoder.decode(log)
+        if event is None:  # cannot be: its topic 0 is one of the decoder's
+            raise ChainError(f"the log {number}:{index} is none of its contract's events")
+        record = decoder.to_json(event)
+        return (
+            entry.stream,
+            number,
+            block_hash.lower(),
+            index,
+            tx_hash.lower(),
+            record.name,
+            record.job_id,
+            ",".join(_text(topic) for topic in log["topics"]),
+            _text(log.get("data", "0x")),
+        )
 
     def _commit(
         self,
@@ -493,44 +825,79 @@ class Indexer:
         logs: Sequence[RawLog],
         contract: str | None = None,
     ) -> int:
+        """Store ``logs`` (of ``contract``) and move its checkpoint from ``checkpoint`` to
+        ``last``, in one transaction; return how many events were stored."""
         entry = self._one(contract)
-        rows = self._rows(entry, logs)
+        rows = self._rows(entry, [raw_log_entry(log) for log in logs])
+        self._store(entry, checkpoint, last, rows)
+        return len(rows)
+
+    def _store(
+        self,
+        entry: _Followed,
+        checkpoint: IndexerCheckpoint | None,
+        last: BlockRef,
+        rows: list[_Row],
+    ) -> IndexerCheckpoint:
+        """Insert ``rows`` and move the checkpoint, in one transaction; the new checkpoint.
+
+        On SQLite the transaction is committed without waiting for the disk (``synchronous``
+        NORMAL, for this transaction only): a power cut may then take back the last batches,
+        but never part of one, and their checkpoint goes back with them, so the indexer reads
+        them again and still stores each event once. A crash of the process loses nothing.
+        """
         state = self._state
         try:
-            with self._engine.begin() as conn:
-                if rows:
-                    conn.execute(sa.insert(self._events), rows)
-                if checkpoint is None:
-                    conn.execute(
-                        sa.insert(state).values(
-                            stream=entry.stream,
-                            chain_id=self.chain_id,
-                            contract=entry.address,
-                            start_block=entry.contract.start_block,
-                            last_block=last.number,
-                            last_block_hash=last.hash,
-                            last_block_timestamp=last.timestamp,
-                            events=len(rows),
-                        )
-                    )
-                else:
-                    result = conn.execute(
-                        sa.update(state)
-                        .where(state.c.stream == entry.stream)
-                        .where(state.c.last_block == checkpoint.last_block)
-                        .values(
-                            last_block=last.number,
-                            last_block_hash=last.hash,
-                            last_block_timestamp=last.timestamp,
-                            events=state.c.events + len(rows),
-                        )
-                    )
-                    if result.rowcount != 1:
-                        raise ChainError(
-                            "the indexer checkpoint moved under us: another indexer is writing "
-                            "this database",
-                            hint="run one indexer per database",
-                        )
+            with self._engine.connect() as conn:
+                relaxed = self._sqlite_insert is not None
+                if relaxed:
+                    conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
+                    conn.commit()
+                try:
+                    with conn.begin():
+                        if rows:
+                            if self._sqlite_insert is not None:
+                                conn.exec_driver_sql(self._sqlite_insert, rows)
+                            else:
+                                conn.execute(
+                                    sa.insert(self._events),
+                                    [dict(zip(_COLUMNS, row, strict=True)) for row in rows],
+                                )
+                        if checkpoint is None:
+                            conn.execute(
+                                sa.insert(state).values(
+                                    stream=entry.stream,
+                                    chain_id=self.chain_id,
+                                    contract=entry.address,
+                                    start_block=entry.contract.start_block,
+                                    last_block=last.number,
+                                    last_block_hash=last.hash,
+                                    last_block_timestamp=last.timestamp,
+                                    events=len(rows),
+                                )
+                            )
+                        else:
+                            result = conn.execute(
+                                sa.update(state)
+                                .where(state.c.stream == entry.stream)
+                                .where(state.c.last_block == checkpoint.last_block)
+                                .values(
+                                    last_block=last.number,
+                                    last_block_hash=last.hash,
+                                    last_block_timestamp=last.timestamp,
+                                    events=state.c.events + len(rows),
+                                )
+                            )
+                            if result.rowcount != 1:
+                                raise ChainError(
+                                    "the indexer checkpoint moved under us: another indexer is writing "
+                                    "this database",
+                                    hint="run one indexer per database",
+                                )
+                finally:
+                    if relaxed:
+                        conn.exec_driver_sql("PRAGMA synchronous=FULL")
+                        conn.commit()
         except sa.exc.IntegrityError as exc:
             raise ChainError(
                 "an event of this range is already stored: another indexer is writing this "
@@ -539,7 +906,22 @@ class Indexer:
             ) from exc
         except sa.exc.SQLAlchemyError as exc:
             raise ChainError(f"cannot write the indexer database: {exc}") from exc
-        return len(rows)
+        return IndexerCheckpoint(
+            chain_id=self.chain_id,
+            contract=entry.address,
+            start_block=checkpoint.start_block if checkpoint else entry.contract.start_block,
+            last_block=last.number,
+            last_block_hash=last.hash,
+            last_block_timestamp=last.timestamp,
+            events=(checkpoint.events if checkpoint else 0) + len(rows),
+        )
+
+
+def _text(value: Any) -> str:
+    """A hash or topic as ``0x`` + lowercase hex (nodes give text; some clients bytes)."""
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    return str(value).lower()
 
 
 def _fetch(engine: sa.Engine, query: sa.Select[Any]) -> Sequence[sa.Row[Any]]:
