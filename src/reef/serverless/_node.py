@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import os
 import struct
@@ -193,15 +194,7 @@ class ExecutorNode:
                 "this executor is already configured for another deployment or owner",
                 hint="start a new enclave",
             )
-        settings = ExecutorSettings(
-            rpc_url=_rpc_inside(settings.rpc_url),
-            jobs_contract=settings.jobs_contract,
-            code_contract=settings.code_contract,
-            limits=settings.limits,
-            poll_interval_s=settings.poll_interval_s,
-            slash=settings.slash,
-            start_block=settings.start_block,
-        )
+        settings = dataclasses.replace(settings, rpc_url=_rpc_inside(settings.rpc_url))
         service = ExecutorService(
             self.key, settings, self.runtime, self.cache_dir, w3=w3, clock=self.clock
         )
