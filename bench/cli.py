@@ -3,7 +3,9 @@
 What a user waits for when typing a command is mostly Python start-up and imports; this prints,
 for each command, the best and the median of N runs in the same session, and the ratio to a bare
 interpreter. The aim (issue 14) is at most 0.2 s per command. Runs are interleaved so that load
-from other processes affects every row alike. Prints, does not assert.
+from other processes affects every row alike, and next to the wall time is the CPU time the
+command used (user + system, from ``getrusage``), which moves much less than the wall time when
+other processes share the cores. Prints, does not assert.
 
 Run: ``.venv/bin/python bench/cli.py [--runs N]``.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -26,10 +29,15 @@ DERIVE_ARGS += ("secp256k1", "--json")
 VECTORS = Path(os.environ.get("REEF_VECTORS", REPO.parent / "shared" / "vectors"))
 
 
-def _time(argv: list[str], env: dict[str, str]) -> float:
+def _time(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + system) of one run of ``argv``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall, cpu
 
 
 def main() -> None:
@@ -50,15 +58,19 @@ def main() -> None:
     else:
         print(f"(no {vector}: the attestation row is left out)")
     times: dict[str, list[float]] = {name: [] for name in rows}
+    cpu: dict[str, list[float]] = {name: [] for name in rows}
     for _ in range(args.runs):
         for name, argv in rows.items():
-            times[name].append(_time(argv, env))
+            wall, used = _time(argv, env)
+            times[name].append(wall)
+            cpu[name].append(used)
     base = statistics.median(times["python -c pass"])
     print(f"one-shot CLI start-up, {args.runs} runs each (seconds)")
-    print(f"{'':40} {'best':>7} {'median':>7} {'/ python':>9}")
+    print(f"{'':40} {'best':>7} {'median':>7} {'/ python':>9} {'CPU median':>11}")
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"{name:40} {min(values):7.3f} {median:7.3f} {median / base:8.1f}x")
+        used = statistics.median(cpu[name])
+        print(f"{name:40} {min(values):7.3f} {median:7.3f} {median / base:8.1f}x {used:11.3f}")
 
 
 if __name__ == "__main__":

@@ -8,22 +8,22 @@ from typing import TYPE_CHECKING
 
 from reef._lazy import lazy_attributes
 from reef.attestation._cose import CoseSign1, NitroDocument, decode_nitro, read_evidence
-from reef.attestation._dev import DevAuthority
 from reef.attestation._image_id import IMAGE_ID_PCRS, PCR_LENGTH, image_id
 from reef.attestation._model import EvidenceKind, Expectations, Mode, VerifiedAttestation
 from reef.attestation._nitro import NitroVerifier, verify_nitro
-from reef.attestation._quote import (
-    TCB_STATUSES,
-    ParsedQuote,
-    intel_root,
-    parse_quote,
-    verify_quote,
-)
 from reef.attestation._roots import TrustedRoot
 from reef.attestation._verify import detect_kind, verify
 
 if TYPE_CHECKING:
     from reef.attestation._client import AttestationClient, attestation_url
+    from reef.attestation._dev import DevAuthority
+    from reef.attestation._quote import (
+        TCB_STATUSES,
+        ParsedQuote,
+        intel_root,
+        parse_quote,
+        verify_quote,
+    )
     from reef.attestation._server import (
         MAX_ATTESTATION_FIELD,
         Attester,
@@ -80,12 +80,19 @@ __all__ = [
     "verify_statement",
 ]
 
-# Loaded on first use (reef._lazy): what one-shot commands need not import.
+# Loaded on first use (reef._lazy): what one-shot commands need not import (verifying a Nitro
+# document needs neither the dev TEE authority nor the DCAP quote verifier).
 __getattr__ = lazy_attributes(
     __name__,
     {
         "AttestationClient": "_client",
         "attestation_url": "_client",
+        "DevAuthority": "_dev",
+        "TCB_STATUSES": "_quote",
+        "ParsedQuote": "_quote",
+        "intel_root": "_quote",
+        "parse_quote": "_quote",
+        "verify_quote": "_quote",
         "MAX_ATTESTATION_FIELD": "_server",
         "Attester": "_server",
         "attestation_app": "_server",

@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from reef.attestation._cose import NitroDocument, decode_nitro
@@ -84,10 +83,12 @@ _MOCK_ROOT_B64 = (
 
 def raw_public_key(key: ec.EllipticCurvePublicKey) -> bytes:
     """An EC public key as Oyster prints it: the uncompressed point without the ``04`` prefix."""
-    point = key.public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    )
-    return point[1:]
+    # From the numbers, as X9.62 lays the point out (x and y, each the field's size): the same
+    # bytes as public_bytes(X962, UncompressedPoint)[1:], without loading the serialization
+    # module (and its SSH and PKCS#12 codecs) into every one-shot verification.
+    numbers = key.public_numbers()
+    size = (key.curve.key_size + 7) // 8
+    return numbers.x.to_bytes(size, "big") + numbers.y.to_bytes(size, "big")
 
 
 def _load_pinned(b64: str, sha256_hex: str) -> bytes:
@@ -204,8 +205,10 @@ class TrustedRoot:
                 hint="give aws, mock, dev, or the path of a DER or PEM certificate",
             ) from exc
         if data.lstrip().startswith(b"-----BEGIN"):
+            from cryptography.hazmat.primitives.serialization import Encoding
+
             try:
-                data = x509.load_pem_x509_certificate(data).public_bytes(serialization.Encoding.DER)
+                data = x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER)
             except (ValueError, x509.InvalidVersion) as exc:
                 raise InputError(f"{str(path)!r} is not a PEM certificate") from exc
         return cls.from_der(data, name=str(path))

@@ -14,7 +14,6 @@ from typing import Any, Literal
 from reef.attestation._cose import looks_like_cose, looks_like_quote
 from reef.attestation._model import Expectations, Mode, VerifiedAttestation
 from reef.attestation._nitro import DEFAULT_MAX_AGE_MS, NitroVerifier
-from reef.attestation._quote import verify_quote
 from reef.attestation._roots import TrustedRoot
 from reef.errors import DecodeError, MisuseError
 
@@ -89,4 +88,8 @@ def verify(
             "a TDX/SGX quote is verified at an explicit instant",
             hint="pass at_s (--at UNIX_S), or now_ms in live mode",
         )
+    # Here, not at the top: a Nitro verification (every one-shot `reef attestation verify` of
+    # one) never loads the DCAP quote parser.
+    from reef.attestation._quote import verify_quote
+
     return verify_quote(evidence, collateral=collateral, at_s=at_s, expect=expect, accept=accept)

@@ -1,4 +1,5 @@
-"""The root ``reef`` command group: ``--version``, plain flags in ``--help``, safe suggestions.
+"""The root ``reef`` command group: ``--version``, plain flags in ``--help``, safe suggestions,
+and start-up without pydantic.
 
 Two things Typer does by default do not suit a command that spends money:
 
@@ -8,12 +9,22 @@ Two things Typer does by default do not suit a command that spends money:
 - Typer's Rich help prints a type after every option, so every flag reads ``--debug <bool>`` as
   if it took a value. Flags take none: :class:`ReefGroup` gives every flag of the whole command
   tree (``--help`` included) an empty metavar once, when Typer builds the tree.
+
+And one costs every command time: Typer 0.29 coerces each parameter's value through a pydantic
+``TypeAdapter`` built on first use, so the first command run imports pydantic and builds an
+adapter per parameter (a quarter of ``reef attestation verify``'s start-up), although almost
+every value needs no conversion: a ``str`` option's value is the string given. :class:`ReefGroup`
+gives such parameters (``str``, ``list[str]``, ``int``) a coercion that returns the values that
+need none as they are (exactly what the adapter returns for them) and hands every other value to
+Typer's own coercion, built then. With a Typer without these internals, nothing is changed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from difflib import get_close_matches
+from functools import cache
 from typing import Any
 
 import typer
@@ -45,6 +56,7 @@ class ReefGroup(TyperGroup):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         _plain_flags(self)
+        _light_coercion(self)
 
     def list_commands(self, ctx: Any) -> list[str]:
         return [*super().list_commands(ctx), *(n for n in self.lazy if n not in self.commands)]
@@ -64,6 +76,7 @@ class ReefGroup(TyperGroup):
             # Built alone, a Typer app offers shell completion; as a group of reef it does not.
             built.params = [p for p in built.params if p.name not in _COMPLETION_PARAMS]
             _plain_flags(built)
+            _light_coercion(built)
             self.commands[args[0]] = built
         try:
             return super().resolve_command(ctx, args)
@@ -122,6 +135,76 @@ def _plain_flags(command: Any) -> None:
     command.get_help_option = get_help_option
     for sub in (getattr(command, "commands", None) or {}).values():
         _plain_flags(sub)
+
+
+def _light_coercion(command: Any) -> None:
+    """Give the parameters under ``command`` a coercion that does not load pydantic for values
+    that need no conversion (see the module docstring)."""
+    if _light_param_class() is None:
+        return
+    for param in getattr(command, "params", ()):
+        _make_light(param)
+    original: Callable[[Any], Any] = command.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:  # made anew for every context
+        option = original(ctx)
+        if option is not None:
+            _make_light(option)
+        return option
+
+    command.get_help_option = get_help_option
+    for sub in (getattr(command, "commands", None) or {}).values():
+        _light_coercion(sub)
+
+
+def _make_light(param: Any) -> None:
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is not None and getattr(param, "_runtime_param", 0) is None:
+        param._runtime_param = _light_param_class()(
+            parameter_info=descriptor.parameter_info,
+            annotation=descriptor.annotation,
+            descriptor=descriptor,
+        )
+
+
+@cache
+def _light_param_class() -> Any:
+    """Typer's ``RuntimeParam`` for values that need no conversion (``None`` when this Typer
+    has no such internals)."""
+    try:
+        from typer._coercion import RuntimeParam, build_runtime_param
+    except ImportError:  # pragma: no cover - a Typer that coerces without pydantic
+        return None
+
+    @dataclass(frozen=True)
+    class LightRuntimeParam(RuntimeParam):
+        descriptor: Any = None
+
+        # Typer's RuntimeParam.coerce answers None (and no values) itself; what reaches here
+        # is a value. Parameters of any type get this class, so that a parameter left unset
+        # (None) never builds an adapter; values other than these three kinds go to Typer's own.
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            descriptor = self.descriptor
+            plain = descriptor.file_annotation is None and self.parameter_info.parser is None
+            annotation = self.annotation
+            if plain and annotation is str and type(value) is str:
+                return value
+            if plain and annotation == list[str] and all(type(item) is str for item in value):
+                return list(value)
+            if plain and annotation is int and type(value) is int and self._in_range(value):
+                return value  # a default: the adapter returns it unchanged
+            # Anything else (text for a number, a path, a choice, bytes): Typer's own.
+            full = build_runtime_param(descriptor)
+            return full._coerce_value(value, param=param, ctx=ctx)
+
+        def _in_range(self, value: int) -> bool:
+            info = self.parameter_info
+            if getattr(info, "clamp", False):
+                return False
+            low, high = info.min, info.max
+            return (low is None or value >= low) and (high is None or value <= high)
+
+    return LightRuntimeParam
 
 
 def version_callback(value: bool) -> None:
