@@ -4,16 +4,22 @@
 :class:`~reef.errors.ServiceError` before anything starts, port 0 picks a free port whose number
 is known, ``TCP_NODELAY`` is on), applies the request limits, and runs uvicorn in the running
 event loop without touching signals: ``reef up`` handles Ctrl-C itself and stops every service
-in order. This module only names that server for the node package.
+in order. This module names that server for the node package, and waits for the services an
+enclave serves (:func:`until_up`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from reef._serve import Limits, Server, bind, serve
+from reef.errors import ReefError, ServiceError
 
-__all__ = ["Served", "bind", "serve_app"]
+__all__ = ["Served", "bind", "serve_app", "until_up"]
+
+_T = TypeVar("_T")
 
 Served = Server
 """An app being served; ``url`` says where, :meth:`~reef._serve.Server.aclose` stops it."""
@@ -36,3 +42,27 @@ async def serve_app(
         limits=limits,
         hint="another process uses that port; pick another with the matching --…-port flag",
     )
+
+
+async def until_up(
+    attempt: Callable[[], Awaitable[_T]],
+    *,
+    what: str,
+    errors: type[ReefError] = ReefError,
+    tries: int = 150,
+    delay_s: float = 0.2,
+) -> _T:
+    """``attempt()``'s result once it succeeds, trying every ``delay_s`` (30 s in all by default):
+    an enclave's servers answer a moment after the enclave starts.
+
+    Raises:
+        ServiceError: ``what`` did not come up; the message carries the last failure.
+    """
+    last: ReefError | None = None
+    for _ in range(tries):
+        try:
+            return await attempt()
+        except errors as exc:
+            last = exc
+            await asyncio.sleep(delay_s)
+    raise ServiceError(f"{what} did not come up: {last}")

@@ -33,6 +33,7 @@ from reef.enclave import EnclaveInfo, EnclaveSpec, build_image
 from reef.errors import ReefError, ServiceError
 from reef.home import ReefHome
 from reef.node._examples import example_dir
+from reef.node._serve import until_up
 from reef.node._up import UpContext
 from reef.serverless import (
     JobsParams,
@@ -133,25 +134,21 @@ class ServerlessExtension:
         if ctx.info.verifier is None:
             raise ServiceError("reef up runs no attestation verifier")
         owned = ServerlessJobsClient(jobs.w3, jobs.address, account=owner)
-        last: ReefError | None = None
-        for _ in range(150):  # the executor's servers start a moment after the enclave
-            try:
-                record = await register_enclave_executor(
-                    jobs=owned,
-                    owner=owner,
-                    control_url=control,
-                    attestation_url=info.endpoints["attestation_secp256k1"],
-                    verifier_url=ctx.info.verifier,
-                    rpc_url=ctx.info.rpc_url,
-                    code_contract=code.address,
-                    stake=self.settings.stake,
-                )
-                break
-            except ServiceError as exc:
-                last = exc
-                await asyncio.sleep(0.2)
-        else:
-            raise ServiceError(f"serverless executor {index + 1} did not come up: {last}")
+        verifier = ctx.info.verifier
+        record = await until_up(
+            lambda: register_enclave_executor(
+                jobs=owned,
+                owner=owner,
+                control_url=control,
+                attestation_url=info.endpoints["attestation_secp256k1"],
+                verifier_url=verifier,
+                rpc_url=ctx.info.rpc_url,
+                code_contract=code.address,
+                stake=self.settings.stake,
+            ),
+            what=f"serverless executor {index + 1}",
+            errors=ServiceError,
+        )
         return {
             "address": record.enclave,
             "owner": record.owner,

@@ -55,7 +55,7 @@ from reef.node._provider import (
     ProviderSettings,
     register_provider,
 )
-from reef.node._serve import Served, serve_app
+from reef.node._serve import Served, serve_app, until_up
 
 if TYPE_CHECKING:
     from reef.chain import Devnet
@@ -406,16 +406,10 @@ class LocalNetwork:
         self.kms_enclave = info
         public_url = info.endpoints["ports"][1111]
         scallop_url = info.endpoints["ports"][1110]
-        last: ReefError | None = None
-        for _ in range(150):
-            try:
-                identity = await fetch_identity(public_url, root=root, image_id=image.image_id)
-                break
-            except ReefError as exc:
-                last = exc
-                await asyncio.sleep(0.2)
-        else:
-            raise ServiceError(f"the KMS root enclave did not come up: {last}")
+        identity = await until_up(
+            lambda: fetch_identity(public_url, root=root, image_id=image.image_id),
+            what="the KMS root enclave",
+        )
         host_port = scallop_url.rsplit(":", 1)
         wiring = KmsWiring.from_identity(
             identity, scallop_host=host_port[0].split("//")[-1], scallop_port=int(host_port[1])
