@@ -17,6 +17,7 @@ Exit codes: 0 the function answered (code 0), 1 it got another verdict (timeout,
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -225,17 +226,15 @@ def dev(
 # ---- on chain ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
 class ServerlessTarget:
     """The chain and serverless contracts a command acts on, and the account it sends from."""
 
-    def __init__(
-        self, w3: Web3, rpc_url: str, jobs: str, code: str, account: LocalAccount | None
-    ) -> None:
-        self.w3 = w3
-        self.rpc_url = rpc_url
-        self.jobs_address = jobs
-        self.code_address = code
-        self.account = account
+    w3: Web3
+    rpc_url: str
+    jobs_address: str
+    code_address: str
+    account: LocalAccount | None
 
     def jobs(self, *, send: bool = False) -> ServerlessJobsClient:
         from reef.serverless import ServerlessJobsClient

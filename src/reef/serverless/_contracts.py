@@ -19,7 +19,7 @@ they return, kept beside each other because the Jobs client reads what the Code 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from eth_abi.abi import decode as abi_decode
@@ -209,17 +209,17 @@ class JobsParams:
     max_deadline_ms: int = 300_000
 
     def args(self) -> list[int]:
-        return [
-            check_uint(self.fee_per_ms, "fee_per_ms"),
-            check_uint(self.min_stake, "min_stake"),
-            check_uint(self.slash_bips, "slash_bips"),
-            check_uint(self.execution_buffer_s, "execution_buffer_s"),
-            check_uint(self.attestation_max_age_s, "attestation_max_age_s"),
-            check_uint(self.sign_max_age_s, "sign_max_age_s"),
-            check_uint(self.num_select, "num_select"),
-            check_uint(self.min_deadline_ms, "min_deadline_ms"),
-            check_uint(self.max_deadline_ms, "max_deadline_ms"),
-        ]
+        """The constructor's constants, in its order (the fields' order), checked as uint256."""
+        return _uint_fields(self)
+
+
+def _uint_fields(params: Any) -> list[int]:
+    """Every field of the dataclass ``params``, in order, checked as a uint256.
+
+    Raises:
+        InputError: naming the field out of range.
+    """
+    return [check_uint(getattr(params, f.name), f.name) for f in fields(params)]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -46,7 +46,13 @@ from reef.crypto import (
     keccak256,
 )
 from reef.errors import ReefError
-from reef.serverless._contracts import JobResponse, ServerlessJobsClient, _Client, _codehash
+from reef.serverless._contracts import (
+    JobResponse,
+    ServerlessJobsClient,
+    _Client,
+    _codehash,
+    _uint_fields,
+)
 from reef.serverless._signing import SignedOutput
 
 __all__ = [
@@ -135,6 +141,10 @@ class RelayParams:
     overall_timeout_s: int = 600
     sign_max_age_s: int = 600
 
+    def args(self) -> list[int]:
+        """The constructor's constants after the token, in its order, checked as uint256."""
+        return _uint_fields(self)
+
 
 @dataclass(frozen=True, kw_only=True)
 class RelayedJob:
@@ -164,17 +174,11 @@ class ServerlessRelayClient(_Client):
         params: RelayParams | None = None,
         progress: ProgressCallback | None = None,
     ) -> ServerlessRelayClient:
-        p = params or RelayParams()
         address, _ = deploy_contract(
             Transactor(w3, account, progress=progress),
             cls.CONTRACT,
             parse_address(token, name="token"),
-            check_uint(p.fee_per_ms, "fee_per_ms"),
-            check_uint(p.gateway_fee, "gateway_fee"),
-            check_uint(p.min_deadline_ms, "min_deadline_ms"),
-            check_uint(p.max_deadline_ms, "max_deadline_ms"),
-            check_uint(p.overall_timeout_s, "overall_timeout_s"),
-            check_uint(p.sign_max_age_s, "sign_max_age_s"),
+            *(params or RelayParams()).args(),
         )
         return cls(w3, address, account=account, progress=progress)
 
