@@ -229,3 +229,61 @@ def test_run_serves_until_a_stop_signal_then_exits_cleanly(sig: signal.Signals) 
     assert process.returncode == 0, err
     assert out.strip() == "stopped"
     assert "Traceback" not in err
+
+
+class _Recorder:
+    """A transport that records what is written to it."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str) -> str:
+        return f"info {name}"
+
+
+async def test_a_head_and_its_body_are_written_together() -> None:
+    from reef._serve import _Coalescing
+
+    recorder = _Recorder()
+    transport = _Coalescing(recorder, asyncio.get_running_loop())  # type: ignore[arg-type]
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    transport.write(b"")
+    assert recorder.writes == []
+    transport.write(b"body")
+    assert recorder.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
+    # A write with nothing after it goes out on the loop's next turn, alone.
+    transport.write(b"0\r\n\r\n")
+    await asyncio.sleep(0)
+    assert recorder.writes[1:] == [b"0\r\n\r\n"]
+    # Closing sends what is held first; everything else is the transport's own.
+    transport.write(b"last")
+    transport.close()
+    assert recorder.writes[2:] == [b"last"]
+    assert recorder.closed
+    assert transport.get_extra_info("peername") == "info peername"
+
+
+async def test_kept_alive_responses_arrive_whole_and_in_order() -> None:
+    async with await _served() as server:
+        reader, writer = await asyncio.open_connection(*_address(server))
+        for size in (0, 1, 500):
+            writer.write(b"POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: %d\r\n\r\n" % size)
+            writer.write(b"x" * size)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 200")
+            assert await reader.readexactly(len(str(size))) == str(size).encode()
+        writer.close()
+        answer = await _raw(server, b"GET /stream HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+        # A streamed (chunked) response: every chunk, in order, then the last chunk.
+        body = answer.split(b"\r\n\r\n", 1)[1]
+        assert body == b"".join(b"2\r\n%d\n\r\n" % index for index in range(5)) + b"0\r\n\r\n"
