@@ -1,8 +1,11 @@
 """Chain throughput: reef's devnet next to anvil and hardhat node, same client, same run.
 
 Each node runs as its own process on loopback, as users run it: ``reef chain`` on a temporary
-``$REEF_HOME`` (journal with fsync per block, as always), ``anvil`` from npm
-(``@foundry-rs/anvil``, tests/js) and ``hardhat node`` (tests/js) where installed. reef's
+``$REEF_HOME`` (its journal written per block and synced to disk right after, as always),
+``anvil`` from npm (``@foundry-rs/anvil``, tests/js) and ``hardhat node`` (tests/js) where
+installed. A ``reef-inproc`` column (``--nodes reef,reef-inproc,...``) answers the same JSON
+bodies through ``DevnetRpc.handle_bytes`` of a devnet in this process: the devnet without its
+HTTP layer, to tell the two costs apart. reef's
 contracts are deployed on each by reef.chain's own deploy code, and one client (httpx, raw
 JSON-RPC bodies on a kept-alive connection; transactions signed before the clock starts) then
 measures, interleaved in rounds so that load from other processes affects every node alike:
@@ -42,7 +45,16 @@ import httpx
 from eth_account import Account
 from web3 import Web3
 
-from reef.chain import DEVNET_CHAIN_ID, MarketClient, deploy_contracts, dev_accounts, load_artifact
+from reef.chain import (
+    DEVNET_CHAIN_ID,
+    Devnet,
+    MarketClient,
+    deploy_contracts,
+    dev_accounts,
+    load_artifact,
+)
+from reef.chain.devnet._rpc import DevnetRpc
+from reef.home import ReefHome
 
 REPO = Path(__file__).resolve().parents[1]
 JS = REPO / "tests" / "js"
@@ -61,23 +73,42 @@ class RpcFailure(Exception):
 class Node:
     name: str
     url: str
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None
     client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=120))
+    devnet: Devnet | None = None
+    """For ``reef-inproc``: the devnet answering in this process, instead of ``url``."""
     token: str = ""
     market: str = ""
     job_id: bytes = b""
     next_id: int = 0
 
+    def __post_init__(self) -> None:
+        self._local = None if self.devnet is None else DevnetRpc(self.devnet)
+
     def rpc(self, method: str, *params: Any) -> Any:
         self.next_id += 1
         body = {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": list(params)}
-        reply = self.client.post(self.url, json=body).json()
+        if self._local is not None:
+            # The same bytes a client would send, answered without the HTTP layer.
+            answer = self._local.handle_bytes(json.dumps(body).encode())
+            reply = json.loads(answer or b"{}")
+        else:
+            reply = self.client.post(self.url, json=body).json()
         if "error" in reply:
             raise RpcFailure(f"{self.name}: {method}: {reply['error']}")
         return reply["result"]
 
+    def web3(self) -> Web3:
+        if self.devnet is not None:
+            return self.devnet.web3()
+        return Web3(Web3.HTTPProvider(self.url, request_kwargs={"timeout": 120}))
+
     def stop(self) -> None:
         self.client.close()
+        if self.devnet is not None:
+            self.devnet.close()
+        if self.process is None:
+            return
         self.process.terminate()
         try:
             self.process.wait(timeout=30)
@@ -110,6 +141,12 @@ def _wait_ready(name: str, url: str, process: subprocess.Popen[bytes], log: Path
 
 
 def start(name: str, scratch: Path) -> Node | None:
+    if name == "reef-inproc":
+        devnet = Devnet.open(ReefHome(scratch / "reef-inproc-home"), fresh=True)
+        node = Node(name, "", None, devnet=devnet)
+        assert devnet.deployment is not None
+        node.token, node.market = devnet.deployment.token, devnet.deployment.market
+        return node
     port = _free_port()
     log = scratch / f"{name}.log"
     env = dict(os.environ)
@@ -208,7 +245,7 @@ def bench_logs(node: Node, repeats: int) -> float:
 
 def open_job(node: Node, sender: int) -> None:
     """A job of ``sender`` on the node's market, for the ``jobDeposit`` row."""
-    w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 120}))
+    w3 = node.web3()
     account = Account.from_key(ACCOUNTS[sender].private_key)
     market = MarketClient(w3, node.market, account=account)
     market.token.approve(node.market, 10**30)
@@ -223,7 +260,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--txs", type=int, default=100, help="transactions per row, round, node")
     parser.add_argument("--calls", type=int, default=300, help="eth_calls per round and node")
-    parser.add_argument("--nodes", default="reef,anvil,hardhat", help="comma-separated")
+    parser.add_argument(
+        "--nodes",
+        default="reef,anvil,hardhat",
+        help="comma-separated, of reef, reef-inproc, anvil, hardhat",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
 
@@ -273,13 +314,13 @@ def main() -> None:
         print(json.dumps({"rounds": args.rounds, "median_per_s": medians}, indent=2))
         return
     names = [node.name for node in nodes]
-    ratios = [name for name in names if name != "reef"]
+    ratios = [name for name in names if name not in ("reef", "reef-inproc")]
     print(f"chain throughput over loopback JSON-RPC, median of {args.rounds} rounds")
-    header = f"{'':20}" + "".join(f"{name:>10}" for name in names)
+    header = f"{'':20}" + "".join(f"{name:>12}" for name in names)
     header += "".join(f"{'reef/' + name:>14}" for name in ratios)
     print(header)
     for row in ROWS:
-        line = f"{row:20}" + "".join(f"{medians[name][row]:>10.1f}" for name in names)
+        line = f"{row:20}" + "".join(f"{medians[name][row]:>12.1f}" for name in names)
         if "reef" in medians:
             line += "".join(
                 f"{medians['reef'][row] / medians[name][row]:>14.2f}" for name in ratios
