@@ -16,7 +16,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from reef.chain import Devnet, TokenClient
-from reef.proofs import ProofMarketClient
+from reef.proofs import ProofMarketClient, ProverService, TaskOutcome
 
 START = 4_000_000_000
 FUNDS = 1_000_000 * 10**6
@@ -67,3 +67,15 @@ class ProofChain:
         """Make the next block carry ``timestamp`` (if it is later than the next block's)."""
         if timestamp > self.next_time():
             self.devnet.set_next_block_timestamp(timestamp)
+
+
+def settle(service: ProverService, tries: int = 6) -> list[TaskOutcome]:
+    """Step ``service`` until a step's outcomes include no failure (the prover retries a failed
+    task by design; on a loaded machine the devnet's 5 s budget for one ``eth_call`` or gas
+    estimate can abort a Groth16 verification, which the retry then gets through)."""
+    outcomes: list[TaskOutcome] = []
+    for _ in range(tries):
+        outcomes = service.step()
+        if outcomes and all(o.outcome != "failed" for o in outcomes):
+            break
+    return outcomes

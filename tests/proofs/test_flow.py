@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from proofs.proofs_support import EXAMPLE, ProofChain
+from proofs.proofs_support import EXAMPLE, ProofChain, settle
 from reef.chain import IndexedContract, Indexer, Web3BlockSource
 from reef.proofs import (
     ArtifactStore,
@@ -94,7 +94,7 @@ def test_a_requested_proof_is_assigned_proved_verified_and_paid(flow: Flow) -> N
     assert step.assigned == 1
     assert market.ask(ask_id).state == AskState.ASSIGNED
     assert market.ask(ask_id).prover == flow.prover_account.address
-    [outcome] = flow.prover.step()
+    [outcome] = settle(flow.prover)
     assert outcome.outcome == "proved", outcome
     assert market.ask(ask_id).state == AskState.COMPLETE
     assert chain.balance(flow.prover_account.address) == before_prover + PRICE
@@ -147,7 +147,7 @@ def test_invalid_inputs_close_the_ask_without_slashing(flow: Flow) -> None:
     before_prover = chain.balance(flow.prover_account.address)
     ask_id = flow.ask(2**64)  # the circuit's range check fails: no proof exists
     assert flow.engine.step().assigned == 1
-    [outcome] = flow.prover.step()
+    [outcome] = settle(flow.prover)
     assert outcome.outcome == "invalid", outcome
     assert market.ask(ask_id).state == AskState.INVALID
     info = market.prover(flow.prover_account.address)

@@ -1,7 +1,8 @@
 """Random sequences of operations against ProofMarket.vy and the Python model agree on every
 outcome (the same revert reason, the same skips, the same states) and every token balance, and
 the contract always holds exactly the open rewards plus the stakes (tokens are conserved).
-Two markets: a public one and one whose asks carry private inputs (provers' keys, ACLs)."""
+Two markets: a public one and one whose asks carry private inputs (provers' keys, ACLs); asks
+are plain, private, or reverse Dutch auctions that provers lock at the ramping price."""
 
 from __future__ import annotations
 
@@ -153,6 +154,42 @@ class ProofMarketMachine(RuleBasedStateMachine):
             ),
         )  # fmt: skip
         self.asks = list(self.model.asks)
+
+    @rule(
+        who=st.integers(0, 1),
+        low=st.integers(0, 120),
+        high=st.integers(0, 150),
+        ramp=st.integers(0, 60),
+        time=st.integers(1, 60),
+        market=st.integers(0, 1),
+    )
+    def create_auction(
+        self, who: int, low: int, high: int, ramp: int, time: int, market: int
+    ) -> None:
+        account, market_id = self.requesters[who], self.markets[market]
+        now = self.now + 1
+        self._both(
+            lambda: self._client(account).create_auction_ask(
+                market_id, [now], min_price=low, max_price=high, ramp_time=ramp,
+                expiry=now + 200, proving_time=time,
+            ),
+            lambda t: self.model.create_auction_ask(
+                account.address, market_id, [t], min_price=low, max_price=high,
+                ramp_time=ramp, expiry=t + 200, proving_time=time, refund=account.address, now=t,
+            ),
+        )  # fmt: skip
+        self.asks = list(self.model.asks)
+
+    @precondition(lambda self: bool(self.asks))
+    @rule(who=st.integers(0, 2), ask=st.integers(0, 50))
+    def lock(self, who: int, ask: int) -> None:
+        account, ask_id = self.provers[who], self._ask(ask)
+        self._both(
+            lambda: self._client(account).lock(ask_id),
+            lambda t: self.model.lock(account.address, ask_id, t),
+        )
+        if self.model.asks[ask_id].auction is not None:
+            assert self.chain.market().ask_price(ask_id) == self.model.asks[ask_id].price
 
     @rule(who=st.integers(0, 2), market=st.integers(0, 1), honest=st.booleans())
     def set_key(self, who: int, market: int, honest: bool) -> None:

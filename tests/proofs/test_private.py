@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from proofs.proofs_support import EXAMPLE, ProofChain
+from proofs.proofs_support import EXAMPLE, ProofChain, settle
 from reef.chain import IndexedContract, Indexer, Web3BlockSource
 from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ContractRevertError
@@ -175,7 +175,7 @@ def test_a_private_ask_is_proved_with_inputs_only_the_prover_can_read(flow: Priv
     assert ecies_decrypt(flow.prover._key.secret, acl.acl) == ecies_decrypt(
         flow.chain.engine.key, secret.acl
     )
-    [outcome] = flow.prover.step()
+    [outcome] = settle(flow.prover)
     assert outcome.outcome == "proved", outcome
     assert market.ask(ask_id).state == AskState.COMPLETE
     [submitted] = [e for e in market.ask_events(ask_id) if isinstance(e, ProofSubmitted)]
@@ -199,7 +199,7 @@ def test_an_invalid_private_input_closes_without_slashing(flow: PrivateFlow) -> 
     flow.register_key()
     ask_id = flow.ask(str(2**64))  # x out of the circuit's 64-bit range: no proof exists
     assert flow.engine.step().assigned == 1
-    [outcome] = flow.prover.step()
+    [outcome] = settle(flow.prover)
     assert outcome.outcome == "invalid", outcome
     assert flow.chain.market().ask(ask_id).state == AskState.INVALID
     info = flow.chain.market().prover(flow.prover_account.address)

@@ -262,3 +262,99 @@ def test_a_prover_registers_joins_and_leaves_from_the_cli(up: Up) -> None:
     too_soon = up.reef("prover", "leave", "1", *k)
     assert too_soon.exit_code == 1
     assert "the leave delay has not passed" in too_soon.output
+
+
+def test_a_tee_market_from_the_cli_signer_registration_to_a_proof(up: Up) -> None:
+    import sys
+    import time
+
+    from coincurve import PrivateKey
+
+    from reef.attestation import DevAuthority, image_id
+    from reef.chain import TokenClient
+
+    pcrs = {0: b"\x0a" * 48, 1: b"\x0b" * 48, 2: b"\x0c" * 48}
+    u = ("--key", str(up.key))
+    created = up.reef(
+        "proofs", "market", "create", "--tee", "--image-id", image_id(pcrs).hex(),
+        "--inputs", "1", "--name", "double", *u, "--json",
+    )  # fmt: skip
+    assert created.exit_code == 0, created.output
+    market_id = json.loads(created.stdout)["market_id"]
+    enclave = bytes(range(1, 33))
+    (up.tmp / "enclave.key").write_text(enclave.hex())
+    public = PrivateKey(enclave).public_key.format(compressed=False)[1:]
+    authority = DevAuthority.load_or_create(up.home)
+    now_ms = int(time.time() * 1000)
+    wrong = authority.mint({**pcrs, 0: b"\x0f" * 48}, timestamp_ms=now_ms, public_key=public)
+    (up.tmp / "wrong.att").write_bytes(wrong)
+    refused = up.reef(
+        "proofs", "market", "signer", str(market_id), "--evidence", str(up.tmp / "wrong.att"),
+        "--root", "dev", *u,
+    )  # fmt: skip
+    assert refused.exit_code == 1
+    assert "image" in refused.output.lower()
+    evidence = authority.mint(pcrs, timestamp_ms=now_ms, public_key=public)
+    (up.tmp / "enclave.att").write_bytes(evidence)
+    registered = up.reef(
+        "proofs", "market", "signer", str(market_id), "--evidence", str(up.tmp / "enclave.att"),
+        "--root", "dev", *u, "--json",
+    )  # fmt: skip
+    assert registered.exit_code == 0, registered.output
+    signer = json.loads(registered.stdout)["signer"]
+    assert up.reef("proofs", "market", "signer", str(market_id)).exit_code == 2
+
+    account = up.devnet.accounts[2]
+    owner = up.devnet.accounts[0].local_account
+    services = json.loads((up.home.root / "network.json").read_text())["services"]["proofs"]
+    TokenClient(up.devnet.web3(), services["token"], account=owner).mint(account.address, 10**8)
+    prover_key = up.tmp / "tee-prover.key"
+    prover_key.write_text(account.private_key.hex())
+    k = ("--key", str(prover_key))
+    assert up.reef("prover", "register", "--stake", "5", *k).exit_code == 0
+    assert up.reef("prover", "join", str(market_id), "--price", "0.1", *k).exit_code == 0
+    inputs = up.tmp / "tee-input.json"
+    inputs.write_text(json.dumps({"a": 21}))
+    requested = up.reef(
+        "proofs", "request", str(market_id), "--input", str(inputs), "--reward", "1", *u, "--json"
+    )
+    ask_id = json.loads(requested.stdout)["ask_id"]
+    double = (
+        f"{sys.executable} -c 'import json,sys; print([2*int(v) for v in json.load(sys.stdin)])'"
+    )
+    for _ in range(40):
+        ran = up.reef(
+            "prover", "run", "--once", "--market", str(market_id),
+            "--tee", f"{market_id}={double}", "--tee-key", str(up.tmp / "enclave.key"), *k,
+        )  # fmt: skip
+        assert ran.exit_code == 0, ran.output
+        if f"ask {ask_id}: proved" in ran.output:
+            break
+        time.sleep(0.5)
+    shown = json.loads(up.reef("proofs", "show", str(ask_id), "--json").stdout)
+    assert shown["state"] == "complete"
+    from reef.proofs import ProofMarketClient, TeeProofSubmitted, decode_inputs
+
+    market = ProofMarketClient(up.devnet.web3(), services["market"])
+    [proof] = [e for e in market.ask_events(ask_id) if isinstance(e, TeeProofSubmitted)]
+    assert decode_inputs(proof.output) == (42,)
+    assert proof.signer == signer
+
+
+def test_an_auction_ask_is_locked_by_reef_ups_prover(up: Up) -> None:
+    requested = up.reef(
+        "proofs", "request", "1", "--input", str(EXAMPLE / "input.json"),
+        "--auction", "0.05:0.5", "--ramp", "20s", "--key", str(up.key), "--json",
+    )  # fmt: skip
+    assert requested.exit_code == 0, requested.output
+    ask_id = json.loads(requested.stdout)["ask_id"]
+    waited = up.reef("proofs", "wait", str(ask_id), "--timeout", "3m", "--json")
+    assert waited.exit_code == 0, waited.output
+    done = json.loads(waited.stdout)
+    assert done["auction"] == {
+        "min_price": "0.05",
+        "max_price": "0.5",
+        "ramp_end": done["auction"]["ramp_end"],
+    }
+    # reef up's prover quotes 0.1: it locked as soon as the price reached that.
+    assert 0.1 <= float(done["price"]) < 0.5

@@ -89,6 +89,22 @@ def _ctx(
     return _Ctx(session, str(address), service)
 
 
+def _load_key(path: Path) -> Any:
+    """A LocalAccount from a file holding a hex private key."""
+    from eth_account import Account
+
+    from reef.encoding import parse_hex
+
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise InputError(f"cannot read the key file {path}: {exc}") from exc
+    secret = parse_hex(text, name=str(path))
+    if len(secret) != 32:
+        raise InputError(f"{path} does not hold a 32-byte private key")
+    return Account.from_key(secret)
+
+
 def _run(fn: Any) -> Any:
     try:
         return fn()
@@ -266,6 +282,63 @@ def market_show(
     print_result(row, as_json, title=f"market {market_id}")
 
 
+@market_app.command("signer")
+def market_signer(
+    market_id: Annotated[int, typer.Argument(help="The TEE market's id.", metavar="MARKET")],
+    evidence: Annotated[
+        Path | None,
+        typer.Option(
+            "--evidence",
+            help="The enclave's attestation document (raw, hex or base64): its image id must "
+            "be the market's; its public key becomes a signer.",
+        ),
+    ] = None,
+    root: Annotated[
+        str, typer.Option("--root", help="Trusted root: aws, mock, dev, or a certificate file.")
+    ] = "aws",
+    replay: Annotated[
+        bool, typer.Option("--replay", help="Check the document at its own time (not fresh).")
+    ] = False,
+    revoke: Annotated[
+        str | None, typer.Option("--revoke", help="Remove this signer address instead.")
+    ] = None,
+    rpc: Annotated[str | None, RpcOpt] = None,
+    proof_market: Annotated[str | None, MarketOpt] = None,
+    key: Annotated[Path | None, KeyOpt] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Register an attested enclave key as a signer of a TEE market (creator only)."""
+    if (evidence is None) == (revoke is None):
+        raise fail(InputError("give one of --evidence FILE and --revoke ADDRESS"), code=2)
+
+    def go() -> dict[str, Any]:
+        ctx = _ctx(rpc, proof_market, key)
+        client = ctx.client()
+        if revoke is not None:
+            result = client.set_tee_signer(market_id, revoke, False)
+            return {"market_id": market_id, "signer": revoke, "allowed": False,
+                    "tx": result.tx_hash}  # fmt: skip
+        from reef.attestation import TrustedRoot, read_evidence
+        from reef.proofs import register_tee_signer
+
+        assert evidence is not None
+        try:
+            raw = evidence.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read the evidence file {evidence}: {exc}") from exc
+        signer = register_tee_signer(
+            client,
+            market_id,
+            read_evidence(raw),
+            root=TrustedRoot.resolve(root, ctx.session.home),
+            mode="replay" if replay else "live",
+            now_ms=None if replay else int(time.time() * 1000),
+        )
+        return {"market_id": market_id, "signer": signer, "allowed": True}
+
+    print_result(_run(go), as_json, title="TEE signer")
+
+
 # ---- asks ----
 
 
@@ -331,7 +404,20 @@ def request_cmd(
     input_file: Annotated[
         Path, typer.Option("--input", help="JSON object of public input signals.")
     ],
-    reward: Annotated[str, typer.Option("--reward", help="The most you pay for the proof (rUSD).")],
+    reward: Annotated[
+        str | None, typer.Option("--reward", help="The most you pay for the proof (rUSD).")
+    ] = None,
+    auction: Annotated[
+        str | None,
+        typer.Option(
+            "--auction",
+            help="MIN:MAX (rUSD): a reverse Dutch auction instead of --reward: the price rises "
+            "from MIN to MAX over --ramp; the first prover to lock it is paid the price then.",
+        ),
+    ] = None,
+    ramp: Annotated[
+        str, typer.Option("--ramp", help="With --auction: how long the price takes to reach MAX.")
+    ] = "1m",
     private: Annotated[
         Path | None,
         typer.Option(
@@ -350,6 +436,8 @@ def request_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Ask for a proof: escrow the reward; a prover is assigned, proves, and is paid."""
+    if (reward is None) == (auction is None):
+        raise fail(InputError("give one of --reward AMOUNT and --auction MIN:MAX"), code=2)
 
     def go() -> int:
         ctx = _ctx(rpc, proof_market, key)
@@ -367,7 +455,13 @@ def request_cmd(
                 hint="give them with --private FILE (a JSON object)",
             )
         secret = None if private is None else _read_private(private, private_names, market_id)
-        amount = _amount(reward, "--reward")
+        if auction is not None and secret is not None:
+            raise ProofError(
+                "an auction ask takes public inputs only",
+                hint="provers lock auctions themselves, so no engine re-encrypts a secret for them",
+            )
+        prices = None if auction is None else _auction_prices(auction)
+        amount = prices[1] if prices is not None else _amount(str(reward), "--reward")
         client = ctx.client()
         if secret is not None:
             from reef.proofs import encrypt_secret
@@ -386,7 +480,17 @@ def request_cmd(
             "expiry": now + _duration(expiry),
             "proving_time": _duration(deadline),
         }
-        if secret is None:
+        if prices is not None:
+            ask_id, _ = client.create_auction_ask(
+                market_id,
+                values,
+                min_price=prices[0],
+                max_price=prices[1],
+                ramp_time=_duration(ramp),
+                expiry=timing["expiry"],
+                proving_time=timing["proving_time"],
+            )
+        elif secret is None:
             ask_id, _ = client.create_ask(market_id, values, **timing)
         else:
             ask_id, _ = client.create_private_ask(
@@ -398,8 +502,18 @@ def request_cmd(
     print_result({"ask_id": ask_id}, as_json, title="proof requested")
 
 
+def _auction_prices(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition(":")
+    if not sep:
+        raise InputError(f"--auction {text!r}: expected MIN:MAX, e.g. 0.1:0.5")
+    prices = _amount(low, "--auction MIN"), _amount(high, "--auction MAX")
+    if prices[0] > prices[1]:
+        raise InputError(f"--auction {text}: the minimum is above the maximum")
+    return prices
+
+
 def _ask_row(ctx: _Ctx, ask_id: int) -> dict[str, Any]:
-    from reef.proofs import ProofSubmitted, decode_proof, proof_from_words
+    from reef.proofs import AuctionCreated, ProofSubmitted, decode_proof, proof_from_words
 
     client = ctx.client()
     ask = client.ask(ask_id)
@@ -414,8 +528,15 @@ def _ask_row(ctx: _Ctx, ask_id: int) -> dict[str, Any]:
         "deadline": ask.deadline or None,
         "inputs": [str(v) for v in client.inputs(ask_id)],
         "private_inputs": ask.has_secret,
+        "price": _fmt(client.ask_price(ask_id)) if ask.deadline else None,
     }
     for event in client.ask_events(ask_id):
+        if isinstance(event, AuctionCreated):
+            row["auction"] = {
+                "min_price": _fmt(event.min_price),
+                "max_price": _fmt(event.max_price),
+                "ramp_end": event.ramp_end,
+            }
         if isinstance(event, ProofSubmitted):
             words, signals = decode_proof(event.proof)
             proof = proof_from_words(words, signals)
@@ -668,6 +789,23 @@ def prover_run(
     market: Annotated[
         list[int] | None, typer.Option("--market", help="Markets to prove for (default: all).")
     ] = None,
+    tee: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tee",
+            help="MARKET=COMMAND: prove a TEE market's asks by running COMMAND (inputs as a JSON "
+            "list on stdin, output as a JSON list on stdout) and signing with --tee-key (repeat).",
+        ),
+    ] = None,
+    tee_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--tee-key",
+            "--key-file",
+            help="The enclave key that signs TEE proofs (default: --key's); inside an enclave, "
+            "its attested key (/app/ecdsa.sec).",
+        ),
+    ] = None,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between polls.")] = 0.5,
     once: Annotated[
         bool, typer.Option("--once", help="Work through current tasks, then exit.")
@@ -676,12 +814,25 @@ def prover_run(
     proof_market: Annotated[str | None, MarketOpt] = None,
     key: Annotated[Path | None, KeyOpt] = None,
 ) -> None:
-    """Prove the tasks assigned to you: snarkjs for Groth16 markets, until Ctrl-C."""
+    """Prove the tasks assigned to you (snarkjs for Groth16 markets, --tee workers for TEE
+    markets) and lock auction asks at your price, until Ctrl-C."""
 
     def build() -> Any:
-        from reef.proofs import ArtifactStore, ProverService, ensure_snarkjs
+        import shlex
+
+        from reef.proofs import ArtifactStore, ProverService, command_worker, ensure_snarkjs
 
         ctx = _ctx(rpc, proof_market, key)
+        workers = {}
+        if tee:
+            signer = ctx.session.account if tee_key is None else _load_key(tee_key)
+            if signer is None:  # pragma: no cover - _ctx(account=True) always opens one
+                raise InputError("--tee needs a key to sign with (--tee-key FILE)")
+            for spec in tee:
+                market_text, sep, command = spec.partition("=")
+                if not sep or not market_text.strip().isdigit() or not command.strip():
+                    raise InputError(f"--tee {spec!r}: expected MARKET=COMMAND, e.g. 3='./double'")
+                workers[int(market_text)] = command_worker(signer, shlex.split(command))
 
         def report(outcome: Any) -> None:
             note(f"ask {outcome.ask_id}: {outcome.outcome} {outcome.detail}".rstrip())
@@ -693,6 +844,7 @@ def prover_run(
             from_block=int(ctx.service.get("start_block", 0)),
             markets=market or None,
             on_outcome=report,
+            tee=workers,
         )
 
     service = _run(build)

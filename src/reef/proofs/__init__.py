@@ -4,12 +4,14 @@ Requesters post asks (a reward for a proof of public inputs, with an assignment 
 proving-time budget); provers stake and join markets with a price, a time bound and compute per
 request; the matching engine assigns asks to provers; the contract verifies proofs (Groth16 on
 chain, or TEE signatures), pays, refunds and slashes. Private inputs travel encrypted to the
-engine and are re-encrypted to the assigned prover (``_secret``, Kalypso's formats). Groth16
+engine and are re-encrypted to the assigned prover (``_secret``, Kalypso's formats). An ask
+may instead be a reverse Dutch auction that provers lock themselves (``_auction``). Groth16
 proving and the independent check run the pinned snarkjs.
 """
 
 from __future__ import annotations
 
+from reef.proofs._auction import AuctionTerms, auction_price
 from reef.proofs._book import OrderBook
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._engine import EngineStep, MatchingEngine
@@ -19,6 +21,7 @@ from reef.proofs._events import (
     AskExpired,
     AskSecret,
     AssignmentSkipped,
+    AuctionCreated,
     EngineKeySet,
     InvalidInputClosed,
     MarketCreated,
@@ -88,7 +91,7 @@ from reef.proofs._secret import (
     parse_private_inputs,
     reencrypt_acl,
 )
-from reef.proofs._tee import TeeWorker, register_tee_signer, tee_signer_address
+from reef.proofs._tee import TeeWorker, command_worker, register_tee_signer, tee_signer_address
 from reef.proofs._types import (
     TERMINAL_STATES,
     Ask,
@@ -109,6 +112,8 @@ __all__ = [
     "AskSecret",
     "AskState",
     "AssignmentSkipped",
+    "AuctionCreated",
+    "AuctionTerms",
     "Capacity",
     "CircuitArtifacts",
     "CompiledVerifier",
@@ -157,7 +162,9 @@ __all__ = [
     "TeeProofSubmitted",
     "TeeSignerSet",
     "TeeWorker",
+    "auction_price",
     "circuit_input",
+    "command_worker",
     "compile_verifier",
     "create_groth16_market",
     "decode_inputs",

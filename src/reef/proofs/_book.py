@@ -21,6 +21,7 @@ from reef.proofs._events import (
     AskCreated,
     AskExpired,
     AskSecret,
+    AuctionCreated,
     InvalidInputClosed,
     MarketCreated,
     ProofSubmitted,
@@ -91,6 +92,8 @@ class OrderBook:
                     event.ask_id, event.market_id, event.reward, event.expiry, event.proving_time
                 )
                 self.open_asks[ask.ask_id] = self.fresh[ask.ask_id] = ask
+            case AuctionCreated(ask_id=a):
+                self.shelve(a)  # provers lock auctions themselves; the engine only sweeps them
             case AskSecret(ask_id=a):
                 created = self.open_asks.get(a)
                 if created is not None:  # logged right after its AskCreated, in the same call

@@ -30,6 +30,7 @@ from reef.errors import InputError, ProofError
 from reef.proofs._events import (
     AskCreated,
     AskSecret,
+    AuctionCreated,
     MarketCreated,
     ProofMarketEvent,
     SecretAssigned,
@@ -221,6 +222,21 @@ class ProofMarketClient(ContractClient):
                 return event
         raise ProofError(f"ask {ask_id} was not assigned with private inputs")
 
+    def auction_price(self, ask_id: int) -> Amount:
+        """An auction ask's price at the latest block (raises ContractRevertError otherwise)."""
+        return Amount(int(self._call("auctionPrice", check_uint(ask_id, "ask id"))))
+
+    def auction(self, ask_id: int, from_block: int = 0) -> AuctionCreated | None:
+        """An auction ask's terms as logged at creation; None for other asks."""
+        for event in self.ask_events(ask_id, from_block):
+            if isinstance(event, AuctionCreated):
+                return event
+        return None
+
+    def ask_price(self, ask_id: int) -> Amount:
+        """What a proof of the assigned ask pays its prover (0 before assignment)."""
+        return Amount(int(self._call("askPrice", check_uint(ask_id, "ask id"))))
+
     def invalid_input_digest(self, ask_id: int) -> bytes:
         """What the market's IVS signs (EIP-191) to close ``ask_id`` as invalid input."""
         return bytes(self._call("invalidInputDigest", check_uint(ask_id, "ask id")))
@@ -345,6 +361,38 @@ class ProofMarketClient(ContractClient):
             bytes(acl),
         )
         return _created_ask(result), result
+
+    def create_auction_ask(
+        self,
+        market_id: int,
+        inputs: Sequence[int],
+        *,
+        min_price: int,
+        max_price: int,
+        ramp_time: int,
+        expiry: int,
+        proving_time: int,
+        refund_address: str | None = None,
+    ) -> tuple[int, TxResult[ProofMarketEvent]]:
+        """A reverse Dutch auction ask: escrows ``max_price``; its price ramps from
+        ``min_price`` to ``max_price`` over ``ramp_time`` seconds until a prover locks it."""
+        result = self._do(
+            "createAuctionAsk",
+            check_uint(market_id, "market id"),
+            _uints(inputs, "input"),
+            check_uint(min_price, "min price"),
+            check_uint(max_price, "max price"),
+            check_uint(ramp_time, "ramp time"),
+            check_uint(expiry, "expiry"),
+            check_uint(proving_time, "proving time"),
+            parse_address(refund_address or self.sender, name="refund address"),
+        )
+        return _created_ask(result), result
+
+    def lock(self, ask_id: int) -> TxResult[ProofMarketEvent]:
+        """Take an auction ask at its current price (the sender must be a joined prover with
+        free compute and the market's penalty of free stake, locked as collateral)."""
+        return self._do("lock", check_uint(ask_id, "ask id"))
 
     def cancel_ask(self, ask_id: int) -> TxResult[ProofMarketEvent]:
         return self._do("cancelAsk", check_uint(ask_id, "ask id"))

@@ -21,6 +21,7 @@ __all__ = [
     "AskExpired",
     "AskSecret",
     "AssignmentSkipped",
+    "AuctionCreated",
     "EngineKeySet",
     "InvalidInputClosed",
     "MarketCreated",
@@ -76,6 +77,18 @@ class AskCreated(ChainEvent):
     expiry: int
     proving_time: int
     inputs: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuctionCreated(ChainEvent):
+    """The ask logged just before is a reverse Dutch auction (see ``_auction``)."""
+
+    ask_id: int
+    market_id: int
+    min_price: Amount
+    max_price: Amount
+    start: int
+    ramp_end: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,6 +232,7 @@ ProofMarketEvent = (
     MarketCreated
     | TeeSignerSet
     | AskCreated
+    | AuctionCreated
     | AskSecret
     | SecretAssigned
     | EngineKeySet

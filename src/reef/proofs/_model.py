@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from reef.errors import ProofError
+from reef.proofs._auction import auction_price
 from reef.proofs._reasons import ProofRevert
 from reef.proofs._types import AskState, MarketKind, SkipReason
 
@@ -51,6 +52,10 @@ class ModelAsk:
     prover: str = ""
     state: AskState = AskState.OPEN
     has_secret: bool = False
+    auction: tuple[int, int, int] | None = None
+    """(minimum price, start, ramp end) of an auction ask."""
+    price: int = 0
+    """What a proof pays the prover: its quote at assignment, or the price it locked at."""
 
 
 @dataclass
@@ -165,6 +170,39 @@ class ProofMarketModel:
         )  # fmt: skip
         return ask_id
 
+    def create_auction_ask(
+        self,
+        sender: str,
+        market_id: int,
+        inputs: Sequence[int],
+        *,
+        min_price: int,
+        max_price: int,
+        ramp_time: int,
+        expiry: int,
+        proving_time: int,
+        refund: str,
+        now: int,
+    ) -> int:
+        market = self.markets.get(market_id)
+        _require(market is None or not market.private_inputs, ProofRevert.NEEDS_PRIVATE)
+        _require(min_price <= max_price, ProofRevert.AUCTION_PRICES)
+        _require(ramp_time > 0, ProofRevert.AUCTION_RAMP)
+        ask_id = self.create_ask(
+            sender, market_id, inputs, reward=max_price, expiry=expiry,
+            proving_time=proving_time, refund=refund, now=now,
+        )  # fmt: skip
+        self.asks[ask_id].auction = (min_price, now, now + ramp_time)
+        return ask_id
+
+    def auction_price(self, ask_id: int, now: int) -> int:
+        ask = self.asks.get(ask_id)
+        _require(ask is not None and ask.auction is not None, ProofRevert.NOT_AUCTION)
+        assert ask is not None
+        assert ask.auction is not None
+        low, start, end = ask.auction
+        return auction_price(low, ask.reward, start, end, now)
+
     def _ask(self, ask_id: int) -> ModelAsk:
         ask = self.asks.get(ask_id)
         _require(ask is not None, ProofRevert.ASK_NOT_FOUND)
@@ -193,6 +231,8 @@ class ProofMarketModel:
             return SkipReason.NOT_OPEN
         if now >= ask.expiry:
             return SkipReason.EXPIRED
+        if ask.auction is not None:
+            return SkipReason.AUCTION
         offer = self.offers.get((prover, ask.market_id))
         if offer is None or offer.leave_at != 0:
             return SkipReason.NOT_JOINED
@@ -202,6 +242,11 @@ class ProofMarketModel:
             return SkipReason.TIME
         if ask.has_secret and (not acl or (prover, ask.market_id) not in self.prover_keys):
             return SkipReason.NO_KEY
+        return self._take(ask, prover, offer, offer.price, now)
+
+    def _take(
+        self, ask: ModelAsk, prover: str, offer: ModelOffer, price: int, now: int
+    ) -> SkipReason | None:
         p = self.provers[prover]
         if p.compute_used + offer.compute > p.compute:
             return SkipReason.COMPUTE
@@ -212,7 +257,24 @@ class ProofMarketModel:
         p.stake_locked += penalty
         offer.active += 1
         ask.state, ask.prover, ask.deadline = AskState.ASSIGNED, prover, now + ask.proving_time
+        ask.price = price
         return None
+
+    def lock(self, sender: str, ask_id: int, now: int) -> int:
+        """``lock``: take an auction ask at its current price; returns the price."""
+        ask = self._ask(ask_id)
+        _require(ask.auction is not None, ProofRevert.NOT_AUCTION)
+        _require(ask.state == AskState.OPEN, ProofRevert.LOCK_NOT_OPEN)
+        _require(now < ask.expiry, ProofRevert.LOCK_EXPIRED)
+        offer = self.offers.get((sender, ask.market_id))
+        _require(offer is not None and offer.leave_at == 0, ProofRevert.NOT_IN_MARKET)
+        assert offer is not None
+        _require(offer.max_time <= ask.proving_time, ProofRevert.LOCK_TIME)
+        price = self.auction_price(ask_id, now)
+        reason = self._take(ask, sender, offer, price, now)
+        _require(reason != SkipReason.COMPUTE, ProofRevert.LOCK_COMPUTE)
+        _require(reason != SkipReason.STAKE, ProofRevert.LOCK_STAKE)
+        return price
 
     def _assigned_in_time(self, ask_id: int, now: int) -> ModelAsk:
         ask = self._ask(ask_id)
@@ -229,7 +291,7 @@ class ProofMarketModel:
         offer.active -= 1
 
     def _pay(self, ask: ModelAsk, state: AskState) -> None:
-        price = self.offers[(ask.prover, ask.market_id)].price
+        price = ask.price
         ask.state = state
         self._release(ask, 0)
         self._move("market", self.provers[ask.prover].reward_address, price)

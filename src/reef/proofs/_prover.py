@@ -12,6 +12,9 @@ Private inputs: for an ask that has them the prover opens the ACL the engine mad
 together as snarkjs's input object. A body that opens but holds no valid private inputs is an
 invalid input like any other.
 
+Auctions: the service also follows the auction asks of its markets and locks one (``lock``) as
+soon as its price reaches the prover's own quote in that market, then proves it like any task.
+
 :class:`InputVerifier` holds the key the market names as its IVS. It signs "invalid" only after
 checking for itself that no witness exists (running the circuit), so a lazy prover cannot use
 it to escape a valid ask. In Kalypso it runs as an enclave; here it is an object a node wires.
@@ -35,11 +38,19 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
 from reef.crypto import Secp256k1PrivateKey
-from reef.errors import ChainError, InvalidProofInputError, ProofError
+from reef.errors import ChainError, ContractRevertError, InvalidProofInputError, ProofError
+from reef.proofs._auction import AuctionTerms
 from reef.proofs._client import ProofMarketClient
-from reef.proofs._events import MarketCreated, TaskAssigned
-from reef.proofs._groth16 import prove
+from reef.proofs._events import (
+    AskCancelled,
+    AskExpired,
+    AuctionCreated,
+    MarketCreated,
+    TaskAssigned,
+)
+from reef.proofs._groth16 import Groth16Proof, prove
 from reef.proofs._market import ArtifactStore, MarketMetadata
+from reef.proofs._reasons import ProofRevert
 from reef.proofs._runtime import SnarkjsRuntime
 from reef.proofs._secret import ecies_decrypt, open_secret, parse_private_inputs
 from reef.proofs._tee import TeeWorker
@@ -49,7 +60,7 @@ __all__ = ["InputVerifier", "ProverService", "TaskOutcome", "circuit_input"]
 
 log = logging.getLogger("reef.proofs.prover")
 
-_MAX_ATTEMPTS = 5
+_MAX_ATTEMPTS = 50  # a task is retried while assigned and in time; this bounds a stuck node
 
 
 def circuit_input(metadata: MarketMetadata, inputs: tuple[int, ...]) -> dict[str, str]:
@@ -147,7 +158,8 @@ class InputVerifier:
 
 @dataclass(frozen=True)
 class TaskOutcome:
-    """What the prover did with one task: ``proved``, ``invalid``, ``skipped`` or ``failed``."""
+    """What the prover did with one task: ``proved``, ``invalid``, ``skipped`` or ``failed``
+    (and ``locked`` when it took an auction ask, ``detail`` being the price)."""
 
     ask_id: int
     outcome: str
@@ -195,7 +207,11 @@ class ProverService:
         self._kinds: dict[int, int] = {}
         self._queue: list[int] = []
         self._attempts: dict[int, int] = {}
+        self._proofs: dict[int, Groth16Proof] = {}
+        """Ask id → a proof made but not yet accepted (a retry resubmits it, not re-proves)."""
         self.outcomes: list[TaskOutcome] = []
+        self.auctions: dict[int, AuctionTerms] = {}
+        """Open auction asks of its markets, by ask id."""
         if encryption_key is None:
             encryption_key = getattr(client.account, "key", None)
         self._key = None if encryption_key is None else Secp256k1PrivateKey(bytes(encryption_key))
@@ -220,7 +236,18 @@ class ProverService:
             if isinstance(event, MarketCreated):
                 self._metadata[event.market_id] = event.metadata
                 self._kinds[event.market_id] = event.kind
-            elif isinstance(event, TaskAssigned) and event.prover == self.client.sender:
+            elif isinstance(event, AuctionCreated):
+                if self.markets is None or event.market_id in self.markets:
+                    self.auctions[event.ask_id] = AuctionTerms(
+                        event.ask_id, event.market_id, event.min_price, event.max_price,
+                        event.start, event.ramp_end,
+                    )  # fmt: skip
+            elif isinstance(event, AskExpired | AskCancelled):
+                self.auctions.pop(event.ask_id, None)
+            elif isinstance(event, TaskAssigned):
+                self.auctions.pop(event.ask_id, None)
+                if event.prover != self.client.sender:
+                    continue
                 if self.markets is not None and event.market_id not in self.markets:
                     continue
                 new.append(event.ask_id)
@@ -263,7 +290,10 @@ class ProverService:
                 signals = _with_private(
                     self.client, ask_id, ask.market_id, circuit.metadata, aes_key, signals
                 )
-            proof = prove(self.runtime, circuit.wasm, circuit.zkey, signals)
+            proof = self._proofs.get(ask_id) or prove(
+                self.runtime, circuit.wasm, circuit.zkey, signals
+            )
+            self._proofs[ask_id] = proof
         except InvalidProofInputError as exc:
             verifier = self.verifiers.get(ask.market_id)
             if verifier is None:
@@ -272,15 +302,56 @@ class ProverService:
             self.client.submit_invalid_input(ask_id, signature)
             return TaskOutcome(ask_id, "invalid", json.dumps(list(inputs)))
         result = self.client.submit_proof(ask_id, proof)
+        self._proofs.pop(ask_id, None)
         return TaskOutcome(ask_id, "proved", result.tx_hash)
 
+    def bid(self) -> list[TaskOutcome]:
+        """Lock each open auction ask whose price has reached this prover's quote in its
+        market (at the pending block's time: the price only rises, so the lock pays at least
+        that). An auction it can no longer take is forgotten; one it lacks the free compute or
+        stake for is tried again later."""
+        if not self.auctions:
+            return []
+        # The pending block's time: what the lock would be mined at, at the earliest (a devnet
+        # mines only on transactions, so the latest block's time may lag the clock by minutes).
+        now = int(self.client.w3.eth.get_block("pending")["timestamp"])
+        quotes: dict[int, int | None] = {}
+        locked = []
+        for ask_id, terms in sorted(self.auctions.items()):
+            if terms.market_id not in quotes:
+                offer = self.client.offer(self.client.sender, terms.market_id)
+                quotes[terms.market_id] = (
+                    offer.price if offer.joined and offer.leave_at == 0 else None
+                )
+            price = quotes[terms.market_id]
+            if price is None:
+                del self.auctions[ask_id]
+                continue
+            if terms.price(now) < price:
+                continue
+            try:
+                self.client.lock(ask_id)
+            except ContractRevertError as exc:
+                if exc.reason not in (ProofRevert.LOCK_COMPUTE, ProofRevert.LOCK_STAKE):
+                    del self.auctions[ask_id]  # taken, expired, or not for this prover
+                continue
+            del self.auctions[ask_id]
+            outcome = TaskOutcome(ask_id, "locked", str(self.client.ask_price(ask_id)))
+            locked.append(outcome)
+            if self.on_outcome is not None:
+                self.on_outcome(outcome)
+        return locked
+
     def step(self) -> list[TaskOutcome]:
-        """Poll for tasks and work through them, oldest first. A task that failed (the node
-        timed out, a transaction was refused, snarkjs crashed) is tried again next step, up to
-        a few times, while it is still assigned to this prover and before its deadline."""
+        """Poll for tasks, lock auctions at this prover's price, and work through the tasks,
+        oldest first. A task that failed (the node timed out, a transaction was refused,
+        snarkjs crashed) is tried again next step, up to a few times, while it is still
+        assigned to this prover and before its deadline."""
         self.poll()
+        done = self.bid()
+        if done:
+            self.poll()  # the locked asks' TaskAssigned events
         batch, self._queue = self._queue, []
-        done = []
         for ask_id in batch:
             outcome = self.work(ask_id)
             done.append(outcome)
@@ -288,6 +359,10 @@ class ProverService:
                 self._attempts[ask_id] = self._attempts.get(ask_id, 0) + 1
                 if self._attempts[ask_id] < _MAX_ATTEMPTS:
                     self._queue.append(ask_id)
+                else:
+                    self._proofs.pop(ask_id, None)
+            else:
+                self._proofs.pop(ask_id, None)
         return done
 
     async def run(self, *, interval_s: float = 0.5, stop: asyncio.Event | None = None) -> None:

@@ -7,10 +7,14 @@ the market's prover image. The contract keeps the keys the market's creator regi
 reef.attestation (the document's image id must be the market's; its ``public_key`` field is the
 enclave's secp256k1 key). :class:`TeeWorker` is what runs inside such an enclave: it computes the
 output and signs it; :class:`~reef.proofs.ProverService` uses one for TEE markets.
+:func:`command_worker` makes one whose computation is a program (``reef prover run --tee``):
+the ask's public inputs as a JSON list on its stdin, the output as a JSON list on its stdout.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -25,7 +29,7 @@ from reef.errors import InputError, ProofError
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._types import MarketKind
 
-__all__ = ["TeeWorker", "register_tee_signer", "tee_signer_address"]
+__all__ = ["TeeWorker", "command_worker", "register_tee_signer", "tee_signer_address"]
 
 
 def tee_signer_address(public_key: bytes) -> Address:
@@ -85,3 +89,50 @@ class TeeWorker:
     def sign(self, client: ProofMarketClient, ask_id: int, output: Sequence[int]) -> bytes:
         digest = client.tee_digest(ask_id, output)
         return bytes(self.account.sign_message(encode_defunct(primitive=digest)).signature)
+
+
+def command_worker(
+    account: LocalAccount, argv: Sequence[str], *, timeout_s: float = 300.0
+) -> TeeWorker:
+    """A worker whose computation runs ``argv``: the inputs as a JSON list of integers on its
+    stdin, the output read as a JSON list of integers from its stdout.
+
+    The worker's ``compute`` raises ProofError when the program fails, times out or prints
+    anything else (the task then fails and is retried, as any prover failure).
+    """
+    if not argv:
+        raise InputError("the TEE worker's command is empty")
+    command = list(argv)
+
+    def compute(inputs: Sequence[int]) -> Sequence[int]:
+        try:
+            done = subprocess.run(  # noqa: S603 - the prover's own configured program
+                command,
+                input=json.dumps([str(v) for v in inputs]),
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ProofError(f"the TEE worker {command[0]} did not run: {exc}") from exc
+        if done.returncode != 0:
+            raise ProofError(
+                f"the TEE worker {command[0]} exited {done.returncode}: {done.stderr.strip()[-300:]}"
+            )
+        try:
+            values = json.loads(done.stdout)
+            if not isinstance(values, list):
+                raise TypeError("not a list")
+            out = [int(str(v), 0) for v in values]
+        except (ValueError, TypeError) as exc:
+            raise ProofError(
+                f"the TEE worker {command[0]} printed {done.stdout.strip()[:100]!r}, "
+                "not a JSON list of integers",
+                hint="print the output as a JSON list, e.g. [42]",
+            ) from exc
+        if any(not 0 <= v < 2**256 for v in out):
+            raise ProofError(f"the TEE worker {command[0]} printed a value outside uint256")
+        return out
+
+    return TeeWorker(account, compute)

@@ -75,6 +75,8 @@ class SkipReason(IntEnum):
     STAKE = 7
     NO_KEY = 8
     """A private ask, and the prover has no key for the market (or the batch no ACL)."""
+    AUCTION = 9
+    """An auction ask: provers lock it themselves; the engine never assigns it."""
 
 
 @dataclass(frozen=True)

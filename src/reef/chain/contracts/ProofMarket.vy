@@ -1,5 +1,6 @@
 # pragma version 0.4.3
 # pragma evm-version shanghai
+# pragma optimize codesize
 """
 @title reef proof market (Kalypso-style)
 @license Apache-2.0
@@ -18,6 +19,11 @@
         (the ACL) to the matching engine's published key; at assignment the engine gives the
         chosen prover's market key a new ACL for the same AES key. Bodies and ACLs live only
         in the event log, never in storage.
+        An ask may instead be a reverse Dutch auction (Boundless): its price ramps from a
+        minimum at creation to its reward (the maximum) over a ramp time, and the first joined
+        prover to call lock() takes it at the current price, locking the market's penalty of
+        its stake as collateral; the matching engine never assigns auction asks. Whichever way
+        an ask is assigned, the price at assignment is what a proof pays.
 @dev    Array fields of events are ABI-encoded bytes (AskCreated.inputs = abi.encode(uint256[]),
         ProofSubmitted.proof = abi.encode(uint256[8], uint256[])), which every event indexer
         stores as it stores any bytes. Assignment skips (and logs) an ask or prover that no longer qualifies instead of
@@ -63,6 +69,7 @@ SKIP_TIME: constant(uint8) = 5
 SKIP_COMPUTE: constant(uint8) = 6
 SKIP_STAKE: constant(uint8) = 7
 SKIP_NO_KEY: constant(uint8) = 8
+SKIP_AUCTION: constant(uint8) = 9
 
 struct Market:
     kind: uint8
@@ -87,6 +94,11 @@ struct Ask:
     prover: address
     state: uint8
     hasSecret: bool
+
+struct Auction:
+    minPrice: uint256
+    start: uint256
+    rampEnd: uint256
 
 struct Prover:
     rewardAddress: address
@@ -131,6 +143,14 @@ event AskCreated:
     expiry: uint256
     provingTime: uint256
     inputs: Bytes[1088]
+
+event AuctionCreated:
+    askId: indexed(uint256)
+    marketId: indexed(uint256)
+    minPrice: uint256
+    maxPrice: uint256
+    start: uint256
+    rampEnd: uint256
 
 event AskSecret:
     askId: indexed(uint256)
@@ -241,6 +261,10 @@ teeSigners: public(HashMap[uint256, HashMap[address, bool]])
 # The matching engine's secp256k1 public key (64 bytes x || y), to which requesters encrypt
 # their private inputs' ACLs, and each prover's key per market, to which the engine
 # re-encrypts them.
+auctions: public(HashMap[uint256, Auction])
+# What a proof of an assigned ask pays its prover: its quote at assignment, or the auction price
+# at which it locked the ask.
+askPrice: public(HashMap[uint256, uint256])
 engineKey: public(Bytes[64])
 proverKeys: public(HashMap[address, HashMap[uint256, Bytes[64]]])
 
@@ -344,6 +368,35 @@ def createPrivateAsk(_marketId: uint256, _inputs: DynArray[uint256, MAX_INPUTS],
     return askId
 
 
+@external
+def createAuctionAsk(_marketId: uint256, _inputs: DynArray[uint256, MAX_INPUTS], _minPrice: uint256, _maxPrice: uint256, _rampTime: uint256, _expiry: uint256, _provingTime: uint256, _refundAddress: address) -> uint256:
+    assert not self.markets[_marketId].privateInputs, "this market's asks need private inputs"
+    assert _minPrice <= _maxPrice, "the auction's minimum price is above its maximum"
+    assert _rampTime > 0, "the auction's price ramp must take time"
+    askId: uint256 = self._createAsk(_marketId, _inputs, _maxPrice, _expiry, _provingTime, _refundAddress, False)
+    rampEnd: uint256 = block.timestamp + _rampTime
+    self.auctions[askId] = Auction(minPrice=_minPrice, start=block.timestamp, rampEnd=rampEnd)
+    log AuctionCreated(askId=askId, marketId=_marketId, minPrice=_minPrice, maxPrice=_maxPrice, start=block.timestamp, rampEnd=rampEnd)
+    return askId
+
+
+@internal
+@view
+def _auctionPrice(_askId: uint256) -> uint256:
+    a: Auction = self.auctions[_askId]
+    maxPrice: uint256 = self.asks[_askId].reward
+    if block.timestamp >= a.rampEnd:
+        return maxPrice
+    return a.minPrice + (maxPrice - a.minPrice) * (block.timestamp - a.start) // (a.rampEnd - a.start)
+
+
+@external
+@view
+def auctionPrice(_askId: uint256) -> uint256:
+    assert self.auctions[_askId].rampEnd != 0, "not an auction ask"
+    return self._auctionPrice(_askId)
+
+
 @internal
 def _createAsk(_marketId: uint256, _inputs: DynArray[uint256, MAX_INPUTS], _reward: uint256, _expiry: uint256, _provingTime: uint256, _refundAddress: address, _hasSecret: bool) -> uint256:
     market: Market = self.markets[_marketId]
@@ -416,6 +469,8 @@ def _tryAssign(_askId: uint256, _prover: address, _acl: Bytes[MAX_ACL]) -> uint8
         return SKIP_NOT_OPEN
     if block.timestamp >= ask.expiry:
         return SKIP_EXPIRED
+    if self.auctions[_askId].rampEnd != 0:
+        return SKIP_AUCTION
     offer: Offer = self.offers[_prover][ask.marketId]
     if not offer.joined or offer.leaveAt != 0:
         return SKIP_NOT_JOINED
@@ -425,23 +480,47 @@ def _tryAssign(_askId: uint256, _prover: address, _acl: Bytes[MAX_ACL]) -> uint8
         return SKIP_TIME
     if ask.hasSecret and (len(_acl) == 0 or len(self.proverKeys[_prover][ask.marketId]) == 0):
         return SKIP_NO_KEY
+    reason: uint8 = self._take(_askId, ask, _prover, offer, offer.price)
+    if reason == 0 and ask.hasSecret:
+        log SecretAssigned(askId=_askId, prover=_prover, acl=_acl)
+    return reason
+
+
+@internal
+def _take(_askId: uint256, _ask: Ask, _prover: address, _offer: Offer, _price: uint256) -> uint8:
     p: Prover = self.provers[_prover]
-    if p.computeUsed + offer.compute > p.compute:
+    if p.computeUsed + _offer.compute > p.compute:
         return SKIP_COMPUTE
-    penalty: uint256 = self.markets[ask.marketId].penalty
+    penalty: uint256 = self.markets[_ask.marketId].penalty
     if p.stakeLocked + penalty > p.stake:
         return SKIP_STAKE
-    self.provers[_prover].computeUsed = p.computeUsed + offer.compute
+    self.provers[_prover].computeUsed = p.computeUsed + _offer.compute
     self.provers[_prover].stakeLocked = p.stakeLocked + penalty
-    self.offers[_prover][ask.marketId].active = offer.active + 1
-    deadline: uint256 = block.timestamp + ask.provingTime
+    self.offers[_prover][_ask.marketId].active = _offer.active + 1
+    deadline: uint256 = block.timestamp + _ask.provingTime
     self.asks[_askId].state = ASSIGNED
     self.asks[_askId].prover = _prover
     self.asks[_askId].deadline = deadline
-    log TaskAssigned(askId=_askId, prover=_prover, marketId=ask.marketId, deadline=deadline, price=offer.price)
-    if ask.hasSecret:
-        log SecretAssigned(askId=_askId, prover=_prover, acl=_acl)
+    self.askPrice[_askId] = _price
+    log TaskAssigned(askId=_askId, prover=_prover, marketId=_ask.marketId, deadline=deadline, price=_price)
     return 0
+
+
+@external
+def lock(_askId: uint256) -> uint256:
+    ask: Ask = self.asks[_askId]
+    assert ask.state != NULL, "ask not found"
+    assert self.auctions[_askId].rampEnd != 0, "not an auction ask"
+    assert ask.state == OPEN, "the ask is not open"
+    assert block.timestamp < ask.expiry, "the ask has expired"
+    offer: Offer = self.offers[msg.sender][ask.marketId]
+    assert offer.joined and offer.leaveAt == 0, "not in this market"
+    assert offer.maxTime <= ask.provingTime, "the ask's proving time is below your bound"
+    price: uint256 = self._auctionPrice(_askId)
+    reason: uint8 = self._take(_askId, ask, msg.sender, offer, price)
+    assert reason != SKIP_COMPUTE, "not enough free compute"
+    assert reason != SKIP_STAKE, "not enough free stake for the collateral"
+    return price
 
 
 @external
@@ -470,7 +549,7 @@ def _release(_askId: uint256, _ask: Ask, _slashed: uint256):
 
 @internal
 def _pay(_askId: uint256, _ask: Ask, _state: uint8):
-    price: uint256 = self.offers[_ask.prover][_ask.marketId].price
+    price: uint256 = self.askPrice[_askId]
     self.asks[_askId].state = _state
     self._release(_askId, _ask, 0)
     self._push(self.provers[_ask.prover].rewardAddress, price)
