@@ -120,17 +120,18 @@ def command_worker(
             raise ProofError(
                 f"the TEE worker {command[0]} exited {done.returncode}: {done.stderr.strip()[-300:]}"
             )
+        refused = ProofError(
+            f"the TEE worker {command[0]} printed {done.stdout.strip()[:100]!r}, "
+            "not a JSON list of integers",
+            hint="print the output as a JSON list, e.g. [42]",
+        )
         try:
             values = json.loads(done.stdout)
-            if not isinstance(values, list):
-                raise TypeError("not a list")
-            out = [int(str(v), 0) for v in values]
+            out = [int(str(v), 0) for v in values] if isinstance(values, list) else None
         except (ValueError, TypeError) as exc:
-            raise ProofError(
-                f"the TEE worker {command[0]} printed {done.stdout.strip()[:100]!r}, "
-                "not a JSON list of integers",
-                hint="print the output as a JSON list, e.g. [42]",
-            ) from exc
+            raise refused from exc
+        if out is None:
+            raise refused
         if any(not 0 <= v < 2**256 for v in out):
             raise ProofError(f"the TEE worker {command[0]} printed a value outside uint256")
         return out
