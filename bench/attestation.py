@@ -8,8 +8,10 @@ always) it prints:
   certificate's signature over its TBS bytes, and the COSE signature over the Sig_structure),
   keys already parsed: the floor no verifier can go below;
 - cold: documents per second with no chain cache (every signature is checked);
-- cached: documents per second with the issuing chain cached (two signatures: the leaf
-  certificate's and the COSE signature);
+- chain cached: documents per second with the issuing chain cached and a leaf not seen before
+  (two signatures: the leaf certificate's and the COSE signature);
+- leaf cached: documents per second from a leaf already verified (one signature, the COSE one:
+  every further document of an enclave, which signs with one leaf for hours);
 - of raw bound: the time those signatures alone take, divided by the time a verification takes
   (100 % would mean all time goes to ECDSA; the aim is at least 80 %).
 
@@ -105,36 +107,47 @@ def bench(
 ) -> None:
     checks = signatures(document, root)
     cold_verifier = NitroVerifier(cache_size=0)
+    chain_verifier = NitroVerifier()
     warm_verifier = NitroVerifier()
 
     def cold() -> None:
         cold_verifier.verify(document, root=root, mode=mode, now_ms=now_ms)
 
-    def cached() -> None:
+    def chain_cached() -> None:
+        # A bench-only reach inside: forget the verified leaves, keep the issuing chains, as
+        # when an enclave shows a leaf this verifier has not seen yet.
+        chain_verifier._leaves.clear()
+        chain_verifier.verify(document, root=root, mode=mode, now_ms=now_ms)
+
+    def leaf_cached() -> None:
         warm_verifier.verify(document, root=root, mode=mode, now_ms=now_ms)
 
-    cold()
-    cached()
-    budget = seconds / ROUNDS / (len(checks) + 2)
-    samples: dict[str, list[float]] = {name: [] for name in ("cold", "cached")}
+    runs = {"cold": cold, "chain cached": chain_cached, "leaf cached": leaf_cached}
+    for run in runs.values():
+        run()
+    budget = seconds / ROUNDS / (len(checks) + len(runs))
+    samples: dict[str, list[float]] = {name: [] for name in runs}
     for check in checks:
         samples[check.label] = []
     for _ in range(ROUNDS):
         for check in checks:
             samples[check.label].append(seconds_per_call(check.run, budget))
-        samples["cold"].append(seconds_per_call(cold, budget))
-        samples["cached"].append(seconds_per_call(cached, budget))
+        for name, run in runs.items():
+            samples[name].append(seconds_per_call(run, budget))
     t = {name: min(values) for name, values in samples.items()}
     raw_all = sum(t[c.label] for c in checks)
-    raw_cached = t["leaf"] + t["COSE"]
     per_signature = len(checks) / raw_all
 
     print(f"{label}: {len(document)} bytes, {len(checks)} signatures per document")
     print(f"  raw P-384 ECDSA        {per_signature:8.0f} verifications/s (mean of this chain's)")
-    for name, sigs, bound in (("cold", len(checks), raw_all), ("cached", 2, raw_cached)):
-        title = "cold (no chain cache)" if name == "cold" else "cached issuing chain"
+    rows = (
+        ("cold", "cold (no cache)", len(checks), raw_all),
+        ("chain cached", "issuing chain cached", 2, t["leaf"] + t["COSE"]),
+        ("leaf cached", "leaf cached too", 1, t["COSE"]),
+    )
+    for name, title, sigs, bound in rows:
         print(
-            f"  {title:22} {1 / t[name]:8.0f} documents/s  {sigs} signatures each  "
+            f"  {title:22} {1 / t[name]:8.0f} documents/s  {sigs} signature(s) each  "
             f"{100 * bound / t[name]:5.1f} % of the raw bound"
         )
 
