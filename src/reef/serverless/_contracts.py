@@ -76,7 +76,8 @@ def _codehash(value: str | bytes) -> bytes:
 
 
 class _Client(ContractClient):
-    """Adds the serverless contracts' hints to reverts."""
+    """Adds the serverless contracts' hints to reverts, and reads their events through web3's
+    decoders (:meth:`_decoded`)."""
 
     def _send(self, function: str, *args: Any) -> tuple[str, TxReceipt]:
         try:
@@ -86,6 +87,13 @@ class _Client(ContractClient):
             if hint is None or exc.hint:
                 raise
             raise ContractRevertError(exc.message, hint=hint, reason=exc.reason) from exc
+
+    def _decoded(self, name: str, from_block: int, to_block: int | str, *topics: str) -> list[Any]:
+        """This contract's ``name`` events in the block range (``topics`` narrow them after
+        topic 0), decoded by web3 (``args``, ``blockNumber``, ``transactionHash``), in order."""
+        event = getattr(self.contract.events, name)
+        logs = self._logs(from_block, to_block, [_topic(event), *topics])
+        return [event().process_log(log) for log in logs]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,10 +157,8 @@ class ServerlessCodeClient(_Client):
         self, from_block: int = 0, to_block: int | str = "latest"
     ) -> list[CodeDeployment]:
         """The functions deployed on this contract in the block range, in chain order."""
-        event = self.contract.events.CodeCreated
         out = []
-        for log in self._logs(from_block, to_block, [_topic(event)]):
-            decoded = event().process_log(log)
+        for decoded in self._decoded("CodeCreated", from_block, to_block):
             try:
                 meta = json.loads(bytes(decoded["args"]["metadata"]))
                 name = str(meta.get("name", "")) if isinstance(meta, dict) else ""
@@ -160,10 +166,10 @@ class ServerlessCodeClient(_Client):
                 name = ""
             out.append(
                 CodeDeployment(
-                    codehash=Web3.to_hex(log["transactionHash"]).lower(),
+                    codehash=Web3.to_hex(decoded["transactionHash"]).lower(),
                     owner=_address(decoded["args"]["owner"]),
                     name=name,
-                    block_number=int(log["blockNumber"]),
+                    block_number=int(decoded["blockNumber"]),
                 )
             )
         return out
@@ -567,30 +573,22 @@ class ServerlessJobsClient(_Client):
 
     def requests(self, from_block: int, to_block: int | str = "latest") -> list[JobRequest]:
         """``JobCreated`` events in the block range, in chain order."""
-        topic = _topic(self.contract.events.JobCreated)
-        return [
-            _request(self.contract.events.JobCreated().process_log(log))
-            for log in self._logs(from_block, to_block, [topic])
-        ]
+        return [_request(e) for e in self._decoded("JobCreated", from_block, to_block)]
 
     def responses(
         self, from_block: int, to_block: int | str = "latest", *, job_id: int | None = None
     ) -> list[JobResponse]:
         """``JobResponded`` events in the block range (of one job if given), in chain order."""
-        topics: list[Any] = [_topic(self.contract.events.JobResponded)]
-        if job_id is not None:
-            topics.append("0x" + check_uint(job_id, "job id").to_bytes(32, "big").hex())
-        return [
-            _response(self.contract.events.JobResponded().process_log(log))
-            for log in self._logs(from_block, to_block, topics)
-        ]
+        topics = (
+            ()
+            if job_id is None
+            else ("0x" + check_uint(job_id, "job id").to_bytes(32, "big").hex(),)
+        )
+        return [_response(e) for e in self._decoded("JobResponded", from_block, to_block, *topics)]
 
     def events(self, name: str, from_block: int = 0, to_block: int | str = "latest") -> list[Any]:
         """Any of this contract's events by name, decoded by web3 (for tools and tests)."""
-        event = getattr(self.contract.events, name)
-        return [
-            event().process_log(log) for log in self._logs(from_block, to_block, [_topic(event)])
-        ]
+        return self._decoded(name, from_block, to_block)
 
 
 def _topic(event: Any) -> str:

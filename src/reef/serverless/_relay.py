@@ -223,22 +223,11 @@ class ServerlessRelayClient(_Client):
         return self._transact("jobCancel", check_uint(job_id, "job id"))
 
     def relayed(self, from_block: int, to_block: int | str = "latest") -> list[RelayedJob]:
-        event = self.contract.events.JobRelayed
-        topic = Web3.to_hex(Web3.keccak(text=_signature(event)))
-        return [
-            _relayed(event().process_log(log)) for log in self._logs(from_block, to_block, [topic])
-        ]
+        return [_relayed(e) for e in self._decoded("JobRelayed", from_block, to_block)]
 
     def responses(self, from_block: int, to_block: int | str = "latest") -> list[Any]:
         """``JobResponded`` events (web3's decoded form: ``args`` has jobId, output, ...)."""
-        event = self.contract.events.JobResponded
-        topic = Web3.to_hex(Web3.keccak(text=_signature(event)))
-        return [event().process_log(log) for log in self._logs(from_block, to_block, [topic])]
-
-
-def _signature(event: Any) -> str:
-    abi = event.abi
-    return f"{abi['name']}({','.join(i['type'] for i in abi['inputs'])})"
+        return self._decoded("JobResponded", from_block, to_block)
 
 
 def _relayed(event: Any) -> RelayedJob:
