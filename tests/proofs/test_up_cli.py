@@ -358,3 +358,24 @@ def test_an_auction_ask_is_locked_by_reef_ups_prover(up: Up) -> None:
     }
     # reef up's prover quotes 0.1: it locked as soon as the price reached that.
     assert 0.1 <= float(done["price"]) < 0.5
+
+
+def test_the_matching_engine_runs_from_the_cli_with_the_engines_key_only(up: Up) -> None:
+    refused = up.reef("proofs", "engine", "run", "--once", "--key-file", str(up.key))
+    assert refused.exit_code == 1
+    assert "is not this market's matching engine" in refused.output
+    engine_key = up.tmp / "engine.key"
+    engine_key.write_text(up.devnet.accounts[4].private_key.hex())
+    db = f"sqlite:///{up.tmp / 'cli-engine.db'}"
+    ran = up.reef(
+        "proofs", "engine", "run", "--once", "--key-file", str(engine_key), "--db", db, "--json"
+    )
+    assert ran.exit_code == 0, ran.output
+    step = json.loads(ran.stdout)
+    assert step["engine"] == up.devnet.accounts[4].address
+    assert step["events"] > 0  # it indexed the market from reef up's deployment block
+    services = json.loads((up.home.root / "network.json").read_text())["services"]["proofs"]
+    from reef.proofs import ProofMarketClient
+
+    published = ProofMarketClient(up.devnet.web3(), services["market"]).engine_key()
+    assert step["engine_key"] == "0x" + published.hex()

@@ -1,4 +1,5 @@
-"""`reef proofs ...` (markets and asks: create, request, wait, list, show, cancel) and
+"""`reef proofs ...` (markets and asks: create, signer, request, wait, list, show, cancel; the
+matching engine: engine run) and
 `reef prover ...` (register, join, leave, run, status): the proof market from the command line.
 
 Commands find the chain and the proof market in ``$REEF_HOME/network.json`` (``reef up`` writes
@@ -6,9 +7,10 @@ the proof market's address under ``services.proofs``) or take ``--rpc`` and
 ``--proof-market``; they send from ``--key`` or, on reef's devnet, dev account 0. Amounts are
 rUSD decimals typed by the user (``1.5``), base units inside.
 
-One module (about 600 lines): two command groups (``reef proofs``, ``reef prover``) that share
-the market's location, option blocks and the ask and prover tables; the use cases live in
-:mod:`reef.proofs`.
+One module (about 900 lines): the command groups (``reef proofs`` with ``market`` and
+``engine``, ``reef prover``) share the market's location, option blocks and the ask and prover
+tables; the use cases live in :mod:`reef.proofs`. ``reef proofs engine run`` and ``reef prover
+run --key-file`` run the two services as processes of their own (what an enclave runs).
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ market_app = typer.Typer(help="Proof markets: create, list, show.", no_args_is_h
 prover_app = typer.Typer(
     help="Proving for the proof market: stake, join, run.", no_args_is_help=True
 )
+engine_app = typer.Typer(help="The matching engine: run one.", no_args_is_help=True)
 proofs_app.add_typer(market_app, name="market")
+proofs_app.add_typer(engine_app, name="engine")
 
 
 def register(root: typer.Typer) -> None:
@@ -87,22 +91,6 @@ def _ctx(
         home, rpc=rpc, market=None if service else address, key=key, need_account=account
     )
     return _Ctx(session, str(address), service)
-
-
-def _load_key(path: Path) -> Any:
-    """A LocalAccount from a file holding a hex private key."""
-    from eth_account import Account
-
-    from reef.encoding import parse_hex
-
-    try:
-        text = path.read_text().strip()
-    except OSError as exc:
-        raise InputError(f"cannot read the key file {path}: {exc}") from exc
-    secret = parse_hex(text, name=str(path))
-    if len(secret) != 32:
-        raise InputError(f"{path} does not hold a 32-byte private key")
-    return Account.from_key(secret)
 
 
 def _run(fn: Any) -> Any:
@@ -656,6 +644,91 @@ def cancel_cmd(
     print_result(_run(go), as_json, title="ask closed")
 
 
+# ---- the matching engine ----
+
+
+@engine_app.command("run")
+def engine_run(
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            "--key",
+            help="The engine's key (it signs assignments and opens private inputs); must be "
+            "the market's matchingEngine. Inside an enclave: its attested key.",
+        ),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="SQLAlchemy URL of the order book's database (default: "
+            "SQLite under $REEF_HOME/proofs/).",
+        ),
+    ] = None,
+    from_block: Annotated[
+        int | None, typer.Option("--from-block", help="First block to index (default: reef up's).")
+    ] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Most assignments per transaction.")] = 64,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between polls.")] = 0.5,
+    once: Annotated[bool, typer.Option("--once", help="Run one step, print it, exit.")] = False,
+    rpc: Annotated[str | None, RpcOpt] = None,
+    proof_market: Annotated[str | None, MarketOpt] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Index the proof market, keep its order book and assign asks, until Ctrl-C."""
+
+    def build() -> Any:
+        from reef.chain import IndexedContract, Indexer, Web3BlockSource
+        from reef.proofs import MatchingEngine, proof_market_decoder
+
+        ctx = _ctx(rpc, proof_market, key_file)
+        client = ctx.client()
+        engine_address = client.matching_engine()
+        if engine_address.lower() != ctx.session.address.lower():
+            raise ProofError(
+                f"{ctx.session.address} is not this market's matching engine ({engine_address})",
+                hint="run it with the engine's key (--key-file FILE)",
+            )
+        url = db or "sqlite:///" + str(
+            ctx.session.home.path("proofs", f"engine-{client.address.lower()}.db")
+        )
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        start = from_block if from_block is not None else int(ctx.service.get("start_block", 0))
+        indexer = Indexer(
+            Web3BlockSource(ctx.session.w3),
+            url,
+            contracts=[
+                IndexedContract(
+                    address=client.address, events=proof_market_decoder(), stream="proofs",
+                    start_block=start,
+                )
+            ],
+        )  # fmt: skip
+        return MatchingEngine(client, indexer, batch_size=batch)
+
+    engine = _run(build)
+    if once:
+        step = _run(engine.step)
+        print_result(
+            {"engine": engine.client.sender, "events": step.events, "assigned": step.assigned,
+             "resent": step.resent, "engine_key": "0x" + (engine.public_key or b"").hex()},
+            as_json, title="matching engine step",
+        )  # fmt: skip
+        return
+    import asyncio
+
+    from reef.cli._common import stop_signals
+
+    async def main() -> None:
+        with stop_signals() as stop:
+            await engine.run(interval_s=interval, stop=stop)
+
+    note(f"matching as {engine.client.sender}; Ctrl-C stops")
+    _run(lambda: asyncio.run(main()))
+
+
 # ---- provers ----
 
 
@@ -825,7 +898,9 @@ def prover_run(
         ctx = _ctx(rpc, proof_market, key)
         workers = {}
         if tee:
-            signer = ctx.session.account if tee_key is None else _load_key(tee_key)
+            from reef.node import load_key_file
+
+            signer = ctx.session.account if tee_key is None else load_key_file(tee_key)
             if signer is None:  # pragma: no cover - _ctx(account=True) always opens one
                 raise InputError("--tee needs a key to sign with (--tee-key FILE)")
             for spec in tee:
