@@ -20,7 +20,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any, Final
 
 from reef.crypto import x25519_public_key
@@ -33,7 +32,7 @@ from reef.scallop._handshake import (
 )
 from reef.scallop._policy import Auther, AuthStore, PeerPolicy
 from reef.scallop._slots import HandshakeSlots, Slot, peer_group
-from reef.scallop._stream import ScallopStream, _address
+from reef.scallop._stream import ScallopStream, _address, _Closing
 
 __all__ = ["Handler", "ScallopServer", "serve"]
 
@@ -79,7 +78,7 @@ class _RefusalLog:
             self._hidden += 1
 
 
-class ScallopServer:
+class ScallopServer(_Closing):
     """A listening Scallop server; see :func:`serve`. An async context manager."""
 
     def __init__(
@@ -308,17 +307,6 @@ class ScallopServer:
         """Serve until cancelled."""
         assert self._server is not None
         await self._server.serve_forever()
-
-    async def __aenter__(self) -> ScallopServer:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 async def serve(

@@ -10,6 +10,7 @@ at once, the reason logged on the ``reef.scallop`` logger, and every later call 
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -17,7 +18,7 @@ import struct
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, Self
 
 from reef.errors import ChannelBrokenError, ChannelClosedError, MisuseError
 from reef.scallop._wire import RecordLayer
@@ -60,7 +61,25 @@ class ScallopPeer:
         return self.attestation.image_id if self.attestation is not None else None
 
 
-class ScallopStream:
+class _Closing(abc.ABC):
+    """An async resource ``async with`` closes: ``__aexit__`` awaits :meth:`aclose`."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class ScallopStream(_Closing):
     """An established Scallop channel: asyncio-stream reads and writes, encrypted as records.
 
     Do not construct directly: use :func:`connect`, :func:`serve` or the ``handshake_*``
@@ -307,17 +326,6 @@ class ScallopStream:
         """``close()`` then ``await wait_closed()``."""
         self.close()
         await self.wait_closed()
-
-    async def __aenter__(self) -> ScallopStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         image = self.peer_info.image_id
