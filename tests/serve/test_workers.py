@@ -1,14 +1,17 @@
-"""``run(..., workers=N)``: N processes accept on one socket, so a CPU-bound service (the
-verifier) uses every core; one stop signal stops them all, and a worker that dies stops the rest
+"""``run(..., workers=N)``: N processes accept on the port, each its share of the connections, so
+a CPU-bound service (the verifier) uses every core; one stop signal stops them all, and a worker that dies stops the rest
 with an error instead of leaving a half-served port."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections import Counter
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -95,3 +98,38 @@ def test_a_worker_that_dies_stops_the_others_with_an_error() -> None:
     assert process.returncode == 1
     assert "a worker of the worker app stopped (exit code 3)" in out
     assert not any(_exists(pid) for pid in pids)
+
+
+def _answering_pid(conn: socket.socket) -> int:
+    conn.sendall(b"GET / HTTP/1.1\r\nHost: workers\r\n\r\n")
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += conn.recv(4096)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(next(
+        line.split(b":", 1)[1] for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    ))  # fmt: skip
+    while len(body) < length:
+        body += conn.recv(4096)
+    return int(body)
+
+
+def test_a_burst_of_kept_alive_connections_is_shared_between_the_workers() -> None:
+    """100 connections opened at once (a load generator's start) land on both workers in fair
+    shares; they once landed 12/94 by which worker woke first, and the busy one set the p99."""
+    process, url = _start()
+    parts = urlsplit(url)
+    conns: list[socket.socket] = []
+    try:
+        for _ in range(100):
+            conn = socket.create_connection((parts.hostname, parts.port), timeout=10)
+            conns.append(conn)
+        shares = Counter(_answering_pid(conn) for conn in conns)
+    finally:
+        for conn in conns:
+            conn.close()
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert len(shares) == 2, f"one worker took every connection: {shares}"
+    assert min(shares.values()) >= 25, f"an unfair split: {sorted(shares.values())}"
