@@ -42,6 +42,9 @@ def test_receipt_and_transaction_lookups_are_light_in_small_batches() -> None:
     assert DevnetRpc.is_light([receipt, by_hash] * (MAX_LIGHT_BATCH // 2))
     assert not DevnetRpc.is_light([receipt] * (MAX_LIGHT_BATCH + 1))
     assert not DevnetRpc.is_light([receipt, request("eth_getBalance", SINK)])
+    # A method that is not a string is not light (and is no error here: the RPC answers it).
+    assert not DevnetRpc.is_light({**receipt, "method": ["eth_chainId"]})
+    assert not DevnetRpc.is_light([receipt, {**receipt, "method": {"a": 1}}])
 
 
 def test_a_receipt_is_answered_while_the_chain_is_busy() -> None:

@@ -522,7 +522,9 @@ class DevnetRpc:
         number, client version, ...), so a server may answer it without a worker thread."""
         requests = payload if isinstance(payload, list) else [payload]
         return 0 < len(requests) <= MAX_LIGHT_BATCH and all(
-            isinstance(request, Mapping) and request.get("method") in LIGHT_METHODS
+            isinstance(request, Mapping)
+            and isinstance(method := request.get("method"), str)  # a list is unhashable
+            and method in LIGHT_METHODS
             for request in requests
         )
 
