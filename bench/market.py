@@ -3,11 +3,16 @@
 1. Deployment latency: seconds from the `jobOpen` transaction to an attested, reachable enclave,
    on a real local network (devnet over JSON-RPC, control plane, dev TEE, KMS root), split into
    the transaction, the provider's launch, and verification (live attestation + the app's port).
-2. Indexer catch-up: events per second while the indexer catches up over 10 000 market events
-   (decode + SQLite, one transaction per 500-block range), next to raw `eth_getLogs` throughput
-   over the same ranges and the same JSON-RPC endpoint, in the same run.
+2. Indexer catch-up: events per second while the indexer catches up over 10 000 and 50 000
+   market events (checks + SQLite, a transaction per batch of 500-block ranges), next to raw
+   `eth_getLogs` throughput over the same ranges and the same JSON-RPC endpoint, in the same run
+   (interleaved rounds, medians), with and without the indexer's read-ahead thread.
 
-Run: `.venv/bin/python bench/market.py [--events N] [--deploys N]`.
+3. Burst: 20 jobs opened back to back on the same local network; how long after the first
+   `jobOpen` each job's enclave is reachable (the provider's `/ip` names it and its app's port
+   answers): the first, the median and the last.
+
+Run: `.venv/bin/python bench/market.py [--events N ...] [--deploys N] [--burst N] [--repeat N]`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 from eth_account import Account
 from web3 import Web3
 from web3.types import RPCEndpoint
@@ -28,13 +34,17 @@ from web3.types import RPCEndpoint
 from reef.chain import (
     Devnet,
     Indexer,
+    JobOpened,
     MarketClient,
     Web3BlockSource,
     deploy_contracts,
     load_artifact,
+    market_decoder,
     serve_devnet_in_thread,
 )
+from reef.enclave import build_image
 from reef.home import ReefHome
+from reef.market import DEV_REGION, ControlPlaneClient, JobMetadata, settlement_amount, upload_image
 from reef.node import DeployRequest, LocalNetwork, UpSettings, deploy, open_session
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,6 +96,138 @@ async def bench_deploy(count: int) -> None:
             await network.aclose()
 
 
+async def bench_burst(count: int) -> None:
+    """``count`` jobs opened back to back; when each one's enclave is reachable (the provider's
+    ``/ip`` names it and its app's port answers), counted from the first ``jobOpen``."""
+    _say(f"== burst: {count} jobs of examples/hello opened at once on a local network (reef up)")
+    with tempfile.TemporaryDirectory() as tmp:
+        home = ReefHome(Path(tmp))
+        settings = UpSettings(
+            rpc_port=0,
+            cp_port=0,
+            store_port=0,
+            verifier_port=0,
+            kms_scallop_port=0,
+            kms_public_port=0,
+            rate_lock_s=5,
+        )
+        network = LocalNetwork(home, settings)
+        await network.start()
+        try:
+            session = await asyncio.to_thread(open_session, home)
+            market = session.market()
+
+            # Everything synchronous runs in a thread: the devnet serves from this event loop.
+            def prepare() -> tuple[str, str, str, int, int]:
+                provider = session.default_provider()
+                assert provider is not None
+                cp_url = market.provider(provider)
+                assert cp_url is not None
+                card = ControlPlaneClient(cp_url).spec().lookup(DEV_REGION, "dev.small")
+                image = Path(tmp) / "hello.img"
+                build_image(REPO / "examples" / "hello", image)
+                _, url = upload_image(session.image_store(), image, signer=session.account)
+                metadata = JobMetadata(
+                    instance="dev.small",
+                    region=DEV_REGION,
+                    memory=card.memory,
+                    vcpu=card.cpu,
+                    url=url,
+                    name="burst",
+                    family="tuna",
+                    debug=False,
+                    init_params="",
+                ).to_json()
+                cost = settlement_amount(card.min_rate, 3600)
+                market.token.approve(session.market_address, cost * count)
+                return provider, cp_url, metadata, card.min_rate, cost
+
+            provider, cp_url, metadata, rate, cost = await asyncio.to_thread(prepare)
+
+            loop = asyncio.get_running_loop()
+            opened: asyncio.Queue[tuple[str, float]] = asyncio.Queue()
+
+            def open_all() -> None:
+                """All jobOpen transactions signed first, then sent back to back; each job (with
+                when it was mined) is handed to its poller at once."""
+                account = session.account
+                assert account is not None
+                w3 = session.w3
+                contract = w3.eth.contract(
+                    address=session.market_address, abi=load_artifact("Market").abi
+                )
+                data = contract.encode_abi("jobOpen", [metadata, provider, rate, cost])
+                nonce = w3.eth.get_transaction_count(account.address)
+                signed = [
+                    account.sign_transaction(
+                        {
+                            "to": session.market_address,
+                            "data": data,
+                            "gas": 1_000_000,
+                            "gasPrice": w3.eth.gas_price,
+                            "nonce": nonce + i,
+                            "chainId": w3.eth.chain_id,
+                        }
+                    ).raw_transaction
+                    for i in range(count)
+                ]
+                decoder = market_decoder()
+                for raw in signed:
+                    tx = w3.eth.send_raw_transaction(raw)
+                    # the devnet mines each transaction as it comes
+                    receipt = w3.eth.wait_for_transaction_receipt(tx, poll_latency=0.01)
+                    mined = time.monotonic()
+                    events = [decoder.decode(log) for log in receipt["logs"]]
+                    (job,) = [e.job for e in events if isinstance(e, JobOpened)]
+                    loop.call_soon_threadsafe(opened.put_nowait, (job, mined))
+
+            async with httpx.AsyncClient(timeout=5) as client:
+
+                async def reachable(job: str, mined: float) -> tuple[float, float]:
+                    app = ""
+                    while time.monotonic() - began < 180:
+                        try:
+                            if not app:
+                                answer = await client.get(f"{cp_url}/ip", params={"id": job})
+                                if answer.status_code == 200:
+                                    ports = answer.json().get("endpoints", {}).get("ports", {})
+                                    app = next(iter(ports.values()), "")
+                            if app and (await client.get(app + "/")).status_code == 200:
+                                now = time.monotonic()
+                                return now - began, now - mined
+                        except httpx.TransportError:
+                            pass
+                        await asyncio.sleep(0.02)
+                    return float("inf"), float("inf")
+
+                began = time.monotonic()
+                opener = asyncio.create_task(asyncio.to_thread(open_all))
+                pollers = []
+                last = began
+                for _ in range(count):
+                    job, last = await opened.get()
+                    pollers.append(asyncio.create_task(reachable(job, last)))
+                await opener
+                opening = last - began
+                results = await asyncio.gather(*pollers)
+            times = sorted(first for first, _ in results)
+            own = sorted(each for _, each in results)
+            _say(
+                f"  {count} jobOpen transactions sent back to back, all mined {opening:.2f} s later"
+            )
+            _say(
+                f"  reachable after the first jobOpen: first {times[0]:.2f} s, "
+                f"median {statistics.median(times):.2f} s, all {times[-1]:.2f} s"
+            )
+            _say(
+                f"  reachable after its own jobOpen: min {own[0]:.2f} s, "
+                f"median {statistics.median(own):.2f} s, max {own[-1]:.2f} s"
+            )
+            _say("  each, after the first jobOpen: " + " ".join(f"{t:.1f}" for t in times))
+        finally:
+            await network.aclose()  # stops every enclave it started
+
+
 # -- 2. indexer catch-up ----------------------------------------------------------------------
 
 
@@ -121,69 +263,125 @@ def _fill(devnet: Devnet, events: int) -> tuple[str, int]:
     return deployment.market, deployment.block
 
 
-def bench_indexer(events: int) -> None:
-    _say(f"== indexer catch-up over {events} market events (JSON-RPC over loopback HTTP)")
+class _CappedSource(Web3BlockSource):
+    """The chain as it was at block ``cap``: the indexer catches up to there and stops."""
+
+    def __init__(self, w3: Web3, cap: int) -> None:
+        super().__init__(w3)
+        self._cap = cap
+
+    def head(self) -> int:
+        return min(self._cap, super().head())
+
+
+def _raw_read(w3: Web3, market: str, ranges: list[tuple[int, int]]) -> tuple[int, float]:
+    """The ranges as plain JSON-RPC requests, logs parsed from JSON and dropped."""
+    began = time.perf_counter()
+    count = 0
+    for low, high in ranges:
+        answer = w3.provider.make_request(
+            RPCEndpoint("eth_getLogs"),
+            [{"address": market, "fromBlock": hex(low), "toBlock": hex(high)}],
+        )
+        count += len(answer["result"])
+    return count, time.perf_counter() - began
+
+
+def _index(
+    w3: Web3, market: str, start: int, cap: int, db: Path, fetch_ahead: int
+) -> tuple[int, float]:
+    indexer = Indexer(
+        _CappedSource(w3, cap),
+        f"sqlite:///{db}",
+        contract=market,
+        start_block=start,
+        block_range=RANGE,
+        fetch_ahead=fetch_ahead,
+    )
+    began = time.perf_counter()
+    stored = indexer.poll()
+    elapsed = time.perf_counter() - began
+    indexer.engine.dispose()
+    return stored, elapsed
+
+
+def bench_indexer(sizes: list[int], repeat: int) -> None:
+    _say(
+        f"== indexer catch-up over {', '.join(map(str, sizes))} market events "
+        "(JSON-RPC over loopback HTTP, the devnet served from this process)"
+    )
     devnet = Devnet()
-    market, start = _fill(devnet, events)
-    head = devnet.block_number
+    market, start = _fill(devnet, max(sizes))
     # The devnet serves from this process: keep its heap (every block and state object) out of
     # the collector's scans, which would otherwise be charged to whichever reader runs next.
     gc.collect()
     gc.freeze()
     with serve_devnet_in_thread(devnet) as server, tempfile.TemporaryDirectory() as tmp:
         w3 = Web3(Web3.HTTPProvider(server.url))
-        ranges = [(low, min(head, low + RANGE - 1)) for low in range(start, head + 1, RANGE)]
-        # raw: the same ranges as plain JSON-RPC requests, logs parsed from JSON and dropped
-        began = time.perf_counter()
-        raw_count = 0
-        for low, high in ranges:
-            answer = w3.provider.make_request(
-                RPCEndpoint("eth_getLogs"),
-                [{"address": market, "fromBlock": hex(low), "toBlock": hex(high)}],
+        every = w3.provider.make_request(RPCEndpoint("eth_blockNumber"), [])["result"]
+        head = int(every, 16)
+        for size in sorted(sizes):
+            # the block where the first `size` events end (two per block after the setup)
+            cap = min(head, start + size // 2 + 3)
+            ranges = [(low, min(cap, low + RANGE - 1)) for low in range(start, cap + 1, RANGE)]
+            runs: dict[str, list[tuple[int, float]]] = {"raw": [], "web3": [], "seq": [], "idx": []}
+            for round_ in range(repeat):
+                # interleaved, so that load from elsewhere falls on every reader alike
+                runs["raw"].append(_raw_read(w3, market, ranges))
+                began = time.perf_counter()
+                count = sum(
+                    len(w3.eth.get_logs({"address": market, "fromBlock": low, "toBlock": high}))
+                    for low, high in ranges
+                )
+                runs["web3"].append((count, time.perf_counter() - began))
+                runs["seq"].append(
+                    _index(w3, market, start, cap, Path(tmp) / f"s{size}-{round_}.db", 0)
+                )
+                runs["idx"].append(
+                    _index(w3, market, start, cap, Path(tmp) / f"i{size}-{round_}.db", 4)
+                )
+            medians = {
+                name: (values[0][0], statistics.median(t for _, t in values))
+                for name, values in runs.items()
+            }
+            labels = {
+                "raw": "raw eth_getLogs",
+                "web3": "web3 get_logs",
+                "seq": "indexer, one thread",
+                "idx": "indexer (reads ahead)",
+            }
+            _say(f"  {size} events, {len(ranges)} ranges of {RANGE} blocks, median of {repeat}:")
+            for name, (count, seconds) in medians.items():
+                _say(
+                    f"    {labels[name]:<22} {count:6d} events in {seconds:6.2f} s "
+                    f"{count / seconds:9.0f}/s  {seconds / count * 1e6:6.1f} us/event"
+                )
+            raw_s = medians["raw"][1]
+            _say(
+                f"    indexer / raw          {raw_s / medians['idx'][1]:.2f} of the raw read "
+                f"throughput (one thread: {raw_s / medians['seq'][1]:.2f})"
             )
-            raw_count += len(answer["result"])
-        raw_s = time.perf_counter() - began
-        # web3.py's eth.get_logs over the same ranges (what most Python indexers call)
-        began = time.perf_counter()
-        web3_count = 0
-        for low, high in ranges:
-            web3_count += len(
-                w3.eth.get_logs({"address": market, "fromBlock": low, "toBlock": high})
-            )
-        web3_s = time.perf_counter() - began
-        # the indexer: the same reads, plus decoding and a committed transaction per range
-        indexer = Indexer(
-            Web3BlockSource(w3),
-            f"sqlite:///{Path(tmp) / 'index.db'}",
-            contract=market,
-            start_block=start,
-            block_range=RANGE,
-        )
-        began = time.perf_counter()
-        stored = indexer.poll()
-        indexed_s = time.perf_counter() - began
-    _say(f"  raw eth_getLogs  {raw_count:6d} events in {raw_s:6.2f} s  {raw_count / raw_s:9.0f}/s")
-    _say(
-        f"  web3 get_logs    {web3_count:6d} events in {web3_s:6.2f} s  {web3_count / web3_s:9.0f}/s"
-    )
-    _say(
-        f"  indexer          {stored:6d} events in {indexed_s:6.2f} s  {stored / indexed_s:9.0f}/s"
-    )
-    _say(
-        f"  indexer / raw    {raw_s / indexed_s:.2f} of the raw read throughput "
-        "(the rest: decoding, and one committed SQLite transaction per range)"
-    )
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument(
+        "--events",
+        type=int,
+        nargs="*",
+        default=[10_000, 50_000],
+        help="indexer sizes (one chain filled to the largest); none to skip",
+    )
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--deploys", type=int, default=3)
+    parser.add_argument("--burst", type=int, default=20, help="jobs opened at once (0: skip)")
     args = parser.parse_args(argv)
     if args.deploys:
         asyncio.run(bench_deploy(args.deploys))
+    if args.burst:
+        asyncio.run(bench_burst(args.burst))
     if args.events:
-        bench_indexer(args.events)
+        bench_indexer(args.events, args.repeat)
     return 0
 
 

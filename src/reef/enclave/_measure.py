@@ -25,11 +25,13 @@ stays the init-params measurement (Oyster's ``debug`` preset).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from stat import S_ISREG
 from typing import Literal
 
 import reef
@@ -195,23 +197,44 @@ class Measurer:
 def runtime_measurement(modules: Iterable[str] = RUNTIME_MODULES) -> bytes:
     """The measured bytes of this installation's reef runtime (PCR1's input).
 
+    Every launch measures its image, and with it these files: they are read again only when one
+    of them changed (a new path, size or modification time), which a stat of each tells.
+
     Raises:
         MisuseError: when a runtime module is missing (a broken installation).
     """
-    parts = [RUNTIME_TAG, measure_record("v", "version", f"reef {reef.__version__}".encode())]
     # Read from the files next to this reef package (what the supervisor imports), without
     # importing anything.
-    top = Path(reef.__file__).parent.parent
+    top = os.path.dirname(os.path.dirname(os.path.abspath(reef.__file__)))
+    files: list[tuple[str, int, int]] = []
     for name in modules:
-        base = top.joinpath(*name.split("."))
-        found = [p for p in (base / "__init__.py", base.with_suffix(".py")) if p.is_file()]
-        if not found:
+        base = os.path.join(top, *name.split("."))
+        for path in (os.path.join(base, "__init__.py"), base + ".py"):
+            try:
+                stat = os.stat(path)
+            except OSError:
+                continue
+            if S_ISREG(stat.st_mode):
+                files.append((path, stat.st_mtime_ns, stat.st_size))
+                break
+        else:
             raise MisuseError(
                 f"the reef runtime module {name} is missing",
                 hint="reinstall reef; the runtime cannot be measured without it",
             )
-        path = found[0]
-        parts.append(measure_record("f", path.relative_to(top).as_posix(), path.read_bytes()))
+    return _runtime_bytes(top, tuple(files))
+
+
+@functools.lru_cache(maxsize=4)
+def _runtime_bytes(top: str, files: tuple[tuple[str, int, int], ...]) -> bytes:
+    """The runtime record of ``files`` (path, mtime, size): a memo of a pure function of the
+    files' contents, keyed so that a file changed since is read again."""
+    parts = [RUNTIME_TAG, measure_record("v", "version", f"reef {reef.__version__}".encode())]
+    for path, _, _ in files:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        relative = os.path.relpath(path, top).replace(os.sep, "/")
+        parts.append(measure_record("f", relative, data))
     return b"".join(parts)
 
 

@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import secrets
-import select
 import shutil
 import signal
 import socket
@@ -77,22 +76,35 @@ _MAX_LABEL_KEY = 256
 _MAX_LABEL_VALUE = 4096
 
 
-def _read_ready(fd: int, timeout: float) -> bytes:
-    """One line from the supervisor's readiness pipe (b"" on EOF or timeout)."""
-    data = b""
-    deadline = time.monotonic() + timeout
-    while not data.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            break
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
+async def _read_ready(fd: int) -> bytes:
+    """One line from the supervisor's readiness pipe (b"" on EOF; wrap it in a timeout).
+
+    Read by the event loop, not in a worker thread: a burst of launches would otherwise hold
+    every thread of the loop's default pool for as long as their enclaves boot, and stall
+    everything else the program runs in threads (the control plane's chain polling, say).
+    """
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    data = bytearray()
+    done = loop.create_future()
+
+    def readable() -> None:
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        data.extend(chunk)
+        if (not chunk or data.endswith(b"\n")) and not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+    return bytes(data)
 
 
 class LocalBackend:
@@ -109,6 +121,11 @@ class LocalBackend:
             bubblewrap, pasta, nftables, user namespaces or libseccomp); every enclave's
             warnings then say what is missing. Without it such a host is refused with the
             install command. Host networking (``network="host"``) also needs it.
+        max_booting: how many enclaves boot at once (their supervisors load and start the
+            trusted base); more wait their turn. One per CPU by default: booting is CPU work,
+            and a burst of launches that all boot at once shares the CPUs until every one of
+            them is ready at the same late moment, where taking turns makes the first ready at
+            once and each next one soon after.
     """
 
     def __init__(
@@ -119,12 +136,18 @@ class LocalBackend:
         kms: KmsWiring | None = None,
         network: Literal["auto", "netns", "host"] = "auto",
         insecure: bool = False,
+        max_booting: int | None = None,
     ) -> None:
         self.home = home
         self.kms = kms
         self.network = network
         self.insecure = insecure
         self._authority = authority
+        if max_booting is not None and max_booting < 1:
+            raise MisuseError("max_booting must be at least 1")
+        self._max_booting = max_booting or 2 * len(os.sched_getaffinity(0))
+        # Made in the loop that first starts an enclave (a semaphore belongs to one loop).
+        self._booting: asyncio.Semaphore | None = None
 
     # -- paths and state ---------------------------------------------------------------------
 
@@ -370,7 +393,10 @@ class LocalBackend:
         except BaseException:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
-        return await self._launch(run_dir, enclave_id)
+        if self._booting is None:
+            self._booting = asyncio.Semaphore(self._max_booting)
+        async with self._booting:
+            return await self._launch(run_dir, enclave_id)
 
     def _stage(self, run_dir: Path, image: Image, spec: EnclaveSpec, plan: LaunchPlan) -> None:
         image_dir = run_dir / "image"
@@ -401,13 +427,16 @@ class LocalBackend:
     async def _launch(self, run_dir: Path, enclave_id: str) -> EnclaveInfo:
         read_fd, write_fd = os.pipe()
         try:
-            child = await asyncio.to_thread(_spawn_supervisor, run_dir, write_fd)
-        finally:
-            os.close(write_fd)
-        # The supervisor forks away at once; reaping this first child leaves no zombie behind.
-        await asyncio.to_thread(child.wait)
-        try:
-            line = await asyncio.to_thread(_read_ready, read_fd, _READY_TIMEOUT_S)
+            try:
+                child = await _spawn_supervisor(run_dir, write_fd)
+            finally:
+                os.close(write_fd)
+            # The supervisor forks away once loaded; reaping this first child leaves no zombie.
+            await child.wait()
+            line = b""
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_READY_TIMEOUT_S):
+                    line = await _read_ready(read_fd)
         finally:
             os.close(read_fd)
         message: dict[str, Any] = {}
@@ -601,11 +630,15 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _spawn_supervisor(run_dir: Path, ready_fd: int) -> subprocess.Popen[bytes]:
+async def _spawn_supervisor(run_dir: Path, ready_fd: int) -> asyncio.subprocess.Process:
     # A session of its own: the supervisor outlives the caller (--detach) and owns its group.
     with (run_dir / "supervisor.out").open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "reef.enclave.local._supervisor", str(run_dir), str(ready_fd)],
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "reef.enclave.local._supervisor",
+            str(run_dir),
+            str(ready_fd),
             pass_fds=(ready_fd,),
             stdin=subprocess.DEVNULL,
             stdout=out,

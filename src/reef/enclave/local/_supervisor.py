@@ -41,7 +41,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reef._serve import Server, bind
 from reef.enclave._init_params import INIT_PARAMS_KMS_PATH, InitParams
 from reef.enclave.local._firewall import Firewall, app_uid, pasta_gid
 from reef.enclave.local._lease import LEASE_FILE, read_lease
@@ -59,19 +58,17 @@ from reef.enclave.local._sandbox import (
     sandbox_environment,
 )
 from reef.enclave.local._state_volume import StateVolume
-from reef.enclave.local._trusted_base import (
-    SEALING_PORT,
-    Console,
-    console_app,
-    sealing_app,
-    split_console,
-)
+from reef.enclave.local._trusted_base import SEALING_PORT, Console, split_console
 from reef.errors import EnclaveError, ReefError
 from reef.home import ReefHome, replace_file
 
 if TYPE_CHECKING:
+    from reef._serve import Server
     from reef.attestation import Attester
     from reef.kms import EnclaveSeeds
+
+# The servers (uvicorn, Starlette) and the attestation stack are imported when the trusted base
+# starts, after pasta was launched: they load while the enclave's network comes up.
 
 __all__ = [
     "ATTESTATION_PORT",
@@ -130,6 +127,7 @@ class Supervisor:
         self.app: asyncio.subprocess.Process | None = None
         self.console: Console | None = None
         self.pump: asyncio.Task[None] | None = None
+        self.seccomp: asyncio.Future[int] | None = None  # the app's seccomp program, as an fd
         self.seeds: EnclaveSeeds | None = None  # with a KMS
         self.secret_params = False  # whether opened secrets sit under init-params/
         self.stopping = asyncio.Event()
@@ -139,7 +137,8 @@ class Supervisor:
     # -- bookkeeping -------------------------------------------------------------------------
 
     def log(self, message: str) -> None:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}"
         self._log.write(f"{stamp} {message}\n")
         self._log.flush()
 
@@ -160,6 +159,10 @@ class Supervisor:
     async def boot(self) -> None:
         plan = self.plan
         enclave_id = plan.id
+        if plan.sandbox == "bwrap":
+            # The app's seccomp program is built (libseccomp, in a thread) while the enclave
+            # boots; the app's start takes it.
+            self.seccomp = asyncio.ensure_future(asyncio.to_thread(self._seccomp_fd))
         self.limits = Limits.prepare(enclave_id, memory_mib=plan.memory_mib, cpus=plan.cpus)
         self.save(limits=self.limits.describe())
         self.log(f"limits: {self.limits.describe()}")
@@ -176,18 +179,22 @@ class Supervisor:
             "REEF_IMAGE_ID": plan.image_id.hex(),
             "REEF_DEBUG": "1" if plan.debug else "0",
         }
+        network: asyncio.Task[None] | None = None
         if plan.network == "netns":
             self.netns = NetworkNamespace.create(f"reef-{enclave_id}")
             self.save(netns=self.netns.name)
             sockets = self.netns.listen(sorted(internal))
             forwards = [(att_ports[p], p) for p in sorted(att_ports)]
             forwards += [(host, inner) for inner, host in sorted(app_ports.items())]
-            await self._start_pasta(forwards)
-            self._admit([host for host, _ in forwards])
-            gateway = self.netns.gateway()
-            env_extra["REEF_HOST_ADDR"] = gateway or ""
+            # pasta and the firewall come up while the trusted base loads and starts; the task
+            # is awaited once the trusted base is up.
+            await self._spawn_pasta(forwards)
+            published = [host for host, _ in forwards]
+            network = asyncio.create_task(self._network(published))
             where = {port: port for port in internal}
         else:
+            from reef._serve import bind
+
             # Host networking: the trusted base listens on host ports, named in REEF_* variables.
             where = {port: att_ports.get(port, 0) for port in internal}
             sockets = {}
@@ -211,10 +218,24 @@ class Supervisor:
         if DERIVE_PORT in where:
             env_extra["REEF_KMS_DERIVE_URL"] = f"http://127.0.0.1:{where[DERIVE_PORT]}"
 
-        keys = self._keys()
-        await self._trusted_base(sockets, keys)
+        try:
+            keys = self._keys()
+            await self._trusted_base(sockets, keys)
+        finally:
+            if network is not None and not network.done():
+                if sys.exc_info()[0] is not None:
+                    network.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await network
+        if network is not None:
+            network.result()  # pasta's or the firewall's failure, if any
+            assert self.netns is not None
+            env_extra["REEF_HOST_ADDR"] = self.netns.gateway() or ""
         init_dir = await self._init_params(keys)
         if plan.debug:
+            from reef._serve import Server, bind
+            from reef.enclave.local._trusted_base import console_app
+
             self.console = Console(self.run_dir / "console.log")
             logs_sock = bind(
                 "127.0.0.1", plan.logs_port, what="the enclave's console", error=EnclaveError
@@ -224,7 +245,12 @@ class Supervisor:
             )
         await self._start_app(init_dir, env_extra)
 
-    def _admit(self, published: list[int]) -> None:
+    async def _network(self, published: list[int]) -> None:
+        """Wait for pasta's port map, then open the firewall for the published ports."""
+        await self._pasta_ready()
+        await self._admit(published)
+
+    async def _admit(self, published: list[int]) -> None:
         """Let other enclaves reach this one's host ports, and this one the host ports it is
         given; every other address of the host stays out of its reach (see ``_firewall``)."""
         if not self.plan.firewall:
@@ -236,10 +262,10 @@ class Supervisor:
         # cleanup after a dead supervisor (LocalBackend reads state.json).
         self.firewall = (firewall, gid, published, allowed)
         self.save(firewall={"gid": gid, "published": published, "allowed": allowed})
-        firewall.admit(gid, published=published, allowed=allowed)
+        await asyncio.to_thread(firewall.admit, gid, published=published, allowed=allowed)
         self.log(f"firewall: published {published}, allowed {allowed}, pasta gid {gid}")
 
-    async def _start_pasta(self, forwards: list[tuple[int, int]]) -> None:
+    async def _spawn_pasta(self, forwards: list[tuple[int, int]]) -> None:
         assert self.netns is not None
         pid_file = self.run_dir / "pasta.pid"
         argv = pasta_argv(self.netns.name, forwards, pid_file=pid_file, gid=pasta_gid(self.plan.id))
@@ -254,7 +280,16 @@ class Supervisor:
                 stderr=err_file,
             )
         self.save(pasta_pid=self.pasta.pid, pasta_start=proc_start(self.pasta.pid))
-        # pasta writes its PID file once its port map is in place.
+
+    async def _pasta_ready(self) -> None:
+        """Wait until pasta wrote its PID file, which it does once its port map is in place.
+
+        Raises:
+            EnclaveError: pasta exited (or took over 10 s) instead; its complaint says why.
+        """
+        assert self.pasta is not None
+        pid_file = self.run_dir / "pasta.pid"
+        err_path = self.run_dir / "pasta.log"
         deadline = time.monotonic() + 10
         while not pid_file.exists():
             if self.pasta.returncode is not None or time.monotonic() > deadline:
@@ -304,7 +339,9 @@ class Supervisor:
     async def _trusted_base(
         self, sockets: dict[int, socket.socket], keys: dict[str, bytes]
     ) -> None:
+        from reef._serve import Server
         from reef.attestation import DevAuthority, attestation_app, custom_attestation_app
+        from reef.enclave.local._trusted_base import sealing_app
 
         plan = self.plan
         home = ReefHome(plan.home)
@@ -326,6 +363,10 @@ class Supervisor:
             self.servers.append(await server.start())
         for sock in sockets.values():
             sock.close()
+        # A first request loads what serving one needs (anyio's backend) and issues this
+        # enclave's leaf certificate (a P-384 key and a signature): made now, in-process, so
+        # that the first client is answered as fast as the next.
+        await _warm_up(apps[ATTESTATION_PORT], "/attestation/raw")
 
     async def _derive_app(self, keys: dict[str, bytes], attester: Attester) -> Any:
         from reef.kms import EnclaveSeeds, KmsWiring, derive_server_app
@@ -415,7 +456,8 @@ class Supervisor:
             await asyncio.to_thread(_own_tree, state_dir, uid)
             layout = SandboxLayout(image_dir, self.run_dir / "app", init_dir, state_dir)
             env_extra = {**env_extra, "REEF_STATE_DIR": STATE_MOUNT}
-            seccomp_fd = await asyncio.to_thread(self._seccomp_fd)
+            assert self.seccomp is not None
+            seccomp_fd = await self.seccomp
             pass_fds = (seccomp_fd,)
             argv = bwrap_argv(
                 layout,
@@ -549,6 +591,10 @@ class Supervisor:
 
     async def teardown(self) -> None:
         """Kill everything this enclave started and undo its namespace, groups and secrets."""
+        if self.seccomp is not None and self.app is None:
+            # A boot that failed before the app started: the program's fd is still ours.
+            with contextlib.suppress(Exception):
+                os.close(await self.seccomp)
         if self.app is not None and self.app.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.app.pid, signal.SIGKILL)
@@ -590,6 +636,32 @@ class Supervisor:
         # Opened secret init params must not outlive the enclave.
         if self.secret_params:
             shutil.rmtree(self.run_dir / "init-params", ignore_errors=True)
+
+
+async def _warm_up(app: Any, path: str) -> None:
+    """One ``GET path`` through the ASGI ``app``, its answer dropped."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"localhost")],
+        "client": ("127.0.0.1", 0),
+        "server": ("127.0.0.1", 80),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Mapping[str, Any]) -> None:
+        return None
+
+    await app(scope, receive, send)
 
 
 def _own_tree(root: Path, uid: int) -> None:

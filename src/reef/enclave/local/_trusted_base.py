@@ -25,17 +25,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
-
 from reef.errors import InputError, KMSError, ServiceError
 
 if TYPE_CHECKING:
     import httpx
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+# Starlette and cryptography load when an app is built or a seal made, not on import: an
+# enclave's supervisor imports this module for its constants, before it starts the enclave's
+# network, and loads them while pasta comes up.
 
 __all__ = [
     "SEALING_PORT",
@@ -57,6 +57,8 @@ MAX_SEAL_BYTES = 1 << 20
 
 def dev_seal(key: bytes, image_id: bytes, plaintext: bytes, *, nonce: bytes | None = None) -> bytes:
     """Seal under a dev-TEE sealing key (see the module docstring for the format)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     nonce = os.urandom(_NONCE) if nonce is None else nonce
     return _SEAL_VERSION + nonce + AESGCM(key).encrypt(nonce, plaintext, _SEAL_AAD + image_id)
 
@@ -67,6 +69,9 @@ def dev_unseal(key: bytes, image_id: bytes, sealed: bytes) -> bytes:
     Raises:
         InputError: when the blob is malformed, or was sealed by another image or dev TEE.
     """
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     if len(sealed) < 1 + _NONCE + 16 or sealed[:1] != _SEAL_VERSION:
         raise InputError("not a dev-TEE sealed blob (wrong version or truncated)")
     try:
@@ -93,6 +98,9 @@ async def _body(request: Request) -> bytes:
 
 def sealing_app(key: bytes, image_id: bytes) -> Starlette:
     """The enclave-internal sealing service of one enclave."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
 
     async def seal(request: Request) -> Response:
         try:
@@ -257,6 +265,9 @@ class Console:
 
 def console_app(console: Console) -> Starlette:
     """Oyster's logger endpoints over one enclave's console."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
+    from starlette.routing import Route
 
     def _int(request: Request, name: str) -> int | None:
         value = request.query_params.get(name)
