@@ -874,9 +874,8 @@ def prover_run(
         Path | None,
         typer.Option(
             "--tee-key",
-            "--key-file",
-            help="The enclave key that signs TEE proofs (default: --key's); inside an enclave, "
-            "its attested key (/app/ecdsa.sec).",
+            help="The enclave key that signs TEE proofs (default: --key's; inside an enclave, "
+            "its attested key, e.g. --key /app/ecdsa.sec for both).",
         ),
     ] = None,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between polls.")] = 0.5,
