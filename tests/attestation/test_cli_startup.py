@@ -74,3 +74,11 @@ def test_values_that_need_coercion_are_coerced(vectors: Path) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code in (0, 1), result.output
     assert "Invalid value" not in result.output
+
+
+def test_help_loads_no_event_loop() -> None:
+    # Every command module is imported to list it; the ones that run asyncio import it when run.
+    loaded = _loaded_after(["--help"])
+    assert "reef.cli._enclave" in loaded  # it did list the commands
+    assert "asyncio" not in loaded
+    assert not {m for m in loaded if m.split(".")[0] in _HEAVY or m in _HEAVY}

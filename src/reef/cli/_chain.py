@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -77,6 +76,8 @@ def chain(
     ] = 5.0,
 ) -> None:
     """Run the devnet in the foreground until Ctrl-C; state persists under $REEF_HOME/chain."""
+    import asyncio
+
     if ctx.invoked_subcommand is not None:
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 from collections.abc import Iterator
@@ -20,6 +19,8 @@ from typing import TYPE_CHECKING
 from reef.errors import InputError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from reef.chain import Address
     from reef.node import Session
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 from pathlib import Path
@@ -172,6 +171,8 @@ def run_cmd(
     as_json: Json = False,
 ) -> None:
     """Run an image as a local enclave (foreground until Ctrl-C, or --detach)."""
+    import asyncio
+
     from reef.enclave import EnclaveSpec
 
     try:
@@ -211,6 +212,8 @@ def run_cmd(
 
 async def _foreground(backend: EnclaveBackend, info: EnclaveInfo, *, quiet: bool) -> int:
     """Follow the console (debug) or wait, until the enclave ends or Ctrl-C stops it."""
+    import asyncio
+
     if not quiet:
         err_console().print(
             f"enclave {info.id} running; Ctrl-C stops it"
@@ -260,6 +263,8 @@ def ps_cmd(
     as_json: Json = False,
 ) -> None:
     """List local enclaves."""
+    import asyncio
+
     try:
         infos = asyncio.run(_backend().list())
     except ReefError as exc:
@@ -284,6 +289,8 @@ def status_cmd(
     as_json: Json = False,
 ) -> None:
     """Show one enclave: state, exit code, measurements, endpoints."""
+    import asyncio
+
     try:
         info = asyncio.run(_backend().status(enclave_id))
     except ReefError as exc:
@@ -299,6 +306,8 @@ def logs_cmd(
     ] = False,
 ) -> None:
     """Print a debug enclave's console (production consoles are private, as on Nitro)."""
+    import asyncio
+
     backend = _backend()
     try:
         if not follow:
@@ -322,6 +331,8 @@ def stop_cmd(
     as_json: Json = False,
 ) -> None:
     """Stop an enclave: its whole process tree, network namespace and limits go with it."""
+    import asyncio
+
     try:
         info = asyncio.run(_backend().stop(enclave_id))
     except ReefError as exc:
@@ -339,6 +350,8 @@ def rm_cmd(
     ],
 ) -> None:
     """Forget ended enclaves (their state directories are deleted)."""
+    import asyncio
+
     backend = _backend()
     try:
         for enclave_id in enclave_ids:

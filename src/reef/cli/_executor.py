@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -49,6 +48,8 @@ async def _run(
     workdir: Path,
     configure: dict[str, str] | None,
 ) -> None:
+    import asyncio
+
     from reef._serve import serve
     from reef.serverless import (
         ExecutorNode,
@@ -117,6 +118,8 @@ def run_cmd(
     owner: Annotated[str | None, typer.Option("--owner", help="... the owner address.")] = None,
 ) -> None:
     """Run an executor (in an enclave, or here for development)."""
+    import asyncio
+
     given = {"rpc": rpc, "jobs": jobs, "code": code, "owner": owner}
     configure: dict[str, str] | None = None
     if any(given.values()):
@@ -165,6 +168,8 @@ def register_cmd(
     as_json: Json = False,
 ) -> None:
     """Configure an executor, have it attested, register it with a stake (you own it)."""
+    import asyncio
+
     from reef.home import ReefHome
     from reef.node import NetworkInfo
     from reef.serverless import register_enclave_executor

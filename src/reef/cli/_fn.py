@@ -16,7 +16,6 @@ Exit codes: 0 the function answered (code 0), 1 it got another verdict (timeout,
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -132,6 +131,8 @@ def _limits(
 
 
 async def _run_once(source: bytes, body: bytes, limits: Limits) -> CallResult:
+    import asyncio
+
     from reef.home import ReefHome
     from reef.serverless import FunctionRuntime, ensure_workerd, find_workerd
 
@@ -192,6 +193,8 @@ def dev(
     as_json: Json = False,
 ) -> None:
     """Run a function locally in workerd, with an executor's limits and no chain."""
+    import asyncio
+
     try:
         if input_text is not None and input_file is not None:
             raise InputError("give --input or --input-file, not both")

@@ -9,7 +9,6 @@ stderr.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from typing import TYPE_CHECKING, Annotated, Any, cast
@@ -160,6 +159,8 @@ def derive_cmd(
 def _learn(
     kms: str, trust: list[str], image_id: bytes | None, max_age_ms: int
 ) -> VerifiedKmsIdentity:
+    import asyncio
+
     from reef.kms import fetch_identity
 
     roots = _resolve_roots(trust)
@@ -300,6 +301,8 @@ def pubkey_cmd(
     as_json: Json = False,
 ) -> None:
     """Fetch an enclave's public key from a KMS, checking the KMS's signature on the answer."""
+    import asyncio
+
     from reef.crypto import Secp256k1PublicKey, solana_address
     from reef.kms import KmsPublicClient
 
@@ -361,6 +364,8 @@ def rotate_cmd(
     address's key. The answer (the new keys) is checked against the previous version's signing
     key, and an existing pin for the URL is extended with the new version.
     """
+    import asyncio
+
     from reef.crypto import Secp256k1PrivateKey, eip191_digest
     from reef.kms import KmsPin, PinStore, rotate_root
 

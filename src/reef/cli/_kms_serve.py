@@ -6,7 +6,6 @@ Each parses its flags, assembles the server through the library (:func:`reef.nod
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
@@ -85,6 +84,8 @@ def root_serve_cmd(
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
     """Run the KMS root: Scallop /derive and the public signed endpoints."""
+    import asyncio
+
     from reef.kms import RootServer
     from reef.node import KmsRootOptions, prepare_kms_root
 
@@ -223,6 +224,8 @@ def _serve_until_stopped(
     """Start the server ``make`` builds (inside the event loop), run ``ready``, serve until
     SIGINT/SIGTERM (:func:`reef._serve.stop_signals`, as every reef command), then close its
     listeners."""
+    import asyncio
+
     from reef._serve import stop_signals, until_stopped
 
     async def main() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -87,6 +86,8 @@ def run(
     insecure: Insecure = False,
 ) -> None:
     """Run the control plane in the foreground until Ctrl-C (enclaves keep running)."""
+    import asyncio
+
     from reef.chain import parse_address
     from reef.enclave import open_backend
     from reef.home import ReefHome

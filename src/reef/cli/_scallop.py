@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -198,6 +197,8 @@ def call_cmd(
     running one of the --image-id images if given) unless --pin names its key. Exits 1 when the
     server is refused or unreachable.
     """
+    import asyncio
+
     from reef.attestation import TrustedRoot
     from reef.home import ReefHome
     from reef.scallop import PeerPolicy, PinnedKeys, auther_from_url
@@ -295,6 +296,8 @@ async def _call(
     auther: Any,
     deadline_s: float,
 ) -> tuple[ScallopPeer, int, dict[str, str], bytes]:
+    import asyncio
+
     import httpx
 
     from reef.errors import ServiceError

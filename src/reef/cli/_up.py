@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Annotated
 
@@ -102,6 +101,8 @@ def up(
     Ports of 0 pick free ones. Prints the endpoints and funded dev accounts, then `ready`.
     Ctrl-C stops every enclave and service; chain state persists under $REEF_HOME.
     """
+    import asyncio
+
     from reef.home import ReefHome
     from reef.node import LocalNetwork, UpSettings, standard_extensions
 
@@ -136,6 +137,8 @@ def up(
 
 
 async def _run(network: LocalNetwork, *, json_output: bool) -> None:
+    import asyncio
+
     with stop_signals() as stop:
         starting = asyncio.create_task(network.start(progress=_quiet if json_output else _say))
         waiter = asyncio.create_task(stop.wait())
