@@ -652,3 +652,59 @@ async def test_over_the_fake_backend_a_job_runs_relaunches_after_a_crash_and_sto
     await cp.aclose()
     clock.now = 10**7 / 100 + 1000 + 1
     assert [i.state for i in await backend.list() if i.id == second.id] == ["stopped"]
+
+
+# -- a burst of jobs of one image ---------------------------------------------------------------
+
+
+def counting(transport: httpx.MockTransport, seen: list[str]) -> httpx.MockTransport:
+    """``transport``, counting its requests, and slow enough that other jobs ask meanwhile."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        await asyncio.sleep(0.05)
+        return transport.handle_request(request)
+
+    return httpx.MockTransport(handler)
+
+
+async def test_jobs_of_one_image_share_its_download(world: World) -> None:
+    seen: list[str] = []
+    world.transport = counting(image_transport(), seen)
+    for n in range(1, 9):
+        world.feed.open(n)
+    await world.started()
+    assert all(len(world.runner.of(n)) == 1 for n in range(1, 9))
+    assert len(seen) == 1
+
+
+async def test_a_failed_shared_download_is_retried_for_every_job(world: World) -> None:
+    seen: list[str] = []
+    world.transport = counting(image_transport(fail_first=1), seen)
+    for n in range(1, 5):
+        world.feed.open(n)
+    await world.started()
+    assert all(len(world.runner.of(n)) == 1 for n in range(1, 5))
+    assert 2 <= len(seen) < 1 + 4  # the one failure was shared, not met by each job apart
+
+
+async def test_a_job_that_stops_waiting_leaves_the_download_to_the_others(world: World) -> None:
+    cp = world.control_plane()
+    gate = asyncio.Event()
+    fetch = cp.fetcher.fetch
+
+    async def slow(image_url: str) -> FetchedImage:
+        await gate.wait()
+        return await fetch(image_url)
+
+    cp.fetcher.fetch = slow  # type: ignore[method-assign]
+    image = url("one")
+    first = asyncio.create_task(cp._fetch(image))
+    second = asyncio.create_task(cp._fetch(image))
+    await asyncio.sleep(0)
+    first.cancel()
+    gate.set()
+    assert (await second).url == image
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert cp._fetches == {}

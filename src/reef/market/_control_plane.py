@@ -171,6 +171,8 @@ class ControlPlane:
         self._have: dict[str, RunningEnclave] = {}
         self._leases: dict[str, int] = {}  # enclave id -> the lease it was last given
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._fetches: dict[str, asyncio.Task[FetchedImage]] = {}
+        """Downloads in flight, by URL: jobs of one image share its download."""
         self._dirty: set[str] = set()
         self._errors: dict[str, str] = {}
         self._restarts: dict[str, int] = {}
@@ -302,6 +304,8 @@ class ControlPlane:
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
+        for fetch in list(self._fetches.values()):
+            fetch.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -425,7 +429,7 @@ class ControlPlane:
         key = launch_key(want)
         if have is not None and have.key == key and have.state in LIVE_STATES:
             return
-        image = await self.fetcher.fetch(want.image_url)
+        image = await self._fetch(want.image_url)
         if self._want.get(job_id) != want:
             self._dirty.add(job_id)  # changed while downloading: start over
             return
@@ -440,6 +444,29 @@ class ControlPlane:
         await self._renew_leases()
         if self._want.get(job_id) != want:
             self._dirty.add(job_id)
+
+    async def _fetch(self, url: str) -> FetchedImage:
+        """The image at ``url``, downloading it once however many jobs ask at the same time (a
+        burst of jobs of one image would otherwise download and hash it once each).
+
+        Raises:
+            as :meth:`ImageFetcher.fetch`, to every job that waits for the download.
+        """
+        task = self._fetches.get(url)
+        if task is None:
+            task = asyncio.create_task(self.fetcher.fetch(url), name=f"fetch {url[:80]}")
+            self._fetches[url] = task
+
+            def forget(done: asyncio.Task[FetchedImage]) -> None:
+                if self._fetches.get(url) is done:
+                    del self._fetches[url]
+                if not done.cancelled():
+                    done.exception()  # retrieved: the jobs that waited got it, if any did
+
+            task.add_done_callback(forget)
+        # Shielded: a job that stops waiting (its task cancelled) leaves the download to the
+        # others.
+        return await asyncio.shield(task)
 
     async def reconcile(self) -> None:
         """Make the backend match the jobs: relaunch what is missing, stop what is not paid for.
