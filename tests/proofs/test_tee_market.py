@@ -88,3 +88,46 @@ def test_an_attested_enclave_proves_a_tee_market_ask(tmp_path: Path) -> None:
     [proof] = [e for e in chain.market().ask_events(ask_id) if isinstance(e, TeeProofSubmitted)]
     assert decode_inputs(proof.output) == (40,)
     assert proof.signer == ENCLAVE.address
+
+
+def test_an_attested_enclave_key_becomes_the_matching_engine(tmp_path: Path) -> None:
+    from reef.proofs import ProofRevert, register_matching_engine
+
+    home = ReefHome(tmp_path / "home").ensure()
+    authority = DevAuthority.load_or_create(home)
+    root = TrustedRoot.dev(home)
+    chain = ProofChain.create(n_users=2)
+    admin = chain.market()
+    engine_pcrs = {0: b"\x0e" * 48, 1: b"\x0f" * 48, 2: b"\x10" * 48}
+    enclave = Account.from_key(b"\x77" * 32)
+    now_ms = int(time.time() * 1000)
+    other = authority.mint(PCRS, timestamp_ms=now_ms, public_key=_pubkey64(enclave))
+    with pytest.raises(AttestationError):
+        register_matching_engine(
+            admin, other, image_id=image_id(engine_pcrs), root=root, now_ms=now_ms
+        )
+    evidence = authority.mint(engine_pcrs, timestamp_ms=now_ms, public_key=_pubkey64(enclave))
+    with pytest.raises(ContractRevertError) as info:  # only the admin may
+        register_matching_engine(
+            chain.market(chain.users[0]), evidence, image_id=image_id(engine_pcrs), root=root,
+            now_ms=now_ms,
+        )  # fmt: skip
+    assert info.value.reason == ProofRevert.ONLY_ADMIN_ENGINE
+    admin.publish_engine_key(_pubkey64(chain.engine))  # the old engine's key...
+    engine = register_matching_engine(
+        admin, evidence, image_id=image_id(engine_pcrs), root=root, now_ms=now_ms
+    )
+    assert engine == enclave.address == admin.matching_engine()
+    assert admin.engine_key() == b""  # ...is cleared with its engine
+    # The old engine can no longer assign; the enclave's key publishes itself as the new one.
+    with pytest.raises(ContractRevertError) as info:
+        chain.market(chain.engine).assign([1], [chain.users[0].address])
+    assert info.value.reason == ProofRevert.ONLY_ENGINE
+    w3, deployer = chain.w3, chain.deployer
+    gas = {"to": enclave.address, "value": 10**17, "gas": 21_000, "gasPrice": w3.eth.gas_price,
+           "nonce": w3.eth.get_transaction_count(deployer.address), "chainId": w3.eth.chain_id}  # fmt: skip
+    w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_raw_transaction(deployer.sign_transaction(gas).raw_transaction)
+    )
+    chain.market(enclave).publish_engine_key(_pubkey64(enclave))
+    assert admin.engine_key() == _pubkey64(enclave)

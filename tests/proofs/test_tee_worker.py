@@ -47,3 +47,17 @@ def test_a_missing_program_or_empty_command_is_refused() -> None:
         command_worker(KEY, ["/nonexistent/worker"]).compute([1])
     with pytest.raises(InputError, match="empty"):
         command_worker(KEY, [])
+
+
+def test_the_engine_register_command_needs_a_market_and_says_so() -> None:
+    from typer.testing import CliRunner
+
+    from reef.cli import app
+
+    missing = CliRunner().invoke(app, ["proofs", "engine", "register", "--image-id", "00"])
+    assert missing.exit_code == 2  # --evidence is required
+    nowhere = CliRunner().invoke(
+        app, ["proofs", "engine", "register", "--evidence", "x.att", "--image-id", "00"]
+    )
+    assert nowhere.exit_code == 1
+    assert "no proof market known" in nowhere.output

@@ -729,6 +729,51 @@ def engine_run(
     _run(lambda: asyncio.run(main()))
 
 
+@engine_app.command("register")
+def engine_register(
+    evidence: Annotated[
+        Path,
+        typer.Option("--evidence", help="The engine enclave's attestation document."),
+    ],
+    image_id: Annotated[
+        str, typer.Option("--image-id", help="The engine image id the document must attest.")
+    ],
+    root: Annotated[
+        str, typer.Option("--root", help="Trusted root: aws, mock, dev, or a certificate file.")
+    ] = "aws",
+    replay: Annotated[
+        bool, typer.Option("--replay", help="Check the document at its own time (not fresh).")
+    ] = False,
+    rpc: Annotated[str | None, RpcOpt] = None,
+    proof_market: Annotated[str | None, MarketOpt] = None,
+    key: Annotated[Path | None, KeyOpt] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Make an attested enclave's key the market's matching engine (the market's admin only)."""
+
+    def go() -> dict[str, Any]:
+        from reef.attestation import TrustedRoot, read_evidence
+        from reef.encoding import parse_hex
+        from reef.proofs import register_matching_engine
+
+        ctx = _ctx(rpc, proof_market, key)
+        try:
+            raw = evidence.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read the evidence file {evidence}: {exc}") from exc
+        engine = register_matching_engine(
+            ctx.client(),
+            read_evidence(raw),
+            image_id=parse_hex(image_id, name="--image-id"),
+            root=TrustedRoot.resolve(root, ctx.session.home),
+            mode="replay" if replay else "live",
+            now_ms=None if replay else int(time.time() * 1000),
+        )
+        return {"engine": engine, "image_id": image_id}
+
+    print_result(_run(go), as_json, title="matching engine registered")
+
+
 # ---- provers ----
 
 

@@ -91,7 +91,13 @@ from reef.proofs._secret import (
     parse_private_inputs,
     reencrypt_acl,
 )
-from reef.proofs._tee import TeeWorker, command_worker, register_tee_signer, tee_signer_address
+from reef.proofs._tee import (
+    TeeWorker,
+    command_worker,
+    register_matching_engine,
+    register_tee_signer,
+    tee_signer_address,
+)
 from reef.proofs._types import (
     TERMINAL_STATES,
     Ask,
@@ -185,6 +191,7 @@ __all__ = [
     "prove",
     "prover_weight",
     "reencrypt_acl",
+    "register_matching_engine",
     "register_tee_signer",
     "tee_signer_address",
     "verifier_source",

@@ -422,6 +422,11 @@ class ProofMarketClient(ContractClient):
             acl_list,
         )
 
+    def set_matching_engine(self, engine: str) -> TxResult[ProofMarketEvent]:
+        """Make ``engine`` the market's matching engine (admin only; clears the published key,
+        which the new engine publishes on its first step)."""
+        return self._do("setMatchingEngine", parse_address(engine, name="matching engine"))
+
     def publish_engine_key(self, public_key: bytes) -> TxResult[ProofMarketEvent]:
         """Publish the matching engine's key (64 bytes; the contract checks it is the
         engine's address's key), to which requesters encrypt private inputs."""

@@ -7,6 +7,8 @@ the market's prover image. The contract keeps the keys the market's creator regi
 reef.attestation (the document's image id must be the market's; its ``public_key`` field is the
 enclave's secp256k1 key). :class:`TeeWorker` is what runs inside such an enclave: it computes the
 output and signs it; :class:`~reef.proofs.ProverService` uses one for TEE markets.
+:func:`register_matching_engine` does for the matching engine what :func:`register_tee_signer`
+does for a market's signers: the market's admin makes an attested enclave key the engine.
 :func:`command_worker` makes one whose computation is a program (``reef prover run --tee``):
 the ask's public inputs as a JSON list on its stdin, the output as a JSON list on its stdout.
 """
@@ -29,7 +31,13 @@ from reef.errors import InputError, ProofError
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._types import MarketKind
 
-__all__ = ["TeeWorker", "command_worker", "register_tee_signer", "tee_signer_address"]
+__all__ = [
+    "TeeWorker",
+    "command_worker",
+    "register_matching_engine",
+    "register_tee_signer",
+    "tee_signer_address",
+]
 
 
 def tee_signer_address(public_key: bytes) -> Address:
@@ -77,6 +85,33 @@ def register_tee_signer(
     signer = tee_signer_address(verified.public_key)
     client.set_tee_signer(market_id, signer)
     return signer
+
+
+def register_matching_engine(
+    client: ProofMarketClient,
+    evidence: bytes,
+    *,
+    image_id: bytes,
+    root: TrustedRoot,
+    mode: Mode = "live",
+    now_ms: int | None = None,
+) -> Address:
+    """Verify a matching engine enclave's attestation for ``image_id`` and make its attested key
+    the market's matching engine (sent by the market's admin). The engine then signs
+    assignments and opens private inputs with that key, which never leaves the enclave.
+
+    Raises:
+        AttestationError: the evidence does not verify or is of another image.
+        ContractRevertError: the sender is not the market's admin.
+    """
+    if len(image_id) != 32:
+        raise InputError("an image id is 32 bytes")
+    verified = verify(
+        evidence, root=root, mode=mode, now_ms=now_ms, expect=Expectations(image_id=image_id)
+    )
+    engine = tee_signer_address(verified.public_key)
+    client.set_matching_engine(engine)
+    return engine
 
 
 @dataclass(frozen=True)
