@@ -94,6 +94,7 @@ def test_the_next_header_is_the_one_py_evm_makes() -> None:
                 assert type(ours) is type(theirs)
                 assert ours.as_dict() == theirs.as_dict(), round_
                 assert ours.hash == theirs.hash
+            assert devnet.next_base_fee() == theirs.base_fee_per_gas
             fees.append(int(parent.base_fee_per_gas))
     # The base fee moved both ways, so both branches of its rule were compared.
     assert any(b > a for a, b in itertools.pairwise(fees))

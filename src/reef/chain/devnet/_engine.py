@@ -794,10 +794,8 @@ class Chain:
             return int(self._state(selector).get_storage(address, slot))
 
     def next_base_fee(self) -> int:
-        """The base fee per gas of the next block."""
-        with self._lock:
-            header = self._chain.create_header_from_parent(self._blocks[-1].header)
-            return int(header.base_fee_per_gas)
+        """The base fee per gas of the next block (EIP-1559's rule, as py-evm's headers)."""
+        return int(calculate_expected_base_fee_per_gas(self.head.header))
 
     def gas_price(self) -> int:
         """A gas price that gets a transaction into the next block: base fee + 1 gwei tip."""
