@@ -304,6 +304,12 @@ def test_decoding_ignores_foreign_events_and_rejects_malformed_ones(chain: TestC
     broken["topics"] = broken["topics"][:1]  # indexed fields missing
     with pytest.raises(ChainError, match="malformed"):
         decode_market_log(broken)
+    not_hex = _raw_json_log(log)
+    not_hex["topics"] = [not_hex["topics"][0], "0x" + "zz" * 32, *not_hex["topics"][2:]]
+    with pytest.raises(ChainError, match="not hex"):
+        decode_market_log(not_hex)
+    with pytest.raises(ChainError, match="not hex"):
+        decode_market_log({**transfer, "topics": ["0xnothex"]})
 
 
 def test_remembered_addresses_change_no_result(chain: TestChain) -> None:

@@ -255,7 +255,10 @@ def _as_bytes(value: Any) -> bytes:
     if isinstance(value, bytes | bytearray):
         return bytes(value)
     if isinstance(value, str):
-        return bytes.fromhex(value[2:] if value[:2] in ("0x", "0X") else value)
+        try:
+            return bytes.fromhex(value[2:] if value[:2] in ("0x", "0X") else value)
+        except ValueError as exc:
+            raise ChainError(f"log field is not hex: {value[:80]!r}") from exc
     raise ChainError(f"log field is neither bytes nor hex: {type(value).__name__}")
 
 

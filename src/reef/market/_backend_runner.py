@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from reef.chain import JobId
 from reef.enclave import LIVE_STATES, EnclaveBackend, EnclaveInfo, EnclaveSpec
 from reef.errors import EnclaveError, ReefError
 from reef.market._control_plane import RunningEnclave
@@ -70,7 +71,7 @@ class BackendRunner:
             labels[_PROVIDER_LABEL] = self.provider
         return labels
 
-    def _ours(self, info: EnclaveInfo) -> tuple[str, str] | None:
+    def _ours(self, info: EnclaveInfo) -> tuple[JobId, str] | None:
         """The job id and launch key of one of this runner's enclaves; None for any other."""
         labels = info.labels
         if (
@@ -81,7 +82,7 @@ class BackendRunner:
         job_id, key = labels.get(_JOB_LABEL, ""), labels.get(_KEY_LABEL, "")
         if not (_JOB_ID.fullmatch(job_id) and _KEY.fullmatch(key)):
             return None
-        return job_id, key
+        return JobId(job_id), key  # the pattern admits only a JobId's own spelling
 
     def _stage(self, spec: LaunchSpec, image: FetchedImage, key: str) -> EnclaveSpec:
         image_path = self._staged(spec.job_id, key)
@@ -107,7 +108,7 @@ class BackendRunner:
         )
 
     def _running(
-        self, info: EnclaveInfo, job_id: str, key: str, console: tuple[str, ...] = ()
+        self, info: EnclaveInfo, job_id: JobId, key: str, console: tuple[str, ...] = ()
     ) -> RunningEnclave:
         endpoints: dict[str, Any] = {
             "attestation": info.endpoints["attestation"],

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from reef.chain import IndexedEvent
+from reef.chain import IndexedEvent, JobId
 from reef.enclave import LIVE_STATES
 from reef.errors import ChainError, ImageError, InputError, ReefError
 from reef.market._fetch import FetchedImage, ImageFetcher
@@ -66,7 +66,7 @@ class RunningEnclave:
     """
 
     enclave_id: str
-    job_id: str
+    job_id: JobId
     key: str
     state: str
     endpoints: Mapping[str, Any] = field(default_factory=dict)
@@ -167,13 +167,13 @@ class ControlPlane:
         self.host = host
         self.last_error: str = ""
         self._cursor = 0
-        self._want: dict[str, LaunchSpec | None] = {}
-        self._have: dict[str, RunningEnclave] = {}
+        self._want: dict[JobId, LaunchSpec | None] = {}
+        self._have: dict[JobId, RunningEnclave] = {}
         self._leases: dict[str, int] = {}  # enclave id -> the lease it was last given
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks: dict[JobId, asyncio.Task[None]] = {}
         self._fetches: dict[str, asyncio.Task[FetchedImage]] = {}
         """Downloads in flight, by URL: jobs of one image share its download."""
-        self._dirty: set[str] = set()
+        self._dirty: set[JobId] = set()
         self._errors: dict[str, str] = {}
         self._restarts: dict[str, int] = {}
         """How often each job's enclave was found dead (crashed, exited, gone) and relaunched."""
@@ -205,13 +205,13 @@ class ControlPlane:
         wall = int(self.clock())
         return wall if chain is None else max(wall, chain)
 
-    def enclave(self, job_id: str) -> RunningEnclave | None:
+    def enclave(self, job_id: JobId) -> RunningEnclave | None:
         """The enclave running for ``job_id``, if any."""
-        return self._have.get(job_id.lower())
+        return self._have.get(job_id)
 
-    def job_status(self, job_id: str) -> dict[str, Any] | None:
+    def job_status(self, job_id: JobId) -> dict[str, Any] | None:
         """What the control plane knows of a job (``GET /job``), or ``None`` if not ours."""
-        machine = self.book.jobs.get(job_id.lower())
+        machine = self.book.jobs.get(job_id)
         if machine is None:
             return None
         status = machine.to_json()
@@ -376,13 +376,13 @@ class ControlPlane:
             self._adopt(action)
             self._kick(action.job_id)
 
-    def _kick(self, job_id: str) -> None:
+    def _kick(self, job_id: JobId) -> None:
         self._dirty.add(job_id)
         task = self._tasks.get(job_id)
         if task is None or task.done():
             self._tasks[job_id] = asyncio.create_task(self._converge(job_id), name=f"job {job_id}")
 
-    async def _converge(self, job_id: str) -> None:
+    async def _converge(self, job_id: JobId) -> None:
         delay = self.retry_delay
         try:
             while job_id in self._dirty:
@@ -410,19 +410,19 @@ class ControlPlane:
             if self._tasks.get(job_id) is asyncio.current_task():
                 del self._tasks[job_id]
 
-    def _retry_later(self, job_id: str, exc: BaseException, delay: float) -> None:
+    def _retry_later(self, job_id: JobId, exc: BaseException, delay: float) -> None:
         self._errors[job_id] = str(exc)
         log.warning("job %s: launch failed, retrying in %.1f s: %s", job_id, delay, exc)
         self._dirty.add(job_id)
 
-    async def _converge_once(self, job_id: str) -> None:
+    async def _converge_once(self, job_id: JobId) -> None:
         want = self._want.get(job_id)
         have = self._have.get(job_id)
         if want is None:
             # Ask the backend rather than trust our memory: a replacement that failed half-way
             # may have left an enclave we no longer track.
             for enclave in await self.runner.list():
-                if enclave.job_id.lower() == job_id:
+                if enclave.job_id == job_id:
                     await self.runner.stop(enclave.enclave_id)
             self._have.pop(job_id, None)
             return
@@ -479,9 +479,9 @@ class ControlPlane:
         except ReefError as exc:
             log.warning("cannot list enclaves: %s", exc)
             return
-        by_job: dict[str, list[RunningEnclave]] = {}
+        by_job: dict[JobId, list[RunningEnclave]] = {}
         for enclave in enclaves:
-            by_job.setdefault(enclave.job_id.lower(), []).append(enclave)
+            by_job.setdefault(enclave.job_id, []).append(enclave)
         busy = {job_id for job_id, task in self._tasks.items() if not task.done()}
         for job_id in set(by_job) | set(self._have) | set(self._want):
             if job_id in busy:
@@ -555,11 +555,12 @@ class ControlPlane:
         except sa.exc.SQLAlchemyError as exc:
             raise ChainError(f"cannot record the termination of {action.job_id}: {exc}") from exc
 
-    def _load_terminated(self) -> dict[str, str]:
+    def _load_terminated(self) -> dict[JobId, str]:
         with self.feed.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(self._terminated.c.job_id, self._terminated.c.reason).where(
                     self._terminated.c.stream == self.feed.stream
                 )
             ).all()
-        return {str(row.job_id): str(row.reason) for row in rows}
+        # Stored by _record_terminated from a JobId, so already in its one spelling.
+        return {JobId(str(row.job_id)): str(row.reason) for row in rows}

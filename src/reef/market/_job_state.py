@@ -491,7 +491,7 @@ class JobBook:
     """Every job of this provider, fed by the market's event stream."""
 
     policy: JobPolicy
-    jobs: dict[str, JobMachine] = field(default_factory=dict)
+    jobs: dict[JobId, JobMachine] = field(default_factory=dict)
     """By job id. Its keys are :class:`reef.chain.JobId` values; typed ``str`` so that lookups
     with a plain string (the control plane's) still type-check."""
 
