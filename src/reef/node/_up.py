@@ -309,7 +309,9 @@ class LocalNetwork:
                 start_block=deployment.block,
                 host=s.host,
                 port=s.cp_port,
-                poll_interval=0.5,
+                # A job opened on the local chain starts its enclave within a quarter second
+                # (a burst's first launch waited up to a whole poll here).
+                poll_interval=0.25,
                 heartbeat_interval=3.0,
             ),
             runner,
