@@ -1,28 +1,29 @@
-"""End to end on reef up's proof market: the extension deploys the contract and the example
-market and runs a matching engine and a prover; the CLI requests a proof, waits for it, and the
-proof it prints verifies with `snarkjs groth16 verify` run directly. Invalid inputs end
-``invalid``; a second market is created from the CLI; errors are messages, not tracebacks."""
+"""End to end on a real ``reef up`` with the proof market: the extension deploys the contract
+and the example markets and starts a matching engine and a prover as attested enclaves; the CLI
+requests a proof, waits for it, and the proof it prints verifies with `snarkjs groth16 verify`
+run directly. The engine and the prover sign with their enclaves' attested keys (checked
+against the attestation documents), and the ``reef up`` process runs neither. Invalid inputs
+end ``invalid``; a second market is created from the CLI; errors are messages, not
+tracebacks."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_support import network_in_thread
 from typer.testing import CliRunner
 
 from proofs.proofs_support import EXAMPLE
-from reef.chain import Devnet, deploy_contracts, serve_devnet_in_thread
+from reef.chain import Devnet
 from reef.cli import app
 from reef.home import ReefHome
-from reef.node import NetworkInfo
+from reef.node import LocalNetwork, UpSettings
 from reef.node._proofs import ProofsExtension, ProofsSettings
-from reef.node._up import UpContext, UpSettings
 from reef.proofs import ensure_snarkjs
 
 pytestmark = pytest.mark.slow
@@ -31,8 +32,8 @@ runner = CliRunner()
 
 
 class Up:
-    def __init__(self, tmp: Path, home: ReefHome, devnet: Devnet) -> None:
-        self.tmp, self.home, self.devnet = tmp, home, devnet
+    def __init__(self, tmp: Path, home: ReefHome, devnet: Devnet, network: LocalNetwork) -> None:
+        self.tmp, self.home, self.devnet, self.network = tmp, home, devnet, network
         self.key = tmp / "user.key"
         self.key.write_text(devnet.accounts[0].private_key.hex())
 
@@ -45,42 +46,19 @@ class Up:
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     tmp = tmp_path_factory.mktemp("up")
     home = ReefHome(tmp / "home").ensure()
-    devnet = Devnet()
-    owner = devnet.accounts[0].local_account
-    deployment = deploy_contracts(devnet.web3(), owner, fund=[owner.address])
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    extension = ProofsExtension(ProofsSettings(interval_s=0.1))
-    with serve_devnet_in_thread(devnet) as server:
-        info = NetworkInfo(
-            rpc_url=server.url,
-            chain_id=devnet.chain_id,
-            deployment=deployment,
-            rate_lock_s=300,
-            provider=devnet.accounts[9].address,
-            control_plane="http://127.0.0.1:1",
-            image_store="http://127.0.0.1:1",
-        )
-        ctx = UpContext(
-            home=home,
-            settings=UpSettings(),
-            devnet=devnet,
-            info=info,
-            authority=None,  # type: ignore[arg-type]  (the proofs extension starts no enclave)
-            root=None,  # type: ignore[arg-type]
-            backend=None,  # type: ignore[arg-type]
-            progress=lambda _m: None,
-        )
-        services = asyncio.run_coroutine_threadsafe(extension.start(ctx), loop).result(300)
-        NetworkInfo(**{**info.__dict__, "services": {"proofs": dict(services)}}).dump(home)
-        try:
-            yield Up(tmp, home, devnet)
-        finally:
-            asyncio.run_coroutine_threadsafe(extension.aclose(), loop).result(60)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(10)
-            loop.close()
+    settings = UpSettings(
+        rpc_port=0,
+        cp_port=0,
+        store_port=0,
+        verifier_port=0,
+        kms_scallop_port=0,
+        kms_public_port=0,
+        kms=False,
+    )
+    network = LocalNetwork(home, settings, extensions=[ProofsExtension(ProofsSettings())])
+    with network_in_thread(network, timeout=600):
+        assert isinstance(network.devnet, Devnet)
+        yield Up(tmp, home, network.devnet, network)
 
 
 def test_request_prove_pay_and_verify_with_snarkjs(up: Up) -> None:
@@ -125,6 +103,60 @@ def test_request_prove_pay_and_verify_with_snarkjs(up: Up) -> None:
     assert "OK" in verified.stdout
     shown = up.reef("proofs", "show", str(ask_id), "--json")
     assert json.loads(shown.stdout)["state"] == "complete"
+
+
+def test_the_engine_and_the_prover_are_attested_enclaves_not_tasks_of_reef_up(up: Up) -> None:
+    import gc
+    import time
+
+    import httpx
+
+    from reef.attestation import Expectations, TrustedRoot, verify
+    from reef.proofs import MatchingEngine, ProofMarketClient, ProverService, tee_signer_address
+
+    services = json.loads((up.home.root / "network.json").read_text())["services"]["proofs"]
+    market = ProofMarketClient(up.devnet.web3(), services["market"])
+    enclaves = services["enclaves"]
+    root = TrustedRoot.resolve("dev", up.home)
+    for part, address in (("engine", services["engine"]), ("prover", services["prover"])):
+        described = enclaves[part]
+        assert described["address"] == address
+        evidence = httpx.get(described["attestation"], timeout=30).content
+        verified = verify(
+            evidence,
+            root=root,
+            now_ms=int(time.time() * 1000),
+            expect=Expectations(image_id=bytes.fromhex(described["image_id"][2:])),
+        )
+        assert tee_signer_address(verified.public_key) == address
+    assert enclaves["engine"]["image_id"] != enclaves["prover"]["image_id"]
+    assert market.matching_engine() == services["engine"]
+    assert market.prover(services["prover"]).registered
+    # Asks the tests before completed were assigned by the engine enclave to the prover's key.
+    listed = json.loads(up.reef("proofs", "list", "--json").stdout)
+    assert {r["prover"] for r in listed if r["state"] == "complete"} <= {services["prover"]}
+    # The dev accounts the in-process engine and prover used to sign with sent nothing.
+    w3 = up.devnet.web3()
+    for index in (4, 5):
+        assert w3.eth.get_transaction_count(up.devnet.accounts[index].address) == 0
+    # And this process (the one running reef up) holds no engine or prover.
+    gc.collect()
+    assert not [o for o in gc.get_objects() if isinstance(o, MatchingEngine | ProverService)]
+    # What the images carry, and so measure: the reef code the apps run; for the prover also
+    # snarkjs and the example circuits (by hash, as the market records them).
+    from reef.enclave import load_image
+
+    engine_files = {e.path for e in load_image(up.home.path("builds", "proofs-engine.img")).entries}
+    prover_files = {e.path for e in load_image(up.home.path("builds", "proofs-prover.img")).entries}
+    assert "py/reef/proofs/_engine.py" in engine_files
+    assert "snarkjs/node_modules/snarkjs/package.json" in prover_files
+    assert "py/reef/proofs/runtime/prove.cjs" in prover_files
+    shown = json.loads(up.reef("proofs", "market", "show", "1", "--json").stdout)
+    assert {f"artifacts/{h}" for h in shown["artifacts"].values()} <= prover_files
+    running = up.reef("enclave", "ps", "--json")
+    assert running.exit_code == 0, running.output
+    ids = {e["id"] for e in json.loads(running.stdout)}
+    assert {enclaves["engine"]["enclave_id"], enclaves["prover"]["enclave_id"]} <= ids
 
 
 def test_a_private_input_is_proved_and_never_shown(up: Up) -> None:
@@ -361,21 +393,41 @@ def test_an_auction_ask_is_locked_by_reef_ups_prover(up: Up) -> None:
 
 
 def test_the_matching_engine_runs_from_the_cli_with_the_engines_key_only(up: Up) -> None:
-    refused = up.reef("proofs", "engine", "run", "--once", "--key-file", str(up.key))
-    assert refused.exit_code == 1
-    assert "is not this market's matching engine" in refused.output
+    from reef.proofs import ProofMarketClient, tee_signer_address
+
+    services = json.loads((up.home.root / "network.json").read_text())["services"]["proofs"]
+    # reef up's engine is its enclave: neither the user's key nor dev account 4's may run it.
     engine_key = up.tmp / "engine.key"
     engine_key.write_text(up.devnet.accounts[4].private_key.hex())
+    for key in (up.key, engine_key):
+        refused = up.reef("proofs", "engine", "run", "--once", "--key-file", str(key))
+        assert refused.exit_code == 1
+        assert "is not this market's matching engine" in refused.output
+    # The key the enclave published for private inputs is its attested key.
+    published = ProofMarketClient(up.devnet.web3(), services["market"]).engine_key()
+    assert tee_signer_address(published) == services["engine"]
+    # A market of one's own, named by a network file (what reef up hands its enclaves).
+    owner = up.devnet.accounts[0].local_account
+    w3 = up.devnet.web3()
+    mine = ProofMarketClient.deploy(
+        w3, owner, token=services["token"], matching_engine=up.devnet.accounts[4].address
+    )
+    network = up.tmp / "network.json"
+    network.write_text(
+        json.dumps(
+            {
+                "rpc": up.network.info.rpc_url if up.network.info else "",
+                "proof_market": mine.address,
+                "from_block": w3.eth.block_number,
+            }
+        )
+    )
     db = f"sqlite:///{up.tmp / 'cli-engine.db'}"
     ran = up.reef(
-        "proofs", "engine", "run", "--once", "--key-file", str(engine_key), "--db", db, "--json"
-    )
+        "proofs", "engine", "run", "--once", "--key-file", str(engine_key), "--db", db,
+        "--network", str(network), "--json",
+    )  # fmt: skip
     assert ran.exit_code == 0, ran.output
     step = json.loads(ran.stdout)
     assert step["engine"] == up.devnet.accounts[4].address
-    assert step["events"] > 0  # it indexed the market from reef up's deployment block
-    services = json.loads((up.home.root / "network.json").read_text())["services"]["proofs"]
-    from reef.proofs import ProofMarketClient
-
-    published = ProofMarketClient(up.devnet.web3(), services["market"]).engine_key()
-    assert step["engine_key"] == "0x" + published.hex()
+    assert step["engine_key"] == "0x" + mine.engine_key().hex()

@@ -93,6 +93,44 @@ def _ctx(
     return _Ctx(session, str(address), service)
 
 
+NetworkFileOpt = typer.Option(
+    "--network",
+    help="A JSON file naming the chain (rpc, proof_market, from_block): what `reef up` hands "
+    "its enclaves as an init param. URLs on 127.0.0.1 are reached through "
+    "$REEF_HOST_ADDR inside an enclave.",
+)
+
+
+def _network_file(path: Path | None) -> dict[str, Any]:
+    """The settings a network file gives (empty without one); a loopback RPC URL is rewritten
+    to ``$REEF_HOST_ADDR`` when set (inside an enclave the host is not 127.0.0.1)."""
+    if path is None:
+        return {}
+    import os
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the network file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"the network file {path} is not a JSON object")
+    host = os.environ.get("REEF_HOST_ADDR")
+
+    def inside(url: Any) -> Any:
+        if not host or not isinstance(url, str):
+            return url
+        parts = urlsplit(url)
+        if parts.hostname not in ("127.0.0.1", "localhost"):
+            return url
+        return urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host))
+
+    data["rpc"] = inside(data.get("rpc"))
+    if isinstance(data.get("ivs"), dict):
+        data["ivs"] = {market: inside(url) for market, url in data["ivs"].items()}
+    return data
+
+
 def _run(fn: Any) -> Any:
     try:
         return fn()
@@ -672,6 +710,7 @@ def engine_run(
     batch: Annotated[int, typer.Option("--batch", help="Most assignments per transaction.")] = 64,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between polls.")] = 0.5,
     once: Annotated[bool, typer.Option("--once", help="Run one step, print it, exit.")] = False,
+    network: Annotated[Path | None, NetworkFileOpt] = None,
     rpc: Annotated[str | None, RpcOpt] = None,
     proof_market: Annotated[str | None, MarketOpt] = None,
     as_json: bool = JsonOption,
@@ -682,9 +721,24 @@ def engine_run(
         from reef.chain import IndexedContract, Indexer, Web3BlockSource
         from reef.proofs import MatchingEngine, proof_market_decoder
 
-        ctx = _ctx(rpc, proof_market, key_file)
+        given = _network_file(network)
+        ctx = _ctx(rpc or given.get("rpc"), proof_market or given.get("proof_market"), key_file)
+        if "from_block" in given and "start_block" not in ctx.service:
+            ctx.service["start_block"] = int(given["from_block"])
         client = ctx.client()
         engine_address = client.matching_engine()
+        # Started by `reef up` (a network file), the enclave exists before the admin makes its
+        # attested key the engine and funds it: it waits for both.
+        deadline = time.monotonic() + float(given.get("wait_s", 0))
+        while (
+            engine_address.lower() != ctx.session.address.lower()
+            or ctx.session.w3.eth.get_balance(
+                ctx.session.w3.to_checksum_address(ctx.session.address)
+            )
+            == 0
+        ) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            engine_address = client.matching_engine()
         if engine_address.lower() != ctx.session.address.lower():
             raise ProofError(
                 f"{ctx.session.address} is not this market's matching engine ({engine_address})",
@@ -902,6 +956,44 @@ def prover_status(
     print_result(_run(go), as_json, title="prover")
 
 
+def _join_from_file(ctx: _Ctx, spec: dict[str, Any], *, wait_s: float = 120.0) -> None:
+    """Register and join as ``spec`` says, once the account holds gas and the stake (whoever
+    starts the prover funds its fresh key); steps already done are skipped."""
+    from reef.chain import TokenClient
+    from reef.crypto import Secp256k1PrivateKey
+
+    client = ctx.client()
+    me = ctx.session.address
+    stake = int(spec.get("stake", 0))
+    token = TokenClient(ctx.session.w3, client.token(), account=ctx.session.account)
+    deadline = time.monotonic() + wait_s
+    while (
+        ctx.session.w3.eth.get_balance(ctx.session.w3.to_checksum_address(me)) == 0
+        or token.balance(me) < stake
+    ):
+        if time.monotonic() > deadline:
+            raise ProofError(
+                f"{me} was not funded with gas and a stake of {_fmt(stake)} in {wait_s:.0f} s",
+                hint="send it the chain's coin and the stake in the market's token",
+            )
+        time.sleep(0.5)
+    if not client.prover(me).registered:
+        _ensure_allowance(ctx, stake)
+        client.register(compute=int(spec.get("compute", 1)), stake=stake)
+    own = None if ctx.session.account is None else bytes(ctx.session.account.key)
+    for item in spec.get("markets", []):
+        market_id = int(item["market_id"])
+        if not client.offer(me, market_id).joined:
+            client.join_market(
+                market_id,
+                price=int(item["price"]),
+                max_time=int(item["max_time"]),
+                compute=int(item.get("compute", 1)),
+            )
+        if own is not None and client.market(market_id).private_inputs:
+            client.set_prover_key(market_id, Secp256k1PrivateKey(own).public_key.raw)
+
+
 @prover_app.command("run")
 def prover_run(
     market: Annotated[
@@ -927,19 +1019,54 @@ def prover_run(
     once: Annotated[
         bool, typer.Option("--once", help="Work through current tasks, then exit.")
     ] = False,
+    network: Annotated[Path | None, NetworkFileOpt] = None,
+    artifacts: Annotated[
+        Path | None,
+        typer.Option(
+            "--artifacts",
+            help="The markets' circuit files by SHA-256 (default: "
+            "reef up's store; in an enclave, the copy in its image).",
+        ),
+    ] = None,
+    snarkjs: Annotated[
+        Path | None,
+        typer.Option(
+            "--snarkjs",
+            help="A directory whose node_modules has the pinned snarkjs "
+            "(default: reef's own, installed on first use).",
+        ),
+    ] = None,
     rpc: Annotated[str | None, RpcOpt] = None,
     proof_market: Annotated[str | None, MarketOpt] = None,
     key: Annotated[Path | None, KeyOpt] = None,
 ) -> None:
     """Prove the tasks assigned to you (snarkjs for Groth16 markets, --tee workers for TEE
-    markets) and lock auction asks at your price, until Ctrl-C."""
+    markets) and lock auction asks at your price, until Ctrl-C.
+
+    A --network file may also say how to join (``"prover": {"stake", "compute", "markets":
+    [{"market_id", "price", "max_time", "compute"}]}``, amounts in base units): the prover
+    then waits for its gas and stake, registers and joins before proving (what `reef up`'s
+    prover enclave does with its attested key), and may name each market's input
+    verification service (``"ivs": {"MARKET": URL}``)."""
 
     def build() -> Any:
         import shlex
 
-        from reef.proofs import ArtifactStore, ProverService, command_worker, ensure_snarkjs
+        from reef.proofs import (
+            ArtifactStore,
+            ProverService,
+            RemoteInputVerifier,
+            command_worker,
+            ensure_snarkjs,
+        )
 
-        ctx = _ctx(rpc, proof_market, key)
+        given = _network_file(network)
+        ctx = _ctx(rpc or given.get("rpc"), proof_market or given.get("proof_market"), key)
+        if "from_block" in given and "start_block" not in ctx.service:
+            ctx.service["start_block"] = int(given["from_block"])
+        if isinstance(given.get("prover"), dict):
+            _join_from_file(ctx, given["prover"])
+        verifiers = {int(m): RemoteInputVerifier(str(u)) for m, u in given.get("ivs", {}).items()}
         workers = {}
         if tee:
             from reef.node import load_key_file
@@ -956,10 +1083,22 @@ def prover_run(
         def report(outcome: Any) -> None:
             note(f"ask {outcome.ask_id}: {outcome.outcome} {outcome.detail}".rstrip())
 
+        if snarkjs is not None:
+            import shutil
+
+            from reef.proofs import SnarkjsRuntime
+
+            node = shutil.which("node")
+            if node is None:
+                raise ProofError("Node.js (`node`) was not found; snarkjs needs it")
+            runtime = SnarkjsRuntime(Path(node), snarkjs)
+        else:
+            runtime = ensure_snarkjs(ctx.session.home)
         return ProverService(
             ctx.client(),
-            ArtifactStore(ctx.store_root()),
-            ensure_snarkjs(ctx.session.home),
+            ArtifactStore(artifacts or ctx.store_root()),
+            runtime,
+            verifiers=verifiers,
             from_block=int(ctx.service.get("start_block", 0)),
             markets=market or None,
             on_outcome=report,

@@ -1,22 +1,33 @@
-"""``reef up``'s proof market extension: the contract, the example market, an engine, a prover.
+"""``reef up``'s proof market extension: the contract, the example markets, and an engine and a
+prover that run as attested enclaves.
 
 :class:`ProofsExtension` (an :class:`~reef.node.UpExtension` named ``proofs``):
 
-1. deploys ``ProofMarket`` on the devnet (paid and staked in the network's token, assigned by
-   dev account 4 as the matching engine), or reuses the one this home deployed while its code
-   is still on the chain;
+1. deploys ``ProofMarket`` on the devnet (paid and staked in the network's token), or reuses the
+   one this home deployed while its code is still on the chain;
 2. creates the shipped example markets with an input verification service, storing their
    artifacts under ``$REEF_HOME/proofs/artifacts``: market 1 (``examples/proofs/poseidon``:
    Poseidon of a 64-bit public ``x``, Groth16) and market 2 (``examples/proofs/commitment``:
    ``Poseidon(x, salt)`` with ``x`` a private input);
-3. registers dev account 5 as a prover (stake minted by the token owner, account 0), joins it
-   to both markets and registers its key for market 2's private inputs (the engine publishes
-   its own key on its first step);
-4. runs the matching engine (indexer database ``$REEF_HOME/proofs/engine.db``) and the prover
-   as asyncio tasks of the ``reef up`` process (not yet as attested enclaves);
-5. returns, for ``network.json``'s ``services["proofs"]``: the market address, the token, the
-   example market id, the engine, prover and IVS addresses, the artifact directory and the
-   deployment block.
+3. serves that IVS over HTTP on the host's loopback (:func:`reef.proofs.ivs_app`);
+4. builds the matching engine's image (``examples/proofs-engine``) and the prover's
+   (``examples/proofs-prover`` plus the pinned snarkjs and the example circuits, so both are
+   measured), and starts one enclave of each (labelled ``{"reef.role": "proofs",
+   "reef.proofs": "engine" | "prover"}``), allowed to reach the devnet's RPC port (and the
+   prover the IVS's) and nothing else of the host. Their settings (chain, market, first block;
+   the prover's stake, quotes and IVS) travel as an attested init param, ``network.json``;
+5. fetches each enclave's attestation, verifies it for the image the backend measured, and
+   makes the engine's attested key the market's matching engine
+   (:func:`reef.proofs.register_matching_engine`, sent by the market's admin, dev account 0);
+   funds both keys' gas and mints the prover's stake (the token owner is account 0); the
+   prover enclave registers, joins both markets and registers its key for market 2's private
+   inputs with its own transactions;
+6. returns, for ``network.json``'s ``services["proofs"]``: the market address, the token, the
+   example market ids, the engine and prover (address, enclave id, image id, attestation URL),
+   the IVS's address and URL, the artifact directory and the deployment block.
+
+Enclaves a killed ``reef up`` left behind are stopped and replaced on the next start (their
+keys die with them; the new engine replaces the old one on chain).
 """
 
 from __future__ import annotations
@@ -26,30 +37,37 @@ import contextlib
 import hashlib
 import json
 import logging
+import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from reef.chain import IndexedContract, Indexer, TokenClient, Web3BlockSource
-from reef.crypto import Secp256k1PrivateKey
+import reef
+from reef.attestation import Expectations, attestation_url, verify
+from reef.chain import TokenClient
+from reef.enclave import EnclaveInfo, EnclaveSpec, InitParam, InitParams, build_image
 from reef.errors import ReefError, ServiceError
 from reef.home import ReefHome
-from reef.node._examples import examples_root
+from reef.node._examples import example_dir, examples_root
+from reef.node._serve import Served, serve_app, until_up
 from reef.node._up import UpContext
 from reef.proofs import (
+    RUNTIME_PACKAGE_DIR,
     ArtifactStore,
     CircuitArtifacts,
     InputVerifier,
-    MatchingEngine,
     ProofMarketClient,
-    ProverService,
-    TaskOutcome,
     create_groth16_market,
     ensure_snarkjs,
-    proof_market_decoder,
+    ivs_app,
+    register_matching_engine,
+    tee_signer_address,
 )
 
 __all__ = ["PROOFS_ROLE", "ProofsExtension", "ProofsSettings"]
@@ -57,11 +75,16 @@ __all__ = ["PROOFS_ROLE", "ProofsExtension", "ProofsSettings"]
 log = logging.getLogger("reef.node.proofs")
 
 PROOFS_ROLE = "proofs"
-# Dev accounts: 0 is the user (and token owner), 6-8 serverless operators, 9 the provider.
-_ENGINE_ACCOUNT = 4
-_PROVER_ACCOUNT = 5
+_ROLE_LABEL = "reef.role"
+_PART_LABEL = "reef.proofs"
 _STATE_FILE = ("proofs", "deployment.json")
-_STATE_VERSION = 2  # 2: the contract takes private inputs; market 2 is the private example
+_STATE_VERSION = 3  # 3: the engine and the prover are enclaves (no dev-account prover)
+_GAS_WEI = 10**18
+# snarkjs's toolchain minus the compilers, which a prover does not run.
+_NOT_PROVING = ("circom2", "circomlib")
+# What the reef package copied into an image leaves out: caches and its own npm installs.
+_NOT_CODE_NAMES = ("__pycache__", "node_modules", ".mypy_cache")
+_NOT_CODE = shutil.ignore_patterns(*_NOT_CODE_NAMES, "*.pyc")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,7 +97,6 @@ class ProofsSettings:
     prover_price: int = 100_000
     prover_max_time_s: int = 60
     prover_compute: int = 4
-    interval_s: float = 0.3
 
 
 def _ivs_account(home: ReefHome) -> LocalAccount:
@@ -85,42 +107,70 @@ def _ivs_account(home: ReefHome) -> LocalAccount:
     return account
 
 
+@dataclass(frozen=True)
+class _Market:
+    client: ProofMarketClient
+    example: int
+    private: int
+    start_block: int
+    store: ArtifactStore
+    ivs: InputVerifier
+
+
 class ProofsExtension:
     """The proof market on ``reef up``; see the module docstring."""
 
     def __init__(self, settings: ProofsSettings | None = None) -> None:
         self.settings = settings or ProofsSettings()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stop = asyncio.Event()
+        self._ctx: UpContext | None = None
+        self._enclaves: list[EnclaveInfo] = []
+        self._ivs_server: Served | None = None
 
     @property
     def name(self) -> str:
         return PROOFS_ROLE
 
     async def start(self, ctx: UpContext) -> Mapping[str, Any]:
+        self._ctx = ctx
+        ctx.progress("deploying the proof market")
         try:
-            services, engine, prover = await asyncio.to_thread(self._start_sync, ctx)
+            market = await asyncio.to_thread(self._market, ctx)
         except ReefError:
             raise
         except Exception as exc:  # a chain or file failure while setting up: say what failed
             raise ServiceError(f"starting the proof market failed: {exc}") from exc
-        interval = self.settings.interval_s
-        self._tasks = [
-            asyncio.create_task(engine.run(interval_s=interval, stop=self._stop)),
-            asyncio.create_task(prover.run(interval_s=interval, stop=self._stop)),
-        ]
-        return services
+        self._ivs_server = await serve_app(
+            ivs_app(market.ivs, market.client, from_block=market.start_block),
+            host="127.0.0.1",
+            port=0,
+            what="the proof market's input verification service",
+        )
+        ctx.progress("building the proof market's enclave images")
+        engine_image, prover_image = await asyncio.to_thread(self._images, ctx.home, market)
+        await self._stop_leftovers(ctx)
+        engine = await self._start_engine(ctx, market, engine_image)
+        prover = await self._start_prover(ctx, market, prover_image)
+        return {
+            "market": market.client.address,
+            "token": ctx.info.deployment.token,
+            "example_market": market.example,
+            "private_market": market.private,
+            "engine": engine["address"],
+            "prover": prover["address"],
+            "enclaves": {"engine": engine, "prover": prover},
+            "ivs": market.ivs.address,
+            "ivs_url": self._ivs_server.url,
+            "artifacts": str(market.store.root),
+            "start_block": market.start_block,
+        }
 
-    def _start_sync(
-        self, ctx: UpContext
-    ) -> tuple[Mapping[str, Any], MatchingEngine, ProverService]:
+    # ---- the chain ----
+
+    def _market(self, ctx: UpContext) -> _Market:
         s = self.settings
         home = ctx.home
         w3 = ctx.devnet.web3()
-        accounts = ctx.devnet.accounts
-        owner = accounts[0].local_account
-        engine_account = accounts[_ENGINE_ACCOUNT].local_account
-        prover_account = accounts[_PROVER_ACCOUNT].local_account
+        owner = ctx.devnet.accounts[0].local_account
         runtime = ensure_snarkjs(home)
         store = ArtifactStore(home.path("proofs", "artifacts"))
         ivs = InputVerifier(_ivs_account(home), store, runtime)
@@ -133,104 +183,247 @@ class ProofsExtension:
             and len(w3.eth.get_code(state.get("market", "0x" + "00" * 20))) > 0
         )
         if usable:
-            market = ProofMarketClient(w3, state["market"], account=owner)
-            market_id = int(state["example_market"])
-            private_id = int(state["private_market"])
-            start_block = int(state["start_block"])
-        else:
-            start_block = ctx.devnet.block_number
-            market = ProofMarketClient.deploy(
-                w3, owner, token=token, matching_engine=engine_account.address
+            return _Market(
+                ProofMarketClient(w3, state["market"], account=owner),
+                int(state["example_market"]),
+                int(state["private_market"]),
+                int(state["start_block"]),
+                store,
+                ivs,
             )
-            example = examples_root() / "proofs" / "poseidon"
-            market_id = create_groth16_market(
-                market,
-                CircuitArtifacts(
-                    example / "circuit.wasm",
-                    example / "circuit.zkey",
-                    example / "verification_key.json",
-                ),
-                public_inputs=["x"],
-                store=store,
-                penalty=s.penalty,
-                name="poseidon (example)",
-                ivs=ivs.address,
-            )
-            commitment = examples_root() / "proofs" / "commitment"
-            private_id = create_groth16_market(
-                market,
-                CircuitArtifacts(
-                    commitment / "circuit.wasm",
-                    commitment / "circuit.zkey",
-                    commitment / "verification_key.json",
-                ),
-                public_inputs=["salt"],
-                private_inputs=["x"],
-                store=store,
-                penalty=s.penalty,
-                name="commitment (example, private x)",
-                ivs=ivs.address,
-            )
-            minter = TokenClient(w3, token, account=owner)
-            minter.mint(prover_account.address, s.prover_stake)
-            TokenClient(w3, token, account=prover_account).approve(market.address, 2**256 - 1)
-            prover_client = market.with_account(prover_account)
-            prover_client.register(compute=s.prover_compute, stake=s.prover_stake)
-            for joined in (market_id, private_id):
-                prover_client.join_market(
-                    joined, price=s.prover_price, max_time=s.prover_max_time_s, compute=1
+        start_block = ctx.devnet.block_number
+        # The admin is the engine until the engine enclave's attested key replaces it.
+        market = ProofMarketClient.deploy(w3, owner, token=token, matching_engine=owner.address)
+        ids = []
+        for example, public, private, name in (
+            ("poseidon", ["x"], [], "poseidon (example)"),
+            ("commitment", ["salt"], ["x"], "commitment (example, private x)"),
+        ):
+            folder = examples_root() / "proofs" / example
+            ids.append(
+                create_groth16_market(
+                    market,
+                    CircuitArtifacts(
+                        folder / "circuit.wasm",
+                        folder / "circuit.zkey",
+                        folder / "verification_key.json",
+                    ),
+                    public_inputs=public,
+                    private_inputs=private,
+                    store=store,
+                    penalty=s.penalty,
+                    name=name,
+                    ivs=ivs.address,
                 )
-            prover_key = Secp256k1PrivateKey(bytes(prover_account.key)).public_key.raw
-            prover_client.set_prover_key(private_id, prover_key)
-            state = {
+            )
+        self._save_state(
+            home,
+            {
                 "version": _STATE_VERSION,
                 "chain_id": ctx.devnet.chain_id,
                 "token": token,
                 "market": market.address,
-                "example_market": market_id,
-                "private_market": private_id,
+                "example_market": ids[0],
+                "private_market": ids[1],
                 "start_block": start_block,
-            }
-            self._save_state(home, state)
-        indexer = Indexer(
-            Web3BlockSource(w3),
-            f"sqlite:///{home.path('proofs', 'engine.db')}",
-            contracts=[
-                IndexedContract(
-                    address=market.address,
-                    events=proof_market_decoder(),
-                    stream="proofs",
-                    start_block=start_block,
-                )
-            ],
+            },
         )
-        engine = MatchingEngine(
-            market.with_account(engine_account), indexer, clock=ctx.devnet.next_block_timestamp
-        )
-        prover = ProverService(
-            market.with_account(prover_account),
-            store,
-            runtime,
-            verifiers={market_id: ivs, private_id: ivs},
-            from_block=start_block,
-            on_outcome=self._report,
-        )
-        services = {
-            "market": market.address,
-            "token": token,
-            "example_market": market_id,
-            "private_market": private_id,
-            "engine": engine_account.address,
-            "prover": prover_account.address,
-            "ivs": ivs.address,
-            "artifacts": str(store.root),
-            "start_block": start_block,
-        }
-        return services, engine, prover
+        return _Market(market, ids[0], ids[1], start_block, store, ivs)
+
+    # ---- the images ----
+
+    def _images(self, home: ReefHome, market: _Market) -> tuple[Path, Path]:
+        """The engine's image and the prover's (with snarkjs and the example circuits copied
+        in, so they are measured); each rebuilt only when what goes into it changed."""
+        project = ensure_snarkjs(home).project
+        # The reef code the apps run (the CLI, the engine, the prover) goes into each image,
+        # which imports it first ($PYTHONPATH): measured with the image, not read from the
+        # host's installation (PCR1 measures only the supervisor's own modules).
+        code = {"py/reef": Path(reef.__file__).parent}
+        engine = self._build(home, "proofs-engine", code)
+        circuits: dict[str, Path] = {}
+        for market_id in (market.example, market.private):
+            metadata = _market_metadata(market.client, market_id, market.start_block)
+            for digest in metadata.values():
+                circuits[f"artifacts/{digest}"] = market.store.get(digest)
+        modules = project / "node_modules"
+        extra: dict[str, Path] = {**code, **circuits}
+        extra["snarkjs/package.json"] = RUNTIME_PACKAGE_DIR / "package.json"
+        for entry in sorted(modules.iterdir()):
+            if entry.name not in _NOT_PROVING:
+                extra[f"snarkjs/node_modules/{entry.name}"] = entry
+        prover = self._build(home, "proofs-prover", extra)
+        return engine, prover
 
     @staticmethod
-    def _report(outcome: TaskOutcome) -> None:
-        log.info("proofs: ask %s %s %s", outcome.ask_id, outcome.outcome, outcome.detail)
+    def _build(home: ReefHome, name: str, extra: Mapping[str, Path]) -> Path:
+        app = example_dir(name)
+        manifest = (app / "reef.toml").read_bytes()
+        stamp = hashlib.sha256(manifest)
+        for target, source in sorted(extra.items()):
+            # node_modules entries are replaced whole by npm; the reef package changes file by file.
+            files = _code_files(source) if target.startswith("py/") else [source]
+            for file in files:
+                info = file.stat()
+                stamp.update(
+                    f"{target}\x00{file}\x00{info.st_mtime_ns}\x00{info.st_size}\x00".encode()
+                )
+        app_dir = home.path("proofs", f"{name}-app")
+        image_path = home.path("builds", f"{name}.img")
+        stamp_path = home.path("builds", f"{name}.stamp")
+        if (
+            image_path.is_file()
+            and stamp_path.is_file()
+            and stamp_path.read_text() == stamp.hexdigest()
+        ):
+            return image_path
+        shutil.rmtree(app_dir, ignore_errors=True)
+        app_dir.mkdir(parents=True)
+        shutil.copy2(app / "reef.toml", app_dir / "reef.toml")
+        for target, source in extra.items():
+            destination = app_dir / target
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            if target.startswith("py/"):
+                shutil.copytree(source, destination, ignore=_NOT_CODE)
+            elif source.is_dir():
+                shutil.copytree(source, destination, symlinks=True)
+            else:
+                shutil.copy2(source, destination)
+        image_path.parent.mkdir(parents=True, exist_ok=True)
+        build_image(app_dir, image_path)
+        stamp_path.write_text(stamp.hexdigest())
+        return image_path
+
+    # ---- the enclaves ----
+
+    async def _launch(
+        self,
+        ctx: UpContext,
+        part: str,
+        image: Path,
+        settings: Mapping[str, Any],
+        ports: tuple[int, ...],
+    ) -> tuple[EnclaveInfo, bytes]:
+        """Start one enclave with ``settings`` as its attested ``network.json``; returns it and
+        its attested public key (verified for the image id the backend measured)."""
+        params = InitParams.build(
+            [InitParam("network.json", json.dumps(settings, sort_keys=True).encode())]
+        )
+        init_path = ctx.home.path("proofs", f"{part}-init-params.json")
+        init_path.write_bytes(params.to_json())
+        info = await ctx.backend.start(
+            EnclaveSpec(
+                image=image,
+                init_params=init_path,
+                allow_host_ports=ports,
+                labels={_ROLE_LABEL: PROOFS_ROLE, _PART_LABEL: part},
+            )
+        )
+        self._enclaves.append(info)
+        url = attestation_url(info.endpoints["attestation_secp256k1"])
+
+        async def fetch() -> bytes:
+            try:
+                async with httpx.AsyncClient(timeout=10) as client:
+                    answer = await client.get(url)
+                    answer.raise_for_status()
+                    return answer.content
+            except httpx.HTTPError as exc:
+                raise ServiceError(f"the {part} enclave's attestation: {exc}") from exc
+
+        evidence = await until_up(
+            fetch, what=f"the proof market's {part} enclave", errors=ServiceError
+        )
+        verified = verify(
+            evidence,
+            root=ctx.root,
+            now_ms=int(time.time() * 1000),
+            expect=Expectations(image_id=info.image_id),
+        )
+        return info, evidence if part == "engine" else verified.public_key
+
+    def _settings(self, ctx: UpContext, market: _Market) -> dict[str, Any]:
+        return {
+            "rpc": ctx.info.rpc_url,
+            "proof_market": market.client.address,
+            "from_block": market.start_block,
+            "wait_s": 120,
+        }
+
+    @staticmethod
+    def _rpc_port(ctx: UpContext) -> int:
+        return int(ctx.info.rpc_url.rsplit(":", 1)[1].split("/")[0])
+
+    async def _start_engine(self, ctx: UpContext, market: _Market, image: Path) -> dict[str, Any]:
+        ctx.progress("starting the proof market's matching engine enclave")
+        info, evidence = await self._launch(
+            ctx, "engine", image, self._settings(ctx, market), (self._rpc_port(ctx),)
+        )
+
+        def on_chain() -> str:
+            engine = register_matching_engine(
+                market.client,
+                evidence,
+                image_id=info.image_id,
+                root=ctx.root,
+                now_ms=int(time.time() * 1000),
+            )
+            _fund(ctx, engine, 0)
+            return engine
+
+        address = await asyncio.to_thread(on_chain)
+        return _described(info, address)
+
+    async def _start_prover(self, ctx: UpContext, market: _Market, image: Path) -> dict[str, Any]:
+        s = self.settings
+        ctx.progress("starting the proof market's prover enclave")
+        if self._ivs_server is None:  # pragma: no cover - start() serves it first
+            raise ServiceError("the input verification service is not running")
+        ivs_url = self._ivs_server.url
+        ivs_port = int(ivs_url.rsplit(":", 1)[1].split("/")[0])
+        quotes = [
+            {"market_id": m, "price": s.prover_price, "max_time": s.prover_max_time_s, "compute": 1}
+            for m in (market.example, market.private)
+        ]
+        settings = {
+            **self._settings(ctx, market),
+            "prover": {"stake": s.prover_stake, "compute": s.prover_compute, "markets": quotes},
+            "ivs": {str(m): ivs_url for m in (market.example, market.private)},
+        }
+        info, public_key = await self._launch(
+            ctx, "prover", image, settings, (self._rpc_port(ctx), ivs_port)
+        )
+        address = tee_signer_address(public_key)
+        await asyncio.to_thread(_fund, ctx, address, s.prover_stake)
+
+        async def joined() -> None:
+            def check() -> bool:
+                client = market.client
+                return (
+                    client.prover(address).registered
+                    and all(
+                        client.offer(address, m).joined for m in (market.example, market.private)
+                    )
+                    and client.prover_key(address, market.private) != b""
+                )
+
+            if not await asyncio.to_thread(check):
+                raise ServiceError(f"the prover enclave {address} has not joined the markets yet")
+
+        await until_up(
+            joined, what="the prover enclave's registration", errors=ServiceError, tries=600
+        )
+        return _described(info, address)
+
+    async def _stop_leftovers(self, ctx: UpContext) -> None:
+        """Proof market enclaves a killed ``reef up`` left running: stopped (new ones replace
+        them; their keys died with them)."""
+        ours = {e.id for e in self._enclaves}
+        for info in await ctx.backend.list():
+            if info.labels.get(_ROLE_LABEL) == PROOFS_ROLE and info.id not in ours:
+                with contextlib.suppress(ReefError):
+                    await ctx.backend.stop(info.id)
+                    await ctx.backend.remove(info.id)
 
     @staticmethod
     def _load_state(home: ReefHome) -> dict[str, Any]:
@@ -250,8 +443,56 @@ class ProofsExtension:
         partial.replace(path)
 
     async def aclose(self) -> None:
-        self._stop.set()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(task, timeout=30)
-        self._tasks = []
+        ctx = self._ctx
+        if ctx is not None:
+            for info in self._enclaves:
+                with contextlib.suppress(ReefError):
+                    await ctx.backend.stop(info.id)
+                    await ctx.backend.remove(info.id)
+        self._enclaves.clear()
+        if self._ivs_server is not None:
+            with contextlib.suppress(Exception):
+                await self._ivs_server.aclose()
+            self._ivs_server = None
+
+
+def _code_files(package: Path) -> list[Path]:
+    """The files of ``package`` an image carries (sorted), for the build stamp."""
+    return sorted(
+        path
+        for path in package.rglob("*")
+        if path.is_file() and not any(part in _NOT_CODE_NAMES for part in path.parts)
+    )
+
+
+def _described(info: EnclaveInfo, address: str) -> dict[str, Any]:
+    return {
+        "address": address,
+        "enclave_id": info.id,
+        "image_id": "0x" + info.image_id.hex(),
+        "attestation": attestation_url(info.endpoints["attestation_secp256k1"]),
+    }
+
+
+def _fund(ctx: UpContext, address: str, stake: int) -> None:
+    """Gas (from dev account 0) and ``stake`` of the token (minted by its owner, account 0)."""
+    w3 = ctx.devnet.web3()
+    owner = ctx.devnet.accounts[0].local_account
+    if w3.eth.get_balance(w3.to_checksum_address(address)) < _GAS_WEI // 2:
+        from reef.serverless import fund_gas
+
+        fund_gas(w3, owner, address, _GAS_WEI)
+    if stake:
+        minter = TokenClient(w3, ctx.info.deployment.token, account=owner)
+        if minter.balance(address) < stake:
+            minter.mint(address, stake)
+
+
+def _market_metadata(client: ProofMarketClient, market_id: int, from_block: int) -> dict[str, str]:
+    """A Groth16 market's artifact hashes by role, from its ``MarketCreated`` event."""
+    from reef.proofs import MarketCreated, MarketMetadata
+
+    for event in client.events(from_block, client.w3.eth.block_number):
+        if isinstance(event, MarketCreated) and event.market_id == market_id:
+            return dict(MarketMetadata.from_json(event.metadata).artifacts)
+    raise ServiceError(f"market {market_id} has no MarketCreated event after block {from_block}")

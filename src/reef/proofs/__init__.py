@@ -56,6 +56,7 @@ from reef.proofs._groth16 import (
     verifier_source,
     verify_with_snarkjs,
 )
+from reef.proofs._ivs import RemoteInputVerifier, ivs_app
 from reef.proofs._market import (
     ArtifactStore,
     CircuitArtifacts,
@@ -72,7 +73,13 @@ from reef.proofs._matching import (
     prover_weight,
 )
 from reef.proofs._model import ProofMarketModel
-from reef.proofs._prover import InputVerifier, ProverService, TaskOutcome, circuit_input
+from reef.proofs._prover import (
+    InputVerifier,
+    InvalidInputAttester,
+    ProverService,
+    TaskOutcome,
+    circuit_input,
+)
 from reef.proofs._reasons import ProofRevert
 from reef.proofs._runtime import (
     RUNTIME_PACKAGE_DIR,
@@ -129,6 +136,7 @@ __all__ = [
     "FIELD_MODULUS",
     "Groth16Proof",
     "InputVerifier",
+    "InvalidInputAttester",
     "InvalidInputClosed",
     "MISSED_WINDOW_S",
     "Market",
@@ -155,6 +163,7 @@ __all__ = [
     "ProverSlashed",
     "Quote",
     "RUNTIME_PACKAGE_DIR",
+    "RemoteInputVerifier",
     "SCALAR_FIELD",
     "SNARKJS_VERSION",
     "SecretAssigned",
@@ -181,6 +190,7 @@ __all__ = [
     "ecies_encrypt",
     "encrypt_secret",
     "ensure_snarkjs",
+    "ivs_app",
     "load_verification_key",
     "market_aad",
     "match_round",

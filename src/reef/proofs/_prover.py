@@ -33,6 +33,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
@@ -56,7 +57,13 @@ from reef.proofs._secret import ecies_decrypt, open_secret, parse_private_inputs
 from reef.proofs._tee import TeeWorker
 from reef.proofs._types import AskState, MarketKind
 
-__all__ = ["InputVerifier", "ProverService", "TaskOutcome", "circuit_input"]
+__all__ = [
+    "InputVerifier",
+    "InvalidInputAttester",
+    "ProverService",
+    "TaskOutcome",
+    "circuit_input",
+]
 
 log = logging.getLogger("reef.proofs.prover")
 
@@ -156,6 +163,19 @@ class InputVerifier:
         )
 
 
+class InvalidInputAttester(Protocol):
+    """What a prover asks for an invalid input's signature: an :class:`InputVerifier` in
+    process, or :class:`~reef.proofs.RemoteInputVerifier` over HTTP."""
+
+    def attest_invalid(
+        self,
+        client: ProofMarketClient,
+        ask_id: int,
+        metadata_json: str,
+        secret_key: bytes | None = None,
+    ) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class TaskOutcome:
     """What the prover did with one task: ``proved``, ``invalid``, ``skipped`` or ``failed``
@@ -188,7 +208,7 @@ class ProverService:
         store: ArtifactStore,
         runtime: SnarkjsRuntime,
         *,
-        verifiers: Mapping[int, InputVerifier] | None = None,
+        verifiers: Mapping[int, InvalidInputAttester] | None = None,
         from_block: int = 0,
         markets: Iterable[int] | None = None,
         tee: Mapping[int, TeeWorker] | None = None,

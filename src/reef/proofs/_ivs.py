@@ -1,0 +1,132 @@
+"""An input verification service over HTTP, so that a prover in an enclave can reach its IVS.
+
+The IVS (:class:`~reef.proofs.InputVerifier`) signs "these inputs admit no proof" after proving
+that for itself. In-process it is a method call; a prover enclave reaches it instead at
+``POST /invalid`` with ``{"ask_id": N, "secret_key": "0x…" | null}`` (the AES key of the ask's
+private inputs, when it has some) and gets ``{"signature": "0x…"}``, or a 409 with the reason
+when it refuses. The service reads the ask, its inputs and its market's metadata from the chain
+itself, so the prover's word is never taken for any of them. Starlette (not FastAPI): one route,
+served on reef's serving floor like the other services of ``reef up``.
+
+:class:`RemoteInputVerifier` is the prover's side: it has ``attest_invalid`` like
+:class:`~reef.proofs.InputVerifier`, so :class:`~reef.proofs.ProverService` takes either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from reef.errors import ProofError, ReefError
+from reef.proofs._client import ProofMarketClient
+from reef.proofs._events import MarketCreated
+from reef.proofs._prover import InputVerifier
+
+__all__ = ["RemoteInputVerifier", "ivs_app"]
+
+_TIMEOUT_S = 120.0  # the IVS proves the inputs itself: a Groth16 witness and proof take seconds
+
+
+class _Markets:
+    """The markets' metadata, read from their ``MarketCreated`` events (cached)."""
+
+    def __init__(self, client: ProofMarketClient, from_block: int) -> None:
+        self.client = client
+        self._next = from_block
+        self._metadata: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def metadata(self, market_id: int) -> str:
+        with self._lock:
+            if market_id not in self._metadata:
+                head = self.client.w3.eth.block_number
+                if head >= self._next:
+                    for event in self.client.events(self._next, head):
+                        if isinstance(event, MarketCreated):
+                            self._metadata[event.market_id] = event.metadata
+                    self._next = head + 1
+            found = self._metadata.get(market_id)
+        if found is None:
+            raise ProofError(f"market {market_id} was not created on this chain")
+        return found
+
+
+def ivs_app(verifier: InputVerifier, client: ProofMarketClient, *, from_block: int = 0) -> Any:
+    """The HTTP face of ``verifier`` for the market ``client`` reads (see the module docstring)."""
+    markets = _Markets(client, from_block)
+
+    def attest(ask_id: int, secret_key: bytes | None) -> bytes:
+        ask = client.ask(ask_id)
+        return verifier.attest_invalid(client, ask_id, markets.metadata(ask.market_id), secret_key)
+
+    async def invalid(request: Request) -> JSONResponse:
+        try:
+            body = await request.json()
+            ask_id = int(body["ask_id"])
+            key_hex = body.get("secret_key")
+            secret_key = None if key_hex in (None, "") else bytes.fromhex(str(key_hex)[2:])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return JSONResponse(
+                {"error": 'expected {"ask_id": N, "secret_key": "0x…" | null}'}, status_code=400
+            )
+        try:
+            signature = await asyncio.to_thread(attest, ask_id, secret_key)
+        except ReefError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=409)
+        return JSONResponse({"signature": "0x" + signature.hex()})
+
+    async def info(_request: Request) -> JSONResponse:
+        return JSONResponse({"address": verifier.address})
+
+    return Starlette(routes=[Route("/invalid", invalid, methods=["POST"]), Route("/", info)])
+
+
+class RemoteInputVerifier:
+    """A market's IVS reached over HTTP (``ivs_app``); used by a prover like an
+    :class:`~reef.proofs.InputVerifier`."""
+
+    def __init__(self, url: str, *, timeout_s: float = _TIMEOUT_S) -> None:
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+
+    def attest_invalid(
+        self,
+        client: ProofMarketClient,
+        ask_id: int,
+        metadata_json: str,
+        secret_key: bytes | None = None,
+    ) -> bytes:
+        """The IVS's signature for ``submitInvalidInput`` (it checks the inputs itself).
+
+        Raises:
+            ProofError: the IVS refused (its reason) or could not be reached.
+        """
+        del client, metadata_json  # the service reads both from the chain itself
+        payload = {
+            "ask_id": ask_id,
+            "secret_key": None if secret_key is None else "0x" + secret_key.hex(),
+        }
+        try:
+            answer = httpx.post(f"{self.url}/invalid", json=payload, timeout=self.timeout_s)
+        except httpx.HTTPError as exc:
+            raise ProofError(
+                f"the input verification service at {self.url} did not answer: {exc}",
+                hint="is the IVS running, and may this prover reach it?",
+            ) from exc
+        try:
+            body = answer.json()
+        except ValueError:
+            body = {}
+        if answer.status_code != 200 or not isinstance(body, dict) or "signature" not in body:
+            reason = body.get("error") if isinstance(body, dict) else None
+            raise ProofError(
+                f"the input verification service refused ask {ask_id}: {reason or answer.text}"
+            )
+        return bytes.fromhex(str(body["signature"])[2:])

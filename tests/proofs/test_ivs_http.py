@@ -1,0 +1,70 @@
+"""The input verification service over HTTP (what a prover enclave reaches): a prover using
+:class:`RemoteInputVerifier` closes an invalid ask as ``invalid`` on a real EVM, the service
+refuses valid inputs with its reason, and a malformed request is a 400, not a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from proofs.proofs_support import settle
+from proofs.test_flow import Flow
+from reef.errors import ProofError
+from reef.node._serve import serve_app
+from reef.proofs import AskState, ProverService, RemoteInputVerifier, ivs_app
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Iterator[tuple[Flow, httpx.Client, RemoteInputVerifier]]:
+    flow = Flow(tmp_path)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    app = ivs_app(flow.ivs, flow.chain.market())
+    served = asyncio.run_coroutine_threadsafe(
+        serve_app(app, host="127.0.0.1", port=0, what="the IVS"), loop
+    ).result(30)
+    try:
+        with httpx.Client(base_url=served.url, timeout=60) as http:
+            yield flow, http, RemoteInputVerifier(served.url)
+    finally:
+        asyncio.run_coroutine_threadsafe(served.aclose(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.mark.slow
+def test_a_prover_closes_an_invalid_ask_through_the_http_ivs(
+    remote: tuple[Flow, httpx.Client, RemoteInputVerifier],
+) -> None:
+    flow, _http, verifier = remote
+    prover = ProverService(
+        flow.prover.client, flow.store, flow.runtime, verifiers={flow.market_id: verifier}
+    )
+    ask_id = flow.ask(2**64)  # the circuit's range check fails: no proof exists
+    assert flow.engine.step().assigned == 1
+    [outcome] = settle(prover)
+    assert outcome.outcome == "invalid", outcome
+    assert flow.chain.market().ask(ask_id).state == AskState.INVALID
+
+
+def test_the_http_ivs_refuses_valid_inputs_and_bad_requests(
+    remote: tuple[Flow, httpx.Client, RemoteInputVerifier],
+) -> None:
+    flow, http, verifier = remote
+    ask_id = flow.ask(5)
+    flow.engine.step()
+    with pytest.raises(ProofError, match="admit a proof"):
+        verifier.attest_invalid(flow.chain.market(), ask_id, "")
+    assert http.post("/invalid", json={"ask": 1}).status_code == 400
+    assert http.post("/invalid", content=b"{").status_code == 400
+    missing = http.post("/invalid", json={"ask_id": 99})
+    assert missing.status_code == 409
+    assert "99" in missing.json()["error"]
+    assert http.get("/").json() == {"address": flow.ivs.address}

@@ -1,0 +1,50 @@
+"""``--network FILE`` (what ``reef up`` hands its proof market enclaves): loopback URLs are
+reached through ``$REEF_HOST_ADDR`` inside an enclave, others are kept, and a bad file is a
+clear error from the CLI, not a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from reef.cli import app
+from reef.cli._proofs import _network_file
+
+
+def test_loopback_urls_go_through_the_host_address_inside_an_enclave(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "network.json"
+    settings = {
+        "rpc": "http://127.0.0.1:8545/",
+        "proof_market": "0x" + "11" * 20,
+        "ivs": {"1": "http://localhost:4000", "2": "https://ivs.example:443"},
+    }
+    path.write_text(json.dumps(settings))
+    assert _network_file(path) == settings  # outside an enclave: as given
+    monkeypatch.setenv("REEF_HOST_ADDR", "10.0.2.2")
+    inside = _network_file(path)
+    assert inside["rpc"] == "http://10.0.2.2:8545/"
+    assert inside["ivs"] == {"1": "http://10.0.2.2:4000", "2": "https://ivs.example:443"}
+    assert inside["proof_market"] == settings["proof_market"]
+    assert _network_file(None) == {}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "cannot read the network file"), ("[1]", "is not a JSON object"), ("{", "cannot read")],
+)
+def test_a_bad_network_file_is_a_clear_error(
+    tmp_path: Path, content: str | None, message: str
+) -> None:
+    path = tmp_path / "network.json"
+    if content is not None:
+        path.write_text(content)
+    for command in (["proofs", "engine", "run", "--once"], ["prover", "run", "--once"]):
+        result = CliRunner().invoke(app, [*command, "--network", str(path)])
+        assert result.exit_code == 1, result.output
+        assert message in result.output
+        assert "Traceback" not in result.output
