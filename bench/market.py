@@ -6,7 +6,8 @@
 2. Indexer catch-up: events per second while the indexer catches up over 10 000 and 50 000
    market events (checks + SQLite, a transaction per batch of 500-block ranges), next to raw
    `eth_getLogs` throughput over the same ranges and the same JSON-RPC endpoint, in the same run
-   (interleaved rounds, medians), with and without the indexer's read-ahead thread.
+   (interleaved rounds, medians), with and without the indexer's read-ahead thread. The devnet
+   answers from a child process, as any node an indexer reads is another process.
 
 3. Burst: 20 jobs opened back to back on the same local network; how long after the first
    `jobOpen` each job's enclave is reachable (the provider's `/ip` names it and its app's port
@@ -19,11 +20,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
+import os
+import signal
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -305,19 +310,50 @@ def _index(
     return stored, elapsed
 
 
+@contextlib.contextmanager
+def _served_by_a_child(devnet: Devnet) -> Iterator[str]:
+    """The filled devnet's JSON-RPC URL, served by a forked child process.
+
+    An indexer reads a node that is another process (anvil, geth, ``reef chain``); served from a
+    thread of this one, the node would take the indexer's lock (the GIL) for every answer, and
+    the indexer's read-ahead could never overlap a fetch with storing the range before it.
+    """
+    gc.collect()
+    gc.freeze()  # the child's heap is every block and state object: keep it out of GC scans
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        try:
+            with serve_devnet_in_thread(devnet) as server:
+                os.write(write_end, server.url.encode() + b"\n")
+                signal.sigwait({signal.SIGTERM})
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end) as urls:
+            url = urls.readline().strip()
+        if not url:
+            raise SystemExit("the devnet's child process did not start")
+        yield url
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+
+
 def bench_indexer(sizes: list[int], repeat: int) -> None:
     _say(
         f"== indexer catch-up over {', '.join(map(str, sizes))} market events "
-        "(JSON-RPC over loopback HTTP, the devnet served from this process)"
+        "(JSON-RPC over loopback HTTP to the devnet in a child process)"
     )
     devnet = Devnet()
     market, start = _fill(devnet, max(sizes))
-    # The devnet serves from this process: keep its heap (every block and state object) out of
-    # the collector's scans, which would otherwise be charged to whichever reader runs next.
-    gc.collect()
-    gc.freeze()
-    with serve_devnet_in_thread(devnet) as server, tempfile.TemporaryDirectory() as tmp:
-        w3 = Web3(Web3.HTTPProvider(server.url))
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # the child waits for it
+    with _served_by_a_child(devnet) as url, tempfile.TemporaryDirectory() as tmp:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        del devnet
+        w3 = Web3(Web3.HTTPProvider(url))
         every = w3.provider.make_request(RPCEndpoint("eth_blockNumber"), [])["result"]
         head = int(every, 16)
         for size in sorted(sizes):
