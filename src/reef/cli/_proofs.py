@@ -760,7 +760,10 @@ def engine_run(
                 )
             ],
         )  # fmt: skip
-        return MatchingEngine(client, indexer, batch_size=batch)
+        ignored = given.get("ignore_provers", [])
+        return MatchingEngine(
+            client, indexer, batch_size=batch, ignore_provers=[str(a) for a in ignored]
+        )
 
     engine = _run(build)
     if once:

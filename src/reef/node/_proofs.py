@@ -356,9 +356,11 @@ class ProofsExtension:
 
     async def _start_engine(self, ctx: UpContext, market: _Market, image: Path) -> dict[str, Any]:
         ctx.progress("starting the proof market's matching engine enclave")
-        info, evidence = await self._launch(
-            ctx, "engine", image, self._settings(ctx, market), (self._rpc_port(ctx),)
-        )
+        # Provers an earlier reef up started on this market are gone with their enclaves (and
+        # keys): they can neither prove nor leave, so the engine never assigns them.
+        gone = self._load_state(ctx.home).get("provers", [])
+        settings = {**self._settings(ctx, market), "ignore_provers": gone}
+        info, evidence = await self._launch(ctx, "engine", image, settings, (self._rpc_port(ctx),))
 
         def on_chain() -> str:
             engine = register_matching_engine(
@@ -394,6 +396,9 @@ class ProofsExtension:
             ctx, "prover", image, settings, (self._rpc_port(ctx), ivs_port)
         )
         address = tee_signer_address(public_key)
+        state = self._load_state(ctx.home)
+        state["provers"] = [*state.get("provers", []), address]
+        self._save_state(ctx.home, state)
         await asyncio.to_thread(_fund, ctx, address, s.prover_stake)
 
         async def joined() -> None:

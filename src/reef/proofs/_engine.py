@@ -35,7 +35,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -45,7 +45,7 @@ from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ChainError, InputError, InvalidProofInputError, ProofError
 from reef.proofs._book import OrderBook
 from reef.proofs._client import ProofMarketClient
-from reef.proofs._matching import match_round
+from reef.proofs._matching import Quote, match_round
 from reef.proofs._secret import ecies_decrypt, ecies_encrypt, open_secret
 
 __all__ = ["EngineStep", "MatchingEngine"]
@@ -89,6 +89,9 @@ class MatchingEngine:
         private_key: the engine's secp256k1 secret, which opens private inputs' ACLs (default:
             the client's account key, which is what the contract checks the published key
             against).
+        ignore_provers: provers never to assign (compared case-insensitively): those known to
+            be gone, e.g. the enclaves of an earlier ``reef up``, whose keys died with them and
+            which so can never prove nor leave their markets.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class MatchingEngine:
         batch_size: int = 64,
         clock: Callable[[], float] = time.time,
         private_key: bytes | None = None,
+        ignore_provers: Iterable[str] = (),
     ) -> None:
         if not 1 <= batch_size <= 256:
             raise ProofError("the batch size must be between 1 and 256 (the contract's bound)")
@@ -107,6 +111,7 @@ class MatchingEngine:
         self.batch_size = batch_size
         self.clock = clock
         self.book = OrderBook()
+        self.ignore_provers = frozenset(p.lower() for p in ignore_provers)
         if private_key is None:
             private_key = getattr(client.account, "key", None)
         self._key = None if private_key is None else Secp256k1PrivateKey(bytes(private_key))
@@ -120,6 +125,12 @@ class MatchingEngine:
             self._meta.create_all(indexer.engine)
         except sa.exc.SQLAlchemyError as exc:
             raise ChainError(f"cannot open the matching engine's database: {exc}") from exc
+
+    def _quotes(self) -> Iterable[Quote]:
+        quotes = self.book.quotes.values()
+        if not self.ignore_provers:
+            return quotes
+        return [q for q in quotes if q.prover.lower() not in self.ignore_provers]
 
     def _now(self) -> int:
         return int(self.clock())
@@ -187,7 +198,7 @@ class MatchingEngine:
                 events += self.catch_up()
         pairs = match_round(
             self.book.candidates(),
-            self.book.quotes.values(),
+            self._quotes(),
             self.book.capacity(now),
             self.book.penalties,
             now=now,

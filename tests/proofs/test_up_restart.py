@@ -1,0 +1,67 @@
+"""``reef up`` stopped and started again on the same home (the devnet persists): the proof
+market is reused, new engine and prover enclaves replace the old ones (the new engine's key
+becomes the market's engine), and an ask goes to the new prover, never to the old one, whose
+key died with its enclave."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from e2e_support import network_in_thread
+from typer.testing import CliRunner
+
+from proofs.proofs_support import EXAMPLE
+from reef.cli import app
+from reef.home import ReefHome
+from reef.node import LocalNetwork, UpSettings
+from reef.node._proofs import ProofsExtension
+from reef.proofs import ProofMarketClient
+
+pytestmark = pytest.mark.slow
+
+SETTINGS = UpSettings(
+    rpc_port=0,
+    cp_port=0,
+    store_port=0,
+    verifier_port=0,
+    kms_scallop_port=0,
+    kms_public_port=0,
+    kms=False,
+)
+
+
+def test_a_restarted_reef_up_replaces_its_enclaves_and_keeps_the_market(tmp_path: Path) -> None:
+    home = ReefHome(tmp_path / "home").ensure()
+    network = LocalNetwork(home, SETTINGS, extensions=[ProofsExtension()])
+    with network_in_thread(network, timeout=600) as info:
+        first = dict(info.services["proofs"])
+    network = LocalNetwork(home, SETTINGS, extensions=[ProofsExtension()])
+    with network_in_thread(network, timeout=600) as info:
+        second = dict(info.services["proofs"])
+        assert second["market"] == first["market"]
+        assert second["engine"] != first["engine"]
+        assert second["prover"] != first["prover"]
+        ids = {first["enclaves"][p]["enclave_id"] for p in ("engine", "prover")}
+        running = CliRunner().invoke(
+            app, ["enclave", "ps", "--json"], env={"REEF_HOME": str(home.root)}
+        )
+        assert not ids & {e["id"] for e in json.loads(running.stdout) if e["state"] == "running"}
+        market = ProofMarketClient(network.devnet.web3(), second["market"])  # type: ignore[union-attr]
+        assert market.matching_engine() == second["engine"]
+        assert market.prover(first["prover"]).registered  # still on chain, but never assigned
+        env = {"REEF_HOME": str(home.root)}
+        requested = CliRunner().invoke(
+            app,
+            ["proofs", "request", "1", "--input", str(EXAMPLE / "input.json"), "--reward", "1",
+             "--json"],
+            env=env,
+        )  # fmt: skip
+        assert requested.exit_code == 0, requested.output
+        ask_id = json.loads(requested.stdout)["ask_id"]
+        waited = CliRunner().invoke(
+            app, ["proofs", "wait", str(ask_id), "--timeout", "3m", "--json"], env=env
+        )
+        assert waited.exit_code == 0, waited.output
+        assert json.loads(waited.stdout)["prover"] == second["prover"]
