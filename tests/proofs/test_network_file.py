@@ -35,7 +35,16 @@ def test_loopback_urls_go_through_the_host_address_inside_an_enclave(
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "cannot read the network file"), ("[1]", "is not a JSON object"), ("{", "cannot read")],
+    [
+        (None, "cannot read the network file"),
+        ("[1]", "is not a JSON object"),
+        ("{", "cannot read"),
+        ('{"from_block": "abc"}', "from_block must be a number >= 0"),
+        ('{"ignore_provers": "0x1"}', "ignore_provers must be a list of addresses"),
+        ('{"ivs": {"one": "http://x"}}', "ivs must be an object"),
+        ('{"prover": {"stake": -1}}', "prover stake must be an integer >= 0"),
+        ('{"prover": {"markets": [{"market_id": 1}]}}', "with price"),
+    ],
 )
 def test_a_bad_network_file_is_a_clear_error(
     tmp_path: Path, content: str | None, message: str

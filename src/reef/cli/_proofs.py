@@ -102,8 +102,13 @@ NetworkFileOpt = typer.Option(
 
 
 def _network_file(path: Path | None) -> dict[str, Any]:
-    """The settings a network file gives (empty without one); a loopback RPC URL is rewritten
-    to ``$REEF_HOST_ADDR`` when set (inside an enclave the host is not 127.0.0.1)."""
+    """The settings a network file gives (empty without one), checked; loopback URLs (the RPC
+    and the IVSs) are rewritten to ``$REEF_HOST_ADDR`` when set (inside an enclave the host is
+    not 127.0.0.1).
+
+    Raises:
+        InputError: the file is unreadable, not a JSON object, or a field has the wrong type.
+    """
     if path is None:
         return {}
     import os
@@ -115,6 +120,7 @@ def _network_file(path: Path | None) -> dict[str, Any]:
         raise InputError(f"cannot read the network file {path}: {exc}") from exc
     if not isinstance(data, dict):
         raise InputError(f"the network file {path} is not a JSON object")
+    _check_network_fields(path, data)
     host = os.environ.get("REEF_HOST_ADDR")
 
     def inside(url: Any) -> Any:
@@ -129,6 +135,41 @@ def _network_file(path: Path | None) -> dict[str, Any]:
     if isinstance(data.get("ivs"), dict):
         data["ivs"] = {market: inside(url) for market, url in data["ivs"].items()}
     return data
+
+
+def _check_network_fields(path: Path, data: dict[str, Any]) -> None:
+    def bad(field: str, what: str) -> InputError:
+        return InputError(f"the network file {path}: {field} must be {what}")
+
+    for field in ("rpc", "proof_market"):
+        if field in data and not isinstance(data[field], str):
+            raise bad(field, "a string")
+    for field in ("from_block", "wait_s"):
+        if field in data and (not isinstance(data[field], int | float) or data[field] < 0):
+            raise bad(field, "a number >= 0")
+    ignored = data.get("ignore_provers", [])
+    if not isinstance(ignored, list) or not all(isinstance(a, str) for a in ignored):
+        raise bad("ignore_provers", "a list of addresses")
+    ivs = data.get("ivs", {})
+    if not isinstance(ivs, dict) or not all(
+        isinstance(m, str) and m.isdigit() and isinstance(u, str) for m, u in ivs.items()
+    ):
+        raise bad("ivs", 'an object {"MARKET": URL}')
+    prover = data.get("prover")
+    if prover is None:
+        return
+    if not isinstance(prover, dict) or not isinstance(prover.get("markets", []), list):
+        raise bad("prover", 'an object {"stake", "compute", "markets": [...]}')
+    for item in [prover, *prover.get("markets", [])]:
+        if not isinstance(item, dict):
+            raise bad("prover.markets", "a list of objects")
+        for key in ("stake", "compute", "market_id", "price", "max_time"):
+            if key in item and (not isinstance(item[key], int) or item[key] < 0):
+                raise bad(f"prover {key}", "an integer >= 0")
+    for item in prover.get("markets", []):
+        for key in ("market_id", "price", "max_time"):
+            if key not in item:
+                raise bad("each of prover.markets", f"an object with {key}")
 
 
 def _run(fn: Any) -> Any:

@@ -82,8 +82,9 @@ _STATE_VERSION = 3  # 3: the engine and the prover are enclaves (no dev-account 
 _GAS_WEI = 10**18
 # snarkjs's toolchain minus the compilers, which a prover does not run.
 _NOT_PROVING = ("circom2", "circomlib")
-# What the reef package copied into an image leaves out: caches and its own npm installs.
-_NOT_CODE_NAMES = ("__pycache__", "node_modules", ".mypy_cache")
+# What the reef package copied into an image leaves out: caches, its own npm installs and
+# (in a wheel) the examples.
+_NOT_CODE_NAMES = ("__pycache__", "node_modules", ".mypy_cache", "_examples")
 _NOT_CODE = shutil.ignore_patterns(*_NOT_CODE_NAMES, "*.pyc")
 
 
