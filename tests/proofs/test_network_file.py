@@ -57,3 +57,30 @@ def test_a_bad_network_file_is_a_clear_error(
         assert result.exit_code == 1, result.output
         assert message in result.output
         assert "Traceback" not in result.output
+
+
+def test_the_ivs_without_a_key_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from reef.cli import app
+
+    monkeypatch.delenv("REEF_KMS_DERIVE_URL", raising=False)
+    base = [
+        "proofs",
+        "ivs",
+        "run",
+        "--rpc",
+        "http://127.0.0.1:1",
+        "--proof-market",
+        "0x" + "11" * 20,
+    ]
+    for extra, said in (
+        ([], "give --key-file FILE or --kms-path PATH"),
+        (["--kms-path", "reef.proofs.ivs"], "$REEF_KMS_DERIVE_URL is not set"),
+    ):
+        result = CliRunner().invoke(app, [*base, *extra])
+        assert result.exit_code != 0
+        assert said in result.output
+        assert "Traceback" not in result.output

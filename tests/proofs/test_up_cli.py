@@ -2,8 +2,9 @@
 and the example markets and starts a matching engine and a prover as attested enclaves; the CLI
 requests a proof, waits for it, and the proof it prints verifies with `snarkjs groth16 verify`
 run directly. The engine and the prover sign with their enclaves' attested keys (checked
-against the attestation documents), and the ``reef up`` process runs neither. Invalid inputs
-end ``invalid``; a second market is created from the CLI; errors are messages, not
+against the attestation documents), and the ``reef up`` process runs neither. The input
+verification service is an enclave too, signing with the KMS key of its measured image id, the
+address the example markets have on chain. Invalid inputs end ``invalid`` through it; a second market is created from the CLI; errors are messages, not
 tracebacks."""
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
         verifier_port=0,
         kms_scallop_port=0,
         kms_public_port=0,
-        kms=False,
     )
     network = LocalNetwork(home, settings, extensions=[ProofsExtension(ProofsSettings())])
     with network_in_thread(network, timeout=600):
@@ -231,6 +231,55 @@ def test_invalid_inputs_end_invalid_without_slashing(up: Up) -> None:
     assert json.loads(waited.stdout)["state"] == "invalid"
     status = up.reef("proofs", "list", "--json")
     assert {r["state"] for r in json.loads(status.stdout)} >= {"invalid"}
+
+
+def test_the_ivs_is_an_enclave_signing_with_its_images_kms_key(up: Up) -> None:
+    import asyncio
+    import gc
+    import time
+
+    import httpx
+
+    from reef.attestation import Expectations, TrustedRoot, verify
+    from reef.enclave import load_image
+    from reef.kms import KmsPublicClient, fetch_identity
+    from reef.proofs import InputVerifier, ProofMarketClient
+
+    network = json.loads((up.home.root / "network.json").read_text())
+    services, kms = network["services"]["proofs"], network["kms"]
+    ivs = services["enclaves"]["ivs"]
+    image_id = bytes.fromhex(ivs["image_id"][2:])
+    root = TrustedRoot.resolve("dev", up.home)
+    # The enclave runs the measured IVS image (its attestation says so) ...
+    verify(
+        httpx.get(ivs["attestation"], timeout=30).content,
+        root=root,
+        now_ms=int(time.time() * 1000),
+        expect=Expectations(image_id=image_id),
+    )
+    # ... and the KMS root (its identity attested) derives, for that image id, the address both
+    # example markets were created with and the enclave serves as.
+    identity = asyncio.run(
+        fetch_identity(kms["public"], root=root, image_id=bytes.fromhex(kms["image_id"]))
+    )
+    derived = asyncio.run(
+        KmsPublicClient(kms["public"], signing_key=identity.signing_keys).address(
+            "secp256k1", "reef.proofs.ivs", image_id=image_id
+        )
+    )
+    market = ProofMarketClient(up.devnet.web3(), services["market"])
+    for market_id in (services["example_market"], services["private_market"]):
+        assert market.market(market_id).ivs.lower() == derived.lower()
+    assert services["ivs"].lower() == ivs["address"].lower() == derived.lower()
+    assert services["ivs_url"] == ivs["url"]
+    assert httpx.get(ivs["url"] + "/", timeout=10).json()["address"].lower() == derived.lower()
+    # The reef up process (this one) runs no input verification service.
+    gc.collect()
+    assert not [o for o in gc.get_objects() if isinstance(o, InputVerifier)]
+    files = {e.path for e in load_image(up.home.path("builds", "proofs-ivs.img")).entries}
+    assert "py/reef/proofs/_ivs.py" in files
+    shown = json.loads(up.reef("proofs", "market", "show", "1", "--json").stdout)
+    assert {f"artifacts/{h}" for h in shown["artifacts"].values()} <= files
 
 
 def test_market_create_from_the_cli_and_clear_errors(up: Up) -> None:

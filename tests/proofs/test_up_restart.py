@@ -1,13 +1,16 @@
 """``reef up`` stopped and started again on the same home (the devnet persists): the proof
 market is reused, new engine and prover enclaves replace the old ones (the new engine's key
 becomes the market's engine), and an ask goes to the new prover, never to the old one, whose
-key died with its enclave."""
+key died with its enclave. The input verification service's enclave is replaced too, but its
+KMS-derived key is the same, so the example markets (whose IVS is fixed) are kept."""
 
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
+import httpx
 import pytest
 from e2e_support import network_in_thread
 from typer.testing import CliRunner
@@ -21,29 +24,49 @@ from reef.proofs import ProofMarketClient
 
 pytestmark = pytest.mark.slow
 
-SETTINGS = UpSettings(
-    rpc_port=0,
-    cp_port=0,
-    store_port=0,
-    verifier_port=0,
-    kms_scallop_port=0,
-    kms_public_port=0,
-    kms=False,
-)
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _settings(rpc_port: int) -> UpSettings:
+    return UpSettings(
+        rpc_port=rpc_port,
+        cp_port=0,
+        store_port=0,
+        verifier_port=0,
+        kms_scallop_port=0,
+        kms_public_port=0,
+    )
 
 
 def test_a_restarted_reef_up_replaces_its_enclaves_and_keeps_the_market(tmp_path: Path) -> None:
     home = ReefHome(tmp_path / "home").ensure()
-    network = LocalNetwork(home, SETTINGS, extensions=[ProofsExtension()])
+    # The RPC port is the same in both runs (as reef up's default 8545 is): it is part of the IVS
+    # enclave's attested network.json, so of its image id and KMS key.
+    settings = _settings(_free_port())
+    network = LocalNetwork(home, settings, extensions=[ProofsExtension()])
     with network_in_thread(network, timeout=600) as info:
         first = dict(info.services["proofs"])
-    network = LocalNetwork(home, SETTINGS, extensions=[ProofsExtension()])
+    network = LocalNetwork(home, settings, extensions=[ProofsExtension()])
     with network_in_thread(network, timeout=600) as info:
         second = dict(info.services["proofs"])
         assert second["market"] == first["market"]
+        # The IVS enclave is new, its key (the KMS's for the same image id) is not: the example
+        # markets are kept, and the new enclave answers as the address they have on chain.
+        assert second["ivs"] == first["ivs"]
+        assert (second["example_market"], second["private_market"]) == (
+            first["example_market"],
+            first["private_market"],
+        )
+        assert second["enclaves"]["ivs"]["enclave_id"] != first["enclaves"]["ivs"]["enclave_id"]
+        answer = httpx.get(second["ivs_url"] + "/", timeout=10).json()
+        assert answer["address"] == first["ivs"]
         assert second["engine"] != first["engine"]
         assert second["prover"] != first["prover"]
-        ids = {first["enclaves"][p]["enclave_id"] for p in ("engine", "prover")}
+        ids = {first["enclaves"][p]["enclave_id"] for p in ("engine", "prover", "ivs")}
         running = CliRunner().invoke(
             app, ["enclave", "ps", "--json"], env={"REEF_HOME": str(home.root)}
         )

@@ -38,8 +38,10 @@ prover_app = typer.Typer(
     help="Proving for the proof market: stake, join, run.", no_args_is_help=True
 )
 engine_app = typer.Typer(help="The matching engine: run one.", no_args_is_help=True)
+ivs_app_cli = typer.Typer(help="The input verification service: run one.", no_args_is_help=True)
 proofs_app.add_typer(market_app, name="market")
 proofs_app.add_typer(engine_app, name="engine")
+proofs_app.add_typer(ivs_app_cli, name="ivs")
 
 
 def register(root: typer.Typer) -> None:
@@ -1163,3 +1165,152 @@ def prover_run(
 
     note(f"proving as {service.client.sender}; Ctrl-C stops")
     _run(lambda: asyncio.run(main()))
+
+
+# ---- the input verification service ----
+
+IVS_KMS_PATH = "reef.proofs.ivs"
+"""The KMS derivation path of ``reef up``'s IVS key (secp256k1, from the enclave's seed)."""
+
+
+def _derived_ivs_key(derive_url: str, path: str) -> bytes:
+    """The secp256k1 secret at ``path`` from the enclave's KMS derive server.
+
+    Raises:
+        ServiceError: the derive server did not answer with a 32-byte key.
+    """
+    import httpx
+
+    from reef.errors import ServiceError
+
+    last = ""
+    for _ in range(60):  # the trusted base fetches the seed from the KMS root when it starts
+        try:
+            answer = httpx.get(
+                f"{derive_url.rstrip('/')}/derive/secp256k1", params={"path": path}, timeout=10
+            )
+        except httpx.HTTPError as exc:
+            last = str(exc)
+        else:
+            if answer.status_code == 200 and len(answer.content) == 32:
+                return bytes(answer.content)
+            last = f"HTTP {answer.status_code}: {answer.text[:200]}"
+        time.sleep(0.5)
+    raise ServiceError(
+        f"the KMS derive server at {derive_url} gave no key for {path!r}: {last}",
+        hint="run the IVS in an enclave wired to a KMS root (reef up), or pass --key-file",
+    )
+
+
+@ivs_app_cli.command("run")
+def ivs_run(
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            "--key",
+            help="The IVS's signing key (with --kms-path: only when no KMS derive server is "
+            "wired, e.g. /app/ecdsa.sec in an enclave of a network without a KMS).",
+        ),
+    ] = None,
+    kms_path: Annotated[
+        str | None,
+        typer.Option(
+            "--kms-path",
+            help="Sign with the secp256k1 key at this KMS derivation path, from the enclave's "
+            f"derive server ($REEF_KMS_DERIVE_URL) when it has one (reef up: {IVS_KMS_PATH}).",
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8701,
+    network: Annotated[Path | None, NetworkFileOpt] = None,
+    artifacts: Annotated[
+        Path | None,
+        typer.Option(
+            "--artifacts",
+            help="The markets' circuit files by SHA-256 (default: reef up's store).",
+        ),
+    ] = None,
+    snarkjs: Annotated[
+        Path | None,
+        typer.Option(
+            "--snarkjs",
+            help="A directory whose node_modules has the pinned snarkjs "
+            "(default: reef's own, installed on first use).",
+        ),
+    ] = None,
+    rpc: Annotated[str | None, RpcOpt] = None,
+    proof_market: Annotated[str | None, MarketOpt] = None,
+) -> None:
+    """Serve a market's input verification service (``POST /invalid``) until Ctrl-C: it signs
+    that an ask's inputs admit no proof, after checking that itself. Inside ``reef up``'s IVS
+    enclave the key comes from the KMS (the same for every enclave of the image), so the
+    address the markets record survives restarts."""
+
+    def build() -> Any:
+        import os
+
+        from eth_account import Account
+
+        from reef.proofs import ArtifactStore, InputVerifier, ivs_app
+
+        given = _network_file(network)
+        derive_url = os.environ.get("REEF_KMS_DERIVE_URL")
+        if kms_path is not None and derive_url:
+            account = Account.from_key(_derived_ivs_key(derive_url, kms_path))
+        elif key_file is not None:
+            from reef.node import load_key_file
+
+            account = load_key_file(key_file)
+        else:
+            raise InputError(
+                "the IVS has no signing key: no --key-file, and no KMS derive server "
+                "($REEF_KMS_DERIVE_URL is not set)"
+                if kms_path is not None
+                else "the IVS has no signing key: give --key-file FILE or --kms-path PATH",
+                hint="pass --key-file FILE, or run the IVS in an enclave wired to a KMS",
+            )
+        ctx = _ctx(
+            rpc or given.get("rpc"),
+            proof_market or given.get("proof_market"),
+            None,
+            account=False,
+        )
+        runtime = _snarkjs_runtime(snarkjs, ctx)
+        verifier = InputVerifier(account, ArtifactStore(artifacts or ctx.store_root()), runtime)
+        start = int(given.get("from_block", ctx.service.get("start_block", 0)))
+        return verifier, ivs_app(verifier, ctx.client(), from_block=start)
+
+    verifier, served_app = _run(build)
+    import asyncio
+
+    from reef.cli._common import stop_signals
+    from reef.node._serve import serve_app
+
+    async def main() -> None:
+        with stop_signals() as stop:
+            server = await serve_app(
+                served_app, host=host, port=port, what="the input verification service"
+            )
+            note(f"input verification service {verifier.address} on {server.url}; Ctrl-C stops")
+            try:
+                await stop.wait()
+            finally:
+                await server.aclose()
+
+    _run(lambda: asyncio.run(main()))
+
+
+def _snarkjs_runtime(snarkjs: Path | None, ctx: Any) -> Any:
+    from reef.proofs import ensure_snarkjs
+
+    if snarkjs is None:
+        return ensure_snarkjs(ctx.session.home)
+    import shutil
+
+    from reef.proofs import SnarkjsRuntime
+
+    node = shutil.which("node")
+    if node is None:
+        raise ProofError("Node.js (`node`) was not found; snarkjs needs it")
+    return SnarkjsRuntime(Path(node), snarkjs)

@@ -5,17 +5,25 @@ prover that run as attested enclaves.
 
 1. deploys ``ProofMarket`` on the devnet (paid and staked in the network's token), or reuses the
    one this home deployed while its code is still on the chain;
-2. creates the shipped example markets with an input verification service, storing their
-   artifacts under ``$REEF_HOME/proofs/artifacts``: market 1 (``examples/proofs/poseidon``:
-   Poseidon of a 64-bit public ``x``, Groth16) and market 2 (``examples/proofs/commitment``:
-   ``Poseidon(x, salt)`` with ``x`` a private input);
-3. serves that IVS over HTTP on the host's loopback (:func:`reef.proofs.ivs_app`);
+2. builds the input verification service's image (``examples/proofs-ivs`` plus the pinned
+   snarkjs and the example circuits) and starts it as an enclave; its signing key is derived
+   from reef's KMS (path ``reef.proofs.ivs`` of its image id's seed), so every enclave of that
+   image signs as one address, which the extension learns from the KMS root's signed public
+   endpoint for the measured image id and checks against what the enclave says it signs with
+   (without a KMS, ``--no-kms``: the enclave's attested key, new at every start);
+3. creates the shipped example markets with that IVS, storing their artifacts under
+   ``$REEF_HOME/proofs/artifacts``: market 1 (``examples/proofs/poseidon``: Poseidon of a
+   64-bit public ``x``, Groth16) and market 2 (``examples/proofs/commitment``:
+   ``Poseidon(x, salt)`` with ``x`` a private input); a market's IVS is fixed when it is
+   created, so when the IVS address differs from the one the home's example markets have (new
+   reef code, another KMS root, no KMS), new example markets replace them (said in the progress);
 4. builds the matching engine's image (``examples/proofs-engine``) and the prover's
    (``examples/proofs-prover`` plus the pinned snarkjs and the example circuits, so both are
    measured), and starts one enclave of each (labelled ``{"reef.role": "proofs",
-   "reef.proofs": "engine" | "prover"}``), allowed to reach the devnet's RPC port (and the
-   prover the IVS's) and nothing else of the host. Their settings (chain, market, first block;
-   the prover's stake, quotes and IVS) travel as an attested init param, ``network.json``;
+   "reef.proofs": "engine" | "prover" | "ivs"}``), allowed to reach the devnet's RPC port (and
+   the prover the IVS enclave's published port) and nothing else of the host. Their settings
+   (chain, market, first block; the prover's stake, quotes and IVS) travel as an attested init
+   param, ``network.json``;
 5. fetches each enclave's attestation, verifies it for the image the backend measured, and
    makes the engine's attested key the market's matching engine
    (:func:`reef.proofs.register_matching_engine`, sent by the market's admin, dev account 0);
@@ -24,7 +32,7 @@ prover that run as attested enclaves.
    inputs with its own transactions;
 6. returns, for ``network.json``'s ``services["proofs"]``: the market address, the token, the
    example market ids, the engine and prover (address, enclave id, image id, attestation URL),
-   the IVS's address and URL, the artifact directory and the deployment block.
+   the IVS's address and URL (and its enclave), the artifact directory and the deployment block.
 
 Enclaves a killed ``reef up`` left behind are stopped and replaced on the next start (their
 keys die with them; the new engine replaces the old one on chain).
@@ -40,13 +48,12 @@ import logging
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
+from web3 import Web3
 
 import reef
 from reef.attestation import Expectations, attestation_url, verify
@@ -55,17 +62,15 @@ from reef.enclave import EnclaveInfo, EnclaveSpec, InitParam, InitParams, build_
 from reef.errors import ReefError, ServiceError
 from reef.home import ReefHome
 from reef.node._examples import example_dir, examples_root
-from reef.node._serve import Served, serve_app, until_up
+from reef.node._serve import until_up
 from reef.node._up import UpContext
 from reef.proofs import (
     RUNTIME_PACKAGE_DIR,
     ArtifactStore,
     CircuitArtifacts,
-    InputVerifier,
     ProofMarketClient,
     create_groth16_market,
     ensure_snarkjs,
-    ivs_app,
     register_matching_engine,
     tee_signer_address,
 )
@@ -86,6 +91,13 @@ _NOT_PROVING = ("circom2", "circomlib")
 # (in a wheel) the examples.
 _NOT_CODE_NAMES = ("__pycache__", "node_modules", ".mypy_cache", "_examples")
 _NOT_CODE = shutil.ignore_patterns(*_NOT_CODE_NAMES, "*.pyc")
+# The IVS enclave's key: this path of its image's KMS seed (examples/proofs-ivs's command).
+IVS_KMS_PATH = "reef.proofs.ivs"
+_IVS_PORT = 8701  # the port the IVS app listens on inside its enclave
+_EXAMPLES: tuple[tuple[str, list[str], list[str], str], ...] = (
+    ("poseidon", ["x"], [], "poseidon (example)"),
+    ("commitment", ["salt"], ["x"], "commitment (example, private x)"),
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,14 +112,6 @@ class ProofsSettings:
     prover_compute: int = 4
 
 
-def _ivs_account(home: ReefHome) -> LocalAccount:
-    # The IVS key of this home's example market: derived from the home's path, so a restart
-    # keeps the market's IVS. It is a development key on a development chain.
-    seed = hashlib.sha256(b"reef proofs ivs\x00" + str(home.root.resolve()).encode()).digest()
-    account: LocalAccount = Account.from_key(seed)
-    return account
-
-
 @dataclass(frozen=True)
 class _Market:
     client: ProofMarketClient
@@ -115,7 +119,7 @@ class _Market:
     private: int
     start_block: int
     store: ArtifactStore
-    ivs: InputVerifier
+    ivs: str = ""
 
 
 class ProofsExtension:
@@ -125,7 +129,7 @@ class ProofsExtension:
         self.settings = settings or ProofsSettings()
         self._ctx: UpContext | None = None
         self._enclaves: list[EnclaveInfo] = []
-        self._ivs_server: Served | None = None
+        self._ivs_url = ""
 
     @property
     def name(self) -> str:
@@ -135,20 +139,23 @@ class ProofsExtension:
         self._ctx = ctx
         ctx.progress("deploying the proof market")
         try:
-            market = await asyncio.to_thread(self._market, ctx)
+            contract = await asyncio.to_thread(self._contract, ctx)
         except ReefError:
             raise
         except Exception as exc:  # a chain or file failure while setting up: say what failed
             raise ServiceError(f"starting the proof market failed: {exc}") from exc
-        self._ivs_server = await serve_app(
-            ivs_app(market.ivs, market.client, from_block=market.start_block),
-            host="127.0.0.1",
-            port=0,
-            what="the proof market's input verification service",
-        )
+        await self._stop_leftovers(ctx)
+        ctx.progress("building the proof market's input verification service image")
+        ivs_image = await asyncio.to_thread(self._ivs_image, ctx.home, contract.store)
+        ivs = await self._start_ivs(ctx, contract, ivs_image)
+        try:
+            market = await asyncio.to_thread(self._examples, ctx, contract, ivs["address"])
+        except ReefError:
+            raise
+        except Exception as exc:  # a chain failure while creating the markets
+            raise ServiceError(f"creating the example proof markets failed: {exc}") from exc
         ctx.progress("building the proof market's enclave images")
         engine_image, prover_image = await asyncio.to_thread(self._images, ctx.home, market)
-        await self._stop_leftovers(ctx)
         engine = await self._start_engine(ctx, market, engine_image)
         prover = await self._start_prover(ctx, market, prover_image)
         return {
@@ -158,23 +165,23 @@ class ProofsExtension:
             "private_market": market.private,
             "engine": engine["address"],
             "prover": prover["address"],
-            "enclaves": {"engine": engine, "prover": prover},
-            "ivs": market.ivs.address,
-            "ivs_url": self._ivs_server.url,
+            "enclaves": {"engine": engine, "prover": prover, "ivs": ivs},
+            "ivs": market.ivs,
+            "ivs_url": self._ivs_url,
             "artifacts": str(market.store.root),
             "start_block": market.start_block,
         }
 
     # ---- the chain ----
 
-    def _market(self, ctx: UpContext) -> _Market:
-        s = self.settings
+    def _contract(self, ctx: UpContext) -> _Market:
+        """The ``ProofMarket`` this home deployed while its code is still on the chain, or a new
+        one (its example markets, when reused: checked against the IVS by :meth:`_examples`)."""
         home = ctx.home
         w3 = ctx.devnet.web3()
         owner = ctx.devnet.accounts[0].local_account
-        runtime = ensure_snarkjs(home)
+        ensure_snarkjs(home)
         store = ArtifactStore(home.path("proofs", "artifacts"))
-        ivs = InputVerifier(_ivs_account(home), store, runtime)
         token = ctx.info.deployment.token
         state = self._load_state(home)
         usable = (
@@ -186,37 +193,15 @@ class ProofsExtension:
         if usable:
             return _Market(
                 ProofMarketClient(w3, state["market"], account=owner),
-                int(state["example_market"]),
-                int(state["private_market"]),
+                int(state.get("example_market", 0)),
+                int(state.get("private_market", 0)),
                 int(state["start_block"]),
                 store,
-                ivs,
+                str(state.get("ivs", "")),
             )
         start_block = ctx.devnet.block_number
         # The admin is the engine until the engine enclave's attested key replaces it.
         market = ProofMarketClient.deploy(w3, owner, token=token, matching_engine=owner.address)
-        ids = []
-        for example, public, private, name in (
-            ("poseidon", ["x"], [], "poseidon (example)"),
-            ("commitment", ["salt"], ["x"], "commitment (example, private x)"),
-        ):
-            folder = examples_root() / "proofs" / example
-            ids.append(
-                create_groth16_market(
-                    market,
-                    CircuitArtifacts(
-                        folder / "circuit.wasm",
-                        folder / "circuit.zkey",
-                        folder / "verification_key.json",
-                    ),
-                    public_inputs=public,
-                    private_inputs=private,
-                    store=store,
-                    penalty=s.penalty,
-                    name=name,
-                    ivs=ivs.address,
-                )
-            )
         self._save_state(
             home,
             {
@@ -224,37 +209,74 @@ class ProofsExtension:
                 "chain_id": ctx.devnet.chain_id,
                 "token": token,
                 "market": market.address,
-                "example_market": ids[0],
-                "private_market": ids[1],
                 "start_block": start_block,
             },
         )
-        return _Market(market, ids[0], ids[1], start_block, store, ivs)
+        return _Market(market, 0, 0, start_block, store)
+
+    def _examples(self, ctx: UpContext, contract: _Market, ivs: str) -> _Market:
+        """The example markets, with ``ivs`` as their input verification service: the ones this
+        home created when they have that IVS, else new ones (a market's IVS cannot change)."""
+        s = self.settings
+        if contract.example and contract.private and contract.ivs.lower() == ivs.lower():
+            return replace(contract, ivs=ivs)
+        if contract.example:
+            note = (
+                f"the example markets {contract.example} and {contract.private} have IVS "
+                f"{contract.ivs or '(unrecorded)'}, the IVS enclave signs as {ivs}: creating new "
+                "example markets (a market's IVS is fixed when it is created)"
+            )
+            log.warning("%s", note)
+            ctx.progress(note)
+        ids = []
+        for example, public, private, name in _EXAMPLES:
+            folder = examples_root() / "proofs" / example
+            ids.append(
+                create_groth16_market(
+                    contract.client,
+                    CircuitArtifacts(
+                        folder / "circuit.wasm",
+                        folder / "circuit.zkey",
+                        folder / "verification_key.json",
+                    ),
+                    public_inputs=public,
+                    private_inputs=private,
+                    store=contract.store,
+                    penalty=s.penalty,
+                    name=name,
+                    ivs=ivs,
+                )
+            )
+        state = self._load_state(ctx.home)
+        state.update({"example_market": ids[0], "private_market": ids[1], "ivs": ivs})
+        self._save_state(ctx.home, state)
+        return replace(contract, example=ids[0], private=ids[1], ivs=ivs)
 
     # ---- the images ----
 
     def _images(self, home: ReefHome, market: _Market) -> tuple[Path, Path]:
         """The engine's image and the prover's (with snarkjs and the example circuits copied
         in, so they are measured); each rebuilt only when what goes into it changed."""
-        project = ensure_snarkjs(home).project
-        # The reef code the apps run (the CLI, the engine, the prover) goes into each image,
-        # which imports it first ($PYTHONPATH): measured with the image, not read from the
-        # host's installation (PCR1 measures only the supervisor's own modules).
-        code = {"py/reef": Path(reef.__file__).parent}
-        engine = self._build(home, "proofs-engine", code)
+        engine = self._build(home, "proofs-engine", _code())
         circuits: dict[str, Path] = {}
         for market_id in (market.example, market.private):
             metadata = _market_metadata(market.client, market_id, market.start_block)
             for digest in metadata.values():
                 circuits[f"artifacts/{digest}"] = market.store.get(digest)
-        modules = project / "node_modules"
-        extra: dict[str, Path] = {**code, **circuits}
-        extra["snarkjs/package.json"] = RUNTIME_PACKAGE_DIR / "package.json"
-        for entry in sorted(modules.iterdir()):
-            if entry.name not in _NOT_PROVING:
-                extra[f"snarkjs/node_modules/{entry.name}"] = entry
+        extra = {**_code(), **circuits, **_snarkjs_files(home)}
         prover = self._build(home, "proofs-prover", extra)
         return engine, prover
+
+    def _ivs_image(self, home: ReefHome, store: ArtifactStore) -> Path:
+        """The IVS's image: the reef code, snarkjs and the example circuits (by SHA-256, the
+        names the example markets record), known before those markets exist."""
+        circuits: dict[str, Path] = {}
+        for example, *_ in _EXAMPLES:
+            folder = examples_root() / "proofs" / example
+            for name in ("circuit.wasm", "circuit.zkey", "verification_key.json"):
+                digest = store.put(folder / name)
+                circuits[f"artifacts/{digest}"] = store.get(digest)
+        return self._build(home, "proofs-ivs", {**_code(), **circuits, **_snarkjs_files(home)})
 
     @staticmethod
     def _build(home: ReefHome, name: str, extra: Mapping[str, Path]) -> Path:
@@ -304,6 +326,8 @@ class ProofsExtension:
         image: Path,
         settings: Mapping[str, Any],
         ports: tuple[int, ...],
+        *,
+        published: Mapping[int, int] | None = None,
     ) -> tuple[EnclaveInfo, bytes]:
         """Start one enclave with ``settings`` as its attested ``network.json``; returns it and
         its attested public key (verified for the image id the backend measured)."""
@@ -317,6 +341,7 @@ class ProofsExtension:
                 image=image,
                 init_params=init_path,
                 allow_host_ports=ports,
+                ports=dict(published or {}),
                 labels={_ROLE_LABEL: PROOFS_ROLE, _PART_LABEL: part},
             )
         )
@@ -377,12 +402,58 @@ class ProofsExtension:
         address = await asyncio.to_thread(on_chain)
         return _described(info, address)
 
+    async def _start_ivs(self, ctx: UpContext, contract: _Market, image: Path) -> dict[str, Any]:
+        """The IVS enclave, started and attested; its signing address from the KMS root's
+        public endpoint for the measured image id (checked against what the enclave says)."""
+        ctx.progress("starting the proof market's input verification service enclave")
+        settings = {
+            "rpc": ctx.info.rpc_url,
+            "proof_market": contract.client.address,
+            "from_block": contract.start_block,
+        }
+        info, public_key = await self._launch(
+            ctx, "ivs", image, settings, (self._rpc_port(ctx),), published={_IVS_PORT: 0}
+        )
+        kms = ctx.info.kms
+        if kms.get("public"):
+            from reef.kms import KmsPublicClient, fetch_identity
+
+            identity = await fetch_identity(
+                kms["public"], root=ctx.root, image_id=bytes.fromhex(kms["image_id"])
+            )
+            derived = await KmsPublicClient(
+                kms["public"], signing_key=identity.signing_keys
+            ).address("secp256k1", IVS_KMS_PATH, image_id=info.image_id)
+            address = str(Web3.to_checksum_address(derived))
+        else:  # no KMS root: the enclave signs with its attested key (not kept across restarts)
+            address = str(tee_signer_address(public_key))
+        url = str(info.endpoints["ports"][_IVS_PORT])
+        self._ivs_url = url
+
+        async def answers() -> str:
+            try:
+                async with httpx.AsyncClient(timeout=10) as client:
+                    answer = await client.get(url + "/")
+                    answer.raise_for_status()
+                    return str(answer.json()["address"])
+            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+                raise ServiceError(f"the IVS enclave at {url}: {exc}") from exc
+
+        says = await until_up(
+            answers, what="the input verification service enclave", errors=ServiceError, tries=600
+        )
+        if says.lower() != address.lower():
+            raise ServiceError(
+                f"the IVS enclave signs as {says}, but its key for image "
+                f"0x{info.image_id.hex()} is {address}",
+                hint="the enclave is not wired to this network's KMS root; restart reef up",
+            )
+        return {**_described(info, address), "url": url}
+
     async def _start_prover(self, ctx: UpContext, market: _Market, image: Path) -> dict[str, Any]:
         s = self.settings
         ctx.progress("starting the proof market's prover enclave")
-        if self._ivs_server is None:  # pragma: no cover - start() serves it first
-            raise ServiceError("the input verification service is not running")
-        ivs_url = self._ivs_server.url
+        ivs_url = self._ivs_url
         ivs_port = int(ivs_url.rsplit(":", 1)[1].split("/")[0])
         quotes = [
             {"market_id": m, "price": s.prover_price, "max_time": s.prover_max_time_s, "compute": 1}
@@ -456,10 +527,6 @@ class ProofsExtension:
                     await ctx.backend.stop(info.id)
                     await ctx.backend.remove(info.id)
         self._enclaves.clear()
-        if self._ivs_server is not None:
-            with contextlib.suppress(Exception):
-                await self._ivs_server.aclose()
-            self._ivs_server = None
 
 
 def _code_files(package: Path) -> list[Path]:
@@ -469,6 +536,23 @@ def _code_files(package: Path) -> list[Path]:
         for path in package.rglob("*")
         if path.is_file() and not any(part in _NOT_CODE_NAMES for part in path.parts)
     )
+
+
+def _code() -> dict[str, Path]:
+    """The reef code the apps run (the CLI, the engine, the prover, the IVS): each image carries
+    it and imports it first ($PYTHONPATH), so it is measured with the image, not read from the
+    host's installation (PCR1 measures only the supervisor's own modules)."""
+    return {"py/reef": Path(reef.__file__).parent}
+
+
+def _snarkjs_files(home: ReefHome) -> dict[str, Path]:
+    """The pinned snarkjs install, minus the compilers (image path -> source)."""
+    modules = ensure_snarkjs(home).project / "node_modules"
+    extra = {"snarkjs/package.json": RUNTIME_PACKAGE_DIR / "package.json"}
+    for entry in sorted(modules.iterdir()):
+        if entry.name not in _NOT_PROVING:
+            extra[f"snarkjs/node_modules/{entry.name}"] = entry
+    return extra
 
 
 def _described(info: EnclaveInfo, address: str) -> dict[str, Any]:
