@@ -8,15 +8,17 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
 from proofs.proofs_support import settle
 from proofs.test_flow import Flow
+from reef.crypto import Secp256k1PrivateKey, Secp256k1PublicKey
 from reef.errors import ProofError
 from reef.node._serve import serve_app
-from reef.proofs import AskState, ProverService, RemoteInputVerifier, ivs_app
+from reef.proofs import AskState, ProverService, RemoteInputVerifier, ecies_encrypt, ivs_app
 
 
 @pytest.fixture
@@ -67,4 +69,32 @@ def test_the_http_ivs_refuses_valid_inputs_and_bad_requests(
     missing = http.post("/invalid", json={"ask_id": 99})
     assert missing.status_code == 409
     assert "99" in missing.json()["error"]
-    assert http.get("/").json() == {"address": flow.ivs.address}
+    identity = http.get("/").json()
+    assert identity["address"] == flow.ivs.address
+    assert Secp256k1PublicKey(bytes.fromhex(identity["public_key"][2:])).checksum_address == (
+        flow.ivs.address
+    )
+    assert http.post("/invalid", json={"ask_id": ask_id, "acl": "0x00"}).status_code == 400
+    # Encrypted to another key: the IVS cannot open it, and says so.
+    foreign = ecies_encrypt(Secp256k1PrivateKey.generate().public_key.raw, b"k" * 32)
+    refused = http.post("/invalid", json={"ask_id": ask_id, "acl": "0x" + foreign.hex()})
+    assert refused.status_code == 400
+    assert "does not open" in refused.json()["error"]
+
+
+class _ElsewhereMarket:
+    """A market whose IVS is some other address than the service's."""
+
+    def ask(self, ask_id: int) -> SimpleNamespace:
+        return SimpleNamespace(market_id=1)
+
+    def market(self, market_id: int) -> SimpleNamespace:
+        return SimpleNamespace(ivs="0x" + "77" * 20)
+
+
+def test_a_private_asks_key_goes_only_to_the_markets_ivs(
+    remote: tuple[Flow, httpx.Client, RemoteInputVerifier],
+) -> None:
+    _flow, _http, verifier = remote
+    with pytest.raises(ProofError, match="not as the market's IVS"):
+        verifier.attest_invalid(_ElsewhereMarket(), 1, "", b"k" * 32)  # type: ignore[arg-type]

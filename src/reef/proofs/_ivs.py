@@ -2,9 +2,12 @@
 
 The IVS (:class:`~reef.proofs.InputVerifier`) signs "these inputs admit no proof" after proving
 that for itself. In-process it is a method call; a prover enclave reaches it instead at
-``POST /invalid`` with ``{"ask_id": N, "secret_key": "0x…" | null}`` (the AES key of the ask's
-private inputs, when it has some) and gets ``{"signature": "0x…"}``, or a 409 with the reason
-when it refuses. The service reads the ask, its inputs and its market's metadata from the chain
+``POST /invalid`` with ``{"ask_id": N, "acl": "0x…" | null}`` and gets
+``{"signature": "0x…"}``, or a 409 with the reason when it refuses. ``acl`` is the AES key of the
+ask's private inputs, when it has some, ECIES-encrypted to the IVS's own key (Kalypso's ACL
+format): the request crosses the host's network between two enclaves, so the key never travels
+in the clear. ``GET /`` gives the IVS's address and public key; :class:`RemoteInputVerifier`
+encrypts to that key only after checking that its address is the market's IVS on chain. The service reads the ask, its inputs and its market's metadata from the chain
 itself, so the prover's word is never taken for any of them. Starlette (not FastAPI): one route,
 served on reef's serving floor like the other services of ``reef up``.
 
@@ -24,10 +27,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from reef.crypto import Secp256k1PrivateKey, Secp256k1PublicKey
 from reef.errors import ProofError, ReefError
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._events import MarketCreated
 from reef.proofs._prover import InputVerifier
+from reef.proofs._secret import ecies_decrypt, ecies_encrypt
 
 __all__ = ["RemoteInputVerifier", "ivs_app"]
 
@@ -61,6 +66,8 @@ class _Markets:
 def ivs_app(verifier: InputVerifier, client: ProofMarketClient, *, from_block: int = 0) -> Any:
     """The HTTP face of ``verifier`` for the market ``client`` reads (see the module docstring)."""
     markets = _Markets(client, from_block)
+    key = Secp256k1PrivateKey(bytes(verifier.account.key))
+    identity = {"address": verifier.address, "public_key": "0x" + key.public_key.raw.hex()}
 
     def attest(ask_id: int, secret_key: bytes | None) -> bytes:
         ask = client.ask(ask_id)
@@ -70,11 +77,17 @@ def ivs_app(verifier: InputVerifier, client: ProofMarketClient, *, from_block: i
         try:
             body = await request.json()
             ask_id = int(body["ask_id"])
-            key_hex = body.get("secret_key")
-            secret_key = None if key_hex in (None, "") else bytes.fromhex(str(key_hex)[2:])
+            acl_hex = body.get("acl")
+            acl = None if acl_hex in (None, "") else bytes.fromhex(str(acl_hex).removeprefix("0x"))
         except (ValueError, KeyError, TypeError, AttributeError):
             return JSONResponse(
-                {"error": 'expected {"ask_id": N, "secret_key": "0x…" | null}'}, status_code=400
+                {"error": 'expected {"ask_id": N, "acl": "0x…" | null}'}, status_code=400
+            )
+        try:
+            secret_key = None if acl is None else ecies_decrypt(key.secret, acl)
+        except ReefError as exc:
+            return JSONResponse(
+                {"error": f"the acl does not open with this IVS's key: {exc}"}, status_code=400
             )
         try:
             signature = await asyncio.to_thread(attest, ask_id, secret_key)
@@ -83,7 +96,7 @@ def ivs_app(verifier: InputVerifier, client: ProofMarketClient, *, from_block: i
         return JSONResponse({"signature": "0x" + signature.hex()})
 
     async def info(_request: Request) -> JSONResponse:
-        return JSONResponse({"address": verifier.address})
+        return JSONResponse(identity)
 
     return Starlette(routes=[Route("/invalid", invalid, methods=["POST"]), Route("/", info)])
 
@@ -108,11 +121,12 @@ class RemoteInputVerifier:
         Raises:
             ProofError: the IVS refused (its reason) or could not be reached.
         """
-        del client, metadata_json  # the service reads both from the chain itself
-        payload = {
-            "ask_id": ask_id,
-            "secret_key": None if secret_key is None else "0x" + secret_key.hex(),
-        }
+        del metadata_json  # the service reads it from the chain itself
+        acl = None
+        if secret_key is not None:
+            ivs = client.market(client.ask(ask_id).market_id).ivs
+            acl = ecies_encrypt(self._public_key(ivs), secret_key)
+        payload = {"ask_id": ask_id, "acl": None if acl is None else "0x" + acl.hex()}
         try:
             answer = httpx.post(f"{self.url}/invalid", json=payload, timeout=self.timeout_s)
         except httpx.HTTPError as exc:
@@ -130,3 +144,25 @@ class RemoteInputVerifier:
                 f"the input verification service refused ask {ask_id}: {reason or answer.text}"
             )
         return bytes.fromhex(str(body["signature"])[2:])
+
+    def _public_key(self, ivs: str) -> bytes:
+        """The service's public key, once its address is the market's IVS ``ivs``.
+
+        Raises:
+            ProofError: the service cannot be reached, or it is not the market's IVS.
+        """
+        try:
+            body = httpx.get(f"{self.url}/", timeout=self.timeout_s).json()
+            public_key = Secp256k1PublicKey(bytes.fromhex(str(body["public_key"])[2:]))
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, ReefError) as exc:
+            raise ProofError(
+                f"the input verification service at {self.url} gave no public key: {exc}",
+                hint="is the IVS running, and may this prover reach it?",
+            ) from exc
+        if public_key.address.lower() != ivs.lower():
+            raise ProofError(
+                f"the service at {self.url} signs as {public_key.checksum_address}, not as the "
+                f"market's IVS {ivs}: the ask's key is not sent to it",
+                hint="point the prover at the market's IVS",
+            )
+        return public_key.raw
