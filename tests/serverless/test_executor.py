@@ -83,14 +83,17 @@ async def network(
     w3 = chain.devnet.web3()
     nodes: list[ExecutorNode] = []
     runtimes: list[FunctionRuntime] = []
+    # Each job selects all three executors, and one test opens seven jobs back to back: with
+    # room for four, the later ones raced the earlier ones' answers (and lost on a fast chain).
+    capacity = 8
     try:
         for i, operator in enumerate(chain.operators[:3]):
             key = Secp256k1PrivateKey.generate()
-            chain.register(operator, key=key, stake=5_000_000, capacity=4)
+            chain.register(operator, key=key, stake=5_000_000, capacity=capacity)
             fund_gas(w3, chain.deployer, key.public_key.checksum_address, 10**18)
             runtime = FunctionRuntime(workerd, max_idle=4)
             runtimes.append(runtime)
-            node = ExecutorNode(key, runtime, tmp_path / f"code{i}", job_capacity=4)
+            node = ExecutorNode(key, runtime, tmp_path / f"code{i}", job_capacity=capacity)
             await node.configure(
                 ExecutorSettings(
                     rpc_url="in-process",
