@@ -351,6 +351,30 @@ def market_show(
     print_result(row, as_json, title=f"market {market_id}")
 
 
+RootOpt = Annotated[
+    str, typer.Option("--root", help="Trusted root: aws, mock, dev, or a certificate file.")
+]
+ReplayOpt = Annotated[
+    bool, typer.Option("--replay", help="Check the document at its own time (not fresh).")
+]
+
+
+def _evidence_check(
+    evidence: Path, root: str, replay: bool, ctx: _Ctx
+) -> tuple[bytes, dict[str, Any]]:
+    """An attestation document the user named, and how to check it (``--root``, ``--replay``):
+    the keyword arguments the registering functions take."""
+    from reef.attestation import TrustedRoot, read_evidence
+    from reef.cli._common import read_file
+
+    check = {
+        "root": TrustedRoot.resolve(root, ctx.session.home),
+        "mode": "replay" if replay else "live",
+        "now_ms": None if replay else int(time.time() * 1000),
+    }
+    return read_evidence(read_file(evidence)), check
+
+
 @market_app.command("signer")
 def market_signer(
     market_id: Annotated[int, typer.Argument(help="The TEE market's id.", metavar="MARKET")],
@@ -362,12 +386,8 @@ def market_signer(
             "be the market's; its public key becomes a signer.",
         ),
     ] = None,
-    root: Annotated[
-        str, typer.Option("--root", help="Trusted root: aws, mock, dev, or a certificate file.")
-    ] = "aws",
-    replay: Annotated[
-        bool, typer.Option("--replay", help="Check the document at its own time (not fresh).")
-    ] = False,
+    root: RootOpt = "aws",
+    replay: ReplayOpt = False,
     revoke: Annotated[
         str | None, typer.Option("--revoke", help="Remove this signer address instead.")
     ] = None,
@@ -387,22 +407,11 @@ def market_signer(
             result = client.set_tee_signer(market_id, revoke, False)
             return {"market_id": market_id, "signer": revoke, "allowed": False,
                     "tx": result.tx_hash}  # fmt: skip
-        from reef.attestation import TrustedRoot, read_evidence
         from reef.proofs import register_tee_signer
 
         assert evidence is not None
-        try:
-            raw = evidence.read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read the evidence file {evidence}: {exc}") from exc
-        signer = register_tee_signer(
-            client,
-            market_id,
-            read_evidence(raw),
-            root=TrustedRoot.resolve(root, ctx.session.home),
-            mode="replay" if replay else "live",
-            now_ms=None if replay else int(time.time() * 1000),
-        )
+        document, check = _evidence_check(evidence, root, replay, ctx)
+        signer = register_tee_signer(client, market_id, document, **check)
         return {"market_id": market_id, "signer": signer, "allowed": True}
 
     print_result(_run(go), as_json, title="TEE signer")
@@ -838,12 +847,8 @@ def engine_register(
     image_id: Annotated[
         str, typer.Option("--image-id", help="The engine image id the document must attest.")
     ],
-    root: Annotated[
-        str, typer.Option("--root", help="Trusted root: aws, mock, dev, or a certificate file.")
-    ] = "aws",
-    replay: Annotated[
-        bool, typer.Option("--replay", help="Check the document at its own time (not fresh).")
-    ] = False,
+    root: RootOpt = "aws",
+    replay: ReplayOpt = False,
     rpc: Annotated[str | None, RpcOpt] = None,
     proof_market: Annotated[str | None, MarketOpt] = None,
     key: Annotated[Path | None, KeyOpt] = None,
@@ -852,22 +857,13 @@ def engine_register(
     """Make an attested enclave's key the market's matching engine (the market's admin only)."""
 
     def go() -> dict[str, Any]:
-        from reef.attestation import TrustedRoot, read_evidence
         from reef.encoding import parse_hex
         from reef.proofs import register_matching_engine
 
         ctx = _ctx(rpc, proof_market, key)
-        try:
-            raw = evidence.read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read the evidence file {evidence}: {exc}") from exc
+        document, check = _evidence_check(evidence, root, replay, ctx)
         engine = register_matching_engine(
-            ctx.client(),
-            read_evidence(raw),
-            image_id=parse_hex(image_id, name="--image-id"),
-            root=TrustedRoot.resolve(root, ctx.session.home),
-            mode="replay" if replay else "live",
-            now_ms=None if replay else int(time.time() * 1000),
+            ctx.client(), document, image_id=parse_hex(image_id, name="--image-id"), **check
         )
         return {"engine": engine, "image_id": image_id}
 
