@@ -60,6 +60,20 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+def _local_network(home: ReefHome) -> LocalNetwork:
+    """A ``reef up`` network on free ports (not yet started)."""
+    settings = UpSettings(
+        rpc_port=0,
+        cp_port=0,
+        store_port=0,
+        verifier_port=0,
+        kms_scallop_port=0,
+        kms_public_port=0,
+        rate_lock_s=5,
+    )
+    return LocalNetwork(home, settings)
+
+
 # -- 1. deployment latency --------------------------------------------------------------------
 
 
@@ -67,16 +81,7 @@ async def bench_deploy(count: int) -> None:
     _say(f"== deploy latency: {count} x examples/hello on a local network (reef up)")
     with tempfile.TemporaryDirectory() as tmp:
         home = ReefHome(Path(tmp))
-        settings = UpSettings(
-            rpc_port=0,
-            cp_port=0,
-            store_port=0,
-            verifier_port=0,
-            kms_scallop_port=0,
-            kms_public_port=0,
-            rate_lock_s=5,
-        )
-        network = LocalNetwork(home, settings)
+        network = _local_network(home)
         started = time.perf_counter()
         await network.start()
         _say(f"network up in {time.perf_counter() - started:.1f} s")
@@ -107,16 +112,7 @@ async def bench_burst(count: int) -> None:
     _say(f"== burst: {count} jobs of examples/hello opened at once on a local network (reef up)")
     with tempfile.TemporaryDirectory() as tmp:
         home = ReefHome(Path(tmp))
-        settings = UpSettings(
-            rpc_port=0,
-            cp_port=0,
-            store_port=0,
-            verifier_port=0,
-            kms_scallop_port=0,
-            kms_public_port=0,
-            rate_lock_s=5,
-        )
-        network = LocalNetwork(home, settings)
+        network = _local_network(home)
         await network.start()
         try:
             session = await asyncio.to_thread(open_session, home)
