@@ -10,21 +10,8 @@ from eth_abi.exceptions import DecodingError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chain.abi_support import abi_values
 from reef.chain._abi_words import decode_words
-
-_TYPES: dict[str, st.SearchStrategy[object]] = {
-    "uint256": st.integers(0, 2**256 - 1),
-    "uint64": st.integers(0, 2**64 - 1),
-    "uint8": st.integers(0, 255),
-    "int256": st.integers(-(2**255), 2**255 - 1),
-    "int32": st.integers(-(2**31), 2**31 - 1),
-    "address": st.binary(min_size=20, max_size=20),
-    "bool": st.booleans(),
-    "bytes32": st.binary(min_size=32, max_size=32),
-    "bytes4": st.binary(min_size=4, max_size=4),
-    "bytes": st.binary(max_size=200),
-    "string": st.text(max_size=80),
-}
 
 
 def _normal(typ: str, value: object) -> object:
@@ -34,14 +21,8 @@ def _normal(typ: str, value: object) -> object:
     return value
 
 
-@st.composite
-def _encoded(draw: st.DrawFn) -> tuple[list[str], list[object]]:
-    types = draw(st.lists(st.sampled_from(sorted(_TYPES)), min_size=1, max_size=6))
-    return types, [draw(_TYPES[t]) for t in types]
-
-
 @settings(max_examples=300, deadline=None)
-@given(_encoded())
+@given(abi_values())
 def test_every_encoding_decodes_as_eth_abi_decodes_it(case: tuple[list[str], list[object]]) -> None:
     types, values = case
     data = eth_encode(types, values)
@@ -51,7 +32,7 @@ def test_every_encoding_decodes_as_eth_abi_decodes_it(case: tuple[list[str], lis
 
 
 @settings(max_examples=400, deadline=None)
-@given(_encoded(), st.data())
+@given(abi_values(), st.data())
 def test_a_damaged_encoding_is_never_accepted_where_eth_abi_refuses_it(
     case: tuple[list[str], list[object]], data: st.DataObject
 ) -> None:

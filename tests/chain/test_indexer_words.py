@@ -10,22 +10,9 @@ from eth_abi.abi import encode as eth_encode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chain.abi_support import abi_values
 from reef.chain._abi_words import words_checker, words_decoder
 from reef.errors import InputError
-
-_TYPES: dict[str, st.SearchStrategy[object]] = {
-    "uint256": st.integers(0, 2**256 - 1),
-    "uint64": st.integers(0, 2**64 - 1),
-    "uint8": st.integers(0, 255),
-    "int256": st.integers(-(2**255), 2**255 - 1),
-    "int32": st.integers(-(2**31), 2**31 - 1),
-    "address": st.binary(min_size=20, max_size=20),
-    "bool": st.booleans(),
-    "bytes32": st.binary(min_size=32, max_size=32),
-    "bytes4": st.binary(min_size=4, max_size=4),
-    "bytes": st.binary(max_size=200),
-    "string": st.text(max_size=80),
-}
 
 
 def _decodes(types: list[str], data: bytes) -> bool:
@@ -46,8 +33,8 @@ def _checks(types: list[str], data: bytes) -> bool:
 
 @st.composite
 def _encoded(draw: st.DrawFn) -> tuple[list[str], bytes]:
-    types = draw(st.lists(st.sampled_from(sorted(_TYPES)), min_size=1, max_size=6))
-    return types, eth_encode(types, [draw(_TYPES[t]) for t in types])
+    types, values = draw(abi_values())
+    return types, eth_encode(types, values)
 
 
 @settings(max_examples=300, deadline=None)
