@@ -7,28 +7,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from eth_account import Account
-
-from reef.chain import DEVNET_CHAIN_ID, Devnet
+from chain.test_devnet_persistence import SINK, transfer
+from reef.chain import Devnet
 from reef.chain.devnet._rpc import MAX_LIGHT_BATCH, DevnetRpc
-
-SINK = "0x" + "22" * 20
-
-
-def send(devnet: Devnet, nonce: int, value: int = 1) -> bytes:
-    raw = Account.sign_transaction(
-        {
-            "chainId": DEVNET_CHAIN_ID,
-            "nonce": nonce,
-            "gas": 21000,
-            "to": SINK,
-            "value": value,
-            "maxFeePerGas": 10**10,
-            "maxPriorityFeePerGas": 10**9,
-        },
-        devnet.accounts[0].private_key,
-    ).raw_transaction
-    return devnet.send_raw_transaction(bytes(raw))
 
 
 def request(method: str, *params: Any) -> dict[str, Any]:
@@ -50,7 +31,7 @@ def test_receipt_and_transaction_lookups_are_light_in_small_batches() -> None:
 def test_a_receipt_is_answered_while_the_chain_is_busy() -> None:
     devnet = Devnet()
     rpc = DevnetRpc(devnet)
-    tx_hash = "0x" + send(devnet, 0).hex()
+    tx_hash = "0x" + transfer(devnet, 0).hex()
     held, release = threading.Event(), threading.Event()
 
     def mine_for_a_while() -> None:
@@ -79,10 +60,10 @@ def test_a_receipt_is_answered_while_the_chain_is_busy() -> None:
 def test_a_stale_location_is_not_another_transactions_receipt() -> None:
     devnet = Devnet()
     snapshot = devnet.snapshot()
-    gone = send(devnet, 0, value=1)
+    gone = transfer(devnet, 0, value=1)
     assert devnet.transaction(gone) is not None
     assert devnet.revert(snapshot)
-    kept = send(devnet, 0, value=2)  # the same block number and index, another transaction
+    kept = transfer(devnet, 0, value=2)  # the same block number and index, another transaction
     assert devnet.transaction(gone) is None
     # An index entry left behind by a revert racing this read points at the new block.
     devnet._tx_index[gone] = devnet._tx_index[kept]
