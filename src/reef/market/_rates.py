@@ -16,7 +16,7 @@ an ``int`` (never a float for money).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -80,11 +80,22 @@ def _require(entry: Mapping[str, Any], key: str, where: str) -> Any:
     return entry[key]
 
 
-def _list(value: object, problem: str) -> Sequence[Any]:
-    """``value`` if it is a JSON list; otherwise ConfigError(``problem``)."""
+def _objects(
+    value: object, problem: str, name: str, shape: str
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Each object of the JSON list ``value``, with where it stands (``name[i]``) for errors.
+
+    Raises:
+        ConfigError: ``problem`` when ``value`` is not a list; ``name[i] must be <shape>`` at the
+            first entry that is not an object.
+    """
     if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
         raise ConfigError(problem)
-    return value
+    for i, entry in enumerate(value):
+        where = f"{name}[{i}]"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where} must be {shape}")
+        yield where, entry
 
 
 def _field(entry: Mapping[str, Any], key: str, where: str, parse: Callable[..., _T]) -> _T:
@@ -248,19 +259,18 @@ class RateCard:
             ConfigError: naming the entry and field that is wrong.
         """
         regions: list[RegionRates] = []
-        for i, entry in enumerate(_list(rates, "the rates file must hold a JSON list of regions")):
-            where = f"rates[{i}]"
-            if not isinstance(entry, Mapping):
-                raise ConfigError(f"{where} must be an object with region and rate_cards")
+        for where, entry in _objects(
+            rates,
+            "the rates file must hold a JSON list of regions",
+            "rates",
+            "an object with region and rate_cards",
+        ):
             region = _field(entry, "region", where, _text)
-            cards_raw = _list(
-                _require(entry, "rate_cards", where), f"{where}.rate_cards must be a list"
-            )
+            cards_raw = _require(entry, "rate_cards", where)
             cards: list[InstanceRate] = []
-            for j, card in enumerate(cards_raw):
-                at = f"{where}.rate_cards[{j}]"
-                if not isinstance(card, Mapping):
-                    raise ConfigError(f"{at} must be an object")
+            for at, card in _objects(
+                cards_raw, f"{where}.rate_cards must be a list", f"{where}.rate_cards", "an object"
+            ):
                 cards.append(
                     InstanceRate(
                         instance=_field(card, "instance", at, _text),
@@ -272,10 +282,12 @@ class RateCard:
                 )
             regions.append(RegionRates(region, tuple(cards)))
         prices: list[BandwidthRate] = []
-        for i, entry in enumerate(_list(bandwidth, "the bandwidth file must hold a JSON list")):
-            where = f"bandwidth[{i}]"
-            if not isinstance(entry, Mapping):
-                raise ConfigError(f"{where} must be an object with region, region_code and rate")
+        for where, entry in _objects(
+            bandwidth,
+            "the bandwidth file must hold a JSON list",
+            "bandwidth",
+            "an object with region, region_code and rate",
+        ):
             prices.append(
                 BandwidthRate(
                     region=_field(entry, "region", where, _text),
