@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from eth_abi.abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
@@ -92,6 +92,16 @@ class ContractClient:
             address=Web3.to_checksum_address(self.address), abi=load_artifact(self.CONTRACT).abi
         )
 
+    @classmethod
+    def _deploy(
+        cls, w3: Web3, account: Sender, *args: Any, progress: ProgressCallback | None = None
+    ) -> Self:
+        """Deploy a new ``CONTRACT`` with constructor ``args`` from ``account``; a client for it
+        sending from that account."""
+        transactor = Transactor(w3, account, progress=progress)
+        address, _ = deploy_contract(transactor, cls.CONTRACT, *args)
+        return cls(w3, address, account=account, progress=progress)
+
     @property
     def sender(self) -> Address:
         """The account this client sends transactions from."""
@@ -158,6 +168,19 @@ class ContractClient:
         )
         return tuple(_decode_all(decoder, ours))
 
+    def _events(
+        self,
+        decoder: EventDecoder,
+        from_block: int,
+        to_block: int | str,
+        topics: list[Any] | None = None,
+        *,
+        chunk: int = LOG_CHUNK_BLOCKS,
+    ) -> list[Any]:
+        """This contract's events in the block range that ``decoder`` knows, typed, in chain
+        order (others are skipped); ``topics`` and ``chunk`` as for :meth:`_logs`."""
+        return _decode_all(decoder, self._logs(from_block, to_block, topics, chunk=chunk))
+
     def _logs(
         self,
         from_block: int,
@@ -205,9 +228,7 @@ class TokenClient(ContractClient):
         progress: ProgressCallback | None = None,
     ) -> TokenClient:
         """Deploy a new token owned by ``account`` and return a client for it."""
-        transactor = Transactor(w3, account, progress=progress)
-        address, _ = deploy_contract(transactor, "Token", name, symbol)
-        return cls(w3, address, account=account, progress=progress)
+        return cls._deploy(w3, account, name, symbol, progress=progress)
 
     def name(self) -> str:
         return str(self._call("name"))
@@ -297,9 +318,7 @@ class KmsRegistryClient(ContractClient):
                 f"at most {_KMS_BATCH} image ids can be approved at deployment, got {len(ids)}",
                 hint="deploy with fewer, then call approve_images for the rest",
             )
-        transactor = Transactor(w3, account, progress=progress)
-        address, _ = deploy_contract(transactor, "KmsRegistry", ids)
-        return cls(w3, address, account=account, progress=progress)
+        return cls._deploy(w3, account, ids, progress=progress)
 
     def is_approved(self, image_id: bytes | str) -> bool:
         """``oysterKMSVerify(imageId)``: may enclaves of this image derive keys?"""
@@ -348,4 +367,4 @@ class KmsRegistryClient(ContractClient):
         chunk: int = LOG_CHUNK_BLOCKS,
     ) -> list[KmsRegistryEvent]:
         """ImageApproved / ImageRevoked events in the block range, in chain order."""
-        return _decode_all(self._decoder, self._logs(from_block, to_block, chunk=chunk))
+        return self._events(self._decoder, from_block, to_block, chunk=chunk)

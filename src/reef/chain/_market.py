@@ -15,17 +15,10 @@ from typing import Any
 
 from web3 import Web3
 
-from reef.chain._clients import (
-    LOG_CHUNK_BLOCKS,
-    ContractClient,
-    TokenClient,
-    _decode_all,
-    check_uint,
-    deploy_contract,
-)
+from reef.chain._clients import LOG_CHUNK_BLOCKS, ContractClient, TokenClient, check_uint
 from reef.chain._events import JOB_EVENTS, EventDecoder, JobOpened, MarketEvent, market_decoder
 from reef.chain._reasons import Revert, hint_for
-from reef.chain._tx import ProgressCallback, Sender, Transactor, TxResult
+from reef.chain._tx import ProgressCallback, Sender, TxResult
 from reef.chain._types import (
     MAX_RATE,
     Address,
@@ -102,11 +95,9 @@ class MarketClient(ContractClient):
     ) -> MarketClient:
         """Deploy a market paid in ``token`` whose rate revisions lock for ``rate_lock_s``."""
         check_uint(rate_lock_s, "rate_lock_s", bits=64)
-        transactor = Transactor(w3, account, progress=progress)
-        address, _ = deploy_contract(
-            transactor, "Market", parse_address(token, name="token"), rate_lock_s
+        return cls._deploy(
+            w3, account, parse_address(token, name="token"), rate_lock_s, progress=progress
         )
-        return cls(w3, address, account=account, progress=progress)
 
     # ---- constants and getters ----
 
@@ -310,4 +301,4 @@ class MarketClient(ContractClient):
             # address, a lock selector) can equal a job id, job 0 in particular.
             job_events = ["0x" + t.hex() for t in self._decoder.topics_of(JOB_EVENTS)]
             topics = [job_events, parse_job_id(job)]
-        return _decode_all(self._decoder, self._logs(from_block, to_block, topics, chunk=chunk))
+        return self._events(self._decoder, from_block, to_block, topics, chunk=chunk)

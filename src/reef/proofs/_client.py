@@ -8,6 +8,7 @@ raises :class:`~reef.errors.ContractRevertError` whose ``reason`` is one of
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,10 +21,8 @@ from reef.chain import (
     EventDecoder,
     ProgressCallback,
     Sender,
-    Transactor,
     TxResult,
     check_uint,
-    deploy_contract,
     parse_address,
 )
 from reef.errors import InputError, ProofError
@@ -53,16 +52,9 @@ class ProofMarketClient(ContractClient):
 
     CONTRACT = "ProofMarket"
 
-    def __init__(
-        self,
-        w3: Web3,
-        address: str,
-        *,
-        account: Sender = None,
-        progress: ProgressCallback | None = None,
-    ) -> None:
-        super().__init__(w3, address, account=account, progress=progress)
-        self._decoder: EventDecoder = proof_market_decoder()
+    @functools.cached_property
+    def _decoder(self) -> EventDecoder:
+        return proof_market_decoder()
 
     @classmethod
     def deploy(
@@ -75,14 +67,13 @@ class ProofMarketClient(ContractClient):
         progress: ProgressCallback | None = None,
     ) -> ProofMarketClient:
         """Deploy a market paid (and staked) in ``token``, assigned by ``matching_engine``."""
-        transactor = Transactor(w3, account, progress=progress)
-        address, _ = deploy_contract(
-            transactor,
-            "ProofMarket",
+        return cls._deploy(
+            w3,
+            account,
             parse_address(token, name="token"),
             parse_address(matching_engine, name="matching engine"),
+            progress=progress,
         )
-        return cls(w3, address, account=account, progress=progress)
 
     @property
     def account(self) -> Sender:
@@ -264,17 +255,15 @@ class ProofMarketClient(ContractClient):
         With ``private_inputs`` its asks carry encrypted private inputs."""
         if len(artifacts_hash) != 32:
             raise InputError("the artifacts hash is 32 bytes (sha256)")
-        result = self._do(
+        return self._create_market(
             "createGroth16Market",
-            parse_address(verifier, name="verifier"),
-            artifacts_hash,
-            check_uint(penalty, "penalty"),
-            parse_address(ivs or _ZERO, name="ivs"),
-            check_uint(n_inputs, "n_inputs"),
-            metadata,
-            private_inputs,
+            [parse_address(verifier, name="verifier"), artifacts_hash],
+            penalty=penalty,
+            n_inputs=n_inputs,
+            ivs=ivs,
+            metadata=metadata,
+            private_inputs=private_inputs,
         )
-        return _created_market(result), result
 
     def create_tee_market(
         self,
@@ -289,9 +278,31 @@ class ProofMarketClient(ContractClient):
         """Create a market whose proofs are signatures of enclaves running ``image_id``."""
         if len(image_id) != 32:
             raise InputError("an image id is 32 bytes")
-        result = self._do(
+        return self._create_market(
             "createTeeMarket",
-            image_id,
+            [image_id],
+            penalty=penalty,
+            n_inputs=n_inputs,
+            ivs=ivs,
+            metadata=metadata,
+            private_inputs=private_inputs,
+        )
+
+    def _create_market(
+        self,
+        function: str,
+        proof_system: Sequence[Any],
+        *,
+        penalty: int,
+        n_inputs: int,
+        ivs: str | None,
+        metadata: str,
+        private_inputs: bool,
+    ) -> tuple[int, TxResult[ProofMarketEvent]]:
+        """Send ``function(*proof_system, <the terms every market has>)``; (market id, result)."""
+        result = self._do(
+            function,
+            *proof_system,
             check_uint(penalty, "penalty"),
             parse_address(ivs or _ZERO, name="ivs"),
             check_uint(n_inputs, "n_inputs"),
@@ -324,16 +335,15 @@ class ProofMarketClient(ContractClient):
         ``expiry`` is the chain time by which it must be assigned; ``proving_time`` the
         seconds the prover then has. Needs a token allowance for the market.
         """
-        result = self._do(
+        return self._create_ask(
             "createAsk",
-            check_uint(market_id, "market id"),
-            _uints(inputs, "input"),
-            check_uint(reward, "reward"),
-            check_uint(expiry, "expiry"),
-            check_uint(proving_time, "proving time"),
-            parse_address(refund_address or self.sender, name="refund address"),
+            market_id,
+            inputs,
+            [check_uint(reward, "reward")],
+            expiry=expiry,
+            proving_time=proving_time,
+            refund_address=refund_address,
         )
-        return _created_ask(result), result
 
     def create_private_ask(
         self,
@@ -349,18 +359,16 @@ class ProofMarketClient(ContractClient):
     ) -> tuple[int, TxResult[ProofMarketEvent]]:
         """As :meth:`create_ask`, with private inputs encrypted for the matching engine
         (``secret`` and ``acl`` from :func:`~reef.proofs.encrypt_secret`)."""
-        result = self._do(
+        return self._create_ask(
             "createPrivateAsk",
-            check_uint(market_id, "market id"),
-            _uints(inputs, "input"),
-            check_uint(reward, "reward"),
-            check_uint(expiry, "expiry"),
-            check_uint(proving_time, "proving time"),
-            parse_address(refund_address or self.sender, name="refund address"),
-            bytes(secret),
-            bytes(acl),
+            market_id,
+            inputs,
+            [check_uint(reward, "reward")],
+            expiry=expiry,
+            proving_time=proving_time,
+            refund_address=refund_address,
+            extra=[bytes(secret), bytes(acl)],
         )
-        return _created_ask(result), result
 
     def create_auction_ask(
         self,
@@ -376,16 +384,43 @@ class ProofMarketClient(ContractClient):
     ) -> tuple[int, TxResult[ProofMarketEvent]]:
         """A reverse Dutch auction ask: escrows ``max_price``; its price ramps from
         ``min_price`` to ``max_price`` over ``ramp_time`` seconds until a prover locks it."""
-        result = self._do(
+        return self._create_ask(
             "createAuctionAsk",
+            market_id,
+            inputs,
+            [
+                check_uint(min_price, "min price"),
+                check_uint(max_price, "max price"),
+                check_uint(ramp_time, "ramp time"),
+            ],
+            expiry=expiry,
+            proving_time=proving_time,
+            refund_address=refund_address,
+        )
+
+    def _create_ask(
+        self,
+        function: str,
+        market_id: int,
+        inputs: Sequence[int],
+        price: Sequence[int],
+        *,
+        expiry: int,
+        proving_time: int,
+        refund_address: str | None,
+        extra: Sequence[Any] = (),
+    ) -> tuple[int, TxResult[ProofMarketEvent]]:
+        """Send ``function`` with the terms every ask has around its ``price`` terms (checked)
+        and ``extra`` after them; returns (ask id, result)."""
+        result = self._do(
+            function,
             check_uint(market_id, "market id"),
             _uints(inputs, "input"),
-            check_uint(min_price, "min price"),
-            check_uint(max_price, "max price"),
-            check_uint(ramp_time, "ramp time"),
+            *price,
             check_uint(expiry, "expiry"),
             check_uint(proving_time, "proving time"),
             parse_address(refund_address or self.sender, name="refund address"),
+            *extra,
         )
         return _created_ask(result), result
 
@@ -496,15 +531,13 @@ class ProofMarketClient(ContractClient):
 
     def events(self, from_block: int = 0, to_block: int | str = "latest") -> list[ProofMarketEvent]:
         """This contract's events in the block range, typed, in chain order."""
-        out = (self._decoder.decode(log) for log in self._logs(from_block, to_block))
-        return [e for e in out if e is not None]  # type: ignore[misc]
+        return self._events(self._decoder, from_block, to_block)
 
     def ask_events(self, ask_id: int, from_block: int = 0) -> list[ProofMarketEvent]:
         """The events of one ask (topic 1 is the ask id for every ask event)."""
         topic = "0x" + check_uint(ask_id, "ask id").to_bytes(32, "big").hex()
-        logs = self._logs(from_block, "latest", [None, topic])
-        out = (self._decoder.decode(log) for log in logs)
-        return [e for e in out if e is not None and getattr(e, "ask_id", None) == ask_id]  # type: ignore[misc]
+        events = self._events(self._decoder, from_block, "latest", [None, topic])
+        return [e for e in events if getattr(e, "ask_id", None) == ask_id]
 
 
 def _created_ask(result: TxResult[ProofMarketEvent]) -> int:

@@ -36,10 +36,8 @@ from reef.chain import (
     ContractClient,
     ProgressCallback,
     Sender,
-    Transactor,
     TxResult,
     check_uint,
-    deploy_contract,
     parse_address,
     translate_errors,
 )
@@ -115,8 +113,7 @@ class ServerlessCodeClient(_Client):
     def deploy(
         cls, w3: Web3, account: Sender, *, progress: ProgressCallback | None = None
     ) -> ServerlessCodeClient:
-        address, _ = deploy_contract(Transactor(w3, account, progress=progress), cls.CONTRACT)
-        return cls(w3, address, account=account, progress=progress)
+        return cls._deploy(w3, account, progress=progress)
 
     def deploy_code(self, source: bytes | str, metadata: bytes = b"") -> str:
         """Deploy a function; returns its codehash (the transaction hash, ``0x`` + 64 hex).
@@ -348,15 +345,14 @@ class ServerlessJobsClient(_Client):
     ) -> ServerlessJobsClient:
         """Deploy a Jobs contract administered by ``account``, paid in ``token``, trusting
         attestation statements signed by ``verifier`` (an address)."""
-        params = params or JobsParams()
-        address, _ = deploy_contract(
-            Transactor(w3, account, progress=progress),
-            cls.CONTRACT,
+        return cls._deploy(
+            w3,
+            account,
             parse_address(token, name="token"),
             parse_address(verifier, name="verifier"),
-            *params.args(),
+            *(params or JobsParams()).args(),
+            progress=progress,
         )
-        return cls(w3, address, account=account, progress=progress)
 
     # -- reads ------------------------------------------------------------------------------
 

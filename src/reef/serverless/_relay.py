@@ -33,10 +33,8 @@ from reef.chain import (
     Address,
     ProgressCallback,
     Sender,
-    Transactor,
     TxResult,
     check_uint,
-    deploy_contract,
     parse_address,
 )
 from reef.crypto import (
@@ -174,13 +172,13 @@ class ServerlessRelayClient(_Client):
         params: RelayParams | None = None,
         progress: ProgressCallback | None = None,
     ) -> ServerlessRelayClient:
-        address, _ = deploy_contract(
-            Transactor(w3, account, progress=progress),
-            cls.CONTRACT,
+        return cls._deploy(
+            w3,
+            account,
             parse_address(token, name="token"),
             *(params or RelayParams()).args(),
+            progress=progress,
         )
-        return cls(w3, address, account=account, progress=progress)
 
     def chain_id(self) -> int:
         return self._tx.chain_id()
