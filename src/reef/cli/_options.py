@@ -1,4 +1,5 @@
-"""The options many commands take, each spelt once: ``--json``, ``--rpc``, ``--market``, ``--key``.
+"""The options many commands take, each spelt once: ``--json``, ``--rpc``, ``--market``, ``--key``,
+the serverless and proof market contracts.
 
 Each is an ``Annotated`` type, so a command declares ``rpc: Rpc = None`` and every command that
 names the local network's RPC endpoint, market or sending account says the same thing in
@@ -20,6 +21,7 @@ __all__ = [
     "JobsContract",
     "JsonOption",
     "Market",
+    "ProofMarket",
     "Rpc",
 ]
 
@@ -47,6 +49,12 @@ AccountKey = Annotated[
     typer.Option("--key", help="File with your private key (default: dev account 0)."),
 ]
 """``--key``: the account a command sends from; ``None`` means the devnet's account 0."""
+
+ProofMarket = Annotated[
+    str | None,
+    typer.Option("--proof-market", help="ProofMarket address (default: the local network's)."),
+]
+"""``--proof-market``: the proof market contract; ``None`` means the one ``reef up`` deployed."""
 
 JobsContract = Annotated[
     str | None, typer.Option("--jobs", help="Jobs contract (default: the local network's).")

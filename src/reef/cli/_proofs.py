@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._output import JsonOption, fail, note, print_json, print_result, print_table
+from reef.cli._options import AccountKey, Json, ProofMarket, Rpc
+from reef.cli._output import fail, note, print_json, print_result, print_rows
 from reef.errors import ConfigError, InputError, ProofError, ReefError
 
 if TYPE_CHECKING:
@@ -49,11 +50,6 @@ def register(root: typer.Typer) -> None:
     root.add_typer(prover_app, name="prover")
 
 
-RpcOpt = typer.Option("--rpc", help="JSON-RPC URL (default: the running `reef up` network).")
-MarketOpt = typer.Option("--proof-market", help="ProofMarket address (default: reef up's).")
-KeyOpt = typer.Option("--key", help="File with your private key (default: dev account 0).")
-
-
 class _Ctx:
     def __init__(self, session: Session, proof_market: str, service: dict[str, Any]) -> None:
         self.session = session
@@ -68,6 +64,11 @@ class _Ctx:
     def store_root(self) -> Path:
         root = self.service.get("artifacts")
         return Path(root) if root else self.session.home.root / "proofs" / "artifacts"
+
+    def without_gas(self) -> bool:
+        """Whether the account sending holds none of the chain's coin yet."""
+        w3 = self.session.w3
+        return w3.eth.get_balance(w3.to_checksum_address(self.session.address)) == 0
 
 
 def _ctx(
@@ -95,12 +96,24 @@ def _ctx(
     return _Ctx(session, str(address), service)
 
 
-NetworkFileOpt = typer.Option(
-    "--network",
-    help="A JSON file naming the chain (rpc, proof_market, from_block): what `reef up` hands "
-    "its enclaves as an init param. URLs on 127.0.0.1 are reached through "
-    "$REEF_HOST_ADDR inside an enclave.",
-)
+SnarkjsDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--snarkjs",
+        help="A directory whose node_modules has the pinned snarkjs "
+        "(default: reef's own, installed on first use).",
+    ),
+]
+
+NetworkFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--network",
+        help="A JSON file naming the chain (rpc, proof_market, from_block): what `reef up` hands "
+        "its enclaves as an init param. URLs on 127.0.0.1 are reached through "
+        "$REEF_HOST_ADDR inside an enclave.",
+    ),
+]
 
 
 def _network_file(path: Path | None) -> dict[str, Any]:
@@ -137,6 +150,32 @@ def _network_file(path: Path | None) -> dict[str, Any]:
     if isinstance(data.get("ivs"), dict):
         data["ivs"] = {market: inside(url) for market, url in data["ivs"].items()}
     return data
+
+
+def _network_ctx(
+    given: dict[str, Any],
+    rpc: str | None,
+    proof_market: str | None,
+    key: Path | None,
+    *,
+    account: bool = True,
+) -> _Ctx:
+    """The proof market a service command's flags and its network file (read by
+    :func:`_network_file`) name: the flags win; the file's ``from_block`` stands in for a start
+    block reef up did not record.
+
+    Raises:
+        ConfigError: nothing says where the proof market is.
+    """
+    ctx = _ctx(
+        rpc or given.get("rpc"),
+        proof_market or given.get("proof_market"),
+        key,
+        account=account,
+    )
+    if "from_block" in given and "start_block" not in ctx.service:
+        ctx.service["start_block"] = int(given["from_block"])
+    return ctx
 
 
 def _check_network_fields(path: Path, data: dict[str, Any]) -> None:
@@ -179,6 +218,20 @@ def _run(fn: Any) -> Any:
         return fn()
     except ReefError as exc:
         raise fail(exc) from exc
+
+
+def _run_until_stopped(service: Any, interval: float, doing: str) -> None:
+    """Run a polling service (the matching engine, a prover) until Ctrl-C or SIGTERM."""
+    import asyncio
+
+    from reef.cli._common import stop_signals
+
+    async def main() -> None:
+        with stop_signals() as stop:
+            await service.run(interval_s=interval, stop=stop)
+
+    note(f"{doing}; Ctrl-C stops")
+    _run(lambda: asyncio.run(main()))
 
 
 def _amount(text: str, name: str) -> int:
@@ -228,6 +281,9 @@ def _market_row(ctx: _Ctx, market_id: int) -> dict[str, Any]:
     }
 
 
+AskId = Annotated[int, typer.Argument(help="The ask's id.", metavar="ASK")]
+MarketId = Annotated[int, typer.Argument(help="The market's id.", metavar="MARKET")]
+
 # ---- markets ----
 
 
@@ -262,10 +318,10 @@ def market_create(
     ivs: Annotated[
         str | None, typer.Option("--ivs", help="Address of the input verification service.")
     ] = None,
-    rpc: Annotated[str | None, RpcOpt] = None,
-    proof_market: Annotated[str | None, MarketOpt] = None,
-    key: Annotated[Path | None, KeyOpt] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    proof_market: ProofMarket = None,
+    key: AccountKey = None,
+    as_json: Json = False,
 ) -> None:
     """Create a market: --groth16 with --wasm/--zkey/--vkey, or --tee with --image-id."""
     if groth16 == tee:
@@ -319,9 +375,9 @@ def market_create(
 
 @market_app.command("list")
 def market_list(
-    rpc: Annotated[str | None, RpcOpt] = None,
-    proof_market: Annotated[str | None, MarketOpt] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    proof_market: ProofMarket = None,
+    as_json: Json = False,
 ) -> None:
     """Every market of the proof market."""
 
@@ -330,21 +386,16 @@ def market_list(
         count = ctx.client().market_count()
         return [_market_row(ctx, m) for m in range(1, count + 1)]
 
-    rows = _run(go)
-    if as_json:
-        print_json(rows)
-    else:
-        print_table(
-            rows, ["market_id", "kind", "name", "penalty", "verifier"], title="proof markets"
-        )
+    columns = ["market_id", "kind", "name", "penalty", "verifier"]
+    print_rows(_run(go), columns, as_json, title="proof markets")
 
 
 @market_app.command("show")
 def market_show(
     market_id: Annotated[int, typer.Argument(help="The market's id.")],
-    rpc: Annotated[str | None, RpcOpt] = None,
-    proof_market: Annotated[str | None, MarketOpt] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    proof_market: ProofMarket = None,
+    as_json: Json = False,
 ) -> None:
     """One market: its kind, verifier, artifacts and penalty."""
     row = _run(lambda: _market_row(_ctx(rpc, proof_market, None, account=False), market_id))
@@ -391,10 +442,10 @@ def market_signer(
     revoke: Annotated[
         str | None, typer.Option("--revoke", help="Remove this signer address instead.")
     ] = None,
-    rpc: Annotated[str | None, RpcOpt] = None,
-    proof_market: Annotated[str | None, MarketOpt] = None,
-    key: Annotated[Path | None, KeyOpt] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    proof_market: ProofMarket = None,
+    key: AccountKey = None,
+    as_json: Json = False,
 ) -> None:
     """Register an attested enclave key as a signer of a TEE market (creator only)."""
     if (evidence is None) == (revoke is None):
@@ -478,7 +529,7 @@ def _ensure_allowance(ctx: _Ctx, amount: int) -> None:
 
 @proofs_app.command("request")
 def request_cmd(
-    market_id: Annotated[int, typer.Argument(help="The market's id.", metavar="MARKET")],
+    market_id: MarketId,
     input_file: Annotated[
         Path, typer.Option("--input", help="JSON object of public input signals.")
     ],
@@ -508,10 +559,10 @@ def request_cmd(
         str, typer.Option("--expiry", help="How long a prover may take to pick it up.")
     ] = "2m",
     deadline: Annotated[str, typer.Option("--deadline", help="Proving time once assigned.")] = "5m",
-    rpc: Annotated[str | None, RpcOpt] = None,
-    proof_market: Annotated[str | None, MarketOpt] = None,
-    key: Annotated[Path | None, KeyOpt] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    proof_market: ProofMarket = None,
+    key: AccountKey = None,
+    as_json: Json = False,
 ) -> None:
     """Ask for a proof: escrow the reward; a prover is assigned, proves, and is paid."""
     if (reward is None) == (auction is None):
@@ -623,13 +674,22 @@ def _ask_row(ctx: _Ctx, ask_id: int) -> dict[str, Any]:
     return row
 
 
+def _print_ask(row: dict[str, Any], as_json: bool) -> None:
+    """An ask's row: all of it with ``--json``; for people, without the proof's numbers."""
+    if as_json:
+        print_json(row)
+    else:
+        shown = {k: v for k, v in row.items() if k != "proof"}
+        print_result(shown, False, title=f"ask {row['ask_id']}")
+
+
 @proofs_app.command("wait")
 def wait_cmd(
-    ask_id: Annotated[int, typer.Argument(help="The ask's id.", metavar="ASK")],
+    ask_id: AskId,
     timeout: Annotated[str, typer.Option("--timeout", help="Give up after this long.")] = "10m",
-    rpc: Annotated[str | None, RpcOpt] = None,
-    proof_market: Annotated[str | None, MarketOpt] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    proof_market: ProofMarket = None,
+    as_json: Json = False,
 ) -> None:
     """Wait until the ask ends (complete, expired, slashed, invalid, cancelled); print the proof."""
 
@@ -655,34 +715,29 @@ def wait_cmd(
             time.sleep(0.5)
 
     row = _run(go)
-    if as_json:
-        print_json(row)
-    else:
-        print_result({k: v for k, v in row.items() if k != "proof"}, False, title=f"ask {ask_id}")
+    _print_ask(row, as_json)
     if row["state"] != "complete":
         raise typer.Exit(1)
 
 
 @proofs_app.command("show")
 def show_cmd(
-    ask_id: Annotated[int, typer.Argument(help="The ask's id.", metavar="ASK")],
-    rpc: Annotated[str | None, RpcOpt] = None,
-    proof_market: Annotated[str | None, MarketOpt] = None,
-    as_json: bool = JsonOption,
+    ask_id: AskId,
+    rpc: Rpc = None,
+    proof_market: ProofMarket = None,
+    as_json: Json = False,
 ) -> None:
     """One ask: its state, prover, and the proof once there is one."""
-    row = _run(lambda: _ask_row(_ctx(rpc, proof_market, None, account=False), ask_id))
-    if as_json:
-        print_json(row)
-    else:
-        print_result({k: v for k, v in row.items() if k != "proof"}, False, title=f"ask {ask_id}")
+    _print_ask(
+        _run(lambda: _ask_row(_ctx(rpc, proof_market, None, account=False), ask_id)), as_json
+    )
 
 
 @proofs_app.command("list")
 def list_cmd(
-    rpc: Annotated[str | None, RpcOpt] = None,
-    proof_market: Annotated[str | None, MarketOpt] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    proof_market: ProofMarket = None,
+    as_json: Json = False,
 ) -> None:
     """Every ask, newest last."""
 
@@ -703,20 +758,17 @@ def list_cmd(
             )
         return rows
 
-    rows = _run(go)
-    if as_json:
-        print_json(rows)
-    else:
-        print_table(rows, ["ask_id", "market_id", "state", "reward", "prover"], title="asks")
+    columns = ["ask_id", "market_id", "state", "reward", "prover"]
+    print_rows(_run(go), columns, as_json, title="asks")
 
 
 @proofs_app.command("cancel")
 def cancel_cmd(
-    ask_id: Annotated[int, typer.Argument(help="The ask's id.", metavar="ASK")],
-    rpc: Annotated[str | None, RpcOpt] = None,
-    proof_market: Annotated[str | None, MarketOpt] = None,
-    key: Annotated[Path | None, KeyOpt] = None,
-    as_json: bool = JsonOption,
+    ask_id: AskId,
+    rpc: Rpc = None,
+    proof_market: ProofMarket = None,
+    key: AccountKey = None,
+    as_json: Json = False,
 ) -> None:
     """Cancel an ask nobody was assigned yet (refunds it); an expired one is refunded instead."""
 
@@ -762,10 +814,10 @@ def engine_run(
     batch: Annotated[int, typer.Option("--batch", help="Most assignments per transaction.")] = 64,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between polls.")] = 0.5,
     once: Annotated[bool, typer.Option("--once", help="Run one step, print it, exit.")] = False,
-    network: Annotated[Path | None, NetworkFileOpt] = None,
-    rpc: Annotated[str | None, RpcOpt] = None,
-    proof_market: Annotated[str | None, MarketOpt] = None,
-    as_json: bool = JsonOption,
+    network: NetworkFile = None,
+    rpc: Rpc = None,
+    proof_market: ProofMarket = None,
+    as_json: Json = False,
 ) -> None:
     """Index the proof market, keep its order book and assign asks, until Ctrl-C."""
 
@@ -774,20 +826,14 @@ def engine_run(
         from reef.proofs import MatchingEngine, proof_market_decoder
 
         given = _network_file(network)
-        ctx = _ctx(rpc or given.get("rpc"), proof_market or given.get("proof_market"), key_file)
-        if "from_block" in given and "start_block" not in ctx.service:
-            ctx.service["start_block"] = int(given["from_block"])
+        ctx = _network_ctx(given, rpc, proof_market, key_file)
         client = ctx.client()
         engine_address = client.matching_engine()
         # Started by `reef up` (a network file), the enclave exists before the admin makes its
         # attested key the engine and funds it: it waits for both.
         deadline = time.monotonic() + float(given.get("wait_s", 0))
         while (
-            engine_address.lower() != ctx.session.address.lower()
-            or ctx.session.w3.eth.get_balance(
-                ctx.session.w3.to_checksum_address(ctx.session.address)
-            )
-            == 0
+            engine_address.lower() != ctx.session.address.lower() or ctx.without_gas()
         ) and time.monotonic() < deadline:
             time.sleep(0.5)
             engine_address = client.matching_engine()
@@ -826,16 +872,7 @@ def engine_run(
             as_json, title="matching engine step",
         )  # fmt: skip
         return
-    import asyncio
-
-    from reef.cli._common import stop_signals
-
-    async def main() -> None:
-        with stop_signals() as stop:
-            await engine.run(interval_s=interval, stop=stop)
-
-    note(f"matching as {engine.client.sender}; Ctrl-C stops")
-    _run(lambda: asyncio.run(main()))
+    _run_until_stopped(engine, interval, f"matching as {engine.client.sender}")
 
 
 @engine_app.command("register")
@@ -849,10 +886,10 @@ def engine_register(
     ],
     root: RootOpt = "aws",
     replay: ReplayOpt = False,
-    rpc: Annotated[str | None, RpcOpt] = None,
-    proof_market: Annotated[str | None, MarketOpt] = None,
-    key: Annotated[Path | None, KeyOpt] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    proof_market: ProofMarket = None,
+    key: AccountKey = None,
+    as_json: Json = False,
 ) -> None:
     """Make an attested enclave's key the market's matching engine (the market's admin only)."""
 
@@ -877,10 +914,10 @@ def engine_register(
 def prover_register(
     stake: Annotated[str, typer.Option("--stake", help="Stake to lock (rUSD).")],
     compute: Annotated[int, typer.Option("--compute", help="Declared compute units.")] = 4,
-    rpc: Annotated[str | None, RpcOpt] = None,
-    proof_market: Annotated[str | None, MarketOpt] = None,
-    key: Annotated[Path | None, KeyOpt] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    proof_market: ProofMarket = None,
+    key: AccountKey = None,
+    as_json: Json = False,
 ) -> None:
     """Register as a prover with a stake and declared compute."""
 
@@ -901,14 +938,14 @@ def prover_register(
 
 @prover_app.command("join")
 def prover_join(
-    market_id: Annotated[int, typer.Argument(help="The market's id.", metavar="MARKET")],
+    market_id: MarketId,
     price: Annotated[str, typer.Option("--price", help="Your price per proof (rUSD).")],
     max_time: Annotated[str, typer.Option("--max-time", help="Longest you take per proof.")] = "1m",
     compute: Annotated[int, typer.Option("--compute", help="Compute units one request uses.")] = 1,
-    rpc: Annotated[str | None, RpcOpt] = None,
-    proof_market: Annotated[str | None, MarketOpt] = None,
-    key: Annotated[Path | None, KeyOpt] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    proof_market: ProofMarket = None,
+    key: AccountKey = None,
+    as_json: Json = False,
 ) -> None:
     """Join a market with a price, a proving-time bound and compute per request."""
 
@@ -940,11 +977,11 @@ def prover_join(
 
 @prover_app.command("leave")
 def prover_leave(
-    market_id: Annotated[int, typer.Argument(help="The market's id.", metavar="MARKET")],
-    rpc: Annotated[str | None, RpcOpt] = None,
-    proof_market: Annotated[str | None, MarketOpt] = None,
-    key: Annotated[Path | None, KeyOpt] = None,
-    as_json: bool = JsonOption,
+    market_id: MarketId,
+    rpc: Rpc = None,
+    proof_market: ProofMarket = None,
+    key: AccountKey = None,
+    as_json: Json = False,
 ) -> None:
     """Leave a market: the first call stops new assignments; run it again after the delay."""
 
@@ -966,10 +1003,10 @@ def prover_leave(
 
 @prover_app.command("status")
 def prover_status(
-    rpc: Annotated[str | None, RpcOpt] = None,
-    proof_market: Annotated[str | None, MarketOpt] = None,
-    key: Annotated[Path | None, KeyOpt] = None,
-    as_json: bool = JsonOption,
+    rpc: Rpc = None,
+    proof_market: ProofMarket = None,
+    key: AccountKey = None,
+    as_json: Json = False,
 ) -> None:
     """Your stake, compute and markets."""
 
@@ -1009,10 +1046,7 @@ def _join_from_file(ctx: _Ctx, spec: dict[str, Any], *, wait_s: float = 120.0) -
     stake = int(spec.get("stake", 0))
     token = TokenClient(ctx.session.w3, client.token(), account=ctx.session.account)
     deadline = time.monotonic() + wait_s
-    while (
-        ctx.session.w3.eth.get_balance(ctx.session.w3.to_checksum_address(me)) == 0
-        or token.balance(me) < stake
-    ):
+    while ctx.without_gas() or token.balance(me) < stake:
         if time.monotonic() > deadline:
             raise ProofError(
                 f"{me} was not funded with gas and a stake of {_fmt(stake)} in {wait_s:.0f} s",
@@ -1061,7 +1095,7 @@ def prover_run(
     once: Annotated[
         bool, typer.Option("--once", help="Work through current tasks, then exit.")
     ] = False,
-    network: Annotated[Path | None, NetworkFileOpt] = None,
+    network: NetworkFile = None,
     artifacts: Annotated[
         Path | None,
         typer.Option(
@@ -1070,17 +1104,10 @@ def prover_run(
             "reef up's store; in an enclave, the copy in its image).",
         ),
     ] = None,
-    snarkjs: Annotated[
-        Path | None,
-        typer.Option(
-            "--snarkjs",
-            help="A directory whose node_modules has the pinned snarkjs "
-            "(default: reef's own, installed on first use).",
-        ),
-    ] = None,
-    rpc: Annotated[str | None, RpcOpt] = None,
-    proof_market: Annotated[str | None, MarketOpt] = None,
-    key: Annotated[Path | None, KeyOpt] = None,
+    snarkjs: SnarkjsDir = None,
+    rpc: Rpc = None,
+    proof_market: ProofMarket = None,
+    key: AccountKey = None,
 ) -> None:
     """Prove the tasks assigned to you (snarkjs for Groth16 markets, --tee workers for TEE
     markets) and lock auction asks at your price, until Ctrl-C.
@@ -1099,13 +1126,10 @@ def prover_run(
             ProverService,
             RemoteInputVerifier,
             command_worker,
-            ensure_snarkjs,
         )
 
         given = _network_file(network)
-        ctx = _ctx(rpc or given.get("rpc"), proof_market or given.get("proof_market"), key)
-        if "from_block" in given and "start_block" not in ctx.service:
-            ctx.service["start_block"] = int(given["from_block"])
+        ctx = _network_ctx(given, rpc, proof_market, key)
         if isinstance(given.get("prover"), dict):
             _join_from_file(ctx, given["prover"])
         verifiers = {int(m): RemoteInputVerifier(str(u)) for m, u in given.get("ivs", {}).items()}
@@ -1125,21 +1149,10 @@ def prover_run(
         def report(outcome: Any) -> None:
             note(f"ask {outcome.ask_id}: {outcome.outcome} {outcome.detail}".rstrip())
 
-        if snarkjs is not None:
-            import shutil
-
-            from reef.proofs import SnarkjsRuntime
-
-            node = shutil.which("node")
-            if node is None:
-                raise ProofError("Node.js (`node`) was not found; snarkjs needs it")
-            runtime = SnarkjsRuntime(Path(node), snarkjs)
-        else:
-            runtime = ensure_snarkjs(ctx.session.home)
         return ProverService(
             ctx.client(),
             ArtifactStore(artifacts or ctx.store_root()),
-            runtime,
+            _snarkjs_runtime(snarkjs, ctx),
             verifiers=verifiers,
             from_block=int(ctx.service.get("start_block", 0)),
             markets=market or None,
@@ -1151,16 +1164,7 @@ def prover_run(
     if once:
         _run(service.step)
         return
-    import asyncio
-
-    from reef.cli._common import stop_signals
-
-    async def main() -> None:
-        with stop_signals() as stop:
-            await service.run(interval_s=interval, stop=stop)
-
-    note(f"proving as {service.client.sender}; Ctrl-C stops")
-    _run(lambda: asyncio.run(main()))
+    _run_until_stopped(service, interval, f"proving as {service.client.sender}")
 
 
 # ---- the input verification service ----
@@ -1219,7 +1223,7 @@ def ivs_run(
     ] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8701,
-    network: Annotated[Path | None, NetworkFileOpt] = None,
+    network: NetworkFile = None,
     artifacts: Annotated[
         Path | None,
         typer.Option(
@@ -1227,16 +1231,9 @@ def ivs_run(
             help="The markets' circuit files by SHA-256 (default: reef up's store).",
         ),
     ] = None,
-    snarkjs: Annotated[
-        Path | None,
-        typer.Option(
-            "--snarkjs",
-            help="A directory whose node_modules has the pinned snarkjs "
-            "(default: reef's own, installed on first use).",
-        ),
-    ] = None,
-    rpc: Annotated[str | None, RpcOpt] = None,
-    proof_market: Annotated[str | None, MarketOpt] = None,
+    snarkjs: SnarkjsDir = None,
+    rpc: Rpc = None,
+    proof_market: ProofMarket = None,
 ) -> None:
     """Serve a market's input verification service (``POST /invalid``) until Ctrl-C: it signs
     that an ask's inputs admit no proof, after checking that itself. Inside ``reef up``'s IVS
@@ -1266,12 +1263,7 @@ def ivs_run(
                 else "the IVS has no signing key: give --key-file FILE or --kms-path PATH",
                 hint="pass --key-file FILE, or run the IVS in an enclave wired to a KMS",
             )
-        ctx = _ctx(
-            rpc or given.get("rpc"),
-            proof_market or given.get("proof_market"),
-            None,
-            account=False,
-        )
+        ctx = _network_ctx(given, rpc, proof_market, None, account=False)
         runtime = _snarkjs_runtime(snarkjs, ctx)
         verifier = InputVerifier(account, ArtifactStore(artifacts or ctx.store_root()), runtime)
         start = int(given.get("from_block", ctx.service.get("start_block", 0)))
@@ -1297,7 +1289,7 @@ def ivs_run(
     _run(lambda: asyncio.run(main()))
 
 
-def _snarkjs_runtime(snarkjs: Path | None, ctx: Any) -> Any:
+def _snarkjs_runtime(snarkjs: Path | None, ctx: _Ctx) -> Any:
     from reef.proofs import ensure_snarkjs
 
     if snarkjs is None:
