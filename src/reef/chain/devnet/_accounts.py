@@ -9,9 +9,10 @@ global "unaudited features" switch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_account import Account
 from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
@@ -20,6 +21,11 @@ from eth_utils.exceptions import ValidationError
 
 from reef.crypto import Secp256k1PrivateKey
 from reef.errors import InputError
+
+if TYPE_CHECKING:
+    from web3 import Web3
+
+    from reef.chain._deploy import Deployment
 
 __all__ = [
     "DEVNET_CHAIN_ID",
@@ -99,3 +105,22 @@ def _derive(mnemonic: str, count: int) -> tuple[DevAccount, ...]:
         address = Secp256k1PrivateKey(key).public_key.checksum_address
         accounts.append(DevAccount(index=index, address=address, private_key=key))
     return tuple(accounts)
+
+
+def deploy_for_dev_accounts(
+    web3: Web3, accounts: Sequence[DevAccount], *, rate_lock_s: int
+) -> Deployment:
+    """Deploy reef's contracts from the first dev account and fund every one: how both devnet
+    kinds (the embedded one and anvil) start a fresh chain.
+
+    Raises:
+        ReefError: a deployment transaction failed (as :func:`reef.chain.deploy_contracts`).
+    """
+    from reef.chain._deploy import deploy_contracts  # reef.chain imports this package
+
+    return deploy_contracts(
+        web3,
+        accounts[0].address,
+        rate_lock_s=rate_lock_s,
+        fund=[account.address for account in accounts],
+    )

@@ -36,7 +36,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from reef.chain._deploy import Deployment
-from reef.chain.devnet._accounts import DEV_MNEMONIC, DEVNET_CHAIN_ID, DevAccount, dev_accounts
+from reef.chain.devnet._accounts import (
+    DEV_MNEMONIC,
+    DEVNET_CHAIN_ID,
+    DevAccount,
+    deploy_for_dev_accounts,
+    dev_accounts,
+)
 from reef.chain.devnet._store import INFO_NAME, DevnetInfo, DevnetLock, write_devnet_info
 from reef.errors import ChainError, ConfigError
 from reef.home import ReefHome, replace_file
@@ -245,14 +251,7 @@ class AnvilChain:
             raise
 
     def _deploy(self, rate_lock_s: int) -> None:
-        from reef.chain._deploy import deploy_contracts
-
-        deployment = deploy_contracts(
-            self.web3(),
-            self._accounts[0].address,
-            rate_lock_s=rate_lock_s,
-            fund=[account.address for account in self._accounts],
-        )
+        deployment = deploy_for_dev_accounts(self.web3(), self._accounts, rate_lock_s=rate_lock_s)
         self._deployment, self._rate_lock_s = deployment, rate_lock_s
         text = json.dumps({"deployment": deployment.to_json(), "rate_lock_s": rate_lock_s})
         replace_file(self._home.path("chain", DEPLOYMENT_NAME), text.encode(), durable=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from reef.chain._deploy import Deployment
+from reef.chain.devnet._accounts import deploy_for_dev_accounts
 from reef.chain.devnet._engine import Chain
 from reef.chain.devnet._store import (
     CHECKPOINT_NAME,
@@ -362,14 +363,7 @@ class Devnet(Chain):
         return {"kind": "genesis", "format": JOURNAL_FORMAT, **super()._genesis_entry()}
 
     def _deploy(self, rate_lock_s: int) -> None:
-        from reef.chain._deploy import deploy_contracts
-
-        deployment = deploy_contracts(
-            self.web3(),
-            self._accounts[0].address,
-            rate_lock_s=rate_lock_s,
-            fund=[account.address for account in self._accounts],
-        )
+        deployment = deploy_for_dev_accounts(self.web3(), self._accounts, rate_lock_s=rate_lock_s)
         with self._lock:
             self._deployment = deployment
             self._rate_lock_s = rate_lock_s
