@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
@@ -102,6 +102,7 @@ MAX_FILTERS: Final = 10_000
 FILTER_TIMEOUT_S: Final = 300.0
 """A filter nobody polled for five minutes is dropped, as geth does."""
 _UINT256: Final = 2**256
+_R = TypeVar("_R")
 LIGHT_METHODS: Final = frozenset(
     {
         "web3_clientVersion",
@@ -665,29 +666,19 @@ class DevnetRpc:
         return "0x" + value.to_bytes(32, "big").hex()
 
     def _call(self, params: Sequence[Any]) -> str:
-        tx, block, overrides = _params(params, 1, 3)
-        if overrides:
-            raise _invalid("state overrides are not supported by the reef devnet")
-        return data(
-            self._devnet.call(
-                _tx_request(tx),
-                _block(block),
-                gas_cap=self.call_gas_cap,
-                timeout_s=self.call_timeout_s,
-            )
-        )
+        return data(self._simulate(self._devnet.call, params))
 
     def _estimate_gas(self, params: Sequence[Any]) -> str:
+        return quantity(self._simulate(self._devnet.estimate_gas, params))
+
+    def _simulate(self, run: Callable[..., _R], params: Sequence[Any]) -> _R:
+        """Run ``eth_call``/``eth_estimateGas``'s ``[tx, block?, overrides?]`` within the call
+        gas cap and time budget."""
         tx, block, overrides = _params(params, 1, 3)
         if overrides:
             raise _invalid("state overrides are not supported by the reef devnet")
-        return quantity(
-            self._devnet.estimate_gas(
-                _tx_request(tx),
-                _block(block),
-                gas_cap=self.call_gas_cap,
-                timeout_s=self.call_timeout_s,
-            )
+        return run(
+            _tx_request(tx), _block(block), gas_cap=self.call_gas_cap, timeout_s=self.call_timeout_s
         )
 
     def _send_raw_transaction(self, params: Sequence[Any]) -> str:
