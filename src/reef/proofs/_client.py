@@ -258,11 +258,7 @@ class ProofMarketClient(ContractClient):
         return self._create_market(
             "createGroth16Market",
             [parse_address(verifier, name="verifier"), artifacts_hash],
-            penalty=penalty,
-            n_inputs=n_inputs,
-            ivs=ivs,
-            metadata=metadata,
-            private_inputs=private_inputs,
+            (penalty, n_inputs, ivs, metadata, private_inputs),
         )
 
     def create_tee_market(
@@ -281,25 +277,20 @@ class ProofMarketClient(ContractClient):
         return self._create_market(
             "createTeeMarket",
             [image_id],
-            penalty=penalty,
-            n_inputs=n_inputs,
-            ivs=ivs,
-            metadata=metadata,
-            private_inputs=private_inputs,
+            (penalty, n_inputs, ivs, metadata, private_inputs),
         )
 
     def _create_market(
         self,
         function: str,
         proof_system: Sequence[Any],
-        *,
-        penalty: int,
-        n_inputs: int,
-        ivs: str | None,
-        metadata: str,
-        private_inputs: bool,
+        terms: tuple[int, int, str | None, str, bool],
     ) -> tuple[int, TxResult[ProofMarketEvent]]:
-        """Send ``function(*proof_system, <the terms every market has>)``; (market id, result)."""
+        """Send ``function(*proof_system, <the terms every market has>)``; (market id, result).
+
+        ``terms`` are the arguments of the public methods: penalty, n_inputs, ivs, metadata and
+        private_inputs."""
+        penalty, n_inputs, ivs, metadata, private_inputs = terms
         result = self._do(
             function,
             *proof_system,
@@ -340,9 +331,7 @@ class ProofMarketClient(ContractClient):
             market_id,
             inputs,
             [check_uint(reward, "reward")],
-            expiry=expiry,
-            proving_time=proving_time,
-            refund_address=refund_address,
+            (expiry, proving_time, refund_address),
         )
 
     def create_private_ask(
@@ -364,10 +353,8 @@ class ProofMarketClient(ContractClient):
             market_id,
             inputs,
             [check_uint(reward, "reward")],
-            expiry=expiry,
-            proving_time=proving_time,
-            refund_address=refund_address,
-            extra=[bytes(secret), bytes(acl)],
+            (expiry, proving_time, refund_address),
+            [bytes(secret), bytes(acl)],
         )
 
     def create_auction_ask(
@@ -393,9 +380,7 @@ class ProofMarketClient(ContractClient):
                 check_uint(max_price, "max price"),
                 check_uint(ramp_time, "ramp time"),
             ],
-            expiry=expiry,
-            proving_time=proving_time,
-            refund_address=refund_address,
+            (expiry, proving_time, refund_address),
         )
 
     def _create_ask(
@@ -404,14 +389,15 @@ class ProofMarketClient(ContractClient):
         market_id: int,
         inputs: Sequence[int],
         price: Sequence[int],
-        *,
-        expiry: int,
-        proving_time: int,
-        refund_address: str | None,
+        terms: tuple[int, int, str | None],
         extra: Sequence[Any] = (),
     ) -> tuple[int, TxResult[ProofMarketEvent]]:
         """Send ``function`` with the terms every ask has around its ``price`` terms (checked)
-        and ``extra`` after them; returns (ask id, result)."""
+        and ``extra`` after them; returns (ask id, result).
+
+        ``terms`` are the arguments of the public methods: expiry, proving_time and
+        refund_address."""
+        expiry, proving_time, refund_address = terms
         result = self._do(
             function,
             check_uint(market_id, "market id"),
