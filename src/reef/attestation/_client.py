@@ -31,7 +31,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Final
+from typing import Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -48,6 +48,7 @@ DEFAULT_TIMEOUT_S: Final = 10.0
 # a fresh enclave is not slowed down, slow enough not to spin.
 _RETRY_INTERVAL_S: Final = 0.1
 _Transport = httpx.BaseTransport | httpx.AsyncBaseTransport
+_T = TypeVar("_T", httpx.BaseTransport, httpx.AsyncBaseTransport)
 
 
 def attestation_url(endpoint: str) -> str:
@@ -78,12 +79,24 @@ def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _params(
-    public_key: bytes | None, user_data: bytes | None, nonce: bytes | None
-) -> dict[str, str]:
-    """The custom attestation server's query parameters (hex); absent fields are not sent."""
+def _request(
+    endpoint: str,
+    public_key: bytes | None,
+    user_data: bytes | None,
+    nonce: bytes | None,
+    wait_s: float,
+) -> tuple[str, dict[str, str], float]:
+    """A fetch's URL, its query parameters and the monotonic instant it stops retrying.
+
+    The parameters are the custom attestation server's (hex); absent fields are not sent.
+
+    Raises:
+        InputError: as :func:`attestation_url`.
+    """
+    url = attestation_url(endpoint)
     fields = {"public_key": public_key, "user_data": user_data, "nonce": nonce}
-    return {name: value.hex() for name, value in fields.items() if value is not None}
+    params = {name: value.hex() for name, value in fields.items() if value is not None}
+    return url, params, time.monotonic() + wait_s
 
 
 def _document(url: str, response: httpx.Response) -> bytes:
@@ -195,11 +208,8 @@ class AttestationClient:
             MisuseError: the client was given an async-only transport.
             ServiceError: the server cannot be reached or does not answer a document.
         """
-        url, params = attestation_url(endpoint), _params(public_key, user_data, nonce)
-        transport = self._transport
-        if transport is not None and not isinstance(transport, httpx.BaseTransport):
-            raise MisuseError("the client's transport is async-only", hint="use afetch, averify")
-        deadline = time.monotonic() + wait_s
+        url, params, deadline = _request(endpoint, public_key, user_data, nonce, wait_s)
+        transport = self._transport_as(httpx.BaseTransport, "async", hint="use afetch, averify")
         with httpx.Client(timeout=self.timeout, transport=transport) as http:
             while True:
                 try:
@@ -222,11 +232,10 @@ class AttestationClient:
         Raises:
             InputError, MisuseError, ServiceError: as :meth:`fetch`.
         """
-        url, params = attestation_url(endpoint), _params(public_key, user_data, nonce)
-        transport = self._transport
-        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
-            raise MisuseError("the client's transport is blocking-only", hint="use fetch, verify")
-        deadline = time.monotonic() + wait_s
+        url, params, deadline = _request(endpoint, public_key, user_data, nonce, wait_s)
+        transport = self._transport_as(
+            httpx.AsyncBaseTransport, "blocking", hint="use fetch, verify"
+        )
         async with httpx.AsyncClient(timeout=self.timeout, transport=transport) as http:
             while True:
                 try:
@@ -234,6 +243,17 @@ class AttestationClient:
                 except (httpx.HTTPError, ServiceError) as exc:
                     _raise_if_late(url, exc, deadline)
                 await asyncio.sleep(_RETRY_INTERVAL_S)
+
+    def _transport_as(self, kind: type[_T], other: str, *, hint: str) -> _T | None:
+        """The client's transport, if it is of ``kind`` (blocking or async).
+
+        Raises:
+            MisuseError: the transport is ``other``-only.
+        """
+        transport = self._transport
+        if transport is not None and not isinstance(transport, kind):
+            raise MisuseError(f"the client's transport is {other}-only", hint=hint)
+        return transport
 
     # -- verifying ---------------------------------------------------------------------------
 
