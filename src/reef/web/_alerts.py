@@ -25,7 +25,7 @@ import logging
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -294,13 +294,7 @@ class Notice:
     since: float
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "key": self.key,
-            "state": self.state,
-            "message": self.message,
-            "since": self.since,
-        }
+        return asdict(self)
 
 
 class AlertEngine:
