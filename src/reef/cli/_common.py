@@ -3,7 +3,9 @@
 - reading the files users name (``-`` for stdin where a command allows it), with errors that name
   the file rather than a traceback;
 - the market session the ``--rpc`` / ``--market`` / ``--key`` flags name (the flags themselves are
-  in :mod:`reef.cli._options`; :func:`reef.node.open_session` resolves them against ``$REEF_HOME``);
+  in :mod:`reef.cli._options`; :func:`reef.node.open_session` resolves them against ``$REEF_HOME``),
+  and the serverless contracts ``--rpc`` / ``--jobs`` / ``--code`` / ``--key`` name (``reef fn``
+  and ``reef executor``);
 - stopping a foreground command cleanly on Ctrl-C or SIGTERM (:func:`stop_signals`, the one way
   every reef command reacts to a stop signal, lives on the serving floor, :mod:`reef._serve`).
 """
@@ -13,19 +15,27 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reef.errors import InputError
+from reef.cli._output import tx_printer
+from reef.errors import ConfigError, InputError, ReefError
 
 if TYPE_CHECKING:
     import asyncio
 
+    from eth_account.signers.local import LocalAccount
+    from web3 import Web3
+
     from reef.chain import Address
     from reef.node import Session
+    from reef.serverless import ServerlessCodeClient, ServerlessJobsClient
 
 __all__ = [
+    "ServerlessTarget",
     "market_session",
+    "open_target",
     "owner_session",
     "read_file",
     "read_input",
@@ -98,3 +108,80 @@ def owner_session(
 
     session = market_session(rpc, market, key, need_account=owner is None)
     return session, parse_address(owner, name="owner") if owner else session.address
+
+
+@dataclass(frozen=True)
+class ServerlessTarget:
+    """The chain and serverless contracts a command acts on, and the account it sends from."""
+
+    w3: Web3
+    rpc_url: str
+    jobs_address: str
+    code_address: str
+    account: LocalAccount | None
+
+    def jobs(self, *, send: bool = False) -> ServerlessJobsClient:
+        from reef.serverless import ServerlessJobsClient
+
+        return ServerlessJobsClient(
+            self.w3, self.jobs_address, account=self._sender(send), progress=tx_printer
+        )
+
+    def code(self, *, send: bool = False) -> ServerlessCodeClient:
+        from reef.serverless import ServerlessCodeClient
+
+        return ServerlessCodeClient(
+            self.w3, self.code_address, account=self._sender(send), progress=tx_printer
+        )
+
+    def _sender(self, send: bool) -> LocalAccount | None:
+        if send and self.account is None:
+            raise ConfigError("no account to send from", hint="pass --key FILE")
+        return self.account
+
+
+def open_target(
+    rpc: str | None, jobs: str | None, code: str | None, key: Path | None
+) -> ServerlessTarget:
+    """Resolve ``--rpc/--jobs/--code/--key`` against ``$REEF_HOME/network.json``.
+
+    Raises:
+        ConfigError: when nothing says where the chain or a contract is.
+        RPCError: when the endpoint does not answer.
+    """
+    from web3 import Web3
+
+    from reef.chain import DEVNET_CHAIN_ID, dev_accounts
+    from reef.errors import RPCError
+    from reef.home import ReefHome
+    from reef.node import NetworkInfo, load_key_file
+
+    home = ReefHome.from_env()
+    network: NetworkInfo | None = None
+    try:
+        network = NetworkInfo.load(home)
+    except ReefError:
+        network = None
+    service = dict(network.services.get("serverless", {})) if network else {}
+    rpc_url = rpc or (network.rpc_url if network else None)
+    jobs = jobs or service.get("jobs_contract")
+    code = code or service.get("code_contract")
+    if rpc_url is None or jobs is None or code is None:
+        raise ConfigError(
+            "no serverless deployment to talk to",
+            hint="start the local network (`reef up`), or pass --rpc, --jobs and --code",
+        )
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    try:
+        chain_id = int(w3.eth.chain_id)
+    except Exception as exc:  # any transport failure: the endpoint cannot be used
+        raise RPCError(
+            f"cannot reach the chain at {rpc_url}: {exc}", hint="is `reef up` running?"
+        ) from exc
+    if key is not None:
+        account: LocalAccount | None = load_key_file(key)
+    elif chain_id == DEVNET_CHAIN_ID:
+        account = dev_accounts(1)[0].local_account
+    else:
+        account = None
+    return ServerlessTarget(w3, rpc_url, str(jobs), str(code), account)

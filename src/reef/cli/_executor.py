@@ -19,8 +19,7 @@ from typing import Annotated
 
 import typer
 
-from reef.cli._common import stop_signals
-from reef.cli._fn import open_target
+from reef.cli._common import open_target, stop_signals
 from reef.cli._options import AccountKey, CodeContract, JobsContract, Json, Rpc
 from reef.cli._output import fail, note, print_result
 from reef.errors import InputError, ReefError

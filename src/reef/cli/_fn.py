@@ -16,13 +16,12 @@ Exit codes: 0 the function answered (code 0), 1 it got another verdict (timeout,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._common import read_file
+from reef.cli._common import open_target, read_file
 from reef.cli._options import AccountKey, CodeContract, JobsContract, Json, Rpc
 from reef.cli._output import (
     err_console,
@@ -34,20 +33,16 @@ from reef.cli._output import (
     print_rows,
     tx_printer,
 )
-from reef.errors import ConfigError, InputError, ReefError, ServerlessError
+from reef.errors import InputError, ReefError, ServerlessError
 
 if TYPE_CHECKING:
-    from eth_account.signers.local import LocalAccount
-    from web3 import Web3
-
     from reef.serverless import (
         CallResult,
         Limits,
-        ServerlessCodeClient,
         ServerlessJobsClient,
     )
 
-__all__ = ["ServerlessTarget", "open_target", "register"]
+__all__ = ["register"]
 
 app = typer.Typer(
     help="Serverless functions: write one, run it locally in workerd with executor limits.",
@@ -72,6 +67,17 @@ TEMPLATE_README = """\
 
 A reef serverless function. Try it locally: `reef fn dev {path} --input reef`
 """
+
+
+FunctionSource = Annotated[
+    Path, typer.Argument(help=f"The function: a .js file, or a directory with {ENTRY}.")
+]
+InputText = Annotated[
+    str | None, typer.Option("--input", help="The input (request body), as text.")
+]
+InputFile = Annotated[
+    Path | None, typer.Option("--input-file", help="Read the input from this file.")
+]
 
 
 def register(root: typer.Typer) -> None:
@@ -116,6 +122,17 @@ def _source_path(target: Path) -> Path:
     return target
 
 
+def _input_body(text: str | None, path: Path | None) -> bytes:
+    """The call's input: ``--input`` as UTF-8, or ``--input-file``'s bytes (empty without either).
+
+    Raises:
+        InputError: both were given, or the file cannot be read.
+    """
+    if text is not None and path is not None:
+        raise InputError("give --input or --input-file, not both")
+    return read_file(path) if path is not None else (text or "").encode("utf-8")
+
+
 def _limits(
     timeout_ms: int | None, memory_mib: int | None, max_output: int | None, allow_network: list[str]
 ) -> Limits:
@@ -144,16 +161,30 @@ async def _run_once(source: bytes, body: bytes, limits: Limits) -> CallResult:
         return await runtime.run(source, body)
 
 
+def _text(output: bytes) -> str | None:
+    """A function's output as text, or ``None`` when it is not UTF-8 (then only hex shows it)."""
+    try:
+        return output.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _print_output(data: dict[str, Any]) -> None:
+    """A call's result for people: the error code with its meaning, the output as text where it
+    is text (else as hex)."""
+    shown = dict(data)
+    shown["error_code"] = f"{shown['error_code']} ({shown.pop('error')})"
+    if shown["output"] is not None:
+        shown.pop("output_hex")
+    print_mapping(shown)
+
+
 def result_json(result: CallResult) -> dict[str, Any]:
     """The JSON form of a call's result (``reef fn dev --json``)."""
-    try:
-        text: str | None = result.output.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
     return {
         "error_code": int(result.error_code),
         "error": result.error_code.description,
-        "output": text,
+        "output": _text(result.output),
         "output_hex": "0x" + result.output.hex(),
         "total_time_ms": result.total_time_ms,
         "status": result.status,
@@ -163,15 +194,9 @@ def result_json(result: CallResult) -> dict[str, Any]:
 
 @app.command("dev")
 def dev(
-    target: Annotated[
-        Path, typer.Argument(help=f"The function: a .js file, or a directory with {ENTRY}.")
-    ],
-    input_text: Annotated[
-        str | None, typer.Option("--input", help="The input (request body), as text.")
-    ] = None,
-    input_file: Annotated[
-        Path | None, typer.Option("--input-file", help="Read the input from this file.")
-    ] = None,
+    target: FunctionSource,
+    input_text: InputText = None,
+    input_file: InputFile = None,
     timeout_ms: Annotated[
         int | None, typer.Option("--timeout-ms", help="Deadline of the call (default 5000).")
     ] = None,
@@ -196,11 +221,7 @@ def dev(
     import asyncio
 
     try:
-        if input_text is not None and input_file is not None:
-            raise InputError("give --input or --input-file, not both")
-        body = (
-            read_file(input_file) if input_file is not None else (input_text or "").encode("utf-8")
-        )
+        body = _input_body(input_text, input_file)
         source = read_file(_source_path(target))
         limits = _limits(timeout_ms, memory_mib, max_output, allow_network or [])
     except ReefError as exc:
@@ -215,95 +236,12 @@ def dev(
     else:
         if result.logs:
             err_console().print(result.logs.rstrip("\n"), markup=False, highlight=False)
-        shown = dict(data)
-        shown.pop("logs")
-        shown.pop("error")
-        shown["error_code"] = f"{result.error_code.value} ({result.error_code.description})"
-        if shown["output"] is not None:
-            shown.pop("output_hex")
-        print_mapping(shown)
+        _print_output({k: v for k, v in data.items() if k != "logs"})
     if not result.ok:
         raise typer.Exit(1)
 
 
 # ---- on chain ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServerlessTarget:
-    """The chain and serverless contracts a command acts on, and the account it sends from."""
-
-    w3: Web3
-    rpc_url: str
-    jobs_address: str
-    code_address: str
-    account: LocalAccount | None
-
-    def jobs(self, *, send: bool = False) -> ServerlessJobsClient:
-        from reef.serverless import ServerlessJobsClient
-
-        return ServerlessJobsClient(
-            self.w3, self.jobs_address, account=self._sender(send), progress=tx_printer
-        )
-
-    def code(self, *, send: bool = False) -> ServerlessCodeClient:
-        from reef.serverless import ServerlessCodeClient
-
-        return ServerlessCodeClient(
-            self.w3, self.code_address, account=self._sender(send), progress=tx_printer
-        )
-
-    def _sender(self, send: bool) -> LocalAccount | None:
-        if send and self.account is None:
-            raise ConfigError("no account to send from", hint="pass --key FILE")
-        return self.account
-
-
-def open_target(
-    rpc: str | None, jobs: str | None, code: str | None, key: Path | None
-) -> ServerlessTarget:
-    """Resolve ``--rpc/--jobs/--code/--key`` against ``$REEF_HOME/network.json``.
-
-    Raises:
-        ConfigError: when nothing says where the chain or a contract is.
-        RPCError: when the endpoint does not answer.
-    """
-    from web3 import Web3
-
-    from reef.chain import DEVNET_CHAIN_ID, dev_accounts
-    from reef.errors import RPCError
-    from reef.home import ReefHome
-    from reef.node import NetworkInfo, load_key_file
-
-    home = ReefHome.from_env()
-    network: NetworkInfo | None = None
-    try:
-        network = NetworkInfo.load(home)
-    except ReefError:
-        network = None
-    service = dict(network.services.get("serverless", {})) if network else {}
-    rpc_url = rpc or (network.rpc_url if network else None)
-    jobs = jobs or service.get("jobs_contract")
-    code = code or service.get("code_contract")
-    if rpc_url is None or jobs is None or code is None:
-        raise ConfigError(
-            "no serverless deployment to talk to",
-            hint="start the local network (`reef up`), or pass --rpc, --jobs and --code",
-        )
-    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
-    try:
-        chain_id = int(w3.eth.chain_id)
-    except Exception as exc:  # any transport failure: the endpoint cannot be used
-        raise RPCError(
-            f"cannot reach the chain at {rpc_url}: {exc}", hint="is `reef up` running?"
-        ) from exc
-    if key is not None:
-        account: LocalAccount | None = load_key_file(key)
-    elif chain_id == DEVNET_CHAIN_ID:
-        account = dev_accounts(1)[0].local_account
-    else:
-        account = None
-    return ServerlessTarget(w3, rpc_url, str(jobs), str(code), account)
 
 
 def _fail_usage(exc: ReefError) -> typer.Exit:
@@ -312,9 +250,7 @@ def _fail_usage(exc: ReefError) -> typer.Exit:
 
 @app.command("deploy")
 def deploy_cmd(
-    target: Annotated[
-        Path, typer.Argument(help=f"The function: a .js file, or a directory with {ENTRY}.")
-    ],
+    target: FunctionSource,
     name: Annotated[str | None, typer.Option("--name", help="A name kept in metadata.")] = None,
     rpc: Rpc = None,
     jobs: JobsContract = None,
@@ -369,10 +305,6 @@ def _call_json(client: ServerlessJobsClient, response: Any, request_id: int) -> 
     signed = client.signed_output(response.tx_hash)
     domain = client.domain()
     try:
-        text: str | None = response.output.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    try:
         description = ErrorCode(response.error_code).description
     except ValueError:
         description = "unknown"
@@ -381,7 +313,7 @@ def _call_json(client: ServerlessJobsClient, response: Any, request_id: int) -> 
         "exec_job_id": signed.job_id,
         "error_code": response.error_code,
         "error": description,
-        "output": text,
+        "output": _text(response.output),
         "output_hex": "0x" + response.output.hex(),
         "total_time_ms": response.total_time_ms,
         "executor": response.executor,
@@ -395,12 +327,8 @@ def _call_json(client: ServerlessJobsClient, response: Any, request_id: int) -> 
 @app.command("call")
 def call_cmd(
     codehash: Annotated[str, typer.Argument(help="The function's codehash (reef fn deploy).")],
-    input_text: Annotated[
-        str | None, typer.Option("--input", help="The input (request body), as text.")
-    ] = None,
-    input_file: Annotated[
-        Path | None, typer.Option("--input-file", help="Read the input from this file.")
-    ] = None,
+    input_text: InputText = None,
+    input_file: InputFile = None,
     timeout_ms: Annotated[
         int, typer.Option("--timeout-ms", help="The job's deadline (paid per ms).")
     ] = 5000,
@@ -414,11 +342,7 @@ def call_cmd(
     from reef.chain import TokenClient
 
     try:
-        if input_text is not None and input_file is not None:
-            raise InputError("give --input or --input-file, not both")
-        body = (
-            read_file(input_file) if input_file is not None else (input_text or "").encode("utf-8")
-        )
+        body = _input_body(input_text, input_file)
         if timeout_ms < 1:
             raise InputError(f"--timeout-ms must be positive, got {timeout_ms}")
     except ReefError as exc:
@@ -446,12 +370,7 @@ def call_cmd(
     if as_json:
         print_json(data)
     else:
-        shown = dict(data)
-        shown["error_code"] = f"{data['error_code']} ({data.pop('error')})"
-        shown.pop("error", None)
-        if shown["output"] is not None:
-            shown.pop("output_hex")
-        print_mapping(shown)
+        _print_output(data)
     if data["error_code"] != 0:
         raise typer.Exit(1)
 
