@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi.abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.logs import DISCARD
@@ -39,7 +38,6 @@ from reef.chain import (
 )
 from reef.crypto import (
     Secp256k1PrivateKey,
-    eip712_digest,
     eip712_domain_separator,
     keccak256,
 )
@@ -51,7 +49,7 @@ from reef.serverless._contracts import (
     _codehash,
     _uint_fields,
 )
-from reef.serverless._signing import SignedOutput
+from reef.serverless._signing import SignedOutput, _output_digest, _sign_output, _unsigned
 
 __all__ = [
     "JOB_RESPONSE_TYPE",
@@ -85,16 +83,14 @@ def job_response_digest(
     sign_timestamp: int,
 ) -> bytes:
     """The digest a gateway signs to answer job ``job_id`` on the Relay at ``relay``."""
-    separator = eip712_domain_separator(
+    fields = _unsigned(job_id, output, total_time, error_code, sign_timestamp)
+    return _output_digest(_separator(chain_id, relay), _TYPEHASH, fields)
+
+
+def _separator(chain_id: int, relay: str) -> bytes:
+    return eip712_domain_separator(
         RELAY_DOMAIN_NAME, "1", chain_id=chain_id, verifying_contract=relay
     )
-    struct_hash = keccak256(
-        abi_encode(
-            ["bytes32", "uint256", "bytes32", "uint256", "uint8", "uint256"],
-            [_TYPEHASH, job_id, keccak256(output), total_time, error_code, sign_timestamp],
-        )
-    )
-    return eip712_digest(separator, struct_hash)
 
 
 def sign_job_response(
@@ -109,23 +105,8 @@ def sign_job_response(
     sign_timestamp: int,
 ) -> SignedOutput:
     """A gateway's signed answer to a relayed job (same fields as an executor's output)."""
-    digest = job_response_digest(
-        chain_id,
-        relay,
-        job_id=job_id,
-        output=output,
-        total_time=total_time,
-        error_code=error_code,
-        sign_timestamp=sign_timestamp,
-    )
-    return SignedOutput(
-        job_id=job_id,
-        output=bytes(output),
-        total_time=total_time,
-        error_code=error_code,
-        sign_timestamp=sign_timestamp,
-        signature=key.sign_digest(digest),
-    )
+    fields = _unsigned(job_id, output, total_time, error_code, sign_timestamp)
+    return _sign_output(key, _separator(chain_id, relay), _TYPEHASH, fields)
 
 
 @dataclass(frozen=True, kw_only=True)

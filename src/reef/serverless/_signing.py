@@ -12,7 +12,7 @@ tests check every digest against eth-account's independent typed-data encoder.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from eth_abi.abi import encode as abi_encode
 
@@ -82,20 +82,54 @@ def submit_output_digest(
     sign_timestamp: int,
 ) -> bytes:
     """The digest an executor signs for one output (``SubmitOutput``)."""
+    fields = _unsigned(job_id, output, total_time, error_code, sign_timestamp)
+    return _output_digest(domain.separator, _SUBMIT_TYPEHASH, fields)
+
+
+def _output_digest(separator: bytes, typehash: bytes, fields: SignedOutput) -> bytes:
+    """The EIP-712 digest of an output's ``fields`` in the domain ``separator``: the fields of
+    ``SubmitOutput`` (Jobs) and ``JobResponse`` (Relay) are the same; the type name
+    (``typehash``) tells them apart.
+
+    Raises:
+        InputError: a number out of its ABI type's range.
+    """
     struct_hash = keccak256(
         abi_encode(
             ["bytes32", "uint256", "bytes32", "uint256", "uint8", "uint256"],
             [
-                _SUBMIT_TYPEHASH,
-                _uint(job_id, "job_id"),
-                keccak256(bytes(output)),
-                _uint(total_time, "total_time"),
-                _uint(error_code, "error_code", 8),
-                _uint(sign_timestamp, "sign_timestamp"),
+                typehash,
+                _uint(fields.job_id, "job_id"),
+                keccak256(fields.output),
+                _uint(fields.total_time, "total_time"),
+                _uint(fields.error_code, "error_code", 8),
+                _uint(fields.sign_timestamp, "sign_timestamp"),
             ],
         )
     )
-    return eip712_digest(domain.separator, struct_hash)
+    return eip712_digest(separator, struct_hash)
+
+
+def _unsigned(
+    job_id: int, output: bytes, total_time: int, error_code: int, sign_timestamp: int
+) -> SignedOutput:
+    """An output's fields, not signed yet (empty ``signature``)."""
+    return SignedOutput(
+        job_id=job_id,
+        output=bytes(output),
+        total_time=total_time,
+        error_code=error_code,
+        sign_timestamp=sign_timestamp,
+        signature=b"",
+    )
+
+
+def _sign_output(
+    key: Secp256k1PrivateKey, separator: bytes, typehash: bytes, fields: SignedOutput
+) -> SignedOutput:
+    """``fields`` with ``key``'s signature of their :func:`_output_digest`."""
+    digest = _output_digest(separator, typehash, fields)
+    return replace(fields, signature=key.sign_digest(digest))
 
 
 def register_digest(
@@ -146,14 +180,7 @@ class SignedOutput:
         )
 
     def digest(self, domain: JobsDomain) -> bytes:
-        return submit_output_digest(
-            domain,
-            job_id=self.job_id,
-            output=self.output,
-            total_time=self.total_time,
-            error_code=self.error_code,
-            sign_timestamp=self.sign_timestamp,
-        )
+        return _output_digest(domain.separator, _SUBMIT_TYPEHASH, self)
 
     def signer(self, domain: JobsDomain) -> str:
         """The checksummed address that signed this output in ``domain``.
@@ -180,22 +207,8 @@ def sign_output(
     sign_timestamp: int,
 ) -> SignedOutput:
     """Sign one output with an executor's enclave key."""
-    digest = submit_output_digest(
-        domain,
-        job_id=job_id,
-        output=output,
-        total_time=total_time,
-        error_code=error_code,
-        sign_timestamp=sign_timestamp,
-    )
-    return SignedOutput(
-        job_id=job_id,
-        output=bytes(output),
-        total_time=total_time,
-        error_code=error_code,
-        sign_timestamp=sign_timestamp,
-        signature=key.sign_digest(digest),
-    )
+    fields = _unsigned(job_id, output, total_time, error_code, sign_timestamp)
+    return _sign_output(key, domain.separator, _SUBMIT_TYPEHASH, fields)
 
 
 def sign_registration(
