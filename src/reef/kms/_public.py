@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
@@ -91,6 +91,15 @@ _SIGNED_HEADERS = {
     },
     VERSION_HEADER: {"description": "the root seed version", "schema": {"type": "string"}},
 }
+
+
+def _signed_answer(description: str, media: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """A 200 answer signed by the root (see :func:`_signed`), as OpenAPI describes it."""
+    return {
+        "description": description,
+        "headers": _SIGNED_HEADERS,
+        "content": {media: {"schema": schema}},
+    }
 
 
 class _RotateModel(BaseModel):
@@ -152,11 +161,9 @@ def public_app(root: KmsRoot) -> FastAPI:
             "image or contract",
             response_class=Response,
             responses={
-                200: {
-                    "description": "signed; the key bytes" if form == "public" else "signed",
-                    "headers": _SIGNED_HEADERS,
-                    "content": {media: {"schema": schema}},
-                },
+                200: _signed_answer(
+                    "signed; the key bytes" if form == "public" else "signed", media, schema
+                ),
                 400: text_response("what is wrong with the query"),
                 **LIMITED_RESPONSES,
             },
@@ -209,11 +216,7 @@ def public_app(root: KmsRoot) -> FastAPI:
         summary="The root's identity, with an attestation binding it",
         response_class=Response,
         responses={
-            200: {
-                "description": "signed identity document",
-                "headers": _SIGNED_HEADERS,
-                "content": {"application/json": {"schema": {"type": "object"}}},
-            },
+            200: _signed_answer("signed identity document", "application/json", {"type": "object"}),
             400: text_response("a nonce that is not hex"),
             503: text_response("the root cannot attest right now"),
             **LIMITED_RESPONSES,
@@ -229,11 +232,11 @@ def public_app(root: KmsRoot) -> FastAPI:
         summary="Rotate to a new root seed version (admin signature required)",
         response_class=Response,
         responses={
-            200: {
-                "description": "the new identity, signed by the previous version's key",
-                "headers": _SIGNED_HEADERS,
-                "content": {"application/json": {"schema": {"type": "object"}}},
-            },
+            200: _signed_answer(
+                "the new identity, signed by the previous version's key",
+                "application/json",
+                {"type": "object"},
+            ),
             400: text_response("not JSON {version, signature}"),
             401: text_response("the signature is not the admin's"),
             403: text_response("this root takes no rotations"),

@@ -50,6 +50,17 @@ _log = logging.getLogger("reef.kms.server")
 _LIMITS = Limits(max_body=64 * 1024)
 
 
+def _started(port: int | None, server: str) -> int:
+    """The port ``server`` listens on.
+
+    Raises:
+        KMSError: the server is not started.
+    """
+    if port is None:
+        raise KMSError(f"{server} is not started")
+    return port
+
+
 class _Listener:
     """One HTTP app on the serving floor, bound when started."""
 
@@ -205,15 +216,11 @@ class RootServer:
 
     @property
     def scallop_port(self) -> int:
-        if self._scallop_port is None:
-            raise KMSError("the root server is not started")
-        return self._scallop_port
+        return _started(self._scallop_port, "the root server")
 
     @property
     def public_port(self) -> int:
-        if self._public_port is None:
-            raise KMSError("the root server is not started")
-        return self._public_port
+        return _started(self._public_port, "the root server")
 
     @property
     def public_url(self) -> str:
@@ -345,9 +352,7 @@ class DeriveServer:
 
     @property
     def port(self) -> int:
-        if self._port is None:
-            raise KMSError("the derive server is not started")
-        return self._port
+        return _started(self._port, "the derive server")
 
     @property
     def url(self) -> str:
