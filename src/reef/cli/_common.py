@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reef.cli._output import tx_printer
 from reef.errors import ConfigError, InputError, ReefError
@@ -28,15 +28,17 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
     from web3 import Web3
 
-    from reef.chain import Address
+    from reef.chain import Address, Job, MarketClient
     from reef.node import Session
     from reef.serverless import ServerlessCodeClient, ServerlessJobsClient
 
 __all__ = [
+    "OwnerJobs",
     "ServerlessTarget",
     "market_session",
     "open_target",
-    "owner_session",
+    "owner_jobs",
+    "per_hour",
     "read_file",
     "read_input",
     "stop_signals",
@@ -93,11 +95,40 @@ def market_session(
     )
 
 
-def owner_session(
+def per_hour(rate: int) -> str:
+    """A market rate (token base units × 10¹² per second) as rUSD per hour."""
+    from reef.chain import format_amount
+
+    return format_amount(rate * 3600 // 10**12)
+
+
+@dataclass(frozen=True)
+class OwnerJobs:
+    """An account's open jobs in the market (``reef jobs list``, ``reef wallet``)."""
+
+    session: Session
+    client: MarketClient
+    owner: Address
+    jobs: list[Job]
+
+    def totals(self) -> dict[str, Any]:
+        """What the jobs hold and spend: their balances now and their rates per hour."""
+        from reef.chain import format_amount
+        from reef.market import settle
+
+        now = self.session.now()
+        return {
+            "open_jobs": len(self.jobs),
+            "jobs_balance": format_amount(sum(settle(job, now).job.balance for job in self.jobs)),
+            "spend_per_hour": per_hour(sum(job.rate for job in self.jobs)),
+        }
+
+
+def owner_jobs(
     rpc: str | None, market: str | None, key: Path | None, owner: str | None
-) -> tuple[Session, Address]:
-    """The market session the flags name, and whose account a command shows: ``--owner`` when
-    given (then no account is needed), else the session's own.
+) -> OwnerJobs:
+    """The open jobs of the account a command shows (``--owner`` when given, then no account
+    is needed; else the session's own), in the market the flags name.
 
     Raises:
         InputError: ``owner`` is not an address.
@@ -105,9 +136,12 @@ def owner_session(
         RPCError: the endpoint does not answer.
     """
     from reef.chain import parse_address
+    from reef.node import open_jobs
 
     session = market_session(rpc, market, key, need_account=owner is None)
-    return session, parse_address(owner, name="owner") if owner else session.address
+    who = parse_address(owner, name="owner") if owner else session.address
+    client = session.market()
+    return OwnerJobs(session, client, who, open_jobs(session, client, who))
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._common import market_session, owner_session
-from reef.cli._options import AccountKey, Json, Market, Rpc
+from reef.cli._common import market_session, owner_jobs, per_hour
+from reef.cli._options import AccountKey, Json, Market, Owner, Rpc
 from reef.cli._output import (
     err_console,
     fail,
@@ -36,9 +36,10 @@ from reef.errors import InputError, MarketError, ReefError, ServiceError
 
 if TYPE_CHECKING:
     from reef.chain import Job, MarketClient
+    from reef.errors import ContractRevertError
     from reef.node import Session
 
-__all__ = ["JobArgument", "job_label", "job_totals", "register"]
+__all__ = ["JobArgument", "job_label", "register"]
 
 app = typer.Typer(
     help="Your jobs in the market: inspect, fund, update, stop.", no_args_is_help=True
@@ -73,6 +74,10 @@ JobArgument = typer.Argument(
     metavar="JOB",
     show_default=False,
 )
+
+
+JobArg = Annotated[str, JobArgument]
+"""A command's ``JOB`` argument (``job: JobArg``), parsed by :data:`JobArgument`."""
 
 
 def job_label(job_id: str) -> str:
@@ -128,13 +133,6 @@ def _stop_time(session: Session, job: Job) -> int | None:
     return None if until is None else until - _margin(session)
 
 
-def _per_hour(rate: int) -> str:
-    """A market rate (token base units × 10¹² per second) as rUSD per hour."""
-    from reef.chain import format_amount
-
-    return format_amount(rate * 3600 // 10**12)
-
-
 def _provider_fields(client: MarketClient, job: Job) -> dict[str, Any]:
     """What the job's provider says of it (:func:`reef.node.job_status`), flattened for people."""
     from reef.node import job_status
@@ -173,50 +171,32 @@ def _describe(session: Session, client: MarketClient, job: Job) -> dict[str, Any
         "owner": job.owner,
         "provider": job.provider,
         **metadata,
-        "rate_per_hour": _per_hour(job.rate),
+        "rate_per_hour": per_hour(job.rate),
         "balance": format_amount(settled.job.balance),
         "balance_on_chain": format_amount(job.balance),
         "paid_until": _when(paid_until(job)),
         "enclave_stops_by": _when(_stop_time(session, job)),
         "pending_rate": (
-            f"{_per_hour(lock.new_rate)}/h from {_when(lock.unlock_time)}" if lock else ""
+            f"{per_hour(lock.new_rate)}/h from {_when(lock.unlock_time)}" if lock else ""
         ),
         **_provider_fields(client, job),
     }
 
 
-def job_totals(session: Session, client: MarketClient, jobs: list[Job]) -> dict[str, Any]:
-    """What a set of open jobs holds and spends: their balances now and their rates per hour."""
-    from reef.chain import format_amount
-    from reef.market import settle
-
-    now = session.now()
-    return {
-        "open_jobs": len(jobs),
-        "jobs_balance": format_amount(sum(settle(job, now).job.balance for job in jobs)),
-        "spend_per_hour": _per_hour(sum(job.rate for job in jobs)),
-    }
-
-
 @app.command("list")
 def list_cmd(
-    owner: Annotated[
-        str | None, typer.Option("--owner", help="Whose jobs (default: your account).")
-    ] = None,
+    owner: Owner = None,
     rpc: Rpc = None,
     market: Market = None,
     key: AccountKey = None,
     json_output: Json = False,
 ) -> None:
     """Your open jobs, and what they hold and spend in total."""
-    from reef.node import open_jobs
-
     try:
-        session, who = owner_session(rpc, market, key, owner)
-        client = session.market()
-        jobs = open_jobs(session, client, who)
-        rows = [_describe(session, client, job) for job in jobs]
-        totals = job_totals(session, client, jobs)
+        mine = owner_jobs(rpc, market, key, owner)
+        who = mine.owner
+        rows = [_describe(mine.session, mine.client, job) for job in mine.jobs]
+        totals = mine.totals()
     except ReefError as exc:
         raise fail(exc) from exc
     if json_output:
@@ -240,7 +220,7 @@ def list_cmd(
 
 @app.command("show")
 def show_cmd(
-    job: Annotated[str, JobArgument],
+    job: JobArg,
     rpc: Rpc = None,
     market: Market = None,
     json_output: Json = False,
@@ -256,7 +236,7 @@ def show_cmd(
 
 @app.command("deposit")
 def deposit_cmd(
-    job: Annotated[str, JobArgument],
+    job: JobArg,
     amount: Annotated[str, typer.Argument(help="rUSD to add, e.g. 1.5")],
     rpc: Rpc = None,
     market: Market = None,
@@ -286,7 +266,7 @@ def deposit_cmd(
 
 @app.command("withdraw")
 def withdraw_cmd(
-    job: Annotated[str, JobArgument],
+    job: JobArg,
     amount: Annotated[str | None, typer.Argument(help="rUSD to take back")] = None,
     all_: Annotated[
         bool, typer.Option("--max", help="Take back all that the notice reserve allows.")
@@ -338,7 +318,7 @@ def withdraw_cmd(
 
 @app.command("update")
 def update_cmd(
-    job: Annotated[str, JobArgument],
+    job: JobArg,
     image: Annotated[
         Path | None, typer.Option("--image", help="A new app directory or image file.")
     ] = None,
@@ -407,7 +387,7 @@ def _closable_at(session: Session, client: MarketClient, job: Job) -> int:
     if lock is None or lock.new_rate != 0:
         label = job_label(job.id)
         raise MarketError(
-            f"job {label} is still running at {_per_hour(job.rate)} rUSD/h: stop it before "
+            f"job {label} is still running at {per_hour(job.rate)} rUSD/h: stop it before "
             "closing it",
             hint=f"`reef jobs stop {label}` stops its enclave at once; the market then lets you "
             f"close it {_in(client.lock_wait_time())} later (`reef jobs close {label}`)",
@@ -424,19 +404,24 @@ def _too_early(job_id: str, unlock: int, now: int) -> MarketError:
     )
 
 
+def _still_locked(exc: ContractRevertError) -> bool:
+    """Whether the market refused a close because the job's rate lock has not ended yet."""
+    from reef.chain import Revert
+
+    return exc.reason in (Revert.REVISION_LOCKED, Revert.CLOSE_NEEDS_NOTICE)
+
+
 def _close_when_unlocked(session: Session, client: MarketClient, job: Job, unlock: int) -> int:
     """Close ``job`` once the rate lock has passed, retrying while the chain's next block is not
     yet past the unlock time; returns the refund."""
-    from reef.chain import Revert
     from reef.errors import ContractRevertError
 
-    locked = {Revert.REVISION_LOCKED, Revert.CLOSE_NEEDS_NOTICE}
     deadline = time.monotonic() + 30
     while True:
         try:
             return _close(client, job.id, session.address)
         except ContractRevertError as exc:
-            if exc.reason not in locked:
+            if not _still_locked(exc):
                 raise
             if time.monotonic() > deadline:
                 raise _too_early(job.id, unlock, session.now()) from exc
@@ -459,7 +444,7 @@ def _wait_for(unlock: int, label: str) -> None:
 
 @app.command("stop")
 def stop_cmd(
-    job: Annotated[str, JobArgument],
+    job: JobArg,
     wait: Annotated[
         bool,
         typer.Option(
@@ -511,14 +496,13 @@ def stop_cmd(
 
 @app.command("close")
 def close_cmd(
-    job: Annotated[str, JobArgument],
+    job: JobArg,
     rpc: Rpc = None,
     market: Market = None,
     key: AccountKey = None,
     json_output: Json = False,
 ) -> None:
     """Close a stopped job and get the rest of its deposit back (after `reef jobs stop`)."""
-    from reef.chain import Revert
     from reef.errors import ContractRevertError
 
     try:
@@ -531,7 +515,7 @@ def close_cmd(
             refund = _close(client, found.id, session.address)
         except ContractRevertError as exc:
             # The chain's next block can still be a second before the unlock time.
-            if exc.reason != Revert.REVISION_LOCKED and exc.reason != Revert.CLOSE_NEEDS_NOTICE:
+            if not _still_locked(exc):
                 raise
             raise _too_early(found.id, unlock, now) from exc
     except ReefError as exc:
@@ -540,7 +524,7 @@ def close_cmd(
 
 
 def logs_cmd(
-    job: Annotated[str, JobArgument],
+    job: JobArg,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
     ] = False,

@@ -21,6 +21,7 @@ __all__ = [
     "JobsContract",
     "JsonOption",
     "Market",
+    "Owner",
     "ProofMarket",
     "Rpc",
 ]
@@ -55,6 +56,11 @@ ProofMarket = Annotated[
     typer.Option("--proof-market", help="ProofMarket address (default: the local network's)."),
 ]
 """``--proof-market``: the proof market contract; ``None`` means the one ``reef up`` deployed."""
+
+Owner = Annotated[
+    str | None, typer.Option("--owner", help="Whose account (default: yours, --key's).")
+]
+"""``--owner``: the account a command shows; ``None`` means the sending account's own."""
 
 JobsContract = Annotated[
     str | None, typer.Option("--jobs", help="Jobs contract (default: the local network's).")
