@@ -20,10 +20,12 @@ from reef.chain._tx import ProgressCallback, Sender, Transactor
 from reef.chain._types import TOKEN_DECIMALS, Address, parse_address
 from reef.errors import ConfigError
 
-__all__ = ["DEFAULT_FUND_AMOUNT", "Deployment", "deploy_contracts"]
+__all__ = ["DEFAULT_FUND_AMOUNT", "DEFAULT_RATE_LOCK_S", "Deployment", "deploy_contracts"]
 
 DEFAULT_FUND_AMOUNT: int = 1_000_000 * 10**TOKEN_DECIMALS
 """Tokens minted to each funded account: one million rUSD."""
+DEFAULT_RATE_LOCK_S: int = 300
+"""Seconds a rate revision stays locked unless told otherwise (MarketV1 deploys with 300)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,7 +97,7 @@ def deploy_contracts(
     w3: Web3,
     deployer: Sender,
     *,
-    rate_lock_s: int = 300,
+    rate_lock_s: int = DEFAULT_RATE_LOCK_S,
     fund: Sequence[str] = (),
     fund_amount: int = DEFAULT_FUND_AMOUNT,
     approved_images: Sequence[bytes | str] = (),

@@ -20,7 +20,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.exceptions import ValidationError
 
 from reef.crypto import Secp256k1PrivateKey
-from reef.errors import InputError
+from reef.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     from web3 import Web3
@@ -124,3 +124,16 @@ def deploy_for_dev_accounts(
         rate_lock_s=rate_lock_s,
         fund=[account.address for account in accounts],
     )
+
+
+def check_rate_lock(chain: str, deployed: int | None, asked: int | None, *, hint: str) -> None:
+    """Refuse to reopen a kept chain with a rate lock other than its market's (``asked`` None:
+    whatever it was deployed with).
+
+    Raises:
+        ConfigError: naming ``chain``, when ``asked`` differs from ``deployed``.
+    """
+    if asked is not None and asked != deployed:
+        raise ConfigError(
+            f"the {chain} was deployed with a rate lock of {deployed} s, not {asked} s", hint=hint
+        )

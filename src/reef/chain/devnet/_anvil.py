@@ -35,11 +35,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from reef.chain._deploy import Deployment
+from reef.chain._deploy import DEFAULT_RATE_LOCK_S, Deployment
 from reef.chain.devnet._accounts import (
     DEV_MNEMONIC,
     DEVNET_CHAIN_ID,
     DevAccount,
+    check_rate_lock,
     deploy_for_dev_accounts,
     dev_accounts,
 )
@@ -54,7 +55,6 @@ __all__ = ["AnvilChain", "find_anvil"]
 
 STATE_NAME: Final = "anvil-state.json"
 DEPLOYMENT_NAME: Final = "anvil.json"
-_DEFAULT_RATE_LOCK_S: Final = 300
 _START_TIMEOUT_S: Final = 30.0
 _STOP_TIMEOUT_S: Final = 30.0
 _LISTENING = re.compile(rb"Listening on (\S+):(\d+)")
@@ -227,14 +227,14 @@ class AnvilChain:
             )
             if kept is not None:
                 chain._deployment, chain._rate_lock_s = kept
-                if rate_lock_s is not None and rate_lock_s != chain._rate_lock_s:
-                    raise ConfigError(
-                        f"the anvil chain in {directory} was deployed with a rate lock of "
-                        f"{chain._rate_lock_s} s, not {rate_lock_s} s",
-                        hint="drop --rate-lock, or start over with --fresh",
-                    )
+                check_rate_lock(
+                    f"anvil chain in {directory}",
+                    chain._rate_lock_s,
+                    rate_lock_s,
+                    hint="drop --rate-lock, or start over with --fresh",
+                )
             else:
-                chain._deploy(_DEFAULT_RATE_LOCK_S if rate_lock_s is None else rate_lock_s)
+                chain._deploy(DEFAULT_RATE_LOCK_S if rate_lock_s is None else rate_lock_s)
             genesis = chain._rpc("eth_getBlockByNumber", "0x0", False)
             chain._info = replace(
                 chain._info,

@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from reef.chain._deploy import Deployment
-from reef.chain.devnet._accounts import deploy_for_dev_accounts
+from reef.chain._deploy import DEFAULT_RATE_LOCK_S, Deployment
+from reef.chain.devnet._accounts import check_rate_lock, deploy_for_dev_accounts
 from reef.chain.devnet._engine import Chain
 from reef.chain.devnet._store import (
     CHECKPOINT_NAME,
@@ -48,7 +48,6 @@ __all__ = [
     "TxRequest",
 ]
 
-DEFAULT_RATE_LOCK_S: Final = 300
 _CHECKPOINT_AFTER: Final = 200
 """Replaying more journal entries than this at start writes a checkpoint straight away."""
 _log = logging.getLogger("reef.chain.devnet")
@@ -232,12 +231,12 @@ class Devnet(Chain):
             devnet._persistence = _Persistence(home, journal, lock, info, checkpoint)
             devnet._recorder = devnet._persistence
             if devnet._deployment is not None:
-                if rate_lock_s is not None and rate_lock_s != devnet._rate_lock_s:
-                    raise ConfigError(
-                        f"the devnet in {directory} was deployed with a rate lock of "
-                        f"{devnet._rate_lock_s} s, not {rate_lock_s} s",
-                        hint="drop --rate-lock, or start over with `reef chain --fresh`",
-                    )
+                check_rate_lock(
+                    f"devnet in {directory}",
+                    devnet._rate_lock_s,
+                    rate_lock_s,
+                    hint="drop --rate-lock, or start over with `reef chain --fresh`",
+                )
             elif deploy:
                 devnet._deploy(DEFAULT_RATE_LOCK_S if rate_lock_s is None else rate_lock_s)
             devnet._write_info()
