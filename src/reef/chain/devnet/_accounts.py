@@ -5,6 +5,10 @@ wallets, ethers scripts and tutorials already know these addresses and keys. The
 knowledge: funds sent to them on a real network are lost, and every output that shows a key says
 so. Derivation uses eth-account's BIP-32 implementation directly (``key_from_seed``), which needs no
 global "unaudited features" switch.
+
+Both devnet kinds (the embedded one and anvil) start a new chain the same way, so that is here
+too: :func:`deploy_for_dev_accounts` deploys reef's contracts from the first account and funds
+them all, and :func:`check_rate_lock` refuses to reopen a kept chain with another rate lock.
 """
 
 from __future__ import annotations
