@@ -9,14 +9,18 @@ found or a schema that does not say what the server does.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import schemathesis
+from eth_account import Account
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -28,6 +32,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from starlette.routing import Route
 
+from proofs.proofs_support import ProofChain
 from reef.attestation import (
     DevAuthority,
     attestation_app,
@@ -47,6 +52,9 @@ from reef.market import (
     image_store_app,
 )
 from reef.market._control_plane import RunningEnclave
+from reef.proofs import ArtifactStore, InputVerifier, SnarkjsRuntime, ivs_app
+from reef.serverless import ExecutorNode, ExecutorSettings, FunctionRuntime
+from serverless.chain_support import ServerlessChain
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -111,24 +119,83 @@ class _View:
         return [status]
 
 
-def _apps(home: Path) -> dict[str, Any]:
-    authority = DevAuthority.load_or_create(ReefHome(home))
-    attester = authority.attester(PCRS, clock_ms=_now)
-    key = Secp256k1PrivateKey(hashlib.sha256(b"reef schemathesis verifier").digest())
-    root = KmsRoot(RootKeyring([RootSeed(hashlib.sha512(b"reef schemathesis root").digest(), 0)]))
+def _executor(home: Path) -> ExecutorNode:
+    """An executor configured for a serverless deployment on a devnet, its chain watcher then
+    stopped (the gateway reads code through the chain; nothing polls behind the fuzzer). No
+    code is deployed, so every call the fuzzer makes ends at the gateway's own answers and the
+    runtime (whose workerd is never started) runs nothing."""
+    chain = ServerlessChain.create()
+    node = ExecutorNode(
+        Secp256k1PrivateKey(hashlib.sha256(b"reef schemathesis executor").digest()),
+        FunctionRuntime(home / "workerd", workdir=home / "run"),
+        home / "code",
+    )
+
+    async def configure() -> None:
+        service = await node.configure(
+            ExecutorSettings(
+                rpc_url="http://127.0.0.1:8545",
+                jobs_contract=chain.jobs_address,
+                code_contract=chain.code_address,
+            ),
+            owner=chain.operators[0].address,
+            w3=chain.devnet.web3(),
+        )
+        await service.aclose()
+
+    # On a thread of its own: the async test below already runs a loop on this one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, configure()).result()
+    return node
+
+
+def _ivs(home: Path) -> Any:
+    """The IVS of a market contract with no asks yet (every ask the fuzzer names is refused
+    before any proving: no snarkjs runs)."""
+    chain = ProofChain.create(n_users=1)
+    verifier = InputVerifier(
+        Account.from_key(hashlib.sha256(b"reef schemathesis ivs").digest()),
+        ArtifactStore(home / "artifacts"),
+        SnarkjsRuntime(node=home / "node", project=home / "snarkjs"),
+    )
+    return ivs_app(verifier, chain.market())
+
+
+def _apps() -> dict[str, Callable[[Path], Any]]:
+    """Each service's app, built in a fresh home when its test asks for it."""
+
+    def attestation(home: Path, custom: bool = False) -> Any:
+        authority = DevAuthority.load_or_create(ReefHome(home))
+        attester = authority.attester(PCRS, clock_ms=_now)
+        if custom:
+            return custom_attestation_app(attester)
+        return attestation_app(attester, public_key=b"\x01" * 32)
+
+    def verifier(home: Path) -> Any:
+        authority = DevAuthority.load_or_create(ReefHome(home))
+        key = Secp256k1PrivateKey(hashlib.sha256(b"reef schemathesis verifier").digest())
+        return verifier_app(key, root=authority.root)
+
+    def kms_public(_home: Path) -> Any:
+        seed = RootSeed(hashlib.sha512(b"reef schemathesis root").digest(), 0)
+        return public_app(KmsRoot(RootKeyring([seed])))
+
     return {
-        "devnet": devnet_app(Devnet()),
-        "verifier": verifier_app(key, root=authority.root),
-        "control plane": control_plane_app(_View()),
-        "image store": image_store_app(
+        "devnet": lambda _home: devnet_app(Devnet()),
+        "verifier": verifier,
+        "control plane": lambda _home: control_plane_app(_View()),
+        "image store": lambda home: image_store_app(
             ImageStore(home / "images"), uploads=UploadPolicy.anyone(), max_bytes=1 << 20
         ),
-        "kms public": public_app(root),
-        "kms derive": derive_server_app(
+        "kms public": kms_public,
+        "kms derive": lambda _home: derive_server_app(
             EnclaveSeeds.fixed(hashlib.sha512(b"reef schemathesis enclave").digest())
         ),
-        "attestation": attestation_app(attester, public_key=b"\x01" * 32),
-        "custom attestation": custom_attestation_app(attester),
+        "attestation": attestation,
+        "custom attestation": lambda home: attestation(home, custom=True),
+        "executor control": lambda home: _executor(home).control_app(),
+        "executor gateway": lambda home: _executor(home).gateway_app(),
+        "ivs": _ivs,
     }
 
 
@@ -141,6 +208,9 @@ SERVICES = [
     "kms derive",
     "attestation",
     "custom attestation",
+    "executor control",
+    "executor gateway",
+    "ivs",
 ]
 
 
@@ -151,7 +221,7 @@ def test_every_api_answers_what_its_schema_says(
 ) -> None:
     """Requests that follow the schema (positive) and that break it (negative): no 5xx, and
     every answer as documented."""
-    schema = schemathesis.openapi.from_asgi("/openapi.json", _apps(tmp_path)[service])
+    schema = schemathesis.openapi.from_asgi("/openapi.json", _apps()[service](tmp_path))
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 2, f"the {service} publishes {len(operations)} operations"
     for operation in operations:
@@ -171,13 +241,14 @@ def test_every_api_answers_what_its_schema_says(
 
 async def test_the_schemas_name_every_route(tmp_path: Path) -> None:
     """/openapi.json and /docs exist, and the schema lists each route the app serves."""
-    for service, app in _apps(tmp_path).items():
+    for service, build in _apps().items():
+        app = build(tmp_path / service)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://reef") as client:
             published = (await client.get("/openapi.json")).json()["paths"]
             assert (await client.get("/docs")).status_code == 200, service
         served = {
-            route.path
+            route.path_format  # as OpenAPI spells it: /{rest}, not Starlette's /{rest:path}
             for route in app.routes
             if isinstance(route, Route)
             and route.path not in {"/openapi.json", "/docs", "/redoc"}

@@ -7,9 +7,11 @@ that for itself. In-process it is a method call; a prover enclave reaches it ins
 ask's private inputs, when it has some, ECIES-encrypted to the IVS's own key (Kalypso's ACL
 format): the request crosses the host's network between two enclaves, so the key never travels
 in the clear. ``GET /`` gives the IVS's address and public key; :class:`RemoteInputVerifier`
-encrypts to that key only after checking that its address is the market's IVS on chain. The service reads the ask, its inputs and its market's metadata from the chain
-itself, so the prover's word is never taken for any of them. Starlette (not FastAPI): one route,
-served on reef's serving floor like the other services of ``reef up``.
+encrypts to that key only after checking that its address is the market's IVS on chain. The
+service reads the ask, its inputs and its market's metadata from the chain itself, so the
+prover's word is never taken for any of them. A light API (reef's ``light_api``: Starlette, with
+typed models that FastAPI describes at ``/openapi.json`` and ``/docs`` on demand), served
+on reef's serving floor like the other services of ``reef up``.
 
 :class:`RemoteInputVerifier` is the prover's side: it has ``attest_invalid`` like
 :class:`~reef.proofs.InputVerifier`, so :class:`~reef.proofs.ProverService` takes either.
@@ -19,14 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
 
 import httpx
-from starlette.applications import Starlette
+from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
+from reef._api import LightApi, light_api
 from reef.crypto import Secp256k1PrivateKey, Secp256k1PublicKey
 from reef.errors import ProofError, ReefError
 from reef.proofs._client import ProofMarketClient
@@ -63,7 +64,40 @@ class _Markets:
         return found
 
 
-def ivs_app(verifier: InputVerifier, client: ProofMarketClient, *, from_block: int = 0) -> Any:
+class InvalidRequest(BaseModel):
+    """``POST /invalid``: the ask whose inputs admit no proof, and the key of its private inputs.
+    Other fields are ignored."""
+
+    ask_id: int = Field(ge=0, lt=2**256, description="the ask (uint256)")
+    acl: str | None = Field(
+        None,
+        max_length=4096,
+        pattern=r"^(0x)?([0-9a-fA-F]{2})*$",
+        description="the ask's AES key ECIES-encrypted to this IVS's public key, as hex; null "
+        "or empty when the ask has no private inputs",
+    )
+
+
+class InvalidSignature(BaseModel):
+    """The IVS's signature, which the market's ``submitInvalidInput`` accepts."""
+
+    signature: str = Field(pattern=r"^0x[0-9a-f]{130}$")
+
+
+class IvsIdentity(BaseModel):
+    """``GET /``: the address the IVS signs as, and the public key to encrypt ACLs to."""
+
+    address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    public_key: str = Field(pattern=r"^0x[0-9a-f]{128}$", description="uncompressed, no 04")
+
+
+class ErrorModel(BaseModel):
+    """A refusal: what was wrong."""
+
+    error: str
+
+
+def ivs_app(verifier: InputVerifier, client: ProofMarketClient, *, from_block: int = 0) -> LightApi:
     """The HTTP face of ``verifier`` for the market ``client`` reads (see the module docstring)."""
     markets = _Markets(client, from_block)
     key = Secp256k1PrivateKey(bytes(verifier.account.key))
@@ -75,30 +109,61 @@ def ivs_app(verifier: InputVerifier, client: ProofMarketClient, *, from_block: i
 
     async def invalid(request: Request) -> JSONResponse:
         try:
-            body = await request.json()
-            ask_id = int(body["ask_id"])
-            acl_hex = body.get("acl")
-            acl = None if acl_hex in (None, "") else bytes.fromhex(str(acl_hex).removeprefix("0x"))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return JSONResponse(
-                {"error": 'expected {"ask_id": N, "acl": "0x…" | null}'}, status_code=400
+            given = InvalidRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            reasons = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+                for error in exc.errors(include_url=False, include_input=False)
             )
+            return _error(400, f'{reasons}; expected {{"ask_id": N, "acl": "0x…" | null}}')
+        acl = bytes.fromhex(given.acl.removeprefix("0x")) if given.acl else None
         try:
             secret_key = None if acl is None else ecies_decrypt(key.secret, acl)
         except ReefError as exc:
-            return JSONResponse(
-                {"error": f"the acl does not open with this IVS's key: {exc}"}, status_code=400
-            )
+            return _error(400, f"the acl does not open with this IVS's key: {exc}")
         try:
-            signature = await asyncio.to_thread(attest, ask_id, secret_key)
+            signature = await asyncio.to_thread(attest, given.ask_id, secret_key)
         except ReefError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=409)
+            return _error(409, str(exc))
         return JSONResponse({"signature": "0x" + signature.hex()})
 
     async def info(_request: Request) -> JSONResponse:
         return JSONResponse(identity)
 
-    return Starlette(routes=[Route("/invalid", invalid, methods=["POST"]), Route("/", info)])
+    app = light_api(
+        "reef proof market: input verification service",
+        description="Signs that an ask's inputs admit no proof, after checking that itself "
+        "(it reads the ask, its inputs and its market from the chain), so that the ask's prover "
+        "can close it without being slashed.",
+    )
+    app.add_api_route(
+        "/invalid",
+        invalid,
+        methods=["POST"],
+        body=InvalidRequest,
+        response_model=InvalidSignature,
+        summary="Sign that an ask's inputs admit no proof",
+        responses={
+            400: {"model": ErrorModel, "description": "malformed, or the acl does not open"},
+            409: {
+                "model": ErrorModel,
+                "description": "refused: no such ask or market, the inputs admit a proof, or "
+                "private inputs without their key",
+            },
+        },
+    )
+    app.add_api_route(
+        "/",
+        info,
+        methods=["GET"],
+        response_model=IvsIdentity,
+        summary="The address the IVS signs as, and its public key",
+    )
+    return app
+
+
+def _error(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status)
 
 
 class RemoteInputVerifier:

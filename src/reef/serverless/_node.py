@@ -1,19 +1,24 @@
 """An executor node: the enclave key, the runtime, the chain watcher and its two HTTP faces.
 
 :class:`ExecutorNode` is what runs inside an executor enclave (``reef executor run``). It holds
-the enclave key and a :class:`FunctionRuntime`, and serves two Starlette apps:
+the enclave key and a :class:`FunctionRuntime`, and serves two HTTP APIs:
 
 - the **control** app (operator port), Oyster's bootstrap in reef's terms (reference §2.3, §9.1):
   ``GET /details``; ``POST /config`` ``{rpc_url, jobs_contract, code_contract, owner}`` once,
-  which starts the chain watcher (:class:`ExecutorService`); ``POST /registration``
-  ``{job_capacity}`` answers the enclave key's EIP-712 ``Register`` signature for the owner;
+  which starts the chain watcher (:class:`ExecutorService`); ``GET`` or ``POST /registration``
+  answers the enclave key's EIP-712 ``Register`` signature for the owner (and its job capacity);
 - the **gateway** app (public port), the web2 path (reference §5): a plain HTTP request to
-  ``/fn/<codehash>[/path]`` (or to a host whose first label is the codehash in base32, Oyster's
-  form) runs the function on the request (method, ``/path`` and query, headers, body) and
+  ``/fn/<codehash>[/path]`` (or to any other path of a host whose first label is the codehash in
+  base32, Oyster's form) runs the function on the request (method, ``/path`` and query, headers, body) and
   answers its full response (status, headers, body), with Oyster's
   ``X-Oyster-Timestamp`` / ``X-Oyster-Signature`` headers and reef's ``X-Reef-Signature``, which
   signs the same digest bound to the chain id and the Jobs contract (Oyster's signature names no
   deployment, so it replays on any; reef's does not).
+
+Both are light APIs (reef's ``light_api``: Starlette, no FastAPI import in the enclave) whose
+typed models (pydantic, which web3 loads anyway) FastAPI describes at ``/openapi.json`` and
+``/docs`` on demand. The gateway's catch-all routes are described as one operation per method,
+with the path parameters, any body, and the errors the gateway itself answers.
 
 The response digests are pure functions (:func:`oyster_response_digest`,
 :func:`reef_gateway_digest`), so clients verify a response without this module's servers.
@@ -24,20 +29,20 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import json
 import os
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from starlette.applications import Starlette
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
+from reef._api import LightApi, light_api
 from reef.crypto import Secp256k1PrivateKey, keccak256
 from reef.encoding import parse_hex
 from reef.errors import InputError, ReefError, ServerlessError
@@ -68,6 +73,164 @@ _STATUS = {
     ErrorCode.TIMEOUT: 408,
     ErrorCode.OUTPUT_TOO_LARGE: 500,
     ErrorCode.MEMORY_LIMIT: 500,
+}
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+_ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+
+
+class ErrorModel(BaseModel):
+    """A refusal of the executor's own: what was wrong."""
+
+    error: str
+
+
+class ExecutorConfig(BaseModel):
+    """``POST /config``: the deployment to watch, and the operator who registers the executor.
+    Other fields are ignored."""
+
+    rpc_url: str = Field(
+        max_length=2048,
+        pattern=r"^https?://",
+        description="the JSON-RPC URL of the chain the Jobs contract is on (http or https; a "
+        "loopback address means the host's)",
+    )
+    jobs_contract: str = Field(pattern=_ADDRESS, description="the Jobs contract's address")
+    code_contract: str = Field(pattern=_ADDRESS, description="the code contract's address")
+    owner: str = Field(pattern=_ADDRESS, description="the operator who registers the executor")
+
+    @field_validator("rpc_url")
+    @classmethod
+    def _an_url(cls, value: str) -> str:
+        # InputError is a ValueError: pydantic reports it as this field's error (a 400).
+        try:  # urlsplit refuses a bad IPv6 literal, .port a port that is no number in range
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - evaluated for its check
+        except ValueError as exc:
+            raise InputError(f"not a URL: {exc}") from exc
+        if not parts.hostname:
+            raise InputError("the URL names no host")
+        return value
+
+
+class ExecutorStatsModel(BaseModel):
+    """The executor's counters since it was configured."""
+
+    jobs_seen: int
+    jobs_selected: int
+    outputs_submitted: int
+    failures: int
+    slashes_sent: int
+    last_block: int
+
+
+class ExecutorDetails(BaseModel):
+    """``GET /details``: the enclave key, and the deployment once configured (else nulls)."""
+
+    enclave_address: str = Field(pattern=_ADDRESS)
+    public_key: str = Field(pattern=r"^0x[0-9a-f]{128}$", description="uncompressed, no 04")
+    owner: str | None
+    env: int
+    job_capacity: int
+    configured: bool
+    chain_id: int | None
+    jobs_contract: str | None
+    stats: ExecutorStatsModel | None
+
+
+class Registration(BaseModel):
+    """``/registration``: what the owner passes to the Jobs contract's registerExecutor."""
+
+    owner: str = Field(pattern=_ADDRESS)
+    job_capacity: int
+    env: int
+    sign_timestamp: int = Field(description="chain time, in seconds")
+    signature: str = Field(pattern=r"^0x[0-9a-f]{130}$", description="r ‖ s ‖ v")
+
+
+class GatewayInfo(BaseModel):
+    """``GET /``: which executor this is, and for which deployment (null until configured)."""
+
+    enclave_address: str = Field(pattern=_ADDRESS)
+    public_key: str = Field(pattern=r"^0x[0-9a-f]{128}$")
+    chain_id: int | None
+    jobs_contract: str | None
+    env: int
+
+
+_GATEWAY_DESCRIPTION = """\
+The web2 path: an HTTP request to `/fn/<codehash>[/path]`, or to any path on a host whose first
+label is the codehash in base32 (Oyster's form), runs the function deployed under that codehash
+on the request (method, path and query, headers, body) and answers its response: any status,
+headers and body, signed. `X-Oyster-Signature` signs Oyster's digest of the timestamp, request
+and response body; `X-Reef-Signature` signs the same digest bound to the chain id and the Jobs
+contract. A function may answer any status itself: its answers, and the gateway's verdicts on it
+(408, 400 and 500 with an empty body and `X-Reef-Error-Code`), carry the signature headers; the
+gateway's own refusals are JSON `{"error": reason}` without them."""
+
+_SIGNED = {
+    name: {"description": description, "schema": {"type": "string"}}
+    for name, description in {
+        "X-Oyster-Timestamp": "unix seconds, signed",
+        "X-Oyster-Signature": "the enclave key's signature of Oyster's digest (hex r‖s‖v)",
+        "X-Reef-Signature": "the same digest bound to the chain id and the Jobs contract",
+        "X-Reef-Chain-Id": "the deployment's chain id",
+        "X-Reef-Jobs-Contract": "the deployment's Jobs contract",
+        "X-Reef-Executor": "the enclave's address",
+        "X-Reef-Error-Code": "0 for an answer, else the verdict's code",
+        "X-Reef-Total-Time-Ms": "how long the function ran",
+    }.items()
+}
+_CALL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"headers": _SIGNED},
+    "default": {"description": "the function's answer with its own status", "headers": _SIGNED},
+    400: {
+        "description": "the codehash is malformed (JSON `{error}`), or the verdict (empty "
+        "body, signed): no code under it, code that is not UTF-8, a syntax error",
+        "headers": _SIGNED,
+    },
+    404: {"model": ErrorModel, "description": "no function named (neither path nor host)"},
+    408: {"description": "the verdict: it ran past 5 s (empty body, signed)", "headers": _SIGNED},
+    413: {"model": ErrorModel, "description": "the request body is over 1 MiB"},
+    429: {"model": ErrorModel, "description": "no room to run it now: retry shortly"},
+    500: {
+        "description": "the verdict: its output was over the limit, or it ran out of memory "
+        "(empty body, signed)",
+        "headers": _SIGNED,
+    },
+    502: {"model": ErrorModel, "description": "the code cannot be fetched from the chain"},
+    503: {"model": ErrorModel, "description": "the executor is not configured yet"},
+}
+_CODEHASH_PARAM = {
+    "name": "codehash",
+    "in": "path",
+    "required": True,
+    "description": "the function: its deployment transaction's hash",
+    "schema": {"type": "string", "pattern": "^(0x)?[0-9a-fA-F]{64}$"},
+}
+_REST_PARAM = {
+    "name": "rest",
+    "in": "path",
+    "required": True,
+    "description": "the path the function sees (after a /; may hold more /)",
+    "schema": {"type": "string"},
+}
+_ANY_BODY = {
+    "required": False,
+    "description": "forwarded to the function as it is, up to 1 MiB (any content type)",
+    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+}
+_CALL_OPERATION = {
+    "/fn/{codehash}": "call",
+    "/fn/{codehash}/{rest:path}": "call_path",
+    "/{rest:path}": "call_by_host",
+}
+_CALL_SUMMARY = {
+    "/fn/{codehash}": "Run the function on this request (it sees the path /)",
+    "/fn/{codehash}/{rest:path}": "Run the function on this request (it sees the path /rest)",
+    "/{rest:path}": "Run the function the Host names on this request (else 404)",
 }
 
 
@@ -243,7 +406,7 @@ class ExecutorNode:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    def control_app(self) -> Starlette:
+    def control_app(self) -> LightApi:
         """The operator's app: details, configuration, registration signature."""
 
         async def details(_: Request) -> Response:
@@ -251,80 +414,144 @@ class ExecutorNode:
 
         async def config(request: Request) -> Response:
             try:
-                data = json.loads(await request.body())
-                settings = ExecutorSettings(
-                    rpc_url=str(data["rpc_url"]),
-                    jobs_contract=str(data["jobs_contract"]),
-                    code_contract=str(data["code_contract"]),
-                    limits=self.limits,
+                given = ExecutorConfig.model_validate_json(await request.body())
+            except ValidationError as exc:
+                return _error(
+                    400,
+                    f"bad config: {_reasons(exc)}; give rpc_url, jobs_contract, code_contract "
+                    "and owner",
                 )
-                owner = str(data["owner"])
-            except (ValueError, KeyError, TypeError) as exc:
-                return JSONResponse(
-                    {
-                        "error": f"bad config: {exc!r}; give rpc_url, jobs_contract, "
-                        "code_contract and owner"
-                    },
-                    status_code=400,
-                )
+            settings = ExecutorSettings(
+                rpc_url=given.rpc_url,
+                jobs_contract=given.jobs_contract,
+                code_contract=given.code_contract,
+                limits=self.limits,
+            )
             try:
-                await self.configure(settings, owner=owner)
+                await self.configure(settings, owner=given.owner)
             except InputError as exc:
-                return JSONResponse({"error": exc.message}, status_code=409)
+                return _error(409, exc.message)
             except ReefError as exc:
-                return JSONResponse({"error": exc.message}, status_code=502)
+                return _error(502, exc.message)
             return JSONResponse(self.details())
 
         async def registration(_: Request) -> Response:
             if self.owner is None:
-                return JSONResponse({"error": "configure the executor first"}, status_code=409)
+                return _error(409, "configure the executor first")
             try:
                 return JSONResponse(self.registration(self.owner))
             except ReefError as exc:
-                return JSONResponse({"error": exc.message}, status_code=409)
+                return _error(409, exc.message)
 
-        return Starlette(
-            routes=[
-                Route("/details", details, methods=["GET"]),
-                Route("/config", config, methods=["POST"]),
-                Route("/registration", registration, methods=["POST", "GET"]),
-            ]
+        app = light_api(
+            "reef serverless executor: control",
+            description="The operator's port of an executor enclave: its identity, its "
+            "configuration (once), and the enclave key's signature that lets the owner register "
+            "it on the Jobs contract.",
         )
+        unconfigured = {409: {"model": ErrorModel, "description": "not configured yet"}}
+        app.add_api_route(
+            "/details",
+            details,
+            methods=["GET"],
+            response_model=ExecutorDetails,
+            summary="The executor's key, owner, deployment and counters",
+        )
+        app.add_api_route(
+            "/config",
+            config,
+            methods=["POST"],
+            body=ExecutorConfig,
+            response_model=ExecutorDetails,
+            summary="Configure the executor (once): it starts watching the chain",
+            responses={
+                400: {"model": ErrorModel, "description": "the configuration is malformed"},
+                409: {
+                    "model": ErrorModel,
+                    "description": "already configured for another deployment or owner (the "
+                    "same configuration again is answered 200)",
+                },
+                502: {"model": ErrorModel, "description": "the chain cannot be reached"},
+            },
+        )
+        for method in ("GET", "POST"):
+            app.add_api_route(
+                "/registration",
+                registration,
+                methods=[method],
+                name=f"registration_{method.lower()}",
+                response_model=Registration,
+                summary="The enclave key's EIP-712 Register signature for the owner",
+                responses=unconfigured,
+            )
+        return app
 
-    def gateway_app(self) -> Starlette:
-        """The web2 gateway: runs a function on a plain HTTP request, answers signed."""
+    def gateway_app(self) -> LightApi:
+        """The web2 gateway: runs a function on a plain HTTP request, answers signed.
+
+        A request whose ``Host`` names a function (its first label is the codehash in base32,
+        Oyster's form) is that function's on every path but ``/fn/...``: ``/``, ``/docs`` and
+        ``/openapi.json`` too. On other hosts ``GET /`` describes the executor.
+        """
 
         async def index(_: Request) -> Response:
             details = self.details()
-            keep = ("enclave_address", "public_key", "chain_id", "jobs_contract", "env")
-            return JSONResponse({k: details[k] for k in keep})
+            return JSONResponse({k: details[k] for k in GatewayInfo.model_fields})
 
         async def call(request: Request) -> Response:
             return await self._gateway_call(request)
 
-        return Starlette(
-            routes=[
-                Route("/", index, methods=["GET"]),
-                Route("/fn/{codehash}", call, methods=_METHODS),
-                Route("/fn/{codehash}/{rest:path}", call, methods=_METHODS),
-                Route("/{rest:path}", call, methods=_METHODS),
-            ]
+        app = _GatewayApi(
+            call,
+            "reef serverless executor: gateway",
+            description=_GATEWAY_DESCRIPTION,
         )
+        app.add_api_route(
+            "/",
+            index,
+            methods=["GET"],
+            response_model=GatewayInfo,
+            summary="The executor's key and deployment (on a host that names no function)",
+        )
+        params = {
+            "/fn/{codehash}": [_CODEHASH_PARAM],
+            "/fn/{codehash}/{rest:path}": [_CODEHASH_PARAM, _REST_PARAM],
+            "/{rest:path}": [_REST_PARAM],
+        }
+        for path, parameters in params.items():
+            for method in _METHODS:
+                extra: dict[str, Any] = {"parameters": parameters}
+                if method not in ("GET", "HEAD", "OPTIONS"):
+                    extra["requestBody"] = _ANY_BODY
+                app.add_api_route(
+                    path,
+                    call,
+                    methods=[method],
+                    name=f"call_{method.lower()}",
+                    operation_id=f"{_CALL_OPERATION[path]}_{method.lower()}",
+                    summary=_CALL_SUMMARY[path],
+                    response_class=Response,
+                    response_description="the function's answer (its status, headers and body)",
+                    responses=_CALL_RESPONSES,
+                    openapi_extra=extra,
+                )
+        return app
 
     async def _gateway_call(self, request: Request) -> Response:
         service = self.service
         if service is None:
-            return JSONResponse({"error": "the executor is not configured yet"}, status_code=503)
+            return _error(503, "the executor is not configured yet")
         host = request.headers.get("host", "")
         codehash = request.path_params.get("codehash") or _codehash_from_host(host)
         if codehash is None:
-            return JSONResponse(
-                {"error": "no function named: call /fn/<codehash> or a <base32 codehash>. host"},
-                status_code=404,
+            return _error(
+                404, "no function named: call /fn/<codehash> or a <base32 codehash>. host"
             )
-        body = await request.body()
-        if len(body) > _MAX_BODY:
-            return JSONResponse({"error": "the request body is over 1 MiB"}, status_code=413)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > _MAX_BODY:  # refused before the rest of it is read
+                return _error(413, "the request body is over 1 MiB")
         limits = Limits(
             timeout_ms=GATEWAY_TIMEOUT_MS,
             memory_bytes=self.limits.memory_bytes,
@@ -341,12 +568,14 @@ class ExecutorNode:
         )
         try:
             result = await self.runtime.call(
-                codehash, body, service.cache, limits=limits, request=forwarded
+                codehash, bytes(body), service.cache, limits=limits, request=forwarded
             )
         except InputError as exc:
-            return JSONResponse({"error": exc.message}, status_code=400)
+            return _error(400, exc.message)
         except ServerlessError as exc:
-            return JSONResponse({"error": exc.message}, status_code=429)
+            return _error(429, exc.message)
+        except ReefError as exc:  # the code could not be fetched (the chain's node failed)
+            return _error(502, f"cannot fetch the function's code: {exc.message}")
         timestamp = int(self.clock())
         path_and_query = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         digest = oyster_response_digest(
@@ -354,7 +583,7 @@ class ExecutorNode:
             method=request.method,
             path_and_query=path_and_query,
             host=host,
-            request_body=body,
+            request_body=bytes(body),
             response_body=result.output,
         )
         status = (result.status or 200) if result.ok else _STATUS[result.error_code]
@@ -377,6 +606,38 @@ class ExecutorNode:
             }
         )
         return response
+
+
+def _error(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+def _reasons(exc: ValidationError) -> str:
+    """What pydantic found wrong, one ``field: message`` per problem (never the input)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+        for error in exc.errors(include_url=False, include_input=False)
+    )
+
+
+class _GatewayApi(LightApi):
+    """The gateway's light API, which first gives a request whose ``Host`` names a function to
+    that function (Oyster's host-named form owns every path, ``/openapi.json`` included); only
+    ``/fn/...`` names its function in the path even there."""
+
+    def __init__(self, call: Endpoint, title: str, *, description: str) -> None:
+        super().__init__(title, description=description)
+        self._call = call
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith("/fn/"):
+            host = next((v for k, v in scope["headers"] if k == b"host"), b"")
+            if _codehash_from_host(host.decode("latin-1")) is not None:
+                scope["app"] = self
+                response = await self._call(Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def load_key(path: Path) -> Secp256k1PrivateKey:
