@@ -9,7 +9,7 @@ to be uint256 before anything is sent.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, Self
 
 from eth_abi.abi import decode as abi_decode
@@ -75,6 +75,9 @@ class ContractClient:
     """Shared plumbing: the contract object, the transactor and receipt decoding."""
 
     CONTRACT: ClassVar[ContractName]
+    EVENTS: ClassVar[Callable[[], EventDecoder] | None] = None
+    """Builds the decoder of the contract's typed events; ``None`` for a client without them
+    (its transactions' results then carry no events)."""
 
     def __init__(
         self,
@@ -101,6 +104,14 @@ class ContractClient:
         transactor = Transactor(w3, account, progress=progress)
         address, _ = deploy_contract(transactor, cls.CONTRACT, *args)
         return cls(w3, address, account=account, progress=progress)
+
+    @functools.cached_property
+    def _decoder(self) -> EventDecoder:
+        """The decoder of this contract's typed events (built once per client)."""
+        build = type(self).EVENTS
+        if build is None:
+            raise ChainError(f"the {self.CONTRACT} client decodes no events")
+        return build()
 
     @property
     def sender(self) -> Address:
@@ -147,39 +158,37 @@ class ContractClient:
             fn = self.contract.get_function_by_name(function)(*args)
         return self._tx.send(fn, description)
 
-    def _transact(
-        self, function: str, *args: Any, decoder: EventDecoder | None = None
-    ) -> TxResult[Any]:
-        """Send ``function(*args)``; the result's events are those ``decoder`` knows."""
+    def _transact(self, function: str, *args: Any) -> TxResult[Any]:
+        """Send ``function(*args)``; the result's events are the typed events it emitted (none
+        for a client without :attr:`EVENTS`)."""
         tx_hash, receipt = self._send(function, *args)
         return TxResult(
             tx_hash=tx_hash,
             block_number=int(receipt["blockNumber"]),
             gas_used=int(receipt["gasUsed"]),
-            events=() if decoder is None else self._decode_receipt(receipt, decoder),
+            events=() if type(self).EVENTS is None else self._decode_receipt(receipt),
         )
 
-    def _decode_receipt(self, receipt: TxReceipt, decoder: EventDecoder) -> tuple[Any, ...]:
+    def _decode_receipt(self, receipt: TxReceipt) -> tuple[Any, ...]:
         """The events this contract emitted in a transaction (not those of contracts it called)."""
         ours = (
             log
             for log in receipt["logs"]
             if str(Web3.to_checksum_address(log["address"])) == self.address
         )
-        return tuple(_decode_all(decoder, ours))
+        return tuple(_decode_all(self._decoder, ours))
 
     def _events(
         self,
-        decoder: EventDecoder,
         from_block: int,
         to_block: int | str,
         topics: list[Any] | None = None,
         *,
         chunk: int = LOG_CHUNK_BLOCKS,
     ) -> list[Any]:
-        """This contract's events in the block range that ``decoder`` knows, typed, in chain
-        order (others are skipped); ``topics`` and ``chunk`` as for :meth:`_logs`."""
-        return _decode_all(decoder, self._logs(from_block, to_block, topics, chunk=chunk))
+        """This contract's typed events in the block range, in chain order (logs of events it
+        does not know are skipped); ``topics`` and ``chunk`` as for :meth:`_logs`."""
+        return _decode_all(self._decoder, self._logs(from_block, to_block, topics, chunk=chunk))
 
     def _logs(
         self,
@@ -297,10 +306,7 @@ class KmsRegistryClient(ContractClient):
     """The registry of image ids allowed to derive keys (Oyster's KmsVerifiable)."""
 
     CONTRACT = "KmsRegistry"
-
-    @functools.cached_property
-    def _decoder(self) -> EventDecoder:
-        return kms_registry_decoder()
+    EVENTS = kms_registry_decoder
 
     @classmethod
     def deploy(
@@ -339,7 +345,7 @@ class KmsRegistryClient(ContractClient):
         for start in range(0, len(ids), _KMS_BATCH):
             last = self._send(function, ids[start : start + _KMS_BATCH])
             gas += int(last[1]["gasUsed"])
-            events.extend(self._decode_receipt(last[1], self._decoder))
+            events.extend(self._decode_receipt(last[1]))
         assert last is not None
         return TxResult(
             tx_hash=last[0],
@@ -367,4 +373,4 @@ class KmsRegistryClient(ContractClient):
         chunk: int = LOG_CHUNK_BLOCKS,
     ) -> list[KmsRegistryEvent]:
         """ImageApproved / ImageRevoked events in the block range, in chain order."""
-        return self._events(self._decoder, from_block, to_block, chunk=chunk)
+        return self._events(from_block, to_block, chunk=chunk)

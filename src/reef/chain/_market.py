@@ -16,7 +16,7 @@ from typing import Any
 from web3 import Web3
 
 from reef.chain._clients import LOG_CHUNK_BLOCKS, ContractClient, TokenClient, check_uint
-from reef.chain._events import JOB_EVENTS, EventDecoder, JobOpened, MarketEvent, market_decoder
+from reef.chain._events import JOB_EVENTS, JobOpened, MarketEvent, market_decoder
 from reef.chain._reasons import Revert, hint_for
 from reef.chain._tx import ProgressCallback, Sender, TxResult
 from reef.chain._types import (
@@ -78,10 +78,7 @@ class MarketClient(ContractClient):
     """The market contract: providers, jobs, settlement, rate revisions, events."""
 
     CONTRACT = "Market"
-
-    @functools.cached_property
-    def _decoder(self) -> EventDecoder:
-        return market_decoder()
+    EVENTS = market_decoder
 
     @classmethod
     def deploy(
@@ -175,20 +172,17 @@ class MarketClient(ContractClient):
 
     # ---- providers ----
 
-    def _market_tx(self, function: str, *args: Any) -> TxResult[MarketEvent]:
-        return self._transact(function, *args, decoder=self._decoder)
-
     def add_provider(self, cp: str) -> TxResult[MarketEvent]:
         """Register this account as a provider whose control plane listens at ``cp``."""
-        return self._market_tx("providerAdd", check_text(cp, "control-plane URL", MAX_CP_BYTES))
+        return self._transact("providerAdd", check_text(cp, "control-plane URL", MAX_CP_BYTES))
 
     def remove_provider(self) -> TxResult[MarketEvent]:
         """Unregister this account (its open jobs keep running and paying)."""
-        return self._market_tx("providerRemove")
+        return self._transact("providerRemove")
 
     def update_provider(self, cp: str) -> TxResult[MarketEvent]:
         """Change this provider's control-plane URL."""
-        return self._market_tx(
+        return self._transact(
             "providerUpdateWithCp", check_text(cp, "control-plane URL", MAX_CP_BYTES)
         )
 
@@ -224,7 +218,7 @@ class MarketClient(ContractClient):
             if self.provider(provider_address) is None:
                 raise _would_revert("jobOpen", Revert.PROVIDER_NOT_REGISTERED)
             self._ensure_allowance("jobOpen", balance)
-        result = self._market_tx("jobOpen", metadata, provider_address, checked_rate, balance)
+        result = self._transact("jobOpen", metadata, provider_address, checked_rate, balance)
         for event in result.events:
             if isinstance(event, JobOpened):
                 return event.job
@@ -242,40 +236,40 @@ class MarketClient(ContractClient):
             if self.find_job(job_id) is None:
                 raise _would_revert("jobDeposit", Revert.JOB_NOT_FOUND)
             self._ensure_allowance("jobDeposit", amount)
-        return self._market_tx("jobDeposit", job_id, amount)
+        return self._transact("jobDeposit", job_id, amount)
 
     def withdraw(self, job: int | str | bytes, amount: int) -> TxResult[MarketEvent]:
         """Take ``amount`` back from a job (owner only); settles first and keeps the reserve."""
-        return self._market_tx("jobWithdraw", parse_job_id(job), check_uint(amount, "amount"))
+        return self._transact("jobWithdraw", parse_job_id(job), check_uint(amount, "amount"))
 
     def settle(self, job: int | str | bytes) -> TxResult[MarketEvent]:
         """Pay the provider for the time since the last settlement (anyone may)."""
-        return self._market_tx("jobSettle", parse_job_id(job))
+        return self._transact("jobSettle", parse_job_id(job))
 
     def revise_rate_initiate(self, job: int | str | bytes, new_rate: int) -> TxResult[MarketEvent]:
         """Ask for a new rate; it may be finalized after the rate lock (owner only)."""
-        return self._market_tx(
+        return self._transact(
             "jobReviseRateInitiate", parse_job_id(job), _check_rate(new_rate, "new rate")
         )
 
     def revise_rate_cancel(self, job: int | str | bytes) -> TxResult[MarketEvent]:
         """Drop a pending rate revision (owner only)."""
-        return self._market_tx("jobReviseRateCancel", parse_job_id(job))
+        return self._transact("jobReviseRateCancel", parse_job_id(job))
 
     def revise_rate_finalize(self, job: int | str | bytes) -> TxResult[MarketEvent]:
         """Apply an unlocked rate revision; time so far is charged at the old rate."""
-        return self._market_tx("jobReviseRateFinalize", parse_job_id(job))
+        return self._transact("jobReviseRateFinalize", parse_job_id(job))
 
     def close(self, job: int | str | bytes) -> TxResult[MarketEvent]:
         """Settle, refund the rest to the owner and delete the job (owner only).
 
         A job with a non-zero rate needs an unlocked revision to rate 0 first.
         """
-        return self._market_tx("jobClose", parse_job_id(job))
+        return self._transact("jobClose", parse_job_id(job))
 
     def update_metadata(self, job: int | str | bytes, metadata: str) -> TxResult[MarketEvent]:
         """Replace a job's metadata (owner only)."""
-        return self._market_tx(
+        return self._transact(
             "jobMetadataUpdate",
             parse_job_id(job),
             check_text(metadata, "job metadata", MAX_METADATA_BYTES),
@@ -301,4 +295,4 @@ class MarketClient(ContractClient):
             # address, a lock selector) can equal a job id, job 0 in particular.
             job_events = ["0x" + t.hex() for t in self._decoder.topics_of(JOB_EVENTS)]
             topics = [job_events, parse_job_id(job)]
-        return self._events(self._decoder, from_block, to_block, topics, chunk=chunk)
+        return self._events(from_block, to_block, topics, chunk=chunk)

@@ -8,7 +8,6 @@ raises :class:`~reef.errors.ContractRevertError` whose ``reason`` is one of
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +17,6 @@ from reef.chain import (
     Address,
     Amount,
     ContractClient,
-    EventDecoder,
     ProgressCallback,
     Sender,
     TxResult,
@@ -51,10 +49,7 @@ class ProofMarketClient(ContractClient):
     """The proof market: markets, asks, provers, assignment, proofs and slashing."""
 
     CONTRACT = "ProofMarket"
-
-    @functools.cached_property
-    def _decoder(self) -> EventDecoder:
-        return proof_market_decoder()
+    EVENTS = proof_market_decoder
 
     @classmethod
     def deploy(
@@ -83,9 +78,6 @@ class ProofMarketClient(ContractClient):
     def with_account(self, account: Sender) -> ProofMarketClient:
         """The same contract, sending from ``account``."""
         return ProofMarketClient(self.w3, self.address, account=account)
-
-    def _do(self, function: str, *args: Any) -> TxResult[ProofMarketEvent]:
-        return self._transact(function, *args, decoder=self._decoder)
 
     # ---- views ----
 
@@ -291,7 +283,7 @@ class ProofMarketClient(ContractClient):
         ``terms`` are the arguments of the public methods: penalty, n_inputs, ivs, metadata and
         private_inputs."""
         penalty, n_inputs, ivs, metadata, private_inputs = terms
-        result = self._do(
+        result = self._transact(
             function,
             *proof_system,
             check_uint(penalty, "penalty"),
@@ -305,7 +297,7 @@ class ProofMarketClient(ContractClient):
     def set_tee_signer(
         self, market_id: int, signer: str, allowed: bool = True
     ) -> TxResult[ProofMarketEvent]:
-        return self._do(
+        return self._transact(
             "setTeeSigner", check_uint(market_id, "market id"), parse_address(signer), allowed
         )
 
@@ -398,7 +390,7 @@ class ProofMarketClient(ContractClient):
         ``terms`` are the arguments of the public methods: expiry, proving_time and
         refund_address."""
         expiry, proving_time, refund_address = terms
-        result = self._do(
+        result = self._transact(
             function,
             check_uint(market_id, "market id"),
             _uints(inputs, "input"),
@@ -413,16 +405,16 @@ class ProofMarketClient(ContractClient):
     def lock(self, ask_id: int) -> TxResult[ProofMarketEvent]:
         """Take an auction ask at its current price (the sender must be a joined prover with
         free compute and the market's penalty of free stake, locked as collateral)."""
-        return self._do("lock", check_uint(ask_id, "ask id"))
+        return self._transact("lock", check_uint(ask_id, "ask id"))
 
     def cancel_ask(self, ask_id: int) -> TxResult[ProofMarketEvent]:
-        return self._do("cancelAsk", check_uint(ask_id, "ask id"))
+        return self._transact("cancelAsk", check_uint(ask_id, "ask id"))
 
     def refund_expired(self, ask_id: int) -> TxResult[ProofMarketEvent]:
-        return self._do("refundExpired", check_uint(ask_id, "ask id"))
+        return self._transact("refundExpired", check_uint(ask_id, "ask id"))
 
     def slash(self, ask_id: int) -> TxResult[ProofMarketEvent]:
-        return self._do("slash", check_uint(ask_id, "ask id"))
+        return self._transact("slash", check_uint(ask_id, "ask id"))
 
     def assign(
         self,
@@ -436,7 +428,7 @@ class ProofMarketClient(ContractClient):
         acl_list = [bytes(a) for a in acls] if acls is not None else [b""] * len(ask_ids)
         if not len(ask_ids) == len(provers) == len(acl_list):
             raise InputError("ask_ids, provers and acls differ in length")
-        return self._do(
+        return self._transact(
             "assign",
             _uints(ask_ids, "ask id"),
             [parse_address(p, name="prover") for p in provers],
@@ -446,19 +438,19 @@ class ProofMarketClient(ContractClient):
     def set_matching_engine(self, engine: str) -> TxResult[ProofMarketEvent]:
         """Make ``engine`` the market's matching engine (admin only; clears the published key,
         which the new engine publishes on its first step)."""
-        return self._do("setMatchingEngine", parse_address(engine, name="matching engine"))
+        return self._transact("setMatchingEngine", parse_address(engine, name="matching engine"))
 
     def publish_engine_key(self, public_key: bytes) -> TxResult[ProofMarketEvent]:
         """Publish the matching engine's key (64 bytes; the contract checks it is the
         engine's address's key), to which requesters encrypt private inputs."""
-        return self._do("publishEngineKey", bytes(public_key))
+        return self._transact("publishEngineKey", bytes(public_key))
 
     def set_prover_key(self, market_id: int, public_key: bytes) -> TxResult[ProofMarketEvent]:
         """Register the sender's key (64 bytes) for ``market_id``'s private inputs."""
-        return self._do("setProverKey", check_uint(market_id, "market id"), bytes(public_key))
+        return self._transact("setProverKey", check_uint(market_id, "market id"), bytes(public_key))
 
     def submit_proof(self, ask_id: int, proof: Groth16Proof) -> TxResult[ProofMarketEvent]:
-        return self._do(
+        return self._transact(
             "submitProof",
             check_uint(ask_id, "ask id"),
             list(proof.words()),
@@ -468,19 +460,19 @@ class ProofMarketClient(ContractClient):
     def submit_tee_proof(
         self, ask_id: int, output: Sequence[int], signature: bytes
     ) -> TxResult[ProofMarketEvent]:
-        return self._do(
+        return self._transact(
             "submitTeeProof", check_uint(ask_id, "ask id"), _uints(output, "output"), signature
         )
 
     def submit_invalid_input(self, ask_id: int, signature: bytes) -> TxResult[ProofMarketEvent]:
-        return self._do("submitInvalidInput", check_uint(ask_id, "ask id"), signature)
+        return self._transact("submitInvalidInput", check_uint(ask_id, "ask id"), signature)
 
     # ---- provers ----
 
     def register(
         self, *, compute: int, stake: int, reward_address: str | None = None
     ) -> TxResult[ProofMarketEvent]:
-        return self._do(
+        return self._transact(
             "register",
             parse_address(reward_address or self.sender, name="reward address"),
             check_uint(compute, "compute"),
@@ -488,18 +480,18 @@ class ProofMarketClient(ContractClient):
         )
 
     def add_stake(self, amount: int) -> TxResult[ProofMarketEvent]:
-        return self._do("addStake", check_uint(amount, "amount"))
+        return self._transact("addStake", check_uint(amount, "amount"))
 
     def withdraw_stake(self, amount: int) -> TxResult[ProofMarketEvent]:
-        return self._do("withdrawStake", check_uint(amount, "amount"))
+        return self._transact("withdrawStake", check_uint(amount, "amount"))
 
     def deregister(self) -> TxResult[ProofMarketEvent]:
-        return self._do("deregister")
+        return self._transact("deregister")
 
     def join_market(
         self, market_id: int, *, price: int, max_time: int, compute: int
     ) -> TxResult[ProofMarketEvent]:
-        return self._do(
+        return self._transact(
             "joinMarket",
             check_uint(market_id, "market id"),
             check_uint(price, "price"),
@@ -508,21 +500,21 @@ class ProofMarketClient(ContractClient):
         )
 
     def request_leave(self, market_id: int) -> TxResult[ProofMarketEvent]:
-        return self._do("requestLeave", check_uint(market_id, "market id"))
+        return self._transact("requestLeave", check_uint(market_id, "market id"))
 
     def leave_market(self, market_id: int) -> TxResult[ProofMarketEvent]:
-        return self._do("leaveMarket", check_uint(market_id, "market id"))
+        return self._transact("leaveMarket", check_uint(market_id, "market id"))
 
     # ---- events ----
 
     def events(self, from_block: int = 0, to_block: int | str = "latest") -> list[ProofMarketEvent]:
         """This contract's events in the block range, typed, in chain order."""
-        return self._events(self._decoder, from_block, to_block)
+        return self._events(from_block, to_block)
 
     def ask_events(self, ask_id: int, from_block: int = 0) -> list[ProofMarketEvent]:
         """The events of one ask (topic 1 is the ask id for every ask event)."""
         topic = "0x" + check_uint(ask_id, "ask id").to_bytes(32, "big").hex()
-        events = self._events(self._decoder, from_block, "latest", [None, topic])
+        events = self._events(from_block, "latest", [None, topic])
         return [e for e in events if getattr(e, "ask_id", None) == ask_id]
 
 
