@@ -79,10 +79,7 @@ def register_tee_signer(
     market = client.market(market_id)
     if market.kind != MarketKind.TEE:
         raise ProofError(f"market {market_id} is not a TEE market")
-    verified = verify(
-        evidence, root=root, mode=mode, now_ms=now_ms, expect=Expectations(image_id=market.image_id)
-    )
-    signer = tee_signer_address(verified.public_key)
+    signer = _attested_signer(evidence, market.image_id, root=root, mode=mode, now_ms=now_ms)
     client.set_tee_signer(market_id, signer)
     return signer
 
@@ -106,12 +103,23 @@ def register_matching_engine(
     """
     if len(image_id) != 32:
         raise InputError("an image id is 32 bytes")
+    engine = _attested_signer(evidence, image_id, root=root, mode=mode, now_ms=now_ms)
+    client.set_matching_engine(engine)
+    return engine
+
+
+def _attested_signer(
+    evidence: bytes, image_id: bytes, *, root: TrustedRoot, mode: Mode, now_ms: int | None
+) -> Address:
+    """The address of the key ``evidence`` attests, verified to be of an ``image_id`` enclave.
+
+    Raises:
+        AttestationError: the evidence does not verify or is of another image.
+    """
     verified = verify(
         evidence, root=root, mode=mode, now_ms=now_ms, expect=Expectations(image_id=image_id)
     )
-    engine = tee_signer_address(verified.public_key)
-    client.set_matching_engine(engine)
-    return engine
+    return tee_signer_address(verified.public_key)
 
 
 @dataclass(frozen=True)
