@@ -3,21 +3,31 @@
 The repository's ``examples/`` is the one copy. The wheel carries it as ``reef/_examples``
 (``force-include`` in pyproject), so ``reef up`` finds its KMS root app and ``reef examples``
 can hand a user a starting point however reef was installed; a source checkout (and an editable
-install) reads the repository's directory itself.
+install) reads the repository's directory itself. :func:`_build_example` builds the image of an
+example app with extra files added (the runtimes ``reef up``'s extensions pin), rebuilt only when
+what goes into it changed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
+from reef.enclave import build_image
 from reef.errors import InputError
+from reef.home import ReefHome
 
 __all__ = ["copy_example", "example_dir", "examples_root", "list_examples"]
 
 _MARKERS = ("reef.toml", "index.js", "README.md")
 """A directory is one example when it holds an app (reef.toml), a function or a guide."""
+# What the reef package copied into an image leaves out: caches, its own npm installs and
+# (in a wheel) the examples.
+_NOT_CODE_NAMES = ("__pycache__", "node_modules", ".mypy_cache", "_examples")
+_NOT_CODE = shutil.ignore_patterns(*_NOT_CODE_NAMES, "*.pyc")
 
 
 def _is_example(path: Path) -> bool:
@@ -95,3 +105,54 @@ def copy_example(name: str, destination: Path) -> Path:
         source, destination, ignore=shutil.ignore_patterns("node_modules", "__pycache__")
     )
     return destination
+
+
+def _build_example(home: ReefHome, name: str, extra: Mapping[str, Path], *, workdir: Path) -> Path:
+    """The image ``builds/<name>.img`` of the example app ``name`` (its ``reef.toml``) with the
+    files of ``extra`` (image path -> source) added, assembled in ``workdir``; rebuilt only when
+    the manifest or an extra file changed since the last build (``builds/<name>.stamp``).
+
+    A source under ``py/`` is a Python package (copied without caches, stamped file by file); a
+    directory elsewhere is copied whole (with its symlinks) and stamped by its own entry, as npm
+    replaces ``node_modules`` entries whole.
+    """
+    app = example_dir(name)
+    stamp = hashlib.sha256((app / "reef.toml").read_bytes())
+    for target, source in sorted(extra.items()):
+        files = _code_files(source) if target.startswith("py/") else [source]
+        for file in files:
+            info = file.stat()
+            stamp.update(f"{target}\x00{file}\x00{info.st_mtime_ns}\x00{info.st_size}\x00".encode())
+    image_path = home.path("builds", f"{name}.img")
+    stamp_path = home.path("builds", f"{name}.stamp")
+    if (
+        image_path.is_file()
+        and stamp_path.is_file()
+        and stamp_path.read_text() == stamp.hexdigest()
+    ):
+        return image_path
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    shutil.copy2(app / "reef.toml", workdir / "reef.toml")
+    for target, source in extra.items():
+        destination = workdir / target
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if target.startswith("py/"):
+            shutil.copytree(source, destination, ignore=_NOT_CODE)
+        elif source.is_dir():
+            shutil.copytree(source, destination, symlinks=True)
+        else:
+            shutil.copy2(source, destination)
+    image_path.parent.mkdir(parents=True, exist_ok=True)
+    build_image(workdir, image_path)
+    stamp_path.write_text(stamp.hexdigest())
+    return image_path
+
+
+def _code_files(package: Path) -> list[Path]:
+    """The files of ``package`` an image carries (sorted), for the build stamp."""
+    return sorted(
+        path
+        for path in package.rglob("*")
+        if path.is_file() and not any(part in _NOT_CODE_NAMES for part in path.parts)
+    )

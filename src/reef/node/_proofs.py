@@ -41,11 +41,8 @@ keys die with them; the new engine replaces the old one on chain).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import json
 import logging
-import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -58,12 +55,12 @@ from web3 import Web3
 import reef
 from reef.attestation import Expectations, attestation_url, verify
 from reef.chain import TokenClient
-from reef.enclave import EnclaveInfo, EnclaveSpec, InitParam, InitParams, build_image
+from reef.enclave import EnclaveInfo, EnclaveSpec, InitParam, InitParams
 from reef.errors import ReefError, ServiceError
-from reef.home import ReefHome
-from reef.node._examples import example_dir, examples_root
+from reef.home import ReefHome, replace_file
+from reef.node._examples import _build_example, examples_root
 from reef.node._serve import until_up
-from reef.node._up import UpContext
+from reef.node._up import UpContext, _EnclaveExtension, _url_port
 from reef.proofs import (
     RUNTIME_PACKAGE_DIR,
     ArtifactStore,
@@ -80,17 +77,12 @@ __all__ = ["PROOFS_ROLE", "ProofsExtension", "ProofsSettings"]
 log = logging.getLogger("reef.node.proofs")
 
 PROOFS_ROLE = "proofs"
-_ROLE_LABEL = "reef.role"
 _PART_LABEL = "reef.proofs"
 _STATE_FILE = ("proofs", "deployment.json")
 _STATE_VERSION = 3  # 3: the engine and the prover are enclaves (no dev-account prover)
 _GAS_WEI = 10**18
 # snarkjs's toolchain minus the compilers, which a prover does not run.
 _NOT_PROVING = ("circom2", "circomlib")
-# What the reef package copied into an image leaves out: caches, its own npm installs and
-# (in a wheel) the examples.
-_NOT_CODE_NAMES = ("__pycache__", "node_modules", ".mypy_cache", "_examples")
-_NOT_CODE = shutil.ignore_patterns(*_NOT_CODE_NAMES, "*.pyc")
 # The IVS enclave's key: this path of its image's KMS seed (examples/proofs-ivs's command).
 IVS_KMS_PATH = "reef.proofs.ivs"
 _IVS_PORT = 8701  # the port the IVS app listens on inside its enclave
@@ -122,18 +114,15 @@ class _Market:
     ivs: str = ""
 
 
-class ProofsExtension:
+class ProofsExtension(_EnclaveExtension):
     """The proof market on ``reef up``; see the module docstring."""
 
-    def __init__(self, settings: ProofsSettings | None = None) -> None:
-        self.settings = settings or ProofsSettings()
-        self._ctx: UpContext | None = None
-        self._enclaves: list[EnclaveInfo] = []
-        self._ivs_url = ""
+    ROLE = PROOFS_ROLE
 
-    @property
-    def name(self) -> str:
-        return PROOFS_ROLE
+    def __init__(self, settings: ProofsSettings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or ProofsSettings()
+        self._ivs_url = ""
 
     async def start(self, ctx: UpContext) -> Mapping[str, Any]:
         self._ctx = ctx
@@ -280,42 +269,7 @@ class ProofsExtension:
 
     @staticmethod
     def _build(home: ReefHome, name: str, extra: Mapping[str, Path]) -> Path:
-        app = example_dir(name)
-        manifest = (app / "reef.toml").read_bytes()
-        stamp = hashlib.sha256(manifest)
-        for target, source in sorted(extra.items()):
-            # node_modules entries are replaced whole by npm; the reef package changes file by file.
-            files = _code_files(source) if target.startswith("py/") else [source]
-            for file in files:
-                info = file.stat()
-                stamp.update(
-                    f"{target}\x00{file}\x00{info.st_mtime_ns}\x00{info.st_size}\x00".encode()
-                )
-        app_dir = home.path("proofs", f"{name}-app")
-        image_path = home.path("builds", f"{name}.img")
-        stamp_path = home.path("builds", f"{name}.stamp")
-        if (
-            image_path.is_file()
-            and stamp_path.is_file()
-            and stamp_path.read_text() == stamp.hexdigest()
-        ):
-            return image_path
-        shutil.rmtree(app_dir, ignore_errors=True)
-        app_dir.mkdir(parents=True)
-        shutil.copy2(app / "reef.toml", app_dir / "reef.toml")
-        for target, source in extra.items():
-            destination = app_dir / target
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            if target.startswith("py/"):
-                shutil.copytree(source, destination, ignore=_NOT_CODE)
-            elif source.is_dir():
-                shutil.copytree(source, destination, symlinks=True)
-            else:
-                shutil.copy2(source, destination)
-        image_path.parent.mkdir(parents=True, exist_ok=True)
-        build_image(app_dir, image_path)
-        stamp_path.write_text(stamp.hexdigest())
-        return image_path
+        return _build_example(home, name, extra, workdir=home.path("proofs", f"{name}-app"))
 
     # ---- the enclaves ----
 
@@ -336,16 +290,16 @@ class ProofsExtension:
         )
         init_path = ctx.home.path("proofs", f"{part}-init-params.json")
         init_path.write_bytes(params.to_json())
-        info = await ctx.backend.start(
+        info = await self._start_enclave(
+            ctx,
             EnclaveSpec(
                 image=image,
                 init_params=init_path,
                 allow_host_ports=ports,
                 ports=dict(published or {}),
-                labels={_ROLE_LABEL: PROOFS_ROLE, _PART_LABEL: part},
-            )
+                labels={_PART_LABEL: part},
+            ),
         )
-        self._enclaves.append(info)
         url = attestation_url(info.endpoints["attestation_secp256k1"])
 
         async def fetch() -> bytes:
@@ -376,17 +330,13 @@ class ProofsExtension:
             "wait_s": 120,
         }
 
-    @staticmethod
-    def _rpc_port(ctx: UpContext) -> int:
-        return int(ctx.info.rpc_url.rsplit(":", 1)[1].split("/")[0])
-
     async def _start_engine(self, ctx: UpContext, market: _Market, image: Path) -> dict[str, Any]:
         ctx.progress("starting the proof market's matching engine enclave")
         # Provers an earlier reef up started on this market are gone with their enclaves (and
         # keys): they can neither prove nor leave, so the engine never assigns them.
         gone = self._load_state(ctx.home).get("provers", [])
         settings = {**self._settings(ctx, market), "ignore_provers": gone}
-        info, evidence = await self._launch(ctx, "engine", image, settings, (self._rpc_port(ctx),))
+        info, evidence = await self._launch(ctx, "engine", image, settings, (ctx.rpc_port,))
 
         def on_chain() -> str:
             engine = register_matching_engine(
@@ -412,7 +362,7 @@ class ProofsExtension:
             "from_block": contract.start_block,
         }
         info, public_key = await self._launch(
-            ctx, "ivs", image, settings, (self._rpc_port(ctx),), published={_IVS_PORT: 0}
+            ctx, "ivs", image, settings, (ctx.rpc_port,), published={_IVS_PORT: 0}
         )
         kms = ctx.info.kms
         if kms.get("public"):
@@ -454,7 +404,7 @@ class ProofsExtension:
         s = self.settings
         ctx.progress("starting the proof market's prover enclave")
         ivs_url = self._ivs_url
-        ivs_port = int(ivs_url.rsplit(":", 1)[1].split("/")[0])
+        ivs_port = _url_port(ivs_url)
         quotes = [
             {"market_id": m, "price": s.prover_price, "max_time": s.prover_max_time_s, "compute": 1}
             for m in (market.example, market.private)
@@ -465,7 +415,7 @@ class ProofsExtension:
             "ivs": {str(m): ivs_url for m in (market.example, market.private)},
         }
         info, public_key = await self._launch(
-            ctx, "prover", image, settings, (self._rpc_port(ctx), ivs_port)
+            ctx, "prover", image, settings, (ctx.rpc_port, ivs_port)
         )
         address = tee_signer_address(public_key)
         state = self._load_state(ctx.home)
@@ -492,16 +442,6 @@ class ProofsExtension:
         )
         return _described(info, address)
 
-    async def _stop_leftovers(self, ctx: UpContext) -> None:
-        """Proof market enclaves a killed ``reef up`` left running: stopped (new ones replace
-        them; their keys died with them)."""
-        ours = {e.id for e in self._enclaves}
-        for info in await ctx.backend.list():
-            if info.labels.get(_ROLE_LABEL) == PROOFS_ROLE and info.id not in ours:
-                with contextlib.suppress(ReefError):
-                    await ctx.backend.stop(info.id)
-                    await ctx.backend.remove(info.id)
-
     @staticmethod
     def _load_state(home: ReefHome) -> dict[str, Any]:
         path = home.root.joinpath(*_STATE_FILE)
@@ -513,29 +453,7 @@ class ProofsExtension:
 
     @staticmethod
     def _save_state(home: ReefHome, state: Mapping[str, Any]) -> None:
-        path = home.path(*_STATE_FILE)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        partial.write_text(json.dumps(state, indent=2) + "\n")
-        partial.replace(path)
-
-    async def aclose(self) -> None:
-        ctx = self._ctx
-        if ctx is not None:
-            for info in self._enclaves:
-                with contextlib.suppress(ReefError):
-                    await ctx.backend.stop(info.id)
-                    await ctx.backend.remove(info.id)
-        self._enclaves.clear()
-
-
-def _code_files(package: Path) -> list[Path]:
-    """The files of ``package`` an image carries (sorted), for the build stamp."""
-    return sorted(
-        path
-        for path in package.rglob("*")
-        if path.is_file() and not any(part in _NOT_CODE_NAMES for part in path.parts)
-    )
+        replace_file(home.path(*_STATE_FILE), (json.dumps(state, indent=2) + "\n").encode())
 
 
 def _code() -> dict[str, Path]:

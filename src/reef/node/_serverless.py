@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +27,12 @@ from typing import Any
 
 from reef.attestation import load_verifier_key
 from reef.chain import TokenClient
-from reef.enclave import EnclaveInfo, EnclaveSpec, build_image
+from reef.enclave import EnclaveInfo, EnclaveSpec
 from reef.errors import ReefError, ServiceError
 from reef.home import ReefHome
-from reef.node._examples import example_dir
+from reef.node._examples import _build_example
 from reef.node._serve import until_up
-from reef.node._up import UpContext
+from reef.node._up import UpContext, _EnclaveExtension
 from reef.serverless import (
     JobsParams,
     ServerlessCodeClient,
@@ -48,7 +46,6 @@ __all__ = ["SERVERLESS_ROLE", "ServerlessExtension", "ServerlessSettings"]
 log = logging.getLogger("reef.node.serverless")
 
 SERVERLESS_ROLE = "serverless"
-_ROLE_LABEL = "reef.role"
 _GATEWAY_PORT = 8080
 _CONTROL_PORT = 8081
 # Dev accounts that own the executors (the provider uses 9; users start at 0).
@@ -70,17 +67,14 @@ class ServerlessSettings:
     params: JobsParams = field(default_factory=JobsParams)
 
 
-class ServerlessExtension:
+class ServerlessExtension(_EnclaveExtension):
     """Serverless functions on the local network (see the module docstring)."""
 
-    def __init__(self, settings: ServerlessSettings | None = None) -> None:
-        self.settings = settings or ServerlessSettings()
-        self._enclaves: list[EnclaveInfo] = []
-        self._ctx: UpContext | None = None
+    ROLE = SERVERLESS_ROLE
 
-    @property
-    def name(self) -> str:
-        return SERVERLESS_ROLE
+    def __init__(self, settings: ServerlessSettings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or ServerlessSettings()
 
     async def start(self, ctx: UpContext) -> Mapping[str, Any]:
         self._ctx = ctx
@@ -92,19 +86,17 @@ class ServerlessExtension:
         ctx.progress("building the serverless executor image")
         image_path = await asyncio.to_thread(self._image, ctx.home)
         await self._stop_leftovers(ctx)
-        rpc_port = int(ctx.info.rpc_url.rsplit(":", 1)[1].split("/")[0])
         executors: list[dict[str, Any]] = []
         for index in range(s.executors):
             ctx.progress(f"starting serverless executor {index + 1} of {s.executors}")
-            info = await ctx.backend.start(
+            info = await self._start_enclave(
+                ctx,
                 EnclaveSpec(
                     image=image_path,
                     ports={_GATEWAY_PORT: 0, _CONTROL_PORT: 0},
-                    allow_host_ports=(rpc_port,),
-                    labels={_ROLE_LABEL: SERVERLESS_ROLE},
-                )
+                    allow_host_ports=(ctx.rpc_port,),
+                ),
             )
-            self._enclaves.append(info)
             # The image id the enclave attests, as the backend measured it at start (the reef
             # runtime is part of it, so it is read from the running enclave, not recomputed).
             if not await asyncio.to_thread(jobs.is_whitelisted, info.image_id):
@@ -205,31 +197,12 @@ class ServerlessExtension:
 
     def _image(self, home: ReefHome) -> Path:
         """The executor image (the example app plus workerd), rebuilt when either changed."""
-        workerd = ensure_workerd(home)
-        app = example_dir("serverless-executor")
-        manifest = (app / "reef.toml").read_bytes()
-        stamp = hashlib.sha256(manifest + str(workerd.stat().st_size).encode()).hexdigest()
-        app_dir = home.path("serverless", "executor-app")
-        image_path = home.path("builds", "serverless-executor.img")
-        stamp_path = home.path("builds", "serverless-executor.stamp")
-        if not (image_path.is_file() and stamp_path.is_file()) or (stamp_path.read_text() != stamp):
-            shutil.rmtree(app_dir, ignore_errors=True)
-            app_dir.mkdir(parents=True)
-            shutil.copy2(app / "reef.toml", app_dir / "reef.toml")
-            shutil.copy2(workerd, app_dir / "workerd")
-            build_image(app_dir, image_path)
-            stamp_path.write_text(stamp)
-        return image_path
-
-    async def _stop_leftovers(self, ctx: UpContext) -> None:
-        """Executor enclaves a killed ``reef up`` left running: stopped (new ones replace them)."""
-        for info in await ctx.backend.list():
-            if info.labels.get(_ROLE_LABEL) == SERVERLESS_ROLE and info.id not in {
-                e.id for e in self._enclaves
-            }:
-                with contextlib.suppress(ReefError):
-                    await ctx.backend.stop(info.id)
-                    await ctx.backend.remove(info.id)
+        return _build_example(
+            home,
+            "serverless-executor",
+            {"workerd": ensure_workerd(home)},
+            workdir=home.path("serverless", "executor-app"),
+        )
 
     @staticmethod
     def _drain_gone(ctx: UpContext, jobs: ServerlessJobsClient, live: set[str]) -> None:
@@ -248,13 +221,3 @@ class ServerlessExtension:
                     owned.drain(record.enclave)
                 if record.active_jobs == 0:
                     owned.deregister(record.enclave)
-
-    async def aclose(self) -> None:
-        ctx = self._ctx
-        if ctx is None:
-            return
-        for info in self._enclaves:
-            with contextlib.suppress(ReefError):
-                await ctx.backend.stop(info.id)
-                await ctx.backend.remove(info.id)
-        self._enclaves.clear()

@@ -27,10 +27,10 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from reef.attestation import DevAuthority, TrustedRoot, load_verifier_key, verifier_app
 from reef.chain import DevAccount, MarketClient, parse_address
@@ -126,6 +126,72 @@ class UpContext:
     KMS root. Label them ``{"reef.role": <extension name>}``: ``reef up`` stops those when it
     stops (after :meth:`UpExtension.aclose`), even the ones a failed start left behind."""
     progress: Progress
+
+    @property
+    def rpc_port(self) -> int:
+        """The host port of the chain's JSON-RPC endpoint (the one port extensions' enclaves
+        may be allowed to reach)."""
+        return _url_port(self.info.rpc_url)
+
+
+def _url_port(url: str) -> int:
+    """The port of ``http://host:port[/path]``."""
+    return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+async def _discard(backend: EnclaveBackend, enclave_id: str) -> None:
+    """Stop and remove one enclave; one that is gone already (or will not stop) is no error."""
+    with contextlib.suppress(ReefError):
+        await backend.stop(enclave_id)
+        await backend.remove(enclave_id)
+
+
+async def _discard_roles(
+    backend: EnclaveBackend, roles: Collection[str], *, keep: Collection[str] = ()
+) -> None:
+    """Stop and remove the enclaves labelled ``{"reef.role": r}`` for any ``r`` in ``roles``,
+    except those whose ids are in ``keep``."""
+    for info in await backend.list():
+        if info.labels.get(_ROLE_LABEL) in roles and info.id not in keep:
+            await _discard(backend, info.id)
+
+
+class _EnclaveExtension:
+    """The enclave bookkeeping of an :class:`UpExtension` that runs its own enclaves.
+
+    Its enclaves are labelled ``{"reef.role": ROLE}`` (:meth:`_start_enclave`); :meth:`aclose`
+    stops those it started, :meth:`_stop_leftovers` those a killed ``reef up`` left running.
+    """
+
+    ROLE: ClassVar[str]
+
+    def __init__(self) -> None:
+        self._ctx: UpContext | None = None
+        self._enclaves: list[EnclaveInfo] = []
+
+    @property
+    def name(self) -> str:
+        return self.ROLE
+
+    async def _start_enclave(self, ctx: UpContext, spec: EnclaveSpec) -> EnclaveInfo:
+        """Start ``spec`` labelled with this extension's role; :meth:`aclose` stops it."""
+        info = await ctx.backend.start(
+            replace(spec, labels={**spec.labels, _ROLE_LABEL: self.ROLE})
+        )
+        self._enclaves.append(info)
+        return info
+
+    async def _stop_leftovers(self, ctx: UpContext) -> None:
+        """This role's enclaves a killed ``reef up`` left running: stopped (new ones replace
+        them; their keys died with them)."""
+        await _discard_roles(ctx.backend, {self.ROLE}, keep={e.id for e in self._enclaves})
+
+    async def aclose(self) -> None:
+        ctx = self._ctx
+        if ctx is not None:
+            for info in self._enclaves:
+                await _discard(ctx.backend, info.id)
+        self._enclaves.clear()
 
 
 class UpExtension(Protocol):
@@ -441,9 +507,7 @@ class LocalNetwork:
             if adopted is None and info.image_id == image_id and same_ports:
                 adopted = info
                 continue
-            with contextlib.suppress(ReefError):
-                await backend.stop(info.id)
-                await backend.remove(info.id)
+            await _discard(backend, info.id)
         return adopted
 
     async def aclose(self) -> None:
@@ -456,21 +520,14 @@ class LocalNetwork:
                 log.warning("stopping %s: %s", extension.name, exc)
         if self._extension_backend is not None:
             roles = {extension.name for extension in self.extensions}
-            for enclave in await self._extension_backend.list():
-                if enclave.labels.get(_ROLE_LABEL) not in roles:
-                    continue
-                with contextlib.suppress(ReefError):
-                    await self._extension_backend.stop(enclave.id)
-                    await self._extension_backend.remove(enclave.id)
+            await _discard_roles(self._extension_backend, roles)
             self._extension_backend = None
         if self.provider is not None:
             with contextlib.suppress(ReefError):
                 await self.provider.aclose(stop_enclaves=True)
             self.provider = None
         if self.kms_enclave is not None and self._kms_backend is not None:
-            with contextlib.suppress(ReefError):
-                await self._kms_backend.stop(self.kms_enclave.id)
-                await self._kms_backend.remove(self.kms_enclave.id)
+            await _discard(self._kms_backend, self.kms_enclave.id)
             self.kms_enclave = None
         for served in reversed(self._served):
             await served.aclose()
