@@ -65,12 +65,6 @@ def deploy_contract(transactor: Transactor, name: ContractName, *args: Any) -> t
     return Address(Web3.to_checksum_address(address)), int(receipt["blockNumber"])
 
 
-def _decode_all(decoder: EventDecoder, logs: Iterable[Any]) -> list[Any]:
-    """The logs whose events ``decoder`` knows, decoded, in order (others are skipped)."""
-    decoded = (decoder.decode(log) for log in logs)
-    return [event for event in decoded if event is not None]
-
-
 class ContractClient:
     """Shared plumbing: the contract object, the transactor and receipt decoding."""
 
@@ -176,19 +170,13 @@ class ContractClient:
             for log in receipt["logs"]
             if str(Web3.to_checksum_address(log["address"])) == self.address
         )
-        return tuple(_decode_all(self._decoder, ours))
+        return tuple(self._events(ours))
 
-    def _events(
-        self,
-        from_block: int,
-        to_block: int | str,
-        topics: list[Any] | None = None,
-        *,
-        chunk: int = LOG_CHUNK_BLOCKS,
-    ) -> list[Any]:
-        """This contract's typed events in the block range, in chain order (logs of events it
-        does not know are skipped); ``topics`` and ``chunk`` as for :meth:`_logs`."""
-        return _decode_all(self._decoder, self._logs(from_block, to_block, topics, chunk=chunk))
+    def _events(self, logs: Iterable[Any]) -> list[Any]:
+        """The typed events of ``logs``, in order (logs of events the decoder does not know are
+        skipped)."""
+        decoded = (self._decoder.decode(log) for log in logs)
+        return [event for event in decoded if event is not None]
 
     def _logs(
         self,
@@ -373,4 +361,4 @@ class KmsRegistryClient(ContractClient):
         chunk: int = LOG_CHUNK_BLOCKS,
     ) -> list[KmsRegistryEvent]:
         """ImageApproved / ImageRevoked events in the block range, in chain order."""
-        return self._events(from_block, to_block, chunk=chunk)
+        return self._events(self._logs(from_block, to_block, chunk=chunk))

@@ -295,4 +295,4 @@ class MarketClient(ContractClient):
             # address, a lock selector) can equal a job id, job 0 in particular.
             job_events = ["0x" + t.hex() for t in self._decoder.topics_of(JOB_EVENTS)]
             topics = [job_events, parse_job_id(job)]
-        return self._events(from_block, to_block, topics, chunk=chunk)
+        return self._events(self._logs(from_block, to_block, topics, chunk=chunk))

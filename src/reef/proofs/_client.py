@@ -509,12 +509,12 @@ class ProofMarketClient(ContractClient):
 
     def events(self, from_block: int = 0, to_block: int | str = "latest") -> list[ProofMarketEvent]:
         """This contract's events in the block range, typed, in chain order."""
-        return self._events(from_block, to_block)
+        return self._events(self._logs(from_block, to_block))
 
     def ask_events(self, ask_id: int, from_block: int = 0) -> list[ProofMarketEvent]:
         """The events of one ask (topic 1 is the ask id for every ask event)."""
         topic = "0x" + check_uint(ask_id, "ask id").to_bytes(32, "big").hex()
-        events = self._events(from_block, "latest", [None, topic])
+        events = self._events(self._logs(from_block, "latest", [None, topic]))
         return [e for e in events if getattr(e, "ask_id", None) == ask_id]
 
 
