@@ -4,18 +4,27 @@ the serverless and proof market contracts.
 Each is an ``Annotated`` type, so a command declares ``rpc: Rpc = None`` and every command that
 names the local network's RPC endpoint, market or sending account says the same thing in
 ``--help``. Options one command group alone takes stay in that group's module.
+
+Most commands that talk to a contract end with the same few of them (``--rpc``, the contract,
+``--key``, ``--json``). :func:`with_flags` appends those to a command once, in one order, and
+hands them to it as one :class:`Flags` value, so each command declares only its own arguments.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 __all__ = [
     "AccountKey",
     "CodeContract",
+    "Flags",
     "Insecure",
     "Json",
     "JobsContract",
@@ -24,6 +33,7 @@ __all__ = [
     "Owner",
     "ProofMarket",
     "Rpc",
+    "with_flags",
 ]
 
 _JSON_HELP = "Print machine-readable JSON."
@@ -81,3 +91,61 @@ Insecure = Annotated[
     ),
 ]
 """``--insecure``: run enclaves without isolation (development hosts); outputs say so."""
+
+
+@dataclass(frozen=True)
+class Flags:
+    """The shared options a :func:`with_flags` command was given (``None``/``False`` for those
+    it does not take)."""
+
+    rpc: str | None = None
+    market: str | None = None
+    proof_market: str | None = None
+    jobs: str | None = None
+    code: str | None = None
+    key: Path | None = None
+    as_json: bool = False
+
+
+_FLAGS: dict[str, tuple[Any, Any]] = {
+    "rpc": (Rpc, None),
+    "market": (Market, None),
+    "proof_market": (ProofMarket, None),
+    "jobs": (JobsContract, None),
+    "code": (CodeContract, None),
+    "key": (AccountKey, None),
+    "as_json": (Json, False),
+}
+
+
+def with_flags(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command the shared options ``names`` (fields of :class:`Flags`), after its own.
+
+    The command takes them as one parameter ``flags: Flags`` (its first); Typer sees (through
+    the wrapper's signature) the command's other parameters followed by one option per name, in
+    that order::
+
+        @app.command("show")
+        @with_flags("rpc", "market", "as_json")
+        def show_cmd(flags: Flags, job: JobArg) -> None: ...
+    """
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+        for name in names
+        for kind, default in [_FLAGS[name]]
+    ]
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = inspect.signature(command, eval_str=True)
+        params = [p for name, p in own.parameters.items() if name != "flags"]
+
+        @functools.wraps(command)
+        def run(*args: Any, **kwargs: Any) -> None:
+            flags = Flags(**{name: kwargs.pop(name) for name in names})
+            command(*args, flags=flags, **kwargs)
+
+        run.__signature__ = own.replace(parameters=[*params, *shared])  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in [*params, *shared]}
+        return run
+
+    return decorate

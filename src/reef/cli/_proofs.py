@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._options import AccountKey, Json, ProofMarket, Rpc
+from reef.cli._options import Flags, with_flags
 from reef.cli._output import fail, note, print_json, print_result, print_rows
 from reef.errors import ConfigError, InputError, ProofError, ReefError
 
@@ -71,9 +71,14 @@ class _Ctx:
         return w3.eth.get_balance(w3.to_checksum_address(self.session.address)) == 0
 
 
-def _ctx(
-    rpc: str | None, proof_market: str | None, key: Path | None, *, account: bool = True
-) -> _Ctx:
+def _ctx(flags: Flags, *, account: bool = True) -> _Ctx:
+    """The proof market ``--proof-market`` names (else ``reef up``'s), on the chain ``--rpc``
+    names, sending from ``--key`` when ``account``.
+
+    Raises:
+        ConfigError: nothing says where the proof market is, or no account is available.
+        RPCError: the endpoint does not answer.
+    """
     from reef.home import ReefHome
     from reef.node import NetworkInfo, open_session
 
@@ -81,7 +86,7 @@ def _ctx(
     service: dict[str, Any] = {}
     with contextlib.suppress(ConfigError):
         service = dict(NetworkInfo.load(home).services.get("proofs", {}))
-    address = proof_market or service.get("market")
+    address = flags.proof_market or service.get("market")
     if not address:
         raise ConfigError(
             "no proof market known",
@@ -91,7 +96,11 @@ def _ctx(
     # address, which network.json gives when `reef up` runs. Without one (a chain reached by
     # --rpc alone), the proof market's address stands in: this command never uses that field.
     session = open_session(
-        home, rpc=rpc, market=None if service else address, key=key, need_account=account
+        home,
+        rpc=flags.rpc,
+        market=None if service else address,
+        key=flags.key,
+        need_account=account,
     )
     return _Ctx(session, str(address), service)
 
@@ -153,24 +162,21 @@ def _network_file(path: Path | None) -> dict[str, Any]:
 
 
 def _network_ctx(
-    given: dict[str, Any],
-    rpc: str | None,
-    proof_market: str | None,
-    key: Path | None,
-    *,
-    account: bool = True,
+    given: dict[str, Any], flags: Flags, key: Path | None, *, account: bool = True
 ) -> _Ctx:
     """The proof market a service command's flags and its network file (read by
-    :func:`_network_file`) name: the flags win; the file's ``from_block`` stands in for a start
-    block reef up did not record.
+    :func:`_network_file`) name, sending from ``key``: the flags win; the file's ``from_block``
+    stands in for a start block reef up did not record.
 
     Raises:
         ConfigError: nothing says where the proof market is.
     """
     ctx = _ctx(
-        rpc or given.get("rpc"),
-        proof_market or given.get("proof_market"),
-        key,
+        Flags(
+            rpc=flags.rpc or given.get("rpc"),
+            proof_market=flags.proof_market or given.get("proof_market"),
+            key=key,
+        ),
         account=account,
     )
     if "from_block" in given and "start_block" not in ctx.service:
@@ -288,7 +294,9 @@ MarketId = Annotated[int, typer.Argument(help="The market's id.", metavar="MARKE
 
 
 @market_app.command("create")
+@with_flags("rpc", "proof_market", "key", "as_json")
 def market_create(
+    flags: Flags,
     groth16: Annotated[bool, typer.Option("--groth16", help="A circom Groth16 market.")] = False,
     tee: Annotated[bool, typer.Option("--tee", help="A TEE attestation market.")] = False,
     wasm: Annotated[Path | None, typer.Option("--wasm", help="The circuit's .wasm.")] = None,
@@ -318,17 +326,13 @@ def market_create(
     ivs: Annotated[
         str | None, typer.Option("--ivs", help="Address of the input verification service.")
     ] = None,
-    rpc: Rpc = None,
-    proof_market: ProofMarket = None,
-    key: AccountKey = None,
-    as_json: Json = False,
 ) -> None:
     """Create a market: --groth16 with --wasm/--zkey/--vkey, or --tee with --image-id."""
     if groth16 == tee:
         raise fail(InputError("choose one of --groth16 and --tee"), code=2)
 
     def go() -> int:
-        ctx = _ctx(rpc, proof_market, key)
+        ctx = _ctx(flags)
         client = ctx.client()
         stake = _amount(penalty, "--penalty")
         if tee:
@@ -370,36 +374,32 @@ def market_create(
         )
 
     market_id = _run(go)
-    print_result({"market_id": market_id}, as_json, title="market created")
+    print_result({"market_id": market_id}, flags.as_json, title="market created")
 
 
 @market_app.command("list")
-def market_list(
-    rpc: Rpc = None,
-    proof_market: ProofMarket = None,
-    as_json: Json = False,
-) -> None:
+@with_flags("rpc", "proof_market", "as_json")
+def market_list(flags: Flags) -> None:
     """Every market of the proof market."""
 
     def go() -> list[dict[str, Any]]:
-        ctx = _ctx(rpc, proof_market, None, account=False)
+        ctx = _ctx(flags, account=False)
         count = ctx.client().market_count()
         return [_market_row(ctx, m) for m in range(1, count + 1)]
 
     columns = ["market_id", "kind", "name", "penalty", "verifier"]
-    print_rows(_run(go), columns, as_json, title="proof markets")
+    print_rows(_run(go), columns, flags.as_json, title="proof markets")
 
 
 @market_app.command("show")
+@with_flags("rpc", "proof_market", "as_json")
 def market_show(
+    flags: Flags,
     market_id: Annotated[int, typer.Argument(help="The market's id.")],
-    rpc: Rpc = None,
-    proof_market: ProofMarket = None,
-    as_json: Json = False,
 ) -> None:
     """One market: its kind, verifier, artifacts and penalty."""
-    row = _run(lambda: _market_row(_ctx(rpc, proof_market, None, account=False), market_id))
-    print_result(row, as_json, title=f"market {market_id}")
+    row = _run(lambda: _market_row(_ctx(flags, account=False), market_id))
+    print_result(row, flags.as_json, title=f"market {market_id}")
 
 
 RootOpt = Annotated[
@@ -427,7 +427,9 @@ def _evidence_check(
 
 
 @market_app.command("signer")
+@with_flags("rpc", "proof_market", "key", "as_json")
 def market_signer(
+    flags: Flags,
     market_id: Annotated[int, typer.Argument(help="The TEE market's id.", metavar="MARKET")],
     evidence: Annotated[
         Path | None,
@@ -442,17 +444,13 @@ def market_signer(
     revoke: Annotated[
         str | None, typer.Option("--revoke", help="Remove this signer address instead.")
     ] = None,
-    rpc: Rpc = None,
-    proof_market: ProofMarket = None,
-    key: AccountKey = None,
-    as_json: Json = False,
 ) -> None:
     """Register an attested enclave key as a signer of a TEE market (creator only)."""
     if (evidence is None) == (revoke is None):
         raise fail(InputError("give one of --evidence FILE and --revoke ADDRESS"), code=2)
 
     def go() -> dict[str, Any]:
-        ctx = _ctx(rpc, proof_market, key)
+        ctx = _ctx(flags)
         client = ctx.client()
         if revoke is not None:
             result = client.set_tee_signer(market_id, revoke, False)
@@ -465,7 +463,7 @@ def market_signer(
         signer = register_tee_signer(client, market_id, document, **check)
         return {"market_id": market_id, "signer": signer, "allowed": True}
 
-    print_result(_run(go), as_json, title="TEE signer")
+    print_result(_run(go), flags.as_json, title="TEE signer")
 
 
 # ---- asks ----
@@ -528,7 +526,9 @@ def _ensure_allowance(ctx: _Ctx, amount: int) -> None:
 
 
 @proofs_app.command("request")
+@with_flags("rpc", "proof_market", "key", "as_json")
 def request_cmd(
+    flags: Flags,
     market_id: MarketId,
     input_file: Annotated[
         Path, typer.Option("--input", help="JSON object of public input signals.")
@@ -559,17 +559,13 @@ def request_cmd(
         str, typer.Option("--expiry", help="How long a prover may take to pick it up.")
     ] = "2m",
     deadline: Annotated[str, typer.Option("--deadline", help="Proving time once assigned.")] = "5m",
-    rpc: Rpc = None,
-    proof_market: ProofMarket = None,
-    key: AccountKey = None,
-    as_json: Json = False,
 ) -> None:
     """Ask for a proof: escrow the reward; a prover is assigned, proves, and is paid."""
     if (reward is None) == (auction is None):
         raise fail(InputError("give one of --reward AMOUNT and --auction MIN:MAX"), code=2)
 
     def go() -> int:
-        ctx = _ctx(rpc, proof_market, key)
+        ctx = _ctx(flags)
         row = _market_row(ctx, market_id)
         values = _read_inputs(input_file, list(row["public_inputs"]))
         private_names = list(row["private_inputs"])
@@ -628,7 +624,7 @@ def request_cmd(
         return ask_id
 
     ask_id = _run(go)
-    print_result({"ask_id": ask_id}, as_json, title="proof requested")
+    print_result({"ask_id": ask_id}, flags.as_json, title="proof requested")
 
 
 def _auction_prices(text: str) -> tuple[int, int]:
@@ -684,19 +680,18 @@ def _print_ask(row: dict[str, Any], as_json: bool) -> None:
 
 
 @proofs_app.command("wait")
+@with_flags("rpc", "proof_market", "as_json")
 def wait_cmd(
+    flags: Flags,
     ask_id: AskId,
     timeout: Annotated[str, typer.Option("--timeout", help="Give up after this long.")] = "10m",
-    rpc: Rpc = None,
-    proof_market: ProofMarket = None,
-    as_json: Json = False,
 ) -> None:
     """Wait until the ask ends (complete, expired, slashed, invalid, cancelled); print the proof."""
 
     def go() -> dict[str, Any]:
         from reef.proofs import AskState
 
-        ctx = _ctx(rpc, proof_market, None, account=False)
+        ctx = _ctx(flags, account=False)
         client = ctx.client()
         limit = time.monotonic() + _duration(timeout)
         while True:
@@ -715,34 +710,25 @@ def wait_cmd(
             time.sleep(0.5)
 
     row = _run(go)
-    _print_ask(row, as_json)
+    _print_ask(row, flags.as_json)
     if row["state"] != "complete":
         raise typer.Exit(1)
 
 
 @proofs_app.command("show")
-def show_cmd(
-    ask_id: AskId,
-    rpc: Rpc = None,
-    proof_market: ProofMarket = None,
-    as_json: Json = False,
-) -> None:
+@with_flags("rpc", "proof_market", "as_json")
+def show_cmd(flags: Flags, ask_id: AskId) -> None:
     """One ask: its state, prover, and the proof once there is one."""
-    _print_ask(
-        _run(lambda: _ask_row(_ctx(rpc, proof_market, None, account=False), ask_id)), as_json
-    )
+    _print_ask(_run(lambda: _ask_row(_ctx(flags, account=False), ask_id)), flags.as_json)
 
 
 @proofs_app.command("list")
-def list_cmd(
-    rpc: Rpc = None,
-    proof_market: ProofMarket = None,
-    as_json: Json = False,
-) -> None:
+@with_flags("rpc", "proof_market", "as_json")
+def list_cmd(flags: Flags) -> None:
     """Every ask, newest last."""
 
     def go() -> list[dict[str, Any]]:
-        ctx = _ctx(rpc, proof_market, None, account=False)
+        ctx = _ctx(flags, account=False)
         client = ctx.client()
         rows = []
         for ask_id in range(1, client.ask_count() + 1):
@@ -759,23 +745,18 @@ def list_cmd(
         return rows
 
     columns = ["ask_id", "market_id", "state", "reward", "prover"]
-    print_rows(_run(go), columns, as_json, title="asks")
+    print_rows(_run(go), columns, flags.as_json, title="asks")
 
 
 @proofs_app.command("cancel")
-def cancel_cmd(
-    ask_id: AskId,
-    rpc: Rpc = None,
-    proof_market: ProofMarket = None,
-    key: AccountKey = None,
-    as_json: Json = False,
-) -> None:
+@with_flags("rpc", "proof_market", "key", "as_json")
+def cancel_cmd(flags: Flags, ask_id: AskId) -> None:
     """Cancel an ask nobody was assigned yet (refunds it); an expired one is refunded instead."""
 
     def go() -> dict[str, Any]:
         from reef.proofs import AskState
 
-        ctx = _ctx(rpc, proof_market, key)
+        ctx = _ctx(flags)
         client = ctx.client()
         if client.ask_state(ask_id) == AskState.UNASSIGNED:
             result = client.refund_expired(ask_id)
@@ -783,14 +764,16 @@ def cancel_cmd(
             result = client.cancel_ask(ask_id)
         return {"ask_id": ask_id, "state": client.ask_state(ask_id).label, "tx": result.tx_hash}
 
-    print_result(_run(go), as_json, title="ask closed")
+    print_result(_run(go), flags.as_json, title="ask closed")
 
 
 # ---- the matching engine ----
 
 
 @engine_app.command("run")
+@with_flags("rpc", "proof_market", "as_json")
 def engine_run(
+    flags: Flags,
     key_file: Annotated[
         Path | None,
         typer.Option(
@@ -815,9 +798,6 @@ def engine_run(
     interval: Annotated[float, typer.Option("--interval", help="Seconds between polls.")] = 0.5,
     once: Annotated[bool, typer.Option("--once", help="Run one step, print it, exit.")] = False,
     network: NetworkFile = None,
-    rpc: Rpc = None,
-    proof_market: ProofMarket = None,
-    as_json: Json = False,
 ) -> None:
     """Index the proof market, keep its order book and assign asks, until Ctrl-C."""
 
@@ -826,7 +806,7 @@ def engine_run(
         from reef.proofs import MatchingEngine, proof_market_decoder
 
         given = _network_file(network)
-        ctx = _network_ctx(given, rpc, proof_market, key_file)
+        ctx = _network_ctx(given, flags, key_file)
         client = ctx.client()
         engine_address = client.matching_engine()
         # Started by `reef up` (a network file), the enclave exists before the admin makes its
@@ -869,14 +849,16 @@ def engine_run(
         print_result(
             {"engine": engine.client.sender, "events": step.events, "assigned": step.assigned,
              "resent": step.resent, "engine_key": "0x" + (engine.public_key or b"").hex()},
-            as_json, title="matching engine step",
+            flags.as_json, title="matching engine step",
         )  # fmt: skip
         return
     _run_until_stopped(engine, interval, f"matching as {engine.client.sender}")
 
 
 @engine_app.command("register")
+@with_flags("rpc", "proof_market", "key", "as_json")
 def engine_register(
+    flags: Flags,
     evidence: Annotated[
         Path,
         typer.Option("--evidence", help="The engine enclave's attestation document."),
@@ -886,10 +868,6 @@ def engine_register(
     ],
     root: RootOpt = "aws",
     replay: ReplayOpt = False,
-    rpc: Rpc = None,
-    proof_market: ProofMarket = None,
-    key: AccountKey = None,
-    as_json: Json = False,
 ) -> None:
     """Make an attested enclave's key the market's matching engine (the market's admin only)."""
 
@@ -897,32 +875,30 @@ def engine_register(
         from reef.encoding import parse_hex
         from reef.proofs import register_matching_engine
 
-        ctx = _ctx(rpc, proof_market, key)
+        ctx = _ctx(flags)
         document, check = _evidence_check(evidence, root, replay, ctx)
         engine = register_matching_engine(
             ctx.client(), document, image_id=parse_hex(image_id, name="--image-id"), **check
         )
         return {"engine": engine, "image_id": image_id}
 
-    print_result(_run(go), as_json, title="matching engine registered")
+    print_result(_run(go), flags.as_json, title="matching engine registered")
 
 
 # ---- provers ----
 
 
 @prover_app.command("register")
+@with_flags("rpc", "proof_market", "key", "as_json")
 def prover_register(
+    flags: Flags,
     stake: Annotated[str, typer.Option("--stake", help="Stake to lock (rUSD).")],
     compute: Annotated[int, typer.Option("--compute", help="Declared compute units.")] = 4,
-    rpc: Rpc = None,
-    proof_market: ProofMarket = None,
-    key: AccountKey = None,
-    as_json: Json = False,
 ) -> None:
     """Register as a prover with a stake and declared compute."""
 
     def go() -> dict[str, Any]:
-        ctx = _ctx(rpc, proof_market, key)
+        ctx = _ctx(flags)
         amount = _amount(stake, "--stake")
         _ensure_allowance(ctx, amount)
         result = ctx.client().register(compute=compute, stake=amount)
@@ -933,24 +909,22 @@ def prover_register(
             "tx": result.tx_hash,
         }
 
-    print_result(_run(go), as_json, title="prover registered")
+    print_result(_run(go), flags.as_json, title="prover registered")
 
 
 @prover_app.command("join")
+@with_flags("rpc", "proof_market", "key", "as_json")
 def prover_join(
+    flags: Flags,
     market_id: MarketId,
     price: Annotated[str, typer.Option("--price", help="Your price per proof (rUSD).")],
     max_time: Annotated[str, typer.Option("--max-time", help="Longest you take per proof.")] = "1m",
     compute: Annotated[int, typer.Option("--compute", help="Compute units one request uses.")] = 1,
-    rpc: Rpc = None,
-    proof_market: ProofMarket = None,
-    key: AccountKey = None,
-    as_json: Json = False,
 ) -> None:
     """Join a market with a price, a proving-time bound and compute per request."""
 
     def go() -> dict[str, Any]:
-        ctx = _ctx(rpc, proof_market, key)
+        ctx = _ctx(flags)
         client = ctx.client()
         private = client.market(market_id).private_inputs
         result = client.join_market(
@@ -972,21 +946,16 @@ def prover_join(
             out["encryption_key"] = "0x" + own.hex()
         return out
 
-    print_result(_run(go), as_json, title="joined")
+    print_result(_run(go), flags.as_json, title="joined")
 
 
 @prover_app.command("leave")
-def prover_leave(
-    market_id: MarketId,
-    rpc: Rpc = None,
-    proof_market: ProofMarket = None,
-    key: AccountKey = None,
-    as_json: Json = False,
-) -> None:
+@with_flags("rpc", "proof_market", "key", "as_json")
+def prover_leave(flags: Flags, market_id: MarketId) -> None:
     """Leave a market: the first call stops new assignments; run it again after the delay."""
 
     def go() -> dict[str, Any]:
-        ctx = _ctx(rpc, proof_market, key)
+        ctx = _ctx(flags)
         client = ctx.client()
         offer = client.offer(ctx.session.address, market_id)
         if not offer.joined:
@@ -998,20 +967,16 @@ def prover_leave(
         client.leave_market(market_id)
         return {"market_id": market_id, "state": "left"}
 
-    print_result(_run(go), as_json, title="leave")
+    print_result(_run(go), flags.as_json, title="leave")
 
 
 @prover_app.command("status")
-def prover_status(
-    rpc: Rpc = None,
-    proof_market: ProofMarket = None,
-    key: AccountKey = None,
-    as_json: Json = False,
-) -> None:
+@with_flags("rpc", "proof_market", "key", "as_json")
+def prover_status(flags: Flags) -> None:
     """Your stake, compute and markets."""
 
     def go() -> dict[str, Any]:
-        ctx = _ctx(rpc, proof_market, key)
+        ctx = _ctx(flags)
         client = ctx.client()
         info = client.prover(ctx.session.address)
         markets = []
@@ -1032,7 +997,7 @@ def prover_status(
             "markets": markets,
         }
 
-    print_result(_run(go), as_json, title="prover")
+    print_result(_run(go), flags.as_json, title="prover")
 
 
 def _join_from_file(ctx: _Ctx, spec: dict[str, Any], *, wait_s: float = 120.0) -> None:
@@ -1071,7 +1036,9 @@ def _join_from_file(ctx: _Ctx, spec: dict[str, Any], *, wait_s: float = 120.0) -
 
 
 @prover_app.command("run")
+@with_flags("rpc", "proof_market", "key")
 def prover_run(
+    flags: Flags,
     market: Annotated[
         list[int] | None, typer.Option("--market", help="Markets to prove for (default: all).")
     ] = None,
@@ -1105,9 +1072,6 @@ def prover_run(
         ),
     ] = None,
     snarkjs: SnarkjsDir = None,
-    rpc: Rpc = None,
-    proof_market: ProofMarket = None,
-    key: AccountKey = None,
 ) -> None:
     """Prove the tasks assigned to you (snarkjs for Groth16 markets, --tee workers for TEE
     markets) and lock auction asks at your price, until Ctrl-C.
@@ -1129,7 +1093,7 @@ def prover_run(
         )
 
         given = _network_file(network)
-        ctx = _network_ctx(given, rpc, proof_market, key)
+        ctx = _network_ctx(given, flags, flags.key)
         if isinstance(given.get("prover"), dict):
             _join_from_file(ctx, given["prover"])
         verifiers = {int(m): RemoteInputVerifier(str(u)) for m, u in given.get("ivs", {}).items()}
@@ -1203,7 +1167,9 @@ def _derived_ivs_key(derive_url: str, path: str) -> bytes:
 
 
 @ivs_app_cli.command("run")
+@with_flags("rpc", "proof_market")
 def ivs_run(
+    flags: Flags,
     key_file: Annotated[
         Path | None,
         typer.Option(
@@ -1232,8 +1198,6 @@ def ivs_run(
         ),
     ] = None,
     snarkjs: SnarkjsDir = None,
-    rpc: Rpc = None,
-    proof_market: ProofMarket = None,
 ) -> None:
     """Serve a market's input verification service (``POST /invalid``) until Ctrl-C: it signs
     that an ask's inputs admit no proof, after checking that itself. Inside ``reef up``'s IVS
@@ -1263,7 +1227,7 @@ def ivs_run(
                 else "the IVS has no signing key: give --key-file FILE or --kms-path PATH",
                 hint="pass --key-file FILE, or run the IVS in an enclave wired to a KMS",
             )
-        ctx = _network_ctx(given, rpc, proof_market, None, account=False)
+        ctx = _network_ctx(given, flags, None, account=False)
         runtime = _snarkjs_runtime(snarkjs, ctx)
         verifier = InputVerifier(account, ArtifactStore(artifacts or ctx.store_root()), runtime)
         start = int(given.get("from_block", ctx.service.get("start_block", 0)))
