@@ -226,3 +226,57 @@ async def test_the_schemas_describe_the_catch_all_routes_and_their_errors(
         "/ExecutorConfig"
     )
     assert set(control["paths"]["/registration"]) == {"get", "post"}
+
+
+ECHO = (
+    b"export default { async fetch(r) { const u = new URL(r.url);"
+    b" return new Response(r.method + ' ' + u.pathname + u.search + ' '"
+    b" + r.headers.get('x-test') + ' ' + await r.text(),"
+    b" { status: 201, headers: { 'x-fn': 'yes' } }); } };"
+)
+
+
+async def test_a_functions_answer_carries_what_the_schema_documents(
+    tmp_path: Path, workerd: Path
+) -> None:
+    chain = ServerlessChain.create()
+    codehash = chain.code(chain.users[0]).deploy_code(ECHO)
+    label = base64.b32encode(bytes.fromhex(codehash[2:])).decode().rstrip("=").lower()
+    async with FunctionRuntime(workerd, max_idle=1) as runtime:
+        node = ExecutorNode(Secp256k1PrivateKey.generate(), runtime, tmp_path / "code")
+        service = await node.configure(
+            ExecutorSettings(
+                rpc_url="http://127.0.0.1:8545",
+                jobs_contract=chain.jobs_address,
+                code_contract=chain.code_address,
+            ),
+            owner=chain.operators[0].address,
+            w3=chain.devnet.web3(),
+        )
+        await service.aclose()
+        async with _client(node.gateway_app()) as client:
+            schema = (await client.get("/openapi.json")).json()
+            answer = await client.patch(
+                f"/fn/{codehash}/a/b?c=1", content=b"e", headers={"x-test": "t"}
+            )
+            # GET / on the function's own host is the function's, as any other path there.
+            by_host = await client.get("/", headers={"host": f"{label}.localhost"})
+    assert answer.status_code == 201  # the function's own status: the "default" response
+    assert answer.content == b"PATCH /a/b?c=1 t e"
+    assert answer.headers["x-fn"] == "yes"
+    documented = schema["paths"]["/fn/{codehash}/{rest}"]["patch"]["responses"]["default"]
+    assert set(documented["headers"]) == {
+        "X-Oyster-Timestamp",
+        "X-Oyster-Signature",
+        "X-Reef-Signature",
+        "X-Reef-Chain-Id",
+        "X-Reef-Jobs-Contract",
+        "X-Reef-Executor",
+        "X-Reef-Error-Code",
+        "X-Reef-Total-Time-Ms",
+    }
+    for name in documented["headers"]:
+        assert name in answer.headers, name
+    assert answer.headers["x-reef-executor"] == node.address
+    assert by_host.status_code == 201
+    assert by_host.content == b"GET / null "
