@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from web3 import Web3
 
     from reef.chain import Address, Job, MarketClient
+    from reef.cli._options import Flags
     from reef.node import Session
     from reef.serverless import ServerlessCodeClient, ServerlessJobsClient
 
@@ -124,9 +125,7 @@ class OwnerJobs:
         }
 
 
-def owner_jobs(
-    rpc: str | None, market: str | None, key: Path | None, owner: str | None
-) -> OwnerJobs:
+def owner_jobs(flags: Flags, owner: str | None) -> OwnerJobs:
     """The open jobs of the account a command shows (``--owner`` when given, then no account
     is needed; else the session's own), in the market the flags name.
 
@@ -138,7 +137,7 @@ def owner_jobs(
     from reef.chain import parse_address
     from reef.node import open_jobs
 
-    session = market_session(rpc, market, key, need_account=owner is None)
+    session = market_session(flags.rpc, flags.market, flags.key, need_account=owner is None)
     who = parse_address(owner, name="owner") if owner else session.address
     client = session.market()
     return OwnerJobs(session, client, who, open_jobs(session, client, who))
@@ -174,9 +173,7 @@ class ServerlessTarget:
         return self.account
 
 
-def open_target(
-    rpc: str | None, jobs: str | None, code: str | None, key: Path | None
-) -> ServerlessTarget:
+def open_target(flags: Flags) -> ServerlessTarget:
     """Resolve ``--rpc/--jobs/--code/--key`` against ``$REEF_HOME/network.json``.
 
     Raises:
@@ -197,9 +194,9 @@ def open_target(
     except ReefError:
         network = None
     service = dict(network.services.get("serverless", {})) if network else {}
-    rpc_url = rpc or (network.rpc_url if network else None)
-    jobs = jobs or service.get("jobs_contract")
-    code = code or service.get("code_contract")
+    rpc_url = flags.rpc or (network.rpc_url if network else None)
+    jobs = flags.jobs or service.get("jobs_contract")
+    code = flags.code or service.get("code_contract")
     if rpc_url is None or jobs is None or code is None:
         raise ConfigError(
             "no serverless deployment to talk to",
@@ -212,8 +209,8 @@ def open_target(
         raise RPCError(
             f"cannot reach the chain at {rpc_url}: {exc}", hint="is `reef up` running?"
         ) from exc
-    if key is not None:
-        account: LocalAccount | None = load_key_file(key)
+    if flags.key is not None:
+        account: LocalAccount | None = load_key_file(flags.key)
     elif chain_id == DEVNET_CHAIN_ID:
         account = dev_accounts(1)[0].local_account
     else:

@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 
 from reef.cli._common import open_target, stop_signals
-from reef.cli._options import AccountKey, CodeContract, JobsContract, Json, Rpc
+from reef.cli._options import Flags, with_flags
 from reef.cli._output import fail, note, print_result
 from reef.errors import InputError, ReefError
 
@@ -151,7 +151,9 @@ def run_cmd(
 
 
 @app.command("register")
+@with_flags("rpc", "jobs", "code", "key", "as_json")
 def register_cmd(
+    flags: Flags,
     control: Annotated[str, typer.Option("--control", help="The executor's control URL.")],
     attestation: Annotated[
         str, typer.Option("--attestation", help="The executor enclave's secp256k1 attestation URL.")
@@ -160,11 +162,6 @@ def register_cmd(
         str | None, typer.Option("--verifier", help="Verifier URL (default: the local network's).")
     ] = None,
     stake: Annotated[int, typer.Option("--stake", help="Stake in token base units.")] = 10_000_000,
-    rpc: Rpc = None,
-    jobs: JobsContract = None,
-    code: CodeContract = None,
-    key: AccountKey = None,
-    as_json: Json = False,
 ) -> None:
     """Configure an executor, have it attested, register it with a stake (you own it)."""
     import asyncio
@@ -174,7 +171,7 @@ def register_cmd(
     from reef.serverless import register_enclave_executor
 
     try:
-        where = open_target(rpc, jobs, code, key)
+        where = open_target(flags)
         if verifier is None:
             verifier = NetworkInfo.load(ReefHome.from_env()).verifier
         if verifier is None:
@@ -195,18 +192,15 @@ def register_cmd(
         )
     except ReefError as exc:
         raise fail(exc) from None
-    print_result(record.to_json(), as_json)
+    print_result(record.to_json(), flags.as_json)
 
 
-def _manage(
-    action: str, address: str, rpc: str | None, jobs: str | None, key: Path | None, as_json: bool
-) -> None:
+def _manage(action: str, address: str, flags: Flags) -> None:
+    from dataclasses import replace
+
     try:
-        where = (
-            open_target(rpc, jobs, "0x" + "0" * 40, key)
-            if jobs
-            else open_target(rpc, None, None, key)
-        )
+        # Only the Jobs contract is used: with --jobs given, no code contract need be known.
+        where = open_target(replace(flags, code="0x" + "0" * 40) if flags.jobs else flags)
         client = where.jobs(send=True)
         result = getattr(client, action)(address)
         record = client.executor(address)
@@ -217,7 +211,7 @@ def _manage(
         data.update(draining=record.draining, active_jobs=record.active_jobs, stake=record.stake)
     else:
         data["registered"] = False
-    print_result(data, as_json)
+    print_result(data, flags.as_json)
 
 
 _Executor = Annotated[str, typer.Argument(help="The executor's (enclave key's) address.")]
@@ -226,14 +220,9 @@ _Executor = Annotated[str, typer.Argument(help="The executor's (enclave key's) a
 def _manage_cmd(action: str, doc: str) -> Callable[..., None]:
     """``drain`` and ``deregister``: the same arguments, one Jobs-contract transaction each."""
 
-    def command(
-        address: _Executor,
-        rpc: Rpc = None,
-        jobs: JobsContract = None,
-        key: AccountKey = None,
-        as_json: Json = False,
-    ) -> None:
-        _manage(action, address, rpc, jobs, key, as_json)
+    @with_flags("rpc", "jobs", "key", "as_json")
+    def command(flags: Flags, address: _Executor) -> None:
+        _manage(action, address, flags)
 
     command.__doc__ = doc
     return command

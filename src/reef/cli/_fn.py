@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._common import open_target, read_file
-from reef.cli._options import AccountKey, CodeContract, JobsContract, Json, Rpc
+from reef.cli._options import Flags, Json, with_flags
 from reef.cli._output import (
     err_console,
     fail,
@@ -249,14 +249,11 @@ def _fail_usage(exc: ReefError) -> typer.Exit:
 
 
 @app.command("deploy")
+@with_flags("rpc", "jobs", "code", "key", "as_json")
 def deploy_cmd(
+    flags: Flags,
     target: FunctionSource,
     name: Annotated[str | None, typer.Option("--name", help="A name kept in metadata.")] = None,
-    rpc: Rpc = None,
-    jobs: JobsContract = None,
-    code: CodeContract = None,
-    key: AccountKey = None,
-    as_json: Json = False,
 ) -> None:
     """Deploy a function on chain; prints its codehash (the deployment's transaction hash)."""
     import json
@@ -267,13 +264,13 @@ def deploy_cmd(
     except ReefError as exc:
         raise _fail_usage(exc) from None
     try:
-        where = open_target(rpc, jobs, code, key)
+        where = open_target(flags)
         metadata = json.dumps({"name": name or path.resolve().parent.name}).encode()
         codehash = where.code(send=True).deploy_code(source, metadata)
     except ReefError as exc:
         raise fail(exc) from None
     data = {"codehash": codehash, "code_contract": where.code_address, "bytes": len(source)}
-    if as_json:
+    if flags.as_json:
         print_json(data)
     else:
         print_mapping(data)
@@ -325,18 +322,15 @@ def _call_json(client: ServerlessJobsClient, response: Any, request_id: int) -> 
 
 
 @app.command("call")
+@with_flags("rpc", "jobs", "code", "key", "as_json")
 def call_cmd(
+    flags: Flags,
     codehash: Annotated[str, typer.Argument(help="The function's codehash (reef fn deploy).")],
     input_text: InputText = None,
     input_file: InputFile = None,
     timeout_ms: Annotated[
         int, typer.Option("--timeout-ms", help="The job's deadline (paid per ms).")
     ] = 5000,
-    rpc: Rpc = None,
-    jobs: JobsContract = None,
-    code: CodeContract = None,
-    key: AccountKey = None,
-    as_json: Json = False,
 ) -> None:
     """Call a deployed function: open a job, wait for the first signed output, print it."""
     from reef.chain import TokenClient
@@ -348,7 +342,7 @@ def call_cmd(
     except ReefError as exc:
         raise _fail_usage(exc) from None
     try:
-        where = open_target(rpc, jobs, code, key)
+        where = open_target(flags)
         client = where.jobs(send=True)
         params = client.params()
         token = TokenClient(where.w3, client.token(), account=where.account, progress=tx_printer)
@@ -367,7 +361,7 @@ def call_cmd(
         data = _call_json(client, response, request.job_id)
     except ReefError as exc:
         raise fail(exc) from None
-    if as_json:
+    if flags.as_json:
         print_json(data)
     else:
         _print_output(data)
@@ -376,16 +370,14 @@ def call_cmd(
 
 
 @app.command("job")
+@with_flags("rpc", "jobs", "code", "as_json")
 def job_cmd(
+    flags: Flags,
     job_id: Annotated[int, typer.Argument(help="The job's id (reef fn call prints it).")],
-    rpc: Rpc = None,
-    jobs: JobsContract = None,
-    code: CodeContract = None,
-    as_json: Json = False,
 ) -> None:
     """Show a job: its deposit, selected executors and the outputs they submitted."""
     try:
-        where = open_target(rpc, jobs, code, None)
+        where = open_target(flags)
         client = where.jobs()
         job = client.job(job_id)
         if job is None:
@@ -403,19 +395,15 @@ def job_cmd(
         ]
     except ReefError as exc:
         raise fail(exc) from None
-    print_result(data, as_json)
+    print_result(data, flags.as_json)
 
 
 @app.command("list")
-def list_cmd(
-    rpc: Rpc = None,
-    jobs: JobsContract = None,
-    code: CodeContract = None,
-    as_json: Json = False,
-) -> None:
+@with_flags("rpc", "jobs", "code", "as_json")
+def list_cmd(flags: Flags) -> None:
     """List the functions deployed on the code contract."""
     try:
-        where = open_target(rpc, jobs, code, None)
+        where = open_target(flags)
         rows = [
             {
                 "codehash": d.codehash,
@@ -427,24 +415,20 @@ def list_cmd(
         ]
     except ReefError as exc:
         raise fail(exc) from None
-    print_rows(rows, ["codehash", "owner", "name", "block"], as_json)
+    print_rows(rows, ["codehash", "owner", "name", "block"], flags.as_json)
 
 
 @app.command("executors")
-def executors_cmd(
-    rpc: Rpc = None,
-    jobs: JobsContract = None,
-    code: CodeContract = None,
-    as_json: Json = False,
-) -> None:
+@with_flags("rpc", "jobs", "code", "as_json")
+def executors_cmd(flags: Flags) -> None:
     """List the registered executors: address, owner, stake, image id, capacity, active jobs."""
     try:
-        where = open_target(rpc, jobs, code, None)
+        where = open_target(flags)
         rows = [e.to_json() for e in where.jobs().executors()]
     except ReefError as exc:
         raise fail(exc) from None
     print_rows(
         rows,
         ["address", "owner", "stake", "image_id", "capacity", "active_jobs", "draining"],
-        as_json,
+        flags.as_json,
     )

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._common import market_session, owner_jobs, per_hour
-from reef.cli._options import AccountKey, Json, Market, Owner, Rpc
+from reef.cli._options import Flags, Owner, with_flags
 from reef.cli._output import (
     err_console,
     fail,
@@ -95,14 +95,14 @@ _DEFAULT_MARGIN_S = 300
 
 
 def _open(
-    job: str, rpc: str | None, market: str | None, key: Path | None, *, need_account: bool = True
+    job: str, flags: Flags, *, need_account: bool = True
 ) -> tuple[Session, MarketClient, Job]:
     """The session the flags name, its market client (printing transactions) and the job.
 
     Raises:
         ReefError: the network or the job cannot be found, or no account is available.
     """
-    session = market_session(rpc, market, key, need_account=need_account)
+    session = market_session(flags.rpc, flags.market, flags.key, need_account=need_account)
     client = session.market(tx_printer)
     found = client.find_job(job)
     if found is None:
@@ -184,22 +184,17 @@ def _describe(session: Session, client: MarketClient, job: Job) -> dict[str, Any
 
 
 @app.command("list")
-def list_cmd(
-    owner: Owner = None,
-    rpc: Rpc = None,
-    market: Market = None,
-    key: AccountKey = None,
-    json_output: Json = False,
-) -> None:
+@with_flags("rpc", "market", "key", "as_json")
+def list_cmd(flags: Flags, owner: Owner = None) -> None:
     """Your open jobs, and what they hold and spend in total."""
     try:
-        mine = owner_jobs(rpc, market, key, owner)
+        mine = owner_jobs(flags, owner)
         who = mine.owner
         rows = [_describe(mine.session, mine.client, job) for job in mine.jobs]
         totals = mine.totals()
     except ReefError as exc:
         raise fail(exc) from exc
-    if json_output:
+    if flags.as_json:
         print_json(rows)
         return
     if not rows:
@@ -219,29 +214,23 @@ def list_cmd(
 
 
 @app.command("show")
-def show_cmd(
-    job: JobArg,
-    rpc: Rpc = None,
-    market: Market = None,
-    json_output: Json = False,
-) -> None:
+@with_flags("rpc", "market", "as_json")
+def show_cmd(flags: Flags, job: JobArg) -> None:
     """One job: its money (from the chain) and its enclave (from its provider)."""
     try:
-        session, client, found = _open(job, rpc, market, None, need_account=False)
+        session, client, found = _open(job, flags, need_account=False)
         out = _describe(session, client, found)
     except ReefError as exc:
         raise fail(exc) from exc
-    print_result(out, json_output)
+    print_result(out, flags.as_json)
 
 
 @app.command("deposit")
+@with_flags("rpc", "market", "key", "as_json")
 def deposit_cmd(
+    flags: Flags,
     job: JobArg,
     amount: Annotated[str, typer.Argument(help="rUSD to add, e.g. 1.5")],
-    rpc: Rpc = None,
-    market: Market = None,
-    key: AccountKey = None,
-    json_output: Json = False,
 ) -> None:
     """Add money to a job (anyone may); its enclave then runs longer."""
     from reef.chain import format_amount, parse_amount
@@ -250,7 +239,7 @@ def deposit_cmd(
         value = parse_amount(amount)
         if value == 0:
             raise MarketError("the amount must be more than 0")
-        session, client, _found = _open(job, rpc, market, key)
+        session, client, _found = _open(job, flags)
         have = client.token.balance(session.address)
         if have < value:
             raise MarketError(
@@ -261,20 +250,18 @@ def deposit_cmd(
     except ReefError as exc:
         raise fail(exc) from exc
     out = {**_ids(after.id), "deposited": format_amount(value), "tx_hash": result.tx_hash}
-    print_result(out, json_output)
+    print_result(out, flags.as_json)
 
 
 @app.command("withdraw")
+@with_flags("rpc", "market", "key", "as_json")
 def withdraw_cmd(
+    flags: Flags,
     job: JobArg,
     amount: Annotated[str | None, typer.Argument(help="rUSD to take back")] = None,
     all_: Annotated[
         bool, typer.Option("--max", help="Take back all that the notice reserve allows.")
     ] = False,
-    rpc: Rpc = None,
-    market: Market = None,
-    key: AccountKey = None,
-    json_output: Json = False,
 ) -> None:
     """Take unused money back from a job (owner only; a notice reserve stays)."""
     from reef.chain import format_amount, parse_amount
@@ -283,7 +270,7 @@ def withdraw_cmd(
     try:
         if (amount is None) == (not all_):
             raise MarketError("give an AMOUNT or --max")
-        session, client, found = _open(job, rpc, market, key)
+        session, client, found = _open(job, flags)
         limit = withdraw_limit(session, client, found)
         value = limit if all_ else parse_amount(amount or "0")
         if value == 0:
@@ -313,11 +300,13 @@ def withdraw_cmd(
         "enclave_stops_by": _when(stops),
         "tx_hash": result.tx_hash,
     }
-    print_result(out, json_output)
+    print_result(out, flags.as_json)
 
 
 @app.command("update")
+@with_flags("rpc", "market", "key", "as_json")
 def update_cmd(
+    flags: Flags,
     job: JobArg,
     image: Annotated[
         Path | None, typer.Option("--image", help="A new app directory or image file.")
@@ -329,10 +318,6 @@ def update_cmd(
         bool | None, typer.Option("--debug/--no-debug", help="Change debug mode.")
     ] = None,
     store: Annotated[str | None, typer.Option("--store", help="Image store URL.")] = None,
-    rpc: Rpc = None,
-    market: Market = None,
-    key: AccountKey = None,
-    json_output: Json = False,
 ) -> None:
     """Change a job's image, init params or debug flag; the provider replaces the enclave."""
     from reef.chain import parse_job_id
@@ -340,7 +325,7 @@ def update_cmd(
 
     change = JobUpdate(image=image, init_params=init_params, debug=debug, store_url=store)
     try:
-        session, client, found = _open(job, rpc, market, key)
+        session, client, found = _open(job, flags)
         result = update_job(session, client, parse_job_id(found.id), change, progress=note)
     except ReefError as exc:
         raise fail(exc) from exc
@@ -352,7 +337,7 @@ def update_cmd(
         "image_id": result.image_id,
         "tx_hash": result.tx_hash,
     }
-    print_result(out, json_output)
+    print_result(out, flags.as_json)
 
 
 def _close(client: MarketClient, job_id: str, owner: str) -> int:
@@ -362,10 +347,10 @@ def _close(client: MarketClient, job_id: str, owner: str) -> int:
     return int(client.token.balance(owner)) - int(before)
 
 
-def _print_closed(job_id: str, refund: int, json_output: bool) -> None:
+def _print_closed(job_id: str, refund: int, as_json: bool) -> None:
     from reef.chain import format_amount
 
-    print_result({**_ids(job_id), "state": "closed", "refund": format_amount(refund)}, json_output)
+    print_result({**_ids(job_id), "state": "closed", "refund": format_amount(refund)}, as_json)
 
 
 def _in(seconds: int) -> str:
@@ -443,7 +428,9 @@ def _wait_for(unlock: int, label: str) -> None:
 
 
 @app.command("stop")
+@with_flags("rpc", "market", "key", "as_json")
 def stop_cmd(
+    flags: Flags,
     job: JobArg,
     wait: Annotated[
         bool,
@@ -453,10 +440,6 @@ def stop_cmd(
             "(default: return at once and say when `reef jobs close` works).",
         ),
     ] = False,
-    rpc: Rpc = None,
-    market: Market = None,
-    key: AccountKey = None,
-    json_output: Json = False,
 ) -> None:
     """Stop a job: revise its rate to 0, and the provider stops the enclave at once.
 
@@ -467,7 +450,7 @@ def stop_cmd(
     from reef.node import owned_job, stop_job
 
     try:
-        session, client, found = _open(job, rpc, market, key)
+        session, client, found = _open(job, flags)
         label = job_label(found.id)
         found = owned_job(session, client, found.id)
         unlock = stop_job(client, found)
@@ -484,29 +467,24 @@ def stop_cmd(
                 "close_at": unlock,
                 "then_run": f"reef jobs close {label}",
             }
-            print_result(out, json_output)
+            print_result(out, flags.as_json)
             return
         if unlock > now:
             _wait_for(unlock, f"job {label}: closing when the rate lock ends")
         refund = _close_when_unlocked(session, client, found, unlock)
     except ReefError as exc:
         raise fail(exc) from exc
-    _print_closed(found.id, refund, json_output)
+    _print_closed(found.id, refund, flags.as_json)
 
 
 @app.command("close")
-def close_cmd(
-    job: JobArg,
-    rpc: Rpc = None,
-    market: Market = None,
-    key: AccountKey = None,
-    json_output: Json = False,
-) -> None:
+@with_flags("rpc", "market", "key", "as_json")
+def close_cmd(flags: Flags, job: JobArg) -> None:
     """Close a stopped job and get the rest of its deposit back (after `reef jobs stop`)."""
     from reef.errors import ContractRevertError
 
     try:
-        session, client, found = _open(job, rpc, market, key)
+        session, client, found = _open(job, flags)
         unlock = _closable_at(session, client, found)
         now = session.now()
         if unlock > now:
@@ -520,16 +498,16 @@ def close_cmd(
             raise _too_early(found.id, unlock, now) from exc
     except ReefError as exc:
         raise fail(exc) from exc
-    _print_closed(found.id, refund, json_output)
+    _print_closed(found.id, refund, flags.as_json)
 
 
+@with_flags("rpc", "market")
 def logs_cmd(
+    flags: Flags,
     job: JobArg,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
     ] = False,
-    rpc: Rpc = None,
-    market: Market = None,
 ) -> None:
     """Print a debug job's enclave console (only debug enclaves have a readable console)."""
     import httpx
@@ -537,7 +515,7 @@ def logs_cmd(
     from reef.market import ControlPlaneClient
 
     try:
-        _session, client, found = _open(job, rpc, market, None, need_account=False)
+        _session, client, found = _open(job, flags, need_account=False)
         cp = client.provider(found.provider)
         if cp is None:
             raise MarketError(f"the job's provider {found.provider} is not registered")

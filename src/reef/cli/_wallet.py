@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from reef.cli._common import owner_jobs
-from reef.cli._options import AccountKey, Json, Market, Owner, Rpc
+from reef.cli._options import Flags, Owner, with_flags
 from reef.cli._output import fail, print_result
 from reef.errors import ReefError, RPCError
 
@@ -24,18 +24,13 @@ def _ether(wei: int) -> str:
     return format_amount(wei, decimals=18)
 
 
-def wallet_cmd(
-    owner: Owner = None,
-    rpc: Rpc = None,
-    market: Market = None,
-    key: AccountKey = None,
-    json_output: Json = False,
-) -> None:
+@with_flags("rpc", "market", "key", "as_json")
+def wallet_cmd(flags: Flags, owner: Owner = None) -> None:
     """Your balances (rUSD, ETH for gas) and what your open jobs hold and spend per hour."""
     from reef.chain import format_amount
 
     try:
-        mine = owner_jobs(rpc, market, key, owner)
+        mine = owner_jobs(flags, owner)
         session, who = mine.session, mine.owner
         token = mine.client.token.balance(who)
         try:
@@ -52,4 +47,4 @@ def wallet_cmd(
         **totals,
         "jobs": [int(job.id, 16) for job in mine.jobs],
     }
-    print_result(out, json_output)
+    print_result(out, flags.as_json)
