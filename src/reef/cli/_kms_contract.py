@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from reef.cli._options import AccountKey, Json, Rpc
+from reef.cli._options import Flags, with_flags
 from reef.cli._output import err_console, fail, print_json, print_mapping
 from reef.encoding import parse_hex
 from reef.errors import InputError, ReefError
@@ -52,8 +51,9 @@ class _Chain:
     """The local network's KMS registry, when this home knows one on this chain."""
 
 
-def _chain(rpc: str | None, key: Path | None, *, need_account: bool) -> _Chain:
-    """The chain, the sending account and the default registry for a `kms contract` command.
+def _chain(flags: Flags, *, need_account: bool) -> _Chain:
+    """The chain (``--rpc``), the sending account (``--key``) and the default registry for a
+    `kms contract` command.
 
     Raises:
         ConfigError: nothing says where the chain is, or no account to send from.
@@ -63,6 +63,7 @@ def _chain(rpc: str | None, key: Path | None, *, need_account: bool) -> _Chain:
     from reef.node import open_session
 
     home = _home()
+    rpc, key = flags.rpc, flags.key
     try:
         session = open_session(home, rpc=rpc, key=key, need_account=need_account)
     except ConfigError:
@@ -103,19 +104,27 @@ def _registry(chain: _Chain, contract: str | None) -> Any:
     )
 
 
+def _print(out: dict[str, Any], as_json: bool, **shown: str) -> None:
+    """A registry command's result: ``out`` as JSON, or for people with the ``shown`` fields
+    (lists and flags) spelt out."""
+    if as_json:
+        print_json(out)
+    else:
+        print_mapping({**out, **shown})
+
+
 def _contract_fail(exc: ReefError) -> typer.Exit:
     return fail(exc, code=2 if type(exc) is InputError else 1)
 
 
 @contract_app.command("deploy")
+@with_flags("rpc", "key", "as_json")
 def contract_deploy_cmd(
+    flags: Flags,
     approve: Annotated[
         list[str] | None,
         typer.Option("--approve", help="An image id to approve at once (repeatable, up to 256)."),
     ] = None,
-    rpc: Rpc = None,
-    key: AccountKey = None,
-    as_json: Json = False,
 ) -> None:
     """Deploy a new KMS registry owned by the sending account (it alone approves and revokes)."""
     from reef.chain import KmsRegistryClient
@@ -123,32 +132,22 @@ def contract_deploy_cmd(
 
     try:
         ids = _image_ids(approve or [])
-        chain = _chain(rpc, key, need_account=True)
+        chain = _chain(flags, need_account=True)
         note(f"account {chain.note}")
         registry = KmsRegistryClient.deploy(chain.w3, chain.account, ids, progress=tx_printer)
         owner = registry.owner()
     except ReefError as exc:
         raise _contract_fail(exc) from exc
     out = {"contract": str(registry.address), "owner": str(owner), "approved": ids}
-    if as_json:
-        print_json(out)
-    else:
-        print_mapping({**out, "approved": ", ".join(ids) or "(none)"})
+    _print(out, flags.as_json, approved=", ".join(ids) or "(none)")
 
 
-def _change(
-    verb: str,
-    image_ids: list[str],
-    contract: str | None,
-    rpc: str | None,
-    key: Path | None,
-    as_json: bool,
-) -> None:
+def _change(verb: str, image_ids: list[str], contract: str | None, flags: Flags) -> None:
     from reef.cli._output import note
 
     try:
         ids = _image_ids(image_ids)
-        chain = _chain(rpc, key, need_account=True)
+        chain = _chain(flags, need_account=True)
         note(f"account {chain.note}")
         registry = _registry(chain, contract)
         send = registry.approve_images if verb == "approved" else registry.revoke_images
@@ -161,23 +160,15 @@ def _change(
         "tx_hash": result.tx_hash,
         "block": result.block_number,
     }
-    if as_json:
-        print_json(out)
-    else:
-        print_mapping({**out, verb: ", ".join(ids)})
+    _print(out, flags.as_json, **{verb: ", ".join(ids)})
 
 
 def _change_cmd(verb: str, doc: str) -> Callable[..., None]:
     """``approve`` and ``revoke``: the same arguments, one registry transaction each."""
 
-    def command(
-        image_ids: _ImageIds,
-        contract: _Registry = None,
-        rpc: Rpc = None,
-        key: AccountKey = None,
-        as_json: Json = False,
-    ) -> None:
-        _change(verb, image_ids, contract, rpc, key, as_json)
+    @with_flags("rpc", "key", "as_json")
+    def command(flags: Flags, image_ids: _ImageIds, contract: _Registry = None) -> None:
+        _change(verb, image_ids, contract, flags)
 
     command.__doc__ = doc
     return command
@@ -198,12 +189,11 @@ contract_app.command("revoke")(
 
 
 @contract_app.command("verify")
+@with_flags("rpc", "key", "as_json")
 def contract_verify_cmd(
+    flags: Flags,
     image_id: Annotated[str, typer.Argument(help="An image id (64 hex digits, 0x optional).")],
     contract: _Registry = None,
-    rpc: Rpc = None,
-    key: AccountKey = None,
-    as_json: Json = False,
 ) -> None:
     """Ask the registry whether an image is approved (`oysterKMSVerify`, what the KMS asks).
 
@@ -211,18 +201,15 @@ def contract_verify_cmd(
     """
     try:
         (wanted,) = _image_ids([image_id])
-        chain = _chain(rpc, key, need_account=False)
+        chain = _chain(flags, need_account=False)
         registry = _registry(chain, contract)
         approved = registry.is_approved(wanted)
     except ReefError as exc:
         raise _contract_fail(exc) from exc
     out = {"contract": str(registry.address), "image_id": wanted, "approved": approved}
-    if as_json:
-        print_json(out)
-    else:
-        print_mapping({**out, "approved": "yes" if approved else "no (not approved)"})
+    _print(out, flags.as_json, approved="yes" if approved else "no (not approved)")
     if not approved:
-        if not as_json:
+        if not flags.as_json:
             err_console().print(
                 f"image {wanted} is not approved by {registry.address}", markup=False
             )
