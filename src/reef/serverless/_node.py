@@ -40,6 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from reef._api import LightApi, light_api
@@ -628,12 +629,20 @@ class _GatewayApi(LightApi):
     def __init__(self, call: Endpoint, title: str, *, description: str) -> None:
         super().__init__(title, description=description)
         self._call = call
+        self._by_host: Route | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope["path"].startswith("/fn/"):
             host = next((v for k, v in scope["headers"] if k == b"host"), b"")
             if _codehash_from_host(host.decode("latin-1")) is not None:
+                if self._by_host is None:
+                    self._by_host = next(
+                        r
+                        for r in self.router.routes
+                        if isinstance(r, Route) and r.path == "/{rest:path}"
+                    )
                 scope["app"] = self
+                scope["route"] = self._by_host  # what the serving floor's metrics label it by
                 response = await self._call(Request(scope, receive))
                 await response(scope, receive, send)
                 return
