@@ -12,8 +12,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 # ``--json`` is spelt in _options; it is re-exported here for the commands that import it with
 # the printers.
@@ -21,6 +19,8 @@ from reef.cli._options import JsonOption
 from reef.errors import ReefError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from reef.chain import TxProgress
 
 __all__ = [
@@ -38,11 +38,19 @@ __all__ = [
 ]
 
 
+# Rich is imported when something is printed through it, not by every command (a --json run
+# never needs it): it is a fifth of a one-shot command's start-up.
+
+
 def console() -> Console:
+    from rich.console import Console
+
     return Console(soft_wrap=True, highlight=False)
 
 
 def err_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, soft_wrap=True, highlight=False)
 
 
@@ -54,6 +62,8 @@ def print_json(data: Any) -> None:
 
 def print_mapping(data: Mapping[str, Any], *, title: str | None = None) -> None:
     """A two-column key/value table for people."""
+    from rich.table import Table
+
     table = Table(show_header=False, title=title, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
@@ -74,6 +84,8 @@ def print_table(
     rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, title: str | None = None
 ) -> None:
     """A table with one row per mapping, for people."""
+    from rich.table import Table
+
     table = Table(title=title)
     for column in columns:
         table.add_column(column)
