@@ -18,8 +18,9 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from reef.proofs import ProofMarketClient
 
 __all__ = ["register"]
+
+T = TypeVar("T")
 
 proofs_app = typer.Typer(help="The proof market: markets and proof requests.", no_args_is_help=True)
 market_app = typer.Typer(help="Proof markets: create, list, show.", no_args_is_help=True)
@@ -226,6 +229,13 @@ def _run(fn: Any) -> Any:
         raise fail(exc) from exc
 
 
+def _on_market(flags: Flags, do: Callable[[_Ctx], T], *, account: bool = True) -> T:
+    """What ``do`` returns on the proof market the flags name (sending from ``--key`` when
+    ``account``); a reef error on the way ends the command (exit 1, the message on stderr)."""
+    result: T = _run(lambda: do(_ctx(flags, account=account)))
+    return result
+
+
 def _run_until_stopped(service: Any, interval: float, doing: str) -> None:
     """Run a polling service (the matching engine, a prover) until Ctrl-C or SIGTERM."""
     import asyncio
@@ -331,8 +341,7 @@ def market_create(
     if groth16 == tee:
         raise fail(InputError("choose one of --groth16 and --tee"), code=2)
 
-    def go() -> int:
-        ctx = _ctx(flags)
+    def go(ctx: _Ctx) -> int:
         client = ctx.client()
         stake = _amount(penalty, "--penalty")
         if tee:
@@ -373,7 +382,7 @@ def market_create(
             private_inputs=private_input or (),
         )
 
-    market_id = _run(go)
+    market_id = _on_market(flags, go)
     print_result({"market_id": market_id}, flags.as_json, title="market created")
 
 
@@ -382,13 +391,12 @@ def market_create(
 def market_list(flags: Flags) -> None:
     """Every market of the proof market."""
 
-    def go() -> list[dict[str, Any]]:
-        ctx = _ctx(flags, account=False)
+    def go(ctx: _Ctx) -> list[dict[str, Any]]:
         count = ctx.client().market_count()
         return [_market_row(ctx, m) for m in range(1, count + 1)]
 
     columns = ["market_id", "kind", "name", "penalty", "verifier"]
-    print_rows(_run(go), columns, flags.as_json, title="proof markets")
+    print_rows(_on_market(flags, go, account=False), columns, flags.as_json, title="proof markets")
 
 
 @market_app.command("show")
@@ -398,7 +406,7 @@ def market_show(
     market_id: Annotated[int, typer.Argument(help="The market's id.")],
 ) -> None:
     """One market: its kind, verifier, artifacts and penalty."""
-    row = _run(lambda: _market_row(_ctx(flags, account=False), market_id))
+    row = _on_market(flags, lambda ctx: _market_row(ctx, market_id), account=False)
     print_result(row, flags.as_json, title=f"market {market_id}")
 
 
@@ -449,8 +457,7 @@ def market_signer(
     if (evidence is None) == (revoke is None):
         raise fail(InputError("give one of --evidence FILE and --revoke ADDRESS"), code=2)
 
-    def go() -> dict[str, Any]:
-        ctx = _ctx(flags)
+    def go(ctx: _Ctx) -> dict[str, Any]:
         client = ctx.client()
         if revoke is not None:
             result = client.set_tee_signer(market_id, revoke, False)
@@ -463,7 +470,7 @@ def market_signer(
         signer = register_tee_signer(client, market_id, document, **check)
         return {"market_id": market_id, "signer": signer, "allowed": True}
 
-    print_result(_run(go), flags.as_json, title="TEE signer")
+    print_result(_on_market(flags, go), flags.as_json, title="TEE signer")
 
 
 # ---- asks ----
@@ -564,8 +571,7 @@ def request_cmd(
     if (reward is None) == (auction is None):
         raise fail(InputError("give one of --reward AMOUNT and --auction MIN:MAX"), code=2)
 
-    def go() -> int:
-        ctx = _ctx(flags)
+    def go(ctx: _Ctx) -> int:
         row = _market_row(ctx, market_id)
         values = _read_inputs(input_file, list(row["public_inputs"]))
         private_names = list(row["private_inputs"])
@@ -623,7 +629,7 @@ def request_cmd(
             )
         return ask_id
 
-    ask_id = _run(go)
+    ask_id = _on_market(flags, go)
     print_result({"ask_id": ask_id}, flags.as_json, title="proof requested")
 
 
@@ -688,10 +694,9 @@ def wait_cmd(
 ) -> None:
     """Wait until the ask ends (complete, expired, slashed, invalid, cancelled); print the proof."""
 
-    def go() -> dict[str, Any]:
+    def go(ctx: _Ctx) -> dict[str, Any]:
         from reef.proofs import AskState
 
-        ctx = _ctx(flags, account=False)
         client = ctx.client()
         limit = time.monotonic() + _duration(timeout)
         while True:
@@ -709,7 +714,7 @@ def wait_cmd(
                 )
             time.sleep(0.5)
 
-    row = _run(go)
+    row = _on_market(flags, go, account=False)
     _print_ask(row, flags.as_json)
     if row["state"] != "complete":
         raise typer.Exit(1)
@@ -719,7 +724,7 @@ def wait_cmd(
 @with_flags("rpc", "proof_market", "as_json")
 def show_cmd(flags: Flags, ask_id: AskId) -> None:
     """One ask: its state, prover, and the proof once there is one."""
-    _print_ask(_run(lambda: _ask_row(_ctx(flags, account=False), ask_id)), flags.as_json)
+    _print_ask(_on_market(flags, lambda ctx: _ask_row(ctx, ask_id), account=False), flags.as_json)
 
 
 @proofs_app.command("list")
@@ -727,8 +732,7 @@ def show_cmd(flags: Flags, ask_id: AskId) -> None:
 def list_cmd(flags: Flags) -> None:
     """Every ask, newest last."""
 
-    def go() -> list[dict[str, Any]]:
-        ctx = _ctx(flags, account=False)
+    def go(ctx: _Ctx) -> list[dict[str, Any]]:
         client = ctx.client()
         rows = []
         for ask_id in range(1, client.ask_count() + 1):
@@ -745,7 +749,7 @@ def list_cmd(flags: Flags) -> None:
         return rows
 
     columns = ["ask_id", "market_id", "state", "reward", "prover"]
-    print_rows(_run(go), columns, flags.as_json, title="asks")
+    print_rows(_on_market(flags, go, account=False), columns, flags.as_json, title="asks")
 
 
 @proofs_app.command("cancel")
@@ -753,10 +757,9 @@ def list_cmd(flags: Flags) -> None:
 def cancel_cmd(flags: Flags, ask_id: AskId) -> None:
     """Cancel an ask nobody was assigned yet (refunds it); an expired one is refunded instead."""
 
-    def go() -> dict[str, Any]:
+    def go(ctx: _Ctx) -> dict[str, Any]:
         from reef.proofs import AskState
 
-        ctx = _ctx(flags)
         client = ctx.client()
         if client.ask_state(ask_id) == AskState.UNASSIGNED:
             result = client.refund_expired(ask_id)
@@ -764,7 +767,7 @@ def cancel_cmd(flags: Flags, ask_id: AskId) -> None:
             result = client.cancel_ask(ask_id)
         return {"ask_id": ask_id, "state": client.ask_state(ask_id).label, "tx": result.tx_hash}
 
-    print_result(_run(go), flags.as_json, title="ask closed")
+    print_result(_on_market(flags, go), flags.as_json, title="ask closed")
 
 
 # ---- the matching engine ----
@@ -871,18 +874,17 @@ def engine_register(
 ) -> None:
     """Make an attested enclave's key the market's matching engine (the market's admin only)."""
 
-    def go() -> dict[str, Any]:
+    def go(ctx: _Ctx) -> dict[str, Any]:
         from reef.encoding import parse_hex
         from reef.proofs import register_matching_engine
 
-        ctx = _ctx(flags)
         document, check = _evidence_check(evidence, root, replay, ctx)
         engine = register_matching_engine(
             ctx.client(), document, image_id=parse_hex(image_id, name="--image-id"), **check
         )
         return {"engine": engine, "image_id": image_id}
 
-    print_result(_run(go), flags.as_json, title="matching engine registered")
+    print_result(_on_market(flags, go), flags.as_json, title="matching engine registered")
 
 
 # ---- provers ----
@@ -897,8 +899,7 @@ def prover_register(
 ) -> None:
     """Register as a prover with a stake and declared compute."""
 
-    def go() -> dict[str, Any]:
-        ctx = _ctx(flags)
+    def go(ctx: _Ctx) -> dict[str, Any]:
         amount = _amount(stake, "--stake")
         _ensure_allowance(ctx, amount)
         result = ctx.client().register(compute=compute, stake=amount)
@@ -909,7 +910,7 @@ def prover_register(
             "tx": result.tx_hash,
         }
 
-    print_result(_run(go), flags.as_json, title="prover registered")
+    print_result(_on_market(flags, go), flags.as_json, title="prover registered")
 
 
 @prover_app.command("join")
@@ -923,8 +924,7 @@ def prover_join(
 ) -> None:
     """Join a market with a price, a proving-time bound and compute per request."""
 
-    def go() -> dict[str, Any]:
-        ctx = _ctx(flags)
+    def go(ctx: _Ctx) -> dict[str, Any]:
         client = ctx.client()
         private = client.market(market_id).private_inputs
         result = client.join_market(
@@ -946,7 +946,7 @@ def prover_join(
             out["encryption_key"] = "0x" + own.hex()
         return out
 
-    print_result(_run(go), flags.as_json, title="joined")
+    print_result(_on_market(flags, go), flags.as_json, title="joined")
 
 
 @prover_app.command("leave")
@@ -954,8 +954,7 @@ def prover_join(
 def prover_leave(flags: Flags, market_id: MarketId) -> None:
     """Leave a market: the first call stops new assignments; run it again after the delay."""
 
-    def go() -> dict[str, Any]:
-        ctx = _ctx(flags)
+    def go(ctx: _Ctx) -> dict[str, Any]:
         client = ctx.client()
         offer = client.offer(ctx.session.address, market_id)
         if not offer.joined:
@@ -967,7 +966,7 @@ def prover_leave(flags: Flags, market_id: MarketId) -> None:
         client.leave_market(market_id)
         return {"market_id": market_id, "state": "left"}
 
-    print_result(_run(go), flags.as_json, title="leave")
+    print_result(_on_market(flags, go), flags.as_json, title="leave")
 
 
 @prover_app.command("status")
@@ -975,8 +974,7 @@ def prover_leave(flags: Flags, market_id: MarketId) -> None:
 def prover_status(flags: Flags) -> None:
     """Your stake, compute and markets."""
 
-    def go() -> dict[str, Any]:
-        ctx = _ctx(flags)
+    def go(ctx: _Ctx) -> dict[str, Any]:
         client = ctx.client()
         info = client.prover(ctx.session.address)
         markets = []
@@ -997,7 +995,7 @@ def prover_status(flags: Flags) -> None:
             "markets": markets,
         }
 
-    print_result(_run(go), flags.as_json, title="prover")
+    print_result(_on_market(flags, go), flags.as_json, title="prover")
 
 
 def _join_from_file(ctx: _Ctx, spec: dict[str, Any], *, wait_s: float = 120.0) -> None:
