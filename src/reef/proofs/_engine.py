@@ -45,6 +45,7 @@ from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ChainError, InputError, InvalidProofInputError, ProofError
 from reef.proofs._book import OrderBook
 from reef.proofs._client import ProofMarketClient
+from reef.proofs._loop import _step_until_stopped
 from reef.proofs._matching import Quote, match_round
 from reef.proofs._secret import ecies_decrypt, ecies_encrypt, open_secret
 
@@ -285,13 +286,11 @@ class MatchingEngine:
 
     async def run(self, *, interval_s: float = 0.5, stop: asyncio.Event | None = None) -> None:
         """Step until ``stop`` is set; a failing step is retried after ``interval_s``."""
-        stop = stop or asyncio.Event()
-        while not stop.is_set():
-            try:
-                result = await asyncio.to_thread(self.step)
-            except (ChainError, ProofError) as exc:
-                log.warning("matching engine step failed (retrying): %s", exc)
-                result = None  # the node or a transaction failed: try again next round
-            if result is None or (result.assigned == 0 and not result.resent):
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=interval_s)
+        await _step_until_stopped(
+            self.step,
+            busy=lambda result: result.assigned > 0 or result.resent,
+            log=log,
+            what="matching engine",
+            interval_s=interval_s,
+            stop=stop,
+        )

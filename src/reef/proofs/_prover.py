@@ -27,7 +27,6 @@ inside admits no proof.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -50,6 +49,7 @@ from reef.proofs._events import (
     TaskAssigned,
 )
 from reef.proofs._groth16 import Groth16Proof, prove
+from reef.proofs._loop import _step_until_stopped
 from reef.proofs._market import ArtifactStore, MarketMetadata
 from reef.proofs._reasons import ProofRevert
 from reef.proofs._runtime import SnarkjsRuntime
@@ -387,13 +387,11 @@ class ProverService:
 
     async def run(self, *, interval_s: float = 0.5, stop: asyncio.Event | None = None) -> None:
         """Step until ``stop`` is set (proving runs in a worker thread)."""
-        stop = stop or asyncio.Event()
-        while not stop.is_set():
-            try:
-                done = await asyncio.to_thread(self.step)
-            except (ChainError, ProofError) as exc:
-                log.warning("prover step failed (retrying): %s", exc)
-                done = []
-            if not done or all(o.outcome == "failed" for o in done):
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=interval_s)
+        await _step_until_stopped(
+            self.step,
+            busy=lambda done: any(o.outcome != "failed" for o in done),
+            log=log,
+            what="prover",
+            interval_s=interval_s,
+            stop=stop,
+        )
