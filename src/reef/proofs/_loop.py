@@ -18,13 +18,13 @@ from reef.errors import ChainError, ProofError
 
 __all__: list[str] = []  # the package's own helper (the engine and the prover)
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 async def _step_until_stopped(
-    step: Callable[[], T],
+    step: Callable[[], _T],
     *,
-    busy: Callable[[T], bool],
+    busy: Callable[[_T], bool],
     log: logging.Logger,
     what: str,
     interval_s: float,

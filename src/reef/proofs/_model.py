@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from reef.errors import ProofError
 from reef.proofs._auction import auction_price
@@ -21,11 +22,19 @@ __all__ = ["LEAVE_DELAY", "ModelAsk", "ModelOffer", "ModelProver", "ProofMarketM
 
 LEAVE_DELAY = 60
 """Seconds between ``requestLeave`` and ``leaveMarket`` (the contract's constant)."""
+_T = TypeVar("_T")
 
 
 def _require(condition: bool, reason: ProofRevert) -> None:
     if not condition:
         raise ProofError(str(reason))
+
+
+def _found(value: _T | None, reason: ProofRevert) -> _T:
+    """``value``, or the revert ``reason`` when there is none (a missing record)."""
+    if value is None:
+        raise ProofError(str(reason))
+    return value
 
 
 @dataclass
@@ -153,8 +162,7 @@ class ProofMarketModel:
         market = self.markets.get(market_id)
         if secret is None:
             _require(market is None or not market.private_inputs, ProofRevert.NEEDS_PRIVATE)
-        _require(market is not None, ProofRevert.MARKET_NOT_FOUND)
-        assert market is not None
+        market = _found(market, ProofRevert.MARKET_NOT_FOUND)
         if secret is not None:
             _require(market.private_inputs, ProofRevert.NO_PRIVATE)
             _require(len(secret) > 0 and len(acl) > 0, ProofRevert.SECRET_EMPTY)
@@ -204,10 +212,7 @@ class ProofMarketModel:
         return auction_price(low, ask.reward, start, end, now)
 
     def _ask(self, ask_id: int) -> ModelAsk:
-        ask = self.asks.get(ask_id)
-        _require(ask is not None, ProofRevert.ASK_NOT_FOUND)
-        assert ask is not None
-        return ask
+        return _found(self.asks.get(ask_id), ProofRevert.ASK_NOT_FOUND)
 
     def cancel_ask(self, sender: str, ask_id: int) -> None:
         ask = self._ask(ask_id)
@@ -330,10 +335,7 @@ class ProofMarketModel:
         self.provers[sender] = ModelProver(sender, stake, compute)
 
     def _prover(self, sender: str) -> ModelProver:
-        p = self.provers.get(sender)
-        _require(p is not None, ProofRevert.NOT_PROVER)
-        assert p is not None
-        return p
+        return _found(self.provers.get(sender), ProofRevert.NOT_PROVER)
 
     def add_stake(self, sender: str, amount: int) -> None:
         p = self._prover(sender)
@@ -375,16 +377,12 @@ class ProofMarketModel:
         self.prover_keys[(sender, market_id)] = key_address
 
     def request_leave(self, sender: str, market_id: int, now: int) -> None:
-        offer = self.offers.get((sender, market_id))
-        _require(offer is not None, ProofRevert.NOT_IN_MARKET)
-        assert offer is not None
+        offer = _found(self.offers.get((sender, market_id)), ProofRevert.NOT_IN_MARKET)
         _require(offer.leave_at == 0, ProofRevert.ALREADY_LEAVING)
         offer.leave_at = now + LEAVE_DELAY
 
     def leave_market(self, sender: str, market_id: int, now: int) -> None:
-        offer = self.offers.get((sender, market_id))
-        _require(offer is not None, ProofRevert.NOT_IN_MARKET)
-        assert offer is not None
+        offer = _found(self.offers.get((sender, market_id)), ProofRevert.NOT_IN_MARKET)
         _require(offer.leave_at != 0, ProofRevert.REQUEST_LEAVE_FIRST)
         _require(now >= offer.leave_at, ProofRevert.LEAVE_DELAY)
         _require(offer.active == 0, ProofRevert.STILL_ASSIGNED)
