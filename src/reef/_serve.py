@@ -10,7 +10,8 @@ uvicorn. This module is the one place that decides how:
   delayed ACK. Binding first also turns a busy port into a clear error before anything starts
   and lets port 0 pick a free port whose number is known.
 - **Limits**: a request body over ``max_body`` is refused with 413, headers over ``max_header``
-  with 431, a peer holding more than ``per_peer`` connections gets 503 and is closed, a
+  with 431 (and a head still incomplete past four times that, counted across reads, with 431
+  and a close), a peer holding more than ``per_peer`` connections gets 503 and is closed, a
   connection that does not deliver a request's headers within ``read_timeout`` (or a body chunk
   within it) is closed (408 when a request had begun), and idle kept-alive connections close after
   ``idle_timeout``. Each refusal logs one line on the ``reef.serve`` logger.
@@ -23,13 +24,22 @@ uvicorn. This module is the one place that decides how:
   ``prometheus_client`` is imported only where metrics are on: the enclave supervisor serves
   its trusted base with plain :class:`Server` objects (metrics off), so enclaves never load it.
 
-uvicorn is kept (rather than hypercorn or a hand-written h11 loop) because every reef app already
-runs on it; what it lacks (per-peer caps, a header read deadline, body limits with a proper 413)
-is added here by a subclass of its h11 protocol and one ASGI middleware.
+uvicorn is kept (rather than hypercorn or a hand-written loop) because every reef app already
+runs on it; what it lacks (per-peer caps, a header read deadline, a bound on request heads, body
+limits with a proper 413) is added here by a subclass of its protocol and one ASGI middleware.
 
-One module (about 850 lines): the serving floor is one policy (bind, limit, refuse, time out,
-count, stop) applied by cooperating pieces (the socket, the h11 protocol subclass, the ASGI
-guard, the server); splitting it would scatter the limits a reader must see together.
+The protocol is uvicorn's **httptools** one, not its h11 one: httptools (by uvloop's authors)
+binds llhttp, Node's HTTP/1.1 parser in C, where h11 parses in pure Python with an event object
+per piece of a request. Measured in one run (bench/services.py), the server's CPU per kept-alive
+request fell by about a third and the verifier's HTTP share by about 40 %. llhttp has no limit on
+a request head (h11 had ``max_incomplete_event_size``), so the subclass counts an incomplete
+head's bytes itself; it accepts only the methods it knows (so metrics cannot grow a series per
+made-up method). uvloop was not adopted: it would change every service's event loop for a
+further gain that is small next to this one (docs/serving.md).
+
+One module (about 1000 lines): the serving floor is one policy (bind, limit, refuse, time out,
+count, stop) applied by cooperating pieces (the socket, the protocol subclass, the ASGI guard,
+the server); splitting it would scatter the limits a reader must see together.
 """
 
 from __future__ import annotations
@@ -47,7 +57,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from reef.errors import InputError, ReefError, ServiceError
 
@@ -218,18 +228,32 @@ class _Coalescing:
 
 
 def _protocol_class(
-    what: str, limits: Limits, metrics: _Metrics | None = None
-) -> type[H11Protocol]:
-    """uvicorn's h11 protocol with per-peer connection caps and a header read deadline.
+    what: str, limits: Limits, refusal: Refusal, metrics: _Metrics | None = None
+) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol with per-peer connection caps, a header read deadline and a
+    bound on an incomplete request head.
 
     The counts live in this closure: one class per server, so two servers never share them.
     """
     open_by_peer: dict[str, int] = {}
+    # llhttp (httptools' parser) has no limit of its own on a request head, and uvicorn keeps
+    # every byte of one until it is complete: a head still incomplete past this many bytes is
+    # answered 431 and closed. A complete head over ``max_header`` is answered 431 by _Guard,
+    # which measures it exactly; this bound only keeps what a connection holds small, so it
+    # leaves room for the request line, separators and optional whitespace _Guard does not count.
+    head_cap = 4 * limits.max_header
 
-    class Guarded(H11Protocol):
+    class Guarded(HttpToolsProtocol):
         _reef_peer: str | None = None
         _reef_deadline: asyncio.TimerHandle | None = None
         _reef_cycle: object = None
+        # Where the parser is: between messages (idle), in a request head, or past it (body).
+        _reef_idle: bool = True
+        _reef_in_head: bool = False
+        _reef_heads: int = 0
+        """Request heads begun on this connection, to tell whether one began in a read."""
+        _reef_head_bytes: int = 0
+        """Bytes read of the current, incomplete head (see ``data_received``)."""
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(_Coalescing(transport, self.loop))  # type: ignore[arg-type]
@@ -279,12 +303,73 @@ def _protocol_class(
             )
             self.transport.close()
 
+        # Parser callbacks (httptools calls them from inside ``feed_data``).
+
+        def on_message_begin(self) -> None:
+            self._reef_idle = False
+            self._reef_in_head = True
+            self._reef_heads += 1
+            self._reef_head_bytes = 0
+            super().on_message_begin()
+
+        def on_headers_complete(self) -> None:
+            self._reef_in_head = False
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._reef_idle = True
+            super().on_message_complete()
+
         def data_received(self, data: bytes) -> None:
             if self._reef_deadline is None and (self.cycle is None or self.cycle.response_complete):
                 self._arm()
+            idle, heads = self._reef_idle, self._reef_heads
             super().data_received(data)
+            if self._reef_in_head and not self.transport.is_closing():
+                # A head is still incomplete after this read. Its bytes in the read are all of
+                # the read when the head had begun before it, or began in it with nothing before
+                # (the connection was between messages); a head that begins right after a
+                # pipelined body in the same read is counted from the next read on.
+                if self._reef_heads == heads:
+                    self._reef_head_bytes += len(data)
+                elif idle and self._reef_heads == heads + 1:
+                    self._reef_head_bytes = len(data)
+                if self._reef_head_bytes > head_cap:
+                    self._refuse_head()
+                    return
             if self._reef_deadline is not None and self.cycle is not self._reef_cycle:
                 self._disarm()  # the headers are in: the app's body reads have their own timeout
+
+        def _refuse_head(self) -> None:
+            reason = f"request headers over {limits.max_header} bytes"
+            _log.warning(
+                "%s: refused a request from %s: 431 %s (%d bytes and not complete)",
+                what,
+                self._reef_peer,
+                reason,
+                self._reef_head_bytes,
+            )
+            if metrics is not None:
+                metrics.refused(431)
+            body = refusal(431, reason)
+            self.transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                b"content-type: application/json\r\ncontent-length: %d\r\n"
+                b"connection: close\r\n\r\n%s" % (len(body), body)
+            )
+            self.transport.close()
+
+        def _unsupported_upgrade_warning(self) -> None:
+            # uvicorn's own words suggest installing a WebSocket library; no reef app speaks
+            # one, so say what happens instead: answered as plain HTTP, then closed (the parser
+            # reads nothing after an upgrade's head, so the connection cannot be reused).
+            _log.warning(
+                "%s: ignored an Upgrade request from %s; answering it as plain HTTP and closing",
+                what,
+                self._reef_peer,
+            )
+            if self.cycle is not None:
+                self.cycle.keep_alive = False
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
@@ -350,6 +435,11 @@ class _Metrics:
             ["service"],
             registry=registry,
         )
+        self.running = self.in_progress.labels(what)
+        # The children of one route's series, looked up once: ``labels()`` checks and joins its
+        # arguments on every call, a few microseconds of every request. As many entries as
+        # series (route templates, httptools' fixed set of methods, statuses).
+        self._series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         for collector in getattr(app, "reef_collectors", ()):
             registry.register(collector)
 
@@ -367,8 +457,15 @@ class _Metrics:
         # one per URL a client makes up.
         template = str(getattr(route, "path", "")) or ("unmatched" if status == 404 else "other")
         shown = str(status) if status is not None else "none"
-        self.requests.labels(self.what, scope.get("method", "?"), template, shown).inc()
-        self.latency.labels(self.what, template).observe(seconds)
+        key = (str(scope.get("method", "?")), template, shown)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = (
+                self.requests.labels(self.what, key[0], template, shown),
+                self.latency.labels(self.what, template),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
         if status is None or status >= 500:
             self.errors.labels(self.what, template).inc()
 
@@ -468,11 +565,11 @@ class _Guard:
             await send(message)
 
         started = asyncio.get_running_loop().time()
-        metrics.in_progress.labels(self.what).inc()
+        metrics.running.inc()
         try:
             await self._guarded(scope, receive, counted_send)
         finally:
-            metrics.in_progress.labels(self.what).dec()
+            metrics.running.dec()
             elapsed = asyncio.get_running_loop().time() - started
             metrics.observe(scope, status[0] if status else None, elapsed)
 
@@ -599,6 +696,7 @@ class Server:
         # An app may carry the body of its refusals (the devnet answers JSON-RPC errors).
         refusal = refusal or getattr(app, "reef_refusal", None) or _default_refusal
         self.metrics: _Metrics | None = _Metrics(what, app) if metrics else None
+        self._refusal: Refusal = refusal
         self._app = _Guard(app, what, self.limits, refusal, self.metrics)
         self._log_level = log_level
         self._server: _Embedded | None = None
@@ -616,15 +714,15 @@ class Server:
         limits = self.limits
         config = uvicorn.Config(
             self._app,
-            http=_protocol_class(self.what, limits, self.metrics),
+            http=_protocol_class(self.what, limits, self._refusal, self.metrics),
             log_level=self._log_level,
             lifespan="off",
             access_log=False,
             timeout_keep_alive=max(1, round(limits.idle_timeout)),
             timeout_graceful_shutdown=max(1, round(limits.stop_timeout)),
-            # h11 buffers at most this much of an incomplete request head; beyond it uvicorn
-            # answers 400 and closes. The middleware answers 431 from max_header up to there.
-            h11_max_incomplete_event_size=4 * limits.max_header,
+            # No app of reef speaks WebSocket: "auto" would import the websockets package into
+            # every server (about 3 MiB of an enclave supervisor's memory) for nothing.
+            ws="none",
             server_header=False,
         )
         self._server = _Embedded(config)
