@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._common import read_file, read_input
-from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping
+from reef.cli._output import JsonOption, err_console, fail, failing, print_json, print_mapping
 from reef.encoding import parse_hex, to_hex
 from reef.errors import AttestationError, InputError, ReefError
 
@@ -390,7 +390,7 @@ def mint_cmd(
         "user_data": _hex_option(user_data, "--user-data") or b"",
         "nonce": _hex_option(nonce, "--nonce") or b"",
     }
-    try:
+    with failing():
         authority = DevAuthority.load_or_create(ReefHome.from_env())
         timestamp_ms = int(time.time() * 1000)
         document = authority.mint(pcrs, timestamp_ms=timestamp_ms, module_id=module_id, **fields)
@@ -403,8 +403,6 @@ def mint_cmd(
                 Path(output).write_bytes(data)
             except OSError as exc:
                 raise InputError(f"cannot write {output!r}: {exc.strerror}") from exc
-    except ReefError as exc:
-        raise fail(exc) from exc
     err_console().print(
         "warning: minted by the dev TEE authority: INSECURE, dev only. It verifies only with "
         "--root dev on this machine.",
@@ -439,10 +437,8 @@ def root_cmd(
     from reef.attestation import TrustedRoot
     from reef.home import ReefHome
 
-    try:
+    with failing():
         trusted = TrustedRoot.resolve(spec, ReefHome.from_env())
-    except ReefError as exc:
-        raise fail(exc) from exc
     data = {"name": trusted.name, "insecure": trusted.insecure}
     data.update(_certificate_info(trusted.certificate))
     if as_json:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._options import Json
-from reef.cli._output import err_console, fail, print_json, print_result
+from reef.cli._output import err_console, fail, failing, print_json, print_result
 from reef.errors import ReefError
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def chain(
 
     home = ReefHome.from_env().ensure()
     replaying = (home.chain / "journal.jsonl").exists() and not fresh
-    try:
+    with failing():
         if replaying:
             _say(f"replaying the devnet journal in {home.chain} ...")
         with Progress(
@@ -105,8 +105,6 @@ def chain(
             devnet = Devnet.open(
                 home, fresh=fresh, rate_lock_s=rate_lock, accounts=accounts, progress=progress
             )
-    except ReefError as exc:
-        raise fail(exc) from exc
     try:
         asyncio.run(
             _serve(
@@ -227,10 +225,8 @@ def accounts_cmd(as_json: Json = False) -> None:
     from reef.chain.devnet._accounts import DEV_KEYS_WARNING
     from reef.home import ReefHome
 
-    try:
+    with failing():
         info = _stored(ReefHome.from_env())
-    except ReefError as exc:
-        raise fail(exc) from exc
     accounts = info.accounts if info is not None else dev_accounts()
     rows = [account.to_json() for account in accounts]
     if as_json:
@@ -248,10 +244,8 @@ def info_cmd(as_json: Json = False) -> None:
     from reef.home import ReefHome
 
     home = ReefHome.from_env()
-    try:
+    with failing():
         info = _stored(home)
-    except ReefError as exc:
-        raise fail(exc) from exc
     if info is None:
         data: dict[str, Any] = {
             "state": str(home.chain),

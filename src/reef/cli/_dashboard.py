@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._options import Json, Market, Rpc
-from reef.cli._output import fail, print_json, print_table
+from reef.cli._output import fail, failing, print_json, print_table
 from reef.errors import ReefError, ServiceError
 
 if TYPE_CHECKING:
@@ -91,10 +91,8 @@ def dashboard_cmd(
                 dash.close()  # open live log streams end, so stopping does not wait for them
                 await server.aclose()
 
-    try:
+    with failing():
         asyncio.run(main())
-    except ReefError as exc:
-        raise fail(exc) from exc
 
 
 def _samples(dash: Dashboard, metrics: list[str]) -> list[Sample]:
@@ -130,7 +128,7 @@ def check_cmd(
     """Evaluate the rules once (ignoring `for`), print what fires; exit 1 if anything does."""
     from reef.web import load_rules
 
-    try:
+    with failing():
         parsed = load_rules(rules)
         samples = _samples(_dashboard(rpc, market, key), metrics or [])
         rows = [
@@ -138,8 +136,6 @@ def check_cmd(
             for rule in parsed
             for firing in rule.evaluate(samples)
         ]
-    except ReefError as exc:
-        raise fail(exc) from exc
     if json_output:
         print_json(rows)
     elif rows:

@@ -9,8 +9,7 @@ import typer
 
 from reef.cli._common import market_session
 from reef.cli._options import AccountKey, Json, Market, Rpc
-from reef.cli._output import err_console, fail, note, print_json, print_mapping, tx_printer
-from reef.errors import ReefError
+from reef.cli._output import err_console, failing, note, print_json, print_mapping, tx_printer
 
 __all__ = ["register"]
 
@@ -66,7 +65,7 @@ def deploy_cmd(
     from reef.chain import parse_address
     from reef.node import DeployRequest, deploy, parse_duration
 
-    try:
+    with failing():
         request = DeployRequest(
             image=image,
             duration_s=parse_duration(duration),
@@ -84,8 +83,6 @@ def deploy_cmd(
         session = market_session(rpc, market, key)
         note(f"account {session.account_note}")
         result = deploy(session, request, progress=note, tx_progress=tx_printer)
-    except ReefError as exc:
-        raise fail(exc) from exc
     if json_output:
         print_json(result.to_json())
         return

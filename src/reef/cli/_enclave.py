@@ -11,7 +11,14 @@ import typer
 
 from reef.cli._common import stop_signals
 from reef.cli._options import Insecure, Json
-from reef.cli._output import console, err_console, fail, print_json, print_mapping, print_table
+from reef.cli._output import (
+    console,
+    err_console,
+    failing,
+    print_json,
+    print_mapping,
+    print_table,
+)
 from reef.errors import InputError, ReefError
 
 if TYPE_CHECKING:
@@ -175,7 +182,7 @@ def run_cmd(
 
     from reef.enclave import EnclaveSpec
 
-    try:
+    with failing():
         if network not in ("auto", "netns", "host"):
             raise InputError(f"--network must be auto, netns or host, not {network!r}")
         mapping: dict[int, int] = {}
@@ -201,8 +208,6 @@ def run_cmd(
         else:
             with err_console().status("starting the enclave (sandbox, network, trusted base)…"):
                 info = asyncio.run(backend.start(spec))
-    except ReefError as exc:
-        raise fail(exc) from exc
     _show(info, as_json)
     if detach:
         return
@@ -265,10 +270,8 @@ def ps_cmd(
     """List local enclaves."""
     import asyncio
 
-    try:
+    with failing():
         infos = asyncio.run(_backend().list())
-    except ReefError as exc:
-        raise fail(exc) from exc
     if not all_:
         infos = [i for i in infos if i.state in ("starting", "running")]
     if as_json:
@@ -291,10 +294,8 @@ def status_cmd(
     """Show one enclave: state, exit code, measurements, endpoints."""
     import asyncio
 
-    try:
+    with failing():
         info = asyncio.run(_backend().status(enclave_id))
-    except ReefError as exc:
-        raise fail(exc) from exc
     _show(info, as_json)
 
 
@@ -309,7 +310,7 @@ def logs_cmd(
     import asyncio
 
     backend = _backend()
-    try:
+    with failing():
         if not follow:
             sys.stdout.write(asyncio.run(backend.logs(enclave_id)))
             return
@@ -321,8 +322,6 @@ def logs_cmd(
 
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(tail())
-    except ReefError as exc:
-        raise fail(exc) from exc
 
 
 @app.command("stop")
@@ -333,10 +332,8 @@ def stop_cmd(
     """Stop an enclave: its whole process tree, network namespace and limits go with it."""
     import asyncio
 
-    try:
+    with failing():
         info = asyncio.run(_backend().stop(enclave_id))
-    except ReefError as exc:
-        raise fail(exc) from exc
     if as_json:
         print_json(info.to_json())
     else:
@@ -353,8 +350,6 @@ def rm_cmd(
     import asyncio
 
     backend = _backend()
-    try:
+    with failing():
         for enclave_id in enclave_ids:
             asyncio.run(backend.remove(enclave_id))
-    except ReefError as exc:
-        raise fail(exc) from exc

@@ -12,8 +12,7 @@ from typing import Annotated
 import typer
 
 from reef.cli._options import Json
-from reef.cli._output import console, fail, print_json
-from reef.errors import ReefError
+from reef.cli._output import console, failing, print_json
 
 __all__ = ["register"]
 
@@ -34,7 +33,7 @@ def examples_cmd(
     """List the shipped examples, or copy one into a new directory."""
     from reef.node import copy_example, list_examples
 
-    try:
+    with failing():
         if name is None:
             names = list_examples()
             if as_json:
@@ -46,8 +45,6 @@ def examples_cmd(
             out.print("copy one: reef examples NAME [DIR]", markup=False)
             return
         target = copy_example(name, directory or Path(name.rsplit("/", 1)[-1]))
-    except ReefError as exc:
-        raise fail(exc) from exc
     if as_json:
         print_json({"example": name, "directory": str(target)})
         return

@@ -21,8 +21,8 @@ import typer
 
 from reef.cli._common import open_target, stop_signals
 from reef.cli._options import Flags, with_flags
-from reef.cli._output import fail, note, print_result
-from reef.errors import InputError, ReefError
+from reef.cli._output import fail, failing, note, print_result
+from reef.errors import InputError
 
 __all__ = ["register"]
 
@@ -128,7 +128,7 @@ def run_cmd(
         configure = {k: str(v) for k, v in given.items()}
     if capacity < 1:
         raise fail(InputError("--capacity must be at least 1"), code=2)
-    try:
+    with failing():
         try:
             (workdir / "run").mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
@@ -146,8 +146,6 @@ def run_cmd(
                 configure,
             )
         )
-    except ReefError as exc:
-        raise fail(exc) from None
 
 
 @app.command("register")
@@ -170,7 +168,7 @@ def register_cmd(
     from reef.node import NetworkInfo
     from reef.serverless import register_enclave_executor
 
-    try:
+    with failing():
         where = open_target(flags)
         if verifier is None:
             verifier = NetworkInfo.load(ReefHome.from_env()).verifier
@@ -190,22 +188,18 @@ def register_cmd(
                 stake=stake,
             )
         )
-    except ReefError as exc:
-        raise fail(exc) from None
     print_result(record.to_json(), flags.as_json)
 
 
 def _manage(action: str, address: str, flags: Flags) -> None:
     from dataclasses import replace
 
-    try:
+    with failing():
         # Only the Jobs contract is used: with --jobs given, no code contract need be known.
         where = open_target(replace(flags, code="0x" + "0" * 40) if flags.jobs else flags)
         client = where.jobs(send=True)
         result = getattr(client, action)(address)
         record = client.executor(address)
-    except ReefError as exc:
-        raise fail(exc) from None
     data = {"address": address, "tx_hash": result.tx_hash}
     if record is not None:
         data.update(draining=record.draining, active_jobs=record.active_jobs, stake=record.stake)

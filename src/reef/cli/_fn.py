@@ -25,7 +25,7 @@ from reef.cli._common import open_target, read_file
 from reef.cli._options import Flags, Json, with_flags
 from reef.cli._output import (
     err_console,
-    fail,
+    failing,
     note,
     print_json,
     print_mapping,
@@ -33,7 +33,7 @@ from reef.cli._output import (
     print_rows,
     tx_printer,
 )
-from reef.errors import InputError, ReefError, ServerlessError
+from reef.errors import InputError, ServerlessError
 
 if TYPE_CHECKING:
     from reef.serverless import (
@@ -89,7 +89,7 @@ def new(
     directory: Annotated[Path, typer.Argument(help="Directory to create the function in.")],
 ) -> None:
     """Write a hello function (index.js) and a README into DIRECTORY."""
-    try:
+    with failing(code=2):
         entry = directory / ENTRY
         if entry.exists():
             raise InputError(
@@ -105,8 +105,6 @@ def new(
                 )
         except OSError as exc:
             raise InputError(f"cannot write {directory}: {exc.strerror or exc}") from exc
-    except ReefError as exc:
-        raise fail(exc, code=2) from None
     err_console().print(f"wrote {entry}; run it with: reef fn dev {directory} --input reef")
 
 
@@ -220,16 +218,12 @@ def dev(
     """Run a function locally in workerd, with an executor's limits and no chain."""
     import asyncio
 
-    try:
+    with failing(code=2):
         body = _input_body(input_text, input_file)
         source = read_file(_source_path(target))
         limits = _limits(timeout_ms, memory_mib, max_output, allow_network or [])
-    except ReefError as exc:
-        raise fail(exc, code=2) from None
-    try:
+    with failing():
         result = asyncio.run(_run_once(source, body, limits))
-    except ReefError as exc:
-        raise fail(exc) from None
     data = result_json(result)
     if as_json:
         print_json(data)
@@ -244,10 +238,6 @@ def dev(
 # ---- on chain ----------------------------------------------------------------------------------
 
 
-def _fail_usage(exc: ReefError) -> typer.Exit:
-    return fail(exc, code=2)
-
-
 @app.command("deploy")
 @with_flags("rpc", "jobs", "code", "key", "as_json")
 def deploy_cmd(
@@ -258,17 +248,13 @@ def deploy_cmd(
     """Deploy a function on chain; prints its codehash (the deployment's transaction hash)."""
     import json
 
-    try:
+    with failing(code=2):
         path = _source_path(target)
         source = read_file(path)
-    except ReefError as exc:
-        raise _fail_usage(exc) from None
-    try:
+    with failing():
         where = open_target(flags)
         metadata = json.dumps({"name": name or path.resolve().parent.name}).encode()
         codehash = where.code(send=True).deploy_code(source, metadata)
-    except ReefError as exc:
-        raise fail(exc) from None
     data = {"codehash": codehash, "code_contract": where.code_address, "bytes": len(source)}
     if flags.as_json:
         print_json(data)
@@ -335,13 +321,11 @@ def call_cmd(
     """Call a deployed function: open a job, wait for the first signed output, print it."""
     from reef.chain import TokenClient
 
-    try:
+    with failing(code=2):
         body = _input_body(input_text, input_file)
         if timeout_ms < 1:
             raise InputError(f"--timeout-ms must be positive, got {timeout_ms}")
-    except ReefError as exc:
-        raise _fail_usage(exc) from None
-    try:
+    with failing():
         where = open_target(flags)
         client = where.jobs(send=True)
         params = client.params()
@@ -359,8 +343,6 @@ def call_cmd(
                 "refunds you and slashes the selected executors",
             )
         data = _call_json(client, response, request.job_id)
-    except ReefError as exc:
-        raise fail(exc) from None
     if flags.as_json:
         print_json(data)
     else:
@@ -376,7 +358,7 @@ def job_cmd(
     job_id: Annotated[int, typer.Argument(help="The job's id (reef fn call prints it).")],
 ) -> None:
     """Show a job: its deposit, selected executors and the outputs they submitted."""
-    try:
+    with failing():
         where = open_target(flags)
         client = where.jobs()
         job = client.job(job_id)
@@ -393,8 +375,6 @@ def job_cmd(
             }
             for r in client.responses(0, job_id=job_id)
         ]
-    except ReefError as exc:
-        raise fail(exc) from None
     print_result(data, flags.as_json)
 
 
@@ -402,7 +382,7 @@ def job_cmd(
 @with_flags("rpc", "jobs", "code", "as_json")
 def list_cmd(flags: Flags) -> None:
     """List the functions deployed on the code contract."""
-    try:
+    with failing():
         where = open_target(flags)
         rows = [
             {
@@ -413,8 +393,6 @@ def list_cmd(flags: Flags) -> None:
             }
             for d in where.code().deployments()
         ]
-    except ReefError as exc:
-        raise fail(exc) from None
     print_rows(rows, ["codehash", "owner", "name", "block"], flags.as_json)
 
 
@@ -422,11 +400,9 @@ def list_cmd(flags: Flags) -> None:
 @with_flags("rpc", "jobs", "code", "as_json")
 def executors_cmd(flags: Flags) -> None:
     """List the registered executors: address, owner, stake, image id, capacity, active jobs."""
-    try:
+    with failing():
         where = open_target(flags)
         rows = [e.to_json() for e in where.jobs().executors()]
-    except ReefError as exc:
-        raise fail(exc) from None
     print_rows(
         rows,
         ["address", "owner", "stake", "image_id", "capacity", "active_jobs", "draining"],

@@ -9,8 +9,7 @@ import typer
 
 from reef.cli._common import read_file
 from reef.cli._options import Json
-from reef.cli._output import fail, print_json, print_mapping, print_table
-from reef.errors import ReefError
+from reef.cli._output import failing, print_json, print_mapping, print_table
 
 __all__ = ["register"]
 
@@ -43,10 +42,8 @@ def build_cmd(
     """Build a deterministic image: same inputs, same bytes and image id, on any machine."""
     from reef.enclave import build_image
 
-    try:
+    with failing():
         image = build_image(directory, output)
-    except ReefError as exc:
-        raise fail(exc) from exc
     result: dict[str, Any] = {
         "image": str(output),
         "name": image.manifest.name,
@@ -83,15 +80,13 @@ def measure_cmd(
     """Print the PCRs and image id an enclave of this image attests."""
     from reef.enclave import InitParams, load_image
 
-    try:
+    with failing():
         digest = None
         if init_params is not None:
             digest = InitParams.from_json(read_file(init_params), source=str(init_params)).digest
         measurements = load_image(image_file).measurements.attested(
             init_params_digest=digest, debug=debug
         )
-    except ReefError as exc:
-        raise fail(exc) from exc
     result = measurements.to_json()
     if as_json:
         print_json(result)
@@ -109,10 +104,8 @@ def inspect_cmd(
     """Show an image's reef.toml settings and its files."""
     from reef.enclave import load_image
 
-    try:
+    with failing():
         image = load_image(image_file)
-    except ReefError as exc:
-        raise fail(exc) from exc
     manifest = image.manifest
     entries = [
         {"path": e.path, "kind": e.kind, "mode": f"{e.mode:o}", "size": len(e.data)}

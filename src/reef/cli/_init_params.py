@@ -9,7 +9,7 @@ import typer
 
 from reef.cli._common import read_file
 from reef.cli._options import Json
-from reef.cli._output import fail, print_json, print_mapping, print_table
+from reef.cli._output import fail, failing, print_json, print_mapping, print_table
 from reef.errors import InputError, ReefError
 
 if TYPE_CHECKING:
@@ -239,11 +239,9 @@ def show_cmd(
     """Show an init-params file: digest, PCR16 and its params (secrets stay sealed)."""
     from reef.enclave import InitParams
 
-    try:
+    with failing():
         params = InitParams.from_json(read_file(file), source=str(file))
         image_id = None
         if image is not None:
             image_id = _image_id(image, params.digest)
-    except ReefError as exc:
-        raise fail(exc) from exc
     _print(_summary(params, None, image_id), as_json)

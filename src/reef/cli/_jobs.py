@@ -26,6 +26,7 @@ from reef.cli._options import Flags, Owner, with_flags
 from reef.cli._output import (
     err_console,
     fail,
+    failing,
     note,
     print_json,
     print_result,
@@ -187,13 +188,11 @@ def _describe(session: Session, client: MarketClient, job: Job) -> dict[str, Any
 @with_flags("rpc", "market", "key", "as_json")
 def list_cmd(flags: Flags, owner: Owner = None) -> None:
     """Your open jobs, and what they hold and spend in total."""
-    try:
+    with failing():
         mine = owner_jobs(flags, owner)
         who = mine.owner
         rows = [_describe(mine.session, mine.client, job) for job in mine.jobs]
         totals = mine.totals()
-    except ReefError as exc:
-        raise fail(exc) from exc
     if flags.as_json:
         print_json(rows)
         return
@@ -217,11 +216,9 @@ def list_cmd(flags: Flags, owner: Owner = None) -> None:
 @with_flags("rpc", "market", "as_json")
 def show_cmd(flags: Flags, job: JobArg) -> None:
     """One job: its money (from the chain) and its enclave (from its provider)."""
-    try:
+    with failing():
         session, client, found = _open(job, flags, need_account=False)
         out = _describe(session, client, found)
-    except ReefError as exc:
-        raise fail(exc) from exc
     print_result(out, flags.as_json)
 
 
@@ -235,7 +232,7 @@ def deposit_cmd(
     """Add money to a job (anyone may); its enclave then runs longer."""
     from reef.chain import format_amount, parse_amount
 
-    try:
+    with failing():
         value = parse_amount(amount)
         if value == 0:
             raise MarketError("the amount must be more than 0")
@@ -247,8 +244,6 @@ def deposit_cmd(
             )
         result = client.deposit(job, value)
         after = client.job(job)
-    except ReefError as exc:
-        raise fail(exc) from exc
     out = {**_ids(after.id), "deposited": format_amount(value), "tx_hash": result.tx_hash}
     print_result(out, flags.as_json)
 
@@ -267,7 +262,7 @@ def withdraw_cmd(
     from reef.chain import format_amount, parse_amount
     from reef.node import withdraw_limit
 
-    try:
+    with failing():
         if (amount is None) == (not all_):
             raise MarketError("give an AMOUNT or --max")
         session, client, found = _open(job, flags)
@@ -286,8 +281,6 @@ def withdraw_cmd(
         result = client.withdraw(job, value)
         stops = _stop_time(session, client.job(job))
         stopping_now = stops is not None and stops <= session.now()
-    except ReefError as exc:
-        raise fail(exc) from exc
     if stopping_now:
         note(
             f"what is left pays for less than the provider's {_margin(session)} s safety margin: "
@@ -449,7 +442,7 @@ def stop_cmd(
     """
     from reef.node import owned_job, stop_job
 
-    try:
+    with failing():
         session, client, found = _open(job, flags)
         label = job_label(found.id)
         found = owned_job(session, client, found.id)
@@ -472,8 +465,6 @@ def stop_cmd(
         if unlock > now:
             _wait_for(unlock, f"job {label}: closing when the rate lock ends")
         refund = _close_when_unlocked(session, client, found, unlock)
-    except ReefError as exc:
-        raise fail(exc) from exc
     _print_closed(found.id, refund, flags.as_json)
 
 
@@ -483,7 +474,7 @@ def close_cmd(flags: Flags, job: JobArg) -> None:
     """Close a stopped job and get the rest of its deposit back (after `reef jobs stop`)."""
     from reef.errors import ContractRevertError
 
-    try:
+    with failing():
         session, client, found = _open(job, flags)
         unlock = _closable_at(session, client, found)
         now = session.now()
@@ -496,8 +487,6 @@ def close_cmd(flags: Flags, job: JobArg) -> None:
             if not _still_locked(exc):
                 raise
             raise _too_early(found.id, unlock, now) from exc
-    except ReefError as exc:
-        raise fail(exc) from exc
     _print_closed(found.id, refund, flags.as_json)
 
 

@@ -18,7 +18,7 @@ import typer
 from reef.cli._kms_contract import contract_app
 from reef.cli._kms_serve import derive_server_cmd, root_app
 from reef.cli._options import Json
-from reef.cli._output import err_console, fail, print_json, print_mapping, print_result
+from reef.cli._output import err_console, fail, failing, print_json, print_mapping, print_result
 from reef.encoding import parse_hex
 from reef.errors import AttestationError, InputError, ReefError
 
@@ -126,7 +126,7 @@ def derive_cmd(
     """Derive a key from a root seed, offline, exactly as the KMS root would."""
     from reef.kms import RootSeed, contract_seed, derive_key, enclave_seed
 
-    try:
+    with failing(code=2):
         if (image_id is None) == (address is None and chain_id is None):
             raise InputError(
                 "give either --image-id, or --chain-id with --address",
@@ -140,8 +140,6 @@ def derive_cmd(
                 raise InputError("a contract-based seed needs both --chain-id and --address")
             parent = contract_seed(root, chain_id, address)
         key = derive_key(parent, path, _key_type(key_type))
-    except ReefError as exc:
-        raise fail(exc, code=2) from exc
     result = {
         "type": key.key_type,
         "version": version,
@@ -374,7 +372,7 @@ def rotate_cmd(
     except InputError as exc:
         raise fail(exc, code=2) from exc
     pins = PinStore.for_home(_home())
-    try:
+    with failing():
         pinned = pins.get(kms)
         new = asyncio.run(
             rotate_root(
@@ -396,6 +394,4 @@ def rotate_cmd(
                 )
             )
             err_console().print(f"pin for {pinned.url} extended to version {new.version}")
-    except ReefError as exc:
-        raise fail(exc) from exc
     print_result(new.to_json(), as_json, title="new current version")

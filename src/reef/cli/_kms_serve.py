@@ -17,7 +17,7 @@ from typing import Annotated, Protocol, TypeVar
 import typer
 
 from reef.cli._common import read_file
-from reef.cli._output import err_console, fail
+from reef.cli._output import err_console, fail, failing
 from reef.encoding import parse_hex
 from reef.errors import InputError, ReefError
 from reef.home import ReefHome
@@ -102,10 +102,8 @@ def root_serve_cmd(
         attestation_url=attestation_url,
         environ=dict(os.environ),
     )
-    try:
+    with failing():
         prepared = asyncio.run(prepare_kms_root(options))
-    except ReefError as exc:
-        raise fail(exc) from exc
     for warning in prepared.warnings:
         err_console().print(f"warning: {warning}", markup=False)
     kms_root = prepared.root
@@ -241,7 +239,5 @@ def _serve_until_stopped(
             finally:
                 await server.aclose()
 
-    try:
+    with failing():
         asyncio.run(main())
-    except ReefError as exc:
-        raise fail(exc) from exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Sequence
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -28,6 +29,7 @@ __all__ = [
     "console",
     "err_console",
     "fail",
+    "failing",
     "note",
     "print_json",
     "print_mapping",
@@ -136,3 +138,29 @@ def fail(error: ReefError, *, prefix: str = "error", code: int = 1) -> typer.Exi
     if error.hint:
         stream.print(f"hint: {error.hint}", markup=False)
     return typer.Exit(code)
+
+
+class _Failing:
+    """The context manager :func:`failing` returns."""
+
+    def __init__(self, code: int) -> None:
+        self._code = code
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # Returns None, never True: no exception is swallowed (and type checkers know it).
+        if isinstance(error, ReefError):
+            raise fail(error, code=self._code) from error
+
+
+def failing(*, code: int = 1) -> _Failing:
+    """A block whose reef errors end the command: reported with :func:`fail`, exit ``code``
+    (1 refused or failed, 2 a usage error). Anything else passes through."""
+    return _Failing(code)

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from reef.cli._options import Flags, with_flags
-from reef.cli._output import fail, note, print_json, print_result, print_rows
-from reef.errors import ConfigError, InputError, ProofError, ReefError
+from reef.cli._output import fail, failing, note, print_json, print_result, print_rows
+from reef.errors import ConfigError, InputError, ProofError
 
 if TYPE_CHECKING:
     from reef.node import Session
@@ -223,10 +223,8 @@ def _check_network_fields(path: Path, data: dict[str, Any]) -> None:
 
 
 def _run(fn: Any) -> Any:
-    try:
+    with failing():
         return fn()
-    except ReefError as exc:
-        raise fail(exc) from exc
 
 
 def _on_market(flags: Flags, do: Callable[[_Ctx], T], *, account: bool = True) -> T:

@@ -10,7 +10,7 @@ import typer
 
 from reef.cli._common import market_session, stop_signals
 from reef.cli._options import Insecure, Json, Market, Rpc
-from reef.cli._output import fail, print_result
+from reef.cli._output import fail, failing, print_result
 from reef.errors import ConfigError, ReefError
 
 if TYPE_CHECKING:
@@ -168,11 +168,9 @@ def register_cmd(
     """Register this account as a provider whose control plane is at --cp (or update its URL)."""
     from reef.node import register_provider
 
-    try:
+    with failing():
         session = market_session(rpc, market, key)
         action, result = register_provider(session.market(), cp)
-    except ReefError as exc:
-        raise fail(exc) from exc
     out = {
         "provider": session.address,
         "cp": cp,

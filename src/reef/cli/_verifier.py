@@ -16,7 +16,7 @@ import typer
 
 from reef.cli._attestation import Base64Input, HexInput, evidence_encoding
 from reef.cli._common import read_input
-from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping
+from reef.cli._output import JsonOption, err_console, fail, failing, print_json, print_mapping
 from reef.encoding import parse_hex
 from reef.errors import AttestationError, ConfigError, InputError, ReefError
 
@@ -98,13 +98,11 @@ def serve_cmd(
     from reef._serve import bind, run_on
     from reef.attestation import load_verifier_key, verifier_app
 
-    try:
+    with failing():
         signing_key = load_verifier_key(key)
         trusted = _resolve_root(root)
-    except ReefError as exc:
-        raise fail(exc) from exc
     _warn_insecure(trusted)
-    try:
+    with failing():
         # Bound here, before serving, so a busy port is a clear error and the address printed
         # below is the one really listened on (also with --port 0).
         listener = bind(
@@ -114,8 +112,6 @@ def serve_cmd(
             error=InputError,
             hint="choose another --port or --host (is another verifier running?)",
         )
-    except ReefError as exc:
-        raise fail(exc) from exc
     bound_host, bound_port = listener.getsockname()[:2]
     public = signing_key.public_key
     err_console().print(
@@ -226,10 +222,8 @@ def keygen_cmd(
     from reef.crypto import Secp256k1PrivateKey
 
     key = Secp256k1PrivateKey.generate()
-    try:
+    with failing():
         _write_secret(output, key.secret, force=force)
-    except ReefError as exc:
-        raise fail(exc) from exc
     data = {
         "key_file": str(output),
         "public_key": key.public_key.raw.hex(),

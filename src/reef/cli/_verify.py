@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from reef.cli._output import JsonOption, err_console, fail, print_json, print_mapping
+from reef.cli._output import JsonOption, err_console, fail, failing, print_json, print_mapping
 from reef.errors import AttestationError, InputError, ReefError
 
 __all__ = ["register"]
@@ -77,13 +77,11 @@ def verify_cmd(
     from reef.attestation import AttestationClient, Expectations, TrustedRoot, attestation_url
     from reef.home import ReefHome
 
-    try:
+    with failing(code=2):
         url = attestation_url(endpoint)
         expected = _expected_image_id(image_id, image, init_params, debug)
         trusted = TrustedRoot.resolve(root, ReefHome.from_env())
         client = AttestationClient(root=trusted, max_age_ms=max_age_ms, timeout=timeout)
-    except ReefError as exc:
-        raise fail(exc, code=2) from exc
     try:
         verified = client.verify(
             url, expect=Expectations(image_id=expected) if expected is not None else None

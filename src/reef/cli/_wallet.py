@@ -7,8 +7,8 @@ import typer
 
 from reef.cli._common import owner_jobs
 from reef.cli._options import Flags, Owner, with_flags
-from reef.cli._output import fail, print_result
-from reef.errors import ReefError, RPCError
+from reef.cli._output import failing, print_result
+from reef.errors import RPCError
 
 __all__ = ["register"]
 
@@ -29,7 +29,7 @@ def wallet_cmd(flags: Flags, owner: Owner = None) -> None:
     """Your balances (rUSD, ETH for gas) and what your open jobs hold and spend per hour."""
     from reef.chain import format_amount
 
-    try:
+    with failing():
         mine = owner_jobs(flags, owner)
         session, who = mine.session, mine.owner
         token = mine.client.token.balance(who)
@@ -38,8 +38,6 @@ def wallet_cmd(flags: Flags, owner: Owner = None) -> None:
         except Exception as exc:  # any failure here means the endpoint cannot be used
             raise RPCError(f"cannot read the ETH balance from {session.rpc_url}: {exc}") from exc
         totals = mine.totals()
-    except ReefError as exc:
-        raise fail(exc) from exc
     out = {
         "address": who,
         "rusd": format_amount(token),
