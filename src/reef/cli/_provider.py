@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from reef.cli._common import market_session, stop_signals
-from reef.cli._options import Insecure, Json, Market, Rpc
+from reef.cli._options import Flags, Insecure, Json, Market, Rpc, with_flags
 from reef.cli._output import fail, failing, print_result
 from reef.errors import ConfigError, ReefError
 
@@ -158,18 +158,15 @@ async def _serve(service: ProviderService) -> None:
 
 
 @app.command("register")
+@with_flags("rpc", "market", "key", "as_json")
 def register_cmd(
-    cp: Annotated[str, typer.Option("--cp", help="The control plane's public URL.")],
-    rpc: Rpc = None,
-    market: Market = None,
-    key: Annotated[Path | None, KeyOption] = None,
-    json_output: Json = False,
+    flags: Flags, cp: Annotated[str, typer.Option("--cp", help="The control plane's public URL.")]
 ) -> None:
     """Register this account as a provider whose control plane is at --cp (or update its URL)."""
     from reef.node import register_provider
 
     with failing():
-        session = market_session(rpc, market, key)
+        session = market_session(flags.rpc, flags.market, flags.key)
         action, result = register_provider(session.market(), cp)
     out = {
         "provider": session.address,
@@ -177,7 +174,7 @@ def register_cmd(
         "action": action,
         "tx_hash": result.tx_hash if result else "",
     }
-    print_result(out, json_output)
+    print_result(out, flags.as_json)
 
 
 @app.command("index")
