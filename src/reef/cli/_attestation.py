@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._common import read_file, read_input
-from reef.cli._output import JsonOption, err_console, fail, failing, print_json, print_mapping
+from reef.cli._options import Json
+from reef.cli._output import err_console, fail, failing, print_json, print_mapping
 from reef.encoding import parse_hex, to_hex
 from reef.errors import AttestationError, InputError, ReefError
 
@@ -187,7 +188,7 @@ def verify_cmd(
         list[str] | None,
         typer.Option("--accept", help="TDX/SGX quotes: accepted TCB status (repeatable)."),
     ] = None,
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Verify a Nitro attestation document (or a TDX/SGX quote) and print what it attests to."""
     from reef.attestation import Expectations, TrustedRoot, detect_kind, read_evidence, verify
@@ -289,7 +290,7 @@ def inspect_cmd(
     file: EvidenceFile,
     hex_input: HexInput = False,
     b64_input: Base64Input = False,
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Decode a document WITHOUT verifying it: every field, and each certificate's validity."""
     from reef.attestation import decode_nitro, detect_kind, read_evidence
@@ -378,7 +379,7 @@ def mint_cmd(
         str | None, typer.Option("--module-id", help="Module id to report.")
     ] = None,
     hex_output: Annotated[bool, typer.Option("--hex", help="Write hex text.")] = False,
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Mint a Nitro-format document signed by this machine's dev TEE root (INSECURE, dev only)."""
     from reef.attestation import DevAuthority, image_id
@@ -431,7 +432,7 @@ def root_cmd(
     spec: Annotated[
         str, typer.Argument(help="aws, mock, dev, or a DER/PEM certificate file.")
     ] = "aws",
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Show a trusted root: its name, fingerprint, subject, validity and public key."""
     from reef.attestation import TrustedRoot

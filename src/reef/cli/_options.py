@@ -28,7 +28,6 @@ __all__ = [
     "Insecure",
     "Json",
     "JobsContract",
-    "JsonOption",
     "Market",
     "Owner",
     "ProofMarket",
@@ -36,14 +35,8 @@ __all__ = [
     "with_flags",
 ]
 
-_JSON_HELP = "Print machine-readable JSON."
-
-Json = Annotated[bool, typer.Option("--json", help=_JSON_HELP)]
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 """``--json``: print machine-readable JSON (``as_json: Json = False``)."""
-
-JsonOption = typer.Option(False, "--json", help=_JSON_HELP)
-"""``--json`` as a default value (``as_json: bool = JsonOption``), for commands not yet on
-:data:`Json`."""
 
 Rpc = Annotated[
     str | None, typer.Option("--rpc", help="JSON-RPC URL (default: the local network's).")

@@ -14,9 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-# ``--json`` is spelt in _options; it is re-exported here for the commands that import it with
-# the printers.
-from reef.cli._options import JsonOption
 from reef.errors import ReefError
 
 if TYPE_CHECKING:
@@ -25,7 +22,6 @@ if TYPE_CHECKING:
     from reef.chain import TxProgress
 
 __all__ = [
-    "JsonOption",
     "console",
     "err_console",
     "fail",

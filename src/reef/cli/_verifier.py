@@ -16,7 +16,8 @@ import typer
 
 from reef.cli._attestation import Base64Input, HexInput, evidence_encoding
 from reef.cli._common import read_input
-from reef.cli._output import JsonOption, err_console, fail, failing, print_json, print_mapping
+from reef.cli._options import Json
+from reef.cli._output import err_console, fail, failing, print_json, print_mapping
 from reef.encoding import parse_hex
 from reef.errors import AttestationError, ConfigError, InputError, ReefError
 
@@ -138,7 +139,7 @@ def sign_cmd(
     hex_input: HexInput = False,
     b64_input: Base64Input = False,
     root: Annotated[str, _RootOption] = "aws",
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Verify a document as the service does and print the statement it would answer."""
     from reef.attestation import load_verifier_key, read_evidence, verify_and_sign
@@ -177,7 +178,7 @@ def check_cmd(
     at: Annotated[
         int | None, typer.Option("--at", min=0, help="Use this Unix time (seconds) as now.")
     ] = None,
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Check a statement's signature against a trusted verifier key (and, optionally, its age)."""
     import json
@@ -216,7 +217,7 @@ def keygen_cmd(
         Path, typer.Option("-o", "--output", help="Where to write the secret key (32 raw bytes).")
     ],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Create a verifier signing key (owner-only file) and print its public key and address."""
     from reef.crypto import Secp256k1PrivateKey

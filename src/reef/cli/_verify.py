@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from reef.cli._output import JsonOption, err_console, fail, failing, print_json, print_mapping
+from reef.cli._options import Json
+from reef.cli._output import err_console, fail, failing, print_json, print_mapping
 from reef.errors import AttestationError, InputError, ReefError
 
 __all__ = ["register"]
@@ -71,7 +72,7 @@ def verify_cmd(
         int, typer.Option("--max-age-ms", help="Reject documents older than this.")
     ] = 300_000,
     timeout: Annotated[float, typer.Option("--timeout", help="HTTP timeout, seconds.")] = 10.0,
-    as_json: bool = JsonOption,
+    as_json: Json = False,
 ) -> None:
     """Verify a running enclave's attestation, live, and the image id it runs."""
     from reef.attestation import AttestationClient, Expectations, TrustedRoot, attestation_url
