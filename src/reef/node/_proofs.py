@@ -57,7 +57,7 @@ from reef.attestation import Expectations, attestation_url, verify
 from reef.chain import TokenClient
 from reef.enclave import EnclaveInfo, EnclaveSpec, InitParam, InitParams
 from reef.errors import ReefError, ServiceError
-from reef.home import ReefHome, replace_file
+from reef.home import ReefHome
 from reef.node._examples import _build_example, examples_root
 from reef.node._serve import until_up
 from reef.node._up import UpContext, _EnclaveExtension, _url_port
@@ -78,7 +78,6 @@ log = logging.getLogger("reef.node.proofs")
 
 PROOFS_ROLE = "proofs"
 _PART_LABEL = "reef.proofs"
-_STATE_FILE = ("proofs", "deployment.json")
 _STATE_VERSION = 3  # 3: the engine and the prover are enclaves (no dev-account prover)
 _GAS_WEI = 10**18
 # snarkjs's toolchain minus the compilers, which a prover does not run.
@@ -441,19 +440,6 @@ class ProofsExtension(_EnclaveExtension):
             joined, what="the prover enclave's registration", errors=ServiceError, tries=600
         )
         return _described(info, address)
-
-    @staticmethod
-    def _load_state(home: ReefHome) -> dict[str, Any]:
-        path = home.root.joinpath(*_STATE_FILE)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    @staticmethod
-    def _save_state(home: ReefHome, state: Mapping[str, Any]) -> None:
-        replace_file(home.path(*_STATE_FILE), (json.dumps(state, indent=2) + "\n").encode())
 
 
 def _code() -> dict[str, Path]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -154,9 +153,8 @@ class ServerlessExtension(_EnclaveExtension):
         """The home's serverless contracts on this devnet, deployed if they are not there."""
         w3 = ctx.devnet.web3()
         admin = ctx.devnet.accounts[0].local_account
-        record = ctx.home.path("serverless", "deployment.json")
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            saved = json.loads(record.read_text())
+        with contextlib.suppress(ValueError, KeyError):
+            saved = self._load_state(ctx.home)
             if (
                 saved["chain_id"] == ctx.devnet.chain_id
                 and w3.eth.get_code(saved["jobs_contract"])
@@ -181,17 +179,13 @@ class ServerlessExtension(_EnclaveExtension):
             address = ctx.devnet.accounts[index].address
             if minter.balance(address) < self.settings.stake:
                 minter.mint(address, self.settings.stake * 10)
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(
-            json.dumps(
-                {
-                    "chain_id": ctx.devnet.chain_id,
-                    "jobs_contract": jobs.address,
-                    "code_contract": code.address,
-                },
-                indent=2,
-            )
-            + "\n"
+        self._save_state(
+            ctx.home,
+            {
+                "chain_id": ctx.devnet.chain_id,
+                "jobs_contract": jobs.address,
+                "code_contract": code.address,
+            },
         )
         return jobs, code
 

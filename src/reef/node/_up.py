@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -45,7 +46,7 @@ from reef.enclave import (
     open_backend,
 )
 from reef.errors import EnclaveError, ReefError, ServiceError
-from reef.home import ReefHome
+from reef.home import ReefHome, replace_file
 from reef.market import BackendRunner, ImageStore, RateCard, UploadPolicy, image_store_app
 from reef.node._examples import example_dir
 from reef.node._network import NetworkInfo
@@ -192,6 +193,20 @@ class _EnclaveExtension:
             for info in self._enclaves:
                 await _discard(ctx.backend, info.id)
         self._enclaves.clear()
+
+    def _load_state(self, home: ReefHome) -> dict[str, Any]:
+        """What this extension recorded in ``$REEF_HOME/<role>/deployment.json`` (its contracts,
+        for the next ``reef up`` to reuse); empty when nothing usable is there."""
+        try:
+            data = json.loads((home.root / self.ROLE / "deployment.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _save_state(self, home: ReefHome, state: Mapping[str, Any]) -> None:
+        """Replace what :meth:`_load_state` reads, atomically."""
+        path = home.path(self.ROLE, "deployment.json")
+        replace_file(path, (json.dumps(state, indent=2) + "\n").encode())
 
 
 class UpExtension(Protocol):
