@@ -6,7 +6,9 @@ cache, as Oyster's root) and accepts it only from an accepted TEE root, at most 
 ``public_key`` equal to the client's Noise static key; the verified image id is the connection's
 identity. ``GET /derive`` answers the 64-byte enclave seed of that image; ``GET /derive?address=``
 the contract seed, only if the contract approves the image on chain (401 if not, 500 if the chain
-cannot be asked, 400 for a bad address).
+cannot be asked, 400 for a bad address). It is a light API (:func:`reef._api.light_api`: the
+enclave's trusted base imports this module), so ``/openapi.json`` and ``/docs`` describe it, over
+the same channel; its errors stay plain text, as every KMS listener's.
 
 Enclave side, :func:`fetch_enclave_seed`: connect with the enclave's X25519 identity key, pin the
 root's Scallop key (never asking the root for an attestation: the pin is the trust), present the
@@ -22,13 +24,23 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from reef._api import LightApi, light_api
 from reef.errors import ChainError, ChannelError, InputError, KMSError, ReefError
-from reef.kms._http import VERSION_HEADER, Limits, error_response, parse_address, parse_version
+from reef.kms._http import (
+    LIMITED_RESPONSES,
+    VERSION_HEADER,
+    VERSION_PARAM,
+    Limits,
+    error_response,
+    parse_address,
+    parse_version,
+    query_param,
+    query_params,
+    text_response,
+)
 from reef.kms._root import KmsRoot
 
 if TYPE_CHECKING:
@@ -72,7 +84,7 @@ def client_policy(
     return PeerPolicy(**options).store(cache=False)
 
 
-def scallop_app(root: KmsRoot) -> Starlette:
+def scallop_app(root: KmsRoot) -> LightApi:
     """The root's ``/derive`` app, to be served with :func:`reef.scallop.serve_asgi`."""
     from reef.scallop import scallop_peer
 
@@ -85,8 +97,9 @@ def scallop_app(root: KmsRoot) -> Starlette:
         if image_id is None:
             # The store always asks; a peer without attestation means a misconfigured listener.
             return error_response(401, "the client did not attest its image")
-        params = request.query_params
         try:
+            # Strict UTF-8 (kms._http.query_params), as on every KMS listener.
+            params = query_params(request.scope)
             version = parse_version(params)
             keyring = root.keyring
             chosen = keyring.current_version if version is None else version
@@ -117,7 +130,53 @@ def scallop_app(root: KmsRoot) -> Starlette:
             seed, media_type="application/octet-stream", headers={VERSION_HEADER: str(chosen)}
         )
 
-    app = Starlette(routes=[Route("/derive", derive, methods=["GET"])])
+    app = light_api(
+        "reef KMS root (Scallop)",
+        description="Enclave and contract seeds for attested enclaves: served only inside a "
+        "Scallop channel whose client attested its image, which names the seed.",
+    )
+    app.add_api_route(
+        "/derive",
+        derive,
+        methods=["GET"],
+        name="derive",
+        summary="The 64-byte seed of the client's image (or of a contract approving it)",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "the 64-byte seed",
+                "headers": {
+                    VERSION_HEADER: {
+                        "description": "the root seed version",
+                        "schema": {"type": "string"},
+                    }
+                },
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            },
+            400: text_response(
+                "what is wrong with the query (or: this root serves no contract seeds)"
+            ),
+            401: text_response(
+                "not over Scallop, the client did not attest, or the contract does not approve "
+                "the client's image"
+            ),
+            500: text_response("the chain cannot be asked whether the contract approves"),
+            **LIMITED_RESPONSES,
+        },
+        openapi_extra={
+            "parameters": [
+                query_param(
+                    "address",
+                    "a contract address: its seed, if it approves the client's image "
+                    "(default: the image's own seed)",
+                    r"^0x[0-9a-fA-F]{40}$",
+                ),
+                VERSION_PARAM,
+            ]
+        },
+    )
     app.add_middleware(Limits)
     return app
 
