@@ -37,6 +37,9 @@ def register(root: typer.Typer) -> None:
     root.add_typer(app, name="enclave")
 
 
+EnclaveId = Annotated[str, typer.Argument(metavar="ID", help="The enclave id.")]
+
+
 def parse_port(value: str) -> tuple[int, int]:
     """``HOST:ENCLAVE`` or ``ENCLAVE`` (any free host port) to ``(enclave, host)``.
 
@@ -288,7 +291,7 @@ def ps_cmd(
 
 @app.command("status")
 def status_cmd(
-    enclave_id: Annotated[str, typer.Argument(metavar="ID", help="The enclave id.")],
+    enclave_id: EnclaveId,
     as_json: Json = False,
 ) -> None:
     """Show one enclave: state, exit code, measurements, endpoints."""
@@ -301,7 +304,7 @@ def status_cmd(
 
 @app.command("logs")
 def logs_cmd(
-    enclave_id: Annotated[str, typer.Argument(metavar="ID", help="The enclave id.")],
+    enclave_id: EnclaveId,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
     ] = False,
@@ -326,7 +329,7 @@ def logs_cmd(
 
 @app.command("stop")
 def stop_cmd(
-    enclave_id: Annotated[str, typer.Argument(metavar="ID", help="The enclave id.")],
+    enclave_id: EnclaveId,
     as_json: Json = False,
 ) -> None:
     """Stop an enclave: its whole process tree, network namespace and limits go with it."""

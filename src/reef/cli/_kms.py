@@ -98,16 +98,18 @@ def _failure(exc: ReefError) -> typer.Exit:
 # --- derive --------------------------------------------------------------------------------------
 
 
+_KeyPath = Annotated[str, typer.Option("--path", help="Derivation path (UTF-8).")]
+_KeyType = Annotated[str, typer.Option("--type", help="Key type: secp256k1, ed25519 or x25519.")]
+
+
 @app.command("derive")
 def derive_cmd(
     seed: Annotated[
         str,
         typer.Option("--seed", help="The 64-byte root seed in hex, or - to read it from stdin."),
     ],
-    path: Annotated[str, typer.Option("--path", help="Derivation path (UTF-8).")],
-    key_type: Annotated[
-        str, typer.Option("--type", help="Key type: secp256k1, ed25519 or x25519.")
-    ],
+    path: _KeyPath,
+    key_type: _KeyType,
     image_id: Annotated[
         str | None, typer.Option("--image-id", help="Image id (32 bytes hex): image-based seed.")
     ] = None,
@@ -279,8 +281,8 @@ def _signing_keys(
 @app.command("pubkey")
 def pubkey_cmd(
     kms: Annotated[str, typer.Option("--kms", help="The KMS public URL, e.g. http://h:1101.")],
-    path: Annotated[str, typer.Option("--path", help="Derivation path (UTF-8).")],
-    key_type: Annotated[str, typer.Option("--type", help="secp256k1, ed25519 or x25519.")],
+    path: _KeyPath,
+    key_type: _KeyType,
     image_id: Annotated[
         str | None, typer.Option("--image-id", help="The enclave's image id (hex).")
     ] = None,
