@@ -1,5 +1,11 @@
-"""The root ``reef`` command group: ``--version``, plain flags in ``--help``, safe suggestions,
-and start-up without pydantic.
+"""The root ``reef`` command group: commands built on use, ``--version``, plain flags in
+``--help``, safe suggestions, and start-up without pydantic.
+
+Most of what a one-shot command (``reef attestation verify``) waited for was the rest of the
+tree: importing every command module, and Typer turning every function of every module into a
+Click command (hundreds of options). :class:`ReefTyper` takes a table of :class:`LazyCommand`
+instead (the name, module and listed help of each top-level command); ``reef --help`` lists the
+table and ``reef <name> ...`` imports that one module and builds that one command.
 
 Two things Typer does by default do not suit a command that spends money:
 
@@ -21,37 +27,58 @@ Typer's own coercion, built then. With a Typer without these internals, nothing 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from difflib import get_close_matches
 from functools import cache
+from importlib import import_module
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
+from typer.main import get_command_name
+
+from reef.errors import MisuseError
 
 try:  # Typer 0.29 vendors Click: its usage errors live in typer._click
     from typer._click.exceptions import UsageError
 except ImportError:  # pragma: no cover - older Typer raises Click's own
     from click.exceptions import UsageError  # type: ignore[assignment]
 
-__all__ = ["SPENDING_COMMANDS", "ReefGroup", "ReefTyper", "version_callback"]
+__all__ = ["SPENDING_COMMANDS", "LazyCommand", "ReefGroup", "ReefTyper", "version_callback"]
 
 SPENDING_COMMANDS = frozenset({"deploy", "deposit"})
 """Commands that move money at once: never offered as a guess for a typo."""
 
 
-class ReefGroup(TyperGroup):
-    """The ``reef`` group (``typer.Typer(cls=ReefGroup, suggest_commands=False)``).
+@dataclass(frozen=True)
+class LazyCommand:
+    """A top-level command (or command group) of ``reef``, known without importing its module.
 
-    Command groups (``reef kms``, ``reef jobs``, ...) are built when they are run, not when
-    ``reef`` starts: Typer turns every command of a group into a Click command by reading its
-    signature and annotations, which for the whole tree took longer than the rest of start-up.
-    ``lazy`` maps a group's name to its Typer app (:class:`ReefTyper` fills it); listing the
-    commands (``reef --help``) needs only their help, read from the app without building it.
+    ``module`` is imported, and its ``register(root)`` called, only when the command is run (or
+    its own help shown); ``help`` and ``panel`` are what ``reef --help`` lists for it: the first
+    paragraph of the command's help and its ``rich_help_panel``, the same the built command has
+    (a test builds every command and compares).
     """
 
-    lazy: Mapping[str, typer.Typer] = {}
+    name: str
+    module: str
+    help: str
+    panel: str | None = None
+
+
+class ReefGroup(TyperGroup):
+    """The ``reef`` group (``ReefTyper(commands=..., suggest_commands=False)``).
+
+    Commands are built when they are run, not when ``reef`` starts: importing a command's module
+    (and what it imports) and having Typer turn its functions into Click commands by reading
+    their signatures took most of the start-up when done for the whole tree. ``table`` (filled by
+    :class:`ReefTyper`) names each top-level command, its module and the help ``reef --help``
+    lists; running ``reef <name> ...`` imports that one module and builds that one command.
+    """
+
+    table: Mapping[str, LazyCommand] = {}
+    pretty_exceptions_short: bool = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -59,58 +86,91 @@ class ReefGroup(TyperGroup):
         _light_coercion(self)
 
     def list_commands(self, ctx: Any) -> list[str]:
-        return [*super().list_commands(ctx), *(n for n in self.lazy if n not in self.commands)]
+        own = [name for name in super().list_commands(ctx) if name not in self.table]
+        return [*own, *self.table]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)
-        if command is None and cmd_name in self.lazy:
-            # What help listings read: the group's name and help, nothing built.
-            info = self.lazy[cmd_name].info
-            return TyperGroup(name=cmd_name, help=_text(info.help), no_args_is_help=True)
-        return command
+        if command is not None or cmd_name not in self.table:
+            return command
+        entry = self.table[cmd_name]
+        if ctx.meta.get(_LISTING):
+            # What a help listing reads: the name, help and panel, nothing imported or built.
+            return TyperCommand(name=cmd_name, help=entry.help, rich_help_panel=entry.panel)
+        built = self._build(entry)
+        self.commands[cmd_name] = built
+        return built
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        ctx.meta[_LISTING] = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            ctx.meta.pop(_LISTING, None)
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
-        if args and args[0] in self.lazy and args[0] not in self.commands:
-            built = typer.main.get_command(self.lazy[args[0]])
-            built.name = args[0]
-            # Built alone, a Typer app offers shell completion; as a group of reef it does not.
-            built.params = [p for p in built.params if p.name not in _COMPLETION_PARAMS]
-            _plain_flags(built)
-            _light_coercion(built)
-            self.commands[args[0]] = built
         try:
             return super().resolve_command(ctx, args)
         except UsageError as exc:
             if args and not args[0].startswith("-"):
-                exc.message = _no_such_command(args[0], {**self.commands, **self.lazy})
+                exc.message = _no_such_command(args[0], self.list_commands(ctx))
             raise
 
+    def _build(self, entry: LazyCommand) -> Any:
+        """Import ``entry``'s module, let it register on a Typer of its own (the modules'
+        ``register(root)``), and build the one command of it named ``entry.name``."""
+        collector = typer.Typer()
+        import_module(entry.module).register(collector)
+        for group_info in collector.registered_groups:
+            if group_info.name == entry.name and group_info.typer_instance is not None:
+                built = typer.main.get_command(group_info.typer_instance)
+                built.name = entry.name
+                # Built alone, a Typer app offers shell completion; as a group of reef it does not.
+                built.params = [p for p in built.params if p.name not in _COMPLETION_PARAMS]
+                break
+        else:
+            for command_info in collector.registered_commands:
+                callback = command_info.callback
+                name = command_info.name or get_command_name(getattr(callback, "__name__", ""))
+                if name == entry.name:
+                    built = typer.main.get_command_from_info(
+                        command_info,
+                        pretty_exceptions_short=self.pretty_exceptions_short,
+                        rich_markup_mode=self.rich_markup_mode,
+                    )
+                    break
+            else:
+                raise MisuseError(
+                    f"{entry.module} registers no command {entry.name!r}",
+                    hint="the command table in reef/cli/__init__.py names a command its module "
+                    "does not register: correct the table",
+                )
+        _plain_flags(built)
+        _light_coercion(built)
+        return built
+
+
+_LISTING = "reef.cli.listing"
+"""``ctx.meta`` key set while ``reef --help`` lists the commands (read by ``get_command``)."""
 
 _COMPLETION_PARAMS = frozenset({"install_completion", "show_completion"})
 
 
 class ReefTyper(typer.Typer):
-    """The ``reef`` app: its command groups are kept aside and built on use (:class:`ReefGroup`)."""
+    """The ``reef`` app: its commands are a table of :class:`LazyCommand`, built on use
+    (:class:`ReefGroup`)."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        self.lazy_groups: dict[str, typer.Typer] = {}
+    def __init__(self, *, commands: Sequence[LazyCommand] = (), **kwargs: Any) -> None:
         # A group class of this app's own, so its table is this app's and nothing global.
-        group = type("ReefRootGroup", (ReefGroup,), {"lazy": self.lazy_groups})
+        attributes = {
+            "table": {entry.name: entry for entry in commands},
+            "pretty_exceptions_short": kwargs.get("pretty_exceptions_short", True),
+        }
+        group = type("ReefRootGroup", (ReefGroup,), attributes)
         super().__init__(cls=group, **kwargs)
 
-    def add_typer(self, typer_instance: typer.Typer, *, name: Any = None, **kwargs: Any) -> None:
-        if not isinstance(name, str) or kwargs:
-            super().add_typer(typer_instance, name=name, **kwargs)
-            return
-        self.lazy_groups[name] = typer_instance
 
-
-def _text(value: Any) -> str | None:
-    """A Typer help value (text, or Typer's placeholder for "not given") as text or None."""
-    return value if isinstance(value, str) else None
-
-
-def _no_such_command(name: str, commands: Mapping[str, Any]) -> str:
+def _no_such_command(name: str, commands: Iterable[str]) -> str:
     safe = [c for c in commands if c not in SPENDING_COMMANDS]
     guesses = get_close_matches(name, safe)
     message = f"No such command {name!r}."
