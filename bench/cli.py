@@ -24,16 +24,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 REEF = str(Path(sys.executable).with_name("reef"))
-DERIVE_ARGS: tuple[str, ...] = (
-    "--seed",
-    "11" * 64,
-    "--image-id",
-    "22" * 32,
-    "--path",
-    "wallet",
-    "--type",
-)
-DERIVE_ARGS += ("secp256k1", "--json")
+_KEY = ("--seed", "11" * 64, "--image-id", "22" * 32, "--path", "wallet")
+DERIVE_ARGS = (*_KEY, "--type", "secp256k1", "--json")
 VECTORS = Path(os.environ.get("REEF_VECTORS", REPO.parent / "shared" / "vectors"))
 
 
