@@ -118,6 +118,10 @@ class ContractClient:
             fn = self.contract.get_function_by_name(function)(*args)
         return self._tx.call(fn, description)
 
+    def _call_address(self, function: str, *args: Any) -> Address:
+        """:meth:`_call` of a function that returns an address, checksummed."""
+        return Address(Web3.to_checksum_address(self._call(function, *args)))
+
     def _call_lenient(self, function: str, args: Sequence[Any], outputs: Sequence[str]) -> Any:
         """Like :meth:`_call`, decoding ``string`` outputs as UTF-8 with replacement.
 
@@ -209,7 +213,17 @@ class ContractClient:
         return out
 
 
-class TokenClient(ContractClient):
+class _OwnedClient(ContractClient):
+    """A contract with one owner who may hand it over (the token, the KMS registry)."""
+
+    def owner(self) -> Address:
+        return self._call_address("owner")
+
+    def transfer_ownership(self, new_owner: str) -> TxResult[ChainEvent]:
+        return self._transact("transferOwnership", parse_address(new_owner, name="new owner"))
+
+
+class TokenClient(_OwnedClient):
     """The ERC-20 test stable token (6 decimals; the owner mints)."""
 
     CONTRACT = "Token"
@@ -238,9 +252,6 @@ class TokenClient(ContractClient):
 
     def total_supply(self) -> Amount:
         return Amount(int(self._call("totalSupply")))
-
-    def owner(self) -> Address:
-        return Address(Web3.to_checksum_address(self._call("owner")))
 
     def balance(self, address: str | None = None) -> Amount:
         """Token balance of ``address`` (default: this client's account)."""
@@ -275,9 +286,6 @@ class TokenClient(ContractClient):
             "mint", parse_address(to, name="recipient"), check_uint(amount, "amount")
         )
 
-    def transfer_ownership(self, new_owner: str) -> TxResult[ChainEvent]:
-        return self._transact("transferOwnership", parse_address(new_owner, name="new owner"))
-
 
 def _image_id(value: bytes | str) -> bytes:
     if isinstance(value, str):
@@ -290,7 +298,7 @@ def _image_id(value: bytes | str) -> bytes:
     )
 
 
-class KmsRegistryClient(ContractClient):
+class KmsRegistryClient(_OwnedClient):
     """The registry of image ids allowed to derive keys (Oyster's KmsVerifiable)."""
 
     CONTRACT = "KmsRegistry"
@@ -317,9 +325,6 @@ class KmsRegistryClient(ContractClient):
     def is_approved(self, image_id: bytes | str) -> bool:
         """``oysterKMSVerify(imageId)``: may enclaves of this image derive keys?"""
         return bool(self._call("oysterKMSVerify", _image_id(image_id)))
-
-    def owner(self) -> Address:
-        return Address(Web3.to_checksum_address(self._call("owner")))
 
     def _batched(
         self, function: str, image_ids: Sequence[bytes | str]
@@ -349,9 +354,6 @@ class KmsRegistryClient(ContractClient):
     def revoke_images(self, image_ids: Sequence[bytes | str]) -> TxResult[KmsRegistryEvent]:
         """Revoke image ids (one transaction per 256; the result is the last one's)."""
         return self._batched("revokeImages", image_ids)
-
-    def transfer_ownership(self, new_owner: str) -> TxResult[ChainEvent]:
-        return self._transact("transferOwnership", parse_address(new_owner, name="new owner"))
 
     def events(
         self,

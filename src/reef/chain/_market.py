@@ -106,7 +106,7 @@ class MarketClient(ContractClient):
         )
 
     def token_address(self) -> Address:
-        return Address(Web3.to_checksum_address(self._call("token")))
+        return self._call_address("token")
 
     def extra_decimals(self) -> int:
         return int(self._call("EXTRA_DECIMALS"))

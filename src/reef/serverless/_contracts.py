@@ -370,13 +370,13 @@ class ServerlessJobsClient(_Client):
         )
 
     def token(self) -> Address:
-        return _address(self._call("TOKEN"))
+        return self._call_address("TOKEN")
 
     def verifier(self) -> Address:
-        return _address(self._call("verifier"))
+        return self._call_address("verifier")
 
     def admin(self) -> Address:
-        return _address(self._call("admin"))
+        return self._call_address("admin")
 
     def domain(self) -> JobsDomain:
         """The EIP-712 domain outputs of this deployment are signed in."""
@@ -406,7 +406,7 @@ class ServerlessJobsClient(_Client):
 
     def executor_addresses(self) -> list[Address]:
         count = int(self._call("executorCount"))
-        return [_address(self._call("executorList", i)) for i in range(count)]
+        return [self._call_address("executorList", i) for i in range(count)]
 
     def executors(self) -> list[ExecutorRecord]:
         """Every registered executor, in the contract's list order (the selection order)."""
