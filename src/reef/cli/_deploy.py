@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from reef.cli._common import market_session
-from reef.cli._options import AccountKey, Json, Market, Rpc
+from reef.cli._options import AccountKey, AttestationRoot, Json, Market, Rpc
 from reef.cli._output import err_console, failing, note, print_json, print_mapping, tx_printer
 
 __all__ = ["register"]
@@ -39,9 +39,7 @@ def deploy_cmd(
     rpc: Rpc = None,
     market: Market = None,
     key: AccountKey = None,
-    root: Annotated[
-        str, typer.Option("--root", help="Trusted attestation root: dev, aws, mock or a file.")
-    ] = "dev",
+    root: AttestationRoot = "dev",
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for the enclave.")
     ] = 120.0,

@@ -17,7 +17,7 @@ import typer
 
 from reef.cli._kms_contract import contract_app
 from reef.cli._kms_serve import derive_server_cmd, root_app
-from reef.cli._options import Json
+from reef.cli._options import Json, TrustOption
 from reef.cli._output import err_console, fail, failing, print_json, print_mapping, print_result
 from reef.encoding import parse_hex
 from reef.errors import AttestationError, InputError, ReefError
@@ -205,12 +205,6 @@ def _identity_json(identity: VerifiedKmsIdentity) -> dict[str, Any]:
     }
 
 
-_TrustOption = typer.Option(
-    "--trust",
-    "--root",
-    help="TEE root an attestation must chain to: aws, dev, mock or a certificate file "
-    "(repeatable; `kms root serve` also takes self: the root of its own attestations).",
-)
 _KmsImageOption = typer.Option(
     "--kms-image-id", help="Also require the KMS root enclave to run this image id (hex)."
 )
@@ -219,7 +213,7 @@ _KmsImageOption = typer.Option(
 @app.command("info")
 def info_cmd(
     kms: Annotated[str, typer.Option("--kms", help="The KMS public URL, e.g. http://h:1101.")],
-    trust: Annotated[list[str], _TrustOption],
+    trust: Annotated[list[str], TrustOption],
     kms_image_id: Annotated[str | None, _KmsImageOption] = None,
     pin: Annotated[bool, typer.Option("--pin", help="Remember these keys for this URL.")] = False,
     max_age_ms: Annotated[
@@ -293,7 +287,7 @@ def pubkey_cmd(
         str | None,
         typer.Option("--verification-key", help="The KMS signing key (64 bytes hex x||y) to pin."),
     ] = None,
-    trust: Annotated[list[str] | None, _TrustOption] = None,
+    trust: Annotated[list[str] | None, TrustOption] = None,
     kms_image_id: Annotated[str | None, _KmsImageOption] = None,
     version: Annotated[
         int | None, typer.Option("--version", help="Root seed version (default: current).")

@@ -17,6 +17,7 @@ from typing import Annotated, Protocol, TypeVar
 import typer
 
 from reef.cli._common import read_file
+from reef.cli._options import TrustOption
 from reef.cli._output import err_console, fail, failing
 from reef.encoding import parse_hex
 from reef.errors import InputError, ReefError
@@ -26,20 +27,12 @@ __all__ = ["derive_server_cmd", "root_app"]
 
 root_app = typer.Typer(help="The KMS root server (runs as an enclave).", no_args_is_help=True)
 
-_TrustOption = typer.Option(
-    "--trust",
-    "--root",
-    help="TEE root an attestation must chain to: aws, dev, mock or a certificate file "
-    "(repeatable; `kms root serve` also takes self: the root of its own attestations).",
-)
-
-
 # --- servers -------------------------------------------------------------------------------------
 
 
 @root_app.command("serve")
 def root_serve_cmd(
-    trust: Annotated[list[str], _TrustOption],
+    trust: Annotated[list[str], TrustOption],
     state_dir: Annotated[
         Path | None,
         typer.Option(

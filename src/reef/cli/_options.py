@@ -23,6 +23,7 @@ import typer
 
 __all__ = [
     "AccountKey",
+    "AttestationRoot",
     "CodeContract",
     "Flags",
     "Insecure",
@@ -32,6 +33,7 @@ __all__ = [
     "Owner",
     "ProofMarket",
     "Rpc",
+    "TrustOption",
     "with_flags",
 ]
 
@@ -64,6 +66,24 @@ Owner = Annotated[
     str | None, typer.Option("--owner", help="Whose account (default: yours, --key's).")
 ]
 """``--owner``: the account a command shows; ``None`` means the sending account's own."""
+
+AttestationRoot = Annotated[
+    str,
+    typer.Option(
+        "--root", help="Trusted attestation root: aws, dev, mock or a DER/PEM certificate file."
+    ),
+]
+"""``--root``: the one TEE root an attestation document must chain to (each command says its
+default: ``aws``, or ``dev`` where reef's own dev TEE runs the enclave)."""
+
+TrustOption = typer.Option(
+    "--trust",
+    "--root",
+    help="TEE root an attestation must chain to: aws, dev, mock or a certificate file "
+    "(repeatable; `kms root serve` also takes self: the root of its own attestations).",
+)
+"""``--trust`` (alias ``--root``), repeatable: the roots the KMS commands accept
+(``trust: Annotated[list[str], TrustOption]``)."""
 
 JobsContract = Annotated[
     str | None, typer.Option("--jobs", help="Jobs contract (default: the local network's).")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from reef.cli._options import Flags, with_flags
+from reef.cli._options import AttestationRoot, Flags, with_flags
 from reef.cli._output import fail, failing, note, print_json, print_result, print_rows
 from reef.errors import ConfigError, InputError, ProofError
 
@@ -408,9 +408,6 @@ def market_show(
     print_result(row, flags.as_json, title=f"market {market_id}")
 
 
-RootOpt = Annotated[
-    str, typer.Option("--root", help="Trusted root: aws, mock, dev, or a certificate file.")
-]
 ReplayOpt = Annotated[
     bool, typer.Option("--replay", help="Check the document at its own time (not fresh).")
 ]
@@ -445,7 +442,7 @@ def market_signer(
             "be the market's; its public key becomes a signer.",
         ),
     ] = None,
-    root: RootOpt = "aws",
+    root: AttestationRoot = "aws",
     replay: ReplayOpt = False,
     revoke: Annotated[
         str | None, typer.Option("--revoke", help="Remove this signer address instead.")
@@ -867,7 +864,7 @@ def engine_register(
     image_id: Annotated[
         str, typer.Option("--image-id", help="The engine image id the document must attest.")
     ],
-    root: RootOpt = "aws",
+    root: AttestationRoot = "aws",
     replay: ReplayOpt = False,
 ) -> None:
     """Make an attested enclave's key the market's matching engine (the market's admin only)."""

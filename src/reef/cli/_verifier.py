@@ -16,7 +16,7 @@ import typer
 
 from reef.cli._attestation import Base64Input, HexInput, evidence_encoding
 from reef.cli._common import read_input
-from reef.cli._options import Json
+from reef.cli._options import AttestationRoot, Json
 from reef.cli._output import err_console, fail, failing, print_json, print_mapping
 from reef.encoding import parse_hex
 from reef.errors import AttestationError, ConfigError, InputError, ReefError
@@ -32,9 +32,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-_RootOption = typer.Option(
-    "--root", help="Trusted root: aws (default), mock, dev, or a DER/PEM certificate file."
-)
 _KeyOption = typer.Option(
     "--key", help="The verifier's secp256k1 secret key file (32 raw bytes or 64 hex digits)."
 )
@@ -80,7 +77,7 @@ def _statement_rows(statement: VerifierStatement) -> dict[str, Any]:
 @app.command("serve")
 def serve_cmd(
     key: Annotated[Path, _KeyOption],
-    root: Annotated[str, _RootOption] = "aws",
+    root: AttestationRoot = "aws",
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[
         int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")
@@ -138,7 +135,7 @@ def sign_cmd(
     key: Annotated[Path, _KeyOption],
     hex_input: HexInput = False,
     b64_input: Base64Input = False,
-    root: Annotated[str, _RootOption] = "aws",
+    root: AttestationRoot = "aws",
     as_json: Json = False,
 ) -> None:
     """Verify a document as the service does and print the statement it would answer."""

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from reef.cli._options import Json
+from reef.cli._options import AttestationRoot, Json
 from reef.cli._output import err_console, fail, failing, print_json, print_mapping
 from reef.errors import AttestationError, InputError, ReefError
 
@@ -62,12 +62,7 @@ def verify_cmd(
     debug: Annotated[
         bool, typer.Option("--debug", help="With --image: expect a debug enclave (PCR0-2 zero).")
     ] = False,
-    root: Annotated[
-        str,
-        typer.Option(
-            "--root", help="Trusted root: aws (default), dev, mock or a certificate file."
-        ),
-    ] = "aws",
+    root: AttestationRoot = "aws",
     max_age_ms: Annotated[
         int, typer.Option("--max-age-ms", help="Reject documents older than this.")
     ] = 300_000,
