@@ -18,8 +18,12 @@ not share its event loop):
   second it barely moves when other processes share the cores). The load generator runs on the
   same cores, so its own CPU per request is printed too.
 - **keep-alive**: one kept-alive connection doing ``GET /health`` on a FastAPI app on the serving
-  floor, one request after the other, next to the same round trip on a bare asyncio echo server
-  (the floor of what any Python server answers in).
+  floor, one request after the other, with the server's CPU per request, next to the same round
+  trip on a bare asyncio echo server (the floor of what any Python server answers in).
+- **devnet**: the devnet's JSON-RPC endpoint on the floor, one kept-alive connection, for a
+  method answered inline (``eth_blockNumber``) and one answered in a worker thread
+  (``eth_getBalance``): the server's CPU per request next to the same body answered in process
+  (``DevnetRpc.handle_bytes``), so the difference is what HTTP costs the devnet.
 
 The load generator is a raw asyncio client (pre-built request bytes, a minimal response parser):
 ``wrk`` is used when installed for the 100-connection figure too. Counts and times are bounded;
@@ -94,18 +98,35 @@ def rate_of(work: Callable[[], object], seconds: float) -> float:
 
 def _serve_in_child(make_app: Callable[[], Any], workers: int = 1) -> tuple[int, list[int]]:
     """Bind a floor socket here and serve ``make_app()`` on it in a child process, with the
-    floor's ``workers`` (``run_on``)."""
+    floor's ``workers`` (``run_on``); return once it accepts.
+
+    The child starts serving only after this process has closed its copy of the socket, and
+    this one returns only once the child's listeners are up: with workers, the child rebinds the
+    address as an ``SO_REUSEPORT`` group, which failed (address in use) while this process still
+    held the first socket, and a connection made to that socket before the group was up was
+    reset.
+    """
     sock = bind("127.0.0.1", 0, what="bench server")
     port = sock.getsockname()[1]
     context = multiprocessing.get_context("fork")
-    child = context.Process(
-        target=run_on,
-        args=(make_app(), sock),
-        kwargs={"what": "bench server", "workers": workers},
-    )
+    go, go_child = context.Pipe()
+    up_child, up = context.Pipe()
+
+    def serve() -> None:
+        app = make_app()  # here, in the server's process (a devnet holds files and threads)
+        go_child.recv()
+        run_on(app, sock, what="bench server", workers=workers,
+               ready=lambda _server: up_child.send(True))  # fmt: skip
+
+    child = context.Process(target=serve)
     child.start()
     assert child.pid is not None
     sock.close()
+    go.send(True)
+    if not up.poll(60):
+        _stop([child.pid])
+        raise SystemExit(f"the bench server on port {port} did not start")
+    up.recv()
     return port, [child.pid]
 
 
@@ -318,7 +339,10 @@ def main() -> None:
         port, pids = _serve_in_child(make_trivial)
         try:
             asyncio.run(_wait_listening(port))
+            asyncio.run(load(port, health, 1, 0.3))  # warm up
+            server_cpu = cpu_seconds(pids[0])
             result = asyncio.run(load(port, health, 1, seconds))
+            health_ms = 1000 * (cpu_seconds(pids[0]) - server_cpu) / result["n"]
         finally:
             _stop(pids)
         port, pids = _echo_in_child()
@@ -327,11 +351,57 @@ def main() -> None:
         finally:
             _stop(pids)
         print(f"keep-alive GET /health on the floor: p50 {result['p50']:.3f} ms  "
-              f"p99 {result['p99']:.3f} ms ({result['rps']:.0f} req/s on one connection)")  # fmt: skip
+              f"p99 {result['p99']:.3f} ms ({result['rps']:.0f} req/s on one connection; "
+              f"server CPU {health_ms:.3f} ms per request)")  # fmt: skip
         print(f"bare asyncio socket echo:           p50 {echo['p50']:.3f} ms  "
               f"p99 {echo['p99']:.3f} ms")  # fmt: skip
+        devnet_rows(home / "devnet", seconds)
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def devnet_rows(home: Path, seconds: float) -> None:
+    """The devnet's JSON-RPC over HTTP on one kept-alive connection, next to the same bodies
+    answered in process (``DevnetRpc.handle_bytes``): what HTTP adds per request, in CPU."""
+    from reef.chain import Devnet, dev_accounts, devnet_app
+    from reef.chain.devnet._rpc import DevnetRpc
+
+    def make_devnet() -> Any:
+        return devnet_app(Devnet.open(ReefHome(home), fresh=True, durable=False))
+
+    who = dev_accounts(1)[0].address
+    bodies = {
+        "eth_blockNumber (answered inline)":
+            b'{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}',
+        "eth_getBalance (a worker thread)":
+            b'{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["%s","latest"]}'
+            % who.encode(),
+    }  # fmt: skip
+    port, pids = _serve_in_child(make_devnet)
+    results = {}
+    try:
+        for name, body in bodies.items():
+            request = (
+                b"POST / HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            asyncio.run(load(port, request, 1, 0.3))  # warm up
+            before = cpu_seconds(pids[0])
+            result = asyncio.run(load(port, request, 1, seconds))
+            results[name] = (result, 1000 * (cpu_seconds(pids[0]) - before) / result["n"])
+    finally:
+        _stop(pids)
+    rpc = DevnetRpc(Devnet.open(ReefHome(home.with_name("devnet-inproc")), fresh=True))
+    for name, body in bodies.items():
+        count, start = 0, time.process_time()
+        while time.process_time() - start < min(seconds, 2.0):
+            rpc.handle_bytes(body)
+            count += 1
+        inproc_ms = 1000 * (time.process_time() - start) / count
+        result, server_ms = results[name]
+        print(f"devnet JSON-RPC {name}, one kept-alive connection: {result['rps']:.0f} req/s, "
+              f"p50 {result['p50']:.3f} ms; server CPU {server_ms:.3f} ms per request, "
+              f"in process {inproc_ms:.3f} ms (HTTP adds {server_ms - inproc_ms:.3f} ms)")  # fmt: skip
 
 
 if __name__ == "__main__":
