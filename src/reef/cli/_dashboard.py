@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._options import Json, Market, Rpc
+from reef.cli._options import Json, ListenHost, Market, Rpc
 from reef.cli._output import fail, failing, print_json, print_table
 from reef.errors import ReefError, ServiceError
 
@@ -53,7 +53,7 @@ def _dashboard(
 
 
 def dashboard_cmd(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    host: ListenHost = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port (0 picks a free one).")] = 8888,
     rpc: Rpc = None,
     market: Market = None,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._common import stop_signals
-from reef.cli._options import Insecure, Json
+from reef.cli._options import Follow, Insecure, Json
 from reef.cli._output import (
     console,
     err_console,
@@ -305,9 +305,7 @@ def status_cmd(
 @app.command("logs")
 def logs_cmd(
     enclave_id: EnclaveId,
-    follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
-    ] = False,
+    follow: Follow = False,
 ) -> None:
     """Print a debug enclave's console (production consoles are private, as on Nitro)."""
     import asyncio

@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 
 from reef.cli._common import open_target, stop_signals
-from reef.cli._options import Flags, with_flags
+from reef.cli._options import Flags, ListenHost, with_flags
 from reef.cli._output import fail, failing, note, print_result
 from reef.errors import InputError
 
@@ -101,7 +101,7 @@ def run_cmd(
         Path | None,
         typer.Option("--workerd", help="The workerd binary (default: reef's pinned one)."),
     ] = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    host: ListenHost = "127.0.0.1",
     control_port: Annotated[int, typer.Option("--control-port")] = 8081,
     gateway_port: Annotated[int, typer.Option("--gateway-port")] = 8080,
     capacity: Annotated[int, typer.Option("--capacity", help="Jobs at once.")] = 4,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._common import market_session, owner_jobs, per_hour
-from reef.cli._options import Flags, Owner, with_flags
+from reef.cli._options import Flags, Follow, Owner, with_flags
 from reef.cli._output import (
     err_console,
     fail,
@@ -494,9 +494,7 @@ def close_cmd(flags: Flags, job: JobArg) -> None:
 def logs_cmd(
     flags: Flags,
     job: JobArg,
-    follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
-    ] = False,
+    follow: Follow = False,
 ) -> None:
     """Print a debug job's enclave console (only debug enclaves have a readable console)."""
     import httpx

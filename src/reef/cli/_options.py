@@ -26,11 +26,14 @@ __all__ = [
     "AttestationRoot",
     "CodeContract",
     "Flags",
+    "Follow",
     "Insecure",
-    "Json",
     "JobsContract",
+    "Json",
+    "ListenHost",
     "Market",
     "Owner",
+    "PollInterval",
     "ProofMarket",
     "Rpc",
     "TrustOption",
@@ -94,6 +97,15 @@ CodeContract = Annotated[
     str | None, typer.Option("--code", help="Code contract (default: the local network's).")
 ]
 """``--code``: the serverless code contract; ``None`` means the one ``reef up`` deployed."""
+
+ListenHost = Annotated[str, typer.Option("--host", help="Address to listen on.")]
+"""``--host``: the address a server binds (``host: ListenHost = "127.0.0.1"``)."""
+
+PollInterval = Annotated[float, typer.Option("--interval", help="Seconds between polls.")]
+"""``--interval``: how long a polling service sleeps between rounds."""
+
+Follow = Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")]
+"""``--follow``/``-f``: keep a log stream open and print lines as they come."""
 
 Insecure = Annotated[
     bool,

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from reef.cli._options import AttestationRoot, Flags, with_flags
+from reef.cli._options import AttestationRoot, Flags, ListenHost, PollInterval, with_flags
 from reef.cli._output import fail, failing, note, print_json, print_result, print_rows
 from reef.errors import ConfigError, InputError, ProofError
 
@@ -793,7 +793,7 @@ def engine_run(
         int | None, typer.Option("--from-block", help="First block to index (default: reef up's).")
     ] = None,
     batch: Annotated[int, typer.Option("--batch", help="Most assignments per transaction.")] = 64,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between polls.")] = 0.5,
+    interval: PollInterval = 0.5,
     once: Annotated[bool, typer.Option("--once", help="Run one step, print it, exit.")] = False,
     network: NetworkFile = None,
 ) -> None:
@@ -1051,7 +1051,7 @@ def prover_run(
             "its attested key, e.g. --key /app/ecdsa.sec for both).",
         ),
     ] = None,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between polls.")] = 0.5,
+    interval: PollInterval = 0.5,
     once: Annotated[
         bool, typer.Option("--once", help="Work through current tasks, then exit.")
     ] = False,
@@ -1180,7 +1180,7 @@ def ivs_run(
             f"derive server ($REEF_KMS_DERIVE_URL) when it has one (reef up: {IVS_KMS_PATH}).",
         ),
     ] = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    host: ListenHost = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8701,
     network: NetworkFile = None,
     artifacts: Annotated[

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from reef.cli._common import market_session, stop_signals
-from reef.cli._options import Flags, Insecure, Json, Market, Rpc, with_flags
+from reef.cli._options import (
+    Flags,
+    Insecure,
+    Json,
+    ListenHost,
+    Market,
+    PollInterval,
+    Rpc,
+    with_flags,
+)
 from reef.cli._output import fail, failing, print_result
 from reef.errors import ConfigError, ReefError
 
@@ -53,7 +62,7 @@ def run(
     bandwidth: Annotated[
         Path | None, typer.Option("--bandwidth", help="Oyster bandwidth rates file.")
     ] = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    host: ListenHost = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Control plane port.")] = 8080,
     public_host: Annotated[
         str, typer.Option("--public-host", help="The address clients reach enclaves at.")
@@ -188,7 +197,7 @@ def index_cmd(
     follow: Annotated[
         bool, typer.Option("--follow/--once", help="Keep indexing new blocks.")
     ] = False,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between polls.")] = 1.0,
+    interval: PollInterval = 1.0,
     json_output: Json = False,
 ) -> None:
     """Copy the market's events into the database (what `provider run` does continuously)."""

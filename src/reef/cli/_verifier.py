@@ -16,7 +16,7 @@ import typer
 
 from reef.cli._attestation import Base64Input, HexInput, evidence_encoding
 from reef.cli._common import read_input
-from reef.cli._options import AttestationRoot, Json
+from reef.cli._options import AttestationRoot, Json, ListenHost
 from reef.cli._output import err_console, fail, failing, print_json, print_mapping
 from reef.encoding import parse_hex
 from reef.errors import AttestationError, ConfigError, InputError, ReefError
@@ -78,7 +78,7 @@ def _statement_rows(statement: VerifierStatement) -> dict[str, Any]:
 def serve_cmd(
     key: Annotated[Path, _KeyOption],
     root: AttestationRoot = "aws",
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    host: ListenHost = "127.0.0.1",
     port: Annotated[
         int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")
     ] = 1400,
