@@ -1,5 +1,5 @@
 """`reef proofs ...` (markets and asks: create, signer, request, wait, list, show, cancel; the
-matching engine: engine run) and
+matching engine: engine run, register; the input verification service: ivs run) and
 `reef prover ...` (register, join, leave, run, status): the proof market from the command line.
 
 Commands find the chain and the proof market in ``$REEF_HOME/network.json`` (``reef up`` writes
@@ -7,7 +7,7 @@ the proof market's address under ``services.proofs``) or take ``--rpc`` and
 ``--proof-market``; they send from ``--key`` or, on reef's devnet, dev account 0. Amounts are
 rUSD decimals typed by the user (``1.5``), base units inside.
 
-One module (about 900 lines): the command groups (``reef proofs`` with ``market`` and
+One module (about 1250 lines): the command groups (``reef proofs`` with ``market`` and
 ``engine``, ``reef prover``) share the market's location, option blocks and the ask and prover
 tables; the use cases live in :mod:`reef.proofs`. ``reef proofs engine run`` and ``reef prover
 run --key-file`` run the two services as processes of their own (what an enclave runs).
