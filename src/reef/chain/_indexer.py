@@ -20,15 +20,20 @@ event's ABI before it is stored (topic count, padding, ranges, offsets), so a ma
 stops the indexer at its range instead of reaching a consumer.
 
 Logs are committed together with the contract's checkpoint in **one transaction** per batch of
-ranges (one ``executemany``; a commit costs as much as storing a thousand logs). A crash (``kill -9``) therefore loses nothing and repeats nothing: on
-restart each checkpoint says exactly where that contract's stored events end. A unique key on
-(stream, block number, log index) backs this up, and a checkpoint is advanced with a
-compare-and-set, so two indexers writing one database fail loudly instead of duplicating.
+ranges (one ``executemany``; a commit costs as much as storing hundreds of logs). A batch ends
+at 5000 logs, or as soon as the next range is not fetched yet (storing then costs no waiting).
+A crash (``kill -9``) therefore loses nothing and repeats nothing: on restart each checkpoint
+says exactly where that contract's stored events end. A unique key on (stream, block number,
+log index) backs this up, and a checkpoint is advanced with a compare-and-set, so two indexers
+writing one database fail loudly instead of duplicating.
 
-While a range is checked and committed, a reader thread already fetches the next ones (up to
-``fetch_ahead`` ranges, all within the confirmed part of the chain): the database's commits
-and the node's answers overlap. It calls the chain in the same order a sequential indexer does,
-and a failure part-way still stores every range before it.
+While a range is checked and committed, reader threads already fetch the next ones (up to
+``fetch_ahead`` ranges, all within the confirmed part of the chain), ``readers`` of them at
+once: two for a JSON-RPC source (:class:`~reef.chain.Web3BlockSource`), so that the node
+computes one range's answer while this process parses, checks and stores another (one after
+the other, the node and the indexer would each wait for the other), and one for any other
+source. Readers take the ranges in order and the ranges are stored in order; a failure
+part-way still stores every range before it and nothing after it.
 
 Reorganisations: only blocks at least ``confirmations`` deep are read. Before each poll the hash of
 the last indexed block is compared with the chain's; if a reorg went deeper than the confirmation
@@ -49,12 +54,11 @@ reef's devnet, a hardhat node or a public RPC.
 from __future__ import annotations
 
 import contextlib
-import queue
 import re
 import threading
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -79,6 +83,7 @@ __all__ = [
 
 DEFAULT_RANGE = 500
 DEFAULT_FETCH_AHEAD = 4
+DEFAULT_READERS = 2  # for a JSON-RPC source: the node answers one range while we read another
 # A transaction stores ranges until it holds this many logs or ranges.
 _BATCH_ROWS = 5000
 _BATCH_RANGES = 32
@@ -359,6 +364,126 @@ class _Range:
     rows: list[_Row]
 
 
+# -- fetching ranges ------------------------------------------------------------------------------
+
+
+class _Fetched(Protocol):
+    """Fetched ranges, handed over in chain order."""
+
+    def next(self) -> _Range:
+        """The next range (raises StopIteration after the last, or the fetch's failure)."""
+        ...
+
+    def ready(self) -> bool:
+        """Whether :meth:`next` would return without waiting for the chain."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class _InOrder:
+    """Each range fetched when it is asked for, in this thread."""
+
+    def __init__(self, fetch: Callable[[int, int], _Range], ranges: Sequence[tuple[int, int]]):
+        self._fetch = fetch
+        self._ranges = iter(ranges)
+
+    def next(self) -> _Range:
+        low, high = next(self._ranges)
+        return self._fetch(low, high)
+
+    def ready(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+class _Ahead:
+    """Ranges fetched by ``readers`` threads, up to ``ahead`` of them (fetched or being fetched)
+    past the one the caller stores, handed over in chain order.
+
+    The readers take the ranges in order. One reader calls the chain exactly as a sequential
+    indexer does (a range's logs, then its last block); with several, a range's calls overlap
+    the next ones', so the node computes one answer while this process reads another. A failed
+    range is handed over (raised) once every range before it was; no reader starts a range
+    after it, and ranges already fetched past it are dropped.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[int, int], _Range],
+        ranges: Sequence[tuple[int, int]],
+        ahead: int,
+        readers: int,
+    ) -> None:
+        self._fetch = fetch
+        self._ranges = ranges
+        self._ahead = max(ahead, readers)
+        self._done: dict[int, _Range | BaseException] = {}
+        self._changed = threading.Condition()
+        self._taken = 0  # ranges a reader has started
+        self._handed = 0  # ranges handed to the caller
+        self._stopped = False
+        self._threads = [
+            threading.Thread(target=self._read, name=f"reef-indexer-reader-{n}", daemon=True)
+            for n in range(min(readers, len(ranges)))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _read(self) -> None:
+        changed = self._changed
+        while True:
+            with changed:
+                while (
+                    not self._stopped
+                    and self._taken < len(self._ranges)
+                    and self._taken - self._handed >= self._ahead
+                ):
+                    changed.wait()
+                if self._stopped or self._taken >= len(self._ranges):
+                    return
+                index = self._taken
+                self._taken += 1
+            low, high = self._ranges[index]
+            try:
+                item: _Range | BaseException = self._fetch(low, high)
+            except BaseException as exc:  # handed to the storing thread, which raises it
+                item = exc
+            with changed:
+                self._done[index] = item
+                if isinstance(item, BaseException):
+                    self._stopped = True  # no range after a failed one is started
+                changed.notify_all()
+
+    def next(self) -> _Range:
+        index = self._handed
+        if index >= len(self._ranges):
+            raise StopIteration
+        with self._changed:
+            while index not in self._done:
+                self._changed.wait()
+            item = self._done.pop(index)
+            self._handed = index + 1
+            self._changed.notify_all()
+        if isinstance(item, BaseException):
+            self._handed = len(self._ranges)
+            raise item
+        return item
+
+    def ready(self) -> bool:
+        with self._changed:
+            return self._handed >= len(self._ranges) or self._handed in self._done
+
+    def close(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
+        for thread in self._threads:
+            thread.join()
+
+
 class Indexer:
     """Indexes contracts' events into one database: one stream and checkpoint per contract.
 
@@ -372,8 +497,14 @@ class Indexer:
         confirmations: how deep a block must be before it is read (0 on a dev chain that never
             reorganises; a few on a real chain).
         block_range: the largest block range asked for at once.
-        fetch_ahead: how many ranges a reader thread fetches ahead of the one being stored
-            (0: read and store one range after the other, in one thread).
+        fetch_ahead: how many ranges are fetched (or being fetched) ahead of the one being
+            stored, by reader threads (0: read and store one range after the other, in one
+            thread).
+        readers: how many ranges are fetched at once, each by its own reader thread (at most
+            ``fetch_ahead``). The source is then called from that many threads at once.
+            ``None``: 2 for a source that gives the node's JSON logs (a JSON-RPC client such
+            as :class:`~reef.chain.Web3BlockSource`, whose HTTP sessions are per thread), 1
+            for any other.
 
     Raises:
         MisuseError: neither or both of ``contract`` and ``contracts``, two contracts with one
@@ -393,11 +524,14 @@ class Indexer:
         confirmations: int = 0,
         block_range: int = DEFAULT_RANGE,
         fetch_ahead: int = DEFAULT_FETCH_AHEAD,
+        readers: int | None = None,
     ) -> None:
         if confirmations < 0 or block_range < 1 or start_block < 0 or fetch_ahead < 0:
             raise MisuseError(
                 "confirmations, start_block and fetch_ahead must be >= 0, block_range >= 1"
             )
+        if readers is not None and readers < 1:
+            raise MisuseError("readers must be >= 1")
         if contract is not None:
             if contracts:
                 raise MisuseError("give contract= or contracts=, not both")
@@ -420,6 +554,9 @@ class Indexer:
         self._confirmations = confirmations
         self._range = block_range
         self._fetch_ahead = fetch_ahead
+        if readers is None:
+            readers = DEFAULT_READERS if isinstance(source, LogEntrySource) else 1
+        self._readers = readers
         self._chain_id: int | None = None
         self._meta = sa.MetaData()
         self._state, self._events = _tables(self._meta)
@@ -599,13 +736,21 @@ class Indexer:
         ]
         if max_ranges is not None:
             ranges = ranges[:max_ranges]
-        fetched: Generator[_Range, None, None] = (
-            self._fetch_ahead_of(entry, ranges)
-            if self._fetch_ahead and len(ranges) > 1
-            else (self._fetch_range(entry, low, high) for low, high in ranges)
+        readers = min(self._readers, self._fetch_ahead)
+        fetched: _Fetched = (
+            _Ahead(
+                lambda low, high: self._fetch_range(entry, low, high),
+                ranges,
+                self._fetch_ahead,
+                readers,
+            )
+            if readers and len(ranges) > 1
+            else _InOrder(lambda low, high: self._fetch_range(entry, low, high), ranges)
         )
-        # Ranges are stored together, a batch per transaction: a commit (an fsync) costs as
-        # much as storing a thousand logs. A failure part-way still stores the ranges before it.
+        # Ranges are stored together, a batch per transaction: a commit costs as much as storing
+        # hundreds of logs. A batch is also stored as soon as the next range is not fetched yet
+        # (the time would be spent waiting), so the last ranges' commits overlap their reads too.
+        # A failure part-way still stores the ranges before it.
         stored = 0
         rows: list[_Row] = []
         last: BlockRef | None = None
@@ -613,7 +758,7 @@ class Indexer:
         with contextlib.closing(fetched):
             while True:
                 try:
-                    batch = next(fetched)
+                    batch = fetched.next()
                 except StopIteration:
                     break
                 except BaseException:
@@ -623,7 +768,7 @@ class Indexer:
                 rows += batch.rows
                 last = batch.last
                 pending += 1
-                if len(rows) >= _BATCH_ROWS or pending >= _BATCH_RANGES:
+                if len(rows) >= _BATCH_ROWS or pending >= _BATCH_RANGES or not fetched.ready():
                     checkpoint = self._store(entry, checkpoint, last, rows)
                     stored += len(rows)
                     rows, last, pending = [], None, 0
@@ -637,45 +782,6 @@ class Indexer:
         entries = self._read_range(entry.address, low, high)
         last = self._source.block(high)
         return _Range(last, self._rows(entry, entries))
-
-    def _fetch_ahead_of(
-        self, entry: _Followed, ranges: Sequence[tuple[int, int]]
-    ) -> Generator[_Range, None, None]:
-        """The ranges fetched in order by a reader thread, up to ``fetch_ahead`` of them ahead of
-        the one the caller stores. The reader calls the chain exactly as :meth:`_fetch_range`
-        one range after the other would, and stops at its first failure, which the caller gets
-        once every range before it was handed over."""
-        ready: queue.Queue[_Range | BaseException] = queue.Queue(maxsize=self._fetch_ahead)
-        stop = threading.Event()
-
-        def read() -> None:
-            for low, high in ranges:
-                if stop.is_set():
-                    return
-                try:
-                    item: _Range | BaseException = self._fetch_range(entry, low, high)
-                except BaseException as exc:  # handed to the storing thread, which raises it
-                    item = exc
-                while not stop.is_set():
-                    try:
-                        ready.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if isinstance(item, BaseException):
-                    return
-
-        reader = threading.Thread(target=read, name="reef-indexer-reader", daemon=True)
-        reader.start()
-        try:
-            for _ in ranges:
-                item = ready.get()
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            reader.join()
 
     def _check_not_reorged(self, checkpoint: IndexerCheckpoint) -> None:
         current = self._source.block(checkpoint.last_block).hash
