@@ -5,9 +5,12 @@ for each command, the best and the median of N runs in the same session, and the
 interpreter. The aim (issue 14) is at most 0.2 s per command. Runs are interleaved so that load
 from other processes affects every row alike, and next to the wall time is the CPU time the
 command used (user + system, from ``getrusage``), which moves much less than the wall time when
-other processes share the cores. Prints, does not assert.
+other processes share the cores. With ``--baseline SRC`` each command is also timed with reef
+imported from ``SRC`` (the ``src`` directory of another checkout, say the commit before a change),
+interleaved with the rest, so that a before/after comparison sees the same load. Prints, does not
+assert.
 
-Run: ``.venv/bin/python bench/cli.py [--runs N]``.
+Run: ``.venv/bin/python bench/cli.py [--runs N] [--baseline SRC]``.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ def _time(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--baseline", type=Path, help="a src directory to time reef from as well")
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="reef-bench-cli-")
     env = {**os.environ, "REEF_HOME": home}
@@ -57,20 +61,27 @@ def main() -> None:
         rows["reef attestation verify (aws.bin)"] += ["--replay", "--json"]
     else:
         print(f"(no {vector}: the attestation row is left out)")
+    envs = {name: env for name in rows}
+    if args.baseline is not None:
+        # PYTHONPATH comes before the editable install's path: reef is imported from there.
+        baseline = {**env, "PYTHONPATH": str(args.baseline.resolve())}
+        for name, argv in list(rows.items())[1:]:
+            rows[f"{name} [baseline]"] = argv
+            envs[f"{name} [baseline]"] = baseline
     times: dict[str, list[float]] = {name: [] for name in rows}
     cpu: dict[str, list[float]] = {name: [] for name in rows}
     for _ in range(args.runs):
         for name, argv in rows.items():
-            wall, used = _time(argv, env)
+            wall, used = _time(argv, envs[name])
             times[name].append(wall)
             cpu[name].append(used)
     base = statistics.median(times["python -c pass"])
     print(f"one-shot CLI start-up, {args.runs} runs each (seconds)")
-    print(f"{'':40} {'best':>7} {'median':>7} {'/ python':>9} {'CPU median':>11}")
+    print(f"{'':44} {'best':>7} {'median':>7} {'/ python':>9} {'CPU median':>11}")
     for name, values in times.items():
         median = statistics.median(values)
         used = statistics.median(cpu[name])
-        print(f"{name:40} {min(values):7.3f} {median:7.3f} {median / base:8.1f}x {used:11.3f}")
+        print(f"{name:44} {min(values):7.3f} {median:7.3f} {median / base:8.1f}x {used:11.3f}")
 
 
 if __name__ == "__main__":
