@@ -82,10 +82,10 @@ class ProofMarketClient(ContractClient):
     # ---- views ----
 
     def token(self) -> Address:
-        return parse_address(self._call("token"))
+        return self._call_address("token")
 
     def matching_engine(self) -> Address:
-        return parse_address(self._call("matchingEngine"))
+        return self._call_address("matchingEngine")
 
     def market_count(self) -> int:
         return int(self._call("marketCount"))
