@@ -8,7 +8,11 @@ read from its body. ``POST /api/attestation/verify`` changes nothing and needs n
 Chain and control-plane reads are synchronous (web3.py), so each page runs them in a worker
 thread; a page whose data cannot be read says why instead of failing.
 
-One module (about 800 lines): the dashboard's routes, page by page, sharing the page frame,
+The JSON API (``/api/...``) is described at ``/openapi.json`` and ``/docs`` (the pages are not):
+its handlers read their requests themselves (the token is checked before the body is read), so
+the pydantic models below describe what they take and answer without parsing it for them.
+
+One module (about 900 lines): the dashboard's routes, page by page, sharing the page frame,
 the session and the token check; the data, management actions, HTML helpers, metrics and
 alerts live in their own modules.
 """
@@ -20,10 +24,11 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 from fastapi import FastAPI, Request
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import (
     FileResponse,
     HTMLResponse,
@@ -608,6 +613,8 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
                 evidence = parse_evidence(str(payload.get("document") or ""))
         except ValueError:
             return JSONResponse({"error": "send JSON {document | endpoint, mode}"}, 400)
+        except httpx.InvalidURL as exc:  # the attestation client lets httpx's own through
+            return JSONResponse({"error": f"endpoint is not a URL: {exc}"}, 400)
         except ReefError as exc:
             return JSONResponse({"error": exc.message, "hint": exc.hint or ""}, 400)
         roots = known_roots(dash.dev_root())
@@ -760,10 +767,234 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
             path,
             handler,
             methods=[method],
-            response_class=Response,
             include_in_schema=path.startswith("/api"),
+            **{"response_class": Response, **_API_DOCS.get((path, method), {})},
         )
     return app
+
+
+# ---------------------------------------------------------------------- the API's description
+
+
+class ApiError(BaseModel):
+    """A refusal: what is wrong, and (often) what to do."""
+
+    error: str
+    hint: str = ""
+
+
+class Overview(BaseModel):
+    """``GET /api/overview``: the chain, the market, the account and the network's services."""
+
+    rpc_url: str
+    chain_id: int
+    block: int
+    market: str
+    token: str
+    job_count: int
+    rate_lock_s: int
+    account: str | None = Field(description="null when the dashboard is read-only")
+    token_balance: int | None = Field(description="the account's rUSD, in base units")
+    eth_balance: int | None = Field(description="the account's ETH, in wei")
+    services: dict[str, dict[str, Any]] = Field(
+        description="network.json's services, without the dashboard and without tokens"
+    )
+
+
+class JobSummary(BaseModel):
+    """One open job of the dashboard's account: its money and its enclave."""
+
+    job: int
+    job_id: str
+    owner: str
+    provider: str
+    metadata: dict[str, Any]
+    rate: int = Field(description="rUSD base units per second")
+    rate_per_hour: int
+    balance: int = Field(description="what is left after settling up to now")
+    paid_until: int | None
+    stops_at: int | None
+    time_left_s: int | None
+    phase: str
+    state: str
+    enclave_id: str
+    endpoint: str
+    endpoints: dict[str, Any]
+    last_error: str
+    restarts: int
+    reason: str
+
+
+class Jobs(BaseModel):
+    """``GET /api/jobs``."""
+
+    jobs: list[JobSummary]
+
+
+class VerifyRequest(BaseModel):
+    """``POST /api/attestation/verify``: evidence (or where to fetch it) and how to check it.
+    Other fields are ignored; an empty body is ``{}``."""
+
+    document: str = Field("", description="the evidence, hex or base64")
+    endpoint: str = Field("", description="an attestation URL to fetch the evidence from instead")
+    mode: Literal["live", "replay"] = "replay"
+    collateral: str = Field("", description="TDX/SGX collateral (JSON), optional")
+    at_s: int | str = Field(
+        "", description="verify as of these unix seconds (digits; default: now)"
+    )
+
+
+class Verdict(BaseModel):
+    """The verifier's verdict on the evidence (``ok`` false says why in ``reason``/``message``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    ok: bool
+    reason: str
+    message: str
+    hint: str
+    mode: str
+    kind: str
+    root: dict[str, Any] | None
+    document: dict[str, Any] | None
+    certificates: list[Any]
+    verified: dict[str, Any] | None
+    document_hex: str
+
+
+class TokenOk(BaseModel):
+    """``POST /api/token``: the token is right (and management is on)."""
+
+    ok: bool
+
+
+class AmountRequest(BaseModel):
+    """A deposit or withdrawal: rUSD as decimal text (a withdrawal without one takes all the
+    notice reserve allows)."""
+
+    amount: str = ""
+
+
+class UpdateRequest(BaseModel):
+    """What to change on a job: its debug flag and/or its image URL."""
+
+    debug: bool | str | None = None
+    url: str = ""
+
+
+class DeployRequest(BaseModel):
+    """A job to open for an image (a path or URL the dashboard's host can read)."""
+
+    image: str
+    duration: str = Field("1h", description="how long to pay for: 90s, 30m, 1h, 2d")
+    debug: bool | str | None = None
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"model": model, "description": description}
+
+
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    # The handlers read the body themselves (after the token check); this only describes it.
+    return {
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+_JOB_PARAM = {
+    "name": "job",
+    "in": "path",
+    "required": True,
+    "description": "the job: its number or its 32-byte id (hex)",
+    "schema": {"type": "string"},
+}
+_GUARD: dict[int | str, dict[str, Any]] = {
+    400: _json(ApiError, "the request is malformed, or the action failed (the reason says)"),
+    401: _json(ApiError, f"no valid token in {TOKEN_HEADER}"),
+    403: _json(
+        ApiError,
+        "management is off, the request is not from loopback, or a loopback dashboard was "
+        "asked by a host name that is not loopback",
+    ),
+}
+_TOKEN = {"name": TOKEN_HEADER, "in": "header", "required": False, "schema": {"type": "string"}}
+_ACTION_OK = {
+    "description": "what was done (transaction hashes, the new state)",
+    "content": {"application/json": {"schema": {"type": "object"}}},
+}
+
+
+def _action(summary: str, body: type[BaseModel] | None, *, job: bool = True) -> dict[str, Any]:
+    extra: dict[str, Any] = {"parameters": [_JOB_PARAM, _TOKEN] if job else [_TOKEN]}
+    if body is not None:
+        extra.update(_body(body))
+    return {
+        "summary": summary,
+        "responses": {200: _ACTION_OK, **_GUARD},
+        "openapi_extra": extra,
+    }
+
+
+_UNAVAILABLE = {
+    403: _json(ApiError, "a loopback dashboard asked by a host name that is not loopback"),
+    503: _json(ApiError, "the chain or the market cannot be read"),
+}
+_REBOUND = {403: _UNAVAILABLE[403]}
+_API_DOCS: dict[tuple[str, str], dict[str, Any]] = {
+    ("/api/overview", "GET"): {
+        "summary": "The chain, the market, the account and the network's services",
+        "response_class": JSONResponse,
+        "response_model": Overview,
+        "responses": _UNAVAILABLE,
+    },
+    ("/api/jobs", "GET"): {
+        "summary": "The open jobs of the dashboard's account",
+        "response_class": JSONResponse,
+        "response_model": Jobs,
+        "responses": _UNAVAILABLE,
+    },
+    ("/api/jobs/{job}/logs", "GET"): {
+        "summary": "A debug job's enclave console, relayed live (server-sent events)",
+        "responses": {
+            200: {
+                "description": "`data:` lines as the enclave writes them",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            400: _json(ApiError, "the path names no open job"),
+            **_REBOUND,
+            404: _json(ApiError, "the job has no readable console (not debug)"),
+        },
+        "openapi_extra": {"parameters": [_JOB_PARAM]},
+    },
+    ("/api/attestation/verify", "POST"): {
+        "summary": "Verify attestation evidence (changes nothing; no token)",
+        "response_class": JSONResponse,
+        "response_model": Verdict,
+        "responses": {
+            400: _json(ApiError, "the request or the evidence is malformed"),
+            **_REBOUND,
+        },
+        "openapi_extra": _body(VerifyRequest),
+    },
+    ("/api/token", "POST"): {
+        "summary": "Check the management token",
+        "response_class": JSONResponse,
+        "response_model": TokenOk,
+        "responses": {k: v for k, v in _GUARD.items() if k != 400},
+        "openapi_extra": {"parameters": [_TOKEN]},
+    },
+    ("/api/jobs/{job}/deposit", "POST"): _action("Add rUSD to a job", AmountRequest),
+    ("/api/jobs/{job}/withdraw", "POST"): _action("Take rUSD back from a job", AmountRequest),
+    ("/api/jobs/{job}/stop", "POST"): _action("Stop a job (its rate to 0)", None),
+    ("/api/jobs/{job}/update", "POST"): _action(
+        "Change a job's debug flag or image", UpdateRequest
+    ),
+    ("/api/deploy", "POST"): _action("Open a job for an image", DeployRequest, job=False),
+}
+"""How each API route is described (the pages are not)."""
 
 
 async def _verifier_counts(url: str) -> dict[str, object]:
