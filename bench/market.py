@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -275,16 +276,26 @@ class _CappedSource(Web3BlockSource):
         return min(self._cap, super().head())
 
 
-def _raw_read(w3: Web3, market: str, ranges: list[tuple[int, int]]) -> tuple[int, float]:
-    """The ranges as plain JSON-RPC requests, logs parsed from JSON and dropped."""
-    began = time.perf_counter()
-    count = 0
-    for low, high in ranges:
+def _raw_read(
+    w3: Web3, market: str, ranges: list[tuple[int, int]], connections: int = 1
+) -> tuple[int, float]:
+    """The ranges as plain JSON-RPC requests through web3.py's HTTP provider (the indexer's
+    client), logs parsed from JSON and dropped: one request after the other, or ``connections``
+    at once (a thread each, as the indexer's readers)."""
+
+    def read(low: int, high: int) -> int:
         answer = w3.provider.make_request(
             RPCEndpoint("eth_getLogs"),
             [{"address": market, "fromBlock": hex(low), "toBlock": hex(high)}],
         )
-        count += len(answer["result"])
+        return len(answer["result"])
+
+    began = time.perf_counter()
+    if connections == 1:
+        count = sum(read(low, high) for low, high in ranges)
+    else:
+        with ThreadPoolExecutor(connections) as pool:
+            count = sum(pool.map(lambda r: read(*r), ranges))
     return count, time.perf_counter() - began
 
 
@@ -297,7 +308,7 @@ def _index(
         contract=market,
         start_block=start,
         block_range=RANGE,
-        fetch_ahead=fetch_ahead,
+        fetch_ahead=fetch_ahead,  # readers: the default (2 for a JSON-RPC source)
     )
     began = time.perf_counter()
     stored = indexer.poll()
@@ -306,9 +317,15 @@ def _index(
     return stored, elapsed
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def _served_by_a_child(devnet: Devnet) -> Iterator[str]:
-    """The filled devnet's JSON-RPC URL, served by a forked child process.
+def _served_by_a_child(devnet: Devnet) -> Iterator[tuple[str, int]]:
+    """The filled devnet's JSON-RPC URL and the pid of the forked child process serving it.
 
     An indexer reads a node that is another process (anvil, geth, ``reef chain``); served from a
     thread of this one, the node would take the indexer's lock (the GIL) for every answer, and
@@ -332,10 +349,35 @@ def _served_by_a_child(devnet: Devnet) -> Iterator[str]:
             url = urls.readline().strip()
         if not url:
             raise SystemExit("the devnet's child process did not start")
-        yield url
+        yield url, pid
     finally:
         os.kill(pid, signal.SIGTERM)
         os.waitpid(pid, 0)
+
+
+def _read_as(
+    name: str,
+    w3: Web3,
+    market: str,
+    ranges: list[tuple[int, int]],
+    start: int,
+    cap: int,
+    db: Path,
+) -> tuple[int, float]:
+    """The events up to block ``cap`` read by reader ``name``, and the seconds it took."""
+    if name == "raw":
+        return _raw_read(w3, market, ranges)
+    if name == "raw2":
+        return _raw_read(w3, market, ranges, connections=2)
+    if name == "web3":
+        began = time.perf_counter()
+        address = Web3.to_checksum_address(market)
+        count = sum(
+            len(w3.eth.get_logs({"address": address, "fromBlock": low, "toBlock": high}))
+            for low, high in ranges
+        )
+        return count, time.perf_counter() - began
+    return _index(w3, market, start, cap, db, 0 if name == "seq" else 4)
 
 
 def bench_indexer(sizes: list[int], repeat: int) -> None:
@@ -346,52 +388,54 @@ def bench_indexer(sizes: list[int], repeat: int) -> None:
     devnet = Devnet()
     market, start = _fill(devnet, max(sizes))
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # the child waits for it
-    with _served_by_a_child(devnet) as url, tempfile.TemporaryDirectory() as tmp:
+    with _served_by_a_child(devnet) as (url, node), tempfile.TemporaryDirectory() as tmp:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         del devnet
         w3 = Web3(Web3.HTTPProvider(url))
         every = w3.provider.make_request(RPCEndpoint("eth_blockNumber"), [])["result"]
         head = int(every, 16)
+        labels = {
+            "raw": "raw eth_getLogs",
+            "raw2": "raw, 2 connections",
+            "web3": "web3 get_logs",
+            "seq": "indexer, one thread",
+            "idx": "indexer (2 readers)",
+        }
         for size in sorted(sizes):
             # the block where the first `size` events end (two per block after the setup)
             cap = min(head, start + size // 2 + 3)
             ranges = [(low, min(cap, low + RANGE - 1)) for low in range(start, cap + 1, RANGE)]
-            runs: dict[str, list[tuple[int, float]]] = {"raw": [], "web3": [], "seq": [], "idx": []}
+            # per reader: (events, wall seconds, CPU seconds of this process and of the node)
+            runs: dict[str, list[tuple[int, float, float]]] = {name: [] for name in labels}
+
             for round_ in range(repeat):
                 # interleaved, so that load from elsewhere falls on every reader alike
-                runs["raw"].append(_raw_read(w3, market, ranges))
-                began = time.perf_counter()
-                count = sum(
-                    len(w3.eth.get_logs({"address": market, "fromBlock": low, "toBlock": high}))
-                    for low, high in ranges
-                )
-                runs["web3"].append((count, time.perf_counter() - began))
-                runs["seq"].append(
-                    _index(w3, market, start, cap, Path(tmp) / f"s{size}-{round_}.db", 0)
-                )
-                runs["idx"].append(
-                    _index(w3, market, start, cap, Path(tmp) / f"i{size}-{round_}.db", 4)
-                )
+                for name in labels:
+                    db = Path(tmp) / f"{name}{size}-{round_}.db"
+                    cpu_before = time.process_time() + _cpu_seconds(node)
+                    count, seconds = _read_as(name, w3, market, ranges, start, cap, db)
+                    cpu = time.process_time() + _cpu_seconds(node) - cpu_before
+                    runs[name].append((count, seconds, cpu))
             medians = {
-                name: (values[0][0], statistics.median(t for _, t in values))
+                name: (
+                    values[0][0],
+                    statistics.median(t for _, t, _ in values),
+                    statistics.median(c for _, _, c in values),
+                )
                 for name, values in runs.items()
             }
-            labels = {
-                "raw": "raw eth_getLogs",
-                "web3": "web3 get_logs",
-                "seq": "indexer, one thread",
-                "idx": "indexer (reads ahead)",
-            }
             _say(f"  {size} events, {len(ranges)} ranges of {RANGE} blocks, median of {repeat}:")
-            for name, (count, seconds) in medians.items():
+            for name, (count, seconds, cpu) in medians.items():
                 _say(
                     f"    {labels[name]:<22} {count:6d} events in {seconds:6.2f} s "
-                    f"{count / seconds:9.0f}/s  {seconds / count * 1e6:6.1f} us/event"
+                    f"{count / seconds:9.0f}/s  {seconds / count * 1e6:6.1f} us/event  "
+                    f"(CPU, this process + node: {cpu / count * 1e6:5.1f} us/event)"
                 )
             raw_s = medians["raw"][1]
             _say(
                 f"    indexer / raw          {raw_s / medians['idx'][1]:.2f} of the raw read "
-                f"throughput (one thread: {raw_s / medians['seq'][1]:.2f})"
+                f"throughput (one thread: {raw_s / medians['seq'][1]:.2f}; against the raw "
+                f"read on 2 connections: {medians['raw2'][1] / medians['idx'][1]:.2f})"
             )
 
 

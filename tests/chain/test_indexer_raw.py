@@ -170,3 +170,25 @@ def test_node_logs_in_another_case_or_order_are_stored_in_chain_order(db: str) -
     assert [(row[1], row[3], row[5]) for row in rows] == [(0, 0, "Opened"), (0, 1, "Deposited")]
     assert rows[0][6] == "0x" + job(1).hex()
     assert encode(["uint256"], [5]).hex() in rows[1][8]
+
+
+def test_a_batch_of_many_logs_is_stored_whole_and_in_chain_order(tmp_path: Path) -> None:
+    # 250 + 130 logs in one transaction: multi-row statements of 100 rows, then the rest.
+    chain = FakeChain()
+    chain.mine(*[deposited(n, n + 1) for n in range(250)])
+    chain.mine(*[deposited(n, 7) for n in range(130)])
+    path = tmp_path / "many.db"
+    indexer = Indexer(chain, f"sqlite:///{path}", contract=MARKET, fetch_ahead=0)
+    assert indexer.poll() == 380
+    with sqlite3.connect(path) as conn:
+        stored = conn.execute(
+            "SELECT id, block_number, log_index, job_id, data FROM job_events ORDER BY id"
+        ).fetchall()
+    assert [(row[1], row[2]) for row in stored] == [(0, i) for i in range(250)] + [
+        (1, i) for i in range(130)
+    ]
+    assert [row[0] for row in stored] == list(range(1, 381))
+    entries = [raw_log_entry(log) for log in chain.logs(MARKET, 0, 1)]
+    assert [row[4] for row in stored] == [entry["data"] for entry in entries]
+    assert [row[3] for row in stored] == ["0x" + job(n).hex() for n in (*range(250), *range(130))]
+    assert indexer.poll() == 0

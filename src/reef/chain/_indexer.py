@@ -54,6 +54,7 @@ reef's devnet, a hardhat node or a public RPC.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -87,6 +88,8 @@ DEFAULT_READERS = 2  # for a JSON-RPC source: the node answers one range while w
 # A transaction stores ranges until it holds this many logs or ranges.
 _BATCH_ROWS = 5000
 _BATCH_RANGES = 32
+# Rows per SQLite INSERT statement: 900 parameters, within the oldest SQLite limit (999).
+_CHUNK = 100
 # Phrases nodes use when a getLogs range or result set is too big (geth, erigon, alchemy, infura,
 # hardhat): on these the indexer halves its range instead of failing.
 _RANGE_REFUSALS = re.compile(
@@ -565,14 +568,20 @@ class Indexer:
             self._meta.create_all(self._engine)
         except sa.exc.SQLAlchemyError as exc:
             raise ConfigError(f"cannot open the indexer database: {exc}") from exc
-        # SQLite takes the rows as they are built (tuples, one executemany): SQLAlchemy's
-        # per-row parameter handling would cost as much as the insert itself.
-        self._sqlite_insert: str | None = None
+        # SQLite takes the rows as they are built (tuples): SQLAlchemy's per-row parameter
+        # handling would cost as much as the insert itself. They go _CHUNK rows per statement
+        # (a multi-row VALUES): one step per chunk instead of per row, and each step releases
+        # the GIL, which the reader threads then hold until they wait again.
+        self._sqlite_insert: tuple[str, str] | None = None  # one row, a chunk of rows
         if self._engine.dialect.name == "sqlite":
             insert = sa.insert(self._events).values({name: sa.bindparam(name) for name in _COLUMNS})
             compiled = insert.compile(dialect=self._engine.dialect)
-            if list(compiled.positiontup or ()) == list(_COLUMNS):
-                self._sqlite_insert = str(compiled)
+            one = "(" + ", ".join(["?"] * len(_COLUMNS)) + ")"
+            statement = str(compiled)
+            if list(compiled.positiontup or ()) == list(_COLUMNS) and statement.endswith(
+                " VALUES " + one
+            ):
+                self._sqlite_insert = (statement, statement + (", " + one) * (_CHUNK - 1))
 
     @property
     def engine(self) -> sa.Engine:
@@ -937,6 +946,20 @@ class Indexer:
         self._store(entry, checkpoint, last, rows)
         return len(rows)
 
+    @staticmethod
+    def _insert_sqlite(conn: sa.Connection, rows: list[_Row], statements: tuple[str, str]) -> None:
+        """Insert ``rows`` in order: whole chunks as multi-row statements (``statements[1]``),
+        the rest one by one (``statements[0]``)."""
+        whole = len(rows) - len(rows) % _CHUNK
+        if whole:
+            chunks = [
+                tuple(itertools.chain.from_iterable(rows[at : at + _CHUNK]))
+                for at in range(0, whole, _CHUNK)
+            ]
+            conn.exec_driver_sql(statements[1], chunks)
+        if whole < len(rows):
+            conn.exec_driver_sql(statements[0], rows[whole:])
+
     def _store(
         self,
         entry: _Followed,
@@ -962,7 +985,7 @@ class Indexer:
                     with conn.begin():
                         if rows:
                             if self._sqlite_insert is not None:
-                                conn.exec_driver_sql(self._sqlite_insert, rows)
+                                self._insert_sqlite(conn, rows, self._sqlite_insert)
                             else:
                                 conn.execute(
                                     sa.insert(self._events),
