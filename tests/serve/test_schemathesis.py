@@ -45,6 +45,7 @@ from reef.attestation import (
 )
 from reef.chain import Devnet, devnet_app
 from reef.crypto import Secp256k1PrivateKey
+from reef.enclave.local._trusted_base import Console, console_app, sealing_app
 from reef.home import ReefHome
 from reef.kms import (
     EnclaveSeeds,
@@ -265,6 +266,16 @@ class _ChainDashboard(Dashboard):
         return self._chain_session
 
 
+def _console(home: Path) -> Any:
+    """A debug enclave's console with a few lines, closed: its stream answers them and ends."""
+    home.mkdir(parents=True, exist_ok=True)
+    console = Console(home / "console.log", keep=5)
+    for n in range(8):
+        console.append(f"line {n} \u00e9")
+    console.close()
+    return console_app(console)
+
+
 def _apps() -> dict[str, Callable[[Path], Any]]:
     """Each service's app, built in a fresh home when its test asks for it."""
 
@@ -302,6 +313,8 @@ def _apps() -> dict[str, Callable[[Path], Any]]:
         "executor gateway": lambda home: _executor(home).gateway_app(),
         "ivs": _ivs,
         "dashboard": _dashboard,
+        "dev tee sealing": lambda _home: sealing_app(b"\x05" * 32, image_id(PCRS)),
+        "dev tee console": _console,
     }
 
 
@@ -319,6 +332,8 @@ SERVICES = [
     "executor gateway",
     "ivs",
     "dashboard",
+    "dev tee sealing",
+    "dev tee console",
 ]
 
 ONE_OPERATION = {"kms scallop"}

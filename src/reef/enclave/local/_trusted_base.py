@@ -21,17 +21,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reef.errors import InputError, KMSError, ServiceError
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     import httpx
-    from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
+
+    from reef._api import LightApi
+
+    Endpoint = Callable[[Request], Awaitable[Response]]
 
 # Starlette and cryptography load when an app is built or a seal made, not on import: an
 # enclave's supervisor imports this module for its constants, before it starts the enclave's
@@ -96,11 +102,13 @@ async def _body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def sealing_app(key: bytes, image_id: bytes) -> Starlette:
-    """The enclave-internal sealing service of one enclave."""
-    from starlette.applications import Starlette
+def sealing_app(key: bytes, image_id: bytes) -> LightApi:
+    """The enclave-internal sealing service of one enclave: bytes in, bytes out; its errors are
+    plain text (:class:`DevTeeSealer` shows them in its own). A light API (Starlette; FastAPI
+    only when ``/openapi.json`` is asked), described at ``/openapi.json`` and ``/docs``."""
     from starlette.responses import PlainTextResponse, Response
-    from starlette.routing import Route
+
+    from reef._api import light_api
 
     async def seal(request: Request) -> Response:
         try:
@@ -114,12 +122,74 @@ def sealing_app(key: bytes, image_id: bytes) -> Starlette:
             data = await _body(request)
             plain = dev_unseal(key, image_id, data)
         except InputError as exc:
+            # An oversized body cannot be a sealed blob either: one answer for both.
             return PlainTextResponse(f"{exc}\n", status_code=400)
         return Response(plain, media_type="application/octet-stream")
 
-    return Starlette(
-        routes=[Route("/seal", seal, methods=["POST"]), Route("/unseal", unseal, methods=["POST"])]
+    app = light_api(
+        "reef dev TEE sealing",
+        description="Seal data to this enclave's image on this dev TEE (inside the enclave only, "
+        f"127.0.0.1:{SEALING_PORT}): only the same image on the same dev TEE unseals it.",
     )
+    for path, endpoint, summary, refusal in (
+        ("/seal", seal, "Seal the body to this enclave's image", None),
+        (
+            "/unseal",
+            unseal,
+            "Open a blob sealed by this image on this dev TEE",
+            "not a sealed blob of this image on this dev TEE (or over the size limit)",
+        ),
+    ):
+        responses: dict[int | str, dict[str, Any]] = {
+            200: {
+                "description": "the sealed blob" if path == "/seal" else "the plaintext",
+                "content": {"application/octet-stream": {"schema": _BINARY}},
+            },
+        }
+        if refusal is None:
+            responses[413] = _text(f"the body is over {MAX_SEAL_BYTES} bytes")
+        else:
+            responses[400] = _text(refusal)
+        app.add_api_route(
+            path,
+            _resolved(endpoint),
+            methods=["POST"],
+            summary=summary,
+            response_class=Response,
+            responses=responses,
+            openapi_extra={
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/octet-stream": {"schema": _BINARY}},
+                }
+            },
+        )
+    return app
+
+
+_BINARY = {"type": "string", "format": "binary"}
+
+
+def _resolved(endpoint: Endpoint) -> Endpoint:
+    """``endpoint`` with its signature's types as objects, not strings: FastAPI resolves string
+    annotations in the module's globals, where Starlette's types are not (they load with an app,
+    not with this module), when it describes a light API."""
+    import inspect
+
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    request = inspect.Parameter(
+        "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+    )
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [request], return_annotation=Response
+    )
+    return endpoint
+
+
+def _text(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
 
 
 class DevTeeSealer:
@@ -263,25 +333,34 @@ class Console:
             self._waiters.discard(event)
 
 
-def console_app(console: Console) -> Starlette:
-    """Oyster's logger endpoints over one enclave's console."""
-    from starlette.applications import Starlette
-    from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
-    from starlette.routing import Route
+_CORS = {"Access-Control-Allow-Origin": "*"}
+_LOG_ID = re.compile(r"[0-9]{1,18}")
+
+
+def console_app(console: Console) -> LightApi:
+    """Oyster's logger endpoints over one enclave's console (CORS open, as Oyster's), described
+    at ``/openapi.json`` and ``/docs``; a malformed query is a JSON ``{"error": reason}``."""
+    from starlette.responses import JSONResponse, Response, StreamingResponse
+
+    from reef._api import light_api
 
     def _int(request: Request, name: str) -> int | None:
         value = request.query_params.get(name)
         if value is None or value == "":
             return None
-        if not value.isdigit():
-            raise InputError(f"{name} must be a non-negative integer")
+        # ASCII digits only (str.isdigit takes "²", which int() refuses), and a bounded length.
+        if not _LOG_ID.fullmatch(value):
+            raise InputError(f"{name} must be a non-negative integer (at most 18 digits)")
         return int(value)
+
+    def refused(exc: InputError) -> Response:
+        return JSONResponse({"error": exc.message}, status_code=400)
 
     async def stream(request: Request) -> Response:
         try:
             start = _int(request, "start_from")
         except InputError as exc:
-            return PlainTextResponse(f"{exc}\n", status_code=400)
+            return refused(exc)
 
         async def events() -> AsyncIterator[bytes]:
             yield b": reef dev TEE console\n\n"
@@ -291,7 +370,7 @@ def console_app(console: Console) -> Starlette:
         return StreamingResponse(
             events(),
             media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"},
+            headers={"Cache-Control": "no-cache", **_CORS},
         )
 
     async def history(request: Request) -> Response:
@@ -299,21 +378,100 @@ def console_app(console: Console) -> Starlette:
             log_id = _int(request, "log_id")
             count = _int(request, "offset")
         except InputError as exc:
-            return PlainTextResponse(f"{exc}\n", status_code=400)
-        return JSONResponse(
-            console.history(log_id, min(count or 10, 1000)),
-            headers={"Access-Control-Allow-Origin": "*"},
-        )
+            return refused(exc)
+        return JSONResponse(console.history(log_id, min(count or 10, 1000)), headers=_CORS)
 
     async def tail(_: Request) -> Response:
-        return JSONResponse(
-            {"log_id": console.last_id}, headers={"Access-Control-Allow-Origin": "*"}
-        )
+        return JSONResponse({"log_id": console.last_id}, headers=_CORS)
 
-    return Starlette(
-        routes=[
-            Route("/logs/stream", stream),
-            Route("/logs/history", history),
-            Route("/logs/tail-log-id", tail),
-        ]
+    app = light_api(
+        "reef dev TEE console",
+        description="A debug enclave's console, as Oyster's logger serves it: live (server-sent "
+        "events), its recent history, and the last line's number.",
     )
+    bad = {400: _json(_ERROR, "a malformed query parameter")}
+    app.add_api_route(
+        "/logs/stream",
+        _resolved(stream),
+        methods=["GET"],
+        summary="The console as it is written (one event per line, id: its number)",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "`id: N` and `data: line` per line; a comment first",
+                "content": {"text/event-stream": {"schema": _EVENT}},
+            },
+            **bad,
+        },
+        openapi_extra={
+            "parameters": [
+                _query("start_from", "the first line's number (default: after the last)")
+            ]
+        },
+    )
+    app.add_api_route(
+        "/logs/history",
+        _resolved(history),
+        methods=["GET"],
+        summary="Up to offset lines (default 10, at most 1000) ending at line log_id",
+        responses={200: _json(_LINES, "the lines, oldest first"), **bad},
+        openapi_extra={
+            "parameters": [
+                _query("log_id", "the last line's number (default: the last line)"),
+                _query("offset", "how many lines (default 10, at most 1000)"),
+            ]
+        },
+    )
+    app.add_api_route(
+        "/logs/tail-log-id",
+        _resolved(tail),
+        methods=["GET"],
+        summary="The last line's number (-1 before any)",
+        responses={200: _json(_TAIL, "the last line's number")},
+    )
+    return app
+
+
+def _query(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string", "pattern": "^[0-9]*$"},
+    }
+
+
+# The console's answers as JSON Schema (pydantic models would load pydantic into every debug
+# enclave's supervisor; FastAPI reads these only when /openapi.json is asked).
+_ERROR = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}},
+    "required": ["error"],
+}
+_LINES = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {"log_id": {"type": "integer"}, "line": {"type": "string"}},
+        "required": ["log_id", "line"],
+    },
+}
+_EVENT = {
+    "description": "one server-sent event: a console line and its number",
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "data": {"type": "string"},
+    },
+    "required": ["id", "data"],
+}
+_TAIL = {
+    "type": "object",
+    "properties": {"log_id": {"type": "integer", "minimum": -1}},
+    "required": ["log_id"],
+}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
