@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -10,11 +11,14 @@ from reef.enclave import check_host, missing_summary
 from reef.enclave.local._firewall import (
     PASTA_GID_BASE,
     PASTA_GID_SPAN,
+    TABLE,
+    Firewall,
     _elements,
     app_uid,
     pasta_gid,
 )
 from reef.enclave.local._seccomp import DENIED_SYSCALLS, write_filter
+from reef.errors import EnclaveError
 
 
 def _host(**missing: bool) -> list:  # type: ignore[type-arg]
@@ -103,3 +107,55 @@ def test_firewall_elements_are_one_line_each() -> None:
         "add element inet reef_enclaves_v2 published { 8080 }",
         "add element inet reef_enclaves_v2 allowed { 5 . 8545 }",
     ]
+
+
+# A stand-in for nft: it keeps the table as a file, refuses elements while the table is missing,
+# and logs every call (its arguments, then its script) so a test sees what the firewall ran.
+_FAKE_NFT = """#!/bin/sh
+dir=$(dirname "$0")
+if [ "$1" = list ]; then echo "list" >> "$dir/calls"; [ -e "$dir/table" ]; exit $?; fi
+script=$(cat)
+printf "%s\\n" "$script" | grep -m1 . >> "$dir/calls"
+case "$script" in
+  *"table inet"*) touch "$dir/table"; exit 0 ;;
+  *) [ -e "$dir/table" ] || { echo "No such file or directory" >&2; exit 1; }
+     echo "$script" >> "$dir/elements"; exit 0 ;;
+esac
+"""
+
+
+def _fake_nft(tmp_path: Path, *, table: bool) -> Path:
+    nft = tmp_path / "nft"
+    nft.write_text(_FAKE_NFT)
+    nft.chmod(0o755)
+    if table:
+        (tmp_path / "table").touch()
+    return nft
+
+
+def test_admitting_into_the_existing_table_runs_nft_once(tmp_path: Path) -> None:
+    Firewall(str(_fake_nft(tmp_path, table=True))).admit(7, published=[8080], allowed=[8545])
+    assert (tmp_path / "calls").read_text().splitlines() == [
+        f"add element inet {TABLE} published {{ 8080 }}"
+    ]
+    assert (tmp_path / "elements").read_text().splitlines() == [
+        f"add element inet {TABLE} published {{ 8080 }}",
+        f"add element inet {TABLE} allowed {{ 7 . 8545 }}",
+    ]
+
+
+def test_the_first_admit_on_a_machine_creates_the_table(tmp_path: Path) -> None:
+    Firewall(str(_fake_nft(tmp_path, table=False))).admit(7, published=[8080], allowed=[])
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls[0] == f"add element inet {TABLE} published {{ 8080 }}"  # refused: no table
+    assert calls[1] == "list"
+    assert f"table inet {TABLE}" in calls[2]
+    assert calls[3] == calls[0]
+    assert (tmp_path / "elements").read_text().splitlines() == [calls[0]]
+
+
+def test_an_admit_nft_refuses_twice_is_an_error(tmp_path: Path) -> None:
+    nft = _fake_nft(tmp_path, table=False)
+    nft.write_text("#!/bin/sh\ncat > /dev/null\necho 'Operation not permitted' >&2\nexit 1\n")
+    with pytest.raises(EnclaveError, match="Operation not permitted"):
+        Firewall(str(nft)).admit(7, published=[8080], allowed=[])

@@ -361,3 +361,19 @@ def test_console_lines_are_split_and_bounded() -> None:
     assert [len(line) for line in lines] == [MAX_CONSOLE_LINE, MAX_CONSOLE_LINE, 5]
     assert rest == b""
     assert split_console("é".encode() + b"\n") == (["é"], b"")
+
+
+def test_a_boots_identity_keys_are_pairs_as_reef_crypto_makes_them() -> None:
+    # The supervisor makes them with cryptography; coincurve and reef's X25519 check them.
+    from reef.crypto import Secp256k1PrivateKey, clamp_x25519, x25519_public_key
+    from reef.enclave.local._supervisor import _fresh_keys
+
+    first, second = _fresh_keys(), _fresh_keys()
+    assert sorted(first) == ["ecdsa.pub", "ecdsa.sec", "id.pub", "id.sec"]
+    for keys in (first, second):
+        assert len(keys["id.sec"]) == 32
+        assert clamp_x25519(keys["id.sec"]) == keys["id.sec"]
+        assert x25519_public_key(keys["id.sec"]) == keys["id.pub"]
+        assert Secp256k1PrivateKey(keys["ecdsa.sec"]).public_key.raw == keys["ecdsa.pub"]
+    assert first["id.sec"] != second["id.sec"]
+    assert first["ecdsa.sec"] != second["ecdsa.sec"]

@@ -122,7 +122,8 @@ class LocalBackend:
             warnings then say what is missing. Without it such a host is refused with the
             install command. Host networking (``network="host"``) also needs it.
         max_booting: how many enclaves boot at once (their supervisors load and start the
-            trusted base); more wait their turn. One per CPU by default: booting is CPU work,
+            trusted base), and how many are prepared and staged at once; more wait their turn,
+            in order. Two per CPU by default: booting is CPU work,
             and a burst of launches that all boot at once shares the CPUs until every one of
             them is ready at the same late moment, where taking turns makes the first ready at
             once and each next one soon after.
@@ -146,8 +147,9 @@ class LocalBackend:
         if max_booting is not None and max_booting < 1:
             raise MisuseError("max_booting must be at least 1")
         self._max_booting = max_booting or 2 * len(os.sched_getaffinity(0))
-        # Made in the loop that first starts an enclave (a semaphore belongs to one loop).
-        self._booting: asyncio.Semaphore | None = None
+        # Made in the loop that first starts an enclave (a semaphore belongs to one loop): the
+        # turns to prepare and stage a launch, then to boot it (see _start).
+        self._turns: tuple[asyncio.Semaphore, asyncio.Semaphore] | None = None
 
     # -- paths and state ---------------------------------------------------------------------
 
@@ -372,6 +374,25 @@ class LocalBackend:
     async def _start(
         self, spec: EnclaveSpec, enclave_id: str, *, keep: LaunchPlan | None
     ) -> EnclaveInfo:
+        if self._turns is None:
+            self._turns = (
+                asyncio.Semaphore(self._max_booting),
+                asyncio.Semaphore(self._max_booting),
+            )
+        preparing, booting = self._turns
+        # Launches take turns, in the order they came, to be prepared and staged too, not only to
+        # boot: all of a burst in the thread pool at once would queue the first launch's staging
+        # behind every other's preparation, and no enclave would boot before all were prepared.
+        # Those later in line are prepared while the first ones boot.
+        async with preparing:
+            run_dir = await self._prepared(spec, enclave_id, keep=keep)
+        async with booting:
+            return await self._launch(run_dir, enclave_id)
+
+    async def _prepared(
+        self, spec: EnclaveSpec, enclave_id: str, *, keep: LaunchPlan | None
+    ) -> Path:
+        """Plan, check and stage a launch; its run directory."""
         plan, image = await asyncio.to_thread(self._prepare, spec, enclave_id, keep=keep)
         if self._authority is not None:
             from reef.attestation import TrustedRoot
@@ -393,10 +414,7 @@ class LocalBackend:
         except BaseException:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
-        if self._booting is None:
-            self._booting = asyncio.Semaphore(self._max_booting)
-        async with self._booting:
-            return await self._launch(run_dir, enclave_id)
+        return run_dir
 
     def _stage(self, run_dir: Path, image: Image, spec: EnclaveSpec, plan: LaunchPlan) -> None:
         image_dir = run_dir / "image"
@@ -640,6 +658,9 @@ async def _spawn_supervisor(run_dir: Path, ready_fd: int) -> asyncio.subprocess.
             str(run_dir),
             str(ready_fd),
             pass_fds=(ready_fd,),
+            # Two malloc arenas rather than one per thread: the supervisor's few threads (the
+            # trusted base's loading, seccomp, firewall) would each keep an arena for good.
+            env={"MALLOC_ARENA_MAX": "2", **os.environ},
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,

@@ -113,8 +113,13 @@ class Firewall:
 
     def admit(self, gid: int, *, published: Iterable[int], allowed: Iterable[int]) -> None:
         """Publish an enclave's host ports and allow it the host ports it was given."""
-        self.ensure()
         script = _elements("add", gid, published, allowed)
+        # The table outlives every enclave, so it is there but for the first boot on a machine:
+        # one nft run adds the elements (a script is all or nothing), and the table is looked
+        # for and created only when that run fails.
+        if script and self._run(script, check=False).returncode == 0:
+            return
+        self.ensure()
         if script:
             self._run(script)
 

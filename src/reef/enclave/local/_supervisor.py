@@ -19,7 +19,7 @@ stops the trusted base, removes the namespace and groups, deletes the per-boot s
 the final state (``stopped``, or ``crashed`` with the exit code and, if the kernel's OOM killer
 struck, the reason).
 
-One module (about 600 lines): the boot sequence is one ordered story (limits, firewall,
+One module (about 750 lines): the boot sequence is one ordered story (limits, firewall,
 network, keys, trusted base, app, leases, stop), and its steps share the supervisor's state;
 the isolation parts it calls live in their own modules.
 """
@@ -179,7 +179,10 @@ class Supervisor:
             "REEF_IMAGE_ID": plan.image_id.hex(),
             "REEF_DEBUG": "1" if plan.debug else "0",
         }
-        network: asyncio.Task[None] | None = None
+        network: asyncio.Task[str] | None = None
+        # The trusted base's code (servers, attestation stack, keys: most of a boot's CPU) loads
+        # in a thread while this one waits for `ip` and pasta; the keys step waits for it.
+        preload = asyncio.ensure_future(asyncio.to_thread(_load_trusted_base))
         if plan.network == "netns":
             self.netns = NetworkNamespace.create(f"reef-{enclave_id}")
             self.save(netns=self.netns.name)
@@ -218,37 +221,47 @@ class Supervisor:
         if DERIVE_PORT in where:
             env_extra["REEF_KMS_DERIVE_URL"] = f"http://127.0.0.1:{where[DERIVE_PORT]}"
 
+        warm_up: asyncio.Task[None] | None = None
         try:
+            await preload
             keys = self._keys()
-            await self._trusted_base(sockets, keys)
+            warm_up = await self._trusted_base(sockets, keys)
+            init_dir = await self._init_params(keys)
+            if network is not None:
+                # pasta's or the firewall's failure, if any, surfaces here.
+                env_extra["REEF_HOST_ADDR"] = await network
+            if plan.debug:
+                await self._console()
+            await self._start_app(init_dir, env_extra)
+            await warm_up
         finally:
-            if network is not None and not network.done():
-                if sys.exc_info()[0] is not None:
-                    network.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await network
-        if network is not None:
-            network.result()  # pasta's or the firewall's failure, if any
-            assert self.netns is not None
-            env_extra["REEF_HOST_ADDR"] = self.netns.gateway() or ""
-        init_dir = await self._init_params(keys)
-        if plan.debug:
-            from reef._serve import Server, bind
-            from reef.enclave.local._trusted_base import console_app
+            # A boot that failed leaves no task behind (teardown follows).
+            for task in (network, warm_up):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
 
-            self.console = Console(self.run_dir / "console.log")
-            logs_sock = bind(
-                "127.0.0.1", plan.logs_port, what="the enclave's console", error=EnclaveError
-            )
-            self.servers.append(
-                await Server(console_app(self.console), logs_sock, what="enclave console").start()
-            )
-        await self._start_app(init_dir, env_extra)
+    async def _console(self) -> None:
+        """Serve a debug enclave's console on its logs port."""
+        from reef._serve import Server, bind
+        from reef.enclave.local._trusted_base import console_app
 
-    async def _network(self, published: list[int]) -> None:
-        """Wait for pasta's port map, then open the firewall for the published ports."""
+        self.console = Console(self.run_dir / "console.log")
+        logs_sock = bind(
+            "127.0.0.1", self.plan.logs_port, what="the enclave's console", error=EnclaveError
+        )
+        self.servers.append(
+            await Server(console_app(self.console), logs_sock, what="enclave console").start()
+        )
+
+    async def _network(self, published: list[int]) -> str:
+        """Wait for pasta's port map, then open the firewall for the published ports; the
+        namespace's gateway (the host's loopback as the app reaches it)."""
+        assert self.netns is not None
         await self._pasta_ready()
         await self._admit(published)
+        return await asyncio.to_thread(self.netns.gateway) or ""
 
     async def _admit(self, published: list[int]) -> None:
         """Let other enclaves reach this one's host ports, and this one the host ports it is
@@ -313,18 +326,9 @@ class Supervisor:
             await asyncio.sleep(0.01)
 
     def _keys(self) -> dict[str, bytes]:
-        from reef.crypto import Secp256k1PrivateKey, generate_x25519
-
         app_dir = self.run_dir / "app"
         app_dir.mkdir(mode=0o755, exist_ok=True)
-        x_secret, x_public = generate_x25519()
-        ecdsa = Secp256k1PrivateKey.generate()
-        files = {
-            "id.sec": x_secret,
-            "id.pub": x_public,
-            "ecdsa.sec": ecdsa.secret,
-            "ecdsa.pub": ecdsa.public_key.raw,
-        }
+        files = _fresh_keys()
         uid = app_uid(self.plan.state_key)
         for name, data in files.items():
             path = app_dir / name
@@ -333,12 +337,15 @@ class Supervisor:
             if name.endswith(".sec") and self.plan.sandbox == "bwrap":
                 # Readable by the app's own unprivileged user, and by no other enclave's.
                 os.chown(path, uid, uid)
-        self.save(public_keys={"x25519": x_public.hex(), "secp256k1": ecdsa.public_key.raw.hex()})
+        self.save(
+            public_keys={"x25519": files["id.pub"].hex(), "secp256k1": files["ecdsa.pub"].hex()}
+        )
         return files
 
     async def _trusted_base(
         self, sockets: dict[int, socket.socket], keys: dict[str, bytes]
-    ) -> None:
+    ) -> asyncio.Task[None]:
+        """Start the trusted base's servers on ``sockets``; the task that warms them up."""
         from reef._serve import Server
         from reef.attestation import DevAuthority, attestation_app, custom_attestation_app
         from reef.enclave.local._trusted_base import sealing_app
@@ -364,9 +371,10 @@ class Supervisor:
         for sock in sockets.values():
             sock.close()
         # A first request loads what serving one needs (anyio's backend) and issues this
-        # enclave's leaf certificate (a P-384 key and a signature): made now, in-process, so
-        # that the first client is answered as fast as the next.
-        await _warm_up(apps[ATTESTATION_PORT], "/attestation/raw")
+        # enclave's leaf certificate (a P-384 key and a signature): made in-process while the
+        # app starts, and done before the enclave is reported ready, so that the first client
+        # is answered as fast as the next.
+        return asyncio.create_task(_warm_up(apps[ATTESTATION_PORT], "/attestation/raw"))
 
     async def _derive_app(self, keys: dict[str, bytes], attester: Attester) -> Any:
         from reef.kms import EnclaveSeeds, KmsWiring, derive_server_app
@@ -662,6 +670,40 @@ async def _warm_up(app: Any, path: str) -> None:
         return None
 
     await app(scope, receive, send)
+
+
+def _fresh_keys() -> dict[str, bytes]:
+    """A boot's identity keys, as the files under ``/app``: X25519 ``id.{sec,pub}`` (the secret
+    clamped) and secp256k1 ``ecdsa.{sec,pub}`` (the public key as ``x || y``).
+
+    Made with cryptography, which the trusted base loads anyway for its attestations, rather
+    than through reef.crypto, whose facade would load coincurve, pysha3 and base58 (about 1 MiB
+    of the supervisor's memory) for these two key pairs alone.
+    """
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    x_secret = bytearray(os.urandom(32))
+    x_secret[0] &= 0xF8  # RFC 7748 clamping, as reef.crypto.generate_x25519 stores it
+    x_secret[31] = (x_secret[31] & 0x7F) | 0x40
+    x_public = X25519PrivateKey.from_private_bytes(bytes(x_secret)).public_key().public_bytes_raw()
+    ecdsa = ec.generate_private_key(ec.SECP256K1())
+    point = ecdsa.public_key().public_numbers()
+    return {
+        "id.sec": bytes(x_secret),
+        "id.pub": x_public,
+        "ecdsa.sec": ecdsa.private_numbers().private_value.to_bytes(32, "big"),
+        "ecdsa.pub": point.x.to_bytes(32, "big") + point.y.to_bytes(32, "big"),
+    }
+
+
+def _load_trusted_base() -> None:
+    """Import what the trusted base's keys, servers and attestation need (see ``boot``)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, x25519  # noqa: F401
+
+    import reef._serve
+    import reef.attestation._dev
+    import reef.attestation._server  # noqa: F401
 
 
 def _own_tree(root: Path, uid: int) -> None:
