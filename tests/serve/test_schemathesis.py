@@ -225,8 +225,9 @@ def _kms_scallop(home: Path) -> Any:
 
 
 class _OnLoopback:
-    """Requests as a browser on this machine sends them (``Host: 127.0.0.1``): a loopback
-    dashboard refuses other host names (DNS rebinding), and the test clients say testserver."""
+    """Requests as a browser on this machine sends them (from 127.0.0.1, ``Host: 127.0.0.1``):
+    a loopback dashboard refuses other host names (DNS rebinding) and management from other
+    clients, and the test clients say testserver/testclient."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -234,7 +235,11 @@ class _OnLoopback:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers = [(k, v) for k, v in scope["headers"] if k != b"host"]
-            scope = {**scope, "headers": [*headers, (b"host", b"127.0.0.1")]}
+            scope = {
+                **scope,
+                "headers": [*headers, (b"host", b"127.0.0.1")],
+                "client": ("127.0.0.1", 50000),
+            }
         await self.app(scope, receive, send)
 
 
