@@ -963,7 +963,7 @@ _API_DOCS: dict[tuple[str, str], dict[str, Any]] = {
                 "description": "`data:` lines as the enclave writes them",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
             },
-            400: _json(ApiError, "the path names no open job"),
+            400: _json(ApiError, "the path names no open job, or the chain cannot be read"),
             **_REBOUND,
             404: _json(ApiError, "the job has no readable console (not debug)"),
         },
