@@ -96,6 +96,14 @@ def test_attestation_url_refuses_non_http(endpoint: str) -> None:
         attestation_url(endpoint)
 
 
+@pytest.mark.parametrize("endpoint", ["\u0080", "http://[::1", "http://[::1:1300/x"])
+def test_attestation_url_refuses_what_is_no_url(endpoint: str) -> None:
+    """Found by fuzzing the dashboard: hosts urlsplit or httpx refuse were tracebacks, not
+    InputErrors (the dashboard answered 500, ``reef verify`` printed a traceback)."""
+    with pytest.raises(InputError, match="is not a URL"):
+        attestation_url(endpoint)
+
+
 # -- fetching through a mock transport ------------------------------------------------------
 
 

@@ -65,14 +65,20 @@ def attestation_url(endpoint: str) -> str:
         raise InputError("the endpoint is empty", hint="give e.g. 127.0.0.1:1300 or a URL")
     if "://" not in text:
         text = "http://" + text
-    parts = urlsplit(text)
+    hint = "give host:port or http://host:port/attestation/raw"
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:  # an unclosed IPv6 bracket, a bad port
+        raise InputError(f"{endpoint!r} is not a URL: {exc}", hint=hint) from exc
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InputError(
-            f"{endpoint!r} is not an http(s) endpoint",
-            hint="give host:port or http://host:port/attestation/raw",
-        )
+        raise InputError(f"{endpoint!r} is not an http(s) endpoint", hint=hint)
     path = parts.path.rstrip("/") or "/attestation/raw"
-    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+    url = urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+    try:
+        httpx.URL(url)  # what urlsplit lets through and httpx refuses (a non-IDNA host)
+    except httpx.InvalidURL as exc:
+        raise InputError(f"{endpoint!r} is not a URL: {exc}", hint=hint) from exc
+    return url
 
 
 def _wall_clock_ms() -> int:
