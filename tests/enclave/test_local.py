@@ -973,3 +973,87 @@ async def test_an_unrenewed_lease_stops_the_enclave_and_renew_moves_it(
         assert "lease ran out" in final.reason
     finally:
         await backend.stop(info.id)
+
+
+# -- a spare supervisor ------------------------------------------------------------------------
+
+
+def _spares(home: ReefHome) -> list[int]:
+    """PIDs of spare supervisors loaded for ``home`` (they wait in its directory)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"--spare" in argv and os.readlink(entry / "cwd") == str(home.root):
+                found.append(int(entry.name))
+    return found
+
+
+def _ticks_now() -> int:
+    """Now, in the unit and from the origin of a process's start time in /proc."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
+
+
+async def test_a_spare_supervisor_boots_the_next_launch(
+    home: ReefHome, authority: DevAuthority, hello_image: Path
+) -> None:
+    backend = LocalBackend(home, authority=authority, spare=True)
+    started: list[str] = []
+    try:
+        first = await backend.start(EnclaveSpec(image=hello_image))
+        started.append(first.id)
+        await asyncio.wait_for(backend.wait_spare(), 60)  # it loads once a launch is done
+        assert len(_spares(home)) == 1
+        before = _ticks_now()
+        second = await backend.start(EnclaveSpec(image=hello_image))
+        started.append(second.id)
+        state = json.loads((home.enclaves / second.id / "state.json").read_text())
+        # Its supervisor was started before this launch: the spare, now this enclave's.
+        assert state["supervisor_start"] <= before
+        assert state["state"] == "running"
+        async with httpx.AsyncClient(timeout=10) as client:
+            document = (await client.get(second.endpoints["attestation"])).content
+        verify_nitro(
+            document,
+            root=authority.root,
+            now_ms=now_ms(),
+            expect=Expectations(image_id=second.image_id),
+        )
+        assert (await get(second.endpoints["ports"][8080] + "/")).status_code == 200
+        await asyncio.wait_for(backend.wait_spare(), 60)  # and the next spare is loaded
+        assert len(_spares(home)) == 1
+    finally:
+        await backend.aclose()
+        for enclave_id in started:
+            await backend.stop(enclave_id)
+    deadline = time.monotonic() + 10
+    while _spares(home) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    assert _spares(home) == []  # closing the backend let its spare go
+
+
+async def test_a_spare_that_loaded_older_code_is_not_used(
+    home: ReefHome, authority: DevAuthority, hello_image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reef.enclave.local._backend as local_backend
+
+    backend = LocalBackend(home, authority=authority, spare=True)
+    started: list[str] = []
+    try:
+        first = await backend.start(EnclaveSpec(image=hello_image))
+        started.append(first.id)
+        await asyncio.wait_for(backend.wait_spare(), 60)
+        assert len(_spares(home)) == 1
+        # The runtime on disk changes (as after an upgrade) once the spare has loaded.
+        monkeypatch.setattr(local_backend, "_runtime_digest", lambda: b"another runtime")
+        before = _ticks_now()
+        second = await backend.start(EnclaveSpec(image=hello_image))
+        started.append(second.id)
+        state = json.loads((home.enclaves / second.id / "state.json").read_text())
+        assert state["supervisor_start"] >= before  # a supervisor of its own, loaded now
+    finally:
+        await backend.aclose()
+        for enclave_id in started:
+            await backend.stop(enclave_id)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -39,7 +41,7 @@ from reef.enclave._backend import (
 from reef.enclave._image import Image, load_image
 from reef.enclave._init_params import InitParams
 from reef.enclave._manifest import MIN_MEMORY_MIB
-from reef.enclave._measure import Measurements
+from reef.enclave._measure import Measurements, runtime_measurement
 from reef.enclave.local._firewall import Firewall
 from reef.enclave.local._lease import LEASE_FILE, write_lease
 from reef.enclave.local._limits import Limits
@@ -127,6 +129,11 @@ class LocalBackend:
             and a burst of launches that all boot at once shares the CPUs until every one of
             them is ready at the same late moment, where taking turns makes the first ready at
             once and each next one soon after.
+        spare: keep one supervisor loaded ahead (after the first launch, and again after each
+            launch that used it), so that a launch skips loading the trusted base (most of a
+            boot's CPU). For a long-lived program that launches many enclaves (a provider);
+            :meth:`aclose` lets it go. A spare whose reef runtime changed on disk since it
+            loaded is never used: an enclave runs the code its PCR1 measures.
     """
 
     def __init__(
@@ -138,6 +145,7 @@ class LocalBackend:
         network: Literal["auto", "netns", "host"] = "auto",
         insecure: bool = False,
         max_booting: int | None = None,
+        spare: bool = False,
     ) -> None:
         self.home = home
         self.kms = kms
@@ -150,6 +158,27 @@ class LocalBackend:
         # Made in the loop that first starts an enclave (a semaphore belongs to one loop): the
         # turns to prepare and stage a launch, then to boot it (see _start).
         self._turns: tuple[asyncio.Semaphore, asyncio.Semaphore] | None = None
+        self._spare_wanted = spare
+        self._spare: _Spare | None = None
+        self._refill: asyncio.Task[None] | None = None
+
+    async def wait_spare(self) -> None:
+        """Return once the spare supervisor being loaded, if any, is loaded (or failed to)."""
+        if self._refill is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._refill)
+
+    async def aclose(self) -> None:
+        """Let go of the spare supervisor, if any (it exits); enclaves keep running."""
+        self._spare_wanted = False
+        if self._refill is not None:
+            self._refill.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._refill
+            self._refill = None
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.close()
 
     # -- paths and state ---------------------------------------------------------------------
 
@@ -443,20 +472,15 @@ class LocalBackend:
         write_lease(run_dir / LEASE_FILE, spec.lease_until_ms)
 
     async def _launch(self, run_dir: Path, enclave_id: str) -> EnclaveInfo:
-        read_fd, write_fd = os.pipe()
+        read_fd = await self._supervise(run_dir)
         try:
-            try:
-                child = await _spawn_supervisor(run_dir, write_fd)
-            finally:
-                os.close(write_fd)
-            # The supervisor forks away once loaded; reaping this first child leaves no zombie.
-            await child.wait()
             line = b""
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_READY_TIMEOUT_S):
                     line = await _read_ready(read_fd)
         finally:
             os.close(read_fd)
+            self._keep_spare()
         message: dict[str, Any] = {}
         with contextlib.suppress(ValueError):
             message = json.loads(line) if line else {}
@@ -469,6 +493,76 @@ class LocalBackend:
             f"enclave {enclave_id} failed to start: {error}",
             hint=message.get("hint") or f"see {run_dir / 'supervisor.log'}",
         )
+
+    async def _supervise(self, run_dir: Path) -> int:
+        """Give ``run_dir`` to the spare supervisor, or start one for it; the read end of its
+        readiness pipe."""
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.runtime != _runtime_digest():
+            spare.close()  # it loaded code that has changed since
+            spare = None
+        if spare is not None:
+            try:
+                os.write(spare.go, f"{run_dir}\n".encode())
+            except OSError:
+                spare.close()  # it is gone (killed, say): start one as without a spare
+            else:
+                os.close(spare.go)
+                return spare.ready
+        read_fd, write_fd = os.pipe()
+        try:
+            try:
+                child = await _spawn_supervisor(run_dir, write_fd)
+            finally:
+                os.close(write_fd)
+            # The supervisor forks away once loaded; reaping this first child leaves no zombie.
+            await child.wait()
+        except BaseException:
+            os.close(read_fd)
+            raise
+        return read_fd
+
+    def _keep_spare(self) -> None:
+        """Load the next spare supervisor in the background, when spares are wanted."""
+        if not self._spare_wanted or self._spare is not None:
+            return
+        if self._refill is None or self._refill.done():
+            self._refill = asyncio.create_task(self._load_spare(), name="spare supervisor")
+
+    async def _load_spare(self) -> None:
+        runtime = _runtime_digest()  # before it loads: a change after that is seen on use
+        go_read, go_write = os.pipe()
+        ready_read, ready_write = os.pipe()
+        try:
+            try:
+                child = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "reef.enclave.local._supervisor",
+                    "--spare",
+                    str(go_read),
+                    str(ready_write),
+                    pass_fds=(go_read, ready_write),
+                    env=_supervisor_env(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                    cwd=str(self.home.root),
+                )
+            finally:
+                os.close(go_read)
+                os.close(ready_write)
+            await child.wait()
+        except BaseException:
+            # Closing the pipe's write end makes a spare that started exit.
+            os.close(go_write)
+            os.close(ready_read)
+            raise
+        if self._spare_wanted and self._spare is None:
+            self._spare = _Spare(go=go_write, ready=ready_read, runtime=runtime)
+        else:
+            _Spare(go=go_write, ready=ready_read, runtime=runtime).close()
 
     # -- stop, status, list, update, logs ----------------------------------------------------
 
@@ -648,6 +742,30 @@ def _port_free(port: int) -> bool:
     return True
 
 
+@dataclass
+class _Spare:
+    """A supervisor that loaded the trusted base and waits for a run directory on ``go``."""
+
+    go: int  # the write end of its pipe: one line (the run directory), or end of file
+    ready: int  # the read end of its readiness pipe
+    runtime: bytes  # the digest of the reef runtime on disk when it was started
+
+    def close(self) -> None:
+        for fd in (self.go, self.ready):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _runtime_digest() -> bytes:
+    return hashlib.sha256(runtime_measurement()).digest()
+
+
+def _supervisor_env() -> dict[str, str]:
+    # Two malloc arenas rather than one per thread: the supervisor's few threads (the trusted
+    # base's loading, seccomp, firewall) would each keep an arena for good.
+    return {"MALLOC_ARENA_MAX": "2", **os.environ}
+
+
 async def _spawn_supervisor(run_dir: Path, ready_fd: int) -> asyncio.subprocess.Process:
     # A session of its own: the supervisor outlives the caller (--detach) and owns its group.
     with (run_dir / "supervisor.out").open("ab") as out:
@@ -658,9 +776,7 @@ async def _spawn_supervisor(run_dir: Path, ready_fd: int) -> asyncio.subprocess.
             str(run_dir),
             str(ready_fd),
             pass_fds=(ready_fd,),
-            # Two malloc arenas rather than one per thread: the supervisor's few threads (the
-            # trusted base's loading, seccomp, firewall) would each keep an arena for good.
-            env={"MALLOC_ARENA_MAX": "2", **os.environ},
+            env=_supervisor_env(),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,

@@ -19,6 +19,10 @@ stops the trusted base, removes the namespace and groups, deletes the per-boot s
 the final state (``stopped``, or ``crashed`` with the exit code and, if the kernel's OOM killer
 struck, the reason).
 
+A spare (``... --spare GO_FD READY_FD``, kept by ``LocalBackend(spare=True)``) loads the trusted
+base's code first, then waits for the run directory it is to boot (one line on GO_FD; at end of
+file it exits): a launch that finds one skips most of a boot's CPU.
+
 One module (about 750 lines): the boot sequence is one ordered story (limits, firewall,
 network, keys, trusted base, app, leases, stop), and its steps share the supervisor's state;
 the isolation parts it calls live in their own modules.
@@ -29,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -698,12 +703,27 @@ def _fresh_keys() -> dict[str, bytes]:
 
 
 def _load_trusted_base() -> None:
-    """Import what the trusted base's keys, servers and attestation need (see ``boot``)."""
+    """Import what the trusted base's keys, servers and attestation need (see ``boot``), the
+    seccomp builder, and what serving a first request loads."""
     from cryptography.hazmat.primitives.asymmetric import ec, x25519  # noqa: F401
 
     import reef._serve
     import reef.attestation._dev
-    import reef.attestation._server  # noqa: F401
+    import reef.attestation._server
+    import reef.enclave.local._seccomp  # noqa: F401
+
+    # Other packages' private modules, loaded on first use otherwise: a missing one (after an
+    # upgrade, say) only means it loads then.
+    for name in _FIRST_REQUEST_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
+_FIRST_REQUEST_MODULES = (
+    "anyio._backends._asyncio",
+    "cryptography.hazmat.backends.openssl.backend",
+    "uvicorn.lifespan.off",
+)
 
 
 def _own_tree(root: Path, uid: int) -> None:
@@ -721,25 +741,57 @@ def _signal_name(number: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m reef.enclave.local._supervisor RUN_DIR [READY_FD]``."""
+    """Entry point: ``python -m reef.enclave.local._supervisor RUN_DIR [READY_FD]``, or
+    ``... --spare GO_FD READY_FD`` for a spare that loads first and boots the run directory it
+    is then given (a line on GO_FD; end of file: exit)."""
     # httpx's package init imports its optional command line (click, rich, pygments: some 80
     # modules and 3 MiB) whenever they are installed, as they are for reef's own CLI. The
     # trusted base (the KMS derive client) only needs the client: tell Python the CLI is absent.
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     args = sys.argv[1:] if argv is None else argv
-    if not args:
-        sys.stderr.write("usage: python -m reef.enclave.local._supervisor RUN_DIR [READY_FD]\n")
+    spare = args[:1] == ["--spare"] and len(args) == 3
+    if not args or (args[0] == "--spare" and not spare):
+        sys.stderr.write(
+            "usage: python -m reef.enclave.local._supervisor RUN_DIR [READY_FD]\n"
+            "       python -m reef.enclave.local._supervisor --spare GO_FD READY_FD\n"
+        )
         return 2
-    run_dir = Path(args[0])
-    ready_fd = int(args[1]) if len(args) > 1 else None
+    if spare:
+        # A spare loads the trusted base now, single-threaded, before it is needed.
+        _load_trusted_base()
     # Detach from whoever started us (before any thread exists): the starter reaps its child at
     # once and never holds a process handle on a long-lived enclave; a session of our own makes
     # the supervisor the leader of the process group `stop` kills.
     if os.fork() > 0:
         os._exit(0)
     os.setsid()
+    if spare:
+        given = _await_run_dir(int(args[1]))
+        if given is None:
+            return 0  # its backend closed, or went away
+        run_dir = given
+        ready_fd: int | None = int(args[2])
+        os.chdir(run_dir)
+        with (run_dir / "supervisor.out").open("ab") as out:
+            os.dup2(out.fileno(), 1)
+            os.dup2(out.fileno(), 2)
+    else:
+        run_dir = Path(args[0])
+        ready_fd = int(args[1]) if len(args) > 1 else None
     supervisor = Supervisor(run_dir, ready_fd)
     return asyncio.run(supervisor.run())
+
+
+def _await_run_dir(go_fd: int) -> Path | None:
+    """The run directory a spare is given (one line on ``go_fd``); None at end of file."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(go_fd, 4096)
+        if not chunk:
+            return None
+        data += chunk
+    os.close(go_fd)
+    return Path(data[:-1].decode())
 
 
 if __name__ == "__main__":
