@@ -8,9 +8,17 @@ JSON-RPC error), and caps headers, slow clients and connections per peer.
 
 EVM work runs in worker threads so the event loop keeps serving, in two pools: requests that may
 run the EVM (``eth_call``, ``eth_estimateGas``, transactions, test controls) share a few threads,
-while reads (balances, blocks, receipts, logs) have their own, so a client sending slow calls can
-delay other slow calls but never a read. The devnet holds its lock only while it builds a call's
-state, not while the call runs.
+while reads (balances, blocks, logs) have their own, so a client sending slow calls can delay other
+slow calls but never a read. The devnet holds its lock only while it builds a call's state, not
+while the call runs. Requests that need neither the EVM nor the lock (``DevnetRpc.is_light``: chain
+id, block number, receipts, ...) are answered on the event loop, without a thread.
+
+Where a request's time goes was profiled under bench/chain.py's load (py-spy), and the path of
+``POST /`` is kept short for it: it is a bare ASGI route (``LightApi.add_asgi_route``: no router,
+middleware or ``Request``/``Response`` objects; the CORS headers are added by the route itself), and
+the pools are this module's :class:`_Workers` (a queue and daemon threads handing the answer back
+with one ``call_soon_threadsafe``) rather than ``anyio.to_thread``, whose capacity limiter and
+cancel scope cost about twice as much per hop.
 
 ``/openapi.json`` and ``/docs`` describe the endpoint (:func:`reef._api.light_api`): a request or
 a batch of them (``jsonrpc``, ``id``, ``method``, ``params``), the response or batch of responses
@@ -32,14 +40,14 @@ import contextlib
 import ipaddress
 import json
 import logging
+import queue
 import socket
 import threading
-from collections.abc import Sequence
-from typing import Annotated, Any, Final, Literal
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Final, Literal, TypeVar
 from urllib.parse import urlsplit
 
-import anyio.to_thread
-from anyio import CapacityLimiter
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -73,7 +81,12 @@ _log = logging.getLogger("reef.chain.devnet")
 DEFAULT_PORT: Final = 8545
 MAX_BODY: Final = 5 * 1024 * 1024
 EVM_THREADS: Final = 4
-"""Worker threads for requests that may run the EVM; reads have anyio's default pool."""
+"""Worker threads for requests that may run the EVM."""
+READ_THREADS: Final = 8
+"""Worker threads for reads that take the devnet's lock (balances, blocks, logs) and for parsing
+large bodies."""
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 _EVM_METHODS: Final = frozenset(
     {
         "eth_call",
@@ -93,15 +106,34 @@ class _TooLarge(Exception):
     pass
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    chunks = bytearray()
-    async for chunk in request.stream():
-        chunks += chunk
+class _Gone(Exception):
+    """The client disconnected before its request's body was in."""
+
+
+async def _receive_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The request's body, at most ``limit`` bytes.
+
+    Raises:
+        _TooLarge: when the body (or its declared length) is over ``limit``.
+        _Gone: when the client went away first.
+    """
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise _TooLarge
+    message = await receive()
+    body = message.get("body", b"")
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        if len(body) > limit:
+            raise _TooLarge
+        return bytes(body)  # the usual case: the whole body in one message
+    chunks = bytearray(body)
+    while message["type"] == "http.request" and message.get("more_body", False):
+        message = await receive()
+        chunks += message.get("body", b"")
         if len(chunks) > limit:
             raise _TooLarge
+    if message["type"] != "http.request":
+        raise _Gone
     return bytes(chunks)
 
 
@@ -110,11 +142,88 @@ def _rpc_error(code: int, message: str, status: int) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+def _error_body(code: int, message: str) -> bytes:
+    """A JSON-RPC error about no request, encoded as ``JSONResponse`` encodes it."""
+    body = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class _Workers:
+    """Up to ``size`` daemon threads running functions for coroutines of one event loop.
+
+    Lighter than ``anyio.to_thread.run_sync`` (no capacity limiter, no cancel scope): a job is
+    one ``SimpleQueue.put`` out and one ``call_soon_threadsafe`` back. A thread is started when
+    more jobs are running than there are threads (until ``size``); the count is kept on the
+    event loop's thread only, where jobs are submitted and settled. The threads stop once this
+    object is garbage: nothing has to close it (an app made by :func:`devnet_app` has no close).
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = size
+        self._name = name
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads = 0
+        self._running = 0
+        weakref.finalize(self, _stop_workers, self._jobs, size)
+
+    async def run(self, function: Callable[[_T], _R], argument: _T) -> _R:
+        """``function(argument)`` in one of the threads; its result or exception."""
+        future: asyncio.Future[_R] = asyncio.get_running_loop().create_future()
+        self._jobs.put((function, argument, future))
+        self._running += 1
+        try:
+            if self._running > self._threads < self._size:
+                name = f"{self._name}-{self._threads + 1}"
+                threading.Thread(target=_work, args=(self._jobs,), name=name, daemon=True).start()
+                self._threads += 1  # once started: a thread that failed to start is not counted
+            return await future
+        finally:
+            self._running -= 1
+
+
+def _work(jobs: queue.SimpleQueue[Any]) -> None:
+    while (job := jobs.get()) is not None:
+        _run_job(*job)
+        del job  # not kept (with its answer) while the thread waits for the next one
+
+
+def _run_job(function: Callable[[Any], Any], argument: Any, future: asyncio.Future[Any]) -> None:
+    try:
+        result = function(argument)
+    except BaseException as exc:  # handed to the waiting coroutine, which raises it
+        _settle(future, None, exc)
+    else:
+        _settle(future, result, None)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+        future.get_loop().call_soon_threadsafe(_set_future, future, result, error)
+
+
+def _set_future(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the waiting coroutine was cancelled
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+def _stop_workers(jobs: queue.SimpleQueue[Any], count: int) -> None:
+    for _ in range(count):
+        jobs.put(None)
+
+
 def rpc_refusal(status: int, reason: str) -> bytes:
     """The body of the floor's refusals (413, 431, 408) as a JSON-RPC error, which JSON-RPC
     clients can show."""
     error = {"code": INVALID_REQUEST, "message": reason}
     return json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode()
+
+
+_CORS_DONE: Final = "reef.devnet.cors"
+"""Scope key set by :class:`_LoopbackCors` on the requests it wraps."""
 
 
 def _loopback_origin(origin: str) -> bool:
@@ -146,10 +255,21 @@ class _LoopbackCors:
     def _allowed(self, origin: str) -> bool:
         return "*" in self.origins or origin in self.origins or _loopback_origin(origin)
 
+    def response_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """The CORS headers of an answer to ``scope``'s request (not a preflight)."""
+        origin = b""
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value  # the last one, as dict(headers) below takes
+        if origin and self._allowed(origin.decode("latin-1")):
+            return [(b"vary", b"Origin"), (b"access-control-allow-origin", b"*")]
+        return [(b"vary", b"Origin")]
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        scope[_CORS_DONE] = True  # the JSON-RPC route adds no CORS headers of its own then
         headers = dict(scope["headers"])
         origin = headers.get(b"origin", b"").decode("latin-1")
         allowed = bool(origin) and self._allowed(origin)
@@ -262,39 +382,57 @@ def devnet_app(
         call_timeout_s: wall-time budget of one ``eth_call`` / ``eth_estimateGas``.
     """
     rpc = DevnetRpc(devnet, call_gas_cap=call_gas_cap, call_timeout_s=call_timeout_s)
-    evm_threads = CapacityLimiter(EVM_THREADS)
+    evm_threads = _Workers(EVM_THREADS, "reef-devnet-evm")
+    read_threads = _Workers(READ_THREADS, "reef-devnet-read")
+    cors = _LoopbackCors(_no_app, cors_origins)
 
     async def not_post(request: Request) -> Response:
         return _rpc_error(
             INVALID_REQUEST, "send JSON-RPC requests with POST (this is an Ethereum node)", 405
         )
 
-    async def json_rpc(request: Request) -> Response:
-        try:
-            body = await _read_body(request, max_body)
-        except _TooLarge:
-            return _rpc_error(INVALID_REQUEST, f"request body over {max_body} bytes", 413)
+    async def answer(body: bytes) -> bytes | None:
         try:
             # A large body takes a moment to scan and parse: off the event loop.
-            payload = parse_json(body) if len(body) < 65536 else await _parse_off_loop(body)
-        except DevnetFault as fault:
-            answer = encode_response(
-                {"jsonrpc": "2.0", "id": None, "error": {"code": fault.code, "message": str(fault)}}
+            payload = (
+                parse_json(body) if len(body) < 65536 else await read_threads.run(parse_json, body)
             )
+        except DevnetFault as fault:
+            error = {"code": fault.code, "message": str(fault)}
+            return encode_response({"jsonrpc": "2.0", "id": None, "error": error})
+        methods = _methods(payload)
+        if methods is not None and DevnetRpc.is_light(payload):
+            return rpc.answer(payload)
+        if methods is not None and any(name in _EVM_METHODS for name in methods):
+            return await evm_threads.run(rpc.answer, payload)
+        return await read_threads.run(rpc.answer, payload)
+
+    async def json_rpc(scope: Scope, receive: Receive, send: Send) -> None:
+        status, answer_bytes = 200, None
+        try:
+            body = await _receive_body(scope, receive, max_body)
+        except _Gone:
+            return
+        except _TooLarge:
+            status = 413
+            answer_bytes = _error_body(INVALID_REQUEST, f"request body over {max_body} bytes")
         else:
-            methods = _methods(payload)
-            if methods is not None and DevnetRpc.is_light(payload):
-                answer = rpc.answer(payload)
-            elif methods is not None and any(name in _EVM_METHODS for name in methods):
-                answer = await anyio.to_thread.run_sync(rpc.answer, payload, limiter=evm_threads)
-            else:
-                answer = await anyio.to_thread.run_sync(rpc.answer, payload)
-        if answer is None:
-            return Response(status_code=204)
-        return Response(answer, media_type="application/json")
+            answer_bytes = await answer(body)
+        # The headers Starlette's Response and JSONResponse give, in their order.
+        if answer_bytes is None:
+            status, headers = 204, []
+        else:
+            headers = [
+                (b"content-length", str(len(answer_bytes)).encode()),
+                (b"content-type", b"application/json"),
+            ]
+        if not scope.get(_CORS_DONE):
+            headers += cors.response_headers(scope)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer_bytes or b""})
 
     app = light_api("reef devnet JSON-RPC", description=_DESCRIPTION)
-    app.add_api_route(
+    app.add_asgi_route(
         "/",
         json_rpc,
         methods=["POST"],
@@ -320,8 +458,8 @@ def devnet_app(
     return app
 
 
-async def _parse_off_loop(body: bytes) -> Any:
-    return await anyio.to_thread.run_sync(parse_json, body)
+async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:  # pragma: no cover
+    """What the JSON-RPC route's :class:`_LoopbackCors` wraps: it only computes headers."""
 
 
 def _bind(host: str, port: int) -> socket.socket:
