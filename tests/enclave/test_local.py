@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -1053,6 +1054,32 @@ async def test_a_spare_that_loaded_older_code_is_not_used(
         started.append(second.id)
         state = json.loads((home.enclaves / second.id / "state.json").read_text())
         assert state["supervisor_start"] >= before  # a supervisor of its own, loaded now
+    finally:
+        await backend.aclose()
+        for enclave_id in started:
+            await backend.stop(enclave_id)
+
+
+async def test_a_launch_whose_spare_died_starts_a_supervisor_of_its_own(
+    home: ReefHome, authority: DevAuthority, hello_image: Path
+) -> None:
+    backend = LocalBackend(home, authority=authority, spare=True)
+    started: list[str] = []
+    try:
+        first = await backend.start(EnclaveSpec(image=hello_image))
+        started.append(first.id)
+        await asyncio.wait_for(backend.wait_spare(), 60)
+        (spare,) = _spares(home)
+        os.kill(spare, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not process_gone(spare) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        before = _ticks_now()
+        second = await backend.start(EnclaveSpec(image=hello_image))
+        started.append(second.id)
+        state = json.loads((home.enclaves / second.id / "state.json").read_text())
+        assert state["supervisor_start"] >= before
+        assert (await get(second.endpoints["ports"][8080] + "/")).status_code == 200
     finally:
         await backend.aclose()
         for enclave_id in started:
