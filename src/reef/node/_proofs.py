@@ -53,7 +53,7 @@ import httpx
 from web3 import Web3
 
 import reef
-from reef.attestation import Expectations, attestation_url, verify
+from reef.attestation import AttestationClient, Expectations, attestation_url
 from reef.chain import TokenClient
 from reef.enclave import EnclaveInfo, EnclaveSpec, InitParam, InitParams
 from reef.errors import ReefError, ServiceError
@@ -299,26 +299,14 @@ class ProofsExtension(_EnclaveExtension):
                 labels={_PART_LABEL: part},
             ),
         )
+        client = AttestationClient(root=ctx.root)
         url = attestation_url(info.endpoints["attestation_secp256k1"])
-
-        async def fetch() -> bytes:
-            try:
-                async with httpx.AsyncClient(timeout=10) as client:
-                    answer = await client.get(url)
-                    answer.raise_for_status()
-                    return answer.content
-            except httpx.HTTPError as exc:
-                raise ServiceError(f"the {part} enclave's attestation: {exc}") from exc
-
         evidence = await until_up(
-            fetch, what=f"the proof market's {part} enclave", errors=ServiceError
+            lambda: client.afetch(url),
+            what=f"the proof market's {part} enclave",
+            errors=ServiceError,
         )
-        verified = verify(
-            evidence,
-            root=ctx.root,
-            now_ms=int(time.time() * 1000),
-            expect=Expectations(image_id=info.image_id),
-        )
+        verified = client.check(evidence, expect=Expectations(image_id=info.image_id))
         return info, evidence if part == "engine" else verified.public_key
 
     def _settings(self, ctx: UpContext, market: _Market) -> dict[str, Any]:
