@@ -148,8 +148,14 @@ def start_network(home: Path, extra: Sequence[str] = (), *, extensions: bool = F
     try:
         output, reader = _read_until_ready(process, timeout=120)
     except BaseException:
-        process.kill()
-        process.wait()
+        # SIGINT first: reef up then stops the enclaves it started; killed outright, it would
+        # leave their supervisors running after the test.
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
         # Close our end of the pipe now: left to the garbage collector, it is finalized during
         # some later test, whose ResourceWarning (an error under filterwarnings) then fails it.
         if process.stdout is not None:
