@@ -20,7 +20,9 @@ function wallet(index, provider) {
 }
 
 async function main() {
-  const provider = new JsonRpcProvider(url, undefined, { pollingInterval: 100 });
+  // cacheTimeout -1: ethers shares identical requests for 250 ms by default, so the last
+  // getBlockNumber() could answer from before the last block.
+  const provider = new JsonRpcProvider(url, undefined, { pollingInterval: 100, cacheTimeout: -1 });
   const out = {};
   const network = await provider.getNetwork();
   out.chainId = Number(network.chainId);
