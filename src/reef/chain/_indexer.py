@@ -49,6 +49,10 @@ delete: the index is a copy of the chain, read again from the start block.
 Reading the chain goes through the small :class:`~reef.chain.BlockSource` protocol (in
 ``_block_source.py``), so tests inject reorgs and failures, and the same indexer runs against
 reef's devnet, a hardhat node or a public RPC.
+
+One module (about 1 050 lines): exactly-once is one argument (ranges read in chain order, each
+log checked against its ABI, rows committed with the checkpoint in one transaction, the
+read-ahead never storing past a failed range), kept in one place so it can be checked there.
 """
 
 from __future__ import annotations
