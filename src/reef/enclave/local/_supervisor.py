@@ -23,7 +23,7 @@ A spare (``... --spare GO_FD READY_FD``, kept by ``LocalBackend(spare=True)``) l
 base's code first, then waits for the run directory it is to boot (one line on GO_FD; at end of
 file it exits): a launch that finds one skips most of a boot's CPU.
 
-One module (about 750 lines): the boot sequence is one ordered story (limits, firewall,
+One module (about 800 lines): the boot sequence is one ordered story (limits, firewall,
 network, keys, trusted base, app, leases, stop), and its steps share the supervisor's state;
 the isolation parts it calls live in their own modules.
 """
