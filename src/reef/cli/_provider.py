@@ -140,7 +140,7 @@ def run(
             public_host=public_host,
         )
         runner = BackendRunner(
-            open_backend(home, insecure=insecure), dirs.launch_dir, provider=address
+            open_backend(home, insecure=insecure, spare=True), dirs.launch_dir, provider=address
         )
         service = ProviderService(settings, runner)
         asyncio.run(_serve(service))

@@ -155,7 +155,9 @@ class EnclaveBackend(Protocol):
     ``start`` returns once the enclave's trusted base answers; ``update`` replaces an enclave in
     place (same id and host endpoints); ``stop`` ends it and leaves its record (state
     ``stopped``); ``remove`` forgets a stopped one; ``logs`` and ``follow`` read a debug
-    enclave's console (a production console is private, as on Nitro); ``renew`` moves its lease.
+    enclave's console (a production console is private, as on Nitro); ``renew`` moves its lease;
+    ``aclose`` lets go of what the backend holds besides its enclaves (a spare supervisor),
+    which keep running.
     """
 
     async def start(self, spec: EnclaveSpec) -> EnclaveInfo: ...
@@ -180,6 +182,11 @@ class EnclaveBackend(Protocol):
         """What an enclave started from ``spec`` attests (its PCRs and image id)."""
         ...
 
+    async def aclose(self) -> None:
+        """Let go of what this backend holds besides its enclaves (a spare supervisor, say);
+        the enclaves keep running. Safe to call more than once."""
+        ...
+
 
 BackendKind = Literal["local"]
 
@@ -191,9 +198,13 @@ def open_backend(
     kms: KmsWiring | None = None,
     authority: DevAuthority | None = None,
     insecure: bool = False,
+    spare: bool = False,
 ) -> EnclaveBackend:
     """The backend of ``kind`` for ``home``: how ``reef up``, ``reef provider run`` and
     ``reef enclave`` get one without naming a class (a Nitro backend is one more kind here).
+
+    ``spare`` keeps a supervisor loaded ahead so that launches start sooner (for a long-lived
+    launcher such as a provider; :meth:`EnclaveBackend.aclose` lets it go).
 
     Raises:
         InputError: for a kind this reef does not have.
@@ -201,7 +212,7 @@ def open_backend(
     if kind == "local":
         from reef.enclave.local._backend import LocalBackend
 
-        return LocalBackend(home, kms=kms, authority=authority, insecure=insecure)
+        return LocalBackend(home, kms=kms, authority=authority, insecure=insecure, spare=spare)
     from reef.errors import InputError
 
     raise InputError(f"no enclave backend {kind!r}", hint="this reef has: local")

@@ -51,6 +51,8 @@ class BackendRunner:
         workdir: where launches are staged (the control plane's own directory).
         provider: the provider's address; when given, only enclaves labelled with it are this
             runner's.
+
+    :meth:`aclose` closes the backend (its spare supervisor, say); the enclaves keep running.
     """
 
     def __init__(
@@ -176,6 +178,10 @@ class BackendRunner:
                         console = tuple((await self.backend.logs(info.id)).splitlines()[-_TAIL:])
                 found.append(self._running(info, *ours, console=console))
         return found
+
+    async def aclose(self) -> None:
+        """Close the backend: it lets go of what it holds besides the enclaves, which stay."""
+        await self.backend.aclose()
 
     def _unstage(self, image_path: Path) -> None:
         image_path.unlink(missing_ok=True)

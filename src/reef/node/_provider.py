@@ -19,6 +19,7 @@ from reef.chain import Address, Indexer, MarketClient, TxResult, Web3BlockSource
 from reef.errors import ChainError, ConfigError, RPCError
 from reef.home import ReefHome
 from reef.market import (
+    BackendRunner,
     ControlPlane,
     EnclaveRunner,
     ImageFetcher,
@@ -116,7 +117,11 @@ def register_provider(market: MarketClient, cp_url: str) -> tuple[str, TxResult[
 
 
 class ProviderService:
-    """A running provider. :meth:`start`, then :meth:`stop` (enclaves stay unless asked)."""
+    """A running provider. :meth:`start`, then :meth:`aclose` (enclaves stay unless asked).
+
+    A :class:`reef.market.BackendRunner`'s backend is the provider's: :meth:`aclose` closes it
+    (a spare supervisor it keeps for the next launch exits; enclaves stay).
+    """
 
     def __init__(
         self, settings: ProviderSettings, runner: EnclaveRunner, *, w3: Web3 | None = None
@@ -189,15 +194,20 @@ class ProviderService:
         return self
 
     async def aclose(self, *, stop_enclaves: bool = False) -> None:
-        """Stop following the chain and serving; with ``stop_enclaves`` stop every enclave."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ChainError):
-                await self._task
-        if self.control_plane is not None:
-            if stop_enclaves:
-                await self.control_plane.stop_all()
-            else:
-                await self.control_plane.aclose()
-        if self._served is not None:
-            await self._served.aclose()
+        """Stop following the chain and serving; with ``stop_enclaves`` stop every enclave.
+        Closes the runner's backend either way (even when :meth:`start` failed)."""
+        try:
+            if self._task is not None:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ChainError):
+                    await self._task
+            if self.control_plane is not None:
+                if stop_enclaves:
+                    await self.control_plane.stop_all()
+                else:
+                    await self.control_plane.aclose()
+            if self._served is not None:
+                await self._served.aclose()
+        finally:
+            if isinstance(self.runner, BackendRunner):
+                await self.runner.aclose()

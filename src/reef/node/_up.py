@@ -272,6 +272,8 @@ class LocalNetwork:
         self._rpc: Served | None = None
         self._served: list[Served] = []
         self._kms_backend: EnclaveBackend | None = None
+        # Every backend opened, closed last by aclose (the provider's keeps a spare supervisor).
+        self._backends: list[EnclaveBackend] = []
 
     @property
     def accounts(self) -> tuple[DevAccount, ...]:
@@ -375,7 +377,11 @@ class LocalNetwork:
         progress("starting the provider's control plane")
         provider_account = devnet.accounts[PROVIDER_ACCOUNT]
         provider = parse_address(provider_account.address, name="provider")
-        backend = open_backend(home, authority=authority, kms=kms_wiring, insecure=s.insecure)
+        # A spare supervisor loaded ahead: a job's enclave answers its attestation sooner.
+        backend = open_backend(
+            home, authority=authority, kms=kms_wiring, insecure=s.insecure, spare=True
+        )
+        self._backends.append(backend)
         dirs = ProviderDirs(home)
         runner = BackendRunner(backend, dirs.launch_dir, provider=provider_account.address)
         self.provider = await ProviderService(
@@ -417,6 +423,7 @@ class LocalNetwork:
             self._extension_backend = open_backend(
                 home, authority=authority, kms=kms_wiring, insecure=s.insecure
             )
+            self._backends.append(self._extension_backend)
             services: dict[str, Mapping[str, Any]] = {}
             for extension in self.extensions:
                 ctx = UpContext(
@@ -480,6 +487,7 @@ class LocalNetwork:
         self._kms_backend = backend = open_backend(
             self.home, authority=authority, insecure=s.insecure
         )
+        self._backends.append(backend)
         wanted = {1110: s.kms_scallop_port, 1111: s.kms_public_port}
         info = await self._adopt_kms(backend, image.image_id, wanted)
         if info is None:
@@ -526,7 +534,8 @@ class LocalNetwork:
         return adopted
 
     async def aclose(self) -> None:
-        """Stop every enclave and service; close the devnet. Safe to call more than once."""
+        """Stop every enclave and service; close the backends and the devnet. Safe to call more
+        than once."""
         while self._started:
             extension = self._started.pop()
             try:
@@ -544,6 +553,8 @@ class LocalNetwork:
         if self.kms_enclave is not None and self._kms_backend is not None:
             await _discard(self._kms_backend, self.kms_enclave.id)
             self.kms_enclave = None
+        while self._backends:
+            await self._backends.pop().aclose()
         for served in reversed(self._served):
             await served.aclose()
         self._served.clear()

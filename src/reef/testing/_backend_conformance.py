@@ -151,6 +151,10 @@ async def _check(
     _expect(debug.image_id == backend.measure(debug_spec).image_id, "debug measurement differs")
     _expect(debug.image_id != info.image_id, "debug mode attests the production image id")
     _expect(isinstance(await backend.logs(debug.id), str), "logs() of a debug enclave failed")
+    # aclose lets go of what the backend holds besides its enclaves: they keep running.
+    await backend.aclose()
+    await backend.aclose()
+    _expect((await backend.status(debug.id)).state in LIVE_STATES, "aclose() stopped an enclave")
     await backend.stop(debug.id)
 
     # A lease that runs out unrenewed stops the enclave by itself.

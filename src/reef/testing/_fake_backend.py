@@ -46,13 +46,15 @@ class FakeBackend:
         fail_starts: how many of the next starts fail with :class:`EnclaveError`, as a boot
             failure would.
 
-    Test controls: :meth:`crash`, :meth:`write_console`; ``started`` lists every spec started.
+    Test controls: :meth:`crash`, :meth:`write_console`; ``started`` lists every spec started;
+    ``closed`` says whether :meth:`aclose` was called.
     """
 
     def __init__(self, *, clock_ms: Callable[[], int] = wall_ms, fail_starts: int = 0) -> None:
         self.clock_ms = clock_ms
         self.fail_starts = fail_starts
         self.started: list[EnclaveSpec] = []
+        self.closed = False
         self._records: dict[str, _Record] = {}
         self._ids = itertools.count(1)
 
@@ -122,6 +124,10 @@ class FakeBackend:
 
     async def renew(self, enclave_id: str, until_ms: int | None) -> None:
         self._get(enclave_id).lease_ms = until_ms
+
+    async def aclose(self) -> None:
+        """Nothing to let go of besides the enclaves, which stay (as a closed backend's do)."""
+        self.closed = True
 
     # -- test controls ------------------------------------------------------------------------
 

@@ -129,9 +129,10 @@ class LocalBackend:
             and a burst of launches that all boot at once shares the CPUs until every one of
             them is ready at the same late moment, where taking turns makes the first ready at
             once and each next one soon after.
-        spare: keep one supervisor loaded ahead (after the first launch, and again after each
-            launch that used it), so that a launch skips loading the trusted base (most of a
-            boot's CPU). For a long-lived program that launches many enclaves (a provider);
+        spare: keep one supervisor loaded ahead (from the first :meth:`list` or launch, and
+            again after each launch that used it), so that a launch skips loading the trusted
+            base (most of a boot's CPU). For a long-lived program that launches many enclaves (a
+            provider, whose start lists its enclaves, so that even its first launch has one);
             :meth:`aclose` lets it go. A spare whose reef runtime changed on disk since it
             loaded is never used: an enclave runs the code its PCR1 measures.
     """
@@ -634,6 +635,9 @@ class LocalBackend:
 
     async def list(self) -> list[EnclaveInfo]:
         """Every enclave with a state under this home, oldest first."""
+        # A provider lists its enclaves when it starts: its first spare loads from then on,
+        # ready before its first launch rather than after it.
+        self._keep_spare()
         found: list[EnclaveInfo] = []
         if not self.home.enclaves.is_dir():
             return found
