@@ -24,7 +24,12 @@ from reef.attestation import (
     VerifierStatement,
     verify_statement,
 )
-from reef.attestation._verifier_service import MAX_DOCUMENT_SIZE, load_verifier_key, verifier_app
+from reef.attestation._verifier_service import (
+    MAX_DOCUMENT_SIZE,
+    _statement_json,
+    load_verifier_key,
+    verifier_app,
+)
 from reef.crypto import Secp256k1PrivateKey
 from reef.home import ReefHome
 
@@ -227,3 +232,36 @@ def test_fuzzed_bodies_never_crash_the_service(
 ) -> None:
     answer = aws_client.post(path, content=body)
     assert answer.status_code in (400, 401), (body, answer.text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    signature=st.binary(min_size=65, max_size=65),
+    image_id=st.binary(min_size=32, max_size=32),
+    timestamp_ms=st.integers(min_value=0, max_value=(1 << 64) - 1),
+    public_key=st.binary(max_size=80),
+    user_data=st.binary(max_size=80),
+    verifier_public_key=st.binary(min_size=64, max_size=64),
+)
+def test_the_answer_is_the_statement_as_json_renders_it(
+    signature: bytes,
+    image_id: bytes,
+    timestamp_ms: int,
+    public_key: bytes,
+    user_data: bytes,
+    verifier_public_key: bytes,
+) -> None:
+    # The route writes the statement's JSON by hand; it must stay what Starlette's JSONResponse
+    # made of to_json() (compact, unescaped), empty fields included.
+    statement = VerifierStatement(
+        signature=signature,
+        image_id=image_id,
+        timestamp_ms=timestamp_ms,
+        public_key=public_key,
+        user_data=user_data,
+        verifier_public_key=verifier_public_key,
+    )
+    rendered = json.dumps(
+        statement.to_json(), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+    ).encode()
+    assert _statement_json(statement) == rendered
