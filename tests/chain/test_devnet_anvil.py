@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from eth_account import Account
 
 from reef.chain import Devnet, MarketClient, TokenClient, read_devnet_info
 from reef.chain.devnet import AnvilChain
@@ -197,3 +198,27 @@ def test_anvil_stops_when_the_process_that_started_it_is_killed(home: ReefHome) 
     while not (home.chain / "anvil-state.json").exists() and time.monotonic() < deadline:
         time.sleep(0.1)  # SIGTERM, not SIGKILL: anvil wrote its state on the way out
     assert (home.chain / "anvil-state.json").exists()
+
+
+def test_a_rate_lock_ended_on_the_wall_clock_lets_the_job_close_with_no_block_since(
+    home: ReefHome,
+) -> None:
+    """Found running the e2e suite with ``--chain anvil``: transactions were simulated at anvil's
+    latest block, whose timestamp stands still while no transaction comes, so ``jobClose``
+    after the rate lock had ended on the wall clock still reverted "rate locked" (and `reef jobs
+    close` said "in 0 s" forever). They are simulated at the pending block, which is mined at
+    the wall clock."""
+    with AnvilChain.open(home, port=0, rate_lock_s=1) as chain:
+        assert chain.deployment is not None
+        w3 = chain.web3()
+        provider, owner = (Account.from_key(a.private_key) for a in chain.accounts[1:3])
+        MarketClient(w3, chain.deployment.market, account=provider).add_provider("http://cp")
+        market = MarketClient(w3, chain.deployment.market, account=owner)
+        balance = market.token.balance() // 10
+        job = market.open_job("{}", provider.address, 10**12, balance)
+        market.revise_rate_initiate(job, 0)
+        latest = int(w3.eth.get_block("latest")["timestamp"])
+        time.sleep(max(0.0, latest + 3 - time.time()))  # the lock ends; no block is mined
+        assert int(w3.eth.get_block("latest")["timestamp"]) == latest
+        market.close(job)
+        assert market.find_job(job) is None

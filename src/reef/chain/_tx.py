@@ -33,6 +33,7 @@ from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import (
     BadFunctionCallOutput,
     ContractLogicError,
+    MethodUnavailable,
     TimeExhausted,
     Web3Exception,
     Web3RPCError,
@@ -279,7 +280,13 @@ class Transactor:
         sender = self.sender
         address = getattr(fn, "address", None)
         with translate_errors(description, address):
-            gas = fn.estimate_gas({"from": sender})
+            # Against the pending block, the one the transaction will be mined in: anvil
+            # estimates "latest" at that block's timestamp, which stands still while no
+            # transaction comes, so a rate lock that has ended on the wall clock still reverted.
+            try:
+                gas = fn.estimate_gas({"from": sender}, block_identifier="pending")
+            except MethodUnavailable:  # eth-tester estimates at no block but its own
+                gas = fn.estimate_gas({"from": sender})
             # Margin: the cost of a settlement depends on the block time (a zero charge skips
             # the token transfer), which may differ between simulation and mining.
             params: TxParams = {"from": sender, "gas": int(gas * 1.2) + 60_000}
