@@ -8,9 +8,12 @@ pytest puts the tests folder on ``sys.path`` (``pythonpath`` in pyproject.toml):
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,6 +24,7 @@ from reef.attestation import (
     TrustedRoot,
     VerifiedAttestation,
 )
+from reef.home import ReefHome
 
 
 def now_ms() -> int:
@@ -85,3 +89,25 @@ class LoopbackServer:
 
     def handle(self, conn: socket.socket) -> None:
         raise NotImplementedError
+
+
+def spare_supervisors(home: ReefHome) -> list[int]:
+    """PIDs of spare supervisors loaded for ``home`` (a spare waits in its home's directory)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"--spare" in argv and os.readlink(entry / "cwd") == str(home.root):
+                found.append(int(entry.name))
+    return found
+
+
+async def spare_supervisors_left(home: ReefHome) -> list[int]:
+    """The spares of ``home`` still there after up to 10 s (a closed spare exits once it sees
+    its pipe end)."""
+    deadline = time.monotonic() + 10
+    while spare_supervisors(home) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    return spare_supervisors(home)

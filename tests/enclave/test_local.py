@@ -23,7 +23,15 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from dev_tee_support import LoopbackServer, attested, get, now_ms, requires_isolation
+from dev_tee_support import (
+    LoopbackServer,
+    attested,
+    get,
+    now_ms,
+    requires_isolation,
+    spare_supervisors,
+    spare_supervisors_left,
+)
 from reef.attestation import DevAuthority, Expectations, TrustedRoot, verify_nitro
 from reef.cli import app as cli
 from reef.crypto import generate_x25519
@@ -979,19 +987,6 @@ async def test_an_unrenewed_lease_stops_the_enclave_and_renew_moves_it(
 # -- a spare supervisor ------------------------------------------------------------------------
 
 
-def _spares(home: ReefHome) -> list[int]:
-    """PIDs of spare supervisors loaded for ``home`` (they wait in its directory)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if b"--spare" in argv and os.readlink(entry / "cwd") == str(home.root):
-                found.append(int(entry.name))
-    return found
-
-
 def _ticks_now() -> int:
     """Now, in the unit and from the origin of a process's start time in /proc."""
     return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
@@ -1006,7 +1001,7 @@ async def test_a_spare_supervisor_boots_the_next_launch(
         first = await backend.start(EnclaveSpec(image=hello_image))
         started.append(first.id)
         await asyncio.wait_for(backend.wait_spare(), 60)  # it loads once a launch is done
-        assert len(_spares(home)) == 1
+        assert len(spare_supervisors(home)) == 1
         before = _ticks_now()
         second = await backend.start(EnclaveSpec(image=hello_image))
         started.append(second.id)
@@ -1024,15 +1019,12 @@ async def test_a_spare_supervisor_boots_the_next_launch(
         )
         assert (await get(second.endpoints["ports"][8080] + "/")).status_code == 200
         await asyncio.wait_for(backend.wait_spare(), 60)  # and the next spare is loaded
-        assert len(_spares(home)) == 1
+        assert len(spare_supervisors(home)) == 1
     finally:
         await backend.aclose()
         for enclave_id in started:
             await backend.stop(enclave_id)
-    deadline = time.monotonic() + 10
-    while _spares(home) and time.monotonic() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
-    assert _spares(home) == []  # closing the backend let its spare go
+    assert await spare_supervisors_left(home) == []  # closing the backend let its spare go
 
 
 async def test_a_spare_that_loaded_older_code_is_not_used(
@@ -1046,7 +1038,7 @@ async def test_a_spare_that_loaded_older_code_is_not_used(
         first = await backend.start(EnclaveSpec(image=hello_image))
         started.append(first.id)
         await asyncio.wait_for(backend.wait_spare(), 60)
-        assert len(_spares(home)) == 1
+        assert len(spare_supervisors(home)) == 1
         # The runtime on disk changes (as after an upgrade) once the spare has loaded.
         monkeypatch.setattr(local_backend, "_runtime_digest", lambda: b"another runtime")
         before = _ticks_now()
@@ -1069,7 +1061,7 @@ async def test_a_launch_whose_spare_died_starts_a_supervisor_of_its_own(
         first = await backend.start(EnclaveSpec(image=hello_image))
         started.append(first.id)
         await asyncio.wait_for(backend.wait_spare(), 60)
-        (spare,) = _spares(home)
+        (spare,) = spare_supervisors(home)
         os.kill(spare, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while not process_gone(spare) and time.monotonic() < deadline:  # noqa: ASYNC110

@@ -5,15 +5,13 @@ home is left waiting."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from dev_tee_support import spare_supervisors, spare_supervisors_left
 from reef.enclave import LocalBackend
 from reef.errors import ServiceError
 from reef.home import ReefHome
@@ -23,19 +21,6 @@ from reef.node import LocalNetwork, UpContext, UpSettings
 pytestmark = pytest.mark.slow
 
 
-def _spares(home: ReefHome) -> list[int]:
-    """PIDs of spare supervisors loaded for ``home`` (a spare waits in its home's directory)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if b"--spare" in argv and os.readlink(entry / "cwd") == str(home.root):
-                found.append(int(entry.name))
-    return found
-
-
 def _running(pid: int) -> bool:
     """Whether ``pid`` runs (an exited process not yet reaped is a zombie: state Z)."""
     try:
@@ -43,14 +28,6 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-async def _until_no_spares(home: ReefHome) -> list[int]:
-    """The spares still there after up to 10 s (a closed spare exits once it sees the pipe end)."""
-    deadline = time.monotonic() + 10
-    while _spares(home) and time.monotonic() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
-    return _spares(home)
 
 
 def _settings() -> UpSettings:
@@ -75,11 +52,11 @@ async def test_the_provider_keeps_a_spare_that_aclose_lets_go(tmp_path: Path) ->
         backend = _provider_backend(network)
         # Loaded from the provider's start (it lists its enclaves), before any job launches.
         await asyncio.wait_for(backend.wait_spare(), 60)
-        spares = _spares(home)
+        spares = spare_supervisors(home)
         assert len(spares) == 1
     finally:
         await network.aclose()
-    assert await _until_no_spares(home) == []
+    assert await spare_supervisors_left(home) == []
     assert not any(_running(pid) for pid in spares)
 
 
@@ -97,7 +74,7 @@ class _Failing:
     async def start(self, ctx: UpContext) -> Mapping[str, Any]:
         assert self.network is not None
         await asyncio.wait_for(_provider_backend(self.network).wait_spare(), 60)
-        self.spares = _spares(ctx.home)
+        self.spares = spare_supervisors(ctx.home)
         raise ServiceError("it cannot start", hint="leave it out")
 
     async def aclose(self) -> None:
@@ -111,5 +88,5 @@ async def test_a_failed_start_lets_the_spare_go_too(tmp_path: Path) -> None:
     with pytest.raises(ServiceError, match="reef up's broken could not start"):
         await network.start()
     assert len(failing.spares) == 1
-    assert await _until_no_spares(home) == []
+    assert await spare_supervisors_left(home) == []
     assert not any(_running(pid) for pid in failing.spares)
