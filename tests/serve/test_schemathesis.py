@@ -68,7 +68,7 @@ from reef.market._control_plane import RunningEnclave
 from reef.node import Session
 from reef.proofs import ArtifactStore, InputVerifier, SnarkjsRuntime, ivs_app
 from reef.scallop import ScallopPeer
-from reef.serverless import ExecutorNode, ExecutorSettings, FunctionRuntime
+from reef.serverless import ExecutorNode, FunctionRuntime
 from reef.web import Dashboard, DashboardSettings, dashboard_app
 from serverless.chain_support import ServerlessChain
 
@@ -149,16 +149,7 @@ def _executor(home: Path) -> ExecutorNode:
     )
 
     async def configure() -> None:
-        service = await node.configure(
-            ExecutorSettings(
-                rpc_url="http://127.0.0.1:8545",
-                jobs_contract=chain.jobs_address,
-                code_contract=chain.code_address,
-            ),
-            owner=chain.operators[0].address,
-            w3=chain.devnet.web3(),
-        )
-        await service.aclose()
+        await chain.configure(node)
 
     # On a thread of its own: the async test below already runs a loop on this one.
     with ThreadPoolExecutor(1) as pool:

@@ -13,6 +13,8 @@ from reef.chain import Devnet, TokenClient
 from reef.crypto import Secp256k1PrivateKey
 from reef.serverless import (
     ENV_JAVASCRIPT,
+    ExecutorNode,
+    ExecutorSettings,
     JobsParams,
     ServerlessCodeClient,
     ServerlessJobsClient,
@@ -140,6 +142,20 @@ class ServerlessChain:
         """Move the chain's time ``seconds`` past its latest block (blocks run ahead of the
         fixed clock, one second each)."""
         self.devnet.increase_time(seconds)
+
+    async def configure(self, node: ExecutorNode) -> None:
+        """Configure ``node`` for this deployment (operator 0 owns it), then stop its chain
+        watcher: the node's APIs answer as configured, and nothing polls the chain."""
+        service = await node.configure(
+            ExecutorSettings(
+                rpc_url="http://127.0.0.1:8545",
+                jobs_contract=self.jobs_address,
+                code_contract=self.code_address,
+            ),
+            owner=self.operators[0].address,
+            w3=self.devnet.web3(),
+        )
+        await service.aclose()
 
     def register(
         self,

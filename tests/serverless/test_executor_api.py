@@ -26,7 +26,6 @@ from reef.serverless import (
     CodeCache,
     ErrorCode,
     ExecutorNode,
-    ExecutorSettings,
     FunctionRuntime,
     oyster_response_digest,
 )
@@ -50,16 +49,7 @@ async def configured(tmp_path: Path) -> AsyncIterator[ExecutorNode]:
     """An executor configured for a devnet deployment, its chain watcher stopped."""
     chain = ServerlessChain.create()
     node = _node(tmp_path)
-    service = await node.configure(
-        ExecutorSettings(
-            rpc_url="http://127.0.0.1:8545",
-            jobs_contract=chain.jobs_address,
-            code_contract=chain.code_address,
-        ),
-        owner=chain.operators[0].address,
-        w3=chain.devnet.web3(),
-    )
-    await service.aclose()
+    await chain.configure(node)
     yield node
     await node.runtime.aclose()
 
@@ -244,16 +234,7 @@ async def test_a_functions_answer_carries_what_the_schema_documents(
     label = base64.b32encode(bytes.fromhex(codehash[2:])).decode().rstrip("=").lower()
     async with FunctionRuntime(workerd, max_idle=1) as runtime:
         node = ExecutorNode(Secp256k1PrivateKey.generate(), runtime, tmp_path / "code")
-        service = await node.configure(
-            ExecutorSettings(
-                rpc_url="http://127.0.0.1:8545",
-                jobs_contract=chain.jobs_address,
-                code_contract=chain.code_address,
-            ),
-            owner=chain.operators[0].address,
-            w3=chain.devnet.web3(),
-        )
-        await service.aclose()
+        await chain.configure(node)
         async with _client(node.gateway_app()) as client:
             schema = (await client.get("/openapi.json")).json()
             answer = await client.patch(
