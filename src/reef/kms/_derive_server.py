@@ -35,16 +35,16 @@ from reef._api import LightApi, light_api
 from reef.errors import InputError, KMSError, ReefError
 from reef.kms._derive import KeyType, derive_key, path_seed
 from reef.kms._http import (
-    LIMITED_RESPONSES,
-    VERSION_HEADER,
     VERSION_PARAM,
     Limits,
     error_response,
+    kms_responses,
     parse_path,
     parse_version,
     query_param,
     query_params,
-    text_response,
+    versioned_answer,
+    versioned_response,
 )
 from reef.kms._scallop import KmsWiring, fetch_enclave_seed
 
@@ -214,11 +214,7 @@ def derive_server_app(seeds: EnclaveSeeds) -> LightApi:
             else:
                 key_type: KeyType = kind
                 body = derive_key(seed, path, key_type).secret
-            return Response(
-                body,
-                media_type="application/octet-stream",
-                headers={VERSION_HEADER: str(version)},
-            )
+            return versioned_response(body, version)
 
         app.add_api_route(
             route,
@@ -227,25 +223,13 @@ def derive_server_app(seeds: EnclaveSeeds) -> LightApi:
             name=kind,
             summary=summary,
             response_class=Response,
-            responses={
-                200: {
-                    "description": "the secret bytes",
-                    "headers": {
-                        VERSION_HEADER: {
-                            "description": "the root seed version",
-                            "schema": {"type": "string"},
-                        }
-                    },
-                    "content": {
-                        "application/octet-stream": {
-                            "schema": {"type": "string", "format": "binary"}
-                        }
-                    },
+            responses=kms_responses(
+                versioned_answer("the secret bytes"),
+                {
+                    400: "what is wrong with the query",
+                    503: "the KMS root cannot be reached for that version's seed",
                 },
-                400: text_response("what is wrong with the query"),
-                503: text_response("the KMS root cannot be reached for that version's seed"),
-                **LIMITED_RESPONSES,
-            },
+            ),
             openapi_extra={
                 "parameters": [
                     query_param("path", "the derivation path (UTF-8; default empty)"),

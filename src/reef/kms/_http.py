@@ -19,7 +19,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from reef.errors import InputError
 
 __all__ = [
-    "LIMITED_RESPONSES",
     "MAX_BODY",
     "MAX_URI",
     "REQUEST_TIMEOUT_S",
@@ -27,6 +26,7 @@ __all__ = [
     "VERSION_PARAM",
     "Limits",
     "error_response",
+    "kms_responses",
     "parse_address",
     "parse_image_id",
     "parse_path",
@@ -34,7 +34,8 @@ __all__ = [
     "query_param",
     "query_params",
     "raw_uri",
-    "text_response",
+    "versioned_answer",
+    "versioned_response",
 ]
 
 VERSION_HEADER = "x-reef-kms-version"
@@ -122,6 +123,13 @@ class Limits:
 def error_response(status: int, message: str) -> Response:
     """A plain-text error answer (never signed: only 2xx answers are)."""
     return PlainTextResponse(message + "\n", status_code=status)
+
+
+def versioned_response(
+    body: bytes, version: int, media: str = "application/octet-stream"
+) -> Response:
+    """A 2xx answer derived under root seed ``version``, which it names in :data:`VERSION_HEADER`."""
+    return Response(body, media_type=media, headers={VERSION_HEADER: str(version)})
 
 
 def raw_uri(scope: Scope) -> bytes:
@@ -227,16 +235,47 @@ def query_param(name: str, description: str, pattern: str | None = None) -> dict
     }
 
 
-def text_response(description: str) -> dict[str, Any]:
+def _text_response(description: str) -> dict[str, Any]:
     """A plain-text answer (every KMS error is one)."""
     return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+def versioned_answer(
+    description: str,
+    *,
+    media: str = "application/octet-stream",
+    schema: dict[str, Any] | None = None,
+    headers: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A 200 answer of :func:`versioned_response` (binary unless told), with ``headers`` also set.
+
+    Args:
+        schema: the body's schema (default: binary).
+        headers: OpenAPI descriptions of headers the answer carries besides the version.
+    """
+    return {
+        "description": description,
+        "headers": {
+            **(headers or {}),
+            VERSION_HEADER: {"description": "the root seed version", "schema": {"type": "string"}},
+        },
+        "content": {media: {"schema": schema or {"type": "string", "format": "binary"}}},
+    }
 
 
 VERSION_PARAM = query_param(
     "version", "a root seed version (default: the current one)", r"^[0-9]+$"
 )
-LIMITED_RESPONSES: dict[int | str, dict[str, Any]] = {
-    413: text_response("the request body is over the limit"),
-    414: text_response("the request URI is over the limit"),
+_LIMITED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: _text_response("the request body is over the limit"),
+    414: _text_response("the request URI is over the limit"),
 }
 """What the request limits (:class:`Limits`) answer before any handler runs."""
+
+
+def kms_responses(ok: dict[str, Any], errors: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    """A KMS route's answers as OpenAPI describes them: ``ok`` for 200, a plain-text answer for
+    each of ``errors`` (status: what it means), and those of the request limits."""
+    described: dict[int | str, dict[str, Any]] = {200: ok}
+    described.update((status, _text_response(text)) for status, text in errors.items())
+    return {**described, **_LIMITED_RESPONSES}

@@ -44,11 +44,11 @@ from reef.encoding import parse_hex
 from reef.errors import InputError, KMSError, MisuseError, ReefError
 from reef.kms._derive import KeyType, derive_key
 from reef.kms._http import (
-    LIMITED_RESPONSES,
     VERSION_HEADER,
     VERSION_PARAM,
     Limits,
     error_response,
+    kms_responses,
     parse_address,
     parse_image_id,
     parse_path,
@@ -56,7 +56,7 @@ from reef.kms._http import (
     query_param,
     query_params,
     raw_uri,
-    text_response,
+    versioned_answer,
 )
 from reef.kms._root import KmsRoot
 from reef.kms._signing import SIGNATURE_HEADER, sign_response
@@ -84,22 +84,17 @@ _DERIVE_PARAMS = [
     query_param("path", "the derivation path (UTF-8; default empty)"),
     VERSION_PARAM,
 ]
-_SIGNED_HEADERS = {
+_SIGNATURE_DOC = {
     SIGNATURE_HEADER: {
         "description": "the root's signature over the request URI and the body",
         "schema": {"type": "string"},
     },
-    VERSION_HEADER: {"description": "the root seed version", "schema": {"type": "string"}},
 }
 
 
 def _signed_answer(description: str, media: str, schema: dict[str, Any]) -> dict[str, Any]:
     """A 200 answer signed by the root (see :func:`_signed`), as OpenAPI describes it."""
-    return {
-        "description": description,
-        "headers": _SIGNED_HEADERS,
-        "content": {media: {"schema": schema}},
-    }
+    return versioned_answer(description, media=media, schema=schema, headers=_SIGNATURE_DOC)
 
 
 class _RotateModel(BaseModel):
@@ -160,13 +155,12 @@ def public_app(root: KmsRoot) -> FastAPI:
             summary=f"The {key_type} {'public key' if form == 'public' else 'address'} of an "
             "image or contract",
             response_class=Response,
-            responses={
-                200: _signed_answer(
+            responses=kms_responses(
+                _signed_answer(
                     "signed; the key bytes" if form == "public" else "signed", media, schema
                 ),
-                400: text_response("what is wrong with the query"),
-                **LIMITED_RESPONSES,
-            },
+                {400: "what is wrong with the query"},
+            ),
             openapi_extra={"parameters": _DERIVE_PARAMS},
         )
 
@@ -215,12 +209,10 @@ def public_app(root: KmsRoot) -> FastAPI:
         methods=["GET"],
         summary="The root's identity, with an attestation binding it",
         response_class=Response,
-        responses={
-            200: _signed_answer("signed identity document", "application/json", {"type": "object"}),
-            400: text_response("a nonce that is not hex"),
-            503: text_response("the root cannot attest right now"),
-            **LIMITED_RESPONSES,
-        },
+        responses=kms_responses(
+            _signed_answer("signed identity document", "application/json", {"type": "object"}),
+            {400: "a nonce that is not hex", 503: "the root cannot attest right now"},
+        ),
         openapi_extra={
             "parameters": [query_param("nonce", "hex bytes to bind into the attestation")]
         },
@@ -231,18 +223,19 @@ def public_app(root: KmsRoot) -> FastAPI:
         methods=["POST"],
         summary="Rotate to a new root seed version (admin signature required)",
         response_class=Response,
-        responses={
-            200: _signed_answer(
+        responses=kms_responses(
+            _signed_answer(
                 "the new identity, signed by the previous version's key",
                 "application/json",
                 {"type": "object"},
             ),
-            400: text_response("not JSON {version, signature}"),
-            401: text_response("the signature is not the admin's"),
-            403: text_response("this root takes no rotations"),
-            409: text_response("a version that cannot follow the current one"),
-            **LIMITED_RESPONSES,
-        },
+            {
+                400: "not JSON {version, signature}",
+                401: "the signature is not the admin's",
+                403: "this root takes no rotations",
+                409: "a version that cannot follow the current one",
+            },
+        ),
         openapi_extra={
             "requestBody": {
                 "required": True,

@@ -30,16 +30,17 @@ from starlette.responses import Response
 from reef._api import LightApi, light_api
 from reef.errors import ChainError, ChannelError, InputError, KMSError, ReefError
 from reef.kms._http import (
-    LIMITED_RESPONSES,
     VERSION_HEADER,
     VERSION_PARAM,
     Limits,
     error_response,
+    kms_responses,
     parse_address,
     parse_version,
     query_param,
     query_params,
-    text_response,
+    versioned_answer,
+    versioned_response,
 )
 from reef.kms._root import KmsRoot
 
@@ -126,9 +127,7 @@ def scallop_app(root: KmsRoot) -> LightApi:
                 return error_response(401, f"image {image_id.hex()} is not approved by {address}")
             seed = keyring.contract_seed(approval.chain_id, address, chosen)
             _log.info("contract seed v%d for %s to image %s", chosen, address, image_id.hex())
-        return Response(
-            seed, media_type="application/octet-stream", headers={VERSION_HEADER: str(chosen)}
-        )
+        return versioned_response(seed, chosen)
 
     app = light_api(
         "reef KMS root (Scallop)",
@@ -142,29 +141,15 @@ def scallop_app(root: KmsRoot) -> LightApi:
         name="derive",
         summary="The 64-byte seed of the client's image (or of a contract approving it)",
         response_class=Response,
-        responses={
-            200: {
-                "description": "the 64-byte seed",
-                "headers": {
-                    VERSION_HEADER: {
-                        "description": "the root seed version",
-                        "schema": {"type": "string"},
-                    }
-                },
-                "content": {
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
-                },
+        responses=kms_responses(
+            versioned_answer("the 64-byte seed"),
+            {
+                400: "what is wrong with the query (or: this root serves no contract seeds)",
+                401: "not over Scallop, the client did not attest, or the contract does not "
+                "approve the client's image",
+                500: "the chain cannot be asked whether the contract approves",
             },
-            400: text_response(
-                "what is wrong with the query (or: this root serves no contract seeds)"
-            ),
-            401: text_response(
-                "not over Scallop, the client did not attest, or the contract does not approve "
-                "the client's image"
-            ),
-            500: text_response("the chain cannot be asked whether the contract approves"),
-            **LIMITED_RESPONSES,
-        },
+        ),
         openapi_extra={
             "parameters": [
                 query_param(
