@@ -99,8 +99,9 @@ def market_session(
 def per_hour(rate: int) -> str:
     """A market rate (token base units × 10¹² per second) as rUSD per hour."""
     from reef.chain import format_amount
+    from reef.node import per_hour as base_units_per_hour
 
-    return format_amount(rate * 3600 // 10**12)
+    return format_amount(base_units_per_hour(rate))
 
 
 @dataclass(frozen=True)
@@ -115,13 +116,13 @@ class OwnerJobs:
     def totals(self) -> dict[str, Any]:
         """What the jobs hold and spend: their balances now and their rates per hour."""
         from reef.chain import format_amount
-        from reef.market import settle
+        from reef.node import jobs_totals
 
-        now = self.session.now()
+        held, spend = jobs_totals(self.jobs, self.session.now())
         return {
             "open_jobs": len(self.jobs),
-            "jobs_balance": format_amount(sum(settle(job, now).job.balance for job in self.jobs)),
-            "spend_per_hour": per_hour(sum(job.rate for job in self.jobs)),
+            "jobs_balance": format_amount(held),
+            "spend_per_hour": format_amount(spend),
         }
 
 

@@ -38,7 +38,7 @@ from reef.errors import InputError, MarketError, ReefError, ServiceError
 if TYPE_CHECKING:
     from reef.chain import Job, MarketClient
     from reef.errors import ContractRevertError
-    from reef.node import Session
+    from reef.node import JobStatus, Session
 
 __all__ = ["JobArgument", "job_label", "register"]
 
@@ -91,10 +91,6 @@ def _ids(job_id: str) -> dict[str, Any]:
     return {"job": int(job_id, 16), "job_id": job_id}
 
 
-# The provider's default safety margin, for a network this home did not start.
-_DEFAULT_MARGIN_S = 300
-
-
 def _open(
     job: str, flags: Flags, *, need_account: bool = True
 ) -> tuple[Session, MarketClient, Job]:
@@ -120,25 +116,8 @@ def _when(timestamp: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(timestamp))
 
 
-def _margin(session: Session) -> int:
-    """The provider's safety margin: the local network's, else the provider's default."""
-    margin = session.safety_margin_s
-    return _DEFAULT_MARGIN_S if margin is None else margin
-
-
-def _stop_time(session: Session, job: Job) -> int | None:
-    """When the provider stops the job's enclave: its safety margin before the money runs out."""
-    from reef.market import paid_until
-
-    until = paid_until(job)
-    return None if until is None else until - _margin(session)
-
-
-def _provider_fields(client: MarketClient, job: Job) -> dict[str, Any]:
+def _provider_fields(status: JobStatus) -> dict[str, Any]:
     """What the job's provider says of it (:func:`reef.node.job_status`), flattened for people."""
-    from reef.node import job_status
-
-    status = job_status(client, job)
     if not status.answered:
         return {"provider_state": status.state}
     return {
@@ -153,34 +132,32 @@ def _provider_fields(client: MarketClient, job: Job) -> dict[str, Any]:
 
 
 def _describe(session: Session, client: MarketClient, job: Job) -> dict[str, Any]:
+    """``job`` as ``reef jobs show`` and ``list`` print it (:func:`reef.node.summarize_job`)."""
     from reef.chain import format_amount
-    from reef.market import JobMetadata, paid_until, settle
+    from reef.node import summarize_job
 
     lock = client.rate_lock(job.id)
-    settled = settle(job, session.now())
-    try:
-        meta = JobMetadata.parse(job.metadata)
-        metadata: dict[str, Any] = {
-            "instance": meta.instance,
-            "image": meta.url,
-            "debug": meta.debug,
-        }
-    except ReefError:
-        metadata = {"metadata": job.metadata[:80]}
+    summary = summarize_job(session, client, job)
+    meta = summary.metadata
+    metadata: dict[str, Any] = (
+        {"metadata": job.metadata[:80]}
+        if meta is None
+        else {"instance": meta.instance, "image": meta.url, "debug": meta.debug}
+    )
     return {
         **_ids(job.id),
         "owner": job.owner,
         "provider": job.provider,
         **metadata,
         "rate_per_hour": per_hour(job.rate),
-        "balance": format_amount(settled.job.balance),
+        "balance": format_amount(summary.balance),
         "balance_on_chain": format_amount(job.balance),
-        "paid_until": _when(paid_until(job)),
-        "enclave_stops_by": _when(_stop_time(session, job)),
+        "paid_until": _when(summary.paid_until),
+        "enclave_stops_by": _when(summary.stops_at),
         "pending_rate": (
             f"{per_hour(lock.new_rate)}/h from {_when(lock.unlock_time)}" if lock else ""
         ),
-        **_provider_fields(client, job),
+        **_provider_fields(summary.status),
     }
 
 
@@ -260,7 +237,7 @@ def withdraw_cmd(
 ) -> None:
     """Take unused money back from a job (owner only; a notice reserve stays)."""
     from reef.chain import format_amount, parse_amount
-    from reef.node import withdraw_limit
+    from reef.node import stop_margin_s, stops_at, withdraw_limit
 
     with failing():
         if (amount is None) == (not all_):
@@ -279,11 +256,12 @@ def withdraw_cmd(
                 hint="withdraw less, or stop the job to get everything back",
             )
         result = client.withdraw(job, value)
-        stops = _stop_time(session, client.job(job))
+        margin = stop_margin_s(session)
+        stops = stops_at(client.job(job), margin)
         stopping_now = stops is not None and stops <= session.now()
     if stopping_now:
         note(
-            f"what is left pays for less than the provider's {_margin(session)} s safety margin: "
+            f"what is left pays for less than the provider's {margin} s safety margin: "
             f"it stops the enclave now (deposit to keep it, or `reef jobs stop {job_label(found.id)}` "
             "to get the rest back)"
         )

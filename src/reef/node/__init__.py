@@ -6,8 +6,8 @@
 - :class:`NetworkInfo` (``$REEF_HOME/network.json``), :func:`locate_market` and
   :func:`open_session` tell user commands where the network is and which account they send from.
 - :func:`deploy` is ``reef deploy``: build, upload, open a job, wait, verify.
-- :func:`open_jobs`, :func:`job_status`, :func:`stop_job`, :func:`withdraw_limit`: an owner's
-  open jobs, for ``reef jobs`` and the dashboard alike.
+- :func:`open_jobs`, :func:`job_status`, :func:`summarize_job`, :func:`stop_job`,
+  :func:`withdraw_limit`: an owner's open jobs, for ``reef jobs`` and the dashboard alike.
 - :func:`update_job` is ``reef jobs update``: a new image, init params or debug flag.
 - :func:`prepare_kms_root` is ``reef kms root serve``'s assembly of a KMS root.
 - :func:`copy_example` is ``reef examples``: the shipped example apps, wherever reef is installed.
@@ -38,12 +38,19 @@ if TYPE_CHECKING:
     from reef.node._doctor import doctor_checks
     from reef.node._examples import copy_example, example_dir, list_examples
     from reef.node._jobs import (
+        DEFAULT_SAFETY_MARGIN_S,
         WITHDRAW_MARGIN_S,
         JobStatus,
+        JobSummary,
         job_status,
+        jobs_totals,
         open_jobs,
         owned_job,
+        per_hour,
         stop_job,
+        stop_margin_s,
+        stops_at,
+        summarize_job,
         withdraw_limit,
     )
     from reef.node._kms_root import KmsRootOptions, PreparedKmsRoot, prepare_kms_root
@@ -74,9 +81,11 @@ if TYPE_CHECKING:
     from reef.node._update import JobUpdate, UpdateResult, update_job
 
 __all__ = [
+    "DEFAULT_SAFETY_MARGIN_S",
     "DeployRequest",
     "DeployResult",
     "JobStatus",
+    "JobSummary",
     "JobUpdate",
     "KmsRootOptions",
     "LocalNetwork",
@@ -102,6 +111,7 @@ __all__ = [
     "example_dir",
     "expected_image_id",
     "job_status",
+    "jobs_totals",
     "list_examples",
     "load_key_file",
     "locate_market",
@@ -109,6 +119,7 @@ __all__ = [
     "open_session",
     "owned_job",
     "parse_duration",
+    "per_hour",
     "prepare_image",
     "prepare_kms_root",
     "read_init_params",
@@ -116,6 +127,9 @@ __all__ = [
     "serve_app",
     "standard_extensions",
     "stop_job",
+    "stop_margin_s",
+    "stops_at",
+    "summarize_job",
     "update_job",
     "verify_enclave",
     "wait_for_app",
@@ -126,9 +140,11 @@ __all__ = [
 __getattr__ = lazy_attributes(
     __name__,
     {
+        "DEFAULT_SAFETY_MARGIN_S": "_jobs",
         "DeployRequest": "_deploy",
         "DeployResult": "_deploy",
         "JobStatus": "_jobs",
+        "JobSummary": "_jobs",
         "JobUpdate": "_update",
         "KmsRootOptions": "_kms_root",
         "LocalNetwork": "_up",
@@ -154,6 +170,7 @@ __getattr__ = lazy_attributes(
         "example_dir": "_examples",
         "expected_image_id": "_deploy",
         "job_status": "_jobs",
+        "jobs_totals": "_jobs",
         "list_examples": "_examples",
         "load_key_file": "_session",
         "locate_market": "_session",
@@ -161,6 +178,7 @@ __getattr__ = lazy_attributes(
         "open_session": "_session",
         "owned_job": "_jobs",
         "parse_duration": "_deploy",
+        "per_hour": "_jobs",
         "prepare_image": "_deploy",
         "prepare_kms_root": "_kms_root",
         "read_init_params": "_deploy",
@@ -168,6 +186,9 @@ __getattr__ = lazy_attributes(
         "serve_app": "_serve",
         "standard_extensions": "_up",
         "stop_job": "_jobs",
+        "stop_margin_s": "_jobs",
+        "stops_at": "_jobs",
+        "summarize_job": "_jobs",
         "update_job": "_update",
         "verify_enclave": "_deploy",
         "wait_for_app": "_deploy",

@@ -3,6 +3,11 @@
 - :func:`open_jobs`: the open jobs (of an owner), from the market's ``JobOpened`` events;
 - :func:`job_status`: what the job's provider says of it (its control plane's ``/job``),
   summed up as one :class:`JobStatus`;
+- :func:`summarize_job`: one open job settled up to now, when its enclave stops and what its
+  provider says, as one :class:`JobSummary` (``reef jobs show`` and the dashboard format it);
+- :func:`per_hour`, :func:`stop_margin_s`, :func:`stops_at`, :func:`jobs_totals`: a rate per
+  hour, how long before the money runs out the provider stops an enclave (and so when), and
+  what some jobs hold and spend;
 - :func:`owned_job`: the open job, refused unless the session's account owns it;
 - :func:`withdraw_limit`: how much the notice reserve lets the owner take back now;
 - :func:`stop_job`: revise the rate to 0 (the provider stops the enclave at once) and say when
@@ -14,7 +19,7 @@ Each is a short composition of :class:`reef.chain.MarketClient` calls and the bi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,20 +28,43 @@ from reef.errors import MarketError, ServiceError
 
 if TYPE_CHECKING:
     from reef.chain import MarketClient
+    from reef.market import JobMetadata
     from reef.node._session import Session
 
 __all__ = [
+    "DEFAULT_SAFETY_MARGIN_S",
     "WITHDRAW_MARGIN_S",
     "JobStatus",
+    "JobSummary",
     "job_status",
+    "jobs_totals",
     "open_jobs",
     "owned_job",
+    "per_hour",
     "stop_job",
+    "stop_margin_s",
+    "stops_at",
+    "summarize_job",
     "withdraw_limit",
 ]
 
 WITHDRAW_MARGIN_S = 5
 """Seconds a withdrawal takes to be mined, kept out of what may be withdrawn."""
+
+DEFAULT_SAFETY_MARGIN_S = 300
+"""The provider's default safety margin, for a network this home did not start."""
+
+
+def per_hour(rate: int) -> Amount:
+    """A market rate (token base units × 10¹² per second) in base units per hour."""
+    return Amount(rate * 3600 // 10**12)
+
+
+def stop_margin_s(session: Session) -> int:
+    """How long before a job's money runs out its provider stops the enclave: the local
+    network's safety margin, else the provider's default."""
+    margin = session.safety_margin_s
+    return DEFAULT_SAFETY_MARGIN_S if margin is None else margin
 
 
 def open_jobs(session: Session, market: MarketClient, owner: Address | None = None) -> list[Job]:
@@ -111,6 +139,74 @@ def job_status(market: MarketClient, job: Job, *, timeout_s: float = 3.0) -> Job
         endpoints=dict(enclave.get("endpoints") or {}),
         restarts=int(view.get("restarts") or 0),
         last_restart=str(view.get("last_restart") or ""),
+    )
+
+
+def stops_at(job: Job, margin_s: int) -> int | None:
+    """When the provider stops ``job``'s enclave: ``margin_s`` before its money runs out
+    (``None`` at rate 0, when it never does)."""
+    from reef.market import paid_until
+
+    until = paid_until(job)
+    return None if until is None else until - margin_s
+
+
+def jobs_totals(jobs: Iterable[Job], now: int) -> tuple[Amount, Amount]:
+    """What ``jobs`` hold after settling up to ``now``, and what they spend per hour (base
+    units both)."""
+    from reef.market import settle
+
+    listed = list(jobs)
+    held = sum(settle(job, now).job.balance for job in listed)
+    return Amount(held), per_hour(sum(job.rate for job in listed))
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSummary:
+    """One open job as its owner sees it now: money from the chain, the enclave from its
+    provider (what :func:`summarize_job` returns)."""
+
+    job: Job
+    now: int
+    """The chain's time it is settled at."""
+    balance: Amount
+    """The balance after settling up to now (what is left to spend)."""
+    metadata: JobMetadata | None
+    """The parsed metadata; ``None`` when it is not reef's (Oyster's) JSON."""
+    paid_until: int | None
+    """When the money runs out (``None`` at rate 0)."""
+    stops_at: int | None
+    """When the provider stops the enclave: its safety margin before the money runs out."""
+    status: JobStatus
+
+    @property
+    def time_left_s(self) -> int | None:
+        """Seconds until the provider stops the enclave (``None`` at rate 0)."""
+        return None if self.stops_at is None else max(0, self.stops_at - self.now)
+
+
+def summarize_job(
+    session: Session, market: MarketClient, job: Job, *, margin_s: int | None = None
+) -> JobSummary:
+    """``job`` settled up to now, when its enclave stops (``margin_s`` before the money runs
+    out; default :func:`stop_margin_s`) and what its provider says of it."""
+    from reef.errors import ReefError
+    from reef.market import JobMetadata, paid_until, settle
+
+    now = session.now()
+    try:
+        metadata: JobMetadata | None = JobMetadata.parse(job.metadata)
+    except ReefError:
+        metadata = None
+    margin = stop_margin_s(session) if margin_s is None else margin_s
+    return JobSummary(
+        job=job,
+        now=now,
+        balance=settle(job, now).job.balance,
+        metadata=metadata,
+        paid_until=paid_until(job),
+        stops_at=stops_at(job, margin),
+        status=job_status(market, job),
     )
 
 

@@ -88,7 +88,7 @@ def _job_row(row: _data.JobRow) -> dict[str, Any]:
     return {
         "job": f'<a href="/jobs/{row.number}">{row.number}</a>',
         "state": _state_badge(row.state),
-        "rate/h": amount(_data.per_hour(row.rate)),
+        "rate/h": amount(row.rate_per_hour),
         "balance": amount(row.balance),
         "time left": "—" if row.time_left_s is None else f"{row.time_left_s // 60} min",
         "enclave": short(row.enclave_id, 8) if row.enclave_id else "",
@@ -194,10 +194,9 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
             summary = await off_thread(_data.chain_summary, session)
             provs = await off_thread(_data.providers, session, client)
             now = await off_thread(session.now)
-            from reef.market import settle
+            from reef.node import jobs_totals
 
-            balance = sum(settle(job, now).job.balance for job in jobs)
-            spend = sum(job.rate for job in jobs)
+            balance, spend_per_hour = jobs_totals(jobs, now)
             chain = dl(
                 {
                     "JSON-RPC": summary["rpc_url"],
@@ -217,7 +216,7 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
                     "ETH (wei)": summary["eth_balance"] or 0,
                     "open jobs": len(jobs),
                     "in jobs": amount(balance),
-                    "spend per hour": amount(_data.per_hour(spend)),
+                    "spend per hour": amount(spend_per_hour),
                 }
             )
             info = dash.network()
@@ -310,7 +309,7 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
                     "owner": row.owner,
                     "provider": row.provider,
                     "state": _state_badge(row.state),
-                    "rate per hour": amount(_data.per_hour(row.rate)),
+                    "rate per hour": amount(row.rate_per_hour),
                     "balance": amount(row.balance),
                     "paid until": when(row.paid_until),
                     "enclave stops by": when(row.stops_at),

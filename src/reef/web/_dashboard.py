@@ -157,5 +157,6 @@ class Dashboard:
 
     def margin_s(self) -> int:
         """How long before the money runs out the provider stops an enclave."""
-        margin = self.session().safety_margin_s
-        return 300 if margin is None else margin
+        from reef.node import stop_margin_s
+
+        return stop_margin_s(self.session())

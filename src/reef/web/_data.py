@@ -25,14 +25,8 @@ __all__ = [
     "describe_job",
     "job_history",
     "open_jobs",
-    "per_hour",
     "providers",
 ]
-
-
-def per_hour(rate: int) -> int:
-    """A market rate (token base units × 10¹² per second) in base units per hour."""
-    return rate * 3600 // 10**12
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +83,13 @@ class JobRow:
             return base
         return f"{base}/attestation/raw"
 
+    @property
+    def rate_per_hour(self) -> int:
+        """The job's rate in token base units per hour."""
+        from reef.node import per_hour
+
+        return per_hour(self.rate)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "job": self.number,
@@ -97,7 +98,7 @@ class JobRow:
             "provider": self.provider,
             "metadata": dict(self.metadata),
             "rate": self.rate,
-            "rate_per_hour": per_hour(self.rate),
+            "rate_per_hour": self.rate_per_hour,
             "balance": self.balance,
             "paid_until": self.paid_until,
             "stops_at": self.stops_at,
@@ -144,6 +145,7 @@ def providers(session: Session, client: MarketClient) -> list[ProviderRow]:
     """Every provider the market's events registered (and did not remove), with its offer."""
     from reef.chain import ProviderAdded, ProviderRemoved
     from reef.market import ControlPlaneClient
+    from reef.node import per_hour
 
     seen: dict[str, None] = {}
     for event in client.events(from_block=session.start_block):
@@ -190,27 +192,25 @@ def open_jobs(session: Session, client: MarketClient) -> list[Job]:
 
 
 def describe_job(session: Session, client: MarketClient, job: Job, margin_s: int) -> JobRow:
-    """``job`` settled up to now, with what its provider says of its enclave."""
+    """``job`` settled up to now, with what its provider says of its enclave
+    (:func:`reef.node.summarize_job`)."""
     from reef.chain import job_index
-    from reef.market import JobMetadata, paid_until, settle
-    from reef.node import job_status
+    from reef.node import summarize_job
 
-    now = session.now()
-    settled = settle(job, now)
-    try:
-        meta = JobMetadata.parse(job.metadata)
-        metadata: dict[str, Any] = {
+    summary = summarize_job(session, client, job, margin_s=margin_s)
+    meta = summary.metadata
+    metadata: dict[str, Any] = (
+        {"raw": job.metadata[:200]}
+        if meta is None
+        else {
             "instance": meta.instance,
             "region": meta.region,
             "url": meta.url,
             "debug": meta.debug,
             "name": meta.name,
         }
-    except ReefError:
-        metadata = {"raw": job.metadata[:200]}
-    until = paid_until(job)
-    stops = None if until is None else until - margin_s
-    status = job_status(client, job)
+    )
+    status = summary.status
     return JobRow(
         job_id=job.id,
         number=job_index(job.id),
@@ -218,11 +218,11 @@ def describe_job(session: Session, client: MarketClient, job: Job, margin_s: int
         provider=job.provider,
         metadata=metadata,
         rate=job.rate,
-        balance=settled.job.balance,
+        balance=summary.balance,
         balance_on_chain=job.balance,
-        paid_until=until,
-        stops_at=stops,
-        time_left_s=None if stops is None else max(0, stops - now),
+        paid_until=summary.paid_until,
+        stops_at=summary.stops_at,
+        time_left_s=summary.time_left_s,
         phase=status.phase if status.answered else "unknown",
         state=status.state,
         enclave_id=status.enclave_id,
