@@ -4,7 +4,6 @@ dev TEE authority (in process over ASGI, and over loopback HTTP)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -32,6 +31,7 @@ from reef.errors import (
     StaleAttestationError,
 )
 from reef.home import ReefHome
+from reef.testing import ManualClock, wall_ms
 
 Serve = Callable[[Starlette], AbstractContextManager[str]]
 
@@ -40,25 +40,17 @@ IMAGE = image_id(PCRS)
 KEY = b"\x42" * 32
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.ms = int(time.time() * 1000)
-
-    def __call__(self) -> int:
-        return self.ms
-
-
 @pytest.fixture
 def authority(reef_home: Path) -> DevAuthority:
     return DevAuthority.load_or_create(ReefHome(reef_home))
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock(wall_ms())
 
 
-def fixed_app(authority: DevAuthority, clock: Clock) -> Starlette:
+def fixed_app(authority: DevAuthority, clock: ManualClock) -> Starlette:
     return attestation_app(authority.attester(PCRS, clock_ms=clock), public_key=KEY)
 
 
@@ -176,7 +168,7 @@ def test_verify_needs_a_root() -> None:
 
 
 async def test_averify_against_the_dev_tee_attestation_server(
-    authority: DevAuthority, clock: Clock
+    authority: DevAuthority, clock: ManualClock
 ) -> None:
     transport = Counting(fixed_app(authority, clock))
     client = AttestationClient(root=authority.root, transport=transport, clock_ms=clock)
@@ -192,9 +184,10 @@ async def test_averify_against_the_dev_tee_attestation_server(
         await client.averify("h:1300", root=TrustedRoot.aws())
 
 
-async def test_live_mode_rejects_a_stale_document(authority: DevAuthority, clock: Clock) -> None:
-    minted = Clock()
-    minted.ms = clock.ms - 10 * 60 * 1000  # the server's clock is ten minutes behind
+async def test_live_mode_rejects_a_stale_document(
+    authority: DevAuthority, clock: ManualClock
+) -> None:
+    minted = ManualClock(clock.now_ms - 10 * 60 * 1000)  # the server's clock is ten minutes behind
     app = attestation_app(authority.attester(PCRS, clock_ms=minted), public_key=KEY)
     client = AttestationClient(
         root=authority.root, transport=httpx.ASGITransport(app=app), clock_ms=clock
@@ -211,7 +204,7 @@ async def test_live_mode_rejects_a_stale_document(authority: DevAuthority, clock
 
 
 async def test_cache_answers_until_the_document_would_be_stale(
-    authority: DevAuthority, clock: Clock
+    authority: DevAuthority, clock: ManualClock
 ) -> None:
     transport = Counting(fixed_app(authority, clock))
     client = AttestationClient(
@@ -230,16 +223,16 @@ async def test_cache_answers_until_the_document_would_be_stale(
     with pytest.raises(ExpectationError):
         await client.averify("h:1300", expect=Expectations(image_id=IMAGE, nonce=b"n"))
     assert len(transport.requests) == 3
-    clock.ms += 60_000  # the cached document is now too old: fetched again, fresh
+    clock.now_ms += 60_000  # the cached document is now too old: fetched again, fresh
     again = await client.averify("h:1300", expect=expect)
     assert again is not first
-    assert again.timestamp_ms == clock.ms
+    assert again.timestamp_ms == clock.now_ms
     assert len(transport.requests) == 4
     client.forget()
     assert len(client) == 0
 
 
-async def test_cache_ttl_and_size(authority: DevAuthority, clock: Clock) -> None:
+async def test_cache_ttl_and_size(authority: DevAuthority, clock: ManualClock) -> None:
     transport = Counting(fixed_app(authority, clock))
     client = AttestationClient(
         root=authority.root,
@@ -250,10 +243,10 @@ async def test_cache_ttl_and_size(authority: DevAuthority, clock: Clock) -> None
         cache_size=1,
     )
     await client.averify("a:1")
-    clock.ms += 999
+    clock.now_ms += 999
     await client.averify("a:1")
     assert len(transport.requests) == 1
-    clock.ms += 1
+    clock.now_ms += 1
     await client.averify("a:1")
     assert len(transport.requests) == 2
     await client.averify("b:1")  # evicts a:1
@@ -263,7 +256,7 @@ async def test_cache_ttl_and_size(authority: DevAuthority, clock: Clock) -> None
 
 
 def test_verify_over_loopback_with_custom_fields(
-    serve: Serve, authority: DevAuthority, clock: Clock
+    serve: Serve, authority: DevAuthority, clock: ManualClock
 ) -> None:
     fixed = fixed_app(authority, clock)
     custom = custom_attestation_app(authority.attester(PCRS, clock_ms=clock))

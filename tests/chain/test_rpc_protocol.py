@@ -26,6 +26,7 @@ from reef.crypto import (
     keccak256,
     recover_digest,
 )
+from reef.testing import ManualWallClock
 
 EMITTER = """# pragma version 0.4.3
 event Note:
@@ -77,14 +78,6 @@ REQUIRED = [
 ]
 
 
-class Monotonic:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Client:
     """Speaks JSON-RPC objects to a dispatcher, as an HTTP client would (minus the socket)."""
 
@@ -116,12 +109,12 @@ def devnet() -> Devnet:
 
 
 @pytest.fixture
-def monotonic() -> Monotonic:
-    return Monotonic()
+def monotonic() -> ManualWallClock:
+    return ManualWallClock(0.0)
 
 
 @pytest.fixture
-def call(devnet: Devnet, monotonic: Monotonic) -> Client:
+def call(devnet: Devnet, monotonic: ManualWallClock) -> Client:
     return Client(DevnetRpc(devnet, monotonic=monotonic))
 
 
@@ -498,7 +491,7 @@ def test_block_and_log_filters_report_only_what_is_new(
     assert call.error("eth_getFilterChanges", logs)["message"] == "filter not found"
 
 
-def test_unpolled_filters_expire(call: Client, monotonic: Monotonic) -> None:
+def test_unpolled_filters_expire(call: Client, monotonic: ManualWallClock) -> None:
     kept = call("eth_newBlockFilter")
     dropped = call("eth_newBlockFilter")
     monotonic.now += FILTER_TIMEOUT_S / 2

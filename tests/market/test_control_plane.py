@@ -31,6 +31,7 @@ from reef.market import (
     RunningEnclave,
     control_plane_app,
 )
+from reef.testing import ManualWallClock
 
 PROVIDER = "0x" + "ab" * 20
 OWNER = "0x" + "cd" * 20
@@ -168,14 +169,6 @@ class Runner:
         return [e for e in self.enclaves.values() if e.job_id == job_id(n)]
 
 
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def image_transport(fail_first: int = 0, serve_wrong: bool = False) -> httpx.MockTransport:
     failures = {"left": fail_first}
 
@@ -196,7 +189,7 @@ def image_transport(fail_first: int = 0, serve_wrong: bool = False) -> httpx.Moc
 class World:
     feed: Feed
     runner: Runner
-    clock: Clock
+    clock: ManualWallClock
     tmp: Path
     transport: httpx.MockTransport
     image_policy: ImagePolicy = field(default_factory=ImagePolicy)
@@ -226,7 +219,9 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path) -> World:
-    return World(Feed(tmp_path / "db.sqlite"), Runner(), Clock(), tmp_path, image_transport())
+    return World(
+        Feed(tmp_path / "db.sqlite"), Runner(), ManualWallClock(1000.0), tmp_path, image_transport()
+    )
 
 
 async def settle(cp: ControlPlane, *, steps: int = 1) -> None:
@@ -608,7 +603,7 @@ async def test_over_the_fake_backend_a_job_runs_relaunches_after_a_crash_and_sto
         found = request.url.path.endswith(sha)
         return httpx.Response(200, content=data) if found else httpx.Response(404)
 
-    clock = Clock()
+    clock = ManualWallClock(1000.0)
     backend = FakeBackend(clock_ms=lambda: int(clock.now * 1000))  # leases on the chain's clock
     feed = Feed(tmp_path / "db.sqlite")
     feed.add(
