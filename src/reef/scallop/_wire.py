@@ -22,11 +22,12 @@ ask for an attestation, whether one is acceptable) stay with the caller. Every l
 
 from __future__ import annotations
 
+import abc
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import ClassVar, Final
 
 from reef.errors import ChannelBrokenError, HandshakeError, InputError, MisuseError
 from reef.scallop._noise import TAG_LEN, CipherState, HandshakeState, NoiseProtocol
@@ -162,7 +163,7 @@ def _new_handshake(
 # --- the two sides ------------------------------------------------------------------------------
 
 
-class _Handshake:
+class _Handshake(abc.ABC):
     """What both sides of a Scallop handshake share: the Noise state, the bytes received and not
     consumed yet, the transport ciphers once split, and the step the machine is at (``_state``).
 
@@ -196,9 +197,31 @@ class _Handshake:
         assert key is not None
         return key
 
+    _WAITING: ClassVar[Mapping[str, str]] = {}
+    """States in which the machine waits for a call of ours, and what to call."""
+
+    @abc.abstractmethod
+    def _reads(self) -> dict[str, Callable[[], Event]]:
+        """The states in which the machine waits for the peer, and the step that reads it."""
+
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Bytes from the peer."""
         self._buffer.feed(data)
+
+    def next_event(self) -> Event:
+        """What happened, or :class:`NeedData` with how many more bytes are needed.
+
+        Raises:
+            HandshakeError: the peer sent something Scallop does not allow.
+            MisuseError: the machine waits for a call of ours (or has failed, or is done).
+        """
+        if self._state == "done":
+            return Established()
+        read = self._reads().get(self._state)
+        if read is not None:
+            return read()
+        waiting = self._WAITING.get(self._state)
+        raise MisuseError(waiting or f"no event to read in handshake state {self._state!r}")
 
     def transport(self) -> RecordLayer:
         """The record layer, with any bytes that arrived after the handshake already fed."""
@@ -307,21 +330,12 @@ class ClientHandshake(_Handshake):
         self._state = "await_hello"
         return frame
 
-    def next_event(self) -> Event:
-        """What happened, or :class:`NeedData` with how many more bytes are needed.
+    _WAITING: ClassVar[Mapping[str, str]] = {
+        "decide": "the ServerHello was returned already; call send_finish next"
+    }
 
-        Raises:
-            HandshakeError: the server sent something Scallop does not allow.
-        """
-        if self._state == "await_hello":
-            return self._read_hello()
-        if self._state == "await_serverfin":
-            return self._read_serverfin()
-        if self._state == "done":
-            return Established()
-        if self._state == "decide":
-            raise MisuseError("the ServerHello was returned already; call send_finish next")
-        raise MisuseError(f"no event to read in handshake state {self._state!r}")
+    def _reads(self) -> dict[str, Callable[[], Event]]:
+        return {"await_hello": self._read_hello, "await_serverfin": self._read_serverfin}
 
     def send_finish(self, *, request_attestation: bool, attestation: bytes | None) -> bytes:
         """CLIENTFIN, after :class:`ServerHello`.
@@ -404,23 +418,13 @@ class ServerHandshake(_Handshake):
         super().__init__(static_key, initiator=False, rng=rng, state="await_hello")
         self._asked = False
 
-    def next_event(self) -> Event:
-        """What happened, or :class:`NeedData` with how many more bytes are needed.
+    _WAITING: ClassVar[Mapping[str, str]] = {
+        "decide_hello": "the ClientHello was returned already; call send_hello next",
+        "decide_finish": "the client asked for our attestation; call send_finish next",
+    }
 
-        Raises:
-            HandshakeError: the client sent something Scallop does not allow.
-        """
-        if self._state == "await_hello":
-            return self._read_hello()
-        if self._state == "await_clientfin":
-            return self._read_clientfin()
-        if self._state == "done":
-            return Established()
-        if self._state == "decide_hello":
-            raise MisuseError("the ClientHello was returned already; call send_hello next")
-        if self._state == "decide_finish":
-            raise MisuseError("the client asked for our attestation; call send_finish next")
-        raise MisuseError(f"no event to read in handshake state {self._state!r}")
+    def _reads(self) -> dict[str, Callable[[], Event]]:
+        return {"await_hello": self._read_hello, "await_clientfin": self._read_clientfin}
 
     def send_hello(self, *, request_attestation: bool) -> bytes:
         """Handshake 2, after :class:`ClientHello`; ``request_attestation`` sets the flag F."""
