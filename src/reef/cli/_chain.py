@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._options import Json, ListenHost
+from reef.cli._options import FreshChain, Json, ListenHost
 from reef.cli._output import err_console, fail, failing, print_json, print_result
 from reef.errors import ReefError
 
@@ -39,9 +39,7 @@ def chain(
     ctx: typer.Context,
     host: ListenHost = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="JSON-RPC port (0 picks a free one).")] = 8545,
-    fresh: Annotated[
-        bool, typer.Option("--fresh", help="Delete the devnet's state and start a new chain.")
-    ] = False,
+    fresh: FreshChain = False,
     rate_lock: Annotated[
         int | None,
         typer.Option(

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from reef.cli._common import market_session
-from reef.cli._options import AccountKey, AttestationRoot, Json, Market, Rpc
+from reef.cli._options import AccountKey, AttestationRoot, ImageStore, Json, Market, Rpc
 from reef.cli._output import err_console, failing, note, print_json, print_mapping, tx_printer
 
 __all__ = ["register"]
@@ -35,7 +35,7 @@ def deploy_cmd(
     ] = False,
     name: Annotated[str | None, typer.Option("--name", help="A name for the job.")] = None,
     region: Annotated[str | None, typer.Option("--region", help="Region (default: local).")] = None,
-    store: Annotated[str | None, typer.Option("--store", help="Image store URL.")] = None,
+    store: ImageStore = None,
     rpc: Rpc = None,
     market: Market = None,
     key: AccountKey = None,

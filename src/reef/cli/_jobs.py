@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._common import market_session, owner_jobs, per_hour
-from reef.cli._options import Flags, Follow, Owner, with_flags
+from reef.cli._options import Flags, Follow, ImageStore, Owner, with_flags
 from reef.cli._output import (
     err_console,
     fail,
@@ -288,7 +288,7 @@ def update_cmd(
     debug: Annotated[
         bool | None, typer.Option("--debug/--no-debug", help="Change debug mode.")
     ] = None,
-    store: Annotated[str | None, typer.Option("--store", help="Image store URL.")] = None,
+    store: ImageStore = None,
 ) -> None:
     """Change a job's image, init params or debug flag; the provider replaces the enclave."""
     from reef.chain import parse_job_id

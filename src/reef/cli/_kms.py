@@ -17,7 +17,7 @@ import typer
 
 from reef.cli._kms_contract import contract_app
 from reef.cli._kms_serve import derive_server_cmd, root_app
-from reef.cli._options import Json, TrustOption
+from reef.cli._options import AttestationMaxAge, Json, TrustOption
 from reef.cli._output import err_console, fail, failing, print_json, print_mapping, print_result
 from reef.encoding import parse_hex
 from reef.errors import AttestationError, InputError, ReefError
@@ -205,6 +205,8 @@ def _identity_json(identity: VerifiedKmsIdentity) -> dict[str, Any]:
     }
 
 
+_KmsUrl = Annotated[str, typer.Option("--kms", help="The KMS public URL, e.g. http://h:1101.")]
+
 _KmsImageOption = typer.Option(
     "--kms-image-id", help="Also require the KMS root enclave to run this image id (hex)."
 )
@@ -212,13 +214,11 @@ _KmsImageOption = typer.Option(
 
 @app.command("info")
 def info_cmd(
-    kms: Annotated[str, typer.Option("--kms", help="The KMS public URL, e.g. http://h:1101.")],
+    kms: _KmsUrl,
     trust: Annotated[list[str], TrustOption],
     kms_image_id: Annotated[str | None, _KmsImageOption] = None,
     pin: Annotated[bool, typer.Option("--pin", help="Remember these keys for this URL.")] = False,
-    max_age_ms: Annotated[
-        int, typer.Option("--max-age-ms", help="How old the KMS attestation may be.")
-    ] = 300_000,
+    max_age_ms: AttestationMaxAge = 300_000,
     as_json: Json = False,
 ) -> None:
     """Learn a KMS root's keys from its attested identity (optionally pin them)."""
@@ -274,7 +274,7 @@ def _signing_keys(
 
 @app.command("pubkey")
 def pubkey_cmd(
-    kms: Annotated[str, typer.Option("--kms", help="The KMS public URL, e.g. http://h:1101.")],
+    kms: _KmsUrl,
     path: _KeyPath,
     key_type: _KeyType,
     image_id: Annotated[
@@ -343,7 +343,7 @@ def pubkey_cmd(
 
 @app.command("rotate")
 def rotate_cmd(
-    kms: Annotated[str, typer.Option("--kms", help="The KMS public URL, e.g. http://h:1101.")],
+    kms: _KmsUrl,
     admin_key: Annotated[
         str,
         typer.Option(

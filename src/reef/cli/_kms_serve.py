@@ -17,7 +17,7 @@ from typing import Annotated, Protocol, TypeVar
 import typer
 
 from reef.cli._common import read_file
-from reef.cli._options import TrustOption
+from reef.cli._options import AttestationMaxAge, TrustOption
 from reef.cli._output import err_console, fail, failing
 from reef.encoding import parse_hex
 from reef.errors import InputError, ReefError
@@ -26,6 +26,10 @@ from reef.home import ReefHome
 __all__ = ["derive_server_cmd", "root_app"]
 
 root_app = typer.Typer(help="The KMS root server (runs as an enclave).", no_args_is_help=True)
+
+_LogLevel = Annotated[
+    str, typer.Option("--log-level", help="Logging level: debug, info, warning or error.")
+]
 
 # --- servers -------------------------------------------------------------------------------------
 
@@ -73,8 +77,8 @@ def root_serve_cmd(
             "inside a local enclave).",
         ),
     ] = None,
-    max_age_ms: Annotated[int, typer.Option("--max-age-ms")] = 300_000,
-    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+    max_age_ms: AttestationMaxAge = 300_000,
+    log_level: _LogLevel = "info",
 ) -> None:
     """Run the KMS root: Scallop /derive and the public signed endpoints."""
     import asyncio
@@ -154,7 +158,7 @@ def derive_server_cmd(
         Path | None,
         typer.Option("--contract-address-file", help="Ask for this contract's seed instead."),
     ] = None,
-    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+    log_level: _LogLevel = "info",
 ) -> None:
     """Run an enclave's derive server (Oyster's flags): fetch the seed, serve it on loopback."""
     from reef.kms import DeriveServer, KmsWiring

@@ -23,10 +23,13 @@ import typer
 
 __all__ = [
     "AccountKey",
+    "AttestationMaxAge",
     "AttestationRoot",
     "CodeContract",
     "Flags",
     "Follow",
+    "FreshChain",
+    "ImageStore",
     "Insecure",
     "JobsContract",
     "Json",
@@ -79,6 +82,12 @@ AttestationRoot = Annotated[
 """``--root``: the one TEE root an attestation document must chain to (each command says its
 default: ``aws``, or ``dev`` where reef's own dev TEE runs the enclave)."""
 
+AttestationMaxAge = Annotated[
+    int,
+    typer.Option("--max-age-ms", help="Reject attestation documents older than this (ms)."),
+]
+"""``--max-age-ms``: the oldest peer attestation a command accepts (``= 300_000``, 5 minutes)."""
+
 TrustOption = typer.Option(
     "--trust",
     "--root",
@@ -97,6 +106,14 @@ CodeContract = Annotated[
     str | None, typer.Option("--code", help="Code contract (default: the local network's).")
 ]
 """``--code``: the serverless code contract; ``None`` means the one ``reef up`` deployed."""
+
+ImageStore = Annotated[str | None, typer.Option("--store", help="Image store URL.")]
+"""``--store``: where an image is uploaded; ``None`` means the local network's store."""
+
+FreshChain = Annotated[
+    bool, typer.Option("--fresh", help="Delete the devnet's state and start a new chain.")
+]
+"""``--fresh``: start the devnet from genesis, forgetting its saved state."""
 
 ListenHost = Annotated[str, typer.Option("--host", help="Address to listen on.")]
 """``--host``: the address a server binds (``host: ListenHost = "127.0.0.1"``)."""

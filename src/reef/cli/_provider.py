@@ -45,6 +45,12 @@ KeyOption = typer.Option("--key", help="File with the provider's private key (he
 DbOption = typer.Option(
     "--db", help="SQLAlchemy URL of the indexer database (default: SQLite in $REEF_HOME/provider)."
 )
+_Confirmations = Annotated[
+    int, typer.Option("--confirmations", min=0, help="Blocks a log must be deep.")
+]
+_StartBlock = Annotated[
+    int | None, typer.Option("--start-block", min=0, help="First block to index.")
+]
 
 
 @app.command("run")
@@ -80,12 +86,8 @@ def run(
         Path | None, typer.Option("--deny-owners", help="Refuse jobs from these owners.")
     ] = None,
     db: Annotated[str | None, DbOption] = None,
-    confirmations: Annotated[
-        int, typer.Option("--confirmations", min=0, help="Blocks a log must be deep.")
-    ] = 0,
-    start_block: Annotated[
-        int | None, typer.Option("--start-block", min=0, help="First block to index.")
-    ] = None,
+    confirmations: _Confirmations = 0,
+    start_block: _StartBlock = None,
     safety_margin: Annotated[
         int,
         typer.Option(
@@ -191,8 +193,8 @@ def index_cmd(
     rpc: Rpc = None,
     market: Market = None,
     db: Annotated[str | None, DbOption] = None,
-    confirmations: Annotated[int, typer.Option("--confirmations", min=0)] = 0,
-    start_block: Annotated[int | None, typer.Option("--start-block", min=0)] = None,
+    confirmations: _Confirmations = 0,
+    start_block: _StartBlock = None,
     block_range: Annotated[int, typer.Option("--range", min=1, help="Blocks per getLogs.")] = 500,
     follow: Annotated[
         bool, typer.Option("--follow/--once", help="Keep indexing new blocks.")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._common import read_file
-from reef.cli._options import Json
+from reef.cli._options import AttestationMaxAge, Json
 from reef.cli._output import console, err_console, fail, print_json, print_mapping, print_table
 from reef.encoding import parse_hex, to_hex
 from reef.errors import ChannelError, HandshakeError, InputError, ReefError
@@ -185,9 +185,7 @@ def call_cmd(
         str | None,
         typer.Option("--data", "-d", help="Request body; @FILE reads it from a file."),
     ] = None,
-    max_age_ms: Annotated[
-        int, typer.Option("--max-age-ms", help="How old the server's attestation may be.")
-    ] = 300_000,
+    max_age_ms: AttestationMaxAge = 300_000,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds for the request.")] = 10.0,
     as_json: Json = False,
 ) -> None:

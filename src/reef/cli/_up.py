@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from reef.cli._common import stop_signals
-from reef.cli._options import Insecure, Json
+from reef.cli._options import FreshChain, Insecure, Json
 from reef.cli._output import fail, print_json
 from reef.errors import ReefError
 
@@ -66,9 +66,7 @@ def up(
             "(default: the rate lock).",
         ),
     ] = None,
-    fresh: Annotated[
-        bool, typer.Option("--fresh", help="Start a new chain (deletes the devnet's state).")
-    ] = False,
+    fresh: FreshChain = False,
     no_kms: Annotated[
         bool, typer.Option("--no-kms", help="Do not start the KMS root enclave.")
     ] = False,

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from reef.cli._options import AttestationRoot, Json
+from reef.cli._options import AttestationMaxAge, AttestationRoot, Json
 from reef.cli._output import err_console, fail, failing, print_json, print_mapping
 from reef.errors import AttestationError, InputError, ReefError
 
@@ -63,9 +63,7 @@ def verify_cmd(
         bool, typer.Option("--debug", help="With --image: expect a debug enclave (PCR0-2 zero).")
     ] = False,
     root: AttestationRoot = "aws",
-    max_age_ms: Annotated[
-        int, typer.Option("--max-age-ms", help="Reject documents older than this.")
-    ] = 300_000,
+    max_age_ms: AttestationMaxAge = 300_000,
     timeout: Annotated[float, typer.Option("--timeout", help="HTTP timeout, seconds.")] = 10.0,
     as_json: Json = False,
 ) -> None:
