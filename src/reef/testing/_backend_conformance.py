@@ -16,6 +16,7 @@ from pathlib import Path
 
 from reef.enclave import LIVE_STATES, EnclaveBackend, EnclaveInfo, EnclaveSpec
 from reef.errors import ConformanceError, EnclaveError, ImageError, InputError
+from reef.testing._clock import wall_ms
 
 __all__ = ["check_backend"]
 
@@ -131,7 +132,7 @@ async def _check(
     )
 
     # renew, then stop: stopped, still listed, then removed and unknown.
-    await backend.renew(info.id, int(time.time() * 1000) + 3_600_000)
+    await backend.renew(info.id, wall_ms() + 3_600_000)
     await backend.renew(info.id, None)
     stopped = await backend.stop(info.id)
     _expect(stopped.state == "stopped", f"a stopped enclave is {stopped.state}")
@@ -158,9 +159,7 @@ async def _check(
     await backend.stop(debug.id)
 
     # A lease that runs out unrenewed stops the enclave by itself.
-    leased = await backend.start(
-        EnclaveSpec(image=image, lease_until_ms=int(time.time() * 1000) + 1000)
-    )
+    leased = await backend.start(EnclaveSpec(image=image, lease_until_ms=wall_ms() + 1000))
     mine.append(leased.id)
     ended = await _until_ended(backend, leased.id, lease_wait_s)
     _expect(ended.state == "stopped", f"an enclave past its lease is {ended.state}")

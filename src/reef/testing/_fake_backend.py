@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 
@@ -191,7 +190,7 @@ class FakeBackend:
             memory_mib=spec.memory_mib or manifest.memory_mib,
             network="fake",
             sandbox="fake",
-            created_ms=int(time.time() * 1000),
+            created_ms=wall_ms(),
             labels=labels,
             image_path=spec.image,
             init_params_path=spec.init_params,
