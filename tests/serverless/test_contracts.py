@@ -22,9 +22,11 @@ from reef.errors import ContractRevertError
 from reef.serverless import (
     ENV_JAVASCRIPT,
     JOBS_DOMAIN_NAME,
+    JobResultCallbackCalled,
     JobsDomain,
     RelayRevert,
     ServerlessRevert,
+    SlashedOnExecutionTimeout,
     payout_shares,
     register_digest,
     select_executors,
@@ -398,8 +400,8 @@ def test_silent_executors_are_slashed_and_the_unearned_part_refunded(
     first_share = payout_shares(cost, 3)[0]
     # The user paid only the first answer's share, and got the silent executors' slashed stake.
     assert chain.balance(user.address) == before - first_share + 2 * slash
-    events = chain.jobs().events("SlashedOnExecutionTimeout")
-    assert {e["args"]["enclave"] for e in events} == set(request.selected[1:])
+    events = [e for e in chain.jobs().events() if isinstance(e, SlashedOnExecutionTimeout)]
+    assert {e.enclave for e in events} == set(request.selected[1:])
 
 
 def test_with_no_answer_at_all_the_user_gets_everything_back(chain: ServerlessChain) -> None:
@@ -462,16 +464,16 @@ def test_the_callback_gets_the_first_output_within_its_gas_limit(
     assert receiver.functions.lastJob().call() == request.job_id
     assert receiver.functions.lastOutput().call() == b"result"
     assert receiver.functions.lastTime().call() == 42
-    called = chain.jobs().events("JobResultCallbackCalled")
-    assert [e["args"]["success"] for e in called] == [True]
+    called = [e for e in chain.jobs().events() if isinstance(e, JobResultCallbackCalled)]
+    assert [e.success for e in called] == [True]
     # A callback that needs more than its limit fails alone: the output is still accepted.
     transactor.send(receiver.functions.setBurn(True), "burn")
     request2, _ = jobs.create_job(
         CODEHASH, b"", 1000, callback=receiver.address, callback_gas_limit=100_000
     )
     chain.jobs(chain.users[1]).submit_output(chain.output(request2.selected[0], request2.job_id))
-    called = chain.jobs().events("JobResultCallbackCalled")
-    assert [e["args"]["success"] for e in called] == [True, False]
+    called = [e for e in chain.jobs().events() if isinstance(e, JobResultCallbackCalled)]
+    assert [e.success for e in called] == [True, False]
     assert chain.jobs().job(request2.job_id).output_count == 1  # type: ignore[union-attr]
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from hexbytes import HexBytes
 
 from reef.chain import Devnet, TokenClient
 from reef.crypto import Secp256k1PrivateKey
@@ -130,17 +131,17 @@ async def test_a_job_paid_on_one_chain_runs_on_the_other(chains: TwoChains) -> N
         responses = await asyncio.to_thread(relay.responses, job.block_number)
         await asyncio.sleep(0.1)
     assert responses, "the gateway did not answer on the request chain"
-    args = responses[0]["args"]
-    assert args["jobId"] == job.job_id
-    assert bytes(args["output"]) == b"relayed x"
-    assert args["errorCode"] == 0
-    paid = min(args["totalTime"], 4000) * RELAY_PARAMS.fee_per_ms + RELAY_PARAMS.gateway_fee
-    assert args["paid"] == paid
+    answer = responses[0]
+    assert answer.job_id == job.job_id
+    assert answer.output == b"relayed x"
+    assert answer.error_code == 0
+    paid = min(answer.total_time, 4000) * RELAY_PARAMS.fee_per_ms + RELAY_PARAMS.gateway_fee
+    assert answer.paid == paid
     assert chains.token.balance(user.address) == before - paid
     assert chains.token.balance(owner) == paid
     assert chains.token.balance(relay.address) == 0
     # The response was signed by the gateway in the request chain's Relay domain.
-    tx = w3a.eth.get_transaction(responses[0]["transactionHash"])
+    tx = w3a.eth.get_transaction(HexBytes(answer.tx_hash))
     _, call = relay.contract.decode_function_input(tx["input"])
     typed = encode_typed_data(
         domain_data={

@@ -5,6 +5,11 @@ reads logs of reef's market and of Marlin's deployed MarketV1 alike: both emit t
 names, field types, order and indexing. It accepts logs as web3.py returns them or as raw
 JSON-RPC objects (hex strings), which is what an indexer holds. Strings are decoded as UTF-8
 with replacement, so a hostile log cannot crash an indexer.
+
+Every contract's events go through :class:`EventDecoder` (the market's and the KMS registry's
+here, the proof market's and the serverless contracts' in their packages): fields are the
+elementary ABI types, ``bool`` and dynamic arrays of them (``address[]`` as
+``tuple[Address, ...]``).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Literal, get_args, get_type_hints
+from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
 from eth_utils.address import to_checksum_address
 
@@ -60,6 +65,9 @@ __all__ = [
 class ChainEvent:
     """Where an event was emitted: the contract, block, log index and transaction."""
 
+    ABI_NAME: ClassVar[str] = ""
+    """The event's name in its contract's ABI; the class name if empty (two contracts may name
+    different events alike, e.g. ``JobResponded``, and one class name cannot stand for both)."""
     JSON_NAME: ClassVar[str] = ""
     """The name the event is stored under (:meth:`EventDecoder.to_json`); the class name if empty."""
     JSON_KEYS: ClassVar[Mapping[str, str]] = {}
@@ -274,10 +282,11 @@ def _as_int(value: Any) -> int:
     raise ChainError(f"log field is not an integer: {value!r}")
 
 
-_FieldKind = Literal["address", "job_id", "int", "bytes", "str"]
+_FieldKind = Literal["address", "job_id", "int", "bytes", "str", "bool"]
 # How each field type of the event classes is stored: Oyster's event_data conventions (U256 as
 # 0x hex, addresses lowercase, bytes as 0x hex), chosen by the declared type, never by the value
-# (a string that happens to look like an address stays as it was).
+# (a string that happens to look like an address stays as it was). ``tuple[X, ...]`` (a dynamic
+# array) is stored as a JSON list of X's stored form.
 _KINDS: Mapping[object, _FieldKind] = {
     Address: "address",
     JobId: "job_id",
@@ -286,6 +295,7 @@ _KINDS: Mapping[object, _FieldKind] = {
     int: "int",
     bytes: "bytes",
     str: "str",
+    bool: "bool",
 }
 _ADDRESS_TEXT = re.compile(r"0x[0-9a-fA-F]{40}")
 _JOB_ID_TEXT = re.compile(r"0x[0-9a-fA-F]{64}")
@@ -307,31 +317,57 @@ class EventRecord:
 
 
 @dataclass(frozen=True)
+class _JsonField:
+    name: str  # the Python field
+    key: str  # the stored key
+    kind: _FieldKind
+    array: bool  # a tuple of ``kind`` values
+
+
+@dataclass(frozen=True)
 class _JsonSpec:
     cls: type[ChainEvent]
     name: str
-    fields: tuple[tuple[str, str, _FieldKind], ...]  # (python field, stored key, kind)
+    fields: tuple[_JsonField, ...]
+
+
+def _field_kind(hint: object) -> tuple[_FieldKind, bool] | None:
+    """How a field of type ``hint`` is stored, and whether it is an array; None if it cannot be."""
+    if get_origin(hint) is tuple:
+        args = get_args(hint)
+        kind = _KINDS.get(args[0]) if len(args) == 2 and args[1] is Ellipsis else None
+        return None if kind is None else (kind, True)
+    kind = _KINDS.get(hint)
+    return None if kind is None else (kind, False)
 
 
 def _json_spec(cls: type[ChainEvent]) -> _JsonSpec:
     hints = get_type_hints(cls)
     base = {f.name for f in fields(ChainEvent)}
-    specs: list[tuple[str, str, _FieldKind]] = []
+    specs: list[_JsonField] = []
     for f in fields(cls):
         if f.name in base:
             continue
-        kind = _KINDS.get(hints[f.name])
-        if kind is None:
+        found = _field_kind(hints[f.name])
+        if found is None:
             raise ChainError(
                 f"{cls.__name__}.{f.name} has a type events cannot be stored with: "
                 f"{hints[f.name]!r}",
-                hint="declare event fields as Address, JobId, int (Rate, Amount), bytes or str",
+                hint="declare event fields as Address, JobId, int (Rate, Amount), bytes, str, "
+                "bool, or tuple[X, ...] of one of them",
             )
-        specs.append((f.name, cls.JSON_KEYS.get(f.name, f.name), kind))
+        kind, array = found
+        specs.append(_JsonField(f.name, cls.JSON_KEYS.get(f.name, f.name), kind, array))
     return _JsonSpec(cls, cls.JSON_NAME or cls.__name__, tuple(specs))
 
 
-def _dump(kind: _FieldKind, value: Any) -> Any:
+def _dump(field: _JsonField, value: Any) -> Any:
+    if field.array:
+        return [_dump_one(field.kind, v) for v in value]
+    return _dump_one(field.kind, value)
+
+
+def _dump_one(kind: _FieldKind, value: Any) -> Any:
     if kind == "address":
         return str(value).lower()
     if kind == "int":
@@ -363,7 +399,7 @@ class EventDecoder:
     def __init__(
         self, abi: Sequence[Mapping[str, Any]], classes: Sequence[type[ChainEvent]]
     ) -> None:
-        by_name = {cls.__name__: cls for cls in classes}
+        by_name = {cls.ABI_NAME or cls.__name__: cls for cls in classes}
         self._specs: dict[bytes, _EventSpec] = {}
         for entry in abi:
             if entry.get("type") != "event" or entry["name"] not in by_name:
@@ -384,7 +420,7 @@ class EventDecoder:
         self._topic_decoders = {
             typ: words_decoder([typ]) for spec in self._specs.values() for _, typ in spec.indexed
         }
-        missing = set(by_name) - {s.cls.__name__ for s in self._specs.values()}
+        missing = set(by_name) - {s.cls.ABI_NAME or s.cls.__name__ for s in self._specs.values()}
         if missing:
             raise ChainError(f"the ABI lacks the events {sorted(missing)}")
         self._json = {cls: _json_spec(cls) for cls in classes}
@@ -420,7 +456,7 @@ class EventDecoder:
             ChainError: the event is not one of this decoder's types.
         """
         spec = self._json_spec(type(event))
-        data = {key: _dump(kind, getattr(event, name)) for name, key, kind in spec.fields}
+        data = {f.key: _dump(f, getattr(event, f.name)) for f in spec.fields}
         job_id = data.get("job_id")
         return EventRecord(spec.name, job_id if isinstance(job_id, str) else None, data)
 
@@ -449,10 +485,16 @@ class EventDecoder:
                 hint="was this database written for another contract or ABI?",
             )
         values: dict[str, Any] = {}
-        for field_name, key, kind in spec.fields:
-            if key not in data:
-                raise ChainError(f"the stored {name} event has no {key!r}")
-            values[field_name] = self._load(kind, data[key], f"{name}.{key}")
+        for field in spec.fields:
+            if field.key not in data:
+                raise ChainError(f"the stored {name} event has no {field.key!r}")
+            value, what = data[field.key], f"{name}.{field.key}"
+            if not field.array:
+                values[field.name] = self._load(field.kind, value, what)
+            elif isinstance(value, list):
+                values[field.name] = tuple(self._load(field.kind, v, what) for v in value)
+            else:
+                raise ChainError(f"the stored field {what} is not a list: {str(value)[:80]!r}")
         return spec.cls(
             address=self._load("address", address, f"{name} address"),
             block_number=block_number,
@@ -484,6 +526,9 @@ class EventDecoder:
         elif kind == "bytes":
             if isinstance(value, str) and _HEX_TEXT.fullmatch(value):
                 return bytes.fromhex(value[2:])
+        elif kind == "bool":
+            if isinstance(value, bool):
+                return value
         elif isinstance(value, str):
             return value
         raise ChainError(f"the stored field {what} is not a valid {kind}: {str(value)[:80]!r}")
@@ -523,6 +568,8 @@ class EventDecoder:
             for name, typ in (*spec.indexed, *spec.data):
                 if typ == "address":
                     values[name] = self._checksum(values[name])
+                elif typ == "address[]":
+                    values[name] = tuple(self._checksum(a) for a in values[name])
                 elif typ == "bytes32":
                     raw = bytes(values[name])
                     values[name] = JobId("0x" + raw.hex()) if name in _JOB_ID_FIELDS else raw

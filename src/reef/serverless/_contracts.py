@@ -11,6 +11,10 @@ reason and, here, a hint from :mod:`reef.serverless._reasons`.
 - :class:`ServerlessJobsClient` registers executors (with the verifier's statement), opens jobs,
   submits signed outputs, slashes, and reads executors, jobs and their events.
 
+Events are decoded by reef.chain's ``EventDecoder`` into the typed events of
+:mod:`reef.serverless._events`, as every reef contract's are; :class:`JobRequest`,
+:class:`JobResponse` and :class:`CodeDeployment` are the views the executors and the CLI read.
+
 One module (about 640 lines): the typed clients of the Code and Jobs contracts and the records
 they return, kept beside each other because the Jobs client reads what the Code client wrote
 (codehash) and both mirror one ABI each, function by function.
@@ -20,19 +24,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from eth_abi.abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
-from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from reef.attestation import VerifierStatement
 from reef.chain import (
     Address,
+    ChainEvent,
     ContractClient,
     ProgressCallback,
     Sender,
@@ -43,6 +47,13 @@ from reef.chain import (
 )
 from reef.encoding import parse_hex
 from reef.errors import ContractRevertError, InputError
+from reef.serverless._events import (
+    CodeCreated,
+    JobCreated,
+    JobResponded,
+    serverless_code_decoder,
+    serverless_jobs_decoder,
+)
 from reef.serverless._reasons import serverless_hint
 from reef.serverless._signing import JobsDomain, SignedOutput
 
@@ -63,6 +74,7 @@ ENV_JAVASCRIPT = 1
 _SAVE_CODE = "saveCodeInCallData(string,bytes)"
 _SAVE_CODE_SELECTOR = Web3.keccak(text=_SAVE_CODE)[:4]
 _NOT_UTF8 = b"\xff"  # the runtime answers code 2 (not decodable) for calldata that is not code
+_E = TypeVar("_E", bound=ChainEvent)
 
 
 def _codehash(value: str | bytes) -> bytes:
@@ -74,8 +86,7 @@ def _codehash(value: str | bytes) -> bytes:
 
 
 class _Client(ContractClient):
-    """Adds the serverless contracts' hints to reverts, and reads their events through web3's
-    decoders (:meth:`_decoded`)."""
+    """Adds the serverless contracts' hints to reverts, and reads their typed events."""
 
     def _send(self, function: str, *args: Any) -> tuple[str, TxReceipt]:
         try:
@@ -86,12 +97,23 @@ class _Client(ContractClient):
                 raise
             raise ContractRevertError(exc.message, hint=hint, reason=exc.reason) from exc
 
-    def _decoded(self, name: str, from_block: int, to_block: int | str, *topics: str) -> list[Any]:
-        """This contract's ``name`` events in the block range (``topics`` narrow them after
-        topic 0), decoded by web3 (``args``, ``blockNumber``, ``transactionHash``), in order."""
-        event = getattr(self.contract.events, name)
-        logs = self._logs(from_block, to_block, [_topic(event), *topics])
-        return [event().process_log(log) for log in logs]
+    def _of_type(
+        self, cls: type[_E], from_block: int, to_block: int | str, *topics: str
+    ) -> list[_E]:
+        """This contract's ``cls`` events in the block range (``topics`` narrow them after
+        topic 0), in chain order."""
+        (topic,) = self._decoder.topics_of([cls])
+        logs = self._logs(from_block, to_block, ["0x" + topic.hex(), *topics])
+        return [event for event in self._events(logs) if isinstance(event, cls)]
+
+    def _in_receipt(self, receipt: TxReceipt, cls: type[_E]) -> list[_E]:
+        """The ``cls`` events this contract emitted in a transaction."""
+        return [event for event in self._decode_receipt(receipt) if isinstance(event, cls)]
+
+    def events(self, from_block: int = 0, to_block: int | str = "latest") -> list[ChainEvent]:
+        """Every event of this contract in the block range, typed (the contract's union in
+        :mod:`reef.serverless._events`), in chain order."""
+        return self._events(self._logs(from_block, to_block))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,6 +130,7 @@ class ServerlessCodeClient(_Client):
     """The code contract: functions live in the calldata of a transaction to it."""
 
     CONTRACT = "ServerlessCode"
+    EVENTS = serverless_code_decoder
 
     @classmethod
     def deploy(
@@ -155,18 +178,18 @@ class ServerlessCodeClient(_Client):
     ) -> list[CodeDeployment]:
         """The functions deployed on this contract in the block range, in chain order."""
         out = []
-        for decoded in self._decoded("CodeCreated", from_block, to_block):
+        for created in self._of_type(CodeCreated, from_block, to_block):
             try:
-                meta = json.loads(bytes(decoded["args"]["metadata"]))
+                meta = json.loads(created.metadata)
                 name = str(meta.get("name", "")) if isinstance(meta, dict) else ""
             except ValueError:
                 name = ""
             out.append(
                 CodeDeployment(
-                    codehash=Web3.to_hex(decoded["transactionHash"]).lower(),
-                    owner=_address(decoded["args"]["owner"]),
+                    codehash=created.tx_hash.lower(),
+                    owner=created.owner,
                     name=name,
-                    block_number=int(decoded["blockNumber"]),
+                    block_number=created.block_number,
                 )
             )
         return out
@@ -331,6 +354,7 @@ class ServerlessJobsClient(_Client):
     """The Jobs contract: executors, jobs, outputs, slashing."""
 
     CONTRACT = "ServerlessJobs"
+    EVENTS = serverless_jobs_decoder
 
     @classmethod
     def deploy(
@@ -560,16 +584,14 @@ class ServerlessJobsClient(_Client):
     # -- events -----------------------------------------------------------------------------
 
     def requests_in(self, receipt: TxReceipt) -> list[JobRequest]:
-        events = self.contract.events.JobCreated().process_receipt(receipt, errors=DISCARD)
-        return [_request(e) for e in events if _address(e["address"]) == self.address]
+        return [_request(e) for e in self._in_receipt(receipt, JobCreated)]
 
     def responses_in(self, receipt: TxReceipt) -> list[JobResponse]:
-        events = self.contract.events.JobResponded().process_receipt(receipt, errors=DISCARD)
-        return [_response(e) for e in events if _address(e["address"]) == self.address]
+        return [_response(e) for e in self._in_receipt(receipt, JobResponded)]
 
     def requests(self, from_block: int, to_block: int | str = "latest") -> list[JobRequest]:
         """``JobCreated`` events in the block range, in chain order."""
-        return [_request(e) for e in self._decoded("JobCreated", from_block, to_block)]
+        return [_request(e) for e in self._of_type(JobCreated, from_block, to_block)]
 
     def responses(
         self, from_block: int, to_block: int | str = "latest", *, job_id: int | None = None
@@ -580,17 +602,7 @@ class ServerlessJobsClient(_Client):
             if job_id is None
             else ("0x" + check_uint(job_id, "job id").to_bytes(32, "big").hex(),)
         )
-        return [_response(e) for e in self._decoded("JobResponded", from_block, to_block, *topics)]
-
-    def events(self, name: str, from_block: int = 0, to_block: int | str = "latest") -> list[Any]:
-        """Any of this contract's events by name, decoded by web3 (for tools and tests)."""
-        return self._decoded(name, from_block, to_block)
-
-
-def _topic(event: Any) -> str:
-    abi = event.abi
-    signature = f"{abi['name']}({','.join(i['type'] for i in abi['inputs'])})"
-    return Web3.to_hex(Web3.keccak(text=signature))
+        return [_response(e) for e in self._of_type(JobResponded, from_block, to_block, *topics)]
 
 
 def _image(image_id: bytes) -> bytes:
@@ -607,31 +619,29 @@ def _result(tx_hash: str, receipt: TxReceipt) -> TxResult[Any]:
     )
 
 
-def _request(event: Any) -> JobRequest:
-    args = event["args"]
+def _request(event: JobCreated) -> JobRequest:
     return JobRequest(
-        job_id=int(args["jobId"]),
-        env=int(args["env"]),
-        owner=_address(args["owner"]),
-        codehash="0x" + bytes(args["codehash"]).hex(),
-        input=bytes(args["codeInputs"]),
-        deadline_ms=int(args["deadline"]),
-        deposit=int(args["deposit"]),
-        selected=tuple(_address(a) for a in args["selectedExecutors"]),
-        block_number=int(event["blockNumber"]),
+        job_id=event.job_id,
+        env=event.env,
+        owner=event.owner,
+        codehash="0x" + event.codehash.hex(),
+        input=event.code_inputs,
+        deadline_ms=event.deadline,
+        deposit=event.deposit,
+        selected=event.selected_executors,
+        block_number=event.block_number,
     )
 
 
-def _response(event: Any) -> JobResponse:
-    args = event["args"]
+def _response(event: JobResponded) -> JobResponse:
     return JobResponse(
-        job_id=int(args["jobId"]),
-        executor=_address(args["executor"]),
-        output=bytes(args["output"]),
-        total_time_ms=int(args["totalTime"]),
-        error_code=int(args["errorCode"]),
-        output_count=int(args["outputCount"]),
-        payment=int(args["payment"]),
-        block_number=int(event["blockNumber"]),
-        tx_hash=Web3.to_hex(event["transactionHash"]),
+        job_id=event.job_id,
+        executor=event.executor,
+        output=event.output,
+        total_time_ms=event.total_time,
+        error_code=event.error_code,
+        output_count=event.output_count,
+        payment=event.payment,
+        block_number=event.block_number,
+        tx_hash=event.tx_hash,
     )

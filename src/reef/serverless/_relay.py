@@ -26,7 +26,6 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
-from web3.logs import DISCARD
 
 from reef.chain import (
     Address,
@@ -49,6 +48,7 @@ from reef.serverless._contracts import (
     _codehash,
     _uint_fields,
 )
+from reef.serverless._events import JobRelayed, RelayJobResponded, serverless_relay_decoder
 from reef.serverless._signing import SignedOutput, _output_digest, _sign_output, _unsigned
 
 __all__ = [
@@ -142,6 +142,7 @@ class ServerlessRelayClient(_Client):
     """The Relay contract on the chain users pay on."""
 
     CONTRACT = "ServerlessRelay"
+    EVENTS = serverless_relay_decoder
 
     @classmethod
     def deploy(
@@ -189,8 +190,7 @@ class ServerlessRelayClient(_Client):
             parse_address(callback, name="callback") if callback else Address("0x" + "0" * 40),
             check_uint(callback_gas_limit, "callback_gas_limit"),
         )
-        events = self.contract.events.JobRelayed().process_receipt(receipt, errors=DISCARD)
-        return _relayed(events[0])
+        return _relayed(self._in_receipt(receipt, JobRelayed)[0])
 
     def claim(self, job_id: int) -> TxResult[Any]:
         return self._transact("claimJob", check_uint(job_id, "job id"))
@@ -202,23 +202,22 @@ class ServerlessRelayClient(_Client):
         return self._transact("jobCancel", check_uint(job_id, "job id"))
 
     def relayed(self, from_block: int, to_block: int | str = "latest") -> list[RelayedJob]:
-        return [_relayed(e) for e in self._decoded("JobRelayed", from_block, to_block)]
+        return [_relayed(e) for e in self._of_type(JobRelayed, from_block, to_block)]
 
-    def responses(self, from_block: int, to_block: int | str = "latest") -> list[Any]:
-        """``JobResponded`` events (web3's decoded form: ``args`` has jobId, output, ...)."""
-        return self._decoded("JobResponded", from_block, to_block)
+    def responses(self, from_block: int, to_block: int | str = "latest") -> list[RelayJobResponded]:
+        """The gateways' answers (``JobResponded``) in the block range, in chain order."""
+        return self._of_type(RelayJobResponded, from_block, to_block)
 
 
-def _relayed(event: Any) -> RelayedJob:
-    args = event["args"]
+def _relayed(event: JobRelayed) -> RelayedJob:
     return RelayedJob(
-        job_id=int(args["jobId"]),
-        owner=Address(Web3.to_checksum_address(args["owner"])),
-        codehash="0x" + bytes(args["codehash"]).hex(),
-        input=bytes(args["codeInputs"]),
-        deadline_ms=int(args["deadline"]),
-        deposit=int(args["deposit"]),
-        block_number=int(event["blockNumber"]),
+        job_id=event.job_id,
+        owner=event.owner,
+        codehash="0x" + event.codehash.hex(),
+        input=event.code_inputs,
+        deadline_ms=event.deadline,
+        deposit=event.deposit,
+        block_number=event.block_number,
     )
 
 
