@@ -11,6 +11,7 @@ exact time where one matters.
 # ruff: noqa: S105  (TOKEN_* names are revert reasons, not passwords)
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
 __all__ = ["Revert", "hint_for"]
@@ -70,7 +71,9 @@ class Revert(StrEnum):
 
 _SAME_ACCOUNT = "send the transaction from the account that opened the job"
 
-_HINTS: dict[Revert, str] = {
+# Keyed by the reasons (StrEnum members hash and compare as their text, so a reason string looks
+# its hint up directly).
+_HINTS: Mapping[str, str] = {
     Revert.JOB_NOT_FOUND: "check the job id; a closed job is deleted from the market",
     Revert.ONLY_OWNER_WITHDRAW: _SAME_ACCOUNT,
     Revert.ONLY_OWNER_REVISE: _SAME_ACCOUNT,
@@ -118,7 +121,4 @@ _HINTS: dict[Revert, str] = {
 
 def hint_for(reason: str) -> str | None:
     """What to do about a revert reason, or ``None`` when the reason says it all."""
-    try:
-        return _HINTS.get(Revert(reason))
-    except ValueError:
-        return None
+    return _HINTS.get(reason)

@@ -9,6 +9,7 @@ commands.
 # ruff: noqa: S105  (TOKEN_* names are revert reasons, not passwords)
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
 __all__ = ["RelayRevert", "ServerlessRevert", "serverless_hint"]
@@ -101,7 +102,9 @@ class RelayRevert(StrEnum):
     TOKEN_TRANSFER_FAILED = "token transfer failed"
 
 
-_HINTS: dict[ServerlessRevert, str] = {
+# Keyed by the reasons (StrEnum members hash and compare as their text, so a reason string looks
+# its hint up directly).
+_HINTS: Mapping[str, str] = {
     ServerlessRevert.NOT_ENOUGH_EXECUTORS: (
         "nothing was charged; `reef fn executors` lists the executors and their active jobs:"
         " wait for capacity, or start more executors (`reef executor run`)"
@@ -127,7 +130,4 @@ _HINTS: dict[ServerlessRevert, str] = {
 
 def serverless_hint(reason: str) -> str | None:
     """What to do about a revert reason, or None when the reason says it all."""
-    try:
-        return _HINTS.get(ServerlessRevert(reason))
-    except ValueError:
-        return None
+    return _HINTS.get(reason)
