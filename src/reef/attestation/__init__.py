@@ -15,6 +15,7 @@ from reef.attestation._roots import TrustedRoot
 from reef.attestation._verify import detect_kind, verify
 
 if TYPE_CHECKING:
+    from reef.attestation._cache import AttestationCache
     from reef.attestation._client import AttestationClient, attestation_url
     from reef.attestation._dev import DevAuthority
     from reef.attestation._quote import (
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "AttestationCache",
     "AttestationClient",
     "Attester",
     "CoseSign1",
@@ -85,6 +87,7 @@ __all__ = [
 __getattr__ = lazy_attributes(
     __name__,
     {
+        "AttestationCache": "_cache",
         "AttestationClient": "_client",
         "attestation_url": "_client",
         "DevAuthority": "_dev",

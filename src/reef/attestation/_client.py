@@ -27,15 +27,14 @@ caller exist (the CLI and thread-pool attesters; Scallop and the dev TEE's async
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from reef.attestation._cache import AttestationCache
 from reef.attestation._model import Expectations, VerifiedAttestation
 from reef.attestation._nitro import DEFAULT_MAX_AGE_MS, NitroVerifier
 from reef.attestation._roots import TrustedRoot
@@ -184,9 +183,7 @@ class AttestationClient:
         self._verifier = verifier if verifier is not None else NitroVerifier()
         self._cache_enabled = cache
         self._cache_ttl_ms = cache_ttl_ms
-        self._cache_size = cache_size
-        self._cache: OrderedDict[Hashable, tuple[VerifiedAttestation, int]] = OrderedDict()
-        self._lock = threading.Lock()  # the cache is shared by threads (sync) and tasks (async)
+        self._cache = AttestationCache(cache_size)
 
     def __repr__(self) -> str:
         root = self.root.name if self.root is not None else None
@@ -327,8 +324,7 @@ class AttestationClient:
 
     def forget(self) -> None:
         """Drop every cached result."""
-        with self._lock:
-            self._cache.clear()
+        self._cache.forget()
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -367,18 +363,7 @@ class AttestationClient:
         return (url, root.certificate, wanted)
 
     def _cached(self, key: Hashable | None) -> VerifiedAttestation | None:
-        if key is None:
-            return None
-        now = self._clock_ms()
-        with self._lock:
-            entry = self._cache.get(key)
-            if entry is None:
-                return None
-            verified, expires_ms = entry
-            if now >= expires_ms:
-                del self._cache[key]
-                return None
-            return verified
+        return None if key is None else self._cache.get(key, self._clock_ms())
 
     def _check(
         self,
@@ -397,12 +382,7 @@ class AttestationClient:
             expect=expect,
         )
         if key is not None:
-            expires = verified.timestamp_ms + self.max_age_ms
-            if self._cache_ttl_ms is not None:
-                expires = min(expires, now + self._cache_ttl_ms)
-            with self._lock:
-                self._cache[key] = (verified, expires)
-                self._cache.move_to_end(key)
-                while len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
+            self._cache.put(
+                key, verified, now_ms=now, max_age_ms=self.max_age_ms, ttl_ms=self._cache_ttl_ms
+            )
         return verified

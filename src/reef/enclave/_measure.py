@@ -64,6 +64,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "reef._lazy",
     "reef._serve",
     "reef.attestation",
+    "reef.attestation._cache",
     "reef.attestation._chain",
     "reef.attestation._client",
     "reef.attestation._cose",

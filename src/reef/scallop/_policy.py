@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -235,22 +234,20 @@ class PolicyStore:
         ttl_ms: int | None = None,
         max_entries: int = 10_000,
     ) -> None:
+        from reef.attestation import AttestationCache
+
         self.policy = policy
         self._cache_enabled = cache
+        # Without max_age an entry needs a time-to-live of its own: five minutes by default.
+        if ttl_ms is None and policy.max_age_ms is None:
+            ttl_ms = DEFAULT_MAX_AGE_MS
         self._ttl_ms = ttl_ms
-        self._max_entries = max_entries
-        self._cache: OrderedDict[bytes, tuple[VerifiedAttestation, int]] = OrderedDict()
+        self._cache = AttestationCache(max_entries)
 
     def contains(self, key: bytes) -> ContainsResponse:
         """:class:`Approved` for a cached, unexpired key; :class:`NotFound` otherwise."""
-        entry = self._cache.get(bytes(key))
-        if entry is None:
-            return NotFound()
-        peer, expires_ms = entry
-        if self.policy.clock() >= expires_ms:
-            del self._cache[bytes(key)]
-            return NotFound()
-        return Approved(peer)
+        peer = self._cache.get(bytes(key), self.policy.clock())
+        return NotFound() if peer is None else Approved(peer)
 
     def verify(self, attestation: bytes, key: bytes) -> VerifiedAttestation:
         """Verify under the policy and cache the result.
@@ -260,26 +257,18 @@ class PolicyStore:
         """
         verified = self.policy.check(attestation, key)
         if self._cache_enabled:
-            now = self.policy.clock()
-            limits = []
-            if self.policy.max_age_ms is not None:
-                limits.append(verified.timestamp_ms + self.policy.max_age_ms)
-            if self._ttl_ms is not None or not limits:
-                limits.append(
-                    now + (self._ttl_ms if self._ttl_ms is not None else DEFAULT_MAX_AGE_MS)
-                )
-            self._cache[bytes(key)] = (verified, min(limits))
-            self._cache.move_to_end(bytes(key))
-            while len(self._cache) > self._max_entries:
-                self._cache.popitem(last=False)
+            self._cache.put(
+                bytes(key),
+                verified,
+                now_ms=self.policy.clock(),
+                max_age_ms=self.policy.max_age_ms,
+                ttl_ms=self._ttl_ms,
+            )
         return verified
 
     def forget(self, key: bytes | None = None) -> None:
         """Drop one cached key, or all of them."""
-        if key is None:
-            self._cache.clear()
-        else:
-            self._cache.pop(bytes(key), None)
+        self._cache.forget(None if key is None else bytes(key))
 
     def __len__(self) -> int:
         return len(self._cache)
