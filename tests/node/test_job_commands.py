@@ -316,3 +316,36 @@ def test_wallet_shows_balances_and_spend(market: Market) -> None:
     # what the jobs hold now: at most what the chain last settled, at least that less an hour
     held = sum(owner.job(n).balance for n in jobs)
     assert held - spend <= parse_amount(wallet["jobs_balance"]) <= held
+
+
+def test_every_use_case_refuses_a_job_that_is_not_open_with_one_message(market: Market) -> None:
+    """`reef jobs`, the dashboard and `reef jobs update` share one lookup: the same MarketError
+    (an update once raised a ValueError formatting the job's number)."""
+    from reef.errors import MarketError
+    from reef.home import ReefHome
+    from reef.node import (
+        JobUpdate,
+        deposit_to_job,
+        find_open_job,
+        open_session,
+        owned_job,
+        update_job,
+    )
+
+    session = open_session(
+        ReefHome.from_env(), rpc=market.rpc, market=market.market, key=market.key
+    )
+    client = session.market()
+    gone = parse_job_id(23)
+    expected = f"job 23 ({gone}) is not open in the market at {session.market_address}"
+    attempts = {
+        "find": lambda: find_open_job(session, client, gone),
+        "owned": lambda: owned_job(session, client, gone),
+        "deposit": lambda: deposit_to_job(session, client, gone, parse_amount("1")),
+        "update": lambda: update_job(session, client, gone, JobUpdate(debug=True)),
+    }
+    for name, attempt in attempts.items():
+        with pytest.raises(MarketError) as caught:
+            attempt()
+        assert caught.value.message == expected, name
+        assert "reef jobs list" in (caught.value.hint or ""), name

@@ -17,7 +17,7 @@ import typer
 
 from reef.cli._common import read_file, read_input
 from reef.cli._options import Json
-from reef.cli._output import err_console, fail, failing, print_json, print_mapping
+from reef.cli._output import err_console, fail, failing, print_json, print_mapping, print_result
 from reef.encoding import parse_hex, to_hex
 from reef.errors import AttestationError, InputError, ReefError
 
@@ -442,7 +442,4 @@ def root_cmd(
         trusted = TrustedRoot.resolve(spec, ReefHome.from_env())
     data = {"name": trusted.name, "insecure": trusted.insecure}
     data.update(_certificate_info(trusted.certificate))
-    if as_json:
-        print_json(data)
-    else:
-        print_mapping(data)
+    print_result(data, as_json)

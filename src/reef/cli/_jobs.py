@@ -99,15 +99,12 @@ def _open(
     Raises:
         ReefError: the network or the job cannot be found, or no account is available.
     """
+    from reef.chain import JobId
+    from reef.node import find_open_job
+
     session = market_session(flags.rpc, flags.market, flags.key, need_account=need_account)
     client = session.market(tx_printer)
-    found = client.find_job(job)
-    if found is None:
-        raise MarketError(
-            f"job {job_label(job)} ({job}) is not open in the market at {session.market_address}",
-            hint="`reef jobs list` shows your open jobs; a closed job is deleted from the market",
-        )
-    return session, client, found
+    return session, client, find_open_job(session, client, JobId(job))
 
 
 def _when(timestamp: int | None) -> str:
@@ -207,21 +204,14 @@ def deposit_cmd(
     amount: Annotated[str, typer.Argument(help="rUSD to add, e.g. 1.5")],
 ) -> None:
     """Add money to a job (anyone may); its enclave then runs longer."""
-    from reef.chain import format_amount, parse_amount
+    from reef.chain import JobId, format_amount, parse_amount
+    from reef.node import deposit_to_job
 
     with failing():
         value = parse_amount(amount)
-        if value == 0:
-            raise MarketError("the amount must be more than 0")
-        session, client, _found = _open(job, flags)
-        have = client.token.balance(session.address)
-        if have < value:
-            raise MarketError(
-                f"insufficient balance: {session.address} has {format_amount(have)} rUSD"
-            )
-        result = client.deposit(job, value)
-        after = client.job(job)
-    out = {**_ids(after.id), "deposited": format_amount(value), "tx_hash": result.tx_hash}
+        session = market_session(flags.rpc, flags.market, flags.key)
+        result = deposit_to_job(session, session.market(tx_printer), JobId(job), value)
+    out = {**_ids(job), "deposited": format_amount(value), "tx_hash": result.tx_hash}
     print_result(out, flags.as_json)
 
 
@@ -237,25 +227,14 @@ def withdraw_cmd(
 ) -> None:
     """Take unused money back from a job (owner only; a notice reserve stays)."""
     from reef.chain import format_amount, parse_amount
-    from reef.node import stop_margin_s, stops_at, withdraw_limit
+    from reef.node import stop_margin_s, stops_at, withdraw_from_job
 
     with failing():
         if (amount is None) == (not all_):
             raise MarketError("give an AMOUNT or --max")
         session, client, found = _open(job, flags)
-        limit = withdraw_limit(session, client, found)
-        value = limit if all_ else parse_amount(amount or "0")
-        if value == 0:
-            raise MarketError(
-                "nothing can be withdrawn now: the rest is the notice reserve or already spent"
-            )
-        if value > limit:
-            raise MarketError(
-                f"at most {format_amount(limit)} rUSD can be withdrawn now (the notice reserve "
-                f"of {client.lock_wait_time()} s at the job's rate stays in the job)",
-                hint="withdraw less, or stop the job to get everything back",
-            )
-        result = client.withdraw(job, value)
+        wanted = None if all_ else parse_amount(amount or "0")
+        value, result = withdraw_from_job(session, client, found, wanted)
         margin = stop_margin_s(session)
         stops = stops_at(client.job(job), margin)
         stopping_now = stops is not None and stops <= session.now()

@@ -17,7 +17,7 @@ import typer
 from reef.cli._attestation import Base64Input, HexInput, evidence_encoding
 from reef.cli._common import read_input
 from reef.cli._options import AttestationRoot, Json, ListenHost
-from reef.cli._output import err_console, fail, failing, print_json, print_mapping
+from reef.cli._output import err_console, fail, failing, print_json, print_mapping, print_result
 from reef.encoding import parse_hex
 from reef.errors import AttestationError, ConfigError, InputError, ReefError
 
@@ -227,10 +227,7 @@ def keygen_cmd(
         "public_key": key.public_key.raw.hex(),
         "address": key.public_key.checksum_address,
     }
-    if as_json:
-        print_json(data)
-    else:
-        print_mapping(data)
+    print_result(data, as_json)
 
 
 def _write_secret(path: Path, secret: bytes, *, force: bool) -> None:

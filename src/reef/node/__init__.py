@@ -42,6 +42,8 @@ if TYPE_CHECKING:
         WITHDRAW_MARGIN_S,
         JobStatus,
         JobSummary,
+        deposit_to_job,
+        find_open_job,
         job_status,
         jobs_totals,
         open_jobs,
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
         stop_margin_s,
         stops_at,
         summarize_job,
+        withdraw_from_job,
         withdraw_limit,
     )
     from reef.node._kms_root import KmsRootOptions, PreparedKmsRoot, prepare_kms_root
@@ -107,9 +110,11 @@ __all__ = [
     "connect",
     "copy_example",
     "deploy",
+    "deposit_to_job",
     "doctor_checks",
     "example_dir",
     "expected_image_id",
+    "find_open_job",
     "job_status",
     "jobs_totals",
     "list_examples",
@@ -134,6 +139,7 @@ __all__ = [
     "verify_enclave",
     "wait_for_app",
     "wait_for_enclave",
+    "withdraw_from_job",
     "withdraw_limit",
 ]
 
@@ -166,9 +172,11 @@ __getattr__ = lazy_attributes(
         "connect": "_provider",
         "copy_example": "_examples",
         "deploy": "_deploy",
+        "deposit_to_job": "_jobs",
         "doctor_checks": "_doctor",
         "example_dir": "_examples",
         "expected_image_id": "_deploy",
+        "find_open_job": "_jobs",
         "job_status": "_jobs",
         "jobs_totals": "_jobs",
         "list_examples": "_examples",
@@ -193,6 +201,7 @@ __getattr__ = lazy_attributes(
         "verify_enclave": "_deploy",
         "wait_for_app": "_deploy",
         "wait_for_enclave": "_deploy",
+        "withdraw_from_job": "_jobs",
         "withdraw_limit": "_jobs",
     },
 )

@@ -8,8 +8,11 @@
 - :func:`per_hour`, :func:`stop_margin_s`, :func:`stops_at`, :func:`jobs_totals`: a rate per
   hour, how long before the money runs out the provider stops an enclave (and so when), and
   what some jobs hold and spend;
-- :func:`owned_job`: the open job, refused unless the session's account owns it;
-- :func:`withdraw_limit`: how much the notice reserve lets the owner take back now;
+- :func:`find_open_job`, :func:`owned_job`: the open job, refused when it is not open (or,
+  for the latter, unless the session's account owns it);
+- :func:`deposit_to_job`: add money to a job from the session's account;
+- :func:`withdraw_limit`, :func:`withdraw_from_job`: how much the notice reserve lets the owner
+  take back now, and taking it;
 - :func:`stop_job`: revise the rate to 0 (the provider stops the enclave at once) and say when
   the market lets the job be closed.
 
@@ -27,7 +30,7 @@ from reef.chain import Address, Amount, Job, JobId
 from reef.errors import MarketError, ServiceError
 
 if TYPE_CHECKING:
-    from reef.chain import MarketClient
+    from reef.chain import MarketClient, MarketEvent, TxResult
     from reef.market import JobMetadata
     from reef.node._session import Session
 
@@ -36,6 +39,8 @@ __all__ = [
     "WITHDRAW_MARGIN_S",
     "JobStatus",
     "JobSummary",
+    "deposit_to_job",
+    "find_open_job",
     "job_status",
     "jobs_totals",
     "open_jobs",
@@ -45,6 +50,7 @@ __all__ = [
     "stop_margin_s",
     "stops_at",
     "summarize_job",
+    "withdraw_from_job",
     "withdraw_limit",
 ]
 
@@ -210,6 +216,23 @@ def summarize_job(
     )
 
 
+def find_open_job(session: Session, market: MarketClient, job: JobId) -> Job:
+    """The open job ``job``.
+
+    Raises:
+        MarketError: it is not open (never opened, or closed: the market deletes closed jobs).
+    """
+    from reef.chain import job_index
+
+    found = market.find_job(job)
+    if found is None:
+        raise MarketError(
+            f"job {job_index(job)} ({job}) is not open in the market at {session.market_address}",
+            hint="`reef jobs list` shows your open jobs; a closed job is deleted from the market",
+        )
+    return found
+
+
 def owned_job(session: Session, market: MarketClient, job: JobId) -> Job:
     """The open job ``job``, which the session's account owns.
 
@@ -218,12 +241,7 @@ def owned_job(session: Session, market: MarketClient, job: JobId) -> Job:
     """
     from reef.chain import job_index
 
-    found = market.find_job(job)
-    if found is None:
-        raise MarketError(
-            f"job {job_index(job)} is not open in the market at {session.market_address}",
-            hint="`reef jobs list` shows your open jobs; a closed job is deleted from the market",
-        )
+    found = find_open_job(session, market, job)
     if found.owner != session.address:
         raise MarketError(
             f"job {job_index(found.id)} belongs to {found.owner}, not to {session.address}",
@@ -238,6 +256,52 @@ def withdraw_limit(session: Session, market: MarketClient, job: Job) -> Amount:
     from reef.market import withdrawable
 
     return withdrawable(job, session.now() + WITHDRAW_MARGIN_S, market.lock_wait_time())
+
+
+def deposit_to_job(
+    session: Session, market: MarketClient, job: JobId, amount: Amount
+) -> TxResult[MarketEvent]:
+    """Add ``amount`` (base units) to the open job ``job`` from the session's account (anyone
+    may fund any job; its enclave then runs longer).
+
+    Raises:
+        MarketError: ``amount`` is 0 or more than the account holds, or the job is not open.
+    """
+    from reef.chain import format_amount
+
+    if amount == 0:
+        raise MarketError("the amount must be more than 0")
+    find_open_job(session, market, job)
+    have = market.token.balance(session.address)
+    if have < amount:
+        raise MarketError(f"insufficient balance: {session.address} has {format_amount(have)} rUSD")
+    return market.deposit(job, amount)
+
+
+def withdraw_from_job(
+    session: Session, market: MarketClient, job: Job, amount: Amount | None
+) -> tuple[Amount, TxResult[MarketEvent]]:
+    """Take ``amount`` (base units; all that the notice reserve allows when ``None``) back from
+    ``job`` (owner only); return what was taken and the transaction.
+
+    Raises:
+        MarketError: nothing can be taken now, or more than :func:`withdraw_limit`.
+    """
+    from reef.chain import format_amount
+
+    limit = withdraw_limit(session, market, job)
+    value = limit if amount is None else amount
+    if value == 0:
+        raise MarketError(
+            "nothing can be withdrawn now: the rest is the notice reserve or already spent"
+        )
+    if value > limit:
+        raise MarketError(
+            f"at most {format_amount(limit)} rUSD can be withdrawn now (the notice reserve "
+            f"of {market.lock_wait_time()} s at the job's rate stays in the job)",
+            hint="withdraw less, or stop the job to get everything back",
+        )
+    return value, market.withdraw(job.id, value)
 
 
 def stop_job(market: MarketClient, job: Job) -> int:

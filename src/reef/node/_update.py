@@ -16,6 +16,7 @@ from reef.enclave import InitParams
 from reef.errors import MarketError
 from reef.market import JobMetadata, upload_image
 from reef.node._deploy import expected_image_id, prepare_image, read_init_params
+from reef.node._jobs import find_open_job
 from reef.node._session import Session
 
 __all__ = ["JobUpdate", "UpdateResult", "update_job"]
@@ -31,6 +32,8 @@ class JobUpdate:
     debug: bool | None = None
     store_url: str | None = None
     """The image store to upload to; the local network's by default."""
+    url: str | None = None
+    """An image already in a store, by its URL (instead of ``image``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,23 +57,22 @@ def update_job(
     """Apply ``change`` to ``job``'s metadata on chain (one transaction).
 
     Raises:
-        MarketError: nothing to change, or the job is not open.
+        MarketError: nothing to change, both an image and a URL, or the job is not open.
         ImageError, ServiceError, ChainError: building, uploading or sending failed.
     """
-    if change.image is None and change.init_params is None and change.debug is None:
+    unchanged = change.image is None and change.init_params is None and change.debug is None
+    if unchanged and not change.url:
         raise MarketError("nothing to update", hint="give --image, --init-params or --debug")
-    found = market.find_job(job)
-    if found is None:
-        raise MarketError(
-            f"job {int(job)} is not open in the market at {session.market_address}",
-            hint="`reef jobs list` shows your open jobs; a closed job is deleted from the market",
-        )
-    meta = JobMetadata.parse(found.metadata)
+    if change.image is not None and change.url:
+        raise MarketError("give a new image or an image URL, not both")
+    meta = JobMetadata.parse(find_open_job(session, market, job).metadata)
     changes: dict[str, object] = {}
     if change.debug is not None:
         changes["debug"] = change.debug
     if change.init_params is not None:
         changes["init_params"] = read_init_params(change.init_params).to_base64()
+    if change.url:
+        changes["url"] = change.url
     built: Path | None = None
     if change.image is not None:
         built = prepare_image(change.image, session.home.path("builds", ".keep").parent)

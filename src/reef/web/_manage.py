@@ -1,14 +1,14 @@
 """What the dashboard's management buttons do: market transactions signed by its account.
 
-Each action is a thin call into the library (:class:`reef.chain.MarketClient`,
-:func:`reef.node.deploy`, :func:`reef.node.stop_job`, :func:`reef.node.withdraw_limit`); the app checks the token before
-calling any of them. They are synchronous (web3.py) and run in a worker thread. Every refusal is
+Each action is a thin call into the library (:func:`reef.node.deposit_to_job`,
+:func:`reef.node.withdraw_from_job`, :func:`reef.node.stop_job`, :func:`reef.node.update_job`,
+:func:`reef.node.deploy`), as ``reef jobs`` and ``reef deploy`` make it; the app checks the
+token before calling any of them. They are synchronous (web3.py) and run in a worker thread. Every refusal is
 a :class:`~reef.errors.ReefError` whose message the page shows as is.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,33 +33,21 @@ def _owned(session: Session, job: JobId) -> Any:
 def deposit(session: Session, job: JobId, amount: str) -> dict[str, Any]:
     """Add ``amount`` rUSD (decimal text) to ``job`` from the dashboard's account."""
     from reef.chain import format_amount, parse_amount
+    from reef.node import deposit_to_job
 
     value = parse_amount(amount)
-    if value == 0:
-        raise MarketError("the amount must be more than 0")
-    client = session.market()
-    have = client.token.balance(session.address)
-    if have < value:
-        raise MarketError(f"insufficient balance: {session.address} has {format_amount(have)} rUSD")
-    result = client.deposit(job, value)
+    result = deposit_to_job(session, session.market(), job, value)
     return {"job_id": job, "deposited": format_amount(value), "tx_hash": result.tx_hash}
 
 
 def withdraw(session: Session, job: JobId, amount: str | None) -> dict[str, Any]:
     """Take ``amount`` rUSD back from ``job`` (all the notice reserve allows when ``None``)."""
     from reef.chain import format_amount, parse_amount
-    from reef.node import withdraw_limit
+    from reef.node import withdraw_from_job
 
     client, found = _owned(session, job)
-    limit = withdraw_limit(session, client, found)
-    value = limit if not amount else parse_amount(amount)
-    if value == 0:
-        raise MarketError("nothing can be withdrawn now: the rest is the notice reserve or spent")
-    if value > limit:
-        raise MarketError(
-            f"at most {format_amount(limit)} rUSD can be withdrawn now (the notice reserve stays)"
-        )
-    result = client.withdraw(job, value)
+    wanted = parse_amount(amount) if amount else None
+    value, result = withdraw_from_job(session, client, found, wanted)
     return {"job_id": job, "withdrawn": format_amount(value), "tx_hash": result.tx_hash}
 
 
@@ -76,20 +64,16 @@ def stop_job(session: Session, job: JobId) -> dict[str, Any]:
 def update_job(
     session: Session, job: JobId, *, debug: bool | None = None, url: str | None = None
 ) -> dict[str, Any]:
-    """Change ``job``'s debug flag or image URL; its provider replaces the enclave."""
-    from reef.market import JobMetadata
+    """Change ``job``'s debug flag or image URL; its provider replaces the enclave
+    (:func:`reef.node.update_job`, as ``reef jobs update``)."""
+    from reef.node import JobUpdate
+    from reef.node import update_job as node_update_job
 
     if debug is None and not url:
         raise MarketError("nothing to update", hint="give a debug flag or an image URL")
     client, found = _owned(session, job)
-    meta = JobMetadata.parse(found.metadata)
-    changes: dict[str, Any] = {}
-    if debug is not None:
-        changes["debug"] = debug
-    if url:
-        changes["url"] = url
-    result = client.update_metadata(found.id, dataclasses.replace(meta, **changes).to_json())
-    return {"job_id": found.id, "updated": sorted(changes), "tx_hash": result.tx_hash}
+    result = node_update_job(session, client, found.id, JobUpdate(debug=debug, url=url or None))
+    return {"job_id": found.id, "updated": list(result.updated), "tx_hash": result.tx_hash}
 
 
 def deploy_job(
