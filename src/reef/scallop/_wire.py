@@ -277,8 +277,12 @@ class _Handshake(abc.ABC):
         ciphertext = self._send.encrypt_with_ad(b"", plaintext)
         return _U16.pack(len(ciphertext)) + ciphertext
 
-    def _open_finish(self, minimum: int, maximum: int, what: str) -> bytes | NeedData:
-        """The plaintext of the peer's CLIENTFIN or SERVERFIN, length checked before the body."""
+    def _open_finish(
+        self, minimum: int, maximum: int, what: str, *, length_at: int
+    ) -> bytes | NeedData:
+        """The plaintext of the peer's CLIENTFIN or SERVERFIN, length checked before the body;
+        the attestation length it declares (a u16 at ``length_at``, the attestation after it)
+        checked against the bytes it carries."""
         assert self._recv is not None
         buf = self._buffer
         size = buf.peek_u16(0)
@@ -295,11 +299,20 @@ class _Handshake(abc.ABC):
             return NeedData(2 + size - len(buf.data))
         buf.take(2)
         try:
-            return self._recv.decrypt_with_ad(b"", buf.take(size))
+            plaintext = self._recv.decrypt_with_ad(b"", buf.take(size))
         except ChannelBrokenError as exc:
             raise self._fail(
                 HandshakeError(f"the handshake failed: {exc.message}", hint=exc.hint)
             ) from exc
+        declared = _U16.unpack_from(plaintext, length_at)[0]
+        carried = len(plaintext) - length_at - 2
+        if declared != carried:
+            raise self._fail(
+                HandshakeError(
+                    f"{what} declares a {declared}-byte attestation but carries {carried}"
+                )
+            )
+        return plaintext
 
     def _check_own_attestation(self, attestation: bytes) -> None:
         if len(attestation) > MAX_ATTESTATION_LEN:
@@ -391,17 +404,9 @@ class ClientHandshake(_Handshake):
         return self._hello
 
     def _read_serverfin(self) -> Event:
-        plaintext = self._open_finish(_SERVERFIN_MIN, _SERVERFIN_MAX, "SERVERFIN")
+        plaintext = self._open_finish(_SERVERFIN_MIN, _SERVERFIN_MAX, "SERVERFIN", length_at=0)
         if isinstance(plaintext, NeedData):
             return plaintext
-        declared = _U16.unpack_from(plaintext, 0)[0]
-        if declared != len(plaintext) - 2:
-            raise self._fail(
-                HandshakeError(
-                    f"SERVERFIN declares a {declared}-byte attestation but carries "
-                    f"{len(plaintext) - 2}"
-                )
-            )
         self._state = "done"
         return AttestationReceived(attestation=plaintext[2:])
 
@@ -465,28 +470,20 @@ class ServerHandshake(_Handshake):
         return ClientHello(peer_static=peer)
 
     def _read_clientfin(self) -> Event:
-        plaintext = self._open_finish(_CLIENTFIN_MIN, _CLIENTFIN_MAX, "CLIENTFIN")
+        plaintext = self._open_finish(_CLIENTFIN_MIN, _CLIENTFIN_MAX, "CLIENTFIN", length_at=1)
         if isinstance(plaintext, NeedData):
             return plaintext
-        flag = plaintext[0]
-        declared = _U16.unpack_from(plaintext, 1)[0]
-        if declared != len(plaintext) - 3:
-            raise self._fail(
-                HandshakeError(
-                    f"CLIENTFIN declares a {declared}-byte attestation but carries "
-                    f"{len(plaintext) - 3}"
-                )
-            )
+        flag, attestation = plaintext[0], plaintext[3:]
         if flag > 1:
             raise self._fail(
                 HandshakeError(f"the client's attestation request flag is {flag}, not 0 or 1")
             )
-        if declared and not self._asked:
+        if attestation and not self._asked:
             raise self._fail(
                 HandshakeError("the client sent an attestation the server did not ask for")
             )
         self._state = "decide_finish" if flag else "done"
-        return ClientFinished(attestation=plaintext[3:], attestation_requested=flag == 1)
+        return ClientFinished(attestation=attestation, attestation_requested=flag == 1)
 
 
 # --- records -------------------------------------------------------------------------------------
