@@ -126,7 +126,6 @@ if TYPE_CHECKING:
     from reef.serverless._relay import (
         JOB_RESPONSE_TYPE,
         RELAY_DOMAIN_NAME,
-        RelayedJob,
         RelayGateway,
         RelayParams,
         ServerlessRelayClient,
@@ -202,7 +201,6 @@ __all__ = [
     "RelayJobResultCallbackCalled",
     "RelayParams",
     "RelayRevert",
-    "RelayedJob",
     "RuntimeStats",
     "SUBMIT_OUTPUT_TYPE",
     "ServerlessCodeClient",
@@ -300,7 +298,6 @@ __getattr__ = lazy_attributes(
         "RELAY_DOMAIN_NAME": "_relay",
         "RelayGateway": "_relay",
         "RelayParams": "_relay",
-        "RelayedJob": "_relay",
         "ServerlessRelayClient": "_relay",
         "job_response_digest": "_relay",
         "sign_job_response": "_relay",

@@ -548,11 +548,7 @@ class ServerlessJobsClient(_Client):
         tx_hash, receipt = self._send(
             "createJob",
             check_uint(env, "env", bits=8),
-            _codehash(codehash),
-            bytes(codeinputs),
-            check_uint(deadline_ms, "deadline_ms"),
-            parse_address(callback, name="callback") if callback else Address("0x" + "0" * 40),
-            check_uint(callback_gas_limit, "callback_gas_limit"),
+            *_job_terms(codehash, codeinputs, deadline_ms, callback, callback_gas_limit),
         )
         requests = self.requests_in(receipt)
         return requests[0], _result(tx_hash, receipt)
@@ -603,6 +599,24 @@ class ServerlessJobsClient(_Client):
             else ("0x" + check_uint(job_id, "job id").to_bytes(32, "big").hex(),)
         )
         return [_response(e) for e in self._of_type(JobResponded, from_block, to_block, *topics)]
+
+
+def _job_terms(
+    codehash: str | bytes,
+    codeinputs: bytes,
+    deadline_ms: int,
+    callback: str | None,
+    callback_gas_limit: int,
+) -> tuple[bytes, bytes, int, Address, int]:
+    """A job's terms as the Jobs contract's ``createJob`` and the Relay's ``relayJob`` both take
+    them (after ``createJob``'s env), checked; no ``callback`` is the zero address."""
+    return (
+        _codehash(codehash),
+        bytes(codeinputs),
+        check_uint(deadline_ms, "deadline_ms"),
+        parse_address(callback, name="callback") if callback else Address("0x" + "0" * 40),
+        check_uint(callback_gas_limit, "callback_gas_limit"),
+    )
 
 
 def _image(image_id: bytes) -> bytes:

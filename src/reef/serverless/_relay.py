@@ -28,7 +28,6 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from reef.chain import (
-    Address,
     ProgressCallback,
     Sender,
     TxResult,
@@ -45,7 +44,7 @@ from reef.serverless._contracts import (
     JobResponse,
     ServerlessJobsClient,
     _Client,
-    _codehash,
+    _job_terms,
     _uint_fields,
 )
 from reef.serverless._events import JobRelayed, RelayJobResponded, serverless_relay_decoder
@@ -56,7 +55,6 @@ __all__ = [
     "RELAY_DOMAIN_NAME",
     "RelayGateway",
     "RelayParams",
-    "RelayedJob",
     "ServerlessRelayClient",
     "job_response_digest",
     "sign_job_response",
@@ -125,19 +123,6 @@ class RelayParams:
         return _uint_fields(self)
 
 
-@dataclass(frozen=True, kw_only=True)
-class RelayedJob:
-    """A ``JobRelayed`` event: a request on the request chain."""
-
-    job_id: int
-    owner: Address
-    codehash: str
-    input: bytes
-    deadline_ms: int
-    deposit: int
-    block_number: int
-
-
 class ServerlessRelayClient(_Client):
     """The Relay contract on the chain users pay on."""
 
@@ -180,17 +165,12 @@ class ServerlessRelayClient(_Client):
         *,
         callback: str | None = None,
         callback_gas_limit: int = 0,
-    ) -> RelayedJob:
+    ) -> JobRelayed:
         """Ask for a call (pays ``deadline x FEE_PER_MS + GATEWAY_FEE``; approve first)."""
         _, receipt = self._send(
-            "relayJob",
-            _codehash(codehash),
-            bytes(codeinputs),
-            check_uint(deadline_ms, "deadline_ms"),
-            parse_address(callback, name="callback") if callback else Address("0x" + "0" * 40),
-            check_uint(callback_gas_limit, "callback_gas_limit"),
+            "relayJob", *_job_terms(codehash, codeinputs, deadline_ms, callback, callback_gas_limit)
         )
-        return _relayed(self._in_receipt(receipt, JobRelayed)[0])
+        return self._in_receipt(receipt, JobRelayed)[0]
 
     def claim(self, job_id: int) -> TxResult[Any]:
         return self._transact("claimJob", check_uint(job_id, "job id"))
@@ -201,24 +181,13 @@ class ServerlessRelayClient(_Client):
     def cancel(self, job_id: int) -> TxResult[Any]:
         return self._transact("jobCancel", check_uint(job_id, "job id"))
 
-    def relayed(self, from_block: int, to_block: int | str = "latest") -> list[RelayedJob]:
-        return [_relayed(e) for e in self._of_type(JobRelayed, from_block, to_block)]
+    def relayed(self, from_block: int, to_block: int | str = "latest") -> list[JobRelayed]:
+        """The requests (``JobRelayed``) in the block range, in chain order."""
+        return self._of_type(JobRelayed, from_block, to_block)
 
     def responses(self, from_block: int, to_block: int | str = "latest") -> list[RelayJobResponded]:
         """The gateways' answers (``JobResponded``) in the block range, in chain order."""
         return self._of_type(RelayJobResponded, from_block, to_block)
-
-
-def _relayed(event: JobRelayed) -> RelayedJob:
-    return RelayedJob(
-        job_id=event.job_id,
-        owner=event.owner,
-        codehash="0x" + event.codehash.hex(),
-        input=event.code_inputs,
-        deadline_ms=event.deadline,
-        deposit=event.deposit,
-        block_number=event.block_number,
-    )
 
 
 class RelayGateway:
@@ -292,18 +261,18 @@ class RelayGateway:
                 log.warning("relay gateway: polling failed: %s", exc)
             await asyncio.sleep(self.poll_interval_s)
 
-    async def handle(self, job: RelayedJob) -> None:
+    async def handle(self, job: JobRelayed) -> None:
         """Claim, run on the executors' chain, answer on the request chain."""
         try:
             async with self._relay_lock:
                 await asyncio.to_thread(self.relay.claim, job.job_id)
             async with self._jobs_lock:
                 request, _ = await asyncio.to_thread(
-                    self.jobs.create_job, job.codehash, job.input, job.deadline_ms
+                    self.jobs.create_job, job.codehash, job.code_inputs, job.deadline
                 )
             self.relayed += 1
             params = await asyncio.to_thread(self.jobs.params)
-            give_up = job.deadline_ms / 1000 + params.execution_buffer_s + 5
+            give_up = job.deadline / 1000 + params.execution_buffer_s + 5
             response = await self._first_output(request.job_id, request.block_number, give_up)
             if response is None:
                 log.warning("relay gateway: no executor answered job %s", job.job_id)
