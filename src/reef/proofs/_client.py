@@ -8,14 +8,15 @@ raises :class:`~reef.errors.ContractRevertError` whose ``reason`` is one of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
 
 from web3 import Web3
 
 from reef.chain import (
     Address,
     Amount,
+    ChainEvent,
     ContractClient,
     ProgressCallback,
     Sender,
@@ -39,6 +40,12 @@ from reef.proofs._types import Ask, AskState, Market, MarketKind, Offer, ProverI
 __all__ = ["ProofMarketClient"]
 
 _ZERO = "0x" + "00" * 20
+_E = TypeVar("_E", bound=ChainEvent)
+
+
+def _first(events: Iterable[ChainEvent], cls: type[_E]) -> _E | None:
+    """The first of ``events`` that is a ``cls``, or None."""
+    return next((e for e in events if isinstance(e, cls)), None)
 
 
 def _uints(values: Sequence[int], name: str) -> list[int]:
@@ -189,10 +196,10 @@ class ProofMarketClient(ContractClient):
         Raises:
             ProofError: the ask has no private inputs.
         """
-        for event in self.ask_events(ask_id, from_block):
-            if isinstance(event, AskSecret):
-                return event
-        raise ProofError(f"ask {ask_id} has no private inputs")
+        found = _first(self.ask_events(ask_id, from_block), AskSecret)
+        if found is None:
+            raise ProofError(f"ask {ask_id} has no private inputs")
+        return found
 
     def assigned_acl(self, ask_id: int, from_block: int = 0) -> SecretAssigned:
         """The ACL the engine made for the assigned prover at assignment.
@@ -200,10 +207,10 @@ class ProofMarketClient(ContractClient):
         Raises:
             ProofError: the ask has no private inputs or is not assigned.
         """
-        for event in self.ask_events(ask_id, from_block):
-            if isinstance(event, SecretAssigned):
-                return event
-        raise ProofError(f"ask {ask_id} was not assigned with private inputs")
+        found = _first(self.ask_events(ask_id, from_block), SecretAssigned)
+        if found is None:
+            raise ProofError(f"ask {ask_id} was not assigned with private inputs")
+        return found
 
     def auction_price(self, ask_id: int) -> Amount:
         """An auction ask's price at the latest block (raises ContractRevertError otherwise)."""
@@ -211,10 +218,7 @@ class ProofMarketClient(ContractClient):
 
     def auction(self, ask_id: int, from_block: int = 0) -> AuctionCreated | None:
         """An auction ask's terms as logged at creation; None for other asks."""
-        for event in self.ask_events(ask_id, from_block):
-            if isinstance(event, AuctionCreated):
-                return event
-        return None
+        return _first(self.ask_events(ask_id, from_block), AuctionCreated)
 
     def ask_price(self, ask_id: int) -> Amount:
         """What a proof of the assigned ask pays its prover (0 before assignment)."""
@@ -519,14 +523,14 @@ class ProofMarketClient(ContractClient):
 
 
 def _created_ask(result: TxResult[ProofMarketEvent]) -> int:
-    created = [e for e in result.events if isinstance(e, AskCreated)]
-    if not created:  # pragma: no cover - a successful createAsk always logs it
+    created = _first(result.events, AskCreated)
+    if created is None:  # pragma: no cover - a successful createAsk always logs it
         raise ProofError("createAsk succeeded without an AskCreated event")
-    return created[0].ask_id
+    return created.ask_id
 
 
 def _created_market(result: TxResult[ProofMarketEvent]) -> int:
-    created = [e for e in result.events if isinstance(e, MarketCreated)]
-    if not created:  # pragma: no cover - a successful creation always logs it
+    created = _first(result.events, MarketCreated)
+    if created is None:  # pragma: no cover - a successful creation always logs it
         raise ProofError("market creation succeeded without a MarketCreated event")
-    return created[0].market_id
+    return created.market_id
