@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._options import Json, ListenHost, Market, Rpc
-from reef.cli._output import fail, failing, print_json, print_table
-from reef.errors import ReefError, ServiceError
+from reef.cli._output import failing, print_json, print_table
+from reef.errors import ServiceError
 
 if TYPE_CHECKING:
     from reef.web import Dashboard, Sample
@@ -163,7 +163,7 @@ def run_cmd(
     """Evaluate the rules every --interval seconds and send each notice (fired or resolved)."""
     from reef.web import AlertEngine, load_rules, send_notice
 
-    try:
+    with failing():
         parsed = load_rules(rules)
         by_name = {rule.name: rule for rule in parsed}
         engine = AlertEngine(parsed)
@@ -183,7 +183,3 @@ def run_cmd(
             if once:
                 return
             time.sleep(interval)
-    except ReefError as exc:
-        raise fail(exc) from exc
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None

@@ -458,7 +458,7 @@ def logs_cmd(
 
     from reef.market import ControlPlaneClient
 
-    try:
+    with failing():
         _session, client, found = _open(job, flags, need_account=False)
         cp = client.provider(found.provider)
         if cp is None:
@@ -486,7 +486,3 @@ def logs_cmd(
             pass  # no new line for a second: without --follow, that is the end
         except httpx.HTTPError as exc:
             raise ServiceError(f"cannot read the enclave's logs at {url}: {exc}") from exc
-    except ReefError as exc:
-        raise fail(exc) from exc
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None

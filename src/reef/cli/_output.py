@@ -158,5 +158,6 @@ class _Failing:
 
 def failing(*, code: int = 1) -> _Failing:
     """A block whose reef errors end the command: reported with :func:`fail`, exit ``code``
-    (1 refused or failed, 2 a usage error). Anything else passes through."""
+    (1 refused or failed, 2 a usage error). Anything else passes through; Ctrl-C too, which
+    Typer turns into exit 130 (the shell's code for SIGINT) without a message."""
     return _Failing(code)

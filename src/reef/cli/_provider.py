@@ -19,8 +19,8 @@ from reef.cli._options import (
     Rpc,
     with_flags,
 )
-from reef.cli._output import fail, failing, print_result
-from reef.errors import ConfigError, ReefError
+from reef.cli._output import failing, print_result
+from reef.errors import ConfigError
 
 if TYPE_CHECKING:
     from reef.node import ProviderService
@@ -112,7 +112,7 @@ def run(
     )
 
     home = ReefHome.from_env().ensure()
-    try:
+    with failing():
         where = locate_market(home, rpc=rpc, market=market)
         if key is not None:
             address = parse_address(load_key_file(key).address, name="--key")
@@ -146,10 +146,6 @@ def run(
         )
         service = ProviderService(settings, runner)
         asyncio.run(_serve(service))
-    except ReefError as exc:
-        raise fail(exc) from exc
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
 
 
 async def _serve(service: ProviderService) -> None:
@@ -208,7 +204,7 @@ def index_cmd(
     from reef.node import ProviderDirs, connect, locate_market
 
     home = ReefHome.from_env().ensure()
-    try:
+    with failing():
         where = locate_market(home, rpc=rpc, market=market)
         indexer = Indexer(
             Web3BlockSource(connect(where.rpc_url)),
@@ -223,10 +219,6 @@ def index_cmd(
             time.sleep(interval)
             stored += indexer.poll()
         checkpoint = indexer.checkpoint()
-    except ReefError as exc:
-        raise fail(exc) from exc
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
     out = {
         "stored": stored,
         "last_block": checkpoint.last_block if checkpoint else None,

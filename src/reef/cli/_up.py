@@ -9,7 +9,7 @@ import typer
 
 from reef.cli._common import stop_signals
 from reef.cli._options import FreshChain, Insecure, Json
-from reef.cli._output import fail, print_json
+from reef.cli._output import failing, print_json
 from reef.errors import ReefError
 
 if TYPE_CHECKING:
@@ -126,12 +126,8 @@ def up(
         dashboard_port=dashboard_port,
     )
     network = LocalNetwork(ReefHome.from_env(), settings, extensions)
-    try:
+    with failing():  # a second Ctrl-C while stopping: Typer exits 130
         asyncio.run(_run(network, json_output=json_output))
-    except ReefError as exc:
-        raise fail(exc) from exc
-    except KeyboardInterrupt:  # a second Ctrl-C while stopping
-        raise typer.Exit(130) from None
 
 
 async def _run(network: LocalNetwork, *, json_output: bool) -> None:
