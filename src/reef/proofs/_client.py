@@ -515,6 +515,14 @@ class ProofMarketClient(ContractClient):
         """This contract's events in the block range, typed, in chain order."""
         return self._events(self._logs(from_block, to_block))
 
+    def events_to_head(self, from_block: int) -> tuple[list[ProofMarketEvent], int]:
+        """The events from ``from_block`` to the chain's head, and the block to read from next
+        (a follower's cursor: nothing is read twice or skipped)."""
+        head = self.w3.eth.block_number
+        if head < from_block:
+            return [], from_block
+        return self.events(from_block, head), head + 1
+
     def ask_events(self, ask_id: int, from_block: int = 0) -> list[ProofMarketEvent]:
         """The events of one ask (topic 1 is the ask id for every ask event)."""
         topic = "0x" + check_uint(ask_id, "ask id").to_bytes(32, "big").hex()

@@ -52,12 +52,10 @@ class _Markets:
     def metadata(self, market_id: int) -> str:
         with self._lock:
             if market_id not in self._metadata:
-                head = self.client.w3.eth.block_number
-                if head >= self._next:
-                    for event in self.client.events(self._next, head):
-                        if isinstance(event, MarketCreated):
-                            self._metadata[event.market_id] = event.metadata
-                    self._next = head + 1
+                events, self._next = self.client.events_to_head(self._next)
+                for event in events:
+                    if isinstance(event, MarketCreated):
+                        self._metadata[event.market_id] = event.metadata
             found = self._metadata.get(market_id)
         if found is None:
             raise ProofError(f"market {market_id} was not created on this chain")

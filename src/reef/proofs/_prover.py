@@ -248,11 +248,9 @@ class ProverService:
 
     def poll(self) -> list[int]:
         """Read new events; returns the ask ids newly assigned to this prover."""
-        head = self.client.w3.eth.block_number
-        if head < self._next_block:
-            return []
+        events, self._next_block = self.client.events_to_head(self._next_block)
         new = []
-        for event in self.client.events(self._next_block, head):
+        for event in events:
             if isinstance(event, MarketCreated):
                 self._metadata[event.market_id] = event.metadata
                 self._kinds[event.market_id] = event.kind
@@ -271,7 +269,6 @@ class ProverService:
                 if self.markets is not None and event.market_id not in self.markets:
                     continue
                 new.append(event.ask_id)
-        self._next_block = head + 1
         self._queue.extend(new)
         return new
 
