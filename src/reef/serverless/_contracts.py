@@ -162,7 +162,7 @@ class ServerlessCodeClient(_Client):
             except TransactionNotFound:
                 return None
         to = tx.get("to")
-        if to is None or str(Web3.to_checksum_address(to)) != str(self.address):
+        if to is None or parse_address(to) != self.address:
             return None
         data = bytes(tx.get("input", b""))
         if data[:4] != _SAVE_CODE_SELECTOR:
@@ -346,10 +346,6 @@ class JobResponse:
     tx_hash: str
 
 
-def _address(value: Any) -> Address:
-    return Address(Web3.to_checksum_address(value))
-
-
 class ServerlessJobsClient(_Client):
     """The Jobs contract: executors, jobs, outputs, slashing."""
 
@@ -418,7 +414,7 @@ class ServerlessJobsClient(_Client):
             return None
         return ExecutorRecord(
             enclave=address,
-            owner=_address(owner),
+            owner=parse_address(owner),
             stake=int(stake),
             job_capacity=int(capacity),
             active_jobs=int(active),
@@ -466,7 +462,7 @@ class ServerlessJobsClient(_Client):
             return None
         return JobRecord(
             job_id=job_id,
-            owner=_address(owner),
+            owner=parse_address(owner),
             env=int(env),
             codehash="0x" + bytes(codehash).hex(),
             deadline_ms=int(deadline),
@@ -475,9 +471,9 @@ class ServerlessJobsClient(_Client):
             escrow=int(escrow),
             execution_time_ms=int(execution),
             output_count=int(count),
-            selected=tuple(_address(a) for a in selected),
+            selected=tuple(parse_address(a) for a in selected),
             submitted_mask=int(mask),
-            callback=_address(callback),
+            callback=parse_address(callback),
             callback_gas_limit=int(gas_limit),
             closed=bool(closed),
         )
