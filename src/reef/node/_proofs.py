@@ -171,14 +171,8 @@ class ProofsExtension(_EnclaveExtension):
         ensure_snarkjs(home)
         store = ArtifactStore(home.path("proofs", "artifacts"))
         token = ctx.info.deployment.token
-        state = self._load_state(home)
-        usable = (
-            state.get("version") == _STATE_VERSION
-            and state.get("chain_id") == ctx.devnet.chain_id
-            and state.get("token") == token
-            and len(w3.eth.get_code(state.get("market", "0x" + "00" * 20))) > 0
-        )
-        if usable:
+        state = self._reusable_state(ctx, ("market",), version=_STATE_VERSION, token=token)
+        if state is not None:
             return _Market(
                 ProofMarketClient(w3, state["market"], account=owner),
                 int(state.get("example_market", 0)),

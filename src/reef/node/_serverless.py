@@ -153,17 +153,12 @@ class ServerlessExtension(_EnclaveExtension):
         """The home's serverless contracts on this devnet, deployed if they are not there."""
         w3 = ctx.devnet.web3()
         admin = ctx.devnet.accounts[0].local_account
-        with contextlib.suppress(ValueError, KeyError):
-            saved = self._load_state(ctx.home)
-            if (
-                saved["chain_id"] == ctx.devnet.chain_id
-                and w3.eth.get_code(saved["jobs_contract"])
-                and w3.eth.get_code(saved["code_contract"])
-            ):
-                return (
-                    ServerlessJobsClient(w3, saved["jobs_contract"], account=admin),
-                    ServerlessCodeClient(w3, saved["code_contract"], account=admin),
-                )
+        saved = self._reusable_state(ctx, ("jobs_contract", "code_contract"))
+        if saved is not None:
+            return (
+                ServerlessJobsClient(w3, saved["jobs_contract"], account=admin),
+                ServerlessCodeClient(w3, saved["code_contract"], account=admin),
+            )
         verifier = load_verifier_key(ctx.home.path("verifier", "secp256k1.sec"))
         token = ctx.info.deployment.token
         jobs = ServerlessJobsClient.deploy(

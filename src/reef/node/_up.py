@@ -203,6 +203,23 @@ class _EnclaveExtension:
             return {}
         return data if isinstance(data, dict) else {}
 
+    def _reusable_state(
+        self, ctx: UpContext, contracts: Sequence[str], **expect: object
+    ) -> dict[str, Any] | None:
+        """What :meth:`_load_state` reads, when it was saved on this devnet (its chain id, and
+        ``expect``'s other values) and every address under ``contracts`` still holds code;
+        ``None`` when the extension must deploy anew (a fresh chain, another token, ...)."""
+        state = self._load_state(ctx.home)
+        expect = {"chain_id": ctx.devnet.chain_id, **expect}
+        if any(state.get(key) != value for key, value in expect.items()):
+            return None
+        w3 = ctx.devnet.web3()
+        # A missing or malformed address (KeyError, web3's ValueError) is as good as no code.
+        with contextlib.suppress(KeyError, ValueError):
+            if all(w3.eth.get_code(state[name]) for name in contracts):
+                return state
+        return None
+
     def _save_state(self, home: ReefHome, state: Mapping[str, Any]) -> None:
         """Replace what :meth:`_load_state` reads, atomically."""
         path = home.path(self.ROLE, "deployment.json")
