@@ -191,11 +191,9 @@ class JobSummary:
         return None if self.stops_at is None else max(0, self.stops_at - self.now)
 
 
-def summarize_job(
-    session: Session, market: MarketClient, job: Job, *, margin_s: int | None = None
-) -> JobSummary:
-    """``job`` settled up to now, when its enclave stops (``margin_s`` before the money runs
-    out; default :func:`stop_margin_s`) and what its provider says of it."""
+def summarize_job(session: Session, market: MarketClient, job: Job) -> JobSummary:
+    """``job`` settled up to now, when its enclave stops (:func:`stop_margin_s` before the
+    money runs out) and what its provider says of it."""
     from reef.errors import ReefError
     from reef.market import JobMetadata, paid_until, settle
 
@@ -204,14 +202,13 @@ def summarize_job(
         metadata: JobMetadata | None = JobMetadata.parse(job.metadata)
     except ReefError:
         metadata = None
-    margin = stop_margin_s(session) if margin_s is None else margin_s
     return JobSummary(
         job=job,
         now=now,
         balance=settle(job, now).job.balance,
         metadata=metadata,
         paid_until=paid_until(job),
-        stops_at=stops_at(job, margin),
+        stops_at=stops_at(job, stop_margin_s(session)),
         status=job_status(market, job),
     )
 

@@ -248,7 +248,7 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
                 f"{dl(services) if services else '<p class=muted>no network.json</p>'}</section>"
                 "</div>"
                 f"<section><h2>Providers</h2>{table(prov_rows, ['provider', 'control plane', 'status'], raw=('provider', 'status'), empty='no provider registered')}</section>"
-                f"<section><h2>My jobs</h2>{table([_job_row(await off_thread(_data.describe_job, session, client, j, dash.margin_s())) for j in jobs], _JOB_COLUMNS, raw=('job', 'state', 'enclave', 'endpoint', 'image'), empty='no open jobs')}</section>"
+                f"<section><h2>My jobs</h2>{table([_job_row(row) for row in await off_thread(_data.describe_jobs, session, client, jobs)], _JOB_COLUMNS, raw=('job', 'state', 'enclave', 'endpoint', 'image'), empty='no open jobs')}</section>"
             )
 
         return render("Overview", await guarded(body), "/")
@@ -256,11 +256,8 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
     async def jobs_page(_request: Request) -> Response:
         async def body() -> str:
             session, client, jobs = await my_jobs()
-            margin = await off_thread(dash.margin_s)
-            rows = [
-                _job_row(await off_thread(_data.describe_job, session, client, job, margin))
-                for job in jobs
-            ]
+            described = await off_thread(_data.describe_jobs, session, client, jobs)
+            rows = [_job_row(row) for row in described]
             deploy = (
                 '<section id="deploy"><h2>Deploy</h2>'
                 '<form class="inline manage" data-action="/api/deploy">'
@@ -293,7 +290,7 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
         found = await off_thread(client.find_job, job_id)
         if found is None:
             raise InputError(f"job {text} is not open in the market")
-        row = await off_thread(_data.describe_job, session, client, found, dash.margin_s())
+        row = await off_thread(_data.describe_job, session, client, found)
         return session, client, row
 
     async def job_page(request: Request) -> Response:
@@ -378,8 +375,7 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
             # Local enclaves' cgroups are named after the enclave id (reef-<id>).
             usage = {u.name: u for u in await off_thread(enclave_usage)}
             rows = []
-            for job in jobs:
-                row = await off_thread(_data.describe_job, session, client, job, dash.margin_s())
+            for row in await off_thread(_data.describe_jobs, session, client, jobs):
                 used = usage.get(row.enclave_id)
                 rows.append(
                     {
@@ -586,11 +582,8 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
     async def api_jobs(_request: Request) -> Response:
         try:
             session, client, jobs = await my_jobs()
-            margin = await off_thread(dash.margin_s)
-            rows = [
-                (await off_thread(_data.describe_job, session, client, j, margin)).to_json()
-                for j in jobs
-            ]
+            described = await off_thread(_data.describe_jobs, session, client, jobs)
+            rows = [row.to_json() for row in described]
         except ReefError as exc:
             return JSONResponse({"error": exc.message}, 503)
         return JSONResponse({"jobs": rows})

@@ -154,9 +154,3 @@ class Dashboard:
             return TrustedRoot.dev(self.home)
         except ReefError:
             return None
-
-    def margin_s(self) -> int:
-        """How long before the money runs out the provider stops an enclave."""
-        from reef.node import stop_margin_s
-
-        return stop_margin_s(self.session())

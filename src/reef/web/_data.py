@@ -23,6 +23,7 @@ __all__ = [
     "ProviderRow",
     "chain_summary",
     "describe_job",
+    "describe_jobs",
     "job_history",
     "open_jobs",
     "providers",
@@ -191,13 +192,18 @@ def open_jobs(session: Session, client: MarketClient) -> list[Job]:
     return node_open_jobs(session, client, owner)
 
 
-def describe_job(session: Session, client: MarketClient, job: Job, margin_s: int) -> JobRow:
-    """``job`` settled up to now, with what its provider says of its enclave
-    (:func:`reef.node.summarize_job`)."""
+def describe_jobs(session: Session, client: MarketClient, jobs: Sequence[Job]) -> list[JobRow]:
+    """Each of ``jobs`` as :func:`describe_job` describes it."""
+    return [describe_job(session, client, job) for job in jobs]
+
+
+def describe_job(session: Session, client: MarketClient, job: Job) -> JobRow:
+    """``job`` settled up to now, with when its provider stops the enclave and what it says of
+    it (:func:`reef.node.summarize_job`)."""
     from reef.chain import job_index
     from reef.node import summarize_job
 
-    summary = summarize_job(session, client, job, margin_s=margin_s)
+    summary = summarize_job(session, client, job)
     meta = summary.metadata
     metadata: dict[str, Any] = (
         {"raw": job.metadata[:200]}

@@ -149,9 +149,7 @@ def network_samples(dash: Dashboard) -> list[tuple[str, str, dict[str, str], flo
         out.append(
             ("reef_chain_block", "Latest block number", {}, float(session.w3.eth.block_number))
         )
-        margin = dash.margin_s()
-        for job in _data.open_jobs(session, client):
-            row = _data.describe_job(session, client, job, margin)
+        for row in _data.describe_jobs(session, client, _data.open_jobs(session, client)):
             labels = {"job": str(row.number)}
             out += [
                 (
