@@ -46,7 +46,7 @@ from reef.chain import (
     translate_errors,
 )
 from reef.encoding import parse_hex
-from reef.errors import ContractRevertError, InputError
+from reef.errors import ChainError, ContractRevertError, InputError
 from reef.serverless._events import (
     CodeCreated,
     JobCreated,
@@ -105,10 +105,6 @@ class _Client(ContractClient):
         (topic,) = self._decoder.topics_of([cls])
         logs = self._logs(from_block, to_block, ["0x" + topic.hex(), *topics])
         return [event for event in self._events(logs) if isinstance(event, cls)]
-
-    def _in_receipt(self, receipt: TxReceipt, cls: type[_E]) -> list[_E]:
-        """The ``cls`` events this contract emitted in a transaction."""
-        return [event for event in self._decode_receipt(receipt) if isinstance(event, cls)]
 
     def events(self, from_block: int = 0, to_block: int | str = "latest") -> list[ChainEvent]:
         """Every event of this contract in the block range, typed (the contract's union in
@@ -541,13 +537,12 @@ class ServerlessJobsClient(_Client):
         callback_gas_limit: int = 0,
     ) -> tuple[JobRequest, TxResult[Any]]:
         """Open a job (pays ``deadline_ms x FEE_PER_MS``; approve the Jobs contract first)."""
-        tx_hash, receipt = self._send(
+        result = self._transact(
             "createJob",
             check_uint(env, "env", bits=8),
             *_job_terms(codehash, codeinputs, deadline_ms, callback, callback_gas_limit),
         )
-        requests = self.requests_in(receipt)
-        return requests[0], _result(tx_hash, receipt)
+        return _request(_emitted(result, JobCreated)), result
 
     def submit_output(self, signed: SignedOutput) -> TxResult[Any]:
         return self._transact("submitOutput", *signed.call_args())
@@ -574,12 +569,6 @@ class ServerlessJobsClient(_Client):
         )
 
     # -- events -----------------------------------------------------------------------------
-
-    def requests_in(self, receipt: TxReceipt) -> list[JobRequest]:
-        return [_request(e) for e in self._in_receipt(receipt, JobCreated)]
-
-    def responses_in(self, receipt: TxReceipt) -> list[JobResponse]:
-        return [_response(e) for e in self._in_receipt(receipt, JobResponded)]
 
     def requests(self, from_block: int, to_block: int | str = "latest") -> list[JobRequest]:
         """``JobCreated`` events in the block range, in chain order."""
@@ -621,12 +610,12 @@ def _image(image_id: bytes) -> bytes:
     return bytes(image_id)
 
 
-def _result(tx_hash: str, receipt: TxReceipt) -> TxResult[Any]:
-    return TxResult(
-        tx_hash=tx_hash,
-        block_number=int(receipt["blockNumber"]),
-        gas_used=int(receipt["gasUsed"]),
-    )
+def _emitted(result: TxResult[Any], cls: type[_E]) -> _E:
+    """The ``cls`` event a successful transaction of this contract always emits."""
+    found = next((event for event in result.events if isinstance(event, cls)), None)
+    if found is None:  # pragma: no cover - the contract logs it in every successful call
+        raise ChainError(f"transaction {result.tx_hash} succeeded without a {cls.__name__} event")
+    return found
 
 
 def _request(event: JobCreated) -> JobRequest:

@@ -44,6 +44,7 @@ from reef.serverless._contracts import (
     JobResponse,
     ServerlessJobsClient,
     _Client,
+    _emitted,
     _job_terms,
     _uint_fields,
 )
@@ -167,10 +168,10 @@ class ServerlessRelayClient(_Client):
         callback_gas_limit: int = 0,
     ) -> JobRelayed:
         """Ask for a call (pays ``deadline x FEE_PER_MS + GATEWAY_FEE``; approve first)."""
-        _, receipt = self._send(
+        result = self._transact(
             "relayJob", *_job_terms(codehash, codeinputs, deadline_ms, callback, callback_gas_limit)
         )
-        return self._in_receipt(receipt, JobRelayed)[0]
+        return _emitted(result, JobRelayed)
 
     def claim(self, job_id: int) -> TxResult[Any]:
         return self._transact("claimJob", check_uint(job_id, "job id"))
