@@ -17,7 +17,15 @@ import typer
 
 from reef.cli._common import read_file, read_input
 from reef.cli._options import Json
-from reef.cli._output import err_console, fail, failing, print_json, print_mapping, print_result
+from reef.cli._output import (
+    err_console,
+    fail,
+    failing,
+    print_json,
+    print_mapping,
+    print_result,
+    warn_insecure_root,
+)
 from reef.encoding import parse_hex, to_hex
 from reef.errors import AttestationError, InputError, ReefError
 
@@ -33,13 +41,6 @@ app = typer.Typer(
     help="Attestation evidence: verify Nitro documents and TDX/SGX quotes, inspect, mint (dev).",
     no_args_is_help=True,
 )
-
-_INSECURE_NOTE = {
-    "dev": "verified under the dev TEE root: INSECURE, dev only. It proves nothing outside "
-    "this machine",
-    "mock": "verified under Oyster's public mock root: INSECURE. Anyone can sign under it",
-}
-
 
 # The measurement registers of quotes, by the index reef.attestation gives them.
 _MEASUREMENT_NAMES = {
@@ -100,12 +101,6 @@ def _iso_ms(ms: int) -> str:
     except (OverflowError, OSError, ValueError):
         return "(out of range)"
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
-def _warn_insecure(root: TrustedRoot) -> None:
-    note = _INSECURE_NOTE.get(root.name)
-    if note:
-        err_console().print(f"warning: {note}.", markup=False)
 
 
 def _rejected(exc: AttestationError) -> typer.Exit:
@@ -239,7 +234,7 @@ def verify_cmd(
         raise _rejected(exc) from exc
     except ReefError as exc:
         raise fail(exc) from exc
-    _warn_insecure(result.root)
+    warn_insecure_root(result.root, "verified")
     if as_json:
         print_json(result.to_json())
     else:

@@ -18,7 +18,15 @@ import typer
 from reef.cli._kms_contract import contract_app
 from reef.cli._kms_serve import derive_server_cmd, root_app
 from reef.cli._options import AttestationMaxAge, Json, TrustOption
-from reef.cli._output import err_console, fail, failing, print_json, print_mapping, print_result
+from reef.cli._output import (
+    err_console,
+    fail,
+    failing,
+    print_json,
+    print_mapping,
+    print_result,
+    warn_insecure_root,
+)
 from reef.encoding import parse_hex
 from reef.errors import AttestationError, InputError, ReefError
 
@@ -38,10 +46,6 @@ app.add_typer(contract_app, name="contract")
 app.command("derive-server")(derive_server_cmd)
 
 _KEY_TYPES = ("secp256k1", "ed25519", "x25519")
-_INSECURE = {
-    "dev": "the KMS identity is attested under the dev TEE root: INSECURE, dev only",
-    "mock": "the KMS identity is attested under Oyster's public mock root: INSECURE",
-}
 
 
 def register(root: typer.Typer) -> None:
@@ -75,12 +79,6 @@ def _resolve_roots(specs: list[str]) -> list[TrustedRoot]:
 
     home = _home()
     return [TrustedRoot.resolve(spec, home) for spec in specs]
-
-
-def _warn_insecure(name: str) -> None:
-    note = _INSECURE.get(name)
-    if note:
-        err_console().print(f"warning: {note}.", markup=False)
 
 
 def _kms_image_id(value: str | None) -> bytes | None:
@@ -173,7 +171,7 @@ def _learn(
         except AttestationError as exc:
             failures.append(exc)
             continue
-        _warn_insecure(root.name)
+        warn_insecure_root(root, "the KMS identity is attested")
         return identity
     raise failures[-1]
 

@@ -19,6 +19,7 @@ from reef.errors import ReefError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from reef.attestation import TrustedRoot
     from reef.chain import TxProgress
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "print_rows",
     "print_table",
     "tx_printer",
+    "warn_insecure_root",
 ]
 
 
@@ -125,6 +127,24 @@ def tx_printer(progress: TxProgress) -> None:
         note(f"sending {progress.description}")
     elif progress.stage == "mined":
         note(f"{progress.description}: mined in block {progress.block_number}")
+
+
+# What trusting each insecure root (TrustedRoot.insecure) means, said the same by every command.
+_INSECURE_ROOTS = {
+    "dev": "the dev TEE root: INSECURE, dev only. It proves nothing outside this machine",
+    "mock": "Oyster's public mock root: INSECURE. Anyone can sign under it",
+}
+
+
+def warn_insecure_root(root: TrustedRoot, what: str, *, advice: str = "") -> None:
+    """When ``root`` is insecure, say on stderr that ``what`` (``"verified"``, ``"the KMS
+    identity is attested"``) holds only under it, then ``advice`` if any."""
+    if not root.insecure:
+        return
+    risk = _INSECURE_ROOTS.get(root.name, f"root {root.name!r}: INSECURE")
+    err_console().print(
+        f"warning: {what} under {risk}" + (f". {advice}." if advice else "."), markup=False
+    )
 
 
 def fail(error: ReefError, *, prefix: str = "error", code: int = 1) -> typer.Exit:

@@ -10,7 +10,15 @@ import typer
 
 from reef.cli._common import read_file
 from reef.cli._options import AttestationMaxAge, Json
-from reef.cli._output import console, err_console, fail, print_json, print_mapping, print_table
+from reef.cli._output import (
+    console,
+    err_console,
+    fail,
+    print_json,
+    print_mapping,
+    print_table,
+    warn_insecure_root,
+)
 from reef.encoding import parse_hex, to_hex
 from reef.errors import ChannelError, HandshakeError, InputError, ReefError
 
@@ -23,11 +31,6 @@ app = typer.Typer(
     help="Scallop attested channels: Noise test vectors, attested requests.",
     no_args_is_help=True,
 )
-
-_INSECURE_NOTE = {
-    "dev": "the server attested under the dev TEE root: INSECURE, dev only (local enclaves)",
-    "mock": "the server attested under Oyster's public mock root: INSECURE, anyone can sign",
-}
 
 
 def register(root: typer.Typer) -> None:
@@ -271,8 +274,8 @@ def call_cmd(
             )
         except UnicodeDecodeError:
             console().print(f"({len(content)} bytes) {content.hex()}", markup=False)
-    if peer.attestation is not None and peer.attestation.root.name in _INSECURE_NOTE:
-        err_console().print(f"note: {_INSECURE_NOTE[peer.attestation.root.name]}", markup=False)
+    if peer.attestation is not None:
+        warn_insecure_root(peer.attestation.root, "the server attested")
 
 
 def _body(data: str | None) -> bytes:

@@ -17,7 +17,15 @@ import typer
 from reef.cli._attestation import Base64Input, HexInput, evidence_encoding
 from reef.cli._common import read_input
 from reef.cli._options import AttestationRoot, Json, ListenHost
-from reef.cli._output import err_console, fail, failing, print_json, print_mapping, print_result
+from reef.cli._output import (
+    err_console,
+    fail,
+    failing,
+    print_json,
+    print_mapping,
+    print_result,
+    warn_insecure_root,
+)
 from reef.encoding import parse_hex
 from reef.errors import AttestationError, ConfigError, InputError, ReefError
 
@@ -49,13 +57,12 @@ def _resolve_root(spec: str) -> TrustedRoot:
 
 
 def _warn_insecure(root: TrustedRoot) -> None:
-    if root.insecure:
-        err_console().print(
-            f"warning: root {root.name!r} is INSECURE (anyone with its key can mint documents); "
-            "statements signed under it must never be trusted for production. Use a separate "
-            "key for each root.",
-            markup=False,
-        )
+    warn_insecure_root(
+        root,
+        "documents are verified",
+        advice="Statements about them must never be trusted for production; use a separate "
+        "verifier key for each root",
+    )
 
 
 def _statement_rows(statement: VerifierStatement) -> dict[str, Any]:

@@ -14,7 +14,14 @@ from typing import Annotated, Any
 import typer
 
 from reef.cli._options import AttestationMaxAge, AttestationRoot, Json
-from reef.cli._output import err_console, fail, failing, print_json, print_mapping
+from reef.cli._output import (
+    err_console,
+    fail,
+    failing,
+    print_json,
+    print_mapping,
+    warn_insecure_root,
+)
 from reef.errors import AttestationError, InputError, ReefError
 
 __all__ = ["register"]
@@ -106,12 +113,7 @@ def verify_cmd(
                 "user_data": result["user_data"],
             }
         )
-    if trusted.insecure:
-        err_console().print(
-            f"warning: root {trusted.name!r} is INSECURE (anyone with its key can sign); "
-            "this proves nothing about real hardware",
-            markup=False,
-        )
+    warn_insecure_root(trusted, "verified")
     if expected is None:
         err_console().print(
             "warning: no --image-id or --image given: the document is genuine, but which image "
