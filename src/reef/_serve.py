@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from reef.errors import InputError, ReefError, ServiceError
@@ -673,6 +674,10 @@ class Server:
         log_level: uvicorn's log level.
         metrics: answer ``GET /metrics`` (off by default here, on in :func:`serve` and
             :func:`run`): the enclave supervisor's servers stay without prometheus_client.
+        uvicorn_logging: let uvicorn give its loggers its own handlers and formats (through
+            ``logging.config``, at each start). False leaves them to the program: their records
+            go to the root logger's handlers (stderr when it has none), and ``logging.config``
+            need not be loaded (the enclave supervisor).
     """
 
     def __init__(
@@ -685,6 +690,7 @@ class Server:
         refusal: Refusal | None = None,
         log_level: str = "warning",
         metrics: bool = False,
+        uvicorn_logging: bool = True,
     ) -> None:
         self.what = what
         # An app may carry its own limits (the image store takes large uploads).
@@ -700,6 +706,7 @@ class Server:
         self._refusal: Refusal = refusal
         self._app = _Guard(app, what, self.limits, refusal, self.metrics)
         self._log_level = log_level
+        self._uvicorn_logging = uvicorn_logging
         self._server: _Embedded | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -717,6 +724,7 @@ class Server:
             self._app,
             http=_protocol_class(self.what, limits, self._refusal, self.metrics),
             log_level=self._log_level,
+            log_config=LOGGING_CONFIG if self._uvicorn_logging else None,
             lifespan="off",
             access_log=False,
             timeout_keep_alive=max(1, round(limits.idle_timeout)),

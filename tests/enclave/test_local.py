@@ -229,6 +229,19 @@ async def test_attestation_verifies_with_the_measured_image_id(
     assert secp.public_key.hex() == app_view["secp256k1_public_key"]
 
 
+def test_the_supervisor_keeps_out_what_the_trusted_base_never_uses(
+    hello: EnclaveInfo, home: ReefHome
+) -> None:
+    """A running supervisor (which answered attestations above) has not loaded the C modules of
+    uvicorn's command line (multiprocessing) nor of logging.config (pickle, via its handlers):
+    see tests/enclave/test_supervisor_imports.py for the Python-level view."""
+    state = json.loads((home.enclaves / hello.id / "state.json").read_text())
+    maps = Path(f"/proc/{state['supervisor_pid']}/maps").read_text()
+    assert "/_rust.abi3.so" in maps  # the process of the trusted base (cryptography loaded)
+    for extension in ("_multiprocessing", "_pickle"):
+        assert f"/{extension}.cpython" not in maps, extension
+
+
 def test_reef_verify_command(hello: EnclaveInfo, hello_image: Path, home: ReefHome) -> None:
     env = {"REEF_HOME": str(home.root)}
     url = hello.endpoints["attestation"]

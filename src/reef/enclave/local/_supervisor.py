@@ -46,6 +46,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reef._lazy import defer_import, without_init
 from reef.enclave._init_params import INIT_PARAMS_KMS_PATH, InitParams
 from reef.enclave.local._firewall import Firewall, app_uid, pasta_gid
 from reef.enclave.local._lease import LEASE_FILE, read_lease
@@ -257,7 +258,12 @@ class Supervisor:
             "127.0.0.1", self.plan.logs_port, what="the enclave's console", error=EnclaveError
         )
         self.servers.append(
-            await Server(console_app(self.console), logs_sock, what="enclave console").start()
+            await Server(
+                console_app(self.console),
+                logs_sock,
+                what="enclave console",
+                uvicorn_logging=False,
+            ).start()
         )
 
     async def _network(self, published: list[int]) -> str:
@@ -371,7 +377,9 @@ class Supervisor:
         if plan.kms:
             apps[DERIVE_PORT] = await self._derive_app(keys, attester)
         for port, app in apps.items():
-            server = Server(app, sockets.pop(port), what=f"trusted base port {port}")
+            server = Server(
+                app, sockets.pop(port), what=f"trusted base port {port}", uvicorn_logging=False
+            )
             self.servers.append(await server.start())
         for sock in sockets.values():
             sock.close()
@@ -740,14 +748,53 @@ def _signal_name(number: int) -> str:
     return str(number)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m reef.enclave.local._supervisor RUN_DIR [READY_FD]``, or
-    ``... --spare GO_FD READY_FD`` for a spare that loads first and boots the run directory it
-    is then given (a line on GO_FD; end of file: exit)."""
+_UVICORN_NAMES = {
+    "Config": "config",
+    "Server": "server",
+    "__version__": "_version",
+    "main": "main",
+    "run": "main",
+}
+"""What ``import uvicorn`` provides, by the submodule that defines it (see ``main``)."""
+
+_DEFERRED = (
+    # uvicorn.config imports it for its own log formats, which the trusted base's servers do
+    # without (Server(uvicorn_logging=False)); with logging.handlers, pickle, socketserver.
+    "logging.config",
+    # Starlette's HTTPException names a status from it, when it has no detail of its own: the
+    # first such answer loads it (with email's parser and message classes).
+    "http.client",
+    # html.escape (and html.entities' tables): only Starlette's debug error page uses them.
+    "html",
+    # uvicorn's signal capture (which the floor's embedded server replaces) and Starlette's
+    # FileResponse (which no trusted-base app sends) use these.
+    "platform",
+    "mimetypes",
+)
+"""Modules the trusted base's libraries import but serving an enclave never or seldom calls:
+imported as placeholders whose code runs when first used (reef._lazy.defer_import). About
+1.5 MiB of the supervisor's memory."""
+
+
+def _lean_imports() -> None:
+    """Keep out of this process what the trusted base's libraries import but it never uses."""
     # httpx's package init imports its optional command line (click, rich, pygments: some 80
     # modules and 3 MiB) whenever they are installed, as they are for reef's own CLI. The
     # trusted base (the KMS derive client) only needs the client: tell Python the CLI is absent.
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    # uvicorn's package init imports its command line too (uvicorn.main: click, multiprocessing,
+    # the reloaders; about 1.6 MiB): the serving floor uses its config, server and protocol
+    # modules only, which import as usual; its top-level names load from them if ever asked.
+    without_init("uvicorn", _UVICORN_NAMES)
+    for name in _DEFERRED:
+        defer_import(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m reef.enclave.local._supervisor RUN_DIR [READY_FD]``, or
+    ``... --spare GO_FD READY_FD`` for a spare that loads first and boots the run directory it
+    is then given (a line on GO_FD; end of file: exit)."""
+    _lean_imports()
     args = sys.argv[1:] if argv is None else argv
     spare = args[:1] == ["--spare"] and len(args) == 3
     if not args or (args[0] == "--spare" and not spare):
