@@ -416,10 +416,7 @@ def mint_cmd(
         "root": {"name": "dev", "public_key": root_key},
         "insecure": True,
     }
-    if as_json:
-        print_json(summary)
-    else:
-        print_mapping({**summary, "root": f"dev {root_key}"})
+    print_result(summary, as_json, shown={**summary, "root": f"dev {root_key}"})
 
 
 @app.command("root")

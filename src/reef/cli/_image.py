@@ -9,7 +9,7 @@ import typer
 
 from reef.cli._common import read_file
 from reef.cli._options import Json
-from reef.cli._output import failing, print_json, print_mapping, print_table
+from reef.cli._output import failing, print_json, print_mapping, print_result, print_table
 
 __all__ = ["register"]
 
@@ -50,17 +50,13 @@ def build_cmd(
         "size": output.stat().st_size,
         **image.measurements.to_json(),
     }
-    if as_json:
-        print_json(result)
-        return
-    print_mapping(
-        {
-            "image": result["image"],
-            "name": result["name"],
-            "size": f"{result['size']} bytes",
-            **_measurement_rows(result),
-        }
-    )
+    shown = {
+        "image": result["image"],
+        "name": result["name"],
+        "size": f"{result['size']} bytes",
+        **_measurement_rows(result),
+    }
+    print_result(result, as_json, shown=shown)
 
 
 @app.command("measure")
@@ -88,10 +84,7 @@ def measure_cmd(
             init_params_digest=digest, debug=debug
         )
     result = measurements.to_json()
-    if as_json:
-        print_json(result)
-    else:
-        print_mapping(_measurement_rows(result))
+    print_result(result, as_json, shown=_measurement_rows(result))
 
 
 @app.command("inspect")

@@ -22,8 +22,6 @@ from reef.cli._output import (
     err_console,
     fail,
     failing,
-    print_json,
-    print_mapping,
     print_result,
     warn_insecure_root,
 )
@@ -233,10 +231,7 @@ def info_cmd(
             err_console().print(f"pinned {identity.url}", markup=False)
     except ReefError as exc:
         raise _failure(exc) from exc
-    if as_json:
-        print_json(_identity_json(identity))
-    else:
-        print_mapping(_identity_rows(identity))
+    print_result(_identity_json(identity), as_json, shown=_identity_rows(identity))
 
 
 def _signing_keys(
@@ -330,10 +325,7 @@ def pubkey_cmd(
         "address": derived_address,
     }
     err_console().print(f"verified: the answer is signed by {source}", markup=False)
-    if as_json:
-        print_json(result)
-    else:
-        print_mapping({k: v for k, v in result.items() if v != ""})
+    print_result(result, as_json, shown={k: v for k, v in result.items() if v != ""})
 
 
 # --- rotation ------------------------------------------------------------------------------------

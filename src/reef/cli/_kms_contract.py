@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from reef.cli._options import Flags, with_flags
-from reef.cli._output import err_console, fail, print_json, print_mapping
+from reef.cli._output import err_console, fail, print_result
 from reef.encoding import parse_hex
 from reef.errors import InputError, ReefError
 from reef.home import ReefHome
@@ -107,10 +107,7 @@ def _registry(chain: _Chain, contract: str | None) -> Any:
 def _print(out: dict[str, Any], as_json: bool, **shown: str) -> None:
     """A registry command's result: ``out`` as JSON, or for people with the ``shown`` fields
     (lists and flags) spelt out."""
-    if as_json:
-        print_json(out)
-    else:
-        print_mapping({**out, **shown})
+    print_result(out, as_json, shown={**out, **shown})
 
 
 def _contract_fail(exc: ReefError) -> typer.Exit:

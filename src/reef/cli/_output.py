@@ -72,12 +72,19 @@ def print_mapping(data: Mapping[str, Any], *, title: str | None = None) -> None:
     console().print(table)
 
 
-def print_result(data: Mapping[str, Any], as_json: bool, *, title: str | None = None) -> None:
-    """A command's result: JSON with ``--json``, else a key/value table."""
+def print_result(
+    data: Mapping[str, Any],
+    as_json: bool,
+    *,
+    title: str | None = None,
+    shown: Mapping[str, Any] | None = None,
+) -> None:
+    """A command's result: ``data`` as JSON with ``--json``, else a key/value table of
+    ``shown`` (what people read, when it differs from ``data``) or ``data``."""
     if as_json:
         print_json(data)
     else:
-        print_mapping(data, title=title)
+        print_mapping(data if shown is None else shown, title=title)
 
 
 def print_table(

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from reef.cli._options import AttestationRoot, Flags, ListenHost, PollInterval, with_flags
-from reef.cli._output import fail, failing, note, print_json, print_result, print_rows
+from reef.cli._output import fail, failing, note, print_result, print_rows
 from reef.errors import ConfigError, InputError, ProofError
 
 if TYPE_CHECKING:
@@ -673,11 +673,8 @@ def _ask_row(ctx: _Ctx, ask_id: int) -> dict[str, Any]:
 
 def _print_ask(row: dict[str, Any], as_json: bool) -> None:
     """An ask's row: all of it with ``--json``; for people, without the proof's numbers."""
-    if as_json:
-        print_json(row)
-    else:
-        shown = {k: v for k, v in row.items() if k != "proof"}
-        print_result(shown, False, title=f"ask {row['ask_id']}")
+    shown = {k: v for k, v in row.items() if k != "proof"}
+    print_result(row, as_json, title=f"ask {row['ask_id']}", shown=shown)
 
 
 @proofs_app.command("wait")

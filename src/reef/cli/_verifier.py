@@ -21,8 +21,6 @@ from reef.cli._output import (
     err_console,
     fail,
     failing,
-    print_json,
-    print_mapping,
     print_result,
     warn_insecure_root,
 )
@@ -159,10 +157,7 @@ def sign_cmd(
     except ReefError as exc:
         raise fail(exc) from exc
     _warn_insecure(trusted)
-    if as_json:
-        print_json(statement.to_json())
-    else:
-        print_mapping(_statement_rows(statement))
+    print_result(statement.to_json(), as_json, shown=_statement_rows(statement))
 
 
 @app.command("check")
@@ -209,10 +204,11 @@ def check_cmd(
         raise fail(exc, prefix="statement rejected") from exc
     except ReefError as exc:
         raise fail(exc) from exc
-    if as_json:
-        print_json({"valid": True, **statement.to_json()})
-    else:
-        print_mapping({"valid": "yes", **_statement_rows(statement)})
+    print_result(
+        {"valid": True, **statement.to_json()},
+        as_json,
+        shown={"valid": "yes", **_statement_rows(statement)},
+    )
 
 
 @app.command("keygen")

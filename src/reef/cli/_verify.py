@@ -19,7 +19,7 @@ from reef.cli._output import (
     fail,
     failing,
     print_json,
-    print_mapping,
+    print_result,
     warn_insecure_root,
 )
 from reef.errors import AttestationError, InputError, ReefError
@@ -99,20 +99,16 @@ def verify_cmd(
     result["insecure"] = trusted.insecure
     if expected is None:
         result["image_id_checked"] = False
-    if as_json:
-        print_json(result)
-    else:
-        print_mapping(
-            {
-                "verified": "yes" if expected is not None else "yes (image id not checked)",
-                "endpoint": url,
-                "image_id": result["image_id"],
-                "root": trusted.name,
-                "timestamp_ms": result["timestamp_ms"],
-                "public_key": result["public_key"],
-                "user_data": result["user_data"],
-            }
-        )
+    shown = {
+        "verified": "yes" if expected is not None else "yes (image id not checked)",
+        "endpoint": url,
+        "image_id": result["image_id"],
+        "root": trusted.name,
+        "timestamp_ms": result["timestamp_ms"],
+        "public_key": result["public_key"],
+        "user_data": result["user_data"],
+    }
+    print_result(result, as_json, shown=shown)
     warn_insecure_root(trusted, "verified")
     if expected is None:
         err_console().print(
