@@ -13,13 +13,19 @@ A light API can also answer a hot route with a bare ASGI function (:meth:`LightA
 matched by its exact method and path before Starlette's router, middleware and ``Request``: the
 attestation verifier answers each document in about a millisecond of CPU, and FastAPI's request
 handling added a tenth to it.
+
+Two small pieces every API shares live here too: :func:`error_response`, the JSON
+``{"error": reason}`` answer of reef's FastAPI apps (and of :func:`api_app`'s own errors), and
+:func:`text_answer`, how OpenAPI describes the plain-text answers of the light APIs (their errors
+are text). The pydantic models that describe the JSON answers are in :mod:`reef._api_models`,
+which this module must not import: it is on every enclave's start-up path.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 from starlette.applications import Starlette
@@ -34,7 +40,7 @@ from reef.errors import MisuseError
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["LightApi", "api_app", "light_api"]
+__all__ = ["LightApi", "api_app", "error_response", "light_api", "text_answer"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -58,7 +64,7 @@ def api_app(title: str, *, description: str = "", version: str = "1") -> FastAPI
             f"{'.'.join(str(p) for p in error.get('loc', ()))}: {error.get('msg', 'invalid')}"
             for error in exc.errors()
         ]
-        return JSONResponse({"error": "; ".join(reasons) or "invalid request"}, status_code=400)
+        return error_response(400, "; ".join(reasons) or "invalid request")
 
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, invalid)
@@ -67,9 +73,20 @@ def api_app(title: str, *, description: str = "", version: str = "1") -> FastAPI
 
 async def _http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return JSONResponse(
-        {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
-    )
+    return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+def error_response(
+    status: int, reason: str, *, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """reef's JSON error answer: ``{"error": reason}`` with ``status`` (and ``headers``)."""
+    return JSONResponse({"error": reason}, status_code=status, headers=headers)
+
+
+def text_answer(description: str) -> dict[str, Any]:
+    """An OpenAPI response (for ``responses=``) whose body is plain text: what a light API's
+    errors are, e.g. ``{400: text_answer("bad request: ...")}``."""
+    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
 
 
 class LightApi(Starlette):

@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from reef._api import LightApi, light_api
+from reef._api import LightApi, light_api, text_answer
 from reef.errors import InputError, ReefError
 
 __all__ = [
@@ -109,10 +109,6 @@ def custom_attestation_app(attester: Attester) -> LightApi:
 _Fields = Callable[[Request], Awaitable[tuple[bytes, bytes, bytes]]]
 
 
-def _text(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
-
-
 def _app(attester: Attester, fields: _Fields, *, custom: bool) -> LightApi:
     async def document(request: Request) -> bytes | Response:
         try:
@@ -163,8 +159,8 @@ def _app(attester: Attester, fields: _Fields, *, custom: bool) -> LightApi:
     ]
     extra = {"parameters": parameters} if custom else None
     errors: dict[int | str, dict[str, Any]] = {
-        400: _text("bad request: a field that is not hex, too long, unknown or repeated"),
-        503: _text("attestation unavailable: the attester could not sign"),
+        400: text_answer("bad request: a field that is not hex, too long, unknown or repeated"),
+        503: text_answer("attestation unavailable: the attester could not sign"),
     }
     for path, endpoint, media, schema in (
         (

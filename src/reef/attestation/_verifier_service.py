@@ -38,7 +38,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from reef._api import LightApi, light_api
+from reef._api import LightApi, light_api, text_answer
 from reef.attestation._nitro import NitroVerifier
 from reef.attestation._roots import TrustedRoot
 from reef.attestation._statement import VerifierStatement, sign_statement
@@ -78,14 +78,10 @@ class StatementModel(BaseModel):
     )
 
 
-def _text(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
-
-
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _text("bad request: an empty body, or hex that does not parse"),
-    401: _text("attestation rejected (reason): the document failed a check"),
-    413: _text("payload too large: the body is over the limit"),
+    400: text_answer("bad request: an empty body, or hex that does not parse"),
+    401: text_answer("attestation rejected (reason): the document failed a check"),
+    413: text_answer("payload too large: the body is over the limit"),
 }
 
 

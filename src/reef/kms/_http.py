@@ -16,6 +16,7 @@ from typing import Any
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reef._api import text_answer
 from reef.errors import InputError
 
 __all__ = [
@@ -235,11 +236,6 @@ def query_param(name: str, description: str, pattern: str | None = None) -> dict
     }
 
 
-def _text_response(description: str) -> dict[str, Any]:
-    """A plain-text answer (every KMS error is one)."""
-    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
-
-
 def versioned_answer(
     description: str,
     *,
@@ -267,8 +263,8 @@ VERSION_PARAM = query_param(
     "version", "a root seed version (default: the current one)", r"^[0-9]+$"
 )
 _LIMITED_RESPONSES: dict[int | str, dict[str, Any]] = {
-    413: _text_response("the request body is over the limit"),
-    414: _text_response("the request URI is over the limit"),
+    413: text_answer("the request body is over the limit"),
+    414: text_answer("the request URI is over the limit"),
 }
 """What the request limits (:class:`Limits`) answer before any handler runs."""
 
@@ -277,5 +273,5 @@ def kms_responses(ok: dict[str, Any], errors: Mapping[int, str]) -> dict[int | s
     """A KMS route's answers as OpenAPI describes them: ``ok`` for 200, a plain-text answer for
     each of ``errors`` (status: what it means), and those of the request limits."""
     described: dict[int | str, dict[str, Any]] = {200: ok}
-    described.update((status, _text_response(text)) for status, text in errors.items())
+    described.update((status, text_answer(text)) for status, text in errors.items())
     return {**described, **_LIMITED_RESPONSES}
