@@ -34,6 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from reef._clock import wall_clock_ms
 from reef.attestation._cache import AttestationCache
 from reef.attestation._model import Expectations, VerifiedAttestation
 from reef.attestation._nitro import DEFAULT_MAX_AGE_MS, NitroVerifier
@@ -78,10 +79,6 @@ def attestation_url(endpoint: str) -> str:
     except httpx.InvalidURL as exc:
         raise InputError(f"{endpoint!r} is not a URL: {exc}", hint=hint) from exc
     return url
-
-
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _request(
@@ -165,7 +162,7 @@ class AttestationClient:
         max_age_ms: int = DEFAULT_MAX_AGE_MS,
         timeout: float = DEFAULT_TIMEOUT_S,
         transport: _Transport | None = None,
-        clock_ms: Callable[[], int] = _wall_clock_ms,
+        clock_ms: Callable[[], int] = wall_clock_ms,
         verifier: NitroVerifier | None = None,
         cache: bool = False,
         cache_ttl_ms: int | None = None,

@@ -61,6 +61,7 @@ RUNTIME_TAG = b"reef.runtime.v2\0"
 RUNTIME_MODULES: tuple[str, ...] = (
     "reef",
     "reef._api",
+    "reef._clock",
     "reef._lazy",
     "reef._serve",
     "reef.attestation",

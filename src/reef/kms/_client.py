@@ -14,13 +14,13 @@ init params for an image are sealed to (path ``oyster.init-params``), synchronou
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
+from reef._clock import wall_clock_ms
 from reef.errors import InputError, KMSError, MisuseError, ServiceError
 from reef.kms._derive import INIT_PARAMS_KEY_PATH, KeyType
 from reef.kms._http import VERSION_HEADER
@@ -41,10 +41,6 @@ __all__ = [
 
 _PUBLIC_LENGTH = {"secp256k1": 64, "ed25519": 32, "x25519": 32}
 _ADDRESS_ROUTE = {"secp256k1": "ethereum", "ed25519": "solana"}
-
-
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def normalize_kms_url(url: str) -> str:
@@ -372,7 +368,7 @@ async def fetch_identity(
         document,
         root=root,
         mode="live",
-        now_ms=(clock_ms or _wall_clock_ms)(),
+        now_ms=(clock_ms or wall_clock_ms)(),
         max_age_ms=max_age_ms,
         expect=Expectations(
             image_id=image_id,

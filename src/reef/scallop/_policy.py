@@ -22,12 +22,12 @@ static key. :func:`auther_from_url` fetches one from an attestation server, as O
 from __future__ import annotations
 
 import hmac
-import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
+from reef._clock import wall_clock_ms
 from reef.errors import (
     AttestationError,
     CertificateChainError,
@@ -97,10 +97,6 @@ Verifier = Callable[..., "VerifiedAttestation"]
 """``verify_nitro``'s signature: ``(document, *, root, mode, now_ms, max_age_ms, expect)``."""
 
 
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 @dataclass(frozen=True, kw_only=True)
 class PeerPolicy:
     """What an attestation must show for its peer to be accepted.
@@ -125,7 +121,7 @@ class PeerPolicy:
     pcrs: Mapping[int, bytes] = field(default_factory=dict)
     max_age_ms: int | None = DEFAULT_MAX_AGE_MS
     mode: Mode = "live"
-    clock: Callable[[], int] = _wall_clock_ms
+    clock: Callable[[], int] = wall_clock_ms
     verifier: Verifier | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
