@@ -10,6 +10,8 @@ Each round measures, in the same run and on the same machine:
 - verified: the same, plus verifying that document live under the dev root;
 - memory: the resident size of the enclave's supervisor (reef's trusted base), of its pasta
   (the network namespace's user-mode stack) and of the app, read from /proc once it answers;
+  and the supervisor's private part (its pages no other process maps: the resident size also
+  counts the pages of shared libraries, cryptography's and Python's, that every supervisor maps);
 - spare: the enclave again, from a ``LocalBackend(spare=True)`` whose spare supervisor (the
   trusted base already loaded) was made ready before the round, as a provider's backend has one
   between launches.
@@ -69,6 +71,7 @@ def _rss_mib(supervisor: int) -> dict[str, float]:
     found: dict[str, float] = {}
     try:
         found["supervisor"] = _vmrss(Path(f"/proc/{supervisor}/status").read_text())
+        found["supervisor private"] = _private(Path(f"/proc/{supervisor}/smaps_rollup").read_text())
     except OSError:
         return found
     for entry in Path("/proc").iterdir():
@@ -82,6 +85,16 @@ def _rss_mib(supervisor: int) -> dict[str, float]:
         elif text.startswith("python3 server.py"):
             found["app"] = max(found.get("app", 0.0), _vmrss(status))
     return found
+
+
+def _private(rollup: str) -> float:
+    """MiB of a process's pages no other process maps (its unique set size): what another
+    enclave adds, where the resident size also counts the shared libraries' pages."""
+    kib = 0
+    for line in rollup.splitlines():
+        if line.startswith(("Private_Clean:", "Private_Dirty:")):
+            kib += int(line.split()[1])
+    return kib / 1024
 
 
 def _vmrss(status: str) -> float:
@@ -142,6 +155,9 @@ async def main(rounds: int) -> None:
                 await spare.wait_spare()
                 attested, _, app, rss = await enclave(client, spare, image, authority)
                 memory.setdefault("supervisor from a spare", []).append(rss.get("supervisor", 0))
+                memory.setdefault("supervisor from a spare private", []).append(
+                    rss.get("supervisor private", 0)
+                )
                 results["spare"].append(attested)
                 results["spare_app"].append(app)
             await spare.aclose()
@@ -160,10 +176,19 @@ async def main(rounds: int) -> None:
         print(f"{label:52} {min(values):8.3f} {statistics.median(values):8.3f}")
     ratio = statistics.median(results["attested"]) / statistics.median(results["bare"])
     print(f"enclave / bare (median): {ratio:.1f}x")
+    resident = {name: values for name, values in memory.items() if "private" not in name}
     print(
         "resident memory per enclave (MiB, median): "
         + ", ".join(
-            f"{name} {statistics.median(values):.1f}" for name, values in sorted(memory.items())
+            f"{name} {statistics.median(values):.1f}" for name, values in sorted(resident.items())
+        )
+    )
+    private = {name: values for name, values in memory.items() if "private" in name}
+    print(
+        "  the supervisor's private part (MiB, median): "
+        + ", ".join(
+            f"{name.removesuffix(' private')} {statistics.median(values):.1f}"
+            for name, values in sorted(private.items())
         )
     )
 
