@@ -148,6 +148,17 @@ def test_without_the_token_nothing_changes(browser: Any, live: Live) -> None:
     assert _job_state(live) == "running"
 
 
+def test_a_job_that_is_not_open_is_refused_as_reef_jobs_refuses_it(live: Live) -> None:
+    answer = httpx.get(f"{live.url}/api/jobs/999/logs", timeout=30)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error.startswith("job 999 (0x")
+    assert "is not open in the market at 0x" in error
+    page = httpx.get(f"{live.url}/jobs/999", timeout=30)
+    assert "is not open in the market" in page.text
+    assert "reef jobs list" in page.text  # the hint, as the CLI gives it
+
+
 def test_metrics_parse_and_carry_the_job(live: Live) -> None:
     assert httpx.get(f"{live.url}/providers", timeout=30).status_code == 200
     text = httpx.get(f"{live.url}/metrics", timeout=30).text

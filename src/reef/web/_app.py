@@ -280,16 +280,16 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
         """The session, its market client and the row of the open job ``text`` names.
 
         Raises:
-            InputError: ``text`` names no job, or the job is not open.
+            InputError: ``text`` names no job.
+            MarketError: the job is not open (:func:`reef.node.find_open_job`).
         """
         from reef.chain import parse_job_id
+        from reef.node import find_open_job
 
         job_id = parse_job_id(text, name="job")
         session = await off_thread(dash.session)
         client = session.market()
-        found = await off_thread(client.find_job, job_id)
-        if found is None:
-            raise InputError(f"job {text} is not open in the market")
+        found = await off_thread(find_open_job, session, client, job_id)
         row = await off_thread(_data.describe_job, session, client, found)
         return session, client, row
 
