@@ -28,7 +28,8 @@ from fastapi import FastAPI, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
-from reef._api import api_app
+from reef._api import api_app, error_response
+from reef._api_models import add_health_route, error_answers
 from reef.chain import JobId, parse_job_id
 from reef.errors import ConfigError, ServiceError
 from reef.market._control_plane import RunningEnclave
@@ -123,26 +124,12 @@ class JobsModel(BaseModel):
     jobs: list[JobModel]
 
 
-class HealthModel(BaseModel):
-    ok: bool
-
-
-class ErrorModel(BaseModel):
-    """Every error: what was wrong."""
-
-    error: str
-
-
 # The pattern is documented, not enforced by FastAPI: the handlers answer a bad id themselves.
 _ID = Query(
     None,
     description="the job id: 0x and 64 hex digits",
     json_schema_extra={"pattern": "^0x[0-9a-fA-F]{64}$"},
 )
-
-
-def _bad_request(message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=400)
 
 
 def control_plane_app(view: JobView) -> FastAPI:
@@ -165,9 +152,9 @@ def control_plane_app(view: JobView) -> FastAPI:
     ) -> Response:
         job_id = job_id_of(id)
         if job_id is None:
-            return _bad_request(_BAD_JOB_ID)
+            return error_response(400, _BAD_JOB_ID)
         if region and region not in view.policy.rates.allowed_regions:
-            return _bad_request(f"this provider does not serve region {region!r}")
+            return error_response(400, f"this provider does not serve region {region!r}")
         enclave = view.enclave(job_id)
         status = view.job_status(job_id)
         ended = status is not None and status["phase"] == "done"
@@ -178,7 +165,7 @@ def control_plane_app(view: JobView) -> FastAPI:
                 if status is None
                 else status["reason"] or "its enclave is not running yet"
             )
-            return _bad_request(f"no running enclave for job {job_id}: {why}")
+            return error_response(400, f"no running enclave for job {job_id}: {why}")
         return JSONResponse(
             {
                 "ip": view.host,
@@ -192,36 +179,41 @@ def control_plane_app(view: JobView) -> FastAPI:
     async def job(id: str | None = _ID) -> Response:
         job_id = job_id_of(id)
         if job_id is None:
-            return _bad_request(_BAD_JOB_ID)
+            return error_response(400, _BAD_JOB_ID)
         status = view.job_status(job_id)
         if status is None:
-            return JSONResponse({"error": f"job {job_id} is not a job of this provider"}, 404)
+            return error_response(404, f"job {job_id} is not a job of this provider")
         return JSONResponse(status)
 
     async def jobs() -> Response:
         return JSONResponse({"jobs": view.jobs()})
-
-    async def health() -> Response:
-        return JSONResponse({"ok": True})
 
     app = api_app(
         "reef control plane",
         description="A provider's control plane: Oyster's /spec, /bandwidth and /ip, and job "
         "status.",
     )
-    bad: dict[int | str, dict[str, Any]] = {400: {"model": ErrorModel}}
+    bad_id = "a job id that is not 0x and 64 hex digits"
     app.add_api_route("/spec", spec, methods=["GET"], response_model=SpecModel)
     app.add_api_route("/bandwidth", bandwidth, methods=["GET"], response_model=BandwidthModel)
-    app.add_api_route("/ip", ip, methods=["GET"], response_model=IpModel, responses=bad)
+    app.add_api_route(
+        "/ip",
+        ip,
+        methods=["GET"],
+        response_model=IpModel,
+        responses=error_answers(
+            {400: f"{bad_id}, a region not served, or no running enclave for the job"}
+        ),
+    )
     app.add_api_route(
         "/job",
         job,
         methods=["GET"],
         response_model=JobModel,
-        responses={**bad, 404: {"model": ErrorModel}},
+        responses=error_answers({400: bad_id, 404: "not a job of this provider"}),
     )
     app.add_api_route("/jobs", jobs, methods=["GET"], response_model=JobsModel)
-    app.add_api_route("/health", health, methods=["GET"], response_model=HealthModel)
+    add_health_route(app)
     return app
 
 

@@ -44,7 +44,8 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from reef._api import api_app
+from reef._api import api_app, error_response
+from reef._api_models import add_health_route, error_answers
 from reef._serve import Limits
 from reef.errors import ImageError, InputError, ServiceError
 from reef.market._upload_auth import (
@@ -162,14 +163,6 @@ class UploadModel(BaseModel):
     url: str
 
 
-class _ErrorModel(BaseModel):
-    error: str
-
-
-class _HealthModel(BaseModel):
-    ok: bool
-
-
 # Documented, not enforced by FastAPI: the handlers refuse other spellings with their own message.
 _NAME = PathParam(
     description="the image's SHA-256: 64 lowercase hex digits",
@@ -186,10 +179,6 @@ _IMAGE: dict[str, Any] = {
     "description": "the image bytes",
     "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
 }
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
 
 
 def _canonical(text: str) -> str:
@@ -226,10 +215,10 @@ def image_store_app(
         declared = request.headers.get("content-length")
         size = int(declared) if declared is not None and declared.isdigit() else None
         if size is not None and size > max_bytes:
-            return _error(413, too_large)
+            return error_response(413, too_large)
         if expect is None and not uploads.open:
             # The signature names the image: an authorized upload says its hash up front.
-            return _error(
+            return error_response(
                 401, "uploads to this store are authorized per image: PUT /images/<sha256>"
             )
         # An image already here costs its uploader nothing more (the bytes are checked again).
@@ -239,22 +228,24 @@ def image_store_app(
                 request.headers.get("authorization"), expect or "", 0 if existed else size, ledger
             )
         except UploadDenied as exc:
-            return _error(exc.status, f"{exc.message}; {exc.hint}" if exc.hint else exc.message)
+            return error_response(
+                exc.status, f"{exc.message}; {exc.hint}" if exc.hint else exc.message
+            )
         counted = None if existed else uploader
         upload = store.writer(expect=expect)
         try:
             async for chunk in request.stream():
                 if upload.size + len(chunk) > max_bytes:
                     upload.abort()
-                    return _error(413, too_large)
+                    return error_response(413, too_large)
                 uploads.check_quota(counted, upload.size + len(chunk), ledger)
                 upload.write(chunk)
             digest = upload.commit()
         except UploadDenied as exc:
             upload.abort()
-            return _error(exc.status, exc.message)
+            return error_response(exc.status, exc.message)
         except ImageError as exc:
-            return _error(400, exc.message)
+            return error_response(400, exc.message)
         except BaseException:
             upload.abort()
             raise
@@ -272,34 +263,30 @@ def image_store_app(
         try:
             expect = _canonical(sha256)
         except InputError as exc:
-            return _error(400, exc.message)
+            return error_response(400, exc.message)
         return await receive(request, expect)
 
     async def get_image(sha256: str = _NAME) -> Response:
         try:
             path = store.path(_canonical(sha256))
         except InputError as exc:
-            return _error(400, exc.message)
+            return error_response(400, exc.message)
         if not path.is_file():
-            return _error(404, "no image with that SHA-256 in this store")
+            return error_response(404, "no image with that SHA-256 in this store")
         return FileResponse(path, media_type="application/octet-stream")
-
-    async def health() -> Response:
-        return JSONResponse({"ok": True})
 
     app = api_app(
         "reef image store",
         description="Content-addressed enclave images, named by their SHA-256.",
     )
-    errors: dict[int | str, dict[str, Any]] = {
-        400: {"model": _ErrorModel, "description": "a bad name, or a body of another hash"},
-        401: {"model": _ErrorModel, "description": "no or a malformed upload authorization"},
-        403: {"model": _ErrorModel, "description": "a bad signature, or an unfunded account"},
-        413: {
-            "model": _ErrorModel,
-            "description": f"an image over {max_bytes} bytes, or over the uploader's quota",
-        },
-    }
+    errors = error_answers(
+        {
+            400: "a bad name, or a body of another hash",
+            401: "no or a malformed upload authorization",
+            403: "a bad signature, or an unfunded account",
+            413: f"an image over {max_bytes} bytes, or over the uploader's quota",
+        }
+    )
     upload_routes = (
         ("/images", post_image, "POST", "Upload an image; answers its hash and URL"),
         (
@@ -329,12 +316,11 @@ def image_store_app(
             response_class=Response,
             responses={
                 200: _IMAGE,
-                400: {"model": _ErrorModel, "description": "not 64 lowercase hex digits"},
-                404: {"model": _ErrorModel, "description": "no such image here"},
+                **error_answers({400: "not 64 lowercase hex digits", 404: "no such image here"}),
             },
             summary="Download an image" if method == "GET" else "Whether an image is here",
         )
-    app.add_api_route("/health", health, methods=["GET"], response_model=_HealthModel)
+    add_health_route(app)
     # The serving floor reads this: uploads may be as large as the store allows, and no larger.
     app.reef_limits = Limits(max_body=max_bytes)  # type: ignore[attr-defined]
     return app
