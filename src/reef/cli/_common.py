@@ -181,12 +181,9 @@ def open_target(flags: Flags) -> ServerlessTarget:
         ConfigError: when nothing says where the chain or a contract is.
         RPCError: when the endpoint does not answer.
     """
-    from web3 import Web3
-
     from reef.chain import DEVNET_CHAIN_ID, dev_accounts
-    from reef.errors import RPCError
     from reef.home import ReefHome
-    from reef.node import NetworkInfo, load_key_file
+    from reef.node import NetworkInfo, connect, load_key_file
 
     home = ReefHome.from_env()
     network: NetworkInfo | None = None
@@ -203,16 +200,10 @@ def open_target(flags: Flags) -> ServerlessTarget:
             "no serverless deployment to talk to",
             hint="start the local network (`reef up`), or pass --rpc, --jobs and --code",
         )
-    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
-    try:
-        chain_id = int(w3.eth.chain_id)
-    except Exception as exc:  # any transport failure: the endpoint cannot be used
-        raise RPCError(
-            f"cannot reach the chain at {rpc_url}: {exc}", hint="is `reef up` running?"
-        ) from exc
+    w3 = connect(rpc_url)
     if flags.key is not None:
         account: LocalAccount | None = load_key_file(flags.key)
-    elif chain_id == DEVNET_CHAIN_ID:
+    elif int(w3.eth.chain_id) == DEVNET_CHAIN_ID:
         account = dev_accounts(1)[0].local_account
     else:
         account = None
