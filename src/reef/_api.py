@@ -14,7 +14,7 @@ matched by its exact method and path before Starlette's router, middleware and `
 attestation verifier answers each document in about a millisecond of CPU, and FastAPI's request
 handling added a tenth to it.
 
-Two small pieces every API shares live here too: :func:`error_response`, the JSON
+Two small pieces every API shares live here too: :func:`json_error`, the JSON
 ``{"error": reason}`` answer of reef's FastAPI apps (and of :func:`api_app`'s own errors), and
 :func:`text_answer`, how OpenAPI describes the plain-text answers of the light APIs (their errors
 are text). The pydantic models that describe the JSON answers are in :mod:`reef._api_models`,
@@ -40,7 +40,7 @@ from reef.errors import MisuseError
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["LightApi", "api_app", "error_response", "light_api", "text_answer"]
+__all__ = ["LightApi", "api_app", "json_error", "light_api", "text_answer"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -64,7 +64,7 @@ def api_app(title: str, *, description: str = "", version: str = "1") -> FastAPI
             f"{'.'.join(str(p) for p in error.get('loc', ()))}: {error.get('msg', 'invalid')}"
             for error in exc.errors()
         ]
-        return error_response(400, "; ".join(reasons) or "invalid request")
+        return json_error(400, "; ".join(reasons) or "invalid request")
 
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, invalid)
@@ -73,10 +73,10 @@ def api_app(title: str, *, description: str = "", version: str = "1") -> FastAPI
 
 async def _http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+    return json_error(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
-def error_response(
+def json_error(
     status: int, reason: str, *, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     """reef's JSON error answer: ``{"error": reason}`` with ``status`` (and ``headers``)."""

@@ -1,6 +1,6 @@
 """The JSON answers every reef FastAPI app shares, as OpenAPI describes them.
 
-A reef API refuses with ``{"error": reason}`` (:func:`reef._api.error_response` builds it) and
+A reef API refuses with ``{"error": reason}`` (:func:`reef._api.json_error` builds it) and
 answers ``GET /health`` with ``{"ok": true}``. This module holds the pydantic models that document
 those answers, :func:`error_answers` to list a route's refusals, and :func:`add_health_route`, so
 that the market's control plane and image store (and the serverless and proof-market services)

@@ -28,7 +28,7 @@ from fastapi import FastAPI, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
-from reef._api import api_app, error_response
+from reef._api import api_app, json_error
 from reef._api_models import add_health_route, error_answers
 from reef.chain import JobId, parse_job_id
 from reef.errors import ConfigError, ServiceError
@@ -152,9 +152,9 @@ def control_plane_app(view: JobView) -> FastAPI:
     ) -> Response:
         job_id = job_id_of(id)
         if job_id is None:
-            return error_response(400, _BAD_JOB_ID)
+            return json_error(400, _BAD_JOB_ID)
         if region and region not in view.policy.rates.allowed_regions:
-            return error_response(400, f"this provider does not serve region {region!r}")
+            return json_error(400, f"this provider does not serve region {region!r}")
         enclave = view.enclave(job_id)
         status = view.job_status(job_id)
         ended = status is not None and status["phase"] == "done"
@@ -165,7 +165,7 @@ def control_plane_app(view: JobView) -> FastAPI:
                 if status is None
                 else status["reason"] or "its enclave is not running yet"
             )
-            return error_response(400, f"no running enclave for job {job_id}: {why}")
+            return json_error(400, f"no running enclave for job {job_id}: {why}")
         return JSONResponse(
             {
                 "ip": view.host,
@@ -179,10 +179,10 @@ def control_plane_app(view: JobView) -> FastAPI:
     async def job(id: str | None = _ID) -> Response:
         job_id = job_id_of(id)
         if job_id is None:
-            return error_response(400, _BAD_JOB_ID)
+            return json_error(400, _BAD_JOB_ID)
         status = view.job_status(job_id)
         if status is None:
-            return error_response(404, f"job {job_id} is not a job of this provider")
+            return json_error(404, f"job {job_id} is not a job of this provider")
         return JSONResponse(status)
 
     async def jobs() -> Response:

@@ -44,7 +44,7 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from reef._api import api_app, error_response
+from reef._api import api_app, json_error
 from reef._api_models import add_health_route, error_answers
 from reef._serve import Limits
 from reef.errors import ImageError, InputError, ServiceError
@@ -215,10 +215,10 @@ def image_store_app(
         declared = request.headers.get("content-length")
         size = int(declared) if declared is not None and declared.isdigit() else None
         if size is not None and size > max_bytes:
-            return error_response(413, too_large)
+            return json_error(413, too_large)
         if expect is None and not uploads.open:
             # The signature names the image: an authorized upload says its hash up front.
-            return error_response(
+            return json_error(
                 401, "uploads to this store are authorized per image: PUT /images/<sha256>"
             )
         # An image already here costs its uploader nothing more (the bytes are checked again).
@@ -228,24 +228,22 @@ def image_store_app(
                 request.headers.get("authorization"), expect or "", 0 if existed else size, ledger
             )
         except UploadDenied as exc:
-            return error_response(
-                exc.status, f"{exc.message}; {exc.hint}" if exc.hint else exc.message
-            )
+            return json_error(exc.status, f"{exc.message}; {exc.hint}" if exc.hint else exc.message)
         counted = None if existed else uploader
         upload = store.writer(expect=expect)
         try:
             async for chunk in request.stream():
                 if upload.size + len(chunk) > max_bytes:
                     upload.abort()
-                    return error_response(413, too_large)
+                    return json_error(413, too_large)
                 uploads.check_quota(counted, upload.size + len(chunk), ledger)
                 upload.write(chunk)
             digest = upload.commit()
         except UploadDenied as exc:
             upload.abort()
-            return error_response(exc.status, exc.message)
+            return json_error(exc.status, exc.message)
         except ImageError as exc:
-            return error_response(400, exc.message)
+            return json_error(400, exc.message)
         except BaseException:
             upload.abort()
             raise
@@ -263,16 +261,16 @@ def image_store_app(
         try:
             expect = _canonical(sha256)
         except InputError as exc:
-            return error_response(400, exc.message)
+            return json_error(400, exc.message)
         return await receive(request, expect)
 
     async def get_image(sha256: str = _NAME) -> Response:
         try:
             path = store.path(_canonical(sha256))
         except InputError as exc:
-            return error_response(400, exc.message)
+            return json_error(400, exc.message)
         if not path.is_file():
-            return error_response(404, "no image with that SHA-256 in this store")
+            return json_error(404, "no image with that SHA-256 in this store")
         return FileResponse(path, media_type="application/octet-stream")
 
     app = api_app(
