@@ -4,6 +4,7 @@ it to `reef.cli.app`)."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,16 @@ def test_dev_directory_without_index(app: typer.Typer, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["fn", "dev", str(tmp_path)])
     assert result.exit_code == 2
     assert "index.js" in result.output
+
+
+def test_an_unreachable_chain_is_named_as_every_command_names_it(app: typer.Typer) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    zero = "0x" + "00" * 20
+    result = CliRunner().invoke(
+        app, ["fn", "list", "--rpc", f"http://127.0.0.1:{port}", "--jobs", zero, "--code", zero]
+    )
+    assert result.exit_code == 1
+    assert f"cannot reach the JSON-RPC endpoint http://127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.output
