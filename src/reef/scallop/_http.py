@@ -33,7 +33,14 @@ from reef.crypto import generate_x25519
 from reef.errors import ChannelBrokenError, ChannelError, InputError, ReefError, ServiceError
 from reef.scallop._handshake import DEFAULT_HANDSHAKE_TIMEOUT, _as_store, connect
 from reef.scallop._policy import Auther, AuthStore, PeerPolicy
-from reef.scallop._server import Handler, ScallopServer, serve
+from reef.scallop._server import (
+    DEFAULT_BUSY_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_HANDSHAKES,
+    DEFAULT_PER_PEER_HANDSHAKES,
+    Handler,
+    ScallopServer,
+    serve,
+)
 from reef.scallop._stream import ScallopPeer, ScallopStream
 
 __all__ = ["ScallopTransport", "asgi_handler", "scallop_peer", "serve_asgi"]
@@ -355,9 +362,9 @@ async def serve_asgi(
     lifespan: Literal["auto", "on", "off"] = "auto",
     max_body: int | None = DEFAULT_MAX_BODY,
     keepalive_timeout: float = 60.0,
-    max_handshakes: int = 256,
-    per_peer_handshakes: int = 16,
-    busy_handshake_timeout: float = 1.0,
+    max_handshakes: int = DEFAULT_MAX_HANDSHAKES,
+    per_peer_handshakes: int = DEFAULT_PER_PEER_HANDSHAKES,
+    busy_handshake_timeout: float = DEFAULT_BUSY_HANDSHAKE_TIMEOUT,
 ) -> ScallopServer:
     """Serve ``app`` (ASGI 3: Starlette, FastAPI, ...) over Scallop on ``host:port``.
 
