@@ -29,6 +29,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -59,6 +60,8 @@ DEFAULT_MAX_AGE_MS = 300_000
 # minute of tolerance keeps honest documents and still refuses documents stamped in the future.
 DEFAULT_MAX_FUTURE_SKEW_MS = 60_000
 _ABSENT_PCRS = {16: bytes(PCR_LENGTH)}
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,36 +120,30 @@ class NitroVerifier:
             self._chains.clear()
             self._leaves.clear()
 
-    def _cached_leaf(self, key: tuple[bytes, tuple[bytes, ...], bytes]) -> _VerifiedLeaf | None:
+    def _cached(self, cache: dict[_K, _V], key: _K, *, count_miss: bool = False) -> _V | None:
+        """What ``cache`` holds for ``key``, counted as a hit (and a miss if ``count_miss``)."""
         with self._lock:
-            leaf = self._leaves.get(key)
-            if leaf is not None:
+            found = cache.get(key)
+            if found is not None:
                 self.cache_hits += 1
-            return leaf
+            elif count_miss:
+                self.cache_misses += 1
+            return found
 
-    def _remember_leaf(
-        self, key: tuple[bytes, tuple[bytes, ...], bytes], leaf: _VerifiedLeaf
-    ) -> None:
+    def _remember(self, cache: dict[_K, _V], key: _K, value: _V) -> None:
+        """Keep ``value`` in ``cache``, dropping the oldest entries beyond the cache size."""
         if self._cache_size:
             with self._lock:
-                while len(self._leaves) >= self._cache_size:
-                    del self._leaves[next(iter(self._leaves))]
-                self._leaves[key] = leaf
+                while len(cache) >= self._cache_size:
+                    del cache[next(iter(cache))]
+                cache[key] = value
 
     def _issuing_chain(self, cabundle: Sequence[bytes], root: TrustedRoot) -> IssuingChain:
         key = (root.certificate, tuple(cabundle))
-        with self._lock:
-            chain = self._chains.get(key)
-            if chain is not None:
-                self.cache_hits += 1
-                return chain
-            self.cache_misses += 1
-        chain = verify_issuing_chain(cabundle, root)
-        if self._cache_size:
-            with self._lock:
-                while len(self._chains) >= self._cache_size:
-                    del self._chains[next(iter(self._chains))]
-                self._chains[key] = chain
+        chain = self._cached(self._chains, key, count_miss=True)
+        if chain is None:
+            chain = verify_issuing_chain(cabundle, root)
+            self._remember(self._chains, key, chain)
         return chain
 
     def verify(
@@ -201,7 +198,7 @@ class NitroVerifier:
 
         cose, doc = decode_nitro(document)
         cache_key = (root.certificate, doc.cabundle, doc.certificate)
-        verified_leaf = self._cached_leaf(cache_key)
+        verified_leaf = self._cached(self._leaves, cache_key)
         if verified_leaf is not None:
             # These exact leaf and bundle bytes passed every instant-independent check under
             # this root before; only the signature and the instants are this document's own.
@@ -215,7 +212,7 @@ class NitroVerifier:
             cose.verify_es384(key)
             chain = self._issuing_chain(doc.cabundle, root)
             windows = (*chain.windows, verify_leaf(leaf, chain))
-            self._remember_leaf(cache_key, _VerifiedLeaf(key, windows))
+            self._remember(self._leaves, cache_key, _VerifiedLeaf(key, windows))
 
         timestamp = doc.timestamp_ms
         check_validity(windows, timestamp, instant="the document time")
