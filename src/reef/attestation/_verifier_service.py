@@ -189,32 +189,38 @@ def verifier_app(
         description="Verifies attestation documents and signs an EIP-712 statement "
         "(Oyster-compatible).",
     )
-    app.add_asgi_route(
-        "/verify/raw",
-        verify_raw,
-        methods=["POST"],
-        summary="Verify a raw attestation document",
-        response_model=StatementModel,
-        responses=_ERRORS,
-        openapi_extra=_body(
-            "application/octet-stream",
-            {"type": "string", "format": "binary", "maxLength": MAX_DOCUMENT_SIZE},
-            "the COSE_Sign1 document bytes",
+    routes = (
+        (
+            "/verify/raw",
+            verify_raw,
+            "Verify a raw attestation document",
+            _body(
+                "application/octet-stream",
+                {"type": "string", "format": "binary", "maxLength": MAX_DOCUMENT_SIZE},
+                "the COSE_Sign1 document bytes",
+            ),
+        ),
+        (
+            "/verify/hex",
+            verify_hex,
+            "Verify an attestation document given as hex",
+            _body(
+                "text/plain",
+                {"type": "string", "maxLength": _MAX_HEX_BODY},
+                "the document as hex (0x and surrounding whitespace allowed)",
+            ),
         ),
     )
-    app.add_asgi_route(
-        "/verify/hex",
-        verify_hex,
-        methods=["POST"],
-        summary="Verify an attestation document given as hex",
-        response_model=StatementModel,
-        responses=_ERRORS,
-        openapi_extra=_body(
-            "text/plain",
-            {"type": "string", "maxLength": _MAX_HEX_BODY},
-            "the document as hex (0x and surrounding whitespace allowed)",
-        ),
-    )
+    for path, endpoint, summary, body in routes:
+        app.add_asgi_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            summary=summary,
+            response_model=StatementModel,
+            responses=_ERRORS,
+            openapi_extra=body,
+        )
     return app
 
 
