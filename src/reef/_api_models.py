@@ -48,7 +48,7 @@ def error_answers(described: Mapping[int, str]) -> dict[int | str, dict[str, Any
 
 
 def add_health_route(app: FastAPI | LightApi) -> None:
-    """Answer ``GET /health`` with ``{"ok": true}`` (what a node polls until a service is up)."""
+    """Answer ``GET /health`` with ``{"ok": true}``: a liveness check for whoever runs the service."""
 
     async def health(_request: Request) -> Response:
         return JSONResponse({"ok": True})

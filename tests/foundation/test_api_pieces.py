@@ -1,0 +1,91 @@
+"""The small pieces every reef HTTP API shares: the JSON error answer, the plain-text answer as
+OpenAPI describes it, the shared error and health models, and the health route, on both kinds of
+app (FastAPI and the light, pydantic-free one)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from reef._api import LightApi, api_app, json_error, light_api, text_answer
+from reef._api_models import ErrorModel, add_health_route, error_answers
+
+
+async def _get(app: object, path: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        return await client.get(path)
+
+
+def test_json_error_is_the_error_object_with_its_status_and_headers() -> None:
+    answer = json_error(409, "already configured", headers={"retry-after": "3"})
+    assert answer.status_code == 409
+    assert answer.body == b'{"error":"already configured"}'
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.headers["retry-after"] == "3"
+
+
+@pytest.mark.parametrize("make", [api_app, light_api])
+async def test_the_health_route_answers_ok_and_is_described(
+    make: Callable[[str], FastAPI | LightApi],
+) -> None:
+    app = make("health check")
+    add_health_route(app)
+    answer = await _get(app, "/health")
+    assert (answer.status_code, answer.json()) == (200, {"ok": True})
+    schema = app.openapi()
+    ok = schema["paths"]["/health"]["get"]["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/HealthModel"
+    }
+    assert schema["components"]["schemas"]["HealthModel"]["required"] == ["ok"]
+
+
+async def test_error_answers_and_text_answers_describe_what_the_routes_send() -> None:
+    app = api_app("refusals")
+
+    async def refuse(request: Request) -> Response:
+        if request.query_params.get("as") == "text":
+            return PlainTextResponse("bad request: no\n", status_code=400)
+        return json_error(404, "no such thing")
+
+    app.add_api_route(
+        "/thing",
+        refuse,
+        methods=["GET"],
+        responses={**error_answers({404: "no such thing here"}), 400: text_answer("bad request")},
+    )
+    schema = app.openapi()
+    responses = schema["paths"]["/thing"]["get"]["responses"]
+    assert responses["404"] == {
+        "description": "no such thing here",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorModel"}}},
+    }
+    assert responses["400"] == {
+        "description": "bad request",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+    answer = await _get(app, "/thing")
+    assert answer.status_code == 404
+    assert ErrorModel.model_validate(answer.json()).error == "no such thing"
+    assert (await _get(app, "/thing?as=text")).text == "bad request: no\n"
+
+
+async def test_api_apps_own_errors_use_the_same_json_error() -> None:
+    app = api_app("nothing here")
+    answer = await _get(app, "/missing")
+    assert (answer.status_code, answer.json()) == (404, {"error": "Not Found"})
+
+
+def test_the_light_api_module_stays_free_of_pydantic_and_fastapi() -> None:
+    # reef._api is on every enclave's start-up path: the models live in reef._api_models.
+    code = "import sys, reef._api; print(sorted(m for m in ('pydantic', 'fastapi') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
