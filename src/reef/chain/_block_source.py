@@ -7,18 +7,34 @@ Every method raises :class:`~reef.errors.RPCError` on failure.
 
 A source may also give a range's logs as the node's own JSON objects (:class:`LogEntrySource`,
 which :class:`Web3BlockSource` is): the indexer stores those without building a :class:`RawLog`
-per log, which costs more than the node took to send it.
+per log, which costs more than the node took to send it. It may also give a range's logs and its
+last block in one call (:class:`LogRangeSource`, which :class:`Web3BlockSource` is too): the block
+is the range's checkpoint, and asking for it in the same request saves a round trip per range.
+
+Over HTTP, :class:`Web3BlockSource` sends those requests itself with httpx (already reef's HTTP
+client) rather than through web3.py: web3.py's request path (a requests session per thread,
+caching and retry layers) costs about 0.75 ms of this process's CPU per request, httpx's
+about 0.55 ms, and the two calls of a range go as one JSON-RPC batch, which every mainstream
+node (geth, erigon, anvil, hardhat, reef's devnet) answers. A node that refuses batches gets
+the two requests one after the other, from then on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import itertools
+import json
+import ssl
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+import httpx
 from web3 import Web3
 from web3.exceptions import Web3Exception
 from web3.providers.base import JSONBaseProvider
+from web3.providers.rpc import HTTPProvider
 from web3.types import RPCEndpoint
 
 from reef.errors import RPCError
@@ -79,6 +95,18 @@ class LogEntrySource(Protocol):
         ...
 
 
+@runtime_checkable
+class LogRangeSource(Protocol):
+    """A :class:`LogEntrySource` that also gives a range's logs and its last block at once."""
+
+    def log_range(
+        self, address: str, from_block: int, to_block: int
+    ) -> tuple[Sequence[Mapping[str, Any]], BlockRef]:
+        """:meth:`LogEntrySource.log_entries` of the range and ``block(to_block)``, read
+        together (one request where the node allows it)."""
+        ...
+
+
 def raw_log_entry(log: RawLog) -> dict[str, Any]:
     """``log`` as the JSON-RPC object a node would answer (numbers as ints)."""
     return {
@@ -106,11 +134,114 @@ def _raw(value: Any) -> bytes:
     return bytes.fromhex(text[2:] if text[:2].lower() == "0x" else text)
 
 
-class Web3BlockSource:
-    """A :class:`BlockSource` over a web3.py ``Web3`` (any JSON-RPC URL, or in-process)."""
+class _HttpRpc:
+    """JSON-RPC requests over HTTP with httpx, for the calls the indexer makes per range.
 
-    def __init__(self, w3: Any) -> None:
+    The indexer's reader threads call at once, so each request borrows an idle client (and its
+    kept-alive connection) from a pool, or makes one: as many clients as concurrent callers.
+    The clients share one TLS context, made when the URL is ``https``: httpx makes one per
+    client otherwise (loading the CA bundle), some 25 ms each, more than reading a thousand logs.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        timeout: float,
+        transport: httpx.BaseTransport | None,
+    ) -> None:
+        self._url = url
+        self._headers = dict(headers)
+        self._timeout = timeout
+        self._transport = transport
+        self._idle: list[httpx.Client] = []
+        self._lock = threading.Lock()
+        self._tls: ssl.SSLContext | bool | None = None  # False: plain HTTP, no TLS
+
+    @contextmanager
+    def _client(self) -> Iterator[httpx.Client]:
+        with self._lock:
+            client = self._idle.pop() if self._idle else None
+            if self._tls is None:
+                https = self._url.lower().startswith("https:")
+                self._tls = httpx.create_ssl_context() if https else False
+            tls = self._tls
+        if client is None:
+            client = httpx.Client(
+                headers=self._headers, timeout=self._timeout, transport=self._transport, verify=tls
+            )
+        try:
+            yield client
+        finally:
+            with self._lock:
+                self._idle.append(client)
+
+    def post(self, what: str, payload: Any) -> Any:
+        """The node's JSON answer to ``payload`` (a request or a batch).
+
+        Raises:
+            RPCError: the node is unreachable, or answered no JSON.
+        """
+        body = json.dumps(payload).encode()
+        try:
+            with self._client() as client:
+                response = client.post(self._url, content=body)
+        except httpx.HTTPError as exc:
+            raise RPCError(
+                f"{what} failed: {exc!r}", hint="check that the JSON-RPC endpoint is reachable"
+            ) from exc
+        try:
+            # A node may answer a JSON-RPC error with an HTTP error status: its message is
+            # what tells a refused range apart.
+            return json.loads(response.content)
+        except ValueError as exc:
+            raise RPCError(
+                f"{what} failed: HTTP {response.status_code}, not a JSON-RPC answer "
+                f"({response.content[:200]!r})",
+                hint="check that the URL is a JSON-RPC endpoint",
+            ) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for client in idle:
+            client.close()
+
+
+def _http_rpc(provider: Any, transport: httpx.BaseTransport | None) -> _HttpRpc | None:
+    """httpx requests to ``provider``'s node, or ``None`` for a provider this cannot stand in
+    for: not HTTP, or set up with more than headers and a timeout (a session, TLS options)."""
+    if not isinstance(provider, HTTPProvider):
+        return None
+    if getattr(getattr(provider, "_request_session_manager", None), "_explicit_session", None):
+        return None
+    kwargs = dict(provider.get_request_kwargs())
+    if not set(kwargs) <= {"headers", "timeout"}:
+        return None
+    timeout = kwargs.get("timeout", 30.0)
+    if not isinstance(timeout, (int, float)):
+        return None
+    return _HttpRpc(str(provider.endpoint_uri), kwargs.get("headers") or {}, timeout, transport)
+
+
+class Web3BlockSource:
+    """A :class:`BlockSource` over a web3.py ``Web3`` (any JSON-RPC URL, or in-process).
+
+    Over a plain ``HTTPProvider`` its requests go straight to the node's URL with httpx
+    (``transport``: an httpx transport to send them through instead, for tests); any other
+    provider is called through web3.py.
+    """
+
+    def __init__(self, w3: Any, *, transport: httpx.BaseTransport | None = None) -> None:
         self._w3 = w3
+        self._http = _http_rpc(w3.provider, transport)
+        self._ids = itertools.count(1)
+        self._batches = self._http is not None  # until the node refuses one
+
+    def close(self) -> None:
+        """Close the HTTP connections this source keeps open (it reopens them if used again)."""
+        if self._http is not None:
+            self._http.close()
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         try:
@@ -123,39 +254,79 @@ class Web3BlockSource:
             raise RPCError(f"{what} failed: {exc}") from exc
 
     def chain_id(self) -> int:
+        if self._http is not None:
+            return self._quantity("eth_chainId", self._request("eth_chainId", "eth_chainId", []))
         return int(self._call("eth_chainId", lambda: self._w3.eth.chain_id))
 
     def head(self) -> int:
+        if self._http is not None:
+            answer = self._request("eth_blockNumber", "eth_blockNumber", [])
+            return self._quantity("eth_blockNumber", answer)
         return int(self._call("eth_blockNumber", lambda: self._w3.eth.block_number))
+
+    @staticmethod
+    def _quantity(what: str, value: Any) -> int:
+        try:
+            return _int(value)
+        except (TypeError, ValueError) as exc:
+            raise RPCError(f"{what} answered {value!r}, not a number") from exc
 
     def block(self, number: int) -> BlockRef:
         what = f"eth_getBlockByNumber({number})"
         if isinstance(self._w3.provider, JSONBaseProvider):
             # Raw, as logs are: the indexer asks for one block per range.
             block = self._request(what, "eth_getBlockByNumber", [hex(number), False])
-            if not isinstance(block, dict):
-                raise RPCError(
-                    f"{what} answered no block", hint="is the block number past the head?"
-                )
         else:
             block = self._call(what, lambda: self._w3.eth.get_block(number))
-        try:
-            return BlockRef(number, _hex(block["hash"]), _int(block["timestamp"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise RPCError(f"{what} answered a malformed block: {exc}") from exc
+        return _block_ref(what, number, block)
+
+    def _message(self, method: str, params: list[Any]) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
 
     def _request(self, what: str, method: str, params: list[Any]) -> Any:
         """One raw JSON-RPC request's result; the node's error message becomes the RPCError's."""
-        response = self._call(
-            what, lambda: self._w3.provider.make_request(RPCEndpoint(method), params)
+        if self._http is not None:
+            response = self._http.post(what, self._message(method, params))
+        else:
+            response = self._call(
+                what, lambda: self._w3.provider.make_request(RPCEndpoint(method), params)
+            )
+        return _result(what, response)
+
+    def log_range(
+        self, address: str, from_block: int, to_block: int
+    ) -> tuple[Sequence[Mapping[str, Any]], BlockRef]:
+        """The range's logs (as :meth:`log_entries`) and its last block, in one JSON-RPC batch
+        request over HTTP (two requests for a node that refuses batches, or another provider).
+        """
+        if self._http is None or not self._batches:
+            return self.log_entries(address, from_block, to_block), self.block(to_block)
+        logs_what = f"eth_getLogs({from_block}..{to_block})"
+        block_what = f"eth_getBlockByNumber({to_block})"
+        logs = self._message("eth_getLogs", [self._filter(address, from_block, to_block)])
+        block = self._message("eth_getBlockByNumber", [hex(to_block), False])
+        answer = self._http.post(f"{logs_what} with {block_what}", [logs, block])
+        by_id = (
+            {item.get("id"): item for item in answer if isinstance(item, dict)}
+            if isinstance(answer, list)
+            else {}
         )
-        if not isinstance(response, dict):
-            raise RPCError(f"{what} answered no JSON-RPC response")
-        error = response.get("error")
-        if error:
-            message = error.get("message", error) if isinstance(error, dict) else error
-            raise RPCError(f"{what} failed: {message}")
-        return response.get("result")
+        if logs["id"] not in by_id or block["id"] not in by_id:
+            # No batches here (a single error answers the batch as a whole): ask one by one.
+            self._batches = False
+            return self.log_entries(address, from_block, to_block), self.block(to_block)
+        entries = _result(logs_what, by_id[logs["id"]])
+        if not isinstance(entries, list):
+            raise RPCError(f"{logs_what} answered no list of logs")
+        return entries, _block_ref(block_what, to_block, _result(block_what, by_id[block["id"]]))
+
+    @staticmethod
+    def _filter(address: str, from_block: int, to_block: int) -> dict[str, str]:
+        return {
+            "address": Web3.to_checksum_address(address),
+            "fromBlock": hex(from_block),
+            "toBlock": hex(to_block),
+        }
 
     def logs(self, address: str, from_block: int, to_block: int) -> Sequence[RawLog]:
         if not isinstance(self._w3.provider, JSONBaseProvider):
@@ -175,13 +346,8 @@ class Web3BlockSource:
     def _json_logs(self, address: str, from_block: int, to_block: int) -> list[Any]:
         # A raw JSON-RPC request: web3.py's result formatters cost more than the HTTP round trip
         # on big ranges, and the node's own error message tells a too-large range apart.
-        params = {
-            "address": Web3.to_checksum_address(address),
-            "fromBlock": hex(from_block),
-            "toBlock": hex(to_block),
-        }
         what = f"eth_getLogs({from_block}..{to_block})"
-        entries = self._request(what, "eth_getLogs", [params])
+        entries = self._request(what, "eth_getLogs", [self._filter(address, from_block, to_block)])
         if not isinstance(entries, list):
             raise RPCError(f"{what} answered no list of logs")
         return entries
@@ -224,6 +390,27 @@ def _raw_logs(entries: Sequence[Mapping[str, Any]], what: str) -> list[RawLog]:
         ]
     except (KeyError, TypeError, ValueError) as exc:
         raise RPCError(f"{what} answered a malformed log: {exc}") from exc
+
+
+def _result(what: str, response: Any) -> Any:
+    """The ``result`` of a JSON-RPC response; the node's error message becomes the RPCError's."""
+    if not isinstance(response, dict):
+        raise RPCError(f"{what} answered no JSON-RPC response")
+    error = response.get("error")
+    if error:
+        message = error.get("message", error) if isinstance(error, dict) else error
+        raise RPCError(f"{what} failed: {message}")
+    return response.get("result")
+
+
+def _block_ref(what: str, number: int, block: Any) -> BlockRef:
+    """Block ``number`` as a node or web3.py answered it."""
+    if block is None:
+        raise RPCError(f"{what} answered no block", hint="is the block number past the head?")
+    try:
+        return BlockRef(number, _hex(block["hash"]), _int(block["timestamp"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RPCError(f"{what} answered a malformed block: {exc}") from exc
 
 
 def _int(value: Any) -> int:

@@ -72,6 +72,7 @@ from reef.chain._block_source import (
     BlockRef,
     BlockSource,
     LogEntrySource,
+    LogRangeSource,
     RawLog,
     raw_log_entry,
 )
@@ -792,8 +793,18 @@ class Indexer:
 
     def _fetch_range(self, entry: _Followed, low: int, high: int) -> _Range:
         """A range's logs of ``entry``, checked, and its last block (the range's checkpoint)."""
+        source = self._source
+        if isinstance(source, LogRangeSource):
+            # Both in one request. A refused range is read again halved, its block on its own.
+            try:
+                entries, last = source.log_range(entry.address, low, high)
+            except RPCError as exc:
+                if low == high or not _RANGE_REFUSALS.search(str(exc)):
+                    raise
+            else:
+                return _Range(last, self._rows(entry, entries))
         entries = self._read_range(entry.address, low, high)
-        last = self._source.block(high)
+        last = source.block(high)
         return _Range(last, self._rows(entry, entries))
 
     def _check_not_reorged(self, checkpoint: IndexerCheckpoint) -> None:

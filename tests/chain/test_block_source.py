@@ -1,0 +1,209 @@
+"""Web3BlockSource over HTTP: a range's logs and its last block in one JSON-RPC batch request
+(two requests for a node that refuses batches), the node's own error messages (so the indexer
+still halves a refused range), and an unreachable or non-JSON-RPC endpoint as an RPCError.
+
+The node is a JSON-RPC answerer over a scripted chain (``indexer_fakes.FakeChain``) behind an
+``httpx.MockTransport``: every HTTP request the source makes is counted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from indexer_fakes import MARKET, FakeChain, deposited, opened
+from web3 import Web3
+
+from reef.chain import BlockRef, Indexer, Web3BlockSource
+from reef.chain._block_source import LogRangeSource, raw_log_entry
+from reef.errors import RPCError
+
+
+@dataclass
+class Node:
+    """A JSON-RPC node over ``chain``: answers batches unless ``batches`` is off (then, as some
+    public endpoints do, one error for the whole batch)."""
+
+    chain: FakeChain
+    batches: bool = True
+    bodies: list[Any] = field(default_factory=list)  # each HTTP request's JSON body
+
+    def answer(self, message: dict[str, Any]) -> dict[str, Any]:
+        method, params = message["method"], message["params"]
+        try:
+            if method == "eth_chainId":
+                result: Any = hex(self.chain.chain_id())
+            elif method == "eth_blockNumber":
+                result = hex(self.chain.head())
+            elif method == "eth_getBlockByNumber":
+                number = int(params[0], 16)
+                if number >= len(self.chain.blocks):
+                    result = None
+                else:
+                    block = self.chain.block(number)
+                    result = {
+                        "number": hex(number),
+                        "hash": block.hash,
+                        "timestamp": hex(block.timestamp),
+                    }
+            elif method == "eth_getLogs":
+                query = params[0]
+                logs = self.chain.logs(
+                    query["address"], int(query["fromBlock"], 16), int(query["toBlock"], 16)
+                )
+                result = [_json_log(log) for log in logs]
+            else:
+                raise AssertionError(f"unexpected {method}")
+        except RPCError as exc:
+            return {
+                "jsonrpc": "2.0",
+                "id": message["id"],
+                "error": {"code": -32005, "message": exc.message},
+            }
+        return {"jsonrpc": "2.0", "id": message["id"], "result": result}
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.bodies.append(body)
+        if isinstance(body, list):
+            if not self.batches:
+                refusal = {"code": -32600, "message": "batch requests are not supported"}
+                return httpx.Response(200, json={"jsonrpc": "2.0", "id": None, "error": refusal})
+            # answered in reverse, as a node may: the source matches answers by id
+            return httpx.Response(200, json=[self.answer(m) for m in reversed(body)])
+        return httpx.Response(200, json=self.answer(body))
+
+    def source(self) -> Web3BlockSource:
+        w3 = Web3(Web3.HTTPProvider("http://node.test:8545"))
+        return Web3BlockSource(w3, transport=httpx.MockTransport(self.handle))
+
+
+def _json_log(log: Any) -> dict[str, Any]:
+    entry = raw_log_entry(log)
+    entry["blockNumber"] = hex(entry["blockNumber"])
+    entry["logIndex"] = hex(entry["logIndex"])
+    entry["removed"] = False
+    return entry
+
+
+def _chain(blocks: int) -> FakeChain:
+    chain = FakeChain()
+    for n in range(blocks):
+        chain.mine(opened(n), deposited(n, n + 1))
+    return chain
+
+
+def test_a_range_and_its_last_block_come_in_one_request() -> None:
+    chain = _chain(6)
+    node = Node(chain)
+    source = node.source()
+    assert isinstance(source, LogRangeSource)
+    entries, last = source.log_range(MARKET, 1, 4)
+    assert len(node.bodies) == 1
+    assert [m["method"] for m in node.bodies[0]] == [
+        "eth_getLogs",
+        "eth_getBlockByNumber",
+    ]
+    assert last == chain.block(4)
+    assert entries == source.log_entries(MARKET, 1, 4)
+    assert [(int(e["blockNumber"], 16), int(e["logIndex"], 16)) for e in entries] == [
+        (b, i) for b in range(1, 5) for i in range(2)
+    ]
+    assert (source.chain_id(), source.head(), source.block(2)) == (31337, 5, chain.block(2))
+
+
+def test_a_node_without_batches_gets_two_requests_from_then_on() -> None:
+    chain = _chain(4)
+    node = Node(chain, batches=False)
+    source = node.source()
+    entries, last = source.log_range(MARKET, 0, 3)
+    assert (len(entries), last) == (8, chain.block(3))
+    assert [isinstance(b, list) for b in node.bodies] == [True, False, False]
+    source.log_range(MARKET, 0, 1)
+    assert [isinstance(b, list) for b in node.bodies] == [True, False, False, False, False]
+
+
+def test_the_indexer_reads_a_range_and_its_block_in_one_request(tmp_path: Path) -> None:
+    chain = _chain(10)
+    node = Node(chain)
+    indexer = Indexer(
+        node.source(), f"sqlite:///{tmp_path / 'a.db'}", contract=MARKET, block_range=4
+    )
+    assert indexer.poll() == 20
+    batches = [b for b in node.bodies if isinstance(b, list)]
+    assert len(batches) == 3  # blocks 0-3, 4-7, 8-9
+    alone = [b["method"] for b in node.bodies if isinstance(b, dict)]
+    assert alone == ["eth_blockNumber", "eth_chainId"]  # no block asked for on its own
+    checkpoint = indexer.checkpoint()
+    assert checkpoint is not None
+    assert (checkpoint.last_block, checkpoint.last_block_hash) == (9, chain.block(9).hash)
+
+
+def test_a_range_the_node_refuses_in_a_batch_is_read_again_halved(tmp_path: Path) -> None:
+    chain = _chain(12)
+    chain.max_range = 4
+    node = Node(chain)
+    indexer = Indexer(
+        node.source(), f"sqlite:///{tmp_path / 'a.db'}", contract=MARKET, block_range=8
+    )
+    assert indexer.poll() == 24
+    stored = [(e.block_number, e.log_index) for e in indexer.events(limit=100)]
+    assert stored == [(b, i) for b in range(12) for i in range(2)]
+
+
+def test_the_nodes_error_is_the_rpc_errors_message() -> None:
+    chain = _chain(3)
+    chain.fail_on = {"logs": 0}
+    chain.fail_message = "header not found"
+    source = Node(chain).source()
+    with pytest.raises(RPCError, match="header not found"):
+        source.log_range(MARKET, 0, 2)
+    with pytest.raises(RPCError, match="no block"):
+        source.block(7)
+
+
+def test_an_unreachable_or_foreign_endpoint_is_an_rpc_error() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    w3 = Web3(Web3.HTTPProvider("http://node.test:8545"))
+    down = Web3BlockSource(w3, transport=httpx.MockTransport(refuse))
+    with pytest.raises(RPCError, match="refused") as caught:
+        down.log_range(MARKET, 0, 1)
+    assert caught.value.hint is not None
+    assert "reachable" in caught.value.hint
+
+    def html(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(502, text="<html>Bad Gateway</html>")
+
+    foreign = Web3BlockSource(w3, transport=httpx.MockTransport(html))
+    with pytest.raises(RPCError, match="HTTP 502"):
+        foreign.head()
+
+
+def test_a_provider_set_up_beyond_headers_and_timeout_stays_with_web3() -> None:
+    # TLS options (here a client certificate) are the provider's session's business: the
+    # source then calls through web3.py, which does not reach the mock transport.
+    calls: list[httpx.Request] = []
+
+    def count(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, json={"jsonrpc": "2.0", "id": 1, "result": "0x1"})
+
+    w3 = Web3(Web3.HTTPProvider("http://127.0.0.1:9", request_kwargs={"cert": "client.pem"}))
+    source = Web3BlockSource(w3, transport=httpx.MockTransport(count))
+    with pytest.raises(RPCError):
+        source.head()
+    assert calls == []
+
+
+def test_block_refs_agree_with_the_fake_chain() -> None:
+    chain = _chain(3)
+    source = Node(chain).source()
+    assert [source.block(n) for n in range(3)] == [
+        BlockRef(n, chain.block(n).hash, chain.block(n).timestamp) for n in range(3)
+    ]
