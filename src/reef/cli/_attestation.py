@@ -26,6 +26,7 @@ from reef.cli._output import (
     print_result,
     warn_insecure_root,
 )
+from reef.cli._root import command_group
 from reef.encoding import parse_hex, to_hex
 from reef.errors import AttestationError, InputError, ReefError
 
@@ -37,10 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Base64Input", "HexInput", "evidence_encoding", "register"]
 
-app = typer.Typer(
-    help="Attestation evidence: verify Nitro documents and TDX/SGX quotes, inspect, mint (dev).",
-    no_args_is_help=True,
-)
+app, register = command_group("attestation")
 
 # The measurement registers of quotes, by the index reef.attestation gives them.
 _MEASUREMENT_NAMES = {
@@ -55,10 +53,6 @@ EvidenceFile = Annotated[
 ]
 HexInput = Annotated[bool, typer.Option("--hex", help="The input is hex text.")]
 Base64Input = Annotated[bool, typer.Option("--base64", help="The input is base64 text.")]
-
-
-def register(root: typer.Typer) -> None:
-    root.add_typer(app, name="attestation")
 
 
 def evidence_encoding(hex_input: bool, b64_input: bool) -> Encoding:

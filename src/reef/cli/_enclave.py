@@ -19,6 +19,7 @@ from reef.cli._output import (
     print_mapping,
     print_table,
 )
+from reef.cli._root import command_group
 from reef.errors import InputError, ReefError
 
 if TYPE_CHECKING:
@@ -26,15 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["parse_port", "register"]
 
-app = typer.Typer(
-    help="Local enclaves: run images in the dev TEE (sandboxed, measured, attested), "
-    "list, follow and stop them.",
-    no_args_is_help=True,
-)
-
-
-def register(root: typer.Typer) -> None:
-    root.add_typer(app, name="enclave")
+app, register = command_group("enclave")
 
 
 EnclaveId = Annotated[str, typer.Argument(metavar="ID", help="The enclave id.")]

@@ -22,18 +22,12 @@ import typer
 from reef.cli._common import open_target, stop_signals
 from reef.cli._options import Flags, ListenHost, with_flags
 from reef.cli._output import fail, failing, note, print_result
+from reef.cli._root import command_group
 from reef.errors import InputError
 
 __all__ = ["register"]
 
-app = typer.Typer(
-    help="Serverless executors: run one, register it on chain, drain, deregister.",
-    no_args_is_help=True,
-)
-
-
-def register(root: typer.Typer) -> None:
-    root.add_typer(app, name="executor")
+app, register = command_group("executor")
 
 
 async def _run(

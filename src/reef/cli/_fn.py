@@ -33,6 +33,7 @@ from reef.cli._output import (
     print_rows,
     tx_printer,
 )
+from reef.cli._root import command_group
 from reef.errors import InputError, ServerlessError
 
 if TYPE_CHECKING:
@@ -44,10 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-app = typer.Typer(
-    help="Serverless functions: write one, run it locally in workerd with executor limits.",
-    no_args_is_help=True,
-)
+app, register = command_group("fn")
 
 ENTRY = "index.js"
 
@@ -78,10 +76,6 @@ InputText = Annotated[
 InputFile = Annotated[
     Path | None, typer.Option("--input-file", help="Read the input from this file.")
 ]
-
-
-def register(root: typer.Typer) -> None:
-    root.add_typer(app, name="fn")
 
 
 @app.command("new")

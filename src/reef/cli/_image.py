@@ -10,17 +10,11 @@ import typer
 from reef.cli._common import read_file
 from reef.cli._options import Json
 from reef.cli._output import failing, print_json, print_mapping, print_result, print_table
+from reef.cli._root import command_group
 
 __all__ = ["register"]
 
-app = typer.Typer(
-    help="Enclave images: build a deterministic image of an app directory, measure it.",
-    no_args_is_help=True,
-)
-
-
-def register(root: typer.Typer) -> None:
-    root.add_typer(app, name="image")
+app, register = command_group("image")
 
 
 def _measurement_rows(data: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import typer
 from reef.cli._common import read_file
 from reef.cli._options import Json
 from reef.cli._output import fail, failing, print_json, print_mapping, print_table
+from reef.cli._root import command_group
 from reef.errors import InputError, ReefError
 
 if TYPE_CHECKING:
@@ -17,15 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-app = typer.Typer(
-    help="Init params: files given to an enclave at boot, attested through PCR16 or sealed "
-    "to its KMS key (Oyster's format).",
-    no_args_is_help=True,
-)
-
-
-def register(root: typer.Typer) -> None:
-    root.add_typer(app, name="init-params")
+app, register = command_group("init-params")
 
 
 def _split(option: str, value: str) -> tuple[str, str]:

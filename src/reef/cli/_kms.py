@@ -25,6 +25,7 @@ from reef.cli._output import (
     print_result,
     warn_insecure_root,
 )
+from reef.cli._root import command_group
 from reef.encoding import parse_hex
 from reef.errors import AttestationError, InputError, ReefError
 
@@ -35,19 +36,12 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-app = typer.Typer(
-    help="KMS: keys bound to enclave images. Derive offline, fetch signed public keys, run a root.",
-    no_args_is_help=True,
-)
+app, register = command_group("kms")
 app.add_typer(root_app, name="root")
 app.add_typer(contract_app, name="contract")
 app.command("derive-server")(derive_server_cmd)
 
 _KEY_TYPES = ("secp256k1", "ed25519", "x25519")
-
-
-def register(root: typer.Typer) -> None:
-    root.add_typer(app, name="kms")
 
 
 def _now_ms() -> int:

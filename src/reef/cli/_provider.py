@@ -20,6 +20,7 @@ from reef.cli._options import (
     with_flags,
 )
 from reef.cli._output import failing, print_result
+from reef.cli._root import command_group
 from reef.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -27,14 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-app = typer.Typer(
-    help="Run a provider: its control plane launches enclaves for the market's paying jobs.",
-    no_args_is_help=True,
-)
-
-
-def register(root: typer.Typer) -> None:
-    root.add_typer(app, name="provider")
+app, register = command_group("provider")
 
 
 def _say(text: str = "") -> None:

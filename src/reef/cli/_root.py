@@ -45,10 +45,34 @@ try:  # Typer 0.29 vendors Click: its usage errors live in typer._click
 except ImportError:  # pragma: no cover - older Typer raises Click's own
     from click.exceptions import UsageError  # type: ignore[assignment]
 
-__all__ = ["SPENDING_COMMANDS", "LazyCommand", "ReefGroup", "ReefTyper", "version_callback"]
+__all__ = [
+    "SPENDING_COMMANDS",
+    "LazyCommand",
+    "ReefGroup",
+    "ReefTyper",
+    "command_group",
+    "version_callback",
+]
 
 SPENDING_COMMANDS = frozenset({"deploy", "deposit"})
 """Commands that move money at once: never offered as a guess for a typo."""
+
+
+def command_group(name: str) -> tuple[typer.Typer, Callable[[typer.Typer], None]]:
+    """The Typer of the command group ``reef NAME`` and the ``register(root)`` that adds it.
+
+    Its help is the one the root's table lists for it (``reef.cli``), written once, there; a
+    module declares its group as ``app, register = command_group("image")``.
+    """
+    from reef.cli import _COMMANDS  # loaded: a command module is imported after its package
+
+    (entry,) = [command for command in _COMMANDS if command.name == name]
+    app = typer.Typer(help=entry.help, no_args_is_help=True)
+
+    def register(root: typer.Typer) -> None:
+        root.add_typer(app, name=name)
+
+    return app, register
 
 
 @dataclass(frozen=True)

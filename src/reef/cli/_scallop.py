@@ -19,6 +19,7 @@ from reef.cli._output import (
     print_table,
     warn_insecure_root,
 )
+from reef.cli._root import command_group
 from reef.encoding import parse_hex, to_hex
 from reef.errors import ChannelError, HandshakeError, InputError, ReefError
 
@@ -27,14 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-app = typer.Typer(
-    help="Scallop attested channels: Noise test vectors, attested requests.",
-    no_args_is_help=True,
-)
-
-
-def register(root: typer.Typer) -> None:
-    root.add_typer(app, name="scallop")
+app, register = command_group("scallop")
 
 
 @app.command("vectors")

@@ -24,6 +24,7 @@ from reef.cli._output import (
     print_result,
     warn_insecure_root,
 )
+from reef.cli._root import command_group
 from reef.encoding import parse_hex
 from reef.errors import AttestationError, ConfigError, InputError, ReefError
 
@@ -32,19 +33,11 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-app = typer.Typer(
-    help="Attestation verifier: verify a Nitro document once, sign an EIP-712 statement anyone "
-    "can check with ecrecover (Oyster-compatible).",
-    no_args_is_help=True,
-)
+app, register = command_group("verifier")
 
 _KeyOption = typer.Option(
     "--key", help="The verifier's secp256k1 secret key file (32 raw bytes or 64 hex digits)."
 )
-
-
-def register(root: typer.Typer) -> None:
-    root.add_typer(app, name="verifier")
 
 
 def _resolve_root(spec: str) -> TrustedRoot:
