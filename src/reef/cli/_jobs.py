@@ -92,19 +92,21 @@ def _ids(job_id: str) -> dict[str, Any]:
 
 
 def _open(
-    job: str, flags: Flags, *, need_account: bool = True
+    job: str, flags: Flags, *, need_account: bool = True, owned: bool = False
 ) -> tuple[Session, MarketClient, Job]:
-    """The session the flags name, its market client (printing transactions) and the job.
+    """The session the flags name, its market client (printing transactions) and the job
+    (which, when ``owned``, the sending account must own: :func:`reef.node.owned_job`).
 
     Raises:
         ReefError: the network or the job cannot be found, or no account is available.
     """
     from reef.chain import JobId
-    from reef.node import find_open_job
+    from reef.node import find_open_job, owned_job
 
     session = market_session(flags.rpc, flags.market, flags.key, need_account=need_account)
     client = session.market(tx_printer)
-    return session, client, find_open_job(session, client, JobId(job))
+    lookup = owned_job if owned else find_open_job
+    return session, client, lookup(session, client, JobId(job))
 
 
 def _when(timestamp: int | None) -> str:
@@ -397,12 +399,11 @@ def stop_cmd(
     (300 s on Oyster) has passed: this says when, and the command to run then.
     With --wait it waits (one progress bar), then closes the job itself.
     """
-    from reef.node import owned_job, stop_job
+    from reef.node import stop_job
 
     with failing():
-        session, client, found = _open(job, flags)
+        session, client, found = _open(job, flags, owned=True)
         label = job_label(found.id)
-        found = owned_job(session, client, found.id)
         unlock = stop_job(client, found)
         now = session.now()
         if unlock > now and not wait:
