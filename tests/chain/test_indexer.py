@@ -271,3 +271,18 @@ def test_the_schema_is_plain_sql(db: str) -> None:
         state = conn.execute(sa.text("SELECT chain_id, last_block FROM indexer_state")).one()
     assert rows == [("Opened", "0x" + job(1).hex())]
     assert tuple(state) == (31337, 0)
+
+
+def test_a_pooled_connection_goes_back_with_sqlites_settings(db: str) -> None:
+    """The indexer's commits relax durability (``synchronous``) and let the write-ahead log
+    grow before a checkpoint (``wal_autocheckpoint``); the connection it returns to the pool
+    has SQLite's settings again, for whoever writes through the same engine next."""
+    chain = FakeChain()
+    for n in range(3):
+        chain.mine(opened(n), deposited(n, 1))
+    engine = sa.create_engine(db, poolclass=sa.pool.StaticPool)  # one connection, reused
+    make_indexer(chain, engine, block_range=1).poll()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+        assert conn.exec_driver_sql("SELECT count(*) FROM job_events").scalar() == 6
