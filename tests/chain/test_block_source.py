@@ -2,23 +2,28 @@
 (two requests for a node that refuses batches), the node's own error messages (so the indexer
 still halves a refused range), and an unreachable or non-JSON-RPC endpoint as an RPCError.
 
-The node is a JSON-RPC answerer over a scripted chain (``indexer_fakes.FakeChain``) behind an
-``httpx.MockTransport``: every HTTP request the source makes is counted.
+The node is a JSON-RPC answerer over a scripted chain (``indexer_fakes.FakeChain``), served
+over HTTP on loopback: every HTTP request the source makes is counted.
 """
 
 from __future__ import annotations
 
+import base64
+import gc
 import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from indexer_fakes import MARKET, FakeChain, deposited, opened
 from web3 import Web3
 
-from reef.chain import BlockRef, Indexer, Web3BlockSource
+from reef.chain import Indexer, Web3BlockSource
 from reef.chain._block_source import LogRangeSource, raw_log_entry
 from reef.errors import RPCError
 
@@ -66,20 +71,61 @@ class Node:
             }
         return {"jsonrpc": "2.0", "id": message["id"], "result": result}
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
+    def handle(self, body: Any) -> Any:
         self.bodies.append(body)
         if isinstance(body, list):
             if not self.batches:
                 refusal = {"code": -32600, "message": "batch requests are not supported"}
-                return httpx.Response(200, json={"jsonrpc": "2.0", "id": None, "error": refusal})
+                return {"jsonrpc": "2.0", "id": None, "error": refusal}
             # answered in reverse, as a node may: the source matches answers by id
-            return httpx.Response(200, json=[self.answer(m) for m in reversed(body)])
-        return httpx.Response(200, json=self.answer(body))
+            return [self.answer(m) for m in reversed(body)]
+        return self.answer(body)
 
-    def source(self) -> Web3BlockSource:
-        w3 = Web3(Web3.HTTPProvider("http://node.test:8545"))
-        return Web3BlockSource(w3, transport=httpx.MockTransport(self.handle))
+
+Reply = Callable[[bytes], tuple[int, bytes]]
+
+
+@contextmanager
+def serving(reply: Reply, *, hang_up: bool = False) -> Iterator[str]:
+    """An HTTP/1.1 server on loopback answering each POST with ``reply(body)``; its URL.
+    ``hang_up``: it closes each connection after answering, without saying so (as a node
+    closes a kept-alive connection that stayed idle)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # connections kept alive, as a node's
+
+        def do_POST(self) -> None:
+            status, answer = reply(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+            self.close_connection = hang_up
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def node_source(node: Node, *, hang_up: bool = False) -> Iterator[Web3BlockSource]:
+    def reply(body: bytes) -> tuple[int, bytes]:
+        return 200, json.dumps(node.handle(json.loads(body))).encode()
+
+    with serving(reply, hang_up=hang_up) as url:
+        source = Web3BlockSource(Web3(Web3.HTTPProvider(url)))
+        try:
+            yield source
+        finally:
+            source.close()
 
 
 def _json_log(log: Any) -> dict[str, Any]:
@@ -100,40 +146,37 @@ def _chain(blocks: int) -> FakeChain:
 def test_a_range_and_its_last_block_come_in_one_request() -> None:
     chain = _chain(6)
     node = Node(chain)
-    source = node.source()
-    assert isinstance(source, LogRangeSource)
-    entries, last = source.log_range(MARKET, 1, 4)
-    assert len(node.bodies) == 1
-    assert [m["method"] for m in node.bodies[0]] == [
-        "eth_getLogs",
-        "eth_getBlockByNumber",
-    ]
-    assert last == chain.block(4)
-    assert entries == source.log_entries(MARKET, 1, 4)
-    assert [(int(e["blockNumber"], 16), int(e["logIndex"], 16)) for e in entries] == [
-        (b, i) for b in range(1, 5) for i in range(2)
-    ]
-    assert (source.chain_id(), source.head(), source.block(2)) == (31337, 5, chain.block(2))
+    with node_source(node) as source:
+        assert isinstance(source, LogRangeSource)
+        entries, last = source.log_range(MARKET, 1, 4)
+        assert len(node.bodies) == 1
+        assert [m["method"] for m in node.bodies[0]] == ["eth_getLogs", "eth_getBlockByNumber"]
+        assert last == chain.block(4)
+        assert entries == source.log_entries(MARKET, 1, 4)
+        assert [(int(e["blockNumber"], 16), int(e["logIndex"], 16)) for e in entries] == [
+            (b, i) for b in range(1, 5) for i in range(2)
+        ]
+        assert (source.chain_id(), source.head()) == (31337, 5)
+        assert [source.block(n) for n in range(3)] == [chain.block(n) for n in range(3)]
 
 
 def test_a_node_without_batches_gets_two_requests_from_then_on() -> None:
     chain = _chain(4)
     node = Node(chain, batches=False)
-    source = node.source()
-    entries, last = source.log_range(MARKET, 0, 3)
-    assert (len(entries), last) == (8, chain.block(3))
-    assert [isinstance(b, list) for b in node.bodies] == [True, False, False]
-    source.log_range(MARKET, 0, 1)
+    with node_source(node) as source:
+        entries, last = source.log_range(MARKET, 0, 3)
+        assert (len(entries), last) == (8, chain.block(3))
+        assert [isinstance(b, list) for b in node.bodies] == [True, False, False]
+        source.log_range(MARKET, 0, 1)
     assert [isinstance(b, list) for b in node.bodies] == [True, False, False, False, False]
 
 
 def test_the_indexer_reads_a_range_and_its_block_in_one_request(tmp_path: Path) -> None:
     chain = _chain(10)
     node = Node(chain)
-    indexer = Indexer(
-        node.source(), f"sqlite:///{tmp_path / 'a.db'}", contract=MARKET, block_range=4
-    )
-    assert indexer.poll() == 20
+    with node_source(node) as source:
+        indexer = Indexer(source, f"sqlite:///{tmp_path / 'a.db'}", contract=MARKET, block_range=4)
+        assert indexer.poll() == 20
     batches = [b for b in node.bodies if isinstance(b, list)]
     assert len(batches) == 3  # blocks 0-3, 4-7, 8-9
     alone = [b["method"] for b in node.bodies if isinstance(b, dict)]
@@ -146,11 +189,9 @@ def test_the_indexer_reads_a_range_and_its_block_in_one_request(tmp_path: Path) 
 def test_a_range_the_node_refuses_in_a_batch_is_read_again_halved(tmp_path: Path) -> None:
     chain = _chain(12)
     chain.max_range = 4
-    node = Node(chain)
-    indexer = Indexer(
-        node.source(), f"sqlite:///{tmp_path / 'a.db'}", contract=MARKET, block_range=8
-    )
-    assert indexer.poll() == 24
+    with node_source(Node(chain)) as source:
+        indexer = Indexer(source, f"sqlite:///{tmp_path / 'a.db'}", contract=MARKET, block_range=8)
+        assert indexer.poll() == 24
     stored = [(e.block_number, e.log_index) for e in indexer.events(limit=100)]
     assert stored == [(b, i) for b in range(12) for i in range(2)]
 
@@ -159,51 +200,62 @@ def test_the_nodes_error_is_the_rpc_errors_message() -> None:
     chain = _chain(3)
     chain.fail_on = {"logs": 0}
     chain.fail_message = "header not found"
-    source = Node(chain).source()
-    with pytest.raises(RPCError, match="header not found"):
-        source.log_range(MARKET, 0, 2)
-    with pytest.raises(RPCError, match="no block"):
-        source.block(7)
+    with node_source(Node(chain)) as source:
+        with pytest.raises(RPCError, match="header not found"):
+            source.log_range(MARKET, 0, 2)
+        with pytest.raises(RPCError, match="no block"):
+            source.block(7)
+
+
+def test_a_connection_the_node_closed_while_idle_is_opened_again() -> None:
+    chain = _chain(3)
+    node = Node(chain)
+    with node_source(node, hang_up=True) as source:
+        assert [source.head() for _ in range(3)] == [2, 2, 2]
+        assert source.log_range(MARKET, 0, 2)[1] == chain.block(2)
+    assert len(node.bodies) == 4  # each answered once
 
 
 def test_an_unreachable_or_foreign_endpoint_is_an_rpc_error() -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
-
-    w3 = Web3(Web3.HTTPProvider("http://node.test:8545"))
-    down = Web3BlockSource(w3, transport=httpx.MockTransport(refuse))
-    with pytest.raises(RPCError, match="refused") as caught:
+    with serving(lambda body: (502, b"<html>Bad Gateway</html>")) as url:
+        foreign = Web3BlockSource(Web3(Web3.HTTPProvider(url)))
+        with pytest.raises(RPCError, match="HTTP 502"):
+            foreign.head()
+    down = Web3BlockSource(Web3(Web3.HTTPProvider(url)))  # nobody listens there any more
+    with pytest.raises(RPCError, match="Connection refused") as caught:
         down.log_range(MARKET, 0, 1)
     assert caught.value.hint is not None
     assert "reachable" in caught.value.hint
 
-    def html(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(502, text="<html>Bad Gateway</html>")
 
-    foreign = Web3BlockSource(w3, transport=httpx.MockTransport(html))
-    with pytest.raises(RPCError, match="HTTP 502"):
-        foreign.head()
+def test_credentials_in_the_url_are_sent_as_basic_auth() -> None:
+    seen: list[bytes] = []
+
+    class_ok = json.dumps({"jsonrpc": "2.0", "id": 1, "result": "0x7"}).encode()
+    with serving(lambda body: (200, class_ok)) as url:
+        host = url.removeprefix("http://")
+        source = Web3BlockSource(Web3(Web3.HTTPProvider(f"http://me:s%40cret@{host}/rpc")))
+        http = source._http
+        assert http is not None
+        seen.append(http._headers["Authorization"].encode())
+        assert source.head() == 7
+        source.close()
+    assert seen == [b"Basic " + base64.b64encode(b"me:s@cret")]
 
 
 def test_a_provider_set_up_beyond_headers_and_timeout_stays_with_web3() -> None:
-    # TLS options (here a client certificate) are the provider's session's business: the
-    # source then calls through web3.py, which does not reach the mock transport.
-    calls: list[httpx.Request] = []
-
-    def count(request: httpx.Request) -> httpx.Response:
-        calls.append(request)
-        return httpx.Response(200, json={"jsonrpc": "2.0", "id": 1, "result": "0x1"})
-
+    # TLS options (here a client certificate) are the provider's session's business, and so
+    # is a proxy: the source then calls through web3.py.
     w3 = Web3(Web3.HTTPProvider("http://127.0.0.1:9", request_kwargs={"cert": "client.pem"}))
-    source = Web3BlockSource(w3, transport=httpx.MockTransport(count))
-    with pytest.raises(RPCError):
-        source.head()
-    assert calls == []
+    assert Web3BlockSource(w3)._http is None
+    plain = Web3(Web3.HTTPProvider("http://127.0.0.1:9"))
+    assert Web3BlockSource(plain)._http is not None
 
 
-def test_block_refs_agree_with_the_fake_chain() -> None:
-    chain = _chain(3)
-    source = Node(chain).source()
-    assert [source.block(n) for n in range(3)] == [
-        BlockRef(n, chain.block(n).hash, chain.block(n).timestamp) for n in range(3)
-    ]
+def test_a_source_dropped_unclosed_closes_its_connections() -> None:
+    # pytest turns a socket's "unclosed" ResourceWarning into a failure of this test
+    with serving(lambda body: (200, b'{"jsonrpc": "2.0", "id": 1, "result": "0x1"}')) as url:
+        dropped = Web3BlockSource(Web3(Web3.HTTPProvider(url)))
+        assert dropped.head() == 1
+        del dropped
+        gc.collect()
