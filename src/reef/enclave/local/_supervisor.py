@@ -48,6 +48,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reef._clock import wall_clock_ms
 from reef._lazy import defer_import, without_init
 from reef.enclave._init_params import INIT_PARAMS_KMS_PATH, InitParams
 from reef.enclave.local._firewall import Firewall, app_uid, pasta_gid
@@ -93,10 +94,6 @@ CUSTOM_PORT = 1350
 DERIVE_PORT = 1100
 KMS_RETRY_S = 20.0
 """How long an enclave keeps asking a busy or restarting KMS root for its seed before failing."""
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -365,7 +362,7 @@ class Supervisor:
         authority = DevAuthority.load_or_create(home)
         image_id = plan.image_id
         attester = authority.attester(
-            dict(plan.pcrs), clock_ms=_now_ms, module_id=_module_id(plan.id)
+            dict(plan.pcrs), clock_ms=wall_clock_ms, module_id=_module_id(plan.id)
         )
         apps: dict[int, Any] = {
             ATTESTATION_PORT: attestation_app(attester, public_key=keys["id.pub"]),
@@ -550,7 +547,7 @@ class Supervisor:
         path = self.run_dir / LEASE_FILE
         while True:
             until = read_lease(path)
-            now = _now_ms()
+            now = wall_clock_ms()
             if until is not None and now >= until:
                 self.stop_reason = (
                     f"its lease ran out at {until // 1000} (its launcher did not renew it)"
@@ -575,10 +572,10 @@ class Supervisor:
                 self.log(traceback.format_exc())
             self.log(f"boot failed: {message}")
             await self.teardown()
-            self.save(state="crashed", reason=f"boot failed: {message}", stopped_ms=_now_ms())
+            self.save(state="crashed", reason=f"boot failed: {message}", stopped_ms=wall_clock_ms())
             self.notify({"ok": False, "error": message, "hint": hint})
             return 1
-        self.save(state="running", started_ms=_now_ms())
+        self.save(state="running", started_ms=wall_clock_ms())
         self.notify({"ok": True})
         assert self.app is not None
         waiter = asyncio.create_task(self.app.wait())
@@ -601,12 +598,14 @@ class Supervisor:
             self.log(reason)
             await self.teardown()
             state = "stopped" if code == 0 and not oom else "crashed"
-            self.save(state=state, exit_code=code, reason=reason, stopped_ms=_now_ms())
+            self.save(state=state, exit_code=code, reason=reason, stopped_ms=wall_clock_ms())
             return 0
         self.log(f"stop requested: {self.stop_reason}")
         await self.teardown()
         # Like terminating a Nitro enclave: the app is killed, which is not its exit code.
-        self.save(state="stopped", exit_code=None, reason=self.stop_reason, stopped_ms=_now_ms())
+        self.save(
+            state="stopped", exit_code=None, reason=self.stop_reason, stopped_ms=wall_clock_ms()
+        )
         return 0
 
     async def teardown(self) -> None:

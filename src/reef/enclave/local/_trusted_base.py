@@ -108,7 +108,7 @@ def sealing_app(key: bytes, image_id: bytes) -> LightApi:
     only when ``/openapi.json`` is asked), described at ``/openapi.json`` and ``/docs``."""
     from starlette.responses import PlainTextResponse, Response
 
-    from reef._api import light_api
+    from reef._api import light_api, text_answer
 
     async def seal(request: Request) -> Response:
         try:
@@ -147,9 +147,9 @@ def sealing_app(key: bytes, image_id: bytes) -> LightApi:
             },
         }
         if refusal is None:
-            responses[413] = _text(f"the body is over {MAX_SEAL_BYTES} bytes")
+            responses[413] = text_answer(f"the body is over {MAX_SEAL_BYTES} bytes")
         else:
-            responses[400] = _text(refusal)
+            responses[400] = text_answer(refusal)
         app.add_api_route(
             path,
             _resolved(endpoint),
@@ -186,10 +186,6 @@ def _resolved(endpoint: Endpoint) -> Endpoint:
         [request], return_annotation=Response
     )
     return endpoint
-
-
-def _text(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
 
 
 class DevTeeSealer:
@@ -342,7 +338,7 @@ def console_app(console: Console) -> LightApi:
     at ``/openapi.json`` and ``/docs``; a malformed query is a JSON ``{"error": reason}``."""
     from starlette.responses import JSONResponse, Response, StreamingResponse
 
-    from reef._api import light_api
+    from reef._api import json_error, light_api
 
     def _int(request: Request, name: str) -> int | None:
         value = request.query_params.get(name)
@@ -354,7 +350,7 @@ def console_app(console: Console) -> LightApi:
         return int(value)
 
     def refused(exc: InputError) -> Response:
-        return JSONResponse({"error": exc.message}, status_code=400)
+        return json_error(400, exc.message)
 
     async def stream(request: Request) -> Response:
         try:
