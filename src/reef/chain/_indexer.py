@@ -850,6 +850,10 @@ class Indexer:
         stream, address, layouts = entry.stream, entry.address, entry.layouts
         ordered = True
         previous = (-1, -1)
+        # the last log's block number, block hash and transaction, as given and converted
+        number_was: Any = None
+        number_int = 0
+        block_was = block_lower = tx_was = tx_lower = ""
         for log in logs:
             try:
                 topics = log["topics"]
@@ -864,14 +868,22 @@ class Indexer:
                     layout = layouts.get(first.lower(), _UNKNOWN)
                     if layout is _UNKNOWN:
                         continue  # an event this contract's types do not know
-                if log["address"].lower() != address:
+                emitter = log["address"]
+                if emitter != address and emitter.lower() != address:
                     continue
                 number, index = log["blockNumber"], log["logIndex"]
-                number = int(number, 16) if number.__class__ is str else int(number)
+                if number != number_was:  # a block's logs come together: its number once
+                    number_was = number
+                    number_int = int(number, 16) if number.__class__ is str else int(number)
+                number = number_int
                 index = int(index, 16) if index.__class__ is str else int(index)
                 block_hash, tx_hash = log["blockHash"], log["transactionHash"]
                 if block_hash.__class__ is not str or tx_hash.__class__ is not str:
                     block_hash, tx_hash = _text(block_hash), _text(tx_hash)
+                if block_hash != block_was:
+                    block_was, block_lower = block_hash, block_hash.lower()
+                if tx_hash != tx_was:
+                    tx_was, tx_lower = tx_hash, tx_hash.lower()
                 data = log.get("data", "0x")
                 if data.__class__ is not str:
                     data = _text(data)
@@ -910,9 +922,9 @@ class Indexer:
                 (
                     stream,
                     number,
-                    block_hash.lower(),
+                    block_lower,
                     index,
-                    tx_hash.lower(),
+                    tx_lower,
                     layout.name,
                     job_id,
                     joined,
