@@ -227,3 +227,29 @@ def test_a_tdx_quote_shows_its_tcb_status_from_the_server(
     assert page.locator("#browser-verdict [data-verdict='n/a']").count() == 1
     page.screenshot(path=str(screenshots / "attestation-tdx-1280.png"), full_page=True)
     page.close()
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b"{not json", b'"text"'])
+def test_a_body_that_is_not_a_json_object_is_refused_as_every_api_route_refuses_it(
+    page_url: str, body: bytes
+) -> None:
+    import httpx
+
+    answer = httpx.post(f"{page_url}/api/attestation/verify", content=body, timeout=30)
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "send a JSON object"
+
+
+def test_a_refused_request_says_what_is_wrong_and_what_to_do(page_url: str) -> None:
+    import httpx
+
+    url = f"{page_url}/api/attestation/verify"
+    empty = httpx.post(url, json={"document": ""}, timeout=30)
+    assert empty.status_code == 400
+    assert empty.json() == {
+        "error": "no document given",
+        "hint": "paste hex or base64, or drop a file",
+    }
+    mode = httpx.post(url, json={"document": "00", "mode": "sometime"}, timeout=30)
+    assert mode.status_code == 400
+    assert mode.json()["error"] == "mode must be live or replay"

@@ -590,9 +590,7 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
 
     async def api_verify(request: Request) -> Response:
         try:
-            payload = json.loads(await request.body() or b"{}")
-            if not isinstance(payload, dict):
-                raise InputError("send a JSON object")
+            payload = await form(request)
             mode = payload.get("mode", "replay")
             if mode not in ("live", "replay"):
                 raise InputError("mode must be live or replay")
@@ -603,12 +601,12 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
                 evidence = await AttestationClient(timeout=5.0).afetch(endpoint)
             else:
                 evidence = parse_evidence(str(payload.get("document") or ""))
-        except ValueError:
-            return JSONResponse({"error": "send JSON {document | endpoint, mode}"}, 400)
+        except ReefError as exc:  # before ValueError: an InputError is one, with its own message
+            return JSONResponse({"error": exc.message, "hint": exc.hint or ""}, 400)
         except httpx.InvalidURL as exc:  # the attestation client lets httpx's own through
             return JSONResponse({"error": f"endpoint is not a URL: {exc}"}, 400)
-        except ReefError as exc:
-            return JSONResponse({"error": exc.message, "hint": exc.hint or ""}, 400)
+        except ValueError:
+            return JSONResponse({"error": "send JSON {document | endpoint, mode}"}, 400)
         roots = known_roots(dash.dev_root())
         collateral = str(payload.get("collateral") or "") or None
         at_text = str(payload.get("at_s") or "").strip()
@@ -657,6 +655,11 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
         return None
 
     async def form(request: Request) -> dict[str, Any]:
+        """The request's JSON object body (``{}`` when empty).
+
+        Raises:
+            InputError: the body is not a JSON object.
+        """
         try:
             payload = json.loads(await request.body() or b"{}")
         except ValueError as exc:
