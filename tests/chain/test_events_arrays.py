@@ -212,3 +212,13 @@ def test_a_stored_bool_must_be_a_json_bool() -> None:
             log_index=0,
             tx_hash=TX,
         )
+
+
+def test_a_class_is_refused_by_an_abi_that_lacks_its_event_or_logs_other_fields() -> None:
+    with pytest.raises(ChainError, match="lacks the events"):
+        EventDecoder(load_artifact("ServerlessCode").abi, [RelayJobResponded])
+    # The Jobs contract has a JobResponded too, with other fields: not the Relay's event.
+    with pytest.raises(ChainError, match="declares the fields"):
+        EventDecoder(load_artifact("ServerlessJobs").abi, [RelayJobResponded])
+    assert RelayJobResponded.ABI_NAME == "JobResponded"
+    assert EventDecoder(load_artifact("ServerlessRelay").abi, [RelayJobResponded]).topics

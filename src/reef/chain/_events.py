@@ -424,6 +424,15 @@ class EventDecoder:
         if missing:
             raise ChainError(f"the ABI lacks the events {sorted(missing)}")
         self._json = {cls: _json_spec(cls) for cls in classes}
+        for spec in self._specs.values():
+            declared = {f.name for f in self._json[spec.cls].fields}
+            logged = {name for name, _ in (*spec.indexed, *spec.data)}
+            if declared != logged:
+                raise ChainError(
+                    f"{spec.cls.__name__} declares the fields {sorted(declared)}, but the ABI's "
+                    f"{spec.cls.ABI_NAME or spec.cls.__name__} logs {sorted(logged)}",
+                    hint="is the class meant for another contract's event of the same name?",
+                )
         self._by_name = {spec.name: spec for spec in self._json.values()}
         if len(self._by_name) != len(self._json):
             raise ChainError("two event types of one contract are stored under the same name")
