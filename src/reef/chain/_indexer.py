@@ -33,7 +33,10 @@ once: two for a JSON-RPC source (:class:`~reef.chain.Web3BlockSource`), so that 
 computes one range's answer while this process parses, checks and stores another (one after
 the other, the node and the indexer would each wait for the other), and one for any other
 source. Readers take the ranges in order and the ranges are stored in order; a failure
-part-way still stores every range before it and nothing after it.
+part-way still stores every range before it and nothing after it. A source that reads a range's
+logs and its last block together (:class:`~reef.chain.Web3BlockSource`: one JSON-RPC batch
+request) is asked for both at once; a range it refuses as too large is halved as above, its
+block then asked for on its own.
 
 Reorganisations: only blocks at least ``confirmations`` deep are read. Before each poll the hash of
 the last indexed block is compared with the chain's; if a reorg went deeper than the confirmation
@@ -514,8 +517,8 @@ class Indexer:
         readers: how many ranges are fetched at once, each by its own reader thread (at most
             ``fetch_ahead``). The source is then called from that many threads at once.
             ``None``: 2 for a source that gives the node's JSON logs (a JSON-RPC client such
-            as :class:`~reef.chain.Web3BlockSource`, whose HTTP sessions are per thread), 1
-            for any other.
+            as :class:`~reef.chain.Web3BlockSource`, which keeps a connection per concurrent
+            caller), 1 for any other.
 
     Raises:
         MisuseError: neither or both of ``contract`` and ``contracts``, two contracts with one
