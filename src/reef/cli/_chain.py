@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._options import FreshChain, Json, ListenHost
-from reef.cli._output import err_console, fail, failing, print_json, print_result
+from reef.cli._output import err_console, fail, failing, print_json, print_result, say
 from reef.errors import ReefError
 
 if TYPE_CHECKING:
@@ -27,11 +27,6 @@ app = typer.Typer(
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="chain")
-
-
-def _say(text: str = "") -> None:
-    # Plain, flushed lines: scripts (and the tests) wait for "ready" on a pipe.
-    typer.echo(text)
 
 
 @app.callback()
@@ -87,7 +82,7 @@ def chain(
     replaying = (home.chain / "journal.jsonl").exists() and not fresh
     with failing():
         if replaying:
-            _say(f"replaying the devnet journal in {home.chain} ...")
+            say(f"replaying the devnet journal in {home.chain} ...")
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -119,7 +114,7 @@ def chain(
         raise fail(exc) from exc
     finally:
         devnet.close()
-    _say(f"devnet stopped; its state is kept in {home.chain} (--fresh starts over)")
+    say(f"devnet stopped; its state is kept in {home.chain} (--fresh starts over)")
 
 
 async def _serve(
@@ -187,25 +182,25 @@ def _banner(devnet: Devnet, home: ReefHome, url: str, *, replaying: bool) -> Non
 
     state = f"{home.chain} ({devnet.block_number} blocks"
     state += ", replayed from the journal)" if replaying else ")"
-    _say(f"reef devnet  chain id {devnet.chain_id}, one block per transaction, wall-clock time")
-    _say(f"endpoint     {url}")
+    say(f"reef devnet  chain id {devnet.chain_id}, one block per transaction, wall-clock time")
+    say(f"endpoint     {url}")
     if not _loopback(url):
-        _say("warning      listening beyond this machine: anyone who reaches it can spend")
-        _say("             from the dev accounts (their keys are public)")
-    _say(f"state        {state}")
+        say("warning      listening beyond this machine: anyone who reaches it can spend")
+        say("             from the dev accounts (their keys are public)")
+    say(f"state        {state}")
     deployment = devnet.deployment
     if deployment is not None:
-        _say(f"token        {deployment.token}  (rUSD, 6 decimals)")
-        _say(f"market       {deployment.market}  (rate lock {devnet.rate_lock_s} s)")
-        _say(f"kms registry {deployment.kms_registry}")
-    _say("accounts     (" + DEV_KEYS_WARNING + ")")
+        say(f"token        {deployment.token}  (rUSD, 6 decimals)")
+        say(f"market       {deployment.market}  (rate lock {devnet.rate_lock_s} s)")
+        say(f"kms registry {deployment.kms_registry}")
+    say("accounts     (" + DEV_KEYS_WARNING + ")")
     for account, (wei, tokens) in zip(devnet.accounts, _balances(devnet), strict=True):
         funds = f"{_eth(wei)} ETH"
         if tokens is not None:
             funds += f", {format_amount(tokens)} rUSD"
-        _say(f"  #{account.index:<2} {account.address}  {funds}")
-        _say(f"      key 0x{account.private_key.hex()}")
-    _say("ready")
+        say(f"  #{account.index:<2} {account.address}  {funds}")
+        say(f"      key 0x{account.private_key.hex()}")
+    say("ready")
 
 
 def _stored(home: ReefHome) -> DevnetInfo | None:

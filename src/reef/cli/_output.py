@@ -33,6 +33,7 @@ __all__ = [
     "print_result",
     "print_rows",
     "print_table",
+    "say",
     "tx_printer",
     "warn_insecure_root",
 ]
@@ -121,6 +122,12 @@ def _human(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(_human(v) for v in value)
     return "" if value is None else str(value)
+
+
+def say(line: str = "") -> None:
+    """A plain line on stdout, flushed at once: what a long-running command prints for people
+    and scripts alike (scripts and the tests wait for its ``ready`` on a pipe)."""
+    typer.echo(line)
 
 
 def note(message: str) -> None:

@@ -19,7 +19,7 @@ from reef.cli._options import (
     Rpc,
     with_flags,
 )
-from reef.cli._output import failing, print_result
+from reef.cli._output import failing, print_result, say
 from reef.cli._root import command_group
 from reef.errors import ConfigError
 
@@ -29,10 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 app, register = command_group("provider")
-
-
-def _say(text: str = "") -> None:
-    typer.echo(text)
 
 
 KeyOption = typer.Option("--key", help="File with the provider's private key (hex).")
@@ -147,13 +143,13 @@ async def _serve(service: ProviderService) -> None:
         try:
             await service.start()
             s = service.settings
-            _say(f"control plane  {service.url}")
-            _say(f"provider       {s.provider}")
-            _say(f"market         {s.market} on {s.rpc_url}")
-            _say(f"regions        {', '.join(s.rates.allowed_regions)}")
-            _say("ready")
+            say(f"control plane  {service.url}")
+            say(f"provider       {s.provider}")
+            say(f"market         {s.market} on {s.rpc_url}")
+            say(f"regions        {', '.join(s.rates.allowed_regions)}")
+            say("ready")
             await stop.wait()
-            _say("stopping (enclaves keep running; a restart reconciles them)")
+            say("stopping (enclaves keep running; a restart reconciles them)")
         finally:
             await service.aclose(stop_enclaves=False)
 

@@ -9,7 +9,7 @@ import typer
 
 from reef.cli._common import stop_signals
 from reef.cli._options import FreshChain, Insecure, Json
-from reef.cli._output import failing, print_json
+from reef.cli._output import failing, print_json, say
 from reef.errors import ReefError
 
 if TYPE_CHECKING:
@@ -24,11 +24,6 @@ def register(root: typer.Typer) -> None:
 
 def _quiet(_text: str) -> None:
     return None
-
-
-def _say(text: str = "") -> None:
-    # Plain, flushed lines: scripts and tests wait for "ready" on a pipe.
-    typer.echo(text)
 
 
 def _check_chain(value: str) -> str:
@@ -134,12 +129,12 @@ async def _run(network: LocalNetwork, *, json_output: bool) -> None:
     import asyncio
 
     with stop_signals() as stop:
-        starting = asyncio.create_task(network.start(progress=_quiet if json_output else _say))
+        starting = asyncio.create_task(network.start(progress=_quiet if json_output else say))
         waiter = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({starting, waiter}, return_when=asyncio.FIRST_COMPLETED)
             if not starting.done():
-                _say("interrupted while starting; stopping ...")
+                say("interrupted while starting; stopping ...")
                 starting.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ReefError):
                     await starting
@@ -147,11 +142,11 @@ async def _run(network: LocalNetwork, *, json_output: bool) -> None:
             info = starting.result()
             _announce(network, info, json_output=json_output)
             await waiter
-            _say("stopping: enclaves, control plane, KMS, services, devnet ...")
+            say("stopping: enclaves, control plane, KMS, services, devnet ...")
         finally:
             waiter.cancel()
             await network.aclose()
-    _say("stopped; chain state is kept in $REEF_HOME/chain (`reef up --fresh` starts over)")
+    say("stopped; chain state is kept in $REEF_HOME/chain (`reef up --fresh` starts over)")
 
 
 def _service_rows(info: NetworkInfo) -> list[tuple[str, str]]:
@@ -205,7 +200,7 @@ def _announce(network: LocalNetwork, info: NetworkInfo, *, json_output: bool) ->
                 "accounts_warning": DEV_KEYS_WARNING,
             }
         )
-        _say("ready")
+        say("ready")
         return
     rows = [
         ("chain (JSON-RPC)", f"{info.rpc_url}  chain id {info.chain_id}"),
@@ -221,16 +216,16 @@ def _announce(network: LocalNetwork, info: NetworkInfo, *, json_output: bool) ->
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
-        _say(f"{name:<{width}}  {value}")
-    _say()
-    _say(f"dev accounts ({DEV_KEYS_WARNING}):")
+        say(f"{name:<{width}}  {value}")
+    say()
+    say(f"dev accounts ({DEV_KEYS_WARNING}):")
     roles = _account_roles(info)
     for account in accounts:
         role = roles.get(account.address.lower(), "")
         role = "provider" if account.index == PROVIDER_ACCOUNT else role
         role = "default for reef deploy/jobs" if account.index == 0 else role
         suffix = f" ({role})" if role else ""
-        _say(f"  {account.index}  {account.address}  0x{account.private_key.hex()}{suffix}")
-    _say()
-    _say("try: reef examples hello ./hello && reef deploy ./hello --duration 1h")
-    _say("ready")
+        say(f"  {account.index}  {account.address}  0x{account.private_key.hex()}{suffix}")
+    say()
+    say("try: reef examples hello ./hello && reef deploy ./hello --duration 1h")
+    say("ready")
