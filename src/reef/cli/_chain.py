@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._options import FreshChain, Json, ListenHost
+from reef.cli._options import FreshChain, Json, ListenHost, ListenPort
 from reef.cli._output import err_console, fail, failing, print_json, print_result, say
 from reef.errors import ReefError
 
@@ -33,7 +33,7 @@ def register(root: typer.Typer) -> None:
 def chain(
     ctx: typer.Context,
     host: ListenHost = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="JSON-RPC port (0 picks a free one).")] = 8545,
+    port: ListenPort = 8545,
     fresh: FreshChain = False,
     rate_lock: Annotated[
         int | None,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._options import Json, ListenHost, Market, Rpc
+from reef.cli._options import Json, ListenHost, ListenPort, Market, Rpc
 from reef.cli._output import failing, print_json, print_table
 from reef.errors import ServiceError
 
@@ -54,7 +54,7 @@ def _dashboard(
 
 def dashboard_cmd(
     host: ListenHost = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port (0 picks a free one).")] = 8888,
+    port: ListenPort = 8888,
     rpc: Rpc = None,
     market: Market = None,
     key: Annotated[Path | None, KeyOption] = None,

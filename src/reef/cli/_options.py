@@ -34,6 +34,7 @@ __all__ = [
     "JobsContract",
     "Json",
     "ListenHost",
+    "ListenPort",
     "Market",
     "Owner",
     "PollInterval",
@@ -117,6 +118,13 @@ FreshChain = Annotated[
 
 ListenHost = Annotated[str, typer.Option("--host", help="Address to listen on.")]
 """``--host``: the address a server binds (``host: ListenHost = "127.0.0.1"``)."""
+
+ListenPort = Annotated[
+    int,
+    typer.Option("--port", min=0, max=65535, help="Port to listen on (0 picks a free one)."),
+]
+"""``--port``: the port a server binds (``port: ListenPort = 8080``); with 0 the system picks
+one, and the command prints the address it really listens on."""
 
 PollInterval = Annotated[float, typer.Option("--interval", help="Seconds between polls.")]
 """``--interval``: how long a polling service sleeps between rounds."""

@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from reef.cli._options import AttestationRoot, Flags, ListenHost, PollInterval, with_flags
+from reef.cli._options import (
+    AttestationRoot,
+    Flags,
+    ListenHost,
+    ListenPort,
+    PollInterval,
+    with_flags,
+)
 from reef.cli._output import fail, failing, note, print_result, print_rows
 from reef.errors import ConfigError, InputError, ProofError
 
@@ -1178,7 +1185,7 @@ def ivs_run(
         ),
     ] = None,
     host: ListenHost = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8701,
+    port: ListenPort = 8701,
     network: NetworkFile = None,
     artifacts: Annotated[
         Path | None,

@@ -14,6 +14,7 @@ from reef.cli._options import (
     Insecure,
     Json,
     ListenHost,
+    ListenPort,
     Market,
     PollInterval,
     Rpc,
@@ -59,7 +60,7 @@ def run(
         Path | None, typer.Option("--bandwidth", help="Oyster bandwidth rates file.")
     ] = None,
     host: ListenHost = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Control plane port.")] = 8080,
+    port: ListenPort = 8080,
     public_host: Annotated[
         str, typer.Option("--public-host", help="The address clients reach enclaves at.")
     ] = "127.0.0.1",

@@ -16,7 +16,7 @@ import typer
 
 from reef.cli._attestation import Base64Input, HexInput, evidence_encoding
 from reef.cli._common import read_input
-from reef.cli._options import AttestationRoot, Json, ListenHost
+from reef.cli._options import AttestationRoot, Json, ListenHost, ListenPort
 from reef.cli._output import (
     err_console,
     fail,
@@ -77,9 +77,7 @@ def serve_cmd(
     key: Annotated[Path, _KeyOption],
     root: AttestationRoot = "aws",
     host: ListenHost = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")
-    ] = 1400,
+    port: ListenPort = 1400,
     workers: Annotated[
         int | None,
         typer.Option(
