@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from reef.encoding import parse_b64, parse_hex, to_hex
+from reef.encoding import parse_b64, parse_hex, read_key_file, to_hex
 from reef.errors import InputError
 
 
@@ -29,3 +31,34 @@ def test_to_hex_of_nothing_is_empty() -> None:
     assert to_hex(None) == ""
     assert to_hex(b"") == ""
     assert to_hex(b"\x01") == "01"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        bytes(range(32)),
+        bytes(range(32)).hex().encode(),
+        b"0x" + bytes(range(32)).hex().encode() + b"\n",
+    ],
+)
+def test_a_key_file_holds_32_raw_bytes_or_64_hex_digits(tmp_path: Path, content: bytes) -> None:
+    key = tmp_path / "key"
+    key.write_bytes(content)
+    assert read_key_file(key) == bytes(range(32))
+
+
+@pytest.mark.parametrize("content", [b"", b"\x01" * 31, b"ab" * 33, b"\xff" * 64, b"zz" * 32])
+def test_a_key_file_in_neither_form_is_named_with_what_a_key_file_is(
+    tmp_path: Path, content: bytes
+) -> None:
+    key = tmp_path / "key"
+    key.write_bytes(content)
+    with pytest.raises(InputError, match="neither 32 raw bytes nor 64 hex digits") as caught:
+        read_key_file(key, kind="X25519 secret key")
+    assert str(key) in caught.value.message
+    assert "X25519 secret key file is 32 raw bytes" in (caught.value.hint or "")
+
+
+def test_a_missing_key_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"cannot read the key file .*missing"):
+        read_key_file(tmp_path / "missing")

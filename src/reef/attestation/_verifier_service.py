@@ -43,7 +43,7 @@ from reef.attestation._nitro import NitroVerifier
 from reef.attestation._roots import TrustedRoot
 from reef.attestation._statement import VerifierStatement, sign_statement
 from reef.crypto import Secp256k1PrivateKey
-from reef.encoding import parse_hex
+from reef.encoding import parse_hex, read_key_file
 from reef.errors import AttestationError, ConfigError, InputError
 
 __all__ = [
@@ -289,25 +289,12 @@ def load_verifier_key(path: str | Path) -> Secp256k1PrivateKey:
     Raises:
         ConfigError: when the file is missing, unreadable, or holds no valid key.
     """
-    file = Path(path)
+    hint = "reef verifier keygen makes one"
     try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read the key file {file}: {exc.strerror or exc}",
-            hint="give a file with 32 raw bytes or 64 hex digits (reef verifier keygen makes one)",
-        ) from exc
-    if len(data) == 32:
-        secret = data
-    else:
-        try:
-            secret = parse_hex(data.decode("ascii"), name=f"the key in {file}", length=32)
-        except (UnicodeDecodeError, InputError) as exc:
-            raise ConfigError(
-                f"{file} holds neither 32 raw bytes nor 64 hex digits ({len(data)} bytes)",
-                hint="a secp256k1 secret key file is 32 raw bytes or 64 hex digits",
-            ) from exc
+        secret = read_key_file(path, kind="secp256k1 secret key")
+    except InputError as exc:
+        raise ConfigError(exc.message, hint=f"{exc.hint}; {hint}") from exc
     try:
         return Secp256k1PrivateKey(secret)
     except InputError as exc:
-        raise ConfigError(f"{file} is not a valid secp256k1 key: {exc.message}") from exc
+        raise ConfigError(f"{path} is not a valid secp256k1 key: {exc.message}", hint=hint) from exc

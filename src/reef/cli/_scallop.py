@@ -20,7 +20,7 @@ from reef.cli._output import (
     warn_insecure_root,
 )
 from reef.cli._root import command_group
-from reef.encoding import parse_hex, to_hex
+from reef.encoding import parse_hex, read_key_file, to_hex
 from reef.errors import ChannelError, HandshakeError, InputError, ReefError
 
 if TYPE_CHECKING:
@@ -115,21 +115,6 @@ def _endpoint(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _read_key(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read the key file {path}: {exc.strerror or exc}") from exc
-    if len(raw) == 32:
-        return raw
-    try:
-        return parse_hex(raw.decode().strip(), name=f"the key in {path}", length=32)
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{path} is neither a raw 32-byte X25519 secret nor 64 hex digits ({len(raw)} bytes)"
-        ) from exc
-
-
 def _peer_json(peer: ScallopPeer) -> dict[str, Any]:
     attestation = peer.attestation
     return {
@@ -215,7 +200,7 @@ def call_cmd(
                 image_ids=[parse_hex(i, name="--image-id", length=32) for i in image_id or []],
                 max_age_ms=max_age_ms,
             )
-        static_key = _read_key(key) if key is not None else None
+        static_key = read_key_file(key, kind="X25519 secret key") if key is not None else None
         auther = auther_from_url(attestation_url) if attestation_url else None
         body = _body(data)
         result = asyncio.run(

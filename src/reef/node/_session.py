@@ -30,6 +30,7 @@ from reef.chain import (
     parse_address,
     read_devnet_info,
 )
+from reef.encoding import read_key_file
 from reef.errors import ConfigError, InputError, RPCError
 from reef.home import ReefHome
 from reef.node._network import NetworkInfo
@@ -46,21 +47,7 @@ def load_key_file(path: Path) -> LocalAccount:
     Raises:
         InputError: when the file cannot be read or does not hold a secp256k1 private key.
     """
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read the key file {path}: {exc.strerror or exc}") from exc
-    if len(raw) != 32:
-        text = raw.decode("ascii", errors="replace").strip().removeprefix("0x")
-        try:
-            raw = bytes.fromhex(text)
-        except ValueError as exc:
-            raise InputError(
-                f"the key file {path} holds neither 32 raw bytes nor 64 hex digits",
-                hint="write the private key as hex, e.g. `0x59c6...`",
-            ) from exc
-    if len(raw) != 32:
-        raise InputError(f"the key in {path} is {len(raw)} bytes, not 32")
+    raw = read_key_file(path, kind="private key")
     try:
         account: LocalAccount = Account.from_key(raw)
     except (ValueError, TypeError) as exc:
