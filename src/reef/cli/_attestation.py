@@ -8,13 +8,13 @@ dev root says so on stderr, so JSON on stdout stays machine-readable.
 from __future__ import annotations
 
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from reef._clock import wall_clock_ms
 from reef.cli._common import read_file, read_input
 from reef.cli._options import Json
 from reef.cli._output import (
@@ -191,7 +191,7 @@ def verify_cmd(
         user_data=_hex_option(user_data, "--user-data"),
         nonce=_hex_option(nonce, "--nonce"),
     )
-    now_ms = at * 1000 if at is not None else int(time.time() * 1000)
+    now_ms = at * 1000 if at is not None else wall_clock_ms()
     # Live mode checks freshness (--max-age, 300 s by default); replay only when given --max-age,
     # against --at or the clock.
     max_age_ms = max_age * 1000 if max_age is not None else None if replay else 300_000
@@ -382,7 +382,7 @@ def mint_cmd(
     }
     with failing():
         authority = DevAuthority.load_or_create(ReefHome.from_env())
-        timestamp_ms = int(time.time() * 1000)
+        timestamp_ms = wall_clock_ms()
         document = authority.mint(pcrs, timestamp_ms=timestamp_ms, module_id=module_id, **fields)
         data = document.hex().encode() if hex_output else document
         if output == "-":

@@ -10,11 +10,11 @@ stderr.
 from __future__ import annotations
 
 import sys
-import time
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
+from reef._clock import wall_clock_ms
 from reef.cli._kms_contract import contract_app
 from reef.cli._kms_serve import derive_server_cmd, root_app
 from reef.cli._options import AttestationMaxAge, Json, TrustOption
@@ -42,10 +42,6 @@ app.add_typer(contract_app, name="contract")
 app.command("derive-server")(derive_server_cmd)
 
 _KEY_TYPES = ("secp256k1", "ed25519", "x25519")
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _key_type(value: str) -> KeyType:
@@ -221,7 +217,9 @@ def info_cmd(
     try:
         identity = _learn(kms, trust, expected, max_age_ms)
         if pin:
-            PinStore.for_home(_home()).save(KmsPin.from_identity(identity, learned_at_ms=_now_ms()))
+            PinStore.for_home(_home()).save(
+                KmsPin.from_identity(identity, learned_at_ms=wall_clock_ms())
+            )
             err_console().print(f"pinned {identity.url}", markup=False)
     except ReefError as exc:
         raise _failure(exc) from exc
@@ -251,7 +249,7 @@ def _signing_keys(
             "to learn it from the KMS's attestation",
         )
     identity = _learn(kms, trust, kms_image_id, 300_000)
-    pin: KmsPin = KmsPin.from_identity(identity, learned_at_ms=_now_ms())
+    pin: KmsPin = KmsPin.from_identity(identity, learned_at_ms=wall_clock_ms())
     pins.save(pin)
     return dict(pin.signing_keys), (
         f"keys attested by KMS image {identity.attestation.image_id.hex()} "
@@ -370,7 +368,7 @@ def rotate_cmd(
                     current_version=new.version,
                     image_id=pinned.image_id,
                     root=pinned.root,
-                    learned_at_ms=_now_ms(),
+                    learned_at_ms=wall_clock_ms(),
                 )
             )
             err_console().print(f"pin for {pinned.url} extended to version {new.version}")

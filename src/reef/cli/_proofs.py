@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from reef._clock import wall_clock_ms
 from reef.cli._options import (
     AttestationRoot,
     Flags,
@@ -431,7 +432,7 @@ def _evidence_check(
     check = {
         "root": TrustedRoot.resolve(root, ctx.session.home),
         "mode": "replay" if replay else "live",
-        "now_ms": None if replay else int(time.time() * 1000),
+        "now_ms": None if replay else wall_clock_ms(),
     }
     return read_evidence(read_file(evidence)), check
 

@@ -43,7 +43,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -53,6 +52,7 @@ import httpx
 from web3 import Web3
 
 import reef
+from reef._clock import wall_clock_ms
 from reef.attestation import AttestationClient, Expectations, attestation_url
 from reef.chain import TokenClient
 from reef.enclave import EnclaveInfo, EnclaveSpec, InitParam, InitParams
@@ -325,7 +325,7 @@ class ProofsExtension(_EnclaveExtension):
                 evidence,
                 image_id=info.image_id,
                 root=ctx.root,
-                now_ms=int(time.time() * 1000),
+                now_ms=wall_clock_ms(),
             )
             _fund(ctx, engine, 0)
             return engine

@@ -4,14 +4,9 @@ milliseconds for the services that take ``clock_ms``, float seconds for those th
 
 from __future__ import annotations
 
-import time
+from reef._clock import wall_clock_ms as wall_ms
 
 __all__ = ["ManualClock", "ManualWallClock", "wall_ms"]
-
-
-def wall_ms() -> int:
-    """The wall clock in Unix milliseconds."""
-    return int(time.time() * 1000)
 
 
 class ManualClock:

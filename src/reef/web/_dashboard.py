@@ -16,12 +16,12 @@ import hmac
 import ipaddress
 import secrets
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reef._clock import wall_clock_ms
 from reef.errors import ConfigError, ReefError
 from reef.home import ReefHome
 
@@ -74,7 +74,7 @@ class Dashboard:
         self,
         settings: DashboardSettings,
         *,
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.settings = settings
         self.home = settings.home

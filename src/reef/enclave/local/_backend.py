@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from reef._clock import wall_clock_ms
 from reef.enclave._backend import (
     EnclaveInfo,
     EnclaveSpec,
@@ -457,9 +458,7 @@ class LocalBackend:
         if spec.init_params is not None:
             init_copy = run_dir / "init-params.json"
             shutil.copyfile(spec.init_params, init_copy)
-        plan = plan.staged(
-            image_dir=image_dir, init_params=init_copy, created_ms=int(time.time() * 1000)
-        )
+        plan = plan.staged(image_dir=image_dir, init_params=init_copy, created_ms=wall_clock_ms())
         (run_dir / "spec.json").write_text(json.dumps(plan.to_json(), indent=2, sort_keys=True))
         state = {
             "id": plan.id,
@@ -597,7 +596,7 @@ class LocalBackend:
             state.update(
                 state="stopped" if state.get("state") == "running" else "crashed",
                 reason="stopped (its supervisor had died)" if not left else state.get("reason"),
-                stopped_ms=int(time.time() * 1000),
+                stopped_ms=wall_clock_ms(),
             )
             (run_dir / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
         if left:
