@@ -14,7 +14,11 @@ Each round measures, in the same run and on the same machine:
   counts the pages of shared libraries, cryptography's and Python's, that every supervisor maps);
 - spare: the enclave again, from a ``LocalBackend(spare=True)`` whose spare supervisor (the
   trusted base already loaded) was made ready before the round, as a provider's backend has one
-  between launches.
+  between launches;
+- kms: the enclave again, from a backend wired to a KMS root (``LocalBackend(kms=...)``, as
+  ``reef up`` wires its provider's): its supervisor also fetches the enclave seed from the root
+  over Scallop and serves the derive server. The root (:class:`reef.kms.RootServer`, its keys
+  sealed under the dev TEE, accepting enclaves of this home's dev root) runs in this process.
 
 Rounds are interleaved so that load from other processes affects both alike; the table shows
 the best and the median round. Prints, does not assert.
@@ -37,9 +41,11 @@ from pathlib import Path
 
 import httpx
 
-from reef.attestation import DevAuthority, Expectations, verify_nitro
+from reef._clock import wall_clock_ms
+from reef.attestation import DevAuthority, Expectations, image_id, verify_nitro
 from reef.enclave import EnclaveSpec, LocalBackend, build_image
 from reef.home import ReefHome
+from reef.kms import AeadSealer, KmsRoot, RootServer, SeedStore
 
 REPO = Path(__file__).resolve().parents[1]
 HELLO = REPO / "examples" / "hello"
@@ -129,16 +135,27 @@ async def enclave(
     return attested, verified, app, memory
 
 
+def kms_root(home: ReefHome, authority: DevAuthority) -> RootServer:
+    """A KMS root on loopback whose seeds are sealed under the dev TEE (as tests/enclave's)."""
+    pcrs = {0: b"\x0a" * 48, 1: b"\x0b" * 48, 2: b"\x0c" * 48}
+    store = SeedStore(home.kms, AeadSealer(authority.sealing_key(image_id(pcrs))))
+    root = KmsRoot.open(store, attester=authority.attester(pcrs, clock_ms=wall_clock_ms))
+    return RootServer(root, peer_roots=[authority.root], scallop_port=0, public_port=0)
+
+
 async def main(rounds: int) -> None:
     with tempfile.TemporaryDirectory(prefix="reef-bench-") as tmp:
         home = ReefHome(Path(tmp) / "home").ensure()
         authority = DevAuthority.load_or_create(home)
         backend = LocalBackend(home, authority=authority)
         spare = LocalBackend(home, authority=authority, spare=True)
+        root = kms_root(home, authority)
+        await root.start()
+        wired = LocalBackend(home, authority=authority, kms=root.wiring())
         image = Path(tmp) / "hello.img"
         build_image(HELLO, image)
         results: dict[str, list[float]] = {
-            key: [] for key in ("bare", "attested", "verified", "app", "spare", "spare_app")
+            key: [] for key in ("bare", "attested", "verified", "app", "spare", "spare_app", "kms")
         }
         memory: dict[str, list[float]] = {}
         async with httpx.AsyncClient(timeout=5) as client:
@@ -160,7 +177,14 @@ async def main(rounds: int) -> None:
                 )
                 results["spare"].append(attested)
                 results["spare_app"].append(app)
+                attested, _, _, rss = await enclave(client, wired, image, authority)
+                memory.setdefault("supervisor with a KMS", []).append(rss.get("supervisor", 0))
+                memory.setdefault("supervisor with a KMS private", []).append(
+                    rss.get("supervisor private", 0)
+                )
+                results["kms"].append(attested)
             await spare.aclose()
+            await root.aclose()
     labels = {
         "bare": "bare app process, until its port answers",
         "attested": "reef enclave run, until an attestation is answered",
@@ -168,6 +192,7 @@ async def main(rounds: int) -> None:
         "app": "  ... and the app's own port answers",
         "spare": "with a spare supervisor, until an attestation",
         "spare_app": "  ... and the app's own port answers",
+        "kms": "wired to a KMS root, until an attestation",
     }
     print(f"local enclave start-up, {rounds} rounds (seconds)")
     print(f"{'':52} {'best':>8} {'median':>8}")

@@ -7,6 +7,7 @@ email parser) stays out of the process.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -182,4 +183,73 @@ def test_the_trusted_base_serves_without_what_it_never_uses() -> None:
         "fastapi",
         "httpx",
     ):
+        assert module not in loaded, module
+
+
+FETCH_SEED = """
+import asyncio, json, sys
+from pathlib import Path
+from reef.enclave.local._supervisor import _lean_imports, _load_trusted_base
+_lean_imports()
+_load_trusted_base()
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from reef._clock import wall_clock_ms
+from reef.attestation import DevAuthority
+from reef.home import ReefHome
+from reef.kms import KmsWiring, derive_secret, derive_server_app, fetch_enclave_seed
+
+home, wiring = ReefHome(Path(sys.argv[1])), KmsWiring.from_json(json.loads(sys.argv[2]))
+attester = DevAuthority.load_or_create(home).attester(PCRS, clock_ms=wall_clock_ms)
+private = X25519PrivateKey.generate()
+public = private.public_key().public_bytes_raw()
+
+async def auther():
+    return attester(public_key=public, user_data=b"", nonce=b"")
+
+async def main():
+    seed, version = await fetch_enclave_seed(
+        wiring, static_key=private.private_bytes_raw(), auther=auther
+    )
+    derive_secret(seed, "p", "secp256k1")
+    print(seed.hex(), version)
+    print(" ".join(sorted(sys.modules)))
+
+asyncio.run(main())
+"""
+
+APP_PCRS = {0: b"\x01" * 48, 1: b"\x02" * 48, 2: b"\x03" * 48}
+
+
+async def test_a_supervisor_fetches_its_kms_seed_without_an_http_client(tmp_path: Path) -> None:
+    """With a KMS, the supervisor fetches its seed over Scallop (a real root here) and derives
+    secrets without httpx, h11 or the email parser (reef.scallop's package init, skipped), nor
+    reef.crypto's coincurve, pysha3 and base58."""
+    import json
+
+    from reef._clock import wall_clock_ms
+    from reef.attestation import DevAuthority, image_id
+    from reef.home import ReefHome
+    from reef.kms import AeadSealer, KmsRoot, RootServer, SeedStore
+
+    home = ReefHome(tmp_path / "home").ensure()
+    authority = DevAuthority.load_or_create(home)
+    root_pcrs = {0: b"\x0a" * 48, 1: b"\x0b" * 48, 2: b"\x0c" * 48}
+    store = SeedStore(home.kms, AeadSealer(authority.sealing_key(image_id(root_pcrs))))
+    root = KmsRoot.open(store, attester=authority.attester(root_pcrs, clock_ms=wall_clock_ms))
+    code = FETCH_SEED.replace("PCRS", repr(APP_PCRS))
+    async with RootServer(
+        root, peer_roots=[authority.root], scallop_port=0, public_port=0
+    ) as server:
+        wiring = json.dumps(server.wiring().to_json())
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, str(home.root), wiring,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert lines[0] == f"{root.keyring.enclave_seed(image_id(APP_PCRS)).hex()} 0"
+    loaded = set(lines[1].split())
+    assert {"reef.kms._derive_server", "reef.scallop._handshake", "httptools"} <= loaded
+    for module in ("httpx", "h11", "idna", "email.parser", "reef.crypto", "coincurve", "sha3"):
         assert module not in loaded, module

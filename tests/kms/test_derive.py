@@ -24,6 +24,7 @@ from reef.kms import (
     RootSeed,
     contract_seed,
     derive_key,
+    derive_secret,
     enclave_seed,
     key_from_seed,
     path_seed,
@@ -83,6 +84,55 @@ def test_secp256k1_edge_vectors(kms_vectors: dict[str, Any]) -> None:
     assert ff.secret.hex() == kms_vectors["secp256k1_secret_of_all_ff"]
     zero = key_from_seed(bytes(64), "secp256k1")
     assert zero.secret.hex() == kms_vectors["secp256k1_secret_of_all_00"]
+
+
+def test_derive_secret_matches_the_vectors(kms_vectors: dict[str, Any]) -> None:
+    """The secrets-only path (an enclave's derive server) gives the vectors' secrets."""
+    root = bytes.fromhex(kms_vectors["root_seed"])
+    want = kms_vectors["keys_of_root_seed"]
+    from reef.kms._derive import _secret_from_seed
+
+    for key_type in KEY_TYPES:
+        assert _secret_from_seed(root, key_type).hex() == want[f"{key_type}_secret"]
+    assert (
+        _secret_from_seed(b"\xff" * 64, "secp256k1").hex()
+        == (kms_vectors["secp256k1_secret_of_all_ff"])
+    )
+    assert (
+        _secret_from_seed(bytes(64), "secp256k1").hex()
+        == (kms_vectors["secp256k1_secret_of_all_00"])
+    )
+    with pytest.raises(InputError, match="unknown key type"):
+        derive_secret(root, "p", "rsa")  # type: ignore[arg-type]
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=seeds, path=st.text(max_size=20))
+def test_derive_secret_is_derive_key_secret(seed: bytes, path: str) -> None:
+    for key_type in KEY_TYPES:
+        assert derive_secret(seed, path, key_type) == derive_key(seed, path, key_type).secret
+
+
+def test_derive_secret_loads_no_public_key_library() -> None:
+    """An enclave's derive server answers secrets without reef.crypto (coincurve, pysha3,
+    base58), which its supervisor would otherwise load; the group order it keeps is secp256k1's."""
+    import subprocess
+    import sys
+
+    from reef.kms import _derive
+
+    assert _derive._SECP256K1_N == SECP256K1_N
+    code = (
+        "import sys; from reef.kms import derive_secret; "
+        "derive_secret(bytes(64), 'a', 'secp256k1'); derive_secret(bytes(64), 'a', 'x25519'); "
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert "reef.kms._derive" in loaded
+    for module in ("reef.crypto", "coincurve", "sha3", "base58"):
+        assert module not in loaded, module
 
 
 def _reference_twice(key: bytes, message: bytes) -> bytes:

@@ -346,3 +346,42 @@ async def test_misbehaving_clients_do_not_stop_the_root(
     assert len(await public.public_key("x25519", "p", image_id=good.image_id)) == 32
     for writer in (stalled, garbage, http_writer, public_garbage):
         writer.close()
+
+
+class _Chunks:
+    """A stand-in for a Scallop stream: reads give these chunks, then EOF."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = list(chunks)
+
+    async def read(self, n: int = -1) -> bytes:
+        return self.chunks.pop(0) if self.chunks else b""
+
+
+async def test_the_seed_answer_is_parsed_strictly() -> None:
+    """The enclave's hand-written seed request reads one HTTP answer: split across reads, cut
+    short, not HTTP, too long, or absent (a refused channel) each say so."""
+    from typing import Any
+
+    from reef.errors import ChannelBrokenError
+    from reef.kms._scallop import _read_answer
+
+    async def read(*chunks: bytes) -> Any:
+        return await _read_answer(_Chunks(*chunks))  # type: ignore[arg-type]
+
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-Reef-KMS-Version: 3\r\n\r\n"
+    assert await read(head[:9], head[9:] + b"ab", b"cd") == (
+        200,
+        {"content-length": "4", "x-reef-kms-version": "3"},
+        b"abcd",
+    )
+    chunked = b"HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nno\r\n0\r\n\r\n"
+    assert (await read(chunked))[::2] == (401, b"no")
+    with pytest.raises(KMSError, match="before its answer was complete"):
+        await read(head + b"ab")
+    with pytest.raises(KMSError, match="malformed HTTP answer"):
+        await read(b"SSH-2.0-OpenSSH\r\n\r\n")
+    with pytest.raises(KMSError, match="over 65536 bytes"):
+        await read(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n", *[b"x" * 16384] * 5)
+    with pytest.raises(ChannelBrokenError, match="without answering"):
+        await read()

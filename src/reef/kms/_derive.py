@@ -32,15 +32,11 @@ import hmac
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from reef.crypto import (
-    SECP256K1_N,
-    Secp256k1PrivateKey,
-    clamp_x25519,
-    ed25519_public_key,
-    solana_address,
-    x25519_public_key,
-)
 from reef.errors import InputError
+
+# reef.crypto (coincurve, pysha3, base58: about 1 MiB) loads in key_from_seed, which computes
+# public keys and addresses. An enclave's derive server answers secrets only (derive_secret):
+# its supervisor, the trusted base, never needs those libraries.
 
 __all__ = [
     "DerivedKey",
@@ -53,6 +49,7 @@ __all__ = [
     "SIGNING_KEY_PATH",
     "contract_seed",
     "derive_key",
+    "derive_secret",
     "enclave_seed",
     "key_from_seed",
     "path_seed",
@@ -74,6 +71,9 @@ KeyType = Literal["secp256k1", "ed25519", "x25519"]
 KEY_TYPES: tuple[KeyType, ...] = get_args(KeyType)
 
 _MAX_VERSION = 2**32 - 1
+_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+"""secp256k1's group order (reef.crypto.SECP256K1_N, a test checks), here to derive a secret
+without loading reef.crypto."""
 _VERSION_LABEL = b"reef.kms.root.v"
 
 
@@ -184,8 +184,9 @@ class DerivedKey:
         return f"DerivedKey({self.key_type}, public_key={self.public_key.hex()})"
 
 
-def key_from_seed(seed: bytes, key_type: KeyType) -> DerivedKey:
-    """Read a key of ``key_type`` from a 64-byte derived value (only its first 32 bytes count).
+def _secret_from_seed(seed: bytes, key_type: KeyType) -> bytes:
+    """The 32-byte secret of ``key_type`` read from a 64-byte derived value (its first 32 bytes):
+    :attr:`DerivedKey.secret` of :func:`key_from_seed`, without computing the public key.
 
     Raises:
         InputError: when the seed is not 64 bytes or the key type is unknown.
@@ -193,19 +194,49 @@ def key_from_seed(seed: bytes, key_type: KeyType) -> DerivedKey:
     _need_seed(seed, "a derived seed")
     head = seed[:32]
     if key_type == "secp256k1":
-        scalar = int.from_bytes(head, "big") % (SECP256K1_N - 1) + 1
-        private = Secp256k1PrivateKey(scalar.to_bytes(32, "big"))
-        public = private.public_key
-        return DerivedKey("secp256k1", private.secret, public.raw, public.address)
+        scalar = int.from_bytes(head, "big") % (_SECP256K1_N - 1) + 1
+        return scalar.to_bytes(32, "big")
     if key_type == "ed25519":
-        public_ed = ed25519_public_key(head)
-        return DerivedKey("ed25519", head, public_ed, solana_address(public_ed))
+        return head
     if key_type == "x25519":
-        secret = clamp_x25519(head)
-        return DerivedKey("x25519", secret, x25519_public_key(secret), None)
+        # RFC 7748 clamping, as reef.crypto.clamp_x25519.
+        clamped = bytearray(head)
+        clamped[0] &= 248
+        clamped[31] &= 127
+        clamped[31] |= 64
+        return bytes(clamped)
     raise InputError(f"unknown key type {key_type!r}", hint=f"use one of {', '.join(KEY_TYPES)}")
+
+
+def key_from_seed(seed: bytes, key_type: KeyType) -> DerivedKey:
+    """Read a key of ``key_type`` from a 64-byte derived value (only its first 32 bytes count).
+
+    Raises:
+        InputError: when the seed is not 64 bytes or the key type is unknown.
+    """
+    secret = _secret_from_seed(seed, key_type)
+    from reef.crypto import (
+        Secp256k1PrivateKey,
+        ed25519_public_key,
+        solana_address,
+        x25519_public_key,
+    )
+
+    if key_type == "secp256k1":
+        public = Secp256k1PrivateKey(secret).public_key
+        return DerivedKey("secp256k1", secret, public.raw, public.address)
+    if key_type == "ed25519":
+        public_ed = ed25519_public_key(secret)
+        return DerivedKey("ed25519", secret, public_ed, solana_address(public_ed))
+    return DerivedKey("x25519", secret, x25519_public_key(secret), None)
 
 
 def derive_key(parent: bytes, path: str | bytes, key_type: KeyType) -> DerivedKey:
     """The key of ``key_type`` at ``path`` under a 64-byte enclave, contract or root seed."""
     return key_from_seed(path_seed(parent, path), key_type)
+
+
+def derive_secret(parent: bytes, path: str | bytes, key_type: KeyType) -> bytes:
+    """``derive_key(parent, path, key_type).secret``, without the public key (nor reef.crypto):
+    what an enclave's derive server answers."""
+    return _secret_from_seed(path_seed(parent, path), key_type)

@@ -33,7 +33,7 @@ from starlette.responses import Response
 
 from reef._api import LightApi, light_api
 from reef.errors import InputError, KMSError, ReefError
-from reef.kms._derive import KeyType, derive_key, path_seed
+from reef.kms._derive import KeyType, derive_secret, path_seed
 from reef.kms._http import (
     VERSION_PARAM,
     Limits,
@@ -213,7 +213,7 @@ def derive_server_app(seeds: EnclaveSeeds) -> LightApi:
                 body = path_seed(seed, path)
             else:
                 key_type: KeyType = kind
-                body = derive_key(seed, path, key_type).secret
+                body = derive_secret(seed, path, key_type)
             return versioned_response(body, version)
 
         app.add_api_route(

@@ -12,23 +12,35 @@ the same channel; its errors stay plain text, as every KMS listener's.
 
 Enclave side, :func:`fetch_enclave_seed`: connect with the enclave's X25519 identity key, pin the
 root's Scallop key (never asking the root for an attestation: the pin is the trust), present the
-enclave's attestation when asked, and ``GET /derive``.
+enclave's attestation when asked, and ``GET /derive``. That one request is written by hand on the
+channel and its answer parsed with httptools (the serving floor's parser, loaded in the enclave's
+supervisor anyway), rather than through httpx and :class:`reef.scallop.ScallopTransport`: the
+supervisor, which runs it, would otherwise load httpx, h11, idna and the email parser (about
+2 MiB) for one GET. It imports ``reef.scallop``'s handshake, policy and stream modules only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
 from reef._api import LightApi, light_api
-from reef.errors import ChainError, ChannelError, InputError, KMSError, ReefError
+from reef.errors import (
+    ChainError,
+    ChannelBrokenError,
+    ChannelError,
+    InputError,
+    KMSError,
+    ReefError,
+)
 from reef.kms._http import (
     VERSION_HEADER,
     VERSION_PARAM,
@@ -42,12 +54,12 @@ from reef.kms._http import (
     versioned_answer,
     versioned_response,
 )
-from reef.kms._root import KmsRoot
 
 if TYPE_CHECKING:
     from reef.attestation import TrustedRoot
     from reef.kms._client import VerifiedKmsIdentity
-    from reef.scallop import Auther, PolicyStore
+    from reef.kms._root import KmsRoot
+    from reef.scallop import Auther, PolicyStore, ScallopStream
 
 __all__ = [
     "DEFAULT_MAX_AGE_MS",
@@ -286,7 +298,10 @@ async def fetch_enclave_seed(
     Raises:
         KMSError: when the root cannot be reached, refuses the enclave, or answers badly.
     """
-    from reef.scallop import PeerPolicy, PinnedKeys, PolicyStore, ScallopTransport
+    # The submodules, not the package: its __init__ loads the httpx transport (an enclave's
+    # supervisor registers reef.scallop without it: reef._lazy.without_init).
+    from reef.scallop._handshake import connect
+    from reef.scallop._policy import PeerPolicy, PinnedKeys, PolicyStore
 
     params: dict[str, str] = {}
     if wiring.contract_address is not None:
@@ -296,40 +311,102 @@ async def fetch_enclave_seed(
     fallback = None
     if wiring.root_image_id is not None and roots:
         fallback = PolicyStore(PeerPolicy(roots=roots, image_ids={wiring.root_image_id}))
-    transport = ScallopTransport(
-        static_key=static_key,
-        policy=PinnedKeys([wiring.scallop_key], fallback=fallback),
-        auther=auther,
-        handshake_timeout=deadline_s,
-    )
-    url = f"http://{wiring.endpoint}"
+    target = "/derive" + ("?" + urllib.parse.urlencode(params) if params else "")
+    request = (
+        f"GET {target} HTTP/1.1\r\nHost: {wiring.endpoint}\r\nConnection: close\r\n\r\n"
+    ).encode()
     try:
         async with asyncio.timeout(deadline_s):
-            async with httpx.AsyncClient(transport=transport, base_url=url) as http:
-                response = await http.get("/derive", params=params)
+            stream = await connect(
+                wiring.scallop_host,
+                wiring.scallop_port,
+                static_key=static_key,
+                policy=PinnedKeys([wiring.scallop_key], fallback=fallback),
+                auther=auther,
+                handshake_timeout=deadline_s,
+            )
+            try:
+                await stream.send(request)
+                status, headers, body = await _read_answer(stream)
+            finally:
+                with contextlib.suppress(ReefError):  # the answer is read: closing is courtesy
+                    await stream.aclose()
     except TimeoutError as exc:
         raise KMSError(
             f"the KMS root at {wiring.endpoint} did not answer in {deadline_s:g} s"
         ) from exc
+    except KMSError:
+        raise
     except ChannelError as exc:
         raise KMSError(
             f"no Scallop channel to the KMS root at {wiring.endpoint}: {exc.message}",
             hint="the root refuses attestations that are stale, from another TEE root, or not "
             "of this channel's key; check also the pinned KMS key and that the root runs",
         ) from exc
-    except (httpx.HTTPError, ReefError) as exc:
+    except ReefError as exc:
         raise KMSError(f"the KMS root at {wiring.endpoint} failed: {exc}") from exc
-    if response.status_code != 200:
+    if status != 200:
+        text = body.decode(errors="replace")
         raise KMSError(
-            f"the KMS root refused the enclave seed ({response.status_code}): "
-            f"{response.text.strip()[:200]}",
+            f"the KMS root refused the enclave seed ({status}): {text.strip()[:200]}",
         )
-    if len(response.content) != 64:
-        raise KMSError(f"the KMS root sent a {len(response.content)}-byte seed, not 64")
-    header = response.headers.get(VERSION_HEADER, "0")
+    if len(body) != 64:
+        raise KMSError(f"the KMS root sent a {len(body)}-byte seed, not 64")
+    header = headers.get(VERSION_HEADER.lower(), "0")
     if not header.isdigit():
         raise KMSError(f"the KMS root sent a malformed {VERSION_HEADER}: {header[:20]!r}")
     answered = int(header)
     if version is not None and answered != version:
         raise KMSError(f"asked the KMS root for version {version}, it answered {answered}")
-    return bytes(response.content), answered
+    return body, answered
+
+
+_MAX_ANSWER = 64 * 1024
+"""Bytes of a root's answer read at most (a seed answer is some 200)."""
+_READ_SIZE = 16 * 1024
+
+
+async def _read_answer(stream: ScallopStream) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lowercase names) and body of one HTTP/1.1 response read from ``stream``.
+
+    Raises:
+        ChannelBrokenError: when the channel ends before the answer's first byte.
+        KMSError: when the answer is not HTTP, is cut short, or is longer than _MAX_ANSWER.
+    """
+    import httptools
+
+    headers: dict[str, str] = {}
+    body: list[bytes] = []
+    done: list[bool] = []
+
+    class Callbacks:
+        # httptools' parser calls these by name as it reads.
+        def on_header(self, name: bytes, value: bytes) -> None:
+            headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+        def on_body(self, chunk: bytes) -> None:
+            body.append(chunk)
+
+        def on_message_complete(self) -> None:
+            done.append(True)
+
+    parser = httptools.HttpResponseParser(Callbacks())
+    received = 0
+    while not done:
+        data = await stream.read(_READ_SIZE)
+        received += len(data)
+        if received > _MAX_ANSWER:
+            raise KMSError(f"the KMS root's answer is over {_MAX_ANSWER} bytes")
+        try:
+            if not data:
+                break  # the root's answers have a length: EOF before it is a cut answer
+            parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            raise KMSError(f"the KMS root sent a malformed HTTP answer: {exc}") from exc
+    if received == 0:
+        # As a refused handshake ends (the root checks the attestation after the client's
+        # last handshake message): no channel, the same error as a refusal during it.
+        raise ChannelBrokenError("the root closed the channel without answering")
+    if not done:
+        raise KMSError("the KMS root closed the channel before its answer was complete")
+    return parser.get_status_code(), headers, b"".join(body)

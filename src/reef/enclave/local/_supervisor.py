@@ -432,10 +432,10 @@ class Supervisor:
                     "the init params carry secrets, and this enclave has no KMS to open them",
                     hint="run it with a KMS (LocalBackend(kms=...) / reef up)",
                 )
-            from reef.kms import derive_key
+            from reef.kms import derive_secret
 
             seed, _ = await self.seeds.get(None)
-            secret_key = derive_key(seed, INIT_PARAMS_KMS_PATH, "x25519").secret
+            secret_key = derive_secret(seed, INIT_PARAMS_KMS_PATH, "x25519")
         try:
             plain = params.open(secret_key)
         except ReefError as exc:
@@ -755,6 +755,32 @@ _UVICORN_NAMES = {
 }
 """What ``import uvicorn`` provides, by the submodule that defines it (see ``main``)."""
 
+_SCALLOP_NAMES = {
+    "connect": "_handshake",
+    "handshake_client": "_handshake",
+    "handshake_server": "_handshake",
+    "ScallopTransport": "_http",
+    "asgi_handler": "_http",
+    "scallop_peer": "_http",
+    "serve_asgi": "_http",
+    "Approved": "_policy",
+    "AuthStore": "_policy",
+    "Auther": "_policy",
+    "ContainsResponse": "_policy",
+    "NotFound": "_policy",
+    "PeerPolicy": "_policy",
+    "PinnedKeys": "_policy",
+    "PolicyStore": "_policy",
+    "Rejected": "_policy",
+    "auther_from_url": "_policy",
+    "ScallopServer": "_server",
+    "serve": "_server",
+    "AuthKind": "_stream",
+    "ScallopPeer": "_stream",
+    "ScallopStream": "_stream",
+}
+"""What ``import reef.scallop`` provides, by its submodule (see ``_lean_imports``)."""
+
 _DEFERRED = (
     # uvicorn.config imports it for its own log formats, which the trusted base's servers do
     # without (Server(uvicorn_logging=False)); with logging.handlers, pickle, socketserver.
@@ -778,12 +804,17 @@ def _lean_imports() -> None:
     """Keep out of this process what the trusted base's libraries import but it never uses."""
     # httpx's package init imports its optional command line (click, rich, pygments: some 80
     # modules and 3 MiB) whenever they are installed, as they are for reef's own CLI. The
-    # trusted base (the KMS derive client) only needs the client: tell Python the CLI is absent.
+    # trusted base does not use httpx (its KMS seed request goes without): should a library
+    # import it all the same, tell Python the CLI is absent.
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     # uvicorn's package init imports its command line too (uvicorn.main: click, multiprocessing,
     # the reloaders; about 1.6 MiB): the serving floor uses its config, server and protocol
     # modules only, which import as usual; its top-level names load from them if ever asked.
     without_init("uvicorn", _UVICORN_NAMES)
+    # reef.scallop's package init loads its httpx transport (httpx, h11, idna, the email parser:
+    # about 2 MiB). A supervisor wired to a KMS uses its handshake and stream modules only (the
+    # seed request is written by hand: reef.kms._scallop), which import as usual.
+    without_init("reef.scallop", _SCALLOP_NAMES)
     for name in _DEFERRED:
         defer_import(name)
 
