@@ -89,6 +89,10 @@ def defer_import(name: str) -> bool:
     lock = threading.RLock()  # two threads asking at once: one runs the code, the other waits
 
     def __getattr__(attr: str) -> Any:
+        if attr == "__path__":
+            # The import system's probe for a package, on `from name import x`: a module is
+            # not one (a package's spec sets __path__), and x itself is asked next.
+            raise AttributeError(attr)
         with lock:
             if module.__dict__.get("__getattr__") is __getattr__:
                 del module.__getattr__  # the module's own code defines one, if it has one

@@ -233,13 +233,17 @@ def test_the_supervisor_keeps_out_what_the_trusted_base_never_uses(
     hello: EnclaveInfo, home: ReefHome
 ) -> None:
     """A running supervisor (which answered attestations above) has not loaded the C modules of
-    uvicorn's command line (multiprocessing) nor of logging.config (pickle, via its handlers):
-    see tests/enclave/test_supervisor_imports.py for the Python-level view."""
+    uvicorn's command line (multiprocessing), of logging.config (pickle, via its handlers) nor
+    ssl's and hashlib's OpenSSL ones (the system's libssl and libcrypto: the trusted base speaks
+    no TLS, and hashes short messages with CPython's own hashes): see
+    tests/enclave/test_supervisor_imports.py for the Python-level view."""
     state = json.loads((home.enclaves / hello.id / "state.json").read_text())
     maps = Path(f"/proc/{state['supervisor_pid']}/maps").read_text()
     assert "/_rust.abi3.so" in maps  # the process of the trusted base (cryptography loaded)
-    for extension in ("_multiprocessing", "_pickle"):
+    for extension in ("_multiprocessing", "_pickle", "_ssl", "_hashlib"):
         assert f"/{extension}.cpython" not in maps, extension
+    for library in ("libssl.so", "libcrypto.so"):  # the system's; cryptography links its own
+        assert f"/{library}" not in maps, library
 
 
 def test_reef_verify_command(hello: EnclaveInfo, hello_image: Path, home: ReefHome) -> None:

@@ -122,7 +122,16 @@ def test_without_init_skips_a_package_init(packages: Path) -> None:
     assert without_init("no_such_package_anywhere", {}) is False
 
 
-SERVE_ONE = """
+# What `python -m reef.enclave.local._supervisor` does before its first import of asyncio.
+AS_SUPERVISOR = """
+import sys
+sys.modules.setdefault("ssl", None)
+sys.modules.setdefault("_hashlib", None)
+"""
+
+SERVE_ONE = (
+    AS_SUPERVISOR
+    + """
 import asyncio, sys
 from reef.enclave.local._supervisor import _lean_imports, _load_trusted_base
 _lean_imports()
@@ -148,26 +157,30 @@ async def main():
             print(head.split(b"\\r\\n")[0].decode())
             if path == "/seal":
                 assert dev_unseal(KEY, IMAGE, body) == b"hello"
-                print(" ".join(sorted(sys.modules)))
+                print(" ".join(sorted(n for n, m in sys.modules.items() if m is not None)))
             else:
                 print(body.decode())
+                print("_ssl" in sys.modules)
     finally:
         await server.aclose()
 
 asyncio.run(main())
 """
+)
 
 
 def test_the_trusted_base_serves_without_what_it_never_uses() -> None:
-    """The supervisor's preparations (uvicorn without its package init, deferred modules) keep
-    uvicorn's command line, logging.config and email's parser out, and its servers still serve
-    (a seal; then a 404 through Starlette's HTTPException, which loads http.client on use)."""
+    """The supervisor's preparations (uvicorn without its package init, deferred modules, ssl
+    blocked for asyncio and deferred after) keep uvicorn's command line, logging.config, email's
+    parser and ssl's C module out, and its servers still serve (a seal; then a 404 through
+    Starlette's HTTPException, which loads http.client on use)."""
     out = subprocess.run(
         [sys.executable, "-c", SERVE_ONE], capture_output=True, text=True, check=True, timeout=60
     ).stdout.splitlines()
     assert out[0] == "HTTP/1.1 200 OK"
     # A 404 without a detail names its status from http.client, deferred until then.
-    assert out[2:] == ["HTTP/1.1 404 Not Found", '{"error":"Not Found"}']
+    assert out[2:4] == ["HTTP/1.1 404 Not Found", '{"error":"Not Found"}']
+    assert out[4] == "False"  # ssl's C module stayed out, also after http.client loaded
     loaded = set(out[1].split())
     assert {"reef._serve", "uvicorn.server", "starlette.applications"} <= loaded
     for module in (
@@ -182,11 +195,15 @@ def test_the_trusted_base_serves_without_what_it_never_uses() -> None:
         "pydantic",
         "fastapi",
         "httpx",
+        "_ssl",
+        "_hashlib",
     ):
         assert module not in loaded, module
 
 
-FETCH_SEED = """
+FETCH_SEED = (
+    AS_SUPERVISOR
+    + """
 import asyncio, json, sys
 from pathlib import Path
 from reef.enclave.local._supervisor import _lean_imports, _load_trusted_base
@@ -212,10 +229,11 @@ async def main():
     )
     derive_secret(seed, "p", "secp256k1")
     print(seed.hex(), version)
-    print(" ".join(sorted(sys.modules)))
+    print(" ".join(sorted(n for n, m in sys.modules.items() if m is not None)))
 
 asyncio.run(main())
 """
+)
 
 APP_PCRS = {0: b"\x01" * 48, 1: b"\x02" * 48, 2: b"\x03" * 48}
 
@@ -251,5 +269,43 @@ async def test_a_supervisor_fetches_its_kms_seed_without_an_http_client(tmp_path
     assert lines[0] == f"{root.keyring.enclave_seed(image_id(APP_PCRS)).hex()} 0"
     loaded = set(lines[1].split())
     assert {"reef.kms._derive_server", "reef.scallop._handshake", "httptools"} <= loaded
-    for module in ("httpx", "h11", "idna", "email.parser", "reef.crypto", "coincurve", "sha3"):
+    for module in (
+        *("httpx", "h11", "idna", "email.parser", "_ssl", "_hashlib"),
+        *("reef.crypto", "coincurve", "sha3"),
+    ):
         assert module not in loaded, module
+
+
+def test_what_a_supervisor_presets_of_ssl_is_ssl() -> None:
+    """The names uvicorn.config and anyio read from ssl while it is deferred hold ssl's values
+    (the class excepted: no instance of it can exist before ssl loads)."""
+    import ssl
+
+    from reef.enclave.local._supervisor import _SSL_NAMES
+
+    assert _SSL_NAMES["PROTOCOL_TLS_SERVER"] == ssl.PROTOCOL_TLS_SERVER
+    assert _SSL_NAMES["CERT_NONE"] == ssl.CERT_NONE
+    assert set(_SSL_NAMES) == {"PROTOCOL_TLS_SERVER", "CERT_NONE", "SSLContext"}
+
+
+def test_from_a_deferred_module_import_a_preset_name_runs_nothing(packages: Path) -> None:
+    """`from name import x` asks the module for x, not for its code: a name set on the deferred
+    module answers without running it (the import system's __path__ probe does not load it)."""
+    log = packages / "runs.log"
+    _write(packages, {"preset.py": f"""
+        with open({str(log)!r}, "a") as out:
+            out.write("preset\\n")
+        X = "real"
+        Y = 2
+    """})  # fmt: skip
+    assert defer_import("preset") is True
+    sys.modules["preset"].X = "stand-in"
+    from preset import X  # type: ignore[import-not-found]
+
+    assert X == "stand-in"
+    assert _runs(packages) == []
+    from preset import Y
+
+    assert Y == 2
+    assert _runs(packages) == ["preset"]
+    assert sys.modules["preset"].X == "real"  # its code, once run, sets its own names

@@ -32,6 +32,18 @@ the isolation parts it calls live in their own modules.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":
+    # This process is a supervisor (python -m). asyncio, imported next, runs as in a Python built
+    # without ssl; _lean_imports then lets ssl load on first real use (see _ssl_on_demand).
+    # hashlib and hmac use CPython's own SHA-2 and BLAKE2 instead of OpenSSL's (_hashlib loads
+    # the system libcrypto: some 1.5 MiB resident): the trusted base hashes short messages only
+    # (ids, init params' digest, the KMS derivation, Scallop's handshake), and cryptography,
+    # which does its signing and sealing, carries its own OpenSSL.
+    sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
+    sys.modules.setdefault("_hashlib", None)  # type: ignore[arg-type]
+
 import asyncio
 import contextlib
 import hashlib
@@ -41,7 +53,6 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import time
 import traceback
 from collections.abc import Mapping
@@ -815,8 +826,39 @@ def _lean_imports() -> None:
     # about 2 MiB). A supervisor wired to a KMS uses its handshake and stream modules only (the
     # seed request is written by hand: reef.kms._scallop), which import as usual.
     without_init("reef.scallop", _SCALLOP_NAMES)
+    _ssl_on_demand()
     for name in _DEFERRED:
         defer_import(name)
+
+
+class _UnloadedSSLContext:
+    """Stands for ``ssl.SSLContext`` in anyio.streams.tls, which imports the name for its type
+    annotations only; no instance exists (one would need ssl loaded)."""
+
+
+_SSL_NAMES: dict[str, object] = {
+    # uvicorn.config's module constant and a default argument (tests/enclave checks the values).
+    "PROTOCOL_TLS_SERVER": 17,
+    "CERT_NONE": 0,
+    "SSLContext": _UnloadedSSLContext,
+}
+"""What the trusted base's libraries read from ssl when imported, until it loads."""
+
+
+def _ssl_on_demand() -> None:
+    """In a supervisor process, let ssl load only when something uses it (nothing in the trusted
+    base does: it speaks plain HTTP, and Scallop to a KMS). ``main``'s module blocked ssl before
+    importing asyncio, which then runs without TLS support, as in a Python built without ssl:
+    ssl's import loads libssl and libcrypto and initialises OpenSSL, about 1.3 MiB of private
+    memory (cryptography links its own OpenSSL, which the trusted base does use). uvicorn.config
+    and anyio.streams.tls import ssl and read two constants and a class name from it: ssl is
+    registered deferred (reef._lazy) with those set (_SSL_NAMES), and any other name asked
+    loads the real module in full, which replaces them."""
+    if "ssl" not in sys.modules or sys.modules["ssl"] is not None:
+        return  # loaded already (asyncio imported ssl), or not blocked: nothing to do
+    del sys.modules["ssl"]
+    if defer_import("ssl"):
+        vars(sys.modules["ssl"]).update(_SSL_NAMES)
 
 
 def main(argv: list[str] | None = None) -> int:
