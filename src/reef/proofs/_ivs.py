@@ -27,7 +27,8 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from reef._api import LightApi, light_api
+from reef._api import LightApi, json_error, light_api
+from reef._api_models import error_answers
 from reef.crypto import Secp256k1PrivateKey, Secp256k1PublicKey
 from reef.errors import ProofError, ReefError
 from reef.proofs._client import ProofMarketClient
@@ -89,12 +90,6 @@ class IvsIdentity(BaseModel):
     public_key: str = Field(pattern=r"^0x[0-9a-f]{128}$", description="uncompressed, no 04")
 
 
-class ErrorModel(BaseModel):
-    """A refusal: what was wrong."""
-
-    error: str
-
-
 def ivs_app(verifier: InputVerifier, client: ProofMarketClient, *, from_block: int = 0) -> LightApi:
     """The HTTP face of ``verifier`` for the market ``client`` reads (see the module docstring)."""
     markets = _Markets(client, from_block)
@@ -113,16 +108,16 @@ def ivs_app(verifier: InputVerifier, client: ProofMarketClient, *, from_block: i
                 f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
                 for error in exc.errors(include_url=False, include_input=False)
             )
-            return _error(400, f'{reasons}; expected {{"ask_id": N, "acl": "0x…" | null}}')
+            return json_error(400, f'{reasons}; expected {{"ask_id": N, "acl": "0x…" | null}}')
         acl = bytes.fromhex(given.acl.removeprefix("0x")) if given.acl else None
         try:
             secret_key = None if acl is None else ecies_decrypt(key.secret, acl)
         except ReefError as exc:
-            return _error(400, f"the acl does not open with this IVS's key: {exc}")
+            return json_error(400, f"the acl does not open with this IVS's key: {exc}")
         try:
             signature = await asyncio.to_thread(attest, given.ask_id, secret_key)
         except ReefError as exc:
-            return _error(409, str(exc))
+            return json_error(409, str(exc))
         return JSONResponse({"signature": "0x" + signature.hex()})
 
     async def info(_request: Request) -> JSONResponse:
@@ -141,14 +136,13 @@ def ivs_app(verifier: InputVerifier, client: ProofMarketClient, *, from_block: i
         body=InvalidRequest,
         response_model=InvalidSignature,
         summary="Sign that an ask's inputs admit no proof",
-        responses={
-            400: {"model": ErrorModel, "description": "malformed, or the acl does not open"},
-            409: {
-                "model": ErrorModel,
-                "description": "refused: no such ask or market, the inputs admit a proof, or "
-                "private inputs without their key",
-            },
-        },
+        responses=error_answers(
+            {
+                400: "malformed, or the acl does not open",
+                409: "refused: no such ask or market, the inputs admit a proof, or private "
+                "inputs without their key",
+            }
+        ),
     )
     app.add_api_route(
         "/",
@@ -158,10 +152,6 @@ def ivs_app(verifier: InputVerifier, client: ProofMarketClient, *, from_block: i
         summary="The address the IVS signs as, and its public key",
     )
     return app
-
-
-def _error(status: int, reason: str) -> JSONResponse:
-    return JSONResponse({"error": reason}, status_code=status)
 
 
 class RemoteInputVerifier:

@@ -47,9 +47,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from reef._api import LightApi, light_api
+from reef._api import LightApi, json_error, light_api
+from reef._api_models import ErrorModel, error_answers
 from reef.crypto import Secp256k1PrivateKey, keccak256
-from reef.encoding import parse_hex
+from reef.encoding import parse_hex, read_key_file
 from reef.errors import InputError, ReefError, ServerlessError
 from reef.serverless._contracts import ENV_JAVASCRIPT
 from reef.serverless._executor import ExecutorService, ExecutorSettings
@@ -84,12 +85,6 @@ _STATUS = {
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 _ADDRESS = r"^0x[0-9a-fA-F]{40}$"
-
-
-class ErrorModel(BaseModel):
-    """A refusal of the executor's own: what was wrong."""
-
-    error: str
 
 
 class ExecutorConfig(BaseModel):
@@ -421,7 +416,7 @@ class ExecutorNode:
             try:
                 given = ExecutorConfig.model_validate_json(await request.body())
             except ValidationError as exc:
-                return _error(
+                return json_error(
                     400,
                     f"bad config: {_reasons(exc)}; give rpc_url, jobs_contract, code_contract "
                     "and owner",
@@ -435,18 +430,18 @@ class ExecutorNode:
             try:
                 await self.configure(settings, owner=given.owner)
             except InputError as exc:
-                return _error(409, exc.message)
+                return json_error(409, exc.message)
             except ReefError as exc:
-                return _error(502, exc.message)
+                return json_error(502, exc.message)
             return JSONResponse(self.details())
 
         async def registration(_: Request) -> Response:
             if self.owner is None:
-                return _error(409, "configure the executor first")
+                return json_error(409, "configure the executor first")
             try:
                 return JSONResponse(self.registration(self.owner))
             except ReefError as exc:
-                return _error(409, exc.message)
+                return json_error(409, exc.message)
 
         app = light_api(
             "reef serverless executor: control",
@@ -454,7 +449,7 @@ class ExecutorNode:
             "configuration (once), and the enclave key's signature that lets the owner register "
             "it on the Jobs contract.",
         )
-        unconfigured = {409: {"model": ErrorModel, "description": "not configured yet"}}
+        unconfigured = error_answers({409: "not configured yet"})
         app.add_api_route(
             "/details",
             details,
@@ -469,15 +464,14 @@ class ExecutorNode:
             body=ExecutorConfig,
             response_model=ExecutorDetails,
             summary="Configure the executor (once): it starts watching the chain",
-            responses={
-                400: {"model": ErrorModel, "description": "the configuration is malformed"},
-                409: {
-                    "model": ErrorModel,
-                    "description": "already configured for another deployment or owner (the "
-                    "same configuration again is answered 200)",
-                },
-                502: {"model": ErrorModel, "description": "the chain cannot be reached"},
-            },
+            responses=error_answers(
+                {
+                    400: "the configuration is malformed",
+                    409: "already configured for another deployment or owner (the same "
+                    "configuration again is answered 200)",
+                    502: "the chain cannot be reached",
+                }
+            ),
         )
         for method in ("GET", "POST"):
             app.add_api_route(
@@ -545,18 +539,18 @@ class ExecutorNode:
     async def _gateway_call(self, request: Request) -> Response:
         service = self.service
         if service is None:
-            return _error(503, "the executor is not configured yet")
+            return json_error(503, "the executor is not configured yet")
         host = request.headers.get("host", "")
         codehash = request.path_params.get("codehash") or _codehash_from_host(host)
         if codehash is None:
-            return _error(
+            return json_error(
                 404, "no function named: call /fn/<codehash> or a <base32 codehash>. host"
             )
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > _MAX_BODY:  # refused before the rest of it is read
-                return _error(413, "the request body is over 1 MiB")
+                return json_error(413, "the request body is over 1 MiB")
         limits = Limits(
             timeout_ms=GATEWAY_TIMEOUT_MS,
             memory_bytes=self.limits.memory_bytes,
@@ -576,11 +570,11 @@ class ExecutorNode:
                 codehash, bytes(body), service.cache, limits=limits, request=forwarded
             )
         except InputError as exc:
-            return _error(400, exc.message)
+            return json_error(400, exc.message)
         except ServerlessError as exc:
-            return _error(429, exc.message)
+            return json_error(429, exc.message)
         except ReefError as exc:  # the code could not be fetched (the chain's node failed)
-            return _error(502, f"cannot fetch the function's code: {exc.message}")
+            return json_error(502, f"cannot fetch the function's code: {exc.message}")
         timestamp = int(self.clock())
         path_and_query = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         digest = oyster_response_digest(
@@ -611,10 +605,6 @@ class ExecutorNode:
             }
         )
         return response
-
-
-def _error(status: int, reason: str) -> JSONResponse:
-    return JSONResponse({"error": reason}, status_code=status)
 
 
 def _reasons(exc: ValidationError) -> str:
@@ -655,7 +645,4 @@ class _GatewayApi(LightApi):
 
 def load_key(path: Path) -> Secp256k1PrivateKey:
     """An enclave's secp256k1 key file: 32 raw bytes (``/app/ecdsa.sec``) or 64 hex digits."""
-    data = path.read_bytes()
-    if len(data) != 32:
-        data = parse_hex(data.decode("ascii", "replace").strip(), name=str(path), length=32)
-    return Secp256k1PrivateKey(data)
+    return Secp256k1PrivateKey(read_key_file(path, kind="secp256k1 secret key"))
