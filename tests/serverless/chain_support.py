@@ -22,6 +22,7 @@ from reef.serverless import (
     sign_output,
     sign_registration,
 )
+from reef.testing import ManualWallClock
 
 START = 4_000_000_000  # block time of the first block (2096): runs are reproducible
 FUNDS = 1_000_000 * 10**6
@@ -39,17 +40,7 @@ PARAMS = JobsParams(
 )
 
 
-class Clock:
-    """The devnet's wall clock, moved by tests."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class WallClock(Clock):
+class WallClock(ManualWallClock):
     """The wall clock plus a skew: :meth:`ServerlessChain.catch_up` moves it to the chain's
     latest block after a burst of transactions (each block is at least a second after the last,
     so a burst runs the chain ahead of the wall clock, and its time then stands still)."""
@@ -66,7 +57,7 @@ class ServerlessChain:
     __test__ = False
 
     devnet: Devnet
-    clock: Clock
+    clock: ManualWallClock
     deployer: LocalAccount
     users: list[LocalAccount]
     operators: list[LocalAccount]
@@ -81,7 +72,7 @@ class ServerlessChain:
     def create(
         cls, params: JobsParams = PARAMS, *, chain_id: int = 31337, real_time: bool = False
     ) -> ServerlessChain:
-        clock = Clock(START)
+        clock = ManualWallClock(START)
         if real_time:  # executors sleep through deadlines: the chain follows the wall clock
             clock = WallClock()
             devnet = Devnet(chain_id=chain_id, clock=clock)
