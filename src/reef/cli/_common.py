@@ -5,7 +5,8 @@
 - the market session the ``--rpc`` / ``--market`` / ``--key`` flags name (the flags themselves are
   in :mod:`reef.cli._options`; :func:`reef.node.open_session` resolves them against ``$REEF_HOME``),
   and the serverless contracts ``--rpc`` / ``--jobs`` / ``--code`` / ``--key`` name (``reef fn``
-  and ``reef executor``);
+  and ``reef executor``), resolved the same way (:func:`reef.node.open_chain` and
+  :func:`reef.node.locate_service`);
 - stopping a foreground command cleanly on Ctrl-C or SIGTERM (:func:`stop_signals`, the one way
   every reef command reacts to a stop signal, lives on the serving floor, :mod:`reef._serve`).
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reef.cli._output import tx_printer
-from reef.errors import ConfigError, InputError, ReefError
+from reef.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     import asyncio
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
     from reef.chain import Address, Job, MarketClient
     from reef.cli._options import Flags
-    from reef.node import Session
+    from reef.node import ChainSession, Session
     from reef.serverless import ServerlessCodeClient, ServerlessJobsClient
 
 __all__ = [
@@ -148,11 +149,28 @@ def owner_jobs(flags: Flags, owner: str | None) -> OwnerJobs:
 class ServerlessTarget:
     """The chain and serverless contracts a command acts on, and the account it sends from."""
 
-    w3: Web3
-    rpc_url: str
-    jobs_address: str
-    code_address: str
-    account: LocalAccount | None
+    session: ChainSession
+    jobs_address: Address
+    code_contract: Address | None
+    """``None`` for the commands that use the Jobs contract alone (``reef executor drain``)."""
+
+    @property
+    def code_address(self) -> Address:
+        if self.code_contract is None:  # pragma: no cover - open_target(code=True) names one
+            raise ConfigError("no serverless code contract known", hint="pass --code ADDR")
+        return self.code_contract
+
+    @property
+    def w3(self) -> Web3:
+        return self.session.w3
+
+    @property
+    def rpc_url(self) -> str:
+        return self.session.rpc_url
+
+    @property
+    def account(self) -> LocalAccount | None:
+        return self.session.account
 
     def jobs(self, *, send: bool = False) -> ServerlessJobsClient:
         from reef.serverless import ServerlessJobsClient
@@ -174,37 +192,29 @@ class ServerlessTarget:
         return self.account
 
 
-def open_target(flags: Flags) -> ServerlessTarget:
-    """Resolve ``--rpc/--jobs/--code/--key`` against ``$REEF_HOME/network.json``.
+def open_target(flags: Flags, *, send: bool, code: bool = True) -> ServerlessTarget:
+    """The serverless contracts ``--jobs`` / ``--code`` name (else ``reef up``'s), on the chain
+    ``--rpc`` names, sending from ``--key`` (else, when ``send``, dev account 0 on a development
+    chain): :func:`reef.node.locate_service` and :func:`reef.node.open_chain`. ``code=False``:
+    the command uses the Jobs contract alone, so no code contract need be known.
 
     Raises:
-        ConfigError: when nothing says where the chain or a contract is.
+        ConfigError: when nothing says where the chain or a contract is, or a command that sends
+            has no account.
         RPCError: when the endpoint does not answer.
     """
-    from reef.chain import DEVNET_CHAIN_ID, dev_accounts
     from reef.home import ReefHome
-    from reef.node import NetworkInfo, connect, load_key_file
+    from reef.node import locate_service, open_chain
 
     home = ReefHome.from_env()
-    network: NetworkInfo | None = None
-    try:
-        network = NetworkInfo.load(home)
-    except ReefError:
-        network = None
-    service = dict(network.services.get("serverless", {})) if network else {}
-    rpc_url = flags.rpc or (network.rpc_url if network else None)
-    jobs = flags.jobs or service.get("jobs_contract")
-    code = flags.code or service.get("code_contract")
-    if rpc_url is None or jobs is None or code is None:
-        raise ConfigError(
-            "no serverless deployment to talk to",
-            hint="start the local network (`reef up`), or pass --rpc, --jobs and --code",
-        )
-    w3 = connect(rpc_url)
-    if flags.key is not None:
-        account: LocalAccount | None = load_key_file(flags.key)
-    elif int(w3.eth.chain_id) == DEVNET_CHAIN_ID:
-        account = dev_accounts(1)[0].local_account
-    else:
-        account = None
-    return ServerlessTarget(w3, rpc_url, str(jobs), str(code), account)
+    hint = "start the local network (`reef up`), or pass --rpc, --jobs and --code"
+    given = {"jobs_contract": flags.jobs}
+    if code:
+        given["code_contract"] = flags.code
+    contracts = locate_service(
+        home, "serverless", given, missing="no serverless deployment to talk to", hint=hint
+    )
+    session = open_chain(home, rpc=flags.rpc, key=flags.key, need_account=send, hint=hint)
+    return ServerlessTarget(
+        session, contracts["jobs_contract"], contracts["code_contract"] if code else None
+    )

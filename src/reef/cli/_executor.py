@@ -163,7 +163,7 @@ def register_cmd(
     from reef.serverless import register_enclave_executor
 
     with failing():
-        where = open_target(flags)
+        where = open_target(flags, send=True)
         if verifier is None:
             verifier = NetworkInfo.load(ReefHome.from_env()).verifier
         if verifier is None:
@@ -186,11 +186,8 @@ def register_cmd(
 
 
 def _manage(action: str, address: str, flags: Flags) -> None:
-    from dataclasses import replace
-
     with failing():
-        # Only the Jobs contract is used: with --jobs given, no code contract need be known.
-        where = open_target(replace(flags, code="0x" + "0" * 40) if flags.jobs else flags)
+        where = open_target(flags, send=True, code=False)  # the Jobs contract alone
         client = where.jobs(send=True)
         result = getattr(client, action)(address)
         record = client.executor(address)

@@ -246,7 +246,7 @@ def deploy_cmd(
         path = _source_path(target)
         source = read_file(path)
     with failing():
-        where = open_target(flags)
+        where = open_target(flags, send=True)
         metadata = json.dumps({"name": name or path.resolve().parent.name}).encode()
         codehash = where.code(send=True).deploy_code(source, metadata)
     data = {"codehash": codehash, "code_contract": where.code_address, "bytes": len(source)}
@@ -320,7 +320,7 @@ def call_cmd(
         if timeout_ms < 1:
             raise InputError(f"--timeout-ms must be positive, got {timeout_ms}")
     with failing():
-        where = open_target(flags)
+        where = open_target(flags, send=True)
         client = where.jobs(send=True)
         params = client.params()
         token = TokenClient(where.w3, client.token(), account=where.account, progress=tx_printer)
@@ -353,7 +353,7 @@ def job_cmd(
 ) -> None:
     """Show a job: its deposit, selected executors and the outputs they submitted."""
     with failing():
-        where = open_target(flags)
+        where = open_target(flags, send=False)
         client = where.jobs()
         job = client.job(job_id)
         if job is None:
@@ -377,7 +377,7 @@ def job_cmd(
 def list_cmd(flags: Flags) -> None:
     """List the functions deployed on the code contract."""
     with failing():
-        where = open_target(flags)
+        where = open_target(flags, send=False)
         rows = [
             {
                 "codehash": d.codehash,
@@ -395,7 +395,7 @@ def list_cmd(flags: Flags) -> None:
 def executors_cmd(flags: Flags) -> None:
     """List the registered executors: address, owner, stake, image id, capacity, active jobs."""
     with failing():
-        where = open_target(flags)
+        where = open_target(flags, send=False)
         rows = [e.to_json() for e in where.jobs().executors()]
     print_rows(
         rows,

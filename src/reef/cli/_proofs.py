@@ -15,7 +15,6 @@ run --key-file`` run the two services as processes of their own (what an enclave
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -34,10 +33,10 @@ from reef.cli._options import (
     with_flags,
 )
 from reef.cli._output import fail, failing, note, print_result, print_rows
-from reef.errors import ConfigError, InputError, ProofError
+from reef.errors import InputError, ProofError
 
 if TYPE_CHECKING:
-    from reef.node import Session
+    from reef.node import ChainSession
     from reef.proofs import ProofMarketClient
 
 __all__ = ["register"]
@@ -62,7 +61,7 @@ def register(root: typer.Typer) -> None:
 
 
 class _Ctx:
-    def __init__(self, session: Session, proof_market: str, service: dict[str, Any]) -> None:
+    def __init__(self, session: ChainSession, proof_market: str, service: dict[str, Any]) -> None:
         self.session = session
         self.address = proof_market
         self.service = service
@@ -84,36 +83,32 @@ class _Ctx:
 
 def _ctx(flags: Flags, *, account: bool = True) -> _Ctx:
     """The proof market ``--proof-market`` names (else ``reef up``'s), on the chain ``--rpc``
-    names, sending from ``--key`` when ``account``.
+    names, sending from ``--key`` when ``account``: :func:`reef.node.locate_service` and
+    :func:`reef.node.open_chain`.
 
     Raises:
         ConfigError: nothing says where the proof market is, or no account is available.
         RPCError: the endpoint does not answer.
     """
     from reef.home import ReefHome
-    from reef.node import NetworkInfo, open_session
+    from reef.node import locate_service, open_chain
 
     home = ReefHome.from_env()
-    service: dict[str, Any] = {}
-    with contextlib.suppress(ConfigError):
-        service = dict(NetworkInfo.load(home).services.get("proofs", {}))
-    address = flags.proof_market or service.get("market")
-    if not address:
-        raise ConfigError(
-            "no proof market known",
-            hint="start the network with `reef up` (it deploys one), or pass --proof-market ADDR",
-        )
-    # open_session resolves the chain and the account; it also wants the compute market's
-    # address, which network.json gives when `reef up` runs. Without one (a chain reached by
-    # --rpc alone), the proof market's address stands in: this command never uses that field.
-    session = open_session(
+    contracts = locate_service(
+        home,
+        "proofs",
+        {"market": flags.proof_market},
+        missing="no proof market known",
+        hint="start the network with `reef up` (it deploys one), or pass --proof-market ADDR",
+    )
+    session = open_chain(
         home,
         rpc=flags.rpc,
-        market=None if service else address,
         key=flags.key,
         need_account=account,
+        hint="start the network with `reef up`, or pass --rpc URL and --proof-market ADDR",
     )
-    return _Ctx(session, str(address), service)
+    return _Ctx(session, str(contracts["market"]), dict(contracts.entry))
 
 
 SnarkjsDir = Annotated[

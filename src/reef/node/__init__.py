@@ -3,8 +3,9 @@
 - :class:`LocalNetwork` is ``reef up``: devnet, image store, verifier, KMS root enclave and a
   local provider (indexer + control plane on the dev TEE).
 - :class:`ProviderService` is ``reef provider run``: a provider against any JSON-RPC chain.
-- :class:`NetworkInfo` (``$REEF_HOME/network.json``), :func:`locate_market` and
-  :func:`open_session` tell user commands where the network is and which account they send from.
+- :class:`NetworkInfo` (``$REEF_HOME/network.json``), :func:`open_chain` (any chain),
+  :func:`open_session` (with the compute market) and :func:`locate_service` (a service's
+  contracts) tell user commands where the network is and which account they send from.
 - :func:`deploy` is ``reef deploy``: build, upload, open a job, wait, verify.
 - :func:`open_jobs`, :func:`job_status`, :func:`summarize_job`, :func:`stop_job`,
   :func:`withdraw_limit`: an owner's open jobs, for ``reef jobs`` and the dashboard alike.
@@ -67,10 +68,17 @@ if TYPE_CHECKING:
     )
     from reef.node._serve import Served, serve_app
     from reef.node._session import (
+        ChainLocation,
+        ChainSession,
         MarketLocation,
+        ServiceContracts,
         Session,
+        default_dev_account,
         load_key_file,
+        locate_chain,
         locate_market,
+        locate_service,
+        open_chain,
         open_session,
     )
     from reef.node._up import (
@@ -84,6 +92,8 @@ if TYPE_CHECKING:
     from reef.node._update import JobUpdate, UpdateResult, update_job
 
 __all__ = [
+    "ChainLocation",
+    "ChainSession",
     "DEFAULT_SAFETY_MARGIN_S",
     "DeployRequest",
     "DeployResult",
@@ -101,6 +111,7 @@ __all__ = [
     "ProviderService",
     "ProviderSettings",
     "Served",
+    "ServiceContracts",
     "Session",
     "UpContext",
     "UpExtension",
@@ -109,6 +120,7 @@ __all__ = [
     "WITHDRAW_MARGIN_S",
     "connect",
     "copy_example",
+    "default_dev_account",
     "deploy",
     "deposit_to_job",
     "doctor_checks",
@@ -119,7 +131,10 @@ __all__ = [
     "jobs_totals",
     "list_examples",
     "load_key_file",
+    "locate_chain",
     "locate_market",
+    "locate_service",
+    "open_chain",
     "open_jobs",
     "open_session",
     "owned_job",
@@ -146,6 +161,8 @@ __all__ = [
 __getattr__ = lazy_attributes(
     __name__,
     {
+        "ChainLocation": "_session",
+        "ChainSession": "_session",
         "DEFAULT_SAFETY_MARGIN_S": "_jobs",
         "DeployRequest": "_deploy",
         "DeployResult": "_deploy",
@@ -163,6 +180,7 @@ __getattr__ = lazy_attributes(
         "ProviderService": "_provider",
         "ProviderSettings": "_provider",
         "Served": "_serve",
+        "ServiceContracts": "_session",
         "Session": "_session",
         "UpContext": "_up",
         "UpExtension": "_up",
@@ -171,6 +189,7 @@ __getattr__ = lazy_attributes(
         "WITHDRAW_MARGIN_S": "_jobs",
         "connect": "_provider",
         "copy_example": "_examples",
+        "default_dev_account": "_session",
         "deploy": "_deploy",
         "deposit_to_job": "_jobs",
         "doctor_checks": "_doctor",
@@ -181,7 +200,10 @@ __getattr__ = lazy_attributes(
         "jobs_totals": "_jobs",
         "list_examples": "_examples",
         "load_key_file": "_session",
+        "locate_chain": "_session",
         "locate_market": "_session",
+        "locate_service": "_session",
+        "open_chain": "_session",
         "open_jobs": "_jobs",
         "open_session": "_session",
         "owned_job": "_jobs",

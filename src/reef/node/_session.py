@@ -1,32 +1,45 @@
-"""Who and where a user command acts: the chain endpoint, the market, the sending account.
+"""Who and where a user command acts: the chain endpoint, the contracts, the sending account.
 
-Resolution order, for every command that talks to the market (flags win):
+One resolution for every command that talks to a chain (flags win):
 
-1. ``--rpc`` / ``--market`` / ``--key``;
-2. ``$REEF_HOME/network.json`` (written by ``reef up``);
-3. ``$REEF_HOME/chain/devnet.json`` (written by ``reef chain`` and ``reef up``).
+1. ``--rpc`` / ``--key`` and the contract flags (``--market``; ``--jobs`` / ``--code`` for the
+   serverless contracts; ``--proof-market``);
+2. ``$REEF_HOME/network.json`` (written by ``reef up``): the chain, the compute market, and each
+   service's contracts under ``services.<name>``;
+3. ``$REEF_HOME/chain/devnet.json`` (written by ``reef chain`` and ``reef up``): the chain and
+   the compute market.
 
-Without ``--key``, on reef's own devnet, commands send from dev account 0 (its key is public and
-printed by ``reef up``; fine on a laptop chain, never anywhere else). On any other chain a key
-file is required.
+:func:`open_chain` connects to the chain and picks the account (a :class:`ChainSession`, no
+contract needed); :func:`open_session` adds the compute market (a :class:`Session`);
+:func:`locate_service` finds a service's contract addresses (``reef fn``, ``reef proofs``).
+
+Without ``--key``, on a development chain, commands send from dev account 0 (its key is public
+and printed by ``reef up``; fine on a laptop chain, never anywhere else): this home's devnet
+(the account ``devnet.json`` records, on the chain id it records), or any chain with hardhat's and
+anvil's id 31337 (the public mnemonic's account 0, which those chains fund). On any other chain
+a command that sends needs a key file.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from reef.chain import (
+    DEVNET_CHAIN_ID,
     Address,
     DevnetInfo,
     MarketClient,
     ProgressCallback,
     TokenClient,
+    dev_accounts,
     parse_address,
     read_devnet_info,
 )
@@ -36,9 +49,24 @@ from reef.home import ReefHome
 from reef.node._network import NetworkInfo
 from reef.node._provider import connect
 
-__all__ = ["MarketLocation", "Session", "load_key_file", "locate_market", "open_session"]
+__all__ = [
+    "ChainLocation",
+    "ChainSession",
+    "MarketLocation",
+    "ServiceContracts",
+    "Session",
+    "default_dev_account",
+    "load_key_file",
+    "locate_chain",
+    "locate_market",
+    "locate_service",
+    "open_chain",
+    "open_session",
+]
 
 DEFAULT_DEV_ACCOUNT = 0
+
+_CHAIN_HINT = "start the local network with `reef up`, or pass --rpc URL and --market ADDR"
 
 
 def load_key_file(path: Path) -> LocalAccount:
@@ -56,15 +84,21 @@ def load_key_file(path: Path) -> LocalAccount:
 
 
 @dataclass(frozen=True, kw_only=True)
-class MarketLocation:
-    """Where the chain and the market are, resolved from flags and ``$REEF_HOME`` (no connection)."""
+class ChainLocation:
+    """Where the chain is, resolved from flags and ``$REEF_HOME`` (no connection)."""
 
     rpc_url: str
-    market_address: Address
     network: NetworkInfo | None
     """``network.json``, when ``reef up`` wrote one."""
     devnet: DevnetInfo | None
     """``chain/devnet.json``, when reef's devnet ran in this home."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MarketLocation(ChainLocation):
+    """Where the chain and the market are, resolved from flags and ``$REEF_HOME`` (no connection)."""
+
+    market_address: Address
 
     @property
     def start_block(self) -> int:
@@ -98,19 +132,14 @@ class MarketLocation:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Session(MarketLocation):
-    """A connection to the market for one command, and the account it sends from."""
+class ChainSession(ChainLocation):
+    """A connection to a chain for one command, and the account it sends from."""
 
     home: ReefHome
     w3: Web3
     account: LocalAccount | None
     account_note: str
-
-    def market(self, progress: ProgressCallback | None = None) -> MarketClient:
-        return MarketClient(self.w3, self.market_address, account=self.account, progress=progress)
-
-    def token(self, progress: ProgressCallback | None = None) -> TokenClient:
-        return self.market(progress).token
+    """Who sends, for the user: the address and where its key came from (empty without one)."""
 
     def now(self) -> int:
         """Unix seconds, never before the chain's latest block: the instant the market would
@@ -141,6 +170,33 @@ class Session(MarketLocation):
         return Address(self.account.address)  # eth_account gives it checksummed
 
 
+@dataclass(frozen=True, kw_only=True)
+class Session(ChainSession, MarketLocation):
+    """A connection to the compute market for one command, and the account it sends from."""
+
+    def market(self, progress: ProgressCallback | None = None) -> MarketClient:
+        return MarketClient(self.w3, self.market_address, account=self.account, progress=progress)
+
+    def token(self, progress: ProgressCallback | None = None) -> TokenClient:
+        return self.market(progress).token
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceContracts:
+    """A service's contracts on the chain, named by flags or by ``reef up``'s ``network.json``."""
+
+    service: str
+    """The service's name in ``network.json``'s ``services`` (``serverless``, ``proofs``)."""
+    addresses: Mapping[str, Address]
+    """Each contract asked for, by its ``network.json`` field (``jobs_contract``, ``market``)."""
+    entry: Mapping[str, Any]
+    """Everything ``network.json`` says of the service (empty when it names none): its
+    endpoints, artifact directories, start block."""
+
+    def __getitem__(self, name: str) -> Address:
+        return self.addresses[name]
+
+
 def _try_network(home: ReefHome) -> NetworkInfo | None:
     try:
         return NetworkInfo.load(home)
@@ -155,6 +211,45 @@ def _try_devnet(home: ReefHome) -> DevnetInfo | None:
         return None
 
 
+def locate_service(
+    home: ReefHome, service: str, given: Mapping[str, str | None], *, missing: str, hint: str
+) -> ServiceContracts:
+    """The addresses of a service's contracts: each of ``given``'s values (a flag) when set,
+    else the field of that name in ``network.json``'s ``services[service]``.
+
+    Raises:
+        ConfigError: ``missing`` (with ``hint``) when a contract is named by neither.
+        InputError: an address is not an address.
+    """
+    network = _try_network(home)
+    entry = dict(network.services.get(service, {})) if network else {}
+    addresses: dict[str, Address] = {}
+    for name, flag in given.items():
+        value = flag or entry.get(name)
+        if not value:
+            raise ConfigError(missing, hint=hint)
+        addresses[name] = parse_address(str(value), name=f"the {service} {name.replace('_', ' ')}")
+    return ServiceContracts(service=service, addresses=addresses, entry=entry)
+
+
+def locate_chain(
+    home: ReefHome, *, rpc: str | None = None, hint: str = _CHAIN_HINT
+) -> ChainLocation:
+    """Resolve the chain endpoint (see the module docstring for the order).
+
+    Raises:
+        ConfigError: nothing says where the chain is (with ``hint``: the flags the command has).
+    """
+    network = _try_network(home)
+    devnet = _try_devnet(home)
+    rpc_url = rpc or (network.rpc_url if network else None) or (devnet.rpc_url if devnet else None)
+    if not rpc_url:
+        raise ConfigError(
+            f"no chain endpoint: nothing in {home.root} says where the network is", hint=hint
+        )
+    return ChainLocation(rpc_url=rpc_url, network=network, devnet=devnet)
+
+
 def locate_market(
     home: ReefHome, *, rpc: str | None = None, market: str | None = None
 ) -> MarketLocation:
@@ -164,14 +259,8 @@ def locate_market(
         ConfigError: nothing says where the chain or market is.
         InputError: the market address is not an address.
     """
-    network = _try_network(home)
-    devnet = _try_devnet(home)
-    rpc_url = rpc or (network.rpc_url if network else None) or (devnet.rpc_url if devnet else None)
-    if not rpc_url:
-        raise ConfigError(
-            f"no chain endpoint: nothing in {home.root} says where the network is",
-            hint="start the local network with `reef up`, or pass --rpc URL and --market ADDR",
-        )
+    where = locate_chain(home, rpc=rpc)
+    network, devnet = where.network, where.devnet
     market_address = market
     if market_address is None and network is not None:
         market_address = network.deployment.market
@@ -180,11 +269,77 @@ def locate_market(
     if market_address is None:
         raise ConfigError("no market address known", hint="pass --market ADDR")
     return MarketLocation(
-        rpc_url=rpc_url,
+        rpc_url=where.rpc_url,
         market_address=parse_address(market_address, name="market address"),
         network=network,
         devnet=devnet,
     )
+
+
+def default_dev_account(
+    chain_id: int, devnet: DevnetInfo | None
+) -> tuple[LocalAccount, str] | None:
+    """Dev account 0 and a note saying so, when ``chain_id`` is a development chain's: this
+    home's devnet (the account its ``devnet.json`` records), else hardhat's and anvil's 31337
+    (the public mnemonic's account, which reef's devnet, anvil and hardhat all fund); else
+    ``None``: no key may be assumed on any other chain."""
+    if devnet is not None and devnet.chain_id == chain_id and devnet.accounts:
+        account = devnet.accounts[DEFAULT_DEV_ACCOUNT].local_account
+    elif chain_id == DEVNET_CHAIN_ID:
+        account = dev_accounts(DEFAULT_DEV_ACCOUNT + 1)[DEFAULT_DEV_ACCOUNT].local_account
+    else:
+        return None
+    return account, f"{account.address} (dev account {DEFAULT_DEV_ACCOUNT}; its key is public)"
+
+
+def _connect(
+    home: ReefHome, where: ChainLocation, *, key: Path | None, need_account: bool
+) -> ChainSession:
+    w3 = connect(where.rpc_url)
+    account: LocalAccount | None = None
+    note = ""
+    if key is not None:
+        account = load_key_file(key)
+        note = f"{account.address} (key file {key})"
+    elif need_account:
+        default = default_dev_account(int(w3.eth.chain_id), where.devnet)
+        if default is None:
+            raise ConfigError(
+                "no account to send transactions from",
+                hint="pass --key FILE (a file holding the private key as hex)",
+            )
+        account, note = default
+    return ChainSession(
+        rpc_url=where.rpc_url,
+        network=where.network,
+        devnet=where.devnet,
+        home=home,
+        w3=w3,
+        account=account,
+        account_note=note,
+    )
+
+
+def open_chain(
+    home: ReefHome,
+    *,
+    rpc: str | None = None,
+    key: Path | None = None,
+    need_account: bool = True,
+    hint: str = _CHAIN_HINT,
+) -> ChainSession:
+    """Resolve the chain and connect; pick the sending account: ``key``'s, else (when
+    ``need_account``) dev account 0 on a development chain (see the module docstring). Without
+    ``need_account`` and ``key`` the session has no account (a command that only reads).
+
+    Raises:
+        ConfigError: nothing says where the chain is (``hint`` says which flags to pass), or an
+            account is needed and none is available.
+        InputError: the key file is unreadable or holds no key.
+        RPCError: the endpoint does not answer.
+    """
+    where = locate_chain(home, rpc=rpc, hint=hint)
+    return _connect(home, where, key=key, need_account=need_account)
 
 
 def open_session(
@@ -195,37 +350,14 @@ def open_session(
     key: Path | None = None,
     need_account: bool = True,
 ) -> Session:
-    """Resolve and connect (see the module docstring for the order).
+    """:func:`open_chain` with the compute market (see the module docstring for the order).
 
     Raises:
         ConfigError: nothing says where the chain or market is, or no account is available.
+        InputError: the market address or the key file is invalid.
         RPCError: the endpoint does not answer.
     """
     where = locate_market(home, rpc=rpc, market=market)
-    w3 = connect(where.rpc_url)
-    account: LocalAccount | None = None
-    note = ""
-    if key is not None:
-        account = load_key_file(key)
-        note = f"{account.address} (key file {key})"
-    elif need_account:
-        devnet = where.devnet
-        dev_chain = devnet is not None and int(w3.eth.chain_id) == devnet.chain_id
-        if not dev_chain or devnet is None or not devnet.accounts:
-            raise ConfigError(
-                "no account to send transactions from",
-                hint="pass --key FILE (a file holding the private key as hex)",
-            )
-        dev = devnet.accounts[DEFAULT_DEV_ACCOUNT]
-        account = dev.local_account
-        note = f"{account.address} (dev account {DEFAULT_DEV_ACCOUNT}; its key is public)"
-    return Session(
-        rpc_url=where.rpc_url,
-        market_address=where.market_address,
-        network=where.network,
-        devnet=where.devnet,
-        home=home,
-        w3=w3,
-        account=account,
-        account_note=note,
-    )
+    chain = _connect(home, where, key=key, need_account=need_account)
+    values = {f.name: getattr(chain, f.name) for f in fields(chain)}
+    return Session(market_address=where.market_address, **values)
