@@ -2,7 +2,8 @@
 
 Layers, each importing only those before it (no cycle):
 
-- ``_accounts`` (dev keys), ``_types`` (vocabulary), ``_exec`` (calls and estimates);
+- ``_accounts`` (dev keys), ``_types`` (vocabulary), ``_exec`` (calls and estimates),
+  ``_state`` (py-evm's state with trie caches that survive from block to block);
 - ``_engine``: :class:`Chain`, execution on py-evm, which writes what must be kept to a
   ``Recorder`` and knows nothing of files;
 - ``_store`` (journal, lock, checkpoint and ``devnet.json`` formats) and ``_devnet``:

@@ -77,6 +77,7 @@ from eth_utils.exceptions import ValidationError
 
 from reef.chain.devnet._accounts import DEV_MNEMONIC, DEVNET_CHAIN_ID, DevAccount, dev_accounts
 from reef.chain.devnet._exec import call_on, estimate_on
+from reef.chain.devnet._state import NodeCache, vm_class
 from reef.chain.devnet._types import (
     BLOCK_TAGS,
     DEFAULT_BALANCE_WEI,
@@ -144,10 +145,14 @@ class _DevChain(MiningChain):
         return super().create_header_from_parent(parent_header, **header_params)
 
 
-def _chain_class(chain_id: int) -> Any:
-    if chain_id == _DevChain.chain_id:
-        return _DevChain
-    return type("_DevChainWithId", (_DevChain,), {"chain_id": chain_id})
+def _chain_class(chain_id: int, nodes: NodeCache) -> Any:
+    """A chain class of its own for one :class:`Chain`: its id, and a VM whose state reads
+    and writes trie nodes through ``nodes`` (see :mod:`reef.chain.devnet._state`)."""
+    return type(
+        "_DevChainWithCache",
+        (_DevChain,),
+        {"chain_id": chain_id, "vm_configuration": ((0, vm_class(nodes)),)},
+    )
 
 
 @dataclass(frozen=True)
@@ -224,7 +229,10 @@ class Chain:
             address: {"balance": balance_wei, "nonce": 0, "code": b"", "storage": {}}
             for address in self._keys
         }
-        self._chain: Any = _chain_class(chain_id).from_genesis(AtomicDB(), params, state)
+        self._nodes = NodeCache()
+        self._chain: Any = _chain_class(chain_id, self._nodes).from_genesis(
+            AtomicDB(), params, state
+        )
         self._index()
 
     def _index(self) -> None:
@@ -243,7 +251,7 @@ class Chain:
 
     def _adopt_database(self, database: dict[bytes, bytes]) -> None:
         """Run on a py-evm database restored from a checkpoint instead of the genesis one."""
-        self._chain = _chain_class(self._chain_id)(AtomicDB(MemoryDB(database)))
+        self._chain = _chain_class(self._chain_id, self._nodes)(AtomicDB(MemoryDB(database)))
         self._index()
 
     def _database(self) -> dict[bytes, bytes]:

@@ -1,0 +1,221 @@
+"""The devnet's state caches (reef.chain.devnet._state) change nothing but speed: the same
+random sequence of transactions, snapshots, reverts and calls, run on a chain with the caches
+and on one running py-evm's own state classes, gives the same blocks (hashes, so state roots),
+the same balances, slots and call results at every step.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+import rlp
+from eth_account import Account
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reef.chain.devnet import _engine
+from reef.chain.devnet._engine import Chain
+from reef.chain.devnet._state import encode_node
+from reef.chain.devnet._types import DevnetFault, TxRequest
+
+# A contract of 41 bytes: 32 bytes of calldata return slot calldata[0:32]; 64 bytes store
+# calldata[32:64] at slot calldata[0:32]; more than 64 store, then revert.
+RUNTIME = bytes.fromhex(
+    "366020146016576020356000355560403611602357005b6000355460005260206000f35b60006000fd"
+)
+# Copy the runtime (after these 11 bytes) to memory and return it.
+INITCODE = bytes.fromhex(f"60{len(RUNTIME):02x}80600b6000396000f3") + RUNTIME
+SLOTS = (0, 1, 2, 7, 2**255 + 3)
+SINKS = tuple(bytes([0x50 + n]) * 20 for n in range(4))
+
+
+def _plain_chain_class(chain_id: int, nodes: object) -> Any:
+    """The devnet's chain class without the caches: py-evm's PragueVM as it comes."""
+    return type("_PlainDevChain", (_engine._DevChain,), {"chain_id": chain_id})
+
+
+class _Pair:
+    """The same chain twice, one with the caches and one without, driven in step."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = [1_800_000_000.0]
+        self.cached = Chain(accounts=4, clock=self._clock)
+        with monkeypatch.context() as patch:
+            patch.setattr(_engine, "_chain_class", _plain_chain_class)
+            self.plain = Chain(accounts=4, clock=self._clock)
+        assert type(self.cached._chain) is not type(self.plain._chain)
+        self.snapshots: list[tuple[int, int]] = []
+        self.mined = 0
+        self.reverts = 0
+
+    def _clock(self) -> float:
+        return self.now[0]
+
+    @property
+    def chains(self) -> tuple[Chain, Chain]:
+        return self.cached, self.plain
+
+    def send(self, sender: int, to: bytes | None, value: int, data: bytes, gas: int) -> None:
+        self.now[0] += 1
+        results = []
+        for chain in self.chains:
+            account = chain.accounts[sender]
+            fields: dict[str, Any] = {
+                "chainId": chain.chain_id,
+                "nonce": chain.nonce(bytes.fromhex(account.address[2:])),
+                "gas": gas,
+                "value": value,
+                "data": data,
+                "maxFeePerGas": 10**11,
+                "maxPriorityFeePerGas": 10**9,
+            }
+            if to is not None:
+                fields["to"] = to
+            raw = bytes(Account.sign_transaction(fields, account.private_key).raw_transaction)
+            try:
+                chain.send_raw_transaction(raw)
+                results.append("mined")
+                self.mined += chain is self.cached
+            except DevnetFault as exc:
+                results.append(str(exc))
+        assert results[0] == results[1]
+
+    def same(self) -> None:
+        cached, plain = self.chains
+        assert cached.block_number == plain.block_number
+        assert cached.head.hash == plain.head.hash
+        assert cached.head.header.state_root == plain.head.header.state_root
+
+
+def _read(slot: int) -> bytes:
+    return slot.to_bytes(32, "big")
+
+
+def test_random_transactions_snapshots_and_calls_match_plain_py_evm(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pair = _Pair(monkeypatch)
+    pair.send(0, None, 0, INITCODE, 200_000)
+    pair.same()
+    contract = rlp_address(pair.cached, 0)
+    assert pair.cached.code(contract) == RUNTIME
+    rng = random.Random(14)
+    for step in range(160):
+        op = rng.choice(
+            ["transfer", "store", "store", "clear", "revert_tx", "mine", "snapshot", "revert"]
+        )
+        sender = rng.randrange(4)
+        slot = rng.choice(SLOTS)
+        if op == "transfer":
+            pair.send(sender, rng.choice(SINKS), rng.randrange(3), b"", 21_000)
+        elif op == "store":
+            pair.send(sender, contract, 0, _read(slot) + _read(rng.randrange(1, 2**64)), 90_000)
+        elif op == "clear":
+            pair.send(sender, contract, 0, _read(slot) + _read(0), 90_000)
+        elif op == "revert_tx":
+            pair.send(sender, contract, 0, _read(slot) + _read(5) + b"\x01", 90_000)
+        elif op == "mine":
+            pair.now[0] += 1
+            for chain in pair.chains:
+                chain.mine()
+            pair.mined += 1
+        elif op == "snapshot":
+            pair.snapshots.append((pair.cached.snapshot(), pair.plain.snapshot()))
+        elif op == "revert" and pair.snapshots:
+            ids = pair.snapshots[rng.randrange(len(pair.snapshots))]
+            index = pair.snapshots.index(ids)
+            assert pair.cached.revert(ids[0]) == pair.plain.revert(ids[1]) is True
+            del pair.snapshots[index:]
+            pair.reverts += 1
+        pair.same()
+        # Reads and calls at the head and at an earlier block agree, and a call that writes
+        # leaves nothing behind.
+        past = rng.randrange(pair.cached.block_number + 1)
+        for where in ("latest", past):
+            read = TxRequest(to=contract, data=_read(slot))
+            write = TxRequest(to=contract, data=_read(slot) + _read(99))
+            cached, plain = pair.chains
+            assert cached.call(read, where) == plain.call(read, where)
+            assert cached.storage(contract, slot, where) == plain.storage(contract, slot, where)
+            for sink in SINKS:
+                assert cached.balance(sink, where) == plain.balance(sink, where)
+            assert cached.estimate_gas(write, where) == plain.estimate_gas(write, where)
+            assert cached.call(write, where) == b""
+            assert cached.storage(contract, slot, where) == plain.storage(contract, slot, where)
+        assert step < 10 or any(pair.cached.storage(contract, s) for s in SLOTS)
+    assert pair.mined > 100  # the sequence really mined and reverted blocks
+    assert pair.reverts > 5
+    # The caches were in use: nodes, accounts and slots were remembered.
+    nodes = pair.cached._nodes
+    assert len(nodes.decoded) > 0
+    assert len(nodes.mappings) > 0
+
+
+def rlp_address(chain: Chain, deployer: int) -> bytes:
+    """The address of the first contract dev account ``deployer`` created (nonce 0)."""
+    from reef.crypto import keccak256
+
+    sender = bytes.fromhex(chain.accounts[deployer].address[2:])
+    return keccak256(rlp.encode([sender, 0]))[12:]
+
+
+def test_a_checkpointed_database_gives_the_same_state_on_both_paths(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A chain adopted from a database (a checkpoint) reads through fresh caches correctly."""
+    pair = _Pair(monkeypatch)
+    pair.send(1, SINKS[0], 5, b"", 21_000)
+    database = dict(pair.cached._database())
+    restored = Chain(accounts=4, clock=pair._clock)
+    restored._adopt_database(database)
+    assert restored.head.hash == pair.plain.head.hash
+    assert restored.balance(SINKS[0]) == pair.plain.balance(SINKS[0]) == 5
+
+
+_nodes = st.recursive(
+    st.binary(max_size=80),
+    lambda inner: st.lists(inner, max_size=17),
+    max_leaves=40,
+)
+
+
+@given(st.lists(_nodes, max_size=17))
+def test_node_encoding_is_rlp(node: list[Any]) -> None:
+    """encode_node gives pyrlp's bytes for every node shape (embedded nodes, long strings)."""
+    assert encode_node(node) == rlp.encode(node)
+
+
+def test_node_encoding_of_long_payloads_is_rlp() -> None:
+    for size in (55, 56, 255, 256, 70_000):
+        node = [b"\x81" * size, [b"\x00", b"\x7f", b"\x80"]]
+        assert encode_node(node) == rlp.encode(node)
+
+
+def test_the_caching_trie_matches_py_trie_with_embedded_nodes() -> None:
+    """Short keys and values make nodes of under 32 bytes, embedded in their parents (and
+    edited in place by py-trie): two caching tries sharing one cache, and py-trie's own, give
+    the same roots and values after every write."""
+    from trie.hexary import HexaryTrie
+
+    from reef.chain.devnet._state import NodeCache, _CachingTrie
+
+    cache = NodeCache(size=64)  # small: entries are evicted and read again
+    trie_class = type("_TestTrie", (_CachingTrie,), {"__slots__": (), "node_cache": cache})
+    rng = random.Random(2929)
+    for _ in range(3):
+        plain = HexaryTrie({}, prune=True)
+        cached = trie_class({}, prune=True)
+        keys = [
+            bytes([rng.randrange(4), rng.randrange(3)])[: rng.randrange(1, 3)] for _ in range(12)
+        ]
+        for _ in range(300):
+            key = rng.choice(keys)
+            value = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 4)))
+            plain[key] = value
+            cached[key] = value
+            assert cached.root_hash == plain.root_hash
+            probe = rng.choice(keys)
+            assert cached[probe] == plain[probe]
+    assert len(cache.decoded) > 0
