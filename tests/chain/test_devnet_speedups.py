@@ -219,3 +219,18 @@ def test_the_caching_trie_matches_py_trie_with_embedded_nodes() -> None:
             probe = rng.choice(keys)
             assert cached[probe] == plain[probe]
     assert len(cache.decoded) > 0
+
+
+@given(
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 2**256 - 1),
+    st.binary(min_size=32, max_size=32),
+    st.binary(min_size=32, max_size=32),
+)
+def test_account_encoding_is_py_evms(nonce: int, balance: int, root: bytes, code: bytes) -> None:
+    from eth.rlp.accounts import Account as EvmAccount
+
+    from reef.chain.devnet._state import encode_account
+
+    account = EvmAccount(nonce, balance, root, code)
+    assert encode_account(account) == rlp.encode(account, sedes=EvmAccount)
