@@ -54,3 +54,15 @@ def test_serverless_commands_say_what_is_missing() -> None:
     assert no_chain.exit_code == 1
     assert "no chain endpoint" in no_chain.output
     assert "--rpc, --jobs and --code" in no_chain.output
+
+
+def test_registering_an_executor_without_a_verifier_names_the_flag(
+    served: tuple[ProofChain, str],
+) -> None:
+    _, url = served  # no network.json: no verifier known, and no other one named
+    some = "0x" + "12" * 20
+    command = ["executor", "register", "--control", "http://x", "--attestation", "http://y"]
+    result = CliRunner().invoke(app, [*command, "--rpc", url, "--jobs", some, "--code", some])
+    assert result.exit_code == 1
+    assert "no verifier to attest the executor" in result.output
+    assert "--verifier URL" in result.output

@@ -158,14 +158,13 @@ def register_cmd(
     """Configure an executor, have it attested, register it with a stake (you own it)."""
     import asyncio
 
-    from reef.home import ReefHome
-    from reef.node import NetworkInfo
     from reef.serverless import register_enclave_executor
 
     with failing():
         where = open_target(flags, send=True)
-        if verifier is None:
-            verifier = NetworkInfo.load(ReefHome.from_env()).verifier
+        network = where.session.network  # network.json, as the session read it
+        if verifier is None and network is not None:
+            verifier = network.verifier
         if verifier is None:
             raise InputError("no verifier to attest the executor", hint="pass --verifier URL")
         client = where.jobs(send=True)
