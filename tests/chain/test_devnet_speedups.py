@@ -234,3 +234,13 @@ def test_account_encoding_is_py_evms(nonce: int, balance: int, root: bytes, code
 
     account = EvmAccount(nonce, balance, root, code)
     assert encode_account(account) == rlp.encode(account, sedes=EvmAccount)
+
+
+@given(st.binary(min_size=1, max_size=600))
+def test_one_item_trie_is_py_evms(item: bytes) -> None:
+    """A block's one transaction or receipt: root and nodes as py-evm's trie builds them."""
+    from eth.db.trie import _make_trie_root_and_nodes
+
+    from reef.chain.devnet._state import one_item_trie
+
+    assert one_item_trie(item) == _make_trie_root_and_nodes((item,))

@@ -77,7 +77,7 @@ from eth_utils.exceptions import ValidationError
 
 from reef.chain.devnet._accounts import DEV_MNEMONIC, DEVNET_CHAIN_ID, DevAccount, dev_accounts
 from reef.chain.devnet._exec import call_on, estimate_on
-from reef.chain.devnet._state import NodeCache, vm_class
+from reef.chain.devnet._state import NodeCache, one_item_trie, vm_class
 from reef.chain.devnet._types import (
     BLOCK_TAGS,
     DEFAULT_BALANCE_WEI,
@@ -627,12 +627,19 @@ class Chain:
             # parent by py-evm's own header and trie code (and a replay is checked against the
             # journal's hashes), and the re-check cost a tenth of a transaction. Post-merge
             # finalisation assigns no reward: it is the state's persist (the state root), done
-            # before the block is assembled so that the block is copied once, not twice.
+            # before the block is assembled so that the header is copied once, not three times.
             vm.state.persist()
-            filled = filled.copy(state_root=vm.state.state_root)
-            block = vm.set_block_transactions_and_withdrawals(
-                vm.get_block(), filled, transactions, receipts
-            )
+            fields: dict[str, Any] = {"state_root": vm.state.state_root}
+            if tx is not None:
+                # VM.set_block_transactions_and_withdrawals for one transaction and no
+                # withdrawals: its two tries of one leaf each, without building tries (an
+                # empty block keeps the template's empty roots, as that method gives it).
+                for name, item in (("transaction_root", tx), ("receipt_root", receipt)):
+                    root, nodes = one_item_trie(item.encode())
+                    chain.chaindb.persist_trie_data_dict(nodes)
+                    fields[name] = root
+            filled = filled.copy(**fields)
+            block = vm.get_block().copy(transactions=transactions, header=filled)
         except ValidationError as exc:
             raise rejection(exc) from exc
         chain.chaindb.persist_block(block)

@@ -50,7 +50,7 @@ from trie.constants import BLANK_NODE, BLANK_NODE_HASH
 from trie.hexary import HexaryTrie
 from trie.validation import validate_is_node
 
-__all__ = ["NodeCache", "vm_class"]
+__all__ = ["NodeCache", "encode_account", "encode_node", "one_item_trie", "vm_class"]
 
 DEFAULT_NODES: Final = 8192
 """Nodes remembered by default: every node a devnet's hot accounts and slots sit under, many
@@ -101,6 +101,16 @@ def encode_node(node: list[Any]) -> bytes:
         for item in node
     )
     return _encode_list(payload)
+
+
+def one_item_trie(item: bytes) -> tuple[bytes, dict[bytes, bytes]]:
+    """The root and nodes of the trie holding ``item`` (not empty) at index 0, as py-evm's
+    ``make_trie_root_and_nodes`` makes for a block's one transaction or receipt: a single
+    leaf (key ``rlp(0)`` = nibbles 8, 0, with the leaf flag: ``0x20 0x80``), without building
+    a trie for it."""
+    encoded = encode_node([b"\x20\x80", item])
+    root = keccak(encoded)
+    return root, {root: encoded}
 
 
 def _encode_int(value: int) -> bytes:
