@@ -70,6 +70,7 @@ from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
 from eth.vm.forks.prague import PragueVM
 from eth.vm.forks.prague.headers import calc_excess_blob_gas_prague
 from eth_account import Account
+from eth_bloom.bloom import BloomFilter
 from eth_hash.auto import keccak as _shared_keccak
 from eth_hash.backends.pysha3 import PySha3Backend
 from eth_utils.address import to_checksum_address
@@ -617,20 +618,21 @@ class Chain:
         transactions: tuple[Any, ...] = ()
         receipts: tuple[Any, ...] = ()
         try:
-            filled = header
             if tx is not None:
                 receipt, _ = vm.apply_transaction(header, tx)
-                filled = vm.add_receipt_to_header(header, receipt)
                 transactions, receipts = (tx,), (receipt,)
             # What VM.mine_block does, without its validate_block: the header already holds
             # the mix hash (pack_block's only field here), the block was built here from its
             # parent by py-evm's own header and trie code (and a replay is checked against the
             # journal's hashes), and the re-check cost a tenth of a transaction. Post-merge
             # finalisation assigns no reward: it is the state's persist (the state root), done
-            # before the block is assembled so that the header is copied once, not three times.
+            # before the block is assembled so that the header is copied once, not four times.
             vm.state.persist()
             fields: dict[str, Any] = {"state_root": vm.state.state_root}
             if tx is not None:
+                # VM.add_receipt_to_header (Byzantium's rule, which Prague keeps).
+                fields["bloom"] = int(BloomFilter(header.bloom) | receipt.bloom)
+                fields["gas_used"] = receipt.gas_used
                 # VM.set_block_transactions_and_withdrawals for one transaction and no
                 # withdrawals: its two tries of one leaf each, without building tries (an
                 # empty block keeps the template's empty roots, as that method gives it).
@@ -638,8 +640,7 @@ class Chain:
                     root, nodes = one_item_trie(item.encode())
                     chain.chaindb.persist_trie_data_dict(nodes)
                     fields[name] = root
-            filled = filled.copy(**fields)
-            block = vm.get_block().copy(transactions=transactions, header=filled)
+            block = vm.get_block().copy(transactions=transactions, header=header.copy(**fields))
         except ValidationError as exc:
             raise rejection(exc) from exc
         chain.chaindb.persist_block(block)
