@@ -309,3 +309,17 @@ def test_from_a_deferred_module_import_a_preset_name_runs_nothing(packages: Path
     assert Y == 2
     assert _runs(packages) == ["preset"]
     assert sys.modules["preset"].X == "real"  # its code, once run, sets its own names
+
+
+def test_the_supervisor_knows_every_name_of_reef_scallop() -> None:
+    """The supervisor registers reef.scallop without its package init: each name the package
+    exports must load from the submodule its table gives."""
+    import importlib
+
+    import reef.scallop
+    from reef.enclave.local._supervisor import _SCALLOP_NAMES
+
+    assert set(_SCALLOP_NAMES) == set(reef.scallop.__all__)
+    for name, module in _SCALLOP_NAMES.items():
+        defined = getattr(importlib.import_module(f"reef.scallop.{module}"), name)
+        assert defined is getattr(reef.scallop, name), name
