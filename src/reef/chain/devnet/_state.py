@@ -5,13 +5,23 @@ account or slot a transaction reads walks the trie from the root again, reading 
 every node on the way in pure Python, and every write re-encodes the nodes it replaces just to
 learn their hashes (py-trie's pruning). Profiled over 350 transfers, that was most of the work.
 
-What: a :class:`NodeCache`, owned by one chain, remembers the nodes of its tries by hash (a node
-is immutable by its hash, so a remembered node is right for as long as the process lives, across
-blocks, reverts and reorgs alike) and the hash and encoding of each node it has seen (a pure
-function of the node). :func:`vm_class` gives a VM class whose state uses them, injected through
-py-evm's own extension points (the VM's ``_state_class``, the state's ``account_db_class``, the
-account database's ``_get_address_store``): nothing of py-evm is patched, and a chain without
-the cache runs py-evm unchanged. Both caches are bounded (least recently used entries go).
+What: a :class:`NodeCache`, owned by one chain, remembers
+
+- the nodes of its tries by hash (a node is immutable by its hash, so a remembered node is
+  right for as long as the process lives, across blocks, reverts and reorgs alike), and the
+  hash and encoding of each node it has seen or made (a pure function of the node);
+- the values (accounts, slots) read or written at each trie root (:class:`TrieValues`: a root
+  fixes its trie's contents), carried to the root a block's writes make, so what a block did
+  not touch is read at the next one without a walk;
+- accounts by encoding (py-evm's accounts are immutable).
+
+:func:`vm_class` gives a VM class whose state uses them, injected through py-evm's own extension
+points (the VM's ``_state_class``, the state's ``account_db_class``, the account database's
+``_get_address_store``): nothing of py-evm is patched, and a chain without the cache runs py-evm
+unchanged. Every map is bounded (least recently used entries go). The account database also
+builds accounts from their fields where py-evm copies them, and :func:`encode_node`,
+:func:`encode_account` and :func:`one_item_trie` give pyrlp's and py-trie's bytes without their
+generic machinery.
 
 What it does not change: which nodes are written (py-trie still builds, hashes and prunes every
 node as before; only the decoding and encoding of nodes already known are skipped), so state
@@ -54,7 +64,8 @@ __all__ = ["NodeCache", "encode_account", "encode_node", "one_item_trie", "vm_cl
 
 DEFAULT_NODES: Final = 8192
 """Nodes remembered by default: every node a devnet's hot accounts and slots sit under, many
-times over (a transfer touches about twenty), in a few megabytes."""
+times over (a transfer touches about twenty), in at most some 20 MB (a branch node and its
+encoding are about 2 kB)."""
 
 DEFAULT_ROOTS: Final = 64
 """Roots whose values are kept: the head's and those of the blocks before it (calls at a past
