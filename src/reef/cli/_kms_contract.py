@@ -59,20 +59,16 @@ def _chain(flags: Flags, *, need_account: bool) -> _Chain:
         ConfigError: nothing says where the chain is, or no account to send from.
         RPCError: the endpoint does not answer.
     """
-    from reef.errors import ConfigError
-    from reef.node import open_session
+    from reef.node import open_chain
 
-    home = _home()
-    rpc, key = flags.rpc, flags.key
-    try:
-        session = open_session(home, rpc=rpc, key=key, need_account=need_account)
-    except ConfigError:
-        if rpc is None:
-            raise
-        # A chain without reef's market (any EVM chain): the market is not needed here.
-        session = open_session(
-            home, rpc=rpc, market="0x" + "00" * 20, key=key, need_account=need_account
-        )
+    # Any EVM chain will do: the registry needs no compute market.
+    session = open_chain(
+        _home(),
+        rpc=flags.rpc,
+        key=flags.key,
+        need_account=need_account,
+        hint="start the local network with `reef up`, or pass --rpc URL",
+    )
     registry = None
     for known in (session.network, session.devnet):
         deployment = getattr(known, "deployment", None) if known is not None else None
