@@ -17,6 +17,7 @@ from reef.chain._clients import (
     ContractClient,
     KmsRegistryClient,
     TokenClient,
+    Topic,
     check_uint,
     deploy_contract,
 )
@@ -189,6 +190,7 @@ __all__ = [
     "TOKEN_DECIMALS",
     "TokenClient",
     "TokenUpdated",
+    "Topic",
     "Transactor",
     "TxProgress",
     "TxResult",

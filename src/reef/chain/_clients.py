@@ -4,13 +4,19 @@ A client wraps one deployed contract at ``address`` behind any web3 provider. Re
 ``eth_call``; writes go through a :class:`~reef.chain._tx.Transactor` (simulate, sign, send,
 wait) and return a :class:`~reef.chain._tx.TxResult`. Amounts are ints in base units, checked
 to be uint256 before anything is sent.
+
+Reading a contract's typed events is written here once for every client (market, KMS
+registry, proof market, serverless): :meth:`ContractClient.events` (all of them in a block
+range, optionally narrowed by indexed topics) and :meth:`ContractClient.events_of` (those of one
+event class or its subclasses); "the first event of type X a transaction emitted" is
+:meth:`~reef.chain._tx.TxResult.first`.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from eth_abi.abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
@@ -28,15 +34,23 @@ from reef.chain._events import (
 from reef.chain._tx import ProgressCallback, Sender, Transactor, TxResult, translate_errors
 from reef.chain._types import Address, Amount, parse_address
 from reef.encoding import parse_hex
-from reef.errors import ChainError, InputError
+from reef.errors import ChainError, InputError, MisuseError
 
 __all__ = [
     "LOG_CHUNK_BLOCKS",
     "KmsRegistryClient",
     "TokenClient",
+    "Topic",
     "check_uint",
     "deploy_contract",
 ]
+
+EventT = TypeVar("EventT", bound=ChainEvent)
+_E = TypeVar("_E", bound=ChainEvent)
+
+Topic = int | bytes | str | None
+"""One indexed-topic filter: a uint (as its 32-byte word), 32 bytes, ``0x`` hex, or ``None``
+(any value)."""
 
 _KMS_BATCH = 256  # DynArray bound of approveImages / revokeImages
 LOG_CHUNK_BLOCKS = 10_000
@@ -65,8 +79,29 @@ def deploy_contract(transactor: Transactor, name: ContractName, *args: Any) -> t
     return Address(Web3.to_checksum_address(address)), int(receipt["blockNumber"])
 
 
-class ContractClient:
-    """Shared plumbing: the contract object, the transactor and receipt decoding."""
+def _topic(value: Topic, position: int) -> str | None:
+    """``value`` as ``eth_getLogs`` takes a topic (``0x`` + 64 hex), or None for any."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "0x" + check_uint(value, f"topic {position}").to_bytes(32, "big").hex()
+    if isinstance(value, bytes | bytearray):
+        if len(value) != 32:
+            raise InputError(f"topic {position} must be 32 bytes, got {len(value)}")
+        return "0x" + bytes(value).hex()
+    if isinstance(value, str):
+        return "0x" + parse_hex(value, name=f"topic {position}", length=32).hex()
+    raise InputError(
+        f"topic {position} must be an int, 32 bytes, 0x hex or None, got {type(value).__name__}"
+    )
+
+
+class ContractClient(Generic[EventT]):
+    """Shared plumbing: the contract object, the transactor, receipt and log decoding.
+
+    ``EventT`` is the type of the contract's typed events (the union its :attr:`EVENTS`
+    decoder yields): what :meth:`events` returns and what its transactions' results carry.
+    """
 
     CONTRACT: ClassVar[ContractName]
     EVENTS: ClassVar[Callable[[], EventDecoder] | None] = None
@@ -156,7 +191,7 @@ class ContractClient:
             fn = self.contract.get_function_by_name(function)(*args)
         return self._tx.send(fn, description)
 
-    def _transact(self, function: str, *args: Any) -> TxResult[Any]:
+    def _transact(self, function: str, *args: Any) -> TxResult[EventT]:
         """Send ``function(*args)``; the result's events are the typed events it emitted (none
         for a client without :attr:`EVENTS`)."""
         tx_hash, receipt = self._send(function, *args)
@@ -212,18 +247,83 @@ class ContractClient:
             start = end + 1
         return out
 
+    def events(
+        self,
+        from_block: int = 0,
+        to_block: int | str = "latest",
+        *,
+        topics: Sequence[Topic] = (),
+        chunk: int = LOG_CHUNK_BLOCKS,
+    ) -> list[EventT]:
+        """This contract's typed events in ``[from_block, to_block]``, in chain order.
 
-class _OwnedClient(ContractClient):
+        Args:
+            from_block: the first block read.
+            to_block: the last block read, or ``"latest"``.
+            topics: filters on indexed topics 1, 2, ... (topic 0, the event's signature, is
+                free): an int is a uint's word, ``None`` any value. A topic means a different
+                field in different events: :meth:`events_of` pins the event too.
+            chunk: blocks per ``eth_getLogs`` request (public endpoints refuse wide ranges).
+
+        Raises:
+            ChainError: the client decodes no events, a log is malformed, or the node failed.
+            InputError: a bad block range, chunk or topic.
+        """
+        filters = [None, *(_topic(t, i) for i, t in enumerate(topics, start=1))]
+        logs = self._logs(from_block, to_block, _trimmed(filters), chunk=chunk)
+        return self._events(logs)
+
+    def events_of(
+        self,
+        cls: type[_E],
+        from_block: int = 0,
+        to_block: int | str = "latest",
+        *,
+        topics: Sequence[Topic] = (),
+        chunk: int = LOG_CHUNK_BLOCKS,
+    ) -> list[_E]:
+        """This contract's events of type ``cls`` (or of its subclasses) in the block range, in
+        chain order; only their logs are asked for (topic 0), and ``topics`` narrow them as in
+        :meth:`events`.
+
+        Raises:
+            MisuseError: this client's decoder knows no event of type ``cls``.
+            ChainError, InputError: as :meth:`events`.
+        """
+        known = self._decoder.classes
+        classes = [c for c in known if issubclass(c, cls)]
+        if not classes:
+            raise MisuseError(
+                f"the {self.CONTRACT} client decodes no {cls.__name__} events",
+                hint=f"its events are {', '.join(c.__name__ for c in known)}",
+            )
+        first: str | list[str] | None = None
+        if len(classes) < len(known):  # every event the decoder knows needs no topic-0 filter
+            signatures = ["0x" + t.hex() for t in self._decoder.topics_of(classes)]
+            first = signatures[0] if len(signatures) == 1 else signatures
+        filters = [first, *(_topic(t, i) for i, t in enumerate(topics, start=1))]
+        logs = self._logs(from_block, to_block, _trimmed(filters), chunk=chunk)
+        return [event for event in self._events(logs) if isinstance(event, cls)]
+
+
+def _trimmed(filters: list[Any]) -> list[Any] | None:
+    """A topic filter without its trailing ``None`` entries; None when nothing is left."""
+    while filters and filters[-1] is None:
+        filters.pop()
+    return filters or None
+
+
+class _OwnedClient(ContractClient[EventT]):
     """A contract with one owner who may hand it over (the token, the KMS registry)."""
 
     def owner(self) -> Address:
         return self._call_address("owner")
 
-    def transfer_ownership(self, new_owner: str) -> TxResult[ChainEvent]:
+    def transfer_ownership(self, new_owner: str) -> TxResult[EventT]:
         return self._transact("transferOwnership", parse_address(new_owner, name="new owner"))
 
 
-class TokenClient(_OwnedClient):
+class TokenClient(_OwnedClient[ChainEvent]):
     """The ERC-20 test stable token (6 decimals; the owner mints)."""
 
     CONTRACT = "Token"
@@ -298,7 +398,7 @@ def _image_id(value: bytes | str) -> bytes:
     )
 
 
-class KmsRegistryClient(_OwnedClient):
+class KmsRegistryClient(_OwnedClient[KmsRegistryEvent]):
     """The registry of image ids allowed to derive keys (Oyster's KmsVerifiable)."""
 
     CONTRACT = "KmsRegistry"
@@ -354,13 +454,3 @@ class KmsRegistryClient(_OwnedClient):
     def revoke_images(self, image_ids: Sequence[bytes | str]) -> TxResult[KmsRegistryEvent]:
         """Revoke image ids (one transaction per 256; the result is the last one's)."""
         return self._batched("revokeImages", image_ids)
-
-    def events(
-        self,
-        from_block: int = 0,
-        to_block: int | str = "latest",
-        *,
-        chunk: int = LOG_CHUNK_BLOCKS,
-    ) -> list[KmsRegistryEvent]:
-        """ImageApproved / ImageRevoked events in the block range, in chain order."""
-        return self._events(self._logs(from_block, to_block, chunk=chunk))

@@ -11,12 +11,19 @@ needs one call, not two.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Sequence
+from typing import cast
 
 from web3 import Web3
 
-from reef.chain._clients import LOG_CHUNK_BLOCKS, ContractClient, TokenClient, check_uint
-from reef.chain._events import JOB_EVENTS, JobOpened, MarketEvent, market_decoder
+from reef.chain._clients import (
+    LOG_CHUNK_BLOCKS,
+    ContractClient,
+    TokenClient,
+    Topic,
+    check_uint,
+)
+from reef.chain._events import JobEvent, JobOpened, MarketEvent, market_decoder
 from reef.chain._reasons import Revert, hint_for
 from reef.chain._tx import ProgressCallback, Sender, TxResult
 from reef.chain._types import (
@@ -31,7 +38,7 @@ from reef.chain._types import (
     parse_job_id,
 )
 from reef.crypto import keccak256
-from reef.errors import ChainError, ContractRevertError, InputError, MarketError
+from reef.errors import ContractRevertError, InputError, MarketError
 
 __all__ = ["MAX_CP_BYTES", "MAX_METADATA_BYTES", "RATE_LOCK_SELECTOR", "MarketClient", "check_text"]
 
@@ -74,7 +81,7 @@ def _would_revert(function: str, reason: Revert) -> ContractRevertError:
     )
 
 
-class MarketClient(ContractClient):
+class MarketClient(ContractClient[MarketEvent]):
     """The market contract: providers, jobs, settlement, rate revisions, events."""
 
     CONTRACT = "Market"
@@ -219,12 +226,7 @@ class MarketClient(ContractClient):
                 raise _would_revert("jobOpen", Revert.PROVIDER_NOT_REGISTERED)
             self._ensure_allowance("jobOpen", balance)
         result = self._transact("jobOpen", metadata, provider_address, checked_rate, balance)
-        for event in result.events:
-            if isinstance(event, JobOpened):
-                return event.job
-        raise ChainError(  # pragma: no cover - the contract always emits JobOpened
-            f"jobOpen in transaction {result.tx_hash} emitted no JobOpened event"
-        )
+        return result.first(JobOpened).job
 
     def deposit(
         self, job: int | str | bytes, amount: int, *, approve: bool = True
@@ -283,16 +285,22 @@ class MarketClient(ContractClient):
         to_block: int | str = "latest",
         *,
         job: int | str | bytes | None = None,
+        topics: Sequence[Topic] = (),
         chunk: int = LOG_CHUNK_BLOCKS,
     ) -> list[MarketEvent]:
-        """Every market event in the block range, in chain order (optionally of one job).
+        """Every market event in the block range, in chain order (optionally of one ``job``;
+        ``topics`` as in :meth:`ContractClient.events`, with no ``job``).
 
         Logs are requested ``chunk`` blocks at a time, which public endpoints require.
         """
-        topics: list[Any] | None = None
-        if job is not None:
-            # Topic 0 must be a job event too: other events' first indexed field (a zero
-            # address, a lock selector) can equal a job id, job 0 in particular.
-            job_events = ["0x" + t.hex() for t in self._decoder.topics_of(JOB_EVENTS)]
-            topics = [job_events, parse_job_id(job)]
-        return self._events(self._logs(from_block, to_block, topics, chunk=chunk))
+        if job is None:
+            return super().events(from_block, to_block, topics=topics, chunk=chunk)
+        if topics:
+            raise InputError("give job= or topics=, not both", hint="job= is topics=[job id]")
+        # Topic 0 must be a job event too: other events' first indexed field (a zero
+        # address, a lock selector) can equal a job id, job 0 in particular.
+        found = self.events_of(
+            JobEvent, from_block, to_block, topics=[parse_job_id(job)], chunk=chunk
+        )
+        # Every JobEvent the market's decoder yields is one of MarketEvent's classes.
+        return cast("list[MarketEvent]", found)

@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 EventT = TypeVar("EventT")
+_T = TypeVar("_T")
 
 Sender = LocalAccount | str | None
 """Who sends: a local account (signs in process), an address the node signs for, or nobody
@@ -91,6 +92,24 @@ class TxResult(Generic[EventT]):
     block_number: int
     gas_used: int
     events: tuple[EventT, ...] = ()
+
+    def first(self, cls: type[_T]) -> _T:
+        """The first event of type ``cls`` (or a subclass) the transaction emitted.
+
+        For an event the contract logs in every successful call of the function sent (the new
+        job's ``JobOpened``, the new ask's ``AskCreated``).
+
+        Raises:
+            ChainError: naming the event and the transaction, when it emitted none.
+        """
+        for event in self.events:
+            if isinstance(event, cls):
+                return event
+        raise ChainError(
+            f"transaction {self.tx_hash} emitted no {cls.__name__} event",
+            hint="a result carries only the events of the contract its client was made for"
+            " (and none for a client that decodes no events)",
+        )
 
 
 def decode_revert_reason(data: bytes) -> str | None:

@@ -3,12 +3,13 @@
 Reads are ``eth_call``; writes simulate, sign, send and wait (reef.chain's transactor) and
 return a :class:`~reef.chain.TxResult` whose events are this contract's typed events. A revert
 raises :class:`~reef.errors.ContractRevertError` whose ``reason`` is one of
-:class:`~reef.proofs.ProofRevert`.
+:class:`~reef.proofs.ProofRevert`. Events are read as every client's
+(:meth:`~reef.chain.ContractClient.events`, ``events_of``; ``TxResult.first``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from web3 import Web3
@@ -43,16 +44,11 @@ _ZERO = "0x" + "00" * 20
 _E = TypeVar("_E", bound=ChainEvent)
 
 
-def _first(events: Iterable[ChainEvent], cls: type[_E]) -> _E | None:
-    """The first of ``events`` that is a ``cls``, or None."""
-    return next((e for e in events if isinstance(e, cls)), None)
-
-
 def _uints(values: Sequence[int], name: str) -> list[int]:
     return [check_uint(int(v), name) for v in values]
 
 
-class ProofMarketClient(ContractClient):
+class ProofMarketClient(ContractClient[ProofMarketEvent]):
     """The proof market: markets, asks, provers, assignment, proofs and slashing."""
 
     CONTRACT = "ProofMarket"
@@ -196,7 +192,7 @@ class ProofMarketClient(ContractClient):
         Raises:
             ProofError: the ask has no private inputs.
         """
-        found = _first(self.ask_events(ask_id, from_block), AskSecret)
+        found = self._ask_event(AskSecret, ask_id, from_block)
         if found is None:
             raise ProofError(f"ask {ask_id} has no private inputs")
         return found
@@ -207,7 +203,7 @@ class ProofMarketClient(ContractClient):
         Raises:
             ProofError: the ask has no private inputs or is not assigned.
         """
-        found = _first(self.ask_events(ask_id, from_block), SecretAssigned)
+        found = self._ask_event(SecretAssigned, ask_id, from_block)
         if found is None:
             raise ProofError(f"ask {ask_id} was not assigned with private inputs")
         return found
@@ -218,7 +214,7 @@ class ProofMarketClient(ContractClient):
 
     def auction(self, ask_id: int, from_block: int = 0) -> AuctionCreated | None:
         """An auction ask's terms as logged at creation; None for other asks."""
-        return _first(self.ask_events(ask_id, from_block), AuctionCreated)
+        return self._ask_event(AuctionCreated, ask_id, from_block)
 
     def ask_price(self, ask_id: int) -> Amount:
         """What a proof of the assigned ask pays its prover (0 before assignment)."""
@@ -296,7 +292,7 @@ class ProofMarketClient(ContractClient):
             metadata,
             private_inputs,
         )
-        return _created_market(result), result
+        return result.first(MarketCreated).market_id, result
 
     def set_tee_signer(
         self, market_id: int, signer: str, allowed: bool = True
@@ -404,7 +400,7 @@ class ProofMarketClient(ContractClient):
             parse_address(refund_address or self.sender, name="refund address"),
             *extra,
         )
-        return _created_ask(result), result
+        return result.first(AskCreated).ask_id, result
 
     def lock(self, ask_id: int) -> TxResult[ProofMarketEvent]:
         """Take an auction ask at its current price (the sender must be a joined prover with
@@ -511,10 +507,6 @@ class ProofMarketClient(ContractClient):
 
     # ---- events ----
 
-    def events(self, from_block: int = 0, to_block: int | str = "latest") -> list[ProofMarketEvent]:
-        """This contract's events in the block range, typed, in chain order."""
-        return self._events(self._logs(from_block, to_block))
-
     def events_to_head(self, from_block: int) -> tuple[list[ProofMarketEvent], int]:
         """The events from ``from_block`` to the chain's head, and the block to read from next
         (a follower's cursor: nothing is read twice or skipped)."""
@@ -525,20 +517,12 @@ class ProofMarketClient(ContractClient):
 
     def ask_events(self, ask_id: int, from_block: int = 0) -> list[ProofMarketEvent]:
         """The events of one ask (topic 1 is the ask id for every ask event)."""
-        topic = "0x" + check_uint(ask_id, "ask id").to_bytes(32, "big").hex()
-        events = self._events(self._logs(from_block, "latest", [None, topic]))
+        events = self.events(from_block, topics=[check_uint(ask_id, "ask id")])
+        # Topic 1 is another field of other events (a market id, a prover): keep the ask's.
         return [e for e in events if getattr(e, "ask_id", None) == ask_id]
 
-
-def _created_ask(result: TxResult[ProofMarketEvent]) -> int:
-    created = _first(result.events, AskCreated)
-    if created is None:  # pragma: no cover - a successful createAsk always logs it
-        raise ProofError("createAsk succeeded without an AskCreated event")
-    return created.ask_id
-
-
-def _created_market(result: TxResult[ProofMarketEvent]) -> int:
-    created = _first(result.events, MarketCreated)
-    if created is None:  # pragma: no cover - a successful creation always logs it
-        raise ProofError("market creation succeeded without a MarketCreated event")
-    return created.market_id
+    def _ask_event(self, cls: type[_E], ask_id: int, from_block: int) -> _E | None:
+        """The first ``cls`` event of ask ``ask_id`` (an ask event: its topic 1 is the ask id),
+        or None."""
+        found = self.events_of(cls, from_block, topics=[check_uint(ask_id, "ask id")])
+        return found[0] if found else None

@@ -46,11 +46,12 @@ from reef.chain import (
     translate_errors,
 )
 from reef.encoding import parse_hex
-from reef.errors import ChainError, ContractRevertError, InputError
+from reef.errors import ContractRevertError, InputError
 from reef.serverless._events import (
     CodeCreated,
     JobCreated,
     JobResponded,
+    ServerlessJobsEvent,
     serverless_code_decoder,
     serverless_jobs_decoder,
 )
@@ -74,7 +75,7 @@ ENV_JAVASCRIPT = 1
 _SAVE_CODE = "saveCodeInCallData(string,bytes)"
 _SAVE_CODE_SELECTOR = Web3.keccak(text=_SAVE_CODE)[:4]
 _NOT_UTF8 = b"\xff"  # the runtime answers code 2 (not decodable) for calldata that is not code
-_E = TypeVar("_E", bound=ChainEvent)
+_EventT = TypeVar("_EventT", bound=ChainEvent)
 
 
 def _codehash(value: str | bytes) -> bytes:
@@ -85,8 +86,9 @@ def _codehash(value: str | bytes) -> bytes:
     return parse_hex(value, name="codehash", length=32)
 
 
-class _Client(ContractClient):
-    """Adds the serverless contracts' hints to reverts, and reads their typed events."""
+class _Client(ContractClient[_EventT]):
+    """Adds the serverless contracts' hints to reverts (events are read as every client's:
+    :meth:`~reef.chain.ContractClient.events` and ``events_of``)."""
 
     def _send(self, function: str, *args: Any) -> tuple[str, TxReceipt]:
         try:
@@ -96,20 +98,6 @@ class _Client(ContractClient):
             if hint is None or exc.hint:
                 raise
             raise ContractRevertError(exc.message, hint=hint, reason=exc.reason) from exc
-
-    def _of_type(
-        self, cls: type[_E], from_block: int, to_block: int | str, *topics: str
-    ) -> list[_E]:
-        """This contract's ``cls`` events in the block range (``topics`` narrow them after
-        topic 0), in chain order."""
-        (topic,) = self._decoder.topics_of([cls])
-        logs = self._logs(from_block, to_block, ["0x" + topic.hex(), *topics])
-        return [event for event in self._events(logs) if isinstance(event, cls)]
-
-    def events(self, from_block: int = 0, to_block: int | str = "latest") -> list[ChainEvent]:
-        """Every event of this contract in the block range, typed (the contract's union in
-        :mod:`reef.serverless._events`), in chain order."""
-        return self._events(self._logs(from_block, to_block))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,7 +110,7 @@ class CodeDeployment:
     block_number: int
 
 
-class ServerlessCodeClient(_Client):
+class ServerlessCodeClient(_Client[CodeCreated]):
     """The code contract: functions live in the calldata of a transaction to it."""
 
     CONTRACT = "ServerlessCode"
@@ -174,7 +162,7 @@ class ServerlessCodeClient(_Client):
     ) -> list[CodeDeployment]:
         """The functions deployed on this contract in the block range, in chain order."""
         out = []
-        for created in self._of_type(CodeCreated, from_block, to_block):
+        for created in self.events_of(CodeCreated, from_block, to_block):
             try:
                 meta = json.loads(created.metadata)
                 name = str(meta.get("name", "")) if isinstance(meta, dict) else ""
@@ -342,7 +330,7 @@ class JobResponse:
     tx_hash: str
 
 
-class ServerlessJobsClient(_Client):
+class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
     """The Jobs contract: executors, jobs, outputs, slashing."""
 
     CONTRACT = "ServerlessJobs"
@@ -542,7 +530,7 @@ class ServerlessJobsClient(_Client):
             check_uint(env, "env", bits=8),
             *_job_terms(codehash, codeinputs, deadline_ms, callback, callback_gas_limit),
         )
-        return _request(_emitted(result, JobCreated)), result
+        return _request(result.first(JobCreated)), result
 
     def submit_output(self, signed: SignedOutput) -> TxResult[Any]:
         return self._transact("submitOutput", *signed.call_args())
@@ -572,18 +560,15 @@ class ServerlessJobsClient(_Client):
 
     def requests(self, from_block: int, to_block: int | str = "latest") -> list[JobRequest]:
         """``JobCreated`` events in the block range, in chain order."""
-        return [_request(e) for e in self._of_type(JobCreated, from_block, to_block)]
+        return [_request(e) for e in self.events_of(JobCreated, from_block, to_block)]
 
     def responses(
         self, from_block: int, to_block: int | str = "latest", *, job_id: int | None = None
     ) -> list[JobResponse]:
         """``JobResponded`` events in the block range (of one job if given), in chain order."""
-        topics = (
-            ()
-            if job_id is None
-            else ("0x" + check_uint(job_id, "job id").to_bytes(32, "big").hex(),)
-        )
-        return [_response(e) for e in self._of_type(JobResponded, from_block, to_block, *topics)]
+        topics = () if job_id is None else (check_uint(job_id, "job id"),)
+        found = self.events_of(JobResponded, from_block, to_block, topics=topics)
+        return [_response(e) for e in found]
 
 
 def _job_terms(
@@ -608,14 +593,6 @@ def _image(image_id: bytes) -> bytes:
     if not isinstance(image_id, bytes | bytearray) or len(image_id) != 32:
         raise InputError("an image id is 32 bytes")
     return bytes(image_id)
-
-
-def _emitted(result: TxResult[Any], cls: type[_E]) -> _E:
-    """The ``cls`` event a successful transaction of this contract always emits."""
-    found = next((event for event in result.events if isinstance(event, cls)), None)
-    if found is None:  # pragma: no cover - the contract logs it in every successful call
-        raise ChainError(f"transaction {result.tx_hash} succeeded without a {cls.__name__} event")
-    return found
 
 
 def _request(event: JobCreated) -> JobRequest:

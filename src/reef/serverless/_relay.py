@@ -44,11 +44,15 @@ from reef.serverless._contracts import (
     JobResponse,
     ServerlessJobsClient,
     _Client,
-    _emitted,
     _job_terms,
     _uint_fields,
 )
-from reef.serverless._events import JobRelayed, RelayJobResponded, serverless_relay_decoder
+from reef.serverless._events import (
+    JobRelayed,
+    RelayEvent,
+    RelayJobResponded,
+    serverless_relay_decoder,
+)
 from reef.serverless._signing import SignedOutput, _output_digest, _sign_output, _unsigned
 
 __all__ = [
@@ -124,7 +128,7 @@ class RelayParams:
         return _uint_fields(self)
 
 
-class ServerlessRelayClient(_Client):
+class ServerlessRelayClient(_Client[RelayEvent]):
     """The Relay contract on the chain users pay on."""
 
     CONTRACT = "ServerlessRelay"
@@ -171,7 +175,7 @@ class ServerlessRelayClient(_Client):
         result = self._transact(
             "relayJob", *_job_terms(codehash, codeinputs, deadline_ms, callback, callback_gas_limit)
         )
-        return _emitted(result, JobRelayed)
+        return result.first(JobRelayed)
 
     def claim(self, job_id: int) -> TxResult[Any]:
         return self._transact("claimJob", check_uint(job_id, "job id"))
@@ -184,11 +188,11 @@ class ServerlessRelayClient(_Client):
 
     def relayed(self, from_block: int, to_block: int | str = "latest") -> list[JobRelayed]:
         """The requests (``JobRelayed``) in the block range, in chain order."""
-        return self._of_type(JobRelayed, from_block, to_block)
+        return self.events_of(JobRelayed, from_block, to_block)
 
     def responses(self, from_block: int, to_block: int | str = "latest") -> list[RelayJobResponded]:
         """The gateways' answers (``JobResponded``) in the block range, in chain order."""
-        return self._of_type(RelayJobResponded, from_block, to_block)
+        return self.events_of(RelayJobResponded, from_block, to_block)
 
 
 class RelayGateway:
