@@ -592,7 +592,8 @@ class Chain:
             )
             self._header_template = template
             return template
-        return template.copy(
+        return _with_fields(
+            template,
             parent_hash=parent.hash,
             block_number=parent.block_number + 1,
             timestamp=timestamp,
@@ -643,7 +644,8 @@ class Chain:
                     root, nodes = one_item_trie(item.encode())
                     chain.chaindb.persist_trie_data_dict(nodes)
                     fields[name] = root
-            block = vm.get_block().copy(transactions=transactions, header=header.copy(**fields))
+            filled = _with_fields(header, **fields)
+            block = vm.get_block().copy(transactions=transactions, header=filled)
         except ValidationError as exc:
             raise rejection(exc) from exc
         chain.chaindb.persist_block(block)
@@ -893,6 +895,12 @@ class Chain:
         """
         cap = min(request.gas, gas_cap) if request.gas is not None else gas_cap
         return estimate_on(self._call_setup(selector), request, cap, timeout_s=timeout_s)
+
+
+def _with_fields(header: Any, **fields: Any) -> Any:
+    """``header.copy(**fields)``, in half its time: py-evm's ``copy`` deep-copies each unchanged
+    field (ints and bytes here, immutable) and merges positional arguments no caller passes."""
+    return type(header)(**{**header.as_dict(), **fields})
 
 
 def _access_list_json(
