@@ -45,6 +45,7 @@ from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ChainError, InputError, InvalidProofInputError, ProofError
 from reef.proofs._book import OrderBook
 from reef.proofs._client import ProofMarketClient
+from reef.proofs._events import TaskAssigned
 from reef.proofs._loop import _step_until_stopped
 from reef.proofs._matching import Quote, match_round
 from reef.proofs._secret import ecies_decrypt, ecies_encrypt, open_secret
@@ -177,7 +178,7 @@ class MatchingEngine:
             [a for a, _, _ in pairs], [p for _, p, _ in pairs], [acl for _, _, acl in pairs]
         )
         self._done(batch_id, result.tx_hash)
-        return sum(1 for e in result.events if type(e).__name__ == "TaskAssigned")
+        return sum(1 for e in result.events if isinstance(e, TaskAssigned))
 
     def step(self) -> EngineStep:
         """Index, apply, finish a pending batch or match and send one; see the module docstring."""
