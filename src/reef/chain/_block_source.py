@@ -353,9 +353,7 @@ class Web3BlockSource:
             # No batches here (a single error answers the batch as a whole): ask one by one.
             self._batches = False
             return self.log_entries(address, from_block, to_block), self.block(to_block)
-        entries = _result(logs_what, by_id[logs["id"]])
-        if not isinstance(entries, list):
-            raise RPCError(f"{logs_what} answered no list of logs")
+        entries = _log_list(logs_what, _result(logs_what, by_id[logs["id"]]))
         return entries, _block_ref(block_what, to_block, _result(block_what, by_id[block["id"]]))
 
     @staticmethod
@@ -385,10 +383,8 @@ class Web3BlockSource:
         # A raw JSON-RPC request: web3.py's result formatters cost more than the HTTP round trip
         # on big ranges, and the node's own error message tells a too-large range apart.
         what = f"eth_getLogs({from_block}..{to_block})"
-        entries = self._request(what, "eth_getLogs", [self._filter(address, from_block, to_block)])
-        if not isinstance(entries, list):
-            raise RPCError(f"{what} answered no list of logs")
-        return entries
+        params = [self._filter(address, from_block, to_block)]
+        return _log_list(what, self._request(what, "eth_getLogs", params))
 
     def _formatted_logs(self, address: str, from_block: int, to_block: int) -> list[RawLog]:
         """Through web3.py's formatting, for providers that are not JSON-RPC (eth-tester)."""
@@ -439,6 +435,13 @@ def _result(what: str, response: Any) -> Any:
         message = error.get("message", error) if isinstance(error, dict) else error
         raise RPCError(f"{what} failed: {message}")
     return response.get("result")
+
+
+def _log_list(what: str, entries: Any) -> list[Any]:
+    """An ``eth_getLogs`` result, which must be a list."""
+    if not isinstance(entries, list):
+        raise RPCError(f"{what} answered no list of logs")
+    return entries
 
 
 def _block_ref(what: str, number: int, block: Any) -> BlockRef:
