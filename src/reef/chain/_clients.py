@@ -269,9 +269,7 @@ class ContractClient(Generic[EventT]):
             ChainError: the client decodes no events, a log is malformed, or the node failed.
             InputError: a bad block range, chunk or topic.
         """
-        filters = [None, *(_topic(t, i) for i, t in enumerate(topics, start=1))]
-        logs = self._logs(from_block, to_block, _trimmed(filters), chunk=chunk)
-        return self._events(logs)
+        return self._read(None, from_block, to_block, topics, chunk)
 
     def events_of(
         self,
@@ -301,9 +299,21 @@ class ContractClient(Generic[EventT]):
         if len(classes) < len(known):  # every event the decoder knows needs no topic-0 filter
             signatures = ["0x" + t.hex() for t in self._decoder.topics_of(classes)]
             first = signatures[0] if len(signatures) == 1 else signatures
+        events = self._read(first, from_block, to_block, topics, chunk)
+        return [event for event in events if isinstance(event, cls)]
+
+    def _read(
+        self,
+        first: str | list[str] | None,
+        from_block: int,
+        to_block: int | str,
+        topics: Sequence[Topic],
+        chunk: int,
+    ) -> list[EventT]:
+        """The typed events of the logs whose topic 0 is ``first`` (None: any) and whose indexed
+        topics match ``topics``."""
         filters = [first, *(_topic(t, i) for i, t in enumerate(topics, start=1))]
-        logs = self._logs(from_block, to_block, _trimmed(filters), chunk=chunk)
-        return [event for event in self._events(logs) if isinstance(event, cls)]
+        return self._events(self._logs(from_block, to_block, _trimmed(filters), chunk=chunk))
 
 
 def _trimmed(filters: list[Any]) -> list[Any] | None:
