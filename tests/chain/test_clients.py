@@ -24,6 +24,7 @@ from reef.chain import (
     Revert,
     TokenClient,
     TxProgress,
+    amount_per_hour,
     decode_market_log,
     deploy_contracts,
     format_amount,
@@ -434,6 +435,8 @@ def test_amount_parsing_and_formatting_are_exact() -> None:
 def test_rate_per_hour_and_job_ids() -> None:
     # 0.189 USDC per hour (reference §4.3's c5.xlarge) -> 52_500_000_000_000 per second.
     assert rate_per_hour(189_000) == 52_500_000_000_000
+    assert amount_per_hour(52_500_000_000_000) == 189_000  # and back
+    assert amount_per_hour(rate_per_hour(1)) == 0  # both round down
     assert parse_job_id(5) == "0x" + "00" * 31 + "05"
     assert parse_job_id("0x5") == parse_job_id(b"\x05") == parse_job_id("05")
     assert parse_address("0x" + "ab" * 20) == Web3.to_checksum_address("0x" + "ab" * 20)

@@ -28,6 +28,7 @@ __all__ = [
     "JobId",
     "Rate",
     "RateLock",
+    "amount_per_hour",
     "format_amount",
     "job_index",
     "parse_address",
@@ -158,6 +159,12 @@ def format_amount(amount: int, *, decimals: int = TOKEN_DECIMALS) -> str:
     if not frac or decimals == 0:
         return f"{sign}{whole}"
     return f"{sign}{whole}.{frac:0{decimals}d}".rstrip("0")
+
+
+def amount_per_hour(rate: int) -> Amount:
+    """What ``rate`` charges per hour, in base units (rounded down): :func:`rate_per_hour`'s
+    inverse."""
+    return Amount(rate * 3600 // RATE_SCALE)
 
 
 def rate_per_hour(amount_per_hour: int) -> Rate:

@@ -99,10 +99,9 @@ def market_session(
 
 def per_hour(rate: int) -> str:
     """A market rate (token base units × 10¹² per second) as rUSD per hour."""
-    from reef.chain import format_amount
-    from reef.node import per_hour as base_units_per_hour
+    from reef.chain import amount_per_hour, format_amount
 
-    return format_amount(base_units_per_hour(rate))
+    return format_amount(amount_per_hour(rate))
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,8 @@
   summed up as one :class:`JobStatus`;
 - :func:`summarize_job`: one open job settled up to now, when its enclave stops and what its
   provider says, as one :class:`JobSummary` (``reef jobs show`` and the dashboard format it);
-- :func:`per_hour`, :func:`stop_margin_s`, :func:`stops_at`, :func:`jobs_totals`: a rate per
-  hour, how long before the money runs out the provider stops an enclave (and so when), and
-  what some jobs hold and spend;
+- :func:`stop_margin_s`, :func:`stops_at`, :func:`jobs_totals`: how long before the money
+  runs out the provider stops an enclave (and so when), and what some jobs hold and spend;
 - :func:`find_open_job`, :func:`owned_job`: the open job, refused when it is not open (or,
   for the latter, unless the session's account owns it);
 - :func:`deposit_to_job`: add money to a job from the session's account;
@@ -26,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from reef.chain import Address, Amount, Job, JobId
+from reef.chain import Address, Amount, Job, JobId, amount_per_hour
 from reef.errors import MarketError, ServiceError
 
 if TYPE_CHECKING:
@@ -45,7 +44,6 @@ __all__ = [
     "jobs_totals",
     "open_jobs",
     "owned_job",
-    "per_hour",
     "stop_job",
     "stop_margin_s",
     "stops_at",
@@ -59,11 +57,6 @@ WITHDRAW_MARGIN_S = 5
 
 DEFAULT_SAFETY_MARGIN_S = 300
 """The provider's default safety margin, for a network this home did not start."""
-
-
-def per_hour(rate: int) -> Amount:
-    """A market rate (token base units × 10¹² per second) in base units per hour."""
-    return Amount(rate * 3600 // 10**12)
 
 
 def stop_margin_s(session: Session) -> int:
@@ -164,7 +157,7 @@ def jobs_totals(jobs: Iterable[Job], now: int) -> tuple[Amount, Amount]:
 
     listed = list(jobs)
     held = sum(settle(job, now).job.balance for job in listed)
-    return Amount(held), per_hour(sum(job.rate for job in listed))
+    return Amount(held), amount_per_hour(sum(job.rate for job in listed))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -87,9 +87,9 @@ class JobRow:
     @property
     def rate_per_hour(self) -> int:
         """The job's rate in token base units per hour."""
-        from reef.node import per_hour
+        from reef.chain import amount_per_hour
 
-        return per_hour(self.rate)
+        return amount_per_hour(self.rate)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -144,9 +144,8 @@ def chain_summary(session: Session) -> dict[str, Any]:
 
 def providers(session: Session, client: MarketClient) -> list[ProviderRow]:
     """Every provider the market's events registered (and did not remove), with its offer."""
-    from reef.chain import ProviderAdded, ProviderRemoved
+    from reef.chain import ProviderAdded, ProviderRemoved, amount_per_hour
     from reef.market import ControlPlaneClient
-    from reef.node import per_hour
 
     seen: dict[str, None] = {}
     for event in client.events(from_block=session.start_block):
@@ -166,7 +165,7 @@ def providers(session: Session, client: MarketClient) -> list[ProviderRow]:
                 {
                     "region": region.region,
                     "instance": rate.instance,
-                    "min_rate_per_hour": per_hour(rate.min_rate),
+                    "min_rate_per_hour": amount_per_hour(rate.min_rate),
                     "vcpu": rate.cpu,
                     "memory": rate.memory,
                 }
