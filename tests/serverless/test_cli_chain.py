@@ -45,7 +45,7 @@ def test_deploy_list_job_and_executors(served: tuple[ServerlessChain, str], tmp_
     )
     assert shown.exit_code == 0, shown.output
     job = json.loads(shown.stdout)
-    assert job["selected"] == list(request.selected)
+    assert job["selected"] == list(request.selected_executors)
     assert job["deposit"] == 1000 * chain.params.fee_per_ms
     assert job["outputs"] == []
     executors = CliRunner().invoke(app, ["fn", "executors", *flags(chain, url), "--json"])

@@ -279,9 +279,9 @@ def test_selection_is_the_stake_weighted_draw_over_the_parent_block(
         request, _ = user.create_job(CODEHASH, b"", 1000)
         parent = chain.devnet.web3().eth.get_block(request.block_number - 1)["hash"]
         expected = select_executors(selection_seed(bytes(parent), request.job_id), candidates, 3)
-        assert list(request.selected) == expected
-        assert len(set(request.selected)) == 3
-        assert set(request.selected) <= set(enclaves)
+        assert list(request.selected_executors) == expected
+        assert len(set(request.selected_executors)) == 3
+        assert set(request.selected_executors) <= set(enclaves)
 
 
 def test_too_few_executors_refuses_and_charges_nothing(chain: ServerlessChain) -> None:
@@ -307,7 +307,7 @@ def test_outputs_pay_per_ms_first_answer_most_and_refund_the_rest(
     assert chain.balance(user.address) == before - request.deposit
     owners = {e.enclave: e.owner for e in chain.jobs().executors()}
     paid = []
-    for i, enclave in enumerate(request.selected):
+    for i, enclave in enumerate(request.selected_executors):
         owner_before = chain.balance(owners[enclave])
         # Later answers report other times: only the first one's counts.
         signed = chain.output(enclave, request.job_id, total_time=250 + 100 * i)
@@ -324,7 +324,7 @@ def test_outputs_pay_per_ms_first_answer_most_and_refund_the_rest(
     assert job.escrow == 0
     assert chain.balance(chain.jobs_address) == sum(e.stake for e in chain.jobs().executors())
     with pytest.raises(ContractRevertError) as exc:
-        chain.jobs(user).submit_output(chain.output(request.selected[0], request.job_id))
+        chain.jobs(user).submit_output(chain.output(request.selected_executors[0], request.job_id))
     assert reason(exc) == ServerlessRevert.JOB_CLOSED.value
 
 
@@ -334,12 +334,12 @@ def test_outputs_are_refused_from_strangers_twice_and_after_the_deadline(
     enclaves = three(chain)
     stranger = chain.register(chain.operators[3])
     request, _ = chain.jobs(chain.users[0]).create_job(CODEHASH, b"", 1000)
-    outsider = next(e for e in [*enclaves, stranger] if e not in request.selected)
+    outsider = next(e for e in [*enclaves, stranger] if e not in request.selected_executors)
     submitter = chain.jobs(chain.users[1])
     with pytest.raises(ContractRevertError) as exc:
         submitter.submit_output(chain.output(outsider, request.job_id))
     assert reason(exc) == ServerlessRevert.NOT_SELECTED.value
-    first = request.selected[0]
+    first = request.selected_executors[0]
     submitter.submit_output(chain.output(first, request.job_id))
     with pytest.raises(ContractRevertError) as exc:
         submitter.submit_output(chain.output(first, request.job_id))
@@ -349,14 +349,14 @@ def test_outputs_are_refused_from_strangers_twice_and_after_the_deadline(
     assert reason(exc) == ServerlessRevert.UNKNOWN_ERROR_CODE.value
     chain.advance(1 + PARAMS.execution_buffer_s + 5)
     with pytest.raises(ContractRevertError) as exc:
-        submitter.submit_output(chain.output(request.selected[1], request.job_id))
+        submitter.submit_output(chain.output(request.selected_executors[1], request.job_id))
     assert reason(exc) == ServerlessRevert.EXECUTION_OVER.value
 
 
 def test_a_signature_for_another_deployment_is_refused(chain: ServerlessChain) -> None:
     three(chain)
     request, _ = chain.jobs(chain.users[0]).create_job(CODEHASH, b"", 1000)
-    enclave = request.selected[0]
+    enclave = request.selected_executors[0]
     domain = chain.jobs().domain()
     for other in (
         JobsDomain(chain_id=domain.chain_id + 1, jobs_contract=domain.jobs_contract),
@@ -383,7 +383,7 @@ def test_silent_executors_are_slashed_and_the_unearned_part_refunded(
     user = chain.users[0]
     before = chain.balance(user.address)
     request, _ = chain.jobs(user).create_job(CODEHASH, b"", 1000)
-    answered = request.selected[0]
+    answered = request.selected_executors[0]
     chain.jobs(chain.users[1]).submit_output(chain.output(answered, request.job_id, total_time=400))
     with pytest.raises(ContractRevertError) as exc:
         chain.jobs(chain.users[1]).slash_on_timeout(request.job_id)
@@ -393,7 +393,7 @@ def test_silent_executors_are_slashed_and_the_unearned_part_refunded(
     records = {e.enclave: e for e in chain.jobs().executors()}
     slash = 4_000_000 * PARAMS.slash_bips // 10_000
     assert records[answered].stake == 4_000_000
-    for silent in request.selected[1:]:
+    for silent in request.selected_executors[1:]:
         assert records[silent].stake == 4_000_000 - slash
         assert records[silent].active_jobs == 0
     cost = 400 * PARAMS.fee_per_ms
@@ -401,7 +401,7 @@ def test_silent_executors_are_slashed_and_the_unearned_part_refunded(
     # The user paid only the first answer's share, and got the silent executors' slashed stake.
     assert chain.balance(user.address) == before - first_share + 2 * slash
     events = [e for e in chain.jobs().events() if isinstance(e, SlashedOnExecutionTimeout)]
-    assert {e.enclave for e in events} == set(request.selected[1:])
+    assert {e.enclave for e in events} == set(request.selected_executors[1:])
 
 
 def test_with_no_answer_at_all_the_user_gets_everything_back(chain: ServerlessChain) -> None:
@@ -459,7 +459,9 @@ def test_the_callback_gets_the_first_output_within_its_gas_limit(
         CODEHASH, b"", 1000, callback=receiver.address, callback_gas_limit=200_000
     )
     chain.jobs(chain.users[1]).submit_output(
-        chain.output(request.selected[0], request.job_id, b"result", total_time=42, error_code=0)
+        chain.output(
+            request.selected_executors[0], request.job_id, b"result", total_time=42, error_code=0
+        )
     )
     assert receiver.functions.lastJob().call() == request.job_id
     assert receiver.functions.lastOutput().call() == b"result"
@@ -471,7 +473,9 @@ def test_the_callback_gets_the_first_output_within_its_gas_limit(
     request2, _ = jobs.create_job(
         CODEHASH, b"", 1000, callback=receiver.address, callback_gas_limit=100_000
     )
-    chain.jobs(chain.users[1]).submit_output(chain.output(request2.selected[0], request2.job_id))
+    chain.jobs(chain.users[1]).submit_output(
+        chain.output(request2.selected_executors[0], request2.job_id)
+    )
     called = [e for e in chain.jobs().events() if isinstance(e, JobResultCallbackCalled)]
     assert [e.success for e in called] == [True, False]
     assert chain.jobs().job(request2.job_id).output_count == 1  # type: ignore[union-attr]

@@ -171,7 +171,7 @@ async def test_a_call_is_answered_signed_and_billed_as_the_model_says(network: N
         assert recover(chain, signed) == response.executor
         assert response.executor in registered
     first = responses[0]
-    cost = min(first.total_time_ms, 5000) * PARAMS_FAST.fee_per_ms
+    cost = min(first.total_time, 5000) * PARAMS_FAST.fee_per_ms
     assert chain.balance(user.address) == before - cost
     shares = payout_shares(cost, 3)
     for response, share in zip(responses, shares, strict=True):
@@ -219,7 +219,7 @@ async def test_misbehaving_functions_get_their_codes_beside_normal_calls(
         responses = jobs.responses(request.block_number, job_id=request.job_id)
         expected = ErrorCode.CODE_NOT_FOUND if name == "missing" else functions[name][1]
         assert {r.error_code for r in responses} == {int(expected)}, name
-        assert all(r.total_time_ms <= 1500 for r in responses), name
+        assert all(r.total_time <= 1500 for r in responses), name
         if name == "hello":
             assert responses[0].output == b"hello, x"
         if name == "net":
@@ -251,7 +251,7 @@ async def test_silent_executors_are_slashed_and_nobody_answering_refunds_all(
         assert record.stake == expected
     responses = chain.jobs().responses(request.block_number, job_id=request.job_id)
     assert [r.executor for r in responses] == [network.nodes[0].address]
-    cost = min(responses[0].total_time_ms, 1000) * PARAMS_SHORT_BUFFER.fee_per_ms
+    cost = min(responses[0].total_time, 1000) * PARAMS_SHORT_BUFFER.fee_per_ms
     assert chain.balance(user.address) == before - payout_shares(cost, 3)[0] + 2 * slash
     # Now nobody answers: the whole deposit comes back (plus the slashed stakes).
     assert network.nodes[0].service is not None

@@ -118,7 +118,7 @@ class JobsAgreement(RuleBasedStateMachine):
         if chain_result is not None:
             request, _ = chain_result
             job_id, selected = model_result
-            assert (request.job_id, list(request.selected)) == (job_id, selected)
+            assert (request.job_id, list(request.selected_executors)) == (job_id, selected)
 
     @precondition(lambda self: self.model.jobs)
     @rule(

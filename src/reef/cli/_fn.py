@@ -39,6 +39,7 @@ from reef.errors import InputError, ServerlessError
 if TYPE_CHECKING:
     from reef.serverless import (
         CallResult,
+        JobResponded,
         Limits,
         ServerlessJobsClient,
     )
@@ -259,7 +260,7 @@ def deploy_cmd(
 
 def _wait_for_output(
     client: ServerlessJobsClient, job_id: int, from_block: int, wait_s: float
-) -> Any:
+) -> JobResponded | None:
     import time
 
     end = time.monotonic() + wait_s
@@ -276,7 +277,9 @@ def _wait_for_output(
     return None
 
 
-def _call_json(client: ServerlessJobsClient, response: Any, request_id: int) -> dict[str, Any]:
+def _call_json(
+    client: ServerlessJobsClient, response: JobResponded, request_id: int
+) -> dict[str, Any]:
     from reef.serverless import ErrorCode
 
     signed = client.signed_output(response.tx_hash)
@@ -292,7 +295,7 @@ def _call_json(client: ServerlessJobsClient, response: Any, request_id: int) -> 
         "error": description,
         "output": _text(response.output),
         "output_hex": "0x" + response.output.hex(),
-        "total_time_ms": response.total_time_ms,
+        "total_time_ms": response.total_time,
         "executor": response.executor,
         "signature": "0x" + signed.signature.hex(),
         "sign_timestamp": signed.sign_timestamp,
@@ -327,7 +330,7 @@ def call_cmd(
         if token.allowance(client.sender, client.address) < timeout_ms * params.fee_per_ms:
             token.approve(client.address, 2**256 - 1)
         request, _ = client.create_job(codehash, body, timeout_ms)
-        note(f"job {request.job_id} opened; selected {', '.join(request.selected)}")
+        note(f"job {request.job_id} opened; selected {', '.join(request.selected_executors)}")
         wait_s = timeout_ms / 1000 + params.execution_buffer_s + 5
         response = _wait_for_output(client, request.job_id, request.block_number, wait_s)
         if response is None:
@@ -364,7 +367,7 @@ def job_cmd(
                 "executor": r.executor,
                 "error_code": r.error_code,
                 "output_hex": "0x" + r.output.hex(),
-                "total_time_ms": r.total_time_ms,
+                "total_time_ms": r.total_time,
                 "payment": r.payment,
             }
             for r in client.responses(0, job_id=job_id)

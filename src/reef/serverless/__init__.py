@@ -16,8 +16,10 @@ The chain side (loaded on first use, see ``__getattr__``: web3 and Starlette cos
   :class:`ServerlessJobsClient` (executors, jobs, outputs, slashing), :class:`ServerlessRelayClient`
   (the chain users pay on, for two chains), their revert reasons (:class:`ServerlessRevert`,
   :class:`RelayRevert`);
-- their events, typed (:class:`JobCreated`, :class:`JobResponded`, ... decoded by reef.chain's
-  ``EventDecoder``; :func:`serverless_jobs_decoder` and its siblings for an indexer);
+- their events, typed (decoded by reef.chain's ``EventDecoder``; :func:`serverless_jobs_decoder`
+  and its siblings for an indexer): the clients return them and the executors, the relay gateway
+  and ``reef fn`` read them as they are (:class:`JobCreated` is a job to run,
+  :class:`JobResponded` an output the chain accepted);
 - EIP-712 signing bound to a deployment (:class:`JobsDomain`, :func:`sign_output`);
 - the billing model (:class:`JobsModel`, :func:`payout_shares`, :func:`select_executors`);
 - executors (:class:`ExecutorNode`, :class:`ExecutorService`), their registration through the
@@ -64,8 +66,6 @@ if TYPE_CHECKING:
         CodeDeployment,
         ExecutorRecord,
         JobRecord,
-        JobRequest,
-        JobResponse,
         JobsParams,
         ServerlessCodeClient,
         ServerlessJobsClient,
@@ -181,9 +181,7 @@ __all__ = [
     "JobRecord",
     "JobRefunded",
     "JobRelayed",
-    "JobRequest",
     "JobResponded",
-    "JobResponse",
     "JobResultCallbackCalled",
     "JobsDomain",
     "JobsModel",
@@ -246,8 +244,6 @@ __getattr__ = lazy_attributes(
         "CodeDeployment": "_contracts",
         "ExecutorRecord": "_contracts",
         "JobRecord": "_contracts",
-        "JobRequest": "_contracts",
-        "JobResponse": "_contracts",
         "JobsParams": "_contracts",
         "ServerlessCodeClient": "_contracts",
         "ServerlessJobsClient": "_contracts",

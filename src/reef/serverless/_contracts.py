@@ -12,10 +12,14 @@ reason and, here, a hint from :mod:`reef.serverless._reasons`.
   submits signed outputs, slashes, and reads executors, jobs and their events.
 
 Events are decoded by reef.chain's ``EventDecoder`` into the typed events of
-:mod:`reef.serverless._events`, as every reef contract's are; :class:`JobRequest`,
-:class:`JobResponse` and :class:`CodeDeployment` are the views the executors and the CLI read.
+:mod:`reef.serverless._events`, as every reef contract's are, and those events are what the
+executors, the relay gateway and the CLI read: :meth:`ServerlessJobsClient.create_job` and
+:meth:`~ServerlessJobsClient.requests` give :class:`~reef.serverless._events.JobCreated`,
+:meth:`~ServerlessJobsClient.responses` gives :class:`~reef.serverless._events.JobResponded`.
+:class:`CodeDeployment` adds what the event does not carry: the function's name, decoded from its
+metadata.
 
-One module (about 640 lines): the typed clients of the Code and Jobs contracts and the records
+One module (about 570 lines): the typed clients of the Code and Jobs contracts and the records
 they return, kept beside each other because the Jobs client reads what the Code client wrote
 (codehash) and both mirror one ABI each, function by function.
 """
@@ -63,8 +67,6 @@ __all__ = [
     "CodeDeployment",
     "ExecutorRecord",
     "JobRecord",
-    "JobRequest",
-    "JobResponse",
     "JobsParams",
     "ServerlessCodeClient",
     "ServerlessJobsClient",
@@ -300,36 +302,6 @@ class JobRecord:
         }
 
 
-@dataclass(frozen=True, kw_only=True)
-class JobRequest:
-    """A ``JobCreated`` event: what the selected executors must run."""
-
-    job_id: int
-    env: int
-    owner: Address
-    codehash: str
-    input: bytes
-    deadline_ms: int
-    deposit: int
-    selected: tuple[Address, ...]
-    block_number: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class JobResponse:
-    """A ``JobResponded`` event: one executor's output, as the chain accepted it."""
-
-    job_id: int
-    executor: Address
-    output: bytes
-    total_time_ms: int
-    error_code: int
-    output_count: int
-    payment: int
-    block_number: int
-    tx_hash: str
-
-
 class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
     """The Jobs contract: executors, jobs, outputs, slashing."""
 
@@ -523,14 +495,15 @@ class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
         env: int = ENV_JAVASCRIPT,
         callback: str | None = None,
         callback_gas_limit: int = 0,
-    ) -> tuple[JobRequest, TxResult[Any]]:
-        """Open a job (pays ``deadline_ms x FEE_PER_MS``; approve the Jobs contract first)."""
+    ) -> tuple[JobCreated, TxResult[Any]]:
+        """Open a job (pays ``deadline_ms x FEE_PER_MS``; approve the Jobs contract first);
+        returns its ``JobCreated`` event (id, selected executors) and the transaction."""
         result = self._transact(
             "createJob",
             check_uint(env, "env", bits=8),
             *_job_terms(codehash, codeinputs, deadline_ms, callback, callback_gas_limit),
         )
-        return _request(result.first(JobCreated)), result
+        return result.first(JobCreated), result
 
     def submit_output(self, signed: SignedOutput) -> TxResult[Any]:
         return self._transact("submitOutput", *signed.call_args())
@@ -558,17 +531,18 @@ class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
 
     # -- events -----------------------------------------------------------------------------
 
-    def requests(self, from_block: int, to_block: int | str = "latest") -> list[JobRequest]:
-        """``JobCreated`` events in the block range, in chain order."""
-        return [_request(e) for e in self.events_of(JobCreated, from_block, to_block)]
+    def requests(self, from_block: int, to_block: int | str = "latest") -> list[JobCreated]:
+        """``JobCreated`` events (what selected executors must run) in the block range, in
+        chain order."""
+        return self.events_of(JobCreated, from_block, to_block)
 
     def responses(
         self, from_block: int, to_block: int | str = "latest", *, job_id: int | None = None
-    ) -> list[JobResponse]:
-        """``JobResponded`` events in the block range (of one job if given), in chain order."""
+    ) -> list[JobResponded]:
+        """``JobResponded`` events (the outputs the contract accepted) in the block range, of
+        one job if given, in chain order."""
         topics = () if job_id is None else (check_uint(job_id, "job id"),)
-        found = self.events_of(JobResponded, from_block, to_block, topics=topics)
-        return [_response(e) for e in found]
+        return self.events_of(JobResponded, from_block, to_block, topics=topics)
 
 
 def _job_terms(
@@ -593,31 +567,3 @@ def _image(image_id: bytes) -> bytes:
     if not isinstance(image_id, bytes | bytearray) or len(image_id) != 32:
         raise InputError("an image id is 32 bytes")
     return bytes(image_id)
-
-
-def _request(event: JobCreated) -> JobRequest:
-    return JobRequest(
-        job_id=event.job_id,
-        env=event.env,
-        owner=event.owner,
-        codehash="0x" + event.codehash.hex(),
-        input=event.code_inputs,
-        deadline_ms=event.deadline,
-        deposit=event.deposit,
-        selected=event.selected_executors,
-        block_number=event.block_number,
-    )
-
-
-def _response(event: JobResponded) -> JobResponse:
-    return JobResponse(
-        job_id=event.job_id,
-        executor=event.executor,
-        output=event.output,
-        total_time_ms=event.total_time,
-        error_code=event.error_code,
-        output_count=event.output_count,
-        payment=event.payment,
-        block_number=event.block_number,
-        tx_hash=event.tx_hash,
-    )

@@ -41,11 +41,11 @@ from reef.errors import ChainError, ContractRevertError, ReefError, ServerlessEr
 from reef.serverless._cache import CodeCache
 from reef.serverless._contracts import (
     ENV_JAVASCRIPT,
-    JobRequest,
     JobsParams,
     ServerlessCodeClient,
     ServerlessJobsClient,
 )
+from reef.serverless._events import JobCreated
 from reef.serverless._result import CallResult, ErrorCode, Limits
 from reef.serverless._runtime import FunctionRuntime
 from reef.serverless._signing import JobsDomain, SignedOutput, sign_output
@@ -199,8 +199,8 @@ class ExecutorService:
                 log.warning("executor %s: polling the chain failed: %r", self.address, exc)
             await asyncio.sleep(self.settings.poll_interval_s)
 
-    async def poll_once(self) -> list[JobRequest]:
-        """Read new ``JobCreated`` events and start their jobs; returns the requests seen."""
+    async def poll_once(self) -> list[JobCreated]:
+        """Read new ``JobCreated`` events and start their jobs; returns the events seen."""
         head = await asyncio.to_thread(self.w3.eth.get_block, "latest")
         number = int(head["number"])
         self._offset = max(self._offset, int(head["timestamp"]) - self._clock())
@@ -212,19 +212,20 @@ class ExecutorService:
             self.stats.jobs_seen += 1
             if request.env != ENV_JAVASCRIPT:
                 continue
-            if self.address in request.selected:
+            if self.address in request.selected_executors:
                 self.stats.jobs_selected += 1
                 self._spawn(self.execute(request), f"job {request.job_id}")
             if self.settings.slash:
                 self._spawn(self._close_when_late(request), f"watch job {request.job_id}")
         return requests
 
-    async def run(self, request: JobRequest) -> CallResult:
+    async def run(self, request: JobCreated) -> CallResult:
         """Run one job's function (no chain writes)."""
-        limits = replace(self.settings.limits, timeout_ms=max(1, request.deadline_ms))
-        return await self.runtime.call(request.codehash, request.input, self.cache, limits=limits)
+        limits = replace(self.settings.limits, timeout_ms=max(1, request.deadline))
+        codehash = "0x" + request.codehash.hex()
+        return await self.runtime.call(codehash, request.code_inputs, self.cache, limits=limits)
 
-    async def execute(self, request: JobRequest) -> SignedOutput | None:
+    async def execute(self, request: JobCreated) -> SignedOutput | None:
         """Run a job and submit its signed output; None when reef could not run it."""
         try:
             result = await self.run(request)
@@ -238,7 +239,7 @@ class ExecutorService:
             self.domain,
             job_id=request.job_id,
             output=result.output if result.error_code is ErrorCode.OK else b"",
-            total_time=min(result.total_time_ms, request.deadline_ms),
+            total_time=min(result.total_time_ms, request.deadline),
             error_code=int(result.error_code),
             sign_timestamp=self.chain_time(),
         )
@@ -254,10 +255,10 @@ class ExecutorService:
         self.stats.outputs_submitted += 1
         return signed
 
-    async def _close_when_late(self, request: JobRequest) -> None:
+    async def _close_when_late(self, request: JobCreated) -> None:
         params = self._params or JobsParams()
         # The job started at (about) its block's time, which the poll saw at most one poll ago.
-        wait = request.deadline_ms / 1000 + params.execution_buffer_s + 1.5
+        wait = request.deadline / 1000 + params.execution_buffer_s + 1.5
         await asyncio.sleep(wait)
         # A burst of transactions can run the chain's clock ahead of the wall clock (a devnet
         # stamps each block at least a second after the last), and the job's start with it.

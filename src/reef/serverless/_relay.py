@@ -41,7 +41,6 @@ from reef.crypto import (
 )
 from reef.errors import ReefError
 from reef.serverless._contracts import (
-    JobResponse,
     ServerlessJobsClient,
     _Client,
     _job_terms,
@@ -49,6 +48,7 @@ from reef.serverless._contracts import (
 )
 from reef.serverless._events import (
     JobRelayed,
+    JobResponded,
     RelayEvent,
     RelayJobResponded,
     serverless_relay_decoder,
@@ -291,7 +291,7 @@ class RelayGateway:
                 self.relay.address,
                 job_id=job.job_id,
                 output=response.output,
-                total_time=response.total_time_ms,
+                total_time=response.total_time,
                 error_code=response.error_code,
                 sign_timestamp=max(timestamp, int(self._clock())),
             )
@@ -303,7 +303,7 @@ class RelayGateway:
 
     async def _first_output(
         self, job_id: int, from_block: int, give_up_s: float
-    ) -> JobResponse | None:
+    ) -> JobResponded | None:
         end = time.monotonic() + give_up_s
         while time.monotonic() < end:
             responses = await asyncio.to_thread(self.jobs.responses, from_block, job_id=job_id)
