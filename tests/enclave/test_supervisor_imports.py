@@ -241,7 +241,8 @@ APP_PCRS = {0: b"\x01" * 48, 1: b"\x02" * 48, 2: b"\x03" * 48}
 async def test_a_supervisor_fetches_its_kms_seed_without_an_http_client(tmp_path: Path) -> None:
     """With a KMS, the supervisor fetches its seed over Scallop (a real root here) and derives
     secrets without httpx, h11 or the email parser (reef.scallop's package init, skipped), nor
-    reef.crypto's coincurve, pysha3 and base58."""
+    reef.crypto's key modules and their coincurve, pysha3 and base58: of reef.crypto, only its
+    lazy facade and the pure-Python scalar rules a secret needs."""
     import json
 
     from reef._clock import wall_clock_ms
@@ -269,9 +270,14 @@ async def test_a_supervisor_fetches_its_kms_seed_without_an_http_client(tmp_path
     assert lines[0] == f"{root.keyring.enclave_seed(image_id(APP_PCRS)).hex()} 0"
     loaded = set(lines[1].split())
     assert {"reef.kms._derive_server", "reef.scallop._handshake", "httptools"} <= loaded
+    assert {m for m in loaded if m.startswith("reef.crypto")} <= {
+        "reef.crypto",
+        "reef.crypto._scalars",
+    }
     for module in (
         *("httpx", "h11", "idna", "email.parser", "_ssl", "_hashlib"),
-        *("reef.crypto", "coincurve", "sha3"),
+        *("reef.crypto._secp256k1", "reef.crypto._hashes", "reef.crypto._curve25519"),
+        *("coincurve", "sha3", "base58", "nacl"),
     ):
         assert module not in loaded, module
 

@@ -114,14 +114,22 @@ def test_derive_secret_is_derive_key_secret(seed: bytes, path: str) -> None:
 
 
 def test_derive_secret_loads_no_public_key_library() -> None:
-    """An enclave's derive server answers secrets without reef.crypto (coincurve, pysha3,
-    base58), which its supervisor would otherwise load; the group order it keeps is secp256k1's."""
+    """An enclave's derive server answers secrets with reef.crypto's pure-Python scalar rules
+    alone: none of reef.crypto's key modules (coincurve, pysha3, base58, cryptography), which
+    its supervisor would otherwise load; and the derivation keeps no copy of those rules."""
+    import inspect
     import subprocess
     import sys
 
+    from reef.crypto import clamp_x25519
     from reef.kms import _derive
 
-    assert _derive._SECP256K1_N == SECP256K1_N
+    source = inspect.getsource(_derive).upper()
+    assert "BAAEDCE6AF48A03BBFD25E8CD0364141" not in source  # secp256k1's order, written out
+    assert "&= 248" not in source
+    assert "&= 0XF8" not in source
+    seed = bytes(range(64))
+    assert derive_secret(seed, "a", "x25519") == clamp_x25519(path_seed(seed, "a")[:32])
     code = (
         "import sys; from reef.kms import derive_secret; "
         "derive_secret(bytes(64), 'a', 'secp256k1'); derive_secret(bytes(64), 'a', 'x25519'); "
@@ -131,7 +139,11 @@ def test_derive_secret_loads_no_public_key_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout.split()
     assert "reef.kms._derive" in loaded
-    for module in ("reef.crypto", "coincurve", "sha3", "base58"):
+    assert {m for m in loaded if m.startswith("reef.crypto")} == {
+        "reef.crypto",
+        "reef.crypto._scalars",
+    }
+    for module in ("coincurve", "sha3", "base58", "cryptography", "nacl", "eth_abi"):
         assert module not in loaded, module
 
 

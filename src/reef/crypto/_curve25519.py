@@ -1,21 +1,21 @@
 """Raw-bytes helpers for X25519 and Ed25519 keys, on pyca/cryptography.
 
 KMS, Scallop and init-params sealing pass keys around as raw 32-byte strings (Oyster's format);
-these helpers keep the conversions in one place.
+these helpers keep the conversions in one place. base58 loads in :func:`solana_address`, its only
+user: a process that never prints a Solana address (an enclave's supervisor) does without it.
 """
 
 from __future__ import annotations
 
 import os
 
-import base58
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from reef.crypto._scalars import clamp_x25519
 from reef.errors import InputError
 
 __all__ = [
-    "clamp_x25519",
     "ed25519_public_key",
     "generate_x25519",
     "solana_address",
@@ -26,16 +26,6 @@ __all__ = [
 def _need32(data: bytes, what: str) -> None:
     if len(data) != 32:
         raise InputError(f"{what} is 32 bytes, got {len(data)}")
-
-
-def clamp_x25519(secret: bytes) -> bytes:
-    """Clamp 32 bytes into an X25519 scalar as RFC 7748 and libsodium do."""
-    _need32(secret, "an X25519 secret")
-    b = bytearray(secret)
-    b[0] &= 0xF8
-    b[31] &= 0x7F
-    b[31] |= 0x40
-    return bytes(b)
 
 
 def x25519_public_key(secret: bytes) -> bytes:
@@ -61,4 +51,6 @@ def ed25519_public_key(seed: bytes) -> bytes:
 def solana_address(public_key: bytes) -> str:
     """A Solana address: base58 of the 32-byte Ed25519 public key."""
     _need32(public_key, "an Ed25519 public key")
+    import base58
+
     return str(base58.b58encode(public_key).decode())

@@ -15,18 +15,15 @@ from functools import cached_property
 import coincurve
 
 from reef.crypto._hashes import keccak256
+from reef.crypto._scalars import SECP256K1_N
 from reef.errors import InputError
 
 __all__ = [
-    "SECP256K1_N",
     "Secp256k1PrivateKey",
     "Secp256k1PublicKey",
     "eip191_digest",
     "recover_digest",
 ]
-
-# Order of the secp256k1 group.
-SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "reef.crypto._curve25519",
     "reef.crypto._eip712",
     "reef.crypto._hashes",
+    "reef.crypto._scalars",
     "reef.crypto._sealed_box",
     "reef.crypto._secp256k1",
     "reef.enclave",

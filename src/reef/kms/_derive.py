@@ -32,11 +32,13 @@ import hmac
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from reef import crypto
 from reef.errors import InputError
 
-# reef.crypto (coincurve, pysha3, base58: about 1 MiB) loads in key_from_seed, which computes
-# public keys and addresses. An enclave's derive server answers secrets only (derive_secret):
-# its supervisor, the trusted base, never needs those libraries.
+# reef.crypto's names load on first use: a secret needs only its pure-Python scalar rules
+# (SECP256K1_N, clamp_x25519); key_from_seed's public keys and addresses load coincurve, pysha3
+# and base58 (about 1 MiB). An enclave's derive server answers secrets only (derive_secret): its
+# supervisor, the trusted base, never loads those libraries.
 
 __all__ = [
     "DerivedKey",
@@ -71,9 +73,6 @@ KeyType = Literal["secp256k1", "ed25519", "x25519"]
 KEY_TYPES: tuple[KeyType, ...] = get_args(KeyType)
 
 _MAX_VERSION = 2**32 - 1
-_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-"""secp256k1's group order (reef.crypto.SECP256K1_N, a test checks), here to derive a secret
-without loading reef.crypto."""
 _VERSION_LABEL = b"reef.kms.root.v"
 
 
@@ -194,17 +193,12 @@ def _secret_from_seed(seed: bytes, key_type: KeyType) -> bytes:
     _need_seed(seed, "a derived seed")
     head = seed[:32]
     if key_type == "secp256k1":
-        scalar = int.from_bytes(head, "big") % (_SECP256K1_N - 1) + 1
+        scalar = int.from_bytes(head, "big") % (crypto.SECP256K1_N - 1) + 1
         return scalar.to_bytes(32, "big")
     if key_type == "ed25519":
         return head
     if key_type == "x25519":
-        # RFC 7748 clamping, as reef.crypto.clamp_x25519.
-        clamped = bytearray(head)
-        clamped[0] &= 248
-        clamped[31] &= 127
-        clamped[31] |= 64
-        return bytes(clamped)
+        return crypto.clamp_x25519(head)
     raise InputError(f"unknown key type {key_type!r}", hint=f"use one of {', '.join(KEY_TYPES)}")
 
 
@@ -215,20 +209,13 @@ def key_from_seed(seed: bytes, key_type: KeyType) -> DerivedKey:
         InputError: when the seed is not 64 bytes or the key type is unknown.
     """
     secret = _secret_from_seed(seed, key_type)
-    from reef.crypto import (
-        Secp256k1PrivateKey,
-        ed25519_public_key,
-        solana_address,
-        x25519_public_key,
-    )
-
     if key_type == "secp256k1":
-        public = Secp256k1PrivateKey(secret).public_key
+        public = crypto.Secp256k1PrivateKey(secret).public_key
         return DerivedKey("secp256k1", secret, public.raw, public.address)
     if key_type == "ed25519":
-        public_ed = ed25519_public_key(secret)
-        return DerivedKey("ed25519", secret, public_ed, solana_address(public_ed))
-    return DerivedKey("x25519", secret, x25519_public_key(secret), None)
+        public_ed = crypto.ed25519_public_key(secret)
+        return DerivedKey("ed25519", secret, public_ed, crypto.solana_address(public_ed))
+    return DerivedKey("x25519", secret, crypto.x25519_public_key(secret), None)
 
 
 def derive_key(parent: bytes, path: str | bytes, key_type: KeyType) -> DerivedKey:
