@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import base64
 import gc
+import http.client
 import json
+import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -259,3 +263,45 @@ def test_a_source_dropped_unclosed_closes_its_connections() -> None:
         assert dropped.head() == 1
         del dropped
         gc.collect()
+
+
+def test_importing_the_source_loads_no_http_client() -> None:
+    """httpx (its TLS context) loads only for an https endpoint: indexing over plain HTTP, as
+    against a local node, goes without it."""
+    code = (
+        "import sys\n"
+        "from web3 import Web3\n"
+        "from reef.chain._block_source import Web3BlockSource\n"
+        "plain = Web3BlockSource(Web3(Web3.HTTPProvider('http://127.0.0.1:9')))\n"
+        "plain._http._connection()[0].close()\n"
+        "print('httpx' in sys.modules)\n"
+        "tls = Web3BlockSource(Web3(Web3.HTTPProvider('https://127.0.0.1:9')))\n"
+        "tls._http._connection()[0].close()\n"
+        "print('httpx' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert out == ["False", "True"]
+
+
+def test_an_https_endpoint_is_verified_with_httpxs_ca_bundle() -> None:
+    """Over https the source checks the node's certificate and name against the CA bundle
+    reef's httpx clients use (certifi's, or $SSL_CERT_FILE / $SSL_CERT_DIR)."""
+    import httpx
+
+    source = Web3BlockSource(Web3(Web3.HTTPProvider("https://127.0.0.1:9/rpc")))
+    assert source._http is not None
+    connection, reused = source._http._connection()
+    try:
+        assert not reused
+        assert isinstance(connection, http.client.HTTPSConnection)
+        context = connection._context  # type: ignore[attr-defined]
+        assert context.verify_mode == ssl.CERT_REQUIRED
+        assert context.check_hostname
+        expected = httpx.create_ssl_context().get_ca_certs()
+        assert expected  # a bundle was loaded
+        assert context.get_ca_certs() == expected
+    finally:
+        connection.close()
+        source.close()
