@@ -40,7 +40,6 @@ __all__ = [
     "market_session",
     "open_target",
     "owner_jobs",
-    "per_hour",
     "read_file",
     "read_input",
     "stop_signals",
@@ -95,13 +94,6 @@ def market_session(
     return open_session(
         ReefHome.from_env(), rpc=rpc, market=market, key=key, need_account=need_account
     )
-
-
-def per_hour(rate: int) -> str:
-    """A market rate (token base units × 10¹² per second) as rUSD per hour."""
-    from reef.chain import amount_per_hour, format_amount
-
-    return format_amount(amount_per_hour(rate))
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ command prints; ``0x…`` is its full id. :func:`reef.chain.parse_job_id` is the
 into every ``JOB`` argument by :data:`JobArgument`; outputs carry ``job`` (the number) and, in
 JSON, ``job_id`` (the full id).
 
-One module (about 600 lines): one command group of many small commands that share option
-blocks and output helpers; the use cases themselves live in :mod:`reef.node`.
+Each command parses its arguments, calls one use case of :mod:`reef.node` (stopping, closing,
+the money a job holds, where its console streams) and prints what it returns; only the
+progress bar of ``reef jobs stop --wait`` and the console stream itself are I/O of their own.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._common import market_session, owner_jobs, per_hour
+from reef.cli._common import market_session, owner_jobs
 from reef.cli._options import Flags, Follow, ImageStore, Owner, with_flags
 from reef.cli._output import (
     err_console,
@@ -36,8 +37,7 @@ from reef.cli._output import (
 from reef.errors import InputError, MarketError, ReefError, ServiceError
 
 if TYPE_CHECKING:
-    from reef.chain import Job, MarketClient
-    from reef.errors import ContractRevertError
+    from reef.chain import Job, MarketClient, Rate
     from reef.node import JobStatus, Session
 
 __all__ = ["JobArgument", "job_label", "register"]
@@ -110,9 +110,16 @@ def _open(
 
 
 def _when(timestamp: int | None) -> str:
-    if timestamp is None:
-        return "never (rate 0)"
-    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(timestamp))
+    from reef.node import format_time
+
+    return "never (rate 0)" if timestamp is None else format_time(timestamp)
+
+
+def _per_hour(rate: Rate) -> str:
+    """A market rate as the rUSD it charges per hour."""
+    from reef.chain import amount_per_hour, format_amount
+
+    return format_amount(amount_per_hour(rate))
 
 
 def _provider_fields(status: JobStatus) -> dict[str, Any]:
@@ -135,8 +142,8 @@ def _describe(session: Session, client: MarketClient, job: Job) -> dict[str, Any
     from reef.chain import format_amount
     from reef.node import summarize_job
 
-    lock = client.rate_lock(job.id)
     summary = summarize_job(session, client, job)
+    lock = summary.pending_rate
     meta = summary.metadata
     metadata: dict[str, Any] = (
         {"metadata": job.metadata[:80]}
@@ -148,13 +155,13 @@ def _describe(session: Session, client: MarketClient, job: Job) -> dict[str, Any
         "owner": job.owner,
         "provider": job.provider,
         **metadata,
-        "rate_per_hour": per_hour(job.rate),
+        "rate_per_hour": _per_hour(job.rate),
         "balance": format_amount(summary.balance),
         "balance_on_chain": format_amount(job.balance),
         "paid_until": _when(summary.paid_until),
         "enclave_stops_by": _when(summary.stops_at),
         "pending_rate": (
-            f"{per_hour(lock.new_rate)}/h from {_when(lock.unlock_time)}" if lock else ""
+            f"{_per_hour(lock.new_rate)}/h from {_when(lock.unlock_time)}" if lock else ""
         ),
         **_provider_fields(summary.status),
     }
@@ -292,91 +299,26 @@ def update_cmd(
     print_result(out, flags.as_json)
 
 
-def _close(client: MarketClient, job_id: str, owner: str) -> int:
-    """Close and return the refund (the owner's token balance change)."""
-    before = client.token.balance(owner)
-    client.close(job_id)
-    return int(client.token.balance(owner)) - int(before)
+def _wait_for(unlock: int, label: str) -> None:
+    """Wait until ``unlock`` (unix seconds) with one progress bar on stderr."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from reef.node import format_wait
+
+    total = max(1, unlock - int(time.time()))
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[left]}"))
+    with Progress(*columns, console=err_console(), transient=False) as bar:
+        task = bar.add_task(label, total=total, left=format_wait(total))
+        while (left := unlock - int(time.time())) > 0:
+            bar.update(task, completed=total - left, left=f"{format_wait(left)} left")
+            time.sleep(min(left, 0.5))
+        bar.update(task, completed=total, left="done")
 
 
 def _print_closed(job_id: str, refund: int, as_json: bool) -> None:
     from reef.chain import format_amount
 
     print_result({**_ids(job_id), "state": "closed", "refund": format_amount(refund)}, as_json)
-
-
-def _in(seconds: int) -> str:
-    """A wait as people read it: ``4 min 5 s``, ``12 s``."""
-    minutes, rest = divmod(max(0, seconds), 60)
-    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
-
-
-def _closable_at(session: Session, client: MarketClient, job: Job) -> int:
-    """When the market lets the owner close ``job`` (unix seconds; now or earlier = at once).
-
-    Raises:
-        MarketError: the job still pays its provider (no stop is pending): it must be stopped
-            first, and the message says how.
-    """
-    if job.rate == 0:
-        return 0
-    lock = client.rate_lock(job.id)
-    if lock is None or lock.new_rate != 0:
-        label = job_label(job.id)
-        raise MarketError(
-            f"job {label} is still running at {per_hour(job.rate)} rUSD/h: stop it before "
-            "closing it",
-            hint=f"`reef jobs stop {label}` stops its enclave at once; the market then lets you "
-            f"close it {_in(client.lock_wait_time())} later (`reef jobs close {label}`)",
-        )
-    return lock.unlock_time
-
-
-def _too_early(job_id: str, unlock: int, now: int) -> MarketError:
-    label = job_label(job_id)
-    return MarketError(
-        f"job {label} is stopped, but the market lets you close it only from {_when(unlock)} "
-        f"(in {_in(unlock - now)}), when its rate lock ends",
-        hint=f"run `reef jobs close {label}` then, or `reef jobs stop {label} --wait` to wait here",
-    )
-
-
-def _still_locked(exc: ContractRevertError) -> bool:
-    """Whether the market refused a close because the job's rate lock has not ended yet."""
-    from reef.chain import Revert
-
-    return exc.reason in (Revert.REVISION_LOCKED, Revert.CLOSE_NEEDS_NOTICE)
-
-
-def _close_when_unlocked(session: Session, client: MarketClient, job: Job, unlock: int) -> int:
-    """Close ``job`` once the rate lock has passed, retrying while the chain's next block is not
-    yet past the unlock time; returns the refund."""
-    from reef.errors import ContractRevertError
-
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            return _close(client, job.id, session.address)
-        except ContractRevertError as exc:
-            if not _still_locked(exc):
-                raise
-            if time.monotonic() > deadline:
-                raise _too_early(job.id, unlock, session.now()) from exc
-            time.sleep(1)  # the next block's timestamp has not reached the unlock time
-
-
-def _wait_for(unlock: int, label: str) -> None:
-    """Wait until ``unlock`` (unix seconds) with one progress bar on stderr."""
-    from rich.progress import BarColumn, Progress, TextColumn
-
-    total = max(1, unlock - int(time.time()))
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[left]}"))
-    with Progress(*columns, console=err_console(), transient=False) as bar:
-        task = bar.add_task(label, total=total, left=_in(total))
-        while (left := unlock - int(time.time())) > 0:
-            bar.update(task, completed=total - left, left=f"{_in(left)} left")
-            time.sleep(min(left, 0.5))
-        bar.update(task, completed=total, left="done")
 
 
 @app.command("stop")
@@ -399,52 +341,42 @@ def stop_cmd(
     (300 s on Oyster) has passed: this says when, and the command to run then.
     With --wait it waits (one progress bar), then closes the job itself.
     """
-    from reef.node import stop_job
+    from reef.node import format_wait, stop_and_close
 
     with failing():
         session, client, found = _open(job, flags, owned=True)
         label = job_label(found.id)
-        unlock = stop_job(client, found)
-        now = session.now()
-        if unlock > now and not wait:
-            note(
-                f"job {label} is stopping: its provider stops the enclave now; the market lets "
-                f"you close it and take back the rest from {_when(unlock)} (in {_in(unlock - now)})"
-            )
-            out = {
-                **_ids(found.id),
-                "state": "stopping",
-                "close_after": _when(unlock),
-                "close_at": unlock,
-                "then_run": f"reef jobs close {label}",
-            }
-            print_result(out, flags.as_json)
-            return
-        if unlock > now:
-            _wait_for(unlock, f"job {label}: closing when the rate lock ends")
-        refund = _close_when_unlocked(session, client, found, unlock)
-    _print_closed(found.id, refund, flags.as_json)
+        bar = f"job {label}: closing when the rate lock ends"
+        stopped = stop_and_close(
+            session, client, found, wait=wait, on_wait=lambda unlock: _wait_for(unlock, bar)
+        )
+    if stopped.refund is not None:
+        _print_closed(found.id, stopped.refund, flags.as_json)
+        return
+    unlock = stopped.close_at
+    note(
+        f"job {label} is stopping: its provider stops the enclave now; the market lets you close "
+        f"it and take back the rest from {_when(unlock)} (in {format_wait(unlock - stopped.now)})"
+    )
+    out = {
+        **_ids(found.id),
+        "state": "stopping",
+        "close_after": _when(unlock),
+        "close_at": unlock,
+        "then_run": f"reef jobs close {label}",
+    }
+    print_result(out, flags.as_json)
 
 
 @app.command("close")
 @with_flags("rpc", "market", "key", "as_json")
 def close_cmd(flags: Flags, job: JobArg) -> None:
     """Close a stopped job and get the rest of its deposit back (after `reef jobs stop`)."""
-    from reef.errors import ContractRevertError
+    from reef.node import close_job
 
     with failing():
         session, client, found = _open(job, flags)
-        unlock = _closable_at(session, client, found)
-        now = session.now()
-        if unlock > now:
-            raise _too_early(found.id, unlock, now)
-        try:
-            refund = _close(client, found.id, session.address)
-        except ContractRevertError as exc:
-            # The chain's next block can still be a second before the unlock time.
-            if not _still_locked(exc):
-                raise
-            raise _too_early(found.id, unlock, now) from exc
+        refund = close_job(session, client, found)
     _print_closed(found.id, refund, flags.as_json)
 
 
@@ -457,26 +389,11 @@ def logs_cmd(
     """Print a debug job's enclave console (only debug enclaves have a readable console)."""
     import httpx
 
-    from reef.market import ControlPlaneClient
+    from reef.node import enclave_logs_url
 
     with failing():
         _session, client, found = _open(job, flags, need_account=False)
-        cp = client.provider(found.provider)
-        if cp is None:
-            raise MarketError(f"the job's provider {found.provider} is not registered")
-        label = job_label(found.id)
-        answer = ControlPlaneClient(cp).ip(found.id)
-        if answer is None:
-            raise ServiceError(
-                f"job {label} has no running enclave",
-                hint=f"`reef jobs show {label}` shows what its provider says (state, last error)",
-            )
-        url = (answer.get("endpoints") or {}).get("logs")
-        if not url:
-            raise MarketError(
-                f"job {label} is not a debug job: its enclave's console is private",
-                hint=f"deploy with --debug (or `reef jobs update {label} --debug`) to read logs",
-            )
+        url = enclave_logs_url(client, found)
         timeout = httpx.Timeout(5.0, read=None if follow else 1.0)
         try:
             with httpx.stream("GET", url, params={"start_from": 0}, timeout=timeout) as stream:

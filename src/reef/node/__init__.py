@@ -8,7 +8,8 @@
   contracts) tell user commands where the network is and which account they send from.
 - :func:`deploy` is ``reef deploy``: build, upload, open a job, wait, verify.
 - :func:`open_jobs`, :func:`job_status`, :func:`summarize_job`, :func:`stop_job`,
-  :func:`withdraw_limit`: an owner's open jobs, for ``reef jobs`` and the dashboard alike.
+  :func:`close_job`, :func:`stop_and_close`, :func:`withdraw_limit`: an owner's open jobs, for
+  ``reef jobs`` and the dashboard alike.
 - :func:`update_job` is ``reef jobs update``: a new image, init params or debug flag.
 - :func:`prepare_kms_root` is ``reef kms root serve``'s assembly of a KMS root.
 - :func:`copy_example` is ``reef examples``: the shipped example apps, wherever reef is installed.
@@ -39,16 +40,24 @@ if TYPE_CHECKING:
     from reef.node._doctor import doctor_checks
     from reef.node._examples import copy_example, example_dir, list_examples
     from reef.node._jobs import (
+        CLOSE_RETRIES,
         DEFAULT_SAFETY_MARGIN_S,
         WITHDRAW_MARGIN_S,
         JobStatus,
         JobSummary,
+        StopResult,
+        closable_at,
+        close_job,
         deposit_to_job,
+        enclave_logs_url,
         find_open_job,
+        format_time,
+        format_wait,
         job_status,
         jobs_totals,
         open_jobs,
         owned_job,
+        stop_and_close,
         stop_job,
         stop_margin_s,
         stops_at,
@@ -91,6 +100,7 @@ if TYPE_CHECKING:
     from reef.node._update import JobUpdate, UpdateResult, update_job
 
 __all__ = [
+    "CLOSE_RETRIES",
     "ChainLocation",
     "ChainSession",
     "DEFAULT_SAFETY_MARGIN_S",
@@ -112,20 +122,26 @@ __all__ = [
     "Served",
     "ServiceContracts",
     "Session",
+    "StopResult",
     "UpContext",
     "UpExtension",
     "UpSettings",
     "UpdateResult",
     "WITHDRAW_MARGIN_S",
+    "closable_at",
+    "close_job",
     "connect",
     "copy_example",
     "default_dev_account",
     "deploy",
     "deposit_to_job",
     "doctor_checks",
+    "enclave_logs_url",
     "example_dir",
     "expected_image_id",
     "find_open_job",
+    "format_time",
+    "format_wait",
     "job_status",
     "jobs_totals",
     "list_examples",
@@ -144,6 +160,7 @@ __all__ = [
     "register_provider",
     "serve_app",
     "standard_extensions",
+    "stop_and_close",
     "stop_job",
     "stop_margin_s",
     "stops_at",
@@ -159,6 +176,7 @@ __all__ = [
 __getattr__ = lazy_attributes(
     __name__,
     {
+        "CLOSE_RETRIES": "_jobs",
         "ChainLocation": "_session",
         "ChainSession": "_session",
         "DEFAULT_SAFETY_MARGIN_S": "_jobs",
@@ -180,20 +198,26 @@ __getattr__ = lazy_attributes(
         "Served": "_serve",
         "ServiceContracts": "_session",
         "Session": "_session",
+        "StopResult": "_jobs",
         "UpContext": "_up",
         "UpExtension": "_up",
         "UpSettings": "_up",
         "UpdateResult": "_update",
         "WITHDRAW_MARGIN_S": "_jobs",
+        "closable_at": "_jobs",
+        "close_job": "_jobs",
         "connect": "_provider",
         "copy_example": "_examples",
         "default_dev_account": "_session",
         "deploy": "_deploy",
         "deposit_to_job": "_jobs",
         "doctor_checks": "_doctor",
+        "enclave_logs_url": "_jobs",
         "example_dir": "_examples",
         "expected_image_id": "_deploy",
         "find_open_job": "_jobs",
+        "format_time": "_jobs",
+        "format_wait": "_jobs",
         "job_status": "_jobs",
         "jobs_totals": "_jobs",
         "list_examples": "_examples",
@@ -212,6 +236,7 @@ __getattr__ = lazy_attributes(
         "register_provider": "_provider",
         "serve_app": "_serve",
         "standard_extensions": "_up",
+        "stop_and_close": "_jobs",
         "stop_job": "_jobs",
         "stop_margin_s": "_jobs",
         "stops_at": "_jobs",

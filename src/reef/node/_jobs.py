@@ -13,37 +13,58 @@
 - :func:`withdraw_limit`, :func:`withdraw_from_job`: how much the notice reserve lets the owner
   take back now, and taking it;
 - :func:`stop_job`: revise the rate to 0 (the provider stops the enclave at once) and say when
-  the market lets the job be closed.
+  the market lets the job be closed;
+- :func:`closable_at`, :func:`close_job`: when the market lets the owner close a stopped job,
+  and closing it for the refund (refused with the time and the command when it is too early, or
+  waiting for that time); :func:`stop_and_close` is ``reef jobs stop``: stop, then (when the
+  lock has passed, or on request after waiting for it) close;
+- :func:`enclave_logs_url`: where a debug job's enclave streams its console;
+- :func:`format_time`, :func:`format_wait`: the instants and waits these messages name, as the
+  front ends print them too.
 
 Each is a short composition of :class:`reef.chain.MarketClient` calls and the billing rules of
-:mod:`reef.market`; the front ends only format what these return.
+:mod:`reef.market`; the front ends only format what these return. Time is read through the
+session (:meth:`reef.node.Session.now`, never before the chain's last block) and waited through
+a ``sleep`` parameter, so the close rules are tested against :class:`reef.testing.MarketModel`
+without a chain.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from reef.chain import Address, Amount, Job, JobId, amount_per_hour
-from reef.errors import MarketError, ServiceError
+from reef.chain import Address, Amount, Job, JobId, amount_per_hour, format_amount, job_index
+from reef.errors import ContractRevertError, MarketError, ServiceError
 
 if TYPE_CHECKING:
-    from reef.chain import MarketClient, MarketEvent, TxResult
+    import httpx
+
+    from reef.chain import MarketClient, MarketEvent, RateLock, TxResult
     from reef.market import JobMetadata
     from reef.node._session import Session
 
 __all__ = [
+    "CLOSE_RETRIES",
     "DEFAULT_SAFETY_MARGIN_S",
     "WITHDRAW_MARGIN_S",
     "JobStatus",
     "JobSummary",
+    "StopResult",
+    "closable_at",
+    "close_job",
     "deposit_to_job",
+    "enclave_logs_url",
     "find_open_job",
+    "format_time",
+    "format_wait",
     "job_status",
     "jobs_totals",
     "open_jobs",
     "owned_job",
+    "stop_and_close",
     "stop_job",
     "stop_margin_s",
     "stops_at",
@@ -57,6 +78,22 @@ WITHDRAW_MARGIN_S = 5
 
 DEFAULT_SAFETY_MARGIN_S = 300
 """The provider's default safety margin, for a network this home did not start."""
+
+CLOSE_RETRIES = 30
+"""How many times, a second apart, a waiting close is tried again while the market still refuses
+it as locked: the chain's next block can be stamped before the unlock time the wall clock has
+passed (a devnet stamps a block a second after the last when its clock has not moved on)."""
+
+
+def format_time(timestamp: int) -> str:
+    """A unix time as people read it, in the local time zone (``2026-12-06 15:42:16 UTC``)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(timestamp))
+
+
+def format_wait(seconds: int) -> str:
+    """A wait as people read it: ``4 min 5 s``, ``12 s`` (never negative)."""
+    minutes, rest = divmod(max(0, seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 def stop_margin_s(session: Session) -> int:
@@ -177,6 +214,8 @@ class JobSummary:
     stops_at: int | None
     """When the provider stops the enclave: its safety margin before the money runs out."""
     status: JobStatus
+    pending_rate: RateLock | None = None
+    """The pending rate revision (a stop is one to rate 0), if any."""
 
     @property
     def time_left_s(self) -> int | None:
@@ -186,7 +225,7 @@ class JobSummary:
 
 def summarize_job(session: Session, market: MarketClient, job: Job) -> JobSummary:
     """``job`` settled up to now, when its enclave stops (:func:`stop_margin_s` before the
-    money runs out) and what its provider says of it."""
+    money runs out), its pending rate revision and what its provider says of it."""
     from reef.errors import ReefError
     from reef.market import JobMetadata, paid_until, settle
 
@@ -203,6 +242,7 @@ def summarize_job(session: Session, market: MarketClient, job: Job) -> JobSummar
         paid_until=paid_until(job),
         stops_at=stops_at(job, stop_margin_s(session)),
         status=job_status(market, job),
+        pending_rate=market.rate_lock(job.id),
     )
 
 
@@ -212,8 +252,6 @@ def find_open_job(session: Session, market: MarketClient, job: JobId) -> Job:
     Raises:
         MarketError: it is not open (never opened, or closed: the market deletes closed jobs).
     """
-    from reef.chain import job_index
-
     found = market.find_job(job)
     if found is None:
         raise MarketError(
@@ -229,8 +267,6 @@ def owned_job(session: Session, market: MarketClient, job: JobId) -> Job:
     Raises:
         MarketError: it is not open, or the session's account does not own it.
     """
-    from reef.chain import job_index
-
     found = find_open_job(session, market, job)
     if found.owner != session.address:
         raise MarketError(
@@ -257,8 +293,6 @@ def deposit_to_job(
     Raises:
         MarketError: ``amount`` is 0 or more than the account holds, or the job is not open.
     """
-    from reef.chain import format_amount
-
     if amount == 0:
         raise MarketError("the amount must be more than 0")
     find_open_job(session, market, job)
@@ -277,8 +311,6 @@ def withdraw_from_job(
     Raises:
         MarketError: nothing can be taken now, or more than :func:`withdraw_limit`.
     """
-    from reef.chain import format_amount
-
     limit = withdraw_limit(session, market, job)
     value = limit if amount is None else amount
     if value == 0:
@@ -309,3 +341,167 @@ def stop_job(market: MarketClient, job: Job) -> int:
         market.revise_rate_initiate(job.id, 0)
         lock = market.rate_lock(job.id)
     return 0 if lock is None else lock.unlock_time
+
+
+def closable_at(market: MarketClient, job: Job) -> int:
+    """When the market lets the owner close ``job`` (unix seconds; now or earlier: at once).
+
+    Raises:
+        MarketError: the job still pays its provider (no stop is pending): it must be stopped
+            first, and the message says how.
+    """
+    if job.rate == 0:
+        return 0
+    lock = market.rate_lock(job.id)
+    if lock is None or lock.new_rate != 0:
+        label = job_index(job.id)
+        raise MarketError(
+            f"job {label} is still running at {format_amount(amount_per_hour(job.rate))} rUSD/h: "
+            "stop it before closing it",
+            hint=f"`reef jobs stop {label}` stops its enclave at once; the market then lets you "
+            f"close it {format_wait(market.lock_wait_time())} later (`reef jobs close {label}`)",
+        )
+    return lock.unlock_time
+
+
+def _too_early(job: JobId, unlock: int, now: int) -> MarketError:
+    label = job_index(job)
+    return MarketError(
+        f"job {label} is stopped, but the market lets you close it only from "
+        f"{format_time(unlock)} (in {format_wait(unlock - now)}), when its rate lock ends",
+        hint=f"run `reef jobs close {label}` then, or `reef jobs stop {label} --wait` to wait here",
+    )
+
+
+def _still_locked(exc: ContractRevertError) -> bool:
+    """Whether the market refused a close because the job's rate lock has not ended yet."""
+    from reef.chain import Revert
+
+    return exc.reason in (Revert.REVISION_LOCKED, Revert.CLOSE_NEEDS_NOTICE)
+
+
+def close_job(
+    session: Session,
+    market: MarketClient,
+    job: Job,
+    *,
+    wait: bool = False,
+    on_wait: Callable[[int], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Amount:
+    """Close the stopped job ``job`` (owner only) and return the refund: what the owner's token
+    balance gained (the rest of the deposit after the last settlement).
+
+    Without ``wait`` a close before the rate lock ends is refused with the time it ends. With
+    ``wait``, ``on_wait(unlock)`` is called first when the lock has not ended yet (the caller
+    waits until then, e.g. with a progress bar; by default this sleeps until the session's clock
+    reaches it), and the close is tried again a second apart (:data:`CLOSE_RETRIES` times) while
+    the market still refuses it as locked.
+
+    Raises:
+        MarketError: the job still pays its provider (:func:`closable_at`), or its rate lock has
+            not ended (the message says when, and the commands to run).
+        ContractRevertError: the market refused the close for another reason.
+    """
+    unlock = closable_at(market, job)
+    now = session.now()
+    if unlock > now:
+        if not wait:
+            raise _too_early(job.id, unlock, now)
+        if on_wait is None:
+            _sleep_until(session, unlock, sleep)
+        else:
+            on_wait(unlock)
+    tries = CLOSE_RETRIES if wait else 0
+    while True:
+        try:
+            return _close_for_refund(market, job.id, session.address)
+        except ContractRevertError as exc:
+            if not _still_locked(exc):
+                raise
+            if tries == 0:
+                raise _too_early(job.id, unlock, session.now()) from exc
+        tries -= 1
+        sleep(1)  # the next block's timestamp has not reached the unlock time yet
+
+
+def _close_for_refund(market: MarketClient, job: JobId, owner: Address) -> Amount:
+    """Close ``job`` and return the refund (the owner's token balance change)."""
+    before = market.token.balance(owner)
+    market.close(job)
+    return Amount(market.token.balance(owner) - before)
+
+
+def _sleep_until(session: Session, unlock: int, sleep: Callable[[float], None]) -> None:
+    while (left := unlock - session.now()) > 0:
+        sleep(min(left, 1))
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopResult:
+    """What :func:`stop_and_close` did: stopped ``job``, and closed it when ``refund`` is set."""
+
+    job: Job
+    now: int
+    """The session's time when the job was stopped."""
+    close_at: int
+    """The unix time from which the market lets the job be closed (0: at once)."""
+    refund: Amount | None = None
+    """What closing gave back to the owner; ``None`` while the job is stopping, not closed."""
+
+
+def stop_and_close(
+    session: Session,
+    market: MarketClient,
+    job: Job,
+    *,
+    wait: bool = False,
+    on_wait: Callable[[int], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> StopResult:
+    """``reef jobs stop``: revise ``job``'s rate to 0 (:func:`stop_job`; its provider stops the
+    enclave at once), then close it for the refund (:func:`close_job` with ``wait``) when the
+    market already lets it be closed, or, with ``wait``, after waiting for that
+    (``on_wait(unlock)``, as :func:`close_job`).
+
+    Raises:
+        ReefError: a transaction failed, or the close stayed refused (:func:`close_job`).
+    """
+    unlock = stop_job(market, job)
+    now = session.now()
+    if unlock > now and not wait:
+        return StopResult(job=job, now=now, close_at=unlock)
+    refund = close_job(session, market, job, wait=True, on_wait=on_wait, sleep=sleep)
+    return StopResult(job=job, now=now, close_at=unlock, refund=refund)
+
+
+def enclave_logs_url(
+    market: MarketClient, job: Job, *, transport: httpx.BaseTransport | None = None
+) -> str:
+    """Where ``job``'s enclave streams its console (Server-Sent Events; only a debug enclave's
+    console is readable), as its provider's control plane says (asked through ``transport``,
+    else over the network).
+
+    Raises:
+        MarketError: the job's provider is not registered, or the job is not a debug job.
+        ServiceError: the provider runs no enclave for the job, or cannot be reached.
+    """
+    from reef.market import ControlPlaneClient
+
+    cp = market.provider(job.provider)
+    if cp is None:
+        raise MarketError(f"the job's provider {job.provider} is not registered")
+    label = job_index(job.id)
+    answer = ControlPlaneClient(cp, transport=transport).ip(job.id)
+    if answer is None:
+        raise ServiceError(
+            f"job {label} has no running enclave",
+            hint=f"`reef jobs show {label}` shows what its provider says (state, last error)",
+        )
+    url = (answer.get("endpoints") or {}).get("logs")
+    if not url:
+        raise MarketError(
+            f"job {label} is not a debug job: its enclave's console is private",
+            hint=f"deploy with --debug (or `reef jobs update {label} --debug`) to read logs",
+        )
+    return str(url)

@@ -1,0 +1,379 @@
+"""Stopping and closing a job (:mod:`reef.node`'s close use case), without a chain.
+
+The market is :class:`reef.testing.MarketModel` behind the few :class:`reef.chain.MarketClient`
+methods the use case calls; its refusals reach the code as the client's
+:class:`~reef.errors.ContractRevertError` with the contract's revert reason, as from a chain. The
+session's clock and the chain's next block time are set by the test, so the cases a chain makes
+hard to hit on purpose are hit here: the next block stamped before the unlock time the clock
+has passed, a close that stays refused, a refusal that is not about the lock.
+
+- a running job is refused with its rate and the command that stops it;
+- ``stop`` without waiting revises the rate to 0 and says when a close works; a close before
+  then is refused with that time and both commands, and sends nothing;
+- ``stop --wait`` waits (through ``on_wait``, else the injected sleep) and closes, retrying a
+  second apart while the next block is not past the unlock time, and gives up with the same
+  message; the refund is the deposit less the settlement the market computes;
+- ``deploy --stop-on-failure`` stops through the same :func:`reef.node.stop_job`;
+- a job's pending revision is part of its summary; the logs endpoint says why there is none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from reef.chain import Address, Amount, Job, JobId, RateLock, Revert, rate_per_hour
+from reef.errors import ContractRevertError, EnclaveError, MarketError, ServiceError
+from reef.market import settle, settlement_amount
+from reef.node import (
+    CLOSE_RETRIES,
+    closable_at,
+    close_job,
+    enclave_logs_url,
+    format_time,
+    format_wait,
+    stop_and_close,
+    stop_job,
+    summarize_job,
+)
+from reef.testing import MarketModel
+
+MARKET = "0x" + "aa" * 20
+OWNER = Address("0x" + "11" * 20)
+PROVIDER = Address("0x" + "22" * 20)
+STRANGER = Address("0x" + "33" * 20)
+LOCK_S = 300
+START = 1_800_000_000
+RATE = rate_per_hour(360_000)  # 0.36 rUSD per hour
+DEPOSIT = 100_000
+
+
+class FakeMarket:
+    """The :class:`reef.chain.MarketClient` methods the job use cases call, over a model.
+
+    ``block_lag`` is how many seconds before the session's clock the chain stamps its next
+    block: a devnet's next block can be a second or more behind the wall clock.
+    """
+
+    def __init__(self, model: MarketModel, session: FakeSession, sender: Address) -> None:
+        self.model = model
+        self.session = session
+        self.sender = sender
+        self.block_lag = 0
+        self.sent: list[str] = []
+        self.token = self  # the token client's balance() is the model's
+        self.cp_url: str | None = "http://cp.test"
+
+    def _block(self) -> int:
+        return max(self.model.now, self.session.now() - self.block_lag)
+
+    def _send(self, name: str, action: Callable[[int], Any]) -> Any:
+        self.sent.append(name)
+        try:
+            return action(self._block())
+        except MarketError as exc:  # the model's refusal is the contract's revert reason
+            raise ContractRevertError(
+                f"{name} reverted: {exc.message}", reason=exc.message
+            ) from exc
+
+    def balance(self, address: str) -> Amount:
+        return self.model.balance(address)
+
+    def lock_wait_time(self) -> int:
+        return self.model.lock_wait_s
+
+    def rate_lock(self, job: JobId) -> RateLock | None:
+        return self.model.locks.get(job)
+
+    def find_job(self, job: JobId) -> Job | None:
+        return self.model.jobs.get(job)
+
+    def job(self, job: JobId) -> Job:
+        found = self.find_job(job)
+        if found is None:
+            raise MarketError(f"job {int(job, 16)} is not open")
+        return found
+
+    def provider(self, address: str) -> str | None:
+        return self.cp_url
+
+    def revise_rate_initiate(self, job: JobId, rate: int) -> None:
+        self._send(
+            "jobReviseRateInitiate",
+            lambda now: self.model.job_revise_rate_initiate(self.sender, job, rate, now=now),
+        )
+
+    def revise_rate_cancel(self, job: JobId) -> None:
+        self._send(
+            "jobReviseRateCancel",
+            lambda now: self.model.job_revise_rate_cancel(self.sender, job, now=now),
+        )
+
+    def close(self, job: JobId) -> None:
+        self._send("jobClose", lambda now: self.model.job_close(self.sender, job, now=now))
+
+
+@dataclasses.dataclass
+class FakeSession:
+    """The session's clock (:meth:`reef.node.Session.now`) and sending account."""
+
+    clock: int = START
+    address: Address = OWNER
+    safety_margin_s: int | None = 60
+    sleeps: list[float] = dataclasses.field(default_factory=list)
+
+    def now(self) -> int:
+        return self.clock
+
+    def sleep(self, seconds: float) -> None:
+        """The injected ``sleep``: time passes only when the code waits."""
+        self.sleeps.append(seconds)
+        self.clock += int(seconds)
+
+
+@dataclasses.dataclass
+class World:
+    model: MarketModel
+    session: FakeSession
+    market: FakeMarket
+    job: JobId
+
+    @property
+    def current(self) -> Job:
+        return self.model.jobs[self.job]
+
+
+@pytest.fixture
+def world() -> World:
+    model = MarketModel(market=MARKET, token_owner=OWNER, lock_wait_s=LOCK_S)
+    model.mint(OWNER, OWNER, 10 * DEPOSIT)
+    model.approve(OWNER, MARKET, 10 * DEPOSIT)
+    model.provider_add(PROVIDER, "http://cp.test")
+    model.job_open(OWNER, "{}", PROVIDER, RATE, DEPOSIT, now=START - 10)
+    job = model.job_open(OWNER, "{}", PROVIDER, RATE, DEPOSIT, now=START)
+    session = FakeSession()
+    return World(model, session, FakeMarket(model, session, OWNER), job)
+
+
+def _label(world: World) -> str:
+    return str(int(world.job, 16))
+
+
+def test_a_running_job_is_refused_with_its_rate_and_the_stop_command(world: World) -> None:
+    label = _label(world)
+    for attempt in (
+        lambda: closable_at(world.market, world.current),
+        lambda: close_job(world.session, world.market, world.current),
+    ):
+        with pytest.raises(MarketError) as refused:
+            attempt()
+        assert refused.value.message == (
+            f"job {label} is still running at 0.36 rUSD/h: stop it before closing it"
+        )
+        assert refused.value.hint == (
+            f"`reef jobs stop {label}` stops its enclave at once; the market then lets you "
+            f"close it 5 min 0 s later (`reef jobs close {label}`)"
+        )
+    assert world.market.sent == []
+
+
+def test_stop_without_waiting_says_when_and_a_close_before_then_sends_nothing(
+    world: World,
+) -> None:
+    label = _label(world)
+    stopped = stop_and_close(world.session, world.market, world.current, sleep=world.session.sleep)
+    assert (stopped.refund, stopped.now, stopped.close_at) == (None, START, START + LOCK_S)
+    assert world.model.locks[world.job] == RateLock(unlock_time=START + LOCK_S, new_rate=0)
+    assert world.market.sent == ["jobReviseRateInitiate"]
+    assert world.session.sleeps == []
+
+    world.session.clock += 100
+    with pytest.raises(MarketError) as early:
+        close_job(world.session, world.market, world.current)
+    assert early.value.message == (
+        f"job {label} is stopped, but the market lets you close it only from "
+        f"{format_time(START + LOCK_S)} (in 3 min 20 s), when its rate lock ends"
+    )
+    assert early.value.hint == (
+        f"run `reef jobs close {label}` then, or `reef jobs stop {label} --wait` to wait here"
+    )
+    assert world.market.sent == ["jobReviseRateInitiate"]  # refused before any transaction
+    assert closable_at(world.market, world.current) == START + LOCK_S
+
+
+def test_stop_wait_waits_through_the_callback_then_closes_for_the_refund(world: World) -> None:
+    waited: list[int] = []
+
+    def on_wait(unlock: int) -> None:
+        waited.append(unlock)
+        world.session.clock = unlock
+
+    before = world.model.balance(OWNER)
+    opened = world.current
+    stopped = stop_and_close(
+        world.session, world.market, opened, wait=True, on_wait=on_wait, sleep=world.session.sleep
+    )
+    assert waited == [START + LOCK_S]
+    assert world.session.sleeps == []
+    assert world.job not in world.model.jobs
+    assert world.market.sent == ["jobReviseRateInitiate", "jobClose"]
+    # the refund is the deposit less the lock wait at the old rate (settled as the market does)
+    expected = DEPOSIT - settlement_amount(RATE, LOCK_S)
+    assert stopped.refund == expected == settle(opened, START + LOCK_S).job.balance
+    assert world.model.balance(OWNER) - before == expected
+
+
+def test_without_a_callback_the_wait_sleeps_on_the_sessions_clock(world: World) -> None:
+    stop_job(world.market, world.current)
+    world.session.clock += LOCK_S - 3
+    refund = close_job(
+        world.session, world.market, world.current, wait=True, sleep=world.session.sleep
+    )
+    assert world.session.sleeps == [1, 1, 1]
+    assert refund == DEPOSIT - settlement_amount(RATE, LOCK_S)
+
+
+def test_a_waiting_close_retries_while_the_next_block_is_before_the_unlock(world: World) -> None:
+    stop_job(world.market, world.current)
+    world.session.clock = START + LOCK_S  # the clock has passed the unlock time ...
+    world.market.block_lag = 2  # ... but the chain's next block is stamped 2 s before it
+
+    label = _label(world)
+    with pytest.raises(MarketError, match=f"reef jobs stop {label} --wait"):
+        close_job(world.session, world.market, world.current)
+    assert world.job in world.model.jobs
+
+    refund = close_job(
+        world.session, world.market, world.current, wait=True, sleep=world.session.sleep
+    )
+    assert world.session.sleeps == [1, 1]
+    assert world.market.sent.count("jobClose") == 4  # one refused without waiting, 3 waiting
+    assert refund > 0
+    assert world.job not in world.model.jobs
+
+
+def test_a_close_that_stays_locked_gives_up_with_the_time_and_the_commands(world: World) -> None:
+    stop_job(world.market, world.current)
+    world.session.clock = START + LOCK_S
+    world.market.block_lag = 10 * CLOSE_RETRIES  # the chain never catches up
+
+    with pytest.raises(MarketError) as refused:
+        close_job(world.session, world.market, world.current, wait=True, sleep=world.session.sleep)
+    assert world.session.sleeps == [1] * CLOSE_RETRIES
+    assert world.market.sent.count("jobClose") == CLOSE_RETRIES + 1
+    assert isinstance(refused.value.__cause__, ContractRevertError)
+    assert refused.value.__cause__.reason == Revert.REVISION_LOCKED
+    assert "when its rate lock ends" in refused.value.message
+    assert f"reef jobs close {_label(world)}" in (refused.value.hint or "")
+
+
+def test_a_refusal_that_is_not_the_lock_is_not_retried(world: World) -> None:
+    stop_job(world.market, world.current)
+    world.session.clock = START + LOCK_S
+    world.market.sender = STRANGER  # the market lets only the owner close
+    with pytest.raises(ContractRevertError) as refused:
+        close_job(world.session, world.market, world.current, wait=True, sleep=world.session.sleep)
+    assert refused.value.reason == Revert.ONLY_OWNER_CLOSE
+    assert world.session.sleeps == []
+
+
+def test_stop_replaces_a_pending_revision_to_another_rate_and_keeps_one_to_zero(
+    world: World,
+) -> None:
+    world.market.revise_rate_initiate(world.job, RATE * 2)
+    world.session.clock += 50
+    unlock = stop_job(world.market, world.current)
+    assert unlock == START + 50 + LOCK_S
+    assert world.model.locks[world.job].new_rate == 0
+    world.session.clock += 50
+    assert stop_job(world.market, world.current) == unlock
+    assert world.market.sent == [
+        "jobReviseRateInitiate",
+        "jobReviseRateCancel",
+        "jobReviseRateInitiate",
+    ]
+
+
+def test_a_job_at_rate_zero_closes_at_once(world: World) -> None:
+    world.model.jobs[world.job] = dataclasses.replace(world.current, rate=0)
+    assert stop_job(world.market, world.current) == 0
+    stopped = stop_and_close(world.session, world.market, world.current)
+    assert stopped.refund == DEPOSIT
+    assert world.market.sent == ["jobClose"]
+
+
+def test_the_summary_carries_the_pending_revision(world: World) -> None:
+    world.market.cp_url = None  # no provider to ask: the status says so, the money still shows
+    assert summarize_job(world.session, world.market, world.current).pending_rate is None
+    stop_job(world.market, world.current)
+    summary = summarize_job(world.session, world.market, world.current)
+    assert summary.pending_rate == RateLock(unlock_time=START + LOCK_S, new_rate=0)
+    assert summary.status.state == "unknown (the provider is not registered)"
+
+
+def test_deploy_stop_on_failure_stops_through_stop_job(world: World) -> None:
+    from reef.node._deploy import _after_failure
+
+    label = _label(world)
+    failed = EnclaveError("the enclave crashed")
+    _after_failure(failed, world.market, world.job, rate=RATE, stop=True)
+    assert world.model.locks[world.job] == RateLock(unlock_time=START + LOCK_S, new_rate=0)
+    assert failed.hint is not None
+    assert failed.hint.startswith(f"stopped job {label} (--stop-on-failure): ")
+    assert failed.hint.endswith(
+        f"`reef jobs close {label}` refunds the rest from 2027-01-15 08:05:00 UTC"
+    )
+
+    world.market.sender = STRANGER  # the stop itself is refused: the hint says to run it
+    again = EnclaveError("the enclave crashed")
+    other = world.model.job_open(OWNER, "{}", PROVIDER, RATE, DEPOSIT, now=START + 1)
+    _after_failure(again, world.market, other, rate=RATE, stop=True)
+    assert again.hint is not None
+    assert "--stop-on-failure could not stop it (" in again.hint
+    assert str(Revert.ONLY_OWNER_REVISE) in again.hint
+    assert again.hint.endswith(f"run `reef jobs stop {int(other, 16)}`")
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "words"),
+    [
+        (httpx.Response(400, json={"detail": "no enclave"}), ServiceError, "no running enclave"),
+        (httpx.Response(200, json={"ip": "1.2.3.4", "endpoints": {}}), MarketError, "not a debug"),
+    ],
+)
+def test_the_logs_endpoint_says_why_there_is_none(
+    world: World, answer: httpx.Response, error: type[Exception], words: str
+) -> None:
+    transport = httpx.MockTransport(lambda request: answer)
+    with pytest.raises(error, match=words):
+        enclave_logs_url(world.market, world.current, transport=transport)
+
+
+def test_the_logs_endpoint_is_the_enclaves_logs_url(world: World) -> None:
+    seen: list[httpx.URL] = []
+
+    def cp(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url)
+        return httpx.Response(200, json={"endpoints": {"logs": "http://enclave.test/logs"}})
+
+    url = enclave_logs_url(world.market, world.current, transport=httpx.MockTransport(cp))
+    assert url == "http://enclave.test/logs"
+    assert [(u.path, u.params["id"]) for u in seen] == [("/ip", world.job)]
+    world.market.cp_url = None
+    with pytest.raises(MarketError, match="is not registered"):
+        enclave_logs_url(world.market, world.current)
+
+
+def test_waits_read_as_minutes_and_seconds() -> None:
+    assert [format_wait(s) for s in (-5, 0, 12, 60, 245, 3600)] == [
+        "0 s",
+        "0 s",
+        "12 s",
+        "1 min 0 s",
+        "4 min 5 s",
+        "60 min 0 s",
+    ]
