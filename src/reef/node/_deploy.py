@@ -65,6 +65,7 @@ from reef.market import (
     settlement_amount,
     upload_image,
 )
+from reef.node._jobs import stop_job
 from reef.node._session import Session
 
 __all__ = [
@@ -613,8 +614,8 @@ def _after_failure(
     exc: ReefError, market: MarketClient, job_id: JobId, *, rate: int, stop: bool
 ) -> None:
     """Tell the user about the open job after a failed wait or verification: it still pays,
-    and this is how to stop it; or, with ``stop``, stop it (rate to 0) and say when the rest can
-    be taken back. The advice becomes ``exc``'s hint."""
+    and this is how to stop it; or, with ``stop``, stop it (:func:`reef.node.stop_job`: rate to
+    0) and say when the rest can be taken back. The advice becomes ``exc``'s hint."""
     label = _label(job_id)
     if not stop:
         exc.hint = (
@@ -625,23 +626,14 @@ def _after_failure(
         )
         return
     try:
-        lock = market.rate_lock(job_id)
-        if lock is None or lock.new_rate != 0:
-            if lock is not None:
-                market.revise_rate_cancel(job_id)
-            market.revise_rate_initiate(job_id, 0)
-        lock = market.rate_lock(job_id)
+        unlock = stop_job(market, market.job(job_id))
     except ReefError as stop_exc:
         exc.hint = (
             f"job {label} is still open and paying: --stop-on-failure could not stop it "
             f"({stop_exc.message}); run `reef jobs stop {label}`"
         )
         return
-    when = (
-        time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(lock.unlock_time))
-        if lock is not None
-        else "now"
-    )
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(unlock)) if unlock else "now"
     exc.hint = (
         f"stopped job {label} (--stop-on-failure): its provider stops the enclave now; "
         f"`reef jobs close {label}` refunds the rest from {when}"
