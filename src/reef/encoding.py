@@ -1,5 +1,5 @@
-"""Hex and base64 at the edges: parse what users type, print what programs read, and the key
-files users hand over (32 raw bytes or 64 hex digits).
+"""Hex, base64 and unsigned integers at the edges: parse what users type, print what programs
+read, and the key files users hand over (32 raw bytes or 64 hex digits).
 
 reef prints bytes as lowercase hex without ``0x`` (Oyster's convention), except Ethereum addresses
 and job ids, which keep their ``0x``. On input both forms are accepted.
@@ -11,9 +11,12 @@ import base64
 import binascii
 from pathlib import Path
 
-from reef.errors import InputError
+from reef.errors import InputError, UintInputError
 
-__all__ = ["parse_b64", "parse_hex", "read_key_file", "to_hex"]
+__all__ = ["parse_b64", "parse_hex", "parse_uint", "read_key_file", "to_hex"]
+
+_MAX_UINT_TEXT = 1000
+"""The longest text :func:`parse_uint` reads (2**256 has 78 decimal digits)."""
 
 
 def parse_hex(text: str, *, name: str = "value", length: int | None = None) -> bytes:
@@ -54,6 +57,47 @@ def parse_b64(text: str | bytes, *, name: str = "value") -> bytes:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InputError(f"{name} is not valid base64") from exc
+
+
+def parse_uint(value: object, *, name: str = "value", bits: int = 256) -> int:
+    """An unsigned integer a user gave, as a JSON or Python ``int`` or as text: decimal digits
+    or ``0x`` hex, surrounding whitespace allowed (circuit signals, amounts in input files).
+
+    Python's own spellings (``1_000``, ``0o17``, a sign) are refused rather than guessed at,
+    and ``True`` is not 1: booleans are refused. Leading zeros are fine (``007`` is 7).
+
+    Raises:
+        UintInputError: naming ``name`` when ``value`` is not such an integer or needs more
+            than ``bits`` bits.
+    """
+    hint = f"give a whole number from 0 to 2**{bits}-1, in decimal or 0x hex"
+    number: int | None = None
+    if isinstance(value, str):
+        if len(value) > _MAX_UINT_TEXT:
+            # Python refuses decimals of over 4300 digits (CVE-2020-10735); nothing this long
+            # is a number reef takes, so say so instead of converting it.
+            raise UintInputError(
+                f"{name} is {len(value)} characters long, too long for an integer", hint=hint
+            )
+        number = _uint_text(value.strip())
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    if number is None:
+        raise UintInputError(f"{name} is not an integer: {value!r:.80}", hint=hint)
+    if not 0 <= number < 2**bits:
+        # Printing a huge number would bury the message: its width says enough.
+        shown = str(number) if number.bit_length() <= 512 else f"a {number.bit_length()}-bit number"
+        raise UintInputError(f"{name} does not fit in {bits} bits: {shown}", hint=hint)
+    return number
+
+
+def _uint_text(text: str) -> int | None:
+    """The integer ``text`` spells in decimal or ``0x`` hex (ASCII digits only), or None."""
+    digits, base = (text[2:], 16) if text[:2].lower() == "0x" else (text, 10)
+    allowed = "0123456789abcdefABCDEF" if base == 16 else "0123456789"
+    if not digits or any(c not in allowed for c in digits):
+        return None
+    return int(digits, base)
 
 
 def to_hex(data: bytes | None) -> str:

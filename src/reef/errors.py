@@ -12,7 +12,8 @@ kept apart from failure: those errors also subclass :class:`RuntimeError` or :cl
 
     ReefError
     ├── InputError (ValueError)            bad input: a file, a flag, a hex string, a config value
-    │   └── ConfigError                    a configuration file or $REEF_HOME entry is invalid
+    │   ├── ConfigError                    a configuration file or $REEF_HOME entry is invalid
+    │   └── UintInputError                 not an unsigned integer, or wider than allowed
     ├── MisuseError (RuntimeError)         an API used in a way it does not allow
     ├── AttestationError                   evidence rejected; ``reason`` names the check that failed
     │   ├── DecodeError                    not a well-formed document or quote
@@ -71,6 +72,7 @@ __all__ = [
     "SignatureError",
     "StaleAttestationError",
     "TcbStatusError",
+    "UintInputError",
 ]
 
 
@@ -99,6 +101,12 @@ class InputError(ReefError, ValueError):
 
 class ConfigError(InputError):
     """A configuration file or an entry under ``$REEF_HOME`` is missing or invalid."""
+
+
+class UintInputError(InputError):
+    """A value that must be an unsigned integer (a circuit signal, an amount in a file) is not a
+    whole number in decimal or ``0x`` hex, or does not fit its width
+    (:func:`reef.encoding.parse_uint`)."""
 
 
 class MisuseError(ReefError, RuntimeError):

@@ -33,6 +33,7 @@ from reef.cli._options import (
     with_flags,
 )
 from reef.cli._output import fail, failing, note, print_result, print_rows
+from reef.encoding import parse_uint
 from reef.errors import InputError, ProofError
 
 if TYPE_CHECKING:
@@ -494,8 +495,8 @@ def _read_private(path: Path, names: list[str], market_id: int) -> bytes:
         values = parse_private_inputs(json.dumps(data).encode(), names)
     except InvalidProofInputError as exc:
         raise InputError(
-            f"{path}: {exc.args[0] if exc.args else exc}",
-            hint=f"market {market_id} takes the private inputs {names}",
+            f"{path}: {exc.message}",
+            hint=exc.hint or f"market {market_id} takes the private inputs {names}",
         ) from exc
     return json.dumps(values, separators=(",", ":")).encode()
 
@@ -506,19 +507,7 @@ def _read_inputs(path: Path, names: list[str]) -> list[int]:
         missing = [n for n in names if n not in data]
         if missing:
             raise InputError(f"{path} lacks the market's public inputs {missing}")
-        values = [data[n] for n in names]
-    else:
-        values = list(data.values())
-    out = []
-    for value in values:
-        try:
-            number = int(str(value), 0)
-        except ValueError as exc:
-            raise InputError(f"input value {value!r} is not an integer") from exc
-        if not 0 <= number < 2**256:
-            raise InputError(f"input value {value} does not fit in 256 bits")
-        out.append(number)
-    return out
+    return [parse_uint(data[n], name=f"{path}: public input {n}") for n in names or list(data)]
 
 
 def _ensure_allowance(ctx: _Ctx, amount: int) -> None:

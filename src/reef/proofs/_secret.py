@@ -34,7 +34,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from reef.crypto import Secp256k1PrivateKey, Secp256k1PublicKey
-from reef.errors import InputError, InvalidProofInputError, ProofError
+from reef.encoding import parse_uint
+from reef.errors import InputError, InvalidProofInputError, ProofError, UintInputError
 
 __all__ = [
     "ACL_SIZE",
@@ -184,11 +185,13 @@ def reencrypt_acl(acl: bytes, private_key: bytes, reader_public_key: bytes) -> b
 
 
 def parse_private_inputs(plaintext: bytes, names: list[str]) -> dict[str, str]:
-    """The private signals of a decrypted secret: a JSON object holding exactly ``names``.
+    """The private signals of a decrypted secret: a JSON object holding exactly ``names``, each
+    an unsigned 256-bit integer (:func:`reef.encoding.parse_uint`), as snarkjs's decimal strings.
 
     Raises:
         InvalidProofInputError: it is not such an object (the requester's fault: no proof
-            can be made, so the IVS may close the ask as invalid).
+            can be made, so the IVS may close the ask as invalid); a bad integer's
+            :class:`~reef.errors.UintInputError` is its cause.
     """
     try:
         data = json.loads(plaintext)
@@ -202,14 +205,10 @@ def parse_private_inputs(plaintext: bytes, names: list[str]) -> dict[str, str]:
         )
     out = {}
     for name in names:
-        value = data[name]
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise InvalidProofInputError(f"private input {name} is not an integer")
         try:
-            number = int(str(value), 0)
-        except ValueError as exc:
-            raise InvalidProofInputError(f"private input {name} is not an integer") from exc
-        if not 0 <= number < 2**256:
-            raise InvalidProofInputError(f"private input {name} does not fit in 256 bits")
-        out[name] = str(number)
+            out[name] = str(parse_uint(data[name], name=f"private input {name}"))
+        except UintInputError as exc:
+            # The same refusal as any bad integer, classed as the proof market's: a value no
+            # circuit signal can take makes the ask unprovable, the requester's fault.
+            raise InvalidProofInputError(exc.message, hint=exc.hint) from exc
     return out
