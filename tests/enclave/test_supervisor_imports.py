@@ -241,8 +241,10 @@ APP_PCRS = {0: b"\x01" * 48, 1: b"\x02" * 48, 2: b"\x03" * 48}
 async def test_a_supervisor_fetches_its_kms_seed_without_an_http_client(tmp_path: Path) -> None:
     """With a KMS, the supervisor fetches its seed over Scallop (a real root here) and derives
     secrets without httpx, h11 or the email parser (reef.scallop's package init, skipped), nor
-    reef.crypto's key modules and their coincurve, pysha3 and base58: of reef.crypto, only its
-    lazy facade and the pure-Python scalar rules a secret needs."""
+    reef.crypto's secp256k1 and hash modules and their coincurve, pysha3 and base58: of
+    reef.crypto, only its lazy facade, the pure-Python scalar rules a secret needs and the
+    X25519 module (on cryptography, which the trusted base loads anyway) that makes the boot's
+    identity key."""
     import json
 
     from reef._clock import wall_clock_ms
@@ -272,11 +274,12 @@ async def test_a_supervisor_fetches_its_kms_seed_without_an_http_client(tmp_path
     assert {"reef.kms._derive_server", "reef.scallop._handshake", "httptools"} <= loaded
     assert {m for m in loaded if m.startswith("reef.crypto")} <= {
         "reef.crypto",
+        "reef.crypto._curve25519",
         "reef.crypto._scalars",
     }
     for module in (
         *("httpx", "h11", "idna", "email.parser", "_ssl", "_hashlib"),
-        *("reef.crypto._secp256k1", "reef.crypto._hashes", "reef.crypto._curve25519"),
+        *("reef.crypto._secp256k1", "reef.crypto._hashes"),
         *("coincurve", "sha3", "base58", "nacl"),
     ):
         assert module not in loaded, module

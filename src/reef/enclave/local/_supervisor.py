@@ -696,23 +696,22 @@ async def _warm_up(app: Any, path: str) -> None:
 
 def _fresh_keys() -> dict[str, bytes]:
     """A boot's identity keys, as the files under ``/app``: X25519 ``id.{sec,pub}`` (the secret
-    clamped) and secp256k1 ``ecdsa.{sec,pub}`` (the public key as ``x || y``).
+    clamped, by :func:`reef.crypto.generate_x25519`) and secp256k1 ``ecdsa.{sec,pub}`` (the
+    public key as ``x || y``).
 
-    Made with cryptography, which the trusted base loads anyway for its attestations, rather
-    than through reef.crypto, whose facade would load coincurve, pysha3 and base58 (about 1 MiB
-    of the supervisor's memory) for these two key pairs alone.
+    The secp256k1 pair is made with cryptography, which the trusted base loads anyway for its
+    attestations, rather than with coincurve (reef.crypto's secp256k1), which would add about
+    1 MiB to the supervisor's memory for this one key pair.
     """
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-    x_secret = bytearray(os.urandom(32))
-    x_secret[0] &= 0xF8  # RFC 7748 clamping, as reef.crypto.generate_x25519 stores it
-    x_secret[31] = (x_secret[31] & 0x7F) | 0x40
-    x_public = X25519PrivateKey.from_private_bytes(bytes(x_secret)).public_key().public_bytes_raw()
+    from reef.crypto import generate_x25519
+
+    x_secret, x_public = generate_x25519()
     ecdsa = ec.generate_private_key(ec.SECP256K1())
     point = ecdsa.public_key().public_numbers()
     return {
-        "id.sec": bytes(x_secret),
+        "id.sec": x_secret,
         "id.pub": x_public,
         "ecdsa.sec": ecdsa.private_numbers().private_value.to_bytes(32, "big"),
         "ecdsa.pub": point.x.to_bytes(32, "big") + point.y.to_bytes(32, "big"),
@@ -722,11 +721,12 @@ def _fresh_keys() -> dict[str, bytes]:
 def _load_trusted_base() -> None:
     """Import what the trusted base's keys, servers and attestation need, the seccomp builder,
     and what serving a first request loads (``main`` calls it before it forks)."""
-    from cryptography.hazmat.primitives.asymmetric import ec, x25519  # noqa: F401
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: F401
 
     import reef._serve
     import reef.attestation._dev
     import reef.attestation._server
+    import reef.crypto._curve25519
     import reef.enclave.local._seccomp  # noqa: F401
 
     # Other packages' private modules, loaded on first use otherwise: a missing one (after an
