@@ -10,7 +10,7 @@ has passed, a close that stays refused, a refusal that is not about the lock.
 - a running job is refused with its rate and the command that stops it;
 - ``stop`` without waiting revises the rate to 0 and says when a close works; a close before
   then is refused with that time and both commands, and sends nothing;
-- ``stop --wait`` waits (through ``on_wait``, else the injected sleep) and closes, retrying a
+- ``stop --wait`` waits (through ``CloseWait.until``, else the injected sleep) and closes, retrying a
   second apart while the next block is not past the unlock time, and gives up with the same
   message; the refund is the deposit less the settlement the market computes;
 - ``deploy --stop-on-failure`` stops through the same :func:`reef.node.stop_job`;
@@ -31,6 +31,7 @@ from reef.errors import ContractRevertError, EnclaveError, MarketError, ServiceE
 from reef.market import settle, settlement_amount
 from reef.node import (
     CLOSE_RETRIES,
+    CloseWait,
     closable_at,
     close_job,
     enclave_logs_url,
@@ -143,6 +144,11 @@ class World:
     job: JobId
 
     @property
+    def waiting(self) -> CloseWait:
+        """``--wait``, sleeping on the session's clock."""
+        return CloseWait(sleep=self.session.sleep)
+
+    @property
     def current(self) -> Job:
         return self.model.jobs[self.job]
 
@@ -185,7 +191,7 @@ def test_stop_without_waiting_says_when_and_a_close_before_then_sends_nothing(
     world: World,
 ) -> None:
     label = _label(world)
-    stopped = stop_and_close(world.session, world.market, world.current, sleep=world.session.sleep)
+    stopped = stop_and_close(world.session, world.market, world.current)
     assert (stopped.refund, stopped.now, stopped.close_at) == (None, START, START + LOCK_S)
     assert world.model.locks[world.job] == RateLock(unlock_time=START + LOCK_S, new_rate=0)
     assert world.market.sent == ["jobReviseRateInitiate"]
@@ -215,7 +221,10 @@ def test_stop_wait_waits_through_the_callback_then_closes_for_the_refund(world: 
     before = world.model.balance(OWNER)
     opened = world.current
     stopped = stop_and_close(
-        world.session, world.market, opened, wait=True, on_wait=on_wait, sleep=world.session.sleep
+        world.session,
+        world.market,
+        opened,
+        wait=CloseWait(until=on_wait, sleep=world.session.sleep),
     )
     assert waited == [START + LOCK_S]
     assert world.session.sleeps == []
@@ -227,12 +236,20 @@ def test_stop_wait_waits_through_the_callback_then_closes_for_the_refund(world: 
     assert world.model.balance(OWNER) - before == expected
 
 
+def test_stop_after_the_lock_has_passed_closes_without_being_asked_to_wait(world: World) -> None:
+    first = stop_and_close(world.session, world.market, world.current)
+    assert first.refund is None
+    world.session.clock = first.close_at
+    again = stop_and_close(world.session, world.market, world.current)
+    assert again.close_at == first.close_at  # the pending stop is kept, not renewed
+    assert again.refund == DEPOSIT - settlement_amount(RATE, LOCK_S)
+    assert world.market.sent == ["jobReviseRateInitiate", "jobClose"]
+
+
 def test_without_a_callback_the_wait_sleeps_on_the_sessions_clock(world: World) -> None:
     stop_job(world.market, world.current)
     world.session.clock += LOCK_S - 3
-    refund = close_job(
-        world.session, world.market, world.current, wait=True, sleep=world.session.sleep
-    )
+    refund = close_job(world.session, world.market, world.current, wait=world.waiting)
     assert world.session.sleeps == [1, 1, 1]
     assert refund == DEPOSIT - settlement_amount(RATE, LOCK_S)
 
@@ -247,9 +264,7 @@ def test_a_waiting_close_retries_while_the_next_block_is_before_the_unlock(world
         close_job(world.session, world.market, world.current)
     assert world.job in world.model.jobs
 
-    refund = close_job(
-        world.session, world.market, world.current, wait=True, sleep=world.session.sleep
-    )
+    refund = close_job(world.session, world.market, world.current, wait=world.waiting)
     assert world.session.sleeps == [1, 1]
     assert world.market.sent.count("jobClose") == 4  # one refused without waiting, 3 waiting
     assert refund > 0
@@ -262,7 +277,7 @@ def test_a_close_that_stays_locked_gives_up_with_the_time_and_the_commands(world
     world.market.block_lag = 10 * CLOSE_RETRIES  # the chain never catches up
 
     with pytest.raises(MarketError) as refused:
-        close_job(world.session, world.market, world.current, wait=True, sleep=world.session.sleep)
+        close_job(world.session, world.market, world.current, wait=world.waiting)
     assert world.session.sleeps == [1] * CLOSE_RETRIES
     assert world.market.sent.count("jobClose") == CLOSE_RETRIES + 1
     assert isinstance(refused.value.__cause__, ContractRevertError)
@@ -276,7 +291,7 @@ def test_a_refusal_that_is_not_the_lock_is_not_retried(world: World) -> None:
     world.session.clock = START + LOCK_S
     world.market.sender = STRANGER  # the market lets only the owner close
     with pytest.raises(ContractRevertError) as refused:
-        close_job(world.session, world.market, world.current, wait=True, sleep=world.session.sleep)
+        close_job(world.session, world.market, world.current, wait=world.waiting)
     assert refused.value.reason == Revert.ONLY_OWNER_CLOSE
     assert world.session.sleeps == []
 

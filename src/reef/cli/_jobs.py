@@ -341,15 +341,14 @@ def stop_cmd(
     (300 s on Oyster) has passed: this says when, and the command to run then.
     With --wait it waits (one progress bar), then closes the job itself.
     """
-    from reef.node import format_wait, stop_and_close
+    from reef.node import CloseWait, format_wait, stop_and_close
 
     with failing():
         session, client, found = _open(job, flags, owned=True)
         label = job_label(found.id)
         bar = f"job {label}: closing when the rate lock ends"
-        stopped = stop_and_close(
-            session, client, found, wait=wait, on_wait=lambda unlock: _wait_for(unlock, bar)
-        )
+        waiting = CloseWait(until=lambda unlock: _wait_for(unlock, bar)) if wait else None
+        stopped = stop_and_close(session, client, found, wait=waiting)
     if stopped.refund is not None:
         _print_closed(found.id, stopped.refund, flags.as_json)
         return

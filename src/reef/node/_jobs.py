@@ -25,7 +25,7 @@
 Each is a short composition of :class:`reef.chain.MarketClient` calls and the billing rules of
 :mod:`reef.market`; the front ends only format what these return. Time is read through the
 session (:meth:`reef.node.Session.now`, never before the chain's last block) and waited through
-a ``sleep`` parameter, so the close rules are tested against :class:`reef.testing.MarketModel`
+an injected ``sleep`` (:class:`CloseWait`), so the close rules are tested against :class:`reef.testing.MarketModel`
 without a chain.
 """
 
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CLOSE_RETRIES",
     "DEFAULT_SAFETY_MARGIN_S",
+    "CloseWait",
     "WITHDRAW_MARGIN_S",
     "JobStatus",
     "JobSummary",
@@ -80,9 +81,10 @@ DEFAULT_SAFETY_MARGIN_S = 300
 """The provider's default safety margin, for a network this home did not start."""
 
 CLOSE_RETRIES = 30
-"""How many times, a second apart, a waiting close is tried again while the market still refuses
-it as locked: the chain's next block can be stamped before the unlock time the wall clock has
-passed (a devnet stamps a block a second after the last when its clock has not moved on)."""
+"""How many times, a second apart, a waiting close (:class:`CloseWait`) is tried again while the
+market still refuses it as locked: the chain's next block can be stamped before the unlock time
+the wall clock has passed (a devnet stamps a block a second after the last when its clock has
+not moved on)."""
 
 
 def format_time(timestamp: int) -> str:
@@ -380,23 +382,27 @@ def _still_locked(exc: ContractRevertError) -> bool:
     return exc.reason in (Revert.REVISION_LOCKED, Revert.CLOSE_NEEDS_NOTICE)
 
 
+@dataclass(frozen=True, kw_only=True)
+class CloseWait:
+    """How a close waits for the market's rate lock to end (``reef jobs stop --wait``)."""
+
+    until: Callable[[int], None] | None = None
+    """Called with the unlock time when the lock has not ended yet, to wait until then (a
+    progress bar); by default ``sleep`` until the session's clock reaches it."""
+    sleep: Callable[[float], None] = time.sleep
+    retries: int = CLOSE_RETRIES
+    """How many times, a second apart, the close is tried again while refused as locked."""
+
+
 def close_job(
-    session: Session,
-    market: MarketClient,
-    job: Job,
-    *,
-    wait: bool = False,
-    on_wait: Callable[[int], None] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    session: Session, market: MarketClient, job: Job, *, wait: CloseWait | None = None
 ) -> Amount:
     """Close the stopped job ``job`` (owner only) and return the refund: what the owner's token
     balance gained (the rest of the deposit after the last settlement).
 
     Without ``wait`` a close before the rate lock ends is refused with the time it ends. With
-    ``wait``, ``on_wait(unlock)`` is called first when the lock has not ended yet (the caller
-    waits until then, e.g. with a progress bar; by default this sleeps until the session's clock
-    reaches it), and the close is tried again a second apart (:data:`CLOSE_RETRIES` times) while
-    the market still refuses it as locked.
+    it, the close first waits for that time (:attr:`CloseWait.until`), then is tried again a
+    second apart (:attr:`CloseWait.retries` times) while the market still refuses it as locked.
 
     Raises:
         MarketError: the job still pays its provider (:func:`closable_at`), or its rate lock has
@@ -406,13 +412,14 @@ def close_job(
     unlock = closable_at(market, job)
     now = session.now()
     if unlock > now:
-        if not wait:
+        if wait is None:
             raise _too_early(job.id, unlock, now)
-        if on_wait is None:
-            _sleep_until(session, unlock, sleep)
-        else:
-            on_wait(unlock)
-    tries = CLOSE_RETRIES if wait else 0
+        if wait.until is not None:
+            wait.until(unlock)
+        while (left := unlock - session.now()) > 0:
+            wait.sleep(min(left, 1))
+    waiting = wait or CloseWait(retries=0)
+    tries = waiting.retries
     while True:
         try:
             return _close_for_refund(market, job.id, session.address)
@@ -422,7 +429,7 @@ def close_job(
             if tries == 0:
                 raise _too_early(job.id, unlock, session.now()) from exc
         tries -= 1
-        sleep(1)  # the next block's timestamp has not reached the unlock time yet
+        waiting.sleep(1)  # the next block's timestamp has not reached the unlock time yet
 
 
 def _close_for_refund(market: MarketClient, job: JobId, owner: Address) -> Amount:
@@ -430,11 +437,6 @@ def _close_for_refund(market: MarketClient, job: JobId, owner: Address) -> Amoun
     before = market.token.balance(owner)
     market.close(job)
     return Amount(market.token.balance(owner) - before)
-
-
-def _sleep_until(session: Session, unlock: int, sleep: Callable[[float], None]) -> None:
-    while (left := unlock - session.now()) > 0:
-        sleep(min(left, 1))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -451,27 +453,21 @@ class StopResult:
 
 
 def stop_and_close(
-    session: Session,
-    market: MarketClient,
-    job: Job,
-    *,
-    wait: bool = False,
-    on_wait: Callable[[int], None] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    session: Session, market: MarketClient, job: Job, *, wait: CloseWait | None = None
 ) -> StopResult:
     """``reef jobs stop``: revise ``job``'s rate to 0 (:func:`stop_job`; its provider stops the
-    enclave at once), then close it for the refund (:func:`close_job` with ``wait``) when the
-    market already lets it be closed, or, with ``wait``, after waiting for that
-    (``on_wait(unlock)``, as :func:`close_job`).
+    enclave at once), then close it for the refund (:func:`close_job`, retrying as ``wait``
+    says, by default as :class:`CloseWait` does) when the market already lets it be closed, or,
+    with ``wait``, after waiting for that.
 
     Raises:
         ReefError: a transaction failed, or the close stayed refused (:func:`close_job`).
     """
     unlock = stop_job(market, job)
     now = session.now()
-    if unlock > now and not wait:
+    if unlock > now and wait is None:
         return StopResult(job=job, now=now, close_at=unlock)
-    refund = close_job(session, market, job, wait=True, on_wait=on_wait, sleep=sleep)
+    refund = close_job(session, market, job, wait=wait or CloseWait())
     return StopResult(job=job, now=now, close_at=unlock, refund=refund)
 
 
