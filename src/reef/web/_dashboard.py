@@ -115,28 +115,32 @@ class Dashboard:
             ConfigError: nothing says where the network is.
             RPCError: the chain does not answer.
         """
-        from reef.node import locate_market, open_session
+        from reef.node import locate_market
 
         s = self.settings
         where = locate_market(self.home, rpc=s.rpc, market=s.market)
         with self._lock:
             current = self._session
-            if current is not None and (current.rpc_url, current.market_address) != (
+            if current is None or (current.rpc_url, current.market_address) != (
                 where.rpc_url,
                 where.market_address,
             ):
-                self._session = None
-            if self._session is None:
-                try:
-                    self._session = open_session(
-                        self.home, rpc=s.rpc, market=s.market, key=s.key, need_account=True
-                    )
-                except ConfigError:
-                    # No account on this chain: the read-only pages still work.
-                    self._session = open_session(
-                        self.home, rpc=s.rpc, market=s.market, need_account=False
-                    )
-            return self._session
+                self._session = None  # a session on the old endpoints is never served again
+                current = self._session = self._open(where.rpc_url, where.market_address)
+            return current
+
+    def _open(self, rpc: str, market: str) -> Session:
+        """:func:`reef.node.open_session` on the endpoints just located (so the session is the
+        one compared against), with the sending account when there is one."""
+        from reef.node import open_session
+
+        try:
+            return open_session(self.home, rpc=rpc, market=market, key=self.settings.key)
+        except ConfigError:
+            # The endpoints are given, so only the account can be missing: open_session takes
+            # one as required or as absent, never "if any". Without --key on a chain with no
+            # dev account, the read-only pages still work.
+            return open_session(self.home, rpc=rpc, market=market, need_account=False)
 
     def network(self) -> NetworkInfo | None:
         """``network.json`` as ``reef up`` wrote it (re-read each time: services come and go)."""
