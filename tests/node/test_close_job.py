@@ -10,9 +10,10 @@ has passed, a close that stays refused, a refusal that is not about the lock.
 - a running job is refused with its rate and the command that stops it;
 - ``stop`` without waiting revises the rate to 0 and says when a close works; a close before
   then is refused with that time and both commands, and sends nothing;
-- ``stop --wait`` waits (through ``CloseWait.until``, else the injected sleep) and closes, retrying a
-  second apart while the next block is not past the unlock time, and gives up with the same
-  message; the refund is the deposit less the settlement the market computes;
+- ``stop --wait`` waits (through ``CloseWait.until``, else the injected sleep) and closes,
+  retrying a second apart while the next block is not past the unlock time, and gives up with
+  the same message; the refund is the deposit less the settlement the market computes; a stop
+  after the lock has passed closes at once;
 - ``deploy --stop-on-failure`` stops through the same :func:`reef.node.stop_job`;
 - a job's pending revision is part of its summary; the logs endpoint says why there is none.
 """

@@ -25,8 +25,8 @@
 Each is a short composition of :class:`reef.chain.MarketClient` calls and the billing rules of
 :mod:`reef.market`; the front ends only format what these return. Time is read through the
 session (:meth:`reef.node.Session.now`, never before the chain's last block) and waited through
-an injected ``sleep`` (:class:`CloseWait`), so the close rules are tested against :class:`reef.testing.MarketModel`
-without a chain.
+an injected ``sleep`` (:class:`CloseWait`), so the close rules are tested against
+:class:`reef.testing.MarketModel` without a chain.
 """
 
 from __future__ import annotations
