@@ -249,9 +249,9 @@ def withdraw_cmd(
         stopping_now = stops is not None and stops <= session.now()
     if stopping_now:
         note(
-            f"what is left pays for less than the provider's {margin} s safety margin: "
-            f"it stops the enclave now (deposit to keep it, or `reef jobs stop {job_label(found.id)}` "
-            "to get the rest back)"
+            f"what is left pays for less than the provider's {margin} s safety margin: it "
+            f"stops the enclave now (deposit to keep it, or `reef jobs stop {job_label(found.id)}`"
+            " to get the rest back)"
         )
     out = {
         **_ids(found.id),
