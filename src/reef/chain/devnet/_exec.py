@@ -73,9 +73,18 @@ def _run(vm: Any, request: TxRequest, gas: int) -> Any:
         value=request.value,
         data=request.data,
     )
+    transaction = SpoofTransaction(unsigned, from_=sender)
+    executor = state.get_transaction_executor()
     snapshot = state.snapshot()
     try:
-        return state.apply_transaction(SpoofTransaction(unsigned, from_=sender))
+        # What the executor's __call__ does, less finalize_computation: its refund to the
+        # sender, payment to the coinbase and deletion of self-destructed accounts change
+        # only the state reverted just below, never the computation's output, error or
+        # gas left (all a call or an estimate reads); nor does Cancun's clearing of the
+        # transient storage after it, which the revert undoes as well.
+        executor.validate_transaction(transaction)
+        message = executor.build_evm_message(transaction)
+        return executor.build_computation(message, transaction)
     finally:
         state.revert(snapshot)
 

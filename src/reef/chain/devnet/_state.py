@@ -16,17 +16,23 @@ What: a :class:`NodeCache`, owned by one chain, remembers
 - accounts by encoding (py-evm's accounts are immutable).
 
 :func:`vm_class` gives a VM class whose state uses them, injected through py-evm's own extension
-points (the VM's ``_state_class``, the state's ``account_db_class``, the account database's
-``_get_address_store``): nothing of py-evm is patched, and a chain without the cache runs py-evm
-unchanged. Every map is bounded (least recently used entries go). The account database also
-builds accounts from their fields where py-evm copies them, and :func:`encode_node`,
-:func:`encode_account` and :func:`one_item_trie` give pyrlp's and py-trie's bytes without their
-generic machinery.
+points (the VM's ``_state_class``, the state's ``account_db_class`` and
+``transaction_executor_class``, the account database's ``_get_address_store``): nothing of
+py-evm is patched, and a chain without the cache runs py-evm unchanged. Every map is bounded
+(least recently used entries go). The account database also builds accounts from their fields
+where py-evm copies them, and :func:`encode_node`, :func:`encode_account` and
+:func:`one_item_trie` give pyrlp's and py-trie's bytes without their generic machinery.
 
-What it does not change: which nodes are written (py-trie still builds, hashes and prunes every
-node as before; only the decoding and encoding of nodes already known are skipped), so state
-roots, blocks and the database are the same, which the tests check against plain py-evm over
-random transactions, snapshots and reverts.
+A block's state root: py-evm writes each changed slot, then each changed account, into its trie
+one key at a time through py-trie (a fifth of a contract transaction's CPU). Here the storage
+databases and the account database hand a block's changes to :func:`update_trie` at once, which
+gives the same root and stores the same nodes (see the section above it). The transaction
+executor is py-evm's, less a debug log whose message is formatted even when nothing logs it.
+
+What it does not change: the state roots, the blocks and the database's contents, which the
+tests check against plain py-evm (whole databases compared) over random transactions, many
+slots and accounts, deletions, snapshots and reverts, and the batched trie writes against
+py-trie's own.
 
 Nodes are handed out as fresh lists: py-trie edits the nodes it gets in place.
 """
@@ -37,7 +43,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, cast
 
 import rlp
-from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
+from eth._utils.address import generate_contract_address
+from eth.constants import BLANK_ROOT_HASH, CREATE_CONTRACT_ADDRESS, EMPTY_SHA3
 from eth.db.account import AccountDB
 from eth.db.batch import BatchDB
 from eth.db.cache import CacheDB
@@ -50,17 +57,27 @@ from eth.validation import (
     validate_uint64,
     validate_uint256,
 )
+from eth.vm.forks.cancun.constants import BLOB_TX_TYPE
 from eth.vm.forks.prague import PragueVM
-from eth.vm.forks.prague.state import PragueState
+from eth.vm.forks.prague.state import PragueState, PragueTransactionExecutor
+from eth.vm.message import Message
 from eth_hash.auto import keccak
 from eth_typing import Address, Hash32
+from eth_utils.logging import get_extended_debug_logger
 from lru import LRU
 from rlp.codec import encode_raw
 from trie.constants import BLANK_NODE, BLANK_NODE_HASH
 from trie.hexary import HexaryTrie
 from trie.validation import validate_is_node
 
-__all__ = ["NodeCache", "encode_account", "encode_node", "one_item_trie", "vm_class"]
+__all__ = [
+    "NodeCache",
+    "encode_account",
+    "encode_node",
+    "one_item_trie",
+    "update_trie",
+    "vm_class",
+]
 
 DEFAULT_NODES: Final = 8192
 """Nodes remembered by default: every node a devnet's hot accounts and slots sit under, many
@@ -81,12 +98,78 @@ _Frozen = tuple[Any, ...]
 """A node as a tuple of bytes and tuples (an embedded node is a nested tuple)."""
 
 
-def _freeze(node: list[Any]) -> _Frozen:
-    return tuple(_freeze(item) if type(item) is list else item for item in node)
+def _freeze(node: Any) -> _Frozen:
+    """A node (lists, or tuples already) as nested tuples."""
+    return tuple(_freeze(item) if type(item) in (list, tuple) else item for item in node)
 
 
-def _thaw(node: _Frozen) -> list[Any]:
-    return [_thaw(item) if type(item) is tuple else item for item in node]
+def _thaw(node: Any) -> list[Any]:
+    """A node (tuples, or lists already) as fresh nested lists."""
+    return [_thaw(item) if type(item) in (list, tuple) else item for item in node]
+
+
+# ---------------------------------------------------------------- a block's writes at once
+#
+# A block's writes to a hexary (Merkle Patricia) trie applied at once: the new root and the
+# nodes to store, as py-trie's ``HexaryTrie`` makes them one key at a time.
+#
+# Why: making a block's state root was a fifth of a contract transaction's CPU, nearly all of it
+# py-trie: each key written walks its path, turns keys into tuples of nibbles, re-encodes and
+# hashes every node on the way (once to store the new one, once more to prune the old one, with
+# reference counts), and the next key written under the same branch does it all again.
+#
+# What: :func:`update_trie` loads the nodes on the written keys' paths, applies every write to an
+# in-memory copy of that part of the trie (paths as strings of hex digits, so a hash's nibbles
+# are ``key.hex()`` and a hex-prefix key is one ``bytes.fromhex``), then encodes each changed
+# node once, bottom up. A hexary trie is canonical (one shape for one set of keys and values),
+# so the root is py-trie's whatever the order of the writes; the nodes it returns are the new
+# trie's nodes that the writes made (every node stored by hash, and the root by hash even when
+# it is short, as py-trie stores it), which is the set py-trie leaves in its batch after
+# pruning the ones it replaced (py-evm never applies the deletes): the database ends the same.
+# The tests check both against py-trie and a whole chain's database against plain py-evm's.
+#
+# Nodes are read through the chain's :class:`NodeCache` (a node is immutable by its hash), and
+# the nodes made are added to it. (Here rather than in a module of its own: this module is the
+# bottom layer of the package, importing none of its other modules.)
+
+_LEAF: Final = 0
+_EXTENSION: Final = 1
+_BRANCH: Final = 2
+
+_DIGITS: Final = "0123456789abcdef"
+_INDEX: Final = {digit: index for index, digit in enumerate(_DIGITS)}
+
+
+_Ref = Any
+"""How a parent refers to a child: ``b""`` (none), a 32-byte hash (not loaded), a :class:`_Node`,
+or, for a node loaded or encoded already, its raw form (an embedded node's list)."""
+
+
+class _Node:
+    """A trie node in memory: a leaf (``path``, ``value``), an extension (``path``, ``child``)
+    or a branch (``children``: 16 references and the value).
+
+    ``ref`` is what the node's parent holds for it when it is unchanged from the stored trie
+    (its hash, or its raw list when it is embedded in the parent), ``None`` for a new node.
+    """
+
+    __slots__ = ("child", "children", "kind", "path", "ref", "value")
+
+    def __init__(
+        self,
+        kind: int,
+        path: str = "",
+        value: bytes = b"",
+        child: _Ref = b"",
+        children: list[_Ref] | None = None,
+        ref: Any = None,
+    ) -> None:
+        self.kind = kind
+        self.path = path
+        self.value = value
+        self.child = child
+        self.children = children
+        self.ref = ref
 
 
 def _encode_bytes(item: bytes) -> bytes:
@@ -112,6 +195,279 @@ def encode_node(node: list[Any]) -> bytes:
         for item in node
     )
     return _encode_list(payload)
+
+
+def _encode_list(payload: bytes) -> bytes:
+    size = len(payload)
+    if size < 56:
+        return bytes((0xC0 + size,)) + payload
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes((0xF7 + len(length),)) + length + payload
+
+
+def _hex_prefix(path: str, leaf: bool) -> bytes:
+    """The compact (hex-prefix) encoding of a node's path (Yellow Paper, appendix C)."""
+    flag = 2 if leaf else 0
+    if len(path) % 2:
+        return bytes.fromhex(_DIGITS[flag + 1] + path)
+    return bytes.fromhex(_DIGITS[flag] + "0" + path)
+
+
+class _Updater:
+    """One batch of writes on one trie."""
+
+    def __init__(self, cache: NodeCache, db: Mapping[bytes, bytes]) -> None:
+        self._cache = cache
+        self._db = db
+        self.made: dict[bytes, bytes] = {}
+        """hash -> encoding of every node made and stored by hash."""
+
+    # ------------------------------------------------------------------------------ reading
+
+    def _resolve(self, ref: _Ref) -> _Node | None:
+        if type(ref) is _Node:
+            return ref
+        if type(ref) is bytes:
+            if not ref:
+                return None
+            return self._load(ref)
+        return self._from_raw(ref, ref)  # an embedded node (a list or a tuple)
+
+    def _load(self, node_hash: bytes) -> _Node:
+        cache = self._cache
+        frozen = cache.decoded.get(node_hash)
+        if frozen is None:
+            encoded = self._db[node_hash]  # a missing node raises KeyError, as in py-trie
+            raw = rlp.decode(encoded)
+            frozen = _freeze(raw)
+            cache.decoded[node_hash] = frozen
+            cache.mappings[frozen] = (node_hash, encoded)
+        return self._from_raw(frozen, node_hash)
+
+    def _from_raw(self, raw: Any, ref: Any) -> _Node:
+        if len(raw) == 17:
+            children: list[_Ref] = [
+                item if type(item) is bytes else _thaw(item) for item in raw[:16]
+            ]
+            children.append(raw[16])
+            return _Node(_BRANCH, children=children, ref=_as_ref(ref))
+        digits = raw[0].hex()
+        flag = digits[0]
+        path = digits[1:] if flag in "13" else digits[2:]
+        if flag in "23":
+            return _Node(_LEAF, path, value=raw[1], ref=_as_ref(ref))
+        child = raw[1]
+        return _Node(
+            _EXTENSION,
+            path,
+            child=child if type(child) is bytes else _thaw(child),
+            ref=_as_ref(ref),
+        )
+
+    # ------------------------------------------------------------------------------ writing
+
+    def insert(self, node: _Node | None, path: str, value: bytes) -> _Node:
+        if node is None:
+            return _Node(_LEAF, path, value=value)
+        kind = node.kind
+        if kind == _BRANCH:
+            children = node.children
+            assert children is not None
+            if not path:
+                if children[16] == value:
+                    return node
+                updated = list(children)
+                updated[16] = value
+                return _Node(_BRANCH, children=updated)
+            index = _INDEX[path[0]]
+            child = self._resolve(children[index])
+            new_child = self.insert(child, path[1:], value)
+            if new_child is child:
+                return node
+            updated = list(children)
+            updated[index] = new_child
+            return _Node(_BRANCH, children=updated)
+        own = node.path
+        if kind == _LEAF and own == path:
+            return node if node.value == value else _Node(_LEAF, path, value=value)
+        if kind == _EXTENSION and path.startswith(own):
+            child = self._resolve(node.child)
+            new_child = self.insert(child, path[len(own) :], value)
+            if new_child is child:
+                return node
+            return _Node(_EXTENSION, own, child=new_child)
+        return _split(node, path, value)
+
+    def delete(self, node: _Node | None, path: str) -> _Node | None:
+        if node is None:
+            return None
+        kind = node.kind
+        if kind == _LEAF:
+            return None if node.path == path else node
+        if kind == _EXTENSION:
+            own = node.path
+            if not path.startswith(own):
+                return node
+            child = self._resolve(node.child)
+            new_child = self.delete(child, path[len(own) :])
+            if new_child is child:
+                return node
+            if new_child is None:
+                return None
+            if new_child.kind == _BRANCH:
+                return _Node(_EXTENSION, own, child=new_child)
+            # A shorter leaf or extension below: the two paths join.
+            return _Node(
+                new_child.kind, own + new_child.path, value=new_child.value, child=new_child.child
+            )
+        children = node.children
+        assert children is not None
+        updated = list(children)
+        if not path:
+            if not children[16]:
+                return node
+            updated[16] = b""
+        else:
+            index = _INDEX[path[0]]
+            child = self._resolve(children[index])
+            new_child = self.delete(child, path[1:])
+            if new_child is child:
+                return node
+            updated[index] = b"" if new_child is None else new_child
+        return self._normalise(updated)
+
+    def _normalise(self, children: list[_Ref]) -> _Node | None:
+        """A branch left with one item becomes a leaf or extension (py-trie's
+        ``_normalize_branch_node``)."""
+        used = [index for index in range(16) if _present(children[index])]
+        value = children[16]
+        if len(used) + (1 if value else 0) >= 2:
+            return _Node(_BRANCH, children=children)
+        if value:
+            return _Node(_LEAF, "", value=value)
+        if not used:
+            return None
+        index = used[0]
+        ref = children[index]
+        sub = self._resolve(ref)
+        assert sub is not None
+        digit = _DIGITS[index]
+        if sub.kind == _BRANCH:
+            return _Node(_EXTENSION, digit, child=ref)
+        return _Node(sub.kind, digit + sub.path, value=sub.value, child=sub.child)
+
+    # ----------------------------------------------------------------------------- encoding
+
+    def reference(self, node: _Node | None) -> Any:
+        """What a parent holds for ``node``: its hash (the node then stored) or, when its
+        encoding is under 32 bytes, the node itself."""
+        if node is None:
+            return b""
+        if node.ref is not None:
+            return node.ref
+        raw = self._raw(node)
+        encoded = encode_node(raw)
+        if len(encoded) < 32:
+            node.ref = raw
+            return raw
+        node_hash = self._store(raw, encoded)
+        node.ref = node_hash
+        return node_hash
+
+    def root(self, node: _Node | None) -> bytes:
+        """The trie's root hash; the root node is stored by hash even when it is short."""
+        if node is None:
+            return BLANK_NODE_HASH
+        if type(node.ref) is bytes:
+            return node.ref
+        raw = node.ref if node.ref is not None else self._raw(node)
+        return self._store(raw, encode_node(raw))
+
+    def _raw(self, node: _Node) -> list[Any]:
+        kind = node.kind
+        if kind == _LEAF:
+            return [_hex_prefix(node.path, True), node.value]
+        if kind == _EXTENSION:
+            return [_hex_prefix(node.path, False), self._child(node.child)]
+        children = node.children
+        assert children is not None
+        raw = [self._child(ref) for ref in children[:16]]
+        raw.append(children[16])
+        return raw
+
+    def _child(self, ref: _Ref) -> Any:
+        if type(ref) is _Node:
+            return self.reference(ref)
+        return ref
+
+    def _store(self, raw: list[Any], encoded: bytes) -> bytes:
+        node_hash: bytes = keccak(encoded)
+        self.made[node_hash] = encoded
+        frozen = _freeze(raw)
+        self._cache.decoded[node_hash] = frozen
+        self._cache.mappings[frozen] = (node_hash, encoded)
+        return node_hash
+
+
+def _split(node: _Node, path: str, value: bytes) -> _Node:
+    """A leaf or an extension whose path ``path`` leaves: a branch where the two part, under
+    an extension for what they share (py-trie's ``_set_kv_node``)."""
+    own = node.path
+    common = 0
+    limit = min(len(own), len(path))
+    while common < limit and own[common] == path[common]:
+        common += 1
+    children: list[_Ref] = [b""] * 17
+    own_rest, new_rest = own[common:], path[common:]
+    if node.kind == _LEAF:
+        if own_rest:
+            children[_INDEX[own_rest[0]]] = _Node(_LEAF, own_rest[1:], value=node.value)
+        else:
+            children[16] = node.value
+    elif len(own_rest) == 1:
+        children[_INDEX[own_rest[0]]] = node.child
+    else:
+        children[_INDEX[own_rest[0]]] = _Node(_EXTENSION, own_rest[1:], child=node.child)
+    if new_rest:
+        children[_INDEX[new_rest[0]]] = _Node(_LEAF, new_rest[1:], value=value)
+    else:
+        children[16] = value
+    branch = _Node(_BRANCH, children=children)
+    if common:
+        return _Node(_EXTENSION, path[:common], child=branch)
+    return branch
+
+
+def _present(ref: _Ref) -> bool:
+    return type(ref) is _Node or bool(ref)
+
+
+def _as_ref(ref: Any) -> Any:
+    return ref if type(ref) is bytes else _thaw(ref)
+
+
+def update_trie(
+    cache: NodeCache,
+    db: Mapping[bytes, bytes],
+    root_hash: bytes,
+    writes: Mapping[bytes, bytes],
+) -> tuple[bytes, dict[bytes, bytes]]:
+    """Apply ``writes`` (key -> value, ``b""`` deleting the key, as py-trie's ``set``) to the
+    trie at ``root_hash`` whose nodes are in ``db``.
+
+    Returns:
+        The new root hash, and the nodes to store for it (hash -> encoding): those py-trie
+        would have written for the same writes and not pruned again.
+
+    Raises:
+        KeyError: if a node on a written key's path is missing from ``db``.
+    """
+    updater = _Updater(cache, db)
+    root = None if root_hash == BLANK_NODE_HASH else updater._load(root_hash)
+    for key, value in writes.items():
+        path = key.hex()
+        root = updater.insert(root, path, value) if value else updater.delete(root, path)
+    return updater.root(root), updater.made
 
 
 def one_item_trie(item: bytes) -> tuple[bytes, dict[bytes, bytes]]:
@@ -140,14 +496,6 @@ def encode_account(account: Account) -> bytes:
         )
     )
     return _encode_list(payload)
-
-
-def _encode_list(payload: bytes) -> bytes:
-    size = len(payload)
-    if size < 56:
-        return bytes((0xC0 + size,)) + payload
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes((0xF7 + len(length),)) + length + payload
 
 
 class NodeCache:
@@ -318,6 +666,18 @@ class _CachingStorageLookup(StorageLookup):
         write_trie = self._write_trie
         return self._starting_root_hash if write_trie is None else write_trie.root_hash
 
+    def write_all(self, writes: Mapping[bytes, bytes]) -> None:
+        """Set slots (by their unhashed keys; ``b""`` deletes one) in one update of the trie
+        (:func:`~reef.chain.devnet._trie.update_trie`): the root and the batch of nodes to
+        store are what setting and deleting them one by one in py-trie leaves."""
+        trie = self._get_write_trie()
+        batch: Any = self._trie_nodes_batch
+        hashed = {self._decode_key(key): value for key, value in writes.items()}
+        root, made = update_trie(self.trie_class.node_cache, batch, trie.root_hash, hashed)
+        for node_hash, encoded in made.items():
+            batch[node_hash] = encoded
+        trie.root_hash = root
+
 
 class _CachingAccountStorageDB(AccountStorageDB):
     lookup_class: type[_CachingStorageLookup]
@@ -327,9 +687,30 @@ class _CachingAccountStorageDB(AccountStorageDB):
         # The same pipeline py-evm's constructor builds, over the caching lookup.
         lookup = self.lookup_class(db, storage_root, address)
         self._storage_lookup = lookup
+        self._lookup = lookup
         self._storage_cache = _RootedReads(lookup, lookup.root, lookup.trie_class.node_cache.slots)
         self._locked_changes = JournalDB(self._storage_cache)
         self._journal_storage = JournalDB(self._locked_changes)
+
+    def make_storage_root(self) -> None:
+        # py-evm's: lock the changes, then persist them into the trie one slot at a time;
+        # here the slots go into the trie in one update. A storage cleared in this block
+        # (the journal's clear, which swaps in an empty trie) takes py-evm's own path.
+        self.lock_changes()
+        locked = self._locked_changes
+        if locked.has_clear():
+            locked.persist()
+            return
+        diff = locked.diff()
+        writes = dict(diff.pending_items())
+        writes.update(dict.fromkeys(diff.deleted_keys(), b""))
+        locked.reset()  # what persist leaves: an empty journal
+        if not writes:
+            return
+        lookup = self._lookup
+        before = lookup.root()
+        lookup.write_all(writes)
+        lookup.trie_class.node_cache.slots.carry(before, lookup.root(), writes)
 
 
 class _CachingAccountDB(AccountDB):
@@ -346,22 +727,33 @@ class _CachingAccountDB(AccountDB):
             self._trie_logger, lambda: trie.root_hash, trie.node_cache.accounts
         )
         self._journaltrie = JournalDB(self._trie_cache)
-        self._applied: Any = None
-
-    def _apply_account_diff_without_proof(self, diff: Any, trie: Any) -> None:
-        self._applied = diff  # make_state_root's changes to the accounts, for make_state_root
-        super()._apply_account_diff_without_proof(diff, trie)
+        self._hexary = trie
 
     def make_state_root(self) -> Any:
-        before = self._trie.root_hash
-        self._applied = None
-        root = super().make_state_root()
-        diff, self._applied = self._applied, None
-        if diff is not None:
-            writes = dict(diff.pending_items())
-            writes.update(dict.fromkeys(diff.deleted_keys(), b""))
-            self.trie_class.node_cache.accounts.carry(before, root, writes)
-        return root
+        # py-evm's AccountDB.make_state_root, with the accounts' changes going into the trie
+        # in one update (its own applies them one by one to a squashing copy of the trie).
+        for _address, store in self._dirty_account_stores():
+            store.make_storage_root()
+        for address, storage_root in self._get_changed_roots():
+            if self.account_exists(address) or storage_root != BLANK_ROOT_HASH:
+                self._set_storage_root(address, storage_root)
+        self._journaldb.persist()
+        diff = self._journaltrie.diff()
+        writes = dict(diff.pending_items())
+        writes.update(dict.fromkeys(diff.deleted_keys(), b""))
+        if writes:
+            trie = self._hexary
+            cache = trie.node_cache
+            before = trie.root_hash
+            hashed = {keccak(address): value for address, value in writes.items()}
+            root, made = update_trie(cache, self._batchtrie, before, hashed)
+            for node_hash, encoded in made.items():
+                self._batchtrie[node_hash] = encoded
+            trie.root_hash = root
+            cache.accounts.carry(before, root, writes)
+        self._journaltrie.reset()
+        self._trie_cache.reset_cache()
+        return self.state_root
 
     # Accounts: py-evm's methods, with an account built from its four fields where py-evm
     # copies one (``Serializable.copy`` deep-copies and re-validates every field: six times the
@@ -426,6 +818,49 @@ class _CachingAccountDB(AccountDB):
         return store
 
 
+class _Executor(PragueTransactionExecutor):
+    """py-evm's Prague transaction executor without the debug log of its message building."""
+
+    def build_evm_message(self, transaction: Any) -> Any:
+        # CancunTransactionExecutor.build_evm_message (Prague's), statement for statement,
+        # less its logger.debug2 call, whose message is formatted whether debug logging is on
+        # or not: the hex of the called contract's whole code and a keccak of the calldata,
+        # a twentieth of an eth_call.
+        state = self.vm_state
+        london_gas_fee = transaction.gas * state.get_gas_price(transaction)
+        blob_data_fee = (
+            self.calc_data_fee(transaction) if transaction.type_id == BLOB_TX_TYPE else 0
+        )
+        state.delta_balance(transaction.sender, -1 * (london_gas_fee + blob_data_fee))
+        state.increment_nonce(transaction.sender)
+        msg_refund = self.calc_message_refund(transaction)
+        message_gas = transaction.gas - transaction.intrinsic_gas
+        contract_address: Any
+        if transaction.to == CREATE_CONTRACT_ADDRESS:
+            contract_address = generate_contract_address(
+                transaction.sender, state.get_nonce(transaction.sender) - 1
+            )
+            data = b""
+            code = transaction.data
+            is_delegation = False
+        else:
+            contract_address = None
+            data = transaction.data
+            code, delegation_address = self.get_code_at_address(transaction.to)
+            is_delegation = delegation_address is not None
+        return Message(
+            gas=message_gas,
+            to=transaction.to,
+            sender=transaction.sender,
+            value=transaction.value,
+            data=data,
+            code=code,
+            create_address=contract_address,
+            refund=msg_refund,
+            is_delegation=is_delegation,
+        )
+
+
 def vm_class(cache: NodeCache) -> Any:
     """py-evm's ``PragueVM`` with its state's tries reading and writing through ``cache``."""
     trie = type("_ChainTrie", (_CachingTrie,), {"__slots__": (), "node_cache": cache})
@@ -434,5 +869,15 @@ def vm_class(cache: NodeCache) -> Any:
     accounts = type(
         "_ChainAccountDB", (_CachingAccountDB,), {"trie_class": trie, "storage_class": storage}
     )
-    state = type("_ChainPragueState", (PragueState,), {"account_db_class": accounts})
+    state = type(
+        "_ChainPragueState",
+        (PragueState,),
+        {
+            "account_db_class": accounts,
+            "transaction_executor_class": _Executor,
+            # py-evm's state makes its logger anew on each use (a property), several times a
+            # transaction: the same logger (the same name), made once.
+            "logger": get_extended_debug_logger("eth.vm.state._ChainPragueState"),
+        },
+    )
     return type("_ChainPragueVM", (PragueVM,), {"_state_class": state})
