@@ -10,7 +10,8 @@ output and signs it; :class:`~reef.proofs.ProverService` uses one for TEE market
 :func:`register_matching_engine` does for the matching engine what :func:`register_tee_signer`
 does for a market's signers: the market's admin makes an attested enclave key the engine.
 :func:`command_worker` makes one whose computation is a program (``reef prover run --tee``):
-the ask's public inputs as a JSON list on its stdin, the output as a JSON list on its stdout.
+the ask's public inputs as a JSON list on its stdin, the output as a JSON list on its stdout
+(each value an integer, or a decimal or ``0x`` hex string: :func:`reef.encoding.parse_uint`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from web3 import Web3
 
 from reef.attestation import Expectations, Mode, TrustedRoot, verify
 from reef.chain import Address
-from reef.errors import InputError, ProofError
+from reef.encoding import parse_uint
+from reef.errors import InputError, ProofError, UintInputError
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._types import MarketKind
 
@@ -170,13 +172,20 @@ def command_worker(
         )
         try:
             values = json.loads(done.stdout)
-            out = [int(str(v), 0) for v in values] if isinstance(values, list) else None
-        except (ValueError, TypeError) as exc:
+        except ValueError as exc:
             raise refused from exc
-        if out is None:
+        if not isinstance(values, list):
             raise refused
-        if any(not 0 <= v < 2**256 for v in out):
-            raise ProofError(f"the TEE worker {command[0]} printed a value outside uint256")
+        out = []
+        for value in values:
+            try:
+                out.append(parse_uint(value, name="an output value"))
+            except UintInputError as exc:
+                if isinstance(value, int) and not isinstance(value, bool):
+                    raise ProofError(
+                        f"the TEE worker {command[0]} printed a value outside uint256"
+                    ) from exc
+                raise refused from exc
         return out
 
     return TeeWorker(account, compute)
