@@ -38,7 +38,7 @@ from reef.errors import InputError, ProofError
 
 if TYPE_CHECKING:
     from reef.node import ChainSession
-    from reef.proofs import ProofMarketClient
+    from reef.proofs import ProofMarketClient, ServiceSettings, SnarkjsRuntime
 
 __all__ = ["register"]
 
@@ -76,10 +76,11 @@ class _Ctx:
         root = self.service.get("artifacts")
         return Path(root) if root else self.session.home.root / "proofs" / "artifacts"
 
-    def without_gas(self) -> bool:
-        """Whether the account sending holds none of the chain's coin yet."""
-        w3 = self.session.w3
-        return w3.eth.get_balance(w3.to_checksum_address(self.session.address)) == 0
+    def snarkjs(self, project: Path | None) -> SnarkjsRuntime:
+        """The snarkjs in ``project`` (``--snarkjs``), else reef's own (installed on first use)."""
+        from reef.proofs import ensure_snarkjs, snarkjs_in
+
+        return ensure_snarkjs(self.session.home) if project is None else snarkjs_in(project)
 
 
 def _ctx(flags: Flags, *, account: bool = True) -> _Ctx:
@@ -132,44 +133,24 @@ NetworkFile = Annotated[
 ]
 
 
-def _network_file(path: Path | None) -> dict[str, Any]:
-    """The settings a network file gives (empty without one), checked; loopback URLs (the RPC
-    and the IVSs) are rewritten to ``$REEF_HOST_ADDR`` when set (inside an enclave the host is
-    not 127.0.0.1).
+def _network_file(path: Path | None) -> ServiceSettings:
+    """The settings a network file gives (none without one), as seen from here: inside an
+    enclave (``$REEF_HOST_ADDR`` set) its loopback URLs go through the host's address.
 
     Raises:
         InputError: the file is unreadable, not a JSON object, or a field has the wrong type.
     """
-    if path is None:
-        return {}
     import os
-    from urllib.parse import urlsplit, urlunsplit
 
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read the network file {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InputError(f"the network file {path} is not a JSON object")
-    _check_network_fields(path, data)
-    host = os.environ.get("REEF_HOST_ADDR")
+    from reef.proofs import ServiceSettings
 
-    def inside(url: Any) -> Any:
-        if not host or not isinstance(url, str):
-            return url
-        parts = urlsplit(url)
-        if parts.hostname not in ("127.0.0.1", "localhost"):
-            return url
-        return urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host))
-
-    data["rpc"] = inside(data.get("rpc"))
-    if isinstance(data.get("ivs"), dict):
-        data["ivs"] = {market: inside(url) for market, url in data["ivs"].items()}
-    return data
+    if path is None:
+        return ServiceSettings()
+    return ServiceSettings.read(path).via_host(os.environ.get("REEF_HOST_ADDR"))
 
 
 def _network_ctx(
-    given: dict[str, Any], flags: Flags, key: Path | None, *, account: bool = True
+    given: ServiceSettings, flags: Flags, key: Path | None, *, account: bool = True
 ) -> _Ctx:
     """The proof market a service command's flags and its network file (read by
     :func:`_network_file`) name, sending from ``key``: the flags win; the file's ``from_block``
@@ -180,50 +161,15 @@ def _network_ctx(
     """
     ctx = _ctx(
         Flags(
-            rpc=flags.rpc or given.get("rpc"),
-            proof_market=flags.proof_market or given.get("proof_market"),
+            rpc=flags.rpc or given.rpc,
+            proof_market=flags.proof_market or given.proof_market,
             key=key,
         ),
         account=account,
     )
-    if "from_block" in given and "start_block" not in ctx.service:
-        ctx.service["start_block"] = int(given["from_block"])
+    if given.from_block is not None and "start_block" not in ctx.service:
+        ctx.service["start_block"] = given.from_block
     return ctx
-
-
-def _check_network_fields(path: Path, data: dict[str, Any]) -> None:
-    def bad(field: str, what: str) -> InputError:
-        return InputError(f"the network file {path}: {field} must be {what}")
-
-    for field in ("rpc", "proof_market"):
-        if field in data and not isinstance(data[field], str):
-            raise bad(field, "a string")
-    for field in ("from_block", "wait_s"):
-        if field in data and (not isinstance(data[field], int | float) or data[field] < 0):
-            raise bad(field, "a number >= 0")
-    ignored = data.get("ignore_provers", [])
-    if not isinstance(ignored, list) or not all(isinstance(a, str) for a in ignored):
-        raise bad("ignore_provers", "a list of addresses")
-    ivs = data.get("ivs", {})
-    if not isinstance(ivs, dict) or not all(
-        isinstance(m, str) and m.isdigit() and isinstance(u, str) for m, u in ivs.items()
-    ):
-        raise bad("ivs", 'an object {"MARKET": URL}')
-    prover = data.get("prover")
-    if prover is None:
-        return
-    if not isinstance(prover, dict) or not isinstance(prover.get("markets", []), list):
-        raise bad("prover", 'an object {"stake", "compute", "markets": [...]}')
-    for item in [prover, *prover.get("markets", [])]:
-        if not isinstance(item, dict):
-            raise bad("prover.markets", "a list of objects")
-        for key in ("stake", "compute", "market_id", "price", "max_time"):
-            if key in item and (not isinstance(item[key], int) or item[key] < 0):
-                raise bad(f"prover {key}", "an integer >= 0")
-    for item in prover.get("markets", []):
-        for key in ("market_id", "price", "max_time"):
-            if key not in item:
-                raise bad("each of prover.markets", f"an object with {key}")
 
 
 def _run(fn: Any) -> Any:
@@ -271,17 +217,10 @@ def _fmt(amount: int) -> str:
 
 
 def _market_row(ctx: _Ctx, market_id: int) -> dict[str, Any]:
-    from reef.proofs import MarketCreated
+    from reef.proofs import describe_market
 
-    client = ctx.client()
-    market = client.market(market_id)
-    metadata: dict[str, Any] = {}
-    for event in client.events():
-        if isinstance(event, MarketCreated) and event.market_id == market_id:
-            try:
-                metadata = json.loads(event.metadata)
-            except ValueError:
-                metadata = {"raw": event.metadata}
+    listing = describe_market(ctx.client(), market_id)
+    market, metadata = listing.market, listing.metadata
     return {
         "market_id": market_id,
         "kind": market.kind.label,
@@ -510,15 +449,6 @@ def _read_inputs(path: Path, names: list[str]) -> list[int]:
     return [parse_uint(data[n], name=f"{path}: public input {n}") for n in names or list(data)]
 
 
-def _ensure_allowance(ctx: _Ctx, amount: int) -> None:
-    from reef.chain import TokenClient
-
-    client = ctx.client()
-    token = TokenClient(ctx.session.w3, client.token(), account=ctx.session.account)
-    if token.allowance(ctx.session.address, ctx.address) < amount:
-        token.approve(ctx.address, 2**256 - 1)
-
-
 @proofs_app.command("request")
 @with_flags("rpc", "proof_market", "key", "as_json")
 def request_cmd(
@@ -591,7 +521,7 @@ def request_cmd(
                     hint="start the matching engine (reef up runs one), then retry",
                 )
             sealed = encrypt_secret(secret, market_id, engine_key)
-        _ensure_allowance(ctx, amount)
+        client.ensure_allowance(amount)
         now = ctx.session.now()
         timing: dict[str, Any] = {
             "reward": amount,
@@ -631,10 +561,10 @@ def _auction_prices(text: str) -> tuple[int, int]:
 
 
 def _ask_row(ctx: _Ctx, ask_id: int) -> dict[str, Any]:
-    from reef.proofs import AuctionCreated, ProofSubmitted, decode_proof, proof_from_words
+    from reef.proofs import describe_ask
 
-    client = ctx.client()
-    ask = client.ask(ask_id)
+    listing = describe_ask(ctx.client(), ask_id)
+    ask = listing.ask
     row: dict[str, Any] = {
         "ask_id": ask_id,
         "market_id": ask.market_id,
@@ -644,22 +574,19 @@ def _ask_row(ctx: _Ctx, ask_id: int) -> dict[str, Any]:
         "prover": ask.prover if int(ask.prover, 16) else None,
         "expiry": ask.expiry,
         "deadline": ask.deadline or None,
-        "inputs": [str(v) for v in client.inputs(ask_id)],
+        "inputs": [str(v) for v in listing.inputs],
         "private_inputs": ask.has_secret,
-        "price": _fmt(client.ask_price(ask_id)) if ask.deadline else None,
+        "price": None if listing.price is None else _fmt(listing.price),
     }
-    for event in client.ask_events(ask_id):
-        if isinstance(event, AuctionCreated):
-            row["auction"] = {
-                "min_price": _fmt(event.min_price),
-                "max_price": _fmt(event.max_price),
-                "ramp_end": event.ramp_end,
-            }
-        if isinstance(event, ProofSubmitted):
-            words, signals = decode_proof(event.proof)
-            proof = proof_from_words(words, signals)
-            row["proof"] = dict(proof.proof)
-            row["public_signals"] = proof.signals_json()
+    if listing.auction is not None:
+        row["auction"] = {
+            "min_price": _fmt(listing.auction.min_price),
+            "max_price": _fmt(listing.auction.max_price),
+            "ramp_end": listing.auction.ramp_end,
+        }
+    if listing.proof is not None:
+        row["proof"] = dict(listing.proof.proof)
+        row["public_signals"] = listing.proof.signals_json()
     return row
 
 
@@ -790,25 +717,14 @@ def engine_run(
 
     def build() -> Any:
         from reef.chain import IndexedContract, Indexer, Web3BlockSource
-        from reef.proofs import MatchingEngine, proof_market_decoder
+        from reef.proofs import MatchingEngine, await_engine_role, proof_market_decoder
 
         given = _network_file(network)
         ctx = _network_ctx(given, flags, key_file)
         client = ctx.client()
-        engine_address = client.matching_engine()
         # Started by `reef up` (a network file), the enclave exists before the admin makes its
         # attested key the engine and funds it: it waits for both.
-        deadline = time.monotonic() + float(given.get("wait_s", 0))
-        while (
-            engine_address.lower() != ctx.session.address.lower() or ctx.without_gas()
-        ) and time.monotonic() < deadline:
-            time.sleep(0.5)
-            engine_address = client.matching_engine()
-        if engine_address.lower() != ctx.session.address.lower():
-            raise ProofError(
-                f"{ctx.session.address} is not this market's matching engine ({engine_address})",
-                hint="run it with the engine's key (--key-file FILE)",
-            )
+        await_engine_role(client, wait_s=float(given.wait_s or 0))
         url = db or "sqlite:///" + str(
             ctx.session.home.path("proofs", f"engine-{client.address.lower()}.db")
         )
@@ -825,9 +741,8 @@ def engine_run(
                 )
             ],
         )  # fmt: skip
-        ignored = given.get("ignore_provers", [])
         return MatchingEngine(
-            client, indexer, batch_size=batch, ignore_provers=[str(a) for a in ignored]
+            client, indexer, batch_size=batch, ignore_provers=list(given.ignore_provers or ())
         )
 
     engine = _run(build)
@@ -885,8 +800,9 @@ def prover_register(
 
     def go(ctx: _Ctx) -> dict[str, Any]:
         amount = _amount(stake, "--stake")
-        _ensure_allowance(ctx, amount)
-        result = ctx.client().register(compute=compute, stake=amount)
+        client = ctx.client()
+        client.ensure_allowance(amount)
+        result = client.register(compute=compute, stake=amount)
         return {
             "prover": ctx.session.address,
             "stake": _fmt(amount),
@@ -982,41 +898,6 @@ def prover_status(flags: Flags) -> None:
     print_result(_on_market(flags, go), flags.as_json, title="prover")
 
 
-def _join_from_file(ctx: _Ctx, spec: dict[str, Any], *, wait_s: float = 120.0) -> None:
-    """Register and join as ``spec`` says, once the account holds gas and the stake (whoever
-    starts the prover funds its fresh key); steps already done are skipped."""
-    from reef.chain import TokenClient
-    from reef.crypto import Secp256k1PrivateKey
-
-    client = ctx.client()
-    me = ctx.session.address
-    stake = int(spec.get("stake", 0))
-    token = TokenClient(ctx.session.w3, client.token(), account=ctx.session.account)
-    deadline = time.monotonic() + wait_s
-    while ctx.without_gas() or token.balance(me) < stake:
-        if time.monotonic() > deadline:
-            raise ProofError(
-                f"{me} was not funded with gas and a stake of {_fmt(stake)} in {wait_s:.0f} s",
-                hint="send it the chain's coin and the stake in the market's token",
-            )
-        time.sleep(0.5)
-    if not client.prover(me).registered:
-        _ensure_allowance(ctx, stake)
-        client.register(compute=int(spec.get("compute", 1)), stake=stake)
-    own = None if ctx.session.account is None else bytes(ctx.session.account.key)
-    for item in spec.get("markets", []):
-        market_id = int(item["market_id"])
-        if not client.offer(me, market_id).joined:
-            client.join_market(
-                market_id,
-                price=int(item["price"]),
-                max_time=int(item["max_time"]),
-                compute=int(item.get("compute", 1)),
-            )
-        if own is not None and client.market(market_id).private_inputs:
-            client.set_prover_key(market_id, Secp256k1PrivateKey(own).public_key.raw)
-
-
 @prover_app.command("run")
 @with_flags("rpc", "proof_market", "key")
 def prover_run(
@@ -1072,13 +953,19 @@ def prover_run(
             ProverService,
             RemoteInputVerifier,
             command_worker,
+            enroll_prover,
         )
 
         given = _network_file(network)
         ctx = _network_ctx(given, flags, flags.key)
-        if isinstance(given.get("prover"), dict):
-            _join_from_file(ctx, given["prover"])
-        verifiers = {int(m): RemoteInputVerifier(str(u)) for m, u in given.get("ivs", {}).items()}
+        if given.prover is not None:
+            account = ctx.session.account
+            enroll_prover(
+                ctx.client(),
+                given.prover,
+                private_key=None if account is None else bytes(account.key),
+            )
+        verifiers = {m: RemoteInputVerifier(u) for m, u in (given.ivs or {}).items()}
         workers = {}
         if tee:
             from reef.node import load_key_file
@@ -1098,7 +985,7 @@ def prover_run(
         return ProverService(
             ctx.client(),
             ArtifactStore(artifacts or ctx.store_root()),
-            _snarkjs_runtime(snarkjs, ctx),
+            ctx.snarkjs(snarkjs),
             verifiers=verifiers,
             from_block=int(ctx.service.get("start_block", 0)),
             markets=market or None,
@@ -1114,38 +1001,6 @@ def prover_run(
 
 
 # ---- the input verification service ----
-
-IVS_KMS_PATH = "reef.proofs.ivs"
-"""The KMS derivation path of ``reef up``'s IVS key (secp256k1, from the enclave's seed)."""
-
-
-def _derived_ivs_key(derive_url: str, path: str) -> bytes:
-    """The secp256k1 secret at ``path`` from the enclave's KMS derive server.
-
-    Raises:
-        ServiceError: the derive server did not answer with a 32-byte key.
-    """
-    import httpx
-
-    from reef.errors import ServiceError
-
-    last = ""
-    for _ in range(60):  # the trusted base fetches the seed from the KMS root when it starts
-        try:
-            answer = httpx.get(
-                f"{derive_url.rstrip('/')}/derive/secp256k1", params={"path": path}, timeout=10
-            )
-        except httpx.HTTPError as exc:
-            last = str(exc)
-        else:
-            if answer.status_code == 200 and len(answer.content) == 32:
-                return bytes(answer.content)
-            last = f"HTTP {answer.status_code}: {answer.text[:200]}"
-        time.sleep(0.5)
-    raise ServiceError(
-        f"the KMS derive server at {derive_url} gave no key for {path!r}: {last}",
-        hint="run the IVS in an enclave wired to a KMS root (reef up), or pass --key-file",
-    )
 
 
 @ivs_app_cli.command("run")
@@ -1166,7 +1021,8 @@ def ivs_run(
         typer.Option(
             "--kms-path",
             help="Sign with the secp256k1 key at this KMS derivation path, from the enclave's "
-            f"derive server ($REEF_KMS_DERIVE_URL) when it has one (reef up: {IVS_KMS_PATH}).",
+            # (reef.proofs.IVS_KMS_PATH, spelled out: importing reef.proofs would slow --help)
+            "derive server ($REEF_KMS_DERIVE_URL) when it has one (reef up: reef.proofs.ivs).",
         ),
     ] = None,
     host: ListenHost = "127.0.0.1",
@@ -1191,12 +1047,12 @@ def ivs_run(
 
         from eth_account import Account
 
-        from reef.proofs import ArtifactStore, InputVerifier, ivs_app
+        from reef.proofs import ArtifactStore, InputVerifier, derived_secp256k1_key, ivs_app
 
         given = _network_file(network)
         derive_url = os.environ.get("REEF_KMS_DERIVE_URL")
         if kms_path is not None and derive_url:
-            account = Account.from_key(_derived_ivs_key(derive_url, kms_path))
+            account = Account.from_key(derived_secp256k1_key(derive_url, kms_path))
         elif key_file is not None:
             from reef.node import load_key_file
 
@@ -1210,9 +1066,13 @@ def ivs_run(
                 hint="pass --key-file FILE, or run the IVS in an enclave wired to a KMS",
             )
         ctx = _network_ctx(given, flags, None, account=False)
-        runtime = _snarkjs_runtime(snarkjs, ctx)
-        verifier = InputVerifier(account, ArtifactStore(artifacts or ctx.store_root()), runtime)
-        start = int(given.get("from_block", ctx.service.get("start_block", 0)))
+        verifier = InputVerifier(
+            account, ArtifactStore(artifacts or ctx.store_root()), ctx.snarkjs(snarkjs)
+        )
+        # The file's first block wins here: the IVS reads markets created since the deployment.
+        start = given.from_block
+        if start is None:
+            start = int(ctx.service.get("start_block", 0))
         return verifier, ivs_app(verifier, ctx.client(), from_block=start)
 
     verifier, served_app = _run(build)
@@ -1233,18 +1093,3 @@ def ivs_run(
                 await server.aclose()
 
     _run(lambda: asyncio.run(main()))
-
-
-def _snarkjs_runtime(snarkjs: Path | None, ctx: _Ctx) -> Any:
-    from reef.proofs import ensure_snarkjs
-
-    if snarkjs is None:
-        return ensure_snarkjs(ctx.session.home)
-    import shutil
-
-    from reef.proofs import SnarkjsRuntime
-
-    node = shutil.which("node")
-    if node is None:
-        raise ProofError("Node.js (`node`) was not found; snarkjs needs it")
-    return SnarkjsRuntime(Path(node), snarkjs)

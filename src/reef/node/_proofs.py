@@ -23,7 +23,7 @@ prover that run as attested enclaves.
    "reef.proofs": "engine" | "prover" | "ivs"}``), allowed to reach the devnet's RPC port (and
    the prover the IVS enclave's published port) and nothing else of the host. Their settings
    (chain, market, first block; the prover's stake, quotes and IVS) travel as an attested init
-   param, ``network.json``;
+   param, ``network.json``: a :class:`reef.proofs.ServiceSettings`, whose bytes are measured;
 5. fetches each enclave's attestation, verifies it for the image the backend measured, and
    makes the engine's attested key the market's matching engine
    (:func:`reef.proofs.register_matching_engine`, sent by the market's admin, dev account 0);
@@ -41,7 +41,6 @@ keys die with them; the new engine replaces the old one on chain).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -62,10 +61,14 @@ from reef.node._examples import _build_example, examples_root
 from reef.node._serve import until_up
 from reef.node._up import UpContext, _EnclaveExtension, _url_port
 from reef.proofs import (
+    IVS_KMS_PATH,
     RUNTIME_PACKAGE_DIR,
     ArtifactStore,
     CircuitArtifacts,
+    MarketJoin,
     ProofMarketClient,
+    ProverSetup,
+    ServiceSettings,
     create_groth16_market,
     ensure_snarkjs,
     register_matching_engine,
@@ -82,8 +85,6 @@ _STATE_VERSION = 3  # 3: the engine and the prover are enclaves (no dev-account 
 _GAS_WEI = 10**18
 # snarkjs's toolchain minus the compilers, which a prover does not run.
 _NOT_PROVING = ("circom2", "circomlib")
-# The IVS enclave's key: this path of its image's KMS seed (examples/proofs-ivs's command).
-IVS_KMS_PATH = "reef.proofs.ivs"
 _IVS_PORT = 8701  # the port the IVS app listens on inside its enclave
 _EXAMPLES: tuple[tuple[str, list[str], list[str], str], ...] = (
     ("poseidon", ["x"], [], "poseidon (example)"),
@@ -271,16 +272,14 @@ class ProofsExtension(_EnclaveExtension):
         ctx: UpContext,
         part: str,
         image: Path,
-        settings: Mapping[str, Any],
+        settings: ServiceSettings,
         ports: tuple[int, ...],
         *,
         published: Mapping[int, int] | None = None,
     ) -> tuple[EnclaveInfo, bytes]:
         """Start one enclave with ``settings`` as its attested ``network.json``; returns it and
         its attested public key (verified for the image id the backend measured)."""
-        params = InitParams.build(
-            [InitParam("network.json", json.dumps(settings, sort_keys=True).encode())]
-        )
+        params = InitParams.build([InitParam("network.json", settings.to_json())])
         init_path = ctx.home.path("proofs", f"{part}-init-params.json")
         init_path.write_bytes(params.to_json())
         info = await self._start_enclave(
@@ -303,20 +302,25 @@ class ProofsExtension(_EnclaveExtension):
         verified = client.check(evidence, expect=Expectations(image_id=info.image_id))
         return info, evidence if part == "engine" else verified.public_key
 
-    def _settings(self, ctx: UpContext, market: _Market) -> dict[str, Any]:
-        return {
-            "rpc": ctx.info.rpc_url,
-            "proof_market": market.client.address,
-            "from_block": market.start_block,
-            "wait_s": 120,
-        }
+    @staticmethod
+    def _settings(
+        ctx: UpContext, market: _Market, *, wait_s: float | None = 120
+    ) -> ServiceSettings:
+        """The chain, the market and its first block (and how long a service waits to be
+        funded or made the engine: the IVS has nothing to wait for)."""
+        return ServiceSettings(
+            rpc=ctx.info.rpc_url,
+            proof_market=market.client.address,
+            from_block=market.start_block,
+            wait_s=wait_s,
+        )
 
     async def _start_engine(self, ctx: UpContext, market: _Market, image: Path) -> dict[str, Any]:
         ctx.progress("starting the proof market's matching engine enclave")
         # Provers an earlier reef up started on this market are gone with their enclaves (and
         # keys): they can neither prove nor leave, so the engine never assigns them.
         gone = self._load_state(ctx.home).get("provers", [])
-        settings = {**self._settings(ctx, market), "ignore_provers": gone}
+        settings = replace(self._settings(ctx, market), ignore_provers=tuple(gone))
         info, evidence = await self._launch(ctx, "engine", image, settings, (ctx.rpc_port,))
 
         def on_chain() -> str:
@@ -337,11 +341,7 @@ class ProofsExtension(_EnclaveExtension):
         """The IVS enclave, started and attested; its signing address from the KMS root's
         public endpoint for the measured image id (checked against what the enclave says)."""
         ctx.progress("starting the proof market's input verification service enclave")
-        settings = {
-            "rpc": ctx.info.rpc_url,
-            "proof_market": contract.client.address,
-            "from_block": contract.start_block,
-        }
+        settings = self._settings(ctx, contract, wait_s=None)
         info, public_key = await self._launch(
             ctx, "ivs", image, settings, (ctx.rpc_port,), published={_IVS_PORT: 0}
         )
@@ -386,15 +386,16 @@ class ProofsExtension(_EnclaveExtension):
         ctx.progress("starting the proof market's prover enclave")
         ivs_url = self._ivs_url
         ivs_port = _url_port(ivs_url)
-        quotes = [
-            {"market_id": m, "price": s.prover_price, "max_time": s.prover_max_time_s, "compute": 1}
-            for m in (market.example, market.private)
-        ]
-        settings = {
-            **self._settings(ctx, market),
-            "prover": {"stake": s.prover_stake, "compute": s.prover_compute, "markets": quotes},
-            "ivs": {str(m): ivs_url for m in (market.example, market.private)},
-        }
+        markets = (market.example, market.private)
+        quotes = tuple(
+            MarketJoin(market_id=m, price=s.prover_price, max_time=s.prover_max_time_s, compute=1)
+            for m in markets
+        )
+        settings = replace(
+            self._settings(ctx, market),
+            prover=ProverSetup(stake=s.prover_stake, compute=s.prover_compute, markets=quotes),
+            ivs={m: ivs_url for m in markets},
+        )
         info, public_key = await self._launch(
             ctx, "prover", image, settings, (ctx.rpc_port, ivs_port)
         )

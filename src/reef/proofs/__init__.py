@@ -6,7 +6,9 @@ request; the matching engine assigns asks to provers; the contract verifies proo
 chain, or TEE signatures), pays, refunds and slashes. Private inputs travel encrypted to the
 engine and are re-encrypted to the assigned prover (``_secret``, Kalypso's formats). An ask
 may instead be a reverse Dutch auction that provers lock themselves (``_auction``). Groth16
-proving and the independent check run the pinned snarkjs.
+proving and the independent check run the pinned snarkjs. The services (engine, prover, IVS)
+read their settings from one typed record, :class:`ServiceSettings` (``reef up``'s
+``network.json``), and do their waiting and enrolling with ``_services``.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from reef.proofs._groth16 import (
     verify_with_snarkjs,
 )
 from reef.proofs._ivs import RemoteInputVerifier, ivs_app
+from reef.proofs._listing import AskListing, MarketListing, describe_ask, describe_market
 from reef.proofs._market import (
     ArtifactStore,
     CircuitArtifacts,
@@ -86,6 +89,7 @@ from reef.proofs._runtime import (
     SNARKJS_VERSION,
     SnarkjsRuntime,
     ensure_snarkjs,
+    snarkjs_in,
 )
 from reef.proofs._secret import (
     EncryptedSecret,
@@ -98,6 +102,13 @@ from reef.proofs._secret import (
     parse_private_inputs,
     reencrypt_acl,
 )
+from reef.proofs._services import (
+    IVS_KMS_PATH,
+    await_engine_role,
+    derived_secp256k1_key,
+    enroll_prover,
+)
+from reef.proofs._settings import MarketJoin, ProverSetup, ServiceSettings
 from reef.proofs._tee import (
     TeeWorker,
     command_worker,
@@ -122,6 +133,7 @@ __all__ = [
     "AskCancelled",
     "AskCreated",
     "AskExpired",
+    "AskListing",
     "AskSecret",
     "AskState",
     "AssignmentSkipped",
@@ -135,13 +147,16 @@ __all__ = [
     "EngineStep",
     "FIELD_MODULUS",
     "Groth16Proof",
+    "IVS_KMS_PATH",
     "InputVerifier",
     "InvalidInputAttester",
     "InvalidInputClosed",
     "MISSED_WINDOW_S",
     "Market",
     "MarketCreated",
+    "MarketJoin",
     "MarketKind",
+    "MarketListing",
     "MarketMetadata",
     "MatchingEngine",
     "Offer",
@@ -160,6 +175,7 @@ __all__ = [
     "ProverLeft",
     "ProverRegistered",
     "ProverService",
+    "ProverSetup",
     "ProverSlashed",
     "Quote",
     "RUNTIME_PACKAGE_DIR",
@@ -167,6 +183,7 @@ __all__ = [
     "SCALAR_FIELD",
     "SNARKJS_VERSION",
     "SecretAssigned",
+    "ServiceSettings",
     "SkipReason",
     "SnarkjsRuntime",
     "StakeAdded",
@@ -178,6 +195,7 @@ __all__ = [
     "TeeSignerSet",
     "TeeWorker",
     "auction_price",
+    "await_engine_role",
     "circuit_input",
     "command_worker",
     "compile_verifier",
@@ -186,9 +204,13 @@ __all__ = [
     "decode_proof",
     "decrypt_secret",
     "deploy_verifier",
+    "derived_secp256k1_key",
+    "describe_ask",
+    "describe_market",
     "ecies_decrypt",
     "ecies_encrypt",
     "encrypt_secret",
+    "enroll_prover",
     "ensure_snarkjs",
     "ivs_app",
     "load_verification_key",
@@ -203,6 +225,7 @@ __all__ = [
     "reencrypt_acl",
     "register_matching_engine",
     "register_tee_signer",
+    "snarkjs_in",
     "tee_signer_address",
     "verifier_source",
     "verify_with_snarkjs",

@@ -19,7 +19,13 @@ from reef._npm import NPM_HINT, NpmProject
 from reef.errors import ProofError
 from reef.home import ReefHome
 
-__all__ = ["RUNTIME_PACKAGE_DIR", "SNARKJS_VERSION", "SnarkjsRuntime", "ensure_snarkjs"]
+__all__ = [
+    "RUNTIME_PACKAGE_DIR",
+    "SNARKJS_VERSION",
+    "SnarkjsRuntime",
+    "ensure_snarkjs",
+    "snarkjs_in",
+]
 
 SNARKJS_VERSION = "0.7.6"
 """The npm ``snarkjs`` version reef proves and verifies with (pinned in the lock file)."""
@@ -59,9 +65,7 @@ def ensure_snarkjs(home: ReefHome | None = None, *, npm: str | None = None) -> S
     Raises:
         ProofError: node or npm is missing, or the install failed (the message says which).
     """
-    node = shutil.which("node")
-    if node is None:
-        raise ProofError("Node.js (`node`) was not found; snarkjs needs it", hint=NPM_HINT)
+    node = _node(hint=NPM_HINT)
     project = NpmProject(
         source=RUNTIME_PACKAGE_DIR,
         area="proofs",
@@ -70,4 +74,21 @@ def ensure_snarkjs(home: ReefHome | None = None, *, npm: str | None = None) -> S
         installed=_installed,
         error=ProofError,
     )
-    return SnarkjsRuntime(Path(node), project.ensure(home, npm=npm))
+    return SnarkjsRuntime(node, project.ensure(home, npm=npm))
+
+
+def snarkjs_in(project: Path) -> SnarkjsRuntime:
+    """The snarkjs a user installed in ``project`` (its ``node_modules``), run by this
+    machine's ``node``; nothing is installed.
+
+    Raises:
+        ProofError: node is missing.
+    """
+    return SnarkjsRuntime(_node(), project)
+
+
+def _node(hint: str | None = None) -> Path:
+    node = shutil.which("node")
+    if node is None:
+        raise ProofError("Node.js (`node`) was not found; snarkjs needs it", hint=hint)
+    return Path(node)

@@ -1,0 +1,136 @@
+"""What the proof services do before they serve, when ``reef up`` starts them in enclaves with
+fresh keys: the prover waits for its gas and stake, then registers and joins as its settings say
+(:func:`enroll_prover`); the engine waits until the market's admin has made its key the engine
+and funded it (:func:`await_engine_role`); the IVS fetches its signing key from the enclave's
+KMS derive server (:func:`derived_secp256k1_key`).
+
+Waiting is polling, so the clock and the sleep are parameters (tests pass fakes), and the derive
+server is reached through an injectable httpx transport.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+
+from reef.chain import TokenClient, format_amount
+from reef.crypto import Secp256k1PrivateKey
+from reef.errors import ProofError, ServiceError
+from reef.proofs._client import ProofMarketClient
+from reef.proofs._settings import ProverSetup
+
+__all__ = ["IVS_KMS_PATH", "await_engine_role", "derived_secp256k1_key", "enroll_prover"]
+
+IVS_KMS_PATH = "reef.proofs.ivs"
+"""The KMS derivation path of ``reef up``'s IVS key (secp256k1, from its image's seed): every
+enclave of the IVS image signs as one address, which survives restarts."""
+_POLL_S = 0.5
+
+
+def _without_gas(client: ProofMarketClient) -> bool:
+    """Whether the account sending holds none of the chain's coin yet."""
+    w3 = client.w3
+    return w3.eth.get_balance(w3.to_checksum_address(client.sender)) == 0
+
+
+def enroll_prover(
+    client: ProofMarketClient,
+    setup: ProverSetup,
+    *,
+    private_key: bytes | None = None,
+    wait_s: float = 120.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Register and join as ``setup`` says, once the sender holds gas and the stake (whoever
+    starts the prover funds its fresh key); steps already done are skipped. With
+    ``private_key`` (the sender's), its public key is registered for each market with private
+    inputs, which are re-encrypted to it.
+
+    Raises:
+        ProofError: the account was not funded within ``wait_s``.
+    """
+    me = client.sender
+    token = TokenClient(client.w3, client.token(), account=client.account)
+    deadline = clock() + wait_s
+    while _without_gas(client) or token.balance(me) < setup.stake:
+        if clock() > deadline:
+            raise ProofError(
+                f"{me} was not funded with gas and a stake of {format_amount(setup.stake)} in "
+                f"{wait_s:.0f} s",
+                hint="send it the chain's coin and the stake in the market's token",
+            )
+        sleep(_POLL_S)
+    if not client.prover(me).registered:
+        client.ensure_allowance(setup.stake)
+        client.register(compute=setup.compute, stake=setup.stake)
+    for join in setup.markets:
+        if not client.offer(me, join.market_id).joined:
+            client.join_market(
+                join.market_id, price=join.price, max_time=join.max_time, compute=join.compute
+            )
+        if private_key is not None and client.market(join.market_id).private_inputs:
+            client.set_prover_key(join.market_id, Secp256k1PrivateKey(private_key).public_key.raw)
+
+
+def await_engine_role(
+    client: ProofMarketClient,
+    *,
+    wait_s: float = 0.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Return once the sender is the market's matching engine and holds gas, waiting up to
+    ``wait_s`` (an engine enclave exists before the admin makes its attested key the engine
+    and funds it).
+
+    Raises:
+        ProofError: the sender is not the matching engine after ``wait_s``.
+    """
+    me = client.sender.lower()
+    engine = client.matching_engine()
+    deadline = clock() + wait_s
+    while (engine.lower() != me or _without_gas(client)) and clock() < deadline:
+        sleep(_POLL_S)
+        engine = client.matching_engine()
+    if engine.lower() != me:
+        raise ProofError(
+            f"{client.sender} is not this market's matching engine ({engine})",
+            hint="run it with the engine's key (--key-file FILE)",
+        )
+
+
+def derived_secp256k1_key(
+    derive_url: str,
+    path: str,
+    *,
+    tries: int = 60,
+    transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bytes:
+    """The secp256k1 secret at ``path`` from an enclave's KMS derive server
+    (``GET /derive/secp256k1?path=``), retried while the server is not ready (the trusted base
+    fetches its seed from the KMS root when it starts).
+
+    Raises:
+        ServiceError: the derive server did not answer with a 32-byte key in ``tries`` tries.
+    """
+    last = ""
+    url = f"{derive_url.rstrip('/')}/derive/secp256k1"
+    with httpx.Client(transport=transport, timeout=10) as http:
+        for _ in range(tries):
+            try:
+                answer = http.get(url, params={"path": path})
+            except httpx.HTTPError as exc:
+                last = str(exc)
+            else:
+                if answer.status_code == 200 and len(answer.content) == 32:
+                    return bytes(answer.content)
+                last = f"HTTP {answer.status_code}: {answer.text[:200]}"
+            sleep(_POLL_S)
+    raise ServiceError(
+        f"the KMS derive server at {derive_url} gave no key for {path!r}: {last}",
+        hint="run the IVS in an enclave wired to a KMS root (reef up), or pass --key-file",
+    )

@@ -1,0 +1,274 @@
+"""The proof services' settings (``network.json``) have one owner, :class:`ServiceSettings`:
+what ``reef up`` writes is byte for byte what it wrote as a dict (an init param's bytes are
+measured into PCR16), what the services read back is the same record, and the host-address
+rewrite is its own step. Also the use cases the service commands call before serving:
+enrolling a prover, waiting to be the engine, the IVS's key from a derive server; and what a
+market and an ask are (:func:`describe_market`, :func:`describe_ask`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import httpx
+import pytest
+from eth_account import Account
+
+from proofs.proofs_support import ProofChain
+from reef.errors import InputError, ProofError, ServiceError
+from reef.proofs import (
+    MarketJoin,
+    ProverSetup,
+    ServiceSettings,
+    await_engine_role,
+    command_worker,
+    derived_secp256k1_key,
+    describe_ask,
+    describe_market,
+    enroll_prover,
+)
+
+RPC = "http://127.0.0.1:8545"
+MARKET = "0x" + "ab" * 20
+
+
+def _old_writer(settings: dict[str, object]) -> bytes:
+    """How the proofs extension wrote network.json before the record existed."""
+    return json.dumps(settings, sort_keys=True).encode()
+
+
+def test_what_reef_up_writes_is_byte_for_byte_what_it_wrote_before() -> None:
+    base = {"rpc": RPC, "proof_market": MARKET, "from_block": 7, "wait_s": 120}
+    record = ServiceSettings(rpc=RPC, proof_market=MARKET, from_block=7, wait_s=120)
+    engine = ServiceSettings(
+        rpc=RPC, proof_market=MARKET, from_block=7, wait_s=120, ignore_provers=()
+    )
+    assert engine.to_json() == _old_writer({**base, "ignore_provers": []})
+    gone = ("0x" + "01" * 20, "0x" + "02" * 20)
+    assert ServiceSettings(
+        rpc=RPC, proof_market=MARKET, from_block=7, wait_s=120, ignore_provers=gone
+    ).to_json() == _old_writer({**base, "ignore_provers": list(gone)})
+    ivs = ServiceSettings(rpc=RPC, proof_market=MARKET, from_block=7)
+    assert ivs.to_json() == _old_writer({"rpc": RPC, "proof_market": MARKET, "from_block": 7})
+    quotes = [{"market_id": m, "price": 100_000, "max_time": 60, "compute": 1} for m in (2, 10)]
+    prover = ServiceSettings(
+        rpc=RPC,
+        proof_market=MARKET,
+        from_block=7,
+        wait_s=120,
+        prover=ProverSetup(
+            stake=100_000_000,
+            compute=4,
+            markets=tuple(MarketJoin(market_id=m, price=100_000, max_time=60) for m in (2, 10)),
+        ),
+        ivs={2: "http://127.0.0.1:4000", 10: "http://127.0.0.1:4000"},
+    )
+    old = {
+        **base,
+        "prover": {"stake": 100_000_000, "compute": 4, "markets": quotes},
+        "ivs": {"2": "http://127.0.0.1:4000", "10": "http://127.0.0.1:4000"},
+    }
+    assert prover.to_json() == _old_writer(old)
+    # Pinned as text too: keys sorted at every level (so "10" before "2"), ", " and ": ".
+    assert prover.to_json().decode() == (
+        '{"from_block": 7, "ivs": {"10": "http://127.0.0.1:4000", "2": "http://127.0.0.1:4000"}, '
+        '"proof_market": "0xabababababababababababababababababababab", "prover": {"compute": 4, '
+        '"markets": [{"compute": 1, "market_id": 2, "max_time": 60, "price": 100000}, '
+        '{"compute": 1, "market_id": 10, "max_time": 60, "price": 100000}], "stake": 100000000}, '
+        '"rpc": "http://127.0.0.1:8545", "wait_s": 120}'
+    )
+    for settings in (record, engine, ivs, prover, ServiceSettings()):
+        assert ServiceSettings.from_json(settings.to_json(), source="x") == settings
+
+
+def test_reading_fills_the_defaults_reef_up_always_writes() -> None:
+    read = ServiceSettings.from_json(
+        '{"prover": {"markets": [{"market_id": 3, "price": 5, "max_time": 9}]}, "extra": 1}',
+        source="n.json",
+    )
+    assert read.prover == ProverSetup(
+        stake=0, compute=1, markets=(MarketJoin(market_id=3, price=5, max_time=9, compute=1),)
+    )
+    assert (read.rpc, read.ivs, read.ignore_provers, read.wait_s) == (None, None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[1]", "the network file n.json is not a JSON object"),
+        ("{", "cannot read the network file n.json"),
+        ('{"rpc": 5}', "the network file n.json: rpc must be a string"),
+        ('{"wait_s": -1}', "the network file n.json: wait_s must be a number >= 0"),
+        ('{"ivs": {"1": 2}}', 'ivs must be an object {"MARKET": URL}'),
+        ('{"prover": []}', "prover must be an object"),
+        ('{"prover": {"markets": [1]}}', "prover.markets must be a list of objects"),
+        ('{"prover": {"compute": 1.5}}', "prover compute must be an integer >= 0"),
+        ('{"prover": {"markets": [{"market_id": 1, "price": 1}]}}', "an object with max_time"),
+    ],
+)
+def test_a_bad_settings_document_names_the_source_and_the_field(text: str, message: str) -> None:
+    with pytest.raises(InputError) as raised:
+        ServiceSettings.from_json(text, source="n.json")
+    assert message in raised.value.message
+
+
+def test_the_host_address_rewrite_is_a_separate_step_for_loopback_urls_only() -> None:
+    settings = ServiceSettings(
+        rpc="http://localhost/rpc",
+        ivs={1: "http://127.0.0.1:4000/x", 2: "https://ivs.example:443"},
+    )
+    assert settings.via_host(None) is settings
+    assert settings.via_host("") is settings
+    inside = settings.via_host("10.0.2.2")
+    assert inside.rpc == "http://10.0.2.2/rpc"
+    assert inside.ivs == {1: "http://10.0.2.2:4000/x", 2: "https://ivs.example:443"}
+    assert ServiceSettings(wait_s=1).via_host("10.0.2.2") == ServiceSettings(wait_s=1)
+    assert settings.rpc == "http://localhost/rpc"  # the record itself is unchanged
+
+
+# ---- the services' use cases, on a real (in-process) chain ----
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += 1
+
+
+@pytest.fixture(scope="module")
+def chain() -> ProofChain:
+    return ProofChain.create(n_users=2)
+
+
+def _tee_market(chain: ProofChain, *, private: bool, metadata: str = "{}") -> int:
+    market_id, _ = chain.market().create_tee_market(
+        image_id=b"\x01" * 32, penalty=1, n_inputs=1, metadata=metadata, private_inputs=private
+    )
+    return int(market_id)
+
+
+def test_enrolling_registers_joins_and_sets_the_key_once(chain: ProofChain) -> None:
+    public, private = _tee_market(chain, private=False), _tee_market(chain, private=True)
+    user = chain.users[0]
+    chain.market().set_tee_signer(private, user.address)  # a TEE market's provers are enclaves
+    client = chain.market(user)
+    setup = ProverSetup(
+        stake=5_000_000,
+        compute=3,
+        markets=(
+            MarketJoin(market_id=public, price=7, max_time=30),
+            MarketJoin(market_id=private, price=8, max_time=40, compute=2),
+        ),
+    )
+    for _ in range(2):  # the second run finds every step done and skips it
+        enroll_prover(client, setup, private_key=bytes(user.key))
+    info = client.prover(user.address)
+    assert (info.registered, info.stake, info.compute) == (True, 5_000_000, 3)
+    offer = client.offer(user.address, private)
+    assert (offer.joined, offer.price, offer.max_time, offer.compute) == (True, 8, 40, 2)
+    assert client.offer(user.address, public).joined
+    assert client.prover_key(user.address, public) == b""
+    assert len(client.prover_key(user.address, private)) == 64
+
+
+def test_an_unfunded_prover_waits_then_says_what_it_lacks(chain: ProofChain) -> None:
+    fresh = Account.create()
+    fake = FakeTime()
+    with pytest.raises(ProofError) as raised:
+        enroll_prover(
+            chain.market(fresh),
+            ProverSetup(stake=2_000_000),
+            wait_s=3,
+            clock=fake.clock,
+            sleep=fake.sleep,
+        )
+    assert f"{fresh.address} was not funded with gas and a stake of 2" in raised.value.message
+    assert fake.slept > 1  # it polled before giving up
+    assert not chain.market().prover(fresh.address).registered
+
+
+def test_only_the_engine_key_passes_the_engine_wait(chain: ProofChain) -> None:
+    await_engine_role(chain.market(chain.engine))
+    fake = FakeTime()
+    other = chain.users[1]
+    with pytest.raises(ProofError) as raised:
+        await_engine_role(chain.market(other), wait_s=2, clock=fake.clock, sleep=fake.sleep)
+    assert raised.value.message == (
+        f"{other.address} is not this market's matching engine ({chain.engine.address})"
+    )
+    assert fake.slept >= 4
+
+
+def test_a_market_and_an_ask_are_described_from_the_chain(chain: ProofChain) -> None:
+    metadata = json.dumps({"name": "doubler", "public_inputs": ["x"]})
+    market_id = _tee_market(chain, private=False, metadata=metadata)
+    listing = describe_market(chain.market(), market_id)
+    assert listing.market.market_id == market_id
+    assert listing.metadata == {"name": "doubler", "public_inputs": ["x"]}
+    raw = describe_market(chain.market(), _tee_market(chain, private=False, metadata="not json"))
+    assert raw.metadata == {"raw": "not json"}
+    requester = chain.market(chain.users[1])
+    ask_id, _ = requester.create_ask(
+        market_id, [21], reward=3, expiry=chain.next_time() + 600, proving_time=60
+    )
+    ask = describe_ask(chain.market(), ask_id)
+    assert (ask.ask.market_id, ask.ask.reward, ask.inputs) == (market_id, 3, (21,))
+    assert (ask.price, ask.auction, ask.proof) == (None, None, None)
+
+
+# ---- the IVS's key from the enclave's derive server ----
+
+
+def test_the_derived_key_is_fetched_once_the_derive_server_answers() -> None:
+    answers = iter(
+        [httpx.Response(503, text="no seed yet"), httpx.Response(200, content=b"k" * 32)]
+    )
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return next(answers)
+
+    key = derived_secp256k1_key(
+        "http://derive/",
+        "reef.proofs.ivs",
+        transport=httpx.MockTransport(handler),
+        sleep=lambda _: None,
+    )
+    assert key == b"k" * 32
+    assert [str(r.url) for r in seen] == ["http://derive/derive/secp256k1?path=reef.proofs.ivs"] * 2
+
+
+def test_a_derive_server_without_a_key_is_a_service_error_with_its_last_answer() -> None:
+    transport = httpx.MockTransport(lambda _: httpx.Response(200, content=b"short"))
+    with pytest.raises(ServiceError) as raised:
+        derived_secp256k1_key(
+            "http://derive", "p", tries=3, transport=transport, sleep=lambda _: None
+        )
+    assert (
+        raised.value.message
+        == "the KMS derive server at http://derive gave no key for 'p': HTTP 200: short"
+    )
+
+
+# ---- a TEE worker's output goes through reef.encoding.parse_uint ----
+
+
+@pytest.mark.parametrize(("printed", "expected"), [('["0x2a", "7", 9]', [42, 7, 9]), ("[]", [])])
+def test_a_worker_may_print_decimal_or_hex_text(printed: str, expected: list[int]) -> None:
+    worker = command_worker(Account.create(), [sys.executable, "-c", f"print({printed!r})"])
+    assert list(worker.compute([1])) == expected
+
+
+@pytest.mark.parametrize("printed", ['["1_000"]', "[true]", '["-1"]', "[1.5]"])
+def test_pythons_other_integer_spellings_are_not_an_output(printed: str) -> None:
+    worker = command_worker(Account.create(), [sys.executable, "-c", f"print({printed!r})"])
+    with pytest.raises(ProofError, match="not a JSON list of integers"):
+        worker.compute([1])
