@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,15 +18,19 @@ from eth_account import Account
 from proofs.proofs_support import ProofChain
 from reef.errors import InputError, ProofError, ServiceError
 from reef.proofs import (
+    AskState,
     MarketJoin,
+    MatchingEngine,
     ProverSetup,
     ServiceSettings,
+    ask_settled,
     await_engine_role,
     command_worker,
     derived_secp256k1_key,
     describe_ask,
     describe_market,
     enroll_prover,
+    wait_for_ask,
 )
 
 RPC = "http://127.0.0.1:8545"
@@ -221,6 +226,43 @@ def test_a_market_and_an_ask_are_described_from_the_chain(chain: ProofChain) -> 
     ask = describe_ask(chain.market(), ask_id)
     assert (ask.ask.market_id, ask.ask.reward, ask.inputs) == (market_id, 3, (21,))
     assert (ask.price, ask.auction, ask.proof) == (None, None, None)
+
+
+def test_waiting_for_an_ask_returns_its_state_settled_or_not(chain: ProofChain) -> None:
+    market_id = _tee_market(chain, private=False)
+    requester = chain.market(chain.users[1])
+    ask_id, _ = requester.create_ask(
+        market_id, [1], reward=1, expiry=chain.next_time() + 600, proving_time=60
+    )
+    fake = FakeTime()
+    state = wait_for_ask(chain.market(), ask_id, timeout_s=2, clock=fake.clock, sleep=fake.sleep)
+    assert state == AskState.OPEN
+    assert not ask_settled(state)
+    assert fake.slept >= 4  # it polled until the timeout
+    requester.cancel_ask(ask_id)
+    assert wait_for_ask(chain.market(), ask_id, timeout_s=0) == AskState.CANCELLED
+    assert ask_settled(AskState.CANCELLED)
+    assert ask_settled(AskState.UNASSIGNED)
+    with pytest.raises(ProofError, match="ask 999 does not exist"):
+        wait_for_ask(chain.market(), 999, timeout_s=0)
+
+
+def test_an_engine_on_a_database_indexes_the_market_and_resumes_there(
+    chain: ProofChain, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'new' / 'folder' / 'engine.db'}"
+    client = chain.market(chain.engine)
+    _tee_market(chain, private=False)  # at least one event to index
+    first = MatchingEngine.on_database(client, url, batch_size=8, ignore_provers=["0xAb"])
+    assert (first.batch_size, first.ignore_provers) == (8, frozenset({"0xab"}))
+    indexed = first.step().events
+    assert indexed > 0
+    again = MatchingEngine.on_database(client, url)
+    assert again.indexer.streams == ("proofs",)
+    assert again.indexer.checkpoint() is not None  # it resumes where the first one stopped
+    assert again.step().events == indexed  # the book comes back from the stored events
+    with pytest.raises(ProofError, match="batch size"):
+        MatchingEngine.on_database(client, url, batch_size=0)
 
 
 # ---- the IVS's key from the enclave's derive server ----

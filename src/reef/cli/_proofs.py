@@ -16,7 +16,6 @@ run --key-file`` run the two services as processes of their own (what an enclave
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -606,24 +605,15 @@ def wait_cmd(
     """Wait until the ask ends (complete, expired, slashed, invalid, cancelled); print the proof."""
 
     def go(ctx: _Ctx) -> dict[str, Any]:
-        from reef.proofs import AskState
+        from reef.proofs import ask_settled, wait_for_ask
 
-        client = ctx.client()
-        limit = time.monotonic() + _duration(timeout)
-        while True:
-            state = client.ask_state(ask_id)
-            if state == AskState.NULL:
-                raise ProofError(
-                    f"ask {ask_id} does not exist", hint="list asks with `reef proofs list`"
-                )
-            if state.terminal or state in (AskState.UNASSIGNED, AskState.DEADLINE_CROSSED):
-                return _ask_row(ctx, ask_id)
-            if time.monotonic() > limit:
-                raise ProofError(
-                    f"ask {ask_id} is still {state.label} after {timeout}",
-                    hint=f"run `reef proofs wait {ask_id}` again, or `reef proofs show {ask_id}`",
-                )
-            time.sleep(0.5)
+        state = wait_for_ask(ctx.client(), ask_id, timeout_s=_duration(timeout))
+        if not ask_settled(state):
+            raise ProofError(
+                f"ask {ask_id} is still {state.label} after {timeout}",
+                hint=f"run `reef proofs wait {ask_id}` again, or `reef proofs show {ask_id}`",
+            )
+        return _ask_row(ctx, ask_id)
 
     row = _on_market(flags, go, account=False)
     _print_ask(row, flags.as_json)
@@ -716,8 +706,7 @@ def engine_run(
     """Index the proof market, keep its order book and assign asks, until Ctrl-C."""
 
     def build() -> Any:
-        from reef.chain import IndexedContract, Indexer, Web3BlockSource
-        from reef.proofs import MatchingEngine, await_engine_role, proof_market_decoder
+        from reef.proofs import MatchingEngine, await_engine_role
 
         given = _network_file(network)
         ctx = _network_ctx(given, flags, key_file)
@@ -728,21 +717,14 @@ def engine_run(
         url = db or "sqlite:///" + str(
             ctx.session.home.path("proofs", f"engine-{client.address.lower()}.db")
         )
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        start = from_block if from_block is not None else int(ctx.service.get("start_block", 0))
-        indexer = Indexer(
-            Web3BlockSource(ctx.session.w3),
+        return MatchingEngine.on_database(
+            client,
             url,
-            contracts=[
-                IndexedContract(
-                    address=client.address, events=proof_market_decoder(), stream="proofs",
-                    start_block=start,
-                )
-            ],
-        )  # fmt: skip
-        return MatchingEngine(
-            client, indexer, batch_size=batch, ignore_provers=list(given.ignore_provers or ())
+            start_block=int(ctx.service.get("start_block", 0))
+            if from_block is None
+            else from_block,
+            batch_size=batch,
+            ignore_provers=given.ignore_provers or (),
         )
 
     engine = _run(build)

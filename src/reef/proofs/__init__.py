@@ -59,7 +59,14 @@ from reef.proofs._groth16 import (
     verify_with_snarkjs,
 )
 from reef.proofs._ivs import RemoteInputVerifier, ivs_app
-from reef.proofs._listing import AskListing, MarketListing, describe_ask, describe_market
+from reef.proofs._listing import (
+    AskListing,
+    MarketListing,
+    ask_settled,
+    describe_ask,
+    describe_market,
+    wait_for_ask,
+)
 from reef.proofs._market import (
     ArtifactStore,
     CircuitArtifacts,
@@ -194,6 +201,7 @@ __all__ = [
     "TeeProofSubmitted",
     "TeeSignerSet",
     "TeeWorker",
+    "ask_settled",
     "auction_price",
     "await_engine_role",
     "circuit_input",
@@ -229,4 +237,5 @@ __all__ = [
     "tee_signer_address",
     "verifier_source",
     "verify_with_snarkjs",
+    "wait_for_ask",
 ]

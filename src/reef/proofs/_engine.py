@@ -37,15 +37,16 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import sqlalchemy as sa
 
-from reef.chain import Indexer
+from reef.chain import IndexedContract, Indexer, Web3BlockSource
 from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ChainError, InputError, InvalidProofInputError, ProofError
 from reef.proofs._book import OrderBook
 from reef.proofs._client import ProofMarketClient
-from reef.proofs._events import TaskAssigned
+from reef.proofs._events import TaskAssigned, proof_market_decoder
 from reef.proofs._loop import _step_until_stopped
 from reef.proofs._matching import Quote, match_round
 from reef.proofs._secret import ecies_decrypt, ecies_encrypt, open_secret
@@ -127,6 +128,39 @@ class MatchingEngine:
             self._meta.create_all(indexer.engine)
         except sa.exc.SQLAlchemyError as exc:
             raise ChainError(f"cannot open the matching engine's database: {exc}") from exc
+
+    @classmethod
+    def on_database(
+        cls,
+        client: ProofMarketClient,
+        db_url: str,
+        *,
+        start_block: int = 0,
+        stream: str = "proofs",
+        batch_size: int = 64,
+        clock: Callable[[], float] = time.time,
+        ignore_provers: Iterable[str] = (),
+    ) -> MatchingEngine:
+        """An engine for ``client``'s market whose indexer follows that market from
+        ``start_block`` into the database at ``db_url`` (a SQLite file's folder is made), under
+        ``stream`` (a restarted engine resumes the stream it finds there).
+
+        Raises:
+            ChainError: the database cannot be opened.
+            ProofError: ``batch_size`` is out of the contract's bounds.
+        """
+        if db_url.startswith("sqlite:///"):
+            Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        watched = IndexedContract(
+            address=client.address,
+            events=proof_market_decoder(),
+            stream=stream,
+            start_block=start_block,
+        )
+        indexer = Indexer(Web3BlockSource(client.w3), db_url, contracts=[watched])
+        return cls(
+            client, indexer, batch_size=batch_size, clock=clock, ignore_provers=ignore_provers
+        )
 
     def _quotes(self) -> Iterable[Quote]:
         quotes = self.book.quotes.values()
