@@ -16,7 +16,7 @@ from eth_utils.exceptions import ValidationError
 
 from reef.chain.devnet import _exec
 from reef.chain.devnet._engine import Chain
-from reef.chain.devnet._types import TxRequest
+from reef.chain.devnet._types import DevnetFault, ExecutionReverted, TxRequest
 
 # Slot pairs stored from calldata (value 0 clears a slot: a refund).
 STORE_PAIRS = bytes.fromhex("60005b803611600a57005b8060200135813555604001600256")
@@ -130,8 +130,8 @@ def test_calls_give_what_py_evms_whole_transaction_gives(chain: Chain) -> None:
     ]
     compared = 0
     for request in requests:
-        ours_vm = chain._call_setup("latest")
-        their_vm = chain._call_setup("latest")
+        ours_vm, _ = chain._call_setup("latest")
+        their_vm, _ = chain._call_setup("latest")
         cap = 1_000_000
         first = _outcome(_exec._run, ours_vm, request, cap)
         assert first == _outcome(_reference, their_vm, request, cap)
@@ -147,3 +147,68 @@ def test_calls_give_what_py_evms_whole_transaction_gives(chain: Chain) -> None:
     assert chain.estimate_gas(TxRequest(to=transient)) == chain.estimate_gas(
         TxRequest(to=transient)
     )
+
+
+def _fresh_answer(chain: Chain, request: TxRequest, gas: int) -> object:
+    """The call on a VM built for it alone, at the header calls at the head run in."""
+    assert chain._call_header is not None
+    vm = chain._chain.get_vm(at_header=chain._call_header[1])
+    try:
+        return _exec.call_on(vm, request, gas)
+    except ExecutionReverted as exc:
+        return ("reverted", exc.data)
+    except DevnetFault as exc:
+        return ("fault", str(exc))
+
+
+@pytest.mark.filterwarnings("ignore:SELFDESTRUCT opcode present:DeprecationWarning")
+def test_calls_on_the_kept_vm_answer_as_on_a_fresh_one() -> None:
+    """Calls at the head run one after another on one kept VM (its state reverted after
+    each): each answers what a VM built for it alone answers, whatever ran before it (writes,
+    transient storage, reverts, faults, a time-out, a self-destruct)."""
+    chain = Chain(accounts=2, clock=lambda: 1_800_000_000.0)
+    store = _deploy(chain, STORE_PAIRS)
+    transient = _deploy(chain, TRANSIENT)
+    destruct = _deploy(chain, SELF_DESTRUCT)
+    reverter = _deploy(chain, REVERTER)
+    funded = bytes.fromhex(chain.accounts[1].address[2:])
+    read_back = bytes.fromhex("60005460005260206000f3")  # return slot 0: a second contract
+    reader = _deploy(chain, read_back)
+    requests = [
+        TxRequest(to=store, data=(0).to_bytes(32, "big") + (9).to_bytes(32, "big")),
+        TxRequest(to=reader),
+        TxRequest(to=transient),
+        TxRequest(to=transient),
+        TxRequest(sender=funded, to=destruct, value=5),
+        TxRequest(to=destruct),
+        TxRequest(to=reverter),
+        TxRequest(sender=funded, to=bytes(20), value=10**30),
+        TxRequest(to=store, data=b"\x01" * 64, gas=30_000),  # out of gas
+        TxRequest(sender=funded, data=_initcode(STORE_PAIRS)),
+    ]
+    kept = []
+    for request in requests * 2:
+        try:
+            ours: object = chain.call(request, gas_cap=100_000)
+        except ExecutionReverted as exc:
+            ours = ("reverted", exc.data)
+        except DevnetFault as exc:
+            ours = ("fault", str(exc))
+        gas = min(request.gas or 100_000, 100_000)
+        assert ours == _fresh_answer(chain, request, gas)
+        if chain._idle_call_vm is not None:
+            kept.append(chain._idle_call_vm[1])
+    assert len({id(vm) for vm in kept}) < len(kept)  # VMs were reused
+    # A call cut short by its deadline drops its VM; the next builds another and answers.
+    with pytest.raises(DevnetFault, match="timeout"):
+        chain.call(
+            TxRequest(to=store, data=b"\x02" * 64), timeout_s=-1.0
+        )  # a deadline already past
+    assert chain._idle_call_vm is None
+    assert chain.call(TxRequest(to=reader)) == _fresh_answer(chain, TxRequest(to=reader), 10**6)
+    # A timed call, then an untimed one on the same kept VM: the VM's own computation class.
+    chain.call(TxRequest(to=reader), timeout_s=30)
+    chain.call(TxRequest(to=reader))
+    assert chain._idle_call_vm is not None
+    state = chain._idle_call_vm[1].state
+    assert state.computation_class is type(state).computation_class

@@ -48,13 +48,16 @@ def _timed(base: Any) -> Any:
 
 
 def _with_deadline(vm: Any, timeout_s: float | None) -> None:
-    """Make every computation on ``vm``'s state abort after ``timeout_s`` seconds."""
-    if timeout_s is None:
-        return
+    """Make every computation on ``vm``'s state abort after ``timeout_s`` seconds (or never)."""
     state = vm.state
-    # Instance attributes: only this state (built for this one call) runs the timed class.
+    # Instance attributes: only this state (kept for calls) runs the timed class, and a state
+    # that ran a timed call before runs the class's own again when this one has no deadline.
+    base = type(state).computation_class
+    if timeout_s is None:
+        state.computation_class = base
+        return
     state.reef_deadline = (time.monotonic() + timeout_s, timeout_s)
-    state.computation_class = _timed(state.computation_class)
+    state.computation_class = _timed(base)
 
 
 def _run(vm: Any, request: TxRequest, gas: int) -> Any:

@@ -46,10 +46,11 @@ import rlp
 from eth._utils.address import generate_contract_address
 from eth.constants import BLANK_ROOT_HASH, CREATE_CONTRACT_ADDRESS, EMPTY_SHA3
 from eth.db.account import AccountDB
+from eth.db.backends.memory import MemoryDB
 from eth.db.batch import BatchDB
 from eth.db.cache import CacheDB
 from eth.db.journal import JournalDB
-from eth.db.storage import AccountStorageDB, StorageLookup
+from eth.db.storage import CLEAR_COUNT_KEY_NAME, AccountStorageDB, StorageLookup
 from eth.rlp.accounts import Account
 from eth.validation import (
     validate_canonical_address,
@@ -63,6 +64,7 @@ from eth.vm.forks.prague.state import PragueState, PragueTransactionExecutor
 from eth.vm.message import Message
 from eth_hash.auto import keccak
 from eth_typing import Address, Hash32
+from eth_utils.conversions import to_bytes
 from eth_utils.logging import get_extended_debug_logger
 from lru import LRU
 from rlp.codec import encode_raw
@@ -73,6 +75,8 @@ from trie.validation import validate_is_node
 __all__ = [
     "NodeCache",
     "encode_account",
+    "encode_bytes",
+    "encode_list",
     "encode_node",
     "one_item_trie",
     "update_trie",
@@ -172,7 +176,8 @@ class _Node:
         self.ref = ref
 
 
-def _encode_bytes(item: bytes) -> bytes:
+def encode_bytes(item: bytes) -> bytes:
+    """RLP of a byte string."""
     size = len(item)
     if size == 1 and item[0] < 0x80:
         return item
@@ -187,17 +192,18 @@ def encode_node(node: list[Any]) -> bytes:
     bytes (RLP has one encoding per value), without its generic type dispatch, which made
     encoding nodes a tenth of a transaction."""
     payload = b"".join(
-        _encode_bytes(item)
+        encode_bytes(item)
         if type(item) is bytes
         else encode_node(item)
         if type(item) is list
         else encode_raw(item)
         for item in node
     )
-    return _encode_list(payload)
+    return encode_list(payload)
 
 
-def _encode_list(payload: bytes) -> bytes:
+def encode_list(payload: bytes) -> bytes:
+    """RLP of a list whose items' encodings, joined, are ``payload``."""
     size = len(payload)
     if size < 56:
         return bytes((0xC0 + size,)) + payload
@@ -481,7 +487,7 @@ def one_item_trie(item: bytes) -> tuple[bytes, dict[bytes, bytes]]:
 
 
 def _encode_int(value: int) -> bytes:
-    return _encode_bytes(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+    return encode_bytes(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 
 
 def encode_account(account: Account) -> bytes:
@@ -491,11 +497,11 @@ def encode_account(account: Account) -> bytes:
         (
             _encode_int(account.nonce),
             _encode_int(account.balance),
-            _encode_bytes(account.storage_root),
-            _encode_bytes(account.code_hash),
+            encode_bytes(account.storage_root),
+            encode_bytes(account.code_hash),
         )
     )
-    return _encode_list(payload)
+    return encode_list(payload)
 
 
 class NodeCache:
@@ -683,14 +689,18 @@ class _CachingAccountStorageDB(AccountStorageDB):
     lookup_class: type[_CachingStorageLookup]
 
     def __init__(self, db: Any, storage_root: Hash32, address: Address) -> None:
-        super().__init__(db, storage_root, address)
-        # The same pipeline py-evm's constructor builds, over the caching lookup.
+        # What py-evm's constructor sets, over the caching lookup (not calling it: it builds a
+        # lookup, a cache and two journals only for these to replace them, one account's
+        # storage database per account a transaction or a call touches).
+        self._address = address
         lookup = self.lookup_class(db, storage_root, address)
         self._storage_lookup = lookup
         self._lookup = lookup
         self._storage_cache = _RootedReads(lookup, lookup.root, lookup.trie_class.node_cache.slots)
         self._locked_changes = JournalDB(self._storage_cache)
         self._journal_storage = JournalDB(self._locked_changes)
+        self._accessed_slots: set[int] = set()
+        self._clear_count = JournalDB(MemoryDB({CLEAR_COUNT_KEY_NAME: to_bytes(0)}))
 
     def make_storage_root(self) -> None:
         # py-evm's: lock the changes, then persist them into the trie one slot at a time;
