@@ -1,4 +1,5 @@
-"""Stopping and closing a job (:mod:`reef.node`'s close use case), without a chain.
+"""Stopping, closing and withdrawing from a job (:mod:`reef.node`'s job use cases), without a
+chain.
 
 The market is :class:`reef.testing.MarketModel` behind the few :class:`reef.chain.MarketClient`
 methods the use case calls; its refusals reach the code as the client's
@@ -15,7 +16,10 @@ has passed, a close that stays refused, a refusal that is not about the lock.
   the same message; the refund is the deposit less the settlement the market computes; a stop
   after the lock has passed closes at once;
 - ``deploy --stop-on-failure`` stops through the same :func:`reef.node.stop_job`;
-- a job's pending revision is part of its summary; the logs endpoint says why there is none.
+- a job's pending revision is part of its summary; the logs endpoint says why there is none;
+- a withdrawal says when the provider now stops the enclave, and warns when that is now (the
+  CLI prints the warning, the dashboard's answer carries it); ``reef deploy``'s hint about a
+  job left paying names the same per-hour figure as ``reef jobs``.
 """
 
 from __future__ import annotations
@@ -27,11 +31,24 @@ from typing import Any
 import httpx
 import pytest
 
-from reef.chain import Address, Amount, Job, JobId, RateLock, Revert, rate_per_hour
+from reef.chain import (
+    Address,
+    Amount,
+    Job,
+    JobId,
+    RateLock,
+    Revert,
+    TxResult,
+    format_amount,
+    parse_amount,
+    rate_per_hour,
+)
 from reef.errors import ContractRevertError, EnclaveError, MarketError, ServiceError
-from reef.market import settle, settlement_amount
+from reef.market import paid_until, settle, settlement_amount
 from reef.node import (
     CLOSE_RETRIES,
+    DEFAULT_SAFETY_MARGIN_S,
+    WITHDRAW_MARGIN_S,
     CloseWait,
     closable_at,
     close_job,
@@ -41,6 +58,7 @@ from reef.node import (
     stop_and_close,
     stop_job,
     summarize_job,
+    withdraw_from_job,
 )
 from reef.testing import MarketModel
 
@@ -118,6 +136,13 @@ class FakeMarket:
     def close(self, job: JobId) -> None:
         self._send("jobClose", lambda now: self.model.job_close(self.sender, job, now=now))
 
+    def withdraw(self, job: JobId, amount: int) -> TxResult[Any]:
+        self._send(
+            "jobWithdraw",
+            lambda now: self.model.job_withdraw(self.sender, job, amount, now=now),
+        )
+        return TxResult(tx_hash="0x" + "ee" * 32, block_number=len(self.sent), gas_used=0)
+
 
 @dataclasses.dataclass
 class FakeSession:
@@ -127,6 +152,12 @@ class FakeSession:
     address: Address = OWNER
     safety_margin_s: int | None = 60
     sleeps: list[float] = dataclasses.field(default_factory=list)
+    market_client: FakeMarket | None = None
+
+    def market(self) -> FakeMarket:
+        """The session's market client (:meth:`reef.node.Session.market`)."""
+        assert self.market_client is not None
+        return self.market_client
 
     def now(self) -> int:
         return self.clock
@@ -163,7 +194,8 @@ def world() -> World:
     model.job_open(OWNER, "{}", PROVIDER, RATE, DEPOSIT, now=START - 10)
     job = model.job_open(OWNER, "{}", PROVIDER, RATE, DEPOSIT, now=START)
     session = FakeSession()
-    return World(model, session, FakeMarket(model, session, OWNER), job)
+    session.market_client = FakeMarket(model, session, OWNER)
+    return World(model, session, session.market_client, job)
 
 
 def _label(world: World) -> str:
@@ -352,6 +384,126 @@ def test_deploy_stop_on_failure_stops_through_stop_job(world: World) -> None:
     assert "--stop-on-failure could not stop it (" in again.hint
     assert str(Revert.ONLY_OWNER_REVISE) in again.hint
     assert again.hint.endswith(f"run `reef jobs stop {int(other, 16)}`")
+
+
+def test_deploys_hint_names_the_per_hour_figure_reef_jobs_names(world: World) -> None:
+    """A rate whose hour does not come out even: rounded up (what settling an hour at once would
+    charge) it would read 0.360001 rUSD/h in ``reef deploy``'s hint and 0.36 in ``reef jobs``."""
+    from reef.node._deploy import _after_failure
+
+    odd = RATE + 1
+    assert settlement_amount(odd, 3600) == 360_001
+    job = world.model.job_open(OWNER, "{}", PROVIDER, odd, DEPOSIT, now=START)
+    label = str(int(job, 16))
+    with pytest.raises(MarketError) as running:
+        closable_at(world.market, world.model.jobs[job])
+    assert f"job {label} is still running at 0.36 rUSD/h: " in running.value.message
+
+    failed = EnclaveError("the enclave crashed")
+    _after_failure(failed, world.market, job, rate=odd, stop=False)
+    assert failed.hint == (
+        f"job {label} is still open and paying 0.36 rUSD/h (its provider keeps relaunching it): "
+        f"stop it with `reef jobs stop {label}` (or deploy with --stop-on-failure)"
+    )
+    assert world.market.sent == []
+
+
+def _left_after(taken: int) -> int:
+    """Seconds the job's money lasts after ``taken`` is withdrawn at START (nothing settled yet:
+    the job was opened at START), at 360_000 base units an hour."""
+    return (DEPOSIT - taken) * 3600 // 360_000
+
+
+def test_a_withdrawal_says_when_the_enclave_now_stops(world: World) -> None:
+    before = world.model.balance(OWNER)
+    done = withdraw_from_job(world.session, world.market, world.current, Amount(10_000))
+    assert (done.amount, done.now, done.margin_s) == (10_000, START, 60)
+    assert done.job == world.current  # the job as the chain has it after the withdrawal
+    assert done.job.balance == DEPOSIT - 10_000
+    assert done.tx.tx_hash == "0x" + "ee" * 32
+    assert done.stops_at == START + _left_after(10_000) - 60 == START + 840
+    assert paid_until(done.job) == START + _left_after(10_000)  # the market's own sum
+    assert (done.stopping_now, done.warning) == (False, "")
+    assert world.model.balance(OWNER) - before == 10_000
+    assert world.market.sent == ["jobWithdraw"]
+
+
+def test_taking_all_the_reserve_allows_leaves_the_notice_reserve(world: World) -> None:
+    # What may be taken is settled WITHDRAW_MARGIN_S ahead: 5 s of the rate stay too.
+    limit = DEPOSIT - settlement_amount(RATE, WITHDRAW_MARGIN_S) - settlement_amount(RATE, LOCK_S)
+    done = withdraw_from_job(world.session, world.market, world.current, None)
+    assert done.amount == limit == 69_500
+    assert done.job.balance == DEPOSIT - limit
+    assert done.stops_at == START + LOCK_S + WITHDRAW_MARGIN_S - 60
+    assert not done.stopping_now  # a 60 s margin is inside the 300 s reserve
+
+    with pytest.raises(MarketError) as nothing:
+        withdraw_from_job(world.session, world.market, world.current, None)
+    assert nothing.value.message == (
+        "nothing can be withdrawn now: the rest is the notice reserve or already spent"
+    )
+    assert world.market.sent == ["jobWithdraw"]
+
+
+def test_a_withdrawal_that_leaves_less_than_the_margin_warns_that_the_enclave_stops_now(
+    world: World,
+) -> None:
+    label = _label(world)
+    world.session.safety_margin_s = None  # not the local network: the provider's default
+    some = withdraw_from_job(world.session, world.market, world.current, Amount(60_000))
+    assert some.margin_s == DEFAULT_SAFETY_MARGIN_S == 300
+    assert some.stops_at == START + _left_after(60_000) - 300 == START + 100
+    assert (some.stopping_now, some.warning) == (False, "")
+
+    # A margin longer than the notice reserve lasts: taking all that may be taken leaves less
+    # than the margin's worth, and the provider stops the enclave at once.
+    world.session.safety_margin_s = 400
+    world.session.clock += 50
+    rest = withdraw_from_job(world.session, world.market, world.current, None)
+    assert rest.now == START + 50
+    assert rest.job.balance == settlement_amount(RATE, LOCK_S + WITHDRAW_MARGIN_S)
+    assert rest.stops_at == START + 50 + LOCK_S + WITHDRAW_MARGIN_S - 400 == START - 45
+    assert rest.stopping_now
+    assert rest.warning == (
+        "what is left pays for less than the provider's 400 s safety margin: it stops the "
+        f"enclave now (deposit to keep it, or `reef jobs stop {label}` to get the rest back)"
+    )
+
+
+def test_more_than_the_limit_is_refused_before_any_transaction(world: World) -> None:
+    with pytest.raises(MarketError) as refused:
+        withdraw_from_job(world.session, world.market, world.current, Amount(69_501))
+    assert refused.value.message == (
+        f"at most {format_amount(Amount(69_500))} rUSD can be withdrawn now (the notice reserve "
+        f"of {LOCK_S} s at the job's rate stays in the job)"
+    )
+    assert refused.value.hint == "withdraw less, or stop the job to get everything back"
+    assert world.market.sent == []
+
+
+def test_the_dashboards_withdraw_answer_carries_when_the_enclave_stops(world: World) -> None:
+    from reef.web._manage import withdraw
+
+    label = _label(world)
+    session: Any = world.session
+    some = withdraw(session, world.job, "0.01")
+    assert some == {
+        "job_id": world.job,
+        "withdrawn": "0.01",
+        "tx_hash": "0x" + "ee" * 32,
+        "stops_at": START + _left_after(10_000) - 60,
+        "stopping_now": False,
+        "warning": None,
+    }
+    world.session.safety_margin_s = 600  # more than what the notice reserve pays for
+    rest = withdraw(session, world.job, None)
+    assert parse_amount(rest["withdrawn"]) == DEPOSIT - 10_000 - 30_500
+    assert rest["stops_at"] == START + LOCK_S + WITHDRAW_MARGIN_S - 600
+    assert rest["stopping_now"] is True
+    assert rest["warning"] == (
+        "what is left pays for less than the provider's 600 s safety margin: it stops the "
+        f"enclave now (deposit to keep it, or `reef jobs stop {label}` to get the rest back)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ provider's control plane is a real control-plane app over a scripted view of the
   and the 64-digit id name the same job; what is printed is what is typed;
 - stop returns at once, saying when and with what command the job can be closed; close before
   that says the time and the command, never a contract function; `--wait` waits with one line;
-- show prints the provider's view: state, last error, enclave id, endpoint, restarts.
+- show prints the provider's view: state, last error, enclave id, endpoint, restarts;
+- a withdrawal that leaves less than the provider's safety margin says the enclave stops now.
 """
 
 from __future__ import annotations
@@ -301,6 +302,24 @@ def test_oyster_verbs_act_on_the_same_jobs(market: Market) -> None:
     assert market.json("withdraw", "2", "0.05")["job"] == 2
     stopping = market.json("stop", "9")
     assert (stopping["job"], stopping["then_run"]) == (9, "reef jobs close 9")
+
+
+def test_withdrawing_past_the_safety_margin_warns_that_the_enclave_stops_now(
+    market: Market,
+) -> None:
+    """No network.json here: the provider's default margin (300 s) is longer than the notice
+    reserve (LOCK_S), so taking all the reserve allows leaves less than the margin's worth."""
+    some = market.cli("jobs", "withdraw", "19", "0.01", "--json")
+    assert some.exit_code == 0, some.output
+    assert "stops the enclave now" not in some.stderr
+    assert json.loads(some.stdout)["enclave_stops_by"].startswith("20")  # a date
+    rest = market.cli("jobs", "withdraw", "19", "--max", "--json")
+    assert rest.exit_code == 0, rest.output
+    assert (
+        "what is left pays for less than the provider's 300 s safety margin: it stops the "
+        "enclave now (deposit to keep it, or `reef jobs stop 19` to get the rest back)"
+    ) in " ".join(rest.stderr.split())
+    assert json.loads(rest.stdout)["job"] == 19
 
 
 def test_wallet_shows_balances_and_spend(market: Market) -> None:

@@ -236,28 +236,21 @@ def withdraw_cmd(
 ) -> None:
     """Take unused money back from a job (owner only; a notice reserve stays)."""
     from reef.chain import format_amount, parse_amount
-    from reef.node import stop_margin_s, stops_at, withdraw_from_job
+    from reef.node import withdraw_from_job
 
     with failing():
         if (amount is None) == (not all_):
             raise MarketError("give an AMOUNT or --max")
         session, client, found = _open(job, flags)
         wanted = None if all_ else parse_amount(amount or "0")
-        value, result = withdraw_from_job(session, client, found, wanted)
-        margin = stop_margin_s(session)
-        stops = stops_at(client.job(job), margin)
-        stopping_now = stops is not None and stops <= session.now()
-    if stopping_now:
-        note(
-            f"what is left pays for less than the provider's {margin} s safety margin: it "
-            f"stops the enclave now (deposit to keep it, or `reef jobs stop {job_label(found.id)}`"
-            " to get the rest back)"
-        )
+        done = withdraw_from_job(session, client, found, wanted)
+    if done.warning:
+        note(done.warning)
     out = {
         **_ids(found.id),
-        "withdrawn": format_amount(value),
-        "enclave_stops_by": _when(stops),
-        "tx_hash": result.tx_hash,
+        "withdrawn": format_amount(done.amount),
+        "enclave_stops_by": _when(done.stops_at),
+        "tx_hash": done.tx.tx_hash,
     }
     print_result(out, flags.as_json)
 

@@ -8,8 +8,8 @@
   contracts) tell user commands where the network is and which account they send from.
 - :func:`deploy` is ``reef deploy``: build, upload, open a job, wait, verify.
 - :func:`open_jobs`, :func:`job_status`, :func:`summarize_job`, :func:`stop_job`,
-  :func:`close_job`, :func:`stop_and_close`, :func:`withdraw_limit`: an owner's open jobs, for
-  ``reef jobs`` and the dashboard alike.
+  :func:`close_job`, :func:`stop_and_close`, :func:`withdraw_limit`, :func:`withdraw_from_job`:
+  an owner's open jobs, for ``reef jobs`` and the dashboard alike.
 - :func:`update_job` is ``reef jobs update``: a new image, init params or debug flag.
 - :func:`prepare_kms_root` is ``reef kms root serve``'s assembly of a KMS root.
 - :func:`copy_example` is ``reef examples``: the shipped example apps, wherever reef is installed.
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         JobStatus,
         JobSummary,
         StopResult,
+        Withdrawal,
         closable_at,
         close_job,
         deposit_to_job,
@@ -130,6 +131,7 @@ __all__ = [
     "UpSettings",
     "UpdateResult",
     "WITHDRAW_MARGIN_S",
+    "Withdrawal",
     "closable_at",
     "close_job",
     "connect",
@@ -207,6 +209,7 @@ __getattr__ = lazy_attributes(
         "UpSettings": "_up",
         "UpdateResult": "_update",
         "WITHDRAW_MARGIN_S": "_jobs",
+        "Withdrawal": "_jobs",
         "closable_at": "_jobs",
         "close_job": "_jobs",
         "connect": "_provider",

@@ -45,6 +45,7 @@ from reef.chain import (
     JobId,
     MarketClient,
     ProgressCallback,
+    amount_per_hour,
     format_amount,
     job_index,
 )
@@ -620,7 +621,7 @@ def _after_failure(
     if not stop:
         exc.hint = (
             f"{exc.hint + '; ' if exc.hint else ''}job {label} is still open and paying "
-            f"{format_amount(settlement_amount(rate, 3600))} rUSD/h"
+            f"{format_amount(amount_per_hour(rate))} rUSD/h"
             f"{' (its provider keeps relaunching it)' if isinstance(exc, EnclaveError) else ''}: "
             f"stop it with `reef jobs stop {label}` (or deploy with --stop-on-failure)"
         )

@@ -11,7 +11,8 @@
   for the latter, unless the session's account owns it);
 - :func:`deposit_to_job`: add money to a job from the session's account;
 - :func:`withdraw_limit`, :func:`withdraw_from_job`: how much the notice reserve lets the owner
-  take back now, and taking it;
+  take back now, and taking it (a :class:`Withdrawal`: what was taken, and when the provider
+  now stops the enclave, with the warning to show when that is now);
 - :func:`stop_job`: revise the rate to 0 (the provider stops the enclave at once) and say when
   the market lets the job be closed;
 - :func:`closable_at`, :func:`close_job`: when the market lets the owner close a stopped job,
@@ -48,12 +49,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLOSE_RETRIES",
-    "DEFAULT_SAFETY_MARGIN_S",
     "CloseWait",
-    "WITHDRAW_MARGIN_S",
+    "DEFAULT_SAFETY_MARGIN_S",
     "JobStatus",
     "JobSummary",
     "StopResult",
+    "WITHDRAW_MARGIN_S",
+    "Withdrawal",
     "closable_at",
     "close_job",
     "deposit_to_job",
@@ -304,11 +306,48 @@ def deposit_to_job(
     return market.deposit(job, amount)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Withdrawal:
+    """What :func:`withdraw_from_job` did: took ``amount`` back from ``job`` in ``tx``, and when
+    the provider now stops the job's enclave (the less is left, the sooner)."""
+
+    job: Job
+    """The job after the withdrawal, as the chain has it (settled by the withdrawal)."""
+    amount: Amount
+    """What was taken back (base units)."""
+    tx: TxResult[MarketEvent]
+    now: int
+    """The session's time once the withdrawal was mined."""
+    margin_s: int
+    """How long before the money runs out the provider stops the enclave (:func:`stop_margin_s`)."""
+    stops_at: int | None
+    """When the provider stops the enclave now (:func:`stops_at`; ``None`` at rate 0)."""
+
+    @property
+    def stopping_now(self) -> bool:
+        """Whether what is left pays for less than the provider's safety margin, so that the
+        provider stops the enclave now."""
+        return self.stops_at is not None and self.stops_at <= self.now
+
+    @property
+    def warning(self) -> str:
+        """What to tell the owner when :attr:`stopping_now` (empty otherwise): why the enclave
+        stops, and the two ways out."""
+        if not self.stopping_now:
+            return ""
+        return (
+            f"what is left pays for less than the provider's {self.margin_s} s safety margin: it "
+            f"stops the enclave now (deposit to keep it, or `reef jobs stop "
+            f"{job_index(self.job.id)}` to get the rest back)"
+        )
+
+
 def withdraw_from_job(
     session: Session, market: MarketClient, job: Job, amount: Amount | None
-) -> tuple[Amount, TxResult[MarketEvent]]:
+) -> Withdrawal:
     """Take ``amount`` (base units; all that the notice reserve allows when ``None``) back from
-    ``job`` (owner only); return what was taken and the transaction.
+    ``job`` (owner only); return what was taken, the transaction, and when the provider now
+    stops the enclave (:func:`stop_margin_s` before what is left runs out).
 
     Raises:
         MarketError: nothing can be taken now, or more than :func:`withdraw_limit`.
@@ -325,7 +364,17 @@ def withdraw_from_job(
             f"of {market.lock_wait_time()} s at the job's rate stays in the job)",
             hint="withdraw less, or stop the job to get everything back",
         )
-    return value, market.withdraw(job.id, value)
+    tx = market.withdraw(job.id, value)
+    after = market.job(job.id)
+    margin = stop_margin_s(session)
+    return Withdrawal(
+        job=after,
+        amount=value,
+        tx=tx,
+        now=session.now(),
+        margin_s=margin,
+        stops_at=stops_at(after, margin),
+    )
 
 
 def stop_job(market: MarketClient, job: Job) -> int:

@@ -41,14 +41,23 @@ def deposit(session: Session, job: JobId, amount: str) -> dict[str, Any]:
 
 
 def withdraw(session: Session, job: JobId, amount: str | None) -> dict[str, Any]:
-    """Take ``amount`` rUSD back from ``job`` (all the notice reserve allows when ``None``)."""
+    """Take ``amount`` rUSD back from ``job`` (all the notice reserve allows when ``None``), and
+    say when its provider now stops the enclave (:class:`reef.node.Withdrawal`): ``stops_at``
+    (unix seconds; ``None`` at rate 0), ``stopping_now`` and, when it is now, ``warning``."""
     from reef.chain import format_amount, parse_amount
     from reef.node import withdraw_from_job
 
     client, found = _owned(session, job)
     wanted = parse_amount(amount) if amount else None
-    value, result = withdraw_from_job(session, client, found, wanted)
-    return {"job_id": job, "withdrawn": format_amount(value), "tx_hash": result.tx_hash}
+    done = withdraw_from_job(session, client, found, wanted)
+    return {
+        "job_id": job,
+        "withdrawn": format_amount(done.amount),
+        "tx_hash": done.tx.tx_hash,
+        "stops_at": done.stops_at,
+        "stopping_now": done.stopping_now,
+        "warning": done.warning or None,
+    }
 
 
 def stop_job(session: Session, job: JobId) -> dict[str, Any]:
