@@ -27,6 +27,8 @@ from reef.node import (
     UpSettings,
     deploy,
     open_session,
+    stop_margin_s,
+    stops_at,
 )
 from reef.node._dashboard import DashboardExtension
 from reef.web import parse_samples
@@ -273,7 +275,17 @@ def test_deploy_and_withdraw_from_the_dashboard(live: Live) -> None:
     before = session.market().job(job).balance
     taken = httpx.post(f"{live.url}/api/jobs/{job}/withdraw", json={}, headers=token, timeout=60)
     assert taken.status_code == 200, taken.text
-    assert session.market().job(job).balance < before
+    after = session.market().job(job)
+    assert after.balance < before
+    # The answer says when the provider now stops the enclave, as reef jobs withdraw does (to
+    # the second: the provider may settle the job in between, which moves it by less).
+    answer = taken.json()
+    expected = stops_at(after, stop_margin_s(session))
+    assert expected is not None
+    assert abs(answer["stops_at"] - expected) <= 1, answer
+    assert answer["stopping_now"] == (answer["warning"] is not None), answer
+    if answer["stopping_now"]:
+        assert f"reef jobs stop {job}" in answer["warning"]
     # A refused action says why, and changes nothing.
     again = httpx.post(
         f"{live.url}/api/jobs/{job}/withdraw", json={"amount": "1000"}, headers=token, timeout=60
