@@ -16,9 +16,13 @@ import pytest
 from eth_account import Account
 
 from proofs.proofs_support import ProofChain
-from reef.errors import InputError, ProofError, ServiceError
+from reef.chain import TokenClient
+from reef.crypto import Secp256k1PrivateKey
+from reef.errors import InputError, MisuseError, ProofError, ServiceError
 from reef.proofs import (
     AskState,
+    AuctionRamp,
+    EncryptedSecret,
     MarketJoin,
     MatchingEngine,
     ProverSetup,
@@ -26,10 +30,12 @@ from reef.proofs import (
     ask_settled,
     await_engine_role,
     command_worker,
+    decrypt_secret,
     derived_secp256k1_key,
     describe_ask,
     describe_market,
     enroll_prover,
+    request_proof,
     wait_for_ask,
 )
 
@@ -226,6 +232,45 @@ def test_a_market_and_an_ask_are_described_from_the_chain(chain: ProofChain) -> 
     ask = describe_ask(chain.market(), ask_id)
     assert (ask.ask.market_id, ask.ask.reward, ask.inputs) == (market_id, 3, (21,))
     assert (ask.price, ask.auction, ask.proof) == (None, None, None)
+
+
+def test_a_proof_is_requested_with_a_reward_an_auction_or_sealed_private_inputs(
+    chain: ProofChain,
+) -> None:
+    public, private = _tee_market(chain, private=False), _tee_market(chain, private=True)
+    user = chain.users[1]
+    # No allowance left: request_proof approves the market for the sender's tokens itself.
+    TokenClient(chain.w3, chain.token_address, account=user).approve(chain.market_address, 0)
+    requester = chain.market(user)
+    when = {"expiry": chain.next_time() + 600, "proving_time": 60}
+    paid = request_proof(requester, public, [5], reward=4, **when)
+    assert (requester.ask(paid).reward, requester.inputs(paid)) == (4, (5,))
+    allowed = TokenClient(chain.w3, chain.token_address).allowance(
+        user.address, chain.market_address
+    )
+    assert allowed >= 2**255  # it was 0: request_proof approved the market (unlimited)
+    ramp = AuctionRamp(min_price=1, max_price=9, ramp_time=30)
+    auctioned = request_proof(requester, public, [6], auction=ramp, **when)
+    assert requester.ask(auctioned).reward == 9  # it escrows the maximum
+    terms = requester.auction(auctioned)
+    assert terms is not None
+    assert (terms.min_price, terms.max_price) == (1, 9)
+    secret = b'{"x":"1"}'
+    assert requester.engine_key() == b""  # (no engine has run on this chain yet)
+    with pytest.raises(ProofError, match="has not published its key yet"):
+        request_proof(requester, private, [7], reward=1, secret=secret, **when)
+    engine_key = Secp256k1PrivateKey(bytes(chain.engine.key))
+    chain.market(chain.engine).publish_engine_key(engine_key.public_key.raw)
+    sealed = request_proof(requester, private, [7], reward=1, secret=secret, **when)
+    assert requester.ask(sealed).has_secret
+    posted = requester.ask_secret(sealed)
+    opened = decrypt_secret(
+        EncryptedSecret(body=posted.secret, acl=posted.acl), bytes(chain.engine.key), private
+    )
+    assert opened == secret  # the engine's key opens it
+    for wrong in ({"reward": 1, "auction": ramp}, {}, {"auction": ramp, "secret": b"{}"}):
+        with pytest.raises(MisuseError):
+            request_proof(requester, public, [1], **when, **wrong)  # type: ignore[arg-type]
 
 
 def test_waiting_for_an_ask_returns_its_state_settled_or_not(chain: ProofChain) -> None:

@@ -488,15 +488,18 @@ def request_cmd(
         raise fail(InputError("give one of --reward AMOUNT and --auction MIN:MAX"), code=2)
 
     def go(ctx: _Ctx) -> int:
-        row = _market_row(ctx, market_id)
-        values = _read_inputs(input_file, list(row["public_inputs"]))
-        private_names = list(row["private_inputs"])
-        if private is not None and not row["private"]:
+        from reef.proofs import AuctionRamp, describe_market, request_proof
+
+        client = ctx.client()
+        listing = describe_market(client, market_id)
+        values = _read_inputs(input_file, list(listing.metadata.get("public_inputs", [])))
+        private_names = list(listing.metadata.get("private_inputs", []))
+        if private is not None and not listing.market.private_inputs:
             raise ProofError(
                 f"market {market_id} takes no private inputs",
                 hint="drop --private, or use a market created with --private-input",
             )
-        if private is None and row["private"]:
+        if private is None and listing.market.private_inputs:
             raise ProofError(
                 f"market {market_id} needs private inputs {private_names}",
                 hint="give them with --private FILE (a JSON object)",
@@ -507,43 +510,20 @@ def request_cmd(
                 "an auction ask takes public inputs only",
                 hint="provers lock auctions themselves, so no engine re-encrypts a secret for them",
             )
-        prices = None if auction is None else _auction_prices(auction)
-        amount = prices[1] if prices is not None else _amount(str(reward), "--reward")
-        client = ctx.client()
-        if secret is not None:
-            from reef.proofs import encrypt_secret
-
-            engine_key = client.engine_key()
-            if not engine_key:
-                raise ProofError(
-                    "the matching engine has not published its key yet",
-                    hint="start the matching engine (reef up runs one), then retry",
-                )
-            sealed = encrypt_secret(secret, market_id, engine_key)
-        client.ensure_allowance(amount)
-        now = ctx.session.now()
-        timing: dict[str, Any] = {
-            "reward": amount,
-            "expiry": now + _duration(expiry),
-            "proving_time": _duration(deadline),
-        }
-        if prices is not None:
-            ask_id, _ = client.create_auction_ask(
-                market_id,
-                values,
-                min_price=prices[0],
-                max_price=prices[1],
-                ramp_time=_duration(ramp),
-                expiry=timing["expiry"],
-                proving_time=timing["proving_time"],
-            )
-        elif secret is None:
-            ask_id, _ = client.create_ask(market_id, values, **timing)
-        else:
-            ask_id, _ = client.create_private_ask(
-                market_id, values, secret=sealed.body, acl=sealed.acl, **timing
-            )
-        return ask_id
+        ramped = None
+        if auction is not None:
+            low, high = _auction_prices(auction)
+            ramped = AuctionRamp(min_price=low, max_price=high, ramp_time=_duration(ramp))
+        return request_proof(
+            client,
+            market_id,
+            values,
+            reward=None if reward is None else _amount(reward, "--reward"),
+            auction=ramped,
+            secret=secret,
+            expiry=ctx.session.now() + _duration(expiry),
+            proving_time=_duration(deadline),
+        )
 
     ask_id = _on_market(flags, go)
     print_result({"ask_id": ask_id}, flags.as_json, title="proof requested")

@@ -59,14 +59,7 @@ from reef.proofs._groth16 import (
     verify_with_snarkjs,
 )
 from reef.proofs._ivs import RemoteInputVerifier, ivs_app
-from reef.proofs._listing import (
-    AskListing,
-    MarketListing,
-    ask_settled,
-    describe_ask,
-    describe_market,
-    wait_for_ask,
-)
+from reef.proofs._listing import AskListing, MarketListing, describe_ask, describe_market
 from reef.proofs._market import (
     ArtifactStore,
     CircuitArtifacts,
@@ -91,6 +84,7 @@ from reef.proofs._prover import (
     circuit_input,
 )
 from reef.proofs._reasons import ProofRevert
+from reef.proofs._request import AuctionRamp, ask_settled, request_proof, wait_for_ask
 from reef.proofs._runtime import (
     RUNTIME_PACKAGE_DIR,
     SNARKJS_VERSION,
@@ -145,6 +139,7 @@ __all__ = [
     "AskState",
     "AssignmentSkipped",
     "AuctionCreated",
+    "AuctionRamp",
     "AuctionTerms",
     "Capacity",
     "CircuitArtifacts",
@@ -233,6 +228,7 @@ __all__ = [
     "reencrypt_acl",
     "register_matching_engine",
     "register_tee_signer",
+    "request_proof",
     "snarkjs_in",
     "tee_signer_address",
     "verifier_source",

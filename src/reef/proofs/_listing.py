@@ -1,25 +1,22 @@
 """What a market and an ask are, read whole from the chain: the contract's record plus what its
 events add (a market's metadata; an ask's inputs, price, auction terms and proof). How they
 print is the caller's business (``reef proofs market show``, ``reef proofs show``).
-:func:`wait_for_ask` is what ``reef proofs wait`` waits for: an ask that needs nobody else.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from reef.chain import Amount
-from reef.errors import ProofError
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._events import AuctionCreated, MarketCreated, ProofSubmitted, decode_proof
 from reef.proofs._groth16 import Groth16Proof, proof_from_words
-from reef.proofs._types import Ask, AskState, Market
+from reef.proofs._types import Ask, Market
 
-__all__ = ["AskListing", "MarketListing", "describe_ask", "describe_market", "wait_for_ask"]
+__all__ = ["AskListing", "MarketListing", "describe_ask", "describe_market"]
 
 
 @dataclass(frozen=True)
@@ -84,36 +81,3 @@ def describe_ask(client: ProofMarketClient, ask_id: int) -> AskListing:
         auction=auction,
         proof=proof,
     )
-
-
-def wait_for_ask(
-    client: ProofMarketClient,
-    ask_id: int,
-    *,
-    timeout_s: float,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> AskState:
-    """Ask ``ask_id``'s state once it has ended (complete, expired, slashed, invalid,
-    cancelled) or waits only for its requester (unassigned past its expiry, or its prover past
-    the deadline), or its state after ``timeout_s``; the caller tells these apart with
-    :func:`ask_settled`.
-
-    Raises:
-        ProofError: there is no such ask.
-    """
-    limit = clock() + timeout_s
-    while True:
-        state = client.ask_state(ask_id)
-        if state == AskState.NULL:
-            raise ProofError(
-                f"ask {ask_id} does not exist", hint="list asks with `reef proofs list`"
-            )
-        if ask_settled(state) or clock() > limit:
-            return state
-        sleep(0.5)
-
-
-def ask_settled(state: AskState) -> bool:
-    """Whether an ask in ``state`` has ended or waits only for its requester."""
-    return state.terminal or state in (AskState.UNASSIGNED, AskState.DEADLINE_CROSSED)
