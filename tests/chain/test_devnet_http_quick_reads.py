@@ -1,5 +1,5 @@
 """The devnet endpoint's cheaper request path: quick reads (balances, nonces, code, storage, gas
-price) answered on the event loop when the chain's lock is free and in a read thread when it is
+price, blocks) answered on the event loop when the chain's lock is free and in a read thread when it is
 not, and the shared JSON decoder and encoder, checked against ``json.loads`` / ``json.dumps``."""
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ def test_state_reads_and_light_methods_are_quick_in_small_batches() -> None:
         request("eth_getCode", ACCOUNT, "latest"),
         request("eth_getStorageAt", ACCOUNT, "0x0", "latest"),
         request("eth_gasPrice"),
+        request("eth_getBlockByNumber", "latest", True),
+        request("eth_getBlockByHash", "0x" + "00" * 32, False),
         request("eth_chainId"),
     ]
     assert all(DevnetRpc.is_quick(one) for one in quick)
@@ -44,7 +46,8 @@ def test_state_reads_and_light_methods_are_quick_in_small_batches() -> None:
     assert not DevnetRpc.is_quick([balance] * (MAX_LIGHT_BATCH + 1))
     assert not DevnetRpc.is_quick([])
     # Work that may take long stays off the event loop, alone or in a batch with quick reads.
-    for slow in ("eth_call", "eth_getLogs", "eth_sendRawTransaction", "eth_getBlockByNumber"):
+    slow_ones = ("eth_call", "eth_estimateGas", "eth_getLogs", "eth_feeHistory", "evm_mine")
+    for slow in (*slow_ones, "eth_sendRawTransaction", "eth_getBlockReceipts"):
         assert not DevnetRpc.is_quick(request(slow))
         assert not DevnetRpc.is_quick([balance, request(slow)])
     assert not DevnetRpc.is_quick({**balance, "method": ["eth_getBalance"]})

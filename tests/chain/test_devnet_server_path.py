@@ -190,20 +190,20 @@ def test_evm_work_and_reads_are_answered_off_the_event_loop_and_light_ones_on_it
 
     monkeypatch.setattr(DevnetRpc, "answer", spy)
     app = devnet_app(devnet)
-    # eth_getBlockByNumber: a read that takes the lock and is not one of the quick ones (those
-    # are answered on the loop when the lock is free: test_devnet_http_quick_reads.py).
+    # eth_getLogs: a read that takes the lock and is not one of the quick ones (those are
+    # answered on the loop when the lock is free: test_devnet_http_quick_reads.py).
     requests = {
         "eth_call": [{"to": "0x" + "00" * 20}],
-        "eth_getBlockByNumber": ["latest", False],
+        "eth_getLogs": [{"fromBlock": "0x0", "toBlock": "latest"}],
         "eth_blockNumber": [],
     }
     for method, params in requests.items():
         request = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
         _, body = asyncio.run(_asgi(app, [json.dumps(request).encode()]))
         result = json.loads(body["body"])["result"]
-        assert (result if isinstance(result, str) else result["hash"]).startswith("0x")
+        assert isinstance(result, list) or result.startswith("0x")
     assert answered_in["eth_call"].startswith("reef-devnet-evm-")
-    assert answered_in["eth_getBlockByNumber"].startswith("reef-devnet-read-")
+    assert answered_in["eth_getLogs"].startswith("reef-devnet-read-")
     assert answered_in["eth_blockNumber"] == threading.current_thread().name
 
 

@@ -136,10 +136,14 @@ QUICK_READS: Final = frozenset(
         "eth_getCode",
         "eth_getStorageAt",
         "eth_gasPrice",
+        # A block holds one transaction (automine): 20-45 us with full transactions. Wallets
+        # (ethers) ask for the latest block's fees before each send.
+        "eth_getBlockByNumber",
+        "eth_getBlockByHash",
     }
 )
-"""Methods that read one account's state (or the head's fee) under the chain's lock: a trie
-lookup or two, tens of microseconds, but behind whatever holds the lock. A server answers them
+"""Methods that read one account's state, a block or the head's fee under the chain's lock: a
+trie lookup or two, tens of microseconds, but behind whatever holds the lock. A server answers them
 where it is (:meth:`DevnetRpc.answer_if_free`) when the lock is free, and in a worker thread
 otherwise."""
 """Requests a batch of light ones may hold and still be light (the lookups add up)."""

@@ -12,7 +12,8 @@ while reads (balances, blocks, logs) have their own, so a client sending slow ca
 slow calls but never a read. The devnet holds its lock only while it builds a call's state, not
 while the call runs. Requests that need neither the EVM nor the lock (``DevnetRpc.is_light``: chain
 id, block number, receipts, ...) are answered on the event loop, without a thread. So are the
-quick reads (``DevnetRpc.is_quick``: balance, nonce, code, storage, gas price) when the chain's
+quick reads (``DevnetRpc.is_quick``: balance, nonce, code, storage, gas price, a block) when the
+chain's
 lock is free at that moment (``DevnetRpc.answer_if_free`` never waits for it); when a thread
 holds it they go to a read thread as before, so the loop never waits on the lock. A read's trie
 lookup costs tens of microseconds, while the thread round trip (a queue put that wakes a worker,
