@@ -1,14 +1,20 @@
-"""What the devnet computes of a mined block from its parts (its size) is what py-evm's own
-encoding of the block stored in its database gives, for every kind of transaction."""
+"""What the devnet computes of a mined block from its parts (its size, its receipt's encoding)
+is what py-evm's own encoding gives, for every kind of transaction and receipt."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import rlp
+from eth.rlp.logs import Log
+from eth.rlp.receipts import Receipt
+from eth.vm.forks.prague.receipts import PragueTypedReceipt
 from eth_account import Account
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reef.chain.devnet._engine import Chain
+from reef.chain.devnet._state import encode_receipt
 
 
 def test_block_sizes_are_the_stored_blocks_encodings() -> None:
@@ -33,3 +39,32 @@ def test_block_sizes_are_the_stored_blocks_encodings() -> None:
         mined = chain.block(number)
         assert mined is not None
         assert mined.size == len(rlp.encode(stored))
+
+
+_logs = st.lists(
+    st.tuples(
+        st.binary(min_size=20, max_size=20),
+        st.lists(st.integers(0, 2**256 - 1), max_size=4),
+        st.binary(max_size=300),
+    ),
+    max_size=4,
+)
+
+
+@given(
+    st.sampled_from([None, 1, 2, 4]),
+    st.sampled_from([b"", b"\x01", bytes(32)]),
+    st.integers(0, 2**64),
+    st.integers(0, 2**2048 - 1),
+    _logs,
+)
+def test_receipt_encoding_is_py_evms(
+    type_id: int | None,
+    status: bytes,
+    gas_used: int,
+    bloom: int,
+    logs: list[tuple[bytes, list[int], bytes]],
+) -> None:
+    inner = Receipt(status, gas_used, [Log(a, tuple(t), d) for a, t, d in logs], bloom)
+    receipt = inner if type_id is None else PragueTypedReceipt(type_id, inner)
+    assert encode_receipt(receipt) == receipt.encode()

@@ -1,7 +1,8 @@
-"""The devnet's state caches (reef.chain.devnet._state) change nothing but speed: the same
-random sequence of transactions, snapshots, reverts and calls, run on a chain with the caches
-and on one running py-evm's own state classes, gives the same blocks (hashes, so state roots),
-the same balances, slots and call results at every step.
+"""The devnet's state caches (reef.chain.devnet._state) and block writing change nothing but
+speed: the same random sequence of transactions, snapshots, reverts and calls, run on a chain
+with the caches and on one running py-evm's own state classes and ``persist_block``, gives the
+same blocks (hashes, so state roots), the same balances, slots and call results at every step,
+and the same database at the end.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class _Pair:
         with monkeypatch.context() as patch:
             patch.setattr(_engine, "_chain_class", _plain_chain_class)
             self.plain = Chain(accounts=4, clock=self._clock)
+        # and py-evm's own ChainDB.persist_block for its blocks.
+        plain = self.plain
+        plain._persist_block = lambda block: plain._chain.chaindb.persist_block(block)  # type: ignore[method-assign]
         assert type(self.cached._chain) is not type(self.plain._chain)
         self.snapshots: list[tuple[int, int]] = []
         self.mined = 0
@@ -145,6 +149,8 @@ def test_random_transactions_snapshots_and_calls_match_plain_py_evm(
             assert cached.call(write, where) == b""
             assert cached.storage(contract, slot, where) == plain.storage(contract, slot, where)
         assert step < 10 or any(pair.cached.storage(contract, s) for s in SLOTS)
+    # The whole databases, nodes and chain records alike.
+    assert pair.cached._database() == pair.plain._database()
     assert pair.mined > 100  # the sequence really mined and reverted blocks
     assert pair.reverts > 5
     # The caches were in use: nodes, accounts and slots were remembered.

@@ -127,6 +127,9 @@ class _Pair:
         with monkeypatch.context() as patch:
             patch.setattr(_engine, "_chain_class", _plain_chain_class)
             self.plain = Chain(accounts=3, clock=lambda: self.now[0])
+        # and py-evm's own ChainDB.persist_block for its blocks.
+        plain = self.plain
+        plain._persist_block = lambda block: plain._chain.chaindb.persist_block(block)  # type: ignore[method-assign]
 
     def send(self, sender: int, to: bytes | None, value: int, data: bytes, gas: int) -> None:
         self.now[0] += 1

@@ -69,6 +69,10 @@ from eth.constants import (
 )
 from eth.db.atomic import AtomicDB
 from eth.db.backends.memory import MemoryDB
+from eth.db.chain import BlockDataKey
+from eth.db.chain_gaps import GAP_WRITES, GENESIS_CHAIN_GAPS, GapChange, fill_gap
+from eth.db.schema import SchemaV1
+from eth.rlp.sedes import chain_gaps
 from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
 from eth.vm.forks.prague import PragueVM
 from eth.vm.forks.prague.headers import calc_excess_blob_gas_prague
@@ -78,11 +82,19 @@ from eth_hash.auto import keccak as _shared_keccak
 from eth_hash.backends.pysha3 import PySha3Backend
 from eth_utils.address import to_checksum_address
 from eth_utils.exceptions import ValidationError
+from rlp.sedes import big_endian_int, binary
 from rlp.sedes.serializable import BaseSerializable
 
 from reef.chain.devnet._accounts import DEV_MNEMONIC, DEVNET_CHAIN_ID, DevAccount, dev_accounts
 from reef.chain.devnet._exec import call_on, estimate_on
-from reef.chain.devnet._state import NodeCache, encode_bytes, encode_list, one_item_trie, vm_class
+from reef.chain.devnet._state import (
+    NodeCache,
+    encode_bytes,
+    encode_list,
+    encode_receipt,
+    one_item_trie,
+    vm_class,
+)
 from reef.chain.devnet._types import (
     BLOCK_TAGS,
     DEFAULT_BALANCE_WEI,
@@ -648,17 +660,75 @@ class Chain:
                 # VM.set_block_transactions_and_withdrawals for one transaction and no
                 # withdrawals: its two tries of one leaf each, without building tries (an
                 # empty block keeps the template's empty roots, as that method gives it).
-                for name, item in (("transaction_root", tx), ("receipt_root", receipt)):
-                    root, nodes = one_item_trie(item.encode())
+                for name, encoded in (
+                    ("transaction_root", tx.encode()),
+                    ("receipt_root", encode_receipt(receipt)),
+                ):
+                    root, nodes = one_item_trie(encoded)
                     chain.chaindb.persist_trie_data_dict(nodes)
                     fields[name] = root
             filled = _with_fields(header, **fields)
             block = vm.get_block().copy(transactions=transactions, header=filled)
         except ValidationError as exc:
             raise rejection(exc) from exc
-        chain.chaindb.persist_block(block)
+        self._persist_block(block)
         senders = () if tx is None else (bytes(tx.sender),)
         return self._record(block, receipts, senders)
+
+    def _persist_block(self, block: Any) -> None:
+        """py-evm's ``ChainDB.persist_block``: the same entries in the database, written
+        directly for a block on the canonical head (a sixth of a transfer, most of it reading
+        back and decoding what this chain knows).
+
+        For a block extending the head, py-evm writes its header by hash, its score (the
+        parent's plus its difficulty, or plus its number after the merge), the header and
+        block gap records (:func:`eth.db.chain_gaps.fill_gap`), its number's canonical hash,
+        the head, and where each transaction is; it reads the rest only to choose among
+        cases that do not arise here (a fork, uncles, withdrawals, a gap being filled).
+        Anything else goes to py-evm. The tests compare whole databases with py-evm's.
+        """
+        chaindb = self._chain.chaindb
+        db = chaindb.db
+        header = block.header
+        head_key = SchemaV1.make_canonical_head_hash_lookup_key()
+        if block.uncles or block.withdrawals or db.get(head_key) != header.parent_hash:
+            chaindb.persist_block(block)
+            return
+        number = header.block_number
+        parent_score = rlp.decode(
+            db[SchemaV1.make_block_hash_to_score_lookup_key(header.parent_hash)],
+            sedes=big_endian_int,
+        )
+        difficulty = header.difficulty
+        score = parent_score + (difficulty if difficulty != 0 else number)
+        header_gaps_key = SchemaV1.make_header_chain_gaps_lookup_key()
+        header_change, header_gaps = fill_gap(number, _gaps(db, header_gaps_key))
+        if header_change in GAP_WRITES or score <= parent_score:
+            chaindb.persist_block(block)
+            return
+        block_gaps_key = SchemaV1.make_chain_gaps_lookup_key()
+        block_change, block_gaps = fill_gap(number, _gaps(db, block_gaps_key))
+        block_hash = header.hash
+        writes = {
+            block_hash: rlp.encode(header),
+            SchemaV1.make_block_hash_to_score_lookup_key(block_hash): rlp.encode(
+                score, sedes=big_endian_int
+            ),
+            SchemaV1.make_block_number_to_hash_lookup_key(number): rlp.encode(
+                block_hash, sedes=binary
+            ),
+            head_key: block_hash,
+        }
+        if header_change is not GapChange.NoChange:
+            writes[header_gaps_key] = rlp.encode(header_gaps, sedes=chain_gaps)
+        if block_change is not GapChange.NoChange:
+            writes[block_gaps_key] = rlp.encode(block_gaps, sedes=chain_gaps)
+        for index, tx in enumerate(block.transactions):
+            key = SchemaV1.make_transaction_hash_to_block_lookup_key(tx.hash)
+            writes[key] = rlp.encode(BlockDataKey(number, index))
+        with db.atomic_batch() as batch:
+            for key, value in writes.items():
+                batch[key] = value
 
     def _record(
         self, block: Any, receipts: tuple[Any, ...], senders: tuple[bytes, ...] | None = None
@@ -947,6 +1017,12 @@ def _with_fields(header: Any, **fields: Any) -> Any:
     made = cls.__new__(cls)
     BaseSerializable.__init__(made, *values.values())
     return made
+
+
+def _gaps(db: Any, key: bytes) -> Any:
+    """A chain gaps record as py-evm reads it (its genesis value when there is none)."""
+    encoded = db.get(key)
+    return GENESIS_CHAIN_GAPS if encoded is None else rlp.decode(encoded, sedes=chain_gaps)
 
 
 def _block_size(block: Any) -> int:

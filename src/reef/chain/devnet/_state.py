@@ -45,10 +45,12 @@ from typing import Any, Final, cast
 import rlp
 from eth._utils.address import generate_contract_address
 from eth.constants import BLANK_ROOT_HASH, CREATE_CONTRACT_ADDRESS, EMPTY_SHA3
+from eth.db.accesslog import KeyAccessLoggerAtomicDB, KeyAccessLoggerDB
 from eth.db.account import AccountDB
 from eth.db.backends.memory import MemoryDB
 from eth.db.batch import BatchDB
 from eth.db.cache import CacheDB
+from eth.db.hash_trie import HashTrie
 from eth.db.journal import JournalDB
 from eth.db.storage import CLEAR_COUNT_KEY_NAME, AccountStorageDB, StorageLookup
 from eth.rlp.accounts import Account
@@ -78,6 +80,7 @@ __all__ = [
     "encode_bytes",
     "encode_list",
     "encode_node",
+    "encode_receipt",
     "one_item_trie",
     "update_trie",
     "vm_class",
@@ -490,6 +493,29 @@ def _encode_int(value: int) -> bytes:
     return encode_bytes(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 
 
+def encode_receipt(receipt: Any) -> bytes:
+    """A receipt's ``encode()`` (py-evm's: the type byte of a typed one, then the RLP of
+    status, gas used, the 256-byte bloom and the logs, each log's topics as 32-byte words),
+    without pyrlp's generic serialisation, a fortieth of a transfer."""
+    logs = b"".join(
+        encode_list(
+            encode_bytes(log.address)
+            + encode_list(b"".join(encode_bytes(topic.to_bytes(32, "big")) for topic in log.topics))
+            + encode_bytes(log.data)
+        )
+        for log in receipt.logs
+    )
+    payload = (
+        encode_bytes(receipt.state_root)
+        + _encode_int(receipt.gas_used)
+        + encode_bytes(receipt.bloom.to_bytes(256, "big"))
+        + encode_list(logs)
+    )
+    type_id = receipt.type_id
+    body = encode_list(payload)
+    return body if type_id is None else bytes((type_id,)) + body
+
+
 def encode_account(account: Account) -> bytes:
     """RLP of an account (nonce, balance, storage root, code hash): ``rlp.encode(account,
     sedes=Account)``'s bytes, a third of its cost."""
@@ -728,16 +754,29 @@ class _CachingAccountDB(AccountDB):
     storage_class: type[_CachingAccountStorageDB]
 
     def __init__(self, db: Any, state_root: Hash32 = BLANK_ROOT_HASH) -> None:
-        super().__init__(db, state_root)
-        # py-evm's account trie (a HashTrie over a pruning HexaryTrie), on the caching trie.
+        # What py-evm's constructor sets (not calling it: it builds a trie, a cache and a
+        # journal only for these to replace them, once a block and once a call's VM), with
+        # the account trie (a HashTrie over a pruning HexaryTrie) on the caching trie, and
+        # the account cache in front of it keyed by the root.
+        self._raw_store_db = KeyAccessLoggerAtomicDB(db, log_missing_keys=False)
+        self._batchdb = BatchDB(self._raw_store_db)
+        self._batchtrie = BatchDB(self._raw_store_db, read_through_deletes=True)
+        self._journaldb = JournalDB(self._batchdb)
         trie = self.trie_class(self._batchtrie, state_root, prune=True)
-        cast(Any, self._trie)._db = trie
-        # and the account cache in front of it, keyed by the root as well.
+        self._hexary = trie
+        self._trie = HashTrie(cast(Any, trie))
+        self._trie_logger = KeyAccessLoggerDB(self._trie, log_missing_keys=False)
         self._trie_cache = _RootedReads(
             self._trie_logger, lambda: trie.root_hash, trie.node_cache.accounts
         )
         self._journaltrie = JournalDB(self._trie_cache)
-        self._hexary = trie
+        self._account_cache = LRU(2048)
+        self._account_stores = {}
+        self._dirty_accounts = set()
+        self._root_hash_at_last_persist = state_root
+        self._accessed_accounts = set()
+        self._accessed_bytecodes = set()
+        self._reset_access_counters()
 
     def make_state_root(self) -> Any:
         # py-evm's AccountDB.make_state_root, with the accounts' changes going into the trie
