@@ -35,6 +35,11 @@ slots and accounts, deletions, snapshots and reverts, and the batched trie write
 py-trie's own.
 
 Nodes are handed out as fresh lists: py-trie edits the nodes it gets in place.
+
+One module (about 930 lines): py-evm's state classes, the node cache they share and the batched
+trie update written against both. It is the bottom layer of the package and imports none of its
+other modules (the layering test holds it to that); the trie update is the part that could move
+to a module of its own below it.
 """
 
 from __future__ import annotations
