@@ -13,12 +13,10 @@ slow calls but never a read. The devnet holds its lock only while it builds a ca
 while the call runs. Requests that need neither the EVM nor the lock (``DevnetRpc.is_light``: chain
 id, block number, receipts, ...) are answered on the event loop, without a thread. So are the
 quick reads (``DevnetRpc.is_quick``: balance, nonce, code, storage, gas price, a block) when the
-chain's
-lock is free at that moment (``DevnetRpc.answer_if_free`` never waits for it); when a thread
-holds it they go to a read thread as before, so the loop never waits on the lock. A read's trie
-lookup costs tens of microseconds, while the thread round trip (a queue put that wakes a worker,
-a GIL handoff both ways, the self-pipe write and read that wakes the loop, one more turn of the
-loop) cost about 0.1 ms of the server's CPU: ``eth_getBalance`` went from 0.34 to 0.22 ms.
+chain's lock is free at that moment (``DevnetRpc.answer_if_free`` never waits for it); when a
+thread holds it they go to a read thread as before, so the loop never waits on the lock. Such a
+read costs tens of microseconds, and the thread round trip around it cost more: about 0.1 ms of
+the server's CPU (``eth_getBalance`` went from 0.34 to 0.22-0.28 ms per request).
 
 Where a request's time goes was profiled under bench/chain.py's load (py-spy), and the path of
 ``POST /`` is kept short for it: it is a bare ASGI route (``LightApi.add_asgi_route``: no router,
@@ -26,6 +24,30 @@ middleware or ``Request``/``Response`` objects; the CORS headers are added by th
 the pools are this module's :class:`_Workers` (a queue and daemon threads handing the answer back
 with one ``call_soon_threadsafe``) rather than ``anyio.to_thread``, whose capacity limiter and
 cancel scope cost about twice as much per hop.
+
+What is left was measured per thread (``/proc/PID/task/*/schedstat``, a kept-alive client on the
+same 2-core machine) and by feeding requests to the floor's protocol in process:
+
+- ``eth_chainId`` costs the server about 0.2 ms, of which Python is about 60 us: uvicorn's
+  httptools protocol ~22, the floor's guard, limits and write coalescing ~16, metrics ~4, this
+  route with the RPC's parse, answer and encode ~20. The rest is the kernel and the event loop:
+  two wakeups per request (clients write a request's head and body separately), ``epoll_wait``
+  on each of 4-5 loop turns, two ``recv`` and a ``send``. A bare asyncio protocol answering the
+  same bytes costs 0.065 ms, anvil under 0.05 ms: the gap is uvicorn and the ASGI layers, not
+  this route. Starting the ASGI task only once a small body is in (one loop turn fewer) measured
+  no better.
+- A thread round trip costs the loop about 0.1 ms (the queue put that wakes a worker, a GIL
+  handoff each way, the self-pipe write and two reads that wake the loop, one more loop turn),
+  and the worker then runs colder than a tight in-process loop: an ``eth_call`` costs its worker
+  ~0.14 ms more than the same call in process. Sends and calls keep their threads all the same:
+  the EVM may run for seconds, and the loop must keep answering meanwhile.
+- ``eth_sendRawTransaction``: its worker costs what the send costs in process; the ~0.35 ms more
+  over HTTP is the loop's (floor, parse of the larger body, the round trip). The journal's syncer
+  thread costs a send its ``fdatasync`` (~0.06 ms of kernel time on this disk) and one wakeup;
+  syncing on the worker after the answer was handed back instead measured no better, so the
+  syncer stays (:mod:`reef.chain.devnet._store`).
+- JSON: one decoder and one encoder serve every request (``json.loads`` and ``json.dumps`` with
+  options build one per call, a few microseconds each).
 
 ``/openapi.json`` and ``/docs`` describe the endpoint (:func:`reef._api.light_api`): a request or
 a batch of them (``jsonrpc``, ``id``, ``method``, ``params``), the response or batch of responses
@@ -39,7 +61,7 @@ CORS: browsers may call from loopback origins (``http://localhost:3000``, ``http
 (``"*"`` allows every origin); others get no CORS headers, so a web page elsewhere cannot use the
 unlocked dev accounts. The endpoint binds to loopback by default and only holds development keys.
 
-One module (about 650 lines): the request path (bounded read, parse, which pool, answer), the
+One module (about 700 lines): the request path (bounded read, parse, which pool, answer), the
 pools it uses and its description are one hot path, profiled and kept short together.
 """
 
