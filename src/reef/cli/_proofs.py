@@ -75,6 +75,11 @@ class _Ctx:
         root = self.service.get("artifacts")
         return Path(root) if root else self.session.home.root / "proofs" / "artifacts"
 
+    def private_key(self) -> bytes | None:
+        """The sending account's secret (None for a command that only reads)."""
+        account = self.session.account
+        return None if account is None else bytes(account.key)
+
     def snarkjs(self, project: Path | None) -> SnarkjsRuntime:
         """The snarkjs in ``project`` (``--snarkjs``), else reef's own (installed on first use)."""
         from reef.proofs import ensure_snarkjs, snarkjs_in
@@ -286,22 +291,19 @@ def market_create(
         stake = _amount(penalty, "--penalty")
         if tee:
             from reef.encoding import parse_hex
+            from reef.proofs import create_tee_market
 
             if image_id is None:
                 raise InputError("--tee needs --image-id HEX")
-            image = parse_hex(image_id, name="--image-id")
-            fields: dict[str, Any] = {"name": name or "tee", "public_inputs": [], "artifacts": {}}
-            if private_input:
-                fields["private_inputs"] = list(private_input)
-            market_id, _ = client.create_tee_market(
-                image_id=image,
+            return create_tee_market(
+                client,
+                image_id=parse_hex(image_id, name="--image-id"),
                 penalty=stake,
                 n_inputs=inputs,
+                name=name,
                 ivs=ivs,
-                metadata=json.dumps(fields),
-                private_inputs=bool(private_input),
+                private_inputs=private_input or (),
             )
-            return market_id
         from reef.proofs import ArtifactStore, CircuitArtifacts, create_groth16_market
 
         if wasm is None or zkey is None or vkey is None:
@@ -787,25 +789,20 @@ def prover_join(
     """Join a market with a price, a proving-time bound and compute per request."""
 
     def go(ctx: _Ctx) -> dict[str, Any]:
-        client = ctx.client()
-        private = client.market(market_id).private_inputs
-        result = client.join_market(
-            market_id,
+        from reef.proofs import MarketJoin, join_as_prover
+
+        terms = MarketJoin(
+            market_id=market_id,
             price=_amount(price, "--price"),
             max_time=_duration(max_time),
             compute=compute,
         )
-        out = {"market_id": market_id, "prover": ctx.session.address, "tx": result.tx_hash}
-        if private:
-            # Private inputs are re-encrypted to this key; `reef prover run` decrypts with it.
-            from reef.crypto import Secp256k1PrivateKey
-
-            account = ctx.session.account
-            if account is None:  # pragma: no cover - _ctx(account=True) always opens one
-                raise ProofError("no account to register an encryption key for")
-            own = Secp256k1PrivateKey(bytes(account.key)).public_key.raw
-            client.set_prover_key(market_id, own)
-            out["encryption_key"] = "0x" + own.hex()
+        # In a market with private inputs, they are re-encrypted to this account's key, which
+        # `reef prover run` decrypts with.
+        tx, key = join_as_prover(ctx.client(), terms, private_key=ctx.private_key())
+        out = {"market_id": market_id, "prover": ctx.session.address, "tx": tx}
+        if key is not None:
+            out["encryption_key"] = "0x" + key.hex()
         return out
 
     print_result(_on_market(flags, go), flags.as_json, title="joined")
@@ -817,15 +814,11 @@ def prover_leave(flags: Flags, market_id: MarketId) -> None:
     """Leave a market: the first call stops new assignments; run it again after the delay."""
 
     def go(ctx: _Ctx) -> dict[str, Any]:
-        client = ctx.client()
-        offer = client.offer(ctx.session.address, market_id)
-        if not offer.joined:
-            raise ProofError(f"you are not in market {market_id}")
-        if offer.leave_at == 0:
-            client.request_leave(market_id)
-            offer = client.offer(ctx.session.address, market_id)
-            return {"market_id": market_id, "state": "leaving", "leave_at": offer.leave_at}
-        client.leave_market(market_id)
+        from reef.proofs import withdraw_from_market
+
+        leave_at = withdraw_from_market(ctx.client(), market_id)
+        if leave_at:
+            return {"market_id": market_id, "state": "leaving", "leave_at": leave_at}
         return {"market_id": market_id, "state": "left"}
 
     print_result(_on_market(flags, go), flags.as_json, title="leave")
@@ -837,16 +830,15 @@ def prover_status(flags: Flags) -> None:
     """Your stake, compute and markets."""
 
     def go(ctx: _Ctx) -> dict[str, Any]:
-        client = ctx.client()
-        info = client.prover(ctx.session.address)
-        markets = []
-        for market_id in range(1, client.market_count() + 1):
-            offer = client.offer(ctx.session.address, market_id)
-            if offer.joined:
-                markets.append(
-                    {"market_id": market_id, "price": _fmt(offer.price), "max_time": offer.max_time,
-                     "compute": offer.compute, "active": offer.active, "leaving": offer.leave_at != 0}
-                )  # fmt: skip
+        from reef.proofs import describe_prover
+
+        listing = describe_prover(ctx.client(), ctx.session.address)
+        info = listing.info
+        markets = [
+            {"market_id": market_id, "price": _fmt(offer.price), "max_time": offer.max_time,
+             "compute": offer.compute, "active": offer.active, "leaving": offer.leave_at != 0}
+            for market_id, offer in listing.offers.items()
+        ]  # fmt: skip
         return {
             "prover": info.address,
             "registered": info.registered,
@@ -921,12 +913,7 @@ def prover_run(
         given = _network_file(network)
         ctx = _network_ctx(given, flags, flags.key)
         if given.prover is not None:
-            account = ctx.session.account
-            enroll_prover(
-                ctx.client(),
-                given.prover,
-                private_key=None if account is None else bytes(account.key),
-            )
+            enroll_prover(ctx.client(), given.prover, private_key=ctx.private_key())
         verifiers = {m: RemoteInputVerifier(u) for m, u in (given.ivs or {}).items()}
         workers = {}
         if tee:

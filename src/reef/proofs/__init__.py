@@ -59,12 +59,20 @@ from reef.proofs._groth16 import (
     verify_with_snarkjs,
 )
 from reef.proofs._ivs import RemoteInputVerifier, ivs_app
-from reef.proofs._listing import AskListing, MarketListing, describe_ask, describe_market
+from reef.proofs._listing import (
+    AskListing,
+    MarketListing,
+    ProverListing,
+    describe_ask,
+    describe_market,
+    describe_prover,
+)
 from reef.proofs._market import (
     ArtifactStore,
     CircuitArtifacts,
     MarketMetadata,
     create_groth16_market,
+    create_tee_market,
     deploy_verifier,
 )
 from reef.proofs._matching import (
@@ -108,6 +116,8 @@ from reef.proofs._services import (
     await_engine_role,
     derived_secp256k1_key,
     enroll_prover,
+    join_as_prover,
+    withdraw_from_market,
 )
 from reef.proofs._settings import MarketJoin, ProverSetup, ServiceSettings
 from reef.proofs._tee import (
@@ -175,6 +185,7 @@ __all__ = [
     "ProverKeySet",
     "ProverLeaving",
     "ProverLeft",
+    "ProverListing",
     "ProverRegistered",
     "ProverService",
     "ProverSetup",
@@ -203,6 +214,7 @@ __all__ = [
     "command_worker",
     "compile_verifier",
     "create_groth16_market",
+    "create_tee_market",
     "decode_inputs",
     "decode_proof",
     "decrypt_secret",
@@ -210,12 +222,14 @@ __all__ = [
     "derived_secp256k1_key",
     "describe_ask",
     "describe_market",
+    "describe_prover",
     "ecies_decrypt",
     "ecies_encrypt",
     "encrypt_secret",
     "enroll_prover",
     "ensure_snarkjs",
     "ivs_app",
+    "join_as_prover",
     "load_verification_key",
     "market_aad",
     "match_round",
@@ -234,4 +248,5 @@ __all__ = [
     "verifier_source",
     "verify_with_snarkjs",
     "wait_for_ask",
+    "withdraw_from_market",
 ]

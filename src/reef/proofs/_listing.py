@@ -1,6 +1,7 @@
-"""What a market and an ask are, read whole from the chain: the contract's record plus what its
-events add (a market's metadata; an ask's inputs, price, auction terms and proof). How they
-print is the caller's business (``reef proofs market show``, ``reef proofs show``).
+"""What a market, an ask and a prover are, read whole from the chain: the contract's record plus
+what its events and other views add (a market's metadata; an ask's inputs, price, auction terms
+and proof; a prover's offers). How they print is the caller's business (``reef proofs market
+show``, ``reef proofs show``, ``reef prover status``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,16 @@ from reef.chain import Amount
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._events import AuctionCreated, MarketCreated, ProofSubmitted, decode_proof
 from reef.proofs._groth16 import Groth16Proof, proof_from_words
-from reef.proofs._types import Ask, Market
+from reef.proofs._types import Ask, Market, Offer, ProverInfo
 
-__all__ = ["AskListing", "MarketListing", "describe_ask", "describe_market"]
+__all__ = [
+    "AskListing",
+    "MarketListing",
+    "ProverListing",
+    "describe_ask",
+    "describe_market",
+    "describe_prover",
+]
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,15 @@ class AskListing:
     """The auction's terms, for an auction ask."""
     proof: Groth16Proof | None
     """The proof submitted for it, once there is one."""
+
+
+@dataclass(frozen=True)
+class ProverListing:
+    """A prover and its offers in the markets it has joined."""
+
+    info: ProverInfo
+    offers: Mapping[int, Offer] = field(hash=False)
+    """By market id, in market order."""
 
 
 def describe_market(client: ProofMarketClient, market_id: int) -> MarketListing:
@@ -81,3 +98,13 @@ def describe_ask(client: ProofMarketClient, ask_id: int) -> AskListing:
         auction=auction,
         proof=proof,
     )
+
+
+def describe_prover(client: ProofMarketClient, address: str) -> ProverListing:
+    """The prover at ``address`` (registered or not) and its offers in every market it joined."""
+    offers = {}
+    for market_id in range(1, client.market_count() + 1):
+        offer = client.offer(address, market_id)
+        if offer.joined:
+            offers[market_id] = offer
+    return ProverListing(client.prover(address), offers)

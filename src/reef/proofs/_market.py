@@ -1,4 +1,5 @@
-"""Creating Groth16 markets: store the circuit's artifacts, deploy its verifier, register it.
+"""Creating markets: a Groth16 market (store the circuit's artifacts, deploy its verifier,
+register it) or a TEE market (an image id whose enclaves' signatures are the proofs).
 
 A market's artifacts (``.wasm``, ``.zkey``, verification key) are stored content-addressed
 (:class:`ArtifactStore`, files named by their SHA-256) and the market records, on chain, the
@@ -29,6 +30,7 @@ __all__ = [
     "CircuitArtifacts",
     "MarketMetadata",
     "create_groth16_market",
+    "create_tee_market",
     "deploy_verifier",
 ]
 
@@ -191,6 +193,36 @@ def create_groth16_market(
         n_inputs=len(public_inputs),
         ivs=ivs,
         metadata=metadata.to_json(),
+        private_inputs=bool(private_inputs),
+    )
+    return market_id
+
+
+def create_tee_market(
+    client: ProofMarketClient,
+    *,
+    image_id: bytes,
+    penalty: int,
+    n_inputs: int = 1,
+    name: str = "",
+    ivs: str | None = None,
+    private_inputs: Sequence[str] = (),
+) -> int:
+    """Create a TEE market for enclaves of ``image_id`` taking ``n_inputs`` public inputs;
+    returns its id. Its metadata names it and, with ``private_inputs``, the input signals asks
+    give encrypted (the market then takes only asks with private inputs); a TEE market has no
+    circuit files. Register its signers with :func:`~reef.proofs.register_tee_signer`.
+    """
+    fields: dict[str, Any] = {"name": name or "tee", "public_inputs": [], "artifacts": {}}
+    if private_inputs:
+        fields["private_inputs"] = list(private_inputs)
+    market_id, _ = client.create_tee_market(
+        image_id=image_id,
+        penalty=penalty,
+        n_inputs=n_inputs,
+        ivs=ivs,
+        # (key order and spacing as `reef proofs market create --tee` has always written it)
+        metadata=json.dumps(fields),
         private_inputs=bool(private_inputs),
     )
     return market_id

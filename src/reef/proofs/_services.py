@@ -1,4 +1,6 @@
-"""What the proof services do before they serve, when ``reef up`` starts them in enclaves with
+"""A prover's and the services' use cases beyond single transactions. A prover joins a market,
+registering its key where asks have private inputs (:func:`join_as_prover`), and leaves in two
+steps (:func:`withdraw_from_market`). When ``reef up`` starts the services in enclaves with
 fresh keys: the prover waits for its gas and stake, then registers and joins as its settings say
 (:func:`enroll_prover`); the engine waits until the market's admin has made its key the engine
 and funded it (:func:`await_engine_role`); the IVS fetches its signing key from the enclave's
@@ -19,9 +21,16 @@ from reef.chain import TokenClient, format_amount
 from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ProofError, ServiceError
 from reef.proofs._client import ProofMarketClient
-from reef.proofs._settings import ProverSetup
+from reef.proofs._settings import MarketJoin, ProverSetup
 
-__all__ = ["IVS_KMS_PATH", "await_engine_role", "derived_secp256k1_key", "enroll_prover"]
+__all__ = [
+    "IVS_KMS_PATH",
+    "await_engine_role",
+    "derived_secp256k1_key",
+    "enroll_prover",
+    "join_as_prover",
+    "withdraw_from_market",
+]
 
 IVS_KMS_PATH = "reef.proofs.ivs"
 """The KMS derivation path of ``reef up``'s IVS key (secp256k1, from its image's seed): every
@@ -68,11 +77,63 @@ def enroll_prover(
         client.register(compute=setup.compute, stake=setup.stake)
     for join in setup.markets:
         if not client.offer(me, join.market_id).joined:
-            client.join_market(
-                join.market_id, price=join.price, max_time=join.max_time, compute=join.compute
-            )
+            _join(client, join)
         if private_key is not None and client.market(join.market_id).private_inputs:
-            client.set_prover_key(join.market_id, Secp256k1PrivateKey(private_key).public_key.raw)
+            _register_key(client, join.market_id, private_key)
+
+
+def join_as_prover(
+    client: ProofMarketClient, join: MarketJoin, *, private_key: bytes | None = None
+) -> tuple[str, bytes | None]:
+    """Join ``join.market_id`` at its price, time bound and compute; in a market with private
+    inputs, also register the public key of ``private_key`` (the sender's), to which the engine
+    re-encrypts each assigned ask's inputs. Returns the join's transaction hash and the key
+    registered (None in a market without private inputs).
+
+    Raises:
+        ProofError: no such market, or a market with private inputs and no ``private_key``.
+        ContractRevertError: the contract refused the join.
+    """
+    if client.market(join.market_id).private_inputs:
+        if private_key is None:
+            raise ProofError("no account to register an encryption key for")
+        tx = _join(client, join)
+        return tx, _register_key(client, join.market_id, private_key)
+    return _join(client, join), None
+
+
+def withdraw_from_market(client: ProofMarketClient, market_id: int) -> int:
+    """One step of leaving market ``market_id``: the first call stops new assignments and
+    returns the chain time from which the prover may leave; the next, after that, leaves and
+    returns 0.
+
+    Raises:
+        ProofError: the sender is not in the market.
+        ContractRevertError: leaving before that time.
+    """
+    me = client.sender
+    offer = client.offer(me, market_id)
+    if not offer.joined:
+        raise ProofError(f"you are not in market {market_id}")
+    if offer.leave_at == 0:
+        client.request_leave(market_id)
+        return client.offer(me, market_id).leave_at
+    client.leave_market(market_id)
+    return 0
+
+
+def _join(client: ProofMarketClient, join: MarketJoin) -> str:
+    result = client.join_market(
+        join.market_id, price=join.price, max_time=join.max_time, compute=join.compute
+    )
+    return result.tx_hash
+
+
+def _register_key(client: ProofMarketClient, market_id: int, private_key: bytes) -> bytes:
+    """Register ``private_key``'s public key for the market's private inputs; returns it."""
+    public = Secp256k1PrivateKey(private_key).public_key.raw
+    client.set_prover_key(market_id, public)
+    return public
 
 
 def await_engine_role(
