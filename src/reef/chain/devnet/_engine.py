@@ -271,6 +271,8 @@ class Chain:
         self._logs: list[LogEntry] = []
         self._log_blocks: list[int] = []
         self._idle_call_vm = None  # a VM over the chain's previous database
+        self._read_state: tuple[bytes, Any] | None = None
+        """The state reads at a block last used, by that block's hash (see :meth:`_state`)."""
         head = chain.get_canonical_head()
         for number in range(int(head.block_number) + 1):
             block = chain.get_canonical_block_by_number(number)
@@ -878,7 +880,19 @@ class Chain:
     # ------------------------------------------------------------------------- reading state
 
     def _state(self, selector: BlockSelector) -> Any:
-        return self._chain.get_vm(at_header=self._state_block(selector).header).state
+        """The state after block ``selector``, to read (the caller holds the lock).
+
+        The last block's state is kept for the next read at the same block: reads never
+        write to it, and a block's state never changes (its hash fixes its state root), while
+        building a VM and its state for each read was most of an ``eth_getBalance``.
+        """
+        block = self._state_block(selector)
+        kept = self._read_state
+        if kept is not None and kept[0] == block.hash:
+            return kept[1]
+        state = self._chain.get_vm(at_header=block.header).state
+        self._read_state = (block.hash, state)
+        return state
 
     def balance(self, address: bytes, selector: BlockSelector = "latest") -> int:
         with self._lock:
