@@ -206,7 +206,7 @@ def test_storage_heavy_chain_matches_plain_py_evm_to_the_database(
     sinks = [keccak(bytes([n, 7]))[:20] for n in range(120)]
     snapshots: list[tuple[int, int]] = []
     for _ in range(70):
-        op = rng.choice(["store", "store", "store", "clear", "transfer", "revert", "snap"])
+        op = rng.choice(["store", "store", "store", "clear", "transfer", "revert", "snap", "oog"])
         sender = rng.randrange(3)
         if op in ("store", "clear"):
             chosen = rng.sample(slots, rng.choice((1, 3, 12, 30)))
@@ -219,6 +219,9 @@ def test_storage_heavy_chain_matches_plain_py_evm_to_the_database(
             pair.send(sender, rng.choice(sinks), rng.randrange(1, 10**9), b"", 21_000)
         elif op == "revert":
             pair.send(sender, reverter, 0, b"", 100_000)
+        elif op == "oog":  # runs out of gas in its second or third SSTORE: status 0
+            items = [(rng.choice(slots), rng.randrange(1, 2**64)) for _ in range(3)]
+            pair.send(sender, store, 0, _pairs(items), 60_000)
         elif rng.random() < 0.5 or not snapshots:
             snapshots.append((pair.cached.snapshot(), pair.plain.snapshot()))
         else:

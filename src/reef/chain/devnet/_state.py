@@ -58,6 +58,7 @@ from eth.db.cache import CacheDB
 from eth.db.hash_trie import HashTrie
 from eth.db.journal import JournalDB
 from eth.db.storage import CLEAR_COUNT_KEY_NAME, AccountStorageDB, StorageLookup
+from eth.exceptions import OutOfGas
 from eth.rlp.accounts import Account
 from eth.validation import (
     validate_canonical_address,
@@ -67,11 +68,13 @@ from eth.validation import (
 )
 from eth.vm.forks.cancun.constants import BLOB_TX_TYPE
 from eth.vm.forks.prague import PragueVM
+from eth.vm.forks.prague.computation import PragueComputation
 from eth.vm.forks.prague.state import PragueState, PragueTransactionExecutor
 from eth.vm.message import Message
 from eth_hash.auto import keccak
 from eth_typing import Address, Hash32
 from eth_utils.conversions import to_bytes
+from eth_utils.exceptions import ValidationError
 from eth_utils.logging import get_extended_debug_logger
 from lru import LRU
 from rlp.codec import encode_raw
@@ -872,6 +875,27 @@ class _CachingAccountDB(AccountDB):
         return store
 
 
+class _Computation(PragueComputation):
+    """py-evm's Prague computation with its gas meter's ``consume_gas`` inlined into its own
+    (called once an opcode, and once more for each dynamic cost: one call instead of two)."""
+
+    def consume_gas(self, amount: int, reason: str) -> None:
+        # GasMeter.consume_gas, statement for statement.
+        meter: Any = self._gas_meter
+        if amount < 0:
+            raise ValidationError("Gas consumption amount must be positive")
+        remaining = meter.gas_remaining
+        if amount > remaining:
+            raise OutOfGas(
+                f"Out of gas: Needed {amount} - Remaining {remaining} - Reason: {reason}"
+            )
+        meter.gas_remaining = remaining - amount
+        if meter.logger.show_debug2:
+            meter.logger.debug2(
+                f"GAS CONSUMPTION: {remaining} - {amount} -> {remaining - amount} ({reason})"
+            )
+
+
 class _Executor(PragueTransactionExecutor):
     """py-evm's Prague transaction executor without the debug log of its message building."""
 
@@ -928,6 +952,7 @@ def vm_class(cache: NodeCache) -> Any:
         (PragueState,),
         {
             "account_db_class": accounts,
+            "computation_class": _Computation,
             "transaction_executor_class": _Executor,
             # py-evm's state makes its logger anew on each use (a property), several times a
             # transaction: the same logger (the same name), made once.
