@@ -28,6 +28,7 @@ from reef.proofs import (
     ProverSetup,
     ask_settled,
     await_engine_role,
+    close_ask,
     command_worker,
     create_tee_market,
     decrypt_secret,
@@ -236,12 +237,25 @@ def test_waiting_for_an_ask_returns_its_state_settled_or_not(chain: ProofChain) 
     assert state == AskState.OPEN
     assert not ask_settled(state)
     assert fake.slept >= 4  # it polled until the timeout
-    requester.cancel_ask(ask_id)
+    assert close_ask(requester, ask_id).startswith("0x")  # nobody assigned: cancelled
     assert wait_for_ask(chain.market(), ask_id, timeout_s=0) == AskState.CANCELLED
     assert ask_settled(AskState.CANCELLED)
     assert ask_settled(AskState.UNASSIGNED)
     with pytest.raises(ProofError, match="ask 999 does not exist"):
         wait_for_ask(chain.market(), 999, timeout_s=0)
+
+
+def test_an_ask_past_its_expiry_unassigned_is_closed_by_a_refund(chain: ProofChain) -> None:
+    market_id = _tee_market(chain, private=False)
+    requester = chain.market(chain.users[1])
+    expiry = chain.next_time() + 30
+    ask_id, _ = requester.create_ask(market_id, [1], reward=5, expiry=expiry, proving_time=60)
+    chain.at(expiry + 1)
+    before = chain.balance(chain.users[1].address)
+    assert requester.ask_state(ask_id) == AskState.UNASSIGNED
+    close_ask(requester, ask_id)
+    assert requester.ask_state(ask_id) == AskState.EXPIRED
+    assert chain.balance(chain.users[1].address) == before + 5
 
 
 def test_an_engine_on_a_database_indexes_the_market_and_resumes_there(

@@ -7,10 +7,14 @@ the proof market's address under ``services.proofs``) or take ``--rpc`` and
 ``--proof-market``; they send from ``--key`` or, on reef's devnet, dev account 0. Amounts are
 rUSD decimals typed by the user (``1.5``), base units inside.
 
-One module (about 1250 lines): the command groups (``reef proofs`` with ``market`` and
-``engine``, ``reef prover``) share the market's location, option blocks and the ask and prover
-tables; the use cases live in :mod:`reef.proofs`. ``reef proofs engine run`` and ``reef prover
-run --key-file`` run the two services as processes of their own (what an enclave runs).
+One module (about 1050 lines, most of it the commands' options and help): the command groups
+(``reef proofs`` with ``market``, ``engine`` and ``ivs``, ``reef prover``) share the market's
+location, option blocks and the ask and prover tables. Each command parses its flags and files,
+calls :mod:`reef.proofs` (``request_proof``, ``wait_for_ask``, ``describe_market`` /
+``describe_ask`` / ``describe_prover``, ``join_as_prover``, ``enroll_prover``,
+``MatchingEngine.on_database``, ...) and prints; the services' ``--network`` file is a
+:class:`reef.proofs.ServiceSettings`. ``reef proofs engine run``, ``reef prover run`` and
+``reef proofs ivs run`` run the three services as processes of their own (what an enclave runs).
 """
 
 from __future__ import annotations
@@ -641,14 +645,11 @@ def cancel_cmd(flags: Flags, ask_id: AskId) -> None:
     """Cancel an ask nobody was assigned yet (refunds it); an expired one is refunded instead."""
 
     def go(ctx: _Ctx) -> dict[str, Any]:
-        from reef.proofs import AskState
+        from reef.proofs import close_ask
 
         client = ctx.client()
-        if client.ask_state(ask_id) == AskState.UNASSIGNED:
-            result = client.refund_expired(ask_id)
-        else:
-            result = client.cancel_ask(ask_id)
-        return {"ask_id": ask_id, "state": client.ask_state(ask_id).label, "tx": result.tx_hash}
+        tx = close_ask(client, ask_id)
+        return {"ask_id": ask_id, "state": client.ask_state(ask_id).label, "tx": tx}
 
     print_result(_on_market(flags, go), flags.as_json, title="ask closed")
 

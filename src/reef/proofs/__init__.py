@@ -92,7 +92,13 @@ from reef.proofs._prover import (
     circuit_input,
 )
 from reef.proofs._reasons import ProofRevert
-from reef.proofs._request import AuctionRamp, ask_settled, request_proof, wait_for_ask
+from reef.proofs._request import (
+    AuctionRamp,
+    ask_settled,
+    close_ask,
+    request_proof,
+    wait_for_ask,
+)
 from reef.proofs._runtime import (
     RUNTIME_PACKAGE_DIR,
     SNARKJS_VERSION,
@@ -211,6 +217,7 @@ __all__ = [
     "auction_price",
     "await_engine_role",
     "circuit_input",
+    "close_ask",
     "command_worker",
     "compile_verifier",
     "create_groth16_market",

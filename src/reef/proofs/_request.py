@@ -1,7 +1,8 @@
 """A requester's use cases: ask for a proof (:func:`request_proof`: private inputs sealed to
-the matching engine's published key, the token allowance, the ask of the right kind) and wait
-until the ask needs nobody else (:func:`wait_for_ask`). ``reef proofs request`` and ``reef
-proofs wait`` parse the user's files and flags and print; these do the rest.
+the matching engine's published key, the token allowance, the ask of the right kind), wait
+until the ask needs nobody else (:func:`wait_for_ask`), and take the reward back
+(:func:`close_ask`). ``reef proofs request``, ``wait`` and ``cancel`` parse the user's files
+and flags and print; these do the rest.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from reef.proofs._client import ProofMarketClient
 from reef.proofs._secret import EncryptedSecret, encrypt_secret
 from reef.proofs._types import AskState
 
-__all__ = ["AuctionRamp", "ask_settled", "request_proof", "wait_for_ask"]
+__all__ = ["AuctionRamp", "ask_settled", "close_ask", "request_proof", "wait_for_ask"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,3 +138,15 @@ def wait_for_ask(
 def ask_settled(state: AskState) -> bool:
     """Whether an ask in ``state`` has ended or waits only for its requester."""
     return state.terminal or state in (AskState.UNASSIGNED, AskState.DEADLINE_CROSSED)
+
+
+def close_ask(client: ProofMarketClient, ask_id: int) -> str:
+    """Take back an ask's reward: cancel it while nobody is assigned, or, past its expiry
+    unassigned, refund it (anyone may). Returns the transaction hash.
+
+    Raises:
+        ContractRevertError: the ask is assigned, or ended already.
+    """
+    if client.ask_state(ask_id) == AskState.UNASSIGNED:
+        return client.refund_expired(ask_id).tx_hash
+    return client.cancel_ask(ask_id).tx_hash
