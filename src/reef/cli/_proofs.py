@@ -700,12 +700,11 @@ def engine_run(
         url = db or "sqlite:///" + str(
             ctx.session.home.path("proofs", f"engine-{client.address.lower()}.db")
         )
+        start = int(ctx.service.get("start_block", 0)) if from_block is None else from_block
         return MatchingEngine.on_database(
             client,
             url,
-            start_block=int(ctx.service.get("start_block", 0))
-            if from_block is None
-            else from_block,
+            start_block=start,
             batch_size=batch,
             ignore_provers=given.ignore_provers or (),
         )
