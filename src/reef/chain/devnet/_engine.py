@@ -271,6 +271,8 @@ class Chain:
         self._logs: list[LogEntry] = []
         self._log_blocks: list[int] = []
         self._idle_call_vm = None  # a VM over the chain's previous database
+        self._gap_records: dict[bytes, tuple[bytes, Any]] = {}
+        """The chain gaps records last read or written, by key: (encoding, decoded)."""
         self._read_state: tuple[bytes, Any] | None = None
         """The state reads at a block last used, by that block's hash (see :meth:`_state`)."""
         head = chain.get_canonical_head()
@@ -708,12 +710,12 @@ class Chain:
         difficulty = header.difficulty
         score = parent_score + (difficulty if difficulty != 0 else number)
         header_gaps_key = SchemaV1.make_header_chain_gaps_lookup_key()
-        header_change, header_gaps = fill_gap(number, _gaps(db, header_gaps_key))
+        header_change, header_gaps = fill_gap(number, self._gaps(db, header_gaps_key))
         if header_change in GAP_WRITES or score <= parent_score:
             chaindb.persist_block(block)
             return
         block_gaps_key = SchemaV1.make_chain_gaps_lookup_key()
-        block_change, block_gaps = fill_gap(number, _gaps(db, block_gaps_key))
+        block_change, block_gaps = fill_gap(number, self._gaps(db, block_gaps_key))
         block_hash = header.hash
         writes = {
             block_hash: rlp.encode(header),
@@ -726,15 +728,33 @@ class Chain:
             head_key: block_hash,
         }
         if header_change is not GapChange.NoChange:
-            writes[header_gaps_key] = rlp.encode(header_gaps, sedes=chain_gaps)
+            writes[header_gaps_key] = self._gaps_encoded(header_gaps_key, header_gaps)
         if block_change is not GapChange.NoChange:
-            writes[block_gaps_key] = rlp.encode(block_gaps, sedes=chain_gaps)
+            writes[block_gaps_key] = self._gaps_encoded(block_gaps_key, block_gaps)
         for index, tx in enumerate(block.transactions):
             key = SchemaV1.make_transaction_hash_to_block_lookup_key(tx.hash)
             writes[key] = rlp.encode(BlockDataKey(number, index))
         with db.atomic_batch() as batch:
             for key, value in writes.items():
                 batch[key] = value
+
+    def _gaps(self, db: Any, key: bytes) -> Any:
+        """A chain gaps record as py-evm reads it (its genesis value when there is none),
+        decoded once: the record this chain wrote last is remembered with its encoding."""
+        encoded = db.get(key)
+        if encoded is None:
+            return GENESIS_CHAIN_GAPS
+        known = self._gap_records.get(key)
+        if known is not None and known[0] == encoded:
+            return known[1]
+        gaps = rlp.decode(encoded, sedes=chain_gaps)
+        self._gap_records[key] = (encoded, gaps)
+        return gaps
+
+    def _gaps_encoded(self, key: bytes, gaps: Any) -> bytes:
+        encoded: bytes = rlp.encode(gaps, sedes=chain_gaps)
+        self._gap_records[key] = (encoded, gaps)
+        return encoded
 
     def _record(
         self, block: Any, receipts: tuple[Any, ...], senders: tuple[bytes, ...] | None = None
@@ -1035,12 +1055,6 @@ def _with_fields(header: Any, **fields: Any) -> Any:
     made = cls.__new__(cls)
     BaseSerializable.__init__(made, *values.values())
     return made
-
-
-def _gaps(db: Any, key: bytes) -> Any:
-    """A chain gaps record as py-evm reads it (its genesis value when there is none)."""
-    encoded = db.get(key)
-    return GENESIS_CHAIN_GAPS if encoded is None else rlp.decode(encoded, sedes=chain_gaps)
 
 
 def _block_size(block: Any) -> int:
