@@ -411,7 +411,8 @@ class _Updater:
             return [_hex_prefix(node.path, False), self._child(node.child)]
         children = node.children
         assert children is not None
-        raw = [self._child(ref) for ref in children[:16]]
+        reference = self.reference
+        raw = [reference(ref) if type(ref) is _Node else ref for ref in children[:16]]
         raw.append(children[16])
         return raw
 
