@@ -118,7 +118,7 @@ _Frozen = tuple[Any, ...]
 
 def _freeze(node: Any) -> _Frozen:
     """A node (lists, or tuples already) as nested tuples."""
-    return tuple(_freeze(item) if type(item) in (list, tuple) else item for item in node)
+    return tuple([_freeze(item) if type(item) in (list, tuple) else item for item in node])
 
 
 def _thaw(node: Any) -> list[Any]:
@@ -205,15 +205,22 @@ def encode_node(node: list[Any]) -> bytes:
     """RLP of a trie node (a list of byte strings and embedded nodes): ``rlp.encode_raw``'s
     bytes (RLP has one encoding per value), without its generic type dispatch, which made
     encoding nodes a tenth of a transaction."""
-    payload = b"".join(
-        encode_bytes(item)
-        if type(item) is bytes
-        else encode_node(item)
-        if type(item) is list
-        else encode_raw(item)
-        for item in node
-    )
-    return encode_list(payload)
+    parts: list[bytes] = []
+    append = parts.append
+    for item in node:
+        if type(item) is bytes:
+            # The common items first: a branch's empty slots and its children's hashes.
+            if not item:
+                append(b"\x80")
+            elif len(item) == 32:
+                append(b"\xa0" + item)
+            else:
+                append(encode_bytes(item))
+        elif type(item) is list:
+            append(encode_node(item))
+        else:
+            append(encode_raw(item))
+    return encode_list(b"".join(parts))
 
 
 def encode_list(payload: bytes) -> bytes:
