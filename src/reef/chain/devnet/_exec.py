@@ -1,14 +1,16 @@
 """Running a transaction without mining it: ``eth_call`` and ``eth_estimateGas`` on py-evm.
 
-Both run on a throwaway copy of the state (a journal snapshot that is always reverted) with a
-spoofed sender and a zero gas price, as eth-tester and geth do. Gas estimation runs once with
+Both run on a state whose every run is undone (a journal snapshot, always reverted), so one
+state serves run after run (the engine keeps it for the next call at the same block), with a
+spoofed sender and a zero gas price, as eth-tester and geth do. A run is py-evm's transaction
+executor less its finalisation, which changes only the state about to be reverted. Gas estimation runs once with
 the cap, then tries the gas that run consumed (and that plus what the 1/64 rule keeps back for
 calls), then bisects: usually two executions where a plain binary search needs twenty-five. The
 result is the least gas with which the transaction succeeds, checked in the tests by running
 with one gas less.
 
 A time budget bounds the wall time of one call or estimate: py-evm has no hook for it, so the
-state's computation class is replaced, for that one throwaway state, by a subclass whose
+state's computation class is replaced, for that state only, by a subclass whose
 ``consume_gas`` (called once per opcode) checks a deadline and aborts with a
 :class:`DevnetFault`, which unwinds py-evm untouched (it only catches its own ``VMError``) and
 reverts the snapshot like any other failure.
