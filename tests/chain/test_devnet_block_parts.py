@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reef.chain.devnet._engine import Chain
-from reef.chain.devnet._state import encode_receipt
+from reef.chain.devnet._trie import encode_receipt
 
 
 def test_block_sizes_are_the_stored_blocks_encodings() -> None:

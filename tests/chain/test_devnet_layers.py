@@ -47,9 +47,18 @@ def test_the_modules_import_each_other_without_a_cycle() -> None:
 def test_execution_knows_no_files() -> None:
     modules = graph()
     assert modules["_engine"].isdisjoint({"_store", "_devnet", "_server", "_anvil"})
-    assert modules["_engine"] <= {"_accounts", "_exec", "_state", "_types"}
-    # py-evm's state with the caches is below everything: it knows no other module.
-    assert modules["_state"] == set()
+    assert modules["_engine"] == {"_accounts", "_exec", "_trie", "_types", "_vm"}
+
+
+def test_the_trie_state_and_vm_are_layered_strictly() -> None:
+    modules = graph()
+    # The trie nodes' memory, encodings and batched update are below everything: they know no
+    # other module. py-evm's state classes sit on them alone, and the VM on the state.
+    assert modules["_trie"] == set()
+    assert modules["_state"] == {"_trie"}
+    assert modules["_vm"] == {"_state", "_trie"}
+    # Nothing but the VM module builds on the state classes directly.
+    assert [name for name, imported in modules.items() if "_state" in imported] == ["_vm"]
 
 
 def test_the_cycle_check_sees_deferred_imports(tmp_path: Path) -> None:

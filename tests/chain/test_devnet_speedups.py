@@ -1,8 +1,8 @@
-"""The devnet's state caches (reef.chain.devnet._state) and block writing change nothing but
-speed: the same random sequence of transactions, snapshots, reverts and calls, run on a chain
-with the caches and on one running py-evm's own state classes and ``persist_block``, gives the
-same blocks (hashes, so state roots), the same balances, slots and call results at every step,
-and the same database at the end.
+"""The devnet's state caches (reef.chain.devnet._trie and _state) and block writing change
+nothing but speed: the same random sequence of transactions, snapshots, reverts and calls, run
+on a chain with the caches and on one running py-evm's own state classes and ``persist_block``,
+gives the same blocks (hashes, so state roots), the same balances, slots and call results at
+every step, and the same database at the end.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from reef.chain.devnet import _engine
 from reef.chain.devnet._engine import Chain
-from reef.chain.devnet._state import encode_node
+from reef.chain.devnet._trie import encode_node
 from reef.chain.devnet._types import DevnetFault, TxRequest
 
 # A contract of 41 bytes: 32 bytes of calldata return slot calldata[0:32]; 64 bytes store
@@ -205,10 +205,10 @@ def test_the_caching_trie_matches_py_trie_with_embedded_nodes() -> None:
     the same roots and values after every write."""
     from trie.hexary import HexaryTrie
 
-    from reef.chain.devnet._state import NodeCache, _CachingTrie
+    from reef.chain.devnet._trie import CachingTrie, NodeCache
 
     cache = NodeCache(size=64)  # small: entries are evicted and read again
-    trie_class = type("_TestTrie", (_CachingTrie,), {"__slots__": (), "node_cache": cache})
+    trie_class = type("_TestTrie", (CachingTrie,), {"__slots__": (), "node_cache": cache})
     rng = random.Random(2929)
     for _ in range(3):
         plain = HexaryTrie({}, prune=True)
@@ -236,7 +236,7 @@ def test_the_caching_trie_matches_py_trie_with_embedded_nodes() -> None:
 def test_account_encoding_is_py_evms(nonce: int, balance: int, root: bytes, code: bytes) -> None:
     from eth.rlp.accounts import Account as EvmAccount
 
-    from reef.chain.devnet._state import encode_account
+    from reef.chain.devnet._trie import encode_account
 
     account = EvmAccount(nonce, balance, root, code)
     assert encode_account(account) == rlp.encode(account, sedes=EvmAccount)
@@ -247,6 +247,6 @@ def test_one_item_trie_is_py_evms(item: bytes) -> None:
     """A block's one transaction or receipt: root and nodes as py-evm's trie builds them."""
     from eth.db.trie import _make_trie_root_and_nodes
 
-    from reef.chain.devnet._state import one_item_trie
+    from reef.chain.devnet._trie import one_item_trie
 
     assert one_item_trie(item) == _make_trie_root_and_nodes((item,))

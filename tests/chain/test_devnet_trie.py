@@ -6,7 +6,7 @@ roots are made by them has plain py-evm's blocks, answers and whole database.
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import rlp
@@ -18,7 +18,7 @@ from trie.hexary import HexaryTrie
 
 from reef.chain.devnet import _engine
 from reef.chain.devnet._engine import Chain
-from reef.chain.devnet._state import NodeCache, update_trie
+from reef.chain.devnet._trie import NodeCache, update_trie
 from reef.chain.devnet._types import DevnetFault, ExecutionReverted, TxRequest
 
 
@@ -27,8 +27,8 @@ def _py_trie(
 ) -> tuple[bytes, dict[bytes, bytes]]:
     """What py-evm does with a block's writes: py-trie, pruning, on a batch over the
     database, whose writes (never its deletes) are then kept."""
-    batch = BatchDB(base, read_through_deletes=True)
-    trie = HexaryTrie(batch, root, prune=True)
+    batch = BatchDB(cast(Any, base), read_through_deletes=True)  # a dict serves as a database
+    trie: Any = HexaryTrie(batch, root, prune=True)  # py-trie's item deletion is untyped
     for key, value in writes.items():
         if value:
             trie[key] = value

@@ -36,19 +36,20 @@ worker threads) see the EVM one operation at a time.
 Speed (issue 14): a transfer costs about 1 ms of CPU in process, a ``jobDeposit`` 2.9 ms and an
 ``eth_call`` 0.3 ms, most of it py-evm's interpreter and signature recovery. Each chain runs
 py-evm with state classes that remember trie nodes, accounts and slots from block to block and
-write a block's changes into the tries in one batched update (:mod:`reef.chain.devnet._state`,
-injected through the chain's VM class). What this module adds around py-evm is kept out of that
-path: one VM per block and no re-validation of the block just built (:meth:`Chain._mine`, which
-also writes the block's one-leaf transaction and receipt tries directly and copies the header
-once), the block's database entries written directly (:meth:`Chain._persist_block`), headers
-from a template (:meth:`Chain._next_header`), one signature recovery per transaction, eth-hash
-on its C backend, a cached header and a reused VM for calls (:meth:`Chain._simulate`), and
-receipts read without the lock. Blocks stay byte for byte what py-evm's ``mine_block`` makes,
-and the database what py-evm's ``persist_block`` leaves (the tests pin a known chain's hashes,
-and compare blocks, answers and whole databases with plain py-evm's), so journals written
-before keep replaying.
+write a block's changes into the tries in one batched update (:mod:`reef.chain.devnet._state`
+over :mod:`reef.chain.devnet._trie`), and with an interpreter that makes fewer Python calls an
+opcode (:mod:`reef.chain.devnet._vm`, whose VM class the chain runs). What this module adds
+around py-evm is kept out of that path: one VM per block and no re-validation of the block just
+built (:meth:`Chain._mine`, which also writes the block's one-leaf transaction and receipt tries
+directly and copies the header once), the block's database entries written directly
+(:meth:`Chain._persist_block`), headers from a template (:meth:`Chain._next_header`), one
+signature recovery per transaction, eth-hash on its C backend, a cached header and a reused VM
+for calls (:meth:`Chain._simulate`), and receipts read without the lock. Blocks stay byte for
+byte what py-evm's ``mine_block`` makes, and the database what py-evm's ``persist_block`` leaves
+(the tests pin a known chain's hashes, and compare blocks, answers and whole databases with
+plain py-evm's), so journals written before keep replaying.
 
-One module (about 1000 lines): the chain's execution (blocks, transactions, receipts, logs,
+One module (about 1090 lines): the chain's execution (blocks, transactions, receipts, logs,
 state at a block, the clock and the test controls) shares one lock and one VM; persistence and
 the JSON-RPC surface live elsewhere.
 """
@@ -91,13 +92,12 @@ from rlp.sedes.serializable import BaseSerializable
 
 from reef.chain.devnet._accounts import DEV_MNEMONIC, DEVNET_CHAIN_ID, DevAccount, dev_accounts
 from reef.chain.devnet._exec import call_on, estimate_on
-from reef.chain.devnet._state import (
+from reef.chain.devnet._trie import (
     NodeCache,
     encode_bytes,
     encode_list,
     encode_receipt,
     one_item_trie,
-    vm_class,
 )
 from reef.chain.devnet._types import (
     BLOCK_TAGS,
@@ -112,6 +112,7 @@ from reef.chain.devnet._types import (
     TxRequest,
     rejection,
 )
+from reef.chain.devnet._vm import vm_class
 from reef.crypto import keccak256
 from reef.errors import ChainError, ConfigError, InputError
 
@@ -171,7 +172,7 @@ class _DevChain(MiningChain):
 
 def _chain_class(chain_id: int, nodes: NodeCache) -> Any:
     """A chain class of its own for one :class:`Chain`: its id, and a VM whose state reads
-    and writes trie nodes through ``nodes`` (see :mod:`reef.chain.devnet._state`)."""
+    and writes trie nodes through ``nodes`` (see :mod:`reef.chain.devnet._vm`)."""
     return type(
         "_DevChainWithCache",
         (_DevChain,),
