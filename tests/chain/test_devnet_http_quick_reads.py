@@ -89,6 +89,57 @@ def test_answer_if_free_runs_nothing_while_another_thread_holds_the_lock(devnet:
     assert ran == [balance]
 
 
+def test_run_if_free_runs_under_the_lock_only_when_no_other_thread_holds_it(
+    devnet: Devnet,
+) -> None:
+    ran: list[tuple[Any, ...]] = []
+
+    def read(label: str, *, times: int) -> int:
+        ran.append((label, times, threading.current_thread().name))
+        return devnet.head.number * times  # the lock is re-entrant: the chain's reads take it
+
+    assert devnet.run_if_free(read, "free", times=2) == (True, devnet.head.number * 2)
+    assert ran == [("free", 2, threading.current_thread().name)]
+
+    # Held from another thread (as a block being mined holds it, here through the same method):
+    # nothing runs, and the caller is told at once.
+    held, release = threading.Event(), threading.Event()
+    holder_result: list[tuple[bool, None]] = []
+
+    def hold() -> None:
+        def wait() -> None:
+            held.set()
+            release.wait(30)
+
+        holder_result.append(devnet.run_if_free(wait))
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        assert devnet.run_if_free(read, "held", times=3) == (False, None)
+        assert len(ran) == 1
+    finally:
+        release.set()
+        holder.join()
+    assert holder_result == [(True, None)]
+
+    # What the function raises comes out, and the lock is released all the same: another
+    # thread gets it without waiting.
+    def fail() -> None:
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        devnet.run_if_free(fail)
+    other: list[tuple[bool, int | None]] = []
+    thread = threading.Thread(
+        target=lambda: other.append(devnet.run_if_free(read, "after", times=1))
+    )
+    thread.start()
+    thread.join()
+    assert other == [(True, devnet.head.number)]
+
+
 async def _post(app: Any, body: bytes) -> bytes:
     incoming = [{"type": "http.request", "body": body, "more_body": False}]
     sent: list[dict[str, Any]] = []

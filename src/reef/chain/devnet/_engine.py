@@ -49,7 +49,7 @@ byte what py-evm's ``mine_block`` makes, and the database what py-evm's ``persis
 (the tests pin a known chain's hashes, and compare blocks, answers and whole databases with
 plain py-evm's), so journals written before keep replaying.
 
-One module (about 1090 lines): the chain's execution (blocks, transactions, receipts, logs,
+One module (about 1100 lines): the chain's execution (blocks, transactions, receipts, logs,
 state at a block, the clock and the test controls) shares one lock and one VM; persistence and
 the JSON-RPC surface live elsewhere.
 """
@@ -61,7 +61,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, ParamSpec, Protocol, TypeVar
 
 import rlp
 from eth.chains.base import MiningChain
@@ -119,6 +119,7 @@ from reef.errors import ChainError, ConfigError, InputError
 __all__ = ["Chain", "Recorder"]
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 MAX_TIMESTAMP: Final = 2**64 - 1
 """Block timestamps are 64-bit in Ethereum's header."""
@@ -324,6 +325,33 @@ class Chain:
     def head(self) -> MinedBlock:
         with self._lock:
             return self._blocks[-1]
+
+    # ----------------------------------------------------------------------------- the lock
+
+    def run_if_free(
+        self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> tuple[bool, _T | None]:
+        """Run ``fn(*args, **kwargs)`` under the chain's lock, if the lock can be taken without
+        waiting.
+
+        For a caller that must not block, such as an event loop answering a cheap read in
+        place: when another thread holds the lock (a block being mined, a call running),
+        nothing runs, and the caller can run ``fn`` where waiting is allowed (a worker thread).
+        The lock is re-entrant, so ``fn`` may use the chain's methods, which take it again.
+
+        Returns:
+            ``(True, fn's result)`` when ``fn`` ran; ``(False, None)`` when the lock was held.
+
+        Raises:
+            Whatever ``fn`` raises (the lock is released first).
+        """
+        lock = self._lock
+        if not lock.acquire(blocking=False):
+            return False, None
+        try:
+            return True, fn(*args, **kwargs)
+        finally:
+            lock.release()
 
     # ---------------------------------------------------------------------------- the clock
 

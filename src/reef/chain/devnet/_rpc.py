@@ -495,13 +495,7 @@ class DevnetRpc:
         """``(True, answer)`` when the chain's lock could be taken without waiting and
         ``payload`` was answered under it; ``(False, None)`` when another thread holds the lock
         (nothing was run: answer it where waiting is allowed)."""
-        lock = self._devnet._lock  # re-entrant: the chain's own reads take it again
-        if not lock.acquire(blocking=False):
-            return False, None
-        try:
-            return True, self.answer(payload)
-        finally:
-            lock.release()
+        return self._devnet.run_if_free(self.answer, payload)
 
     def handle_bytes(self, body: bytes) -> bytes | None:
         """Answer one HTTP body: a request or a batch. ``None`` when only notifications came."""
