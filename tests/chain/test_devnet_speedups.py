@@ -61,7 +61,10 @@ class _Pair:
     def chains(self) -> tuple[Chain, Chain]:
         return self.cached, self.plain
 
-    def send(self, sender: int, to: bytes | None, value: int, data: bytes, gas: int) -> None:
+    def send(
+        self, sender: int, to: bytes | None, value: int, data: bytes, gas: int, kind: int = 2
+    ) -> None:
+        """Send a transaction of type ``kind`` (0 legacy, 1 access list, 2 dynamic fee)."""
         self.now[0] += 1
         results = []
         for chain in self.chains:
@@ -72,9 +75,13 @@ class _Pair:
                 "gas": gas,
                 "value": value,
                 "data": data,
-                "maxFeePerGas": 10**11,
-                "maxPriorityFeePerGas": 10**9,
             }
+            if kind == 2:
+                fields.update(maxFeePerGas=10**11, maxPriorityFeePerGas=10**9)
+            else:
+                fields["gasPrice"] = 10**11
+            if kind == 1:
+                fields["accessList"] = [{"address": "0x" + "11" * 20, "storageKeys": []}]
             if to is not None:
                 fields["to"] = to
             raw = bytes(Account.sign_transaction(fields, account.private_key).raw_transaction)
@@ -250,3 +257,89 @@ def test_one_item_trie_is_py_evms(item: bytes) -> None:
     from reef.chain.devnet._trie import one_item_trie
 
     assert one_item_trie(item) == _make_trie_root_and_nodes((item,))
+
+
+# Jump to the destination in calldata[0:32]; JUMPDESTs at 4, 14 and 54 store 1, 2 and 3 at slot
+# 0, and 0x5b bytes inside a PUSH2 (12, 13) and a PUSH32 (22..53) are no destinations.
+JUMPER = bytes.fromhex(
+    "600035565b6001600055006"  # PUSH1 0 CALLDATALOAD JUMP; 4: JUMPDEST, store 1, STOP; 11: PUSH2
+    "15b5b5b6002600055007f"  # 0x5b5b; 14: JUMPDEST, store 2, STOP; 21: PUSH32
+    + "5b" * 32
+    + "5b600360005500"  # 54: JUMPDEST, store 3, STOP
+)
+JUMPER_INITCODE = bytes.fromhex(f"60{len(JUMPER):02x}80600b6000396000f3") + JUMPER
+JUMP_TARGETS = (4, 14, 54, 12, 13, 22, 40, 53, 0, 3, 21, 55, len(JUMPER), 2**64)
+
+
+def test_jumps_into_push_data_fail_as_on_plain_py_evm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The jump analysis a VM class shares between runs of the same code gives py-evm's answer
+    whatever order the destinations are first asked in, mined and in calls alike."""
+    pair = _Pair(monkeypatch)
+    pair.send(0, None, 0, JUMPER_INITCODE, 200_000)
+    pair.same()
+    contract = rlp_address(pair.cached, 0)
+    assert pair.cached.code(contract) == JUMPER
+    assert JUMPER[4] == JUMPER[14] == JUMPER[54] == JUMPER[12] == JUMPER[40] == 0x5B
+    rng = random.Random(9)
+    outcomes: set[str] = set()
+    for _ in range(3):
+        for target in rng.sample(JUMP_TARGETS, len(JUMP_TARGETS)):
+            pair.send(rng.randrange(4), contract, 0, _read(target), 60_000)
+            pair.same()
+            assert pair.cached.storage(contract, 0) == pair.plain.storage(contract, 0)
+            results = []
+            for chain in pair.chains:
+                try:
+                    results.append(repr(chain.call(TxRequest(to=contract, data=_read(target)))))
+                except DevnetFault as exc:
+                    results.append(str(exc))
+            assert results[0] == results[1]
+            outcomes.add(results[0])
+    # Both kinds happened: runs that stopped at a destination and runs that faulted.
+    assert "b''" in outcomes
+    assert len(outcomes) > 1
+    assert {pair.cached.storage(contract, 0)} <= {1, 2, 3}
+    assert pair.cached._database() == pair.plain._database()
+    # The analysis was shared: the VM class remembers the contract's code.
+    vm = pair.cached._chain.get_vm_class_for_block_number(0)
+    jumps = vm._state_class.computation_class._jumps
+    valid, invalid = jumps[JUMPER]
+    assert {4, 14, 54} <= valid
+    assert {12, 13, 22, 40, 53} <= invalid
+
+
+# LOG3 of the calldata with topics calldata[0:32], calldata[32:64] and a constant.
+LOGGER = bytes.fromhex(
+    "366000600037"  # CALLDATACOPY(0, 0, CALLDATASIZE)
+    "7f" + "ab" * 32 + "602035600035366000a300"  # topics, LOG3(0, CALLDATASIZE), STOP
+)
+LOGGER_INITCODE = bytes.fromhex(f"60{len(LOGGER):02x}80600b6000396000f3") + LOGGER
+
+
+def test_receipts_with_logs_are_plain_py_evms(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Receipts built with remembered bloom bits (every transaction type, logs with repeated and
+    new topics, failed runs) give py-evm's blocks and databases."""
+    pair = _Pair(monkeypatch)
+    pair.send(0, None, 0, LOGGER_INITCODE, 200_000)
+    pair.same()
+    contract = rlp_address(pair.cached, 0)
+    assert pair.cached.code(contract) == LOGGER
+    rng = random.Random(5)
+    blooms = set()
+    for step in range(40):
+        topics = _read(rng.choice((1, 2, step))) + _read(rng.choice((7, 2**255, step)))
+        if step % 7:
+            pair.send(
+                rng.randrange(4), contract, 0, topics + bytes(rng.randrange(40)), 40_000, step % 3
+            )
+        else:  # past the intrinsic gas, short of LOG3's: out of gas, status 0, no logs
+            pair.send(rng.randrange(4), contract, 0, topics, 23_000)
+        pair.same()
+        blooms.add(pair.cached.head.header.bloom)
+    assert pair.mined == 41
+    assert len(blooms) > 10
+    assert 0 in blooms  # the failed runs' blocks
+    assert pair.cached._database() == pair.plain._database()
+    vm = pair.cached._chain.get_vm_class_for_block_number(0)
+    assert contract in vm._bloom_bits
+    assert b"\xab" * 32 in vm._bloom_bits
