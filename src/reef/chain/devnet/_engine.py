@@ -116,7 +116,7 @@ from reef.chain.devnet._types import (
     rejection,
 )
 from reef.chain.devnet._vm import vm_class
-from reef.crypto import keccak256
+from reef.crypto import SECP256K1_N, keccak256
 from reef.errors import ChainError, ConfigError, InputError
 
 __all__ = ["Chain", "Recorder"]
@@ -193,10 +193,6 @@ class _Snapshot:
     """The recorder's position when the snapshot was taken."""
 
 
-# secp256k1's group order: eth_keys takes a signature's r and s below it.
-_SECP256K1_N: Final = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-
-
 def _recover_sender(tx: Any) -> None:
     """Set ``tx.sender`` as py-evm's ``extract_transaction_sender`` would, with fewer calls.
 
@@ -206,14 +202,17 @@ def _recover_sender(tx: Any) -> None:
     the address is the key's keccak; anything else (or a recovery coincurve refuses) goes to
     ``tx.sender`` itself, which raises eth_keys' errors.
     """
+    key = None
     try:
         r, s, parity = tx.r, tx.s, tx.y_parity
-        if not (0 <= r < _SECP256K1_N and 0 <= s < _SECP256K1_N and parity in (0, 1)):
-            raise ValueError(parity)
-        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes((parity,))
-        digest = _shared_keccak(tx.get_message_for_signing())
-        key = PublicKey.from_signature_and_message(signature, digest, hasher=None)
+        # eth_keys takes a signature's r and s below the group order and a parity of 0 or 1.
+        if 0 <= r < SECP256K1_N and 0 <= s < SECP256K1_N and parity in (0, 1):
+            signature = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes((parity,))
+            digest = _shared_keccak(tx.get_message_for_signing())
+            key = PublicKey.from_signature_and_message(signature, digest, hasher=None)
     except Exception:
+        key = None
+    if key is None:
         _ = tx.sender
         return
     # SignedTransactionMethods.sender is a cached_property: its value lives in the instance.
