@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import threading
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from reef.enclave import LocalBackend
 from reef.enclave.local._backend import _read_ready
-from reef.errors import MisuseError
+from reef.errors import InputError, MisuseError
 from reef.home import ReefHome
 
 
@@ -43,3 +44,25 @@ async def test_a_supervisor_that_dies_before_its_line_gives_eof() -> None:
 def test_the_boot_limit_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(MisuseError, match="max_booting"):
         LocalBackend(ReefHome(tmp_path), max_booting=0)
+
+
+def test_ports_picked_for_one_enclave_are_distinct_when_the_kernel_repeats_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel may hand the same free port to two probes in a row (seen in CI: `reef up`
+    failed with "two of the enclave's ports map to the same host port"): the plan skips a port
+    it already gave this enclave, and still refuses a user's own two ports on one host port."""
+    import reef.enclave.local._backend as backend_module
+
+    picks = iter([41001, 41001, 41002, 41002, 41003, 41001, 41004, 41005])
+    monkeypatch.setattr(backend_module, "free_port", lambda: next(picks))
+    backend = LocalBackend(ReefHome(tmp_path))
+    app, attestation, logs = backend._ports((8080, 9090), {}, "netns", None)
+    given = [*app.values(), *attestation.values(), logs]
+    assert sorted(given) == [41001, 41002, 41003, 41004, 41005]
+
+    fresh = itertools.count(41006)
+    monkeypatch.setattr(backend_module, "free_port", lambda: next(fresh))
+    monkeypatch.setattr(backend_module, "_port_free", lambda port: True)
+    with pytest.raises(InputError, match="same host port"):
+        backend._ports((8080, 9090), {8080: 42000, 9090: 42000}, "netns", None)

@@ -383,10 +383,23 @@ class LocalBackend:
                         "ports on the host itself, so host and enclave port must be equal"
                     )
                 host = inner
-            mapping[inner] = host or free_port()
+            mapping[inner] = host  # 0: any free port, picked below
         old_att = dict(keep.attestation_ports) if keep else {}
-        attestation = {port: old_att.get(port, 0) or free_port() for port in (1300, 1301)}
-        logs = (keep.logs_port if keep else 0) or free_port()
+        attestation = {port: old_att.get(port, 0) for port in (1300, 1301)}
+        logs = keep.logs_port if keep else 0
+        # The kernel may hand the same free port to two probes in a row: each port picked
+        # avoids those this enclave already has, so only a user's own choice can collide.
+        taken = {port for port in (*mapping.values(), *attestation.values(), logs) if port}
+
+        def pick() -> int:
+            while (port := free_port()) in taken:
+                pass
+            taken.add(port)
+            return port
+
+        mapping = {inner: host or pick() for inner, host in mapping.items()}
+        attestation = {inner: host or pick() for inner, host in attestation.items()}
+        logs = logs or pick()
         if len(set(mapping.values()) | set(attestation.values()) | {logs}) != len(mapping) + 3:
             raise InputError("two of the enclave's ports map to the same host port")
         return mapping, attestation, logs
