@@ -564,6 +564,42 @@ async def test_supervisor_killed_is_crashed_and_stop_cleans_up(
     assert f"reef-{info.id}" not in netns_names()
 
 
+async def test_a_launch_whose_launcher_died_before_its_supervisor_is_crashed(
+    backend: LocalBackend, hello_image: Path
+) -> None:
+    """CI: a control plane killed (kill -9) after staging a launch but before a supervisor took
+    it left the enclave "starting" for two boot timeouts, and the restarted control plane waited
+    on it instead of launching the job again. Replayed: a process stages a launch and exits."""
+    enclave_id = "0badc0ffee00"
+    stage = textwrap.dedent(
+        """
+        import asyncio, sys
+        from pathlib import Path
+        from reef.enclave import EnclaveSpec, LocalBackend
+        from reef.home import ReefHome
+
+        backend = LocalBackend(ReefHome(Path(sys.argv[1])))
+        spec = EnclaveSpec(image=Path(sys.argv[2]))
+        asyncio.run(backend._prepared(spec, sys.argv[3], keep=None))
+        """
+    )
+    launcher = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", stage, str(backend.home.root), str(hello_image), enclave_id
+    )
+    assert await asyncio.wait_for(launcher.wait(), 60) == 0
+    state_file = backend.home.enclaves / enclave_id / "state.json"
+    # A supervisor takes a launch within milliseconds of being handed it; some seconds on, an
+    # enclave without one whose launcher is gone will never get one.
+    past = time.time() - 30
+    os.utime(state_file, (past, past))
+    info = await backend.status(enclave_id)
+    assert info.state == "crashed"
+    assert "launched it exited" in (info.reason or "")
+    await backend.stop(enclave_id)
+    await backend.remove(enclave_id)
+    assert enclave_id not in enclave_dirs(backend.home)
+
+
 def _stat(pid: int) -> list[str]:
     """``state, ppid, ...`` of a process (fields 3 onwards of /proc/PID/stat)."""
     stat = Path(f"/proc/{pid}/stat").read_text()

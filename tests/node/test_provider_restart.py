@@ -73,27 +73,29 @@ def _free_port() -> int:
 
 async def _provider(home: Path, chain: Chain, port: int) -> asyncio.subprocess.Process:
     provider = chain.devnet.accounts[9].address
-    return await asyncio.create_subprocess_exec(
-        REEF,
-        "provider",
-        "run",
-        "--rpc",
-        chain.rpc_url,
-        "--market",
-        chain.market,
-        "--provider",
-        provider,
-        "--port",
-        str(port),
-        "--start-block",
-        str(chain.start_block),
-        "--safety-margin",
-        "2",
-        env={**os.environ, "REEF_HOME": str(home)},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    # Both runs append to one log, so a failure shows what each control plane did.
+    with (home / "provider.log").open("ab") as log:
+        return await asyncio.create_subprocess_exec(
+            REEF,
+            "provider",
+            "run",
+            "--rpc",
+            chain.rpc_url,
+            "--market",
+            chain.market,
+            "--provider",
+            provider,
+            "--port",
+            str(port),
+            "--start-block",
+            str(chain.start_block),
+            "--safety-margin",
+            "2",
+            env={**os.environ, "REEF_HOME": str(home)},
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
 
 
 async def _enclaves_by_job(home: Path, provider: str) -> Counter[str]:
@@ -111,6 +113,16 @@ async def _until(what: str, check: Callable[[], Awaitable[bool]], seconds: float
                 await asyncio.sleep(0.1)
     except TimeoutError:
         raise AssertionError(f"timed out waiting for {what}") from None
+
+
+async def _explain(home: Path, provider: str) -> str:
+    """What the enclaves and the control planes' log say, for a failure message."""
+    runner = BackendRunner(
+        LocalBackend(ReefHome(home)), home / "provider" / "launch", provider=provider
+    )
+    states = [(e.id, e.job_id, e.state) for e in await runner.list()]
+    log = (home / "provider.log").read_text(errors="replace")[-6000:]
+    return f"enclaves (id, job, state): {states}\ncontrol plane log tail:\n{log}"
 
 
 async def _first_enclave_started(home: Path) -> bool:
@@ -163,7 +175,12 @@ async def test_kill_9_mid_launch_then_restart(chain: Chain, reef_home: Path) -> 
                 {job: 1 for job in paying}
             )
 
-        await _until("one enclave per paying job", settled)
+        try:
+            await _until("one enclave per paying job", settled)
+        except AssertionError as error:
+            raise AssertionError(
+                f"{error}\n{await _explain(home, provider_account.address)}"
+            ) from None
         # ... and it stays so across heartbeats (nothing relaunched twice, nothing revived).
         await asyncio.sleep(6)
         assert await _enclaves_by_job(home, provider_account.address) == Counter(

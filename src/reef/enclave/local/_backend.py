@@ -74,6 +74,9 @@ INSECURE_WARNING = (
     "reach the host and other enclaves. Missing here: "
 )
 _READY_TIMEOUT_S = 60.0
+# A supervisor records itself within milliseconds of being handed a launch; this long after the
+# last write, a launch whose launcher is gone has not been handed over and never will be.
+_HANDOFF_S = 5.0
 _STOP_TIMEOUT_S = 15.0
 _MAX_LABEL_KEY = 256
 _MAX_LABEL_VALUE = 4096
@@ -216,10 +219,10 @@ class LocalBackend:
         exit_code = state.get("exit_code")
         pid = state.get("supervisor_pid")
         if pid is None and status == "starting":
-            # The supervisor has not recorded itself yet; it is still starting unless this has
-            # lasted far longer than any boot.
-            if time.time() * 1000 - plan.created_ms > _READY_TIMEOUT_S * 2000:
-                status, reason = "crashed", "the enclave's supervisor never started"
+            # No supervisor has recorded itself yet: it may be about to, or never will.
+            why = _unclaimed(self._dir(enclave_id) / "state.json", state, plan.created_ms)
+            if why is not None:
+                status, reason = "crashed", why
         elif status in ("starting", "running") and not alive(pid, state.get("supervisor_start")):
             # The supervisor died without recording an end: its enclave is gone (the sandbox
             # dies with it), but nobody cleaned up; `stop` does.
@@ -480,6 +483,10 @@ class LocalBackend:
             "exit_code": None,
             "reason": None,
             "warnings": list(plan.warnings),
+            # Until a supervisor records itself, whether this process lives tells whether one
+            # still may: a launcher killed before handing the launch over leaves it to nobody.
+            "launcher_pid": os.getpid(),
+            "launcher_start": proc_start(os.getpid()),
         }
         (run_dir / "state.json").write_text(json.dumps(state, indent=2))
         write_lease(run_dir / LEASE_FILE, spec.lease_until_ms)
@@ -747,6 +754,20 @@ def _measured(spec: EnclaveSpec) -> tuple[Image, InitParams | None, Measurements
         params = InitParams.from_json(raw, source=str(spec.init_params))
         measurements = measurements.with_init_params(params.digest)
     return image, params, measurements
+
+
+def _unclaimed(state_file: Path, state: Mapping[str, Any], created_ms: int) -> str | None:
+    """Why a launch no supervisor has taken never will be; None while one still may take it."""
+    if not alive(state.get("launcher_pid"), state.get("launcher_start")):
+        try:
+            idle_s = time.time() - state_file.stat().st_mtime
+        except OSError:
+            idle_s = 0.0  # being removed or rewritten right now: judge it on the next look
+        if idle_s > _HANDOFF_S:
+            return "the process that launched it exited before a supervisor took it over"
+    if time.time() * 1000 - created_ms > _READY_TIMEOUT_S * 2000:
+        return "the enclave's supervisor never started"
+    return None
 
 
 def _port_free(port: int) -> bool:
