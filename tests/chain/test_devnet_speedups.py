@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 import rlp
-from eth_account import Account
+from devnet_ab_support import ChainPair
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reef.chain.devnet import _engine
 from reef.chain.devnet._engine import Chain
 from reef.chain.devnet._trie import encode_node
 from reef.chain.devnet._types import DevnetFault, TxRequest
@@ -32,74 +31,6 @@ SLOTS = (0, 1, 2, 7, 2**255 + 3)
 SINKS = tuple(bytes([0x50 + n]) * 20 for n in range(4))
 
 
-def _plain_chain_class(chain_id: int, nodes: object) -> Any:
-    """The devnet's chain class without the caches: py-evm's PragueVM as it comes."""
-    return type("_PlainDevChain", (_engine._DevChain,), {"chain_id": chain_id})
-
-
-class _Pair:
-    """The same chain twice, one with the caches and one without, driven in step."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.now = [1_800_000_000.0]
-        self.cached = Chain(accounts=4, clock=self._clock)
-        with monkeypatch.context() as patch:
-            patch.setattr(_engine, "_chain_class", _plain_chain_class)
-            self.plain = Chain(accounts=4, clock=self._clock)
-        # and py-evm's own ChainDB.persist_block for its blocks.
-        plain = self.plain
-        plain._persist_block = lambda block: plain._chain.chaindb.persist_block(block)  # type: ignore[method-assign]
-        assert type(self.cached._chain) is not type(self.plain._chain)
-        self.snapshots: list[tuple[int, int]] = []
-        self.mined = 0
-        self.reverts = 0
-
-    def _clock(self) -> float:
-        return self.now[0]
-
-    @property
-    def chains(self) -> tuple[Chain, Chain]:
-        return self.cached, self.plain
-
-    def send(
-        self, sender: int, to: bytes | None, value: int, data: bytes, gas: int, kind: int = 2
-    ) -> None:
-        """Send a transaction of type ``kind`` (0 legacy, 1 access list, 2 dynamic fee)."""
-        self.now[0] += 1
-        results = []
-        for chain in self.chains:
-            account = chain.accounts[sender]
-            fields: dict[str, Any] = {
-                "chainId": chain.chain_id,
-                "nonce": chain.nonce(bytes.fromhex(account.address[2:])),
-                "gas": gas,
-                "value": value,
-                "data": data,
-            }
-            if kind == 2:
-                fields.update(maxFeePerGas=10**11, maxPriorityFeePerGas=10**9)
-            else:
-                fields["gasPrice"] = 10**11
-            if kind == 1:
-                fields["accessList"] = [{"address": "0x" + "11" * 20, "storageKeys": []}]
-            if to is not None:
-                fields["to"] = to
-            raw = bytes(Account.sign_transaction(fields, account.private_key).raw_transaction)
-            try:
-                chain.send_raw_transaction(raw)
-                results.append("mined")
-                self.mined += chain is self.cached
-            except DevnetFault as exc:
-                results.append(str(exc))
-        assert results[0] == results[1]
-
-    def same(self) -> None:
-        cached, plain = self.chains
-        assert cached.block_number == plain.block_number
-        assert cached.head.hash == plain.head.hash
-        assert cached.head.header.state_root == plain.head.header.state_root
-
-
 def _read(slot: int) -> bytes:
     return slot.to_bytes(32, "big")
 
@@ -107,7 +38,7 @@ def _read(slot: int) -> bytes:
 def test_random_transactions_snapshots_and_calls_match_plain_py_evm(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    pair = _Pair(monkeypatch)
+    pair = ChainPair(monkeypatch)
     pair.send(0, None, 0, INITCODE, 200_000)
     pair.same()
     contract = rlp_address(pair.cached, 0)
@@ -178,10 +109,10 @@ def test_a_checkpointed_database_gives_the_same_state_on_both_paths(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A chain adopted from a database (a checkpoint) reads through fresh caches correctly."""
-    pair = _Pair(monkeypatch)
+    pair = ChainPair(monkeypatch)
     pair.send(1, SINKS[0], 5, b"", 21_000)
     database = dict(pair.cached._database())
-    restored = Chain(accounts=4, clock=pair._clock)
+    restored = Chain(accounts=4, clock=pair.clock)
     restored._adopt_database(database)
     assert restored.head.hash == pair.plain.head.hash
     assert restored.balance(SINKS[0]) == pair.plain.balance(SINKS[0]) == 5
@@ -274,7 +205,7 @@ JUMP_TARGETS = (4, 14, 54, 12, 13, 22, 40, 53, 0, 3, 21, 55, len(JUMPER), 2**64)
 def test_jumps_into_push_data_fail_as_on_plain_py_evm(monkeypatch: pytest.MonkeyPatch) -> None:
     """The jump analysis a VM class shares between runs of the same code gives py-evm's answer
     whatever order the destinations are first asked in, mined and in calls alike."""
-    pair = _Pair(monkeypatch)
+    pair = ChainPair(monkeypatch)
     pair.send(0, None, 0, JUMPER_INITCODE, 200_000)
     pair.same()
     contract = rlp_address(pair.cached, 0)
@@ -319,7 +250,7 @@ LOGGER_INITCODE = bytes.fromhex(f"60{len(LOGGER):02x}80600b6000396000f3") + LOGG
 def test_receipts_with_logs_are_plain_py_evms(monkeypatch: pytest.MonkeyPatch) -> None:
     """Receipts built with remembered bloom bits (every transaction type, logs with repeated and
     new topics, failed runs) give py-evm's blocks and databases."""
-    pair = _Pair(monkeypatch)
+    pair = ChainPair(monkeypatch)
     pair.send(0, None, 0, LOGGER_INITCODE, 200_000)
     pair.same()
     contract = rlp_address(pair.cached, 0)

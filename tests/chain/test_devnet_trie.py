@@ -10,16 +10,15 @@ from typing import Any, cast
 
 import pytest
 import rlp
+from devnet_ab_support import ChainPair
 from eth.db.batch import BatchDB
-from eth_account import Account
 from eth_hash.auto import keccak
 from trie.constants import BLANK_NODE_HASH
 from trie.hexary import HexaryTrie
 
-from reef.chain.devnet import _engine
 from reef.chain.devnet._engine import Chain
 from reef.chain.devnet._trie import NodeCache, update_trie
-from reef.chain.devnet._types import DevnetFault, ExecutionReverted, TxRequest
+from reef.chain.devnet._types import TxRequest
 
 
 def _py_trie(
@@ -116,69 +115,6 @@ REVERTER = bytes.fromhex("60206000fd")  # revert with 32 zero bytes
 REVERTER_INIT = bytes.fromhex(f"60{len(REVERTER):02x}80600b6000396000f3") + REVERTER
 
 
-def _plain_chain_class(chain_id: int, nodes: object) -> Any:
-    return type("_PlainDevChain", (_engine._DevChain,), {"chain_id": chain_id})
-
-
-class _Pair:
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.now = [1_800_000_000.0]
-        self.cached = Chain(accounts=3, clock=lambda: self.now[0])
-        with monkeypatch.context() as patch:
-            patch.setattr(_engine, "_chain_class", _plain_chain_class)
-            self.plain = Chain(accounts=3, clock=lambda: self.now[0])
-        # and py-evm's own ChainDB.persist_block for its blocks.
-        plain = self.plain
-        plain._persist_block = lambda block: plain._chain.chaindb.persist_block(block)  # type: ignore[method-assign]
-
-    def send(self, sender: int, to: bytes | None, value: int, data: bytes, gas: int) -> None:
-        self.now[0] += 1
-        outcomes = []
-        for chain in (self.cached, self.plain):
-            account = chain.accounts[sender]
-            fields: dict[str, Any] = {
-                "chainId": chain.chain_id,
-                "nonce": chain.nonce(bytes.fromhex(account.address[2:])),
-                "gas": gas,
-                "value": value,
-                "data": data,
-                "maxFeePerGas": 10**11,
-                "maxPriorityFeePerGas": 10**9,
-            }
-            if to is not None:
-                fields["to"] = to
-            raw = bytes(Account.sign_transaction(fields, account.private_key).raw_transaction)
-            try:
-                chain.send_raw_transaction(raw)
-                outcomes.append("mined")
-            except DevnetFault as exc:
-                outcomes.append(str(exc))
-        assert outcomes[0] == outcomes[1]
-        self.same()
-
-    def same(self) -> None:
-        cached, plain = self.cached, self.plain
-        assert cached.head.hash == plain.head.hash
-        assert cached.head.header.state_root == plain.head.header.state_root
-        assert [r.encode() for r in cached.head.receipts] == [
-            r.encode() for r in plain.head.receipts
-        ]
-
-    def answers(self, request: TxRequest) -> tuple[object, object]:
-        results = []
-        for chain in (self.cached, self.plain):
-            try:
-                output: object = chain.call(request)
-            except ExecutionReverted as exc:
-                output = ("reverted", exc.data)
-            try:
-                gas: object = chain.estimate_gas(request)
-            except ExecutionReverted as exc:
-                gas = ("reverted", exc.data)
-            results.append((output, gas))
-        return results[0], results[1]
-
-
 def _created(chain: Chain, deployer: int, nonce: int) -> bytes:
     sender = bytes.fromhex(chain.accounts[deployer].address[2:])
     return keccak(rlp.encode([sender, nonce]))[12:]
@@ -195,10 +131,12 @@ def test_storage_heavy_chain_matches_plain_py_evm_to_the_database(
     batches, many accounts made by transfers, reverted transactions and calls: every block,
     receipt, call output, revert and gas estimate, and at the end the whole key-value store,
     as plain py-evm's."""
-    pair = _Pair(monkeypatch)
+    pair = ChainPair(monkeypatch, accounts=3)
     pair.send(0, None, 0, INITCODE, 300_000)
+    pair.same()
     store = _created(pair.cached, 0, 0)
     pair.send(0, None, 0, REVERTER_INIT, 300_000)
+    pair.same()
     reverter = _created(pair.cached, 0, 1)
     assert pair.cached.code(store) == STORE_PAIRS
     rng = random.Random(1414)
@@ -228,7 +166,7 @@ def test_storage_heavy_chain_matches_plain_py_evm_to_the_database(
             ids = snapshots.pop(rng.randrange(len(snapshots)))
             assert pair.cached.revert(ids[0]) == pair.plain.revert(ids[1]) is True
             snapshots.clear()
-            pair.same()
+        pair.same()
         probe = rng.choice(slots)
         for request in (
             TxRequest(to=store, data=_pairs([(probe, 5), (rng.choice(slots), 0)])),
