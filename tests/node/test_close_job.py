@@ -373,7 +373,7 @@ def test_deploy_stop_on_failure_stops_through_stop_job(world: World) -> None:
     assert failed.hint is not None
     assert failed.hint.startswith(f"stopped job {label} (--stop-on-failure): ")
     assert failed.hint.endswith(
-        f"`reef jobs close {label}` refunds the rest from 2027-01-15 08:05:00 UTC"
+        f"`reef jobs close {label}` refunds the rest from {format_time(START + LOCK_S)}"
     )
 
     world.market.sender = STRANGER  # the stop itself is refused: the hint says to run it

@@ -66,7 +66,7 @@ from reef.market import (
     settlement_amount,
     upload_image,
 )
-from reef.node._jobs import stop_job
+from reef.node._jobs import format_time, stop_job
 from reef.node._session import Session
 
 __all__ = [
@@ -634,7 +634,7 @@ def _after_failure(
             f"({stop_exc.message}); run `reef jobs stop {label}`"
         )
         return
-    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(unlock)) if unlock else "now"
+    when = format_time(unlock) if unlock else "now"  # as `reef jobs` shows times
     exc.hint = (
         f"stopped job {label} (--stop-on-failure): its provider stops the enclave now; "
         f"`reef jobs close {label}` refunds the rest from {when}"
