@@ -35,13 +35,13 @@ from reef._api import LightApi, light_api
 from reef.errors import InputError, KMSError, ReefError
 from reef.kms._derive import KeyType, derive_secret, path_seed
 from reef.kms._http import (
+    PATH_PARAM,
     VERSION_PARAM,
     Limits,
+    add_kms_route,
     error_response,
-    kms_responses,
     parse_path,
     parse_version,
-    query_param,
     query_params,
     versioned_answer,
     versioned_response,
@@ -216,26 +216,18 @@ def derive_server_app(seeds: EnclaveSeeds) -> LightApi:
                 body = derive_secret(seed, path, key_type)
             return versioned_response(body, version)
 
-        app.add_api_route(
+        add_kms_route(
+            app,
             route,
             handler,
-            methods=["GET"],
             name=kind,
             summary=summary,
-            response_class=Response,
-            responses=kms_responses(
-                versioned_answer("the secret bytes"),
-                {
-                    400: "what is wrong with the query",
-                    503: "the KMS root cannot be reached for that version's seed",
-                },
-            ),
-            openapi_extra={
-                "parameters": [
-                    query_param("path", "the derivation path (UTF-8; default empty)"),
-                    VERSION_PARAM,
-                ]
+            ok=versioned_answer("the secret bytes"),
+            errors={
+                400: "what is wrong with the query",
+                503: "the KMS root cannot be reached for that version's seed",
             },
+            parameters=[PATH_PARAM, VERSION_PARAM],
         )
 
     endpoint("/derive", "seed", "The 64-byte path seed")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import re
 import urllib.parse
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,15 +19,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from reef._api import text_answer
 from reef.errors import InputError
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from starlette.requests import Request
+
+    from reef._api import LightApi
+
 __all__ = [
     "MAX_BODY",
     "MAX_URI",
+    "PATH_PARAM",
     "REQUEST_TIMEOUT_S",
     "VERSION_HEADER",
     "VERSION_PARAM",
     "Limits",
+    "add_kms_route",
     "error_response",
-    "kms_responses",
     "parse_address",
     "parse_image_id",
     "parse_path",
@@ -262,6 +269,7 @@ def versioned_answer(
 VERSION_PARAM = query_param(
     "version", "a root seed version (default: the current one)", r"^[0-9]+$"
 )
+PATH_PARAM = query_param("path", "the derivation path (UTF-8; default empty)")
 _LIMITED_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: text_answer("the request body is over the limit"),
     414: text_answer("the request URI is over the limit"),
@@ -269,9 +277,43 @@ _LIMITED_RESPONSES: dict[int | str, dict[str, Any]] = {
 """What the request limits (:class:`Limits`) answer before any handler runs."""
 
 
-def kms_responses(ok: dict[str, Any], errors: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
-    """A KMS route's answers as OpenAPI describes them: ``ok`` for 200, a plain-text answer for
-    each of ``errors`` (status: what it means), and those of the request limits."""
+def add_kms_route(
+    app: FastAPI | LightApi,
+    path: str,
+    handler: Callable[[Request], Awaitable[Response]],
+    *,
+    summary: str,
+    ok: dict[str, Any],
+    errors: Mapping[int, str],
+    parameters: Sequence[dict[str, Any]] = (),
+    request_body: dict[str, Any] | None = None,
+    method: str = "GET",
+    name: str | None = None,
+) -> None:
+    """Add a KMS route to ``app``: ``handler`` answers its own :class:`Response` (raw bytes or
+    text, never a model), described as ``ok`` for 200, a plain-text answer for each of
+    ``errors`` (status: what it means) and those of the request limits.
+
+    Args:
+        parameters: the query parameters (:func:`query_param`), which the handler parses itself.
+        request_body: the OpenAPI ``requestBody`` (a route that reads one itself).
+        name: the route's name (the handler's by default).
+    """
     described: dict[int | str, dict[str, Any]] = {200: ok}
     described.update((status, text_answer(text)) for status, text in errors.items())
-    return {**described, **_LIMITED_RESPONSES}
+    extra: dict[str, Any] = {}
+    if parameters:
+        extra["parameters"] = list(parameters)
+    if request_body is not None:
+        extra["requestBody"] = request_body
+    options: dict[str, Any] = {} if name is None else {"name": name}
+    app.add_api_route(
+        path,
+        handler,
+        methods=[method],
+        summary=summary,
+        response_class=Response,
+        responses={**described, **_LIMITED_RESPONSES},
+        openapi_extra=extra,
+        **options,
+    )

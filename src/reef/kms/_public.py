@@ -44,11 +44,12 @@ from reef.encoding import parse_hex
 from reef.errors import InputError, KMSError, MisuseError, ReefError
 from reef.kms._derive import KeyType, derive_key
 from reef.kms._http import (
+    PATH_PARAM,
     VERSION_HEADER,
     VERSION_PARAM,
     Limits,
+    add_kms_route,
     error_response,
-    kms_responses,
     parse_address,
     parse_image_id,
     parse_path,
@@ -81,7 +82,7 @@ _DERIVE_PARAMS = [
         "image_id", "the enclave image id, 64 hex digits (or give address)", "^[0-9a-f]{64}$"
     ),
     query_param("address", "a contract address (or give image_id)"),
-    query_param("path", "the derivation path (UTF-8; default empty)"),
+    PATH_PARAM,
     VERSION_PARAM,
 ]
 _SIGNATURE_DOC = {
@@ -147,21 +148,18 @@ def public_app(root: KmsRoot) -> FastAPI:
 
         media = "application/octet-stream" if form == "public" else "text/plain"
         schema = {"type": "string", "format": "binary"} if form == "public" else {"type": "string"}
-        app.add_api_route(
+        add_kms_route(
+            app,
             route,
             handler,
-            methods=["GET"],
             name=f"{key_type} {form}",
             summary=f"The {key_type} {'public key' if form == 'public' else 'address'} of an "
             "image or contract",
-            response_class=Response,
-            responses=kms_responses(
-                _signed_answer(
-                    "signed; the key bytes" if form == "public" else "signed", media, schema
-                ),
-                {400: "what is wrong with the query"},
+            ok=_signed_answer(
+                "signed; the key bytes" if form == "public" else "signed", media, schema
             ),
-            openapi_extra={"parameters": _DERIVE_PARAMS},
+            errors={400: "what is wrong with the query"},
+            parameters=_DERIVE_PARAMS,
         )
 
     async def info(request: Request) -> Response:
@@ -203,44 +201,35 @@ def public_app(root: KmsRoot) -> FastAPI:
 
     for route, (key_type, form) in _ENDPOINTS.items():
         derive_endpoint(route, key_type, form)
-    app.add_api_route(
+    add_kms_route(
+        app,
         "/info",
         info,
-        methods=["GET"],
         summary="The root's identity, with an attestation binding it",
-        response_class=Response,
-        responses=kms_responses(
-            _signed_answer("signed identity document", "application/json", {"type": "object"}),
-            {400: "a nonce that is not hex", 503: "the root cannot attest right now"},
-        ),
-        openapi_extra={
-            "parameters": [query_param("nonce", "hex bytes to bind into the attestation")]
-        },
+        ok=_signed_answer("signed identity document", "application/json", {"type": "object"}),
+        errors={400: "a nonce that is not hex", 503: "the root cannot attest right now"},
+        parameters=[query_param("nonce", "hex bytes to bind into the attestation")],
     )
-    app.add_api_route(
+    add_kms_route(
+        app,
         "/admin/rotate",
         rotate,
-        methods=["POST"],
+        method="POST",
         summary="Rotate to a new root seed version (admin signature required)",
-        response_class=Response,
-        responses=kms_responses(
-            _signed_answer(
-                "the new identity, signed by the previous version's key",
-                "application/json",
-                {"type": "object"},
-            ),
-            {
-                400: "not JSON {version, signature}",
-                401: "the signature is not the admin's",
-                403: "this root takes no rotations",
-                409: "a version that cannot follow the current one",
-            },
+        ok=_signed_answer(
+            "the new identity, signed by the previous version's key",
+            "application/json",
+            {"type": "object"},
         ),
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": _RotateModel.model_json_schema()}},
-            }
+        errors={
+            400: "not JSON {version, signature}",
+            401: "the signature is not the admin's",
+            403: "this root takes no rotations",
+            409: "a version that cannot follow the current one",
+        },
+        request_body={
+            "required": True,
+            "content": {"application/json": {"schema": _RotateModel.model_json_schema()}},
         },
     )
     app.add_middleware(Limits)

@@ -45,8 +45,8 @@ from reef.kms._http import (
     VERSION_HEADER,
     VERSION_PARAM,
     Limits,
+    add_kms_route,
     error_response,
-    kms_responses,
     parse_address,
     parse_version,
     query_param,
@@ -146,33 +146,28 @@ def scallop_app(root: KmsRoot) -> LightApi:
         description="Enclave and contract seeds for attested enclaves: served only inside a "
         "Scallop channel whose client attested its image, which names the seed.",
     )
-    app.add_api_route(
+    add_kms_route(
+        app,
         "/derive",
         derive,
-        methods=["GET"],
         name="derive",
         summary="The 64-byte seed of the client's image (or of a contract approving it)",
-        response_class=Response,
-        responses=kms_responses(
-            versioned_answer("the 64-byte seed"),
-            {
-                400: "what is wrong with the query (or: this root serves no contract seeds)",
-                401: "not over Scallop, the client did not attest, or the contract does not "
-                "approve the client's image",
-                500: "the chain cannot be asked whether the contract approves",
-            },
-        ),
-        openapi_extra={
-            "parameters": [
-                query_param(
-                    "address",
-                    "a contract address: its seed, if it approves the client's image "
-                    "(default: the image's own seed)",
-                    r"^0x[0-9a-fA-F]{40}$",
-                ),
-                VERSION_PARAM,
-            ]
+        ok=versioned_answer("the 64-byte seed"),
+        errors={
+            400: "what is wrong with the query (or: this root serves no contract seeds)",
+            401: "not over Scallop, the client did not attest, or the contract does not "
+            "approve the client's image",
+            500: "the chain cannot be asked whether the contract approves",
         },
+        parameters=[
+            query_param(
+                "address",
+                "a contract address: its seed, if it approves the client's image "
+                "(default: the image's own seed)",
+                r"^0x[0-9a-fA-F]{40}$",
+            ),
+            VERSION_PARAM,
+        ],
     )
     app.add_middleware(Limits)
     return app
