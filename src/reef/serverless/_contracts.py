@@ -192,7 +192,21 @@ def _utf8(source: bytes) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class JobsParams:
+class _Constants:
+    """A contract's constants, fixed at deployment: uint256 fields that its constructor takes
+    in the fields' order (:class:`JobsParams`, :class:`~reef.serverless.RelayParams`)."""
+
+    def args(self) -> list[int]:
+        """The constants in the constructor's order (the fields' order), checked as uint256.
+
+        Raises:
+            InputError: naming the field out of range.
+        """
+        return [check_uint(getattr(self, f.name), f.name) for f in fields(self)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobsParams(_Constants):
     """The Jobs contract's constants (fixed at deployment).
 
     Attributes:
@@ -219,19 +233,6 @@ class JobsParams:
     num_select: int = 3
     min_deadline_ms: int = 100
     max_deadline_ms: int = 300_000
-
-    def args(self) -> list[int]:
-        """The constructor's constants, in its order (the fields' order), checked as uint256."""
-        return _uint_fields(self)
-
-
-def _uint_fields(params: Any) -> list[int]:
-    """Every field of the dataclass ``params``, in order, checked as a uint256.
-
-    Raises:
-        InputError: naming the field out of range.
-    """
-    return [check_uint(getattr(params, f.name), f.name) for f in fields(params)]
 
 
 @dataclass(frozen=True, kw_only=True)

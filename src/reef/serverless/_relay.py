@@ -43,8 +43,8 @@ from reef.errors import ReefError
 from reef.serverless._contracts import (
     ServerlessJobsClient,
     _Client,
+    _Constants,
     _job_terms,
-    _uint_fields,
 )
 from reef.serverless._events import (
     JobRelayed,
@@ -113,8 +113,9 @@ def sign_job_response(
 
 
 @dataclass(frozen=True, kw_only=True)
-class RelayParams:
-    """The Relay's constants: fees (token base units), deadline bounds (ms), timeouts (s)."""
+class RelayParams(_Constants):
+    """The Relay's constants: fees (token base units), deadline bounds (ms), timeouts (s); its
+    constructor takes them after the token."""
 
     fee_per_ms: int = 1
     gateway_fee: int = 100
@@ -122,10 +123,6 @@ class RelayParams:
     max_deadline_ms: int = 300_000
     overall_timeout_s: int = 600
     sign_max_age_s: int = 600
-
-    def args(self) -> list[int]:
-        """The constructor's constants after the token, in its order, checked as uint256."""
-        return _uint_fields(self)
 
 
 class ServerlessRelayClient(_Client[RelayEvent]):
