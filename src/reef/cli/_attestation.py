@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef._clock import wall_clock_ms
-from reef.cli._common import read_file, read_input
+from reef.cli._common import read_file, read_input, trusted_root
 from reef.cli._options import Json
 from reef.cli._output import (
     err_console,
-    fail,
     failing,
     print_json,
     print_mapping,
@@ -28,7 +27,7 @@ from reef.cli._output import (
 )
 from reef.cli._root import command_group
 from reef.encoding import parse_hex, to_hex
-from reef.errors import AttestationError, InputError, ReefError
+from reef.errors import AttestationError, InputError
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -95,10 +94,6 @@ def _iso_ms(ms: int) -> str:
     except (OverflowError, OSError, ValueError):
         return "(out of range)"
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
-def _rejected(exc: AttestationError) -> typer.Exit:
-    return fail(exc, prefix=f"attestation rejected: {exc.reason}")
 
 
 def _print_result(result: VerifiedAttestation) -> None:
@@ -180,8 +175,7 @@ def verify_cmd(
     as_json: Json = False,
 ) -> None:
     """Verify a Nitro attestation document (or a TDX/SGX quote) and print what it attests to."""
-    from reef.attestation import Expectations, TrustedRoot, detect_kind, read_evidence, verify
-    from reef.home import ReefHome
+    from reef.attestation import Expectations, detect_kind, read_evidence, verify
 
     encoding = evidence_encoding(hex_input, b64_input)
     expect = Expectations(
@@ -195,12 +189,12 @@ def verify_cmd(
     # Live mode checks freshness (--max-age, 300 s by default); replay only when given --max-age,
     # against --at or the clock.
     max_age_ms = max_age * 1000 if max_age is not None else None if replay else 300_000
-    try:
+    with failing(attestation="attestation rejected"):
         evidence = read_evidence(read_input(file), encoding=encoding)
         trusted: TrustedRoot | None = None
         collateral_bytes: bytes | None = None
         if detect_kind(evidence) == "nitro":
-            trusted = TrustedRoot.resolve(root or "aws", ReefHome.from_env())
+            trusted = trusted_root(root or "aws")
         else:
             if root is not None:
                 raise InputError(
@@ -224,10 +218,6 @@ def verify_cmd(
             at_s=now_ms // 1000,
             accept=tuple(accept) if accept else ("UpToDate",),
         )
-    except AttestationError as exc:
-        raise _rejected(exc) from exc
-    except ReefError as exc:
-        raise fail(exc) from exc
     warn_insecure_root(result.root, "verified")
     if as_json:
         print_json(result.to_json())
@@ -285,7 +275,7 @@ def inspect_cmd(
     from reef.attestation import decode_nitro, detect_kind, read_evidence
 
     encoding = evidence_encoding(hex_input, b64_input)
-    try:
+    with failing(attestation="cannot decode"):
         evidence = read_evidence(read_input(file), encoding=encoding)
         if detect_kind(evidence) == "quote":
             data = _inspect_quote(evidence)
@@ -313,10 +303,6 @@ def inspect_cmd(
                 "certificate": _certificate_info(doc.certificate),
                 "cabundle": [_certificate_info(der) for der in doc.cabundle],
             }
-    except AttestationError as exc:
-        raise fail(exc, prefix=f"cannot decode: {exc.reason}") from exc
-    except ReefError as exc:
-        raise fail(exc) from exc
     if as_json:
         print_json(data)
         return
@@ -421,11 +407,8 @@ def root_cmd(
     as_json: Json = False,
 ) -> None:
     """Show a trusted root: its name, fingerprint, subject, validity and public key."""
-    from reef.attestation import TrustedRoot
-    from reef.home import ReefHome
-
     with failing():
-        trusted = TrustedRoot.resolve(spec, ReefHome.from_env())
+        trusted = trusted_root(spec)
     data = {"name": trusted.name, "insecure": trusted.insecure}
     data.update(_certificate_info(trusted.certificate))
     print_result(data, as_json)

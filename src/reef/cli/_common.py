@@ -2,6 +2,7 @@
 
 - reading the files users name (``-`` for stdin where a command allows it), with errors that name
   the file rather than a traceback;
+- the TEE root a ``--root`` / ``--trust`` value names (:func:`trusted_root`);
 - the market session the ``--rpc`` / ``--market`` / ``--key`` flags name (the flags themselves are
   in :mod:`reef.cli._options`; :func:`reef.node.open_session` resolves them against ``$REEF_HOME``),
   and the serverless contracts ``--rpc`` / ``--jobs`` / ``--code`` / ``--key`` name (``reef fn``
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
     from web3 import Web3
 
+    from reef.attestation import TrustedRoot
     from reef.chain import Address, Job, MarketClient
     from reef.cli._options import Flags
     from reef.node import ChainSession, Session
@@ -43,6 +45,7 @@ __all__ = [
     "read_file",
     "read_input",
     "stop_signals",
+    "trusted_root",
 ]
 
 
@@ -77,6 +80,20 @@ def read_input(path: str) -> bytes:
     if path == "-":
         return sys.stdin.buffer.read()
     return read_file(Path(path))
+
+
+def trusted_root(spec: str) -> TrustedRoot:
+    """The TEE root a ``--root`` / ``--trust`` value names: ``aws``, ``mock``, ``dev`` (this
+    ``$REEF_HOME``'s dev TEE root) or a DER/PEM certificate file.
+
+    Raises:
+        InputError: the file is unreadable or not a certificate.
+        ConfigError: ``dev`` when this home has no dev root yet.
+    """
+    from reef.attestation import TrustedRoot
+    from reef.home import ReefHome
+
+    return TrustedRoot.resolve(spec, ReefHome.from_env())
 
 
 def market_session(

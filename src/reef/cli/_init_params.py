@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._common import read_file
+from reef.cli._common import read_file, trusted_root
 from reef.cli._options import Json
 from reef.cli._output import fail, failing, print_json, print_mapping, print_table
 from reef.cli._root import command_group
@@ -112,11 +112,7 @@ def _seal_key(
     elif kms_root is not None:
         import asyncio
 
-        from reef.attestation import TrustedRoot
-        from reef.home import ReefHome
-
-        root = TrustedRoot.resolve(kms_root, ReefHome.from_env())
-        identity = asyncio.run(fetch_identity(kms, root=root))
+        identity = asyncio.run(fetch_identity(kms, root=trusted_root(kms_root)))
         signing = identity.signing_keys
     else:
         raise InputError(

@@ -15,22 +15,21 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from reef._clock import wall_clock_ms
+from reef.cli._common import trusted_root
 from reef.cli._kms_contract import contract_app
 from reef.cli._kms_serve import derive_server_cmd, root_app
 from reef.cli._options import AttestationMaxAge, Json, TrustOption
 from reef.cli._output import (
     err_console,
-    fail,
     failing,
     print_result,
     warn_insecure_root,
 )
 from reef.cli._root import command_group
 from reef.encoding import parse_hex
-from reef.errors import AttestationError, InputError, ReefError
+from reef.errors import AttestationError, InputError
 
 if TYPE_CHECKING:
-    from reef.attestation import TrustedRoot
     from reef.home import ReefHome
     from reef.kms import KeyType, KmsPin, VerifiedKmsIdentity
 
@@ -62,23 +61,13 @@ def _home() -> ReefHome:
     return ReefHome.from_env()
 
 
-def _resolve_roots(specs: list[str]) -> list[TrustedRoot]:
-    from reef.attestation import TrustedRoot
-
-    home = _home()
-    return [TrustedRoot.resolve(spec, home) for spec in specs]
-
-
 def _kms_image_id(value: str | None) -> bytes | None:
     """``--kms-image-id``, when given."""
     return parse_hex(value, name="--kms-image-id", length=32) if value else None
 
 
-def _failure(exc: ReefError) -> typer.Exit:
-    """Report a failed KMS exchange; a refused attestation says which check refused it."""
-    if isinstance(exc, AttestationError):
-        return fail(exc, prefix=f"KMS attestation rejected: {exc.reason}")
-    return fail(exc)
+# How a failed KMS exchange is reported: a refused attestation says which check refused it.
+_KMS_REJECTED = "KMS attestation rejected"
 
 
 # --- derive --------------------------------------------------------------------------------------
@@ -149,7 +138,7 @@ def _learn(
 
     from reef.kms import fetch_identity
 
-    roots = _resolve_roots(trust)
+    roots = [trusted_root(spec) for spec in trust]
     failures: list[AttestationError] = []
     for root in roots:
         try:
@@ -210,19 +199,15 @@ def info_cmd(
     """Learn a KMS root's keys from its attested identity (optionally pin them)."""
     from reef.kms import KmsPin, PinStore
 
-    try:
+    with failing(code=2):
         expected = _kms_image_id(kms_image_id)
-    except InputError as exc:
-        raise fail(exc, code=2) from exc
-    try:
+    with failing(attestation=_KMS_REJECTED):
         identity = _learn(kms, trust, expected, max_age_ms)
         if pin:
             PinStore.for_home(_home()).save(
                 KmsPin.from_identity(identity, learned_at_ms=wall_clock_ms())
             )
             err_console().print(f"pinned {identity.url}", markup=False)
-    except ReefError as exc:
-        raise _failure(exc) from exc
     print_result(_identity_json(identity), as_json, shown=_identity_rows(identity))
 
 
@@ -285,22 +270,18 @@ def pubkey_cmd(
     from reef.crypto import Secp256k1PublicKey, solana_address
     from reef.kms import KmsPublicClient
 
-    try:
+    with failing(code=2):
         kind = _key_type(key_type)
         if (image_id is None) == (address is None):
             raise InputError("give exactly one of --image-id and --address")
         image = parse_hex(image_id, name="--image-id", length=32) if image_id else None
         expected = _kms_image_id(kms_image_id)
-    except InputError as exc:
-        raise fail(exc, code=2) from exc
-    try:
+    with failing(attestation=_KMS_REJECTED):
         keys, source = _signing_keys(kms, verification_key, trust or [], expected)
         client = KmsPublicClient(kms, signing_key=keys)
         public = asyncio.run(
             client.public_key(kind, path, image_id=image, address=address, version=version)
         )
-    except ReefError as exc:
-        raise _failure(exc) from exc
     derived_address = ""
     if kind == "secp256k1":
         derived_address = Secp256k1PublicKey(public).address
@@ -345,10 +326,8 @@ def rotate_cmd(
     from reef.crypto import Secp256k1PrivateKey, eip191_digest
     from reef.kms import KmsPin, PinStore, rotate_root
 
-    try:
+    with failing(code=2):
         admin = Secp256k1PrivateKey(_read_secret_hex(admin_key, name="--admin-key", length=32))
-    except InputError as exc:
-        raise fail(exc, code=2) from exc
     pins = PinStore.for_home(_home())
     with failing():
         pinned = pins.get(kms)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from reef.errors import ReefError
+from reef.errors import AttestationError, ReefError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -173,8 +173,9 @@ def fail(error: ReefError, *, prefix: str = "error", code: int = 1) -> typer.Exi
 class _Failing:
     """The context manager :func:`failing` returns."""
 
-    def __init__(self, code: int) -> None:
+    def __init__(self, code: int, attestation: str | None) -> None:
         self._code = code
+        self._attestation = attestation
 
     def __enter__(self) -> None:
         return None
@@ -186,12 +187,20 @@ class _Failing:
         traceback: TracebackType | None,
     ) -> None:
         # Returns None, never True: no exception is swallowed (and type checkers know it).
+        if isinstance(error, AttestationError) and self._attestation is not None:
+            raise fail(
+                error, prefix=f"{self._attestation}: {error.reason}", code=self._code
+            ) from error
         if isinstance(error, ReefError):
             raise fail(error, code=self._code) from error
 
 
-def failing(*, code: int = 1) -> _Failing:
+def failing(*, code: int = 1, attestation: str | None = None) -> _Failing:
     """A block whose reef errors end the command: reported with :func:`fail`, exit ``code``
     (1 refused or failed, 2 a usage error). Anything else passes through; Ctrl-C too, which
-    Typer turns into exit 130 (the shell's code for SIGINT) without a message."""
-    return _Failing(code)
+    Typer turns into exit 130 (the shell's code for SIGINT) without a message.
+
+    With ``attestation``, refused evidence (an :class:`~reef.errors.AttestationError`) is
+    reported under that prefix and the check that refused it: ``failing(attestation="attestation
+    rejected")`` prints ``attestation rejected: expired: ...``."""
+    return _Failing(code, attestation)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._common import read_file
+from reef.cli._common import read_file, trusted_root
 from reef.cli._options import AttestationMaxAge, Json
 from reef.cli._output import (
     console,
@@ -179,8 +179,6 @@ def call_cmd(
     """
     import asyncio
 
-    from reef.attestation import TrustedRoot
-    from reef.home import ReefHome
     from reef.scallop import PeerPolicy, PinnedKeys, auther_from_url
 
     try:
@@ -193,10 +191,8 @@ def call_cmd(
                 raise InputError("--pin trusts a key without attestation: drop --image-id/--root")
             policy = PinnedKeys([parse_hex(pin, name="--pin", length=32)])
         else:
-            home = ReefHome.from_env()
-            roots = [TrustedRoot.resolve(spec, home) for spec in (root or ["aws"])]
             policy = PeerPolicy(
-                roots=roots,
+                roots=[trusted_root(spec) for spec in root or ["aws"]],
                 image_ids=[parse_hex(i, name="--image-id", length=32) for i in image_id or []],
                 max_age_ms=max_age_ms,
             )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._attestation import Base64Input, HexInput, evidence_encoding
-from reef.cli._common import read_input
+from reef.cli._common import read_input, trusted_root
 from reef.cli._options import AttestationRoot, Json, ListenHost, ListenPort
 from reef.cli._output import (
     err_console,
@@ -38,13 +38,6 @@ app, register = command_group("verifier")
 _KeyOption = typer.Option(
     "--key", help="The verifier's secp256k1 secret key file (32 raw bytes or 64 hex digits)."
 )
-
-
-def _resolve_root(spec: str) -> TrustedRoot:
-    from reef.attestation import TrustedRoot
-    from reef.home import ReefHome
-
-    return TrustedRoot.resolve(spec, ReefHome.from_env())
 
 
 def _warn_insecure(root: TrustedRoot) -> None:
@@ -94,7 +87,7 @@ def serve_cmd(
 
     with failing():
         signing_key = load_verifier_key(key)
-        trusted = _resolve_root(root)
+        trusted = trusted_root(root)
     _warn_insecure(trusted)
     with failing():
         # Bound here, before serving, so a busy port is a clear error and the address printed
@@ -138,15 +131,11 @@ def sign_cmd(
     from reef.attestation import load_verifier_key, read_evidence, verify_and_sign
 
     encoding = evidence_encoding(hex_input, b64_input)
-    try:
+    with failing(attestation="attestation rejected"):
         signing_key = load_verifier_key(key)
-        trusted = _resolve_root(root)
+        trusted = trusted_root(root)
         document = read_evidence(read_input(file), encoding=encoding)
         statement = verify_and_sign(document, signing_key, root=trusted)
-    except AttestationError as exc:
-        raise fail(exc, prefix=f"attestation rejected: {exc.reason}") from exc
-    except ReefError as exc:
-        raise fail(exc) from exc
     _warn_insecure(trusted)
     print_result(statement.to_json(), as_json, shown=_statement_rows(statement))
 

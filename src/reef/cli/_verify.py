@@ -75,13 +75,13 @@ def verify_cmd(
     as_json: Json = False,
 ) -> None:
     """Verify a running enclave's attestation, live, and the image id it runs."""
-    from reef.attestation import AttestationClient, Expectations, TrustedRoot, attestation_url
-    from reef.home import ReefHome
+    from reef.attestation import AttestationClient, Expectations, attestation_url
+    from reef.cli._common import trusted_root
 
     with failing(code=2):
         url = attestation_url(endpoint)
         expected = _expected_image_id(image_id, image, init_params, debug)
-        trusted = TrustedRoot.resolve(root, ReefHome.from_env())
+        trusted = trusted_root(root)
         client = AttestationClient(root=trusted, max_age_ms=max_age_ms, timeout=timeout)
     try:
         verified = client.verify(
