@@ -9,15 +9,15 @@ import typer
 from typer.testing import CliRunner
 
 from reef.cli._output import failing
-from reef.errors import MarketError
+from reef.errors import AttestationError, MarketError
 
 
-def _app(error: BaseException) -> typer.Typer:
+def _app(error: BaseException, *, code: int = 1, attestation: str | None = None) -> typer.Typer:
     app = typer.Typer()
 
     @app.command()
     def run() -> None:
-        with failing():
+        with failing(code=code, attestation=attestation):
             raise error
 
     return app
@@ -39,3 +39,23 @@ def test_ctrl_c_ends_the_command_with_130_and_no_message() -> None:
 def test_anything_else_passes_through(error: BaseException) -> None:
     done = CliRunner().invoke(_app(error), [])
     assert done.exception is error
+
+
+def test_refused_evidence_names_the_check_that_refused_it() -> None:
+    error = AttestationError("the document is 400 s old", reason="stale", hint="fetch a new one")
+    done = CliRunner().invoke(_app(error, attestation="attestation rejected"), [])
+    assert done.exit_code == 1
+    assert done.stderr.splitlines() == [
+        "attestation rejected: stale: the document is 400 s old",
+        "hint: fetch a new one",
+    ]
+
+
+def test_without_a_prefix_refused_evidence_is_an_error_like_any_other() -> None:
+    done = CliRunner().invoke(_app(AttestationError("bad", reason="chain"), code=2), [])
+    assert (done.exit_code, done.stderr) == (2, "error: bad\n")
+
+
+def test_the_prefix_applies_to_refused_evidence_only() -> None:
+    done = CliRunner().invoke(_app(MarketError("no market"), attestation="KMS attestation"), [])
+    assert (done.exit_code, done.stderr) == (1, "error: no market\n")
