@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 
 from reef.cli._common import market_session
-from reef.cli._options import AccountKey, AttestationRoot, ImageStore, Json, Market, Rpc
+from reef.cli._options import (
+    AccountKey,
+    AttestationRoot,
+    DebugEnclave,
+    ImageStore,
+    InitParamsFile,
+    Json,
+    Market,
+    Rpc,
+)
 from reef.cli._output import err_console, failing, note, print_json, print_mapping, tx_printer
 
 __all__ = ["register"]
@@ -27,12 +36,8 @@ def deploy_cmd(
     provider: Annotated[
         str | None, typer.Option("--provider", help="Provider address (default: the local one).")
     ] = None,
-    init_params: Annotated[
-        Path | None, typer.Option("--init-params", help="Init params file (reef init-params).")
-    ] = None,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Debug enclave: PCRs zero, logs readable.")
-    ] = False,
+    init_params: InitParamsFile = None,
+    debug: DebugEnclave = False,
     name: Annotated[str | None, typer.Option("--name", help="A name for the job.")] = None,
     region: Annotated[str | None, typer.Option("--region", help="Region (default: local).")] = None,
     store: ImageStore = None,

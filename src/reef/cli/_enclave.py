@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._common import stop_signals
-from reef.cli._options import Follow, Insecure, Json
+from reef.cli._options import (
+    DebugEnclave,
+    Follow,
+    InitParamsFile,
+    Insecure,
+    Json,
+    KmsEndpoint,
+    KmsPubkey,
+)
 from reef.cli._output import (
     console,
     err_console,
@@ -131,13 +139,8 @@ def run_cmd(
     image: Annotated[
         Path, typer.Argument(help="An image built by `reef image build` (or an app directory).")
     ],
-    init_params: Annotated[
-        Path | None, typer.Option("--init-params", help="Init params (JSON) to give the enclave.")
-    ] = None,
-    debug: Annotated[
-        bool,
-        typer.Option("--debug", help="Debug mode: PCR0-2 zero, console readable (as on Nitro)."),
-    ] = False,
+    init_params: InitParamsFile = None,
+    debug: DebugEnclave = False,
     cpus: Annotated[int | None, typer.Option("--cpus", help="vCPUs (default: reef.toml).")] = None,
     memory: Annotated[
         int | None, typer.Option("--memory", help="Memory in MiB (default: reef.toml).")
@@ -149,13 +152,8 @@ def run_cmd(
     network: Annotated[
         str, typer.Option("--network", help="auto (own namespace if possible), netns or host.")
     ] = "auto",
-    kms_endpoint: Annotated[
-        str | None,
-        typer.Option("--kms-endpoint", help="KMS root Scallop HOST:PORT (gives a derive server)."),
-    ] = None,
-    kms_pubkey: Annotated[
-        str | None, typer.Option("--kms-pubkey", help="The KMS root's 32-byte Scallop key (hex).")
-    ] = None,
+    kms_endpoint: KmsEndpoint = None,
+    kms_pubkey: KmsPubkey = None,
     allow_host_ports: Annotated[
         list[int] | None,
         typer.Option(

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from reef.cli._common import read_file
-from reef.cli._options import Json
+from reef.cli._options import DebugEnclave, InitParamsFile, Json
 from reef.cli._output import failing, print_json, print_mapping, print_result, print_table
 from reef.cli._root import command_group
 
@@ -58,13 +58,8 @@ def measure_cmd(
     image_file: Annotated[
         Path, typer.Argument(help="An image built by `reef image build` (or an app directory).")
     ],
-    init_params: Annotated[
-        Path | None,
-        typer.Option("--init-params", help="Init params (JSON) the enclave will be given."),
-    ] = None,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Measure a debug enclave (PCR0-2 zero, as on Nitro).")
-    ] = False,
+    init_params: InitParamsFile = None,
+    debug: DebugEnclave = False,
     as_json: Json = False,
 ) -> None:
     """Print the PCRs and image id an enclave of this image attests."""

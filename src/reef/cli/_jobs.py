@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._common import market_session, owner_jobs
-from reef.cli._options import Flags, Follow, ImageStore, Owner, with_flags
+from reef.cli._options import Flags, Follow, ImageStore, InitParamsFile, Owner, with_flags
 from reef.cli._output import (
     err_console,
     fail,
@@ -263,9 +263,7 @@ def update_cmd(
     image: Annotated[
         Path | None, typer.Option("--image", help="A new app directory or image file.")
     ] = None,
-    init_params: Annotated[
-        Path | None, typer.Option("--init-params", help="New init params file.")
-    ] = None,
+    init_params: InitParamsFile = None,
     debug: Annotated[
         bool | None, typer.Option("--debug/--no-debug", help="Change debug mode.")
     ] = None,

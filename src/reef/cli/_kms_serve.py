@@ -17,7 +17,7 @@ from typing import Annotated, Protocol, TypeVar
 import typer
 
 from reef.cli._common import read_file
-from reef.cli._options import AttestationMaxAge, TrustOption
+from reef.cli._options import AttestationMaxAge, KmsEndpoint, KmsPubkey, TrustOption
 from reef.cli._output import err_console, fail, failing
 from reef.encoding import parse_hex
 from reef.errors import InputError, ReefError
@@ -137,12 +137,8 @@ def root_serve_cmd(
 
 
 def derive_server_cmd(
-    kms_endpoint: Annotated[
-        str | None, typer.Option("--kms-endpoint", help="The root's Scallop host:port.")
-    ] = None,
-    kms_pubkey: Annotated[
-        str | None, typer.Option("--kms-pubkey", help="The root's Scallop key (32 bytes hex).")
-    ] = None,
+    kms_endpoint: KmsEndpoint = None,
+    kms_pubkey: KmsPubkey = None,
     root_server_config: Annotated[
         Path | None,
         typer.Option("--root-server-config", help='JSON {"kms_endpoint", "kms_pubkey"}.'),

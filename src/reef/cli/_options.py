@@ -26,13 +26,17 @@ __all__ = [
     "AttestationMaxAge",
     "AttestationRoot",
     "CodeContract",
+    "DebugEnclave",
     "Flags",
     "Follow",
     "FreshChain",
     "ImageStore",
+    "InitParamsFile",
     "Insecure",
     "JobsContract",
     "Json",
+    "KmsEndpoint",
+    "KmsPubkey",
     "ListenHost",
     "ListenPort",
     "Market",
@@ -141,6 +145,36 @@ Insecure = Annotated[
     ),
 ]
 """``--insecure``: run enclaves without isolation (development hosts); outputs say so."""
+
+InitParamsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--init-params", help="Init params file (JSON, `reef init-params build`) for the enclave."
+    ),
+]
+"""``--init-params``: the init params an enclave is (or will be) given at boot; they are
+measured into PCR16, so they change its image id (``reef deploy``, ``reef enclave run``, ``reef
+image measure``, ``reef jobs update``)."""
+
+DebugEnclave = Annotated[
+    bool,
+    typer.Option("--debug", help="A debug enclave: PCR0-2 zero, console readable (as on Nitro)."),
+]
+"""``--debug``: a debug enclave, run or measured as Nitro does (PCR0-2 zero, readable console)."""
+
+KmsEndpoint = Annotated[
+    str | None,
+    typer.Option(
+        "--kms-endpoint",
+        help="The KMS root's Scallop HOST:PORT (the enclave's derive server gets its seed there).",
+    ),
+]
+"""``--kms-endpoint``: where an enclave's derive server fetches its seed (with :data:`KmsPubkey`)."""
+
+KmsPubkey = Annotated[
+    str | None, typer.Option("--kms-pubkey", help="The KMS root's Scallop key (32 bytes hex).")
+]
+"""``--kms-pubkey``: the static key the KMS root at ``--kms-endpoint`` must hold."""
 
 
 @dataclass(frozen=True)
