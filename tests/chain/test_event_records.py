@@ -4,6 +4,7 @@ and malformed stored rows are refused with a ChainError naming the field."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import fields
 from typing import Any, get_type_hints
@@ -28,6 +29,12 @@ from reef.chain import (
     market_decoder,
 )
 from reef.errors import ChainError
+from reef.proofs import proof_market_decoder
+from reef.serverless import (
+    serverless_code_decoder,
+    serverless_jobs_decoder,
+    serverless_relay_decoder,
+)
 
 MARKET = market_decoder()
 REGISTRY = kms_registry_decoder()
@@ -59,6 +66,37 @@ def events_of(decoder: EventDecoder) -> st.SearchStrategy[ChainEvent]:
         )
 
     return st.sampled_from(decoder.classes).flatmap(build)
+
+
+def test_every_event_type_is_a_frozen_keyword_only_dataclass() -> None:
+    # Subclassing ChainEvent is the whole declaration: the base makes each subclass so.
+    decoders = [
+        MARKET,
+        REGISTRY,
+        proof_market_decoder(),
+        serverless_code_decoder(),
+        serverless_jobs_decoder(),
+        serverless_relay_decoder(),
+    ]
+    classes = [cls for decoder in decoders for cls in decoder.classes]
+    assert len(classes) == 16 + 2 + 23 + 1 + 14 + 7
+    for cls in classes:
+        assert dataclasses.is_dataclass(cls), cls
+        assert cls.__dataclass_params__.frozen, cls  # type: ignore[attr-defined]
+        assert all(f.kw_only for f in fields(cls)), cls
+        assert set(BASE) < {f.name for f in fields(cls)}, cls
+    event = ProviderAdded(
+        address=Address("0x" + "11" * 20),
+        block_number=1,
+        log_index=0,
+        tx_hash="",
+        provider=Address("0x" + "22" * 20),
+        cp="x",
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.cp = "y"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        ProviderAdded(Address("0x" + "11" * 20), 1, 0, "", Address("0x" + "22" * 20), "x")  # type: ignore[call-arg]
 
 
 @settings(max_examples=300, deadline=None)

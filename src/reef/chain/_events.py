@@ -18,7 +18,15 @@ import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
+from typing import (
+    Any,
+    ClassVar,
+    Literal,
+    dataclass_transform,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 from eth_utils.address import to_checksum_address
 
@@ -61,9 +69,18 @@ __all__ = [
 ]
 
 
+@dataclass_transform(frozen_default=True, kw_only_default=True)
 @dataclass(frozen=True, kw_only=True)
 class ChainEvent:
-    """Where an event was emitted: the contract, block, log index and transaction."""
+    """Where an event was emitted: the contract, block, log index and transaction.
+
+    A contract's event is declared once, as a subclass listing the event's own fields: the ABI's
+    inputs in snake_case, typed ``Address``, ``JobId``, ``int`` (``Rate``, ``Amount``),
+    ``bytes``, ``str``, ``bool`` or ``tuple[X, ...]`` of one of them. The subclass is made a
+    frozen, keyword-only dataclass here, so every event type is one and none repeats (or
+    forgets) the decorator; do not decorate one with ``@dataclass`` again (a frozen dataclass
+    cannot be made twice).
+    """
 
     ABI_NAME: ClassVar[str] = ""
     """The event's name in its contract's ABI; the class name if empty (two contracts may name
@@ -78,6 +95,10 @@ class ChainEvent:
     log_index: int
     tx_hash: str
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        dataclass(frozen=True, kw_only=True)(cls)
+
     def args(self) -> dict[str, Any]:
         """The event's own fields (without the location fields above)."""
         base = {f.name for f in fields(ChainEvent)}
@@ -87,24 +108,20 @@ class ChainEvent:
 # ---- market (MarketV1 names and fields; snake_case in Python) ----
 
 
-@dataclass(frozen=True, kw_only=True)
 class ProviderAdded(ChainEvent):
     provider: Address
     cp: str
 
 
-@dataclass(frozen=True, kw_only=True)
 class ProviderRemoved(ChainEvent):
     provider: Address
 
 
-@dataclass(frozen=True, kw_only=True)
 class ProviderUpdatedWithCp(ChainEvent):
     provider: Address
     new_cp: str
 
 
-@dataclass(frozen=True, kw_only=True)
 class JobEvent(ChainEvent):
     """An event of one job (topic 1 is its id); stored under Oyster's ``job_events`` names.
 
@@ -122,7 +139,6 @@ class JobEvent(ChainEvent):
         cls.JSON_NAME = cls.__name__.removeprefix("Job")
 
 
-@dataclass(frozen=True, kw_only=True)
 class JobOpened(JobEvent):
     metadata: str
     owner: Address
@@ -132,52 +148,43 @@ class JobOpened(JobEvent):
     timestamp: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class JobSettled(JobEvent):
     amount: Amount
     timestamp: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class JobClosed(JobEvent):
     pass
 
 
-@dataclass(frozen=True, kw_only=True)
 class JobDeposited(JobEvent):
     from_: Address
     amount: Amount
 
 
-@dataclass(frozen=True, kw_only=True)
 class JobWithdrew(JobEvent):
     to: Address
     amount: Amount
 
 
-@dataclass(frozen=True, kw_only=True)
 class JobReviseRateInitiated(JobEvent):
     new_rate: Rate
 
 
-@dataclass(frozen=True, kw_only=True)
 class JobReviseRateCancelled(JobEvent):
     pass
 
 
-@dataclass(frozen=True, kw_only=True)
 class JobReviseRateFinalized(JobEvent):
     new_rate: Rate
 
 
-@dataclass(frozen=True, kw_only=True)
 class JobMetadataUpdated(JobEvent):
     JSON_KEYS: ClassVar[Mapping[str, str]] = {"job": "job_id", "metadata": "new_metadata"}
 
     metadata: str
 
 
-@dataclass(frozen=True, kw_only=True)
 class LockCreated(ChainEvent):
     selector: bytes
     key: JobId
@@ -185,21 +192,18 @@ class LockCreated(ChainEvent):
     unlock_time: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class LockDeleted(ChainEvent):
     selector: bytes
     key: JobId
     i_value: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class LockWaitTimeUpdated(ChainEvent):
     selector: bytes
     prev_lock_time: int
     updated_lock_time: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class TokenUpdated(ChainEvent):
     old_token: Address
     new_token: Address
@@ -227,12 +231,10 @@ MarketEvent = (
 # ---- KMS registry (Oyster KmsVerifiable) ----
 
 
-@dataclass(frozen=True, kw_only=True)
 class ImageApproved(ChainEvent):
     image_id: bytes
 
 
-@dataclass(frozen=True, kw_only=True)
 class ImageRevoked(ChainEvent):
     image_id: bytes
 

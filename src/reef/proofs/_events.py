@@ -6,7 +6,6 @@ Array fields travel as ABI-encoded bytes (see ``ProofMarket.vy``): :func:`decode
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import get_args
 
 from eth_abi.abi import decode as abi_decode
@@ -46,7 +45,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, kw_only=True)
 class MarketCreated(ChainEvent):
     market_id: int
     creator: Address
@@ -60,14 +58,12 @@ class MarketCreated(ChainEvent):
     metadata: str
 
 
-@dataclass(frozen=True, kw_only=True)
 class TeeSignerSet(ChainEvent):
     market_id: int
     signer: Address
     allowed: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class AskCreated(ChainEvent):
     ask_id: int
     market_id: int
@@ -79,7 +75,6 @@ class AskCreated(ChainEvent):
     inputs: bytes
 
 
-@dataclass(frozen=True, kw_only=True)
 class AuctionCreated(ChainEvent):
     """The ask logged just before is a reverse Dutch auction (see ``_auction``)."""
 
@@ -91,7 +86,6 @@ class AuctionCreated(ChainEvent):
     ramp_end: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class AskSecret(ChainEvent):
     """An ask's encrypted private inputs: the body and its key's ACL for the engine."""
 
@@ -101,7 +95,6 @@ class AskSecret(ChainEvent):
     acl: bytes
 
 
-@dataclass(frozen=True, kw_only=True)
 class SecretAssigned(ChainEvent):
     """The ACL the engine made for the assigned prover's market key."""
 
@@ -110,20 +103,17 @@ class SecretAssigned(ChainEvent):
     acl: bytes
 
 
-@dataclass(frozen=True, kw_only=True)
 class EngineKeySet(ChainEvent):
     engine: Address
     key: bytes
 
 
-@dataclass(frozen=True, kw_only=True)
 class ProverKeySet(ChainEvent):
     prover: Address
     market_id: int
     key: bytes
 
 
-@dataclass(frozen=True, kw_only=True)
 class TaskAssigned(ChainEvent):
     ask_id: int
     prover: Address
@@ -132,14 +122,12 @@ class TaskAssigned(ChainEvent):
     price: Amount
 
 
-@dataclass(frozen=True, kw_only=True)
 class AssignmentSkipped(ChainEvent):
     ask_id: int
     prover: Address
     reason: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class ProofSubmitted(ChainEvent):
     ask_id: int
     prover: Address
@@ -147,7 +135,6 @@ class ProofSubmitted(ChainEvent):
     proof: bytes
 
 
-@dataclass(frozen=True, kw_only=True)
 class TeeProofSubmitted(ChainEvent):
     ask_id: int
     prover: Address
@@ -156,24 +143,20 @@ class TeeProofSubmitted(ChainEvent):
     signer: Address
 
 
-@dataclass(frozen=True, kw_only=True)
 class InvalidInputClosed(ChainEvent):
     ask_id: int
     prover: Address
     market_id: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class AskExpired(ChainEvent):
     ask_id: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class AskCancelled(ChainEvent):
     ask_id: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class ProverSlashed(ChainEvent):
     ask_id: int
     prover: Address
@@ -181,7 +164,6 @@ class ProverSlashed(ChainEvent):
     amount: Amount
 
 
-@dataclass(frozen=True, kw_only=True)
 class ProverRegistered(ChainEvent):
     prover: Address
     reward_address: Address
@@ -189,24 +171,20 @@ class ProverRegistered(ChainEvent):
     stake: Amount
 
 
-@dataclass(frozen=True, kw_only=True)
 class StakeAdded(ChainEvent):
     prover: Address
     amount: Amount
 
 
-@dataclass(frozen=True, kw_only=True)
 class StakeWithdrawn(ChainEvent):
     prover: Address
     amount: Amount
 
 
-@dataclass(frozen=True, kw_only=True)
 class ProverDeregistered(ChainEvent):
     prover: Address
 
 
-@dataclass(frozen=True, kw_only=True)
 class ProverJoined(ChainEvent):
     prover: Address
     market_id: int
@@ -215,14 +193,12 @@ class ProverJoined(ChainEvent):
     compute: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class ProverLeaving(ChainEvent):
     prover: Address
     market_id: int
     leave_at: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class ProverLeft(ChainEvent):
     prover: Address
     market_id: int

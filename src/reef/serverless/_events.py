@@ -13,7 +13,6 @@ Relay) and ``ABI_NAME`` gives the ABI's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar, get_args
 
 from reef.chain import Address, ChainEvent, EventDecoder, load_artifact
@@ -51,7 +50,6 @@ __all__ = [
 # ---- the code contract ----
 
 
-@dataclass(frozen=True, kw_only=True)
 class CodeCreated(ChainEvent):
     """A function deployed: its codehash is this event's transaction hash."""
 
@@ -62,24 +60,20 @@ class CodeCreated(ChainEvent):
 # ---- the Jobs contract ----
 
 
-@dataclass(frozen=True, kw_only=True)
 class ImageWhitelisted(ChainEvent):
     image_id: bytes
 
 
-@dataclass(frozen=True, kw_only=True)
 class ServerlessImageRevoked(ChainEvent):
     ABI_NAME: ClassVar[str] = "ImageRevoked"
 
     image_id: bytes
 
 
-@dataclass(frozen=True, kw_only=True)
 class VerifierUpdated(ChainEvent):
     verifier: Address
 
 
-@dataclass(frozen=True, kw_only=True)
 class ExecutorRegistered(ChainEvent):
     enclave: Address
     owner: Address
@@ -89,29 +83,24 @@ class ExecutorRegistered(ChainEvent):
     env: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class ExecutorStakeAdded(ChainEvent):
     enclave: Address
     amount: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class ExecutorDrained(ChainEvent):
     enclave: Address
 
 
-@dataclass(frozen=True, kw_only=True)
 class ExecutorRevived(ChainEvent):
     enclave: Address
 
 
-@dataclass(frozen=True, kw_only=True)
 class ExecutorDeregistered(ChainEvent):
     enclave: Address
     stake_returned: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class JobCreated(ChainEvent):
     """A job opened: what its selected executors must run."""
 
@@ -125,7 +114,6 @@ class JobCreated(ChainEvent):
     selected_executors: tuple[Address, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
 class JobResponded(ChainEvent):
     """One executor's output, as the Jobs contract accepted it."""
 
@@ -138,27 +126,23 @@ class JobResponded(ChainEvent):
     payment: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class JobRefunded(ChainEvent):
     job_id: int
     owner: Address
     amount: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class JobResultCallbackCalled(ChainEvent):
     job_id: int
     success: bool
 
 
-@dataclass(frozen=True, kw_only=True)
 class SlashedOnExecutionTimeout(ChainEvent):
     job_id: int
     enclave: Address
     amount: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class ServerlessJobClosed(ChainEvent):
     ABI_NAME: ClassVar[str] = "JobClosed"
 
@@ -186,18 +170,15 @@ ServerlessJobsEvent = (
 # ---- the Relay (the chain users pay on) ----
 
 
-@dataclass(frozen=True, kw_only=True)
 class GatewayRegistered(ChainEvent):
     gateway: Address
     owner: Address
 
 
-@dataclass(frozen=True, kw_only=True)
 class GatewayRemoved(ChainEvent):
     gateway: Address
 
 
-@dataclass(frozen=True, kw_only=True)
 class JobRelayed(ChainEvent):
     """A request on the request chain, for a gateway to claim and run."""
 
@@ -211,13 +192,11 @@ class JobRelayed(ChainEvent):
     callback_gas_limit: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class JobClaimed(ChainEvent):
     job_id: int
     gateway: Address
 
 
-@dataclass(frozen=True, kw_only=True)
 class RelayJobResponded(ChainEvent):
     """A gateway's answer on the Relay: what the user paid and got back."""
 
@@ -232,7 +211,6 @@ class RelayJobResponded(ChainEvent):
     refunded: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class RelayJobResultCallbackCalled(ChainEvent):
     ABI_NAME: ClassVar[str] = "JobResultCallbackCalled"
 
@@ -240,7 +218,6 @@ class RelayJobResultCallbackCalled(ChainEvent):
     success: bool
 
 
-@dataclass(frozen=True, kw_only=True)
 class JobCancelled(ChainEvent):
     job_id: int
     refunded: int
