@@ -900,44 +900,53 @@ def run_on(
     """
     if workers < 1:
         raise InputError(f"workers must be at least 1, got {workers}")
+
+    def server_on(listener: socket.socket, *, metrics: bool = metrics) -> Server:
+        return Server(
+            app,
+            listener,
+            what=what,
+            limits=limits,
+            refusal=refusal,
+            log_level=log_level,
+            metrics=metrics,
+        )
+
     if workers > 1:
-        _run_workers(app, sock, what, limits, refusal, log_level, ready, workers, metrics)
-        return
+        _run_workers(server_on, sock, what, ready, workers)
+    else:
+        asyncio.run(_serve_until_stopped(server_on(sock), ready))
 
-    async def main() -> None:
-        with stop_signals() as stop:
-            server = Server(
-                app,
-                sock,
-                what=what,
-                limits=limits,
-                refusal=refusal,
-                log_level=log_level,
-                metrics=metrics,
-            )
-            await server.start()
-            try:
-                if ready is not None:
-                    ready(server)
-                await until_stopped(stop, server)
-            finally:
-                await server.aclose()
 
-    asyncio.run(main())
+async def _serve_until_stopped(server: Server, ready: Callable[[Server], None] | None) -> None:
+    """Start ``server``, call ``ready`` with it, serve until a stop signal, then stop it."""
+    with stop_signals() as stop:
+        await server.start()
+        try:
+            if ready is not None:
+                ready(server)
+            await until_stopped(stop, server)
+        finally:
+            await server.aclose()
+
+
+class _ServerOn(Protocol):
+    """Makes the server a process runs on ``listener`` (with or without ``/metrics``)."""
+
+    def __call__(self, listener: socket.socket, *, metrics: bool = ...) -> Server: ...
 
 
 def _run_workers(
-    app: Any,
+    server_on: _ServerOn,
     sock: socket.socket,
     what: str,
-    limits: Limits | None,
-    refusal: Refusal | None,
-    log_level: str,
     ready: Callable[[Server], None] | None,
     workers: int,
-    metrics: bool = True,
 ) -> None:
-    """:func:`run_on` in ``workers`` forked processes sharing ``sock``; see there."""
+    """:func:`run_on` in ``workers`` forked processes sharing ``sock``; see there.
+
+    ``server_on(listener)`` is the server each worker runs on its listener.
+    """
     watched = {signal.SIGINT, signal.SIGTERM, signal.SIGCHLD}
     listeners = _reuseport_group(sock, workers, what)
     # Blocked before forking, so a signal arriving meanwhile waits for sigwait (parent) or for
@@ -954,8 +963,7 @@ def _run_workers(
                     for other in listeners:
                         if other is not own:
                             other.close()
-                    run_on(app, own, what=what, limits=limits, refusal=refusal,
-                           log_level=log_level, metrics=metrics)  # fmt: skip
+                    asyncio.run(_serve_until_stopped(server_on(own), None))
                 except BaseException:
                     _log.exception("%s: a worker failed", what)
                     code = 1
@@ -963,7 +971,8 @@ def _run_workers(
                     os._exit(code)
             alive.add(pid)
         if ready is not None:
-            ready(Server(app, listeners[0], what=what, limits=limits, refusal=refusal))
+            # Only told where the workers listen: never started, so it needs no metrics.
+            ready(server_on(listeners[0], metrics=False))
         # The kernel hands a connection to any listener of the group, and one this process
         # kept but never accepted on would hang there.
         for own in listeners:
