@@ -10,6 +10,10 @@ Every contract's events go through :class:`EventDecoder` (the market's and the K
 here, the proof market's and the serverless contracts' in their packages): fields are the
 elementary ABI types, ``bool`` and dynamic arrays of them (``address[]`` as
 ``tuple[Address, ...]``).
+
+The module is a little over 600 lines because the event types and the decoder that reads and
+stores them must agree field by field (types, names, Oyster's stored spellings), and are read
+together.
 """
 
 from __future__ import annotations
