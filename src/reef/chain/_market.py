@@ -195,10 +195,16 @@ class MarketClient(ContractClient[MarketEvent]):
 
     # ---- jobs ----
 
-    def _ensure_allowance(self, function: str, amount: int) -> None:
-        """Approve the market for ``amount`` if needed, after checking the sender has it (so a
-        call that is bound to fail does not leave an approval behind)."""
-        if not amount or self.token.allowance(self.sender, self.address) >= amount:
+    def _approve_payment(
+        self, function: str, amount: int, payee_exists: bool, missing: Revert
+    ) -> None:
+        """Before ``function`` takes ``amount`` from this account: approve the market for it if
+        the allowance is short, after checking what the contract would (that what it pays into
+        exists, else ``missing``; then the sender's balance), so that a call bound to fail
+        leaves no approval behind."""
+        if not payee_exists:
+            raise _would_revert(function, missing)
+        if self.token.allowance(self.sender, self.address) >= amount:
             return
         if self.token.balance() < amount:
             raise _would_revert(function, Revert.INSUFFICIENT_BALANCE)
@@ -222,9 +228,8 @@ class MarketClient(ContractClient[MarketEvent]):
         check_uint(balance, "balance")
         checked_rate = _check_rate(rate)
         if approve and balance:
-            if self.provider(provider_address) is None:
-                raise _would_revert("jobOpen", Revert.PROVIDER_NOT_REGISTERED)
-            self._ensure_allowance("jobOpen", balance)
+            registered = self.provider(provider_address) is not None
+            self._approve_payment("jobOpen", balance, registered, Revert.PROVIDER_NOT_REGISTERED)
         result = self._transact("jobOpen", metadata, provider_address, checked_rate, balance)
         return result.first(JobOpened).job
 
@@ -235,9 +240,8 @@ class MarketClient(ContractClient[MarketEvent]):
         check_uint(amount, "amount")
         job_id = parse_job_id(job)
         if approve and amount:
-            if self.find_job(job_id) is None:
-                raise _would_revert("jobDeposit", Revert.JOB_NOT_FOUND)
-            self._ensure_allowance("jobDeposit", amount)
+            found = self.find_job(job_id) is not None
+            self._approve_payment("jobDeposit", amount, found, Revert.JOB_NOT_FOUND)
         return self._transact("jobDeposit", job_id, amount)
 
     def withdraw(self, job: int | str | bytes, amount: int) -> TxResult[MarketEvent]:
