@@ -82,3 +82,18 @@ async def test_the_derive_server_refuses_paths_that_are_not_utf8() -> None:
         other = await client.get("/derive", params={"path": "a", "version": "9"})
         assert other.status_code == 400
         assert "only the seed of version 0" in other.text
+
+
+async def test_an_error_retry_if_calls_final_is_not_retried() -> None:
+    calls = 0
+
+    async def fetch(version: int | None) -> tuple[bytes, int]:
+        nonlocal calls
+        calls += 1
+        raise KMSError("the root refuses this image" if calls > 1 else "unreachable")
+
+    with pytest.raises(KMSError, match="refuses this image"):
+        await EnclaveSeeds(fetch).start(
+            retry_for_s=5.0, retry_if=lambda exc: exc.message == "unreachable"
+        )
+    assert calls == 2

@@ -129,13 +129,15 @@ class EnclaveSeeds:
         retry_for_s: float = 0.0,
         on_retry: Callable[[KMSError, float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        retry_if: Callable[[KMSError], bool] = lambda _: True,
     ) -> int:
         """Fetch the current seed from the root; return its version.
 
         A root serving a burst of enclave boots from one host refuses the connections past its
         per-address share (reef.scallop's handshake slots), and a root that is restarting
         refuses every one: ``retry_for_s`` keeps trying, with jittered backoff, for that long,
-        calling ``on_retry(error, delay)`` before each wait. The last error is raised after.
+        calling ``on_retry(error, delay)`` before each wait. The last error is raised after,
+        and at once an error ``retry_if`` says is final (any error is retried by default).
 
         Raises:
             KMSError: when the root refuses or cannot be reached (after the retries).
@@ -148,7 +150,7 @@ class EnclaveSeeds:
                 break
             except KMSError as exc:
                 pause = min(delay * (0.5 + random.random()), max(0.0, deadline - clock()))
-                if pause <= 0:
+                if pause <= 0 or not retry_if(exc):
                     raise
                 if on_retry is not None:
                     on_retry(exc, pause)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -321,32 +320,25 @@ class DeriveServer:
     def __repr__(self) -> str:
         return f"DeriveServer({self.host}:{self._port}, {self.seeds!r})"
 
-    async def _fetch_with_retry(self) -> int:
-        # The root may still be starting (reef up starts it first, but not necessarily before us):
-        # retry while its port refuses connections, never when it answered and refused us.
-        deadline = time.monotonic() + self._startup_timeout
-        delay = 0.05
-        while True:
-            try:
-                return await self.seeds.start()
-            except KMSError as exc:
-                if not _unreachable(exc) or time.monotonic() + delay > deadline:
-                    if _unreachable(exc):
-                        raise KMSError(
-                            f"the KMS root is not reachable: {exc.message}",
-                            hint="start the KMS root first (reef up does), or check the wiring",
-                        ) from exc
-                    raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
-
     async def start(self) -> None:
         """Fetch the enclave seed from the root, then listen.
 
         Raises:
             KMSError: when the root is unreachable within ``startup_timeout`` or refuses.
         """
-        version = await self._fetch_with_retry()
+        try:
+            # The root may still be starting (reef up starts it first, but not necessarily
+            # before us): retry while its port refuses connections, never once it refused us.
+            version = await self.seeds.start(
+                retry_for_s=self._startup_timeout, retry_if=_unreachable
+            )
+        except KMSError as exc:
+            if _unreachable(exc):
+                raise KMSError(
+                    f"the KMS root is not reachable: {exc.message}",
+                    hint="start the KMS root first (reef up does), or check the wiring",
+                ) from exc
+            raise
         self._port = await self._http.start()
         _log.info("derive server on %s:%d (root seed v%d)", self.host, self._port, version)
 
