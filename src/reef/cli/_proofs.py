@@ -12,13 +12,15 @@ One module (about 1050 lines, most of it the commands' options and help): the co
 location, option blocks and the ask and prover tables. Each command parses its flags and files,
 calls :mod:`reef.proofs` (``request_proof``, ``wait_for_ask``, ``describe_market`` /
 ``describe_ask`` / ``describe_prover``, ``join_as_prover``, ``enroll_prover``,
-``MatchingEngine.on_database``, ...) and prints; the services' ``--network`` file is a
+``MatchingEngine.on_database``, ...) and prints (a command that sends one transaction and prints
+its result is declared once, by :func:`_market_command`); the services' ``--network`` file is a
 :class:`reef.proofs.ServiceSettings`. ``reef proofs engine run``, ``reef prover run`` and
 ``reef proofs ivs run`` run the three services as processes of their own (what an enclave runs).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -130,6 +132,15 @@ SnarkjsDir = Annotated[
     ),
 ]
 
+ArtifactsDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--artifacts",
+        help="The markets' circuit files by SHA-256 (default: "
+        "reef up's store; in an enclave, the copy in its image).",
+    ),
+]
+
 NetworkFile = Annotated[
     Path | None,
     typer.Option(
@@ -190,6 +201,39 @@ def _on_market(flags: Flags, do: Callable[[_Ctx], T], *, account: bool = True) -
     ``account``); a reef error on the way ends the command (exit 1, the message on stderr)."""
     result: T = _run(lambda: do(_ctx(flags, account=account)))
     return result
+
+
+_Command = Callable[..., dict[str, Any]]
+
+
+def _market_command(group: typer.Typer, name: str, *, title: str) -> Callable[[_Command], _Command]:
+    """Make ``do(ctx, ...)`` the command ``name`` of ``group``: a transaction on the proof market
+    (``--rpc``, ``--proof-market``, sent from ``--key``) whose result is printed (a table titled
+    ``title``, or ``--json``); a reef error ends it (exit 1). Typer sees ``do``'s parameters
+    after ``ctx``, then the shared flags; ``do`` itself is returned as it is::
+
+        @_market_command(prover_app, "leave", title="leave")
+        def prover_leave(ctx: _Ctx, market_id: MarketId) -> dict[str, Any]: ...
+    """
+
+    def decorate(do: _Command) -> _Command:
+        own = inspect.signature(do, eval_str=True)
+        flags = inspect.Parameter(
+            "flags", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Flags
+        )
+
+        def command(flags: Flags, **kwargs: Any) -> None:
+            result = _on_market(flags, lambda ctx: do(ctx, **kwargs))
+            print_result(result, flags.as_json, title=title)
+
+        command.__doc__, command.__name__ = do.__doc__, do.__name__
+        command.__signature__ = own.replace(  # type: ignore[attr-defined]
+            parameters=[flags, *list(own.parameters.values())[1:]], return_annotation=None
+        )
+        group.command(name)(with_flags("rpc", "proof_market", "key", "as_json")(command))
+        return do
+
+    return decorate
 
 
 def _run_until_stopped(service: Any, interval: float, doing: str) -> None:
@@ -639,19 +683,14 @@ def list_cmd(flags: Flags) -> None:
     print_rows(_on_market(flags, go, account=False), columns, flags.as_json, title="asks")
 
 
-@proofs_app.command("cancel")
-@with_flags("rpc", "proof_market", "key", "as_json")
-def cancel_cmd(flags: Flags, ask_id: AskId) -> None:
+@_market_command(proofs_app, "cancel", title="ask closed")
+def cancel_cmd(ctx: _Ctx, ask_id: AskId) -> dict[str, Any]:
     """Cancel an ask nobody was assigned yet (refunds it); an expired one is refunded instead."""
+    from reef.proofs import close_ask
 
-    def go(ctx: _Ctx) -> dict[str, Any]:
-        from reef.proofs import close_ask
-
-        client = ctx.client()
-        tx = close_ask(client, ask_id)
-        return {"ask_id": ask_id, "state": client.ask_state(ask_id).label, "tx": tx}
-
-    print_result(_on_market(flags, go), flags.as_json, title="ask closed")
+    client = ctx.client()
+    tx = close_ask(client, ask_id)
+    return {"ask_id": ask_id, "state": client.ask_state(ask_id).label, "tx": tx}
 
 
 # ---- the matching engine ----
@@ -721,10 +760,9 @@ def engine_run(
     _run_until_stopped(engine, interval, f"matching as {engine.client.sender}")
 
 
-@engine_app.command("register")
-@with_flags("rpc", "proof_market", "key", "as_json")
+@_market_command(engine_app, "register", title="matching engine registered")
 def engine_register(
-    flags: Flags,
+    ctx: _Ctx,
     evidence: Annotated[
         Path,
         typer.Option("--evidence", help="The engine enclave's attestation document."),
@@ -734,122 +772,98 @@ def engine_register(
     ],
     root: AttestationRoot = "aws",
     replay: ReplayOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """Make an attested enclave's key the market's matching engine (the market's admin only)."""
+    from reef.encoding import parse_hex
+    from reef.proofs import register_matching_engine
 
-    def go(ctx: _Ctx) -> dict[str, Any]:
-        from reef.encoding import parse_hex
-        from reef.proofs import register_matching_engine
-
-        document, check = _evidence_check(evidence, root, replay, ctx)
-        engine = register_matching_engine(
-            ctx.client(), document, image_id=parse_hex(image_id, name="--image-id"), **check
-        )
-        return {"engine": engine, "image_id": image_id}
-
-    print_result(_on_market(flags, go), flags.as_json, title="matching engine registered")
+    document, check = _evidence_check(evidence, root, replay, ctx)
+    engine = register_matching_engine(
+        ctx.client(), document, image_id=parse_hex(image_id, name="--image-id"), **check
+    )
+    return {"engine": engine, "image_id": image_id}
 
 
 # ---- provers ----
 
 
-@prover_app.command("register")
-@with_flags("rpc", "proof_market", "key", "as_json")
+@_market_command(prover_app, "register", title="prover registered")
 def prover_register(
-    flags: Flags,
+    ctx: _Ctx,
     stake: Annotated[str, typer.Option("--stake", help="Stake to lock (rUSD).")],
     compute: Annotated[int, typer.Option("--compute", help="Declared compute units.")] = 4,
-) -> None:
+) -> dict[str, Any]:
     """Register as a prover with a stake and declared compute."""
-
-    def go(ctx: _Ctx) -> dict[str, Any]:
-        amount = _amount(stake, "--stake")
-        client = ctx.client()
-        client.ensure_allowance(amount)
-        result = client.register(compute=compute, stake=amount)
-        return {
-            "prover": ctx.session.address,
-            "stake": _fmt(amount),
-            "compute": compute,
-            "tx": result.tx_hash,
-        }
-
-    print_result(_on_market(flags, go), flags.as_json, title="prover registered")
+    amount = _amount(stake, "--stake")
+    client = ctx.client()
+    client.ensure_allowance(amount)
+    result = client.register(compute=compute, stake=amount)
+    return {
+        "prover": ctx.session.address,
+        "stake": _fmt(amount),
+        "compute": compute,
+        "tx": result.tx_hash,
+    }
 
 
-@prover_app.command("join")
-@with_flags("rpc", "proof_market", "key", "as_json")
+@_market_command(prover_app, "join", title="joined")
 def prover_join(
-    flags: Flags,
+    ctx: _Ctx,
     market_id: MarketId,
     price: Annotated[str, typer.Option("--price", help="Your price per proof (rUSD).")],
     max_time: Annotated[str, typer.Option("--max-time", help="Longest you take per proof.")] = "1m",
     compute: Annotated[int, typer.Option("--compute", help="Compute units one request uses.")] = 1,
-) -> None:
+) -> dict[str, Any]:
     """Join a market with a price, a proving-time bound and compute per request."""
+    from reef.proofs import MarketJoin, join_as_prover
 
-    def go(ctx: _Ctx) -> dict[str, Any]:
-        from reef.proofs import MarketJoin, join_as_prover
-
-        terms = MarketJoin(
-            market_id=market_id,
-            price=_amount(price, "--price"),
-            max_time=_duration(max_time),
-            compute=compute,
-        )
-        # In a market with private inputs, they are re-encrypted to this account's key, which
-        # `reef prover run` decrypts with.
-        tx, key = join_as_prover(ctx.client(), terms, private_key=ctx.private_key())
-        out = {"market_id": market_id, "prover": ctx.session.address, "tx": tx}
-        if key is not None:
-            out["encryption_key"] = "0x" + key.hex()
-        return out
-
-    print_result(_on_market(flags, go), flags.as_json, title="joined")
+    terms = MarketJoin(
+        market_id=market_id,
+        price=_amount(price, "--price"),
+        max_time=_duration(max_time),
+        compute=compute,
+    )
+    # In a market with private inputs, they are re-encrypted to this account's key, which
+    # `reef prover run` decrypts with.
+    tx, key = join_as_prover(ctx.client(), terms, private_key=ctx.private_key())
+    out = {"market_id": market_id, "prover": ctx.session.address, "tx": tx}
+    if key is not None:
+        out["encryption_key"] = "0x" + key.hex()
+    return out
 
 
-@prover_app.command("leave")
-@with_flags("rpc", "proof_market", "key", "as_json")
-def prover_leave(flags: Flags, market_id: MarketId) -> None:
+@_market_command(prover_app, "leave", title="leave")
+def prover_leave(ctx: _Ctx, market_id: MarketId) -> dict[str, Any]:
     """Leave a market: the first call stops new assignments; run it again after the delay."""
+    from reef.proofs import withdraw_from_market
 
-    def go(ctx: _Ctx) -> dict[str, Any]:
-        from reef.proofs import withdraw_from_market
-
-        leave_at = withdraw_from_market(ctx.client(), market_id)
-        if leave_at:
-            return {"market_id": market_id, "state": "leaving", "leave_at": leave_at}
-        return {"market_id": market_id, "state": "left"}
-
-    print_result(_on_market(flags, go), flags.as_json, title="leave")
+    leave_at = withdraw_from_market(ctx.client(), market_id)
+    if leave_at:
+        return {"market_id": market_id, "state": "leaving", "leave_at": leave_at}
+    return {"market_id": market_id, "state": "left"}
 
 
-@prover_app.command("status")
-@with_flags("rpc", "proof_market", "key", "as_json")
-def prover_status(flags: Flags) -> None:
+@_market_command(prover_app, "status", title="prover")
+def prover_status(ctx: _Ctx) -> dict[str, Any]:
     """Your stake, compute and markets."""
+    from reef.proofs import describe_prover
 
-    def go(ctx: _Ctx) -> dict[str, Any]:
-        from reef.proofs import describe_prover
-
-        listing = describe_prover(ctx.client(), ctx.session.address)
-        info = listing.info
-        markets = [
-            {"market_id": market_id, "price": _fmt(offer.price), "max_time": offer.max_time,
-             "compute": offer.compute, "active": offer.active, "leaving": offer.leave_at != 0}
-            for market_id, offer in listing.offers.items()
-        ]  # fmt: skip
-        return {
-            "prover": info.address,
-            "registered": info.registered,
-            "stake": _fmt(info.stake),
-            "stake_locked": _fmt(info.stake_locked),
-            "compute": info.compute,
-            "compute_used": info.compute_used,
-            "markets": markets,
-        }
-
-    print_result(_on_market(flags, go), flags.as_json, title="prover")
+    listing = describe_prover(ctx.client(), ctx.session.address)
+    info = listing.info
+    markets = [
+        {"market_id": market_id, "price": _fmt(offer.price), "max_time": offer.max_time,
+         "compute": offer.compute, "active": offer.active, "leaving": offer.leave_at != 0}
+        for market_id, offer in listing.offers.items()
+    ]  # fmt: skip
+    return {
+        "prover": info.address,
+        "registered": info.registered,
+        "stake": _fmt(info.stake),
+        "stake_locked": _fmt(info.stake_locked),
+        "compute": info.compute,
+        "compute_used": info.compute_used,
+        "markets": markets,
+    }
 
 
 @prover_app.command("run")
@@ -880,14 +894,7 @@ def prover_run(
         bool, typer.Option("--once", help="Work through current tasks, then exit.")
     ] = False,
     network: NetworkFile = None,
-    artifacts: Annotated[
-        Path | None,
-        typer.Option(
-            "--artifacts",
-            help="The markets' circuit files by SHA-256 (default: "
-            "reef up's store; in an enclave, the copy in its image).",
-        ),
-    ] = None,
+    artifacts: ArtifactsDir = None,
     snarkjs: SnarkjsDir = None,
 ) -> None:
     """Prove the tasks assigned to you (snarkjs for Groth16 markets, --tee workers for TEE
@@ -977,13 +984,7 @@ def ivs_run(
     host: ListenHost = "127.0.0.1",
     port: ListenPort = 8701,
     network: NetworkFile = None,
-    artifacts: Annotated[
-        Path | None,
-        typer.Option(
-            "--artifacts",
-            help="The markets' circuit files by SHA-256 (default: reef up's store).",
-        ),
-    ] = None,
+    artifacts: ArtifactsDir = None,
     snarkjs: SnarkjsDir = None,
 ) -> None:
     """Serve a market's input verification service (``POST /invalid``) until Ctrl-C: it signs
