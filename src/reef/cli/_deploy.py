@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +11,7 @@ from reef.cli._options import (
     AccountKey,
     AttestationRoot,
     DebugEnclave,
+    ImageFile,
     ImageStore,
     InitParamsFile,
     Json,
@@ -28,7 +28,7 @@ def register(root: typer.Typer) -> None:
 
 
 def deploy_cmd(
-    image: Annotated[Path, typer.Argument(help="An app directory (built first) or image file.")],
+    image: ImageFile,
     duration: Annotated[
         str, typer.Option("--duration", help="How long to pay for: 90s, 30m, 1h, 2d ...")
     ],

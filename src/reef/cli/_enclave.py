@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -13,6 +12,7 @@ from reef.cli._common import stop_signals
 from reef.cli._options import (
     DebugEnclave,
     Follow,
+    ImageFile,
     InitParamsFile,
     Insecure,
     Json,
@@ -136,9 +136,7 @@ def _warn(info: EnclaveInfo) -> None:
 
 @app.command("run")
 def run_cmd(
-    image: Annotated[
-        Path, typer.Argument(help="An image built by `reef image build` (or an app directory).")
-    ],
+    image: ImageFile,
     init_params: InitParamsFile = None,
     debug: DebugEnclave = False,
     cpus: Annotated[int | None, typer.Option("--cpus", help="vCPUs (default: reef.toml).")] = None,

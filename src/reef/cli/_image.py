@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from reef.cli._common import read_file
-from reef.cli._options import DebugEnclave, InitParamsFile, Json
+from reef.cli._options import DebugEnclave, ImageFile, InitParamsFile, Json
 from reef.cli._output import failing, print_json, print_mapping, print_result, print_table
 from reef.cli._root import command_group
 
@@ -55,9 +55,7 @@ def build_cmd(
 
 @app.command("measure")
 def measure_cmd(
-    image_file: Annotated[
-        Path, typer.Argument(help="An image built by `reef image build` (or an app directory).")
-    ],
+    image_file: ImageFile,
     init_params: InitParamsFile = None,
     debug: DebugEnclave = False,
     as_json: Json = False,
@@ -78,9 +76,7 @@ def measure_cmd(
 
 @app.command("inspect")
 def inspect_cmd(
-    image_file: Annotated[
-        Path, typer.Argument(help="An image built by `reef image build` (or an app directory).")
-    ],
+    image_file: ImageFile,
     as_json: Json = False,
 ) -> None:
     """Show an image's reef.toml settings and its files."""

@@ -30,6 +30,7 @@ __all__ = [
     "Flags",
     "Follow",
     "FreshChain",
+    "ImageFile",
     "ImageStore",
     "InitParamsFile",
     "Insecure",
@@ -145,6 +146,12 @@ Insecure = Annotated[
     ),
 ]
 """``--insecure``: run enclaves without isolation (development hosts); outputs say so."""
+
+ImageFile = Annotated[
+    Path,
+    typer.Argument(help="An image built by `reef image build`, or an app directory (built first)."),
+]
+"""``IMAGE``: the enclave image a command runs, deploys or measures (``image: ImageFile``)."""
 
 InitParamsFile = Annotated[
     Path | None,
