@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._options import FreshChain, Json, ListenHost, ListenPort
-from reef.cli._output import err_console, fail, failing, print_json, print_result, say
-from reef.errors import ReefError
+from reef.cli._output import err_console, failing, print_json, print_result, say
 
 if TYPE_CHECKING:
     from reef.chain import Devnet, DevnetInfo
@@ -69,7 +68,6 @@ def chain(
     ] = 5.0,
 ) -> None:
     """Run the devnet in the foreground until Ctrl-C; state persists under $REEF_HOME/chain."""
-    import asyncio
 
     if ctx.invoked_subcommand is not None:
         return
@@ -98,51 +96,23 @@ def chain(
             devnet = Devnet.open(
                 home, fresh=fresh, rate_lock_s=rate_lock, accounts=accounts, progress=progress
             )
+    from reef.chain import serve_devnet
+    from reef.cli._common import serve_until_stopped
+
     try:
-        asyncio.run(
-            _serve(
+        serve_until_stopped(
+            lambda: serve_devnet(
                 devnet,
-                home,
-                host,
-                port,
-                replaying=replaying,
+                host=host,
+                port=port,
                 cors_origins=tuple(cors_origin or ()),
                 call_timeout_s=call_timeout,
-            )
+            ),
+            lambda server: _banner(devnet, home, server.url, replaying=replaying),
         )
-    except ReefError as exc:
-        raise fail(exc) from exc
     finally:
         devnet.close()
     say(f"devnet stopped; its state is kept in {home.chain} (--fresh starts over)")
-
-
-async def _serve(
-    devnet: Devnet,
-    home: ReefHome,
-    host: str,
-    port: int,
-    *,
-    replaying: bool,
-    cors_origins: tuple[str, ...] = (),
-    call_timeout_s: float = 5.0,
-) -> None:
-    from reef._serve import stop_signals, until_stopped
-    from reef.chain import serve_devnet
-
-    with stop_signals() as stop:
-        server = await serve_devnet(
-            devnet,
-            host=host,
-            port=port,
-            cors_origins=cors_origins,
-            call_timeout_s=call_timeout_s,
-        )
-        try:
-            _banner(devnet, home, server.url, replaying=replaying)
-            await until_stopped(stop, server)
-        finally:
-            await server.aclose()
 
 
 def _loopback(url: str) -> bool:

@@ -9,19 +9,20 @@
   and ``reef executor``), resolved the same way (:func:`reef.node.open_chain` and
   :func:`reef.node.locate_service`);
 - stopping a foreground command cleanly on Ctrl-C or SIGTERM (:func:`stop_signals`, the one way
-  every reef command reacts to a stop signal, lives on the serving floor, :mod:`reef._serve`).
+  every reef command reacts to a stop signal, lives on the serving floor, :mod:`reef._serve`),
+  and serving one server until then (:func:`serve_until_stopped`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from reef.cli._output import tx_printer
+from reef.cli._output import err_console, failing, tx_printer
 from reef.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ __all__ = [
     "owner_jobs",
     "read_file",
     "read_input",
+    "serve_until_stopped",
     "stop_signals",
     "trusted_root",
 ]
@@ -57,6 +59,51 @@ def stop_signals() -> Iterator[asyncio.Event]:
 
     with floor_stop_signals() as stop:
         yield stop
+
+
+class _Serving(Protocol):
+    """A started server: it stops by itself (``wait`` returns) or when closed."""
+
+    async def wait(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+_ServingT = TypeVar("_ServingT", bound=_Serving)
+
+
+def serve_until_stopped(
+    start: Callable[[], Awaitable[_ServingT]],
+    ready: Callable[[_ServingT], None] | None = None,
+    *,
+    stopping: str | None = None,
+    before_close: Callable[[], None] | None = None,
+) -> None:
+    """Run a command's server in the foreground: ``start`` it (inside the event loop), call
+    ``ready`` with it (to say where it listens), serve until Ctrl-C or SIGTERM or until it stops
+    by itself, then close it. ``stopping`` is said on stderr when a signal stops it;
+    ``before_close`` runs first when it closes (to end what closing would wait for). A reef
+    error on the way ends the command (exit 1, :func:`~reef.cli._output.failing`)."""
+    import asyncio
+
+    from reef._serve import until_stopped
+
+    async def main() -> None:
+        with stop_signals() as stop:
+            server = await start()
+            try:
+                if ready is not None:
+                    ready(server)
+                await until_stopped(stop, server)
+                if stop.is_set() and stopping is not None:
+                    err_console().print(stopping, markup=False)
+            finally:
+                if before_close is not None:
+                    before_close()
+                await server.aclose()
+
+    with failing():
+        asyncio.run(main())
 
 
 def read_file(path: Path) -> bytes:

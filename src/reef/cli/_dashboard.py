@@ -63,36 +63,33 @@ def dashboard_cmd(
     ] = False,
 ) -> None:
     """Serve the web dashboard until Ctrl-C (management only on loopback, with the printed token)."""
-    import asyncio
-
-    from reef._serve import serve, until_stopped
-    from reef.cli._common import stop_signals
+    from reef._serve import Server, serve
+    from reef.cli._common import serve_until_stopped
     from reef.web import dashboard_app, is_loopback
 
-    async def main() -> None:
-        dash = _dashboard(rpc, market, key, host, manage=not read_only)
-        with stop_signals() as stop:
-            server = await serve(
-                dashboard_app(dash),
-                host=host,
-                port=port,
-                what="dashboard",
-                hint="another process uses that port; pick another with --port",
-            )
-            try:
-                typer.echo(f"dashboard  {server.url}")
-                if dash.manage_enabled:
-                    typer.echo(f"manage     {server.url}/?token={dash.token}")
-                elif not is_loopback(host):
-                    typer.echo("management is off: the dashboard does not listen on loopback")
-                typer.echo("ready")
-                await until_stopped(stop, server)
-            finally:
-                dash.close()  # open live log streams end, so stopping does not wait for them
-                await server.aclose()
-
     with failing():
-        asyncio.run(main())
+        dash = _dashboard(rpc, market, key, host, manage=not read_only)
+
+    def ready(server: Server) -> None:
+        typer.echo(f"dashboard  {server.url}")
+        if dash.manage_enabled:
+            typer.echo(f"manage     {server.url}/?token={dash.token}")
+        elif not is_loopback(host):
+            typer.echo("management is off: the dashboard does not listen on loopback")
+        typer.echo("ready")
+
+    serve_until_stopped(
+        lambda: serve(
+            dashboard_app(dash),
+            host=host,
+            port=port,
+            what="dashboard",
+            hint="another process uses that port; pick another with --port",
+        ),
+        ready,
+        # Open live log streams end first, so stopping does not wait for them.
+        before_close=dash.close,
+    )
 
 
 def _samples(dash: Dashboard, metrics: list[str]) -> list[Sample]:

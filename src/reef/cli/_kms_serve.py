@@ -16,7 +16,7 @@ from typing import Annotated, Protocol, TypeVar
 
 import typer
 
-from reef.cli._common import read_file
+from reef.cli._common import read_file, serve_until_stopped
 from reef.cli._options import AttestationMaxAge, KmsEndpoint, KmsPubkey, TrustOption
 from reef.cli._output import err_console, fail, failing
 from reef.encoding import parse_hex
@@ -212,25 +212,13 @@ _ServerT = TypeVar("_ServerT", bound=_Server)
 def _serve_until_stopped(
     make: Callable[[], _ServerT], ready: Callable[[_ServerT], None] | None = None
 ) -> None:
-    """Start the server ``make`` builds (inside the event loop), run ``ready``, serve until
-    SIGINT/SIGTERM (:func:`reef._serve.stop_signals`, as every reef command), then close its
-    listeners."""
-    import asyncio
+    """Build the server with ``make`` and start it (inside the event loop), run ``ready``, serve
+    until SIGINT/SIGTERM, then close its listeners (:func:`reef.cli._common.serve_until_stopped`,
+    as every command's server)."""
 
-    from reef._serve import stop_signals, until_stopped
+    async def start() -> _ServerT:
+        server = make()
+        await server.start()
+        return server
 
-    async def main() -> None:
-        with stop_signals() as stop:
-            server = make()
-            await server.start()
-            try:
-                if ready is not None:
-                    ready(server)
-                await until_stopped(stop, server)
-                if stop.is_set():
-                    err_console().print("stopping", markup=False)
-            finally:
-                await server.aclose()
-
-    with failing():
-        asyncio.run(main())
+    serve_until_stopped(start, ready, stopping="stopping")

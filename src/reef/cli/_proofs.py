@@ -1026,20 +1026,12 @@ def ivs_run(
         return verifier, ivs_app(verifier, ctx.client(), from_block=start)
 
     verifier, served_app = _run(build)
-    import asyncio
-
-    from reef.cli._common import stop_signals
+    from reef.cli._common import serve_until_stopped
     from reef.node._serve import serve_app
 
-    async def main() -> None:
-        with stop_signals() as stop:
-            server = await serve_app(
-                served_app, host=host, port=port, what="the input verification service"
-            )
-            note(f"input verification service {verifier.address} on {server.url}; Ctrl-C stops")
-            try:
-                await stop.wait()
-            finally:
-                await server.aclose()
-
-    _run(lambda: asyncio.run(main()))
+    serve_until_stopped(
+        lambda: serve_app(served_app, host=host, port=port, what="the input verification service"),
+        lambda server: note(
+            f"input verification service {verifier.address} on {server.url}; Ctrl-C stops"
+        ),
+    )
