@@ -172,14 +172,28 @@ def _print_output(data: dict[str, Any]) -> None:
     print_mapping(shown)
 
 
+def _answer_json(error_code: int, output: bytes, total_time_ms: int) -> dict[str, Any]:
+    """A function's answer, local or on chain: its error code and what the code means, the
+    output as text (``None`` where it is not UTF-8) and as hex, and how long it ran."""
+    from reef.serverless import ErrorCode
+
+    try:
+        description = ErrorCode(error_code).description
+    except ValueError:
+        description = "unknown"
+    return {
+        "error_code": error_code,
+        "error": description,
+        "output": _text(output),
+        "output_hex": "0x" + output.hex(),
+        "total_time_ms": total_time_ms,
+    }
+
+
 def result_json(result: CallResult) -> dict[str, Any]:
     """The JSON form of a call's result (``reef fn dev --json``)."""
     return {
-        "error_code": int(result.error_code),
-        "error": result.error_code.description,
-        "output": _text(result.output),
-        "output_hex": "0x" + result.output.hex(),
-        "total_time_ms": result.total_time_ms,
+        **_answer_json(int(result.error_code), result.output, result.total_time_ms),
         "status": result.status,
         "logs": result.logs,
     }
@@ -251,10 +265,8 @@ def deploy_cmd(
         metadata = json.dumps({"name": name or path.resolve().parent.name}).encode()
         codehash = where.code(send=True).deploy_code(source, metadata)
     data = {"codehash": codehash, "code_contract": where.code_address, "bytes": len(source)}
-    if flags.as_json:
-        print_json(data)
-    else:
-        print_mapping(data)
+    print_result(data, flags.as_json)
+    if not flags.as_json:
         note(f"call it with: reef fn call {codehash} --input ...")
 
 
@@ -280,22 +292,12 @@ def _wait_for_output(
 def _call_json(
     client: ServerlessJobsClient, response: JobResponded, request_id: int
 ) -> dict[str, Any]:
-    from reef.serverless import ErrorCode
-
     signed = client.signed_output(response.tx_hash)
     domain = client.domain()
-    try:
-        description = ErrorCode(response.error_code).description
-    except ValueError:
-        description = "unknown"
     return {
         "job_id": request_id,
         "exec_job_id": signed.job_id,
-        "error_code": response.error_code,
-        "error": description,
-        "output": _text(response.output),
-        "output_hex": "0x" + response.output.hex(),
-        "total_time_ms": response.total_time,
+        **_answer_json(response.error_code, response.output, response.total_time),
         "executor": response.executor,
         "signature": "0x" + signed.signature.hex(),
         "sign_timestamp": signed.sign_timestamp,
