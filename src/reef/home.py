@@ -7,13 +7,15 @@ so library code never reads the environment itself.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["ReefHome", "replace_file"]
+__all__ = ["ReefHome", "replace_file", "replace_json"]
 
 
 def replace_file(path: Path, data: bytes, *, mode: int = 0o600, durable: bool = False) -> None:
@@ -48,6 +50,24 @@ def replace_file(path: Path, data: bytes, *, mode: int = 0o600, durable: bool = 
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def replace_json(
+    path: Path, data: Any, *, indent: int = 2, sort_keys: bool = False, durable: bool = False
+) -> None:
+    """Replace ``path`` with ``data`` as indented JSON and a final newline, atomically and
+    owner-only (:func:`replace_file`).
+
+    Args:
+        path: the file to replace; its directory must exist.
+        data: what :func:`json.dumps` can encode.
+        indent: spaces per level (files already written keep their indent, so their bytes
+            do not change from one release to the next).
+        sort_keys: write object keys sorted (stable diffs for maps keyed by URL or address).
+        durable: as for :func:`replace_file`.
+    """
+    text = json.dumps(data, indent=indent, sort_keys=sort_keys) + "\n"
+    replace_file(path, text.encode(), durable=durable)
 
 
 @dataclass(frozen=True)

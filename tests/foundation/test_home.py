@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-from reef.home import ReefHome, replace_file
+from reef.home import ReefHome, replace_file, replace_json
 
 
 def test_replace_file_writes_owner_only_and_leaves_nothing_else(tmp_path: Path) -> None:
@@ -37,6 +38,28 @@ def test_a_failed_replace_keeps_the_old_file_and_no_temporary(tmp_path: Path) ->
 def test_replace_file_into_a_missing_directory_is_an_os_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         replace_file(tmp_path / "missing" / "file", b"x")
+
+
+@pytest.mark.parametrize(("indent", "sort_keys"), [(2, False), (2, True), (1, True)])
+def test_replace_json_writes_what_json_dumps_writes_and_a_newline(
+    tmp_path: Path, indent: int, sort_keys: bool
+) -> None:
+    # The state files written before replace_json existed keep their bytes: the pins (2, sorted),
+    # the upload ledger (1, sorted), network.json and the extensions' deployment.json (2).
+    data = {"b": [1, {"z": None, "a": "x"}], "a": 2}
+    target = tmp_path / "state.json"
+    replace_json(target, data, indent=indent, sort_keys=sort_keys)
+    expected = json.dumps(data, indent=indent, sort_keys=sort_keys) + "\n"
+    assert target.read_bytes() == expected.encode()
+    assert json.loads(target.read_text()) == data
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+
+
+def test_replace_json_default_layout(tmp_path: Path) -> None:
+    target = tmp_path / "state.json"
+    replace_json(target, {"b": 1, "a": [2]}, durable=True)
+    assert target.read_text() == '{\n  "b": 1,\n  "a": [\n    2\n  ]\n}\n'
 
 
 def test_enclave_state_is_owner_only_and_per_image(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reef.errors import ConfigError
-from reef.home import ReefHome, replace_file
+from reef.home import ReefHome, replace_json
 from reef.kms._client import VerifiedKmsIdentity, normalize_kms_url
 
 __all__ = ["KmsPin", "PinStore"]
@@ -130,4 +130,4 @@ class PinStore:
         return True
 
     def _write(self, data: Mapping[str, Any]) -> None:
-        replace_file(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+        replace_json(self.path, data, sort_keys=True)

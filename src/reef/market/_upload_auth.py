@@ -17,7 +17,6 @@ Pure logic: the check of funds, the clock and the ledger of bytes per uploader a
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING
 from reef.crypto import eip191_digest, recover_digest
 from reef.encoding import parse_hex
 from reef.errors import InputError, ReefError
-from reef.home import replace_file
+from reef.home import replace_json
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -94,8 +93,7 @@ class UploadLedger:
 
     def add(self, address: str, size: int) -> None:
         self._used[address] = self.used(address) + size
-        replace_file(self.path, (json.dumps(self._used, indent=1, sort_keys=True) + "\n").encode())
-        os.chmod(self.path, 0o600)
+        replace_json(self.path, self._used, indent=1, sort_keys=True)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 from reef.chain import Address, Deployment, parse_address
 from reef.errors import ConfigError
-from reef.home import ReefHome, replace_file
+from reef.home import ReefHome, replace_json
 
 __all__ = ["NETWORK_FILE", "NetworkInfo"]
 
@@ -95,7 +95,7 @@ class NetworkInfo:
     def dump(self, home: ReefHome) -> None:
         """Write atomically to ``$REEF_HOME/network.json``."""
         path = home.ensure().path(NETWORK_FILE)
-        replace_file(path, (json.dumps(self.to_json(), indent=2) + "\n").encode())
+        replace_json(path, self.to_json())
 
     @classmethod
     def load(cls, home: ReefHome) -> NetworkInfo:

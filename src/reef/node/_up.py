@@ -46,7 +46,7 @@ from reef.enclave import (
     open_backend,
 )
 from reef.errors import EnclaveError, ReefError, ServiceError
-from reef.home import ReefHome, replace_file
+from reef.home import ReefHome, replace_json
 from reef.market import BackendRunner, ImageStore, RateCard, UploadPolicy, image_store_app
 from reef.node._examples import example_dir
 from reef.node._network import NetworkInfo
@@ -223,7 +223,7 @@ class _EnclaveExtension:
     def _save_state(self, home: ReefHome, state: Mapping[str, Any]) -> None:
         """Replace what :meth:`_load_state` reads, atomically."""
         path = home.path(self.ROLE, "deployment.json")
-        replace_file(path, (json.dumps(state, indent=2) + "\n").encode())
+        replace_json(path, state)
 
 
 class UpExtension(Protocol):
