@@ -9,7 +9,7 @@ import typer
 
 from reef.cli._common import read_file
 from reef.cli._options import DebugEnclave, ImageFile, InitParamsFile, Json
-from reef.cli._output import failing, print_json, print_mapping, print_result, print_table
+from reef.cli._output import failing, print_result, print_result_and_rows
 from reef.cli._root import command_group
 
 __all__ = ["register"]
@@ -99,8 +99,4 @@ def inspect_cmd(
         "image_id": image.image_id.hex(),
         "entries": entries,
     }
-    if as_json:
-        print_json(result)
-        return
-    print_mapping({k: v for k, v in result.items() if k != "entries"})
-    print_table(entries, ["path", "kind", "mode", "size"])
+    print_result_and_rows(result, as_json, rows="entries", columns=["path", "kind", "mode", "size"])

@@ -9,7 +9,7 @@ import typer
 
 from reef.cli._common import read_file, trusted_root
 from reef.cli._options import Json
-from reef.cli._output import fail, failing, print_json, print_mapping, print_table
+from reef.cli._output import fail, failing, print_result_and_rows
 from reef.cli._root import command_group
 from reef.errors import InputError, ReefError
 
@@ -146,11 +146,8 @@ def _summary(params: InitParams, output: Path | None, image_id: bytes | None) ->
 
 
 def _print(result: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print_json(result)
-        return
-    print_mapping({k: v for k, v in result.items() if k != "params"})
-    print_table(result["params"], ["path", "size", "should_attest", "should_decrypt"])
+    columns = ["path", "size", "should_attest", "should_decrypt"]
+    print_result_and_rows(result, as_json, rows="params", columns=columns)
 
 
 @app.command("build")

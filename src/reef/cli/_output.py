@@ -31,6 +31,7 @@ __all__ = [
     "print_json",
     "print_mapping",
     "print_result",
+    "print_result_and_rows",
     "print_rows",
     "print_table",
     "say",
@@ -86,6 +87,18 @@ def print_result(
         print_json(data)
     else:
         print_mapping(data if shown is None else shown, title=title)
+
+
+def print_result_and_rows(
+    data: Mapping[str, Any], as_json: bool, *, rows: str, columns: Sequence[str]
+) -> None:
+    """A result with one list of records, ``data[rows]``: ``data`` as JSON with ``--json``; for
+    people, its other fields as a key/value table, then that list as a table of ``columns``."""
+    if as_json:
+        print_json(data)
+        return
+    print_mapping({k: v for k, v in data.items() if k != rows})
+    print_table(data[rows], columns)
 
 
 def print_table(
