@@ -1,6 +1,7 @@
 """`reef dashboard` (the web dashboard against any chain) and `reef alerts check|run`.
 
-Both find the network as every market command does (``--rpc`` / ``--market`` / ``--key``, then
+Both find the network as every market command does (``--rpc`` / ``--market`` / ``--key``, the
+shared flags of :func:`~reef.cli._options.with_flags`, then
 ``$REEF_HOME/network.json``); the library does the work (:mod:`reef.web`).
 """
 
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._options import Json, ListenHost, ListenPort, Market, Rpc
+from reef.cli._options import Flags, ListenHost, ListenPort, with_flags
 from reef.cli._output import failing, print_json, print_table
 from reef.errors import ServiceError
 
@@ -25,9 +26,6 @@ alerts = typer.Typer(
     help="Alert rules (alerts.toml) over the network's metrics.", no_args_is_help=True
 )
 
-KeyOption = typer.Option(
-    "--key", help="File with the private key the dashboard manages with (default: dev account 0)."
-)
 RulesArgument = typer.Argument(help="The alert rules file (alerts.toml).", show_default=False)
 MetricsOption = typer.Option(
     "--metrics", help="Also read this /metrics URL (any reef service); repeatable."
@@ -39,25 +37,27 @@ def register(root: typer.Typer) -> None:
     root.add_typer(alerts, name="alerts")
 
 
-def _dashboard(
-    rpc: str | None, market: str | None, key: Path | None, host: str = "127.0.0.1", **kw: Any
-) -> Dashboard:
+def _dashboard(flags: Flags, host: str = "127.0.0.1", **kw: Any) -> Dashboard:
+    """The dashboard of the network the flags name (the account of ``--key`` manages)."""
     from reef.home import ReefHome
     from reef.web import Dashboard, DashboardSettings
 
-    return Dashboard(
-        DashboardSettings(
-            home=ReefHome.from_env(), rpc=rpc, market=market, key=key, host=host, **kw
-        )
+    settings = DashboardSettings(
+        home=ReefHome.from_env(),
+        rpc=flags.rpc,
+        market=flags.market,
+        key=flags.key,
+        host=host,
+        **kw,
     )
+    return Dashboard(settings)
 
 
+@with_flags("rpc", "market", "key")
 def dashboard_cmd(
+    flags: Flags,
     host: ListenHost = "127.0.0.1",
     port: ListenPort = 8888,
-    rpc: Rpc = None,
-    market: Market = None,
-    key: Annotated[Path | None, KeyOption] = None,
     read_only: Annotated[
         bool, typer.Option("--read-only", help="No management, even on loopback.")
     ] = False,
@@ -68,7 +68,7 @@ def dashboard_cmd(
     from reef.web import dashboard_app, is_loopback
 
     with failing():
-        dash = _dashboard(rpc, market, key, host, manage=not read_only)
+        dash = _dashboard(flags, host, manage=not read_only)
 
     def ready(server: Server) -> None:
         typer.echo(f"dashboard  {server.url}")
@@ -114,26 +114,24 @@ def _samples(dash: Dashboard, metrics: list[str]) -> list[Sample]:
 
 
 @alerts.command("check")
+@with_flags("rpc", "market", "key", "as_json")
 def check_cmd(
+    flags: Flags,
     rules: Annotated[Path, RulesArgument],
     metrics: Annotated[list[str] | None, MetricsOption] = None,
-    rpc: Rpc = None,
-    market: Market = None,
-    key: Annotated[Path | None, KeyOption] = None,
-    json_output: Json = False,
 ) -> None:
     """Evaluate the rules once (ignoring `for`), print what fires; exit 1 if anything does."""
     from reef.web import load_rules
 
     with failing():
         parsed = load_rules(rules)
-        samples = _samples(_dashboard(rpc, market, key), metrics or [])
+        samples = _samples(_dashboard(flags), metrics or [])
         rows = [
             {"rule": rule.name, "key": firing.key, "message": firing.message}
             for rule in parsed
             for firing in rule.evaluate(samples)
         ]
-    if json_output:
+    if flags.as_json:
         print_json(rows)
     elif rows:
         print_table(rows, ["rule", "key", "message"], title="firing")
@@ -144,15 +142,14 @@ def check_cmd(
 
 
 @alerts.command("run")
+@with_flags("rpc", "market", "key")
 def run_cmd(
+    flags: Flags,
     rules: Annotated[Path, RulesArgument],
     interval: Annotated[
         float, typer.Option("--interval", help="Seconds between evaluations.")
     ] = 15.0,
     metrics: Annotated[list[str] | None, MetricsOption] = None,
-    rpc: Rpc = None,
-    market: Market = None,
-    key: Annotated[Path | None, KeyOption] = None,
     once: Annotated[
         bool, typer.Option("--once", help="Evaluate once, send, and exit (for cron).")
     ] = False,
@@ -164,7 +161,7 @@ def run_cmd(
         parsed = load_rules(rules)
         by_name = {rule.name: rule for rule in parsed}
         engine = AlertEngine(parsed)
-        dash = _dashboard(rpc, market, key)
+        dash = _dashboard(flags)
         typer.echo(f"evaluating {len(parsed)} rules every {interval:g} s", err=True)
         while True:
             try:
