@@ -25,13 +25,11 @@ orders this key's transactions so their nonces never collide.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from eth_account import Account
 from web3 import Web3
@@ -49,6 +47,7 @@ from reef.serverless._events import JobCreated
 from reef.serverless._result import CallResult, ErrorCode, Limits
 from reef.serverless._runtime import FunctionRuntime
 from reef.serverless._signing import JobsDomain, SignedOutput, sign_output
+from reef.serverless._tasks import _TaskSet
 
 __all__ = ["ExecutorService", "ExecutorSettings", "ExecutorStats"]
 
@@ -124,8 +123,8 @@ class ExecutorService:
         self._clock = clock
         self._offset = 0.0
         self._send_lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._poller: asyncio.Task[None] | None = None
+        # The poll loop, each job it runs and each deadline it watches.
+        self._tasks = _TaskSet(f"executor {self.address}", log)
         self._domain: JobsDomain | None = None
         self._params: JobsParams | None = None
 
@@ -152,7 +151,7 @@ class ExecutorService:
         self._domain, self._params, head = await asyncio.to_thread(self._connect)
         start = self.settings.start_block
         self.stats.last_block = (head if start is None else start) - 1
-        self._poller = asyncio.create_task(self._poll_forever(), name="executor poll")
+        self._tasks.spawn(self._poll_forever(), "executor poll")
         return self
 
     def _connect(self) -> tuple[JobsDomain, JobsParams, int]:
@@ -167,27 +166,14 @@ class ExecutorService:
         return self.jobs.domain(), self.jobs.params(), int(head["number"])
 
     async def aclose(self) -> None:
-        """Stop polling and wait for running jobs to end."""
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Stop polling, cancel running jobs and deadline watches, and wait for them to end."""
+        await self._tasks.cancel_all()
 
     async def __aenter__(self) -> ExecutorService:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _poll_forever(self) -> None:
         while True:
@@ -214,9 +200,9 @@ class ExecutorService:
                 continue
             if self.address in request.selected_executors:
                 self.stats.jobs_selected += 1
-                self._spawn(self.execute(request), f"job {request.job_id}")
+                self._tasks.spawn(self.execute(request), f"job {request.job_id}")
             if self.settings.slash:
-                self._spawn(self._close_when_late(request), f"watch job {request.job_id}")
+                self._tasks.spawn(self._close_when_late(request), f"watch job {request.job_id}")
         return requests
 
     async def run(self, request: JobCreated) -> CallResult:

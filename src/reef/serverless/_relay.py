@@ -17,7 +17,6 @@ anyone can check there.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -54,6 +53,7 @@ from reef.serverless._events import (
     serverless_relay_decoder,
 )
 from reef.serverless._signing import SignedOutput, _output_digest, _sign_output, _unsigned
+from reef.serverless._tasks import _TaskSet
 
 __all__ = [
     "JOB_RESPONSE_TYPE",
@@ -222,8 +222,7 @@ class RelayGateway:
         self.poll_interval_s = poll_interval_s
         self._clock = clock
         self._next_block = 0
-        self._task: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = _TaskSet("relay gateway", log)  # the poll loop and each job it relays
         self._relay_lock = asyncio.Lock()
         self._jobs_lock = asyncio.Lock()
         self.relayed = 0
@@ -235,18 +234,12 @@ class RelayGateway:
 
     async def start(self) -> RelayGateway:
         self._next_block = await asyncio.to_thread(lambda: int(self.relay.w3.eth.block_number))
-        self._task = asyncio.create_task(self._loop(), name="relay gateway")
+        self._tasks.spawn(self._loop(), "relay gateway")
         return self
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Stop polling, cancel the jobs being relayed and wait for them to end."""
+        await self._tasks.cancel_all()
 
     async def _loop(self) -> None:
         while True:
@@ -256,9 +249,7 @@ class RelayGateway:
                     found = await asyncio.to_thread(self.relay.relayed, self._next_block, head)
                     self._next_block = head + 1
                     for job in found:
-                        task = asyncio.create_task(self.handle(job), name=f"relay {job.job_id}")
-                        self._tasks.add(task)
-                        task.add_done_callback(self._tasks.discard)
+                        self._tasks.spawn(self.handle(job), f"relay {job.job_id}")
             except ReefError as exc:
                 log.warning("relay gateway: polling failed: %s", exc)
             await asyncio.sleep(self.poll_interval_s)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import shutil
 import signal
@@ -37,7 +38,7 @@ import socket
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,8 +46,11 @@ from reef.errors import MisuseError, ServerlessError
 from reef.serverless._config import MODULE_NAME, SOCKET_NAME, render_config
 from reef.serverless._http import HttpRequest, RuntimeConnectionError, post
 from reef.serverless._result import CallResult, ErrorCode, Limits
+from reef.serverless._tasks import _TaskSet
 
 __all__ = ["CodeSource", "FunctionRuntime", "RuntimeStats", "local_codehash"]
+
+log = logging.getLogger("reef.serverless.runtime")
 
 CodeSource = Callable[[str], Awaitable[bytes | None]]
 """Fetches a function's code by codehash; None when no code exists under it (code 1)."""
@@ -176,10 +180,10 @@ class FunctionRuntime:
         self._running = 0
         self._stats = RuntimeStats()
         self._closed = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = _TaskSet("function runtime", log)  # the idle sweep and evictions
         self._idle_cpu_ns = idle_cpu_ms * 1_000_000
         self._idle_check_s = idle_check_s
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[object] | None = None
 
     @property
     def limits(self) -> Limits:
@@ -214,8 +218,7 @@ class FunctionRuntime:
         self._idle.clear()
         for process in victims:
             await self._kill(process)
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.drain()
         if self._own_workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
 
@@ -417,7 +420,7 @@ class FunctionRuntime:
             if process.pool_key == pool_key:
                 del self._idle[pid]
                 if process.proc.returncode is not None or self._busy_while_idle(process):
-                    self._background(self._kill(process))
+                    self._kill_later(process)
                     continue
                 self._stats.reused += 1
                 return process
@@ -432,9 +435,9 @@ class FunctionRuntime:
         self._idle[process.proc.pid] = process
         while len(self._idle) > self._max_idle:
             _, oldest = self._idle.popitem(last=False)
-            self._background(self._kill(oldest))
+            self._kill_later(oldest)
         if self._sweeper is None or self._sweeper.done():
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+            self._sweeper = self._tasks.spawn(self._sweep(), "idle sweep")
 
     async def _sweep(self) -> None:
         """Kill idle processes that keep computing after their answer (while any are idle)."""
@@ -443,14 +446,12 @@ class FunctionRuntime:
             for pid, process in list(self._idle.items()):
                 if self._busy_while_idle(process):
                     del self._idle[pid]
-                    self._background(self._kill(process))
+                    self._kill_later(process)
 
-    def _background(self, work: Coroutine[object, object, None]) -> None:
+    def _kill_later(self, process: _Process) -> None:
         # Evictions run beside the call that caused them (it need not wait for a kill); aclose
         # waits for any still running.
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._kill(process), f"evict workerd {process.proc.pid}")
 
     async def _start(
         self, pool_key: tuple[str, int, tuple[str, ...]], source: bytes, limits: Limits
