@@ -54,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import json
 import logging
 import os
@@ -76,6 +77,7 @@ __all__ = [
     "Server",
     "Waitable",
     "bind",
+    "is_loopback",
     "run",
     "run_on",
     "serve",
@@ -180,6 +182,26 @@ def url_of(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address, bracketed or not, or ``localhost``) is a loopback address.
+
+    A server that serves only this machine checks its bind address, or a peer's, with this.
+    An IPv4-mapped IPv6 address (``::ffff:127.0.0.1``, what a dual-stack socket reports for an
+    IPv4 peer) is loopback when the IPv4 address is; :mod:`ipaddress` says so itself only from
+    Python 3.13 on. Other names are not resolved: only ``localhost`` is taken as loopback.
+    """
+    bare = host.strip("[]")
+    if bare == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 # ------------------------------------------------------------------- connection-level limits

@@ -16,12 +16,11 @@ supervisor) stops them with :meth:`aclose`.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from reef._serve import Limits, Server, serve
+from reef._serve import Limits, Server, is_loopback, serve
 from reef.errors import InputError, KMSError
 from reef.kms._derive import DerivedKey, KeyType, derive_key
 from reef.kms._derive_server import EnclaveSeeds, derive_server_app
@@ -284,7 +283,7 @@ class DeriveServer:
         startup_timeout: float = 30.0,
         log_level: str = "warning",
     ) -> None:
-        if not allow_non_loopback and not _is_loopback(host):
+        if not allow_non_loopback and not is_loopback(host):
             raise InputError(
                 f"the derive server must listen on loopback, not {host}",
                 hint="it hands out the enclave's secrets to whoever reaches it",
@@ -413,12 +412,3 @@ def _unreachable(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__
     return False
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import secrets
 import threading
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reef._clock import wall_clock_ms
+from reef._serve import is_loopback
 from reef.errors import ConfigError, ReefError
 from reef.home import ReefHome
 
@@ -34,16 +34,6 @@ __all__ = ["TOKEN_HEADER", "Dashboard", "DashboardSettings", "is_loopback"]
 TOKEN_HEADER = "x-reef-token"  # noqa: S105 - a header name, not a secret
 """The header a state-changing request carries the token in (never a cookie: a cross-site form
 cannot set a header, so no CSRF)."""
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an address or ``localhost``) is a loopback address."""
-    if host.strip("[]") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True, kw_only=True)
