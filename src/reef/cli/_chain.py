@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._options import FreshChain, Json, ListenHost, ListenPort
-from reef.cli._output import err_console, failing, print_json, print_result, say
+from reef.cli._output import err_console, ether, failing, print_json, print_result, say
 
 if TYPE_CHECKING:
     from reef.chain import Devnet, DevnetInfo
@@ -140,12 +140,6 @@ def _balances(devnet: Devnet) -> list[tuple[int, int | None]]:
     return result
 
 
-def _eth(wei: int) -> str:
-    from reef.chain import format_amount
-
-    return format_amount(wei, decimals=18)
-
-
 def _banner(devnet: Devnet, home: ReefHome, url: str, *, replaying: bool) -> None:
     from reef.chain import format_amount
     from reef.chain.devnet._accounts import DEV_KEYS_WARNING
@@ -165,7 +159,7 @@ def _banner(devnet: Devnet, home: ReefHome, url: str, *, replaying: bool) -> Non
         say(f"kms registry {deployment.kms_registry}")
     say("accounts     (" + DEV_KEYS_WARNING + ")")
     for account, (wei, tokens) in zip(devnet.accounts, _balances(devnet), strict=True):
-        funds = f"{_eth(wei)} ETH"
+        funds = f"{ether(wei)} ETH"
         if tokens is not None:
             funds += f", {format_amount(tokens)} rUSD"
         say(f"  #{account.index:<2} {account.address}  {funds}")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "console",
     "err_console",
+    "ether",
     "fail",
     "failing",
     "note",
@@ -135,6 +136,14 @@ def _human(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(_human(v) for v in value)
     return "" if value is None else str(value)
+
+
+def ether(wei: int) -> str:
+    """Wei as an exact ether decimal string (gas money as ``reef chain`` and ``reef wallet``
+    show it; amounts of the market's token are :func:`reef.chain.format_amount`'s)."""
+    from reef.chain import format_amount
+
+    return format_amount(wei, decimals=18)
 
 
 def say(line: str = "") -> None:

@@ -7,7 +7,7 @@ import typer
 
 from reef.cli._common import owner_jobs
 from reef.cli._options import Flags, Owner, with_flags
-from reef.cli._output import failing, print_result
+from reef.cli._output import ether, failing, print_result
 from reef.errors import RPCError
 
 __all__ = ["register"]
@@ -15,13 +15,6 @@ __all__ = ["register"]
 
 def register(root: typer.Typer) -> None:
     root.command("wallet")(wallet_cmd)
-
-
-def _ether(wei: int) -> str:
-    """Wei as an exact ether decimal string."""
-    from reef.chain import format_amount
-
-    return format_amount(wei, decimals=18)
 
 
 @with_flags("rpc", "market", "key", "as_json")
@@ -41,7 +34,7 @@ def wallet_cmd(flags: Flags, owner: Owner = None) -> None:
     out = {
         "address": who,
         "rusd": format_amount(token),
-        "eth": _ether(wei),
+        "eth": ether(wei),
         **totals,
         "jobs": [int(job.id, 16) for job in mine.jobs],
     }
