@@ -14,10 +14,11 @@ matched by its exact method and path before Starlette's router, middleware and `
 attestation verifier answers each document in about a millisecond of CPU, and FastAPI's request
 handling added a tenth to it.
 
-Two small pieces every API shares live here too: :func:`json_error`, the JSON
-``{"error": reason}`` answer of reef's FastAPI apps (and of :func:`api_app`'s own errors), and
+Three small pieces every API shares live here too: :func:`json_error`, the JSON
+``{"error": reason}`` answer of reef's FastAPI apps (and of :func:`api_app`'s own errors),
 :func:`text_answer`, how OpenAPI describes the plain-text answers of the light APIs (their errors
-are text). The pydantic models that describe the JSON answers are in :mod:`reef._api_models`,
+are text), and :func:`query_param`, how it describes a query parameter that a handler parses
+itself. The pydantic models that describe the JSON answers are in :mod:`reef._api_models`,
 which this module must not import: it is on every enclave's start-up path.
 """
 
@@ -40,7 +41,7 @@ from reef.errors import MisuseError
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["LightApi", "api_app", "json_error", "light_api", "text_answer"]
+__all__ = ["LightApi", "api_app", "json_error", "light_api", "query_param", "text_answer"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -87,6 +88,22 @@ def text_answer(description: str) -> dict[str, Any]:
     """An OpenAPI response (for ``responses=``) whose body is plain text: what a light API's
     errors are, e.g. ``{400: text_answer("bad request: ...")}``."""
     return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+def query_param(name: str, description: str, pattern: str | None = None) -> dict[str, Any]:
+    """An optional string query parameter as OpenAPI describes it (for ``openapi_extra``'s
+    ``parameters``), matching ``pattern`` if given: for handlers that read the query themselves,
+    so FastAPI cannot describe it from their signature."""
+    schema: dict[str, Any] = {"type": "string"}
+    if pattern is not None:
+        schema["pattern"] = pattern
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
 
 
 class LightApi(Starlette):

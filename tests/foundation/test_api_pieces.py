@@ -1,6 +1,6 @@
-"""The small pieces every reef HTTP API shares: the JSON error answer, the plain-text answer as
-OpenAPI describes it, the shared error and health models, and the health route, on both kinds of
-app (FastAPI and the light, pydantic-free one)."""
+"""The small pieces every reef HTTP API shares: the JSON error answer, the plain-text answer and
+the query parameter as OpenAPI describes them, the shared error and health models, and the health
+route, on both kinds of app (FastAPI and the light, pydantic-free one)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from reef._api import LightApi, api_app, json_error, light_api, text_answer
+from reef._api import LightApi, api_app, json_error, light_api, query_param, text_answer
 from reef._api_models import ErrorModel, add_health_route, error_answers
 
 
@@ -76,6 +76,42 @@ async def test_error_answers_and_text_answers_describe_what_the_routes_send() ->
     assert answer.status_code == 404
     assert ErrorModel.model_validate(answer.json()).error == "no such thing"
     assert (await _get(app, "/thing?as=text")).text == "bad request: no\n"
+
+
+@pytest.mark.parametrize("make", [api_app, light_api])
+async def test_a_query_param_a_handler_reads_itself_is_described_as_given(
+    make: Callable[[str], FastAPI | LightApi],
+) -> None:
+    app = make("counting")
+
+    async def count(request: Request) -> Response:
+        return PlainTextResponse(request.query_params.get("n", "0"))
+
+    app.add_api_route(
+        "/count",
+        count,
+        methods=["GET"],
+        openapi_extra={
+            "parameters": [query_param("n", "how many", "^[0-9]+$"), query_param("tag", "any")]
+        },
+    )
+    assert app.openapi()["paths"]["/count"]["get"]["parameters"] == [
+        {
+            "name": "n",
+            "in": "query",
+            "required": False,
+            "description": "how many",
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        },
+        {
+            "name": "tag",
+            "in": "query",
+            "required": False,
+            "description": "any",
+            "schema": {"type": "string"},
+        },
+    ]
+    assert (await _get(app, "/count?n=7")).text == "7"
 
 
 async def test_api_apps_own_errors_use_the_same_json_error() -> None:

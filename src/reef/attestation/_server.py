@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from reef._api import LightApi, light_api, text_answer
+from reef._api import LightApi, light_api, query_param, text_answer
 from reef.errors import InputError, ReefError
 
 __all__ = [
@@ -148,13 +148,11 @@ def _app(attester: Attester, fields: _Fields, *, custom: bool) -> LightApi:
         description="Attestation documents of this enclave (Oyster-compatible).",
     )
     parameters = [
-        {
-            "name": name,
-            "in": "query",
-            "required": False,
-            "description": f"{name} to attest, hex (at most {MAX_ATTESTATION_FIELD} bytes)",
-            "schema": {"type": "string", "pattern": "^(0x)?([0-9a-fA-F]{2})*$"},
-        }
+        query_param(
+            name,
+            f"{name} to attest, hex (at most {MAX_ATTESTATION_FIELD} bytes)",
+            "^(0x)?([0-9a-fA-F]{2})*$",
+        )
         for name in _QUERY_FIELDS
     ]
     extra = {"parameters": parameters} if custom else None

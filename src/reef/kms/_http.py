@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reef._api import text_answer
+from reef._api import query_param, text_answer
 from reef.errors import InputError
 
 if TYPE_CHECKING:
@@ -227,20 +227,6 @@ def parse_version(params: Mapping[str, str]) -> int | None:
 
 
 # ---- OpenAPI descriptions shared by the KMS's FastAPI apps ----
-
-
-def query_param(name: str, description: str, pattern: str | None = None) -> dict[str, Any]:
-    """An optional query parameter as OpenAPI describes it (the handlers parse it themselves)."""
-    schema: dict[str, Any] = {"type": "string"}
-    if pattern is not None:
-        schema["pattern"] = pattern
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
-    }
 
 
 def versioned_answer(
