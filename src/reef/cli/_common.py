@@ -2,7 +2,8 @@
 
 - reading the files users name (``-`` for stdin where a command allows it), with errors that name
   the file rather than a traceback;
-- the TEE root a ``--root`` / ``--trust`` value names (:func:`trusted_root`);
+- the TEE root a ``--root`` / ``--trust`` value names (:func:`trusted_root`), and the KMS root
+  ``--kms-endpoint`` / ``--kms-pubkey`` name (:func:`kms_wiring`);
 - the market session the ``--rpc`` / ``--market`` / ``--key`` flags name (the flags themselves are
   in :mod:`reef.cli._options`; :func:`reef.node.open_session` resolves them against ``$REEF_HOME``),
   and the serverless contracts ``--rpc`` / ``--jobs`` / ``--code`` / ``--key`` name (``reef fn``
@@ -34,12 +35,14 @@ if TYPE_CHECKING:
     from reef.attestation import TrustedRoot
     from reef.chain import Address, Job, MarketClient
     from reef.cli._options import Flags
+    from reef.kms import KmsWiring
     from reef.node import ChainSession, Session
     from reef.serverless import ServerlessCodeClient, ServerlessJobsClient
 
 __all__ = [
     "OwnerJobs",
     "ServerlessTarget",
+    "kms_wiring",
     "market_session",
     "open_target",
     "owner_jobs",
@@ -141,6 +144,26 @@ def trusted_root(spec: str) -> TrustedRoot:
     from reef.home import ReefHome
 
     return TrustedRoot.resolve(spec, ReefHome.from_env())
+
+
+def kms_wiring(endpoint: str, pubkey: str) -> KmsWiring:
+    """The KMS root ``--kms-endpoint HOST:PORT`` and ``--kms-pubkey HEX`` name: where an
+    enclave's derive server gets its seed.
+
+    Raises:
+        InputError: a value is malformed (naming its flag).
+    """
+    from reef.encoding import parse_hex
+    from reef.kms import KmsWiring
+
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InputError(f"--kms-endpoint {endpoint!r} is not HOST:PORT")
+    return KmsWiring(
+        scallop_host=host,
+        scallop_port=int(port),
+        scallop_key=parse_hex(pubkey, name="--kms-pubkey", length=32),
+    )
 
 
 def market_session(

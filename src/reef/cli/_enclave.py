@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._common import stop_signals
+from reef.cli._common import kms_wiring, stop_signals
 from reef.cli._options import (
     DebugEnclave,
     Follow,
@@ -69,17 +69,7 @@ def _backend(
     if (kms_endpoint is None) != (kms_pubkey is None):
         raise InputError("give both --kms-endpoint and --kms-pubkey, or neither")
     if kms_endpoint is not None and kms_pubkey is not None:
-        from reef.encoding import parse_hex
-        from reef.kms import KmsWiring
-
-        host, sep, port = kms_endpoint.rpartition(":")
-        if not sep or not port.isdigit():
-            raise InputError(f"--kms-endpoint {kms_endpoint!r} is not HOST:PORT")
-        wiring = KmsWiring(
-            scallop_host=host,
-            scallop_port=int(port),
-            scallop_key=parse_hex(kms_pubkey, name="--kms-pubkey", length=32),
-        )
+        wiring = kms_wiring(kms_endpoint, kms_pubkey)
     return open_backend(ReefHome.from_env(), kms=wiring, insecure=insecure)
 
 

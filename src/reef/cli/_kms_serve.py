@@ -16,7 +16,7 @@ from typing import Annotated, Protocol, TypeVar
 
 import typer
 
-from reef.cli._common import read_file, serve_until_stopped
+from reef.cli._common import kms_wiring, read_file, serve_until_stopped
 from reef.cli._options import AttestationMaxAge, KmsEndpoint, KmsPubkey, TrustOption
 from reef.cli._output import err_console, fail, failing
 from reef.encoding import parse_hex
@@ -166,7 +166,7 @@ def derive_server_cmd(
             data = json.loads(read_file(root_server_config))
             wiring = KmsWiring.from_json(data)
         elif kms_endpoint and kms_pubkey:
-            wiring = KmsWiring.from_json({"kms_endpoint": kms_endpoint, "kms_pubkey": kms_pubkey})
+            wiring = kms_wiring(kms_endpoint, kms_pubkey)
         else:
             raise InputError("give --kms-endpoint and --kms-pubkey, or --root-server-config")
         if contract_address_file is not None:
