@@ -404,6 +404,17 @@ def test_silent_executors_are_slashed_and_the_unearned_part_refunded(
     assert {e.enclave for e in events} == set(request.selected_executors[1:])
 
 
+def test_a_serverless_revert_carries_the_serverless_hint(chain: ServerlessChain) -> None:
+    """The market's hint for its own "job not found" ("a closed job is deleted from the
+    market") was given to serverless reverts of the same text: a client's reverts carry its
+    contract's hints."""
+    three(chain)
+    with pytest.raises(ContractRevertError) as exc:
+        chain.jobs(chain.users[0]).slash_on_timeout(12345)
+    assert reason(exc) == ServerlessRevert.JOB_NOT_FOUND.value
+    assert exc.value.hint == "check the job id (`reef fn job ID`)"
+
+
 def test_with_no_answer_at_all_the_user_gets_everything_back(chain: ServerlessChain) -> None:
     three(chain, stake=4_000_000)
     user = chain.users[0]

@@ -31,7 +31,15 @@ from reef.chain._events import (
     KmsRegistryEvent,
     kms_registry_decoder,
 )
-from reef.chain._tx import ProgressCallback, Sender, Transactor, TxResult, translate_errors
+from reef.chain._reasons import hint_for
+from reef.chain._tx import (
+    Hints,
+    ProgressCallback,
+    Sender,
+    Transactor,
+    TxResult,
+    translate_errors,
+)
 from reef.chain._types import Address, Amount, parse_address
 from reef.encoding import parse_hex
 from reef.errors import ChainError, InputError, MisuseError
@@ -70,7 +78,7 @@ def deploy_contract(transactor: Transactor, name: ContractName, *args: Any) -> t
     """Deploy contract ``name`` with constructor ``args``; returns (address, block number)."""
     artifact = load_artifact(name)
     factory = transactor.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    with translate_errors(f"deploying {name}"):
+    with translate_errors(f"deploying {name}", hints=transactor.hints):
         constructor = factory.constructor(*args)
     _, receipt = transactor.send(constructor, f"deploy {name}")
     address = receipt["contractAddress"]
@@ -107,6 +115,9 @@ class ContractClient(Generic[EventT]):
     EVENTS: ClassVar[Callable[[], EventDecoder] | None] = None
     """Builds the decoder of the contract's typed events; ``None`` for a client without them
     (its transactions' results then carry no events)."""
+    HINTS: ClassVar[Hints] = hint_for
+    """What to advise for the contract's revert reasons (the market's and token's by default):
+    every revert of this client's calls and transactions carries its hint."""
 
     def __init__(
         self,
@@ -119,7 +130,7 @@ class ContractClient(Generic[EventT]):
         self.address: Address = parse_address(address, name=f"{self.CONTRACT} address")
         self.w3 = w3
         self._account = account
-        self._tx = Transactor(w3, account, progress=progress)
+        self._tx = Transactor(w3, account, progress=progress, hints=type(self).HINTS)
         self.contract: Contract = w3.eth.contract(
             address=Web3.to_checksum_address(self.address), abi=load_artifact(self.CONTRACT).abi
         )
@@ -130,7 +141,7 @@ class ContractClient(Generic[EventT]):
     ) -> Self:
         """Deploy a new ``CONTRACT`` with constructor ``args`` from ``account``; a client for it
         sending from that account."""
-        transactor = Transactor(w3, account, progress=progress)
+        transactor = Transactor(w3, account, progress=progress, hints=cls.HINTS)
         address, _ = deploy_contract(transactor, cls.CONTRACT, *args)
         return cls(w3, address, account=account, progress=progress)
 
@@ -143,13 +154,22 @@ class ContractClient(Generic[EventT]):
         return build()
 
     @property
+    def account(self) -> Sender:
+        """The account this client signs with (as given)."""
+        return self._account
+
+    def with_account(self, account: Sender) -> Self:
+        """A client of the same contract, sending from ``account``."""
+        return type(self)(self.w3, self.address, account=account, progress=self._tx.progress)
+
+    @property
     def sender(self) -> Address:
         """The account this client sends transactions from."""
         return self._tx.sender
 
     def _call(self, function: str, *args: Any) -> Any:
         description = f"{self.CONTRACT}.{function}"
-        with translate_errors(description, self.address):
+        with translate_errors(description, self.address, hints=self._tx.hints):
             fn = self.contract.get_function_by_name(function)(*args)
         return self._tx.call(fn, description)
 
@@ -164,7 +184,7 @@ class ContractClient(Generic[EventT]):
         web3's strict decoding rejects; reading them must not crash an indexer or a CLI.
         """
         description = f"{self.CONTRACT}.{function}"
-        with translate_errors(description, self.address):
+        with translate_errors(description, self.address, hints=self._tx.hints):
             data = self.contract.encode_abi(function, args=list(args))
             params: TxParams = {"to": self.address, "data": data}
             if self._tx.has_sender:
@@ -187,7 +207,7 @@ class ContractClient(Generic[EventT]):
 
     def _send(self, function: str, *args: Any) -> tuple[str, TxReceipt]:
         description = f"{self.CONTRACT}.{function}"
-        with translate_errors(description, self.address):
+        with translate_errors(description, self.address, hints=self._tx.hints):
             fn = self.contract.get_function_by_name(function)(*args)
         return self._tx.send(fn, description)
 
@@ -231,7 +251,7 @@ class ContractClient(Generic[EventT]):
         if chunk < 1:
             raise InputError(f"chunk must be at least 1 block, got {chunk}")
         description = f"eth_getLogs for {self.CONTRACT}"
-        with translate_errors(description, self.address):
+        with translate_errors(description, self.address, hints=self._tx.hints):
             last = self.w3.eth.block_number if to_block == "latest" else to_block
         if not isinstance(last, int):
             raise InputError(f"to_block must be a block number or 'latest', got {to_block!r}")
@@ -242,7 +262,7 @@ class ContractClient(Generic[EventT]):
             params: dict[str, Any] = {"address": self.address, "fromBlock": start, "toBlock": end}
             if topics:
                 params["topics"] = topics
-            with translate_errors(description, self.address):
+            with translate_errors(description, self.address, hints=self._tx.hints):
                 out.extend(self.w3.eth.get_logs(params))  # type: ignore[arg-type]
             start = end + 1
         return out

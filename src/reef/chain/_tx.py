@@ -46,6 +46,7 @@ from reef.chain._types import Address, parse_address
 from reef.errors import ChainError, ContractRevertError, InputError, MisuseError, RPCError
 
 __all__ = [
+    "Hints",
     "ProgressCallback",
     "Sender",
     "Transactor",
@@ -168,10 +169,14 @@ def _error_types() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], 
     return reverts, refusals
 
 
-def _revert_error(description: str, reason: str) -> ContractRevertError:
+Hints = Callable[[str], str | None]
+"""What to do about a contract's revert reason, or ``None`` when the reason says it all."""
+
+
+def _revert_error(description: str, reason: str, hints: Hints) -> ContractRevertError:
     if reason:
         return ContractRevertError(
-            f"{description} reverted: {reason}", hint=hint_for(reason), reason=reason
+            f"{description} reverted: {reason}", hint=hints(reason), reason=reason
         )
     return ContractRevertError(
         f"{description} reverted without a reason",
@@ -181,13 +186,17 @@ def _revert_error(description: str, reason: str) -> ContractRevertError:
 
 
 @contextmanager
-def translate_errors(description: str, address: str | None = None) -> Iterator[None]:
-    """Translate web3 / eth-tester / transport exceptions raised inside into reef errors."""
+def translate_errors(
+    description: str, address: str | None = None, *, hints: Hints = hint_for
+) -> Iterator[None]:
+    """Translate web3 / eth-tester / transport exceptions raised inside into reef errors; a
+    revert's hint comes from ``hints``, the contract's own (the market's and token's by
+    default)."""
     reverts, refusals = _error_types()
     try:
         yield
     except reverts as exc:
-        raise _revert_error(description, _reason_from(exc)) from exc
+        raise _revert_error(description, _reason_from(exc), hints) from exc
     except BadFunctionCallOutput as exc:
         where = f" at {address}" if address else ""
         raise ChainError(
@@ -225,6 +234,7 @@ class Transactor:
         account: a ``LocalAccount`` to sign with, an address the node signs for, or ``None``.
         progress: called at each stage of each transaction.
         receipt_timeout_s: how long to wait for a transaction to be mined.
+        hints: what to advise for a revert reason of the contracts it calls.
     """
 
     def __init__(
@@ -234,8 +244,10 @@ class Transactor:
         *,
         progress: ProgressCallback | None = None,
         receipt_timeout_s: float = 120.0,
+        hints: Hints = hint_for,
     ) -> None:
         self.w3 = w3
+        self.hints = hints
         self._local = account if isinstance(account, LocalAccount) else None
         if isinstance(account, LocalAccount):
             self._sender: Address | None = Address(account.address)
@@ -284,7 +296,7 @@ class Transactor:
         params: TxParams = {}
         if self._sender is not None:
             params["from"] = self._sender
-        with translate_errors(description, fn.address):
+        with translate_errors(description, fn.address, hints=self.hints):
             return fn.call(params)
 
     def send(
@@ -298,7 +310,7 @@ class Transactor:
         """
         sender = self.sender
         address = getattr(fn, "address", None)
-        with translate_errors(description, address):
+        with translate_errors(description, address, hints=self.hints):
             # Against the pending block, the one the transaction will be mined in: anvil
             # estimates "latest" at that block's timestamp, which stands still while no
             # transaction comes, so a rate lock that has ended on the wall clock still reverted.
@@ -327,7 +339,7 @@ class Transactor:
             )
         block = int(receipt["blockNumber"])
         if receipt["status"] != 1:
-            raise _revert_error(description, self._replay_reason(params, fn, block))
+            raise _revert_error(description, self._replay_reason(params, fn, block), self.hints)
         self._report(TxProgress("mined", description, tx_hash=hex_hash, block_number=block))
         return hex_hash, receipt
 

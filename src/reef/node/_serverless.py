@@ -124,7 +124,7 @@ class ServerlessExtension(_EnclaveExtension):
         gateway = info.endpoints["ports"][_GATEWAY_PORT]
         if ctx.info.verifier is None:
             raise ServiceError("reef up runs no attestation verifier")
-        owned = ServerlessJobsClient(jobs.w3, jobs.address, account=owner)
+        owned = jobs.with_account(owner)
         verifier = ctx.info.verifier
         record = await until_up(
             lambda: register_enclave_executor(
@@ -204,7 +204,7 @@ class ServerlessExtension(_EnclaveExtension):
         for record in jobs.executors():
             if record.enclave in live or record.owner not in owners:
                 continue
-            owned = ServerlessJobsClient(jobs.w3, jobs.address, account=owners[record.owner])
+            owned = jobs.with_account(owners[record.owner])
             with contextlib.suppress(ReefError):
                 if not record.draining:
                     owned.drain(record.enclave)

@@ -74,15 +74,6 @@ class ProofMarketClient(ContractClient[ProofMarketEvent]):
             progress=progress,
         )
 
-    @property
-    def account(self) -> Sender:
-        """The account this client signs with (as given)."""
-        return self._account
-
-    def with_account(self, account: Sender) -> ProofMarketClient:
-        """The same contract, sending from ``account``."""
-        return ProofMarketClient(self.w3, self.address, account=account)
-
     # ---- views ----
 
     def token(self) -> Address:

@@ -35,7 +35,6 @@ from eth_abi.exceptions import DecodingError
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
-from web3.types import TxReceipt
 
 from reef.attestation import VerifierStatement
 from reef.chain import (
@@ -50,7 +49,7 @@ from reef.chain import (
     translate_errors,
 )
 from reef.encoding import parse_hex
-from reef.errors import ContractRevertError, InputError
+from reef.errors import InputError
 from reef.serverless._events import (
     CodeCreated,
     JobCreated,
@@ -89,17 +88,10 @@ def _codehash(value: str | bytes) -> bytes:
 
 
 class _Client(ContractClient[_EventT]):
-    """Adds the serverless contracts' hints to reverts (events are read as every client's:
-    :meth:`~reef.chain.ContractClient.events` and ``events_of``)."""
+    """The serverless contracts' clients: their reverts carry the serverless hints (events are
+    read as every client's: :meth:`~reef.chain.ContractClient.events` and ``events_of``)."""
 
-    def _send(self, function: str, *args: Any) -> tuple[str, TxReceipt]:
-        try:
-            return super()._send(function, *args)
-        except ContractRevertError as exc:
-            hint = serverless_hint(exc.reason)
-            if hint is None or exc.hint:
-                raise
-            raise ContractRevertError(exc.message, hint=hint, reason=exc.reason) from exc
+    HINTS = serverless_hint
 
 
 @dataclass(frozen=True, kw_only=True)
