@@ -8,15 +8,13 @@ import typer
 
 from reef.cli._common import market_session
 from reef.cli._options import (
-    AccountKey,
     AttestationRoot,
     DebugEnclave,
+    Flags,
     ImageFile,
     ImageStore,
     InitParamsFile,
-    Json,
-    Market,
-    Rpc,
+    with_flags,
 )
 from reef.cli._output import err_console, failing, note, print_json, print_mapping, tx_printer
 
@@ -27,7 +25,9 @@ def register(root: typer.Typer) -> None:
     root.command("deploy")(deploy_cmd)
 
 
+@with_flags("rpc", "market", "key", "as_json")
 def deploy_cmd(
+    flags: Flags,
     image: ImageFile,
     duration: Annotated[
         str, typer.Option("--duration", help="How long to pay for: 90s, 30m, 1h, 2d ...")
@@ -41,9 +41,6 @@ def deploy_cmd(
     name: Annotated[str | None, typer.Option("--name", help="A name for the job.")] = None,
     region: Annotated[str | None, typer.Option("--region", help="Region (default: local).")] = None,
     store: ImageStore = None,
-    rpc: Rpc = None,
-    market: Market = None,
-    key: AccountKey = None,
     root: AttestationRoot = "dev",
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for the enclave.")
@@ -56,7 +53,6 @@ def deploy_cmd(
             "is open, stop the job (rate to 0) instead of leaving it open and paying.",
         ),
     ] = False,
-    json_output: Json = False,
 ) -> None:
     """Deploy an enclave: build, upload, pay for --duration, wait, verify, print the endpoint.
 
@@ -83,10 +79,10 @@ def deploy_cmd(
             timeout_s=timeout,
             stop_on_failure=stop_on_failure,
         )
-        session = market_session(rpc, market, key)
+        session = market_session(flags.rpc, flags.market, flags.key)
         note(f"account {session.account_note}")
         result = deploy(session, request, progress=note, tx_progress=tx_printer)
-    if json_output:
+    if flags.as_json:
         print_json(result.to_json())
         return
     from reef.chain import format_amount
