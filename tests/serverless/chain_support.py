@@ -1,11 +1,16 @@
 """A devnet in process with the serverless contracts deployed, and helpers to register executors
-and sign outputs as enclaves would (shared by the contract, model and executor tests)."""
+and sign outputs as enclaves would (shared by the contract, model and executor tests), and to
+recover who signed an output independently of reef's EIP-712 code."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from eth_account import Account
+from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 
 from reef.attestation import sign_statement
@@ -38,6 +43,40 @@ PARAMS = JobsParams(
     min_deadline_ms=100,
     max_deadline_ms=60_000,
 )
+
+# The fields of an output, in order: ``SubmitOutput`` (Jobs) and ``JobResponse`` (Relay) share them.
+OUTPUT_FIELDS = (
+    ("jobId", "uint256"),
+    ("output", "bytes"),
+    ("totalTime", "uint256"),
+    ("errorCode", "uint8"),
+    ("signTimestamp", "uint256"),
+)
+
+
+def output_signer(
+    domain_name: str,
+    message_type: str,
+    *,
+    chain_id: int,
+    contract: str,
+    message: Mapping[str, Any],
+    signature: bytes,
+) -> str:
+    """The address that signed ``message`` (the :data:`OUTPUT_FIELDS` by name) as a
+    ``message_type`` in the domain ``{domain_name, "1", chain_id, contract}``, recovered by
+    eth-account's typed-data encoder."""
+    typed = encode_typed_data(
+        domain_data={
+            "name": domain_name,
+            "version": "1",
+            "chainId": chain_id,
+            "verifyingContract": contract,
+        },
+        message_types={message_type: [{"name": n, "type": t} for n, t in OUTPUT_FIELDS]},
+        message_data=dict(message),
+    )
+    return str(Account.recover_message(typed, signature=signature))
 
 
 class WallClock(ManualWallClock):

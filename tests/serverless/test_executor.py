@@ -17,8 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from eth_account import Account
-from eth_account.messages import encode_typed_data
 
 from reef.crypto import Secp256k1PrivateKey, recover_digest
 from reef.serverless import (
@@ -28,12 +26,13 @@ from reef.serverless import (
     FunctionRuntime,
     JobsParams,
     Limits,
+    SignedOutput,
     fund_gas,
     oyster_response_digest,
     payout_shares,
     reef_gateway_digest,
 )
-from serverless.chain_support import PARAMS, ServerlessChain
+from serverless.chain_support import PARAMS, ServerlessChain, output_signer
 
 pytestmark = pytest.mark.slow
 
@@ -124,33 +123,22 @@ async def wait_closed(chain: ServerlessChain, job_id: int, within_s: float = 30)
     raise AssertionError(f"job {job_id} did not close in {within_s} s")
 
 
-def recover(chain: ServerlessChain, signed: object) -> str:
+def recover(chain: ServerlessChain, signed: SignedOutput) -> str:
     domain = chain.jobs().domain()
-    typed = encode_typed_data(
-        domain_data={
-            "name": "reef.serverless.Jobs",
-            "version": "1",
-            "chainId": domain.chain_id,
-            "verifyingContract": domain.jobs_contract,
+    return output_signer(
+        "reef.serverless.Jobs",
+        "SubmitOutput",
+        chain_id=domain.chain_id,
+        contract=domain.jobs_contract,
+        message={
+            "jobId": signed.job_id,
+            "output": signed.output,
+            "totalTime": signed.total_time,
+            "errorCode": signed.error_code,
+            "signTimestamp": signed.sign_timestamp,
         },
-        message_types={
-            "SubmitOutput": [
-                {"name": "jobId", "type": "uint256"},
-                {"name": "output", "type": "bytes"},
-                {"name": "totalTime", "type": "uint256"},
-                {"name": "errorCode", "type": "uint8"},
-                {"name": "signTimestamp", "type": "uint256"},
-            ]
-        },
-        message_data={
-            "jobId": signed.job_id,  # type: ignore[attr-defined]
-            "output": signed.output,  # type: ignore[attr-defined]
-            "totalTime": signed.total_time,  # type: ignore[attr-defined]
-            "errorCode": signed.error_code,  # type: ignore[attr-defined]
-            "signTimestamp": signed.sign_timestamp,  # type: ignore[attr-defined]
-        },
+        signature=signed.signature,
     )
-    return str(Account.recover_message(typed, signature=signed.signature))  # type: ignore[attr-defined]
 
 
 async def test_a_call_is_answered_signed_and_billed_as_the_model_says(network: Network) -> None:

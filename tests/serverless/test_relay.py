@@ -11,8 +11,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from eth_account import Account
-from eth_account.messages import encode_typed_data
 from hexbytes import HexBytes
 
 from reef.chain import Devnet, TokenClient
@@ -31,7 +29,7 @@ from reef.serverless import (
     fund_gas,
     sign_job_response,
 )
-from serverless.chain_support import ServerlessChain
+from serverless.chain_support import OUTPUT_FIELDS, ServerlessChain, output_signer
 
 pytestmark = pytest.mark.slow
 
@@ -143,31 +141,15 @@ async def test_a_job_paid_on_one_chain_runs_on_the_other(chains: TwoChains) -> N
     # The response was signed by the gateway in the request chain's Relay domain.
     tx = w3a.eth.get_transaction(HexBytes(answer.tx_hash))
     _, call = relay.contract.decode_function_input(tx["input"])
-    typed = encode_typed_data(
-        domain_data={
-            "name": "reef.serverless.Relay",
-            "version": "1",
-            "chainId": chains.request.chain_id,
-            "verifyingContract": relay.address,
-        },
-        message_types={
-            "JobResponse": [
-                {"name": "jobId", "type": "uint256"},
-                {"name": "output", "type": "bytes"},
-                {"name": "totalTime", "type": "uint256"},
-                {"name": "errorCode", "type": "uint8"},
-                {"name": "signTimestamp", "type": "uint256"},
-            ]
-        },
-        message_data={
-            "jobId": call["_jobId"],
-            "output": call["_output"],
-            "totalTime": call["_totalTime"],
-            "errorCode": call["_errorCode"],
-            "signTimestamp": call["_signTimestamp"],
-        },
+    signer = output_signer(
+        "reef.serverless.Relay",
+        "JobResponse",
+        chain_id=chains.request.chain_id,
+        contract=relay.address,
+        message={name: call[f"_{name}"] for name, _ in OUTPUT_FIELDS},
+        signature=call["_signature"],
     )
-    assert Account.recover_message(typed, signature=call["_signature"]) == chains.gateway.address
+    assert signer == chains.gateway.address
     # On the executors' chain, the three executors answered the job the gateway opened.
     jobs_b = chains.executors.jobs()
     executed = jobs_b.responses(0)

@@ -16,8 +16,6 @@ from typing import Any
 import httpx
 import pytest
 from e2e_support import network_in_thread
-from eth_account import Account
-from eth_account.messages import encode_typed_data
 from typer.testing import CliRunner
 from web3 import Web3
 
@@ -33,6 +31,7 @@ from reef.serverless import (
     oyster_response_digest,
     reef_gateway_digest,
 )
+from serverless.chain_support import output_signer
 
 pytestmark = pytest.mark.slow
 
@@ -94,31 +93,20 @@ def test_deploy_call_gives_an_attested_signed_output_billed_as_the_model_says(up
         "jobs_contract",
     }
     assert bytes.fromhex(out["output_hex"][2:]) == b"hello, reef!"
-    typed = encode_typed_data(
-        domain_data={
-            "name": "reef.serverless.Jobs",
-            "version": "1",
-            "chainId": out["chain_id"],
-            "verifyingContract": out["jobs_contract"],
-        },
-        message_types={
-            "SubmitOutput": [
-                {"name": "jobId", "type": "uint256"},
-                {"name": "output", "type": "bytes"},
-                {"name": "totalTime", "type": "uint256"},
-                {"name": "errorCode", "type": "uint8"},
-                {"name": "signTimestamp", "type": "uint256"},
-            ]
-        },
-        message_data={
+    signer = output_signer(
+        "reef.serverless.Jobs",
+        "SubmitOutput",
+        chain_id=out["chain_id"],
+        contract=out["jobs_contract"],
+        message={
             "jobId": out["exec_job_id"],
             "output": bytes.fromhex(out["output_hex"][2:]),
             "totalTime": out["total_time_ms"],
             "errorCode": out["error_code"],
             "signTimestamp": out["sign_timestamp"],
         },
+        signature=bytes.fromhex(out["signature"][2:]),
     )
-    signer = Account.recover_message(typed, signature=bytes.fromhex(out["signature"][2:]))
     assert signer == out["executor"]
     record = jobs.executor(signer)
     assert record is not None
