@@ -12,12 +12,9 @@ from reef.cli._common import market_session, stop_signals
 from reef.cli._options import (
     Flags,
     Insecure,
-    Json,
     ListenHost,
     ListenPort,
-    Market,
     PollInterval,
-    Rpc,
     with_flags,
 )
 from reef.cli._output import failing, print_result, say
@@ -45,9 +42,9 @@ _StartBlock = Annotated[
 
 
 @app.command("run")
+@with_flags("rpc", "market")
 def run(
-    rpc: Rpc = None,
-    market: Market = None,
+    flags: Flags,
     key: Annotated[Path | None, KeyOption] = None,
     provider: Annotated[
         str | None, typer.Option("--provider", help="The provider's address (instead of --key).")
@@ -104,7 +101,7 @@ def run(
 
     home = ReefHome.from_env().ensure()
     with failing():
-        where = locate_market(home, rpc=rpc, market=market)
+        where = locate_market(home, rpc=flags.rpc, market=flags.market)
         if key is not None:
             address = parse_address(load_key_file(key).address, name="--key")
         elif provider is not None:
@@ -176,9 +173,9 @@ def register_cmd(
 
 
 @app.command("index")
+@with_flags("rpc", "market", "as_json")
 def index_cmd(
-    rpc: Rpc = None,
-    market: Market = None,
+    flags: Flags,
     db: Annotated[str | None, DbOption] = None,
     confirmations: _Confirmations = 0,
     start_block: _StartBlock = None,
@@ -187,7 +184,6 @@ def index_cmd(
         bool, typer.Option("--follow/--once", help="Keep indexing new blocks.")
     ] = False,
     interval: PollInterval = 1.0,
-    json_output: Json = False,
 ) -> None:
     """Copy the market's events into the database (what `provider run` does continuously)."""
     from reef.chain import Indexer, Web3BlockSource
@@ -196,7 +192,7 @@ def index_cmd(
 
     home = ReefHome.from_env().ensure()
     with failing():
-        where = locate_market(home, rpc=rpc, market=market)
+        where = locate_market(home, rpc=flags.rpc, market=flags.market)
         indexer = Indexer(
             Web3BlockSource(connect(where.rpc_url)),
             db or ProviderDirs(home).db_url,
@@ -215,4 +211,4 @@ def index_cmd(
         "last_block": checkpoint.last_block if checkpoint else None,
         "events": checkpoint.events if checkpoint else 0,
     }
-    print_result(out, json_output)
+    print_result(out, flags.as_json)
