@@ -75,6 +75,17 @@ _KMS_REJECTED = "KMS attestation rejected"
 
 _KeyPath = Annotated[str, typer.Option("--path", help="Derivation path (UTF-8).")]
 _KeyType = Annotated[str, typer.Option("--type", help="Key type: secp256k1, ed25519 or x25519.")]
+# Whose key: an enclave image's (image-based seed) or a contract's (contract-based seed).
+_SeedImageId = Annotated[
+    str | None,
+    typer.Option("--image-id", help="The enclave's image id (32 bytes hex): an image-based key."),
+]
+_SeedContract = Annotated[
+    str | None,
+    typer.Option(
+        "--address", help="A contract address: a contract-based key (hashed after lowercasing)."
+    ),
+]
 
 
 @app.command("derive")
@@ -85,16 +96,11 @@ def derive_cmd(
     ],
     path: _KeyPath,
     key_type: _KeyType,
-    image_id: Annotated[
-        str | None, typer.Option("--image-id", help="Image id (32 bytes hex): image-based seed.")
-    ] = None,
+    image_id: _SeedImageId = None,
     chain_id: Annotated[
         int | None, typer.Option("--chain-id", help="Chain id of a contract-based seed.")
     ] = None,
-    address: Annotated[
-        str | None,
-        typer.Option("--address", help="Contract address, hashed as given after lowercasing."),
-    ] = None,
+    address: _SeedContract = None,
     version: Annotated[
         int, typer.Option("--version", help="Root seed version (0 = Oyster's derivation).")
     ] = 0,
@@ -247,12 +253,8 @@ def pubkey_cmd(
     kms: _KmsUrl,
     path: _KeyPath,
     key_type: _KeyType,
-    image_id: Annotated[
-        str | None, typer.Option("--image-id", help="The enclave's image id (hex).")
-    ] = None,
-    address: Annotated[
-        str | None, typer.Option("--address", help="A contract address (contract-based KMS).")
-    ] = None,
+    image_id: _SeedImageId = None,
+    address: _SeedContract = None,
     verification_key: Annotated[
         str | None,
         typer.Option("--verification-key", help="The KMS signing key (64 bytes hex x||y) to pin."),
