@@ -18,11 +18,11 @@ from reef._clock import wall_clock_ms
 from reef.cli._common import read_file, read_input, trusted_root
 from reef.cli._options import Json
 from reef.cli._output import (
-    err_console,
     failing,
     print_json,
     print_mapping,
     print_result,
+    tell,
     warn_insecure_root,
 )
 from reef.cli._root import command_group
@@ -306,7 +306,7 @@ def inspect_cmd(
     if as_json:
         print_json(data)
         return
-    err_console().print("note: decoded only, NOT verified.", markup=False)
+    tell("note: decoded only, NOT verified.")
     rows = {k: v for k, v in data.items() if k not in ("pcrs", "certificate", "cabundle")}
     for index, value in data.get("pcrs", {}).items():
         rows[f"PCR{index}"] = value
@@ -379,10 +379,9 @@ def mint_cmd(
                 Path(output).write_bytes(data)
             except OSError as exc:
                 raise InputError(f"cannot write {output!r}: {exc.strerror}") from exc
-    err_console().print(
+    tell(
         "warning: minted by the dev TEE authority: INSECURE, dev only. It verifies only with "
-        "--root dev on this machine.",
-        markup=False,
+        "--root dev on this machine."
     )
     if output == "-":
         return

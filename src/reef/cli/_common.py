@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from reef.cli._output import err_console, failing, tx_printer
+from reef.cli._output import failing, tell, tx_printer
 from reef.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def serve_until_stopped(
                     ready(server)
                 await until_stopped(stop, server)
                 if stop.is_set() and stopping is not None:
-                    err_console().print(stopping, markup=False)
+                    tell(stopping)
             finally:
                 if before_close is not None:
                     before_close()

@@ -16,7 +16,7 @@ from reef.cli._options import (
     InitParamsFile,
     with_flags,
 )
-from reef.cli._output import err_console, failing, note, print_json, print_mapping, tx_printer
+from reef.cli._output import failing, note, print_json, print_mapping, tell, tx_printer
 
 __all__ = ["register"]
 
@@ -88,10 +88,9 @@ def deploy_cmd(
     from reef.chain import format_amount
 
     if result.attestation.root.name == "dev":
-        err_console().print(
+        tell(
             "note: verified under the dev TEE root: this proves what runs only on this machine's "
-            "simulated TEE, not on real hardware",
-            markup=False,
+            "simulated TEE, not on real hardware"
         )
     print_mapping(
         {

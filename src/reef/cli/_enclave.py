@@ -26,6 +26,7 @@ from reef.cli._output import (
     print_json,
     print_mapping,
     print_table,
+    tell,
 )
 from reef.cli._root import command_group
 from reef.errors import InputError, ReefError
@@ -121,7 +122,7 @@ def _show(info: EnclaveInfo, as_json: bool) -> None:
 
 def _warn(info: EnclaveInfo) -> None:
     for warning in info.warnings:
-        err_console().print(warning, markup=False, style="bold red")
+        tell(warning, style="bold red")
 
 
 @app.command("run")
@@ -202,10 +203,9 @@ async def _foreground(backend: EnclaveBackend, info: EnclaveInfo, *, quiet: bool
     import asyncio
 
     if not quiet:
-        err_console().print(
+        tell(
             f"enclave {info.id} running; Ctrl-C stops it"
-            + ("" if info.debug else " (console is private: not a debug enclave)"),
-            markup=False,
+            + ("" if info.debug else " (console is private: not a debug enclave)")
         )
 
     # With --json, stdout holds the JSON document only; the console then goes to stderr.
@@ -234,9 +234,7 @@ async def _foreground(backend: EnclaveBackend, info: EnclaveInfo, *, quiet: bool
         else:
             final = await backend.status(info.id)
     if not quiet:
-        err_console().print(
-            f"enclave {final.id} {final.state}: {final.reason or ''}".rstrip(": "), markup=False
-        )
+        tell(f"enclave {final.id} {final.state}: {final.reason or ''}".rstrip(": "))
     if final.state == "crashed":
         return 1
     return 0

@@ -24,13 +24,13 @@ import typer
 from reef.cli._common import open_target, read_file
 from reef.cli._options import Flags, Json, with_flags
 from reef.cli._output import (
-    err_console,
     failing,
     note,
     print_json,
     print_mapping,
     print_result,
     print_rows,
+    tell,
     tx_printer,
 )
 from reef.cli._root import command_group
@@ -100,7 +100,7 @@ def new(
                 )
         except OSError as exc:
             raise InputError(f"cannot write {directory}: {exc.strerror or exc}") from exc
-    err_console().print(f"wrote {entry}; run it with: reef fn dev {directory} --input reef")
+    tell(f"wrote {entry}; run it with: reef fn dev {directory} --input reef")
 
 
 def _source_path(target: Path) -> Path:
@@ -238,7 +238,7 @@ def dev(
         print_json(data)
     else:
         if result.logs:
-            err_console().print(result.logs.rstrip("\n"), markup=False, highlight=False)
+            tell(result.logs.rstrip("\n"))
         _print_output({k: v for k, v in data.items() if k != "logs"})
     if not result.ok:
         raise typer.Exit(1)

@@ -20,9 +20,9 @@ from reef.cli._kms_contract import contract_app
 from reef.cli._kms_serve import derive_server_cmd, root_app
 from reef.cli._options import AttestationMaxAge, Json, TrustOption
 from reef.cli._output import (
-    err_console,
     failing,
     print_result,
+    tell,
     warn_insecure_root,
 )
 from reef.cli._root import command_group
@@ -213,7 +213,7 @@ def info_cmd(
             PinStore.for_home(_home()).save(
                 KmsPin.from_identity(identity, learned_at_ms=wall_clock_ms())
             )
-            err_console().print(f"pinned {identity.url}", markup=False)
+            tell(f"pinned {identity.url}")
     print_result(_identity_json(identity), as_json, shown=_identity_rows(identity))
 
 
@@ -299,7 +299,7 @@ def pubkey_cmd(
         "public_key": public.hex(),
         "address": derived_address,
     }
-    err_console().print(f"verified: the answer is signed by {source}", markup=False)
+    tell(f"verified: the answer is signed by {source}")
     print_result(result, as_json, shown={k: v for k, v in result.items() if v != ""})
 
 
@@ -352,5 +352,5 @@ def rotate_cmd(
                     learned_at_ms=wall_clock_ms(),
                 )
             )
-            err_console().print(f"pin for {pinned.url} extended to version {new.version}")
+            tell(f"pin for {pinned.url} extended to version {new.version}")
     print_result(new.to_json(), as_json, title="new current version")

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from reef.cli._options import Flags, with_flags
-from reef.cli._output import err_console, fail, print_result
+from reef.cli._output import fail, print_result, tell
 from reef.encoding import parse_hex
 from reef.errors import InputError, ReefError
 from reef.home import ReefHome
@@ -203,7 +203,5 @@ def contract_verify_cmd(
     _print(out, flags.as_json, approved="yes" if approved else "no (not approved)")
     if not approved:
         if not flags.as_json:
-            err_console().print(
-                f"image {wanted} is not approved by {registry.address}", markup=False
-            )
+            tell(f"image {wanted} is not approved by {registry.address}")
         raise typer.Exit(1)

@@ -18,7 +18,7 @@ import typer
 
 from reef.cli._common import kms_wiring, read_file, serve_until_stopped
 from reef.cli._options import AttestationMaxAge, KmsEndpoint, KmsPubkey, TrustOption
-from reef.cli._output import err_console, fail, failing
+from reef.cli._output import fail, failing, tell
 from reef.encoding import parse_hex
 from reef.errors import InputError, ReefError
 from reef.home import ReefHome
@@ -102,7 +102,7 @@ def root_serve_cmd(
     with failing():
         prepared = asyncio.run(prepare_kms_root(options))
     for warning in prepared.warnings:
-        err_console().print(f"warning: {warning}", markup=False)
+        tell(f"warning: {warning}")
     kms_root = prepared.root
 
     def ready(server: RootServer) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "print_rows",
     "print_table",
     "say",
+    "tell",
     "tx_printer",
     "warn_insecure_root",
 ]
@@ -152,9 +153,15 @@ def say(line: str = "") -> None:
     typer.echo(line)
 
 
+def tell(line: str, *, style: str | None = None) -> None:
+    """A line for people on stderr (stdout stays for results and ``--json``), printed as it is:
+    never read as Rich markup, since paths, URLs (``[::1]``) and messages may hold brackets."""
+    err_console().print(line, markup=False, style=style)
+
+
 def note(message: str) -> None:
     """A progress line on stderr (stdout stays for results and ``--json``)."""
-    err_console().print(f"… {message}", markup=False, highlight=False)
+    tell(f"… {message}")
 
 
 def tx_printer(progress: TxProgress) -> None:
@@ -178,17 +185,14 @@ def warn_insecure_root(root: TrustedRoot, what: str, *, advice: str = "") -> Non
     if not root.insecure:
         return
     risk = _INSECURE_ROOTS.get(root.name, f"root {root.name!r}: INSECURE")
-    err_console().print(
-        f"warning: {what} under {risk}" + (f". {advice}." if advice else "."), markup=False
-    )
+    tell(f"warning: {what} under {risk}" + (f". {advice}." if advice else "."))
 
 
 def fail(error: ReefError, *, prefix: str = "error", code: int = 1) -> typer.Exit:
     """Report ``error`` on stderr and return the Exit to raise (``raise fail(exc)``)."""
-    stream = err_console()
-    stream.print(f"{prefix}: {error.message}", markup=False)
+    tell(f"{prefix}: {error.message}")
     if error.hint:
-        stream.print(f"hint: {error.hint}", markup=False)
+        tell(f"hint: {error.hint}")
     return typer.Exit(code)
 
 

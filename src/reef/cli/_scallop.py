@@ -12,11 +12,11 @@ from reef.cli._common import read_file, trusted_root
 from reef.cli._options import AttestationMaxAge, Json
 from reef.cli._output import (
     console,
-    err_console,
     fail,
     print_json,
     print_mapping,
     print_table,
+    tell,
     warn_insecure_root,
 )
 from reef.cli._root import command_group
@@ -95,9 +95,7 @@ def vectors_cmd(
     if report.failed:
         raise typer.Exit(1)
     if not report.passed:
-        err_console().print(
-            "error: the file holds no vector for a protocol reef implements", markup=False
-        )
+        tell("error: the file holds no vector for a protocol reef implements")
         raise typer.Exit(1)
 
 

@@ -18,10 +18,10 @@ from reef.cli._attestation import Base64Input, HexInput, evidence_encoding
 from reef.cli._common import read_input, trusted_root
 from reef.cli._options import AttestationRoot, Json, ListenHost, ListenPort
 from reef.cli._output import (
-    err_console,
     fail,
     failing,
     print_result,
+    tell,
     warn_insecure_root,
 )
 from reef.cli._root import command_group
@@ -101,10 +101,9 @@ def serve_cmd(
         )
     bound_host, bound_port = listener.getsockname()[:2]
     public = signing_key.public_key
-    err_console().print(
+    tell(
         f"verifier {public.checksum_address} (public key {public.raw.hex()}), root "
-        f"{trusted.name} ({trusted.sha256[:16]}…), listening on http://{bound_host}:{bound_port}",
-        markup=False,
+        f"{trusted.name} ({trusted.sha256[:16]}…), listening on http://{bound_host}:{bound_port}"
     )
     run_on(
         # Its own processes, one per core: each verifies inline (see verifier_app's offload).

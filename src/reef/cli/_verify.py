@@ -15,11 +15,11 @@ import typer
 
 from reef.cli._options import AttestationMaxAge, AttestationRoot, Json
 from reef.cli._output import (
-    err_console,
     fail,
     failing,
     print_json,
     print_result,
+    tell,
     warn_insecure_root,
 )
 from reef.errors import AttestationError, InputError, ReefError
@@ -111,8 +111,7 @@ def verify_cmd(
     print_result(result, as_json, shown=shown)
     warn_insecure_root(trusted, "verified")
     if expected is None:
-        err_console().print(
+        tell(
             "warning: no --image-id or --image given: the document is genuine, but which image "
-            "it runs was not checked",
-            markup=False,
+            "it runs was not checked"
         )
