@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._options import Flags, ListenHost, ListenPort, with_flags
-from reef.cli._output import failing, print_json, print_table
+from reef.cli._output import failing, print_json, print_table, tell
 from reef.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -162,18 +162,18 @@ def run_cmd(
         by_name = {rule.name: rule for rule in parsed}
         engine = AlertEngine(parsed)
         dash = _dashboard(flags)
-        typer.echo(f"evaluating {len(parsed)} rules every {interval:g} s", err=True)
+        tell(f"evaluating {len(parsed)} rules every {interval:g} s")
         while True:
             try:
                 samples = _samples(dash, metrics or [])
             except ServiceError as exc:
-                typer.echo(f"skipped an evaluation: {exc.message}", err=True)
+                tell(f"skipped an evaluation: {exc.message}")
             else:
                 for notice in engine.step(samples, time.time()):
                     try:
                         send_notice(notice, by_name[notice.rule], echo=typer.echo)
                     except ServiceError as exc:
-                        typer.echo(f"could not send: {exc.message}", err=True)
+                        tell(f"could not send: {exc.message}")
             if once:
                 return
             time.sleep(interval)
