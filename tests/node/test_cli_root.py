@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -24,6 +25,30 @@ def _reef(*args: str) -> subprocess.CompletedProcess[str]:
         [REEF, *args], capture_output=True, text=True, timeout=60, check=False,
         env={"COLUMNS": "100", "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
+
+
+def _reef_at(columns: int, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [REEF, *args], capture_output=True, text=True, timeout=60, check=False,
+        env={"COLUMNS": str(columns), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("command", [("deploy",), ("up",), ("jobs", "stop"), ("kms", "rotate")])
+def test_help_paragraphs_flow_to_the_terminal_width(command: tuple[str, ...]) -> None:
+    """Typer's Rich help kept the docstrings' line breaks: at 80 columns a paragraph wrapped
+    at the source's width came out as a full line, then a stub ("safety margin", "before"...).
+    Each paragraph now fills every line but its last."""
+    done = _reef_at(80, *command, "--help")
+    assert done.returncode == 0, done.stderr
+    description = done.stdout.split("Usage:", 1)[1].split("\u256d", 1)[0]  # up to the first box
+    lines = [line.strip() for line in description.splitlines()[1:]]  # Rich pads blank lines
+    paragraphs = [list(group) for blank, group in itertools.groupby(lines, bool) if blank]
+    assert len(paragraphs) >= 2, done.stdout  # the summary and at least one more
+    for text in paragraphs:
+        for line, after in itertools.pairwise(text):
+            # Wrapped by Rich: the next line's first word did not fit on this one.
+            assert len(line) + 1 + len(after.split()[0]) > 78, (line, after)
 
 
 def test_version() -> None:

@@ -15,6 +15,10 @@ Two things Typer does by default do not suit a command that spends money:
 - Typer's Rich help prints a type after every option, so every flag reads ``--debug <bool>`` as
   if it took a value. Flags take none: :class:`ReefGroup` gives every flag of the whole command
   tree (``--help`` included) an empty metavar once, when Typer builds the tree.
+- Typer's Rich help keeps a docstring's line breaks, so a paragraph wrapped at the source's
+  width came out ragged in an 80-column terminal (a line, then a stub of two words). Each
+  paragraph of a command's help is made one line when the tree is built, for Rich to wrap to
+  the terminal (a paragraph starting with Click's ``\b`` marker keeps its lines).
 
 And one costs every command time: Typer 0.29 coerces each parameter's value through a pydantic
 ``TypeAdapter`` built on first use, so the first command run imports pydantic and builds an
@@ -107,6 +111,7 @@ class ReefGroup(TyperGroup):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         _plain_flags(self)
+        _flowing_help(self)
         _light_coercion(self)
 
     def list_commands(self, ctx: Any) -> list[str]:
@@ -170,6 +175,7 @@ class ReefGroup(TyperGroup):
                     "does not register: correct the table",
                 )
         _plain_flags(built)
+        _flowing_help(built)
         _light_coercion(built)
         return built
 
@@ -219,6 +225,22 @@ def _plain_flags(command: Any) -> None:
     command.get_help_option = get_help_option
     for sub in (getattr(command, "commands", None) or {}).values():
         _plain_flags(sub)
+
+
+def _flowing(text: str) -> str:
+    """``text`` with each paragraph on one line (a ``\b`` paragraph kept as it is)."""
+    return "\n\n".join(
+        paragraph if paragraph.startswith("\b") else " ".join(paragraph.split())
+        for paragraph in text.split("\n\n")
+    )
+
+
+def _flowing_help(command: Any) -> None:
+    """Make every paragraph of the help under ``command`` one line (see the module docstring)."""
+    if isinstance(getattr(command, "help", None), str):
+        command.help = _flowing(command.help)
+    for sub in (getattr(command, "commands", None) or {}).values():
+        _flowing_help(sub)
 
 
 def _light_coercion(command: Any) -> None:
