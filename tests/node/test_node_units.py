@@ -198,6 +198,41 @@ def test_shipped_examples_group_functions_and_refuse_to_overwrite(tmp_path: Path
     assert "hello" in (info.value.hint or "")
 
 
+def test_every_shipped_example_says_what_it_is() -> None:
+    """`reef examples` listed bare names ("kms-root", "serverless/broken"): each now has its
+    kind and one line, and a new example cannot ship without them."""
+    from reef.node import describe_examples, list_examples
+    from reef.node._examples import _ABOUT
+
+    shipped = describe_examples()
+    assert [e.name for e in shipped] == list_examples()
+    assert set(_ABOUT) == set(list_examples())  # no line without its example either
+    assert all(e.about and e.kind in ("app", "function", "circuit", "platform") for e in shipped)
+    kinds = {e.name: e.kind for e in shipped}
+    assert kinds["hello"] == "app"
+    assert kinds["serverless/hello"] == "function"
+    assert kinds["kms-root"] == "platform"
+
+
+def test_reef_examples_lists_them_by_kind() -> None:
+    from typer.testing import CliRunner
+
+    from reef.cli import app
+
+    listed = CliRunner().invoke(app, ["examples"])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    apps = lines.index("Enclave apps (reef deploy DIR, or reef enclave run):")
+    functions = next(i for i, line in enumerate(lines) if line.startswith("Serverless functions"))
+    assert apps < functions
+    assert any(line.split()[:1] == ["hello"] for line in lines[apps:functions])
+    hello = next(line for line in lines if line.split()[:1] == ["serverless/hello"])
+    assert "greeting" in hello
+    as_json = json.loads(CliRunner().invoke(app, ["examples", "--json"]).output)
+    assert {"name": "hello", "kind": "app"}.items() <= as_json["details"][0].items()
+    assert as_json["examples"][0] == "hello"
+
+
 def test_reef_up_names_the_accounts_its_extensions_act_with() -> None:
     from reef.chain import Deployment
     from reef.cli._up import _account_roles

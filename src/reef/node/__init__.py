@@ -38,7 +38,14 @@ if TYPE_CHECKING:
         wait_for_enclave,
     )
     from reef.node._doctor import doctor_checks
-    from reef.node._examples import copy_example, example_dir, list_examples
+    from reef.node._examples import (
+        ExampleKind,
+        ShippedExample,
+        copy_example,
+        describe_examples,
+        example_dir,
+        list_examples,
+    )
     from reef.node._jobs import (
         CLOSE_RETRIES,
         DEFAULT_SAFETY_MARGIN_S,
@@ -109,6 +116,7 @@ __all__ = [
     "DEFAULT_SAFETY_MARGIN_S",
     "DeployRequest",
     "DeployResult",
+    "ExampleKind",
     "JobStatus",
     "JobSummary",
     "JobUpdate",
@@ -125,6 +133,7 @@ __all__ = [
     "Served",
     "ServiceContracts",
     "Session",
+    "ShippedExample",
     "StopResult",
     "UpContext",
     "UpExtension",
@@ -139,6 +148,7 @@ __all__ = [
     "default_dev_account",
     "deploy",
     "deposit_to_job",
+    "describe_examples",
     "doctor_checks",
     "enclave_logs_url",
     "example_dir",
@@ -187,6 +197,7 @@ __getattr__ = lazy_attributes(
         "DEFAULT_SAFETY_MARGIN_S": "_jobs",
         "DeployRequest": "_deploy",
         "DeployResult": "_deploy",
+        "ExampleKind": "_examples",
         "JobStatus": "_jobs",
         "JobSummary": "_jobs",
         "JobUpdate": "_update",
@@ -203,6 +214,7 @@ __getattr__ = lazy_attributes(
         "Served": "_serve",
         "ServiceContracts": "_session",
         "Session": "_session",
+        "ShippedExample": "_examples",
         "StopResult": "_jobs",
         "UpContext": "_up",
         "UpExtension": "_up",
@@ -214,6 +226,7 @@ __getattr__ = lazy_attributes(
         "close_job": "_jobs",
         "connect": "_provider",
         "copy_example": "_examples",
+        "describe_examples": "_examples",
         "default_dev_account": "_session",
         "deploy": "_deploy",
         "deposit_to_job": "_jobs",

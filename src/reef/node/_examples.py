@@ -13,14 +13,58 @@ from __future__ import annotations
 import hashlib
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from reef.enclave import build_image
 from reef.errors import InputError
 from reef.home import ReefHome
 
-__all__ = ["copy_example", "example_dir", "examples_root", "list_examples"]
+__all__ = [
+    "ExampleKind",
+    "ShippedExample",
+    "copy_example",
+    "describe_examples",
+    "example_dir",
+    "examples_root",
+    "list_examples",
+]
+
+ExampleKind = Literal["app", "function", "circuit", "platform"]
+"""An enclave app to deploy, a serverless function, a proof market's circuit, or one of the
+enclaves ``reef up`` runs itself (shipped to read and to build on)."""
+
+
+@dataclass(frozen=True)
+class ShippedExample:
+    """A shipped example as ``reef examples`` lists it."""
+
+    name: str
+    kind: ExampleKind
+    about: str
+    """One line: what it shows."""
+
+
+# What each example is, for someone choosing a starting point (a test checks that every shipped
+# example has its line and every line its example).
+_ABOUT: Mapping[str, tuple[ExampleKind, str]] = {
+    "hello": ("app", "an HTTP server that reports the keys its enclave attests"),
+    "init-params": ("app", "one image, configured at boot by attested (or sealed) init params"),
+    "scallop": ("app", "two enclaves talking HTTP over attested Scallop channels"),
+    "serverless/hello": ("function", "the smallest function: a name in, a greeting out"),
+    "serverless/json-input": ("function", "JSON in, JSON out; bad input gets a 400"),
+    "serverless/broken": ("function", "does not parse: error code 3, the caller pays nothing"),
+    "serverless/endless": ("function", "never answers: killed at its deadline (error code 4)"),
+    "proofs/poseidon": ("circuit", "Poseidon of a 64-bit number (Groth16): reef up's market 1"),
+    "proofs/commitment": ("circuit", "a Poseidon commitment, private input (Groth16): market 2"),
+    "kms-root": ("platform", "the KMS root server"),
+    "serverless-executor": ("platform", "a serverless executor (workerd inside)"),
+    "proofs-engine": ("platform", "the proof market's matching engine"),
+    "proofs-ivs": ("platform", "the proof market's input verification service"),
+    "proofs-prover": ("platform", "a proof market prover (snarkjs inside)"),
+}
 
 _MARKERS = ("reef.toml", "index.js", "README.md")
 """A directory is one example when it holds an app (reef.toml), a function or a guide."""
@@ -72,6 +116,14 @@ def list_examples() -> list[str]:
         else:
             names.append(top.name)
     return names
+
+
+def describe_examples() -> list[ShippedExample]:
+    """The shipped examples with what each is, in :func:`list_examples`' order."""
+    return [
+        ShippedExample(name, *_ABOUT.get(name, ("app", "")))  # a new one without its line yet
+        for name in list_examples()
+    ]
 
 
 def example_dir(name: str) -> Path:
