@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from reef.cli import app
@@ -42,6 +43,23 @@ def test_build_then_measure(tmp_path: Path) -> None:
     human = runner.invoke(app, ["image", "measure", str(out)])
     assert data["image_id"] in human.stdout
     assert "PCR1" in human.stdout
+
+
+def test_build_without_output_writes_where_deploy_builds(
+    tmp_path: Path, reef_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reef image build DIR` refused without -o; it now writes $REEF_HOME/builds/DIR.img (as
+    `reef deploy DIR` does), never inside the app, where the next build would take it in."""
+    src = _app(tmp_path / "myapp")
+    monkeypatch.chdir(src)
+    first = runner.invoke(app, ["image", "build", ".", "--json"])
+    assert first.exit_code == 0, first.output
+    data = json.loads(first.stdout)
+    assert data["image"] == str(reef_home / "builds" / "myapp.img")
+    assert load_image(Path(data["image"])).image_id.hex() == data["image_id"]
+    assert sorted(p.name for p in src.iterdir()) == ["a.py", "reef.toml"]
+    again = json.loads(runner.invoke(app, ["image", "build", str(src), "--json"]).stdout)
+    assert again["image_id"] == data["image_id"]
 
 
 def test_measure_with_init_params(tmp_path: Path) -> None:

@@ -30,12 +30,24 @@ def _measurement_rows(data: dict[str, Any]) -> dict[str, Any]:
 @app.command("build")
 def build_cmd(
     directory: Annotated[Path, typer.Argument(help="The app directory (with a reef.toml).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="The image file to write.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="The image file to write (default: $REEF_HOME/builds/NAME.img, NAME the "
+            "directory's name, where reef deploy builds).",
+        ),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Build a deterministic image: same inputs, same bytes and image id, on any machine."""
     from reef.enclave import build_image
 
+    if output is None:  # not beside the app: a build inside it would be in the next build
+        from reef.home import ReefHome
+
+        output = ReefHome.from_env().path("builds", f"{directory.resolve().name}.img")
     with failing():
         image = build_image(directory, output)
     result: dict[str, Any] = {
