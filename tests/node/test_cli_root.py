@@ -89,6 +89,36 @@ def test_a_typo_of_a_safe_command_is_still_suggested() -> None:
     assert "Did you mean 'wallet'?" in done.output
 
 
+@pytest.mark.parametrize(
+    ("typo", "spends"),
+    [
+        (["jobs", "depost"], "deposit"),
+        (["fn", "cal"], "call"),
+        (["proofs", "reqest"], "request"),
+        (["executor", "registr"], "register"),
+    ],
+)
+def test_a_typo_in_a_group_never_guesses_a_command_that_pays(typo: list[str], spends: str) -> None:
+    """Only the root was careful: `reef jobs depost` got "Did you mean 'deposit'?". A group
+    lists its commands instead of guessing one that pays or stakes."""
+    done = CliRunner().invoke(app, typo, terminal_width=200)
+    assert done.exit_code == 2
+    assert f"No such command '{typo[1]}'" in done.output
+    guessed = done.output.split("Did you mean", 1)[1] if "Did you mean" in done.output else ""
+    assert f"'{spends}'" not in guessed  # ('deregister' may be guessed for 'registr')
+    if not guessed:
+        assert f"`reef {typo[0]}` has: " in done.output
+        assert spends in done.output.split("has: ", 1)[1]  # listed, as every command is
+
+
+def test_a_group_answers_an_unknown_command_with_its_commands() -> None:
+    done = CliRunner().invoke(app, ["enclave", "list"], terminal_width=200)
+    assert done.exit_code == 2
+    assert "`reef enclave` has: run, ps, status, logs, stop, rm." in done.output
+    near = CliRunner().invoke(app, ["enclave", "stp"])
+    assert "Did you mean 'stop'?" in near.output
+
+
 def test_compute_image_id_matches_the_nitro_vector(vectors: Path) -> None:
     expected = json.loads((vectors / "nitro" / "expected.json").read_text())["aws.bin"]
     pcrs = expected["pcrs"]

@@ -10,8 +10,9 @@ table and ``reef <name> ...`` imports that one module and builds that one comman
 Two things Typer does by default do not suit a command that spends money:
 
 - a mistyped command gets "Did you mean …?" from ``difflib``; ``reef deposit`` (before it existed)
-  got **``deploy``**, the command that opens a paid job. :class:`ReefGroup` suggests only
-  commands that spend nothing; a typo near one that spends gets pointed at ``reef --help``.
+  got **``deploy``**, the command that opens a paid job. Every group of the tree suggests only
+  commands that spend nothing; a typo near one that spends (``reef jobs depost``) gets the list
+  of the group's commands instead, as does a name near none (``reef enclave list``: ``ps``).
 - Typer's Rich help prints a type after every option, so every flag reads ``--debug <bool>`` as
   if it took a value. Flags take none: :class:`ReefGroup` gives every flag of the whole command
   tree (``--help`` included) an empty metavar once, when Typer builds the tree.
@@ -58,8 +59,19 @@ __all__ = [
     "version_callback",
 ]
 
-SPENDING_COMMANDS = frozenset({"deploy", "deposit"})
-"""Commands that move money at once: never offered as a guess for a typo."""
+SPENDING_COMMANDS = frozenset(
+    {
+        "deploy",
+        "deposit",
+        "jobs deposit",
+        "fn deploy",
+        "fn call",
+        "proofs request",
+        "executor register",
+        "prover register",
+    }
+)
+"""Commands (their path under ``reef``) that pay or stake: never offered as a guess for a typo."""
 
 
 def command_group(name: str) -> tuple[typer.Typer, Callable[[typer.Typer], None]]:
@@ -142,7 +154,7 @@ class ReefGroup(TyperGroup):
             return super().resolve_command(ctx, args)
         except UsageError as exc:
             if args and not args[0].startswith("-"):
-                exc.message = _no_such_command(args[0], self.list_commands(ctx))
+                exc.message = _no_such_command(args[0], self.list_commands(ctx), ())
             raise
 
     def _build(self, entry: LazyCommand) -> Any:
@@ -176,6 +188,7 @@ class ReefGroup(TyperGroup):
                 )
         _plain_flags(built)
         _flowing_help(built)
+        _careful_suggestions(built, (entry.name,))
         _light_coercion(built)
         return built
 
@@ -200,13 +213,38 @@ class ReefTyper(typer.Typer):
         super().__init__(cls=group, **kwargs)
 
 
-def _no_such_command(name: str, commands: Iterable[str]) -> str:
-    safe = [c for c in commands if c not in SPENDING_COMMANDS]
+def _no_such_command(name: str, commands: Iterable[str], path: tuple[str, ...]) -> str:
+    """The error for ``reef PATH NAME`` when the group at ``path`` has no command ``name``."""
+    listed = list(commands)
+    safe = [c for c in listed if " ".join((*path, c)) not in SPENDING_COMMANDS]
     guesses = get_close_matches(name, safe)
     message = f"No such command {name!r}."
     if guesses:
         return message + " Did you mean " + ", ".join(repr(g) for g in guesses) + "?"
-    return message + " `reef --help` lists the commands."
+    if not path:  # the root has too many to list
+        return message + " `reef --help` lists the commands."
+    return message + f" `reef {' '.join(path)}` has: " + ", ".join(listed) + "."
+
+
+def _careful_suggestions(command: Any, path: tuple[str, ...]) -> None:
+    """Give every group under ``command`` (at ``path``) the root's answer to an unknown
+    command: :func:`_no_such_command` instead of Click's "Did you mean" over every command."""
+    commands = getattr(command, "commands", None)
+    if commands is None:
+        return
+    original: Callable[[Any, list[str]], Any] = command.resolve_command
+
+    def resolve_command(ctx: Any, args: list[str]) -> Any:
+        try:
+            return original(ctx, args)
+        except UsageError as exc:
+            if args and not args[0].startswith("-"):
+                exc.message = _no_such_command(args[0], command.list_commands(ctx), path)
+            raise
+
+    command.resolve_command = resolve_command
+    for name, sub in commands.items():
+        _careful_suggestions(sub, (*path, name))
 
 
 def _plain_flags(command: Any) -> None:
