@@ -281,6 +281,29 @@ def test_reef_verify_command(hello: EnclaveInfo, hello_image: Path, home: ReefHo
     gone = runner.invoke(cli, ["verify", "127.0.0.1:1", "--root", "dev"], env=env)
     assert gone.exit_code == 1
     assert "cannot fetch" in gone.stderr
+    assert "of the local enclave" not in gone.stderr  # no enclave serves that port
+
+
+def test_reef_verify_of_an_app_port_names_the_attestation_to_verify(
+    hello: EnclaveInfo, home: ReefHome
+) -> None:
+    """A new user verified the endpoint `reef deploy` prints (the app's port) and got a 404 with
+    a guess; the hint now says whose app port it is and which URL to verify instead."""
+    env = {"REEF_HOME": str(home.root)}
+    app_port = hello.endpoints["ports"][8080].split("/")[2].split(":")[1]
+    for endpoint in (hello.endpoints["ports"][8080], f"localhost:{app_port}"):
+        wrong = runner.invoke(cli, ["verify", endpoint, "--root", "dev"], env=env)
+        assert wrong.exit_code == 1, wrong.output
+        assert f"app's port 8080 of the local enclave {hello.id}" in wrong.stderr
+        suggested = f"reef verify {hello.endpoints['attestation']} --root dev"
+        assert suggested in wrong.stderr.replace("\n", " ")
+    # Another home's enclaves are not searched.
+    elsewhere = runner.invoke(
+        cli, ["verify", hello.endpoints["ports"][8080]],
+        env={"REEF_HOME": str(home.root / "elsewhere")},
+    )  # fmt: skip
+    assert elsewhere.exit_code == 1, elsewhere.output
+    assert "of the local enclave" not in elsewhere.stderr
 
 
 # -- inside the sandbox ------------------------------------------------------------------------

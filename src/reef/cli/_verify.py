@@ -52,6 +52,28 @@ def _expected_image_id(
     return expected_image_id(image, params, debug)
 
 
+def _point_at_attestation(exc: ReefError, endpoint: str) -> None:
+    """When ``endpoint`` is a local enclave's app port (the endpoint `reef deploy` prints, not
+    its attestation), say so in ``exc``'s hint and give the URL to verify instead."""
+    import asyncio
+    import contextlib
+
+    from reef.home import ReefHome
+    from reef.node import find_app_port
+
+    found = None
+    with contextlib.suppress(ReefError, OSError):  # a failed lookup leaves the error as it was
+        found = asyncio.run(find_app_port(ReefHome.from_env(), endpoint))
+    if found is None:
+        return
+    info = found.enclave
+    attestation = info.endpoints["attestation"]
+    exc.hint = (
+        f"{endpoint} is the app's port {found.port} of the local enclave {info.id} "
+        f"({info.name}); its attestation is served apart: reef verify {attestation} --root dev"
+    )
+
+
 def verify_cmd(
     endpoint: Annotated[
         str,
@@ -94,6 +116,7 @@ def verify_cmd(
             )
         raise fail(exc, prefix="rejected") from exc
     except ReefError as exc:
+        _point_at_attestation(exc, endpoint)
         raise fail(exc) from exc
     result: dict[str, Any] = {"verified": True, "endpoint": url, **verified.to_json()}
     result["insecure"] = trusted.insecure

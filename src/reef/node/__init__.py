@@ -75,6 +75,7 @@ if TYPE_CHECKING:
         withdraw_limit,
     )
     from reef.node._kms_root import KmsRootOptions, PreparedKmsRoot, prepare_kms_root
+    from reef.node._local_enclaves import AppPort, find_app_port
     from reef.node._network import NETWORK_FILE, NetworkInfo
     from reef.node._provider import (
         ProviderDirs,
@@ -109,6 +110,7 @@ if TYPE_CHECKING:
     from reef.node._update import JobUpdate, UpdateResult, update_job
 
 __all__ = [
+    "AppPort",
     "CLOSE_RETRIES",
     "ChainLocation",
     "ChainSession",
@@ -153,6 +155,7 @@ __all__ = [
     "enclave_logs_url",
     "example_dir",
     "expected_image_id",
+    "find_app_port",
     "find_open_job",
     "format_time",
     "format_wait",
@@ -190,6 +193,7 @@ __all__ = [
 __getattr__ = lazy_attributes(
     __name__,
     {
+        "AppPort": "_local_enclaves",
         "CLOSE_RETRIES": "_jobs",
         "ChainLocation": "_session",
         "ChainSession": "_session",
@@ -234,6 +238,7 @@ __getattr__ = lazy_attributes(
         "enclave_logs_url": "_jobs",
         "example_dir": "_examples",
         "expected_image_id": "_deploy",
+        "find_app_port": "_local_enclaves",
         "find_open_job": "_jobs",
         "format_time": "_jobs",
         "format_wait": "_jobs",
