@@ -61,9 +61,13 @@ def test_with_20_jobs_the_printed_number_show_and_stop_name_one_job(network: Net
     assert printed is not None, deployed.stdout
     number = printed.group(1)
     assert number == "17"
+    # A 1 h deposit does not run 1 h: deploy says until when, the time `jobs show` gives.
+    runs_until = re.search(r"runs until\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+)", deployed.stdout)
+    assert runs_until is not None, deployed.stdout
     _open_elsewhere(network, 2)  # 20 jobs open
 
     shown = network.cli.json("jobs", "show", number, process=True)
+    assert shown["enclave_stops_by"] == runs_until.group(1)
     assert (shown["job"], shown["job_id"]) == (17, parse_job_id(17))
     assert shown["provider_state"] == "running"
     assert shown["endpoint"].startswith("http://127.0.0.1:")

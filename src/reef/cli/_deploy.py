@@ -21,6 +21,16 @@ from reef.cli._output import failing, note, print_json, print_mapping, tell, tx_
 __all__ = ["register"]
 
 
+def _runs_until(job: int, stops_at: int) -> str:
+    """When the enclave stops and why that is before the paid time ends."""
+    from reef.node import format_time
+
+    return (
+        f"{format_time(stops_at)} (the provider stops it a safety margin before the money "
+        f"runs out; `reef jobs deposit {job} AMOUNT` adds time)"
+    )
+
+
 def register(root: typer.Typer) -> None:
     root.command("deploy")(deploy_cmd)
 
@@ -101,6 +111,11 @@ def deploy_cmd(
             "attestation": f"{result.endpoints.get('attestation', '')} (verified live, "
             f"root {result.attestation.root.name})",
             "paid": f"{format_amount(result.cost)} rUSD for {request.duration_s} s",
+            **(
+                {}
+                if result.stops_at is None
+                else {"runs until": _runs_until(result.job, result.stops_at)}
+            ),
             "stop it": f"reef jobs stop {result.job}",
         }
     )

@@ -66,7 +66,7 @@ from reef.market import (
     settlement_amount,
     upload_image,
 )
-from reef.node._jobs import format_time, stop_job
+from reef.node._jobs import format_time, stop_job, stop_margin_s, stops_at
 from reef.node._session import Session
 
 __all__ = [
@@ -193,6 +193,9 @@ class DeployResult:
     rate: int
     cost: int
     attestation: VerifiedAttestation
+    stops_at: int | None = None
+    """When the provider stops the enclave: its safety margin before the money runs out, so
+    sooner than ``cost`` pays for (``None`` if unknown)."""
     timings: Mapping[str, float] = field(default_factory=dict)
 
     @property
@@ -214,6 +217,7 @@ class DeployResult:
             "cost": self.cost,
             "endpoints": dict(self.endpoints),
             "root": self.attestation.root.name,
+            "stops_at": self.stops_at,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
@@ -538,6 +542,7 @@ def deploy(
     timings["verify"] = time.monotonic() - launched.running
     timings["open_to_verified"] = time.monotonic() - opening
     progress(f"verified: the enclave attests image {image_id.hex()} (root {root.name})")
+    job = market.find_job(job_id)
     return DeployResult(
         job_id=job_id,
         endpoint=launched.endpoint,
@@ -550,6 +555,7 @@ def deploy(
         rate=rate,
         cost=cost,
         attestation=launched.attestation,
+        stops_at=None if job is None else stops_at(job, stop_margin_s(session)),
         timings=timings,
     )
 
