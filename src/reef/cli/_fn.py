@@ -34,14 +34,13 @@ from reef.cli._output import (
     tx_printer,
 )
 from reef.cli._root import command_group
-from reef.errors import InputError, ServerlessError
+from reef.errors import InputError
 
 if TYPE_CHECKING:
     from reef.serverless import (
         CallResult,
-        JobResponded,
+        FunctionCall,
         Limits,
-        ServerlessJobsClient,
     )
 
 __all__ = ["register"]
@@ -270,39 +269,17 @@ def deploy_cmd(
         note(f"call it with: reef fn call {codehash} --input ...")
 
 
-def _wait_for_output(
-    client: ServerlessJobsClient, job_id: int, from_block: int, wait_s: float
-) -> JobResponded | None:
-    import time
-
-    end = time.monotonic() + wait_s
-    while time.monotonic() < end:
-        # The job first, then its outputs: a job that closed (answered by all, or slashed)
-        # before the read of its outputs has every output it will ever have.
-        job = client.job(job_id)
-        responses = client.responses(from_block, job_id=job_id)
-        if responses:
-            return responses[0]
-        if job is not None and job.closed:
-            return None
-        time.sleep(0.05)
-    return None
-
-
-def _call_json(
-    client: ServerlessJobsClient, response: JobResponded, request_id: int
-) -> dict[str, Any]:
-    signed = client.signed_output(response.tx_hash)
-    domain = client.domain()
+def _call_json(call: FunctionCall) -> dict[str, Any]:
+    response, signed = call.response, call.signed
     return {
-        "job_id": request_id,
+        "job_id": call.request.job_id,
         "exec_job_id": signed.job_id,
         **_answer_json(response.error_code, response.output, response.total_time),
         "executor": response.executor,
         "signature": "0x" + signed.signature.hex(),
         "sign_timestamp": signed.sign_timestamp,
-        "chain_id": domain.chain_id,
-        "jobs_contract": domain.jobs_contract,
+        "chain_id": call.domain.chain_id,
+        "jobs_contract": call.domain.jobs_contract,
     }
 
 
@@ -318,7 +295,7 @@ def call_cmd(
     ] = 5000,
 ) -> None:
     """Call a deployed function: open a job, wait for the first signed output, print it."""
-    from reef.chain import TokenClient
+    from reef.serverless import call_function
 
     with failing(code=2):
         body = _input_body(input_text, input_file)
@@ -326,22 +303,17 @@ def call_cmd(
             raise InputError(f"--timeout-ms must be positive, got {timeout_ms}")
     with failing():
         where = open_target(flags, send=True)
-        client = where.jobs(send=True)
-        params = client.params()
-        token = TokenClient(where.w3, client.token(), account=where.account, progress=tx_printer)
-        if token.allowance(client.sender, client.address) < timeout_ms * params.fee_per_ms:
-            token.approve(client.address, 2**256 - 1)
-        request, _ = client.create_job(codehash, body, timeout_ms)
-        note(f"job {request.job_id} opened; selected {', '.join(request.selected_executors)}")
-        wait_s = timeout_ms / 1000 + params.execution_buffer_s + 5
-        response = _wait_for_output(client, request.job_id, request.block_number, wait_s)
-        if response is None:
-            raise ServerlessError(
-                f"no executor answered job {request.job_id} in time",
-                hint=f"after the deadline, `reef fn job {request.job_id}` shows it; closing it "
-                "refunds you and slashes the selected executors",
-            )
-        data = _call_json(client, response, request.job_id)
+        call = call_function(
+            where.jobs(send=True),
+            codehash,
+            body,
+            timeout_ms,
+            progress=tx_printer,
+            opened=lambda request: note(
+                f"job {request.job_id} opened; selected {', '.join(request.selected_executors)}"
+            ),
+        )
+        data = _call_json(call)
     if flags.as_json:
         print_json(data)
     else:

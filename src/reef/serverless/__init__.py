@@ -20,6 +20,8 @@ The chain side (loaded on first use, see ``__getattr__``: web3 and Starlette cos
   and its siblings for an indexer): the clients return them and the executors, the relay gateway
   and ``reef fn`` read them as they are (:class:`JobCreated` is a job to run,
   :class:`JobResponded` an output the chain accepted);
+- calling a deployed function as a user (:func:`call_function`: pay, open a job, the first
+  accepted output and its executor's signature, what ``reef fn call`` prints);
 - EIP-712 signing bound to a deployment (:class:`JobsDomain`, :func:`sign_output`);
 - the billing model (:class:`JobsModel`, :func:`payout_shares`, :func:`select_executors`);
 - executors (:class:`ExecutorNode`, :class:`ExecutorService`), their registration through the
@@ -61,6 +63,7 @@ from reef.serverless._result import (
 from reef.serverless._runtime import CodeSource, FunctionRuntime, RuntimeStats, local_codehash
 
 if TYPE_CHECKING:
+    from reef.serverless._call import FunctionCall, call_function
     from reef.serverless._contracts import (
         ENV_JAVASCRIPT,
         CodeDeployment,
@@ -166,6 +169,7 @@ __all__ = [
     "ExecutorSettings",
     "ExecutorStakeAdded",
     "ExecutorStats",
+    "FunctionCall",
     "FunctionRuntime",
     "GATEWAY_TIMEOUT_MS",
     "GatewayRegistered",
@@ -212,6 +216,7 @@ __all__ = [
     "SlashedOnExecutionTimeout",
     "VerifierUpdated",
     "WORKERD_VERSION",
+    "call_function",
     "ensure_workerd",
     "find_workerd",
     "fund_gas",
@@ -240,6 +245,8 @@ __all__ = [
 __getattr__ = lazy_attributes(
     __name__,
     {
+        "FunctionCall": "_call",
+        "call_function": "_call",
         "ENV_JAVASCRIPT": "_contracts",
         "CodeDeployment": "_contracts",
         "ExecutorRecord": "_contracts",
