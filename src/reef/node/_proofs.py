@@ -41,7 +41,6 @@ keys die with them; the new engine replaces the old one on chain).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -77,7 +76,6 @@ from reef.proofs import (
 
 __all__ = ["PROOFS_ROLE", "ProofsExtension", "ProofsSettings"]
 
-log = logging.getLogger("reef.node.proofs")
 
 PROOFS_ROLE = "proofs"
 _PART_LABEL = "reef.proofs"
@@ -209,8 +207,7 @@ class ProofsExtension(_EnclaveExtension):
                 f"{contract.ivs or '(unrecorded)'}, the IVS enclave signs as {ivs}: creating new "
                 "example markets (a market's IVS is fixed when it is created)"
             )
-            log.warning("%s", note)
-            ctx.progress(note)
+            ctx.progress(note)  # once: reef up's log handler would print a warning again
         ids = []
         for example, public, private, name in _EXAMPLES:
             folder = examples_root() / "proofs" / example
