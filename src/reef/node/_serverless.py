@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from reef.attestation import load_verifier_key
 from reef.chain import TokenClient
@@ -66,6 +66,19 @@ class ServerlessSettings:
     params: JobsParams = field(default_factory=JobsParams)
 
 
+_T = TypeVar("_T")
+
+
+async def _all(work: Sequence[Coroutine[Any, Any, _T]]) -> list[_T]:
+    """The results of ``work`` run together, in order; the first failure is raised once all
+    have ended (none is cancelled half-way: an enclave started is one the extension stops)."""
+    results = await asyncio.gather(*work, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast("list[_T]", results)
+
+
 class ServerlessExtension(_EnclaveExtension):
     """Serverless functions on the local network (see the module docstring)."""
 
@@ -85,22 +98,23 @@ class ServerlessExtension(_EnclaveExtension):
         ctx.progress("building the serverless executor image")
         image_path = await asyncio.to_thread(self._image, ctx.home)
         await self._stop_leftovers(ctx)
-        executors: list[dict[str, Any]] = []
-        for index in range(s.executors):
-            ctx.progress(f"starting serverless executor {index + 1} of {s.executors}")
-            info = await self._start_enclave(
-                ctx,
-                EnclaveSpec(
-                    image=image_path,
-                    ports={_GATEWAY_PORT: 0, _CONTROL_PORT: 0},
-                    allow_host_ports=(ctx.rpc_port,),
-                ),
-            )
-            # The image id the enclave attests, as the backend measured it at start (the reef
-            # runtime is part of it, so it is read from the running enclave, not recomputed).
-            if not await asyncio.to_thread(jobs.is_whitelisted, info.image_id):
-                await asyncio.to_thread(jobs.whitelist_image, info.image_id)
-            executors.append(await self._register(ctx, jobs, code, info, index))
+        ctx.progress(f"starting {s.executors} serverless executors")
+        spec = EnclaveSpec(
+            image=image_path,
+            ports={_GATEWAY_PORT: 0, _CONTROL_PORT: 0},
+            allow_host_ports=(ctx.rpc_port,),
+        )
+        # Side by side: each waits mostly on its enclave's boot and its registration's round
+        # trips (the verifier, the chain); one after another, reef up waited for all of them.
+        infos = await _all([self._start_enclave(ctx, spec) for _ in range(s.executors)])
+        # The image id the enclaves attest, as the backend measured it at start (the reef
+        # runtime is part of it, so it is read from the running enclaves, not recomputed).
+        for image_id in dict.fromkeys(info.image_id for info in infos):
+            if not await asyncio.to_thread(jobs.is_whitelisted, image_id):
+                await asyncio.to_thread(jobs.whitelist_image, image_id)
+        executors = await _all(
+            [self._register(ctx, jobs, code, info, index) for index, info in enumerate(infos)]
+        )
         await asyncio.to_thread(self._drain_gone, ctx, jobs, {e["address"] for e in executors})
         return {
             "chain_id": ctx.devnet.chain_id,
