@@ -40,7 +40,10 @@ __all__ = ["DEFAULT_EXCLUDES", "Image", "ImageEntry", "build_image", "load_image
 # Files that are never part of an app, and that would otherwise make builds depend on who ran the
 # app last (bytecode caches) or on the developer's tools.
 DEFAULT_EXCLUDES = (".git", "__pycache__", "*.pyc", ".DS_Store")
-_GZIP_LEVEL = 9
+# gzip's default: the workerd binary of the serverless executor's image (156 MB) took 13 s at
+# level 9 and takes 5.5 s at 6, for an archive 0.5 % larger. The level fixes the archive's bytes,
+# never what an enclave attests (the measurements are over the entries, not the compressed bytes).
+_GZIP_LEVEL = 6
 _CHUNK = 1 << 20
 # Refuse archives that would unpack to more than this (a decompression bomb guard).
 MAX_IMAGE_BYTES = 4 << 30
