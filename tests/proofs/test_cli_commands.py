@@ -64,6 +64,18 @@ def test_a_tee_market_and_an_ask_from_creation_to_cancel(served: Served, tmp_pat
     )  # fmt: skip
     assert (ask["prover"], ask["price"], ask["private_inputs"]) == (None, None, False)
     assert "auction" not in ask
+    # For people, the ask's expiry reads as a time (`reef jobs` style), not unix seconds.
+    from reef.cli import app
+    from reef.node import format_time
+
+    human = CliRunner().invoke(
+        app,
+        ["proofs", "show", str(ask_id), "--rpc", served.url,
+         "--proof-market", served.chain.market_address],
+    )  # fmt: skip
+    assert human.exit_code == 0, human.output
+    assert format_time(ask["expiry"]) in human.stdout
+    assert str(ask["expiry"]) not in human.stdout
     listed = served.reef("proofs", "list", user=None)
     assert {"ask_id": ask_id, "state": "open"}.items() <= listed[-1].items()
     closed = served.reef("proofs", "cancel", str(ask_id))

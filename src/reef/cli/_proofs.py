@@ -620,8 +620,14 @@ def _ask_row(ctx: _Ctx, ask_id: int) -> dict[str, Any]:
 
 
 def _print_ask(row: dict[str, Any], as_json: bool) -> None:
-    """An ask's row: all of it with ``--json``; for people, without the proof's numbers."""
+    """An ask's row: all of it with ``--json``; for people, without the proof's numbers and
+    with its times as `reef jobs` shows times (JSON keeps unix seconds)."""
+    from reef.node import format_time
+
     shown = {k: v for k, v in row.items() if k != "proof"}
+    for key in ("expiry", "deadline"):
+        if shown.get(key):
+            shown[key] = format_time(shown[key])
     print_result(row, as_json, title=f"ask {row['ask_id']}", shown=shown)
 
 
