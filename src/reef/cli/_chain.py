@@ -116,14 +116,11 @@ def chain(
 
 
 def _loopback(url: str) -> bool:
-    import ipaddress
     from urllib.parse import urlsplit
 
-    host = urlsplit(url).hostname or ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+    from reef._serve import is_loopback
+
+    return is_loopback(urlsplit(url).hostname or "")
 
 
 def _balances(devnet: Devnet) -> list[tuple[int, int | None]]:

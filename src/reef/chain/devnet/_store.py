@@ -42,7 +42,7 @@ from typing import IO, Any
 from reef.chain._deploy import Deployment
 from reef.chain.devnet._accounts import DEV_KEYS_WARNING, DevAccount
 from reef.errors import ChainError, ConfigError
-from reef.home import ReefHome, replace_file
+from reef.home import ReefHome, replace_file, replace_json
 
 __all__ = [
     "DevnetInfo",
@@ -166,8 +166,7 @@ def read_devnet_info(home: ReefHome) -> DevnetInfo:
 
 def write_devnet_info(home: ReefHome, info: DevnetInfo) -> None:
     """Replace ``devnet.json`` atomically (owner-only: it lists private keys, even dev ones)."""
-    text = json.dumps(info.to_json(), indent=2) + "\n"
-    replace_file(home.path("chain", INFO_NAME), text.encode(), durable=True)
+    replace_json(home.path("chain", INFO_NAME), info.to_json(), durable=True)
 
 
 class DevnetLock:
