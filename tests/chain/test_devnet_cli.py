@@ -228,3 +228,23 @@ def test_the_banner_warns_when_listening_beyond_loopback() -> None:
     assert _loopback("http://localhost:8545")
     assert not _loopback("http://0.0.0.0:8545")
     assert not _loopback("http://192.168.1.20:8545")
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("http://127.0.0.1:8545", True),
+        ("http://localhost:8545", True),
+        ("http://[::1]:8545", True),
+        ("http://[::ffff:127.0.0.1]:8545", True),
+        ("http://0.0.0.0:8545", False),
+        ("http://[::]:8545", False),
+        ("http://192.168.1.20:8545", False),
+    ],
+)
+def test_reef_chain_warns_when_it_listens_beyond_this_machine(url: str, local: bool) -> None:
+    """The banner's "listening beyond this machine" warning: only a loopback endpoint, in any
+    spelling, is spared it (the dev accounts' keys are public)."""
+    from reef.cli._chain import _loopback
+
+    assert _loopback(url) is local
