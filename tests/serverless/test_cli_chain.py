@@ -96,3 +96,17 @@ def test_without_a_network_the_commands_say_how_to_get_one() -> None:
     result = CliRunner().invoke(app, ["fn", "executors"])
     assert result.exit_code == 1
     assert "reef up" in result.output
+
+
+def test_a_calls_signing_time_reads_as_a_time_and_keeps_its_seconds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`reef fn call` printed the output's sign_timestamp as bare unix seconds; people get the
+    time, and the seconds the signature covers stay beside it."""
+    from reef.cli._fn import _answer_json, _print_output
+    from reef.node import format_time
+
+    _print_output({**_answer_json(0, b"hi", 12), "sign_timestamp": 1_796_586_712})
+    shown = capsys.readouterr().out
+    assert f"{format_time(1_796_586_712)} (1796586712)" in shown
+    assert "0 (ok)" in shown

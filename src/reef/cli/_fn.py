@@ -168,6 +168,11 @@ def _print_output(data: dict[str, Any]) -> None:
     shown["error_code"] = f"{shown['error_code']} ({shown.pop('error')})"
     if shown["output"] is not None:
         shown.pop("output_hex")
+    if "sign_timestamp" in shown:  # signed as unix seconds: both, for reading and for checking
+        from reef.node import format_time
+
+        seconds = shown["sign_timestamp"]
+        shown["sign_timestamp"] = f"{format_time(seconds)} ({seconds})"
     print_mapping(shown)
 
 
