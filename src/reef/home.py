@@ -113,6 +113,13 @@ class ReefHome:
         target.mkdir(parents=True, exist_ok=True, mode=0o700)
         return target
 
+    def app_image(self, app: Path) -> Path:
+        """Where the image of the app directory ``app`` is built when no file is named
+        (``reef deploy DIR``, ``reef jobs update --image DIR``, ``reef image build DIR``):
+        ``builds/<directory name>.img``, never inside the app, where it would be in its next
+        build. Its parent is created."""
+        return self.path("builds", f"{app.resolve().name}.img")
+
     @property
     def chain(self) -> Path:
         """The embedded devnet: its state, accounts and deployed addresses."""

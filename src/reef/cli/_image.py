@@ -44,10 +44,10 @@ def build_cmd(
     """Build a deterministic image: same inputs, same bytes and image id, on any machine."""
     from reef.enclave import build_image
 
-    if output is None:  # not beside the app: a build inside it would be in the next build
+    if output is None:
         from reef.home import ReefHome
 
-        output = ReefHome.from_env().path("builds", f"{directory.resolve().name}.img")
+        output = ReefHome.from_env().app_image(directory)
     with failing():
         image = build_image(directory, output)
     result: dict[str, Any] = {

@@ -59,6 +59,7 @@ from reef.errors import (
     ReefError,
     ServiceError,
 )
+from reef.home import ReefHome
 from reef.market import (
     DEV_REGION,
     ControlPlaneClient,
@@ -113,16 +114,16 @@ def parse_duration(text: str) -> int:
     return total
 
 
-def prepare_image(image: Path, builds: Path) -> Path:
-    """The image file to upload: ``image`` itself, or a build of it if it is a directory.
+def prepare_image(image: Path, home: ReefHome) -> Path:
+    """The image file to upload: ``image`` itself, or if it is a directory a build of it (at
+    :meth:`~reef.home.ReefHome.app_image`).
 
     Raises:
         InputError: the path does not exist.
         ImageError: the directory is not a valid app (missing or bad ``reef.toml``, ...).
     """
     if image.is_dir():
-        builds.mkdir(parents=True, exist_ok=True, mode=0o700)
-        out = builds / f"{image.resolve().name}.img"
+        out = home.app_image(image)
         tmp = out.with_suffix(".tmp")
         built = build_image(image, tmp)
         tmp.replace(out)
@@ -451,8 +452,7 @@ def deploy(
     market = session.market(tx_progress)
 
     # 1. the image and what it must attest
-    builds = session.home.path("builds", ".keep").parent
-    image_path = prepare_image(request.image, builds)
+    image_path = prepare_image(request.image, session.home)
     if request.image.is_dir():
         progress(f"built {request.image} into {image_path}")
     params = read_init_params(request.init_params) if request.init_params is not None else None

@@ -75,7 +75,7 @@ def update_job(
         changes["url"] = change.url
     built: Path | None = None
     if change.image is not None:
-        built = prepare_image(change.image, session.home.path("builds", ".keep").parent)
+        built = prepare_image(change.image, session.home)
         _, changes["url"] = upload_image(
             session.image_store(change.store_url), built, signer=session.account
         )
