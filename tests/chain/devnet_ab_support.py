@@ -7,11 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import rlp
 from eth_account import Account
 
 from reef.chain.devnet import _engine
 from reef.chain.devnet._engine import Chain
 from reef.chain.devnet._types import DevnetFault, ExecutionReverted, TxRequest
+from reef.crypto import keccak256
 
 __all__ = ["ChainPair"]
 
@@ -77,6 +79,15 @@ class ChainPair:
             except DevnetFault as exc:
                 outcomes.append(str(exc))
         assert outcomes[0] == outcomes[1]
+
+    def deploy(self, sender: int, initcode: bytes, gas: int = 300_000) -> bytes:
+        """Create a contract from dev account ``sender`` on both chains, check they still
+        agree, and return its address (the sender's and its nonce's, as CREATE makes it)."""
+        account = bytes.fromhex(self.cached.accounts[sender].address[2:])
+        address = keccak256(rlp.encode([account, self.cached.nonce(account)]))[12:]
+        self.send(sender, None, 0, initcode, gas)
+        self.same()
+        return address
 
     def same(self) -> None:
         """The same head block on both: number, hash (so state root) and receipts."""

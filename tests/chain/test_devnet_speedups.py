@@ -39,9 +39,7 @@ def test_random_transactions_snapshots_and_calls_match_plain_py_evm(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pair = ChainPair(monkeypatch)
-    pair.send(0, None, 0, INITCODE, 200_000)
-    pair.same()
-    contract = rlp_address(pair.cached, 0)
+    contract = pair.deploy(0, INITCODE, 200_000)
     assert pair.cached.code(contract) == RUNTIME
     rng = random.Random(14)
     for step in range(160):
@@ -95,14 +93,6 @@ def test_random_transactions_snapshots_and_calls_match_plain_py_evm(
     nodes = pair.cached._nodes
     assert len(nodes.decoded) > 0
     assert len(nodes.mappings) > 0
-
-
-def rlp_address(chain: Chain, deployer: int) -> bytes:
-    """The address of the first contract dev account ``deployer`` created (nonce 0)."""
-    from reef.crypto import keccak256
-
-    sender = bytes.fromhex(chain.accounts[deployer].address[2:])
-    return keccak256(rlp.encode([sender, 0]))[12:]
 
 
 def test_a_checkpointed_database_gives_the_same_state_on_both_paths(
@@ -206,9 +196,7 @@ def test_jumps_into_push_data_fail_as_on_plain_py_evm(monkeypatch: pytest.Monkey
     """The jump analysis a VM class shares between runs of the same code gives py-evm's answer
     whatever order the destinations are first asked in, mined and in calls alike."""
     pair = ChainPair(monkeypatch)
-    pair.send(0, None, 0, JUMPER_INITCODE, 200_000)
-    pair.same()
-    contract = rlp_address(pair.cached, 0)
+    contract = pair.deploy(0, JUMPER_INITCODE, 200_000)
     assert pair.cached.code(contract) == JUMPER
     assert JUMPER[4] == JUMPER[14] == JUMPER[54] == JUMPER[12] == JUMPER[40] == 0x5B
     rng = random.Random(9)
@@ -251,9 +239,7 @@ def test_receipts_with_logs_are_plain_py_evms(monkeypatch: pytest.MonkeyPatch) -
     """Receipts built with remembered bloom bits (every transaction type, logs with repeated and
     new topics, failed runs) give py-evm's blocks and databases."""
     pair = ChainPair(monkeypatch)
-    pair.send(0, None, 0, LOGGER_INITCODE, 200_000)
-    pair.same()
-    contract = rlp_address(pair.cached, 0)
+    contract = pair.deploy(0, LOGGER_INITCODE, 200_000)
     assert pair.cached.code(contract) == LOGGER
     rng = random.Random(5)
     blooms = set()

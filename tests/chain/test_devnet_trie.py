@@ -9,14 +9,12 @@ import random
 from typing import Any, cast
 
 import pytest
-import rlp
 from devnet_ab_support import ChainPair
 from eth.db.batch import BatchDB
 from eth_hash.auto import keccak
 from trie.constants import BLANK_NODE_HASH
 from trie.hexary import HexaryTrie
 
-from reef.chain.devnet._engine import Chain
 from reef.chain.devnet._trie import NodeCache, update_trie
 from reef.chain.devnet._types import TxRequest
 
@@ -115,11 +113,6 @@ REVERTER = bytes.fromhex("60206000fd")  # revert with 32 zero bytes
 REVERTER_INIT = bytes.fromhex(f"60{len(REVERTER):02x}80600b6000396000f3") + REVERTER
 
 
-def _created(chain: Chain, deployer: int, nonce: int) -> bytes:
-    sender = bytes.fromhex(chain.accounts[deployer].address[2:])
-    return keccak(rlp.encode([sender, nonce]))[12:]
-
-
 def _pairs(items: list[tuple[int, int]]) -> bytes:
     return b"".join(k.to_bytes(32, "big") + v.to_bytes(32, "big") for k, v in items)
 
@@ -132,12 +125,8 @@ def test_storage_heavy_chain_matches_plain_py_evm_to_the_database(
     receipt, call output, revert and gas estimate, and at the end the whole key-value store,
     as plain py-evm's."""
     pair = ChainPair(monkeypatch, accounts=3)
-    pair.send(0, None, 0, INITCODE, 300_000)
-    pair.same()
-    store = _created(pair.cached, 0, 0)
-    pair.send(0, None, 0, REVERTER_INIT, 300_000)
-    pair.same()
-    reverter = _created(pair.cached, 0, 1)
+    store = pair.deploy(0, INITCODE)
+    reverter = pair.deploy(0, REVERTER_INIT)
     assert pair.cached.code(store) == STORE_PAIRS
     rng = random.Random(1414)
     slots = [rng.randrange(2**256) for _ in range(150)] + list(range(40))
