@@ -37,6 +37,8 @@ The package's layers: imports :mod:`reef.chain.devnet._state` and
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Any
 
 from eth._utils.address import generate_contract_address
@@ -61,7 +63,7 @@ from eth.vm.forks.prague.transactions import SetCodeTransaction
 from eth.vm.logic.invalid import InvalidOpcode
 from eth.vm.message import Message
 from eth.vm.opcode import _FastOpcode
-from eth_hash.auto import keccak
+from eth_bloom.bloom import get_bloom_bits
 from eth_utils.exceptions import ValidationError
 
 from reef.chain.devnet._state import state_class
@@ -266,12 +268,9 @@ class _VM(PragueVM):
 
 
 def _bloom_bits(value: bytes) -> int:
-    """The three bits ``value`` sets in a log bloom (eth_bloom's ``get_bloom_bits``, or-ed)."""
-    digest = keccak(value)
-    bits = 0
-    for at in (0, 2, 4):
-        bits |= 1 << (((digest[at] << 8) + digest[at + 1]) & 2047)
-    return bits
+    """The three bits ``value`` sets in a log bloom, as one int (eth_bloom's, which py-evm's
+    Receipt uses)."""
+    return functools.reduce(operator.or_, get_bloom_bits(value))
 
 
 def vm_class(cache: NodeCache) -> Any:
