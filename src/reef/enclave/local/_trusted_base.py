@@ -338,7 +338,7 @@ def console_app(console: Console) -> LightApi:
     at ``/openapi.json`` and ``/docs``; a malformed query is a JSON ``{"error": reason}``."""
     from starlette.responses import JSONResponse, Response, StreamingResponse
 
-    from reef._api import json_error, light_api
+    from reef._api import json_error, light_api, query_param
 
     def _int(request: Request, name: str) -> int | None:
         value = request.query_params.get(name)
@@ -401,7 +401,9 @@ def console_app(console: Console) -> LightApi:
         },
         openapi_extra={
             "parameters": [
-                _query("start_from", "the first line's number (default: after the last)")
+                query_param(
+                    "start_from", "the first line's number (default: after the last)", _DIGITS
+                )
             ]
         },
     )
@@ -413,8 +415,8 @@ def console_app(console: Console) -> LightApi:
         responses={200: _json(_LINES, "the lines, oldest first"), **bad},
         openapi_extra={
             "parameters": [
-                _query("log_id", "the last line's number (default: the last line)"),
-                _query("offset", "how many lines (default 10, at most 1000)"),
+                query_param("log_id", "the last line's number (default: the last line)", _DIGITS),
+                query_param("offset", "how many lines (default 10, at most 1000)", _DIGITS),
             ]
         },
     )
@@ -428,14 +430,7 @@ def console_app(console: Console) -> LightApi:
     return app
 
 
-def _query(name: str, description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": {"type": "string", "pattern": "^[0-9]*$"},
-    }
+_DIGITS = "^[0-9]*$"  # how OpenAPI describes the console's numeric query parameters
 
 
 # The console's answers as JSON Schema (pydantic models would load pydantic into every debug
