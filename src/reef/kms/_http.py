@@ -39,7 +39,6 @@ __all__ = [
     "parse_image_id",
     "parse_path",
     "parse_version",
-    "query_param",
     "query_params",
     "raw_uri",
     "versioned_answer",
@@ -281,7 +280,8 @@ def add_kms_route(
     ``errors`` (status: what it means) and those of the request limits.
 
     Args:
-        parameters: the query parameters (:func:`query_param`), which the handler parses itself.
+        parameters: the query parameters (:func:`reef._api.query_param`), which the handler
+            parses itself.
         request_body: the OpenAPI ``requestBody`` (a route that reads one itself).
         name: the route's name (the handler's by default).
     """

@@ -39,7 +39,7 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from reef._api import api_app
+from reef._api import api_app, query_param
 from reef.encoding import parse_hex
 from reef.errors import InputError, KMSError, MisuseError, ReefError
 from reef.kms._derive import KeyType, derive_key
@@ -54,7 +54,6 @@ from reef.kms._http import (
     parse_image_id,
     parse_path,
     parse_version,
-    query_param,
     query_params,
     raw_uri,
     versioned_answer,

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from reef._api import LightApi, light_api
+from reef._api import LightApi, light_api, query_param
 from reef.errors import (
     ChainError,
     ChannelBrokenError,
@@ -49,7 +49,6 @@ from reef.kms._http import (
     error_response,
     parse_address,
     parse_version,
-    query_param,
     query_params,
     versioned_answer,
     versioned_response,
