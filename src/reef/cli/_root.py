@@ -19,7 +19,7 @@ Two things Typer does by default do not suit a command that spends money:
 - Typer's Rich help keeps a docstring's line breaks, so a paragraph wrapped at the source's
   width came out ragged in an 80-column terminal (a line, then a stub of two words). Each
   paragraph of a command's help is made one line when the tree is built, for Rich to wrap to
-  the terminal (a paragraph starting with Click's ``\b`` marker keeps its lines).
+  the terminal (a paragraph starting with Click's ``\\b`` marker keeps its lines).
 
 And one costs every command time: Typer 0.29 coerces each parameter's value through a pydantic
 ``TypeAdapter`` built on first use, so the first command run imports pydantic and builds an
@@ -122,9 +122,7 @@ class ReefGroup(TyperGroup):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        _plain_flags(self)
-        _flowing_help(self)
-        _light_coercion(self)
+        _adapt(self, ())
 
     def list_commands(self, ctx: Any) -> list[str]:
         own = [name for name in super().list_commands(ctx) if name not in self.table]
@@ -148,14 +146,6 @@ class ReefGroup(TyperGroup):
             super().format_help(ctx, formatter)
         finally:
             ctx.meta.pop(_LISTING, None)
-
-    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
-        try:
-            return super().resolve_command(ctx, args)
-        except UsageError as exc:
-            if args and not args[0].startswith("-"):
-                exc.message = _no_such_command(args[0], self.list_commands(ctx), ())
-            raise
 
     def _build(self, entry: LazyCommand) -> Any:
         """Import ``entry``'s module, let it register on a Typer of its own (the modules'
@@ -186,10 +176,7 @@ class ReefGroup(TyperGroup):
                     hint="the command table in reef/cli/__init__.py names a command its module "
                     "does not register: correct the table",
                 )
-        _plain_flags(built)
-        _flowing_help(built)
-        _careful_suggestions(built, (entry.name,))
-        _light_coercion(built)
+        _adapt(built, (entry.name,))
         return built
 
 
@@ -213,6 +200,15 @@ class ReefTyper(typer.Typer):
         super().__init__(cls=group, **kwargs)
 
 
+def _adapt(command: Any, path: tuple[str, ...]) -> None:
+    """What reef changes in a command tree Typer built (the root's, or a command's at ``path``
+    when it is built on use): see the module docstring."""
+    _plain_flags(command)
+    _flowing_help(command)
+    _careful_suggestions(command, path)
+    _light_coercion(command)
+
+
 def _no_such_command(name: str, commands: Iterable[str], path: tuple[str, ...]) -> str:
     """The error for ``reef PATH NAME`` when the group at ``path`` has no command ``name``."""
     listed = list(commands)
@@ -227,8 +223,9 @@ def _no_such_command(name: str, commands: Iterable[str], path: tuple[str, ...]) 
 
 
 def _careful_suggestions(command: Any, path: tuple[str, ...]) -> None:
-    """Give every group under ``command`` (at ``path``) the root's answer to an unknown
-    command: :func:`_no_such_command` instead of Click's "Did you mean" over every command."""
+    """Give every group under ``command`` (at ``path``, the root's included) reef's answer to
+    an unknown command: :func:`_no_such_command` instead of Click's "Did you mean" over every
+    command."""
     commands = getattr(command, "commands", None)
     if commands is None:
         return
@@ -266,7 +263,7 @@ def _plain_flags(command: Any) -> None:
 
 
 def _flowing(text: str) -> str:
-    """``text`` with each paragraph on one line (a ``\b`` paragraph kept as it is)."""
+    """``text`` with each paragraph on one line (a paragraph marked ``\\b`` kept as it is)."""
     return "\n\n".join(
         paragraph if paragraph.startswith("\b") else " ".join(paragraph.split())
         for paragraph in text.split("\n\n")
