@@ -54,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import ipaddress
 import json
 import logging
@@ -62,7 +63,7 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
@@ -75,12 +76,14 @@ __all__ = [
     "METRICS_PATH",
     "Refusal",
     "Server",
+    "Serving",
     "Waitable",
     "bind",
     "is_loopback",
     "run",
     "run_on",
     "serve",
+    "serve_until_stopped",
     "stop_signals",
     "until_stopped",
     "url_of",
@@ -937,18 +940,46 @@ def run_on(
     if workers > 1:
         _run_workers(server_on, sock, what, ready, workers)
     else:
-        asyncio.run(_serve_until_stopped(server_on(sock), ready))
+        asyncio.run(serve_until_stopped(lambda: _started(server_on(sock)), ready))
 
 
-async def _serve_until_stopped(server: Server, ready: Callable[[Server], None] | None) -> None:
-    """Start ``server``, call ``ready`` with it, serve until a stop signal, then stop it."""
+async def _started(server: Server) -> Server:
+    await server.start()
+    return server
+
+
+class Serving(Waitable, Protocol):
+    """A started server: ``wait()`` returns when it stops by itself, ``aclose()`` stops it."""
+
+    async def aclose(self) -> None: ...
+
+
+_ServingT = TypeVar("_ServingT", bound=Serving)
+
+
+async def serve_until_stopped(
+    start: Callable[[], Awaitable[_ServingT]],
+    ready: Callable[[_ServingT], None] | None = None,
+    *,
+    on_signal: Callable[[], None] | None = None,
+    before_close: Callable[[], None] | None = None,
+) -> None:
+    """Serve in the foreground, the one way every reef process does: ``start`` the server
+    (inside the event loop), call ``ready`` with it (to say where it listens), serve until
+    SIGINT/SIGTERM (:func:`stop_signals`) or until it stops by itself, then close it.
+    ``on_signal`` runs when a signal stopped it; ``before_close`` runs first when it closes (to
+    end what closing would wait for)."""
     with stop_signals() as stop:
-        await server.start()
+        server = await start()
         try:
             if ready is not None:
                 ready(server)
             await until_stopped(stop, server)
+            if stop.is_set() and on_signal is not None:
+                on_signal()
         finally:
+            if before_close is not None:
+                before_close()
             await server.aclose()
 
 
@@ -985,7 +1016,7 @@ def _run_workers(
                     for other in listeners:
                         if other is not own:
                             other.close()
-                    asyncio.run(_serve_until_stopped(server_on(own), None))
+                    asyncio.run(serve_until_stopped(functools.partial(_started, server_on(own))))
                 except BaseException:
                     _log.exception("%s: a worker failed", what)
                     code = 1

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from reef.cli._output import failing, tell, tx_printer
 from reef.errors import ConfigError, InputError
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
     from web3 import Web3
 
+    from reef._serve import Serving
     from reef.attestation import TrustedRoot
     from reef.chain import Address, Job, MarketClient
     from reef.cli._options import Flags
@@ -64,15 +65,7 @@ def stop_signals() -> Iterator[asyncio.Event]:
         yield stop
 
 
-class _Serving(Protocol):
-    """A started server: it stops by itself (``wait`` returns) or when closed."""
-
-    async def wait(self) -> None: ...
-
-    async def aclose(self) -> None: ...
-
-
-_ServingT = TypeVar("_ServingT", bound=_Serving)
+_ServingT = TypeVar("_ServingT", bound="Serving")
 
 
 def serve_until_stopped(
@@ -82,31 +75,16 @@ def serve_until_stopped(
     stopping: str | None = None,
     before_close: Callable[[], None] | None = None,
 ) -> None:
-    """Run a command's server in the foreground: ``start`` it (inside the event loop), call
-    ``ready`` with it (to say where it listens), serve until Ctrl-C or SIGTERM or until it stops
-    by itself, then close it. ``stopping`` is said on stderr when a signal stops it;
-    ``before_close`` runs first when it closes (to end what closing would wait for). A reef
-    error on the way ends the command (exit 1, :func:`~reef.cli._output.failing`)."""
+    """Run a command's server in the foreground (:func:`reef._serve.serve_until_stopped`, as
+    every reef server): ``stopping`` is said on stderr when a signal stops it. A reef error on
+    the way ends the command (exit 1, :func:`~reef.cli._output.failing`)."""
     import asyncio
 
-    from reef._serve import until_stopped
+    from reef._serve import serve_until_stopped as serve
 
-    async def main() -> None:
-        with stop_signals() as stop:
-            server = await start()
-            try:
-                if ready is not None:
-                    ready(server)
-                await until_stopped(stop, server)
-                if stop.is_set() and stopping is not None:
-                    tell(stopping)
-            finally:
-                if before_close is not None:
-                    before_close()
-                await server.aclose()
-
+    said = None if stopping is None else (lambda: tell(stopping))
     with failing():
-        asyncio.run(main())
+        asyncio.run(serve(start, ready, on_signal=said, before_close=before_close))
 
 
 def read_file(path: Path) -> bytes:
