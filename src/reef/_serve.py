@@ -775,6 +775,10 @@ class Server:
             # every server (about 3 MiB of an enclave supervisor's memory) for nothing.
             ws="none",
             server_header=False,
+            # No reef server stands behind a proxy it trusts, and a dev enclave's clients reach
+            # it from loopback through pasta: believing X-Forwarded-For there would let any
+            # client name its own address. The peer is the socket's.
+            proxy_headers=False,
         )
         self._server = _Embedded(config)
         self._task = asyncio.create_task(

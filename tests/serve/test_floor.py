@@ -31,6 +31,11 @@ async def _hello(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
+async def _peer(request: Request) -> PlainTextResponse:
+    client = request.client.host if request.client else "?"
+    return PlainTextResponse(f"{client} {request.url.scheme}")
+
+
 async def _slow_stream(request: Request) -> StreamingResponse:
     async def chunks() -> AsyncIterator[bytes]:
         for index in range(5):
@@ -45,6 +50,7 @@ APP = Starlette(
         Route("/", _hello),
         Route("/echo", _echo, methods=["POST"]),
         Route("/stream", _slow_stream),
+        Route("/peer", _peer),
     ]
 )
 
@@ -287,3 +293,14 @@ async def test_kept_alive_responses_arrive_whole_and_in_order() -> None:
         # A streamed (chunked) response: every chunk, in order, then the last chunk.
         body = answer.split(b"\r\n\r\n", 1)[1]
         assert body == b"".join(b"2\r\n%d\n\r\n" % index for index in range(5)) + b"0\r\n\r\n"
+
+
+async def test_an_app_sees_the_peer_it_talks_to_not_one_a_header_claims() -> None:
+    # uvicorn by default believes X-Forwarded-For/-Proto from a loopback peer. No reef server
+    # stands behind a proxy, and through pasta a dev enclave's clients reach its servers from
+    # loopback: any client could then name its own address, in logs and in the dashboard's
+    # "local caller" check.
+    async with await _served() as server, httpx.AsyncClient() as client:
+        forged = {"x-forwarded-for": "203.0.113.9", "x-forwarded-proto": "https"}
+        answer = await client.get(server.url + "/peer", headers=forged)
+    assert answer.text == "127.0.0.1 http"
