@@ -4,6 +4,7 @@ independent implementations (eth-account's EIP-712 encoder and signer, eth-keys'
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -193,13 +194,11 @@ def test_verify_statement_rejects_forgeries(key: Secp256k1PrivateKey) -> None:
     impostor = sign_statement(
         other, image_id=b"\x22" * 32, timestamp_ms=7, public_key=b"pk", user_data=b"ud"
     )
-    claimed = VerifierStatement(**{**impostor.__dict__, "verifier_public_key": key.public_key.raw})
+    claimed = replace(impostor, verifier_public_key=key.public_key.raw)
     with pytest.raises(SignatureError, match="not by the trusted verifier"):
         verify_statement(claimed, key.public_key)
     # Signed by the trusted key but naming another key.
-    misnamed = VerifierStatement(
-        **{**statement.__dict__, "verifier_public_key": other.public_key.raw}
-    )
+    misnamed = replace(statement, verifier_public_key=other.public_key.raw)
     with pytest.raises(SignatureError, match="names a verifier_public_key"):
         verify_statement(misnamed, key.public_key)
 
@@ -207,29 +206,16 @@ def test_verify_statement_rejects_forgeries(key: Secp256k1PrivateKey) -> None:
     # that on-chain checks (OpenZeppelin) refuse, and so does reef.
     r, s, v = statement.signature[:32], statement.signature[32:64], statement.signature[64]
     high_s = (SECP256K1_N - int.from_bytes(s)).to_bytes(32, "big")
-    malleated = VerifierStatement(
-        **{**statement.__dict__, "signature": r + high_s + bytes([55 - v])}
-    )
-    with pytest.raises(SignatureError, match="high s"):
-        verify_statement(malleated, key.public_key)
-    zero_one = VerifierStatement(
-        **{**statement.__dict__, "signature": statement.signature[:64] + bytes([v - 27])}
-    )
-    with pytest.raises(SignatureError, match="not 27 or 28"):
-        verify_statement(zero_one, key.public_key)
-    bad_v = VerifierStatement(
-        **{**statement.__dict__, "signature": statement.signature[:64] + b"\x05"}
-    )
-    with pytest.raises(SignatureError, match="not 27 or 28"):
-        verify_statement(bad_v, key.public_key)
-    unrecoverable = VerifierStatement(
-        **{**statement.__dict__, "signature": bytes(64) + statement.signature[64:]}
-    )
-    with pytest.raises(SignatureError, match="invalid"):
-        verify_statement(unrecoverable, key.public_key)
-    short = VerifierStatement(**{**statement.__dict__, "signature": statement.signature[:64]})
-    with pytest.raises(SignatureError, match="65 bytes"):
-        verify_statement(short, key.public_key)
+    refused = [
+        (r + high_s + bytes([55 - v]), "high s"),  # malleated
+        (statement.signature[:64] + bytes([v - 27]), "not 27 or 28"),  # v as 0/1
+        (statement.signature[:64] + b"\x05", "not 27 or 28"),
+        (bytes(64) + statement.signature[64:], "invalid"),  # unrecoverable
+        (statement.signature[:64], "65 bytes"),  # short
+    ]
+    for signature, needle in refused:
+        with pytest.raises(SignatureError, match=needle):
+            verify_statement(replace(statement, signature=signature), key.public_key)
 
 
 @pytest.mark.parametrize(
