@@ -6,6 +6,10 @@ so the client, the pure-Python billing model and the contracts agree on them: th
 person who met the error, in terms of the ``reef`` commands that fix it, never of contract
 internals (``lockWaitTime(RATE_LOCK_SELECTOR)``, ``jobReviseRateInitiate``); the CLI adds the
 exact time where one matters.
+
+:func:`decode_revert_data` reads the reason out of the data of a revert, for the clients (which
+get it from the node) and the devnet (which answers with it): one reader, each side wording a
+``Panic`` its own way.
 """
 
 # ruff: noqa: S105  (TOKEN_* names are revert reasons, not passwords)
@@ -14,7 +18,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 
-__all__ = ["Revert", "hint_for"]
+from eth_abi.abi import decode as abi_decode
+from eth_abi.exceptions import DecodingError
+
+__all__ = ["Revert", "decode_revert_data", "hint_for"]
+
+_ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
+_PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
 
 
 class Revert(StrEnum):
@@ -122,3 +132,20 @@ _HINTS: Mapping[str, str] = {
 def hint_for(reason: str) -> str | None:
     """What to do about a revert reason, or ``None`` when the reason says it all."""
     return _HINTS.get(reason)
+
+
+def decode_revert_data(data: bytes) -> str | int | None:
+    """What the data of a revert says: the text of an ``Error(string)`` (bytes that are not
+    UTF-8 replaced, as geth shows them), the code of a ``Panic(uint256)``, or ``None`` for
+    anything else (no data, a custom error, malformed data)."""
+    try:
+        if data[:4] == _ERROR_SELECTOR:
+            (raw,) = abi_decode(["bytes"], data[4:])
+            return bytes(raw).decode("utf-8", errors="replace")
+        if data[:4] == _PANIC_SELECTOR:
+            (code,) = abi_decode(["uint256"], data[4:])
+            return int(code)
+    # OverflowError: a length or offset too large for an index (eth-abi does not wrap it).
+    except (DecodingError, ValueError, OverflowError):
+        return None
+    return None

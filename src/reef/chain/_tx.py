@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 import requests
-from eth_abi.abi import decode as abi_decode
-from eth_abi.exceptions import DecodingError
 from eth_account.signers.local import LocalAccount
 from eth_utils.exceptions import ValidationError as NodeValidationError
 from web3 import Web3
@@ -41,7 +39,7 @@ from web3.exceptions import (
 )
 from web3.types import TxParams, TxReceipt
 
-from reef.chain._reasons import hint_for
+from reef.chain._reasons import decode_revert_data, hint_for
 from reef.chain._types import Address, parse_address
 from reef.errors import ChainError, ContractRevertError, InputError, MisuseError, RPCError
 
@@ -63,8 +61,6 @@ Sender = LocalAccount | str | None
 """Who sends: a local account (signs in process), an address the node signs for, or nobody
 (read-only; ``w3.eth.default_account`` is used if set)."""
 
-_ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
-_PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
 _REVERT_PREFIXES = (
     "execution reverted: ",
     "VM Exception while processing transaction: reverted with reason string ",
@@ -114,17 +110,12 @@ class TxResult(Generic[EventT]):
 
 
 def decode_revert_reason(data: bytes) -> str | None:
-    """The reason string of ``Error(string)`` revert data (``Panic`` codes as ``panic 0x..``)."""
-    try:
-        if data[:4] == _ERROR_SELECTOR:
-            (raw,) = abi_decode(["bytes"], data[4:])
-            return bytes(raw).decode("utf-8", errors="replace")
-        if data[:4] == _PANIC_SELECTOR:
-            (code,) = abi_decode(["uint256"], data[4:])
-            return f"panic 0x{code:02x}"
-    except (DecodingError, ValueError):  # malformed revert data: use the node's message
-        return None
-    return None
+    """The reason string of ``Error(string)`` revert data (``Panic`` codes as ``panic 0x..``);
+    ``None`` for other or malformed data (the node's message is used then)."""
+    reason = decode_revert_data(data)
+    if isinstance(reason, int):
+        return f"panic 0x{reason:02x}"
+    return reason
 
 
 def _reason_from(exc: BaseException) -> str:

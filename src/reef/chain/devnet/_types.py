@@ -10,6 +10,7 @@ from typing import Any, Final, Literal
 from eth.exceptions import Revert
 from eth_utils.exceptions import ValidationError
 
+from reef.chain._reasons import decode_revert_data
 from reef.errors import ContractRevertError, RPCError
 
 __all__ = [
@@ -69,19 +70,12 @@ class ExecutionReverted(DevnetFault, ContractRevertError):
 
 
 def revert_reason(data: bytes) -> str:
-    """The text of an ``Error(string)`` revert, or a description of a ``Panic(uint256)``."""
-    from eth_abi.abi import decode
-    from eth_abi.exceptions import DecodingError
-
-    if data[:4] == bytes.fromhex("08c379a0"):
-        try:
-            (text,) = decode(["string"], data[4:])
-        except (DecodingError, OverflowError):
-            return ""
-        return str(text)
-    if data[:4] == bytes.fromhex("4e487b71") and len(data) == 36:
-        return f"panic code 0x{int.from_bytes(data[4:], 'big'):x}"
-    return ""
+    """The text of an ``Error(string)`` revert, or a description of a ``Panic(uint256)``
+    (``""`` for other or malformed data)."""
+    reason = decode_revert_data(data)
+    if isinstance(reason, int):
+        return f"panic code 0x{reason:x}"
+    return reason or ""
 
 
 @dataclass(frozen=True, slots=True)
