@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     import asyncio
 
     from eth_account.signers.local import LocalAccount
-    from web3 import Web3
 
     from reef._serve import Serving
     from reef.attestation import TrustedRoot
@@ -216,36 +215,24 @@ class ServerlessTarget:
             raise ConfigError("no serverless code contract known", hint="pass --code ADDR")
         return self.code_contract
 
-    @property
-    def w3(self) -> Web3:
-        return self.session.w3
-
-    @property
-    def rpc_url(self) -> str:
-        return self.session.rpc_url
-
-    @property
-    def account(self) -> LocalAccount | None:
-        return self.session.account
-
     def jobs(self, *, send: bool = False) -> ServerlessJobsClient:
         from reef.serverless import ServerlessJobsClient
 
         return ServerlessJobsClient(
-            self.w3, self.jobs_address, account=self._sender(send), progress=tx_printer
+            self.session.w3, self.jobs_address, account=self._sender(send), progress=tx_printer
         )
 
     def code(self, *, send: bool = False) -> ServerlessCodeClient:
         from reef.serverless import ServerlessCodeClient
 
         return ServerlessCodeClient(
-            self.w3, self.code_address, account=self._sender(send), progress=tx_printer
+            self.session.w3, self.code_address, account=self._sender(send), progress=tx_printer
         )
 
     def _sender(self, send: bool) -> LocalAccount | None:
-        if send and self.account is None:
+        if send and self.session.account is None:
             raise ConfigError("no account to send from", hint="pass --key FILE")
-        return self.account
+        return self.session.account
 
 
 def open_target(flags: Flags, *, send: bool, code: bool = True) -> ServerlessTarget:

@@ -168,15 +168,15 @@ def register_cmd(
         if verifier is None:
             raise InputError("no verifier to attest the executor", hint="pass --verifier URL")
         client = where.jobs(send=True)
-        assert where.account is not None  # where.jobs(send=True) checked it
+        assert where.session.account is not None  # where.jobs(send=True) checked it
         record = asyncio.run(
             register_enclave_executor(
                 jobs=client,
-                owner=where.account,
+                owner=where.session.account,
                 control_url=control.rstrip("/"),
                 attestation_url=attestation.rstrip("/"),
                 verifier_url=verifier.rstrip("/"),
-                rpc_url=where.rpc_url,
+                rpc_url=where.session.rpc_url,
                 code_contract=where.code_address,
                 stake=stake,
             )
