@@ -30,8 +30,7 @@ from reef.encoding import parse_hex
 from reef.errors import AttestationError, InputError
 
 if TYPE_CHECKING:
-    from reef.home import ReefHome
-    from reef.kms import KeyType, KmsPin, VerifiedKmsIdentity
+    from reef.kms import KeyType, KmsPin, PinStore, VerifiedKmsIdentity
 
 __all__ = ["register"]
 
@@ -55,10 +54,12 @@ def _read_secret_hex(value: str, *, name: str, length: int) -> bytes:
     return parse_hex(text, name=name, length=length)
 
 
-def _home() -> ReefHome:
+def _pins() -> PinStore:
+    """The KMS pins this ``$REEF_HOME`` keeps (``reef kms info --pin``)."""
     from reef.home import ReefHome
+    from reef.kms import PinStore
 
-    return ReefHome.from_env()
+    return PinStore.for_home(ReefHome.from_env())
 
 
 def _kms_image_id(value: str | None) -> bytes | None:
@@ -203,16 +204,14 @@ def info_cmd(
     as_json: Json = False,
 ) -> None:
     """Learn a KMS root's keys from its attested identity (optionally pin them)."""
-    from reef.kms import KmsPin, PinStore
+    from reef.kms import KmsPin
 
     with failing(code=2):
         expected = _kms_image_id(kms_image_id)
     with failing(attestation=_KMS_REJECTED):
         identity = _learn(kms, trust, expected, max_age_ms)
         if pin:
-            PinStore.for_home(_home()).save(
-                KmsPin.from_identity(identity, learned_at_ms=wall_clock_ms())
-            )
+            _pins().save(KmsPin.from_identity(identity, learned_at_ms=wall_clock_ms()))
             tell(f"pinned {identity.url}")
     print_result(_identity_json(identity), as_json, shown=_identity_rows(identity))
 
@@ -224,12 +223,12 @@ def _signing_keys(
     kms_image_id: bytes | None,
 ) -> tuple[dict[int, bytes] | bytes, str]:
     """The keys answers must be signed by, and a sentence saying where they came from."""
-    from reef.kms import KmsPin, PinStore
+    from reef.kms import KmsPin
 
     if verification_key is not None:
         key = parse_hex(verification_key, name="--verification-key", length=64)
         return key, "the given --verification-key"
-    pins = PinStore.for_home(_home())
+    pins = _pins()
     pinned = pins.get(kms)
     if pinned is not None and not trust:
         return dict(pinned.signing_keys), f"the key pinned for {pinned.url} (root {pinned.root})"
@@ -326,11 +325,11 @@ def rotate_cmd(
     import asyncio
 
     from reef.crypto import Secp256k1PrivateKey, eip191_digest
-    from reef.kms import KmsPin, PinStore, rotate_root
+    from reef.kms import KmsPin, rotate_root
 
     with failing(code=2):
         admin = Secp256k1PrivateKey(_read_secret_hex(admin_key, name="--admin-key", length=32))
-    pins = PinStore.for_home(_home())
+    pins = _pins()
     with failing():
         pinned = pins.get(kms)
         new = asyncio.run(

@@ -27,10 +27,6 @@ contract_app = typer.Typer(
 )
 
 
-def _home() -> ReefHome:
-    return ReefHome.from_env()
-
-
 # --- the KMS registry contract -------------------------------------------------------------------
 
 _Registry = Annotated[
@@ -63,7 +59,7 @@ def _chain(flags: Flags, *, need_account: bool) -> _Chain:
 
     # Any EVM chain will do: the registry needs no compute market.
     session = open_chain(
-        _home(),
+        ReefHome.from_env(),
         rpc=flags.rpc,
         key=flags.key,
         need_account=need_account,
