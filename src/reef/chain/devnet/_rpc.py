@@ -502,7 +502,7 @@ class DevnetRpc:
         try:
             payload = parse_json(body)
         except DevnetFault as fault:
-            return encode_response(_error(None, fault.code, str(fault)))
+            return encode_response(rpc_error(None, fault.code, str(fault)))
         return self.answer(payload)
 
     def answer(self, payload: Any) -> bytes | None:
@@ -538,7 +538,7 @@ class DevnetRpc:
                 continue  # a notification gets no answer, and is not run either
             else:
                 ident = request.get("id") if isinstance(request, Mapping) else None
-                answer = _error(ident if _valid_id(ident) else None, *refusal)
+                answer = rpc_error(ident if _valid_id(ident) else None, *refusal)
             encoded = encode_response(answer)
             if encoded is not None:
                 parts.append(encoded)
@@ -578,9 +578,9 @@ class DevnetRpc:
         """
         if isinstance(payload, list):
             if not payload:
-                return _error(None, INVALID_REQUEST, "invalid request: empty batch")
+                return rpc_error(None, INVALID_REQUEST, "invalid request: empty batch")
             if len(payload) > MAX_BATCH:
-                return _error(None, INVALID_REQUEST, f"invalid request: batch over {MAX_BATCH}")
+                return rpc_error(None, INVALID_REQUEST, f"invalid request: batch over {MAX_BATCH}")
             answers = [self._handle_one(item) for item in payload]
             kept = [answer for answer in answers if answer is not None]
             return kept or None
@@ -588,10 +588,10 @@ class DevnetRpc:
 
     def _handle_one(self, request: Any) -> dict[str, Any] | None:
         if not isinstance(request, Mapping):
-            return _error(None, INVALID_REQUEST, "invalid request: not a JSON object")
+            return rpc_error(None, INVALID_REQUEST, "invalid request: not a JSON object")
         ident = request.get("id")
         if not _valid_id(ident):
-            return _error(
+            return rpc_error(
                 None,
                 INVALID_REQUEST,
                 "invalid request: id must be a string of at most "
@@ -600,26 +600,26 @@ class DevnetRpc:
         notification = "id" not in request
         method = request.get("method")
         if request.get("jsonrpc") != "2.0":
-            return _error(ident, INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"')
+            return rpc_error(ident, INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"')
         if not isinstance(method, str):
-            return _error(ident, INVALID_REQUEST, "invalid request: method must be a string")
+            return rpc_error(ident, INVALID_REQUEST, "invalid request: method must be a string")
         params = request.get("params")
         if params is None:
             params = []
         if not isinstance(params, list):
-            return _error(ident, INVALID_PARAMS, "invalid params: params must be an array")
+            return rpc_error(ident, INVALID_PARAMS, "invalid params: params must be an array")
         try:
             result = self.call(method, params)
         except DevnetFault as fault:
-            return None if notification else _error(ident, fault.code, str(fault), fault.data)
+            return None if notification else rpc_error(ident, fault.code, str(fault), fault.data)
         except InputError as exc:
-            return None if notification else _error(ident, INVALID_PARAMS, str(exc))
+            return None if notification else rpc_error(ident, INVALID_PARAMS, str(exc))
         except ReefError as exc:
-            return None if notification else _error(ident, SERVER_ERROR, str(exc))
+            return None if notification else rpc_error(ident, SERVER_ERROR, str(exc))
         except Exception:
             # A bug must cost one request, not the server: log it, answer -32603, keep serving.
             _log.exception("devnet: %s failed unexpectedly", method)
-            return None if notification else _error(ident, INTERNAL_ERROR, "internal error")
+            return None if notification else rpc_error(ident, INTERNAL_ERROR, "internal error")
         if notification:
             return None
         return {"jsonrpc": "2.0", "id": ident, "result": result}
@@ -1056,11 +1056,13 @@ def encode_response(response: Any) -> bytes | None:
         # Something non-finite or not JSON slipped into an answer: never emit invalid JSON.
         _log.exception("devnet: an answer could not be encoded as JSON")
         ident = response.get("id") if isinstance(response, Mapping) else None
-        fallback = _error(ident if _valid_id(ident) else None, INTERNAL_ERROR, "internal error")
+        fallback = rpc_error(ident if _valid_id(ident) else None, INTERNAL_ERROR, "internal error")
         return json.dumps(fallback, separators=(",", ":")).encode()
 
 
-def _error(ident: Any, code: int, message: str, payload: bytes | None = None) -> dict[str, Any]:
+def rpc_error(ident: Any, code: int, message: str, payload: bytes | None = None) -> dict[str, Any]:
+    """A JSON-RPC error response to the request ``ident`` (``None``: an error about no request,
+    such as a body that does not parse), with ``payload`` as its ``data`` (revert data)."""
     error: dict[str, Any] = {"code": code, "message": message}
     if payload is not None:
         error["data"] = data(payload)

@@ -96,6 +96,7 @@ from reef.chain.devnet._rpc import (
     DevnetRpc,
     encode_response,
     parse_json,
+    rpc_error,
 )
 from reef.chain.devnet._types import GAS_LIMIT, DevnetFault
 from reef.errors import ChainError
@@ -169,15 +170,9 @@ async def _receive_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     return bytes(chunks)
 
 
-def _rpc_error(code: int, message: str, status: int) -> JSONResponse:
-    body = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
-    return JSONResponse(body, status_code=status)
-
-
-def _error_body(code: int, message: str) -> bytes:
-    """A JSON-RPC error about no request, encoded as ``JSONResponse`` encodes it."""
-    body = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+def _http_error(code: int, message: str, status: int) -> JSONResponse:
+    """A JSON-RPC error about no request, answered with HTTP ``status``."""
+    return JSONResponse(rpc_error(None, code, message), status_code=status)
 
 
 class _Workers:
@@ -250,8 +245,7 @@ def _stop_workers(jobs: queue.SimpleQueue[Any], count: int) -> None:
 def rpc_refusal(status: int, reason: str) -> bytes:
     """The body of the floor's refusals (413, 431, 408) as a JSON-RPC error, which JSON-RPC
     clients can show."""
-    error = {"code": INVALID_REQUEST, "message": reason}
-    return json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode()
+    return json.dumps(rpc_error(None, INVALID_REQUEST, reason)).encode()
 
 
 _CORS_DONE: Final = "reef.devnet.cors"
@@ -419,7 +413,7 @@ def devnet_app(
     cors = _LoopbackCors(_no_app, cors_origins)
 
     async def not_post(request: Request) -> Response:
-        return _rpc_error(
+        return _http_error(
             INVALID_REQUEST, "send JSON-RPC requests with POST (this is an Ethereum node)", 405
         )
 
@@ -430,8 +424,7 @@ def devnet_app(
                 parse_json(body) if len(body) < 65536 else await read_threads.run(parse_json, body)
             )
         except DevnetFault as fault:
-            error = {"code": fault.code, "message": str(fault)}
-            return encode_response({"jsonrpc": "2.0", "id": None, "error": error})
+            return encode_response(rpc_error(None, fault.code, str(fault)))
         methods = _methods(payload)
         if methods is not None:
             if DevnetRpc.is_light(payload):
@@ -452,7 +445,8 @@ def devnet_app(
             return
         except _TooLarge:
             status = 413
-            answer_bytes = _error_body(INVALID_REQUEST, f"request body over {max_body} bytes")
+            too_large = f"request body over {max_body} bytes"
+            answer_bytes = _http_error(INVALID_REQUEST, too_large, status).body
         else:
             answer_bytes = await answer(body)
         # The headers Starlette's Response and JSONResponse give, in their order.
