@@ -182,8 +182,17 @@ def test_unknown_job_is_a_market_error(chain: TestChain) -> None:
     market = chain.market()
     assert market.find_job(10**9) is None
     assert market.rate_lock(10**9) is None
-    with pytest.raises(MarketError, match="is not open"):
+    with pytest.raises(MarketError, match="is not open") as info:
         market.job(10**9)
+    # Named as users see it (its index) and as the market keys it, as reef.node's
+    # find_open_job names it (which may then be this method).
+    job_id = "0x" + (10**9).to_bytes(32, "big").hex()
+    assert info.value.message == (
+        f"job {10**9} ({job_id}) is not open in the market at {market.address}"
+    )
+    assert info.value.hint == (
+        "`reef jobs list` shows your open jobs; a closed job is deleted from the market"
+    )
 
 
 def test_an_address_without_a_contract_is_reported(chain: TestChain) -> None:

@@ -34,6 +34,7 @@ from reef.chain._types import (
     JobId,
     Rate,
     RateLock,
+    job_index,
     parse_address,
     parse_job_id,
 )
@@ -158,13 +159,15 @@ class MarketClient(ContractClient[MarketEvent]):
         """The job as stored on chain.
 
         Raises:
-            MarketError: when no such job is open (never opened, or closed).
+            MarketError: when no such job is open (never opened, or closed), naming it as users
+                see it (its index) and as the market keys it.
         """
         found = self.find_job(job)
         if found is None:
+            job_id = parse_job_id(job)
             raise MarketError(
-                f"job {parse_job_id(job)} is not open in the market at {self.address}",
-                hint="check the job id; a closed job is deleted from the market",
+                f"job {job_index(job_id)} ({job_id}) is not open in the market at {self.address}",
+                hint="`reef jobs list` shows your open jobs; a closed job is deleted from the market",
             )
         return found
 
