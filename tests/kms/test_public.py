@@ -91,6 +91,8 @@ async def test_signature_binds_the_uri(keyring: RootKeyring) -> None:
         ("address=0xab&path=x", 400, "no chain configured"),
         (f"image_id={IMAGE.hex()}&path=x&version=7", 400, "no root seed version 7"),
         (f"image_id={IMAGE.hex()}&path=x&version=-1", 400, "version must be a decimal"),
+        # "²" passes str.isdigit but not int(): a 400, not a server error.
+        (f"image_id={IMAGE.hex()}&path=x&version=%C2%B2", 400, "version must be a decimal"),
         (f"image_id={IMAGE.hex()}&path=" + "p" * 1100, 400, "path is longer"),
         (f"image_id={IMAGE.hex()}&path=" + "p" * 5000, 414, "URI too long"),
     ],
@@ -158,6 +160,34 @@ async def test_client_rejects_a_tampered_answer(keyring: RootKeyring) -> None:
     )
     with pytest.raises(KMSError, match="signed by another key"):
         await client.public_key("x25519", "k", image_id=IMAGE)
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (b"\xb2", "malformed x-reef-kms-version"),  # "²" in Latin-1: str.isdigit, not int()
+        (b"v1", "malformed x-reef-kms-version"),
+        (b"1", "asked the KMS for version 0, it answered 1"),
+    ],
+)
+async def test_client_refuses_a_bad_or_other_answered_version(
+    keyring: RootKeyring, header: bytes, message: str
+) -> None:
+    inner = httpx.ASGITransport(app=public_app(KmsRoot(keyring)))
+
+    class Relabel(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            response = await inner.handle_async_request(request)
+            await response.aread()
+            headers = [(k, v) for k, v in response.headers.raw if k != b"x-reef-kms-version"]
+            headers.append((b"x-reef-kms-version", header))
+            return httpx.Response(200, headers=headers, content=response.content)
+
+    client = KmsPublicClient(
+        "http://kms", signing_key=keyring.identity().signing_key, transport=Relabel()
+    )
+    with pytest.raises(KMSError, match=message):
+        await client.public_key("x25519", "k", image_id=IMAGE, version=0)
 
 
 async def test_client_reports_refusals_and_unreachable(keyring: RootKeyring) -> None:

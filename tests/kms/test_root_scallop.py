@@ -385,3 +385,43 @@ async def test_the_seed_answer_is_parsed_strictly() -> None:
         await read(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n", *[b"x" * 16384] * 5)
     with pytest.raises(ChannelBrokenError, match="without answering"):
         await read()
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (b"\xb2", "malformed x-reef-kms-version"),  # "²" in Latin-1: str.isdigit, not int()
+        (b"1", "asked the KMS for version 0, it answered 1"),
+        (None, "asked the KMS for version 1, it answered 0"),  # no header: a version-0 root
+    ],
+)
+async def test_the_seed_answer_must_name_the_version_asked_for(
+    header: bytes | None, message: str
+) -> None:
+    """The enclave reads the answered version as the public client does (kms._http)."""
+    from starlette.types import Receive, Scope, Send
+
+    from reef.scallop import serve_asgi
+
+    async def fake_root(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-length", b"64")]
+        if header is not None:
+            headers.append((b"x-reef-kms-version", header))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"\x01" * 64})
+
+    root_secret, root_public = generate_x25519()
+    server = await serve_asgi(fake_root, "127.0.0.1", 0, static_key=root_secret, lifespan="off")
+    async with server:
+        wiring = KmsWiring(
+            scallop_host="127.0.0.1", scallop_port=server.port, scallop_key=root_public
+        )
+
+        async def no_attestation() -> bytes:
+            raise AssertionError("the fake root never asks for one")
+
+        asked = 1 if header is None else 0
+        with pytest.raises(KMSError, match=message):
+            await fetch_enclave_seed(
+                wiring, static_key=generate_x25519()[0], auther=no_attestation, version=asked
+            )

@@ -23,7 +23,7 @@ import httpx
 from reef._clock import wall_clock_ms
 from reef.errors import InputError, KMSError, MisuseError, ServiceError
 from reef.kms._derive import INIT_PARAMS_KEY_PATH, KeyType
-from reef.kms._http import VERSION_HEADER
+from reef.kms._http import VERSION_HEADER, answered_version
 from reef.kms._keyring import KmsIdentity, identity_digest
 from reef.kms._signing import SIGNATURE_HEADER, verify_response
 
@@ -97,14 +97,9 @@ class _Pins:
     def check(self, response: httpx.Response, requested_version: int | None) -> int | None:
         """Verify the signature; return the version the root says it answered under."""
         header = response.headers.get(VERSION_HEADER)
-        answered: int | None = None
-        if header is not None:
-            if not header.isdigit():
-                raise KMSError(f"the KMS answered a malformed {VERSION_HEADER}: {header[:20]!r}")
-            answered = int(header)
-        if requested_version is not None and answered not in (None, requested_version):
-            raise KMSError(f"asked for version {requested_version}, the KMS answered {answered}")
-        version = answered if answered is not None else requested_version
+        version = (
+            requested_version if header is None else answered_version(header, requested_version)
+        )
         key = self.any_version
         if key is None:
             if version is None:

@@ -17,7 +17,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reef._api import query_param, text_answer
-from reef.errors import InputError
+from reef.errors import InputError, KMSError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -34,6 +34,7 @@ __all__ = [
     "VERSION_PARAM",
     "Limits",
     "add_kms_route",
+    "answered_version",
     "error_response",
     "parse_address",
     "parse_image_id",
@@ -220,9 +221,25 @@ def parse_version(params: Mapping[str, str]) -> int | None:
     text = params.get("version")
     if text is None or text == "":
         return None
-    if not text.isdigit() or len(text) > 10 or int(text) > 2**32 - 1:
+    # isascii: str.isdigit also takes digits such as "²", which int() refuses.
+    if not (text.isascii() and text.isdigit()) or len(text) > 10 or int(text) > 2**32 - 1:
         raise InputError(f"version must be a decimal integer, got {text[:20]!r}")
     return int(text)
+
+
+def answered_version(header: str, requested: int | None) -> int:
+    """The root seed version a KMS answer names in :data:`VERSION_HEADER`, which must be
+    ``requested`` when the request named one (every KMS client reads answers this way).
+
+    Raises:
+        KMSError: when the header is not a decimal integer, or names another version.
+    """
+    if not (header.isascii() and header.isdigit()):
+        raise KMSError(f"the KMS answered a malformed {VERSION_HEADER}: {header[:20]!r}")
+    answered = int(header)
+    if requested is not None and answered != requested:
+        raise KMSError(f"asked the KMS for version {requested}, it answered {answered}")
+    return answered
 
 
 # ---- OpenAPI descriptions shared by the KMS's FastAPI apps ----

@@ -46,6 +46,7 @@ from reef.kms._http import (
     VERSION_PARAM,
     Limits,
     add_kms_route,
+    answered_version,
     error_response,
     parse_address,
     parse_version,
@@ -346,13 +347,8 @@ async def fetch_enclave_seed(
         )
     if len(body) != 64:
         raise KMSError(f"the KMS root sent a {len(body)}-byte seed, not 64")
-    header = headers.get(VERSION_HEADER.lower(), "0")
-    if not header.isdigit():
-        raise KMSError(f"the KMS root sent a malformed {VERSION_HEADER}: {header[:20]!r}")
-    answered = int(header)
-    if version is not None and answered != version:
-        raise KMSError(f"asked the KMS root for version {version}, it answered {answered}")
-    return body, answered
+    # A root that names no version (Oyster's) has only version 0.
+    return body, answered_version(headers.get(VERSION_HEADER.lower(), "0"), version)
 
 
 _MAX_ANSWER = 64 * 1024
