@@ -1,18 +1,21 @@
-"""Shared pieces for the Scallop tests: key pairs, a dev TEE authority, authers and policies."""
+"""Shared pieces for the Scallop tests: key pairs, a dev TEE authority, authers and policies, and
+a peer on noiseprotocol (the independent Noise implementation reef's is checked against)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from noise.connection import Keypair, NoiseConnection
 
 from reef.attestation import DevAuthority, TrustedRoot
 from reef.crypto import generate_x25519
 from reef.home import ReefHome
 from reef.scallop import Auther, PeerPolicy
+from reef.scallop.lowlevel import PROLOGUE, PROTOCOL_NAME
 
 PCRS_A: Mapping[int, bytes] = {0: b"\xa0" * 48, 1: b"\xa1" * 48, 2: b"\xa2" * 48}
 PCRS_B: Mapping[int, bytes] = {0: b"\xb0" * 48, 1: b"\xb1" * 48, 2: b"\xb2" * 48}
@@ -20,6 +23,35 @@ PCRS_B: Mapping[int, bytes] = {0: b"\xb0" * 48, 1: b"\xb1" * 48, 2: b"\xb2" * 48
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def noiseprotocol_peer(
+    name: str,
+    *,
+    initiator: bool,
+    secret: bytes,
+    remote: bytes | None = None,
+    prologue: bytes = b"",
+    psks: Sequence[bytes] = (),
+) -> NoiseConnection:
+    """A noiseprotocol peer of protocol ``name``, its handshake started: our static ``secret``,
+    the other side's static public key when the pattern pre-shares it, and the pre-shared keys
+    its psk modifiers consume."""
+    peer = NoiseConnection.from_name(name.encode())
+    (peer.set_as_initiator if initiator else peer.set_as_responder)()
+    peer.set_keypair_from_private_bytes(Keypair.STATIC, secret)
+    if remote is not None:
+        peer.set_keypair_from_public_bytes(Keypair.REMOTE_STATIC, remote)
+    peer.set_prologue(prologue)
+    if psks:
+        peer.set_psks(psks=list(psks))
+    peer.start_handshake()
+    return peer
+
+
+def scallop_noise_peer(secret: bytes, *, initiator: bool) -> NoiseConnection:
+    """A noiseprotocol peer of Scallop's own protocol, with Scallop's prologue."""
+    return noiseprotocol_peer(PROTOCOL_NAME, initiator=initiator, secret=secret, prologue=PROLOGUE)
 
 
 @dataclass

@@ -40,7 +40,7 @@ from reef.scallop import (
 )
 from reef.scallop.lowlevel import ClientHandshake, NeedData, ServerHello
 
-from .conftest import PCRS_A, PCRS_B, Party, now_ms
+from .conftest import PCRS_A, PCRS_B, Party, now_ms, scallop_noise_peer
 
 pytestmark = pytest.mark.timeout(15)
 
@@ -735,19 +735,6 @@ async def test_bad_arguments_are_input_errors() -> None:
 # --- an independent implementation on the other end of a real socket ------------------------------
 
 
-def _noiseprotocol(secret: bytes, *, initiator: bool) -> Any:
-    from noise.connection import Keypair, NoiseConnection
-
-    from reef.scallop.lowlevel import PROLOGUE, PROTOCOL_NAME
-
-    peer = NoiseConnection.from_name(PROTOCOL_NAME.encode())
-    (peer.set_as_initiator if initiator else peer.set_as_responder)()
-    peer.set_keypair_from_private_bytes(Keypair.STATIC, secret)
-    peer.set_prologue(PROLOGUE)
-    peer.start_handshake()
-    return peer
-
-
 async def _read_frame(reader: asyncio.StreamReader) -> bytes:
     size = struct.unpack(">H", await reader.readexactly(2))[0]
     return await reader.readexactly(size)
@@ -756,7 +743,7 @@ async def _read_frame(reader: asyncio.StreamReader) -> bytes:
 async def test_an_independent_noise_client_talks_to_serve(start: Any) -> None:
     """A Scallop client built by hand on noiseprotocol, over TCP, against reef's server."""
     server = await start(static_key=generate_x25519()[0])
-    peer = _noiseprotocol(generate_x25519()[0], initiator=True)
+    peer = scallop_noise_peer(generate_x25519()[0], initiator=True)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     message = peer.write_message(b"")
     writer.write(b"\x00\x00" + struct.pack(">H", len(message)) + message)
@@ -777,7 +764,7 @@ async def test_connect_talks_to_an_independent_noise_server() -> None:
     done = asyncio.Event()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = _noiseprotocol(server_secret, initiator=False)
+        peer = scallop_noise_peer(server_secret, initiator=False)
         assert await reader.readexactly(2) == b"\x00\x00"
         assert peer.read_message(await _read_frame(reader)) == b""
         reply = peer.write_message(b"\x00\x01\x00")

@@ -14,7 +14,7 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from noise.connection import Keypair, NoiseConnection
+from noise.connection import NoiseConnection
 
 from reef.crypto import generate_x25519
 from reef.errors import ChannelBrokenError, HandshakeError, MisuseError
@@ -23,8 +23,6 @@ from reef.scallop.lowlevel import (
     HANDSHAKE2_LEN,
     MAX_ATTESTATION_LEN,
     MAX_RECORD_PLAINTEXT,
-    PROLOGUE,
-    PROTOCOL_NAME,
     AttestationReceived,
     ClientFinished,
     ClientHandshake,
@@ -36,21 +34,11 @@ from reef.scallop.lowlevel import (
     ServerHello,
 )
 
+from .conftest import scallop_noise_peer
+
 
 def u16(value: int) -> bytes:
     return struct.pack(">H", value)
-
-
-def noise_peer(secret: bytes, *, initiator: bool) -> NoiseConnection:
-    peer = NoiseConnection.from_name(PROTOCOL_NAME.encode())
-    if initiator:
-        peer.set_as_initiator()
-    else:
-        peer.set_as_responder()
-    peer.set_keypair_from_private_bytes(Keypair.STATIC, secret)
-    peer.set_prologue(PROLOGUE)
-    peer.start_handshake()
-    return peer
 
 
 def event(machine: ClientHandshake | ServerHandshake) -> object:
@@ -77,7 +65,7 @@ def test_reef_client_against_a_noiseprotocol_server(server_asks: bool, client_as
     client_secret, client_public = generate_x25519()
     server_secret, server_public = generate_x25519()
     client = ClientHandshake(client_secret)
-    server = noise_peer(server_secret, initiator=False)
+    server = scallop_noise_peer(server_secret, initiator=False)
 
     hello = client.start()
     assert hello[:4] == b"\x00\x00" + u16(64)
@@ -114,7 +102,7 @@ def test_reef_client_against_a_noiseprotocol_server(server_asks: bool, client_as
 def test_reef_server_against_a_noiseprotocol_client(server_asks: bool, client_asks: bool) -> None:
     client_secret, client_public = generate_x25519()
     server = ServerHandshake(generate_x25519()[0])
-    client = noise_peer(client_secret, initiator=True)
+    client = scallop_noise_peer(client_secret, initiator=True)
 
     message = client.write_message(b"")
     assert len(message) == HANDSHAKE1_LEN
@@ -179,7 +167,7 @@ def test_server_refuses_negotiation_data_and_wrong_sizes_before_reading_bodies()
 
 def test_server_refuses_a_handshake_payload() -> None:
     # A 64-byte message cannot carry one; a longer message with a payload is refused by size.
-    client = noise_peer(generate_x25519()[0], initiator=True)
+    client = scallop_noise_peer(generate_x25519()[0], initiator=True)
     message = client.write_message(b"x")
     server = ServerHandshake(generate_x25519()[0])
     server.receive_data(b"\x00\x00" + u16(len(message)) + message)
@@ -198,7 +186,7 @@ def test_server_refuses_a_handshake_payload() -> None:
 )
 def test_client_checks_the_hello_payload(payload: bytes, words: str) -> None:
     client = ClientHandshake(generate_x25519()[0])
-    server = noise_peer(generate_x25519()[0], initiator=False)
+    server = scallop_noise_peer(generate_x25519()[0], initiator=False)
     server.read_message(client.start()[4:])
     reply = server.write_message(payload)
     # Sizes other than 99 are refused by the frame check before any decryption.
@@ -225,7 +213,7 @@ def test_client_refuses_server_negotiation_data() -> None:
     ],
 )
 def test_server_checks_clientfin(plaintext: bytes, words: str) -> None:
-    client = noise_peer(generate_x25519()[0], initiator=True)
+    client = scallop_noise_peer(generate_x25519()[0], initiator=True)
     server = ServerHandshake(generate_x25519()[0])
     message = client.write_message(b"")
     server.receive_data(b"\x00\x00" + u16(len(message)) + message)
