@@ -210,9 +210,11 @@ def _with_psks(pattern: _Pattern, modifiers: str, name: str) -> _Pattern:
     Nth."""
     messages = [list(m) for m in pattern.messages]
     for modifier in modifiers.split("+"):
-        if not modifier.startswith("psk") or not modifier[3:].isdigit():
+        digits = modifier.removeprefix("psk")
+        # isascii: str.isdigit also takes digits such as "²", which int() refuses.
+        if not modifier.startswith("psk") or not (digits.isascii() and digits.isdigit()):
             raise NotSupportedError(f"modifier {modifier!r} in {name!r} is not supported")
-        position = int(modifier[3:])
+        position = int(digits)
         if position > len(messages):
             raise NotSupportedError(f"{name!r}: {modifier} is past the last message")
         if position == 0:
