@@ -111,6 +111,12 @@ def reef_processes(marker: str) -> list[int]:
     return found
 
 
+def state_json(home: ReefHome, enclave_id: str) -> dict[str, Any]:
+    """The local backend's state.json of one enclave, as it is on disk now."""
+    state: dict[str, Any] = json.loads((home.enclaves / enclave_id / "state.json").read_text())
+    return state
+
+
 def exists(path: str | Path) -> bool:
     return Path(path).exists()
 
@@ -237,7 +243,7 @@ def test_the_supervisor_keeps_out_what_the_trusted_base_never_uses(
     ssl's and hashlib's OpenSSL ones (the system's libssl and libcrypto: the trusted base speaks
     no TLS, and hashes short messages with CPython's own hashes): see
     tests/enclave/test_supervisor_imports.py for the Python-level view."""
-    state = json.loads((home.enclaves / hello.id / "state.json").read_text())
+    state = state_json(home, hello.id)
     maps = Path(f"/proc/{state['supervisor_pid']}/maps").read_text()
     assert "/_rust.abi3.so" in maps  # the process of the trusted base (cryptography loaded)
     for extension in ("_multiprocessing", "_pickle", "_ssl", "_hashlib"):
@@ -464,7 +470,7 @@ async def test_memory_limit_kills_and_is_reported(backend: LocalBackend, tmp_pat
     info = await backend.start(EnclaveSpec(image=image, memory_mib=64))
     final = await wait_state(backend, info.id)
     assert final.state == "crashed"
-    state = json.loads((backend.home.enclaves / info.id / "state.json").read_text())
+    state = state_json(backend.home, info.id)
     if state["limits"]["method"] == "rlimit":
         assert final.exit_code not in (0, None)  # MemoryError under RLIMIT_AS
     else:
@@ -555,7 +561,7 @@ async def test_stop_leaves_no_process(backend: LocalBackend, tmp_path: Path) -> 
     while len(reef_processes(marker)) < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     assert len(reef_processes(marker)) >= 2
-    state = json.loads((backend.home.enclaves / info.id / "state.json").read_text())
+    state = state_json(backend.home, info.id)
     assert f"reef-{info.id}" in netns_names()
     check_limits(state, reef_processes(marker), cpus=1, memory_mib=256)
 
@@ -577,7 +583,7 @@ async def test_supervisor_killed_is_crashed_and_stop_cleans_up(
     backend: LocalBackend, hello_image: Path
 ) -> None:
     info = await backend.start(EnclaveSpec(image=hello_image))
-    state = json.loads((backend.home.enclaves / info.id / "state.json").read_text())
+    state = state_json(backend.home, info.id)
     os.kill(state["supervisor_pid"], 9)
     await asyncio.sleep(0.3)
     crashed = await backend.status(info.id)
@@ -633,7 +639,7 @@ def test_supervisor_is_detached_and_nothing_is_left_to_reap(
     hello: EnclaveInfo, home: ReefHome
 ) -> None:
     """The caller holds no process handle on an enclave: another backend may stop it."""
-    state = json.loads((home.enclaves / hello.id / "state.json").read_text())
+    state = state_json(home, hello.id)
     assert int(_stat(state["supervisor_pid"])[1]) != os.getpid()
     zombies = []
     for entry in Path("/proc").iterdir():
@@ -964,7 +970,7 @@ async def test_secret_init_params_open_inside_with_the_kms(
     (failed,) = enclave_dirs(home) - before
     assert (await backend.status(failed)).state == "crashed"
     assert f"reef-{failed}" not in netns_names()
-    state = json.loads((home.enclaves / failed / "state.json").read_text())
+    state = state_json(home, failed)
     assert process_gone(state["supervisor_pid"])
     assert not any(exists(g) for g in state["limits"]["groups"])
     await backend.remove(failed)
@@ -1004,7 +1010,7 @@ def test_foreground_run_follows_the_console_and_stops_on_ctrl_c(
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    state = json.loads((home.enclaves / info["id"] / "state.json").read_text())
+    state = state_json(home, info["id"])
     assert state["state"] == "stopped"
     assert process_gone(state["supervisor_pid"])
 
@@ -1035,7 +1041,7 @@ async def test_a_port_taken_after_the_check_fails_the_boot_cleanly(
             await backend.start(EnclaveSpec(image=hello_image, ports={8080: port}))
     assert "host port is in use" in (caught.value.hint or "")
     (failed,) = enclave_dirs(backend.home) - before
-    state = json.loads((backend.home.enclaves / failed / "state.json").read_text())
+    state = state_json(backend.home, failed)
     assert state["state"] == "crashed"
     assert f"reef-{failed}" not in netns_names()
     assert process_gone(state["supervisor_pid"])
@@ -1068,20 +1074,41 @@ def _ticks_now() -> int:
     return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
 
 
+class _SpareBackend:
+    """A backend that keeps a spare supervisor, and the enclaves a test started on it."""
+
+    def __init__(self, backend: LocalBackend) -> None:
+        self.backend = backend
+        self.started: list[str] = []
+
+    async def start(self, image: Path) -> EnclaveInfo:
+        info = await self.backend.start(EnclaveSpec(image=image))
+        self.started.append(info.id)
+        return info
+
+
+@contextlib.asynccontextmanager
+async def spare_backend(home: ReefHome, authority: DevAuthority) -> AsyncIterator[_SpareBackend]:
+    """A spare-keeping backend for the block; then closed, and every enclave it started stopped."""
+    spare = _SpareBackend(LocalBackend(home, authority=authority, spare=True))
+    try:
+        yield spare
+    finally:
+        await spare.backend.aclose()
+        for enclave_id in spare.started:
+            await spare.backend.stop(enclave_id)
+
+
 async def test_a_spare_supervisor_boots_the_next_launch(
     home: ReefHome, authority: DevAuthority, hello_image: Path
 ) -> None:
-    backend = LocalBackend(home, authority=authority, spare=True)
-    started: list[str] = []
-    try:
-        first = await backend.start(EnclaveSpec(image=hello_image))
-        started.append(first.id)
-        await asyncio.wait_for(backend.wait_spare(), 60)  # it loads once a launch is done
+    async with spare_backend(home, authority) as spare:
+        await spare.start(hello_image)
+        await asyncio.wait_for(spare.backend.wait_spare(), 60)  # it loads once a launch is done
         assert len(spare_supervisors(home)) == 1
         before = _ticks_now()
-        second = await backend.start(EnclaveSpec(image=hello_image))
-        started.append(second.id)
-        state = json.loads((home.enclaves / second.id / "state.json").read_text())
+        second = await spare.start(hello_image)
+        state = state_json(home, second.id)
         # Its supervisor was started before this launch: the spare, now this enclave's.
         assert state["supervisor_start"] <= before
         assert state["state"] == "running"
@@ -1094,12 +1121,8 @@ async def test_a_spare_supervisor_boots_the_next_launch(
             expect=Expectations(image_id=second.image_id),
         )
         assert (await get(second.endpoints["ports"][8080] + "/")).status_code == 200
-        await asyncio.wait_for(backend.wait_spare(), 60)  # and the next spare is loaded
+        await asyncio.wait_for(spare.backend.wait_spare(), 60)  # and the next spare is loaded
         assert len(spare_supervisors(home)) == 1
-    finally:
-        await backend.aclose()
-        for enclave_id in started:
-            await backend.stop(enclave_id)
     assert await spare_supervisors_left(home) == []  # closing the backend let its spare go
 
 
@@ -1108,47 +1131,31 @@ async def test_a_spare_that_loaded_older_code_is_not_used(
 ) -> None:
     import reef.enclave.local._backend as local_backend
 
-    backend = LocalBackend(home, authority=authority, spare=True)
-    started: list[str] = []
-    try:
-        first = await backend.start(EnclaveSpec(image=hello_image))
-        started.append(first.id)
-        await asyncio.wait_for(backend.wait_spare(), 60)
+    async with spare_backend(home, authority) as spare:
+        await spare.start(hello_image)
+        await asyncio.wait_for(spare.backend.wait_spare(), 60)
         assert len(spare_supervisors(home)) == 1
         # The runtime on disk changes (as after an upgrade) once the spare has loaded.
         monkeypatch.setattr(local_backend, "_runtime_digest", lambda: b"another runtime")
         before = _ticks_now()
-        second = await backend.start(EnclaveSpec(image=hello_image))
-        started.append(second.id)
-        state = json.loads((home.enclaves / second.id / "state.json").read_text())
+        second = await spare.start(hello_image)
+        state = state_json(home, second.id)
         assert state["supervisor_start"] >= before  # a supervisor of its own, loaded now
-    finally:
-        await backend.aclose()
-        for enclave_id in started:
-            await backend.stop(enclave_id)
 
 
 async def test_a_launch_whose_spare_died_starts_a_supervisor_of_its_own(
     home: ReefHome, authority: DevAuthority, hello_image: Path
 ) -> None:
-    backend = LocalBackend(home, authority=authority, spare=True)
-    started: list[str] = []
-    try:
-        first = await backend.start(EnclaveSpec(image=hello_image))
-        started.append(first.id)
-        await asyncio.wait_for(backend.wait_spare(), 60)
-        (spare,) = spare_supervisors(home)
-        os.kill(spare, signal.SIGKILL)
+    async with spare_backend(home, authority) as spare:
+        await spare.start(hello_image)
+        await asyncio.wait_for(spare.backend.wait_spare(), 60)
+        (spare_pid,) = spare_supervisors(home)
+        os.kill(spare_pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while not process_gone(spare) and time.monotonic() < deadline:  # noqa: ASYNC110
+        while not process_gone(spare_pid) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         before = _ticks_now()
-        second = await backend.start(EnclaveSpec(image=hello_image))
-        started.append(second.id)
-        state = json.loads((home.enclaves / second.id / "state.json").read_text())
+        second = await spare.start(hello_image)
+        state = state_json(home, second.id)
         assert state["supervisor_start"] >= before
         assert (await get(second.endpoints["ports"][8080] + "/")).status_code == 200
-    finally:
-        await backend.aclose()
-        for enclave_id in started:
-            await backend.stop(enclave_id)
