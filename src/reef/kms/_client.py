@@ -135,6 +135,31 @@ def _check_status(response: httpx.Response) -> None:
     )
 
 
+async def _kms_get(
+    base: str,
+    route: str,
+    params: Mapping[str, str],
+    *,
+    transport: httpx.AsyncBaseTransport | None,
+    http_timeout: float,
+    hint: str | None = None,
+) -> httpx.Response:
+    """One GET to the KMS at ``base``, answered 200.
+
+    Raises:
+        ServiceError: when the KMS cannot be reached (with ``hint``) or answers another status.
+    """
+    try:
+        async with httpx.AsyncClient(
+            base_url=base, transport=transport, timeout=http_timeout
+        ) as http:
+            response = await http.get(route, params=params)
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"cannot reach the KMS at {base}: {exc}", hint=hint) from exc
+    _check_status(response)
+    return response
+
+
 def _decode_public(key_type: KeyType, response: httpx.Response) -> bytes:
     want = _PUBLIC_LENGTH[key_type]
     if len(response.content) != want:
@@ -169,16 +194,14 @@ class KmsPublicClient:
         self._timeout = timeout
 
     async def _get(self, route: str, params: dict[str, str]) -> tuple[httpx.Response, int | None]:
-        try:
-            async with httpx.AsyncClient(
-                base_url=self.url, transport=self._transport, timeout=self._timeout
-            ) as http:
-                response = await http.get(route, params=params)
-        except httpx.HTTPError as exc:
-            raise ServiceError(
-                f"cannot reach the KMS at {self.url}: {exc}", hint="check --kms"
-            ) from exc
-        _check_status(response)
+        response = await _kms_get(
+            self.url,
+            route,
+            params,
+            transport=self._transport,
+            http_timeout=self._timeout,
+            hint="check --kms",
+        )
         version = params.get("version")
         return response, self._pins.check(response, int(version) if version else None)
 
@@ -334,14 +357,9 @@ async def fetch_identity(
 
     base = normalize_kms_url(url)
     nonce = os.urandom(32)
-    try:
-        async with httpx.AsyncClient(
-            base_url=base, transport=transport, timeout=http_timeout
-        ) as http:
-            response = await http.get("/info", params={"nonce": nonce.hex()})
-    except httpx.HTTPError as exc:
-        raise ServiceError(f"cannot reach the KMS at {base}: {exc}") from exc
-    _check_status(response)
+    response = await _kms_get(
+        base, "/info", {"nonce": nonce.hex()}, transport=transport, http_timeout=http_timeout
+    )
     try:
         info = response.json()
         document = bytes.fromhex(info["attestation"])
