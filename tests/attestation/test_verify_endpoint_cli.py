@@ -4,6 +4,7 @@ it fetches through the attestation client and verifies live, with the exit codes
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -43,6 +44,9 @@ def test_verify_endpoint_with_the_dev_root(serve: Serve, reef_home: Path) -> Non
         hexed = CliRunner().invoke(app, ["verify", f"{url}/attestation/hex", "--root", "dev"])
         assert hexed.exit_code == 0, hexed.output
         assert "image id not checked" in hexed.output
+        # People read when the enclave attested, not only its unix milliseconds.
+        assert re.search(r"\d{13} \(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\)", hexed.stdout)
+        assert json.loads(ok.stdout)["timestamp_ms"] > 0  # scripts keep the number
         wrong = CliRunner().invoke(
             app, ["verify", host_port, "--root", "dev", "--image-id", "00" * 32, "--json"]
         )

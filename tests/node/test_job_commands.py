@@ -212,6 +212,7 @@ def test_stop_returns_at_once_and_close_says_when_and_how(market: Market) -> Non
     assert "reef jobs close 5" in done.stdout
     assert "then_run" in done.stdout
     assert "close_after" in done.stdout
+    assert "close_at" not in done.stdout  # unix seconds are for --json; people get the date
 
     early = market.cli("jobs", "close", "5")
     assert early.exit_code == 1

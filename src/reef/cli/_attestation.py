@@ -8,7 +8,6 @@ dev root says so on stderr, so JSON on stdout stays machine-readable.
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,7 +17,9 @@ from reef._clock import wall_clock_ms
 from reef.cli._common import read_file, read_input, trusted_root
 from reef.cli._options import Json
 from reef.cli._output import (
+    attested_time,
     failing,
+    iso_ms,
     print_json,
     print_mapping,
     print_result,
@@ -88,22 +89,12 @@ def _hex_option(value: str | None, flag: str, *, length: int | None = None) -> b
         raise typer.BadParameter(exc.message, param_hint=flag) from exc
 
 
-def _iso_ms(ms: int) -> str:
-    try:
-        stamp = datetime.fromtimestamp(ms / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
-        return "(out of range)"
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
 def _print_result(result: VerifiedAttestation) -> None:
     data = result.to_json()
     rows: dict[str, Any] = {
         "verified": f"{result.kind}, {result.mode} mode, root {result.root.name}",
         "image_id": data["image_id"],
-        "timestamp": f"{result.timestamp_ms} ({_iso_ms(result.timestamp_ms)})"
-        if result.timestamp_ms
-        else "(none)",
+        "timestamp": attested_time(result.timestamp_ms),
         "module_id": result.module_id,
         "public_key": data["public_key"] or "(empty)",
         "user_data": data["user_data"] or "(empty)",
@@ -293,7 +284,7 @@ def inspect_cmd(
                 "module_id": doc.module_id,
                 "digest": doc.digest,
                 "timestamp_ms": doc.timestamp_ms,
-                "timestamp": _iso_ms(doc.timestamp_ms),
+                "timestamp": iso_ms(doc.timestamp_ms),
                 "image_id": to_hex(doc.image_id),
                 "pcrs": {str(i): to_hex(v) for i, v in doc.pcrs.items()},
                 "public_key": to_hex(doc.public_key),

@@ -355,7 +355,9 @@ def stop_cmd(
         "close_at": unlock,
         "then_run": f"reef jobs close {label}",
     }
-    print_result(out, flags.as_json)
+    # close_at is for scripts; people read the same moment in close_after.
+    shown = {key: value for key, value in out.items() if key != "close_at"}
+    print_result(out, flags.as_json, shown=shown)
 
 
 @app.command("close")

@@ -76,6 +76,22 @@ def print_mapping(data: Mapping[str, Any], *, title: str | None = None) -> None:
     console().print(table)
 
 
+def iso_ms(ms: int) -> str:
+    """Unix milliseconds as an ISO 8601 UTC time to the millisecond, as attestations count."""
+    from datetime import UTC, datetime
+
+    try:
+        stamp = datetime.fromtimestamp(ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return "(out of range)"
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def attested_time(ms: int) -> str:
+    """An attestation's timestamp for people: the milliseconds it signs, and when that is."""
+    return f"{ms} ({iso_ms(ms)})" if ms else "(none)"
+
+
 def print_result(
     data: Mapping[str, Any],
     as_json: bool,

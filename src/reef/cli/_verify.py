@@ -15,6 +15,7 @@ import typer
 
 from reef.cli._options import AttestationMaxAge, AttestationRoot, Json
 from reef.cli._output import (
+    attested_time,
     fail,
     failing,
     print_json,
@@ -127,7 +128,7 @@ def verify_cmd(
         "endpoint": url,
         "image_id": result["image_id"],
         "root": trusted.name,
-        "timestamp_ms": result["timestamp_ms"],
+        "timestamp": attested_time(result["timestamp_ms"]),
         "public_key": result["public_key"],
         "user_data": result["user_data"],
     }
