@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from noise.connection import NoiseConnection
 
 from reef.errors import ChannelBrokenError, HandshakeError, InputError, MisuseError
 from reef.scallop.lowlevel import (
@@ -85,17 +87,29 @@ def test_published_vectors_reproduce_byte_for_byte(vectors: Path, name: str) -> 
             assert initiator.handshake_hash.hex() == vector["handshake_hash"]
 
 
-@pytest.mark.parametrize("reef_initiates", [True, False], ids=["reef-initiator", "reef-responder"])
-@pytest.mark.parametrize("suite", SUITES)
-@pytest.mark.parametrize("pattern", PATTERNS)
-def test_interoperates_with_noiseprotocol(pattern: str, suite: str, reef_initiates: bool) -> None:
-    name = f"Noise_{pattern}_{suite}"
+def _keys_known(pattern: str) -> tuple[bool, bool]:
+    """Whether the responder's / the initiator's static key is a pre-message of ``pattern``:
+    K in second place (or a one-way pattern) pre-shares the responder's, K first the
+    initiator's."""
+    letters = pattern.split("psk")[0].replace("1", "")
+    if len(letters) == 1:  # N, K, X: the responder's key is always known in advance
+        return True, letters == "K"
+    return letters[1] == "K", letters[0] == "K"
+
+
+def _interop_pair(
+    name: str,
+    pattern: str,
+    *,
+    reef_initiates: bool,
+    prologue: bytes = b"",
+    psks: Sequence[bytes] = (),
+) -> tuple[HandshakeState, NoiseConnection]:
+    """reef's end and noiseprotocol's of one handshake of protocol ``name``, each given the
+    other's static public key where ``pattern`` makes it a pre-message."""
     protocol = NoiseProtocol.from_name(name)
     mine, theirs = os.urandom(protocol.dhlen), os.urandom(protocol.dhlen)
-    # Pre-message keys (K, N, X, ...): each side knows the other's static key when the pattern
-    # says so; the initiator's is known to the responder in K*, the responder's in *K and N/K/X.
-    responder_known = pattern in ("N", "K", "X", "NK", "KK", "XK", "IK")
-    initiator_known = pattern in ("K", "KN", "KK", "KX")
+    responder_known, initiator_known = _keys_known(pattern)
     my_key_known = initiator_known if reef_initiates else responder_known
     their_key_known = responder_known if reef_initiates else initiator_known
     peer = noiseprotocol_peer(
@@ -103,15 +117,27 @@ def test_interoperates_with_noiseprotocol(pattern: str, suite: str, reef_initiat
         initiator=not reef_initiates,
         secret=theirs,
         remote=protocol.public_key(mine) if my_key_known else None,
-        prologue=b"reef interop",
+        prologue=prologue,
+        psks=psks,
     )
     me = HandshakeState(
         protocol,
         initiator=reef_initiates,
-        prologue=b"reef interop",
+        prologue=prologue,
         s=mine,
         rs=protocol.public_key(theirs) if their_key_known else None,
+        psks=psks,
     )
+    return me, peer
+
+
+@pytest.mark.parametrize("reef_initiates", [True, False], ids=["reef-initiator", "reef-responder"])
+@pytest.mark.parametrize("suite", SUITES)
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_interoperates_with_noiseprotocol(pattern: str, suite: str, reef_initiates: bool) -> None:
+    name = f"Noise_{pattern}_{suite}"
+    protocol = NoiseProtocol.from_name(name)
+    me, peer = _interop_pair(name, pattern, reef_initiates=reef_initiates, prologue=b"reef interop")
     turn = 0
     while not me.complete:
         payload = os.urandom(turn * 5)
@@ -137,40 +163,13 @@ DEFERRED = ["NK1", "NX1", "X1N", "X1K", "XK1", "X1K1", "X1X", "XX1", "X1X1", "K1
             "K1K1", "K1X", "KX1", "K1X1", "I1N", "I1K", "IK1", "I1K1", "I1X", "IX1", "I1X1"]  # fmt: skip
 
 
-def _keys_known(pattern: str) -> tuple[bool, bool]:
-    """Whether the responder's / the initiator's static key is a pre-message of ``pattern``:
-    K in second place (or a one-way pattern) pre-shares the responder's, K first the
-    initiator's."""
-    letters = pattern.split("psk")[0].replace("1", "")
-    if len(letters) == 1:  # N, K, X: the responder's key is always known in advance
-        return True, letters == "K"
-    return letters[1] == "K", letters[0] == "K"
-
-
 @pytest.mark.parametrize("reef_initiates", [True, False], ids=["reef-initiator", "reef-responder"])
 @pytest.mark.parametrize("pattern", PSK_PATTERNS)
 def test_psk_patterns_interoperate_with_noiseprotocol(pattern: str, reef_initiates: bool) -> None:
     name = f"Noise_{pattern}_25519_ChaChaPoly_BLAKE2b"
     protocol = NoiseProtocol.from_name(name)
     psks = [os.urandom(32) for _ in range(protocol.psk_count)]
-    mine, theirs = os.urandom(32), os.urandom(32)
-    responder_known, initiator_known = _keys_known(pattern)
-    my_key_known = initiator_known if reef_initiates else responder_known
-    their_key_known = responder_known if reef_initiates else initiator_known
-    peer = noiseprotocol_peer(
-        name,
-        initiator=not reef_initiates,
-        secret=theirs,
-        remote=protocol.public_key(mine) if my_key_known else None,
-        psks=psks,
-    )
-    me = HandshakeState(
-        protocol,
-        initiator=reef_initiates,
-        s=mine,
-        rs=protocol.public_key(theirs) if their_key_known else None,
-        psks=psks,
-    )
+    me, peer = _interop_pair(name, pattern, reef_initiates=reef_initiates, psks=psks)
     while not me.complete:
         if me.is_my_turn():
             assert peer.read_message(me.write_message(b"hi")) == b"hi"
@@ -197,8 +196,7 @@ def test_deferred_patterns_complete_between_two_reef_parties(pattern: str) -> No
     """Structure only (both ends are reef); the cacophony file checks the bytes (see below)."""
     protocol = NoiseProtocol.from_name(f"Noise_{pattern}_25519_ChaChaPoly_BLAKE2b")
     si, sr = os.urandom(32), os.urandom(32)
-    initiator_known = pattern.startswith("K")
-    responder_known = pattern.endswith("K") or pattern.endswith("K1")
+    responder_known, initiator_known = _keys_known(pattern)
     initiator = HandshakeState(
         protocol, initiator=True, s=si, rs=protocol.public_key(sr) if responder_known else None
     )
