@@ -12,19 +12,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from attestation.nitro_support import RESULT_KEYS
 from reef.cli import app
-
-RESULT_KEYS = [
-    "image_id",
-    "pcrs",
-    "timestamp_ms",
-    "module_id",
-    "public_key",
-    "user_data",
-    "nonce",
-    "root",
-    "mode",
-]
 
 
 def run(*args: str, input: bytes | None = None) -> Any:
@@ -50,7 +39,7 @@ def test_verify_replay_json_prints_exactly_the_result(
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     want = expected[name]
-    assert list(data) == RESULT_KEYS
+    assert tuple(data) == RESULT_KEYS
     assert data["image_id"] == want["image_id"]
     assert data["pcrs"] == want["pcrs"]
     assert data["timestamp_ms"] == want["timestamp_ms"]

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from attestation.nitro_support import AWS_PAYLOAD_KEYS
 from reef.attestation import (
     CoseSign1,
     DevAuthority,
@@ -170,17 +171,7 @@ def test_documents_have_aws_layout_byte_for_byte(authority: DevAuthority) -> Non
     assert int.from_bytes(doc[8:10], "big") == len(cose.payload)
     assert not cose.tagged
     decoded = cbor2.loads(cose.payload)
-    assert list(decoded) == [
-        "module_id",
-        "digest",
-        "timestamp",
-        "pcrs",
-        "certificate",
-        "cabundle",
-        "public_key",
-        "user_data",
-        "nonce",
-    ]
+    assert tuple(decoded) == AWS_PAYLOAD_KEYS
     assert cose.payload[0] == 0xA9
     assert decoded["digest"] == "SHA384"
     assert b"itimestamp\x1b" + NOW.to_bytes(8, "big") in cose.payload

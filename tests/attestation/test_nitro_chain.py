@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from attestation.nitro_support import AWS_PAYLOAD_KEYS
 from reef.attestation import (
     CoseSign1,
     NitroDocument,
@@ -532,17 +533,7 @@ def test_the_encoder_keeps_aws_key_order_and_an_8_byte_timestamp(good: Pki) -> N
         module_id="m", timestamp_ms=5, pcrs=PCRS, certificate=good.leaf, cabundle=good.bundle
     ).encode()
     decoded = cbor2.loads(payload)
-    assert list(decoded) == [
-        "module_id",
-        "digest",
-        "timestamp",
-        "pcrs",
-        "certificate",
-        "cabundle",
-        "public_key",
-        "user_data",
-        "nonce",
-    ]
+    assert tuple(decoded) == AWS_PAYLOAD_KEYS
     assert b"itimestamp\x1b\x00\x00\x00\x00\x00\x00\x00\x05" in payload
     assert decoded["public_key"] is None
     assert decoded["nonce"] is None

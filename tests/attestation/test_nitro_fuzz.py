@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from attestation.nitro_support import AWS_PAYLOAD_KEYS
 from reef.attestation import (
     CoseSign1,
     NitroDocument,
@@ -140,19 +141,7 @@ _cbor_value = st.recursive(
 
 @FUZZ
 @given(
-    field=st.sampled_from(
-        [
-            "module_id",
-            "digest",
-            "timestamp",
-            "pcrs",
-            "certificate",
-            "cabundle",
-            "public_key",
-            "user_data",
-            "nonce",
-        ]
-    ),
+    field=st.sampled_from(AWS_PAYLOAD_KEYS),
     value=_cbor_value,
     envelope=st.lists(_cbor_value, min_size=0, max_size=5),
 )

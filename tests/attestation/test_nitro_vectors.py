@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store
 
+from attestation.nitro_support import NITRO_VECTORS, RESULT_KEYS
 from reef.attestation import (
     CoseSign1,
     Expectations,
@@ -33,17 +34,6 @@ from reef.errors import (
     StaleAttestationError,
 )
 
-NAMES = (
-    "aws.bin",
-    "aws_debug.bin",
-    "aws_debug_nonce.bin",
-    "aws_nonce.bin",
-    "aws_pcr16.bin",
-    "aws_verifier_test.bin",
-    "aws_verifier_test_2.bin",
-    "mock_custom.bin",
-    "mock_custom_pcr16.bin",
-)
 # 2026-11-25, the day these tests were written: every vector's chain has long expired.
 TODAY_MS = 1_795_564_800_000
 
@@ -64,11 +54,11 @@ def _root_for(name: str) -> TrustedRoot:
 
 
 def test_expected_json_covers_every_document(nitro: Path, expected: dict[str, Any]) -> None:
-    assert sorted(expected) == sorted(NAMES)
-    assert sorted(p.name for p in nitro.glob("*.bin")) == sorted(NAMES)
+    assert sorted(expected) == sorted(NITRO_VECTORS)
+    assert sorted(p.name for p in nitro.glob("*.bin")) == sorted(NITRO_VECTORS)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NITRO_VECTORS)
 def test_replay_gives_exactly_the_expected_values(
     nitro: Path, expected: dict[str, Any], name: str
 ) -> None:
@@ -90,22 +80,12 @@ def test_replay_gives_exactly_the_expected_values(
     assert result.root.name == ("mock" if name.startswith("mock") else "aws")
     assert result.insecure is name.startswith("mock")
     js = result.to_json()
-    assert list(js) == [
-        "image_id",
-        "pcrs",
-        "timestamp_ms",
-        "module_id",
-        "public_key",
-        "user_data",
-        "nonce",
-        "root",
-        "mode",
-    ]
+    assert tuple(js) == RESULT_KEYS
     assert js["pcrs"] == want["pcrs"]
     assert js["root"] == {"name": root.name, "public_key": want["root_public_key"]}
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NITRO_VECTORS)
 def test_live_mode_rejects_every_vector_today(nitro: Path, name: str) -> None:
     with pytest.raises(AttestationError) as caught:
         verify_nitro((nitro / name).read_bytes(), root=_root_for(name), now_ms=TODAY_MS)
@@ -118,7 +98,7 @@ def test_live_mode_rejects_every_vector_today(nitro: Path, name: str) -> None:
         assert caught.value.reason == "expired"
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("aws")])
+@pytest.mark.parametrize("name", [n for n in NITRO_VECTORS if n.startswith("aws")])
 def test_live_mode_accepts_a_real_document_within_its_window(
     nitro: Path, expected: dict[str, Any], name: str
 ) -> None:
@@ -201,7 +181,7 @@ def test_live_mode_needs_the_current_time(nitro: Path) -> None:
         )
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NITRO_VECTORS)
 def test_wrong_roots_are_rejected(nitro: Path, name: str, tmp_path: Path) -> None:
     doc = (nitro / name).read_bytes()
     wrong = TrustedRoot.aws() if name.startswith("mock") else TrustedRoot.mock()
@@ -247,7 +227,7 @@ def _full_expectations(want: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NITRO_VECTORS)
 def test_matching_expectations_pass(nitro: Path, expected: dict[str, Any], name: str) -> None:
     expect = Expectations(**_full_expectations(expected[name]))
     verify_nitro((nitro / name).read_bytes(), root=_root_for(name), mode="replay", expect=expect)
@@ -318,7 +298,7 @@ def test_absent_pcr16_counts_as_zero_and_other_absent_pcrs_fail(nitro: Path) -> 
         )
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NITRO_VECTORS)
 def test_hex_base64_and_tagged_forms_verify_the_same(nitro: Path, name: str) -> None:
     raw = (nitro / name).read_bytes()
     assert read_evidence(raw) == raw
@@ -407,7 +387,7 @@ def _chain_by_cryptography(doc: bytes) -> list[x509.Certificate]:
     return list(verifier.verify(leaf, certs[1:]).chain)
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("aws")])
+@pytest.mark.parametrize("name", [n for n in NITRO_VECTORS if n.startswith("aws")])
 def test_an_independent_x509_verifier_agrees_on_the_chain(nitro: Path, name: str) -> None:
     doc = (nitro / name).read_bytes()
     chain = _chain_by_cryptography(doc)

@@ -12,22 +12,11 @@ from typing import Any
 
 import pytest
 
+from attestation.nitro_support import NITRO_VECTORS
 from reef.attestation import TrustedRoot, verify
 from reef.errors import AttestationError
 from reef.home import ReefHome
 from reef.web import Dashboard, DashboardSettings, dashboard_app
-
-DOCUMENTS = [
-    "aws.bin",
-    "aws_debug.bin",
-    "aws_debug_nonce.bin",
-    "aws_nonce.bin",
-    "aws_pcr16.bin",
-    "aws_verifier_test.bin",
-    "aws_verifier_test_2.bin",
-    "mock_custom.bin",
-    "mock_custom_pcr16.bin",
-]
 
 
 def _python_verdict(raw: bytes, name: str, mode: str) -> tuple[bool, str]:
@@ -67,7 +56,7 @@ def test_both_verdicts_agree_on_every_nitro_vector(
     expected = json.loads((vectors / "nitro" / "expected.json").read_text())
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{page_url}/attestation")
-    for name in DOCUMENTS:
+    for name in NITRO_VECTORS:
         raw = (vectors / "nitro" / name).read_bytes()
         # replay, at the document's own time: accepted by Python, the server and the browser
         assert _python_verdict(raw, name, "replay") == (True, "")
