@@ -251,18 +251,14 @@ def summarize_job(session: Session, market: MarketClient, job: Job) -> JobSummar
 
 
 def find_open_job(session: Session, market: MarketClient, job: JobId) -> Job:
-    """The open job ``job``.
+    """The open job ``job``: :meth:`MarketClient.job <reef.chain.MarketClient.job>`, which names
+    it as users see it. It takes the session as :func:`owned_job` does, so that a front end picks
+    either lookup with the same arguments.
 
     Raises:
         MarketError: it is not open (never opened, or closed: the market deletes closed jobs).
     """
-    found = market.find_job(job)
-    if found is None:
-        raise MarketError(
-            f"job {job_index(job)} ({job}) is not open in the market at {session.market_address}",
-            hint="`reef jobs list` shows your open jobs; a closed job is deleted from the market",
-        )
-    return found
+    return market.job(job)
 
 
 def owned_job(session: Session, market: MarketClient, job: JobId) -> Job:
