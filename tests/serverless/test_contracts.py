@@ -16,6 +16,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 
 from reef.attestation import sign_statement
+from reef.chain import TxProgress
 from reef.chain._clients import deploy_contract
 from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ContractRevertError
@@ -24,6 +25,7 @@ from reef.serverless import (
     JOBS_DOMAIN_NAME,
     JobResultCallbackCalled,
     JobsDomain,
+    JobsParams,
     RelayRevert,
     ServerlessRevert,
     SlashedOnExecutionTimeout,
@@ -282,6 +284,26 @@ def test_selection_is_the_stake_weighted_draw_over_the_parent_block(
         assert list(request.selected_executors) == expected
         assert len(set(request.selected_executors)) == 3
         assert set(request.selected_executors) <= set(enclaves)
+
+
+def test_ensure_allowance_approves_the_jobs_contract_once_when_short(
+    chain: ServerlessChain,
+) -> None:
+    account = chain.deployer  # the only account the fixture did not approve already
+    jobs = chain.jobs(account)
+    assert chain.token.allowance(account.address, chain.jobs_address) == 0
+    heard: list[TxProgress] = []
+    jobs.ensure_allowance(1_000, progress=heard.append)
+    assert chain.token.allowance(account.address, chain.jobs_address) == 2**256 - 1
+    assert heard, "the approval's transaction was reported"
+    block = chain.w3.eth.block_number
+    jobs.ensure_allowance(10**30, progress=heard.append)
+    assert chain.w3.eth.block_number == block, "enough allowance: no transaction"
+
+
+def test_the_output_window_is_the_deadline_plus_the_execution_buffer() -> None:
+    assert JobsParams(execution_buffer_s=60).output_window_s(1500) == 61.5
+    assert PARAMS.output_window_s(0) == PARAMS.execution_buffer_s
 
 
 def test_too_few_executors_refuses_and_charges_nothing(chain: ServerlessChain) -> None:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reef.chain import ProgressCallback, TokenClient
+from reef.chain import ProgressCallback
 from reef.errors import ServerlessError
 from reef.serverless._contracts import ServerlessJobsClient
 from reef.serverless._events import JobCreated, JobResponded
@@ -17,7 +17,7 @@ from reef.serverless._signing import JobsDomain, SignedOutput
 __all__ = ["FunctionCall", "call_function"]
 
 _POLL_S = 0.05
-_SLACK_S = 5  # past the deadline and the execution buffer, for the output's block to be read
+_SLACK_S = 5  # past the output window, for the output's block to be read
 
 
 @dataclass(frozen=True)
@@ -48,13 +48,11 @@ def call_function(
             buffer); the hint says how the job is then closed and refunded.
     """
     params = client.params()
-    token = TokenClient(client.w3, client.token(), account=client.account, progress=progress)
-    if token.allowance(client.sender, client.address) < timeout_ms * params.fee_per_ms:
-        token.approve(client.address, 2**256 - 1)
+    client.ensure_allowance(timeout_ms * params.fee_per_ms, progress=progress)
     request, _ = client.create_job(codehash, body, timeout_ms)
     if opened is not None:
         opened(request)
-    wait_s = timeout_ms / 1000 + params.execution_buffer_s + _SLACK_S
+    wait_s = params.output_window_s(timeout_ms) + _SLACK_S
     response = _first_output(client, request, wait_s)
     if response is None:
         raise ServerlessError(

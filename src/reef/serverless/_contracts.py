@@ -43,6 +43,7 @@ from reef.chain import (
     ContractClient,
     ProgressCallback,
     Sender,
+    TokenClient,
     TxResult,
     check_uint,
     parse_address,
@@ -225,6 +226,12 @@ class JobsParams(_Constants):
     num_select: int = 3
     min_deadline_ms: int = 100
     max_deadline_ms: int = 300_000
+
+    def output_window_s(self, deadline_ms: int) -> float:
+        """Seconds from a job's start in which its outputs are accepted: its deadline plus the
+        execution buffer. After it no output comes, and the job can be closed (slashing its
+        silent executors); whoever waits for an output or a close adds the slack it needs."""
+        return deadline_ms / 1000 + self.execution_buffer_s
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -434,6 +441,19 @@ class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
 
     def revoke_image(self, image_id: bytes) -> TxResult[Any]:
         return self._transact("revokeImage", _image(image_id))
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    def ensure_allowance(self, amount: int, *, progress: ProgressCallback | None = None) -> None:
+        """Let the Jobs contract take ``amount`` of this account's tokens (a stake, a job's
+        deposit): approve it for all of them when the allowance it has is less.
+
+        Args:
+            progress: hears of the approval's transaction, if one is sent.
+        """
+        token = TokenClient(self.w3, self.token(), account=self.account, progress=progress)
+        if token.allowance(self.sender, self.address) < amount:
+            token.approve(self.address, 2**256 - 1)
 
     # -- executors --------------------------------------------------------------------------
 

@@ -244,8 +244,7 @@ class ExecutorService:
     async def _close_when_late(self, request: JobCreated) -> None:
         params = self._params or JobsParams()
         # The job started at (about) its block's time, which the poll saw at most one poll ago.
-        wait = request.deadline / 1000 + params.execution_buffer_s + 1.5
-        await asyncio.sleep(wait)
+        await asyncio.sleep(params.output_window_s(request.deadline) + 1.5)
         # A burst of transactions can run the chain's clock ahead of the wall clock (a devnet
         # stamps each block at least a second after the last), and the job's start with it.
         for _ in range(60):

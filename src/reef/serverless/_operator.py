@@ -18,16 +18,15 @@ import httpx
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from reef.attestation import VerifierStatement
-from reef.attestation import attestation_url as document_url
-from reef.chain import TokenClient, translate_errors
+from reef.attestation import AttestationClient, VerifierStatement
+from reef.chain import translate_errors
 from reef.encoding import parse_hex
 from reef.errors import ServiceError
 from reef.serverless._contracts import ExecutorRecord, ServerlessJobsClient
 
 __all__ = ["fund_gas", "register_enclave_executor"]
 
-_TIMEOUT = httpx.Timeout(30.0)
+_TIMEOUT_S = 30.0
 
 
 def fund_gas(w3: Web3, payer: LocalAccount, to: str, wei: int) -> str:
@@ -75,7 +74,8 @@ async def register_enclave_executor(
         jobs: a Jobs client sending from ``owner`` (who pays the stake; approved here).
         control_url: the enclave's control port (``http://host:port``).
         attestation_url: the enclave's secp256k1 attestation endpoint (``host:port`` or a URL;
-            without a path, ``/attestation/raw``).
+            without a path, ``/attestation/raw``), fetched as
+            :meth:`reef.attestation.AttestationClient.afetch` fetches every document.
         verifier_url: the attestation verifier service the Jobs contract trusts.
         rpc_url, code_contract: what the executor watches and fetches code from.
         stake: token base units staked.
@@ -85,7 +85,7 @@ async def register_enclave_executor(
         ServiceError: when the enclave or the verifier fails.
         ContractRevertError: when the contract refuses the registration (with its reason).
     """
-    async with httpx.AsyncClient(timeout=_TIMEOUT) as client:
+    async with httpx.AsyncClient(timeout=_TIMEOUT_S) as client:
         await _json(
             client,
             "POST",
@@ -98,10 +98,8 @@ async def register_enclave_executor(
             },
         )
         details = await _json(client, "GET", f"{control_url}/details")
+        document = await AttestationClient(timeout=_TIMEOUT_S).afetch(attestation_url)
         try:
-            fetched = await client.get(document_url(attestation_url))
-            fetched.raise_for_status()
-            document = fetched.content
             verified = await client.post(f"{verifier_url}/verify/raw", content=document)
         except httpx.HTTPError as exc:
             raise ServiceError(f"attesting the executor failed: {exc}") from exc
@@ -120,9 +118,7 @@ async def register_enclave_executor(
     signature = parse_hex(registration["signature"], name="signature", length=65)
 
     def on_chain() -> None:  # web3 is synchronous: off the event loop
-        token = TokenClient(jobs.w3, jobs.token(), account=owner)
-        if token.allowance(owner.address, jobs.address) < stake:
-            token.approve(jobs.address, 2**256 - 1)
+        jobs.ensure_allowance(stake)
         jobs.register_executor(
             statement,
             job_capacity=int(registration["job_capacity"]),

@@ -265,7 +265,7 @@ class RelayGateway:
                 )
             self.relayed += 1
             params = await asyncio.to_thread(self.jobs.params)
-            give_up = job.deadline / 1000 + params.execution_buffer_s + 5
+            give_up = params.output_window_s(job.deadline) + 5
             response = await self._first_output(request.job_id, request.block_number, give_up)
             if response is None:
                 log.warning("relay gateway: no executor answered job %s", job.job_id)
