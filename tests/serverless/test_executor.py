@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -56,15 +57,7 @@ PARAMS_FAST = JobsParams(
     min_deadline_ms=100,
     max_deadline_ms=60_000,
 )
-PARAMS_SHORT_BUFFER = JobsParams(
-    fee_per_ms=2,
-    min_stake=1_000_000,
-    slash_bips=1000,
-    execution_buffer_s=3,
-    num_select=3,
-    min_deadline_ms=100,
-    max_deadline_ms=60_000,
-)
+PARAMS_SHORT_BUFFER = dataclasses.replace(PARAMS_FAST, execution_buffer_s=3)
 
 
 class Network:

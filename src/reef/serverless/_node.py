@@ -551,18 +551,14 @@ class ExecutorNode:
             body += chunk
             if len(body) > _MAX_BODY:  # refused before the rest of it is read
                 return json_error(413, "the request body is over 1 MiB")
-        limits = Limits(
-            timeout_ms=GATEWAY_TIMEOUT_MS,
-            memory_bytes=self.limits.memory_bytes,
-            output_bytes=self.limits.output_bytes,
-            allow_network=self.limits.allow_network,
-        )
+        limits = dataclasses.replace(self.limits, timeout_ms=GATEWAY_TIMEOUT_MS)
+        query = f"?{request.url.query}" if request.url.query else ""
         rest = request.path_params.get("rest", "")
         if "codehash" not in request.path_params:  # host-named: the whole path is the function's
             rest = request.url.path.lstrip("/")
         forwarded = HttpRequest(
             method=request.method,
-            target="/" + rest + (f"?{request.url.query}" if request.url.query else ""),
+            target="/" + rest + query,
             headers=tuple(request.headers.items()),
         )
         try:
@@ -576,11 +572,10 @@ class ExecutorNode:
         except ReefError as exc:  # the code could not be fetched (the chain's node failed)
             return json_error(502, f"cannot fetch the function's code: {exc.message}")
         timestamp = int(self.clock())
-        path_and_query = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         digest = oyster_response_digest(
             timestamp=timestamp,
             method=request.method,
-            path_and_query=path_and_query,
+            path_and_query=request.url.path + query,
             host=host,
             request_body=bytes(body),
             response_body=result.output,

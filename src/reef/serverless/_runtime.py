@@ -322,7 +322,7 @@ class FunctionRuntime:
         forwarded: HttpRequest | None = None,
     ) -> CallResult:
         mark = process.output_total
-        deadline_s = limits.timeout_ms / 1000 - (self._clock() - start) / 1e9
+        deadline_s = self._remaining_s(start, limits)
         request = asyncio.create_task(
             post(process.socket_path, body, max_body=limits.output_bytes, request=forwarded)
         )
@@ -336,13 +336,9 @@ class FunctionRuntime:
             if not request.done():
                 request.cancel()
             await asyncio.wait({request, watch})  # both finished; a caller's cancel propagates
-
-        def elapsed_ms() -> int:
-            return (self._clock() - start) // 1_000_000
-
         if watch in done:  # the memory watch only returns when the cap was passed
             await self._kill(process)
-            return CallResult(ErrorCode.MEMORY_LIMIT, b"", elapsed_ms(), cold=cold)
+            return CallResult(ErrorCode.MEMORY_LIMIT, b"", self._elapsed_ms(start), cold=cold)
         if request not in done:
             await self._kill(process)
             return CallResult(
@@ -357,12 +353,14 @@ class FunctionRuntime:
         except RuntimeConnectionError as exc:
             return await self._explain_drop(process, exc, start, limits, cold, mark)
         if response.too_large:
-            return CallResult(ErrorCode.OUTPUT_TOO_LARGE, b"", elapsed_ms(), response.status, cold)
+            return CallResult(
+                ErrorCode.OUTPUT_TOO_LARGE, b"", self._elapsed_ms(start), response.status, cold
+            )
         await asyncio.sleep(0)  # let the drain task pick up console lines already written
         return CallResult(
             ErrorCode.OK,
             response.body,
-            elapsed_ms(),
+            self._elapsed_ms(start),
             response.status,
             cold,
             process.log_since(mark),
@@ -379,7 +377,7 @@ class FunctionRuntime:
         mark: int,
     ) -> CallResult:
         """The runtime dropped the call: find out from its exit and output whose fault it was."""
-        remaining = limits.timeout_ms / 1000 - (self._clock() - start) / 1e9
+        remaining = self._remaining_s(start, limits)
         try:
             await asyncio.wait_for(
                 process.proc.wait(), timeout=min(_EXIT_WAIT_S, max(0.05, remaining))
@@ -388,7 +386,7 @@ class FunctionRuntime:
                 await asyncio.wait_for(process.drain, timeout=_EXIT_WAIT_S)
         except TimeoutError:
             pass
-        elapsed = (self._clock() - start) // 1_000_000
+        elapsed = self._elapsed_ms(start)
         log = process.log_since(0)
         if any(marker in log for marker in _OOM):
             return CallResult(ErrorCode.MEMORY_LIMIT, b"", elapsed, cold=cold)
@@ -404,6 +402,14 @@ class FunctionRuntime:
             f"{process.log_tail().strip()[-600:] or 'no output'}",
             hint="this is reef's failure, not the function's; the next call starts a new runtime",
         )
+
+    def _elapsed_ms(self, start: int) -> int:
+        """Whole milliseconds since ``start`` (a reading of the clock, in nanoseconds)."""
+        return (self._clock() - start) // 1_000_000
+
+    def _remaining_s(self, start: int, limits: Limits) -> float:
+        """Seconds left of the deadline of a call that started at ``start`` (may be negative)."""
+        return limits.timeout_ms / 1000 - (self._clock() - start) / 1e9
 
     async def _watch_memory(self, process: _Process, limit: int) -> None:
         """Return when the process's resident memory passes ``limit`` (else run until cancelled)."""
