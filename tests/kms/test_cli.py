@@ -33,6 +33,7 @@ from reef.kms import (
     SeedStore,
     derive_key,
 )
+from reef.testing import wall_ms
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT_PCRS = {0: b"\xa0" * 48, 1: b"\xa1" * 48, 2: b"\xa2" * 48}
@@ -40,10 +41,6 @@ IMAGE = bytes.fromhex("107a6d53ba665ae961bb407bccf8b8bc95fa048e1eb59e012caac30ef
 ADMIN = Secp256k1PrivateKey(hashlib.sha256(b"reef kms admin").digest())
 
 runner = CliRunner()
-
-
-def _now() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @pytest.fixture
@@ -57,7 +54,7 @@ def live_root(
 ) -> Iterator[RootServer]:
     root = KmsRoot(
         keyring,
-        attester=authority.attester(ROOT_PCRS, clock_ms=_now),
+        attester=authority.attester(ROOT_PCRS, clock_ms=wall_ms),
         admin=ADMIN.public_key.address,
     )
     server = RootServer(root, peer_roots=[authority.root], scallop_port=0, public_port=0)
@@ -268,7 +265,7 @@ def test_derive_server_command_with_oysters_flags(
     secret, public = generate_x25519()
     (tmp_path / "id.sec").write_bytes(secret)
     app_pcrs = {0: b"\x31" * 48, 1: b"\x32" * 48, 2: b"\x33" * 48}
-    attester = authority.attester(app_pcrs, clock_ms=_now)
+    attester = authority.attester(app_pcrs, clock_ms=wall_ms)
     wiring = live_root.wiring()
     config = tmp_path / "root-server-config.json"
     config.write_text(

@@ -13,7 +13,6 @@ import json
 import shutil
 import sys
 import textwrap
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -68,10 +67,6 @@ class Handler(BaseHTTPRequestHandler):
 
 ThreadingHTTPServer(("127.0.0.1", 8080), Handler).serve_forever()
 """
-
-
-def _now() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _image(root: Path, name: str, greeting: str) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -22,12 +21,9 @@ from reef.kms import (
     fetch_identity,
     public_app,
 )
+from reef.testing import wall_ms
 
 PCRS = {0: b"\x01" * 48, 1: b"\x02" * 48, 2: b"\x03" * 48}
-
-
-def _now() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @pytest.fixture
@@ -36,7 +32,7 @@ def authority(reef_home: Path) -> DevAuthority:
 
 
 def _root(
-    keyring: RootKeyring, authority: DevAuthority, clock: Callable[[], int] = _now
+    keyring: RootKeyring, authority: DevAuthority, clock: Callable[[], int] = wall_ms
 ) -> KmsRoot:
     return KmsRoot(
         keyring,
@@ -88,7 +84,7 @@ async def test_identity_from_a_foreign_root_is_refused(
 
 
 async def test_stale_identity_is_refused(keyring: RootKeyring, authority: DevAuthority) -> None:
-    stale_clock = lambda: _now() - 3_600_000  # noqa: E731
+    stale_clock = lambda: wall_ms() - 3_600_000  # noqa: E731
     transport = httpx.ASGITransport(app=public_app(_root(keyring, authority, stale_clock)))
     with pytest.raises(AttestationError) as info:
         await fetch_identity("http://kms", root=authority.root, transport=transport)

@@ -33,6 +33,7 @@ from reef.kms import (
     own_tee_root,
 )
 from reef.kms._http import Limits
+from reef.testing import wall_ms
 
 PCRS = {0: b"\x01" * 48, 1: b"\x02" * 48, 2: b"\x03" * 48}
 
@@ -158,7 +159,7 @@ def test_http_attester_and_own_root_over_loopback(
     reef_home: Path, serve_thread: Callable[[ASGIApp], AbstractContextManager[str]]
 ) -> None:
     authority = DevAuthority.load_or_create(ReefHome(reef_home))
-    attester = authority.attester(PCRS, clock_ms=lambda: time.time_ns() // 1_000_000)
+    attester = authority.attester(PCRS, clock_ms=wall_ms)
     with serve_thread(custom_attestation_app(attester)) as url:
         remote = http_attester(url + "/attestation/raw")
         document = remote(public_key=b"\x07" * 32, user_data=b"ud", nonce=b"n")

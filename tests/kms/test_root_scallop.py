@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,14 +30,11 @@ from reef.kms import (
     derive_key,
     fetch_enclave_seed,
 )
+from reef.testing import wall_ms
 
 ROOT_PCRS = {0: b"\xa0" * 48, 1: b"\xa1" * 48, 2: b"\xa2" * 48}
 APP_PCRS = {0: b"\x10" * 48, 1: b"\x11" * 48, 2: b"\x12" * 48}
 OTHER_PCRS = {0: b"\x20" * 48, 1: b"\x21" * 48, 2: b"\x22" * 48}
-
-
-def _now() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass
@@ -59,7 +55,7 @@ class Enclave:
 
     async def auther(self) -> bytes:
         key = generate_x25519()[1] if self.attest_other_key else self.public
-        return self.authority.mint(self.pcrs, timestamp_ms=_now() - self.age_ms, public_key=key)
+        return self.authority.mint(self.pcrs, timestamp_ms=wall_ms() - self.age_ms, public_key=key)
 
     async def fetch(self, wiring: KmsWiring, version: int | None = None) -> tuple[bytes, int]:
         return await fetch_enclave_seed(
@@ -81,7 +77,7 @@ def store(reef_home: Path, authority: DevAuthority) -> SeedStore:
 
 @pytest.fixture
 async def server(store: SeedStore, authority: DevAuthority) -> AsyncIterator[RootServer]:
-    root = KmsRoot.open(store, attester=authority.attester(ROOT_PCRS, clock_ms=_now))
+    root = KmsRoot.open(store, attester=authority.attester(ROOT_PCRS, clock_ms=wall_ms))
     async with RootServer(
         root, peer_roots=[authority.root], scallop_port=0, public_port=0
     ) as running:

@@ -8,7 +8,6 @@ checked against the keyring's own derivation.
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import Any
 
 import httpx
@@ -18,6 +17,7 @@ from reef.attestation import DevAuthority, VerifiedAttestation, image_id
 from reef.home import ReefHome
 from reef.kms import KmsRoot, RootKeyring, RootSeed, scallop_app
 from reef.scallop import ScallopPeer
+from reef.testing import wall_ms
 
 PCRS = {0: b"\x10" * 48, 1: b"\x11" * 48, 2: b"\x12" * 48}
 APPROVER = "0x" + "ab" * 20
@@ -40,7 +40,7 @@ def _peer(home: ReefHome) -> ScallopPeer:
         kind="nitro",
         image_id=image_id(PCRS),
         pcrs=PCRS,
-        timestamp_ms=time.time_ns() // 1_000_000,
+        timestamp_ms=wall_ms(),
         module_id="dev",
         public_key=b"\x07" * 32,
         user_data=b"",

@@ -3,7 +3,6 @@ a peer on noiseprotocol (the independent Noise implementation reef's is checked 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +15,10 @@ from reef.crypto import generate_x25519
 from reef.home import ReefHome
 from reef.scallop import Auther, PeerPolicy
 from reef.scallop.lowlevel import PROLOGUE, PROTOCOL_NAME
+from reef.testing import wall_ms
 
 PCRS_A: Mapping[int, bytes] = {0: b"\xa0" * 48, 1: b"\xa1" * 48, 2: b"\xa2" * 48}
 PCRS_B: Mapping[int, bytes] = {0: b"\xb0" * 48, 1: b"\xb1" * 48, 2: b"\xb2" * 48}
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def noiseprotocol_peer(
@@ -69,7 +65,7 @@ class Party:
         async def mint() -> bytes:
             return self.authority.mint(
                 self.pcrs,
-                timestamp_ms=timestamp_ms if timestamp_ms is not None else now_ms(),
+                timestamp_ms=timestamp_ms if timestamp_ms is not None else wall_ms(),
                 public_key=self.public if public_key is None else public_key,
             )
 

@@ -39,8 +39,9 @@ from reef.scallop import (
     serve,
 )
 from reef.scallop.lowlevel import ClientHandshake, NeedData, ServerHello
+from reef.testing import wall_ms
 
-from .conftest import PCRS_A, PCRS_B, Party, now_ms, scallop_noise_peer
+from .conftest import PCRS_A, PCRS_B, Party, scallop_noise_peer
 
 pytestmark = pytest.mark.timeout(15)
 
@@ -195,7 +196,7 @@ async def test_cache_entries_expire_with_the_documents_freshness(
     make_party: Callable[..., Party], dev_root: Any
 ) -> None:
     party = make_party()
-    clock = [now_ms()]
+    clock = [wall_ms()]
     policy = PeerPolicy(roots=[dev_root], max_age_ms=60_000, clock=lambda: clock[0])
     store = policy.store()
     document = await party.auther(timestamp_ms=clock[0])()
@@ -328,7 +329,7 @@ async def test_a_stale_attestation_is_refused(
 ) -> None:
     client_party = make_party()
     server = await start(static_key=generate_x25519()[0], policy=policy)
-    old = now_ms() - 10 * 60_000
+    old = wall_ms() - 10 * 60_000
     reasons = await server_refusals(
         caplog,
         server.port,
