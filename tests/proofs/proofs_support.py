@@ -3,11 +3,13 @@
 A fresh in-process reef devnet per :class:`ProofChain` (its gas estimate runs a Groth16
 verification twice, where eth-tester's binary search runs it a dozen times), with dev accounts
 whose keys are known, the test token and a ``ProofMarket`` whose matching engine is account 1,
-and a clock the test moves.
+and a clock the test moves. :class:`Groth16Market` adds a Groth16 market over one of the
+example circuits, with its input verification service, for the flows that prove.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +18,17 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from reef.chain import Devnet, TokenClient
-from reef.proofs import ProofMarketClient, ProverService, TaskOutcome
+from reef.proofs import (
+    ArtifactStore,
+    CircuitArtifacts,
+    InputVerifier,
+    MatchingEngine,
+    ProofMarketClient,
+    ProverService,
+    TaskOutcome,
+    create_groth16_market,
+    ensure_snarkjs,
+)
 
 START = 4_000_000_000
 FUNDS = 1_000_000 * 10**6
@@ -67,6 +79,61 @@ class ProofChain:
         """Make the next block carry ``timestamp`` (if it is later than the next block's)."""
         if timestamp > self.next_time():
             self.devnet.set_next_block_timestamp(timestamp)
+
+    def matching_engine(
+        self, database: Path, *, ignore_provers: Iterable[str] = ()
+    ) -> MatchingEngine:
+        """The market's matching engine (sending as the engine account, on the chain's clock),
+        its indexer in the SQLite file ``database``: a second one on the same file is the first
+        restarted after a kill -9."""
+        return MatchingEngine.on_database(
+            self.market(self.engine),
+            f"sqlite:///{database}",
+            clock=self.next_time,
+            ignore_provers=ignore_provers,
+        )
+
+
+class Groth16Market:
+    """A fresh :class:`ProofChain` (4 users; the first requests) with a Groth16 market over the
+    example circuit in ``folder``, its artifacts stored under ``tmp`` and an in-process input
+    verification service."""
+
+    __test__ = False
+
+    def __init__(
+        self,
+        tmp: Path,
+        folder: Path,
+        *,
+        public_inputs: Sequence[str],
+        private_inputs: Sequence[str] = (),
+        penalty: int,
+        name: str = "",
+    ) -> None:
+        self.chain = ProofChain.create(n_users=4)
+        self.store = ArtifactStore(tmp / "artifacts")
+        self.runtime = ensure_snarkjs()
+        self.ivs = InputVerifier(Account.from_key(b"\x33" * 32), self.store, self.runtime)
+        self.market_id = create_groth16_market(
+            self.chain.market(),
+            CircuitArtifacts.in_folder(folder),
+            public_inputs=public_inputs,
+            private_inputs=private_inputs,
+            store=self.store,
+            penalty=penalty,
+            name=name,
+            ivs=self.ivs.address,
+        )
+        self.requester = self.chain.users[0]
+
+    def prover_service(self, account: LocalAccount, *, price: int, stake: int) -> ProverService:
+        """``account`` registered (compute 2, ``stake``) and joined to the market at ``price``
+        (compute 1, 60 s): its prover service, asking this market's IVS about invalid inputs."""
+        client = self.chain.market(account)
+        client.register(compute=2, stake=stake)
+        client.join_market(self.market_id, price=price, max_time=60, compute=1)
+        return ProverService(client, self.store, self.runtime, verifiers={self.market_id: self.ivs})
 
 
 def settle(service: ProverService, tries: int = 6) -> list[TaskOutcome]:

@@ -7,26 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from eth_account import Account
 from typer.testing import CliRunner
 
-from proofs.proofs_support import EXAMPLE, ProofChain, settle
-from reef.chain import IndexedContract, Indexer, Web3BlockSource
+from proofs.proofs_support import EXAMPLE, Groth16Market, settle
 from reef.errors import ContractRevertError
 from reef.proofs import (
-    ArtifactStore,
     AskState,
     AuctionTerms,
-    CircuitArtifacts,
-    InputVerifier,
-    MatchingEngine,
     ProofRevert,
-    ProverService,
     SkipReason,
     auction_price,
-    create_groth16_market,
-    ensure_snarkjs,
-    proof_market_decoder,
 )
 
 PENALTY, STAKE = 50, 500
@@ -48,43 +38,14 @@ def test_the_price_curve_is_linear_and_rounds_down() -> None:
         assert at == 1000 or terms.price(at - 1) < price
 
 
-class Auction:
+class Auction(Groth16Market):
     def __init__(self, tmp: Path) -> None:
-        self.chain = ProofChain.create(n_users=4)
-        self.store = ArtifactStore(tmp / "artifacts")
-        self.runtime = ensure_snarkjs()
-        ivs = InputVerifier(Account.from_key(b"\x33" * 32), self.store, self.runtime)
-        self.market_id = create_groth16_market(
-            self.chain.market(),
-            CircuitArtifacts(
-                EXAMPLE / "circuit.wasm",
-                EXAMPLE / "circuit.zkey",
-                EXAMPLE / "verification_key.json",
-            ),
-            public_inputs=["x"],
-            store=self.store,
-            penalty=PENALTY,
-            ivs=ivs.address,
-        )
-        self.requester = self.chain.users[0]
-        self.services = []
-        for account, price in ((self.chain.users[1], CHEAP), (self.chain.users[2], DEAR)):
-            client = self.chain.market(account)
-            client.register(compute=2, stake=STAKE)
-            client.join_market(self.market_id, price=price, max_time=60, compute=1)
-            self.services.append(
-                ProverService(client, self.store, self.runtime, verifiers={self.market_id: ivs})
-            )
-        indexer = Indexer(
-            Web3BlockSource(self.chain.w3),
-            f"sqlite:///{tmp / 'engine.db'}",
-            contracts=[
-                IndexedContract(address=self.chain.market_address, events=proof_market_decoder())
-            ],
-        )
-        self.engine = MatchingEngine(
-            self.chain.market(self.chain.engine), indexer, clock=lambda: self.chain.next_time()
-        )
+        super().__init__(tmp, EXAMPLE, public_inputs=["x"], penalty=PENALTY)
+        self.services = [
+            self.prover_service(self.chain.users[1], price=CHEAP, stake=STAKE),
+            self.prover_service(self.chain.users[2], price=DEAR, stake=STAKE),
+        ]
+        self.engine = self.chain.matching_engine(tmp / "engine.db")
 
     def ask(self, x: int = 5) -> int:
         now = self.chain.next_time()

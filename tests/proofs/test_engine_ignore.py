@@ -6,26 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from proofs.test_flow import Flow
-from reef.chain import IndexedContract, Indexer, Web3BlockSource
-from reef.proofs import AskState, MatchingEngine, proof_market_decoder
+from reef.proofs import AskState
 
 
 def test_an_ignored_prover_is_never_assigned(tmp_path: Path) -> None:
     flow = Flow(tmp_path)
-    indexer = Indexer(
-        Web3BlockSource(flow.chain.w3),
-        f"sqlite:///{tmp_path / 'ignoring.db'}",
-        contracts=[
-            IndexedContract(address=flow.chain.market_address, events=proof_market_decoder())
-        ],
-    )
     gone = flow.prover_account.address
-    ignoring = MatchingEngine(
-        flow.chain.market(flow.chain.engine),
-        indexer,
-        clock=lambda: flow.chain.next_time(),
-        ignore_provers=[gone.lower()],
-    )
+    ignoring = flow.chain.matching_engine(tmp_path / "ignoring.db", ignore_provers=[gone.lower()])
     ask_id = flow.ask(5)
     assert ignoring.step().assigned == 0
     assert flow.chain.market().ask(ask_id).state == AskState.OPEN

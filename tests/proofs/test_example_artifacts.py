@@ -8,14 +8,13 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
 
 from proofs.proofs_support import EXAMPLE
-from reef.proofs import RUNTIME_PACKAGE_DIR, ensure_snarkjs
-
-ARTIFACTS = ("circuit.wasm", "circuit.zkey", "verification_key.json")
+from reef.proofs import RUNTIME_PACKAGE_DIR, CircuitArtifacts, ensure_snarkjs
 
 
 def _sha(path: Path) -> str:
@@ -25,15 +24,14 @@ def _sha(path: Path) -> str:
 @pytest.mark.parametrize("example", [EXAMPLE, EXAMPLE.parent / "commitment"], ids=lambda p: p.name)
 def test_the_verification_key_is_the_one_in_the_proving_key(tmp_path: Path, example: Path) -> None:
     runtime = ensure_snarkjs()
+    circuit = CircuitArtifacts.in_folder(example)
     out = tmp_path / "vkey.json"
     subprocess.run(
         [str(runtime.node), str(runtime.snarkjs_cli), "zkey", "export", "verificationkey",
-         str(example / "circuit.zkey"), str(out)],
+         str(circuit.zkey), str(out)],
         cwd=runtime.project, check=True, capture_output=True,
     )  # fmt: skip
-    assert json.loads(out.read_text()) == json.loads(
-        (example / "verification_key.json").read_text()
-    )
+    assert json.loads(out.read_text()) == json.loads(circuit.vkey.read_text())
 
 
 @pytest.mark.slow
@@ -49,5 +47,7 @@ def test_generate_sh_reproduces_the_committed_artifacts_byte_for_byte(tmp_path: 
     runtime.mkdir(parents=True)
     (runtime / "runtime").symlink_to(RUNTIME_PACKAGE_DIR)
     subprocess.run([str(here / "generate.sh")], check=True, capture_output=True, timeout=600)
-    for name in ARTIFACTS:
-        assert _sha(here / name) == _sha(EXAMPLE / name), name
+    # The names generate.sh writes are the ones CircuitArtifacts.in_folder reads.
+    made, committed = CircuitArtifacts.in_folder(here), CircuitArtifacts.in_folder(EXAMPLE)
+    for ours, theirs in zip(astuple(made), astuple(committed), strict=True):
+        assert _sha(ours) == _sha(theirs), ours.name

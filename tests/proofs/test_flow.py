@@ -7,69 +7,28 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from eth_account import Account
 
-from proofs.proofs_support import EXAMPLE, ProofChain, settle
-from reef.chain import IndexedContract, Indexer, Web3BlockSource
+from proofs.proofs_support import EXAMPLE, Groth16Market, settle
 from reef.proofs import (
-    ArtifactStore,
     AskState,
-    CircuitArtifacts,
-    InputVerifier,
     MatchingEngine,
     ProofSubmitted,
-    ProverService,
-    create_groth16_market,
     decode_proof,
-    ensure_snarkjs,
     load_verification_key,
     proof_from_words,
-    proof_market_decoder,
     verify_with_snarkjs,
 )
 
 PENALTY, STAKE, PRICE, REWARD = 50, 500, 30, 100
 
 
-class Flow:
+class Flow(Groth16Market):
     def __init__(self, tmp: Path) -> None:
-        self.chain = ProofChain.create(n_users=4)
-        self.store = ArtifactStore(tmp / "artifacts")
-        self.runtime = ensure_snarkjs()
-        self.ivs = InputVerifier(Account.from_key(b"\x33" * 32), self.store, self.runtime)
-        market = self.chain.market()
-        self.market_id = create_groth16_market(
-            market,
-            CircuitArtifacts(
-                EXAMPLE / "circuit.wasm",
-                EXAMPLE / "circuit.zkey",
-                EXAMPLE / "verification_key.json",
-            ),
-            public_inputs=["x"],
-            store=self.store,
-            penalty=PENALTY,
-            name="poseidon",
-            ivs=self.ivs.address,
-        )
-        self.requester, self.prover_account = self.chain.users[0], self.chain.users[1]
-        prover = self.chain.market(self.prover_account)
-        prover.register(compute=2, stake=STAKE)
-        prover.join_market(self.market_id, price=PRICE, max_time=60, compute=1)
-        indexer = Indexer(
-            Web3BlockSource(self.chain.w3),
-            f"sqlite:///{tmp / 'engine.db'}",
-            contracts=[
-                IndexedContract(address=self.chain.market_address, events=proof_market_decoder())
-            ],
-        )
-        self.engine = MatchingEngine(
-            self.chain.market(self.chain.engine),
-            indexer,
-            clock=lambda: self.chain.next_time(),
-        )
-        self.prover = ProverService(
-            prover, self.store, self.runtime, verifiers={self.market_id: self.ivs}
-        )
+        super().__init__(tmp, EXAMPLE, public_inputs=["x"], penalty=PENALTY, name="poseidon")
+        self.database = tmp / "engine.db"
+        self.prover_account = self.chain.users[1]
+        self.prover = self.prover_service(self.prover_account, price=PRICE, stake=STAKE)
+        self.engine = self.chain.matching_engine(self.database)
 
     def ask(self, x: int, *, expiry: int = 120, proving: int = 300) -> int:
         now = self.chain.next_time()
@@ -183,7 +142,7 @@ def test_a_failed_submission_is_retried_while_the_task_is_still_assigned(flow: F
     [first] = flow.prover.step()
     assert first.outcome == "failed"
     [second] = settle(flow.prover)  # the retry (itself retried if the loaded devnet times out)
-    assert second.outcome == "proved"
+    assert second.outcome == "proved", second
     assert flow.chain.market().ask(ask_id).state == AskState.COMPLETE
 
 
@@ -206,16 +165,7 @@ def test_the_engine_closes_expired_and_deadline_crossed_asks_itself(flow: Flow) 
 
 def _restarted(flow: Flow) -> MatchingEngine:
     """A new engine process on the same database (what a restart after kill -9 builds)."""
-    indexer = Indexer(
-        Web3BlockSource(flow.chain.w3),
-        flow.engine.indexer.engine,
-        contracts=[
-            IndexedContract(address=flow.chain.market_address, events=proof_market_decoder())
-        ],
-    )
-    return MatchingEngine(
-        flow.chain.market(flow.chain.engine), indexer, clock=lambda: flow.chain.next_time()
-    )
+    return flow.chain.matching_engine(flow.database)
 
 
 def test_a_batch_recorded_but_never_sent_is_sent_after_a_restart(flow: Flow) -> None:

@@ -10,31 +10,21 @@ import json
 from pathlib import Path
 
 import pytest
-from eth_account import Account
 
-from proofs.proofs_support import EXAMPLE, ProofChain, settle
-from reef.chain import IndexedContract, Indexer, Web3BlockSource
+from proofs.proofs_support import EXAMPLE, Groth16Market, settle
 from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ContractRevertError
 from reef.proofs import (
-    ArtifactStore,
     AskState,
-    CircuitArtifacts,
-    InputVerifier,
-    MatchingEngine,
     ProofRevert,
     ProofSubmitted,
-    ProverService,
     SecretAssigned,
     SkipReason,
-    create_groth16_market,
     decode_proof,
     ecies_decrypt,
     encrypt_secret,
-    ensure_snarkjs,
     load_verification_key,
     proof_from_words,
-    proof_market_decoder,
     verify_with_snarkjs,
 )
 
@@ -43,49 +33,24 @@ PENALTY, STAKE, PRICE, REWARD = 50, 500, 30, 100
 SALT, X = 7, 987654321987
 
 
-class PrivateFlow:
+class PrivateFlow(Groth16Market):
     def __init__(self, tmp: Path) -> None:
-        self.chain = ProofChain.create(n_users=4)
-        self.store = ArtifactStore(tmp / "artifacts")
-        self.runtime = ensure_snarkjs()
-        self.ivs = InputVerifier(Account.from_key(b"\x33" * 32), self.store, self.runtime)
-        market = self.chain.market()
-        self.market_id = create_groth16_market(
-            market,
-            CircuitArtifacts(
-                COMMITMENT / "circuit.wasm",
-                COMMITMENT / "circuit.zkey",
-                COMMITMENT / "verification_key.json",
-            ),
+        super().__init__(
+            tmp,
+            COMMITMENT,
             public_inputs=["salt"],
             private_inputs=["x"],
-            store=self.store,
             penalty=PENALTY,
             name="commitment",
-            ivs=self.ivs.address,
         )
-        self.requester, self.prover_account = self.chain.users[0], self.chain.users[1]
-        self.prover_client = self.chain.market(self.prover_account)
-        self.prover_client.register(compute=2, stake=STAKE)
-        self.prover_client.join_market(self.market_id, price=PRICE, max_time=60, compute=1)
-        indexer = Indexer(
-            Web3BlockSource(self.chain.w3),
-            f"sqlite:///{tmp / 'engine.db'}",
-            contracts=[
-                IndexedContract(address=self.chain.market_address, events=proof_market_decoder())
-            ],
-        )
-        self.engine = MatchingEngine(
-            self.chain.market(self.chain.engine), indexer, clock=lambda: self.chain.next_time()
-        )
-        self.prover = ProverService(
-            self.prover_client, self.store, self.runtime, verifiers={self.market_id: self.ivs}
-        )
+        self.prover_account = self.chain.users[1]
+        self.prover = self.prover_service(self.prover_account, price=PRICE, stake=STAKE)
+        self.engine = self.chain.matching_engine(tmp / "engine.db")
 
     def register_key(self) -> None:
         key = self.prover.public_key
         assert key is not None
-        self.prover_client.set_prover_key(self.market_id, key)
+        self.prover.client.set_prover_key(self.market_id, key)
 
     def ask(self, x: int | str, *, engine_key: bytes | None = None, expiry: int = 120) -> int:
         market = self.chain.market(self.requester)

@@ -12,19 +12,16 @@ from eth_account import Account
 
 from proofs.proofs_support import ProofChain
 from reef.attestation import DevAuthority, TrustedRoot, image_id
-from reef.chain import IndexedContract, Indexer, Web3BlockSource
 from reef.errors import AttestationError, ContractRevertError
 from reef.home import ReefHome
 from reef.proofs import (
     ArtifactStore,
     AskState,
-    MatchingEngine,
     ProverService,
     TeeProofSubmitted,
     TeeWorker,
     decode_inputs,
     ensure_snarkjs,
-    proof_market_decoder,
     register_tee_signer,
     tee_signer_address,
 )
@@ -61,12 +58,7 @@ def test_an_attested_enclave_proves_a_tee_market_ask(tmp_path: Path) -> None:
     prover = chain.market(prover_account)
     prover.register(compute=1, stake=100)
     prover.join_market(market_id, price=10, max_time=60, compute=1)
-    indexer = Indexer(
-        Web3BlockSource(chain.w3),
-        f"sqlite:///{tmp_path / 'engine.db'}",
-        contracts=[IndexedContract(address=chain.market_address, events=proof_market_decoder())],
-    )
-    engine = MatchingEngine(chain.market(chain.engine), indexer, clock=chain.next_time)
+    engine = chain.matching_engine(tmp_path / "engine.db")
     now = chain.next_time()
     ask_id, _ = chain.market(requester).create_ask(
         market_id, [20], reward=50, expiry=now + 100, proving_time=100

@@ -56,6 +56,14 @@ class CircuitArtifacts:
     zkey: Path
     vkey: Path
 
+    @classmethod
+    def in_folder(cls, folder: Path) -> CircuitArtifacts:
+        """The files as snarkjs's workflow names them (and reef's examples ship them):
+        ``circuit.wasm``, ``circuit.zkey`` and ``verification_key.json`` in ``folder``."""
+        return cls(
+            folder / "circuit.wasm", folder / "circuit.zkey", folder / "verification_key.json"
+        )
+
     def hashes(self) -> dict[str, str]:
         return {"wasm": _sha256(self.wasm), "zkey": _sha256(self.zkey), "vkey": _sha256(self.vkey)}
 
