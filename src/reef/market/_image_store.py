@@ -339,11 +339,8 @@ def upload_image(
     Raises:
         ServiceError: when the store cannot be reached or refuses the upload.
     """
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    sha256 = digest.hexdigest()
+        sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
     endpoint = f"{store_url.rstrip('/')}/images/{sha256}"
     headers = {"authorization": upload_authorization(signer, sha256)} if signer else {}
     http = client or httpx.Client(timeout=300)

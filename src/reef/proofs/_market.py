@@ -38,14 +38,11 @@ _NAME_MAX = 64
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     try:
         with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+            return hashlib.file_digest(handle, "sha256").hexdigest()
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc}") from exc
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
