@@ -24,15 +24,18 @@ What: :func:`vm_class` gives a VM class (py-evm's, but for its receipts' blooms)
   VM class, instead of hashing them again in every receipt (py-evm's receipt otherwise, for
   the transaction types whose receipt is the plain one): token transfer ~1.68 -> ~1.63 ms,
   jobDeposit ~2.46 -> ~2.42.
+- The costly precompiles (ecPairing, ecMul, modexp, ...) remember their gas and output per
+  input (:mod:`reef.chain.devnet._precompiles`): a proof's estimate and submission ran the
+  same 1.5 s pairing again and again.
 - The transaction executor is py-evm's, less a debug log whose message is formatted even when
   nothing logs it (a twentieth of an ``eth_call``).
 
 What it does not change: gas, results, state and receipts, which the tests check against plain
 py-evm (transactions that revert or run out of gas mid-way included).
 
-The package's layers: imports :mod:`reef.chain.devnet._state` and
-:mod:`reef.chain.devnet._trie`; :mod:`reef.chain.devnet._engine` builds its chain on
-:func:`vm_class`.
+The package's layers: imports :mod:`reef.chain.devnet._state`,
+:mod:`reef.chain.devnet._precompiles` and :mod:`reef.chain.devnet._trie`;
+:mod:`reef.chain.devnet._engine` builds its chain on :func:`vm_class`.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ from eth.vm.opcode import _FastOpcode
 from eth_bloom.bloom import get_bloom_bits
 from eth_utils.exceptions import ValidationError
 
+from reef.chain.devnet._precompiles import remembering
 from reef.chain.devnet._state import state_class
 from reef.chain.devnet._trie import NodeCache
 
@@ -275,6 +279,10 @@ def _bloom_bits(value: bytes) -> int:
 
 def vm_class(cache: NodeCache) -> Any:
     """py-evm's ``PragueVM`` with its state's tries reading and writing through ``cache``."""
-    computation = type("_ChainComputation", (_Computation,), {"_jumps": {}})
+    computation = type(
+        "_ChainComputation",
+        (_Computation,),
+        {"_jumps": {}, "_precompiles": remembering(PragueComputation._precompiles)},
+    )
     state = state_class(cache, computation_class=computation, transaction_executor_class=_Executor)
     return type("_ChainPragueVM", (_VM,), {"_state_class": state, "_bloom_bits": {}})
