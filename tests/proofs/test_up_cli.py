@@ -21,7 +21,7 @@ from e2e_support import network_in_thread
 from typer.testing import CliRunner
 
 from proofs.proofs_support import EXAMPLE
-from reef.chain import Devnet
+from reef.chain import Devnet, TokenClient
 from reef.cli import app
 from reef.home import ReefHome
 from reef.node import LocalNetwork, UpSettings
@@ -42,6 +42,47 @@ class Up:
     def reef(self, *args: str) -> Any:
         # (conftest gives each test its own $REEF_HOME; these share the module's network)
         return runner.invoke(app, list(args), env={"REEF_HOME": str(self.home.root)})
+
+    def services(self) -> Any:
+        """What ``reef up`` wrote about the proof market in network.json (addresses, enclaves)."""
+        return json.loads((self.home.root / "network.json").read_text())["services"]["proofs"]
+
+    def funded_key(self, index: int, key_file: str) -> tuple[str, str]:
+        """The ``--key`` options of dev account ``index``, minted 10**8 of the market's token
+        (its key written to ``key_file`` in the module's folder)."""
+        account = self.devnet.accounts[index]
+        owner = self.devnet.accounts[0].local_account
+        token = TokenClient(self.devnet.web3(), self.services()["token"], account=owner)
+        token.mint(account.address, 10**8)
+        key = self.tmp / key_file
+        key.write_text(account.private_key.hex())
+        return ("--key", str(key))
+
+    def request(self, market: int | str, *options: str) -> int:
+        """``reef proofs request MARKET OPTIONS --key <the user> --json``, which must succeed:
+        the new ask's id."""
+        requested = self.reef(
+            "proofs", "request", str(market), *options, "--key", str(self.key), "--json"
+        )
+        assert requested.exit_code == 0, requested.output
+        return int(json.loads(requested.stdout)["ask_id"])
+
+    def wait(self, ask_id: int) -> Any:
+        """``reef proofs wait ASK --timeout 3m --json``: its result, whatever its exit code."""
+        return self.reef("proofs", "wait", str(ask_id), "--timeout", "3m", "--json")
+
+    def snarkjs_verify(self, vkey: Path, done: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        """`snarkjs groth16 verify` itself, on the proof and public signals that ``reef proofs
+        wait`` printed (``done``), saved to files as a user would."""
+        proof, public = self.tmp / "proof.json", self.tmp / "public.json"
+        proof.write_text(json.dumps(done["proof"]))
+        public.write_text(json.dumps(done["public_signals"]))
+        runtime = ensure_snarkjs()
+        return subprocess.run(
+            [str(runtime.node), str(runtime.snarkjs_cli), "groth16", "verify",
+             str(vkey), str(public), str(proof)],
+            cwd=runtime.project, capture_output=True, text=True, check=False,
+        )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -72,34 +113,13 @@ def test_request_prove_pay_and_verify_with_snarkjs(up: Up) -> None:
     assert (private["public_inputs"], private["private_inputs"]) == (["salt"], ["x"])
     inputs = up.tmp / "input.json"
     inputs.write_text(json.dumps({"x": 424242}))
-    requested = up.reef(
-        "proofs",
-        "request",
-        "1",
-        "--input",
-        str(inputs),
-        "--reward",
-        "1",
-        "--key",
-        str(up.key),
-        "--json",
-    )
-    assert requested.exit_code == 0, requested.output
-    ask_id = json.loads(requested.stdout)["ask_id"]
-    waited = up.reef("proofs", "wait", str(ask_id), "--timeout", "3m", "--json")
+    ask_id = up.request(1, "--input", str(inputs), "--reward", "1")
+    waited = up.wait(ask_id)
     assert waited.exit_code == 0, waited.output
     done = json.loads(waited.stdout)
     assert done["state"] == "complete"
     assert done["public_signals"][1] == "424242"
-    # snarkjs itself, on the files as a user would save them.
-    (up.tmp / "proof.json").write_text(json.dumps(done["proof"]))
-    (up.tmp / "public.json").write_text(json.dumps(done["public_signals"]))
-    runtime = ensure_snarkjs()
-    verified = subprocess.run(
-        [str(runtime.node), str(runtime.snarkjs_cli), "groth16", "verify",
-         str(EXAMPLE / "verification_key.json"), str(up.tmp / "public.json"), str(up.tmp / "proof.json")],
-        cwd=runtime.project, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    verified = up.snarkjs_verify(EXAMPLE / "verification_key.json", done)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "OK" in verified.stdout
     shown = up.reef("proofs", "show", str(ask_id), "--json")
@@ -115,7 +135,7 @@ def test_the_engine_and_the_prover_are_attested_enclaves_not_tasks_of_reef_up(up
     from reef.attestation import Expectations, TrustedRoot, verify
     from reef.proofs import MatchingEngine, ProofMarketClient, ProverService, tee_signer_address
 
-    services = json.loads((up.home.root / "network.json").read_text())["services"]["proofs"]
+    services = up.services()
     market = ProofMarketClient(up.devnet.web3(), services["market"])
     enclaves = services["enclaves"]
     root = TrustedRoot.resolve("dev", up.home)
@@ -162,14 +182,11 @@ def test_the_engine_and_the_prover_are_attested_enclaves_not_tasks_of_reef_up(up
 
 def test_a_private_input_is_proved_and_never_shown(up: Up) -> None:
     commitment = EXAMPLE.parent / "commitment"
-    requested = up.reef(
-        "proofs", "request", "2", "--input", str(commitment / "input.json"),
-        "--private", str(commitment / "private.json"), "--reward", "1", "--key", str(up.key),
-        "--json",
+    ask_id = up.request(
+        2, "--input", str(commitment / "input.json"), "--private", str(commitment / "private.json"),
+        "--reward", "1",
     )  # fmt: skip
-    assert requested.exit_code == 0, requested.output
-    ask_id = json.loads(requested.stdout)["ask_id"]
-    waited = up.reef("proofs", "wait", str(ask_id), "--timeout", "3m", "--json")
+    waited = up.wait(ask_id)
     assert waited.exit_code == 0, waited.output
     done = json.loads(waited.stdout)
     assert done["private_inputs"] is True
@@ -179,15 +196,7 @@ def test_a_private_input_is_proved_and_never_shown(up: Up) -> None:
     # The private input (x = 12345) appears nowhere as a number; the proof's own 77-digit numbers
     # may hold those five digits inside them by chance, which says nothing.
     assert not re.search(r"(?<![0-9])12345(?![0-9])", waited.stdout)
-    (up.tmp / "cproof.json").write_text(json.dumps(done["proof"]))
-    (up.tmp / "cpublic.json").write_text(json.dumps(done["public_signals"]))
-    runtime = ensure_snarkjs()
-    verified = subprocess.run(
-        [str(runtime.node), str(runtime.snarkjs_cli), "groth16", "verify",
-         str(commitment / "verification_key.json"), str(up.tmp / "cpublic.json"),
-         str(up.tmp / "cproof.json")],
-        cwd=runtime.project, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    verified = up.snarkjs_verify(commitment / "verification_key.json", done)
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
@@ -216,20 +225,8 @@ def test_private_inputs_go_only_to_markets_that_take_them(up: Up) -> None:
 def test_invalid_inputs_end_invalid_without_slashing(up: Up) -> None:
     inputs = up.tmp / "bad.json"
     inputs.write_text(json.dumps({"x": str(2**64)}))
-    requested = up.reef(
-        "proofs",
-        "request",
-        "1",
-        "--input",
-        str(inputs),
-        "--reward",
-        "1",
-        "--key",
-        str(up.key),
-        "--json",
-    )
-    ask_id = json.loads(requested.stdout)["ask_id"]
-    waited = up.reef("proofs", "wait", str(ask_id), "--timeout", "3m", "--json")
+    ask_id = up.request(1, "--input", str(inputs), "--reward", "1")
+    waited = up.wait(ask_id)
     assert waited.exit_code == 1  # not complete
     assert json.loads(waited.stdout)["state"] == "invalid"
     status = up.reef("proofs", "list", "--json")
@@ -316,15 +313,7 @@ def test_market_create_from_the_cli_and_clear_errors(up: Up) -> None:
 
 
 def test_a_prover_registers_joins_and_leaves_from_the_cli(up: Up) -> None:
-    from reef.chain import TokenClient
-
-    account = up.devnet.accounts[3]
-    owner = up.devnet.accounts[0].local_account
-    services = json.loads((up.home.root / "network.json").read_text())["services"]["proofs"]
-    TokenClient(up.devnet.web3(), services["token"], account=owner).mint(account.address, 10**8)
-    key = up.tmp / "prover.key"
-    key.write_text(account.private_key.hex())
-    k = ("--key", str(key))
+    k = up.funded_key(3, "prover.key")
     registered = up.reef("prover", "register", "--stake", "5", "--compute", "2", *k, "--json")
     assert registered.exit_code == 0, registered.output
     joined = up.reef("prover", "join", "1", "--price", "0.2", "--max-time", "30s", *k, "--json")
@@ -355,7 +344,6 @@ def test_a_tee_market_from_the_cli_signer_registration_to_a_proof(up: Up) -> Non
     from coincurve import PrivateKey
 
     from reef.attestation import DevAuthority, image_id
-    from reef.chain import TokenClient
 
     pcrs = {0: b"\x0a" * 48, 1: b"\x0b" * 48, 2: b"\x0c" * 48}
     u = ("--key", str(up.key))
@@ -388,21 +376,12 @@ def test_a_tee_market_from_the_cli_signer_registration_to_a_proof(up: Up) -> Non
     signer = json.loads(registered.stdout)["signer"]
     assert up.reef("proofs", "market", "signer", str(market_id)).exit_code == 2
 
-    account = up.devnet.accounts[2]
-    owner = up.devnet.accounts[0].local_account
-    services = json.loads((up.home.root / "network.json").read_text())["services"]["proofs"]
-    TokenClient(up.devnet.web3(), services["token"], account=owner).mint(account.address, 10**8)
-    prover_key = up.tmp / "tee-prover.key"
-    prover_key.write_text(account.private_key.hex())
-    k = ("--key", str(prover_key))
+    k = up.funded_key(2, "tee-prover.key")
     assert up.reef("prover", "register", "--stake", "5", *k).exit_code == 0
     assert up.reef("prover", "join", str(market_id), "--price", "0.1", *k).exit_code == 0
     inputs = up.tmp / "tee-input.json"
     inputs.write_text(json.dumps({"a": 21}))
-    requested = up.reef(
-        "proofs", "request", str(market_id), "--input", str(inputs), "--reward", "1", *u, "--json"
-    )
-    ask_id = json.loads(requested.stdout)["ask_id"]
+    ask_id = up.request(market_id, "--input", str(inputs), "--reward", "1")
     double = (
         f"{sys.executable} -c 'import json,sys; print([2*int(v) for v in json.load(sys.stdin)])'"
     )
@@ -419,20 +398,17 @@ def test_a_tee_market_from_the_cli_signer_registration_to_a_proof(up: Up) -> Non
     assert shown["state"] == "complete"
     from reef.proofs import ProofMarketClient, TeeProofSubmitted, decode_inputs
 
-    market = ProofMarketClient(up.devnet.web3(), services["market"])
+    market = ProofMarketClient(up.devnet.web3(), up.services()["market"])
     [proof] = [e for e in market.ask_events(ask_id) if isinstance(e, TeeProofSubmitted)]
     assert decode_inputs(proof.output) == (42,)
     assert proof.signer == signer
 
 
 def test_an_auction_ask_is_locked_by_reef_ups_prover(up: Up) -> None:
-    requested = up.reef(
-        "proofs", "request", "1", "--input", str(EXAMPLE / "input.json"),
-        "--auction", "0.05:0.5", "--ramp", "20s", "--key", str(up.key), "--json",
-    )  # fmt: skip
-    assert requested.exit_code == 0, requested.output
-    ask_id = json.loads(requested.stdout)["ask_id"]
-    waited = up.reef("proofs", "wait", str(ask_id), "--timeout", "3m", "--json")
+    ask_id = up.request(
+        1, "--input", str(EXAMPLE / "input.json"), "--auction", "0.05:0.5", "--ramp", "20s"
+    )
+    waited = up.wait(ask_id)
     assert waited.exit_code == 0, waited.output
     done = json.loads(waited.stdout)
     assert done["auction"] == {
@@ -447,7 +423,7 @@ def test_an_auction_ask_is_locked_by_reef_ups_prover(up: Up) -> None:
 def test_the_matching_engine_runs_from_the_cli_with_the_engines_key_only(up: Up) -> None:
     from reef.proofs import ProofMarketClient, tee_signer_address
 
-    services = json.loads((up.home.root / "network.json").read_text())["services"]["proofs"]
+    services = up.services()
     # reef up's engine is its enclave: neither the user's key nor dev account 4's may run it.
     engine_key = up.tmp / "engine.key"
     engine_key.write_text(up.devnet.accounts[4].private_key.hex())
