@@ -1,0 +1,87 @@
+"""An executor's polls: a poll asks the chain only for its block number until a block comes
+(then it reads that block and its events), and once no block has come for ``idle_after_s`` it
+polls at ``idle_poll_interval_s`` until one does. Every idle ``reef up`` runs three executors."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from reef.crypto import Secp256k1PrivateKey
+from reef.serverless import ExecutorSettings, FunctionRuntime
+from reef.serverless._executor import ExecutorService, _poll_interval
+from serverless.chain_support import ServerlessChain
+
+
+def test_the_poll_interval_grows_only_after_a_quiet_spell() -> None:
+    settings = ExecutorSettings(
+        rpc_url="x",
+        jobs_contract="0x" + "11" * 20,
+        code_contract="0x" + "22" * 20,
+        poll_interval_s=0.05,
+        idle_poll_interval_s=0.25,
+        idle_after_s=10,
+    )
+    assert _poll_interval(settings, quiet_s=0) == 0.05
+    assert _poll_interval(settings, quiet_s=9.9) == 0.05
+    assert _poll_interval(settings, quiet_s=10) == 0.25
+    # An idle interval below the busy one never speeds an idle executor up.
+    fast = ExecutorSettings(
+        rpc_url="x", jobs_contract="0x", code_contract="0x", poll_interval_s=1,
+        idle_poll_interval_s=0.1,
+    )  # fmt: skip
+    assert _poll_interval(fast, quiet_s=60) == 1
+
+
+async def test_an_idle_executor_asks_only_for_the_block_number_and_slows_down(
+    tmp_path: Path,
+) -> None:
+    chain = ServerlessChain.create(real_time=True)
+    w3 = chain.devnet.web3()
+    asked: list[str] = []
+    make_request = w3.provider.make_request
+
+    def counted(method: Any, params: Any) -> Any:
+        asked.append(str(method))
+        return make_request(method, params)
+
+    w3.provider.make_request = counted  # type: ignore[method-assign]
+    settings = ExecutorSettings(
+        rpc_url="in-process",
+        jobs_contract=chain.jobs_address,
+        code_contract=chain.code_address,
+        poll_interval_s=0.01,
+        idle_poll_interval_s=3,
+        idle_after_s=0.3,
+    )
+    runtime = FunctionRuntime(tmp_path / "no-workerd")  # no job runs: never started
+    service = ExecutorService(
+        Secp256k1PrivateKey.generate(), settings, runtime, tmp_path / "code", w3=w3
+    )
+    await service.start()
+    try:
+        while service.stats.last_block < chain.devnet.block_number:  # it starts at the head
+            await asyncio.sleep(0.01)
+        asked.clear()
+        await asyncio.sleep(1.0)
+        # Quiet: block numbers only, a few dozen in the first 0.3 s, then none for 3 s.
+        assert set(asked) == {"eth_blockNumber"}
+        quiet = len(asked)
+        await asyncio.sleep(0.5)
+        assert len(asked) == quiet
+        # A block comes: it is seen at the next (idle) poll, read with its events, and the
+        # polls are fast again.
+        chain.devnet.mine()
+        for _ in range(100):
+            if service.stats.last_block == chain.devnet.block_number:
+                break
+            await asyncio.sleep(0.1)
+        assert service.stats.last_block == chain.devnet.block_number
+        assert {"eth_getBlockByNumber", "eth_getLogs"} <= set(asked[quiet:])
+        before = len(asked)
+        await asyncio.sleep(0.2)
+        assert len(asked) > before
+    finally:
+        await service.aclose()
+        await runtime.aclose()
