@@ -288,9 +288,7 @@ class Devnet(Chain):
                     for entry in entries[1:start]:
                         if entry.get("kind") == "deployment":
                             devnet._replay_entry(entry)
-                    devnet._offset = int(header["offset"])
-                    nxt = header.get("next_timestamp")
-                    devnet._next_timestamp = None if nxt is None else int(nxt)
+                    devnet._restore_clock(header)
                     devnet._replay_from(entries, start, progress)
                     return devnet, len(entries) - start, int(header["journal_bytes"])
                 except Exception:
@@ -351,9 +349,7 @@ class Devnet(Chain):
             self._deployment = Deployment.from_json(entry["deployment"])
             self._rate_lock_s = int(entry["rate_lock_s"])
         elif kind == "clock":
-            self._offset = int(entry["offset"])
-            nxt = entry.get("next_timestamp")
-            self._next_timestamp = None if nxt is None else int(nxt)
+            self._restore_clock(entry)
         else:
             raise ConfigError(f"unknown journal entry kind {kind!r}")
 
@@ -420,8 +416,7 @@ class Devnet(Chain):
             "journal_bytes": persistence.journal.position,
             "head": head.number,
             "head_hash": "0x" + head.hash.hex(),
-            "offset": self._offset,
-            "next_timestamp": self._next_timestamp,
+            **self._clock_fields(),
         }
         write_checkpoint(
             persistence.home.chain / CHECKPOINT_NAME,

@@ -488,9 +488,17 @@ class Chain:
 
     def _journal_clock(self) -> None:
         if self._recorder is not None:
-            self._recorder.record(
-                [{"kind": "clock", "offset": self._offset, "next_timestamp": self._next_timestamp}]
-            )
+            self._recorder.record([{"kind": "clock", **self._clock_fields()}])
+
+    def _clock_fields(self) -> dict[str, Any]:
+        """The clock controls as a journal's ``clock`` entry and a checkpoint keep them."""
+        return {"offset": self._offset, "next_timestamp": self._next_timestamp}
+
+    def _restore_clock(self, fields: Mapping[str, Any]) -> None:
+        """Set the clock controls from a record holding :meth:`_clock_fields`."""
+        self._offset = int(fields["offset"])
+        nxt = fields.get("next_timestamp")
+        self._next_timestamp = None if nxt is None else int(nxt)
 
     # ------------------------------------------------------------------------------ mining
 
@@ -632,7 +640,7 @@ class Chain:
                 }
             ]
             if pinned:
-                entries.append({"kind": "clock", "offset": self._offset, "next_timestamp": None})
+                entries.append({"kind": "clock", **self._clock_fields()})
             try:
                 self._recorder.record(entries)
             except OSError as exc:
