@@ -457,6 +457,7 @@ def deploy(
         progress(f"built {request.image} into {image_path}")
     params = read_init_params(request.init_params) if request.init_params is not None else None
     image_id = expected_image_id(image_path, params, request.debug)
+    progress(f"the enclave must attest image id {image_id.hex()[:16]}…")
     root = TrustedRoot.resolve(request.root, session.home)
 
     # 2. the provider and its offer
@@ -506,7 +507,8 @@ def deploy(
     # 4. upload
     store = session.image_store(request.store_url)
     sha256, image_url = upload_image(store, image_path, signer=session.account)
-    progress(f"uploaded the image ({sha256[:16]}…) to {store}")
+    # The store names files by their bytes' hash, which is not the image id: say which is which.
+    progress(f"uploaded the image file (sha256 {sha256[:16]}…) to {store}")
 
     # 5. open the job
     metadata = JobMetadata(
