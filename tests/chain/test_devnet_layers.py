@@ -56,7 +56,9 @@ def test_the_trie_state_and_vm_are_layered_strictly() -> None:
     # other module. py-evm's state classes sit on them alone, and the VM on the state.
     assert modules["_trie"] == set()
     assert modules["_state"] == {"_trie"}
-    assert modules["_vm"] == {"_state", "_trie"}
+    # The precompiles that remember their answers know nothing of the rest either.
+    assert modules["_precompiles"] == set()
+    assert modules["_vm"] == {"_precompiles", "_state", "_trie"}
     # Nothing but the VM module builds on the state classes directly.
     assert [name for name, imported in modules.items() if "_state" in imported] == ["_vm"]
 

@@ -4,8 +4,9 @@ Layers, each importing only those before it (no cycle):
 
 - ``_accounts`` (dev keys), ``_types`` (vocabulary), ``_exec`` (calls and estimates),
   ``_trie`` (trie nodes remembered from block to block, their encodings, a block's writes at
-  once), ``_state`` (py-evm's state over them), ``_vm`` (py-evm's VM with that state and a
-  leaner interpreter);
+  once), ``_state`` (py-evm's state over them), ``_precompiles`` (py-evm's precompiles, the
+  costly ones remembering their answers), ``_vm`` (py-evm's VM with that state, those
+  precompiles and a leaner interpreter);
 - ``_engine``: :class:`Chain`, execution on py-evm, which writes what must be kept to a
   ``Recorder`` and knows nothing of files;
 - ``_store`` (journal, lock, checkpoint and ``devnet.json`` formats) and ``_devnet``:
