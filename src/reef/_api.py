@@ -41,7 +41,15 @@ from reef.errors import MisuseError
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["LightApi", "api_app", "json_error", "light_api", "query_param", "text_answer"]
+__all__ = [
+    "LightApi",
+    "api_app",
+    "json_error",
+    "light_api",
+    "path_param",
+    "query_param",
+    "text_answer",
+]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -94,13 +102,23 @@ def query_param(name: str, description: str, pattern: str | None = None) -> dict
     """An optional string query parameter as OpenAPI describes it (for ``openapi_extra``'s
     ``parameters``), matching ``pattern`` if given: for handlers that read the query themselves,
     so FastAPI cannot describe it from their signature."""
+    return _string_param(name, "query", description, pattern)
+
+
+def path_param(name: str, description: str, pattern: str | None = None) -> dict[str, Any]:
+    """A string path parameter (always required) as OpenAPI describes it, matching ``pattern``
+    if given: for routes whose handlers read their path themselves."""
+    return _string_param(name, "path", description, pattern)
+
+
+def _string_param(name: str, where: str, description: str, pattern: str | None) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "string"}
     if pattern is not None:
         schema["pattern"] = pattern
     return {
         "name": name,
-        "in": "query",
-        "required": False,
+        "in": where,
+        "required": where == "path",
         "description": description,
         "schema": schema,
     }

@@ -47,7 +47,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from reef._api import LightApi, json_error, light_api
+from reef._api import LightApi, json_error, light_api, path_param
 from reef._api_models import ErrorModel, error_answers
 from reef.crypto import Secp256k1PrivateKey, keccak256
 from reef.encoding import parse_hex, read_key_file
@@ -203,20 +203,10 @@ _CALL_RESPONSES: dict[int | str, dict[str, Any]] = {
     502: {"model": ErrorModel, "description": "the code cannot be fetched from the chain"},
     503: {"model": ErrorModel, "description": "the executor is not configured yet"},
 }
-_CODEHASH_PARAM = {
-    "name": "codehash",
-    "in": "path",
-    "required": True,
-    "description": "the function: its deployment transaction's hash",
-    "schema": {"type": "string", "pattern": "^(0x)?[0-9a-fA-F]{64}$"},
-}
-_REST_PARAM = {
-    "name": "rest",
-    "in": "path",
-    "required": True,
-    "description": "the path the function sees (after a /; may hold more /)",
-    "schema": {"type": "string"},
-}
+_CODEHASH_PARAM = path_param(
+    "codehash", "the function: its deployment transaction's hash", "^(0x)?[0-9a-fA-F]{64}$"
+)
+_REST_PARAM = path_param("rest", "the path the function sees (after a /; may hold more /)")
 _ANY_BODY = {
     "required": False,
     "description": "forwarded to the function as it is, up to 1 MiB (any content type)",

@@ -37,7 +37,7 @@ from starlette.responses import (
     StreamingResponse,
 )
 
-from reef._api import api_app
+from reef._api import api_app, path_param
 from reef.errors import InputError, ReefError
 from reef.web import _data, _manage
 from reef.web._attest import known_roots, parse_evidence, server_verdict
@@ -899,13 +899,7 @@ def _body(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-_JOB_PARAM = {
-    "name": "job",
-    "in": "path",
-    "required": True,
-    "description": "the job: its number or its 32-byte id (hex)",
-    "schema": {"type": "string"},
-}
+_JOB_PARAM = path_param("job", "the job: its number or its 32-byte id (hex)")
 _GUARD: dict[int | str, dict[str, Any]] = {
     400: _json(ApiError, "the request is malformed, or the action failed (the reason says)"),
     401: _json(ApiError, f"no valid token in {TOKEN_HEADER}"),
