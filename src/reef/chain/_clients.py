@@ -405,6 +405,13 @@ class TokenClient(_OwnedClient[ChainEvent]):
             "approve", parse_address(spender, name="spender"), check_uint(amount, "amount")
         )
 
+    def ensure_allowance(self, spender: str, amount: int) -> None:
+        """Let ``spender`` take ``amount`` of this account's tokens: when its allowance is
+        less, approve it for all of them (one approval for every later stake or payment, as the
+        proof market and serverless clients want)."""
+        if self.allowance(self.sender, spender) < amount:
+            self.approve(spender, 2**256 - 1)
+
     def transfer(self, to: str, amount: int) -> TxResult[ChainEvent]:
         return self._transact(
             "transfer", parse_address(to, name="recipient"), check_uint(amount, "amount")

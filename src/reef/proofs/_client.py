@@ -483,9 +483,9 @@ class ProofMarketClient(ContractClient[ProofMarketEvent]):
     def ensure_allowance(self, amount: int) -> None:
         """Let the market take ``amount`` of this account's tokens (a stake, a reward): approve
         it for all of them when the allowance it has is less."""
-        token = TokenClient(self.w3, self.token(), account=self.account)
-        if token.allowance(self.sender, self.address) < amount:
-            token.approve(self.address, 2**256 - 1)
+        TokenClient(self.w3, self.token(), account=self.account).ensure_allowance(
+            self.address, amount
+        )
 
     def join_market(
         self, market_id: int, *, price: int, max_time: int, compute: int

@@ -452,8 +452,7 @@ class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
             progress: hears of the approval's transaction, if one is sent.
         """
         token = TokenClient(self.w3, self.token(), account=self.account, progress=progress)
-        if token.allowance(self.sender, self.address) < amount:
-            token.approve(self.address, 2**256 - 1)
+        token.ensure_allowance(self.address, amount)
 
     # -- executors --------------------------------------------------------------------------
 
