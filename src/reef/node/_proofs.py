@@ -214,11 +214,7 @@ class ProofsExtension(_EnclaveExtension):
             ids.append(
                 create_groth16_market(
                     contract.client,
-                    CircuitArtifacts(
-                        folder / "circuit.wasm",
-                        folder / "circuit.zkey",
-                        folder / "verification_key.json",
-                    ),
+                    CircuitArtifacts.in_folder(folder),
                     public_inputs=public,
                     private_inputs=private,
                     store=contract.store,
@@ -252,9 +248,9 @@ class ProofsExtension(_EnclaveExtension):
         names the example markets record), known before those markets exist."""
         circuits: dict[str, Path] = {}
         for example, *_ in _EXAMPLES:
-            folder = examples_root() / "proofs" / example
-            for name in ("circuit.wasm", "circuit.zkey", "verification_key.json"):
-                digest = store.put(folder / name)
+            files = CircuitArtifacts.in_folder(examples_root() / "proofs" / example)
+            for path in (files.wasm, files.zkey, files.vkey):
+                digest = store.put(path)
                 circuits[f"artifacts/{digest}"] = store.get(digest)
         return self._build(home, "proofs-ivs", {**_code(), **circuits, **_snarkjs_files(home)})
 
