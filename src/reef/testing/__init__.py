@@ -11,10 +11,15 @@ Nothing here is imported by reef itself.
 
 from __future__ import annotations
 
-from reef.testing._backend_conformance import check_backend
+from typing import TYPE_CHECKING
+
+from reef._lazy import lazy_attributes
 from reef.testing._clock import ManualClock, ManualWallClock, wall_ms
-from reef.testing._fake_backend import FakeBackend
-from reef.testing._market_model import MarketModel
+
+if TYPE_CHECKING:
+    from reef.testing._backend_conformance import check_backend
+    from reef.testing._fake_backend import FakeBackend
+    from reef.testing._market_model import MarketModel
 
 __all__ = [
     "FakeBackend",
@@ -24,3 +29,14 @@ __all__ = [
     "check_backend",
     "wall_ms",
 ]
+
+# Loaded on first use (reef._lazy): a test that wants a clock need not import the market model's
+# web3 and eth-abi, nor the enclave package (several seconds on a loaded machine).
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "check_backend": "_backend_conformance",
+        "FakeBackend": "_fake_backend",
+        "MarketModel": "_market_model",
+    },
+)
