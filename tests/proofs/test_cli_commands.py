@@ -55,9 +55,19 @@ def test_a_tee_market_and_an_ask_from_creation_to_cancel(served: Served, tmp_pat
     assert (shown["image_id"], shown["private"], shown["penalty"]) == ("0x" + "03" * 32, False, "1")
     inputs = tmp_path / "input.json"
     inputs.write_text(json.dumps({"x": "0x10"}))
-    ask_id = served.reef(
-        "proofs", "request", str(market_id), "--input", str(inputs), "--reward", "1.5"
-    )["ask_id"]
+    # Nobody proves in a new market: the request goes through, with a warning that says so.
+    assert shown["provers"] == []
+    from reef.cli import app
+
+    requested = CliRunner().invoke(
+        app,
+        ["proofs", "request", str(market_id), "--input", str(inputs), "--reward", "1.5",
+         "--rpc", served.url, "--proof-market", served.chain.market_address,
+         "--key", str(served.keys[0]), "--json"],
+    )  # fmt: skip
+    assert requested.exit_code == 0, requested.output
+    assert f"no prover takes market {market_id}'s asks now" in requested.stderr
+    ask_id = json.loads(requested.stdout)["ask_id"]
     ask = served.reef("proofs", "show", str(ask_id), user=None)
     assert (ask["market_id"], ask["state"], ask["reward"], ask["inputs"]) == (
         market_id, "open", "1.5", ["16"],
@@ -65,7 +75,6 @@ def test_a_tee_market_and_an_ask_from_creation_to_cancel(served: Served, tmp_pat
     assert (ask["prover"], ask["price"], ask["private_inputs"]) == (None, None, False)
     assert "auction" not in ask
     # For people, the ask's expiry reads as a time (`reef jobs` style), not unix seconds.
-    from reef.cli import app
     from reef.node import format_time
 
     human = CliRunner().invoke(
@@ -94,6 +103,8 @@ def test_a_prover_registers_joins_and_leaves_in_two_steps(served: Served) -> Non
         "prover", "join", str(market_id), "--price", "0.1", "--max-time", "30s", user=1
     )
     assert (joined["market_id"], joined["prover"]) == (market_id, me)
+    shown = served.reef("proofs", "market", "show", str(market_id), user=None)
+    assert shown["provers"] == [me]
     assert "encryption_key" not in joined  # no private inputs in this market
     status = served.reef("prover", "status", user=1)
     assert (status["registered"], status["stake"], status["compute"]) == (True, "2", 3)
@@ -103,6 +114,8 @@ def test_a_prover_registers_joins_and_leaves_in_two_steps(served: Served) -> Non
     ]  # fmt: skip
     leaving = served.reef("prover", "leave", str(market_id), user=1)
     assert leaving["state"] == "leaving"
+    # A prover on its way out takes no new asks: the market has none.
+    assert served.reef("proofs", "market", "show", str(market_id), user=None)["provers"] == []
     served.chain.at(leaving["leave_at"] + 1)
     assert served.reef("prover", "leave", str(market_id), user=1) == {
         "market_id": market_id,

@@ -37,7 +37,16 @@ from reef.cli._options import (
     PollInterval,
     with_flags,
 )
-from reef.cli._output import fail, failing, note, print_result, print_rows
+from reef.cli._output import (
+    fail,
+    failing,
+    note,
+    print_json,
+    print_result,
+    print_rows,
+    print_table,
+    tell,
+)
 from reef.encoding import parse_uint
 from reef.errors import InputError, ProofError
 
@@ -287,6 +296,7 @@ def _market_row(ctx: _Ctx, market_id: int) -> dict[str, Any]:
         "penalty": _fmt(market.penalty),
         "ivs": market.ivs,
         "creator": market.creator,
+        "provers": list(listing.provers),
     }
 
 
@@ -385,8 +395,14 @@ def market_list(flags: Flags) -> None:
         count = ctx.client().market_count()
         return [_market_row(ctx, m) for m in range(1, count + 1)]
 
-    columns = ["market_id", "kind", "name", "penalty", "verifier"]
-    print_rows(_on_market(flags, go, account=False), columns, flags.as_json, title="proof markets")
+    rows = _on_market(flags, go, account=False)
+    if flags.as_json:
+        print_json(rows)
+        return
+    # A market nobody proves in lets its asks expire: how many provers serve it is a column.
+    shown = [{**row, "provers": len(row["provers"])} for row in rows]
+    columns = ["market_id", "kind", "name", "provers", "penalty", "verifier"]
+    print_table(shown, columns, title="proof markets")
 
 
 @market_app.command("show")
@@ -553,6 +569,12 @@ def request_cmd(
             raise ProofError(
                 f"market {market_id} needs private inputs {private_names}",
                 hint="give them with --private FILE (a JSON object)",
+            )
+        if not listing.provers:
+            tell(
+                f"warning: no prover takes market {market_id}'s asks now (none has joined, or "
+                "all are leaving): the ask will expire unless one joins. `reef proofs market "
+                "list` shows which markets have provers"
             )
         secret = None if private is None else _read_private(private, private_names, market_id)
         if auction is not None and secret is not None:

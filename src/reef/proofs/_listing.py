@@ -11,9 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reef.chain import Amount
+from reef.chain import Address, Amount
 from reef.proofs._client import ProofMarketClient
-from reef.proofs._events import AuctionCreated, MarketCreated, ProofSubmitted, decode_proof
+from reef.proofs._events import (
+    AuctionCreated,
+    MarketCreated,
+    ProofSubmitted,
+    ProverJoined,
+    decode_proof,
+)
 from reef.proofs._groth16 import Groth16Proof, proof_from_words
 from reef.proofs._types import Ask, Market, Offer, ProverInfo
 
@@ -29,12 +35,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class MarketListing:
-    """A market and the metadata its creator recorded in ``MarketCreated``."""
+    """A market, the metadata its creator recorded in ``MarketCreated``, and who proves in it."""
 
     market: Market
     metadata: Mapping[str, Any] = field(hash=False)
     """The metadata JSON object (``name``, ``public_inputs``, ``private_inputs``,
     ``artifacts``), ``{"raw": text}`` when it is not JSON, empty when there is no event."""
+    provers: tuple[Address, ...] = ()
+    """The provers taking its asks now: joined, and not leaving."""
 
 
 @dataclass(frozen=True)
@@ -68,13 +76,21 @@ def describe_market(client: ProofMarketClient, market_id: int) -> MarketListing:
     """
     market = client.market(market_id)
     metadata: Mapping[str, Any] = {}
+    joined: dict[Address, None] = {}  # in the order they joined
     for event in client.events():
         if isinstance(event, MarketCreated) and event.market_id == market_id:
             try:
                 metadata = json.loads(event.metadata)
             except ValueError:
                 metadata = {"raw": event.metadata}
-    return MarketListing(market, metadata)
+        elif isinstance(event, ProverJoined) and event.market_id == market_id:
+            joined[event.prover] = None
+    serving = []
+    for prover in joined:
+        offer = client.offer(prover, market_id)
+        if offer.joined and offer.leave_at == 0:
+            serving.append(prover)
+    return MarketListing(market, metadata, tuple(serving))
 
 
 def describe_ask(client: ProofMarketClient, ask_id: int) -> AskListing:
