@@ -85,12 +85,8 @@ def describe_market(client: ProofMarketClient, market_id: int) -> MarketListing:
                 metadata = {"raw": event.metadata}
         elif isinstance(event, ProverJoined) and event.market_id == market_id:
             joined[event.prover] = None
-    serving = []
-    for prover in joined:
-        offer = client.offer(prover, market_id)
-        if offer.joined and offer.leave_at == 0:
-            serving.append(prover)
-    return MarketListing(market, metadata, tuple(serving))
+    serving = tuple(p for p in joined if client.offer(p, market_id).serving)
+    return MarketListing(market, metadata, serving)
 
 
 def describe_ask(client: ProofMarketClient, ask_id: int) -> AskListing:

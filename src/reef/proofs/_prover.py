@@ -337,9 +337,7 @@ class ProverService:
         for ask_id, terms in sorted(self.auctions.items()):
             if terms.market_id not in quotes:
                 offer = self.client.offer(self.client.sender, terms.market_id)
-                quotes[terms.market_id] = (
-                    offer.price if offer.joined and offer.leave_at == 0 else None
-                )
+                quotes[terms.market_id] = offer.price if offer.serving else None
             price = quotes[terms.market_id]
             if price is None:
                 del self.auctions[ask_id]

@@ -138,3 +138,8 @@ class Offer:
     compute: int
     active: int
     leave_at: int
+
+    @property
+    def serving(self) -> bool:
+        """It takes new asks: joined, and not on its way out."""
+        return self.joined and self.leave_at == 0
