@@ -139,12 +139,14 @@ def print_rows(
     as_json: bool,
     *,
     title: str | None = None,
+    shown: Sequence[Mapping[str, Any]] | None = None,
 ) -> None:
-    """A command's list: JSON with ``--json``, else a table of ``columns``."""
+    """A command's list: JSON with ``--json``, else a table of ``columns`` of ``shown`` (what
+    people read, when it differs from ``rows``) or ``rows``."""
     if as_json:
         print_json(rows)
     else:
-        print_table(rows, columns, title=title)
+        print_table(rows if shown is None else shown, columns, title=title)
 
 
 def _human(value: Any) -> str:

@@ -41,10 +41,8 @@ from reef.cli._output import (
     fail,
     failing,
     note,
-    print_json,
     print_result,
     print_rows,
-    print_table,
     tell,
 )
 from reef.encoding import parse_uint
@@ -396,13 +394,10 @@ def market_list(flags: Flags) -> None:
         return [_market_row(ctx, m) for m in range(1, count + 1)]
 
     rows = _on_market(flags, go, account=False)
-    if flags.as_json:
-        print_json(rows)
-        return
     # A market nobody proves in lets its asks expire: how many provers serve it is a column.
     shown = [{**row, "provers": len(row["provers"])} for row in rows]
     columns = ["market_id", "kind", "name", "provers", "penalty", "verifier"]
-    print_table(shown, columns, title="proof markets")
+    print_rows(rows, columns, flags.as_json, title="proof markets", shown=shown)
 
 
 @market_app.command("show")
