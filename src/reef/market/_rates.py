@@ -258,44 +258,22 @@ class RateCard:
         Raises:
             ConfigError: naming the entry and field that is wrong.
         """
-        regions: list[RegionRates] = []
-        for where, entry in _objects(
+        regions = _objects(
             rates,
             "the rates file must hold a JSON list of regions",
             "rates",
             "an object with region and rate_cards",
-        ):
-            region = _field(entry, "region", where, _text)
-            cards_raw = _require(entry, "rate_cards", where)
-            cards: list[InstanceRate] = []
-            for at, card in _objects(
-                cards_raw, f"{where}.rate_cards must be a list", f"{where}.rate_cards", "an object"
-            ):
-                cards.append(
-                    InstanceRate(
-                        instance=_field(card, "instance", at, _text),
-                        min_rate=_field(card, "min_rate", at, parse_u256),
-                        cpu=_field(card, "cpu", at, _positive_int),
-                        memory=_field(card, "memory", at, _positive_int),
-                        arch=_text(card.get("arch", "amd64"), name=f"{at}.arch"),
-                    )
-                )
-            regions.append(RegionRates(region, tuple(cards)))
-        prices: list[BandwidthRate] = []
-        for where, entry in _objects(
+        )
+        prices = _objects(
             bandwidth,
             "the bandwidth file must hold a JSON list",
             "bandwidth",
             "an object with region, region_code and rate",
-        ):
-            prices.append(
-                BandwidthRate(
-                    region=_field(entry, "region", where, _text),
-                    region_code=_field(entry, "region_code", where, _text),
-                    rate=_field(entry, "rate", where, parse_u256),
-                )
-            )
-        return cls(tuple(regions), tuple(prices))
+        )
+        return cls(
+            tuple(_region_rates(entry, where) for where, entry in regions),
+            tuple(_bandwidth_rate(entry, where) for where, entry in prices),
+        )
 
     @classmethod
     def from_files(cls, rates: Path, bandwidth: Path | None = None) -> RateCard:
@@ -307,6 +285,38 @@ class RateCard:
         return cls.parse(
             _load_json(rates, "rates"), _load_json(bandwidth, "bandwidth") if bandwidth else ()
         )
+
+
+def _region_rates(entry: Mapping[str, Any], where: str) -> RegionRates:
+    """One region of a rates file (``where`` names it in errors): its name and rate cards."""
+    region = _field(entry, "region", where, _text)
+    cards = _objects(
+        _require(entry, "rate_cards", where),
+        f"{where}.rate_cards must be a list",
+        f"{where}.rate_cards",
+        "an object",
+    )
+    return RegionRates(region, tuple(_instance_rate(card, at) for at, card in cards))
+
+
+def _instance_rate(card: Mapping[str, Any], where: str) -> InstanceRate:
+    """One rate card of a region (``where`` names it in errors)."""
+    return InstanceRate(
+        instance=_field(card, "instance", where, _text),
+        min_rate=_field(card, "min_rate", where, parse_u256),
+        cpu=_field(card, "cpu", where, _positive_int),
+        memory=_field(card, "memory", where, _positive_int),
+        arch=_text(card.get("arch", "amd64"), name=f"{where}.arch"),
+    )
+
+
+def _bandwidth_rate(entry: Mapping[str, Any], where: str) -> BandwidthRate:
+    """One region's price of a bandwidth file (``where`` names it in errors)."""
+    return BandwidthRate(
+        region=_field(entry, "region", where, _text),
+        region_code=_field(entry, "region_code", where, _text),
+        rate=_field(entry, "rate", where, parse_u256),
+    )
 
 
 def _load_json(path: Path, what: str) -> object:
