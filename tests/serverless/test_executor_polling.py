@@ -10,7 +10,7 @@ from typing import Any
 
 from reef.crypto import Secp256k1PrivateKey
 from reef.serverless import ExecutorSettings, FunctionRuntime
-from reef.serverless._executor import ExecutorService, _poll_interval
+from reef.serverless._executor import ExecutorService
 from serverless.chain_support import ServerlessChain
 
 
@@ -23,15 +23,15 @@ def test_the_poll_interval_grows_only_after_a_quiet_spell() -> None:
         idle_poll_interval_s=0.25,
         idle_after_s=10,
     )
-    assert _poll_interval(settings, quiet_s=0) == 0.05
-    assert _poll_interval(settings, quiet_s=9.9) == 0.05
-    assert _poll_interval(settings, quiet_s=10) == 0.25
+    assert settings.poll_policy.delay(quiet_s=0) == 0.05
+    assert settings.poll_policy.delay(quiet_s=9.9) == 0.05
+    assert settings.poll_policy.delay(quiet_s=10) == 0.25
     # An idle interval below the busy one never speeds an idle executor up.
     fast = ExecutorSettings(
         rpc_url="x", jobs_contract="0x", code_contract="0x", poll_interval_s=1,
         idle_poll_interval_s=0.1,
     )  # fmt: skip
-    assert _poll_interval(fast, quiet_s=60) == 1
+    assert fast.poll_policy.delay(quiet_s=60) == 1
 
 
 async def test_an_idle_executor_asks_only_for_the_block_number_and_slows_down(

@@ -4,9 +4,8 @@ One :class:`ExecutorService` per enclave key. It polls the chain for ``JobCreate
 ``eth_getLogs`` per new block range; the devnet mines a block per transaction, so polling every
 50 ms keeps request -> output well under a second). A poll asks only for the block number; the
 head block (for the chain's clock) and the events are read when it moves. Once no block has come
-for a while the polls slow down (``idle_poll_interval_s``) until one does: every idle ``reef up``
-runs three executors, and at 20 full-block polls a second each they kept a fifth of a core busy
-doing nothing. For each job it was selected for:
+for a while the polls slow down (``idle_poll_interval_s``) until one does, by the policy the relay
+gateway's loop follows too (:mod:`reef.serverless._polling`). For each job it was selected for:
 
 1. fetches the code by codehash (from the code contract's transaction calldata, through a
    :class:`CodeCache` on disk);
@@ -48,6 +47,7 @@ from reef.serverless._contracts import (
     ServerlessJobsClient,
 )
 from reef.serverless._events import JobCreated
+from reef.serverless._polling import _poll_forever, _PollPolicy
 from reef.serverless._result import CallResult, ErrorCode, Limits
 from reef.serverless._runtime import FunctionRuntime
 from reef.serverless._signing import JobsDomain, SignedOutput, sign_output
@@ -82,6 +82,16 @@ class ExecutorSettings:
     idle_after_s: float = 10.0
     slash: bool = True
     start_block: int | None = None
+
+    @property
+    def poll_policy(self) -> _PollPolicy:
+        """The poll loop's intervals (``poll_interval_s``, ``idle_poll_interval_s`` after
+        ``idle_after_s`` without a block)."""
+        return _PollPolicy(
+            interval_s=self.poll_interval_s,
+            idle_interval_s=self.idle_poll_interval_s,
+            idle_after_s=self.idle_after_s,
+        )
 
 
 @dataclass
@@ -159,7 +169,10 @@ class ExecutorService:
         self._domain, self._params, head = await asyncio.to_thread(self._connect)
         start = self.settings.start_block
         self.stats.last_block = (head if start is None else start) - 1
-        self._tasks.spawn(self._poll_forever(), "executor poll")
+        polls = _poll_forever(
+            self._poll_moved, self.settings.poll_policy, owner=f"executor {self.address}", log=log
+        )
+        self._tasks.spawn(polls, "executor poll")
         return self
 
     def _connect(self) -> tuple[JobsDomain, JobsParams, int]:
@@ -183,20 +196,11 @@ class ExecutorService:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _poll_forever(self) -> None:
-        moved_at = time.monotonic()
-        while True:
-            before = self.stats.last_block
-            try:
-                await self.poll_once()
-            except ReefError as exc:
-                log.warning("executor %s: polling the chain failed: %s", self.address, exc)
-            except Exception as exc:  # a node hiccup must not stop the executor
-                log.warning("executor %s: polling the chain failed: %r", self.address, exc)
-            now = time.monotonic()
-            if self.stats.last_block != before:
-                moved_at = now
-            await asyncio.sleep(_poll_interval(self.settings, quiet_s=now - moved_at))
+    async def _poll_moved(self) -> bool:
+        """One poll (:meth:`poll_once`): whether it saw a new block."""
+        before = self.stats.last_block
+        await self.poll_once()
+        return self.stats.last_block != before
 
     async def poll_once(self) -> list[JobCreated]:
         """Read new ``JobCreated`` events and start their jobs; returns the events seen."""
@@ -276,10 +280,3 @@ class ExecutorService:
             except ReefError as exc:
                 log.warning("executor %s: closing job %s: %s", self.address, request.job_id, exc)
             await asyncio.sleep(1.0)
-
-
-def _poll_interval(settings: ExecutorSettings, *, quiet_s: float) -> float:
-    """How long to wait before the next poll, ``quiet_s`` seconds after the last new block."""
-    if quiet_s >= settings.idle_after_s:
-        return max(settings.poll_interval_s, settings.idle_poll_interval_s)
-    return settings.poll_interval_s

@@ -52,6 +52,7 @@ from reef.serverless._events import (
     RelayJobResponded,
     serverless_relay_decoder,
 )
+from reef.serverless._polling import _poll_forever, _PollPolicy
 from reef.serverless._signing import SignedOutput, _output_digest, _sign_output, _unsigned
 from reef.serverless._tasks import _TaskSet
 
@@ -202,6 +203,9 @@ class RelayGateway:
         jobs: a Jobs client sending from the account that pays for jobs on the executors' chain
             (it must have approved the Jobs contract).
         poll_interval_s: how often both chains are polled.
+        idle_poll_interval_s: how often the Relay's chain is polled once no block has come for
+            ``idle_after_s`` seconds (as an executor's, :mod:`reef.serverless._polling`).
+        clock: wall-clock seconds (the earliest timestamp of a response's signature).
     """
 
     def __init__(
@@ -211,6 +215,8 @@ class RelayGateway:
         jobs: ServerlessJobsClient,
         *,
         poll_interval_s: float = 0.05,
+        idle_poll_interval_s: float = 0.25,
+        idle_after_s: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         from eth_account import Account
@@ -220,6 +226,11 @@ class RelayGateway:
         self.relay = ServerlessRelayClient(relay.w3, relay.address, account=account)
         self.jobs = jobs
         self.poll_interval_s = poll_interval_s
+        self.poll_policy = _PollPolicy(
+            interval_s=poll_interval_s,
+            idle_interval_s=idle_poll_interval_s,
+            idle_after_s=idle_after_s,
+        )
         self._clock = clock
         self._next_block = 0
         self._tasks = _TaskSet("relay gateway", log)  # the poll loop and each job it relays
@@ -234,25 +245,24 @@ class RelayGateway:
 
     async def start(self) -> RelayGateway:
         self._next_block = await asyncio.to_thread(lambda: int(self.relay.w3.eth.block_number))
-        self._tasks.spawn(self._loop(), "relay gateway")
+        polls = _poll_forever(self._poll, self.poll_policy, owner="relay gateway", log=log)
+        self._tasks.spawn(polls, "relay gateway")
         return self
 
     async def aclose(self) -> None:
         """Stop polling, cancel the jobs being relayed and wait for them to end."""
         await self._tasks.cancel_all()
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                head = await asyncio.to_thread(lambda: int(self.relay.w3.eth.block_number))
-                if head >= self._next_block:
-                    found = await asyncio.to_thread(self.relay.relayed, self._next_block, head)
-                    self._next_block = head + 1
-                    for job in found:
-                        self._tasks.spawn(self.handle(job), f"relay {job.job_id}")
-            except ReefError as exc:
-                log.warning("relay gateway: polling failed: %s", exc)
-            await asyncio.sleep(self.poll_interval_s)
+    async def _poll(self) -> bool:
+        """Start relaying the jobs of the Relay's new blocks; whether there were any blocks."""
+        head = await asyncio.to_thread(lambda: int(self.relay.w3.eth.block_number))
+        if head < self._next_block:
+            return False
+        found = await asyncio.to_thread(self.relay.relayed, self._next_block, head)
+        self._next_block = head + 1
+        for job in found:
+            self._tasks.spawn(self.handle(job), f"relay {job.job_id}")
+        return True
 
     async def handle(self, job: JobRelayed) -> None:
         """Claim, run on the executors' chain, answer on the request chain."""
