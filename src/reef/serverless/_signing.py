@@ -6,8 +6,9 @@ Oyster's ``marlin.oyster.Jobs`` domain has only a name and a version, so one of 
 replays on every deployment (reference oyster_serverless.md §15.5); binding the chain id and the
 contract address makes a reef signature valid on exactly one deployment.
 
-Pure functions over :mod:`reef.crypto` (keccak, EIP-712 framing, coincurve signing with low s);
-tests check every digest against eth-account's independent typed-data encoder.
+Pure functions over :mod:`reef.crypto` (keccak, EIP-712 framing, coincurve signing with low s),
+checking numbers with :func:`reef.chain.check_uint` as the clients that send them do; tests check
+every digest against eth-account's independent typed-data encoder.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, replace
 
 from eth_abi.abi import encode as abi_encode
 
+from reef.chain import check_uint
 from reef.crypto import (
     Secp256k1PrivateKey,
     eip712_digest,
@@ -66,12 +68,6 @@ class JobsDomain:
         )
 
 
-def _uint(value: int, name: str, bits: int = 256) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**bits:
-        raise InputError(f"{name} must be an integer in [0, 2**{bits}), got {value!r}")
-    return value
-
-
 def submit_output_digest(
     domain: JobsDomain,
     *,
@@ -99,11 +95,11 @@ def _output_digest(separator: bytes, typehash: bytes, fields: SignedOutput) -> b
             ["bytes32", "uint256", "bytes32", "uint256", "uint8", "uint256"],
             [
                 typehash,
-                _uint(fields.job_id, "job_id"),
+                check_uint(fields.job_id, "job_id"),
                 keccak256(fields.output),
-                _uint(fields.total_time, "total_time"),
-                _uint(fields.error_code, "error_code", 8),
-                _uint(fields.sign_timestamp, "sign_timestamp"),
+                check_uint(fields.total_time, "total_time"),
+                check_uint(fields.error_code, "error_code", bits=8),
+                check_uint(fields.sign_timestamp, "sign_timestamp"),
             ],
         )
     )
@@ -142,9 +138,9 @@ def register_digest(
             [
                 _REGISTER_TYPEHASH,
                 owner,
-                _uint(job_capacity, "job_capacity"),
-                _uint(env, "env", 8),
-                _uint(sign_timestamp, "sign_timestamp"),
+                check_uint(job_capacity, "job_capacity"),
+                check_uint(env, "env", bits=8),
+                check_uint(sign_timestamp, "sign_timestamp"),
             ],
         )
     )
@@ -168,8 +164,6 @@ class SignedOutput:
         Raises:
             InputError: a number out of its ABI type's range.
         """
-        from reef.chain import check_uint  # the chain stack loads only where outputs are sent
-
         return (
             self.signature,
             check_uint(self.job_id, "job id"),
