@@ -15,7 +15,46 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ReefHome", "replace_file", "replace_json"]
+from reef.errors import ReefError
+
+__all__ = ["ReefHome", "read_file", "read_json", "replace_file", "replace_json"]
+
+
+def read_file(path: Path, *, missing: ReefError, unreadable: str) -> bytes:
+    """The contents of a state file, or the caller's error saying what is wrong.
+
+    The reading side of :func:`replace_file`: a file reef wrote (a deployment, an enclave's
+    state, the dev TEE root) is either absent, which the caller explains (what creates it), or
+    unreadable, which only the operating system can explain.
+
+    Args:
+        path: the file to read.
+        missing: raised when ``path`` does not exist.
+        unreadable: what could not be read (``"cannot read the dev TEE root /x"``); the error
+            raised, of ``missing``'s class, adds why.
+
+    Raises:
+        ReefError: ``missing``, or one of its class for a file that exists but cannot be read.
+    """
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise missing from exc
+    except OSError as exc:
+        raise type(missing)(f"{unreadable}: {exc.strerror or exc}") from exc
+
+
+def read_json(path: Path, *, missing: ReefError, unreadable: str) -> Any:
+    """The JSON value in a state file (the reading side of :func:`replace_json`).
+
+    Raises:
+        ReefError: as :func:`read_file`, and of ``missing``'s class for a file that is not JSON.
+    """
+    data = read_file(path, missing=missing, unreadable=unreadable)
+    try:
+        return json.loads(data)
+    except ValueError as exc:  # not UTF-8, or not JSON
+        raise type(missing)(f"{unreadable}: {exc}") from exc
 
 
 def replace_file(path: Path, data: bytes, *, mode: int = 0o600, durable: bool = False) -> None:

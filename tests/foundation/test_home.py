@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from reef.home import ReefHome, replace_file, replace_json
+from reef.errors import ConfigError, EnclaveError
+from reef.home import ReefHome, read_file, read_json, replace_file, replace_json
 
 
 def test_replace_file_writes_owner_only_and_leaves_nothing_else(tmp_path: Path) -> None:
@@ -60,6 +61,34 @@ def test_replace_json_default_layout(tmp_path: Path) -> None:
     target = tmp_path / "state.json"
     replace_json(target, {"b": 1, "a": [2]}, durable=True)
     assert target.read_text() == '{\n  "b": 1,\n  "a": [\n    2\n  ]\n}\n'
+
+
+def test_read_json_reads_what_replace_json_wrote(tmp_path: Path) -> None:
+    target = tmp_path / "state.json"
+    replace_json(target, {"b": 1, "a": [2]})
+    missing = ConfigError("no state", hint="start it")
+    assert read_json(target, missing=missing, unreadable="cannot read it") == {"b": 1, "a": [2]}
+    assert read_file(target, missing=missing, unreadable="cannot read it") == target.read_bytes()
+
+
+def test_a_missing_file_raises_the_callers_error(tmp_path: Path) -> None:
+    missing = EnclaveError("no enclave x", hint="`reef enclave ps` lists local enclaves")
+    with pytest.raises(EnclaveError) as raised:
+        read_json(tmp_path / "absent.json", missing=missing, unreadable="unused")
+    assert raised.value is missing
+    assert isinstance(raised.value.__cause__, FileNotFoundError)
+
+
+def test_an_unreadable_or_invalid_file_says_why_in_the_callers_class(tmp_path: Path) -> None:
+    missing = EnclaveError("no enclave x")
+    with pytest.raises(EnclaveError, match=r"^the state is unreadable: Is a directory$"):
+        read_file(tmp_path, missing=missing, unreadable="the state is unreadable")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(EnclaveError, match="the state is unreadable: Expecting property name"):
+        read_json(tmp_path / "bad.json", missing=missing, unreadable="the state is unreadable")
+    (tmp_path / "latin1.json").write_bytes(b'{"a": "\xff"}')  # not UTF-8
+    with pytest.raises(EnclaveError, match="the state is unreadable"):
+        read_json(tmp_path / "latin1.json", missing=missing, unreadable="the state is unreadable")
 
 
 def test_enclave_state_is_owner_only_and_per_image(tmp_path: Path) -> None:

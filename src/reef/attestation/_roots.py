@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from reef.attestation._cose import NitroDocument, decode_nitro
 from reef.errors import ConfigError, DecodeError, InputError
+from reef.home import read_file
 
 if TYPE_CHECKING:
     from reef.home import ReefHome
@@ -173,15 +174,14 @@ class TrustedRoot:
             ConfigError: when no dev TEE root exists yet under ``home``.
         """
         path = home.dev_tee / DEV_ROOT_CERT_FILE
-        try:
-            der = path.read_bytes()
-        except FileNotFoundError as exc:
-            raise ConfigError(
+        der = read_file(
+            path,
+            missing=ConfigError(
                 f"no dev TEE root at {path}",
                 hint="mint a document (`reef attestation mint`) or start a local enclave first",
-            ) from exc
-        except OSError as exc:
-            raise ConfigError(f"cannot read the dev TEE root {path}: {exc.strerror}") from exc
+            ),
+            unreadable=f"cannot read the dev TEE root {path}",
+        )
         try:
             return cls.from_der(der, name="dev")
         except InputError as exc:

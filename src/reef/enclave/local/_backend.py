@@ -57,6 +57,7 @@ from reef.enclave.local._sandbox import (
 )
 from reef.enclave.local._state_volume import release_if_unused
 from reef.errors import EnclaveError, ImageError, InputError, MisuseError, ReefError
+from reef.home import read_json
 
 if TYPE_CHECKING:
     from reef.attestation import DevAuthority
@@ -197,16 +198,14 @@ class LocalBackend:
 
     def _read(self, enclave_id: str, name: str) -> dict[str, Any]:
         """One of the enclave's JSON records (``spec.json``, ``state.json``)."""
-        path = self._dir(enclave_id) / name
-        try:
-            data: dict[str, Any] = json.loads(path.read_text())
-            return data
-        except FileNotFoundError as exc:
-            raise EnclaveError(
+        data: dict[str, Any] = read_json(
+            self._dir(enclave_id) / name,
+            missing=EnclaveError(
                 f"no enclave {enclave_id}", hint="`reef enclave ps` lists local enclaves"
-            ) from exc
-        except (OSError, ValueError) as exc:
-            raise EnclaveError(f"the state of enclave {enclave_id} is unreadable: {exc}") from exc
+            ),
+            unreadable=f"the state of enclave {enclave_id} is unreadable",
+        )
+        return data
 
     def _plan(self, enclave_id: str) -> LaunchPlan:
         return LaunchPlan.from_json(self._read(enclave_id, "spec.json"))
