@@ -46,7 +46,9 @@ _E = TypeVar("_E", bound=ChainEvent)
 
 
 def _uints(values: Sequence[int], name: str) -> list[int]:
-    return [check_uint(int(v), name) for v in values]
+    """``values`` as the contract's ``uint256[]``, each checked by :func:`~reef.chain.check_uint`
+    (which refuses what is not an int, rather than converting it)."""
+    return [check_uint(v, name) for v in values]
 
 
 class ProofMarketClient(ContractClient[ProofMarketEvent]):

@@ -109,11 +109,11 @@ class MarketMetadata:
         return hashlib.sha256(joined.encode()).digest()
 
 
+@dataclass(frozen=True)
 class ArtifactStore:
     """Files kept by SHA-256 under ``root`` (``$REEF_HOME/proofs/artifacts`` by default)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    root: Path
 
     def put(self, path: Path) -> str:
         """Store a copy of ``path``; returns its SHA-256 hex."""

@@ -112,15 +112,17 @@ def _circuit(store: ArtifactStore, metadata_json: str) -> _Circuit:
     )
 
 
+@dataclass(frozen=True)
 class InputVerifier:
-    """A market's input verification service: signs that an ask's inputs admit no proof."""
+    """A market's input verification service: signs that an ask's inputs admit no proof.
 
-    def __init__(
-        self, account: LocalAccount, store: ArtifactStore, runtime: SnarkjsRuntime
-    ) -> None:
-        self.account = account
-        self.store = store
-        self.runtime = runtime
+    ``account`` is the key the market names as its IVS; ``store`` holds the markets' circuit
+    artifacts and ``runtime`` runs snarkjs, with which it checks that no witness exists.
+    """
+
+    account: LocalAccount
+    store: ArtifactStore
+    runtime: SnarkjsRuntime
 
     @property
     def address(self) -> str:
