@@ -34,6 +34,7 @@ it to that). py-evm's state classes over it are :mod:`reef.chain.devnet._state`'
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import rlp
@@ -120,6 +121,8 @@ _Ref = Any
 or, for a node loaded or encoded already, its raw form (an embedded node's list)."""
 
 
+# Compared and hashed by identity (eq=False), as the updater tells "unchanged" by ``is``.
+@dataclass(slots=True, eq=False)
 class _Node:
     """A trie node in memory: a leaf (``path``, ``value``), an extension (``path``, ``child``)
     or a branch (``children``: 16 references and the value).
@@ -128,23 +131,12 @@ class _Node:
     (its hash, or its raw list when it is embedded in the parent), ``None`` for a new node.
     """
 
-    __slots__ = ("child", "children", "kind", "path", "ref", "value")
-
-    def __init__(
-        self,
-        kind: int,
-        path: str = "",
-        value: bytes = b"",
-        child: _Ref = b"",
-        children: list[_Ref] | None = None,
-        ref: Any = None,
-    ) -> None:
-        self.kind = kind
-        self.path = path
-        self.value = value
-        self.child = child
-        self.children = children
-        self.ref = ref
+    kind: int
+    path: str = ""
+    value: bytes = b""
+    child: _Ref = b""
+    children: list[_Ref] | None = None
+    ref: Any = None
 
 
 def encode_bytes(item: bytes) -> bytes:
