@@ -7,8 +7,7 @@
 - the market session the ``--rpc`` / ``--market`` / ``--key`` flags name (the flags themselves are
   in :mod:`reef.cli._options`; :func:`reef.node.open_session` resolves them against ``$REEF_HOME``),
   and the serverless contracts ``--rpc`` / ``--jobs`` / ``--code`` / ``--key`` name (``reef fn``
-  and ``reef executor``), resolved the same way (:func:`reef.node.open_chain` and
-  :func:`reef.node.locate_service`);
+  and ``reef executor``), resolved the same way (:func:`reef.node.open_service`);
 - stopping a foreground command cleanly on Ctrl-C or SIGTERM (:func:`stop_signals`, the one way
   every reef command reacts to a stop signal, lives on the serving floor, :mod:`reef._serve`),
   and serving one server until then (:func:`serve_until_stopped`).
@@ -36,7 +35,7 @@ if TYPE_CHECKING:
     from reef.chain import Address, Job, MarketClient
     from reef.cli._options import Flags
     from reef.kms import KmsWiring
-    from reef.node import ChainSession, Session
+    from reef.node import ServiceSession, Session
     from reef.serverless import ServerlessCodeClient, ServerlessJobsClient
 
 __all__ = [
@@ -204,16 +203,20 @@ def owner_jobs(flags: Flags, owner: str | None) -> OwnerJobs:
 class ServerlessTarget:
     """The chain and serverless contracts a command acts on, and the account it sends from."""
 
-    session: ChainSession
-    jobs_address: Address
-    code_contract: Address | None
-    """``None`` for the commands that use the Jobs contract alone (``reef executor drain``)."""
+    session: ServiceSession
+    """Its contracts: ``jobs_contract``, and ``code_contract`` unless the command uses the Jobs
+    contract alone (``reef executor drain``)."""
+
+    @property
+    def jobs_address(self) -> Address:
+        return self.session.contracts["jobs_contract"]
 
     @property
     def code_address(self) -> Address:
-        if self.code_contract is None:  # pragma: no cover - open_target(code=True) names one
+        code = self.session.contracts.addresses.get("code_contract")
+        if code is None:  # pragma: no cover - open_target(code=True) names one
             raise ConfigError("no serverless code contract known", hint="pass --code ADDR")
-        return self.code_contract
+        return code
 
     def jobs(self, *, send: bool = False) -> ServerlessJobsClient:
         from reef.serverless import ServerlessJobsClient
@@ -238,8 +241,8 @@ class ServerlessTarget:
 def open_target(flags: Flags, *, send: bool, code: bool = True) -> ServerlessTarget:
     """The serverless contracts ``--jobs`` / ``--code`` name (else ``reef up``'s), on the chain
     ``--rpc`` names, sending from ``--key`` (else, when ``send``, dev account 0 on a development
-    chain): :func:`reef.node.locate_service` and :func:`reef.node.open_chain`. ``code=False``:
-    the command uses the Jobs contract alone, so no code contract need be known.
+    chain): :func:`reef.node.open_service`. ``code=False``: the command uses the Jobs contract
+    alone, so no code contract need be known.
 
     Raises:
         ConfigError: when nothing says where the chain or a contract is, or a command that sends
@@ -247,17 +250,19 @@ def open_target(flags: Flags, *, send: bool, code: bool = True) -> ServerlessTar
         RPCError: when the endpoint does not answer.
     """
     from reef.home import ReefHome
-    from reef.node import locate_service, open_chain
+    from reef.node import open_service
 
-    home = ReefHome.from_env()
-    hint = "start the local network (`reef up`), or pass --rpc, --jobs and --code"
     given = {"jobs_contract": flags.jobs}
     if code:
         given["code_contract"] = flags.code
-    contracts = locate_service(
-        home, "serverless", given, missing="no serverless deployment to talk to", hint=hint
+    session = open_service(
+        ReefHome.from_env(),
+        "serverless",
+        given,
+        rpc=flags.rpc,
+        key=flags.key,
+        need_account=send,
+        missing="no serverless deployment to talk to",
+        hint="start the local network (`reef up`), or pass --rpc, --jobs and --code",
     )
-    session = open_chain(home, rpc=flags.rpc, key=flags.key, need_account=send, hint=hint)
-    return ServerlessTarget(
-        session, contracts["jobs_contract"], contracts["code_contract"] if code else None
-    )
+    return ServerlessTarget(session)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -49,7 +50,7 @@ from reef.encoding import parse_uint
 from reef.errors import InputError, ProofError
 
 if TYPE_CHECKING:
-    from reef.node import ChainSession
+    from reef.node import ServiceSession
     from reef.proofs import ProofMarketClient, ServiceSettings, SnarkjsRuntime
 
 __all__ = ["register"]
@@ -73,11 +74,14 @@ def register(root: typer.Typer) -> None:
     root.add_typer(prover_app, name="prover")
 
 
+@dataclass
 class _Ctx:
-    def __init__(self, session: ChainSession, proof_market: str, service: dict[str, Any]) -> None:
-        self.session = session
-        self.address = proof_market
-        self.service = service
+    """The proof market a command acts on (:func:`_ctx`)."""
+
+    session: ServiceSession
+    address: str
+    service: dict[str, Any]
+    """What ``network.json`` says of the proofs service (a copy: a command may add to it)."""
 
     def client(self) -> ProofMarketClient:
         from reef.proofs import ProofMarketClient
@@ -102,32 +106,27 @@ class _Ctx:
 
 def _ctx(flags: Flags, *, account: bool = True) -> _Ctx:
     """The proof market ``--proof-market`` names (else ``reef up``'s), on the chain ``--rpc``
-    names, sending from ``--key`` when ``account``: :func:`reef.node.locate_service` and
-    :func:`reef.node.open_chain`.
+    names, sending from ``--key`` when ``account``: :func:`reef.node.open_service`.
 
     Raises:
         ConfigError: nothing says where the proof market is, or no account is available.
         RPCError: the endpoint does not answer.
     """
     from reef.home import ReefHome
-    from reef.node import locate_service, open_chain
+    from reef.node import open_service
 
-    home = ReefHome.from_env()
-    contracts = locate_service(
-        home,
+    session = open_service(
+        ReefHome.from_env(),
         "proofs",
         {"market": flags.proof_market},
-        missing="no proof market known",
-        hint="start the network with `reef up` (it deploys one), or pass --proof-market ADDR",
-    )
-    session = open_chain(
-        home,
         rpc=flags.rpc,
         key=flags.key,
         need_account=account,
-        hint="start the network with `reef up`, or pass --rpc URL and --proof-market ADDR",
+        missing="no proof market known",
+        hint="start the network with `reef up` (it deploys one), or pass --proof-market ADDR",
+        chain_hint="start the network with `reef up`, or pass --rpc URL and --proof-market ADDR",
     )
-    return _Ctx(session, str(contracts["market"]), dict(contracts.entry))
+    return _Ctx(session, str(session.contracts["market"]), dict(session.contracts.entry))
 
 
 SnarkjsDir = Annotated[

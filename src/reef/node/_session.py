@@ -11,7 +11,8 @@ One resolution for every command that talks to a chain (flags win):
 
 :func:`open_chain` connects to the chain and picks the account (a :class:`ChainSession`, no
 contract needed); :func:`open_session` adds the compute market (a :class:`Session`);
-:func:`locate_service` finds a service's contract addresses (``reef fn``, ``reef proofs``).
+:func:`locate_service` finds a service's contract addresses, and :func:`open_service` connects to
+them with the account (a :class:`ServiceSession`; ``reef fn``, ``reef executor``, ``reef proofs``).
 
 Without ``--key``, on a development chain, commands send from dev account 0 (its key is public
 and printed by ``reef up``; fine on a laptop chain, never anywhere else): this home's devnet
@@ -54,6 +55,7 @@ __all__ = [
     "ChainSession",
     "MarketLocation",
     "ServiceContracts",
+    "ServiceSession",
     "Session",
     "default_dev_account",
     "load_key_file",
@@ -61,6 +63,7 @@ __all__ = [
     "locate_market",
     "locate_service",
     "open_chain",
+    "open_service",
     "open_session",
 ]
 
@@ -195,6 +198,14 @@ class ServiceContracts:
 
     def __getitem__(self, name: str) -> Address:
         return self.addresses[name]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceSession(ChainSession):
+    """A connection to a service's chain for one command, the service's contracts on it, and
+    the account it sends from (:func:`open_service`)."""
+
+    contracts: ServiceContracts
 
 
 def _try_network(home: ReefHome) -> NetworkInfo | None:
@@ -359,5 +370,38 @@ def open_session(
     """
     where = locate_market(home, rpc=rpc, market=market)
     chain = _connect(home, where, key=key, need_account=need_account)
-    values = {f.name: getattr(chain, f.name) for f in fields(chain)}
-    return Session(market_address=where.market_address, **values)
+    return Session(market_address=where.market_address, **_fields(chain))
+
+
+def open_service(
+    home: ReefHome,
+    service: str,
+    given: Mapping[str, str | None],
+    *,
+    rpc: str | None = None,
+    key: Path | None = None,
+    need_account: bool = True,
+    missing: str,
+    hint: str,
+    chain_hint: str | None = None,
+) -> ServiceSession:
+    """:func:`locate_service` (``service``'s contracts: ``given``'s flags, else ``network.json``'s)
+    then :func:`open_chain` (the chain ``rpc`` names, the account ``key`` holds): what a command
+    of a service on the chain (serverless, proofs) acts on. ``hint`` says which flags to pass
+    when a contract is unknown; ``chain_hint`` (default ``hint``) when the chain is.
+
+    Raises:
+        ConfigError: ``missing`` when a contract is named nowhere; nothing says where the chain
+            is; or an account is needed and none is available.
+        InputError: an address or the key file is invalid.
+        RPCError: the endpoint does not answer.
+    """
+    contracts = locate_service(home, service, given, missing=missing, hint=hint)
+    chain = open_chain(home, rpc=rpc, key=key, need_account=need_account, hint=chain_hint or hint)
+    return ServiceSession(contracts=contracts, **_fields(chain))
+
+
+def _fields(chain: ChainSession) -> dict[str, Any]:
+    """``chain``'s fields, to build a session that adds to it (:class:`Session`,
+    :class:`ServiceSession`)."""
+    return {f.name: getattr(chain, f.name) for f in fields(chain)}
