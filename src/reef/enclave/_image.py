@@ -33,7 +33,7 @@ from typing import IO
 from reef.enclave._manifest import MANIFEST_NAME, Manifest
 from reef.enclave._measure import EntryKind, Measurements, Measurer, runtime_measurement
 from reef.errors import ImageError, InputError
-from reef.home import replace_file
+from reef.home import read_file, replace_file
 
 __all__ = ["DEFAULT_EXCLUDES", "Image", "ImageEntry", "build_image", "load_image"]
 
@@ -264,12 +264,11 @@ def load_image(source: Path | bytes, *, name: str | None = None) -> Image:
     if isinstance(source, Path) and source.is_dir():
         return build_image(source, io.BytesIO())
     if isinstance(source, Path):
-        try:
-            blob = source.read_bytes()
-        except FileNotFoundError as exc:
-            raise ImageError(f"image file {source} does not exist") from exc
-        except OSError as exc:
-            raise ImageError(f"cannot read image file {source}: {exc.strerror}") from exc
+        blob = read_file(
+            source,
+            missing=ImageError(f"image file {source} does not exist"),
+            unreadable=f"cannot read image file {source}",
+        )
     else:
         blob = source
     try:
