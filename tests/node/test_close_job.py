@@ -52,6 +52,7 @@ from reef.node import (
     CloseWait,
     closable_at,
     close_job,
+    enclave_log_lines,
     enclave_logs_url,
     format_time,
     format_wait,
@@ -534,6 +535,30 @@ def test_the_logs_endpoint_is_the_enclaves_logs_url(world: World) -> None:
     world.market.cp_url = None
     with pytest.raises(MarketError, match="is not registered"):
         enclave_logs_url(world.market, world.current)
+
+
+def test_the_console_is_the_data_of_the_log_stream_from_its_first_line() -> None:
+    seen: list[httpx.URL] = []
+
+    def enclave(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url)
+        events = "id: 0\ndata: booting\n\nid: 1\ndata:  two spaces\n\n: keep-alive\n\n"
+        return httpx.Response(200, text=events, headers={"content-type": "text/event-stream"})
+
+    lines = enclave_log_lines("http://enclave.test/logs", transport=httpx.MockTransport(enclave))
+    assert list(lines) == ["booting", " two spaces"]
+    assert [(u.path, u.params["start_from"]) for u in seen] == [("/logs", "0")]
+
+
+def test_an_unreadable_console_says_where_it_was() -> None:
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    lines = enclave_log_lines("http://enclave.test/logs", transport=httpx.MockTransport(refused))
+    with pytest.raises(
+        ServiceError, match=r"cannot read the enclave's logs at http://enclave\.test/logs"
+    ):
+        list(lines)
 
 
 def test_waits_read_as_minutes_and_seconds() -> None:

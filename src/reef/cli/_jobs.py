@@ -34,7 +34,7 @@ from reef.cli._output import (
     print_table,
     tx_printer,
 )
-from reef.errors import InputError, MarketError, ReefError, ServiceError
+from reef.errors import InputError, MarketError, ReefError
 
 if TYPE_CHECKING:
     from reef.chain import Job, MarketClient, Rate
@@ -379,20 +379,9 @@ def logs_cmd(
     follow: Follow = False,
 ) -> None:
     """Print a debug job's enclave console (only debug enclaves have a readable console)."""
-    import httpx
-
-    from reef.node import enclave_logs_url
+    from reef.node import enclave_log_lines, enclave_logs_url
 
     with failing():
         _session, client, found = _open(job, flags, need_account=False)
-        url = enclave_logs_url(client, found)
-        timeout = httpx.Timeout(5.0, read=None if follow else 1.0)
-        try:
-            with httpx.stream("GET", url, params={"start_from": 0}, timeout=timeout) as stream:
-                for line in stream.iter_lines():
-                    if line.startswith("data:"):
-                        typer.echo(line[5:].removeprefix(" "))
-        except httpx.ReadTimeout:
-            pass  # no new line for a second: without --follow, that is the end
-        except httpx.HTTPError as exc:
-            raise ServiceError(f"cannot read the enclave's logs at {url}: {exc}") from exc
+        for line in enclave_log_lines(enclave_logs_url(client, found), follow=follow):
+            typer.echo(line)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from reef.cli._common import market_session, stop_signals
+from reef.cli._common import market_session, serve_until_stopped
 from reef.cli._options import (
     Flags,
     Insecure,
@@ -85,8 +86,6 @@ def run(
     insecure: Insecure = False,
 ) -> None:
     """Run the control plane in the foreground until Ctrl-C (enclaves keep running)."""
-    import asyncio
-
     from reef.chain import parse_address
     from reef.enclave import open_backend
     from reef.home import ReefHome
@@ -133,23 +132,29 @@ def run(
             open_backend(home, insecure=insecure, spare=True), dirs.launch_dir, provider=address
         )
         service = ProviderService(settings, runner)
-        asyncio.run(_serve(service))
+    serve_until_stopped(
+        functools.partial(_start, service),
+        _ready,
+        stopping="stopping (enclaves keep running; a restart reconciles them)",
+    )
 
 
-async def _serve(service: ProviderService) -> None:
-    with stop_signals() as stop:
-        try:
-            await service.start()
-            s = service.settings
-            say(f"control plane  {service.url}")
-            say(f"provider       {s.provider}")
-            say(f"market         {s.market} on {s.rpc_url}")
-            say(f"regions        {', '.join(s.rates.allowed_regions)}")
-            say("ready")
-            await stop.wait()
-            say("stopping (enclaves keep running; a restart reconciles them)")
-        finally:
-            await service.aclose(stop_enclaves=False)
+async def _start(service: ProviderService) -> ProviderService:
+    """Start ``service``; closed (its backend too) when it cannot start."""
+    try:
+        return await service.start()
+    except BaseException:
+        await service.aclose()
+        raise
+
+
+def _ready(service: ProviderService) -> None:
+    s = service.settings
+    say(f"control plane  {service.url}")
+    say(f"provider       {s.provider}")
+    say(f"market         {s.market} on {s.rpc_url}")
+    say(f"regions        {', '.join(s.rates.allowed_regions)}")
+    say("ready")
 
 
 @app.command("register")

@@ -4,12 +4,13 @@
   local provider (indexer + control plane on the dev TEE).
 - :class:`ProviderService` is ``reef provider run``: a provider against any JSON-RPC chain.
 - :class:`NetworkInfo` (``$REEF_HOME/network.json``), :func:`open_chain` (any chain),
-  :func:`open_session` (with the compute market) and :func:`locate_service` (a service's
-  contracts) tell user commands where the network is and which account they send from.
+  :func:`open_session` (with the compute market), :func:`locate_service` (a service's
+  contracts) and :func:`open_service` (a service's contracts, connected) tell user commands
+  where the network is and which account they send from.
 - :func:`deploy` is ``reef deploy``: build, upload, open a job, wait, verify.
 - :func:`open_jobs`, :func:`job_status`, :func:`summarize_job`, :func:`stop_job`,
-  :func:`close_job`, :func:`stop_and_close`, :func:`withdraw_limit`, :func:`withdraw_from_job`:
-  an owner's open jobs, for ``reef jobs`` and the dashboard alike.
+  :func:`close_job`, :func:`stop_and_close`, :func:`withdraw_limit`, :func:`withdraw_from_job`,
+  :func:`enclave_log_lines`: an owner's open jobs, for ``reef jobs`` and the dashboard alike.
 - :func:`update_job` is ``reef jobs update``: a new image, init params or debug flag.
 - :func:`prepare_kms_root` is ``reef kms root serve``'s assembly of a KMS root.
 - :func:`copy_example` is ``reef examples``: the shipped example apps, wherever reef is installed.
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
         closable_at,
         close_job,
         deposit_to_job,
+        enclave_log_lines,
         enclave_logs_url,
         find_open_job,
         format_time,
@@ -90,6 +92,7 @@ if TYPE_CHECKING:
         ChainSession,
         MarketLocation,
         ServiceContracts,
+        ServiceSession,
         Session,
         default_dev_account,
         load_key_file,
@@ -97,6 +100,7 @@ if TYPE_CHECKING:
         locate_market,
         locate_service,
         open_chain,
+        open_service,
         open_session,
     )
     from reef.node._up import (
@@ -134,6 +138,7 @@ __all__ = [
     "ProviderSettings",
     "Served",
     "ServiceContracts",
+    "ServiceSession",
     "Session",
     "ShippedExample",
     "StopResult",
@@ -152,6 +157,7 @@ __all__ = [
     "deposit_to_job",
     "describe_examples",
     "doctor_checks",
+    "enclave_log_lines",
     "enclave_logs_url",
     "example_dir",
     "expected_image_id",
@@ -168,6 +174,7 @@ __all__ = [
     "locate_service",
     "open_chain",
     "open_jobs",
+    "open_service",
     "open_session",
     "owned_job",
     "parse_duration",
@@ -217,6 +224,7 @@ __getattr__ = lazy_attributes(
         "ProviderSettings": "_provider",
         "Served": "_serve",
         "ServiceContracts": "_session",
+        "ServiceSession": "_session",
         "Session": "_session",
         "ShippedExample": "_examples",
         "StopResult": "_jobs",
@@ -235,6 +243,7 @@ __getattr__ = lazy_attributes(
         "deploy": "_deploy",
         "deposit_to_job": "_jobs",
         "doctor_checks": "_doctor",
+        "enclave_log_lines": "_jobs",
         "enclave_logs_url": "_jobs",
         "example_dir": "_examples",
         "expected_image_id": "_deploy",
@@ -251,6 +260,7 @@ __getattr__ = lazy_attributes(
         "locate_service": "_session",
         "open_chain": "_session",
         "open_jobs": "_jobs",
+        "open_service": "_session",
         "open_session": "_session",
         "owned_job": "_jobs",
         "parse_duration": "_deploy",

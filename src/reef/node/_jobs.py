@@ -19,7 +19,8 @@
   and closing it for the refund (refused with the time and the command when it is too early, or
   waiting for that time); :func:`stop_and_close` is ``reef jobs stop``: stop, then (when the
   lock has passed, or on request after waiting for it) close;
-- :func:`enclave_logs_url`: where a debug job's enclave streams its console;
+- :func:`enclave_logs_url`, :func:`enclave_log_lines`: where a debug job's enclave streams its
+  console, and the console's lines read from there;
 - :func:`format_time`, :func:`format_wait`: the instants and waits these messages name, as the
   front ends print them too.
 
@@ -33,7 +34,7 @@ an injected ``sleep`` (:class:`CloseWait`), so the close rules are tested agains
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,7 @@ __all__ = [
     "closable_at",
     "close_job",
     "deposit_to_job",
+    "enclave_log_lines",
     "enclave_logs_url",
     "find_open_job",
     "format_time",
@@ -546,3 +548,30 @@ def enclave_logs_url(
             hint=f"deploy with --debug (or `reef jobs update {label} --debug`) to read logs",
         )
     return str(url)
+
+
+def enclave_log_lines(
+    url: str, *, follow: bool = False, transport: httpx.BaseTransport | None = None
+) -> Iterator[str]:
+    """The lines of the enclave console streaming at ``url`` (:func:`enclave_logs_url`), from
+    its first (asked through ``transport``, else over the network): those it holds, then, with
+    ``follow``, each new one as it comes; without, the stream ends after a second without one.
+
+    Raises:
+        ServiceError: the stream cannot be read.
+    """
+    import httpx
+
+    timeout = httpx.Timeout(5.0, read=None if follow else 1.0)
+    try:
+        with (
+            httpx.Client(transport=transport, timeout=timeout) as client,
+            client.stream("GET", url, params={"start_from": 0}) as stream,
+        ):
+            for line in stream.iter_lines():
+                if line.startswith("data:"):  # server-sent events: the rest is one console line
+                    yield line[5:].removeprefix(" ")
+    except httpx.ReadTimeout:
+        return  # no new line for a second: without follow, that is the end
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"cannot read the enclave's logs at {url}: {exc}") from exc

@@ -117,7 +117,9 @@ def register_provider(market: MarketClient, cp_url: str) -> tuple[str, TxResult[
 
 
 class ProviderService:
-    """A running provider. :meth:`start`, then :meth:`aclose` (enclaves stay unless asked).
+    """A running provider. :meth:`start`, then :meth:`aclose` (enclaves stay unless asked);
+    :meth:`wait` returns if it stops by itself (a :class:`reef._serve.Serving`, so
+    ``reef provider run`` serves it as every reef server).
 
     A :class:`reef.market.BackendRunner`'s backend is the provider's: :meth:`aclose` closes it
     (a spare supervisor it keeps for the next launch exits; enclaves stay).
@@ -192,6 +194,18 @@ class ProviderService:
             raise
         self._task = asyncio.create_task(cp.run(), name="control plane")
         return self
+
+    async def wait(self) -> None:
+        """Return when the provider stops by itself: its HTTP server ended, or its control plane
+        stopped following the chain (a failed round is retried, so only a crash ends it); at
+        once before :meth:`start`. Cancelling the wait stops neither."""
+        if self._served is None or self._task is None:
+            return
+        serving = asyncio.ensure_future(self._served.wait())
+        try:
+            await asyncio.wait({self._task, serving}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            serving.cancel()
 
     async def aclose(self, *, stop_enclaves: bool = False) -> None:
         """Stop following the chain and serving; with ``stop_enclaves`` stop every enclave.
