@@ -1,17 +1,20 @@
 """A devnet in process with the serverless contracts deployed, and helpers to register executors
 and sign outputs as enclaves would (shared by the contract, model and executor tests), and to
-recover who signed an output independently of reef's EIP-712 code."""
+recover who signed an output independently of reef's EIP-712 code; and the check that a service
+polling a devnet slows down when idle (the executor's and the relay gateway's)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
+from web3 import Web3
 
 from reef.attestation import sign_statement
 from reef.chain import Devnet, TokenClient
@@ -77,6 +80,61 @@ def output_signer(
         message_data=dict(message),
     )
     return str(Account.recover_message(typed, signature=signature))
+
+
+class PollIntervals(TypedDict):
+    """The keyword arguments of a service's poll intervals (``ExecutorSettings``,
+    ``RelayGateway``)."""
+
+    poll_interval_s: float
+    idle_poll_interval_s: float
+    idle_after_s: float
+
+
+IDLE_POLLS = PollIntervals(poll_interval_s=0.01, idle_poll_interval_s=3, idle_after_s=0.3)
+"""Poll intervals under which :func:`check_idle_polls` sees a service slow down."""
+
+
+def record_requests(w3: Web3) -> list[str]:
+    """The JSON-RPC methods ``w3`` sends from now on, in order (appended as they are sent)."""
+    asked: list[str] = []
+    make_request = w3.provider.make_request
+
+    def counted(method: Any, params: Any) -> Any:
+        asked.append(str(method))
+        return make_request(method, params)
+
+    w3.provider.make_request = counted  # type: ignore[method-assign]
+    return asked
+
+
+async def check_idle_polls(
+    asked: list[str], devnet: Devnet, caught_up: Callable[[], bool], reads: set[str]
+) -> None:
+    """A service started on ``devnet`` with :data:`IDLE_POLLS` (its requests recorded in
+    ``asked``, ``caught_up`` once it has read the head) asks only for the block number while no
+    block comes, a few dozen times in the first 0.3 s and then not at all for 3 s; a block that
+    comes is seen at the next (idle) poll and read (``reads``), and the polls are fast again."""
+    for _ in range(500):  # it starts at the head: wait for that first read
+        if caught_up():
+            break
+        await asyncio.sleep(0.01)
+    asked.clear()
+    await asyncio.sleep(1.0)
+    assert set(asked) == {"eth_blockNumber"}
+    quiet = len(asked)
+    await asyncio.sleep(0.5)
+    assert len(asked) == quiet
+    devnet.mine()
+    for _ in range(100):
+        if caught_up():
+            break
+        await asyncio.sleep(0.1)
+    assert caught_up()
+    assert reads <= set(asked[quiet:])
+    before = len(asked)
+    await asyncio.sleep(0.2)
+    assert len(asked) > before
 
 
 class WallClock(ManualWallClock):

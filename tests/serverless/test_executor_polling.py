@@ -4,14 +4,12 @@ polls at ``idle_poll_interval_s`` until one does. Every idle ``reef up`` runs th
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
 
 from reef.crypto import Secp256k1PrivateKey
 from reef.serverless import ExecutorSettings, FunctionRuntime
 from reef.serverless._executor import ExecutorService
-from serverless.chain_support import ServerlessChain
+from serverless.chain_support import IDLE_POLLS, ServerlessChain, check_idle_polls, record_requests
 
 
 def test_the_poll_interval_grows_only_after_a_quiet_spell() -> None:
@@ -39,21 +37,12 @@ async def test_an_idle_executor_asks_only_for_the_block_number_and_slows_down(
 ) -> None:
     chain = ServerlessChain.create(real_time=True)
     w3 = chain.devnet.web3()
-    asked: list[str] = []
-    make_request = w3.provider.make_request
-
-    def counted(method: Any, params: Any) -> Any:
-        asked.append(str(method))
-        return make_request(method, params)
-
-    w3.provider.make_request = counted  # type: ignore[method-assign]
+    asked = record_requests(w3)
     settings = ExecutorSettings(
         rpc_url="in-process",
         jobs_contract=chain.jobs_address,
         code_contract=chain.code_address,
-        poll_interval_s=0.01,
-        idle_poll_interval_s=3,
-        idle_after_s=0.3,
+        **IDLE_POLLS,
     )
     runtime = FunctionRuntime(tmp_path / "no-workerd")  # no job runs: never started
     service = ExecutorService(
@@ -61,29 +50,13 @@ async def test_an_idle_executor_asks_only_for_the_block_number_and_slows_down(
     )
     await service.start()
     try:
-        for _ in range(500):  # it starts at the head: wait for that first read
-            if service.stats.last_block == chain.devnet.block_number:
-                break
-            await asyncio.sleep(0.01)
-        asked.clear()
-        await asyncio.sleep(1.0)
-        # Quiet: block numbers only, a few dozen in the first 0.3 s, then none for 3 s.
-        assert set(asked) == {"eth_blockNumber"}
-        quiet = len(asked)
-        await asyncio.sleep(0.5)
-        assert len(asked) == quiet
-        # A block comes: it is seen at the next (idle) poll, read with its events, and the
-        # polls are fast again.
-        chain.devnet.mine()
-        for _ in range(100):
-            if service.stats.last_block == chain.devnet.block_number:
-                break
-            await asyncio.sleep(0.1)
-        assert service.stats.last_block == chain.devnet.block_number
-        assert {"eth_getBlockByNumber", "eth_getLogs"} <= set(asked[quiet:])
-        before = len(asked)
-        await asyncio.sleep(0.2)
-        assert len(asked) > before
+        # A new block is read with its head block (the chain's clock) and its events.
+        await check_idle_polls(
+            asked,
+            chain.devnet,
+            lambda: service.stats.last_block == chain.devnet.block_number,
+            {"eth_getBlockByNumber", "eth_getLogs"},
+        )
     finally:
         await service.aclose()
         await runtime.aclose()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import pytest
 
@@ -16,6 +15,7 @@ from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ChainError
 from reef.serverless import RelayGateway, ServerlessJobsClient, ServerlessRelayClient
 from reef.serverless._polling import _Pacer, _poll_forever, _PollPolicy
+from serverless.chain_support import IDLE_POLLS, check_idle_polls, record_requests
 
 POLICY = _PollPolicy(interval_s=0.05, idle_interval_s=0.25, idle_after_s=10)
 
@@ -88,47 +88,16 @@ async def test_a_failed_poll_is_logged_and_the_loop_goes_on(
 async def test_an_idle_relay_gateway_asks_only_for_the_block_number_and_slows_down() -> None:
     devnet = Devnet(chain_id=31337)
     w3 = devnet.web3()
-    asked: list[str] = []
-    make_request = w3.provider.make_request
-
-    def counted(method: Any, params: Any) -> Any:
-        asked.append(str(method))
-        return make_request(method, params)
-
-    w3.provider.make_request = counted  # type: ignore[method-assign]
+    asked = record_requests(w3)
     # No contract at either address: the Relay's logs read empty and no job is ever opened.
     relay = ServerlessRelayClient(w3, "0x" + "11" * 20)
     jobs = ServerlessJobsClient(w3, "0x" + "22" * 20)
-    gateway = RelayGateway(
-        Secp256k1PrivateKey.generate(),
-        relay,
-        jobs,
-        poll_interval_s=0.01,
-        idle_poll_interval_s=3,
-        idle_after_s=0.3,
-    )
+    gateway = RelayGateway(Secp256k1PrivateKey.generate(), relay, jobs, **IDLE_POLLS)
     await gateway.start()
     try:
-        for _ in range(500):  # its first poll reads the head's (empty) logs
-            if "eth_getLogs" in asked:
-                break
-            await asyncio.sleep(0.01)
-        asked.clear()
-        await asyncio.sleep(1.0)
-        # Quiet: block numbers only, a few dozen in the first 0.3 s, then none for 3 s.
-        assert set(asked) == {"eth_blockNumber"}
-        quiet = len(asked)
-        await asyncio.sleep(0.5)
-        assert len(asked) == quiet
-        # A block comes: its logs are read at the next (idle) poll, and the polls are fast again.
-        devnet.mine()
-        for _ in range(100):
-            if "eth_getLogs" in asked[quiet:]:
-                break
-            await asyncio.sleep(0.1)
-        assert "eth_getLogs" in asked[quiet:]
-        before = len(asked)
-        await asyncio.sleep(0.2)
-        assert len(asked) > before
+        # A new block is read for the jobs relayed in it (the Relay's events).
+        await check_idle_polls(
+            asked, devnet, lambda: gateway._next_block > devnet.block_number, {"eth_getLogs"}
+        )
     finally:
         await gateway.aclose()

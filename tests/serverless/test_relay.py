@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -39,20 +40,13 @@ RELAY_PARAMS = RelayParams(
 )
 
 
+@dataclass(frozen=True)
 class TwoChains:
-    def __init__(
-        self,
-        request: Devnet,
-        relay: ServerlessRelayClient,
-        token: TokenClient,
-        executors: ServerlessChain,
-        gateway: RelayGateway,
-    ) -> None:
-        self.request = request
-        self.relay = relay
-        self.token = token
-        self.executors = executors
-        self.gateway = gateway
+    request: Devnet
+    relay: ServerlessRelayClient
+    token: TokenClient
+    executors: ServerlessChain
+    gateway: RelayGateway
 
 
 @pytest.fixture
