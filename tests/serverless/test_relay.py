@@ -23,6 +23,7 @@ from reef.serverless import (
     FunctionRuntime,
     JobsParams,
     RelayGateway,
+    RelayJobResponded,
     RelayParams,
     RelayRevert,
     ServerlessJobsClient,
@@ -118,7 +119,7 @@ async def test_a_job_paid_on_one_chain_runs_on_the_other(chains: TwoChains) -> N
     assert job.job_id >> 192 == chains.request.chain_id  # ids carry the request chain's id
     assert job.deposit == 4000 * RELAY_PARAMS.fee_per_ms + RELAY_PARAMS.gateway_fee
     end = time.monotonic() + 60
-    responses: list = []
+    responses: list[RelayJobResponded] = []
     while time.monotonic() < end and not responses:
         responses = await asyncio.to_thread(relay.responses, job.block_number)
         await asyncio.sleep(0.1)
