@@ -202,9 +202,11 @@ class RelayGateway:
         relay: a Relay client (any account; the gateway sends from ``key``).
         jobs: a Jobs client sending from the account that pays for jobs on the executors' chain
             (it must have approved the Jobs contract).
-        poll_interval_s: how often both chains are polled.
-        idle_poll_interval_s: how often the Relay's chain is polled once no block has come for
-            ``idle_after_s`` seconds (as an executor's, :mod:`reef.serverless._polling`).
+        poll_interval_s: how often both chains are polled: the Relay's while its blocks come,
+            the Jobs contract's while a relayed job waits for its first output.
+        idle_poll_interval_s, idle_after_s: once no block has come on the Relay's chain for
+            ``idle_after_s`` seconds, it is polled every ``idle_poll_interval_s`` until one does
+            (the executor's policy, :mod:`reef.serverless._polling`).
         clock: wall-clock seconds (the earliest timestamp of a response's signature).
     """
 
