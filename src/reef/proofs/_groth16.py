@@ -22,7 +22,7 @@ from string import Template
 from typing import Any
 
 from reef.errors import InputError, InvalidProofInputError, ProofError
-from reef.proofs._runtime import SnarkjsRuntime
+from reef.proofs._runtime import SnarkjsRuntime, _run_program
 
 __all__ = [
     "FIELD_MODULUS",
@@ -95,20 +95,14 @@ def proof_from_words(words: Sequence[int], public_signals: Sequence[int]) -> Gro
 def _run(
     runtime: SnarkjsRuntime, args: Sequence[str], *, stdin: str | None, timeout: float
 ) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(  # noqa: S603 (node and fixed scripts)
-            [str(runtime.node), *args],
-            cwd=runtime.project,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise ProofError(f"snarkjs took longer than {timeout:.0f} s and was stopped") from exc
-    except OSError as exc:
-        raise ProofError(f"could not run node: {exc}", hint="install Node.js") from exc
+    return _run_program(
+        [str(runtime.node), *args],
+        what="snarkjs",
+        stdin=stdin,
+        timeout_s=timeout,
+        cwd=runtime.project,
+        hint="install Node.js",
+    )
 
 
 def prove(

@@ -6,12 +6,18 @@ installs them with ``npm ci`` (integrity-checked against the lock) into that dir
 checkout) or under ``$REEF_HOME/proofs/runtime/<version>/`` (an installed wheel). snarkjs was
 chosen because it *is* the reference implementation of circom's Groth16: a proof it verifies is
 one every circom toolchain accepts.
+
+``_run_program``, the package's own helper, runs the provers' external programs (snarkjs under
+``node``, a TEE worker's command) and says, as a :class:`~reef.errors.ProofError`, when one
+cannot start or overruns.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +55,37 @@ class SnarkjsRuntime:
     def prove_script(self) -> Path:
         """reef's small Node program that runs ``groth16.fullProve`` on JSON from stdin."""
         return RUNTIME_PACKAGE_DIR / "prove.cjs"
+
+
+def _run_program(
+    argv: Sequence[str],
+    *,
+    what: str,
+    stdin: str | None,
+    timeout_s: float,
+    cwd: Path | None = None,
+    hint: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` to its end, text in and out, and return whatever it exited with.
+
+    Raises:
+        ProofError: naming ``what``, when the program cannot be started (``hint`` says what to
+            install) or runs longer than ``timeout_s`` (it is killed).
+    """
+    try:
+        return subprocess.run(  # noqa: S603 - node and fixed scripts, or the prover's own program
+            list(argv),
+            cwd=cwd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ProofError(f"{what} took longer than {timeout_s:.0f} s and was stopped") from exc
+    except OSError as exc:
+        raise ProofError(f"{what} did not run: {exc}", hint=hint) from exc
 
 
 def _installed(project: Path) -> bool:

@@ -17,7 +17,6 @@ the ask's public inputs as a JSON list on its stdin, the output as a JSON list o
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +30,7 @@ from reef.chain import Address
 from reef.encoding import parse_uint
 from reef.errors import InputError, ProofError, UintInputError
 from reef.proofs._client import ProofMarketClient
+from reef.proofs._runtime import _run_program
 from reef.proofs._types import MarketKind
 
 __all__ = [
@@ -150,17 +150,12 @@ def command_worker(
     command = list(argv)
 
     def compute(inputs: Sequence[int]) -> Sequence[int]:
-        try:
-            done = subprocess.run(  # noqa: S603 - the prover's own configured program
-                command,
-                input=json.dumps([str(v) for v in inputs]),
-                capture_output=True,
-                text=True,
-                timeout=timeout_s,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ProofError(f"the TEE worker {command[0]} did not run: {exc}") from exc
+        done = _run_program(
+            command,
+            what=f"the TEE worker {command[0]}",
+            stdin=json.dumps([str(v) for v in inputs]),
+            timeout_s=timeout_s,
+        )
         if done.returncode != 0:
             raise ProofError(
                 f"the TEE worker {command[0]} exited {done.returncode}: {done.stderr.strip()[-300:]}"
