@@ -171,6 +171,19 @@ def test_reading_devnet_json_when_there_is_none(home: ReefHome) -> None:
         read_devnet_info(home)
 
 
+def test_an_unreadable_devnet_json_is_a_config_error(home: ReefHome) -> None:
+    # Bytes that are not UTF-8 and a path the OS cannot read as a file (a directory: root
+    # reads files without permission) are reef errors, not a UnicodeDecodeError or an OSError.
+    path = home.path("chain", "devnet.json")
+    path.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        read_devnet_info(home)
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_devnet_info(home)
+
+
 def test_open_deploys_reefs_contracts_and_funds_the_accounts(home: ReefHome) -> None:
     with Devnet.open(home, rate_lock_s=60) as devnet:
         deployment = devnet.deployment

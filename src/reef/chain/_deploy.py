@@ -19,6 +19,7 @@ from reef.chain._clients import KmsRegistryClient, TokenClient, check_uint, depl
 from reef.chain._tx import ProgressCallback, Sender, Transactor
 from reef.chain._types import TOKEN_DECIMALS, Address, parse_address
 from reef.errors import ConfigError
+from reef.home import read_json
 
 __all__ = ["DEFAULT_FUND_AMOUNT", "DEFAULT_RATE_LOCK_S", "Deployment", "deploy_contracts"]
 
@@ -82,14 +83,10 @@ class Deployment:
         Raises:
             ConfigError: when the file is missing or invalid.
         """
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError as exc:
-            raise ConfigError(
-                f"no deployment at {path}", hint="start the devnet (reef chain) or deploy first"
-            ) from exc
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read the deployment at {path}: {exc}") from exc
+        missing = ConfigError(
+            f"no deployment at {path}", hint="start the devnet (reef chain) or deploy first"
+        )
+        data = read_json(path, missing=missing, unreadable=f"cannot read the deployment at {path}")
         return cls.from_json(data)
 
 

@@ -42,7 +42,7 @@ from typing import IO, Any
 from reef.chain._deploy import Deployment
 from reef.chain.devnet._accounts import DEV_KEYS_WARNING, DevAccount
 from reef.errors import ChainError, ConfigError
-from reef.home import ReefHome, replace_file, replace_json
+from reef.home import ReefHome, read_file, replace_file, replace_json
 
 __all__ = [
     "DevnetInfo",
@@ -145,19 +145,18 @@ def read_devnet_info(home: ReefHome) -> DevnetInfo:
     """Read ``$REEF_HOME/chain/devnet.json``.
 
     Raises:
-        ConfigError: if no devnet was ever started on this home, or the file is invalid.
+        ConfigError: if no devnet was ever started on this home, or the file cannot be read or
+            is invalid.
     """
     path = home.chain / INFO_NAME
-    try:
-        text = path.read_text()
-    except FileNotFoundError as exc:
-        raise ConfigError(
-            f"no devnet has been started in {home.root} ({path} does not exist)",
-            hint="start one with `reef chain` (or `reef up`)",
-        ) from exc
+    missing = ConfigError(
+        f"no devnet has been started in {home.root} ({path} does not exist)",
+        hint="start one with `reef chain` (or `reef up`)",
+    )
+    text = read_file(path, missing=missing, unreadable=f"cannot read {path}")
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # not UTF-8, or not JSON
         raise ConfigError(f"{path} is not valid JSON: {exc}", hint=_FRESH_HINT) from exc
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path} does not hold a JSON object", hint=_FRESH_HINT)
