@@ -15,7 +15,7 @@ import typer
 
 from reef._clock import wall_clock_ms
 from reef.cli._common import read_file, read_input, trusted_root
-from reef.cli._options import Json
+from reef.cli._options import CheckAt, ExpectedImageId, Json
 from reef.cli._output import (
     attested_time,
     failing,
@@ -138,13 +138,8 @@ def verify_cmd(
         int | None,
         typer.Option("--max-age", min=0, help="Maximum document age in seconds (live: 300)."),
     ] = None,
-    at: Annotated[
-        int | None,
-        typer.Option("--at", min=0, help="Use this Unix time (seconds) as now / quote instant."),
-    ] = None,
-    image_id: Annotated[
-        str | None, typer.Option("--image-id", help="Expected image id (hex).")
-    ] = None,
+    at: CheckAt = None,
+    image_id: ExpectedImageId = None,
     pcr: Annotated[
         list[str] | None, typer.Option("--pcr", help="Expected PCR, N=HEX (repeatable).")
     ] = None,

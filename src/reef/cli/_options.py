@@ -25,8 +25,10 @@ __all__ = [
     "AccountKey",
     "AttestationMaxAge",
     "AttestationRoot",
+    "CheckAt",
     "CodeContract",
     "DebugEnclave",
+    "ExpectedImageId",
     "Flags",
     "Follow",
     "FreshChain",
@@ -44,6 +46,7 @@ __all__ = [
     "Owner",
     "PollInterval",
     "ProofMarket",
+    "RequestTimeout",
     "Rpc",
     "TrustOption",
     "with_flags",
@@ -93,6 +96,24 @@ AttestationMaxAge = Annotated[
     typer.Option("--max-age-ms", help="Reject attestation documents older than this (ms)."),
 ]
 """``--max-age-ms``: the oldest peer attestation a command accepts (``= 300_000``, 5 minutes)."""
+
+ExpectedImageId = Annotated[
+    str | None,
+    typer.Option("--image-id", help="The image id the attested enclave must run (32 bytes hex)."),
+]
+"""``--image-id``: the image id an attestation must name (``reef verify``, ``reef attestation
+verify``); ``None`` checks none."""
+
+CheckAt = Annotated[
+    int | None, typer.Option("--at", min=0, help="Check as at this Unix time (seconds), not now.")
+]
+"""``--at``: the instant a check of signed evidence (an attestation, a TDX quote's collateral, a
+verifier statement) treats as now; ``None`` means the clock."""
+
+RequestTimeout = Annotated[
+    float, typer.Option("--timeout", help="Seconds to wait for the server's answer.")
+]
+"""``--timeout``: how long a command that asks a server one thing waits (``= 10.0``)."""
 
 TrustOption = typer.Option(
     "--trust",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._common import read_file, trusted_root
-from reef.cli._options import AttestationMaxAge, Json
+from reef.cli._options import AttestationMaxAge, Json, RequestTimeout
 from reef.cli._output import (
     console,
     fail,
@@ -166,7 +166,7 @@ def call_cmd(
         typer.Option("--data", "-d", help="Request body; @FILE reads it from a file."),
     ] = None,
     max_age_ms: AttestationMaxAge = 300_000,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds for the request.")] = 10.0,
+    timeout: RequestTimeout = 10.0,
     as_json: Json = False,
 ) -> None:
     """Make one HTTP request over an attested Scallop channel and print who answered.

@@ -16,7 +16,7 @@ import typer
 
 from reef.cli._attestation import Base64Input, HexInput, evidence_encoding
 from reef.cli._common import read_input, trusted_root
-from reef.cli._options import AttestationRoot, Json, ListenHost, ListenPort
+from reef.cli._options import AttestationRoot, CheckAt, Json, ListenHost, ListenPort
 from reef.cli._output import (
     fail,
     failing,
@@ -153,9 +153,7 @@ def check_cmd(
         int | None,
         typer.Option("--max-age", min=0, help="Refuse statements older than this (seconds)."),
     ] = None,
-    at: Annotated[
-        int | None, typer.Option("--at", min=0, help="Use this Unix time (seconds) as now.")
-    ] = None,
+    at: CheckAt = None,
     as_json: Json = False,
 ) -> None:
     """Check a statement's signature against a trusted verifier key (and, optionally, its age)."""

@@ -13,7 +13,15 @@ from typing import Annotated, Any
 
 import typer
 
-from reef.cli._options import AttestationMaxAge, AttestationRoot, Json
+from reef.cli._options import (
+    AttestationMaxAge,
+    AttestationRoot,
+    DebugEnclave,
+    ExpectedImageId,
+    InitParamsFile,
+    Json,
+    RequestTimeout,
+)
 from reef.cli._output import (
     attested_time,
     fail,
@@ -80,21 +88,19 @@ def verify_cmd(
         str,
         typer.Argument(help="The enclave's attestation endpoint: URL or host:port."),
     ],
-    image_id: Annotated[
-        str | None, typer.Option("--image-id", help="The image id it must run (hex).")
-    ] = None,
+    image_id: ExpectedImageId = None,
     image: Annotated[
-        Path | None, typer.Option("--image", help="The image file it must run.")
+        Path | None,
+        typer.Option(
+            "--image",
+            help="The image file it must run (booted with --init-params, --debug).",
+        ),
     ] = None,
-    init_params: Annotated[
-        Path | None, typer.Option("--init-params", help="With --image: the init params it got.")
-    ] = None,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="With --image: expect a debug enclave (PCR0-2 zero).")
-    ] = False,
+    init_params: InitParamsFile = None,
+    debug: DebugEnclave = False,
     root: AttestationRoot = "aws",
     max_age_ms: AttestationMaxAge = 300_000,
-    timeout: Annotated[float, typer.Option("--timeout", help="HTTP timeout, seconds.")] = 10.0,
+    timeout: RequestTimeout = 10.0,
     as_json: Json = False,
 ) -> None:
     """Verify a running enclave's attestation, live, and the image id it runs."""
