@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from reef.chain import ProgressCallback
 from reef.errors import ServerlessError
-from reef.serverless._contracts import ServerlessJobsClient
+from reef.serverless._contracts import JobsParams, ServerlessJobsClient
 from reef.serverless._events import JobCreated, JobResponded
 from reef.serverless._signing import JobsDomain, SignedOutput
 
@@ -52,8 +52,7 @@ def call_function(
     request, _ = client.create_job(codehash, body, timeout_ms)
     if opened is not None:
         opened(request)
-    wait_s = params.output_window_s(timeout_ms) + _SLACK_S
-    response = _first_output(client, request, wait_s)
+    response = _first_output(client, request, _output_wait_s(params, timeout_ms))
     if response is None:
         raise ServerlessError(
             f"no executor answered job {request.job_id} in time",
@@ -68,18 +67,34 @@ def call_function(
     )
 
 
+def _output_wait_s(params: JobsParams, deadline_ms: int) -> float:
+    """How long to wait for the first output of a job of ``deadline_ms``: its output window,
+    and time for the output's block to be read."""
+    return params.output_window_s(deadline_ms) + _SLACK_S
+
+
+def _look_for_output(
+    client: ServerlessJobsClient, request: JobCreated
+) -> tuple[JobResponded | None, bool]:
+    """One look at the job ``request`` opened: the first output the chain accepted (or None),
+    and whether one may still come (not once it came, nor once the job closed without one).
+    A user's call and the relay gateway wait on it, each in its own way (sync, async)."""
+    # The job first, then its outputs: a job that closed (answered by all, or slashed) before
+    # the read of its outputs has every output it will ever have.
+    job = client.job(request.job_id)
+    responses = client.responses(request.block_number, job_id=request.job_id)
+    if responses:
+        return responses[0], False
+    return None, job is None or not job.closed
+
+
 def _first_output(
     client: ServerlessJobsClient, request: JobCreated, wait_s: float
 ) -> JobResponded | None:
     end = time.monotonic() + wait_s
     while time.monotonic() < end:
-        # The job first, then its outputs: a job that closed (answered by all, or slashed)
-        # before the read of its outputs has every output it will ever have.
-        job = client.job(request.job_id)
-        responses = client.responses(request.block_number, job_id=request.job_id)
-        if responses:
-            return responses[0]
-        if job is not None and job.closed:
-            return None
+        response, pending = _look_for_output(client, request)
+        if not pending:
+            return response
         time.sleep(_POLL_S)
     return None

@@ -39,6 +39,7 @@ from reef.crypto import (
     keccak256,
 )
 from reef.errors import ReefError
+from reef.serverless._call import _look_for_output, _output_wait_s
 from reef.serverless._contracts import (
     ServerlessJobsClient,
     _Client,
@@ -46,6 +47,7 @@ from reef.serverless._contracts import (
     _job_terms,
 )
 from reef.serverless._events import (
+    JobCreated,
     JobRelayed,
     JobResponded,
     RelayEvent,
@@ -277,8 +279,7 @@ class RelayGateway:
                 )
             self.relayed += 1
             params = await asyncio.to_thread(self.jobs.params)
-            give_up = params.output_window_s(job.deadline) + 5
-            response = await self._first_output(request.job_id, request.block_number, give_up)
+            response = await self._first_output(request, _output_wait_s(params, job.deadline))
             if response is None:
                 log.warning("relay gateway: no executor answered job %s", job.job_id)
                 return
@@ -301,13 +302,13 @@ class RelayGateway:
         except ReefError as exc:
             log.warning("relay gateway: job %s not relayed: %s", job.job_id, exc)
 
-    async def _first_output(
-        self, job_id: int, from_block: int, give_up_s: float
-    ) -> JobResponded | None:
-        end = time.monotonic() + give_up_s
+    async def _first_output(self, request: JobCreated, wait_s: float) -> JobResponded | None:
+        """The first output of the job the gateway opened, or None once none can come (the job
+        closed without one, or ``wait_s`` passed)."""
+        end = time.monotonic() + wait_s
         while time.monotonic() < end:
-            responses = await asyncio.to_thread(self.jobs.responses, from_block, job_id=job_id)
-            if responses:
-                return responses[0]
+            response, pending = await asyncio.to_thread(_look_for_output, self.jobs, request)
+            if not pending:
+                return response
             await asyncio.sleep(self.poll_interval_s)
         return None
