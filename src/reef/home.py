@@ -21,11 +21,11 @@ __all__ = ["ReefHome", "read_file", "read_json", "replace_file", "replace_json"]
 
 
 def read_file(path: Path, *, missing: ReefError, unreadable: str) -> bytes:
-    """The contents of a state file, or the caller's error saying what is wrong.
+    """The contents of a file, or the caller's error saying what is wrong.
 
-    The reading side of :func:`replace_file`: a file reef wrote (a deployment, an enclave's
-    state, the dev TEE root) is either absent, which the caller explains (what creates it), or
-    unreadable, which only the operating system can explain.
+    The reading side of :func:`replace_file`, and of any file a user names (an image, init
+    params): a file is either absent, which the caller explains (what creates it), or unreadable,
+    which only the operating system can explain.
 
     Args:
         path: the file to read.
