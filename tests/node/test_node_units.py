@@ -73,6 +73,18 @@ def test_network_json_round_trip(reef_home: Path) -> None:
     assert not (reef_home / "network.json").exists()
 
 
+@pytest.mark.parametrize(
+    ("contents", "words"),
+    [(b"{", "cannot read .*network.json: Expecting"), (b"\xff{}", "cannot read .*network.json")],
+)
+def test_a_network_json_that_cannot_be_read_is_a_config_error_naming_it(
+    reef_home: Path, contents: bytes, words: str
+) -> None:
+    (reef_home / "network.json").write_bytes(contents)  # cut short, or not UTF-8
+    with pytest.raises(ConfigError, match=words):
+        NetworkInfo.load(ReefHome(reef_home))
+
+
 def test_key_files(tmp_path: Path) -> None:
     key = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
     expected = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # hardhat account 1

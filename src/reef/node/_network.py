@@ -9,14 +9,13 @@ own ``chain/devnet.json``; this file holds no secret.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from reef.chain import Address, Deployment, parse_address
 from reef.errors import ConfigError
-from reef.home import ReefHome, replace_json
+from reef.home import ReefHome, read_json, replace_json
 
 __all__ = ["NETWORK_FILE", "NetworkInfo"]
 
@@ -105,15 +104,11 @@ class NetworkInfo:
             ConfigError: when no network was started in this home, or the file is invalid.
         """
         path = home.root / NETWORK_FILE
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError as exc:
-            raise ConfigError(
-                f"no reef network found in {home.root} ({path} does not exist)",
-                hint="start one with `reef up` (or `make up`), or pass --rpc and --market",
-            ) from exc
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read {path}: {exc}") from exc
+        missing = ConfigError(
+            f"no reef network found in {home.root} ({path} does not exist)",
+            hint="start one with `reef up` (or `make up`), or pass --rpc and --market",
+        )
+        data = read_json(path, missing=missing, unreadable=f"cannot read {path}")
         if not isinstance(data, Mapping):
             raise ConfigError(f"{path} does not hold a JSON object")
         return cls.from_json(data)
