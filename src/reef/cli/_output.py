@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -214,12 +215,12 @@ def fail(error: ReefError, *, prefix: str = "error", code: int = 1) -> typer.Exi
     return typer.Exit(code)
 
 
+@dataclass(frozen=True, slots=True)
 class _Failing:
     """The context manager :func:`failing` returns."""
 
-    def __init__(self, code: int, attestation: str | None) -> None:
-        self._code = code
-        self._attestation = attestation
+    code: int
+    attestation: str | None
 
     def __enter__(self) -> None:
         return None
@@ -231,12 +232,12 @@ class _Failing:
         traceback: TracebackType | None,
     ) -> None:
         # Returns None, never True: no exception is swallowed (and type checkers know it).
-        if isinstance(error, AttestationError) and self._attestation is not None:
+        if isinstance(error, AttestationError) and self.attestation is not None:
             raise fail(
-                error, prefix=f"{self._attestation}: {error.reason}", code=self._code
+                error, prefix=f"{self.attestation}: {error.reason}", code=self.code
             ) from error
         if isinstance(error, ReefError):
-            raise fail(error, code=self._code) from error
+            raise fail(error, code=self.code) from error
 
 
 def failing(*, code: int = 1, attestation: str | None = None) -> _Failing:
