@@ -14,7 +14,9 @@ uvicorn. This module is the one place that decides how:
   and a close), a peer holding more than ``per_peer`` connections gets 503 and is closed, a
   connection that does not deliver a request's headers within ``read_timeout`` (or a body chunk
   within it) is closed (408 when a request had begun), and idle kept-alive connections close after
-  ``idle_timeout``. Each refusal logs one line on the ``reef.serve`` logger.
+  ``idle_timeout``. Where a server sets them, a URI over ``max_uri`` is answered 414 and a
+  request still unanswered after ``request_timeout`` 503 (the KMS's listeners). Each refusal
+  logs one line on the ``reef.serve`` logger.
 - **Stopping**: servers embedded in a program never touch signals; the program stops them with
   :meth:`Server.aclose`. A command that serves until interrupted uses :func:`stop_signals` (or
   :func:`run`, which uses it): SIGINT and SIGTERM set one event, and the servers close in order.
@@ -62,7 +64,7 @@ import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TypeVar
 
 import uvicorn
@@ -72,6 +74,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from reef.errors import InputError, ReefError, ServiceError
 
 __all__ = [
+    "Guard",
     "Limits",
     "METRICS_PATH",
     "Refusal",
@@ -110,6 +113,11 @@ class Limits:
         idle_timeout: seconds a kept-alive connection may sit idle between requests.
         per_peer: open connections one peer address may hold; more are answered 503 and closed.
         stop_timeout: seconds :meth:`Server.aclose` lets running requests finish.
+        max_uri: bytes of request path and query together; more is answered 414 (None: only
+            ``max_header`` bounds them).
+        request_timeout: seconds the app may take over a request, body and handler included;
+            past that it is cancelled and the request answered 503, or its response cut short
+            if it had begun (None: no such deadline, and no timer per request).
     """
 
     max_body: int = 5 * 1024 * 1024
@@ -118,6 +126,8 @@ class Limits:
     idle_timeout: float = 5.0
     per_peer: int = 128
     stop_timeout: float = 5.0
+    max_uri: int | None = None
+    request_timeout: float | None = None
 
 
 METRICS_PATH: Final = "/metrics"
@@ -271,9 +281,9 @@ def _protocol_class(
     open_by_peer: dict[str, int] = {}
     # llhttp (httptools' parser) has no limit of its own on a request head, and uvicorn keeps
     # every byte of one until it is complete: a head still incomplete past this many bytes is
-    # answered 431 and closed. A complete head over ``max_header`` is answered 431 by _Guard,
+    # answered 431 and closed. A complete head over ``max_header`` is answered 431 by Guard,
     # which measures it exactly; this bound only keeps what a connection holds small, so it
-    # leaves room for the request line, separators and optional whitespace _Guard does not count.
+    # leaves room for the request line, separators and optional whitespace Guard does not count.
     head_cap = 4 * limits.max_header
 
     class Guarded(HttpToolsProtocol):
@@ -351,7 +361,7 @@ def _protocol_class(
 
         def on_message_complete(self) -> None:
             self._reef_idle = True
-            # The request's body is all in: _Guard receives it without a read deadline.
+            # The request's body is all in: Guard receives it without a read deadline.
             self.scope[_BODY_IN] = True  # type: ignore[typeddict-unknown-key]
             super().on_message_complete()
 
@@ -516,26 +526,35 @@ class _Refused(Exception):
     """Raised out of the app's ``receive`` once the floor has answered the request itself."""
 
 
-class _Guard:
-    """ASGI middleware: header and body size limits and the body read timeout."""
+@dataclass(eq=False, slots=True)
+class Guard:
+    """ASGI middleware: the floor's request-level limits (see :class:`Limits`): the request URI,
+    header and body sizes, the body read timeout and the request deadline.
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        what: str,
-        limits: Limits,
-        refusal: Refusal,
-        metrics: _Metrics | None = None,
-    ) -> None:
-        self.app = app
-        self.what = what
-        self.limits = limits
-        self.refusal = refusal
-        self.metrics = metrics
-        # A client that sends its whole body before reading (most do, without Expect:
-        # 100-continue) would otherwise meet a connection reset instead of the 413: read and
-        # drop what it sends, up to this much, before answering.
-        self._drain_cap = 4 * limits.max_body + 1024 * 1024
+    :class:`Server` puts every app it serves behind one. An app that must keep its limits
+    wherever it runs (in process, or on another server, as the KMS's Scallop listener) wraps
+    itself in one too.
+
+    Args:
+        app: the guarded app.
+        what: names the service in log lines.
+        refusal: builds the body of each refusal, of type ``media_type``.
+        metrics: counts requests and refusals, and answers ``GET /metrics`` (None: neither).
+    """
+
+    app: ASGIApp
+    what: str
+    limits: Limits
+    refusal: Refusal = _default_refusal
+    metrics: _Metrics | None = None
+    media_type: str = "application/json"
+    # A client that sends its whole body before reading (most do, without Expect:
+    # 100-continue) would otherwise meet a connection reset instead of the 413: read and
+    # drop what it sends, up to this much, before answering.
+    _drain_cap: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._drain_cap = 4 * self.limits.max_body + 1024 * 1024
 
     async def _drain(self, receive: Callable[[], Awaitable[Any]], received: int) -> None:
         with contextlib.suppress(TimeoutError):
@@ -569,7 +588,7 @@ class _Guard:
                 "type": "http.response.start",
                 "status": status,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", self.media_type.encode()),
                     (b"content-length", str(len(body)).encode()),
                     (b"connection", b"close"),
                 ],
@@ -614,8 +633,13 @@ class _Guard:
 
     async def _guarded(self, scope: Any, receive: Any, send: Any) -> None:
         limits = self.limits
-        header_bytes = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
-        header_bytes += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+        uri_bytes = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
+        if limits.max_uri is not None and uri_bytes > limits.max_uri:
+            await self._refuse(send, scope, 414, "request URI too long")
+            return
+        header_bytes = uri_bytes + sum(
+            len(name) + len(value) + 4 for name, value in scope["headers"]
+        )
         if header_bytes > limits.max_header:
             await self._refuse(send, scope, 431, f"request headers over {limits.max_header} bytes")
             return
@@ -675,14 +699,23 @@ class _Guard:
                 state["started"] = True
             await send(message)
 
+        # With no request_timeout this arms no timer (the floor's usual case).
+        deadline = asyncio.timeout(limits.request_timeout)
         try:
-            await self.app(scope, guarded_receive, guarded_send)
+            async with deadline:
+                await self.app(scope, guarded_receive, guarded_send)
         except _Refused:
             pass
-        except Exception:
-            if not state["answered"]:
+        except Exception as exc:
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                # The app ran past request_timeout and was cancelled. A response it had begun
+                # is cut short (the client sees it incomplete); otherwise the floor answers.
+                if not (state["started"] or state["answered"]):
+                    state["answered"] = True
+                    await self._refuse(send, scope, 503, "request timed out")
+            elif not state["answered"]:
                 raise
-            # The app failed on the refusal (e.g. turned it into a 500 and re-raised): answered.
+            # Else the app failed on the refusal (e.g. turned it into a 500 and re-raised).
 
 
 # ------------------------------------------------------------------------------- the server
@@ -746,7 +779,7 @@ class Server:
         refusal = refusal or getattr(app, "reef_refusal", None) or _default_refusal
         self.metrics: _Metrics | None = _Metrics(what, app) if metrics else None
         self._refusal: Refusal = refusal
-        self._app = _Guard(app, what, self.limits, refusal, self.metrics)
+        self._app = Guard(app, what, self.limits, refusal, self.metrics)
         self._log_level = log_level
         self._uvicorn_logging = uvicorn_logging
         self._server: _Embedded | None = None

@@ -32,7 +32,7 @@ from reef.kms import (
     http_attester,
     own_tee_root,
 )
-from reef.kms._http import Limits
+from reef.kms._http import kms_guard
 from reef.testing import wall_ms
 
 PCRS = {0: b"\x01" * 48, 1: b"\x02" * 48, 2: b"\x03" * 48}
@@ -43,7 +43,7 @@ async def test_limits_time_out_slow_handlers() -> None:
         await asyncio.sleep(5)
         return Response(b"late")
 
-    app = Limits(Starlette(routes=[Route("/", slow)]), timeout=0.2)
+    app = kms_guard(Starlette(routes=[Route("/", slow)]), timeout=0.2)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
     ) as http:
@@ -56,7 +56,7 @@ async def test_limits_cut_streamed_bodies() -> None:
     async def echo(request: Request) -> Response:
         return Response(await request.body())
 
-    app = Limits(Starlette(routes=[Route("/", echo, methods=["POST"])]), max_body=10)
+    app = kms_guard(Starlette(routes=[Route("/", echo, methods=["POST"])]), max_body=10)
 
     async def chunks() -> Any:
         for _ in range(5):

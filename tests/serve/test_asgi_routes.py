@@ -13,7 +13,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount
 
 from reef._api import LightApi, light_api
-from reef._serve import Limits, _default_refusal, _Guard, _Metrics
+from reef._serve import Guard, Limits, _default_refusal, _Metrics
 
 
 def _app() -> LightApi:
@@ -70,7 +70,7 @@ async def test_a_mounted_app_routes_it_through_the_router() -> None:
 async def test_the_floor_counts_it_by_its_route() -> None:
     app = _app()
     metrics = _Metrics("test", app)
-    guarded = _Guard(app, "test", Limits(), _default_refusal, metrics)
+    guarded = Guard(app, "test", Limits(), _default_refusal, metrics)
     async with await _client(guarded) as client:
         for _ in range(3):
             assert (await client.post("/echo", content=b"x")).status_code == 200

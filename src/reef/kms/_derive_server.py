@@ -37,9 +37,9 @@ from reef.kms._derive import KeyType, derive_secret, path_seed
 from reef.kms._http import (
     PATH_PARAM,
     VERSION_PARAM,
-    Limits,
     add_kms_route,
     error_response,
+    kms_guard,
     parse_path,
     parse_version,
     query_params,
@@ -236,5 +236,5 @@ def derive_server_app(seeds: EnclaveSeeds) -> LightApi:
     endpoint("/derive/secp256k1", "secp256k1", "A secp256k1 secret key (32 bytes)")
     endpoint("/derive/ed25519", "ed25519", "An Ed25519 seed (32 bytes)")
     endpoint("/derive/x25519", "x25519", "A clamped X25519 secret (32 bytes)")
-    app.add_middleware(Limits)
+    app.add_middleware(kms_guard, what="derive server")
     return app

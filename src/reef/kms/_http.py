@@ -3,18 +3,24 @@
 Oyster's root listeners cap request bodies at 1024 bytes and requests at 5 seconds (reference
 oyster_cvm.md §2.3); reef keeps both and also caps the request URI, so that one slow or oversized
 client costs the server a bounded amount and everyone else keeps being served.
+
+The limits are enforced by the serving floor's request guard (:class:`reef._serve.Guard`, the
+one every reef server uses), which :func:`kms_guard` sets to the KMS's numbers. Each KMS app wraps
+itself in it rather than leaving it to the server, because the same limits must hold wherever the
+app runs: the Scallop listener is served by :func:`reef.scallop.serve_asgi`, not by the floor's
+uvicorn, and tests run the apps in process. On the floor the server's own guard (connection caps,
+header limits, a larger body cap) sits outside this one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from starlette.responses import PlainTextResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import ASGIApp, Scope
 
 from reef._api import query_param, text_answer
 from reef.errors import InputError, KMSError
@@ -32,10 +38,10 @@ __all__ = [
     "REQUEST_TIMEOUT_S",
     "VERSION_HEADER",
     "VERSION_PARAM",
-    "Limits",
     "add_kms_route",
     "answered_version",
     "error_response",
+    "kms_guard",
     "parse_address",
     "parse_image_id",
     "parse_path",
@@ -57,80 +63,39 @@ _EVM_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _MAX_PATH = 1024
 
 
-class Limits:
-    """ASGI middleware: 413 over ``max_body`` bytes, 414 over ``max_uri``, 503 after ``timeout``."""
+def kms_guard(
+    app: ASGIApp,
+    *,
+    what: str = "KMS",
+    max_body: int = MAX_BODY,
+    max_uri: int = MAX_URI,
+    timeout: float = REQUEST_TIMEOUT_S,
+) -> ASGIApp:
+    """``app`` behind the serving floor's request guard with the KMS's limits: 413 over
+    ``max_body`` bytes, 414 over ``max_uri``, 503 after ``timeout`` seconds, each refusal a
+    plain-text answer as :func:`error_response` (the floor's are JSON by default).
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        max_body: int = MAX_BODY,
-        max_uri: int = MAX_URI,
-        timeout: float = REQUEST_TIMEOUT_S,
-    ) -> None:
-        self._app = app
-        self._max_body = max_body
-        self._max_uri = max_uri
-        self._timeout = timeout
+    For ``app.add_middleware(kms_guard, what=...)``; see the module docstring for why the KMS
+    apps carry a guard of their own.
+    """
+    # The floor (and uvicorn with it) is imported only where a KMS app is built: KMS clients
+    # import this module for its parsing and never serve.
+    from reef._serve import Guard, Limits
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        if len(scope.get("raw_path", b"")) + len(scope.get("query_string", b"")) > self._max_uri:
-            await error_response(414, "request URI too long")(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and (not value.isdigit() or int(value) > self._max_body):
-                await error_response(413, f"request body over {self._max_body} bytes")(
-                    scope, receive, send
-                )
-                return
-        received = 0
-        started = False
-        rejected = False
-        too_large = error_response(413, f"request body over {self._max_body} bytes")
+    limits = Limits(max_body=max_body, max_uri=max_uri, request_timeout=timeout)
+    return Guard(app, what, limits, _plain_refusal, media_type=_PLAIN)
 
-        async def limited_receive() -> Message:
-            nonlocal received, rejected, started
-            if rejected:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self._max_body:
-                    # Answer 413 ourselves and tell the app the client left; whatever it does
-                    # next (an error, a response) is dropped.
-                    rejected = True
-                    if not started:
-                        started = True
-                        await too_large(scope, receive, send)
-                    return {"type": "http.disconnect"}
-            return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if rejected:
-                return
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+_PLAIN = "text/plain; charset=utf-8"
 
-        try:
-            async with asyncio.timeout(self._timeout):
-                await self._app(scope, limited_receive, tracking_send)
-        except TimeoutError:
-            if not started:
-                await error_response(503, "request timed out")(scope, receive, send)
-        except Exception:
-            # Once the body limit answered for the app, its failure to read the body is expected.
-            if not rejected:
-                raise
+
+def _plain_refusal(status: int, reason: str) -> bytes:
+    return (reason + "\n").encode()
 
 
 def error_response(status: int, message: str) -> Response:
     """A plain-text error answer (never signed: only 2xx answers are)."""
-    return PlainTextResponse(message + "\n", status_code=status)
+    return Response(_plain_refusal(status, message), status_code=status, media_type=_PLAIN)
 
 
 def versioned_response(
@@ -276,7 +241,7 @@ _LIMITED_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: text_answer("the request body is over the limit"),
     414: text_answer("the request URI is over the limit"),
 }
-"""What the request limits (:class:`Limits`) answer before any handler runs."""
+"""What the request limits (:func:`kms_guard`) answer before any handler runs."""
 
 
 def add_kms_route(

@@ -47,9 +47,9 @@ from reef.kms._http import (
     PATH_PARAM,
     VERSION_HEADER,
     VERSION_PARAM,
-    Limits,
     add_kms_route,
     error_response,
+    kms_guard,
     parse_address,
     parse_image_id,
     parse_path,
@@ -231,5 +231,5 @@ def public_app(root: KmsRoot) -> FastAPI:
             "content": {"application/json": {"schema": _RotateModel.model_json_schema()}},
         },
     )
-    app.add_middleware(Limits)
+    app.add_middleware(kms_guard, what="KMS root's public listener")
     return app

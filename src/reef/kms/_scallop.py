@@ -44,10 +44,10 @@ from reef.errors import (
 from reef.kms._http import (
     VERSION_HEADER,
     VERSION_PARAM,
-    Limits,
     add_kms_route,
     answered_version,
     error_response,
+    kms_guard,
     parse_address,
     parse_version,
     query_params,
@@ -169,7 +169,7 @@ def scallop_app(root: KmsRoot) -> LightApi:
             VERSION_PARAM,
         ],
     )
-    app.add_middleware(Limits)
+    app.add_middleware(kms_guard, what="KMS root's Scallop listener")
     return app
 
 
