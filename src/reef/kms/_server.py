@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from reef._serve import Limits, Server, is_loopback, serve
@@ -59,16 +60,16 @@ def _started(port: int | None, server: str) -> int:
     return port
 
 
+@dataclass(eq=False)
 class _Listener:
     """One HTTP app on the serving floor, bound when started."""
 
-    def __init__(self, app: ASGIApp, host: str, port: int, log_level: str, what: str) -> None:
-        self.app = app
-        self.host = host
-        self.port = port
-        self.log_level = log_level
-        self.what = what
-        self.server: Server | None = None
+    app: ASGIApp
+    host: str
+    port: int
+    log_level: str
+    what: str
+    server: Server | None = field(default=None, init=False)
 
     async def start(self) -> int:
         """Bind and serve; return the port.

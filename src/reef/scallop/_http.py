@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from urllib.parse import unquote
 
@@ -418,20 +419,21 @@ class _Connection:
         )
 
 
+@dataclass(eq=False)
 class _ResponseStream(httpx.AsyncByteStream):
-    def __init__(
-        self, transport: ScallopTransport, origin: tuple[str, int], conn: _Connection
-    ) -> None:
-        self._transport = transport
-        self._origin = origin
-        self._conn = conn
-        self._done = False
-        self._closed = False
+    """A response's body, read off ``conn``; the connection goes back to ``transport``'s pool
+    for ``origin`` when the body was read whole, and is closed otherwise."""
+
+    transport: ScallopTransport
+    origin: tuple[str, int]
+    conn: _Connection
+    _done: bool = field(default=False, init=False)
+    _closed: bool = field(default=False, init=False)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while not self._done:
             try:
-                event = await _next_event(self._conn.h11, self._conn.stream, None)
+                event = await _next_event(self.conn.h11, self.conn.stream, None)
             except h11.RemoteProtocolError as exc:
                 raise ChannelBrokenError(
                     f"the server sent a malformed HTTP response: {exc}"
@@ -449,14 +451,14 @@ class _ResponseStream(httpx.AsyncByteStream):
         if self._closed:
             return
         self._closed = True
-        conn = self._conn
+        conn = self.conn
         if self._done and conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
             try:
                 conn.h11.start_next_cycle()
             except h11.LocalProtocolError:
                 await conn.stream.aclose()
                 return
-            self._transport._release(self._origin, conn)
+            self.transport._release(self.origin, conn)
         else:
             await conn.stream.aclose()
 
