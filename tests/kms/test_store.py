@@ -84,6 +84,19 @@ def test_rotation_keeps_old_versions(
     assert len({i.scallop_key for i in identities}) == 3
 
 
+def test_a_requested_version_resolves_to_a_known_one(
+    tmp_path: Path, make_random: Callable[[str], Callable[[int], bytes]]
+) -> None:
+    store = SeedStore(tmp_path, _sealer(b"image A"), random=make_random("store"))
+    store.load_or_create()
+    keyring = store.rotate()
+    assert keyring.resolve_version(None) == 1
+    assert keyring.resolve_version(0) == 0
+    with pytest.raises(InputError, match="no root seed version 2") as caught:
+        keyring.resolve_version(2)
+    assert caught.value.hint == "known versions: 0, 1"
+
+
 def test_sealer_checks() -> None:
     with pytest.raises(InputError, match="32 bytes"):
         AeadSealer(b"short")

@@ -141,15 +141,22 @@ class RootKeyring:
     def versions(self) -> tuple[int, ...]:
         return tuple(self._versions)
 
-    def _get(self, version: int | None) -> _Version:
+    def resolve_version(self, version: int | None) -> int:
+        """``version`` if this keyring has it, the current version for None.
+
+        Raises:
+            InputError: when there is no such version.
+        """
         chosen = self._current if version is None else version
-        entry = self._versions.get(chosen)
-        if entry is None:
+        if chosen not in self._versions:
             raise InputError(
                 f"this KMS has no root seed version {chosen}",
                 hint=f"known versions: {', '.join(map(str, self._versions))}",
             )
-        return entry
+        return chosen
+
+    def _get(self, version: int | None) -> _Version:
+        return self._versions[self.resolve_version(version)]
 
     def seed(self, version: int | None = None) -> RootSeed:
         """The root seed of ``version`` (default: current)."""

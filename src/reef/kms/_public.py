@@ -123,9 +123,8 @@ def public_app(root: KmsRoot) -> FastAPI:
         async def handler(request: Request) -> Response:
             try:
                 params = query_params(request.scope)
-                version = parse_version(params)
                 keyring = root.keyring
-                chosen = keyring.current_version if version is None else version
+                chosen = keyring.resolve_version(parse_version(params))
                 path = parse_path(params)
                 if ("image_id" in params) == ("address" in params):
                     raise InputError("give exactly one of image_id and address")

@@ -113,10 +113,8 @@ def scallop_app(root: KmsRoot) -> LightApi:
         try:
             # Strict UTF-8 (kms._http.query_params), as on every KMS listener.
             params = query_params(request.scope)
-            version = parse_version(params)
             keyring = root.keyring
-            chosen = keyring.current_version if version is None else version
-            keyring.seed(chosen)
+            chosen = keyring.resolve_version(parse_version(params))
             address = params.get("address")
             if address is not None:
                 address = parse_address(address, evm=True)
