@@ -13,11 +13,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from reef.chain import MarketClient, deploy_contracts
-from reef.errors import ConfigError
+from reef.errors import ConfigError, InputError, ServiceError
 from reef.home import ReefHome
 from reef.market import JobMetadata
 from reef.web import (
@@ -30,6 +31,7 @@ from reef.web import (
     load_rules,
     network_samples,
     parse_samples,
+    read_samples,
     send_notice,
 )
 
@@ -86,6 +88,24 @@ def test_http_errors_and_threshold_over_metrics_text() -> None:
     assert CONDITIONS["threshold"](samples, {**rule, "op": ">"}) == []
     with pytest.raises(ConfigError):
         CONDITIONS["threshold"](samples, {"metric": "x", "op": "~"})
+
+
+def test_read_samples_reads_a_metrics_url_and_names_a_url_that_fails() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/metrics":
+            return httpx.Response(200, text="# TYPE reef_chain_block gauge\nreef_chain_block 7.0\n")
+        if request.url.path == "/html":
+            return httpx.Response(200, text="<html>not metrics</html>")
+        return httpx.Response(404)
+
+    transport = httpx.MockTransport(answer)
+    assert read_samples("http://node/metrics", transport=transport) == [
+        Sample("reef_chain_block", {}, 7.0)
+    ]
+    with pytest.raises(ServiceError, match="cannot read metrics from http://node/gone"):
+        read_samples("http://node/gone", transport=transport)
+    with pytest.raises(InputError, match="not Prometheus metrics"):
+        read_samples("http://node/html", transport=transport)
 
 
 # -- the engine ------------------------------------------------------------------------------

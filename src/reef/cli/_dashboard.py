@@ -98,18 +98,11 @@ def _samples(dash: Dashboard, metrics: list[str]) -> list[Sample]:
     Raises:
         ServiceError: a URL cannot be read.
     """
-    import httpx
-
-    from reef.web import Sample, network_samples, parse_samples
+    from reef.web import Sample, network_samples, read_samples
 
     out = [Sample(name, labels, float(v)) for name, _, labels, v in network_samples(dash)]
     for url in metrics:
-        try:
-            response = httpx.get(url, timeout=5.0)
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise ServiceError(f"cannot read metrics from {url}: {exc}") from exc
-        out += parse_samples(response.text)
+        out += read_samples(url)
     return out
 
 

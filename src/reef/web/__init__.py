@@ -26,6 +26,7 @@ from reef.web._alerts import (
     load_rules,
     parse_duration_s,
     parse_samples,
+    read_samples,
     send_notice,
 )
 from reef.web._dashboard import TOKEN_HEADER, Dashboard, DashboardSettings, is_loopback
@@ -57,6 +58,7 @@ __all__ = [
     "parse_duration_s",
     "parse_evidence",
     "parse_samples",
+    "read_samples",
     "send_notice",
     "server_verdict",
 ]

@@ -6,7 +6,7 @@ its notices go (``log``, or ``webhook`` with a ``url``). :class:`AlertEngine` is
 samples and the time at each evaluation, it returns the notices to send — ``firing`` once a key
 has held for ``for``, ``resolved`` when a firing key clears — so it is tested without clocks or
 sockets. Samples come from the network's gauges (:func:`reef.web.network_samples`) and from any
-``/metrics`` URL (:func:`parse_samples`).
+``/metrics`` URL (:func:`read_samples`, :func:`parse_samples`).
 
 Adding a condition is one function in :data:`CONDITIONS` and a test::
 
@@ -43,6 +43,7 @@ __all__ = [
     "load_rules",
     "parse_duration_s",
     "parse_samples",
+    "read_samples",
     "send_notice",
 ]
 
@@ -348,6 +349,27 @@ def parse_samples(text: str) -> list[Sample]:
         ]
     except (ValueError, TypeError) as exc:
         raise InputError(f"not Prometheus metrics: {exc}") from exc
+
+
+def read_samples(
+    url: str, *, transport: httpx.BaseTransport | None = None, timeout: float = 5.0
+) -> list[Sample]:
+    """The samples a ``/metrics`` URL answers (asked through ``transport``, else the network).
+
+    Raises:
+        ServiceError: the URL cannot be read.
+        InputError: it does not answer Prometheus metrics.
+    """
+    try:
+        with httpx.Client(transport=transport, timeout=timeout) as client:
+            response = client.get(url)
+            response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ServiceError(
+            f"cannot read metrics from {url}: {exc}",
+            hint="check the URL answers GET with Prometheus text (reef servers serve /metrics)",
+        ) from exc
+    return parse_samples(response.text)
 
 
 def send_notice(
