@@ -198,9 +198,8 @@ class FakeBackend:
 
 
 def _measure(image: Image, spec: EnclaveSpec) -> Measurements:
-    """The dev TEE's recipe, as LocalBackend measures (init params into PCR16, debug zeroes)."""
-    measurements = image.measurements
+    """What LocalBackend's enclave of ``spec`` attests (:meth:`Measurements.attested`)."""
+    digest = None
     if spec.init_params is not None:
-        params = InitParams.from_json(spec.init_params.read_bytes())
-        measurements = measurements.with_init_params(params.digest)
-    return measurements.as_debug() if spec.debug else measurements
+        digest = InitParams.from_json(spec.init_params.read_bytes()).digest
+    return image.measurements.attested(init_params_digest=digest, debug=spec.debug)
