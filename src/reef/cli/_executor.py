@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from reef.cli._common import open_target, stop_signals
+from reef.cli._common import open_target, serve_until_stopped
 from reef.cli._options import Flags, ListenHost, with_flags
 from reef.cli._output import fail, failing, note, print_result
 from reef.cli._root import command_group
@@ -28,62 +28,6 @@ from reef.errors import InputError
 __all__ = ["register"]
 
 app, register = command_group("executor")
-
-
-async def _run(
-    key_file: Path,
-    workerd: Path | None,
-    host: str,
-    control_port: int,
-    gateway_port: int,
-    capacity: int,
-    memory_mib: int,
-    workdir: Path,
-    configure: dict[str, str] | None,
-) -> None:
-    import asyncio
-
-    from reef._serve import serve
-    from reef.serverless import (
-        ExecutorNode,
-        ExecutorSettings,
-        FunctionRuntime,
-        Limits,
-        ensure_workerd,
-        load_key,
-    )
-
-    key = load_key(key_file)
-    binary = workerd if workerd is not None else await asyncio.to_thread(ensure_workerd)
-    limits = Limits(memory_bytes=memory_mib * 1024 * 1024)
-    async with FunctionRuntime(
-        binary, limits=limits, max_running=capacity * 2 + 2, workdir=workdir / "run"
-    ) as runtime:
-        node = ExecutorNode(key, runtime, workdir / "code", limits=limits, job_capacity=capacity)
-        control = await serve(
-            node.control_app(), host=host, port=control_port, what="executor control"
-        )
-        gateway = await serve(
-            node.gateway_app(), host=host, port=gateway_port, what="executor gateway"
-        )
-        note(f"executor {node.address}: control {control.url}, gateway {gateway.url}")
-        try:
-            if configure is not None:
-                await node.configure(
-                    ExecutorSettings(
-                        rpc_url=configure["rpc"],
-                        jobs_contract=configure["jobs"],
-                        code_contract=configure["code"],
-                        limits=limits,
-                    ),
-                    owner=configure["owner"],
-                )
-            with stop_signals() as stop:
-                await stop.wait()
-        finally:
-            await node.aclose()
-            await gateway.aclose()
-            await control.aclose()
 
 
 @app.command("run")
@@ -111,7 +55,13 @@ def run_cmd(
     owner: Annotated[str | None, typer.Option("--owner", help="... the owner address.")] = None,
 ) -> None:
     """Run an executor (in an enclave, or here for development)."""
-    import asyncio
+    from reef.serverless import (
+        ExecutorServer,
+        ExecutorSettings,
+        Limits,
+        ensure_workerd,
+        load_key,
+    )
 
     given = {"rpc": rpc, "jobs": jobs, "code": code, "owner": owner}
     configure: dict[str, str] | None = None
@@ -127,19 +77,33 @@ def run_cmd(
             (workdir / "run").mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise InputError(f"cannot create {workdir}: {exc.strerror or exc}") from exc
-        asyncio.run(
-            _run(
-                key_file,
-                workerd,
-                host,
-                control_port,
-                gateway_port,
-                capacity,
-                memory_mib,
-                workdir,
-                configure,
-            )
+        limits = Limits(memory_bytes=memory_mib * 1024 * 1024)
+        server = ExecutorServer(
+            load_key(key_file),
+            workerd if workerd is not None else ensure_workerd(),
+            workdir,
+            host=host,
+            control_port=control_port,
+            gateway_port=gateway_port,
+            capacity=capacity,
+            limits=limits,
+            configure=None
+            if configure is None
+            else ExecutorSettings(
+                rpc_url=configure["rpc"],
+                jobs_contract=configure["jobs"],
+                code_contract=configure["code"],
+                limits=limits,
+            ),
+            owner=configure["owner"] if configure is not None else "",
         )
+    serve_until_stopped(
+        server.start,
+        lambda started: note(
+            f"executor {started.address}: control {started.control_url}, "
+            f"gateway {started.gateway_url}"
+        ),
+    )
 
 
 @app.command("register")

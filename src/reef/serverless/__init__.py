@@ -24,7 +24,8 @@ The chain side (loaded on first use, see ``__getattr__``: web3 and Starlette cos
   accepted output and its executor's signature, what ``reef fn call`` prints);
 - EIP-712 signing bound to a deployment (:class:`JobsDomain`, :func:`sign_output`);
 - the billing model (:class:`JobsModel`, :func:`payout_shares`, :func:`select_executors`);
-- executors (:class:`ExecutorNode`, :class:`ExecutorService`), their registration through the
+- executors (:class:`ExecutorNode`, :class:`ExecutorService`, and :class:`ExecutorServer`, what
+  an executor enclave runs), their registration through the
   attestation verifier (:func:`register_enclave_executor`), the web2 gateway's signatures
   (:func:`oyster_response_digest`, :func:`reef_gateway_digest`) and the two-chain
   :class:`RelayGateway`.
@@ -135,6 +136,7 @@ if TYPE_CHECKING:
         job_response_digest,
         sign_job_response,
     )
+    from reef.serverless._server import ExecutorServer
     from reef.serverless._signing import (
         JOBS_DOMAIN_NAME,
         JOBS_DOMAIN_VERSION,
@@ -165,6 +167,7 @@ __all__ = [
     "ExecutorRecord",
     "ExecutorRegistered",
     "ExecutorRevived",
+    "ExecutorServer",
     "ExecutorService",
     "ExecutorSettings",
     "ExecutorStakeAdded",
@@ -295,6 +298,7 @@ __getattr__ = lazy_attributes(
         "load_key": "_node",
         "oyster_response_digest": "_node",
         "reef_gateway_digest": "_node",
+        "ExecutorServer": "_server",
         "fund_gas": "_operator",
         "register_enclave_executor": "_operator",
         "JOB_RESPONSE_TYPE": "_relay",

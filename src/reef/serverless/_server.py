@@ -1,0 +1,139 @@
+"""What an executor enclave runs: an :class:`ExecutorNode` on its runtime, served on two ports.
+
+``reef executor run`` is this class and a signal handler: the CLI starts it through
+:func:`reef._serve.serve_until_stopped`, as every reef server, and prints where it listens. The
+pieces (runtime, node, the control and gateway servers, configuring at once) start in order and
+close in the reverse order, also when a later one fails to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reef._serve import Server, serve
+from reef.crypto import Secp256k1PrivateKey
+from reef.errors import InputError, MisuseError
+from reef.serverless._executor import ExecutorSettings
+from reef.serverless._node import ExecutorNode
+from reef.serverless._result import Limits
+from reef.serverless._runtime import FunctionRuntime
+
+__all__ = ["ExecutorServer"]
+
+
+@dataclass
+class ExecutorServer:
+    """An executor node with its function runtime, serving its control app on ``control_port``
+    and its gateway on ``gateway_port`` (0 picks a free port). ``await start()``, then
+    :meth:`wait` (returns if a server stops by itself) and :meth:`aclose`.
+
+    ``configure`` (with ``owner``) starts watching the chain at once, as ``POST /config``
+    would; without, the operator configures it through the control app.
+    """
+
+    key: Secp256k1PrivateKey
+    workerd: Path
+    workdir: Path
+    host: str = "127.0.0.1"
+    control_port: int = 8081
+    gateway_port: int = 8080
+    capacity: int = 4
+    limits: Limits = field(default_factory=Limits)
+    configure: ExecutorSettings | None = None
+    owner: str = ""
+    node: ExecutorNode | None = field(default=None, init=False)
+    control: Server | None = field(default=None, init=False)
+    gateway: Server | None = field(default=None, init=False)
+    _stack: contextlib.AsyncExitStack = field(
+        default_factory=contextlib.AsyncExitStack, init=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        if self.configure is not None and not self.owner:
+            raise InputError(
+                "configuring an executor at once needs its owner",
+                hint="give owner= (the address that registers the executor) with configure=",
+            )
+
+    @property
+    def address(self) -> str:
+        """The enclave key's checksummed address (the executor's identity on chain)."""
+        return self.key.public_key.checksum_address
+
+    @property
+    def control_url(self) -> str:
+        """Where the control app listens (once started)."""
+        return _started(self.control).url
+
+    @property
+    def gateway_url(self) -> str:
+        """Where the gateway listens (once started)."""
+        return _started(self.gateway).url
+
+    async def start(self) -> ExecutorServer:
+        """Start the runtime, the node and both servers, then configure if asked.
+
+        Raises:
+            ServiceError: a port cannot be bound.
+            ServerlessError: the runtime cannot start, or configuring fails.
+        """
+        stack = self._stack
+        try:
+            runtime = await stack.enter_async_context(
+                FunctionRuntime(
+                    self.workerd,
+                    limits=self.limits,
+                    # Each job runs on every executor it selects, plus gateway calls beside.
+                    max_running=self.capacity * 2 + 2,
+                    workdir=self.workdir / "run",
+                )
+            )
+            node = ExecutorNode(
+                self.key,
+                runtime,
+                self.workdir / "code",
+                limits=self.limits,
+                job_capacity=self.capacity,
+            )
+            self.node = node
+            self.control = await serve(
+                node.control_app(), host=self.host, port=self.control_port, what="executor control"
+            )
+            stack.push_async_callback(self.control.aclose)
+            self.gateway = await serve(
+                node.gateway_app(), host=self.host, port=self.gateway_port, what="executor gateway"
+            )
+            stack.push_async_callback(self.gateway.aclose)
+            stack.push_async_callback(node.aclose)  # closed first: stop watching the chain
+            if self.configure is not None:
+                await node.configure(self.configure, owner=self.owner)
+        except BaseException:
+            await stack.aclose()
+            raise
+        return self
+
+    async def wait(self) -> None:
+        """Return when the control or the gateway server stops by itself (at once if not
+        started). Cancelling the wait stops neither."""
+        servers = [s for s in (self.control, self.gateway) if s is not None]
+        if not servers:
+            return
+        waits = [asyncio.ensure_future(s.wait()) for s in servers]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+
+    async def aclose(self) -> None:
+        """Stop watching the chain, both servers and the runtime, in that order."""
+        await self._stack.aclose()
+
+
+def _started(server: Server | None) -> Server:
+    if server is None:
+        raise MisuseError("the executor server has not started", hint="await start() first")
+    return server
