@@ -551,10 +551,16 @@ class ScallopTransport(httpx.AsyncBaseTransport):
         except h11.LocalProtocolError as exc:
             raise InputError(f"cannot send this request over HTTP/1.1: {exc}") from exc
         try:
-            await conn.stream.send(out)
-        except ChannelBrokenError as exc:
-            raise _Stale() from exc
-        event = await self._read_head(conn)
+            try:
+                await conn.stream.send(out)
+            except ChannelBrokenError as exc:
+                raise _Stale() from exc
+            event = await self._read_head(conn)
+        except BaseException:
+            # Cancelled, timed out or broken half-way through an exchange, the channel cannot
+            # carry another request, and no response stream owns it yet: close it here.
+            conn.stream.close()
+            raise
         if not isinstance(event, h11.Response):
             await conn.stream.aclose()
             raise ChannelBrokenError(f"expected an HTTP response, got {type(event).__name__}")
