@@ -16,13 +16,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from reef.attestation import image_id
-from reef.errors import HandshakeError, InputError
+from reef.errors import HandshakeError, InputError, ServiceError
 from reef.scallop import (
     PeerPolicy,
     ScallopPeer,
     ScallopServer,
     ScallopTransport,
     scallop_peer,
+    scallop_request,
     serve_asgi,
 )
 
@@ -265,5 +266,44 @@ async def test_concurrent_requests_share_a_transport(make_party: Callable[..., P
             again = await asyncio.gather(*(client.get("/", params={"i": i}) for i in range(2)))
             assert [a.text for a in again] == ["0", "1"]
             assert server.accepted == 6  # the two idle channels kept were reused
+    finally:
+        await server.aclose()
+
+
+async def test_scallop_request_answers_the_response_and_who_gave_it(
+    enclave_server: tuple[ScallopServer, Party, list[str]],
+    make_party: Callable[..., Party],
+    policy: PeerPolicy,
+) -> None:
+    server, server_party, _ = enclave_server
+    client_party = make_party(PCRS_B)
+    answer = await scallop_request(
+        "127.0.0.1",
+        server.port,
+        "/echo",
+        policy=policy,
+        method="POST",
+        body=b"over the channel",
+        static_key=client_party.secret,
+        auther=client_party.auther(),
+    )
+    assert (answer.status, answer.body) == (200, b"over the channel")
+    assert answer.headers["content-length"] == str(len(b"over the channel"))
+    assert answer.peer.image_id == server_party.image_id
+    assert answer.peer.static_key == server_party.public
+
+
+async def test_scallop_request_names_a_server_that_does_not_answer_in_time(
+    make_party: Callable[..., Party],
+) -> None:
+    async def never(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise InputError("no lifespan here")
+        await asyncio.Event().wait()
+
+    server = await serve_asgi(never, "127.0.0.1", 0, static_key=make_party().secret)
+    try:
+        with pytest.raises(ServiceError, match=rf"no answer from 127.0.0.1:{server.port} within"):
+            await scallop_request("127.0.0.1", server.port, policy=None, timeout_s=0.5)
     finally:
         await server.aclose()

@@ -177,13 +177,13 @@ def call_cmd(
     """
     import asyncio
 
-    from reef.scallop import PeerPolicy, PinnedKeys, auther_from_url
+    from reef.scallop import PeerPolicy, PinnedKeys, auther_from_url, scallop_request
 
     try:
         host, port = _endpoint(endpoint)
         if not path.startswith("/"):
             raise InputError(f"PATH must start with /, got {path!r}")
-        policy: Any
+        policy: PeerPolicy | PinnedKeys
         if pin is not None:
             if image_id or root:
                 raise InputError("--pin trusts a key without attestation: drop --image-id/--root")
@@ -197,8 +197,18 @@ def call_cmd(
         static_key = read_key_file(key, kind="X25519 secret key") if key is not None else None
         auther = auther_from_url(attestation_url) if attestation_url else None
         body = _body(data)
-        result = asyncio.run(
-            _call(host, port, path, method.upper(), body, policy, static_key, auther, timeout)
+        answer = asyncio.run(
+            scallop_request(
+                host,
+                port,
+                path,
+                policy=policy,
+                method=method.upper(),
+                body=body,
+                static_key=static_key,
+                auther=auther,
+                timeout_s=timeout,
+            )
         )
     except ChannelError as exc:
         if attestation_url is None and "asks for our attestation" in exc.message:
@@ -214,7 +224,7 @@ def call_cmd(
     except ReefError as exc:
         raise fail(exc, code=2 if isinstance(exc, InputError) else 1) from exc
 
-    peer, status, headers, content = result
+    peer, status, headers, content = answer.peer, answer.status, answer.headers, answer.body
     if as_json:
         try:
             text: str | None = content.decode()
@@ -257,37 +267,3 @@ def _body(data: str | None) -> bytes:
     if data.startswith("@"):
         return read_file(Path(data[1:]))
     return data.encode()
-
-
-async def _call(
-    host: str,
-    port: int,
-    path: str,
-    method: str,
-    body: bytes,
-    policy: Any,
-    static_key: bytes | None,
-    auther: Any,
-    deadline_s: float,
-) -> tuple[ScallopPeer, int, dict[str, str], bytes]:
-    import asyncio
-
-    import httpx
-
-    from reef.errors import ServiceError
-    from reef.scallop import ScallopTransport
-
-    transport = ScallopTransport(
-        static_key=static_key, policy=policy, auther=auther, handshake_timeout=min(deadline_s, 5.0)
-    )
-    url = f"http://{host}:{port}{path}" if ":" not in host else f"http://[{host}]:{port}{path}"
-    try:
-        async with asyncio.timeout(deadline_s):
-            async with httpx.AsyncClient(transport=transport) as client:
-                response = await client.request(method, url, content=body or None)
-    except TimeoutError as exc:
-        raise ServiceError(f"no answer from {host}:{port} within {deadline_s:g} s") from exc
-    except httpx.HTTPError as exc:
-        raise ServiceError(f"the request to {host}:{port} failed: {exc}") from exc
-    peer = response.extensions["scallop"]
-    return peer, response.status_code, dict(response.headers), response.content

@@ -8,7 +8,8 @@ application byte flows. Byte-compatible with Oyster's Scallop.
 * :class:`PeerPolicy` says what the peer must prove (roots, image ids, PCRs, freshness);
   :class:`PolicyStore` caches verified peers; :class:`PinnedKeys` trusts fixed keys.
 * :func:`serve_asgi` serves any ASGI app over Scallop; :class:`ScallopTransport` lets
-  ``httpx.AsyncClient`` call an enclave over Scallop.
+  ``httpx.AsyncClient`` call an enclave over Scallop; :func:`scallop_request` is one such call
+  (what ``reef scallop call`` makes).
 
 The Noise core and the wire state machines (sans-IO) are in :mod:`reef.scallop.lowlevel`.
 """
@@ -29,6 +30,7 @@ from reef.scallop._policy import (
     Rejected,
     auther_from_url,
 )
+from reef.scallop._request import ScallopResponse, scallop_request
 from reef.scallop._server import ScallopServer, serve
 from reef.scallop._stream import AuthKind, ScallopPeer, ScallopStream
 
@@ -44,6 +46,7 @@ __all__ = [
     "PolicyStore",
     "Rejected",
     "ScallopPeer",
+    "ScallopResponse",
     "ScallopServer",
     "ScallopStream",
     "ScallopTransport",
@@ -53,6 +56,7 @@ __all__ = [
     "handshake_client",
     "handshake_server",
     "scallop_peer",
+    "scallop_request",
     "serve",
     "serve_asgi",
 ]
