@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from market_support import FUNDS, TestChain
 from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractLogicError
 
+from net_support import free_port
 from reef.chain import (
     MAX_METADATA_BYTES,
     Deployment,
@@ -204,9 +204,7 @@ def test_an_address_without_a_contract_is_reported(chain: TestChain) -> None:
 
 
 def test_an_unreachable_node_is_an_rpc_error() -> None:
-    with socket.socket() as sock:  # a port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nothing listens on it
     w3 = Web3(HTTPProvider(f"http://127.0.0.1:{port}", request_kwargs={"timeout": 2}))
     market = MarketClient(w3, "0x" + "42" * 20)
     with pytest.raises(RPCError, match="JSON-RPC endpoint failed") as info:

@@ -14,19 +14,11 @@ from pathlib import Path
 import pytest
 from indexer_fakes import MARKET, FakeChain, opened
 
+from net_support import free_port
 from reef.chain import Indexer
 from reef.errors import ChainError, RPCError
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +34,7 @@ def postgres() -> Iterator[str]:
             pytest.skip("running as root without runuser to start PostgreSQL as postgres")
         shutil.chown(base, "postgres", "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = base / "data", _free_port()
+    data, port = base / "data", free_port()
     try:
         subprocess.run(
             [*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "reef"],

@@ -10,26 +10,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 from pathlib import Path
 
 import pytest
 from e2e_support import Network, start_network, stop_network
 
 from dev_tee_support import requires_isolation
+from net_support import free_port
 from reef.enclave import LocalBackend
 from reef.home import ReefHome
 
 pytestmark = [pytest.mark.slow, requires_isolation]
 
 HELLO = str(Path(__file__).resolve().parents[2] / "examples" / "hello")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _running(home: Path) -> list[tuple[str, str, dict[str, str]]]:
@@ -44,7 +37,7 @@ def _netns() -> set[str]:
 
 def test_kill_9_then_up_adopts_what_survived(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    ports = ["--kms-port", str(_free_port()), "--kms-public-port", str(_free_port())]
+    ports = ["--kms-port", str(free_port()), "--kms-public-port", str(free_port())]
     net: Network | None = start_network(home, ports)
     try:
         jobs = [net.cli.json("deploy", HELLO, "--duration", "1h")["job_id"] for _ in range(2)]

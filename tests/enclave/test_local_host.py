@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 
 from dev_tee_support import attested, get
+from net_support import free_port
 from reef.attestation import DevAuthority
 from reef.enclave import EnclaveSpec, LocalBackend, build_image
 from reef.errors import EnclaveError, InputError
@@ -57,9 +57,7 @@ HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
 async def test_host_network_mode_works_and_warns(
     backend: LocalBackend, authority: DevAuthority, tmp_path: Path
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     src = tmp_path / "hostapp"
     src.mkdir()
     (src / "app.py").write_text(HOST_APP)

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from net_support import free_port
 from reef.attestation import DevAuthority, image_id
 from reef.cli import app
 from reef.crypto import Secp256k1PrivateKey
@@ -241,15 +242,6 @@ def test_root_serve_process_keeps_its_seed_sealed(reef_home: Path) -> None:
         SeedStore(ReefHome(reef_home).kms, other).load()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.mark.slow
 def test_derive_server_command_with_oysters_flags(
     live_root: RootServer,
@@ -271,7 +263,7 @@ def test_derive_server_command_with_oysters_flags(
     config.write_text(
         json.dumps({"kms_endpoint": wiring.endpoint, "kms_pubkey": wiring.scallop_key.hex()})
     )
-    port = _free_port()
+    port = free_port()
     with serve_thread(attestation_app(attester, public_key=public)) as attestation_url:
         process = _reef(
             "kms", "derive-server", "--root-server-config", str(config),

@@ -5,12 +5,12 @@ every reef server: ``wait()`` returns when it stops."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import httpx
 import pytest
 
+from net_support import free_port
 from reef.chain import Devnet, deploy_contracts, parse_address
 from reef.errors import RPCError
 from reef.market import BackendRunner
@@ -18,19 +18,11 @@ from reef.node import ProviderService, ProviderSettings
 from reef.testing import FakeBackend
 
 
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def test_a_provider_that_failed_to_start_still_closes_its_backend(tmp_path: Path) -> None:
     backend = FakeBackend()
     runner = BackendRunner(backend, tmp_path / "launch")
     settings = ProviderSettings(
-        rpc_url=f"http://127.0.0.1:{_closed_port()}",
+        rpc_url=f"http://127.0.0.1:{free_port()}",
         market=parse_address("0x" + "11" * 20, name="market"),
         provider=parse_address("0x" + "22" * 20, name="provider"),
         db_url=f"sqlite:///{tmp_path / 'index.db'}",

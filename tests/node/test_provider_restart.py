@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from dev_tee_support import requires_isolation
+from net_support import free_port
 from reef.chain import Devnet, MarketClient, deploy_contracts, serve_devnet
 from reef.enclave import LocalBackend, build_image
 from reef.home import ReefHome
@@ -31,7 +32,6 @@ from reef.market import (
     upload_image,
 )
 from reef.node import serve_app
-from reef.node._serve import bind
 
 pytestmark = [pytest.mark.slow, requires_isolation]
 
@@ -62,13 +62,6 @@ async def chain() -> AsyncIterator[Chain]:
         yield Chain(devnet, server.url, deployment.market, deployment.block, owner)
     finally:
         await server.aclose()
-
-
-def _free_port() -> int:
-    sock = bind("127.0.0.1", 0, what="probe")
-    port: int = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 async def _provider(home: Path, chain: Chain, port: int) -> asyncio.subprocess.Process:
@@ -142,7 +135,7 @@ async def test_kill_9_mid_launch_then_restart(chain: Chain, reef_home: Path) -> 
         port=0,
         what="store",
     )
-    port = _free_port()
+    port = free_port()
     provider_account = chain.devnet.accounts[9]
     MarketClient(
         chain.devnet.web3(), chain.market, account=provider_account.local_account

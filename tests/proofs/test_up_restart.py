@@ -7,7 +7,6 @@ KMS-derived key is the same, so the example markets (whose IVS is fixed) are kep
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import httpx
@@ -15,6 +14,7 @@ import pytest
 from e2e_support import network_in_thread
 from typer.testing import CliRunner
 
+from net_support import free_port
 from proofs.proofs_support import EXAMPLE
 from reef.cli import app
 from reef.home import ReefHome
@@ -23,12 +23,6 @@ from reef.node._proofs import ProofsExtension
 from reef.proofs import ProofMarketClient
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _settings(rpc_port: int) -> UpSettings:
@@ -46,7 +40,7 @@ def test_a_restarted_reef_up_replaces_its_enclaves_and_keeps_the_market(tmp_path
     home = ReefHome(tmp_path / "home").ensure()
     # The RPC port is the same in both runs (as reef up's default 8545 is): it is part of the IVS
     # enclave's attested network.json, so of its image id and KMS key.
-    settings = _settings(_free_port())
+    settings = _settings(free_port())
     network = LocalNetwork(home, settings, extensions=[ProofsExtension()])
     with network_in_thread(network, timeout=600) as info:
         first = dict(info.services["proofs"])

@@ -4,13 +4,13 @@ it to `reef.cli.app`)."""
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
+from net_support import free_port
 from reef.cli import _fn
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "serverless"
@@ -105,9 +105,7 @@ def test_dev_directory_without_index(app: typer.Typer, tmp_path: Path) -> None:
 
 
 def test_an_unreachable_chain_is_named_as_every_command_names_it(app: typer.Typer) -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nothing listens on it
     zero = "0x" + "00" * 20
     result = CliRunner().invoke(
         app, ["fn", "list", "--rpc", f"http://127.0.0.1:{port}", "--jobs", zero, "--code", zero]

@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from net_support import free_port
 from reef._serve import serve
 from reef.attestation import DevAuthority, TrustedRoot, attestation_app, verifier_app
 from reef.chain import TokenClient, serve_devnet_in_thread
@@ -35,12 +35,6 @@ pytestmark = pytest.mark.slow
 REEF = Path(sys.executable).parent / "reef"
 PCRS = {0: b"\x01" * 48, 1: b"\x02" * 48, 2: b"\x03" * 48}
 ONE = JobsParams(fee_per_ms=1, min_stake=1_000_000, execution_buffer_s=60, num_select=1)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Services:
