@@ -121,20 +121,13 @@ def test_a_port_in_use_is_a_clear_error(chain: AnvilChain, home: ReefHome, tmp_p
 
 
 def test_reef_up_runs_the_network_on_anvil(tmp_path: Path) -> None:
+    from e2e_support import up_settings
+
     from reef.chain import Deployment
-    from reef.node import LocalNetwork, NetworkInfo, UpSettings
+    from reef.node import LocalNetwork, NetworkInfo
 
     home = ReefHome(tmp_path / "up").ensure()
-    settings = UpSettings(
-        rpc_port=0,
-        cp_port=0,
-        store_port=0,
-        verifier_port=0,
-        kms_scallop_port=0,
-        kms_public_port=0,
-        kms=False,
-        chain="anvil",
-    )
+    settings = up_settings(kms=False, chain="anvil")
     network = LocalNetwork(home, settings)
 
     async def run() -> tuple[NetworkInfo, str, Deployment | None, str | None]:

@@ -1,5 +1,6 @@
 """Helpers for end-to-end tests: `reef up` as a real process and the `reef` CLI as subprocesses,
-or a `LocalNetwork` in this process on an event loop of its own (:func:`network_in_thread`)."""
+or a `LocalNetwork` in this process (settings on free ports from :func:`up_settings`) on an event
+loop of its own (:func:`network_in_thread`)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ import threading
 import time
 from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from reef.node import LocalNetwork, NetworkInfo
+    from reef.node import LocalNetwork, NetworkInfo, UpSettings
 
 _T = TypeVar("_T")
 
@@ -178,6 +179,15 @@ def stop_network(network: Network) -> int:
         network.reader.join(timeout=10)
         if network.process.stdout is not None:
             network.process.stdout.close()
+
+
+def up_settings(**overrides: Any) -> UpSettings:
+    """``reef up``'s settings with every port 0 (each service takes a free one, so tests can run
+    side by side), then ``overrides``: any :class:`~reef.node.UpSettings` field by name."""
+    from reef.node import UpSettings
+
+    free_ports = {f.name: 0 for f in fields(UpSettings) if f.name.endswith("_port")}
+    return UpSettings(**{**free_ports, **overrides})
 
 
 @contextmanager

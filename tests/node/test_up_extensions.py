@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_support import up_settings
 
 from reef.errors import ConfigError, ServiceError
 from reef.home import ReefHome
-from reef.node import LocalNetwork, NetworkInfo, UpContext, UpSettings
+from reef.node import LocalNetwork, NetworkInfo, UpContext
 
 pytestmark = pytest.mark.slow
 
@@ -37,16 +38,10 @@ class _Recording:
         self.closed = True
 
 
-def _settings() -> UpSettings:
-    return UpSettings(
-        rpc_port=0, cp_port=0, store_port=0, verifier_port=0, kms=False, insecure=True
-    )
-
-
 async def test_extensions_report_into_network_json(tmp_path: Path) -> None:
     home = ReefHome(tmp_path / "home")
     first, second = _Recording("first"), _Recording("second")
-    network = LocalNetwork(home, _settings(), [first, second])
+    network = LocalNetwork(home, up_settings(kms=False, insecure=True), [first, second])
     try:
         info = await network.start()
         assert first.started is not None
@@ -64,7 +59,7 @@ async def test_extensions_report_into_network_json(tmp_path: Path) -> None:
 async def test_an_extension_that_cannot_start_names_itself_and_its_flag(tmp_path: Path) -> None:
     home = ReefHome(tmp_path / "home")
     good, broken = _Recording("dashboard"), _Recording("serverless", fail=True)
-    network = LocalNetwork(home, _settings(), [good, broken])
+    network = LocalNetwork(home, up_settings(kms=False, insecure=True), [good, broken])
     with pytest.raises(ServiceError) as caught:
         await network.start()
     assert "reef up's serverless could not start: npm was not found" in caught.value.message

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_support import up_settings
 
 from dev_tee_support import spare_supervisors, spare_supervisors_left
 from reef.enclave import LocalBackend
 from reef.errors import ServiceError
 from reef.home import ReefHome
 from reef.market import BackendRunner
-from reef.node import LocalNetwork, UpContext, UpSettings
+from reef.node import LocalNetwork, UpContext
 
 pytestmark = pytest.mark.slow
 
@@ -30,12 +31,6 @@ def _running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def _settings() -> UpSettings:
-    return UpSettings(
-        rpc_port=0, cp_port=0, store_port=0, verifier_port=0, kms=False, insecure=True
-    )
-
-
 def _provider_backend(network: LocalNetwork) -> LocalBackend:
     assert network.provider is not None
     runner = network.provider.runner
@@ -46,7 +41,7 @@ def _provider_backend(network: LocalNetwork) -> LocalBackend:
 
 async def test_the_provider_keeps_a_spare_that_aclose_lets_go(tmp_path: Path) -> None:
     home = ReefHome(tmp_path / "home")
-    network = LocalNetwork(home, _settings())
+    network = LocalNetwork(home, up_settings(kms=False, insecure=True))
     try:
         await network.start()
         backend = _provider_backend(network)
@@ -84,7 +79,7 @@ class _Failing:
 async def test_a_failed_start_lets_the_spare_go_too(tmp_path: Path) -> None:
     home = ReefHome(tmp_path / "home")
     failing = _Failing()
-    network = failing.network = LocalNetwork(home, _settings(), [failing])
+    network = failing.network = LocalNetwork(home, up_settings(kms=False, insecure=True), [failing])
     with pytest.raises(ServiceError, match="reef up's broken could not start"):
         await network.start()
     assert len(failing.spares) == 1

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import network_in_thread
+from e2e_support import network_in_thread, up_settings
 from typer.testing import CliRunner
 
 from proofs.proofs_support import EXAMPLE
 from reef.chain import Devnet, TokenClient
 from reef.cli import app
 from reef.home import ReefHome
-from reef.node import LocalNetwork, UpSettings
+from reef.node import LocalNetwork
 from reef.node._proofs import ProofsExtension, ProofsSettings
 from reef.proofs import ensure_snarkjs
 
@@ -89,14 +89,7 @@ class Up:
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     tmp = tmp_path_factory.mktemp("up")
     home = ReefHome(tmp / "home").ensure()
-    settings = UpSettings(
-        rpc_port=0,
-        cp_port=0,
-        store_port=0,
-        verifier_port=0,
-        kms_scallop_port=0,
-        kms_public_port=0,
-    )
+    settings = up_settings()
     network = LocalNetwork(home, settings, extensions=[ProofsExtension(ProofsSettings())])
     with network_in_thread(network, timeout=600):
         assert isinstance(network.devnet, Devnet)

@@ -11,36 +11,25 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_support import network_in_thread
+from e2e_support import network_in_thread, up_settings
 from typer.testing import CliRunner
 
 from net_support import free_port
 from proofs.proofs_support import EXAMPLE
 from reef.cli import app
 from reef.home import ReefHome
-from reef.node import LocalNetwork, UpSettings
+from reef.node import LocalNetwork
 from reef.node._proofs import ProofsExtension
 from reef.proofs import ProofMarketClient
 
 pytestmark = pytest.mark.slow
 
 
-def _settings(rpc_port: int) -> UpSettings:
-    return UpSettings(
-        rpc_port=rpc_port,
-        cp_port=0,
-        store_port=0,
-        verifier_port=0,
-        kms_scallop_port=0,
-        kms_public_port=0,
-    )
-
-
 def test_a_restarted_reef_up_replaces_its_enclaves_and_keeps_the_market(tmp_path: Path) -> None:
     home = ReefHome(tmp_path / "home").ensure()
     # The RPC port is the same in both runs (as reef up's default 8545 is): it is part of the IVS
     # enclave's attested network.json, so of its image id and KMS key.
-    settings = _settings(free_port())
+    settings = up_settings(rpc_port=free_port())
     network = LocalNetwork(home, settings, extensions=[ProofsExtension()])
     with network_in_thread(network, timeout=600) as info:
         first = dict(info.services["proofs"])

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_support import network_in_thread
+from e2e_support import network_in_thread, up_settings
 from typer.testing import CliRunner
 from web3 import Web3
 
@@ -23,7 +23,7 @@ from reef.chain import TokenClient, dev_accounts
 from reef.cli import app
 from reef.crypto import recover_digest
 from reef.home import ReefHome
-from reef.node import LocalNetwork, UpSettings
+from reef.node import LocalNetwork
 from reef.node._serverless import ServerlessExtension
 from reef.serverless import (
     JobsDomain,
@@ -52,15 +52,7 @@ class Up:
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory, workerd: Path) -> Iterator[Up]:
     home = ReefHome(tmp_path_factory.mktemp("reef-up-sl"))
-    settings = UpSettings(
-        rpc_port=0,
-        cp_port=0,
-        store_port=0,
-        verifier_port=0,
-        kms_scallop_port=0,
-        kms_public_port=0,
-        kms=False,
-    )
+    settings = up_settings(kms=False)
     network = LocalNetwork(home, settings, extensions=[ServerlessExtension()])
     with network_in_thread(network) as info:
         yield Up(home, info, dict(info.services["serverless"]))

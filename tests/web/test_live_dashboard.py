@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_support import network_in_thread
+from e2e_support import network_in_thread, up_settings
 
 from dev_tee_support import requires_isolation
 from reef.home import ReefHome
@@ -24,7 +24,6 @@ from reef.node import (
     DeployRequest,
     LocalNetwork,
     NetworkInfo,
-    UpSettings,
     deploy,
     open_session,
     stop_margin_s,
@@ -53,15 +52,7 @@ class Live:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     home = ReefHome(tmp_path_factory.mktemp("reef-up"))
-    settings = UpSettings(
-        rpc_port=0,
-        cp_port=0,
-        store_port=0,
-        verifier_port=0,
-        kms_scallop_port=0,
-        kms_public_port=0,
-        rate_lock_s=5,
-    )
+    settings = up_settings(rate_lock_s=5)
     network = LocalNetwork(home, settings, extensions=[DashboardExtension(port=0)])
     with network_in_thread(network, timeout=180) as info:
         dashboard = info.services["dashboard"]
