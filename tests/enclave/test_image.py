@@ -21,7 +21,16 @@ from hypothesis import strategies as st
 
 import reef
 from reef.attestation import image_id as oyster_image_id
-from reef.enclave import RUNTIME_MODULES, Manifest, build_image, load_image, runtime_measurement
+from reef.enclave import (
+    RUNTIME_MODULES,
+    InitParam,
+    InitParams,
+    Manifest,
+    build_image,
+    extend_pcr,
+    load_image,
+    runtime_measurement,
+)
 from reef.errors import ImageError
 
 MANIFEST = b'name = "hello"\ncommand = ["python3", "server.py"]\nports = [8080]\n[env]\nA = "1"\n'
@@ -456,3 +465,28 @@ def test_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_directory_loads_as_the_image_it_builds(tmp_path: Path) -> None:
     app = make_app(tmp_path / "app", FILES)
     assert load_image(app).image_id == build_image(app, tmp_path / "x.img").image_id
+
+
+def test_an_image_attests_pcr16_of_its_init_params_and_zero_pcrs_in_debug(tmp_path: Path) -> None:
+    image = build_image(make_app(tmp_path / "app", FILES), tmp_path / "a.img")
+    params = InitParams.build([InitParam("config.json", b"{}")])
+    saved = tmp_path / "params.json"
+    saved.write_bytes(params.to_json())
+    read = InitParams.read(saved)
+    assert read.digest == params.digest
+
+    plain = image.attested()
+    assert plain == image.measurements
+    with_params = image.attested(read)
+    assert with_params.pcrs[16] == extend_pcr(params.digest)
+    assert with_params.pcrs[0] == image.measurements.pcrs[0]
+    debug = image.attested(read, debug=True)
+    assert debug.debug
+    assert debug.pcrs[0] == bytes(48)
+    assert debug.pcrs[16] == with_params.pcrs[16]
+    assert len({plain.image_id, with_params.image_id, debug.image_id}) == 3
+
+    with pytest.raises(ImageError, match=r"init params file .*missing\.json does not exist"):
+        InitParams.read(tmp_path / "missing.json")
+    with pytest.raises(ImageError, match="cannot read init params"):
+        InitParams.read(tmp_path)

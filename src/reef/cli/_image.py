@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 
-from reef.cli._common import read_file
 from reef.cli._options import DebugEnclave, ImageFile, InitParamsFile, Json
 from reef.cli._output import failing, print_result, print_result_and_rows
 from reef.cli._root import command_group
@@ -76,12 +75,8 @@ def measure_cmd(
     from reef.enclave import InitParams, load_image
 
     with failing():
-        digest = None
-        if init_params is not None:
-            digest = InitParams.from_json(read_file(init_params), source=str(init_params)).digest
-        measurements = load_image(image_file).measurements.attested(
-            init_params_digest=digest, debug=debug
-        )
+        params = InitParams.read(init_params) if init_params is not None else None
+        measurements = load_image(image_file).attested(params, debug=debug)
     result = measurements.to_json()
     print_result(result, as_json, shown=_measurement_rows(result))
 

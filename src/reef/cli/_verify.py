@@ -55,10 +55,10 @@ def _expected_image_id(
         if init_params is not None or debug:
             raise InputError("--init-params and --debug need --image")
         return None
-    from reef.node import expected_image_id, read_init_params
+    from reef.enclave import InitParams, load_image
 
-    params = read_init_params(init_params) if init_params is not None else None
-    return expected_image_id(image, params, debug)
+    params = InitParams.read(init_params) if init_params is not None else None
+    return load_image(image).attested(params, debug=debug).image_id
 
 
 def _point_at_attestation(exc: ReefError, endpoint: str) -> None:

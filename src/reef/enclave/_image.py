@@ -28,12 +28,15 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from reef.enclave._manifest import MANIFEST_NAME, Manifest
 from reef.enclave._measure import EntryKind, Measurements, Measurer, runtime_measurement
 from reef.errors import ImageError, InputError
 from reef.home import read_file, replace_file
+
+if TYPE_CHECKING:
+    from reef.enclave._init_params import InitParams
 
 __all__ = ["DEFAULT_EXCLUDES", "Image", "ImageEntry", "build_image", "load_image"]
 
@@ -73,6 +76,14 @@ class Image:
     @property
     def image_id(self) -> bytes:
         return self.measurements.image_id
+
+    def attested(
+        self, init_params: InitParams | None = None, *, debug: bool = False
+    ) -> Measurements:
+        """What an enclave of this image attests when started with ``init_params`` (PCR16) and
+        in this mode (debug zeroes PCR0-2, as on Nitro): the dev TEE's recipe, docs/enclave.md."""
+        digest = init_params.digest if init_params is not None else None
+        return self.measurements.attested(init_params_digest=digest, debug=debug)
 
     def extract(self, target: Path) -> None:
         """Write the image's files under ``target`` (which must be empty or absent)."""

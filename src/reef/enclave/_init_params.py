@@ -24,10 +24,11 @@ import json
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from reef.errors import ImageError, InputError
+from reef.home import read_file
 
 __all__ = [
     "INIT_PARAMS_KMS_PATH",
@@ -95,8 +96,9 @@ class InitParam:
 class InitParams:
     """A validated init-params document. Its digest is stored, as in the JSON.
 
-    Build one with :meth:`build`; load one with :meth:`from_json`. Documents without secrets are
-    checked against their digest on load; secret ones once opened (:meth:`open`).
+    Build one with :meth:`build`; load one with :meth:`read` (a file) or :meth:`from_json`.
+    Documents without secrets are checked against their digest on load; secret ones once opened
+    (:meth:`open`).
     """
 
     params: tuple[InitParam, ...]
@@ -166,6 +168,20 @@ class InitParams:
     def to_base64(self) -> str:
         """The form Oyster's job metadata carries (``init_params``): base64 of the JSON."""
         return base64.b64encode(self.to_json()).decode()
+
+    @classmethod
+    def read(cls, path: Path) -> InitParams:
+        """The init-params file at ``path`` (``reef init-params build`` writes them).
+
+        Raises:
+            ImageError: the file is missing or unreadable, or does not hold valid init params.
+        """
+        raw = read_file(
+            path,
+            missing=ImageError(f"init params file {path} does not exist"),
+            unreadable=f"cannot read init params {path}",
+        )
+        return cls.from_json(raw, source=str(path))
 
     @classmethod
     def from_json(cls, data: bytes | str, *, source: str = "init params") -> InitParams:

@@ -128,6 +128,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "reef.scallop._http",
     "reef.scallop._noise",
     "reef.scallop._policy",
+    "reef.scallop._request",
     "reef.scallop._server",
     "reef.scallop._slots",
     "reef.scallop._stream",

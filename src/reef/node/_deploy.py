@@ -76,10 +76,8 @@ __all__ = [
     "EnclaveCrash",
     "deploy",
     "enclave_crash",
-    "expected_image_id",
     "parse_duration",
     "prepare_image",
-    "read_init_params",
     "verify_enclave",
     "wait_for_app",
     "wait_for_enclave",
@@ -132,31 +130,6 @@ def prepare_image(image: Path, home: ReefHome) -> Path:
     if image.is_file():
         return image
     raise InputError(f"no such image file or app directory: {image}")
-
-
-def read_init_params(path: Path) -> InitParams:
-    """An init-params file (``reef init-params build`` writes them).
-
-    Raises:
-        InputError: the file cannot be read.
-        ImageError: it does not hold valid init params.
-    """
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read the init params {path}: {exc.strerror}") from exc
-    return InitParams.from_json(raw, source=str(path))
-
-
-def expected_image_id(image: Path, init_params: InitParams | None, debug: bool) -> bytes:
-    """The image id an enclave of ``image`` must attest (PCR16 from the init params; debug
-    zeroes PCR0-2 as Nitro does).
-
-    Raises:
-        ImageError: the image is invalid.
-    """
-    digest = init_params.digest if init_params is not None else None
-    return load_image(image).measurements.attested(init_params_digest=digest, debug=debug).image_id
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -455,8 +428,8 @@ def deploy(
     image_path = prepare_image(request.image, session.home)
     if request.image.is_dir():
         progress(f"built {request.image} into {image_path}")
-    params = read_init_params(request.init_params) if request.init_params is not None else None
-    image_id = expected_image_id(image_path, params, request.debug)
+    params = InitParams.read(request.init_params) if request.init_params is not None else None
+    image_id = load_image(image_path).attested(params, debug=request.debug).image_id
     progress(f"the enclave must attest image id {image_id.hex()[:16]}…")
     root = TrustedRoot.resolve(request.root, session.home)
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reef.chain import JobId, MarketClient
-from reef.enclave import InitParams
+from reef.enclave import InitParams, load_image
 from reef.errors import MarketError
 from reef.market import JobMetadata, upload_image
-from reef.node._deploy import expected_image_id, prepare_image, read_init_params
+from reef.node._deploy import prepare_image
 from reef.node._jobs import find_open_job
 from reef.node._session import Session
 
@@ -70,7 +70,7 @@ def update_job(
     if change.debug is not None:
         changes["debug"] = change.debug
     if change.init_params is not None:
-        changes["init_params"] = read_init_params(change.init_params).to_base64()
+        changes["init_params"] = InitParams.read(change.init_params).to_base64()
     if change.url:
         changes["url"] = change.url
     built: Path | None = None
@@ -88,7 +88,7 @@ def update_job(
             if updated.init_params
             else None
         )
-        image_id = expected_image_id(built, params, updated.debug).hex()
+        image_id = load_image(built).attested(params, debug=updated.debug).image_id.hex()
         if progress is not None:
             progress(f"uploaded; the new enclave must attest image id {image_id}")
     result = market.update_metadata(job, updated.to_json())

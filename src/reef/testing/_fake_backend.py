@@ -198,8 +198,6 @@ class FakeBackend:
 
 
 def _measure(image: Image, spec: EnclaveSpec) -> Measurements:
-    """What LocalBackend's enclave of ``spec`` attests (:meth:`Measurements.attested`)."""
-    digest = None
-    if spec.init_params is not None:
-        digest = InitParams.from_json(spec.init_params.read_bytes()).digest
-    return image.measurements.attested(init_params_digest=digest, debug=spec.debug)
+    """What LocalBackend's enclave of ``spec`` attests (:meth:`Image.attested`)."""
+    params = InitParams.read(spec.init_params) if spec.init_params is not None else None
+    return image.attested(params, debug=spec.debug)

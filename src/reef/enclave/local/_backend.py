@@ -57,7 +57,7 @@ from reef.enclave.local._sandbox import (
 )
 from reef.enclave.local._state_volume import release_if_unused
 from reef.errors import EnclaveError, ImageError, InputError, MisuseError, ReefError
-from reef.home import read_file, read_json
+from reef.home import read_json
 
 if TYPE_CHECKING:
     from reef.attestation import DevAuthority
@@ -746,12 +746,7 @@ def _measured(spec: EnclaveSpec) -> tuple[Image, InitParams | None, Measurements
     measurements = image.measurements
     params: InitParams | None = None
     if spec.init_params is not None:
-        raw = read_file(
-            spec.init_params,
-            missing=ImageError(f"init params file {spec.init_params} does not exist"),
-            unreadable=f"cannot read init params {spec.init_params}",
-        )
-        params = InitParams.from_json(raw, source=str(spec.init_params))
+        params = InitParams.read(spec.init_params)
         measurements = measurements.with_init_params(params.digest)
     return image, params, measurements
 

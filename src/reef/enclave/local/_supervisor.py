@@ -784,6 +784,8 @@ _SCALLOP_NAMES = {
     "PolicyStore": "_policy",
     "Rejected": "_policy",
     "auther_from_url": "_policy",
+    "ScallopResponse": "_request",
+    "scallop_request": "_request",
     "ScallopServer": "_server",
     "serve": "_server",
     "AuthKind": "_stream",
