@@ -1,4 +1,5 @@
-"""What the tests state about Nitro documents, written once for every test that states it.
+"""What the tests state about Nitro documents and the verifier's statement over one, written once
+for every test that states it.
 
 Each list is written out by hand from the reference notes and the public vectors, never read from
 reef, so the tests that use it stay independent checks of the code.
@@ -6,7 +7,9 @@ reef, so the tests that use it stay independent checks of the code.
 
 from __future__ import annotations
 
-__all__ = ["AWS_PAYLOAD_KEYS", "NITRO_VECTORS", "RESULT_KEYS"]
+from typing import Any
+
+__all__ = ["AWS_PAYLOAD_KEYS", "NITRO_VECTORS", "RESULT_KEYS", "statement_typed_data"]
 
 AWS_PAYLOAD_KEYS = (
     "module_id",
@@ -47,3 +50,32 @@ RESULT_KEYS = (
     "mode",
 )
 """The keys of a verified attestation's JSON (``reef verify --json``), in their order."""
+
+
+def statement_typed_data(
+    image_id: bytes, timestamp_ms: int, public_key: bytes, user_data: bytes
+) -> dict[str, Any]:
+    """The attestation verifier's signed statement as EIP-712 JSON typed data (reference
+    oyster_cvm.md §1.6), for eth-account's independent encoder (``encode_typed_data``)."""
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+            ],
+            "Attestation": [
+                {"name": "imageId", "type": "bytes32"},
+                {"name": "timestampMs", "type": "uint64"},
+                {"name": "publicKey", "type": "bytes"},
+                {"name": "userData", "type": "bytes"},
+            ],
+        },
+        "primaryType": "Attestation",
+        "domain": {"name": "marlin.oyster.AttestationVerifier", "version": "1"},
+        "message": {
+            "imageId": image_id,
+            "timestampMs": timestamp_ms,
+            "publicKey": public_key,
+            "userData": user_data,
+        },
+    }

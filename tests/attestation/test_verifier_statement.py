@@ -15,6 +15,7 @@ from eth_keys.datatypes import Signature as EthKeysSignature
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from attestation.nitro_support import statement_typed_data
 from reef.attestation import (
     TrustedRoot,
     VerifierStatement,
@@ -33,28 +34,7 @@ DOMAIN_SEPARATOR = "0de834feb03c214f785e75b2828ffeceb322312d4487e2fb9640ca5fc325
 def _typed_data(image_id: bytes, timestamp_ms: int, public_key: bytes, user_data: bytes) -> Any:
     """The statement as EIP-712 JSON typed data, for eth-account's independent encoder."""
     return encode_typed_data(
-        full_message={
-            "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                ],
-                "Attestation": [
-                    {"name": "imageId", "type": "bytes32"},
-                    {"name": "timestampMs", "type": "uint64"},
-                    {"name": "publicKey", "type": "bytes"},
-                    {"name": "userData", "type": "bytes"},
-                ],
-            },
-            "primaryType": "Attestation",
-            "domain": {"name": "marlin.oyster.AttestationVerifier", "version": "1"},
-            "message": {
-                "imageId": image_id,
-                "timestampMs": timestamp_ms,
-                "publicKey": public_key,
-                "userData": user_data,
-            },
-        }
+        full_message=statement_typed_data(image_id, timestamp_ms, public_key, user_data)
     )
 
 

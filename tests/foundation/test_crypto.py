@@ -8,6 +8,7 @@ from eth_account.messages import encode_defunct, encode_typed_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from attestation.nitro_support import statement_typed_data
 from reef.crypto import (
     Secp256k1PrivateKey,
     Secp256k1PublicKey,
@@ -45,28 +46,7 @@ def test_address_and_personal_sign_match_eth_account(secret: bytes) -> None:
 
 
 def test_eip712_matches_eth_account() -> None:
-    data = {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-            ],
-            "Attestation": [
-                {"name": "imageId", "type": "bytes32"},
-                {"name": "timestampMs", "type": "uint64"},
-                {"name": "publicKey", "type": "bytes"},
-                {"name": "userData", "type": "bytes"},
-            ],
-        },
-        "primaryType": "Attestation",
-        "domain": {"name": "marlin.oyster.AttestationVerifier", "version": "1"},
-        "message": {
-            "imageId": b"\x02" * 32,
-            "timestampMs": 1234,
-            "publicKey": b"\x01\x02",
-            "userData": b"",
-        },
-    }
+    data = statement_typed_data(b"\x02" * 32, 1234, b"\x01\x02", b"")
     signable = encode_typed_data(full_message=data)
     separator = eip712_domain_separator("marlin.oyster.AttestationVerifier", "1")
     # Oyster's published domain separator (reference §1.6).
