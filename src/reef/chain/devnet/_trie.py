@@ -29,6 +29,9 @@ database against plain py-evm's.
 
 The bottom layer of the package: it imports none of its other modules (the layering test holds
 it to that). py-evm's state classes over it are :mod:`reef.chain.devnet._state`'s.
+
+One module (about 600 lines): the node memory, the node encodings and the batched update share
+one node representation and its in-place editing rule; split, each part would restate them.
 """
 
 from __future__ import annotations
