@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -179,6 +179,17 @@ def stop_network(network: Network) -> int:
         network.reader.join(timeout=10)
         if network.process.stdout is not None:
             network.process.stdout.close()
+
+
+def until(what: str, check: Callable[[], Any], timeout: float = 40.0) -> Any:
+    """Call ``check`` every 0.2 s until it returns something truthy, and return that; after
+    ``timeout`` seconds fail the test, naming ``what`` it waited for."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+    return value
 
 
 def up_settings(**overrides: Any) -> UpSettings:

@@ -10,12 +10,10 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from e2e_support import Network
+from e2e_support import Network, until
 from web3 import Web3
 
 from reef.chain import MarketClient, parse_job_id
@@ -53,15 +51,6 @@ def _job_of(output: str) -> int:
     found = re.search(r"reef jobs stop (\d+)", output)
     assert found is not None, output
     return int(found.group(1))
-
-
-def _until(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-    return value
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +146,11 @@ def test_stop_on_failure_stops_the_job_itself(
     assert lock is not None
     assert lock.new_rate == 0
     cp = ControlPlaneClient(network.info["control_plane"])
-    _until("the provider to end the job", lambda: (cp.job(job_id) or {}).get("phase") == "done")
+    until(
+        "the provider to end the job",
+        lambda: (cp.job(job_id) or {}).get("phase") == "done",
+        timeout=30,
+    )
     assert cp.ip(job_id) is None
 
 

@@ -10,12 +10,10 @@ import gc
 import re
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from e2e_support import REPO, Network, start_network
+from e2e_support import REPO, Network, start_network, until
 from web3 import Web3
 
 from reef.chain import MarketClient, parse_job_id, read_devnet_info
@@ -25,15 +23,6 @@ from reef.market import ControlPlaneClient, JobMetadata, RateCard
 pytestmark = pytest.mark.slow
 
 HELLO = str(REPO / "examples" / "hello")
-
-
-def _until(what: str, check: Callable[[], Any], timeout: float = 40.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-    return value
 
 
 def _open_elsewhere(network: Network, count: int) -> None:
@@ -81,7 +70,7 @@ def test_with_20_jobs_the_printed_number_show_and_stop_name_one_job(network: Net
     assert time.monotonic() - started < 30  # it returned without waiting out the lock
     assert (stopped["job"], stopped["state"]) == (17, "stopping")
     assert stopped["then_run"] == "reef jobs close 17"
-    _until("the enclave to stop", lambda: cp.ip(shown["job_id"]) is None)
+    until("the enclave to stop", lambda: cp.ip(shown["job_id"]) is None)
     market = MarketClient(
         Web3(Web3.HTTPProvider(network.info["rpc_url"])), network.info["deployment"]["market"]
     )
@@ -89,7 +78,7 @@ def test_with_20_jobs_the_printed_number_show_and_stop_name_one_job(network: Net
     # The time stop printed is when close works (the chain's clock may run ahead of the wall
     # clock after the burst of transactions above, so it can be later than the 5 s lock).
     time.sleep(max(0.0, stopped["close_at"] - time.time()))
-    closed = _until(
+    closed = until(
         "the chain to pass the printed time",
         lambda: (
             (done := network.cli.run("jobs", "close", number, "--json", check=False))

@@ -12,13 +12,12 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from e2e_support import REPO, Network
+from e2e_support import REPO, Network, until
 from web3 import Web3
 
 from dev_tee_support import requires_isolation
@@ -33,17 +32,6 @@ from reef.node import verify_enclave, wait_for_app
 pytestmark = [pytest.mark.slow, requires_isolation]
 
 HELLO = str(REPO / "examples" / "hello")
-
-
-def _until(what: str, check: Callable[[], Any], timeout: float = 40.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def _market(network: Network, *, owner: bool = False) -> MarketClient:
@@ -141,7 +129,7 @@ def test_deposit_withdraw_then_stop_and_close_later(network: Network) -> None:
     stopping = network.cli.json("jobs", "stop", job_id, "--no-wait")
     assert stopping["state"] == "stopping"
     assert stopping["then_run"] == f"reef jobs close {deployed['job']}"
-    closed = _until(
+    closed = until(
         "the rate lock to end",
         lambda: (
             (done := network.cli.run("jobs", "close", job_id, "--json", check=False))
@@ -160,7 +148,7 @@ def test_a_job_whose_deposit_runs_out_is_stopped_before_the_money(network: Netwo
     deployed = _deploy(network, HELLO, "--duration", "12s")
     job_id = deployed["job_id"]
     market = _market(network)
-    status = _until(
+    status = until(
         "the provider to stop the job",
         lambda: (s := _cp(network).job(job_id)) and s["phase"] == "done" and s,
     )
@@ -168,7 +156,7 @@ def test_a_job_whose_deposit_runs_out_is_stopped_before_the_money(network: Netwo
     job = market.job(job_id)
     assert "would run out" in status["reason"]
     assert settle(job, now).job.balance > 0  # the money had not run out yet
-    _until("the enclave to stop", lambda: deployed["enclave_id"] not in _running_enclaves(network))
+    until("the enclave to stop", lambda: deployed["enclave_id"] not in _running_enclaves(network))
     assert settle(job, int(time.time())).job.balance > 0  # ... and has not when it is gone
 
 
@@ -201,7 +189,7 @@ def test_a_new_image_in_the_metadata_replaces_the_enclave(network: Network, tmp_
             return False
         return True
 
-    _until("the new image to run", attests_new_image, timeout=60)
+    until("the new image to run", attests_new_image, timeout=60)
     endpoint = deployed["endpoint"]  # replaced in place: same endpoint
     wait_for_app(endpoint, 30)
     assert httpx.get(endpoint, timeout=10).json()["greeting"] == "hello, v2"
@@ -215,13 +203,13 @@ def test_a_rate_revision_below_the_minimum_stops_it(network: Network) -> None:
     job_id = deployed["job_id"]
     minimum = RateCard.dev().lookup("local", "dev.small").min_rate
     _market(network, owner=True).revise_rate_initiate(job_id, minimum - 1)
-    status = _until(
+    status = until(
         "the provider to stop the job",
         lambda: (s := _cp(network).job(job_id)) and s["phase"] == "done" and s,
     )
     assert "below this provider's minimum" in status["reason"]
     assert _cp(network).ip(job_id) is None
-    _until("the enclave to stop", lambda: deployed["enclave_id"] not in _running_enclaves(network))
+    until("the enclave to stop", lambda: deployed["enclave_id"] not in _running_enclaves(network))
 
 
 def test_failures_say_why(network: Network, tmp_path: Path) -> None:
@@ -297,4 +285,4 @@ def test_logs_of_a_debug_job(network: Network) -> None:
         out = network.cli.run("logs", deployed["job_id"]).stdout
         return out if "nothing-here" in out else None
 
-    assert "404" in _until("the request in the console", logged, timeout=20)
+    assert "404" in until("the request in the console", logged, timeout=20)
