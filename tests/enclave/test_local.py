@@ -878,16 +878,13 @@ class Collector(LoopbackServer):
 
 @pytest.fixture
 async def kms_root(home: ReefHome, authority: DevAuthority) -> AsyncIterator[object]:
-    from reef.kms import AeadSealer, KmsRoot, RootServer, SeedStore
+    from kms.kms_support import dev_root_server, dev_root_store
+    from reef.kms import KmsRoot
 
     root_pcrs = {0: b"\x0a" * 48, 1: b"\x0b" * 48, 2: b"\x0c" * 48}
-    from reef.attestation import image_id as compute_image_id
-
-    store = SeedStore(home.kms, AeadSealer(authority.sealing_key(compute_image_id(root_pcrs))))
+    store = dev_root_store(home, authority, root_pcrs)
     root = KmsRoot.open(store, attester=authority.attester(root_pcrs, clock_ms=now_ms))
-    async with RootServer(
-        root, peer_roots=[authority.root], scallop_port=0, public_port=0
-    ) as server:
+    async with dev_root_server(root, authority) as server:
         yield server
 
 

@@ -247,20 +247,19 @@ async def test_a_supervisor_fetches_its_kms_seed_without_an_http_client(tmp_path
     identity key."""
     import json
 
+    from kms.kms_support import dev_root_server, dev_root_store
     from reef._clock import wall_clock_ms
     from reef.attestation import DevAuthority, image_id
     from reef.home import ReefHome
-    from reef.kms import AeadSealer, KmsRoot, RootServer, SeedStore
+    from reef.kms import KmsRoot
 
     home = ReefHome(tmp_path / "home").ensure()
     authority = DevAuthority.load_or_create(home)
     root_pcrs = {0: b"\x0a" * 48, 1: b"\x0b" * 48, 2: b"\x0c" * 48}
-    store = SeedStore(home.kms, AeadSealer(authority.sealing_key(image_id(root_pcrs))))
+    store = dev_root_store(home, authority, root_pcrs)
     root = KmsRoot.open(store, attester=authority.attester(root_pcrs, clock_ms=wall_clock_ms))
     code = FETCH_SEED.replace("PCRS", repr(APP_PCRS))
-    async with RootServer(
-        root, peer_roots=[authority.root], scallop_port=0, public_port=0
-    ) as server:
+    async with dev_root_server(root, authority) as server:
         wiring = json.dumps(server.wiring().to_json())
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-c", code, str(home.root), wiring,

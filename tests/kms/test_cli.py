@@ -19,6 +19,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from kms.kms_support import dev_root_server
 from net_support import free_port
 from reef.attestation import DevAuthority, image_id
 from reef.cli import app
@@ -58,7 +59,7 @@ def live_root(
         attester=authority.attester(ROOT_PCRS, clock_ms=wall_ms),
         admin=ADMIN.public_key.address,
     )
-    server = RootServer(root, peer_roots=[authority.root], scallop_port=0, public_port=0)
+    server = dev_root_server(root, authority)
     asyncio.run_coroutine_threadsafe(server.start(), background_loop).result(10)
     try:
         yield server

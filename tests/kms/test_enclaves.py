@@ -20,15 +20,14 @@ import httpx
 import pytest
 
 from dev_tee_support import requires_isolation
-from reef.attestation import DevAuthority, image_id
+from kms.kms_support import dev_root_server, dev_root_store
+from reef.attestation import DevAuthority
 from reef.crypto import Secp256k1PrivateKey
 from reef.home import ReefHome
 from reef.kms import (
-    AeadSealer,
     KmsPublicClient,
     KmsRoot,
     RootServer,
-    SeedStore,
     derive_key,
     init_params_public_key,
 )
@@ -104,11 +103,9 @@ def authority(reef_home: Path) -> DevAuthority:
 
 @pytest.fixture
 async def root_server(reef_home: Path, authority: DevAuthority) -> AsyncIterator[RootServer]:
-    sealer = AeadSealer(
-        authority.sealing_key(image_id({0: b"\x0a" * 48, 1: b"\x0b" * 48, 2: b"\x0c" * 48}))
-    )
-    root = KmsRoot.open(SeedStore(ReefHome(reef_home).kms, sealer))
-    async with RootServer(root, peer_roots=[authority.root], scallop_port=0, public_port=0) as s:
+    root_pcrs = {0: b"\x0a" * 48, 1: b"\x0b" * 48, 2: b"\x0c" * 48}
+    root = KmsRoot.open(dev_root_store(ReefHome(reef_home), authority, root_pcrs))
+    async with dev_root_server(root, authority) as s:
         yield s
 
 

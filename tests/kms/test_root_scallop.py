@@ -13,13 +13,13 @@ import httpx
 import pytest
 from eth_account import Account
 
+from kms.kms_support import dev_root_server, dev_root_store
 from reef.attestation import DevAuthority, image_id
 from reef.chain import Devnet, KmsRegistryClient, serve_devnet
 from reef.crypto import generate_x25519
 from reef.errors import InputError, KMSError
 from reef.home import ReefHome
 from reef.kms import (
-    AeadSealer,
     DeriveServer,
     KmsPublicClient,
     KmsRoot,
@@ -70,17 +70,13 @@ def authority(reef_home: Path) -> DevAuthority:
 
 @pytest.fixture
 def store(reef_home: Path, authority: DevAuthority) -> SeedStore:
-    # The root's seed is sealed under the dev TEE's key for the root's own image.
-    sealer = AeadSealer(authority.sealing_key(image_id(ROOT_PCRS)))
-    return SeedStore(ReefHome(reef_home).kms, sealer)
+    return dev_root_store(ReefHome(reef_home), authority, ROOT_PCRS)
 
 
 @pytest.fixture
 async def server(store: SeedStore, authority: DevAuthority) -> AsyncIterator[RootServer]:
     root = KmsRoot.open(store, attester=authority.attester(ROOT_PCRS, clock_ms=wall_ms))
-    async with RootServer(
-        root, peer_roots=[authority.root], scallop_port=0, public_port=0
-    ) as running:
+    async with dev_root_server(root, authority) as running:
         yield running
 
 
@@ -108,9 +104,7 @@ async def test_root_restart_from_the_sealed_seed_gives_the_same_keys(
     seeds = []
     for _ in range(2):  # the root enclave restarts: same image, so the seed unseals again
         root = KmsRoot.open(store)
-        async with RootServer(
-            root, peer_roots=[authority.root], scallop_port=0, public_port=0
-        ) as server:
+        async with dev_root_server(root, authority) as server:
             seeds.append(await enclave.fetch(server.wiring()))
     assert seeds[0] == seeds[1]
 
@@ -202,9 +196,7 @@ async def test_contract_seed_only_for_approved_images(
         approval = RpcApproval(rpc.url, chain_id)
         await approval.check_chain()
         root = KmsRoot.open(store, approval=approval)
-        async with RootServer(
-            root, peer_roots=[authority.root], scallop_port=0, public_port=0
-        ) as server:
+        async with dev_root_server(root, authority) as server:
             wiring = server.wiring(contract_address=registry.address)
             seed, _ = await approved.fetch(wiring)
             assert seed == root.keyring.contract_seed(chain_id, registry.address)
@@ -235,9 +227,7 @@ async def test_contract_seed_when_the_chain_is_down(
 ) -> None:
     approval = RpcApproval("http://127.0.0.1:1", 1)
     root = KmsRoot.open(store, approval=approval)
-    async with RootServer(
-        root, peer_roots=[authority.root], scallop_port=0, public_port=0
-    ) as server:
+    async with dev_root_server(root, authority) as server:
         wiring = server.wiring(contract_address="0x" + "ab" * 20)
         with pytest.raises(KMSError, match=r"\(500\).*cannot ask the chain"):
             await Enclave(authority, APP_PCRS).fetch(wiring)
@@ -298,9 +288,7 @@ async def test_no_seed_in_logs_or_files(
     caplog.set_level(logging.DEBUG)
     enclave = Enclave(authority, APP_PCRS)
     root = KmsRoot.open(store)
-    async with RootServer(
-        root, peer_roots=[authority.root], scallop_port=0, public_port=0, log_level="debug"
-    ) as server:
+    async with dev_root_server(root, authority, log_level="debug") as server:
         derive = DeriveServer.for_enclave(
             server.wiring(), static_key=enclave.secret, auther=enclave.auther, port=0,
             log_level="debug",

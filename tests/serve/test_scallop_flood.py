@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pytest
 
+from kms.kms_support import dev_root_server, dev_root_store
 from reef.attestation import DevAuthority, image_id
 from reef.crypto import generate_x25519
 from reef.home import ReefHome
-from reef.kms import AeadSealer, KmsRoot, RootServer, SeedStore, fetch_enclave_seed
+from reef.kms import KmsRoot, RootServer, fetch_enclave_seed
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -122,11 +123,9 @@ def authority(tmp_path: Path) -> DevAuthority:
 @pytest.fixture
 async def root(tmp_path: Path, authority: DevAuthority) -> AsyncIterator[RootServer]:
     home = ReefHome(tmp_path / "home")
-    store = SeedStore(home.kms, AeadSealer(authority.sealing_key(image_id(ROOT_PCRS))))
+    store = dev_root_store(home, authority, ROOT_PCRS)
     kms = KmsRoot.open(store, attester=authority.attester(ROOT_PCRS, clock_ms=_now))
-    async with RootServer(
-        kms, peer_roots=[authority.root], scallop_port=0, public_port=0
-    ) as server:
+    async with dev_root_server(kms, authority) as server:
         yield server
 
 
