@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from reef.attestation import DevAuthority, VerifiedAttestation, image_id
+from kms.kms_support import attested_peer
+from reef.attestation import DevAuthority, image_id
 from reef.home import ReefHome
 from reef.kms import KmsRoot, RootKeyring, RootSeed, scallop_app
 from reef.scallop import ScallopPeer
@@ -35,20 +36,7 @@ def _keyring() -> RootKeyring:
 
 
 def _peer(home: ReefHome) -> ScallopPeer:
-    authority = DevAuthority.load_or_create(home)
-    attested = VerifiedAttestation(
-        kind="nitro",
-        image_id=image_id(PCRS),
-        pcrs=PCRS,
-        timestamp_ms=wall_ms(),
-        module_id="dev",
-        public_key=b"\x07" * 32,
-        user_data=b"",
-        nonce=b"",
-        root=authority.root,
-        mode="live",
-    )
-    return ScallopPeer(b"\x07" * 32, attested, "attested", b"\x08" * 32)
+    return attested_peer(DevAuthority.load_or_create(home).root, PCRS, timestamp_ms=wall_ms())
 
 
 def _client(app: Any, peer: ScallopPeer | None) -> httpx.AsyncClient:

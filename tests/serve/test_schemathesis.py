@@ -34,10 +34,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chain.market_support import TestChain
+from kms.kms_support import attested_peer
 from proofs.proofs_support import ProofChain
 from reef.attestation import (
     DevAuthority,
-    VerifiedAttestation,
     attestation_app,
     custom_attestation_app,
     image_id,
@@ -198,19 +198,7 @@ def _kms_scallop(home: Path) -> Any:
     authority = DevAuthority.load_or_create(ReefHome(home))
     seed = RootSeed(hashlib.sha512(b"reef schemathesis root").digest(), 0)
     app = scallop_app(KmsRoot(RootKeyring([seed]), approval=_Approval()))
-    attested = VerifiedAttestation(
-        kind="nitro",
-        image_id=image_id(PCRS),
-        pcrs=PCRS,
-        timestamp_ms=_now(),
-        module_id="dev",
-        public_key=b"\x07" * 32,
-        user_data=b"",
-        nonce=b"",
-        root=authority.root,
-        mode="live",
-    )
-    peer = ScallopPeer(b"\x07" * 32, attested, "attested", b"\x08" * 32)
+    peer = attested_peer(authority.root, PCRS, timestamp_ms=_now())
     app.add_middleware(_OverScallop, peer=peer)
     return app
 
