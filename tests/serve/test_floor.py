@@ -7,8 +7,6 @@ import asyncio
 import logging
 import signal
 import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 
 import httpx
@@ -20,6 +18,7 @@ from starlette.routing import Route
 
 from reef._serve import Limits, Server, bind, serve, stop_signals
 from reef.errors import InputError, ServiceError
+from serve.serve_support import served_script
 
 
 async def _echo(request: Request) -> PlainTextResponse:
@@ -219,19 +218,10 @@ print("stopped", flush=True)
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_run_serves_until_a_stop_signal_then_exits_cleanly(sig: signal.Signals) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-c", _RUN], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
+    with served_script(_RUN) as (process, url):
         assert httpx.get(url, timeout=10).text == "ok"
         process.send_signal(sig)
         out, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 0, err
     assert out.strip() == "stopped"
     assert "Traceback" not in err

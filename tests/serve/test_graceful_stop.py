@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 import threading
 
 import httpx
 import pytest
 
 from reef._serve import serve, until_stopped
+from serve.serve_support import served_script
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -40,13 +39,8 @@ print("stopped", flush=True)
 
 
 def test_a_request_running_at_sigterm_is_answered_before_the_command_exits() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-c", _RUN], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
     answers: list[httpx.Response | Exception] = []
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
+    with served_script(_RUN) as (process, url):
 
         def call() -> None:
             try:
@@ -56,14 +50,11 @@ def test_a_request_running_at_sigterm_is_answered_before_the_command_exits() -> 
 
         caller = threading.Thread(target=call)
         caller.start()
+        assert process.stdout is not None
         assert process.stdout.readline().strip() == "running"
         process.send_signal(signal.SIGTERM)
         caller.join(30)
         out, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert len(answers) == 1
     answer = answers[0]
     assert isinstance(answer, httpx.Response), answer

@@ -7,14 +7,14 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+
+from serve.serve_support import served_script
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -40,14 +40,6 @@ print("stopped", flush=True)
 """
 
 
-def _start() -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", _RUN], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None
-    return process, process.stdout.readline().strip()
-
-
 def _worker_pids(url: str) -> set[int]:
     """Ask on fresh connections until both workers have answered (bounded)."""
     seen: set[int] = set()
@@ -67,17 +59,12 @@ def _exists(pid: int) -> bool:
 
 
 def test_two_workers_share_the_port_and_stop_on_one_signal() -> None:
-    process, url = _start()
-    try:
+    with served_script(_RUN) as (process, url):
         pids = _worker_pids(url)
         assert len(pids) == 2, "the second worker never answered"
         assert process.pid not in pids  # the parent only supervises
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 0, err
     assert out.strip().endswith("stopped")
     assert "Traceback" not in err
@@ -85,16 +72,11 @@ def test_two_workers_share_the_port_and_stop_on_one_signal() -> None:
 
 
 def test_a_worker_that_dies_stops_the_others_with_an_error() -> None:
-    process, url = _start()
-    try:
+    with served_script(_RUN) as (process, url):
         pids = _worker_pids(url)
         with httpx.Client(timeout=10) as client, pytest.raises(httpx.HTTPError):
             client.get(url, params={"die": "1"})
         out, _ = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 1
     assert "a worker of the worker app stopped (exit code 3)" in out
     assert not any(_exists(pid) for pid in pids)
@@ -118,18 +100,18 @@ def _answering_pid(conn: socket.socket) -> int:
 def test_a_burst_of_kept_alive_connections_is_shared_between_the_workers() -> None:
     """100 connections opened at once (a load generator's start) land on both workers in fair
     shares; they once landed 12/94 by which worker woke first, and the busy one set the p99."""
-    process, url = _start()
-    parts = urlsplit(url)
-    conns: list[socket.socket] = []
-    try:
-        for _ in range(100):
-            conn = socket.create_connection((parts.hostname, parts.port), timeout=10)
-            conns.append(conn)
-        shares = Counter(_answering_pid(conn) for conn in conns)
-    finally:
-        for conn in conns:
-            conn.close()
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
+    with served_script(_RUN) as (process, url):
+        parts = urlsplit(url)
+        conns: list[socket.socket] = []
+        try:
+            for _ in range(100):
+                conn = socket.create_connection((parts.hostname, parts.port), timeout=10)
+                conns.append(conn)
+            shares = Counter(_answering_pid(conn) for conn in conns)
+        finally:
+            for conn in conns:
+                conn.close()
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=30)
     assert len(shares) == 2, f"one worker took every connection: {shares}"
     assert min(shares.values()) >= 25, f"an unfair split: {sorted(shares.values())}"
