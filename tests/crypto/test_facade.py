@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import ast
 import importlib
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,33 +15,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reef.crypto
+from imports_support import loaded_after
 from reef.crypto import SECP256K1_N, clamp_x25519, x25519_public_key
 from reef.errors import InputError
 
 HEAVY = ("coincurve", "sha3", "base58", "nacl", "eth_abi")
 
 
-def _loaded_after(code: str) -> set[str]:
-    """The modules a fresh interpreter holds after running ``code``."""
-    out = subprocess.run(
-        [sys.executable, "-c", f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    return set(out.split())
-
-
 def test_importing_the_package_loads_none_of_its_modules() -> None:
-    loaded = _loaded_after("import reef.crypto")
+    loaded = loaded_after("import reef.crypto")
     assert {m for m in loaded if m.startswith("reef.crypto")} == {"reef.crypto"}
     for module in (*HEAVY, "cryptography"):
         assert module not in loaded, module
 
 
 def test_the_scalar_rules_load_no_curve_library() -> None:
-    loaded = _loaded_after(
+    loaded = loaded_after(
         "from reef.crypto import SECP256K1_N, clamp_x25519\nclamp_x25519(bytes(32)), SECP256K1_N"
     )
     assert {m for m in loaded if m.startswith("reef.crypto")} == {
@@ -56,10 +43,10 @@ def test_the_scalar_rules_load_no_curve_library() -> None:
 
 def test_the_curve25519_helpers_load_base58_only_for_a_solana_address() -> None:
     keys = "import reef.crypto._curve25519 as c\nc.x25519_public_key(c.generate_x25519()[0])"
-    loaded = _loaded_after(keys)
+    loaded = loaded_after(keys)
     for module in HEAVY:
         assert module not in loaded, module
-    assert "base58" in _loaded_after(f"{keys}\nc.solana_address(c.ed25519_public_key(bytes(32)))")
+    assert "base58" in loaded_after(f"{keys}\nc.solana_address(c.ed25519_public_key(bytes(32)))")
 
 
 def test_every_exported_name_is_its_modules_object() -> None:

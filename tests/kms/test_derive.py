@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from imports_support import loaded_after
 from reef.cli import app
 from reef.crypto import SECP256K1_N
 from reef.errors import InputError
@@ -118,8 +119,6 @@ def test_derive_secret_loads_no_public_key_library() -> None:
     alone: none of reef.crypto's key modules (coincurve, pysha3, base58, cryptography), which
     its supervisor would otherwise load; and the derivation keeps no copy of those rules."""
     import inspect
-    import subprocess
-    import sys
 
     from reef.crypto import clamp_x25519
     from reef.kms import _derive
@@ -130,14 +129,10 @@ def test_derive_secret_loads_no_public_key_library() -> None:
     assert "&= 0XF8" not in source
     seed = bytes(range(64))
     assert derive_secret(seed, "a", "x25519") == clamp_x25519(path_seed(seed, "a")[:32])
-    code = (
-        "import sys; from reef.kms import derive_secret; "
-        "derive_secret(bytes(64), 'a', 'secp256k1'); derive_secret(bytes(64), 'a', 'x25519'); "
-        "print(' '.join(sorted(sys.modules)))"
+    loaded = loaded_after(
+        "from reef.kms import derive_secret; "
+        "derive_secret(bytes(64), 'a', 'secp256k1'); derive_secret(bytes(64), 'a', 'x25519')"
     )
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    ).stdout.split()
     assert "reef.kms._derive" in loaded
     assert {m for m in loaded if m.startswith("reef.crypto")} == {
         "reef.crypto",
