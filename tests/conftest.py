@@ -1,11 +1,16 @@
-"""Shared fixtures: the public vectors folder, and an isolated $REEF_HOME for every test."""
+"""Shared fixtures: the public vectors folder, an isolated $REEF_HOME for every test, and the dev
+TEE authority of that home."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from reef.attestation import DevAuthority
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,3 +49,13 @@ def reef_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     home = tmp_path_factory.mktemp("reef-home")
     monkeypatch.setenv("REEF_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def authority(reef_home: Path) -> DevAuthority:
+    """The dev TEE authority of this test's $REEF_HOME (the one the CLI's ``--root dev`` names),
+    created on first use. Imported here, not at the top, so collecting tests stays light."""
+    from reef.attestation import DevAuthority
+    from reef.home import ReefHome
+
+    return DevAuthority.load_or_create(ReefHome(reef_home))

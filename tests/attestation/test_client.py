@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from pathlib import Path
 
 import httpx
 import pytest
@@ -30,7 +29,6 @@ from reef.errors import (
     ServiceError,
     StaleAttestationError,
 )
-from reef.home import ReefHome
 from reef.testing import ManualClock, wall_ms
 
 Serve = Callable[[Starlette], AbstractContextManager[str]]
@@ -38,11 +36,6 @@ Serve = Callable[[Starlette], AbstractContextManager[str]]
 PCRS = {0: b"\x10" * 48, 1: b"\x11" * 48, 2: b"\x12" * 48}
 IMAGE = image_id(PCRS)
 KEY = b"\x42" * 32
-
-
-@pytest.fixture
-def authority(reef_home: Path) -> DevAuthority:
-    return DevAuthority.load_or_create(ReefHome(reef_home))
 
 
 @pytest.fixture

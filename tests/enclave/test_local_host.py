@@ -21,11 +21,6 @@ pytestmark = [
 
 
 @pytest.fixture
-def authority(reef_home: Path) -> DevAuthority:
-    return DevAuthority.load_or_create(ReefHome(reef_home))
-
-
-@pytest.fixture
 def backend(reef_home: Path, authority: DevAuthority) -> LocalBackend:
     return LocalBackend(ReefHome(reef_home), authority=authority, insecure=True)
 

@@ -46,11 +46,6 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def authority(reef_home: Path) -> DevAuthority:
-    return DevAuthority.load_or_create(ReefHome(reef_home))
-
-
-@pytest.fixture
 def live_root(
     keyring: RootKeyring, authority: DevAuthority, background_loop: asyncio.AbstractEventLoop
 ) -> Iterator[RootServer]:

@@ -97,11 +97,6 @@ async def _ask(info: object) -> dict[str, str]:
 
 
 @pytest.fixture
-def authority(reef_home: Path) -> DevAuthority:
-    return DevAuthority.load_or_create(ReefHome(reef_home))
-
-
-@pytest.fixture
 async def root_server(reef_home: Path, authority: DevAuthority) -> AsyncIterator[RootServer]:
     root_pcrs = {0: b"\x0a" * 48, 1: b"\x0b" * 48, 2: b"\x0c" * 48}
     root = KmsRoot.open(dev_root_store(ReefHome(reef_home), authority, root_pcrs))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 
 import httpx
 import pytest
@@ -12,7 +11,6 @@ from starlette.types import ASGIApp
 
 from reef.attestation import DevAuthority, TrustedRoot
 from reef.errors import AttestationError, KMSError
-from reef.home import ReefHome
 from reef.kms import (
     KmsPublicClient,
     KmsRoot,
@@ -24,11 +22,6 @@ from reef.kms import (
 from reef.testing import wall_ms
 
 PCRS = {0: b"\x01" * 48, 1: b"\x02" * 48, 2: b"\x03" * 48}
-
-
-@pytest.fixture
-def authority(reef_home: Path) -> DevAuthority:
-    return DevAuthority.load_or_create(ReefHome(reef_home))
 
 
 def _root(

@@ -64,11 +64,6 @@ class Enclave:
 
 
 @pytest.fixture
-def authority(reef_home: Path) -> DevAuthority:
-    return DevAuthority.load_or_create(ReefHome(reef_home))
-
-
-@pytest.fixture
 def store(reef_home: Path, authority: DevAuthority) -> SeedStore:
     return dev_root_store(ReefHome(reef_home), authority, ROOT_PCRS)
 
