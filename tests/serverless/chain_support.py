@@ -1,6 +1,6 @@
 """A devnet in process with the serverless contracts deployed, and helpers to register executors
 and sign outputs as enclaves would (shared by the contract, model and executor tests), and to
-recover who signed an output independently of reef's EIP-712 code; and the check that a service
+recover who signed an output independently of reef's EIP-712 code, or a gateway's answer; and the check that a service
 polling a devnet slows down when idle (the executor's and the relay gateway's)."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+import httpx
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
@@ -18,7 +19,7 @@ from web3 import Web3
 
 from reef.attestation import sign_statement
 from reef.chain import Devnet, TokenClient
-from reef.crypto import Secp256k1PrivateKey
+from reef.crypto import Secp256k1PrivateKey, recover_digest
 from reef.serverless import (
     ENV_JAVASCRIPT,
     ExecutorNode,
@@ -27,6 +28,7 @@ from reef.serverless import (
     ServerlessCodeClient,
     ServerlessJobsClient,
     SignedOutput,
+    oyster_response_digest,
     sign_output,
     sign_registration,
 )
@@ -80,6 +82,23 @@ def output_signer(
         message_data=dict(message),
     )
     return str(Account.recover_message(typed, signature=signature))
+
+
+def gateway_signer(response: httpx.Response) -> tuple[bytes, str]:
+    """The digest a web2 gateway's ``X-Oyster-Signature`` on ``response`` signs, over the request
+    as it was sent (method, path and query, ``Host``, body) and the response body at the
+    ``X-Oyster-Timestamp``, and the checksum address that signed it."""
+    request = response.request
+    digest = oyster_response_digest(
+        timestamp=int(response.headers["x-oyster-timestamp"]),
+        method=request.method,
+        path_and_query=request.url.raw_path.decode(),
+        host=request.headers["host"],
+        request_body=request.content,
+        response_body=response.content,
+    )
+    signature = bytes.fromhex(response.headers["x-oyster-signature"])
+    return digest, recover_digest(digest, signature).checksum_address
 
 
 class PollIntervals(TypedDict):

@@ -20,16 +20,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reef.crypto import Secp256k1PrivateKey, recover_digest
+from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ChainError
 from reef.serverless import (
     CodeCache,
     ErrorCode,
     ExecutorNode,
     FunctionRuntime,
-    oyster_response_digest,
 )
-from serverless.chain_support import ServerlessChain
+from serverless.chain_support import ServerlessChain, gateway_signer
 
 ADDRESS = "0x" + "11" * 20
 UNKNOWN = "0x" + "ab" * 32  # a well-formed codehash under which nothing is deployed
@@ -138,16 +137,7 @@ async def test_the_gateways_own_answers_are_json_with_a_reason(
     assert missing.status_code == 400
     assert missing.content == b""
     assert missing.headers["x-reef-error-code"] == str(int(ErrorCode.CODE_NOT_FOUND))
-    digest = oyster_response_digest(
-        timestamp=int(missing.headers["x-oyster-timestamp"]),
-        method="POST",
-        path_and_query=f"/fn/{UNKNOWN}/a?b=1",
-        host="executor",
-        request_body=b"in",
-        response_body=b"",
-    )
-    signer = recover_digest(digest, bytes.fromhex(missing.headers["x-oyster-signature"]))
-    assert signer.checksum_address == configured.address
+    assert gateway_signer(missing)[1] == configured.address
 
 
 async def test_a_code_source_that_fails_is_a_502(configured: ExecutorNode) -> None:

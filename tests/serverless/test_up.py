@@ -28,10 +28,9 @@ from reef.node._serverless import ServerlessExtension
 from reef.serverless import (
     JobsDomain,
     ServerlessJobsClient,
-    oyster_response_digest,
     reef_gateway_digest,
 )
-from serverless.chain_support import output_signer
+from serverless.chain_support import gateway_signer, output_signer
 
 pytestmark = pytest.mark.slow
 
@@ -139,17 +138,8 @@ def test_the_gateway_signs_its_answers(up: Up) -> None:
     response = httpx.post(f"{gateway}/fn/{codehash}", content=b"web", timeout=30)
     assert response.status_code == 200
     assert response.content == b"hello, web!"
-    host = gateway.split("//", 1)[1]
-    digest = oyster_response_digest(
-        timestamp=int(response.headers["x-oyster-timestamp"]),
-        method="POST",
-        path_and_query=f"/fn/{codehash}",
-        host=host,
-        request_body=b"web",
-        response_body=response.content,
-    )
-    oyster = recover_digest(digest, bytes.fromhex(response.headers["x-oyster-signature"]))
-    assert oyster.checksum_address == executor["address"]
+    digest, oyster = gateway_signer(response)
+    assert oyster == executor["address"]
     domain = JobsDomain(
         chain_id=int(response.headers["x-reef-chain-id"]),
         jobs_contract=up.service["jobs_contract"],
