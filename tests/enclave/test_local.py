@@ -32,6 +32,7 @@ from dev_tee_support import (
     spare_supervisors,
     spare_supervisors_left,
 )
+from proc_support import process_gone
 from reef.attestation import DevAuthority, Expectations, TrustedRoot, verify_nitro
 from reef.cli import app as cli
 from reef.crypto import generate_x25519
@@ -119,14 +120,6 @@ def state_json(home: ReefHome, enclave_id: str) -> dict[str, Any]:
 
 def exists(path: str | Path) -> bool:
     return Path(path).exists()
-
-
-def process_gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rfind(")") + 2] in "ZX"
 
 
 def check_limits(state: dict[str, Any], pids: list[int], *, cpus: int, memory_mib: int) -> None:

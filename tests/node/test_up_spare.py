@@ -13,6 +13,7 @@ import pytest
 from e2e_support import up_settings
 
 from dev_tee_support import spare_supervisors, spare_supervisors_left
+from proc_support import process_gone
 from reef.enclave import LocalBackend
 from reef.errors import ServiceError
 from reef.home import ReefHome
@@ -20,15 +21,6 @@ from reef.market import BackendRunner
 from reef.node import LocalNetwork, UpContext
 
 pytestmark = pytest.mark.slow
-
-
-def _running(pid: int) -> bool:
-    """Whether ``pid`` runs (an exited process not yet reaped is a zombie: state Z)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _provider_backend(network: LocalNetwork) -> LocalBackend:
@@ -52,7 +44,7 @@ async def test_the_provider_keeps_a_spare_that_aclose_lets_go(tmp_path: Path) ->
     finally:
         await network.aclose()
     assert await spare_supervisors_left(home) == []
-    assert not any(_running(pid) for pid in spares)
+    assert all(process_gone(pid) for pid in spares)
 
 
 class _Failing:
@@ -84,4 +76,4 @@ async def test_a_failed_start_lets_the_spare_go_too(tmp_path: Path) -> None:
         await network.start()
     assert len(failing.spares) == 1
     assert await spare_supervisors_left(home) == []
-    assert not any(_running(pid) for pid in failing.spares)
+    assert all(process_gone(pid) for pid in failing.spares)

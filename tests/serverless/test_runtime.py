@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from proc_support import process_gone
 from reef.errors import ServerlessError
 from reef.serverless import CodeCache, ErrorCode, FunctionRuntime, Limits, local_codehash
 
@@ -310,15 +311,6 @@ async def test_call_by_codehash_through_the_cache(runtime: FunctionRuntime, tmp_
     assert local_codehash(HELLO) == "0x" + hashlib.sha256(HELLO).hexdigest()
 
 
-def _alive(pid: int) -> bool:
-    """Running (not gone, not a zombie waiting for whoever adopted it to reap it)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 CHILD = """
 import asyncio, sys
 from pathlib import Path
@@ -349,10 +341,10 @@ async def test_no_workerd_outlives_a_killed_parent(workerd: Path, tmp_path: Path
         parent.kill()  # SIGKILL: no cleanup code runs in the parent
         await parent.wait()
     for _ in range(100):
-        if not _alive(children[0]):
+        if process_gone(children[0]):
             break
         await asyncio.sleep(0.02)
-    assert not _alive(children[0])
+    assert process_gone(children[0])
 
 
 SPIN_AFTER_ANSWER = b"""export default { async fetch(request, env, ctx) {
