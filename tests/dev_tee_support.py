@@ -2,7 +2,7 @@
 
 pytest puts the tests folder on ``sys.path`` (``pythonpath`` in pyproject.toml)::
 
-    from dev_tee_support import attested, get, now_ms
+    from dev_tee_support import attested, get
 """
 
 from __future__ import annotations
@@ -25,11 +25,6 @@ from reef.attestation import (
     VerifiedAttestation,
 )
 from reef.home import ReefHome
-
-
-def now_ms() -> int:
-    """The wall clock in milliseconds (what live attestation checks compare against)."""
-    return int(time.time() * 1000)
 
 
 async def get(url: str, *, attempts: int = 50, request_timeout: float = 10.0) -> httpx.Response:

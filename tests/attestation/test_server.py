@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -27,6 +26,7 @@ from reef.attestation import (
 )
 from reef.errors import AttestationError, CertificateChainError, InputError
 from reef.home import ReefHome
+from reef.testing import wall_ms
 
 Serve = Callable[[Starlette], AbstractContextManager[str]]  # the `serve` fixture (conftest)
 
@@ -165,7 +165,7 @@ def _dev_attester(authority: DevAuthority) -> Attester:
     def attest(*, public_key: bytes, user_data: bytes, nonce: bytes) -> bytes:
         return authority.mint(
             PCRS,
-            timestamp_ms=int(time.time() * 1000),
+            timestamp_ms=wall_ms(),
             public_key=public_key,
             user_data=user_data,
             nonce=nonce,
@@ -188,7 +188,7 @@ def test_dev_tee_documents_over_http(serve: Serve, reef_home: Path) -> None:
                 document,
                 root=TrustedRoot.dev(ReefHome(reef_home)),
                 mode="live",
-                now_ms=int(time.time() * 1000),
+                now_ms=wall_ms(),
                 expect=Expectations(image_id=image_id(PCRS), pcrs={16: PCRS[16]}),
             )
             assert result.public_key == key
@@ -205,7 +205,7 @@ def test_dev_tee_documents_over_http(serve: Serve, reef_home: Path) -> None:
             document,
             root=authority.root,
             mode="live",
-            now_ms=int(time.time() * 1000),
+            now_ms=wall_ms(),
             expect=Expectations(public_key=b"\xab" * 32, user_data=b"", nonce=b"\xc0\xff\xee"),
         )
         assert result.pcrs[2] == PCRS[2]

@@ -4,7 +4,6 @@ checked with eth-keys, and the 400/401/413 paths with the service still answerin
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -32,6 +31,7 @@ from reef.attestation._verifier_service import (
 )
 from reef.crypto import Secp256k1PrivateKey
 from reef.home import ReefHome
+from reef.testing import wall_ms
 
 Serve = Callable[[Starlette], AbstractContextManager[str]]  # the `serve` fixture (conftest)
 
@@ -202,7 +202,7 @@ def test_dev_tee_documents(
     whether the service verifies in a worker thread or inline (reef verifier serve)."""
     authority = DevAuthority.load_or_create(ReefHome(reef_home))
     pcrs = {0: b"\x01" * 48, 1: b"\x02" * 48, 2: b"\x03" * 48}
-    now_ms = int(time.time() * 1000)
+    now_ms = wall_ms()
     document = authority.mint(pcrs, timestamp_ms=now_ms, public_key=b"\x09" * 32, user_data=b"ud")
     app = verifier_app(key, root=authority.root, offload=offload)
     with serve(app) as url, httpx.Client(base_url=url) as c:

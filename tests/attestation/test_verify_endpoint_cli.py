@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -16,6 +15,7 @@ from typer.testing import CliRunner
 from reef.attestation import DevAuthority, attestation_app, image_id
 from reef.cli import app
 from reef.home import ReefHome
+from reef.testing import wall_ms
 
 Serve = Callable[[Starlette], AbstractContextManager[str]]
 PCRS = {0: b"\x20" * 48, 1: b"\x21" * 48, 2: b"\x22" * 48}
@@ -23,7 +23,7 @@ PCRS = {0: b"\x20" * 48, 1: b"\x21" * 48, 2: b"\x22" * 48}
 
 def _server(reef_home: Path, *, behind_ms: int = 0) -> Starlette:
     authority = DevAuthority.load_or_create(ReefHome(reef_home))
-    attester = authority.attester(PCRS, clock_ms=lambda: int(time.time() * 1000) - behind_ms)
+    attester = authority.attester(PCRS, clock_ms=lambda: wall_ms() - behind_ms)
     return attestation_app(attester, public_key=b"\x07" * 32)
 
 

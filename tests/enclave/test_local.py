@@ -27,7 +27,6 @@ from dev_tee_support import (
     LoopbackServer,
     attested,
     get,
-    now_ms,
     requires_isolation,
     spare_supervisors,
     spare_supervisors_left,
@@ -56,6 +55,7 @@ from reef.errors import (
     InputError,
 )
 from reef.home import ReefHome
+from reef.testing import wall_ms
 
 pytestmark = [
     pytest.mark.slow,
@@ -208,7 +208,7 @@ async def test_attestation_verifies_with_the_measured_image_id(
     document = (await get(hello.endpoints["attestation"])).content
     dev = TrustedRoot.dev(home)
     verified = verify_nitro(
-        document, root=dev, mode="live", now_ms=now_ms(), expect=Expectations(image_id=image_id)
+        document, root=dev, mode="live", now_ms=wall_ms(), expect=Expectations(image_id=image_id)
     )
     # The attested key is the one the app itself reports (its /app/id.pub).
     app_view = (await get(hello.endpoints["ports"][8080] + "/")).json()
@@ -219,9 +219,9 @@ async def test_attestation_verifies_with_the_measured_image_id(
         assert verified.pcrs[index] == value
 
     with pytest.raises(ExpectationError):
-        verify_nitro(document, root=dev, now_ms=now_ms(), expect=Expectations(image_id=bytes(32)))
+        verify_nitro(document, root=dev, now_ms=wall_ms(), expect=Expectations(image_id=bytes(32)))
     with pytest.raises(CertificateChainError):
-        verify_nitro(document, root=TrustedRoot.aws(), now_ms=now_ms())
+        verify_nitro(document, root=TrustedRoot.aws(), now_ms=wall_ms())
 
     secp = await attested(hello.endpoints["attestation_secp256k1"], root=dev, image_id=image_id)
     assert len(secp.public_key) == 64
@@ -427,7 +427,7 @@ async def test_app_is_sandboxed_and_reaches_its_trusted_base(
     assert report["reef_sealer"] == {"ok": True, "value": "via reef"}
 
     # The custom endpoint attested what the app asked, with the enclave's (debug) measurements.
-    custom = verify_nitro(bytes.fromhex(report["custom"]), root=authority.root, now_ms=now_ms())
+    custom = verify_nitro(bytes.fromhex(report["custom"]), root=authority.root, now_ms=wall_ms())
     assert custom.public_key == bytes.fromhex("c0ffee")
     assert custom.nonce == bytes.fromhex("0102")
     assert custom.image_id == info.image_id
@@ -876,7 +876,7 @@ async def kms_root(home: ReefHome, authority: DevAuthority) -> AsyncIterator[obj
 
     root_pcrs = {0: b"\x0a" * 48, 1: b"\x0b" * 48, 2: b"\x0c" * 48}
     store = dev_root_store(home, authority, root_pcrs)
-    root = KmsRoot.open(store, attester=authority.attester(root_pcrs, clock_ms=now_ms))
+    root = KmsRoot.open(store, attester=authority.attester(root_pcrs, clock_ms=wall_ms))
     async with dev_root_server(root, authority) as server:
         yield server
 
@@ -1043,9 +1043,9 @@ async def test_an_unrenewed_lease_stops_the_enclave_and_renew_moves_it(
     backend: LocalBackend, hello_image: Path
 ) -> None:
     """Its launcher (a provider) may die: the enclave ends by itself when its lease runs out."""
-    info = await backend.start(EnclaveSpec(image=hello_image, lease_until_ms=now_ms() + 1500))
+    info = await backend.start(EnclaveSpec(image=hello_image, lease_until_ms=wall_ms() + 1500))
     try:
-        await backend.renew(info.id, now_ms() + 4000)
+        await backend.renew(info.id, wall_ms() + 4000)
         await asyncio.sleep(2.5)
         assert (await backend.status(info.id)).state == "running"  # renewed past the first one
         final = await wait_state(backend, info.id, limit_s=10)
@@ -1107,7 +1107,7 @@ async def test_a_spare_supervisor_boots_the_next_launch(
         verify_nitro(
             document,
             root=authority.root,
-            now_ms=now_ms(),
+            now_ms=wall_ms(),
             expect=Expectations(image_id=second.image_id),
         )
         assert (await get(second.endpoints["ports"][8080] + "/")).status_code == 200

@@ -4,7 +4,6 @@ computes and signs; the contract accepts that signature and nobody else's."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from reef.proofs import (
     register_tee_signer,
     tee_signer_address,
 )
+from reef.testing import wall_ms
 
 PCRS = {0: b"\x01" * 48, 1: b"\x02" * 48, 2: b"\x03" * 48}
 ENCLAVE = Account.from_key(b"\x44" * 32)
@@ -43,7 +43,7 @@ def test_an_attested_enclave_proves_a_tee_market_ask(tmp_path: Path) -> None:
     chain = ProofChain.create(n_users=3)
     creator = chain.market()
     market_id, _ = creator.create_tee_market(image_id=image_id(PCRS), penalty=5, n_inputs=1)
-    now_ms = int(time.time() * 1000)
+    now_ms = wall_ms()
 
     # Another image's enclave is refused; so is a key nobody attested.
     other = authority.mint({0: b"\x09" * 48, 1: PCRS[1], 2: PCRS[2]}, timestamp_ms=now_ms,
@@ -92,7 +92,7 @@ def test_an_attested_enclave_key_becomes_the_matching_engine(tmp_path: Path) -> 
     admin = chain.market()
     engine_pcrs = {0: b"\x0e" * 48, 1: b"\x0f" * 48, 2: b"\x10" * 48}
     enclave = Account.from_key(b"\x77" * 32)
-    now_ms = int(time.time() * 1000)
+    now_ms = wall_ms()
     other = authority.mint(PCRS, timestamp_ms=now_ms, public_key=_pubkey64(enclave))
     with pytest.raises(AttestationError):
         register_matching_engine(

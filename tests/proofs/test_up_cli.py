@@ -27,6 +27,7 @@ from reef.home import ReefHome
 from reef.node import LocalNetwork
 from reef.node._proofs import ProofsExtension, ProofsSettings
 from reef.proofs import ensure_snarkjs
+from reef.testing import wall_ms
 
 pytestmark = pytest.mark.slow
 
@@ -121,7 +122,6 @@ def test_request_prove_pay_and_verify_with_snarkjs(up: Up) -> None:
 
 def test_the_engine_and_the_prover_are_attested_enclaves_not_tasks_of_reef_up(up: Up) -> None:
     import gc
-    import time
 
     import httpx
 
@@ -139,7 +139,7 @@ def test_the_engine_and_the_prover_are_attested_enclaves_not_tasks_of_reef_up(up
         verified = verify(
             evidence,
             root=root,
-            now_ms=int(time.time() * 1000),
+            now_ms=wall_ms(),
             expect=Expectations(image_id=bytes.fromhex(described["image_id"][2:])),
         )
         assert tee_signer_address(verified.public_key) == address
@@ -229,7 +229,6 @@ def test_invalid_inputs_end_invalid_without_slashing(up: Up) -> None:
 def test_the_ivs_is_an_enclave_signing_with_its_images_kms_key(up: Up) -> None:
     import asyncio
     import gc
-    import time
 
     import httpx
 
@@ -247,7 +246,7 @@ def test_the_ivs_is_an_enclave_signing_with_its_images_kms_key(up: Up) -> None:
     verify(
         httpx.get(ivs["attestation"], timeout=30).content,
         root=root,
-        now_ms=int(time.time() * 1000),
+        now_ms=wall_ms(),
         expect=Expectations(image_id=image_id),
     )
     # ... and the KMS root (its identity attested) derives, for that image id, the address both
@@ -350,7 +349,7 @@ def test_a_tee_market_from_the_cli_signer_registration_to_a_proof(up: Up) -> Non
     (up.tmp / "enclave.key").write_text(enclave.hex())
     public = PrivateKey(enclave).public_key.format(compressed=False)[1:]
     authority = DevAuthority.load_or_create(up.home)
-    now_ms = int(time.time() * 1000)
+    now_ms = wall_ms()
     wrong = authority.mint({**pcrs, 0: b"\x0f" * 48}, timestamp_ms=now_ms, public_key=public)
     (up.tmp / "wrong.att").write_bytes(wrong)
     refused = up.reef(

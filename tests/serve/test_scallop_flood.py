@@ -28,16 +28,13 @@ from reef.attestation import DevAuthority, image_id
 from reef.crypto import generate_x25519
 from reef.home import ReefHome
 from reef.kms import KmsRoot, RootServer, fetch_enclave_seed
+from reef.testing import wall_ms
 
 pytestmark = [pytest.mark.timeout(120)]
 
 ROOT_PCRS = {0: b"\xa0" * 48, 1: b"\xa1" * 48, 2: b"\xa2" * 48}
 APP_PCRS = {0: b"\x10" * 48, 1: b"\x11" * 48, 2: b"\x12" * 48}
 PARTIAL_HELLO = b"\x00\x00\x00\x40" + bytes(10)  # the start of handshake message 1, then silence
-
-
-def _now() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass
@@ -112,7 +109,7 @@ class Enclave:
         self.secret, self.public = generate_x25519()
 
     async def auther(self) -> bytes:
-        return self.authority.mint(APP_PCRS, timestamp_ms=_now(), public_key=self.public)
+        return self.authority.mint(APP_PCRS, timestamp_ms=wall_ms(), public_key=self.public)
 
 
 @pytest.fixture
@@ -124,7 +121,7 @@ def authority(tmp_path: Path) -> DevAuthority:
 async def root(tmp_path: Path, authority: DevAuthority) -> AsyncIterator[RootServer]:
     home = ReefHome(tmp_path / "home")
     store = dev_root_store(home, authority, ROOT_PCRS)
-    kms = KmsRoot.open(store, attester=authority.attester(ROOT_PCRS, clock_ms=_now))
+    kms = KmsRoot.open(store, attester=authority.attester(ROOT_PCRS, clock_ms=wall_ms))
     async with dev_root_server(kms, authority) as server:
         yield server
 

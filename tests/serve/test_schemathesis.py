@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -69,6 +68,7 @@ from reef.node import Session
 from reef.proofs import ArtifactStore, InputVerifier, SnarkjsRuntime, ivs_app
 from reef.scallop import ScallopPeer
 from reef.serverless import ExecutorNode, FunctionRuntime
+from reef.testing import wall_ms
 from reef.web import Dashboard, DashboardSettings, dashboard_app
 from serverless.chain_support import ServerlessChain
 
@@ -90,10 +90,6 @@ FUZZ = settings(
 DASHBOARD_TOKEN = "schemathesis-token"
 PCRS = {0: b"\x10" * 48, 1: b"\x11" * 48, 2: b"\x12" * 48}
 JOB = "0x" + "ab" * 32
-
-
-def _now() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class _View:
@@ -198,7 +194,7 @@ def _kms_scallop(home: Path) -> Any:
     authority = DevAuthority.load_or_create(ReefHome(home))
     seed = RootSeed(hashlib.sha512(b"reef schemathesis root").digest(), 0)
     app = scallop_app(KmsRoot(RootKeyring([seed]), approval=_Approval()))
-    peer = attested_peer(authority.root, PCRS, timestamp_ms=_now())
+    peer = attested_peer(authority.root, PCRS, timestamp_ms=wall_ms())
     app.add_middleware(_OverScallop, peer=peer)
     return app
 
@@ -265,7 +261,7 @@ def _apps() -> dict[str, Callable[[Path], Any]]:
 
     def attestation(home: Path, custom: bool = False) -> Any:
         authority = DevAuthority.load_or_create(ReefHome(home))
-        attester = authority.attester(PCRS, clock_ms=_now)
+        attester = authority.attester(PCRS, clock_ms=wall_ms)
         if custom:
             return custom_attestation_app(attester)
         return attestation_app(attester, public_key=b"\x01" * 32)

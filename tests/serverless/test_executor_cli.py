@@ -28,6 +28,7 @@ from reef.cli import app
 from reef.crypto import Secp256k1PrivateKey
 from reef.home import ReefHome
 from reef.serverless import JobsParams, ServerlessJobsClient
+from reef.testing import wall_ms
 from serverless.chain_support import ServerlessChain
 
 pytestmark = pytest.mark.slow
@@ -45,7 +46,7 @@ class Services:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         authority = DevAuthority.load_or_create(home)
-        attester = authority.attester(PCRS, clock_ms=lambda: int(time.time() * 1000))
+        attester = authority.attester(PCRS, clock_ms=wall_ms)
         self.verifier_key = Secp256k1PrivateKey.generate()
         self.servers = [
             self.run(
