@@ -15,17 +15,10 @@ from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ChainError
 from reef.serverless import RelayGateway, ServerlessJobsClient, ServerlessRelayClient
 from reef.serverless._polling import _Pacer, _poll_forever, _PollPolicy
+from reef.testing import ManualWallClock
 from serverless.chain_support import IDLE_POLLS, check_idle_polls, record_requests
 
 POLICY = _PollPolicy(interval_s=0.05, idle_interval_s=0.25, idle_after_s=10)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_the_policy_slows_down_only_after_a_quiet_spell() -> None:
@@ -38,7 +31,7 @@ def test_the_policy_slows_down_only_after_a_quiet_spell() -> None:
 
 
 def test_the_pacer_measures_the_quiet_spell_from_the_last_new_block() -> None:
-    clock = FakeClock()
+    clock = ManualWallClock(100.0)
     pacer = _Pacer(POLICY, clock)
     assert pacer.after(moved=False) == 0.05
     clock.now += 9.9
