@@ -1,13 +1,22 @@
-"""Network helpers for tests: a free loopback port to start a server on, or to find nothing on.
+"""Network helpers for tests: a free loopback port to start a server on, or to find nothing on,
+and an ASGI app served over real HTTP on one for the duration of a ``with`` block.
 
 pytest puts the tests folder on ``sys.path`` (``pythonpath`` in pyproject.toml)::
 
-    from net_support import free_port
+    from net_support import free_port, serve_in_thread
 """
 
 from __future__ import annotations
 
 import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -21,3 +30,30 @@ def free_port(host: str = "127.0.0.1") -> int:
         probe.bind((host, 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+@contextmanager
+def serve_in_thread(app: ASGIApp) -> Iterator[str]:
+    """Serve ``app`` under uvicorn on a free loopback port, in a thread (so synchronous clients,
+    the CLI or a subprocess can call it), and yield its base URL; stopped when the block ends.
+
+    Plain uvicorn, not reef's serving floor: the tests that use it test the app, not the floor.
+    uvicorn is imported here so that importing this module stays light.
+    """
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive(), "uvicorn exited before it started"
+        assert time.monotonic() < deadline, "uvicorn did not start in 10 s"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

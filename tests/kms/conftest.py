@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
+from net_support import serve_in_thread
 from reef.kms import RootKeyring, RootSeed
 
 
@@ -55,25 +56,6 @@ async def serve_in_loop(app: ASGIApp) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
-
-
-@contextmanager
-def serve_in_thread(app: ASGIApp) -> Iterator[str]:
-    """Run ``app`` under uvicorn in a thread (for synchronous clients); yield its URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise AssertionError("the test server did not start")
-        threading.Event().wait(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture

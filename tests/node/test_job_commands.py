@@ -12,8 +12,6 @@ provider's control plane is a real control-plane app over a scripted view of the
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
+from net_support import serve_in_thread
 from reef.chain import (
     Devnet,
     MarketClient,
@@ -87,18 +85,6 @@ class Market:
         return json.loads(done.stdout)
 
 
-def _serve(view: ScriptedView) -> tuple[str, uvicorn.Server, threading.Thread]:
-    sock = socket.create_server(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(control_plane_app(view), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the control plane did not start"
-        time.sleep(0.02)
-    return f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread
-
-
 class LaggingClock:
     """The wall clock, set back while the fixture opens its jobs.
 
@@ -126,26 +112,23 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Market]:
     )
     provider = accounts[9]
     view = ScriptedView(provider.address.lower())
-    cp_url, server, thread = _serve(view)
-    MarketClient(devnet.web3(), deployment.market, account=provider.local_account).add_provider(
-        cp_url
-    )
-    owner = MarketClient(devnet.web3(), deployment.market, account=accounts[0].local_account)
-    metadata = JobMetadata(
-        instance="dev.small", region="local", memory=1024, vcpu=1, url="http://store/x"
-    ).to_json()
-    jobs = [
-        str(owner.open_job(metadata, provider.address, CARD.min_rate, 360_000)) for _ in range(JOBS)
-    ]
-    clock.behind = 0
-    key = tmp_path_factory.mktemp("keys") / "owner.key"
-    key.write_text(accounts[0].private_key.hex())
-    with serve_devnet_in_thread(devnet) as rpc:
-        try:
+    with serve_in_thread(control_plane_app(view)) as cp_url:
+        MarketClient(devnet.web3(), deployment.market, account=provider.local_account).add_provider(
+            cp_url
+        )
+        owner = MarketClient(devnet.web3(), deployment.market, account=accounts[0].local_account)
+        metadata = JobMetadata(
+            instance="dev.small", region="local", memory=1024, vcpu=1, url="http://store/x"
+        ).to_json()
+        jobs = [
+            str(owner.open_job(metadata, provider.address, CARD.min_rate, 360_000))
+            for _ in range(JOBS)
+        ]
+        clock.behind = 0
+        key = tmp_path_factory.mktemp("keys") / "owner.key"
+        key.write_text(accounts[0].private_key.hex())
+        with serve_devnet_in_thread(devnet) as rpc:
             yield Market(rpc.url, deployment.market, key, owner, view, jobs)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
 
 
 # -- 1. job numbers ------------------------------------------------------------------------------

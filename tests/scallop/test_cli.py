@@ -17,6 +17,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from typer.testing import CliRunner
 
+from net_support import serve_in_thread
 from reef.attestation import DevAuthority, image_id
 from reef.cli import app
 from reef.crypto import generate_x25519
@@ -217,29 +218,19 @@ def test_call_attests_the_client_with_its_key_file(
 
     att_app = Starlette(routes=[Route("/attestation/raw", lambda r: Response(document))])
     policy = PeerPolicy(roots=[dev_authority.root])
-    with BackgroundServer(static_key=generate_x25519()[0], policy=policy) as server:
-        import uvicorn
-
-        config = uvicorn.Config(att_app, host="127.0.0.1", port=0, log_level="error")
-        att = uvicorn.Server(config)
-        thread = threading.Thread(target=att.run, daemon=True)
-        thread.start()
-        while not att.started:
-            time.sleep(0.02)
-        port = att.servers[0].sockets[0].getsockname()[1]
-        try:
-            result = runner.invoke(
-                app,
-                [
-                    "scallop", "call", server.endpoint, "/hello", "--pin",
-                    server.server.static_public.hex() if server.server else "",
-                    "--key", str(key_file),
-                    "--attestation-url", f"http://127.0.0.1:{port}/attestation/raw",
-                ],
-            )  # fmt: skip
-        finally:
-            att.should_exit = True
-            thread.join(10)
+    with (
+        BackgroundServer(static_key=generate_x25519()[0], policy=policy) as server,
+        serve_in_thread(att_app) as att_url,
+    ):
+        result = runner.invoke(
+            app,
+            [
+                "scallop", "call", server.endpoint, "/hello", "--pin",
+                server.server.static_public.hex() if server.server else "",
+                "--key", str(key_file),
+                "--attestation-url", f"{att_url}/attestation/raw",
+            ],
+        )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert f"hello {image_id(PCRS_B).hex()} GET" in result.stdout
 
