@@ -1,5 +1,5 @@
-"""Shared fixtures: the public vectors folder, an isolated $REEF_HOME for every test, and the dev
-TEE authority of that home."""
+"""Shared fixtures: the public vectors folder, an isolated $REEF_HOME for every test (also as a
+:class:`~reef.home.ReefHome`), and the dev TEE authority of that home."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 if TYPE_CHECKING:
     from reef.attestation import DevAuthority
+    from reef.home import ReefHome
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,6 +50,14 @@ def reef_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     home = tmp_path_factory.mktemp("reef-home")
     monkeypatch.setenv("REEF_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def home(reef_home: Path) -> ReefHome:
+    """This test's $REEF_HOME as a :class:`~reef.home.ReefHome`."""
+    from reef.home import ReefHome
+
+    return ReefHome(reef_home)
 
 
 @pytest.fixture

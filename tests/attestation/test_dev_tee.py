@@ -41,11 +41,6 @@ PCRS = {0: b"\x10" * 48, 1: b"\x11" * 48, 2: b"\x12" * 48, 16: b"\x16" * 48}
 
 
 @pytest.fixture
-def home(reef_home: Path) -> ReefHome:
-    return ReefHome(reef_home)
-
-
-@pytest.fixture
 def authority(home: ReefHome) -> DevAuthority:
     import datetime as dt
 

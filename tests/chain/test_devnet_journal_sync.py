@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 
 import pytest
 from eth_account import Account
@@ -16,11 +15,6 @@ from reef.errors import ChainError
 from reef.home import ReefHome
 
 SINK = "0x" + "22" * 20
-
-
-@pytest.fixture
-def home(reef_home: Path) -> ReefHome:
-    return ReefHome(reef_home)
 
 
 def transfer(devnet: Devnet, nonce: int) -> bytes:

@@ -26,11 +26,6 @@ from reef.testing import ManualWallClock
 SINK = "0x" + "22" * 20
 
 
-@pytest.fixture
-def home(reef_home: Path) -> ReefHome:
-    return ReefHome(reef_home)
-
-
 def transfer(devnet: Devnet, nonce: int | None = None, value: int = 1) -> bytes:
     if nonce is None:
         nonce = devnet.nonce(bytes.fromhex(devnet.accounts[0].address[2:]))
