@@ -211,7 +211,10 @@ def _vectors() -> Path | None:
 
 @pytest.fixture(scope="module")
 def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    net = start_network(tmp_path_factory.mktemp("docs-up"), extensions=True)
+    # docs/market.md runs `reef jobs stop` then `reef jobs close` "too early": the second must
+    # start before the rate lock ends. Each is a new CLI process (about 4 s of imports, web3's
+    # mostly, on a slow 2-core machine), so a 5 s lock had ended by then and close succeeded.
+    net = start_network(tmp_path_factory.mktemp("docs-up"), extensions=True, rate_lock_s=20)
     try:
         yield net
     finally:

@@ -112,7 +112,9 @@ CORE_ONLY = ("--no-serverless", "--no-proofs", "--no-dashboard")
 """The market tests need only the core network: each extension costs seconds and enclaves."""
 
 
-def start_network(home: Path, extra: Sequence[str] = (), *, extensions: bool = False) -> Network:
+def start_network(
+    home: Path, extra: Sequence[str] = (), *, extensions: bool = False, rate_lock_s: int = 5
+) -> Network:
     env = {**os.environ, "REEF_HOME": str(home)}
     process = subprocess.Popen(
         [
@@ -134,7 +136,7 @@ def start_network(home: Path, extra: Sequence[str] = (), *, extensions: bool = F
             "--dashboard-port",
             "0",
             "--rate-lock",
-            "5",
+            str(rate_lock_s),
             *(() if extensions else CORE_ONLY),
             "--chain",
             os.environ.get("REEF_E2E_CHAIN", "devnet"),
