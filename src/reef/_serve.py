@@ -82,6 +82,7 @@ __all__ = [
     "Serving",
     "Waitable",
     "bind",
+    "first_stopped",
     "is_loopback",
     "run",
     "run_on",
@@ -930,13 +931,23 @@ class Waitable(Protocol):
 
 async def until_stopped(stop: asyncio.Event, *servers: Waitable) -> None:
     """Return when ``stop`` is set or any of ``servers`` stops by itself."""
-    waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
-    waits += [asyncio.ensure_future(server.wait()) for server in servers]
+    await _first_of(stop.wait(), *(server.wait() for server in servers))
+
+
+async def first_stopped(*servers: Waitable) -> None:
+    """Return when any of ``servers`` stops by itself (at once if there is none): the ``wait``
+    of a service made of several servers. Cancelling it stops none of them."""
+    if servers:
+        await _first_of(*(server.wait() for server in servers))
+
+
+async def _first_of(*waits: Awaitable[Any]) -> None:
+    futures = [asyncio.ensure_future(waiting) for waiting in waits]
     try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for waiting in waits:
-            waiting.cancel()
+        for future in futures:
+            future.cancel()
 
 
 def run_on(

@@ -3,10 +3,11 @@
 The executor and the relay gateway each watch a chain by asking for its block number in a loop
 (a devnet mines a block per transaction, so a 50 ms poll keeps request -> output well under a
 second). Once no block has come for a while, each poll is wasted: every idle ``reef up`` runs
-three executors, and at 20 polls a second each they kept a fifth of a core busy doing nothing. One loop serves both (:func:`_poll_forever`): :class:`_PollPolicy` says how long
-to wait after a quiet spell of a given length (a pure function), :class:`_Pacer` measures that
-spell for one loop (its clock is a parameter, so both are tested without a chain or a socket),
-and a failed poll is logged and retried, never the end of the service.
+three executors, and at 20 polls a second each they kept a fifth of a core busy doing nothing.
+One loop serves both (:func:`_poll_forever`): :class:`_PollPolicy` says how long to wait after
+a quiet spell of a given length (a pure function), :class:`_Pacer` measures that spell for one
+loop (its clock is a parameter, so both are tested without a chain or a socket), and a failed
+poll is logged and retried, never the end of the service.
 """
 
 from __future__ import annotations

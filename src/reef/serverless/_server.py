@@ -8,12 +8,11 @@ close in the reverse order, also when a later one fails to start.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reef._serve import Server, serve
+from reef._serve import Server, first_stopped, serve
 from reef.crypto import Secp256k1PrivateKey
 from reef.errors import InputError, MisuseError
 from reef.serverless._executor import ExecutorSettings
@@ -118,15 +117,7 @@ class ExecutorServer:
     async def wait(self) -> None:
         """Return when the control or the gateway server stops by itself (at once if not
         started). Cancelling the wait stops neither."""
-        servers = [s for s in (self.control, self.gateway) if s is not None]
-        if not servers:
-            return
-        waits = [asyncio.ensure_future(s.wait()) for s in servers]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiting in waits:
-                waiting.cancel()
+        await first_stopped(*(s for s in (self.control, self.gateway) if s is not None))
 
     async def aclose(self) -> None:
         """Stop watching the chain, both servers and the runtime, in that order."""
