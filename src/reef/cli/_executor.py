@@ -64,12 +64,9 @@ def run_cmd(
     )
 
     given = {"rpc": rpc, "jobs": jobs, "code": code, "owner": owner}
-    configure: dict[str, str] | None = None
-    if any(given.values()):
-        missing = [f"--{k}" for k, v in given.items() if not v]
-        if missing:
-            raise fail(InputError(f"to configure at once also give {', '.join(missing)}"), code=2)
-        configure = {k: str(v) for k, v in given.items()}
+    missing = [f"--{k}" for k, v in given.items() if not v]
+    if any(given.values()) and missing:
+        raise fail(InputError(f"to configure at once also give {', '.join(missing)}"), code=2)
     if capacity < 1:
         raise fail(InputError("--capacity must be at least 1"), code=2)
     with failing():
@@ -87,15 +84,12 @@ def run_cmd(
             gateway_port=gateway_port,
             capacity=capacity,
             limits=limits,
-            configure=None
-            if configure is None
-            else ExecutorSettings(
-                rpc_url=configure["rpc"],
-                jobs_contract=configure["jobs"],
-                code_contract=configure["code"],
-                limits=limits,
-            ),
-            owner=configure["owner"] if configure is not None else "",
+            configure=ExecutorSettings(
+                rpc_url=rpc, jobs_contract=jobs, code_contract=code, limits=limits
+            )
+            if rpc and jobs and code
+            else None,
+            owner=owner or "",
         )
     serve_until_stopped(
         server.start,
