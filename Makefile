@@ -18,10 +18,15 @@ up: $(STAMP)
 	$(BIN)/reef up
 
 # The whole suite, then the end-to-end tests again on anvil (issue 14: they pass on both chains);
-# PYTEST_ARGS narrows the first run and skips the second.
+# PYTEST_ARGS narrows the first run and skips the second. Most tests wait on real processes
+# (enclaves, chains, snarkjs), so one worker per core (at most 4) halves the wall time on CI's
+# two cores; a test file stays on one worker, so its module fixtures start once. The slowest
+# durations are printed to keep an eye on CI's 25-minute budget. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= auto
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile)
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	$(if $(PYTEST_ARGS),,$(BIN)/python -m pytest tests/e2e --chain anvil)
+	$(BIN)/python -m pytest $(XDIST) --durations 15 $(PYTEST_ARGS)
+	$(if $(PYTEST_ARGS),,$(BIN)/python -m pytest $(XDIST) tests/e2e --chain anvil)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
