@@ -7,7 +7,9 @@ root's custom attester, a Scallop auther, the tests) does the same three things,
    Oyster's ``/attestation/raw``, a path ending in ``/hex`` is read as hex text (reference
    oyster_cvm.md §1.4); Oyster's custom server also takes ``public_key``, ``user_data`` and
    ``nonce`` as hex query parameters;
-2. fetch it, optionally retrying while the enclave is still starting (``wait_s``);
+2. fetch it, optionally retrying while the enclave is still starting (``wait_s``), within
+   bounds a hostile server cannot stretch: at most :data:`MAX_DOCUMENT_BYTES` are read, and the
+   whole answer (head and body) must arrive within the client's ``timeout``;
 3. verify it in **live** mode at the client's clock: chain to the given root, fresh within
    ``max_age_ms``, and the caller's :class:`~reef.attestation.Expectations`.
 
@@ -22,14 +24,22 @@ keeps no connection open between calls (each fetch opens and closes its own), so
 closing and is safe to share between threads and tasks. Both a blocking (:meth:`fetch`,
 :meth:`verify`) and an asyncio form (:meth:`afetch`, :meth:`averify`) exist because both kinds of
 caller exist (the CLI and thread-pool attesters; Scallop and the dev TEE's async code).
+
+httpx's timeouts bound each socket operation, not an answer: a server that sends one byte a
+second (in its headers or its body) is never late for any read. The whole answer is therefore
+bounded with ``asyncio.timeout``, and the blocking calls run the asyncio form on a private event
+loop, unless they were given a blocking transport (an in-process test transport), which is read
+with the same byte bound and a deadline checked at each piece of the body.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+import threading
 import time
-from collections.abc import Callable, Hashable
-from typing import Final, TypeVar
+from collections.abc import Callable, Coroutine, Hashable
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -44,6 +54,10 @@ from reef.errors import InputError, MisuseError, ServiceError
 __all__ = ["AttestationClient", "attestation_url"]
 
 DEFAULT_TIMEOUT_S: Final = 10.0
+MAX_DOCUMENT_BYTES: Final = 1 << 20
+"""The most bytes of an answer the client reads (1 MiB): a Nitro document is about 5 kB, a TDX
+quote with its certificates about 10 kB, so a server sending more is refused, not read to its
+end (a hostile one would send a gigabyte)."""
 # How often a fetch is retried while an enclave starts: quick enough that a caller waiting for
 # a fresh enclave is not slowed down, slow enough not to spin.
 _RETRY_INTERVAL_S: Final = 0.1
@@ -101,18 +115,55 @@ def _request(
     return url, params, time.monotonic() + wait_s
 
 
-def _document(url: str, response: httpx.Response) -> bytes:
-    """The document in a response: raw bytes, or hex text from a ``/hex`` path.
+# Characters a terminal obeys rather than shows (C0 and C1 controls, DEL) and those that reorder
+# what is shown (bidirectional overrides and isolates).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _shown(text: str) -> str:
+    """``text`` as it may be quoted in a message the CLI prints: controls and direction
+    overrides are written out (``\\x1b``), so a server's answer cannot drive the terminal."""
+    return _UNPRINTABLE.sub(
+        lambda match: (
+            f"\\x{ord(match[0]):02x}" if ord(match[0]) < 0x100 else f"\\u{ord(match[0]):04x}"
+        ),
+        text,
+    )
+
+
+def _too_big(url: str) -> ServiceError:
+    return ServiceError(
+        f"{url} answered more than {MAX_DOCUMENT_BYTES} bytes: that is no attestation document",
+        hint="is this the enclave's attestation server (port 1300, /attestation/raw)?",
+    )
+
+
+def _late(url: str, timeout: float) -> ServiceError:
+    return ServiceError(
+        f"{url} did not answer within {timeout:g} s",
+        hint="is the enclave running and reachable? a larger --timeout waits longer",
+    )
+
+
+def _declared_too_big(url: str, response: httpx.Response) -> None:
+    """Refuse an answer whose ``content-length`` is over the bound before reading any of it."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_DOCUMENT_BYTES:
+        raise _too_big(url)
+
+
+def _document(url: str, status: int, body: bytes) -> bytes:
+    """The document in an answer: raw bytes, or hex text from a ``/hex`` path.
 
     Raises:
         ServiceError: for any answer but 200 with a non-empty document.
     """
-    if response.status_code != 200:
+    if status != 200:
+        text = _shown(body[:400].decode("utf-8", "replace").strip())[:200]
         raise ServiceError(
-            f"{url} answered HTTP {response.status_code}: {response.text[:200].strip()}",
+            f"{url} answered HTTP {status}: {text}",
             hint="is this the enclave's attestation server (port 1300, /attestation/raw)?",
         )
-    body = response.content
     if urlsplit(url).path.rstrip("/").endswith("/hex"):
         try:
             body = bytes.fromhex(body.decode("ascii").strip())
@@ -121,6 +172,61 @@ def _document(url: str, response: httpx.Response) -> bytes:
     if not body:
         raise ServiceError(f"{url} answered an empty attestation document")
     return body
+
+
+def _read(url: str, response: httpx.Response, deadline: float, timeout: float) -> bytes:
+    """A blocking answer's body, at most :data:`MAX_DOCUMENT_BYTES`, by ``deadline``.
+
+    Raises:
+        ServiceError: the body is longer, or still coming at ``deadline``.
+    """
+    _declared_too_big(url, response)
+    body = bytearray()
+    for piece in response.iter_bytes():
+        body += piece
+        if len(body) > MAX_DOCUMENT_BYTES:
+            raise _too_big(url)
+        if time.monotonic() > deadline:
+            raise _late(url, timeout)
+    return _document(url, response.status_code, bytes(body))
+
+
+async def _aread(url: str, response: httpx.Response) -> bytes:
+    """An answer's body, at most :data:`MAX_DOCUMENT_BYTES` (the caller bounds the time).
+
+    Raises:
+        ServiceError: the body is longer.
+    """
+    _declared_too_big(url, response)
+    body = bytearray()
+    async for piece in response.aiter_bytes():
+        body += piece
+        if len(body) > MAX_DOCUMENT_BYTES:
+            raise _too_big(url)
+    return _document(url, response.status_code, bytes(body))
+
+
+def _run(coroutine: Coroutine[Any, Any, bytes]) -> bytes:
+    """Run ``coroutine`` to its end on an event loop of its own, from blocking code: in this
+    thread, or in a new one when this thread already runs a loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    out: list[bytes | BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(asyncio.run(coroutine))
+        except BaseException as exc:  # raised again in the caller's thread
+            out.append(exc)
+
+    thread = threading.Thread(target=run, name="reef-attestation-fetch")
+    thread.start()
+    thread.join()
+    if isinstance(out[0], BaseException):
+        raise out[0]
+    return out[0]
 
 
 def _raise_if_late(url: str, exc: httpx.HTTPError | ServiceError, deadline: float) -> None:
@@ -208,12 +314,19 @@ class AttestationClient:
             MisuseError: the client was given an async-only transport.
             ServiceError: the server cannot be reached or does not answer a document.
         """
-        url, params, deadline = _request(endpoint, public_key, user_data, nonce, wait_s)
         transport = self._transport_as(httpx.BaseTransport, "async", hint="use afetch, averify")
+        if transport is None:  # over the network: the asyncio form bounds the whole answer
+            coroutine = self.afetch(
+                endpoint, public_key=public_key, user_data=user_data, nonce=nonce, wait_s=wait_s
+            )
+            return _run(coroutine)
+        url, params, deadline = _request(endpoint, public_key, user_data, nonce, wait_s)
         with httpx.Client(timeout=self.timeout, transport=transport) as http:
             while True:
                 try:
-                    return _document(url, http.get(url, params=params))
+                    answer_by = time.monotonic() + self.timeout
+                    with http.stream("GET", url, params=params) as response:
+                        return _read(url, response, answer_by, self.timeout)
                 except (httpx.HTTPError, ServiceError) as exc:
                     _raise_if_late(url, exc, deadline)
                 time.sleep(_RETRY_INTERVAL_S)
@@ -239,7 +352,14 @@ class AttestationClient:
         async with httpx.AsyncClient(timeout=self.timeout, transport=transport) as http:
             while True:
                 try:
-                    return _document(url, await http.get(url, params=params))
+                    try:
+                        async with (
+                            asyncio.timeout(self.timeout),
+                            http.stream("GET", url, params=params) as response,
+                        ):
+                            return await _aread(url, response)
+                    except TimeoutError as exc:  # the whole answer took too long
+                        raise _late(url, self.timeout) from exc
                 except (httpx.HTTPError, ServiceError) as exc:
                     _raise_if_late(url, exc, deadline)
                 await asyncio.sleep(_RETRY_INTERVAL_S)
