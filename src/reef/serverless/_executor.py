@@ -48,7 +48,7 @@ from reef.serverless._contracts import (
 )
 from reef.serverless._events import JobCreated
 from reef.serverless._polling import _poll_forever, _PollPolicy
-from reef.serverless._result import CallResult, ErrorCode, Limits
+from reef.serverless._result import MAX_TIMEOUT_MS, CallResult, ErrorCode, Limits
 from reef.serverless._runtime import FunctionRuntime
 from reef.serverless._signing import JobsDomain, SignedOutput, sign_output
 from reef.serverless._tasks import _TaskSet
@@ -225,7 +225,11 @@ class ExecutorService:
 
     async def run(self, request: JobCreated) -> CallResult:
         """Run one job's function (no chain writes)."""
-        limits = replace(self.settings.limits, timeout_ms=max(1, request.deadline))
+        # A deployment may allow deadlines past the runtime's ceiling: such a job runs to that
+        # ceiling (a timeout then, within the job's deadline) rather than not at all, which
+        # would leave the executor silent and slashed.
+        timeout_ms = min(MAX_TIMEOUT_MS, max(1, request.deadline))
+        limits = replace(self.settings.limits, timeout_ms=timeout_ms)
         codehash = "0x" + request.codehash.hex()
         return await self.runtime.call(codehash, request.code_inputs, self.cache, limits=limits)
 

@@ -317,6 +317,7 @@ class ExecutorNode:
         self.clock = clock
         self.owner: str | None = None
         self.service: ExecutorService | None = None
+        self._web2_running = 0  # gateway calls in flight (see _gateway_call)
 
     @property
     def address(self) -> str:
@@ -536,6 +537,22 @@ class ExecutorNode:
             return json_error(
                 404, "no function named: call /fn/<codehash> or a <base32 codehash>. host"
             )
+        # Web2 calls are unbilled: they get the runtime's room less what the jobs this executor
+        # registered for may need at once, so a flood of them never leaves a job (billed, and
+        # slashed when unanswered) without a runtime.
+        if self._web2_running >= self.runtime.max_running - self.job_capacity:
+            return json_error(
+                429, "the executor is busy with as many web2 calls as it takes: retry shortly"
+            )
+        self._web2_running += 1
+        try:
+            return await self._gateway_run(request, service, host, codehash)
+        finally:
+            self._web2_running -= 1
+
+    async def _gateway_run(
+        self, request: Request, service: ExecutorService, host: str, codehash: str
+    ) -> Response:
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
@@ -543,13 +560,13 @@ class ExecutorNode:
                 return json_error(413, "the request body is over 1 MiB")
         limits = dataclasses.replace(self.limits, timeout_ms=GATEWAY_TIMEOUT_MS)
         query = f"?{request.url.query}" if request.url.query else ""
-        rest = request.path_params.get("rest", "")
-        if "codehash" not in request.path_params:  # host-named: the whole path is the function's
-            rest = request.url.path.lstrip("/")
         forwarded = HttpRequest(
             method=request.method,
-            target="/" + rest + query,
-            headers=tuple(request.headers.items()),
+            target=_function_target(request.scope),
+            # As sent: the ASGI server's bytes, which latin-1 maps one to one.
+            headers=tuple(
+                (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]
+            ),
         )
         try:
             result = await self.runtime.call(
@@ -565,7 +582,8 @@ class ExecutorNode:
         digest = oyster_response_digest(
             timestamp=timestamp,
             method=request.method,
-            path_and_query=request.url.path + query,
+            # As sent, as Oyster signs it: a decoded path would sign /a%2Fb's answer as /a/b's.
+            path_and_query=_raw_path(request.scope) + query,
             host=host,
             request_body=bytes(body),
             response_body=result.output,
@@ -590,6 +608,27 @@ class ExecutorNode:
             }
         )
         return response
+
+
+def _raw_path(scope: Scope) -> str:
+    """The request's path as the caller sent it (percent-escapes kept), latin-1 decoded."""
+    raw: bytes | None = scope.get("raw_path")
+    # ASGI's raw_path has no query, but some servers (httpx's ASGI transport) leave it on; a
+    # path cannot hold an unescaped "?", so the first one starts the query.
+    return raw.split(b"?", 1)[0].decode("latin-1") if raw else str(scope["path"])
+
+
+def _function_target(scope: Scope) -> str:
+    """The path and query the function sees, as the caller sent them (still percent-encoded):
+    after ``/fn/<codehash>`` on that form, the whole path on a host-named one. Decoded, an
+    escaped space or slash would reach the function as another path, or not be HTTP at all."""
+    raw = _raw_path(scope).encode("latin-1")
+    if "codehash" in scope.get("path_params", {}):  # /fn/<codehash>[/rest]: the rest
+        second = raw.find(b"/", 1)  # the raw path may spell /fn/ escaped: count its slashes
+        third = raw.find(b"/", second + 1) if second > 0 else -1
+        raw = raw[third:] if third > 0 else b"/"
+    query: bytes = scope.get("query_string", b"")
+    return (raw + (b"?" + query if query else b"")).decode("latin-1")
 
 
 def _reasons(exc: ValidationError) -> str:

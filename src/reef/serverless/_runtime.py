@@ -44,7 +44,7 @@ from pathlib import Path
 
 from reef.errors import MisuseError, ServerlessError
 from reef.serverless._config import MODULE_NAME, SOCKET_NAME, render_config
-from reef.serverless._http import HttpRequest, RuntimeConnectionError, post
+from reef.serverless._http import HttpRequest, RuntimeConnectionError, post, request_head
 from reef.serverless._result import CallResult, ErrorCode, Limits
 from reef.serverless._tasks import _TaskSet
 
@@ -191,6 +191,11 @@ class FunctionRuntime:
         return self._limits
 
     @property
+    def max_running(self) -> int:
+        """How many calls run at once; one more is refused."""
+        return self._max_running
+
+    @property
     def stats(self) -> RuntimeStats:
         """A snapshot of the counters."""
         return RuntimeStats(
@@ -266,11 +271,14 @@ class FunctionRuntime:
             limits: this call's limits (default: the runtime's).
 
         Raises:
+            InputError: ``request`` cannot be sent over HTTP/1.1 (a path or header that is not
+                latin-1 text, or holds characters HTTP forbids there).
             ServerlessError: reef could not run it (workerd failed to start or died for a reason
                 that is not the function's verdict, or ``max_running`` calls are running).
         """
         if self._closed:
             raise MisuseError("this FunctionRuntime is closed")
+        request_head(len(body), request)  # a request HTTP cannot carry fails here, not mid-call
         limits = limits or self._limits
         start = self._clock()
         try:
@@ -376,7 +384,16 @@ class FunctionRuntime:
         cold: bool,
         mark: int,
     ) -> CallResult:
-        """The runtime dropped the call: find out from its exit and output whose fault it was."""
+        """The runtime dropped the call: find out from its exit and output whose fault it was.
+
+        workerd itself dropping a call (it died, and not of the function's memory or load
+        failure) is reef's failure. A workerd that lives on after dropping the call dropped it
+        because the function's own answer broke (its body stream threw, or its head was not
+        HTTP): that is the function's verdict, the same as a function that throws (it answered
+        500, here with no body). Blaming reef for it would let a function's author make every
+        executor submit nothing, and be slashed to the author's profit.
+        """
+        dropped_ms = self._elapsed_ms(start)
         remaining = self._remaining_s(start, limits)
         try:
             await asyncio.wait_for(
@@ -396,6 +413,10 @@ class FunctionRuntime:
             )
         if elapsed >= limits.timeout_ms:
             return CallResult(ErrorCode.TIMEOUT, b"", limits.timeout_ms, cold=cold)
+        if process.proc.returncode is None:  # workerd is well: the function broke its answer
+            logs = process.log_since(mark)
+            await self._kill(process)  # not reused: what the broken answer left is unknown
+            return CallResult(ErrorCode.OK, b"", dropped_ms, 500, cold, logs)
         await self._kill(process)
         raise ServerlessError(
             f"the workerd runtime dropped the call ({exc}; exit status {process.proc.returncode}): "

@@ -1,0 +1,206 @@
+"""Hostile function authors, web2 callers and jobs against an executor: each attack replayed.
+
+A function author who can make honest executors submit nothing collects their slashed stakes
+(the Jobs contract gives them to the job's user), so every way a function has of breaking its
+own answer must end in a verdict the executors sign, never in "reef's failure". A web2 caller is
+unbilled, so it must not take the room that chain jobs (billed, slashed when unanswered) need,
+and a request the function cannot be handed must be a clear 400, not a dropped call.
+
+The chain is the devnet in process, the executor an :class:`ExecutorNode` on a real workerd
+runtime, its gateway served on loopback by reef's serving floor and called with httpx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reef._serve import serve
+from reef.crypto import Secp256k1PrivateKey
+from reef.serverless import (
+    ErrorCode,
+    ExecutorNode,
+    FunctionRuntime,
+    Limits,
+    fund_gas,
+)
+from serverless.chain_support import PARAMS, ServerlessChain, gateway_signer
+
+pytestmark = pytest.mark.node
+
+HELLO = b"export default { async fetch(r) { return new Response('hello, ' + await r.text()); } };"
+# The body stream throws after its first chunk: workerd has sent the head and drops the
+# connection, while the process itself is fine.
+STREAM_THROWS = b"""export default { async fetch() {
+  const body = new ReadableStream({ start(c) {
+    c.enqueue(new TextEncoder().encode("part")); c.error(new Error("broken on purpose"));
+  } });
+  return new Response(body);
+} };"""
+# One response header of 100 kB: more head than reef reads.
+HUGE_HEADER = b"""export default { async fetch() {
+  return new Response("x", { headers: { "x-big": "a".repeat(100000) } });
+} };"""
+# Sleeps (without burning CPU) until the gateway's 5 s deadline ends it.
+SLEEPS = b"""export default { async fetch() {
+  await new Promise((resolve) => setTimeout(resolve, 60000)); return new Response("late");
+} };"""
+ECHO = b"""export default { async fetch(r) {
+  const u = new URL(r.url);
+  return new Response(u.pathname + u.search + " " + r.headers.get("x-odd"));
+} };"""
+
+CAPACITY = 2  # the jobs this executor registers for
+MAX_RUNNING = 4  # calls its runtime runs at once
+# A deployment whose deadlines may exceed the runtime's own 300 s ceiling.
+PARAMS_LONG = dataclasses.replace(PARAMS, max_deadline_ms=600_000)
+
+
+@pytest.fixture
+async def runtime(workerd: Path) -> AsyncIterator[FunctionRuntime]:
+    async with FunctionRuntime(workerd, max_idle=2, max_running=MAX_RUNNING) as rt:
+        yield rt
+
+
+@dataclass
+class Executor:
+    chain: ServerlessChain
+    node: ExecutorNode
+    gateway: str
+
+    async def deploy(self, source: bytes) -> str:
+        user = self.chain.users[0]
+        return await asyncio.to_thread(self.chain.code(user).deploy_code, source)
+
+
+@pytest.fixture
+async def executor(runtime: FunctionRuntime, tmp_path: Path) -> AsyncIterator[Executor]:
+    """One executor registered on a fresh deployment (two more keys fill the job's selection),
+    configured without its chain watcher (the tests drive its jobs), its gateway on loopback."""
+    chain = ServerlessChain.create(PARAMS_LONG)
+    key = Secp256k1PrivateKey.generate()
+    chain.register(chain.operators[0], key=key, capacity=CAPACITY)
+    for operator in chain.operators[1 : PARAMS.num_select]:
+        chain.register(operator)
+    fund_gas(chain.w3, chain.deployer, key.public_key.checksum_address, 10**18)
+    node = ExecutorNode(key, runtime, tmp_path / "code", job_capacity=CAPACITY)
+    await chain.configure(node)
+    server = await serve(node.gateway_app(), host="127.0.0.1", port=0, what="executor gateway")
+    try:
+        yield Executor(chain, node, server.url)
+    finally:
+        await server.aclose()
+        await node.aclose()
+
+
+# -- a function breaking its own answer --------------------------------------------------------
+
+
+async def test_a_response_stream_that_throws_is_the_functions_verdict(
+    runtime: FunctionRuntime,
+) -> None:
+    result = await runtime.run(STREAM_THROWS, b"", limits=Limits(timeout_ms=3000))
+    # As a function that throws: it answered, with a 500 and (its answer broken) no body.
+    assert result.error_code is ErrorCode.OK
+    assert result.status == 500
+    assert result.output == b""
+    assert "broken on purpose" in result.logs
+    assert (await runtime.run(HELLO, b"next")).output == b"hello, next"
+
+
+async def test_response_headers_over_the_cap_are_an_output_too_large(
+    runtime: FunctionRuntime,
+) -> None:
+    result = await runtime.run(HUGE_HEADER, b"", limits=Limits(timeout_ms=3000))
+    assert result.error_code is ErrorCode.OUTPUT_TOO_LARGE
+    assert result.output == b""
+
+
+async def test_executors_sign_a_verdict_on_a_function_that_breaks_its_answer(
+    executor: Executor,
+) -> None:
+    """The attack: the author of a function whose answer breaks opens a job on it; executors
+    that submit nothing are slashed to the author's profit. They must answer it instead."""
+    chain, service = executor.chain, executor.node.service
+    assert service is not None
+    jobs = chain.jobs(chain.users[0])
+    for source in (STREAM_THROWS, HUGE_HEADER):
+        codehash = await executor.deploy(source)
+        request, _ = await asyncio.to_thread(jobs.create_job, codehash, b"", 3000)
+        assert executor.node.address in request.selected_executors
+        signed = await service.execute(request)
+        assert signed is not None, "the executor submitted nothing: it would be slashed"
+        responses = chain.jobs().responses(request.block_number, job_id=request.job_id)
+        assert [r.executor for r in responses] == [executor.node.address]
+        expected = ErrorCode.OK if source is STREAM_THROWS else ErrorCode.OUTPUT_TOO_LARGE
+        assert responses[0].error_code == expected
+        assert responses[0].output == b""
+
+
+async def test_a_deadline_past_the_runtimes_ceiling_is_run_to_that_ceiling(
+    executor: Executor,
+) -> None:
+    """A deployment may allow deadlines over 300 s; the executor runs such a job (its own
+    ceiling bounds the call) instead of failing on it and being slashed."""
+    chain, service = executor.chain, executor.node.service
+    assert service is not None
+    codehash = await executor.deploy(HELLO)
+    jobs = chain.jobs(chain.users[0])
+    request, _ = await asyncio.to_thread(jobs.create_job, codehash, b"long", 400_000)
+    result = await service.run(request)
+    assert result.error_code is ErrorCode.OK
+    assert result.output == b"hello, long"
+
+
+# -- web2 callers ------------------------------------------------------------------------------
+
+
+async def test_web2_callers_cannot_take_the_room_chain_jobs_need(executor: Executor) -> None:
+    """Unbilled web2 calls that sleep to their 5 s deadline fill every free slot; a chain job
+    (billed, and slashed when unanswered) must still run, and the extra web2 calls get 429."""
+    chain, service = executor.chain, executor.node.service
+    assert service is not None
+    sleeper = await executor.deploy(SLEEPS)
+    hello = await executor.deploy(HELLO)
+    request, _ = await asyncio.to_thread(chain.jobs(chain.users[0]).create_job, hello, b"job", 3000)
+    async with httpx.AsyncClient(base_url=executor.gateway, timeout=30) as client:
+        flood = [
+            asyncio.create_task(client.post(f"/fn/{sleeper}", content=b""))
+            for _ in range(MAX_RUNNING + 2)
+        ]
+        await asyncio.sleep(1.0)  # the flood is running (or refused)
+        result = await service.run(request)
+        answers = await asyncio.gather(*flood)
+        assert result.error_code is ErrorCode.OK
+        assert result.output == b"hello, job"
+        statuses = sorted(a.status_code for a in answers)
+        assert statuses.count(408) == MAX_RUNNING - CAPACITY
+        refused = [a for a in answers if a.status_code == 429]
+        assert len(refused) == len(answers) - (MAX_RUNNING - CAPACITY)
+        assert "busy" in refused[0].json()["error"]
+        # Once the flood is over, web2 calls run again.
+        again = await client.post(f"/fn/{hello}", content=b"web2")
+        assert again.status_code == 200
+        assert again.content == b"hello, web2"
+
+
+async def test_a_path_and_header_bytes_are_forwarded_as_the_caller_sent_them(
+    executor: Executor,
+) -> None:
+    """An escaped space or slash in the path and a non-ASCII header byte: the function gets
+    them as sent (reef decoded them and could not forward them: a dropped call, then a 500)."""
+    echo = await executor.deploy(ECHO)
+    async with httpx.AsyncClient(base_url=executor.gateway, timeout=30) as client:
+        response = await client.get(
+            f"/fn/{echo}/a%20b%2Fc?q=%20x", headers={b"x-odd": "caf\xe9".encode("latin-1")}
+        )
+    assert response.status_code == 200, response.text
+    # workerd reads header values as UTF-8: the lone latin-1 byte arrives as U+FFFD.
+    assert response.content == "/a%20b%2Fc?q=%20x caf\ufffd".encode()
+    assert gateway_signer(response)[1] == executor.node.address
