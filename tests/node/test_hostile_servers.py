@@ -171,3 +171,126 @@ def test_attestation_errors_do_not_carry_the_servers_terminal_escapes() -> None:
     assert "busy" in message
     assert not any(ch in message for ch in "\x1b\x07\r\x9b"), message
     assert "\\x1b]0;owned" in message
+
+
+# -- an enclave console: reef jobs logs --------------------------------------------------------
+
+_SSE_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
+
+
+def _sse(*chunks: bytes, then: float | None = None) -> Handler:
+    """A console stream that sends ``chunks`` and closes, or, with ``then``, sends a line every
+    ``then`` seconds for ever (a console that never stops talking)."""
+
+    async def handler(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(_SSE_HEAD)
+        for chunk in chunks:
+            writer.write(chunk)
+            await writer.drain()
+        while then is not None:
+            writer.write(b"data: tick\n\n")
+            await writer.drain()
+            await asyncio.sleep(then)
+
+    return handler
+
+
+def test_job_logs_write_out_terminal_escapes() -> None:
+    """A console line is the tenant's text printed on the owner's terminal: an escape sequence in
+    it (set the window title, clear the screen, move the cursor) is shown, not obeyed."""
+    from reef.node import enclave_log_lines
+
+    line = b"data: \x1b]0;owned\x07hello\r\x1b[2J\xc2\x9b31m\xe2\x80\xae and\tthen\n\n"
+    with hostile_server(_sse(line, b"data: \xff\xfe binary\n\n")) as url:
+        lines = list(enclave_log_lines(url))
+    assert len(lines) == 2
+    for text in lines:
+        assert not any(ch in text for ch in "\x1b\x07\r\x9b\u202e"), text
+    assert lines[0] == "\\x1b]0;owned\\x07hello\\x0d\\x1b[2J\\x9b31m\\u202e and\tthen"
+    assert lines[1].endswith(" binary")
+
+
+def test_job_logs_cut_an_endless_line() -> None:
+    """A line of 32 MiB without a newline is cut at the line bound (its rest skipped), and the
+    lines after it still come."""
+    from reef.node import enclave_log_lines
+
+    endless = b"data: " + b"A" * (32 << 20) + b"\ndata: after\n\n"
+    with hostile_server(_sse(endless)) as url:
+        lines = list(enclave_log_lines(url))
+    assert len(lines) == 2
+    assert len(lines[0]) < 70_000
+    assert lines[0].startswith("AAAA")
+    assert lines[0].endswith("(line cut)")
+    assert lines[1] == "after"
+
+
+def test_job_logs_without_follow_end_when_the_console_never_pauses() -> None:
+    """Without --follow the command prints what the console holds and ends: a console that
+    sends a line every 0.2 s (never a second's pause) does not keep it running for ever."""
+    from reef.node import enclave_log_lines
+
+    with hostile_server(_sse(then=0.2)) as url:
+        outcome = ends(lambda: list(enclave_log_lines(url, history_s=1.0)))
+    assert isinstance(outcome, list), outcome
+    assert set(outcome) == {"tick"}
+
+
+def test_job_logs_refuse_an_error_answer_and_a_bad_url() -> None:
+    from reef.node import enclave_log_lines
+
+    async def not_found(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 17\r\n\r\ndata: forged line")
+
+    with hostile_server(not_found) as url, pytest.raises(ServiceError, match="HTTP 404"):
+        list(enclave_log_lines(url))
+    for bad in ("http://[::1", "file:///etc/passwd"):
+        with pytest.raises(ServiceError, match="cannot read the enclave's logs"):
+            list(enclave_log_lines(bad))
+
+
+class _OneProvider:
+    """The one market answer :func:`enclave_logs_url` needs: the provider's control plane."""
+
+    def __init__(self, cp_url: str) -> None:
+        self.cp_url = cp_url
+
+    def provider(self, _address: str) -> str:
+        return self.cp_url
+
+
+def _job() -> Any:
+    from reef.chain import Address, Amount, Job, JobId
+
+    return Job(
+        id=JobId("0x" + "00" * 31 + "07"),
+        metadata="{}",
+        owner=Address("0x" + "11" * 20),
+        provider=Address("0x" + "22" * 20),
+        rate=0,  # type: ignore[arg-type]
+        balance=Amount(0),
+        last_settled=0,
+    )
+
+
+@pytest.mark.parametrize("endpoints", [{"logs": 5}, {"logs": ["http://x"]}], ids=["number", "list"])
+def test_job_logs_url_that_is_no_text_is_a_clear_error(endpoints: object) -> None:
+    """A provider's ``/ip`` whose logs URL is no text (the control plane's client checks that
+    ``endpoints`` is an object, not what is in it)."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from net_support import serve_in_thread
+    from reef.node import enclave_logs_url
+
+    async def ip(_request: Any) -> JSONResponse:
+        return JSONResponse({"ip": "127.0.0.1", "endpoints": endpoints})
+
+    with (
+        serve_in_thread(Starlette(routes=[Route("/ip", ip)])) as cp,
+        pytest.raises(
+            ServiceError, match="job 7's provider answered a logs endpoint that is no URL"
+        ),
+    ):
+        enclave_logs_url(_OneProvider(cp), _job())  # type: ignore[arg-type]

@@ -20,7 +20,9 @@
   waiting for that time); :func:`stop_and_close` is ``reef jobs stop``: stop, then (when the
   lock has passed, or on request after waiting for it) close;
 - :func:`enclave_logs_url`, :func:`enclave_log_lines`: where a debug job's enclave streams its
-  console, and the console's lines read from there;
+  console, and the console's lines read from there (the tenant's text, through the provider:
+  both may be hostile, so a line is bounded, its terminal controls are written out, and without
+  ``follow`` the reading ends even if the stream does not);
 - :func:`format_time`, :func:`format_wait`: the instants and waits these messages name, as the
   front ends print them too.
 
@@ -33,6 +35,7 @@ an injected ``sleep`` (:class:`CloseWait`), so the close rules are tested agains
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -54,6 +57,8 @@ __all__ = [
     "DEFAULT_SAFETY_MARGIN_S",
     "JobStatus",
     "JobSummary",
+    "LOG_HISTORY_S",
+    "MAX_LOG_LINE",
     "StopResult",
     "WITHDRAW_MARGIN_S",
     "Withdrawal",
@@ -518,6 +523,57 @@ def stop_and_close(
     return StopResult(job=job, now=now, close_at=unlock, refund=refund)
 
 
+MAX_LOG_LINE = 65536
+"""The longest console line shown, in characters: the rest of a longer one is skipped (a stream
+that never sends a newline would otherwise be held in memory whole)."""
+LOG_HISTORY_S = 30.0
+"""How long :func:`enclave_log_lines` reads without ``follow``, at most: a console that never
+pauses for a second would otherwise keep it reading for ever."""
+# What a terminal obeys rather than shows (C0 and C1 controls but the tab, DEL) and what reorders
+# what it shows (bidirectional overrides and isolates).
+_TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _shown(text: str) -> str:
+    """A console line as it may be printed on the owner's terminal: controls and direction
+    overrides written out (``\\x1b``), so the tenant's text cannot drive the terminal."""
+    return _TERMINAL_CONTROLS.sub(
+        lambda match: (
+            f"\\x{ord(match[0]):02x}" if ord(match[0]) < 0x100 else f"\\u{ord(match[0]):04x}"
+        ),
+        text,
+    )
+
+
+def _console_line(line: str, *, cut: bool = False) -> Iterator[str]:
+    """A server-sent event line's console line, if it is one (``data:``), shown safely."""
+    line = line.removesuffix("\r")
+    if line.startswith("data:"):  # server-sent events: the rest is one console line
+        yield _shown(line[5:].removeprefix(" ")) + (" … (line cut)" if cut else "")
+
+
+def _console_lines(pieces: Iterable[str], stop_at: float | None) -> Iterator[str]:
+    """The console lines in a stream's text ``pieces``, each at most :data:`MAX_LOG_LINE`
+    characters; none after ``stop_at`` (monotonic), when given."""
+    buffer = ""
+    cut = False  # the line being read was too long: its rest is skipped
+    for piece in pieces:
+        *complete, buffer = (buffer + piece).split("\n")
+        for line in complete:
+            if cut:
+                cut = False
+                continue
+            yield from _console_line(line)
+        if len(buffer) > MAX_LOG_LINE:
+            if not cut:
+                yield from _console_line(buffer[:MAX_LOG_LINE], cut=True)
+            cut, buffer = True, ""
+        if stop_at is not None and time.monotonic() > stop_at:
+            return
+    if buffer and not cut:
+        yield from _console_line(buffer)
+
+
 def enclave_logs_url(
     market: MarketClient, job: Job, *, transport: httpx.BaseTransport | None = None
 ) -> str:
@@ -541,7 +597,12 @@ def enclave_logs_url(
             f"job {label} has no running enclave",
             hint=f"`reef jobs show {label}` shows what its provider says (state, last error)",
         )
-    url = (answer.get("endpoints") or {}).get("logs")
+    endpoints = answer.get("endpoints") or {}
+    url = endpoints.get("logs") if isinstance(endpoints, Mapping) else None
+    if url is not None and not isinstance(url, str):
+        raise ServiceError(
+            f"job {label}'s provider answered a logs endpoint that is no URL: {_shown(repr(url))}"
+        )
     if not url:
         raise MarketError(
             f"job {label} is not a debug job: its enclave's console is private",
@@ -551,27 +612,43 @@ def enclave_logs_url(
 
 
 def enclave_log_lines(
-    url: str, *, follow: bool = False, transport: httpx.BaseTransport | None = None
+    url: str,
+    *,
+    follow: bool = False,
+    transport: httpx.BaseTransport | None = None,
+    history_s: float = LOG_HISTORY_S,
 ) -> Iterator[str]:
     """The lines of the enclave console streaming at ``url`` (:func:`enclave_logs_url`), from
     its first (asked through ``transport``, else over the network): those it holds, then, with
-    ``follow``, each new one as it comes; without, the stream ends after a second without one.
+    ``follow``, each new one as it comes; without, the stream ends after a second without one,
+    or after ``history_s`` seconds of reading in any case.
+
+    The lines are the tenant's text: each is at most :data:`MAX_LOG_LINE` characters (a longer
+    one is cut, marked ``… (line cut)``), and terminal controls in it are written out (``\\x1b``)
+    rather than passed to the terminal.
 
     Raises:
-        ServiceError: the stream cannot be read.
+        ServiceError: the stream cannot be read, or the server refuses it.
     """
     import httpx
 
     timeout = httpx.Timeout(5.0, read=None if follow else 1.0)
+    stop_at = None if follow else time.monotonic() + history_s
     try:
         with (
             httpx.Client(transport=transport, timeout=timeout) as client,
             client.stream("GET", url, params={"start_from": 0}) as stream,
         ):
-            for line in stream.iter_lines():
-                if line.startswith("data:"):  # server-sent events: the rest is one console line
-                    yield line[5:].removeprefix(" ")
+            if stream.status_code != 200:
+                raise ServiceError(
+                    f"the enclave's logs at {_shown(url)} answered HTTP {stream.status_code}",
+                    hint="the enclave may have stopped; `reef jobs show JOB` says what its "
+                    "provider reports",
+                )
+            yield from _console_lines(stream.iter_text(), stop_at)
     except httpx.ReadTimeout:
         return  # no new line for a second: without follow, that is the end
-    except httpx.HTTPError as exc:
-        raise ServiceError(f"cannot read the enclave's logs at {url}: {exc}") from exc
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise ServiceError(
+            f"cannot read the enclave's logs at {_shown(url)}: {_shown(str(exc))}"
+        ) from exc
