@@ -36,10 +36,12 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from reef.crypto import Secp256k1PrivateKey, Secp256k1PublicKey
 from reef.encoding import parse_uint
 from reef.errors import InputError, InvalidProofInputError, ProofError, UintInputError
+from reef.proofs._json import nesting_depth
 
 __all__ = [
     "ACL_SIZE",
     "MAX_SECRET_BYTES",
+    "MAX_SECRET_PLAINTEXT",
     "EncryptedSecret",
     "decrypt_secret",
     "ecies_decrypt",
@@ -55,6 +57,12 @@ ACL_SIZE = 129
 """Bytes of an ECIES-encrypted 32-byte AES key (the contract caps an ACL at 130, as Kalypso)."""
 MAX_SECRET_BYTES = 4096
 """Largest encrypted body the contract accepts (``ProofMarket.vy``'s ``MAX_SECRET``)."""
+
+MAX_SECRET_PLAINTEXT = 1 << 20
+"""Largest inflated body the prover, the engine and the IVS open (1 MiB: a body of at most
+:data:`MAX_SECRET_BYTES` holds a few kilobytes of honest JSON, while deflate packs megabytes of
+one repeated byte into it)."""
+_MAX_DEPTH = 8  # an object of integers nests 1 deep; this leaves room to name what is wrong
 
 _EPHEMERAL = 65
 _NONCE = 16
@@ -154,8 +162,9 @@ def open_secret(body: bytes, key: bytes, market_id: int) -> bytes:
     Raises:
         ProofError: the key does not open the body (GCM authenticates: then it is not the
             body's key, or the body is of another market).
-        InvalidProofInputError: the key opens the body but it is not deflated data (the
-            requester sealed garbage: an invalid input).
+        InvalidProofInputError: the key opens the body but it is not deflated data, or
+            inflates past :data:`MAX_SECRET_PLAINTEXT` (the requester sealed garbage: an
+            invalid input).
     """
     if len(key) != 32:
         raise ProofError(f"an AES-256 key is 32 bytes, got {len(key)}")
@@ -168,10 +177,19 @@ def open_secret(body: bytes, key: bytes, market_id: int) -> bytes:
             f"the key does not open this body for market {market_id}",
             hint="the ACL was not for this body, or the body was sealed for another market",
         ) from exc
+    inflater = zlib.decompressobj()
     try:
-        return zlib.decompress(compressed)
+        plaintext = inflater.decompress(compressed, MAX_SECRET_PLAINTEXT)
     except zlib.error as exc:
         raise InvalidProofInputError(f"the private inputs are not deflated data: {exc}") from exc
+    if not inflater.eof and len(plaintext) >= MAX_SECRET_PLAINTEXT:
+        raise InvalidProofInputError(
+            f"the private inputs inflate to more than {MAX_SECRET_PLAINTEXT} bytes",
+            hint="private inputs are a JSON object of a few integers",
+        )
+    if not inflater.eof:
+        raise InvalidProofInputError("the private inputs are not deflated data: it is cut short")
+    return plaintext
 
 
 def decrypt_secret(secret: EncryptedSecret, private_key: bytes, market_id: int) -> bytes:
@@ -194,8 +212,21 @@ def parse_private_inputs(plaintext: bytes, names: list[str]) -> dict[str, str]:
             :class:`~reef.errors.UintInputError` is its cause.
     """
     try:
-        data = json.loads(plaintext)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # (The encodings json.loads accepts in bytes: UTF-8, with or without a BOM, or UTF-16/32.)
+        text = plaintext.decode(json.detect_encoding(plaintext))
+    except UnicodeDecodeError as exc:
+        raise InvalidProofInputError(f"the private inputs are not JSON: {exc}") from exc
+    # Measured before parsing: json recurses per bracket, and a deep enough text kills the
+    # process (see reef.proofs._json).
+    depth = nesting_depth(text)
+    if depth > _MAX_DEPTH:
+        raise InvalidProofInputError(
+            f"the private inputs nest {depth} arrays or objects deep; they are a JSON object "
+            "of integers"
+        )
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
         raise InvalidProofInputError(f"the private inputs are not JSON: {exc}") from exc
     if not isinstance(data, Mapping):
         raise InvalidProofInputError("the private inputs are not a JSON object")
