@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from reef.chain import IndexedEvent, JobId
+from reef.chain import IndexedEvent, JobEvent, JobId
 from reef.enclave import LIVE_STATES
 from reef.errors import ChainError, ImageError, InputError, ReefError
 from reef.market._fetch import FetchedImage, ImageFetcher
@@ -349,7 +349,23 @@ class ControlPlane:
                     self.book.apply(event.event)
                 except ReefError as exc:
                     log.error("skipping malformed event %s (%s): %s", event.id, event.name, exc)
-            self._cursor = events[-1].id
+                except Exception as exc:
+                    # Chain data is written by strangers: an event this code cannot digest must
+                    # not stall every other job (the round would fail on it forever, and events
+                    # before it in the batch would be applied again each time). Its job's books
+                    # can no longer be trusted, so that job ends; the others go on.
+                    log.exception("event %s (%s) could not be applied", event.id, event.name)
+                    self._poisoned(event, exc)
+                self._cursor = event.id
+
+    def _poisoned(self, event: IndexedEvent, exc: Exception) -> None:
+        job_id = event.event.job if isinstance(event.event, JobEvent) else None
+        machine = self.book.jobs.get(job_id) if job_id is not None else None
+        if machine is not None:
+            machine.fail(
+                f"the provider could not apply the job's {event.name} event "
+                f"({type(exc).__name__}); the job's accounting is unknown, so it ends"
+            )
 
     def _sleep_time(self) -> float:
         deadline = self.book.next_deadline()

@@ -21,17 +21,19 @@ and errors are JSON ``{"error": reason}``.
 from __future__ import annotations
 
 import re
+import time
 from typing import Any, Protocol
 
 import httpx
 from fastapi import FastAPI, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import JSONResponse, Response
 
 from reef._api import api_app, json_error
 from reef._api_models import add_health_route, error_answers
 from reef.chain import JobId, parse_job_id
-from reef.errors import ConfigError, ServiceError
+from reef.errors import ConfigError, InputError, ServiceError
+from reef.market._bounded_json import loads_bounded
 from reef.market._control_plane import RunningEnclave
 from reef.market._job_state import JobPolicy
 from reef.market._rates import RateCard
@@ -217,8 +219,39 @@ def control_plane_app(view: JobView) -> FastAPI:
     return app
 
 
+MAX_ANSWER_BYTES = 1 << 20
+"""The most a control plane's answer may hold: a provider's ``/jobs`` of thousands of jobs fits."""
+
+
+class _EnclaveAnswer(BaseModel):
+    id: str = ""
+    state: str = ""
+    endpoints: dict[str, Any] = Field(default_factory=dict)
+
+
+class _JobAnswer(BaseModel):
+    """What callers read of a ``/job`` answer (other fields are passed on unchecked)."""
+
+    phase: str = ""
+    reason: str | None = None
+    enclave: _EnclaveAnswer | None = None
+    last_error: str = ""
+    restarts: int = Field(0, ge=0, lt=1 << 63)
+    last_restart: str = ""
+
+
+class _IpAnswer(BaseModel):
+    endpoints: dict[str, Any] = Field(default_factory=dict)
+
+
 class ControlPlaneClient:
-    """A client of a provider's control plane (sync; for the CLI).
+    """A client of a provider's control plane (sync; for the CLI and the dashboard).
+
+    Any account may register a provider and name any URL as its control plane, so answers are
+    read as a stranger's: at most :data:`MAX_ANSWER_BYTES`, within about ``timeout`` seconds in
+    all (a server that trickles its answer byte by byte is given up on, not waited for), as JSON
+    nested no deeper than :data:`reef.market._bounded_json.MAX_JSON_DEPTH`, and ``/job`` and
+    ``/ip`` answers must have the types their callers read.
 
     Raises (every method):
         ServiceError: when the control plane cannot be reached or answers unexpectedly.
@@ -231,32 +264,65 @@ class ControlPlaneClient:
         self._timeout = timeout
         self._transport = transport
 
-    def _get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
+    def _get(self, path: str, params: dict[str, str] | None = None) -> tuple[int, bytes]:
+        """The status and body of ``GET path``, read within the size and time limits."""
+        # httpx's timeout bounds each read, not the answer: the deadline bounds the whole of it.
+        deadline = time.monotonic() + 2 * self._timeout
         try:
-            with httpx.Client(timeout=self._timeout, transport=self._transport) as http:
-                return http.get(f"{self.url}{path}", params=params)
+            with (
+                httpx.Client(timeout=self._timeout, transport=self._transport) as http,
+                http.stream("GET", f"{self.url}{path}", params=params) as response,
+            ):
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_ANSWER_BYTES:
+                        raise ServiceError(
+                            f"the control plane at {self.url} answered {path} with more than "
+                            f"{MAX_ANSWER_BYTES} bytes (larger than any honest answer); "
+                            "not read further"
+                        )
+                    if time.monotonic() > deadline:
+                        raise ServiceError(
+                            f"the control plane at {self.url} took longer than "
+                            f"{2 * self._timeout:g} s to answer {path}; given up",
+                            hint="the provider is overloaded, or is not a reef control plane",
+                        )
+                return response.status_code, bytes(body)
         except httpx.HTTPError as exc:
             raise ServiceError(
                 f"cannot reach the provider's control plane at {self.url}: {exc}",
                 hint="is the provider running? (`reef up` runs a local one)",
             ) from exc
 
-    def _json(self, response: httpx.Response) -> dict[str, Any]:
+    def _json(self, status: int, body: bytes) -> dict[str, Any]:
         try:
-            body = response.json()
-        except ValueError as exc:
-            raise ServiceError(
-                f"the control plane at {self.url} answered something that is not JSON "
-                f"(HTTP {response.status_code})"
-            ) from exc
-        if not isinstance(body, dict):
+            answer = loads_bounded(body, what=f"the answer of the control plane at {self.url}")
+        except InputError as exc:
+            raise ServiceError(f"{exc.message} (HTTP {status})") from exc
+        if not isinstance(answer, dict):
             raise ServiceError(f"the control plane at {self.url} answered an unexpected shape")
-        return body
+        return answer
+
+    def _checked(self, answer: dict[str, Any], model: type[BaseModel], path: str) -> dict[str, Any]:
+        """``answer`` unchanged, once the fields callers read have the types they expect."""
+        try:
+            model.model_validate(answer)
+        except ValidationError as exc:
+            where = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3]
+            )
+            raise ServiceError(
+                f"the control plane at {self.url} answered {path} with unexpected values ({where})"[
+                    :400
+                ]
+            ) from exc
+        return answer
 
     def spec(self) -> RateCard:
         """The provider's offer (``GET /spec`` and ``/bandwidth``)."""
-        spec = self._json(self._get("/spec"))
-        bandwidth = self._json(self._get("/bandwidth"))
+        spec = self._json(*self._get("/spec"))
+        bandwidth = self._json(*self._get("/bandwidth"))
         try:
             return RateCard.parse(spec.get("min_rates", []), bandwidth.get("rates", []))
         except ConfigError as exc:
@@ -266,19 +332,20 @@ class ControlPlaneClient:
 
     def _lookup(self, path: str, job_id: JobId, *, absent: int) -> dict[str, Any] | None:
         """``GET path?id=job_id``; ``None`` when the control plane answers ``absent``."""
-        response = self._get(path, {"id": job_id})
-        if response.status_code == absent:
+        status, body = self._get(path, {"id": job_id})
+        if status == absent:
             return None
-        if response.status_code != 200:
-            raise ServiceError(
-                f"GET {path} answered HTTP {response.status_code}: {response.text[:200]}"
-            )
-        return self._json(response)
+        if status != 200:
+            text = body[:200].decode("utf-8", "replace")
+            raise ServiceError(f"GET {path} answered HTTP {status}: {text}")
+        return self._json(status, body)
 
     def job(self, job_id: JobId) -> dict[str, Any] | None:
         """What the provider decided for a job (``GET /job``), or ``None`` if it does not know it."""
-        return self._lookup("/job", job_id, absent=404)
+        answer = self._lookup("/job", job_id, absent=404)
+        return None if answer is None else self._checked(answer, _JobAnswer, "/job")
 
     def ip(self, job_id: JobId) -> dict[str, Any] | None:
         """The running enclave's address and endpoints (``GET /ip``), or ``None`` if none runs."""
-        return self._lookup("/ip", job_id, absent=400)
+        answer = self._lookup("/ip", job_id, absent=400)
+        return None if answer is None else self._checked(answer, _IpAnswer, "/ip")

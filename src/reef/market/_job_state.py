@@ -52,6 +52,7 @@ from reef.chain import (
     parse_address,
 )
 from reef.errors import InputError, MarketError
+from reef.market._bounded_json import MAX_JSON_DEPTH, json_depth_exceeds
 from reef.market._fetch import list_refusal
 from reef.market._rates import EXTRA_DECIMALS, InstanceRate, RateCard, bandwidth_kbit_s
 
@@ -98,10 +99,20 @@ class JobMetadata:
         Raises:
             InputError: naming the field that is missing or malformed.
         """
+        if not isinstance(text, str):
+            raise InputError(f"job metadata must be text, not {type(text).__name__}")
+        # Chain data any tenant writes: a document nested ~70 000 deep would crash the whole
+        # provider (SIGSEGV) in json.loads, and on every restart, since events are replayed.
+        if json_depth_exceeds(text):
+            raise InputError(
+                f"job metadata is nested more than {MAX_JSON_DEPTH} levels deep",
+                hint="Oyster's metadata is one flat JSON object",
+            )
         try:
             raw = json.loads(text)
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise InputError(f"job metadata is not JSON: {str(text)[:60]!r}") from exc
+        except (ValueError, RecursionError) as exc:
+            # JSONDecodeError is a ValueError; so is an integer literal over 4300 digits.
+            raise InputError(f"job metadata is not JSON: {text[:60]!r}") from exc
         if not isinstance(raw, Mapping):
             raise InputError("job metadata must be a JSON object")
         for key in ("instance", "region", "memory", "vcpu", "url"):

@@ -1,0 +1,326 @@
+"""Hostile tenants and providers against the provider's control plane and its client.
+
+Every attack here runs against real servers on loopback: a devnet served over JSON-RPC, the real
+``reef provider run`` process (so a crash shows as a dead process, not a dead test run), and, for
+the client side, a provider's control plane that is itself the attacker (anyone may register one
+in the market), served by a small hostile app on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from net_support import free_port
+from reef.chain import Devnet, JobId, MarketClient, deploy_contracts, serve_devnet
+from reef.errors import InputError, ServiceError
+from reef.market import ControlPlaneClient, JobMetadata, RateCard
+
+REEF = str(Path(sys.executable).with_name("reef"))
+CARD = RateCard.dev().lookup("local", "dev.small")
+
+# Deep enough that a recursive JSON parser overflows the C stack once py_ecc (imported with web3)
+# has raised the interpreter's recursion limit to 100 000: the process dies of SIGSEGV. The market
+# stores at most 32 KiB of metadata, so on chain the deepest is about half as deep.
+DEEP = "[" * 100_000
+DEEP_ON_CHAIN = "[" * 32_000
+# An integer literal longer than Python's int-from-text limit (4300 digits): json raises a
+# ValueError that is not a JSONDecodeError.
+LONG_NUMBER = (
+    '{"instance":"dev.small","region":"local","memory":' + "1" * 5000 + ',"vcpu":1,"url":"x"}'
+)
+
+
+def valid_metadata(**overrides: Any) -> str:
+    meta: dict[str, Any] = {
+        "instance": "dev.small",
+        "region": "local",
+        "memory": 256,
+        "vcpu": 1,
+        "url": "http://127.0.0.1:9/images/" + "ab" * 32,
+    }
+    meta.update(overrides)
+    return json.dumps(meta)
+
+
+# -- pure: the metadata parser -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        (DEEP, "nested"),
+        ('{"a":' * 100_000, "nested"),
+        (LONG_NUMBER, "not JSON"),
+    ],
+)
+def test_metadata_that_would_crash_the_parser_is_refused_with_a_reason(
+    text: str, names: str
+) -> None:
+    with pytest.raises(InputError) as caught:
+        JobMetadata.parse(text)
+    assert names in caught.value.message
+
+
+# -- the real provider process on a real chain ---------------------------------------------------
+
+
+@dataclass
+class Chain:
+    devnet: Devnet
+    rpc_url: str
+    market: str
+    start_block: int
+    owner: MarketClient
+    provider: str
+
+
+@pytest.fixture
+async def chain() -> AsyncIterator[Chain]:
+    devnet = Devnet()
+    accounts = devnet.accounts
+    deployment = deploy_contracts(
+        devnet.web3(), accounts[0].address, rate_lock_s=5, fund=[a.address for a in accounts]
+    )
+    server = await serve_devnet(devnet, port=0)
+    owner = MarketClient(devnet.web3(), deployment.market, account=accounts[0].local_account)
+    try:
+        yield Chain(
+            devnet, server.url, deployment.market, deployment.block, owner, accounts[9].address
+        )
+    finally:
+        await server.aclose()
+
+
+async def _provider(home: Path, chain: Chain, port: int) -> asyncio.subprocess.Process:
+    with (home / "provider.log").open("ab") as log:
+        return await asyncio.create_subprocess_exec(
+            REEF,
+            "provider",
+            "run",
+            "--rpc",
+            chain.rpc_url,
+            "--market",
+            chain.market,
+            "--provider",
+            chain.provider,
+            "--port",
+            str(port),
+            "--start-block",
+            str(chain.start_block),
+            "--insecure",
+            env={**os.environ, "REEF_HOME": str(home)},
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(process.wait(), 30)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def _job_reason(
+    process: asyncio.subprocess.Process, home: Path, port: int, job: str, seconds: float = 60
+) -> str:
+    """The provider's reason for ending ``job`` (``/job``), waiting for it to decide; fails
+    at once, with its log, if the provider process dies."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        try:
+            async with asyncio.timeout(seconds):
+                while True:
+                    if process.returncode is not None:
+                        log = (home / "provider.log").read_text(errors="replace")[-3000:]
+                        raise AssertionError(
+                            f"the provider died (exit {process.returncode}):\n{log}"
+                        )
+                    try:
+                        answer = await http.get(f"http://127.0.0.1:{port}/job", params={"id": job})
+                    except httpx.TransportError:
+                        answer = None
+                    if answer is not None and answer.status_code == 200:
+                        body = answer.json()
+                        if body["phase"] == "done":
+                            return str(body["reason"])
+                    await asyncio.sleep(0.2)
+        except TimeoutError:
+            log = (home / "provider.log").read_text(errors="replace")[-3000:]
+            raise AssertionError(f"the provider never decided on {job}:\n{log}") from None
+
+
+@pytest.mark.slow
+async def test_poisoned_metadata_on_chain_neither_crashes_nor_stalls_the_provider(
+    chain: Chain, reef_home: Path
+) -> None:
+    port = free_port()
+    MarketClient(
+        chain.devnet.web3(), chain.market, account=chain.devnet.accounts[9].local_account
+    ).add_provider(f"http://127.0.0.1:{port}")
+    # Already on chain when the provider starts: it replays them before serving anyone.
+    deep = chain.owner.open_job(DEEP_ON_CHAIN, chain.provider, CARD.min_rate, 10**6)
+    long_number = chain.owner.open_job(LONG_NUMBER, chain.provider, CARD.min_rate, 10**6)
+    process = await _provider(reef_home, chain, port)
+    try:
+        reason = await _job_reason(process, reef_home, port, long_number)
+        assert "invalid job metadata" in reason
+        assert "not JSON" in reason
+        reason = await _job_reason(process, reef_home, port, deep)
+        assert "invalid job metadata" in reason
+        assert "nested" in reason
+        # Arriving while it runs, the same poison is refused, and the jobs after it are still
+        # decided on: the provider keeps following the chain.
+        late = chain.owner.open_job(LONG_NUMBER, chain.provider, CARD.min_rate, 10**6)
+        after = chain.owner.open_job(
+            valid_metadata(instance="dev.huge"), chain.provider, CARD.min_rate, 10**6
+        )
+        assert "not JSON" in await _job_reason(process, reef_home, port, late)
+        assert "dev.huge" in await _job_reason(process, reef_home, port, after)
+        assert process.returncode is None
+    finally:
+        await _stop(process)
+
+
+# -- a hostile provider's control plane against its client (the CLI and the dashboard) ------------
+
+
+Handler = Callable[[httpx.Request], Awaitable[tuple[int, Any]]]
+
+
+@dataclass
+class Hostile:
+    """A raw HTTP server on loopback answering every request with ``answer(path)``: a status
+    and a body that is bytes, or an async iterator of bytes (streamed as it comes)."""
+
+    answer: Callable[[str], tuple[int, Any]]
+    url: str = ""
+    server: asyncio.Server | None = None
+
+    async def start(self) -> Hostile:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            path = head.split(b" ", 2)[1].decode()
+            status, body = self.answer(path)
+            if isinstance(body, bytes):
+                writer.write(
+                    f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
+                    f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+                    + body
+                )
+                await writer.drain()
+            else:
+                writer.write(
+                    f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
+                    "connection: close\r\n\r\n".encode()
+                )
+                async for chunk in body:
+                    writer.write(chunk)
+                    await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def aclose(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[
+    Callable[[Callable[[str], tuple[int, Any]]], Awaitable[Hostile]]
+]:
+    started: list[Hostile] = []
+
+    async def make(answer: Callable[[str], tuple[int, Any]]) -> Hostile:
+        server = await Hostile(answer).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        await server.aclose()
+
+
+JOB = JobId("0x" + "00" * 31 + "01")
+
+
+async def _trickle(seconds: float) -> AsyncIterator[bytes]:
+    """A JSON body that never ends within ``seconds``: one byte a second."""
+    yield b'{"jobs": ['
+    for _ in range(int(seconds)):
+        await asyncio.sleep(1)
+        yield b" "
+
+
+async def _endless(chunk: bytes, total: int) -> AsyncIterator[bytes]:
+    sent = 0
+    while sent < total:
+        yield chunk
+        sent += len(chunk)
+
+
+async def test_a_control_plane_that_answers_deeply_nested_json_is_refused(hostile: Any) -> None:
+    server = await hostile(lambda path: (200, DEEP.encode()))
+    client = ControlPlaneClient(server.url, timeout=3)
+    for call in (client.spec, lambda: client.job(JOB), lambda: client.ip(JOB)):
+        with pytest.raises(ServiceError) as caught:
+            await asyncio.to_thread(call)
+        assert "nested" in caught.value.message
+
+
+async def test_a_control_plane_that_trickles_its_answer_is_given_up_on(hostile: Any) -> None:
+    server = await hostile(lambda path: (200, _trickle(60)))
+    client = ControlPlaneClient(server.url, timeout=2)
+    with pytest.raises(ServiceError) as caught:
+        await asyncio.wait_for(asyncio.to_thread(client.job, JOB), 30)
+    assert "took longer than" in caught.value.message
+
+
+async def test_a_control_plane_that_answers_without_end_is_cut_off(hostile: Any) -> None:
+    # 64 MiB of a JSON string that never closes: the client stops reading at its limit.
+    server = await hostile(lambda path: (200, _endless(b'{"x":"' + b"a" * (1 << 20), 64 << 20)))
+    client = ControlPlaneClient(server.url, timeout=5)
+    with pytest.raises(ServiceError) as caught:
+        await asyncio.wait_for(asyncio.to_thread(client.job, JOB), 60)
+    assert "larger than" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"job_id": JOB, "phase": "running", "restarts": "many"},
+        {"job_id": JOB, "phase": "running", "restarts": int("9" * 400)},
+        {"job_id": JOB, "phase": "running", "enclave": {"id": "e", "endpoints": "not a map"}},
+        {"job_id": JOB, "phase": ["running"]},
+    ],
+)
+async def test_a_job_answer_of_the_wrong_shape_is_refused_with_a_reason(
+    hostile: Any, answer: dict[str, Any]
+) -> None:
+    server = await hostile(lambda path: (200, json.dumps(answer).encode()))
+    with pytest.raises(ServiceError) as caught:
+        await asyncio.to_thread(ControlPlaneClient(server.url, timeout=3).job, JOB)
+    assert "unexpected" in caught.value.message
