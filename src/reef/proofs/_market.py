@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from reef.chain import Address, Sender, Transactor, translate_errors
 from reef.errors import InputError, ProofError
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._groth16 import compile_verifier, load_verification_key
+from reef.proofs._json import nesting_depth
 
 __all__ = [
     "ArtifactStore",
@@ -35,6 +37,8 @@ __all__ = [
 ]
 
 _NAME_MAX = 64
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_METADATA_DEPTH = 4  # an object of strings, a list of names and the artifacts' object
 
 
 def _sha256(path: Path) -> str:
@@ -92,6 +96,14 @@ class MarketMetadata:
 
     @classmethod
     def from_json(cls, text: str) -> MarketMetadata:
+        """The metadata a market's creator wrote (anyone may create a market).
+
+        Raises:
+            ProofError: it is not reef's metadata JSON.
+        """
+        # Measured before parsing: json recurses per bracket (see reef.proofs._json).
+        if nesting_depth(text) > _METADATA_DEPTH:
+            raise ProofError("the market's metadata is not reef's JSON: it nests too deep")
         try:
             data = json.loads(text)
             return cls(
@@ -130,8 +142,15 @@ class ArtifactStore:
         """The stored file with this hash, checked.
 
         Raises:
-            ProofError: no such file, or its content no longer matches the hash.
+            ProofError: ``digest`` is not a SHA-256 (a market's creator wrote it: it must not
+                name a path), no such file, or its content no longer matches the hash.
         """
+        if not _DIGEST.fullmatch(digest):
+            raise ProofError(
+                f"artifact name {digest[:80]!r} is not a SHA-256 (64 lowercase hex digits)",
+                hint="the market's metadata names each artifact by its hash; this market's "
+                "creator wrote something else",
+            )
         path = self.root / digest
         if not path.is_file():
             raise ProofError(

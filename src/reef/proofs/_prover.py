@@ -29,8 +29,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -48,14 +50,14 @@ from reef.proofs._events import (
     MarketCreated,
     TaskAssigned,
 )
-from reef.proofs._groth16 import Groth16Proof, prove
+from reef.proofs._groth16 import SCALAR_FIELD, Groth16Proof, prove
 from reef.proofs._loop import _step_until_stopped
 from reef.proofs._market import ArtifactStore, MarketMetadata
 from reef.proofs._reasons import ProofRevert
 from reef.proofs._runtime import SnarkjsRuntime
 from reef.proofs._secret import ecies_decrypt, open_secret, parse_private_inputs
 from reef.proofs._tee import TeeWorker
-from reef.proofs._types import AskState, MarketKind
+from reef.proofs._types import Ask, AskState, MarketKind
 
 __all__ = [
     "InputVerifier",
@@ -68,14 +70,31 @@ __all__ = [
 log = logging.getLogger("reef.proofs.prover")
 
 _MAX_ATTEMPTS = 50  # a task is retried while assigned and in time; this bounds a stuck node
+_VERDICTS = 4096  # asks whose IVS verdict is remembered
 
 
 def circuit_input(metadata: MarketMetadata, inputs: tuple[int, ...]) -> dict[str, str]:
-    """The snarkjs input object for an ask: the market's public input names → decimal values."""
+    """The snarkjs input object for an ask: the market's public input names → decimal values.
+
+    Raises:
+        ProofError: the ask's inputs and the market's names differ in number.
+        InvalidProofInputError: an input is not below BN254's scalar field. snarkjs would
+            prove it reduced, but the chain checks the proof's public signals against the
+            ask's inputs and its verifier refuses signals outside the field: no proof of such
+            an ask is ever accepted, so it is an invalid input (or its honest prover would be
+            slashed).
+    """
     if len(inputs) != len(metadata.public_inputs):
         raise ProofError(
             f"the ask has {len(inputs)} inputs but the market names {len(metadata.public_inputs)}"
         )
+    for name, value in zip(metadata.public_inputs, inputs, strict=True):
+        if value >= SCALAR_FIELD:
+            raise InvalidProofInputError(
+                f"public input {name} = {value} is not below BN254's scalar field: no proof "
+                "of it verifies on chain",
+                hint="give each public input as a number below the field's modulus",
+            )
     return {name: str(value) for name, value in zip(metadata.public_inputs, inputs, strict=True)}
 
 
@@ -106,7 +125,19 @@ def _with_private(
 
 
 def _circuit(store: ArtifactStore, metadata_json: str) -> _Circuit:
+    """The market's circuit files, by the hashes its metadata names.
+
+    Raises:
+        ProofError: the metadata is not reef's, names no ``wasm`` or ``zkey``, or the store
+            lacks a file.
+    """
     metadata = MarketMetadata.from_json(metadata_json)
+    missing = sorted({"wasm", "zkey"} - set(metadata.artifacts))
+    if missing:
+        raise ProofError(
+            f"the market's metadata names no {' and no '.join(missing)} artifact",
+            hint="a Groth16 market is created with its circuit's files (reef proofs market create)",
+        )
     return _Circuit(
         metadata, store.get(metadata.artifacts["wasm"]), store.get(metadata.artifacts["zkey"])
     )
@@ -123,6 +154,15 @@ class InputVerifier:
     account: LocalAccount
     store: ArtifactStore
     runtime: SnarkjsRuntime
+    _verdicts: OrderedDict[tuple[str, int, bytes | None], bytes | str] = field(
+        default_factory=OrderedDict, init=False, repr=False, compare=False
+    )
+    """(market contract, ask id, the key given) → the signature, or the refusal, for an ask
+    already judged: its inputs and its market's circuit never change, so neither does the
+    verdict, and asking again must not cost another proof (the most recent few thousand)."""
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     @property
     def address(self) -> str:
@@ -138,13 +178,56 @@ class InputVerifier:
         """The signature ``submitInvalidInput`` accepts, after checking the inputs are invalid.
         ``secret_key`` is the AES key of the ask's private inputs, when it has some.
 
+        It runs the circuit only for an ask that is assigned, of a market whose IVS is this
+        one (no other signature closes an ask), and once per ask: anyone may ask, and each
+        proof costs seconds of CPU. One ask is judged at a time.
+
         Raises:
             ProofError: the inputs are valid (a proof exists), or the ask has private inputs
-                and ``secret_key`` does not open them, so the IVS refuses to sign.
+                and ``secret_key`` does not open them, so the IVS refuses to sign; or the ask
+                is not assigned, or its market names another IVS.
+        """
+        ask = client.ask(ask_id)
+        if ask.state != AskState.ASSIGNED:
+            raise ProofError(
+                f"ask {ask_id} is {ask.state.label}, not assigned: only an assigned ask can be "
+                "closed as invalid",
+                hint="ask again once the ask is assigned, before its deadline",
+            )
+        ivs = client.market(ask.market_id).ivs
+        if ivs.lower() != self.address.lower():
+            raise ProofError(
+                f"market {ask.market_id}'s IVS is {ivs}, not this service ({self.address})",
+                hint="ask the market's own input verification service",
+            )
+        cached = (client.address.lower(), ask_id, secret_key)
+        with self._lock:
+            verdict = self._verdicts.get(cached)
+            if verdict is None:
+                verdict = self._judge(client, ask_id, ask, metadata_json, secret_key)
+                self._verdicts[cached] = verdict
+                while len(self._verdicts) > _VERDICTS:
+                    self._verdicts.popitem(last=False)
+        if isinstance(verdict, str):
+            raise ProofError(verdict, hint="prove the ask instead")
+        return verdict
+
+    def _judge(
+        self,
+        client: ProofMarketClient,
+        ask_id: int,
+        ask: Ask,
+        metadata_json: str,
+        secret_key: bytes | None,
+    ) -> bytes | str:
+        """The signature, or (as text) the refusal because the inputs admit a proof.
+
+        Raises:
+            ProofError: no verdict: the circuit cannot be run, or the key does not open the
+                private inputs (nothing is remembered, so a later request may succeed).
         """
         circuit = _circuit(self.store, metadata_json)
         inputs = client.inputs(ask_id)
-        ask = client.ask(ask_id)
         try:
             signals = circuit_input(circuit.metadata, inputs)
             if ask.has_secret:
@@ -159,10 +242,7 @@ class InputVerifier:
         except InvalidProofInputError:
             digest = client.invalid_input_digest(ask_id)
             return bytes(self.account.sign_message(encode_defunct(primitive=digest)).signature)
-        raise ProofError(
-            f"ask {ask_id}'s inputs admit a proof; the input verification service will not sign",
-            hint="prove the ask instead",
-        )
+        return f"ask {ask_id}'s inputs admit a proof; the input verification service will not sign"
 
 
 class InvalidInputAttester(Protocol):
