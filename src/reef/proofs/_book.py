@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from reef.chain import ChainEvent
+from reef.crypto import Secp256k1PublicKey
+from reef.errors import InputError
 from reef.proofs._events import (
     AskCancelled,
     AskCreated,
@@ -40,6 +42,15 @@ from reef.proofs._events import (
 from reef.proofs._matching import MISSED_WINDOW_S, Capacity, OpenAsk, Quote
 
 __all__ = ["OrderBook"]
+
+
+def _is_point(key: bytes) -> bool:
+    """Whether ``key`` is a secp256k1 public key an ACL can be encrypted to."""
+    try:
+        Secp256k1PublicKey.from_bytes(bytes(key))
+    except InputError:
+        return False
+    return True
 
 
 @dataclass
@@ -91,7 +102,13 @@ class OrderBook:
                 ask = OpenAsk(
                     event.ask_id, event.market_id, event.reward, event.expiry, event.proving_time
                 )
-                self.open_asks[ask.ask_id] = self.fresh[ask.ask_id] = ask
+                self.open_asks[ask.ask_id] = ask
+                # The contract sets the deadline to the block's time plus the proving time, so
+                # an assignment before the expiry can overflow it unless their sum fits: such
+                # an ask would revert its whole batch. It is never offered (it expires and is
+                # refunded).
+                if ask.expiry + ask.proving_time < 2**256:
+                    self.fresh[ask.ask_id] = ask
             case AuctionCreated(ask_id=a):
                 self.shelve(a)  # provers lock auctions themselves; the engine only sweeps them
             case AskSecret(ask_id=a):
@@ -106,11 +123,18 @@ class OrderBook:
                         self.fresh[a] = private
                     self.secrets[a] = event
             case ProverKeySet(prover=p, market_id=m, key=key):
-                self.prover_keys[(p, m)] = key
+                # The contract checks only the key's length: a key that is no curve point
+                # counts as none, or the engine would pick this prover for private asks it can
+                # never encrypt to (and drop those asks), at no cost to the prover.
+                keyed = _is_point(key)
+                if keyed:
+                    self.prover_keys[(p, m)] = key
+                else:
+                    self.prover_keys.pop((p, m), None)
                 old = self.quotes.get((p, m))
                 if old is not None:
                     self.quotes[(p, m)] = Quote(
-                        p, m, old.price, old.max_time, old.compute, old.leaving, keyed=True
+                        p, m, old.price, old.max_time, old.compute, old.leaving, keyed=keyed
                     )
                 self.requoted.add(m)
             case TaskAssigned(ask_id=a, prover=p, market_id=m):

@@ -43,7 +43,13 @@ import sqlalchemy as sa
 
 from reef.chain import IndexedContract, Indexer, Web3BlockSource
 from reef.crypto import Secp256k1PrivateKey
-from reef.errors import ChainError, InputError, InvalidProofInputError, ProofError
+from reef.errors import (
+    ChainError,
+    ContractRevertError,
+    InputError,
+    InvalidProofInputError,
+    ProofError,
+)
 from reef.proofs._book import OrderBook
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._events import TaskAssigned, proof_market_decoder
@@ -208,11 +214,46 @@ class MatchingEngine:
             )
 
     def _send(self, batch_id: int, pairs: list[tuple[int, str, bytes]]) -> int:
-        result = self.client.assign(
-            [a for a, _, _ in pairs], [p for _, p, _ in pairs], [acl for _, _, acl in pairs]
-        )
+        try:
+            result = self.client.assign(
+                [a for a, _, _ in pairs], [p for _, p, _ in pairs], [acl for _, _, acl in pairs]
+            )
+        except ContractRevertError as exc:
+            self._refused(batch_id, pairs, exc)
+            return 0
         self._done(batch_id, result.tx_hash)
         return sum(1 for e in result.events if isinstance(e, TaskAssigned))
+
+    def _refused(
+        self, batch_id: int, pairs: list[tuple[int, str, bytes]], exc: ContractRevertError
+    ) -> None:
+        """The contract reverted a whole batch. ``assign`` skips a pair that no longer
+        qualifies, so something in the batch breaks the contract itself (an ask's terms
+        overflowing its arithmetic, say) and sending it again would revert again, blocking
+        every later batch. The batch is retired and, in the same database transaction, each of
+        its pairs recorded as a pending batch of its own: the good ones go through, and a pair
+        the contract refuses alone is dropped (its ask is never offered again; it expires and
+        is refunded)."""
+        table = self._table
+        with self.indexer.engine.begin() as conn:
+            conn.execute(table.update().where(table.c.id == batch_id).values(state="reverted"))
+            if len(pairs) > 1:
+                for pair in pairs:
+                    conn.execute(
+                        table.insert().values(
+                            market=self.client.address.lower(),
+                            pairs=json.dumps([[pair[0], pair[1], pair[2].hex()]]),
+                            state="pending",
+                        )
+                    )
+        if len(pairs) > 1:
+            log.warning(
+                "a batch of %s assignments reverted (%s): sending each alone", len(pairs), exc
+            )
+            return
+        ask_id = pairs[0][0]
+        log.warning("ask %s: its assignment reverts (%s), never assigned", ask_id, exc)
+        self.book.shelve(ask_id)
 
     def step(self) -> EngineStep:
         """Index, apply, finish a pending batch or match and send one; see the module docstring."""
