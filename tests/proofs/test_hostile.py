@@ -38,7 +38,9 @@ from reef.proofs import (
     ArtifactStore,
     AskState,
     CircuitArtifacts,
+    MarketCreated,
     MarketMetadata,
+    ProverService,
     create_groth16_market,
     ecies_encrypt,
     ivs_app,
@@ -80,16 +82,17 @@ class Commitment(Groth16Market):
         self.engine = self.chain.matching_engine(tmp / "engine.db")
         self.engine.publish_key()
 
-    def sealed_ask(self, plaintext: bytes) -> int:
+    def sealed_ask(self, plaintext: bytes, *, market_id: int | None = None) -> int:
         """An ask whose private body is ``plaintext`` deflated, sealed as Kalypso's format says
         (whatever it holds: a hostile requester need not use reef's encoder)."""
         market = self.chain.market(self.requester)
+        market_id = self.market_id if market_id is None else market_id
         key, iv = b"\x42" * 32, b"\x24" * 12
-        body = iv + AESGCM(key).encrypt(iv, zlib.compress(plaintext, 9), market_aad(self.market_id))
+        body = iv + AESGCM(key).encrypt(iv, zlib.compress(plaintext, 9), market_aad(market_id))
         assert len(body) <= 4096, len(body)
         now = self.chain.next_time()
         ask_id, _ = market.create_private_ask(
-            self.market_id, [7], secret=body, acl=ecies_encrypt(market.engine_key(), key),
+            market_id, [7], secret=body, acl=ecies_encrypt(market.engine_key(), key),
             reward=REWARD, expiry=now + 120, proving_time=300,
         )  # fmt: skip
         return ask_id
@@ -188,6 +191,49 @@ def test_private_inputs_nested_too_deep_close_invalid_and_the_prover_keeps_runni
     market = flow.chain.market()
     assert market.ask(ask_id).state == AskState.INVALID
     assert market.prover(account.address).stake == STAKE
+
+
+@pytest.mark.slow
+def test_a_private_input_overriding_a_public_one_closes_invalid_instead_of_slashing(
+    tmp_path: Path,
+) -> None:
+    # A market whose metadata (written by hand: the contract takes any) names ``salt`` both
+    # public and private: the requester's private salt replaced the public one in the
+    # prover's input, its proof's signals differed from the ask's, and the prover was slashed.
+    flow = Commitment(tmp_path)
+    chain = flow.chain
+    real = chain.market().market(flow.market_id)
+    good = MarketMetadata.from_json(_created_metadata(flow, flow.market_id))
+    metadata = MarketMetadata("double", ("salt",), good.artifacts, ("salt", "x"))
+    double, _ = chain.market(chain.users[3]).create_groth16_market(
+        verifier=real.verifier,
+        artifacts_hash=metadata.artifacts_hash(),
+        penalty=PENALTY,
+        n_inputs=1,
+        ivs=flow.ivs.address,
+        metadata=metadata.to_json(),
+        private_inputs=True,
+    )
+    account = chain.users[1]
+    client = chain.market(account)
+    client.register(compute=2, stake=STAKE)
+    client.join_market(double, price=PRICE, max_time=60, compute=1)
+    prover = ProverService(client, flow.store, flow.runtime, verifiers={double: flow.ivs})
+    key = prover.public_key
+    assert key is not None
+    client.set_prover_key(double, key)
+    ask_id = flow.sealed_ask(json.dumps({"x": 12345, "salt": 8}).encode(), market_id=double)
+    assert flow.engine.step().assigned == 1
+    [outcome] = settle(prover)
+    assert outcome.outcome == "invalid", outcome
+    assert chain.market().ask(ask_id).state == AskState.INVALID
+    assert chain.market().prover(account.address).stake == STAKE
+
+
+def _created_metadata(flow: Groth16Market, market_id: int) -> str:
+    events, _ = flow.chain.market().events_to_head(0)
+    [created] = [e for e in events if isinstance(e, MarketCreated) and e.market_id == market_id]
+    return created.metadata
 
 
 # ---- provers ----

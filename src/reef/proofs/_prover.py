@@ -98,6 +98,24 @@ def circuit_input(metadata: MarketMetadata, inputs: tuple[int, ...]) -> dict[str
     return {name: str(value) for name, value in zip(metadata.public_inputs, inputs, strict=True)}
 
 
+def _check_signals(proof: Groth16Proof, inputs: tuple[int, ...]) -> None:
+    """That ``proof``'s public signals end with the ask's inputs, as the contract requires.
+
+    Raises:
+        InvalidProofInputError: they do not. The circuit, run on the inputs as the market
+            names them, makes other public signals (a public input named again among the
+            private ones, say), so no proof of these inputs is ever accepted: submitting one
+            would only revert until the prover is slashed.
+    """
+    signals = proof.public_signals
+    if len(signals) < len(inputs) or (inputs and signals[-len(inputs) :] != inputs):
+        raise InvalidProofInputError(
+            f"the circuit's public signals for these inputs do not end with the ask's "
+            f"{len(inputs)} inputs, so the chain accepts no proof of them",
+            hint="a market's public inputs are its circuit's, named once, in declaration order",
+        )
+
+
 @dataclass(frozen=True)
 class _Circuit:
     metadata: MarketMetadata
@@ -238,7 +256,7 @@ class InputVerifier:
                 signals = _with_private(
                     client, ask_id, ask.market_id, circuit.metadata, secret_key, signals
                 )
-            prove(self.runtime, circuit.wasm, circuit.zkey, signals)
+            _check_signals(prove(self.runtime, circuit.wasm, circuit.zkey, signals), inputs)
         except InvalidProofInputError:
             digest = client.invalid_input_digest(ask_id)
             return bytes(self.account.sign_message(encode_defunct(primitive=digest)).signature)
@@ -392,6 +410,7 @@ class ProverService:
             proof = self._proofs.get(ask_id) or prove(
                 self.runtime, circuit.wasm, circuit.zkey, signals
             )
+            _check_signals(proof, inputs)
             self._proofs[ask_id] = proof
         except InvalidProofInputError as exc:
             verifier = self.verifiers.get(ask.market_id)
