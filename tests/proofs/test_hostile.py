@@ -14,7 +14,10 @@ Each test replays one attack that worked before its fix:
   shelved for good, a free denial of service on private markets;
 * a stranger making the IVS run the circuit for asks that are not assigned, for markets that
   name another IVS, or for the same ask again and again;
-* a market whose metadata names an artifact by a path instead of a hash, or omits one.
+* a market whose metadata names an artifact by a path instead of a hash, or omits one, or is
+  JSON of another shape (``reef proofs market show`` failed on it);
+* a market naming a public input among its private ones, so that the requester's private value
+  replaced the public one and the honest prover's proof could never be accepted.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from proofs.proofs_support import EXAMPLE, Groth16Market, settle
+from proofs.proofs_support import EXAMPLE, Groth16Market, ProofChain, settle
 from reef.errors import ProofError
 from reef.node._serve import serve_app
 from reef.proofs import (
@@ -42,6 +45,7 @@ from reef.proofs import (
     MarketMetadata,
     ProverService,
     create_groth16_market,
+    describe_market,
     ecies_encrypt,
     ivs_app,
     market_aad,
@@ -342,3 +346,18 @@ def test_a_market_whose_metadata_lacks_an_artifact_fails_the_task_not_the_prover
     outcomes = poseidon.prover.step()
     assert [(o.ask_id, o.outcome) for o in outcomes] == [(ask_id, "failed")]
     assert "wasm" in outcomes[0].detail
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    ["[1]", '"a name"', '{"public_inputs": 5}', '{"artifacts": {"wasm": 1}}', "[" * 1000],
+)
+def test_metadata_that_is_no_object_of_reefs_fields_is_described_raw(metadata: str) -> None:
+    # reef proofs market show and request read these fields (.get, list(...)): a market created
+    # with any other JSON made both fail with a traceback.
+    chain = ProofChain.create(n_users=1)
+    market_id, _ = chain.market(chain.users[0]).create_tee_market(
+        image_id=b"\x01" * 32, penalty=1, n_inputs=1, metadata=metadata
+    )
+    listing = describe_market(chain.market(), market_id)
+    assert dict(listing.metadata) == {"raw": metadata}

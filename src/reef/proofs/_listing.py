@@ -21,6 +21,7 @@ from reef.proofs._events import (
     decode_proof,
 )
 from reef.proofs._groth16 import Groth16Proof, proof_from_words
+from reef.proofs._json import nesting_depth
 from reef.proofs._types import Ask, Market, Offer, ProverInfo
 
 __all__ = [
@@ -40,7 +41,8 @@ class MarketListing:
     market: Market
     metadata: Mapping[str, Any] = field(hash=False)
     """The metadata JSON object (``name``, ``public_inputs``, ``private_inputs``,
-    ``artifacts``), ``{"raw": text}`` when it is not JSON, empty when there is no event."""
+    ``artifacts``), ``{"raw": text}`` when it is not such an object (anyone may create a
+    market, with any text), empty when there is no event."""
     provers: tuple[Address, ...] = ()
     """The provers taking its asks now: joined, and not leaving."""
 
@@ -68,6 +70,38 @@ class ProverListing:
     """By market id, in market order."""
 
 
+_METADATA_DEPTH = 4  # reef's metadata: an object holding lists of names and an object
+
+
+def _metadata(text: str) -> Mapping[str, Any]:
+    """A market's metadata as its creator (anyone) wrote it: the JSON object, when it is one
+    whose fields reef reads have their types (``name`` a string, ``public_inputs`` and
+    ``private_inputs`` lists of strings, ``artifacts`` an object of strings), else
+    ``{"raw": text}``, so that what callers do with those fields cannot fail. It is measured
+    before parsing: json recurses per bracket (see reef.proofs._json)."""
+    raw = {"raw": text}
+    if nesting_depth(text) > _METADATA_DEPTH:
+        return raw
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return raw
+    if not isinstance(data, dict):
+        return raw
+
+    def strings(value: object) -> bool:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+    typed = (
+        isinstance(data.get("name", ""), str)
+        and strings(data.get("public_inputs", []))
+        and strings(data.get("private_inputs", []))
+        and isinstance(data.get("artifacts", {}), dict)
+        and strings(list(data.get("artifacts", {}).values()))
+    )
+    return data if typed else raw
+
+
 def describe_market(client: ProofMarketClient, market_id: int) -> MarketListing:
     """Market ``market_id`` with its metadata.
 
@@ -79,10 +113,7 @@ def describe_market(client: ProofMarketClient, market_id: int) -> MarketListing:
     joined: dict[Address, None] = {}  # in the order they joined
     for event in client.events():
         if isinstance(event, MarketCreated) and event.market_id == market_id:
-            try:
-                metadata = json.loads(event.metadata)
-            except ValueError:
-                metadata = {"raw": event.metadata}
+            metadata = _metadata(event.metadata)
         elif isinstance(event, ProverJoined) and event.market_id == market_id:
             joined[event.prover] = None
     serving = tuple(p for p in joined if client.offer(p, market_id).serving)
