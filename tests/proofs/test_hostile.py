@@ -14,6 +14,8 @@ Each test replays one attack that worked before its fix:
   shelved for good, a free denial of service on private markets;
 * a stranger making the IVS run the circuit for asks that are not assigned, for markets that
   name another IVS, or for the same ask again and again;
+* a hostile host answering the prover enclave's IVS requests with JSON nested too deep, or
+  with megabytes (the prover parsed it all, and quoted it all in its error);
 * a market whose metadata names an artifact by a path instead of a hash, or omits one, or is
   JSON of another shape (``reef proofs market show`` failed on it);
 * a market naming a public input among its private ones, so that the requester's private value
@@ -32,7 +34,12 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from net_support import serve_in_thread
 from proofs.proofs_support import EXAMPLE, Groth16Market, ProofChain, settle
 from reef.errors import ProofError
 from reef.node._serve import serve_app
@@ -44,6 +51,7 @@ from reef.proofs import (
     MarketCreated,
     MarketMetadata,
     ProverService,
+    RemoteInputVerifier,
     create_groth16_market,
     describe_market,
     ecies_encrypt,
@@ -309,6 +317,32 @@ def test_the_ivs_judges_an_ask_once(poseidon: Poseidon, served: httpx.Client) ->
     again = served.post("/invalid", json={"ask_id": ask_id})
     assert again.status_code == 409
     assert again.json()["error"] == first.json()["error"]
+
+
+def _impostor(body: bytes) -> Starlette:
+    """What a hostile host answers a prover enclave's IVS requests with: ``body``, as JSON."""
+
+    async def answer(_request: Request) -> Response:
+        return Response(body, media_type="application/json")
+
+    return Starlette(
+        routes=[Route("/invalid", answer, methods=["POST"]), Route("/", answer, methods=["GET"])]
+    )
+
+
+@pytest.mark.parametrize(
+    "body", [b"[" * 200_000, b'{"error": "' + b"x" * 8_000_000 + b'"}'], ids=["deep", "huge"]
+)
+def test_a_prover_survives_whatever_answers_in_place_of_its_ivs(body: bytes) -> None:
+    # The prover enclave reaches its IVS across the host's network: the host may answer.
+    chain = ProofChain.create(n_users=1)
+    with serve_in_thread(_impostor(body)) as url:
+        verifier = RemoteInputVerifier(url, timeout_s=30)
+        with pytest.raises(ProofError) as refused:
+            verifier.attest_invalid(chain.market(), 1, "")
+        assert len(str(refused.value)) < 1000
+        with pytest.raises(ProofError, match="gave no public key"):
+            verifier._public_key("0x" + "77" * 20)
 
 
 # ---- market creators ----

@@ -20,7 +20,11 @@ on reef's serving floor like the other services of ``reef up``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import threading
+import time
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, Field, ValidationError
@@ -33,12 +37,16 @@ from reef.crypto import Secp256k1PrivateKey, Secp256k1PublicKey
 from reef.errors import ProofError, ReefError
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._events import MarketCreated
+from reef.proofs._json import nesting_depth
 from reef.proofs._prover import InputVerifier
 from reef.proofs._secret import ecies_decrypt, ecies_encrypt
 
 __all__ = ["RemoteInputVerifier", "ivs_app"]
 
 _TIMEOUT_S = 120.0  # the IVS proves the inputs itself: a Groth16 witness and proof take seconds
+_MAX_ANSWER = 64 * 1024  # an answer is a signature, an identity or a reason: well under this
+_ANSWER_DEPTH = 4
+_SHOWN = 300  # characters of a refusal's reason quoted in the prover's error
 
 
 class _Markets:
@@ -180,23 +188,59 @@ class RemoteInputVerifier:
             ivs = client.market(client.ask(ask_id).market_id).ivs
             acl = ecies_encrypt(self._public_key(ivs), secret_key)
         payload = {"ask_id": ask_id, "acl": None if acl is None else "0x" + acl.hex()}
+        status, body, text = self._exchange("POST", "/invalid", payload)
+        signature = body.get("signature") if isinstance(body, dict) else None
+        if status != 200 or not isinstance(signature, str):
+            reason = body.get("error") if isinstance(body, dict) else None
+            raise ProofError(
+                f"the input verification service refused ask {ask_id}: "
+                f"{str(reason or text)[:_SHOWN]}"
+            )
         try:
-            answer = httpx.post(f"{self.url}/invalid", json=payload, timeout=self.timeout_s)
+            return bytes.fromhex(signature.removeprefix("0x"))
+        except ValueError as exc:
+            raise ProofError(
+                f"the input verification service answered ask {ask_id} with a signature that "
+                f"is not hex: {signature[:_SHOWN]!r}"
+            ) from exc
+
+    def _exchange(
+        self, method: str, path: str, payload: object | None = None
+    ) -> tuple[int, Any, str]:
+        """The status, the JSON body (None if it is not JSON) and the text of the service's
+        answer, read up to :data:`_MAX_ANSWER` bytes. The prover's enclave reaches the IVS
+        across the host's network, so whoever answers may be hostile: an endless body or one
+        nested deep enough to kill ``json`` must cost the prover an error, not its loop.
+
+        Raises:
+            ProofError: the service cannot be reached, or its answer is too long.
+        """
+        url = f"{self.url}{path}"
+        # httpx's timeout bounds each read; a body dripped a byte at a time needs a deadline.
+        deadline = time.monotonic() + 2 * self.timeout_s
+        try:
+            with httpx.stream(method, url, json=payload, timeout=self.timeout_s) as answer:
+                data = b""
+                for chunk in answer.iter_bytes():
+                    data += chunk
+                    if len(data) > _MAX_ANSWER or time.monotonic() > deadline:
+                        raise ProofError(
+                            f"the input verification service at {self.url} answered more than "
+                            f"{_MAX_ANSWER} bytes, or for longer than {2 * self.timeout_s:.0f} s",
+                            hint="is the prover pointed at the market's IVS?",
+                        )
+                status = answer.status_code
         except httpx.HTTPError as exc:
             raise ProofError(
                 f"the input verification service at {self.url} did not answer: {exc}",
                 hint="is the IVS running, and may this prover reach it?",
             ) from exc
-        try:
-            body = answer.json()
-        except ValueError:
-            body = {}
-        if answer.status_code != 200 or not isinstance(body, dict) or "signature" not in body:
-            reason = body.get("error") if isinstance(body, dict) else None
-            raise ProofError(
-                f"the input verification service refused ask {ask_id}: {reason or answer.text}"
-            )
-        return bytes.fromhex(str(body["signature"])[2:])
+        text = data.decode("utf-8", errors="replace")
+        body: Any = None
+        if nesting_depth(text) <= _ANSWER_DEPTH:  # json recurses per bracket (reef.proofs._json)
+            with contextlib.suppress(ValueError):
+                body = json.loads(text)
+        return status, body, text
 
     def _public_key(self, ivs: str) -> bytes:
         """The service's public key, once its address is the market's IVS ``ivs``.
@@ -205,9 +249,9 @@ class RemoteInputVerifier:
             ProofError: the service cannot be reached, or it is not the market's IVS.
         """
         try:
-            body = httpx.get(f"{self.url}/", timeout=self.timeout_s).json()
+            _status, body, _text = self._exchange("GET", "/")
             public_key = Secp256k1PublicKey(bytes.fromhex(str(body["public_key"])[2:]))
-        except (httpx.HTTPError, ValueError, KeyError, TypeError, ReefError) as exc:
+        except (ValueError, KeyError, TypeError, ReefError) as exc:
             raise ProofError(
                 f"the input verification service at {self.url} gave no public key: {exc}",
                 hint="is the IVS running, and may this prover reach it?",
