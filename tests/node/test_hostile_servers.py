@@ -294,3 +294,146 @@ def test_job_logs_url_that_is_no_text_is_a_clear_error(endpoints: object) -> Non
         ),
     ):
         enclave_logs_url(_OneProvider(cp), _job())  # type: ignore[arg-type]
+
+
+# -- a JSON-RPC node that lies: the indexer (reef provider run, reef up, the proof market) ------
+
+
+class _LyingNode:
+    """A JSON-RPC node over an honest :class:`indexer_fakes.FakeChain` whose ``eth_getLogs``
+    answers go through ``tamper`` first (batches answered too, as the indexer sends them)."""
+
+    def __init__(
+        self,
+        tamper: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] = list,
+        block: Callable[[dict[str, Any]], dict[str, Any]] = dict,
+    ) -> None:
+        from indexer_fakes import FakeChain, opened
+
+        self.chain = FakeChain()
+        self.chain.mine()
+        self.chain.mine(opened(1))
+        self.chain.mine()
+        self.tamper = tamper
+        self.block = block
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        from reef.chain._block_source import raw_log_entry  # the indexer's own reading of logs
+
+        method, params = request["method"], request.get("params") or []
+        result: Any
+        if method == "eth_chainId":
+            result = hex(self.chain.chain_id())
+        elif method == "eth_blockNumber":
+            result = hex(self.chain.head())
+        elif method == "eth_getBlockByNumber":
+            ref = self.chain.block(int(params[0], 16))
+            honest = {"number": params[0], "hash": ref.hash, "timestamp": hex(ref.timestamp)}
+            result = self.block(honest)
+        elif method == "eth_getLogs":
+            low, high = int(params[0]["fromBlock"], 16), int(params[0]["toBlock"], 16)
+            logs = self.chain.logs(params[0]["address"], low, high)
+            entries = [raw_log_entry(log) for log in logs]
+            for entry in entries:
+                entry["blockNumber"] = hex(entry["blockNumber"])
+                entry["logIndex"] = hex(entry["logIndex"])
+            result = self.tamper(entries)
+        else:
+            return {"jsonrpc": "2.0", "id": request["id"], "error": {"message": "no such method"}}
+        return {"jsonrpc": "2.0", "id": request["id"], "result": result}
+
+    def app(self) -> Any:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        async def rpc(request: Request) -> JSONResponse:
+            body = await request.json()
+            if isinstance(body, list):
+                return JSONResponse([self.answer(item) for item in body])
+            return JSONResponse(self.answer(body))
+
+        return Starlette(routes=[Route("/", rpc, methods=["POST"])])
+
+
+def _index_through(node: _LyingNode, tmp_path: Any) -> tuple[Any, BaseException | None]:
+    """Index the market behind ``node`` once; the indexer and what its poll raised, if any."""
+    from indexer_fakes import MARKET
+    from web3 import Web3
+
+    from net_support import serve_in_thread
+    from reef.chain import Indexer, Web3BlockSource
+
+    with serve_in_thread(node.app()) as url:
+        source = Web3BlockSource(Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 5})))
+        indexer = Indexer(source, f"sqlite:///{tmp_path}/index.db", contract=MARKET)
+        try:
+            indexer.poll()
+        except Exception as exc:  # the test checks what it is
+            return indexer, exc
+        finally:
+            source.close()
+    return indexer, None
+
+
+def _forged(entries: list[dict[str, Any]], **fields: str) -> list[dict[str, Any]]:
+    """The node's logs plus a copy of the first with ``fields`` changed (a forged event)."""
+    return [*entries, *({**entry, **fields} for entry in entries[:1])]
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"blockNumber": hex(10**6)}, "block 1000000, outside the blocks asked for"),
+        ({"blockNumber": "-0x1"}, "block -1, outside the blocks asked for"),
+        ({"logIndex": "0x" + "f" * 40}, "log index"),
+        ({"logIndex": "-0x2"}, "log index"),
+        ({"blockHash": "0x" + "ab" * 5000}, "block hash"),
+        ({"transactionHash": "not a hash"}, "transaction hash"),
+        ({}, "the same log twice"),
+    ],
+    ids=[
+        "future-block",
+        "negative-block",
+        "huge-index",
+        "negative-index",
+        "long-hash",
+        "bad-tx",
+        "duplicate",
+    ],
+)
+def test_indexer_stores_nothing_of_a_forged_log(
+    tmp_path: Any, fields: dict[str, str], words: str
+) -> None:
+    """A node answers ``eth_getLogs`` with a log the chain does not have (of a block outside
+    the range asked for, with an index no block has, a hash that is none, or twice the same):
+    the poll fails with an RPCError naming it, and nothing of the range is stored."""
+    from reef.errors import RPCError
+
+    node = _LyingNode(lambda entries: _forged(entries, **fields))
+    indexer, raised = _index_through(node, tmp_path)
+    assert isinstance(raised, RPCError), repr(raised)
+    assert words in raised.message
+    assert indexer.events() == []
+    assert indexer.checkpoint() is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"hash": "0x12"}, {"hash": "0x" + "ab" * 5000}, {"timestamp": hex(2**70)}],
+    ids=["short-hash", "long-hash", "huge-time"],
+)
+def test_indexer_refuses_a_checkpoint_block_no_chain_has(
+    tmp_path: Any, fields: dict[str, str]
+) -> None:
+    """The block that ends a range becomes the checkpoint (its hash detects reorgs, its time is
+    the market's clock): a hash that is none, or a time no column holds, is refused."""
+    from reef.errors import RPCError
+
+    node = _LyingNode(block=lambda honest: {**honest, **fields})
+    indexer, raised = _index_through(node, tmp_path)
+    assert isinstance(raised, RPCError), repr(raised)
+    assert "the node answered block 2 with hash" in raised.message
+    assert indexer.checkpoint() is None
+    assert indexer.events() == []

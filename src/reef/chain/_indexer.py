@@ -17,7 +17,10 @@ beside them. Events are decoded when read (:meth:`Indexer.events`), into the sam
 as before, so catching up costs little more than reading the chain: no typed event, JSON record
 or web3.py formatting is built per log on the way in. Each log is still checked against its
 event's ABI before it is stored (topic count, padding, ranges, offsets), so a malformed log
-stops the indexer at its range instead of reaching a consumer.
+stops the indexer at its range instead of reaching a consumer. The node is not trusted for the
+rest either: a log of a block outside the range asked for, an index no block has, a block or
+transaction hash that is none, the same log twice, or a range's block with such a hash or time
+is an :class:`~reef.errors.RPCError`, and nothing of the range is stored.
 
 Logs are committed together with the contract's checkpoint in **one transaction** per batch of
 ranges (one ``executemany``; a commit costs as much as storing hundreds of logs). A batch ends
@@ -107,6 +110,10 @@ _RANGE_REFUSALS = re.compile(
     r"range|too many|more than|limit|exceed|too large|response size|timeout", re.IGNORECASE
 )
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
+# The largest number a BigInteger column holds (SQLite's and PostgreSQL's signed 64 bits).
+_MAX_STORED = 2**63 - 1
+_LYING_NODE = "the JSON-RPC node answers what no chain holds: use a node you trust (--rpc)"
 _UNKNOWN: Any = object()  # the layout of a topic 0 no followed event has
 # The stored columns of a log, in the order of the rows the indexer builds.
 _COLUMNS = (
@@ -808,10 +815,10 @@ class Indexer:
                 if low == high or not _RANGE_REFUSALS.search(str(exc)):
                     raise
             else:
-                return _Range(last, self._rows(entry, entries))
+                return _Range(_checked_block(last), self._rows(entry, entries, low, high))
         entries = self._read_range(entry.address, low, high)
         last = source.block(high)
-        return _Range(last, self._rows(entry, entries))
+        return _Range(_checked_block(last), self._rows(entry, entries, low, high))
 
     def _check_not_reorged(self, checkpoint: IndexerCheckpoint) -> None:
         current = self._source.block(checkpoint.last_block).hash
@@ -838,16 +845,24 @@ class Indexer:
                 address, middle + 1, to_block
             )
 
-    def _rows(self, entry: _Followed, logs: Sequence[Mapping[str, Any]]) -> list[_Row]:
-        """The rows of a range's logs of ``entry`` in chain order (other contracts', removed and
-        unknown events skipped), each checked against its event's ABI.
+    def _rows(
+        self,
+        entry: _Followed,
+        logs: Sequence[Mapping[str, Any]],
+        low: int = 0,
+        high: int = _MAX_STORED,
+    ) -> list[_Row]:
+        """The rows of the logs of ``entry`` in blocks ``low..high`` in chain order (other
+        contracts', removed and unknown events skipped), each checked against its event's ABI.
 
         This runs for every log the indexer reads: it works on the node's hex text as it came,
-        converting only what a check needs.
+        converting only what a check needs (a block's number and hash once per block).
 
         Raises:
             ChainError: a log of a known event is malformed (wrong topics, data or fields).
-            RPCError: the node answered a log without its block, index or transaction.
+            RPCError: the node answered a log without its block, index or transaction, of a
+                block outside ``low..high``, with an index out of range or a hash that is
+                none, or the same log twice.
         """
         rows: list[_Row] = []
         stream, address, layouts = entry.stream, entry.address, entry.layouts
@@ -878,14 +893,27 @@ class Indexer:
                 if number != number_was:  # a block's logs come together: its number once
                     number_was = number
                     number_int = int(number, 16) if number.__class__ is str else int(number)
+                    if not low <= number_int <= high:
+                        raise RPCError(
+                            f"the node answered a log of block {number_int}, outside the "
+                            f"blocks asked for ({low}..{high})",
+                            hint=_LYING_NODE,
+                        )
                 number = number_int
                 index = int(index, 16) if index.__class__ is str else int(index)
+                if not 0 <= index <= _MAX_STORED:
+                    raise RPCError(
+                        f"the node answered a log of block {number} with log index {index}",
+                        hint=_LYING_NODE,
+                    )
                 block_hash, tx_hash = log["blockHash"], log["transactionHash"]
                 if block_hash.__class__ is not str or tx_hash.__class__ is not str:
                     block_hash, tx_hash = _text(block_hash), _text(tx_hash)
                 if block_hash != block_was:
+                    _check_hash(block_hash, "block hash", number)
                     block_was, block_lower = block_hash, block_hash.lower()
                 if tx_hash != tx_was:
+                    _check_hash(tx_hash, "transaction hash", number)
                     tx_was, tx_lower = tx_hash, tx_hash.lower()
                 data = log.get("data", "0x")
                 if data.__class__ is not str:
@@ -936,6 +964,13 @@ class Indexer:
             )
         if not ordered:
             rows.sort(key=lambda row: (row[1], row[3]))
+            for before, after in itertools.pairwise(rows):
+                if (before[1], before[3]) == (after[1], after[3]):
+                    raise RPCError(
+                        f"the node answered the same log twice (block {after[1]}, log index "
+                        f"{after[3]})",
+                        hint=_LYING_NODE,
+                    )
         return rows
 
     def _decoded_row(
@@ -1085,6 +1120,34 @@ class Indexer:
             last_block_timestamp=last.timestamp,
             events=(checkpoint.events if checkpoint else 0) + len(rows),
         )
+
+
+def _check_hash(value: str, what: str, number: int) -> None:
+    """Refuse a log's ``what`` that is not a 32-byte hash (``0x`` and 64 hex digits).
+
+    Raises:
+        RPCError: naming the block and the first characters of what the node answered.
+    """
+    if not _HASH.fullmatch(value):
+        raise RPCError(
+            f"the node answered a log of block {number} whose {what} is no hash: {value[:80]!r}",
+            hint=_LYING_NODE,
+        )
+
+
+def _checked_block(block: BlockRef) -> BlockRef:
+    """A range's last block (its checkpoint), refused if its hash or time cannot be one.
+
+    Raises:
+        RPCError: the node answered a hash that is none, or a time no column holds.
+    """
+    if not _HASH.fullmatch(block.hash) or not 0 <= block.timestamp <= _MAX_STORED:
+        raise RPCError(
+            f"the node answered block {block.number} with hash {block.hash[:80]!r} and time "
+            f"{block.timestamp}",
+            hint=_LYING_NODE,
+        )
+    return block
 
 
 def _text(value: Any) -> str:
