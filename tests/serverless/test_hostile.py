@@ -17,17 +17,24 @@ import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from web3 import Web3
+from web3.types import RPCEndpoint, RPCResponse
 
 from reef._serve import serve
+from reef.chain.devnet import DevnetProvider
 from reef.crypto import Secp256k1PrivateKey
+from reef.errors import ChainError
 from reef.serverless import (
     ErrorCode,
     ExecutorNode,
+    ExecutorSettings,
     FunctionRuntime,
     Limits,
+    ServerlessCodeClient,
     fund_gas,
 )
 from serverless.chain_support import PARAMS, ServerlessChain, gateway_signer
@@ -204,3 +211,59 @@ async def test_a_path_and_header_bytes_are_forwarded_as_the_caller_sent_them(
     # workerd reads header values as UTF-8: the lone latin-1 byte arrives as U+FFFD.
     assert response.content == "/a%20b%2Fc?q=%20x caf\ufffd".encode()
     assert gateway_signer(response)[1] == executor.node.address
+
+
+# -- the chain's node (the enclave's host runs it) ---------------------------------------------
+
+
+class SwappingProvider(DevnetProvider):
+    """A node that answers every deployment transaction with ``calldata`` as its input: the
+    host of an executor enclave making it run other code under a function's codehash."""
+
+    calldata: bytes = b""
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        answer = super().make_request(method, params)
+        result = answer.get("result")
+        if method == "eth_getTransactionByHash" and isinstance(result, dict):
+            result["input"] = "0x" + self.calldata.hex()
+        return answer
+
+
+async def test_code_a_node_swaps_under_a_codehash_is_not_run_or_signed(
+    executor: Executor, runtime: FunctionRuntime, tmp_path: Path
+) -> None:
+    """The enclave's web2 signature says "this code, by its hash, answered this": a host whose
+    node answers other code for the hash must not get that signature over its own code."""
+    chain = executor.chain
+    honest = await executor.deploy(HELLO)
+    evil = await executor.deploy(b"export default { fetch() { return new Response('pwned'); } };")
+    provider = SwappingProvider(chain.devnet)
+    provider.calldata = bytes(chain.w3.eth.get_transaction(evil)["input"])
+    w3 = Web3(provider)
+    code = ServerlessCodeClient(w3, chain.code_address)
+    with pytest.raises(ChainError, match="does not hash to"):
+        code.fetch_code(honest)
+    assert code.fetch_code(evil) is not None  # its own calldata does hash to it
+
+    key = Secp256k1PrivateKey.generate()
+    node = ExecutorNode(key, runtime, tmp_path / "swapped", job_capacity=CAPACITY)
+    service = await node.configure(
+        ExecutorSettings(
+            rpc_url="http://127.0.0.1:8545",
+            jobs_contract=chain.jobs_address,
+            code_contract=chain.code_address,
+        ),
+        owner=chain.operators[0].address,
+        w3=w3,
+    )
+    await service.aclose()  # the gateway alone
+    server = await serve(node.gateway_app(), host="127.0.0.1", port=0, what="executor gateway")
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            response = await client.post(f"/fn/{honest}", content=b"web2")
+    finally:
+        await server.aclose()
+    assert response.status_code == 502, response.text
+    assert "x-oyster-signature" not in response.headers
+    assert "does not hash to" in response.json()["error"]

@@ -27,9 +27,11 @@ they return, kept beside each other because the Jobs client reads what the Code 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
+import rlp
 from eth_abi.abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
 from hexbytes import HexBytes
@@ -49,8 +51,9 @@ from reef.chain import (
     parse_address,
     translate_errors,
 )
+from reef.crypto import keccak256
 from reef.encoding import parse_hex
-from reef.errors import InputError
+from reef.errors import ChainError, InputError
 from reef.serverless._events import (
     CodeCreated,
     JobCreated,
@@ -86,6 +89,39 @@ def _codehash(value: str | bytes) -> bytes:
             raise InputError(f"a codehash is 32 bytes, got {len(value)}")
         return value
     return parse_hex(value, name="codehash", length=32)
+
+
+def _transaction_hash(tx: Mapping[str, Any]) -> bytes:
+    """The hash of the signed transaction a node answered, rebuilt from its fields (legacy,
+    EIP-2930 and EIP-1559 encodings: what deploys code; EIP-2718 types are ``type || rlp``).
+
+    Raises:
+        ChainError: the answer is not such a transaction.
+    """
+    try:
+        kind = int(tx.get("type", 0))
+        # web3 formats some fields as HexBytes, a node may leave others hex text: HexBytes
+        # reads both.
+        to = bytes(HexBytes(tx["to"])) if tx.get("to") else b""
+        common = [int(tx["gas"]), to, int(tx["value"]), bytes(HexBytes(tx["input"]))]
+        signature = [int.from_bytes(HexBytes(tx[k]), "big") for k in ("r", "s")]
+        if kind == 0:
+            fields = [int(tx["nonce"]), int(tx["gasPrice"]), *common, int(tx["v"]), *signature]
+            return keccak256(rlp.encode(fields))
+        access = [
+            [bytes(HexBytes(item["address"])), [bytes(HexBytes(k)) for k in item["storageKeys"]]]
+            for item in tx.get("accessList", [])
+        ]
+        parity = int(tx.get("yParity", tx["v"]))
+        fees = {1: ["gasPrice"], 2: ["maxPriorityFeePerGas", "maxFeePerGas"]}[kind]
+        head = [int(tx["chainId"]), int(tx["nonce"]), *(int(tx[k]) for k in fees)]
+        body = rlp.encode([*head, *common, access, parity, *signature])
+        return keccak256(bytes([kind]) + body)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ChainError(
+            f"the node's answer is not a transaction reef can check: {exc!r}",
+            hint="deploy code with a legacy, EIP-2930 or EIP-1559 transaction",
+        ) from exc
 
 
 class _Client(ContractClient[_EventT]):
@@ -140,6 +176,14 @@ class ServerlessCodeClient(_Client[CodeCreated]):
                 tx = self.w3.eth.get_transaction(key)
             except TransactionNotFound:
                 return None
+        # The node is not trusted (an executor enclave's is its host's): what it answers must
+        # be the transaction the codehash names, or the enclave would sign other code's answers
+        # as this function's.
+        if _transaction_hash(tx) != bytes(key):
+            raise ChainError(
+                f"the node's transaction for codehash 0x{bytes(key).hex()} does not hash to it",
+                hint="the chain's node answered a forged transaction: use a node you trust",
+            )
         to = tx.get("to")
         if to is None or parse_address(to) != self.address:
             return None
