@@ -31,6 +31,7 @@ from reef.errors import ChainError
 from reef.serverless import (
     ErrorCode,
     ExecutorNode,
+    ExecutorService,
     ExecutorSettings,
     FunctionRuntime,
     Limits,
@@ -267,3 +268,61 @@ async def test_code_a_node_swaps_under_a_codehash_is_not_run_or_signed(
     assert response.status_code == 502, response.text
     assert "x-oyster-signature" not in response.headers
     assert "does not hash to" in response.json()["error"]
+
+
+class ForgingProvider(DevnetProvider):
+    """A node that answers every ``JobCreated`` log with ``codehash`` in place of the job's: the
+    host of an executor enclave making it run its own code for another user's job."""
+
+    codehash: bytes = b""
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        answer = super().make_request(method, params)
+        if method == "eth_getLogs" and isinstance(answer.get("result"), list):
+            for log in answer["result"]:
+                if log["topics"] and log["topics"][0] == JOB_CREATED_TOPIC:
+                    log["data"] = "0x" + self.codehash.hex() + log["data"][66:]
+        return answer
+
+
+JOB_CREATED_TOPIC = "0x" + Web3.keccak(
+    text="JobCreated(uint256,uint8,address,bytes32,bytes,uint256,uint256,address[])"
+).hex().removeprefix("0x")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SubmitOutput signs no codehash or input: only ServerlessJobs.vy (the chain area) can "
+    "bind them (sign keccak(codehash, input) and check it against the job)",
+)
+async def test_a_node_forging_a_jobs_codehash_cannot_get_other_code_accepted(
+    executor: Executor, runtime: FunctionRuntime, tmp_path: Path
+) -> None:
+    """The enclave's output signature is what the Jobs contract believes; a host whose node
+    forges the job's codehash gets its own code's output accepted for another user's job."""
+    chain = executor.chain
+    honest = await executor.deploy(HELLO)
+    evil = await executor.deploy(b"export default { fetch() { return new Response('pwned'); } };")
+    provider = ForgingProvider(chain.devnet)
+    provider.codehash = bytes.fromhex(evil[2:])
+    settings = ExecutorSettings(
+        rpc_url="http://127.0.0.1:8545",
+        jobs_contract=chain.jobs_address,
+        code_contract=chain.code_address,
+        slash=False,
+    )
+    service = ExecutorService(
+        executor.node.key, settings, runtime, tmp_path / "forged", w3=Web3(provider)
+    )
+    await service.start()
+    await service.aclose()  # the domain is read; the test hands it the job
+    request, _ = await asyncio.to_thread(
+        chain.jobs(chain.users[1]).create_job, honest, b"user", 3000
+    )
+    seen = await asyncio.to_thread(
+        service.jobs.requests, request.block_number, request.block_number
+    )
+    assert seen[0].codehash == bytes.fromhex(evil[2:])  # what the host made it believe
+    await service.execute(seen[0])
+    responses = chain.jobs().responses(request.block_number, job_id=request.job_id)
+    assert all(r.output != b"pwned" for r in responses)
