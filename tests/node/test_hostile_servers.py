@@ -437,3 +437,37 @@ def test_indexer_refuses_a_checkpoint_block_no_chain_has(
     assert "the node answered block 2 with hash" in raised.message
     assert indexer.checkpoint() is None
     assert indexer.events() == []
+
+
+# -- a provider's control plane that lies: reef deploy -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ports",
+    [
+        {"http": "http://127.0.0.1:1"},
+        ["8000"],
+        "8000",
+        {"8000": 5},
+        {"8000": "http://127.0.0.1:99999"},
+        {"8000": "http://[::1"},
+    ],
+    ids=["named-port", "list", "text", "number", "port-out-of-range", "no-url"],
+)
+def test_deploy_refuses_app_ports_no_enclave_has(ports: object) -> None:
+    """The ``ports`` of a provider's ``/ip`` (container port -> the URL that reaches it), after
+    the enclave verified: anything but ports and URLs is the provider's error, said as one."""
+    from reef.node import app_endpoint
+
+    with pytest.raises(ServiceError, match="the provider answered app ports") as caught:
+        app_endpoint({"ports": ports}, "7")
+    assert "job 7" in caught.value.message
+
+
+def test_deploy_takes_the_lowest_app_port() -> None:
+    from reef.node import app_endpoint
+
+    ports = {"9000": "http://127.0.0.1:19000", "8000": "http://127.0.0.1:18000"}
+    assert app_endpoint({"ports": ports}, "7") == "http://127.0.0.1:18000"
+    assert app_endpoint({}, "7") == ""
+    assert app_endpoint({"ports": {}}, "7") == ""

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from reef.node._deploy import (
         DeployRequest,
         DeployResult,
+        app_endpoint,
         deploy,
         parse_duration,
         prepare_image,
@@ -150,6 +151,7 @@ __all__ = [
     "UpdateResult",
     "WITHDRAW_MARGIN_S",
     "Withdrawal",
+    "app_endpoint",
     "closable_at",
     "close_job",
     "connect",
@@ -236,6 +238,7 @@ __getattr__ = lazy_attributes(
         "UpdateResult": "_update",
         "WITHDRAW_MARGIN_S": "_jobs",
         "Withdrawal": "_jobs",
+        "app_endpoint": "_deploy",
         "closable_at": "_jobs",
         "close_job": "_jobs",
         "connect": "_provider",

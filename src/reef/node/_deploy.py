@@ -74,6 +74,7 @@ __all__ = [
     "DeployRequest",
     "DeployResult",
     "EnclaveCrash",
+    "app_endpoint",
     "deploy",
     "enclave_crash",
     "parse_duration",
@@ -245,6 +246,8 @@ def enclave_crash(status: Mapping[str, Any] | None) -> EnclaveCrash | None:
     if status is None:
         return None
     enclave = status.get("enclave") or {}
+    if not isinstance(enclave, Mapping):  # the provider's answer, not to be trusted for shape
+        enclave = {}
     state = str(enclave.get("state") or "")
     try:
         restarts = int(status.get("restarts") or 0)
@@ -327,6 +330,8 @@ def wait_for_enclave(
         state = "not seen by the provider yet"
         if status is not None:
             enclave = status.get("enclave") or {}
+            if not isinstance(enclave, Mapping):
+                enclave = {}
             state = f"enclave {enclave.get('state', 'being prepared')}"
             if status.get("last_error"):
                 state += f" (retrying: {status['last_error']})"
@@ -356,6 +361,42 @@ def verify_enclave(
     """
     client = AttestationClient(root=root, timeout=5.0)
     return client.verify(attestation_url, expect=Expectations(image_id=image_id), wait_s=timeout_s)
+
+
+def app_endpoint(endpoints: Mapping[str, Any], label: str) -> str:
+    """The URL of the app's lowest container port in a provider's ``/ip`` ``endpoints``
+    (``ports``: container port -> the URL that reaches it), or ``""`` when it names none.
+
+    Raises:
+        ServiceError: ``ports`` is not container ports mapped to http(s) URLs with a host and
+            a valid port (the provider of job ``label`` answered something no enclave has).
+    """
+    ports = endpoints.get("ports") or {}
+    if not isinstance(ports, Mapping) or not all(
+        isinstance(port, str) and port.isdigit() and isinstance(url, str)
+        for port, url in ports.items()
+    ):
+        raise _bad_ports(label, ports)
+    if not ports:
+        return ""
+    url: str = ports[min(ports, key=int)]
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        valid = False
+    if not valid:
+        raise _bad_ports(label, ports)
+    return url
+
+
+def _bad_ports(label: str, ports: object) -> ServiceError:
+    return ServiceError(
+        f"the provider answered app ports that are no container ports and URLs for job "
+        f"{label}: {repr(ports)[:200]}",
+        hint=f"ask the provider; stop the job with `reef jobs stop {label}`",
+    )
 
 
 def _accepts(host: str, port: int) -> bool:
@@ -583,8 +624,7 @@ def _launch_and_verify(
         # provider saw the crash.
         watch.check()
         raise
-    ports: Mapping[str, str] = endpoints.get("ports") or {}
-    endpoint = next(iter(ports[k] for k in sorted(ports, key=int)), "") if ports else ""
+    endpoint = app_endpoint(endpoints, _label(job_id))
     if endpoint:
         wait_for_app(endpoint, request.timeout_s, check=watch.check)
     return _Launched(
