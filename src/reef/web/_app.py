@@ -92,15 +92,40 @@ def _job_row(row: _data.JobRow) -> dict[str, Any]:
         "balance": amount(row.balance),
         "time left": "—" if row.time_left_s is None else f"{row.time_left_s // 60} min",
         "enclave": short(row.enclave_id, 8) if row.enclave_id else "",
-        "endpoint": (
-            f'<a class="mono" href="{esc(row.endpoint)}">{esc(row.endpoint)}</a>'
-            if row.endpoint
-            else ""
-        ),
+        "endpoint": _link(row.endpoint),
         "image": short(str(row.metadata.get("url", "")), 12),
         "debug": "yes" if row.debug else "",
         "last error": esc(row.last_error),
     }
+
+
+def _link(url: str) -> str:
+    """``url`` as a link when it is an http(s) URL, else as text: a provider (any stranger may
+    register one) names the endpoints, and a ``javascript:`` link would run on a click wherever
+    the Content-Security-Policy is not enforced."""
+    if not url.lower().startswith(("http://", "https://")):
+        return f'<span class="mono">{esc(url)}</span>'
+    return f'<a class="mono" href="{esc(url)}">{esc(url)}</a>'
+
+
+def _cross_site(request: Request) -> str | None:
+    """Why a request that is not a GET comes from another site's page, or ``None``.
+
+    Browsers name the page that sends a request in ``Origin`` (every POST carries it), and a
+    page elsewhere can POST to a loopback dashboard without asking (a "simple" request of
+    ``text/plain``): it cannot read the answer, but the dashboard would still act on it (fetch an
+    endpoint it names, parse its body). Requests without ``Origin`` come from programs
+    (curl, httpx), which are not a visitor's browser acting for another site.
+    """
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return None
+    origin = request.headers.get("origin")
+    if origin is None:
+        return None
+    host = request.headers.get("host", "")
+    if origin.lower() in (f"http://{host}".lower(), f"https://{host}".lower()):
+        return None
+    return f"a request from another site's page ({origin[:100]}) is refused"
 
 
 def _host_name(request: Request) -> str:
@@ -150,6 +175,12 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
                 {
                     "error": f"this dashboard answers only loopback hosts, not {_host_name(request)!r}"
                 },
+                403,
+            )
+        cross = _cross_site(request)
+        if cross is not None:
+            return JSONResponse(
+                {"error": cross, "hint": "use the dashboard's own pages, or a program (no Origin)"},
                 403,
             )
         response: Response = await call_next(request)
@@ -595,6 +626,16 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
             if mode not in ("live", "replay"):
                 raise InputError("mode must be live or replay")
             endpoint = str(payload.get("endpoint") or "")
+            if endpoint and not is_loopback(request.client.host if request.client else ""):
+                # Fetching a URL for a visitor from elsewhere would make the dashboard a proxy
+                # into its host's network (services on loopback, a cloud's metadata address).
+                return JSONResponse(
+                    {
+                        "error": "only loopback visitors may have the dashboard fetch an endpoint",
+                        "hint": "fetch the document yourself and paste it (hex or base64)",
+                    },
+                    403,
+                )
             if endpoint:
                 from reef.attestation import AttestationClient
 
@@ -609,6 +650,16 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
             return JSONResponse({"error": "send JSON {document | endpoint, mode}"}, 400)
         roots = known_roots(dash.dev_root())
         collateral = str(payload.get("collateral") or "") or None
+        from reef.market import MAX_JSON_DEPTH, json_depth_exceeds
+
+        if collateral is not None and json_depth_exceeds(collateral):
+            return JSONResponse(
+                {
+                    "error": f"the collateral is nested more than {MAX_JSON_DEPTH} levels deep",
+                    "hint": "paste dcap-qvl's QuoteCollateralV3 JSON as it is",
+                },
+                400,
+            )
         at_text = str(payload.get("at_s") or "").strip()
         if at_text and not at_text.isdigit():
             return JSONResponse({"error": "at_s must be unix seconds"}, 400)
@@ -660,9 +711,19 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
         Raises:
             InputError: the body is not a JSON object.
         """
+        from reef.market import MAX_JSON_DEPTH, json_depth_exceeds
+
+        body = await request.body() or b"{}"
+        # A body of ~70 000 "[" would crash the whole process in json.loads (SIGSEGV: py_ecc
+        # raised the recursion limit), and with it everything `reef up` serves.
+        if json_depth_exceeds(body):
+            raise InputError(
+                f"the request body is nested more than {MAX_JSON_DEPTH} levels deep",
+                hint="send a flat JSON object",
+            )
         try:
-            payload = json.loads(await request.body() or b"{}")
-        except ValueError as exc:
+            payload = json.loads(body)
+        except (ValueError, RecursionError) as exc:
             raise InputError("send a JSON object") from exc
         if not isinstance(payload, dict):
             raise InputError("send a JSON object")
@@ -1010,6 +1071,38 @@ async def _verifier_counts(url: str) -> dict[str, object]:
     }
 
 
+MAX_LOG_LINE = 16 * 1024
+"""The longest console line relayed whole (bytes); the rest of a longer one is dropped."""
+
+
+async def _capped_lines(chunks: AsyncIterator[bytes], cap: int) -> AsyncIterator[str]:
+    """The lines of ``chunks``, each at most ``cap`` bytes: a longer line is relayed cut, with a
+    note, as soon as it is that long, and the rest of it is skipped. Never buffers more than
+    ``cap`` bytes and a chunk (httpx's ``aiter_lines`` keeps a whole line, however long it
+    grows, and a line that never ends would hold the relay, and the dashboard's memory, forever).
+    """
+    pending = bytearray()
+    skipping = False
+    async for chunk in chunks:
+        pending += chunk
+        while (end := pending.find(b"\n")) >= 0:
+            line = bytes(pending[:end]).rstrip(b"\r")
+            del pending[: end + 1]
+            if skipping:
+                skipping = False  # the end of the line that was cut
+                continue
+            yield line.decode("utf-8", "replace")
+        if skipping:
+            pending.clear()
+        elif len(pending) > cap:
+            head = bytes(pending[:cap]).decode("utf-8", "ignore")
+            yield f"{head} [line cut: longer than {cap} bytes]"
+            pending.clear()
+            skipping = True
+    if pending and not skipping:
+        yield bytes(pending).decode("utf-8", "replace")
+
+
 async def _relay_logs(url: str, closing: asyncio.Event) -> AsyncIterator[bytes]:
     """The enclave's console (server-sent events) relayed line by line, as it comes, until the
     enclave's stream ends or the dashboard closes (``closing``: a stream never ends by itself,
@@ -1021,7 +1114,7 @@ async def _relay_logs(url: str, closing: asyncio.Event) -> AsyncIterator[bytes]:
             httpx.AsyncClient(timeout=timeout) as http,
             http.stream("GET", url, params={"start_from": 0}) as stream,
         ):
-            lines = stream.aiter_lines()
+            lines = _capped_lines(stream.aiter_bytes(), MAX_LOG_LINE)
             while True:
                 following = asyncio.ensure_future(anext(lines))
                 await asyncio.wait({following, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -1035,7 +1128,10 @@ async def _relay_logs(url: str, closing: asyncio.Event) -> AsyncIterator[bytes]:
                 except StopAsyncIteration:
                     return
                 if line.startswith("data:"):
-                    yield f"data: {line[5:].removeprefix(' ')}\n\n".encode()
+                    # A lone CR ends a line for the browser's EventSource: inside the data it
+                    # would let the enclave add fields (event:, id:) to the relayed stream.
+                    data = line[5:].removeprefix(" ").replace("\r", "")
+                    yield f"data: {data}\n\n".encode()
     except httpx.HTTPError as exc:
         yield f"event: error\ndata: the enclave's log stream ended: {exc}\n\n".encode()
     finally:
