@@ -214,6 +214,24 @@ async def test_a_path_and_header_bytes_are_forwarded_as_the_caller_sent_them(
     assert gateway_signer(response)[1] == executor.node.address
 
 
+
+async def test_spellings_of_one_codehash_share_one_warm_runtime(
+    executor: Executor, runtime: FunctionRuntime
+) -> None:
+    """Each spelling of a codehash (case, 0x or not) was its own warm-pool key: a caller could
+    cold-start a process per spelling and push other functions' warm processes out."""
+    hello = await executor.deploy(HELLO)
+    spellings = [hello, hello.upper().replace("0X", "0x"), hello[2:], hello[2:].upper()]
+    async with httpx.AsyncClient(base_url=executor.gateway, timeout=30) as client:
+        for spelling in spellings:
+            response = await client.post(f"/fn/{spelling}", content=b"x")
+            assert response.status_code == 200, response.text
+        malformed = await client.post("/fn/0x1234", content=b"x")
+    assert runtime.stats.started == 1
+    assert runtime.stats.reused == len(spellings) - 1
+    assert malformed.status_code == 400
+    assert "codehash" in malformed.json()["error"]
+
 # -- the chain's node (the enclave's host runs it) ---------------------------------------------
 
 

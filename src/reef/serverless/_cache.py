@@ -26,13 +26,18 @@ from reef.errors import InputError
 from reef.home import replace_file
 from reef.serverless._runtime import CodeSource
 
-__all__ = ["CodeCache"]
+__all__ = ["CodeCache", "canonical_codehash"]
 
 _CODEHASH = re.compile(r"0x[0-9a-f]{64}")
 _SUFFIX = ".js"
 
 
-def _normalize(codehash: str) -> str:
+def canonical_codehash(codehash: str) -> str:
+    """``0x`` + 64 lowercase hex digits: the one spelling of a codehash (cache and pool key).
+
+    Raises:
+        InputError: it is not 32 bytes of hex.
+    """
     value = codehash.strip().lower()
     if not value.startswith("0x"):
         value = "0x" + value
@@ -83,7 +88,7 @@ class CodeCache:
 
     def path(self, codehash: str) -> Path:
         """Where the entry for ``codehash`` lives (whether or not it exists)."""
-        return self._root / (_normalize(codehash) + _SUFFIX)
+        return self._root / (canonical_codehash(codehash) + _SUFFIX)
 
     def cached(self, codehash: str) -> bytes | None:
         """The cached code of ``codehash``, refreshing its recency; None on a miss."""
@@ -98,7 +103,7 @@ class CodeCache:
 
     async def get(self, codehash: str) -> bytes | None:
         """The code of ``codehash``: from disk, or fetched once and stored."""
-        key = _normalize(codehash)
+        key = canonical_codehash(codehash)
         hit = self.cached(key)
         if hit is not None:
             return hit

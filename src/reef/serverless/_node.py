@@ -52,6 +52,7 @@ from reef._api_models import ErrorModel, error_answers
 from reef.crypto import Secp256k1PrivateKey, keccak256
 from reef.encoding import parse_hex, read_key_file
 from reef.errors import InputError, ReefError, ServerlessError
+from reef.serverless._cache import canonical_codehash
 from reef.serverless._contracts import ENV_JAVASCRIPT
 from reef.serverless._executor import ExecutorService, ExecutorSettings
 from reef.serverless._http import HttpRequest
@@ -537,6 +538,10 @@ class ExecutorNode:
             return json_error(
                 404, "no function named: call /fn/<codehash> or a <base32 codehash>. host"
             )
+        try:  # one spelling, so that each spelling is not a warm runtime of its own
+            codehash = canonical_codehash(codehash)
+        except InputError as exc:
+            return json_error(400, exc.message)
         # Web2 calls are unbilled: they get the runtime's room less what the jobs this executor
         # registered for may need at once, so a flood of them never leaves a job (billed, and
         # slashed when unanswered) without a runtime.
