@@ -12,6 +12,8 @@ Each test replays one attack that worked before its fix:
   RecursionError escaped, killing the prover's loop and leaving it to be slashed;
 * a prover registering a 64-byte key that is no curve point: every private ask drawn to it was
   shelved for good, a free denial of service on private markets;
+* a prover slashed a thousand times (free where the penalty is 0): its weight overflowed a
+  float and every matching round raised;
 * a stranger making the IVS run the circuit for asks that are not assigned, for markets that
   name another IVS, or for the same ask again and again;
 * a hostile host answering the prover enclave's IVS requests with JSON nested too deep, or
@@ -47,16 +49,21 @@ from reef.proofs import (
     SCALAR_FIELD,
     ArtifactStore,
     AskState,
+    Capacity,
     CircuitArtifacts,
     MarketCreated,
     MarketMetadata,
+    OpenAsk,
     ProverService,
+    Quote,
     RemoteInputVerifier,
     create_groth16_market,
     describe_market,
     ecies_encrypt,
     ivs_app,
     market_aad,
+    match_round,
+    prover_weight,
 )
 
 COMMITMENT = EXAMPLE.parent / "commitment"
@@ -269,6 +276,18 @@ def test_a_prover_key_that_is_no_curve_point_does_not_shelve_private_asks(
     ask = flow.chain.market().ask(ask_id)
     assert ask.state == AskState.ASSIGNED
     assert ask.prover == flow.chain.users[1].address
+
+
+def test_a_prover_slashed_a_thousand_times_does_not_stop_matching() -> None:
+    # Slashes halve a prover's weight (2**-missed, as a float): a prover that had itself
+    # slashed 1024 times in 48 hours (free in a market whose penalty is 0, with asks of its own)
+    # made every round raise OverflowError, and the engine's loop died with it.
+    quotes = [Quote("0xbad", 1, 0, 1, 1), Quote("0xgood", 1, 5, 60, 1)]
+    capacity = {"0xbad": Capacity(10, 10, missed=1100), "0xgood": Capacity(10, 10)}
+    asks = [OpenAsk(a, 1, 10, 10**9, 300) for a in range(1, 21)]
+    pairs = match_round(asks, quotes, capacity, {1: 0}, now=0, limit=20)
+    assert [prover for _, prover in pairs] == ["0xgood"] * 10 + ["0xbad"] * 10
+    assert prover_weight(0, 1, 1100) == 0.0
 
 
 # ---- strangers at the IVS ----

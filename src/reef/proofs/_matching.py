@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -71,8 +72,14 @@ class OpenAsk:
 
 
 def prover_weight(price: int, max_time: int, missed: int) -> float:
-    """Kalypso v2's selection weight (up to a factor common to one market's provers)."""
-    return 1.0 / (max(price, 1) * max(max_time, 1)) / float(2**missed)
+    """Kalypso v2's selection weight (up to a factor common to one market's provers).
+
+    Halved per miss by ``ldexp``, which reaches 0.0 rather than raising: ``float(2**missed)``
+    overflowed past 1023 misses, and a prover can have itself slashed that often for free (its
+    own asks, a market whose penalty is 0), which made every round raise. At weight 0 a prover
+    is drawn only when no other can take the ask.
+    """
+    return math.ldexp(1.0 / (max(price, 1) * max(max_time, 1)), -missed)
 
 
 def _draw(ask_id: int, attempt: int) -> float:
