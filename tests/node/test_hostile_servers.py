@@ -471,3 +471,74 @@ def test_deploy_takes_the_lowest_app_port() -> None:
     assert app_endpoint({"ports": ports}, "7") == "http://127.0.0.1:18000"
     assert app_endpoint({}, "7") == ""
     assert app_endpoint({"ports": {}}, "7") == ""
+
+
+# -- a JSON-RPC node that lies about a transaction: every command that sends one --------------
+
+
+class _ReceiptForger:
+    """A JSON-RPC proxy in front of a real devnet that passes everything through but the
+    receipts, which ``forge`` rewrites (given the honest one and the first one it saw)."""
+
+    def __init__(self, upstream: str, forge: Callable[[dict[str, Any], dict[str, Any]], Any]):
+        self.upstream = upstream
+        self.forge = forge
+        self.first: dict[str, Any] | None = None
+        self.armed = False  # receipts pass through until the test arms the forger
+
+    def app(self) -> Any:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        async def rpc(request: Request) -> JSONResponse:
+            body = await request.json()
+            async with httpx.AsyncClient() as http:
+                answer = (await http.post(self.upstream, json=body)).json()
+            if isinstance(body, dict) and body.get("method") == "eth_getTransactionReceipt":
+                receipt = answer.get("result")
+                if receipt is not None:
+                    if self.first is None:
+                        self.first = receipt
+                    elif self.armed:
+                        answer["result"] = self.forge(receipt, self.first)
+            return JSONResponse(answer)
+
+        return Starlette(routes=[Route("/", rpc, methods=["POST"])])
+
+
+def _without(receipt: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in receipt.items() if k != key}
+
+
+@pytest.mark.parametrize(
+    ("forge", "words"),
+    [
+        (lambda honest, first: first, "the receipt of another transaction"),
+        (lambda honest, first: _without(honest, "status"), "receipt"),
+        (lambda honest, first: {**honest, "status": "0x7"}, "receipt"),
+        (lambda honest, first: {**honest, "blockNumber": "0xzz"}, "receipt"),
+        (lambda honest, first: ["not", "a", "receipt"], "receipt"),
+    ],
+    ids=["replayed", "no-status", "odd-status", "bad-block", "no-object"],
+)
+def test_a_forged_receipt_is_an_rpc_error(forge: Any, words: str) -> None:
+    """A node answers a transaction's receipt with another transaction's (an earlier success:
+    the command would report what that one did), or with one missing its status or block:
+    the command fails with an RPCError, never a traceback, never another transaction's events."""
+    from web3 import Web3
+
+    from net_support import serve_in_thread
+    from reef.chain import Devnet, TokenClient, dev_accounts, serve_devnet_in_thread
+    from reef.errors import RPCError
+
+    owner = dev_accounts(1)[0].local_account
+    with serve_devnet_in_thread(Devnet(accounts=1)) as devnet:
+        forger = _ReceiptForger(devnet.url, forge)
+        with serve_in_thread(forger.app()) as url:
+            w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 10}))
+            token = TokenClient.deploy(w3, owner)  # its receipt is the first: passed through
+            forger.armed = True
+            with pytest.raises(RPCError, match=words):
+                token.mint(owner.address, 1)

@@ -7,7 +7,11 @@ with unlocked accounts). Every transaction is simulated first (``eth_estimateGas
 is reported with the contract's reason before anything is sent; the gas limit then gets a
 margin because settlement cost depends on the block time. Failures are translated at this one
 boundary: reverts into :class:`~reef.errors.ContractRevertError` (with the reason and a hint),
-transport and node errors into :class:`~reef.errors.RPCError`.
+transport and node errors into :class:`~reef.errors.RPCError`. A receipt is the node's word on
+what a transaction did, so it is checked before it is believed: it must be the sent
+transaction's (a node replaying an earlier success would have the command report that one's
+events), with a block, a status of 0 or 1, the gas used and a list of logs; anything else is an
+:class:`~reef.errors.RPCError`, not a traceback.
 
 web3.py is the reference Python Ethereum client and works with any JSON-RPC endpoint and with
 eth-tester in process; this module is the only place that knows its exception types. eth-tester's
@@ -217,6 +221,42 @@ def translate_errors(
         ) from exc
 
 
+_LYING_NODE = "the JSON-RPC node answered what no chain holds: use a node you trust (--rpc)"
+
+
+def _bad_receipt(description: str, problem: object) -> RPCError:
+    return RPCError(
+        f"{description}: the node answered a malformed receipt ({problem})"[:400],
+        hint=_LYING_NODE,
+    )
+
+
+def _checked_receipt(description: str, tx_hash: str, receipt: Any) -> tuple[int, int]:
+    """The block and status of ``receipt``, checked to be the receipt of ``tx_hash``.
+
+    Raises:
+        RPCError: it is another transaction's, or lacks (or garbles) its block, status, gas
+            used or logs.
+    """
+    try:
+        sent = receipt["transactionHash"]
+        answered = sent if isinstance(sent, str) else Web3.to_hex(sent)
+        block, status = int(receipt["blockNumber"]), int(receipt["status"])
+        int(receipt["gasUsed"])
+        logs = receipt["logs"]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _bad_receipt(description, repr(exc)) from exc
+    if answered.lower() != tx_hash.lower():
+        raise RPCError(
+            f"{description}: the node answered the receipt of another transaction "
+            f"({answered[:80]}) for {tx_hash}",
+            hint=_LYING_NODE,
+        )
+    if status not in (0, 1) or block < 0 or not isinstance(logs, (list, tuple)):
+        raise _bad_receipt(description, f"status {status}, block {block}")
+    return block, status
+
+
 class Transactor:
     """Sends transactions for one account and reports progress; see the module docstring.
 
@@ -325,11 +365,14 @@ class Transactor:
                 tx_hash = fn.transact(params)
             hex_hash = Web3.to_hex(tx_hash)
             self._report(TxProgress("sent", description, tx_hash=hex_hash))
-            receipt = self.w3.eth.wait_for_transaction_receipt(
-                tx_hash, timeout=self.receipt_timeout_s, poll_latency=0.05
-            )
-        block = int(receipt["blockNumber"])
-        if receipt["status"] != 1:
+            try:
+                receipt = self.w3.eth.wait_for_transaction_receipt(
+                    tx_hash, timeout=self.receipt_timeout_s, poll_latency=0.05
+                )
+            except (ValueError, TypeError) as exc:  # web3.py could not format what it got
+                raise _bad_receipt(description, exc) from exc
+        block, status = _checked_receipt(description, hex_hash, receipt)
+        if status != 1:
             raise _revert_error(description, self._replay_reason(params, fn, block), self.hints)
         self._report(TxProgress("mined", description, tx_hash=hex_hash, block_number=block))
         return hex_hash, receipt
