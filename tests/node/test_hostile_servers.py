@@ -568,3 +568,58 @@ def test_indexer_gives_up_on_a_node_that_drips() -> None:
         indexer = Indexer(source, "sqlite://", contract=MARKET)
         outcome = ends(indexer.poll, limit=8.0)
     assert isinstance(outcome, Exception), outcome
+
+
+_ESCAPES = "\x1b]0;owned\x07\x1b[2J\r\u202e"
+
+
+def _has_escape(text: str) -> bool:
+    return any(ch in text for ch in "\x1b\x07\r\u202e")
+
+
+def test_job_status_writes_out_the_providers_terminal_escapes() -> None:
+    """``reef jobs show`` and the dashboard print what the provider's ``/job`` says (its state,
+    last error, reason): escape sequences in it are written out, not passed to the terminal."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from net_support import serve_in_thread
+    from reef.node import job_status
+
+    async def job(_request: Any) -> JSONResponse:
+        return JSONResponse(
+            {
+                "phase": "done",
+                "reason": f"refused{_ESCAPES}",
+                "last_error": f"boom{_ESCAPES}",
+                "last_restart": f"again{_ESCAPES}",
+                "restarts": 1,
+                "enclave": None,
+            }
+        )
+
+    with serve_in_thread(Starlette(routes=[Route("/job", job)])) as cp:
+        status = job_status(_OneProvider(cp), _job())  # type: ignore[arg-type]
+    assert status.answered
+    for text in (status.state, status.reason, status.last_error, status.last_restart):
+        assert not _has_escape(text), text
+    assert status.reason.startswith("refused\\x1b]0;owned")
+
+
+def test_a_crash_report_writes_out_the_tenants_terminal_escapes() -> None:
+    """``reef deploy`` reports an enclave that crashed at start with the provider's reason and
+    the app's last console lines: the tenant's and provider's text, written out."""
+    from reef.node._deploy import enclave_crash
+
+    crash = enclave_crash(
+        {
+            "restarts": 2,
+            "last_restart": f"x{_ESCAPES}",
+            "enclave": {"state": f"crashed{_ESCAPES}"},
+            "last_exit": {"reason": f"oom{_ESCAPES}", "console": [f"line{_ESCAPES}"]},
+        }
+    )
+    assert crash is not None
+    assert not _has_escape(crash.describe()), crash.describe()
+    assert "line\\x1b]0;owned" in crash.describe()

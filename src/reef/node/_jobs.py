@@ -164,28 +164,36 @@ def job_status(market: MarketClient, job: Job, *, timeout_s: float = 3.0) -> Job
     try:
         view = ControlPlaneClient(cp, timeout=timeout_s).job(job.id)
     except ServiceError:
-        return JobStatus(f"unknown (the provider's control plane at {cp} cannot be reached)")
+        return JobStatus(
+            f"unknown (the provider's control plane at {_shown(cp)} cannot be reached)"
+        )
     if view is None:
         return JobStatus("not seen by the provider yet")
+    # The provider's words, printed on the owner's terminal: each written out (_shown).
     enclave = view.get("enclave") or {}
-    phase = str(view.get("phase") or "")
-    last_error = str(view.get("last_error") or "")
+    if not isinstance(enclave, Mapping):
+        enclave = {}
+    phase = _shown(str(view.get("phase") or ""))
+    last_error = _shown(str(view.get("last_error") or ""))
+    reason = _shown(str(view.get("reason") or ""))
     if phase == "done":
-        state = f"ended: {view.get('reason') or 'no reason given'}"
+        state = f"ended: {reason or 'no reason given'}"
     elif enclave:
-        state = str(enclave.get("state", "unknown"))
+        state = _shown(str(enclave.get("state", "unknown")))
     else:
         state = "retrying" if last_error else "launching"
+    endpoints = enclave.get("endpoints") or {}
+    restarts = view.get("restarts") or 0
     return JobStatus(
         state,
         answered=True,
         phase=phase,
         last_error=last_error,
-        reason=str(view.get("reason") or ""),
-        enclave_id=str(enclave.get("id") or ""),
-        endpoints=dict(enclave.get("endpoints") or {}),
-        restarts=int(view.get("restarts") or 0),
-        last_restart=str(view.get("last_restart") or ""),
+        reason=reason,
+        enclave_id=_shown(str(enclave.get("id") or "")),
+        endpoints=dict(endpoints) if isinstance(endpoints, Mapping) else {},
+        restarts=restarts if isinstance(restarts, int) else 0,
+        last_restart=_shown(str(view.get("last_restart") or "")),
     )
 
 
