@@ -477,8 +477,12 @@ class FunctionRuntime:
 
     def _kill_later(self, process: _Process) -> None:
         # Evictions run beside the call that caused them (it need not wait for a kill); aclose
-        # waits for any still running.
-        self._tasks.spawn(self._kill(process), f"evict workerd {process.proc.pid}")
+        # waits for any still running. The kill is counted now, so that the stats never show a
+        # process gone from the pool and not yet killed.
+        counted = process.proc.returncode is None
+        if counted:
+            self._stats.killed += 1
+        self._tasks.spawn(self._kill(process, counted=counted), f"evict workerd {process.proc.pid}")
 
     async def _start(
         self, pool_key: tuple[str, int, tuple[str, ...]], source: bytes, limits: Limits
@@ -541,10 +545,11 @@ class FunctionRuntime:
             if len(process.output) > _LOG_KEEP:
                 del process.output[: len(process.output) - _LOG_KEEP]
 
-    async def _kill(self, process: _Process) -> None:
+    async def _kill(self, process: _Process, *, counted: bool = False) -> None:
         self._idle.pop(process.proc.pid, None)
         if process.proc.returncode is None:
-            self._stats.killed += 1
+            if not counted:
+                self._stats.killed += 1
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.proc.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
