@@ -324,3 +324,71 @@ async def test_a_job_answer_of_the_wrong_shape_is_refused_with_a_reason(
     with pytest.raises(ServiceError) as caught:
         await asyncio.to_thread(ControlPlaneClient(server.url, timeout=3).job, JOB)
     assert "unexpected" in caught.value.message
+
+
+# -- the image store: one account racing its own quota -------------------------------------------
+
+
+async def test_uploads_racing_each_other_hold_no_more_disk_than_the_uploaders_quota(
+    tmp_path: Path,
+) -> None:
+    """Four uploads of distinct images by one funded account at once, each under the quota but
+    together twice over it: each sends all its bytes and keeps its body open until the others
+    have too. The store counts the bytes still arriving against the quota, so the account never
+    holds more of the store's disk than its quota, in files or in uploads under way (before, each
+    upload was measured only against what was committed: with the serving floor's 128
+    connections per peer, 128 uploads of 512 MiB could hold 64 GiB of a 2 GiB quota's disk)."""
+    import hashlib
+
+    from eth_account import Account
+
+    from reef._serve import serve
+    from reef.market import ImageStore, UploadPolicy, image_store_app, upload_authorization
+
+    uploader = Account.from_key(hashlib.sha256(b"racing uploader").digest())
+
+    async def funded(address: str) -> bool:
+        return address == uploader.address.lower()
+
+    quota = 1 << 20
+    store = ImageStore(tmp_path / "store")
+    policy = UploadPolicy(is_funded=funded, quota_bytes=quota, chain="chain 31337")
+    images = [bytes([n]) * (quota // 2) for n in range(4)]
+    sent = asyncio.Barrier(len(images))
+    held: list[int] = []
+
+    def on_disk() -> int:
+        return sum(p.stat().st_size for p in store.root.iterdir() if p != store.ledger_path)
+
+    async def body(data: bytes) -> AsyncIterator[bytes]:
+        yield data
+        async with asyncio.timeout(10):
+            await sent.wait()  # every upload's bytes are sent before any body ends ...
+        await asyncio.sleep(1)  # ... and read by the store (a second is ample on loopback)
+        held.append(on_disk())
+
+    async with await serve(
+        image_store_app(store, uploads=policy), host="127.0.0.1", port=0, what="store"
+    ) as server:
+
+        async def upload(data: bytes) -> httpx.Response | None:
+            sha = hashlib.sha256(data).hexdigest()
+            async with httpx.AsyncClient(timeout=30) as http:
+                try:
+                    return await http.put(
+                        f"{server.url}/images/{sha}",
+                        content=body(data),
+                        headers={"authorization": upload_authorization(uploader, sha)},
+                    )
+                except httpx.HTTPError:
+                    return None  # refused mid-way: the store may close the connection
+
+        answers = await asyncio.gather(*(upload(data) for data in images))
+    assert held
+    assert max(held) <= quota
+    stored = sum((store.root / sha).stat().st_size for sha in store)
+    assert stored <= quota
+    assert sum(a is not None and a.status_code == 201 for a in answers) * (quota // 2) == stored
+    for answer in answers:
+        if answer is not None and answer.status_code == 413:
+            assert "quota" in answer.json()["error"]

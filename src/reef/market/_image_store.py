@@ -204,6 +204,8 @@ def image_store_app(
     """The store's HTTP API. ``uploads`` decides who may upload (see the module docstring);
     ``public_url`` is the base URL printed in upload answers."""
     ledger = UploadLedger(store.ledger_path)
+    under_way: dict[str, int] = {}
+    """Bytes each account's uploads hold now (temporary files not yet committed)."""
 
     def url_for(request: Request, digest: str) -> str:
         base = public_url.rstrip("/") if public_url else str(request.base_url).rstrip("/")
@@ -236,7 +238,22 @@ def image_store_app(
                 if upload.size + len(chunk) > max_bytes:
                     upload.abort()
                     return json_error(413, too_large)
-                uploads.check_quota(counted, upload.size + len(chunk), ledger)
+                if uploader is not None:
+                    # The account's other uploads under way hold disk too: counted, so that
+                    # many at once cannot hold more than the quota (each alone would pass).
+                    others = under_way.get(uploader, 0) - upload.size
+                    if counted is not None:
+                        uploads.check_quota(
+                            counted, upload.size + len(chunk), ledger, pending=others
+                        )
+                    elif others + upload.size + len(chunk) > uploads.quota_bytes:
+                        raise UploadDenied(
+                            413,
+                            f"{uploader} has {others} bytes in uploads under way; "
+                            f"{upload.size + len(chunk)} more would pass its quota of "
+                            f"{uploads.quota_bytes} bytes",
+                        )
+                    under_way[uploader] = under_way.get(uploader, 0) + len(chunk)
                 upload.write(chunk)
             digest = upload.commit()
         except UploadDenied as exc:
@@ -247,6 +264,13 @@ def image_store_app(
         except BaseException:
             upload.abort()
             raise
+        finally:
+            if uploader is not None:
+                left = under_way.get(uploader, 0) - upload.size
+                if left > 0:
+                    under_way[uploader] = left
+                else:
+                    under_way.pop(uploader, None)
         if counted is not None:
             ledger.add(counted, upload.size)
         return JSONResponse(

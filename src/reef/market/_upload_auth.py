@@ -164,16 +164,20 @@ class UploadPolicy:
         self.check_quota(address, size or 0, ledger)
         return address
 
-    def check_quota(self, address: str | None, size: int, ledger: UploadLedger) -> None:
-        """Raise 413 when ``size`` more bytes would put ``address`` over its quota."""
+    def check_quota(
+        self, address: str | None, size: int, ledger: UploadLedger, *, pending: int = 0
+    ) -> None:
+        """Raise 413 when ``size`` more bytes would put ``address`` over its quota, counting the
+        ``pending`` bytes its other uploads under way hold already."""
         if address is None:
             return
         used = ledger.used(address)
-        if used + size > self.quota_bytes:
+        if used + pending + size > self.quota_bytes:
+            under_way = f" and {pending} in uploads under way" if pending else ""
             raise UploadDenied(
                 413,
-                f"{address} has uploaded {used} bytes to this store; {size} more would pass its "
-                f"quota of {self.quota_bytes} bytes",
+                f"{address} has uploaded {used} bytes to this store{under_way}; {size} more "
+                f"would pass its quota of {self.quota_bytes} bytes",
                 hint="ask the store's operator for more, or reuse an image already uploaded",
             )
 
