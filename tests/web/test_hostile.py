@@ -173,6 +173,9 @@ class Net:
     strangers_job: int
     process: subprocess.Popen[bytes]
     log: Path
+    rpc_url: str
+    market: str
+    accounts: list[Any]
 
     def alive(self) -> None:
         if self.process.poll() is not None:
@@ -235,7 +238,17 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_up(url, process, log)
-            yield Net(url, hostile, own_job, strangers_job, process, log)
+            yield Net(
+                url,
+                hostile,
+                own_job,
+                strangers_job,
+                process,
+                log,
+                rpc.url,
+                deployment.market,
+                list(accounts),
+            )
         finally:
             process.terminate()
             try:
@@ -376,4 +389,37 @@ def test_a_console_line_without_end_is_relayed_cut_and_no_field_can_be_forged(ne
     assert "[line cut: longer than" in cut
     assert len(cut) < 64 * 1024
     assert after == "data: afterevent: forged"
+    net.alive()
+
+
+# -- many slow providers ---------------------------------------------------------------------------
+
+
+def _trickle() -> Iterator[bytes]:
+    """An answer that never completes: a byte a second (for two minutes, then it gives up)."""
+    yield b'{"min_rates": ['
+    for _ in range(120):
+        time.sleep(1)
+        yield b" "
+
+
+def test_providers_that_trickle_their_answers_do_not_hold_the_pages(net: Net) -> None:
+    """Anyone may register a provider: seven of them answer a byte a second, forever. The pages
+    that ask every provider still answer, and say which did not."""
+    from web3 import HTTPProvider, Web3
+
+    w3 = Web3(HTTPProvider(net.rpc_url))
+    slow = [net.accounts[i] for i in (2, 3, 4, 5, 6, 7, 9)]
+    for n, account in enumerate(slow):
+        net.hostile.routes[f"/slow{n}/spec"] = lambda q: (200, "application/json", _trickle())
+        MarketClient(w3, net.market, account=account.local_account).add_provider(
+            f"http://127.0.0.1:{net.hostile.port}/slow{n}"
+        )
+    for path in ("/providers", "/"):
+        answer = httpx.get(f"{net.url}{path}", timeout=httpx.Timeout(10, read=60))
+        assert answer.status_code == 200, path
+    page = httpx.get(f"{net.url}/providers", timeout=httpx.Timeout(10, read=60)).text
+    for account in slow:
+        assert account.address[:12] in page
+    assert page.count("took longer than") + page.count("did not answer within") == len(slow)
     net.alive()

@@ -8,9 +8,11 @@ the request that rendered it. Amounts stay integers (base units) until they are 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from reef.errors import ReefError
 
@@ -153,33 +155,42 @@ def providers(session: Session, client: MarketClient) -> list[ProviderRow]:
             seen[event.provider] = None
         elif isinstance(event, ProviderRemoved):
             seen.pop(event.provider, None)
-    rows: list[ProviderRow] = []
-    for address in seen:
-        cp = client.provider(address)
-        if cp is None:
-            continue
+    addresses = list(seen)
+    urls = [client.provider(address) for address in addresses]
+
+    def ask(address: str, cp: str) -> ProviderRow:
         try:
-            cp_client = ControlPlaneClient(cp, timeout=3.0)
-            spec = cp_client.spec()
-            instances = tuple(
-                {
-                    "region": region.region,
-                    "instance": rate.instance,
-                    "min_rate_per_hour": amount_per_hour(rate.min_rate),
-                    "vcpu": rate.cpu,
-                    "memory": rate.memory,
-                }
-                for region in spec.regions
-                for rate in region.rate_cards
-            )
-            rows.append(
-                ProviderRow(address=address, control_plane=cp, reachable=True, instances=instances)
-            )
+            spec = ControlPlaneClient(cp, timeout=3.0).spec()
         except ReefError as exc:
-            rows.append(
-                ProviderRow(address=address, control_plane=cp, reachable=False, error=exc.message)
+            return ProviderRow(
+                address=address, control_plane=cp, reachable=False, error=exc.message
             )
-    return rows
+        instances = tuple(
+            {
+                "region": region.region,
+                "instance": rate.instance,
+                "min_rate_per_hour": amount_per_hour(rate.min_rate),
+                "vcpu": rate.cpu,
+                "memory": rate.memory,
+            }
+            for region in spec.regions
+            for rate in region.rate_cards
+        )
+        return ProviderRow(address=address, control_plane=cp, reachable=True, instances=instances)
+
+    asked = [(a, cp) for a, cp in zip(addresses, urls, strict=True) if cp is not None]
+    return _all_at_once(
+        [partial(ask, a, cp) for a, cp in asked],
+        late=[
+            ProviderRow(
+                address=a,
+                control_plane=cp,
+                reachable=False,
+                error=f"did not answer within {PAGE_DEADLINE_S:g} s",
+            )
+            for a, cp in asked
+        ],
+    )
 
 
 def open_jobs(session: Session, client: MarketClient) -> list[Job]:
@@ -192,8 +203,35 @@ def open_jobs(session: Session, client: MarketClient) -> list[Job]:
 
 
 def describe_jobs(session: Session, client: MarketClient, jobs: Sequence[Job]) -> list[JobRow]:
-    """Each of ``jobs`` as :func:`describe_job` describes it."""
-    return [describe_job(session, client, job) for job in jobs]
+    """Each of ``jobs`` as :func:`describe_job` describes it, their providers asked at once."""
+    return _all_at_once([partial(describe_job, session, client, job) for job in jobs])
+
+
+PAGE_DEADLINE_S = 15.0
+"""How long a page waits for the providers it asks: each is asked in a thread of its own (a
+provider is whoever registered a URL, and a slow one must not hold the page for the others), and
+one that has not answered by then is shown as such."""
+
+_ASK_AT_ONCE = 16
+_T = TypeVar("_T")
+
+
+def _all_at_once(calls: Sequence[Callable[[], _T]], *, late: Sequence[_T] = ()) -> list[_T]:
+    """The results of ``calls``, run in up to 16 threads, in order. A call still running after
+    :data:`PAGE_DEADLINE_S` gives ``late[i]`` when given (its thread ends by its own client's
+    deadline), else it is waited for."""
+    if len(calls) <= 1:
+        return [call() for call in calls]
+    pool = ThreadPoolExecutor(min(_ASK_AT_ONCE, len(calls)), thread_name_prefix="dashboard-ask")
+    try:
+        futures = [pool.submit(call) for call in calls]
+        wait(futures, timeout=PAGE_DEADLINE_S if late else None)
+        return [
+            future.result() if future.done() or not late else late[i]
+            for i, future in enumerate(futures)
+        ]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def describe_job(session: Session, client: MarketClient, job: Job) -> JobRow:
