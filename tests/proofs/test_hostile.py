@@ -20,6 +20,8 @@ Each test replays one attack that worked before its fix:
   with megabytes (the prover parsed it all, and quoted it all in its error);
 * a market whose metadata names an artifact by a path instead of a hash, or omits one, or is
   JSON of another shape (``reef proofs market show`` failed on it);
+* a private value the circuit cannot take quoted in the prover's outcome, which its enclave
+  logs to the host;
 * a market naming a public input among its private ones, so that the requester's private value
   replaced the public one and the honest prover's proof could never be accepted.
 """
@@ -253,6 +255,27 @@ def _created_metadata(flow: Groth16Market, market_id: int) -> str:
     events, _ = flow.chain.market().events_to_head(0)
     [created] = [e for e in events if isinstance(e, MarketCreated) and e.market_id == market_id]
     return created.metadata
+
+
+def test_a_bad_private_value_is_not_quoted_in_the_provers_outcome(tmp_path: Path) -> None:
+    # A prover enclave's outcomes go to its log, which the host reads: a private value must not
+    # appear there, even one the circuit cannot take.
+    flow = Commitment(tmp_path)
+    account = flow.chain.users[1]
+    flow.prover_service(account, price=PRICE, stake=STAKE)
+    prover = ProverService(flow.chain.market(account), flow.store, flow.runtime)  # no IVS
+    key = prover.public_key
+    assert key is not None
+    prover.client.set_prover_key(flow.market_id, key)
+    secrets = ["my-passphrase", str(2**256 + 424242)]
+    for secret in secrets:
+        flow.sealed_ask(json.dumps({"x": secret}).encode())
+    assert flow.engine.step().assigned == 2
+    outcomes = prover.step()
+    assert [o.outcome for o in outcomes] == ["failed", "failed"]
+    for outcome, secret in zip(outcomes, secrets, strict=True):
+        assert "private input x" in outcome.detail
+        assert secret not in outcome.detail
 
 
 # ---- provers ----

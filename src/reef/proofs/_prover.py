@@ -139,7 +139,8 @@ def _with_private(
     """
     body = client.ask_secret(ask_id).secret
     plaintext = open_secret(body, aes_key, market_id)
-    return {**signals, **parse_private_inputs(plaintext, list(metadata.private_inputs))}
+    private = parse_private_inputs(plaintext, list(metadata.private_inputs), quote=False)
+    return {**signals, **private}
 
 
 def _circuit(store: ArtifactStore, metadata_json: str) -> _Circuit:

@@ -202,9 +202,15 @@ def reencrypt_acl(acl: bytes, private_key: bytes, reader_public_key: bytes) -> b
     return ecies_encrypt(reader_public_key, ecies_decrypt(private_key, acl))
 
 
-def parse_private_inputs(plaintext: bytes, names: list[str]) -> dict[str, str]:
+def parse_private_inputs(
+    plaintext: bytes, names: list[str], *, quote: bool = True
+) -> dict[str, str]:
     """The private signals of a decrypted secret: a JSON object holding exactly ``names``, each
     an unsigned 256-bit integer (:func:`reef.encoding.parse_uint`), as snarkjs's decimal strings.
+
+    ``quote=False`` keeps a bad value out of the error's message: the prover and the IVS pass
+    it, since what they report is logged where their host reads it, and the value is private
+    (the requester checking its own file keeps the quote).
 
     Raises:
         InvalidProofInputError: it is not such an object (the requester's fault: no proof
@@ -241,5 +247,8 @@ def parse_private_inputs(plaintext: bytes, names: list[str]) -> dict[str, str]:
         except UintInputError as exc:
             # The same refusal as any bad integer, classed as the proof market's: a value no
             # circuit signal can take makes the ask unprovable, the requester's fault.
-            raise InvalidProofInputError(exc.message, hint=exc.hint) from exc
+            message = exc.message
+            if not quote:
+                message = f"private input {name} is not an integer that fits in 256 bits"
+            raise InvalidProofInputError(message, hint=exc.hint) from exc
     return out
