@@ -623,3 +623,50 @@ def test_a_crash_report_writes_out_the_tenants_terminal_escapes() -> None:
     assert crash is not None
     assert not _has_escape(crash.describe()), crash.describe()
     assert "line\\x1b]0;owned" in crash.describe()
+
+
+_POLL_UNDER_A_MEMORY_LIMIT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # 1 GiB: a poll needs far less
+from web3 import Web3
+from reef.chain import Indexer, Web3BlockSource
+from reef.errors import ReefError
+source = Web3BlockSource(Web3(Web3.HTTPProvider(sys.argv[1], request_kwargs={"timeout": 5})))
+indexer = Indexer(source, "sqlite://", contract="0x" + "5a" * 20, fetch_ahead=0)
+try:
+    indexer.poll()
+except ReefError as exc:
+    print(type(exc).__name__, exc.message)
+"""
+
+
+@pytest.mark.parametrize("head", [2**62, 2**80], ids=["far", "past-64-bits"])
+def test_indexer_survives_a_head_no_chain_has(head: int) -> None:
+    """A node claims a head billions of blocks past the checkpoint: the indexer used to list
+    every range up to it before reading the first (2^62 / 500 ranges: it ran out of memory,
+    taking the provider's control plane with it). It now reads a bounded number of ranges per
+    poll, and a head past what a block number can be is an RPCError."""
+    import subprocess
+    import sys
+
+    from net_support import serve_in_thread
+
+    node = _LyingNode()
+    honest_answer = node.answer
+
+    def answer(request: dict[str, Any]) -> dict[str, Any]:
+        if request["method"] == "eth_blockNumber":
+            return {"jsonrpc": "2.0", "id": request["id"], "result": hex(head)}
+        return honest_answer(request)
+
+    node.answer = answer  # type: ignore[method-assign]
+    with serve_in_thread(node.app()) as url:
+        done = subprocess.run(
+            [sys.executable, "-c", _POLL_UNDER_A_MEMORY_LIMIT, url],
+            capture_output=True,
+            text=True,
+            timeout=_LIVENESS_S * 2,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("RPCError"), done.stdout

@@ -96,6 +96,9 @@ __all__ = [
 DEFAULT_RANGE = 500
 DEFAULT_FETCH_AHEAD = 4
 DEFAULT_READERS = 2  # for a JSON-RPC source: the node answers one range while we read another
+# The most ranges one poll reads (50 million blocks at the default range): a poll lists its ranges
+# before reading them, and a node claiming a head of 2^62 made that list exhaust the memory.
+_POLL_RANGES = 100_000
 # A transaction stores ranges until it holds this many logs or ranges.
 _BATCH_ROWS = 5000
 _BATCH_RANGES = 32
@@ -736,17 +739,21 @@ class Indexer:
     # -- indexing -------------------------------------------------------------------------
 
     def poll(self, *, max_ranges: int | None = None) -> int:
-        """Index every confirmed block not indexed yet, contract by contract; return how many
-        events were stored.
+        """Index every confirmed block not indexed yet, contract by contract (at most
+        ``max_ranges`` ranges each, and never more than 100 000: 50 million blocks at the
+        default range; the next poll goes on from there); return how many events were stored.
 
         Ranges are committed in batches, each with its checkpoint, so an error part-way keeps
         the ranges before it, and a kill keeps the batches before it; none is ever repeated.
 
         Raises:
-            RPCError: the chain could not be read (nothing of the failed range is stored).
+            RPCError: the chain could not be read (nothing of the failed range is stored), or
+                its head is past what a block number can be.
             ChainError: a reorganisation deeper than the confirmation depth, or a malformed log.
         """
         head = self._source.head()
+        if not 0 <= head <= _MAX_STORED:
+            raise RPCError(f"the node answered a head of block {head}", hint=_LYING_NODE)
         return sum(self._poll(entry, head, max_ranges) for entry in self._all())
 
     def _poll(self, entry: _Followed, head: int, max_ranges: int | None) -> int:
@@ -757,12 +764,9 @@ class Indexer:
             next_block = checkpoint.last_block + 1
         else:
             next_block = entry.contract.start_block
-        ranges = [
-            (low, min(safe, low + self._range - 1))
-            for low in range(next_block, safe + 1, self._range)
-        ]
-        if max_ranges is not None:
-            ranges = ranges[:max_ranges]
+        lows = range(next_block, safe + 1, self._range)  # lazy: the head may be far away
+        most = _POLL_RANGES if max_ranges is None else min(max_ranges, _POLL_RANGES)
+        ranges = [(low, min(safe, low + self._range - 1)) for low in itertools.islice(lows, most)]
         readers = min(self._readers, self._fetch_ahead)
         fetched: _Fetched = (
             _Ahead(
