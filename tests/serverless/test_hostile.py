@@ -13,6 +13,7 @@ runtime, its gateway served on loopback by reef's serving floor and called with 
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -214,7 +215,6 @@ async def test_a_path_and_header_bytes_are_forwarded_as_the_caller_sent_them(
     assert gateway_signer(response)[1] == executor.node.address
 
 
-
 async def test_spellings_of_one_codehash_share_one_warm_runtime(
     executor: Executor, runtime: FunctionRuntime
 ) -> None:
@@ -231,6 +231,32 @@ async def test_spellings_of_one_codehash_share_one_warm_runtime(
     assert runtime.stats.reused == len(spellings) - 1
     assert malformed.status_code == 400
     assert "codehash" in malformed.json()["error"]
+
+
+PAGE = b"""export default { async fetch() {
+  return new Response("<script>fetch('/fn/' + 'other').then(r => r.text())</script>",
+    { headers: { "content-type": "text/html" } });
+} };"""
+
+
+async def test_a_page_served_by_path_gets_no_origin_of_its_own(executor: Executor) -> None:
+    """On /fn/<codehash> every function shares the gateway's origin: one function's page would
+    read another's answers and cookies in its viewer's browser. Path-form answers are sandboxed
+    (an opaque origin, scripts allowed); on its own host a function keeps its origin."""
+    page = await executor.deploy(PAGE)
+    label = base64.b32encode(bytes.fromhex(page[2:])).decode().rstrip("=").lower()
+    async with httpx.AsyncClient(base_url=executor.gateway, timeout=30) as client:
+        by_path = await client.get(f"/fn/{page}")
+        by_host = await client.get("/", headers={"host": f"{label}.localhost"})
+    assert by_path.status_code == by_host.status_code == 200
+    policy = by_path.headers["content-security-policy"]
+    assert "sandbox" in policy
+    assert "allow-scripts" in policy
+    assert "allow-same-origin" not in policy
+    assert by_path.headers["x-content-type-options"] == "nosniff"
+    assert "content-security-policy" not in by_host.headers
+    assert gateway_signer(by_path)[1] == executor.node.address
+
 
 # -- the chain's node (the enclave's host runs it) ---------------------------------------------
 

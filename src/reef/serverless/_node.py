@@ -83,6 +83,10 @@ _STATUS = {
 }
 
 
+_PATH_FORM_SANDBOX = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
+"""The policy of a page served on the shared origin (``/fn/<codehash>``): all it may do but be
+of that origin."""
+
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 _ADDRESS = r"^0x[0-9a-fA-F]{40}$"
@@ -598,6 +602,14 @@ class ExecutorNode:
         for name, value in result.headers:  # the function's own headers, then reef's
             if name.lower() not in ("content-length", "date", "server"):
                 response.headers.append(name, value)
+        # A browser must not guess HTML from a body the function did not label so (an echo of
+        # its input would run as script). On /fn/<codehash> every function shares the gateway's
+        # origin: a sandbox without allow-same-origin gives each page an opaque origin of its
+        # own, so one function's page cannot read another's answers or cookies in its viewer's
+        # browser (a function that needs its origin serves from its own host, Oyster's form).
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if "codehash" in request.path_params:
+            response.headers.append("Content-Security-Policy", _PATH_FORM_SANDBOX)
         response.headers.update(
             {
                 "X-Oyster-Timestamp": str(timestamp),
