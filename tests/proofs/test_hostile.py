@@ -42,9 +42,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from typer.testing import CliRunner
 
 from net_support import serve_in_thread
 from proofs.proofs_support import EXAMPLE, Groth16Market, ProofChain, settle
+from reef.chain import serve_devnet_in_thread
 from reef.errors import ProofError
 from reef.node._serve import serve_app
 from reef.proofs import (
@@ -437,3 +439,26 @@ def test_metadata_that_is_no_object_of_reefs_fields_is_described_raw(metadata: s
     )
     listing = describe_market(chain.market(), market_id)
     assert dict(listing.metadata) == {"raw": metadata}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="reef.cli._output's tables print a cell's text as Rich markup with its escape "
+    "sequences: _human needs to return rich.text.Text (no markup) with control characters "
+    "written out, as jobs show does since 268b72c",
+)
+def test_a_market_name_prints_as_text_in_the_market_list() -> None:
+    # Anyone may name a market; everyone who lists the markets sees the name in a table.
+    chain = ProofChain.create(n_users=1)
+    name = "[link=https://evil.example]poseidon[/link]\x1b]0;owned\x07"
+    chain.market(chain.users[0]).create_tee_market(
+        image_id=b"\x01" * 32, penalty=1, n_inputs=1, metadata=json.dumps({"name": name})
+    )
+    from reef.cli import app
+
+    with serve_devnet_in_thread(chain.devnet) as thread:
+        flags = ["--rpc", thread.url, "--proof-market", chain.market_address]
+        result = CliRunner().invoke(app, ["proofs", "market", "list", *flags])
+    assert result.exit_code == 0, result.output
+    assert "[link=https://evil.example]" in result.output
+    assert "\x1b" not in result.output
