@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -392,3 +392,133 @@ async def test_uploads_racing_each_other_hold_no_more_disk_than_the_uploaders_qu
     for answer in answers:
         if answer is not None and answer.status_code == 413:
             assert "quota" in answer.json()["error"]
+
+
+# -- one tenant opening many jobs ----------------------------------------------------------------
+
+
+@dataclass
+class CountingRunner:
+    """The enclave backend's side the attack fills: it starts whatever it is asked to (as the
+    local dev TEE does, until the host runs out of memory) and counts what runs."""
+
+    enclaves: dict[str, Any] = field(default_factory=dict)
+    _next: int = 0
+
+    async def launch(self, spec: Any, image: Any, key: str) -> Any:
+        from reef.market import RunningEnclave
+
+        self._next += 1
+        enclave = RunningEnclave(f"e{self._next}", spec.job_id, key, "running", {})
+        self.enclaves[enclave.enclave_id] = (enclave, spec.memory)
+        return enclave
+
+    async def replace(self, enclave_id: str, spec: Any, image: Any, key: str) -> Any:
+        await self.stop(enclave_id)
+        return await self.launch(spec, image, key)
+
+    async def stop(self, enclave_id: str) -> None:
+        self.enclaves.pop(enclave_id, None)
+
+    async def list(self) -> list[Any]:
+        return [enclave for enclave, _ in self.enclaves.values()]
+
+    async def renew(self, enclave_id: str, until_s: int) -> None:
+        pass
+
+    def memory(self) -> int:
+        return sum(memory for _, memory in self.enclaves.values())
+
+
+async def test_one_tenant_opening_many_jobs_cannot_oversubscribe_the_providers_memory(
+    tmp_path: Path,
+) -> None:
+    """Six paying jobs of 1 GiB each on a provider with 3 GiB for enclaves: three run, the
+    others wait and say why, and one starts when a running job ends."""
+    import hashlib
+
+    from reef.chain import Indexer, Web3BlockSource
+    from reef.market import (
+        ControlPlane,
+        ImageFetcher,
+        ImageStore,
+        JobPolicy,
+        UploadPolicy,
+        image_store_app,
+    )
+    from reef.node import serve_app
+
+    devnet = Devnet()
+    accounts = devnet.accounts
+    deployment = deploy_contracts(
+        devnet.web3(), accounts[0].address, rate_lock_s=5, fund=[a.address for a in accounts]
+    )
+    provider = accounts[9]
+    MarketClient(devnet.web3(), deployment.market, account=provider.local_account).add_provider(
+        "http://127.0.0.1:9"
+    )
+    tenant = MarketClient(devnet.web3(), deployment.market, account=accounts[1].local_account)
+    image = b"an enclave image"
+    store = ImageStore(tmp_path / "store")
+    sha = store.put(image)
+    served = await serve_app(
+        image_store_app(store, uploads=UploadPolicy.anyone()), host="127.0.0.1", port=0, what="s"
+    )
+    assert hashlib.sha256(image).hexdigest() == sha
+    runner = CountingRunner()
+    cp = ControlPlane(
+        policy=JobPolicy(RateCard.dev(), provider=provider.address, safety_margin_s=5),
+        feed=Indexer(
+            Web3BlockSource(devnet.web3()),
+            f"sqlite:///{tmp_path / 'index.db'}",
+            contract=deployment.market,
+            start_block=deployment.block,
+        ),
+        runner=runner,
+        fetcher=ImageFetcher(ImageStore(tmp_path / "cache")),
+        retry_delay=0.05,
+        heartbeat_interval=3600,
+        memory_budget_mib=3 * 1024,
+    )
+    meta = JobMetadata(
+        instance="dev.small", region="local", memory=1024, vcpu=1, url=f"{served.url}/images/{sha}"
+    ).to_json()
+
+    async def until(what: str, check: Callable[[], bool]) -> None:
+        try:
+            async with asyncio.timeout(30):
+                while not check():
+                    await cp.step()
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            states = [cp.job_status(job) for job in jobs]
+            raise AssertionError(f"no {what}: {len(runner.enclaves)} run; {states}") from None
+
+    jobs: list[JobId] = []
+    try:
+        await cp.start()
+        jobs += [tenant.open_job(meta, provider.address, CARD.min_rate, 10**7) for _ in range(6)]
+        await until("three launches", lambda: len(runner.enclaves) == 3)
+        await until(
+            "the others to say why",
+            lambda: all(
+                "at capacity" in (cp.job_status(job) or {}).get("last_error", "")
+                for job in jobs
+                if cp.enclave(job) is None
+            ),
+        )
+        await asyncio.sleep(0.5)
+        await cp.step()
+        assert runner.memory() <= 3 * 1024
+        assert len(runner.enclaves) == 3
+        running = [job for job in jobs if cp.enclave(job) is not None]
+        tenant.revise_rate_initiate(running[0], 0)  # a stop: its enclave ends at once
+        await until("a waiting job to start", lambda: cp.enclave(running[0]) is None)
+        await until(
+            "a waiting job to start",
+            lambda: len([job for job in jobs if cp.enclave(job) is not None]) == 3,
+        )
+        assert runner.memory() <= 3 * 1024
+    finally:
+        await cp.aclose()
+        await served.aclose()

@@ -31,6 +31,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,13 +41,21 @@ import sqlalchemy as sa
 
 from reef.chain import IndexedEvent, JobEvent, JobId
 from reef.enclave import LIVE_STATES
-from reef.errors import ChainError, ImageError, InputError, ReefError
+from reef.errors import ChainError, ImageError, InputError, MarketError, ReefError
 from reef.market._fetch import FetchedImage, ImageFetcher
 from reef.market._job_state import Action, JobBook, JobPolicy, LaunchSpec, Terminate
 
 __all__ = ["ControlPlane", "EnclaveRunner", "EventFeed", "RunningEnclave", "launch_key"]
 
 log = logging.getLogger("reef.market.control_plane")
+
+
+def host_memory_mib() -> int:
+    """This host's physical memory in MiB (a large number where it cannot be read)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
 
 
 def launch_key(spec: LaunchSpec) -> str:
@@ -141,6 +150,10 @@ class ControlPlane:
         heartbeat_interval: how often running enclaves are compared with paying jobs.
         retry_delay: the first delay before retrying a failed launch (doubles up to 30 s).
         host: the address clients reach enclaves at (``/ip`` answers it).
+        memory_budget_mib: the memory all enclaves may ask for together; ``None`` is this
+            host's physical memory. A launch that would pass it waits (its job's
+            ``last_error`` says so) until others end: one tenant opening many jobs must not
+            oversubscribe the host until every tenant's enclave is killed for memory.
     """
 
     def __init__(
@@ -155,8 +168,12 @@ class ControlPlane:
         heartbeat_interval: float = 5.0,
         retry_delay: float = 2.0,
         host: str = "127.0.0.1",
+        memory_budget_mib: int | None = None,
     ) -> None:
         self.book = JobBook(policy)
+        self.memory_budget_mib = (
+            host_memory_mib() if memory_budget_mib is None else memory_budget_mib
+        )
         self.feed = feed
         self.runner = runner
         self.fetcher = fetcher
@@ -174,6 +191,8 @@ class ControlPlane:
         self._fetches: dict[str, asyncio.Task[FetchedImage]] = {}
         """Downloads in flight, by URL: jobs of one image share its download."""
         self._dirty: set[JobId] = set()
+        self._launching: set[JobId] = set()
+        """Jobs whose launch passed the memory budget and is under way."""
         self._errors: dict[str, str] = {}
         self._restarts: dict[str, int] = {}
         """How often each job's enclave was found dead (crashed, exited, gone) and relaunched."""
@@ -445,21 +464,46 @@ class ControlPlane:
         key = launch_key(want)
         if have is not None and have.key == key and have.state in LIVE_STATES:
             return
-        image = await self._fetch(want.image_url)
-        if self._want.get(job_id) != want:
-            self._dirty.add(job_id)  # changed while downloading: start over
-            return
-        if have is not None:
-            # The backend stops the old enclave before starting the new one, so a job never
-            # has two; the old one is forgotten first in case the replacement fails half-way.
-            self._have.pop(job_id, None)
-            self._have[job_id] = await self.runner.replace(have.enclave_id, want, image, key)
-            self._leases.pop(have.enclave_id, None)  # a replacement starts without a lease
-        else:
-            self._have[job_id] = await self.runner.launch(want, image, key)
+        self._check_capacity(job_id, want)
+        self._launching.add(job_id)  # its memory is counted from now on, not once it runs
+        try:
+            image = await self._fetch(want.image_url)
+            if self._want.get(job_id) != want:
+                self._dirty.add(job_id)  # changed while downloading: start over
+                return
+            if have is not None:
+                # The backend stops the old enclave before starting the new one, so a job never
+                # has two; the old one is forgotten first in case the replacement fails half-way.
+                self._have.pop(job_id, None)
+                self._have[job_id] = await self.runner.replace(have.enclave_id, want, image, key)
+                self._leases.pop(have.enclave_id, None)  # a replacement starts without a lease
+            else:
+                self._have[job_id] = await self.runner.launch(want, image, key)
+        finally:
+            self._launching.discard(job_id)
         await self._renew_leases()
         if self._want.get(job_id) != want:
             self._dirty.add(job_id)
+
+    def _check_capacity(self, job_id: JobId, want: LaunchSpec) -> None:
+        """Raise when ``want`` does not fit beside the other jobs' enclaves (a replacement
+        frees its own enclave's memory first, so it counts only once).
+
+        Raises:
+            MarketError: the memory budget would be passed; the launch is retried later.
+        """
+        held = 0
+        for other in self._have.keys() | self._launching:
+            spec = self._want.get(other)
+            if other != job_id and spec is not None:
+                held += spec.memory
+        if held + want.memory > self.memory_budget_mib:
+            raise MarketError(
+                f"the provider is at capacity: its enclaves hold {held} MiB of its "
+                f"{self.memory_budget_mib} MiB, and this job asks for {want.memory} MiB; it is "
+                "launched when others end",
+                hint="wait, or stop the job (`reef jobs stop`) and close it to take the rest back",
+            )
 
     async def _fetch(self, url: str) -> FetchedImage:
         """The image at ``url``, downloading it once however many jobs ask at the same time (a
