@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -357,8 +358,11 @@ class _LyingNode:
         return Starlette(routes=[Route("/", rpc, methods=["POST"])])
 
 
-def _index_through(node: _LyingNode, tmp_path: Any) -> tuple[Any, BaseException | None]:
-    """Index the market behind ``node`` once; the indexer and what its poll raised, if any."""
+def _index_through(
+    node: _LyingNode, tmp_path: Any, decoder: Any = None
+) -> tuple[Any, BaseException | None]:
+    """Index the market (or a contract of ``decoder``'s events at its address) behind ``node``
+    once; the indexer and what its poll raised, if any."""
     from indexer_fakes import MARKET
     from web3 import Web3
 
@@ -367,7 +371,9 @@ def _index_through(node: _LyingNode, tmp_path: Any) -> tuple[Any, BaseException 
 
     with serve_in_thread(node.app()) as url:
         source = Web3BlockSource(Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 5})))
-        indexer = Indexer(source, f"sqlite:///{tmp_path}/index.db", contract=MARKET)
+        indexer = Indexer(
+            source, f"sqlite:///{tmp_path}/index.db", contract=MARKET, decoder=decoder
+        )
         try:
             indexer.poll()
         except Exception as exc:  # the test checks what it is
@@ -670,3 +676,38 @@ def test_indexer_survives_a_head_no_chain_has(head: int) -> None:
         )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("RPCError"), done.stdout
+
+
+def _forged_only(forged: list[dict[str, Any]], _honest: list[dict[str, Any]]) -> list[Any]:
+    return forged
+
+
+def test_indexer_refuses_a_topic_that_is_no_text_in_every_event(tmp_path: Any) -> None:
+    """Logs of each event type of a contract (the serverless jobs contract: some of its events
+    are checked by decoding them, not by their layout) with a second topic that is a JSON
+    number, not hex text: a ChainError, never a TypeError traceback, and nothing stored."""
+    from reef.errors import ChainError
+    from reef.serverless import serverless_jobs_decoder
+
+    decoder = serverless_jobs_decoder()
+
+    def forged(topic0: bytes) -> list[dict[str, Any]]:
+        from indexer_fakes import MARKET
+
+        log = {
+            "address": MARKET,
+            "topics": ["0x" + topic0.hex(), 7, "0x" + "00" * 32],
+            "data": "0x",
+            "blockNumber": "0x1",
+            "blockHash": "0x" + "ab" * 32,
+            "logIndex": "0x0",
+            "transactionHash": "0x" + "cd" * 32,
+        }
+        return [log]
+
+    for at, topic0 in enumerate(decoder.topics):
+        node = _LyingNode(functools.partial(_forged_only, forged(topic0)))
+        (tmp_path / str(at)).mkdir()
+        indexer, raised = _index_through(node, tmp_path / str(at), decoder)
+        assert isinstance(raised, ChainError), (topic0.hex(), repr(raised))
+        assert indexer.events() == []

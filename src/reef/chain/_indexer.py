@@ -927,10 +927,13 @@ class Indexer:
             if (number, index) <= previous:
                 ordered = False
             previous = (number, index)
-            if layout is None:
-                rows.append(self._decoded_row(entry, log, number, index, block_hash, tx_hash))
-                continue
-            joined = ",".join(topics)  # also how they are stored
+            try:
+                if layout is None:
+                    rows.append(self._decoded_row(entry, log, number, index, block_hash, tx_hash))
+                    continue
+                joined = ",".join(topics)  # also how they are stored
+            except (TypeError, ValueError, AttributeError) as exc:  # a topic that is no text
+                raise RPCError(f"the node answered a malformed log: {exc!r}") from exc
             if len(topics) != layout.topics or not _TOPICS.fullmatch(joined):
                 raise ChainError(
                     f"malformed {layout.cls_name} log in block {number}: expected "
