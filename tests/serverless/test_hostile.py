@@ -38,6 +38,7 @@ from reef.serverless import (
     Limits,
     ServerlessCodeClient,
     fund_gas,
+    oyster_response_digest,
 )
 from serverless.chain_support import PARAMS, ServerlessChain, gateway_signer
 
@@ -256,6 +257,41 @@ async def test_a_page_served_by_path_gets_no_origin_of_its_own(executor: Executo
     assert by_path.headers["x-content-type-options"] == "nosniff"
     assert "content-security-policy" not in by_host.headers
     assert gateway_signer(by_path)[1] == executor.node.address
+
+
+async def test_a_signed_answer_cannot_be_read_as_another_request_and_answer(
+    executor: Executor,
+) -> None:
+    """Oyster's digest joins its fields with markers and no lengths: a request body holding
+    ``|response||body|`` makes the same digest read as another request answered with what the
+    caller chose (a contract that ABI-decodes the answer ignores the tail). The gateway refuses
+    to sign what can be read two ways."""
+    sep = b"|response||body|"
+    real = {"timestamp": 1, "method": "POST", "path_and_query": "/fn/x", "host": "h"}
+    forged_answer = b'{"price": 1}'
+    assert oyster_response_digest(
+        **real, request_body=b"R" + sep + forged_answer, response_body=b"hello"
+    ) == oyster_response_digest(
+        **real, request_body=b"R", response_body=forged_answer + sep + b"hello"
+    )
+    hello = await executor.deploy(HELLO)
+    says = await executor.deploy(
+        b"export default { fetch() { return new Response('a|response||body|b'); } };"
+    )
+    async with httpx.AsyncClient(base_url=executor.gateway, timeout=30) as client:
+        body = await client.post(f"/fn/{hello}", content=b"R" + sep + forged_answer)
+        path = await client.post(f"/fn/{hello}/a|host|b", content=b"x")
+        answer = await client.post(f"/fn/{says}", content=b"x")
+        fine = await client.post(f"/fn/{hello}", content=b"a|b")
+    for refused in (body, path):
+        assert refused.status_code == 400, refused.text
+        assert "x-oyster-signature" not in refused.headers
+        assert "|" in refused.json()["error"]
+    assert answer.status_code == 502, answer.text
+    assert "x-oyster-signature" not in answer.headers
+    assert "|response||body|" in answer.json()["error"]
+    assert fine.status_code == 200
+    assert fine.content == b"hello, a|b"
 
 
 # -- the chain's node (the enclave's host runs it) ---------------------------------------------

@@ -192,8 +192,10 @@ _CALL_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"headers": _SIGNED},
     "default": {"description": "the function's answer with its own status", "headers": _SIGNED},
     400: {
-        "description": "the codehash is malformed (JSON `{error}`), or the verdict (empty "
-        "body, signed): no code under it, code that is not UTF-8, a syntax error",
+        "description": "the codehash is malformed, or the request cannot be forwarded or "
+        "signed unambiguously ('|' in the path or Host, '|body|' in the body) (JSON `{error}`); "
+        "or the verdict (empty body, signed): no code under it, code that is not UTF-8, a "
+        "syntax error",
         "headers": _SIGNED,
     },
     404: {"model": ErrorModel, "description": "no function named (neither path nor host)"},
@@ -205,7 +207,11 @@ _CALL_RESPONSES: dict[int | str, dict[str, Any]] = {
         "(empty body, signed)",
         "headers": _SIGNED,
     },
-    502: {"model": ErrorModel, "description": "the code cannot be fetched from the chain"},
+    502: {
+        "model": ErrorModel,
+        "description": "the code cannot be fetched from the chain, or the function's answer "
+        "holds '|response||body|' and cannot be signed unambiguously",
+    },
     503: {"model": ErrorModel, "description": "the executor is not configured yet"},
 }
 _CODEHASH_PARAM = path_param(
@@ -567,8 +573,11 @@ class ExecutorNode:
             body += chunk
             if len(body) > _MAX_BODY:  # refused before the rest of it is read
                 return json_error(413, "the request body is over 1 MiB")
-        limits = dataclasses.replace(self.limits, timeout_ms=GATEWAY_TIMEOUT_MS)
         query = f"?{request.url.query}" if request.url.query else ""
+        refusal = _two_readings(_raw_path(request.scope) + query, host, bytes(body))
+        if refusal is not None:
+            return json_error(400, refusal)
+        limits = dataclasses.replace(self.limits, timeout_ms=GATEWAY_TIMEOUT_MS)
         forwarded = HttpRequest(
             method=request.method,
             target=_function_target(request.scope),
@@ -587,6 +596,13 @@ class ExecutorNode:
             return json_error(429, exc.message)
         except ReefError as exc:  # the code could not be fetched (the chain's node failed)
             return json_error(502, f"cannot fetch the function's code: {exc.message}")
+        if _ANSWER_MARK in result.output:
+            return json_error(
+                502,
+                f"the function's answer holds {_ANSWER_MARK.decode()!r}, which would make its "
+                "signature readable as another request's answer: it is not signed; call it "
+                "through a job, or have it answer without that text",
+            )
         timestamp = int(self.clock())
         digest = oyster_response_digest(
             timestamp=timestamp,
@@ -625,6 +641,32 @@ class ExecutorNode:
             }
         )
         return response
+
+
+# Oyster's digest joins its fields with these markers and no lengths, so a field that holds a
+# marker lets the same digest be read as other fields: a request body with the answer's marker
+# reads as a shorter body answered with what the caller wrote after it. The gateway signs only
+# what reads one way: no "|" in the path and Host, no body marker in the body, no answer marker
+# in the answer (with those, every marker in the digest is where the gateway put it).
+_ANSWER_MARK = b"|response||body|"
+_BODY_MARK = b"|body|"
+
+
+def _two_readings(path_and_query: str, host: str, body: bytes) -> str | None:
+    """Why a request's signed answer could be read as another's, or None when it cannot."""
+    if "|" in path_and_query:
+        return (
+            "the path or query holds '|', which would make the answer's signature readable as "
+            "another request's: percent-encode it (%7C)"
+        )
+    if "|" in host:
+        return "the Host header holds '|', which would make the answer's signature ambiguous"
+    if _BODY_MARK in body:
+        return (
+            f"the request body holds {_BODY_MARK.decode()!r}, which would make the answer's "
+            "signature readable as another request's answer: send the body without it"
+        )
+    return None
 
 
 def _raw_path(scope: Scope) -> str:
