@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,12 +268,12 @@ async def test_a_signed_answer_cannot_be_read_as_another_request_and_answer(
     caller chose (a contract that ABI-decodes the answer ignores the tail). The gateway refuses
     to sign what can be read two ways."""
     sep = b"|response||body|"
-    real = {"timestamp": 1, "method": "POST", "path_and_query": "/fn/x", "host": "h"}
+    digest = functools.partial(
+        oyster_response_digest, timestamp=1, method="POST", path_and_query="/fn/x", host="h"
+    )
     forged_answer = b'{"price": 1}'
-    assert oyster_response_digest(
-        **real, request_body=b"R" + sep + forged_answer, response_body=b"hello"
-    ) == oyster_response_digest(
-        **real, request_body=b"R", response_body=forged_answer + sep + b"hello"
+    assert digest(request_body=b"R" + sep + forged_answer, response_body=b"hello") == digest(
+        request_body=b"R", response_body=forged_answer + sep + b"hello"
     )
     hello = await executor.deploy(HELLO)
     says = await executor.deploy(
