@@ -1,19 +1,46 @@
-"""Hex, base64 and unsigned integers at the edges: parse what users type, print what programs
-read, and the key files users hand over (32 raw bytes or 64 hex digits).
+"""What crosses reef's edges: hex, base64 and unsigned integers users type, the key files they
+hand over (32 raw bytes or 64 hex digits), JSON strangers send, and strangers' text shown on a
+terminal.
 
 reef prints bytes as lowercase hex without ``0x`` (Oyster's convention), except Ethereum addresses
 and job ids, which keep their ``0x``. On input both forms are accepted.
+
+**JSON from strangers** (request bodies, chain data any tenant writes, other servers' answers) is
+measured before it is parsed. The standard parser recurses once per ``[`` or ``{``, and importing
+web3 or py-evm raises the interpreter's recursion limit to 100 000, so about 70 000 brackets no
+longer end in a RecursionError: they overflow the C stack and the whole process dies of SIGSEGV.
+:func:`json_depth` measures without recursing, in time linear in the text (C-level passes: a
+regular expression that drops strings, a translation that keeps brackets, a running sum).
+
+**Text from strangers on a terminal** (a provider's status, a tenant's console, a server's error)
+has its controls written out by :func:`terminal_text`: printed raw, an escape sequence can set the
+window title, clear the screen or rewrite earlier lines, and a direction override can make the
+text read otherwise than it is.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import itertools
+import json
+import re
 from pathlib import Path
+from typing import Any, Final
 
 from reef.errors import InputError, UintInputError
 
-__all__ = ["parse_b64", "parse_hex", "parse_uint", "read_key_file", "to_hex"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "json_depth",
+    "loads_bounded",
+    "parse_b64",
+    "parse_hex",
+    "parse_uint",
+    "read_key_file",
+    "terminal_text",
+    "to_hex",
+]
 
 _MAX_UINT_TEXT = 1000
 """The longest text :func:`parse_uint` reads (2**256 has 78 decimal digits)."""
@@ -131,3 +158,80 @@ def read_key_file(path: str | Path, *, kind: str = "secret key") -> bytes:
             f"{file} holds neither 32 raw bytes nor 64 hex digits ({len(data)} bytes)",
             hint=f"a {kind} file is 32 raw bytes or 64 hex digits",
         ) from exc
+
+
+# ---- JSON from strangers ---------------------------------------------------------------------
+
+MAX_JSON_DEPTH: Final = 64
+"""How deeply :func:`loads_bounded` lets arrays and objects nest by default: reef's own documents
+nest three or four levels, EIP-712 typed data a dozen."""
+
+# A string to its closing quote, or to the end of a text where it never closes (a lone backslash
+# last included). The scan of each string then always succeeds, and the text is read once: a
+# pattern that needs the closing quote fails after scanning to the end, and is tried again from
+# every escaped quote inside (``"\"\"\"…``), quadratic in the length, with the GIL held.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = [0] * 256
+for _open, _close in (b"[]", b"{}"):
+    _STEP[_open], _STEP[_close] = 1, -1
+del _open, _close
+
+
+def json_depth(text: str | bytes, *, beyond: int = 0) -> int:
+    """How deeply arrays and objects nest in ``text`` read as JSON (0 for a scalar).
+
+    Brackets in strings do not count; an unbalanced text counts the brackets it opens, which is
+    how deep a parser would go before failing. With ``beyond``, a text with at most that many
+    opening brackets is answered without the scan (it cannot nest deeper than it has brackets):
+    ``json_depth(text, beyond=limit) > limit`` is the check, free for most honest documents.
+    """
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if raw.count(b"[") + raw.count(b"{") <= beyond:
+        return 0
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    return max(itertools.accumulate(map(_STEP.__getitem__, brackets)), default=0)
+
+
+def loads_bounded(text: str | bytes, *, what: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads(text)`` for a document a stranger wrote: one nested deeper than
+    ``max_depth`` is refused before it is parsed.
+
+    Args:
+        text: the document.
+        what: what it is, for the message (``"job metadata"``).
+        max_depth: the deepest nesting accepted.
+
+    Raises:
+        InputError: naming ``what``, when the text nests too deeply or is not JSON (an integer
+            literal over Python's 4 300-digit limit included).
+    """
+    if json_depth(text, beyond=max_depth) > max_depth:
+        raise InputError(
+            f"{what} is nested more than {max_depth} levels deep",
+            hint="send a flatter JSON document",
+        )
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError, RecursionError) as exc:
+        # JSONDecodeError and UnicodeDecodeError are ValueErrors; so is an over-long integer.
+        raise InputError(f"{what} is not JSON: {exc}"[:300]) from exc
+
+
+# ---- text from strangers on a terminal -------------------------------------------------------
+
+# What a terminal obeys rather than shows (C0 and C1 controls but the tab, DEL) and what reorders
+# what it shows (bidirectional embeddings, overrides and isolates).
+_TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_text(text: str) -> str:
+    """``text`` as it may be printed on a terminal: controls and direction overrides written out
+    (``\\x1b``, ``\\u202e``), so a stranger's words cannot drive the reader's terminal. Tabs stay;
+    a newline is written out too, so one value stays one line."""
+    return _TERMINAL_CONTROLS.sub(_written_out, text)
+
+
+def _written_out(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

@@ -1,12 +1,25 @@
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reef.encoding import parse_b64, parse_hex, parse_uint, read_key_file, to_hex
+from reef.encoding import (
+    json_depth,
+    loads_bounded,
+    parse_b64,
+    parse_hex,
+    parse_uint,
+    read_key_file,
+    terminal_text,
+    to_hex,
+)
 from reef.errors import InputError, UintInputError
 
 
@@ -113,3 +126,82 @@ def test_parse_uint_refuses_huge_text_without_converting_it() -> None:
         parse_uint("9" * 10_000, name="x")
     with pytest.raises(UintInputError, match="a 5001-bit number"):
         parse_uint(2**5000, name="x")
+
+
+# ---- JSON from strangers ----
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab\u00e9'),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(alphabet='[]{}"\\k', max_size=4), inner, max_size=3)
+    ),
+    max_leaves=30,
+)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+@given(_JSON)
+def test_json_depth_is_the_depth_the_parser_builds(value: Any) -> None:
+    # Strings full of brackets, quotes and backslashes must not count: the standard library's
+    # encoder writes them, and the depth of the parsed value is the truth.
+    text = json.dumps(value, ensure_ascii=False)
+    assert json_depth(text) == _depth(json.loads(text))
+    assert json_depth(text.encode()) == _depth(value)
+
+
+def test_json_depth_counts_what_an_unbalanced_text_opens() -> None:
+    assert json_depth(b"[" * 500) == 500
+    assert json_depth(b'["' + b"[" * 500) == 1  # the rest is one string that never closes
+    assert json_depth(b'["\\') == 1  # a lone backslash last
+    # Few brackets answer without the scan; the answer cannot pass the limit asked about.
+    assert json_depth(b"[[[]]]", beyond=3) == 0
+    assert json_depth(b"[[[[]]]]", beyond=3) == 4
+
+
+def test_a_nesting_bomb_is_refused_even_where_the_recursion_limit_is_raised() -> None:
+    # In a child process: where py_ecc or py-evm raised the limit, json.loads of the bomb is a
+    # segmentation fault, and loads_bounded must refuse it before parsing.
+    script = (
+        "import sys; sys.setrecursionlimit(100_000)\n"
+        "from reef.encoding import loads_bounded\n"
+        "from reef.errors import InputError\n"
+        "try:\n"
+        "    loads_bounded(b'[' * 100_000 + b']' * 100_000, what='the body')\n"
+        "except InputError as exc:\n"
+        "    print(exc.message)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "the body is nested more than 64 levels deep"
+
+
+def test_loads_bounded_names_what_is_not_json() -> None:
+    assert loads_bounded('{"a": [1, {"b": null}]}', what="metadata") == {"a": [1, {"b": None}]}
+    assert loads_bounded(b"[" * 3 + b"]" * 3, what="x", max_depth=3) == [[[]]]
+    with pytest.raises(InputError, match=r"^job metadata is nested more than 2 levels deep"):
+        loads_bounded(b"[[[]]]", what="job metadata", max_depth=2)
+    with pytest.raises(InputError, match=r"^job metadata is not JSON"):
+        loads_bounded("{", what="job metadata")
+    with pytest.raises(InputError, match=r"^the answer is not JSON"):
+        loads_bounded("9" * 5000, what="the answer")  # over Python's integer digit limit
+    with pytest.raises(InputError, match=r"^the answer is not JSON"):
+        loads_bounded(b"\xff\xfe\x00", what="the answer")
+
+
+# ---- text from strangers on a terminal ----
+
+
+def test_terminal_text_writes_out_what_a_terminal_would_obey() -> None:
+    hostile = "ok\x1b]0;owned\x07\x1b[2J\r\nnext\u202etxt.exe\x9b\x7f"
+    shown = terminal_text(hostile)
+    assert shown == "ok\\x1b]0;owned\\x07\\x1b[2J\\x0d\\x0anext\\u202etxt.exe\\x9b\\x7f"
+    assert all(ch.isprintable() for ch in shown)
+    assert terminal_text("tab\tand é ✓ [::1]") == "tab\tand é ✓ [::1]"

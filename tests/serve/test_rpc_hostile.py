@@ -141,6 +141,20 @@ def test_a_nesting_bomb_is_a_json_rpc_error_not_a_crash(url: str, server: Devnet
     _legitimate_client_is_served(url, server)
 
 
+@pytest.mark.parametrize("tail", [b"", b"\\"], ids=["open string", "lone backslash"])
+def test_a_body_of_escaped_quotes_is_scanned_in_linear_time(
+    url: str, server: DevnetProcess, tail: bytes
+) -> None:
+    # Enough brackets to need the nesting scan, then one string that never closes, made of
+    # escaped quotes: a string pattern that needs its closing quote tries again from each of
+    # them, to the end each time (quadratic: a 16 KB body took 4.7 s, this one hours, with the
+    # GIL held, so the whole devnet stopped answering).
+    body = b"[" * 101 + b'"' + b'\\"' * 300_000 + tail
+    answer = _post_raw(url, body)
+    assert _strict_json(answer.content)["error"]["code"] == -32700
+    _legitimate_client_is_served(url, server)
+
+
 def test_a_huge_integer_id_is_an_invalid_request(url: str, server: DevnetProcess) -> None:
     for digits in (5000, 400):
         body = b'{"jsonrpc":"2.0","id":' + b"9" * digits + b',"method":"eth_chainId"}'

@@ -12,8 +12,9 @@ data in ``data``, and -32000 for a transaction the chain refuses (nonce, funds, 
 that fails never affects the next one.
 
 Hostile input is answered, never crashes or stalls the server (issue 11): JSON is parsed only
-after a scan shows its nesting is at most :data:`MAX_DEPTH` (py-evm raises Python's recursion
-limit to 100 000, so ``json.loads`` of a nesting bomb would overflow the C stack); ``NaN`` and
+after :func:`reef.encoding.json_depth` (linear in the body) shows its nesting is at most
+:data:`MAX_DEPTH` (py-evm raises Python's recursion limit to 100 000, so ``json.loads`` of a
+nesting bomb would overflow the C stack); ``NaN`` and
 ``Infinity`` are not JSON and are a parse error; an ``id`` must be a string (up to 1 024
 characters), a finite number between -2**64 and 2**64, or null, else the answer is -32600
 with a null id; nothing non-finite is ever emitted; a batch holds at most :data:`MAX_BATCH` requests and its
@@ -36,7 +37,6 @@ import json
 import logging
 import math
 import platform
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -68,6 +68,7 @@ from reef.chain.devnet._types import (
     TxRequest,
 )
 from reef.crypto import keccak256
+from reef.encoding import json_depth
 from reef.errors import InputError, ReefError
 
 __all__ = ["DevnetRpc"]
@@ -151,12 +152,6 @@ otherwise."""
 
 # ------------------------------------------------------------------------------- parsing
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_STEP = [0] * 256
-for _open, _close in (b"[]", b"{}"):
-    _STEP[_open], _STEP[_close] = 1, -1
-
 
 class _Unrepresentable:
     """A JSON number Python cannot hold faithfully (over 4 300 digits, or beyond a double)."""
@@ -187,16 +182,6 @@ def _refuse_constant(name: str) -> Any:
     raise DevnetFault(f"parse error: {name} is not JSON", code=PARSE_ERROR)
 
 
-def _too_deep(body: bytes) -> bool:
-    """Whether arrays and objects nest more than :data:`MAX_DEPTH` levels in ``body``
-    (brackets inside strings do not count). Free when a body has few brackets; otherwise one
-    regex pass and one C-level scan, never recursion."""
-    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
-        return False
-    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
-    return max(itertools.accumulate(map(_STEP.__getitem__, brackets)), default=0) > MAX_DEPTH
-
-
 _DECODER: Final = json.JSONDecoder(
     parse_int=_parse_int, parse_float=_parse_float, parse_constant=_refuse_constant
 )
@@ -213,7 +198,7 @@ def parse_json(body: bytes | str) -> Any:
         DevnetFault: with code -32700 (parse error) saying what is wrong.
     """
     raw = body.encode() if isinstance(body, str) else body
-    if _too_deep(raw):
+    if json_depth(raw, beyond=MAX_DEPTH) > MAX_DEPTH:
         raise DevnetFault(
             f"parse error: the request nests arrays/objects deeper than {MAX_DEPTH} levels",
             code=PARSE_ERROR,
