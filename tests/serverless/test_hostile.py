@@ -260,6 +260,28 @@ async def test_a_page_served_by_path_gets_no_origin_of_its_own(executor: Executo
     assert gateway_signer(by_path)[1] == executor.node.address
 
 
+COOKIES = b"""export default { async fetch(r) {
+  return new Response("saw " + r.headers.get("cookie"), { headers: { "set-cookie": "s=1" } });
+} };"""
+
+
+async def test_functions_on_the_shared_origin_neither_set_nor_see_cookies(
+    executor: Executor,
+) -> None:
+    """A cookie one path-form function sets (default path /fn) goes with its viewer's every
+    request to every other function there: function B would read function A's sessions, or
+    plant its own in A's. Cookies stay with the host form, a function's own origin."""
+    fn = await executor.deploy(COOKIES)
+    label = base64.b32encode(bytes.fromhex(fn[2:])).decode().rstrip("=").lower()
+    async with httpx.AsyncClient(base_url=executor.gateway, timeout=30) as client:
+        by_path = await client.get(f"/fn/{fn}", headers={"cookie": "other=secret"})
+        by_host = await client.get("/", headers={"host": f"{label}.localhost", "cookie": "mine=1"})
+    assert by_path.content == b"saw null"
+    assert "set-cookie" not in by_path.headers
+    assert by_host.content == b"saw mine=1"
+    assert by_host.headers["set-cookie"] == "s=1"
+
+
 async def test_a_signed_answer_cannot_be_read_as_another_request_and_answer(
     executor: Executor,
 ) -> None:

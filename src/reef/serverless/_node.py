@@ -574,6 +574,7 @@ class ExecutorNode:
             if len(body) > _MAX_BODY:  # refused before the rest of it is read
                 return json_error(413, "the request body is over 1 MiB")
         query = f"?{request.url.query}" if request.url.query else ""
+        shared_origin = "codehash" in request.path_params  # /fn/<codehash>: the gateway's origin
         refusal = _two_readings(_raw_path(request.scope) + query, host, bytes(body))
         if refusal is not None:
             return json_error(400, refusal)
@@ -581,9 +582,12 @@ class ExecutorNode:
         forwarded = HttpRequest(
             method=request.method,
             target=_function_target(request.scope),
-            # As sent: the ASGI server's bytes, which latin-1 maps one to one.
+            # As sent: the ASGI server's bytes, which latin-1 maps one to one. On the shared
+            # origin the Cookie header is the other functions' cookies too: not forwarded.
             headers=tuple(
-                (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]
+                (k.decode("latin-1"), v.decode("latin-1"))
+                for k, v in request.scope["headers"]
+                if not (shared_origin and k == b"cookie")
             ),
         )
         try:
@@ -615,8 +619,13 @@ class ExecutorNode:
         )
         status = (result.status or 200) if result.ok else _STATUS[result.error_code]
         response = Response(result.output, status_code=status)
-        for name, value in result.headers:  # the function's own headers, then reef's
-            if name.lower() not in ("content-length", "date", "server"):
+        # The function's own headers, then reef's. On the shared origin a cookie it set would
+        # go with its viewer's requests to every function there: not passed on.
+        dropped = {"content-length", "date", "server"} | (
+            {"set-cookie"} if shared_origin else set()
+        )
+        for name, value in result.headers:
+            if name.lower() not in dropped:
                 response.headers.append(name, value)
         # A browser must not guess HTML from a body the function did not label so (an echo of
         # its input would run as script). On /fn/<codehash> every function shares the gateway's
@@ -624,7 +633,7 @@ class ExecutorNode:
         # own, so one function's page cannot read another's answers or cookies in its viewer's
         # browser (a function that needs its origin serves from its own host, Oyster's form).
         response.headers["X-Content-Type-Options"] = "nosniff"
-        if "codehash" in request.path_params:
+        if shared_origin:
             response.headers.append("Content-Security-Policy", _PATH_FORM_SANDBOX)
         response.headers.update(
             {
