@@ -430,13 +430,43 @@ class CountingRunner:
         return sum(memory for _, memory in self.enclaves.values())
 
 
-async def test_one_tenant_opening_many_jobs_cannot_oversubscribe_the_providers_memory(
-    tmp_path: Path,
-) -> None:
-    """Six paying jobs of 1 GiB each on a provider with 3 GiB for enclaves: three run, the
-    others wait and say why, and one starts when a running job ends."""
-    import hashlib
+@dataclass
+class LocalProvider:
+    """A control plane (stepped by the test) on a devnet's market, with its real indexer, an
+    image store on loopback and its own download cache, and :class:`CountingRunner` enclaves."""
 
+    cp: Any
+    runner: CountingRunner
+    tenant: MarketClient
+    provider: str
+    store_url: str
+    store: Any
+    cache: Path
+
+    def metadata(self, image: bytes, memory: int = 1024) -> str:
+        sha = self.store.put(image)
+        return JobMetadata(
+            instance="dev.small",
+            region="local",
+            memory=memory,
+            vcpu=1,
+            url=f"{self.store_url}/images/{sha}",
+        ).to_json()
+
+    async def until(self, what: str, check: Callable[[], bool]) -> None:
+        try:
+            async with asyncio.timeout(30):
+                while not check():
+                    await self.cp.step()
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise AssertionError(
+                f"no {what}: {len(self.runner.enclaves)} run; {self.cp.jobs()}"
+            ) from None
+
+
+@pytest.fixture
+async def local_provider(tmp_path: Path) -> AsyncIterator[LocalProvider]:
     from reef.chain import Indexer, Web3BlockSource
     from reef.market import (
         ControlPlane,
@@ -457,14 +487,10 @@ async def test_one_tenant_opening_many_jobs_cannot_oversubscribe_the_providers_m
     MarketClient(devnet.web3(), deployment.market, account=provider.local_account).add_provider(
         "http://127.0.0.1:9"
     )
-    tenant = MarketClient(devnet.web3(), deployment.market, account=accounts[1].local_account)
-    image = b"an enclave image"
     store = ImageStore(tmp_path / "store")
-    sha = store.put(image)
     served = await serve_app(
         image_store_app(store, uploads=UploadPolicy.anyone()), host="127.0.0.1", port=0, what="s"
     )
-    assert hashlib.sha256(image).hexdigest() == sha
     runner = CountingRunner()
     cp = ControlPlane(
         policy=JobPolicy(RateCard.dev(), provider=provider.address, safety_margin_s=5),
@@ -480,45 +506,70 @@ async def test_one_tenant_opening_many_jobs_cannot_oversubscribe_the_providers_m
         heartbeat_interval=3600,
         memory_budget_mib=3 * 1024,
     )
-    meta = JobMetadata(
-        instance="dev.small", region="local", memory=1024, vcpu=1, url=f"{served.url}/images/{sha}"
-    ).to_json()
-
-    async def until(what: str, check: Callable[[], bool]) -> None:
-        try:
-            async with asyncio.timeout(30):
-                while not check():
-                    await cp.step()
-                    await asyncio.sleep(0.05)
-        except TimeoutError:
-            states = [cp.job_status(job) for job in jobs]
-            raise AssertionError(f"no {what}: {len(runner.enclaves)} run; {states}") from None
-
-    jobs: list[JobId] = []
+    tenant = MarketClient(devnet.web3(), deployment.market, account=accounts[1].local_account)
     try:
         await cp.start()
-        jobs += [tenant.open_job(meta, provider.address, CARD.min_rate, 10**7) for _ in range(6)]
-        await until("three launches", lambda: len(runner.enclaves) == 3)
-        await until(
-            "the others to say why",
-            lambda: all(
-                "at capacity" in (cp.job_status(job) or {}).get("last_error", "")
-                for job in jobs
-                if cp.enclave(job) is None
-            ),
+        yield LocalProvider(
+            cp, runner, tenant, provider.address, served.url, store, tmp_path / "cache"
         )
-        await asyncio.sleep(0.5)
-        await cp.step()
-        assert runner.memory() <= 3 * 1024
-        assert len(runner.enclaves) == 3
-        running = [job for job in jobs if cp.enclave(job) is not None]
-        tenant.revise_rate_initiate(running[0], 0)  # a stop: its enclave ends at once
-        await until("a waiting job to start", lambda: cp.enclave(running[0]) is None)
-        await until(
-            "a waiting job to start",
-            lambda: len([job for job in jobs if cp.enclave(job) is not None]) == 3,
-        )
-        assert runner.memory() <= 3 * 1024
     finally:
         await cp.aclose()
         await served.aclose()
+
+
+async def test_one_tenant_opening_many_jobs_cannot_oversubscribe_the_providers_memory(
+    local_provider: LocalProvider,
+) -> None:
+    """Six paying jobs of 1 GiB each on a provider with 3 GiB for enclaves: three run, the
+    others wait and say why, and one starts when a running job ends."""
+    lp, cp, runner = local_provider, local_provider.cp, local_provider.runner
+    meta = lp.metadata(b"an enclave image")
+    jobs = [lp.tenant.open_job(meta, lp.provider, CARD.min_rate, 10**7) for _ in range(6)]
+    await lp.until("three launches", lambda: len(runner.enclaves) == 3)
+    await lp.until(
+        "the others to say why",
+        lambda: all(
+            "at capacity" in (cp.job_status(job) or {}).get("last_error", "")
+            for job in jobs
+            if cp.enclave(job) is None
+        ),
+    )
+    await asyncio.sleep(0.5)
+    await cp.step()
+    assert runner.memory() <= 3 * 1024
+    assert len(runner.enclaves) == 3
+    running = [job for job in jobs if cp.enclave(job) is not None]
+    lp.tenant.revise_rate_initiate(running[0], 0)  # a stop: its enclave ends at once
+    await lp.until("the stopped enclave to go", lambda: cp.enclave(running[0]) is None)
+    await lp.until(
+        "a waiting job to start",
+        lambda: len([job for job in jobs if cp.enclave(job) is not None]) == 3,
+    )
+    assert runner.memory() <= 3 * 1024
+
+
+async def test_the_images_of_ended_jobs_leave_the_providers_disk(
+    local_provider: LocalProvider,
+) -> None:
+    """A tenant can open job after job, each with another image of up to 4 GiB, and stop each
+    after a rate lock's worth of money: the provider's download cache kept every image for good.
+    An image no job wants any more is removed (an image two jobs share stays while one runs)."""
+    lp, cp = local_provider, local_provider.cp
+    cached = lambda: sorted(p.name for p in lp.cache.iterdir() if not p.name.startswith("."))  # noqa: E731
+    first = lp.metadata(b"first image")
+    shared = lp.metadata(b"shared image")
+    one = lp.tenant.open_job(first, lp.provider, CARD.min_rate, 10**7)
+    two = lp.tenant.open_job(shared, lp.provider, CARD.min_rate, 10**7)
+    three = lp.tenant.open_job(shared, lp.provider, CARD.min_rate, 10**7)
+    await lp.until("three launches", lambda: len(lp.runner.enclaves) == 3)
+    assert len(cached()) == 2
+    for job in (one, two):
+        lp.tenant.revise_rate_initiate(job, 0)
+    await lp.until("two stops", lambda: len(lp.runner.enclaves) == 1)
+    await lp.until("the first image to go", lambda: len(cached()) == 1)
+    await asyncio.sleep(0.3)
+    await cp.step()
+    assert cp.enclave(three) is not None
+    assert cached() == [JobMetadata.parse(shared).url.rsplit("/", 1)[1]]
+    lp.tenant.revise_rate_initiate(three, 0)
+    await lp.until("the last image to go", lambda: cached() == [])

@@ -192,6 +192,9 @@ class ControlPlane:
         """Downloads in flight, by URL: jobs of one image share its download."""
         self._dirty: set[JobId] = set()
         self._launching: set[JobId] = set()
+        self._images: dict[str, str] = {}
+        """The SHA-256 of each image URL downloaded for a job, so that it can be removed once
+        no job wants it."""
         """Jobs whose launch passed the memory budget and is under way."""
         self._errors: dict[str, str] = {}
         self._restarts: dict[str, int] = {}
@@ -460,6 +463,7 @@ class ControlPlane:
                 if enclave.job_id == job_id:
                     await self.runner.stop(enclave.enclave_id)
             self._have.pop(job_id, None)
+            self._drop_unwanted_images()
             return
         key = launch_key(want)
         if have is not None and have.key == key and have.state in LIVE_STATES:
@@ -481,9 +485,21 @@ class ControlPlane:
                 self._have[job_id] = await self.runner.launch(want, image, key)
         finally:
             self._launching.discard(job_id)
+        self._drop_unwanted_images()  # the image a replaced enclave ran may be wanted no more
         await self._renew_leases()
         if self._want.get(job_id) != want:
             self._dirty.add(job_id)
+
+    def _drop_unwanted_images(self) -> None:
+        """Remove the downloaded images no job wants any more: a tenant may open job after job,
+        each with another image of up to 4 GiB, and the cache would keep them all for good."""
+        wanted = {spec.image_url for spec in self._want.values() if spec is not None}
+        for url, sha256 in list(self._images.items()):
+            if url in wanted or url in self._fetches:
+                continue
+            del self._images[url]
+            if sha256 not in {self._images.get(u) for u in wanted}:
+                self.fetcher.forget(sha256)
 
     def _check_capacity(self, job_id: JobId, want: LaunchSpec) -> None:
         """Raise when ``want`` does not fit beside the other jobs' enclaves (a replacement
@@ -526,7 +542,9 @@ class ControlPlane:
             task.add_done_callback(forget)
         # Shielded: a job that stops waiting (its task cancelled) leaves the download to the
         # others.
-        return await asyncio.shield(task)
+        image = await asyncio.shield(task)
+        self._images[url] = image.sha256
+        return image
 
     async def reconcile(self) -> None:
         """Make the backend match the jobs: relaunch what is missing, stop what is not paid for.

@@ -172,6 +172,11 @@ class ImageFetcher:
         self._check_policy(sha256)
         return FetchedImage(url, sha256, self._cache.path(sha256))
 
+    def forget(self, sha256: str) -> None:
+        """Remove a downloaded image from the cache (enclaves started from it keep their own
+        staged copy or link)."""
+        self._cache.path(sha256).unlink(missing_ok=True)
+
     def _check_policy(self, sha256: str) -> None:
         refusal = self.policy.refusal(sha256)
         if refusal:
