@@ -157,6 +157,22 @@ def test_attestation_afetch_gives_up_on_a_server_that_drips(attack: Handler) -> 
     assert "did not answer within 1 s" in outcome.message
 
 
+def test_reef_verify_against_a_dripping_server_ends_with_the_reason(authority: object) -> None:
+    """The command a user runs: ``reef verify`` against a server that drips its headers ends
+    after ``--timeout`` with one line saying so (exit 1), never waits for ever."""
+    from typer.testing import CliRunner
+
+    from reef.cli import app
+
+    with hostile_server(_dripping_head) as url:
+        result = ends(
+            lambda: CliRunner().invoke(app, ["verify", url, "--root", "dev", "--timeout", "1"])
+        )
+    assert result.exit_code == 1, result.output
+    assert "did not answer within 1 s" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_attestation_errors_do_not_carry_the_servers_terminal_escapes() -> None:
     """A refusal's text is quoted in the error, which the CLI prints to the user's terminal:
     escape sequences in it (a window title, a screen clear) are shown, not obeyed."""
