@@ -72,7 +72,7 @@ def hostile_server(handler: Handler) -> Iterator[str]:
         loop.close()
 
 
-def ends(call: Callable[[], Any], limit: float = _LIVENESS_S) -> BaseException | Any:
+def ends(call: Callable[[], Any], limit: float = _LIVENESS_S) -> Any:
     """Run ``call`` in a thread and return what it returned or raised; fail the test if it is
     still running after ``limit`` seconds (the attack worked: the client hangs)."""
     out: dict[str, Any] = {}
