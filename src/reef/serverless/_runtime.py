@@ -394,16 +394,16 @@ class FunctionRuntime:
         executor submit nothing, and be slashed to the author's profit.
         """
         dropped_ms = self._elapsed_ms(start)
-        remaining = self._remaining_s(start, limits)
+        # The wait is not cut short by the deadline: a process dying of its heap is the
+        # function's verdict (code 6) only once its output says so, and one that lives on
+        # is told apart only by waiting. The call's time stays within its deadline.
         try:
-            await asyncio.wait_for(
-                process.proc.wait(), timeout=min(_EXIT_WAIT_S, max(0.05, remaining))
-            )
+            await asyncio.wait_for(process.proc.wait(), timeout=_EXIT_WAIT_S)
             if process.drain is not None:
                 await asyncio.wait_for(process.drain, timeout=_EXIT_WAIT_S)
         except TimeoutError:
             pass
-        elapsed = self._elapsed_ms(start)
+        elapsed = min(self._elapsed_ms(start), limits.timeout_ms)
         log = process.log_since(0)
         if any(marker in log for marker in _OOM):
             return CallResult(ErrorCode.MEMORY_LIMIT, b"", elapsed, cold=cold)
@@ -411,7 +411,7 @@ class FunctionRuntime:
             return CallResult(
                 ErrorCode.SYNTAX_ERROR, b"", elapsed, cold=cold, logs=process.log_since(mark)
             )
-        if elapsed >= limits.timeout_ms:
+        if dropped_ms >= limits.timeout_ms:
             return CallResult(ErrorCode.TIMEOUT, b"", limits.timeout_ms, cold=cold)
         if process.proc.returncode is None:  # workerd is well: the function broke its answer
             logs = process.log_since(mark)
