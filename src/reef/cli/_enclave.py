@@ -26,6 +26,7 @@ from reef.cli._output import (
     print_json,
     print_mapping,
     print_table,
+    say,
     tell,
 )
 from reef.cli._root import command_group
@@ -289,14 +290,16 @@ def logs_cmd(
 
     backend = _backend()
     with failing():
+        # The app's words reach the operator's terminal: say() writes out its controls.
         if not follow:
-            sys.stdout.write(asyncio.run(backend.logs(enclave_id)))
+            text = asyncio.run(backend.logs(enclave_id))
+            if text:
+                say(text.removesuffix("\n"))
             return
 
         async def tail() -> None:
             async for line in backend.follow(enclave_id):
-                sys.stdout.write(line + "\n")
-                sys.stdout.flush()
+                say(line)
 
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(tail())

@@ -2,6 +2,12 @@
 
 Consoles are created per call rather than held in module state, so tests (and Typer's CliRunner)
 capture output reliably.
+
+Much of what commands print was written by strangers: a market's or job's name, a provider's
+status and errors, a tenant's console, a server's refusal quoted in an error. So nothing printed
+here is read as Rich markup or emoji codes (``[link=…]`` would become a link, ``:warning:`` a
+sign), and every line has its terminal controls written out (:func:`reef.encoding.terminal_text`).
+JSON output escapes them by itself.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from reef.encoding import terminal_text
 from reef.errors import AttestationError, ReefError
 
 if TYPE_CHECKING:
@@ -50,13 +57,13 @@ __all__ = [
 def console() -> Console:
     from rich.console import Console
 
-    return Console(soft_wrap=True, highlight=False)
+    return Console(soft_wrap=True, highlight=False, markup=False, emoji=False)
 
 
 def err_console() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, soft_wrap=True, highlight=False)
+    return Console(stderr=True, soft_wrap=True, highlight=False, markup=False, emoji=False)
 
 
 def print_json(data: Any) -> None:
@@ -152,10 +159,16 @@ def print_rows(
 
 def _human(value: Any) -> str:
     if isinstance(value, Mapping):
-        return "\n".join(f"{k}: {_human(v)}" for k, v in value.items())
+        return "\n".join(f"{terminal_text(str(k))}: {_human(v)}" for k, v in value.items())
     if isinstance(value, (list, tuple)):
         return ", ".join(_human(v) for v in value)
-    return "" if value is None else str(value)
+    return "" if value is None else terminal_text(str(value))
+
+
+def _lines(text: str) -> str:
+    """``text`` with each of its lines made :func:`~reef.encoding.terminal_text`: reef's own
+    messages may span lines, and what a stranger wrote within a line stays text."""
+    return "\n".join(terminal_text(line) for line in text.split("\n"))
 
 
 def ether(wei: int) -> str:
@@ -169,13 +182,13 @@ def ether(wei: int) -> str:
 def say(line: str = "") -> None:
     """A plain line on stdout, flushed at once: what a long-running command prints for people
     and scripts alike (scripts and the tests wait for its ``ready`` on a pipe)."""
-    typer.echo(line)
+    typer.echo(_lines(line))
 
 
 def tell(line: str, *, style: str | None = None) -> None:
     """A line for people on stderr (stdout stays for results and ``--json``), printed as it is:
     never read as Rich markup, since paths, URLs (``[::1]``) and messages may hold brackets."""
-    err_console().print(line, markup=False, style=style)
+    err_console().print(_lines(line), style=style)
 
 
 def note(message: str) -> None:
