@@ -9,7 +9,9 @@ Each test replays one attack that worked before its fix:
 * an ask whose proving time overflows the contract's deadline arithmetic: the batch holding it
   reverted, and the engine re-sent that pending batch forever, assigning nothing else;
 * private inputs nested a hundred thousand deep (a kilobyte once deflated): ``json.loads``'s
-  RecursionError escaped, killing the prover's loop and leaving it to be slashed;
+  RecursionError escaped (or, under py_ecc's raised recursion limit, the process segfaulted),
+  killing the prover's loop and leaving it to be slashed; the measure of that depth must itself
+  read the text once (escaped quotes without a closing one made a regex scan quadratic);
 * a prover registering a 64-byte key that is no curve point: every private ask drawn to it was
   shelved for good, a free denial of service on private markets;
 * a prover slashed a thousand times (free where the penalty is 0): its weight overflowed a
@@ -47,7 +49,7 @@ from typer.testing import CliRunner
 from net_support import serve_in_thread
 from proofs.proofs_support import EXAMPLE, Groth16Market, ProofChain, settle
 from reef.chain import serve_devnet_in_thread
-from reef.errors import ProofError
+from reef.errors import InvalidProofInputError, ProofError
 from reef.node._serve import serve_app
 from reef.proofs import (
     SCALAR_FIELD,
@@ -67,6 +69,7 @@ from reef.proofs import (
     ivs_app,
     market_aad,
     match_round,
+    parse_private_inputs,
     prover_weight,
 )
 
@@ -278,6 +281,19 @@ def test_a_bad_private_value_is_not_quoted_in_the_provers_outcome(tmp_path: Path
     for outcome, secret in zip(outcomes, secrets, strict=True):
         assert "private input x" in outcome.detail
         assert secret not in outcome.detail
+
+
+@pytest.mark.parametrize(
+    "plaintext",
+    [b'{"x": "' + b'\\"' * 400_000, b'["' + b'\\"' * 400_000, b"[" * 400_000 + b'"'],
+    ids=["escapes-in-object", "escapes-in-array", "deep-then-quote"],
+)
+def test_private_inputs_are_measured_in_one_pass(plaintext: bytes) -> None:
+    # Escaped quotes without a closing one: a scan that looks for each string's end from every
+    # quote reads the text once per quote (this round's first measure took hours on a body that
+    # inflates to under a megabyte); reef.encoding.json_depth reads it once.
+    with pytest.raises(InvalidProofInputError, match=r"not JSON|nest"):
+        parse_private_inputs(plaintext, ["x"])
 
 
 # ---- provers ----

@@ -34,10 +34,10 @@ from starlette.responses import JSONResponse
 from reef._api import LightApi, json_error, light_api
 from reef._api_models import error_answers
 from reef.crypto import Secp256k1PrivateKey, Secp256k1PublicKey
+from reef.encoding import json_depth
 from reef.errors import ProofError, ReefError
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._events import MarketCreated
-from reef.proofs._json import nesting_depth
 from reef.proofs._prover import InputVerifier
 from reef.proofs._secret import ecies_decrypt, ecies_encrypt
 
@@ -237,7 +237,7 @@ class RemoteInputVerifier:
             ) from exc
         text = data.decode("utf-8", errors="replace")
         body: Any = None
-        if nesting_depth(text) <= _ANSWER_DEPTH:  # json recurses per bracket (reef.proofs._json)
+        if json_depth(text, beyond=_ANSWER_DEPTH) <= _ANSWER_DEPTH:  # json recurses per bracket
             with contextlib.suppress(ValueError):
                 body = json.loads(text)
         return status, body, text

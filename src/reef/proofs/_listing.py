@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reef.chain import Address, Amount
+from reef.encoding import json_depth
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._events import (
     AuctionCreated,
@@ -21,7 +22,6 @@ from reef.proofs._events import (
     decode_proof,
 )
 from reef.proofs._groth16 import Groth16Proof, proof_from_words
-from reef.proofs._json import nesting_depth
 from reef.proofs._types import Ask, Market, Offer, ProverInfo
 
 __all__ = [
@@ -78,9 +78,9 @@ def _metadata(text: str) -> Mapping[str, Any]:
     whose fields reef reads have their types (``name`` a string, ``public_inputs`` and
     ``private_inputs`` lists of strings, ``artifacts`` an object of strings), else
     ``{"raw": text}``, so that what callers do with those fields cannot fail. It is measured
-    before parsing: json recurses per bracket (see reef.proofs._json)."""
+    before parsing: json recurses per bracket (see reef.encoding.json_depth)."""
     raw = {"raw": text}
-    if nesting_depth(text) > _METADATA_DEPTH:
+    if json_depth(text, beyond=_METADATA_DEPTH) > _METADATA_DEPTH:
         return raw
     try:
         data = json.loads(text)

@@ -22,10 +22,10 @@ from typing import Any
 from web3 import Web3
 
 from reef.chain import Address, Sender, Transactor, translate_errors
+from reef.encoding import json_depth
 from reef.errors import InputError, ProofError
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._groth16 import compile_verifier, load_verification_key
-from reef.proofs._json import nesting_depth
 
 __all__ = [
     "ArtifactStore",
@@ -101,8 +101,8 @@ class MarketMetadata:
         Raises:
             ProofError: it is not reef's metadata JSON.
         """
-        # Measured before parsing: json recurses per bracket (see reef.proofs._json).
-        if nesting_depth(text) > _METADATA_DEPTH:
+        # Measured before parsing: json recurses per bracket (see reef.encoding.json_depth).
+        if json_depth(text, beyond=_METADATA_DEPTH) > _METADATA_DEPTH:
             raise ProofError("the market's metadata is not reef's JSON: it nests too deep")
         try:
             data = json.loads(text)

@@ -34,9 +34,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from reef.crypto import Secp256k1PrivateKey, Secp256k1PublicKey
-from reef.encoding import parse_uint
+from reef.encoding import json_depth, parse_uint
 from reef.errors import InputError, InvalidProofInputError, ProofError, UintInputError
-from reef.proofs._json import nesting_depth
 
 __all__ = [
     "ACL_SIZE",
@@ -223,8 +222,8 @@ def parse_private_inputs(
     except UnicodeDecodeError as exc:
         raise InvalidProofInputError(f"the private inputs are not JSON: {exc}") from exc
     # Measured before parsing: json recurses per bracket, and a deep enough text kills the
-    # process (see reef.proofs._json).
-    depth = nesting_depth(text)
+    # process (see reef.encoding.json_depth).
+    depth = json_depth(text, beyond=_MAX_DEPTH)
     if depth > _MAX_DEPTH:
         raise InvalidProofInputError(
             f"the private inputs nest {depth} arrays or objects deep; they are a JSON object "
