@@ -296,6 +296,14 @@ def test_private_inputs_are_measured_in_one_pass(plaintext: bytes) -> None:
         parse_private_inputs(plaintext, ["x"])
 
 
+def test_a_megabyte_of_private_keys_is_not_a_megabyte_of_message() -> None:
+    plaintext = json.dumps({f"k{n}": 1 for n in range(60_000)}).encode()
+    with pytest.raises(InvalidProofInputError, match="the market takes") as refused:
+        parse_private_inputs(plaintext, ["x"])
+    assert len(str(refused.value)) < 500
+    assert "59992 more" in str(refused.value)
+
+
 # ---- provers ----
 
 

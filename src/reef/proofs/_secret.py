@@ -236,8 +236,11 @@ def parse_private_inputs(
     if not isinstance(data, Mapping):
         raise InvalidProofInputError("the private inputs are not a JSON object")
     if sorted(data) != sorted(names):
+        given = sorted(data)
+        # A megabyte of keys would be a megabyte of message (and of the prover's log).
+        shown = f"{given[:8]}"[:300] + (f" and {len(given) - 8} more" if len(given) > 8 else "")
         raise InvalidProofInputError(
-            f"the private inputs name {sorted(data)}; the market takes {sorted(names)}"
+            f"the private inputs name {shown}; the market takes {sorted(names)}"
         )
     out = {}
     for name in names:
