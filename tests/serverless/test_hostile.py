@@ -297,23 +297,29 @@ async def test_a_signed_answer_cannot_be_read_as_another_request_and_answer(
     assert digest(request_body=b"R" + sep + forged_answer, response_body=b"hello") == digest(
         request_body=b"R", response_body=forged_answer + sep + b"hello"
     )
+    assert digest(request_body=b"x|response||body", response_body=b"hello") == digest(
+        request_body=b"x", response_body=b"response||body|hello"
+    )
     hello = await executor.deploy(HELLO)
     says = await executor.deploy(
         b"export default { fetch() { return new Response('a|response||body|b'); } };"
     )
     async with httpx.AsyncClient(base_url=executor.gateway, timeout=30) as client:
         body = await client.post(f"/fn/{hello}", content=b"R" + sep + forged_answer)
+        # Ends in part of a marker that the next one completes: x, then "|response||body|".
+        spans = await client.post(f"/fn/{hello}", content=b"x|response||body")
         path = await client.post(f"/fn/{hello}/a|host|b", content=b"x")
         answer = await client.post(f"/fn/{says}", content=b"x")
-        fine = await client.post(f"/fn/{hello}", content=b"a|b")
-    for refused in (body, path):
+        fine = await client.post(f"/fn/{hello}/p?q=a|b", content=b"a|b")
+    for refused in (body, spans, path):
         assert refused.status_code == 400, refused.text
         assert "x-oyster-signature" not in refused.headers
         assert "|" in refused.json()["error"]
     assert answer.status_code == 502, answer.text
     assert "x-oyster-signature" not in answer.headers
-    assert "|response||body|" in answer.json()["error"]
+    assert "not signed" in answer.json()["error"]
     assert fine.status_code == 200
+    assert gateway_signer(fine)[1] == executor.node.address
     assert fine.content == b"hello, a|b"
 
 

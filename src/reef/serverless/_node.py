@@ -193,7 +193,8 @@ _CALL_RESPONSES: dict[int | str, dict[str, Any]] = {
     "default": {"description": "the function's answer with its own status", "headers": _SIGNED},
     400: {
         "description": "the codehash is malformed, or the request cannot be forwarded or "
-        "signed unambiguously ('|' in the path or Host, '|body|' in the body) (JSON `{error}`); "
+        "signed unambiguously (its path, Host or body holds a marker of Oyster's digest, such "
+        "as '|body|') (JSON `{error}`); "
         "or the verdict (empty body, signed): no code under it, code that is not UTF-8, a "
         "syntax error",
         "headers": _SIGNED,
@@ -210,7 +211,7 @@ _CALL_RESPONSES: dict[int | str, dict[str, Any]] = {
     502: {
         "model": ErrorModel,
         "description": "the code cannot be fetched from the chain, or the function's answer "
-        "holds '|response||body|' and cannot be signed unambiguously",
+        "holds a marker of Oyster's digest and cannot be signed unambiguously",
     },
     503: {"model": ErrorModel, "description": "the executor is not configured yet"},
 }
@@ -247,6 +248,19 @@ def oyster_response_digest(
     """The digest of Oyster's ``X-Oyster-Signature`` (reference §5): keccak256 over labelled
     fields, the timestamp as 8 big-endian bytes."""
     return keccak256(
+        _oyster_preimage(timestamp, method, path_and_query, host, request_body, response_body)
+    )
+
+
+def _oyster_preimage(
+    timestamp: int,
+    method: str,
+    path_and_query: str,
+    host: str,
+    request_body: bytes,
+    response_body: bytes,
+) -> bytes:
+    return (
         b"|oyster-serverless-hasher|"
         + b"|timestamp|"
         + struct.pack(">Q", timestamp)
@@ -575,9 +589,15 @@ class ExecutorNode:
                 return json_error(413, "the request body is over 1 MiB")
         query = f"?{request.url.query}" if request.url.query else ""
         shared_origin = "codehash" in request.path_params  # /fn/<codehash>: the gateway's origin
-        refusal = _two_readings(_raw_path(request.scope) + query, host, bytes(body))
-        if refusal is not None:
-            return json_error(400, refusal)
+        path_and_query = _raw_path(request.scope) + query
+        marker = _two_readings(request.method, path_and_query, host, bytes(body))
+        if marker is not None:
+            return json_error(
+                400,
+                f"the request's path, Host or body holds {marker!r} (or ends in part of it), "
+                "which would make the answer's signature readable as another request's answer: "
+                "percent-encode '|' in the path, and send the body without it",
+            )
         limits = dataclasses.replace(self.limits, timeout_ms=GATEWAY_TIMEOUT_MS)
         forwarded = HttpRequest(
             method=request.method,
@@ -600,19 +620,22 @@ class ExecutorNode:
             return json_error(429, exc.message)
         except ReefError as exc:  # the code could not be fetched (the chain's node failed)
             return json_error(502, f"cannot fetch the function's code: {exc.message}")
-        if _ANSWER_MARK in result.output:
+        timestamp = int(self.clock())
+        marker = _two_readings(
+            request.method, path_and_query, host, bytes(body), result.output, timestamp
+        )
+        if marker is not None:
             return json_error(
                 502,
-                f"the function's answer holds {_ANSWER_MARK.decode()!r}, which would make its "
-                "signature readable as another request's answer: it is not signed; call it "
-                "through a job, or have it answer without that text",
+                f"the function's answer holds {marker!r} (or starts with part of it), which "
+                "would make its signature readable as another request's answer: it is not "
+                "signed; call it through a job, or have it answer without that text",
             )
-        timestamp = int(self.clock())
         digest = oyster_response_digest(
             timestamp=timestamp,
             method=request.method,
             # As sent, as Oyster signs it: a decoded path would sign /a%2Fb's answer as /a/b's.
-            path_and_query=_raw_path(request.scope) + query,
+            path_and_query=path_and_query,
             host=host,
             request_body=bytes(body),
             response_body=result.output,
@@ -652,29 +675,47 @@ class ExecutorNode:
         return response
 
 
-# Oyster's digest joins its fields with these markers and no lengths, so a field that holds a
-# marker lets the same digest be read as other fields: a request body with the answer's marker
-# reads as a shorter body answered with what the caller wrote after it. The gateway signs only
-# what reads one way: no "|" in the path and Host, no body marker in the body, no answer marker
-# in the answer (with those, every marker in the digest is where the gateway put it).
-_ANSWER_MARK = b"|response||body|"
-_BODY_MARK = b"|body|"
+# Oyster's digest joins its fields with markers and no lengths, so a field holding a marker (or
+# ending in part of one that the next marker completes) lets the same digest be read as other
+# fields: a request body holding the answer's markers reads as a shorter body answered with what
+# the caller wrote after them. A reading is the markers' places in the signed bytes, so when each
+# marker occurs there exactly as often as in the layout itself, the bytes read one way only.
+_MARKERS = (
+    b"|oyster-serverless-hasher|",
+    b"|timestamp|",
+    b"|request|",
+    b"|method|",
+    b"|pathandquery|",
+    b"|host|",
+    b"|body|",
+    b"|response|",
+)
 
 
-def _two_readings(path_and_query: str, host: str, body: bytes) -> str | None:
-    """Why a request's signed answer could be read as another's, or None when it cannot."""
-    if "|" in path_and_query:
-        return (
-            "the path or query holds '|', which would make the answer's signature readable as "
-            "another request's: percent-encode it (%7C)"
-        )
-    if "|" in host:
-        return "the Host header holds '|', which would make the answer's signature ambiguous"
-    if _BODY_MARK in body:
-        return (
-            f"the request body holds {_BODY_MARK.decode()!r}, which would make the answer's "
-            "signature readable as another request's answer: send the body without it"
-        )
+def _occurrences(data: bytes, marker: bytes) -> int:
+    """How often ``marker`` occurs in ``data``, overlaps included."""
+    count, at = 0, data.find(marker)
+    while at >= 0:
+        count, at = count + 1, data.find(marker, at + 1)
+    return count
+
+
+_LAYOUT = {m: _occurrences(_oyster_preimage(0, "a", "a", "a", b"a", b"a"), m) for m in _MARKERS}
+
+
+def _two_readings(
+    method: str,
+    path_and_query: str,
+    host: str,
+    request_body: bytes,
+    response_body: bytes = b"",
+    timestamp: int = 0,
+) -> str | None:
+    """The marker that would let a signed answer read as another request's, or None."""
+    signed = _oyster_preimage(timestamp, method, path_and_query, host, request_body, response_body)
+    for marker in _MARKERS:
+        if _occurrences(signed, marker) != _LAYOUT[marker]:
+            return marker.decode()
     return None
 
 
