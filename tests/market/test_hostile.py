@@ -573,3 +573,63 @@ async def test_the_images_of_ended_jobs_leave_the_providers_disk(
     assert cached() == [JobMetadata.parse(shared).url.rsplit("/", 1)[1]]
     lp.tenant.revise_rate_initiate(three, 0)
     await lp.until("the last image to go", lambda: cached() == [])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:99999/images/" + "ab" * 32,  # a port past 65535
+        "http://store\n.example/images/" + "ab" * 32,  # a control character
+    ],
+)
+async def test_an_image_url_no_client_can_use_ends_the_job_with_the_reason(
+    local_provider: LocalProvider, url: str
+) -> None:
+    """Such a URL made httpx raise what the fetcher did not translate (an ExceptionGroup, an
+    InvalidURL): the job was retried forever, a traceback logged each time, and its owner was
+    never told."""
+    lp = local_provider
+    meta = JobMetadata(instance="dev.small", region="local", memory=256, vcpu=1, url=url)
+    job = lp.tenant.open_job(meta.to_json(), lp.provider, CARD.min_rate, 10**7)
+    await lp.until("the job to end", lambda: (lp.cp.job_status(job) or {}).get("phase") == "done")
+    reason = lp.cp.job_status(job)["reason"]
+    assert "image URL" in reason
+    assert lp.runner.enclaves == {}
+
+
+async def test_an_image_url_that_redirects_nowhere_ends_the_job_with_the_reason(
+    local_provider: LocalProvider,
+) -> None:
+    """A redirect loop, or a redirect to ``file:///etc/passwd``: the job was retried forever.
+    (No file is ever read: only http(s) is followed.)"""
+    from starlette.applications import Starlette
+    from starlette.responses import RedirectResponse
+    from starlette.routing import Route
+
+    from reef.node import serve_app
+
+    async def loop(_request: Any) -> RedirectResponse:
+        return RedirectResponse("/loop")
+
+    async def to_file(_request: Any) -> RedirectResponse:
+        return RedirectResponse("file:///etc/passwd")
+
+    app = Starlette(routes=[Route("/loop", loop), Route("/file", to_file)])
+    lp = local_provider
+    served = await serve_app(app, host="127.0.0.1", port=0, what="redirects")
+    try:
+        jobs = {}
+        for path in ("/loop", "/file"):
+            meta = JobMetadata(
+                instance="dev.small", region="local", memory=256, vcpu=1, url=served.url + path
+            )
+            jobs[path] = lp.tenant.open_job(meta.to_json(), lp.provider, CARD.min_rate, 10**7)
+        await lp.until(
+            "the jobs to end",
+            lambda: all((lp.cp.job_status(j) or {}).get("phase") == "done" for j in jobs.values()),
+        )
+        for job in jobs.values():
+            assert "cannot work" in lp.cp.job_status(job)["reason"]
+        assert lp.runner.enclaves == {}
+    finally:
+        await served.aclose()

@@ -113,6 +113,24 @@ class FetchedImage:
     path: Path
 
 
+def _checked_url(url: str) -> str:
+    """The scheme of ``url`` once httpx could request it (a job owner writes it).
+
+    Raises:
+        ImageError: naming what is wrong (retrying cannot fix a URL).
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port past 65535
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise ImageError(
+            f"the image URL {url[:120]!r} is not a valid URL: {exc}",
+            hint="give the image's http(s) URL, as the image store answers it",
+        ) from exc
+    return parts.scheme.lower()
+
+
 def content_address(url: str) -> str | None:
     """The SHA-256 a content-addressed URL names (its last path segment), if it names one."""
     segment = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1].lower()
@@ -154,7 +172,7 @@ class ImageFetcher:
             ImageError: the URL is unusable, or the image is refused (list, hash, size).
             ServiceError: the download failed (worth retrying).
         """
-        scheme = urlsplit(url).scheme.lower()
+        scheme = _checked_url(url)
         expected = content_address(url)
         if expected is not None:
             self._check_policy(expected)
@@ -225,6 +243,11 @@ class ImageFetcher:
                     raise ServiceError(error)
                 async for chunk in response.aiter_bytes(1 << 20):
                     writer.write(chunk)
+        except (httpx.UnsupportedProtocol, httpx.TooManyRedirects, httpx.InvalidURL) as exc:
+            # A redirect to file:// (or another scheme), a redirect loop, a redirect to a URL
+            # no client can use: the URL's server answers so every time.
+            writer.abort()
+            raise ImageError(f"downloading the image {url[:120]} cannot work: {exc}") from exc
         except httpx.HTTPError as exc:
             writer.abort()
             raise ServiceError(f"downloading the image {url} failed: {exc}") from exc
