@@ -500,11 +500,18 @@ def test_deploy_takes_the_lowest_app_port() -> None:
 
 class _ReceiptForger:
     """A JSON-RPC proxy in front of a real devnet that passes everything through but the
-    receipts, which ``forge`` rewrites (given the honest one and the first one it saw)."""
+    answers to ``method`` (receipts by default), which ``forge`` rewrites (given the honest
+    one and the first one it saw)."""
 
-    def __init__(self, upstream: str, forge: Callable[[dict[str, Any], dict[str, Any]], Any]):
+    def __init__(
+        self,
+        upstream: str,
+        forge: Callable[[Any, Any], Any],
+        method: str = "eth_getTransactionReceipt",
+    ) -> None:
         self.upstream = upstream
         self.forge = forge
+        self.method = method
         self.first: dict[str, Any] | None = None
         self.armed = False  # receipts pass through until the test arms the forger
 
@@ -518,7 +525,7 @@ class _ReceiptForger:
             body = await request.json()
             async with httpx.AsyncClient() as http:
                 answer = (await http.post(self.upstream, json=body)).json()
-            if isinstance(body, dict) and body.get("method") == "eth_getTransactionReceipt":
+            if isinstance(body, dict) and body.get("method") == self.method:
                 receipt = answer.get("result")
                 if receipt is not None:
                     if self.first is None:
@@ -727,3 +734,63 @@ def test_indexer_refuses_a_topic_that_is_no_text_in_every_event(tmp_path: Any) -
         indexer, raised = _index_through(node, tmp_path / str(at), decoder)
         assert isinstance(raised, ChainError), (topic0.hex(), repr(raised))
         assert indexer.events() == []
+
+
+@pytest.mark.parametrize(
+    ("result", "read"),
+    [
+        ("0xzz", "balance"),
+        (None, "balance"),
+        ({"a": 1}, "balance"),
+        ("0x" + "00" * 31 + "20" + "ff" * 32, "name"),
+    ],
+    ids=["not-hex", "null", "object", "string-past-memory"],
+)
+def test_a_malformed_call_result_is_an_rpc_error(result: object, read: str) -> None:
+    """A node answers a contract read (``eth_call``) with what no contract returns: text that
+    is not hex, null, an object, a string whose length no memory holds. Each was a
+    binascii/TypeError/OverflowError traceback; each is now an RPCError naming the call."""
+    from web3 import Web3
+
+    from net_support import serve_in_thread
+    from reef.chain import Devnet, TokenClient, dev_accounts, serve_devnet_in_thread
+    from reef.errors import RPCError
+
+    owner = dev_accounts(1)[0].local_account
+    with serve_devnet_in_thread(Devnet(accounts=1)) as devnet:
+        forger = _ReceiptForger(devnet.url, lambda honest, first: result, "eth_call")
+        with serve_in_thread(forger.app()) as url:
+            w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 10}))
+            token = TokenClient.deploy(w3, owner)
+            forger.armed = True
+            forger.first = {}  # every answer from now on is forged
+            with pytest.raises(RPCError, match="the node answered a malformed result"):
+                token.balance(owner.address) if read == "balance" else token.name()
+
+
+@pytest.mark.parametrize(
+    ("method", "result"),
+    [("eth_estimateGas", "0xzz"), ("eth_estimateGas", None), ("eth_getTransactionCount", [])],
+    ids=["gas-not-hex", "gas-null", "nonce-list"],
+)
+def test_a_malformed_answer_while_sending_is_an_rpc_error(method: str, result: object) -> None:
+    """The node's gas estimate or nonce, which the transaction is built from, is no number:
+    an RPCError naming the transaction, nothing signed or sent, never a traceback."""
+    from web3 import Web3
+
+    from net_support import serve_in_thread
+    from reef.chain import Devnet, TokenClient, dev_accounts, serve_devnet_in_thread
+    from reef.errors import RPCError
+
+    owner = dev_accounts(1)[0].local_account
+    with serve_devnet_in_thread(Devnet(accounts=1)) as devnet:
+        forger = _ReceiptForger(devnet.url, lambda honest, first: result, method)
+        with serve_in_thread(forger.app()) as url:
+            w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 10}))
+            token = TokenClient.deploy(w3, owner)
+            forger.armed = True
+            forger.first = {}
+            with pytest.raises(RPCError, match=r"Token\.mint: the node answered a malformed"):
+                token.mint(owner.address, 1)
+            forger.armed = False
+            assert token.total_supply() == 0

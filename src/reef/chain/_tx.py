@@ -257,6 +257,25 @@ def _checked_receipt(description: str, tx_hash: str, receipt: Any) -> tuple[int,
     return block, status
 
 
+@contextmanager
+def _node_answers(description: str) -> Iterator[None]:
+    """Inside :func:`translate_errors`: what web3.py raises when it cannot read the node's
+    answer (text that is not hex, null, an object, an ABI string longer than any memory: a
+    ValueError, TypeError or OverflowError) becomes an :class:`~reef.errors.RPCError`; web3.py's
+    and eth-tester's own errors pass on to :func:`translate_errors`."""
+    reverts, refusals = _error_types()
+    theirs: tuple[type[Exception], ...] = (*reverts, *refusals, Web3Exception)
+    try:
+        yield
+    except theirs:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise RPCError(
+            f"{description}: the node answered a malformed result ({exc})"[:400],
+            hint=_LYING_NODE,
+        ) from exc
+
+
 class Transactor:
     """Sends transactions for one account and reports progress; see the module docstring.
 
@@ -327,7 +346,10 @@ class Transactor:
         params: TxParams = {}
         if self._sender is not None:
             params["from"] = self._sender
-        with translate_errors(description, fn.address, hints=self.hints):
+        with (
+            translate_errors(description, fn.address, hints=self.hints),
+            _node_answers(description),
+        ):
             return fn.call(params)
 
     def send(
@@ -341,7 +363,7 @@ class Transactor:
         """
         sender = self.sender
         address = getattr(fn, "address", None)
-        with translate_errors(description, address, hints=self.hints):
+        with translate_errors(description, address, hints=self.hints), _node_answers(description):
             # Against the pending block, the one the transaction will be mined in: anvil
             # estimates "latest" at that block's timestamp, which stands still while no
             # transaction comes, so a rate lock that has ended on the wall clock still reverted.
