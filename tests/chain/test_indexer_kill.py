@@ -6,6 +6,7 @@ the reference is the chain's own eth_getLogs."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -41,9 +42,14 @@ def test_kill_9_never_loses_or_repeats_an_event(tmp_path: Path) -> None:
     env = {**os.environ, "REEF_HOME": str(tmp_path / "home")}
     stop = threading.Event()
 
+    deposits = itertools.count(1)
+    made = 0
+
     def emit() -> None:  # the market keeps moving while the indexer dies and restarts
+        nonlocal made
         while not stop.is_set():
             owner.deposit(job, 1, approve=False)
+            made = next(deposits)
 
     with serve_devnet_in_thread(devnet) as server:
         command = [
@@ -65,7 +71,9 @@ def test_kill_9_never_loses_or_repeats_an_event(tmp_path: Path) -> None:
         writer.start()
         rng = random.Random(7)
         try:
-            for _ in range(5):
+            # At least five kills, and on until the market has moved enough (a loaded machine
+            # sends fewer deposits per kill).
+            for kills in itertools.count(1):
                 process = subprocess.Popen(
                     [*command, "--follow", "--interval", "0.02"],
                     env=env,
@@ -75,6 +83,8 @@ def test_kill_9_never_loses_or_repeats_an_event(tmp_path: Path) -> None:
                 time.sleep(2.5 + rng.random() * 1.5)  # start-up takes ~2 s; then it indexes
                 process.send_signal(signal.SIGKILL)
                 process.wait()
+                if kills >= 5 and (made > 120 or kills >= 40):
+                    break
         finally:
             stop.set()
             writer.join()

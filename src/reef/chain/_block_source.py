@@ -18,15 +18,25 @@ thread, caching and retry layers) costs 0.75 ms per request plus about 2 ms per 
 (httpx about 1.7 ms; ``http.client`` 0.55 ms). The two calls of a range go as one JSON-RPC
 batch, which every mainstream node (geth, erigon, anvil, hardhat, reef's devnet) answers; a
 node that refuses batches gets the two requests one after the other, from then on.
+
+A node may be a stranger's (a public RPC, a host's): its whole answer must come within twice the
+provider's timeout (``http.client``'s timeout bounds each socket read, so a node dripping a byte
+at a time held a reader for ever), be at most :data:`MAX_ANSWER_BYTES`, and nest no deeper than
+:data:`reef.encoding.MAX_JSON_DEPTH` (json recurses per bracket, and web3 has raised the
+recursion limit so far that a nesting bomb overflows the C stack).
 """
 
 from __future__ import annotations
 
+import functools
 import http.client
+import io
 import itertools
 import json
+import socket
 import ssl
 import threading
+import time
 import urllib.request
 import weakref
 from base64 import b64encode
@@ -41,7 +51,8 @@ from web3.providers.base import JSONBaseProvider
 from web3.providers.rpc import HTTPProvider
 from web3.types import RPCEndpoint
 
-from reef.errors import RPCError
+from reef.encoding import loads_bounded
+from reef.errors import InputError, RPCError
 
 __all__ = ["BlockRef", "BlockSource", "RawLog", "Web3BlockSource"]
 
@@ -138,6 +149,48 @@ def _raw(value: Any) -> bytes:
     return bytes.fromhex(text[2:] if text[:2].lower() == "0x" else text)
 
 
+MAX_ANSWER_BYTES = 256 * 1024 * 1024
+"""The largest answer read from a node: ranges of logs are sized to stay far below it."""
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket as an answer is read from it: each read waits at most until ``deadline``."""
+
+    def __init__(self, sock: socket.socket, deadline: float, timeout: float) -> None:
+        self._sock, self._deadline, self._timeout = sock, deadline, timeout
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the node's answer did not end in time")
+        self._sock.settimeout(min(left, self._timeout))
+        return self._sock.recv_into(buffer)
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """An answer whose head and body must all come before ``deadline``."""
+
+    def __init__(
+        self, sock: socket.socket, *, deadline: float, timeout: float, method: str | None = None
+    ) -> None:
+        super().__init__(_Socket(sock, deadline, timeout), method=method)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class _Socket:
+    """What :class:`http.client.HTTPResponse` takes of a socket: a file to read from."""
+
+    sock: socket.socket
+    deadline: float
+    timeout: float
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self.sock, self.deadline, self.timeout))
+
+
 class _HttpRpc:
     """JSON-RPC requests over HTTP(S) with the standard library's ``http.client``.
 
@@ -194,9 +247,16 @@ class _HttpRpc:
         while True:
             connection, reused = self._connection()
             try:
+                if connection.sock is not None:  # a read left a shorter timeout on it
+                    connection.sock.settimeout(self._timeout)
                 connection.request("POST", self._path, body, self._headers)
+                connection.response_class = functools.partial(  # type: ignore[assignment]
+                    _DeadlineResponse,
+                    deadline=time.monotonic() + 2 * self._timeout,
+                    timeout=self._timeout,
+                )
                 response = connection.getresponse()
-                answer = response.read()
+                answer = _read_bounded(response)
             except (ConnectionError, http.client.HTTPException):
                 connection.close()
                 if reused:
@@ -224,8 +284,8 @@ class _HttpRpc:
         try:
             # A node may answer a JSON-RPC error with an HTTP error status: its message is
             # what tells a refused range apart.
-            return json.loads(answer)
-        except ValueError as exc:
+            return loads_bounded(answer, what="the answer")
+        except InputError as exc:
             raise RPCError(
                 f"{what} failed: HTTP {status}, not a JSON-RPC answer ({answer[:200]!r})",
                 hint="check that the URL is a JSON-RPC endpoint",
@@ -236,6 +296,28 @@ class _HttpRpc:
             idle = self._idle[:]
             self._idle.clear()
         _close_all(idle)
+
+
+def _read_bounded(response: http.client.HTTPResponse) -> bytes:
+    """The body of ``response``.
+
+    Raises:
+        RPCError: it is over :data:`MAX_ANSWER_BYTES`.
+    """
+    length = response.getheader("content-length")
+    if length is not None and length.isdigit() and int(length) <= MAX_ANSWER_BYTES:
+        return response.read()  # one read: the common case, and the fastest
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := response.read(1 << 20):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise RPCError(
+                f"the node's answer is over {MAX_ANSWER_BYTES} bytes",
+                hint="check that the URL is a JSON-RPC endpoint you trust",
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _close_all(connections: list[http.client.HTTPConnection]) -> None:
