@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import re
+from array import array
+from itertools import accumulate
 from typing import Any
 
 from reef.errors import InputError
@@ -23,30 +25,28 @@ __all__ = ["MAX_JSON_DEPTH", "json_depth_exceeds", "loads_bounded"]
 MAX_JSON_DEPTH = 64
 """How deeply arrays and objects may nest: reef's own documents nest three or four levels."""
 
-# A string (to its closing quote, or to the end when it never closes: matching from each later
-# quote again would make the scan quadratic), or one bracket.
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\Z)|[\[\]{}]', re.DOTALL)
+# A string, to its closing quote or to the end when it never closes (written "unrolled", so
+# that the engine does not try an alternative per character).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\Z)', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEPS = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")  # +1 and -1 as signed bytes
 
 
 def json_depth_exceeds(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether ``text``, read as JSON, opens more than ``limit`` arrays or objects at once.
 
     Brackets inside strings do not count, as the parser would not count them; the answer for a
-    malformed document is an upper bound of what the parser would reach before it fails.
+    malformed document is an upper bound of what the parser would reach before it fails. The
+    work is done by C code (the regex engine, ``bytes.translate``, ``itertools.accumulate``):
+    for 5 MiB, about 0.3 s of brackets and 1 s of short strings holding brackets (a loop over
+    the tokens in Python took 3 s); servers run it off their event loop.
     """
-    chars = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
-    if chars.count("[") + chars.count("{") <= limit:
-        return False  # cannot nest deeper than it has brackets (the common, C-speed case)
-    depth = 0
-    for match in _TOKEN.finditer(chars):
-        token = match.group()
-        if token in ("[", "{"):
-            depth += 1
-            if depth > limit:
-                return True
-        elif token in ("]", "}"):
-            depth -= 1
-    return False
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False  # cannot nest deeper than it has brackets (the common case)
+    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    depths = accumulate(array("b", brackets.translate(_STEPS)))
+    return max(depths, default=0) > limit
 
 
 def loads_bounded(text: str | bytes, *, what: str, max_depth: int = MAX_JSON_DEPTH) -> Any:

@@ -652,7 +652,7 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
         collateral = str(payload.get("collateral") or "") or None
         from reef.market import MAX_JSON_DEPTH, json_depth_exceeds
 
-        if collateral is not None and json_depth_exceeds(collateral):
+        if collateral is not None and await off_thread(json_depth_exceeds, collateral):
             return JSONResponse(
                 {
                     "error": f"the collateral is nested more than {MAX_JSON_DEPTH} levels deep",
@@ -715,8 +715,9 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
 
         body = await request.body() or b"{}"
         # A body of ~70 000 "[" would crash the whole process in json.loads (SIGSEGV: py_ecc
-        # raised the recursion limit), and with it everything `reef up` serves.
-        if json_depth_exceeds(body):
+        # raised the recursion limit), and with it everything `reef up` serves. Measuring a
+        # large body takes up to a second: off the event loop.
+        if await off_thread(json_depth_exceeds, body):
             raise InputError(
                 f"the request body is nested more than {MAX_JSON_DEPTH} levels deep",
                 hint="send a flat JSON object",
