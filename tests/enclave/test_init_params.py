@@ -6,6 +6,8 @@ import base64
 import hashlib
 import json
 import struct
+import subprocess
+import sys
 
 import pytest
 
@@ -140,3 +142,23 @@ def test_measurements_with_and_without_init_params() -> None:
     assert len({base.image_id, one.image_id, two.image_id}) == 3
     assert one.with_init_params(None) == base
     assert one.as_debug().pcrs[16] == one.pcrs[16]
+
+
+def test_a_nesting_bomb_in_a_tenants_init_params_is_an_image_error() -> None:
+    # A job's init params come from its metadata, which any tenant writes; the provider parses
+    # them in a process where web3 has raised the recursion limit, so json.loads of 100 000
+    # brackets was a segmentation fault that took the provider (and reef up) down. A child
+    # process, so that a crash fails this test instead of killing pytest.
+    script = (
+        "import base64, sys; sys.setrecursionlimit(100_000)\n"
+        "from reef.enclave import InitParams\n"
+        "from reef.errors import ImageError\n"
+        "bomb = base64.b64encode(b'[' * 100_000)\n"
+        "try:\n"
+        "    InitParams.from_json(bomb, source='the job metadata init params')\n"
+        "except ImageError as exc:\n"
+        "    print(exc.message)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-500:]}"
+    assert "the job metadata init params is nested more than" in done.stdout

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from reef.encoding import loads_bounded
 from reef.errors import ImageError, InputError
 from reef.home import read_file
 
@@ -199,9 +200,10 @@ class InitParams:
             except (binascii.Error, UnicodeDecodeError) as exc:
                 raise ImageError(f"{source} is neither init-params JSON nor its base64") from exc
         try:
-            doc = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise ImageError(f"{source} is not valid JSON: {exc}") from exc
+            # A job's init params are its tenant's: bounded, as any stranger's JSON.
+            doc = loads_bounded(stripped, what=source)
+        except InputError as exc:
+            raise ImageError(exc.message, hint=exc.hint) from exc
         params_doc, digest = _parse_doc(doc, source)
         params = tuple(_parse_param(item, i, source) for i, item in enumerate(params_doc))
         try:
