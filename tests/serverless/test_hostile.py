@@ -311,6 +311,8 @@ async def test_a_signed_answer_cannot_be_read_as_another_request_and_answer(
         path = await client.post(f"/fn/{hello}/a|host|b", content=b"x")
         answer = await client.post(f"/fn/{says}", content=b"x")
         fine = await client.post(f"/fn/{hello}/p?q=a|b", content=b"a|b")
+        # A marker's name between two markers reads one way: "|body|host|response|..."
+        named = await client.post(f"/fn/{hello}", content=b"host")
     for refused in (body, spans, path):
         assert refused.status_code == 400, refused.text
         assert "x-oyster-signature" not in refused.headers
@@ -318,7 +320,7 @@ async def test_a_signed_answer_cannot_be_read_as_another_request_and_answer(
     assert answer.status_code == 502, answer.text
     assert "x-oyster-signature" not in answer.headers
     assert "not signed" in answer.json()["error"]
-    assert fine.status_code == 200
+    assert fine.status_code == named.status_code == 200
     assert gateway_signer(fine)[1] == executor.node.address
     assert fine.content == b"hello, a|b"
 

@@ -676,31 +676,53 @@ class ExecutorNode:
 
 
 # Oyster's digest joins its fields with markers and no lengths, so a field holding a marker (or
-# ending in part of one that the next marker completes) lets the same digest be read as other
-# fields: a request body holding the answer's markers reads as a shorter body answered with what
-# the caller wrote after them. A reading is the markers' places in the signed bytes, so when each
-# marker occurs there exactly as often as in the layout itself, the bytes read one way only.
-_MARKERS = (
-    b"|oyster-serverless-hasher|",
-    b"|timestamp|",
-    b"|request|",
-    b"|method|",
-    b"|pathandquery|",
-    b"|host|",
-    b"|body|",
-    b"|response|",
-)
+# ending in part of one that the next marker completes) can let the same digest be read as other
+# fields: a request body holding the answer's marker reads as a shorter body answered with what
+# the caller wrote after it. After the fixed head (hasher, timestamp, request and method
+# markers), a reading is a choice of one place for each of these markers, in order; the gateway
+# signs only bytes with one such choice.
+_HEAD = len(b"|oyster-serverless-hasher||timestamp|") + 8 + len(b"|request||method|")
+_SEPARATORS = (b"|pathandquery|", b"|host|", b"|body|", b"|response||body|")
 
 
-def _occurrences(data: bytes, marker: bytes) -> int:
-    """How often ``marker`` occurs in ``data``, overlaps included."""
-    count, at = 0, data.find(marker)
+def _places(data: bytes, marker: bytes, start: int) -> list[int]:
+    """Where ``marker`` occurs in ``data`` from ``start`` on, overlaps included."""
+    found, at = [], data.find(marker, start)
     while at >= 0:
-        count, at = count + 1, data.find(marker, at + 1)
-    return count
+        found.append(at)
+        at = data.find(marker, at + 1)
+    return found
 
 
-_LAYOUT = {m: _occurrences(_oyster_preimage(0, "a", "a", "a", b"a", b"a"), m) for m in _MARKERS}
+def _second_reading(signed: bytes) -> str | None:
+    """The marker that has more than one place in some reading of ``signed``, or None when the
+    bytes read one way only."""
+    places = [_places(signed, marker, _HEAD) for marker in _SEPARATORS]
+    # earliest[k]: where the earliest reading of markers 0..k ends; latest[k]: the latest start
+    # of marker k from which markers k.. still fit. A place of marker k is in some reading when
+    # a reading of the markers before it ends by then and the markers after it fit after it.
+    earliest: list[int] = []
+    end = _HEAD
+    for marker, found in zip(_SEPARATORS, places, strict=True):
+        at = next((i for i in found if i >= end), None)
+        if at is None:
+            return None  # no reading at all: not a layout the gateway builds
+        end = at + len(marker)
+        earliest.append(end)
+    latest = [0] * len(_SEPARATORS)
+    limit = len(signed)
+    for k in reversed(range(len(_SEPARATORS))):
+        fits = [i for i in places[k] if i + len(_SEPARATORS[k]) <= limit]
+        if not fits:
+            return None
+        latest[k] = limit = fits[-1]
+    for k, marker in enumerate(_SEPARATORS):
+        after = earliest[k - 1] if k else _HEAD
+        before = latest[k + 1] if k + 1 < len(_SEPARATORS) else len(signed)
+        usable = [i for i in places[k] if i >= after and i + len(marker) <= before]
+        if len(usable) > 1:
+            return marker.decode()
+    return None
 
 
 def _two_readings(
@@ -712,11 +734,9 @@ def _two_readings(
     timestamp: int = 0,
 ) -> str | None:
     """The marker that would let a signed answer read as another request's, or None."""
-    signed = _oyster_preimage(timestamp, method, path_and_query, host, request_body, response_body)
-    for marker in _MARKERS:
-        if _occurrences(signed, marker) != _LAYOUT[marker]:
-            return marker.decode()
-    return None
+    return _second_reading(
+        _oyster_preimage(timestamp, method, path_and_query, host, request_body, response_body)
+    )
 
 
 def _raw_path(scope: Scope) -> str:
