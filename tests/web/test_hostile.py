@@ -281,6 +281,22 @@ def test_deeply_nested_json_in_a_body_or_the_collateral_does_not_crash_the_dashb
     net.alive()
 
 
+def test_collateral_that_carries_deeply_nested_json_does_not_crash_the_dashboard(
+    net: Net, vectors: Path
+) -> None:
+    """The collateral's own JSON is flat, but its QE identity is a string holding a document
+    nested 100 000 deep: reef.attestation parses it when it explains why a quote is outside the
+    collateral's window, and json.loads would crash the process there."""
+    quote = (vectors / "dcap" / "tdx_quote").read_bytes()
+    collateral = json.loads((vectors / "dcap" / "tdx_quote_collateral.json").read_text())
+    collateral["qe_identity"] = DEEP
+    body = {"document": quote.hex(), "collateral": json.dumps(collateral), "at_s": "1720000000"}
+    answer = httpx.post(f"{net.url}/api/attestation/verify", json=body, timeout=30)
+    assert answer.status_code == 400
+    assert "collateral is nested" in answer.json()["error"]
+    net.alive()
+
+
 # -- requests made by other sites' pages ------------------------------------------------------------
 
 

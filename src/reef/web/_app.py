@@ -650,9 +650,9 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
             return JSONResponse({"error": "send JSON {document | endpoint, mode}"}, 400)
         roots = known_roots(dash.dev_root())
         collateral = str(payload.get("collateral") or "") or None
-        from reef.market import MAX_JSON_DEPTH, json_depth_exceeds
+        from reef.market import MAX_JSON_DEPTH
 
-        if collateral is not None and await off_thread(json_depth_exceeds, collateral):
+        if collateral is not None and await off_thread(_collateral_too_deep, collateral):
             return JSONResponse(
                 {
                     "error": f"the collateral is nested more than {MAX_JSON_DEPTH} levels deep",
@@ -1070,6 +1070,23 @@ async def _verifier_counts(url: str) -> dict[str, object]:
         "documents accepted": counts["accepted"],
         "documents refused": counts["rejected"],
     }
+
+
+def _collateral_too_deep(collateral: str) -> bool:
+    """Whether TDX/SGX collateral nests too deeply to parse, itself or in the JSON documents its
+    fields carry as strings (TCB info, QE identity): reef.attestation parses those too, with
+    json.loads, when it explains a verdict."""
+    from reef.market import json_depth_exceeds
+
+    if json_depth_exceeds(collateral):
+        return True
+    try:
+        fields = json.loads(collateral)
+    except (ValueError, RecursionError):
+        return False  # not JSON: the verifier refuses it for that
+    if not isinstance(fields, dict):
+        return False
+    return any(isinstance(v, str) and json_depth_exceeds(v) for v in fields.values())
 
 
 MAX_LOG_LINE = 16 * 1024
