@@ -35,7 +35,6 @@ with the same byte bound and a deadline checked at each piece of the body.
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 import time
 from collections.abc import Callable, Coroutine, Hashable
@@ -49,6 +48,7 @@ from reef.attestation._cache import AttestationCache
 from reef.attestation._model import Expectations, VerifiedAttestation
 from reef.attestation._nitro import DEFAULT_MAX_AGE_MS, NitroVerifier
 from reef.attestation._roots import TrustedRoot
+from reef.encoding import terminal_text
 from reef.errors import InputError, MisuseError, ServiceError
 
 __all__ = ["AttestationClient", "attestation_url"]
@@ -115,22 +115,6 @@ def _request(
     return url, params, time.monotonic() + wait_s
 
 
-# Characters a terminal obeys rather than shows (C0 and C1 controls, DEL) and those that reorder
-# what is shown (bidirectional overrides and isolates).
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def _shown(text: str) -> str:
-    """``text`` as it may be quoted in a message the CLI prints: controls and direction
-    overrides are written out (``\\x1b``), so a server's answer cannot drive the terminal."""
-    return _UNPRINTABLE.sub(
-        lambda match: (
-            f"\\x{ord(match[0]):02x}" if ord(match[0]) < 0x100 else f"\\u{ord(match[0]):04x}"
-        ),
-        text,
-    )
-
-
 def _too_big(url: str) -> ServiceError:
     return ServiceError(
         f"{url} answered more than {MAX_DOCUMENT_BYTES} bytes: that is no attestation document",
@@ -159,7 +143,7 @@ def _document(url: str, status: int, body: bytes) -> bytes:
         ServiceError: for any answer but 200 with a non-empty document.
     """
     if status != 200:
-        text = _shown(body[:400].decode("utf-8", "replace").strip())[:200]
+        text = terminal_text(body[:400].decode("utf-8", "replace").strip())[:200]
         raise ServiceError(
             f"{url} answered HTTP {status}: {text}",
             hint="is this the enclave's attestation server (port 1300, /attestation/raw)?",

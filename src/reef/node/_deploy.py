@@ -50,6 +50,7 @@ from reef.chain import (
     job_index,
 )
 from reef.enclave import InitParams, build_image, load_image
+from reef.encoding import terminal_text
 from reef.errors import (
     AttestationError,
     ConfigError,
@@ -67,7 +68,7 @@ from reef.market import (
     settlement_amount,
     upload_image,
 )
-from reef.node._jobs import _shown, format_time, stop_job, stop_margin_s, stops_at
+from reef.node._jobs import format_time, stop_job, stop_margin_s, stops_at
 from reef.node._session import Session
 
 __all__ = [
@@ -260,14 +261,14 @@ def enclave_crash(status: Mapping[str, Any] | None) -> EnclaveCrash | None:
         return None
     code = last_exit.get("exit_code")
     console = last_exit.get("console") or ()
-    # The provider's and the app's words, printed on the user's terminal: written out (_shown).
+    # The provider's and the app's words, printed on the user's terminal: written out (terminal_text).
     return EnclaveCrash(
         restarts=restarts,
-        state=_shown(str(last_exit.get("state") or state or "gone")),
-        detail=_shown(str(status.get("last_restart") or "")),
+        state=terminal_text(str(last_exit.get("state") or state or "gone")),
+        detail=terminal_text(str(status.get("last_restart") or "")),
         exit_code=code if isinstance(code, int) else None,
-        reason=_shown(str(last_exit.get("reason") or "")),
-        console=tuple(_shown(str(line)) for line in console[-_CONSOLE_LINES:])
+        reason=terminal_text(str(last_exit.get("reason") or "")),
+        console=tuple(terminal_text(str(line)) for line in console[-_CONSOLE_LINES:])
         if isinstance(console, (list, tuple))
         else (),
     )
@@ -321,7 +322,7 @@ def wait_for_enclave(
         status = cp.job(job_id)
         if status is not None and status.get("phase") == "done":
             raise MarketError(
-                f"the provider will not run job {label}: {_shown(str(status.get('reason')))}",
+                f"the provider will not run job {label}: {terminal_text(str(status.get('reason')))}",
                 hint=f"the deposit stays in the job: `reef jobs stop {label}` returns it",
             )
         watch.raise_if_crashed(status)
@@ -333,9 +334,9 @@ def wait_for_enclave(
             enclave = status.get("enclave") or {}
             if not isinstance(enclave, Mapping):
                 enclave = {}
-            state = f"enclave {_shown(str(enclave.get('state', 'being prepared')))}"
+            state = f"enclave {terminal_text(str(enclave.get('state', 'being prepared')))}"
             if status.get("last_error"):
-                state += f" (retrying: {_shown(str(status['last_error']))})"
+                state += f" (retrying: {terminal_text(str(status['last_error']))})"
         if state != last:
             progress(f"waiting for the enclave: {state}")
             last = state

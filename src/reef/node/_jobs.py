@@ -35,13 +35,13 @@ an injected ``sleep`` (:class:`CloseWait`), so the close rules are tested agains
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from reef.chain import Address, Amount, Job, JobId, amount_per_hour, format_amount, job_index
+from reef.encoding import terminal_text
 from reef.errors import ContractRevertError, MarketError, ServiceError
 
 if TYPE_CHECKING:
@@ -165,21 +165,21 @@ def job_status(market: MarketClient, job: Job, *, timeout_s: float = 3.0) -> Job
         view = ControlPlaneClient(cp, timeout=timeout_s).job(job.id)
     except ServiceError:
         return JobStatus(
-            f"unknown (the provider's control plane at {_shown(cp)} cannot be reached)"
+            f"unknown (the provider's control plane at {terminal_text(cp)} cannot be reached)"
         )
     if view is None:
         return JobStatus("not seen by the provider yet")
-    # The provider's words, printed on the owner's terminal: each written out (_shown).
+    # The provider's words, printed on the owner's terminal: each written out (reef.encoding.terminal_text).
     enclave = view.get("enclave") or {}
     if not isinstance(enclave, Mapping):
         enclave = {}
-    phase = _shown(str(view.get("phase") or ""))
-    last_error = _shown(str(view.get("last_error") or ""))
-    reason = _shown(str(view.get("reason") or ""))
+    phase = terminal_text(str(view.get("phase") or ""))
+    last_error = terminal_text(str(view.get("last_error") or ""))
+    reason = terminal_text(str(view.get("reason") or ""))
     if phase == "done":
         state = f"ended: {reason or 'no reason given'}"
     elif enclave:
-        state = _shown(str(enclave.get("state", "unknown")))
+        state = terminal_text(str(enclave.get("state", "unknown")))
     else:
         state = "retrying" if last_error else "launching"
     endpoints = enclave.get("endpoints") or {}
@@ -190,10 +190,10 @@ def job_status(market: MarketClient, job: Job, *, timeout_s: float = 3.0) -> Job
         phase=phase,
         last_error=last_error,
         reason=reason,
-        enclave_id=_shown(str(enclave.get("id") or "")),
+        enclave_id=terminal_text(str(enclave.get("id") or "")),
         endpoints=dict(endpoints) if isinstance(endpoints, Mapping) else {},
         restarts=restarts if isinstance(restarts, int) else 0,
-        last_restart=_shown(str(view.get("last_restart") or "")),
+        last_restart=terminal_text(str(view.get("last_restart") or "")),
     )
 
 
@@ -537,27 +537,13 @@ that never sends a newline would otherwise be held in memory whole)."""
 LOG_HISTORY_S = 30.0
 """How long :func:`enclave_log_lines` reads without ``follow``, at most: a console that never
 pauses for a second would otherwise keep it reading for ever."""
-# What a terminal obeys rather than shows (C0 and C1 controls but the tab, DEL) and what reorders
-# what it shows (bidirectional overrides and isolates).
-_TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def _shown(text: str) -> str:
-    """A console line as it may be printed on the owner's terminal: controls and direction
-    overrides written out (``\\x1b``), so the tenant's text cannot drive the terminal."""
-    return _TERMINAL_CONTROLS.sub(
-        lambda match: (
-            f"\\x{ord(match[0]):02x}" if ord(match[0]) < 0x100 else f"\\u{ord(match[0]):04x}"
-        ),
-        text,
-    )
 
 
 def _console_line(line: str, *, cut: bool = False) -> Iterator[str]:
     """A server-sent event line's console line, if it is one (``data:``), shown safely."""
     line = line.removesuffix("\r")
     if line.startswith("data:"):  # server-sent events: the rest is one console line
-        yield _shown(line[5:].removeprefix(" ")) + (" … (line cut)" if cut else "")
+        yield terminal_text(line[5:].removeprefix(" ")) + (" … (line cut)" if cut else "")
 
 
 def _console_lines(pieces: Iterable[str], stop_at: float | None) -> Iterator[str]:
@@ -609,7 +595,7 @@ def enclave_logs_url(
     url = endpoints.get("logs") if isinstance(endpoints, Mapping) else None
     if url is not None and not isinstance(url, str):
         raise ServiceError(
-            f"job {label}'s provider answered a logs endpoint that is no URL: {_shown(repr(url))}"
+            f"job {label}'s provider answered a logs endpoint that is no URL: {terminal_text(repr(url))}"
         )
     if not url:
         raise MarketError(
@@ -649,7 +635,7 @@ def enclave_log_lines(
         ):
             if stream.status_code != 200:
                 raise ServiceError(
-                    f"the enclave's logs at {_shown(url)} answered HTTP {stream.status_code}",
+                    f"the enclave's logs at {terminal_text(url)} answered HTTP {stream.status_code}",
                     hint="the enclave may have stopped; `reef jobs show JOB` says what its "
                     "provider reports",
                 )
@@ -658,5 +644,5 @@ def enclave_log_lines(
         return  # no new line for a second: without follow, that is the end
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise ServiceError(
-            f"cannot read the enclave's logs at {_shown(url)}: {_shown(str(exc))}"
+            f"cannot read the enclave's logs at {terminal_text(url)}: {terminal_text(str(exc))}"
         ) from exc
