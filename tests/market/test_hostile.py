@@ -660,8 +660,9 @@ _JSON = st.recursive(
 @given(value=_JSON, limit=st.integers(0, 6))
 def test_the_depth_measure_agrees_with_the_parsed_document(value: Any, limit: int) -> None:
     """Brackets inside strings (escaped quotes and backslashes included) do not count."""
-    from reef.market import json_depth_exceeds
+    from reef.encoding import json_depth
 
     text = json.dumps(value)
-    assert json_depth_exceeds(text, limit) == (_depth(value) > limit)
-    assert json_depth_exceeds(text.encode(), limit) == (_depth(value) > limit)
+    assert json_depth(text, beyond=limit) > limit or _depth(value) <= limit
+    assert json_depth(text) == _depth(value)
+    assert json_depth(text.encode()) == _depth(value)

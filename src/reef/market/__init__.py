@@ -11,7 +11,6 @@ from reef.market._billing import (
     settlement_amount,
     withdrawable,
 )
-from reef.market._bounded_json import MAX_JSON_DEPTH, json_depth_exceeds, loads_bounded
 from reef.market._control_plane import (
     ControlPlane,
     EnclaveRunner,
@@ -68,7 +67,6 @@ __all__ = [
     "JobView",
     "Launch",
     "LaunchSpec",
-    "MAX_JSON_DEPTH",
     "RateCard",
     "RegionRates",
     "RunningEnclave",
@@ -78,9 +76,7 @@ __all__ = [
     "bandwidth_kbit_s",
     "control_plane_app",
     "image_store_app",
-    "json_depth_exceeds",
     "launch_key",
-    "loads_bounded",
     "notice_reserve",
     "paid_until",
     "parse_u256",

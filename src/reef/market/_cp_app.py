@@ -32,8 +32,8 @@ from starlette.responses import JSONResponse, Response
 from reef._api import api_app, json_error
 from reef._api_models import add_health_route, error_answers
 from reef.chain import JobId, parse_job_id
+from reef.encoding import loads_bounded
 from reef.errors import ConfigError, InputError, ServiceError
-from reef.market._bounded_json import loads_bounded
 from reef.market._control_plane import RunningEnclave
 from reef.market._job_state import JobPolicy
 from reef.market._rates import RateCard
@@ -250,7 +250,7 @@ class ControlPlaneClient:
     Any account may register a provider and name any URL as its control plane, so answers are
     read as a stranger's: at most :data:`MAX_ANSWER_BYTES`, within about ``timeout`` seconds in
     all (a server that trickles its answer byte by byte is given up on, not waited for), as JSON
-    nested no deeper than :data:`reef.market._bounded_json.MAX_JSON_DEPTH`, and ``/job`` and
+    nested no deeper than :data:`reef.encoding.MAX_JSON_DEPTH`, and ``/job`` and
     ``/ip`` answers must have the types their callers read.
 
     Raises (every method):

@@ -51,8 +51,8 @@ from reef.chain import (
     JobWithdrew,
     parse_address,
 )
+from reef.encoding import MAX_JSON_DEPTH, json_depth
 from reef.errors import InputError, MarketError
-from reef.market._bounded_json import MAX_JSON_DEPTH, json_depth_exceeds
 from reef.market._fetch import list_refusal
 from reef.market._rates import EXTRA_DECIMALS, InstanceRate, RateCard, bandwidth_kbit_s
 
@@ -103,7 +103,7 @@ class JobMetadata:
             raise InputError(f"job metadata must be text, not {type(text).__name__}")
         # Chain data any tenant writes: a document nested ~70 000 deep would crash the whole
         # provider (SIGSEGV) in json.loads, and on every restart, since events are replayed.
-        if json_depth_exceeds(text):
+        if json_depth(text, beyond=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
             raise InputError(
                 f"job metadata is nested more than {MAX_JSON_DEPTH} levels deep",
                 hint="Oyster's metadata is one flat JSON object",

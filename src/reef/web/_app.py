@@ -38,6 +38,7 @@ from starlette.responses import (
 )
 
 from reef._api import api_app, path_param
+from reef.encoding import MAX_JSON_DEPTH, json_depth
 from reef.errors import InputError, ReefError
 from reef.web import _data, _manage
 from reef.web._attest import known_roots, parse_evidence, server_verdict
@@ -650,8 +651,6 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
             return JSONResponse({"error": "send JSON {document | endpoint, mode}"}, 400)
         roots = known_roots(dash.dev_root())
         collateral = str(payload.get("collateral") or "") or None
-        from reef.market import MAX_JSON_DEPTH
-
         if collateral is not None and await off_thread(_collateral_too_deep, collateral):
             return JSONResponse(
                 {
@@ -711,13 +710,11 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
         Raises:
             InputError: the body is not a JSON object.
         """
-        from reef.market import MAX_JSON_DEPTH, json_depth_exceeds
-
         body = await request.body() or b"{}"
         # A body of ~70 000 "[" would crash the whole process in json.loads (SIGSEGV: py_ecc
         # raised the recursion limit), and with it everything `reef up` serves. Measuring a
         # large body takes up to a second: off the event loop.
-        if await off_thread(json_depth_exceeds, body):
+        if await off_thread(_too_deep, body):
             raise InputError(
                 f"the request body is nested more than {MAX_JSON_DEPTH} levels deep",
                 hint="send a flat JSON object",
@@ -1072,13 +1069,17 @@ async def _verifier_counts(url: str) -> dict[str, object]:
     }
 
 
+def _too_deep(text: str | bytes) -> bool:
+    """Whether ``text`` nests deeper than :data:`reef.encoding.MAX_JSON_DEPTH` (a stranger's
+    JSON nested ~70 000 deep crashes json.loads, and the process, where web3 is imported)."""
+    return json_depth(text, beyond=MAX_JSON_DEPTH) > MAX_JSON_DEPTH
+
+
 def _collateral_too_deep(collateral: str) -> bool:
     """Whether TDX/SGX collateral nests too deeply to parse, itself or in the JSON documents its
     fields carry as strings (TCB info, QE identity): reef.attestation parses those too, with
     json.loads, when it explains a verdict."""
-    from reef.market import json_depth_exceeds
-
-    if json_depth_exceeds(collateral):
+    if _too_deep(collateral):
         return True
     try:
         fields = json.loads(collateral)
@@ -1086,7 +1087,7 @@ def _collateral_too_deep(collateral: str) -> bool:
         return False  # not JSON: the verifier refuses it for that
     if not isinstance(fields, dict):
         return False
-    return any(isinstance(v, str) and json_depth_exceeds(v) for v in fields.values())
+    return any(isinstance(v, str) and _too_deep(v) for v in fields.values())
 
 
 MAX_LOG_LINE = 16 * 1024
