@@ -331,6 +331,7 @@ async def test_a_job_answer_of_the_wrong_shape_is_refused_with_a_reason(
 # -- the image store: one account racing its own quota -------------------------------------------
 
 
+@pytest.mark.slow
 async def test_uploads_racing_each_other_hold_no_more_disk_than_the_uploaders_quota(
     tmp_path: Path,
 ) -> None:
@@ -519,6 +520,7 @@ async def local_provider(tmp_path: Path) -> AsyncIterator[LocalProvider]:
         await served.aclose()
 
 
+@pytest.mark.slow
 async def test_one_tenant_opening_many_jobs_cannot_oversubscribe_the_providers_memory(
     local_provider: LocalProvider,
 ) -> None:
@@ -550,6 +552,7 @@ async def test_one_tenant_opening_many_jobs_cannot_oversubscribe_the_providers_m
     assert runner.memory() <= 3 * 1024
 
 
+@pytest.mark.slow
 async def test_the_images_of_ended_jobs_leave_the_providers_disk(
     local_provider: LocalProvider,
 ) -> None:
@@ -577,6 +580,7 @@ async def test_the_images_of_ended_jobs_leave_the_providers_disk(
     await lp.until("the last image to go", lambda: cached() == [])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "url",
     [
@@ -599,6 +603,7 @@ async def test_an_image_url_no_client_can_use_ends_the_job_with_the_reason(
     assert lp.runner.enclaves == {}
 
 
+@pytest.mark.slow
 async def test_an_image_url_that_redirects_nowhere_ends_the_job_with_the_reason(
     local_provider: LocalProvider,
 ) -> None:
