@@ -51,6 +51,7 @@ from reef.attestation._model import (
     check_expectations,
 )
 from reef.attestation._roots import TrustedRoot
+from reef.encoding import loads_bounded
 from reef.errors import (
     AttestationError,
     CertificateChainError,
@@ -480,16 +481,17 @@ def _collateral_windows(collateral: bytes | str | Mapping[str, Any]) -> list[tup
             data = dict(collateral)
         else:
             text = collateral if isinstance(collateral, str) else bytes(collateral).decode()
-            data = json.loads(text)
-    except (ValueError, TypeError):
+            # A stranger's collateral: json recurses per bracket (reef.encoding).
+            data = loads_bounded(text, what="the collateral")
+    except (InputError, ValueError, TypeError):
         return []
     windows: list[tuple[str, int, int]] = []
     for name, key in (("TCB info", "tcb_info"), ("QE identity", "qe_identity")):
         try:
-            body = json.loads(data[key])
+            body = loads_bounded(data[key], what=name)
             start = datetime.fromisoformat(body["issueDate"].replace("Z", "+00:00"))
             end = datetime.fromisoformat(body["nextUpdate"].replace("Z", "+00:00"))
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (InputError, KeyError, TypeError, ValueError, AttributeError):
             continue
         windows.append((name, int(start.timestamp()), int(end.timestamp())))
     for name, key in (("PCK CRL", "pck_crl"), ("root CA CRL", "root_ca_crl")):
