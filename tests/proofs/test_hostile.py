@@ -465,12 +465,6 @@ def test_metadata_that_is_no_object_of_reefs_fields_is_described_raw(metadata: s
     assert dict(listing.metadata) == {"raw": metadata}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reef.cli._output's tables print a cell's text as Rich markup with its escape "
-    "sequences: _human needs to return rich.text.Text (no markup) with control characters "
-    "written out, as jobs show does since 268b72c",
-)
 def test_a_market_name_prints_as_text_in_the_market_list() -> None:
     # Anyone may name a market; everyone who lists the markets sees the name in a table.
     chain = ProofChain.create(n_users=1)
@@ -482,7 +476,10 @@ def test_a_market_name_prints_as_text_in_the_market_list() -> None:
 
     with serve_devnet_in_thread(chain.devnet) as thread:
         flags = ["--rpc", thread.url, "--proof-market", chain.market_address]
-        result = CliRunner().invoke(app, ["proofs", "market", "list", *flags])
+        # Wide enough that no cell is cut short.
+        result = CliRunner().invoke(
+            app, ["proofs", "market", "list", *flags], env={"COLUMNS": "300"}
+        )
     assert result.exit_code == 0, result.output
     assert "[link=https://evil.example]" in result.output
     assert "\x1b" not in result.output
