@@ -131,7 +131,7 @@ def test_parse_uint_refuses_huge_text_without_converting_it() -> None:
 # ---- JSON from strangers ----
 
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab\u00e9'),
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab\n\u00e9'),
     lambda inner: (
         st.lists(inner, max_size=3)
         | st.dictionaries(st.text(alphabet='[]{}"\\k', max_size=4), inner, max_size=3)
@@ -148,13 +148,15 @@ def _depth(value: Any) -> int:
     return 0
 
 
-@given(_JSON)
-def test_json_depth_is_the_depth_the_parser_builds(value: Any) -> None:
+@given(_JSON, st.integers(0, 6))
+def test_json_depth_is_the_depth_the_parser_builds(value: Any, limit: int) -> None:
     # Strings full of brackets, quotes and backslashes must not count: the standard library's
     # encoder writes them, and the depth of the parsed value is the truth.
     text = json.dumps(value, ensure_ascii=False)
     assert json_depth(text) == _depth(json.loads(text))
     assert json_depth(text.encode()) == _depth(value)
+    # The free answer for few brackets never hides a document deeper than the limit.
+    assert json_depth(text, beyond=limit) > limit or _depth(value) <= limit
 
 
 def test_json_depth_counts_what_an_unbalanced_text_opens() -> None:

@@ -20,8 +20,6 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from net_support import free_port
 from reef.chain import Devnet, JobId, MarketClient, deploy_contracts, serve_devnet
@@ -640,34 +638,3 @@ async def test_an_image_url_that_redirects_nowhere_ends_the_job_with_the_reason(
         assert lp.runner.enclaves == {}
     finally:
         await served.aclose()
-
-
-# -- the depth measure, against the parser's own view ---------------------------------------------
-
-
-def _depth(value: Any) -> int:
-    if isinstance(value, list):
-        return 1 + max(map(_depth, value), default=0)
-    if isinstance(value, dict):
-        return 1 + max(map(_depth, value.values()), default=0)
-    return 0
-
-
-_TEXT = st.text(alphabet='[]{}"\\ab\n', max_size=6)
-_JSON = st.recursive(
-    st.none() | st.integers() | _TEXT,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
-    max_leaves=40,
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(value=_JSON, limit=st.integers(0, 6))
-def test_the_depth_measure_agrees_with_the_parsed_document(value: Any, limit: int) -> None:
-    """Brackets inside strings (escaped quotes and backslashes included) do not count."""
-    from reef.encoding import json_depth
-
-    text = json.dumps(value)
-    assert json_depth(text, beyond=limit) > limit or _depth(value) <= limit
-    assert json_depth(text) == _depth(value)
-    assert json_depth(text.encode()) == _depth(value)
