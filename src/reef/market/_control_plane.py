@@ -192,10 +192,10 @@ class ControlPlane:
         """Downloads in flight, by URL: jobs of one image share its download."""
         self._dirty: set[JobId] = set()
         self._launching: set[JobId] = set()
+        """Jobs whose launch passed the memory budget and is under way."""
         self._images: dict[str, str] = {}
         """The SHA-256 of each image URL downloaded for a job, so that it can be removed once
         no job wants it."""
-        """Jobs whose launch passed the memory budget and is under way."""
         self._errors: dict[str, str] = {}
         self._restarts: dict[str, int] = {}
         """How often each job's enclave was found dead (crashed, exited, gone) and relaunched."""
