@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +19,12 @@ from typing import Any
 import httpx
 import pytest
 
+from market.provider_support import ProviderChain, provider_chain, start_provider
 from net_support import free_port
-from reef.chain import Devnet, JobId, MarketClient, deploy_contracts, serve_devnet
+from reef.chain import Devnet, JobId, MarketClient, deploy_contracts
 from reef.errors import InputError, ServiceError
 from reef.market import ControlPlaneClient, JobMetadata, RateCard
 
-REEF = str(Path(sys.executable).with_name("reef"))
 CARD = RateCard.dev().lookup("local", "dev.small")
 
 # Deep enough that a recursive JSON parser overflows the C stack once py_ecc (imported with web3)
@@ -75,55 +73,14 @@ def test_metadata_that_would_crash_the_parser_is_refused_with_a_reason(
 # -- the real provider process on a real chain ---------------------------------------------------
 
 
-@dataclass
-class Chain:
-    devnet: Devnet
-    rpc_url: str
-    market: str
-    start_block: int
-    owner: MarketClient
-    provider: str
-
-
 @pytest.fixture
-async def chain() -> AsyncIterator[Chain]:
-    devnet = Devnet()
-    accounts = devnet.accounts
-    deployment = deploy_contracts(
-        devnet.web3(), accounts[0].address, rate_lock_s=5, fund=[a.address for a in accounts]
-    )
-    server = await serve_devnet(devnet, port=0)
-    owner = MarketClient(devnet.web3(), deployment.market, account=accounts[0].local_account)
-    try:
-        yield Chain(
-            devnet, server.url, deployment.market, deployment.block, owner, accounts[9].address
-        )
-    finally:
-        await server.aclose()
+async def chain() -> AsyncIterator[ProviderChain]:
+    async with provider_chain() as served:
+        yield served
 
 
-async def _provider(home: Path, chain: Chain, port: int) -> asyncio.subprocess.Process:
-    with (home / "provider.log").open("ab") as log:
-        return await asyncio.create_subprocess_exec(
-            REEF,
-            "provider",
-            "run",
-            "--rpc",
-            chain.rpc_url,
-            "--market",
-            chain.market,
-            "--provider",
-            chain.provider,
-            "--port",
-            str(port),
-            "--start-block",
-            str(chain.start_block),
-            "--insecure",
-            env={**os.environ, "REEF_HOME": str(home)},
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
+async def _provider(home: Path, chain: ProviderChain, port: int) -> asyncio.subprocess.Process:
+    return await start_provider(home, chain, port, "--insecure")
 
 
 async def _stop(process: asyncio.subprocess.Process) -> None:
@@ -166,7 +123,7 @@ async def _job_reason(
 
 @pytest.mark.slow
 async def test_poisoned_metadata_on_chain_neither_crashes_nor_stalls_the_provider(
-    chain: Chain, reef_home: Path
+    chain: ProviderChain, reef_home: Path
 ) -> None:
     port = free_port()
     MarketClient(

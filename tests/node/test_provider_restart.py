@@ -7,19 +7,17 @@ with images from a real image store and enclaves on the local dev TEE."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from dev_tee_support import requires_isolation
+from market.provider_support import ProviderChain, provider_chain, start_provider
 from net_support import free_port
-from reef.chain import Devnet, MarketClient, deploy_contracts, serve_devnet
+from reef.chain import MarketClient
 from reef.enclave import LocalBackend, build_image
 from reef.home import ReefHome
 from reef.market import (
@@ -35,60 +33,18 @@ from reef.node import serve_app
 
 pytestmark = [pytest.mark.slow, requires_isolation]
 
-REEF = str(Path(sys.executable).with_name("reef"))
 REPO = Path(__file__).resolve().parents[2]
 CARD = RateCard.dev().lookup("local", "dev.small")
 
 
-@dataclass
-class Chain:
-    devnet: Devnet
-    rpc_url: str
-    market: str
-    start_block: int
-    owner: MarketClient
-
-
 @pytest.fixture
-async def chain() -> AsyncIterator[Chain]:
-    devnet = Devnet()
-    accounts = devnet.accounts
-    deployment = deploy_contracts(
-        devnet.web3(), accounts[0].address, rate_lock_s=5, fund=[a.address for a in accounts]
-    )
-    server = await serve_devnet(devnet, port=0)
-    owner = MarketClient(devnet.web3(), deployment.market, account=accounts[0].local_account)
-    try:
-        yield Chain(devnet, server.url, deployment.market, deployment.block, owner)
-    finally:
-        await server.aclose()
+async def chain() -> AsyncIterator[ProviderChain]:
+    async with provider_chain() as served:
+        yield served
 
 
-async def _provider(home: Path, chain: Chain, port: int) -> asyncio.subprocess.Process:
-    provider = chain.devnet.accounts[9].address
-    # Both runs append to one log, so a failure shows what each control plane did.
-    with (home / "provider.log").open("ab") as log:
-        return await asyncio.create_subprocess_exec(
-            REEF,
-            "provider",
-            "run",
-            "--rpc",
-            chain.rpc_url,
-            "--market",
-            chain.market,
-            "--provider",
-            provider,
-            "--port",
-            str(port),
-            "--start-block",
-            str(chain.start_block),
-            "--safety-margin",
-            "2",
-            env={**os.environ, "REEF_HOME": str(home)},
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
+async def _provider(home: Path, chain: ProviderChain, port: int) -> asyncio.subprocess.Process:
+    return await start_provider(home, chain, port, "--safety-margin", "2")
 
 
 async def _enclaves_by_job(home: Path, provider: str) -> Counter[str]:
@@ -125,7 +81,7 @@ async def _first_enclave_started(home: Path) -> bool:
     )
 
 
-async def test_kill_9_mid_launch_then_restart(chain: Chain, reef_home: Path) -> None:
+async def test_kill_9_mid_launch_then_restart(chain: ProviderChain, reef_home: Path) -> None:
     home = reef_home
     image = home / "hello.img"
     build_image(REPO / "examples" / "hello", image)
