@@ -52,6 +52,7 @@ from reef.chain._events import (
     market_decoder,
     oyster_event_name,
 )
+from reef.chain._http import BoundedHTTPProvider, http_web3
 from reef.chain._indexer import (
     IndexedContract,
     IndexedEvent,
@@ -142,6 +143,7 @@ __all__ = [
     "Artifact",
     "BlockRef",
     "BlockSource",
+    "BoundedHTTPProvider",
     "ChainEvent",
     "ContractClient",
     "DEFAULT_FUND_AMOUNT",
@@ -202,6 +204,7 @@ __all__ = [
     "deploy_contract",
     "deploy_contracts",
     "format_amount",
+    "http_web3",
     "job_index",
     "kms_registry_decoder",
     "load_artifact",

@@ -15,7 +15,7 @@ from typing import Any
 
 from web3 import Web3
 
-from reef.chain import Address, Indexer, MarketClient, TxResult, Web3BlockSource
+from reef.chain import Address, Indexer, MarketClient, TxResult, Web3BlockSource, http_web3
 from reef.errors import ChainError, ConfigError, RPCError
 from reef.home import ReefHome
 from reef.market import (
@@ -89,7 +89,7 @@ def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
     Raises:
         RPCError: when the endpoint does not answer JSON-RPC.
     """
-    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    w3 = http_web3(rpc_url, timeout=timeout)
     try:
         w3.eth.chain_id  # noqa: B018 - a round trip proves the endpoint works
     except Exception as exc:  # any failure here means "not a usable endpoint"

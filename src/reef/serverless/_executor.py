@@ -37,6 +37,7 @@ from pathlib import Path
 from eth_account import Account
 from web3 import Web3
 
+from reef.chain import http_web3
 from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ChainError, ContractRevertError, ReefError, ServerlessError
 from reef.serverless._cache import CodeCache
@@ -132,7 +133,7 @@ class ExecutorService:
         self.key = key
         self.settings = settings
         self.runtime = runtime
-        self.w3 = w3 or Web3(Web3.HTTPProvider(settings.rpc_url, request_kwargs={"timeout": 30}))
+        self.w3 = w3 or http_web3(settings.rpc_url, timeout=30)
         account = Account.from_key(key.secret)
         self.jobs = ServerlessJobsClient(self.w3, settings.jobs_contract, account=account)
         self.code = ServerlessCodeClient(self.w3, settings.code_contract)

@@ -306,9 +306,9 @@ class AnvilChain:
 
     def web3(self) -> Web3:
         """A ``Web3`` over the node's HTTP endpoint."""
-        from web3 import Web3
+        from reef.chain._http import http_web3
 
-        return Web3(Web3.HTTPProvider(self.url, request_kwargs={"timeout": 60}))
+        return http_web3(self.url, timeout=60)
 
     def record_endpoint(self, url: str | None) -> None:
         """Note in ``devnet.json`` where clients reach the chain (anvil's own URL by default)."""
