@@ -9,6 +9,7 @@ in the market), served by a small hostile app on loopback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -149,6 +150,32 @@ async def test_poisoned_metadata_on_chain_neither_crashes_nor_stalls_the_provide
         assert "not JSON" in await _job_reason(process, reef_home, port, late)
         assert "dev.huge" in await _job_reason(process, reef_home, port, after)
         assert process.returncode is None
+    finally:
+        await _stop(process)
+
+
+@pytest.mark.slow
+async def test_reef_provider_run_keeps_enclaves_within_its_memory_budget(
+    chain: ProviderChain, reef_home: Path
+) -> None:
+    """``--memory-budget`` reaches the control plane: a job asking for more waits, saying why."""
+    port = free_port()
+    MarketClient(
+        chain.devnet.web3(), chain.market, account=chain.devnet.accounts[9].local_account
+    ).add_provider(f"http://127.0.0.1:{port}")
+    job = chain.owner.open_job(valid_metadata(), chain.provider, CARD.min_rate, 10**6)
+    process = await start_provider(reef_home, chain, port, "--insecure", "--memory-budget", "100")
+    try:
+        async with httpx.AsyncClient(timeout=5) as http, asyncio.timeout(60):
+            while True:
+                assert process.returncode is None, (reef_home / "provider.log").read_text()
+                with contextlib.suppress(httpx.TransportError):
+                    answer = await http.get(f"http://127.0.0.1:{port}/job", params={"id": job})
+                    if "at capacity" in answer.json().get("last_error", ""):
+                        break
+                await asyncio.sleep(0.2)
+        assert "of its 100 MiB, and this job asks for 256 MiB" in answer.json()["last_error"]
+        assert answer.json()["phase"] != "done"  # it waits; it is not refused
     finally:
         await _stop(process)
 

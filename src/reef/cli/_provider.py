@@ -83,6 +83,16 @@ def run(
             "--safety-margin", min=0, help="Stop enclaves this long before deposits run out."
         ),
     ] = 300,
+    memory_budget: Annotated[
+        int | None,
+        typer.Option(
+            "--memory-budget",
+            min=1,
+            metavar="MIB",
+            help="Memory all enclaves may ask for together, by default this host's; "
+            "a launch past it waits.",
+        ),
+    ] = None,
     insecure: Insecure = False,
 ) -> None:
     """Run the control plane in the foreground until Ctrl-C (enclaves keep running)."""
@@ -122,6 +132,7 @@ def run(
             allow_owners=read_owner_list(allow_owners) if allow_owners else None,
             deny_owners=read_owner_list(deny_owners) if deny_owners else frozenset(),
             safety_margin_s=safety_margin,
+            memory_budget_mib=memory_budget,
             confirmations=confirmations,
             start_block=where.start_block if start_block is None else start_block,
             host=host,

@@ -81,6 +81,8 @@ class ProviderSettings:
     public_host: str = "127.0.0.1"
     poll_interval: float = 1.0
     heartbeat_interval: float = 5.0
+    memory_budget_mib: int | None = None
+    """The memory all enclaves may ask for together (None: this host's physical memory)."""
 
 
 def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
@@ -181,6 +183,7 @@ class ProviderService:
             poll_interval=s.poll_interval,
             heartbeat_interval=s.heartbeat_interval,
             host=s.public_host,
+            memory_budget_mib=s.memory_budget_mib,
         )
         self.control_plane = cp
         # Serve first so /spec answers while the history is replayed.
