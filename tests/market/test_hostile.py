@@ -9,7 +9,6 @@ in the market), served by a small hostile app on loopback.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -94,11 +93,16 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
             await process.wait()
 
 
-async def _job_reason(
-    process: asyncio.subprocess.Process, home: Path, port: int, job: str, seconds: float = 60
-) -> str:
-    """The provider's reason for ending ``job`` (``/job``), waiting for it to decide; fails
-    at once, with its log, if the provider process dies."""
+async def _job_answer(
+    process: asyncio.subprocess.Process,
+    home: Path,
+    port: int,
+    job: str,
+    until: Callable[[dict[str, Any]], bool],
+    seconds: float = 60,
+) -> dict[str, Any]:
+    """The provider's ``/job`` answer for ``job`` once ``until`` holds of it; fails at once,
+    with its log, if the provider process dies."""
     async with httpx.AsyncClient(timeout=5) as http:
         try:
             async with asyncio.timeout(seconds):
@@ -113,13 +117,26 @@ async def _job_reason(
                     except httpx.TransportError:
                         answer = None
                     if answer is not None and answer.status_code == 200:
-                        body = answer.json()
-                        if body["phase"] == "done":
-                            return str(body["reason"])
+                        body: dict[str, Any] = answer.json()
+                        if until(body):
+                            return body
                     await asyncio.sleep(0.2)
         except TimeoutError:
             log = (home / "provider.log").read_text(errors="replace")[-3000:]
-            raise AssertionError(f"the provider never decided on {job}:\n{log}") from None
+            raise AssertionError(f"the provider never got there with {job}:\n{log}") from None
+
+
+async def _job_reason(process: asyncio.subprocess.Process, home: Path, port: int, job: str) -> str:
+    """The provider's reason for ending ``job``, waiting for it to decide."""
+    body = await _job_answer(process, home, port, job, lambda body: body["phase"] == "done")
+    return str(body["reason"])
+
+
+def _register(chain: ProviderChain, port: int) -> None:
+    """Register ``chain``'s provider with its control plane on ``port``."""
+    MarketClient(
+        chain.devnet.web3(), chain.market, account=chain.devnet.accounts[9].local_account
+    ).add_provider(f"http://127.0.0.1:{port}")
 
 
 @pytest.mark.slow
@@ -127,9 +144,7 @@ async def test_poisoned_metadata_on_chain_neither_crashes_nor_stalls_the_provide
     chain: ProviderChain, reef_home: Path
 ) -> None:
     port = free_port()
-    MarketClient(
-        chain.devnet.web3(), chain.market, account=chain.devnet.accounts[9].local_account
-    ).add_provider(f"http://127.0.0.1:{port}")
+    _register(chain, port)
     # Already on chain when the provider starts: it replays them before serving anyone.
     deep = chain.owner.open_job(DEEP_ON_CHAIN, chain.provider, CARD.min_rate, 10**6)
     long_number = chain.owner.open_job(LONG_NUMBER, chain.provider, CARD.min_rate, 10**6)
@@ -160,22 +175,19 @@ async def test_reef_provider_run_keeps_enclaves_within_its_memory_budget(
 ) -> None:
     """``--memory-budget`` reaches the control plane: a job asking for more waits, saying why."""
     port = free_port()
-    MarketClient(
-        chain.devnet.web3(), chain.market, account=chain.devnet.accounts[9].local_account
-    ).add_provider(f"http://127.0.0.1:{port}")
+    _register(chain, port)
     job = chain.owner.open_job(valid_metadata(), chain.provider, CARD.min_rate, 10**6)
     process = await start_provider(reef_home, chain, port, "--insecure", "--memory-budget", "100")
     try:
-        async with httpx.AsyncClient(timeout=5) as http, asyncio.timeout(60):
-            while True:
-                assert process.returncode is None, (reef_home / "provider.log").read_text()
-                with contextlib.suppress(httpx.TransportError):
-                    answer = await http.get(f"http://127.0.0.1:{port}/job", params={"id": job})
-                    if "at capacity" in answer.json().get("last_error", ""):
-                        break
-                await asyncio.sleep(0.2)
-        assert "of its 100 MiB, and this job asks for 256 MiB" in answer.json()["last_error"]
-        assert answer.json()["phase"] != "done"  # it waits; it is not refused
+        body = await _job_answer(
+            process,
+            reef_home,
+            port,
+            job,
+            lambda body: "at capacity" in str(body.get("last_error") or ""),
+        )
+        assert "of its 100 MiB, and this job asks for 256 MiB" in body["last_error"]
+        assert body["phase"] != "done"  # it waits; it is not refused
     finally:
         await _stop(process)
 
