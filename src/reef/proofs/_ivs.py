@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import threading
 import time
 from typing import Any
@@ -34,8 +33,8 @@ from starlette.responses import JSONResponse
 from reef._api import LightApi, json_error, light_api
 from reef._api_models import error_answers
 from reef.crypto import Secp256k1PrivateKey, Secp256k1PublicKey
-from reef.encoding import json_depth
-from reef.errors import ProofError, ReefError
+from reef.encoding import loads_bounded
+from reef.errors import InputError, ProofError, ReefError
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._events import MarketCreated
 from reef.proofs._prover import InputVerifier
@@ -237,9 +236,8 @@ class RemoteInputVerifier:
             ) from exc
         text = data.decode("utf-8", errors="replace")
         body: Any = None
-        if json_depth(text, beyond=_ANSWER_DEPTH) <= _ANSWER_DEPTH:  # json recurses per bracket
-            with contextlib.suppress(ValueError):
-                body = json.loads(text)
+        with contextlib.suppress(InputError):
+            body = loads_bounded(text, what="the IVS's answer", max_depth=_ANSWER_DEPTH)
         return status, body, text
 
     def _public_key(self, ivs: str) -> bytes:

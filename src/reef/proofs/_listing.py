@@ -6,13 +6,13 @@ show``, ``reef proofs show``, ``reef prover status``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from reef.chain import Address, Amount
-from reef.encoding import json_depth
+from reef.encoding import loads_bounded
+from reef.errors import InputError
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._events import (
     AuctionCreated,
@@ -78,13 +78,11 @@ def _metadata(text: str) -> Mapping[str, Any]:
     whose fields reef reads have their types (``name`` a string, ``public_inputs`` and
     ``private_inputs`` lists of strings, ``artifacts`` an object of strings), else
     ``{"raw": text}``, so that what callers do with those fields cannot fail. It is measured
-    before parsing: json recurses per bracket (see reef.encoding.json_depth)."""
+    before parsing: json recurses per bracket (see reef.encoding.loads_bounded)."""
     raw = {"raw": text}
-    if json_depth(text, beyond=_METADATA_DEPTH) > _METADATA_DEPTH:
-        return raw
     try:
-        data = json.loads(text)
-    except ValueError:
+        data = loads_bounded(text, what="the market's metadata", max_depth=_METADATA_DEPTH)
+    except InputError:
         return raw
     if not isinstance(data, dict):
         return raw
