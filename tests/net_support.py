@@ -3,11 +3,12 @@ and an ASGI app served over real HTTP on one for the duration of a ``with`` bloc
 
 pytest puts the tests folder on ``sys.path`` (``pythonpath`` in pyproject.toml)::
 
-    from net_support import free_port, serve_in_thread
+    from net_support import free_port, run_loop_in_thread, serve_in_thread
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -57,3 +58,18 @@ def serve_in_thread(app: ASGIApp) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def run_loop_in_thread() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop running in a background thread, for servers that synchronous tests (a
+    CLI, a blocking client) talk to: ``asyncio.run_coroutine_threadsafe(coro, loop)``."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield loop
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()

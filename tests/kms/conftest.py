@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import (
     AbstractAsyncContextManager,
     AbstractContextManager,
     asynccontextmanager,
-    contextmanager,
 )
 
 import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
-from net_support import serve_in_thread
+from net_support import run_loop_in_thread, serve_in_thread
 from reef.kms import RootKeyring, RootSeed
 
 
@@ -71,20 +69,6 @@ def serve() -> Callable[[ASGIApp], AbstractAsyncContextManager[str]]:
 @pytest.fixture
 def serve_thread() -> Callable[[ASGIApp], AbstractContextManager[str]]:
     return serve_in_thread
-
-
-@contextmanager
-def run_loop_in_thread() -> Iterator[asyncio.AbstractEventLoop]:
-    """An event loop running in a background thread (servers for synchronous CLI tests)."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield loop
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
 
 
 @pytest.fixture

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,7 +45,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from typer.testing import CliRunner
 
-from net_support import serve_in_thread
+from net_support import run_loop_in_thread, serve_in_thread
 from proofs.proofs_support import EXAMPLE, Groth16Market, ProofChain, settle
 from reef.chain import serve_devnet_in_thread
 from reef.errors import InvalidProofInputError, ProofError
@@ -132,21 +131,16 @@ def poseidon(tmp_path: Path) -> Poseidon:
 @pytest.fixture
 def served(poseidon: Poseidon) -> Iterator[httpx.Client]:
     """The Poseidon market's IVS served over loopback HTTP, and a client of it."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
     app = ivs_app(poseidon.ivs, poseidon.chain.market())
-    server = asyncio.run_coroutine_threadsafe(
-        serve_app(app, host="127.0.0.1", port=0, what="the IVS"), loop
-    ).result(30)
-    try:
-        with httpx.Client(base_url=server.url, timeout=120) as http:
-            yield http
-    finally:
-        asyncio.run_coroutine_threadsafe(server.aclose(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with run_loop_in_thread() as loop:
+        server = asyncio.run_coroutine_threadsafe(
+            serve_app(app, host="127.0.0.1", port=0, what="the IVS"), loop
+        ).result(30)
+        try:
+            with httpx.Client(base_url=server.url, timeout=120) as http:
+                yield http
+        finally:
+            asyncio.run_coroutine_threadsafe(server.aclose(), loop).result(30)
 
 
 # ---- requesters ----

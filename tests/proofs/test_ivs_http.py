@@ -5,7 +5,6 @@ refuses valid inputs with its reason, and a malformed request is a 400, not a cr
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,6 +12,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
+from net_support import run_loop_in_thread
 from proofs.proofs_support import settle
 from proofs.test_flow import Flow
 from reef.crypto import Secp256k1PrivateKey, Secp256k1PublicKey
@@ -24,21 +24,16 @@ from reef.proofs import AskState, ProverService, RemoteInputVerifier, ecies_encr
 @pytest.fixture
 def remote(tmp_path: Path) -> Iterator[tuple[Flow, httpx.Client, RemoteInputVerifier]]:
     flow = Flow(tmp_path)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
     app = ivs_app(flow.ivs, flow.chain.market())
-    served = asyncio.run_coroutine_threadsafe(
-        serve_app(app, host="127.0.0.1", port=0, what="the IVS"), loop
-    ).result(30)
-    try:
-        with httpx.Client(base_url=served.url, timeout=60) as http:
-            yield flow, http, RemoteInputVerifier(served.url)
-    finally:
-        asyncio.run_coroutine_threadsafe(served.aclose(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with run_loop_in_thread() as loop:
+        served = asyncio.run_coroutine_threadsafe(
+            serve_app(app, host="127.0.0.1", port=0, what="the IVS"), loop
+        ).result(30)
+        try:
+            with httpx.Client(base_url=served.url, timeout=60) as http:
+                yield flow, http, RemoteInputVerifier(served.url)
+        finally:
+            asyncio.run_coroutine_threadsafe(served.aclose(), loop).result(30)
 
 
 @pytest.mark.slow
