@@ -250,9 +250,10 @@ class ServerlessChain:
         fixed clock, one second each)."""
         self.devnet.increase_time(seconds)
 
-    async def configure(self, node: ExecutorNode) -> None:
-        """Configure ``node`` for this deployment (operator 0 owns it), then stop its chain
-        watcher: the node's APIs answer as configured, and nothing polls the chain."""
+    async def configure(self, node: ExecutorNode, *, w3: Web3 | None = None) -> None:
+        """Configure ``node`` for this deployment (operator 0 owns it), reading the chain
+        through ``w3`` (this devnet's by default), then stop its chain watcher: the node's APIs
+        answer as configured, and nothing polls the chain."""
         service = await node.configure(
             ExecutorSettings(
                 rpc_url="http://127.0.0.1:8545",
@@ -260,7 +261,7 @@ class ServerlessChain:
                 code_contract=self.code_address,
             ),
             owner=self.operators[0].address,
-            w3=self.devnet.web3(),
+            w3=w3 or self.devnet.web3(),
         )
         await service.aclose()
 

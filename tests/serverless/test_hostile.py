@@ -360,16 +360,7 @@ async def test_code_a_node_swaps_under_a_codehash_is_not_run_or_signed(
 
     key = Secp256k1PrivateKey.generate()
     node = ExecutorNode(key, runtime, tmp_path / "swapped", job_capacity=CAPACITY)
-    service = await node.configure(
-        ExecutorSettings(
-            rpc_url="http://127.0.0.1:8545",
-            jobs_contract=chain.jobs_address,
-            code_contract=chain.code_address,
-        ),
-        owner=chain.operators[0].address,
-        w3=w3,
-    )
-    await service.aclose()  # the gateway alone
+    await chain.configure(node, w3=w3)  # the gateway alone, reading through the swapping node
     server = await serve(node.gateway_app(), host="127.0.0.1", port=0, what="executor gateway")
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
