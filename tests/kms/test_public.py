@@ -272,3 +272,14 @@ async def test_public_listener_over_loopback(
         client = KmsPublicClient(url, signing_key=keyring.identity().signing_key)
         address = await client.address("secp256k1", "eth", image_id=IMAGE)
     assert address == derive_key(keyring.enclave_seed(IMAGE), "eth", "secp256k1").address
+
+
+async def test_a_deeply_nested_rotation_request_is_a_400(keyring: RootKeyring) -> None:
+    """A stranger's rotation body of nested arrays (within the size limit) is refused as
+    malformed, not a server error: json recurses per bracket."""
+    async with _client(public_app(KmsRoot(keyring))) as http:
+        nested = await http.post("/admin/rotate", content=b"[" * 1020)
+        assert nested.status_code == 400
+        assert "nested more than" in nested.text
+        still = await http.post("/admin/rotate", json={"version": 2, "signature": "00"})
+        assert still.status_code == 400

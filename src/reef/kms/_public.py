@@ -40,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from reef._api import api_app, query_param
-from reef.encoding import parse_hex
+from reef.encoding import loads_bounded, parse_hex
 from reef.errors import InputError, KMSError, MisuseError, ReefError
 from reef.kms._derive import KeyType, derive_key
 from reef.kms._http import (
@@ -174,7 +174,7 @@ def public_app(root: KmsRoot) -> FastAPI:
 
     async def rotate(request: Request) -> Response:
         try:
-            payload = json.loads(await request.body())
+            payload = loads_bounded(await request.body(), what="the rotation request")
             version = payload["version"]
             signature = parse_hex(str(payload["signature"]), name="signature", length=65)
             if not isinstance(version, int) or isinstance(version, bool):
