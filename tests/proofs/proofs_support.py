@@ -17,7 +17,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from reef.chain import Devnet, TokenClient
+from reef.chain import DEVNET_CHAIN_ID, Devnet, TokenClient
 from reef.proofs import (
     ArtifactStore,
     CircuitArtifacts,
@@ -48,9 +48,13 @@ class ProofChain:
     market_address: str
 
     @classmethod
-    def create(cls, n_users: int = 6) -> ProofChain:
+    def create(cls, n_users: int = 6, *, chain_id: int = DEVNET_CHAIN_ID) -> ProofChain:
+        """A fresh chain: ``chain_id`` apart, every one deploys the token and the market at
+        the same addresses (dev account 0's first two contracts)."""
         clock = [float(START)]
-        devnet = Devnet(accounts=2 + n_users, clock=lambda: clock[0], genesis_timestamp=START)
+        devnet = Devnet(
+            chain_id=chain_id, accounts=2 + n_users, clock=lambda: clock[0], genesis_timestamp=START
+        )
         w3 = devnet.web3()
         accounts = [Account.from_key(a.private_key) for a in devnet.accounts]
         deployer, engine, users = accounts[0], accounts[1], accounts[2 : 2 + n_users]

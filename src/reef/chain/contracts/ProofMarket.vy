@@ -13,7 +13,9 @@
         verification service signed that the inputs admit no proof; the prover is paid its
         price, nobody is slashed) or CANCELLED (withdrawn by the requester before assignment).
         Markets are Groth16 (an on-chain verifier per verification key) or TEE (a signature by
-        an enclave key the market creator registered for the market's prover image).
+        an enclave key the market creator registered for the market's prover image, over
+        teeDigest). The IVS signs invalidInputDigest. Both digests bind chain.id, this
+        contract, the ask id and its inputs, so a signature closes that ask on one chain only.
         A market created with private inputs takes asks whose private inputs travel encrypted
         (Kalypso's format): the body sealed with a random AES key, the key ECIES-encrypted
         (the ACL) to the matching engine's published key; at assignment the engine gives the
@@ -594,24 +596,39 @@ def _recover(_digest: bytes32, _signature: Bytes[65]) -> address:
     return ecrecover(prefixed, v, r, s)
 
 
+# What an enclave (teeDigest) or the IVS (invalidInputDigest) signs: the chain id, this
+# contract, the ask and its inputs (and the enclave's output), so a signature closes this ask on
+# this chain only. Fresh devnets deploy the market at the same address; chain.id sets them apart
+# unless they share it too, as their transactions would replay between them as well.
+@internal
+@view
+def _teeDigest(_askId: uint256, _output: DynArray[uint256, MAX_INPUTS]) -> bytes32:
+    return keccak256(abi_encode(chain.id, self, _askId, self.askInputs[_askId], _output))
+
+
+@internal
+@view
+def _invalidInputDigest(_askId: uint256) -> bytes32:
+    return keccak256(abi_encode(chain.id, self, _askId, self.askInputs[_askId]))
+
+
 @external
 @view
 def teeDigest(_askId: uint256, _output: DynArray[uint256, MAX_INPUTS]) -> bytes32:
-    return keccak256(abi_encode(self, _askId, self.askInputs[_askId], _output))
+    return self._teeDigest(_askId, _output)
 
 
 @external
 @view
 def invalidInputDigest(_askId: uint256) -> bytes32:
-    return keccak256(abi_encode(self, _askId, self.askInputs[_askId]))
+    return self._invalidInputDigest(_askId)
 
 
 @external
 def submitTeeProof(_askId: uint256, _output: DynArray[uint256, MAX_INPUTS], _signature: Bytes[65]):
     ask: Ask = self._assignedInTime(_askId)
     assert self.markets[ask.marketId].kind == KIND_TEE, "not a TEE market"
-    digest: bytes32 = keccak256(abi_encode(self, _askId, self.askInputs[_askId], _output))
-    signer: address = self._recover(digest, _signature)
+    signer: address = self._recover(self._teeDigest(_askId, _output), _signature)
     assert signer != empty(address) and self.teeSigners[ask.marketId][signer], "the signer is not an enclave key of this market"
     self._pay(_askId, ask, COMPLETE)
     log TeeProofSubmitted(askId=_askId, prover=ask.prover, marketId=ask.marketId, output=abi_encode(_output), signer=signer)
@@ -622,8 +639,7 @@ def submitInvalidInput(_askId: uint256, _signature: Bytes[65]):
     ask: Ask = self._assignedInTime(_askId)
     ivs: address = self.markets[ask.marketId].ivs
     assert ivs != empty(address), "this market has no input verification service"
-    digest: bytes32 = keccak256(abi_encode(self, _askId, self.askInputs[_askId]))
-    assert self._recover(digest, _signature) == ivs, "not signed by the market's input verification service"
+    assert self._recover(self._invalidInputDigest(_askId), _signature) == ivs, "not signed by the market's input verification service"
     self._pay(_askId, ask, INVALID)
     log InvalidInputClosed(askId=_askId, prover=ask.prover, marketId=ask.marketId)
 
