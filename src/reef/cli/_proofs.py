@@ -740,7 +740,12 @@ def engine_run(
         ),
     ] = None,
     from_block: Annotated[
-        int | None, typer.Option("--from-block", help="First block to index (default: reef up's).")
+        int | None,
+        typer.Option(
+            "--from-block",
+            help="First block to index: at or before the block that deployed the market "
+            "(default: reef up's).",
+        ),
     ] = None,
     batch: Annotated[int, typer.Option("--batch", help="Most assignments per transaction.")] = 64,
     interval: PollInterval = 0.5,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from reef.chain import ChainEvent
 from reef.crypto import Secp256k1PublicKey
-from reef.errors import InputError
+from reef.errors import InputError, ProofError
 from reef.proofs._events import (
     AskCancelled,
     AskCreated,
@@ -42,6 +42,12 @@ from reef.proofs._events import (
 from reef.proofs._matching import MISSED_WINDOW_S, Capacity, OpenAsk, Quote
 
 __all__ = ["OrderBook"]
+
+
+class _HistoryGapError(ProofError):
+    """An event names a prover or quote no earlier event created: the events the book was fed
+    do not start at the market's beginning (the engine turns this into advice on its start
+    block)."""
 
 
 def _is_point(key: bytes) -> bool:
@@ -156,10 +162,10 @@ class OrderBook:
             case ProverRegistered(prover=p, compute=compute, stake=stake):
                 self.provers[p] = _Prover(stake, compute)
             case StakeAdded(prover=p, amount=amount):
-                self.provers[p].stake += amount
+                self._known(p, event).stake += amount
                 self.dirty.update(m for (q, m) in self.quotes if q == p)
             case StakeWithdrawn(prover=p, amount=amount):
-                self.provers[p].stake -= amount
+                self._known(p, event).stake -= amount
             case ProverDeregistered(prover=p):
                 self.provers.pop(p, None)
             case ProverJoined(prover=p, market_id=m):
@@ -169,7 +175,12 @@ class OrderBook:
                 )  # fmt: skip
                 self.requoted.add(m)
             case ProverLeaving(prover=p, market_id=m):
-                old = self.quotes[(p, m)]
+                old = self.quotes.get((p, m))
+                if old is None:
+                    raise _HistoryGapError(
+                        f"ProverLeaving names prover {p} in market {m}, which no earlier event "
+                        "joined to it"
+                    )
                 self.quotes[(p, m)] = Quote(
                     p, m, old.price, old.max_time, old.compute, True, keyed=old.keyed
                 )
@@ -178,6 +189,15 @@ class OrderBook:
                 self.prover_keys.pop((p, m), None)  # leaving clears the key on chain too
             case _:
                 pass  # TeeSignerSet, AssignmentSkipped: nothing the book tracks
+
+    def _known(self, prover: str, event: ChainEvent) -> _Prover:
+        """The prover ``event`` names, which an earlier ``ProverRegistered`` must have added."""
+        state = self.provers.get(prover)
+        if state is None:
+            raise _HistoryGapError(
+                f"{type(event).__name__} names prover {prover}, which no earlier event registered"
+            )
+        return state
 
     def _lock(self, prover: str, market_id: int, sign: int) -> None:
         state = self.provers.get(prover)

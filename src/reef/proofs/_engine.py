@@ -26,6 +26,15 @@ batch (and into its record, so a re-sent batch carries the same ACLs).
 
 The engine's account must be the market's ``matchingEngine``. Storage is SQLAlchemy Core on the
 indexer's engine (SQLite by default; any URL).
+
+History: the book is a projection of *every* event the market emitted, so the engine indexes
+from the market's deployment block (or any earlier one). :meth:`MatchingEngine.on_database`
+refuses a start block after it (``--from-block`` on the command line), naming the block to use,
+rather than learning the skipped state from the contract's views: the contract cannot list its
+provers nor their quotes, and private asks' ACLs live only in the event log, so views would
+rebuild only part of the book, and a partial book assigns silently wrong (provers it never
+offers, stake and compute it thinks free). An engine whose indexer was set up by hand and that
+meets an event about a prover it never saw registered stops with the same advice.
 """
 
 from __future__ import annotations
@@ -40,17 +49,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
+from web3 import Web3
 
-from reef.chain import IndexedContract, Indexer, Web3BlockSource
+from reef.chain import IndexedContract, Indexer, Web3BlockSource, translate_errors
 from reef.crypto import Secp256k1PrivateKey
 from reef.errors import (
     ChainError,
+    ConfigError,
     ContractRevertError,
     InputError,
     InvalidProofInputError,
     ProofError,
 )
-from reef.proofs._book import OrderBook
+from reef.proofs._book import OrderBook, _HistoryGapError
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._events import TaskAssigned, proof_market_decoder
 from reef.proofs._loop import _step_until_stopped
@@ -152,9 +163,12 @@ class MatchingEngine:
         ``stream`` (a restarted engine resumes the stream it finds there).
 
         Raises:
+            ConfigError: the market was deployed before ``start_block``, so its history would
+                be missed (see the module docstring); the hint names the block to start from.
             ChainError: the database cannot be opened.
             ProofError: ``batch_size`` is out of the contract's bounds.
         """
+        _check_start_block(client, start_block)
         if db_url.startswith("sqlite:///"):
             Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         watched = IndexedContract(
@@ -356,9 +370,17 @@ class MatchingEngine:
                 return applied
             now = self._now()
             for stored in page:
-                self.book.apply(stored.event, now)
-            self._after = page[-1].id
-            applied += len(page)
+                try:
+                    self.book.apply(stored.event, now)
+                except _HistoryGapError as exc:
+                    raise ConfigError(
+                        f"the matching engine's events start after the market's history "
+                        f"began: {exc}",
+                        hint=f"index the market from the block that deployed it: {_START_HINT}",
+                    ) from exc
+                # Per event, so an event that fails is the next one applied, never one before it.
+                self._after = stored.id
+                applied += 1
 
     async def run(self, *, interval_s: float = 0.5, stop: asyncio.Event | None = None) -> None:
         """Step until ``stop`` is set; a failing step is retried after ``interval_s``."""
@@ -370,3 +392,71 @@ class MatchingEngine:
             interval_s=interval_s,
             stop=stop,
         )
+
+
+_START_HINT = (
+    "reef proofs engine run --from-block N (MatchingEngine.on_database(start_block=N)), with a "
+    "fresh --db, or without --from-block"
+)
+
+
+def _has_code(client: ProofMarketClient, block: int) -> bool:
+    with translate_errors(f"eth_getCode at block {block}", client.address):
+        return bool(client.w3.eth.get_code(Web3.to_checksum_address(client.address), block))
+
+
+def _deployment_block(client: ProofMarketClient, before: int) -> int:
+    """The block that deployed the market, which has code at ``before``: a binary search over
+    the market's code at past blocks.
+
+    Raises:
+        ChainError: the node cannot tell (a node that keeps no old state refuses old blocks).
+    """
+    low, high = 0, before  # no code before ``low`` (none at all before block 0); code at ``high``
+    while low < high:
+        middle = (low + high) // 2
+        if _has_code(client, middle):
+            high = middle
+        else:
+            low = middle + 1
+    return high
+
+
+def _check_start_block(client: ProofMarketClient, start_block: int) -> None:
+    """Refuse to index the market from ``start_block`` if it existed at the block before.
+
+    The check reads the market's code at that block: one request, where looking for its logs
+    in every earlier block would scan the chain's whole history. It is stricter than needed by
+    the blocks between the deployment and the market's first event, which a start block has no
+    reason to skip. A node that keeps no state that old cannot answer: the engine then starts,
+    with a warning, and the book stops it at the first event about an unknown prover.
+
+    Raises:
+        ConfigError: the market was deployed before ``start_block``.
+    """
+    if start_block <= 0:
+        return
+    try:
+        existed = _has_code(client, start_block - 1)
+    except ChainError as exc:
+        log.warning(
+            "cannot check that the market did not exist before block %s (%s): make sure it was "
+            "deployed at or after it",
+            start_block,
+            exc,
+        )
+        return
+    if not existed:
+        return
+    try:
+        use = f"--from-block {_deployment_block(client, start_block - 1)}"
+    except ChainError:
+        use = "--from-block at or before the block that deployed it"
+    raise ConfigError(
+        f"the proof market {client.address} existed before the engine's first block "
+        f"(--from-block {start_block}): indexing from there, the engine would never learn the "
+        "markets, asks, provers and quotes of the blocks it skips, and would assign from a "
+        "wrong order book",
+        hint=f"start it with {use} (the market's deployment block), or without --from-block "
+        "to start from reef up's block",
+    )
