@@ -9,9 +9,12 @@ under a running job.
 * ``POST /images`` uploads and answers the hash and URL.
 * ``GET`` / ``HEAD /images/<sha256>`` download.
 
-Uploads stream to a temporary file while being hashed and are renamed into place only when
-complete and correct, so a crash or a lying client never leaves a wrong or partial image
-under a hash. A FastAPI app, so ``/openapi.json`` and ``/docs`` describe it; the bodies are
+Uploads stream to a temporary file (``.upload-*``) while being hashed and are renamed into place
+only when complete and correct, so a crash or a lying client never leaves a wrong or partial image
+under a hash. Each temporary file is ``flock``-ed by its writer for as long as it writes; a store
+that opens removes the ones nobody holds (left by a writer killed mid-upload, which no quota
+counts), so crash after crash does not fill the disk, while another process's upload under way in
+the same directory is left alone. A FastAPI app, so ``/openapi.json`` and ``/docs`` describe it; the bodies are
 streamed by hand (never buffered whole), and errors are JSON ``{"error": reason}``.
 
 Over HTTP an image has exactly one name: 64 lowercase hex digits. Anything else (upper case,
@@ -29,6 +32,8 @@ named by their hash.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -78,6 +83,8 @@ class ImageStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.removed_at_open = remove_stale_uploads(root)
+        """How many temporary files of dead uploads opening the store removed."""
 
     def path(self, sha256: str) -> Path:
         return self.root / check_sha256(sha256)
@@ -108,6 +115,54 @@ class ImageStore:
         return (p.name for p in sorted(self.root.iterdir()) if SHA256_HEX.match(p.name))
 
 
+UPLOAD_PREFIX = ".upload-"
+"""How the temporary files of uploads under way are named (in the store's directory)."""
+
+
+def _locked_temp_file(root: Path) -> tuple[int, Path]:
+    """A new temporary file in ``root``, open and ``flock``-ed by this process.
+
+    Another store opening in the same instant may take the lock between the file's creation
+    and ours, and remove the file: then the path no longer names our file, and a new one is made.
+    """
+    while True:
+        fd, name = tempfile.mkstemp(dir=root, prefix=UPLOAD_PREFIX)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(name).st_ino == os.fstat(fd).st_ino:
+                return fd, Path(name)
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def remove_stale_uploads(root: Path) -> int:
+    """Remove the temporary files of uploads whose writer is gone (killed mid-upload: the kernel
+    released its lock); return how many. Uploads under way hold theirs and are left alone.
+
+    Nothing counted them: the ledger counts an upload once it is committed, and the bytes of
+    uploads under way only in the serving process's memory.
+    """
+    removed = 0
+    for path in root.glob(UPLOAD_PREFIX + "*"):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue  # gone meanwhile, or not a file a writer made
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # a live upload (this process's or another's)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+        finally:
+            os.close(fd)
+    return removed
+
+
 class Upload:
     """A streaming write into the store: ``write`` chunks, then ``commit`` or ``abort``."""
 
@@ -117,9 +172,8 @@ class Upload:
         self._max = max_bytes
         self._hash = hashlib.sha256()
         self.size = 0
-        fd, name = tempfile.mkstemp(dir=store.root, prefix=".upload-")
-        self._file = os.fdopen(fd, "wb")
-        self._tmp = Path(name)
+        fd, self._tmp = _locked_temp_file(store.root)
+        self._file = os.fdopen(fd, "wb")  # closing it releases the lock
 
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -144,9 +198,11 @@ class Upload:
             )
         self._file.flush()
         os.fsync(self._file.fileno())
-        self._file.close()
-        os.chmod(self._tmp, 0o600)
+        os.fchmod(self._file.fileno(), 0o600)
+        # Moved while still open, so still locked: a store opening now cannot take it for a
+        # dead upload's.
         os.replace(self._tmp, self._store.root / digest)
+        self._file.close()
         return digest
 
     def abort(self) -> None:
