@@ -42,12 +42,15 @@ import sqlalchemy as sa
 from reef.chain import IndexedEvent, JobEvent, JobId
 from reef.enclave import LIVE_STATES
 from reef.errors import ChainError, ImageError, InputError, MarketError, ReefError
-from reef.market._fetch import FetchedImage, ImageFetcher
+from reef.market._fetch import FetchedImage, ImageFetcher, content_address
 from reef.market._job_state import Action, JobBook, JobPolicy, LaunchSpec, Terminate
 
 __all__ = ["ControlPlane", "EnclaveRunner", "EventFeed", "RunningEnclave", "launch_key"]
 
 log = logging.getLogger("reef.market.control_plane")
+
+LISTED_ENDED_JOBS = 100
+"""How many ended jobs ``GET /jobs`` lists (the last opened), after every live one."""
 
 
 def host_memory_mib() -> int:
@@ -250,7 +253,22 @@ class ControlPlane:
         return status
 
     def jobs(self) -> list[dict[str, Any]]:
-        return [s for job_id in self.book.jobs if (s := self.job_status(job_id)) is not None]
+        """What ``GET /jobs`` lists: every job that has not ended, then the last
+        :data:`LISTED_ENDED_JOBS` of those that have, in the order they were opened.
+
+        The book keeps every job it ever saw, and anyone may open job after job for this
+        provider (a refused one costs its opener only gas: its deposit comes back), so listing
+        them all made the answer grow without bound (past the 1 MiB reef's clients read after
+        about 1 700 jobs). An ended job's status stays one ``GET /job?id=`` away.
+        """
+        ended = [job_id for job_id, machine in self.book.jobs.items() if machine.phase == "done"]
+        shown = set(ended[-LISTED_ENDED_JOBS:])
+        return [
+            status
+            for job_id, machine in self.book.jobs.items()
+            if machine.phase != "done" or job_id in shown
+            if (status := self.job_status(job_id)) is not None
+        ]
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -265,6 +283,7 @@ class ControlPlane:
         # Decide once, after the whole replay: intermediate states of the history never act.
         for action in self.book.decide(self.now()):
             self._adopt(action)
+        self._prune_image_cache()
         await self.reconcile()
         self._started = True
         # Ended jobs had their enclaves stopped by the reconciliation above; only jobs that
@@ -500,6 +519,25 @@ class ControlPlane:
             del self._images[url]
             if sha256 not in {self._images.get(u) for u in wanted}:
                 self.fetcher.forget(sha256)
+
+    def _prune_image_cache(self) -> None:
+        """On start, keep in the download cache only the images the jobs that should run name.
+
+        The jobs that ended while the provider was down (closed, stopped, out of money) were
+        never seen to end, so nothing else would remove their images. The kept ones are noted
+        as their URLs' images, so that they leave once their jobs end (a job whose enclave is
+        found running needs no download, which is what notes them otherwise). An image under a
+        URL that names no hash is downloaded again whenever it is needed, so none is kept.
+        """
+        keep: set[str] = set()
+        for spec in self._want.values():
+            sha256 = None if spec is None else content_address(spec.image_url)
+            if spec is not None and sha256 is not None and self.fetcher.cached(sha256):
+                keep.add(sha256)
+                self._images[spec.image_url] = sha256
+        removed = self.fetcher.keep_only(keep)
+        if removed:
+            log.info("removed %d cached images no open job names", len(removed))
 
     def _check_capacity(self, job_id: JobId, want: LaunchSpec) -> None:
         """Raise when ``want`` does not fit beside the other jobs' enclaves (a replacement

@@ -195,6 +195,21 @@ class ImageFetcher:
         staged copy or link)."""
         self._cache.path(sha256).unlink(missing_ok=True)
 
+    def cached(self, sha256: str) -> bool:
+        """Whether the image ``sha256`` is in the cache."""
+        return self._cache.has(sha256)
+
+    def keep_only(self, keep: set[str]) -> list[str]:
+        """Remove every cached image but those in ``keep``; return the hashes removed.
+
+        A provider that starts calls it with the images its open jobs name: the images of jobs
+        that ended while it was down were never seen to end, and would stay on disk for good.
+        """
+        removed = [sha256 for sha256 in self._cache if sha256 not in keep]
+        for sha256 in removed:
+            self.forget(sha256)
+        return removed
+
     def _check_policy(self, sha256: str) -> None:
         refusal = self.policy.refusal(sha256)
         if refusal:
