@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import requests
@@ -214,7 +214,7 @@ def test_batches_middleware_and_errors_still_work_over_http() -> None:
         with w3.batch_requests() as batch:
             batch.add(w3.eth.get_block(0))
             batch.add(w3.eth.get_balance(user.address))
-            genesis, balance = batch.execute()
+            genesis, balance = cast(list[Any], batch.execute())
         assert genesis["number"] == 0
         assert balance == w3.eth.get_balance(user.address)
         # An HTTP error status is what it was (web3.py's callers catch requests' errors).
