@@ -1,0 +1,293 @@
+"""reef's one bounded reader of strangers' HTTP answers (``reef._fetch``): a deadline over the
+whole exchange (head and body), a byte bound checked on the declared length and while streaming,
+and httpx's failures as a :class:`FetchError` naming the URL. The trickling servers are real
+ones on loopback, since only a socket can send a response head one byte at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import json
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from net_support import free_port, run_loop_in_thread
+from reef._fetch import (
+    BoundedAnswer,
+    FetchError,
+    fetch_blocking,
+    read_bounded,
+    request_to,
+    run_blocking,
+)
+from reef.errors import MisuseError, ServiceError
+
+Raw = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+_BOUNDS: dict[str, Any] = {"max_bytes": 64, "deadline_s": 0.5, "what": "the test server"}
+
+
+async def _drip_head(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A status line, then a header one byte every 0.05 s for ever: every read is quick."""
+    writer.write(b"HTTP/1.1 200 OK\r\nx-slow: ")
+    while True:
+        writer.write(b"a")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+
+
+async def _drip_body(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 60\r\n\r\n")
+    while True:
+        writer.write(b"x")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def _raw_server(handler: Raw) -> AsyncIterator[str]:
+    """Serve ``handler`` (raw bytes) on loopback; its connections are cancelled at the end."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            await handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/answer"
+    finally:
+        server.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+@contextlib.contextmanager
+def _raw_server_in_thread(handler: Raw) -> Iterator[str]:
+    """:func:`_raw_server` on a loop of its own, for the blocking reader."""
+    with run_loop_in_thread() as loop:
+        opened = _raw_server(handler)
+        url = asyncio.run_coroutine_threadsafe(opened.__aenter__(), loop).result(10)
+        try:
+            yield url
+        finally:
+            asyncio.run_coroutine_threadsafe(opened.__aexit__(None, None, None), loop).result(10)
+
+
+async def _read(handler: Callable[[httpx.Request], httpx.Response], **bounds: Any) -> Any:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        request = client.build_request("GET", "http://h/answer?secret=1")
+        return await read_bounded(client, request, **(_BOUNDS | bounds))
+
+
+# -- time: one deadline over head and body ------------------------------------------------------
+
+
+@pytest.mark.parametrize("handler", [_drip_head, _drip_body], ids=["head", "body"])
+async def test_a_trickled_answer_is_given_up_at_the_deadline(handler: Raw) -> None:
+    async with _raw_server(handler) as url, httpx.AsyncClient(timeout=5) as client:
+        with pytest.raises(FetchError) as caught:
+            await asyncio.wait_for(
+                read_bounded(client, client.build_request("GET", url), **_BOUNDS), 20
+            )
+    assert caught.value.reason == "too_late"
+    assert caught.value.message == f"the test server at {url} did not answer within 0.5 s"
+    assert isinstance(caught.value, ServiceError)
+
+
+@pytest.mark.parametrize("handler", [_drip_head, _drip_body], ids=["head", "body"])
+def test_the_blocking_twin_gives_up_on_a_trickled_head_or_body(handler: Raw) -> None:
+    with _raw_server_in_thread(handler) as url, pytest.raises(FetchError) as caught:
+        fetch_blocking(httpx.Request("GET", url), timeout=5, **_BOUNDS, hint="look at it")
+    assert caught.value.reason == "too_late"
+    assert caught.value.hint == "look at it"
+
+
+# -- size: the declared length first, then counted ----------------------------------------------
+
+
+class _Recorded(httpx.AsyncByteStream, httpx.SyncByteStream):
+    """A body that records whether anyone read it, and never ends."""
+
+    def __init__(self) -> None:
+        self.read = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            self.read += 1
+            yield b"x" * 16
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            self.read += 1
+            yield b"x" * 16
+
+
+async def test_a_declared_length_over_the_bound_is_refused_unread() -> None:
+    body = _Recorded()
+    with pytest.raises(FetchError) as caught:
+        await _read(lambda _: httpx.Response(200, headers={"content-length": "65"}, stream=body))
+    assert caught.value.reason == "too_large"
+    assert body.read == 0
+    assert "answered more than 64 bytes" in caught.value.message
+    assert "secret" not in caught.value.message  # the query is not quoted
+    assert caught.value.url == "http://h/answer"
+
+
+async def test_an_endless_body_is_counted_and_cut_at_the_bound() -> None:
+    body = _Recorded()
+    with pytest.raises(FetchError) as caught:
+        await _read(lambda _: httpx.Response(200, stream=body))
+    assert caught.value.reason == "too_large"
+    assert body.read == 5  # 80 bytes: the first read past 64
+
+
+@pytest.mark.parametrize("size", [0, 63, 64])
+async def test_an_answer_within_the_bound_is_read_whole(size: int) -> None:
+    answer = await _read(lambda _: httpx.Response(418, content=b"y" * size, headers={"x-a": "b"}))
+    assert answer == BoundedAnswer(
+        url="http://h/answer", status=418, headers=answer.headers, body=b"y" * size
+    )
+    assert answer.headers["x-a"] == "b"
+
+
+async def test_a_compressed_answer_is_refused_and_identity_was_asked_for() -> None:
+    """httpx inflates a whole read at once: 64 KiB of gzip would be 64 MiB before it is counted."""
+    asked: list[str] = []
+    bomb = gzip.compress(b"\0" * (1 << 20))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.headers["accept-encoding"])
+        return httpx.Response(200, content=bomb, headers={"content-encoding": "gzip"})
+
+    with pytest.raises(FetchError) as caught:
+        await _read(handler, max_bytes=1 << 16)
+    assert caught.value.reason == "encoded"
+    assert "'gzip' content encoding" in caught.value.message
+    assert asked == ["identity"]
+
+
+# -- failures: httpx's errors named, never let through ----------------------------------------
+
+
+async def test_an_unreachable_server_is_a_fetch_error_naming_the_url() -> None:
+    url = f"http://127.0.0.1:{free_port()}/x"
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(FetchError) as caught:
+            await read_bounded(client, client.build_request("GET", url), **_BOUNDS, hint="start it")
+    assert caught.value.reason == "unreachable"
+    assert caught.value.message.startswith(f"cannot reach the test server at {url}: ")
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+    assert str(caught.value).endswith("(start it)")
+
+
+def test_a_host_no_resolver_can_encode_is_a_fetch_error() -> None:
+    # httpx builds the request, then fails in the IDNA codec while connecting (a UnicodeError).
+    with pytest.raises(FetchError) as caught:
+        fetch_blocking(httpx.Request("GET", "http://a..b/x"), timeout=5, **_BOUNDS)
+    assert caught.value.reason == "unreachable"
+
+
+@pytest.mark.parametrize("url", ["http://a:b/x", "http://\x1b[2J/x", "http://[::1/x"])
+def test_a_url_that_is_no_url_is_a_fetch_error_not_an_httpx_one(url: str) -> None:
+    with pytest.raises(FetchError) as caught:
+        request_to("GET", url, what="the provider's control plane")
+    assert caught.value.reason == "unreachable"
+    assert "that is no URL" in caught.value.message
+    assert "\x1b" not in caught.value.message
+
+
+def test_a_server_that_answers_no_http_is_unreachable() -> None:
+    async def garbage(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"\x1b]0;owned\x07 this is not HTTP\r\n\r\n")
+        await writer.drain()
+
+    with _raw_server_in_thread(garbage) as url, pytest.raises(FetchError) as caught:
+        fetch_blocking(httpx.Request("GET", url), timeout=5, **_BOUNDS)
+    assert caught.value.reason == "unreachable"
+    assert "\x1b" not in caught.value.message
+    assert "\x07" not in caught.value.message
+
+
+@pytest.mark.parametrize("bounds", [{"max_bytes": 0}, {"deadline_s": 0}, {"deadline_s": -1.0}])
+async def test_bounds_that_are_not_positive_are_misuse(bounds: dict[str, Any]) -> None:
+    with pytest.raises(MisuseError):
+        await _read(lambda _: httpx.Response(200), **bounds)
+
+
+# -- the blocking twin: its transports --------------------------------------------------------
+
+
+def _wsgi(chunks: Iterable[bytes]) -> httpx.WSGITransport:
+    """A blocking-only transport serving ``chunks``, echoing a request's JSON body first."""
+
+    def app(environ: dict[str, Any], start: Callable[..., Any]) -> Iterable[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        sent = environ["wsgi.input"].read(length)
+        start("200 OK", [("content-type", "application/octet-stream")])
+        return [sent, *chunks] if sent else chunks
+
+    return httpx.WSGITransport(app=app)
+
+
+def test_a_blocking_only_transport_is_read_with_the_same_bounds() -> None:
+    request = httpx.Request("POST", "http://h/x", json={"ask_id": 1})
+    answer = fetch_blocking(request, transport=_wsgi([b"!"]), timeout=5, **_BOUNDS)
+    assert json.loads(answer.body[:-1]) == {"ask_id": 1}  # the body went out with the request
+    endless = (b"z" * 16 for _ in iter(int, 1))
+    with pytest.raises(FetchError) as caught:
+        fetch_blocking(
+            httpx.Request("GET", "http://h/x"), transport=_wsgi(endless), timeout=5, **_BOUNDS
+        )
+    assert caught.value.reason == "too_large"
+
+
+def test_an_async_capable_transport_is_read_on_a_loop_of_its_own() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asyncio.get_running_loop()  # a blocking client would call this outside any loop: it raises
+        seen.append(request.method)
+        return httpx.Response(200, content=b"ok")
+
+    transport = httpx.MockTransport(handler)
+    answer = fetch_blocking(
+        httpx.Request("GET", "http://h/x"), transport=transport, timeout=5, **_BOUNDS
+    )
+    assert (answer.status, answer.body, seen) == (200, b"ok", ["GET"])
+
+
+async def test_run_blocking_from_a_running_loop_uses_a_thread_of_its_own() -> None:
+    async def where() -> int:
+        return threading.get_ident()
+
+    assert run_blocking(where()) != threading.get_ident()
+
+
+def test_run_blocking_leaves_the_threads_loop_as_it_was() -> None:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+
+        async def answer() -> int:
+            return 7
+
+        assert run_blocking(answer()) == 7
+        assert asyncio.get_event_loop_policy().get_event_loop() is loop
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
