@@ -373,6 +373,23 @@ class ProverService:
         self._queue.extend(new)
         return new
 
+    def _market_of(self, market_id: int) -> tuple[int, str]:
+        """The kind and metadata of ``market_id``, from its ``MarketCreated`` event: the one
+        :meth:`poll` read, or, for a market created before ``from_block``, the one found on
+        the chain (once). Without this a task in such a market was skipped, and its prover
+        slashed.
+
+        Raises:
+            ProofError: the market has no ``MarketCreated`` event.
+        """
+        if market_id not in self._kinds:
+            found = self.client.events_of(MarketCreated, 0, topics=[market_id])
+            if not found:
+                raise ProofError(f"market {market_id} has no MarketCreated event on this chain")
+            self._kinds[market_id] = found[0].kind
+            self._metadata[market_id] = found[0].metadata
+        return self._kinds[market_id], self._metadata[market_id]
+
     def work(self, ask_id: int) -> TaskOutcome:
         """Prove one task (or close it as invalid); never raises for the task's own failures."""
         try:
@@ -388,7 +405,7 @@ class ProverService:
         ask = self.client.ask(ask_id)
         if ask.state != AskState.ASSIGNED or ask.prover != self.client.sender:
             return TaskOutcome(ask_id, "skipped", f"the ask is {ask.state.label}")
-        kind = self._kinds.get(ask.market_id)
+        kind, metadata_json = self._market_of(ask.market_id)
         worker = self.tee.get(ask.market_id)
         if kind == MarketKind.TEE and worker is not None:
             output = list(worker.compute(self.client.inputs(ask_id)))
@@ -398,7 +415,6 @@ class ProverService:
             return TaskOutcome(ask_id, "proved", result.tx_hash)
         if kind != MarketKind.GROTH16:
             return TaskOutcome(ask_id, "skipped", "no prover here for this market's kind")
-        metadata_json = self._metadata[ask.market_id]
         circuit = _circuit(self.store, metadata_json)
         inputs = self.client.inputs(ask_id)
         aes_key = self._aes_key(ask_id) if ask.has_secret else None
