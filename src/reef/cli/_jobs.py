@@ -38,7 +38,7 @@ from reef.errors import InputError, MarketError, ReefError
 
 if TYPE_CHECKING:
     from reef.chain import Job, MarketClient, Rate
-    from reef.node import JobStatus, Session
+    from reef.node import JobStatus, JobSummary, Session
 
 __all__ = ["JobArgument", "job_label", "register"]
 
@@ -115,6 +115,20 @@ def _when(timestamp: int | None) -> str:
     return "never (rate 0)" if timestamp is None else format_time(timestamp)
 
 
+def _stops_by(summary: JobSummary) -> str:
+    """When the job's enclave stops, as ``reef jobs list`` and ``show`` print it.
+
+    A stopped job (its rate revised to 0, the revision pending until the rate lock ends) still
+    holds money at its old rate, so the time the money would last is not when its enclave stops:
+    its provider stops the enclave at once.
+    """
+    lock = summary.pending_rate
+    if lock is not None and lock.new_rate == 0:
+        close = f"`reef jobs close {job_label(summary.job.id)}` from {_when(lock.unlock_time)}"
+        return f"now (stopped; {close})"
+    return _when(summary.stops_at)
+
+
 def _per_hour(rate: Rate) -> str:
     """A market rate as the rUSD it charges per hour."""
     from reef.chain import amount_per_hour, format_amount
@@ -159,7 +173,7 @@ def _describe(session: Session, client: MarketClient, job: Job) -> dict[str, Any
         "balance": format_amount(summary.balance),
         "balance_on_chain": format_amount(job.balance),
         "paid_until": _when(summary.paid_until),
-        "enclave_stops_by": _when(summary.stops_at),
+        "enclave_stops_by": _stops_by(summary),
         "pending_rate": (
             f"{_per_hour(lock.new_rate)}/h from {_when(lock.unlock_time)}" if lock else ""
         ),

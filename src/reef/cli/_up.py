@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -15,7 +17,7 @@ from reef.errors import ReefError
 if TYPE_CHECKING:
     from reef.node import LocalNetwork, NetworkInfo
 
-__all__ = ["register"]
+__all__ = ["name_the_port_flag", "register"]
 
 
 def register(root: typer.Typer) -> None:
@@ -121,8 +123,42 @@ def up(
         dashboard_port=dashboard_port,
     )
     network = LocalNetwork(ReefHome.from_env(), settings, extensions)
+    port_flags = {
+        "--rpc-port": rpc_port,
+        "--cp-port": cp_port,
+        "--store-port": store_port,
+        "--verifier-port": verifier_port,
+        "--kms-port": kms_port,
+        "--kms-public-port": kms_public_port,
+        "--dashboard-port": dashboard_port,
+    }
     with failing():  # a second Ctrl-C while stopping: Typer exits 130
-        asyncio.run(_run(network, json_output=json_output))
+        try:
+            asyncio.run(_run(network, json_output=json_output))
+        except ReefError as exc:
+            name_the_port_flag(exc, port_flags)
+            raise
+
+
+_BUSY_PORT = re.compile(r"cannot listen on \S+:(\d+) .*: the port is in use")
+
+
+def name_the_port_flag(error: ReefError, port_flags: Mapping[str, int]) -> None:
+    """Point the hint of ``error``, a service that found its port in use, at the one flag of
+    ``reef up`` that moves that service (the serving floor's hint can only say "the matching
+    --…-port flag", which is no flag a newcomer can type). Other errors are left as they are.
+    """
+    busy = _BUSY_PORT.search(error.message)
+    if busy is None:
+        return
+    port = int(busy.group(1))
+    flags = [flag for flag, value in port_flags.items() if value == port]
+    if len(flags) != 1:
+        return
+    error.hint = (
+        f"another process uses port {port} (a `reef up` under another $REEF_HOME?): stop it, "
+        f"or start this network with {flags[0]} PORT (0 picks a free one)"
+    )
 
 
 async def _run(network: LocalNetwork, *, json_output: bool) -> None:
