@@ -26,24 +26,23 @@ closing and is safe to share between threads and tasks. Both a blocking (:meth:`
 caller exist (the CLI and thread-pool attesters; Scallop and the dev TEE's async code).
 
 httpx's timeouts bound each socket operation, not an answer: a server that sends one byte a
-second (in its headers or its body) is never late for any read. The whole answer is therefore
-bounded with ``asyncio.timeout``, and the blocking calls run the asyncio form on a private event
-loop, unless they were given a blocking transport (an in-process test transport), which is read
-with the same byte bound and a deadline checked at each piece of the body.
+second (in its headers or its body) is never late for any read. Each answer is therefore read by
+:func:`reef._fetch.read_bounded`, reef's one bounded reader for strangers' answers, which bounds
+the whole of it (head and body) in time and size; the blocking calls use its blocking twin.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections.abc import Callable, Coroutine, Hashable
-from typing import Any, Final, TypeVar
+from collections.abc import Callable, Hashable
+from typing import Final, TypedDict, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from reef._clock import wall_clock_ms
+from reef._fetch import FetchError, fetch_blocking, read_bounded
 from reef.attestation._cache import AttestationCache
 from reef.attestation._model import Expectations, VerifiedAttestation
 from reef.attestation._nitro import DEFAULT_MAX_AGE_MS, NitroVerifier
@@ -115,25 +114,20 @@ def _request(
     return url, params, time.monotonic() + wait_s
 
 
-def _too_big(url: str) -> ServiceError:
-    return ServiceError(
-        f"{url} answered more than {MAX_DOCUMENT_BYTES} bytes: that is no attestation document",
-        hint="is this the enclave's attestation server (port 1300, /attestation/raw)?",
-    )
+_WHAT: Final = "the attestation server"
+_HINT: Final = (
+    "is the enclave running, and is this its attestation server (port 1300, /attestation/raw)? "
+    "a larger --timeout waits longer"
+)
 
 
-def _late(url: str, timeout: float) -> ServiceError:
-    return ServiceError(
-        f"{url} did not answer within {timeout:g} s",
-        hint="is the enclave running and reachable? a larger --timeout waits longer",
-    )
+class _Bounds(TypedDict):
+    """The arguments of :func:`reef._fetch.read_bounded` that bound one answer."""
 
-
-def _declared_too_big(url: str, response: httpx.Response) -> None:
-    """Refuse an answer whose ``content-length`` is over the bound before reading any of it."""
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_DOCUMENT_BYTES:
-        raise _too_big(url)
+    max_bytes: int
+    deadline_s: float
+    what: str
+    hint: str
 
 
 def _document(url: str, status: int, body: bytes) -> bytes:
@@ -158,71 +152,19 @@ def _document(url: str, status: int, body: bytes) -> bytes:
     return body
 
 
-def _read(url: str, response: httpx.Response, deadline: float, timeout: float) -> bytes:
-    """A blocking answer's body, at most :data:`MAX_DOCUMENT_BYTES`, by ``deadline``.
-
-    Raises:
-        ServiceError: the body is longer, or still coming at ``deadline``.
-    """
-    _declared_too_big(url, response)
-    body = bytearray()
-    for piece in response.iter_bytes():
-        body += piece
-        if len(body) > MAX_DOCUMENT_BYTES:
-            raise _too_big(url)
-        if time.monotonic() > deadline:
-            raise _late(url, timeout)
-    return _document(url, response.status_code, bytes(body))
-
-
-async def _aread(url: str, response: httpx.Response) -> bytes:
-    """An answer's body, at most :data:`MAX_DOCUMENT_BYTES` (the caller bounds the time).
-
-    Raises:
-        ServiceError: the body is longer.
-    """
-    _declared_too_big(url, response)
-    body = bytearray()
-    async for piece in response.aiter_bytes():
-        body += piece
-        if len(body) > MAX_DOCUMENT_BYTES:
-            raise _too_big(url)
-    return _document(url, response.status_code, bytes(body))
-
-
-def _run(coroutine: Coroutine[Any, Any, bytes]) -> bytes:
-    """Run ``coroutine`` to its end on an event loop of its own, from blocking code: in this
-    thread, or in a new one when this thread already runs a loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    out: list[bytes | BaseException] = []
-
-    def run() -> None:
-        try:
-            out.append(asyncio.run(coroutine))
-        except BaseException as exc:  # raised again in the caller's thread
-            out.append(exc)
-
-    thread = threading.Thread(target=run, name="reef-attestation-fetch")
-    thread.start()
-    thread.join()
-    if isinstance(out[0], BaseException):
-        raise out[0]
-    return out[0]
-
-
-def _raise_if_late(url: str, exc: httpx.HTTPError | ServiceError, deadline: float) -> None:
-    """Raise a fetch's failure as a :class:`ServiceError` once ``deadline`` has passed."""
+def _raise_if_late(url: str, exc: ServiceError, deadline: float) -> None:
+    """Raise a fetch's failure once ``deadline`` has passed (an unreachable server's as
+    "cannot fetch the attestation")."""
     if time.monotonic() < deadline:
         return
-    if isinstance(exc, ServiceError):
-        raise exc
-    raise ServiceError(
-        f"cannot fetch the attestation from {url}: {exc or type(exc).__name__}",
-        hint="is the enclave running? `reef enclave ps` lists local enclaves and endpoints",
-    ) from exc
+    if isinstance(exc, FetchError) and exc.reason == "unreachable":
+        cause = exc.__cause__
+        raise ServiceError(
+            f"cannot fetch the attestation from {url}: "
+            f"{terminal_text(str(cause) or type(cause).__name__)[:300]}",
+            hint="is the enclave running? `reef enclave ps` lists local enclaves and endpoints",
+        ) from exc
+    raise exc
 
 
 class AttestationClient:
@@ -299,21 +241,19 @@ class AttestationClient:
             ServiceError: the server cannot be reached or does not answer a document.
         """
         transport = self._transport_as(httpx.BaseTransport, "async", hint="use afetch, averify")
-        if transport is None:  # over the network: the asyncio form bounds the whole answer
-            coroutine = self.afetch(
-                endpoint, public_key=public_key, user_data=user_data, nonce=nonce, wait_s=wait_s
-            )
-            return _run(coroutine)
         url, params, deadline = _request(endpoint, public_key, user_data, nonce, wait_s)
-        with httpx.Client(timeout=self.timeout, transport=transport) as http:
-            while True:
-                try:
-                    answer_by = time.monotonic() + self.timeout
-                    with http.stream("GET", url, params=params) as response:
-                        return _read(url, response, answer_by, self.timeout)
-                except (httpx.HTTPError, ServiceError) as exc:
-                    _raise_if_late(url, exc, deadline)
-                time.sleep(_RETRY_INTERVAL_S)
+        while True:
+            try:
+                answer = fetch_blocking(
+                    httpx.Request("GET", url, params=params),
+                    transport=transport,
+                    timeout=self.timeout,
+                    **self._bounds,
+                )
+                return _document(url, answer.status, answer.body)
+            except ServiceError as exc:
+                _raise_if_late(url, exc, deadline)
+            time.sleep(_RETRY_INTERVAL_S)
 
     async def afetch(
         self,
@@ -336,17 +276,22 @@ class AttestationClient:
         async with httpx.AsyncClient(timeout=self.timeout, transport=transport) as http:
             while True:
                 try:
-                    try:
-                        async with (
-                            asyncio.timeout(self.timeout),
-                            http.stream("GET", url, params=params) as response,
-                        ):
-                            return await _aread(url, response)
-                    except TimeoutError as exc:  # the whole answer took too long
-                        raise _late(url, self.timeout) from exc
-                except (httpx.HTTPError, ServiceError) as exc:
+                    request = http.build_request("GET", url, params=params)
+                    answer = await read_bounded(http, request, **self._bounds)
+                    return _document(url, answer.status, answer.body)
+                except ServiceError as exc:
                     _raise_if_late(url, exc, deadline)
                 await asyncio.sleep(_RETRY_INTERVAL_S)
+
+    @property
+    def _bounds(self) -> _Bounds:
+        """What one answer may cost: :data:`MAX_DOCUMENT_BYTES`, the client's ``timeout``."""
+        return {
+            "max_bytes": MAX_DOCUMENT_BYTES,
+            "deadline_s": self.timeout,
+            "what": _WHAT,
+            "hint": _HINT,
+        }
 
     def _transport_as(self, kind: type[_T], other: str, *, hint: str) -> _T | None:
         """The client's transport, if it is of ``kind`` (blocking or async).
