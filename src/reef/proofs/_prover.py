@@ -173,12 +173,16 @@ class InputVerifier:
     account: LocalAccount
     store: ArtifactStore
     runtime: SnarkjsRuntime
-    _verdicts: OrderedDict[tuple[str, int, bytes | None], bytes | str] = field(
+    _verdicts: OrderedDict[tuple[bytes, str, bytes | None], bytes | str] = field(
         default_factory=OrderedDict, init=False, repr=False, compare=False
     )
-    """(market contract, ask id, the key given) → the signature, or the refusal, for an ask
-    already judged: its inputs and its market's circuit never change, so neither does the
-    verdict, and asking again must not cost another proof (the most recent few thousand)."""
+    """(the ask's ``invalidInputDigest``, its market's metadata, the key given) → the
+    signature, or the refusal, for an ask already judged: its inputs and its market's circuit
+    never change, so neither does the verdict, and asking again must not cost another proof
+    (the most recent few thousand). The digest binds the chain id, the market contract, the ask
+    id and its inputs: the market address and ask id alone come again on a fresh devnet (same
+    deployer, same chain id) for an ask with other inputs, and a kept refusal then got the new
+    ask's honest prover slashed."""
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
@@ -219,11 +223,12 @@ class InputVerifier:
                 f"market {ask.market_id}'s IVS is {ivs}, not this service ({self.address})",
                 hint="ask the market's own input verification service",
             )
-        cached = (client.address.lower(), ask_id, secret_key)
+        digest = client.invalid_input_digest(ask_id)
+        cached = (digest, metadata_json, secret_key)
         with self._lock:
             verdict = self._verdicts.get(cached)
             if verdict is None:
-                verdict = self._judge(client, ask_id, ask, metadata_json, secret_key)
+                verdict = self._judge(client, ask_id, ask, metadata_json, secret_key, digest)
                 self._verdicts[cached] = verdict
                 while len(self._verdicts) > _VERDICTS:
                     self._verdicts.popitem(last=False)
@@ -238,8 +243,10 @@ class InputVerifier:
         ask: Ask,
         metadata_json: str,
         secret_key: bytes | None,
+        digest: bytes,
     ) -> bytes | str:
-        """The signature, or (as text) the refusal because the inputs admit a proof.
+        """The signature of ``digest`` (the ask's ``invalidInputDigest``), or (as text) the
+        refusal because the inputs admit a proof.
 
         Raises:
             ProofError: no verdict: the circuit cannot be run, or the key does not open the
@@ -259,7 +266,6 @@ class InputVerifier:
                 )
             _check_signals(prove(self.runtime, circuit.wasm, circuit.zkey, signals), inputs)
         except InvalidProofInputError:
-            digest = client.invalid_input_digest(ask_id)
             return bytes(self.account.sign_message(encode_defunct(primitive=digest)).signature)
         return f"ask {ask_id}'s inputs admit a proof; the input verification service will not sign"
 
