@@ -304,6 +304,15 @@ async def test_a_control_plane_that_answers_without_end_is_cut_off(hostile: Any)
     assert "larger than" in caught.value.message
 
 
+@pytest.mark.parametrize("url", ["http://a:b", "http://a..b", "http://[::1"])
+def test_a_control_plane_registered_at_no_url_is_a_service_error(url: str) -> None:
+    """A provider's URL is whatever its account wrote on chain: one httpx cannot send to (a port
+    that is no number, a host no resolver can encode) is a reason, not an httpx traceback."""
+    with pytest.raises(ServiceError) as caught:
+        ControlPlaneClient(url, timeout=3).job(JOB)
+    assert "control plane" in caught.value.message
+
+
 @pytest.mark.parametrize(
     "answer",
     [

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -173,6 +173,40 @@ def test_attestation_errors_do_not_carry_the_servers_terminal_escapes() -> None:
     assert "busy" in message
     assert not any(ch in message for ch in "\x1b\x07\r\x9b"), message
     assert "\\x1b]0;owned" in message
+
+
+# -- a provider's control plane (reef jobs list / status) and a prover's IVS ---------------------
+
+_JOB = "0x" + "00" * 31 + "01"
+
+
+@pytest.mark.parametrize("attack", [_dripping_body, _dripping_head], ids=["body", "head"])
+def test_control_plane_client_gives_up_on_a_server_that_drips(attack: Handler) -> None:
+    """Any account may register a provider at any URL: one whose control plane trickles its
+    answer (its head as much as its body) must not keep ``reef jobs status`` waiting."""
+    from reef.chain import JobId
+    from reef.market import ControlPlaneClient
+
+    with hostile_server(attack) as url:
+        client = ControlPlaneClient(url, timeout=1.0)
+        outcome = ends(lambda: client.job(JobId(_JOB)))
+    assert isinstance(outcome, ServiceError), outcome
+    assert "took longer than 2 s" in outcome.message
+
+
+@pytest.mark.parametrize("attack", [_dripping_body, _dripping_head], ids=["body", "head"])
+def test_remote_ivs_gives_up_on_a_server_that_drips(attack: Handler) -> None:
+    """A prover enclave reaches its IVS across the host's network, which may answer in its
+    place: an answer trickled a byte at a time costs the prover an error, not its loop."""
+    from reef.errors import ProofError
+    from reef.proofs import RemoteInputVerifier
+
+    with hostile_server(attack) as url:
+        verifier = RemoteInputVerifier(url, timeout_s=1.0)
+        # No secret key: the verifier asks the service without reading the chain first.
+        outcome = ends(lambda: verifier.attest_invalid(cast(Any, None), 1, ""))
+    assert isinstance(outcome, ProofError), outcome
+    assert "did not answer within 2 s" in outcome.message
 
 
 # -- an enclave console: reef jobs logs --------------------------------------------------------

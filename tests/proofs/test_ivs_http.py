@@ -93,3 +93,21 @@ def test_a_private_asks_key_goes_only_to_the_markets_ivs(
     _flow, _http, verifier = remote
     with pytest.raises(ProofError, match="not as the market's IVS"):
         verifier.attest_invalid(_ElsewhereMarket(), 1, "", b"k" * 32)  # type: ignore[arg-type]
+
+
+def test_the_remote_ivs_is_asked_through_its_transport_within_its_bounds() -> None:
+    """The transport seam: the prover's request goes through it, and an answer longer than any
+    signature is refused as a :class:`ProofError` naming the service, before it is read."""
+    asked: list[tuple[str, bytes]] = []
+
+    def ivs(request: httpx.Request) -> httpx.Response:
+        asked.append((request.url.path, request.content))
+        return httpx.Response(200, json={"signature": "0x" + "ab" * 65})
+
+    verifier = RemoteInputVerifier("http://ivs", transport=httpx.MockTransport(ivs))
+    assert verifier.attest_invalid(_ElsewhereMarket(), 7, "") == b"\xab" * 65  # type: ignore[arg-type]
+    assert asked == [("/invalid", b'{"ask_id":7,"acl":null}')]
+
+    huge = httpx.MockTransport(lambda _: httpx.Response(200, headers={"content-length": "70000"}))
+    with pytest.raises(ProofError, match="input verification service at http://ivs/invalid"):
+        RemoteInputVerifier("http://ivs", transport=huge).attest_invalid(_ElsewhereMarket(), 7, "")  # type: ignore[arg-type]

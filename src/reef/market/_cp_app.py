@@ -21,7 +21,6 @@ and errors are JSON ``{"error": reason}``.
 from __future__ import annotations
 
 import re
-import time
 from typing import Any, Protocol
 
 import httpx
@@ -31,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 
 from reef._api import api_app, json_error
 from reef._api_models import add_health_route, error_answers
+from reef._fetch import FetchError, fetch_blocking, request_to
 from reef.chain import JobId, parse_job_id
 from reef.encoding import loads_bounded
 from reef.errors import ConfigError, InputError, ServiceError
@@ -248,8 +248,9 @@ class ControlPlaneClient:
     """A client of a provider's control plane (sync; for the CLI and the dashboard).
 
     Any account may register a provider and name any URL as its control plane, so answers are
-    read as a stranger's: at most :data:`MAX_ANSWER_BYTES`, within about ``timeout`` seconds in
-    all (a server that trickles its answer byte by byte is given up on, not waited for), as JSON
+    read as a stranger's (by :func:`reef._fetch.fetch_blocking`): at most
+    :data:`MAX_ANSWER_BYTES`, within twice ``timeout`` seconds in all, head and body (a server
+    that trickles its answer byte by byte is given up on, not waited for), as JSON
     nested no deeper than :data:`reef.encoding.MAX_JSON_DEPTH`, and ``/job`` and
     ``/ip`` answers must have the types their callers read.
 
@@ -265,35 +266,30 @@ class ControlPlaneClient:
         self._transport = transport
 
     def _get(self, path: str, params: dict[str, str] | None = None) -> tuple[int, bytes]:
-        """The status and body of ``GET path``, read within the size and time limits."""
-        # httpx's timeout bounds each read, not the answer: the deadline bounds the whole of it.
-        deadline = time.monotonic() + 2 * self._timeout
+        """The status and body of ``GET path``, read within the size and time limits (the
+        deadline covers the whole answer, its head as much as its body)."""
+        deadline_s = 2 * self._timeout
+        what = "the provider's control plane"
+        hint = "is the provider running? (`reef up` runs a local one)"
         try:
-            with (
-                httpx.Client(timeout=self._timeout, transport=self._transport) as http,
-                http.stream("GET", f"{self.url}{path}", params=params) as response,
-            ):
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_ANSWER_BYTES:
-                        raise ServiceError(
-                            f"the control plane at {self.url} answered {path} with more than "
-                            f"{MAX_ANSWER_BYTES} bytes (larger than any honest answer); "
-                            "not read further"
-                        )
-                    if time.monotonic() > deadline:
-                        raise ServiceError(
-                            f"the control plane at {self.url} took longer than "
-                            f"{2 * self._timeout:g} s to answer {path}; given up",
-                            hint="the provider is overloaded, or is not a reef control plane",
-                        )
-                return response.status_code, bytes(body)
-        except httpx.HTTPError as exc:
+            answer = fetch_blocking(
+                request_to("GET", f"{self.url}{path}", what=what, hint=hint, params=params),
+                transport=self._transport,
+                timeout=self._timeout,
+                max_bytes=MAX_ANSWER_BYTES,
+                deadline_s=deadline_s,
+                what=what,
+                hint=hint,
+            )
+        except FetchError as exc:
+            if exc.reason != "too_late":
+                raise
             raise ServiceError(
-                f"cannot reach the provider's control plane at {self.url}: {exc}",
-                hint="is the provider running? (`reef up` runs a local one)",
+                f"the control plane at {self.url} took longer than {deadline_s:g} s to answer "
+                f"{path}; given up",
+                hint="the provider is overloaded, or is not a reef control plane",
             ) from exc
+        return answer.status, answer.body
 
     def _json(self, status: int, body: bytes) -> dict[str, Any]:
         try:

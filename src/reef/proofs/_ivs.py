@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from typing import Any
 
 import httpx
@@ -32,6 +31,7 @@ from starlette.responses import JSONResponse
 
 from reef._api import LightApi, json_error, light_api
 from reef._api_models import error_answers
+from reef._fetch import FetchError, fetch_blocking, request_to
 from reef.crypto import Secp256k1PrivateKey, Secp256k1PublicKey
 from reef.encoding import loads_bounded
 from reef.errors import InputError, ProofError, ReefError
@@ -46,6 +46,8 @@ _TIMEOUT_S = 120.0  # the IVS proves the inputs itself: a Groth16 witness and pr
 _MAX_ANSWER = 64 * 1024  # an answer is a signature, an identity or a reason: well under this
 _ANSWER_DEPTH = 4
 _SHOWN = 300  # characters of a refusal's reason quoted in the prover's error
+_WHAT = "the input verification service"
+_HINT = "is the prover pointed at the market's IVS, and may it reach it?"
 
 
 class _Markets:
@@ -163,11 +165,24 @@ def ivs_app(verifier: InputVerifier, client: ProofMarketClient, *, from_block: i
 
 class RemoteInputVerifier:
     """A market's IVS reached over HTTP (``ivs_app``); used by a prover like an
-    :class:`~reef.proofs.InputVerifier`."""
+    :class:`~reef.proofs.InputVerifier`.
 
-    def __init__(self, url: str, *, timeout_s: float = _TIMEOUT_S) -> None:
+    Args:
+        url: the service's base URL.
+        timeout_s: httpx's timeout of each operation; a whole answer may take twice this.
+        transport: an httpx transport for every request (tests); a new connection otherwise.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = _TIMEOUT_S,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        self._transport = transport
 
     def attest_invalid(
         self,
@@ -212,28 +227,22 @@ class RemoteInputVerifier:
         nested deep enough to kill ``json`` must cost the prover an error, not its loop.
 
         Raises:
-            ProofError: the service cannot be reached, or its answer is too long.
+            ProofError: the service cannot be reached, or its answer is too long or too slow.
         """
-        url = f"{self.url}{path}"
-        # httpx's timeout bounds each read; a body dripped a byte at a time needs a deadline.
-        deadline = time.monotonic() + 2 * self.timeout_s
+        # Read by reef's one bounded reader: the deadline covers the head as well as the body.
         try:
-            with httpx.stream(method, url, json=payload, timeout=self.timeout_s) as answer:
-                data = b""
-                for chunk in answer.iter_bytes():
-                    data += chunk
-                    if len(data) > _MAX_ANSWER or time.monotonic() > deadline:
-                        raise ProofError(
-                            f"the input verification service at {self.url} answered more than "
-                            f"{_MAX_ANSWER} bytes, or for longer than {2 * self.timeout_s:.0f} s",
-                            hint="is the prover pointed at the market's IVS?",
-                        )
-                status = answer.status_code
-        except httpx.HTTPError as exc:
-            raise ProofError(
-                f"the input verification service at {self.url} did not answer: {exc}",
-                hint="is the IVS running, and may this prover reach it?",
-            ) from exc
+            answer = fetch_blocking(
+                request_to(method, f"{self.url}{path}", what=_WHAT, hint=_HINT, json=payload),
+                transport=self._transport,
+                timeout=self.timeout_s,
+                max_bytes=_MAX_ANSWER,
+                deadline_s=2 * self.timeout_s,
+                what=_WHAT,
+                hint=_HINT,
+            )
+        except FetchError as exc:
+            raise ProofError(exc.message, hint=exc.hint) from exc
+        status, data = answer.status, answer.body
         text = data.decode("utf-8", errors="replace")
         body: Any = None
         with contextlib.suppress(InputError):
