@@ -10,6 +10,7 @@ than the contract would accept.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections import deque
 from collections.abc import Iterator
@@ -98,6 +99,9 @@ class OrderBook:
     """Ask id → its encrypted private inputs, while it is open."""
     prover_keys: dict[tuple[str, int], bytes] = field(default_factory=dict)
     """(prover, market id) → the key the prover registered for the market's private inputs."""
+    sealed_bodies: set[bytes] = field(default_factory=set)
+    """SHA-256 of every sealed private-inputs body the market logged: a body logged again is
+    another ask's copy, never offered."""
 
     def apply(self, event: ChainEvent, now: int) -> None:
         """Apply one event (``now``: the time it is applied, for the 48 h miss window)."""
@@ -119,6 +123,16 @@ class OrderBook:
                 self.shelve(a)  # provers lock auctions themselves; the engine only sweeps them
             case AskSecret(ask_id=a):
                 created = self.open_asks.get(a)
+                body = hashlib.sha256(event.secret).digest()
+                if body in self.sealed_bodies:
+                    # A copy of an earlier ask's sealed inputs (anyone can read them off the
+                    # log and ask again with public inputs of their own). Assigning it would
+                    # make the proof an oracle on the other requester's private values. An
+                    # honest body is new (fresh AES key and IV) and nobody without its key can
+                    # make another that opens, so the first ask to log a body is its owner.
+                    self.shelve(a)
+                    return
+                self.sealed_bodies.add(body)
                 if created is not None:  # logged right after its AskCreated, in the same call
                     private = OpenAsk(
                         a, created.market_id, created.reward, created.expiry,
