@@ -89,6 +89,12 @@ def _hex_option(value: str | None, flag: str, *, length: int | None = None) -> b
         raise typer.BadParameter(exc.message, param_hint=flag) from exc
 
 
+def _root_line(name: str, public_key: str) -> str:
+    """The ``root`` row people read: the root's name, and its public key labelled as one (a bare
+    hex string after the name read as part of it, or as some other value)."""
+    return f"{name} (public key {public_key})"
+
+
 def _print_result(result: VerifiedAttestation) -> None:
     data = result.to_json()
     rows: dict[str, Any] = {
@@ -110,7 +116,7 @@ def _print_result(result: VerifiedAttestation) -> None:
         # Zero PCRs measured nothing; the image id's PCRs are always shown, the rest when set.
         elif int(index) in (0, 1, 2, 16) or value.strip("0"):
             rows[f"PCR{index}"] = value
-    rows["root"] = f"{result.root.name} {data['root']['public_key']}"
+    rows["root"] = _root_line(result.root.name, data["root"]["public_key"])
     print_mapping(rows)
 
 
@@ -381,7 +387,7 @@ def mint_cmd(
         "root": {"name": "dev", "public_key": root_key},
         "insecure": True,
     }
-    print_result(summary, as_json, shown={**summary, "root": f"dev {root_key}"})
+    print_result(summary, as_json, shown={**summary, "root": _root_line("dev", root_key)})
 
 
 @app.command("root")

@@ -135,8 +135,9 @@ def verify_cmd(
         "image_id": result["image_id"],
         "root": trusted.name,
         "timestamp": attested_time(result["timestamp_ms"]),
-        "public_key": result["public_key"],
-        "user_data": result["user_data"],
+        # As `reef attestation verify` shows them: a blank value read as a missing line.
+        "public_key": result["public_key"] or "(empty)",
+        "user_data": result["user_data"] or "(empty)",
     }
     print_result(result, as_json, shown=shown)
     warn_insecure_root(trusted, "verified")
