@@ -64,7 +64,9 @@ class FetchError(ServiceError):
     was not asked for). ``url`` is the request's URL without its query.
     """
 
-    def __init__(self, message: str, *, url: str, reason: FetchFailure, hint: str | None) -> None:
+    def __init__(
+        self, message: str, *, url: str, reason: FetchFailure, hint: str | None = None
+    ) -> None:
         super().__init__(message, hint=hint)
         self.url = url
         self.reason: FetchFailure = reason

@@ -31,21 +31,24 @@ Raw = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 _BOUNDS: dict[str, Any] = {"max_bytes": 64, "deadline_s": 0.5, "what": "the test server"}
 
 
-async def _drip_head(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """A status line, then a header one byte every 0.05 s for ever: every read is quick."""
-    writer.write(b"HTTP/1.1 200 OK\r\nx-slow: ")
-    while True:
-        writer.write(b"a")
-        await writer.drain()
-        await asyncio.sleep(0.05)
+def _drip(start: bytes) -> Raw:
+    """A server that sends ``start``, then one byte every 0.05 s for ever: every read is quick,
+    only a bound on the whole answer stops it."""
+
+    async def drip(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(start)
+        while True:
+            writer.write(b"a")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    return drip
 
 
-async def _drip_body(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 60\r\n\r\n")
-    while True:
-        writer.write(b"x")
-        await writer.drain()
-        await asyncio.sleep(0.05)
+_drip_head = _drip(b"HTTP/1.1 200 OK\r\nx-slow: ")
+"""A status line, then a header that never ends."""
+_drip_body = _drip(b"HTTP/1.1 200 OK\r\ncontent-length: 60\r\n\r\n")
+"""A head at once, then a body of 60 bytes a byte at a time (3 s: longer than any deadline)."""
 
 
 @contextlib.asynccontextmanager

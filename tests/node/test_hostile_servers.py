@@ -1,4 +1,5 @@
-"""reef as a client of hostile servers: an enclave, a provider or a JSON-RPC node that lies.
+"""reef as a client of hostile servers: an enclave, a provider, a prover's IVS or a JSON-RPC
+node that lies.
 
 Each test replays one attack with a real server on loopback (a raw asyncio server in a thread,
 so it can send what no well-behaved framework would: an endless body, a header one byte at a
