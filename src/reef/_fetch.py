@@ -258,7 +258,7 @@ def fetch_blocking(
     answer_by = time.monotonic() + deadline_s
     try:
         with httpx.Client(timeout=timeout, transport=transport) as client:
-            response = client.send(request, stream=True)
+            response = client.send(_with_defaults(client, request), stream=True)
             try:
                 bounds.check_head(response)
                 body = bytearray()
@@ -286,8 +286,23 @@ async def _read_with_client(
 ) -> BoundedAnswer:
     async with httpx.AsyncClient(timeout=per_operation, transport=transport) as client:
         return await read_bounded(
-            client, request, max_bytes=max_bytes, deadline_s=deadline_s, what=what, hint=hint
+            client,
+            _with_defaults(client, request),
+            max_bytes=max_bytes,
+            deadline_s=deadline_s,
+            what=what,
+            hint=hint,
         )
+
+
+def _with_defaults(
+    client: httpx.Client | httpx.AsyncClient, request: httpx.Request
+) -> httpx.Request:
+    """``request`` with the client's default headers it lacks (``user-agent``, ``accept``), as
+    ``client.get`` would send them: ``send`` adds none."""
+    for name, value in client.headers.items():
+        request.headers.setdefault(name, value)
+    return request
 
 
 def run_blocking(coroutine: Coroutine[Any, Any, _T]) -> _T:

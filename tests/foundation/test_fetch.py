@@ -264,14 +264,15 @@ def test_an_async_capable_transport_is_read_on_a_loop_of_its_own() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         asyncio.get_running_loop()  # a blocking client would call this outside any loop: it raises
-        seen.append(request.method)
+        seen.append(f"{request.method} {request.headers['accept-encoding']}")
+        assert request.headers["user-agent"].startswith("python-httpx/")  # as client.get sends
         return httpx.Response(200, content=b"ok")
 
     transport = httpx.MockTransport(handler)
     answer = fetch_blocking(
         httpx.Request("GET", "http://h/x"), transport=transport, timeout=5, **_BOUNDS
     )
-    assert (answer.status, answer.body, seen) == (200, b"ok", ["GET"])
+    assert (answer.status, answer.body, seen) == (200, b"ok", ["GET identity"])
 
 
 async def test_run_blocking_from_a_running_loop_uses_a_thread_of_its_own() -> None:
