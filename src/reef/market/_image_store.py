@@ -14,8 +14,10 @@ only when complete and correct, so a crash or a lying client never leaves a wron
 under a hash. Each temporary file is ``flock``-ed by its writer for as long as it writes; a store
 that opens removes the ones nobody holds (left by a writer killed mid-upload, which no quota
 counts), so crash after crash does not fill the disk, while another process's upload under way in
-the same directory is left alone. A FastAPI app, so ``/openapi.json`` and ``/docs`` describe it; the bodies are
-streamed by hand (never buffered whole), and errors are JSON ``{"error": reason}``.
+the same directory is left alone.
+
+A FastAPI app, so ``/openapi.json`` and ``/docs`` describe it; the bodies are streamed by hand
+(never buffered whole), and errors are JSON ``{"error": reason}``.
 
 Over HTTP an image has exactly one name: 64 lowercase hex digits. Anything else (upper case,
 ``0x``, spaces) is refused with 400 rather than normalised, so one image is never reachable
