@@ -52,6 +52,8 @@ PARAMS = JobsParams(
 # The fields of an output, in order: ``SubmitOutput`` (Jobs) and ``JobResponse`` (Relay) share them.
 OUTPUT_FIELDS = (
     ("jobId", "uint256"),
+    ("codehash", "bytes32"),
+    ("inputHash", "bytes32"),
     ("output", "bytes"),
     ("totalTime", "uint256"),
     ("errorCode", "uint8"),
@@ -313,11 +315,20 @@ class ServerlessChain:
         *,
         total_time: int = 100,
         error_code: int = 0,
+        codehash: bytes | str | None = None,
+        input_hash: bytes | str | None = None,
     ) -> SignedOutput:
+        """``enclave``'s signed output of job ``job_id``: over the job's own codehash and input
+        hash (the contract's record) unless others are given."""
+        job = self.jobs().job(job_id)
+        # No such job has no code: zeros then (the contract refuses the output as not found).
+        own = (job.codehash, job.input_hash) if job else ("0x" + "00" * 32,) * 2
         return sign_output(
             self.keys[enclave],
             self.jobs().domain(),
             job_id=job_id,
+            codehash=own[0] if codehash is None else codehash,
+            input_hash=own[1] if input_hash is None else input_hash,
             output=output,
             total_time=total_time,
             error_code=error_code,

@@ -8,31 +8,40 @@ Signatures are checked against eth-account's independent EIP-712 encoder; the se
 from __future__ import annotations
 
 import re
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import vyper
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from web3 import Web3
 
 from reef.attestation import sign_statement
-from reef.chain import TxProgress
+from reef.chain import Devnet, TokenClient, TxProgress
 from reef.chain._clients import deploy_contract
 from reef.crypto import Secp256k1PrivateKey
-from reef.errors import ContractRevertError
+from reef.errors import ChainError, ContractRevertError
 from reef.serverless import (
     ENV_JAVASCRIPT,
     JOBS_DOMAIN_NAME,
     JobResultCallbackCalled,
     JobsDomain,
     JobsParams,
+    RelayParams,
     RelayRevert,
+    ServerlessJobsClient,
+    ServerlessRelayClient,
     ServerlessRevert,
+    SignedOutput,
     SlashedOnExecutionTimeout,
+    fund_gas,
     payout_shares,
     register_digest,
     select_executors,
     selection_seed,
+    sign_job_response,
     sign_output,
     sign_registration,
 )
@@ -40,6 +49,7 @@ from serverless.chain_support import IMAGE, PARAMS, ServerlessChain
 
 CONTRACTS = Path(__file__).parents[2] / "src" / "reef" / "chain" / "contracts"
 CODEHASH = "0x" + "22" * 32
+OTHER_CODEHASH = "0x" + "33" * 32
 
 
 @pytest.fixture
@@ -60,8 +70,11 @@ def reason(exc: pytest.ExceptionInfo[ContractRevertError]) -> str:
 
 def test_output_digest_matches_eth_account_typed_data() -> None:
     domain = JobsDomain(chain_id=421614, jobs_contract="0x" + "ab" * 20)
+    codehash, input_hash = bytes.fromhex("22" * 32), Web3.keccak(b"the input")
     fields = {
         "jobId": 7,
+        "codehash": codehash,
+        "inputHash": input_hash,
         "output": b"hello, reef!",
         "totalTime": 123,
         "errorCode": 4,
@@ -78,6 +91,8 @@ def test_output_digest_matches_eth_account_typed_data() -> None:
                 ],
                 "SubmitOutput": [
                     {"name": "jobId", "type": "uint256"},
+                    {"name": "codehash", "type": "bytes32"},
+                    {"name": "inputHash", "type": "bytes32"},
                     {"name": "output", "type": "bytes"},
                     {"name": "totalTime", "type": "uint256"},
                     {"name": "errorCode", "type": "uint8"},
@@ -99,6 +114,8 @@ def test_output_digest_matches_eth_account_typed_data() -> None:
         key,
         domain,
         job_id=7,
+        codehash="0x" + codehash.hex(),  # hex or bytes alike
+        input_hash=bytes(input_hash),
         output=b"hello, reef!",
         total_time=123,
         error_code=4,
@@ -111,6 +128,11 @@ def test_output_digest_matches_eth_account_typed_data() -> None:
     # Another chain id or contract: another digest (no replay across deployments).
     other = JobsDomain(chain_id=1, jobs_contract=domain.jobs_contract)
     assert signed.signer(other) != key.public_key.checksum_address
+    # Other code or input: another digest (an output says what ran on what).
+    assert replace(signed, codehash=b"\x33" * 32).signer(domain) != signed.signer(domain)
+    assert replace(signed, input_hash=Web3.keccak(b"other")).signer(domain) != (
+        signed.signer(domain)
+    )
 
 
 def test_registration_digest_matches_eth_account_typed_data() -> None:
@@ -388,6 +410,8 @@ def test_a_signature_for_another_deployment_is_refused(chain: ServerlessChain) -
             chain.keys[enclave],
             other,
             job_id=request.job_id,
+            codehash=CODEHASH,
+            input_hash=request.input_hash,
             output=b"x",
             total_time=5,
             error_code=0,
@@ -396,6 +420,179 @@ def test_a_signature_for_another_deployment_is_refused(chain: ServerlessChain) -
         with pytest.raises(ContractRevertError) as exc:
             chain.jobs(chain.users[0]).submit_output(signed)
         assert reason(exc) == ServerlessRevert.NOT_SELECTED.value
+
+
+def test_an_output_signed_for_other_code_or_input_is_refused(chain: ServerlessChain) -> None:
+    """An executor's signature says which code ran on which input: a correct signature for
+    one job's code or input does not pay for another job with the same id's other code or
+    input, whoever submits it (the hole a host's forging JSON-RPC node would open)."""
+    three(chain)
+    user = chain.users[0]
+    mine, _ = chain.jobs(user).create_job(CODEHASH, b"my input", 1000)
+    theirs, _ = chain.jobs(chain.users[2]).create_job(OTHER_CODEHASH, b"my input", 1000)
+    enclave = mine.selected_executors[0]
+    owner = chain.jobs().executor(enclave).owner  # type: ignore[union-attr]
+    before = (chain.balance(user.address), chain.balance(owner))
+    forged = {
+        "other code": {"codehash": OTHER_CODEHASH},  # the other job's code, on my input
+        "other input": {"input_hash": Web3.keccak(b"their input")},
+        "both": {"codehash": OTHER_CODEHASH, "input_hash": Web3.keccak(b"their input")},
+    }
+    for what, terms in forged.items():
+        signed = chain.output(enclave, mine.job_id, b"pwned", **terms)  # type: ignore[arg-type]
+        # The signature is a correct one, by a selected executor, for that code and input.
+        assert signed.signer(chain.jobs().domain()) == enclave, what
+        with pytest.raises(ContractRevertError) as exc:
+            chain.jobs(chain.users[1]).submit_output(signed)
+        assert reason(exc) == ServerlessRevert.NOT_SELECTED.value, what
+        assert "code and input" in reason(exc)
+        assert "JSON-RPC node" in (exc.value.hint or "")
+    # A correct output of the other job (its code, its id) does not pay for mine either.
+    for_theirs = chain.output(theirs.selected_executors[0], theirs.job_id, b"theirs")
+    assert for_theirs.codehash == bytes.fromhex(OTHER_CODEHASH[2:])
+    with pytest.raises(ContractRevertError) as exc:
+        chain.jobs(chain.users[1]).submit_output(replace(for_theirs, job_id=mine.job_id))
+    assert reason(exc) == ServerlessRevert.NOT_SELECTED.value
+    job = chain.jobs().job(mine.job_id)
+    assert job is not None
+    assert (job.output_count, job.escrow) == (0, job.deposit)
+    assert (chain.balance(user.address), chain.balance(owner)) == before
+    assert chain.jobs().responses(mine.block_number, job_id=mine.job_id) == []
+    # The same executor's output over the job's own code and input is accepted.
+    chain.jobs(chain.users[1]).submit_output(chain.output(enclave, mine.job_id, b"honest"))
+    responses = chain.jobs().responses(mine.block_number, job_id=mine.job_id)
+    assert [(r.executor, r.output) for r in responses] == [(enclave, b"honest")]
+
+
+def test_an_honest_job_pays_as_before_with_its_code_and_input_signed(
+    chain: ServerlessChain,
+) -> None:
+    """Executors that sign the code and input the user asked for (hashed here independently of
+    the contract's record) are paid the usual shares, and the user refunded the rest."""
+    three(chain)
+    user = chain.users[0]
+    body = b'{"n": 42, "padding": "' + b"x" * 300 + b'"}'
+    before = chain.balance(user.address)
+    request, _ = chain.jobs(user).create_job(CODEHASH, body, 2000)
+    record = chain.jobs().job(request.job_id)
+    assert record is not None
+    assert record.input_hash == Web3.keccak(body).to_0x_hex()
+    assert record.to_json()["input_hash"] == record.input_hash
+    owners = {e.enclave: e.owner for e in chain.jobs().executors()}
+    paid = []
+    for i, enclave in enumerate(request.selected_executors):
+        owner_before = chain.balance(owners[enclave])
+        signed = sign_output(
+            chain.keys[enclave],
+            chain.jobs().domain(),
+            job_id=request.job_id,
+            codehash=bytes.fromhex(CODEHASH[2:]),
+            input_hash=bytes(Web3.keccak(body)),
+            output=b"answer",
+            total_time=300 + 50 * i,
+            error_code=0,
+            sign_timestamp=chain.now(),
+        )
+        chain.jobs(chain.users[1]).submit_output(signed)
+        paid.append(chain.balance(owners[enclave]) - owner_before)
+    cost = 300 * PARAMS.fee_per_ms
+    assert paid == payout_shares(cost, 3)
+    assert chain.balance(user.address) == before - cost
+    closed = chain.jobs().job(request.job_id)
+    assert closed is not None
+    assert closed.closed
+    assert closed.escrow == 0
+    # What a user reads back to check an output carries the code and input it was signed over.
+    response = chain.jobs().responses(request.block_number, job_id=request.job_id)[0]
+    again = chain.jobs().signed_output(response.tx_hash)
+    assert (again.codehash, again.input_hash) == (
+        bytes.fromhex(CODEHASH[2:]),
+        bytes(Web3.keccak(body)),
+    )
+    assert again.signer(chain.jobs().domain()) == response.executor
+
+
+def test_the_relay_takes_an_answer_only_for_its_users_code_and_input() -> None:
+    """The Relay's ``JobResponse`` binds the code and input the same way: the claiming gateway's
+    correct signature over other code or input is refused, its honest one pays as before."""
+    devnet = Devnet(chain_id=31337)
+    w3 = devnet.web3()
+    admin, user, owner = (a.local_account for a in devnet.accounts[:3])
+    token = TokenClient.deploy(w3, admin)
+    params = RelayParams(fee_per_ms=5, gateway_fee=1000)
+    relay = ServerlessRelayClient.deploy(w3, admin, token=token.address, params=params)
+    token.mint(user.address, 10**9)
+    TokenClient(w3, token.address, account=user).approve(relay.address, 2**256 - 1)
+    gateway = Secp256k1PrivateKey.generate()
+    relay.register_gateway(gateway.public_key.checksum_address, owner.address)
+    body = b"the user's input"
+    job = ServerlessRelayClient(w3, relay.address, account=user).relay_job(CODEHASH, body, 1000)
+    fund_gas(w3, admin, gateway.public_key.checksum_address, 10**18)
+    as_gateway = ServerlessRelayClient(w3, relay.address, account=Account.from_key(gateway.secret))
+    as_gateway.claim(job.job_id)
+
+    def answer(codehash: str, code_inputs: bytes) -> SignedOutput:
+        return sign_job_response(
+            gateway,
+            31337,
+            relay.address,
+            job_id=job.job_id,
+            codehash=codehash,
+            input_hash=Web3.keccak(code_inputs),
+            output=b"out",
+            total_time=200,
+            error_code=0,
+            sign_timestamp=int(time.time()),
+        )
+
+    before = token.balance(user.address)
+    for codehash, code_inputs in (
+        (OTHER_CODEHASH, body),
+        (CODEHASH, b"other"),
+        (OTHER_CODEHASH, b""),
+    ):
+        with pytest.raises(ContractRevertError) as exc:
+            as_gateway.respond(answer(codehash, code_inputs))
+        assert exc.value.reason == RelayRevert.WRONG_GATEWAY.value
+        assert "code and input" in exc.value.reason
+        assert "JSON-RPC node" in (exc.value.hint or "")
+    assert token.balance(user.address) == before
+    as_gateway.respond(answer(CODEHASH, body))
+    paid = 200 * params.fee_per_ms + params.gateway_fee
+    assert token.balance(owner.address) == paid
+    assert token.balance(user.address) == before + job.deposit - paid
+    assert token.balance(relay.address) == 0
+
+
+# What a deployment by an older reef answers: the output types before they bound code and input.
+OLD_TYPES = """
+# pragma version 0.4.3
+SUBMIT_OUTPUT_TYPEHASH: public(constant(bytes32)) = keccak256(
+    "SubmitOutput(uint256 jobId,bytes output,uint256 totalTime,uint8 errorCode,uint256 signTimestamp)"
+)
+JOB_RESPONSE_TYPEHASH: public(constant(bytes32)) = keccak256(
+    "JobResponse(uint256 jobId,bytes output,uint256 totalTime,uint8 errorCode,uint256 signTimestamp)"
+)
+"""
+
+
+def test_a_deployment_checking_the_old_output_type_is_refused_up_front(
+    chain: ServerlessChain,
+) -> None:
+    """Its executors would sign outputs it refuses (and be slashed for the silence): reading
+    its domain, which executors and users do first, says so instead."""
+    from reef.chain._tx import Transactor
+
+    out = vyper.compile_code(OLD_TYPES, output_formats=["abi", "bytecode"])
+    factory = chain.w3.eth.contract(abi=out["abi"], bytecode=out["bytecode"])
+    _, receipt = Transactor(chain.w3, chain.deployer).send(factory.constructor(), "deploy")
+    old = receipt["contractAddress"]
+    with pytest.raises(ChainError, match="another type than reef signs") as exc:
+        ServerlessJobsClient(chain.w3, old).domain()
+    assert "--fresh" in (exc.value.hint or "")
+    with pytest.raises(ChainError, match="another type than reef signs"):
+        ServerlessRelayClient(chain.w3, old).check_response_type()
+    assert chain.jobs().domain().jobs_contract == chain.jobs_address  # this reef's: accepted
 
 
 def test_silent_executors_are_slashed_and_the_unearned_part_refunded(

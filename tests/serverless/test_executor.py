@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from web3 import Web3
 
 from reef.crypto import Secp256k1PrivateKey, recover_digest
 from reef.serverless import (
@@ -124,6 +125,8 @@ def recover(chain: ServerlessChain, signed: SignedOutput) -> str:
         contract=domain.jobs_contract,
         message={
             "jobId": signed.job_id,
+            "codehash": signed.codehash,
+            "inputHash": signed.input_hash,
             "output": signed.output,
             "totalTime": signed.total_time,
             "errorCode": signed.error_code,
@@ -148,6 +151,9 @@ async def test_a_call_is_answered_signed_and_billed_as_the_model_says(network: N
     registered = {e.enclave: e for e in jobs.executors()}
     for response in responses:
         signed = jobs.signed_output(response.tx_hash)
+        # Signed over the code and input the user asked for.
+        assert signed.codehash == request.codehash
+        assert signed.input_hash == Web3.keccak(b"reef")
         assert recover(chain, signed) == response.executor
         assert response.executor in registered
     first = responses[0]

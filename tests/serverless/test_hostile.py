@@ -392,16 +392,12 @@ JOB_CREATED_TOPIC = "0x" + Web3.keccak(
 ).hex().removeprefix("0x")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SubmitOutput signs no codehash or input: only ServerlessJobs.vy (the chain area) can "
-    "bind them (sign keccak(codehash, input) and check it against the job)",
-)
 async def test_a_node_forging_a_jobs_codehash_cannot_get_other_code_accepted(
     executor: Executor, runtime: FunctionRuntime, tmp_path: Path
 ) -> None:
-    """The enclave's output signature is what the Jobs contract believes; a host whose node
-    forges the job's codehash gets its own code's output accepted for another user's job."""
+    """The enclave's output signature is what the Jobs contract believes, and it signs the
+    codehash and input it ran: a host whose node forges the job's codehash has its enclave run
+    the host's code, but that output is refused, not accepted for another user's job."""
     chain = executor.chain
     honest = await executor.deploy(HELLO)
     evil = await executor.deploy(b"export default { fetch() { return new Response('pwned'); } };")
@@ -425,6 +421,9 @@ async def test_a_node_forging_a_jobs_codehash_cannot_get_other_code_accepted(
         service.jobs.requests, request.block_number, request.block_number
     )
     assert seen[0].codehash == bytes.fromhex(evil[2:])  # what the host made it believe
-    await service.execute(seen[0])
+    submitted = await service.execute(seen[0])
     responses = chain.jobs().responses(request.block_number, job_id=request.job_id)
     assert all(r.output != b"pwned" for r in responses)
+    assert submitted is None  # the contract refused it (the enclave did run the evil code)
+    assert service.stats.failures == 1
+    assert service.stats.outputs_submitted == 0

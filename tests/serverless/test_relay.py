@@ -10,11 +10,15 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hexbytes import HexBytes
+from web3 import Web3
+from web3.types import RPCEndpoint, RPCResponse
 
 from reef.chain import Devnet, TokenClient
+from reef.chain.devnet import DevnetProvider
 from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ContractRevertError
 from reef.serverless import (
@@ -141,7 +145,12 @@ async def test_a_job_paid_on_one_chain_runs_on_the_other(chains: TwoChains) -> N
         "JobResponse",
         chain_id=chains.request.chain_id,
         contract=relay.address,
-        message={name: call[f"_{name}"] for name, _ in OUTPUT_FIELDS},
+        message={
+            **{name: call[f"_{name}"] for name, _ in OUTPUT_FIELDS if f"_{name}" in call},
+            # The user's code and input: what the Relay holds for the job, not the calldata.
+            "codehash": bytes.fromhex(codehash[2:]),
+            "inputHash": Web3.keccak(b"x"),
+        },
         signature=call["_signature"],
     )
     assert signer == chains.gateway.address
@@ -167,6 +176,8 @@ async def test_only_the_claiming_gateway_may_answer_and_stale_jobs_refund(
         chains.request.chain_id,
         relay.address,
         job_id=job.job_id,
+        codehash="0x" + "11" * 32,
+        input_hash=Web3.keccak(b""),
         output=b"lie",
         total_time=1,
         error_code=0,
@@ -181,4 +192,66 @@ async def test_only_the_claiming_gateway_may_answer_and_stale_jobs_refund(
     assert exc.value.reason == RelayRevert.NOT_TIMED_OUT.value
     chains.request.increase_time(RELAY_PARAMS.overall_timeout_s + 1)
     relay.cancel(job.job_id)
+    assert chains.token.balance(user.address) == before + job.deposit
+
+
+class ForgingRequestNode(DevnetProvider):
+    """A request-chain node that answers every ``JobRelayed`` log with ``codehash`` in place of
+    the user's: the node of a gateway's host making it relay other code for a user's job."""
+
+    codehash: bytes = b""
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        answer = super().make_request(method, params)
+        if method == "eth_getLogs" and isinstance(answer.get("result"), list):
+            for log in answer["result"]:
+                if log["topics"] and log["topics"][0] == JOB_RELAYED_TOPIC:
+                    log["data"] = "0x" + self.codehash.hex() + log["data"][66:]
+        return answer
+
+
+JOB_RELAYED_TOPIC = "0x" + Web3.keccak(
+    text="JobRelayed(uint256,address,bytes32,bytes,uint256,uint256,address,uint256)"
+).hex().removeprefix("0x")
+
+
+async def test_a_gateway_whose_node_forges_the_code_cannot_answer_with_its_output(
+    chains: TwoChains,
+) -> None:
+    """The gateway signs the codehash and input it relayed, and the Relay checks them against
+    the job its user opened: other code's output, run honestly by the executors for the job
+    the gateway opened, is refused on the request chain, and the user can still cancel."""
+    await chains.gateway.aclose()  # this test hands the job to a gateway it builds
+    code = chains.executors.code(chains.executors.users[0])
+    honest = await asyncio.to_thread(code.deploy_code, HELLO)
+    evil = await asyncio.to_thread(
+        code.deploy_code, b"export default { fetch() { return new Response('pwned'); } };"
+    )
+    node = ForgingRequestNode(chains.request)
+    node.codehash = bytes.fromhex(evil[2:])
+    gateway = RelayGateway(
+        chains.gateway.key,
+        ServerlessRelayClient(Web3(node), chains.relay.address),
+        chains.gateway.jobs,
+    )
+    user = chains.request.accounts[1].local_account
+    w3a = chains.request.web3()
+    job = await asyncio.to_thread(
+        ServerlessRelayClient(w3a, chains.relay.address, account=user).relay_job,
+        honest,
+        b"x",
+        4000,
+    )
+    seen = await asyncio.to_thread(gateway.relay.relayed, job.block_number, job.block_number)
+    assert seen[0].codehash == bytes.fromhex(evil[2:])  # what the host made it believe
+    await gateway.handle(seen[0])
+    # The executors ran the evil code for the job the gateway opened, and were paid for it...
+    executed = await asyncio.to_thread(chains.executors.jobs().responses, 0)
+    assert b"pwned" in {r.output for r in executed}
+    # ...but the gateway's answer with it was refused for the user's job.
+    assert (gateway.relayed, gateway.answered) == (1, 0)
+    assert await asyncio.to_thread(chains.relay.responses, job.block_number) == []
+    before = chains.token.balance(user.address)
+    chains.request.increase_time(RELAY_PARAMS.overall_timeout_s + 1)
+    chains.relay.cancel(job.job_id)
     assert chains.token.balance(user.address) == before + job.deposit

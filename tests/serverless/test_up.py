@@ -91,6 +91,8 @@ def test_deploy_call_gives_an_attested_signed_output_billed_as_the_model_says(up
         contract=out["jobs_contract"],
         message={
             "jobId": out["exec_job_id"],
+            "codehash": bytes.fromhex(codehash[2:]),  # what was called, on what
+            "inputHash": Web3.keccak(b"reef"),
             "output": bytes.fromhex(out["output_hex"][2:]),
             "totalTime": out["total_time_ms"],
             "errorCode": out["error_code"],

@@ -63,7 +63,7 @@ from reef.serverless._events import (
     serverless_jobs_decoder,
 )
 from reef.serverless._reasons import serverless_hint
-from reef.serverless._signing import JobsDomain, SignedOutput
+from reef.serverless._signing import SUBMIT_OUTPUT_TYPE, JobsDomain, SignedOutput
 
 __all__ = [
     "ENV_JAVASCRIPT",
@@ -129,6 +129,23 @@ class _Client(ContractClient[_EventT]):
     read as every client's: :meth:`~reef.chain.ContractClient.events` and ``events_of``)."""
 
     HINTS = serverless_hint
+
+    def _check_typehash(self, constant: str, signed_type: str) -> None:
+        """Check that the contract's public ``constant`` is the typehash of ``signed_type``, the
+        type reef signs for it: a deployment from before a type changed (outputs came to bind
+        their code and input) would refuse every signature, and an executor's silence there is
+        slashed.
+
+        Raises:
+            ChainError: the contract checks another type.
+        """
+        if bytes(self._call(constant)) != keccak256(signed_type.encode()):
+            raise ChainError(
+                f"the {self.CONTRACT} contract at {self.address} checks signatures of another "
+                f"type than reef signs ({signed_type})",
+                hint="it was deployed by an older reef: deploy the serverless contracts anew "
+                "(on reef's devnet, `reef up --fresh` starts a new chain with them)",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -308,12 +325,14 @@ class ExecutorRecord:
 
 @dataclass(frozen=True, kw_only=True)
 class JobRecord:
-    """A job as the Jobs contract holds it."""
+    """A job as the Jobs contract holds it (``input_hash``: keccak256 of its input, which an
+    output's signature binds beside the codehash)."""
 
     job_id: int
     owner: Address
     env: int
     codehash: str
+    input_hash: str
     deadline_ms: int
     start_time: int
     deposit: int
@@ -332,6 +351,7 @@ class JobRecord:
             "owner": self.owner,
             "env": self.env,
             "codehash": self.codehash,
+            "input_hash": self.input_hash,
             "deadline_ms": self.deadline_ms,
             "start_time": self.start_time,
             "deposit": self.deposit,
@@ -399,7 +419,13 @@ class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
         return self._call_address("admin")
 
     def domain(self) -> JobsDomain:
-        """The EIP-712 domain outputs of this deployment are signed in."""
+        """The EIP-712 domain outputs of this deployment are signed in, once the contract is
+        checked to take outputs of the type reef signs (:data:`SUBMIT_OUTPUT_TYPE`).
+
+        Raises:
+            ChainError: the contract checks another output type (an older deployment).
+        """
+        self._check_typehash("SUBMIT_OUTPUT_TYPEHASH", SUBMIT_OUTPUT_TYPE)
         return JobsDomain(chain_id=self._tx.chain_id(), jobs_contract=self.address)
 
     def is_whitelisted(self, image_id: bytes) -> bool:
@@ -446,6 +472,7 @@ class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
             owner,
             env,
             codehash,
+            input_hash,
             deadline,
             start,
             deposit,
@@ -465,6 +492,7 @@ class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
             owner=parse_address(owner),
             env=int(env),
             codehash="0x" + bytes(codehash).hex(),
+            input_hash="0x" + bytes(input_hash).hex(),
             deadline_ms=int(deadline),
             start_time=int(start),
             deposit=int(deposit),
@@ -569,15 +597,25 @@ class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
         return self._transact("slashOnExecutionTimeout", check_uint(job_id, "job id"))
 
     def signed_output(self, tx_hash: str) -> SignedOutput:
-        """The signed output a ``submitOutput`` transaction carried (its calldata), so anyone
-        can check the executor's signature after the fact."""
+        """The signed output a ``submitOutput`` transaction carried (its calldata), with the
+        job's codehash and input hash its signature binds (the contract's record of the job),
+        so anyone can check the executor's signature after the fact.
+
+        Raises:
+            InputError: the transaction is not a ``submitOutput`` call, or of no job.
+        """
         with translate_errors("eth_getTransactionByHash", self.address):
             tx = self.w3.eth.get_transaction(HexBytes(parse_hex(tx_hash, name="tx hash")))
             function, args = self.contract.decode_function_input(tx["input"])
         if function.fn_name != "submitOutput":
             raise InputError(f"transaction {tx_hash} is not a submitOutput call")
+        job = self.job(int(args["_jobId"]))
+        if job is None:
+            raise InputError(f"transaction {tx_hash} submits an output for no job")
         return SignedOutput(
             job_id=int(args["_jobId"]),
+            codehash=parse_hex(job.codehash, name="codehash", length=32),
+            input_hash=parse_hex(job.input_hash, name="input hash", length=32),
             output=bytes(args["_output"]),
             total_time=int(args["_totalTime"]),
             error_code=int(args["_errorCode"]),

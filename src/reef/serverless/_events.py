@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import ClassVar, get_args
 
 from reef.chain import Address, ChainEvent, EventDecoder, load_artifact
+from reef.crypto import keccak256
 
 __all__ = [
     "CodeCreated",
@@ -113,6 +114,11 @@ class JobCreated(ChainEvent):
     deposit: int
     selected_executors: tuple[Address, ...]
 
+    @property
+    def input_hash(self) -> bytes:
+        """keccak256 of the input: what an output's signature binds beside the codehash."""
+        return keccak256(self.code_inputs)
+
 
 class JobResponded(ChainEvent):
     """One executor's output, as the Jobs contract accepted it."""
@@ -190,6 +196,11 @@ class JobRelayed(ChainEvent):
     deposit: int
     callback: Address
     callback_gas_limit: int
+
+    @property
+    def input_hash(self) -> bytes:
+        """keccak256 of the input: what the gateway's answer binds beside the codehash."""
+        return keccak256(self.code_inputs)
 
 
 class JobClaimed(ChainEvent):

@@ -11,9 +11,12 @@ gateway's loop follows too (:mod:`reef.serverless._polling`). For each job it wa
    :class:`CodeCache` on disk);
 2. runs it with the job's input on the :class:`FunctionRuntime`, under the job's deadline and the
    operator's memory, output and network limits;
-3. signs ``SubmitOutput(jobId, output, totalTime, errorCode, signTimestamp)`` with the enclave
-   key in the deployment's domain and sends ``submitOutput`` from that same key (the operator
-   funds the enclave's address with gas).
+3. signs ``SubmitOutput(jobId, codehash, inputHash, output, totalTime, errorCode,
+   signTimestamp)`` with the enclave key in the deployment's domain and sends ``submitOutput``
+   from that same key (the operator funds the enclave's address with gas). The codehash and
+   input hash are those of the code and input it ran, as its node reported the job: the
+   contract checks them against the job it stored, so a node that forged them gets its enclave's
+   output refused rather than paid for another user's job.
 
 A failure on reef's side (:class:`~reef.errors.ServerlessError`: workerd crashed, no capacity)
 submits nothing: the function is never blamed for it, and the chain's slashing applies. For every
@@ -247,6 +250,8 @@ class ExecutorService:
             self.key,
             self.domain,
             job_id=request.job_id,
+            codehash=request.codehash,  # what ran, as the node said: the contract checks it
+            input_hash=request.input_hash,
             output=result.output if result.error_code is ErrorCode.OK else b"",
             total_time=min(result.total_time_ms, request.deadline),
             error_code=int(result.error_code),

@@ -64,7 +64,10 @@ class ServerlessRevert(StrEnum):
     EXECUTION_OVER = "the execution time is over"
     EXECUTION_NOT_OVER = "the execution time is not over yet"
     UNKNOWN_ERROR_CODE = "unknown error code"
-    NOT_SELECTED = "the signer is not a selected executor of this job"
+    NOT_SELECTED = (
+        "the signer is not a selected executor of this job, "
+        "or the output is not for this job's code and input"
+    )
     ALREADY_SUBMITTED = "the executor already submitted an output"
     EXECUTOR_IMAGE_REVOKED = "the executor's image is not whitelisted"
     CALLBACK_GAS_LEFT = "not enough gas left for the callback"
@@ -95,7 +98,10 @@ class RelayRevert(StrEnum):
     SIGNATURE_OLD = "the signature is too old"
     SIGNATURE_FUTURE = "the signature is from the future"
     TIMED_OUT = "the job timed out; it can only be cancelled"
-    WRONG_GATEWAY = "the response is not signed by the gateway that claimed the job"
+    WRONG_GATEWAY = (
+        "the response is not signed by the gateway that claimed the job, "
+        "or is not for this job's code and input"
+    )
     NOT_TIMED_OUT = "the job has not timed out yet"
     CALLBACK_GAS_LEFT = "not enough gas left for the callback"
     TOKEN_TRANSFER_FROM_FAILED = "token transferFrom failed"
@@ -125,6 +131,16 @@ _HINTS: Mapping[str, str] = {
     ServerlessRevert.DEADLINE_TOO_LONG: "pass a shorter --timeout-ms",
     ServerlessRevert.JOB_NOT_FOUND: "check the job id (`reef fn job ID`)",
     ServerlessRevert.STAKE_TOO_LOW: "stake at least the contract's MIN_STAKE",
+    ServerlessRevert.NOT_SELECTED: (
+        "the output's signer was not selected for this job, or signed other code or input than "
+        "the job's (an output is signed over the job's codehash and keccak256 of its input as "
+        "the contract holds them): check that the executor's JSON-RPC node reports jobs truthfully"
+    ),
+    RelayRevert.WRONG_GATEWAY: (
+        "the answer's signer did not claim this job, or signed other code or input than the "
+        "user's (an answer is signed over the job's codehash and keccak256 of its input as the "
+        "Relay holds them): check that the gateway's JSON-RPC node reports jobs truthfully"
+    ),
 }
 
 

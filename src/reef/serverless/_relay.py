@@ -3,7 +3,10 @@
 - :class:`ServerlessRelayClient`: the ``ServerlessRelay`` contract (``relayJob``, ``claimJob``,
   ``jobResponse``, ``jobCancel``, its events);
 - :func:`sign_job_response`: a gateway's EIP-712 ``JobResponse`` in the domain
-  ``{name: "reef.serverless.Relay", version: "1", chainId, verifyingContract}``;
+  ``{name: "reef.serverless.Relay", version: "1", chainId, verifyingContract}``, over the job's
+  codehash and input hash as well as its output, so the Relay accepts an answer only for the code
+  and input its user asked for (a gateway whose node forged ``JobRelayed`` would otherwise have
+  other code run and answer the user with its output);
 - :class:`RelayGateway`: the service between them. It watches the Relay for ``JobRelayed``,
   claims each job (so only it may answer), opens the same job on the Jobs contract (paying there
   from its own account), waits for the first executor output, and answers on the Relay with its
@@ -72,8 +75,8 @@ log = logging.getLogger("reef.serverless.relay")
 
 RELAY_DOMAIN_NAME = "reef.serverless.Relay"
 JOB_RESPONSE_TYPE = (
-    "JobResponse(uint256 jobId,bytes output,uint256 totalTime,uint8 errorCode,"
-    "uint256 signTimestamp)"
+    "JobResponse(uint256 jobId,bytes32 codehash,bytes32 inputHash,bytes output,"
+    "uint256 totalTime,uint8 errorCode,uint256 signTimestamp)"
 )
 _TYPEHASH = keccak256(JOB_RESPONSE_TYPE.encode())
 
@@ -83,13 +86,20 @@ def job_response_digest(
     relay: str,
     *,
     job_id: int,
+    codehash: bytes | str,
+    input_hash: bytes | str,
     output: bytes,
     total_time: int,
     error_code: int,
     sign_timestamp: int,
 ) -> bytes:
-    """The digest a gateway signs to answer job ``job_id`` on the Relay at ``relay``."""
-    fields = _unsigned(job_id, output, total_time, error_code, sign_timestamp)
+    """The digest a gateway signs to answer job ``job_id`` (of the code ``codehash`` on the input
+    whose keccak256 is ``input_hash``) on the Relay at ``relay``.
+
+    Raises:
+        InputError: a hash that is not 32 bytes, or a number out of its ABI type's range.
+    """
+    fields = _unsigned(job_id, codehash, input_hash, output, total_time, error_code, sign_timestamp)
     return _output_digest(_separator(chain_id, relay), _TYPEHASH, fields)
 
 
@@ -105,13 +115,21 @@ def sign_job_response(
     relay: str,
     *,
     job_id: int,
+    codehash: bytes | str,
+    input_hash: bytes | str,
     output: bytes,
     total_time: int,
     error_code: int,
     sign_timestamp: int,
 ) -> SignedOutput:
-    """A gateway's signed answer to a relayed job (same fields as an executor's output)."""
-    fields = _unsigned(job_id, output, total_time, error_code, sign_timestamp)
+    """A gateway's signed answer to a relayed job (same fields as an executor's output): the
+    output of the code ``codehash`` on the input whose keccak256 is ``input_hash``, which the
+    Relay accepts only when they are the ones its user asked for.
+
+    Raises:
+        InputError: a hash that is not 32 bytes, or a number out of its ABI type's range.
+    """
+    fields = _unsigned(job_id, codehash, input_hash, output, total_time, error_code, sign_timestamp)
     return _sign_output(key, _separator(chain_id, relay), _TYPEHASH, fields)
 
 
@@ -154,6 +172,14 @@ class ServerlessRelayClient(_Client[RelayEvent]):
 
     def chain_id(self) -> int:
         return self._tx.chain_id()
+
+    def check_response_type(self) -> None:
+        """Check that the Relay takes answers of the type reef signs (:data:`JOB_RESPONSE_TYPE`).
+
+        Raises:
+            ChainError: it checks another type (a deployment by an older reef).
+        """
+        self._check_typehash("JOB_RESPONSE_TYPEHASH", JOB_RESPONSE_TYPE)
 
     def register_gateway(self, gateway: str, owner: str) -> TxResult[Any]:
         return self._transact(
@@ -242,6 +268,7 @@ class RelayGateway:
         self._jobs_lock = asyncio.Lock()
         self.relayed = 0
         self.answered = 0
+        self._type_checked = False  # the Relay takes the answer type this gateway signs
 
     @property
     def address(self) -> str:
@@ -269,8 +296,12 @@ class RelayGateway:
         return True
 
     async def handle(self, job: JobRelayed) -> None:
-        """Claim, run on the executors' chain, answer on the request chain."""
+        """Claim, run on the executors' chain, answer on the request chain (not a job of a
+        Relay that checks another answer type than this gateway signs: it would refuse it)."""
         try:
+            if not self._type_checked:
+                await asyncio.to_thread(self.relay.check_response_type)
+                self._type_checked = True
             async with self._relay_lock:
                 await asyncio.to_thread(self.relay.claim, job.job_id)
             async with self._jobs_lock:
@@ -291,6 +322,9 @@ class RelayGateway:
                 self.relay.chain_id(),
                 self.relay.address,
                 job_id=job.job_id,
+                # What it relayed: the Relay checks them against the job its user opened.
+                codehash=job.codehash,
+                input_hash=job.input_hash,
                 output=response.output,
                 total_time=response.total_time,
                 error_code=response.error_code,

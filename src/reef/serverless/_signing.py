@@ -6,6 +6,14 @@ Oyster's ``marlin.oyster.Jobs`` domain has only a name and a version, so one of 
 replays on every deployment (reference oyster_serverless.md §15.5); binding the chain id and the
 contract address makes a reef signature valid on exactly one deployment.
 
+An output also signs the code and input it was computed from: ``SubmitOutput`` (and the Relay's
+``JobResponse``) carry the job's ``codehash`` and ``inputHash = keccak256(codeInputs)``, which
+Oyster's type does not. An enclave learns both from its host's JSON-RPC node (the ``JobCreated``
+event); without them in the signature, a host whose node forged them could have its own enclave
+run the host's code and get that output accepted for another user's job. The contracts rebuild
+the digest from the codehash and input hash they stored when the job was created, so a signature
+over anything else recovers to an address that is not the job's executor (or gateway).
+
 Pure functions over :mod:`reef.crypto` (keccak, EIP-712 framing, coincurve signing with low s),
 checking numbers with :func:`reef.chain.check_uint` as the clients that send them do; tests check
 every digest against eth-account's independent typed-data encoder.
@@ -25,6 +33,7 @@ from reef.crypto import (
     keccak256,
     recover_digest,
 )
+from reef.encoding import parse_hex
 from reef.errors import InputError, SignatureError
 
 __all__ = [
@@ -43,8 +52,8 @@ __all__ = [
 JOBS_DOMAIN_NAME = "reef.serverless.Jobs"
 JOBS_DOMAIN_VERSION = "1"
 SUBMIT_OUTPUT_TYPE = (
-    "SubmitOutput(uint256 jobId,bytes output,uint256 totalTime,uint8 errorCode,"
-    "uint256 signTimestamp)"
+    "SubmitOutput(uint256 jobId,bytes32 codehash,bytes32 inputHash,bytes output,"
+    "uint256 totalTime,uint8 errorCode,uint256 signTimestamp)"
 )
 REGISTER_TYPE = "Register(address owner,uint256 jobCapacity,uint8 env,uint256 signTimestamp)"
 _SUBMIT_TYPEHASH = keccak256(SUBMIT_OUTPUT_TYPE.encode())
@@ -72,14 +81,37 @@ def submit_output_digest(
     domain: JobsDomain,
     *,
     job_id: int,
+    codehash: bytes | str,
+    input_hash: bytes | str,
     output: bytes,
     total_time: int,
     error_code: int,
     sign_timestamp: int,
 ) -> bytes:
-    """The digest an executor signs for one output (``SubmitOutput``)."""
-    fields = _unsigned(job_id, output, total_time, error_code, sign_timestamp)
+    """The digest an executor signs for one output (``SubmitOutput``) of the code ``codehash``
+    run on the input whose keccak256 is ``input_hash``.
+
+    Raises:
+        InputError: a hash that is not 32 bytes, or a number out of its ABI type's range.
+    """
+    fields = _unsigned(job_id, codehash, input_hash, output, total_time, error_code, sign_timestamp)
     return _output_digest(domain.separator, _SUBMIT_TYPEHASH, fields)
+
+
+def _hash32(value: bytes | str, name: str) -> bytes:
+    """A 32-byte hash given as bytes or hex text.
+
+    Raises:
+        InputError: it is not 32 bytes.
+    """
+    if isinstance(value, str):
+        return parse_hex(value, name=name, length=32)
+    if len(value) != 32:
+        raise InputError(
+            f"{name} is 32 bytes, got {len(value)}",
+            hint="a codehash is the deployment's tx hash; an input hash is keccak256 of the input",
+        )
+    return bytes(value)
 
 
 def _output_digest(separator: bytes, typehash: bytes, fields: SignedOutput) -> bytes:
@@ -88,14 +120,16 @@ def _output_digest(separator: bytes, typehash: bytes, fields: SignedOutput) -> b
     (``typehash``) tells them apart.
 
     Raises:
-        InputError: a number out of its ABI type's range.
+        InputError: a hash that is not 32 bytes, or a number out of its ABI type's range.
     """
     struct_hash = keccak256(
         abi_encode(
-            ["bytes32", "uint256", "bytes32", "uint256", "uint8", "uint256"],
+            ["bytes32", "uint256", "bytes32", "bytes32", "bytes32", "uint256", "uint8", "uint256"],
             [
                 typehash,
                 check_uint(fields.job_id, "job_id"),
+                _hash32(fields.codehash, "codehash"),
+                _hash32(fields.input_hash, "input_hash"),
                 keccak256(fields.output),
                 check_uint(fields.total_time, "total_time"),
                 check_uint(fields.error_code, "error_code", bits=8),
@@ -107,11 +141,23 @@ def _output_digest(separator: bytes, typehash: bytes, fields: SignedOutput) -> b
 
 
 def _unsigned(
-    job_id: int, output: bytes, total_time: int, error_code: int, sign_timestamp: int
+    job_id: int,
+    codehash: bytes | str,
+    input_hash: bytes | str,
+    output: bytes,
+    total_time: int,
+    error_code: int,
+    sign_timestamp: int,
 ) -> SignedOutput:
-    """An output's fields, not signed yet (empty ``signature``)."""
+    """An output's fields, not signed yet (empty ``signature``).
+
+    Raises:
+        InputError: a hash that is not 32 bytes.
+    """
     return SignedOutput(
         job_id=job_id,
+        codehash=_hash32(codehash, "codehash"),
+        input_hash=_hash32(input_hash, "input_hash"),
         output=bytes(output),
         total_time=total_time,
         error_code=error_code,
@@ -149,9 +195,13 @@ def register_digest(
 
 @dataclass(frozen=True, kw_only=True)
 class SignedOutput:
-    """One executor's signed result of one job, as ``submitOutput`` takes it."""
+    """One executor's signed result of one job, as ``submitOutput`` takes it, with the code
+    (``codehash``) and input (``input_hash``, its keccak256) the signature binds: the contract
+    takes neither (it holds the job's own), but the signature verifies only over them."""
 
     job_id: int
+    codehash: bytes
+    input_hash: bytes
     output: bytes
     total_time: int
     error_code: int
@@ -159,7 +209,8 @@ class SignedOutput:
     signature: bytes
 
     def call_args(self) -> tuple[bytes, int, bytes, int, int, int]:
-        """The arguments ``submitOutput`` (Jobs) and ``jobResponse`` (Relay) both take, checked.
+        """The arguments ``submitOutput`` (Jobs) and ``jobResponse`` (Relay) both take, checked
+        (not the codehash and input hash: the contracts use the ones they stored for the job).
 
         Raises:
             InputError: a number out of its ABI type's range.
@@ -195,13 +246,21 @@ def sign_output(
     domain: JobsDomain,
     *,
     job_id: int,
+    codehash: bytes | str,
+    input_hash: bytes | str,
     output: bytes,
     total_time: int,
     error_code: int,
     sign_timestamp: int,
 ) -> SignedOutput:
-    """Sign one output with an executor's enclave key."""
-    fields = _unsigned(job_id, output, total_time, error_code, sign_timestamp)
+    """Sign one output with an executor's enclave key: the output of the code ``codehash`` run
+    on the input whose keccak256 is ``input_hash`` (what the executor ran; the Jobs contract
+    accepts it only when they are the job's).
+
+    Raises:
+        InputError: a hash that is not 32 bytes, or a number out of its ABI type's range.
+    """
+    fields = _unsigned(job_id, codehash, input_hash, output, total_time, error_code, sign_timestamp)
     return _sign_output(key, domain.separator, _SUBMIT_TYPEHASH, fields)
 
 

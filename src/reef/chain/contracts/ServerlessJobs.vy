@@ -11,7 +11,9 @@
         random, weighted by stake, without replacement, from those available; each runs the
         function and submits its output signed with its enclave key (EIP-712 `SubmitOutput` in
         the domain {name "reef.serverless.Jobs", version "1", chainId, verifyingContract: this
-        contract}, so a signature never replays on another deployment or chain).
+        contract}, so a signature never replays on another deployment or chain), over the job's
+        codehash and the keccak256 of its input as this contract holds them, so the signature
+        says which code ran on which input.
         Money (token base units), with C = executionTime x FEE_PER_MS where executionTime is
         the first output's totalTime capped at the deadline:
         - first output: the job owner is refunded deposit - C at once;
@@ -23,9 +25,17 @@
           nobody answered) goes back to the job owner.
         The contract always holds exactly the executors' stakes plus the open jobs' escrows.
 @dev    Differences from Oyster (reference oyster_serverless.md §15): the output domain is bound
-        to the chain and contract; registration binds the owner with the enclave's signature;
-        unearned shares and slashed stake go to the job owner, not to pools; the callback has a
-        gas limit the submitter must provide.
+        to the chain and contract; the signed output binds the code and input that ran
+        (`SubmitOutput(uint256 jobId,bytes32 codehash,bytes32 inputHash,bytes output,uint256
+        totalTime,uint8 errorCode,uint256 signTimestamp)`, Oyster's type has neither): an
+        enclave learns a job's codehash and input from its host's JSON-RPC node, and a host whose
+        node forged them would otherwise have its own enclave run the host's code and get that
+        output accepted and paid for another user's job. createJob stores inputHash =
+        keccak256(codeInputs) beside the codehash (one slot), and submitOutput rebuilds the
+        digest from the stored job, so a signature over other code or input recovers to no
+        selected executor and is refused. Registration binds the owner with the enclave's
+        signature; unearned shares and slashed stake go to the job owner, not to pools; the
+        callback has a gas limit the submitter must provide.
 """
 
 from ethereum.ercs import IERC20
@@ -51,7 +61,7 @@ REGISTER_TYPEHASH: public(constant(bytes32)) = keccak256(
     "Register(address owner,uint256 jobCapacity,uint8 env,uint256 signTimestamp)"
 )
 SUBMIT_OUTPUT_TYPEHASH: public(constant(bytes32)) = keccak256(
-    "SubmitOutput(uint256 jobId,bytes output,uint256 totalTime,uint8 errorCode,uint256 signTimestamp)"
+    "SubmitOutput(uint256 jobId,bytes32 codehash,bytes32 inputHash,bytes output,uint256 totalTime,uint8 errorCode,uint256 signTimestamp)"
 )
 CALLBACK_SELECTOR: constant(Bytes[4]) = method_id("oysterResultCall(uint256,bytes,uint8,uint256)")
 
@@ -69,6 +79,7 @@ struct Job:
     owner: address
     env: uint8
     codehash: bytes32
+    inputHash: bytes32
     deadline: uint256
     startTime: uint256
     deposit: uint256
@@ -500,6 +511,7 @@ def createJob(
         owner=msg.sender,
         env=_env,
         codehash=_codehash,
+        inputHash=keccak256(_codeInputs),
         deadline=_deadline,
         startTime=block.timestamp,
         deposit=deposit,
@@ -550,10 +562,15 @@ def submitOutput(
     ), "the execution time is over"
     assert _errorCode <= MAX_ERROR_CODE, "unknown error code"
     self._fresh(_signTimestamp)
+    # The digest is rebuilt from the code and input this contract stored for the job, not from
+    # anything the submitter or the executor's node says: a signature over other code or input
+    # recovers to an address that is no selected executor.
     message: bytes32 = keccak256(
         abi_encode(
             SUBMIT_OUTPUT_TYPEHASH,
             _jobId,
+            job.codehash,
+            job.inputHash,
             keccak256(_output),
             _totalTime,
             _errorCode,
@@ -570,7 +587,7 @@ def submitOutput(
         if job.selected[i] == signer:
             index = i
             break
-    assert index != MAX_SELECT, "the signer is not a selected executor of this job"
+    assert index != MAX_SELECT, "the signer is not a selected executor of this job, or the output is not for this job's code and input"
     assert job.submittedMask & (1 << index) == 0, "the executor already submitted an output"
     assert self.images[self.executors[signer].imageId], "the executor's image is not whitelisted"
     n: uint256 = len(job.selected)

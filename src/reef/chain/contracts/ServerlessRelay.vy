@@ -8,15 +8,22 @@
         runs it through the Jobs contract of the executors' chain (paying there), and answers
         with `jobResponse`, signed with its key in the EIP-712 domain {name
         "reef.serverless.Relay", version "1", chainId, verifyingContract: this contract} over
-        `JobResponse(uint256 jobId,bytes output,uint256 totalTime,uint8 errorCode,uint256
-        signTimestamp)`. The gateway's owner is paid totalTime x FEE_PER_MS (capped at the
-        deadline) plus GATEWAY_FEE; the user gets the rest back at once, and the callback (if
-        any) gets the output with its gas limit. A job nobody answers within OVERALL_TIMEOUT
+        `JobResponse(uint256 jobId,bytes32 codehash,bytes32 inputHash,bytes output,uint256
+        totalTime,uint8 errorCode,uint256 signTimestamp)`, where codehash and inputHash =
+        keccak256(codeInputs) are the job's as this contract stored them. The gateway's owner
+        is paid totalTime x FEE_PER_MS (capped at the deadline) plus GATEWAY_FEE; the user gets
+        the rest back at once, and the callback (if any) gets the output with its gas limit. A job nobody answers within OVERALL_TIMEOUT
         seconds can be cancelled by anyone: everything goes back to the user.
         Job ids carry this chain's id (chainId << 192 | n), so ids never collide across chains.
 @dev    Differences from Oyster's Relay (reference oyster_serverless.md §15): the response
         domain binds chain and contract; only the gateway that claimed the job may answer it
-        (`claimJob` records who relays it), not any registered gateway.
+        (`claimJob` records who relays it), not any registered gateway; and the signed response
+        binds the code and input that ran (Oyster's `JobResponse` has neither): a gateway learns
+        a job's codehash and input from a JSON-RPC node, and one whose node forged them would
+        otherwise run other code on the executors' chain and answer this user's job with its
+        output. relayJob stores the codehash and inputHash (two slots, freed at the answer or
+        the cancel), and jobResponse rebuilds the digest from them, so a signature over other
+        code or input recovers to another address and is refused.
 """
 
 from ethereum.ercs import IERC20
@@ -29,12 +36,14 @@ DOMAIN_TYPEHASH: constant(bytes32) = keccak256(
     "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 )
 JOB_RESPONSE_TYPEHASH: public(constant(bytes32)) = keccak256(
-    "JobResponse(uint256 jobId,bytes output,uint256 totalTime,uint8 errorCode,uint256 signTimestamp)"
+    "JobResponse(uint256 jobId,bytes32 codehash,bytes32 inputHash,bytes output,uint256 totalTime,uint8 errorCode,uint256 signTimestamp)"
 )
 CALLBACK_SELECTOR: constant(Bytes[4]) = method_id("oysterResultCall(uint256,bytes,uint8,uint256)")
 
 struct RelayJob:
     owner: address
+    codehash: bytes32
+    inputHash: bytes32
     deadline: uint256
     deposit: uint256
     startTime: uint256
@@ -166,6 +175,8 @@ def relayJob(
     deposit: uint256 = _deadline * FEE_PER_MS + GATEWAY_FEE
     self.jobs[jobId] = RelayJob(
         owner=msg.sender,
+        codehash=_codehash,
+        inputHash=keccak256(_codeInputs),
         deadline=_deadline,
         deposit=deposit,
         startTime=block.timestamp,
@@ -225,15 +236,24 @@ def jobResponse(
     assert block.timestamp <= job.startTime + OVERALL_TIMEOUT, "the job timed out; it can only be cancelled"
     assert block.timestamp <= _signTimestamp + SIGN_MAX_AGE, "the signature is too old"
     assert _signTimestamp <= block.timestamp + SIGN_MAX_AGE, "the signature is from the future"
+    # Rebuilt from the code and input stored for the job: a signature over other code or input
+    # recovers to another address than the claiming gateway's.
     message: bytes32 = keccak256(
         abi_encode(
-            JOB_RESPONSE_TYPEHASH, _jobId, keccak256(_output), _totalTime, _errorCode, _signTimestamp
+            JOB_RESPONSE_TYPEHASH,
+            _jobId,
+            job.codehash,
+            job.inputHash,
+            keccak256(_output),
+            _totalTime,
+            _errorCode,
+            _signTimestamp,
         )
     )
     signer: address = self._recover(
         keccak256(concat(x"1901", self._domainSeparator(), message)), _signature
     )
-    assert signer == job.gateway, "the response is not signed by the gateway that claimed the job"
+    assert signer == job.gateway, "the response is not signed by the gateway that claimed the job, or is not for this job's code and input"
     owner: address = self.gatewayOwners[signer]
     assert owner != empty(address), "the sender is not a registered gateway"
     paid: uint256 = min(_totalTime, job.deadline) * FEE_PER_MS + GATEWAY_FEE
