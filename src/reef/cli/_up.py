@@ -12,12 +12,13 @@ import typer
 from reef.cli._common import stop_signals
 from reef.cli._options import FreshChain, Insecure, Json
 from reef.cli._output import failing, print_json, say
-from reef.errors import ReefError
+from reef.errors import ConfigError, ReefError
 
 if TYPE_CHECKING:
+    from reef.home import ReefHome
     from reef.node import LocalNetwork, NetworkInfo
 
-__all__ = ["name_the_port_flag", "register"]
+__all__ = ["name_the_port_flag", "refuse_a_second_network", "register"]
 
 
 def register(root: typer.Typer) -> None:
@@ -122,7 +123,10 @@ def up(
         dashboard=not no_dashboard,
         dashboard_port=dashboard_port,
     )
-    network = LocalNetwork(ReefHome.from_env(), settings, extensions)
+    home = ReefHome.from_env()
+    with failing():
+        refuse_a_second_network(home)
+    network = LocalNetwork(home, settings, extensions)
     port_flags = {
         "--rpc-port": rpc_port,
         "--cp-port": cp_port,
@@ -138,6 +142,33 @@ def up(
         except ReefError as exc:
             name_the_port_flag(exc, port_flags)
             raise
+
+
+def refuse_a_second_network(home: ReefHome) -> None:
+    """Refuse at once to start a network in a home whose chain is running.
+
+    The devnet's lock refuses it too, but only after a few seconds of starting, and stopping
+    that failed start removed the running network's ``network.json``, so every other command
+    then lost it ("which provider? none is configured"). A newcomer runs `make up` a second time
+    in the other terminal easily.
+
+    Raises:
+        ConfigError: the chain that ``$REEF_HOME/chain/devnet.json`` names answers.
+    """
+    from reef.chain import read_devnet_info
+
+    try:
+        info = read_devnet_info(home)
+    except ReefError:
+        return  # no chain was started here (or its file is unreadable: starting says so)
+    if info.probe() is None:
+        return
+    raise ConfigError(
+        f"a reef network already runs in {home.root}: its chain answers at {info.rpc_url}",
+        hint="use it: every reef command finds it there (a second terminal needs only the same "
+        "REEF_HOME); stop it with Ctrl-C where it runs, or give another network its own "
+        "REEF_HOME",
+    )
 
 
 _BUSY_PORT = re.compile(r"cannot listen on \S+:(\d+) .*: the port is in use")
