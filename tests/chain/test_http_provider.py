@@ -27,6 +27,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from web3 import Web3
 
 from net_support import free_port, serve_in_thread
 from reef.chain import (
@@ -192,6 +193,24 @@ def test_connect_names_the_node_that_drips() -> None:
         outcome = _ends(lambda: connect(url, timeout=0.5))
     assert isinstance(outcome, RPCError), outcome
     assert "cannot reach the JSON-RPC endpoint" in outcome.message
+    assert "did not answer in time" in outcome.message
+
+
+def test_through_requests_the_answer_is_bounded_too() -> None:
+    """With options only requests understands (TLS ``verify`` here; a proxy from the environment
+    or a session of one's own likewise), requests sends, and its answer is read under the same
+    bounds: a declared 10 GB is refused before it is read, a dripping body ends at the deadline
+    (the headers are then left to requests' per-read timeout)."""
+    provider = BoundedHTTPProvider  # the class web3 is given, with requests-only options
+    with _node(_endless) as url:
+        w3 = Web3(provider(url, request_kwargs={"timeout": 5, "verify": False}))
+        outcome = _ends(lambda: w3.eth.chain_id)
+    assert isinstance(outcome, RPCError), outcome
+    assert f"{url} answered more than {MAX_ANSWER_BYTES} bytes" in outcome.message
+    with _node(_drip(_HEAD + b"content-length: 100000\r\n\r\n", b" ")) as url:
+        w3 = Web3(provider(url, request_kwargs={"timeout": 0.5, "verify": False}))
+        outcome = _ends(lambda: w3.eth.chain_id)
+    assert isinstance(outcome, RPCError), outcome
     assert "did not answer in time" in outcome.message
 
 

@@ -20,10 +20,11 @@ The requests go out through the indexer's bounded transport (the standard librar
 every socket read by the answer's deadline, so headers cannot drip either. Where that transport
 cannot stand in for requests (a proxy from the environment, an explicit ``requests`` session,
 TLS options in ``request_kwargs``), requests is used, its answer streamed under the same byte
-bound and deadline (the headers then within the proxy's or requests' own timeouts). web3.py's
-request building, batching, caching, retries and middleware are unchanged: only the POST itself
-is replaced. Failures to connect stay ``requests`` exceptions (``ConnectionError``, ``HTTPError``
-for an error status), as web3.py's callers, reef's included, expect them.
+bound and deadline (give or take one read; the headers then within the proxy's or requests' own
+per-read timeouts). web3.py's request building, batching, caching, retries and middleware are
+unchanged: only the POST itself is replaced. Failures to connect stay ``requests`` exceptions
+(``ConnectionError``, ``HTTPError`` for an error status), as web3.py's callers, reef's included,
+expect them.
 """
 
 from __future__ import annotations
@@ -128,7 +129,9 @@ class _BoundedPosts(HTTPSessionManager):
             if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
                 raise _too_long(url)
             body = bytearray()
-            for chunk in response.iter_content(1 << 16):
+            # read1: what has come, after at most one read (iter_content waits for whole chunks
+            # of its size, which a node sending a byte at a time never completes).
+            while chunk := response.raw.read1(1 << 16):
                 body += chunk
                 if len(body) > MAX_ANSWER_BYTES:
                     raise _too_long(url)
