@@ -19,17 +19,18 @@ The requests go out through the indexer's bounded transport (the standard librar
 ``http.client`` over kept-alive connections, in :mod:`reef.chain._block_source`), which bounds
 every socket read by the answer's deadline, so headers cannot drip either. Where that transport
 cannot stand in for requests (a proxy from the environment, an explicit ``requests`` session,
-TLS options in ``request_kwargs``), requests is used, its answer streamed under the same byte
-bound and deadline (give or take one read; the headers then within the proxy's or requests' own
-per-read timeouts). web3.py's request building, batching, caching, retries and middleware are
-unchanged: only the POST itself is replaced. Failures to connect stay ``requests`` exceptions
-(``ConnectionError``, ``HTTPError`` for an error status), as web3.py's callers, reef's included,
-expect them.
+TLS options in ``request_kwargs``, requests' own CA bundle variables), requests is used, its
+answer streamed under the same byte bound and deadline (give or take one read; the headers then
+within the proxy's or requests' own per-read timeouts). web3.py's request building, batching,
+caching, retries and middleware are unchanged: only the POST itself is replaced. Failures to
+connect stay ``requests`` exceptions (``ConnectionError``, ``HTTPError`` for an error status),
+as web3.py's callers, reef's included, expect them.
 """
 
 from __future__ import annotations
 
 import http.client
+import os
 import time
 from typing import Any, cast
 
@@ -96,7 +97,11 @@ class _BoundedPosts(HTTPSessionManager):
         super().__init__(explicit_session=explicit_session)
         self._provider = provider
         # Decided once: which transport can send the provider's requests as requests would.
-        self._direct: _HttpRpc | None = _http_rpc(provider)
+        # requests also trusts the CA bundle its own variables name, which the direct transport
+        # does not read: an https node behind a private CA stays with requests.
+        own_ca = any(os.environ.get(name) for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"))
+        https = str(provider.endpoint_uri).lower().startswith("https:")
+        self._direct: _HttpRpc | None = None if own_ca and https else _http_rpc(provider)
 
     def make_post_request(
         self, endpoint_uri: URI, data: bytes | dict[str, Any], **kwargs: Any
