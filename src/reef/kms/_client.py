@@ -9,18 +9,26 @@ bound to the caller's nonce, whose ``user_data`` commits to every version's keys
 
 :func:`init_params_public_key` is the one call image tooling needs: the X25519 key that secret
 init params for an image are sealed to (path ``oyster.init-params``), synchronously.
+
+Whoever answers at a KMS URL is a stranger until its signature checks out, so every answer is
+read through :mod:`reef._fetch`: the client's timeout bounds the whole exchange (a server that
+trickles its head is given up on), and at most :data:`MAX_ANSWER_BYTES` of a body are read (an
+honest answer is a key, an address, or ``/info`` with one attestation document).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import httpx
 
 from reef._clock import wall_clock_ms
+from reef._fetch import fetch_blocking, read_bounded, request_to
+from reef.encoding import terminal_text
 from reef.errors import InputError, KMSError, MisuseError, ServiceError
 from reef.kms._derive import INIT_PARAMS_KEY_PATH, KeyType
 from reef.kms._http import VERSION_HEADER, answered_version
@@ -40,6 +48,30 @@ __all__ = [
 ]
 
 _PUBLIC_LENGTH = {"secp256k1": 64, "ed25519": 32, "x25519": 32}
+MAX_ANSWER_BYTES: Final = 256 * 1024
+"""The longest KMS answer read: ``/info`` with a Nitro document (a few KiB, one per root) is
+the largest honest one."""
+_WHAT: Final = "the KMS"
+_HINT: Final = "check --kms (the KMS URL) and that the KMS is up"
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A KMS answer read whole within the bounds, with the URI its signature binds."""
+
+    raw_path: bytes
+    status: int
+    headers: httpx.Headers
+    content: bytes
+
+    @property
+    def path(self) -> str:
+        return self.raw_path.split(b"?", 1)[0].decode("ascii", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
 _ADDRESS_ROUTE = {"secp256k1": "ethereum", "ed25519": "solana"}
 
 
@@ -94,7 +126,7 @@ class _Pins:
             )
         return cls({}, bytes(signing_key))
 
-    def check(self, response: httpx.Response, requested_version: int | None) -> int | None:
+    def check(self, response: _Answer, requested_version: int | None) -> int | None:
         """Verify the signature; return the version the root says it answered under."""
         header = response.headers.get(VERSION_HEADER)
         version = (
@@ -116,23 +148,47 @@ class _Pins:
         return version
 
 
-def _verify_signed(response: httpx.Response, signing_key: bytes) -> None:
+def _verify_signed(response: _Answer, signing_key: bytes) -> None:
     verify_response(
-        response.request.url.raw_path,
+        response.raw_path,
         response.content,
         response.headers.get(SIGNATURE_HEADER),
         signing_key,
     )
 
 
-def _check_status(response: httpx.Response) -> None:
-    if response.status_code == 200:
+def _check_status(response: _Answer) -> None:
+    if response.status == 200:
         return
-    detail = response.text.strip()[:200] if response.content else ""
+    text = terminal_text(response.content[:400].decode("utf-8", "replace")).strip()
+    detail = text[:200]
     raise ServiceError(
-        f"the KMS answered {response.status_code} for {response.request.url.path}"
+        f"the KMS answered {response.status} for {response.path}"
         + (f": {detail}" if detail else ""),
     )
+
+
+async def _exchange(
+    http: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    params: Mapping[str, str] | None = None,
+    body: object = None,
+    deadline_s: float,
+    hint: str | None,
+) -> _Answer:
+    """One request to the KMS, its answer read within ``deadline_s`` and
+    :data:`MAX_ANSWER_BYTES`.
+
+    Raises:
+        ServiceError: (a :class:`~reef._fetch.FetchError`) unreachable, too large or too late.
+    """
+    request = request_to(method, url, what=_WHAT, hint=hint, params=params, json=body)
+    answer = await read_bounded(
+        http, request, max_bytes=MAX_ANSWER_BYTES, deadline_s=deadline_s, what=_WHAT, hint=hint
+    )
+    return _Answer(request.url.raw_path, answer.status, answer.headers, answer.body)
 
 
 async def _kms_get(
@@ -142,25 +198,24 @@ async def _kms_get(
     *,
     transport: httpx.AsyncBaseTransport | None,
     http_timeout: float,
-    hint: str | None = None,
-) -> httpx.Response:
-    """One GET to the KMS at ``base``, answered 200.
+    hint: str | None = _HINT,
+) -> _Answer:
+    """One GET to the KMS at ``base``, answered 200 within ``http_timeout`` (the whole
+    exchange) and :data:`MAX_ANSWER_BYTES`.
 
     Raises:
-        ServiceError: when the KMS cannot be reached (with ``hint``) or answers another status.
+        ServiceError: when the KMS cannot be reached, answers too much or too late (with
+            ``hint``), or answers another status.
     """
-    try:
-        async with httpx.AsyncClient(
-            base_url=base, transport=transport, timeout=http_timeout
-        ) as http:
-            response = await http.get(route, params=params)
-    except httpx.HTTPError as exc:
-        raise ServiceError(f"cannot reach the KMS at {base}: {exc}", hint=hint) from exc
+    async with httpx.AsyncClient(transport=transport, timeout=http_timeout) as http:
+        response = await _exchange(
+            http, "GET", base + route, params=params, deadline_s=http_timeout, hint=hint
+        )
     _check_status(response)
     return response
 
 
-def _decode_public(key_type: KeyType, response: httpx.Response) -> bytes:
+def _decode_public(key_type: KeyType, response: _Answer) -> bytes:
     want = _PUBLIC_LENGTH[key_type]
     if len(response.content) != want:
         raise KMSError(
@@ -193,14 +248,9 @@ class KmsPublicClient:
         self._transport = transport
         self._timeout = timeout
 
-    async def _get(self, route: str, params: dict[str, str]) -> tuple[httpx.Response, int | None]:
+    async def _get(self, route: str, params: dict[str, str]) -> tuple[_Answer, int | None]:
         response = await _kms_get(
-            self.url,
-            route,
-            params,
-            transport=self._transport,
-            http_timeout=self._timeout,
-            hint="check --kms",
+            self.url, route, params, transport=self._transport, http_timeout=self._timeout
         )
         version = params.get("version")
         return response, self._pins.check(response, int(version) if version else None)
@@ -267,11 +317,19 @@ def init_params_public_key(
     pins = _Pins.of(signing_key)
     params = _query(image_id, None, INIT_PARAMS_KEY_PATH, version)
     base = normalize_kms_url(url)
-    try:
-        with httpx.Client(base_url=base, transport=transport, timeout=timeout) as http:
-            response = http.get("/derive/x25519/public", params=params)
-    except httpx.HTTPError as exc:
-        raise ServiceError(f"cannot reach the KMS at {base}: {exc}") from exc
+    request = request_to(
+        "GET", base + "/derive/x25519/public", what=_WHAT, hint=_HINT, params=params
+    )
+    answer = fetch_blocking(
+        request,
+        transport=transport,
+        timeout=timeout,
+        max_bytes=MAX_ANSWER_BYTES,
+        deadline_s=timeout,
+        what=_WHAT,
+        hint=_HINT,
+    )
+    response = _Answer(request.url.raw_path, answer.status, answer.headers, answer.body)
     _check_status(response)
     pins.check(response, version)
     return _decode_public("x25519", response)
@@ -428,29 +486,31 @@ async def rotate_root(
     from reef.kms._root import rotation_message
 
     base = normalize_kms_url(url)
-    try:
-        async with httpx.AsyncClient(
-            base_url=base, transport=transport, timeout=http_timeout
-        ) as http:
-            info_response = await http.get("/info")
-            _check_status(info_response)
-            try:
-                _, identity = _parse_identities(info_response.json())
-            except ValueError as exc:
-                raise KMSError("the KMS /info answer is not JSON") from exc
-            if signing_keys is not None:
-                _Pins.of(dict(signing_keys)).check(info_response, None)
-                if identity.signing_key != signing_keys.get(identity.version):
-                    raise KMSError(
-                        f"the KMS's current version {identity.version} is not the pinned one"
-                    )
-            version = identity.version + 1
-            signature = sign(rotation_message(identity.signing_address, version))
-            response = await http.post(
-                "/admin/rotate", json={"version": version, "signature": signature.hex()}
-            )
-    except httpx.HTTPError as exc:
-        raise ServiceError(f"cannot reach the KMS at {base}: {exc}") from exc
+    async with httpx.AsyncClient(transport=transport, timeout=http_timeout) as http:
+        info_response = await _exchange(
+            http, "GET", base + "/info", deadline_s=http_timeout, hint=_HINT
+        )
+        _check_status(info_response)
+        try:
+            _, identity = _parse_identities(info_response.json())
+        except ValueError as exc:
+            raise KMSError("the KMS /info answer is not JSON") from exc
+        if signing_keys is not None:
+            _Pins.of(dict(signing_keys)).check(info_response, None)
+            if identity.signing_key != signing_keys.get(identity.version):
+                raise KMSError(
+                    f"the KMS's current version {identity.version} is not the pinned one"
+                )
+        version = identity.version + 1
+        signature = sign(rotation_message(identity.signing_address, version))
+        response = await _exchange(
+            http,
+            "POST",
+            base + "/admin/rotate",
+            body={"version": version, "signature": signature.hex()},
+            deadline_s=http_timeout,
+            hint=_HINT,
+        )
     _check_status(response)
     _verify_signed(response, identity.signing_key)
     try:

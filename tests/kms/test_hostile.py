@@ -1,0 +1,175 @@
+"""A KMS that answers as a hostile stranger would, and a hostile client of a KMS root.
+
+The URL of a KMS root (or of an enclave's derive server) is given to a user or an enclave; the
+server behind it may answer a gigabyte, or trickle its response head a byte at a time. Every
+client call of :mod:`reef.kms` must end within its timeout and hold at most a small bound of
+the answer, failing with a :class:`~reef.errors.ServiceError` that names the KMS. The servers
+here are real ones on loopback: only a socket can send a head one byte at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from net_support import run_loop_in_thread
+from reef.attestation import DevAuthority
+from reef.crypto import Secp256k1PrivateKey, eip191_digest
+from reef.errors import ServiceError
+from reef.home import ReefHome
+from reef.kms import KmsPublicClient, fetch_identity, init_params_public_key, rotate_root
+
+IMAGE = bytes(range(32))
+SIGNING_KEY = b"\x04" * 64
+ADMIN = Secp256k1PrivateKey(hashlib.sha256(b"reef kms hostile admin").digest())
+GIB = 1 << 30
+SENT_AT_MOST = 64 << 20
+"""A hostile server below stops after this much: the client must have stopped reading long
+before (the test fails, rather than the machine running out of memory, if it does not)."""
+
+Raw = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class _Sent:
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
+def _gigabyte(declared: bool, sent: _Sent) -> Raw:
+    """A 200 answer of 1 GiB of zeros, with its length declared or not (close-delimited)."""
+
+    async def answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = b"HTTP/1.1 200 OK\r\n"
+        head += f"content-length: {GIB}\r\n".encode() if declared else b"connection: close\r\n"
+        writer.write(head + b"\r\n")
+        chunk = bytes(1 << 16)
+        while sent.bytes < SENT_AT_MOST:
+            writer.write(chunk)
+            await writer.drain()
+            sent.bytes += len(chunk)
+
+    return answer
+
+
+async def _drip_head(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A status line, then a header one byte every 0.05 s for ever: no single read is late."""
+    writer.write(b"HTTP/1.1 200 OK\r\nx-slow: ")
+    while True:
+        writer.write(b"a")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def _raw_server(handler: Raw) -> AsyncIterator[str]:
+    """Serve ``handler`` (raw bytes after the request head) on loopback; yield its URL."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            await handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+@contextlib.contextmanager
+def _raw_server_in_thread(handler: Raw) -> Iterator[str]:
+    """:func:`_raw_server` on a loop of its own, for the blocking client."""
+    with run_loop_in_thread() as loop:
+        entered = _raw_server(handler)
+        url = asyncio.run_coroutine_threadsafe(entered.__aenter__(), loop).result(10)
+        try:
+            yield url
+        finally:
+            asyncio.run_coroutine_threadsafe(entered.__aexit__(None, None, None), loop).result(10)
+
+
+def _sign(message: bytes) -> bytes:
+    return ADMIN.sign_digest(eip191_digest(message))
+
+
+async def _call(kind: str, url: str, authority: DevAuthority) -> Any:
+    """One KMS client call of ``kind`` against ``url``, with a 1 s timeout."""
+    if kind == "public_key":
+        client = KmsPublicClient(url, signing_key=SIGNING_KEY, timeout=1.0)
+        return await client.public_key("x25519", "k", image_id=IMAGE)
+    if kind == "address":
+        client = KmsPublicClient(url, signing_key=SIGNING_KEY, timeout=1.0)
+        return await client.address("secp256k1", "k", image_id=IMAGE)
+    if kind == "fetch_identity":
+        return await fetch_identity(url, root=authority.root, http_timeout=1.0)
+    assert kind == "rotate_root"
+    return await rotate_root(url, sign=_sign, http_timeout=1.0)
+
+
+ASYNC_CALLS = ["public_key", "address", "fetch_identity", "rotate_root"]
+
+
+@pytest.fixture
+def authority(tmp_path: Path) -> DevAuthority:
+    return DevAuthority.load_or_create(ReefHome(tmp_path / "dev-home"))
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "streamed"])
+@pytest.mark.parametrize("kind", ASYNC_CALLS)
+async def test_a_kms_answering_a_gigabyte_is_not_read(
+    kind: str, declared: bool, authority: DevAuthority
+) -> None:
+    sent = _Sent()
+    async with _raw_server(_gigabyte(declared, sent)) as url:
+        with pytest.raises(ServiceError, match="larger than any honest answer") as caught:
+            async with asyncio.timeout(30):
+                await _call(kind, url, authority)
+    assert caught.value.message.startswith("the KMS at http://127.0.0.1:")
+    assert caught.value.hint
+    assert sent.bytes < SENT_AT_MOST
+
+
+@pytest.mark.parametrize("kind", ASYNC_CALLS)
+async def test_a_kms_trickling_its_head_is_given_up_on(kind: str, authority: DevAuthority) -> None:
+    async with _raw_server(_drip_head) as url:
+        with pytest.raises(ServiceError, match=r"did not answer within 1 s"):
+            # Far longer than the client's 1 s: it is the client, not this, that must stop.
+            async with asyncio.timeout(20):
+                await _call(kind, url, authority)
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "streamed"])
+def test_init_params_key_from_a_kms_answering_a_gigabyte(declared: bool) -> None:
+    sent = _Sent()
+    with (
+        _raw_server_in_thread(_gigabyte(declared, sent)) as url,
+        pytest.raises(ServiceError, match="larger than any honest answer"),
+    ):
+        init_params_public_key(url, IMAGE, signing_key=SIGNING_KEY, timeout=1.0)
+    assert sent.bytes < SENT_AT_MOST
+
+
+def test_init_params_key_from_a_kms_trickling_its_head() -> None:
+    with (
+        _raw_server_in_thread(_drip_head) as url,
+        pytest.raises(ServiceError, match=r"did not answer within 1 s"),
+    ):
+        init_params_public_key(url, IMAGE, signing_key=SIGNING_KEY, timeout=1.0)
