@@ -226,15 +226,24 @@ def deposit_cmd(
     job: JobArg,
     amount: Annotated[str, typer.Argument(help="rUSD to add, e.g. 1.5")],
 ) -> None:
-    """Add money to a job (anyone may); its enclave then runs longer."""
+    """Add money to a job (anyone may); its enclave then runs longer (this says until when)."""
     from reef.chain import JobId, format_amount, parse_amount
-    from reef.node import deposit_to_job
+    from reef.node import deposit_to_job, stop_margin_s, stops_at
 
     with failing():
         value = parse_amount(amount)
         session = market_session(flags.rpc, flags.market, flags.key)
-        result = deposit_to_job(session, session.market(tx_printer), JobId(job), value)
-    out = {**_ids(job), "deposited": format_amount(value), "tx_hash": result.tx_hash}
+        client = session.market(tx_printer)
+        result = deposit_to_job(session, client, JobId(job), value)
+        # How much longer it runs is what a deposit is for (withdraw says it too).
+        after = client.job(JobId(job))
+        until = _when(stops_at(after, stop_margin_s(session)))
+    out = {
+        **_ids(job),
+        "deposited": format_amount(value),
+        "enclave_stops_by": until,
+        "tx_hash": result.tx_hash,
+    }
     print_result(out, flags.as_json)
 
 

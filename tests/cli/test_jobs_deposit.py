@@ -1,0 +1,72 @@
+"""``reef jobs deposit`` says until when the job's enclave now runs.
+
+The README's quick tour says "`reef jobs deposit 0 AMOUNT` adds time", but the command printed
+only the amount and its transaction: how much time it bought took a second command (``reef
+jobs withdraw`` says the same thing for the money taken back).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from reef.chain import Devnet, MarketClient, deploy_contracts, serve_devnet_in_thread
+from reef.cli import app
+from reef.market import JobMetadata, RateCard
+from reef.node import format_time
+
+CARD = RateCard.dev().lookup("local", "dev.small")
+MARGIN_S = 300  # the provider's default safety margin (no network.json names another)
+
+
+@dataclass(frozen=True)
+class Chain:
+    rpc: str
+    market: str
+    key: Path
+    owner: MarketClient
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
+    devnet = Devnet()
+    accounts = devnet.accounts
+    deployment = deploy_contracts(
+        devnet.web3(), accounts[0].address, rate_lock_s=5, fund=[accounts[0].address]
+    )
+    provider = MarketClient(devnet.web3(), deployment.market, account=accounts[9].local_account)
+    provider.add_provider("http://127.0.0.1:9")
+    owner = MarketClient(devnet.web3(), deployment.market, account=accounts[0].local_account)
+    metadata = JobMetadata(
+        instance="dev.small", region="local", memory=1024, vcpu=1, url="http://store/x"
+    ).to_json()
+    owner.open_job(metadata, accounts[9].address, CARD.min_rate, 360_000)  # 0.36 rUSD: 1 h
+    key = tmp_path_factory.mktemp("keys") / "owner.key"
+    key.write_text(accounts[0].private_key.hex())
+    with serve_devnet_in_thread(devnet) as served:
+        yield Chain(served.url, deployment.market, key, owner)
+
+
+def test_deposit_says_until_when_the_enclave_now_runs(chain: Chain) -> None:
+    flags = ["--rpc", chain.rpc, "--market", chain.market, "--key", str(chain.key)]
+    done = CliRunner().invoke(app, ["jobs", "deposit", "0", "0.36", *flags, "--json"])
+    assert done.exit_code == 0, done.output
+    out = json.loads(done.stdout)
+    assert (out["job"], out["deposited"]) == (0, "0.36")
+    # What the chain now holds pays from its last settlement on; the provider stops the enclave
+    # its safety margin before that runs out: two hours' worth, less what has been charged.
+    job = chain.owner.job(0)
+    paid_s = job.balance * 10**12 // job.rate
+    assert out["enclave_stops_by"] == format_time(job.last_settled + paid_s - MARGIN_S)
+    assert job.balance > 360_000  # the deposit landed
+
+    shown = CliRunner().invoke(
+        app, ["jobs", "deposit", "0", "0.01", *flags], env={"COLUMNS": "200"}
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "enclave_stops_by" in shown.stdout
