@@ -7,7 +7,8 @@ provider: ``/spec`` → ``{"allowed_regions", "min_rates"}`` with U256 values as
 reef adds fields a local network needs and Oyster's clients ignore: local enclaves share one host
 address, so ``/ip`` also carries the enclave's ``endpoints`` (attestation URL, host port of each
 enclave port, log stream). ``/job?id=`` reports what the control plane decided for a job and why
-(``reef deploy`` prints it when a job is refused), ``/jobs`` lists them all. A ``/job`` answer
+(``reef deploy`` prints it when a job is refused), ``/jobs`` lists every job that has not ended
+and the last 100 that have (any account may open refused jobs for gas alone). A ``/job`` answer
 holds the job's bookkeeping (``phase``, ``reason``, rate, balance, ``stop_at``, metadata), its
 ``enclave`` (``id``, ``state``, ``endpoints``) or ``null``, ``last_error`` (the last failure to
 launch it, cleared by a success), ``restarts`` (how often its enclave died and was relaunched)
