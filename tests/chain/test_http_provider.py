@@ -187,6 +187,16 @@ def test_a_node_that_answers_without_end_is_cut_off() -> None:
     assert f"{url} answered more than {MAX_ANSWER_BYTES} bytes" in outcome.message
 
 
+def test_a_declared_oversize_answer_is_refused_before_it_is_read() -> None:
+    """A node declaring 10 GB and then dripping is refused on its head: the client neither
+    reads 256 MiB first nor waits out the deadline to learn the answer is too large."""
+    with _node(_drip(_HEAD + b"content-length: 10000000000\r\n\r\n", b" ")) as url:
+        w3 = http_web3(url, timeout=5)
+        outcome = _ends(lambda: w3.eth.chain_id)
+    assert isinstance(outcome, RPCError), outcome
+    assert f"{url} answered more than {MAX_ANSWER_BYTES} bytes" in outcome.message
+
+
 def test_connect_names_the_node_that_drips() -> None:
     """``reef.node.connect`` (every reef command's first round trip) ends with the reason."""
     with _node(_drip(_HEAD + b"content-length: 100\r\n\r\n", b" ")) as url:

@@ -304,18 +304,21 @@ def _read_bounded(response: http.client.HTTPResponse) -> bytes:
     Raises:
         RPCError: it is over :data:`MAX_ANSWER_BYTES`.
     """
+    too_large = RPCError(
+        f"the node's answer is over {MAX_ANSWER_BYTES} bytes",
+        hint="check that the URL is a JSON-RPC endpoint you trust",
+    )
     length = response.getheader("content-length")
-    if length is not None and length.isdigit() and int(length) <= MAX_ANSWER_BYTES:
+    if length is not None and length.isdigit():
+        if int(length) > MAX_ANSWER_BYTES:
+            raise too_large  # declared: refused before a byte of it is read
         return response.read()  # one read: the common case, and the fastest
     chunks: list[bytes] = []
     size = 0
     while chunk := response.read(1 << 20):
         size += len(chunk)
         if size > MAX_ANSWER_BYTES:
-            raise RPCError(
-                f"the node's answer is over {MAX_ANSWER_BYTES} bytes",
-                hint="check that the URL is a JSON-RPC endpoint you trust",
-            )
+            raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
 
