@@ -1,0 +1,109 @@
+"""Scallop peers that behave as hostile strangers: a server whose answer never ends, or is a
+compression bomb; real Scallop servers on loopback, reef's own client."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from reef.errors import InputError, ServiceError
+from reef.scallop import scallop_request, serve_asgi
+
+from .conftest import Party
+
+pytestmark = pytest.mark.timeout(60)
+
+GIB = 1 << 30
+SENT_AT_MOST = 64 << 20
+"""A hostile server below stops after this much: the client must have stopped reading long
+before (the test fails, rather than the machine running out of memory, if it does not)."""
+
+
+class _Sent:
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
+def _gigabyte_app(declared: bool, sent: _Sent) -> Any:
+    """An ASGI app answering 1 GiB of zeros, its length declared or not (chunked)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise InputError("no lifespan here")
+        headers = [(b"content-length", str(GIB).encode())] if declared else []
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        chunk = bytes(1 << 16)
+        while sent.bytes < SENT_AT_MOST:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            sent.bytes += len(chunk)
+        await asyncio.Event().wait()  # and never ends it
+
+    return app
+
+
+BOMB = gzip.compress(bytes(64 << 20), compresslevel=9)
+"""64 MiB of zeros in some 64 KiB of gzip."""
+
+
+async def _bomb_app(scope: Any, receive: Any, send: Any) -> None:
+    """An answer of a few KiB that inflates to 64 MiB, compressed though identity was asked."""
+    if scope["type"] != "http":
+        raise InputError("no lifespan here")
+    headers = [(b"content-encoding", b"gzip"), (b"content-length", str(len(BOMB)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": BOMB})
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "streamed"])
+async def test_a_server_answering_a_gigabyte_is_not_read(
+    declared: bool, make_party: Callable[..., Party]
+) -> None:
+    sent = _Sent()
+    server = await serve_asgi(
+        _gigabyte_app(declared, sent), "127.0.0.1", 0, static_key=make_party().secret
+    )
+    port = server.port
+    try:
+        with pytest.raises(ServiceError, match=r"more than 1048576 bytes") as caught:
+            await scallop_request("127.0.0.1", port, policy=None, timeout_s=30, max_bytes=1 << 20)
+    finally:
+        await server.aclose()
+    assert caught.value.message.startswith(f"the answer of 127.0.0.1:{port} ")
+    assert caught.value.hint
+    assert sent.bytes < SENT_AT_MOST
+
+
+async def test_a_compressed_answer_is_refused_not_inflated(
+    make_party: Callable[..., Party],
+) -> None:
+    server = await serve_asgi(_bomb_app, "127.0.0.1", 0, static_key=make_party().secret)
+    try:
+        with pytest.raises(ServiceError, match=r"'gzip' content encoding") as caught:
+            await scallop_request("127.0.0.1", server.port, policy=None, timeout_s=30)
+    finally:
+        await server.aclose()
+    assert caught.value.hint
+
+
+async def test_an_answer_within_the_bound_is_read_whole(make_party: Callable[..., Party]) -> None:
+    sent = _Sent()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise InputError("no lifespan here")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(4):
+            await send({"type": "http.response.body", "body": b"x" * 1000, "more_body": True})
+            sent.bytes += 1000
+        await send({"type": "http.response.body", "body": b""})
+
+    server = await serve_asgi(app, "127.0.0.1", 0, static_key=make_party().secret)
+    try:
+        answer = await scallop_request("127.0.0.1", server.port, policy=None, max_bytes=4000)
+    finally:
+        await server.aclose()
+    assert (answer.status, answer.body) == (200, b"x" * 4000)
