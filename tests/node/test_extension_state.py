@@ -80,3 +80,19 @@ def test_anything_else_is_deployed_anew(
     ctx = _ctx(deployed)
     extension._save_state(ctx.home, saved)
     assert extension._reusable_state(ctx, ("jobs", "code"), version=3) is None, why
+
+
+def test_a_serverless_deployment_from_before_outputs_bound_their_code_is_not_reused(
+    deployed: FakeDevnet,
+) -> None:
+    """An older Jobs contract refuses every output today's executors sign (they bind the
+    code and input they ran), so a home's old serverless deployment is deployed anew."""
+    from reef.node._serverless import _STATE_VERSION, ServerlessExtension
+
+    extension = ServerlessExtension()
+    ctx = _ctx(deployed)
+    old = {"chain_id": CHAIN_ID, "jobs_contract": JOBS, "code_contract": CODE}
+    extension._save_state(ctx.home, old)
+    assert extension._saved_contracts(ctx) is None
+    extension._save_state(ctx.home, {**old, "version": _STATE_VERSION})
+    assert extension._saved_contracts(ctx) is not None

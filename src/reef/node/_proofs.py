@@ -79,7 +79,9 @@ __all__ = ["PROOFS_ROLE", "ProofsExtension", "ProofsSettings"]
 
 PROOFS_ROLE = "proofs"
 _PART_LABEL = "reef.proofs"
-_STATE_VERSION = 3  # 3: the engine and the prover are enclaves (no dev-account prover)
+# 3: the engine and the prover are enclaves (no dev-account prover); 4: the market's IVS and TEE
+# digests bind the chain id (an older market's signatures replay across devnets).
+_STATE_VERSION = 4
 _GAS_WEI = 10**18
 # snarkjs's toolchain minus the compilers, which a prover does not run.
 _NOT_PROVING = ("circom2", "circomlib")

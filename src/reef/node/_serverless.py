@@ -49,6 +49,9 @@ _GATEWAY_PORT = 8080
 _CONTROL_PORT = 8081
 # Dev accounts that own the executors (the provider uses 9; users start at 0).
 _OPERATOR_ACCOUNTS = (6, 7, 8)
+# What a saved deployment must be to be reused; 2: outputs sign the code and input they ran (an
+# older Jobs contract would refuse every output of today's executors).
+_STATE_VERSION = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,11 +166,16 @@ class ServerlessExtension(_EnclaveExtension):
             "control": control,
         }
 
+    def _saved_contracts(self, ctx: UpContext) -> dict[str, Any] | None:
+        """The contracts a previous ``reef up`` deployed on this devnet, when they are of
+        today's version."""
+        return self._reusable_state(ctx, ("jobs_contract", "code_contract"), version=_STATE_VERSION)
+
     def _contracts(self, ctx: UpContext) -> tuple[ServerlessJobsClient, ServerlessCodeClient]:
         """The home's serverless contracts on this devnet, deployed if they are not there."""
         w3 = ctx.devnet.web3()
         admin = ctx.devnet.accounts[0].local_account
-        saved = self._reusable_state(ctx, ("jobs_contract", "code_contract"))
+        saved = self._saved_contracts(ctx)
         if saved is not None:
             return (
                 ServerlessJobsClient(w3, saved["jobs_contract"], account=admin),
@@ -191,6 +199,7 @@ class ServerlessExtension(_EnclaveExtension):
         self._save_state(
             ctx.home,
             {
+                "version": _STATE_VERSION,
                 "chain_id": ctx.devnet.chain_id,
                 "jobs_contract": jobs.address,
                 "code_contract": code.address,
