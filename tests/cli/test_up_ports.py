@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from reef._serve import bind
 from reef.cli import app
 from reef.cli._up import name_the_port_flag
-from reef.errors import ChainError, ServiceError
+from reef.errors import ChainError, InputError, ServiceError
 
 # Every other service on a free port, so that only the devnet's can be the busy one.
 FREE = [f"--{name}-port=0" for name in ("cp", "store", "verifier", "kms", "kms-public")]
@@ -53,6 +53,19 @@ def test_a_port_no_flag_or_two_flags_name_keeps_its_hint(busy_port: int) -> None
     assert error.hint == "the matching --…-port flag"
     name_the_port_flag(error, {"--cp-port": busy_port, "--store-port": busy_port})
     assert error.hint == "the matching --…-port flag"
+
+
+def test_an_enclave_port_in_use_names_the_flag_of_reef_up_not_of_reef_enclave_run() -> None:
+    """The KMS root is an enclave: the local backend refuses its busy host port in its own words,
+    with a hint for `reef enclave run --port`, which `reef up` does not take."""
+    error = InputError(
+        "host port 1100 is already in use",
+        hint="choose another with --port HOST:1110, or --port 1110 for any",
+    )
+    name_the_port_flag(error, {**FLAGS, "--kms-port": 1100})
+    assert error.hint is not None
+    assert "--kms-port PORT" in error.hint
+    assert "--port HOST" not in error.hint
 
 
 def test_other_errors_are_left_alone() -> None:

@@ -171,7 +171,11 @@ def refuse_a_second_network(home: ReefHome) -> None:
     )
 
 
-_BUSY_PORT = re.compile(r"cannot listen on \S+:(\d+) .*: the port is in use")
+# A service reef serves itself, and an enclave's published port (the KMS root's): the local
+# backend's hint names `reef enclave run`'s --port, which `reef up` does not have.
+_BUSY_PORT = re.compile(
+    r"cannot listen on \S+:(\d+) .*: the port is in use|host port (\d+) is already in use"
+)
 
 
 def name_the_port_flag(error: ReefError, port_flags: Mapping[str, int]) -> None:
@@ -182,7 +186,7 @@ def name_the_port_flag(error: ReefError, port_flags: Mapping[str, int]) -> None:
     busy = _BUSY_PORT.search(error.message)
     if busy is None:
         return
-    port = int(busy.group(1))
+    port = int(busy.group(1) or busy.group(2))
     flags = [flag for flag, value in port_flags.items() if value == port]
     if len(flags) != 1:
         return
