@@ -13,17 +13,33 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import base58
+import httpx
 import pytest
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from net_support import run_loop_in_thread
 from reef.attestation import DevAuthority
 from reef.crypto import Secp256k1PrivateKey, eip191_digest
-from reef.errors import ServiceError
+from reef.errors import KMSError, ServiceError
 from reef.home import ReefHome
-from reef.kms import KmsPublicClient, fetch_identity, init_params_public_key, rotate_root
+from reef.kms import (
+    SIGNATURE_HEADER,
+    KmsPublicClient,
+    KmsRoot,
+    RootKeyring,
+    derive_key,
+    fetch_identity,
+    init_params_public_key,
+    public_app,
+    rotate_root,
+)
+from reef.kms._http import VERSION_HEADER, raw_uri
+from reef.kms._signing import verify_response
 
 IMAGE = bytes(range(32))
 SIGNING_KEY = b"\x04" * 64
@@ -173,3 +189,94 @@ def test_init_params_key_from_a_kms_trickling_its_head() -> None:
         pytest.raises(ServiceError, match=r"did not answer within 1 s"),
     ):
         init_params_public_key(url, IMAGE, signing_key=SIGNING_KEY, timeout=1.0)
+
+
+# ---- a relay that passes one signed answer off as another ----
+#
+# An answer's signature covers ``sha256(uri || body)`` with nothing between the two (Oyster's
+# format, kept for its clients), so the root's signed answer for the URI ``U + s`` is also a valid
+# signature of the answer ``s + body`` for the URI ``U``. For keys of a fixed length that answer
+# is refused by its length; an address is text of a varying length, so a relay on the way (the
+# public listener is plain HTTP) could make a client accept, as the address of path ``wallet``,
+# ``s`` followed by the address of path ``wallet`` + ``s``: an address whose key nobody holds.
+
+BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def _relay(root_url: str, suffix: str) -> ASGIApp:
+    """Forward each request to ``root_url``; an address request with ``suffix`` appended to its
+    URI, answered ``suffix`` followed by the root's body, under the root's signature and
+    version."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        uri = raw_uri(scope).decode()
+        suffix_here = suffix if "/address/" in uri else ""
+        uri += suffix_here
+        async with httpx.AsyncClient() as http:
+            answer = await http.get(root_url + uri)
+        headers = [
+            (name.encode(), answer.headers[name].encode())
+            for name in (SIGNATURE_HEADER, VERSION_HEADER)
+            if name in answer.headers
+        ]
+        body = suffix_here.encode() + answer.content
+        await send(
+            {"type": "http.response.start", "status": answer.status_code, "headers": headers}
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+def _solana_suffix(keyring: RootKeyring) -> tuple[str, str]:
+    """A base58 digit ``s`` whose path ``wallet`` + ``s`` has a 43-digit address: ``s`` + that
+    address is 44 digits that decode to 32 bytes, as a real Solana address does."""
+    seed = keyring.enclave_seed(IMAGE)
+    for digit in BASE58[1:]:
+        address = derive_key(seed, "wallet" + digit, "ed25519").address
+        assert address is not None
+        if len(address) == 43:
+            forged = digit + address
+            assert len(base58.b58decode(forged)) == 32
+            return digit, forged
+    raise AssertionError("no base58 digit gives a 43-digit address")
+
+
+@pytest.mark.parametrize("key_type", ["secp256k1", "ed25519"])
+async def test_a_relay_cannot_pass_another_paths_address_off_as_this_ones(
+    key_type: Literal["secp256k1", "ed25519"],
+    keyring: RootKeyring,
+    serve: Callable[[ASGIApp], AbstractAsyncContextManager[str]],
+) -> None:
+    if key_type == "ed25519":
+        suffix, forged = _solana_suffix(keyring)
+    else:
+        suffix = "0"
+        other = derive_key(keyring.enclave_seed(IMAGE), "wallet0", "secp256k1").address
+        forged = "0" + str(other)
+    signing = keyring.identity().signing_key
+    async with serve(public_app(KmsRoot(keyring))) as root_url:
+        # The root's answer for path wallet + s signs the forged answer for path wallet: the
+        # forgery is the client's to catch.
+        async with httpx.AsyncClient() as http:
+            route = (
+                f"/derive/{key_type}/address/{'solana' if key_type == 'ed25519' else 'ethereum'}"
+            )
+            signed = await http.get(f"{root_url}{route}?image_id={IMAGE.hex()}&path=wallet{suffix}")
+        verify_response(
+            f"{route}?image_id={IMAGE.hex()}&path=wallet".encode(),
+            forged.encode(),
+            signed.headers[SIGNATURE_HEADER],
+            signing,
+        )
+        async with serve(_relay(root_url, suffix)) as relay_url:
+            client = KmsPublicClient(relay_url, signing_key=signing)
+            with pytest.raises(KMSError, match="address") as caught:
+                # Today's client returned ``forged`` here.
+                await client.address(key_type, "wallet", image_id=IMAGE)
+            assert caught.value.hint
+        # Through the root itself the same call answers the right address.
+        honest = KmsPublicClient(root_url, signing_key=signing)
+        expected = derive_key(keyring.enclave_seed(IMAGE), "wallet", key_type).address
+        assert await honest.address(key_type, "wallet", image_id=IMAGE) == expected

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -28,6 +29,7 @@ import httpx
 
 from reef._clock import wall_clock_ms
 from reef._fetch import fetch_blocking, read_bounded, request_to
+from reef.crypto import solana_address
 from reef.encoding import terminal_text
 from reef.errors import InputError, KMSError, MisuseError, ServiceError
 from reef.kms._derive import INIT_PARAMS_KEY_PATH, KeyType
@@ -73,6 +75,11 @@ class _Answer:
 
 
 _ADDRESS_ROUTE = {"secp256k1": "ethereum", "ed25519": "solana"}
+_ETHEREUM_ADDRESS: Final = re.compile(r"0x[0-9a-fA-F]{40}")
+_FORGED_ADDRESS_HINT: Final = (
+    "something between this client and the KMS may be passing off another path's answer; "
+    "reach the KMS directly (or over a trusted network) and retry"
+)
 
 
 def normalize_kms_url(url: str) -> str:
@@ -292,11 +299,34 @@ class KmsPublicClient:
             raise InputError(f"only secp256k1 and ed25519 keys have addresses, not {key_type}")
         params = _query(image_id, address, path, version)
         route = f"/derive/{key_type}/address/{_ADDRESS_ROUTE[key_type]}"
-        response, _ = await self._get(route, params)
+        response, answered = await self._get(route, params)
         try:
-            return response.content.decode("ascii")
+            text = response.content.decode("ascii")
         except UnicodeDecodeError as exc:
             raise KMSError("the KMS answered an address that is not ASCII text") from exc
+        # The signature covers sha256(uri || body) with no separator (Oyster's format), so the
+        # root's signed answer for the URI of path p + s also signs s + its body as the answer
+        # for path p: an address is accepted only in a form that rules that out.
+        if key_type == "secp256k1":
+            if not _ETHEREUM_ADDRESS.fullmatch(text):
+                raise KMSError(
+                    f"the KMS answered {terminal_text(text[:60])!r}, not an Ethereum address "
+                    "(0x and 40 hex digits)",
+                    hint=_FORGED_ADDRESS_HINT,
+                )
+            return text
+        # A Solana address has no fixed length: it must be the one of the (fixed-length)
+        # signed public key of the same path and version.
+        if version is None and answered is not None:
+            params = _query(image_id, address, path, answered)
+        public, _ = await self._get("/derive/ed25519/public", params)
+        if text != solana_address(_decode_public("ed25519", public)):
+            raise KMSError(
+                "the KMS's signed Solana address is not the address of its signed ed25519 "
+                "public key for the same path",
+                hint=_FORGED_ADDRESS_HINT,
+            )
+        return text
 
 
 def init_params_public_key(
