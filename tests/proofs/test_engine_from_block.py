@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+from web3 import Web3
 
 from proofs.proofs_support import ProofChain
 from reef.chain import IndexedContract, Indexer, Web3BlockSource, serve_devnet_in_thread
@@ -26,12 +27,8 @@ IMAGE_ID = b"\x1f" * 32
 
 def _deployment_block(chain: ProofChain) -> int:
     """The block that deployed the market, found by reading every block's code (a few blocks)."""
-    head = chain.w3.eth.block_number
-    return next(
-        n
-        for n in range(head + 1)
-        if chain.w3.eth.get_code(chain.market_address, block_identifier=n)
-    )
+    head, market = chain.w3.eth.block_number, Web3.to_checksum_address(chain.market_address)
+    return next(n for n in range(head + 1) if chain.w3.eth.get_code(market, block_identifier=n))
 
 
 def _prover_joined_then_acts() -> tuple[ProofChain, int, int]:

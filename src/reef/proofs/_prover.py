@@ -450,15 +450,21 @@ class ProverService:
         """Lock each open auction ask whose price has reached this prover's quote in its
         market (at the pending block's time: the price only rises, so the lock pays at least
         that). An auction it can no longer take is forgotten; one it lacks the free compute or
-        stake for is tried again later."""
+        stake for is tried again later, and so are the market's others, untried this step."""
         if not self.auctions:
             return []
         # The pending block's time: what the lock would be mined at, at the earliest (a devnet
         # mines only on transactions, so the latest block's time may lag the clock by minutes).
         now = int(self.client.w3.eth.get_block("pending")["timestamp"])
         quotes: dict[int, int | None] = {}
+        full: set[int] = set()  # markets where a lock was refused for want of compute or stake
         locked = []
         for ask_id, terms in sorted(self.auctions.items()):
+            if terms.market_id in full:
+                # The next lock would be refused the same way until a task ends: a requester's
+                # flood of auctions must not cost a node round trip each, every step, ahead of
+                # the prover's tasks.
+                continue
             if terms.market_id not in quotes:
                 offer = self.client.offer(self.client.sender, terms.market_id)
                 quotes[terms.market_id] = offer.price if offer.serving else None
@@ -471,7 +477,9 @@ class ProverService:
             try:
                 self.client.lock(ask_id)
             except ContractRevertError as exc:
-                if exc.reason not in (ProofRevert.LOCK_COMPUTE, ProofRevert.LOCK_STAKE):
+                if exc.reason in (ProofRevert.LOCK_COMPUTE, ProofRevert.LOCK_STAKE):
+                    full.add(terms.market_id)
+                else:
                     del self.auctions[ask_id]  # taken, expired, or not for this prover
                 continue
             del self.auctions[ask_id]
