@@ -1,4 +1,5 @@
-"""``reef jobs deposit`` says until when the job's enclave now runs.
+"""``reef jobs deposit`` says until when the job's enclave now runs; ``update`` says where to
+read the replaced enclave.
 
 The README's quick tour says "`reef jobs deposit 0 AMOUNT` adds time", but the command printed
 only the amount and its transaction: how much time it bought took a second command (``reef
@@ -70,3 +71,19 @@ def test_deposit_says_until_when_the_enclave_now_runs(chain: Chain) -> None:
     )
     assert shown.exit_code == 0, shown.output
     assert "enclave_stops_by" in shown.stdout
+
+
+def test_update_without_a_new_image_says_where_the_new_enclave_is_shown(chain: Chain) -> None:
+    """`reef jobs update JOB --debug` printed a blank image_id row."""
+    flags = ["--rpc", chain.rpc, "--market", chain.market, "--key", str(chain.key)]
+    shown = CliRunner().invoke(
+        app, ["jobs", "update", "0", "--debug", *flags], env={"COLUMNS": "200"}
+    )
+    assert shown.exit_code == 0, shown.output
+    row = next(line for line in shown.stdout.splitlines() if line.startswith("image_id"))
+    assert "(same image file; `reef jobs show 0` shows the replaced enclave)" in row
+    assert JobMetadata.parse(chain.owner.job(0).metadata).debug is True
+    machine = CliRunner().invoke(app, ["jobs", "update", "0", "--no-debug", *flags, "--json"])
+    assert machine.exit_code == 0, machine.output
+    out = json.loads(machine.stdout)
+    assert (out["updated"], out["image_id"]) == (["debug"], "")  # scripts keep the empty id

@@ -310,7 +310,15 @@ def update_cmd(
         "image_id": result.image_id,
         "tx_hash": result.tx_hash,
     }
-    print_result(out, flags.as_json)
+    # Without a new image no id is computed here, yet the enclave's changes with the debug flag
+    # and the init params: a blank row read as "no image id"; say where to read the new one.
+    label = job_label(found.id)
+    shown = {
+        **out,
+        "image_id": result.image_id
+        or f"(same image file; `reef jobs show {label}` shows the replaced enclave)",
+    }
+    print_result(out, flags.as_json, shown=shown)
 
 
 def _wait_for(unlock: int, label: str) -> None:
