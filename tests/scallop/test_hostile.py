@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from reef.errors import InputError, ServiceError
-from reef.scallop import scallop_request, serve_asgi
+from reef.errors import ChannelError, InputError, ServiceError
+from reef.scallop import connect, scallop_request, serve_asgi
 
 from .conftest import Party
 
@@ -107,3 +107,46 @@ async def test_an_answer_within_the_bound_is_read_whole(make_party: Callable[...
     finally:
         await server.aclose()
     assert (answer.status, answer.body) == (200, b"x" * 4000)
+
+
+async def _hello(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        raise InputError("no lifespan here")
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+async def test_a_client_trickling_its_request_head_is_closed(
+    make_party: Callable[..., Party],
+) -> None:
+    """Every read of a head sent one byte every 0.05 s is quick: only a bound on the whole head
+    ends such a channel (it was held as long as the client kept dripping)."""
+    server = await serve_asgi(
+        _hello, "127.0.0.1", 0, static_key=make_party().secret, keepalive_timeout=0.5
+    )
+    try:
+        stream = await connect("127.0.0.1", server.port, static_key=make_party().secret)
+        closed = False
+        try:
+            await stream.send(b"GET / HTTP/1.1\r\nhost: x\r\nx-slow: ")
+            # 200 bytes at 0.05 s: 10 s, twenty times the server's bound on a head.
+            for _ in range(200):
+                try:
+                    await stream.send(b"a")
+                    async with asyncio.timeout(0.05):
+                        if await stream.read(1024) == b"":
+                            closed = True
+                            break
+                except TimeoutError:
+                    continue
+                except ChannelError:
+                    closed = True
+                    break
+        finally:
+            await stream.aclose()
+        assert closed, "the server kept a channel whose request head never ended"
+        # The server still answers others.
+        answer = await scallop_request("127.0.0.1", server.port, policy=None)
+        assert answer.body == b"hello"
+    finally:
+        await server.aclose()

@@ -186,7 +186,8 @@ def asgi_handler(
 
     Args:
         max_body: the largest request body accepted (413 beyond it); ``None`` for no limit.
-        keepalive_timeout: seconds an idle connection is kept between requests.
+        keepalive_timeout: seconds a connection waits for its next request head to arrive
+            whole (the idle time before it included); past that it is closed.
         state: the lifespan state shared into every request scope (``scope["state"]``).
     """
 
@@ -204,7 +205,10 @@ def asgi_handler(
         server = stream.get_extra_info("sockname")
         while True:
             try:
-                event = await _next_event(conn, stream, keepalive_timeout)
+                # One deadline over the wait and the whole head: a per-read timeout would keep
+                # a client that drips its head a byte at a time for as long as it likes.
+                async with asyncio.timeout(keepalive_timeout):
+                    event = await _next_event(conn, stream, None)
             except TimeoutError:
                 return
             except h11.RemoteProtocolError as exc:
