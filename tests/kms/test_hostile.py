@@ -22,6 +22,7 @@ import httpx
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from kms.kms_support import dev_root_server, dev_root_store
 from net_support import run_loop_in_thread
 from reef.attestation import DevAuthority
 from reef.crypto import Secp256k1PrivateKey, eip191_digest
@@ -37,6 +38,7 @@ from reef.kms import (
     init_params_public_key,
     public_app,
     rotate_root,
+    rotation_message,
 )
 from reef.kms._http import VERSION_HEADER, raw_uri
 from reef.kms._signing import verify_response
@@ -280,3 +282,32 @@ async def test_a_relay_cannot_pass_another_paths_address_off_as_this_ones(
         honest = KmsPublicClient(root_url, signing_key=signing)
         expected = derive_key(keyring.enclave_seed(IMAGE), "wallet", key_type).address
         assert await honest.address(key_type, "wallet", image_id=IMAGE) == expected
+
+
+# ---- a rotation signature replayed while the rotation it authorized is under way ----
+
+ROOT_PCRS = {0: b"\x51" * 48, 1: b"\x52" * 48, 2: b"\x53" * 48}
+
+
+async def test_one_admin_signature_rotates_once_even_when_replayed_concurrently(
+    authority: DevAuthority, tmp_path: Path
+) -> None:
+    """The admin signs the rotation to version 1. Sent ten times at once, it was checked by
+    each request before any rotation ended (the sealed seed is written in a worker thread, and
+    the server re-keys its Scallop listener), so every copy rotated: version 10, nine rotations
+    nobody signed, and the current keys of every enclave changed with them."""
+    store = dev_root_store(ReefHome(tmp_path / "root-home"), authority, ROOT_PCRS)
+    root = KmsRoot.open(store, admin=ADMIN.public_key.address)
+    message = rotation_message(root.keyring.identity().signing_address, 1)
+    body = {"version": 1, "signature": _sign(message).hex()}
+    async with dev_root_server(root, authority) as server, httpx.AsyncClient() as http:
+        answers = await asyncio.gather(
+            *(http.post(f"{server.public_url}/admin/rotate", json=body) for _ in range(10))
+        )
+        statuses = sorted(answer.status_code for answer in answers)
+        assert statuses == [200] + [409] * 9, [answer.text for answer in answers]
+        assert root.keyring.current_version == 1
+        refused = next(answer for answer in answers if answer.status_code == 409)
+        assert "the next version of this KMS is 2, not 1" in refused.text
+        # The sealed store holds the one signed rotation too: a restart keeps version 1.
+        assert store.load_or_create().current_version == 1

@@ -190,8 +190,13 @@ def public_app(root: KmsRoot) -> FastAPI:
             return error_response(409, exc.message)
         except KMSError as exc:
             return error_response(401, exc.message)
-        previous = root.keyring.current_version
-        keyring = await root.rotate()
+        # The version is checked again under the rotation lock: copies of one signature sent
+        # at once all pass the check above before the first rotation ends.
+        try:
+            keyring = await root.rotate(version=version)
+        except InputError as exc:
+            return error_response(409, exc.message)
+        previous = version - 1
         _log.info("rotated the KMS root to version %d", keyring.current_version)
         body = json.dumps(keyring.identity().to_json()).encode()
         # Signed by the previous version's key: the identity clients pinned vouches for the new one.

@@ -105,9 +105,21 @@ class KmsRoot:
         """Run ``await callback(new_keyring)`` after each rotation (the server re-keys Scallop)."""
         self._on_rotate.append(callback)
 
-    async def rotate(self) -> RootKeyring:
-        """Add a fresh seed as the next version, persist it (sealed) and make it current."""
+    async def rotate(self, *, version: int | None = None) -> RootKeyring:
+        """Add a fresh seed as the next version, persist it (sealed) and make it current.
+
+        Args:
+            version: the version this rotation must create, checked under the rotation lock:
+                an admin's signature names one version, and copies of it sent at once must not
+                each rotate (each checks :meth:`check_rotation` before any has ended).
+
+        Raises:
+            InputError: when ``version`` is given and is not the next one.
+        """
         async with self._lock:
+            expected = self._keyring.current_version + 1
+            if version is not None and version != expected:
+                raise InputError(f"the next version of this KMS is {expected}, not {version}")
             if self._store is not None:
                 self._keyring = await run_in_threadpool(self._store.rotate)
             else:
