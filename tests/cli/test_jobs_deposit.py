@@ -87,3 +87,13 @@ def test_update_without_a_new_image_says_where_the_new_enclave_is_shown(chain: C
     assert machine.exit_code == 0, machine.output
     out = json.loads(machine.stdout)
     assert (out["updated"], out["image_id"]) == (["debug"], "")  # scripts keep the empty id
+
+
+def test_stop_says_the_job_pays_until_it_is_closed(chain: Chain) -> None:
+    """The market charges a stopped job its old rate until it is closed; stop said only when
+    closing becomes possible, and a newcomer who read "rate to zero" left it open."""
+    flags = ["--rpc", chain.rpc, "--market", chain.market, "--key", str(chain.key)]
+    done = CliRunner().invoke(app, ["jobs", "stop", "0", *flags, "--json"])
+    assert done.exit_code == 0, done.output
+    assert "until you close it, it pays at its old rate" in " ".join(done.stderr.split())
+    assert json.loads(done.stdout)["then_run"] == "reef jobs close 0"

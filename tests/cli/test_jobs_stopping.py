@@ -50,5 +50,8 @@ def test_a_rate_update_still_pending_does_not_change_when_the_enclave_stops() ->
 def test_a_stopped_job_stops_now_and_says_when_it_can_be_closed() -> None:
     stopped = RateLock(unlock_time=NOW + 300, new_rate=Rate(0))
     shown = _stops_by(_summary(stopped))
-    assert shown == f"now (stopped; `reef jobs close 7` from {format_time(NOW + 300)})"
+    assert shown == (
+        "now (stopped; it pays at its old rate until closed: "
+        f"`reef jobs close 7` from {format_time(NOW + 300)})"
+    )
     assert format_time(STOPS_AT) not in shown

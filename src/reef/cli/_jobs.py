@@ -120,12 +120,13 @@ def _stops_by(summary: JobSummary) -> str:
 
     A stopped job (its rate revised to 0, the revision pending until the rate lock ends) still
     holds money at its old rate, so the time the money would last is not when its enclave stops:
-    its provider stops the enclave at once.
+    its provider stops the enclave at once. The market charges that old rate until the job is
+    closed, which a newcomer who read "rate to zero" did not expect.
     """
     lock = summary.pending_rate
     if lock is not None and lock.new_rate == 0:
         close = f"`reef jobs close {job_label(summary.job.id)}` from {_when(lock.unlock_time)}"
-        return f"now (stopped; {close})"
+        return f"now (stopped; it pays at its old rate until closed: {close})"
     return _when(summary.stops_at)
 
 
@@ -377,7 +378,8 @@ def stop_cmd(
     unlock = stopped.close_at
     note(
         f"job {label} is stopping: its provider stops the enclave now; the market lets you close "
-        f"it and take back the rest from {_when(unlock)} (in {format_wait(unlock - stopped.now)})"
+        f"it and take back the rest from {_when(unlock)} (in {format_wait(unlock - stopped.now)}); "
+        "until you close it, it pays at its old rate"
     )
     out = {
         **_ids(found.id),
