@@ -26,13 +26,14 @@ from kms.kms_support import dev_root_server, dev_root_store
 from net_support import run_loop_in_thread
 from reef.attestation import DevAuthority
 from reef.crypto import Secp256k1PrivateKey, eip191_digest
-from reef.errors import KMSError, ServiceError
+from reef.errors import KMSError, RPCError, ServiceError
 from reef.home import ReefHome
 from reef.kms import (
     SIGNATURE_HEADER,
     KmsPublicClient,
     KmsRoot,
     RootKeyring,
+    RpcApproval,
     derive_key,
     fetch_identity,
     init_params_public_key,
@@ -311,3 +312,29 @@ async def test_one_admin_signature_rotates_once_even_when_replayed_concurrently(
         assert "the next version of this KMS is 2, not 1" in refused.text
         # The sealed store holds the one signed rotation too: a restart keeps version 1.
         assert store.load_or_create().current_version == 1
+
+
+# ---- the chain node a KMS root asks whether a contract approves an image ----
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "streamed"])
+async def test_an_rpc_node_answering_a_gigabyte_is_not_read(declared: bool) -> None:
+    """The root asks its RPC node on every contract-seed request; a node (a public RPC, or one
+    that a man in the middle answers for) that answers a gigabyte must not fill the root's
+    memory: every enclave's seeds are served from that process."""
+    sent = _Sent()
+    async with _raw_server(_gigabyte(declared, sent)) as url:
+        approval = RpcApproval(url, 31337, timeout=1.0)
+        with pytest.raises(RPCError, match="larger than any honest answer") as caught:
+            async with asyncio.timeout(30):
+                await approval("0x" + "ab" * 20, IMAGE)
+    assert caught.value.hint
+    assert sent.bytes < SENT_AT_MOST
+
+
+async def test_an_rpc_node_trickling_its_head_is_given_up_on() -> None:
+    async with _raw_server(_drip_head) as url:
+        approval = RpcApproval(url, 31337, timeout=1.0)
+        with pytest.raises(RPCError, match=r"did not answer within 1 s"):
+            async with asyncio.timeout(20):
+                await approval.check_chain()

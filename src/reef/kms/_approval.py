@@ -7,21 +7,30 @@ call is one fixed selector, and a blocking web3 provider would stall every other
 
 A reverting call, or an address with no code (empty return data), is an answer — "not approved" —
 not a failure; only an unreachable or misbehaving RPC endpoint is an error (the server's 500).
+
+The endpoint may be a public node, or answered by whoever sits on the way: its answer is read
+through :mod:`reef._fetch`, within the timeout (head and body together) and
+:data:`MAX_RPC_ANSWER` bytes, so it cannot hang or fill the root that serves every enclave's seeds.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Any, Protocol
+import json
+from typing import Any, Final, Protocol
 
 import httpx
 
+from reef._fetch import FetchError, read_bounded, request_to
 from reef.crypto import keccak256
 from reef.errors import ConfigError, InputError, RPCError
 
 __all__ = ["OYSTER_KMS_VERIFY_SELECTOR", "ImageApproval", "RpcApproval"]
 
 OYSTER_KMS_VERIFY_SELECTOR = keccak256(b"oysterKMSVerify(bytes32)")[:4]
+MAX_RPC_ANSWER: Final = 64 * 1024
+"""The longest JSON-RPC answer read: an eth_call of a bool, or an error message."""
+_HINT: Final = "check --rpc-url and that the chain is running"
 
 
 class ImageApproval(Protocol):
@@ -61,15 +70,30 @@ class RpcApproval:
 
     async def _rpc(self, method: str, params: list[Any]) -> Any:
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
+        what = "the verification RPC"
         try:
+            request = request_to("POST", self.rpc_url, what=what, hint=_HINT, json=body)
             async with httpx.AsyncClient(transport=self._transport, timeout=self._timeout) as http:
-                response = await http.post(self.rpc_url, json=body)
-                response.raise_for_status()
-                reply = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+                answer = await read_bounded(
+                    http,
+                    request,
+                    max_bytes=MAX_RPC_ANSWER,
+                    deadline_s=self._timeout,
+                    what=what,
+                    hint=_HINT,
+                )
+        except FetchError as exc:
+            raise RPCError(exc.message, hint=_HINT) from exc
+        try:
+            if answer.status >= 400:
+                raise RPCError(
+                    f"the verification RPC {self.rpc_url} answered HTTP {answer.status}",
+                    hint=_HINT,
+                )
+            reply = json.loads(answer.body)
+        except ValueError as exc:
             raise RPCError(
-                f"the verification RPC {self.rpc_url} failed: {exc}",
-                hint="check --rpc-url and that the chain is running",
+                f"the verification RPC {self.rpc_url} failed: {exc}", hint=_HINT
             ) from exc
         if not isinstance(reply, dict):
             raise RPCError(f"the verification RPC {self.rpc_url} answered a non-object")
