@@ -8,10 +8,11 @@ import gzip
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from reef.errors import ChannelError, InputError, ServiceError
-from reef.scallop import connect, scallop_request, serve_asgi
+from reef.scallop import ScallopTransport, connect, scallop_request, serve_asgi
 
 from .conftest import Party
 
@@ -148,5 +149,28 @@ async def test_a_client_trickling_its_request_head_is_closed(
         # The server still answers others.
         answer = await scallop_request("127.0.0.1", server.port, policy=None)
         assert answer.body == b"hello"
+    finally:
+        await server.aclose()
+
+
+async def test_the_transport_keeps_httpx_read_timeout(make_party: Callable[..., Party]) -> None:
+    """httpx's read timeout is each transport's to keep: a server that completes the handshake
+    and never answers left ``AsyncClient(transport=ScallopTransport(...), timeout=...)`` waiting
+    for ever."""
+
+    async def never(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise InputError("no lifespan here")
+        await asyncio.Event().wait()
+
+    server = await serve_asgi(never, "127.0.0.1", 0, static_key=make_party().secret)
+    try:
+        async with httpx.AsyncClient(
+            transport=ScallopTransport(), base_url=f"http://127.0.0.1:{server.port}", timeout=0.5
+        ) as client:
+            with pytest.raises(httpx.ReadTimeout):
+                # Far longer than the client's 0.5 s: it is the transport that must stop.
+                async with asyncio.timeout(20):
+                    await client.get("/")
     finally:
         await server.aclose()

@@ -431,13 +431,17 @@ class _ResponseStream(httpx.AsyncByteStream):
     transport: ScallopTransport
     origin: tuple[str, int]
     conn: _Connection
+    request: httpx.Request
+    read_timeout: float | None
     _done: bool = field(default=False, init=False)
     _closed: bool = field(default=False, init=False)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while not self._done:
             try:
-                event = await _next_event(self.conn.h11, self.conn.stream, None)
+                event = await _next_event(self.conn.h11, self.conn.stream, self.read_timeout)
+            except TimeoutError as exc:
+                raise _read_timeout(self.request, self.read_timeout) from exc
             except h11.RemoteProtocolError as exc:
                 raise ChannelBrokenError(
                     f"the server sent a malformed HTTP response: {exc}"
@@ -559,7 +563,7 @@ class ScallopTransport(httpx.AsyncBaseTransport):
                 await conn.stream.send(out)
             except ChannelBrokenError as exc:
                 raise _Stale() from exc
-            event = await self._read_head(conn)
+            event = await self._read_head(conn, request)
         except BaseException:
             # Cancelled, timed out or broken half-way through an exchange, the channel cannot
             # carry another request, and no response stream owns it yet: close it here.
@@ -571,7 +575,7 @@ class ScallopTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             status_code=event.status_code,
             headers=[(bytes(k), bytes(v)) for k, v in event.headers],
-            stream=_ResponseStream(self, origin, conn),
+            stream=_ResponseStream(self, origin, conn, request, _read_timeout_of(request)),
             extensions={
                 "http_version": b"HTTP/1.1",
                 "reason_phrase": bytes(event.reason),
@@ -579,8 +583,14 @@ class ScallopTransport(httpx.AsyncBaseTransport):
             },
         )
 
-    async def _read_head(self, conn: _Connection) -> Any:
-        """The response head; :class:`_Stale` if the channel ends before any byte of it."""
+    async def _read_head(self, conn: _Connection, request: httpx.Request) -> Any:
+        """The response head; :class:`_Stale` if the channel ends before any byte of it.
+
+        Raises:
+            httpx.ReadTimeout: no data for httpx's read timeout (a server that completed its
+                handshake may still never answer).
+        """
+        read_timeout = _read_timeout_of(request)
         received = 0
         while True:
             try:
@@ -594,7 +604,10 @@ class ScallopTransport(httpx.AsyncBaseTransport):
                 ) from exc
             if event is h11.NEED_DATA:
                 try:
-                    data = await conn.stream.read(_READ_SIZE)
+                    async with asyncio.timeout(read_timeout):
+                        data = await conn.stream.read(_READ_SIZE)
+                except TimeoutError as exc:
+                    raise _read_timeout(request, read_timeout) from exc
                 except ChannelBrokenError as exc:
                     if received == 0:
                         raise _Stale() from exc
@@ -632,6 +645,22 @@ class ScallopTransport(httpx.AsyncBaseTransport):
                 with contextlib.suppress(ReefError):
                     await conn.stream.aclose()
         self._idle.clear()
+
+
+def _read_timeout_of(request: httpx.Request) -> float | None:
+    """httpx's read timeout for ``request`` (``AsyncClient(timeout=...)``), which a transport
+    keeps for each read; None for none."""
+    timeout = request.extensions.get("timeout", {})
+    value = timeout.get("read") if isinstance(timeout, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _read_timeout(request: httpx.Request, seconds: float | None) -> httpx.ReadTimeout:
+    return httpx.ReadTimeout(
+        f"the Scallop server at {request.url.host}:{request.url.port} sent nothing for "
+        f"{seconds:g} s (httpx's read timeout)",
+        request=request,
+    )
 
 
 class _Stale(Exception):

@@ -79,7 +79,9 @@ async def scallop_request(
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         async with asyncio.timeout(timeout_s):
-            async with httpx.AsyncClient(transport=transport) as client:
+            # httpx's read timeout (which the transport keeps) at the whole exchange's: the
+            # deadline above is the bound, not httpx's default of 5 s a read.
+            async with httpx.AsyncClient(transport=transport, timeout=timeout_s) as client:
                 request = client.build_request(
                     method,
                     f"http://{netloc}{path}",
