@@ -73,6 +73,21 @@ def test_network_json_round_trip(reef_home: Path) -> None:
     assert not (reef_home / "network.json").exists()
 
 
+def test_a_network_that_never_started_leaves_another_ones_network_json(reef_home: Path) -> None:
+    """A second ``reef up`` in the same home that fails before it starts (the devnet's lock is
+    held, a port is busy) must not remove the running network's record: every command finds
+    the network through it."""
+    import asyncio
+
+    from reef.node import LocalNetwork
+
+    home = ReefHome(reef_home)
+    running = NetworkInfo.from_json(_network_json(block=3, rate_lock_s=300))
+    running.dump(home)
+    asyncio.run(LocalNetwork(home).aclose())
+    assert NetworkInfo.load(home) == running
+
+
 @pytest.mark.parametrize(
     ("contents", "words"),
     [(b"{", "cannot read .*network.json: Expecting"), (b"\xff{}", "cannot read .*network.json")],

@@ -584,4 +584,7 @@ class LocalNetwork:
         if self.devnet is not None:
             await asyncio.to_thread(self.devnet.close)
             self.devnet = None
-        NetworkInfo.clear(self.home)
+        if self.info is not None:
+            # Only the record this network wrote: a second `reef up` that failed to start (the
+            # chain's lock held, a port busy) must not take the running network's away.
+            NetworkInfo.clear(self.home)
