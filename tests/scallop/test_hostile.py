@@ -4,15 +4,21 @@ compression bomb; real Scallop servers on loopback, reef's own client."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from reef.errors import ChannelError, InputError, ServiceError
-from reef.scallop import ScallopTransport, connect, scallop_request, serve_asgi
+from kms.conftest import serve_in_loop as serve_loop
+from reef.attestation import DevAuthority, verifier_app
+from reef.crypto import Secp256k1PrivateKey
+from reef.errors import ChannelError, HandshakeError, InputError, ServiceError
+from reef.scallop import PeerPolicy, ScallopTransport, connect, scallop_request, serve_asgi
+from reef.testing import wall_ms
 
 from .conftest import Party
 
@@ -174,3 +180,93 @@ async def test_the_transport_keeps_httpx_read_timeout(make_party: Callable[..., 
                     await client.get("/")
     finally:
         await server.aclose()
+
+
+# ---- attestations that are not CBOR at all ----
+#
+# cbor2 5.9 refuses items nested deeper than 400 with a CBORDecodeError that is no ValueError,
+# so reef.attestation's decoder let it through untranslated: a stranger's attestation of a few
+# hundred bytes became a foreign exception at every boundary that checks one.
+
+NOT_CBOR = {
+    "arrays": b"\x81" * 1000,  # arrays nested past cbor2's depth limit
+    "maps": b"\xa1\x01" * 1000,  # maps, likewise
+}
+
+
+@pytest.mark.parametrize("document", NOT_CBOR.values(), ids=NOT_CBOR.keys())
+async def test_a_server_presenting_an_attestation_that_is_not_cbor_is_refused(
+    document: bytes, make_party: Callable[..., Party], policy: PeerPolicy
+) -> None:
+    async def auther() -> bytes:
+        return document
+
+    server = await serve_asgi(_hello, "127.0.0.1", 0, static_key=make_party().secret, auther=auther)
+    try:
+        with pytest.raises(HandshakeError, match="the server's attestation") as caught:
+            await connect("127.0.0.1", server.port, static_key=make_party().secret, policy=policy)
+        assert "CBOR" in caught.value.message
+    finally:
+        await server.aclose()
+
+
+@pytest.mark.parametrize("document", NOT_CBOR.values(), ids=NOT_CBOR.keys())
+async def test_a_client_presenting_an_attestation_that_is_not_cbor_is_refused_quietly(
+    document: bytes,
+    make_party: Callable[..., Party],
+    policy: PeerPolicy,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Refused as any bad attestation is: one rate-limited line naming the reason, not a
+    traceback per connection (the log of a bug in reef, which a stranger could flood)."""
+
+    async def auther() -> bytes:
+        return document
+
+    server = await serve_asgi(_hello, "127.0.0.1", 0, static_key=make_party().secret, policy=policy)
+    try:
+        with caplog.at_level(logging.WARNING, logger="reef.scallop"):
+            # The server checks a client's attestation after the client's last handshake
+            # message: the client may or may not see the refusal during connect.
+            with contextlib.suppress(HandshakeError):
+                stream = await connect(
+                    "127.0.0.1", server.port, static_key=make_party().secret, auther=auther
+                )
+                await stream.aclose()
+            for _ in range(100):
+                if server.refused:
+                    break
+                await asyncio.sleep(0.02)
+        refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+        assert refusals, "the server did not log the refusal"
+        assert all(r.exc_info is None for r in refusals), "a traceback for a stranger's bytes"
+        assert any("CBOR" in r.getMessage() for r in refusals)
+        # And it keeps serving.
+        client = make_party()
+        answer = await scallop_request(
+            "127.0.0.1", server.port, policy=None, static_key=client.secret, auther=client.auther()
+        )
+        assert answer.body == b"hello"
+    finally:
+        await server.aclose()
+
+
+@pytest.mark.parametrize("document", NOT_CBOR.values(), ids=NOT_CBOR.keys())
+async def test_the_verifier_service_rejects_a_document_that_is_not_cbor(
+    document: bytes, authority: DevAuthority
+) -> None:
+    """The attestation verifier service answers 401 (decode), as for any bad document; it
+    answered 500 Internal Server Error."""
+    app = verifier_app(Secp256k1PrivateKey(b"\x01" * 32), root=authority.root)
+    async with serve_loop(app) as url, httpx.AsyncClient() as http:
+        raw = await http.post(f"{url}/verify/raw", content=document)
+        hexed = await http.post(f"{url}/verify/hex", content=document.hex())
+        good = await http.post(
+            f"{url}/verify/raw",
+            content=authority.mint({0: b"\x00" * 48}, timestamp_ms=wall_ms(), public_key=b""),
+        )
+    for answer in (raw, hexed):
+        assert answer.status_code == 401, answer.text
+        assert answer.text.startswith("attestation rejected (decode): ")
+        assert "CBOR" in answer.text
+    assert good.status_code == 200
