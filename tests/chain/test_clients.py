@@ -203,6 +203,29 @@ def test_an_address_without_a_contract_is_reported(chain: TestChain) -> None:
         nowhere.find_job(0)
 
 
+def test_an_answer_that_does_not_decode_is_not_called_a_missing_contract(
+    chain: TestChain,
+) -> None:
+    """A contract that answers in another shape than the ABI reef holds (a deployment older
+    or newer than this reef) is said to be one: "no contract answered" sent users looking for
+    a contract that was there."""
+    wrong_abi = [
+        {
+            "type": "function",
+            "name": "name",
+            "stateMutability": "view",
+            "inputs": [],
+            "outputs": [{"name": "", "type": "uint256[]"}],
+        }
+    ]
+    token = chain.w3.eth.contract(address=chain.deployment.token, abi=wrong_abi)
+    with pytest.raises(ChainError) as info, translate_errors("Token.name", token.address):
+        token.functions.name().call()
+    assert "no contract answered" not in info.value.message
+    assert f"the contract at {token.address} answered in a shape" in info.value.message
+    assert "version" in (info.value.hint or "")
+
+
 def test_an_unreachable_node_is_an_rpc_error() -> None:
     port = free_port()  # nothing listens on it
     w3 = Web3(HTTPProvider(f"http://127.0.0.1:{port}", request_kwargs={"timeout": 2}))

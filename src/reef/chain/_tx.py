@@ -194,6 +194,15 @@ def translate_errors(
         raise _revert_error(description, _reason_from(exc), hints) from exc
     except BadFunctionCallOutput as exc:
         where = f" at {address}" if address else ""
+        if "could not decode" in str(exc).lower():
+            # web3.py's words when return data came but not in the ABI's shape: a contract is
+            # there, of another version than the ABI reef holds.
+            raise ChainError(
+                f"{description}: the contract{where} answered in a shape this reef's ABI does "
+                "not read",
+                hint="the contract may be of another reef version: redeploy it with this "
+                "version (reef up --fresh on a devnet), or use the reef that deployed it",
+            ) from exc
         raise ChainError(
             f"{description}: no contract answered{where}",
             hint="check the contract address and the chain (was the devnet restarted fresh?)",
