@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -26,7 +27,7 @@ from kms.kms_support import dev_root_server, dev_root_store
 from net_support import run_loop_in_thread
 from reef.attestation import DevAuthority
 from reef.crypto import Secp256k1PrivateKey, eip191_digest
-from reef.errors import KMSError, RPCError, ServiceError
+from reef.errors import AttestationError, KMSError, RPCError, ServiceError
 from reef.home import ReefHome
 from reef.kms import (
     SIGNATURE_HEADER,
@@ -338,3 +339,33 @@ async def test_an_rpc_node_trickling_its_head_is_given_up_on() -> None:
         with pytest.raises(RPCError, match=r"did not answer within 1 s"):
             async with asyncio.timeout(20):
                 await approval.check_chain()
+
+
+async def test_an_identity_whose_attestation_is_not_cbor_is_refused(
+    keyring: RootKeyring,
+    authority: DevAuthority,
+    serve: Callable[[ASGIApp], AbstractAsyncContextManager[str]],
+) -> None:
+    """A KMS (or whoever answers for it) whose /info attestation is CBOR nested past cbor2's
+    depth limit: cbor2 5.9's error for it is no ValueError, and escaped fetch_identity as a
+    foreign exception instead of a refusal."""
+    identity = keyring.identity()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        body = json.dumps(
+            {
+                "current_version": identity.version,
+                "versions": [identity.to_json()],
+                "chain_id": None,
+                "rotation_admin": "",
+                "attestation": (b"\x81" * 1000).hex(),
+            }
+        ).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    async with serve(app) as url:
+        with pytest.raises(AttestationError, match="CBOR") as caught:
+            await fetch_identity(url, root=authority.root)
+    assert caught.value.reason == "decode"
