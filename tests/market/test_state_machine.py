@@ -211,6 +211,9 @@ def test_stop_terminates_at_initiate_time() -> None:
     action = only(book.decide(1002))
     assert isinstance(action, Terminate)
     assert "revised to 0" in action.reason
+    # said as what it is, not as a rate below the provider's minimum
+    assert action.reason.startswith("the job's owner stopped it")
+    assert "minimum" not in action.reason
     # a later cancel does not bring a terminated job back
     book.apply(Ev("ReviseRateCancelled", JOB, {"job_id": JOB}))
     assert book.decide(1003) == []

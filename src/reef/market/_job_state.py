@@ -351,6 +351,9 @@ class JobMachine:
         if self.phase == "done" or self.card is None:
             return
         if self.offered_rate < self.card.min_rate:
+            if revised and self.offered_rate == 0:  # `reef jobs stop`: not a haggle over price
+                self._end("the job's owner stopped it (its rate was revised to 0)")
+                return
             what = "was revised to" if revised else "is"
             self._end(
                 f"the job's rate {what} {self.offered_rate}, below this provider's minimum "
