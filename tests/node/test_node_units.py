@@ -290,3 +290,21 @@ def test_reef_up_names_the_accounts_its_extensions_act_with() -> None:
         "0xbb" + "00" * 19: "prover",
         "0xcc" + "00" * 19: "serverless executor operator",
     }
+
+
+def test_deploy_without_a_local_network_says_none_is_recorded(
+    served: tuple[Devnet, DevnetThread, str], tmp_path: Path, reef_home: Path
+) -> None:
+    """Against a market named by flags, in a home where no ``reef up`` wrote network.json,
+    ``reef deploy`` says why it has no provider instead of only asking which."""
+    devnet, server, market = served
+    key = tmp_path / "owner.key"
+    key.write_text(devnet.accounts[1].private_key.hex())
+    hello = Path(__file__).parents[2] / "examples" / "hello"
+    flags = ["--rpc", server.url, "--market", market, "--key", str(key)]
+    result = CliRunner().invoke(
+        app, ["deploy", str(hello), "--duration", "1h", "--root", "mock", *flags]
+    )
+    assert result.exit_code != 0
+    assert "no `reef up` network is recorded in" in result.output
+    assert "--provider ADDR" in result.output

@@ -479,7 +479,11 @@ def deploy(
     # 2. the provider and its offer
     provider = request.provider or session.default_provider()
     if provider is None:
-        raise ConfigError("which provider? none is configured", hint="pass --provider ADDR")
+        raise ConfigError(
+            "which provider? none is configured: no `reef up` network is recorded in "
+            f"{session.home.root} (its network.json names the local provider)",
+            hint="pass --provider ADDR, or start `reef up` with this $REEF_HOME",
+        )
     cp_url = market.provider(provider)
     if cp_url is None:
         raise MarketError(
