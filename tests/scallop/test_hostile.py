@@ -270,3 +270,40 @@ async def test_the_verifier_service_rejects_a_document_that_is_not_cbor(
         assert answer.text.startswith("attestation rejected (decode): ")
         assert "CBOR" in answer.text
     assert good.status_code == 200
+
+
+async def test_one_address_cannot_hold_every_channel(make_party: Callable[..., Party]) -> None:
+    """Handshake slots bound handshakes under way, not channels: a stranger that completes
+    handshakes (a server without a policy, or with pinned keys, lets anyone) and then sits on
+    them held as many as it liked, each a socket and a task, until the server ran out of file
+    descriptors. An address holds at most ``per_peer_connections`` open channels; the next is
+    refused (and logged once a second at most), and others are still served."""
+    server = await serve_asgi(
+        _hello, "127.0.0.1", 0, static_key=make_party().secret, per_peer_connections=8
+    )
+    held = []
+    try:
+        for _ in range(8):
+            held.append(await connect("127.0.0.1", server.port, static_key=make_party().secret))
+        extra = await connect("127.0.0.1", server.port, static_key=make_party().secret)
+        try:
+            await extra.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            async with asyncio.timeout(5):
+                assert await extra.read(1024) == b"", "a ninth channel from one address was served"
+        except ChannelError:
+            pass  # refused: the channel broke
+        finally:
+            await extra.aclose()
+        assert server.refused >= 1
+        # Once one is closed, the address may open another.
+        await held.pop().aclose()
+        for _ in range(100):
+            if server.open_channels < 8:
+                break
+            await asyncio.sleep(0.02)
+        answer = await scallop_request("127.0.0.1", server.port, policy=None)
+        assert answer.body == b"hello"
+    finally:
+        for stream in held:
+            await stream.aclose()
+        await server.aclose()

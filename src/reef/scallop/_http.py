@@ -37,6 +37,7 @@ from reef.scallop._policy import Auther, AuthStore, PeerPolicy
 from reef.scallop._server import (
     DEFAULT_BUSY_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_HANDSHAKES,
+    DEFAULT_PER_PEER_CONNECTIONS,
     DEFAULT_PER_PEER_HANDSHAKES,
     Handler,
     ScallopServer,
@@ -370,12 +371,13 @@ async def serve_asgi(
     max_handshakes: int = DEFAULT_MAX_HANDSHAKES,
     per_peer_handshakes: int = DEFAULT_PER_PEER_HANDSHAKES,
     busy_handshake_timeout: float = DEFAULT_BUSY_HANDSHAKE_TIMEOUT,
+    per_peer_connections: int = DEFAULT_PER_PEER_CONNECTIONS,
 ) -> ScallopServer:
     """Serve ``app`` (ASGI 3: Starlette, FastAPI, ...) over Scallop on ``host:port``.
 
     Runs the app's lifespan startup first (``lifespan="auto"`` tolerates apps without one) and
     its shutdown when the returned server is closed with ``aclose()``. Arguments as
-    :func:`~reef.scallop.serve` (the handshake slot limits too); see :func:`asgi_handler` for
+    :func:`~reef.scallop.serve` (the handshake slot and channel limits too); see :func:`asgi_handler` for
     ``max_body`` and ``keepalive_timeout``.
 
     Raises:
@@ -398,6 +400,7 @@ async def serve_asgi(
             max_handshakes=max_handshakes,
             per_peer_handshakes=per_peer_handshakes,
             busy_handshake_timeout=busy_handshake_timeout,
+            per_peer_connections=per_peer_connections,
         )
     except BaseException:
         await life.shutdown()

@@ -9,7 +9,9 @@ Handshakes hold slots, shared fairly among peer addresses (:mod:`reef.scallop._s
 is taken a newcomer takes one from the peer holding the most, or from a handshake that has run
 for ``busy_handshake_timeout`` seconds (handshakes still waiting for the client's first message
 go first), or waits for one its own address frees. A crowd of stalled clients therefore cannot
-keep honest ones out: issue 11's 1000 stalled handshakes leave enclaves served. Refusals under
+keep honest ones out: issue 11's 1000 stalled handshakes leave enclaves served. Established
+channels are bounded per address too (``per_peer_connections``): a client that completes
+handshakes and sits on the channels cannot take every socket the server has. Refusals under
 such a flood are logged at most ``_LOG_PER_SECOND`` a second, with a count of the rest, so the
 log cannot be flooded either.
 """
@@ -44,6 +46,7 @@ Handler = Callable[[ScallopStream], Awaitable[None]]
 DEFAULT_MAX_HANDSHAKES: Final = 256
 DEFAULT_PER_PEER_HANDSHAKES: Final = 16
 DEFAULT_BUSY_HANDSHAKE_TIMEOUT: Final = 1.0
+DEFAULT_PER_PEER_CONNECTIONS: Final = 256
 _LOG_PER_SECOND: Final = 20
 # Connections waiting to be accepted: a flood fills a small queue and honest SYNs then wait
 # for the kernel's 1 s retransmit. The kernel caps it at net.core.somaxconn.
@@ -92,8 +95,11 @@ class ScallopServer(_Closing):
         max_handshakes: int = DEFAULT_MAX_HANDSHAKES,
         per_peer_handshakes: int = DEFAULT_PER_PEER_HANDSHAKES,
         busy_handshake_timeout: float = DEFAULT_BUSY_HANDSHAKE_TIMEOUT,
+        per_peer_connections: int = DEFAULT_PER_PEER_CONNECTIONS,
     ) -> None:
         self._handler = handler
+        self._per_peer_connections = per_peer_connections
+        self._open: dict[str, int] = {}
         self._slots = HandshakeSlots(
             capacity=max_handshakes,
             per_peer=min(per_peer_handshakes, max_handshakes),
@@ -132,6 +138,11 @@ class ScallopServer(_Closing):
         return port
 
     @property
+    def open_channels(self) -> int:
+        """Established channels open now."""
+        return sum(self._open.values())
+
+    @property
     def handshaking(self) -> int:
         """Handshakes in progress now."""
         return len(self._slots)
@@ -154,28 +165,49 @@ class ScallopServer(_Closing):
             stream = await self._handshake(task, reader, writer, address)
             if stream is None:
                 return
-            self.accepted += 1
-            logger.debug(
-                "scallop: accepted %s (key %s…, %s)",
-                address,
-                stream.peer_static.hex()[:16],
-                stream.auth,
-            )
+            group = peer_group(writer.get_extra_info("peername"))
+            if self._open.get(group, 0) >= self._per_peer_connections:
+                # Slots bound handshakes under way, not channels: without this a client that
+                # completes handshakes and sits on them holds sockets until the server has none.
+                self._refuse(
+                    writer,
+                    "%s: its address already holds %d open channels",
+                    address,
+                    self._per_peer_connections,
+                )
+                return
+            self._open[group] = self._open.get(group, 0) + 1
             try:
-                await self._handler(stream)
-            except ChannelError as exc:
-                # A broken channel was already logged by the stream; this is the handler ending.
-                logger.info("scallop: connection %s ended: %s", address, exc)
-            except Exception:
-                logger.exception("scallop: the handler failed for %s", address)
+                await self._serve_channel(stream, address)
             finally:
-                await stream.aclose()
+                left = self._open.pop(group) - 1
+                if left:
+                    self._open[group] = left
         except asyncio.CancelledError:
             # The server is closing: this task is the root of the connection, so ending it
             # quietly is right (asyncio would otherwise log the cancellation as an error).
             writer.transport.abort()
         finally:
             self._connections.pop(task, None)
+
+    async def _serve_channel(self, stream: ScallopStream, address: str) -> None:
+        """Run the handler on an established channel, then close it."""
+        self.accepted += 1
+        logger.debug(
+            "scallop: accepted %s (key %s…, %s)",
+            address,
+            stream.peer_static.hex()[:16],
+            stream.auth,
+        )
+        try:
+            await self._handler(stream)
+        except ChannelError as exc:
+            # A broken channel was already logged by the stream; this is the handler ending.
+            logger.info("scallop: connection %s ended: %s", address, exc)
+        except Exception:
+            logger.exception("scallop: the handler failed for %s", address)
+        finally:
+            await stream.aclose()
 
     async def _handshake(
         self,
@@ -321,6 +353,7 @@ async def serve(
     max_handshakes: int = DEFAULT_MAX_HANDSHAKES,
     per_peer_handshakes: int = DEFAULT_PER_PEER_HANDSHAKES,
     busy_handshake_timeout: float = DEFAULT_BUSY_HANDSHAKE_TIMEOUT,
+    per_peer_connections: int = DEFAULT_PER_PEER_CONNECTIONS,
 ) -> ScallopServer:
     """Listen on ``host:port`` and run ``await handler(stream)`` for every accepted channel.
 
@@ -340,6 +373,8 @@ async def serve(
             take the slot of a handshake that has run this long (and always one of a peer
             holding more slots than the newcomer's); otherwise it waits, up to
             ``handshake_timeout``, for a slot its own address frees.
+        per_peer_connections: established channels one peer address (an IPv6 /64) may hold
+            open at once; a channel past it is closed as soon as its handshake ends.
 
     Raises:
         ChannelError: the address cannot be listened on.
@@ -349,6 +384,7 @@ async def serve(
     for name, value in (
         ("max_handshakes", max_handshakes),
         ("per_peer_handshakes", per_peer_handshakes),
+        ("per_peer_connections", per_peer_connections),
     ):
         if value < 1:
             raise InputError(f"{name} must be at least 1, got {value}")
@@ -363,6 +399,7 @@ async def serve(
         max_handshakes=max_handshakes,
         per_peer_handshakes=per_peer_handshakes,
         busy_handshake_timeout=busy_handshake_timeout,
+        per_peer_connections=per_peer_connections,
     )
     await server._start(host, port)
     return server
