@@ -6,6 +6,11 @@ A root server signs every 2xx response of its public listener with the secp256k1
 client rebuilds the request URI exactly as it sent it, recovers the signer and compares it with
 the key it pinned. Binding the URI stops a server answer for one image id or path being replayed
 as the answer for another.
+
+Nothing separates the URI from the body (Oyster's format, kept for its clients), so the signature
+of the answer ``b`` to the URI ``u + s`` is also that of the answer ``s + b`` to ``u``. A client
+must therefore accept only answers whose form rules that out: keys of a fixed length, addresses
+checked as :meth:`reef.kms.KmsPublicClient.address` does.
 """
 
 from __future__ import annotations
