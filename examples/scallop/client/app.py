@@ -7,6 +7,7 @@ its X25519 identity, requires the server to attest under our own TEE root (and, 
 
 - 200 {"client_image_id", "server_image_id_seen", "server_answer"}: the server's image id as the
   verified channel reports it, and the server's answer (which names the image id it saw for us);
+- 400 {"error": what}: ``port`` or ``image_id`` is missing or malformed;
 - 403 {"refused": reason}: the server failed our policy; no request was sent.
 """
 
@@ -23,7 +24,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from reef.attestation import TrustedRoot
-from reef.errors import ChannelError
+from reef.encoding import parse_hex
+from reef.errors import ChannelError, InputError
 from reef.scallop import PeerPolicy, ScallopTransport, auther_from_url
 
 APP = Path(os.environ.get("REEF_APP_DIR", "/app"))
@@ -39,11 +41,18 @@ def own_tee_root() -> TrustedRoot:
 async def call(request: Request) -> JSONResponse:
     params = request.query_params
     host = params.get("host") or os.environ.get("REEF_HOST_ADDR", "127.0.0.1")
-    port = int(params["port"])
+    try:
+        port = int(params.get("port", ""))
+        if not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        return JSONResponse({"error": "port must be a TCP port number (1-65535)"}, status_code=400)
     wanted = params.get("image_id")
-    policy = PeerPolicy(
-        roots=[request.app.state.root], image_ids=[bytes.fromhex(wanted)] if wanted else ()
-    )
+    try:
+        image_ids = [parse_hex(wanted, name="image_id", length=32)] if wanted else []
+    except InputError as exc:
+        return JSONResponse({"error": exc.message}, status_code=400)
+    policy = PeerPolicy(roots=[request.app.state.root], image_ids=image_ids)
     transport = ScallopTransport(
         static_key=(APP / "id.sec").read_bytes(), policy=policy, auther=auther_from_url(ATTESTATION)
     )
@@ -65,7 +74,7 @@ async def call(request: Request) -> JSONResponse:
 
 
 app = Starlette(routes=[Route("/call", call)])
-app.state.root = own_tee_root()
 
 if __name__ == "__main__":
+    app.state.root = own_tee_root()
     uvicorn.run(app, host="127.0.0.1", port=PORT, log_level="warning")
