@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -91,3 +92,18 @@ def test_reef_up_on_a_busy_rpc_port_says_to_move_it_with_rpc_port(busy_port: int
     assert f"cannot listen on 127.0.0.1:{busy_port}" in done.stderr
     assert "--rpc-port PORT (0 picks a free one)" in " ".join(done.stderr.split())
     assert "Traceback" not in done.output
+
+
+def test_a_busy_dashboard_port_is_refused_before_anything_starts(
+    busy_port: int, reef_home: Path
+) -> None:
+    """The dashboard is served last: its busy port failed ``reef up`` minutes in, after the
+    chain, the KMS and every enclave had started (and then stopped again)."""
+    done = CliRunner().invoke(
+        app,
+        ["up", "--dashboard-port", str(busy_port), *FREE, "--rpc-port=0", "--no-serverless"],
+    )
+    assert done.exit_code == 1, done.output
+    assert f"cannot listen on 127.0.0.1:{busy_port} for the dashboard" in done.stderr
+    assert "--dashboard-port PORT (0 picks a free one)" in " ".join(done.stderr.split())
+    assert not (reef_home / "chain").exists()  # no chain was started

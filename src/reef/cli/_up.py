@@ -138,6 +138,7 @@ def up(
     }
     with failing():  # a second Ctrl-C while stopping: Typer exits 130
         try:
+            network.check_ports({} if no_dashboard else {"dashboard": dashboard_port})
             asyncio.run(_run(network, json_output=json_output))
         except ReefError as exc:
             name_the_port_flag(exc, port_flags)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
+from reef._serve import bind
 from reef.attestation import DevAuthority, TrustedRoot, load_verifier_key, verifier_app
 from reef.chain import DevAccount, MarketClient, parse_address
 from reef.crypto import Secp256k1PrivateKey
@@ -295,6 +296,29 @@ class LocalNetwork:
     @property
     def accounts(self) -> tuple[DevAccount, ...]:
         return self.devnet.accounts if self.devnet else ()
+
+    def check_ports(self, more: Mapping[str, int] | None = None) -> None:
+        """Refuse at once a fixed port (not 0) that another process holds: the core's, and
+        ``more`` (a service's name to its port, e.g. the dashboard's). Starting finds it too,
+        but only when it reaches that service, minutes in for the dashboard; a port taken
+        between this check and then is still refused there.
+
+        Raises:
+            ServiceError: naming the service and the port in use (as the serving floor does).
+        """
+        s = self.settings
+        ports = {
+            "devnet JSON-RPC endpoint": s.rpc_port,
+            "control plane": s.cp_port,
+            "image store": s.store_port,
+            "attestation verifier": s.verifier_port,
+            "KMS root (Scallop)": s.kms_scallop_port if s.kms else 0,
+            "KMS root (public)": s.kms_public_port if s.kms else 0,
+            **(more or {}),
+        }
+        for what, port in ports.items():
+            if port:
+                bind(s.host, port, what=what, hint=f"start {what} on another port").close()
 
     async def start(self, progress: Progress = _quiet) -> NetworkInfo:
         """Start everything; on any failure, stop what already started and re-raise."""
