@@ -107,3 +107,16 @@ def test_every_single_byte_modification_of_a_dev_document_is_rejected(reef_home:
     reasons = _rejections(verifier, authority.root, variants)
     assert sum(reasons.values()) == len(doc)
     assert set(reasons) <= REASONS, reasons
+
+
+@pytest.mark.parametrize(
+    "document",
+    [b"\x81" * 1000, b"\xa1\x01" * 1000],
+    ids=["arrays", "maps"],
+)
+def test_a_document_nested_past_cbors_depth_limit_is_a_decode_error(document: bytes) -> None:
+    """cbor2 5.9 refuses items nested deeper than 400 with a CBORDecodeError that is no
+    ValueError: the decoder let it through untranslated, so every caller met a foreign
+    exception (the verifier service answered 500, a Scallop server logged a traceback)."""
+    with pytest.raises(AttestationError, match="not well-formed CBOR"):
+        decode_nitro(document)

@@ -84,9 +84,18 @@ def _loads_exact(data: bytes, *, what: str) -> Any:
     stream = io.BytesIO(data)
     try:
         value = cbor2.CBORDecoder(stream).decode()
-    # cbor2 raises CBORDecodeError (a ValueError) for malformed input, but its semantic-tag
-    # decoders (dates, bignums, regexes, ...) can raise other builtin errors on crafted input.
-    except (ValueError, TypeError, LookupError, OverflowError, RecursionError, EOFError) as exc:
+    # cbor2's errors for malformed input (CBORError; in 5.9 its nesting-depth error is no
+    # ValueError), and the other builtin errors its semantic-tag decoders (dates, bignums,
+    # regexes, ...) can raise on crafted input.
+    except (
+        cbor2.CBORError,
+        ValueError,
+        TypeError,
+        LookupError,
+        OverflowError,
+        RecursionError,
+        EOFError,
+    ) as exc:
         raise _decode_error(f"{what} is not well-formed CBOR: {exc}") from exc
     if stream.tell() != len(data):
         raise _decode_error(f"{what} has {len(data) - stream.tell()} bytes after its CBOR item")

@@ -31,7 +31,7 @@ from reef._clock import wall_clock_ms
 from reef._fetch import fetch_blocking, read_bounded, request_to
 from reef.crypto import solana_address
 from reef.encoding import terminal_text
-from reef.errors import DecodeError, InputError, KMSError, MisuseError, ServiceError
+from reef.errors import InputError, KMSError, MisuseError, ServiceError
 from reef.kms._derive import INIT_PARAMS_KEY_PATH, KeyType
 from reef.kms._http import VERSION_HEADER, answered_version
 from reef.kms._keyring import KmsIdentity, identity_digest
@@ -441,8 +441,6 @@ async def fetch_identity(
         KMSError: when the answer is malformed or not attested.
         AttestationError: when the attestation is rejected.
     """
-    import cbor2
-
     from reef.attestation import Expectations, verify_nitro
 
     base = normalize_kms_url(url)
@@ -467,26 +465,19 @@ async def fetch_identity(
     admin = info.get("rotation_admin", "")
     if not isinstance(admin, str):
         raise KMSError("the KMS /info rotation_admin is not a string")
-    try:
-        verified = verify_nitro(
-            document,
-            root=root,
-            mode="live",
-            now_ms=(clock_ms or wall_clock_ms)(),
-            max_age_ms=max_age_ms,
-            expect=Expectations(
-                image_id=image_id,
-                public_key=current.scallop_key,
-                user_data=identity_digest(identities, chain_id=chain_id, admin=admin),
-                nonce=nonce,
-            ),
-        )
-    except cbor2.CBORError as exc:
-        # cbor2 5.9's depth limit raises a CBORDecodeError that is no ValueError, which the
-        # document decoder does not translate: the KMS's bytes, refused as any bad document.
-        raise DecodeError(
-            f"the KMS's identity attestation is not well-formed CBOR: {exc}", reason="decode"
-        ) from exc
+    verified = verify_nitro(
+        document,
+        root=root,
+        mode="live",
+        now_ms=(clock_ms or wall_clock_ms)(),
+        max_age_ms=max_age_ms,
+        expect=Expectations(
+            image_id=image_id,
+            public_key=current.scallop_key,
+            user_data=identity_digest(identities, chain_id=chain_id, admin=admin),
+            nonce=nonce,
+        ),
+    )
     # The response is also signed by the current key (belt and braces against a mixed answer).
     _verify_signed(response, current.signing_key)
     return VerifiedKmsIdentity(
