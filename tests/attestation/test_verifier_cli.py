@@ -181,6 +181,14 @@ def test_check(vectors: Path, key_file: Path, tmp_path: Path, expected: dict[str
     assert result.exit_code == 1
     assert "is not a JSON statement" in result.stderr
 
+    # a stranger's statement nested deeper than json recurses: refused, not a traceback (or,
+    # once web3 has raised the recursion limit, a segmentation fault)
+    statement.write_text("[" * 100_000)
+    result = runner.invoke(app, ["verifier", "check", str(statement), "--verifier-key", public])
+    assert result.exit_code == 1, result.output
+    assert "is not a JSON statement" in result.stderr
+    assert "nested more than" in result.stderr
+
     result = runner.invoke(app, ["verifier", "check", str(statement), "--verifier-key", "zz"])
     assert result.exit_code == 1
     assert "--verifier-key is not valid hex" in result.stderr

@@ -25,7 +25,7 @@ from reef.cli._output import (
     warn_insecure_root,
 )
 from reef.cli._root import command_group
-from reef.encoding import parse_hex
+from reef.encoding import loads_bounded, parse_hex
 from reef.errors import AttestationError, ConfigError, InputError, ReefError
 
 if TYPE_CHECKING:
@@ -157,17 +157,15 @@ def check_cmd(
     as_json: Json = False,
 ) -> None:
     """Check a statement's signature against a trusted verifier key (and, optionally, its age)."""
-    import json
-
     from reef.attestation import verify_statement
     from reef.errors import StaleAttestationError
 
     try:
         trusted = parse_hex(verifier_key, name="--verifier-key")
         try:
-            data = json.loads(read_input(file))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"{file} is not a JSON statement: {exc}") from exc
+            data = loads_bounded(read_input(file), what="the statement")
+        except InputError as exc:
+            raise InputError(f"{file} is not a JSON statement: {exc.message}") from exc
         statement = verify_statement(data, trusted)
         if max_age is not None:
             now_ms = (at if at is not None else int(time.time())) * 1000
