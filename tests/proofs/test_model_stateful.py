@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from proofs.proofs_support import FUNDS, START, ProofChain
+from proofs.proofs_support import FUNDS, ProofChain
 from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ContractRevertError, ProofError
 from reef.proofs import ProofMarketClient, SkipReason
@@ -48,7 +48,9 @@ class ProofMarketMachine(RuleBasedStateMachine):
         self.requesters, self.provers, self.ivs = users[0:2], users[2:5], users[5]
         for user in users:
             self.model.balances[user.address] = FUNDS
-        self.now = START + 10
+        # The model's clock starts where the chain's is: ProofChain.create mined 14 blocks (a
+        # second each), and a model 4 s behind refused a leave the chain already allowed.
+        self.now = self.chain.next_time() - 1
         market = self.chain.market()
         self._pin()
         self.market_id, _ = market.create_tee_market(
