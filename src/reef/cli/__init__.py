@@ -140,7 +140,7 @@ _COMMANDS = (
     LazyCommand(
         "deposit",
         "reef.cli._aliases",
-        "Add money to a job (anyone may); its enclave then runs longer. (= reef jobs deposit)",
+        "Add money to a job (anyone may); its enclave then runs longer (this says until when). (= reef jobs deposit)",
         _OYSTER,
     ),
     LazyCommand(
