@@ -66,3 +66,19 @@ def test_a_late_started_prover_proves_a_groth16_market_created_before(tmp_path: 
     [outcome] = settle(service)
     assert outcome.outcome == "proved", outcome
     assert client.ask_state(ask_id) == AskState.COMPLETE
+
+
+def test_an_ivs_started_after_a_market_was_created_knows_its_metadata() -> None:
+    """The IVS looked a market up only among the ``MarketCreated`` events from its own
+    ``from_block``: one started later answered 409 "market N was not created on this chain",
+    and that market's provers were slashed on invalid inputs nobody would attest."""
+    from reef.proofs._ivs import _Markets
+
+    chain = ProofChain.create(n_users=1)
+    metadata = '{"name": "created before the IVS started"}'
+    market_id, _ = chain.market().create_tee_market(
+        image_id=b"\x1f" * 32, penalty=5, n_inputs=1, metadata=metadata
+    )
+    late = chain.w3.eth.block_number + 1
+    markets = _Markets(chain.market(), late)
+    assert markets.metadata(market_id) == metadata

@@ -60,12 +60,19 @@ class _Markets:
         self._lock = threading.Lock()
 
     def metadata(self, market_id: int) -> str:
+        """``market_id``'s metadata: from the events since ``from_block``, or, for a market
+        created before it, from its own ``MarketCreated`` event (found once). Without the
+        second, an IVS started later refused that market's asks, and its provers were slashed
+        on invalid inputs nobody attested."""
         with self._lock:
             if market_id not in self._metadata:
                 events, self._next = self.client.events_to_head(self._next)
                 for event in events:
                     if isinstance(event, MarketCreated):
                         self._metadata[event.market_id] = event.metadata
+            if market_id not in self._metadata:
+                for event in self.client.events_of(MarketCreated, 0, topics=[market_id]):
+                    self._metadata[market_id] = event.metadata
             found = self._metadata.get(market_id)
         if found is None:
             raise ProofError(f"market {market_id} was not created on this chain")
