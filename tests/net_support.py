@@ -1,9 +1,10 @@
 """Network helpers for tests: a free loopback port to start a server on, or to find nothing on,
-and an ASGI app served over real HTTP on one for the duration of a ``with`` block.
+an ASGI app served over real HTTP on one for the duration of a ``with`` block, and a raw server
+that answers with whatever bytes a hostile server would.
 
 pytest puts the tests folder on ``sys.path`` (``pythonpath`` in pyproject.toml)::
 
-    from net_support import free_port, run_loop_in_thread, serve_in_thread
+    from net_support import free_port, raw_server, run_loop_in_thread, serve_in_thread
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -73,3 +74,48 @@ def run_loop_in_thread() -> Iterator[asyncio.AbstractEventLoop]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         loop.close()
+
+
+Raw = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+"""A raw server's answer: it writes whatever bytes it likes after reading the request head."""
+
+
+@asynccontextmanager
+async def raw_server(handler: Raw) -> AsyncIterator[str]:
+    """Serve ``handler`` on loopback (after each request's head); yield ``http://host:port``.
+    Its connections are cancelled at the end, so a handler may write for ever."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            await handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+@contextmanager
+def raw_server_in_thread(handler: Raw) -> Iterator[str]:
+    """:func:`raw_server` on a loop of its own, for blocking clients."""
+    with run_loop_in_thread() as loop:
+        entered = raw_server(handler)
+        url = asyncio.run_coroutine_threadsafe(entered.__aenter__(), loop).result(10)
+        try:
+            yield url
+        finally:
+            asyncio.run_coroutine_threadsafe(entered.__aexit__(None, None, None), loop).result(10)

@@ -6,17 +6,16 @@ ones on loopback, since only a socket can send a response head one byte at a tim
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import json
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from net_support import free_port, run_loop_in_thread
+from net_support import Raw, free_port, raw_server, raw_server_in_thread
 from reef._fetch import (
     BoundedAnswer,
     FetchError,
@@ -27,7 +26,6 @@ from reef._fetch import (
 )
 from reef.errors import MisuseError, ServiceError
 
-Raw = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 _BOUNDS: dict[str, Any] = {"max_bytes": 64, "deadline_s": 0.5, "what": "the test server"}
 
 
@@ -51,46 +49,6 @@ _drip_body = _drip(b"HTTP/1.1 200 OK\r\ncontent-length: 60\r\n\r\n")
 """A head at once, then a body of 60 bytes a byte at a time (3 s: longer than any deadline)."""
 
 
-@contextlib.asynccontextmanager
-async def _raw_server(handler: Raw) -> AsyncIterator[str]:
-    """Serve ``handler`` (raw bytes) on loopback; its connections are cancelled at the end."""
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            await handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/answer"
-    finally:
-        server.close()
-        for task in list(tasks):
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
-
-
-@contextlib.contextmanager
-def _raw_server_in_thread(handler: Raw) -> Iterator[str]:
-    """:func:`_raw_server` on a loop of its own, for the blocking reader."""
-    with run_loop_in_thread() as loop:
-        opened = _raw_server(handler)
-        url = asyncio.run_coroutine_threadsafe(opened.__aenter__(), loop).result(10)
-        try:
-            yield url
-        finally:
-            asyncio.run_coroutine_threadsafe(opened.__aexit__(None, None, None), loop).result(10)
-
-
 async def _read(handler: Callable[[httpx.Request], httpx.Response], **bounds: Any) -> Any:
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         request = client.build_request("GET", "http://h/answer?secret=1")
@@ -102,7 +60,8 @@ async def _read(handler: Callable[[httpx.Request], httpx.Response], **bounds: An
 
 @pytest.mark.parametrize("handler", [_drip_head, _drip_body], ids=["head", "body"])
 async def test_a_trickled_answer_is_given_up_at_the_deadline(handler: Raw) -> None:
-    async with _raw_server(handler) as url, httpx.AsyncClient(timeout=5) as client:
+    async with raw_server(handler) as base, httpx.AsyncClient(timeout=5) as client:
+        url = f"{base}/answer"
         with pytest.raises(FetchError) as caught:
             await asyncio.wait_for(
                 read_bounded(client, client.build_request("GET", url), **_BOUNDS), 20
@@ -114,8 +73,8 @@ async def test_a_trickled_answer_is_given_up_at_the_deadline(handler: Raw) -> No
 
 @pytest.mark.parametrize("handler", [_drip_head, _drip_body], ids=["head", "body"])
 def test_the_blocking_twin_gives_up_on_a_trickled_head_or_body(handler: Raw) -> None:
-    with _raw_server_in_thread(handler) as url, pytest.raises(FetchError) as caught:
-        fetch_blocking(httpx.Request("GET", url), timeout=5, **_BOUNDS, hint="look at it")
+    with raw_server_in_thread(handler) as base, pytest.raises(FetchError) as caught:
+        fetch_blocking(httpx.Request("GET", base), timeout=5, **_BOUNDS, hint="look at it")
     assert caught.value.reason == "too_late"
     assert caught.value.hint == "look at it"
 
@@ -219,8 +178,8 @@ def test_a_server_that_answers_no_http_is_unreachable() -> None:
         writer.write(b"\x1b]0;owned\x07 this is not HTTP\r\n\r\n")
         await writer.drain()
 
-    with _raw_server_in_thread(garbage) as url, pytest.raises(FetchError) as caught:
-        fetch_blocking(httpx.Request("GET", url), timeout=5, **_BOUNDS)
+    with raw_server_in_thread(garbage) as base, pytest.raises(FetchError) as caught:
+        fetch_blocking(httpx.Request("GET", base), timeout=5, **_BOUNDS)
     assert caught.value.reason == "unreachable"
     assert "\x1b" not in caught.value.message
     assert "\x07" not in caught.value.message

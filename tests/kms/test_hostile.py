@@ -10,10 +10,9 @@ here are real ones on loopback: only a socket can send a head one byte at a time
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +23,7 @@ import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kms.kms_support import dev_root_server, dev_root_store
-from net_support import run_loop_in_thread
+from net_support import Raw, raw_server, raw_server_in_thread
 from reef.attestation import DevAuthority
 from reef.crypto import Secp256k1PrivateKey, eip191_digest
 from reef.errors import AttestationError, KMSError, RPCError, ServiceError
@@ -52,8 +51,6 @@ GIB = 1 << 30
 SENT_AT_MOST = 64 << 20
 """A hostile server below stops after this much: the client must have stopped reading long
 before (the test fails, rather than the machine running out of memory, if it does not)."""
-
-Raw = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 class _Sent:
@@ -84,46 +81,6 @@ async def _drip_head(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter
         writer.write(b"a")
         await writer.drain()
         await asyncio.sleep(0.05)
-
-
-@contextlib.asynccontextmanager
-async def _raw_server(handler: Raw) -> AsyncIterator[str]:
-    """Serve ``handler`` (raw bytes after the request head) on loopback; yield its URL."""
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            await handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
-        for task in list(tasks):
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
-
-
-@contextlib.contextmanager
-def _raw_server_in_thread(handler: Raw) -> Iterator[str]:
-    """:func:`_raw_server` on a loop of its own, for the blocking client."""
-    with run_loop_in_thread() as loop:
-        entered = _raw_server(handler)
-        url = asyncio.run_coroutine_threadsafe(entered.__aenter__(), loop).result(10)
-        try:
-            yield url
-        finally:
-            asyncio.run_coroutine_threadsafe(entered.__aexit__(None, None, None), loop).result(10)
 
 
 def _sign(message: bytes) -> bytes:
@@ -158,7 +115,7 @@ async def test_a_kms_answering_a_gigabyte_is_not_read(
     kind: str, declared: bool, authority: DevAuthority
 ) -> None:
     sent = _Sent()
-    async with _raw_server(_gigabyte(declared, sent)) as url:
+    async with raw_server(_gigabyte(declared, sent)) as url:
         with pytest.raises(ServiceError, match="larger than any honest answer") as caught:
             async with asyncio.timeout(30):
                 await _call(kind, url, authority)
@@ -169,7 +126,7 @@ async def test_a_kms_answering_a_gigabyte_is_not_read(
 
 @pytest.mark.parametrize("kind", ASYNC_CALLS)
 async def test_a_kms_trickling_its_head_is_given_up_on(kind: str, authority: DevAuthority) -> None:
-    async with _raw_server(_drip_head) as url:
+    async with raw_server(_drip_head) as url:
         with pytest.raises(ServiceError, match=r"did not answer within 1 s"):
             # Far longer than the client's 1 s: it is the client, not this, that must stop.
             async with asyncio.timeout(20):
@@ -180,7 +137,7 @@ async def test_a_kms_trickling_its_head_is_given_up_on(kind: str, authority: Dev
 def test_init_params_key_from_a_kms_answering_a_gigabyte(declared: bool) -> None:
     sent = _Sent()
     with (
-        _raw_server_in_thread(_gigabyte(declared, sent)) as url,
+        raw_server_in_thread(_gigabyte(declared, sent)) as url,
         pytest.raises(ServiceError, match="larger than any honest answer"),
     ):
         init_params_public_key(url, IMAGE, signing_key=SIGNING_KEY, timeout=1.0)
@@ -189,7 +146,7 @@ def test_init_params_key_from_a_kms_answering_a_gigabyte(declared: bool) -> None
 
 def test_init_params_key_from_a_kms_trickling_its_head() -> None:
     with (
-        _raw_server_in_thread(_drip_head) as url,
+        raw_server_in_thread(_drip_head) as url,
         pytest.raises(ServiceError, match=r"did not answer within 1 s"),
     ):
         init_params_public_key(url, IMAGE, signing_key=SIGNING_KEY, timeout=1.0)
@@ -324,7 +281,7 @@ async def test_an_rpc_node_answering_a_gigabyte_is_not_read(declared: bool) -> N
     that a man in the middle answers for) that answers a gigabyte must not fill the root's
     memory: every enclave's seeds are served from that process."""
     sent = _Sent()
-    async with _raw_server(_gigabyte(declared, sent)) as url:
+    async with raw_server(_gigabyte(declared, sent)) as url:
         approval = RpcApproval(url, 31337, timeout=1.0)
         with pytest.raises(RPCError, match="larger than any honest answer") as caught:
             async with asyncio.timeout(30):
@@ -334,7 +291,7 @@ async def test_an_rpc_node_answering_a_gigabyte_is_not_read(declared: bool) -> N
 
 
 async def test_an_rpc_node_trickling_its_head_is_given_up_on() -> None:
-    async with _raw_server(_drip_head) as url:
+    async with raw_server(_drip_head) as url:
         approval = RpcApproval(url, 31337, timeout=1.0)
         with pytest.raises(RPCError, match=r"did not answer within 1 s"):
             async with asyncio.timeout(20):
