@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import itertools
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ import sqlalchemy as sa
 from event_support import market_event
 
 from reef.chain import IndexedEvent, market_decoder
-from reef.errors import EnclaveError
 from reef.market import (
     ControlPlane,
     FetchedImage,
@@ -31,7 +29,7 @@ from reef.market import (
     RunningEnclave,
     control_plane_app,
 )
-from reef.testing import ManualWallClock
+from reef.testing import FakeRunner, ManualWallClock
 
 PROVIDER = "0x" + "ab" * 20
 OWNER = "0x" + "cd" * 20
@@ -122,51 +120,18 @@ class Feed:
         return [e for e in self.stored if e.id > after][:limit]
 
 
-@dataclass
-class Runner:
-    """A fake enclave backend that remembers enclaves across control-plane instances."""
-
-    enclaves: dict[str, RunningEnclave] = field(default_factory=dict)
-    launches: list[tuple[str, str]] = field(default_factory=list)
-    fail_launches: int = 0
-    launch_delay: float = 0.0
-    leases: dict[str, int] = field(default_factory=dict)
-    _ids: Any = field(default_factory=lambda: itertools.count(1))
+class Runner(FakeRunner):
+    """:class:`reef.testing.FakeRunner` that checks each image it is handed holds the bytes its
+    hash names, and finds a job's enclaves by the job's number."""
 
     async def launch(self, spec: LaunchSpec, image: FetchedImage, key: str) -> RunningEnclave:
-        if self.launch_delay:
-            await asyncio.sleep(self.launch_delay)
-        if self.fail_launches:
-            self.fail_launches -= 1
-            raise EnclaveError("the enclave failed to start")
         assert (
             image.path.read_bytes() == IMAGES[next(k for k, v in SHA.items() if v == image.sha256)]
         )
-        enclave_id = f"e{next(self._ids)}"
-        enclave = RunningEnclave(
-            enclave_id, spec.job_id, key, "running", {"attestation": f"http://x/{enclave_id}"}
-        )
-        self.enclaves[enclave_id] = enclave
-        self.launches.append((spec.job_id, image.sha256))
-        return enclave
+        return await super().launch(spec, image, key)
 
-    async def replace(
-        self, enclave_id: str, spec: LaunchSpec, image: FetchedImage, key: str
-    ) -> RunningEnclave:
-        await self.stop(enclave_id)
-        return await self.launch(spec, image, key)
-
-    async def stop(self, enclave_id: str) -> None:
-        self.enclaves.pop(enclave_id, None)
-
-    async def list(self) -> Sequence[RunningEnclave]:
-        return list(self.enclaves.values())
-
-    async def renew(self, enclave_id: str, until_s: int) -> None:
-        self.leases[enclave_id] = until_s
-
-    def of(self, n: int) -> list[RunningEnclave]:
-        return [e for e in self.enclaves.values() if e.job_id == job_id(n)]
+    def of(self, n: int) -> list[RunningEnclave]:  # type: ignore[override]
+        return list(super().of(job_id(n)))
 
 
 def image_transport(fail_first: int = 0, serve_wrong: bool = False) -> httpx.MockTransport:

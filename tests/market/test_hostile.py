@@ -12,7 +12,7 @@ import asyncio
 import json
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from net_support import free_port
 from reef.chain import Devnet, JobId, MarketClient, deploy_contracts
 from reef.errors import InputError, ServiceError
 from reef.market import ControlPlaneClient, JobMetadata, RateCard
+from reef.testing import FakeRunner
 
 CARD = RateCard.dev().lookup("local", "dev.small")
 
@@ -404,45 +405,12 @@ async def test_uploads_racing_each_other_hold_no_more_disk_than_the_uploaders_qu
 
 
 @dataclass
-class CountingRunner:
-    """The enclave backend's side the attack fills: it starts whatever it is asked to (as the
-    local dev TEE does, until the host runs out of memory) and counts what runs."""
-
-    enclaves: dict[str, Any] = field(default_factory=dict)
-    _next: int = 0
-
-    async def launch(self, spec: Any, image: Any, key: str) -> Any:
-        from reef.market import RunningEnclave
-
-        self._next += 1
-        enclave = RunningEnclave(f"e{self._next}", spec.job_id, key, "running", {})
-        self.enclaves[enclave.enclave_id] = (enclave, spec.memory)
-        return enclave
-
-    async def replace(self, enclave_id: str, spec: Any, image: Any, key: str) -> Any:
-        await self.stop(enclave_id)
-        return await self.launch(spec, image, key)
-
-    async def stop(self, enclave_id: str) -> None:
-        self.enclaves.pop(enclave_id, None)
-
-    async def list(self) -> list[Any]:
-        return [enclave for enclave, _ in self.enclaves.values()]
-
-    async def renew(self, enclave_id: str, until_s: int) -> None:
-        pass
-
-    def memory(self) -> int:
-        return sum(memory for _, memory in self.enclaves.values())
-
-
-@dataclass
 class LocalProvider:
     """A control plane (stepped by the test) on a devnet's market, with its real indexer, an
-    image store on loopback and its own download cache, and :class:`CountingRunner` enclaves."""
+    image store on loopback and its own download cache, and :class:`FakeRunner` enclaves."""
 
     cp: Any
-    runner: CountingRunner
+    runner: FakeRunner
     tenant: MarketClient
     provider: str
     store_url: str
@@ -497,7 +465,7 @@ async def local_provider(tmp_path: Path) -> AsyncIterator[LocalProvider]:
     served = await serve_app(
         image_store_app(store, uploads=UploadPolicy.anyone()), host="127.0.0.1", port=0, what="s"
     )
-    runner = CountingRunner()
+    runner = FakeRunner()
     cp = ControlPlane(
         policy=JobPolicy(RateCard.dev(), provider=provider.address, safety_margin_s=5),
         feed=Indexer(

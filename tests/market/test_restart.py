@@ -22,9 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -49,7 +47,6 @@ from reef.market import (
     JobMetadata,
     JobPolicy,
     RateCard,
-    RunningEnclave,
     UploadPolicy,
     control_plane_app,
     image_store_app,
@@ -57,6 +54,7 @@ from reef.market import (
 )
 from reef.market._control_plane import LISTED_ENDED_JOBS
 from reef.node import serve_app
+from reef.testing import FakeRunner
 
 CARD = RateCard.dev().lookup("local", "dev.small")
 
@@ -172,37 +170,6 @@ def test_a_store_that_opens_leaves_an_upload_under_way_alone(tmp_path: Path) -> 
 # -- jobs that ended while the provider was down --------------------------------------------------
 
 
-@dataclass
-class _Enclaves:
-    """An enclave backend that outlives control planes (as the local dev TEE does: stopping
-    the provider leaves enclaves running)."""
-
-    enclaves: dict[str, RunningEnclave] = field(default_factory=dict)
-    _next: int = 0
-
-    async def launch(self, spec: Any, image: Any, key: str) -> RunningEnclave:
-        self._next += 1
-        enclave = RunningEnclave(f"e{self._next}", spec.job_id, key, "running", {})
-        self.enclaves[enclave.enclave_id] = enclave
-        return enclave
-
-    async def replace(self, enclave_id: str, spec: Any, image: Any, key: str) -> RunningEnclave:
-        await self.stop(enclave_id)
-        return await self.launch(spec, image, key)
-
-    async def stop(self, enclave_id: str) -> None:
-        self.enclaves.pop(enclave_id, None)
-
-    async def list(self) -> list[RunningEnclave]:
-        return list(self.enclaves.values())
-
-    async def renew(self, enclave_id: str, until_s: int) -> None:
-        pass
-
-    def jobs(self) -> set[str]:
-        return {enclave.job_id for enclave in self.enclaves.values()}
-
-
 async def _until_async(cp: ControlPlane, what: str, check: Callable[[], bool]) -> None:
     try:
         async with asyncio.timeout(30):
@@ -234,7 +201,7 @@ async def test_images_of_jobs_that_ended_while_the_provider_was_down_leave_its_d
     served = await serve_app(
         image_store_app(store, uploads=UploadPolicy.anyone()), host="127.0.0.1", port=0, what="s"
     )
-    enclaves = _Enclaves()
+    enclaves = FakeRunner()
     cache = tmp_path / "cache"
 
     def cached() -> set[str]:
@@ -333,7 +300,7 @@ async def test_jobs_lists_the_live_jobs_and_the_last_ended_ones_not_every_job_ev
     cp = ControlPlane(
         policy=JobPolicy(RateCard.dev(), provider=parse_address(PROVIDER)),
         feed=_NoEvents(tmp_path / "db.sqlite"),
-        runner=_Enclaves(),
+        runner=FakeRunner(),
         fetcher=ImageFetcher(ImageStore(tmp_path / "cache")),
     )
     meta = JobMetadata(

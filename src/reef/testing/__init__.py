@@ -3,6 +3,8 @@
 - :class:`FakeBackend`: an in-memory :class:`reef.enclave.EnclaveBackend` (images measured for
   real, nothing runs) for tests of the market, the node and the CLI;
 - :func:`check_backend`: the conformance suite every enclave backend passes;
+- :class:`FakeRunner`: the control plane's enclave runner, running nothing and remembering what
+  it was asked, for tests of the provider's decisions;
 - :class:`ManualClock`, :class:`ManualWallClock`, :func:`wall_ms`: clocks as parameters;
 - :class:`MarketModel`: the market contract as a state machine, for stateful tests against it.
 
@@ -19,10 +21,12 @@ from reef.testing._clock import ManualClock, ManualWallClock, wall_ms
 if TYPE_CHECKING:
     from reef.testing._backend_conformance import check_backend
     from reef.testing._fake_backend import FakeBackend
+    from reef.testing._fake_runner import FakeRunner
     from reef.testing._market_model import MarketModel
 
 __all__ = [
     "FakeBackend",
+    "FakeRunner",
     "ManualClock",
     "ManualWallClock",
     "MarketModel",
@@ -37,6 +41,7 @@ __getattr__ = lazy_attributes(
     {
         "check_backend": "_backend_conformance",
         "FakeBackend": "_fake_backend",
+        "FakeRunner": "_fake_runner",
         "MarketModel": "_market_model",
     },
 )
