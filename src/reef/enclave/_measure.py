@@ -62,6 +62,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "reef",
     "reef._api",
     "reef._clock",
+    "reef._fetch",
     "reef._lazy",
     "reef._serve",
     "reef.attestation",
