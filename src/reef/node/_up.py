@@ -298,10 +298,12 @@ class LocalNetwork:
         return self.devnet.accounts if self.devnet else ()
 
     def check_ports(self, more: Mapping[str, int] | None = None) -> None:
-        """Refuse at once a fixed port (not 0) that another process holds: the core's, and
-        ``more`` (a service's name to its port, e.g. the dashboard's). Starting finds it too,
-        but only when it reaches that service, minutes in for the dashboard; a port taken
-        between this check and then is still refused there.
+        """Refuse at once a fixed port (not 0) that another process holds: the services this
+        process serves, and ``more`` (a service's name to its port, e.g. the dashboard's).
+        Starting finds it too, but only when it reaches that service, minutes in for the
+        dashboard; a port taken between this check and then is still refused there. The KMS
+        root's ports are left out: they are an enclave's, and the KMS root a killed `reef up`
+        left running holds them until this one adopts it.
 
         Raises:
             ServiceError: naming the service and the port in use (as the serving floor does).
@@ -312,8 +314,6 @@ class LocalNetwork:
             "control plane": s.cp_port,
             "image store": s.store_port,
             "attestation verifier": s.verifier_port,
-            "KMS root (Scallop)": s.kms_scallop_port if s.kms else 0,
-            "KMS root (public)": s.kms_public_port if s.kms else 0,
             **(more or {}),
         }
         for what, port in ports.items():
