@@ -21,7 +21,11 @@ Stopping the control plane leaves enclaves running: paying jobs must not go down
 provider restarts its software (``reef up`` stops them explicitly on Ctrl-C).
 
 The enclave backend is reached through the small :class:`EnclaveRunner` protocol (the local dev
-TEE in reef; tests use a fake), and time is a parameter (``clock``).
+TEE in reef; :class:`reef.testing.FakeRunner` in tests), and time is a parameter (``clock``).
+
+One module (about 680 lines): replay, decide, reconcile, launch, renew and stop are one
+exactly-once argument over the job book (a control plane killed at any instant ends right),
+kept together so it can be checked in one place, as the indexer's is.
 """
 
 from __future__ import annotations

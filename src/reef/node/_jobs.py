@@ -31,6 +31,9 @@ Each is a short composition of :class:`reef.chain.MarketClient` calls and the bi
 session (:meth:`reef.node.Session.now`, never before the chain's last block) and waited through
 an injected ``sleep`` (:class:`CloseWait`), so the close rules are tested against
 :class:`reef.testing.MarketModel` without a chain.
+
+One module (about 650 lines): the owner's job use cases share the session, the market client
+and the close rules, and each is a short composition of them.
 """
 
 from __future__ import annotations
