@@ -19,7 +19,7 @@ executors, the relay gateway and the CLI read: :meth:`ServerlessJobsClient.creat
 :class:`CodeDeployment` adds what the event does not carry: the function's name, decoded from its
 metadata.
 
-One module (about 570 lines): the typed clients of the Code and Jobs contracts and the records
+One module (about 650 lines): the typed clients of the Code and Jobs contracts and the records
 they return, kept beside each other because the Jobs client reads what the Code client wrote
 (codehash) and both mirror one ABI each, function by function.
 """
