@@ -326,3 +326,23 @@ async def test_an_identity_whose_attestation_is_not_cbor_is_refused(
         with pytest.raises(AttestationError, match="CBOR") as caught:
             await fetch_identity(url, root=authority.root)
     assert caught.value.reason == "decode"
+
+
+@pytest.mark.parametrize("kind", ["fetch_identity", "rotate_root"])
+async def test_an_info_answer_of_nested_brackets_is_refused_as_malformed(
+    kind: str,
+    authority: DevAuthority,
+    serve: Callable[[ASGIApp], AbstractAsyncContextManager[str]],
+) -> None:
+    """Within the byte bound, 200 000 ``[`` are a RecursionError for ``json.loads`` (and, once
+    web3 has raised the recursion limit, a segmentation fault): a KMS, or whoever answers for
+    it, is refused as malformed instead."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"[" * 200_000})
+
+    async with serve(app) as url:
+        with pytest.raises(KMSError, match="not JSON|malformed"):
+            await _call(kind, url, authority)

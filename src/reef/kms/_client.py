@@ -18,7 +18,6 @@ honest answer is a key, an address, or ``/info`` with one attestation document).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -30,7 +29,7 @@ import httpx
 from reef._clock import wall_clock_ms
 from reef._fetch import fetch_blocking, read_bounded, request_to
 from reef.crypto import solana_address
-from reef.encoding import terminal_text
+from reef.encoding import loads_bounded, terminal_text
 from reef.errors import InputError, KMSError, MisuseError, ServiceError
 from reef.kms._derive import INIT_PARAMS_KEY_PATH, KeyType
 from reef.kms._http import VERSION_HEADER, answered_version
@@ -71,7 +70,10 @@ class _Answer:
         return self.raw_path.split(b"?", 1)[0].decode("ascii", "replace")
 
     def json(self) -> Any:
-        return json.loads(self.content)
+        """The body as JSON, parsed bounded: a stranger's deep nesting is an
+        :class:`~reef.errors.InputError` (a ValueError), not a RecursionError.
+        """
+        return loads_bounded(self.content, what="the KMS's answer")
 
 
 _ADDRESS_ROUTE = {"secp256k1": "ethereum", "ed25519": "solana"}
