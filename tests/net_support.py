@@ -76,6 +76,19 @@ def run_loop_in_thread() -> Iterator[asyncio.AbstractEventLoop]:
         loop.close()
 
 
+GIB = 1 << 30
+SENT_AT_MOST = 64 << 20
+"""A hostile server answering a gigabyte stops after this much: the client must have stopped
+reading long before (the test fails, rather than the machine running out of memory, if not)."""
+
+
+class Sent:
+    """How many bytes a hostile server has sent (it stops at :data:`SENT_AT_MOST`)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
 Raw = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 """A raw server's answer: it writes whatever bytes it likes after reading the request head."""
 

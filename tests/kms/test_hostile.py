@@ -23,7 +23,7 @@ import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kms.kms_support import dev_root_server, dev_root_store
-from net_support import Raw, raw_server, raw_server_in_thread
+from net_support import GIB, SENT_AT_MOST, Raw, Sent, raw_server, raw_server_in_thread
 from reef.attestation import DevAuthority
 from reef.crypto import Secp256k1PrivateKey, eip191_digest
 from reef.errors import AttestationError, KMSError, RPCError, ServiceError
@@ -47,18 +47,9 @@ from reef.kms._signing import verify_response
 IMAGE = bytes(range(32))
 SIGNING_KEY = b"\x04" * 64
 ADMIN = Secp256k1PrivateKey(hashlib.sha256(b"reef kms hostile admin").digest())
-GIB = 1 << 30
-SENT_AT_MOST = 64 << 20
-"""A hostile server below stops after this much: the client must have stopped reading long
-before (the test fails, rather than the machine running out of memory, if it does not)."""
 
 
-class _Sent:
-    def __init__(self) -> None:
-        self.bytes = 0
-
-
-def _gigabyte(declared: bool, sent: _Sent) -> Raw:
+def _gigabyte(declared: bool, sent: Sent) -> Raw:
     """A 200 answer of 1 GiB of zeros, with its length declared or not (close-delimited)."""
 
     async def answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -114,7 +105,7 @@ def authority(tmp_path: Path) -> DevAuthority:
 async def test_a_kms_answering_a_gigabyte_is_not_read(
     kind: str, declared: bool, authority: DevAuthority
 ) -> None:
-    sent = _Sent()
+    sent = Sent()
     async with raw_server(_gigabyte(declared, sent)) as url:
         with pytest.raises(ServiceError, match="larger than any honest answer") as caught:
             async with asyncio.timeout(30):
@@ -135,7 +126,7 @@ async def test_a_kms_trickling_its_head_is_given_up_on(kind: str, authority: Dev
 
 @pytest.mark.parametrize("declared", [True, False], ids=["declared", "streamed"])
 def test_init_params_key_from_a_kms_answering_a_gigabyte(declared: bool) -> None:
-    sent = _Sent()
+    sent = Sent()
     with (
         raw_server_in_thread(_gigabyte(declared, sent)) as url,
         pytest.raises(ServiceError, match="larger than any honest answer"),
@@ -280,7 +271,7 @@ async def test_an_rpc_node_answering_a_gigabyte_is_not_read(declared: bool) -> N
     """The root asks its RPC node on every contract-seed request; a node (a public RPC, or one
     that a man in the middle answers for) that answers a gigabyte must not fill the root's
     memory: every enclave's seeds are served from that process."""
-    sent = _Sent()
+    sent = Sent()
     async with raw_server(_gigabyte(declared, sent)) as url:
         approval = RpcApproval(url, 31337, timeout=1.0)
         with pytest.raises(RPCError, match="larger than any honest answer") as caught:
@@ -344,5 +335,5 @@ async def test_an_info_answer_of_nested_brackets_is_refused_as_malformed(
         await send({"type": "http.response.body", "body": b"[" * 200_000})
 
     async with serve(app) as url:
-        with pytest.raises(KMSError, match="not JSON|malformed"):
+        with pytest.raises(KMSError, match=r"not JSON|malformed"):
             await _call(kind, url, authority)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from kms.conftest import serve_in_loop as serve_loop
+from net_support import GIB, SENT_AT_MOST, Sent
 from reef.attestation import DevAuthority, verifier_app
 from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ChannelError, HandshakeError, InputError, ServiceError
@@ -24,18 +25,8 @@ from .conftest import Party
 
 pytestmark = pytest.mark.timeout(60)
 
-GIB = 1 << 30
-SENT_AT_MOST = 64 << 20
-"""A hostile server below stops after this much: the client must have stopped reading long
-before (the test fails, rather than the machine running out of memory, if it does not)."""
 
-
-class _Sent:
-    def __init__(self) -> None:
-        self.bytes = 0
-
-
-def _gigabyte_app(declared: bool, sent: _Sent) -> Any:
+def _gigabyte_app(declared: bool, sent: Sent) -> Any:
     """An ASGI app answering 1 GiB of zeros, its length declared or not (chunked)."""
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -69,7 +60,7 @@ async def _bomb_app(scope: Any, receive: Any, send: Any) -> None:
 async def test_a_server_answering_a_gigabyte_is_not_read(
     declared: bool, make_party: Callable[..., Party]
 ) -> None:
-    sent = _Sent()
+    sent = Sent()
     server = await serve_asgi(
         _gigabyte_app(declared, sent), "127.0.0.1", 0, static_key=make_party().secret
     )
@@ -97,7 +88,7 @@ async def test_a_compressed_answer_is_refused_not_inflated(
 
 
 async def test_an_answer_within_the_bound_is_read_whole(make_party: Callable[..., Party]) -> None:
-    sent = _Sent()
+    sent = Sent()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
