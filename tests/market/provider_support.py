@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from reef.chain import Devnet, MarketClient, deploy_contracts, serve_devnet
+from reef.chain import Deployment, Devnet, MarketClient, deploy_contracts, serve_devnet
 
 REEF = str(Path(sys.executable).with_name("reef"))
 
@@ -29,13 +29,24 @@ class ProviderChain:
     provider: str
 
 
-@asynccontextmanager
-async def provider_chain() -> AsyncIterator[ProviderChain]:
-    devnet = Devnet()
+def deploy_market(devnet: Devnet, *, control_plane: str | None = None) -> Deployment:
+    """reef's contracts on ``devnet`` (a 5 s rate lock), every dev account funded; with
+    ``control_plane``, dev account 9 registered as the provider serving there."""
     accounts = devnet.accounts
     deployment = deploy_contracts(
         devnet.web3(), accounts[0].address, rate_lock_s=5, fund=[a.address for a in accounts]
     )
+    if control_plane is not None:
+        provider = accounts[9].local_account
+        MarketClient(devnet.web3(), deployment.market, account=provider).add_provider(control_plane)
+    return deployment
+
+
+@asynccontextmanager
+async def provider_chain() -> AsyncIterator[ProviderChain]:
+    devnet = Devnet()
+    accounts = devnet.accounts
+    deployment = deploy_market(devnet)
     server = await serve_devnet(devnet, port=0)
     owner = MarketClient(devnet.web3(), deployment.market, account=accounts[0].local_account)
     try:

@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from market.provider_support import ProviderChain, provider_chain, start_provider
+from market.provider_support import ProviderChain, deploy_market, provider_chain, start_provider
 from net_support import free_port
-from reef.chain import Devnet, JobId, MarketClient, deploy_contracts
+from reef.chain import Devnet, JobId, MarketClient
 from reef.errors import InputError, ServiceError
 from reef.market import ControlPlaneClient, JobMetadata, RateCard
 from reef.testing import FakeRunner
@@ -454,13 +454,8 @@ async def local_provider(tmp_path: Path) -> AsyncIterator[LocalProvider]:
 
     devnet = Devnet()
     accounts = devnet.accounts
-    deployment = deploy_contracts(
-        devnet.web3(), accounts[0].address, rate_lock_s=5, fund=[a.address for a in accounts]
-    )
+    deployment = deploy_market(devnet, control_plane="http://127.0.0.1:9")
     provider = accounts[9]
-    MarketClient(devnet.web3(), deployment.market, account=provider.local_account).add_provider(
-        "http://127.0.0.1:9"
-    )
     store = ImageStore(tmp_path / "store")
     served = await serve_app(
         image_store_app(store, uploads=UploadPolicy.anyone()), host="127.0.0.1", port=0, what="s"

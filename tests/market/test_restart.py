@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from eth_account import Account
 from event_support import market_event
 
+from market.provider_support import deploy_market
 from net_support import serve_in_thread
 from reef.chain import (
     Devnet,
@@ -37,7 +38,6 @@ from reef.chain import (
     Indexer,
     MarketClient,
     Web3BlockSource,
-    deploy_contracts,
     parse_address,
 )
 from reef.market import (
@@ -189,13 +189,8 @@ async def test_images_of_jobs_that_ended_while_the_provider_was_down_leave_its_d
     image of a job that ran across the restart goes when that job ends later."""
     devnet = Devnet()
     accounts = devnet.accounts
-    deployment = deploy_contracts(
-        devnet.web3(), accounts[0].address, rate_lock_s=5, fund=[a.address for a in accounts]
-    )
+    deployment = deploy_market(devnet, control_plane="http://127.0.0.1:9")
     provider = accounts[9]
-    MarketClient(devnet.web3(), deployment.market, account=provider.local_account).add_provider(
-        "http://127.0.0.1:9"
-    )
     tenant = MarketClient(devnet.web3(), deployment.market, account=accounts[1].local_account)
     store = ImageStore(tmp_path / "store")
     served = await serve_app(
