@@ -337,3 +337,46 @@ async def test_an_info_answer_of_nested_brackets_is_refused_as_malformed(
     async with serve(app) as url:
         with pytest.raises(KMSError, match=r"not JSON|malformed"):
             await _call(kind, url, authority)
+
+
+# ---- a relay that replays an answer the root gave before it was rotated ----
+
+
+async def test_a_pre_rotation_answer_replayed_for_the_current_key_is_refused(
+    keyring: RootKeyring,
+    serve: Callable[[ASGIApp], AbstractAsyncContextManager[str]],
+) -> None:
+    """A root is rotated (its version-0 seed leaked, say). A client that learned both versions'
+    signing keys from ``/info`` asks for the current X25519 key of a path, naming no version: the
+    signed URI then names none either, and the version header is not signed. A relay that kept
+    the root's version-0 answer to that URI could replay it, and the client sealed its data to
+    the old key, which whoever holds the leaked seed can open."""
+    root = KmsRoot(keyring)
+    route = f"/derive/x25519/public?image_id={IMAGE.hex()}&path=data"
+    async with serve(public_app(root)) as root_url:
+        async with httpx.AsyncClient() as http:
+            old = await http.get(root_url + route)
+        assert old.headers[VERSION_HEADER] == "0"
+        rotated = await root.rotate()
+        pins = {identity.version: identity.signing_key for identity in rotated.identities()}
+
+        async def replay(scope: Scope, receive: Receive, send: Send) -> None:
+            headers = [
+                (name.encode(), old.headers[name].encode())
+                for name in (SIGNATURE_HEADER, VERSION_HEADER)
+            ]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": old.content})
+
+        async with serve(replay) as relay_url:
+            with pytest.raises(KMSError, match="version 0") as caught:
+                # Today's client returned the version-0 key here.
+                await KmsPublicClient(relay_url, signing_key=pins).public_key(
+                    "x25519", "data", image_id=IMAGE
+                )
+            assert caught.value.hint
+        # Asked for version 0 by name, the old key is still served (signed URI names it).
+        client = KmsPublicClient(root_url, signing_key=pins)
+        assert await client.public_key("x25519", "data", image_id=IMAGE, version=0) == old.content
+        current = await client.public_key("x25519", "data", image_id=IMAGE)
+        assert current != old.content

@@ -145,6 +145,18 @@ class _Pins:
         if key is None:
             if version is None:
                 version = 0  # an Oyster root names no version: it is a version-0 root
+            newest = max(self.by_version, default=0)
+            if requested_version is None and version < newest:
+                # The version header is not signed, and an unversioned URI does not name one:
+                # an answer from before a rotation (to a seed rotated out, perhaps because it
+                # leaked) would verify under its old key. Asked for the current key, only the
+                # newest pinned version may answer.
+                raise KMSError(
+                    f"asked the KMS for its current key, it answered under version {version}, "
+                    f"older than version {newest} this client knows",
+                    hint="an old answer was replayed on the way, or the KMS was rolled back; "
+                    "ask for an old version by name with --version",
+                )
             key = self.by_version.get(version)
             if key is None:
                 raise KMSError(
