@@ -1,5 +1,6 @@
-"""A devnet with reef's contracts on loopback, and ``reef provider run`` processes against it:
-for the tests that run the real provider process (restarts, hostile tenants)."""
+"""Set-ups the provider tests share: a devnet with reef's contracts on loopback and ``reef provider
+run`` processes against it (restarts, hostile tenants), a control plane in the test's own loop
+on :func:`reef.testing.dev_market`, and an image store anyone may upload to."""
 
 from __future__ import annotations
 
@@ -10,8 +11,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from reef.chain import Deployment, Devnet, MarketClient, deploy_contracts, serve_devnet
+from reef.chain import Indexer, MarketClient, Web3BlockSource, parse_address, serve_devnet
+from reef.market import (
+    ControlPlane,
+    EnclaveRunner,
+    ImageFetcher,
+    ImageStore,
+    JobPolicy,
+    RateCard,
+    UploadPolicy,
+    image_store_app,
+)
+from reef.node import Served, serve_app
+
+if TYPE_CHECKING:  # the devnet (py-evm) loads only for the tests that start one
+    from reef.chain import Devnet
+    from reef.testing import DevMarket
 
 REEF = str(Path(sys.executable).with_name("reef"))
 
@@ -28,30 +45,28 @@ class ProviderChain:
     owner: MarketClient
     provider: str
 
-
-def deploy_market(devnet: Devnet, *, control_plane: str | None = None) -> Deployment:
-    """reef's contracts on ``devnet`` (a 5 s rate lock), every dev account funded; with
-    ``control_plane``, dev account 9 registered as the provider serving there."""
-    accounts = devnet.accounts
-    deployment = deploy_contracts(
-        devnet.web3(), accounts[0].address, rate_lock_s=5, fund=[a.address for a in accounts]
-    )
-    if control_plane is not None:
-        provider = accounts[9].local_account
-        MarketClient(devnet.web3(), deployment.market, account=provider).add_provider(control_plane)
-    return deployment
+    def register(self, port: int) -> None:
+        """Register the provider with its control plane on loopback ``port``."""
+        signer = self.devnet.accounts[9].local_account
+        MarketClient(self.devnet.web3(), self.market, account=signer).add_provider(
+            f"http://127.0.0.1:{port}"
+        )
 
 
 @asynccontextmanager
 async def provider_chain() -> AsyncIterator[ProviderChain]:
-    devnet = Devnet()
-    accounts = devnet.accounts
-    deployment = deploy_market(devnet)
-    server = await serve_devnet(devnet, port=0)
-    owner = MarketClient(devnet.web3(), deployment.market, account=accounts[0].local_account)
+    from reef.testing import dev_market
+
+    market = dev_market()
+    server = await serve_devnet(market.devnet, port=0)
     try:
         yield ProviderChain(
-            devnet, server.url, deployment.market, deployment.block, owner, accounts[9].address
+            market.devnet,
+            server.url,
+            market.market,
+            market.deployment.block,
+            market.owner,
+            market.provider.address,
         )
     finally:
         await server.aclose()
@@ -83,3 +98,37 @@ async def start_provider(
             stderr=log,
             start_new_session=True,
         )
+
+
+def local_control_plane(
+    market: DevMarket, runner: EnclaveRunner, directory: Path, **options: Any
+) -> ControlPlane:
+    """A control plane for ``market``'s provider (a 5 s safety margin), indexing the devnet
+    in-process into ``directory/index.db`` and caching images in ``directory/cache``; retries
+    come quickly and heartbeats never (tests step it). ``options`` go to :class:`ControlPlane`."""
+    return ControlPlane(
+        policy=JobPolicy(
+            RateCard.dev(), provider=parse_address(market.provider.address), safety_margin_s=5
+        ),
+        feed=Indexer(
+            Web3BlockSource(market.devnet.web3()),
+            f"sqlite:///{directory / 'index.db'}",
+            contract=market.market,
+            start_block=market.deployment.block,
+        ),
+        runner=runner,
+        fetcher=ImageFetcher(ImageStore(directory / "cache")),
+        retry_delay=0.05,
+        heartbeat_interval=3600,
+        **options,
+    )
+
+
+async def serve_image_store(store: ImageStore) -> Served:
+    """``store`` served on loopback (a free port), taking uploads from anyone."""
+    return await serve_app(
+        image_store_app(store, uploads=UploadPolicy.anyone()),
+        host="127.0.0.1",
+        port=0,
+        what="store",
+    )

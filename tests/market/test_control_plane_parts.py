@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from market.provider_support import serve_image_store
 from reef.errors import ConfigError, ImageError, MarketError, ServiceError
 from reef.market import (
     ImageFetcher,
@@ -23,7 +24,6 @@ from reef.market import (
     read_list_file,
     upload_image,
 )
-from reef.node import serve_app
 
 # -- rate files (reference 4.3) ---------------------------------------------------------------
 
@@ -200,12 +200,7 @@ async def test_image_store_http(tmp_path: Path) -> None:
 async def test_upload_image_client(tmp_path: Path) -> None:
     import asyncio
 
-    served = await serve_app(
-        image_store_app(ImageStore(tmp_path / "store"), uploads=UploadPolicy.anyone()),
-        host="127.0.0.1",
-        port=0,
-        what="store",
-    )
+    served = await serve_image_store(ImageStore(tmp_path / "store"))
     try:
         image = tmp_path / "app.img"
         image.write_bytes(b"\x00image" * 1000)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +18,19 @@ from typing import Any
 import httpx
 import pytest
 
-from market.provider_support import ProviderChain, deploy_market, provider_chain, start_provider
+from market.provider_support import (
+    ProviderChain,
+    local_control_plane,
+    provider_chain,
+    serve_image_store,
+    start_provider,
+)
 from net_support import free_port
-from reef.chain import Devnet, JobId, MarketClient
+from proc_support import stop_process
+from reef.chain import JobId, MarketClient
 from reef.errors import InputError, ServiceError
 from reef.market import ControlPlaneClient, JobMetadata, RateCard
-from reef.testing import FakeRunner
+from reef.testing import FakeRunner, dev_market
 
 CARD = RateCard.dev().lookup("local", "dev.small")
 
@@ -84,16 +90,6 @@ async def _provider(home: Path, chain: ProviderChain, port: int) -> asyncio.subp
     return await start_provider(home, chain, port, "--insecure")
 
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            await asyncio.wait_for(process.wait(), 30)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-
-
 async def _job_answer(
     process: asyncio.subprocess.Process,
     home: Path,
@@ -133,19 +129,12 @@ async def _job_reason(process: asyncio.subprocess.Process, home: Path, port: int
     return str(body["reason"])
 
 
-def _register(chain: ProviderChain, port: int) -> None:
-    """Register ``chain``'s provider with its control plane on ``port``."""
-    MarketClient(
-        chain.devnet.web3(), chain.market, account=chain.devnet.accounts[9].local_account
-    ).add_provider(f"http://127.0.0.1:{port}")
-
-
 @pytest.mark.slow
 async def test_poisoned_metadata_on_chain_neither_crashes_nor_stalls_the_provider(
     chain: ProviderChain, reef_home: Path
 ) -> None:
     port = free_port()
-    _register(chain, port)
+    chain.register(port)
     # Already on chain when the provider starts: it replays them before serving anyone.
     deep = chain.owner.open_job(DEEP_ON_CHAIN, chain.provider, CARD.min_rate, 10**6)
     long_number = chain.owner.open_job(LONG_NUMBER, chain.provider, CARD.min_rate, 10**6)
@@ -167,7 +156,7 @@ async def test_poisoned_metadata_on_chain_neither_crashes_nor_stalls_the_provide
         assert "dev.huge" in await _job_reason(process, reef_home, port, after)
         assert process.returncode is None
     finally:
-        await _stop(process)
+        await stop_process(process)
 
 
 @pytest.mark.slow
@@ -176,7 +165,7 @@ async def test_reef_provider_run_keeps_enclaves_within_its_memory_budget(
 ) -> None:
     """``--memory-budget`` reaches the control plane: a job asking for more waits, saying why."""
     port = free_port()
-    _register(chain, port)
+    chain.register(port)
     job = chain.owner.open_job(valid_metadata(), chain.provider, CARD.min_rate, 10**6)
     process = await start_provider(reef_home, chain, port, "--insecure", "--memory-budget", "100")
     try:
@@ -190,7 +179,7 @@ async def test_reef_provider_run_keeps_enclaves_within_its_memory_budget(
         assert "of its 100 MiB, and this job asks for 256 MiB" in body["last_error"]
         assert body["phase"] != "done"  # it waits; it is not refused
     finally:
-        await _stop(process)
+        await stop_process(process)
 
 
 # -- a hostile provider's control plane against its client (the CLI and the dashboard) ------------
@@ -441,45 +430,18 @@ class LocalProvider:
 
 @pytest.fixture
 async def local_provider(tmp_path: Path) -> AsyncIterator[LocalProvider]:
-    from reef.chain import Indexer, Web3BlockSource
-    from reef.market import (
-        ControlPlane,
-        ImageFetcher,
-        ImageStore,
-        JobPolicy,
-        UploadPolicy,
-        image_store_app,
-    )
-    from reef.node import serve_app
+    from reef.market import ImageStore
 
-    devnet = Devnet()
-    accounts = devnet.accounts
-    deployment = deploy_market(devnet, control_plane="http://127.0.0.1:9")
-    provider = accounts[9]
+    market = dev_market(control_plane="http://127.0.0.1:9")
     store = ImageStore(tmp_path / "store")
-    served = await serve_app(
-        image_store_app(store, uploads=UploadPolicy.anyone()), host="127.0.0.1", port=0, what="s"
-    )
+    served = await serve_image_store(store)
     runner = FakeRunner()
-    cp = ControlPlane(
-        policy=JobPolicy(RateCard.dev(), provider=provider.address, safety_margin_s=5),
-        feed=Indexer(
-            Web3BlockSource(devnet.web3()),
-            f"sqlite:///{tmp_path / 'index.db'}",
-            contract=deployment.market,
-            start_block=deployment.block,
-        ),
-        runner=runner,
-        fetcher=ImageFetcher(ImageStore(tmp_path / "cache")),
-        retry_delay=0.05,
-        heartbeat_interval=3600,
-        memory_budget_mib=3 * 1024,
-    )
-    tenant = MarketClient(devnet.web3(), deployment.market, account=accounts[1].local_account)
+    cp = local_control_plane(market, runner, tmp_path, memory_budget_mib=3 * 1024)
+    tenant = market.client(1)
     try:
         await cp.start()
         yield LocalProvider(
-            cp, runner, tenant, provider.address, served.url, store, tmp_path / "cache"
+            cp, runner, tenant, market.provider.address, served.url, store, tmp_path / "cache"
         )
     finally:
         await cp.aclose()

@@ -30,14 +30,10 @@ import sqlalchemy as sa
 from eth_account import Account
 from event_support import market_event
 
-from market.provider_support import deploy_market
+from market.provider_support import local_control_plane, serve_image_store
 from net_support import serve_in_thread
 from reef.chain import (
-    Devnet,
     IndexedEvent,
-    Indexer,
-    MarketClient,
-    Web3BlockSource,
     parse_address,
 )
 from reef.market import (
@@ -53,8 +49,7 @@ from reef.market import (
     upload_authorization,
 )
 from reef.market._control_plane import LISTED_ENDED_JOBS
-from reef.node import serve_app
-from reef.testing import FakeRunner
+from reef.testing import FakeRunner, dev_market
 
 CARD = RateCard.dev().lookup("local", "dev.small")
 
@@ -187,15 +182,10 @@ async def test_images_of_jobs_that_ended_while_the_provider_was_down_leave_its_d
     """Three jobs run; the provider stops; one job is stopped and closed on chain; the provider
     starts again. Once caught up, the closed job's image is gone and the open ones' stay; an
     image of a job that ran across the restart goes when that job ends later."""
-    devnet = Devnet()
-    accounts = devnet.accounts
-    deployment = deploy_market(devnet, control_plane="http://127.0.0.1:9")
-    provider = accounts[9]
-    tenant = MarketClient(devnet.web3(), deployment.market, account=accounts[1].local_account)
+    market = dev_market(control_plane="http://127.0.0.1:9")
+    tenant = market.client(1)
     store = ImageStore(tmp_path / "store")
-    served = await serve_app(
-        image_store_app(store, uploads=UploadPolicy.anyone()), host="127.0.0.1", port=0, what="s"
-    )
+    served = await serve_image_store(store)
     enclaves = FakeRunner()
     cache = tmp_path / "cache"
 
@@ -203,21 +193,7 @@ async def test_images_of_jobs_that_ended_while_the_provider_was_down_leave_its_d
         return set(ImageStore(cache))
 
     def control_plane() -> ControlPlane:
-        return ControlPlane(
-            policy=JobPolicy(
-                RateCard.dev(), provider=parse_address(provider.address), safety_margin_s=5
-            ),
-            feed=Indexer(
-                Web3BlockSource(devnet.web3()),
-                f"sqlite:///{tmp_path / 'index.db'}",
-                contract=deployment.market,
-                start_block=deployment.block,
-            ),
-            runner=enclaves,
-            fetcher=ImageFetcher(ImageStore(cache)),
-            retry_delay=0.05,
-            heartbeat_interval=3600,
-        )
+        return local_control_plane(market, enclaves, tmp_path)
 
     def job_of(image: bytes) -> tuple[str, str]:
         sha = store.put(image)
@@ -228,7 +204,7 @@ async def test_images_of_jobs_that_ended_while_the_provider_was_down_leave_its_d
             vcpu=1,
             url=f"{served.url}/images/{sha}",
         ).to_json()
-        return tenant.open_job(meta, provider.address, CARD.min_rate, 10**7), sha
+        return tenant.open_job(meta, market.provider.address, CARD.min_rate, 10**7), sha
 
     try:
         ended, ended_image = job_of(b"the image of a job closed while its provider was down")
@@ -241,7 +217,7 @@ async def test_images_of_jobs_that_ended_while_the_provider_was_down_leave_its_d
         await cp.aclose()  # the provider stops; its enclaves keep running
 
         tenant.revise_rate_initiate(ended, 0)
-        devnet.increase_time(10)  # past the rate lock
+        market.devnet.increase_time(10)  # past the rate lock
         tenant.close(ended)
         assert tenant.find_job(ended) is None
 

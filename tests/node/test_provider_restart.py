@@ -15,9 +15,14 @@ from pathlib import Path
 import pytest
 
 from dev_tee_support import requires_isolation
-from market.provider_support import ProviderChain, provider_chain, start_provider
+from market.provider_support import (
+    ProviderChain,
+    provider_chain,
+    serve_image_store,
+    start_provider,
+)
 from net_support import free_port
-from reef.chain import MarketClient
+from proc_support import stop_process
 from reef.enclave import LocalBackend, build_image
 from reef.home import ReefHome
 from reef.market import (
@@ -25,11 +30,8 @@ from reef.market import (
     ImageStore,
     JobMetadata,
     RateCard,
-    UploadPolicy,
-    image_store_app,
     upload_image,
 )
-from reef.node import serve_app
 
 pytestmark = [pytest.mark.slow, requires_isolation]
 
@@ -85,17 +87,9 @@ async def test_kill_9_mid_launch_then_restart(chain: ProviderChain, reef_home: P
     home = reef_home
     image = home / "hello.img"
     build_image(REPO / "examples" / "hello", image)
-    store = await serve_app(
-        image_store_app(ImageStore(home / "store"), uploads=UploadPolicy.anyone()),
-        host="127.0.0.1",
-        port=0,
-        what="store",
-    )
+    store = await serve_image_store(ImageStore(home / "store"))
     port = free_port()
-    provider_account = chain.devnet.accounts[9]
-    MarketClient(
-        chain.devnet.web3(), chain.market, account=provider_account.local_account
-    ).add_provider(f"http://127.0.0.1:{port}")
+    chain.register(port)
     _, url = await asyncio.to_thread(upload_image, store.url, image, signer=None)
     metadata = JobMetadata(
         instance="dev.small", region="local", memory=256, vcpu=1, url=url, name="hello"
@@ -103,15 +97,14 @@ async def test_kill_9_mid_launch_then_restart(chain: ProviderChain, reef_home: P
     cp = await _provider(home, chain, port)
     try:
         jobs = [
-            chain.owner.open_job(metadata, provider_account.address, CARD.min_rate, 10**6)
-            for _ in range(3)
+            chain.owner.open_job(metadata, chain.provider, CARD.min_rate, 10**6) for _ in range(3)
         ]
         # The first enclave's state appears before its processes boot: kill -9 right then.
         await _until("a launch to begin", lambda: _first_enclave_started(home), 30)
         cp.send_signal(signal.SIGKILL)
         await cp.wait()
         # It really died mid-way: not every paying job had its enclave running yet.
-        assert sum((await _enclaves_by_job(home, provider_account.address)).values()) < 3
+        assert sum((await _enclaves_by_job(home, chain.provider)).values()) < 3
 
         # While the control plane is down, the third job stops paying enough.
         chain.owner.revise_rate_initiate(jobs[2], CARD.min_rate - 1)
@@ -120,29 +113,19 @@ async def test_kill_9_mid_launch_then_restart(chain: ProviderChain, reef_home: P
         paying = {jobs[0].lower(), jobs[1].lower()}
 
         async def settled() -> bool:
-            return await _enclaves_by_job(home, provider_account.address) == Counter(
+            return await _enclaves_by_job(home, chain.provider) == Counter(
                 {job: 1 for job in paying}
             )
 
         try:
             await _until("one enclave per paying job", settled)
         except AssertionError as error:
-            raise AssertionError(
-                f"{error}\n{await _explain(home, provider_account.address)}"
-            ) from None
+            raise AssertionError(f"{error}\n{await _explain(home, chain.provider)}") from None
         # ... and it stays so across heartbeats (nothing relaunched twice, nothing revived).
         await asyncio.sleep(6)
-        assert await _enclaves_by_job(home, provider_account.address) == Counter(
-            {job: 1 for job in paying}
-        )
+        assert await _enclaves_by_job(home, chain.provider) == Counter({job: 1 for job in paying})
     finally:
-        if cp.returncode is None:
-            cp.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(cp.wait(), 30)
-            except TimeoutError:
-                cp.kill()
-                await cp.wait()
+        await stop_process(cp)
         backend = LocalBackend(ReefHome(home))
         for info in await backend.list():
             if info.state in ("starting", "running"):
