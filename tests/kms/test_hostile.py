@@ -289,6 +289,25 @@ async def test_an_rpc_node_trickling_its_head_is_given_up_on() -> None:
                 await approval.check_chain()
 
 
+async def test_an_rpc_node_answering_nested_brackets_is_refused_as_malformed(
+    serve: Callable[[ASGIApp], AbstractAsyncContextManager[str]],
+) -> None:
+    """An RPC answer of 60 000 ``[`` is small enough to be read whole; parsed with
+    ``json.loads`` it raised a RecursionError, which is no ValueError, so it escaped the
+    approval check as a foreign exception (or crashed the root, where Python's recursion
+    limit is raised)."""
+
+    async def nested(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"[" * 60_000})
+
+    async with serve(nested) as url:
+        approval = RpcApproval(url, 31337, timeout=5.0)
+        with pytest.raises(RPCError, match="nested") as caught:
+            await approval("0x" + "ab" * 20, IMAGE)
+    assert caught.value.hint
+
+
 async def test_an_identity_whose_attestation_is_not_cbor_is_refused(
     keyring: RootKeyring,
     authority: DevAuthority,

@@ -16,13 +16,13 @@ through :mod:`reef._fetch`, within the timeout (head and body together) and
 from __future__ import annotations
 
 import itertools
-import json
 from typing import Any, Final, Protocol
 
 import httpx
 
 from reef._fetch import FetchError, read_bounded, request_to
 from reef.crypto import keccak256
+from reef.encoding import loads_bounded
 from reef.errors import ConfigError, InputError, RPCError
 
 __all__ = ["OYSTER_KMS_VERIFY_SELECTOR", "ImageApproval", "RpcApproval"]
@@ -90,8 +90,8 @@ class RpcApproval:
                     f"the verification RPC {self.rpc_url} answered HTTP {answer.status}",
                     hint=_HINT,
                 )
-            reply = json.loads(answer.body)
-        except ValueError as exc:
+            reply = loads_bounded(answer.body, what=f"the verification RPC {self.rpc_url}'s answer")
+        except InputError as exc:
             raise RPCError(
                 f"the verification RPC {self.rpc_url} failed: {exc}", hint=_HINT
             ) from exc
