@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from reef.chain import Devnet, MarketClient, deploy_contracts, serve_devnet_in_thread
+from reef.chain import serve_devnet_in_thread
+from reef.testing import dev_market
 
 pytestmark = pytest.mark.slow
 
@@ -27,15 +28,10 @@ REEF = str(Path(sys.executable).with_name("reef"))
 
 
 def test_kill_9_never_loses_or_repeats_an_event(tmp_path: Path) -> None:
-    devnet = Devnet()
-    accounts = devnet.accounts
+    market = dev_market(control_plane="http://x")
+    devnet, deployment, owner = market.devnet, market.deployment, market.owner
     w3 = devnet.web3()
-    deployment = deploy_contracts(
-        w3, accounts[0].address, rate_lock_s=5, fund=[a.address for a in accounts]
-    )
-    owner = MarketClient(w3, deployment.market, account=accounts[0].local_account)
-    MarketClient(w3, deployment.market, account=accounts[9].local_account).add_provider("http://x")
-    job = owner.open_job('{"n":1}', accounts[9].address, 10**14, 10**9)
+    job = owner.open_job('{"n":1}', market.provider.address, 10**14, 10**9)
     owner.token.approve(deployment.market, 10**12)
 
     db = f"sqlite:///{tmp_path / 'index.db'}"

@@ -21,7 +21,6 @@ from web3 import Web3
 
 from reef.chain import (
     Deployment,
-    Devnet,
     ImageApproved,
     ImageRevoked,
     IndexedContract,
@@ -29,14 +28,13 @@ from reef.chain import (
     JobDeposited,
     JobOpened,
     KmsRegistryClient,
-    MarketClient,
     Web3BlockSource,
-    deploy_contracts,
     kms_registry_decoder,
     market_decoder,
     serve_devnet_in_thread,
 )
 from reef.errors import MisuseError
+from reef.testing import dev_market
 
 SCRIPT = Path(__file__).with_name("two_contract_indexer.py")
 
@@ -45,18 +43,14 @@ class World:
     """A devnet with reef's contracts, a job, and clients that make both contracts emit."""
 
     def __init__(self) -> None:
-        self.devnet = Devnet()
-        accounts = self.devnet.accounts
+        market = dev_market(control_plane="http://x")
+        self.devnet = market.devnet
         self.w3: Web3 = self.devnet.web3()
-        self.deployment: Deployment = deploy_contracts(
-            self.w3, accounts[0].address, rate_lock_s=5, fund=[a.address for a in accounts]
-        )
-        signer = accounts[0].local_account
-        self.owner = MarketClient(self.w3, self.deployment.market, account=signer)
-        provider = MarketClient(self.w3, self.deployment.market, account=accounts[9].local_account)
-        provider.add_provider("http://x")
-        self.job = self.owner.open_job('{"n":1}', accounts[9].address, 10**14, 10**9)
+        self.deployment: Deployment = market.deployment
+        self.owner = market.owner
+        self.job = self.owner.open_job('{"n":1}', market.provider.address, 10**14, 10**9)
         self.owner.token.approve(self.deployment.market, 10**12)
+        signer = self.devnet.accounts[0].local_account
         self.registry = KmsRegistryClient(self.w3, self.deployment.kms_registry, account=signer)
         self.images = 0
 

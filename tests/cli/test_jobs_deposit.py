@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from reef.chain import Devnet, MarketClient, deploy_contracts, serve_devnet_in_thread
+from reef.chain import MarketClient, serve_devnet_in_thread
 from reef.cli import app
 from reef.market import JobMetadata, RateCard
 from reef.node import format_time
+from reef.testing import dev_market
 
 CARD = RateCard.dev().lookup("local", "dev.small")
 MARGIN_S = 300  # the provider's default safety margin (no network.json names another)
@@ -35,22 +36,11 @@ class Chain:
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
-    devnet = Devnet()
-    accounts = devnet.accounts
-    deployment = deploy_contracts(
-        devnet.web3(), accounts[0].address, rate_lock_s=5, fund=[accounts[0].address]
-    )
-    provider = MarketClient(devnet.web3(), deployment.market, account=accounts[9].local_account)
-    provider.add_provider("http://127.0.0.1:9")
-    owner = MarketClient(devnet.web3(), deployment.market, account=accounts[0].local_account)
-    metadata = JobMetadata(
-        instance="dev.small", region="local", memory=1024, vcpu=1, url="http://store/x"
-    ).to_json()
-    owner.open_job(metadata, accounts[9].address, CARD.min_rate, 360_000)  # 0.36 rUSD: 1 h
-    key = tmp_path_factory.mktemp("keys") / "owner.key"
-    key.write_text(accounts[0].private_key.hex())
-    with serve_devnet_in_thread(devnet) as served:
-        yield Chain(served.url, deployment.market, key, owner)
+    market = dev_market(control_plane="http://127.0.0.1:9", fund=[0])
+    market.open_job(CARD.min_rate, 360_000)  # 0.36 rUSD: 1 h
+    key = market.write_key(tmp_path_factory.mktemp("keys") / "owner.key")
+    with serve_devnet_in_thread(market.devnet) as served:
+        yield Chain(served.url, market.market, key, market.owner)
 
 
 def test_deposit_says_until_when_the_enclave_now_runs(chain: Chain) -> None:

@@ -25,7 +25,6 @@ from net_support import serve_in_thread
 from reef.chain import (
     Devnet,
     MarketClient,
-    deploy_contracts,
     format_amount,
     parse_amount,
     parse_job_id,
@@ -33,7 +32,8 @@ from reef.chain import (
 )
 from reef.cli import app
 from reef.errors import InputError
-from reef.market import JobMetadata, JobPolicy, RateCard, RunningEnclave, control_plane_app
+from reef.market import JobPolicy, RateCard, RunningEnclave, control_plane_app
+from reef.testing import dev_market
 
 pytestmark = pytest.mark.slow
 
@@ -105,30 +105,15 @@ class LaggingClock:
 def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Market]:
     clock = LaggingClock()
     clock.behind = 120
-    devnet = Devnet(clock=clock)
-    accounts = devnet.accounts
-    deployment = deploy_contracts(
-        devnet.web3(), accounts[0].address, rate_lock_s=LOCK_S, fund=[accounts[0].address]
-    )
-    provider = accounts[9]
-    view = ScriptedView(provider.address.lower())
+    market = dev_market(Devnet(clock=clock), rate_lock_s=LOCK_S, fund=[0])
+    view = ScriptedView(market.provider.address.lower())
     with serve_in_thread(control_plane_app(view)) as cp_url:
-        MarketClient(devnet.web3(), deployment.market, account=provider.local_account).add_provider(
-            cp_url
-        )
-        owner = MarketClient(devnet.web3(), deployment.market, account=accounts[0].local_account)
-        metadata = JobMetadata(
-            instance="dev.small", region="local", memory=1024, vcpu=1, url="http://store/x"
-        ).to_json()
-        jobs = [
-            str(owner.open_job(metadata, provider.address, CARD.min_rate, 360_000))
-            for _ in range(JOBS)
-        ]
+        market.register_provider(cp_url)
+        jobs = [str(market.open_job(CARD.min_rate, 360_000)) for _ in range(JOBS)]
         clock.behind = 0
-        key = tmp_path_factory.mktemp("keys") / "owner.key"
-        key.write_text(accounts[0].private_key.hex())
-        with serve_devnet_in_thread(devnet) as rpc:
-            yield Market(rpc.url, deployment.market, key, owner, view, jobs)
+        key = market.write_key(tmp_path_factory.mktemp("keys") / "owner.key")
+        with serve_devnet_in_thread(market.devnet) as rpc:
+            yield Market(rpc.url, market.market, key, market.owner, view, jobs)
 
 
 # -- 1. job numbers ------------------------------------------------------------------------------

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from reef.chain import Devnet, DevnetThread, MarketClient, deploy_contracts, serve_devnet_in_thread
+from reef.chain import Devnet, DevnetThread, MarketClient, serve_devnet_in_thread
 from reef.cli import app
 from reef.errors import ConfigError, InputError
 from reef.home import ReefHome
 from reef.node import NetworkInfo, load_key_file, locate_market, open_session, parse_duration
+from reef.testing import dev_market
 
 
 @pytest.mark.parametrize(
@@ -151,10 +152,9 @@ def test_locating_the_market_from_network_json_and_flags(reef_home: Path) -> Non
 
 @pytest.fixture
 def served() -> Iterator[tuple[Devnet, DevnetThread, str]]:
-    devnet = Devnet()
-    deployment = deploy_contracts(devnet.web3(), devnet.accounts[0].address, rate_lock_s=5)
-    with serve_devnet_in_thread(devnet) as server:
-        yield devnet, server, deployment.market
+    market = dev_market(fund=[])
+    with serve_devnet_in_thread(market.devnet) as server:
+        yield market.devnet, server, market.market
 
 
 def test_provider_register_and_index_commands(

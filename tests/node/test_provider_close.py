@@ -11,11 +11,11 @@ import httpx
 import pytest
 
 from net_support import free_port
-from reef.chain import Devnet, deploy_contracts, parse_address
+from reef.chain import parse_address
 from reef.errors import RPCError
 from reef.market import BackendRunner
 from reef.node import ProviderService, ProviderSettings
-from reef.testing import FakeBackend
+from reef.testing import FakeBackend, dev_market
 
 
 async def test_a_provider_that_failed_to_start_still_closes_its_backend(tmp_path: Path) -> None:
@@ -40,20 +40,18 @@ async def test_a_provider_is_served_until_it_stops(tmp_path: Path) -> None:
     """``wait()`` is how ``reef provider run`` serves it, as every reef server: it returns
     at once before start, waits while the provider serves (cancelling the wait leaves it
     serving), and returns once it stops."""
-    devnet = Devnet()
-    deployer = devnet.accounts[0].address
-    deployment = deploy_contracts(devnet.web3(), deployer, rate_lock_s=5)
+    market = dev_market(fund=[])
     settings = ProviderSettings(
         rpc_url="http://devnet.invalid",
-        market=deployment.market,
-        provider=parse_address(devnet.accounts[9].address, name="provider"),
+        market=market.market,
+        provider=parse_address(market.provider.address, name="provider"),
         db_url=f"sqlite:///{tmp_path / 'index.db'}",
         cache_dir=tmp_path / "cache",
-        start_block=deployment.block,
+        start_block=market.deployment.block,
         port=0,
     )
     service = ProviderService(
-        settings, BackendRunner(FakeBackend(), tmp_path / "launch"), w3=devnet.web3()
+        settings, BackendRunner(FakeBackend(), tmp_path / "launch"), w3=market.devnet.web3()
     )
     await asyncio.wait_for(service.wait(), 5)  # not started: nothing to wait for
     await service.start()

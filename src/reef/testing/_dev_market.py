@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from reef.chain import Deployment, DevAccount, Devnet, MarketClient, deploy_contracts
+from reef.chain import Deployment, DevAccount, Devnet, JobId, MarketClient, deploy_contracts
+from reef.market import JobMetadata
 
 __all__ = ["DevMarket", "dev_market"]
 
@@ -51,6 +52,19 @@ class DevMarket:
         signer = self.devnet.accounts[account].local_account
         return MarketClient(self.devnet.web3(), self.market, account=signer)
 
+    def register_provider(self, control_plane: str) -> None:
+        """Register dev account 9 as a provider whose control plane serves at ``control_plane``."""
+        self.client(PROVIDER).add_provider(control_plane)
+
+    def open_job(
+        self, rate: int, amount: int, *, url: str = "http://store/x", memory: int = 1024
+    ) -> JobId:
+        """The owner opens a ``dev.small`` job in region ``local`` for the provider, at ``rate``
+        token units a second with ``amount`` deposited. Nothing fetches the image at ``url``
+        unless a control plane runs the job."""
+        metadata = JobMetadata(instance="dev.small", region="local", memory=memory, vcpu=1, url=url)
+        return self.owner.open_job(metadata.to_json(), self.provider.address, rate, amount)
+
     def write_key(self, path: Path, account: int = OWNER) -> Path:
         """Write dev account ``account``'s private key (hex) to ``path``, as the CLI's ``--key``
         reads it; returns ``path``."""
@@ -83,5 +97,5 @@ def dev_market(
     )
     market = DevMarket(chain, deployment)
     if control_plane is not None:
-        market.client(PROVIDER).add_provider(control_plane)
+        market.register_provider(control_plane)
     return market
