@@ -15,10 +15,12 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
+
+_T = TypeVar("_T")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -132,3 +134,57 @@ def raw_server_in_thread(handler: Raw) -> Iterator[str]:
             yield url
         finally:
             asyncio.run_coroutine_threadsafe(entered.__aexit__(None, None, None), loop).result(10)
+
+
+def gigabyte(sent: Sent, *, declared: bool, head: bytes = b"HTTP/1.1 200 OK\r\n") -> Raw:
+    """A raw server's answer of :data:`GIB` zeros after ``head`` (a status line and any
+    headers), its length declared or not (close-delimited); it stops at :data:`SENT_AT_MOST`,
+    counting in ``sent``."""
+
+    async def answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        length = f"content-length: {GIB}\r\n".encode() if declared else b"connection: close\r\n"
+        writer.write(head + length + b"\r\n")
+        chunk = bytes(1 << 16)
+        while sent.bytes < SENT_AT_MOST:
+            writer.write(chunk)
+            await writer.drain()
+            sent.bytes += len(chunk)
+
+    return answer
+
+
+DRIPPED_HEAD = b"HTTP/1.1 200 OK\r\nx-slow: "
+"""A status line and a header that never ends: with :func:`drip`, a head trickled for ever."""
+
+
+def drip(start: bytes = DRIPPED_HEAD, *, byte: bytes = b"a", every: float = 0.05) -> Raw:
+    """A raw server's answer: ``start`` at once, then ``byte`` every ``every`` seconds for ever.
+    Each read comes well within any read timeout: only a bound on the whole answer stops it."""
+
+    async def answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(start)
+        while True:
+            writer.write(byte)
+            await writer.drain()
+            await asyncio.sleep(every)
+
+    return answer
+
+
+def ends(call: Callable[[], _T], limit: float = 30.0) -> _T | BaseException:
+    """Run the blocking ``call`` in a thread and return what it returned or raised; fail the test
+    if it is still running after ``limit`` seconds (a hostile server's attack worked: the client
+    hangs). The thread is a daemon, so a hung client does not hold pytest at exit."""
+    out: list[_T | BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(call())
+        except BaseException as exc:  # handed to the test, which checks it
+            out.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(limit)
+    assert not thread.is_alive(), f"the client was still waiting after {limit} s"
+    return out[0]

@@ -1,13 +1,15 @@
 """One bounded HTTP reader for every answer reef reads from a server it does not control.
 
 An enclave's attestation server, a provider's control plane (any account may register one, at
-any URL) and a prover's input verification service (reached across a host that may answer in
-its place) are strangers: whoever answers may send a gigabyte, or one byte a second for ever.
-httpx's timeouts bound each socket operation, not an answer, so a server that trickles its
-response head or its body is never late for any single read. :func:`read_bounded` bounds the
-whole exchange instead:
+any URL), an image's server (a job's owner names it), the enclave console a provider forwards,
+and a prover's input verification service (reached across a host that may answer in its place)
+are strangers: whoever answers may send a gigabyte, or one byte a second for ever. httpx's
+timeouts bound each socket operation, not an answer, so a server that trickles its response
+head or its body is never late for any single read. This module bounds the whole exchange:
 
-* in time: one deadline (``asyncio.timeout``) covers connecting, the response head and the body;
+* in time: one deadline covers connecting, the response head and the body. A stream that may
+  legitimately last (an image of gigabytes, a console followed for hours) has a head deadline
+  and a total deadline of its own (``head_s``, ``deadline_s``; the latter may be none);
 * in size: a declared ``content-length`` over the bound is refused before any of the body is
   read, and the body is counted while it streams, so at most ``max_bytes`` (plus one network
   read) are held. ``accept-encoding: identity`` is asked for and a compressed answer refused:
@@ -17,11 +19,22 @@ whole exchange instead:
   from deep in the stack) become :class:`FetchError`, a :class:`~reef.errors.ServiceError` that
   names the URL, says which bound was hit (``reason``) and carries the caller's hint.
 
-:func:`fetch_blocking` is its twin for blocking callers (the CLI, thread pools): it runs
-:func:`read_bounded` on an event loop of its own, so the same deadline covers the head. Only a
-blocking-only transport (``httpx.WSGITransport``, an in-process test double) is read by a
-blocking client instead, with the same byte bound and the deadline checked at each piece of the
-body: such a transport has no socket to trickle a head through.
+Two readers, one per kind of caller, share the checks (:class:`_Bounds`: the head's length and
+encoding, the body's count, the wording of each failure):
+
+* asyncio: :func:`read_bounded` (a whole answer) and :func:`stream_bounded` (a stream), under
+  ``asyncio.timeout``;
+* blocking (the CLI, thread pools): :func:`read_blocking`, :func:`stream_blocking` and
+  :func:`fetch_blocking` (through a client of its own), on httpx's blocking client, which costs
+  no event loop per call. The deadline is kept by a watchdog (:class:`_Watchdog`): httpx's
+  ``trace`` extension hands it each socket the exchange connects, and when the deadline passes
+  it shuts the socket down, which ends the read under way however slowly the server sends. A
+  transport without sockets (``httpx.WSGITransport``, an in-process test double) has nothing to
+  trickle through; its deadline is checked at each piece of the body. Connecting is bounded by
+  httpx's connect timeout, capped at the head deadline (name resolution, which the system's
+  resolver bounds, happens inside it). Only an async-capable transport passed to
+  :func:`fetch_blocking` (``httpx.MockTransport``) is read by the asyncio reader, on an event
+  loop of its own (:func:`run_blocking`), as its tests expect.
 
 This is a foundation module, below every package: it imports only httpx (the HTTP client every
 reef client uses, and whose ``transport=`` is the test seam), :mod:`reef.errors` and
@@ -31,9 +44,12 @@ reef client uses, and whose ``transport=`` is the test seam), :mod:`reef.errors`
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import threading
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
@@ -43,12 +59,17 @@ from reef.encoding import terminal_text
 from reef.errors import MisuseError, ServiceError
 
 __all__ = [
+    "AsyncBoundedStream",
     "BoundedAnswer",
+    "BoundedStream",
     "FetchError",
     "fetch_blocking",
+    "read_blocking",
     "read_bounded",
     "request_to",
     "run_blocking",
+    "stream_blocking",
+    "stream_bounded",
 ]
 
 FetchFailure = Literal["unreachable", "too_large", "too_late", "encoded"]
@@ -85,11 +106,14 @@ class BoundedAnswer:
 
 @dataclass(frozen=True, slots=True)
 class _Bounds:
-    """What one exchange may cost, and how its failures are worded."""
+    """What one exchange may cost, and how its failures are worded: the checks both readers
+    share (pure: they look at what was read, never read)."""
 
     url: str
-    max_bytes: int
-    deadline_s: float
+    max_bytes: int | None
+    head_s: float
+    """The time from the start until the head is read (never past ``deadline_s``)."""
+    deadline_s: float | None
     what: str
     hint: str | None
 
@@ -107,15 +131,16 @@ class _Bounds:
             "any honest answer; not read further",
         )
 
-    def too_late(self) -> FetchError:
+    def too_late(self, seconds: float | None) -> FetchError:
         return self.fail(
-            "too_late", f"{self.what} at {self.url} did not answer within {self.deadline_s:g} s"
+            "too_late",
+            f"{self.what} at {self.url} did not answer within {seconds or self.head_s:g} s",
         )
 
     def check_head(self, response: httpx.Response) -> None:
         """Refuse, before reading any of the body, an answer declared too long or compressed."""
         declared = response.headers.get("content-length", "").strip()
-        if declared.isdigit() and int(declared) > self.max_bytes:
+        if declared.isdigit() and self.max_bytes is not None and int(declared) > self.max_bytes:
             raise self.too_large()
         encoding = response.headers.get("content-encoding", "").strip().lower()
         if encoding not in _IDENTITY:
@@ -126,23 +151,32 @@ class _Bounds:
                 "not read",
             )
 
-    def answer(self, response: httpx.Response, body: bytearray) -> BoundedAnswer:
-        return BoundedAnswer(self.url, response.status_code, response.headers, bytes(body))
+    def count(self, size: int) -> None:
+        """Refuse a body once ``size`` bytes of it have come and that is over the bound."""
+        if self.max_bytes is not None and size > self.max_bytes:
+            raise self.too_large()
 
 
 def _bounds(
-    request: httpx.Request, max_bytes: int, deadline_s: float, what: str, hint: str | None
+    request: httpx.Request,
+    max_bytes: int | None,
+    head_s: float,
+    deadline_s: float | None,
+    what: str,
+    hint: str | None,
 ) -> _Bounds:
-    if max_bytes < 1 or not deadline_s > 0:
+    if (max_bytes is not None and max_bytes < 1) or not head_s > 0:
         raise MisuseError(
-            f"a bounded read needs max_bytes >= 1 and deadline_s > 0, got {max_bytes} and "
-            f"{deadline_s}"
+            f"a bounded read needs max_bytes >= 1 and deadlines > 0, got {max_bytes} and {head_s}"
         )
+    if deadline_s is not None and not deadline_s > 0:
+        raise MisuseError(f"a bounded read needs deadline_s > 0, got {deadline_s}")
     # The identity encoding keeps the count honest (see the module docstring); a server that
     # ignores it is refused in check_head.
     request.headers["accept-encoding"] = "identity"
     url = str(request.url.copy_with(query=None))
-    return _Bounds(url, max_bytes, deadline_s, what, hint)
+    head_s = head_s if deadline_s is None else min(head_s, deadline_s)
+    return _Bounds(url, max_bytes, head_s, deadline_s, what, hint)
 
 
 def request_to(
@@ -170,6 +204,88 @@ def request_to(
             reason="unreachable",
             hint=hint,
         ) from exc
+
+
+# -- asyncio ------------------------------------------------------------------------------------
+
+
+class AsyncBoundedStream:
+    """An answer whose head was read within its bounds (what :func:`stream_bounded` yields):
+    its status and headers, and its body, counted, as it comes."""
+
+    def __init__(self, bounds: _Bounds, response: httpx.Response) -> None:
+        self._bounds = bounds
+        self._response = response
+        self.url = bounds.url
+        """The request's URL, without its query."""
+        self.status = response.status_code
+        self.headers = response.headers
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body's pieces as they come (within the stream's deadline and byte bound).
+
+        Raises:
+            FetchError: reason ``"too_large"`` past ``max_bytes`` (and, through
+                :func:`stream_bounded`, ``"too_late"`` or ``"unreachable"``).
+        """
+        size = 0
+        # aiter_bytes, not aiter_raw: an in-process transport's answer may be read already.
+        async for piece in self._response.aiter_bytes():
+            size += len(piece)
+            self._bounds.count(size)
+            yield piece
+
+
+@asynccontextmanager
+async def stream_bounded(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    *,
+    max_bytes: int | None,
+    head_s: float,
+    deadline_s: float | None,
+    what: str,
+    hint: str | None = None,
+) -> AsyncIterator[AsyncBoundedStream]:
+    """Send ``request`` through ``client``; yield its answer once its head is read, within
+    ``head_s`` seconds, to be read within ``deadline_s`` seconds of the start (``None``: a
+    stream that may last) and ``max_bytes`` bytes of body (``None``: no bound; the caller
+    bounds what it keeps). The response is closed when the block ends.
+
+    The deadline covers the block (the caller's work between pieces included); a failure in
+    it, while reading the body or not, leaves the block as :class:`FetchError`.
+
+    Args:
+        client, request, what, hint: as :func:`read_bounded`.
+        max_bytes: the longest body read, or ``None``.
+        head_s: the time the head may take (connecting included).
+        deadline_s: the time the whole exchange may take, or ``None``.
+
+    Raises:
+        FetchError: unreachable, too large, too late or compressed (its ``reason``).
+        MisuseError: a bound that is not positive.
+    """
+    bounds = _bounds(request, max_bytes, head_s, deadline_s, what, hint)
+    started = asyncio.get_running_loop().time()
+    limit: float | None = bounds.head_s
+    timer = asyncio.timeout_at(started + bounds.head_s)
+    try:
+        async with timer:
+            response = await client.send(request, stream=True)
+            try:
+                bounds.check_head(response)
+                limit = deadline_s
+                timer.reschedule(None if deadline_s is None else started + deadline_s)
+                yield AsyncBoundedStream(bounds, response)
+            finally:
+                await response.aclose()
+    except TimeoutError as exc:
+        if not timer.expired():
+            raise bounds.unreachable(exc) from exc
+        raise bounds.too_late(limit) from exc
+    except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
+        # UnicodeError: a host name the IDNA codec cannot encode, raised while connecting.
+        raise bounds.unreachable(exc) from exc
 
 
 async def read_bounded(
@@ -200,29 +316,210 @@ async def read_bounded(
         FetchError: unreachable, too large, too late or compressed (its ``reason``).
         MisuseError: a bound that is not positive.
     """
-    bounds = _bounds(request, max_bytes, deadline_s, what, hint)
-    timer = asyncio.timeout(deadline_s)
+    async with stream_bounded(
+        client,
+        request,
+        max_bytes=max_bytes,
+        head_s=deadline_s,
+        deadline_s=deadline_s,
+        what=what,
+        hint=hint,
+    ) as stream:
+        body = bytearray()
+        async for piece in stream.aiter_bytes():
+            body += piece
+    return BoundedAnswer(stream.url, stream.status, stream.headers, bytes(body))
+
+
+# -- blocking -----------------------------------------------------------------------------------
+
+
+class _Watchdog:
+    """Keeps a blocking exchange's deadline: when it passes, the exchange's sockets are shut
+    down, which ends the read under way (a socket timeout only bounds each read).
+
+    httpx's ``trace`` extension (:meth:`trace`) hands it each connection the exchange opens (a
+    redirect opens another). It holds a duplicate of each socket's descriptor: TLS takes the
+    socket httpcore connected over, and shutting the duplicate down still reaches the connection.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer: threading.Timer | None = None
+        self._by: float | None = None
+        self.expired = False
+        """Whether the deadline passed and the sockets were shut down."""
+
+    def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        """httpx's ``trace`` extension: keep the socket of each connection made."""
+        if event != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        connected = stream.get_extra_info("socket") if stream is not None else None
+        if not isinstance(connected, socket.socket):
+            return
+        held = connected.dup()
+        with self._lock:
+            self._sockets.append(held)
+            expired = self.expired
+        if expired:  # connected after the deadline passed
+            _shut(held)
+
+    def arm(self, seconds: float | None) -> None:
+        """Expire in ``seconds`` (never, for ``None``), instead of when it would have."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._by = None if seconds is None else time.monotonic() + seconds
+        if seconds is not None:
+            self._timer = threading.Timer(max(0.0, seconds), self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def passed(self) -> bool:
+        """Whether the deadline has passed (checked at each piece: a transport without a
+        socket has nothing to shut down)."""
+        return self.expired or (self._by is not None and time.monotonic() > self._by)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            held = list(self._sockets)
+        for each in held:
+            _shut(each)
+
+    def close(self) -> None:
+        """Stop watching and let go of the duplicates."""
+        self.arm(None)
+        with self._lock:
+            held, self._sockets = self._sockets, []
+        for each in held:
+            each.close()
+
+
+def _shut(held: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # closed already, or never connected
+        held.shutdown(socket.SHUT_RDWR)
+
+
+class BoundedStream:
+    """An answer whose head was read within its bounds (what :func:`stream_blocking` yields):
+    its status and headers, and its body, counted, as it comes."""
+
+    def __init__(self, bounds: _Bounds, response: httpx.Response, watchdog: _Watchdog) -> None:
+        self._bounds = bounds
+        self._response = response
+        self._watchdog = watchdog
+        self.url = bounds.url
+        """The request's URL, without its query."""
+        self.status = response.status_code
+        self.headers = response.headers
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        """The body's pieces as they come (within the stream's deadline and byte bound).
+
+        Raises:
+            FetchError: reason ``"too_large"`` or ``"too_late"`` (and, through
+                :func:`stream_blocking`, ``"unreachable"``).
+        """
+        size = 0
+        late = self._bounds.too_late
+        for piece in self._response.iter_bytes():
+            size += len(piece)
+            self._bounds.count(size)
+            if self._watchdog.passed():
+                raise late(self._bounds.deadline_s)
+            yield piece
+        if self._watchdog.expired:  # a body without a length ends where the watchdog cut it
+            raise late(self._bounds.deadline_s)
+
+
+def _capped_timeouts(client: httpx.Client, request: httpx.Request, head_s: float) -> Any:
+    """The request's per-operation timeouts, its connect timeout no longer than ``head_s``:
+    the watchdog has no socket to shut down before a connection is made."""
+    timeouts = dict(request.extensions.get("timeout") or client.timeout.as_dict())
+    connect = timeouts.get("connect")
+    timeouts["connect"] = head_s if connect is None else min(connect, head_s)
+    return timeouts
+
+
+@contextmanager
+def stream_blocking(
+    client: httpx.Client,
+    request: httpx.Request,
+    *,
+    max_bytes: int | None,
+    head_s: float,
+    deadline_s: float | None,
+    what: str,
+    hint: str | None = None,
+) -> Iterator[BoundedStream]:
+    """:func:`stream_bounded` for blocking code: send ``request`` through ``client``; yield its
+    answer once its head is read within ``head_s`` seconds, its body to be read within
+    ``deadline_s`` seconds of the start (``None``: a stream that may last) and ``max_bytes``
+    bytes (``None``: no bound). The response is closed when the block ends.
+
+    Raises:
+        FetchError: unreachable, too large, too late or compressed (its ``reason``).
+        MisuseError: a bound that is not positive.
+    """
+    bounds = _bounds(request, max_bytes, head_s, deadline_s, what, hint)
+    watchdog = _Watchdog()
+    request.extensions = {
+        **request.extensions,
+        "trace": watchdog.trace,
+        "timeout": _capped_timeouts(client, request, bounds.head_s),
+    }
+    started = time.monotonic()
+    limit: float | None = bounds.head_s
+    watchdog.arm(bounds.head_s)
     try:
-        async with timer:
-            response = await client.send(request, stream=True)
-            try:
-                bounds.check_head(response)
-                body = bytearray()
-                # aiter_bytes, not aiter_raw: an in-process transport's answer may be read already.
-                async for piece in response.aiter_bytes():
-                    body += piece
-                    if len(body) > max_bytes:
-                        raise bounds.too_large()
-            finally:
-                await response.aclose()
-    except TimeoutError as exc:
-        if not timer.expired():
-            raise bounds.unreachable(exc) from exc
-        raise bounds.too_late() from exc
+        response = client.send(request, stream=True)
+        try:
+            if watchdog.passed():  # a head from a transport without a socket
+                raise bounds.too_late(limit)
+            bounds.check_head(response)
+            limit = deadline_s
+            watchdog.arm(None if deadline_s is None else deadline_s - (time.monotonic() - started))
+            yield BoundedStream(bounds, response, watchdog)
+        finally:
+            response.close()
     except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
-        # UnicodeError: a host name the IDNA codec cannot encode, raised while connecting.
+        # After the deadline, the failure is the watchdog's doing (a connection it shut down).
+        if watchdog.expired:
+            raise bounds.too_late(limit) from exc
         raise bounds.unreachable(exc) from exc
-    return bounds.answer(response, body)
+    finally:
+        watchdog.close()
+
+
+def read_blocking(
+    client: httpx.Client,
+    request: httpx.Request,
+    *,
+    max_bytes: int,
+    deadline_s: float,
+    what: str,
+    hint: str | None = None,
+) -> BoundedAnswer:
+    """:func:`read_bounded` for blocking code, through ``client`` (its transport and
+    per-operation timeouts): the answer within ``deadline_s`` seconds and ``max_bytes`` bytes.
+
+    Raises:
+        FetchError, MisuseError: as :func:`read_bounded`.
+    """
+    with stream_blocking(
+        client,
+        request,
+        max_bytes=max_bytes,
+        head_s=deadline_s,
+        deadline_s=deadline_s,
+        what=what,
+        hint=hint,
+    ) as stream:
+        body = b"".join(stream.iter_bytes())
+    return BoundedAnswer(stream.url, stream.status, stream.headers, body)
 
 
 def fetch_blocking(
@@ -235,12 +532,11 @@ def fetch_blocking(
     what: str,
     hint: str | None = None,
 ) -> BoundedAnswer:
-    """:func:`read_bounded` for blocking code, through a client of its own.
+    """:func:`read_blocking` through a client of its own (with its default headers).
 
-    Over the network (no ``transport``) or an async-capable transport, the asyncio reader runs
-    on an event loop of its own (:func:`run_blocking`), so the deadline covers the head too. A
-    blocking-only transport is read by a blocking client, the deadline checked at each piece
-    of the body (see the module docstring).
+    Over the network (no ``transport``) or a blocking transport, httpx's blocking client reads
+    it. An async-capable transport (``httpx.MockTransport``) is read by :func:`read_bounded` on
+    an event loop of its own (:func:`run_blocking`).
 
     Args:
         transport: the transport to send through; a new connection otherwise.
@@ -250,34 +546,24 @@ def fetch_blocking(
     Raises:
         FetchError, MisuseError: as :func:`read_bounded`.
     """
-    if transport is None or isinstance(transport, httpx.AsyncBaseTransport):
+    if isinstance(transport, httpx.AsyncBaseTransport):
         return run_blocking(
             _read_with_client(request, transport, timeout, max_bytes, deadline_s, what, hint)
         )
-    bounds = _bounds(request, max_bytes, deadline_s, what, hint)
-    answer_by = time.monotonic() + deadline_s
-    try:
-        with httpx.Client(timeout=timeout, transport=transport) as client:
-            response = client.send(_with_defaults(client, request), stream=True)
-            try:
-                bounds.check_head(response)
-                body = bytearray()
-                for piece in response.iter_bytes():
-                    body += piece
-                    if len(body) > max_bytes:
-                        raise bounds.too_large()
-                    if time.monotonic() > answer_by:
-                        raise bounds.too_late()
-            finally:
-                response.close()
-    except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
-        raise bounds.unreachable(exc) from exc
-    return bounds.answer(response, body)
+    with httpx.Client(timeout=timeout, transport=transport) as client:
+        return read_blocking(
+            client,
+            _with_defaults(client, request),
+            max_bytes=max_bytes,
+            deadline_s=deadline_s,
+            what=what,
+            hint=hint,
+        )
 
 
 async def _read_with_client(
     request: httpx.Request,
-    transport: httpx.AsyncBaseTransport | None,
+    transport: httpx.AsyncBaseTransport,
     per_operation: float | httpx.Timeout,
     max_bytes: int,
     deadline_s: float,

@@ -10,85 +10,24 @@ error in bounded time and memory, never a traceback, never a wrong result.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable
 from typing import Any, cast
 
 import httpx
 import pytest
 
+from net_support import Raw, drip, ends, raw_server_in_thread
 from reef.attestation import AttestationClient
 from reef.errors import ServiceError
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+Handler = Raw
+hostile_server = raw_server_in_thread
+"""Each attack is served raw on loopback, in a thread (the clients here block)."""
 
 # How long a test waits for a client that should give up by itself: far above every bound the
 # clients are given here (1-2 s), far below "forever" (which is what the attacks aim at).
 _LIVENESS_S = 30.0
-
-
-@contextlib.contextmanager
-def hostile_server(handler: Handler) -> Iterator[str]:
-    """Serve ``handler`` (raw bytes in, raw bytes out) on a free loopback port in a thread;
-    yield ``http://127.0.0.1:PORT``. Connections still open at the end are cancelled."""
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    tasks: set[asyncio.Task[None]] = set()
-    holder: dict[str, Any] = {}
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)
-        try:
-            await reader.readuntil(b"\r\n\r\n")  # the request's head: every attack ignores it
-            await handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
-            pass
-        finally:
-            tasks.discard(task)
-            writer.close()
-
-    async def main() -> None:
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        holder["port"] = server.sockets[0].getsockname()[1]
-        holder["stop"] = stop = asyncio.Event()
-        started.set()
-        async with server:
-            await stop.wait()
-            for task in list(tasks):
-                task.cancel()
-            await asyncio.sleep(0)
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    assert started.wait(10), "the hostile server did not start"
-    try:
-        yield f"http://127.0.0.1:{holder['port']}"
-    finally:
-        loop.call_soon_threadsafe(holder["stop"].set)
-        thread.join(10)
-        loop.close()
-
-
-def ends(call: Callable[[], Any], limit: float = _LIVENESS_S) -> Any:
-    """Run ``call`` in a thread and return what it returned or raised; fail the test if it is
-    still running after ``limit`` seconds (the attack worked: the client hangs)."""
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            out["value"] = call()
-        except BaseException as exc:  # handed to the test, which checks it
-            out["value"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(limit)
-    assert not thread.is_alive(), f"the client was still waiting after {limit} s"
-    return out["value"]
 
 
 # -- attestation documents: reef verify, reef deploy, KMS, dashboards ----------------------------
@@ -108,15 +47,7 @@ async def _endless_document(_reader: asyncio.StreamReader, writer: asyncio.Strea
 def _drip(start: bytes, byte: bytes) -> Handler:
     """A server that sends ``start`` at once, then ``byte`` every 0.1 s for ever: each read
     comes well within any read timeout, so only a bound on the whole answer stops it."""
-
-    async def drip(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(start)
-        while True:
-            writer.write(byte)
-            await writer.drain()
-            await asyncio.sleep(0.1)
-
-    return drip
+    return drip(start, byte=byte, every=0.1)
 
 
 _dripping_body = _drip(_HEAD + b"\r\n", b"\xd2")
@@ -284,6 +215,53 @@ def test_job_logs_refuse_an_error_answer_and_a_bad_url() -> None:
     for bad in ("http://[::1", "file:///etc/passwd"):
         with pytest.raises(ServiceError, match="cannot read the enclave's logs"):
             list(enclave_log_lines(bad))
+
+
+def test_job_logs_without_follow_give_up_on_a_head_trickled_for_ever() -> None:
+    """A job's console comes through its provider: one that sends the head a byte at a time
+    (each read quick, so no read timeout fires) kept `reef jobs logs` waiting for ever. The
+    reading (at most ``history_s``) covers the head too, and a head not read by then is an
+    error, not an empty console."""
+    from reef.node import enclave_log_lines
+
+    with hostile_server(drip()) as url:
+        outcome = ends(lambda: list(enclave_log_lines(url, history_s=1.0)), _LIVENESS_S)
+    assert isinstance(outcome, ServiceError), outcome
+    assert "did not answer within 1 s" in outcome.message
+    assert outcome.message.startswith("the enclave's logs at http://127.0.0.1:")
+
+
+def test_job_logs_with_follow_give_up_on_a_head_trickled_for_ever() -> None:
+    """--follow may read for hours, but its head has a deadline (``head_s``) like any answer."""
+    from reef.node import enclave_log_lines
+
+    with hostile_server(drip()) as url:
+        outcome = ends(lambda: list(enclave_log_lines(url, follow=True, head_s=1.0)), _LIVENESS_S)
+    assert isinstance(outcome, ServiceError), outcome
+    assert "did not answer within 1 s" in outcome.message
+
+
+def test_job_logs_refuse_a_compressed_console() -> None:
+    """httpx inflates a whole network read at once: 64 KiB of gzip is 64 MiB in memory before
+    the line bound sees it. The console is asked for uncompressed, and refused otherwise."""
+    import gzip
+
+    from reef.node import enclave_log_lines
+
+    bomb = gzip.compress(b"data: " + b"A" * (64 << 20) + b"\n\n")
+    head = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: gzip\r\n"
+        + f"content-length: {len(bomb)}\r\n\r\n".encode()
+    )
+
+    async def compressed(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(head + bomb)
+        await writer.drain()
+
+    with hostile_server(compressed) as url:
+        outcome = ends(lambda: list(enclave_log_lines(url)), _LIVENESS_S)
+    assert isinstance(outcome, ServiceError), outcome
+    assert "'gzip' content encoding" in outcome.message
 
 
 class _OneProvider:

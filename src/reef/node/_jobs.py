@@ -38,6 +38,7 @@ and the close rules, and each is a short composition of them.
 
 from __future__ import annotations
 
+import codecs
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -536,10 +537,14 @@ def stop_and_close(
 
 MAX_LOG_LINE = 65536
 """The longest console line shown, in characters: the rest of a longer one is skipped (a stream
-that never sends a newline would otherwise be held in memory whole)."""
+that never sends a newline would otherwise be held in memory whole). It is the console's byte
+bound: lines are printed as they come, never held, so only a line could fill memory."""
 LOG_HISTORY_S = 30.0
-"""How long :func:`enclave_log_lines` reads without ``follow``, at most: a console that never
-pauses for a second would otherwise keep it reading for ever."""
+"""How long :func:`enclave_log_lines` reads without ``follow``, at most, its head included: a
+console that never pauses for a second would otherwise keep it reading for ever."""
+_LOG_HEAD_S = 10.0
+"""How long the console's server may take to answer its head, with ``follow`` or without (a
+provider that trickles it a byte at a time is no slower at any single read)."""
 
 
 def _console_line(line: str, *, cut: bool = False) -> Iterator[str]:
@@ -549,9 +554,9 @@ def _console_line(line: str, *, cut: bool = False) -> Iterator[str]:
         yield terminal_text(line[5:].removeprefix(" ")) + (" … (line cut)" if cut else "")
 
 
-def _console_lines(pieces: Iterable[str], stop_at: float | None) -> Iterator[str]:
+def _console_lines(pieces: Iterable[str]) -> Iterator[str]:
     """The console lines in a stream's text ``pieces``, each at most :data:`MAX_LOG_LINE`
-    characters; none after ``stop_at`` (monotonic), when given."""
+    characters."""
     buffer = ""
     cut = False  # the line being read was too long: its rest is skipped
     for piece in pieces:
@@ -565,10 +570,17 @@ def _console_lines(pieces: Iterable[str], stop_at: float | None) -> Iterator[str
             if not cut:
                 yield from _console_line(buffer[:MAX_LOG_LINE], cut=True)
             cut, buffer = True, ""
-        if stop_at is not None and time.monotonic() > stop_at:
-            return
     if buffer and not cut:
         yield from _console_line(buffer)
+
+
+def _utf8(pieces: Iterable[bytes]) -> Iterator[str]:
+    """The text of a byte stream in UTF-8 (as server-sent events always are), an undecodable
+    byte shown as U+FFFD."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for piece in pieces:
+        yield decoder.decode(piece)
+    yield decoder.decode(b"", final=True)
 
 
 def enclave_logs_url(
@@ -614,38 +626,63 @@ def enclave_log_lines(
     follow: bool = False,
     transport: httpx.BaseTransport | None = None,
     history_s: float = LOG_HISTORY_S,
+    head_s: float = _LOG_HEAD_S,
 ) -> Iterator[str]:
     """The lines of the enclave console streaming at ``url`` (:func:`enclave_logs_url`), from
     its first (asked through ``transport``, else over the network): those it holds, then, with
     ``follow``, each new one as it comes; without, the stream ends after a second without one,
     or after ``history_s`` seconds of reading in any case.
 
-    The lines are the tenant's text: each is at most :data:`MAX_LOG_LINE` characters (a longer
-    one is cut, marked ``… (line cut)``), and terminal controls in it are written out (``\\x1b``)
-    rather than passed to the terminal.
+    The console is read through :func:`reef._fetch.stream_blocking`: its head within ``head_s``
+    seconds (and, without ``follow``, within ``history_s``), uncompressed. The lines are the
+    tenant's text: each is at most :data:`MAX_LOG_LINE` characters (a longer one is cut, marked
+    ``… (line cut)``), and terminal controls in it are written out (``\\x1b``) rather than
+    passed to the terminal.
 
     Raises:
-        ServiceError: the stream cannot be read, or the server refuses it.
+        ServiceError: the stream cannot be read (its head did not come in time, it is
+            compressed), or the server refuses it.
     """
     import httpx
 
+    from reef._fetch import FetchError, request_to, stream_blocking
+
+    shown = terminal_text(url)
+    what = "the enclave's logs"
+    reading = False  # the head was read: what ends the body now may end the console
     timeout = httpx.Timeout(5.0, read=None if follow else 1.0)
-    stop_at = None if follow else time.monotonic() + history_s
     try:
+        request = request_to("GET", url, what=what, params={"start_from": "0"})
         with (
             httpx.Client(transport=transport, timeout=timeout) as client,
-            client.stream("GET", url, params={"start_from": 0}) as stream,
+            stream_blocking(
+                client,
+                request,
+                max_bytes=None,  # lines are bounded one by one (MAX_LOG_LINE), and never held
+                head_s=head_s,
+                deadline_s=None if follow else history_s,
+                what=what,
+            ) as stream,
         ):
-            if stream.status_code != 200:
+            if stream.status != 200:
                 raise ServiceError(
-                    f"the enclave's logs at {terminal_text(url)} answered HTTP {stream.status_code}",
+                    f"the enclave's logs at {shown} answered HTTP {stream.status}",
                     hint="the enclave may have stopped; `reef jobs show JOB` says what its "
                     "provider reports",
                 )
-            yield from _console_lines(stream.iter_text(), stop_at)
-    except httpx.ReadTimeout:
-        return  # no new line for a second: without follow, that is the end
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise ServiceError(
-            f"cannot read the enclave's logs at {terminal_text(url)}: {terminal_text(str(exc))}"
-        ) from exc
+            reading = True
+            yield from _console_lines(_utf8(stream.iter_bytes()))
+    except FetchError as exc:
+        if reading and exc.reason == "too_late":
+            return  # read for history_s: without follow, that is the end
+        if reading and isinstance(exc.__cause__, httpx.ReadTimeout):
+            return  # no new line for a second: without follow, that is the end
+        if exc.reason != "unreachable":
+            raise
+        raise ServiceError(f"cannot read the enclave's logs at {shown}: {_cause(exc)}") from exc
+
+
+def _cause(exc: ServiceError) -> str:
+    """What went wrong, as httpx said it (the cause of ``exc``) or as ``exc`` says it."""
+    cause = exc.__cause__
+    return terminal_text(str(cause)) if cause is not None else exc.message
