@@ -1,19 +1,23 @@
-"""Shared pieces for the Scallop tests: key pairs, a dev TEE authority, authers and policies, and
-a peer on noiseprotocol (the independent Noise implementation reef's is checked against)."""
+"""Shared pieces for the Scallop tests: key pairs, a dev TEE authority, authers and policies, a
+peer on noiseprotocol (the independent Noise implementation reef's is checked against), and a
+server that completes the handshake and never answers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from noise.connection import Keypair, NoiseConnection
 
 from reef.attestation import DevAuthority, TrustedRoot
 from reef.crypto import generate_x25519
+from reef.errors import InputError
 from reef.home import ReefHome
-from reef.scallop import Auther, PeerPolicy
+from reef.scallop import Auther, PeerPolicy, ScallopServer, serve_asgi
 from reef.scallop.lowlevel import PROLOGUE, PROTOCOL_NAME
 from reef.testing import wall_ms
 
@@ -100,3 +104,19 @@ def make_party(authority: DevAuthority) -> Callable[..., Party]:
 @pytest.fixture
 def policy(dev_root: TrustedRoot) -> PeerPolicy:
     return PeerPolicy(roots=[dev_root])
+
+
+@pytest.fixture
+async def silent_server(make_party: Callable[..., Party]) -> AsyncIterator[ScallopServer]:
+    """A Scallop server on loopback that completes the handshake and never answers a request."""
+
+    async def never(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise InputError("no lifespan here")
+        await asyncio.Event().wait()
+
+    server = await serve_asgi(never, "127.0.0.1", 0, static_key=make_party().secret)
+    try:
+        yield server
+    finally:
+        await server.aclose()

@@ -18,7 +18,14 @@ from net_support import GIB, SENT_AT_MOST, Sent
 from reef.attestation import DevAuthority, verifier_app
 from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ChannelError, HandshakeError, InputError, ServiceError
-from reef.scallop import PeerPolicy, ScallopTransport, connect, scallop_request, serve_asgi
+from reef.scallop import (
+    PeerPolicy,
+    ScallopServer,
+    ScallopTransport,
+    connect,
+    scallop_request,
+    serve_asgi,
+)
 from reef.testing import wall_ms
 
 from .conftest import Party
@@ -150,27 +157,19 @@ async def test_a_client_trickling_its_request_head_is_closed(
         await server.aclose()
 
 
-async def test_the_transport_keeps_httpx_read_timeout(make_party: Callable[..., Party]) -> None:
+async def test_the_transport_keeps_httpx_read_timeout(silent_server: ScallopServer) -> None:
     """httpx's read timeout is each transport's to keep: a server that completes the handshake
     and never answers left ``AsyncClient(transport=ScallopTransport(...), timeout=...)`` waiting
     for ever."""
-
-    async def never(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            raise InputError("no lifespan here")
-        await asyncio.Event().wait()
-
-    server = await serve_asgi(never, "127.0.0.1", 0, static_key=make_party().secret)
-    try:
-        async with httpx.AsyncClient(
-            transport=ScallopTransport(), base_url=f"http://127.0.0.1:{server.port}", timeout=0.5
-        ) as client:
-            with pytest.raises(httpx.ReadTimeout):
-                # Far longer than the client's 0.5 s: it is the transport that must stop.
-                async with asyncio.timeout(20):
-                    await client.get("/")
-    finally:
-        await server.aclose()
+    async with httpx.AsyncClient(
+        transport=ScallopTransport(),
+        base_url=f"http://127.0.0.1:{silent_server.port}",
+        timeout=0.5,
+    ) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            # Far longer than the client's 0.5 s: it is the transport that must stop.
+            async with asyncio.timeout(20):
+                await client.get("/")
 
 
 # ---- attestations that are not CBOR at all ----

@@ -294,16 +294,8 @@ async def test_scallop_request_answers_the_response_and_who_gave_it(
 
 
 async def test_scallop_request_names_a_server_that_does_not_answer_in_time(
-    make_party: Callable[..., Party],
+    silent_server: ScallopServer,
 ) -> None:
-    async def never(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            raise InputError("no lifespan here")
-        await asyncio.Event().wait()
-
-    server = await serve_asgi(never, "127.0.0.1", 0, static_key=make_party().secret)
-    try:
-        with pytest.raises(ServiceError, match=rf"no answer from 127.0.0.1:{server.port} within"):
-            await scallop_request("127.0.0.1", server.port, policy=None, timeout_s=0.5)
-    finally:
-        await server.aclose()
+    port = silent_server.port
+    with pytest.raises(ServiceError, match=rf"no answer from 127.0.0.1:{port} within"):
+        await scallop_request("127.0.0.1", port, policy=None, timeout_s=0.5)

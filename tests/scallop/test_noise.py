@@ -37,28 +37,25 @@ IX = "Noise_IX_25519_ChaChaPoly_BLAKE2b"
 
 
 def _pair(vector: dict[str, Any]) -> tuple[HandshakeState, HandshakeState]:
-    def get(key: str) -> bytes | None:
-        value = vector.get(key)
-        return bytes.fromhex(value) if value else None
-
     protocol = NoiseProtocol.from_name(vector["protocol_name"])
-    initiator = HandshakeState(
-        protocol,
-        initiator=True,
-        prologue=get("init_prologue") or b"",
-        s=get("init_static"),
-        e=get("init_ephemeral"),
-        rs=get("init_remote_static"),
-    )
-    responder = HandshakeState(
-        protocol,
-        initiator=False,
-        prologue=get("resp_prologue") or b"",
-        s=get("resp_static"),
-        e=get("resp_ephemeral"),
-        rs=get("resp_remote_static"),
-    )
-    return initiator, responder
+
+    def side(prefix: str) -> HandshakeState:
+        """One side's handshake state from its ``init_*`` or ``resp_*`` fields."""
+
+        def get(key: str) -> bytes | None:
+            value = vector.get(f"{prefix}_{key}")
+            return bytes.fromhex(value) if value else None
+
+        return HandshakeState(
+            protocol,
+            initiator=prefix == "init",
+            prologue=get("prologue") or b"",
+            s=get("static"),
+            e=get("ephemeral"),
+            rs=get("remote_static"),
+        )
+
+    return side("init"), side("resp")
 
 
 @pytest.mark.parametrize("name", VECTOR_FILES)
