@@ -207,12 +207,17 @@ def test_each_transaction_gets_its_own_block_at_wall_clock_time(
     assert len(w3.eth.get_block(2).transactions) == 1
 
 
-def test_a_burst_in_one_second_runs_ahead_then_falls_back_to_the_clock(
-    devnet: Devnet, clock: ManualWallClock
-) -> None:
+def _burst(devnet: Devnet, clock: ManualWallClock) -> None:
+    """Three transactions (blocks 1 to 3) within the wall clock's second T0 + 10."""
     clock.now = T0 + 10
     for nonce in range(3):
         devnet.send_raw_transaction(raw_transfer(devnet, nonce=nonce))
+
+
+def test_a_burst_in_one_second_runs_ahead_then_falls_back_to_the_clock(
+    devnet: Devnet, clock: ManualWallClock
+) -> None:
+    _burst(devnet, clock)
     stamps = [devnet.block(n).timestamp for n in (1, 2, 3)]  # type: ignore[union-attr]
     assert stamps == [T0 + 10, T0 + 11, T0 + 12]  # strictly increasing, as Ethereum requires
     clock.now = T0 + 60
@@ -238,9 +243,7 @@ def test_increase_time_moves_every_later_block(devnet: Devnet, clock: ManualWall
 def test_increase_time_counts_from_a_head_that_ran_ahead(
     devnet: Devnet, clock: ManualWallClock
 ) -> None:
-    clock.now = T0 + 10
-    for nonce in range(3):
-        devnet.send_raw_transaction(raw_transfer(devnet, nonce=nonce))
+    _burst(devnet, clock)
     assert devnet.head.timestamp == T0 + 12  # two seconds ahead of the wall clock
     devnet.increase_time(100)
     devnet.mine()

@@ -633,13 +633,7 @@ def test_mangled_raw_transactions_are_refused_never_crash(
     fuzz_devnet: Devnet, kind: str, edits: list[tuple[int, int]], cut: int | None
 ) -> None:
     devnet = fuzz_devnet
-    fields: dict[str, Any] = {
-        "chainId": DEVNET_CHAIN_ID,
-        "nonce": 0,
-        "gas": 30000,
-        "to": "0x" + "22" * 20,
-        "value": 1,
-    }
+    fields: dict[str, Any] = {**TRANSFER, "gas": 30000}
     if kind == "dynamic":
         fields.update(maxFeePerGas=10**10, maxPriorityFeePerGas=10**9, accessList=[])
     else:
