@@ -1,7 +1,8 @@
 """A devnet in process with the serverless contracts deployed, and helpers to register executors
 and sign outputs as enclaves would (shared by the contract, model and executor tests), and to
-recover who signed an output independently of reef's EIP-712 code, or a gateway's answer; and the check that a service
-polling a devnet slows down when idle (the executor's and the relay gateway's)."""
+recover who signed an output independently of reef's EIP-712 code, or a gateway's answer; the check that a service
+polling a devnet slows down when idle (the executor's and the relay gateway's); and a node that
+forges which code a job runs (the hostile executor and relay tests)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.types import RPCEndpoint, RPCResponse
 
 from reef.attestation import sign_statement
 from reef.chain import Devnet, TokenClient
+from reef.chain.devnet import DevnetProvider
 from reef.crypto import Secp256k1PrivateKey, recover_digest
 from reef.serverless import (
     ENV_JAVASCRIPT,
@@ -101,6 +104,26 @@ def gateway_signer(response: httpx.Response) -> tuple[bytes, str]:
     )
     signature = bytes.fromhex(response.headers["x-oyster-signature"])
     return digest, recover_digest(digest, signature).checksum_address
+
+
+class CodehashForgingNode(DevnetProvider):
+    """A node over ``devnet`` that answers every log of ``event`` (a signature such as
+    ``"JobCreated(uint256,...)"``, whose first data word is the job's codehash) with
+    ``codehash`` in its place: the node of a host making its service act on other code than the
+    user's."""
+
+    def __init__(self, devnet: Devnet, *, event: str, codehash: bytes) -> None:
+        super().__init__(devnet)
+        self.topic = "0x" + Web3.keccak(text=event).hex().removeprefix("0x")
+        self.codehash = codehash
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        answer = super().make_request(method, params)
+        if method == "eth_getLogs" and isinstance(answer.get("result"), list):
+            for log in answer["result"]:
+                if log["topics"] and log["topics"][0] == self.topic:
+                    log["data"] = "0x" + self.codehash.hex() + log["data"][66:]
+        return answer
 
 
 class PollIntervals(TypedDict):

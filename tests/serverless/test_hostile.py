@@ -41,7 +41,12 @@ from reef.serverless import (
     fund_gas,
     oyster_response_digest,
 )
-from serverless.chain_support import PARAMS, ServerlessChain, gateway_signer
+from serverless.chain_support import (
+    PARAMS,
+    CodehashForgingNode,
+    ServerlessChain,
+    gateway_signer,
+)
 
 pytestmark = pytest.mark.node
 
@@ -372,26 +377,6 @@ async def test_code_a_node_swaps_under_a_codehash_is_not_run_or_signed(
     assert "does not hash to" in response.json()["error"]
 
 
-class ForgingProvider(DevnetProvider):
-    """A node that answers every ``JobCreated`` log with ``codehash`` in place of the job's: the
-    host of an executor enclave making it run its own code for another user's job."""
-
-    codehash: bytes = b""
-
-    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
-        answer = super().make_request(method, params)
-        if method == "eth_getLogs" and isinstance(answer.get("result"), list):
-            for log in answer["result"]:
-                if log["topics"] and log["topics"][0] == JOB_CREATED_TOPIC:
-                    log["data"] = "0x" + self.codehash.hex() + log["data"][66:]
-        return answer
-
-
-JOB_CREATED_TOPIC = "0x" + Web3.keccak(
-    text="JobCreated(uint256,uint8,address,bytes32,bytes,uint256,uint256,address[])"
-).hex().removeprefix("0x")
-
-
 async def test_a_node_forging_a_jobs_codehash_cannot_get_other_code_accepted(
     executor: Executor, runtime: FunctionRuntime, tmp_path: Path
 ) -> None:
@@ -401,8 +386,12 @@ async def test_a_node_forging_a_jobs_codehash_cannot_get_other_code_accepted(
     chain = executor.chain
     honest = await executor.deploy(HELLO)
     evil = await executor.deploy(b"export default { fetch() { return new Response('pwned'); } };")
-    provider = ForgingProvider(chain.devnet)
-    provider.codehash = bytes.fromhex(evil[2:])
+    # The host of an executor enclave makes it run its own code for another user's job.
+    provider = CodehashForgingNode(
+        chain.devnet,
+        event="JobCreated(uint256,uint8,address,bytes32,bytes,uint256,uint256,address[])",
+        codehash=bytes.fromhex(evil[2:]),
+    )
     settings = ExecutorSettings(
         rpc_url="http://127.0.0.1:8545",
         jobs_contract=chain.jobs_address,

@@ -10,15 +10,12 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hexbytes import HexBytes
 from web3 import Web3
-from web3.types import RPCEndpoint, RPCResponse
 
 from reef.chain import Devnet, TokenClient
-from reef.chain.devnet import DevnetProvider
 from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ContractRevertError
 from reef.serverless import (
@@ -35,7 +32,12 @@ from reef.serverless import (
     fund_gas,
     sign_job_response,
 )
-from serverless.chain_support import OUTPUT_FIELDS, ServerlessChain, output_signer
+from serverless.chain_support import (
+    OUTPUT_FIELDS,
+    CodehashForgingNode,
+    ServerlessChain,
+    output_signer,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -195,26 +197,6 @@ async def test_only_the_claiming_gateway_may_answer_and_stale_jobs_refund(
     assert chains.token.balance(user.address) == before + job.deposit
 
 
-class ForgingRequestNode(DevnetProvider):
-    """A request-chain node that answers every ``JobRelayed`` log with ``codehash`` in place of
-    the user's: the node of a gateway's host making it relay other code for a user's job."""
-
-    codehash: bytes = b""
-
-    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
-        answer = super().make_request(method, params)
-        if method == "eth_getLogs" and isinstance(answer.get("result"), list):
-            for log in answer["result"]:
-                if log["topics"] and log["topics"][0] == JOB_RELAYED_TOPIC:
-                    log["data"] = "0x" + self.codehash.hex() + log["data"][66:]
-        return answer
-
-
-JOB_RELAYED_TOPIC = "0x" + Web3.keccak(
-    text="JobRelayed(uint256,address,bytes32,bytes,uint256,uint256,address,uint256)"
-).hex().removeprefix("0x")
-
-
 async def test_a_gateway_whose_node_forges_the_code_cannot_answer_with_its_output(
     chains: TwoChains,
 ) -> None:
@@ -227,8 +209,12 @@ async def test_a_gateway_whose_node_forges_the_code_cannot_answer_with_its_outpu
     evil = await asyncio.to_thread(
         code.deploy_code, b"export default { fetch() { return new Response('pwned'); } };"
     )
-    node = ForgingRequestNode(chains.request)
-    node.codehash = bytes.fromhex(evil[2:])
+    # The request chain's node of the gateway's host makes it relay other code for a user's job.
+    node = CodehashForgingNode(
+        chains.request,
+        event="JobRelayed(uint256,address,bytes32,bytes,uint256,uint256,address,uint256)",
+        codehash=bytes.fromhex(evil[2:]),
+    )
     gateway = RelayGateway(
         chains.gateway.key,
         ServerlessRelayClient(Web3(node), chains.relay.address),
