@@ -15,6 +15,7 @@ import httpx
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
 
 from reef._serve import serve
 from reef.errors import ServiceError
@@ -38,6 +39,17 @@ def _policy(quota: int = 1 << 20) -> UploadPolicy:
     return UploadPolicy(is_funded=_funded, quota_bytes=quota, chain="chain 31337")
 
 
+async def _signed_put(
+    client: httpx.AsyncClient, signer: LocalAccount, image: bytes
+) -> httpx.Response:
+    """Upload ``image`` under its own hash, authorized by ``signer``."""
+    digest = hashlib.sha256(image).hexdigest()
+    authorization = upload_authorization(signer, digest)
+    return await client.put(
+        f"/images/{digest}", content=image, headers={"authorization": authorization}
+    )
+
+
 async def test_uploads_need_a_funded_signer_and_stay_within_a_quota(tmp_path: Path) -> None:
     store = ImageStore(tmp_path / "store")
     app = image_store_app(store, uploads=_policy(quota=100))
@@ -53,11 +65,7 @@ async def test_uploads_need_a_funded_signer_and_stay_within_a_quota(tmp_path: Pa
         assert "authorization" in anonymous.json()["error"]
         assert (await client.post("/images", content=image)).status_code == 401
         # Anyone can make a key: an account with no funds on the chain is refused.
-        unfunded = await client.put(
-            f"/images/{digest}",
-            content=image,
-            headers={"authorization": upload_authorization(UNFUNDED, digest)},
-        )
+        unfunded = await _signed_put(client, UNFUNDED, image)
         assert unfunded.status_code == 403
         assert "holds no funds on chain 31337" in unfunded.json()["error"]
         # A funded signer's header for one image uploads nothing else.
@@ -78,13 +86,7 @@ async def test_uploads_need_a_funded_signer_and_stay_within_a_quota(tmp_path: Pa
         assert (
             await client.put(f"/images/{digest}", content=image, headers=header)
         ).status_code == 201
-        big = b"b" * 50
-        big_digest = hashlib.sha256(big).hexdigest()
-        over = await client.put(
-            f"/images/{big_digest}",
-            content=big,
-            headers={"authorization": upload_authorization(FUNDED, big_digest)},
-        )
+        over = await _signed_put(client, FUNDED, b"b" * 50)
         assert over.status_code == 413
         assert "quota of 100 bytes" in over.json()["error"]
         assert list(store) == [digest]
