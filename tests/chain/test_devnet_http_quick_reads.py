@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from asgi_support import call_asgi
 from reef.chain import Devnet, devnet_app
 from reef.chain.devnet._rpc import MAX_LIGHT_BATCH, DevnetRpc, encode_response, parse_json
 from reef.chain.devnet._types import DevnetFault
@@ -141,27 +142,7 @@ def test_run_if_free_runs_under_the_lock_only_when_no_other_thread_holds_it(
 
 
 async def _post(app: Any, body: bytes) -> bytes:
-    incoming = [{"type": "http.request", "body": body, "more_body": False}]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return incoming.pop(0)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/",
-        "raw_path": b"/",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8545),
-    }
-    await app(scope, receive, send)
+    sent = await call_asgi(app, [body])
     assert sent[0]["status"] == 200
     return bytes(sent[1]["body"])
 

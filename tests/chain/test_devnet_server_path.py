@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
 
+from asgi_support import call_asgi
 from reef.chain import Devnet, devnet_app
 from reef.chain.devnet._rpc import DevnetRpc
 from reef.chain.devnet._server import _Workers
@@ -95,54 +96,9 @@ def test_a_cancelled_wait_leaves_the_pool_working() -> None:
 # -------------------------------------------------------------------------- POST / itself
 
 
-async def _asgi(
-    app: Any,
-    body_parts: list[bytes],
-    *,
-    path: str = "/",
-    headers: list[tuple[bytes, bytes]] | None = None,
-    disconnect: bool = False,
-) -> list[dict[str, Any]]:
-    """Call ``app`` with a POST whose body arrives in ``body_parts``; the messages it sent."""
-    incoming: list[dict[str, Any]] = [
-        {"type": "http.request", "body": part, "more_body": index < len(body_parts) - 1}
-        for index, part in enumerate(body_parts)
-    ]
-    if disconnect:
-        incoming[-1]["more_body"] = True
-        incoming.append({"type": "http.disconnect"})
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        if incoming:
-            return incoming.pop(0)
-        await asyncio.sleep(3600)  # pragma: no cover - nothing more comes
-        raise AssertionError
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": headers or [],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8545),
-    }
-    await app(scope, receive, send)
-    return sent
-
-
 def test_an_answer_has_the_status_headers_and_bytes_starlette_gave(devnet: Devnet) -> None:
     request = b'{"jsonrpc":"2.0","id":7,"method":"eth_chainId","params":[]}'
-    sent = asyncio.run(_asgi(devnet_app(devnet), [request[:10], request[10:30], request[30:]]))
+    sent = asyncio.run(call_asgi(devnet_app(devnet), [request[:10], request[10:30], request[30:]]))
     start, body = sent
     expected = Response(
         json.dumps({"jsonrpc": "2.0", "id": 7, "result": hex(devnet.chain_id)}).replace(" ", ""),
@@ -155,8 +111,8 @@ def test_an_answer_has_the_status_headers_and_bytes_starlette_gave(devnet: Devne
 
 def test_an_oversized_body_gets_the_json_rpc_413_starlette_gave(devnet: Devnet) -> None:
     app = devnet_app(devnet, max_body=100)
-    declared = asyncio.run(_asgi(app, [b" " * 10], headers=[(b"content-length", b"101")]))
-    streamed = asyncio.run(_asgi(app, [b" " * 60, b" " * 60]))
+    declared = asyncio.run(call_asgi(app, [b" " * 10], headers=[(b"content-length", b"101")]))
+    streamed = asyncio.run(call_asgi(app, [b" " * 60, b" " * 60]))
     message = "request body over 100 bytes"
     expected = JSONResponse(
         {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}},
@@ -171,11 +127,11 @@ def test_an_oversized_body_gets_the_json_rpc_413_starlette_gave(devnet: Devnet) 
 def test_notifications_get_204_and_a_client_gone_mid_body_gets_nothing(devnet: Devnet) -> None:
     app = devnet_app(devnet)
     notification = b'{"jsonrpc":"2.0","method":"eth_chainId"}'
-    start, body = asyncio.run(_asgi(app, [notification]))
+    start, body = asyncio.run(call_asgi(app, [notification]))
     assert start["status"] == 204
     assert start["headers"] == [*Response(status_code=204).raw_headers, (b"vary", b"Origin")]
     assert body["body"] == b""
-    assert asyncio.run(_asgi(app, [b'{"jsonrpc":'], disconnect=True)) == []
+    assert asyncio.run(call_asgi(app, [b'{"jsonrpc":'], disconnect=True)) == []
 
 
 def test_evm_work_and_reads_are_answered_off_the_event_loop_and_light_ones_on_it(
@@ -199,7 +155,7 @@ def test_evm_work_and_reads_are_answered_off_the_event_loop_and_light_ones_on_it
     }
     for method, params in requests.items():
         request = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
-        _, body = asyncio.run(_asgi(app, [json.dumps(request).encode()]))
+        _, body = asyncio.run(call_asgi(app, [json.dumps(request).encode()]))
         result = json.loads(body["body"])["result"]
         assert isinstance(result, list) or result.startswith("0x")
     assert answered_in["eth_call"].startswith("reef-devnet-evm-")

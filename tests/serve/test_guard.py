@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from asgi_support import call_asgi
 from reef._serve import Guard, Limits
 
 
@@ -75,28 +76,8 @@ async def test_a_request_past_its_deadline_is_answered_503() -> None:
 
 async def test_a_response_begun_before_the_deadline_is_cut_short() -> None:
     # Called as ASGI directly: httpx's in-process transport insists on a complete response.
-    sent: list[dict[str, Any]] = []
-    requests = [{"type": "http.request", "body": b"", "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        if requests:
-            return requests.pop()
-        await asyncio.Event().wait()  # the client stays connected
-        raise AssertionError("unreachable")
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/stalls",
-        "raw_path": b"/stalls",
-        "query_string": b"",
-        "headers": [],
-        "client": ("127.0.0.1", 1),
-    }
-    await Guard(_APP, "test", Limits(request_timeout=0.2))(scope, receive, send)
+    guard = Guard(_APP, "test", Limits(request_timeout=0.2))
+    sent = await call_asgi(guard, [b""], method="GET", path="/stalls")
     assert [m["type"] for m in sent][:2] == ["http.response.start", "http.response.body"]
     assert sent[0]["status"] == 200  # no 503 after a begun response
     assert b"".join(m.get("body", b"") for m in sent[1:]) == b"first"
