@@ -20,6 +20,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from net_support import free_port
+from proc_support import stop_popen
 from reef.chain import (
     Devnet,
     JobClosed,
@@ -79,12 +80,7 @@ def hardhat_url(tmp_path: Path) -> Iterator[str]:
             time.sleep(0.3)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_popen(process)
         log.close()
 
 

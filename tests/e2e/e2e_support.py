@@ -19,6 +19,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from proc_support import stop_popen
+
 if TYPE_CHECKING:
     from reef.node import LocalNetwork, NetworkInfo, UpSettings
 
@@ -153,12 +155,7 @@ def start_network(
     except BaseException:
         # SIGINT first: reef up then stops the enclaves it started; killed outright, it would
         # leave their supervisors running after the test.
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_popen(process, sig=signal.SIGINT, grace_s=60)
         # Close our end of the pipe now: left to the garbage collector, it is finalized during
         # some later test, whose ResourceWarning (an error under filterwarnings) then fails it.
         if process.stdout is not None:

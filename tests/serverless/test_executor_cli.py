@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from net_support import free_port
+from proc_support import stop_popen
 from reef._serve import serve
 from reef.attestation import DevAuthority, TrustedRoot, attestation_app, verifier_app
 from reef.chain import TokenClient, serve_devnet_in_thread
@@ -137,11 +137,7 @@ def setup(tmp_path: Path, workerd: Path) -> Iterator[dict[str, Any]]:
             "tmp": tmp_path,
         }
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_popen(process)
         rpc.close()
         services.close()
 
