@@ -56,6 +56,7 @@ from reef.enclave.local._sandbox import (
     resolve_command,
 )
 from reef.enclave.local._state_volume import release_if_unused
+from reef.enclave.local._trusted_base import CONSOLE_ROTATED_SUFFIX, MAX_CONSOLE_FILE_BYTES
 from reef.errors import EnclaveError, ImageError, InputError, MisuseError, ReefError
 from reef.home import read_json
 
@@ -712,21 +713,26 @@ class LocalBackend:
                 hint=f"run it with --debug to read its logs; supervisor events are in "
                 f"{self._dir(enclave_id) / 'supervisor.log'}",
             )
-        path = self._dir(enclave_id) / "console.log"
-        return await asyncio.to_thread(_read_text, path)
+        return await asyncio.to_thread(_console_text, self._dir(enclave_id) / "console.log")
 
     async def follow(self, enclave_id: str, *, poll: float = 0.1) -> AsyncIterator[str]:
         """The console's lines, then new ones as they come, until the enclave ends."""
         await self.logs(enclave_id)
         path = self._dir(enclave_id) / "console.log"
+        rotated = path.with_name(path.name + CONSOLE_ROTATED_SUFFIX)
         position = 0
         pending = b""
         while True:
             data = b""
             with contextlib.suppress(FileNotFoundError), path.open("rb") as handle:
+                if os.fstat(handle.fileno()).st_size < position:
+                    # The console rotated: the rest of the file followed so far is console.log.1.
+                    data = _read_range(rotated, position, MAX_CONSOLE_FILE_BYTES)
+                    position = 0
                 handle.seek(position)
-                data = handle.read()
-            position += len(data)
+                fresh = handle.read(MAX_CONSOLE_FILE_BYTES)
+                position += len(fresh)
+                data += fresh
             pending += data
             *lines, pending = pending.split(b"\n")
             for line in lines:
@@ -821,6 +827,41 @@ def _read_text(path: Path) -> str:
     with contextlib.suppress(FileNotFoundError):
         return path.read_text(encoding="utf-8", errors="replace")
     return ""
+
+
+def _read_range(path: Path, start: int, most: int) -> bytes:
+    """Up to ``most`` bytes of ``path`` from ``start`` (nothing when it is missing)."""
+    with contextlib.suppress(FileNotFoundError), path.open("rb") as handle:
+        handle.seek(start)
+        return handle.read(most)
+    return b""
+
+
+def _console_text(path: Path) -> str:
+    """A debug console's text: its rotated file, then its current one, at most twice the
+    rotation size read from the end. Consoles rotate (``_trusted_base.Console``), but the files
+    are the app's output on the host's disk: whatever their size (a file written before consoles
+    rotated, say), this never reads more, so a caller (the provider, when a debug job ends) never
+    holds an app-chosen amount of memory. A first line cut by the limit is left out."""
+    budget = 2 * MAX_CONSOLE_FILE_BYTES
+    parts: list[bytes] = []
+    cut = False
+    for name in (path, path.with_name(path.name + CONSOLE_ROTATED_SUFFIX)):
+        try:
+            size = name.stat().st_size
+        except FileNotFoundError:
+            continue
+        take = min(size, budget)
+        parts.insert(0, _read_range(name, size - take, take))
+        budget -= take
+        if take < size:
+            cut = True
+        if budget <= 0:
+            break
+    data = b"".join(parts)
+    if cut:
+        data = data[data.find(b"\n") + 1 :]
+    return data.decode("utf-8", errors="replace")
 
 
 def _tail(path: Path, lines: int = 5) -> str:

@@ -8,7 +8,8 @@ in this order:
    group with ``memory.max`` (swap off) and ``cpu.max`` = vCPUs x period, ``pids.max``.
 2. **cgroup v1** (the memory, cpu and pids hierarchies mounted separately, as in many containers):
    a child of reef's own group in each, with ``memory.limit_in_bytes`` (and ``memsw``, so swap
-   cannot stretch it), ``cpu.cfs_quota_us`` and ``pids.max``.
+   cannot stretch it; ``kmem.tcp``, a quarter of it, since v1 counts socket buffers apart),
+   ``cpu.cfs_quota_us`` and ``pids.max``.
 3. **rlimits**: ``RLIMIT_AS`` for memory (address space, a coarser limit: an app that exceeds it
    sees allocation failures instead of being OOM-killed) and CPU affinity to as many CPUs as
    vCPUs.
@@ -299,6 +300,14 @@ def _try_v1(
     with contextlib.suppress(OSError):
         # Without swap accounting this file is absent; with it, swap must not stretch the limit.
         _write(memory / "memory.memsw.limit_in_bytes", str(memory_mib << 20))
+    try:
+        # cgroup v1 counts socket buffers apart from the memory limit, and only once a group has
+        # a limit of its own for them: without one, an app held any amount of kernel memory in
+        # connections it never read (up to the host's whole TCP memory, which then fails every
+        # socket on the host). cgroup v2 counts them in memory.max.
+        _write(memory / "memory.kmem.tcp.limit_in_bytes", str(_tcp_limit(memory_mib)))
+    except OSError as exc:
+        notes.append(f"socket buffers are not limited in cgroup v1 ({exc.strerror})")
     for controller, settings in (
         (
             "cpu",
@@ -320,6 +329,13 @@ def _try_v1(
             with contextlib.suppress(OSError):
                 group.rmdir()
     return made
+
+
+def _tcp_limit(memory_mib: int) -> int:
+    """Bytes of socket buffers an enclave may hold where cgroup v1 counts them apart: a quarter
+    of its memory limit (at least 8 MiB), so that its pages and its buffers together stay within
+    1.25 times the limit."""
+    return max(memory_mib << 18, 8 << 20)
 
 
 def _check_name(name: str) -> None:

@@ -2,8 +2,8 @@
 
 The app already has no capabilities and its own user namespace, so most of these calls would fail
 anyway; the filter takes away the kernel surface itself (handle-based opens, mounts, namespaces,
-keyrings, BPF, userfaultfd, ptrace), which is where sandbox escapes come from, so that a kernel bug
-behind one of them cannot be reached at all. Refused calls return ``EPERM`` (programs handle that
+keyrings, BPF, io_uring, userfaultfd, ptrace), which is where sandbox escapes come from, so that a
+kernel bug behind one of them cannot be reached at all. Refused calls return ``EPERM`` (programs handle that
 better than being killed); ``clone3`` returns ``ENOSYS`` because its flags sit in a struct the
 filter cannot read, which makes libc fall back to ``clone``, whose flags it can. System calls of
 another architecture (x32, i386 through ``int 0x80``) kill the process: libseccomp's default for a
@@ -48,6 +48,9 @@ DENIED_SYSCALLS = (
     "finit_module",
     "delete_module",
     "bpf",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
     "perf_event_open",
     "keyctl",
     "add_key",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
 # network, and loads them while pasta comes up.
 
 __all__ = [
+    "CONSOLE_ROTATED_SUFFIX",
+    "MAX_CONSOLE_FILE_BYTES",
+    "MAX_CONSOLE_MEMORY",
     "SEALING_PORT",
     "Console",
     "DevTeeSealer",
@@ -246,6 +250,14 @@ class DevTeeSealer:
 
 
 MAX_CONSOLE_LINE = 16384
+MAX_CONSOLE_MEMORY = 4 << 20
+"""Bytes of Python strings a console keeps in memory (besides its line count): its lines live
+in the supervisor, a process outside the enclave's limits, so the app must not choose their
+size (10 000 lines of 16 KiB of undecodable bytes were 320 MiB there)."""
+MAX_CONSOLE_FILE_BYTES = 8 << 20
+"""Bytes of ``console.log`` before it is rotated to ``console.log.1`` (the one kept before it):
+a console's files on the host's disk never pass twice this, whatever the app prints."""
+CONSOLE_ROTATED_SUFFIX = ".1"
 
 
 def split_console(buffer: bytes, *, final: bool = False) -> tuple[list[str], bytes]:
@@ -270,16 +282,34 @@ def split_console(buffer: bytes, *, final: bool = False) -> tuple[list[str], byt
 
 
 class Console:
-    """An enclave's console lines (debug mode), kept in memory and in a file, with followers."""
+    """An enclave's console lines (debug mode), kept in memory and in a file, with followers.
 
-    def __init__(self, path: Path, *, keep: int = 10_000) -> None:
+    Both are bounded, since the app decides what it prints and the console lives in its
+    supervisor, outside the enclave's limits: memory keeps the last ``keep`` lines within
+    ``max_memory`` bytes of strings (lines keep their numbers: older ones are only forgotten),
+    and the file is rotated to ``<path>.1`` past ``max_file_bytes`` (the previous ``.1`` is
+    dropped), so the console's disk use stays under twice that.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        keep: int = 10_000,
+        max_memory: int = MAX_CONSOLE_MEMORY,
+        max_file_bytes: int = MAX_CONSOLE_FILE_BYTES,
+    ) -> None:
         self.path = path
         self._keep = keep
+        self._max_memory = max_memory
+        self._max_file_bytes = max_file_bytes
         self._lines: list[str] = []
+        self._held = 0  # bytes of the strings in _lines
         self._first = 0
         self._waiters: set[asyncio.Event] = set()
         self._closed = False
-        self._file = path.open("a", encoding="utf-8")
+        self._file = path.open("ab")
+        self._written = self._file.tell()
 
     @property
     def last_id(self) -> int:
@@ -288,15 +318,33 @@ class Console:
 
     def append(self, line: str) -> None:
         self._lines.append(line)
-        if len(self._lines) > self._keep:
-            drop = len(self._lines) - self._keep
+        self._held += sys.getsizeof(line)
+        drop = 0
+        held = self._held
+        while len(self._lines) - drop > 1 and (
+            len(self._lines) - drop > self._keep or held > self._max_memory
+        ):
+            held -= sys.getsizeof(self._lines[drop])
+            drop += 1
+        if drop:
             del self._lines[:drop]
             self._first += drop
+            self._held = held
         if not self._closed:
-            self._file.write(line + "\n")
-            self._file.flush()
+            self._write(line + "\n")
         for waiter in self._waiters:
             waiter.set()
+
+    def _write(self, text: str) -> None:
+        data = text.encode()
+        if self._written and self._written + len(data) > self._max_file_bytes:
+            self._file.close()
+            os.replace(self.path, self.path.with_name(self.path.name + CONSOLE_ROTATED_SUFFIX))
+            self._file = self.path.open("ab")
+            self._written = 0
+        self._file.write(data)
+        self._file.flush()
+        self._written += len(data)
 
     def close(self) -> None:
         self._closed = True

@@ -1,0 +1,274 @@
+"""A hostile tenant's app costs the host no more than its enclave's limits (the hostile round).
+
+tests/enclave/test_escape.py shows that the app cannot get out of its sandbox. These tests run
+an app that stays inside and still tries to make the host pay: its debug console (whose lines the
+supervisor, a root process outside the enclave's limits, keeps in memory and on the host's disk,
+and which the provider reads back when a debug job ends), the kernel's socket buffers (kernel
+memory, not the app's pages), and kernel surface the seccomp filter left open. Each test starts
+real enclaves of a small probe app and stops them whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import platform
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dev_tee_support import get, requires_isolation
+from reef.attestation import DevAuthority
+from reef.enclave import EnclaveInfo, EnclaveSpec, LocalBackend, build_image
+from reef.enclave.local._backend import _console_text
+from reef.enclave.local._trusted_base import (
+    CONSOLE_ROTATED_SUFFIX,
+    MAX_CONSOLE_FILE_BYTES,
+    MAX_CONSOLE_MEMORY,
+    Console,
+)
+from reef.home import ReefHome
+
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="the dev TEE runs on Linux"),
+    pytest.mark.skipif(platform.machine() != "x86_64", reason="the app uses x86_64 syscalls"),
+    requires_isolation,
+]
+
+# The probe app: runs the probe its PROBE variable names when GET /<probe> comes, answers its
+# result as JSON. x86_64 system call numbers.
+PROBE_APP = r"""
+import ctypes, errno, json, os, socket, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+LIBC = ctypes.CDLL(None, use_errno=True)
+LIBC.syscall.restype = ctypes.c_long
+
+
+def syscall(number, *args):
+    result = LIBC.syscall(ctypes.c_long(number), *args)
+    err = ctypes.get_errno()
+    return {"ok": result >= 0, "errno": errno.errorcode.get(err, str(err)) if result < 0 else ""}
+
+
+def flood():
+    # Lines of undecodable bytes: each becomes U+FFFD, 2 bytes of a Python str in memory and
+    # 3 bytes of UTF-8 in the console file, so the supervisor pays more than the app writes.
+    line = b"\xff" * 16383 + b"\n"
+    for _ in range(int(os.environ["FLOOD_MIB"]) * 64):
+        sys.stdout.buffer.write(line)
+    sys.stdout.buffer.write(b"flood done\n")
+    sys.stdout.buffer.flush()
+    return {"ok": True}
+
+
+def socket_buffers():
+    # Connections to itself that nobody reads: what they hold is kernel memory.
+    server = socket.create_server(("127.0.0.1", 0), backlog=1024)
+    held, total, error = [], 0, ""
+    chunk = b"x" * (1 << 20)
+    try:
+        for _ in range(int(os.environ["CONNECTIONS"])):
+            client = socket.create_connection(server.getsockname())
+            accepted, _ = server.accept()
+            held += [client, accepted]
+            client.setblocking(False)
+            while True:
+                try:
+                    total += client.send(chunk)
+                except BlockingIOError:
+                    break
+    except OSError as exc:
+        error = errno.errorcode.get(exc.errno or 0, str(exc))
+    return {"connections": len(held) // 2, "buffered": total, "error": error}
+
+
+def io_uring():
+    params = ctypes.create_string_buffer(120)  # struct io_uring_params
+    return {
+        "setup": syscall(425, ctypes.c_uint(4), ctypes.c_void_p(ctypes.addressof(params))),
+        "enter": syscall(426, 0, 0, 0, 0, 0, 0),
+        "register": syscall(427, 0, 0, 0, 0),
+    }
+
+
+PROBES = {"flood": flood, "socket_buffers": socket_buffers, "io_uring": io_uring}
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        name = self.path.strip("/")
+        body = json.dumps(PROBES[name]() if name in PROBES else {"ready": True}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        return None
+
+
+print("probe app ready", flush=True)
+HTTPServer(("0.0.0.0", 8080), Handler).serve_forever()
+"""
+
+
+@pytest.fixture
+def backend(reef_home: Path, authority: DevAuthority) -> LocalBackend:
+    return LocalBackend(ReefHome(reef_home), authority=authority)
+
+
+@asynccontextmanager
+async def probe_enclave(
+    backend: LocalBackend, tmp_path: Path, *, debug: bool = False, **env: str
+) -> AsyncIterator[EnclaveInfo]:
+    """A running enclave of the probe app (with ``env`` in its reef.toml), stopped on exit."""
+    src = tmp_path / "probe"
+    src.mkdir()
+    (src / "app.py").write_text(PROBE_APP)
+    variables = "".join(f'{name} = "{value}"\n' for name, value in env.items())
+    (src / "reef.toml").write_text(
+        'name = "probe"\ncommand = ["python3", "app.py"]\nports = [8080]\nmemory_mib = 128\n'
+        f"[env]\n{variables}"
+    )
+    image = tmp_path / "probe.img"
+    build_image(src, image)
+    info = await backend.start(EnclaveSpec(image=image, debug=debug))
+    try:
+        await get(info.endpoints["ports"][8080] + "/", attempts=100)
+        yield info
+    finally:
+        await backend.stop(info.id)
+
+
+async def probe(info: EnclaveInfo, name: str) -> dict[str, object]:
+    answer = await get(info.endpoints["ports"][8080] + f"/{name}", request_timeout=120)
+    assert answer.status_code == 200, answer.text
+    result: dict[str, object] = answer.json()
+    return result
+
+
+def _rss(pid: int) -> int:
+    """A process's resident memory in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+FLOOD_MIB = 48
+
+
+@pytest.mark.slow
+async def test_a_console_flood_is_bounded_on_disk_and_in_the_supervisor(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    """A debug app prints 48 MiB of undecodable lines. Before: its supervisor (root, outside the
+    enclave's limits) kept 10 000 lines of up to 16 KiB as str, +100 MiB of memory; the console
+    file grew by three bytes per byte printed (144 MiB), without end; and ``logs()``, which the
+    provider calls when a debug job ends, read it all into memory."""
+    async with probe_enclave(backend, tmp_path, debug=True, FLOOD_MIB=str(FLOOD_MIB)) as info:
+        run_dir = backend.home.enclaves / info.id
+        supervisor = json.loads((run_dir / "state.json").read_text())["supervisor_pid"]
+        before = _rss(supervisor)
+        followed: list[str] = []
+
+        async def follow() -> None:
+            async for line in backend.follow(info.id, poll=0.05):
+                followed.append(line)
+                if line == "flood done":
+                    return
+
+        follower = asyncio.create_task(follow())
+        assert await probe(info, "flood") == {"ok": True}
+        logs = ""
+        for _ in range(600):
+            logs = await backend.logs(info.id)
+            if logs.endswith("flood done\n"):
+                break
+            await asyncio.sleep(0.1)
+        assert logs.endswith("flood done\n"), logs[-200:]
+        grown = _rss(supervisor) - before
+        assert grown < MAX_CONSOLE_MEMORY + (24 << 20), f"the supervisor grew by {grown >> 20} MiB"
+        on_disk = sum(p.stat().st_size for p in run_dir.glob("console.log*"))
+        assert on_disk <= 2 * MAX_CONSOLE_FILE_BYTES + (64 << 10), on_disk
+        assert len(logs.encode()) <= 2 * MAX_CONSOLE_FILE_BYTES + (64 << 10)
+        # The console still numbers every line, and still serves its newest ones.
+        assert info.endpoints["logs"] is not None
+        logs_url = info.endpoints["logs"].rsplit("/logs", 1)[0]
+        async with httpx.AsyncClient(timeout=10) as http:
+            tail = (await http.get(logs_url + "/logs/tail-log-id")).json()["log_id"]
+            history = (await http.get(logs_url + "/logs/history?offset=2")).json()
+        assert tail == FLOOD_MIB * 64 + 1  # "probe app ready", the flood, "flood done"
+        assert [entry["line"] for entry in history][-1] == "flood done"
+        # A follower (`reef enclave logs -f`) saw the console through its rotations, in whole
+        # lines only.
+        await asyncio.wait_for(follower, 60)
+        assert followed[0] == "probe app ready"
+        assert followed[-1] == "flood done"
+        assert {len(line) for line in followed[1:-1]} == {16383}
+        # The enclave kept serving throughout.
+        assert (await backend.status(info.id)).state == "running"
+        assert await probe(info, "ready") == {"ready": True}
+
+
+async def test_socket_buffers_count_against_the_enclave_memory(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    """An app of 128 MiB fills 64 loopback connections it never reads. Before: the kernel held
+    about 240 MiB of TCP buffers for it (with more connections, up to the host's whole TCP
+    memory, which then fails every socket on the host), none of it counted in its limit."""
+    async with probe_enclave(backend, tmp_path, CONNECTIONS="64") as info:
+        state = json.loads((backend.home.enclaves / info.id / "state.json").read_text())
+        if state["limits"]["method"] == "rlimit":
+            pytest.skip("without a memory cgroup, nothing bounds kernel memory")
+        result = await probe(info, "socket_buffers")
+        assert result["connections"] == 64 or result["error"], result
+        assert isinstance(result["buffered"], int)
+        assert result["buffered"] <= 128 << 20, f"{result['buffered'] >> 20} MiB buffered"
+        assert (await backend.status(info.id)).state == "running"
+
+
+async def test_io_uring_is_refused(backend: LocalBackend, tmp_path: Path) -> None:
+    """io_uring is a second way into most of the kernel (files, sockets, its own code), the
+    source of many local privilege escalations; container runtimes refuse it. Before: the app
+    reached it (io_uring_setup answered, not EPERM)."""
+    async with probe_enclave(backend, tmp_path) as info:
+        result = await probe(info, "io_uring")
+    for call in ("setup", "enter", "register"):
+        assert result[call] == {"ok": False, "errno": "EPERM"}, (call, result)
+
+
+def test_a_console_file_of_any_size_is_read_from_its_end_only(tmp_path: Path) -> None:
+    """A console.log of 4 GiB (sparse: one written before consoles rotated, or grown by hand):
+    ``logs()`` reads twice the rotation size from its end, beginning at a whole line."""
+    path = tmp_path / "console.log"
+    with path.open("wb") as out:
+        out.truncate(4 << 30)
+        out.seek(0, 2)
+        out.write(b"\nnext to last\nlast\n")
+    (tmp_path / f"console.log{CONSOLE_ROTATED_SUFFIX}").write_bytes(b"older\n")
+    text = _console_text(path)
+    assert len(text) <= 2 * MAX_CONSOLE_FILE_BYTES
+    assert text.endswith("next to last\nlast\n")
+    assert "older" not in text
+
+
+def test_the_console_rotates_and_forgets_by_size(tmp_path: Path) -> None:
+    console = Console(tmp_path / "console.log", max_memory=64 << 10, max_file_bytes=100 << 10)
+    for n in range(40):
+        console.append(f"{n:02d}" + "\ufffd" * 8190)  # 8192 characters, 24 KiB of UTF-8
+    console.close()
+    sizes = [p.stat().st_size for p in sorted(tmp_path.glob("console.log*"))]
+    assert len(sizes) == 2
+    assert all(size <= 100 << 10 for size in sizes)
+    assert console.last_id == 39  # numbering is kept
+    kept = console.history(None, 1000)
+    assert kept[-1]["log_id"] == 39
+    assert 1 <= len(kept) <= 4  # 64 KiB of 16 KiB strings
+    assert _console_text(tmp_path / "console.log").splitlines()[-1].startswith("39")
