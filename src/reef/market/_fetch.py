@@ -6,8 +6,11 @@ thing more: when the URL is content-addressed (its last path segment is a 64-hex
 reef's image store serves them) the downloaded bytes must hash to it, so a store cannot hand out
 different bytes than the job's owner pinned in the metadata.
 
-Downloads are cached by hash (an :class:`ImageStore`), streamed with a size limit and a timeout,
-and only ``http(s)`` URLs are followed by default: a ``file://`` URL would let a job owner make
+Downloads are cached by hash (an :class:`ImageStore`) and read as a stranger's answer, through
+:func:`reef._fetch.stream_bounded`: streamed to disk (never held in memory), uncompressed, at
+most ``max_bytes``, the head within ``timeout`` and the whole within
+:func:`download_deadline_s`, which grows with ``max_bytes`` (a server trickling its answer a byte
+at a time is given up on, not waited for). Only ``http(s)`` URLs are followed by default: a ``file://`` URL would let a job owner make
 the provider load any local file into an enclave the owner controls.
 
 Failures are split in two: :class:`~reef.errors.ImageError` means retrying cannot help (refused by
@@ -24,6 +27,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from reef._fetch import FetchError, request_to, stream_bounded
 from reef.chain import Address, parse_address
 from reef.errors import ConfigError, ImageError, ServiceError
 from reef.market._image_store import SHA256_HEX, ImageStore, Upload
@@ -244,29 +248,70 @@ class ImageFetcher:
 
     async def _download(self, url: str, expected: str | None) -> str:
         writer = self._cache.writer(expect=None, max_bytes=self._max)
+        what = "the image's server"
         try:
             async with (
                 httpx.AsyncClient(
                     timeout=self._timeout, transport=self._transport, follow_redirects=True
                 ) as client,
-                client.stream("GET", url) as response,
+                stream_bounded(
+                    client,
+                    request_to("GET", url, what=what),
+                    max_bytes=self._max,
+                    head_s=self._timeout,
+                    deadline_s=download_deadline_s(self._timeout, self._max),
+                    what=what,
+                ) as response,
             ):
-                if response.status_code != 200:
-                    error = f"downloading the image {url} answered HTTP {response.status_code}"
-                    if 400 <= response.status_code < 500:
+                if response.status != 200:
+                    error = f"downloading the image {url} answered HTTP {response.status}"
+                    if 400 <= response.status < 500:
                         raise ImageError(error)
                     raise ServiceError(error)
-                async for chunk in response.aiter_bytes(1 << 20):
+                async for chunk in response.aiter_bytes():
                     writer.write(chunk)
-        except (httpx.UnsupportedProtocol, httpx.TooManyRedirects, httpx.InvalidURL) as exc:
-            # A redirect to file:// (or another scheme), a redirect loop, a redirect to a URL
-            # no client can use: the URL's server answers so every time.
+        except FetchError as exc:
             writer.abort()
-            raise ImageError(f"downloading the image {url[:120]} cannot work: {exc}") from exc
-        except httpx.HTTPError as exc:
-            writer.abort()
-            raise ServiceError(f"downloading the image {url} failed: {exc}") from exc
+            raise _download_failure(url, exc, self._max) from exc
         except BaseException:
             writer.abort()
             raise
         return self._digest_then_commit(writer, url, expected)
+
+
+MIN_DOWNLOAD_RATE = 1 << 20
+"""The slowest download accepted, in bytes a second (1 MiB/s, 8 Mbit/s): below it, an image of
+the largest size allowed could not arrive within :func:`download_deadline_s`."""
+
+
+def download_deadline_s(timeout_s: float, max_bytes: int) -> float:
+    """How long one image download may take in all: its ``timeout_s`` (the head's deadline) and
+    the largest image allowed at the slowest rate accepted, rounded up to the second.
+
+    The total must scale with the bound: any fixed deadline would refuse honest large images
+    on slow links, or let a trickling server hold the provider's download for as long as it
+    wished. At :data:`MIN_DOWNLOAD_RATE` a 4 GiB image (Oyster's limit) may take 4096 s, an
+    hour and a bit, which a server sending a byte a second cannot use to hold it any longer.
+    """
+    return timeout_s + -(-max_bytes // MIN_DOWNLOAD_RATE)
+
+
+def _download_failure(url: str, exc: FetchError, max_bytes: int) -> ImageError | ServiceError:
+    """What a download that could not be read within its bounds means for the job: an
+    :class:`ImageError` when retrying cannot help (ending the job), else the
+    :class:`ServiceError` the control plane retries."""
+    shown = url[:120]
+    cause = exc.__cause__
+    never = (httpx.UnsupportedProtocol, httpx.TooManyRedirects, httpx.InvalidURL, UnicodeError)
+    if isinstance(cause, never):
+        # A redirect to file:// (or another scheme), a redirect loop, a redirect to a URL
+        # no client can use, a host name no resolver can encode: so every time.
+        return ImageError(f"downloading the image {shown} cannot work: {cause}")
+    if exc.reason == "too_large":
+        return ImageError(
+            f"the image at {shown} is larger than this provider's limit of {max_bytes} bytes; "
+            "not downloaded further"
+        )
+    if exc.reason == "encoded":
+        return ImageError(f"downloading the image {shown} cannot work: {exc.message}")
+    return ServiceError(f"downloading the image {url} failed: {exc.message}")

@@ -53,7 +53,9 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from reef._api import api_app, json_error
 from reef._api_models import add_health_route, error_answers
+from reef._fetch import FetchError, read_blocking, request_to
 from reef._serve import Limits
+from reef.encoding import loads_bounded, terminal_text
 from reef.errors import ImageError, InputError, ServiceError
 from reef.market._upload_auth import (
     UploadDenied,
@@ -406,6 +408,11 @@ def image_store_app(
     return app
 
 
+_UPLOAD_ANSWER_BYTES = 64 << 10
+"""The longest answer to an upload read: the store answers its hash and URL, or a reason."""
+_UPLOAD_TIMEOUT_S = 300.0
+
+
 def upload_image(
     store_url: str,
     path: Path,
@@ -416,39 +423,76 @@ def upload_image(
     """Upload the file at ``path`` to the store at ``store_url``; return ``(sha256, url)``.
 
     ``signer`` authorizes the upload (an account funded on the store's chain); ``None`` only
-    suits a store open to anyone.
+    suits a store open to anyone. The store is whatever ``--store`` names, so its answer is read
+    as a stranger's (:func:`reef._fetch.read_blocking`): at most 64 KiB, uncompressed, and the
+    whole exchange within the client's timeout (300 s by default) plus the file's size at the
+    slowest rate accepted (:func:`reef.market._fetch.download_deadline_s`, as downloads).
 
     Raises:
-        ServiceError: when the store cannot be reached or refuses the upload.
+        ServiceError: when the store cannot be reached, does not answer within its bounds, or
+            refuses the upload.
     """
+    from reef.market._fetch import download_deadline_s  # which imports this module
+
     with path.open("rb") as handle:
         sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
     endpoint = f"{store_url.rstrip('/')}/images/{sha256}"
     headers = {"authorization": upload_authorization(signer, sha256)} if signer else {}
-    http = client or httpx.Client(timeout=300)
+    http = client or httpx.Client(timeout=_UPLOAD_TIMEOUT_S)
+    timeouts = http.timeout.as_dict().values()
+    base_s = max((t for t in timeouts if t is not None), default=_UPLOAD_TIMEOUT_S)
+    what = "the image store"
+    hint = "is `reef up` running? pass --store URL to use another store"
     try:
+        url = request_to("PUT", endpoint, what=what, hint=hint).url
         with path.open("rb") as handle:
-            response = http.put(endpoint, content=handle, headers=headers)
-    except httpx.HTTPError as exc:
+            answer = read_blocking(
+                http,
+                http.build_request("PUT", url, content=handle, headers=headers),
+                max_bytes=_UPLOAD_ANSWER_BYTES,
+                deadline_s=download_deadline_s(base_s, path.stat().st_size),
+                what=what,
+                hint=hint,
+            )
+    except FetchError as exc:
+        if exc.reason != "unreachable":
+            raise
         raise ServiceError(
-            f"cannot reach the image store at {store_url}: {exc}",
-            hint="is `reef up` running? pass --store URL to use another store",
+            f"cannot reach the image store at {store_url}: {_cause(exc)}", hint=hint
         ) from exc
     finally:
         if client is None:
             http.close()
-    if response.status_code not in (200, 201):
+    if answer.status not in (200, 201):
         raise ServiceError(
-            f"the image store refused the upload ({response.status_code}): {_message(response)}"
+            f"the image store refused the upload ({answer.status}): {_message(answer.body)}"
         )
-    return sha256, str(response.json().get("url", endpoint))
+    body = _json_object(answer.body)
+    image_url = body.get("url", endpoint) if body is not None else None
+    if not isinstance(image_url, str):
+        raise ServiceError(
+            f"the image store at {store_url} answered the upload with no URL: "
+            f"{terminal_text(answer.body[:200].decode('utf-8', 'replace'))}"
+        )
+    return sha256, image_url
 
 
-def _message(response: httpx.Response) -> str:
+def _cause(exc: ServiceError) -> str:
+    """What went wrong, as httpx said it (the cause of ``exc``) or as ``exc`` says it."""
+    return str(exc.__cause__) if exc.__cause__ is not None else exc.message
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """The store's JSON object answer, or ``None`` when it is none."""
     try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200]
-    if isinstance(body, dict) and "error" in body:
-        return str(body["error"])
-    return response.text[:200]
+        answer = loads_bounded(body, what="the image store's answer")
+    except InputError:
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
+def _message(body: bytes) -> str:
+    answer = _json_object(body)
+    if answer is not None and "error" in answer:
+        return terminal_text(str(answer["error"]))[:200]
+    return terminal_text(body[:200].decode("utf-8", "replace"))
