@@ -18,7 +18,8 @@ from web3 import Web3
 
 from reef.chain import MarketClient, parse_job_id, read_devnet_info
 from reef.home import ReefHome
-from reef.market import ControlPlaneClient, JobMetadata, RateCard
+from reef.market import ControlPlaneClient, RateCard
+from reef.testing import dev_job_metadata
 
 pytestmark = pytest.mark.slow
 
@@ -35,9 +36,7 @@ def _open_elsewhere(network: Network, count: int) -> None:
     if other.provider(accounts[5].address) is None:
         other.add_provider("http://127.0.0.1:9")
     owner = MarketClient(w3, market, account=accounts[0].local_account)
-    metadata = JobMetadata(
-        instance="dev.small", region="local", memory=1024, vcpu=1, url="http://127.0.0.1:9/x"
-    ).to_json()
+    metadata = dev_job_metadata("http://127.0.0.1:9/x", memory=1024).to_json()
     rate = RateCard.dev().lookup("local", "dev.small").min_rate
     for _ in range(count):
         owner.open_job(metadata, accounts[5].address, rate, 360_000)

@@ -30,7 +30,7 @@ from proc_support import stop_process
 from reef.chain import JobId, MarketClient
 from reef.errors import InputError, ServiceError
 from reef.market import ControlPlaneClient, JobMetadata, RateCard
-from reef.testing import FakeRunner, dev_market
+from reef.testing import FakeRunner, dev_job_metadata, dev_market
 
 CARD = RateCard.dev().lookup("local", "dev.small")
 
@@ -408,13 +408,7 @@ class LocalProvider:
 
     def metadata(self, image: bytes, memory: int = 1024) -> str:
         sha = self.store.put(image)
-        return JobMetadata(
-            instance="dev.small",
-            region="local",
-            memory=memory,
-            vcpu=1,
-            url=f"{self.store_url}/images/{sha}",
-        ).to_json()
+        return dev_job_metadata(f"{self.store_url}/images/{sha}", memory=memory).to_json()
 
     async def until(self, what: str, check: Callable[[], bool]) -> None:
         try:
@@ -523,7 +517,7 @@ async def test_an_image_url_no_client_can_use_ends_the_job_with_the_reason(
     InvalidURL): the job was retried forever, a traceback logged each time, and its owner was
     never told."""
     lp = local_provider
-    meta = JobMetadata(instance="dev.small", region="local", memory=256, vcpu=1, url=url)
+    meta = dev_job_metadata(url)
     job = lp.tenant.open_job(meta.to_json(), lp.provider, CARD.min_rate, 10**7)
     await lp.until("the job to end", lambda: (lp.cp.job_status(job) or {}).get("phase") == "done")
     reason = lp.cp.job_status(job)["reason"]
@@ -555,9 +549,7 @@ async def test_an_image_url_that_redirects_nowhere_ends_the_job_with_the_reason(
     try:
         jobs = {}
         for path in ("/loop", "/file"):
-            meta = JobMetadata(
-                instance="dev.small", region="local", memory=256, vcpu=1, url=served.url + path
-            )
+            meta = dev_job_metadata(served.url + path)
             jobs[path] = lp.tenant.open_job(meta.to_json(), lp.provider, CARD.min_rate, 10**7)
         await lp.until(
             "the jobs to end",

@@ -40,7 +40,6 @@ from reef.market import (
     ControlPlane,
     ImageFetcher,
     ImageStore,
-    JobMetadata,
     JobPolicy,
     RateCard,
     UploadPolicy,
@@ -49,7 +48,7 @@ from reef.market import (
     upload_authorization,
 )
 from reef.market._control_plane import LISTED_ENDED_JOBS
-from reef.testing import FakeRunner, dev_market
+from reef.testing import FakeRunner, dev_job_metadata, dev_market
 
 CARD = RateCard.dev().lookup("local", "dev.small")
 
@@ -197,13 +196,7 @@ async def test_images_of_jobs_that_ended_while_the_provider_was_down_leave_its_d
 
     def job_of(image: bytes) -> tuple[str, str]:
         sha = store.put(image)
-        meta = JobMetadata(
-            instance="dev.small",
-            region="local",
-            memory=256,
-            vcpu=1,
-            url=f"{served.url}/images/{sha}",
-        ).to_json()
+        meta = dev_job_metadata(f"{served.url}/images/{sha}").to_json()
         return tenant.open_job(meta, market.provider.address, CARD.min_rate, 10**7), sha
 
     try:
@@ -274,9 +267,7 @@ async def test_jobs_lists_the_live_jobs_and_the_last_ended_ones_not_every_job_ev
         runner=FakeRunner(),
         fetcher=ImageFetcher(ImageStore(tmp_path / "cache")),
     )
-    meta = JobMetadata(
-        instance="dev.small", region="local", memory=256, vcpu=1, url="http://x/" + "ab" * 32
-    ).to_json()
+    meta = dev_job_metadata("http://x/" + "ab" * 32).to_json()
     paying = 251
     for n in range(1, paying + 1):
         fields = {

@@ -21,7 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from reef.chain import JobId
 from reef.errors import MarketError
 from reef.market import JobBook, JobMetadata, JobPolicy, RateCard, settlement_amount
-from reef.testing import MarketModel
+from reef.testing import MarketModel, dev_job_metadata
 
 MARKET = "0x" + "5A" * 20
 OWNER = "0x" + "0C" * 20
@@ -31,7 +31,7 @@ MARGIN = 60
 MIN = RateCard.dev().lookup("local", "dev.small").min_rate
 # Acceptable rates first: hypothesis favours (and shrinks towards) the first elements.
 RATES = st.sampled_from([5 * MIN, 2 * MIN, MIN, MIN - 1, 0])
-META = JobMetadata(instance="dev.small", region="local", memory=512, vcpu=1, url="http://x/a")
+META = dev_job_metadata("http://x/a", memory=512)
 
 
 class ProviderVersusMarket(RuleBasedStateMachine):

@@ -28,10 +28,10 @@ from reef.home import ReefHome
 from reef.market import (
     BackendRunner,
     ImageStore,
-    JobMetadata,
     RateCard,
     upload_image,
 )
+from reef.testing import dev_job_metadata
 
 pytestmark = [pytest.mark.slow, requires_isolation]
 
@@ -91,9 +91,7 @@ async def test_kill_9_mid_launch_then_restart(chain: ProviderChain, reef_home: P
     port = free_port()
     chain.register(port)
     _, url = await asyncio.to_thread(upload_image, store.url, image, signer=None)
-    metadata = JobMetadata(
-        instance="dev.small", region="local", memory=256, vcpu=1, url=url, name="hello"
-    ).to_json()
+    metadata = dev_job_metadata(url, name="hello").to_json()
     cp = await _provider(home, chain, port)
     try:
         jobs = [

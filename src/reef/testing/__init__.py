@@ -2,6 +2,7 @@
 
 - :func:`dev_market`, :class:`DevMarket`: reef's contracts on a devnet with dev account 9
   registered as the provider, the set-up most market, node and dashboard tests start from;
+  :func:`dev_job_metadata`: a job's metadata for the local dev TEE;
 - :class:`FakeBackend`: an in-memory :class:`reef.enclave.EnclaveBackend` (images measured for
   real, nothing runs) for tests of the market, the node and the CLI;
 - :func:`check_backend`: the conformance suite every enclave backend passes;
@@ -22,7 +23,7 @@ from reef.testing._clock import ManualClock, ManualWallClock, wall_ms
 
 if TYPE_CHECKING:
     from reef.testing._backend_conformance import check_backend
-    from reef.testing._dev_market import DevMarket, dev_market
+    from reef.testing._dev_market import DevMarket, dev_job_metadata, dev_market
     from reef.testing._fake_backend import FakeBackend
     from reef.testing._fake_runner import FakeRunner
     from reef.testing._market_model import MarketModel
@@ -35,6 +36,7 @@ __all__ = [
     "ManualWallClock",
     "MarketModel",
     "check_backend",
+    "dev_job_metadata",
     "dev_market",
     "wall_ms",
 ]
@@ -47,6 +49,7 @@ __getattr__ = lazy_attributes(
     {
         "check_backend": "_backend_conformance",
         "DevMarket": "_dev_market",
+        "dev_job_metadata": "_dev_market",
         "dev_market": "_dev_market",
         "FakeBackend": "_fake_backend",
         "FakeRunner": "_fake_runner",

@@ -16,7 +16,7 @@ from pathlib import Path
 from reef.chain import Deployment, DevAccount, Devnet, JobId, MarketClient, deploy_contracts
 from reef.market import JobMetadata
 
-__all__ = ["DevMarket", "dev_market"]
+__all__ = ["DevMarket", "dev_job_metadata", "dev_market"]
 
 OWNER = 0
 """The dev account that deploys the contracts and opens jobs."""
@@ -62,14 +62,24 @@ class DevMarket:
         """The owner opens a ``dev.small`` job in region ``local`` for the provider, at ``rate``
         token units a second with ``amount`` deposited. Nothing fetches the image at ``url``
         unless a control plane runs the job."""
-        metadata = JobMetadata(instance="dev.small", region="local", memory=memory, vcpu=1, url=url)
-        return self.owner.open_job(metadata.to_json(), self.provider.address, rate, amount)
+        metadata = dev_job_metadata(url, memory=memory).to_json()
+        return self.owner.open_job(metadata, self.provider.address, rate, amount)
 
     def write_key(self, path: Path, account: int = OWNER) -> Path:
         """Write dev account ``account``'s private key (hex) to ``path``, as the CLI's ``--key``
         reads it; returns ``path``."""
         path.write_text(self.devnet.accounts[account].private_key.hex())
         return path
+
+
+def dev_job_metadata(
+    url: str, *, memory: int = 256, name: str = "", debug: bool = False
+) -> JobMetadata:
+    """The metadata of a job on the local dev TEE (instance ``dev.small`` of
+    :meth:`reef.market.RateCard.dev`, region ``local``, 1 vCPU) running the image at ``url``."""
+    return JobMetadata(
+        instance="dev.small", region="local", memory=memory, vcpu=1, url=url, name=name, debug=debug
+    )
 
 
 def dev_market(
