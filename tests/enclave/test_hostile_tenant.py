@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import platform
+import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -96,7 +97,14 @@ def io_uring():
     }
 
 
-PROBES = {"flood": flood, "socket_buffers": socket_buffers, "io_uring": io_uring}
+def forge():
+    # A lone CR ends a line in server-sent events: inside a console line it would add fields.
+    print("forged\rid: 99999\rdata: injected\r\revent: evil\rdata: more", flush=True)
+    print("after the forgery", flush=True)
+    return {"ok": True}
+
+
+PROBES = {"flood": flood, "socket_buffers": socket_buffers, "io_uring": io_uring, "forge": forge}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -272,3 +280,50 @@ def test_the_console_rotates_and_forgets_by_size(tmp_path: Path) -> None:
     assert kept[-1]["log_id"] == 39
     assert 1 <= len(kept) <= 4  # 64 KiB of 16 KiB strings
     assert _console_text(tmp_path / "console.log").splitlines()[-1].startswith("39")
+
+
+def _sse_events(text: str) -> list[dict[str, str]]:
+    """Server-sent events as a browser's EventSource parses them (HTML, "Interpreting an event
+    stream"): lines end at CR LF, LF or a lone CR; a blank line ends an event; comments skipped."""
+    events: list[dict[str, str]] = []
+    event: dict[str, str] = {}
+    for line in re.split(r"\r\n|\r|\n", text):
+        if not line:
+            if event:
+                events.append(event)
+            event = {}
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        event[name] = event[name] + "\n" + value if name in event and name == "data" else value
+    return events
+
+
+async def test_a_console_line_cannot_forge_events_on_the_console_stream(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    """Oyster's logger API streams each console line as ``data:``. A line with a lone CR ended
+    the field for an EventSource there: the app added events, ids and event types of its choice
+    to the stream that the job's owner (and any Oyster log client) reads."""
+    async with probe_enclave(backend, tmp_path, debug=True) as info:
+        assert await probe(info, "forge") == {"ok": True}
+        assert info.endpoints["logs"] is not None
+        stream_url = info.endpoints["logs"].rsplit("/logs", 1)[0] + "/logs/stream"
+        received = ""
+        async with (
+            httpx.AsyncClient(timeout=10) as http,
+            http.stream("GET", stream_url, params={"start_from": 0}) as stream,
+        ):
+            async for chunk in stream.aiter_text():
+                received += chunk
+                if "after the forgery" in received:
+                    break
+    events = _sse_events(received)
+    assert [e.get("id") for e in events] == ["0", "1", "2"], events
+    assert all(set(e) == {"id", "data"} for e in events), events
+    assert events[0]["data"] == "probe app ready"
+    # The line arrives whole, its CRs as the LFs a client joins data lines with.
+    assert events[1]["data"] == "forged\nid: 99999\ndata: injected\n\nevent: evil\ndata: more"
+    assert events[2]["data"] == "after the forgery"

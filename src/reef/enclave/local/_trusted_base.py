@@ -409,7 +409,12 @@ def console_app(console: Console) -> LightApi:
         async def events() -> AsyncIterator[bytes]:
             yield b": reef dev TEE console\n\n"
             async for number, line in console.follow(start):
-                yield f"id: {number}\ndata: {line}\n\n".encode()
+                # A lone CR ends a line of an event stream (as LF does, which a console line
+                # never holds): each CR-separated piece is a data line of its own, which a
+                # client joins with LF, so the app's text cannot add fields (id:, event:,
+                # retry:) or events to the stream its readers follow.
+                data = "\ndata: ".join(line.split("\r"))
+                yield f"id: {number}\ndata: {data}\n\n".encode()
 
         return StreamingResponse(
             events(),
