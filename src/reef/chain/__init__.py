@@ -1,139 +1,218 @@
 """reef.chain (see DESIGN.md, package layout).
 
-The embedded chain lives in :mod:`reef.chain.devnet`, the home of its names; ``reef.chain``
-offers them too (``from reef.chain import Devnet``), those that need py-evm imported on first
-use (PEP 562 ``__getattr__``): py-evm's import takes about a second, and a client of a chain
-(every market command) never needs it.
+The names load on first use (:mod:`reef._lazy`, PEP 562): a command that parses a job number or
+formats an amount (:mod:`reef.chain._types`) does not import web3.py, eth-account and py_ecc
+(about a second and a half of every chain command's start-up), the indexer's SQLAlchemy or the
+embedded chain's py-evm. The embedded chain lives in :mod:`reef.chain.devnet`, the home of its
+names; ``reef.chain`` offers them too (``from reef.chain import Devnet``).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING
 
-from reef.chain._artifacts import Artifact, load_artifact
-from reef.chain._block_source import BlockRef, BlockSource, RawLog, Web3BlockSource
-from reef.chain._clients import (
-    ContractClient,
-    KmsRegistryClient,
-    TokenClient,
-    Topic,
-    check_uint,
-    deploy_contract,
-)
-from reef.chain._deploy import DEFAULT_FUND_AMOUNT, Deployment, deploy_contracts
-from reef.chain._events import (
-    ChainEvent,
-    EventDecoder,
-    EventRecord,
-    ImageApproved,
-    ImageRevoked,
-    JobClosed,
-    JobDeposited,
-    JobEvent,
-    JobMetadataUpdated,
-    JobOpened,
-    JobReviseRateCancelled,
-    JobReviseRateFinalized,
-    JobReviseRateInitiated,
-    JobSettled,
-    JobWithdrew,
-    KmsRegistryEvent,
-    LockCreated,
-    LockDeleted,
-    LockWaitTimeUpdated,
-    MarketEvent,
-    ProviderAdded,
-    ProviderRemoved,
-    ProviderUpdatedWithCp,
-    TokenUpdated,
-    decode_market_log,
-    kms_registry_decoder,
-    market_decoder,
-    oyster_event_name,
-)
-from reef.chain._http import BoundedHTTPProvider, http_web3
-from reef.chain._indexer import (
-    IndexedContract,
-    IndexedEvent,
-    Indexer,
-    IndexerCheckpoint,
-    open_database,
-)
-from reef.chain._market import (
-    MAX_CP_BYTES,
-    MAX_METADATA_BYTES,
-    RATE_LOCK_SELECTOR,
-    MarketClient,
-)
-from reef.chain._reasons import Revert
-from reef.chain._tx import (
-    ProgressCallback,
-    Sender,
-    Transactor,
-    TxProgress,
-    TxResult,
-    translate_errors,
-)
-from reef.chain._types import (
-    EXTRA_DECIMALS,
-    MAX_RATE,
-    RATE_SCALE,
-    TOKEN_DECIMALS,
-    Address,
-    Amount,
-    Job,
-    JobId,
-    Rate,
-    RateLock,
-    amount_per_hour,
-    format_amount,
-    job_index,
-    parse_address,
-    parse_amount,
-    parse_job_id,
-    rate_per_hour,
-)
-from reef.chain.devnet import DEV_MNEMONIC as DEV_MNEMONIC
-from reef.chain.devnet import DEVNET_CHAIN_ID as DEVNET_CHAIN_ID
-from reef.chain.devnet import DevAccount as DevAccount
-from reef.chain.devnet import DevnetInfo as DevnetInfo
-from reef.chain.devnet import dev_accounts as dev_accounts
-from reef.chain.devnet import read_devnet_info as read_devnet_info
+from reef._lazy import lazy_attributes
 
 if TYPE_CHECKING:
+    from reef.chain._artifacts import Artifact, load_artifact
+    from reef.chain._block_source import BlockRef, BlockSource, RawLog, Web3BlockSource
+    from reef.chain._clients import (
+        ContractClient,
+        KmsRegistryClient,
+        TokenClient,
+        Topic,
+        check_uint,
+        deploy_contract,
+    )
+    from reef.chain._deploy import DEFAULT_FUND_AMOUNT, Deployment, deploy_contracts
+    from reef.chain._events import (
+        ChainEvent,
+        EventDecoder,
+        EventRecord,
+        ImageApproved,
+        ImageRevoked,
+        JobClosed,
+        JobDeposited,
+        JobEvent,
+        JobMetadataUpdated,
+        JobOpened,
+        JobReviseRateCancelled,
+        JobReviseRateFinalized,
+        JobReviseRateInitiated,
+        JobSettled,
+        JobWithdrew,
+        KmsRegistryEvent,
+        LockCreated,
+        LockDeleted,
+        LockWaitTimeUpdated,
+        MarketEvent,
+        ProviderAdded,
+        ProviderRemoved,
+        ProviderUpdatedWithCp,
+        TokenUpdated,
+        decode_market_log,
+        kms_registry_decoder,
+        market_decoder,
+        oyster_event_name,
+    )
+    from reef.chain._http import BoundedHTTPProvider, http_web3
+    from reef.chain._indexer import (
+        IndexedContract,
+        IndexedEvent,
+        Indexer,
+        IndexerCheckpoint,
+        open_database,
+    )
+    from reef.chain._market import (
+        MAX_CP_BYTES,
+        MAX_METADATA_BYTES,
+        RATE_LOCK_SELECTOR,
+        MarketClient,
+    )
+    from reef.chain._reasons import Revert
+    from reef.chain._tx import (
+        ProgressCallback,
+        Sender,
+        Transactor,
+        TxProgress,
+        TxResult,
+        translate_errors,
+    )
+    from reef.chain._types import (
+        EXTRA_DECIMALS,
+        MAX_RATE,
+        RATE_SCALE,
+        TOKEN_DECIMALS,
+        Address,
+        Amount,
+        Job,
+        JobId,
+        Rate,
+        RateLock,
+        amount_per_hour,
+        format_amount,
+        job_index,
+        parse_address,
+        parse_amount,
+        parse_job_id,
+        rate_per_hour,
+    )
+    from reef.chain.devnet import DEV_MNEMONIC as DEV_MNEMONIC
+    from reef.chain.devnet import DEVNET_CHAIN_ID as DEVNET_CHAIN_ID
+    from reef.chain.devnet import DevAccount as DevAccount
     from reef.chain.devnet import Devnet as Devnet
+    from reef.chain.devnet import DevnetInfo as DevnetInfo
     from reef.chain.devnet import DevnetProvider as DevnetProvider
     from reef.chain.devnet import DevnetServer as DevnetServer
     from reef.chain.devnet import DevnetThread as DevnetThread
     from reef.chain.devnet import TxRequest as TxRequest
+    from reef.chain.devnet import dev_accounts as dev_accounts
     from reef.chain.devnet import devnet_app as devnet_app
+    from reef.chain.devnet import read_devnet_info as read_devnet_info
     from reef.chain.devnet import serve_devnet as serve_devnet
     from reef.chain.devnet import serve_devnet_in_thread as serve_devnet_in_thread
 
-_DEVNET_NAMES: Final = frozenset(
+__getattr__ = lazy_attributes(
+    __name__,
     {
-        "Devnet",
-        "DevnetProvider",
-        "DevnetServer",
-        "DevnetThread",
-        "TxRequest",
-        "devnet_app",
-        "serve_devnet",
-        "serve_devnet_in_thread",
-    }
+        "Address": "_types",
+        "Amount": "_types",
+        "Artifact": "_artifacts",
+        "BlockRef": "_block_source",
+        "BlockSource": "_block_source",
+        "BoundedHTTPProvider": "_http",
+        "ChainEvent": "_events",
+        "ContractClient": "_clients",
+        "DEFAULT_FUND_AMOUNT": "_deploy",
+        "DEVNET_CHAIN_ID": "devnet",
+        "DEV_MNEMONIC": "devnet",
+        "Deployment": "_deploy",
+        "DevAccount": "devnet",
+        "Devnet": "devnet",
+        "DevnetInfo": "devnet",
+        "DevnetProvider": "devnet",
+        "DevnetServer": "devnet",
+        "DevnetThread": "devnet",
+        "EXTRA_DECIMALS": "_types",
+        "EventDecoder": "_events",
+        "EventRecord": "_events",
+        "ImageApproved": "_events",
+        "ImageRevoked": "_events",
+        "IndexedContract": "_indexer",
+        "IndexedEvent": "_indexer",
+        "Indexer": "_indexer",
+        "IndexerCheckpoint": "_indexer",
+        "Job": "_types",
+        "JobClosed": "_events",
+        "JobDeposited": "_events",
+        "JobEvent": "_events",
+        "JobId": "_types",
+        "JobMetadataUpdated": "_events",
+        "JobOpened": "_events",
+        "JobReviseRateCancelled": "_events",
+        "JobReviseRateFinalized": "_events",
+        "JobReviseRateInitiated": "_events",
+        "JobSettled": "_events",
+        "JobWithdrew": "_events",
+        "KmsRegistryClient": "_clients",
+        "KmsRegistryEvent": "_events",
+        "LockCreated": "_events",
+        "LockDeleted": "_events",
+        "LockWaitTimeUpdated": "_events",
+        "MAX_CP_BYTES": "_market",
+        "MAX_METADATA_BYTES": "_market",
+        "MAX_RATE": "_types",
+        "MarketClient": "_market",
+        "MarketEvent": "_events",
+        "ProgressCallback": "_tx",
+        "ProviderAdded": "_events",
+        "ProviderRemoved": "_events",
+        "ProviderUpdatedWithCp": "_events",
+        "RATE_LOCK_SELECTOR": "_market",
+        "RATE_SCALE": "_types",
+        "Rate": "_types",
+        "RateLock": "_types",
+        "RawLog": "_block_source",
+        "Revert": "_reasons",
+        "Sender": "_tx",
+        "TOKEN_DECIMALS": "_types",
+        "TokenClient": "_clients",
+        "TokenUpdated": "_events",
+        "Topic": "_clients",
+        "Transactor": "_tx",
+        "TxProgress": "_tx",
+        "TxRequest": "devnet",
+        "TxResult": "_tx",
+        "Web3BlockSource": "_block_source",
+        "amount_per_hour": "_types",
+        "check_uint": "_clients",
+        "decode_market_log": "_events",
+        "deploy_contract": "_clients",
+        "deploy_contracts": "_deploy",
+        "dev_accounts": "devnet",
+        "devnet_app": "devnet",
+        "format_amount": "_types",
+        "http_web3": "_http",
+        "job_index": "_types",
+        "kms_registry_decoder": "_events",
+        "load_artifact": "_artifacts",
+        "market_decoder": "_events",
+        "open_database": "_indexer",
+        "oyster_event_name": "_events",
+        "parse_address": "_types",
+        "parse_amount": "_types",
+        "parse_job_id": "_types",
+        "rate_per_hour": "_types",
+        "read_devnet_info": "devnet",
+        "serve_devnet": "devnet",
+        "serve_devnet_in_thread": "devnet",
+        "translate_errors": "_tx",
+    },
 )
 
 
-def __getattr__(name: str) -> Any:
-    """The devnet's names, imported when first asked for (see the module docstring)."""
-    if name not in _DEVNET_NAMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module("reef.chain.devnet"), name)
-
-
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_DEVNET_NAMES})
+    return sorted({*globals(), *__all__, "DEV_MNEMONIC", "DEVNET_CHAIN_ID", "DevAccount"})
 
 
 # The devnet's names are exported by their home, reef.chain.devnet (one home per name).

@@ -190,11 +190,15 @@ def owner_jobs(flags: Flags, owner: str | None) -> OwnerJobs:
         ConfigError: nothing says where the chain or market is, or no account is available.
         RPCError: the endpoint does not answer.
     """
-    from reef.chain import parse_address
-    from reef.node import open_jobs
-
     session = market_session(flags.rpc, flags.market, flags.key, need_account=owner is None)
-    who = parse_address(owner, name="owner") if owner else session.address
+    from reef.node import open_jobs  # after the session: a command with no network says so first
+
+    if owner:
+        from reef.chain import parse_address  # after the session: no network, no eth-utils
+
+        who = parse_address(owner, name="owner")
+    else:
+        who = session.address
     client = session.market()
     return OwnerJobs(session, client, who, open_jobs(session, client, who))
 

@@ -20,8 +20,6 @@ def register(root: typer.Typer) -> None:
 @with_flags("rpc", "market", "key", "as_json")
 def wallet_cmd(flags: Flags, owner: Owner = None) -> None:
     """Your balances (rUSD, ETH for gas) and what your open jobs hold and spend per hour."""
-    from reef.chain import format_amount
-
     with failing():
         mine = owner_jobs(flags, owner)
         session, who = mine.session, mine.owner
@@ -31,6 +29,8 @@ def wallet_cmd(flags: Flags, owner: Owner = None) -> None:
         except Exception as exc:  # any failure here means the endpoint cannot be used
             raise RPCError(f"cannot read the ETH balance from {session.rpc_url}: {exc}") from exc
         totals = mine.totals()
+    from reef.chain import format_amount  # after the session: no network, no eth-utils
+
     out = {
         "address": who,
         "rusd": format_amount(token),

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reef.chain import Address, Deployment, parse_address
 from reef.errors import ConfigError
 from reef.home import ReefHome, read_json, replace_json
+
+if TYPE_CHECKING:
+    from reef.chain import Address, Deployment
 
 __all__ = ["NETWORK_FILE", "NetworkInfo"]
 
@@ -67,6 +69,10 @@ class NetworkInfo:
         Raises:
             ConfigError: naming the missing or invalid field.
         """
+        # Here, not at the top: the deployment's module loads web3.py (about 1.5 s), which a
+        # command that finds no network.json, and says so, does not need.
+        from reef.chain import Deployment, parse_address
+
         try:
             return cls(
                 rpc_url=str(data["rpc_url"]),

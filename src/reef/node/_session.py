@@ -19,6 +19,11 @@ and printed by ``reef up``; fine on a laptop chain, never anywhere else): this h
 (the account ``devnet.json`` records, on the chain id it records), or any chain with hardhat's and
 anvil's id 31337 (the public mnemonic's account 0, which those chains fund). On any other chain
 a command that sends needs a key file.
+
+Imports are kept to what a command reaches: web3.py, eth-account and eth-utils (about 1.5 s of a
+command's start-up) load when a chain is found and connected to, not before, so a command run
+where no network is known says so at once; nor is the provider's service (its control plane and
+indexer) imported to connect, as :func:`reef.node.connect` would.
 """
 
 from __future__ import annotations
@@ -27,28 +32,18 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-from web3 import Web3
-
-from reef.chain import (
-    DEVNET_CHAIN_ID,
-    Address,
-    DevnetInfo,
-    MarketClient,
-    ProgressCallback,
-    TokenClient,
-    dev_accounts,
-    parse_address,
-    read_devnet_info,
-)
 from reef.encoding import read_key_file
 from reef.errors import ConfigError, InputError, RPCError
 from reef.home import ReefHome
 from reef.node._network import NetworkInfo
-from reef.node._provider import connect
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from web3 import Web3
+
+    from reef.chain import Address, DevnetInfo, MarketClient, ProgressCallback, TokenClient
 
 __all__ = [
     "ChainLocation",
@@ -78,6 +73,8 @@ def load_key_file(path: Path) -> LocalAccount:
     Raises:
         InputError: when the file cannot be read or does not hold a secp256k1 private key.
     """
+    from eth_account import Account
+
     raw = read_key_file(path, kind="private key")
     try:
         account: LocalAccount = Account.from_key(raw)
@@ -170,6 +167,8 @@ class ChainSession(ChainLocation):
         """
         if self.account is None:
             raise ConfigError("no account to send from", hint="pass --key FILE")
+        from reef.chain import Address
+
         return Address(self.account.address)  # eth_account gives it checksummed
 
 
@@ -178,6 +177,8 @@ class Session(ChainSession, MarketLocation):
     """A connection to the compute market for one command, and the account it sends from."""
 
     def market(self, progress: ProgressCallback | None = None) -> MarketClient:
+        from reef.chain import MarketClient
+
         return MarketClient(self.w3, self.market_address, account=self.account, progress=progress)
 
     def token(self, progress: ProgressCallback | None = None) -> TokenClient:
@@ -216,6 +217,12 @@ def _try_network(home: ReefHome) -> NetworkInfo | None:
 
 
 def _try_devnet(home: ReefHome) -> DevnetInfo | None:
+    if not home.chain.is_dir():
+        # No devnet ever ran in this home: said without importing the devnet's records, which
+        # load web3.py (a command that finds no chain says so at once).
+        return None
+    from reef.chain import read_devnet_info
+
     try:
         return read_devnet_info(home)
     except ConfigError:
@@ -234,6 +241,8 @@ def locate_service(
     """
     network = _try_network(home)
     entry = dict(network.services.get(service, {})) if network else {}
+    from reef.chain import parse_address
+
     addresses: dict[str, Address] = {}
     for name, flag in given.items():
         value = flag or entry.get(name)
@@ -271,6 +280,8 @@ def locate_market(
         InputError: the market address is not an address.
     """
     where = locate_chain(home, rpc=rpc)
+    from reef.chain import parse_address  # after: no chain found, no eth-utils loaded
+
     network, devnet = where.network, where.devnet
     market_address = market
     if market_address is None and network is not None:
@@ -294,6 +305,8 @@ def default_dev_account(
     home's devnet (the account its ``devnet.json`` records), else hardhat's and anvil's 31337
     (the public mnemonic's account, which reef's devnet, anvil and hardhat all fund); else
     ``None``: no key may be assumed on any other chain."""
+    from reef.chain import DEVNET_CHAIN_ID, dev_accounts
+
     if devnet is not None and devnet.chain_id == chain_id and devnet.accounts:
         account = devnet.accounts[DEFAULT_DEV_ACCOUNT].local_account
     elif chain_id == DEVNET_CHAIN_ID:
@@ -303,17 +316,40 @@ def default_dev_account(
     return account, f"{account.address} (dev account {DEFAULT_DEV_ACCOUNT}; its key is public)"
 
 
+def _connect_rpc(rpc_url: str, *, timeout: float = 30.0) -> tuple[Web3, int]:
+    """A web3 client for ``rpc_url`` and the chain's id, which proves that it answers.
+
+    As :func:`reef.node.connect`, which lives with the provider's service and would make every
+    command import the provider's server stack; the id it reads is kept, since the account a
+    command sends from depends on it (one round trip fewer than asking twice).
+
+    Raises:
+        RPCError: when the endpoint does not answer JSON-RPC.
+    """
+    from reef.chain import http_web3
+
+    w3 = http_web3(rpc_url, timeout=timeout)
+    try:
+        chain_id = int(w3.eth.chain_id)
+    except Exception as exc:  # any failure here means "not a usable endpoint"
+        raise RPCError(
+            f"cannot reach the JSON-RPC endpoint {rpc_url}: {exc}",
+            hint="is the chain running? (`reef up` or `reef chain` starts a local one)",
+        ) from exc
+    return w3, chain_id
+
+
 def _connect(
     home: ReefHome, where: ChainLocation, *, key: Path | None, need_account: bool
 ) -> ChainSession:
-    w3 = connect(where.rpc_url)
+    w3, chain_id = _connect_rpc(where.rpc_url)
     account: LocalAccount | None = None
     note = ""
     if key is not None:
         account = load_key_file(key)
         note = f"{account.address} (key file {key})"
     elif need_account:
-        default = default_dev_account(int(w3.eth.chain_id), where.devnet)
+        default = default_dev_account(chain_id, where.devnet)
         if default is None:
             raise ConfigError(
                 "no account to send transactions from",

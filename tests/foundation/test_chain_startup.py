@@ -1,0 +1,152 @@
+"""What a chain command pays before it talks to the chain: the import discipline of ``reef.chain``,
+``reef.market`` and the session that every chain command opens, and the round trips it sends.
+
+web3.py (with eth-account and py_ecc) takes about 1.5 s to import, the provider's service
+(FastAPI, SQLAlchemy, uvicorn) about a second more; ``bench/cli.py`` times the commands. These
+tests pin what keeps them off the paths that do not need them:
+
+- the package facades load their modules on first use, and reef's own types and parsers
+  (job numbers, amounts) load without web3;
+- a chain command run where no network is known (a newcomer's first ``reef jobs list`` before
+  ``reef up``) says so without importing web3, eth-account or eth-utils;
+- opening a session connects without importing the provider's service;
+- web3.py asks for the chain's id before every ``eth_call``: reef's provider asks once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import pytest
+
+from imports_support import loaded_after
+
+WEB3 = {"web3", "eth_account", "py_ecc"}
+SERVICES = {"fastapi", "sqlalchemy", "uvicorn", "reef.node._provider", "reef._serve"}
+MARKET = "0x" + "11" * 20
+
+
+def _heavy(loaded: set[str], names: set[str]) -> set[str]:
+    return {name for name in names if name in loaded}
+
+
+def test_the_facades_load_nothing_until_a_name_is_asked() -> None:
+    loaded = loaded_after("import reef.chain, reef.market, reef.node")
+    assert not _heavy(loaded, {*WEB3, *SERVICES, "eth_utils", "eth_abi", "httpx", "eth"})
+    assert "reef.chain._clients" not in loaded
+    assert "reef.market._control_plane" not in loaded
+
+
+def test_job_numbers_and_amounts_parse_without_web3() -> None:
+    code = (
+        "from reef.chain import JobId, parse_amount, parse_job_id, format_amount\n"
+        "assert parse_job_id('17') == JobId('0x' + '00' * 31 + '11')\n"
+        "assert format_amount(parse_amount('1.5')) == '1.5'\n"
+    )
+    loaded = loaded_after(code)
+    assert not _heavy(loaded, {*WEB3, "sqlalchemy", "eth"})
+
+
+def test_a_chain_command_with_no_network_says_so_before_loading_web3() -> None:
+    # The autouse fixture gives the child an empty $REEF_HOME: no network.json, no devnet.
+    code = (
+        "from reef.cli import app\n"
+        "for argv in (['jobs', 'list'], ['wallet'], ['jobs', 'show', '3'], ['jobs', 'close', '3']):\n"
+        "    try:\n"
+        "        app(argv)\n"
+        "    except SystemExit as exc:\n"
+        "        assert exc.code == 1, (argv, exc.code)\n"
+        "    else:\n"
+        "        raise AssertionError(argv)\n"
+    )
+    loaded = loaded_after(code)
+    assert not _heavy(loaded, {*WEB3, *SERVICES, "eth_abi"})
+
+
+def test_listing_with_no_network_loads_not_even_eth_utils() -> None:
+    loaded = loaded_after(
+        "from reef.cli import app\n"
+        "for argv in (['jobs', 'list'], ['wallet']):\n"
+        "    try:\n"
+        "        app(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+    )
+    assert "eth_utils" not in loaded
+
+
+class _Node(BaseHTTPRequestHandler):
+    """A JSON-RPC node that answers the chain id, a block number and every call with a zero
+    word, and records the methods it was asked (``server.methods``)."""
+
+    protocol_version = "HTTP/1.1"
+    ANSWERS: ClassVar[dict[str, str]] = {
+        "eth_chainId": "0x7a69",
+        "eth_blockNumber": "0x1",
+        "eth_call": "0x" + "00" * 32,
+    }
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        requests = body if isinstance(body, list) else [body]
+        answers = []
+        for request in requests:
+            self.server.methods.append(request["method"])  # type: ignore[attr-defined]
+            answers.append(
+                {"jsonrpc": "2.0", "id": request["id"], "result": self.ANSWERS[request["method"]]}
+            )
+        data = json.dumps(answers if isinstance(body, list) else answers[0]).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def node() -> Iterator[tuple[str, list[str]]]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Node)
+    server.methods = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server.methods  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_opening_a_session_does_not_import_the_providers_service(
+    node: tuple[str, list[str]],
+) -> None:
+    url, methods = node
+    code = (
+        "from reef.home import ReefHome\n"
+        "from reef.node import open_session\n"
+        f"session = open_session(ReefHome.from_env(), rpc={url!r}, market={MARKET!r},"
+        " need_account=False)\n"
+        "assert session.account is None and session.rpc_url.startswith('http')\n"
+    )
+    loaded = loaded_after(code)
+    assert "web3" in loaded  # it did connect
+    assert not _heavy(loaded, SERVICES)
+    assert methods == ["eth_chainId"]
+
+
+def test_the_chain_id_is_asked_once_not_before_every_call(node: tuple[str, list[str]]) -> None:
+    from reef.chain import http_web3
+
+    url, methods = node
+    w3 = http_web3(url, timeout=5)
+    for _ in range(3):
+        assert w3.eth.call({"to": MARKET, "data": b""}) == bytes(32)
+    assert w3.eth.chain_id == 31337
+    assert methods == ["eth_chainId", "eth_call", "eth_call", "eth_call"]
