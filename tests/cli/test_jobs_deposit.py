@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -28,9 +27,8 @@ MARGIN_S = 300  # the provider's default safety margin (no network.json names an
 
 @dataclass(frozen=True)
 class Chain:
-    rpc: str
-    market: str
-    key: Path
+    flags: list[str]
+    """``--rpc``, ``--market`` and ``--key`` (the job owner's) for the served devnet."""
     owner: MarketClient
 
 
@@ -40,12 +38,12 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
     market.open_job(CARD.min_rate, 360_000)  # 0.36 rUSD: 1 h
     key = market.write_key(tmp_path_factory.mktemp("keys") / "owner.key")
     with serve_devnet_in_thread(market.devnet) as served:
-        yield Chain(served.url, market.market, key, market.owner)
+        flags = ["--rpc", served.url, "--market", market.market, "--key", str(key)]
+        yield Chain(flags, market.owner)
 
 
 def test_deposit_says_until_when_the_enclave_now_runs(chain: Chain) -> None:
-    flags = ["--rpc", chain.rpc, "--market", chain.market, "--key", str(chain.key)]
-    done = CliRunner().invoke(app, ["jobs", "deposit", "0", "0.36", *flags, "--json"])
+    done = CliRunner().invoke(app, ["jobs", "deposit", "0", "0.36", *chain.flags, "--json"])
     assert done.exit_code == 0, done.output
     out = json.loads(done.stdout)
     assert (out["job"], out["deposited"]) == (0, "0.36")
@@ -57,7 +55,7 @@ def test_deposit_says_until_when_the_enclave_now_runs(chain: Chain) -> None:
     assert job.balance > 360_000  # the deposit landed
 
     shown = CliRunner().invoke(
-        app, ["jobs", "deposit", "0", "0.01", *flags], env={"COLUMNS": "200"}
+        app, ["jobs", "deposit", "0", "0.01", *chain.flags], env={"COLUMNS": "200"}
     )
     assert shown.exit_code == 0, shown.output
     assert "enclave_stops_by" in shown.stdout
@@ -65,15 +63,14 @@ def test_deposit_says_until_when_the_enclave_now_runs(chain: Chain) -> None:
 
 def test_update_without_a_new_image_says_where_the_new_enclave_is_shown(chain: Chain) -> None:
     """`reef jobs update JOB --debug` printed a blank image_id row."""
-    flags = ["--rpc", chain.rpc, "--market", chain.market, "--key", str(chain.key)]
     shown = CliRunner().invoke(
-        app, ["jobs", "update", "0", "--debug", *flags], env={"COLUMNS": "200"}
+        app, ["jobs", "update", "0", "--debug", *chain.flags], env={"COLUMNS": "200"}
     )
     assert shown.exit_code == 0, shown.output
     row = next(line for line in shown.stdout.splitlines() if line.startswith("image_id"))
     assert "(same image file; `reef jobs show 0` shows the replaced enclave)" in row
     assert JobMetadata.parse(chain.owner.job(0).metadata).debug is True
-    machine = CliRunner().invoke(app, ["jobs", "update", "0", "--no-debug", *flags, "--json"])
+    machine = CliRunner().invoke(app, ["jobs", "update", "0", "--no-debug", *chain.flags, "--json"])
     assert machine.exit_code == 0, machine.output
     out = json.loads(machine.stdout)
     assert (out["updated"], out["image_id"]) == (["debug"], "")  # scripts keep the empty id
@@ -82,8 +79,7 @@ def test_update_without_a_new_image_says_where_the_new_enclave_is_shown(chain: C
 def test_stop_says_the_job_pays_until_it_is_closed(chain: Chain) -> None:
     """The market charges a stopped job its old rate until it is closed; stop said only when
     closing becomes possible, and a newcomer who read "rate to zero" left it open."""
-    flags = ["--rpc", chain.rpc, "--market", chain.market, "--key", str(chain.key)]
-    done = CliRunner().invoke(app, ["jobs", "stop", "0", *flags, "--json"])
+    done = CliRunner().invoke(app, ["jobs", "stop", "0", *chain.flags, "--json"])
     assert done.exit_code == 0, done.output
     assert "until you close it, it pays at its old rate" in " ".join(done.stderr.split())
     assert json.loads(done.stdout)["then_run"] == "reef jobs close 0"
