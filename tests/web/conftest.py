@@ -4,6 +4,7 @@ and where screenshots go (``--screenshots DIR``, else pytest's temporary directo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import threading
@@ -108,3 +109,73 @@ def served(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
 def serve_in_thread() -> Any:
     """:func:`served`, for tests (a context manager: ``with serve_in_thread(app) as url``)."""
     return served
+
+
+class StrangerServer:
+    """A stranger's HTTP server on loopback: ``routes[path](query) -> (status, content type,
+    body bytes or an iterator of chunks)``; ``hits`` counts the requests per path. Chunked
+    answers are close-delimited, so one may trickle or never end (``stop`` ends them)."""
+
+    def __init__(self, routes: dict[str, Any] | None = None) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        self.routes: dict[str, Any] = dict(routes or {})
+        self.hits: dict[str, int] = {}
+        self.stop = threading.Event()
+        stranger = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                stranger.hits[parts.path] = stranger.hits.get(parts.path, 0) + 1
+                route = stranger.routes.get(parts.path)
+                if route is None:
+                    self.send_error(404)
+                    return
+                status, kind, body = route({k: v[0] for k, v in parse_qs(parts.query).items()})
+                self.send_response(status)
+                self.send_header("content-type", kind)
+                if isinstance(body, bytes):
+                    self.send_header("content-length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                self.send_header("connection", "close")
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    for chunk in body:
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                self.close_connection = True
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def stranger() -> Iterator[StrangerServer]:
+    """A :class:`StrangerServer` with no routes yet, closed after the test."""
+    server = StrangerServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def stranger_server() -> type[StrangerServer]:
+    """The :class:`StrangerServer` class, for module-scoped fixtures."""
+    return StrangerServer

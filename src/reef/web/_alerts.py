@@ -31,6 +31,8 @@ from typing import Any, Literal
 
 import httpx
 
+from reef._fetch import fetch_blocking
+from reef.encoding import terminal_text
 from reef.errors import ConfigError, InputError, ServiceError
 
 __all__ = [
@@ -351,25 +353,53 @@ def parse_samples(text: str) -> list[Sample]:
         raise InputError(f"not Prometheus metrics: {exc}") from exc
 
 
+MAX_METRICS_BYTES = 16 * 1024 * 1024
+"""The largest ``/metrics`` answer read (a network of thousands of jobs answers a few MiB)."""
+
+MAX_WEBHOOK_ANSWER_BYTES = 64 * 1024
+"""The most of a webhook's answer read (its status is all that counts)."""
+
+
 def read_samples(
     url: str, *, transport: httpx.BaseTransport | None = None, timeout: float = 5.0
 ) -> list[Sample]:
-    """The samples a ``/metrics`` URL answers (asked through ``transport``, else the network).
+    """The samples a ``/metrics`` URL answers (asked through ``transport``, else the network),
+    read as a stranger's answer (:func:`reef._fetch.fetch_blocking`): within ``timeout``
+    seconds in all and :data:`MAX_METRICS_BYTES`, so a server that trickles or answers a
+    gigabyte does not hold ``reef alerts``.
 
     Raises:
-        ServiceError: the URL cannot be read.
+        ServiceError: the URL cannot be read, or not within those bounds.
         InputError: it does not answer Prometheus metrics.
     """
+    hint = "check the URL answers GET with Prometheus text (reef servers serve /metrics)"
     try:
-        with httpx.Client(transport=transport, timeout=timeout) as client:
-            response = client.get(url)
-            response.raise_for_status()
-    except httpx.HTTPError as exc:
+        answer = fetch_blocking(
+            httpx.Request("GET", url),
+            transport=transport,
+            timeout=timeout,
+            max_bytes=MAX_METRICS_BYTES,
+            deadline_s=timeout,
+            what="the metrics URL",
+            hint=hint,
+        )
+    except (ServiceError, httpx.InvalidURL) as exc:
+        message = exc.message if isinstance(exc, ServiceError) else str(exc)
+        raise ServiceError(f"cannot read metrics from {url}: {message}", hint=hint) from exc
+    if answer.status >= 300:
         raise ServiceError(
-            f"cannot read metrics from {url}: {exc}",
-            hint="check the URL answers GET with Prometheus text (reef servers serve /metrics)",
-        ) from exc
-    return parse_samples(response.text)
+            f"cannot read metrics from {url}: HTTP {answer.status}"
+            + _redirected_to(answer.status, answer.headers),
+            hint=hint,
+        )
+    return parse_samples(answer.body.decode("utf-8", "replace"))
+
+
+def _redirected_to(status: int, headers: Mapping[str, str]) -> str:
+    """`` (a redirect to URL, not followed)`` for a 3xx answer, else nothing."""
+    if not 300 <= status < 400:
+        return ""
+    return f" (a redirect to {terminal_text(headers.get('location', '?'))[:200]}, not followed)"
 
 
 def send_notice(
@@ -390,12 +420,28 @@ def send_notice(
         if echo is not None:
             echo(line)
         return
+    # Read as a stranger's answer (reef._fetch): a webhook that trickles or answers a gigabyte
+    # must not hold `reef alerts`, whose next evaluation waits for this one.
     try:
-        with httpx.Client(timeout=5.0, transport=transport) as http:
-            response = http.post(rule.url, json=notice.to_json())
-    except httpx.HTTPError as exc:
-        raise ServiceError(f"cannot send alert {rule.name!r} to {rule.url}: {exc}") from exc
-    if response.status_code >= 400:
+        answer = fetch_blocking(
+            httpx.Request("POST", rule.url, json=notice.to_json()),
+            transport=transport,
+            timeout=5.0,
+            max_bytes=MAX_WEBHOOK_ANSWER_BYTES,
+            deadline_s=5.0,
+            what=f"the webhook of alert {rule.name!r}",
+        )
+    except (ServiceError, httpx.InvalidURL) as exc:
+        message = exc.message if isinstance(exc, ServiceError) else str(exc)
         raise ServiceError(
-            f"the webhook {rule.url} refused alert {rule.name!r}: HTTP {response.status_code}"
+            f"cannot send alert {rule.name!r} to {rule.url}: {message}",
+            hint="check the webhook's URL in alerts.toml, and that it answers within 5 s",
+        ) from exc
+    if answer.status >= 300:
+        # A redirect is not followed (the notice would go wherever the webhook's server says)
+        # nor taken for delivery: the alert would be lost without a word.
+        raise ServiceError(
+            f"the webhook {rule.url} refused alert {rule.name!r}: HTTP {answer.status}"
+            + _redirected_to(answer.status, answer.headers),
+            hint="put the webhook's final URL in alerts.toml" if answer.status < 400 else None,
         )

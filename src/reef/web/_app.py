@@ -39,7 +39,7 @@ from starlette.responses import (
 
 from reef._api import api_app, path_param
 from reef.encoding import MAX_JSON_DEPTH, json_depth
-from reef.errors import InputError, ReefError
+from reef.errors import InputError, ReefError, ServiceError
 from reef.web import _data, _manage
 from reef.web._attest import known_roots, parse_evidence, server_verdict
 from reef.web._dashboard import TOKEN_HEADER, Dashboard, is_loopback
@@ -137,6 +137,41 @@ def _host_name(request: Request) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+def _no_fetch_for(request: Request) -> str | None:
+    """Why the dashboard must not fetch a URL for ``request``'s visitor, or ``None``.
+
+    Only the machine's own users may have it fetch (the answer is handed back, so the dashboard
+    would otherwise read any URL its host reaches for whoever asks), and only when they name the
+    dashboard by a loopback address: a page of another site whose DNS name was rebound to
+    127.0.0.1 also comes from loopback, and names itself as its Origin (so the same-origin check
+    lets it through), but it can only ever call the dashboard by its own name.
+    """
+    if not is_loopback(request.client.host if request.client else ""):
+        return "only loopback visitors may have the dashboard fetch an endpoint"
+    host = _host_name(request)
+    if not is_loopback(host):
+        return (
+            f"the dashboard fetches an endpoint only for a loopback visitor who names it by a "
+            f"loopback address, not {host[:100]!r} (a page of another site can rebind its name "
+            f"to 127.0.0.1)"
+        )
+    return None
+
+
+MAX_AT_S = 253_402_300_799
+"""The latest instant a verification may be asked at: 9999-12-31T23:59:59Z (later ones have no
+date to name them, and no certificate is valid then)."""
+
+
+def _unix_seconds(text: str) -> int | None:
+    """``text`` as unix seconds in ``0..MAX_AT_S``, else ``None`` (``str.isdigit`` also takes
+    superscripts and other scripts' digits, which ``int`` refuses)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_AT_S)):
+        return None
+    value = int(text)
+    return value if value <= MAX_AT_S else None
+
+
 def _value_html(value: Any) -> str:
     """A value an extension reported, as HTML: URLs as links, tables as nested lists."""
     if isinstance(value, str) and value.startswith(("http://", "https://")):
@@ -194,6 +229,8 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
         response.headers.setdefault("referrer-policy", "no-referrer")
         response.headers.setdefault("x-content-type-options", "nosniff")
         return response
+
+    log_streams = _LogStreams(dash.settings.max_log_streams)
 
     async def off_thread(fn: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.to_thread(fn, *args)
@@ -627,12 +664,13 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
             if mode not in ("live", "replay"):
                 raise InputError("mode must be live or replay")
             endpoint = str(payload.get("endpoint") or "")
-            if endpoint and not is_loopback(request.client.host if request.client else ""):
+            why_not = _no_fetch_for(request) if endpoint else None
+            if why_not is not None:
                 # Fetching a URL for a visitor from elsewhere would make the dashboard a proxy
                 # into its host's network (services on loopback, a cloud's metadata address).
                 return JSONResponse(
                     {
-                        "error": "only loopback visitors may have the dashboard fetch an endpoint",
+                        "error": why_not,
                         "hint": "fetch the document yourself and paste it (hex or base64)",
                     },
                     403,
@@ -660,8 +698,14 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
                 400,
             )
         at_text = str(payload.get("at_s") or "").strip()
-        if at_text and not at_text.isdigit():
-            return JSONResponse({"error": "at_s must be unix seconds"}, 400)
+        if at_text and _unix_seconds(at_text) is None:
+            return JSONResponse(
+                {
+                    "error": f"at_s must be unix seconds (ASCII digits, at most {MAX_AT_S})",
+                    "hint": "give the instant to verify at as e.g. 1720000000, or leave it empty",
+                },
+                400,
+            )
         verdict = await off_thread(
             lambda: server_verdict(
                 evidence,
@@ -669,7 +713,7 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
                 mode=mode,
                 now_ms=dash.clock_ms(),
                 collateral=collateral,
-                at_s=int(at_text) if at_text else None,
+                at_s=_unix_seconds(at_text),
             )
         )
         verdict["document_hex"] = evidence.hex()
@@ -677,14 +721,28 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
 
     async def api_logs(request: Request) -> Response:
         text = request.path_params["job"]
+        visitor = request.client.host if request.client else ""
+        # The slot is taken before the chain is read: a refused stream costs nothing, and
+        # streams opened at once cannot all pass the count before any of them is counted.
+        refusal = log_streams.refusal(visitor)
+        if refusal is not None:
+            return refusal
+        release = log_streams.take(visitor)
         try:
             _, _, row = await open_job(text)
         except ReefError as exc:
+            release()
             return JSONResponse({"error": exc.message}, 400)
+        except BaseException:
+            release()
+            raise
         if not row.logs_url:
+            release()
             return JSONResponse({"error": f"job {text} has no readable console (not debug)"}, 404)
-        return StreamingResponse(
-            _relay_logs(row.logs_url, dash.closing), media_type="text/event-stream"
+        return _CountedStream(
+            _relay_logs(row.logs_url, dash.closing),
+            release=release,
+            media_type="text/event-stream",
         )
 
     # ------------------------------------------------------------------ management
@@ -1014,6 +1072,8 @@ _API_DOCS: dict[tuple[str, str], dict[str, Any]] = {
             400: _json(ApiError, "the path names no open job, or the chain cannot be read"),
             **_REBOUND,
             404: _json(ApiError, "the job has no readable console (not debug)"),
+            429: _json(ApiError, "this visitor (not on loopback) holds its share of the streams"),
+            503: _json(ApiError, "as many log streams are open as the dashboard relays at once"),
         },
         "openapi_extra": {"parameters": [_JOB_PARAM]},
     },
@@ -1047,14 +1107,24 @@ _API_DOCS: dict[tuple[str, str], dict[str, Any]] = {
 
 async def _verifier_counts(url: str) -> dict[str, object]:
     """Whether the verifier answers, and its verifications so far (from its ``/metrics``)."""
-    from reef.web._alerts import parse_samples
+    from reef._fetch import read_bounded
+    from reef.web._alerts import MAX_METRICS_BYTES, parse_samples
 
+    # Read as a stranger's answer (reef._fetch): a verifier that trickles or answers a gigabyte
+    # must not hold the page, nor fill the dashboard's memory.
     try:
         async with httpx.AsyncClient(timeout=5.0) as http:
-            response = await http.get(f"{url.rstrip('/')}/metrics")
-        response.raise_for_status()
-        samples = parse_samples(response.text)
-    except (httpx.HTTPError, ReefError) as exc:
+            answer = await read_bounded(
+                http,
+                http.build_request("GET", f"{url.rstrip('/')}/metrics"),
+                max_bytes=MAX_METRICS_BYTES,
+                deadline_s=5.0,
+                what="the verifier",
+            )
+        if answer.status != 200:
+            raise ServiceError(f"the verifier's /metrics answered HTTP {answer.status}")
+        samples = parse_samples(answer.body.decode("utf-8", "replace"))
+    except (httpx.InvalidURL, ReefError) as exc:
         return {"status": badge(f"unreachable: {exc}", "bad")}
     counts = {"accepted": 0, "rejected": 0}
     for sample in samples:
@@ -1088,6 +1158,80 @@ def _collateral_too_deep(collateral: str) -> bool:
     if not isinstance(fields, dict):
         return False
     return any(isinstance(v, str) and _too_deep(v) for v in fields.values())
+
+
+class _LogStreams:
+    """The live log streams relayed now, in all and by visitor address.
+
+    Each stream holds a connection to a stranger's console for as long as the visitor keeps it
+    open, so their number is bounded (:attr:`DashboardSettings.max_log_streams`): past it, a new
+    one is answered 503. A visitor not on loopback may hold an eighth of them, so one address
+    cannot take every slot (429 past that); the machine's own users share the whole budget.
+    The event loop is the only one to count, so no lock is needed.
+    """
+
+    def __init__(self, most: int) -> None:
+        self.most = max(1, most)
+        self.per_visitor = max(1, self.most // 8)
+        self.open = 0
+        self.by_visitor: dict[str, int] = {}
+
+    def refusal(self, visitor: str) -> Response | None:
+        """The answer refusing one more stream to ``visitor``, or ``None`` when there is room."""
+        if self.open >= self.most:
+            return JSONResponse(
+                {
+                    "error": f"{self.open} live log streams are open, as many as this dashboard "
+                    "relays at once",
+                    "hint": "close a page that streams an enclave's logs, or try again later",
+                },
+                503,
+            )
+        held = self.by_visitor.get(visitor, 0)
+        if not is_loopback(visitor) and held >= self.per_visitor:
+            return JSONResponse(
+                {
+                    "error": f"you have {held} live log streams open, as many as one visitor may",
+                    "hint": "close one of them (another tab or program) first",
+                },
+                429,
+            )
+        return None
+
+    def take(self, visitor: str) -> Callable[[], None]:
+        """Count one more stream of ``visitor``; the function returned gives it back (once)."""
+        self.open += 1
+        self.by_visitor[visitor] = self.by_visitor.get(visitor, 0) + 1
+        given_back = False
+
+        def release() -> None:
+            nonlocal given_back
+            if given_back:
+                return
+            given_back = True
+            self.open -= 1
+            left = self.by_visitor[visitor] - 1
+            if left:
+                self.by_visitor[visitor] = left
+            else:
+                del self.by_visitor[visitor]
+
+        return release
+
+
+class _CountedStream(StreamingResponse):
+    """A streaming response that gives its :class:`_LogStreams` slot back when it ends, however
+    it ends (the stream's end, the visitor leaving, the server stopping, an error sending)."""
+
+    def __init__(self, content: AsyncIterator[bytes], *, release: Callable[[], None], **kw: Any):
+        super().__init__(content, **kw)
+        self._release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 MAX_LOG_LINE = 16 * 1024
@@ -1128,6 +1272,7 @@ async def _relay_logs(url: str, closing: asyncio.Event) -> AsyncIterator[bytes]:
     and the server would otherwise wait for it when stopping)."""
     timeout = httpx.Timeout(5.0, read=None)
     stop = asyncio.ensure_future(closing.wait())
+    following: asyncio.Future[str] | None = None
     try:
         async with (
             httpx.AsyncClient(timeout=timeout) as http,
@@ -1155,3 +1300,11 @@ async def _relay_logs(url: str, closing: asyncio.Event) -> AsyncIterator[bytes]:
         yield f"event: error\ndata: the enclave's log stream ended: {exc}\n\n".encode()
     finally:
         stop.cancel()
+        if following is not None:
+            # The visitor left while the next line was awaited: that read ends here too (it
+            # fails once the console's connection closes, and its error is never collected).
+            if following.done():
+                if not following.cancelled():
+                    following.exception()
+            else:
+                following.cancel()

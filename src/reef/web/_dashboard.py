@@ -50,6 +50,9 @@ class DashboardSettings:
     token: str | None = None
     """The management token; a random one when not given."""
     manage: bool = True
+    max_log_streams: int = 32
+    """Live log streams relayed at once (each holds a connection to an enclave's console); a
+    visitor not on loopback may hold an eighth of them (at least one)."""
 
 
 class Dashboard:
