@@ -2,7 +2,9 @@
 outcome (the same revert reason, the same skips, the same states) and every token balance, and
 the contract always holds exactly the open rewards plus the stakes (tokens are conserved).
 Two markets: a public one and one whose asks carry private inputs (provers' keys, ACLs); asks
-are plain, private, or reverse Dutch auctions that provers lock at the ramping price."""
+are plain, private, or reverse Dutch auctions that provers lock at the ramping price. A market's
+creator (or someone else, refused) may retire a market: it takes no new asks, and the asks it
+has go on as before."""
 
 from __future__ import annotations
 
@@ -181,6 +183,17 @@ class ProofMarketMachine(RuleBasedStateMachine):
             ),
         )  # fmt: skip
         self.asks = list(self.model.asks)
+
+    # Rarely (after a few asks), so most sequences keep both markets taking asks.
+    @precondition(lambda self: len(self.asks) >= 3)
+    @rule(creator=st.booleans(), market=st.integers(0, 2))
+    def retire(self, creator: bool, market: int) -> None:
+        account = self.chain.deployer if creator else self.requesters[0]
+        market_id = [*self.markets, 99][market]  # 99: no such market (so it has no creator)
+        self._both(
+            lambda: self._client(account).retire_market(market_id),
+            lambda t: self.model.retire_market(account.address, market_id),
+        )
 
     @precondition(lambda self: bool(self.asks))
     @rule(who=st.integers(0, 2), ask=st.integers(0, 50))

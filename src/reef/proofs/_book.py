@@ -1,11 +1,11 @@
 """The matching engine's order book: the market's state as its events left it (pure).
 
 The book is a projection of the proof market's events, applied in chain order: markets and
-their penalties, provers' stakes and compute, their quotes, the open asks and recent slashes.
-It holds no I/O: the engine feeds it the indexer's stored events (which the indexer keeps
-exactly once), so rebuilding it after a crash gives the same book. It mirrors the contract's
-accounting (stake and compute locked per assignment) so a round never offers a prover more
-than the contract would accept.
+their penalties, provers' stakes and compute, their quotes, the open asks and recent slashes;
+the open asks of a market its creator retired are never offered. It holds no I/O: the engine
+feeds it the indexer's stored events (which the indexer keeps exactly once), so rebuilding it
+after a crash gives the same book. It mirrors the contract's accounting (stake and compute
+locked per assignment) so a round never offers a prover more than the contract would accept.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from reef.proofs._events import (
     AuctionCreated,
     InvalidInputClosed,
     MarketCreated,
+    MarketRetired,
     ProofSubmitted,
     ProverDeregistered,
     ProverJoined,
@@ -99,6 +100,9 @@ class OrderBook:
     """Ask id → its encrypted private inputs, while it is open."""
     prover_keys: dict[tuple[str, int], bytes] = field(default_factory=dict)
     """(prover, market id) → the key the prover registered for the market's private inputs."""
+    retired: set[int] = field(default_factory=set)
+    """Markets their creators retired: their open asks are never offered again (they stay
+    open until their requesters cancel them or they expire and the sweep refunds them)."""
     sealed_bodies: set[bytes] = field(default_factory=set)
     """SHA-256 of every sealed private-inputs body the market logged: a body logged again is
     another ask's copy, never offered."""
@@ -108,6 +112,14 @@ class OrderBook:
         match event:
             case MarketCreated(market_id=m, penalty=penalty):
                 self.penalties[m] = penalty
+            case MarketRetired(market_id=m):
+                # A retired market is being wound down (reef up retires the example markets of
+                # an earlier image, whose prover is gone): the engine assigns nothing more in
+                # it. The asks it has keep their terms: an assigned one is proved or slashed,
+                # an open one is cancelled or expires and is refunded, as before.
+                self.retired.add(m)
+                for ask in [a for a in self.open_asks.values() if a.market_id == m]:
+                    self.shelve(ask.ask_id)
             case AskCreated():
                 ask = OpenAsk(
                     event.ask_id, event.market_id, event.reward, event.expiry, event.proving_time

@@ -112,6 +112,11 @@ class ProofMarketClient(ContractClient[ProofMarketEvent]):
             private_inputs=bool(r[9]),
         )
 
+    def retired(self, market_id: int) -> bool:
+        """Whether market ``market_id``'s creator retired it (it takes no new asks); False for
+        a market that does not exist."""
+        return bool(self._call("retired", check_uint(market_id, "market id")))
+
     def ask(self, ask_id: int) -> Ask:
         """The ask ``ask_id`` with its current (derived) state. Raises ProofError if unknown."""
         r = self._call("asks", check_uint(ask_id, "ask id"))
@@ -294,6 +299,11 @@ class ProofMarketClient(ContractClient[ProofMarketEvent]):
         return self._transact(
             "setTeeSigner", check_uint(market_id, "market id"), parse_address(signer), allowed
         )
+
+    def retire_market(self, market_id: int) -> TxResult[ProofMarketEvent]:
+        """Retire ``market_id`` (its creator only): it refuses new asks from then on; the asks
+        it has are assigned, proved, refunded or slashed as before."""
+        return self._transact("retireMarket", check_uint(market_id, "market id"))
 
     # ---- asks ----
 

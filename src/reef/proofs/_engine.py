@@ -11,6 +11,10 @@ Each :meth:`MatchingEngine.step`:
    expiry, ``slash`` for provers past their deadline (the contract lets anyone do both);
 5. matches a round (pure, ``_matching``) and assigns it in one ``assign`` transaction.
 
+Retired markets (``MarketRetired``) are ignored: their open asks are never assigned (they stay
+open until cancelled, or expire and step 4 refunds them); their assigned asks are still
+slashed at their deadlines, as the contract's rules for them are unchanged.
+
 Idempotence: a batch is written to the ``proofs_batches`` table *before* it is sent and marked
 done after its receipt. A batch found pending on start is sent again: the contract assigns only
 open asks and logs the rest as skipped, so a batch that had in fact been mined assigns nothing

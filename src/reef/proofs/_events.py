@@ -24,6 +24,7 @@ __all__ = [
     "EngineKeySet",
     "InvalidInputClosed",
     "MarketCreated",
+    "MarketRetired",
     "ProofMarketEvent",
     "ProofSubmitted",
     "ProverDeregistered",
@@ -56,6 +57,12 @@ class MarketCreated(ChainEvent):
     ivs: Address
     n_inputs: int
     metadata: str
+
+
+class MarketRetired(ChainEvent):
+    """The market's creator retired it: it takes no new asks (those it has end as before)."""
+
+    market_id: int
 
 
 class TeeSignerSet(ChainEvent):
@@ -206,6 +213,7 @@ class ProverLeft(ChainEvent):
 
 ProofMarketEvent = (
     MarketCreated
+    | MarketRetired
     | TeeSignerSet
     | AskCreated
     | AuctionCreated

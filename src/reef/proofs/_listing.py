@@ -1,6 +1,6 @@
 """What a market, an ask and a prover are, read whole from the chain: the contract's record plus
-what its events and other views add (a market's metadata; an ask's inputs, price, auction terms
-and proof; a prover's offers). How they print is the caller's business (``reef proofs market
+what its events and other views add (a market's metadata, provers and retirement; an ask's
+inputs, price, auction terms and proof; a prover's offers). How they print is the caller's business (``reef proofs market
 show``, ``reef proofs show``, ``reef prover status``).
 """
 
@@ -17,12 +17,13 @@ from reef.proofs._client import ProofMarketClient
 from reef.proofs._events import (
     AuctionCreated,
     MarketCreated,
+    MarketRetired,
     ProofSubmitted,
     ProverJoined,
     decode_proof,
 )
 from reef.proofs._groth16 import Groth16Proof, proof_from_words
-from reef.proofs._types import Ask, Market, Offer, ProverInfo
+from reef.proofs._types import Ask, Market, MarketKind, Offer, ProverInfo
 
 __all__ = [
     "AskListing",
@@ -45,6 +46,12 @@ class MarketListing:
     market, with any text), empty when there is no event."""
     provers: tuple[Address, ...] = ()
     """The provers taking its asks now: joined, and not leaving."""
+    retired: bool = False
+    """Its creator retired it: it takes no new asks (``MarketRetired``)."""
+    successors: tuple[int, ...] = ()
+    """For a retired Groth16 market: the markets that are not retired and prove the same
+    circuit (the same artifacts and kind of inputs), e.g. the example markets ``reef up``
+    created for a newer image."""
 
 
 @dataclass(frozen=True)
@@ -109,13 +116,36 @@ def describe_market(client: ProofMarketClient, market_id: int) -> MarketListing:
     market = client.market(market_id)
     metadata: Mapping[str, Any] = {}
     joined: dict[Address, None] = {}  # in the order they joined
+    retired: set[int] = set()
+    same: list[int] = []  # markets over the same circuit
     for event in client.events():
         if isinstance(event, MarketCreated) and event.market_id == market_id:
             metadata = _metadata(event.metadata)
+        elif isinstance(event, MarketCreated) and _same_circuit(market, event):
+            same.append(event.market_id)
         elif isinstance(event, ProverJoined) and event.market_id == market_id:
             joined[event.prover] = None
+        elif isinstance(event, MarketRetired):
+            retired.add(event.market_id)
     serving = tuple(p for p in joined if client.offer(p, market_id).serving)
-    return MarketListing(market, metadata, serving)
+    if market_id not in retired:
+        return MarketListing(market, metadata, serving)
+    successors = tuple(
+        m
+        for m in same
+        if m not in retired and client.market(m).private_inputs == market.private_inputs
+    )
+    return MarketListing(market, metadata, serving, retired=True, successors=successors)
+
+
+def _same_circuit(market: Market, event: MarketCreated) -> bool:
+    """Whether ``event`` created another Groth16 market over ``market``'s circuit files."""
+    return (
+        market.kind == MarketKind.GROTH16
+        and event.kind == MarketKind.GROTH16
+        and event.market_id != market.market_id
+        and event.artifacts_hash == market.artifacts_hash
+    )
 
 
 def describe_ask(client: ProofMarketClient, ask_id: int) -> AskListing:

@@ -46,6 +46,7 @@ class ModelMarket:
     n_inputs: int
     signers: set[str] = field(default_factory=set)
     private_inputs: bool = False
+    retired: bool = False
 
 
 @dataclass
@@ -134,6 +135,13 @@ class ProofMarketModel:
         _require(sender == market.creator, ProofRevert.ONLY_CREATOR_SIGNERS)
         (market.signers.add if allowed else market.signers.discard)(signer)
 
+    def retire_market(self, sender: str, market_id: int) -> None:
+        """``retireMarket``: its creator's only (a market that does not exist has none)."""
+        market = self.markets.get(market_id)
+        _require(market is not None and sender == market.creator, ProofRevert.ONLY_CREATOR_RETIRE)
+        assert market is not None
+        market.retired = True
+
     def state(self, ask_id: int, now: int) -> AskState:
         ask = self.asks.get(ask_id)
         if ask is None:
@@ -166,6 +174,7 @@ class ProofMarketModel:
         if secret is not None:
             _require(market.private_inputs, ProofRevert.NO_PRIVATE)
             _require(len(secret) > 0 and len(acl) > 0, ProofRevert.SECRET_EMPTY)
+        _require(not market.retired, ProofRevert.MARKET_RETIRED)
         _require(len(inputs) == market.n_inputs, ProofRevert.WRONG_INPUT_COUNT)
         _require(reward > 0, ProofRevert.REWARD_ZERO)
         _require(expiry > now, ProofRevert.EXPIRY_PAST)

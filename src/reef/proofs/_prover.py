@@ -15,6 +15,9 @@ invalid input like any other.
 Auctions: the service also follows the auction asks of its markets and locks one (``lock``) as
 soon as its price reaches the prover's own quote in that market, then proves it like any task.
 
+Retired markets: the service takes no new work in a market its creator retired (it locks none
+of its auctions), but proves the tasks it holds there, which it would otherwise be slashed for.
+
 :class:`InputVerifier` holds the key the market names as its IVS. It signs "invalid" only after
 checking for itself that no witness exists (running the circuit), so a lazy prover cannot use
 it to escape a valid ask. In Kalypso it runs as an enclave; here it is an object a node wires.
@@ -48,6 +51,7 @@ from reef.proofs._events import (
     AskExpired,
     AuctionCreated,
     MarketCreated,
+    MarketRetired,
     TaskAssigned,
 )
 from reef.proofs._groth16 import SCALAR_FIELD, Groth16Proof, prove
@@ -339,6 +343,8 @@ class ProverService:
         self.outcomes: list[TaskOutcome] = []
         self.auctions: dict[int, AuctionTerms] = {}
         """Open auction asks of its markets, by ask id."""
+        self.retired: set[int] = set()
+        """Markets retired by their creators: no auction of theirs is locked."""
         if encryption_key is None:
             encryption_key = getattr(client.account, "key", None)
         self._key = None if encryption_key is None else Secp256k1PrivateKey(bytes(encryption_key))
@@ -361,6 +367,12 @@ class ProverService:
             if isinstance(event, MarketCreated):
                 self._metadata[event.market_id] = event.metadata
                 self._kinds[event.market_id] = event.kind
+            elif isinstance(event, MarketRetired):
+                self.retired.add(event.market_id)
+                for ask_id in [
+                    a for a, t in self.auctions.items() if t.market_id == event.market_id
+                ]:
+                    del self.auctions[ask_id]
             elif isinstance(event, AuctionCreated):
                 if self.markets is None or event.market_id in self.markets:
                     self.auctions[event.ask_id] = AuctionTerms(

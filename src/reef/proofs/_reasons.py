@@ -33,8 +33,10 @@ class ProofRevert(StrEnum):
     NOT_TEE = "not a TEE market"
     NOT_GROTH16 = "not a Groth16 market"
     ONLY_CREATOR_SIGNERS = "only the market creator can set its enclave signers"
+    ONLY_CREATOR_RETIRE = "only its creator can retire it"
     # asks
     ASK_NOT_FOUND = "ask not found"
+    MARKET_RETIRED = "market retired: no new asks"
     WRONG_INPUT_COUNT = "wrong number of public inputs for this market"
     REWARD_ZERO = "the reward must be positive"
     EXPIRY_PAST = "the expiry must be in the future"

@@ -49,7 +49,8 @@ def request_proof(
     seconds it then has.
 
     Raises:
-        ProofError: private inputs, but the engine has published no key yet.
+        ProofError: the market is retired (it takes no new asks; nothing is sent), or private
+            inputs, but the engine has published no key yet.
         ContractRevertError: the contract refused the ask.
         MisuseError: neither or both of ``reward`` and ``auction``, or an auction with a secret
             (a caller's mistake: the CLI refuses these combinations of flags before).
@@ -60,6 +61,7 @@ def request_proof(
                 "an auction ask has no reward (it escrows its maximum price) and no private "
                 "inputs (no engine re-encrypts them for the prover who locks it)"
             )
+        _refuse_retired(client, market_id)
         client.ensure_allowance(auction.max_price)
         ask_id, _ = client.create_auction_ask(
             market_id,
@@ -73,6 +75,7 @@ def request_proof(
         return ask_id
     if reward is None:
         raise MisuseError("request_proof takes a reward or an auction")
+    _refuse_retired(client, market_id)
     sealed = None if secret is None else _sealed_for_engine(client, market_id, secret)
     client.ensure_allowance(reward)
     if sealed is None:
@@ -90,6 +93,20 @@ def request_proof(
             proving_time=proving_time,
         )
     return ask_id
+
+
+def _refuse_retired(client: ProofMarketClient, market_id: int) -> None:
+    """Refuse an ask in a retired market before anything is sent: the contract refuses it
+    too, but only after the token approval went through.
+
+    Raises:
+        ProofError: the market is retired.
+    """
+    if client.retired(market_id):
+        raise ProofError(
+            f"market {market_id} is retired: it takes no new asks",
+            hint="`reef proofs market list` shows the markets that take asks",
+        )
 
 
 def _sealed_for_engine(client: ProofMarketClient, market_id: int, secret: bytes) -> EncryptedSecret:

@@ -12,6 +12,7 @@ server is reached through an injectable httpx transport.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -36,6 +37,7 @@ IVS_KMS_PATH = "reef.proofs.ivs"
 """The KMS derivation path of ``reef up``'s IVS key (secp256k1, from its image's seed): every
 enclave of the IVS image signs as one address, which survives restarts."""
 _POLL_S = 0.5
+log = logging.getLogger("reef.proofs.prover")
 
 
 def _without_gas(client: ProofMarketClient) -> bool:
@@ -54,7 +56,8 @@ def enroll_prover(
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Register and join as ``setup`` says, once the sender holds gas and the stake (whoever
-    starts the prover funds its fresh key); steps already done are skipped. With
+    starts the prover funds its fresh key); steps already done are skipped, and so is a market
+    its creator retired (it takes no asks: joining would tie up compute for nothing). With
     ``private_key`` (the sender's), its public key is registered for each market with private
     inputs, which are re-encrypted to it.
 
@@ -76,6 +79,11 @@ def enroll_prover(
         client.ensure_allowance(setup.stake)
         client.register(compute=setup.compute, stake=setup.stake)
     for join in setup.markets:
+        if client.retired(join.market_id):
+            log.warning(
+                "market %s is retired (it takes no new asks): not joining it", join.market_id
+            )
+            continue
         if not client.offer(me, join.market_id).joined:
             _join(client, join)
         if private_key is not None and client.market(join.market_id).private_inputs:
@@ -91,10 +99,18 @@ def join_as_prover(
     registered (None in a market without private inputs).
 
     Raises:
-        ProofError: no such market, or a market with private inputs and no ``private_key``.
+        ProofError: no such market, a retired one, or a market with private inputs and no
+            ``private_key``.
         ContractRevertError: the contract refused the join.
     """
-    if client.market(join.market_id).private_inputs:
+    market = client.market(join.market_id)
+    if client.retired(join.market_id):
+        raise ProofError(
+            f"market {join.market_id} is retired: it takes no new asks, so there is nothing to "
+            "prove in it",
+            hint="`reef proofs market list` shows the markets that take asks",
+        )
+    if market.private_inputs:
         if private_key is None:
             raise ProofError("no account to register an encryption key for")
         tx = _join(client, join)

@@ -26,6 +26,8 @@
         prover to call lock() takes it at the current price, locking the market's penalty of
         its stake as collateral; the matching engine never assigns auction asks. Whichever way
         an ask is assigned, the price at assignment is what a proof pays.
+        A market's creator may retire it (superseded, say by one for a new prover image): it
+        then refuses new asks; asks already in it finish, expire or are slashed as before.
 @dev    Array fields of events are ABI-encoded bytes (AskCreated.inputs = abi.encode(uint256[]),
         ProofSubmitted.proof = abi.encode(uint256[8], uint256[])), which every event indexer
         stores as it stores any bytes. Assignment skips (and logs) an ask or prover that no longer qualifies instead of
@@ -130,6 +132,9 @@ event MarketCreated:
     ivs: address
     nInputs: uint256
     metadata: String[MAX_METADATA]
+
+event MarketRetired:
+    marketId: indexed(uint256)
 
 event TeeSignerSet:
     marketId: indexed(uint256)
@@ -269,6 +274,8 @@ auctions: public(HashMap[uint256, Auction])
 askPrice: public(HashMap[uint256, uint256])
 engineKey: public(Bytes[64])
 proverKeys: public(HashMap[address, HashMap[uint256, Bytes[64]]])
+# Kept apart from Market, whose fields (and so the markets() view) stay Kalypso's.
+retired: public(HashMap[uint256, bool])
 
 
 @deploy
@@ -350,6 +357,13 @@ def setTeeSigner(_marketId: uint256, _signer: address, _allowed: bool):
     log TeeSignerSet(marketId=_marketId, signer=_signer, allowed=_allowed)
 
 
+@external
+def retireMarket(_marketId: uint256):
+    assert msg.sender == self.markets[_marketId].creator, "only its creator can retire it"
+    self.retired[_marketId] = True
+    log MarketRetired(marketId=_marketId)
+
+
 # ---- asks ----
 
 
@@ -403,6 +417,7 @@ def auctionPrice(_askId: uint256) -> uint256:
 def _createAsk(_marketId: uint256, _inputs: DynArray[uint256, MAX_INPUTS], _reward: uint256, _expiry: uint256, _provingTime: uint256, _refundAddress: address, _hasSecret: bool) -> uint256:
     market: Market = self.markets[_marketId]
     assert market.kind != 0, "market not found"
+    assert not self.retired[_marketId], "market retired: no new asks"
     assert len(_inputs) == market.nInputs, "wrong number of public inputs for this market"
     assert _reward > 0, "the reward must be positive"
     assert _expiry > block.timestamp, "the expiry must be in the future"
