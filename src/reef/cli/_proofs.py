@@ -294,6 +294,7 @@ def _market_row(ctx: _Ctx, market_id: int) -> dict[str, Any]:
         "ivs": market.ivs,
         "creator": market.creator,
         "provers": list(listing.provers),
+        "retired": listing.retired,
     }
 
 
@@ -386,16 +387,20 @@ def market_create(
 @market_app.command("list")
 @with_flags("rpc", "proof_market", "as_json")
 def market_list(flags: Flags) -> None:
-    """Every market of the proof market."""
+    """Every market of the proof market (a retired one, which takes no new asks, says so)."""
 
     def go(ctx: _Ctx) -> list[dict[str, Any]]:
         count = ctx.client().market_count()
         return [_market_row(ctx, m) for m in range(1, count + 1)]
 
     rows = _on_market(flags, go, account=False)
-    # A market nobody proves in lets its asks expire: how many provers serve it is a column.
-    shown = [{**row, "provers": len(row["provers"])} for row in rows]
-    columns = ["market_id", "kind", "name", "provers", "penalty", "verifier"]
+    # A market nobody proves in lets its asks expire: how many provers serve it is a column, and
+    # so is whether it takes asks at all (a retired market refuses them).
+    shown = [
+        {**row, "provers": len(row["provers"]), "state": "retired" if row["retired"] else "open"}
+        for row in rows
+    ]
+    columns = ["market_id", "kind", "name", "state", "provers", "penalty", "verifier"]
     print_rows(rows, columns, flags.as_json, title="proof markets", shown=shown)
 
 
@@ -552,6 +557,11 @@ def request_cmd(
 
         client = ctx.client()
         listing = describe_market(client, market_id)
+        if listing.retired:
+            raise ProofError(
+                f"market {market_id} is retired: it takes no new asks",
+                hint=_retired_hint(listing.successors),
+            )
         values = _read_inputs(input_file, list(listing.metadata.get("public_inputs", [])))
         private_names = list(listing.metadata.get("private_inputs", []))
         if private is not None and not listing.market.private_inputs:
@@ -593,6 +603,15 @@ def request_cmd(
 
     ask_id = _on_market(flags, go)
     print_result({"ask_id": ask_id}, flags.as_json, title="proof requested")
+
+
+def _retired_hint(successors: tuple[int, ...]) -> str:
+    """What to ask instead of a retired market: the live markets over its circuit, if any (the
+    example markets reef up created for its current image replace the ones it retired)."""
+    if not successors:
+        return "`reef proofs market list` shows the markets that take asks"
+    named = " or ".join(f"market {m}" for m in successors)
+    return f"{named} proves the same circuit: `reef proofs request {successors[0]} ...`"
 
 
 def _auction_prices(text: str) -> tuple[int, int]:

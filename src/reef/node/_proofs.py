@@ -16,7 +16,11 @@ prover that run as attested enclaves.
    64-bit public ``x``, Groth16) and market 2 (``examples/proofs/commitment``:
    ``Poseidon(x, salt)`` with ``x`` a private input); a market's IVS is fixed when it is
    created, so when the IVS address differs from the one the home's example markets have (new
-   reef code, another KMS root, no KMS), new example markets replace them (said in the progress);
+   reef code, so another IVS image and KMS key; another KMS root; no KMS), new example markets
+   replace them, and the ones replaced are retired (``retireMarket``: they take no new asks,
+   and their prover, gone with its enclave, would never take one; asks already there end as
+   before). Both are said in the progress; the markets still to retire are kept in the state
+   (``superseded``) until they are, so a ``reef up`` killed in between retires them next time;
 4. builds the matching engine's image (``examples/proofs-engine``) and the prover's
    (``examples/proofs-prover`` plus the pinned snarkjs and the example circuits, so both are
    measured), and starts one enclave of each (labelled ``{"reef.role": "proofs",
@@ -51,10 +55,12 @@ from web3 import Web3
 
 import reef
 from reef._clock import wall_clock_ms
+from reef._fetch import read_bounded, request_to
 from reef.attestation import AttestationClient, Expectations, attestation_url
 from reef.chain import TokenClient
 from reef.enclave import EnclaveInfo, EnclaveSpec, InitParam, InitParams
-from reef.errors import ReefError, ServiceError
+from reef.encoding import loads_bounded
+from reef.errors import ChainError, ContractRevertError, InputError, ReefError, ServiceError
 from reef.home import ReefHome
 from reef.node._examples import _build_example, examples_root
 from reef.node._serve import until_up
@@ -80,12 +86,18 @@ __all__ = ["PROOFS_ROLE", "ProofsExtension", "ProofsSettings"]
 PROOFS_ROLE = "proofs"
 _PART_LABEL = "reef.proofs"
 # 3: the engine and the prover are enclaves (no dev-account prover); 4: the market's IVS and TEE
-# digests bind the chain id (an older market's signatures replay across devnets).
-_STATE_VERSION = 4
+# digests bind the chain id (an older market's signatures replay across devnets); 5: a market's
+# creator can retire it (an older contract cannot retire the example markets it replaces).
+_STATE_VERSION = 5
 _GAS_WEI = 10**18
 # snarkjs's toolchain minus the compilers, which a prover does not run.
 _NOT_PROVING = ("circom2", "circomlib")
 _IVS_PORT = 8701  # the port the IVS app listens on inside its enclave
+# The IVS's ``GET /`` answer ({"address", "public_key"}: about 200 bytes), read bounded: it comes
+# through the host, which may answer in the enclave's place.
+_IVS_ANSWER_BYTES = 4096
+_IVS_ANSWER_S = 10.0
+_IVS = "the input verification service enclave"
 _EXAMPLES: tuple[tuple[str, list[str], list[str], str], ...] = (
     ("poseidon", ["x"], [], "poseidon (example)"),
     ("commitment", ["salt"], ["x"], "commitment (example, private x)"),
@@ -202,6 +214,7 @@ class ProofsExtension(_EnclaveExtension):
         home created when they have that IVS, else new ones (a market's IVS cannot change)."""
         s = self.settings
         if contract.example and contract.private and contract.ivs.lower() == ivs.lower():
+            self._retire_superseded(ctx, contract)  # those a killed reef up left to retire
             return replace(contract, ivs=ivs)
         if contract.example:
             note = (
@@ -226,9 +239,49 @@ class ProofsExtension(_EnclaveExtension):
                 )
             )
         state = self._load_state(ctx.home)
-        state.update({"example_market": ids[0], "private_market": ids[1], "ivs": ivs})
+        superseded = [int(m) for m in state.get("superseded", [])]
+        superseded += [m for m in (contract.example, contract.private) if m]
+        state.update(
+            {
+                "example_market": ids[0],
+                "private_market": ids[1],
+                "ivs": ivs,
+                "superseded": superseded,
+            }
+        )
         self._save_state(ctx.home, state)
-        return replace(contract, example=ids[0], private=ids[1], ivs=ivs)
+        market = replace(contract, example=ids[0], private=ids[1], ivs=ivs)
+        self._retire_superseded(ctx, market)
+        return market
+
+    def _retire_superseded(self, ctx: UpContext, market: _Market) -> None:
+        """Retire the example markets this home replaced (the state's ``superseded``), and say
+        so. One the chain refuses to retire (not this home's to retire) is dropped with a note;
+        one a chain failure left is tried again at the next start."""
+        state = self._load_state(ctx.home)
+        pending = [int(m) for m in state.get("superseded", [])]
+        if not pending:
+            return
+        retired, left = [], []
+        for market_id in pending:
+            try:
+                if not market.client.retired(market_id):
+                    market.client.retire_market(market_id)
+                retired.append(market_id)
+            except ContractRevertError as exc:
+                ctx.progress(f"example market {market_id} was not retired: {exc}")
+            except ChainError as exc:
+                ctx.progress(f"example market {market_id} was not retired (next time): {exc}")
+                left.append(market_id)
+        state["superseded"] = left
+        self._save_state(ctx.home, state)
+        if retired:
+            names = " and ".join(str(m) for m in retired)
+            ctx.progress(
+                f"retired the example markets {names} of an earlier image: they take no new "
+                "asks (those they have end as before); the example markets are now "
+                f"{market.example} and {market.private}"
+            )
 
     # ---- the images ----
 
@@ -356,18 +409,7 @@ class ProofsExtension(_EnclaveExtension):
         url = str(info.endpoints["ports"][_IVS_PORT])
         self._ivs_url = url
 
-        async def answers() -> str:
-            try:
-                async with httpx.AsyncClient(timeout=10) as client:
-                    answer = await client.get(url + "/")
-                    answer.raise_for_status()
-                    return str(answer.json()["address"])
-            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-                raise ServiceError(f"the IVS enclave at {url}: {exc}") from exc
-
-        says = await until_up(
-            answers, what="the input verification service enclave", errors=ServiceError, tries=600
-        )
+        says = await until_up(lambda: _ivs_address(url), what=_IVS, errors=ServiceError, tries=600)
         if says.lower() != address.lower():
             raise ServiceError(
                 f"the IVS enclave signs as {says}, but its key for image "
@@ -418,6 +460,38 @@ class ProofsExtension(_EnclaveExtension):
             joined, what="the prover enclave's registration", errors=ServiceError, tries=600
         )
         return _described(info, address)
+
+
+async def _ivs_address(
+    url: str,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    deadline_s: float = _IVS_ANSWER_S,
+) -> str:
+    """The address the IVS enclave at ``url`` says it signs as (its ``GET /``), read within
+    ``deadline_s`` and :data:`_IVS_ANSWER_BYTES` (:func:`reef._fetch.read_bounded`): the answer
+    comes through the host, and a head trickled a byte at a time must cost one failed try, not
+    reef up.
+
+    Raises:
+        ServiceError: no such answer in time (a :class:`~reef._fetch.FetchError`), an error
+            status, or a body that names no address.
+    """
+    request = request_to("GET", url + "/", what=_IVS)
+    async with httpx.AsyncClient(transport=transport, timeout=deadline_s) as client:
+        answer = await read_bounded(
+            client, request, max_bytes=_IVS_ANSWER_BYTES, deadline_s=deadline_s, what=_IVS
+        )
+    if answer.status != 200:
+        raise ServiceError(f"{_IVS} at {url} answered HTTP {answer.status}")
+    try:
+        body = loads_bounded(answer.body, what=f"the answer of {_IVS} at {url}", max_depth=2)
+    except InputError as exc:
+        raise ServiceError(exc.message) from exc
+    address = body.get("address") if isinstance(body, dict) else None
+    if not isinstance(address, str):
+        raise ServiceError(f"{_IVS} at {url} named no address it signs as")
+    return address
 
 
 def _code() -> dict[str, Path]:
