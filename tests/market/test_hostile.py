@@ -9,6 +9,7 @@ in the market), served by a small hostile app on loopback.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -47,15 +48,8 @@ LONG_NUMBER = (
 
 
 def valid_metadata(**overrides: Any) -> str:
-    meta: dict[str, Any] = {
-        "instance": "dev.small",
-        "region": "local",
-        "memory": 256,
-        "vcpu": 1,
-        "url": "http://127.0.0.1:9/images/" + "ab" * 32,
-    }
-    meta.update(overrides)
-    return json.dumps(meta)
+    meta = dev_job_metadata("http://127.0.0.1:9/images/" + "ab" * 32)
+    return dataclasses.replace(meta, **overrides).to_json()
 
 
 # -- pure: the metadata parser -------------------------------------------------------------------
