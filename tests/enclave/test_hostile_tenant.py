@@ -104,7 +104,39 @@ def forge():
     return {"ok": True}
 
 
-PROBES = {"flood": flood, "socket_buffers": socket_buffers, "io_uring": io_uring, "forge": forge}
+def flip():
+    # Names in /state that are a directory one moment and a link to a host path (meaningless in
+    # here, but not to a root process on the host walking /state) the next: renameat2 swaps
+    # each pair atomically, over and over, from a thread.
+    import threading
+
+    base = "/state/race"
+    os.makedirs(base, exist_ok=True)
+    pairs = []
+    for i in range(64):
+        real, alt = f"{base}/d{i:02d}", f"{base}/d{i:02d}.alt"
+        if not os.path.lexists(real):
+            os.mkdir(real)
+        if not os.path.lexists(alt):
+            os.symlink(os.environ["HOST_DIR"], alt)
+        pairs.append((real.encode(), alt.encode()))
+
+    def swap():
+        while True:
+            for a, b in pairs:
+                LIBC.syscall(316, -100, a, -100, b, 2)  # renameat2(..., RENAME_EXCHANGE)
+
+    threading.Thread(target=swap, daemon=True).start()
+    return {"ok": True}
+
+
+PROBES = {
+    "flood": flood,
+    "socket_buffers": socket_buffers,
+    "io_uring": io_uring,
+    "forge": forge,
+    "flip": flip,
+}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -131,11 +163,11 @@ def backend(reef_home: Path, authority: DevAuthority) -> LocalBackend:
     return LocalBackend(ReefHome(reef_home), authority=authority)
 
 
-@asynccontextmanager
-async def probe_enclave(
-    backend: LocalBackend, tmp_path: Path, *, debug: bool = False, **env: str
-) -> AsyncIterator[EnclaveInfo]:
-    """A running enclave of the probe app (with ``env`` in its reef.toml), stopped on exit."""
+def probe_image(tmp_path: Path, **env: str) -> Path:
+    """The probe app's image, with ``env`` in its reef.toml (built once per test)."""
+    image = tmp_path / "probe.img"
+    if image.exists():
+        return image
     src = tmp_path / "probe"
     src.mkdir()
     (src / "app.py").write_text(PROBE_APP)
@@ -144,8 +176,16 @@ async def probe_enclave(
         'name = "probe"\ncommand = ["python3", "app.py"]\nports = [8080]\nmemory_mib = 128\n'
         f"[env]\n{variables}"
     )
-    image = tmp_path / "probe.img"
     build_image(src, image)
+    return image
+
+
+@asynccontextmanager
+async def probe_enclave(
+    backend: LocalBackend, tmp_path: Path, *, debug: bool = False, **env: str
+) -> AsyncIterator[EnclaveInfo]:
+    """A running enclave of the probe app (with ``env`` in its reef.toml), stopped on exit."""
+    image = probe_image(tmp_path, **env)
     info = await backend.start(EnclaveSpec(image=image, debug=debug))
     try:
         await get(info.endpoints["ports"][8080] + "/", attempts=100)
@@ -327,3 +367,26 @@ async def test_a_console_line_cannot_forge_events_on_the_console_stream(
     # The line arrives whole, its CRs as the LFs a client joins data lines with.
     assert events[1]["data"] == "forged\nid: 99999\ndata: injected\n\nevent: evil\ndata: more"
     assert events[2]["data"] == "after the forgery"
+
+
+@pytest.mark.slow
+async def test_a_running_app_cannot_make_a_booting_supervisor_chown_host_files(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    """Enclaves of one image share /state, and every boot makes its files the app's own: as root,
+    on the host, while another enclave of the image may be running. That app swapped directories
+    of /state with links to a host directory: the walk listed a directory, then descended
+    through the link, and chowned the host's files to the app's user (any file: /etc/shadow, the
+    dev TEE's root key)."""
+    host_dir = tmp_path / "host"
+    host_dir.mkdir()
+    victim = host_dir / "victim"
+    victim.write_text("the host's")
+    async with probe_enclave(backend, tmp_path, HOST_DIR=str(host_dir)) as racer:
+        assert await probe(racer, "flip") == {"ok": True}
+        for _ in range(4):
+            booted = await backend.start(EnclaveSpec(image=probe_image(tmp_path)))
+            await backend.stop(booted.id)
+            assert victim.stat().st_uid == 0, "a host file was chowned to the app's user"
+        assert (await backend.status(racer.id)).state == "running"
+    assert victim.read_text() == "the host's"

@@ -744,11 +744,25 @@ _FIRST_REQUEST_MODULES = (
 
 
 def _own_tree(root: Path, uid: int) -> None:
-    """Make ``root`` and everything in it belong to ``uid`` (links themselves, never followed)."""
-    for path in (root, *root.rglob("*")):
-        st = path.lstat()
-        if st.st_uid != uid or st.st_gid != uid:
-            os.lchown(path, uid, uid)
+    """Make ``root`` and everything in it belong to ``uid`` (links themselves, never followed).
+
+    This runs as root on the host while another enclave of the same image may be running, and
+    /state is shared: its app can swap a directory for a link to any host path at any moment.
+    So no path is ever resolved from ``root``: ``os.fwalk`` opens each directory relative to its
+    parent's descriptor and descends only if it is the directory it listed, and every entry is
+    stat-ed and chown-ed by name relative to its directory's descriptor, without following it.
+    (A walk by path listed a directory, then went through the link it had become: the host's
+    files were chowned to the app's user.) Entries that vanish meanwhile are skipped.
+    """
+    st = os.lstat(root)
+    if st.st_uid != uid or st.st_gid != uid:
+        os.lchown(root, uid, uid)
+    for _, dirs, files, dir_fd in os.fwalk(root, follow_symlinks=False):
+        for name in (*dirs, *files):
+            with contextlib.suppress(FileNotFoundError):
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                if st.st_uid != uid or st.st_gid != uid:
+                    os.chown(name, uid, uid, dir_fd=dir_fd, follow_symlinks=False)
 
 
 def _signal_name(number: int) -> str:
