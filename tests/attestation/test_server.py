@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from pathlib import Path
 
 import httpx
 import pytest
@@ -174,8 +173,7 @@ def _dev_attester(authority: DevAuthority) -> Attester:
     return attest
 
 
-def test_dev_tee_documents_over_http(serve: Serve, reef_home: Path) -> None:
-    authority = DevAuthority.load_or_create(ReefHome(reef_home))
+def test_dev_tee_documents_over_http(serve: Serve, home: ReefHome, authority: DevAuthority) -> None:
     attester = _dev_attester(authority)
     key = b"\x42" * 32
     fixed = attestation_app(attester, public_key=key, user_data=b"init params digest")
@@ -186,7 +184,7 @@ def test_dev_tee_documents_over_http(serve: Serve, reef_home: Path) -> None:
         for document in (raw, hexed):
             result = verify_nitro(
                 document,
-                root=TrustedRoot.dev(ReefHome(reef_home)),
+                root=TrustedRoot.dev(home),
                 mode="live",
                 now_ms=wall_ms(),
                 expect=Expectations(image_id=image_id(PCRS), pcrs={16: PCRS[16]}),

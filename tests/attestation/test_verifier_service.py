@@ -30,7 +30,6 @@ from reef.attestation._verifier_service import (
     verifier_app,
 )
 from reef.crypto import Secp256k1PrivateKey
-from reef.home import ReefHome
 from reef.testing import wall_ms
 
 Serve = Callable[[Starlette], AbstractContextManager[str]]  # the `serve` fixture (conftest)
@@ -196,11 +195,10 @@ def test_other_roots(serve: Serve, vectors: Path, key: Secp256k1PrivateKey, tmp_
 
 @pytest.mark.parametrize("offload", [True, False], ids=["in a thread", "inline"])
 def test_dev_tee_documents(
-    serve: Serve, reef_home: Path, key: Secp256k1PrivateKey, offload: bool
+    serve: Serve, authority: DevAuthority, key: Secp256k1PrivateKey, offload: bool
 ) -> None:
     """Documents minted by the dev TEE authority verify under a service pinned to the dev root,
     whether the service verifies in a worker thread or inline (reef verifier serve)."""
-    authority = DevAuthority.load_or_create(ReefHome(reef_home))
     pcrs = {0: b"\x01" * 48, 1: b"\x02" * 48, 2: b"\x03" * 48}
     now_ms = wall_ms()
     document = authority.mint(pcrs, timestamp_ms=now_ms, public_key=b"\x09" * 32, user_data=b"ud")

@@ -7,29 +7,26 @@ import json
 import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from pathlib import Path
 
 from starlette.applications import Starlette
 from typer.testing import CliRunner
 
 from reef.attestation import DevAuthority, attestation_app, image_id
 from reef.cli import app
-from reef.home import ReefHome
 from reef.testing import wall_ms
 
 Serve = Callable[[Starlette], AbstractContextManager[str]]
 PCRS = {0: b"\x20" * 48, 1: b"\x21" * 48, 2: b"\x22" * 48}
 
 
-def _server(reef_home: Path, *, behind_ms: int = 0) -> Starlette:
-    authority = DevAuthority.load_or_create(ReefHome(reef_home))
+def _server(authority: DevAuthority, *, behind_ms: int = 0) -> Starlette:
     attester = authority.attester(PCRS, clock_ms=lambda: wall_ms() - behind_ms)
     return attestation_app(attester, public_key=b"\x07" * 32)
 
 
-def test_verify_endpoint_with_the_dev_root(serve: Serve, reef_home: Path) -> None:
+def test_verify_endpoint_with_the_dev_root(serve: Serve, authority: DevAuthority) -> None:
     wanted = image_id(PCRS).hex()
-    with serve(_server(reef_home)) as url:
+    with serve(_server(authority)) as url:
         host_port = url.removeprefix("http://")
         ok = CliRunner().invoke(
             app, ["verify", host_port, "--root", "dev", "--image-id", wanted, "--json"]
@@ -58,9 +55,9 @@ def test_verify_endpoint_with_the_dev_root(serve: Serve, reef_home: Path) -> Non
 
 
 def test_verify_endpoint_refuses_stale_and_reports_unreachable(
-    serve: Serve, reef_home: Path
+    serve: Serve, authority: DevAuthority
 ) -> None:
-    with serve(_server(reef_home, behind_ms=400_000)) as url:
+    with serve(_server(authority, behind_ms=400_000)) as url:
         stale = CliRunner().invoke(app, ["verify", url, "--root", "dev", "--json"])
         assert stale.exit_code == 1
         assert json.loads(stale.stdout)["reason"] == "stale"

@@ -7,14 +7,12 @@ as a row whose value had not been printed (or was lost to wrapping).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from typer.testing import CliRunner
 
 from net_support import serve_in_thread
 from reef.attestation import DevAuthority, attestation_app, image_id
 from reef.cli import app
-from reef.home import ReefHome
 from reef.testing import wall_ms
 
 PCRS = {0: b"\x30" * 48, 1: b"\x31" * 48, 2: b"\x32" * 48}
@@ -28,8 +26,8 @@ def _rows(text: str) -> dict[str, str]:
     return rows
 
 
-def test_empty_user_data_reads_empty_and_a_set_key_is_shown(reef_home: Path) -> None:
-    attester = DevAuthority.load_or_create(ReefHome(reef_home)).attester(PCRS, clock_ms=wall_ms)
+def test_empty_user_data_reads_empty_and_a_set_key_is_shown(authority: DevAuthority) -> None:
+    attester = authority.attester(PCRS, clock_ms=wall_ms)
     served = attestation_app(attester, public_key=b"\x07" * 32)
     wanted = image_id(PCRS).hex()
     with serve_in_thread(served) as url:

@@ -156,9 +156,8 @@ def test_identity_round_trips_through_json(keyring: RootKeyring) -> None:
 
 
 def test_http_attester_and_own_root_over_loopback(
-    reef_home: Path, serve_thread: Callable[[ASGIApp], AbstractContextManager[str]]
+    authority: DevAuthority, serve_thread: Callable[[ASGIApp], AbstractContextManager[str]]
 ) -> None:
-    authority = DevAuthority.load_or_create(ReefHome(reef_home))
     attester = authority.attester(PCRS, clock_ms=wall_ms)
     with serve_thread(custom_attestation_app(attester)) as url:
         remote = http_attester(url + "/attestation/raw")
