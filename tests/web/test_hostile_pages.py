@@ -138,6 +138,8 @@ def test_an_instant_that_is_no_unix_time_is_refused_not_a_server_error(
 # -- a hostile provider's numbers, and many live log streams -----------------------------------
 
 CARD = RateCard.dev().lookup("local", "dev.small")
+SPAM = 120
+"""Empty deposits a stranger makes to the owner's job."""
 
 
 @dataclass
@@ -198,7 +200,12 @@ def net(
         instance="dev.small", region="local", memory=256, vcpu=1, url="http://x/y", debug=True
     ).to_json()
     own = MarketClient(devnet.web3(), deployment.market, account=accounts[0].local_account)
-    number = job_index(own.open_job(metadata, evil.address, CARD.min_rate, 10**6))
+    job_id = own.open_job(metadata, evil.address, CARD.min_rate, 10**6)
+    number = job_index(job_id)
+    # Anyone may deposit to any job, nothing included: each is an event of the job's history.
+    stranger = MarketClient(devnet.web3(), deployment.market, account=accounts[1].local_account)
+    for _ in range(SPAM):
+        stranger.deposit(job_id, 0)
     home = ReefHome(tmp_path_factory.mktemp("hostile-pages"))
     key = home.root / "owner.key"
     key.write_text(accounts[0].private_key.hex())
@@ -218,6 +225,20 @@ def net(
                 public.close()
     finally:
         provider.close()
+
+
+def test_a_strangers_empty_deposits_do_not_swamp_a_jobs_history(net: Net) -> None:
+    """Anyone may deposit to any job, 0 rUSD included, for the gas alone: each deposit was a
+    row of the job page's history, so a stranger could grow the owner's page (and what each
+    visit costs the dashboard to render) without end. The latest events are shown, with how
+    many earlier ones are not."""
+    from reef.web._app import MAX_HISTORY_SHOWN
+
+    page = httpx.get(f"{net.url}/jobs/{net.job}", timeout=60)
+    assert page.status_code == 200
+    assert page.text.count("<td>JobDeposited</td>") == MAX_HISTORY_SHOWN - 1
+    assert f"{SPAM + 1 - MAX_HISTORY_SHOWN} earlier events are not shown" in page.text
+    assert "<td>JobOpened</td>" in page.text  # the job's opening is always shown
 
 
 def _stream(stack: contextlib.ExitStack, http: httpx.Client, url: str) -> httpx.Response:

@@ -367,7 +367,9 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
 
         async def body() -> str:
             session, client, row = await open_job(text)
-            history = await off_thread(_data.job_history, session, client, row.job_id)
+            history, hidden = _latest(
+                await off_thread(_data.job_history, session, client, row.job_id)
+            )
             details = dl(
                 {
                     "job": row.number,
@@ -403,6 +405,11 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
                 ["event", "block", "fields"],
                 empty="no events",
             )
+            if hidden:
+                events += (
+                    f'<p class="muted">{hidden} earlier events are not shown (anyone may deposit '
+                    "to a job, so its history may be long); the chain has them all</p>"
+                )
             manage = (
                 '<section id="manage"><h2>Manage</h2>'
                 f'<form class="inline manage" data-action="/api/jobs/{row.number}/deposit">'
@@ -1158,6 +1165,18 @@ def _collateral_too_deep(collateral: str) -> bool:
     if not isinstance(fields, dict):
         return False
     return any(isinstance(v, str) and _too_deep(v) for v in fields.values())
+
+
+MAX_HISTORY_SHOWN = 100
+"""The most market events a job's page lists: its opening and the latest ones. Anyone may
+deposit to any job, nothing included, so a stranger can add events to it for the gas alone."""
+
+
+def _latest(history: list[_T]) -> tuple[list[_T], int]:
+    """The events a job's page lists (the first, then the latest) and how many it leaves out."""
+    if len(history) <= MAX_HISTORY_SHOWN:
+        return history, 0
+    return [history[0], *history[-(MAX_HISTORY_SHOWN - 1) :]], len(history) - MAX_HISTORY_SHOWN
 
 
 class _LogStreams:
