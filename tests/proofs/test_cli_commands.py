@@ -1,7 +1,7 @@
 """The proof commands against a served in-process chain (no enclaves): each parses, calls its
 reef.proofs use case and prints the same JSON as before. A TEE market is created, an ask is
 requested, shown and cancelled; a prover registers, joins, shows its status and leaves in two
-steps."""
+steps; a market's creator retires it, and asks for it are refused."""
 
 from __future__ import annotations
 
@@ -122,3 +122,42 @@ def test_a_prover_registers_joins_and_leaves_in_two_steps(served: Served) -> Non
         "state": "left",
     }
     assert served.reef("prover", "status", user=1)["markets"] == []
+
+
+def test_a_markets_creator_retires_it_and_its_asks_are_refused(
+    served: Served, tmp_path: Path
+) -> None:
+    from reef.cli import app
+
+    market_id = served.reef("proofs", "market", "create", "--tee", "--image-id", "05" * 32)[
+        "market_id"
+    ]
+    flags = ["--rpc", served.url, "--proof-market", served.chain.market_address]
+    # Only its creator (user 0 created it) may retire it: refused before any transaction.
+    other = CliRunner().invoke(
+        app, ["proofs", "market", "retire", str(market_id), *flags, "--key", str(served.keys[1])]
+    )
+    assert other.exit_code == 1, other.output
+    assert f"market {market_id} was created by {served.chain.users[0].address}" in other.stderr
+    assert served.reef("proofs", "market", "show", str(market_id), user=None)["retired"] is False
+    retired = served.reef("proofs", "market", "retire", str(market_id))
+    assert (retired["market_id"], retired["retired"]) == (market_id, True)
+    assert retired["tx"].startswith("0x")
+    # Again: nothing to send.
+    assert served.reef("proofs", "market", "retire", str(market_id))["tx"] is None
+    assert served.reef("proofs", "market", "show", str(market_id), user=None)["retired"] is True
+    inputs = tmp_path / "input.json"
+    inputs.write_text(json.dumps({"x": "1"}))
+    requested = CliRunner().invoke(
+        app,
+        ["proofs", "request", str(market_id), "--input", str(inputs), "--reward", "1",
+         *flags, "--key", str(served.keys[0])],
+    )  # fmt: skip
+    assert requested.exit_code == 1, requested.output
+    assert f"market {market_id} is retired: it takes no new asks" in requested.stderr
+    assert "`reef proofs market list` shows the markets that take asks" in requested.stderr
+    table = CliRunner().invoke(app, ["proofs", "market", "list", *flags])
+    rows = [line.split("│") for line in table.stdout.splitlines() if line.startswith("│")]
+    assert [(r[1].strip(), r[4].strip()) for r in rows if r[1].strip() == str(market_id)] == [
+        (str(market_id), "retired")
+    ]

@@ -1,5 +1,5 @@
-"""`reef proofs ...` (markets and asks: create, signer, request, wait, list, show, cancel; the
-matching engine: engine run, register; the input verification service: ivs run) and
+"""`reef proofs ...` (markets and asks: create, signer, retire, request, wait, list, show,
+cancel; the matching engine: engine run, register; the input verification service: ivs run) and
 `reef prover ...` (register, join, leave, run, status): the proof market from the command line.
 
 Commands find the chain and the proof market in ``$REEF_HOME/network.json`` (``reef up`` writes
@@ -7,7 +7,7 @@ the proof market's address under ``services.proofs``) or take ``--rpc`` and
 ``--proof-market``; they send from ``--key`` or, on reef's devnet, dev account 0. Amounts are
 rUSD decimals typed by the user (``1.5``), base units inside.
 
-One module (about 1050 lines, most of it the commands' options and help): the command groups
+One module (about 1100 lines, most of it the commands' options and help): the command groups
 (``reef proofs`` with ``market``, ``engine`` and ``ivs``, ``reef prover``) share the market's
 location, option blocks and the ask and prover tables. Each command parses its flags and files,
 calls :mod:`reef.proofs` (``request_proof``, ``wait_for_ask``, ``describe_market`` /
@@ -58,7 +58,7 @@ __all__ = ["register"]
 T = TypeVar("T")
 
 proofs_app = typer.Typer(help="The proof market: markets and proof requests.", no_args_is_help=True)
-market_app = typer.Typer(help="Proof markets: create, list, show.", no_args_is_help=True)
+market_app = typer.Typer(help="Proof markets: create, list, show, retire.", no_args_is_help=True)
 prover_app = typer.Typer(
     help="Proving for the proof market: stake, join, run.", no_args_is_help=True
 )
@@ -413,6 +413,21 @@ def market_show(
     """One market: its kind, verifier, artifacts and penalty."""
     row = _on_market(flags, lambda ctx: _market_row(ctx, market_id), account=False)
     print_result(row, flags.as_json, title=f"market {market_id}")
+
+
+@_market_command(market_app, "retire", title="market retired")
+def market_retire(ctx: _Ctx, market_id: MarketId) -> dict[str, Any]:
+    """Retire a market you created: it takes no new asks; those it has end as before."""
+    client = ctx.client()
+    market = client.market(market_id)
+    if market.creator.lower() != ctx.session.address.lower():
+        raise ProofError(
+            f"market {market_id} was created by {market.creator}, not {ctx.session.address}",
+            hint="only a market's creator can retire it: pass its --key",
+        )
+    if client.retired(market_id):
+        return {"market_id": market_id, "retired": True, "tx": None}
+    return {"market_id": market_id, "retired": True, "tx": client.retire_market(market_id).tx_hash}
 
 
 ReplayOpt = Annotated[
