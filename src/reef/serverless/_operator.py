@@ -7,6 +7,12 @@ key) goes to the attestation verifier service, whose signed statement the Jobs c
 with one ``ecrecover``; the enclave key signs ``Register(owner, jobCapacity, env,
 signTimestamp)``; the owner sends both with the stake. Nothing here is trusted by the contract:
 a host that lies about any of it gets a revert.
+
+The enclave's control port and the verifier are reached through hosts the operator does not
+control, so every answer is read as a stranger's (:func:`reef._fetch.read_bounded`): at most
+:data:`_MAX_ANSWER` bytes, uncompressed, within twice the per-operation timeout in all (a server
+trickling its head a byte at a time is given up on), and parsed as JSON nested no deeper than
+:data:`reef.encoding.MAX_JSON_DEPTH`.
 """
 
 from __future__ import annotations
@@ -18,15 +24,19 @@ import httpx
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from reef._fetch import FetchError, read_bounded, request_to
 from reef.attestation import AttestationClient, VerifierStatement
 from reef.chain import translate_errors
-from reef.encoding import parse_hex
-from reef.errors import ServiceError
+from reef.encoding import loads_bounded, parse_hex, terminal_text
+from reef.errors import InputError, ServiceError
 from reef.serverless._contracts import ExecutorRecord, ServerlessJobsClient
 
 __all__ = ["fund_gas", "register_enclave_executor"]
 
 _TIMEOUT_S = 30.0
+"""httpx's per-operation timeout; an answer may take twice that in all, head and body."""
+_MAX_ANSWER = 64 << 10
+"""The longest answer read from the control port or the verifier (each is a small JSON object)."""
 
 
 def fund_gas(w3: Web3, payer: LocalAccount, to: str, wei: int) -> str:
@@ -46,14 +56,57 @@ def fund_gas(w3: Web3, payer: LocalAccount, to: str, wei: int) -> str:
     return Web3.to_hex(tx_hash)
 
 
-async def _json(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> Any:
+async def _answer(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    json: object = None,
+    content: bytes | None = None,
+    who: str = "the executor's control port",
+    failed: str | None = None,
+) -> tuple[int, bytes]:
+    """The status and body of ``method url``, read within the bounds (module docstring).
+
+    Raises:
+        ServiceError: ``"{method} {url} failed: ..."`` (or ``failed`` failed) when it cannot
+            be read within them.
+    """
+    failed = failed or f"{method} {url}"
     try:
-        response = await client.request(method, url, **kwargs)
-    except httpx.HTTPError as exc:
-        raise ServiceError(f"{method} {url} failed: {exc}") from exc
-    if response.status_code != 200:
-        raise ServiceError(f"{method} {url} answered {response.status_code}: {response.text}")
-    return response.json()
+        request = request_to(method, url, what=who)
+        answer = await read_bounded(
+            client,
+            client.build_request(method, request.url, json=json, content=content),
+            max_bytes=_MAX_ANSWER,
+            deadline_s=2 * _TIMEOUT_S,
+            what=who,
+        )
+    except FetchError as exc:
+        raise ServiceError(f"{failed} failed: {exc.message}") from exc
+    return answer.status, answer.body
+
+
+def _parsed(method: str, url: str, body: bytes) -> Any:
+    try:
+        return loads_bounded(body, what=f"the answer to {method} {url}")
+    except InputError as exc:
+        raise ServiceError(exc.message) from exc
+
+
+def _text(body: bytes) -> str:
+    return terminal_text(body[:300].decode("utf-8", "replace"))
+
+
+async def _json(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> Any:
+    """The JSON object the control port answers ``method url`` with (200 only)."""
+    status, body = await _answer(client, method, url, **kwargs)
+    if status != 200:
+        raise ServiceError(f"{method} {url} answered {status}: {_text(body)}")
+    parsed = _parsed(method, url, body)
+    if not isinstance(parsed, dict):
+        raise ServiceError(f"{method} {url} answered no JSON object: {_text(body)}")
+    return parsed
 
 
 async def register_enclave_executor(
@@ -99,16 +152,21 @@ async def register_enclave_executor(
         )
         details = await _json(client, "GET", f"{control_url}/details")
         document = await AttestationClient(timeout=_TIMEOUT_S).afetch(attestation_url)
-        try:
-            verified = await client.post(f"{verifier_url}/verify/raw", content=document)
-        except httpx.HTTPError as exc:
-            raise ServiceError(f"attesting the executor failed: {exc}") from exc
-        if verified.status_code != 200:
+        verify_url = f"{verifier_url}/verify/raw"
+        status, verified = await _answer(
+            client,
+            "POST",
+            verify_url,
+            content=document,
+            who="the attestation verifier",
+            failed="attesting the executor",
+        )
+        if status != 200:
             raise ServiceError(
-                f"the verifier rejected the executor's attestation: {verified.text}",
+                f"the verifier rejected the executor's attestation: {_text(verified)}",
                 hint="is the verifier the one that trusts this TEE's root?",
             )
-        statement = VerifierStatement.from_json(verified.json())
+        statement = VerifierStatement.from_json(_parsed("POST", verify_url, verified))
         if statement.public_key != parse_hex(details["public_key"], name="public key"):
             raise ServiceError(
                 "the attestation is for another key than the executor's",
