@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from web3 import Web3
 
-from net_support import free_port, serve_in_thread
+from net_support import ends, free_port, serve_in_thread
 from reef.chain import (
     BoundedHTTPProvider,
     Devnet,
@@ -137,24 +137,6 @@ def _endless(conn: socket.socket, stop: threading.Event) -> None:
         conn.sendall(chunk)
 
 
-def _ends(call: Callable[[], Any]) -> Any:
-    """What ``call`` returned or raised, run in a thread; fails the test if it is still running
-    after :data:`_LIVENESS_S` (the attack worked: the client hangs)."""
-    out: list[Any] = []
-
-    def run() -> None:
-        try:
-            out.append(call())
-        except BaseException as exc:  # handed to the test, which checks it
-            out.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(_LIVENESS_S)
-    assert not thread.is_alive(), f"the client was still waiting after {_LIVENESS_S} s"
-    return out[0]
-
-
 @pytest.mark.parametrize(
     "attack",
     [
@@ -170,7 +152,7 @@ def test_a_node_that_drips_its_answer_is_given_up_on(
     waiting for ever (here a byte every 0.1 s against a 0.5 s read timeout)."""
     with _node(attack) as url:
         w3 = http_web3(url, timeout=0.5)
-        outcome = _ends(lambda: w3.eth.chain_id)
+        outcome = ends(lambda: w3.eth.chain_id, _LIVENESS_S)
     assert isinstance(outcome, RPCError), outcome
     assert url in outcome.message
     assert "did not answer in time" in outcome.message
@@ -182,7 +164,7 @@ def test_a_node_that_answers_without_end_is_cut_off() -> None:
     """web3.py read the whole answer into memory: a node answering 10 GB took 10 GB."""
     with _node(_endless) as url:
         w3 = http_web3(url, timeout=5)
-        outcome = _ends(lambda: w3.eth.chain_id)
+        outcome = ends(lambda: w3.eth.chain_id, _LIVENESS_S)
     assert isinstance(outcome, RPCError), outcome
     assert f"{url} answered more than {MAX_ANSWER_BYTES} bytes" in outcome.message
 
@@ -192,7 +174,7 @@ def test_a_declared_oversize_answer_is_refused_before_it_is_read() -> None:
     reads 256 MiB first nor waits out the deadline to learn the answer is too large."""
     with _node(_drip(_HEAD + b"content-length: 10000000000\r\n\r\n", b" ")) as url:
         w3 = http_web3(url, timeout=5)
-        outcome = _ends(lambda: w3.eth.chain_id)
+        outcome = ends(lambda: w3.eth.chain_id, _LIVENESS_S)
     assert isinstance(outcome, RPCError), outcome
     assert f"{url} answered more than {MAX_ANSWER_BYTES} bytes" in outcome.message
 
@@ -200,7 +182,7 @@ def test_a_declared_oversize_answer_is_refused_before_it_is_read() -> None:
 def test_connect_names_the_node_that_drips() -> None:
     """``reef.node.connect`` (every reef command's first round trip) ends with the reason."""
     with _node(_drip(_HEAD + b"content-length: 100\r\n\r\n", b" ")) as url:
-        outcome = _ends(lambda: connect(url, timeout=0.5))
+        outcome = ends(lambda: connect(url, timeout=0.5), _LIVENESS_S)
     assert isinstance(outcome, RPCError), outcome
     assert "cannot reach the JSON-RPC endpoint" in outcome.message
     assert "did not answer in time" in outcome.message
@@ -214,12 +196,12 @@ def test_through_requests_the_answer_is_bounded_too() -> None:
     provider = BoundedHTTPProvider  # the class web3 is given, with requests-only options
     with _node(_endless) as url:
         w3 = Web3(provider(url, request_kwargs={"timeout": 5, "verify": False}))
-        outcome = _ends(lambda: w3.eth.chain_id)
+        outcome = ends(lambda: w3.eth.chain_id, _LIVENESS_S)
     assert isinstance(outcome, RPCError), outcome
     assert f"{url} answered more than {MAX_ANSWER_BYTES} bytes" in outcome.message
     with _node(_drip(_HEAD + b"content-length: 100000\r\n\r\n", b" ")) as url:
         w3 = Web3(provider(url, request_kwargs={"timeout": 0.5, "verify": False}))
-        outcome = _ends(lambda: w3.eth.chain_id)
+        outcome = ends(lambda: w3.eth.chain_id, _LIVENESS_S)
     assert isinstance(outcome, RPCError), outcome
     assert "did not answer in time" in outcome.message
 
