@@ -7,7 +7,8 @@ and funded it (:func:`await_engine_role`); the IVS fetches its signing key from 
 KMS derive server (:func:`derived_secp256k1_key`).
 
 Waiting is polling, so the clock and the sleep are parameters (tests pass fakes), and the derive
-server is reached through an injectable httpx transport.
+server is reached through an injectable httpx transport, its answers read as a stranger's
+(:mod:`reef._fetch`: the host may answer in the derive server's place).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from collections.abc import Callable
 
 import httpx
 
+from reef._fetch import FetchError, fetch_blocking, request_to
 from reef.chain import TokenClient, format_amount
 from reef.crypto import Secp256k1PrivateKey
+from reef.encoding import terminal_text
 from reef.errors import ProofError, ServiceError
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._settings import MarketJoin, ProverSetup
@@ -179,6 +182,10 @@ def await_engine_role(
         )
 
 
+_DERIVE_ANSWER_BYTES = 4096
+"""The longest derive-server answer read: a 32-byte key, or a short reason."""
+
+
 def derived_secp256k1_key(
     derive_url: str,
     path: str,
@@ -186,27 +193,42 @@ def derived_secp256k1_key(
     tries: int = 60,
     transport: httpx.BaseTransport | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    timeout_s: float = 10.0,
 ) -> bytes:
     """The secp256k1 secret at ``path`` from an enclave's KMS derive server
     (``GET /derive/secp256k1?path=``), retried while the server is not ready (the trusted base
     fetches its seed from the KMS root when it starts).
 
+    The server is reached through the host, which may answer in its place: each answer is read
+    through :func:`reef._fetch.fetch_blocking`, at most 4 KiB within ``timeout_s`` seconds in
+    all (its head included); one that is not counts as a failed try.
+
     Raises:
         ServiceError: the derive server did not answer with a 32-byte key in ``tries`` tries.
     """
     last = ""
+    what = "the KMS derive server"
     url = f"{derive_url.rstrip('/')}/derive/secp256k1"
-    with httpx.Client(transport=transport, timeout=10) as http:
-        for _ in range(tries):
-            try:
-                answer = http.get(url, params={"path": path})
-            except httpx.HTTPError as exc:
-                last = str(exc)
-            else:
-                if answer.status_code == 200 and len(answer.content) == 32:
-                    return bytes(answer.content)
-                last = f"HTTP {answer.status_code}: {answer.text[:200]}"
-            sleep(_POLL_S)
+    for _ in range(tries):
+        try:
+            answer = fetch_blocking(
+                request_to("GET", url, what=what, params={"path": path}),
+                transport=transport,
+                timeout=timeout_s,
+                max_bytes=_DERIVE_ANSWER_BYTES,
+                deadline_s=timeout_s,
+                what=what,
+            )
+        except FetchError as exc:
+            last = (
+                str(exc.__cause__) if exc.reason == "unreachable" and exc.__cause__ else exc.message
+            )
+        else:
+            if answer.status == 200 and len(answer.body) == 32:
+                return answer.body
+            text = answer.body[:200].decode("utf-8", "replace")
+            last = f"HTTP {answer.status}: {terminal_text(text)}"
+        sleep(_POLL_S)
     raise ServiceError(
         f"the KMS derive server at {derive_url} gave no key for {path!r}: {last}",
         hint="run the IVS in an enclave wired to a KMS root (reef up), or pass --key-file",
