@@ -97,6 +97,7 @@ _IVS_PORT = 8701  # the port the IVS app listens on inside its enclave
 # through the host, which may answer in the enclave's place.
 _IVS_ANSWER_BYTES = 4096
 _IVS_ANSWER_S = 10.0
+_IVS_UP_S = 300.0  # the whole wait for its first answer (600 quickly refused tries: 2 min)
 _IVS = "the input verification service enclave"
 _EXAMPLES: tuple[tuple[str, list[str], list[str], str], ...] = (
     ("poseidon", ["x"], [], "poseidon (example)"),
@@ -278,8 +279,8 @@ class ProofsExtension(_EnclaveExtension):
         if retired:
             names = " and ".join(str(m) for m in retired)
             ctx.progress(
-                f"retired the example markets {names} of an earlier image: they take no new "
-                "asks (those they have end as before); the example markets are now "
+                f"retired the earlier example markets {names}: they take no new asks (those "
+                "they have end as before); the example markets are now "
                 f"{market.example} and {market.private}"
             )
 
@@ -409,7 +410,15 @@ class ProofsExtension(_EnclaveExtension):
         url = str(info.endpoints["ports"][_IVS_PORT])
         self._ivs_url = url
 
-        says = await until_up(lambda: _ivs_address(url), what=_IVS, errors=ServiceError, tries=600)
+        try:
+            # Each answer is bounded (_ivs_address); so is the wait for one, as tries of a host
+            # that trickles every answer would each take the whole deadline.
+            async with asyncio.timeout(_IVS_UP_S):
+                says = await until_up(
+                    lambda: _ivs_address(url), what=_IVS, errors=ServiceError, tries=600
+                )
+        except TimeoutError as exc:
+            raise ServiceError(f"{_IVS} at {url} gave no answer in {_IVS_UP_S:g} s") from exc
         if says.lower() != address.lower():
             raise ServiceError(
                 f"the IVS enclave signs as {says}, but its key for image "
