@@ -26,10 +26,11 @@ from dev_tee_support import get, requires_isolation
 from reef.attestation import DevAuthority
 from reef.enclave import EnclaveInfo, EnclaveSpec, LocalBackend, build_image
 from reef.enclave.local._backend import _console_text
+from reef.enclave.local._supervisor import TRUSTED_BASE_LOG, TRUSTED_BASE_LOG_BYTES
 from reef.enclave.local._trusted_base import (
-    CONSOLE_ROTATED_SUFFIX,
     MAX_CONSOLE_FILE_BYTES,
     MAX_CONSOLE_MEMORY,
+    ROTATED_SUFFIX,
     Console,
 )
 from reef.home import ReefHome
@@ -130,7 +131,21 @@ def flip():
     return {"ok": True}
 
 
+def refusals():
+    # Hold as many connections to the sealing service as one peer may, then have the serving
+    # floor refuse more, each one logged by the supervisor.
+    held = [socket.create_connection(("127.0.0.1", 1210)) for _ in range(128)]
+    refused = 0
+    for _ in range(int(os.environ["REFUSALS"])):
+        with socket.create_connection(("127.0.0.1", 1210)) as extra:
+            refused += extra.recv(64).startswith(b"HTTP/1.1 503")
+    for sock in held:
+        sock.close()
+    return {"refused": refused}
+
+
 PROBES = {
+    "refusals": refusals,
     "flood": flood,
     "socket_buffers": socket_buffers,
     "io_uring": io_uring,
@@ -300,7 +315,7 @@ def test_a_console_file_of_any_size_is_read_from_its_end_only(tmp_path: Path) ->
         out.truncate(4 << 30)
         out.seek(0, 2)
         out.write(b"\nnext to last\nlast\n")
-    (tmp_path / f"console.log{CONSOLE_ROTATED_SUFFIX}").write_bytes(b"older\n")
+    (tmp_path / f"console.log{ROTATED_SUFFIX}").write_bytes(b"older\n")
     text = _console_text(path)
     assert len(text) <= 2 * MAX_CONSOLE_FILE_BYTES
     assert text.endswith("next to last\nlast\n")
@@ -390,3 +405,25 @@ async def test_a_running_app_cannot_make_a_booting_supervisor_chown_host_files(
             assert victim.stat().st_uid == 0, "a host file was chowned to the app's user"
         assert (await backend.status(racer.id)).state == "running"
     assert victim.read_text() == "the host's"
+
+
+@pytest.mark.slow
+async def test_refusals_the_app_provokes_are_logged_within_a_bound(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    """The serving floor logs one line per refusal, and the supervisor had no handler of its own:
+    every line went to supervisor.out on the host's disk. An app (a production one, whose console
+    goes nowhere) held 128 connections to its sealing service and opened more, each refused and
+    logged: about 100 KB a second, without end."""
+    async with probe_enclave(backend, tmp_path, REFUSALS="6000") as info:
+        result = await probe(info, "refusals")
+        assert result == {"refused": 6000}
+        run_dir = backend.home.enclaves / info.id
+        logs = sorted(run_dir.glob(TRUSTED_BASE_LOG + "*"))
+        assert [p.name for p in logs] == [TRUSTED_BASE_LOG, TRUSTED_BASE_LOG + ".1"]
+        assert all(p.stat().st_size <= TRUSTED_BASE_LOG_BYTES for p in logs)
+        assert "refused a connection from 127.0.0.1" in logs[0].read_text()
+        assert (run_dir / "supervisor.out").stat().st_size < 4096
+        # The sealing service still serves the app once it lets go.
+        assert await probe(info, "ready") == {"ready": True}
+        assert (await backend.status(info.id)).state == "running"

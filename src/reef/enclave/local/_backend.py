@@ -56,7 +56,7 @@ from reef.enclave.local._sandbox import (
     resolve_command,
 )
 from reef.enclave.local._state_volume import release_if_unused
-from reef.enclave.local._trusted_base import CONSOLE_ROTATED_SUFFIX, MAX_CONSOLE_FILE_BYTES
+from reef.enclave.local._trusted_base import MAX_CONSOLE_FILE_BYTES, ROTATED_SUFFIX
 from reef.errors import EnclaveError, ImageError, InputError, MisuseError, ReefError
 from reef.home import read_json
 
@@ -719,7 +719,7 @@ class LocalBackend:
         """The console's lines, then new ones as they come, until the enclave ends."""
         await self.logs(enclave_id)
         path = self._dir(enclave_id) / "console.log"
-        rotated = path.with_name(path.name + CONSOLE_ROTATED_SUFFIX)
+        rotated = path.with_name(path.name + ROTATED_SUFFIX)
         position = 0
         pending = b""
         while True:
@@ -846,7 +846,7 @@ def _console_text(path: Path) -> str:
     budget = 2 * MAX_CONSOLE_FILE_BYTES
     parts: list[bytes] = []
     cut = False
-    for name in (path, path.with_name(path.name + CONSOLE_ROTATED_SUFFIX)):
+    for name in (path, path.with_name(path.name + ROTATED_SUFFIX)):
         try:
             size = name.stat().st_size
         except FileNotFoundError:

@@ -49,6 +49,7 @@ import contextlib
 import hashlib
 import importlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -78,7 +79,7 @@ from reef.enclave.local._sandbox import (
     sandbox_environment,
 )
 from reef.enclave.local._state_volume import StateVolume
-from reef.enclave.local._trusted_base import SEALING_PORT, Console, split_console
+from reef.enclave.local._trusted_base import SEALING_PORT, Console, RotatingFile, split_console
 from reef.errors import EnclaveError, ReefError
 from reef.home import ReefHome, replace_file
 
@@ -104,6 +105,12 @@ ATTESTATION_SECP256K1_PORT = 1301
 CUSTOM_PORT = 1350
 DERIVE_PORT = 1100
 KMS_RETRY_S = 20.0
+TRUSTED_BASE_LOG = "trusted-base.log"
+"""Where the trusted base's log records go (the serving floor's refusals, uvicorn's and
+asyncio's complaints), in the enclave's run directory."""
+TRUSTED_BASE_LOG_BYTES = 128 << 10
+"""Its size before it rotates (one rotated file kept): the app provokes those records at will
+(one per connection its sealing service refuses), so they must not grow the host's disk."""
 """How long an enclave keeps asking a busy or restarting KMS root for its seed before failing."""
 
 
@@ -668,6 +675,33 @@ class Supervisor:
             shutil.rmtree(self.run_dir / "init-params", ignore_errors=True)
 
 
+class _TrustedBaseLog(logging.Handler):
+    """The supervisor's log records, in a :class:`RotatingFile` of the run directory.
+
+    Its servers leave their loggers to the program (``Server(uvicorn_logging=False)``): without
+    a handler, every record went to stderr (``supervisor.out``), one line per refusal the app
+    provoked, on the host's disk and without bound.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(logging.WARNING)
+        self.file = RotatingFile(path, TRUSTED_BASE_LOG_BYTES)
+        self.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.file.write((self.format(record) + "\n").encode(errors="replace"))
+        except Exception:
+            self.handleError(record)
+
+
+def _log_to(run_dir: Path) -> None:
+    """Send this process's log records to the run directory's bounded trusted-base log."""
+    root = logging.getLogger()
+    root.addHandler(_TrustedBaseLog(run_dir / TRUSTED_BASE_LOG))
+    root.setLevel(logging.WARNING)
+
+
 async def _warm_up(app: Any, path: str) -> None:
     """One ``GET path`` through the ASGI ``app``, its answer dropped."""
     scope = {
@@ -916,6 +950,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         run_dir = Path(args[0])
         ready_fd = int(args[1]) if len(args) > 1 else None
+    _log_to(run_dir)
     supervisor = Supervisor(run_dir, ready_fd)
     return asyncio.run(supervisor.run())
 

@@ -45,12 +45,13 @@ if TYPE_CHECKING:
 # network, and loads them while pasta comes up.
 
 __all__ = [
-    "CONSOLE_ROTATED_SUFFIX",
     "MAX_CONSOLE_FILE_BYTES",
     "MAX_CONSOLE_MEMORY",
+    "ROTATED_SUFFIX",
     "SEALING_PORT",
     "Console",
     "DevTeeSealer",
+    "RotatingFile",
     "console_app",
     "dev_seal",
     "dev_unseal",
@@ -257,7 +258,8 @@ size (10 000 lines of 16 KiB of undecodable bytes were 320 MiB there)."""
 MAX_CONSOLE_FILE_BYTES = 8 << 20
 """Bytes of ``console.log`` before it is rotated to ``console.log.1`` (the one kept before it):
 a console's files on the host's disk never pass twice this, whatever the app prints."""
-CONSOLE_ROTATED_SUFFIX = ".1"
+ROTATED_SUFFIX = ".1"
+"""The suffix of a rotated :class:`RotatingFile` (a console's ``console.log.1``)."""
 
 
 def split_console(buffer: bytes, *, final: bool = False) -> tuple[list[str], bytes]:
@@ -281,6 +283,31 @@ def split_console(buffer: bytes, *, final: bool = False) -> tuple[list[str], byt
     return [p.decode("utf-8", "replace").rstrip("\r") for p in pieces], rest
 
 
+class RotatingFile:
+    """An append-only file that never passes ``max_bytes``: a write that would is preceded by
+    renaming it to ``<path>.1`` (dropping the previous one), so the pair stays under twice that.
+    For what an enclave's app can make its supervisor write on the host's disk."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self._max_bytes = max_bytes
+        self._file = path.open("ab")
+        self._written = self._file.tell()
+
+    def write(self, data: bytes) -> None:
+        if self._written and self._written + len(data) > self._max_bytes:
+            self._file.close()
+            os.replace(self.path, self.path.with_name(self.path.name + ROTATED_SUFFIX))
+            self._file = self.path.open("ab")
+            self._written = 0
+        self._file.write(data)
+        self._file.flush()
+        self._written += len(data)
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class Console:
     """An enclave's console lines (debug mode), kept in memory and in a file, with followers.
 
@@ -302,14 +329,12 @@ class Console:
         self.path = path
         self._keep = keep
         self._max_memory = max_memory
-        self._max_file_bytes = max_file_bytes
         self._lines: list[str] = []
         self._held = 0  # bytes of the strings in _lines
         self._first = 0
         self._waiters: set[asyncio.Event] = set()
         self._closed = False
-        self._file = path.open("ab")
-        self._written = self._file.tell()
+        self._file = RotatingFile(path, max_file_bytes)
 
     @property
     def last_id(self) -> int:
@@ -331,20 +356,9 @@ class Console:
             self._first += drop
             self._held = held
         if not self._closed:
-            self._write(line + "\n")
+            self._file.write((line + "\n").encode())
         for waiter in self._waiters:
             waiter.set()
-
-    def _write(self, text: str) -> None:
-        data = text.encode()
-        if self._written and self._written + len(data) > self._max_file_bytes:
-            self._file.close()
-            os.replace(self.path, self.path.with_name(self.path.name + CONSOLE_ROTATED_SUFFIX))
-            self._file = self.path.open("ab")
-            self._written = 0
-        self._file.write(data)
-        self._file.flush()
-        self._written += len(data)
 
     def close(self) -> None:
         self._closed = True
