@@ -15,12 +15,10 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
-
-_T = TypeVar("_T")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -171,11 +169,12 @@ def drip(start: bytes = DRIPPED_HEAD, *, byte: bytes = b"a", every: float = 0.05
     return answer
 
 
-def ends(call: Callable[[], _T], limit: float = 30.0) -> _T | BaseException:
-    """Run the blocking ``call`` in a thread and return what it returned or raised; fail the test
-    if it is still running after ``limit`` seconds (a hostile server's attack worked: the client
-    hangs). The thread is a daemon, so a hung client does not hold pytest at exit."""
-    out: list[_T | BaseException] = []
+def ends(call: Callable[[], object], limit: float = 30.0) -> Any:
+    """Run the blocking ``call`` in a thread and return what it returned or raised (for the test
+    to check, hence ``Any``); fail the test if it is still running after ``limit`` seconds (a
+    hostile server's attack worked: the client hangs). The thread is a daemon, so a hung client
+    does not hold pytest at exit."""
+    out: list[object] = []
 
     def run() -> None:
         try:

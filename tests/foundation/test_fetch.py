@@ -15,14 +15,25 @@ from typing import Any
 import httpx
 import pytest
 
-from net_support import Raw, free_port, raw_server, raw_server_in_thread
+from net_support import (
+    SENT_AT_MOST,
+    Raw,
+    Sent,
+    free_port,
+    gigabyte,
+    raw_server,
+    raw_server_in_thread,
+)
 from reef._fetch import (
     BoundedAnswer,
     FetchError,
     fetch_blocking,
+    read_blocking,
     read_bounded,
     request_to,
     run_blocking,
+    stream_blocking,
+    stream_bounded,
 )
 from reef.errors import MisuseError, ServiceError
 
@@ -254,3 +265,115 @@ def test_run_blocking_leaves_the_threads_loop_as_it_was() -> None:
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+
+
+# -- streams: a head deadline, and a total one that may be none ---------------------------------
+
+
+def _slow_body(pieces: int, every: float) -> Raw:
+    """A head at once, then ``pieces`` lines of a close-delimited body, one every ``every``
+    seconds: a stream that legitimately lasts."""
+
+    async def answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n")
+        for _ in range(pieces):
+            writer.write(b"line\n")
+            await writer.drain()
+            await asyncio.sleep(every)
+
+    return answer
+
+
+def test_a_stream_without_a_total_deadline_outlives_its_head_deadline() -> None:
+    """``reef jobs logs --follow``: the head within ``head_s``, the body as long as it lasts."""
+    with raw_server_in_thread(_slow_body(20, 0.1)) as base, httpx.Client(timeout=5) as client:
+        request = client.build_request("GET", base)
+        with stream_blocking(
+            client, request, max_bytes=None, head_s=0.5, deadline_s=None, what="the console"
+        ) as stream:
+            body = b"".join(stream.iter_bytes())
+    assert (stream.status, body) == (200, b"line\n" * 20)
+
+
+@pytest.mark.parametrize("handler", [_drip_head, _drip_body], ids=["head", "body"])
+def test_a_stream_is_given_up_on_at_the_deadline_its_part_was_late_for(handler: Raw) -> None:
+    """A head late for ``head_s`` names it; a body late for ``deadline_s`` names that."""
+    pieces: list[bytes] = []
+    with raw_server_in_thread(handler) as base, httpx.Client(timeout=5) as client:
+        request = client.build_request("GET", base)
+        with (
+            pytest.raises(FetchError) as caught,
+            stream_blocking(
+                client, request, max_bytes=None, head_s=0.5, deadline_s=1.0, what="the server"
+            ) as stream,
+        ):
+            pieces.extend(stream.iter_bytes())
+    assert caught.value.reason == "too_late"
+    within = "0.5" if handler is _drip_head else "1"
+    assert caught.value.message.endswith(f"did not answer within {within} s")
+    assert (b"".join(pieces) != b"") == (handler is _drip_body)  # the body came until then
+
+
+async def _drain(client: httpx.AsyncClient, url: str, **bounds: Any) -> None:
+    """Read the stream of ``GET url`` to its end, within ``bounds``."""
+    request = client.build_request("GET", url)
+    async with stream_bounded(client, request, what="it", **bounds) as stream:
+        async for _piece in stream.aiter_bytes():
+            pass
+
+
+@pytest.mark.parametrize("handler", [_drip_head, _drip_body], ids=["head", "body"])
+async def test_an_async_stream_is_given_up_on_at_the_deadline_its_part_was_late_for(
+    handler: Raw,
+) -> None:
+    async with raw_server(handler) as base, httpx.AsyncClient(timeout=5) as client:
+        with pytest.raises(FetchError) as caught:
+            await asyncio.wait_for(
+                _drain(client, base, max_bytes=None, head_s=0.5, deadline_s=1.0), 20
+            )
+    assert caught.value.reason == "too_late"
+    within = "0.5" if handler is _drip_head else "1"
+    assert caught.value.message.endswith(f"did not answer within {within} s")
+
+
+async def test_an_async_stream_counts_its_body_against_the_bound() -> None:
+    body = _Recorded()
+    transport = httpx.MockTransport(lambda _: httpx.Response(200, stream=body))
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(FetchError) as caught:
+            await _drain(client, "http://h/", max_bytes=64, head_s=5, deadline_s=None)
+    assert caught.value.reason == "too_large"
+    assert body.read == 5
+
+
+def test_the_blocking_reader_reads_the_network_without_an_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """httpx's blocking client, not a new event loop per call (a few ms a row of ``reef jobs
+    list``)."""
+
+    async def answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+
+    def no_loop(coroutine: Any) -> Any:
+        coroutine.close()
+        raise AssertionError("an event loop was started")
+
+    monkeypatch.setattr("reef._fetch.run_blocking", no_loop)
+    with raw_server_in_thread(answer) as base:
+        read = fetch_blocking(httpx.Request("GET", base), timeout=5, **_BOUNDS)
+    assert (read.status, read.body) == (200, b"ok")
+
+
+def test_a_read_into_a_client_of_the_callers_own_keeps_its_bounds() -> None:
+    """:func:`read_blocking` through the caller's client (its transport, timeouts, headers)."""
+    sent = Sent()
+    with (
+        raw_server_in_thread(gigabyte(sent, declared=False)) as base,
+        httpx.Client(timeout=5) as client,
+        pytest.raises(FetchError) as caught,
+    ):
+        read_blocking(client, client.build_request("GET", base), **_BOUNDS)
+    assert caught.value.reason == "too_large"
+    assert sent.bytes < SENT_AT_MOST
