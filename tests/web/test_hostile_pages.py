@@ -159,6 +159,15 @@ def _console(stop: threading.Event) -> Iterator[bytes]:
     stop.wait(120)
 
 
+def _trickle(stop: threading.Event) -> Iterator[bytes]:
+    """An offer that never completes: a byte every half second (for a minute at most)."""
+    yield b'{"min_rates": ['
+    for _ in range(120):
+        if stop.wait(0.5):
+            return
+        yield b" "
+
+
 @pytest.fixture(scope="module")
 def net(
     tmp_path_factory: pytest.TempPathFactory, stranger_server: Any, serve_in_thread: Any
@@ -185,7 +194,11 @@ def net(
         return 200, "application/json", json.dumps(answer).encode()
 
     provider.routes.update(
-        {"/job": job, "/logs": lambda q: (200, "text/event-stream", _console(provider.stop))}
+        {
+            "/job": job,
+            "/logs": lambda q: (200, "text/event-stream", _console(provider.stop)),
+            "/slow/spec": lambda q: (200, "application/json", _trickle(provider.stop)),
+        }
     )
     devnet = Devnet()
     accounts = devnet.accounts
@@ -195,6 +208,10 @@ def net(
     evil = accounts[8]
     MarketClient(devnet.web3(), deployment.market, account=evil.local_account).add_provider(
         provider.url
+    )
+    # Another provider (anyone may register one) answers its offer a byte at a time.
+    MarketClient(devnet.web3(), deployment.market, account=accounts[2].local_account).add_provider(
+        f"{provider.url}/slow"
     )
     metadata = JobMetadata(
         instance="dev.small", region="local", memory=256, vcpu=1, url="http://x/y", debug=True
@@ -285,6 +302,42 @@ def test_live_log_streams_are_bounded_in_all_and_per_visitor(net: Net) -> None:
         assert "as many as one visitor may" in refused.json()["error"]
         # Others (here: the machine's own user) are still served.
         assert _stream(stack, http, f"http://127.0.0.1:{port}{path}").status_code == 200
+
+
+def test_a_visitor_asking_slow_pages_at_once_does_not_hold_the_dashboard(net: Net) -> None:
+    """A provider that trickles its offer holds ``/providers`` for its client's deadline (6 s).
+    A visitor asking it a dozen times at once took every worker thread the pages share (six on
+    two cores: asyncio's default pool), and every other page waited behind them. A visitor not
+    on loopback may have a few requests under way at once; the pages run on a pool of the
+    dashboard's own, so the others are served meanwhile."""
+    from reef.web._app import MAX_BUSY_PER_VISITOR
+
+    address = _own_address()
+    if address is None:
+        pytest.skip("this machine has no address but loopback to visit from elsewhere")
+    port = _port(net.public_url)
+    finished: list[str] = []
+    lock = threading.Lock()
+
+    def visit(url: str, what: str) -> int:
+        status = httpx.get(url, timeout=httpx.Timeout(10, read=120)).status_code
+        with lock:
+            finished.append(f"{what} {status}")
+        return status
+
+    asked = MAX_BUSY_PER_VISITOR + 4
+    with concurrent.futures.ThreadPoolExecutor(asked) as pool:
+        slow = [
+            pool.submit(visit, f"http://{address}:{port}/providers", "providers")
+            for _ in range(asked)
+        ]
+        time.sleep(1.5)  # all of them are under way (or refused) by now
+        quick = visit(f"http://127.0.0.1:{port}/api/overview", "overview")
+        assert quick == 200
+        with lock:
+            assert "providers 200" not in finished, finished  # served while they were held
+        statuses = sorted(f.result() for f in slow)
+    assert statuses == [200] * MAX_BUSY_PER_VISITOR + [429] * 4, statuses
 
 
 def _own_address() -> str | None:

@@ -6,7 +6,11 @@ is refused unless the dashboard listens on loopback, and is answered 401/403 bef
 read from its body. ``POST /api/attestation/verify`` changes nothing and needs no token.
 
 Chain and control-plane reads are synchronous (web3.py), so each page runs them in a worker
-thread; a page whose data cannot be read says why instead of failing.
+thread of the dashboard's own pool; a page whose data cannot be read says why instead of
+failing. Visitors are strangers: one not on loopback may have :data:`MAX_BUSY_PER_VISITOR`
+requests under way at once, live log streams are bounded in all and per visitor
+(:class:`_LogStreams`), and the dashboard fetches a URL a visitor names only for the machine's
+own users calling it by a loopback name (:func:`_no_fetch_for`).
 
 The JSON API (``/api/...``) is described at ``/openapi.json`` and ``/docs`` (the pages are not):
 its handlers read their requests themselves (the token is checked before the body is read), so
@@ -23,6 +27,8 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -219,7 +225,30 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
                 {"error": cross, "hint": "use the dashboard's own pages, or a program (no Origin)"},
                 403,
             )
-        response: Response = await call_next(request)
+        visitor = request.client.host if request.client else ""
+        if is_loopback(visitor):
+            response: Response = await call_next(request)
+        else:
+            # A page may wait seconds for strangers (providers that trickle), in a thread: a
+            # visitor from elsewhere asking many at once would hold them all.
+            held = busy.get(visitor, 0)
+            if held >= MAX_BUSY_PER_VISITOR:
+                return JSONResponse(
+                    {
+                        "error": f"you have {held} requests under way, as many as one visitor may",
+                        "hint": "wait for them to be answered before asking more",
+                    },
+                    429,
+                )
+            busy[visitor] = held + 1
+            try:
+                response = await call_next(request)
+            finally:
+                left = busy[visitor] - 1
+                if left:
+                    busy[visitor] = left
+                else:
+                    del busy[visitor]
         response.headers.setdefault(
             "content-security-policy",
             "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -232,8 +261,15 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
 
     log_streams = _LogStreams(dash.settings.max_log_streams)
 
+    # The pages' chain reads and provider asks run on threads of the dashboard's own: asyncio's
+    # default pool has os.cpu_count() + 4 of them (six on two cores), shared with the serving
+    # floor's /metrics, and a few slow pages held all of them. Idle threads cost nothing.
+    pool = ThreadPoolExecutor(PAGE_THREADS, thread_name_prefix="dashboard-page")
+    busy: dict[str, int] = {}
+    """Requests under way by visitor address (only visitors not on loopback are counted)."""
+
     async def off_thread(fn: Callable[..., _T], *args: Any) -> _T:
-        return await asyncio.to_thread(fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(pool, partial(fn, *args))
 
     def nav() -> list[tuple[str, str]]:
         info = dash.network()
@@ -1166,6 +1202,14 @@ def _collateral_too_deep(collateral: str) -> bool:
         return False
     return any(isinstance(v, str) and _too_deep(v) for v in fields.values())
 
+
+PAGE_THREADS = 64
+"""Threads the dashboard's pages read the chain and ask providers in (a page may wait up to
+:data:`reef.web._data.PAGE_DEADLINE_S` for providers)."""
+
+MAX_BUSY_PER_VISITOR = 8
+"""Requests one visitor not on loopback may have under way at once (429 past that), so that no
+single address holds every page thread."""
 
 MAX_HISTORY_SHOWN = 100
 """The most market events a job's page lists: its opening and the latest ones. Anyone may
