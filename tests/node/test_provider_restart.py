@@ -49,11 +49,15 @@ async def _provider(home: Path, chain: ProviderChain, port: int) -> asyncio.subp
     return await start_provider(home, chain, port, "--safety-margin", "2")
 
 
-async def _enclaves_by_job(home: Path, provider: str) -> Counter[str]:
-    runner = BackendRunner(
+def _runner(home: Path, provider: str) -> BackendRunner:
+    """The enclave runner ``reef provider run`` uses in ``home``, to read its enclaves."""
+    return BackendRunner(
         LocalBackend(ReefHome(home)), home / "provider" / "launch", provider=provider
     )
-    running = [e for e in await runner.list() if e.state == "running"]
+
+
+async def _enclaves_by_job(home: Path, provider: str) -> Counter[str]:
+    running = [e for e in await _runner(home, provider).list() if e.state == "running"]
     return Counter(e.job_id for e in running)
 
 
@@ -68,10 +72,7 @@ async def _until(what: str, check: Callable[[], Awaitable[bool]], seconds: float
 
 async def _explain(home: Path, provider: str) -> str:
     """What the enclaves and the control planes' log say, for a failure message."""
-    runner = BackendRunner(
-        LocalBackend(ReefHome(home)), home / "provider" / "launch", provider=provider
-    )
-    states = [(e.id, e.job_id, e.state) for e in await runner.list()]
+    states = [(e.id, e.job_id, e.state) for e in await _runner(home, provider).list()]
     log = (home / "provider.log").read_text(errors="replace")[-6000:]
     return f"enclaves (id, job, state): {states}\ncontrol plane log tail:\n{log}"
 
