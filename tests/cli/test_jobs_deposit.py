@@ -38,7 +38,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
     market.open_job(CARD.min_rate, 360_000)  # 0.36 rUSD: 1 h
     key = market.write_key(tmp_path_factory.mktemp("keys") / "owner.key")
     with serve_devnet_in_thread(market.devnet) as served:
-        flags = ["--rpc", served.url, "--market", market.market, "--key", str(key)]
+        flags = ["--rpc", served.url, "--market", market.deployment.market, "--key", str(key)]
         yield Chain(flags, market.owner)
 
 

@@ -63,7 +63,7 @@ async def provider_chain() -> AsyncIterator[ProviderChain]:
         yield ProviderChain(
             market.devnet,
             server.url,
-            market.market,
+            market.deployment.market,
             market.deployment.block,
             market.owner,
             market.provider.address,
@@ -113,7 +113,7 @@ def local_control_plane(
         feed=Indexer(
             Web3BlockSource(market.devnet.web3()),
             f"sqlite:///{directory / 'index.db'}",
-            contract=market.market,
+            contract=market.deployment.market,
             start_block=market.deployment.block,
         ),
         runner=runner,

@@ -113,7 +113,7 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Market]:
         clock.behind = 0
         key = market.write_key(tmp_path_factory.mktemp("keys") / "owner.key")
         with serve_devnet_in_thread(market.devnet) as rpc:
-            yield Market(rpc.url, market.market, key, market.owner, view, jobs)
+            yield Market(rpc.url, market.deployment.market, key, market.owner, view, jobs)
 
 
 # -- 1. job numbers ------------------------------------------------------------------------------

@@ -154,7 +154,7 @@ def test_locating_the_market_from_network_json_and_flags(reef_home: Path) -> Non
 def served() -> Iterator[tuple[Devnet, DevnetThread, str]]:
     market = dev_market(fund=[])
     with serve_devnet_in_thread(market.devnet) as server:
-        yield market.devnet, server, market.market
+        yield market.devnet, server, market.deployment.market
 
 
 def test_provider_register_and_index_commands(

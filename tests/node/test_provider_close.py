@@ -43,7 +43,7 @@ async def test_a_provider_is_served_until_it_stops(tmp_path: Path) -> None:
     market = dev_market(fund=[])
     settings = ProviderSettings(
         rpc_url="http://devnet.invalid",
-        market=market.market,
+        market=market.deployment.market,
         provider=parse_address(market.provider.address, name="provider"),
         db_url=f"sqlite:///{tmp_path / 'index.db'}",
         cache_dir=tmp_path / "cache",

@@ -33,11 +33,6 @@ class DevMarket:
     deployment: Deployment
 
     @property
-    def market(self) -> str:
-        """The market contract's address."""
-        return self.deployment.market
-
-    @property
     def provider(self) -> DevAccount:
         """Dev account 9, the provider."""
         return self.devnet.accounts[PROVIDER]
@@ -50,7 +45,7 @@ class DevMarket:
     def client(self, account: int) -> MarketClient:
         """The market as dev account ``account`` signs it."""
         signer = self.devnet.accounts[account].local_account
-        return MarketClient(self.devnet.web3(), self.market, account=signer)
+        return MarketClient(self.devnet.web3(), self.deployment.market, account=signer)
 
     def register_provider(self, control_plane: str) -> None:
         """Register dev account 9 as a provider whose control plane serves at ``control_plane``."""
