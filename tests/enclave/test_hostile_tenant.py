@@ -33,6 +33,7 @@ from reef.enclave.local._trusted_base import (
     ROTATED_SUFFIX,
     Console,
 )
+from reef.errors import ImageError
 from reef.home import ReefHome
 
 pytestmark = [
@@ -427,3 +428,27 @@ async def test_refusals_the_app_provokes_are_logged_within_a_bound(
         # The sealing service still serves the app once it lets go.
         assert await probe(info, "ready") == {"ready": True}
         assert (await backend.status(info.id)).state == "running"
+
+
+async def test_an_image_command_cannot_probe_the_hosts_files(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    """The image's command is checked on the host before the enclave starts, by host path. A
+    command climbing out of /image (``../../..``) was checked against the host's own files, as
+    root: "not executable" for a file that exists, "does not exist" for one that does not, an
+    answer about the provider's disk for whoever wrote the image."""
+    present = tmp_path / "host-secret"
+    present.write_text("the host's")
+    errors = []
+    for target in (present, tmp_path / "absent"):
+        src = tmp_path / f"climb-{target.name}"
+        src.mkdir()
+        command = "../" * 32 + str(target).lstrip("/")
+        (src / "reef.toml").write_text(f'name = "climb"\ncommand = ["{command}"]\n')
+        image = tmp_path / f"climb-{target.name}.img"
+        build_image(src, image)
+        with pytest.raises(ImageError) as refused:
+            await backend.start(EnclaveSpec(image=image))
+        errors.append(refused.value.message.replace(command, "COMMAND"))
+    assert errors[0] == errors[1] == "the image's command 'COMMAND' does not exist in the enclave"
+    assert await backend.list() == [] or all(i.state != "running" for i in await backend.list())

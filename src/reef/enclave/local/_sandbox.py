@@ -31,6 +31,7 @@ limit; its processes are bounded by the enclave's ``pids`` control group.
 from __future__ import annotations
 
 import os
+import posixpath
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -148,12 +149,16 @@ def resolve_command(command: Sequence[str], image: Path, runtime: Sequence[str])
     """
     program = command[0]
     if "/" in program:
-        if program.startswith("/"):
-            inside = program
-            host = _host_path(program, image, runtime)
-        else:
-            inside = f"{IMAGE_MOUNT}/{program.removeprefix('./')}"
-            host = image / program
+        # The path as the sandbox resolves it, then the host file behind it, which must be one
+        # the sandbox shows: a command climbing out of /image (../..), or through a chain of the
+        # image's links that leaves it on the host, was checked against the host's own files,
+        # as root, and the answer told the image's author whether they exist.
+        inside = posixpath.normpath(
+            program if program.startswith("/") else f"{IMAGE_MOUNT}/{program}"
+        )
+        host = _host_path(inside, image, runtime)
+        if host is not None and not _shown(host, image, runtime):
+            host = None
         if host is None or not host.is_file():
             raise ImageError(
                 f"the image's command {program!r} does not exist in the enclave",
@@ -176,6 +181,12 @@ def resolve_command(command: Sequence[str], image: Path, runtime: Sequence[str])
         f"the image's command {program!r} is not found in the enclave",
         hint=f"the enclave's PATH is {SANDBOX_PATH}; or give a path inside the image (./run.sh)",
     )
+
+
+def _shown(host: Path, image: Path, runtime: Sequence[str]) -> bool:
+    """Whether ``host``, its links resolved on the host, lies in what the sandbox shows."""
+    roots = [os.path.realpath(p) for p in (image, *_SYSTEM_DIRS, *runtime)]
+    return _covered(os.path.realpath(host), roots)
 
 
 def _host_path(inside: str, image: Path, runtime: Sequence[str]) -> Path | None:
