@@ -463,3 +463,33 @@ def test_a_webhook_that_redirects_is_not_followed_nor_taken_for_delivered(strang
         assert f"{stranger.url}/elsewhere" in caught.value.message
         assert caught.value.hint
     assert stranger.hits.get("/elsewhere", 0) == 0
+
+
+def test_a_metrics_urls_labels_cannot_write_to_the_operators_terminal(
+    stranger: Any, tmp_path: Path
+) -> None:
+    """``reef alerts --metrics URL`` reads a server it may not control (a provider's, say), and
+    a rule's message quotes its labels: one carrying terminal escapes retitled the operator's
+    window and cleared the screen, or hid what fired, when printed."""
+    from typer.testing import CliRunner
+
+    from reef.cli import app
+
+    escapes = "\x1b]0;pwned\x07\x1b[2J\u202e"
+    stranger.routes["/metrics"] = lambda q: (
+        200,
+        "text/plain; version=0.0.4",
+        f'reef_queue_depth{{queue="jobs{escapes}"}} 50\n'.encode(),
+    )
+    rules = tmp_path / "alerts.toml"
+    rules.write_text(
+        '[[rule]]\nname = "queue"\ncondition = "threshold"\nmetric = "reef_queue_depth"\n'
+        'op = ">"\nvalue = 10\n'
+    )
+    flags = ["--metrics", f"{stranger.url}/metrics"]
+    for command in (["check"], ["run", "--once"]):
+        done = CliRunner().invoke(app, ["alerts", *command, str(rules), *flags])
+        assert "reef_queue_depth" in done.output, (command, done.output)
+        assert "jobs" in done.output
+        for char in ("\x1b", "\x07", "\u202e"):
+            assert char not in done.output, (command, done.output)

@@ -336,16 +336,24 @@ class AlertEngine:
 
 
 def parse_samples(text: str) -> list[Sample]:
-    """Samples of a Prometheus text exposition (what every reef ``/metrics`` answers).
+    """Samples of a Prometheus text exposition (what every reef ``/metrics`` answers), their
+    label values with control characters written out (``\\x1b``).
 
     Raises:
         InputError: the text is not in that format.
     """
     from prometheus_client.parser import text_string_to_metric_families
 
+    # Label values are any text the server likes, and rules quote them in messages that are
+    # printed on the operator's terminal: their control characters are written out there
+    # (reef.encoding.terminal_text), so a server cannot retitle the window or hide an alert.
     try:
         return [
-            Sample(sample.name, dict(sample.labels), float(sample.value))
+            Sample(
+                sample.name,
+                {k: terminal_text(v) for k, v in sample.labels.items()},
+                float(sample.value),
+            )
             for family in text_string_to_metric_families(text)
             for sample in family.samples
         ]
