@@ -185,7 +185,7 @@ def resolve_command(command: Sequence[str], image: Path, runtime: Sequence[str])
 
 def _shown(host: Path, image: Path, runtime: Sequence[str]) -> bool:
     """Whether ``host``, its links resolved on the host, lies in what the sandbox shows."""
-    roots = [os.path.realpath(p) for p in (image, *_SYSTEM_DIRS, *runtime)]
+    roots = [os.path.realpath(p) for p in (str(image), *_SYSTEM_DIRS, *runtime)]
     return _covered(os.path.realpath(host), roots)
 
 
