@@ -2,7 +2,7 @@
 
 pytest puts the tests folder on ``sys.path`` (``pythonpath`` in pyproject.toml)::
 
-    from dev_tee_support import attested, get
+    from dev_tee_support import attested, get, running_enclave
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ import os
 import socket
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -25,6 +28,9 @@ from reef.attestation import (
     VerifiedAttestation,
 )
 from reef.home import ReefHome
+
+if TYPE_CHECKING:
+    from reef.enclave import EnclaveBackend, EnclaveInfo, EnclaveSpec
 
 
 async def get(url: str, *, attempts: int = 50, request_timeout: float = 10.0) -> httpx.Response:
@@ -43,6 +49,16 @@ async def attested(url: str, *, root: TrustedRoot, image_id: bytes) -> VerifiedA
     of ``image_id`` (retrying for a few seconds while the enclave's server starts)."""
     client = AttestationClient(root=root)
     return await client.averify(url, expect=Expectations(image_id=image_id), wait_s=5.0)
+
+
+@asynccontextmanager
+async def running_enclave(backend: EnclaveBackend, spec: EnclaveSpec) -> AsyncIterator[EnclaveInfo]:
+    """An enclave ``backend`` starts from ``spec``, stopped when the block ends."""
+    info = await backend.start(spec)
+    try:
+        yield info
+    finally:
+        await backend.stop(info.id)
 
 
 def _isolation_missing() -> str | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dev_tee_support import requires_isolation
+from dev_tee_support import requires_isolation, running_enclave
 from kms.kms_support import dev_root_server, dev_root_store
 from reef.attestation import DevAuthority
 from reef.crypto import Secp256k1PrivateKey
@@ -118,24 +118,16 @@ async def test_enclaves_get_image_bound_keys(
         ReefHome(tmp_path / "provider-2"), authority=authority, kms=wiring
     )
 
-    first = await provider_1.start(enclave.EnclaveSpec(image=app_a))
-    try:
+    async with running_enclave(provider_1, enclave.EnclaveSpec(image=app_a)) as first:
         key_first = (await _ask(first))["secp256k1_secret"]
-    finally:
-        await provider_1.stop(first.id)
-    restarted = await provider_1.start(enclave.EnclaveSpec(image=app_a))
-    try:
+    async with running_enclave(provider_1, enclave.EnclaveSpec(image=app_a)) as restarted:
         key_restarted = (await _ask(restarted))["secp256k1_secret"]
-    finally:
-        await provider_1.stop(restarted.id)
-    elsewhere = await provider_2.start(enclave.EnclaveSpec(image=app_a))
-    other = await provider_1.start(enclave.EnclaveSpec(image=app_b))
-    try:
+    async with (
+        running_enclave(provider_2, enclave.EnclaveSpec(image=app_a)) as elsewhere,
+        running_enclave(provider_1, enclave.EnclaveSpec(image=app_b)) as other,
+    ):
         key_elsewhere = (await _ask(elsewhere))["secp256k1_secret"]
         key_other = (await _ask(other))["secp256k1_secret"]
-    finally:
-        await provider_2.stop(elsewhere.id)
-        await provider_1.stop(other.id)
 
     assert key_first == key_restarted == key_elsewhere
     assert key_other != key_first
@@ -169,11 +161,8 @@ async def test_secret_init_params_open_inside(
     path = tmp_path / "init-params.json"
     path.write_bytes(built.to_json())
     backend = enclave.LocalBackend(ReefHome(reef_home), authority=authority, kms=wiring)
-    info = await backend.start(enclave.EnclaveSpec(image=image, init_params=path))
-    try:
+    async with running_enclave(backend, enclave.EnclaveSpec(image=image, init_params=path)) as info:
         assert info.image_id == final_id
         answer = await _ask(info)
-    finally:
-        await backend.stop(info.id)
     assert answer["init_secret"] == "s3cret"
     assert json.loads(built.to_json())["params"][1]["should_decrypt"] is True
