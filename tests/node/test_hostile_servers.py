@@ -484,6 +484,27 @@ def test_deploy_refuses_app_ports_no_enclave_has(ports: object) -> None:
     assert "job 7" in caught.value.message
 
 
+def test_deploy_sends_no_http_request_of_its_own() -> None:
+    """``reef deploy`` reads the store, the provider and the enclave only through their bounded
+    clients (upload_image, ControlPlaneClient, AttestationClient: each is replayed against a
+    hostile server in these tests); an httpx call of its own would read an answer unbounded."""
+    import ast
+    import inspect
+
+    from reef.node import _deploy
+
+    tree = ast.parse(inspect.getsource(_deploy))
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in (
+            node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")]
+        )
+    }
+    assert not imported & {"httpx", "requests", "urllib3", "aiohttp", "http"}, imported
+
+
 def test_deploy_takes_the_lowest_app_port() -> None:
     from reef.node import app_endpoint
 

@@ -22,7 +22,13 @@ provider's ``/job`` answer is watched: an enclave that crashed is relaunched by 
 of after the whole timeout, with the app's exit and, for a debug enclave, its last console lines
 when the provider reports them (``last_exit``).
 
-Everything here is synchronous (web3.py and httpx clients); progress goes to a callback.
+Everything here is synchronous (web3.py and httpx clients); progress goes to a callback. Each
+service answers through a client that reads it as a stranger's answer, within a deadline that
+covers its head and a byte bound (:mod:`reef._fetch`): the image store (``--store`` names any)
+through :func:`reef.market.upload_image`, the provider's control plane through
+:class:`reef.market.ControlPlaneClient`, the enclave's attestation through
+:class:`reef.attestation.AttestationClient`; this module makes no HTTP request of its own (the
+app's port is probed with a bounded socket connect, :func:`wait_for_app`).
 
 One module (about 650 lines): deploying is one ordered use case (image, rate card, money,
 upload, job, wait, verify) whose steps share the request and the timings they report.
