@@ -2,7 +2,7 @@
 
 pytest puts the tests folder on ``sys.path`` (``pythonpath`` in pyproject.toml)::
 
-    from dev_tee_support import attested, get, running_enclave
+    from dev_tee_support import attested, get, running_enclave, stop_all_enclaves
 """
 
 from __future__ import annotations
@@ -59,6 +59,14 @@ async def running_enclave(backend: EnclaveBackend, spec: EnclaveSpec) -> AsyncIt
         yield info
     finally:
         await backend.stop(info.id)
+
+
+async def stop_all_enclaves(backend: EnclaveBackend) -> None:
+    """Stop every enclave of ``backend`` still starting or running: a test leaves nothing
+    behind, even when one of its checks failed."""
+    for info in await backend.list():
+        if info.state in ("starting", "running"):
+            await backend.stop(info.id)
 
 
 def _isolation_missing() -> str | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dev_tee_support import requires_isolation
+from dev_tee_support import requires_isolation, stop_all_enclaves
 from reef.enclave import EnclaveSpec, LocalBackend, build_image
 from reef.home import ReefHome
 from reef.market import BackendRunner, FetchedImage, LaunchSpec, launch_key
@@ -99,6 +99,4 @@ async def test_launch_list_replace_stop(reef_home: Path, image: FetchedImage) ->
         assert list(workdir.iterdir()) == []
         assert [e.id for e in await backend.list()] == [foreign.id, lookalike.id]
     finally:
-        for info in await backend.list():  # leave nothing running, even when a check failed
-            if info.state in ("starting", "running"):
-                await backend.stop(info.id)
+        await stop_all_enclaves(backend)

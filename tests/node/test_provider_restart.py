@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dev_tee_support import requires_isolation
+from dev_tee_support import requires_isolation, stop_all_enclaves
 from market.provider_support import (
     ProviderChain,
     provider_chain,
@@ -125,8 +125,5 @@ async def test_kill_9_mid_launch_then_restart(chain: ProviderChain, reef_home: P
         assert await _enclaves_by_job(home, chain.provider) == Counter({job: 1 for job in paying})
     finally:
         await stop_process(cp)
-        backend = LocalBackend(ReefHome(home))
-        for info in await backend.list():
-            if info.state in ("starting", "running"):
-                await backend.stop(info.id)
+        await stop_all_enclaves(LocalBackend(ReefHome(home)))
         await store.aclose()
