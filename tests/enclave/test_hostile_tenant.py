@@ -26,6 +26,7 @@ from dev_tee_support import get, requires_isolation
 from reef.attestation import DevAuthority
 from reef.enclave import EnclaveInfo, EnclaveSpec, LocalBackend, build_image
 from reef.enclave.local._backend import _console_text
+from reef.enclave.local._firewall import MAX_HOST_CONNECTIONS
 from reef.enclave.local._supervisor import TRUSTED_BASE_LOG, TRUSTED_BASE_LOG_BYTES
 from reef.enclave.local._trusted_base import (
     MAX_CONSOLE_FILE_BYTES,
@@ -145,7 +146,22 @@ def refusals():
     return {"refused": refused}
 
 
+HELD = []
+
+
+def hold():
+    # Connections to another enclave's published port (its attestation server), kept open.
+    port = int(os.environ["TARGET_PORT"])
+    for _ in range(int(os.environ["HOLD"])):
+        try:
+            HELD.append(socket.create_connection((os.environ["REEF_HOST_ADDR"], port), 3))
+        except OSError:
+            break
+    return {"held": len(HELD)}
+
+
 PROBES = {
+    "hold": hold,
     "refusals": refusals,
     "flood": flood,
     "socket_buffers": socket_buffers,
@@ -452,3 +468,27 @@ async def test_an_image_command_cannot_probe_the_hosts_files(
         errors.append(refused.value.message.replace(command, "COMMAND"))
     assert errors[0] == errors[1] == "the image's command 'COMMAND' does not exist in the enclave"
     assert await backend.list() == [] or all(i.state != "running" for i in await backend.list())
+
+
+@pytest.mark.slow
+async def test_one_enclave_cannot_hold_another_enclaves_attestation_port(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    """Enclaves reach each other's published ports through the host, and each arrives through
+    the target's pasta as 127.0.0.1: the serving floor's cap of connections per peer is one
+    cap for all of them. An enclave holding 130 connections to another's attestation port got
+    every other client of it (its verifiers, the host) refused. Now the host's firewall caps the
+    connections one enclave holds to the host's addresses below that."""
+    (tmp_path / "victim").mkdir()
+    victim = await backend.start(EnclaveSpec(image=probe_image(tmp_path / "victim")))
+    try:
+        port = int(victim.endpoints["attestation"].rsplit(":", 1)[1].split("/")[0])
+        async with probe_enclave(backend, tmp_path, TARGET_PORT=str(port), HOLD="130") as racer:
+            held = await probe(racer, "hold")
+            assert held == {"held": MAX_HOST_CONNECTIONS}
+            async with httpx.AsyncClient(timeout=10) as http:
+                answer = await http.get(victim.endpoints["attestation"])
+            assert answer.status_code == 200, (held, answer.status_code)
+            assert (await backend.status(racer.id)).state == "running"
+    finally:
+        await backend.stop(victim.id)

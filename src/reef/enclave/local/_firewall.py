@@ -16,7 +16,13 @@ host side, where the app cannot touch it:
   so are packets of connections already admitted (pasta answering a client of a published port
   sends from a socket of the enclave's group, to the client's own port).
 
-The table is created once and shared by every enclave on the machine; an enclave adds its own
+A second table (:data:`LIMIT_TABLE`) caps how many connections one enclave holds open to the
+host's addresses at once (:data:`MAX_HOST_CONNECTIONS`, counted by nftables per pasta group):
+every connection from another enclave arrives through the target's pasta from 127.0.0.1, so a
+server's cap of connections per peer is one cap for all enclaves, and one enclave that held it
+(130 connections to another's attestation port) had every other client of that server refused.
+
+The tables are created once and shared by every enclave on the machine; an enclave adds its own
 elements when it boots and removes them when it ends (and reef's cleanup after a crash does too).
 nftables is driven through the ``nft`` command (Debian ``nftables``), the kernel's supported
 interface for it; a script per call keeps each change atomic.
@@ -33,6 +39,8 @@ from collections.abc import Iterable
 from reef.errors import EnclaveError
 
 __all__ = [
+    "LIMIT_TABLE",
+    "MAX_HOST_CONNECTIONS",
     "PASTA_GID_BASE",
     "PASTA_GID_SPAN",
     "TABLE",
@@ -45,6 +53,11 @@ TABLE = "reef_enclaves_v2"
 PASTA_GID_BASE = 0x40000000
 PASTA_GID_SPAN = 0x01000000
 _APP_UID_BASE = 0x50000000
+LIMIT_TABLE = "reef_enclave_limits_v1"
+MAX_HOST_CONNECTIONS = 64
+"""Connections one enclave may hold open at once to this host's addresses (other enclaves'
+published ports, the host ports it was given): half the serving floor's cap per peer, which
+every enclave's connections share once pasta has forwarded them."""
 
 _CREATE = f"""
 table inet {TABLE} {{
@@ -58,6 +71,19 @@ table inet {TABLE} {{
     tcp dport @published accept
     meta skgid . tcp dport @allowed accept
     counter reject
+  }}
+}}
+"""
+
+
+_CREATE_LIMITS = f"""
+table inet {LIMIT_TABLE} {{
+  set holders {{ typeof meta skgid; flags dynamic; size 65536; }}
+  chain output {{
+    type filter hook output priority filter; policy accept;
+    meta skgid != {PASTA_GID_BASE}-{PASTA_GID_BASE + PASTA_GID_SPAN - 1} accept
+    fib daddr type != local accept
+    ct state new add @holders {{ meta skgid ct count over {MAX_HOST_CONNECTIONS} }} counter reject
   }}
 }}
 """
@@ -105,14 +131,23 @@ class Firewall:
 
     def ensure(self) -> None:
         """Create the table unless it exists (it is never replaced: others' elements live in it)."""
+        self._ensure(TABLE, _CREATE)
+
+    def ensure_limits(self) -> None:
+        """Create the connection-count table unless it exists (never replaced: it counts the
+        connections of running enclaves)."""
+        self._ensure(LIMIT_TABLE, _CREATE_LIMITS)
+
+    def _ensure(self, table: str, script: str) -> None:
         listed = subprocess.run(
-            [self.nft, "list", "table", "inet", TABLE], capture_output=True, text=True, timeout=30
+            [self.nft, "list", "table", "inet", table], capture_output=True, text=True, timeout=30
         )
         if listed.returncode != 0:
-            self._run(_CREATE)
+            self._run(script)
 
     def admit(self, gid: int, *, published: Iterable[int], allowed: Iterable[int]) -> None:
-        """Publish an enclave's host ports and allow it the host ports it was given."""
+        """Publish an enclave's host ports and allow it the host ports it was given (the
+        connection cap is :meth:`ensure_limits`'s)."""
         script = _elements("add", gid, published, allowed)
         # The table outlives every enclave, so it is there but for the first boot on a machine:
         # one nft run adds the elements (a script is all or nothing), and the table is looked

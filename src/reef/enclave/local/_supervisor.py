@@ -300,6 +300,8 @@ class Supervisor:
         # cleanup after a dead supervisor (LocalBackend reads state.json).
         self.firewall = (firewall, gid, published, allowed)
         self.save(firewall={"gid": gid, "published": published, "allowed": allowed})
+        # The cap on its connections to the host's addresses first: the admit opens them.
+        await asyncio.to_thread(firewall.ensure_limits)
         await asyncio.to_thread(firewall.admit, gid, published=published, allowed=allowed)
         self.log(f"firewall: published {published}, allowed {allowed}, pasta gid {gid}")
 
