@@ -8,7 +8,6 @@ pytest puts the tests folder on ``sys.path`` (``pythonpath`` in pyproject.toml):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import threading
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from proc_support import pids_where
 from reef.attestation import (
     AttestationClient,
     Expectations,
@@ -112,15 +112,12 @@ class LoopbackServer:
 
 def spare_supervisors(home: ReefHome) -> list[int]:
     """PIDs of spare supervisors loaded for ``home`` (a spare waits in its home's directory)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if b"--spare" in argv and os.readlink(entry / "cwd") == str(home.root):
-                found.append(int(entry.name))
-    return found
+
+    def spare_of_home(process: Path) -> bool:
+        argv = (process / "cmdline").read_bytes().split(b"\0")
+        return b"--spare" in argv and os.readlink(process / "cwd") == str(home.root)
+
+    return pids_where(spare_of_home)
 
 
 async def spare_supervisors_left(home: ReefHome) -> list[int]:

@@ -1,20 +1,35 @@
-"""Processes tests start: ending them (politely, then for sure), and whether one is gone, read
-from ``/proc`` (Linux), for tests that check nothing a service started outlives it.
+"""Processes tests start: ending them (politely, then for sure), and, read from ``/proc``
+(Linux), whether one is gone and which processes match a test's description, for tests that
+check nothing a service started outlives it.
 
 pytest puts the tests folder on ``sys.path`` (``pythonpath`` in pyproject.toml)::
 
-    from proc_support import process_gone, stop_popen, stop_process
+    from proc_support import pids_where, process_gone, stop_popen, stop_process
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["process_gone", "stop_popen", "stop_process"]
+__all__ = ["pids_where", "process_gone", "stop_popen", "stop_process"]
+
+
+def pids_where(matches: Callable[[Path], bool]) -> list[int]:
+    """PIDs of the processes whose ``/proc/PID`` directory ``matches`` holds of. A process that
+    ends, or that we may not read, while ``matches`` reads it is left out."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if matches(entry):
+                    found.append(int(entry.name))
+    return found
 
 
 def process_gone(pid: int) -> bool:
