@@ -14,7 +14,8 @@ The commands a user types most against a chain (``reef jobs list``, ``reef jobs 
 wallet``) run against reef's devnet, served over JSON-RPC from this process (a thread) with
 reef's contracts and ``--jobs`` open jobs of dev account 0; their provider's control plane is a
 closed loopback port (each job's row then says it cannot be reached, at once), so the rows time
-reef, not a provider. ``--no-chain`` leaves those rows out.
+reef, not a provider. ``--no-chain`` leaves those rows out. The CPU column counts the commands'
+processes only (the devnet answering them runs in this one).
 
 Run: ``.venv/bin/python bench/cli.py [--runs N] [--baseline SRC] [--jobs N] [--no-chain]``.
 """
@@ -105,6 +106,8 @@ def main() -> None:
         "reef kms derive": [REEF, "kms", "derive", *DERIVE_ARGS],
         "reef deploy --help": [REEF, "deploy", "--help"],
         "reef jobs list --help": [REEF, "jobs", "list", "--help"],
+        # A newcomer's first try, before `reef up`: the home knows no network (exit 1).
+        "reef jobs list (no network yet)": [REEF, "jobs", "list"],
     }
     vector = VECTORS / "nitro" / "aws.bin"
     if vector.exists():
