@@ -319,9 +319,10 @@ def default_dev_account(
 def _connect_rpc(rpc_url: str, *, timeout: float = 30.0) -> tuple[Web3, int]:
     """A web3 client for ``rpc_url`` and the chain's id, which proves that it answers.
 
-    As :func:`reef.node.connect`, which lives with the provider's service and would make every
-    command import the provider's server stack; the id it reads is kept, since the account a
-    command sends from depends on it (one round trip fewer than asking twice).
+    The check :func:`reef.node.connect` makes, here because that one lives with the provider's
+    service, whose module imports the provider's server stack (FastAPI, SQLAlchemy, uvicorn:
+    about a second) that no user command needs to connect. The id it reads is returned: the
+    account a command sends from by default depends on it.
 
     Raises:
         RPCError: when the endpoint does not answer JSON-RPC.
