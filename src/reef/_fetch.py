@@ -481,7 +481,9 @@ def stream_blocking(
                 raise bounds.too_late(limit)
             bounds.check_head(response)
             limit = deadline_s
-            watchdog.arm(None if deadline_s is None else deadline_s - (time.monotonic() - started))
+            if deadline_s != bounds.head_s:  # else the watchdog is armed for it already
+                left = None if deadline_s is None else deadline_s - (time.monotonic() - started)
+                watchdog.arm(left)
             yield BoundedStream(bounds, response, watchdog)
         finally:
             response.close()
