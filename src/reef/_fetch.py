@@ -353,10 +353,13 @@ class _Watchdog:
 
     def trace(self, event: str, info: Mapping[str, Any]) -> None:
         """httpx's ``trace`` extension: keep the socket of each connection made."""
-        if event != "connection.connect_tcp.complete":
-            return
-        stream = info.get("return_value")
-        connected = stream.get_extra_info("socket") if stream is not None else None
+        if event == "connection.connect_tcp.complete":
+            self.hold(info.get("return_value"))
+
+    def hold(self, stream: object) -> None:
+        """Watch the socket of ``stream`` (an httpcore network stream), if it has one."""
+        get_extra_info = getattr(stream, "get_extra_info", None)
+        connected = get_extra_info("socket") if get_extra_info is not None else None
         if not isinstance(connected, socket.socket):
             return
         held = connected.dup()
@@ -365,6 +368,12 @@ class _Watchdog:
             expired = self.expired
         if expired:  # connected after the deadline passed
             _shut(held)
+
+    @property
+    def watching(self) -> bool:
+        """Whether it holds a socket to shut down."""
+        with self._lock:
+            return bool(self._sockets)
 
     def arm(self, seconds: float | None) -> None:
         """Expire in ``seconds`` (never, for ``None``), instead of when it would have."""
@@ -460,12 +469,20 @@ def stream_blocking(
     ``deadline_s`` seconds of the start (``None``: a stream that may last) and ``max_bytes``
     bytes (``None``: no bound). The response is closed when the block ends.
 
+    The deadline is kept by shutting down the connection the exchange opens (module docstring),
+    so the request is sent with ``connection: close``: a client shared by bounded reads opens
+    one connection each. (A connection the client kept alive from a request of its own, not
+    bounded, would be reused, and its head bounded only by the client's read timeout.)
+
     Raises:
         FetchError: unreachable, too large, too late or compressed (its ``reason``).
         MisuseError: a bound that is not positive.
     """
     bounds = _bounds(request, max_bytes, head_s, deadline_s, what, hint)
     watchdog = _Watchdog()
+    # A connection the watchdog did not see opened cannot be shut down before its head: no
+    # bounded exchange leaves its connection to a later one.
+    request.headers["connection"] = "close"
     request.extensions = {
         **request.extensions,
         "trace": watchdog.trace,
@@ -480,6 +497,8 @@ def stream_blocking(
             if watchdog.passed():  # a head from a transport without a socket
                 raise bounds.too_late(limit)
             bounds.check_head(response)
+            if not watchdog.watching:  # a connection the client kept alive: watch its body
+                watchdog.hold(response.extensions.get("network_stream"))
             limit = deadline_s
             if deadline_s != bounds.head_s:  # else the watchdog is armed for it already
                 left = None if deadline_s is None else deadline_s - (time.monotonic() - started)

@@ -377,3 +377,22 @@ def test_a_read_into_a_client_of_the_callers_own_keeps_its_bounds() -> None:
         read_blocking(client, client.build_request("GET", base), **_BOUNDS)
     assert caught.value.reason == "too_large"
     assert sent.bytes < SENT_AT_MOST
+
+
+def test_bounded_reads_through_one_client_each_open_their_own_connection() -> None:
+    """The watchdog keeps the deadline by shutting down the connection it saw opened; a
+    kept-alive one it did not see would have its head bounded only per read."""
+    connections: list[int] = []
+
+    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        while True:  # answer every request on this connection, keeping it open
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+            await reader.readuntil(b"\r\n\r\n")
+
+    with raw_server_in_thread(keep_alive) as base, httpx.Client(timeout=5) as client:
+        for _ in range(3):
+            answer = read_blocking(client, client.build_request("GET", base), **_BOUNDS)
+            assert answer.body == b"ok"
+    assert len(connections) == 3
