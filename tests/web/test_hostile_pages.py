@@ -150,6 +150,7 @@ class Net:
     market: str
     key: Path
     job: int
+    loop_job: int
     provider: Any
 
 
@@ -180,15 +181,15 @@ def net(
 
     provider = stranger_server()
 
+    consoles: dict[str, str] = {}
+    """Console URLs by job id (lower-case hex), for jobs whose console is not the default."""
+
     def job(query: dict[str, str]) -> tuple[int, str, bytes]:
+        logs = consoles.get(query.get("id", "").lower(), f"{provider.url}/logs")
         answer = {
             "job_id": query.get("id", ""),
             "phase": "running",
-            "enclave": {
-                "id": "e1",
-                "state": "running",
-                "endpoints": {"logs": f"{provider.url}/logs"},
-            },
+            "enclave": {"id": "e1", "state": "running", "endpoints": {"logs": logs}},
             "restarts": 0,
         }
         return 200, "application/json", json.dumps(answer).encode()
@@ -219,6 +220,8 @@ def net(
     own = MarketClient(devnet.web3(), deployment.market, account=accounts[0].local_account)
     job_id = own.open_job(metadata, evil.address, CARD.min_rate, 10**6)
     number = job_index(job_id)
+    # A second job whose provider names the dashboard's own stream of it as its console.
+    loop_id = own.open_job(metadata, evil.address, CARD.min_rate, 10**6)
     # Anyone may deposit to any job, nothing included: each is an event of the job's history.
     stranger = MarketClient(devnet.web3(), deployment.market, account=accounts[1].local_account)
     for _ in range(SPAM):
@@ -236,7 +239,11 @@ def net(
                     serve_in_thread(dashboard_app(local)) as url,
                     serve_in_thread(dashboard_app(public), host="0.0.0.0") as public_url,
                 ):
-                    yield Net(url, public_url, rpc.url, deployment.market, key, number, provider)
+                    loop = job_index(loop_id)
+                    consoles[str(loop_id).lower()] = f"{url}/api/jobs/{loop}/logs"
+                    yield Net(
+                        url, public_url, rpc.url, deployment.market, key, number, loop, provider
+                    )
             finally:
                 local.close()
                 public.close()
@@ -338,6 +345,24 @@ def test_a_visitor_asking_slow_pages_at_once_does_not_hold_the_dashboard(net: Ne
             assert "providers 200" not in finished, finished  # served while they were held
         statuses = sorted(f.result() for f in slow)
     assert statuses == [200] * MAX_BUSY_PER_VISITOR + [429] * 4, statuses
+
+
+def test_a_console_that_is_the_dashboard_itself_is_not_relayed_round_and_round(net: Net) -> None:
+    """A provider names as a debug job's console the dashboard's own stream of that job
+    (``http://127.0.0.1:8888/...``: the dashboard's default port, on its own host). Each relay
+    opened another to itself, without end: sockets and threads until the serving floor's cap
+    of connections per peer, which then refused the machine's own users too."""
+    lines: list[str] = []
+    timeout = httpx.Timeout(10, read=30)
+    with httpx.stream("GET", f"{net.url}/api/jobs/{net.loop_job}/logs", timeout=timeout) as r:
+        assert r.status_code == 200
+        lines = [line for line in r.iter_lines() if line]  # the stream ends, by itself
+    assert lines[0] == "event: error"
+    assert "relays this dashboard" in lines[1], lines
+    # Nothing is left held: every slot (4) is free again.
+    with contextlib.ExitStack() as stack, httpx.Client(timeout=timeout) as http:
+        held = [_stream(stack, http, f"{net.url}/api/jobs/{net.job}/logs") for _ in range(4)]
+        assert [r.status_code for r in held] == [200] * 4
 
 
 def _own_address() -> str | None:

@@ -44,7 +44,7 @@ from starlette.responses import (
 )
 
 from reef._api import api_app, path_param
-from reef.encoding import MAX_JSON_DEPTH, json_depth
+from reef.encoding import MAX_JSON_DEPTH, json_depth, terminal_text
 from reef.errors import InputError, ReefError, ServiceError
 from reef.web import _data, _manage
 from reef.web._attest import known_roots, parse_evidence, server_verdict
@@ -764,6 +764,16 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
 
     async def api_logs(request: Request) -> Response:
         text = request.path_params["job"]
+        if RELAYED_HEADER in request.headers:
+            # A provider named a dashboard's own log stream as its enclave's console: relaying
+            # it would open another relay to itself, and so on without end.
+            return JSONResponse(
+                {
+                    "error": "this console relays this dashboard (or another one): a loop",
+                    "hint": "the job's provider names a dashboard as its enclave's console",
+                },
+                508,
+            )
         visitor = request.client.host if request.client else ""
         # The slot is taken before the chain is read: a refused stream costs nothing, and
         # streams opened at once cannot all pass the count before any of them is counted.
@@ -1115,6 +1125,7 @@ _API_DOCS: dict[tuple[str, str], dict[str, Any]] = {
             400: _json(ApiError, "the path names no open job, or the chain cannot be read"),
             **_REBOUND,
             404: _json(ApiError, "the job has no readable console (not debug)"),
+            508: _json(ApiError, "asked by a dashboard relaying a console (a loop)"),
             429: _json(ApiError, "this visitor (not on loopback) holds its share of the streams"),
             503: _json(ApiError, "as many log streams are open as the dashboard relays at once"),
         },
@@ -1297,6 +1308,10 @@ class _CountedStream(StreamingResponse):
             self._release()
 
 
+RELAYED_HEADER = "x-reef-relayed"
+"""Sent by the dashboard when it relays a console: a dashboard asked for a log stream with it is
+being asked by a dashboard, and refuses (508) rather than relay itself round and round."""
+
 MAX_LOG_LINE = 16 * 1024
 """The longest console line relayed whole (bytes); the rest of a longer one is dropped."""
 
@@ -1338,9 +1353,19 @@ async def _relay_logs(url: str, closing: asyncio.Event) -> AsyncIterator[bytes]:
     following: asyncio.Future[str] | None = None
     try:
         async with (
-            httpx.AsyncClient(timeout=timeout) as http,
+            httpx.AsyncClient(timeout=timeout, headers={RELAYED_HEADER: "1"}) as http,
             http.stream("GET", url, params={"start_from": 0}) as stream,
         ):
+            if stream.status_code != 200:
+                # Not a console (a dashboard refusing a relayed request among them): said once,
+                # and the stream ends.
+                body = (await anext(stream.aiter_bytes(), b""))[:300]
+                why = terminal_text(body.decode("utf-8", "replace"))
+                yield (
+                    f"event: error\ndata: the enclave's console answered HTTP "
+                    f"{stream.status_code}: {why}\n\n"
+                ).encode()
+                return
             lines = _capped_lines(stream.aiter_bytes(), MAX_LOG_LINE)
             while True:
                 following = asyncio.ensure_future(anext(lines))
