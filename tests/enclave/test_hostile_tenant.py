@@ -11,10 +11,14 @@ real enclaves of a small probe app and stops them whatever happens.
 from __future__ import annotations
 
 import asyncio
+import gzip
+import io
 import json
 import platform
 import re
+import subprocess
 import sys
+import tarfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,6 +29,7 @@ import pytest
 from dev_tee_support import get, requires_isolation
 from reef.attestation import DevAuthority
 from reef.enclave import EnclaveInfo, EnclaveSpec, LocalBackend, build_image
+from reef.enclave._image import MAX_IMAGE_BYTES
 from reef.enclave.local._backend import _console_text
 from reef.enclave.local._firewall import MAX_HOST_CONNECTIONS
 from reef.enclave.local._supervisor import TRUSTED_BASE_LOG, TRUSTED_BASE_LOG_BYTES
@@ -416,7 +421,7 @@ async def test_a_running_app_cannot_make_a_booting_supervisor_chown_host_files(
     victim.write_text("the host's")
     async with probe_enclave(backend, tmp_path, HOST_DIR=str(host_dir)) as racer:
         assert await probe(racer, "flip") == {"ok": True}
-        for _ in range(4):
+        for _ in range(2):
             booted = await backend.start(EnclaveSpec(image=probe_image(tmp_path)))
             await backend.stop(booted.id)
             assert victim.stat().st_uid == 0, "a host file was chowned to the app's user"
@@ -492,3 +497,71 @@ async def test_one_enclave_cannot_hold_another_enclaves_attestation_port(
             assert (await backend.status(racer.id)).state == "running"
     finally:
         await backend.stop(victim.id)
+
+
+class _Zeros(io.RawIOBase):
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        size = min(len(buffer), self.left)
+        buffer[:size] = bytes(size)
+        self.left -= size
+        return size
+
+
+def _bomb(path: Path, size: int) -> None:
+    """A well-formed reef image (sorted pax entries, mode 0644, no owner or time) whose one file
+    is ``size`` zero bytes: a few MB on the wire. Written with tarfile, not reef's builder."""
+    manifest = b'name = "bomb"\ncommand = ["python3", "app.py"]\n'
+    with (
+        path.open("wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for name, length, data in (
+            ("big", size, io.BufferedReader(_Zeros(size))),
+            ("reef.toml", len(manifest), io.BytesIO(manifest)),
+        ):
+            info = tarfile.TarInfo(name)
+            info.mode, info.mtime, info.size = 0o644, 0, length
+            tar.addfile(info, data)
+
+
+_LOAD = """
+import json, resource, sys
+from pathlib import Path
+from reef.enclave import load_image
+from reef.errors import ImageError
+try:
+    load_image(Path(sys.argv[1]))
+    error = None
+except ImageError as exc:
+    error = exc.message
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"error": error, "peak": peak}))
+"""
+
+
+@pytest.mark.slow
+def test_a_decompression_bomb_image_is_refused_before_it_costs_a_gigabyte(
+    tmp_path: Path,
+) -> None:
+    """Whoever launches an image (a provider, for a tenant's job) loads it whole into memory,
+    twice over while it unpacks. The cap was 4 GiB unpacked: a 3 MB image of 640 MiB of zeros
+    was accepted after costing its loader 1.3 GB (a 4 GiB one, 8 GB and minutes of CPU). The cap
+    is now the image store's upload cap, 512 MiB."""
+    bomb = tmp_path / "bomb.img"
+    _bomb(bomb, 640 << 20)
+    assert bomb.stat().st_size < 8 << 20
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD, str(bomb)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["error"] is not None, "the bomb was accepted"
+    assert f"more than {MAX_IMAGE_BYTES} bytes" in result["error"]
+    assert result["peak"] < MAX_IMAGE_BYTES + (256 << 20), result
