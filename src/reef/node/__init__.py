@@ -84,7 +84,6 @@ if TYPE_CHECKING:
         ProviderDirs,
         ProviderService,
         ProviderSettings,
-        connect,
         register_provider,
     )
     from reef.node._serve import Served, serve_app
@@ -95,6 +94,7 @@ if TYPE_CHECKING:
         ServiceContracts,
         ServiceSession,
         Session,
+        connect,
         default_dev_account,
         load_key_file,
         locate_chain,
@@ -241,7 +241,7 @@ __getattr__ = lazy_attributes(
         "app_endpoint": "_deploy",
         "closable_at": "_jobs",
         "close_job": "_jobs",
-        "connect": "_provider",
+        "connect": "_session",
         "copy_example": "_examples",
         "describe_examples": "_examples",
         "default_dev_account": "_session",

@@ -15,8 +15,8 @@ from typing import Any
 
 from web3 import Web3
 
-from reef.chain import Address, Indexer, MarketClient, TxResult, Web3BlockSource, http_web3
-from reef.errors import ChainError, ConfigError, RPCError
+from reef.chain import Address, Indexer, MarketClient, TxResult, Web3BlockSource
+from reef.errors import ChainError, ConfigError
 from reef.home import ReefHome
 from reef.market import (
     BackendRunner,
@@ -30,8 +30,9 @@ from reef.market import (
     control_plane_app,
 )
 from reef.node._serve import Served, serve_app
+from reef.node._session import connect
 
-__all__ = ["ProviderDirs", "ProviderService", "ProviderSettings", "connect", "register_provider"]
+__all__ = ["ProviderDirs", "ProviderService", "ProviderSettings", "register_provider"]
 
 
 @dataclass(frozen=True)
@@ -83,23 +84,6 @@ class ProviderSettings:
     heartbeat_interval: float = 5.0
     memory_budget_mib: int | None = None
     """The memory all enclaves may ask for together (None: this host's physical memory)."""
-
-
-def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
-    """A web3 client for ``rpc_url``, checked to answer.
-
-    Raises:
-        RPCError: when the endpoint does not answer JSON-RPC.
-    """
-    w3 = http_web3(rpc_url, timeout=timeout)
-    try:
-        w3.eth.chain_id  # noqa: B018 - a round trip proves the endpoint works
-    except Exception as exc:  # any failure here means "not a usable endpoint"
-        raise RPCError(
-            f"cannot reach the JSON-RPC endpoint {rpc_url}: {exc}",
-            hint="is the chain running? (`reef up` or `reef chain` starts a local one)",
-        ) from exc
-    return w3
 
 
 def register_provider(market: MarketClient, cp_url: str) -> tuple[str, TxResult[Any] | None]:

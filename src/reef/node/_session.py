@@ -52,6 +52,7 @@ __all__ = [
     "ServiceContracts",
     "ServiceSession",
     "Session",
+    "connect",
     "default_dev_account",
     "load_key_file",
     "locate_chain",
@@ -316,13 +317,12 @@ def default_dev_account(
     return account, f"{account.address} (dev account {DEFAULT_DEV_ACCOUNT}; its key is public)"
 
 
-def _connect_rpc(rpc_url: str, *, timeout: float = 30.0) -> tuple[Web3, int]:
-    """A web3 client for ``rpc_url`` and the chain's id, which proves that it answers.
+def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
+    """A web3 client for ``rpc_url``, checked to answer: it has read the chain's id, which its
+    provider keeps (:class:`reef.chain.BoundedHTTPProvider`), so asking it again costs nothing.
 
-    The check :func:`reef.node.connect` makes, here because that one lives with the provider's
-    service, whose module imports the provider's server stack (FastAPI, SQLAlchemy, uvicorn:
-    about a second) that no user command needs to connect. The id it reads is returned: the
-    account a command sends from by default depends on it.
+    Here, not with the provider's service, whose module imports the provider's server stack
+    (FastAPI, SQLAlchemy, uvicorn: about a second) that no user command needs to connect.
 
     Raises:
         RPCError: when the endpoint does not answer JSON-RPC.
@@ -331,19 +331,20 @@ def _connect_rpc(rpc_url: str, *, timeout: float = 30.0) -> tuple[Web3, int]:
 
     w3 = http_web3(rpc_url, timeout=timeout)
     try:
-        chain_id = int(w3.eth.chain_id)
+        w3.eth.chain_id  # noqa: B018 - a round trip proves the endpoint works
     except Exception as exc:  # any failure here means "not a usable endpoint"
         raise RPCError(
             f"cannot reach the JSON-RPC endpoint {rpc_url}: {exc}",
             hint="is the chain running? (`reef up` or `reef chain` starts a local one)",
         ) from exc
-    return w3, chain_id
+    return w3
 
 
 def _connect(
     home: ReefHome, where: ChainLocation, *, key: Path | None, need_account: bool
 ) -> ChainSession:
-    w3, chain_id = _connect_rpc(where.rpc_url)
+    w3 = connect(where.rpc_url)
+    chain_id = int(w3.eth.chain_id)  # read by connect, kept by the provider
     account: LocalAccount | None = None
     note = ""
     if key is not None:
