@@ -565,3 +565,14 @@ def test_a_decompression_bomb_image_is_refused_before_it_costs_a_gigabyte(
     assert result["error"] is not None, "the bomb was accepted"
     assert f"more than {MAX_IMAGE_BYTES} bytes" in result["error"]
     assert result["peak"] < MAX_IMAGE_BYTES + (256 << 20), result
+    # An image file too large to unpack within the cap (the market downloads up to 4 GiB) is
+    # refused by its size, not read whole into memory first.
+    huge = tmp_path / "huge.img"
+    with huge.open("wb") as out:
+        out.truncate(2 << 30)  # sparse
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD, str(huge)], capture_output=True, text=True, timeout=300
+    )
+    result = json.loads(done.stdout)
+    assert f"more than {MAX_IMAGE_BYTES} bytes" in result["error"]
+    assert result["peak"] < 256 << 20, result

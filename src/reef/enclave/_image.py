@@ -17,6 +17,7 @@ unsorted, duplicated, absolute or ``..`` entry, a foreign mode) is refused as co
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import gzip
 import hashlib
@@ -54,6 +55,7 @@ _CHUNK = 1 << 20
 # 25 s of CPU); it is now the market image store's upload cap, which the images reef runs (app
 # directories: the Python runtime comes from the host) stay far below.
 MAX_IMAGE_BYTES = 512 << 20
+_MAX_COMPRESSED = MAX_IMAGE_BYTES + (MAX_IMAGE_BYTES >> 8)
 
 
 @dataclass(frozen=True)
@@ -279,6 +281,11 @@ def load_image(source: Path | bytes, *, name: str | None = None) -> Image:
     if isinstance(source, Path) and source.is_dir():
         return build_image(source, io.BytesIO())
     if isinstance(source, Path):
+        # gzip never shrinks what it cannot compress by more than a few bytes per block: a file
+        # larger than this cannot unpack within the cap, and is not read into memory to see.
+        with contextlib.suppress(OSError):
+            if source.stat().st_size > _MAX_COMPRESSED:
+                raise _too_large(label)
         blob = read_file(
             source,
             missing=ImageError(f"image file {source} does not exist"),
@@ -286,6 +293,8 @@ def load_image(source: Path | bytes, *, name: str | None = None) -> Image:
         )
     else:
         blob = source
+    if len(blob) > _MAX_COMPRESSED:
+        raise _too_large(label)
     try:
         raw = _gunzip(blob, label)
     except (OSError, EOFError, zlib.error) as exc:
@@ -312,13 +321,17 @@ def _gunzip(blob: bytes, label: str) -> bytes:
     with gzip.GzipFile(fileobj=io.BytesIO(blob), mode="rb") as gz:
         while chunk := gz.read(_CHUNK):
             if out.tell() + len(chunk) > MAX_IMAGE_BYTES:
-                raise ImageError(
-                    f"{label} unpacks to more than {MAX_IMAGE_BYTES} bytes",
-                    hint="an image holds an app directory (the runtime comes from the host): "
-                    "keep large data out of it, or fetch it when the app starts",
-                )
+                raise _too_large(label)
             out.write(chunk)
     return out.getvalue()
+
+
+def _too_large(label: str) -> ImageError:
+    return ImageError(
+        f"{label} unpacks to more than {MAX_IMAGE_BYTES} bytes",
+        hint="an image holds an app directory (the runtime comes from the host): keep large "
+        "data out of it, or fetch it when the app starts",
+    )
 
 
 def _read_tar(raw: bytes, label: str) -> tuple[ImageEntry, ...]:
