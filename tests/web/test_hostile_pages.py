@@ -251,6 +251,7 @@ def net(
         provider.close()
 
 
+@pytest.mark.slow
 def test_a_strangers_empty_deposits_do_not_swamp_a_jobs_history(net: Net) -> None:
     """Anyone may deposit to any job, 0 rUSD included, for the gas alone: each deposit was a
     row of the job page's history, so a stranger could grow the owner's page (and what each
@@ -278,6 +279,7 @@ def _stream(stack: contextlib.ExitStack, http: httpx.Client, url: str) -> httpx.
     return response
 
 
+@pytest.mark.slow
 def test_live_log_streams_are_bounded_in_all_and_per_visitor(net: Net) -> None:
     """Each live log stream holds a connection to the enclave's console for as long as its
     visitor likes: a visitor opening thousands of them took as many sockets (and file
@@ -311,6 +313,7 @@ def test_live_log_streams_are_bounded_in_all_and_per_visitor(net: Net) -> None:
         assert _stream(stack, http, f"http://127.0.0.1:{port}{path}").status_code == 200
 
 
+@pytest.mark.slow
 def test_a_visitor_asking_slow_pages_at_once_does_not_hold_the_dashboard(net: Net) -> None:
     """A provider that trickles its offer holds ``/providers`` for its client's deadline (6 s).
     A visitor asking it a dozen times at once took every worker thread the pages share (six on
@@ -347,6 +350,7 @@ def test_a_visitor_asking_slow_pages_at_once_does_not_hold_the_dashboard(net: Ne
     assert statuses == [200] * MAX_BUSY_PER_VISITOR + [429] * 4, statuses
 
 
+@pytest.mark.slow
 def test_a_console_that_is_the_dashboard_itself_is_not_relayed_round_and_round(net: Net) -> None:
     """A provider names as a debug job's console the dashboard's own stream of that job
     (``http://127.0.0.1:8888/...``: the dashboard's default port, on its own host). Each relay
@@ -460,6 +464,7 @@ def test_a_webhook_or_metrics_url_answering_a_gigabyte_is_not_read(
     assert sent.bytes < SENT_AT_MOST
 
 
+@pytest.mark.slow
 def test_a_webhook_or_metrics_url_trickling_its_head_is_given_up_on() -> None:
     with raw_server_in_thread(_drip_head) as url:
         with pytest.raises(ServiceError, match=r"did not answer within 5 s"):
