@@ -149,8 +149,12 @@ def providers(session: Session, client: MarketClient) -> list[ProviderRow]:
     from reef.chain import ProviderAdded, ProviderRemoved, amount_per_hour
     from reef.market import ControlPlaneClient
 
+    # Only the provider events are asked for: anyone may add events to the market for the gas
+    # alone (an empty deposit to any job), and every page that lists providers reads these.
+    added = client.events_of(ProviderAdded, from_block=session.start_block)
+    removed = client.events_of(ProviderRemoved, from_block=session.start_block)
     seen: dict[str, None] = {}
-    for event in client.events(from_block=session.start_block):
+    for event in sorted([*added, *removed], key=lambda e: (e.block_number, e.log_index)):
         if isinstance(event, ProviderAdded):
             seen[event.provider] = None
         elif isinstance(event, ProviderRemoved):
