@@ -209,9 +209,9 @@ def request_to(
 # -- asyncio ------------------------------------------------------------------------------------
 
 
-class AsyncBoundedStream:
-    """An answer whose head was read within its bounds (what :func:`stream_bounded` yields):
-    its status and headers, and its body, counted, as it comes."""
+class _Answered:
+    """An answer whose head was read within its bounds: its status and headers (what both
+    readers' streams share)."""
 
     def __init__(self, bounds: _Bounds, response: httpx.Response) -> None:
         self._bounds = bounds
@@ -220,6 +220,15 @@ class AsyncBoundedStream:
         """The request's URL, without its query."""
         self.status = response.status_code
         self.headers = response.headers
+
+    def answer(self, body: bytes) -> BoundedAnswer:
+        """This answer with ``body``, read whole."""
+        return BoundedAnswer(self.url, self.status, self.headers, body)
+
+
+class AsyncBoundedStream(_Answered):
+    """An answer whose head was read within its bounds (what :func:`stream_bounded` yields):
+    its status and headers, and its body, counted, as it comes."""
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         """The body's pieces as they come (within the stream's deadline and byte bound).
@@ -328,7 +337,7 @@ async def read_bounded(
         body = bytearray()
         async for piece in stream.aiter_bytes():
             body += piece
-    return BoundedAnswer(stream.url, stream.status, stream.headers, bytes(body))
+    return stream.answer(bytes(body))
 
 
 # -- blocking -----------------------------------------------------------------------------------
@@ -412,18 +421,13 @@ def _shut(held: socket.socket) -> None:
         held.shutdown(socket.SHUT_RDWR)
 
 
-class BoundedStream:
+class BoundedStream(_Answered):
     """An answer whose head was read within its bounds (what :func:`stream_blocking` yields):
     its status and headers, and its body, counted, as it comes."""
 
     def __init__(self, bounds: _Bounds, response: httpx.Response, watchdog: _Watchdog) -> None:
-        self._bounds = bounds
-        self._response = response
+        super().__init__(bounds, response)
         self._watchdog = watchdog
-        self.url = bounds.url
-        """The request's URL, without its query."""
-        self.status = response.status_code
-        self.headers = response.headers
 
     def iter_bytes(self) -> Iterator[bytes]:
         """The body's pieces as they come (within the stream's deadline and byte bound).
@@ -540,7 +544,7 @@ def read_blocking(
         hint=hint,
     ) as stream:
         body = b"".join(stream.iter_bytes())
-    return BoundedAnswer(stream.url, stream.status, stream.headers, body)
+    return stream.answer(body)
 
 
 def fetch_blocking(
