@@ -251,6 +251,9 @@ def _archive(entries: tuple[ImageEntry, ...]) -> bytes:
             else:
                 info.size = len(entry.data)
                 tar.addfile(info, io.BytesIO(entry.data))
+    if raw.tell() > MAX_IMAGE_BYTES:
+        # Built, it would be refused by every command that loads it.
+        raise _too_large("the image")
     out = io.BytesIO()
     # filename="" and mtime=0 keep the gzip header free of names and clocks.
     with gzip.GzipFile(
