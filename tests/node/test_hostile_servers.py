@@ -241,6 +241,20 @@ def test_job_logs_with_follow_give_up_on_a_head_trickled_for_ever() -> None:
     assert "did not answer within 1 s" in outcome.message
 
 
+def test_job_logs_with_follow_read_past_the_head_deadline() -> None:
+    """Only the head has a deadline with --follow: a console that keeps talking is read for as
+    long as it does (here past twice ``head_s``)."""
+    import itertools
+
+    from reef.node import enclave_log_lines
+
+    with hostile_server(_sse(then=0.2)) as url:
+        lines = enclave_log_lines(url, follow=True, head_s=0.5)
+        outcome = ends(lambda: list(itertools.islice(lines, 6)), _LIVENESS_S)
+        lines.close()
+    assert outcome == ["tick"] * 6
+
+
 def test_job_logs_refuse_a_compressed_console() -> None:
     """httpx inflates a whole network read at once: 64 KiB of gzip is 64 MiB in memory before
     the line bound sees it. The console is asked for uncompressed, and refused otherwise."""
