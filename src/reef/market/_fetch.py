@@ -148,7 +148,9 @@ class ImageFetcher:
         cache: where downloaded images are kept, by hash.
         policy: the operator's allow/deny lists of image hashes.
         allow_file_urls: follow ``file://`` URLs (only for tests and single-user setups).
-        max_bytes / timeout: download limits.
+        max_bytes: the largest image downloaded (a larger one is refused, not read on).
+        timeout: httpx's per-operation timeout, and the time the answer's head may take; the
+            whole download may take :func:`download_deadline_s` of it and ``max_bytes``.
         transport: an httpx transport (tests inject one).
     """
 
