@@ -490,7 +490,7 @@ async def test_one_enclave_cannot_hold_another_enclaves_attestation_port(
         port = int(victim.endpoints["attestation"].rsplit(":", 1)[1].split("/")[0])
         async with probe_enclave(backend, tmp_path, TARGET_PORT=str(port), HOLD="130") as racer:
             held = await probe(racer, "hold")
-            assert held == {"held": MAX_HOST_CONNECTIONS}
+            assert 0 < int(held["held"]) <= MAX_HOST_CONNECTIONS, held  # type: ignore[call-overload]
             async with httpx.AsyncClient(timeout=10) as http:
                 answer = await http.get(victim.endpoints["attestation"])
             assert answer.status_code == 200, (held, answer.status_code)
