@@ -138,6 +138,8 @@ def test_an_instant_that_is_no_unix_time_is_refused_not_a_server_error(
 # -- a hostile provider's numbers, and many live log streams -----------------------------------
 
 CARD = RateCard.dev().lookup("local", "dev.small")
+SLOW_JOBS = 40
+"""Jobs at a provider that trickles its answers: 16 are asked at once, each for up to 6 s."""
 SPAM = 120
 """Empty deposits a stranger makes to the owner's job."""
 
@@ -199,6 +201,7 @@ def net(
             "/job": job,
             "/logs": lambda q: (200, "text/event-stream", _console(provider.stop)),
             "/slow/spec": lambda q: (200, "application/json", _trickle(provider.stop)),
+            "/slow/job": lambda q: (200, "application/json", _trickle(provider.stop)),
         }
     )
     devnet = Devnet()
@@ -222,6 +225,9 @@ def net(
     number = job_index(job_id)
     # A second job whose provider names the dashboard's own stream of it as its console.
     loop_id = own.open_job(metadata, evil.address, CARD.min_rate, 10**6)
+    # Jobs at the provider that trickles: more than it can be asked about within a page's time.
+    for _ in range(SLOW_JOBS):
+        own.open_job(metadata, accounts[2].address, CARD.min_rate, 10**6)
     # Anyone may deposit to any job, nothing included: each is an event of the job's history.
     stranger = MarketClient(devnet.web3(), deployment.market, account=accounts[1].local_account)
     for _ in range(SPAM):
@@ -293,7 +299,7 @@ def test_live_log_streams_are_bounded_in_all_and_per_visitor(net: Net) -> None:
         assert refused.status_code == 503
         assert "log streams are open" in refused.json()["error"]
         assert refused.json()["hint"]
-        assert httpx.get(f"{net.url}/jobs", timeout=timeout).status_code == 200  # pages go on
+        assert httpx.get(f"{net.url}/api/overview", timeout=timeout).status_code == 200
         held[0].close()
         time.sleep(0.5)  # the server notices the visitor left
         assert _stream(stack, http, f"{net.url}{path}").status_code == 200
@@ -367,6 +373,21 @@ def test_a_console_that_is_the_dashboard_itself_is_not_relayed_round_and_round(n
     with contextlib.ExitStack() as stack, httpx.Client(timeout=timeout) as http:
         held = [_stream(stack, http, f"{net.url}/api/jobs/{net.job}/logs") for _ in range(4)]
         assert [r.status_code for r in held] == [200] * 4
+
+
+@pytest.mark.slow
+def test_jobs_at_a_provider_that_trickles_do_not_hold_a_page_past_its_deadline(net: Net) -> None:
+    """The providers' offers were asked with a deadline per page (a late one is shown as not
+    answering), but not the jobs' states: 40 jobs at a provider that trickles its answers held
+    every page that lists jobs (and every /metrics scrape) for 3 rounds of 16, 6 s each, and a
+    few more jobs for as long as the provider liked."""
+    from reef.web._data import PAGE_DEADLINE_S
+
+    page = httpx.get(f"{net.url}/jobs", timeout=httpx.Timeout(10, read=120))
+    assert page.status_code == 200
+    late = page.text.count(f"did not answer within {PAGE_DEADLINE_S:g} s")
+    assert 0 < late <= SLOW_JOBS, late
+    assert page.text.count('<a href="/jobs/') == SLOW_JOBS + 2  # every job, all the same
 
 
 def _own_address() -> str | None:

@@ -207,8 +207,41 @@ def open_jobs(session: Session, client: MarketClient) -> list[Job]:
 
 
 def describe_jobs(session: Session, client: MarketClient, jobs: Sequence[Job]) -> list[JobRow]:
-    """Each of ``jobs`` as :func:`describe_job` describes it, their providers asked at once."""
-    return _all_at_once([partial(describe_job, session, client, job) for job in jobs])
+    """Each of ``jobs`` as :func:`describe_job` describes it, their providers asked at once; a
+    job whose description is not ready after :data:`PAGE_DEADLINE_S` is shown from the chain
+    alone (:func:`_unanswered`), so a provider that trickles its answers does not hold the page
+    for longer."""
+    return _all_at_once(
+        [partial(describe_job, session, client, job) for job in jobs],
+        late=[_unanswered(job) for job in jobs],
+    )
+
+
+def _unanswered(job: Job) -> JobRow:
+    """``job`` as the chain holds it, its provider not heard from within the page's time."""
+    from reef.chain import job_index
+
+    return JobRow(
+        job_id=job.id,
+        number=job_index(job.id),
+        owner=job.owner,
+        provider=job.provider,
+        metadata={"raw": job.metadata[:200]},
+        rate=job.rate,
+        balance=job.balance,
+        balance_on_chain=job.balance,
+        paid_until=None,
+        stops_at=None,
+        time_left_s=None,
+        phase="unknown",
+        state=f"unknown (the provider did not answer within {PAGE_DEADLINE_S:g} s)",
+        enclave_id="",
+        endpoints={},
+        endpoint="",
+        last_error="",
+        restarts=0,
+        reason="",
+    )
 
 
 PAGE_DEADLINE_S = 15.0
