@@ -23,7 +23,7 @@ import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kms.kms_support import dev_root_server, dev_root_store
-from net_support import GIB, SENT_AT_MOST, Raw, Sent, raw_server, raw_server_in_thread
+from net_support import SENT_AT_MOST, Sent, drip, gigabyte, raw_server, raw_server_in_thread
 from reef.attestation import DevAuthority
 from reef.crypto import Secp256k1PrivateKey, eip191_digest
 from reef.errors import AttestationError, KMSError, RPCError, ServiceError
@@ -47,31 +47,6 @@ from reef.kms._signing import verify_response
 IMAGE = bytes(range(32))
 SIGNING_KEY = b"\x04" * 64
 ADMIN = Secp256k1PrivateKey(hashlib.sha256(b"reef kms hostile admin").digest())
-
-
-def _gigabyte(declared: bool, sent: Sent) -> Raw:
-    """A 200 answer of 1 GiB of zeros, with its length declared or not (close-delimited)."""
-
-    async def answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = b"HTTP/1.1 200 OK\r\n"
-        head += f"content-length: {GIB}\r\n".encode() if declared else b"connection: close\r\n"
-        writer.write(head + b"\r\n")
-        chunk = bytes(1 << 16)
-        while sent.bytes < SENT_AT_MOST:
-            writer.write(chunk)
-            await writer.drain()
-            sent.bytes += len(chunk)
-
-    return answer
-
-
-async def _drip_head(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """A status line, then a header one byte every 0.05 s for ever: no single read is late."""
-    writer.write(b"HTTP/1.1 200 OK\r\nx-slow: ")
-    while True:
-        writer.write(b"a")
-        await writer.drain()
-        await asyncio.sleep(0.05)
 
 
 def _sign(message: bytes) -> bytes:
@@ -106,7 +81,7 @@ async def test_a_kms_answering_a_gigabyte_is_not_read(
     kind: str, declared: bool, authority: DevAuthority
 ) -> None:
     sent = Sent()
-    async with raw_server(_gigabyte(declared, sent)) as url:
+    async with raw_server(gigabyte(sent, declared=declared)) as url:
         with pytest.raises(ServiceError, match="larger than any honest answer") as caught:
             async with asyncio.timeout(30):
                 await _call(kind, url, authority)
@@ -117,7 +92,7 @@ async def test_a_kms_answering_a_gigabyte_is_not_read(
 
 @pytest.mark.parametrize("kind", ASYNC_CALLS)
 async def test_a_kms_trickling_its_head_is_given_up_on(kind: str, authority: DevAuthority) -> None:
-    async with raw_server(_drip_head) as url:
+    async with raw_server(drip()) as url:
         with pytest.raises(ServiceError, match=r"did not answer within 1 s"):
             # Far longer than the client's 1 s: it is the client, not this, that must stop.
             async with asyncio.timeout(20):
@@ -128,7 +103,7 @@ async def test_a_kms_trickling_its_head_is_given_up_on(kind: str, authority: Dev
 def test_init_params_key_from_a_kms_answering_a_gigabyte(declared: bool) -> None:
     sent = Sent()
     with (
-        raw_server_in_thread(_gigabyte(declared, sent)) as url,
+        raw_server_in_thread(gigabyte(sent, declared=declared)) as url,
         pytest.raises(ServiceError, match="larger than any honest answer"),
     ):
         init_params_public_key(url, IMAGE, signing_key=SIGNING_KEY, timeout=1.0)
@@ -137,7 +112,7 @@ def test_init_params_key_from_a_kms_answering_a_gigabyte(declared: bool) -> None
 
 def test_init_params_key_from_a_kms_trickling_its_head() -> None:
     with (
-        raw_server_in_thread(_drip_head) as url,
+        raw_server_in_thread(drip()) as url,
         pytest.raises(ServiceError, match=r"did not answer within 1 s"),
     ):
         init_params_public_key(url, IMAGE, signing_key=SIGNING_KEY, timeout=1.0)
@@ -272,7 +247,7 @@ async def test_an_rpc_node_answering_a_gigabyte_is_not_read(declared: bool) -> N
     that a man in the middle answers for) that answers a gigabyte must not fill the root's
     memory: every enclave's seeds are served from that process."""
     sent = Sent()
-    async with raw_server(_gigabyte(declared, sent)) as url:
+    async with raw_server(gigabyte(sent, declared=declared)) as url:
         approval = RpcApproval(url, 31337, timeout=1.0)
         with pytest.raises(RPCError, match="larger than any honest answer") as caught:
             async with asyncio.timeout(30):
@@ -282,7 +257,7 @@ async def test_an_rpc_node_answering_a_gigabyte_is_not_read(declared: bool) -> N
 
 
 async def test_an_rpc_node_trickling_its_head_is_given_up_on() -> None:
-    async with raw_server(_drip_head) as url:
+    async with raw_server(drip()) as url:
         approval = RpcApproval(url, 31337, timeout=1.0)
         with pytest.raises(RPCError, match=r"did not answer within 1 s"):
             async with asyncio.timeout(20):
