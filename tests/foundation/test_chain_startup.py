@@ -150,3 +150,17 @@ def test_the_chain_id_is_asked_once_not_before_every_call(node: tuple[str, list[
         assert w3.eth.call({"to": MARKET, "data": b""}) == bytes(32)
     assert w3.eth.chain_id == 31337
     assert methods == ["eth_chainId", "eth_call", "eth_call", "eth_call"]
+
+
+def test_a_jobs_owner_reads_metadata_and_asks_its_provider_without_the_server_stack() -> None:
+    # reef jobs list/show parse each job's metadata and ask its provider's control plane:
+    # neither needs FastAPI, uvicorn or the provider's SQLAlchemy models.
+    code = (
+        "from reef.market import ControlPlaneClient, JobMetadata, JobPolicy, RateCard\n"
+        "ControlPlaneClient('http://127.0.0.1:9')\n"
+        "JobMetadata.parse(JobMetadata(instance='dev.small', region='local', memory=1024,"
+        " vcpu=1, url='http://store/x').to_json())\n"
+    )
+    loaded = loaded_after(code)
+    assert not _heavy(loaded, {"fastapi", "uvicorn", "sqlalchemy", "starlette", "reef._api"})
+    assert "reef.market._cp_app" not in loaded

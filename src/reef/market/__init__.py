@@ -28,7 +28,8 @@ if TYPE_CHECKING:
         RunningEnclave,
         launch_key,
     )
-    from reef.market._cp_app import ControlPlaneClient, JobView, control_plane_app
+    from reef.market._cp_app import JobView, control_plane_app
+    from reef.market._cp_client import ControlPlaneClient
     from reef.market._fetch import (
         FetchedImage,
         ImageFetcher,
@@ -105,7 +106,7 @@ __getattr__ = lazy_attributes(
         "BackendRunner": "_backend_runner",
         "BandwidthRate": "_rates",
         "ControlPlane": "_control_plane",
-        "ControlPlaneClient": "_cp_app",
+        "ControlPlaneClient": "_cp_client",
         "DEV_REGION": "_rates",
         "EnclaveRunner": "_control_plane",
         "EventFeed": "_control_plane",

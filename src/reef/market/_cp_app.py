@@ -16,30 +16,29 @@ and ``last_restart`` (why, the last time); ``reef jobs show`` prints them.
 
 The app is FastAPI, so ``/openapi.json`` and ``/docs`` describe every endpoint with typed models;
 the answers are built as before (the models document them and schemathesis checks they match),
-and errors are JSON ``{"error": reason}``.
+and errors are JSON ``{"error": reason}``. Its client, :class:`reef.market.ControlPlaneClient`,
+lives in :mod:`reef.market._cp_client`, which a job's owner imports without the server stack.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 from fastapi import FastAPI, Query
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
 from reef._api import api_app, json_error
 from reef._api_models import add_health_route, error_answers
-from reef._fetch import FetchError, fetch_blocking, request_to
 from reef.chain import JobId, parse_job_id
-from reef.encoding import loads_bounded
-from reef.errors import ConfigError, InputError, ServiceError
-from reef.market._control_plane import RunningEnclave
-from reef.market._job_state import JobPolicy
-from reef.market._rates import RateCard
 
-__all__ = ["ControlPlaneClient", "JobView", "control_plane_app"]
+if TYPE_CHECKING:
+    # Only for JobView's types: the enclave runner's module loads SQLAlchemy.
+    from reef.market._control_plane import RunningEnclave
+    from reef.market._job_state import JobPolicy
+
+__all__ = ["JobView", "control_plane_app"]
 
 _JOB_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
 _BAD_JOB_ID = "give the job id as ?id=0x followed by 64 hex digits"
@@ -218,131 +217,3 @@ def control_plane_app(view: JobView) -> FastAPI:
     app.add_api_route("/jobs", jobs, methods=["GET"], response_model=JobsModel)
     add_health_route(app)
     return app
-
-
-MAX_ANSWER_BYTES = 1 << 20
-"""The most a control plane's answer may hold: a provider's ``/jobs`` of thousands of jobs fits."""
-
-
-class _EnclaveAnswer(BaseModel):
-    id: str = ""
-    state: str = ""
-    endpoints: dict[str, Any] = Field(default_factory=dict)
-
-
-class _JobAnswer(BaseModel):
-    """What callers read of a ``/job`` answer (other fields are passed on unchecked)."""
-
-    phase: str = ""
-    reason: str | None = None
-    enclave: _EnclaveAnswer | None = None
-    last_error: str = ""
-    restarts: int = Field(0, ge=0, lt=1 << 63)
-    last_restart: str = ""
-
-
-class _IpAnswer(BaseModel):
-    endpoints: dict[str, Any] = Field(default_factory=dict)
-
-
-class ControlPlaneClient:
-    """A client of a provider's control plane (sync; for the CLI and the dashboard).
-
-    Any account may register a provider and name any URL as its control plane, so answers are
-    read as a stranger's (by :func:`reef._fetch.fetch_blocking`): at most
-    :data:`MAX_ANSWER_BYTES`, within twice ``timeout`` seconds in all, head and body (a server
-    that trickles its answer byte by byte is given up on, not waited for), as JSON
-    nested no deeper than :data:`reef.encoding.MAX_JSON_DEPTH`, and ``/job`` and
-    ``/ip`` answers must have the types their callers read.
-
-    Raises (every method):
-        ServiceError: when the control plane cannot be reached or answers unexpectedly.
-    """
-
-    def __init__(
-        self, url: str, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None
-    ) -> None:
-        self.url = url.rstrip("/")
-        self._timeout = timeout
-        self._transport = transport
-
-    def _get(self, path: str, params: dict[str, str] | None = None) -> tuple[int, bytes]:
-        """The status and body of ``GET path``, read within the size and time limits (the
-        deadline covers the whole answer, its head as much as its body)."""
-        deadline_s = 2 * self._timeout
-        what = "the provider's control plane"
-        hint = "is the provider running? (`reef up` runs a local one)"
-        try:
-            answer = fetch_blocking(
-                request_to("GET", f"{self.url}{path}", what=what, hint=hint, params=params),
-                transport=self._transport,
-                timeout=self._timeout,
-                max_bytes=MAX_ANSWER_BYTES,
-                deadline_s=deadline_s,
-                what=what,
-                hint=hint,
-            )
-        except FetchError as exc:
-            if exc.reason != "too_late":
-                raise
-            raise ServiceError(
-                f"the control plane at {self.url} took longer than {deadline_s:g} s to answer "
-                f"{path}; given up",
-                hint="the provider is overloaded, or is not a reef control plane",
-            ) from exc
-        return answer.status, answer.body
-
-    def _json(self, status: int, body: bytes) -> dict[str, Any]:
-        try:
-            answer = loads_bounded(body, what=f"the answer of the control plane at {self.url}")
-        except InputError as exc:
-            raise ServiceError(f"{exc.message} (HTTP {status})") from exc
-        if not isinstance(answer, dict):
-            raise ServiceError(f"the control plane at {self.url} answered an unexpected shape")
-        return answer
-
-    def _checked(self, answer: dict[str, Any], model: type[BaseModel], path: str) -> dict[str, Any]:
-        """``answer`` unchanged, once the fields callers read have the types they expect."""
-        try:
-            model.model_validate(answer)
-        except ValidationError as exc:
-            where = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3]
-            )
-            raise ServiceError(
-                f"the control plane at {self.url} answered {path} with unexpected values ({where})"[
-                    :400
-                ]
-            ) from exc
-        return answer
-
-    def spec(self) -> RateCard:
-        """The provider's offer (``GET /spec`` and ``/bandwidth``)."""
-        spec = self._json(*self._get("/spec"))
-        bandwidth = self._json(*self._get("/bandwidth"))
-        try:
-            return RateCard.parse(spec.get("min_rates", []), bandwidth.get("rates", []))
-        except ConfigError as exc:
-            raise ServiceError(
-                f"the control plane at {self.url} sent an invalid spec: {exc}"
-            ) from exc
-
-    def _lookup(self, path: str, job_id: JobId, *, absent: int) -> dict[str, Any] | None:
-        """``GET path?id=job_id``; ``None`` when the control plane answers ``absent``."""
-        status, body = self._get(path, {"id": job_id})
-        if status == absent:
-            return None
-        if status != 200:
-            text = body[:200].decode("utf-8", "replace")
-            raise ServiceError(f"GET {path} answered HTTP {status}: {text}")
-        return self._json(status, body)
-
-    def job(self, job_id: JobId) -> dict[str, Any] | None:
-        """What the provider decided for a job (``GET /job``), or ``None`` if it does not know it."""
-        answer = self._lookup("/job", job_id, absent=404)
-        return None if answer is None else self._checked(answer, _JobAnswer, "/job")
-
-    def ip(self, job_id: JobId) -> dict[str, Any] | None:
-        """The running enclave's address and endpoints (``GET /ip``), or ``None`` if none runs."""
-        answer = self._lookup("/ip", job_id, absent=400)
-        return None if answer is None else self._checked(answer, _IpAnswer, "/ip")

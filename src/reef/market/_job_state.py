@@ -53,7 +53,6 @@ from reef.chain import (
 )
 from reef.encoding import MAX_JSON_DEPTH, json_depth
 from reef.errors import InputError, MarketError
-from reef.market._fetch import list_refusal
 from reef.market._rates import EXTRA_DECIMALS, InstanceRate, RateCard, bandwidth_kbit_s
 
 __all__ = [
@@ -214,6 +213,10 @@ class JobPolicy:
         return int(10**self.extra_decimals)
 
     def owner_refusal(self, owner: Address) -> str | None:
+        # Imported here: the image fetcher's module loads the image store (FastAPI, uvicorn),
+        # which a job's owner reading its metadata (reef jobs list) does not need.
+        from reef.market._fetch import list_refusal
+
         return list_refusal("owner", owner, allow=self.allow_owners, deny=self.deny_owners)
 
 
