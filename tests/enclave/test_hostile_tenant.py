@@ -16,6 +16,7 @@ import io
 import json
 import platform
 import re
+import secrets
 import subprocess
 import sys
 import tarfile
@@ -31,7 +32,7 @@ from reef.attestation import DevAuthority
 from reef.enclave import EnclaveInfo, EnclaveSpec, LocalBackend, build_image
 from reef.enclave._image import MAX_IMAGE_BYTES
 from reef.enclave.local._backend import _console_text
-from reef.enclave.local._firewall import MAX_HOST_CONNECTIONS
+from reef.enclave.local._firewall import MAX_CONNECTIONS, MAX_HOST_CONNECTIONS
 from reef.enclave.local._supervisor import TRUSTED_BASE_LOG, TRUSTED_BASE_LOG_BYTES
 from reef.enclave.local._trusted_base import (
     MAX_CONSOLE_FILE_BYTES,
@@ -165,7 +166,26 @@ def hold():
     return {"held": len(HELD)}
 
 
+def spread():
+    # Connections to many addresses elsewhere (in 198.18.0.0/15, a benchmarking range nobody
+    # answers), left half-open: each is a connection pasta opens from the host. Port 80: some
+    # hosts let little else out.
+    base = int(os.environ["SPREAD_BASE"])
+    sockets = []
+    for i in range(base, base + int(os.environ["SPREAD"])):
+        sock = socket.socket()
+        sock.setblocking(False)
+        try:
+            sock.connect((f"198.{18 + (i >> 16)}.{i >> 8 & 255}.{i & 255}", 80))
+        except (BlockingIOError, OSError):
+            pass
+        sockets.append(sock)
+    HELD.extend(sockets)
+    return {"opened": len(sockets)}
+
+
 PROBES = {
+    "spread": spread,
     "hold": hold,
     "refusals": refusals,
     "flood": flood,
@@ -586,3 +606,44 @@ def test_a_decompression_bomb_image_is_refused_before_it_costs_a_gigabyte(
     with pytest.raises(ImageError, match=f"more than {MAX_IMAGE_BYTES} bytes"):
         build_image(app, tmp_path / "big.img")
     assert not (tmp_path / "big.img").exists()
+
+
+def _tracked(first: int, count: int) -> int:
+    """Connections to port 80 of the ``count`` addresses from 198.18.0.0 + ``first`` that the
+    host's conntrack table holds."""
+    addresses = {
+        f"198.{18 + (i >> 16)}.{i >> 8 & 255}.{i & 255}" for i in range(first, first + count)
+    }
+    found = 0
+    for line in Path("/proc/net/nf_conntrack").read_text().splitlines():
+        fields: dict[str, str] = {}
+        for field in line.split():
+            key, _, value = field.partition("=")
+            fields.setdefault(key, value)  # the original direction's, which comes first
+        found += fields.get("dport") == "80" and fields.get("dst") in addresses
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not Path("/proc/net/nf_conntrack").exists(), reason="no /proc/net/nf_conntrack to count in"
+)
+async def test_one_enclave_cannot_fill_the_hosts_connection_tracking(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    """Every connection the app opens is one pasta opens from the host, and one entry of the
+    host's connection-tracking table (the firewall tracks them), kept for two minutes after an
+    unanswered SYN. An app opening 6000 half-open connections a second added 6000 entries: one
+    enclave filled the table (262 144 here) in under a minute, and the host then dropped every
+    new connection, its own and every enclave's."""
+    spread = 6000
+    first = secrets.randbelow((1 << 17) - spread)  # not the addresses of an earlier run
+    async with probe_enclave(backend, tmp_path, SPREAD=str(spread), SPREAD_BASE=str(first)) as info:
+        assert await probe(info, "spread") == {"opened": spread}
+        # pasta opens each as its SYN comes: count once the count stops growing.
+        tracked, previous = _tracked(first, spread), -1
+        while tracked != previous:
+            await asyncio.sleep(1)
+            tracked, previous = _tracked(first, spread), tracked
+        assert 0 < tracked <= MAX_CONNECTIONS, tracked
+        assert await probe(info, "ready") == {"ready": True}

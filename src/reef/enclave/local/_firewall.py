@@ -16,11 +16,13 @@ host side, where the app cannot touch it:
   so are packets of connections already admitted (pasta answering a client of a published port
   sends from a socket of the enclave's group, to the client's own port).
 
-A second table (:data:`LIMIT_TABLE`) caps how many connections one enclave holds open to the
-host's addresses at once (:data:`MAX_HOST_CONNECTIONS`, counted by nftables per pasta group):
-every connection from another enclave arrives through the target's pasta from 127.0.0.1, so a
-server's cap of connections per peer is one cap for all enclaves, and one enclave that held it
-(130 connections to another's attestation port) had every other client of that server refused.
+A second table (:data:`LIMIT_TABLE`) caps how many connections one enclave holds open at once
+(counted by nftables per pasta group): :data:`MAX_CONNECTIONS` in all, since each is an entry of
+the host's connection-tracking table, which one enclave filled for the whole host otherwise; and
+:data:`MAX_HOST_CONNECTIONS` to the host's addresses, since every connection from another
+enclave arrives through the target's pasta from 127.0.0.1, so a server's cap of connections per
+peer is one cap for all enclaves, and one enclave that held it (130 connections to another's
+attestation port) had every other client of that server refused.
 
 The tables are created once and shared by every enclave on the machine; an enclave adds its own
 elements when it boots and removes them when it ends (and reef's cleanup after a crash does too).
@@ -40,6 +42,7 @@ from reef.errors import EnclaveError
 
 __all__ = [
     "LIMIT_TABLE",
+    "MAX_CONNECTIONS",
     "MAX_HOST_CONNECTIONS",
     "PASTA_GID_BASE",
     "PASTA_GID_SPAN",
@@ -53,7 +56,11 @@ TABLE = "reef_enclaves_v2"
 PASTA_GID_BASE = 0x40000000
 PASTA_GID_SPAN = 0x01000000
 _APP_UID_BASE = 0x50000000
-LIMIT_TABLE = "reef_enclave_limits_v1"
+LIMIT_TABLE = "reef_enclave_limits_v2"
+MAX_CONNECTIONS = 4096
+"""Connections one enclave may hold open at once, to anywhere: each is one pasta opens from the
+host, and an entry of the host's connection-tracking table (kept two minutes after an unanswered
+SYN), which one enclave could otherwise fill for the whole host."""
 MAX_HOST_CONNECTIONS = 64
 """Connections one enclave may hold open at once to this host's addresses (other enclaves'
 published ports, the host ports it was given): half the serving floor's cap per peer, which
@@ -79,11 +86,14 @@ table inet {TABLE} {{
 _CREATE_LIMITS = f"""
 table inet {LIMIT_TABLE} {{
   set holders {{ typeof meta skgid; flags dynamic; size 65536; }}
+  set host_holders {{ typeof meta skgid; flags dynamic; size 65536; }}
   chain output {{
     type filter hook output priority filter; policy accept;
     meta skgid != {PASTA_GID_BASE}-{PASTA_GID_BASE + PASTA_GID_SPAN - 1} accept
-    fib daddr type != local accept
-    ct state new add @holders {{ meta skgid ct count over {MAX_HOST_CONNECTIONS} }} counter reject
+    ct state != new accept
+    add @holders {{ meta skgid ct count over {MAX_CONNECTIONS} }} counter reject
+    fib daddr type local add @host_holders {{ meta skgid ct count over {MAX_HOST_CONNECTIONS} }} \
+      counter reject
   }}
 }}
 """
