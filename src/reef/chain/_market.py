@@ -171,6 +171,14 @@ class MarketClient(ContractClient[MarketEvent]):
             )
         return found
 
+    def providers(self, addresses: Sequence[str]) -> list[str | None]:
+        """:meth:`provider` of each of ``addresses``, in order."""
+        return [self.provider(address) for address in addresses]
+
+    def rate_locks(self, jobs: Sequence[int | str | bytes]) -> list[RateLock | None]:
+        """:meth:`rate_lock` of each of ``jobs``, in order."""
+        return [self.rate_lock(job) for job in jobs]
+
     def rate_lock(self, job: int | str | bytes) -> RateLock | None:
         """The pending rate revision of a job, or ``None``."""
         job_id = parse_job_id(job)

@@ -152,12 +152,11 @@ def _provider_fields(status: JobStatus) -> dict[str, Any]:
     }
 
 
-def _describe(session: Session, client: MarketClient, job: Job) -> dict[str, Any]:
-    """``job`` as ``reef jobs show`` and ``list`` print it (:func:`reef.node.summarize_job`)."""
+def _describe(summary: JobSummary) -> dict[str, Any]:
+    """A job as ``reef jobs show`` and ``list`` print it (:func:`reef.node.summarize_job`)."""
     from reef.chain import format_amount
-    from reef.node import summarize_job
 
-    summary = summarize_job(session, client, job)
+    job = summary.job
     lock = summary.pending_rate
     meta = summary.metadata
     metadata: dict[str, Any] = (
@@ -182,15 +181,35 @@ def _describe(session: Session, client: MarketClient, job: Job) -> dict[str, Any
     }
 
 
+def _totals(jobs: list[Job], now: int) -> dict[str, Any]:
+    """What ``jobs`` hold at ``now`` and spend, as :meth:`OwnerJobs.totals
+    <reef.cli._common.OwnerJobs.totals>` says it (at the instant the rows were settled)."""
+    from reef.chain import format_amount
+    from reef.node import jobs_totals
+
+    held, spend = jobs_totals(jobs, now)
+    return {
+        "open_jobs": len(jobs),
+        "jobs_balance": format_amount(held),
+        "spend_per_hour": format_amount(spend),
+    }
+
+
 @app.command("list")
 @with_flags("rpc", "market", "key", "as_json")
 def list_cmd(flags: Flags, owner: Owner = None) -> None:
     """Your open jobs, and what they hold and spend in total."""
     with failing():
         mine = owner_jobs(flags, owner)
+        # After the session (no network: said before the chain's modules load). reef.node
+        # exports summarize_job; the many-jobs form lives beside it.
+        from reef.node._jobs import summarize_jobs
+
         who = mine.owner
-        rows = [_describe(mine.session, mine.client, job) for job in mine.jobs]
-        totals = mine.totals()
+        # One instant for every row and the totals: the chain's time is read once.
+        summaries = summarize_jobs(mine.session, mine.client, mine.jobs)
+        rows = [_describe(summary) for summary in summaries]
+        totals = _totals(mine.jobs, summaries[0].now) if summaries else mine.totals()
     if flags.as_json:
         print_json(rows)
         return
@@ -215,8 +234,10 @@ def list_cmd(flags: Flags, owner: Owner = None) -> None:
 def show_cmd(flags: Flags, job: JobArg) -> None:
     """One job: its money (from the chain) and its enclave (from its provider)."""
     with failing():
+        from reef.node import summarize_job
+
         session, client, found = _open(job, flags, need_account=False)
-        out = _describe(session, client, found)
+        out = _describe(summarize_job(session, client, found))
     print_result(out, flags.as_json)
 
 

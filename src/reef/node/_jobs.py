@@ -5,6 +5,8 @@
   summed up as one :class:`JobStatus`;
 - :func:`summarize_job`: one open job settled up to now, when its enclave stops and what its
   provider says, as one :class:`JobSummary` (``reef jobs show`` and the dashboard format it);
+  :func:`summarize_jobs` does it for many at one instant, asking the chain for what they share
+  once (``reef jobs list``);
 - :func:`stop_margin_s`, :func:`stops_at`, :func:`jobs_totals`: how long before the money
   runs out the provider stops an enclave (and so when), and what some jobs hold and spend;
 - :func:`find_open_job`, :func:`owned_job`: the open job, refused when it is not open (or,
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 import codecs
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +85,7 @@ __all__ = [
     "stop_margin_s",
     "stops_at",
     "summarize_job",
+    "summarize_jobs",
     "withdraw_from_job",
     "withdraw_limit",
 ]
@@ -160,9 +163,14 @@ class JobStatus:
 
 def job_status(market: MarketClient, job: Job, *, timeout_s: float = 3.0) -> JobStatus:
     """Ask ``job``'s provider (its registered control plane) how the job stands."""
+    return _status_at(market.provider(job.provider), job, timeout_s=timeout_s)
+
+
+def _status_at(cp: str | None, job: Job, *, timeout_s: float = 3.0) -> JobStatus:
+    """:func:`job_status`, the provider's control-plane URL ``cp`` read already (``None``: the
+    provider is not registered)."""
     from reef.market import ControlPlaneClient
 
-    cp = market.provider(job.provider)
     if cp is None:
         return JobStatus("unknown (the provider is not registered)")
     try:
@@ -249,10 +257,41 @@ class JobSummary:
 def summarize_job(session: Session, market: MarketClient, job: Job) -> JobSummary:
     """``job`` settled up to now, when its enclave stops (:func:`stop_margin_s` before the
     money runs out), its pending rate revision and what its provider says of it."""
+    return _summary(
+        job,
+        now=session.now(),
+        margin_s=stop_margin_s(session),
+        cp=market.provider(job.provider),
+        lock=market.rate_lock(job.id),
+    )
+
+
+def summarize_jobs(session: Session, market: MarketClient, jobs: Sequence[Job]) -> list[JobSummary]:
+    """:func:`summarize_job` of each of ``jobs``, settled at one instant: the chain's time is
+    read once, each provider's control-plane URL once, and the pending rate revisions together
+    (:meth:`MarketClient.rate_locks <reef.chain.MarketClient.rate_locks>`, one round trip),
+    rather than three requests to the chain per job."""
+    if not jobs:
+        return []
+    now = session.now()
+    margin = stop_margin_s(session)
+    providers = list(dict.fromkeys(job.provider for job in jobs))
+    urls = dict(zip(providers, market.providers(providers), strict=True))
+    locks = market.rate_locks([job.id for job in jobs])
+    return [
+        _summary(job, now=now, margin_s=margin, cp=urls[job.provider], lock=lock)
+        for job, lock in zip(jobs, locks, strict=True)
+    ]
+
+
+def _summary(
+    job: Job, *, now: int, margin_s: int, cp: str | None, lock: RateLock | None
+) -> JobSummary:
+    """``job`` at ``now``, its provider's control plane at ``cp`` (asked here) and its pending
+    rate revision ``lock`` read already."""
     from reef.errors import ReefError
     from reef.market import JobMetadata, paid_until, settle
 
-    now = session.now()
     try:
         metadata: JobMetadata | None = JobMetadata.parse(job.metadata)
     except ReefError:
@@ -263,9 +302,9 @@ def summarize_job(session: Session, market: MarketClient, job: Job) -> JobSummar
         balance=settle(job, now).job.balance,
         metadata=metadata,
         paid_until=paid_until(job),
-        stops_at=stops_at(job, stop_margin_s(session)),
-        status=job_status(market, job),
-        pending_rate=market.rate_lock(job.id),
+        stops_at=stops_at(job, margin_s),
+        status=_status_at(cp, job),
+        pending_rate=lock,
     )
 
 
