@@ -164,3 +164,14 @@ def test_a_jobs_owner_reads_metadata_and_asks_its_provider_without_the_server_st
     loaded = loaded_after(code)
     assert not _heavy(loaded, {"fastapi", "uvicorn", "sqlalchemy", "starlette", "reef._api"})
     assert "reef.market._cp_app" not in loaded
+
+
+def test_addresses_and_market_events_decode_without_eth_utils() -> None:
+    # EIP-55 from reef.crypto.keccak256 (tests/foundation/test_eip55.py holds it to eth-utils).
+    code = (
+        "from reef.chain import market_decoder, parse_address\n"
+        "assert parse_address('0x' + 'ab' * 20) == '0xABaBaBaBABabABabAbAbABAbABabababaBaBABaB'\n"
+        "market_decoder()\n"
+    )
+    loaded = loaded_after(code)
+    assert not _heavy(loaded, {*WEB3, "eth_utils"})

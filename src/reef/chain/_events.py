@@ -32,12 +32,10 @@ from typing import (
     get_type_hints,
 )
 
-from eth_utils.address import to_checksum_address
-
 from reef.chain._abi_words import words_decoder
 from reef.chain._artifacts import load_artifact
 from reef.chain._types import Address, Amount, JobId, Rate
-from reef.crypto import keccak256
+from reef.crypto import eip55_address, keccak256
 from reef.errors import ChainError
 
 __all__ = [
@@ -277,7 +275,8 @@ def _as_bytes(value: Any) -> bytes:
 
 
 def _checksum(value: str | bytes) -> Address:
-    return Address(to_checksum_address(value))
+    # InputError, a ValueError: decode names the malformed log.
+    return Address(eip55_address(value))
 
 
 def _as_int(value: Any) -> int:

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import NewType
 
-from eth_utils.address import is_address, to_checksum_address
-
+from reef.crypto import eip55_address
 from reef.errors import InputError
 
 __all__ = [
@@ -57,18 +56,24 @@ _UINT256_MAX = 2**256 - 1
 
 
 def parse_address(value: str, *, name: str = "address") -> Address:
-    """Check and checksum an Ethereum address given as hex (any case, with ``0x``).
+    """Check and checksum an Ethereum address given as hex (any case, ``0x`` optional).
+
+    As eth-utils' ``is_address`` (which this replaced), any case is accepted: a mixed-case
+    address is not held to its own checksum.
 
     Raises:
         InputError: naming ``name`` when ``value`` is not a 20-byte hex address.
     """
     text = value.strip() if isinstance(value, str) else value
-    if not isinstance(text, str) or not is_address(text):
+    try:
+        if not isinstance(text, str):
+            raise InputError("not a string")
+        return Address(eip55_address(text))
+    except InputError as exc:
         raise InputError(
             f"{name} is not an Ethereum address: {str(value)[:50]!r}",
             hint="give 0x followed by 40 hex digits",
-        )
-    return Address(to_checksum_address(text))
+        ) from exc
 
 
 def parse_job_id(value: int | str | bytes, *, name: str = "job id") -> JobId:

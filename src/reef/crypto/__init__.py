@@ -23,7 +23,7 @@ if TYPE_CHECKING:
         x25519_public_key,
     )
     from reef.crypto._eip712 import eip712_digest, eip712_domain_separator
-    from reef.crypto._hashes import keccak256
+    from reef.crypto._hashes import eip55_address, keccak256
     from reef.crypto._scalars import SECP256K1_N, clamp_x25519
     from reef.crypto._sealed_box import SEALED_BOX_OVERHEAD, open_sealed, seal
     from reef.crypto._secp256k1 import (
@@ -41,6 +41,7 @@ __all__ = [
     "clamp_x25519",
     "ed25519_public_key",
     "eip191_digest",
+    "eip55_address",
     "eip712_digest",
     "eip712_domain_separator",
     "generate_x25519",
@@ -62,6 +63,7 @@ __getattr__ = lazy_attributes(
         "clamp_x25519": "_scalars",
         "ed25519_public_key": "_curve25519",
         "eip191_digest": "_secp256k1",
+        "eip55_address": "_hashes",
         "eip712_digest": "_eip712",
         "eip712_domain_separator": "_eip712",
         "generate_x25519": "_curve25519",

@@ -62,9 +62,9 @@ class Secp256k1PublicKey:
     @property
     def checksum_address(self) -> str:
         """The Ethereum address in EIP-55 mixed case."""
-        from eth_utils.address import to_checksum_address
+        from reef.crypto._hashes import eip55_address
 
-        return str(to_checksum_address(self.address))
+        return eip55_address(self.address)
 
 
 @dataclass(frozen=True, repr=False)
