@@ -16,7 +16,7 @@ ways :class:`BoundedHTTPProvider` does not:
   :class:`~reef.errors.RPCError`.
 
 The requests go out through the indexer's bounded transport (the standard library's
-``http.client`` over kept-alive connections, in :mod:`reef.chain._block_source`), which bounds
+``http.client`` over kept-alive connections, in :mod:`reef.chain._rpc`), which bounds
 every socket read by the answer's deadline, so headers cannot drip either. Where that transport
 cannot stand in for requests (a proxy from the environment, an explicit ``requests`` session,
 TLS options in ``request_kwargs``, requests' own CA bundle variables), requests is used, its
@@ -49,7 +49,8 @@ from web3._utils.http_session_manager import HTTPSessionManager
 from web3.providers.rpc import HTTPProvider
 from web3.types import RPCEndpoint, RPCResponse
 
-from reef.chain._block_source import MAX_ANSWER_BYTES, _http_rpc, _HttpRpc
+from reef.chain._block_source import _http_rpc
+from reef.chain._rpc import MAX_ANSWER_BYTES, HttpRpc
 from reef.encoding import loads_bounded
 from reef.errors import InputError, RPCError
 
@@ -116,7 +117,7 @@ class _BoundedPosts(HTTPSessionManager):
         # does not read: an https node behind a private CA stays with requests.
         own_ca = any(os.environ.get(name) for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"))
         https = str(provider.endpoint_uri).lower().startswith("https:")
-        self._direct: _HttpRpc | None = None if own_ca and https else _http_rpc(provider)
+        self._direct: HttpRpc | None = None if own_ca and https else _http_rpc(provider)
 
     def make_post_request(
         self, endpoint_uri: URI, data: bytes | dict[str, Any], **kwargs: Any
@@ -125,9 +126,9 @@ class _BoundedPosts(HTTPSessionManager):
             return self._post_direct(self._direct, str(endpoint_uri), data)
         return self._post_requests(endpoint_uri, data, **kwargs)
 
-    def _post_direct(self, direct: _HttpRpc, url: str, data: bytes) -> bytes:
+    def _post_direct(self, direct: HttpRpc, url: str, data: bytes) -> bytes:
         try:
-            status, body = direct._exchange(data)
+            status, body = direct.exchange(data)
         except TimeoutError as exc:
             raise _late(url, self._provider.read_timeout) from exc
         except RPCError as exc:  # the transport's size bound
