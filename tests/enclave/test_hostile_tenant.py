@@ -515,6 +515,15 @@ async def test_one_enclave_cannot_hold_another_enclaves_attestation_port(
                 answer = await http.get(victim.endpoints["attestation"])
             assert answer.status_code == 200, (held, answer.status_code)
             assert (await backend.status(racer.id)).state == "running"
+            # A second enclave of the tenant's, holding as many: the attestation servers' cap
+            # per peer is above what a few enclaves may hold together.
+            async with probe_enclave(
+                backend, tmp_path, TARGET_PORT=str(port), HOLD="130"
+            ) as second:
+                assert (await probe(second, "hold"))["held"] == held["held"]
+                async with httpx.AsyncClient(timeout=10) as http:
+                    answer = await http.get(victim.endpoints["attestation"])
+                assert answer.status_code == 200, answer.status_code
     finally:
         await backend.stop(victim.id)
 

@@ -105,6 +105,9 @@ ATTESTATION_SECP256K1_PORT = 1301
 CUSTOM_PORT = 1350
 DERIVE_PORT = 1100
 KMS_RETRY_S = 20.0
+PUBLISHED_PER_PEER = 1024
+"""Connections the attestation servers (the trusted base's published ports) take from one peer
+address, which behind pasta is every client's (the serving floor's default: 128)."""
 TRUSTED_BASE_LOG = "trusted-base.log"
 """Where the trusted base's log records go (the serving floor's refusals, uvicorn's and
 asyncio's complaints), in the enclave's run directory."""
@@ -373,6 +376,7 @@ class Supervisor:
         self, sockets: dict[int, socket.socket], keys: dict[str, bytes]
     ) -> asyncio.Task[None]:
         """Start the trusted base's servers on ``sockets``; the task that warms them up."""
+        from reef._serve import Limits as ServingLimits
         from reef._serve import Server
         from reef.attestation import DevAuthority, attestation_app, custom_attestation_app
         from reef.enclave.local._trusted_base import sealing_app
@@ -392,9 +396,20 @@ class Supervisor:
         }
         if plan.kms:
             apps[DERIVE_PORT] = await self._derive_app(keys, attester)
+        # Every client of a published port (the host's, other enclaves', the app) reaches it
+        # through pasta from 127.0.0.1: the cap per peer is one cap for all of them. Above what
+        # a few enclaves may hold together (MAX_HOST_CONNECTIONS each, the firewall's), an idle
+        # connection costing the supervisor some kilobytes until the floor's read deadline.
+        published = ServingLimits(per_peer=PUBLISHED_PER_PEER)
         for port, app in apps.items():
             server = Server(
-                app, sockets.pop(port), what=f"trusted base port {port}", uvicorn_logging=False
+                app,
+                sockets.pop(port),
+                what=f"trusted base port {port}",
+                uvicorn_logging=False,
+                limits=published
+                if port in (ATTESTATION_PORT, ATTESTATION_SECP256K1_PORT)
+                else None,
             )
             self.servers.append(await server.start())
         for sock in sockets.values():
