@@ -175,3 +175,17 @@ def test_addresses_and_market_events_decode_without_eth_utils() -> None:
     )
     loaded = loaded_after(code)
     assert not _heavy(loaded, {*WEB3, "eth_utils"})
+
+
+def test_a_devnets_records_and_deployment_read_without_web3() -> None:
+    # The session reads devnet.json to find the chain: the dev accounts and the deployment it
+    # names are plain data (eth-account loads when a key is derived or a signer built).
+    code = (
+        "from reef.chain import Deployment\n"
+        "from reef.chain.devnet import DevAccount, DevnetInfo, read_devnet_info\n"
+        "d = Deployment.from_json({'chain_id': 31337, 'block': 1, 'token': '0x' + '11' * 20,"
+        " 'market': '0x' + '22' * 20, 'kms_registry': '0x' + '33' * 20})\n"
+        "assert d.market == '0x' + '22' * 20\n"
+    )
+    loaded = loaded_after(code)
+    assert not _heavy(loaded, {*WEB3, "eth_utils", "eth_abi"})

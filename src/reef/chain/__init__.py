@@ -24,7 +24,8 @@ if TYPE_CHECKING:
         check_uint,
         deploy_contract,
     )
-    from reef.chain._deploy import DEFAULT_FUND_AMOUNT, Deployment, deploy_contracts
+    from reef.chain._deploy import deploy_contracts
+    from reef.chain._deployment import DEFAULT_FUND_AMOUNT, Deployment
     from reef.chain._events import (
         ChainEvent,
         EventDecoder,
@@ -123,10 +124,10 @@ __getattr__ = lazy_attributes(
         "BoundedHTTPProvider": "_http",
         "ChainEvent": "_events",
         "ContractClient": "_clients",
-        "DEFAULT_FUND_AMOUNT": "_deploy",
+        "DEFAULT_FUND_AMOUNT": "_deployment",
         "DEVNET_CHAIN_ID": "devnet",
         "DEV_MNEMONIC": "devnet",
-        "Deployment": "_deploy",
+        "Deployment": "_deployment",
         "DevAccount": "devnet",
         "Devnet": "devnet",
         "DevnetInfo": "devnet",

@@ -4,7 +4,10 @@ Using the same mnemonic and derivation path (``m/44'/60'/0'/0/i``) as hardhat an
 wallets, ethers scripts and tutorials already know these addresses and keys. They are public
 knowledge: funds sent to them on a real network are lost, and every output that shows a key says
 so. Derivation uses eth-account's BIP-32 implementation directly (``key_from_seed``), which needs no
-global "unaudited features" switch.
+global "unaudited features" switch. eth-account (about a second of imports with eth-utils) is
+imported where a key is derived or a signer built, not with this module: the devnet's records
+(``devnet.json``) name these accounts, and a command reading them to find the chain need not load
+it.
 
 Both devnet kinds (the embedded one and anvil) start a new chain the same way, so that is here
 too: :func:`deploy_for_dev_accounts` deploys reef's contracts from the first account and funds
@@ -18,18 +21,14 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from eth_account import Account
-from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
-from eth_account.signers.local import LocalAccount
-from eth_utils.exceptions import ValidationError
-
 from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
     from web3 import Web3
 
-    from reef.chain._deploy import Deployment
+    from reef.chain._deployment import Deployment
 
 __all__ = [
     "DEVNET_CHAIN_ID",
@@ -69,6 +68,8 @@ class DevAccount:
     @property
     def local_account(self) -> LocalAccount:
         """The account as an eth-account signer (for web3 middleware and typed clients)."""
+        from eth_account import Account
+
         account: LocalAccount = Account.from_key(self.private_key)
         return account
 
@@ -96,6 +97,9 @@ def dev_accounts(count: int = 10, *, mnemonic: str = DEV_MNEMONIC) -> tuple[DevA
 @cache
 def _derive(mnemonic: str, count: int) -> tuple[DevAccount, ...]:
     # PBKDF2 over the mnemonic (2048 rounds) dominates; the cache makes repeated devnets cheap.
+    from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
+    from eth_utils.exceptions import ValidationError
+
     try:
         seed = seed_from_mnemonic(mnemonic, "")
     except ValidationError as exc:
