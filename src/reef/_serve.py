@@ -218,6 +218,30 @@ def is_loopback(host: str) -> bool:
     return address.is_loopback
 
 
+def _rebound_name(scope: Any) -> str | None:
+    """Why a request that reached a loopback address under another name must not be answered
+    (``None`` when it may be).
+
+    A page of another site whose DNS name its owner rebinds to 127.0.0.1 reaches loopback
+    servers from the visitor's browser and reads what they answer as its own origin's: only the
+    Host header tells such a request from the machine's own. The floor answers ``/metrics``
+    before the app (the network's gauges: jobs, balances, providers), so it checks here; apps
+    check their own routes.
+    """
+    local = scope.get("server")
+    if not local or not is_loopback(str(local[0])):
+        return None
+    host = next((value for name, value in scope.get("headers", ()) if name == b"host"), b"")
+    text = host.decode("latin-1")
+    name = text[1:].split("]", 1)[0] if text.startswith("[") else text.rsplit(":", 1)[0]
+    if not name or is_loopback(name):
+        return None
+    return (
+        f"this server is reached on loopback, where it answers only loopback names, not "
+        f"{name[:100]!r}: a page of another site may have rebound its name here"
+    )
+
+
 # ------------------------------------------------------------------- connection-level limits
 
 
@@ -606,6 +630,10 @@ class Guard:
             await self._guarded(scope, receive, send)
             return
         if scope.get("path") == METRICS_PATH and scope.get("method") in ("GET", "HEAD"):
+            rebound = _rebound_name(scope)
+            if rebound is not None:
+                await self._refuse(send, scope, 403, rebound)
+                return
             # In a worker thread: an app's collectors may read slow sources (the dashboard's read
             # the chain), and the event loop keeps serving meanwhile.
             body, content_type = await asyncio.to_thread(metrics.render)

@@ -84,11 +84,6 @@ def test_a_rebound_name_cannot_make_a_public_dashboard_fetch_and_read_a_url(
         assert stranger.hits.get("/secret", 0) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the serving floor answers /metrics before the app (reef._serve.Guard), so the "
-    "dashboard's Host check (DNS rebinding) never sees it: needs a change in src/reef/_serve.py",
-)
 def test_a_rebound_name_cannot_read_a_loopback_dashboards_metrics(
     serve_in_thread: Any, tmp_path: Path
 ) -> None:
