@@ -39,7 +39,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -110,6 +110,8 @@ _TEE_SGX = 0x00
 # A quote with its certification data is a few KiB (go-tdx-guest pads one to 8000 bytes); the
 # bound keeps a hostile input from reaching the parser at any size.
 _MAX_QUOTE = 1 << 20
+_LAST_INSTANT_S: Final = 253_402_300_799
+"""9999-12-31T23:59:59Z, the last instant :mod:`datetime` (and X.509's GeneralizedTime) names."""
 
 
 def _dcap() -> Any:
@@ -253,8 +255,12 @@ def verify_quote(
         AttestationError: any other rejection, with dcap-qvl's reason in the message.
     """
     raw = _check_quote_bytes(quote)
-    if isinstance(at_s, bool) or not isinstance(at_s, int) or at_s < 0:
-        raise InputError(f"at_s must be a non-negative integer (Unix seconds), got {at_s!r}")
+    if isinstance(at_s, bool) or not isinstance(at_s, int) or not 0 <= at_s <= _LAST_INSTANT_S:
+        raise InputError(
+            f"at_s must be Unix seconds from 0 to {_LAST_INSTANT_S} (9999-12-31), got {at_s!r}"[
+                :200
+            ]
+        )
     accepted = _check_accept(accept)
     parsed = _parsed(_call(_dcap().parse_quote, raw, what="parse"))
     collateral_obj = _load_collateral(collateral)
@@ -468,6 +474,8 @@ def _translate(message: str, *, what: str) -> AttestationError:
 
 
 def _iso(seconds: int) -> str:
+    if not 0 <= seconds <= _LAST_INSTANT_S:  # a collateral's dates are strangers' numbers
+        return f"{seconds} (Unix seconds)"[:60]
     return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
