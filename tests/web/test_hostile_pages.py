@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 
-from net_support import GIB, SENT_AT_MOST, Raw, Sent, raw_server_in_thread
+from net_support import SENT_AT_MOST, Sent, drip, ends, gigabyte, raw_server_in_thread
 from reef.errors import ServiceError
 from reef.home import ReefHome
 from reef.market import RateCard
@@ -404,75 +404,56 @@ def _own_address() -> str | None:
 NOTICE = Notice("money", "job 1", "firing", "job 1 runs out of money in 60 s", 1.0)
 
 
+def _network(directory: Path, **services: Any) -> ReefHome:
+    """A home in ``directory`` whose network.json names ``services`` (``verifier=URL``,
+    ``kms={...}``); its chain, control plane and store are closed ports."""
+    from reef.chain import Deployment
+    from reef.node import NetworkInfo
+
+    zero = "0x" + "00" * 20
+    home = ReefHome(directory)
+    NetworkInfo(
+        rpc_url="http://127.0.0.1:9",
+        chain_id=31337,
+        deployment=Deployment(chain_id=31337, block=1, token=zero, market=zero, kms_registry=zero),
+        rate_lock_s=5,
+        provider=zero,
+        control_plane="http://127.0.0.1:9",
+        image_store="http://127.0.0.1:9",
+        **services,
+    ).dump(home)
+    return home
+
+
+_TEXT_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n"
+
+
 def _hook(url: str) -> AlertRule:
     return AlertRule(name="money", condition="balance_runs_out", destination="webhook", url=url)
 
 
 def _within(seconds: float, call: Any) -> Any:
     """``call()`` in a thread, failing the test if it has not returned after ``seconds`` (it is
-    the client's own bound that must end it, long before)."""
-    pool = concurrent.futures.ThreadPoolExecutor(1)
-    try:
-        return pool.submit(call).result(seconds)
-    except concurrent.futures.TimeoutError:
-        pytest.fail(f"still reading after {seconds} s")
-    finally:
-        pool.shutdown(wait=False)
-
-
-def _gigabyte(declared: bool, sent: Sent) -> Raw:
-    """A 200 answer of 1 GiB of zeros, its length declared or not (close-delimited)."""
-
-    async def answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n"
-        head += f"content-length: {GIB}\r\n".encode() if declared else b"connection: close\r\n"
-        writer.write(head + b"\r\n")
-        chunk = bytes(1 << 16)
-        while sent.bytes < SENT_AT_MOST:
-            writer.write(chunk)
-            await writer.drain()
-            sent.bytes += len(chunk)
-
-    return answer
-
-
-async def _drip_head(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """A status line, then a header one byte every 0.05 s (for a minute): no read is late."""
-    writer.write(b"HTTP/1.1 200 OK\r\nx-slow: ")
-    for _ in range(1200):
-        writer.write(b"a")
-        await writer.drain()
-        await asyncio.sleep(0.05)
+    the client's own bound that must end it, long before); what it raised is raised here."""
+    out = ends(call, seconds)
+    if isinstance(out, BaseException):
+        raise out
+    return out
 
 
 @pytest.mark.parametrize("declared", [True, False])
 def test_a_webhook_or_metrics_url_answering_a_gigabyte_is_not_read(
     declared: bool, serve_in_thread: Any, tmp_path: Path
 ) -> None:
-    from reef.chain import Deployment
-    from reef.node import NetworkInfo
 
     sent = Sent()
-    with raw_server_in_thread(_gigabyte(declared, sent)) as url:
+    with raw_server_in_thread(gigabyte(sent, declared=declared, head=_TEXT_HEAD)) as url:
         with pytest.raises(ServiceError, match="larger than any honest answer"):
             _within(30, lambda: send_notice(NOTICE, _hook(url)))
         with pytest.raises(ServiceError, match="larger than any honest answer"):
             _within(30, lambda: read_samples(url))
         # The verifier network.json names is read for the verifier page the same way.
-        zero = "0x" + "00" * 20
-        home = ReefHome(tmp_path)
-        NetworkInfo(
-            rpc_url="http://127.0.0.1:9",
-            chain_id=31337,
-            deployment=Deployment(
-                chain_id=31337, block=1, token=zero, market=zero, kms_registry=zero
-            ),
-            rate_lock_s=5,
-            provider=zero,
-            control_plane="http://127.0.0.1:9",
-            image_store="http://127.0.0.1:9",
-            verifier=url,
-        ).dump(home)
+        home = _network(tmp_path, verifier=url)
         with serve_in_thread(dashboard_app(Dashboard(DashboardSettings(home=home)))) as dash:
             page = httpx.get(f"{dash}/verifier", timeout=60)
         assert page.status_code == 200
@@ -482,7 +463,7 @@ def test_a_webhook_or_metrics_url_answering_a_gigabyte_is_not_read(
 
 @pytest.mark.slow
 def test_a_webhook_or_metrics_url_trickling_its_head_is_given_up_on() -> None:
-    with raw_server_in_thread(_drip_head) as url:
+    with raw_server_in_thread(drip()) as url:
         with pytest.raises(ServiceError, match=r"did not answer within 5 s"):
             _within(30, lambda: send_notice(NOTICE, _hook(url)))
         with pytest.raises(ServiceError, match=r"did not answer within 5 s"):
@@ -539,3 +520,29 @@ def test_a_metrics_urls_labels_cannot_write_to_the_operators_terminal(
         assert "jobs" in done.output
         for char in ("\x1b", "\x07", "\u202e"):
             assert char not in done.output, (command, done.output)
+
+
+# -- a key type that is a path ------------------------------------------------------------------
+
+
+def test_a_key_type_that_is_no_key_type_is_refused_before_the_kms_is_asked(
+    serve_in_thread: Any, tmp_path: Path
+) -> None:
+    """``/kms?type=`` went into the KMS's URL path unchecked (``/derive/{type}/public``): a
+    visitor could have the dashboard ask the KMS for another of its routes, and an answer to an
+    unknown type was a KeyError (a 500). The KMS here is a server that counts who reaches it."""
+    asked = Sent()
+
+    async def count(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        asked.bytes += 1
+        writer.write(b"HTTP/1.1 500 no\r\ncontent-length: 0\r\n\r\n")
+
+    with raw_server_in_thread(count) as kms:
+        home = _network(tmp_path, kms={"public": kms})
+        with serve_in_thread(dashboard_app(Dashboard(DashboardSettings(home=home)))) as dash:
+            query = {"image_id": "00" * 32, "path": "p", "type": "../../admin/rotate?x="}
+            page = httpx.get(f"{dash}/kms", params=query, timeout=60)
+    assert page.status_code == 200
+    assert "no key type" in page.text
+    assert "secp256k1, ed25519, x25519" in page.text
+    assert asked.bytes == 0

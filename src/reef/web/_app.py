@@ -585,8 +585,15 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
             if not public:
                 return '<p class="muted">no KMS root in network.json</p>'
             from reef.attestation import TrustedRoot
-            from reef.kms import KmsPublicClient, fetch_identity
+            from reef.kms import KEY_TYPES, KmsPublicClient, fetch_identity
 
+            kind = request.query_params.get("type", "secp256k1")
+            if kind not in KEY_TYPES:
+                # Pasted into the KMS's URL path, where it could name another of its routes.
+                raise InputError(
+                    f"no key type {kind[:40]!r}",
+                    hint=f"choose one of {', '.join(KEY_TYPES)}",
+                )
             root = dash.dev_root() or TrustedRoot.aws()
             identity = await fetch_identity(public, root=root)
             out = dl(
@@ -600,14 +607,13 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
             )
             image = request.query_params.get("image_id", "")
             path = request.query_params.get("path", "")
-            kind = request.query_params.get("type", "secp256k1")
             derived = ""
             if image and path:
                 from reef.encoding import parse_hex
 
                 client = KmsPublicClient(public, signing_key=identity.signing_keys)
                 key = await client.public_key(
-                    kind,  # type: ignore[arg-type]
+                    kind,  # type: ignore[arg-type]  # one of KEY_TYPES, checked above
                     path,
                     image_id=parse_hex(image, name="image id", length=32),
                 )
