@@ -613,7 +613,7 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
 
                 client = KmsPublicClient(public, signing_key=identity.signing_keys)
                 key = await client.public_key(
-                    kind,  # type: ignore[arg-type]  # one of KEY_TYPES, checked above
+                    kind,
                     path,
                     image_id=parse_hex(image, name="image id", length=32),
                 )
