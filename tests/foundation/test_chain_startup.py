@@ -19,6 +19,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -84,8 +85,9 @@ class _Node(BaseHTTPRequestHandler):
     word, and records the methods it was asked (``server.methods``)."""
 
     protocol_version = "HTTP/1.1"
-    ANSWERS: ClassVar[dict[str, str]] = {
+    ANSWERS: ClassVar[dict[str, Any]] = {
         "eth_chainId": "0x7a69",
+        "eth_getBlockByNumber": {"number": "0x1", "hash": "0x" + "00" * 32, "timestamp": "0x10"},
         "eth_blockNumber": "0x1",
         "eth_call": "0x" + "00" * 32,
     }
@@ -136,9 +138,37 @@ def test_opening_a_session_does_not_import_the_providers_service(
         "assert session.account is None and session.rpc_url.startswith('http')\n"
     )
     loaded = loaded_after(code)
-    assert "web3" in loaded  # it did connect
-    assert not _heavy(loaded, SERVICES)
+    # It did connect (the chain id, below), through reef's transport: web3.py, eth-account and
+    # eth-utils load when a command first uses session.w3 or signs (was: web3 at connect).
+    assert not _heavy(loaded, {*SERVICES, *WEB3, "eth_utils", "eth_abi"})
     assert methods == ["eth_chainId"]
+
+
+def test_a_sessions_web3_client_and_signer_are_built_when_first_used(
+    node: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    url, methods = node
+    key = tmp_path / "owner.key"
+    key.write_text("11" * 32)
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from reef.home import ReefHome\n"
+        "from reef.node import open_session\n"
+        f"session = open_session(ReefHome.from_env(), rpc={url!r}, market={MARKET!r},"
+        f" key=Path({str(key)!r}))\n"
+        "assert 'web3' not in sys.modules and 'eth_account' not in sys.modules\n"
+        "address = session.address\n"
+        "assert 'eth_account' not in sys.modules\n"
+        # The address reef computed from the key is eth-account's.
+        "assert session.account is not None and session.account.address == address\n"
+        "assert session.w3.eth.chain_id == 31337\n"
+        "assert session.now() > 0\n"
+    )
+    loaded = loaded_after(code)
+    assert {"web3", "eth_account"} <= loaded
+    # Connecting asked the id once; the web3 client asks it once more when built and used.
+    assert methods == ["eth_chainId", "eth_chainId", "eth_getBlockByNumber"]
 
 
 def test_the_chain_id_is_asked_once_not_before_every_call(node: tuple[str, list[str]]) -> None:
@@ -189,3 +219,52 @@ def test_a_devnets_records_and_deployment_read_without_web3() -> None:
     )
     loaded = loaded_after(code)
     assert not _heavy(loaded, {*WEB3, "eth_utils", "eth_abi"})
+
+
+@pytest.fixture(scope="module")
+def devnet_jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """``reef jobs`` flags for reef's devnet served over JSON-RPC, with two open jobs of dev
+    account 0 whose provider's control plane is a closed port."""
+    import socket
+
+    from reef.chain import serve_devnet_in_thread
+    from reef.market import RateCard
+    from reef.testing import dev_market
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    market = dev_market(control_plane=f"http://127.0.0.1:{closed}", fund=[0])
+    rate = RateCard.dev().lookup("local", "dev.small").min_rate
+    jobs = [market.open_job(rate, 360_000) for _ in range(2)]
+    key = market.write_key(tmp_path_factory.mktemp("keys") / "owner.key")
+    with serve_devnet_in_thread(market.devnet) as rpc:
+        where = ["--rpc", rpc.url, "--market", market.deployment.market]
+        yield [*where, "--key", str(key), "--show", str(int(jobs[-1], 16))]
+
+
+def test_listing_and_showing_jobs_on_a_devnet_load_no_web3(devnet_jobs: list[str]) -> None:
+    # reef jobs list / show only read: through the session's reader (reef's JSON-RPC transport,
+    # reef's ABI word decoder), never web3.py, eth-account, eth-utils or eth-abi.
+    *where, flag, show = devnet_jobs
+    assert flag == "--show"
+    rpc_market, key = where[:4], where[4:]
+    code = (
+        "import json, sys, io, contextlib\n"
+        "from reef.cli import app\n"
+        "for argv in ("
+        f"['jobs', 'list', '--json', *{rpc_market + key!r}],"
+        f" ['jobs', 'show', {show!r}, '--json', *{rpc_market!r}]):\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out):\n"
+        "        try:\n"
+        "            app(argv)\n"
+        "        except SystemExit as exc:\n"
+        "            assert exc.code in (0, None), (argv, exc.code)\n"
+        "    answer = json.loads(out.getvalue())\n"
+        "    rows = answer if isinstance(answer, list) else [answer]\n"
+        "    assert rows and all(row['instance'] == 'dev.small' for row in rows), rows\n"
+        "    assert all('cannot be reached' in row['provider_state'] for row in rows), rows\n"
+    )
+    loaded = loaded_after(code)
+    assert not _heavy(loaded, {*WEB3, *SERVICES, "eth_utils", "eth_abi", "requests"})

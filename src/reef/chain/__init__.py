@@ -21,7 +21,6 @@ if TYPE_CHECKING:
         KmsRegistryClient,
         TokenClient,
         Topic,
-        check_uint,
         deploy_contract,
     )
     from reef.chain._deploy import deploy_contracts
@@ -91,6 +90,7 @@ if TYPE_CHECKING:
         Rate,
         RateLock,
         amount_per_hour,
+        check_uint,
         format_amount,
         job_index,
         parse_address,
@@ -186,7 +186,7 @@ __getattr__ = lazy_attributes(
         "TxResult": "_tx",
         "Web3BlockSource": "_block_source",
         "amount_per_hour": "_types",
-        "check_uint": "_clients",
+        "check_uint": "_types",
         "decode_market_log": "_events",
         "deploy_contract": "_clients",
         "deploy_contracts": "_deploy",

@@ -31,6 +31,7 @@ from reef.chain._events import (
     KmsRegistryEvent,
     kms_registry_decoder,
 )
+from reef.chain._reader import LOG_CHUNK_BLOCKS
 from reef.chain._reasons import hint_for
 from reef.chain._tx import (
     Hints,
@@ -40,7 +41,7 @@ from reef.chain._tx import (
     TxResult,
     translate_errors,
 )
-from reef.chain._types import Address, Amount, parse_address
+from reef.chain._types import Address, Amount, check_uint, parse_address
 from reef.encoding import parse_hex
 from reef.errors import ChainError, InputError, MisuseError
 
@@ -61,17 +62,6 @@ Topic = int | bytes | str | None
 (any value)."""
 
 _KMS_BATCH = 256  # DynArray bound of approveImages / revokeImages
-LOG_CHUNK_BLOCKS = 10_000
-"""Blocks per ``eth_getLogs`` request when reading events."""
-
-
-def check_uint(value: int, name: str, *, bits: int = 256) -> int:
-    """``value`` if it is an int in [0, 2**bits), else :class:`InputError` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{name} must be an integer, got {type(value).__name__}")
-    if not 0 <= value < 2**bits:
-        raise InputError(f"{name} must be between 0 and 2**{bits}-1, got {value}")
-    return value
 
 
 def deploy_contract(transactor: Transactor, name: ContractName, *args: Any) -> tuple[Address, int]:

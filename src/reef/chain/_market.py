@@ -24,22 +24,20 @@ from reef.chain._clients import (
     check_uint,
 )
 from reef.chain._events import JobEvent, JobOpened, MarketEvent, market_decoder
+from reef.chain._reader import RATE_LOCK_SELECTOR, MarketReader, ProviderRpc
 from reef.chain._reasons import Revert, hint_for
 from reef.chain._tx import ProgressCallback, Sender, TxResult
 from reef.chain._types import (
     MAX_RATE,
     Address,
-    Amount,
     Job,
     JobId,
     Rate,
     RateLock,
-    job_index,
     parse_address,
     parse_job_id,
 )
-from reef.crypto import keccak256
-from reef.errors import ContractRevertError, InputError, MarketError
+from reef.errors import ContractRevertError, InputError
 
 __all__ = ["MAX_CP_BYTES", "MAX_METADATA_BYTES", "RATE_LOCK_SELECTOR", "MarketClient", "check_text"]
 
@@ -47,9 +45,6 @@ MAX_METADATA_BYTES = 32768
 """Longest job metadata the market stores (UTF-8 bytes; ``String[32768]`` in Market.vy)."""
 MAX_CP_BYTES = 1024
 """Longest control-plane URL a provider may register."""
-RATE_LOCK_SELECTOR = keccak256(b"RATE_LOCK")
-_ZERO_ADDRESS = "0x" + "00" * 20
-_JOB_OUTPUTS = ("string", "address", "address", "uint256", "uint256", "uint256")
 
 
 def check_text(value: str, name: str, limit: int) -> str:
@@ -130,30 +125,28 @@ class MarketClient(ContractClient[MarketEvent]):
         """How many jobs were ever opened (``jobIndex``); ids run from 0 to this minus 1."""
         return int(self._call("jobIndex"))
 
+    @functools.cached_property
+    def reader(self) -> MarketReader:
+        """The market's reads of jobs, providers and rate locks (:class:`MarketReader`, over
+        this client's web3 provider): one way to read them, with or without web3.py."""
+        sender = self.sender if self._tx.has_sender else None
+        return MarketReader(ProviderRpc(self.w3), self.address, sender=sender)
+
     def provider(self, address: str) -> str | None:
         """The control-plane URL ``address`` registered, or ``None`` if it is not a provider."""
-        (cp,) = self._call_lenient(
-            "providers", [parse_address(address, name="provider")], ["string"]
-        )
-        return str(cp) or None
+        return self.reader.provider(address)
+
+    def providers(self, addresses: Sequence[str]) -> list[str | None]:
+        """:meth:`provider` of each of ``addresses``, in order."""
+        return self.reader.providers(addresses)
 
     def find_job(self, job: int | str | bytes) -> Job | None:
         """The job as stored on chain, or ``None`` if it never existed or was closed."""
-        job_id = parse_job_id(job)
-        metadata, owner, provider, rate, balance, last_settled = self._call_lenient(
-            "jobs", [job_id], _JOB_OUTPUTS
-        )
-        if owner == _ZERO_ADDRESS or int(owner, 16) == 0:
-            return None
-        return Job(
-            id=job_id,
-            metadata=str(metadata),
-            owner=Address(Web3.to_checksum_address(owner)),
-            provider=Address(Web3.to_checksum_address(provider)),
-            rate=Rate(int(rate)),
-            balance=Amount(int(balance)),
-            last_settled=int(last_settled),
-        )
+        return self.reader.find_job(job)
+
+    def find_jobs(self, jobs: Sequence[int | str | bytes]) -> list[Job | None]:
+        """:meth:`find_job` of each of ``jobs``, in order."""
+        return self.reader.find_jobs(jobs)
 
     def job(self, job: int | str | bytes) -> Job:
         """The job as stored on chain.
@@ -162,31 +155,15 @@ class MarketClient(ContractClient[MarketEvent]):
             MarketError: when no such job is open (never opened, or closed), naming it as users
                 see it (its index) and as the market keys it.
         """
-        found = self.find_job(job)
-        if found is None:
-            job_id = parse_job_id(job)
-            raise MarketError(
-                f"job {job_index(job_id)} ({job_id}) is not open in the market at {self.address}",
-                hint="`reef jobs list` shows your open jobs; a closed job is deleted from the market",
-            )
-        return found
-
-    def providers(self, addresses: Sequence[str]) -> list[str | None]:
-        """:meth:`provider` of each of ``addresses``, in order."""
-        return [self.provider(address) for address in addresses]
+        return self.reader.job(job)
 
     def rate_locks(self, jobs: Sequence[int | str | bytes]) -> list[RateLock | None]:
         """:meth:`rate_lock` of each of ``jobs``, in order."""
-        return [self.rate_lock(job) for job in jobs]
+        return self.reader.rate_locks(jobs)
 
     def rate_lock(self, job: int | str | bytes) -> RateLock | None:
         """The pending rate revision of a job, or ``None``."""
-        job_id = parse_job_id(job)
-        lock_id = keccak256(RATE_LOCK_SELECTOR + bytes.fromhex(job_id[2:]))
-        unlock_time, value = self._call("locks", lock_id)
-        if int(unlock_time) == 0:
-            return None
-        return RateLock(unlock_time=int(unlock_time), new_rate=Rate(int(value)))
+        return self.reader.rate_lock(job)
 
     # ---- providers ----
 

@@ -25,10 +25,12 @@ import functools
 import http.client
 import io
 import json
+import os
 import socket
 import ssl
 import threading
 import time
+import urllib.request
 import weakref
 from base64 import b64encode
 from collections.abc import Mapping
@@ -39,7 +41,7 @@ from urllib.parse import unquote, urlsplit
 from reef.encoding import loads_bounded
 from reef.errors import InputError, RPCError
 
-__all__ = ["MAX_ANSWER_BYTES", "HttpRpc", "rpc_result"]
+__all__ = ["MAX_ANSWER_BYTES", "HttpRpc", "direct_rpc", "rpc_result"]
 
 
 MAX_ANSWER_BYTES = 256 * 1024 * 1024
@@ -241,3 +243,21 @@ def rpc_result(what: str, response: Any) -> Any:
         message = error.get("message", error) if isinstance(error, dict) else error
         raise RPCError(f"{what} failed: {message}")
     return response.get("result")
+
+
+def direct_rpc(url: str, *, timeout: float = 30.0) -> HttpRpc | None:
+    """An :class:`HttpRpc` to the node at ``url``, or ``None`` where it cannot send as web3.py's
+    provider (requests) would: not an http(s) URL, a proxy from the environment applies, or an
+    https node trusted through requests' own CA bundle variables (which this transport does not
+    read). :class:`reef.chain.BoundedHTTPProvider` decides the same way."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        return None
+    proxy = urllib.request.getproxies().get(scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname):
+        return None
+    own_ca = any(os.environ.get(name) for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"))
+    if own_ca and scheme == "https":
+        return None
+    return HttpRpc(url, {}, timeout)

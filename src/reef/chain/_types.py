@@ -28,6 +28,7 @@ __all__ = [
     "Rate",
     "RateLock",
     "amount_per_hour",
+    "check_uint",
     "format_amount",
     "job_index",
     "parse_address",
@@ -53,6 +54,15 @@ RATE_SCALE: int = 10**EXTRA_DECIMALS
 MAX_RATE = Rate(2**128 - 1)
 TOKEN_DECIMALS = 6
 _UINT256_MAX = 2**256 - 1
+
+
+def check_uint(value: int, name: str, *, bits: int = 256) -> int:
+    """``value`` if it is an int in [0, 2**bits), else :class:`InputError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{name} must be an integer, got {type(value).__name__}")
+    if not 0 <= value < 2**bits:
+        raise InputError(f"{name} must be between 0 and 2**{bits}-1, got {value}")
+    return value
 
 
 def parse_address(value: str, *, name: str = "address") -> Address:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._common import market_session, owner_jobs
+from reef.cli._common import market_session
 from reef.cli._options import Flags, Follow, ImageStore, InitParamsFile, Owner, with_flags
 from reef.cli._output import (
     err_console,
@@ -182,8 +182,8 @@ def _describe(summary: JobSummary) -> dict[str, Any]:
 
 
 def _totals(jobs: list[Job], now: int) -> dict[str, Any]:
-    """What ``jobs`` hold at ``now`` and spend, as :meth:`OwnerJobs.totals
-    <reef.cli._common.OwnerJobs.totals>` says it (at the instant the rows were settled)."""
+    """What ``jobs`` hold at ``now`` and spend (as :meth:`reef.cli._common.OwnerJobs.totals`
+    says it, at the instant the rows were settled)."""
     from reef.chain import format_amount
     from reef.node import jobs_totals
 
@@ -200,16 +200,18 @@ def _totals(jobs: list[Job], now: int) -> dict[str, Any]:
 def list_cmd(flags: Flags, owner: Owner = None) -> None:
     """Your open jobs, and what they hold and spend in total."""
     with failing():
-        mine = owner_jobs(flags, owner)
-        # After the session (no network: said before the chain's modules load). reef.node
-        # exports summarize_job; the many-jobs form lives beside it.
-        from reef.node._jobs import summarize_jobs
+        # Read through the session's reader (no web3.py: the command sends nothing).
+        session = market_session(flags.rpc, flags.market, flags.key, need_account=owner is None)
+        from reef.chain import parse_address  # after the session: no network, no chain modules
+        from reef.node import open_jobs
+        from reef.node._jobs import summarize_jobs  # reef.node exports its one-job form
 
-        who = mine.owner
+        who = parse_address(owner, name="owner") if owner else session.address
+        jobs = open_jobs(session, session.reader, who)
         # One instant for every row and the totals: the chain's time is read once.
-        summaries = summarize_jobs(mine.session, mine.client, mine.jobs)
+        summaries = summarize_jobs(session, session.reader, jobs)
         rows = [_describe(summary) for summary in summaries]
-        totals = _totals(mine.jobs, summaries[0].now) if summaries else mine.totals()
+        totals = _totals(jobs, summaries[0].now) if summaries else {}
     if flags.as_json:
         print_json(rows)
         return
@@ -234,10 +236,13 @@ def list_cmd(flags: Flags, owner: Owner = None) -> None:
 def show_cmd(flags: Flags, job: JobArg) -> None:
     """One job: its money (from the chain) and its enclave (from its provider)."""
     with failing():
-        from reef.node import summarize_job
+        from reef.chain import JobId
+        from reef.node import find_open_job, summarize_job
 
-        session, client, found = _open(job, flags, need_account=False)
-        out = _describe(summarize_job(session, client, found))
+        # Read through the session's reader (no web3.py: the command sends nothing).
+        session = market_session(flags.rpc, flags.market, None, need_account=False)
+        found = find_open_job(session, session.reader, JobId(job))
+        out = _describe(summarize_job(session, session.reader, found))
     print_result(out, flags.as_json)
 
 

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     import httpx
 
     from reef.chain import MarketClient, MarketEvent, RateLock, TxResult
+    from reef.chain._reader import MarketReader
     from reef.market import JobMetadata
     from reef.node._session import Session
 
@@ -121,16 +122,22 @@ def stop_margin_s(session: Session) -> int:
     return DEFAULT_SAFETY_MARGIN_S if margin is None else margin
 
 
-def open_jobs(session: Session, market: MarketClient, owner: Address | None = None) -> list[Job]:
-    """Open jobs (``owner``'s when given), oldest first."""
+def open_jobs(
+    session: Session, market: MarketClient | MarketReader, owner: Address | None = None
+) -> list[Job]:
+    """Open jobs (``owner``'s when given), oldest first: the market's ``JobOpened`` logs (only
+    ``owner``'s asked for), then each job as the chain holds it now, in one round trip."""
     from reef.chain import JobOpened
+    from reef.chain._reader import address_topic
 
+    topics = [] if owner is None else [None, address_topic(owner)]
     ids = [
         e.job
-        for e in market.events(from_block=session.start_block)
+        for e in market.events_of(JobOpened, session.start_block, topics=topics)
         if isinstance(e, JobOpened) and (owner is None or e.owner == owner)
     ]
-    return [job for job_id in dict.fromkeys(ids) if (job := market.find_job(job_id)) is not None]
+    unique = list(dict.fromkeys(ids))
+    return [job for job in market.find_jobs(unique) if job is not None]
 
 
 @dataclass(frozen=True)
@@ -161,7 +168,9 @@ class JobStatus:
         return str(ports[order[0]]) if order else ""
 
 
-def job_status(market: MarketClient, job: Job, *, timeout_s: float = 3.0) -> JobStatus:
+def job_status(
+    market: MarketClient | MarketReader, job: Job, *, timeout_s: float = 3.0
+) -> JobStatus:
     """Ask ``job``'s provider (its registered control plane) how the job stands."""
     return _status_at(market.provider(job.provider), job, timeout_s=timeout_s)
 
@@ -254,7 +263,7 @@ class JobSummary:
         return None if self.stops_at is None else max(0, self.stops_at - self.now)
 
 
-def summarize_job(session: Session, market: MarketClient, job: Job) -> JobSummary:
+def summarize_job(session: Session, market: MarketClient | MarketReader, job: Job) -> JobSummary:
     """``job`` settled up to now, when its enclave stops (:func:`stop_margin_s` before the
     money runs out), its pending rate revision and what its provider says of it."""
     return _summary(
@@ -266,7 +275,9 @@ def summarize_job(session: Session, market: MarketClient, job: Job) -> JobSummar
     )
 
 
-def summarize_jobs(session: Session, market: MarketClient, jobs: Sequence[Job]) -> list[JobSummary]:
+def summarize_jobs(
+    session: Session, market: MarketClient | MarketReader, jobs: Sequence[Job]
+) -> list[JobSummary]:
     """:func:`summarize_job` of each of ``jobs``, settled at one instant: the chain's time is
     read once, each provider's control-plane URL once, and the pending rate revisions together
     (:meth:`MarketClient.rate_locks <reef.chain.MarketClient.rate_locks>`, one round trip),
@@ -308,7 +319,7 @@ def _summary(
     )
 
 
-def find_open_job(session: Session, market: MarketClient, job: JobId) -> Job:
+def find_open_job(session: Session, market: MarketClient | MarketReader, job: JobId) -> Job:
     """The open job ``job``: :meth:`MarketClient.job <reef.chain.MarketClient.job>`, which names
     it as users see it. It takes the session as :func:`owned_job` does, so that a front end picks
     either lookup with the same arguments.

@@ -21,18 +21,23 @@ anvil's id 31337 (the public mnemonic's account 0, which those chains fund). On 
 a command that sends needs a key file.
 
 Imports are kept to what a command reaches: web3.py, eth-account and eth-utils (about 1.5 s of a
-command's start-up) load when a chain is found and connected to, not before, so a command run
-where no network is known says so at once; nor is the provider's service (its control plane and
-indexer) imported to connect, as :func:`reef.node.connect` would.
+command's start-up) load when a command first uses the session's web3 client (``session.w3``, to
+send a transaction or call a contract through web3) or its eth-account signer
+(``session.account``), not before: connecting asks the chain's id through reef's own JSON-RPC
+transport, a key file's address is computed with :mod:`reef.crypto`, and a command that only
+reads the market (``reef jobs list``, ``show``) reads it through :meth:`Session.reader`, which
+needs neither. A command run where no network is known says so at once; nor is the provider's
+service (its control plane and indexer) imported to connect, as :func:`reef.node.connect` would.
 """
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from reef.encoding import read_key_file
 from reef.errors import ConfigError, InputError, RPCError
@@ -44,6 +49,7 @@ if TYPE_CHECKING:
     from web3 import Web3
 
     from reef.chain import Address, DevnetInfo, MarketClient, ProgressCallback, TokenClient
+    from reef.chain._reader import MarketReader, RpcPoster
 
 __all__ = [
     "ChainLocation",
@@ -74,14 +80,84 @@ def load_key_file(path: Path) -> LocalAccount:
     Raises:
         InputError: when the file cannot be read or does not hold a secp256k1 private key.
     """
-    from eth_account import Account
+    return _signer(_read_key(path))
+
+
+def _read_key(path: Path) -> bytes:
+    """The secp256k1 private key in a key file, checked (:func:`load_key_file`'s errors)."""
+    from reef.crypto import Secp256k1PrivateKey
 
     raw = read_key_file(path, kind="private key")
     try:
-        account: LocalAccount = Account.from_key(raw)
-    except (ValueError, TypeError) as exc:
+        Secp256k1PrivateKey(raw)
+    except InputError as exc:
         raise InputError(f"the key in {path} is not a valid secp256k1 private key") from exc
+    return raw
+
+
+def _signer(key: bytes) -> LocalAccount:
+    """``key`` (checked) as an eth-account signer."""
+    from eth_account import Account
+
+    account: LocalAccount = Account.from_key(key)
     return account
+
+
+def _key_address(key: bytes) -> str:
+    """The checksummed address of the private key ``key``, without eth-account."""
+    from reef.crypto import Secp256k1PrivateKey
+
+    return Secp256k1PrivateKey(key).public_key.checksum_address
+
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Later(Generic[_T]):
+    """A session field's value, built on first use by ``build`` (:class:`_Deferred`)."""
+
+    build: Callable[[], _T]
+    address: str | None = None
+    """For an account: its address, known without building the signer."""
+
+
+class _Deferred(Generic[_T]):
+    """A session field given as its value or as :class:`Later` (built when first read, then
+    kept): the session's web3 client and signer, whose libraries take 1.5 s to import, are
+    built when a command uses them, not when it opens the session."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = f"_deferred_{name}"
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> _T: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type) -> _T: ...
+
+    def __get__(self, instance: object | None, owner: type) -> _T:
+        if instance is None:
+            raise AttributeError(self._slot)  # dataclasses: the field has no default
+        value = instance.__dict__[self._slot]
+        if isinstance(value, Later):
+            value = value.build()
+            instance.__dict__[self._slot] = value
+        return value  # type: ignore[no-any-return]
+
+    # Typed as the value alone (a Later is given as one through cast): mypy types a dataclass
+    # subclass's inherited field by what __set__ takes.
+    def __set__(self, instance: object, value: _T) -> None:
+        if self._slot in instance.__dict__:
+            raise AttributeError(f"the session's {self._slot[10:]} is set once")
+        instance.__dict__[self._slot] = value
+
+    def raw(self, instance: object) -> _T | Later[_T]:
+        """What the field holds: its value, or the :class:`Later` not built yet."""
+        return instance.__dict__[self._slot]  # type: ignore[no-any-return]
+
+    def built(self, instance: object) -> bool:
+        return not isinstance(instance.__dict__[self._slot], Later)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,10 +213,27 @@ class ChainSession(ChainLocation):
     """A connection to a chain for one command, and the account it sends from."""
 
     home: ReefHome
-    w3: Web3
-    account: LocalAccount | None
+    w3: _Deferred[Web3] = _Deferred()
+    """The chain's web3 client; given, or built from ``rpc_url`` when first used."""
+    account: _Deferred[LocalAccount | None] = _Deferred()
+    """The signer, built when first used (its address is known before: :attr:`address`)."""
     account_note: str
     """Who sends, for the user: the address and where its key came from (empty without one)."""
+
+    @functools.cached_property
+    def rpc(self) -> RpcPoster:
+        """What the session reads the chain through: reef's JSON-RPC transport to ``rpc_url``
+        (:class:`reef.chain._rpc.HttpRpc`, no web3.py), or the web3 client's provider where
+        that transport cannot stand in (a proxy, requests' own CA bundle) or the session was
+        given its web3 client (an in-process chain)."""
+        from reef.chain._reader import ProviderRpc
+        from reef.chain._rpc import direct_rpc
+
+        if not _W3.built(self):
+            direct = direct_rpc(self.rpc_url, timeout=_TIMEOUT)
+            if direct is not None:
+                return direct
+        return ProviderRpc(self.w3)
 
     def now(self) -> int:
         """Unix seconds, never before the chain's latest block: the instant the market would
@@ -153,8 +246,10 @@ class ChainSession(ChainLocation):
         Raises:
             RPCError: the endpoint does not answer.
         """
+        from reef.chain._reader import latest_timestamp
+
         try:
-            chain = int(self.w3.eth.get_block("latest")["timestamp"])
+            chain = latest_timestamp(self.rpc)
         except Exception as exc:  # any failure here means the endpoint cannot be used
             raise RPCError(f"cannot read the latest block from {self.rpc_url}: {exc}") from exc
         return max(int(time.time()), chain)
@@ -166,11 +261,20 @@ class ChainSession(ChainLocation):
         Raises:
             ConfigError: when no account was resolved (commands that only read).
         """
-        if self.account is None:
-            raise ConfigError("no account to send from", hint="pass --key FILE")
         from reef.chain import Address
 
+        held = _ACCOUNT.raw(self)
+        if isinstance(held, Later) and held.address is not None:
+            return Address(held.address)  # known without building the signer
+        if self.account is None:
+            raise ConfigError("no account to send from", hint="pass --key FILE")
         return Address(self.account.address)  # eth_account gives it checksummed
+
+
+_W3: _Deferred[Web3] = ChainSession.__dict__["w3"]
+_ACCOUNT: _Deferred[LocalAccount | None] = ChainSession.__dict__["account"]
+_TIMEOUT = 30.0
+"""Seconds a read of the node may wait (web3.py's default, as :func:`connect` gives it)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -181,6 +285,14 @@ class Session(ChainSession, MarketLocation):
         from reef.chain import MarketClient
 
         return MarketClient(self.w3, self.market_address, account=self.account, progress=progress)
+
+    @functools.cached_property
+    def reader(self) -> MarketReader:
+        """The market, read without web3.py (:class:`reef.chain._reader.MarketReader`, over
+        :attr:`rpc`): what a command that only reads uses (``reef jobs list``, ``show``)."""
+        from reef.chain._reader import MarketReader
+
+        return MarketReader(self.rpc, self.market_address)
 
     def token(self, progress: ProgressCallback | None = None) -> TokenClient:
         return self.market(progress).token
@@ -306,15 +418,25 @@ def default_dev_account(
     home's devnet (the account its ``devnet.json`` records), else hardhat's and anvil's 31337
     (the public mnemonic's account, which reef's devnet, anvil and hardhat all fund); else
     ``None``: no key may be assumed on any other chain."""
+    found = _default_dev_key(chain_id, devnet)
+    if found is None:
+        return None
+    key, note = found
+    return _signer(key), note
+
+
+def _default_dev_key(chain_id: int, devnet: DevnetInfo | None) -> tuple[bytes, str] | None:
+    """:func:`default_dev_account`'s key and note, without building the signer."""
     from reef.chain import DEVNET_CHAIN_ID, dev_accounts
 
     if devnet is not None and devnet.chain_id == chain_id and devnet.accounts:
-        account = devnet.accounts[DEFAULT_DEV_ACCOUNT].local_account
+        dev = devnet.accounts[DEFAULT_DEV_ACCOUNT]
     elif chain_id == DEVNET_CHAIN_ID:
-        account = dev_accounts(DEFAULT_DEV_ACCOUNT + 1)[DEFAULT_DEV_ACCOUNT].local_account
+        dev = dev_accounts(DEFAULT_DEV_ACCOUNT + 1)[DEFAULT_DEV_ACCOUNT]
     else:
         return None
-    return account, f"{account.address} (dev account {DEFAULT_DEV_ACCOUNT}; its key is public)"
+    address = _key_address(dev.private_key)
+    return dev.private_key, f"{address} (dev account {DEFAULT_DEV_ACCOUNT}; its key is public)"
 
 
 def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
@@ -343,30 +465,71 @@ def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
 def _connect(
     home: ReefHome, where: ChainLocation, *, key: Path | None, need_account: bool
 ) -> ChainSession:
-    w3 = connect(where.rpc_url)
-    chain_id = int(w3.eth.chain_id)  # read by connect, kept by the provider
-    account: LocalAccount | None = None
+    """Check that ``where``'s endpoint answers (its chain id, one request through reef's
+    transport) and pick the account; web3.py and eth-account are built when first used."""
+    from reef.chain._rpc import direct_rpc
+
+    direct = direct_rpc(where.rpc_url, timeout=_TIMEOUT)
+    w3: Web3 | Later[Web3]
+    if direct is None:  # a proxy, requests' CA bundle: web3.py's provider reaches the node
+        w3 = connect(where.rpc_url)
+        chain_id = int(w3.eth.chain_id)  # read by connect, kept by the provider
+    else:
+        w3 = Later(functools.partial(_web3, where.rpc_url))
+        chain_id = _chain_id(direct, where.rpc_url)
+    account: LocalAccount | Later[LocalAccount | None] | None = None
     note = ""
     if key is not None:
-        account = load_key_file(key)
-        note = f"{account.address} (key file {key})"
+        raw = _read_key(key)
+        address = _key_address(raw)
+        account = Later(functools.partial(_signer, raw), address=address)
+        note = f"{address} (key file {key})"
     elif need_account:
-        default = default_dev_account(chain_id, where.devnet)
+        default = _default_dev_key(chain_id, where.devnet)
         if default is None:
             raise ConfigError(
                 "no account to send transactions from",
                 hint="pass --key FILE (a file holding the private key as hex)",
             )
-        account, note = default
-    return ChainSession(
+        raw, note = default
+        account = Later(functools.partial(_signer, raw), address=_key_address(raw))
+    session = ChainSession(
         rpc_url=where.rpc_url,
         network=where.network,
         devnet=where.devnet,
         home=home,
-        w3=w3,
-        account=account,
+        # Later values, built on first use (_Deferred): given as the values they build.
+        w3=cast("Web3", w3),
+        account=cast("LocalAccount | None", account),
         account_note=note,
     )
+    if direct is not None:
+        session.__dict__["rpc"] = direct  # the connection that asked the chain id, kept
+    return session
+
+
+def _web3(rpc_url: str) -> Web3:
+    """The web3 client a session builds when a command first uses it (no round trip)."""
+    from reef.chain import http_web3
+
+    return http_web3(rpc_url, timeout=_TIMEOUT)
+
+
+def _chain_id(rpc: RpcPoster, rpc_url: str) -> int:
+    """The chain's id, asked through ``rpc``: proof that the endpoint answers JSON-RPC.
+
+    Raises:
+        RPCError: it does not (as :func:`connect` says it).
+    """
+    from reef.chain._reader import chain_id
+
+    try:
+        return chain_id(rpc)
+    except Exception as exc:  # any failure here means "not a usable endpoint"
+        raise RPCError(
+            f"cannot reach the JSON-RPC endpoint {rpc_url}: {exc}",
+            hint="is the chain running? (`reef up` or `reef chain` starts a local one)",
+        ) from exc
 
 
 def open_chain(
@@ -408,7 +571,7 @@ def open_session(
     """
     where = locate_market(home, rpc=rpc, market=market)
     chain = _connect(home, where, key=key, need_account=need_account)
-    return Session(market_address=where.market_address, **_fields(chain))
+    return _extend(chain, Session(market_address=where.market_address, **_fields(chain)))
 
 
 def open_service(
@@ -436,10 +599,25 @@ def open_service(
     """
     contracts = locate_service(home, service, given, missing=missing, hint=hint)
     chain = open_chain(home, rpc=rpc, key=key, need_account=need_account, hint=chain_hint or hint)
-    return ServiceSession(contracts=contracts, **_fields(chain))
+    return _extend(chain, ServiceSession(contracts=contracts, **_fields(chain)))
 
 
 def _fields(chain: ChainSession) -> dict[str, Any]:
     """``chain``'s fields, to build a session that adds to it (:class:`Session`,
-    :class:`ServiceSession`)."""
-    return {f.name: getattr(chain, f.name) for f in fields(chain)}
+    :class:`ServiceSession`): what it holds, a web3 client or signer not built yet included,
+    and the transport it connected through."""
+    deferred: dict[str, _Deferred[Any]] = {"w3": _W3, "account": _ACCOUNT}
+    return {
+        f.name: deferred[f.name].raw(chain) if f.name in deferred else getattr(chain, f.name)
+        for f in fields(chain)
+    }
+
+
+def _extend(chain: ChainSession, session: _SessionT) -> _SessionT:
+    """``session`` (built from ``chain``'s :func:`_fields`), keeping ``chain``'s transport."""
+    if "rpc" in chain.__dict__:
+        session.__dict__["rpc"] = chain.__dict__["rpc"]
+    return session
+
+
+_SessionT = TypeVar("_SessionT", bound=ChainSession)
