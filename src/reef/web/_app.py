@@ -44,6 +44,7 @@ from starlette.responses import (
 )
 
 from reef._api import api_app, path_param
+from reef._fetch import FetchError, read_bounded, request_to, stream_bounded
 from reef.encoding import MAX_JSON_DEPTH, json_depth, terminal_text
 from reef.errors import InputError, ReefError, ServiceError
 from reef.web import _data, _manage
@@ -1167,7 +1168,6 @@ _API_DOCS: dict[tuple[str, str], dict[str, Any]] = {
 
 async def _verifier_counts(url: str) -> dict[str, object]:
     """Whether the verifier answers, and its verifications so far (from its ``/metrics``)."""
-    from reef._fetch import read_bounded
     from reef.web._alerts import MAX_METRICS_BYTES, parse_samples
 
     # Read as a stranger's answer (reef._fetch): a verifier that trickles or answers a gigabyte
@@ -1318,6 +1318,8 @@ RELAYED_HEADER = "x-reef-relayed"
 """Sent by the dashboard when it relays a console: a dashboard asked for a log stream with it is
 being asked by a dashboard, and refuses (508) rather than relay itself round and round."""
 
+_CONSOLE = "the enclave's console"
+_CONSOLE_HEAD_S = 5.0
 MAX_LOG_LINE = 16 * 1024
 """The longest console line relayed whole (bytes); the rest of a longer one is dropped."""
 
@@ -1354,22 +1356,34 @@ async def _relay_logs(url: str, closing: asyncio.Event) -> AsyncIterator[bytes]:
     """The enclave's console (server-sent events) relayed line by line, as it comes, until the
     enclave's stream ends or the dashboard closes (``closing``: a stream never ends by itself,
     and the server would otherwise wait for it when stopping)."""
-    timeout = httpx.Timeout(5.0, read=None)
+    timeout = httpx.Timeout(_CONSOLE_HEAD_S, read=None)
     stop = asyncio.ensure_future(closing.wait())
     following: asyncio.Future[str] | None = None
     try:
+        request = request_to("GET", url, what=_CONSOLE, params={"start_from": "0"})
+        # Marked, so that a dashboard named as the console refuses it rather than relay itself.
+        request.headers[RELAYED_HEADER] = "1"
         async with (
-            httpx.AsyncClient(timeout=timeout, headers={RELAYED_HEADER: "1"}) as http,
-            http.stream("GET", url, params={"start_from": 0}) as stream,
+            httpx.AsyncClient(timeout=timeout) as http,
+            stream_bounded(
+                http,
+                request,
+                # A stream lasts as long as the console: its head is bounded, and what the
+                # relay keeps of each line (_capped_lines); identity only, never inflated.
+                max_bytes=None,
+                head_s=_CONSOLE_HEAD_S,
+                deadline_s=None,
+                what=_CONSOLE,
+            ) as stream,
         ):
-            if stream.status_code != 200:
+            if stream.status != 200:
                 # Not a console (a dashboard refusing a relayed request among them): said once,
                 # and the stream ends.
                 body = (await anext(stream.aiter_bytes(), b""))[:300]
                 why = terminal_text(body.decode("utf-8", "replace"))
                 yield (
                     f"event: error\ndata: the enclave's console answered HTTP "
-                    f"{stream.status_code}: {why}\n\n"
+                    f"{stream.status}: {why}\n\n"
                 ).encode()
                 return
             lines = _capped_lines(stream.aiter_bytes(), MAX_LOG_LINE)
@@ -1390,8 +1404,9 @@ async def _relay_logs(url: str, closing: asyncio.Event) -> AsyncIterator[bytes]:
                     # would let the enclave add fields (event:, id:) to the relayed stream.
                     data = line[5:].removeprefix(" ").replace("\r", "")
                     yield f"data: {data}\n\n".encode()
-    except httpx.HTTPError as exc:
-        yield f"event: error\ndata: the enclave's log stream ended: {exc}\n\n".encode()
+    except (httpx.HTTPError, FetchError) as exc:
+        why = terminal_text(str(exc))
+        yield f"event: error\ndata: the enclave's log stream ended: {why}\n\n".encode()
     finally:
         stop.cancel()
         if following is not None:
