@@ -95,7 +95,9 @@ class EnclaveInfo:
     """An enclave as its state file records it.
 
     ``labels`` are the ones its spec gave; ``image_path`` and ``init_params_path`` are the files
-    it was started from (absolute).
+    it was started from (absolute). ``state_key`` names the ``/state`` it shares with the other
+    enclaves of its image (the same image id and debug flag), which
+    :meth:`EnclaveBackend.remove_state` removes; it is not part of the CLI's JSON.
     """
 
     id: str
@@ -117,6 +119,7 @@ class EnclaveInfo:
     labels: Mapping[str, str] = field(default_factory=dict)
     image_path: Path | None = None
     init_params_path: Path | None = None
+    state_key: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The CLI's JSON shape (hex without 0x; port keys as strings)."""
@@ -177,6 +180,17 @@ class EnclaveBackend(Protocol):
     def follow(self, enclave_id: str, *, poll: float = 0.1) -> AsyncIterator[str]: ...
 
     async def renew(self, enclave_id: str, until_ms: int | None) -> None: ...
+
+    async def remove_state(self, state_key: str) -> bool:
+        """Delete the ``/state`` named ``state_key`` (an :attr:`EnclaveInfo.state_key`) for good;
+        returns whether there was one. ``/state`` outlives its enclaves (it is kept across their
+        restarts), so whoever starts enclaves for others removes it once none should run.
+
+        Raises:
+            EnclaveError: an enclave using it is starting or running (it is left alone).
+            InputError: ``state_key`` is not a name this backend gives.
+        """
+        ...
 
     def measure(self, spec: EnclaveSpec) -> Measurements:
         """What an enclave started from ``spec`` attests (its PCRs and image id)."""

@@ -10,7 +10,10 @@ enclaves are its own and for which job: enclaves started by anyone else (``reef 
 the KMS root, another control plane) carry other labels or none and are never touched.
 
 Images are hard-linked from the download cache when the filesystem allows it (no copy), and the
-staged files of an enclave are removed when it is stopped.
+staged files of an enclave are removed when it is stopped. An image's ``/state``, which outlives
+its enclaves, is removed when the control plane asks (no job wants it any more), unless an
+enclave this runner did not start uses it: the KMS root's sealed seed, say, must never go because
+a tenant ran the same image.
 """
 
 from __future__ import annotations
@@ -127,6 +130,7 @@ class BackendRunner:
             exit_code=info.exit_code,
             reason=info.reason,
             console=console,
+            state_key=info.state_key,
         )
 
     async def launch(self, spec: LaunchSpec, image: FetchedImage, key: str) -> RunningEnclave:
@@ -160,6 +164,18 @@ class BackendRunner:
         ours = self._ours(info)
         if ours is not None:
             self._unstage(self._staged(*ours))
+
+    async def remove_state(self, state_key: str) -> None:
+        """Delete the ``/state`` ``state_key`` through the backend, unless an enclave that is
+        not this runner's (running or not: the KMS root between two ``reef up``, say) has it.
+
+        Raises:
+            ReefError: an enclave runs with it, or the backend cannot remove it.
+        """
+        for info in await self.backend.list():
+            if info.state_key == state_key and self._ours(info) is None:
+                return
+        await self.backend.remove_state(state_key)
 
     async def _remove(self, info: EnclaveInfo) -> None:
         if info.state in LIVE_STATES:

@@ -20,6 +20,11 @@ and restarted therefore ends with exactly one enclave per paying job and none fo
 Stopping the control plane leaves enclaves running: paying jobs must not go down because their
 provider restarts its software (``reef up`` stops them explicitly on Ctrl-C).
 
+Disk: a job's downloaded image and its enclave's ``/state`` (which outlives the enclave, kept
+across its restarts and the provider's) are removed once no job that should run wants them, so
+a tenant opening job after job with new images cannot fill the provider's disk. At start this
+also catches the jobs that ended while the provider was down.
+
 The enclave backend is reached through the small :class:`EnclaveRunner` protocol (the local dev
 TEE in reef; :class:`reef.testing.FakeRunner` in tests), and time is a parameter (``clock``).
 
@@ -78,7 +83,9 @@ class RunningEnclave:
     """An enclave the backend runs for a job. ``key`` is the :func:`launch_key` it was made for.
 
     An enclave that ended carries how (``exit_code``, ``reason``) and, in debug mode, the last
-    lines of its console, so the job's owner learns why it was relaunched.
+    lines of its console, so the job's owner learns why it was relaunched. ``state_key`` names
+    its ``/state`` (:attr:`reef.enclave.EnclaveInfo.state_key`; shared by the enclaves of one
+    image), which :meth:`EnclaveRunner.remove_state` removes.
     """
 
     enclave_id: str
@@ -89,6 +96,7 @@ class RunningEnclave:
     exit_code: int | None = None
     reason: str | None = None
     console: tuple[str, ...] = ()
+    state_key: str = ""
 
 
 class EnclaveRunner(Protocol):
@@ -116,6 +124,16 @@ class EnclaveRunner(Protocol):
         is down."""
         ...
 
+    async def remove_state(self, state_key: str) -> None:
+        """Delete the ``/state`` named ``state_key`` (a :attr:`RunningEnclave.state_key`) once
+        no job wants it; an enclave this runner did not start that uses it (the KMS root, an
+        operator's ``reef enclave run``) keeps it.
+
+        Raises:
+            ReefError: an enclave still runs with it, or it cannot be removed (tried again).
+        """
+        ...
+
 
 class EventFeed(Protocol):
     """Where market events come from (an :class:`reef.chain.Indexer`)."""
@@ -131,6 +149,12 @@ class EventFeed(Protocol):
     def chain_time(self) -> int | None: ...
 
     def events(self, *, after: int = 0, limit: int = 1000) -> list[IndexedEvent]: ...
+
+
+def _state_identity(spec: LaunchSpec) -> tuple[str, bytes, bool]:
+    """What names an enclave's ``/state`` among a job's launch fields (the same image, init
+    params and debug flag make the same image id, hence the same ``/state``)."""
+    return (spec.image_url, spec.init_params, spec.debug)
 
 
 def _terminated_table(metadata: sa.MetaData) -> sa.Table:
@@ -203,6 +227,13 @@ class ControlPlane:
         self._images: dict[str, str] = {}
         """The SHA-256 of each image URL downloaded for a job, so that it can be removed once
         no job wants it."""
+        self._states: dict[JobId, str] = {}
+        """The ``/state`` of each job's enclave as last seen, kept while the job restarts."""
+        self._state_specs: dict[str, tuple[str, bytes, bool]] = {}
+        """What each known ``/state`` was made for (image URL, init params, debug): a job that
+        should run with the same has it even before its enclave is seen."""
+        self._stale_states: set[str] = set()
+        """``/state`` of enclaves that ended or were replaced, removed once no job wants them."""
         self._errors: dict[str, str] = {}
         self._restarts: dict[str, int] = {}
         """How often each job's enclave was found dead (crashed, exited, gone) and relaunched."""
@@ -484,9 +515,12 @@ class ControlPlane:
             # may have left an enclave we no longer track.
             for enclave in await self.runner.list():
                 if enclave.job_id == job_id:
+                    self._note_state(job_id, enclave)
                     await self.runner.stop(enclave.enclave_id)
             self._have.pop(job_id, None)
+            self._forget_state(job_id)
             self._drop_unwanted_images()
+            await self._drop_unwanted_states()
             return
         key = launch_key(want)
         if have is not None and have.key == key and have.state in LIVE_STATES:
@@ -506,9 +540,11 @@ class ControlPlane:
                 self._leases.pop(have.enclave_id, None)  # a replacement starts without a lease
             else:
                 self._have[job_id] = await self.runner.launch(want, image, key)
+            self._note_state(job_id, self._have[job_id], want)
         finally:
             self._launching.discard(job_id)
         self._drop_unwanted_images()  # the image a replaced enclave ran may be wanted no more
+        await self._drop_unwanted_states()  # and so may its /state
         await self._renew_leases()
         if self._want.get(job_id) != want:
             self._dirty.add(job_id)
@@ -523,6 +559,54 @@ class ControlPlane:
             del self._images[url]
             if sha256 not in {self._images.get(u) for u in wanted}:
                 self.fetcher.forget(sha256)
+
+    def _note_state(
+        self, job_id: JobId, enclave: RunningEnclave, spec: LaunchSpec | None = None
+    ) -> None:
+        """Remember ``enclave``'s ``/state`` as its job's (made for ``spec``, when known); the
+        job's previous one, if another (it moved to another image), waits for removal."""
+        if not enclave.state_key:
+            return
+        before = self._states.get(job_id)
+        if before is not None and before != enclave.state_key:
+            self._stale_states.add(before)
+        self._states[job_id] = enclave.state_key
+        if spec is None:
+            want = self._want.get(job_id)
+            spec = want if want is not None and launch_key(want) == enclave.key else None
+        if spec is not None:
+            self._state_specs[enclave.state_key] = _state_identity(spec)
+
+    def _forget_state(self, job_id: JobId) -> None:
+        """The job ended: its ``/state`` waits for removal."""
+        state = self._states.pop(job_id, None)
+        if state is not None:
+            self._stale_states.add(state)
+
+    async def _drop_unwanted_states(self) -> None:
+        """Remove the ``/state`` of ended (or replaced) enclaves that no job that should run
+        has: /state lives on the provider's disk (up to 1 GiB each) after its enclave, and a
+        tenant opening job after job, each with another image, would leave one per image for
+        good. A job that should run keeps its own across restarts (its enclave's and the
+        provider's), and so does every job whose spec would make the same one. A removal that
+        fails (an enclave still runs with it) is tried again at the next heartbeat."""
+        wanted = {spec for spec in self._want.values() if spec is not None}
+        identities = {_state_identity(spec) for spec in wanted}
+        kept = {state for job_id, state in self._states.items() if self._want.get(job_id)}
+        kept |= {enclave.state_key for enclave in self._have.values()}
+        kept |= {state for state, made in self._state_specs.items() if made in identities}
+        for state in sorted(self._stale_states):
+            self._stale_states.discard(state)
+            if state in kept:
+                continue  # wanted again; noted again when its job ends
+            try:
+                await self.runner.remove_state(state)
+            except ReefError as exc:
+                log.warning("cannot remove the /state %s yet: %s", state, exc)
+                self._stale_states.add(state)
+                continue
+            self._state_specs.pop(state, None)
+            log.info("removed the /state %s: no job wants it", state)
 
     def _prune_image_cache(self) -> None:
         """On start, keep in the download cache only the images the jobs that should run name.
@@ -608,6 +692,8 @@ class ControlPlane:
                 continue
             want = self._want.get(job_id)
             found = by_job.get(job_id, [])
+            for enclave in found:
+                self._note_state(job_id, enclave)
             keep: RunningEnclave | None = None
             if want is not None:
                 key = launch_key(want)
@@ -653,6 +739,11 @@ class ControlPlane:
                         machine.forget_launch()
                     if self._started:
                         self._kick(job_id)
+            if want is None:
+                self._forget_state(job_id)
+        # The ended jobs' /state, those of jobs that ended while the provider was down included
+        # (their enclaves, stopped by their leases, are still listed), and any left to retry.
+        await self._drop_unwanted_states()
 
     # -- persistence --------------------------------------------------------------------------
 

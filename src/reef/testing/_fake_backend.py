@@ -46,7 +46,8 @@ class FakeBackend:
             failure would.
 
     Test controls: :meth:`crash`, :meth:`write_console`; ``started`` lists every spec started;
-    ``closed`` says whether :meth:`aclose` was called.
+    ``closed`` says whether :meth:`aclose` was called; ``states`` holds the ``/state`` names
+    (:attr:`EnclaveInfo.state_key`) its enclaves made and :meth:`remove_state` did not remove.
     """
 
     def __init__(self, *, clock_ms: Callable[[], int] = wall_ms, fail_starts: int = 0) -> None:
@@ -54,6 +55,7 @@ class FakeBackend:
         self.fail_starts = fail_starts
         self.started: list[EnclaveSpec] = []
         self.closed = False
+        self.states: set[str] = set()
         self._records: dict[str, _Record] = {}
         self._ids = itertools.count(1)
 
@@ -124,6 +126,20 @@ class FakeBackend:
     async def renew(self, enclave_id: str, until_ms: int | None) -> None:
         self._get(enclave_id).lease_ms = until_ms
 
+    async def remove_state(self, state_key: str) -> bool:
+        for record in self._records.values():
+            if record.info.state_key == state_key:
+                self._get(record.info.id)  # leases
+                if record.info.state in LIVE_STATES:
+                    raise EnclaveError(
+                        f"enclave {record.info.id} still runs with the /state {state_key}",
+                        hint="stop it first",
+                    )
+        if state_key not in self.states:
+            return False
+        self.states.discard(state_key)
+        return True
+
     async def aclose(self) -> None:
         """Nothing to let go of besides the enclaves, which stay (as a closed backend's do)."""
         self.closed = True
@@ -168,6 +184,10 @@ class FakeBackend:
     ) -> EnclaveInfo:
         manifest = image.manifest
         measurements = _measure(image, spec)
+        # As the dev TEE names it: the image id before debug zeroes PCR0-2, marked for debug.
+        state_key = _measure(image, replace(spec, debug=False)).image_id.hex()
+        state_key += "-debug" if spec.debug else ""
+        self.states.add(state_key)
         base = f"http://fake-{enclave_id}.invalid"
         if endpoints is None:
             endpoints = EnclaveEndpoints(
@@ -194,6 +214,7 @@ class FakeBackend:
             labels=labels,
             image_path=spec.image,
             init_params_path=spec.init_params,
+            state_key=state_key,
         )
 
 

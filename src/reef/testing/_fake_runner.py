@@ -10,6 +10,7 @@ stops, so restarts can be tested against it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,13 +27,16 @@ class FakeRunner:
 
     ``fail_launches`` launches fail first (as an app that does not start); each launch waits
     ``launch_delay`` seconds. ``launches`` lists (job id, image SHA-256) in order, ``leases`` the
-    last renewal of each enclave, ``memory_mib`` what each asked for.
+    last renewal of each enclave, ``memory_mib`` what each asked for. ``states`` holds the
+    ``/state`` names its enclaves made (one per image, init params and debug flag, as the dev
+    TEE's) that :meth:`remove_state` has not removed.
     """
 
     enclaves: dict[str, RunningEnclave] = field(default_factory=dict)
     launches: list[tuple[JobId, str]] = field(default_factory=list)
     leases: dict[str, int] = field(default_factory=dict)
     memory_mib: dict[str, int] = field(default_factory=dict)
+    states: set[str] = field(default_factory=set)
     fail_launches: int = 0
     launch_delay: float = 0.0
     _launched: int = 0
@@ -45,8 +49,16 @@ class FakeRunner:
             raise EnclaveError("the enclave failed to start")
         self._launched += 1
         enclave_id = f"e{self._launched}"
+        material = f"{image.sha256}:{spec.init_params.hex()}".encode()
+        state = hashlib.sha256(material).hexdigest() + ("-debug" if spec.debug else "")
+        self.states.add(state)
         enclave = RunningEnclave(
-            enclave_id, spec.job_id, key, "running", {"attestation": f"http://x/{enclave_id}"}
+            enclave_id,
+            spec.job_id,
+            key,
+            "running",
+            {"attestation": f"http://x/{enclave_id}"},
+            state_key=state,
         )
         self.enclaves[enclave_id] = enclave
         self.memory_mib[enclave_id] = spec.memory
@@ -68,6 +80,11 @@ class FakeRunner:
 
     async def renew(self, enclave_id: str, until_s: int) -> None:
         self.leases[enclave_id] = until_s
+
+    async def remove_state(self, state_key: str) -> None:
+        if any(e.state_key == state_key for e in self.enclaves.values()):
+            raise EnclaveError(f"an enclave still runs with the /state {state_key}")
+        self.states.discard(state_key)
 
     def of(self, job: JobId) -> Sequence[RunningEnclave]:
         """The enclaves running for ``job``."""

@@ -55,7 +55,7 @@ from reef.enclave.local._sandbox import (
     python_runtime_paths,
     resolve_command,
 )
-from reef.enclave.local._state_volume import release_if_unused
+from reef.enclave.local._state_volume import release_if_unused, remove_volume
 from reef.enclave.local._trusted_base import MAX_CONSOLE_FILE_BYTES, ROTATED_SUFFIX
 from reef.errors import EnclaveError, ImageError, InputError, MisuseError, ReefError
 from reef.home import read_json
@@ -247,6 +247,7 @@ class LocalBackend:
             labels=dict(plan.labels),
             image_path=plan.source_image if str(plan.source_image) != "." else None,
             init_params_path=plan.source_init_params,
+            state_key=plan.state_key,
         )
 
     # -- start -------------------------------------------------------------------------------
@@ -643,6 +644,36 @@ class LocalBackend:
         """
         self._state(enclave_id)
         await asyncio.to_thread(write_lease, self._dir(enclave_id) / LEASE_FILE, until_ms)
+
+    async def remove_state(self, state_key: str) -> bool:
+        """Delete the ``/state`` of ``state_key`` (its volume file and directory under
+        ``$REEF_HOME/enclave-state``) unless an enclave of this home using it is starting or
+        running; returns whether there was one.
+
+        Raises:
+            InputError: ``state_key`` is not an image id (hex), with ``-debug`` or not.
+            EnclaveError: an enclave using it is starting or running, or it cannot be unmounted.
+        """
+        image_id, _, debug = state_key.partition("-")
+        if (
+            not image_id
+            or len(image_id) > 128
+            or not all(c in "0123456789abcdef" for c in image_id)
+            or debug not in ("", "debug")
+        ):
+            raise InputError(
+                f"{state_key!r} is not the name of an enclave's /state",
+                hint="pass the state_key of an EnclaveInfo (an image id in hex, maybe -debug)",
+            )
+        for info in await self.list():
+            if info.state_key == state_key and info.state in ("starting", "running"):
+                raise EnclaveError(
+                    f"enclave {info.id} still runs with the /state {state_key}",
+                    hint="stop it first; /state is removed only once no enclave uses it",
+                )
+        # Not through ReefHome.enclave_state, which would make the directory.
+        directory = self.home.root / "enclave-state" / state_key
+        return await asyncio.to_thread(remove_volume, directory)
 
     async def status(self, enclave_id: str) -> EnclaveInfo:
         """The enclave's current state and endpoints.

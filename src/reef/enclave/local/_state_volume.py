@@ -15,6 +15,14 @@ next enclave, or removed by reef's cleanup.
 
 A state directory from before volumes existed is copied into the new file system when it is
 made (``mkfs.ext4 -d``), so nothing sealed there (the KMS root's seed) is lost.
+
+:func:`remove_volume` deletes an image's volume for good (the file, its directory, its lock
+files) when no enclave holds it: a provider removes the ``/state`` of images no job wants any
+more, or every image a tenant ever ran would keep up to its size of the provider's disk. It takes
+the exclusive lock under the mutex, so it never removes a volume an enclave holds or is mounting;
+the lock files it unlinks are checked by inode after each lock is taken (:func:`_mutex`,
+:meth:`StateVolume.open`), so a holder that opened one just before it went starts afresh instead
+of holding a lock nobody else can see.
 """
 
 # ruff: noqa: S603, S607  (runs mkfs.ext4, mount and umount with argument lists, never a shell)
@@ -23,13 +31,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 from reef.errors import EnclaveError
 
-__all__ = ["StateVolume", "release_if_unused"]
+__all__ = ["StateVolume", "release_if_unused", "remove_volume"]
 
 
 def _mounted(path: Path) -> bool:
@@ -69,10 +78,13 @@ class StateVolume:
         Raises:
             EnclaveError: when the file system cannot be made or mounted.
         """
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd: int | None = None
         try:
             with _mutex(self.mutex_path):
+                # Under the mutex, so that remove_volume (which holds it) cannot unlink the lock
+                # file between this open and the lock.
+                self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
                 fcntl.flock(fd, fcntl.LOCK_SH)
                 if not _mounted(self.directory):
                     if not self.image.exists():
@@ -82,7 +94,8 @@ class StateVolume:
                         f"mount the enclave's /state volume {self.image}",
                     )
         except BaseException:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
             raise
         self._lock = fd
         return self.directory
@@ -112,12 +125,25 @@ class StateVolume:
 
 @contextlib.contextmanager
 def _mutex(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    """Hold ``path``'s exclusive lock; the file is made if it is missing.
+
+    :func:`remove_volume` unlinks the file while it holds the lock: whoever waited on the old
+    file then holds a lock nobody else sees, so a lock is only kept once the file it is on is
+    still the one at ``path``.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                yield
+                return
+        finally:
+            os.close(fd)
 
 
 def release_if_unused(directory: Path, fd: int | None = None) -> None:
@@ -128,15 +154,68 @@ def release_if_unused(directory: Path, fd: int | None = None) -> None:
     lock_path = directory.with_name(directory.name + ".lock")
     if fd is None and not lock_path.exists():
         return
-    held = os.open(lock_path, os.O_RDWR) if fd is None else fd
-    try:
-        with _mutex(directory.with_name(directory.name + ".mount")):
+    with _mutex(directory.with_name(directory.name + ".mount")):
+        # Opened under the mutex: remove_volume may have unlinked the file just before.
+        try:
+            held = os.open(lock_path, os.O_RDWR) if fd is None else fd
+        except FileNotFoundError:
+            return
+        try:
             try:
                 fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return  # another enclave of the image still uses it
             if _mounted(directory):
                 subprocess.run(["umount", str(directory)], capture_output=True, timeout=60)
-    finally:
-        if fd is None:
-            os.close(held)
+        finally:
+            if fd is None:
+                os.close(held)
+
+
+def remove_volume(directory: Path) -> bool:
+    """Delete ``directory``'s ``/state`` for good: unmount it, then remove its file system
+    file, the directory and its lock files. Returns whether there was anything to remove.
+
+    Also removes a plain state directory (a host without loop devices, ``--insecure``), whose
+    enclaves take no lock: the caller checks that none of them runs.
+
+    Raises:
+        EnclaveError: an enclave holds the volume (it is mounted for a running enclave), or it
+            cannot be unmounted.
+    """
+    image = directory.with_name(directory.name + ".ext4")
+    lock_path = directory.with_name(directory.name + ".lock")
+    mutex_path = directory.with_name(directory.name + ".mount")
+    partial = image.with_suffix(".partial")
+    paths = (directory, image, lock_path, mutex_path, partial)
+    if not any(os.path.lexists(p) for p in paths):
+        return False
+    with _mutex(mutex_path):
+        held: int | None = None
+        with contextlib.suppress(FileNotFoundError):
+            held = os.open(lock_path, os.O_RDWR)
+        try:
+            if held is not None:
+                try:
+                    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise EnclaveError(
+                        f"the /state volume {directory.name} is in use by a running enclave",
+                        hint="stop the enclaves of that image first",
+                    ) from None
+            if _mounted(directory):
+                _run(["umount", str(directory)], f"unmount the /state volume {directory}")
+            # The directory is the app's (when no volume is mounted on it): rmtree removes
+            # links without following them, by descriptor, so no host path outside is touched.
+            if directory.is_dir() and not directory.is_symlink():
+                shutil.rmtree(directory)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    directory.unlink()
+            for path in (image, partial, lock_path, mutex_path):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        finally:
+            if held is not None:
+                os.close(held)
+    return True
