@@ -656,3 +656,38 @@ async def test_one_enclave_cannot_fill_the_hosts_connection_tracking(
             tracked, previous = _tracked(first, spread), tracked
         assert 0 < tracked <= MAX_CONNECTIONS, tracked
         assert await probe(info, "ready") == {"ready": True}
+
+
+# -- the dev TEE's sealing client reads bounded answers -------------------------------------------
+
+
+@pytest.mark.parametrize("route", ["seal", "unseal"])
+def test_the_sealing_client_gives_up_on_a_trickled_head(route: str) -> None:
+    """``$REEF_SEALING_URL`` is whatever the environment says, and the KMS root calls it as it
+    starts: an answer whose head never ends must not hold the caller for ever (httpx's timeout
+    bounds each read, and each byte comes well within it)."""
+    from net_support import drip, ends, raw_server_in_thread
+    from reef.enclave import DevTeeSealer
+    from reef.errors import ServiceError
+
+    with raw_server_in_thread(drip(b"HTTP/1.1 200 OK\r\nx-slow: ")) as url:
+        sealer = DevTeeSealer(url, timeout=1.0)
+        outcome = ends(lambda: getattr(sealer, route)(b"seed"))
+    assert isinstance(outcome, ServiceError), outcome
+    assert "within 1 s" in outcome.message
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "close-delimited"])
+def test_the_sealing_client_reads_no_gigabyte(declared: bool) -> None:
+    """A gigabyte for an answer is refused after at most the bound (a sealed seed is bytes),
+    whether its length is declared or not."""
+    from net_support import SENT_AT_MOST, Sent, ends, gigabyte, raw_server_in_thread
+    from reef._fetch import FetchError
+    from reef.enclave import DevTeeSealer
+
+    sent = Sent()
+    with raw_server_in_thread(gigabyte(sent, declared=declared)) as url:
+        outcome = ends(lambda: DevTeeSealer(url, timeout=10.0).unseal(b"\x01" + bytes(40)))
+    assert isinstance(outcome, FetchError), outcome
+    assert outcome.reason == "too_large"
+    assert sent.bytes < SENT_AT_MOST

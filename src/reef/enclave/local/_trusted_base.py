@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from reef._api import LightApi
+    from reef._fetch import BoundedAnswer
 
     Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -64,6 +65,9 @@ _SEAL_VERSION = b"\x01"
 _SEAL_AAD = b"reef.dev-tee.sealed.v1"
 _NONCE = 12
 MAX_SEAL_BYTES = 1 << 20
+MAX_SEAL_ANSWER_BYTES = MAX_SEAL_BYTES + 4096
+"""The most :class:`DevTeeSealer` reads of an answer: a sealed blob is its plaintext and 29
+bytes, an unsealed one at most :data:`MAX_SEAL_BYTES`, an error a line."""
 
 
 def dev_seal(key: bytes, image_id: bytes, plaintext: bytes, *, nonce: bytes | None = None) -> bytes:
@@ -200,6 +204,11 @@ class DevTeeSealer:
         url: the sealing service (``$REEF_SEALING_URL``; inside an enclave
             ``http://127.0.0.1:1210``).
         transport: an httpx transport (tests).
+        timeout: seconds one call may take, answer included.
+
+    Its answers are read within ``timeout`` and :data:`MAX_SEAL_ANSWER_BYTES` (``reef._fetch``):
+    ``$REEF_SEALING_URL`` is whatever the process environment says, and the KMS root calls it as
+    it starts, so a server that trickles its head or sends a gigabyte must not hold or fill it.
     """
 
     def __init__(
@@ -218,36 +227,54 @@ class DevTeeSealer:
     def __repr__(self) -> str:
         return f"DevTeeSealer({self.url!r})"
 
-    def _post(self, route: str, data: bytes) -> httpx.Response:
-        import httpx  # the app's side only: the supervisor serves, it never calls this
+    def _post(self, route: str, data: bytes) -> BoundedAnswer:
+        # The app's side only: the supervisor serves, it never calls this.
+        import httpx
 
+        from reef._fetch import fetch_blocking
+
+        hint = "sealing is available inside local enclaves only"
         try:
-            with httpx.Client(transport=self._transport, timeout=self._timeout) as http:
-                return http.post(self.url + route, content=data)
-        except httpx.HTTPError as exc:
+            request = httpx.Request("POST", self.url + route, content=data)
+        except (httpx.InvalidURL, UnicodeError) as exc:
             raise ServiceError(
-                f"cannot reach the dev TEE sealing service at {self.url}: {exc}",
-                hint="sealing is available inside local enclaves only",
+                f"the dev TEE sealing service's URL {self.url!r} is no URL: {exc}", hint=hint
             ) from exc
+        return fetch_blocking(
+            request,
+            transport=self._transport,
+            timeout=self._timeout,
+            max_bytes=MAX_SEAL_ANSWER_BYTES,
+            deadline_s=self._timeout,
+            what="the dev TEE sealing service",
+            hint=hint,
+        )
 
     def seal(self, plaintext: bytes) -> bytes:
-        """Raises :class:`ServiceError` when the service is unreachable or refuses."""
-        response = self._post("/seal", plaintext)
-        if response.status_code != 200:
-            raise ServiceError(f"the sealing service refused: {response.text.strip()}")
-        return response.content
+        """Raises :class:`ServiceError` when the service is unreachable, refuses, or answers
+        too slowly or too much."""
+        answer = self._post("/seal", plaintext)
+        if answer.status != 200:
+            raise ServiceError(f"the sealing service refused: {_quoted(answer.body)}")
+        return answer.body
 
     def unseal(self, sealed: bytes) -> bytes:
-        """Raises :class:`KMSError` when the blob was not sealed by this image on this dev TEE."""
-        response = self._post("/unseal", sealed)
-        if response.status_code == 400:
+        """Raises :class:`KMSError` when the blob was not sealed by this image on this dev TEE;
+        :class:`ServiceError` as :meth:`seal`."""
+        answer = self._post("/unseal", sealed)
+        if answer.status == 400:
             raise KMSError(
-                f"the sealed blob does not open in this enclave: {response.text.strip()}",
+                f"the sealed blob does not open in this enclave: {_quoted(answer.body)}",
                 hint="it was sealed by another image, another dev TEE, or it was altered",
             )
-        if response.status_code != 200:
-            raise ServiceError(f"the sealing service failed: {response.text.strip()}")
-        return response.content
+        if answer.status != 200:
+            raise ServiceError(f"the sealing service failed: {_quoted(answer.body)}")
+        return answer.body
+
+
+def _quoted(body: bytes) -> str:
+    """An error answer's text, as a message may quote it (stripped, at most 300 characters)."""
+    return body.decode("utf-8", "replace").strip()[:300]
 
 
 MAX_CONSOLE_LINE = 16384
