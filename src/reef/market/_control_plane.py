@@ -28,7 +28,7 @@ also catches the jobs that ended while the provider was down.
 The enclave backend is reached through the small :class:`EnclaveRunner` protocol (the local dev
 TEE in reef; :class:`reef.testing.FakeRunner` in tests), and time is a parameter (``clock``).
 
-One module (about 680 lines): replay, decide, reconcile, launch, renew and stop are one
+One module (about 780 lines): replay, decide, reconcile, launch, renew and stop are one
 exactly-once argument over the job book (a control plane killed at any instant ends right),
 kept together so it can be checked in one place, as the indexer's is.
 """
