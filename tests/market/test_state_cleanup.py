@@ -24,12 +24,10 @@ from reef.chain import JobId
 from reef.enclave import EnclaveSpec, LocalBackend, build_image
 from reef.home import ReefHome
 from reef.market import BackendRunner, ControlPlane, ImageStore, RateCard
-from reef.testing import DevMarket, dev_job_metadata, dev_market
+from reef.testing import DevMarket, FakeRunner, dev_job_metadata, dev_market
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CARD = RateCard.dev().lookup("local", "dev.small")
-
-pytestmark = [pytest.mark.slow, requires_isolation]
 
 
 def _image(tmp: Path, variant: str) -> Path:
@@ -62,6 +60,8 @@ def _end(market: DevMarket, job: JobId, *, close: bool) -> None:
         tenant.close(job)
 
 
+@pytest.mark.slow
+@requires_isolation
 async def test_ended_jobs_take_their_state_volumes_with_them(tmp_path: Path) -> None:
     home = ReefHome(tmp_path / "home")
     market = dev_market(control_plane="http://127.0.0.1:9")
@@ -167,3 +167,53 @@ def _runs(cp: ControlPlane, job: JobId) -> Callable[[], bool]:
         return enclave is not None and enclave.state == "running"
 
     return check
+
+
+async def test_a_shared_state_stays_while_any_job_has_it_and_an_updated_job_leaves_its_old_one(
+    tmp_path: Path,
+) -> None:
+    """The control plane's bookkeeping, on the fake runner: two jobs of one image share its
+    /state, which goes with the last of them; a job moved to another image (``jobs update``)
+    leaves the old image's /state, which goes, and keeps the new one's."""
+    market = dev_market(control_plane="http://127.0.0.1:9")
+    store = ImageStore(tmp_path / "store")
+    served = await serve_image_store(store)
+    enclaves = FakeRunner()
+
+    def meta(image: bytes) -> str:
+        return dev_job_metadata(f"{served.url}/images/{store.put(image)}").to_json()
+
+    def state_of(job: JobId) -> str:
+        (enclave,) = enclaves.of(job)
+        return enclave.state_key
+
+    cp = local_control_plane(market, enclaves, tmp_path)
+    try:
+        shared = meta(b"one image, two jobs")
+        first, second = (
+            market.owner.open_job(shared, market.provider.address, CARD.min_rate, 10**7)
+            for _ in range(2)
+        )
+        moving = market.owner.open_job(
+            meta(b"the image before the update"), market.provider.address, CARD.min_rate, 10**7
+        )
+        await cp.start()
+        await _until(cp, "three enclaves", lambda: len(enclaves.jobs()) == 3)
+        one, before = state_of(first), state_of(moving)
+        assert state_of(second) == one
+        assert enclaves.states == {one, before}
+
+        _end(market, first, close=False)
+        await _until(cp, "the first job to stop", lambda: first not in enclaves.jobs())
+        assert enclaves.states == {one, before}  # the second job still has it
+
+        market.owner.update_metadata(moving, meta(b"the image after the update"))
+        await _until(cp, "the update", lambda: state_of(moving) != before)
+        after = state_of(moving)
+        assert enclaves.states == {one, after}
+
+        _end(market, second, close=False)
+        await _until(cp, "the shared /state to go", lambda: enclaves.states == {after})
+    finally:
+        await cp.aclose()
+        await served.aclose()

@@ -692,8 +692,14 @@ class ControlPlane:
                 continue
             want = self._want.get(job_id)
             found = by_job.get(job_id, [])
+            current = launch_key(want) if want is not None else None
             for enclave in found:
-                self._note_state(job_id, enclave)
+                if current is None or enclave.key == current:
+                    self._note_state(job_id, enclave)
+                elif enclave.state_key and enclave.state_key != self._states.get(job_id):
+                    # A leftover of an earlier spec of the job (stopped below): its /state
+                    # goes unless the job's current spec makes the same one.
+                    self._stale_states.add(enclave.state_key)
             keep: RunningEnclave | None = None
             if want is not None:
                 key = launch_key(want)
