@@ -156,7 +156,19 @@ async def _check(
     await backend.aclose()
     await backend.aclose()
     _expect((await backend.status(debug.id)).state in LIVE_STATES, "aclose() stopped an enclave")
+
+    # remove_state: the debug enclave's /state is its own, kept while it runs, removable after.
+    _expect(bool(debug.state_key), "a started enclave names no /state (state_key)")
+    _expect(debug.state_key != info.state_key, "a debug enclave shares the production /state")
+    try:
+        await backend.remove_state(debug.state_key)
+    except EnclaveError:
+        pass
+    else:
+        raise ConformanceError("remove_state() of a running enclave's /state did not refuse")
     await backend.stop(debug.id)
+    _expect(await backend.remove_state(debug.state_key), "remove_state() found no /state")
+    _expect(not await backend.remove_state(debug.state_key), "a removed /state is still there")
 
     # A lease that runs out unrenewed stops the enclave by itself.
     leased = await backend.start(EnclaveSpec(image=image, lease_until_ms=wall_ms() + 1000))
