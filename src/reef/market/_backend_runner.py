@@ -165,17 +165,18 @@ class BackendRunner:
         if ours is not None:
             self._unstage(self._staged(*ours))
 
-    async def remove_state(self, state_key: str) -> None:
+    async def remove_state(self, state_key: str) -> bool:
         """Delete the ``/state`` ``state_key`` through the backend, unless an enclave that is
         not this runner's (running or not: the KMS root between two ``reef up``, say) has it.
+        Returns whether it was removed.
 
         Raises:
             ReefError: an enclave runs with it, or the backend cannot remove it.
         """
         for info in await self.backend.list():
             if info.state_key == state_key and self._ours(info) is None:
-                return
-        await self.backend.remove_state(state_key)
+                return False
+        return await self.backend.remove_state(state_key)
 
     async def _remove(self, info: EnclaveInfo) -> None:
         if info.state in LIVE_STATES:

@@ -124,10 +124,10 @@ class EnclaveRunner(Protocol):
         is down."""
         ...
 
-    async def remove_state(self, state_key: str) -> None:
+    async def remove_state(self, state_key: str) -> bool:
         """Delete the ``/state`` named ``state_key`` (a :attr:`RunningEnclave.state_key`) once
         no job wants it; an enclave this runner did not start that uses it (the KMS root, an
-        operator's ``reef enclave run``) keeps it.
+        operator's ``reef enclave run``) keeps it. Returns whether it was removed.
 
         Raises:
             ReefError: an enclave still runs with it, or it cannot be removed (tried again).
@@ -590,9 +590,10 @@ class ControlPlane:
         good. A job that should run keeps its own across restarts (its enclave's and the
         provider's), and so does every job whose spec would make the same one. A removal that
         fails (an enclave still runs with it) is tried again at the next heartbeat."""
-        wanted = {spec for spec in self._want.values() if spec is not None}
-        identities = {_state_identity(spec) for spec in wanted}
-        kept = {state for job_id, state in self._states.items() if self._want.get(job_id)}
+        identities = {_state_identity(spec) for spec in self._want.values() if spec is not None}
+        kept = {
+            state for job_id, state in self._states.items() if self._want.get(job_id) is not None
+        }
         kept |= {enclave.state_key for enclave in self._have.values()}
         kept |= {state for state, made in self._state_specs.items() if made in identities}
         for state in sorted(self._stale_states):
@@ -600,13 +601,14 @@ class ControlPlane:
             if state in kept:
                 continue  # wanted again; noted again when its job ends
             try:
-                await self.runner.remove_state(state)
+                removed = await self.runner.remove_state(state)
             except ReefError as exc:
                 log.warning("cannot remove the /state %s yet: %s", state, exc)
                 self._stale_states.add(state)
                 continue
             self._state_specs.pop(state, None)
-            log.info("removed the /state %s: no job wants it", state)
+            if removed:
+                log.info("removed the /state %s: no job wants it", state)
 
     def _prune_image_cache(self) -> None:
         """On start, keep in the download cache only the images the jobs that should run name.

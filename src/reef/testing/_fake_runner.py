@@ -81,10 +81,13 @@ class FakeRunner:
     async def renew(self, enclave_id: str, until_s: int) -> None:
         self.leases[enclave_id] = until_s
 
-    async def remove_state(self, state_key: str) -> None:
+    async def remove_state(self, state_key: str) -> bool:
         if any(e.state_key == state_key for e in self.enclaves.values()):
             raise EnclaveError(f"an enclave still runs with the /state {state_key}")
+        if state_key not in self.states:
+            return False
         self.states.discard(state_key)
+        return True
 
     def of(self, job: JobId) -> Sequence[RunningEnclave]:
         """The enclaves running for ``job``."""
