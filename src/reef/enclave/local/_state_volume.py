@@ -19,10 +19,10 @@ made (``mkfs.ext4 -d``), so nothing sealed there (the KMS root's seed) is lost.
 :func:`remove_volume` deletes an image's volume for good (the file, its directory, its lock
 files) when no enclave holds it: a provider removes the ``/state`` of images no job wants any
 more, or every image a tenant ever ran would keep up to its size of the provider's disk. It takes
-the exclusive lock under the mutex, so it never removes a volume an enclave holds or is mounting;
-the lock files it unlinks are checked by inode after each lock is taken (:func:`_mutex`,
-:meth:`StateVolume.open`), so a holder that opened one just before it went starts afresh instead
-of holding a lock nobody else can see.
+the exclusive lock under the mutex, so it never removes a volume an enclave holds or is mounting.
+It unlinks the lock files too, so holders open the lock file only under the mutex, and the mutex
+file is checked by inode once locked (:func:`_mutex`): one who waited on a file just removed
+starts afresh instead of holding a lock nobody else can see.
 """
 
 # ruff: noqa: S603, S607  (runs mkfs.ext4, mount and umount with argument lists, never a shell)
@@ -78,6 +78,7 @@ class StateVolume:
         Raises:
             EnclaveError: when the file system cannot be made or mounted.
         """
+        self.directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd: int | None = None
         try:
             with _mutex(self.mutex_path):
