@@ -3,7 +3,8 @@
 The names load on first use (:mod:`reef._lazy`, PEP 562): a command that parses a job number or
 formats an amount (:mod:`reef.chain._types`) does not import web3.py, eth-account and py_ecc
 (about a second and a half of every chain command's start-up), the indexer's SQLAlchemy or the
-embedded chain's py-evm. The embedded chain lives in :mod:`reef.chain.devnet`, the home of its
+embedded chain's py-evm; nor does one that only reads the market (:class:`MarketReader`, over
+reef's own JSON-RPC transport). The embedded chain lives in :mod:`reef.chain.devnet`, the home of its
 names; ``reef.chain`` offers them too (``from reef.chain import Devnet``).
 """
 
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
         RATE_LOCK_SELECTOR,
         MarketClient,
     )
+    from reef.chain._reader import MarketReader
     from reef.chain._reasons import Revert
     from reef.chain._tx import (
         ProgressCallback,
@@ -165,6 +167,7 @@ __getattr__ = lazy_attributes(
         "MAX_RATE": "_types",
         "MarketClient": "_market",
         "MarketEvent": "_events",
+        "MarketReader": "_reader",
         "ProgressCallback": "_tx",
         "ProviderAdded": "_events",
         "ProviderRemoved": "_events",
@@ -259,6 +262,7 @@ __all__ = [
     "MAX_RATE",
     "MarketClient",
     "MarketEvent",
+    "MarketReader",
     "ProgressCallback",
     "ProviderAdded",
     "ProviderRemoved",

@@ -2,7 +2,7 @@
 
 Every read reef makes of a chain goes through :class:`HttpRpc`: the indexer's block source
 (:class:`reef.chain.Web3BlockSource`), web3.py's provider (:class:`reef.chain.BoundedHTTPProvider`
-posts through it) and the market's reader (:class:`reef.chain._reader.MarketReader`, which
+posts through it) and the market's reader (:class:`reef.chain.MarketReader`, which
 ``reef jobs list`` and ``show`` read through without web3.py). It imports neither web3.py nor
 requests nor httpx (httpx's TLS context only when an https node is first asked), so a command
 that only reads starts without them.

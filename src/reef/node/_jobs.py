@@ -53,8 +53,7 @@ from reef.errors import ContractRevertError, MarketError, ServiceError
 if TYPE_CHECKING:
     import httpx
 
-    from reef.chain import MarketClient, MarketEvent, RateLock, TxResult
-    from reef.chain._reader import MarketReader
+    from reef.chain import MarketClient, MarketEvent, MarketReader, RateLock, TxResult
     from reef.market import JobMetadata
     from reef.node._session import Session
 

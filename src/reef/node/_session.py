@@ -48,8 +48,15 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
     from web3 import Web3
 
-    from reef.chain import Address, DevnetInfo, MarketClient, ProgressCallback, TokenClient
-    from reef.chain._reader import MarketReader, RpcPoster
+    from reef.chain import (
+        Address,
+        DevnetInfo,
+        MarketClient,
+        MarketReader,
+        ProgressCallback,
+        TokenClient,
+    )
+    from reef.chain._reader import RpcPoster
 
 __all__ = [
     "ChainLocation",
@@ -288,9 +295,9 @@ class Session(ChainSession, MarketLocation):
 
     @functools.cached_property
     def reader(self) -> MarketReader:
-        """The market, read without web3.py (:class:`reef.chain._reader.MarketReader`, over
+        """The market, read without web3.py (:class:`reef.chain.MarketReader`, over
         :attr:`rpc`): what a command that only reads uses (``reef jobs list``, ``show``)."""
-        from reef.chain._reader import MarketReader
+        from reef.chain import MarketReader
 
         return MarketReader(self.rpc, self.market_address)
 
