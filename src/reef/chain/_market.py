@@ -5,7 +5,9 @@ Every market function has a method here, named for what it does (``open_job`` is
 :class:`~reef.chain._tx.TxResult` whose ``events`` are the market events the transaction
 emitted; ``open_job`` returns the new job's id, read from its ``JobOpened`` log. Opening and
 depositing approve the market for the amount first when the allowance is short, so a user
-needs one call, not two.
+needs one call, not two. Jobs, providers and rate locks are read through the client's
+:class:`~reef.chain.MarketReader` (over its web3 client), the reader ``reef jobs list`` and
+``show`` use without web3.py: one way to read them.
 """
 
 from __future__ import annotations
