@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from reef.chain import (
+    Address,
     JobOpened,
     RateLock,
     load_artifact,
@@ -165,3 +166,28 @@ def test_no_contract_and_malformed_answers_are_chain_errors() -> None:
         MarketReader(Answering("0x" + "00" * 33), market).find_job(1)
     with pytest.raises(RPCError, match="no hex data"):
         MarketReader(Answering("0xzz"), market).provider(market)
+
+
+def test_listing_jobs_asks_the_chain_as_often_for_one_job_as_for_many(world: World) -> None:
+    # reef jobs list: the chain's time once, each provider once, the jobs' rows and locks in
+    # one batch each, whatever the number of jobs (it was three requests a row).
+    from reef.home import ReefHome
+    from reef.node import open_jobs, open_session
+    from reef.node._jobs import summarize_jobs
+
+    def requests_for(count: int) -> int:
+        session = open_session(
+            ReefHome.from_env(),
+            rpc=world.url,
+            market=world.market.deployment.market,
+            need_account=False,
+        )
+        poster = Counting(HttpRpc(world.url, {}, 10.0))
+        session.__dict__["rpc"] = poster  # what the session's clock and reader send through
+        owner = Address(world.market.devnet.accounts[0].address)
+        jobs = open_jobs(session, session.reader, owner)[:count]
+        summaries = summarize_jobs(session, session.reader, jobs)
+        assert [s.job.id for s in summaries] == world.jobs[:count]
+        return len(poster.posts)
+
+    assert requests_for(1) == requests_for(3) == 6
