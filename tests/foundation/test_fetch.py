@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import ssl
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
@@ -227,6 +228,24 @@ def test_a_blocking_only_transport_is_read_with_the_same_bounds() -> None:
             httpx.Request("GET", "http://h/x"), transport=_wsgi(endless), timeout=5, **_BOUNDS
         )
     assert caught.value.reason == "too_large"
+
+
+def test_a_plain_http_request_loads_no_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each blocking fetch has a client of its own, and httpx loads the CA bundle into every new
+    client's TLS context (80-160 ms): once per row of ``reef jobs list``. An http URL needs
+    none; an https one still gets the verifying default."""
+    loaded: list[object] = []
+    real = ssl.SSLContext.load_verify_locations
+
+    def counted(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loaded.append(args or kwargs)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    for scheme in ("http", "https"):  # a closed port: only the client's making is of interest
+        with pytest.raises(FetchError, match="cannot reach"):
+            fetch_blocking(httpx.Request("GET", f"{scheme}://127.0.0.1:9/"), timeout=5, **_BOUNDS)
+        assert len(loaded) == (scheme == "https")
 
 
 def test_an_async_capable_transport_is_read_on_a_loop_of_its_own() -> None:
