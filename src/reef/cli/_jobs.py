@@ -203,8 +203,7 @@ def list_cmd(flags: Flags, owner: Owner = None) -> None:
         # Read through the session's reader (no web3.py: the command sends nothing).
         session = market_session(flags.rpc, flags.market, flags.key, need_account=owner is None)
         from reef.chain import parse_address  # after the session: no network, no chain modules
-        from reef.node import open_jobs
-        from reef.node._jobs import summarize_jobs  # reef.node exports its one-job form
+        from reef.node import open_jobs, summarize_jobs
 
         who = parse_address(owner, name="owner") if owner else session.address
         jobs = open_jobs(session, session.reader, who)

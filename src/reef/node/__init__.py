@@ -8,8 +8,8 @@
   contracts) and :func:`open_service` (a service's contracts, connected) tell user commands
   where the network is and which account they send from.
 - :func:`deploy` is ``reef deploy``: build, upload, open a job, wait, verify.
-- :func:`open_jobs`, :func:`job_status`, :func:`summarize_job`, :func:`stop_job`,
-  :func:`close_job`, :func:`stop_and_close`, :func:`withdraw_limit`, :func:`withdraw_from_job`,
+- :func:`open_jobs`, :func:`job_status`, :func:`summarize_job` (:func:`summarize_jobs` for
+  many), :func:`stop_job`, :func:`close_job`, :func:`stop_and_close`, :func:`withdraw_limit`, :func:`withdraw_from_job`,
   :func:`enclave_log_lines`: an owner's open jobs, for ``reef jobs`` and the dashboard alike.
 - :func:`update_job` is ``reef jobs update``: a new image, init params or debug flag.
 - :func:`prepare_kms_root` is ``reef kms root serve``'s assembly of a KMS root.
@@ -74,6 +74,7 @@ if TYPE_CHECKING:
         stop_margin_s,
         stops_at,
         summarize_job,
+        summarize_jobs,
         withdraw_from_job,
         withdraw_limit,
     )
@@ -191,6 +192,7 @@ __all__ = [
     "stop_margin_s",
     "stops_at",
     "summarize_job",
+    "summarize_jobs",
     "update_job",
     "verify_enclave",
     "wait_for_app",
@@ -278,6 +280,7 @@ __getattr__ = lazy_attributes(
         "stop_margin_s": "_jobs",
         "stops_at": "_jobs",
         "summarize_job": "_jobs",
+        "summarize_jobs": "_jobs",
         "update_job": "_update",
         "verify_enclave": "_deploy",
         "wait_for_app": "_deploy",
