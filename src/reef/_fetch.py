@@ -511,8 +511,12 @@ def stream_blocking(
         finally:
             response.close()
     except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
-        # After the deadline, the failure is the watchdog's doing (a connection it shut down).
-        if watchdog.expired:
+        # After the deadline, the failure is the watchdog's doing (a connection it shut down),
+        # or an httpx timeout that raced it there (a per-read timeout equal to the deadline).
+        timed_out = isinstance(exc, httpx.TimeoutException)
+        if watchdog.expired or (
+            timed_out and limit is not None and time.monotonic() - started >= limit
+        ):
             raise bounds.too_late(limit) from exc
         raise bounds.unreachable(exc) from exc
     finally:
