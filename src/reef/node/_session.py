@@ -27,7 +27,10 @@ send a transaction or call a contract through web3) or its eth-account signer
 transport, a key file's address is computed with :mod:`reef.crypto`, and a command that only
 reads the market (``reef jobs list``, ``show``) reads it through :meth:`Session.reader`, which
 needs neither. A command run where no network is known says so at once; nor is the provider's
-service (its control plane and indexer) imported to connect, as :func:`reef.node.connect` would.
+service (its control plane and indexer) imported to connect.
+
+One module (about 630 lines): where a command acts is one resolution (flags, ``network.json``,
+``devnet.json``), and the sessions it opens share it and its lazy clients.
 """
 
 from __future__ import annotations
