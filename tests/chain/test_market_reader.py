@@ -191,3 +191,30 @@ def test_listing_jobs_asks_the_chain_as_often_for_one_job_as_for_many(world: Wor
         return len(poster.posts)
 
     assert requests_for(1) == requests_for(3) == 6
+
+
+def test_balances_and_allowances_read_as_web3_reads_them(world: World) -> None:
+    # reef wallet: the token the market pays in, an account's balance and allowance of it, and
+    # its ether, held to web3.py's own ABI decoding of the token contract.
+    from reef.chain import http_web3
+
+    reader, poster = _reader(world)
+    w3 = http_web3(world.url, timeout=10)
+    token_address = reader.token_address()
+    assert token_address == world.market.deployment.token
+    token = w3.eth.contract(
+        address=w3.to_checksum_address(token_address), abi=load_artifact("Token").abi
+    )
+    owner, market = world.market.devnet.accounts[0].address, world.market.deployment.market
+    nobody = world.market.devnet.accounts[3].address
+    assert reader.token_balance(owner) == token.functions.balanceOf(owner).call() > 0
+    assert reader.token_balance(nobody, token=token_address) == 0
+    posts = len(poster.posts)
+    assert reader.token_allowance(owner, market, token=token_address) == (
+        token.functions.allowance(owner, market).call()
+    )
+    assert len(poster.posts) == posts + 1  # the token named: no token() call first
+    assert reader.token_allowance(nobody, market) == 0
+    assert reader.eth_balance(owner) == w3.eth.get_balance(owner) > 0
+    with pytest.raises(ChainError, match="no contract answered"):
+        reader.token_balance(owner, token="0x" + "22" * 20)

@@ -268,3 +268,26 @@ def test_listing_and_showing_jobs_on_a_devnet_load_no_web3(devnet_jobs: list[str
     )
     loaded = loaded_after(code)
     assert not _heavy(loaded, {*WEB3, *SERVICES, "eth_utils", "eth_abi", "requests"})
+
+
+def test_the_wallet_on_a_devnet_loads_no_web3(devnet_jobs: list[str]) -> None:
+    # reef wallet only reads: the ETH balance (eth_getBalance) and the token's balanceOf through
+    # the session's reader, the owner's jobs as reef jobs list finds them (was: web3.py, 2.2 s).
+    *where, flag, _show = devnet_jobs
+    assert flag == "--show"
+    code = (
+        "import json, io, contextlib\n"
+        "from reef.cli import app\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    try:\n"
+        f"        app(['wallet', '--json', *{where!r}])\n"
+        "    except SystemExit as exc:\n"
+        "        assert exc.code in (0, None), exc.code\n"
+        "answer = json.loads(out.getvalue())\n"
+        "assert answer['open_jobs'] == 2 and len(answer['jobs']) == 2, answer\n"
+        "assert answer['rusd'] != '0' and answer['eth'] != '0', answer\n"
+        "assert answer['address'] == '0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266', answer\n"
+    )
+    loaded = loaded_after(code)
+    assert not _heavy(loaded, {*WEB3, *SERVICES, "eth_utils", "eth_abi", "requests"})

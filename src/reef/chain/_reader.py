@@ -1,15 +1,17 @@
 """Reading the market without web3.py: :class:`MarketReader`, over reef's JSON-RPC transport.
 
-``reef jobs list`` and ``reef jobs show`` only read: a job (``jobs(id)``), its provider's
-control-plane URL (``providers(addr)``), its pending rate revision (``locks(key)``), the market's
-``JobOpened`` logs and the latest block. web3.py (with eth-account and py_ecc) takes about 1.5 s to
+``reef jobs list``, ``reef jobs show`` and ``reef wallet`` only read: a job (``jobs(id)``), its
+provider's control-plane URL (``providers(addr)``), its pending rate revision (``locks(key)``),
+the market's ``JobOpened`` logs and the latest block; an account's ether (``eth_getBalance``) and
+its balance and allowance of the market's token (``token()``, then the token's ``balanceOf`` and
+``allowance``). The dashboard reads the registered providers' URLs here too, in one batch. web3.py (with eth-account and py_ecc) takes about 1.5 s to
 import, far longer than those reads take, so they are made here with what they need and no more:
 
 * the requests go through :class:`reef.chain._rpc.HttpRpc` (the transport the indexer and
   :class:`reef.chain.BoundedHTTPProvider` use: bounded in size, time and JSON nesting), or, for a
   chain reached through a web3.py client (an in-process devnet, a proxied node, a
   :class:`~reef.chain.MarketClient`'s own), through that client (:class:`ProviderRpc`);
-* calls are encoded from the market's ABI in reef's artifacts (the function's selector and its
+* calls are encoded from the market's and the token's ABI in reef's artifacts (the function's selector and its
   static arguments, each one word) and their answers decoded by reef's ABI word decoder
   (:mod:`reef.chain._abi_words`, held to eth-abi by its tests): eth-abi would add 0.4 s of
   imports for three fixed shapes. A ``string`` is decoded as UTF-8 with replacement, as
@@ -152,18 +154,25 @@ class _Function:
         )
 
 
+_READ_FUNCTIONS = {
+    "Market": ("jobs", "providers", "locks", "token"),
+    "Token": ("balanceOf", "allowance"),
+}
+"""The view functions the reader calls, by contract (each taking static arguments only)."""
+
+
 @functools.cache
-def _market_functions() -> dict[str, _Function]:
-    wanted = ("jobs", "providers", "locks")
-    abi = load_artifact("Market").abi
+def _functions(contract: str) -> dict[str, _Function]:
+    wanted = _READ_FUNCTIONS[contract]
+    abi = load_artifact(contract).abi
     found = {
         str(item["name"]): _Function(item)
         for item in abi
         if item.get("type") == "function" and item.get("name") in wanted
     }
     missing = set(wanted) - set(found)
-    if missing:  # pragma: no cover - reef's own artifact has them
-        raise ChainError(f"the Market artifact lacks {', '.join(sorted(missing))}")
+    if missing:  # pragma: no cover - reef's own artifacts have them
+        raise ChainError(f"the {contract} artifact lacks {', '.join(sorted(missing))}")
     return found
 
 
@@ -190,9 +199,10 @@ def _quantity(what: str, value: Any) -> int:
 
 
 class MarketReader:
-    """The market's state as ``reef jobs list`` and ``show`` read it, without web3.py (see the
-    module docstring). Every method raises :class:`~reef.errors.RPCError` when the node fails
-    and :class:`~reef.errors.ChainError` when no contract answers or an answer is malformed."""
+    """The market's state as ``reef jobs list``, ``show`` and ``reef wallet`` read it, without
+    web3.py (see the module docstring). Every method raises :class:`~reef.errors.RPCError` when
+    the node fails and :class:`~reef.errors.ChainError` when no contract answers or an answer is
+    malformed."""
 
     CONTRACT = "Market"
 
@@ -229,29 +239,35 @@ class MarketReader:
             return [self._request(what, method, params) for method, params in calls]
         return [rpc_result(what, by_id[message["id"]]) for message in messages]
 
-    def _calls(self, function: str, arguments: Sequence[bytes]) -> list[tuple[Any, ...]]:
-        """``function(argument)`` for each of ``arguments`` (one word each), decoded."""
-        fn = _market_functions()[function]
-        description = f"{self.CONTRACT}.{function}"
-        base = (
-            {"to": self.address}
-            if self._sender is None
-            else {"to": self.address, "from": self._sender}
-        )
+    def _calls(
+        self,
+        function: str,
+        arguments: Sequence[bytes],
+        *,
+        contract: str | None = None,
+        at: Address | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """``function(argument)`` of ``contract`` at ``at`` (default: the market) for each of
+        ``arguments`` (its static words, concatenated), decoded."""
+        contract = self.CONTRACT if contract is None else contract
+        fn = _functions(contract)[function]
+        to = self.address if at is None else at
+        description = f"{contract}.{function}"
+        base = {"to": to} if self._sender is None else {"to": to, "from": self._sender}
         calls = [("eth_call", [{**base, "data": fn.data(word)}, "latest"]) for word in arguments]
         out = []
         for raw in self._requests(description, calls) if calls else []:
             data = _hex_bytes(description, raw)
             if not data:
                 raise ChainError(
-                    f"{description}: no contract answered at {self.address}",
+                    f"{description}: no contract answered at {to}",
                     hint="check the contract address and the chain (was the devnet restarted "
                     "fresh?)",
                 )
             try:
                 out.append(fn.decode(data))
             except InputError as exc:
-                raise ChainError(f"{description}: malformed answer from {self.address}") from exc
+                raise ChainError(f"{description}: malformed answer from {to}") from exc
         return out
 
     # ---- jobs, providers, rate locks ----
@@ -322,6 +338,37 @@ class MarketReader:
     def rate_lock(self, job: int | str | bytes) -> RateLock | None:
         """The pending rate revision of a job, or ``None``."""
         return self.rate_locks([job])[0]
+
+    # ---- balances (``reef wallet``) ----
+
+    def token_address(self) -> Address:
+        """The market's payment token (``token()``)."""
+        ((token,),) = self._calls("token", [b""])
+        return Address(eip55_address(token))
+
+    def token_balance(self, owner: str, *, token: str | None = None) -> Amount:
+        """``owner``'s balance of the market's token (``token``: of that token instead), in
+        base units."""
+        at = self.token_address() if token is None else parse_address(token, name="token")
+        word = _address_word(parse_address(owner, name="owner"))
+        ((balance,),) = self._calls("balanceOf", [word], contract="Token", at=at)
+        return Amount(int(balance))
+
+    def token_allowance(self, owner: str, spender: str, *, token: str | None = None) -> Amount:
+        """What ``spender`` may take of ``owner``'s market token (``token``: of that token
+        instead), in base units."""
+        at = self.token_address() if token is None else parse_address(token, name="token")
+        words = _address_word(parse_address(owner, name="owner")) + _address_word(
+            parse_address(spender, name="spender")
+        )
+        ((allowance,),) = self._calls("allowance", [words], contract="Token", at=at)
+        return Amount(int(allowance))
+
+    def eth_balance(self, address: str) -> int:
+        """``address``'s ether balance in wei (``eth_getBalance`` at the latest block)."""
+        who = parse_address(address)
+        what = f"eth_getBalance({who})"
+        return _quantity(what, self._request(what, "eth_getBalance", [who, "latest"]))
 
     # ---- blocks and events ----
 

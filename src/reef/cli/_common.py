@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from reef._serve import Serving
     from reef.attestation import TrustedRoot
-    from reef.chain import Address, Job, MarketClient
+    from reef.chain import Address, Job, MarketReader
     from reef.cli._options import Flags
     from reef.kms import KmsWiring
     from reef.node import ServiceSession, Session
@@ -161,10 +161,11 @@ def market_session(
 
 @dataclass(frozen=True)
 class OwnerJobs:
-    """An account's open jobs in the market (``reef jobs list``, ``reef wallet``)."""
+    """An account's open jobs in the market (``reef wallet``), read through the session's
+    reader (no web3.py: the command sends nothing)."""
 
     session: Session
-    client: MarketClient
+    reader: MarketReader
     owner: Address
     jobs: list[Job]
 
@@ -199,8 +200,8 @@ def owner_jobs(flags: Flags, owner: str | None) -> OwnerJobs:
         who = parse_address(owner, name="owner")
     else:
         who = session.address
-    client = session.market()
-    return OwnerJobs(session, client, who, open_jobs(session, client, who))
+    reader = session.reader
+    return OwnerJobs(session, reader, who, open_jobs(session, reader, who))
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,13 @@ def register(root: typer.Typer) -> None:
 def wallet_cmd(flags: Flags, owner: Owner = None) -> None:
     """Your balances (rUSD, ETH for gas) and what your open jobs hold and spend per hour."""
     with failing():
+        # Read through the session's reader (no web3.py: the command sends nothing).
         mine = owner_jobs(flags, owner)
         session, who = mine.session, mine.owner
-        token = mine.client.token.balance(who)
+        token = mine.reader.token_balance(who)
         try:
-            wei = int(session.w3.eth.get_balance(session.w3.to_checksum_address(who)))
-        except Exception as exc:  # any failure here means the endpoint cannot be used
+            wei = mine.reader.eth_balance(who)
+        except RPCError as exc:  # the node failed, or answered no number
             raise RPCError(f"cannot read the ETH balance from {session.rpc_url}: {exc}") from exc
         totals = mine.totals()
     from reef.chain import format_amount  # after the session: no network, no eth-utils
