@@ -337,3 +337,65 @@ def test_every_use_case_refuses_a_job_that_is_not_open_with_one_message(market: 
             attempt()
         assert caught.value.message == expected, name
         assert "reef jobs list" in (caught.value.hint or ""), name
+
+
+# -- 5. finding an owner's jobs ------------------------------------------------------------------
+
+
+class LogCounting:
+    """What a session reads the chain through, counting the requests and the logs answered."""
+
+    def __init__(self, rpc: Any) -> None:
+        self.rpc = rpc
+        self.requests = 0
+        self.logs = 0
+
+    def post(self, what: str, payload: Any) -> Any:
+        messages = payload if isinstance(payload, list) else [payload]
+        self.requests += 1
+        answer = self.rpc.post(what, payload)
+        answers = answer if isinstance(answer, list) else [answer]
+        for message, item in zip(messages, answers, strict=False):
+            if message["method"] == "eth_getLogs" and isinstance(item.get("result"), list):
+                self.logs += len(item["result"])
+        return answer
+
+
+def test_deposit_spam_does_not_make_finding_an_owners_jobs_read_more_logs() -> None:
+    # Anyone may add events to the market for the gas alone (an empty deposit to any job): the
+    # dashboard finds its jobs on every page and /metrics scrape, so it asks for JobOpened logs
+    # only (the owner's when it has an account), as reef jobs list does.
+    from reef.chain import Address
+    from reef.chain._rpc import HttpRpc
+    from reef.home import ReefHome
+    from reef.node import open_jobs, open_session
+
+    market = dev_market(control_plane="http://127.0.0.1:9", fund=[0, 1])
+    mine = [market.open_job(CARD.min_rate, 360_000) for _ in range(2)]
+    owner = Address(market.devnet.accounts[0].address)
+    spammer = market.client(2)
+    with serve_devnet_in_thread(market.devnet) as rpc:
+
+        def reads(who: Address | None) -> tuple[list[str], int, int]:
+            session = open_session(
+                ReefHome.from_env(),
+                rpc=rpc.url,
+                market=market.deployment.market,
+                need_account=False,
+            )
+            poster = LogCounting(HttpRpc(rpc.url, {}, 10.0))
+            session.__dict__["rpc"] = poster  # what the session's reader sends through
+            found = [job.id for job in open_jobs(session, session.reader, who)]
+            return found, poster.requests, poster.logs
+
+        before = {who: reads(who) for who in (owner, None)}
+        assert before[owner] == (mine, 3, 2)  # the head, the owner's logs, the jobs (a batch)
+        for _ in range(10):
+            spammer.deposit(mine[0], 0)
+        theirs = market.client(1).open_job(
+            market.owner.job(mine[0]).metadata, market.provider.address, CARD.min_rate, 360_000
+        )
+        assert reads(owner) == before[owner]
+        found, requests, logs = reads(None)  # no account: every open job, JobOpened logs only
+        assert found == [*mine, theirs]
+        assert (requests, logs) == (before[None][1], before[None][2] + 1)

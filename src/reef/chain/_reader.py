@@ -30,11 +30,11 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from reef.chain._abi_words import words_decoder
 from reef.chain._artifacts import load_artifact
-from reef.chain._events import ChainEvent, JobEvent, MarketEvent, market_decoder
+from reef.chain._events import ChainEvent, MarketEvent, market_decoder
 from reef.chain._rpc import rpc_result
 from reef.chain._types import (
     Address,
@@ -63,6 +63,7 @@ __all__ = [
 LOG_CHUNK_BLOCKS = 10_000
 """Blocks per ``eth_getLogs`` request: public endpoints refuse wide ranges (as
 :class:`~reef.chain.ContractClient` asks)."""
+_E = TypeVar("_E", bound=ChainEvent)
 RATE_LOCK_SELECTOR = keccak256(b"RATE_LOCK")
 """The market's key for rate revisions: a job's lock is ``locks(keccak(RATE_LOCK_SELECTOR ‖ job))``."""
 
@@ -396,13 +397,13 @@ class MarketReader:
 
     def events_of(
         self,
-        cls: type[JobEvent],
+        cls: type[_E],
         from_block: int = 0,
         to_block: int | str = "latest",
         *,
         topics: Sequence[str | None] = (),
         chunk: int = LOG_CHUNK_BLOCKS,
-    ) -> list[JobEvent]:
+    ) -> list[_E]:
         """The market's events of type ``cls`` (a concrete event) in the block range; only
         their logs are asked for (topic 0)."""
         decoder = _decoder()
