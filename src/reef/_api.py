@@ -14,6 +14,17 @@ matched by its exact method and path before Starlette's router, middleware and `
 attestation verifier answers each document in about a millisecond of CPU, and FastAPI's request
 handling added a tenth to it.
 
+Both kinds serve ``/docs`` from here (:func:`docs_page`), and Swagger UI's script, style and icon
+under :data:`DOCS_ASSETS` from the machine itself: FastAPI's own page loads them from a CDN,
+which a host without internet (this one, many enclaves' hosts) never reaches, and which the
+dashboard's Content-Security-Policy (``default-src 'self'``) refuses even online. The files come
+from the ``fastapi-offline`` package (MIT; it needs nothing but FastAPI, and ships Swagger UI 5 as
+released): reef keeps no copy of its own to update. ``swagger-ui-bundle``, the usual choice, ships
+Swagger UI 4, which refuses the OpenAPI 3.1 documents FastAPI writes. Only the package's files are
+used (found without importing it), and only when someone asks for them, never on an enclave's
+start-up path. The page's one inline script is allowed by its hash in the page's own
+Content-Security-Policy, so the dashboard's policy stays as strict as it is.
+
 Three small pieces every API shares live here too: :func:`json_error`, the JSON
 ``{"error": reason}`` answer of reef's FastAPI apps (and of :func:`api_app`'s own errors),
 :func:`text_answer`, how OpenAPI describes the plain-text answers of the light APIs (their errors
@@ -24,15 +35,20 @@ which this module must not import: it is on every enclave's start-up path.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import importlib.util
 import inspect
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -42,8 +58,10 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 __all__ = [
+    "DOCS_ASSETS",
     "LightApi",
     "api_app",
+    "docs_page",
     "json_error",
     "light_api",
     "path_param",
@@ -52,6 +70,18 @@ __all__ = [
 ]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+DOCS_ASSETS = "/docs/assets"
+"""Where every reef API serves Swagger UI's files for its ``/docs`` page (see the module
+docstring)."""
+
+_DOCS_FILES = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "favicon.png": "image/png",
+}
+"""The only files served under :data:`DOCS_ASSETS`, with their content types (the package has
+more: source maps, other bundles, an index page, none of which the page needs)."""
 
 
 def api_app(title: str, *, description: str = "", version: str = "1") -> FastAPI:
@@ -65,7 +95,10 @@ def api_app(title: str, *, description: str = "", version: str = "1") -> FastAPI
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
 
-    app = FastAPI(title=title, description=description, version=version)
+    # FastAPI's own /docs (and its OAuth2 redirect page, which no reef API needs) would load
+    # Swagger UI from a CDN: reef's page replaces it (see the module docstring).
+    app = FastAPI(title=title, description=description, version=version, docs_url=None)
+    _add_docs(app.router.routes, title)
 
     async def invalid(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -141,7 +174,7 @@ class LightApi(Starlette):
         self._schema: dict[str, Any] | None = None
         self._direct: dict[tuple[str, str], tuple[Route, ASGIApp]] = {}
         self.router.routes.append(Route("/openapi.json", self._openapi, include_in_schema=False))
-        self.router.routes.append(Route("/docs", self._docs, include_in_schema=False))
+        _add_docs(self.router.routes, title)
 
     def add_api_route(self, path: str, endpoint: Endpoint, **options: Any) -> None:
         """Serve ``endpoint`` at ``path`` (``methods=[...]``); the other options describe it.
@@ -210,11 +243,62 @@ class LightApi(Starlette):
     async def _openapi(self, _request: Request) -> Response:
         return JSONResponse(self.openapi())
 
-    async def _docs(self, _request: Request) -> Response:
-        from fastapi.openapi.docs import get_swagger_ui_html
 
-        html = get_swagger_ui_html(openapi_url="/openapi.json", title=self._meta["title"])
-        return HTMLResponse(bytes(html.body))
+def docs_page(title: str, *, root_path: str = "") -> HTMLResponse:
+    """The ``/docs`` page of the API titled ``title`` served under ``root_path``: Swagger UI
+    from :data:`DOCS_ASSETS` of the same API, browsing its ``/openapi.json``.
+
+    The page carries its own Content-Security-Policy: the same origin only, and its one inline
+    script by its SHA-256 (an app's middleware that ``setdefault``s a policy keeps this one).
+    """
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    html = get_swagger_ui_html(
+        openapi_url=f"{root_path}/openapi.json",
+        title=title,
+        swagger_js_url=f"{root_path}{DOCS_ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{root_path}{DOCS_ASSETS}/swagger-ui.css",
+        swagger_favicon_url=f"{root_path}{DOCS_ASSETS}/favicon.png",
+        oauth2_redirect_url=None,
+        # Swagger UI would otherwise send the schema's URL to validator.swagger.io for a badge.
+        swagger_ui_parameters={"validatorUrl": None},
+    )
+    body = bytes(html.body)
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(script).digest()).decode()}'"
+        for script in re.findall(rb"<script>(.*?)</script>", body, re.DOTALL)
+    )
+    policy = (
+        f"default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
+    return HTMLResponse(body, headers={"content-security-policy": policy})
+
+
+def _add_docs(routes: list[Any], title: str) -> None:
+    """Add ``/docs`` and its assets (under :data:`DOCS_ASSETS`) to ``routes``."""
+
+    async def docs(request: Request) -> Response:
+        return docs_page(title, root_path=request.scope.get("root_path", ""))
+
+    routes.append(Route("/docs", docs, include_in_schema=False))
+    routes.append(Route(DOCS_ASSETS + "/{name}", _docs_asset, include_in_schema=False))
+
+
+async def _docs_asset(request: Request) -> Response:
+    """One of :data:`_DOCS_FILES` from the ``fastapi-offline`` package, else 404."""
+    name = request.path_params["name"]
+    media_type = _DOCS_FILES.get(name)
+    if media_type is None:
+        raise HTTPException(404, f"no docs asset {name[:100]!r}")
+    # Found, not imported: the package's __init__ imports FastAPI, which a light API avoids.
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or not spec.submodule_search_locations:
+        raise HTTPException(
+            404, "Swagger UI's files are not installed (pip install fastapi-offline)"
+        )
+    folder = Path(spec.submodule_search_locations[0]) / "static"
+    return FileResponse(folder / name, media_type=media_type)
 
 
 def _with_body(endpoint: Endpoint, body: Any) -> Callable[..., Awaitable[Response]]:
