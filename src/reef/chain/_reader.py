@@ -83,7 +83,11 @@ class RpcPoster(Protocol):
 class ProviderRpc:
     """:class:`RpcPoster` through a web3.py client (an in-process chain, or a node web3.py
     reaches through a proxy): each request goes through the client's middleware and formatters
-    (an in-process chain fills in a call's sender there), a batch one request at a time."""
+    (an in-process chain fills in a call's sender there), a batch one request at a time.
+
+    A log filter's ``address`` is passed as a list of one: web3.py's ENS middleware types it
+    ``address[]`` and fails on the plain string that JSON-RPC nodes also accept.
+    """
 
     def __init__(self, w3: Any) -> None:
         self._w3 = w3
@@ -95,7 +99,10 @@ class ProviderRpc:
 
     def _one(self, what: str, message: Mapping[str, Any]) -> Any:
         try:
-            result = self._w3.manager.request_blocking(message["method"], message["params"])
+            params = message["params"]
+            if message["method"] == "eth_getLogs" and isinstance(params[0].get("address"), str):
+                params = [{**params[0], "address": [params[0]["address"]]}]
+            result = self._w3.manager.request_blocking(message["method"], params)
         except ChainError:
             raise
         except Exception as exc:  # web3's, requests' or eth-tester's failure: the node's
