@@ -16,7 +16,7 @@ The JSON API (``/api/...``) is described at ``/openapi.json`` and ``/docs`` (the
 its handlers read their requests themselves (the token is checked before the body is read), so
 the pydantic models below describe what they take and answer without parsing it for them.
 
-One module (about 1 050 lines): the dashboard's routes, page by page, sharing the page frame,
+One module (about 1 400 lines): the dashboard's routes, page by page, sharing the page frame,
 the session and the token check; the data, management actions, HTML helpers, metrics and
 alerts live in their own modules.
 """
