@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from reef.home import ReefHome
+
 CHROMIUM = os.environ.get("REEF_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
     "--headless",
@@ -156,7 +158,8 @@ class StrangerServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -179,3 +182,31 @@ def stranger() -> Iterator[StrangerServer]:
 def stranger_server() -> type[StrangerServer]:
     """The :class:`StrangerServer` class, for module-scoped fixtures."""
     return StrangerServer
+
+
+def _network_home(directory: Path, **fields: Any) -> ReefHome:
+    """A home in ``directory`` whose network.json has ``fields`` (``verifier=URL``,
+    ``kms={...}``, ``services={...}``); its chain, control plane and store are closed ports."""
+    from reef.chain import Deployment
+    from reef.node import NetworkInfo
+
+    zero = "0x" + "00" * 20
+    home = ReefHome(directory)
+    NetworkInfo(
+        rpc_url="http://127.0.0.1:9",
+        chain_id=31337,
+        deployment=Deployment(chain_id=31337, block=1, token=zero, market=zero, kms_registry=zero),
+        rate_lock_s=5,
+        provider=zero,
+        control_plane="http://127.0.0.1:9",
+        image_store="http://127.0.0.1:9",
+        **fields,
+    ).dump(home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def network_home() -> Any:
+    """``network_home(directory, **fields) -> ReefHome``: a home whose network.json names
+    these services and closed ports for the rest (the pages that read network.json)."""
+    return _network_home

@@ -15,14 +15,11 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -41,70 +38,6 @@ DEEP = "[" * 100_000
 PWN = "document.title='pwned'"
 SCRIPTED = f'<img src=x onerror="{PWN}"><script>{PWN}</script>'
 LONG_LINE = 8 * 1024 * 1024
-
-
-# -- a hostile HTTP server: the provider's control plane, its enclave's console, other sites -----
-
-
-@dataclass
-class Hostile:
-    """Answers ``routes[path](query) -> (status, content type, body or chunks)``; counts hits."""
-
-    routes: dict[str, Callable[[dict[str, str]], tuple[int, str, Any]]] = field(
-        default_factory=dict
-    )
-    hits: dict[str, int] = field(default_factory=dict)
-    server: ThreadingHTTPServer | None = None
-
-    @property
-    def port(self) -> int:
-        assert self.server is not None
-        return int(self.server.server_address[1])
-
-    def start(self) -> Hostile:
-        hostile = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                parts = urlsplit(self.path)
-                hostile.hits[parts.path] = hostile.hits.get(parts.path, 0) + 1
-                route = hostile.routes.get(parts.path)
-                if route is None:
-                    self.send_error(404)
-                    return
-                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-                status, kind, body = route(query)
-                self.send_response(status)
-                self.send_header("content-type", kind)
-                if isinstance(body, bytes):
-                    self.send_header("content-length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                    return
-                self.send_header("connection", "close")
-                self.end_headers()
-                try:
-                    for chunk in body:
-                        self.wfile.write(chunk)
-                        self.wfile.flush()
-                except OSError:
-                    pass
-                self.close_connection = True
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def close(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
 
 
 def _console() -> Iterator[bytes]:
@@ -168,7 +101,7 @@ def _other_site(target: str) -> str:
 @dataclass
 class Net:
     url: str
-    hostile: Hostile
+    hostile: Any  # conftest.StrangerServer
     own_job: int
     strangers_job: int
     process: subprocess.Popen[bytes]
@@ -199,9 +132,9 @@ def _wait_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+def net(tmp_path_factory: pytest.TempPathFactory, stranger_server: Any) -> Iterator[Net]:
     home = tmp_path_factory.mktemp("hostile-home")
-    hostile = Hostile().start()
+    hostile = stranger_server()
     hostile.routes.update(_provider_routes(f"http://127.0.0.1:{hostile.port}"))
     devnet = Devnet()
     accounts = devnet.accounts
@@ -336,11 +269,11 @@ def test_a_post_from_another_sites_page_is_refused_before_anything_is_fetched(
 
 
 def test_a_visitor_from_elsewhere_cannot_make_a_public_dashboard_fetch_urls(
-    tmp_path: Path,
+    tmp_path: Path, stranger_server: Any
 ) -> None:
     """``--host 0.0.0.0`` serves read-only pages to the network; fetching an endpoint for such a
     visitor would make the dashboard a proxy into its host's loopback services."""
-    canary = Hostile(routes={"/canary": lambda q: (200, "application/octet-stream", b"x")}).start()
+    canary = stranger_server({"/canary": lambda q: (200, "application/octet-stream", b"x")})
     try:
         dash = Dashboard(DashboardSettings(home=ReefHome(tmp_path), host="0.0.0.0"))
         app = dashboard_app(dash)

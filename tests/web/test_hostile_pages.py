@@ -404,27 +404,6 @@ def _own_address() -> str | None:
 NOTICE = Notice("money", "job 1", "firing", "job 1 runs out of money in 60 s", 1.0)
 
 
-def _network(directory: Path, **services: Any) -> ReefHome:
-    """A home in ``directory`` whose network.json names ``services`` (``verifier=URL``,
-    ``kms={...}``); its chain, control plane and store are closed ports."""
-    from reef.chain import Deployment
-    from reef.node import NetworkInfo
-
-    zero = "0x" + "00" * 20
-    home = ReefHome(directory)
-    NetworkInfo(
-        rpc_url="http://127.0.0.1:9",
-        chain_id=31337,
-        deployment=Deployment(chain_id=31337, block=1, token=zero, market=zero, kms_registry=zero),
-        rate_lock_s=5,
-        provider=zero,
-        control_plane="http://127.0.0.1:9",
-        image_store="http://127.0.0.1:9",
-        **services,
-    ).dump(home)
-    return home
-
-
 _TEXT_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n"
 
 
@@ -443,7 +422,7 @@ def _within(seconds: float, call: Any) -> Any:
 
 @pytest.mark.parametrize("declared", [True, False])
 def test_a_webhook_or_metrics_url_answering_a_gigabyte_is_not_read(
-    declared: bool, serve_in_thread: Any, tmp_path: Path
+    declared: bool, serve_in_thread: Any, network_home: Any, tmp_path: Path
 ) -> None:
 
     sent = Sent()
@@ -453,7 +432,7 @@ def test_a_webhook_or_metrics_url_answering_a_gigabyte_is_not_read(
         with pytest.raises(ServiceError, match="larger than any honest answer"):
             _within(30, lambda: read_samples(url))
         # The verifier network.json names is read for the verifier page the same way.
-        home = _network(tmp_path, verifier=url)
+        home = network_home(tmp_path, verifier=url)
         with serve_in_thread(dashboard_app(Dashboard(DashboardSettings(home=home)))) as dash:
             page = httpx.get(f"{dash}/verifier", timeout=60)
         assert page.status_code == 200
@@ -526,7 +505,7 @@ def test_a_metrics_urls_labels_cannot_write_to_the_operators_terminal(
 
 
 def test_a_key_type_that_is_no_key_type_is_refused_before_the_kms_is_asked(
-    serve_in_thread: Any, tmp_path: Path
+    serve_in_thread: Any, network_home: Any, tmp_path: Path
 ) -> None:
     """``/kms?type=`` went into the KMS's URL path unchecked (``/derive/{type}/public``): a
     visitor could have the dashboard ask the KMS for another of its routes, and an answer to an
@@ -538,7 +517,7 @@ def test_a_key_type_that_is_no_key_type_is_refused_before_the_kms_is_asked(
         writer.write(b"HTTP/1.1 500 no\r\ncontent-length: 0\r\n\r\n")
 
     with raw_server_in_thread(count) as kms:
-        home = _network(tmp_path, kms={"public": kms})
+        home = network_home(tmp_path, kms={"public": kms})
         with serve_in_thread(dashboard_app(Dashboard(DashboardSettings(home=home)))) as dash:
             query = {"image_id": "00" * 32, "path": "p", "type": "../../admin/rotate?x="}
             page = httpx.get(f"{dash}/kms", params=query, timeout=60)

@@ -68,21 +68,10 @@ def test_state_changing_requests_are_refused(
 
 
 def test_extension_services_render_generically_without_the_token(
-    serve_in_thread: Any, tmp_path: Any
+    serve_in_thread: Any, tmp_path: Any, network_home: Any
 ) -> None:
-    from reef.chain import Deployment
-    from reef.node import NetworkInfo
-
-    home = ReefHome(tmp_path)
-    zero = "0x" + "00" * 20
-    NetworkInfo(
-        rpc_url="http://127.0.0.1:9",
-        chain_id=31337,
-        deployment=Deployment(chain_id=31337, block=1, token=zero, market=zero, kms_registry=zero),
-        rate_lock_s=5,
-        provider=zero,
-        control_plane="http://127.0.0.1:9",
-        image_store="http://127.0.0.1:9",
+    home = network_home(
+        tmp_path,
         services={
             "proofs": {
                 "engine": "http://127.0.0.1:7001",
@@ -90,7 +79,7 @@ def test_extension_services_render_generically_without_the_token(
             },
             "dashboard": {"url": "http://127.0.0.1:8888", "manage_url": "http://x/?token=SECRET1"},
         },
-    ).dump(home)
+    )
     dash = Dashboard(DashboardSettings(home=home, token="SECRET1"))
     with serve_in_thread(dashboard_app(dash)) as url:
         page = httpx.get(f"{url}/services/proofs", timeout=10).text
