@@ -35,7 +35,7 @@ from web3.providers.rpc import HTTPProvider
 from web3.types import RPCEndpoint
 
 from reef.chain._rpc import MAX_ANSWER_BYTES as MAX_ANSWER_BYTES  # where callers found it
-from reef.chain._rpc import HttpRpc, rpc_result
+from reef.chain._rpc import HttpRpc, quantity, rpc_quantity, rpc_result
 from reef.errors import RPCError
 
 __all__ = ["BlockRef", "BlockSource", "RawLog", "Web3BlockSource"]
@@ -187,21 +187,14 @@ class Web3BlockSource:
 
     def chain_id(self) -> int:
         if self._http is not None:
-            return self._quantity("eth_chainId", self._request("eth_chainId", "eth_chainId", []))
+            return rpc_quantity("eth_chainId", self._request("eth_chainId", "eth_chainId", []))
         return int(self._call("eth_chainId", lambda: self._w3.eth.chain_id))
 
     def head(self) -> int:
         if self._http is not None:
             answer = self._request("eth_blockNumber", "eth_blockNumber", [])
-            return self._quantity("eth_blockNumber", answer)
+            return rpc_quantity("eth_blockNumber", answer)
         return int(self._call("eth_blockNumber", lambda: self._w3.eth.block_number))
-
-    @staticmethod
-    def _quantity(what: str, value: Any) -> int:
-        try:
-            return _int(value)
-        except (TypeError, ValueError) as exc:
-            raise RPCError(f"{what} answered {value!r}, not a number") from exc
 
     def block(self, number: int) -> BlockRef:
         what = f"eth_getBlockByNumber({number})"
@@ -305,9 +298,9 @@ def _raw_logs(entries: Sequence[Mapping[str, Any]], what: str) -> list[RawLog]:
     try:
         return [
             RawLog(
-                block_number=_int(entry["blockNumber"]),
+                block_number=quantity(entry["blockNumber"]),
                 block_hash=_hex(entry["blockHash"]),
-                log_index=_int(entry["logIndex"]),
+                log_index=quantity(entry["logIndex"]),
                 tx_hash=_hex(entry["transactionHash"]),
                 address=_hex(entry["address"]),
                 topics=tuple(_raw(t) for t in entry["topics"]),
@@ -332,13 +325,6 @@ def _block_ref(what: str, number: int, block: Any) -> BlockRef:
     if block is None:
         raise RPCError(f"{what} answered no block", hint="is the block number past the head?")
     try:
-        return BlockRef(number, _hex(block["hash"]), _int(block["timestamp"]))
+        return BlockRef(number, _hex(block["hash"]), quantity(block["timestamp"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise RPCError(f"{what} answered a malformed block: {exc}") from exc
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, int):
-        return value
-    text = str(value)
-    return int(text, 16) if text[:2].lower() == "0x" else int(text)

@@ -35,7 +35,7 @@ from typing import Any, Protocol, TypeVar, cast
 from reef.chain._abi_words import words_decoder
 from reef.chain._artifacts import load_artifact
 from reef.chain._events import ChainEvent, MarketEvent, market_decoder
-from reef.chain._rpc import rpc_result
+from reef.chain._rpc import rpc_quantity, rpc_result
 from reef.chain._types import (
     Address,
     Amount,
@@ -124,7 +124,7 @@ def chain_id(rpc: RpcPoster) -> int:
     Raises:
         RPCError: the node failed or answered no number.
     """
-    return _quantity("eth_chainId", _ask(rpc, "eth_chainId", "eth_chainId", []))
+    return rpc_quantity("eth_chainId", _ask(rpc, "eth_chainId", "eth_chainId", []))
 
 
 def latest_timestamp(rpc: RpcPoster) -> int:
@@ -137,7 +137,7 @@ def latest_timestamp(rpc: RpcPoster) -> int:
     block = _ask(rpc, what, "eth_getBlockByNumber", ["latest", False])
     if not isinstance(block, Mapping) or "timestamp" not in block:
         raise RPCError(f"{what} answered no block")
-    return _quantity(what, block["timestamp"])
+    return rpc_quantity(what, block["timestamp"])
 
 
 class _Function:
@@ -194,16 +194,6 @@ def _job_word(job: JobId) -> bytes:
 
 def _lock_key(job: JobId) -> bytes:
     return keccak256(RATE_LOCK_SELECTOR + _job_word(job))
-
-
-def _quantity(what: str, value: Any) -> int:
-    try:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        text = str(value)
-        return int(text, 16) if text[:2].lower() == "0x" else int(text)
-    except (TypeError, ValueError) as exc:
-        raise RPCError(f"{what} answered {str(value)[:80]!r}, not a number") from exc
 
 
 class MarketReader:
@@ -376,13 +366,15 @@ class MarketReader:
         """``address``'s ether balance in wei (``eth_getBalance`` at the latest block)."""
         who = parse_address(address)
         what = f"eth_getBalance({who})"
-        return _quantity(what, self._request(what, "eth_getBalance", [who, "latest"]))
+        return rpc_quantity(what, self._request(what, "eth_getBalance", [who, "latest"]))
 
     # ---- blocks and events ----
 
     def head(self) -> int:
         """The latest block's number."""
-        return _quantity("eth_blockNumber", self._request("eth_blockNumber", "eth_blockNumber", []))
+        return rpc_quantity(
+            "eth_blockNumber", self._request("eth_blockNumber", "eth_blockNumber", [])
+        )
 
     def latest_timestamp(self) -> int:
         """The latest block's time (unix seconds)."""

@@ -245,6 +245,34 @@ def rpc_result(what: str, response: Any) -> Any:
     return response.get("result")
 
 
+def quantity(value: Any) -> int:
+    """A JSON-RPC quantity (``0x``-hex text, or decimal text or an integer as some nodes and
+    web3.py's formatters give) as an int.
+
+    Raises:
+        TypeError, ValueError: it is no quantity (a caller inside a parse of a larger answer
+            catches these; :func:`rpc_quantity` names the request).
+    """
+    if isinstance(value, bool):
+        raise TypeError("a boolean is no quantity")
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    return int(text, 16) if text[:2].lower() == "0x" else int(text)
+
+
+def rpc_quantity(what: str, value: Any) -> int:
+    """:func:`quantity` of the answer to ``what``.
+
+    Raises:
+        RPCError: naming ``what``, when the answer is no number.
+    """
+    try:
+        return quantity(value)
+    except (TypeError, ValueError) as exc:
+        raise RPCError(f"{what} answered {str(value)[:80]!r}, not a number") from exc
+
+
 def direct_rpc(url: str, *, timeout: float = 30.0) -> HttpRpc | None:
     """An :class:`HttpRpc` to the node at ``url``, or ``None`` where it cannot send as web3.py's
     provider (requests) would: not an http(s) URL, a proxy from the environment applies, or an
