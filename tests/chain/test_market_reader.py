@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from chain.rpc_support import CountingRpc
 from reef.chain import (
     Address,
     JobOpened,
@@ -49,23 +50,8 @@ def world() -> Iterator[World]:
         yield World(market, rpc.url, [str(j) for j in jobs], str(other))
 
 
-class Counting:
-    """An :class:`~reef.chain._reader.RpcPoster` that counts posts, and can refuse batches as
-    a node without them does (one error object for the whole batch)."""
-
-    def __init__(self, rpc: HttpRpc, *, batches: bool = True) -> None:
-        self.rpc, self.batches = rpc, batches
-        self.posts: list[Any] = []
-
-    def post(self, what: str, payload: Any) -> Any:
-        self.posts.append(payload)
-        if isinstance(payload, list) and not self.batches:
-            return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "no batch"}}
-        return self.rpc.post(what, payload)
-
-
-def _reader(world: World, **kwargs: Any) -> tuple[MarketReader, Counting]:
-    poster = Counting(HttpRpc(world.url, {}, 10.0), **kwargs)
+def _reader(world: World, **kwargs: Any) -> tuple[MarketReader, CountingRpc]:
+    poster = CountingRpc(HttpRpc(world.url, {}, 10.0), **kwargs)
     return MarketReader(poster, world.market.deployment.market), poster
 
 
@@ -182,7 +168,7 @@ def test_listing_jobs_asks_the_chain_as_often_for_one_job_as_for_many(world: Wor
             market=world.market.deployment.market,
             need_account=False,
         )
-        poster = Counting(HttpRpc(world.url, {}, 10.0))
+        poster = CountingRpc(HttpRpc(world.url, {}, 10.0))
         session.__dict__["rpc"] = poster  # what the session's clock and reader send through
         owner = Address(world.market.devnet.accounts[0].address)
         jobs = open_jobs(session, session.reader, owner)[:count]

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from chain.rpc_support import CountingRpc
 from net_support import serve_in_thread
 from reef.chain import (
     Devnet,
@@ -342,25 +343,6 @@ def test_every_use_case_refuses_a_job_that_is_not_open_with_one_message(market: 
 # -- 5. finding an owner's jobs ------------------------------------------------------------------
 
 
-class LogCounting:
-    """What a session reads the chain through, counting the requests and the logs answered."""
-
-    def __init__(self, rpc: Any) -> None:
-        self.rpc = rpc
-        self.requests = 0
-        self.logs = 0
-
-    def post(self, what: str, payload: Any) -> Any:
-        messages = payload if isinstance(payload, list) else [payload]
-        self.requests += 1
-        answer = self.rpc.post(what, payload)
-        answers = answer if isinstance(answer, list) else [answer]
-        for message, item in zip(messages, answers, strict=False):
-            if message["method"] == "eth_getLogs" and isinstance(item.get("result"), list):
-                self.logs += len(item["result"])
-        return answer
-
-
 def test_deposit_spam_does_not_make_finding_an_owners_jobs_read_more_logs() -> None:
     # Anyone may add events to the market for the gas alone (an empty deposit to any job): the
     # dashboard finds its jobs on every page and /metrics scrape, so it asks for JobOpened logs
@@ -383,10 +365,10 @@ def test_deposit_spam_does_not_make_finding_an_owners_jobs_read_more_logs() -> N
                 market=market.deployment.market,
                 need_account=False,
             )
-            poster = LogCounting(HttpRpc(rpc.url, {}, 10.0))
+            poster = CountingRpc(HttpRpc(rpc.url, {}, 10.0))
             session.__dict__["rpc"] = poster  # what the session's reader sends through
             found = [job.id for job in open_jobs(session, session.reader, who)]
-            return found, poster.requests, poster.logs
+            return found, len(poster.posts), poster.logs
 
         before = {who: reads(who) for who in (owner, None)}
         assert before[owner] == (mine, 3, 2)  # the head, the owner's logs, the jobs (a batch)

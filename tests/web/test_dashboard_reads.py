@@ -6,26 +6,14 @@ JSON-RPC transport) from reef's devnet served over JSON-RPC."""
 from __future__ import annotations
 
 import socket
-from typing import Any
 
+from chain.rpc_support import CountingRpc
 from reef.chain import serve_devnet_in_thread
 from reef.chain._rpc import HttpRpc
 from reef.home import ReefHome
 from reef.node import open_session
 from reef.testing import dev_market
 from reef.web import _data
-
-
-class Counting:
-    """What the session reads the chain through, keeping each post (a list: a batch)."""
-
-    def __init__(self, rpc: HttpRpc) -> None:
-        self.rpc = rpc
-        self.posts: list[Any] = []
-
-    def post(self, what: str, payload: Any) -> Any:
-        self.posts.append(payload)
-        return self.rpc.post(what, payload)
 
 
 def _closed_port() -> int:
@@ -52,7 +40,7 @@ def test_the_providers_urls_are_read_in_one_batch() -> None:
             market=market.deployment.market,
             need_account=False,
         )
-        poster = Counting(HttpRpc(rpc.url, {}, 10.0))
+        poster = CountingRpc(HttpRpc(rpc.url, {}, 10.0))
         session.__dict__["rpc"] = poster  # what the session's reader sends through
         rows = _data.providers(session, session.market())
     assert {row.address: row.control_plane for row in rows} == registered
