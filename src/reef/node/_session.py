@@ -465,11 +465,15 @@ def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
     try:
         w3.eth.chain_id  # noqa: B018 - a round trip proves the endpoint works
     except Exception as exc:  # any failure here means "not a usable endpoint"
-        raise RPCError(
-            f"cannot reach the JSON-RPC endpoint {rpc_url}: {exc}",
-            hint="is the chain running? (`reef up` or `reef chain` starts a local one)",
-        ) from exc
+        raise _unreachable(rpc_url, exc) from exc
     return w3
+
+
+def _unreachable(rpc_url: str, exc: Exception) -> RPCError:
+    return RPCError(
+        f"cannot reach the JSON-RPC endpoint {rpc_url}: {exc}",
+        hint="is the chain running? (`reef up` or `reef chain` starts a local one)",
+    )
 
 
 def _connect(
@@ -536,10 +540,7 @@ def _chain_id(rpc: RpcPoster, rpc_url: str) -> int:
     try:
         return chain_id(rpc)
     except Exception as exc:  # any failure here means "not a usable endpoint"
-        raise RPCError(
-            f"cannot reach the JSON-RPC endpoint {rpc_url}: {exc}",
-            hint="is the chain running? (`reef up` or `reef chain` starts a local one)",
-        ) from exc
+        raise _unreachable(rpc_url, exc) from exc
 
 
 def open_chain(
