@@ -253,11 +253,9 @@ def quantity(value: Any) -> int:
         TypeError, ValueError: it is no quantity (a caller inside a parse of a larger answer
             catches these; :func:`rpc_quantity` names the request).
     """
-    if isinstance(value, bool):
-        raise TypeError("a boolean is no quantity")
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
-    text = str(value)
+    text = str(value)  # a boolean's text ("True") is no number either
     return int(text, 16) if text[:2].lower() == "0x" else int(text)
 
 
