@@ -104,6 +104,32 @@ def test_handshakes_still_waiting_for_a_first_message_are_dropped_first() -> Non
     assert pool.admit("10.0.0.2", 2.0).evict is not honest
 
 
+def test_many_addresses_of_stalled_handshakes_do_not_evict_one_hosts_enclaves() -> None:
+    # The flood CI replayed (tests/serve/test_scallop_flood.py, 125 addresses): a crowd of
+    # addresses holds two stalled slots each, and one host's four enclaves handshake at once.
+    # That host then holds the most, so "the heaviest peer yields" took an enclave's slot for
+    # the crowd's next newcomer, and the enclave got no seed.
+    pool = slots(capacity=20, per_peer=16, busy=1.0)
+    crowd = [f"10.1.0.{i}" for i in range(8)]
+    for i, peer in enumerate(crowd * 2):
+        pool.admit(peer, i * 0.01)
+    enclaves = []
+    for i in range(4):
+        slot = pool.admit("10.0.0.1", 0.5 + i * 0.01).slot
+        assert slot is not None
+        assert not slot.waiting
+        enclaves.append(slot)
+    for slot in enclaves[:3]:
+        slot.under_way = True  # the fourth just connected: its first message is not in yet
+    for n in range(40):  # the crowd's evicted connections come back, each from a fresh address
+        taken = pool.admit(f"10.2.0.{n}", 0.6 + n * 0.01)
+        assert taken.evict is not None
+        assert taken.evict.peer != "10.0.0.1", f"newcomer {n} evicted an enclave's handshake"
+        if n == 10:
+            enclaves[3].under_way = True  # its first message arrives
+    assert pool.held_by("10.0.0.1") == 4
+
+
 @pytest.mark.parametrize(
     ("peername", "group"),
     [

@@ -9,16 +9,20 @@ stalled handshakes, 0 of 4 enclaves served). The rules here keep slots for hones
 1. **A small share per address.** One peer address holds at most ``per_peer`` slots and queued
    connections (IPv6 peers are counted per /64, the block one host usually gets); more from it
    are refused at once.
-2. **When every slot is taken, the heaviest peer yields.** A newcomer takes a slot of the peers
-   holding the most, if they hold more than the newcomer's peer does: the many connections of
-   one source give way to the first connection of another. A peer holding nothing therefore
-   always gets a slot. The slot taken is one still waiting for its client's first message if
-   there is one (an honest client sends it at once), else the oldest.
+2. **When every slot is taken, heavier peers yield.** A newcomer takes a slot of a peer holding
+   more than the newcomer's peer does: the many connections of one source give way to the first
+   connection of another, and a peer holding nothing therefore always gets a slot.
 3. **When every slot is taken, stalled handshakes are dropped early.** Otherwise (the newcomer's
    peer holds as many as anyone) it takes the slot of a handshake that has run for
-   ``busy_timeout`` seconds (again one still waiting for a first message before others): an
-   honest handshake takes milliseconds, and the full handshake timeout is only for when slots
-   are free.
+   ``busy_timeout`` seconds: an honest handshake takes milliseconds, and the full handshake
+   timeout is only for when slots are free.
+
+   Which of those slots goes (:func:`_drop_order`): first one still waiting for its client's
+   first message (an honest client sends it at once), from the peer with the most such stalled
+   slots, then the oldest. Counting stalled slots rather than all of a peer's matters: one
+   host's several enclaves handshaking at once hold more slots than each of a crowd of
+   addresses with two stalled slots apiece, and must not be the ones who yield (CI saw an
+   enclave of four refused its seed that way while 125 addresses flooded the KMS root).
 4. Otherwise the newcomer waits for the next slot its own peer frees (the server bounds the
    wait by the handshake timeout, and refuses it after): several enclaves of one host that connect at once take turns
    instead of being refused, and cost no other peer a slot.
@@ -62,12 +66,6 @@ class Slot:
     waiting: bool = False
     under_way: bool = False
     """The client's first message is in; such handshakes are dropped after stalled ones."""
-
-
-def _drop_order(slot: Slot) -> tuple[bool, float]:
-    """Which handshake goes first: one still waiting for the client's first message, then the
-    oldest (an honest client sends its first message at once)."""
-    return (slot.under_way, slot.started)
 
 
 @dataclass(frozen=True)
@@ -118,10 +116,9 @@ class HandshakeSlots:
             )
         victim: Slot | None = None
         if len(self._slots) >= self.capacity:
-            victim = self._heaviest_oldest(held)
-            if victim is None:
-                old = [s for s in self._slots if now - s.started >= self.busy_timeout]
-                victim = min(old, key=_drop_order, default=None)
+            heavier = [s for s in self._slots if self.held_by(s.peer) > held]
+            old = heavier or [s for s in self._slots if now - s.started >= self.busy_timeout]
+            victim = min(old, key=self._drop_order, default=None)
             if victim is None:
                 # Only a peer that holds as many as anyone gets here, so it holds at least one:
                 # its next free slot goes to this connection, at no other peer's expense
@@ -139,13 +136,13 @@ class HandshakeSlots:
         self._by_peer.setdefault(peer, {})[slot] = None
         return slot
 
-    def _heaviest_oldest(self, newcomer_holds: int) -> Slot | None:
-        """The oldest slot among the peers holding the most, if they hold more than the newcomer."""
-        most = max(len(slots) for slots in self._by_peer.values())
-        if most <= newcomer_holds:
-            return None
-        heaviest = (min(s, key=_drop_order) for s in self._by_peer.values() if len(s) == most)
-        return min(heaviest, key=_drop_order)
+    def _drop_order(self, slot: Slot) -> tuple[bool, int, float]:
+        """Which handshake goes first (rule 3's second paragraph): stalled before under way,
+        from the peer with the most stalled slots, then the oldest."""
+        if slot.under_way:
+            return (True, 0, slot.started)
+        stalled = sum(not s.under_way for s in self._by_peer[slot.peer])
+        return (False, -stalled, slot.started)
 
     def _free(self, slot: Slot) -> bool:
         if slot not in self._slots:
