@@ -96,8 +96,11 @@ def api_app(title: str, *, description: str = "", version: str = "1") -> FastAPI
     from fastapi.exceptions import RequestValidationError
 
     # FastAPI's own /docs (and its OAuth2 redirect page, which no reef API needs) would load
-    # Swagger UI from a CDN: reef's page replaces it (see the module docstring).
-    app = FastAPI(title=title, description=description, version=version, docs_url=None)
+    # Swagger UI from a CDN: reef's page replaces it (see the module docstring). Its /redoc,
+    # a second page of the same schema, loads ReDoc from a CDN too: /docs is the one page.
+    app = FastAPI(
+        title=title, description=description, version=version, docs_url=None, redoc_url=None
+    )
     _add_docs(app.router.routes, title)
 
     async def invalid(_request: Request, exc: Exception) -> Response:

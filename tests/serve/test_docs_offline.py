@@ -125,3 +125,13 @@ print(sorted(m for m in ("fastapi", "fastapi_offline", "pydantic") if m in sys.m
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("factory", [_fastapi, _light, _verifier], ids=lambda f: f.__name__[1:])
+async def test_no_second_docs_page_loads_from_a_cdn(factory: Any) -> None:
+    # FastAPI's /redoc loaded ReDoc from cdn.jsdelivr.net: blank offline, and a second page
+    # describing the same schema. /docs is the one page.
+    async with _client(factory()) as http:
+        page = await http.get("/redoc")
+        assert page.status_code == 404
+        assert "cdn" not in page.text
