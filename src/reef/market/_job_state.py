@@ -51,7 +51,7 @@ from reef.chain import (
     JobWithdrew,
     parse_address,
 )
-from reef.encoding import MAX_JSON_DEPTH, json_depth
+from reef.encoding import loads_bounded
 from reef.errors import InputError, MarketError
 from reef.market._rates import EXTRA_DECIMALS, InstanceRate, RateCard, bandwidth_kbit_s
 
@@ -102,16 +102,7 @@ class JobMetadata:
             raise InputError(f"job metadata must be text, not {type(text).__name__}")
         # Chain data any tenant writes: a document nested ~70 000 deep would crash the whole
         # provider (SIGSEGV) in json.loads, and on every restart, since events are replayed.
-        if json_depth(text, beyond=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-            raise InputError(
-                f"job metadata is nested more than {MAX_JSON_DEPTH} levels deep",
-                hint="Oyster's metadata is one flat JSON object",
-            )
-        try:
-            raw = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            # JSONDecodeError is a ValueError; so is an integer literal over 4300 digits.
-            raise InputError(f"job metadata is not JSON: {text[:60]!r}") from exc
+        raw = loads_bounded(text, what="job metadata")
         if not isinstance(raw, Mapping):
             raise InputError("job metadata must be a JSON object")
         for key in ("instance", "region", "memory", "vcpu", "url"):
