@@ -102,6 +102,35 @@ def test_a_tampered_document_is_rejected_by_both_with_the_reason(
     page.close()
 
 
+def test_a_document_dated_past_any_calendar_still_shows_its_details(
+    browser: Any, page_url: str, vectors: Path
+) -> None:
+    # A hostile endpoint answers a document whose payload says timestamp 2**62 ms. Python
+    # rejected its signature, the browser called it undecodable (a CBOR integer past 2**53), so
+    # the verdicts differed; and the page threw a RangeError (toISOString of a date past year
+    # 275 760) and left the document's details blank.
+    import cbor2
+
+    cose = cbor2.loads((vectors / "nitro" / "aws.bin").read_bytes())
+    payload = cbor2.loads(cose[2])
+    payload["timestamp"] = 2**62
+    raw = cbor2.dumps([cose[0], cose[1], cbor2.dumps(payload), cose[3]])
+    assert _python_verdict(raw, "aws.bin", "replay") == (False, "signature")
+    page = browser.new_page()
+    page.goto(f"{page_url}/attestation")
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    seen = _verify_in_page(page, raw.hex(), "replay")
+    assert seen["server"] == seen["browser"] == ("rejected", "signature")
+    assert seen["agree"]  # the browser read the uint64 as Python does, not as "decode"
+    page.wait_for_selector("#details dl")
+    details = page.locator("#details").inner_text()
+    assert "past any calendar date" in details
+    assert "PCR0" in details
+    assert errors == []
+    page.close()
+
+
 def test_garbage_is_an_error_not_a_verdict(browser: Any, page_url: str) -> None:
     page = browser.new_page()
     page.goto(f"{page_url}/attestation")

@@ -115,7 +115,7 @@
     const rows = [
       ["image id", imageId],
       ["module id", doc.module_id],
-      ["timestamp", new Date(doc.timestamp_ms).toISOString() + " (" + doc.timestamp_ms + " ms)"],
+      ["timestamp", reefNitro.isoTime(doc.timestamp_ms) + " (" + doc.timestamp_ms + " ms)"],
       ["public key", doc.public_key || "—"],
       ["user data", doc.user_data || "—"],
       ["nonce", doc.nonce || "—"],
@@ -123,7 +123,7 @@
     const pcrs = Object.keys(doc.pcrs).sort((a, b) => a - b).map((k) => [`PCR${k}`, doc.pcrs[k]]);
     const dl = (list) => "<dl>" + list.map(([k, v]) => `<dt>${esc(k)}</dt><dd class="mono">${esc(v)}</dd>`).join("") + "</dl>";
     const certs = ((server && server.certificates) || []).map((c, i) =>
-      `<tr><td>${i}</td><td>${esc(c.subject || c.error || "")}</td><td>${esc(c.issuer || "")}</td><td>${c.not_before ? new Date(c.not_before * 1000).toISOString() : ""}</td><td>${c.not_after ? new Date(c.not_after * 1000).toISOString() : ""}</td><td class="mono">${esc((c.sha256 || "").slice(0, 16))}…</td></tr>`
+      `<tr><td>${i}</td><td>${esc(c.subject || c.error || "")}</td><td>${esc(c.issuer || "")}</td><td>${c.not_before ? reefNitro.isoTime(c.not_before * 1000) : ""}</td><td>${c.not_after ? reefNitro.isoTime(c.not_after * 1000) : ""}</td><td class="mono">${esc((c.sha256 || "").slice(0, 16))}…</td></tr>`
     ).join("");
     return "<h2>Document</h2>" + dl(rows) + "<h2>PCRs</h2>" + dl(pcrs) +
       '<h2>Certificate chain (root first, leaf last)</h2><div class="scroll"><table><tr><th>#</th><th>subject</th><th>issuer</th><th>not before</th><th>not after</th><th>SHA-256</th></tr>' + certs + "</table></div>";

@@ -83,15 +83,22 @@
     const need = (n) => {
       if (at + n > bytes.length) throw new Rejected("decode", "truncated CBOR");
     };
-    function length(info) {
+    // An argument past 2**53 - 1 is exact only as a BigInt: a length that large is refused, an
+    // integer value is kept as a BigInt (Python decodes any uint64, and the two verdicts must
+    // agree on a document that carries one).
+    function argument(info) {
       if (info < 24) return info;
       const size = { 24: 1, 25: 2, 26: 4, 27: 8 }[info];
       if (!size) throw new Rejected("decode", "indefinite or reserved CBOR length");
       need(size);
-      let value = 0;
-      for (let i = 0; i < size; i++) value = value * 256 + bytes[at + i];
+      let value = 0n;
+      for (let i = 0; i < size; i++) value = value * 256n + BigInt(bytes[at + i]);
       at += size;
-      if (!Number.isSafeInteger(value)) throw new Rejected("decode", "CBOR integer too large");
+      return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
+    }
+    function length(info) {
+      const value = argument(info);
+      if (typeof value !== "number") throw new Rejected("decode", "CBOR length too large");
       return value;
     }
     function item(depth) {
@@ -106,12 +113,13 @@
         if (info === 22 || info === 23) return null;
         throw new Rejected("decode", "unsupported CBOR simple value or float");
       }
+      if (major === 0 || major === 1) {
+        const n = argument(info);
+        if (major === 0) return n;
+        return typeof n === "number" && n < Number.MAX_SAFE_INTEGER ? -1 - n : -1n - BigInt(n);
+      }
       const n = length(info);
       switch (major) {
-        case 0:
-          return n;
-        case 1:
-          return -1 - n;
         case 2:
           need(n);
           at += n;
@@ -286,14 +294,21 @@
     if (!ok) throw new Rejected("chain", child.label + " is not signed by " + issuer.label);
   }
 
+  // A time in milliseconds as ISO 8601, or said in words when no Date can hold it (a hostile
+  // document's timestamp may lie past year 275 760, where toISOString throws).
+  function isoTime(ms) {
+    const date = new Date(Number(ms));
+    return Number.isNaN(date.getTime()) ? `${ms} ms, past any calendar date` : date.toISOString();
+  }
+
   function checkValidity(chain, atMs, instant) {
     for (const c of chain) {
       if (atMs < c.notBefore) {
-        throw new Rejected("expired", `${c.label} is not valid before ${new Date(c.notBefore).toISOString()}; ${instant} is ${new Date(atMs).toISOString()}`);
+        throw new Rejected("expired", `${c.label} is not valid before ${isoTime(c.notBefore)}; ${instant} is ${isoTime(atMs)}`);
       }
       // Certificate times have whole seconds; the bound is inclusive to the end of that second.
       if (atMs > c.notAfter + 999) {
-        throw new Rejected("expired", `${c.label} expired at ${new Date(c.notAfter).toISOString()}; ${instant} is ${new Date(atMs).toISOString()}`);
+        throw new Rejected("expired", `${c.label} expired at ${isoTime(c.notAfter)}; ${instant} is ${isoTime(atMs)}`);
       }
     }
   }
@@ -327,7 +342,8 @@
     const certificate = field(doc, "certificate");
     const cabundle = field(doc, "cabundle");
     const timestamp = field(doc, "timestamp");
-    if (!(pcrs instanceof Map) || !(certificate instanceof Uint8Array) || !Array.isArray(cabundle) || typeof timestamp !== "number") {
+    const integral = typeof timestamp === "number" || typeof timestamp === "bigint";
+    if (!(pcrs instanceof Map) || !(certificate instanceof Uint8Array) || !Array.isArray(cabundle) || !integral) {
       throw new Rejected("decode", "the payload lacks pcrs, certificate, cabundle or timestamp");
     }
     const pcrHex = {};
@@ -340,7 +356,8 @@
       payload,
       signature,
       moduleId: String(field(doc, "module_id") || ""),
-      timestampMs: timestamp,
+      // Past 2**53 ms (year 285 000) a Number is close enough to compare with any validity.
+      timestampMs: Number(timestamp),
       pcrs: pcrHex,
       certificate,
       cabundle,
@@ -410,5 +427,5 @@
     return verdict;
   }
 
-  global.reefNitro = { verifyDocument, decodeEvidence, cborDecode, parseCertificate, hex, fromHex, AWS_ROOT };
+  global.reefNitro = { verifyDocument, decodeEvidence, cborDecode, parseCertificate, hex, fromHex, isoTime, AWS_ROOT };
 })(window);
