@@ -56,8 +56,8 @@ from typing import Any, Final, Literal, TypeVar
 
 import httpx
 
-from reef.encoding import terminal_text
-from reef.errors import MisuseError, ServiceError
+from reef.encoding import MAX_JSON_DEPTH, loads_bounded, terminal_text
+from reef.errors import InputError, MisuseError, ServiceError
 
 __all__ = [
     "AsyncBoundedStream",
@@ -103,6 +103,25 @@ class BoundedAnswer:
     status: int
     headers: httpx.Headers
     body: bytes
+
+    def json(self, *, what: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+        """The body parsed as JSON, as a stranger's document: nested at most ``max_depth``
+        deep (:func:`reef.encoding.loads_bounded`), whatever the status.
+
+        Args:
+            what: what the body is, for the message (``"the answer of the control plane at
+                <url>"``).
+            max_depth: the deepest nesting accepted.
+
+        Raises:
+            ServiceError: naming ``what``, when the body is not JSON or nests too deeply.
+        """
+        try:
+            return loads_bounded(self.body, what=what, max_depth=max_depth)
+        except InputError as exc:
+            # The sender's fault, not the caller's input: loads_bounded's hint speaks to the
+            # sender, so it is not passed on.
+            raise ServiceError(exc.message) from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,6 +139,24 @@ async def test_an_answer_within_the_bound_is_read_whole(size: int) -> None:
     assert answer.headers["x-a"] == "b"
 
 
+def test_an_answers_json_is_parsed_bounded_and_a_bad_one_is_a_service_error() -> None:
+    """A stranger's body that is not JSON, or nests past the bound, is the answering
+    service's failure (a ServiceError naming what was read), never an InputError or a
+    RecursionError escaping the caller."""
+    headers = httpx.Headers()
+    answer = BoundedAnswer("http://h/a", 500, headers, b'{"error": [1, 2]}')
+    assert answer.json(what="the answer") == {"error": [1, 2]}
+    with pytest.raises(ServiceError, match="the answer of h is nested more than 2") as caught:
+        BoundedAnswer("http://h/a", 200, headers, b"[[[1]]]").json(
+            what="the answer of h", max_depth=2
+        )
+    assert not isinstance(caught.value, ValueError)
+    with pytest.raises(ServiceError, match="the answer of h is not JSON"):
+        BoundedAnswer("http://h/a", 200, headers, b"<html>").json(what="the answer of h")
+    with pytest.raises(ServiceError, match="nested"):
+        BoundedAnswer("http://h/a", 200, headers, b"[" * 60_000).json(what="the answer")
+
+
 async def test_a_compressed_answer_is_refused_and_identity_was_asked_for() -> None:
     """httpx inflates a whole read at once: 64 KiB of gzip would be 64 MiB before it is counted."""
     asked: list[str] = []

@@ -20,10 +20,9 @@ from typing import Any, Final, Protocol
 
 import httpx
 
-from reef._fetch import FetchError, read_bounded, request_to
+from reef._fetch import read_bounded, request_to
 from reef.crypto import keccak256
-from reef.encoding import loads_bounded
-from reef.errors import ConfigError, InputError, RPCError
+from reef.errors import ConfigError, InputError, RPCError, ServiceError
 
 __all__ = ["OYSTER_KMS_VERIFY_SELECTOR", "ImageApproval", "RpcApproval"]
 
@@ -82,19 +81,14 @@ class RpcApproval:
                     what=what,
                     hint=_HINT,
                 )
-        except FetchError as exc:
-            raise RPCError(exc.message, hint=_HINT) from exc
-        try:
             if answer.status >= 400:
                 raise RPCError(
                     f"the verification RPC {self.rpc_url} answered HTTP {answer.status}",
                     hint=_HINT,
                 )
-            reply = loads_bounded(answer.body, what=f"the verification RPC {self.rpc_url}'s answer")
-        except InputError as exc:
-            raise RPCError(
-                f"the verification RPC {self.rpc_url} failed: {exc}", hint=_HINT
-            ) from exc
+            reply = answer.json(what=f"the verification RPC {self.rpc_url}'s answer")
+        except ServiceError as exc:  # unreachable, out of bounds, or no JSON
+            raise RPCError(exc.message, hint=_HINT) from exc
         if not isinstance(reply, dict):
             raise RPCError(f"the verification RPC {self.rpc_url} answered a non-object")
         return reply
