@@ -161,20 +161,22 @@ def market_session(
 
 @dataclass(frozen=True)
 class OwnerJobs:
-    """An account's open jobs in the market (``reef wallet``), read through the session's
-    reader (no web3.py: the command sends nothing)."""
+    """An account's open jobs in the market (``reef wallet``, ``reef jobs list``), read through
+    the session's reader (no web3.py: the command sends nothing)."""
 
     session: Session
     reader: MarketReader
     owner: Address
     jobs: list[Job]
 
-    def totals(self) -> dict[str, Any]:
-        """What the jobs hold and spend: their balances now and their rates per hour."""
+    def totals(self, now: int | None = None) -> dict[str, Any]:
+        """What the jobs hold and spend: their balances at ``now`` (default: the chain's time
+        now; ``reef jobs list`` passes the instant its rows were settled at) and their rates
+        per hour."""
         from reef.chain import format_amount
         from reef.node import jobs_totals
 
-        held, spend = jobs_totals(self.jobs, self.session.now())
+        held, spend = jobs_totals(self.jobs, self.session.now() if now is None else now)
         return {
             "open_jobs": len(self.jobs),
             "jobs_balance": format_amount(held),

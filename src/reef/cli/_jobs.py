@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._common import market_session
+from reef.cli._common import market_session, owner_jobs
 from reef.cli._options import Flags, Follow, ImageStore, InitParamsFile, Owner, with_flags
 from reef.cli._output import (
     err_console,
@@ -181,36 +181,20 @@ def _describe(summary: JobSummary) -> dict[str, Any]:
     }
 
 
-def _totals(jobs: list[Job], now: int) -> dict[str, Any]:
-    """What ``jobs`` hold at ``now`` and spend (as :meth:`reef.cli._common.OwnerJobs.totals`
-    says it, at the instant the rows were settled)."""
-    from reef.chain import format_amount
-    from reef.node import jobs_totals
-
-    held, spend = jobs_totals(jobs, now)
-    return {
-        "open_jobs": len(jobs),
-        "jobs_balance": format_amount(held),
-        "spend_per_hour": format_amount(spend),
-    }
-
-
 @app.command("list")
 @with_flags("rpc", "market", "key", "as_json")
 def list_cmd(flags: Flags, owner: Owner = None) -> None:
     """Your open jobs, and what they hold and spend in total."""
     with failing():
         # Read through the session's reader (no web3.py: the command sends nothing).
-        session = market_session(flags.rpc, flags.market, flags.key, need_account=owner is None)
-        from reef.chain import parse_address  # after the session: no network, no chain modules
-        from reef.node import open_jobs, summarize_jobs
+        mine = owner_jobs(flags, owner)
+        from reef.node import summarize_jobs  # after the session: no network, no chain modules
 
-        who = parse_address(owner, name="owner") if owner else session.address
-        jobs = open_jobs(session, session.reader, who)
+        who = mine.owner
         # One instant for every row and the totals: the chain's time is read once.
-        summaries = summarize_jobs(session, session.reader, jobs)
+        summaries = summarize_jobs(mine.session, mine.reader, mine.jobs)
         rows = [_describe(summary) for summary in summaries]
-        totals = _totals(jobs, summaries[0].now) if summaries else {}
+        totals = mine.totals(summaries[0].now) if summaries else {}
     if flags.as_json:
         print_json(rows)
         return
@@ -245,6 +229,22 @@ def show_cmd(flags: Flags, job: JobArg) -> None:
     print_result(out, flags.as_json)
 
 
+def _print_moved(
+    job_id: str, moved: str, amount: int, stops_at: int | None, tx_hash: str, as_json: bool
+) -> None:
+    """What a deposit or a withdrawal did: the rUSD ``moved`` (``deposited``, ``withdrawn``) and
+    until when the job's enclave now runs, which is what moving a job's money changes."""
+    from reef.chain import format_amount
+
+    out = {
+        **_ids(job_id),
+        moved: format_amount(amount),
+        "enclave_stops_by": _when(stops_at),
+        "tx_hash": tx_hash,
+    }
+    print_result(out, as_json)
+
+
 @app.command("deposit")
 @with_flags("rpc", "market", "key", "as_json")
 def deposit_cmd(
@@ -253,7 +253,7 @@ def deposit_cmd(
     amount: Annotated[str, typer.Argument(help="rUSD to add, e.g. 1.5")],
 ) -> None:
     """Add money to a job (anyone may); its enclave then runs longer (this says until when)."""
-    from reef.chain import JobId, format_amount, parse_amount
+    from reef.chain import JobId, parse_amount
     from reef.node import deposit_to_job, stop_margin_s, stops_at
 
     with failing():
@@ -262,15 +262,8 @@ def deposit_cmd(
         client = session.market(tx_printer)
         result = deposit_to_job(session, client, JobId(job), value)
         # How much longer it runs is what a deposit is for (withdraw says it too).
-        after = client.job(JobId(job))
-        until = _when(stops_at(after, stop_margin_s(session)))
-    out = {
-        **_ids(job),
-        "deposited": format_amount(value),
-        "enclave_stops_by": until,
-        "tx_hash": result.tx_hash,
-    }
-    print_result(out, flags.as_json)
+        until = stops_at(client.job(JobId(job)), stop_margin_s(session))
+    _print_moved(job, "deposited", value, until, result.tx_hash, flags.as_json)
 
 
 @app.command("withdraw")
@@ -284,7 +277,7 @@ def withdraw_cmd(
     ] = False,
 ) -> None:
     """Take unused money back from a job (owner only; a notice reserve stays)."""
-    from reef.chain import format_amount, parse_amount
+    from reef.chain import parse_amount
     from reef.node import withdraw_from_job
 
     with failing():
@@ -295,13 +288,7 @@ def withdraw_cmd(
         done = withdraw_from_job(session, client, found, wanted)
     if done.warning:
         note(done.warning)
-    out = {
-        **_ids(found.id),
-        "withdrawn": format_amount(done.amount),
-        "enclave_stops_by": _when(done.stops_at),
-        "tx_hash": done.tx.tx_hash,
-    }
-    print_result(out, flags.as_json)
+    _print_moved(found.id, "withdrawn", done.amount, done.stops_at, done.tx.tx_hash, flags.as_json)
 
 
 @app.command("update")
