@@ -63,7 +63,7 @@ from reef.serverless._events import (
     serverless_jobs_decoder,
 )
 from reef.serverless._reasons import serverless_hint
-from reef.serverless._signing import SUBMIT_OUTPUT_TYPE, JobsDomain, SignedOutput
+from reef.serverless._signing import SUBMIT_OUTPUT_TYPE, JobsDomain, SignedOutput, _hash32
 
 __all__ = [
     "ENV_JAVASCRIPT",
@@ -81,14 +81,6 @@ _SAVE_CODE = "saveCodeInCallData(string,bytes)"
 _SAVE_CODE_SELECTOR = Web3.keccak(text=_SAVE_CODE)[:4]
 _NOT_UTF8 = b"\xff"  # the runtime answers code 2 (not decodable) for calldata that is not code
 _EventT = TypeVar("_EventT", bound=ChainEvent)
-
-
-def _codehash(value: str | bytes) -> bytes:
-    if isinstance(value, bytes):
-        if len(value) != 32:
-            raise InputError(f"a codehash is 32 bytes, got {len(value)}")
-        return value
-    return parse_hex(value, name="codehash", length=32)
 
 
 def _transaction_hash(tx: Mapping[str, Any]) -> bytes:
@@ -187,7 +179,7 @@ class ServerlessCodeClient(_Client[CodeCreated]):
         code contract is not this deployment's code). Calldata that is not a
         ``saveCodeInCallData`` call answers bytes the runtime rejects as not decodable (code 2).
         """
-        key = HexBytes(_codehash(codehash))
+        key = HexBytes(_hash32(codehash, "codehash"))
         with translate_errors("eth_getTransactionByHash", self.address):
             try:
                 tx = self.w3.eth.get_transaction(key)
@@ -649,7 +641,7 @@ def _job_terms(
     """A job's terms as the Jobs contract's ``createJob`` and the Relay's ``relayJob`` both take
     them (after ``createJob``'s env), checked; no ``callback`` is the zero address."""
     return (
-        _codehash(codehash),
+        _hash32(codehash, "codehash"),
         bytes(codeinputs),
         check_uint(deadline_ms, "deadline_ms"),
         parse_address(callback, name="callback") if callback else Address("0x" + "0" * 40),

@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -58,7 +58,13 @@ from reef.serverless._events import (
     serverless_relay_decoder,
 )
 from reef.serverless._polling import _poll_forever, _PollPolicy
-from reef.serverless._signing import SignedOutput, _output_digest, _sign_output, _unsigned
+from reef.serverless._signing import (
+    OutputFields,
+    SignedOutput,
+    _output_digest,
+    _sign_output,
+    _unsigned,
+)
 from reef.serverless._tasks import _TaskSet
 
 __all__ = [
@@ -81,26 +87,14 @@ JOB_RESPONSE_TYPE = (
 _TYPEHASH = keccak256(JOB_RESPONSE_TYPE.encode())
 
 
-def job_response_digest(
-    chain_id: int,
-    relay: str,
-    *,
-    job_id: int,
-    codehash: bytes | str,
-    input_hash: bytes | str,
-    output: bytes,
-    total_time: int,
-    error_code: int,
-    sign_timestamp: int,
-) -> bytes:
+def job_response_digest(chain_id: int, relay: str, **fields: Unpack[OutputFields]) -> bytes:
     """The digest a gateway signs to answer job ``job_id`` (of the code ``codehash`` on the input
     whose keccak256 is ``input_hash``) on the Relay at ``relay``.
 
     Raises:
         InputError: a hash that is not 32 bytes, or a number out of its ABI type's range.
     """
-    fields = _unsigned(job_id, codehash, input_hash, output, total_time, error_code, sign_timestamp)
-    return _output_digest(_separator(chain_id, relay), _TYPEHASH, fields)
+    return _output_digest(_separator(chain_id, relay), _TYPEHASH, _unsigned(fields))
 
 
 def _separator(chain_id: int, relay: str) -> bytes:
@@ -110,17 +104,7 @@ def _separator(chain_id: int, relay: str) -> bytes:
 
 
 def sign_job_response(
-    key: Secp256k1PrivateKey,
-    chain_id: int,
-    relay: str,
-    *,
-    job_id: int,
-    codehash: bytes | str,
-    input_hash: bytes | str,
-    output: bytes,
-    total_time: int,
-    error_code: int,
-    sign_timestamp: int,
+    key: Secp256k1PrivateKey, chain_id: int, relay: str, **fields: Unpack[OutputFields]
 ) -> SignedOutput:
     """A gateway's signed answer to a relayed job (same fields as an executor's output): the
     output of the code ``codehash`` on the input whose keccak256 is ``input_hash``, which the
@@ -129,8 +113,7 @@ def sign_job_response(
     Raises:
         InputError: a hash that is not 32 bytes, or a number out of its ABI type's range.
     """
-    fields = _unsigned(job_id, codehash, input_hash, output, total_time, error_code, sign_timestamp)
-    return _sign_output(key, _separator(chain_id, relay), _TYPEHASH, fields)
+    return _sign_output(key, _separator(chain_id, relay), _TYPEHASH, _unsigned(fields))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,6 +22,7 @@ every digest against eth-account's independent typed-data encoder.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TypedDict, Unpack
 
 from eth_abi.abi import encode as abi_encode
 
@@ -42,6 +43,7 @@ __all__ = [
     "REGISTER_TYPE",
     "SUBMIT_OUTPUT_TYPE",
     "JobsDomain",
+    "OutputFields",
     "SignedOutput",
     "register_digest",
     "sign_output",
@@ -77,25 +79,28 @@ class JobsDomain:
         )
 
 
-def submit_output_digest(
-    domain: JobsDomain,
-    *,
-    job_id: int,
-    codehash: bytes | str,
-    input_hash: bytes | str,
-    output: bytes,
-    total_time: int,
-    error_code: int,
-    sign_timestamp: int,
-) -> bytes:
+class OutputFields(TypedDict):
+    """What an output's signature covers, as the signing functions take it (keywords): the
+    fields of ``SubmitOutput`` (Jobs) and ``JobResponse`` (Relay), which are the same. A hash is
+    given as 32 bytes or as hex text."""
+
+    job_id: int
+    codehash: bytes | str
+    input_hash: bytes | str
+    output: bytes
+    total_time: int
+    error_code: int
+    sign_timestamp: int
+
+
+def submit_output_digest(domain: JobsDomain, **fields: Unpack[OutputFields]) -> bytes:
     """The digest an executor signs for one output (``SubmitOutput``) of the code ``codehash``
     run on the input whose keccak256 is ``input_hash``.
 
     Raises:
         InputError: a hash that is not 32 bytes, or a number out of its ABI type's range.
     """
-    fields = _unsigned(job_id, codehash, input_hash, output, total_time, error_code, sign_timestamp)
-    return _output_digest(domain.separator, _SUBMIT_TYPEHASH, fields)
+    return _output_digest(domain.separator, _SUBMIT_TYPEHASH, _unsigned(fields))
 
 
 def _hash32(value: bytes | str, name: str) -> bytes:
@@ -140,28 +145,20 @@ def _output_digest(separator: bytes, typehash: bytes, fields: SignedOutput) -> b
     return eip712_digest(separator, struct_hash)
 
 
-def _unsigned(
-    job_id: int,
-    codehash: bytes | str,
-    input_hash: bytes | str,
-    output: bytes,
-    total_time: int,
-    error_code: int,
-    sign_timestamp: int,
-) -> SignedOutput:
-    """An output's fields, not signed yet (empty ``signature``).
+def _unsigned(fields: OutputFields) -> SignedOutput:
+    """An output's fields with its hashes as bytes, not signed yet (empty ``signature``).
 
     Raises:
         InputError: a hash that is not 32 bytes.
     """
     return SignedOutput(
-        job_id=job_id,
-        codehash=_hash32(codehash, "codehash"),
-        input_hash=_hash32(input_hash, "input_hash"),
-        output=bytes(output),
-        total_time=total_time,
-        error_code=error_code,
-        sign_timestamp=sign_timestamp,
+        job_id=fields["job_id"],
+        codehash=_hash32(fields["codehash"], "codehash"),
+        input_hash=_hash32(fields["input_hash"], "input_hash"),
+        output=bytes(fields["output"]),
+        total_time=fields["total_time"],
+        error_code=fields["error_code"],
+        sign_timestamp=fields["sign_timestamp"],
         signature=b"",
     )
 
@@ -242,16 +239,7 @@ class SignedOutput:
 
 
 def sign_output(
-    key: Secp256k1PrivateKey,
-    domain: JobsDomain,
-    *,
-    job_id: int,
-    codehash: bytes | str,
-    input_hash: bytes | str,
-    output: bytes,
-    total_time: int,
-    error_code: int,
-    sign_timestamp: int,
+    key: Secp256k1PrivateKey, domain: JobsDomain, **fields: Unpack[OutputFields]
 ) -> SignedOutput:
     """Sign one output with an executor's enclave key: the output of the code ``codehash`` run
     on the input whose keccak256 is ``input_hash`` (what the executor ran; the Jobs contract
@@ -260,8 +248,7 @@ def sign_output(
     Raises:
         InputError: a hash that is not 32 bytes, or a number out of its ABI type's range.
     """
-    fields = _unsigned(job_id, codehash, input_hash, output, total_time, error_code, sign_timestamp)
-    return _sign_output(key, domain.separator, _SUBMIT_TYPEHASH, fields)
+    return _sign_output(key, domain.separator, _SUBMIT_TYPEHASH, _unsigned(fields))
 
 
 def sign_registration(
