@@ -32,7 +32,7 @@ Typer's own coercion, built then. With a Typer without these internals, nothing 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from difflib import get_close_matches
 from functools import cache
@@ -244,22 +244,43 @@ def _careful_suggestions(command: Any, path: tuple[str, ...]) -> None:
         _careful_suggestions(sub, (*path, name))
 
 
-def _plain_flags(command: Any) -> None:
-    """Give every flag under ``command`` an empty metavar, so help shows no ``<bool>``."""
-    for param in getattr(command, "params", ()):
-        if getattr(param, "is_flag", False) and param.metavar is None:
-            param.metavar = ""
-    original: Callable[[Any], Any] = command.get_help_option
+def _commands_under(command: Any) -> Iterator[Any]:
+    """``command`` and every command of the tree below it."""
+    yield command
+    for sub in (getattr(command, "commands", None) or {}).values():
+        yield from _commands_under(sub)
 
+
+def _fix_params(command: Any, fix: Callable[[Any], None]) -> None:
+    """Apply ``fix`` to every parameter under ``command``, the help option included: Click makes
+    that one anew for every context, so each command's ``get_help_option`` applies ``fix`` to
+    the one it makes."""
+    for each in _commands_under(command):
+        for param in getattr(each, "params", ()):
+            fix(param)
+        each.get_help_option = _fixing_help_option(each.get_help_option, fix)
+
+
+def _fixing_help_option(
+    original: Callable[[Any], Any], fix: Callable[[Any], None]
+) -> Callable[[Any], Any]:
     def get_help_option(ctx: Any) -> Any:
         option = original(ctx)
-        if option is not None and option.metavar is None:
-            option.metavar = ""
+        if option is not None:
+            fix(option)
         return option
 
-    command.get_help_option = get_help_option
-    for sub in (getattr(command, "commands", None) or {}).values():
-        _plain_flags(sub)
+    return get_help_option
+
+
+def _plain_flags(command: Any) -> None:
+    """Give every flag under ``command`` an empty metavar, so help shows no ``<bool>``."""
+    _fix_params(command, _plain_flag)
+
+
+def _plain_flag(param: Any) -> None:
+    if getattr(param, "is_flag", False) and param.metavar is None:
+        param.metavar = ""
 
 
 def _flowing(text: str) -> str:
@@ -272,30 +293,16 @@ def _flowing(text: str) -> str:
 
 def _flowing_help(command: Any) -> None:
     """Make every paragraph of the help under ``command`` one line (see the module docstring)."""
-    if isinstance(getattr(command, "help", None), str):
-        command.help = _flowing(command.help)
-    for sub in (getattr(command, "commands", None) or {}).values():
-        _flowing_help(sub)
+    for each in _commands_under(command):
+        if isinstance(getattr(each, "help", None), str):
+            each.help = _flowing(each.help)
 
 
 def _light_coercion(command: Any) -> None:
     """Give the parameters under ``command`` a coercion that does not load pydantic for values
     that need no conversion (see the module docstring)."""
-    if _light_param_class() is None:
-        return
-    for param in getattr(command, "params", ()):
-        _make_light(param)
-    original: Callable[[Any], Any] = command.get_help_option
-
-    def get_help_option(ctx: Any) -> Any:  # made anew for every context
-        option = original(ctx)
-        if option is not None:
-            _make_light(option)
-        return option
-
-    command.get_help_option = get_help_option
-    for sub in (getattr(command, "commands", None) or {}).values():
-        _light_coercion(sub)
+    if _light_param_class() is not None:
+        _fix_params(command, _make_light)
 
 
 def _make_light(param: Any) -> None:
