@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from reef.cli._common import attested_measurements
 from reef.cli._options import DebugEnclave, ImageFile, InitParamsFile, Json
 from reef.cli._output import failing, print_result, print_result_and_rows
 from reef.cli._root import command_group
@@ -72,11 +73,8 @@ def measure_cmd(
     as_json: Json = False,
 ) -> None:
     """Print the PCRs and image id an enclave of this image attests."""
-    from reef.enclave import InitParams, load_image
-
     with failing():
-        params = InitParams.read(init_params) if init_params is not None else None
-        measurements = load_image(image_file).attested(params, debug=debug)
+        measurements = attested_measurements(image_file, init_params, debug=debug)
     result = measurements.to_json()
     print_result(result, as_json, shown=_measurement_rows(result))
 

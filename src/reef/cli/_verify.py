@@ -55,10 +55,9 @@ def _expected_image_id(
         if init_params is not None or debug:
             raise InputError("--init-params and --debug need --image")
         return None
-    from reef.enclave import InitParams, load_image
+    from reef.cli._common import attested_measurements  # as `reef image measure` measures
 
-    params = InitParams.read(init_params) if init_params is not None else None
-    return load_image(image).attested(params, debug=debug).image_id
+    return attested_measurements(image, init_params, debug=debug).image_id
 
 
 def _point_at_attestation(exc: ReefError, endpoint: str) -> None:
