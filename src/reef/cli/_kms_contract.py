@@ -6,8 +6,9 @@ Exit codes: 0 ok, 1 refused or failed, 2 usage error.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import typer
@@ -102,8 +103,14 @@ def _print(out: dict[str, Any], as_json: bool, **shown: str) -> None:
     print_result(out, as_json, shown={**out, **shown})
 
 
-def _contract_fail(exc: ReefError) -> typer.Exit:
-    return fail(exc, code=2 if type(exc) is InputError else 1)
+@contextlib.contextmanager
+def _failing() -> Iterator[None]:
+    """A registry command's work, whose reef errors end it: exit 2 for a bad argument (an
+    :class:`~reef.errors.InputError` itself), else 1 (refused or failed)."""
+    try:
+        yield
+    except ReefError as exc:
+        raise fail(exc, code=2 if type(exc) is InputError else 1) from exc
 
 
 @contract_app.command("deploy")
@@ -119,14 +126,12 @@ def contract_deploy_cmd(
     from reef.chain import KmsRegistryClient
     from reef.cli._output import note, tx_printer
 
-    try:
+    with _failing():
         ids = _image_ids(approve or [])
         chain = _chain(flags, need_account=True)
         note(f"account {chain.note}")
         registry = KmsRegistryClient.deploy(chain.w3, chain.account, ids, progress=tx_printer)
         owner = registry.owner()
-    except ReefError as exc:
-        raise _contract_fail(exc) from exc
     out = {"contract": str(registry.address), "owner": str(owner), "approved": ids}
     _print(out, flags.as_json, approved=", ".join(ids) or "(none)")
 
@@ -134,15 +139,13 @@ def contract_deploy_cmd(
 def _change(verb: str, image_ids: list[str], contract: str | None, flags: Flags) -> None:
     from reef.cli._output import note
 
-    try:
+    with _failing():
         ids = _image_ids(image_ids)
         chain = _chain(flags, need_account=True)
         note(f"account {chain.note}")
         registry = _registry(chain, contract)
         send = registry.approve_images if verb == "approved" else registry.revoke_images
         result = send(ids)
-    except ReefError as exc:
-        raise _contract_fail(exc) from exc
     out = {
         "contract": str(registry.address),
         verb: ids,
@@ -188,13 +191,11 @@ def contract_verify_cmd(
 
     Exits 0 when it is, 1 when it is not.
     """
-    try:
+    with _failing():
         (wanted,) = _image_ids([image_id])
         chain = _chain(flags, need_account=False)
         registry = _registry(chain, contract)
         approved = registry.is_approved(wanted)
-    except ReefError as exc:
-        raise _contract_fail(exc) from exc
     out = {"contract": str(registry.address), "image_id": wanted, "approved": approved}
     _print(out, flags.as_json, approved="yes" if approved else "no (not approved)")
     if not approved:
