@@ -102,7 +102,19 @@ class ExecutorDeregistered(ChainEvent):
     stake_returned: int
 
 
-class JobCreated(ChainEvent):
+class _JobInput:
+    """A job event's input (``code_inputs``, a field of the event) and its hash."""
+
+    code_inputs: bytes
+
+    @property
+    def input_hash(self) -> bytes:
+        """keccak256 of the input: what an output's signature (and a gateway's answer's) binds
+        beside the codehash, as the Jobs contract and the Relay hash it."""
+        return keccak256(self.code_inputs)
+
+
+class JobCreated(_JobInput, ChainEvent):
     """A job opened: what its selected executors must run."""
 
     job_id: int
@@ -113,11 +125,6 @@ class JobCreated(ChainEvent):
     deadline: int
     deposit: int
     selected_executors: tuple[Address, ...]
-
-    @property
-    def input_hash(self) -> bytes:
-        """keccak256 of the input: what an output's signature binds beside the codehash."""
-        return keccak256(self.code_inputs)
 
 
 class JobResponded(ChainEvent):
@@ -185,7 +192,7 @@ class GatewayRemoved(ChainEvent):
     gateway: Address
 
 
-class JobRelayed(ChainEvent):
+class JobRelayed(_JobInput, ChainEvent):
     """A request on the request chain, for a gateway to claim and run."""
 
     job_id: int
@@ -196,11 +203,6 @@ class JobRelayed(ChainEvent):
     deposit: int
     callback: Address
     callback_gas_limit: int
-
-    @property
-    def input_hash(self) -> bytes:
-        """keccak256 of the input: what the gateway's answer binds beside the codehash."""
-        return keccak256(self.code_inputs)
 
 
 class JobClaimed(ChainEvent):
