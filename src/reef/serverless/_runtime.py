@@ -61,8 +61,20 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 _TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 # Markers workerd prints when a module does not load (syntax error, exception at evaluation,
 # no default export): "service main: Uncaught SyntaxError: ...".
-_LOAD_FAILURE = ("service main: Uncaught",)
-_OOM = ("JavaScript heap out of memory", "Reached heap limit", "Fatal process out of memory")
+_LOAD_FAILURE = (b"service main: Uncaught",)
+_OOM = (b"JavaScript heap out of memory", b"Reached heap limit", b"Fatal process out of memory")
+_MARKERS = _LOAD_FAILURE + _OOM
+# Markers are looked for in the output as it is read, not in the kept tail: a load failure's
+# message is the function's text (a 100 kB exception pushed "service main: Uncaught" out of the
+# kept 64 KiB, and the verdict became "reef's failure"). A chunk is searched together with the
+# end of the one before, so that a marker split between two reads is found.
+_MARKER_CARRY = max(len(marker) for marker in _MARKERS) - 1
+
+
+def _markers_in(carry: bytes, chunk: bytes) -> tuple[set[bytes], bytes]:
+    """The markers in ``carry + chunk`` and the carry for the next chunk (its last bytes)."""
+    window = carry + chunk
+    return {marker for marker in _MARKERS if marker in window}, window[-_MARKER_CARRY:]
 
 
 def _resident_bytes(pid: int) -> int | None:
@@ -116,6 +128,7 @@ class _Process:
     output_total: int = 0  # bytes ever written, so a call can slice its own logs
     parked_cpu_ns: int = 0  # CPU time used when it went idle
     drain: asyncio.Task[None] | None = None
+    seen: set[bytes] = field(default_factory=set)  # the markers its output has held, ever
 
     def log_since(self, mark: int) -> str:
         start = max(0, len(self.output) - (self.output_total - mark))
@@ -404,10 +417,9 @@ class FunctionRuntime:
         except TimeoutError:
             pass
         elapsed = min(self._elapsed_ms(start), limits.timeout_ms)
-        log = process.log_since(0)
-        if any(marker in log for marker in _OOM):
+        if process.seen.intersection(_OOM):
             return CallResult(ErrorCode.MEMORY_LIMIT, b"", elapsed, cold=cold)
-        if any(marker in log for marker in _LOAD_FAILURE):
+        if process.seen.intersection(_LOAD_FAILURE):
             return CallResult(
                 ErrorCode.SYNTAX_ERROR, b"", elapsed, cold=cold, logs=process.log_since(mark)
             )
@@ -536,10 +548,13 @@ class FunctionRuntime:
         stream = process.proc.stdout
         if stream is None:
             return
+        carry = b""
         while True:
             chunk = await stream.read(16 * 1024)
             if not chunk:
                 return
+            found, carry = _markers_in(carry, chunk)
+            process.seen |= found
             process.output += chunk
             process.output_total += len(chunk)
             if len(process.output) > _LOG_KEEP:
