@@ -590,7 +590,10 @@ class ExecutorNode:
         query = f"?{request.url.query}" if request.url.query else ""
         shared_origin = "codehash" in request.path_params  # /fn/<codehash>: the gateway's origin
         path_and_query = _raw_path(request.scope) + query
-        marker = _two_readings(request.method, path_and_query, host, bytes(body))
+        # The request alone (no answer, no time yet): refused before the function runs.
+        marker = _second_reading(
+            _oyster_preimage(0, request.method, path_and_query, host, bytes(body), b"")
+        )
         if marker is not None:
             return json_error(
                 400,
@@ -621,9 +624,13 @@ class ExecutorNode:
         except ReefError as exc:  # the code could not be fetched (the chain's node failed)
             return json_error(502, f"cannot fetch the function's code: {exc.message}")
         timestamp = int(self.clock())
-        marker = _two_readings(
-            request.method, path_and_query, host, bytes(body), result.output, timestamp
+        # What oyster_response_digest hashes, built once so that the bytes checked here are the
+        # bytes signed. The path as sent, as Oyster signs it: a decoded path would sign
+        # /a%2Fb's answer as /a/b's.
+        signed = _oyster_preimage(
+            timestamp, request.method, path_and_query, host, bytes(body), result.output
         )
+        marker = _second_reading(signed)
         if marker is not None:
             return json_error(
                 502,
@@ -631,15 +638,7 @@ class ExecutorNode:
                 "would make its signature readable as another request's answer: it is not "
                 "signed; call it through a job, or have it answer without that text",
             )
-        digest = oyster_response_digest(
-            timestamp=timestamp,
-            method=request.method,
-            # As sent, as Oyster signs it: a decoded path would sign /a%2Fb's answer as /a/b's.
-            path_and_query=path_and_query,
-            host=host,
-            request_body=bytes(body),
-            response_body=result.output,
-        )
+        digest = keccak256(signed)
         status = (result.status or 200) if result.ok else _STATUS[result.error_code]
         response = Response(result.output, status_code=status)
         # The function's own headers, then reef's. On the shared origin a cookie it set would
@@ -723,20 +722,6 @@ def _second_reading(signed: bytes) -> str | None:
         if len(usable) > 1:
             return marker.decode()
     return None
-
-
-def _two_readings(
-    method: str,
-    path_and_query: str,
-    host: str,
-    request_body: bytes,
-    response_body: bytes = b"",
-    timestamp: int = 0,
-) -> str | None:
-    """The marker that would let a signed answer read as another request's, or None."""
-    return _second_reading(
-        _oyster_preimage(timestamp, method, path_and_query, host, request_body, response_body)
-    )
 
 
 def _raw_path(scope: Scope) -> str:
