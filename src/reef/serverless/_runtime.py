@@ -16,7 +16,9 @@ running call has a workerd process of its own, and reef watches it:
 - **network**: ``fetch()`` goes to a network service with an empty allow list (see ``_config``).
 - **after the answer**: a function's ``ctx.waitUntil`` work runs on after its response with no
   deadline; an idle process that uses more than ``idle_cpu_ms`` of CPU is killed (measured: a
-  spinning ``waitUntil`` kept a whole core busy while its process sat in the pool).
+  spinning ``waitUntil`` kept a whole core busy while its process sat in the pool), and so is
+  one whose resident memory passes its call's cap (a ``waitUntil`` that kept allocating held
+  memory past the cap for as long as its process stayed idle).
 
 Isolation is therefore per process: a misbehaving function costs CPU on the machine but never
 holds another call's process. Warm calls reuse an idle process that already loaded the same code
@@ -154,7 +156,8 @@ class FunctionRuntime:
         idle_cpu_ms: CPU an idle process may use after its answer (``ctx.waitUntil`` work)
             before it is killed: past its response a function has no deadline, so without this
             a ``waitUntil`` that spins would burn a core, unbilled, for as long as it stays idle.
-        idle_check_s: how often idle processes are checked against ``idle_cpu_ms``.
+        idle_check_s: how often idle processes are checked against ``idle_cpu_ms`` and their
+            memory cap.
         clock: monotonic nanoseconds (tests may pass a fake).
 
     Use as ``async with FunctionRuntime(...) as runtime:`` or call :meth:`aclose`.
@@ -458,16 +461,25 @@ class FunctionRuntime:
         for pid, process in reversed(self._idle.items()):  # most recently used first
             if process.pool_key == pool_key:
                 del self._idle[pid]
-                if process.proc.returncode is not None or self._busy_while_idle(process):
+                if process.proc.returncode is not None or self._spent_while_idle(process):
                     self._kill_later(process)
                     continue
                 self._stats.reused += 1
                 return process
         return None
 
-    def _busy_while_idle(self, process: _Process) -> bool:
+    def _spent_while_idle(self, process: _Process) -> bool:
+        """Whether an idle process used more than its allowance since its answer: CPU past
+        ``idle_cpu_ms``, or resident memory past its calls' cap (or it is gone)."""
         used = _cpu_ns(process.proc.pid)
-        return used is None or used - process.parked_cpu_ns > self._idle_cpu_ns
+        resident = _resident_bytes(process.proc.pid)
+        _, memory_bytes, _ = process.pool_key
+        return (
+            used is None
+            or resident is None
+            or used - process.parked_cpu_ns > self._idle_cpu_ns
+            or resident > memory_bytes
+        )
 
     def _park(self, process: _Process) -> None:
         process.parked_cpu_ns = _cpu_ns(process.proc.pid) or 0
@@ -479,11 +491,12 @@ class FunctionRuntime:
             self._sweeper = self._tasks.spawn(self._sweep(), "idle sweep")
 
     async def _sweep(self) -> None:
-        """Kill idle processes that keep computing after their answer (while any are idle)."""
+        """Kill idle processes that keep computing or allocating after their answer (while any
+        are idle)."""
         while self._idle:
             await asyncio.sleep(self._idle_check_s)
             for pid, process in list(self._idle.items()):
-                if self._busy_while_idle(process):
+                if self._spent_while_idle(process):
                     del self._idle[pid]
                     self._kill_later(process)
 
