@@ -23,7 +23,7 @@ The chain side (loaded on first use, see ``__getattr__``: web3 and Starlette cos
 - calling a deployed function as a user (:func:`call_function`: pay, open a job, the first
   accepted output and its executor's signature, what ``reef fn call`` prints);
 - EIP-712 signing bound to a deployment and to the code and input that ran (:class:`JobsDomain`,
-  :func:`sign_output`);
+  :func:`sign_output` of the :class:`OutputFields`);
 - the billing model (:class:`JobsModel`, :func:`payout_shares`, :func:`select_executors`);
 - executors (:class:`ExecutorNode`, :class:`ExecutorService`, and :class:`ExecutorServer`, what
   an executor enclave runs), their registration through the
