@@ -14,12 +14,14 @@ import asyncio
 import gzip
 import io
 import json
+import os
 import platform
 import re
 import secrets
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,6 +35,7 @@ from reef.enclave import EnclaveInfo, EnclaveSpec, LocalBackend, build_image
 from reef.enclave._image import MAX_IMAGE_BYTES
 from reef.enclave.local._backend import _console_text
 from reef.enclave.local._firewall import MAX_CONNECTIONS, MAX_HOST_CONNECTIONS
+from reef.enclave.local._limits import HELPER_CPU_SHARE
 from reef.enclave.local._supervisor import TRUSTED_BASE_LOG, TRUSTED_BASE_LOG_BYTES
 from reef.enclave.local._trusted_base import (
     MAX_CONSOLE_FILE_BYTES,
@@ -184,7 +187,31 @@ def spread():
     return {"opened": len(sockets)}
 
 
+def attest():
+    # Attestation documents from the enclave's own trusted base, as fast as four kept-alive
+    # connections get them: each costs the supervisor (on the host) a P-384 signature.
+    import http.client, threading, time
+
+    end = time.monotonic() + float(os.environ["ATTEST_SECONDS"])
+    counts = []
+
+    def ask():
+        conn, n = http.client.HTTPConnection("127.0.0.1", 1300, timeout=10), 0
+        while time.monotonic() < end:
+            conn.request("GET", "/attestation/raw")
+            n += bool(conn.getresponse().read())
+        counts.append(n)
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"documents": sum(counts)}
+
+
 PROBES = {
+    "attest": attest,
     "spread": spread,
     "hold": hold,
     "refusals": refusals,
@@ -320,6 +347,44 @@ async def test_a_console_flood_is_bounded_on_disk_and_in_the_supervisor(
         # The enclave kept serving throughout.
         assert (await backend.status(info.id)).state == "running"
         assert await probe(info, "ready") == {"ready": True}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.slow
+async def test_the_work_an_app_asks_of_its_supervisor_is_within_a_cpu_quota(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    """An app of one vCPU asks its trusted base for attestation documents without pause. Before:
+    its supervisor (root, on the host, outside the enclave's groups) signed them with a whole
+    second CPU, so one enclave cost the host two. The supervisor and pasta, the host processes
+    that work for one enclave, now share half a CPU per vCPU."""
+    seconds = 4.0
+    async with probe_enclave(backend, tmp_path, ATTEST_SECONDS=str(seconds)) as info:
+        state = json.loads((backend.home.enclaves / info.id / "state.json").read_text())
+        supervisor = state["supervisor_pid"]
+        before = _cpu_seconds(supervisor)
+        started = time.monotonic()
+        asked = await probe(info, "attest")
+        spent = _cpu_seconds(supervisor) - before
+        wall = time.monotonic() - started
+        assert isinstance(asked["documents"], int)
+        assert asked["documents"] > 50, asked  # the app did get documents throughout
+        if state["limits"]["method"] == "rlimit":
+            pytest.skip("no writable cpu cgroup on this machine: the supervisor has no quota")
+        assert spent <= HELPER_CPU_SHARE * wall + 0.3, (
+            f"the supervisor used {spent:.2f} CPU-seconds in {wall:.2f} s"
+        )
+        # Both helpers sit in the group that carries the quota.
+        helpers: set[int] = set()
+        for group in map(Path, state["limits"]["helper_groups"]):
+            helpers |= {int(p) for p in (group / "cgroup.procs").read_text().split()}
+        assert {supervisor, state["pasta_pid"]} <= helpers
+        assert (await backend.status(info.id)).state == "running"
 
 
 async def test_socket_buffers_count_against_the_enclave_memory(

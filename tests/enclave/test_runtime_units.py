@@ -78,6 +78,11 @@ def test_cgroup_v1_limits_are_written(tmp_path: Path) -> None:
     assert (tmp_path / "cpu" / "own" / "reef-e1" / "cpu.cfs_quota_us").read_text() == "100000"
     assert (tmp_path / "pids" / "own" / "reef-e1" / "pids.max").read_text() == "512"
     assert limits.affinity == ()  # the CPU quota does the job
+    # The supervisor and pasta get half a CPU per vCPU, in the cpu hierarchy only.
+    helpers = tmp_path / "cpu" / "own" / "reef-e1-helpers"
+    assert limits.helper_groups == (helpers,)
+    assert (helpers / "cpu.cfs_quota_us").read_text() == "50000"
+    assert not (tmp_path / "memory" / "own" / "reef-e1-helpers").exists()
     (memory / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
     assert limits.oom_killed()
 
@@ -102,6 +107,8 @@ def test_cgroup_v2_limits_are_written(tmp_path: Path) -> None:
     group = own / "reef-e2"
     assert (group / "memory.max").read_text() == str(32 << 20)
     assert (group / "cpu.max").read_text() == "200000 100000"
+    assert limits.helper_groups == (own / "reef-e2-helpers",)
+    assert (own / "reef-e2-helpers" / "cpu.max").read_text() == "100000 100000"
     assert not limits.oom_killed()
     (group / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
     assert limits.oom_killed()

@@ -14,6 +14,14 @@ in this order:
    sees allocation failures instead of being OOM-killed) and CPU affinity to as many CPUs as
    vCPUs.
 
+The host processes that work for one enclave, its supervisor (the trusted base: attestation
+documents, sealing, the console) and pasta (its network), run outside those groups, as root:
+left alone, an app of one vCPU that asks its trusted base for documents without pause had its
+supervisor sign them with a second CPU. Once the app runs they join a CPU-only group of their
+own (:meth:`Limits.confine_helpers`), ``HELPER_CPU_SHARE`` of a CPU per vCPU, so the work an
+app makes the host do for it is bounded too. (Its memory is bounded by what the supervisor
+keeps: the console and log caps.)
+
 The groups are created *inside reef's own group*, so an enclave never escapes the limits reef
 itself runs under. The app joins them between fork and exec (:meth:`Limits.preexec`), before it
 can allocate anything. The kernel's OOM killer then kills the app with SIGKILL, and
@@ -41,6 +49,9 @@ _PERIOD_US = 100_000
 # A fork bomb inside an enclave must hit this before anything else (its memory limit, the
 # host's PID space): 512 tasks, threads included, is far more than an enclave app needs.
 _PIDS_MAX = 512
+HELPER_CPU_SHARE = 0.5
+"""CPU the host processes that work for one enclave (its supervisor and pasta) may use
+together, per vCPU of the enclave (see :meth:`Limits.confine_helpers`)."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,8 @@ class Limits:
     groups: tuple[Path, ...] = ()
     affinity: tuple[int, ...] = ()
     notes: tuple[str, ...] = ()
+    helper_groups: tuple[Path, ...] = ()
+    """CPU-only groups for the supervisor and pasta (see the module docstring)."""
 
     @classmethod
     def prepare(
@@ -150,17 +163,31 @@ class Limits:
         _check_name(name)
         group = f"reef-{name}"
         notes: list[str] = []
+        helpers = f"{group}-helpers"
         if layout.v2 is not None:
             made = _try_v2(layout.v2 / group, memory_mib, cpus, notes)
             if made is not None:
-                return cls("cgroup2", memory_mib, cpus, (made,), notes=tuple(notes))
+                v2_helpers = _try_helpers(layout.v2 / helpers, cpus, notes, v2=True)
+                return cls(
+                    "cgroup2",
+                    memory_mib,
+                    cpus,
+                    (made,),
+                    notes=tuple(notes),
+                    helper_groups=v2_helpers,
+                )
         if "memory" in layout.v1:
             made_v1 = _try_v1(layout.v1, group, memory_mib, cpus, notes)
             if made_v1:
                 # Without a CPU quota, pinning to as many CPUs as vCPUs is the next best limit.
                 affinity = () if "cpu" in made_v1 else allowed[:cpus]
                 groups = tuple(made_v1.values())
-                return cls("cgroup1", memory_mib, cpus, groups, affinity, tuple(notes))
+                v1_helpers = (
+                    _try_helpers(layout.v1["cpu"] / helpers, cpus, notes, v2=False)
+                    if "cpu" in made_v1
+                    else ()
+                )
+                return cls("cgroup1", memory_mib, cpus, groups, affinity, tuple(notes), v1_helpers)
         notes.append("no writable memory cgroup: memory is limited by RLIMIT_AS")
         return cls("rlimit", memory_mib, cpus, (), allowed[:cpus], tuple(notes))
 
@@ -175,6 +202,7 @@ class Limits:
             groups=tuple(Path(g) for g in described.get("groups", [])),
             affinity=tuple(described.get("affinity", [])),
             notes=tuple(described.get("notes", [])),
+            helper_groups=tuple(Path(g) for g in described.get("helper_groups", [])),
         )
 
     def preexec(self) -> Callable[[], None]:
@@ -198,6 +226,19 @@ class Limits:
                 os.sched_setaffinity(0, affinity)
 
         return join
+
+    def confine_helpers(self, pids: Sequence[int]) -> list[str]:
+        """Move ``pids`` (the supervisor, pasta) into the helpers' CPU group, with their threads;
+        returns what failed, for the supervisor's log (an enclave without a helper quota runs
+        as it did before)."""
+        failed: list[str] = []
+        for group in self.helper_groups:
+            for pid in pids:
+                try:
+                    _write(group / "cgroup.procs", str(pid))
+                except OSError as exc:
+                    failed.append(f"{pid} could not join {group} ({exc.strerror})")
+        return failed
 
     def pids(self) -> list[int]:
         """Processes still in the enclave's groups."""
@@ -231,8 +272,17 @@ class Limits:
         return False
 
     def cleanup(self) -> None:
-        """Remove the groups (after :meth:`kill_all`); missing ones are fine."""
-        for group in self.groups:
+        """Remove the groups (after :meth:`kill_all`); missing ones are fine.
+
+        The supervisor cleans up from inside a helper group: it first moves itself back to the
+        group it came from, since a group with a process in it cannot be removed.
+        """
+        own = str(os.getpid())
+        for group in self.helper_groups:
+            if own in _read(group / "cgroup.procs").split():
+                with contextlib.suppress(OSError):
+                    _write(group.parent / "cgroup.procs", own)
+        for group in (*self.groups, *self.helper_groups):
             for _ in range(50):
                 try:
                     group.rmdir()
@@ -252,6 +302,7 @@ class Limits:
             "groups": [str(g) for g in self.groups],
             "affinity": list(self.affinity),
             "notes": list(self.notes),
+            "helper_groups": [str(g) for g in self.helper_groups],
         }
 
 
@@ -329,6 +380,26 @@ def _try_v1(
             with contextlib.suppress(OSError):
                 group.rmdir()
     return made
+
+
+def _try_helpers(group: Path, cpus: int, notes: list[str], *, v2: bool) -> tuple[Path, ...]:
+    """The helpers' CPU-only group (see the module docstring), or none (with a note)."""
+    quota = str(int(cpus * HELPER_CPU_SHARE * _PERIOD_US))
+    settings = (
+        (("cpu.max", f"{quota} {_PERIOD_US}"),)
+        if v2
+        else (("cpu.cfs_period_us", str(_PERIOD_US)), ("cpu.cfs_quota_us", quota))
+    )
+    try:
+        group.mkdir(exist_ok=True)
+        for setting, value in settings:
+            _write(group / setting, value)
+    except OSError as exc:
+        notes.append(f"the supervisor and pasta have no CPU quota ({exc.strerror})")
+        with contextlib.suppress(OSError):
+            group.rmdir()
+        return ()
+    return (group,)
 
 
 def _tcp_limit(memory_mib: int) -> int:

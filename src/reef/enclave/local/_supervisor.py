@@ -256,6 +256,7 @@ class Supervisor:
             if plan.debug:
                 await self._console()
             await self._start_app(init_dir, env_extra)
+            self._confine_helpers()
             await warm_up
         finally:
             # A boot that failed leaves no task behind (teardown follows).
@@ -264,6 +265,14 @@ class Supervisor:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+
+    def _confine_helpers(self) -> None:
+        """From now on the app can make this process and pasta work for it: both join the
+        helpers' CPU quota (not before: the boot itself is bounded, and must be quick)."""
+        assert self.limits is not None
+        helpers = [os.getpid()] + ([self.pasta.pid] if self.pasta is not None else [])
+        for failure in self.limits.confine_helpers(helpers):
+            self.log(f"limits: {failure}")
 
     async def _console(self) -> None:
         """Serve a debug enclave's console on its logs port."""
