@@ -1043,10 +1043,12 @@ async def test_an_unrenewed_lease_stops_the_enclave_and_renew_moves_it(
     backend: LocalBackend, hello_image: Path
 ) -> None:
     """Its launcher (a provider) may die: the enclave ends by itself when its lease runs out."""
-    info = await backend.start(EnclaveSpec(image=hello_image, lease_until_ms=wall_ms() + 1500))
+    # The first lease leaves room for a start on a loaded machine (CI saw one take over 1.5 s).
+    first = wall_ms() + 4000
+    info = await backend.start(EnclaveSpec(image=hello_image, lease_until_ms=first))
     try:
-        await backend.renew(info.id, wall_ms() + 4000)
-        await asyncio.sleep(2.5)
+        await backend.renew(info.id, first + 3000)
+        await asyncio.sleep((first + 1000 - wall_ms()) / 1000)
         assert (await backend.status(info.id)).state == "running"  # renewed past the first one
         final = await wait_state(backend, info.id, limit_s=10)
         assert final.state == "stopped"
