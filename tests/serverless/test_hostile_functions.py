@@ -14,11 +14,23 @@ import shutil
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from web3 import Web3
+from web3.types import RPCEndpoint, RPCResponse
 
+from reef.chain.devnet import DevnetProvider
 from reef.crypto import Secp256k1PrivateKey
-from reef.serverless import ErrorCode, ExecutorNode, FunctionRuntime, Limits, fund_gas
+from reef.serverless import (
+    ErrorCode,
+    ExecutorNode,
+    ExecutorService,
+    ExecutorSettings,
+    FunctionRuntime,
+    Limits,
+    fund_gas,
+)
 from reef.serverless._runtime import _markers_in
 from serverless.chain_support import PARAMS, ServerlessChain
 
@@ -69,14 +81,7 @@ async def test_executors_sign_a_verdict_on_a_function_whose_load_error_is_long(
 ) -> None:
     """The attack end to end: the author deploys such a function and opens a job on it; the
     selected executor must sign and submit code 3, not stay silent."""
-    chain = ServerlessChain.create(PARAMS)
-    key = Secp256k1PrivateKey.generate()
-    chain.register(chain.operators[0], key=key, capacity=2)
-    for operator in chain.operators[1 : PARAMS.num_select]:
-        chain.register(operator)
-    fund_gas(chain.w3, chain.deployer, key.public_key.checksum_address, 10**18)
-    node = ExecutorNode(key, runtime, tmp_path / "code", job_capacity=2)
-    await chain.configure(node)
+    chain, node = await _executor_on_a_fresh_deployment(runtime, tmp_path)
     try:
         service = node.service
         assert service is not None
@@ -92,6 +97,119 @@ async def test_executors_sign_a_verdict_on_a_function_whose_load_error_is_long(
         ]
     finally:
         await node.aclose()
+
+
+async def _executor_on_a_fresh_deployment(
+    runtime: FunctionRuntime, tmp_path: Path
+) -> tuple[ServerlessChain, ExecutorNode]:
+    """One executor registered (two more keys fill a job's selection), configured without its
+    chain watcher: the tests hand it their jobs."""
+    chain = ServerlessChain.create(PARAMS)
+    key = Secp256k1PrivateKey.generate()
+    chain.register(chain.operators[0], key=key, capacity=2)
+    for operator in chain.operators[1 : PARAMS.num_select]:
+        chain.register(operator)
+    fund_gas(chain.w3, chain.deployer, key.public_key.checksum_address, 10**18)
+    node = ExecutorNode(key, runtime, tmp_path / "code", job_capacity=2)
+    await chain.configure(node)
+    return chain, node
+
+
+def _deploy_by_set_code_transaction(chain: ServerlessChain, source: bytes) -> str:
+    """Deploy ``source`` as ``deploy_code`` does, but in an EIP-7702 (type 4) transaction: any
+    author may send one, and the code contract stores it as any other."""
+    user, w3 = chain.users[0], chain.w3
+    code = chain.code(user)
+    data = code.contract.encode_abi("saveCodeInCallData", [source.decode(), b""])
+    nonce = w3.eth.get_transaction_count(user.address)
+    authorization = user.sign_authorization(
+        {"chainId": w3.eth.chain_id, "address": "0x" + "00" * 19 + "01", "nonce": nonce + 1}
+    )
+    transaction: dict[str, Any] = {
+        "type": 4,
+        "chainId": w3.eth.chain_id,
+        "nonce": nonce,
+        "to": code.address,
+        "value": 0,
+        "data": data,
+        "gas": 2_000_000,
+        "maxFeePerGas": 10**10,
+        "maxPriorityFeePerGas": 10**9,
+        "accessList": [],
+        "authorizationList": [authorization],
+    }
+    signed = user.sign_transaction(transaction)
+    tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+    assert w3.eth.wait_for_transaction_receipt(tx_hash)["status"] == 1
+    return "0x" + bytes(tx_hash).hex()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="reef.serverless._contracts._transaction_hash rebuilds no type-4 (EIP-7702) "
+    "transaction, so fetch_code raises ChainError: the fix is in _contracts (not this area's)",
+)
+async def test_code_deployed_by_a_set_code_transaction_gets_a_signed_verdict(
+    runtime: FunctionRuntime, tmp_path: Path
+) -> None:
+    """The attack: the author deploys with a transaction type the executor cannot check, then
+    opens a job on it. Fetching the code raised, every selected executor submitted nothing and
+    was slashed, to the author (the job's user)."""
+    chain, node = await _executor_on_a_fresh_deployment(runtime, tmp_path)
+    try:
+        service = node.service
+        assert service is not None
+        codehash = await asyncio.to_thread(_deploy_by_set_code_transaction, chain, HELLO)
+        user = chain.users[0]
+        request, _ = await asyncio.to_thread(chain.jobs(user).create_job, codehash, b"t4", 3000)
+        assert node.address in request.selected_executors
+        signed = await service.execute(request)
+        assert signed is not None, "the executor submitted nothing: it would be slashed"
+        responses = chain.jobs().responses(request.block_number, job_id=request.job_id)
+        assert [(r.executor, r.output) for r in responses] == [(node.address, b"hello, t4")]
+    finally:
+        await node.aclose()
+
+
+class TamperingNode(DevnetProvider):
+    """A chain node that answers every transaction with one byte of its calldata changed: the
+    host of an executor enclave making it run other code under a function's codehash."""
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        answer = super().make_request(method, params)
+        result = answer.get("result")
+        if method == "eth_getTransactionByHash" and isinstance(result, dict):
+            result["input"] = result["input"][:-2] + (
+                "00" if result["input"][-2:] != "00" else "01"
+            )
+        return answer
+
+
+async def test_code_the_node_cannot_vouch_for_is_a_counted_failure_not_a_crash(
+    runtime: FunctionRuntime, tmp_path: Path
+) -> None:
+    """A job whose code cannot be fetched or checked (here the node tampered with it) is not
+    run and nothing is submitted: one counted failure and one warning, where the job's task
+    died with a ChainError traceback."""
+    chain, node = await _executor_on_a_fresh_deployment(runtime, tmp_path)
+    await node.aclose()
+    settings = ExecutorSettings(
+        rpc_url="http://127.0.0.1:8545",
+        jobs_contract=chain.jobs_address,
+        code_contract=chain.code_address,
+        slash=False,
+    )
+    service = ExecutorService(
+        node.key, settings, runtime, tmp_path / "tampered", w3=Web3(TamperingNode(chain.devnet))
+    )
+    await service.start()
+    await service.aclose()  # the domain is read; the test hands it the job
+    user = chain.users[0]
+    codehash = await asyncio.to_thread(chain.code(user).deploy_code, HELLO)
+    request, _ = await asyncio.to_thread(chain.jobs(user).create_job, codehash, b"x", 3000)
+    assert await service.execute(request) is None
+    assert (service.stats.failures, service.stats.outputs_submitted) == (1, 0)
+    assert runtime.stats.started == 0  # nothing ran
 
 
 # -- no network means no DNS either ----------------------------------------------------------

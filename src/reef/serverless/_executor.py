@@ -18,11 +18,12 @@ gateway's loop follows too (:mod:`reef.serverless._polling`). For each job it wa
    contract checks them against the job it stored, so a node that forged them gets its enclave's
    output refused rather than paid for another user's job.
 
-A failure on reef's side (:class:`~reef.errors.ServerlessError`: workerd crashed, no capacity)
-submits nothing: the function is never blamed for it, and the chain's slashing applies. For every
-job it sees, selected or not, it also asks ``slashOnExecutionTimeout`` after the job's deadline
-and buffer if the job is still open (anyone may; the losers of that race are refused at
-simulation, before sending).
+A failure on reef's side (:class:`~reef.errors.ServerlessError`: workerd crashed, no capacity;
+or a :class:`~reef.errors.ChainError` fetching the code: the node failed, or answered a
+transaction that does not hash to the codehash) submits nothing: the function is never blamed
+for it, and the chain's slashing applies. For every job it sees, selected or not, it also asks
+``slashOnExecutionTimeout`` after the job's deadline and buffer if the job is still open (anyone
+may; the losers of that race are refused at simulation, before sending).
 
 web3.py is synchronous; chain calls run in threads (:func:`asyncio.to_thread`), and one lock
 orders this key's transactions so their nonces never collide.
@@ -241,8 +242,10 @@ class ExecutorService:
         """Run a job and submit its signed output; None when reef could not run it."""
         try:
             result = await self.run(request)
-        except ServerlessError as exc:
-            # reef's failure, not the function's: submit nothing rather than blame it.
+        except ReefError as exc:
+            # reef's failure, not the function's (the runtime failed, or the code could not be
+            # fetched or checked: the chain's node failed or lied): submit nothing rather than
+            # blame it. Counted and logged as one line, not a task that died with a traceback.
             self.stats.failures += 1
             log.warning("executor %s: job %s not run: %s", self.address, request.job_id, exc)
             return None
