@@ -11,6 +11,7 @@ import re
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import vyper
@@ -22,7 +23,7 @@ from reef.attestation import sign_statement
 from reef.chain import Devnet, TokenClient, TxProgress
 from reef.chain._clients import deploy_contract
 from reef.crypto import Secp256k1PrivateKey
-from reef.errors import ChainError, ContractRevertError
+from reef.errors import ChainError, ContractRevertError, InputError
 from reef.serverless import (
     ENV_JAVASCRIPT,
     JOBS_DOMAIN_NAME,
@@ -44,6 +45,7 @@ from reef.serverless import (
     sign_job_response,
     sign_output,
     sign_registration,
+    submit_output_digest,
 )
 from serverless.chain_support import IMAGE, PARAMS, ServerlessChain
 
@@ -133,6 +135,26 @@ def test_output_digest_matches_eth_account_typed_data() -> None:
     assert replace(signed, input_hash=Web3.keccak(b"other")).signer(domain) != (
         signed.signer(domain)
     )
+
+
+def test_an_output_missing_or_misnaming_a_field_is_refused_by_name() -> None:
+    # The signing functions take an output's fields as keywords (OutputFields): a caller that
+    # no type checker reads must still hear which field is wrong, not a KeyError or silence.
+    domain = JobsDomain(chain_id=1, jobs_contract="0x" + "ab" * 20)
+    good: dict[str, Any] = {
+        "job_id": 1,
+        "codehash": b"\x22" * 32,
+        "input_hash": b"\x33" * 32,
+        "output": b"",
+        "total_time": 1,
+        "error_code": 0,
+        "sign_timestamp": 2,
+    }
+    misspelt = {k: v for k, v in good.items() if k != "sign_timestamp"} | {"signtimestamp": 2}
+    with pytest.raises(InputError, match="missing sign_timestamp; unknown signtimestamp"):
+        submit_output_digest(domain, **misspelt)
+    with pytest.raises(InputError, match="unknown extra"):
+        sign_output(Secp256k1PrivateKey.generate(), domain, **good, extra=1)
 
 
 def test_registration_digest_matches_eth_account_typed_data() -> None:

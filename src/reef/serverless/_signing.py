@@ -149,8 +149,25 @@ def _unsigned(fields: OutputFields) -> SignedOutput:
     """An output's fields with its hashes as bytes, not signed yet (empty ``signature``).
 
     Raises:
-        InputError: a hash that is not 32 bytes.
+        InputError: a hash that is not 32 bytes, or a field missing or unknown (the signing
+            functions take their fields as keywords, which only a type checker holds to
+            :class:`OutputFields`).
     """
+    given = fields.keys()
+    if given != OutputFields.__annotations__.keys():
+        missing = sorted(OutputFields.__annotations__.keys() - given)
+        unknown = sorted(given - OutputFields.__annotations__.keys())
+        raise InputError(
+            f"an output's fields are {', '.join(OutputFields.__annotations__)}: "
+            + "; ".join(
+                part
+                for part in (
+                    f"missing {', '.join(missing)}" if missing else "",
+                    f"unknown {', '.join(unknown)}" if unknown else "",
+                )
+                if part
+            )
+        )
     return SignedOutput(
         job_id=fields["job_id"],
         codehash=_hash32(fields["codehash"], "codehash"),
