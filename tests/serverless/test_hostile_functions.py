@@ -10,6 +10,8 @@ processes; the executor's chain is the devnet in process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shutil
 import stat
 from collections.abc import AsyncIterator
@@ -20,6 +22,7 @@ import pytest
 from web3 import Web3
 from web3.types import RPCEndpoint, RPCResponse
 
+from proc_support import pids_where
 from reef.chain.devnet import DevnetProvider
 from reef.crypto import Secp256k1PrivateKey
 from reef.serverless import (
@@ -298,6 +301,57 @@ async def test_an_idle_process_past_its_memory_cap_is_killed(workerd: Path) -> N
         assert runtime.stats.killed == 1
         again = await runtime.run(GROWS_AFTER_ANSWER, b"", limits=limits)
         assert again.cold
+
+
+# Breaks its answer (the body stream errors after its first byte) and meanwhile, in
+# ctx.waitUntil, takes 16 MiB after 16 MiB: reef waits up to 2 s for such a process to exit
+# (a dying process's output says why it died), and watched no memory while it waited.
+BREAKS_AND_GROWS = b"""const keep = [];
+export default { async fetch(request, env, ctx) {
+  ctx.waitUntil((async () => {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    for (let i = 0; i < 400; i++) { keep.push(new Uint8Array(16 << 20).fill(1)); await null; }
+    await new Promise((resolve) => setTimeout(resolve, 60000));
+  })());
+  return new Response(new ReadableStream({ start(c) {
+    c.enqueue(new Uint8Array([1]));
+    setTimeout(() => c.error(new Error("broken on purpose")), 10);
+  } }));
+} };"""
+
+
+def _workerd_resident_bytes() -> int:
+    """The resident memory of this process's workerd children, together."""
+    me = str(os.getpid())
+    total = 0
+    for pid in pids_where(
+        lambda entry: (entry / "stat").read_text().rsplit(")", 1)[1].split()[1] == me
+    ):
+        with contextlib.suppress(OSError):
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf(
+                "SC_PAGE_SIZE"
+            )
+    return total
+
+
+async def test_memory_stays_capped_while_a_broken_answer_is_judged(
+    runtime: FunctionRuntime,
+) -> None:
+    """The memory cap held only until the answer broke: in the wait that follows, the process
+    took 600 MiB and more on a 96 MiB cap (as fast as it could allocate, for 2 s)."""
+    cap = 96 * 1024 * 1024
+    peak = 0
+    call = asyncio.create_task(
+        runtime.run(BREAKS_AND_GROWS, b"", limits=Limits(timeout_ms=3000, memory_bytes=cap))
+    )
+    while not call.done():
+        peak = max(peak, _workerd_resident_bytes())
+        await asyncio.sleep(0.01)
+    result = call.result()
+    assert result.error_code is ErrorCode.MEMORY_LIMIT, result
+    # The watch samples every 5 ms: what a process takes between two samples is the margin.
+    assert peak < cap + 96 * 1024 * 1024, f"peak {peak >> 20} MiB on a {cap >> 20} MiB cap"
+    assert (await runtime.run(HELLO, b"next")).output == b"hello, next"
 
 
 def test_a_marker_split_between_two_reads_is_found() -> None:
