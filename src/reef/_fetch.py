@@ -207,15 +207,16 @@ def request_to(
     hint: str | None = None,
     params: Mapping[str, str] | None = None,
     json: object = None,
+    content: bytes | None = None,
 ) -> httpx.Request:
-    """The request ``method url`` (with a JSON body unless ``json`` is None), for a URL that a
-    stranger may have written (a provider's, on chain).
+    """The request ``method url`` (with a JSON body unless ``json`` is None, or the body
+    ``content``), for a URL that a stranger may have written (a provider's, on chain).
 
     Raises:
         FetchError: ``url`` is no URL httpx can send to (reason ``"unreachable"``).
     """
     try:
-        return httpx.Request(method, url, params=params, json=json)
+        return httpx.Request(method, url, params=params, json=json, content=content)
     except (httpx.InvalidURL, UnicodeError) as exc:
         shown = terminal_text(repr(url[:200]))
         raise FetchError(

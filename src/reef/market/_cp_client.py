@@ -14,10 +14,9 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
-from reef._fetch import FetchError, fetch_blocking, request_to
+from reef._fetch import BoundedAnswer, FetchError, fetch_blocking, request_to
 from reef.chain import JobId
-from reef.encoding import loads_bounded
-from reef.errors import ConfigError, InputError, ServiceError
+from reef.errors import ConfigError, ServiceError
 from reef.market._rates import RateCard
 
 __all__ = ["MAX_ANSWER_BYTES", "ControlPlaneClient"]
@@ -69,8 +68,8 @@ class ControlPlaneClient:
         self._timeout = timeout
         self._transport = transport
 
-    def _get(self, path: str, params: dict[str, str] | None = None) -> tuple[int, bytes]:
-        """The status and body of ``GET path``, read within the size and time limits (the
+    def _get(self, path: str, params: dict[str, str] | None = None) -> BoundedAnswer:
+        """The answer to ``GET path``, read within the size and time limits (the
         deadline covers the whole answer, its head as much as its body)."""
         deadline_s = 2 * self._timeout
         what = "the provider's control plane"
@@ -93,13 +92,13 @@ class ControlPlaneClient:
                 f"{path}; given up",
                 hint="the provider is overloaded, or is not a reef control plane",
             ) from exc
-        return answer.status, answer.body
+        return answer
 
-    def _json(self, status: int, body: bytes) -> dict[str, Any]:
+    def _json(self, reply: BoundedAnswer) -> dict[str, Any]:
         try:
-            answer = loads_bounded(body, what=f"the answer of the control plane at {self.url}")
-        except InputError as exc:
-            raise ServiceError(f"{exc.message} (HTTP {status})") from exc
+            answer = reply.json(what=f"the answer of the control plane at {self.url}")
+        except ServiceError as exc:
+            raise ServiceError(f"{exc.message} (HTTP {reply.status})") from exc
         if not isinstance(answer, dict):
             raise ServiceError(f"the control plane at {self.url} answered an unexpected shape")
         return answer
@@ -121,8 +120,8 @@ class ControlPlaneClient:
 
     def spec(self) -> RateCard:
         """The provider's offer (``GET /spec`` and ``/bandwidth``)."""
-        spec = self._json(*self._get("/spec"))
-        bandwidth = self._json(*self._get("/bandwidth"))
+        spec = self._json(self._get("/spec"))
+        bandwidth = self._json(self._get("/bandwidth"))
         try:
             return RateCard.parse(spec.get("min_rates", []), bandwidth.get("rates", []))
         except ConfigError as exc:
@@ -132,13 +131,13 @@ class ControlPlaneClient:
 
     def _lookup(self, path: str, job_id: JobId, *, absent: int) -> dict[str, Any] | None:
         """``GET path?id=job_id``; ``None`` when the control plane answers ``absent``."""
-        status, body = self._get(path, {"id": job_id})
-        if status == absent:
+        reply = self._get(path, {"id": job_id})
+        if reply.status == absent:
             return None
-        if status != 200:
-            text = body[:200].decode("utf-8", "replace")
-            raise ServiceError(f"GET {path} answered HTTP {status}: {text}")
-        return self._json(status, body)
+        if reply.status != 200:
+            text = reply.body[:200].decode("utf-8", "replace")
+            raise ServiceError(f"GET {path} answered HTTP {reply.status}: {text}")
+        return self._json(reply)
 
     def job(self, job_id: JobId) -> dict[str, Any] | None:
         """What the provider decided for a job (``GET /job``), or ``None`` if it does not know it."""

@@ -59,8 +59,7 @@ from reef._fetch import read_bounded, request_to
 from reef.attestation import AttestationClient, Expectations, attestation_url
 from reef.chain import TokenClient
 from reef.enclave import EnclaveInfo, EnclaveSpec, InitParam, InitParams
-from reef.encoding import loads_bounded
-from reef.errors import ChainError, ContractRevertError, InputError, ReefError, ServiceError
+from reef.errors import ChainError, ContractRevertError, ReefError, ServiceError
 from reef.home import ReefHome
 from reef.node._examples import _build_example, examples_root
 from reef.node._serve import until_up
@@ -493,10 +492,7 @@ async def _ivs_address(
         )
     if answer.status != 200:
         raise ServiceError(f"{_IVS} at {url} answered HTTP {answer.status}")
-    try:
-        body = loads_bounded(answer.body, what=f"the answer of {_IVS} at {url}", max_depth=2)
-    except InputError as exc:
-        raise ServiceError(exc.message) from exc
+    body = answer.json(what=f"the answer of {_IVS} at {url}", max_depth=2)
     address = body.get("address") if isinstance(body, dict) else None
     if not isinstance(address, str):
         raise ServiceError(f"{_IVS} at {url} named no address it signs as")

@@ -24,11 +24,11 @@ import httpx
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from reef._fetch import FetchError, read_bounded, request_to
+from reef._fetch import BoundedAnswer, FetchError, read_bounded, request_to
 from reef.attestation import AttestationClient, VerifierStatement
 from reef.chain import translate_errors
-from reef.encoding import loads_bounded, parse_hex, terminal_text
-from reef.errors import InputError, ServiceError
+from reef.encoding import parse_hex, terminal_text
+from reef.errors import ServiceError
 from reef.serverless._contracts import ExecutorRecord, ServerlessJobsClient
 
 __all__ = ["fund_gas", "register_enclave_executor"]
@@ -65,8 +65,8 @@ async def _answer(
     content: bytes | None = None,
     who: str = "the executor's control port",
     failed: str | None = None,
-) -> tuple[int, bytes]:
-    """The status and body of ``method url``, read within the bounds (module docstring).
+) -> BoundedAnswer:
+    """The answer to ``method url``, read within the bounds (module docstring).
 
     Raises:
         ServiceError: ``"{method} {url} failed: ..."`` (or ``failed`` failed) when it cannot
@@ -74,24 +74,12 @@ async def _answer(
     """
     failed = failed or f"{method} {url}"
     try:
-        request = request_to(method, url, what=who)
-        answer = await read_bounded(
-            client,
-            client.build_request(method, request.url, json=json, content=content),
-            max_bytes=_MAX_ANSWER,
-            deadline_s=2 * _TIMEOUT_S,
-            what=who,
+        request = request_to(method, url, what=who, json=json, content=content)
+        return await read_bounded(
+            client, request, max_bytes=_MAX_ANSWER, deadline_s=2 * _TIMEOUT_S, what=who
         )
     except FetchError as exc:
         raise ServiceError(f"{failed} failed: {exc.message}") from exc
-    return answer.status, answer.body
-
-
-def _parsed(method: str, url: str, body: bytes) -> Any:
-    try:
-        return loads_bounded(body, what=f"the answer to {method} {url}")
-    except InputError as exc:
-        raise ServiceError(exc.message) from exc
 
 
 def _text(body: bytes) -> str:
@@ -100,12 +88,12 @@ def _text(body: bytes) -> str:
 
 async def _json(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> Any:
     """The JSON object the control port answers ``method url`` with (200 only)."""
-    status, body = await _answer(client, method, url, **kwargs)
-    if status != 200:
-        raise ServiceError(f"{method} {url} answered {status}: {_text(body)}")
-    parsed = _parsed(method, url, body)
+    answer = await _answer(client, method, url, **kwargs)
+    if answer.status != 200:
+        raise ServiceError(f"{method} {url} answered {answer.status}: {_text(answer.body)}")
+    parsed = answer.json(what=f"the answer to {method} {url}")
     if not isinstance(parsed, dict):
-        raise ServiceError(f"{method} {url} answered no JSON object: {_text(body)}")
+        raise ServiceError(f"{method} {url} answered no JSON object: {_text(answer.body)}")
     return parsed
 
 
@@ -153,7 +141,7 @@ async def register_enclave_executor(
         details = await _json(client, "GET", f"{control_url}/details")
         document = await AttestationClient(timeout=_TIMEOUT_S).afetch(attestation_url)
         verify_url = f"{verifier_url}/verify/raw"
-        status, verified = await _answer(
+        verified = await _answer(
             client,
             "POST",
             verify_url,
@@ -161,12 +149,14 @@ async def register_enclave_executor(
             who="the attestation verifier",
             failed="attesting the executor",
         )
-        if status != 200:
+        if verified.status != 200:
             raise ServiceError(
-                f"the verifier rejected the executor's attestation: {_text(verified)}",
+                f"the verifier rejected the executor's attestation: {_text(verified.body)}",
                 hint="is the verifier the one that trusts this TEE's root?",
             )
-        statement = VerifierStatement.from_json(_parsed("POST", verify_url, verified))
+        statement = VerifierStatement.from_json(
+            verified.json(what=f"the answer to POST {verify_url}")
+        )
         if statement.public_key != parse_hex(details["public_key"], name="public key"):
             raise ServiceError(
                 "the attestation is for another key than the executor's",
