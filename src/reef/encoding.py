@@ -35,6 +35,7 @@ __all__ = [
     "json_depth",
     "loads_bounded",
     "parse_b64",
+    "parse_bytes32",
     "parse_hex",
     "parse_uint",
     "read_key_file",
@@ -46,8 +47,17 @@ _MAX_UINT_TEXT = 1000
 """The longest text :func:`parse_uint` reads (2**256 has 78 decimal digits)."""
 
 
-def parse_hex(text: str, *, name: str = "value", length: int | None = None) -> bytes:
+def parse_hex(
+    text: str, *, name: str = "value", length: int | None = None, hint: str | None = None
+) -> bytes:
     """Decode hex typed by a user, with or without ``0x`` and surrounding whitespace.
+
+    Args:
+        text: the hex.
+        name: what it is, for the messages (``"--image-id"``).
+        length: the number of bytes it must decode to, if any.
+        hint: what to do when it is wrong (what the value is, where to find it); a generic
+            word on hex otherwise.
 
     Raises:
         InputError: naming ``name`` when the text is not hex or has the wrong length.
@@ -60,13 +70,51 @@ def parse_hex(text: str, *, name: str = "value", length: int | None = None) -> b
     except ValueError as exc:
         raise InputError(
             f"{name} is not valid hex: {text[:40]!r}",
-            hint="give an even number of hex digits, with or without 0x",
+            hint=hint or "give an even number of hex digits, with or without 0x",
         ) from exc
     if length is not None and len(raw) != length:
-        raise InputError(
-            f"{name} must be {length} bytes ({2 * length} hex digits), got {len(raw)} bytes"
-        )
+        raise _wrong_length(name, length, len(raw), hint)
     return raw
+
+
+def parse_bytes32(value: bytes | str, *, name: str, hint: str | None = None) -> bytes:
+    """32 bytes (a hash, an image id, an ABI word) a caller gave either as bytes or as hex text
+    (``0x`` optional): library functions take both, since some callers hold the raw digest and
+    others the hex a user typed or a JSON document carried.
+
+    It lives here, beside :func:`parse_hex`, which reads the text form: chain clients, the
+    serverless signer, the proof market and the KMS all check such values, with one message.
+
+    Args:
+        value: the 32 bytes, or their hex.
+        name: what it is, for the messages (``"image id"``, ``"codehash"``).
+        hint: what to do when it is wrong (what the value is, where to find it).
+
+    Raises:
+        InputError: naming ``name`` when ``value`` is neither bytes nor text, is not hex, or
+            is not 32 bytes long.
+    """
+    if isinstance(value, str):
+        return parse_hex(value, name=name, length=32, hint=hint)
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise InputError(
+            f"{name} must be 32 bytes or their hex, got {type(value).__name__}",
+            hint=hint or _length_hint(32),
+        )
+    if len(value) != 32:
+        raise _wrong_length(name, 32, len(value), hint)
+    return bytes(value)
+
+
+def _wrong_length(name: str, length: int, got: int, hint: str | None) -> InputError:
+    """The refusal of a value of ``got`` bytes where ``length`` were due (as bytes or as hex)."""
+    return InputError(
+        f"{name} must be {length} bytes, got {got} bytes", hint=hint or _length_hint(length)
+    )
+
+
+def _length_hint(length: int) -> str:
+    return f"give {length} bytes, or {2 * length} hex digits with or without 0x"
 
 
 def parse_b64(text: str | bytes, *, name: str = "value") -> bytes:

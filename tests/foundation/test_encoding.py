@@ -14,6 +14,7 @@ from reef.encoding import (
     json_depth,
     loads_bounded,
     parse_b64,
+    parse_bytes32,
     parse_hex,
     parse_uint,
     read_key_file,
@@ -33,6 +34,36 @@ def test_parse_hex_names_the_bad_value() -> None:
         parse_hex("zz", name="image id")
     with pytest.raises(InputError, match="must be 32 bytes"):
         parse_hex("00", name="image id", length=32)
+
+
+def test_parse_bytes32_takes_bytes_or_hex_alike() -> None:
+    digest = bytes(range(32))
+    assert parse_bytes32(digest, name="hash") == digest
+    assert parse_bytes32(bytearray(digest), name="hash") == digest
+    assert type(parse_bytes32(bytearray(digest), name="hash")) is bytes
+    assert parse_bytes32(digest.hex(), name="hash") == digest
+    assert parse_bytes32(" 0x" + digest.hex().upper() + "\n", name="hash") == digest
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (b"\x00" * 31, "codehash must be 32 bytes, got 31 bytes"),
+        (b"\x00" * 33, "codehash must be 32 bytes, got 33 bytes"),
+        ("00" * 31, "codehash must be 32 bytes, got 31 bytes"),
+        ("0x" + "zz" * 32, "codehash is not valid hex"),
+        (32, "codehash must be 32 bytes or their hex, got int"),
+        (None, "codehash must be 32 bytes or their hex, got NoneType"),
+    ],
+)
+def test_parse_bytes32_names_the_value_and_says_what_to_do(value: Any, message: str) -> None:
+    with pytest.raises(InputError, match=message) as caught:
+        parse_bytes32(value, name="codehash", hint="a codehash is a tx hash")
+    assert caught.value.hint == "a codehash is a tx hash"
+    # Without a hint of the caller's, the refusal still says what a right value looks like.
+    with pytest.raises(InputError) as plain:
+        parse_bytes32(value, name="codehash")
+    assert plain.value.hint
 
 
 def test_parse_b64_both_alphabets() -> None:

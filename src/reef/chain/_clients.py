@@ -42,7 +42,7 @@ from reef.chain._tx import (
     translate_errors,
 )
 from reef.chain._types import Address, Amount, check_uint, parse_address
-from reef.encoding import parse_hex
+from reef.encoding import parse_bytes32
 from reef.errors import ChainError, InputError, MisuseError
 
 __all__ = [
@@ -83,12 +83,8 @@ def _topic(value: Topic, position: int) -> str | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         return "0x" + check_uint(value, f"topic {position}").to_bytes(32, "big").hex()
-    if isinstance(value, bytes | bytearray):
-        if len(value) != 32:
-            raise InputError(f"topic {position} must be 32 bytes, got {len(value)}")
-        return "0x" + bytes(value).hex()
-    if isinstance(value, str):
-        return "0x" + parse_hex(value, name=f"topic {position}", length=32).hex()
+    if isinstance(value, bytes | bytearray | str):
+        return "0x" + parse_bytes32(value, name=f"topic {position}").hex()
     raise InputError(
         f"topic {position} must be an int, 32 bytes, 0x hex or None, got {type(value).__name__}"
     )
@@ -415,13 +411,10 @@ class TokenClient(_OwnedClient[ChainEvent]):
 
 
 def _image_id(value: bytes | str) -> bytes:
-    if isinstance(value, str):
-        return parse_hex(value, name="image id", length=32)
-    if isinstance(value, bytes | bytearray) and len(value) == 32:
-        return bytes(value)
-    raise InputError(
-        "an image id must be 32 bytes (64 hex digits)",
-        hint="image ids are sha256 over the PCRs (reef image id / reef verify print them)",
+    return parse_bytes32(
+        value,
+        name="image id",
+        hint="an image id is 32 bytes, sha256 over the PCRs: `reef image measure` prints it",
     )
 
 

@@ -22,7 +22,9 @@ import httpx
 
 from reef._fetch import read_bounded, request_to
 from reef.crypto import keccak256
-from reef.errors import ConfigError, InputError, RPCError, ServiceError
+from reef.encoding import parse_bytes32
+from reef.errors import ConfigError, RPCError, ServiceError
+from reef.kms._derive import _IMAGE_ID_HINT
 
 __all__ = ["OYSTER_KMS_VERIFY_SELECTOR", "ImageApproval", "RpcApproval"]
 
@@ -119,8 +121,7 @@ class RpcApproval:
             InputError: when the image id is not 32 bytes.
             RPCError: when the endpoint fails or answers something that is not a bool.
         """
-        if len(image_id) != 32:
-            raise InputError(f"an image id is 32 bytes, got {len(image_id)}")
+        image_id = parse_bytes32(image_id, name="image id", hint=_IMAGE_ID_HINT)
         data = "0x" + (OYSTER_KMS_VERIFY_SELECTOR + image_id).hex()
         reply = await self._rpc("eth_call", [{"to": address, "data": data}, "latest"])
         if "error" in reply:

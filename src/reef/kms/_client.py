@@ -29,9 +29,9 @@ import httpx
 from reef._clock import wall_clock_ms
 from reef._fetch import fetch_blocking, read_bounded, request_to
 from reef.crypto import solana_address
-from reef.encoding import loads_bounded, terminal_text
+from reef.encoding import loads_bounded, parse_bytes32, terminal_text
 from reef.errors import InputError, KMSError, MisuseError, ServiceError
-from reef.kms._derive import INIT_PARAMS_KEY_PATH, KeyType
+from reef.kms._derive import _IMAGE_ID_HINT, INIT_PARAMS_KEY_PATH, KeyType
 from reef.kms._http import VERSION_HEADER, answered_version
 from reef.kms._keyring import KmsIdentity, identity_digest
 from reef.kms._signing import SIGNATURE_HEADER, verify_response
@@ -105,9 +105,7 @@ def _query(
         raise MisuseError("give exactly one of image_id and address")
     params: dict[str, str] = {}
     if image_id is not None:
-        if len(image_id) != 32:
-            raise InputError(f"an image id is 32 bytes, got {len(image_id)}")
-        params["image_id"] = image_id.hex()
+        params["image_id"] = parse_bytes32(image_id, name="image id", hint=_IMAGE_ID_HINT).hex()
     else:
         params["address"] = str(address)
     params["path"] = path

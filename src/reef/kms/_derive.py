@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from reef import crypto
+from reef.encoding import parse_bytes32
 from reef.errors import InputError
 
 # reef.crypto's names load on first use: a secret needs only its pure-Python scalar rules
@@ -68,6 +69,9 @@ SIGNING_KEY_PATH = "oyster.kms.secp256k1"
 
 INIT_PARAMS_KEY_PATH = "oyster.init-params"
 """Path (from the enclave seed) of the X25519 key that secret init params are sealed to."""
+
+_IMAGE_ID_HINT = "an image id is 32 bytes, sha256 over the PCRs: `reef image measure` prints it"
+"""What to do about an image id of the wrong length (every KMS function that takes one)."""
 
 KeyType = Literal["secp256k1", "ed25519", "x25519"]
 KEY_TYPES: tuple[KeyType, ...] = get_args(KeyType)
@@ -134,9 +138,7 @@ def enclave_seed(root: RootSeed, image_id: bytes) -> bytes:
     Raises:
         InputError: when the image id is not 32 bytes.
     """
-    if len(image_id) != 32:
-        raise InputError(f"an image id is 32 bytes, got {len(image_id)}")
-    return _twice(root.base, bytes(image_id))
+    return _twice(root.base, parse_bytes32(image_id, name="image id", hint=_IMAGE_ID_HINT))
 
 
 def contract_seed(root: RootSeed, chain_id: int, address: str) -> bytes:

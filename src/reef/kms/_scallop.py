@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from reef._api import LightApi, light_api, query_param
+from reef.encoding import parse_bytes32
 from reef.errors import (
     ChainError,
     ChannelBrokenError,
@@ -41,6 +42,7 @@ from reef.errors import (
     KMSError,
     ReefError,
 )
+from reef.kms._derive import _IMAGE_ID_HINT
 from reef.kms._http import (
     VERSION_HEADER,
     VERSION_PARAM,
@@ -201,8 +203,8 @@ class KmsWiring:
             raise InputError(f"the KMS Scallop port {self.scallop_port} is not a TCP port")
         if self.contract_address is not None:
             parse_address(self.contract_address, evm=True)
-        if self.root_image_id is not None and len(self.root_image_id) != 32:
-            raise InputError(f"the KMS root image id is 32 bytes, got {len(self.root_image_id)}")
+        if self.root_image_id is not None:
+            parse_bytes32(self.root_image_id, name="the KMS root image id", hint=_IMAGE_ID_HINT)
 
     @classmethod
     def from_identity(

@@ -26,6 +26,7 @@ from reef.chain import (
     check_uint,
     parse_address,
 )
+from reef.encoding import parse_bytes32
 from reef.errors import InputError, ProofError
 from reef.proofs._events import (
     AskCreated,
@@ -42,6 +43,7 @@ from reef.proofs._types import Ask, AskState, Market, MarketKind, Offer, ProverI
 __all__ = ["ProofMarketClient"]
 
 _ZERO = "0x" + "00" * 20
+_IMAGE_ID = "an image id is 32 bytes, sha256 over the PCRs: `reef image measure` prints it"
 _E = TypeVar("_E", bound=ChainEvent)
 
 
@@ -244,11 +246,14 @@ class ProofMarketClient(ContractClient[ProofMarketEvent]):
     ) -> tuple[int, TxResult[ProofMarketEvent]]:
         """Create a Groth16 market over a deployed verifier; returns (market id, result).
         With ``private_inputs`` its asks carry encrypted private inputs."""
-        if len(artifacts_hash) != 32:
-            raise InputError("the artifacts hash is 32 bytes (sha256)")
+        digest = parse_bytes32(
+            artifacts_hash,
+            name="the artifacts hash",
+            hint="it is MarketMetadata.artifacts_hash(): SHA-256 over the artifacts' file hashes",
+        )
         return self._create_market(
             "createGroth16Market",
-            [parse_address(verifier, name="verifier"), artifacts_hash],
+            [parse_address(verifier, name="verifier"), digest],
             (penalty, n_inputs, ivs, metadata, private_inputs),
         )
 
@@ -263,11 +268,9 @@ class ProofMarketClient(ContractClient[ProofMarketEvent]):
         private_inputs: bool = False,
     ) -> tuple[int, TxResult[ProofMarketEvent]]:
         """Create a market whose proofs are signatures of enclaves running ``image_id``."""
-        if len(image_id) != 32:
-            raise InputError("an image id is 32 bytes")
         return self._create_market(
             "createTeeMarket",
-            [image_id],
+            [parse_bytes32(image_id, name="image id", hint=_IMAGE_ID)],
             (penalty, n_inputs, ivs, metadata, private_inputs),
         )
 

@@ -27,7 +27,7 @@ from web3 import Web3
 
 from reef.attestation import Expectations, Mode, TrustedRoot, verify
 from reef.chain import Address
-from reef.encoding import parse_uint
+from reef.encoding import parse_bytes32, parse_uint
 from reef.errors import InputError, ProofError, UintInputError
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._runtime import _run_program
@@ -103,8 +103,11 @@ def register_matching_engine(
         AttestationError: the evidence does not verify or is of another image.
         ContractRevertError: the sender is not the market's admin.
     """
-    if len(image_id) != 32:
-        raise InputError("an image id is 32 bytes")
+    image_id = parse_bytes32(
+        image_id,
+        name="image id",
+        hint="an image id is 32 bytes, sha256 over the PCRs: `reef image measure` prints it",
+    )
     engine = _attested_signer(evidence, image_id, root=root, mode=mode, now_ms=now_ms)
     client.set_matching_engine(engine)
     return engine

@@ -34,7 +34,7 @@ from reef.crypto import (
     keccak256,
     recover_digest,
 )
-from reef.encoding import parse_hex
+from reef.encoding import parse_bytes32
 from reef.errors import InputError, SignatureError
 
 __all__ = [
@@ -104,19 +104,17 @@ def submit_output_digest(domain: JobsDomain, **fields: Unpack[OutputFields]) -> 
 
 
 def _hash32(value: bytes | str, name: str) -> bytes:
-    """A 32-byte hash given as bytes or hex text.
+    """A codehash or an input hash (:func:`reef.encoding.parse_bytes32`, with the hint that says
+    what each is); :mod:`reef.serverless._contracts` checks the hashes it sends with it too.
 
     Raises:
         InputError: it is not 32 bytes.
     """
-    if isinstance(value, str):
-        return parse_hex(value, name=name, length=32)
-    if len(value) != 32:
-        raise InputError(
-            f"{name} is 32 bytes, got {len(value)}",
-            hint="a codehash is the deployment's tx hash; an input hash is keccak256 of the input",
-        )
-    return bytes(value)
+    return parse_bytes32(
+        value,
+        name=name,
+        hint="a codehash is the deployment's tx hash; an input hash is keccak256 of the input",
+    )
 
 
 def _output_digest(separator: bytes, typehash: bytes, fields: SignedOutput) -> bytes:
