@@ -95,6 +95,9 @@ def api_app(title: str, *, description: str = "", version: str = "1") -> FastAPI
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
 
+    # FastAPI loads pydantic, so this app may use the module that does too.
+    from reef._api_models import validation_reasons
+
     # FastAPI's own /docs (and its OAuth2 redirect page, which no reef API needs) would load
     # Swagger UI from a CDN: reef's page replaces it (see the module docstring). Its /redoc,
     # a second page of the same schema, loads ReDoc from a CDN too: /docs is the one page.
@@ -105,11 +108,7 @@ def api_app(title: str, *, description: str = "", version: str = "1") -> FastAPI
 
     async def invalid(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        reasons = [
-            f"{'.'.join(str(p) for p in error.get('loc', ()))}: {error.get('msg', 'invalid')}"
-            for error in exc.errors()
-        ]
-        return json_error(400, "; ".join(reasons) or "invalid request")
+        return json_error(400, validation_reasons(exc) or "invalid request")
 
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, invalid)

@@ -4,26 +4,30 @@ A reef API refuses with ``{"error": reason}`` (:func:`reef._api.json_error` buil
 answers ``GET /health`` with ``{"ok": true}``. This module holds the pydantic models that document
 those answers, :func:`error_answers` to list a route's refusals, and :func:`add_health_route`, so
 that the market's control plane and image store (and the serverless and proof-market services)
-describe them once, alike. It is separate from :mod:`reef._api` because that module must stay
+describe them once, alike. It also says what pydantic found wrong in a document
+(:func:`validation_reasons`), one way for every service that refuses a request body and every
+client that checks an answer. It is separate from :mod:`reef._api` because that module must stay
 free of pydantic (it is on every enclave's start-up path); the services that import this one are
-FastAPI apps, which load pydantic anyway.
+FastAPI apps, which load pydantic anyway (a client that checks an answer with pydantic imports
+this module only once an answer is wrong, since it loads Starlette too).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
 
     from reef._api import LightApi
 
-__all__ = ["ErrorModel", "HealthModel", "add_health_route", "error_answers"]
+__all__ = ["ErrorModel", "HealthModel", "add_health_route", "error_answers", "validation_reasons"]
 
 
 class ErrorModel(BaseModel):
@@ -54,3 +58,29 @@ def add_health_route(app: FastAPI | LightApi) -> None:
         return JSONResponse({"ok": True})
 
     app.add_api_route("/health", health, methods=["GET"], response_model=HealthModel)
+
+
+def validation_reasons(
+    exc: ValidationError | RequestValidationError, *, limit: int | None = None
+) -> str:
+    """What pydantic found wrong, as ``field.path: message`` per problem joined with ``"; "``
+    (``body`` names the document itself); at most ``limit`` problems when given.
+
+    The input is never quoted: a refusal goes back to whoever sent the document, or into a log
+    or an error message, and the input may be large, a secret, or text meant for a terminal.
+
+    It lives here, beside the models of reef's answers, because this module already loads
+    pydantic while :mod:`reef._api` must not. FastAPI's :class:`RequestValidationError` (an
+    :func:`reef._api.api_app` refusing a request) lists its problems in the same shape, so it is
+    taken too.
+    """
+    if isinstance(exc, ValidationError):
+        errors: Iterable[Any] = exc.errors(include_url=False, include_input=False)
+    else:
+        errors = exc.errors()
+    reasons = [
+        f"{'.'.join(str(part) for part in error.get('loc', ())) or 'body'}: "
+        f"{error.get('msg', 'invalid')}"
+        for error in errors
+    ]
+    return "; ".join(reasons if limit is None else reasons[:limit])

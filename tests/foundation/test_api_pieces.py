@@ -9,12 +9,13 @@ from collections.abc import Callable
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from imports_support import loaded_after
 from reef._api import LightApi, api_app, json_error, light_api, query_param, text_answer
-from reef._api_models import ErrorModel, add_health_route, error_answers
+from reef._api_models import ErrorModel, add_health_route, error_answers, validation_reasons
 
 
 async def _get(app: object, path: str) -> httpx.Response:
@@ -122,3 +123,51 @@ async def test_api_apps_own_errors_use_the_same_json_error() -> None:
 def test_the_light_api_module_stays_free_of_pydantic_and_fastapi() -> None:
     # reef._api is on every enclave's start-up path: the models live in reef._api_models.
     assert {"pydantic", "fastapi"}.isdisjoint(loaded_after("import reef._api"))
+
+
+class _Limits(BaseModel):
+    memory_mib: int = Field(gt=0)
+
+
+class _Config(BaseModel):
+    owner: str = Field(pattern=r"^0x[0-9a-f]{40}$")
+    limits: _Limits
+
+
+def _refusal(document: object) -> ValidationError:
+    with pytest.raises(ValidationError) as caught:
+        _Config.model_validate(document)
+    return caught.value
+
+
+def test_validation_reasons_name_each_field_by_its_path_and_never_quote_the_input() -> None:
+    secret = "0xSECRET-" + "s" * 50
+    refusal = _refusal({"owner": secret, "limits": {"memory_mib": -7}})
+    reasons = validation_reasons(refusal)
+    assert reasons == (
+        "owner: String should match pattern '^0x[0-9a-f]{40}$'; "
+        "limits.memory_mib: Input should be greater than 0"
+    )
+    assert "SECRET" not in reasons
+    assert "-7" not in reasons
+    # A limit keeps the first problems, in pydantic's order.
+    assert validation_reasons(refusal, limit=1) == reasons.split("; ")[0]
+    # A problem with the document itself (not an object) is the body's.
+    assert validation_reasons(_refusal(["not", "an", "object"])).startswith("body: ")
+
+
+async def test_an_api_apps_refusal_of_a_body_names_the_fields_the_same_way() -> None:
+    app = api_app("config")
+
+    @app.post("/config")
+    async def configure(config: _Config) -> dict[str, str]:
+        return {"owner": config.owner}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        answer = await client.post("/config", json={"owner": "0xSECRET", "limits": {}})
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": "body.owner: String should match pattern '^0x[0-9a-f]{40}$'; "
+        "body.limits.memory_mib: Field required"
+    }

@@ -108,9 +108,10 @@ class ControlPlaneClient:
         try:
             model.model_validate(answer)
         except ValidationError as exc:
-            where = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3]
-            )
+            # Imported here: the module loads Starlette, which `reef jobs` needs nowhere else.
+            from reef._api_models import validation_reasons
+
+            where = validation_reasons(exc, limit=3)
             raise ServiceError(
                 f"the control plane at {self.url} answered {path} with unexpected values ({where})"[
                     :400

@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from reef._api import LightApi, json_error, light_api
-from reef._api_models import error_answers
+from reef._api_models import error_answers, validation_reasons
 from reef._fetch import FetchError, fetch_blocking, request_to
 from reef.crypto import Secp256k1PrivateKey, Secp256k1PublicKey
 from reef.encoding import loads_bounded
@@ -120,10 +120,7 @@ def ivs_app(verifier: InputVerifier, client: ProofMarketClient, *, from_block: i
         try:
             given = InvalidRequest.model_validate_json(await request.body())
         except ValidationError as exc:
-            reasons = "; ".join(
-                f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
-                for error in exc.errors(include_url=False, include_input=False)
-            )
+            reasons = validation_reasons(exc)
             return json_error(400, f'{reasons}; expected {{"ask_id": N, "acl": "0x…" | null}}')
         acl = bytes.fromhex(given.acl.removeprefix("0x")) if given.acl else None
         try:

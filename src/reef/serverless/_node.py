@@ -48,7 +48,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from reef._api import LightApi, json_error, light_api, path_param
-from reef._api_models import ErrorModel, error_answers
+from reef._api_models import ErrorModel, error_answers, validation_reasons
 from reef.crypto import Secp256k1PrivateKey, keccak256
 from reef.encoding import parse_hex, read_key_file
 from reef.errors import InputError, ReefError, ServerlessError
@@ -434,7 +434,7 @@ class ExecutorNode:
             except ValidationError as exc:
                 return json_error(
                     400,
-                    f"bad config: {_reasons(exc)}; give rpc_url, jobs_contract, code_contract "
+                    f"bad config: {validation_reasons(exc)}; give rpc_url, jobs_contract, code_contract "
                     "and owner",
                 )
             settings = ExecutorSettings(
@@ -743,14 +743,6 @@ def _function_target(scope: Scope) -> str:
         raw = raw[third:] if third > 0 else b"/"
     query: bytes = scope.get("query_string", b"")
     return (raw + (b"?" + query if query else b"")).decode("latin-1")
-
-
-def _reasons(exc: ValidationError) -> str:
-    """What pydantic found wrong, one ``field: message`` per problem (never the input)."""
-    return "; ".join(
-        f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
-        for error in exc.errors(include_url=False, include_input=False)
-    )
 
 
 class _GatewayApi(LightApi):
