@@ -13,12 +13,14 @@ running call has a workerd process of its own, and reef watches it:
   and ``RLIMIT_DATA`` are not used: workerd reserves gigabytes of address space at start and
   fails to start under any useful cap, and cgroups need privileges reef cannot count on;
 - **output**: the response body is read up to the cap and no further (code 5);
-- **network**: ``fetch()`` goes to a network service with an empty allow list (see ``_config``).
+- **network**: ``fetch()`` goes to a worker of reef's that refuses it without resolving any
+  name, or to a network service with the operator's allow list (see ``_config``).
 - **after the answer**: a function's ``ctx.waitUntil`` work runs on after its response with no
   deadline; an idle process that uses more than ``idle_cpu_ms`` of CPU is killed (measured: a
   spinning ``waitUntil`` kept a whole core busy while its process sat in the pool), and so is
   one whose resident memory passes its call's cap (a ``waitUntil`` that kept allocating held
-  memory past the cap for as long as its process stayed idle).
+  memory past the cap for as long as its process stayed idle). The same CPU allowance and the
+  memory cap hold while reef waits to learn why a call's answer broke.
 
 Isolation is therefore per process: a misbehaving function costs CPU on the machine but never
 holds another call's process. Warm calls reuse an idle process that already loaded the same code
@@ -153,9 +155,10 @@ class FunctionRuntime:
         workdir: where each process's directory (config, code, Unix socket) goes; a fresh private
             temporary directory by default (Unix socket paths must stay short).
         memory_poll_s: how often a running call's resident memory is sampled.
-        idle_cpu_ms: CPU an idle process may use after its answer (``ctx.waitUntil`` work)
-            before it is killed: past its response a function has no deadline, so without this
-            a ``waitUntil`` that spins would burn a core, unbilled, for as long as it stays idle.
+        idle_cpu_ms: CPU an idle process may use after its answer (``ctx.waitUntil`` work), or
+            one whose answer broke while reef waits to see it exit, before it is killed: past
+            its response a function has no deadline, so without this a ``waitUntil`` that
+            spins would burn a core, unbilled, for as long as it stays idle.
         idle_check_s: how often idle processes are checked against ``idle_cpu_ms`` and their
             memory cap.
         clock: monotonic nanoseconds (tests may pass a fake).
@@ -414,17 +417,21 @@ class FunctionRuntime:
         # function's verdict (code 6) only once its output says so, and one that lives on
         # is told apart only by waiting. The call's time stays within its deadline. While it
         # waits, the process still runs the function (its ctx.waitUntil work): its memory stays
-        # watched (unwatched, one took 600 MiB on a 96 MiB cap in those 2 s).
+        # watched (unwatched, one took 600 MiB on a 96 MiB cap in those 2 s), and the wait ends
+        # once it used the CPU an answered call may use after its answer, since a process that
+        # computes is not dying (unbounded, a job that paid for 1 ms spun for 2 s).
         exited = asyncio.create_task(process.proc.wait())
         watch = asyncio.create_task(self._watch_memory(process, limits.memory_bytes))
+        computing = asyncio.create_task(self._watch_cpu(process, self._idle_cpu_ns))
+        waits = {exited, watch, computing}
         try:
             done, _ = await asyncio.wait(
-                {exited, watch}, timeout=_EXIT_WAIT_S, return_when=asyncio.FIRST_COMPLETED
+                waits, timeout=_EXIT_WAIT_S, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
-            exited.cancel()
-            watch.cancel()
-            await asyncio.wait({exited, watch})
+            for task in waits:
+                task.cancel()
+            await asyncio.wait(waits)
         elapsed = min(self._elapsed_ms(start), limits.timeout_ms)
         if watch in done:
             await self._kill(process)
@@ -458,6 +465,17 @@ class FunctionRuntime:
     def _remaining_s(self, start: int, limits: Limits) -> float:
         """Seconds left of the deadline of a call that started at ``start`` (may be negative)."""
         return limits.timeout_ms / 1000 - (self._clock() - start) / 1e9
+
+    async def _watch_cpu(self, process: _Process, budget_ns: int) -> None:
+        """Return once the process has used more than ``budget_ns`` of CPU from now (else run
+        until cancelled)."""
+        start = _cpu_ns(process.proc.pid)
+        while start is not None:
+            used = _cpu_ns(process.proc.pid)
+            if used is not None and used - start > budget_ns:
+                return
+            await asyncio.sleep(self._memory_poll_s)
+        await asyncio.Event().wait()  # already gone: its exit ends the wait
 
     async def _watch_memory(self, process: _Process, limit: int) -> None:
         """Return when the process's resident memory passes ``limit`` (else run until cancelled)."""
