@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import shutil
 import stat
 from collections.abc import AsyncIterator
@@ -352,6 +353,33 @@ async def test_memory_stays_capped_while_a_broken_answer_is_judged(
     # The watch samples every 5 ms: what a process takes between two samples is the margin.
     assert peak < cap + 96 * 1024 * 1024, f"peak {peak >> 20} MiB on a {cap >> 20} MiB cap"
     assert (await runtime.run(HELLO, b"next")).output == b"hello, next"
+
+
+# Breaks its answer, then spins (in ctx.waitUntil) for as long as its process lives.
+BREAKS_AND_SPINS = b"""export default { async fetch(request, env, ctx) {
+  ctx.waitUntil((async () => {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    for (;;) {}
+  })());
+  return new Response(new ReadableStream({ start(c) {
+    c.enqueue(new Uint8Array([1]));
+    setTimeout(() => c.error(new Error("broken on purpose")), 10);
+  } }));
+} };"""
+
+
+async def test_a_broken_answer_buys_no_cpu_past_the_allowance(workerd: Path) -> None:
+    """The 2 s reef waits for a process whose answer broke were the function's to spin in,
+    unbilled: a job paying for 1 ms got 2 s of CPU on each executor it selected. The wait now
+    ends, and the process is killed, once it used the CPU allowance of an answered call."""
+    async with FunctionRuntime(workerd, max_idle=0, idle_cpu_ms=50) as runtime:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result = await runtime.run(BREAKS_AND_SPINS, b"", limits=Limits(timeout_ms=3000))
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert (result.error_code, result.status, result.output) == (ErrorCode.OK, 500, b"")
+    cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    # Its start and the 50 ms allowance take well under a second; the 2 s spin, about 2 s.
+    assert cpu_s < 1.0, f"the process used {cpu_s:.2f} s of CPU"
 
 
 def test_a_marker_split_between_two_reads_is_found() -> None:
