@@ -350,8 +350,9 @@ async def test_memory_stays_capped_while_a_broken_answer_is_judged(
         await asyncio.sleep(0.01)
     result = call.result()
     assert result.error_code is ErrorCode.MEMORY_LIMIT, result
-    # The watch samples every 5 ms: what a process takes between two samples is the margin.
-    assert peak < cap + 96 * 1024 * 1024, f"peak {peak >> 20} MiB on a {cap >> 20} MiB cap"
+    # The watch samples every 5 ms (later on a loaded machine): what a process takes between
+    # two samples is the margin.
+    assert peak < cap + 256 * 1024 * 1024, f"peak {peak >> 20} MiB on a {cap >> 20} MiB cap"
     assert (await runtime.run(HELLO, b"next")).output == b"hello, next"
 
 
