@@ -25,8 +25,9 @@ used (found without importing it), and only when someone asks for them, never on
 start-up path. The page's one inline script is allowed by its hash in the page's own
 Content-Security-Policy, so the dashboard's policy stays as strict as it is.
 
-Three small pieces every API shares live here too: :func:`json_error`, the JSON
+Four small pieces every API shares live here too: :func:`json_error`, the JSON
 ``{"error": reason}`` answer of reef's FastAPI apps (and of :func:`api_app`'s own errors),
+:func:`error_reasons`, what such an answer says of a document that failed validation,
 :func:`text_answer`, how OpenAPI describes the plain-text answers of the light APIs (their errors
 are text), and :func:`query_param`, how it describes a query parameter that a handler parses
 itself. The pydantic models that describe the JSON answers are in :mod:`reef._api_models`,
@@ -39,9 +40,10 @@ import base64
 import hashlib
 import importlib.util
 import inspect
+import itertools
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -62,6 +64,7 @@ __all__ = [
     "LightApi",
     "api_app",
     "docs_page",
+    "error_reasons",
     "json_error",
     "light_api",
     "path_param",
@@ -95,9 +98,6 @@ def api_app(title: str, *, description: str = "", version: str = "1") -> FastAPI
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
 
-    # FastAPI loads pydantic, so this app may use the module that does too.
-    from reef._api_models import validation_reasons
-
     # FastAPI's own /docs (and its OAuth2 redirect page, which no reef API needs) would load
     # Swagger UI from a CDN: reef's page replaces it (see the module docstring). Its /redoc,
     # a second page of the same schema, loads ReDoc from a CDN too: /docs is the one page.
@@ -108,7 +108,7 @@ def api_app(title: str, *, description: str = "", version: str = "1") -> FastAPI
 
     async def invalid(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return json_error(400, validation_reasons(exc) or "invalid request")
+        return json_error(400, error_reasons(exc.errors()) or "invalid request")
 
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, invalid)
@@ -125,6 +125,25 @@ def json_error(
 ) -> JSONResponse:
     """reef's JSON error answer: ``{"error": reason}`` with ``status`` (and ``headers``)."""
     return JSONResponse({"error": reason}, status_code=status, headers=headers)
+
+
+def error_reasons(errors: Iterable[Mapping[str, Any]], *, limit: int | None = None) -> str:
+    """What a document's problems are, as pydantic and FastAPI list them (``loc`` and ``msg``
+    each): ``field.path: message`` per problem joined with ``"; "`` (``body`` names the document
+    itself), at most ``limit`` of them when given. Any ``input`` a problem carries is left out:
+    the reasons go back to whoever sent the document, or into a log, and the input may be large,
+    a secret, or text meant for a terminal.
+
+    It is here, free of pydantic, so that :func:`api_app`'s refusals need not load
+    :mod:`reef._api_models` (whose :func:`~reef._api_models.validation_reasons` is the same for a
+    pydantic ``ValidationError``): this module is in every enclave's measured runtime.
+    """
+    reasons = [
+        f"{'.'.join(str(part) for part in error.get('loc', ())) or 'body'}: "
+        f"{error.get('msg', 'invalid')}"
+        for error in itertools.islice(errors, limit)
+    ]
+    return "; ".join(reasons)
 
 
 def text_answer(description: str) -> dict[str, Any]:

@@ -14,16 +14,17 @@ this module only once an answer is wrong, since it loads Starlette too).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from reef._api import error_reasons
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
-    from fastapi.exceptions import RequestValidationError
 
     from reef._api import LightApi
 
@@ -60,27 +61,13 @@ def add_health_route(app: FastAPI | LightApi) -> None:
     app.add_api_route("/health", health, methods=["GET"], response_model=HealthModel)
 
 
-def validation_reasons(
-    exc: ValidationError | RequestValidationError, *, limit: int | None = None
-) -> str:
+def validation_reasons(exc: ValidationError, *, limit: int | None = None) -> str:
     """What pydantic found wrong, as ``field.path: message`` per problem joined with ``"; "``
-    (``body`` names the document itself); at most ``limit`` problems when given.
-
-    The input is never quoted: a refusal goes back to whoever sent the document, or into a log
-    or an error message, and the input may be large, a secret, or text meant for a terminal.
+    (``body`` names the document itself); at most ``limit`` problems when given. The input is
+    never quoted (:func:`reef._api.error_reasons`, which FastAPI's refusals go through too).
 
     It lives here, beside the models of reef's answers, because this module already loads
-    pydantic while :mod:`reef._api` must not. FastAPI's :class:`RequestValidationError` (an
-    :func:`reef._api.api_app` refusing a request) lists its problems in the same shape, so it is
-    taken too.
+    pydantic while :mod:`reef._api` must not: services refusing a body and clients checking an
+    answer call it.
     """
-    if isinstance(exc, ValidationError):
-        errors: Iterable[Any] = exc.errors(include_url=False, include_input=False)
-    else:
-        errors = exc.errors()
-    reasons = [
-        f"{'.'.join(str(part) for part in error.get('loc', ())) or 'body'}: "
-        f"{error.get('msg', 'invalid')}"
-        for error in errors
-    ]
-    return "; ".join(reasons if limit is None else reasons[:limit])
+    return error_reasons(exc.errors(include_url=False, include_input=False), limit=limit)
