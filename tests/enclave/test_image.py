@@ -26,6 +26,7 @@ from reef.enclave import (
     InitParam,
     InitParams,
     Manifest,
+    attested_measurements,
     build_image,
     extend_pcr,
     load_image,
@@ -465,6 +466,32 @@ def test_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_directory_loads_as_the_image_it_builds(tmp_path: Path) -> None:
     app = make_app(tmp_path / "app", FILES)
     assert load_image(app).image_id == build_image(app, tmp_path / "x.img").image_id
+
+
+def test_attested_measurements_of_a_file_a_directory_or_bytes_with_a_params_file_or_document(
+    tmp_path: Path,
+) -> None:
+    app = make_app(tmp_path / "app", FILES)
+    image_file = tmp_path / "a.img"
+    image = build_image(app, image_file)
+    params = InitParams.build([InitParam("config.json", b"{}")])
+    params_file = tmp_path / "params.json"
+    params_file.write_bytes(params.to_json())
+
+    for source in (image_file, app, image_file.read_bytes()):
+        assert attested_measurements(source) == image.measurements
+        for init in (params_file, params):
+            for debug in (False, True):
+                measured = attested_measurements(source, init, debug=debug)
+                assert measured.pcrs[16] == extend_pcr(params.digest)
+                assert measured.init_params_digest == params.digest
+                assert measured.debug is debug
+                assert measured.pcrs[0] == (bytes(48) if debug else image.measurements.pcrs[0])
+                assert measured.image_id == oyster_image_id(measured.pcrs)
+    with pytest.raises(ImageError, match=r"missing\.json"):
+        attested_measurements(image_file, tmp_path / "missing.json")
+    with pytest.raises(ImageError, match="does not exist"):
+        attested_measurements(tmp_path / "missing.img")
 
 
 def test_an_image_attests_pcr16_of_its_init_params_and_zero_pcrs_in_debug(tmp_path: Path) -> None:

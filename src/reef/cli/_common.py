@@ -5,8 +5,8 @@
 - the TEE root a ``--root`` / ``--trust`` value names (:func:`trusted_root`), and the KMS root
   ``--kms-endpoint`` / ``--kms-pubkey`` name (:func:`kms_wiring`);
 - what an enclave of an image attests, given ``--init-params`` and ``--debug``
-  (:func:`attested_measurements`: ``reef image measure`` prints it, ``reef verify --image``
-  expects it);
+  (:func:`attested_measurements`, :func:`reef.enclave.attested_measurements` loaded on first
+  use: ``reef image measure`` prints it, ``reef verify --image`` expects it);
 - the market session the ``--rpc`` / ``--market`` / ``--key`` flags name (the flags themselves are
   in :mod:`reef.cli._options`; :func:`reef.node.open_session` resolves them against ``$REEF_HOME``),
   and the serverless contracts ``--rpc`` / ``--jobs`` / ``--code`` / ``--key`` name (``reef fn``
@@ -128,16 +128,16 @@ def trusted_root(spec: str) -> TrustedRoot:
 
 
 def attested_measurements(image: Path, init_params: Path | None, *, debug: bool) -> Measurements:
-    """What an enclave of the image file ``image`` attests when it boots with the init params
-    file ``init_params`` (measured into PCR16), in debug mode or not (PCR0-2 zero).
+    """:func:`reef.enclave.attested_measurements`, loaded when a command first measures (this
+    module is on every command's path; the image code is not). The commands that measure
+    import it from here.
 
     Raises:
-        ReefError: the image or the init params file cannot be read or is malformed.
+        ImageError: the image or the init params file cannot be read or is malformed.
     """
-    from reef.enclave import InitParams, load_image
+    from reef.enclave import attested_measurements as measure
 
-    params = InitParams.read(init_params) if init_params is not None else None
-    return load_image(image).attested(params, debug=debug)
+    return measure(image, init_params, debug=debug)
 
 
 def kms_wiring(endpoint: str, pubkey: str) -> KmsWiring:

@@ -1,7 +1,8 @@
 """Enclave images and the backends that run them.
 
 - Images (:func:`build_image`, :func:`load_image`): a deterministic archive of an app directory
-  and its ``reef.toml``, measured into PCR0/1/2 and an Oyster image id.
+  and its ``reef.toml``, measured into PCR0/1/2 and an Oyster image id; what an enclave of one
+  attests with given init params and debug flag (:func:`attested_measurements`).
 - Init params (:class:`InitParams`): Oyster's JSON format and digest; PCR16.
 - One interface for every backend (:class:`EnclaveBackend`, :func:`open_backend`), with typed
   :class:`EnclaveSpec` / :class:`EnclaveInfo`; a fake one and a conformance suite live in
@@ -33,7 +34,14 @@ if TYPE_CHECKING:
         EnclaveState,
         open_backend,
     )
-    from reef.enclave._image import DEFAULT_EXCLUDES, Image, ImageEntry, build_image, load_image
+    from reef.enclave._image import (
+        DEFAULT_EXCLUDES,
+        Image,
+        ImageEntry,
+        attested_measurements,
+        build_image,
+        load_image,
+    )
     from reef.enclave._init_params import (
         INIT_PARAMS_KMS_PATH,
         InitParam,
@@ -76,6 +84,7 @@ __all__ = [
     "RUNTIME_MODULES",
     "Requirement",
     "SEALING_PORT",
+    "attested_measurements",
     "build_image",
     "check_host",
     "dev_seal",
@@ -107,6 +116,7 @@ __getattr__ = lazy_attributes(
         "DEFAULT_EXCLUDES": "_image",
         "Image": "_image",
         "ImageEntry": "_image",
+        "attested_measurements": "_image",
         "build_image": "_image",
         "load_image": "_image",
         "INIT_PARAMS_KMS_PATH": "_init_params",

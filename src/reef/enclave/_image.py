@@ -29,17 +29,22 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
+from reef.enclave._init_params import InitParams
 from reef.enclave._manifest import MANIFEST_NAME, Manifest
 from reef.enclave._measure import EntryKind, Measurements, Measurer, runtime_measurement
 from reef.errors import ImageError, InputError
 from reef.home import read_file, replace_file
 
-if TYPE_CHECKING:
-    from reef.enclave._init_params import InitParams
-
-__all__ = ["DEFAULT_EXCLUDES", "Image", "ImageEntry", "build_image", "load_image"]
+__all__ = [
+    "DEFAULT_EXCLUDES",
+    "Image",
+    "ImageEntry",
+    "attested_measurements",
+    "build_image",
+    "load_image",
+]
 
 # Files that are never part of an app, and that would otherwise make builds depend on who ran the
 # app last (bytecode caches) or on the developer's tools.
@@ -311,6 +316,27 @@ def load_image(source: Path | bytes, *, name: str | None = None) -> Image:
         )
     manifest = Manifest.parse(manifest_entry.data, source=f"{label}: {MANIFEST_NAME}")
     return _measure(manifest, entries)
+
+
+def attested_measurements(
+    image: Path | bytes,
+    init_params: Path | InitParams | None = None,
+    *,
+    debug: bool = False,
+) -> Measurements:
+    """What an enclave of the image ``image`` (a file, an app directory or the file's bytes)
+    attests when it boots with ``init_params`` (an init-params file or a loaded document;
+    measured into PCR16) in debug mode or not (debug zeroes PCR0-2).
+
+    Deploying checks a new enclave against it, updating a job names the image id the new
+    enclave must attest, and ``reef image measure`` / ``reef verify --image`` print and expect
+    it: one recipe, here beside :meth:`Image.attested` (docs/enclave.md), for all of them.
+
+    Raises:
+        ImageError: the image or the init-params file cannot be read or is malformed.
+    """
+    params = InitParams.read(init_params) if isinstance(init_params, Path) else init_params
+    return load_image(image).attested(params, debug=debug)
 
 
 def _gunzip(blob: bytes, label: str) -> bytes:

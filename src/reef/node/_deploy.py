@@ -55,7 +55,7 @@ from reef.chain import (
     format_amount,
     job_index,
 )
-from reef.enclave import InitParams, build_image, load_image
+from reef.enclave import InitParams, attested_measurements, build_image
 from reef.encoding import terminal_text
 from reef.errors import (
     AttestationError,
@@ -478,7 +478,7 @@ def deploy(
     if request.image.is_dir():
         progress(f"built {request.image} into {image_path}")
     params = InitParams.read(request.init_params) if request.init_params is not None else None
-    image_id = load_image(image_path).attested(params, debug=request.debug).image_id
+    image_id = attested_measurements(image_path, params, debug=request.debug).image_id
     progress(f"the enclave must attest image id {image_id.hex()[:16]}…")
     root = TrustedRoot.resolve(request.root, session.home)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reef.chain import JobId, MarketClient
-from reef.enclave import InitParams, load_image
+from reef.enclave import InitParams, attested_measurements
 from reef.errors import MarketError
 from reef.market import JobMetadata, upload_image
 from reef.node._deploy import prepare_image
@@ -88,7 +88,7 @@ def update_job(
             if updated.init_params
             else None
         )
-        image_id = load_image(built).attested(params, debug=updated.debug).image_id.hex()
+        image_id = attested_measurements(built, params, debug=updated.debug).image_id.hex()
         if progress is not None:
             progress(f"uploaded; the new enclave must attest image id {image_id}")
     result = market.update_metadata(job, updated.to_json())
