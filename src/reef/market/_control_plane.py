@@ -50,6 +50,7 @@ import sqlalchemy as sa
 
 from reef.chain import IndexedEvent, JobEvent, JobId
 from reef.enclave import LIVE_STATES
+from reef.encoding import terminal_text
 from reef.errors import ChainError, ImageError, InputError, MarketError, ReefError
 from reef.market._fetch import FetchedImage, ImageFetcher, content_address
 from reef.market._job_state import Action, JobBook, JobPolicy, LaunchSpec, Terminate
@@ -60,6 +61,13 @@ log = logging.getLogger("reef.market.control_plane")
 
 LISTED_ENDED_JOBS = 100
 """How many ended jobs ``GET /jobs`` lists (the last opened), after every live one."""
+
+
+def _shown(text: object) -> str:
+    """``text`` as the provider's log may show it: a job's URL and the reasons and errors that
+    quote it (or a stranger's server) are a stranger's words, which must not drive the
+    operator's terminal (escape sequences, direction overrides: :func:`reef.encoding.terminal_text`)."""
+    return terminal_text(str(text))
 
 
 def host_memory_mib() -> int:
@@ -371,7 +379,12 @@ class ControlPlane:
             try:
                 await self.runner.renew(enclave.enclave_id, until)
             except ReefError as exc:
-                log.warning("job %s: cannot renew the lease of %s: %s", job_id, enclave, exc)
+                log.warning(
+                    "job %s: cannot renew the lease of %s: %s",
+                    job_id,
+                    enclave.enclave_id,
+                    _shown(exc),
+                )
                 continue
             self._leases[enclave.enclave_id] = until
 
@@ -410,7 +423,7 @@ class ControlPlane:
             # Keep serving and keep the enclaves: the chain may come back. Decisions stay on the
             # last known state, and insolvency deadlines still fire from it.
             if str(exc) != self.last_error:
-                log.warning("cannot index the market: %s", exc)
+                log.warning("cannot index the market: %s", _shown(exc))
             self.last_error = str(exc)
         else:
             self.last_error = ""
@@ -424,7 +437,9 @@ class ControlPlane:
                 try:
                     self.book.apply(event.event)
                 except ReefError as exc:
-                    log.error("skipping malformed event %s (%s): %s", event.id, event.name, exc)
+                    log.error(
+                        "skipping malformed event %s (%s): %s", event.id, event.name, _shown(exc)
+                    )
                 except Exception as exc:
                     # Chain data is written by strangers: an event this code cannot digest must
                     # not stall every other job (the round would fail on it forever, and events
@@ -462,9 +477,9 @@ class ControlPlane:
     def _dispatch(self, actions: Sequence[Action]) -> None:
         for action in actions:
             if isinstance(action, Terminate):
-                log.info("job %s: terminate (%s)", action.job_id, action.reason)
+                log.info("job %s: terminate (%s)", action.job_id, _shown(action.reason))
             else:
-                log.info("job %s: launch %s", action.job_id, action.spec.image_url)
+                log.info("job %s: launch %s", action.job_id, _shown(action.spec.image_url))
             self._adopt(action)
             self._kick(action.job_id)
 
@@ -504,7 +519,7 @@ class ControlPlane:
 
     def _retry_later(self, job_id: JobId, exc: BaseException, delay: float) -> None:
         self._errors[job_id] = str(exc)
-        log.warning("job %s: launch failed, retrying in %.1f s: %s", job_id, delay, exc)
+        log.warning("job %s: launch failed, retrying in %.1f s: %s", job_id, delay, _shown(exc))
         self._dirty.add(job_id)
 
     async def _converge_once(self, job_id: JobId) -> None:
@@ -603,7 +618,7 @@ class ControlPlane:
             try:
                 removed = await self.runner.remove_state(state)
             except ReefError as exc:
-                log.warning("cannot remove the /state %s yet: %s", state, exc)
+                log.warning("cannot remove the /state %s yet: %s", state, _shown(exc))
                 self._stale_states.add(state)
                 continue
             self._state_specs.pop(state, None)
@@ -683,7 +698,7 @@ class ControlPlane:
         try:
             enclaves = list(await self.runner.list())
         except ReefError as exc:
-            log.warning("cannot list enclaves: %s", exc)
+            log.warning("cannot list enclaves: %s", _shown(exc))
             return
         by_job: dict[JobId, list[RunningEnclave]] = {}
         for enclave in enclaves:
@@ -720,7 +735,7 @@ class ControlPlane:
                 try:
                     await self.runner.stop(enclave.enclave_id)
                 except ReefError as exc:
-                    log.warning("cannot stop enclave %s: %s", enclave.enclave_id, exc)
+                    log.warning("cannot stop enclave %s: %s", enclave.enclave_id, _shown(exc))
             if keep is not None:
                 self._have[job_id] = keep
             else:

@@ -13,6 +13,29 @@ most ``max_bytes``, the head within ``timeout`` and the whole within
 at a time is given up on, not waited for). Only ``http(s)`` URLs are followed by default: a ``file://`` URL would let a job owner make
 the provider load any local file into an enclave the owner controls.
 
+Where a download may connect is checked when it connects (:class:`_Guard`, the network backend
+of the client's connection pool): every address the host name resolves to, for the first URL and
+each redirect, so neither a redirect nor a name that resolves differently the second time (DNS
+rebinding) reaches what a literal address could not. A job's owner is a stranger, and the
+provider's host answers on addresses no stranger should reach through it:
+
+* never: link-local addresses (``169.254.169.254``, where clouds serve their instance's
+  credentials, and ``fe80::/10``), the other cloud metadata addresses, ``0.0.0.0/8`` (which
+  Linux connects to the host itself), multicast and reserved addresses, IPv4 addresses inside
+  IPv6 ones (``::ffff:a.b.c.d``, 6to4, NAT64) judged as the IPv4 address;
+* loopback and private addresses (the provider's control plane, the devnet's JSON-RPC, the KMS
+  root, enclaves' ports, services of its network) as :attr:`ImagePolicy.private` says:
+  ``"allow"`` (:class:`ImagePolicy`'s default: a single-user dev setup, ``reef up``), ``"by-hash"``
+  (:meth:`ImagePolicy.from_files`, the operator's policy of ``reef provider run``: only for a
+  content-addressed URL, whose bytes must hash to what the URL names, so nothing there can be
+  read that the job's owner did not know; what answered there is not quoted back either) or
+  ``"never"``; networks in :attr:`ImagePolicy.trusted` (the operator's own image store) are
+  reached as public ones.
+
+The client's connection pool is httpcore's with that network backend (httpx takes no network
+backend of its own), so proxies named by the environment do not apply to image downloads: a
+proxy would resolve the names itself, past the check.
+
 Failures are split in two: :class:`~reef.errors.ImageError` means retrying cannot help (refused by
 a list, wrong hash, too large, bad URL) and ends the job; :class:`~reef.errors.ServiceError` is a
 network failure the control plane retries.
@@ -20,22 +43,44 @@ network failure the control plane retries.
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import logging
 import re
-from dataclasses import dataclass
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from reef._fetch import FetchError, request_to, stream_bounded
 from reef.chain import Address, parse_address
+from reef.encoding import terminal_text
 from reef.errors import ConfigError, ImageError, ServiceError
 from reef.market._image_store import SHA256_HEX, ImageStore, Upload
 
 __all__ = ["FetchedImage", "ImageFetcher", "ImagePolicy", "read_list_file", "read_owner_list"]
 
+log = logging.getLogger("reef.market.fetch")
+
 DEFAULT_MAX_DOWNLOAD = 4 * 1024**3  # Oyster's limit for an EIF
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+PrivateTargets = Literal["allow", "by-hash", "never"]
+"""Where a provider downloads images from loopback and private addresses (:class:`ImagePolicy`)."""
+
+_THIS_HOST = ipaddress.ip_network("0.0.0.0/8")
+_CLOUD_METADATA = (
+    ipaddress.ip_network("100.100.100.200/32"),  # Alibaba Cloud's, outside link-local
+    ipaddress.ip_network("fd00:ec2::254/128"),  # AWS's over IPv6
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 def read_list_file(path: Path, *, kind: str) -> frozenset[str]:
@@ -90,22 +135,116 @@ def read_owner_list(path: Path) -> frozenset[Address]:
     return frozenset(parse_address(entry) for entry in read_list_file(path, kind="address"))
 
 
+def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries to (mapped, 6to4, NAT64's well-known prefix)."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def address_kind(address: IPAddress) -> tuple[str, bool] | None:
+    """What ``address`` is, when not a public one: its description and whether no image is
+    ever fetched from it (``True``) or only as :attr:`ImagePolicy.private` says (``False``).
+    ``None`` for a public address."""
+    inner = _embedded_ipv4(address)
+    if inner is not None:
+        return address_kind(inner) or (None if address.is_global else ("a private address", False))
+    if address.is_unspecified or address in _THIS_HOST:
+        return "an unspecified address (which reaches the provider's own host)", True
+    if address.is_link_local or any(address in net for net in _CLOUD_METADATA):
+        return "a link-local address (where clouds serve their instances' credentials)", True
+    if address.is_multicast:
+        return "a multicast address", True
+    if address.is_loopback:
+        return "a loopback address (the provider's own host)", False
+    if isinstance(address, ipaddress.IPv4Address) and address.is_reserved:
+        return "a reserved address", True
+    if address.is_private or not address.is_global or getattr(address, "is_site_local", False):
+        return "a private address", False
+    return None
+
+
 @dataclass(frozen=True)
 class ImagePolicy:
-    """Which image hashes this provider runs; ``allow`` of ``None`` allows all not denied."""
+    """Which image hashes this provider runs (``allow`` of ``None`` allows all not denied), and
+    from where it downloads them.
+
+    ``private`` says whether images are downloaded from loopback and private addresses:
+    ``"allow"``, ``"by-hash"`` (only for a URL that names the image's SHA-256) or ``"never"``;
+    ``trusted`` networks (the operator's own image store) are reached as public addresses.
+    Link-local, cloud metadata, unspecified, multicast and reserved addresses are never
+    reached, unless trusted. See the module docstring.
+    """
 
     allow: frozenset[str] | None = None
     deny: frozenset[str] = frozenset()
+    private: PrivateTargets = "allow"
+    trusted: frozenset[IPNetwork] = field(default_factory=frozenset)
 
     @classmethod
-    def from_files(cls, allow: Path | None = None, deny: Path | None = None) -> ImagePolicy:
+    def from_files(
+        cls,
+        allow: Path | None = None,
+        deny: Path | None = None,
+        *,
+        private: PrivateTargets = "by-hash",
+        trusted: Iterable[str] = (),
+    ) -> ImagePolicy:
+        """The operator's policy (``reef provider run``): hash lists from files, and private
+        addresses reached only for content-addressed URLs unless ``private`` says otherwise.
+
+        Raises:
+            ConfigError: a malformed list entry, or a trusted network that is not a CIDR.
+        """
+        networks: set[IPNetwork] = set()
+        for entry in trusted:
+            try:
+                networks.add(ipaddress.ip_network(entry.strip(), strict=False))
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{entry[:80]!r} is not a network",
+                    hint="give a trusted network as an address or CIDR (10.0.0.0/8, fd00::/8)",
+                ) from exc
         return cls(
             allow=read_list_file(allow, kind="sha256") if allow else None,
             deny=read_list_file(deny, kind="sha256") if deny else frozenset(),
+            private=private,
+            trusted=frozenset(networks),
         )
 
     def refusal(self, sha256: str) -> str | None:
         return list_refusal("image", sha256, allow=self.allow, deny=self.deny)
+
+    def address_refusal(self, address: IPAddress, *, by_hash: bool) -> str | None:
+        """Why a download (of a content-addressed URL when ``by_hash``) may not connect to
+        ``address``, or ``None`` when it may."""
+        if any(address in net for net in self.trusted):
+            return None
+        kind = address_kind(address)
+        if kind is None:
+            return None
+        what, never = kind
+        if never:
+            return f"it resolves to {what}, which this provider never downloads from"
+        if self.private == "allow" or (self.private == "by-hash" and by_hash):
+            return None
+        if self.private == "by-hash":
+            return (
+                f"it resolves to {what}, which this provider downloads from only by content "
+                "address (a URL whose last segment is the image's SHA-256)"
+            )
+        return f"it resolves to {what}, which this provider never downloads from"
+
+    def quiet(self, private_seen: bool) -> bool:
+        """Whether what a private address answered stays out of the job's status (an operator
+        who refuses strangers private addresses does not let them scan its ports either)."""
+        return private_seen and self.private != "allow"
 
 
 @dataclass(frozen=True)
@@ -139,6 +278,104 @@ def content_address(url: str) -> str | None:
     """The SHA-256 a content-addressed URL names (its last path segment), if it names one."""
     segment = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1].lower()
     return segment if SHA256_HEX.match(segment) else None
+
+
+class _Guard(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, connecting only to the addresses ``policy`` allows a
+    download to reach (``by_hash``: the job's URL names the image's SHA-256).
+
+    The host is resolved here, once, and the connection made to an address that was checked,
+    so the name cannot resolve elsewhere in between. TLS still checks the certificate against
+    the name (httpcore passes the URL's host as the server name). ``private_seen`` tells
+    whether an address it connected to is loopback or private.
+    """
+
+    def __init__(self, policy: ImagePolicy, *, by_hash: bool, url: str) -> None:
+        self._policy = policy
+        self._by_hash = by_hash
+        self._url = url
+        self._inner = httpcore.AnyIOBackend()
+        self.private_seen = False
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await _resolve(host, port)
+        for address in addresses:
+            refusal = self._policy.address_refusal(address, by_hash=self._by_hash)
+            if refusal is not None:
+                shown = terminal_text(self._url[:120])
+                raise ImageError(
+                    f"the image URL {shown} cannot be downloaded: its host "
+                    f"{terminal_text(host[:80])!r} (at this URL or one it redirects to) {refusal}",
+                    hint="host the image at a public address (or name it by its SHA-256, as "
+                    "the image store's /images/<sha256> URLs do)",
+                )
+        if any(
+            address_kind(address) is not None
+            and not any(address in net for net in self._policy.trusted)
+            for address in addresses
+        ):
+            self.private_seen = True
+        failure: httpcore.ConnectError | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    str(address),
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except httpcore.ConnectError as exc:
+                failure = exc
+        raise failure or httpcore.ConnectError(f"{host} resolves to no address")
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("images are not downloaded over unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+async def _resolve(host: str, port: int) -> list[IPAddress]:
+    """The addresses ``host`` resolves to, in the resolver's order, each once.
+
+    Raises:
+        httpcore.ConnectError: the name does not resolve (httpx reports it as a failure to
+            connect, retried, as before the check).
+    """
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+    found: list[IPAddress] = []
+    for _family, _type, _proto, _name, sockaddr in infos:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if address not in found:
+            found.append(address)
+    return found
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport over a connection pool whose network backend is a :class:`_Guard`
+    (httpx has no option for one)."""
+
+    def __init__(self, guard: _Guard) -> None:
+        super().__init__(trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False), network_backend=guard
+        )
 
 
 class ImageFetcher:
@@ -221,10 +458,16 @@ class ImageFetcher:
         if refusal:
             raise ImageError(refusal)
 
-    def _check_hash(self, url: str, expected: str | None, actual: str) -> None:
+    def _check_hash(
+        self, url: str, expected: str | None, actual: str, *, quote: bool = True
+    ) -> None:
         if expected is not None and actual != expected:
+            # The hash of what a private address answered would let its owner test guesses of
+            # a secret offline: it is not quoted.
+            got = actual if quote else "other bytes (from a private address: not quoted)"
             raise ImageError(
-                f"the image at {url} hashes to {actual}, not the {expected} its URL names",
+                f"the image at {terminal_text(url)} hashes to {got}, not the {expected} "
+                "its URL names",
                 hint="the image store served different bytes than the job pinned",
             )
 
@@ -239,10 +482,12 @@ class ImageFetcher:
             raise ImageError(f"cannot read the image file {path}: {exc}") from exc
         return self._digest_then_commit(writer, str(path), expected)
 
-    def _digest_then_commit(self, writer: Upload, url: str, expected: str | None) -> str:
+    def _digest_then_commit(
+        self, writer: Upload, url: str, expected: str | None, *, quote: bool = True
+    ) -> str:
         actual = writer.digest()
         try:
-            self._check_hash(url, expected, actual)
+            self._check_hash(url, expected, actual, quote=quote)
         except ImageError:
             writer.abort()
             raise
@@ -251,10 +496,12 @@ class ImageFetcher:
     async def _download(self, url: str, expected: str | None) -> str:
         writer = self._cache.writer(expect=None, max_bytes=self._max)
         what = "the image's server"
+        guard = _Guard(self.policy, by_hash=expected is not None, url=url)
+        transport = self._transport if self._transport is not None else _GuardedTransport(guard)
         try:
             async with (
                 httpx.AsyncClient(
-                    timeout=self._timeout, transport=self._transport, follow_redirects=True
+                    timeout=self._timeout, transport=transport, follow_redirects=True
                 ) as client,
                 stream_bounded(
                     client,
@@ -266,19 +513,44 @@ class ImageFetcher:
                 ) as response,
             ):
                 if response.status != 200:
-                    error = f"downloading the image {url} answered HTTP {response.status}"
+                    error = (
+                        f"downloading the image {terminal_text(url)} answered HTTP "
+                        f"{response.status}"
+                    )
                     if 400 <= response.status < 500:
                         raise ImageError(error)
                     raise ServiceError(error)
                 async for chunk in response.aiter_bytes():
                     writer.write(chunk)
-        except FetchError as exc:
+        except (ImageError, ServiceError) as exc:
             writer.abort()
-            raise _download_failure(url, exc, self._max) from exc
+            failure = _download_failure(url, exc, self._max) if isinstance(exc, FetchError) else exc
+            told = self._quieted(url, guard, failure)
+            if told is exc:
+                raise
+            raise told from exc
         except BaseException:
             writer.abort()
             raise
-        return self._digest_then_commit(writer, url, expected)
+        return self._digest_then_commit(
+            writer, url, expected, quote=not self.policy.quiet(guard.private_seen)
+        )
+
+    def _quieted(
+        self, url: str, guard: _Guard, error: ServiceError | ImageError
+    ) -> ServiceError | ImageError:
+        """``error``, or when what answered was at a private address the operator keeps from
+        strangers, the same kind of error that does not say what answered there (a status, a
+        refused connection: a port scan of the provider's network); the log keeps the detail.
+        """
+        if not self.policy.quiet(guard.private_seen):
+            return error
+        log.warning("image download from a private address failed: %s", terminal_text(str(error)))
+        message = (
+            f"downloading the image {terminal_text(url[:120])} from a private address failed; "
+            "this provider does not say what answered there (its log does)"
+        )
+        return ImageError(message) if isinstance(error, ImageError) else ServiceError(message)
 
 
 MIN_DOWNLOAD_RATE = 1 << 20
@@ -302,7 +574,7 @@ def _download_failure(url: str, exc: FetchError, max_bytes: int) -> ImageError |
     """What a download that could not be read within its bounds means for the job: an
     :class:`ImageError` when retrying cannot help (ending the job), else the
     :class:`ServiceError` the control plane retries."""
-    shown = url[:120]
+    shown = terminal_text(url[:120])
     cause = exc.__cause__
     never = (httpx.UnsupportedProtocol, httpx.TooManyRedirects, httpx.InvalidURL, UnicodeError)
     if isinstance(cause, never):
@@ -316,4 +588,4 @@ def _download_failure(url: str, exc: FetchError, max_bytes: int) -> ImageError |
         )
     if exc.reason == "encoded":
         return ImageError(f"downloading the image {shown} cannot work: {exc.message}")
-    return ServiceError(f"downloading the image {url} failed: {exc.message}")
+    return ServiceError(f"downloading the image {terminal_text(url)} failed: {exc.message}")

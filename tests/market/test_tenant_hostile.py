@@ -1,0 +1,291 @@
+"""A provider's control plane against its tenants: the image URLs and metadata strangers put on
+chain, which the provider reads and acts on.
+
+Each attack is a job opened on a real devnet's market, followed by a real control plane (its
+indexer, its image fetcher) with :class:`reef.testing.FakeRunner` enclaves; the hostile hosts
+are real HTTP servers on loopback. An "internal" server stands for what answers on the
+provider's own host or network (its control plane, the devnet's JSON-RPC, the KMS root, a
+cloud's metadata service): it counts every request it gets, so a test sees whether a stranger
+reached it through the provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from market.provider_support import local_control_plane, serve_image_store
+from reef.chain import JobId, MarketClient
+from reef.market import ImageFetcher, ImagePolicy, ImageStore, RateCard
+from reef.market._fetch import address_kind
+from reef.testing import FakeRunner, dev_job_metadata, dev_market
+
+CARD = RateCard.dev().lookup("local", "dev.small")
+SECRET = b'{"AccessKeyId": "ASIA-the-providers-own", "SecretAccessKey": "never-leaves"}'
+
+
+# -- pure: which addresses are whose -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("169.254.169.254", "never"),  # AWS, GCP, Azure: the instance's credentials
+        ("fd00:ec2::254", "never"),  # AWS over IPv6 (a unique local address)
+        ("100.100.100.200", "never"),  # Alibaba Cloud (shared address space)
+        ("fe80::1", "never"),
+        ("0.0.0.0", "never"),  # Linux connects it to the host itself
+        ("0.1.2.3", "never"),
+        ("224.0.0.251", "never"),
+        ("255.255.255.255", "never"),
+        ("::ffff:169.254.169.254", "never"),  # the same, written as IPv6
+        ("64:ff9b::a9fe:a9fe", "never"),  # the same, through NAT64
+        ("127.0.0.1", "private"),
+        ("127.8.9.10", "private"),
+        ("::1", "private"),
+        ("::ffff:127.0.0.1", "private"),
+        ("2002:7f00:1::", "private"),  # 6to4 of 127.0.0.1
+        ("10.1.2.3", "private"),
+        ("172.16.0.1", "private"),
+        ("192.168.1.1", "private"),
+        ("100.64.0.1", "private"),  # carrier-grade NAT
+        ("fd12:3456::1", "private"),
+        ("8.8.8.8", "public"),
+        ("2606:4700:4700::1111", "public"),
+        ("::ffff:8.8.8.8", "public"),
+    ],
+)
+def test_addresses_are_told_apart_as_a_stranger_would_use_them(address: str, kind: str) -> None:
+    found = address_kind(ipaddress.ip_address(address))
+    assert ("public" if found is None else "never" if found[1] else "private") == kind
+
+
+def test_trusted_networks_and_the_private_setting_decide_private_addresses() -> None:
+    loopback, metadata = ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("169.254.169.254")
+    dev, operator = ImagePolicy(), ImagePolicy.from_files()
+    assert dev.address_refusal(loopback, by_hash=False) is None
+    assert operator.address_refusal(loopback, by_hash=True) is None
+    assert "only by content address" in str(operator.address_refusal(loopback, by_hash=False))
+    never = ImagePolicy.from_files(private="never")
+    assert "never downloads" in str(never.address_refusal(loopback, by_hash=True))
+    trusted = ImagePolicy.from_files(private="never", trusted=["127.0.0.0/8", "169.254.0.0/16"])
+    assert trusted.address_refusal(loopback, by_hash=False) is None
+    assert trusted.address_refusal(metadata, by_hash=False) is None
+    for policy in (dev, operator, never):
+        assert "never downloads" in str(policy.address_refusal(metadata, by_hash=True))
+
+
+# -- a provider, its tenants and the hosts they name ---------------------------------------------
+
+
+@dataclass
+class Internal:
+    """What answers on the provider's side: it records each request's path."""
+
+    url: str
+    port: int
+    hits: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Provider:
+    cp: Any
+    runner: FakeRunner
+    tenant: MarketClient
+    address: str
+    store: ImageStore
+    store_url: str
+    internal: Internal
+    hostile_url: str
+    """A tenant's own server (``/to?url=...`` redirects there)."""
+
+    def open(self, url: str) -> JobId:
+        meta = dev_job_metadata(url).to_json()
+        return self.tenant.open_job(meta, self.address, CARD.min_rate, 10**7)
+
+    def status(self, job: JobId) -> dict[str, Any]:
+        """The job's status (``{}`` until the control plane has seen the job)."""
+        return dict(self.cp.job_status(job) or {})
+
+    async def until(self, what: str, check: Callable[[], bool], seconds: float = 40) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                while not check():
+                    await self.cp.step()
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise AssertionError(f"no {what}: {self.cp.jobs()}") from None
+
+    async def until_done(self, jobs: list[JobId]) -> None:
+        await self.until(
+            "end of every job", lambda: all(self.status(j).get("phase") == "done" for j in jobs)
+        )
+
+
+def _apps(internal: Internal) -> tuple[Any, Any]:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import RedirectResponse, Response
+    from starlette.routing import Route
+
+    async def answer(request: Request) -> Response:
+        internal.hits.append(request.url.path)
+        if request.url.path.startswith("/missing"):
+            return Response(b"no such thing here", status_code=404)
+        return Response(SECRET)
+
+    async def redirect(request: Request) -> Response:
+        return RedirectResponse(request.query_params["url"], status_code=302)
+
+    return (
+        Starlette(routes=[Route("/{path:path}", answer)]),
+        Starlette(routes=[Route("/to", redirect)]),
+    )
+
+
+@asynccontextmanager
+async def provider(
+    tmp_path: Path, policy: ImagePolicy, *, hostile_host: str = "127.0.0.1"
+) -> AsyncIterator[Provider]:
+    from reef.node import serve_app
+
+    market = dev_market(control_plane="http://127.0.0.1:9")
+    store = ImageStore(tmp_path / "store")
+    internal = Internal("", 0)
+    internal_app, redirects = _apps(internal)
+    runner = FakeRunner()
+    cp = local_control_plane(market, runner, tmp_path)
+    cp.fetcher = ImageFetcher(ImageStore(tmp_path / "cache"), policy, timeout=5.0)
+    served = [
+        await serve_image_store(store),
+        await serve_app(internal_app, host="127.0.0.1", port=0, what="internal"),
+        await serve_app(redirects, host=hostile_host, port=0, what="hostile"),
+    ]
+    internal.url = served[1].url
+    internal.port = int(served[1].url.rsplit(":", 1)[1])
+    try:
+        await cp.start()
+        yield Provider(
+            cp,
+            runner,
+            market.client(1),
+            market.provider.address,
+            store,
+            served[0].url,
+            internal,
+            served[2].url,
+        )
+    finally:
+        await cp.aclose()
+        for server in served:
+            await server.aclose()
+
+
+# -- server-side request forgery through the image URL -------------------------------------------
+
+
+@pytest.mark.slow
+async def test_image_urls_at_the_cloud_metadata_or_this_host_address_are_never_fetched(
+    tmp_path: Path,
+) -> None:
+    """Even for ``reef up`` (which lets jobs download from loopback: its own image store is
+    there), no image comes from a link-local address (169.254.169.254 answers a cloud
+    instance's credentials to whoever on the host asks) or 0.0.0.0 (which Linux connects to the
+    host itself, past a check for 127.0.0.1), named directly, as IPv6, or through a redirect
+    from the tenant's own server. Before, the job's image was the answer: the 0.0.0.0 job ran
+    an enclave made of the internal service's secret, and the metadata job was retried for
+    ever, its owner never told why."""
+    async with provider(tmp_path, ImagePolicy()) as p:
+        port = p.internal.port
+        urls = [
+            "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+            "http://[::ffff:169.254.169.254]/latest/meta-data/",
+            f"http://0.0.0.0:{port}/secret",
+            f"{p.hostile_url}/to?url=http://169.254.169.254/latest/meta-data/",
+            f"{p.hostile_url}/to?url=http://0.0.0.0:{port}/secret",
+        ]
+        jobs = [p.open(url) for url in urls]
+        await p.until_done(jobs)
+        for job in jobs:
+            reason = p.status(job)["reason"]
+            assert "never downloads from" in reason, reason
+            assert "link-local" in reason or "unspecified" in reason
+        assert p.internal.hits == []
+        assert p.runner.launches == []
+
+
+@pytest.mark.slow
+async def test_the_operators_policy_reaches_private_addresses_only_by_content_address(
+    tmp_path: Path,
+) -> None:
+    """``reef provider run``'s policy (:meth:`ImagePolicy.from_files`). A stranger's URL at the
+    provider's loopback (by address, by a name that resolves there, or by a redirect from a
+    host the provider may reach, here 127.0.0.2 standing for a public one) is refused before
+    any request: before, the internal service's answer became the stranger's enclave image.
+    Content-addressed URLs still download from loopback (the image store's, as ``reef up``
+    and ``reef deploy`` use them), and when what answered there is not the image, the job's
+    status says so without quoting what it was (its hash would let the stranger test guesses
+    of a secret offline; its HTTP status, the ports and paths of the provider's services)."""
+    policy = ImagePolicy.from_files(trusted=["127.0.0.2/32"])
+    async with provider(tmp_path, policy, hostile_host="127.0.0.2") as p:
+        port = p.internal.port
+        refused = [
+            p.open(f"http://127.0.0.1:{port}/secret"),
+            p.open(f"http://localhost:{port}/secret"),
+            p.open(f"{p.hostile_url}/to?url=http://127.0.0.1:{port}/secret"),
+        ]
+        guess = hashlib.sha256(b"a guess").hexdigest()
+        wrong = p.open(f"http://127.0.0.1:{port}/secret/{guess}")
+        missing = p.open(f"http://127.0.0.1:{port}/missing/{guess}")
+        image = p.store.put(b"an honest image")
+        honest = p.open(f"{p.store_url}/images/{image}")
+        await p.until_done([*refused, wrong, missing])
+        await p.until("the honest job's enclave", lambda: p.cp.enclave(honest) is not None)
+        for job in refused:
+            reason = p.status(job)["reason"]
+            assert "only by content address" in reason, reason
+        assert "not quoted" in p.status(wrong)["reason"]
+        assert "private address" in p.status(missing)["reason"]
+        for job in (wrong, missing):
+            told = f"{p.status(job)['reason']} {p.status(job)['last_error']}"
+            assert hashlib.sha256(SECRET).hexdigest() not in told
+            assert "404" not in told
+            assert "ASIA" not in told
+        assert sorted(p.internal.hits) == [f"/missing/{guess}", f"/secret/{guess}"]
+        assert p.runner.launches == [(honest, image)]
+
+
+# -- what a tenant writes reaches the operator's terminal ----------------------------------------
+
+
+@pytest.mark.slow
+async def test_an_image_url_cannot_drive_the_operators_terminal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The provider logs each launch with its image URL, and each failure and termination with
+    its reason: a URL carrying escape sequences (clear the screen, retitle the window, hide
+    what follows) reached the operator's terminal as it was written on chain."""
+    caplog.set_level(logging.INFO, logger="reef")
+    escapes = "http://127.0.0.1:9/\x1b[2J\x1b]0;owned\x07\x1b[8m/images/" + "ab" * 32
+    # A valid URL (httpx encodes it) whose text, printed, turns what follows around.
+    bidi = "http://127.0.0.1:9/\u202egpj.egami/images/" + "cd" * 32
+    async with provider(tmp_path, ImagePolicy()) as p:
+        invalid, retried = p.open(escapes), p.open(bidi)
+        await p.until("a failed download", lambda: bool(p.status(retried).get("last_error")))
+        p.tenant.revise_rate_initiate(retried, 0)
+        await p.until_done([invalid, retried])
+    logged = [record.getMessage() for record in caplog.records]
+    assert sum("launch" in line for line in logged) >= 2
+    assert sum("terminate" in line for line in logged) >= 2
+    assert any("launch failed" in line for line in logged)
+    for line in logged:
+        assert not {"\x1b", "\x07", "\u202e"} & set(line), repr(line)
