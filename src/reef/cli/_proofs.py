@@ -493,22 +493,37 @@ def market_signer(
 # ---- asks ----
 
 
+# What an input file looks like, for the refusals of one that is missing or is not one.
+_INPUT_HINT = (
+    'a JSON object of the market\'s input signals by name, e.g. {"x": 12345} '
+    "(examples/proofs/poseidon/input.json, for reef up's example market)"
+)
+
+
 def _read_json_object(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read the input file {path}: {exc}") from exc
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(
+            f"cannot read the input file {path}: {exc.strerror or exc}", hint=_INPUT_HINT
+        ) from exc
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InputError(
+            f"cannot read the input file {path}: it is not JSON ({exc})", hint=_INPUT_HINT
+        ) from exc
     if not isinstance(data, dict):
         raise InputError(f'{path} must hold a JSON object of input signals, e.g. {{"x": 5}}')
     return data
 
 
-def _read_private(path: Path, names: list[str], market_id: int) -> bytes:
-    """The private inputs file, checked against the market's names, as the bytes to encrypt."""
+def _read_private(data: dict[str, Any], path: Path, names: list[str], market_id: int) -> bytes:
+    """The private inputs (``data``, read from ``path``), checked against the market's names, as
+    the bytes to encrypt."""
     from reef.errors import InvalidProofInputError
     from reef.proofs import parse_private_inputs
 
-    data = _read_json_object(path)
     try:
         values = parse_private_inputs(json.dumps(data).encode(), names)
     except InvalidProofInputError as exc:
@@ -519,8 +534,7 @@ def _read_private(path: Path, names: list[str], market_id: int) -> bytes:
     return json.dumps(values, separators=(",", ":")).encode()
 
 
-def _read_inputs(path: Path, names: list[str]) -> list[int]:
-    data = _read_json_object(path)
+def _read_inputs(data: dict[str, Any], path: Path, names: list[str]) -> list[int]:
     if names:
         missing = [n for n in names if n not in data]
         if missing:
@@ -566,6 +580,11 @@ def request_cmd(
     """Ask for a proof: escrow the reward; a prover is assigned, proves, and is paid."""
     if (reward is None) == (auction is None):
         raise fail(InputError("give one of --reward AMOUNT and --auction MIN:MAX"), code=2)
+    # The files first: a missing one is refused at once, before seconds spent on the chain.
+    public_data: dict[str, Any] = _run(lambda: _read_json_object(input_file))
+    private_data: dict[str, Any] | None = (
+        None if private is None else _run(lambda: _read_json_object(private))
+    )
 
     def go(ctx: _Ctx) -> int:
         from reef.proofs import AuctionRamp, describe_market, request_proof
@@ -577,7 +596,9 @@ def request_cmd(
                 f"market {market_id} is retired: it takes no new asks",
                 hint=_retired_hint(listing.successors),
             )
-        values = _read_inputs(input_file, list(listing.metadata.get("public_inputs", [])))
+        values = _read_inputs(
+            public_data, input_file, list(listing.metadata.get("public_inputs", []))
+        )
         private_names = list(listing.metadata.get("private_inputs", []))
         if private is not None and not listing.market.private_inputs:
             raise ProofError(
@@ -595,7 +616,11 @@ def request_cmd(
                 "all are leaving): the ask will expire unless one joins. `reef proofs market "
                 "list` shows which markets have provers"
             )
-        secret = None if private is None else _read_private(private, private_names, market_id)
+        secret = (
+            None
+            if private is None or private_data is None
+            else _read_private(private_data, private, private_names, market_id)
+        )
         if auction is not None and secret is not None:
             raise ProofError(
                 "an auction ask takes public inputs only",
