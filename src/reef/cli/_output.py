@@ -73,15 +73,45 @@ def print_json(data: Any) -> None:
 
 
 def print_mapping(data: Mapping[str, Any], *, title: str | None = None) -> None:
-    """A two-column key/value table for people."""
-    from rich.table import Table
+    """A two-column key/value list for people.
 
-    table = Table(show_header=False, title=title, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
-    for key, value in data.items():
-        table.add_row(str(key), _human(value))
-    console().print(table)
+    A value too long for the line wraps at its spaces only: an id, a hash, a key or a URL is
+    never cut in two, so it is copied and ``grep``-ed whole (a terminal narrower than it wraps
+    it softly, which copying undoes). Rich's tables fold such a word at the console's width
+    (80 columns in a pipe), which split a job id or a PCR over two lines.
+    """
+    from rich.text import Text
+
+    out = console()
+    rows = [(terminal_text(str(key)), _human(value)) for key, value in data.items()]
+    indent = max((len(key) for key, _ in rows), default=0) + 2
+    room = max(out.width - indent, 20)
+    if title:
+        out.print(Text(title, style="bold"))
+    for key, value in rows:
+        lines = _wrapped(value, room)
+        out.print(Text.assemble((key, "bold"), (" " * (indent - len(key)) + lines[0]).rstrip()))
+        for line in lines[1:]:
+            out.print((" " * indent + line).rstrip())
+
+
+def _wrapped(text: str, room: int) -> list[str]:
+    """``text``'s lines, each longer than ``room`` wrapped at its spaces (never inside a word)."""
+    import textwrap
+
+    lines: list[str] = []
+    for line in text.split("\n"):
+        if len(line) <= room:
+            lines.append(line)
+            continue
+        lines.extend(
+            textwrap.wrap(line, room, break_long_words=False, break_on_hyphens=False) or [line]
+        )
+    return lines or [""]
+
+
+def _longest_word(text: str) -> int:
+    return max((len(word) for word in text.split()), default=0)
 
 
 def iso_ms(ms: int) -> str:
@@ -130,15 +160,57 @@ def print_result_and_rows(
 def print_table(
     rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, title: str | None = None
 ) -> None:
-    """A table with one row per mapping, for people."""
+    """A table with one row per mapping, for people.
+
+    Nothing is cut short with ``…``: a column is never narrower than its longest word (its
+    header's too, when the console has room for all of them), so an address, an id or a date
+    stays whole; a table too wide even so folds its longest words rather than hide their ends.
+    """
     from rich.table import Table
 
+    cells = [[_human(row.get(column, "")) for column in columns] for row in rows]
+    out = console()
+    # A box border on each side of each column and a space of padding on each side of its text.
+    widths = _column_widths(columns, cells, out.width - 3 * len(columns) - 1)
     table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(_human(row.get(column, "")) for column in columns))
-    console().print(table)
+    for i, column in enumerate(columns):
+        table.add_column(column, width=None if widths is None else widths[i], overflow="fold")
+    for row in cells:
+        table.add_row(*row)
+    out.print(table)
+
+
+def _column_widths(
+    columns: Sequence[str], cells: Sequence[Sequence[str]], room: int
+) -> list[int] | None:
+    """Each column's width when the table must be narrowed to ``room``; ``None`` when it fits
+    as it is, or cannot keep its words whole at all (Rich then folds them).
+
+    Rich narrows a table too wide by a ratio over every column, which cut short ids and names
+    that would have fitted. Here each column keeps its longest word, then as many headers as
+    fit stay whole (the shortest first), and the room left goes to the columns furthest from
+    their natural width.
+    """
+    texts = [[column, *(row[i] for row in cells)] for i, column in enumerate(columns)]
+    natural = [max(len(line) for text in column for line in text.split("\n")) for column in texts]
+    if sum(natural) <= room:
+        return None
+    words = [max(_longest_word(text) for text in column[1:]) if cells else 0 for column in texts]
+    headed = [
+        max(width, _longest_word(column)) for width, column in zip(words, columns, strict=True)
+    ]
+    if sum(words) > room:
+        return None
+    widths = [max(width, 1) for width in words]
+    for i in sorted(range(len(widths)), key=lambda i: headed[i] - widths[i]):  # cheapest first
+        if sum(widths) + headed[i] - widths[i] <= room:
+            widths[i] = max(widths[i], headed[i])
+    for _ in range(room - sum(widths)):
+        i = max(range(len(widths)), key=lambda i: natural[i] - widths[i])
+        if natural[i] <= widths[i]:
+            break
+        widths[i] += 1
+    return widths
 
 
 def print_rows(
