@@ -289,3 +289,62 @@ async def test_an_image_url_cannot_drive_the_operators_terminal(
     assert any("launch failed" in line for line in logged)
     for line in logged:
         assert not {"\x1b", "\x07", "\u202e"} & set(line), repr(line)
+
+
+# -- the real provider process -------------------------------------------------------------------
+
+
+async def _reason(process: asyncio.subprocess.Process, home: Path, port: int, job: str) -> str:
+    """The reason ``reef provider run`` (on ``port``) ended ``job``; fails with its log if the
+    process dies or never decides."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=5) as http:
+        try:
+            async with asyncio.timeout(60):
+                while process.returncode is None:
+                    try:
+                        answer = await http.get(f"http://127.0.0.1:{port}/job", params={"id": job})
+                    except httpx.TransportError:
+                        answer = None
+                    if answer is not None and answer.status_code == 200:
+                        body = answer.json()
+                        if body["phase"] == "done":
+                            return str(body["reason"])
+                    await asyncio.sleep(0.2)
+        except TimeoutError:
+            pass
+    log = (home / "provider.log").read_text(errors="replace")[-3000:]
+    raise AssertionError(f"the provider never ended {job} (exit {process.returncode}):\n{log}")
+
+
+@pytest.mark.slow
+async def test_reef_provider_run_keeps_strangers_off_its_own_host(reef_home: Path) -> None:
+    """The operator's command uses the operator's policy: a job naming a service on the
+    provider's loopback (not by content address) or the cloud metadata address is refused
+    with the reason, and the service never hears of it."""
+    from market.provider_support import provider_chain, start_provider
+    from net_support import free_port
+    from proc_support import stop_process
+    from reef.node import serve_app
+
+    internal = Internal("", 0)
+    served = await serve_app(_apps(internal)[0], host="127.0.0.1", port=0, what="internal")
+    try:
+        async with provider_chain() as chain:
+            port = free_port()
+            chain.register(port)
+            meta = [
+                dev_job_metadata(f"{served.url}/secret").to_json(),
+                dev_job_metadata("http://169.254.169.254/latest/user-data").to_json(),
+            ]
+            jobs = [chain.owner.open_job(m, chain.provider, CARD.min_rate, 10**6) for m in meta]
+            process = await start_provider(reef_home, chain, port, "--insecure")
+            try:
+                assert "only by content address" in await _reason(process, reef_home, port, jobs[0])
+                assert "never downloads from" in await _reason(process, reef_home, port, jobs[1])
+            finally:
+                await stop_process(process)
+    finally:
+        await served.aclose()
+    assert internal.hits == []

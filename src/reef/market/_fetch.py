@@ -231,15 +231,15 @@ class ImagePolicy:
             return None
         what, never = kind
         if never:
-            return f"it resolves to {what}, which this provider never downloads from"
+            return f"resolves to {what}, which this provider never downloads from"
         if self.private == "allow" or (self.private == "by-hash" and by_hash):
             return None
         if self.private == "by-hash":
             return (
-                f"it resolves to {what}, which this provider downloads from only by content "
+                f"resolves to {what}, which this provider downloads from only by content "
                 "address (a URL whose last segment is the image's SHA-256)"
             )
-        return f"it resolves to {what}, which this provider never downloads from"
+        return f"resolves to {what}, which this provider never downloads from"
 
     def quiet(self, private_seen: bool) -> bool:
         """Whether what a private address answered stays out of the job's status (an operator
@@ -310,11 +310,16 @@ class _Guard(httpcore.AsyncNetworkBackend):
             refusal = self._policy.address_refusal(address, by_hash=self._by_hash)
             if refusal is not None:
                 shown = terminal_text(self._url[:120])
+                by_hash = "only by content address" in refusal
                 raise ImageError(
-                    f"the image URL {shown} cannot be downloaded: its host "
-                    f"{terminal_text(host[:80])!r} (at this URL or one it redirects to) {refusal}",
-                    hint="host the image at a public address (or name it by its SHA-256, as "
-                    "the image store's /images/<sha256> URLs do)",
+                    f"the image URL {shown} cannot be downloaded: the host "
+                    f"{terminal_text(host[:80])!r} (in it, or in a redirect from it) {refusal}",
+                    hint=(
+                        "name the image by its SHA-256 (the image store's /images/<sha256> "
+                        "URLs do), or host it at a public address"
+                        if by_hash
+                        else "host the image at a public address"
+                    ),
                 )
         if any(
             address_kind(address) is not None
