@@ -18,7 +18,8 @@ has passed, a close that stays refused, a refusal that is not about the lock.
 - ``deploy --stop-on-failure`` stops through the same :func:`reef.node.stop_job`;
 - a job's pending revision is part of its summary; the logs endpoint says why there is none;
 - a withdrawal says when the provider now stops the enclave, and warns when that is now (the
-  CLI prints the warning, the dashboard's answer carries it); ``reef deploy``'s hint about a
+  CLI prints the warning, the dashboard's answer carries it); a deposit says the same, and the
+  dashboard's answer to it keeps its keys; ``reef deploy``'s hint about a
   job left paying names the same per-hour figure as ``reef jobs``.
 """
 
@@ -50,14 +51,17 @@ from reef.node import (
     DEFAULT_SAFETY_MARGIN_S,
     WITHDRAW_MARGIN_S,
     CloseWait,
+    Deposit,
     closable_at,
     close_job,
+    deposit_to_job,
     enclave_log_lines,
     enclave_logs_url,
     format_time,
     format_wait,
     stop_and_close,
     stop_job,
+    stops_at,
     summarize_job,
     withdraw_from_job,
 )
@@ -143,6 +147,13 @@ class FakeMarket:
             lambda now: self.model.job_withdraw(self.sender, job, amount, now=now),
         )
         return TxResult(tx_hash="0x" + "ee" * 32, block_number=len(self.sent), gas_used=0)
+
+    def deposit(self, job: JobId, amount: int) -> TxResult[Any]:
+        self._send(
+            "jobDeposit",
+            lambda now: self.model.job_deposit(self.sender, job, amount, now=now),
+        )
+        return TxResult(tx_hash="0x" + "dd" * 32, block_number=len(self.sent), gas_used=0)
 
 
 @dataclasses.dataclass
@@ -469,6 +480,43 @@ def test_a_withdrawal_that_leaves_less_than_the_margin_warns_that_the_enclave_st
         "what is left pays for less than the provider's 400 s safety margin: it stops the "
         f"enclave now (deposit to keep it, or `reef jobs stop {label}` to get the rest back)"
     )
+
+
+def test_a_deposit_says_until_when_the_enclave_now_runs_as_a_withdrawal_does(
+    world: World,
+) -> None:
+    before = world.model.balance(OWNER)
+    world.session.clock += 100
+    done = deposit_to_job(world.session, world.market, world.job, Amount(36_000))
+    assert isinstance(done, Deposit)
+    assert (done.amount, done.now, done.margin_s) == (36_000, START + 100, 60)
+    assert done.job == world.current  # the job as the chain has it after the deposit
+    assert done.job.balance == DEPOSIT + 36_000
+    assert done.tx_hash == done.tx.tx_hash == "0x" + "dd" * 32
+    # 0.36 rUSD/h: the 0.036 added pays for 360 s more than the deposit did.
+    assert done.stops_at == START + _left_after(0) + 360 - 60
+    assert done.stops_at == stops_at(world.current, 60)  # what `reef jobs deposit` printed
+    assert (done.stopping_now, done.warning) == (False, "")
+    assert before - world.model.balance(OWNER) == 36_000
+    assert world.market.sent == ["jobDeposit"]
+
+    # Added to a job whose money lasts less than the margin, a little still leaves the enclave
+    # stopping now: the deposit says so as a withdrawal would.
+    world.session.clock = done.stops_at + 10
+    short = deposit_to_job(world.session, world.market, world.job, Amount(1))
+    assert short.stopping_now
+    assert "stops the enclave now" in short.warning
+
+
+def test_the_dashboards_deposit_answer_is_unchanged(world: World) -> None:
+    from reef.web._manage import deposit
+
+    session: Any = world.session
+    assert deposit(session, world.job, "0.01") == {
+        "job_id": world.job,
+        "deposited": "0.01",
+        "tx_hash": "0x" + "dd" * 32,
+    }
 
 
 def test_more_than_the_limit_is_refused_before_any_transaction(world: World) -> None:

@@ -38,7 +38,7 @@ from reef.errors import InputError, MarketError, ReefError
 
 if TYPE_CHECKING:
     from reef.chain import Job, MarketClient, Rate
-    from reef.node import JobStatus, JobSummary, Session
+    from reef.node import Deposit, JobStatus, JobSummary, Session, Withdrawal
 
 __all__ = ["JobArgument", "job_label", "register"]
 
@@ -229,18 +229,19 @@ def show_cmd(flags: Flags, job: JobArg) -> None:
     print_result(out, flags.as_json)
 
 
-def _print_moved(
-    job_id: str, moved: str, amount: int, stops_at: int | None, tx_hash: str, as_json: bool
-) -> None:
+def _print_moved(job_id: str, moved: str, done: Deposit | Withdrawal, as_json: bool) -> None:
     """What a deposit or a withdrawal did: the rUSD ``moved`` (``deposited``, ``withdrawn``) and
-    until when the job's enclave now runs, which is what moving a job's money changes."""
+    until when the job's enclave now runs, which is what moving a job's money changes (with the
+    warning, on stderr, when that is now)."""
     from reef.chain import format_amount
 
+    if done.warning:
+        note(done.warning)
     out = {
         **_ids(job_id),
-        moved: format_amount(amount),
-        "enclave_stops_by": _when(stops_at),
-        "tx_hash": tx_hash,
+        moved: format_amount(done.amount),
+        "enclave_stops_by": _when(done.stops_at),
+        "tx_hash": done.tx_hash,
     }
     print_result(out, as_json)
 
@@ -254,16 +255,14 @@ def deposit_cmd(
 ) -> None:
     """Add money to a job (anyone may); its enclave then runs longer (this says until when)."""
     from reef.chain import JobId, parse_amount
-    from reef.node import deposit_to_job, stop_margin_s, stops_at
+    from reef.node import deposit_to_job
 
     with failing():
         value = parse_amount(amount)
         session = market_session(flags.rpc, flags.market, flags.key)
-        client = session.market(tx_printer)
-        result = deposit_to_job(session, client, JobId(job), value)
-        # How much longer it runs is what a deposit is for (withdraw says it too).
-        until = stops_at(client.job(JobId(job)), stop_margin_s(session))
-    _print_moved(job, "deposited", value, until, result.tx_hash, flags.as_json)
+        done = deposit_to_job(session, session.market(tx_printer), JobId(job), value)
+    # How much longer it runs is what a deposit is for (withdraw says it too).
+    _print_moved(job, "deposited", done, flags.as_json)
 
 
 @app.command("withdraw")
@@ -286,9 +285,7 @@ def withdraw_cmd(
         session, client, found = _open(job, flags)
         wanted = None if all_ else parse_amount(amount or "0")
         done = withdraw_from_job(session, client, found, wanted)
-    if done.warning:
-        note(done.warning)
-    _print_moved(found.id, "withdrawn", done.amount, done.stops_at, done.tx.tx_hash, flags.as_json)
+    _print_moved(found.id, "withdrawn", done, flags.as_json)
 
 
 @app.command("update")

@@ -11,7 +11,8 @@
   runs out the provider stops an enclave (and so when), and what some jobs hold and spend;
 - :func:`find_open_job`, :func:`owned_job`: the open job, refused when it is not open (or,
   for the latter, unless the session's account owns it);
-- :func:`deposit_to_job`: add money to a job from the session's account;
+- :func:`deposit_to_job`: add money to a job from the session's account (a :class:`Deposit`:
+  what was added, and until when the provider now runs the enclave);
 - :func:`withdraw_limit`, :func:`withdraw_from_job`: how much the notice reserve lets the owner
   take back now, and taking it (a :class:`Withdrawal`: what was taken, and when the provider
   now stops the enclave, with the warning to show when that is now);
@@ -44,7 +45,7 @@ import codecs
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from reef.chain import Address, Amount, Job, JobId, amount_per_hour, format_amount, job_index
 from reef.encoding import terminal_text
@@ -61,6 +62,7 @@ __all__ = [
     "CLOSE_RETRIES",
     "CloseWait",
     "DEFAULT_SAFETY_MARGIN_S",
+    "Deposit",
     "JobStatus",
     "JobSummary",
     "LOG_HISTORY_S",
@@ -352,40 +354,50 @@ def withdraw_limit(session: Session, market: MarketClient, job: Job) -> Amount:
     return withdrawable(job, session.now() + WITHDRAW_MARGIN_S, market.lock_wait_time())
 
 
-def deposit_to_job(
-    session: Session, market: MarketClient, job: JobId, amount: Amount
-) -> TxResult[MarketEvent]:
-    """Add ``amount`` (base units) to the open job ``job`` from the session's account (anyone
-    may fund any job; its enclave then runs longer).
-
-    Raises:
-        MarketError: ``amount`` is 0 or more than the account holds, or the job is not open.
-    """
-    if amount == 0:
-        raise MarketError("the amount must be more than 0")
-    find_open_job(session, market, job)
-    have = market.token.balance(session.address)
-    if have < amount:
-        raise MarketError(f"insufficient balance: {session.address} has {format_amount(have)} rUSD")
-    return market.deposit(job, amount)
-
-
 @dataclass(frozen=True, kw_only=True)
-class Withdrawal:
-    """What :func:`withdraw_from_job` did: took ``amount`` back from ``job`` in ``tx``, and when
-    the provider now stops the job's enclave (the less is left, the sooner)."""
+class _Moved:
+    """What moving money into or out of ``job`` did (:class:`Deposit`, :class:`Withdrawal`):
+    the amount, the transaction, and when the provider now stops the job's enclave, which is
+    what moving a job's money changes."""
 
     job: Job
-    """The job after the withdrawal, as the chain has it (settled by the withdrawal)."""
+    """The job after the transaction, as the chain has it (settled by it)."""
     amount: Amount
-    """What was taken back (base units)."""
+    """What was moved (base units)."""
     tx: TxResult[MarketEvent]
     now: int
-    """The session's time once the withdrawal was mined."""
+    """The session's time once the transaction was mined."""
     margin_s: int
     """How long before the money runs out the provider stops the enclave (:func:`stop_margin_s`)."""
     stops_at: int | None
     """When the provider stops the enclave now (:func:`stops_at`; ``None`` at rate 0)."""
+
+    @classmethod
+    def mined(
+        cls,
+        session: Session,
+        market: MarketClient,
+        job: JobId,
+        amount: Amount,
+        tx: TxResult[MarketEvent],
+    ) -> Self:
+        """The record of ``tx``, mined, which moved ``amount`` into or out of ``job`` (read
+        again here, as the transaction left it)."""
+        after = market.job(job)
+        margin = stop_margin_s(session)
+        return cls(
+            job=after,
+            amount=amount,
+            tx=tx,
+            now=session.now(),
+            margin_s=margin,
+            stops_at=stops_at(after, margin),
+        )
+
+    @property
+    def tx_hash(self) -> str:
+        """The transaction's hash, as the front ends print it."""
+        return self.tx.tx_hash
 
     @property
     def stopping_now(self) -> bool:
@@ -404,6 +416,36 @@ class Withdrawal:
             f"stops the enclave now (deposit to keep it, or `reef jobs stop "
             f"{job_index(self.job.id)}` to get the rest back)"
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Deposit(_Moved):
+    """What :func:`deposit_to_job` did: added ``amount`` to ``job`` in ``tx``, and when the
+    provider now stops the job's enclave (the more it holds, the later)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Withdrawal(_Moved):
+    """What :func:`withdraw_from_job` did: took ``amount`` back from ``job`` in ``tx``, and when
+    the provider now stops the job's enclave (the less is left, the sooner)."""
+
+
+def deposit_to_job(session: Session, market: MarketClient, job: JobId, amount: Amount) -> Deposit:
+    """Add ``amount`` (base units) to the open job ``job`` from the session's account (anyone
+    may fund any job; its enclave then runs longer); return what was added, the transaction,
+    and until when the provider now runs the enclave (:func:`stop_margin_s` before the money
+    runs out).
+
+    Raises:
+        MarketError: ``amount`` is 0 or more than the account holds, or the job is not open.
+    """
+    if amount == 0:
+        raise MarketError("the amount must be more than 0")
+    find_open_job(session, market, job)
+    have = market.token.balance(session.address)
+    if have < amount:
+        raise MarketError(f"insufficient balance: {session.address} has {format_amount(have)} rUSD")
+    return Deposit.mined(session, market, job, amount, market.deposit(job, amount))
 
 
 def withdraw_from_job(
@@ -428,17 +470,7 @@ def withdraw_from_job(
             f"of {market.lock_wait_time()} s at the job's rate stays in the job)",
             hint="withdraw less, or stop the job to get everything back",
         )
-    tx = market.withdraw(job.id, value)
-    after = market.job(job.id)
-    margin = stop_margin_s(session)
-    return Withdrawal(
-        job=after,
-        amount=value,
-        tx=tx,
-        now=session.now(),
-        margin_s=margin,
-        stops_at=stops_at(after, margin),
-    )
+    return Withdrawal.mined(session, market, job.id, value, market.withdraw(job.id, value))
 
 
 def stop_job(market: MarketClient, job: Job) -> int:
