@@ -348,3 +348,49 @@ async def test_reef_provider_run_keeps_strangers_off_its_own_host(reef_home: Pat
     finally:
         await served.aclose()
     assert internal.hits == []
+
+
+# -- images that would fill the provider's disk --------------------------------------------------
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "streamed"])
+async def test_a_download_stops_before_the_disk_reserve(tmp_path: Path, declared: bool) -> None:
+    """Strangers choose how large and how many images a provider downloads at once (each up to
+    4 GiB): the downloads filled the disk that its index database and its enclaves' ``/state``
+    live on. A download now stops (to be retried, the job waiting) where it would eat into the
+    free space the cache's disk keeps, before its body when its length is declared. Here the
+    reserve is the disk's free space less 8 MiB and the image 64 MiB."""
+    import shutil
+
+    from starlette.applications import Starlette
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    from reef.errors import ServiceError
+    from reef.node import serve_app
+
+    size = 64 << 20
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(size >> 20):
+            yield b"\0" * (1 << 20)
+
+    async def image(_request: Any) -> StreamingResponse:
+        headers = {"content-length": str(size)} if declared else {}
+        return StreamingResponse(body(), headers=headers)
+
+    served = await serve_app(
+        Starlette(routes=[Route("/huge.img", image)]), host="127.0.0.1", port=0, what="huge"
+    )
+    cache = tmp_path / "cache"
+    reserve = shutil.disk_usage(tmp_path).free - (8 << 20)
+    fetcher = ImageFetcher(ImageStore(cache), disk_reserve=reserve)
+    try:
+        with pytest.raises(ServiceError) as caught:
+            await fetcher.fetch(f"{served.url}/huge.img")
+    finally:
+        await served.aclose()
+    assert "bytes free" in caught.value.message
+    assert "tried again later" in caught.value.message
+    assert (f"of {size} bytes" in caught.value.message) == declared
+    assert [p.name for p in cache.iterdir() if not p.name.startswith(".uploaders")] == []

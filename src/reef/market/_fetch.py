@@ -10,8 +10,11 @@ Downloads are cached by hash (an :class:`ImageStore`) and read as a stranger's a
 :func:`reef._fetch.stream_bounded`: streamed to disk (never held in memory), uncompressed, at
 most ``max_bytes``, the head within ``timeout`` and the whole within
 :func:`download_deadline_s`, which grows with ``max_bytes`` (a server trickling its answer a byte
-at a time is given up on, not waited for). Only ``http(s)`` URLs are followed by default: a ``file://`` URL would let a job owner make
-the provider load any local file into an enclave the owner controls.
+at a time is given up on, not waited for), and never into the free space the cache's disk must
+keep (``disk_reserve``: strangers choose how large and how many images are downloaded at once,
+and a full disk would stop the provider's database and its enclaves' ``/state``). Only
+``http(s)`` URLs are followed by default: a ``file://`` URL would let a job owner make the
+provider load any local file into an enclave the owner controls.
 
 Where a download may connect is checked when it connects (:class:`_Guard`, the network backend
 of the client's connection pool): every address the host name resolves to, for the first URL and
@@ -47,6 +50,7 @@ import asyncio
 import ipaddress
 import logging
 import re
+import shutil
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -68,6 +72,9 @@ __all__ = ["FetchedImage", "ImageFetcher", "ImagePolicy", "read_list_file", "rea
 log = logging.getLogger("reef.market.fetch")
 
 DEFAULT_MAX_DOWNLOAD = 4 * 1024**3  # Oyster's limit for an EIF
+DEFAULT_DISK_RESERVE = 1 << 30
+"""The free space image downloads leave on the cache's filesystem (1 GiB)."""
+_DISK_CHECK_EVERY = 8 << 20  # bytes written between two looks at the free space
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -280,6 +287,10 @@ def content_address(url: str) -> str | None:
     return segment if SHA256_HEX.match(segment) else None
 
 
+class _DiskFull(ServiceError):
+    """The provider's disk has no room for the download (its own state: said as it is)."""
+
+
 class _Guard(httpcore.AsyncNetworkBackend):
     """httpcore's network backend, connecting only to the addresses ``policy`` allows a
     download to reach (``by_hash``: the job's URL names the image's SHA-256).
@@ -394,6 +405,8 @@ class ImageFetcher:
         timeout: httpx's per-operation timeout, and the time the answer's head may take; the
             whole download may take :func:`download_deadline_s` of it and ``max_bytes``.
         transport: an httpx transport (tests inject one).
+        disk_reserve: the free space (bytes) downloads leave on the cache's filesystem: a
+            download that would take it (declared, or as it comes) stops, to be retried.
     """
 
     def __init__(
@@ -403,6 +416,7 @@ class ImageFetcher:
         *,
         allow_file_urls: bool = False,
         max_bytes: int = DEFAULT_MAX_DOWNLOAD,
+        disk_reserve: int = DEFAULT_DISK_RESERVE,
         timeout: float = 120.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -410,6 +424,7 @@ class ImageFetcher:
         self.policy = policy or ImagePolicy()
         self._allow_file = allow_file_urls
         self._max = max_bytes
+        self._reserve = disk_reserve
         self._timeout = timeout
         self._transport = transport
 
@@ -525,8 +540,18 @@ class ImageFetcher:
                     if 400 <= response.status < 500:
                         raise ImageError(error)
                     raise ServiceError(error)
+                declared = response.headers.get("content-length", "").strip()
+                self._check_disk(int(declared) if declared.isdigit() else 0)
+                unchecked = 0
                 async for chunk in response.aiter_bytes():
                     writer.write(chunk)
+                    unchecked += len(chunk)
+                    if unchecked >= _DISK_CHECK_EVERY:
+                        self._check_disk()
+                        unchecked = 0
+        except _DiskFull:
+            writer.abort()
+            raise
         except (ImageError, ServiceError) as exc:
             writer.abort()
             failure = _download_failure(url, exc, self._max) if isinstance(exc, FetchError) else exc
@@ -540,6 +565,28 @@ class ImageFetcher:
         return self._digest_then_commit(
             writer, url, expected, quote=not self.policy.quiet(guard.private_seen)
         )
+
+    def _check_disk(self, coming: int = 0) -> None:
+        """Raise when ``coming`` more bytes would leave less than the reserve free.
+
+        Strangers choose how large and how many images the provider downloads at once; a full
+        disk would stop its index database and every enclave's ``/state`` with them.
+
+        Raises:
+            ServiceError: the download waits (it is retried) until space is freed.
+        """
+        try:
+            free = shutil.disk_usage(self._cache.root).free
+        except OSError:
+            return
+        if free - coming < self._reserve:
+            raise _DiskFull(
+                f"the provider's disk has {free} bytes free, and downloading this image "
+                f"{'of ' + str(coming) + ' bytes ' if coming else ''}would leave less than the "
+                f"{self._reserve} it keeps free (for its database and its enclaves' /state); "
+                "the download is tried again later",
+                hint="the provider's operator frees disk space (or ends jobs)",
+            )
 
     def _quieted(
         self, url: str, guard: _Guard, error: ServiceError | ImageError
