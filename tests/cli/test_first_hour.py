@@ -185,3 +185,20 @@ def test_the_readme_makes_the_kms_admin_key_before_rotating() -> None:
     lines = _readme_lines()
     rotate = next(i for i, line in enumerate(lines) if line.startswith("reef kms rotate"))
     assert any("> admin.key" in line for line in lines[:rotate])
+
+
+def test_yes_and_no_not_pythons_true_and_false(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reef jobs show` said `debug  False`, `reef chain info` `running  True`, while `reef
+    image build` said `debug  no`: one way now, in mappings and tables alike."""
+    monkeypatch.setenv("COLUMNS", "80")
+    print_mapping({"debug": False, "running": True, "restarts": 0})
+    print_table([{"path": "a.txt", "should_attest": True, "size": 0}], ["path", "should_attest"])
+    out = capsys.readouterr().out
+    assert "debug     no" in out
+    assert "running   yes" in out
+    assert "restarts  0" in out  # a number stays a number
+    assert "│ yes " in out
+    assert "True" not in out
+    assert "False" not in out

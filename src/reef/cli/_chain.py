@@ -222,4 +222,11 @@ def info_cmd(as_json: Json = False) -> None:
             "deployment_block": None if deployment is None else deployment.block,
             "state": str(home.chain),
         }
-    print_result(data, as_json, title="reef devnet")
+    shown = dict(data)
+    if info is not None:
+        from reef.node import format_time
+
+        # People read when the chain began, not a count of seconds; --json keeps the number.
+        stamp = info.genesis_timestamp
+        shown["genesis_timestamp"] = f"{stamp} ({format_time(stamp)})"
+    print_result(data, as_json, title="reef devnet", shown=shown)

@@ -230,6 +230,8 @@ def print_rows(
 
 
 def _human(value: Any) -> str:
+    if isinstance(value, bool):  # as `reef image build` says it: "debug  no", not Python's False
+        return "yes" if value else "no"
     if isinstance(value, Mapping):
         return "\n".join(f"{terminal_text(str(k))}: {_human(v)}" for k, v in value.items())
     if isinstance(value, (list, tuple)):
