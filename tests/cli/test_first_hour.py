@@ -14,6 +14,7 @@ import itertools
 import re
 import shlex
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -202,3 +203,29 @@ def test_yes_and_no_not_pythons_true_and_false(
     assert "│ yes " in out
     assert "True" not in out
     assert "False" not in out
+
+
+def test_verify_of_an_app_port_suggests_the_checks_that_were_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`reef verify APP_PORT --image hello --root dev` (the deploy's `endpoint`) pointed at the
+    attestation URL with `reef verify URL --root dev`: pasted, that checked no image at all."""
+    import reef.node
+
+    attestation = "http://127.0.0.1:34103/attestation/raw"
+
+    async def app_port(home: object, endpoint: str) -> object:
+        enclave = SimpleNamespace(
+            id="d4e16da73118", name="hello", endpoints={"attestation": attestation}
+        )
+        return SimpleNamespace(port=8080, enclave=enclave)
+
+    monkeypatch.setattr(reef.node, "find_app_port", app_port)
+    image_id = "ab" * 32
+    done = CliRunner().invoke(
+        app, ["verify", "127.0.0.1:1", "--image-id", image_id, "--root", "mock"]
+    )
+    assert done.exit_code == 1, done.output
+    hint = " ".join(done.stderr.split())
+    assert "app's port 8080 of the local enclave d4e16da73118 (hello)" in hint
+    assert f"reef verify {attestation} --image-id {image_id} --root dev" in hint

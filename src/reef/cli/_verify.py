@@ -60,11 +60,14 @@ def _expected_image_id(
     return attested_measurements(image, init_params, debug=debug).image_id
 
 
-def _point_at_attestation(exc: ReefError, endpoint: str) -> None:
+def _point_at_attestation(exc: ReefError, endpoint: str, checks: list[str]) -> None:
     """When ``endpoint`` is a local enclave's app port (the endpoint `reef deploy` prints, not
-    its attestation), say so in ``exc``'s hint and give the URL to verify instead."""
+    its attestation), say so in ``exc``'s hint and give the command to run instead: the URL to
+    verify, with the user's own ``checks`` (``--image hello``: without them the command it
+    printed checked no image), under the dev root, which every local enclave attests under."""
     import asyncio
     import contextlib
+    import shlex
 
     from reef.home import ReefHome
     from reef.node import find_app_port
@@ -78,7 +81,8 @@ def _point_at_attestation(exc: ReefError, endpoint: str) -> None:
     attestation = info.endpoints["attestation"]
     exc.hint = (
         f"{endpoint} is the app's port {found.port} of the local enclave {info.id} "
-        f"({info.name}); its attestation is served apart: reef verify {attestation} --root dev"
+        f"({info.name}); its attestation is served apart: "
+        + shlex.join(["reef", "verify", attestation, *checks, "--root", "dev"])
     )
 
 
@@ -122,7 +126,13 @@ def verify_cmd(
             )
         raise fail(exc, prefix="rejected") from exc
     except ReefError as exc:
-        _point_at_attestation(exc, endpoint)
+        checks = [
+            *(["--image-id", image_id] if image_id is not None else []),
+            *(["--image", str(image)] if image is not None else []),
+            *(["--init-params", str(init_params)] if init_params is not None else []),
+            *(["--debug"] if debug else []),
+        ]
+        _point_at_attestation(exc, endpoint, checks)
         raise fail(exc) from exc
     result: dict[str, Any] = {"verified": True, "endpoint": url, **verified.to_json()}
     result["insecure"] = trusted.insecure
