@@ -188,8 +188,8 @@ def _column_widths(
 
     Rich narrows a table too wide by a ratio over every column, which cut short ids and names
     that would have fitted. Here each column keeps its longest word, then as many headers as
-    fit stay whole (the shortest first), and the room left goes to the columns furthest from
-    their natural width.
+    fit stay whole (the shortest first), a header that does not is cut in as few pieces as the
+    room left allows, and the rest goes to the columns furthest from their natural width.
     """
     texts = [[column, *(row[i] for row in cells)] for i, column in enumerate(columns)]
     natural = [max(len(line) for text in column for line in text.split("\n")) for column in texts]
@@ -205,6 +205,8 @@ def _column_widths(
     for i in sorted(range(len(widths)), key=lambda i: headed[i] - widths[i]):  # cheapest first
         if sum(widths) + headed[i] - widths[i] <= room:
             widths[i] = max(widths[i], headed[i])
+    for i in range(len(widths)):  # what is left goes to a cut header first: fewer pieces
+        widths[i] = max(widths[i], min(headed[i], widths[i] + room - sum(widths)))
     for _ in range(room - sum(widths)):
         i = max(range(len(widths)), key=lambda i: natural[i] - widths[i])
         if natural[i] <= widths[i]:
