@@ -107,6 +107,8 @@ class Provider:
     internal: Internal
     hostile_url: str
     """A tenant's own server (``/to?url=...`` redirects there)."""
+    market: Any
+    """The :class:`reef.testing.DevMarket` (``market.client(n)``: another tenant)."""
 
     def open(self, url: str) -> JobId:
         meta = dev_job_metadata(url).to_json()
@@ -154,7 +156,7 @@ def _apps(internal: Internal) -> tuple[Any, Any]:
 
 @asynccontextmanager
 async def provider(
-    tmp_path: Path, policy: ImagePolicy, *, hostile_host: str = "127.0.0.1"
+    tmp_path: Path, policy: ImagePolicy, *, hostile_host: str = "127.0.0.1", head_s: float = 5.0
 ) -> AsyncIterator[Provider]:
     from reef.node import serve_app
 
@@ -164,7 +166,7 @@ async def provider(
     internal_app, redirects = _apps(internal)
     runner = FakeRunner()
     cp = local_control_plane(market, runner, tmp_path)
-    cp.fetcher = ImageFetcher(ImageStore(tmp_path / "cache"), policy, timeout=5.0)
+    cp.fetcher = ImageFetcher(ImageStore(tmp_path / "cache"), policy, timeout=head_s)
     served = [
         await serve_image_store(store),
         await serve_app(internal_app, host="127.0.0.1", port=0, what="internal"),
@@ -183,6 +185,7 @@ async def provider(
             served[0].url,
             internal,
             served[2].url,
+            market,
         )
     finally:
         await cp.aclose()
@@ -289,6 +292,108 @@ async def test_an_image_url_cannot_drive_the_operators_terminal(
     assert any("launch failed" in line for line in logged)
     for line in logged:
         assert not {"\x1b", "\x07", "\u202e"} & set(line), repr(line)
+
+
+# -- strangers naming slow servers -----------------------------------------------------------------
+
+
+@dataclass
+class Held:
+    """A tenant's server that holds every request until released, counting them."""
+
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    open: int = 0
+    most: int = 0
+    paths: list[str] = field(default_factory=list)
+
+    def app(self) -> Any:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import Response
+        from starlette.routing import Route
+
+        async def hold(request: Request) -> Response:
+            self.paths.append(request.url.path)
+            self.open += 1
+            self.most = max(self.most, self.open)
+            try:
+                await self.release.wait()
+            finally:
+                self.open -= 1
+            return Response(b"gone", status_code=404)
+
+        return Starlette(routes=[Route("/{path:path}", hold)])
+
+
+@pytest.mark.slow
+async def test_one_stranger_naming_many_slow_servers_holds_few_downloads(tmp_path: Path) -> None:
+    """Each download holds a socket and a file for as long as its server makes it last (up to
+    an hour and more for a large image): a stranger opening job after job, each naming another
+    URL of a server that never answers, held as many as the memory budget let it, and every
+    descriptor the provider has with them. One owner's jobs now download at most four images
+    at once, the others waiting and saying why; another tenant's job is not held up; and the
+    waiting ones get their turn."""
+    from reef.node import serve_app
+
+    held = Held()
+    server = await serve_app(held.app(), host="127.0.0.1", port=0, what="held")
+    try:
+        async with provider(tmp_path, ImagePolicy(), head_s=120) as p:
+            slow = [p.open(f"{server.url}/image-{n}") for n in range(6)]
+            image = p.store.put(b"another tenant's image")
+            other = p.market.client(2).open_job(
+                dev_job_metadata(f"{p.store_url}/images/{image}").to_json(),
+                p.address,
+                CARD.min_rate,
+                10**7,
+            )
+            await p.until("the other tenant's enclave", lambda: p.cp.enclave(other) is not None)
+            await p.until("four held downloads", lambda: held.open == 4)
+            await p.until(
+                "the others to say why they wait",
+                lambda: (
+                    sum("the most one owner" in p.status(j).get("last_error", "") for j in slow)
+                    == 2
+                ),
+            )
+            assert held.most == 4
+            held.release.set()
+            await p.until_done(slow)
+            assert held.most == 4
+            assert sorted(set(held.paths)) == sorted(f"/image-{n}" for n in range(6))
+            for job in slow:
+                assert "HTTP 404" in p.status(job)["reason"]
+    finally:
+        held.release.set()
+        await server.aclose()
+
+
+async def test_image_downloads_run_a_bounded_number_at_once(tmp_path: Path) -> None:
+    """Whoever asks (however many owners), at most ``max_downloads`` downloads hold sockets;
+    the others wait their turn and then run."""
+    from reef.errors import ImageError
+    from reef.node import serve_app
+
+    held = Held()
+    server = await serve_app(held.app(), host="127.0.0.1", port=0, what="held")
+    fetcher = ImageFetcher(ImageStore(tmp_path / "cache"), max_downloads=2, timeout=30)
+    fetches = [asyncio.create_task(fetcher.fetch(f"{server.url}/image-{n}")) for n in range(5)]
+    try:
+        async with asyncio.timeout(30):
+            for _ in range(1500):
+                if held.open >= 2:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)  # room for a third to connect, were it let through
+            assert held.open == 2
+            held.release.set()
+            results = await asyncio.gather(*fetches, return_exceptions=True)
+    finally:
+        held.release.set()
+        await server.aclose()
+    assert all(isinstance(result, ImageError) for result in results)
+    assert held.most == 2
+    assert len(held.paths) == 5
 
 
 # -- the real provider process -------------------------------------------------------------------

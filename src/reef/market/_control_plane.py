@@ -48,7 +48,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from reef.chain import IndexedEvent, JobEvent, JobId
+from reef.chain import Address, IndexedEvent, JobEvent, JobId
 from reef.enclave import LIVE_STATES
 from reef.encoding import terminal_text
 from reef.errors import ChainError, ImageError, InputError, MarketError, ReefError
@@ -58,6 +58,9 @@ from reef.market._job_state import Action, JobBook, JobPolicy, LaunchSpec, Termi
 __all__ = ["ControlPlane", "EnclaveRunner", "EventFeed", "RunningEnclave", "launch_key"]
 
 log = logging.getLogger("reef.market.control_plane")
+
+DOWNLOADS_PER_OWNER = 4
+"""How many distinct images the jobs of one owner download at once, by default."""
 
 LISTED_ENDED_JOBS = 100
 """How many ended jobs ``GET /jobs`` lists (the last opened), after every live one."""
@@ -193,6 +196,10 @@ class ControlPlane:
             host's physical memory. A launch that would pass it waits (its job's
             ``last_error`` says so) until others end: one tenant opening many jobs must not
             oversubscribe the host until every tenant's enclave is killed for memory.
+        downloads_per_owner: how many distinct images one owner's jobs may download at once
+            (a job past it waits, its ``last_error`` saying so): each download holds a socket
+            and a file for as long as its server makes it last, and one stranger naming many
+            slow servers would otherwise hold as many as the memory budget lets it.
     """
 
     def __init__(
@@ -208,6 +215,7 @@ class ControlPlane:
         retry_delay: float = 2.0,
         host: str = "127.0.0.1",
         memory_budget_mib: int | None = None,
+        downloads_per_owner: int = DOWNLOADS_PER_OWNER,
     ) -> None:
         self.book = JobBook(policy)
         self.memory_budget_mib = (
@@ -221,6 +229,7 @@ class ControlPlane:
         self.heartbeat_interval = heartbeat_interval
         self.retry_delay = retry_delay
         self.host = host
+        self.downloads_per_owner = downloads_per_owner
         self.last_error: str = ""
         self._cursor = 0
         self._want: dict[JobId, LaunchSpec | None] = {}
@@ -230,6 +239,9 @@ class ControlPlane:
         self._fetches: dict[str, asyncio.Task[FetchedImage]] = {}
         """Downloads in flight, by URL: jobs of one image share its download."""
         self._dirty: set[JobId] = set()
+        self._owner_downloads: dict[Address, dict[str, int]] = {}
+        """The image URLs each owner's jobs download now, with how many of its jobs wait on
+        each."""
         self._launching: set[JobId] = set()
         """Jobs whose launch passed the memory budget and is under way."""
         self._images: dict[str, str] = {}
@@ -543,7 +555,7 @@ class ControlPlane:
         self._check_capacity(job_id, want)
         self._launching.add(job_id)  # its memory is counted from now on, not once it runs
         try:
-            image = await self._fetch(want.image_url)
+            image = await self._fetch_for(want)
             if self._want.get(job_id) != want:
                 self._dirty.add(job_id)  # changed while downloading: start over
                 return
@@ -663,6 +675,38 @@ class ControlPlane:
                 "launched when others end",
                 hint="wait, or stop the job (`reef jobs stop`) and close it to take the rest back",
             )
+
+    async def _fetch_for(self, want: LaunchSpec) -> FetchedImage:
+        """The image ``want`` names, downloaded within its owner's share of downloads
+        (:attr:`downloads_per_owner` distinct images at once; one already cached is free).
+
+        Raises:
+            MarketError: the owner's jobs download as many images as they may already; the
+                launch is retried later.
+            as :meth:`ImageFetcher.fetch`.
+        """
+        sha256 = content_address(want.image_url)
+        if sha256 is not None and self.fetcher.cached(sha256):
+            return await self._fetch(want.image_url)
+        downloading = self._owner_downloads.setdefault(want.owner, {})
+        if want.image_url not in downloading and len(downloading) >= self.downloads_per_owner:
+            raise MarketError(
+                f"the job's owner already has {len(downloading)} images downloading on this "
+                f"provider, the most one owner may at once; this one is downloaded when one of "
+                "them is done",
+                hint="wait, or have your jobs use fewer distinct images at once",
+            )
+        downloading[want.image_url] = downloading.get(want.image_url, 0) + 1
+        try:
+            return await self._fetch(want.image_url)
+        finally:
+            left = downloading[want.image_url] - 1
+            if left:
+                downloading[want.image_url] = left
+            else:
+                del downloading[want.image_url]
+            if not downloading:
+                self._owner_downloads.pop(want.owner, None)
 
     async def _fetch(self, url: str) -> FetchedImage:
         """The image at ``url``, downloading it once however many jobs ask at the same time (a

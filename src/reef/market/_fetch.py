@@ -74,6 +74,9 @@ log = logging.getLogger("reef.market.fetch")
 DEFAULT_MAX_DOWNLOAD = 4 * 1024**3  # Oyster's limit for an EIF
 DEFAULT_DISK_RESERVE = 1 << 30
 """The free space image downloads leave on the cache's filesystem (1 GiB)."""
+DEFAULT_MAX_DOWNLOADS = 64
+"""How many image downloads run at once, by default (128 descriptors, far below the usual
+limit of 1024)."""
 _DISK_CHECK_EVERY = 8 << 20  # bytes written between two looks at the free space
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
@@ -407,6 +410,9 @@ class ImageFetcher:
         transport: an httpx transport (tests inject one).
         disk_reserve: the free space (bytes) downloads leave on the cache's filesystem: a
             download that would take it (declared, or as it comes) stops, to be retried.
+        max_downloads: how many downloads run at once; others wait their turn (each holds a
+            socket and a file: strangers naming slow servers must not take every descriptor
+            the provider has, its own server's and database's included).
     """
 
     def __init__(
@@ -417,6 +423,7 @@ class ImageFetcher:
         allow_file_urls: bool = False,
         max_bytes: int = DEFAULT_MAX_DOWNLOAD,
         disk_reserve: int = DEFAULT_DISK_RESERVE,
+        max_downloads: int = DEFAULT_MAX_DOWNLOADS,
         timeout: float = 120.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -425,6 +432,7 @@ class ImageFetcher:
         self._allow_file = allow_file_urls
         self._max = max_bytes
         self._reserve = disk_reserve
+        self._slots = asyncio.Semaphore(max_downloads)
         self._timeout = timeout
         self._transport = transport
 
@@ -514,6 +522,10 @@ class ImageFetcher:
         return writer.commit()
 
     async def _download(self, url: str, expected: str | None) -> str:
+        async with self._slots:
+            return await self._download_now(url, expected)
+
+    async def _download_now(self, url: str, expected: str | None) -> str:
         writer = self._cache.writer(expect=None, max_bytes=self._max)
         what = "the image's server"
         guard = _Guard(self.policy, by_hash=expected is not None, url=url)
