@@ -148,11 +148,6 @@ def _deploy_by_set_code_transaction(chain: ServerlessChain, source: bytes) -> st
     return "0x" + bytes(tx_hash).hex()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reef.serverless._contracts._transaction_hash rebuilds no type-4 (EIP-7702) "
-    "transaction, so fetch_code raises ChainError: the fix is in _contracts (not this area's)",
-)
 async def test_code_deployed_by_a_set_code_transaction_gets_a_signed_verdict(
     runtime: FunctionRuntime, tmp_path: Path
 ) -> None:

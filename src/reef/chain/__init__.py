@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     )
     from reef.chain._reader import MarketReader
     from reef.chain._reasons import Revert
+    from reef.chain._rpc import quantity
     from reef.chain._tx import (
         ProgressCallback,
         Sender,
@@ -206,6 +207,7 @@ __getattr__ = lazy_attributes(
         "parse_address": "_types",
         "parse_amount": "_types",
         "parse_job_id": "_types",
+        "quantity": "_rpc",
         "rate_per_hour": "_types",
         "read_devnet_info": "devnet",
         "serve_devnet": "devnet",
@@ -298,6 +300,7 @@ __all__ = [
     "parse_address",
     "parse_amount",
     "parse_job_id",
+    "quantity",
     "rate_per_hour",
     "translate_errors",
 ]

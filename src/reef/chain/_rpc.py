@@ -246,8 +246,8 @@ def rpc_result(what: str, response: Any) -> Any:
 
 
 def quantity(value: Any) -> int:
-    """A JSON-RPC quantity (``0x``-hex text, or decimal text or an integer as some nodes and
-    web3.py's formatters give) as an int.
+    """A JSON-RPC quantity (``0x``-hex text, or decimal text, an integer or big-endian bytes
+    such as a signature's ``r`` as some nodes and web3.py's formatters give) as an int.
 
     Raises:
         TypeError, ValueError: it is no quantity (a caller inside a parse of a larger answer
@@ -255,6 +255,8 @@ def quantity(value: Any) -> int:
     """
     if isinstance(value, int) and not isinstance(value, bool):
         return value
+    if isinstance(value, bytes | bytearray):
+        return int.from_bytes(value, "big")
     text = str(value)  # a boolean's text ("True") is no number either
     return int(text, 16) if text[:2].lower() == "0x" else int(text)
 

@@ -49,6 +49,7 @@ from reef.chain import (
     TxResult,
     check_uint,
     parse_address,
+    quantity,
     translate_errors,
 )
 from reef.crypto import keccak256
@@ -84,35 +85,59 @@ _EventT = TypeVar("_EventT", bound=ChainEvent)
 
 
 def _transaction_hash(tx: Mapping[str, Any]) -> bytes:
-    """The hash of the signed transaction a node answered, rebuilt from its fields (legacy,
-    EIP-2930 and EIP-1559 encodings: what deploys code; EIP-2718 types are ``type || rlp``).
+    """The hash of the signed transaction a node answered, rebuilt from its fields: legacy, and
+    the EIP-2718 types ``type || rlp`` that exist (2930, 1559, 4844 blobs, 7702 set-code). Any
+    of them can carry code: an author who deployed with one the executors cannot check would
+    have every selected executor submit nothing, and collect their slashed stakes.
 
     Raises:
         ChainError: the answer is not such a transaction.
     """
     try:
-        kind = int(tx.get("type", 0))
-        # web3 formats some fields as HexBytes, a node may leave others hex text: HexBytes
-        # reads both.
+        kind = quantity(tx.get("type", 0))
+        # web3 formats some fields as HexBytes, a node may leave others hex text (nested ones,
+        # such as authorizations, always): HexBytes and quantity read both.
         to = bytes(HexBytes(tx["to"])) if tx.get("to") else b""
-        common = [int(tx["gas"]), to, int(tx["value"]), bytes(HexBytes(tx["input"]))]
-        signature = [int.from_bytes(HexBytes(tx[k]), "big") for k in ("r", "s")]
+        common = [quantity(tx["gas"]), to, quantity(tx["value"]), bytes(HexBytes(tx["input"]))]
+        signature = [quantity(tx[k]) for k in ("r", "s")]
         if kind == 0:
-            fields = [int(tx["nonce"]), int(tx["gasPrice"]), *common, int(tx["v"]), *signature]
-            return keccak256(rlp.encode(fields))
+            fields = [
+                quantity(tx["nonce"]),
+                quantity(tx["gasPrice"]),
+                *common,
+                quantity(tx["v"]),
+            ]
+            return keccak256(rlp.encode([*fields, *signature]))
         access = [
             [bytes(HexBytes(item["address"])), [bytes(HexBytes(k)) for k in item["storageKeys"]]]
             for item in tx.get("accessList", [])
         ]
-        parity = int(tx.get("yParity", tx["v"]))
-        fees = {1: ["gasPrice"], 2: ["maxPriorityFeePerGas", "maxFeePerGas"]}[kind]
-        head = [int(tx["chainId"]), int(tx["nonce"]), *(int(tx[k]) for k in fees)]
-        body = rlp.encode([*head, *common, access, parity, *signature])
+        parity = quantity(tx.get("yParity", tx.get("v")))
+        fees = ["gasPrice"] if kind == 1 else ["maxPriorityFeePerGas", "maxFeePerGas"]
+        head = [quantity(tx["chainId"]), quantity(tx["nonce"]), *(quantity(tx[k]) for k in fees)]
+        extra: list[Any] = []
+        if kind == 3:
+            hashes = [bytes(HexBytes(h)) for h in tx["blobVersionedHashes"]]
+            extra = [quantity(tx["maxFeePerBlobGas"]), hashes]
+        elif kind == 4:
+            keys = ("chainId", "address", "nonce", "yParity", "r", "s")
+            extra = [
+                [
+                    [quantity(a[k]) if k != "address" else bytes(HexBytes(a[k])) for k in keys]
+                    for a in tx["authorizationList"]
+                ]
+            ]
+        elif kind not in (1, 2):
+            raise ChainError(
+                f"the node's answer is a transaction of type {kind}, which reef cannot check",
+                hint="deploy code with a legacy or an EIP-2930, 1559, 4844 or 7702 transaction",
+            )
+        body = rlp.encode([*head, *common, access, *extra, parity, *signature])
         return keccak256(bytes([kind]) + body)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ChainError(
             f"the node's answer is not a transaction reef can check: {exc!r}",
-            hint="deploy code with a legacy, EIP-2930 or EIP-1559 transaction",
+            hint="deploy code with a legacy or an EIP-2930, 1559, 4844 or 7702 transaction",
         ) from exc
 
 
