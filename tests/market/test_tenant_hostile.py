@@ -396,6 +396,41 @@ async def test_image_downloads_run_a_bounded_number_at_once(tmp_path: Path) -> N
     assert len(held.paths) == 5
 
 
+# -- metadata that changes at every block ---------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_metadata_changed_at_every_block_restarts_the_enclave_at_most_every_interval(
+    tmp_path: Path,
+) -> None:
+    """Each metadata update naming another image had the provider download it and restart the
+    job's enclave at once: an owner updating at every block (a transaction each) kept the
+    provider downloading and booting. A running enclave is now replaced at most once every
+    :attr:`ControlPlane.replace_interval` (10 s): the first update at once, those arriving
+    within the interval skipped for the latest, which then runs."""
+    async with provider(tmp_path, ImagePolicy()) as p:
+        images = [p.store.put(f"image {n}".encode()) for n in range(4)]
+        urls = [f"{p.store_url}/images/{sha}" for sha in images]
+        job = p.open(urls[0])
+        await p.until("the first enclave", lambda: p.cp.enclave(job) is not None)
+        update = p.tenant.update_metadata
+        # Each update lands after the previous one ran, as at every block of a slower chain.
+        update(job, dev_job_metadata(urls[1]).to_json())
+        await p.until("the first replacement", lambda: len(p.runner.launches) == 2)
+        update(job, dev_job_metadata(urls[2]).to_json())
+        await p.until(
+            "the wait to be said",
+            lambda: "replaced less than 10 s ago" in p.status(job).get("last_error", ""),
+        )
+        update(job, dev_job_metadata(urls[3]).to_json())
+        await p.until("the last update to be seen", lambda: p.status(job)["url"] == urls[3])
+        await p.until("the last image to run", lambda: len(p.runner.launches) == 3)
+        await asyncio.sleep(0.3)
+        await p.cp.step()
+        assert p.runner.launches == [(job, images[0]), (job, images[1]), (job, images[3])]
+        assert p.status(job)["last_error"] == ""
+
+
 # -- the real provider process -------------------------------------------------------------------
 
 

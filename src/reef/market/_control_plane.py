@@ -40,6 +40,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -58,6 +59,9 @@ from reef.market._job_state import Action, JobBook, JobPolicy, LaunchSpec, Termi
 __all__ = ["ControlPlane", "EnclaveRunner", "EventFeed", "RunningEnclave", "launch_key"]
 
 log = logging.getLogger("reef.market.control_plane")
+
+REPLACE_INTERVAL_S = 10.0
+"""The shortest time between two replacements of one job's enclave, by default."""
 
 DOWNLOADS_PER_OWNER = 4
 """How many distinct images the jobs of one owner download at once, by default."""
@@ -200,6 +204,10 @@ class ControlPlane:
             (a job past it waits, its ``last_error`` saying so): each download holds a socket
             and a file for as long as its server makes it last, and one stranger naming many
             slow servers would otherwise hold as many as the memory budget lets it.
+        replace_interval: the shortest time between two replacements of a job's running
+            enclave for new metadata (seconds): an owner updating the metadata at every block
+            would otherwise have the provider download an image and restart an enclave at
+            every block; changes in between are skipped, the latest is run.
     """
 
     def __init__(
@@ -216,6 +224,7 @@ class ControlPlane:
         host: str = "127.0.0.1",
         memory_budget_mib: int | None = None,
         downloads_per_owner: int = DOWNLOADS_PER_OWNER,
+        replace_interval: float = REPLACE_INTERVAL_S,
     ) -> None:
         self.book = JobBook(policy)
         self.memory_budget_mib = (
@@ -230,6 +239,9 @@ class ControlPlane:
         self.retry_delay = retry_delay
         self.host = host
         self.downloads_per_owner = downloads_per_owner
+        self.replace_interval = replace_interval
+        self._replaced_at: dict[JobId, float] = {}
+        """When each job's enclave was last replaced for new metadata (monotonic seconds)."""
         self.last_error: str = ""
         self._cursor = 0
         self._want: dict[JobId, LaunchSpec | None] = {}
@@ -552,6 +564,20 @@ class ControlPlane:
         key = launch_key(want)
         if have is not None and have.key == key and have.state in LIVE_STATES:
             return
+        if have is not None and have.state in LIVE_STATES:
+            wait = self._replaced_at.get(job_id, -math.inf) + self.replace_interval
+            wait -= time.monotonic()
+            if wait > 0:
+                # Its owner changes the metadata faster than enclaves are worth restarting:
+                # the latest metadata is run once the interval is over (the changes between
+                # are skipped).
+                self._errors[job_id] = (
+                    f"the job's enclave was replaced less than {self.replace_interval:g} s ago; "
+                    f"its new metadata is run in {wait:.0f} s"
+                )
+                await asyncio.sleep(wait)
+                self._dirty.add(job_id)
+                return
         self._check_capacity(job_id, want)
         self._launching.add(job_id)  # its memory is counted from now on, not once it runs
         try:
@@ -564,6 +590,7 @@ class ControlPlane:
                 # has two; the old one is forgotten first in case the replacement fails half-way.
                 self._have.pop(job_id, None)
                 self._have[job_id] = await self.runner.replace(have.enclave_id, want, image, key)
+                self._replaced_at[job_id] = time.monotonic()
                 self._leases.pop(have.enclave_id, None)  # a replacement starts without a lease
             else:
                 self._have[job_id] = await self.runner.launch(want, image, key)
