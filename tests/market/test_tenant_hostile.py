@@ -431,6 +431,29 @@ async def test_metadata_changed_at_every_block_restarts_the_enclave_at_most_ever
         assert p.status(job)["last_error"] == ""
 
 
+@pytest.mark.slow
+async def test_a_job_that_ends_while_its_update_waits_stops_at_once(tmp_path: Path) -> None:
+    """The wait for the replacement interval must not keep an enclave past its job's end (a
+    stop, or money running out: an owner could otherwise buy an interval of free time by
+    updating just before). Here the interval is an hour: the stop still ends it at once."""
+    async with provider(tmp_path, ImagePolicy()) as p:
+        p.cp.replace_interval = 3600
+        images = [p.store.put(f"image {n}".encode()) for n in range(3)]
+        urls = [f"{p.store_url}/images/{sha}" for sha in images]
+        job = p.open(urls[0])
+        await p.until("the first enclave", lambda: p.cp.enclave(job) is not None)
+        p.tenant.update_metadata(job, dev_job_metadata(urls[1]).to_json())
+        await p.until("the first replacement", lambda: len(p.runner.launches) == 2)
+        p.tenant.update_metadata(job, dev_job_metadata(urls[2]).to_json())
+        await p.until(
+            "the wait", lambda: "replaced less than" in p.status(job).get("last_error", "")
+        )
+        p.tenant.revise_rate_initiate(job, 0)
+        await p.until("the enclave to stop", lambda: p.runner.enclaves == {})
+        assert p.status(job)["phase"] == "done"
+        assert len(p.runner.launches) == 2
+
+
 # -- the real provider process -------------------------------------------------------------------
 
 

@@ -241,6 +241,8 @@ class ControlPlane:
         self.downloads_per_owner = downloads_per_owner
         self.replace_interval = replace_interval
         self._replaced_at: dict[JobId, float] = {}
+        self._ended: dict[JobId, asyncio.Event] = {}
+        """Set when the job ends, for a job that waits out :attr:`replace_interval`."""
         """When each job's enclave was last replaced for new metadata (monotonic seconds)."""
         self.last_error: str = ""
         self._cursor = 0
@@ -495,6 +497,10 @@ class ControlPlane:
         if isinstance(action, Terminate):
             self._record_terminated(action)
             self._want[action.job_id] = None
+            self._replaced_at.pop(action.job_id, None)
+            ended = self._ended.get(action.job_id)
+            if ended is not None:
+                ended.set()
         else:
             self._want[action.job_id] = action.spec
 
@@ -575,7 +581,16 @@ class ControlPlane:
                     f"the job's enclave was replaced less than {self.replace_interval:g} s ago; "
                     f"its new metadata is run in {wait:.0f} s"
                 )
-                await asyncio.sleep(wait)
+                # A termination ends the wait at once: the job must not outlive its money
+                # (or its owner's stop) by an interval its own updates started.
+                ended = self._ended.setdefault(job_id, asyncio.Event())
+                try:
+                    async with asyncio.timeout(wait):
+                        await ended.wait()
+                except TimeoutError:
+                    pass
+                finally:
+                    self._ended.pop(job_id, None)
                 self._dirty.add(job_id)
                 return
         self._check_capacity(job_id, want)
