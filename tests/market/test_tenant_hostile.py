@@ -454,6 +454,26 @@ async def test_a_job_that_ends_while_its_update_waits_stops_at_once(tmp_path: Pa
         assert len(p.runner.launches) == 2
 
 
+@pytest.mark.slow
+async def test_a_job_that_ends_while_its_failed_update_is_retried_stops_at_once(
+    tmp_path: Path,
+) -> None:
+    """An update naming a server that fails leaves the old enclave running while the download
+    is retried with a growing delay (up to 30 s): a job that ended meanwhile (stopped, or out
+    of money) kept its enclave until the delay was over. Here the first delay is an hour."""
+    async with provider(tmp_path, ImagePolicy()) as p:
+        p.cp.retry_delay = 3600
+        image = p.store.put(b"the running image")
+        job = p.open(f"{p.store_url}/images/{image}")
+        await p.until("the first enclave", lambda: p.cp.enclave(job) is not None)
+        dead = "http://127.0.0.1:9/images/" + "ef" * 32
+        p.tenant.update_metadata(job, dev_job_metadata(dead).to_json())
+        await p.until("the failed download", lambda: bool(p.status(job).get("last_error")))
+        p.tenant.revise_rate_initiate(job, 0)
+        await p.until("the enclave to stop", lambda: p.runner.enclaves == {})
+        assert p.status(job)["phase"] == "done"
+
+
 # -- the real provider process -------------------------------------------------------------------
 
 

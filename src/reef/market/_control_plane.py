@@ -242,7 +242,7 @@ class ControlPlane:
         self.replace_interval = replace_interval
         self._replaced_at: dict[JobId, float] = {}
         self._ended: dict[JobId, asyncio.Event] = {}
-        """Set when the job ends, for a job that waits out :attr:`replace_interval`."""
+        """Set when the job ends, for a job whose task waits (:meth:`_pause`)."""
         """When each job's enclave was last replaced for new metadata (monotonic seconds)."""
         self.last_error: str = ""
         self._cursor = 0
@@ -541,11 +541,27 @@ class ControlPlane:
                         # A bug must not silently kill the job's task: log it loudly and retry.
                         log.exception("job %s: unexpected failure", job_id)
                     self._retry_later(job_id, exc, delay)
-                    await asyncio.sleep(delay)
+                    await self._pause(job_id, delay)
                     delay = min(delay * 2, 30.0)
         finally:
             if self._tasks.get(job_id) is asyncio.current_task():
                 del self._tasks[job_id]
+
+    async def _pause(self, job_id: JobId, seconds: float) -> None:
+        """Wait ``seconds`` before working on the job again, or less if it ends meanwhile.
+
+        A job whose task waits (a retry's backoff, the replacement interval) may still have an
+        enclave running: its end (a stop, its money running out) must stop it at once, not
+        after a wait its owner can bring about (a metadata update naming a server that fails).
+        """
+        ended = self._ended.setdefault(job_id, asyncio.Event())
+        try:
+            async with asyncio.timeout(seconds):
+                await ended.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self._ended.pop(job_id, None)
 
     def _retry_later(self, job_id: JobId, exc: BaseException, delay: float) -> None:
         self._errors[job_id] = str(exc)
@@ -581,16 +597,7 @@ class ControlPlane:
                     f"the job's enclave was replaced less than {self.replace_interval:g} s ago; "
                     f"its new metadata is run in {wait:.0f} s"
                 )
-                # A termination ends the wait at once: the job must not outlive its money
-                # (or its owner's stop) by an interval its own updates started.
-                ended = self._ended.setdefault(job_id, asyncio.Event())
-                try:
-                    async with asyncio.timeout(wait):
-                        await ended.wait()
-                except TimeoutError:
-                    pass
-                finally:
-                    self._ended.pop(job_id, None)
+                await self._pause(job_id, wait)
                 self._dirty.add(job_id)
                 return
         self._check_capacity(job_id, want)
