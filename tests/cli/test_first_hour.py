@@ -229,3 +229,13 @@ def test_verify_of_an_app_port_suggests_the_checks_that_were_asked(
     hint = " ".join(done.stderr.split())
     assert "app's port 8080 of the local enclave d4e16da73118 (hello)" in hint
     assert f"reef verify {attestation} --image-id {image_id} --root dev" in hint
+
+
+def test_deploy_of_a_mistyped_path_names_the_path_before_the_network(tmp_path: Path) -> None:
+    """No network runs here: `reef deploy helo --duration 1h` said only that nothing says where
+    the network is, hiding the typo behind a second problem."""
+    done = CliRunner().invoke(app, ["deploy", str(tmp_path / "helo"), "--duration", "1h"])
+    assert done.exit_code == 1
+    assert f"error: no such image file or app directory: {tmp_path / 'helo'}" in done.stderr
+    assert "reef deploy examples/hello" in done.stderr
+    assert "network" not in done.stderr

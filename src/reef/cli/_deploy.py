@@ -17,6 +17,7 @@ from reef.cli._options import (
     with_flags,
 )
 from reef.cli._output import failing, note, print_json, print_mapping, tell, tx_printer
+from reef.errors import InputError
 
 __all__ = ["register"]
 
@@ -75,6 +76,14 @@ def deploy_cmd(
     from reef.node import DeployRequest, deploy, parse_duration
 
     with failing():
+        # A mistyped path is the user's to fix first: said before the network is looked for
+        # (which, when it is down, was all a newcomer heard about a typo).
+        if not image.exists():
+            raise InputError(
+                f"no such image file or app directory: {image}",
+                hint="give an app directory with a reef.toml (`reef examples` lists the shipped "
+                "ones: `reef deploy examples/hello`) or an image from `reef image build`",
+            )
         request = DeployRequest(
             image=image,
             duration_s=parse_duration(duration),
