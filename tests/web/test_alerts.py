@@ -154,8 +154,13 @@ def test_the_rules_file_is_checked_and_names_what_is_wrong(tmp_path: Path) -> No
     for text, why in bad.items():
         with pytest.raises(ConfigError, match=re.escape(why)):
             load_rules(text)
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="cannot read") as missing:
         load_rules(tmp_path / "missing.toml")
+    # A newcomer who has no file yet, or a broken one, is told what one holds.
+    assert "one [[rule]] table per alert" in (missing.value.hint or "")
+    with pytest.raises(ConfigError, match="not valid TOML") as broken:
+        load_rules("[[rule\n")
+    assert "docs/dashboard.md" in (broken.value.hint or "")
 
 
 # -- end to end: a real chain and a webhook receiver -------------------------------------------

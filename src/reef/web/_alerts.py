@@ -264,6 +264,12 @@ def _rule(index: int, table: Mapping[str, Any]) -> AlertRule:
     return rule
 
 
+_RULES_HINT = (
+    "an alerts file holds one [[rule]] table per alert (name, condition, destination, and "
+    "the condition's own keys): see docs/dashboard.md"
+)
+
+
 def load_rules(source: Path | str) -> list[AlertRule]:
     """The rules of an ``alerts.toml`` file (a path) or text.
 
@@ -274,12 +280,14 @@ def load_rules(source: Path | str) -> list[AlertRule]:
         text = source.read_text() if isinstance(source, Path) else source
         data = tomllib.loads(text)
     except OSError as exc:
-        raise ConfigError(f"cannot read the alert rules {source}: {exc.strerror or exc}") from exc
+        raise ConfigError(
+            f"cannot read the alert rules {source}: {exc.strerror or exc}", hint=_RULES_HINT
+        ) from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"the alert rules are not valid TOML: {exc}") from exc
+        raise ConfigError(f"the alert rules are not valid TOML: {exc}", hint=_RULES_HINT) from exc
     tables = data.get("rule", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-        raise ConfigError("alert rules are [[rule]] tables", hint="see docs/dashboard.md")
+        raise ConfigError("alert rules are [[rule]] tables", hint=_RULES_HINT)
     return [_rule(i, t) for i, t in enumerate(tables)]
 
 
