@@ -474,6 +474,32 @@ async def test_a_job_that_ends_while_its_failed_update_is_retried_stops_at_once(
         assert p.status(job)["phase"] == "done"
 
 
+@pytest.mark.slow
+async def test_a_job_that_ends_while_its_update_downloads_stops_at_once(tmp_path: Path) -> None:
+    """The old enclave runs while the new image downloads, which lasts as long as its server
+    makes it (up to the download deadline: an hour and more for a large image): an owner
+    naming a server that never finishes just before the money runs out kept the enclave that
+    long. The job's end now stops it at once, whatever the download does."""
+    from reef.node import serve_app
+
+    held = Held()
+    server = await serve_app(held.app(), host="127.0.0.1", port=0, what="held")
+    try:
+        async with provider(tmp_path, ImagePolicy(), head_s=3600) as p:
+            image = p.store.put(b"the running image")
+            job = p.open(f"{p.store_url}/images/{image}")
+            await p.until("the first enclave", lambda: p.cp.enclave(job) is not None)
+            p.tenant.update_metadata(job, dev_job_metadata(f"{server.url}/never").to_json())
+            await p.until("the held download", lambda: held.open == 1)
+            p.tenant.revise_rate_initiate(job, 0)
+            await p.until("the enclave to stop", lambda: p.runner.enclaves == {})
+            assert p.status(job)["phase"] == "done"
+            assert len(p.runner.launches) == 1
+    finally:
+        held.release.set()
+        await server.aclose()
+
+
 # -- the real provider process -------------------------------------------------------------------
 
 

@@ -43,7 +43,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -524,6 +524,7 @@ class ControlPlane:
         try:
             while job_id in self._dirty:
                 self._dirty.discard(job_id)
+                stopping = self._want.get(job_id) is None
                 try:
                     await self._converge_once(job_id)
                     self._errors.pop(job_id, None)
@@ -541,6 +542,8 @@ class ControlPlane:
                         # A bug must not silently kill the job's task: log it loudly and retry.
                         log.exception("job %s: unexpected failure", job_id)
                     self._retry_later(job_id, exc, delay)
+                    if not stopping and self._want.get(job_id) is None:
+                        continue  # it ended during the attempt: stop it now, not after a delay
                     await self._pause(job_id, delay)
                     delay = min(delay * 2, 30.0)
         finally:
@@ -562,6 +565,27 @@ class ControlPlane:
             pass
         finally:
             self._ended.pop(job_id, None)
+
+    async def _unless_ended(
+        self, job_id: JobId, work: Coroutine[Any, Any, FetchedImage]
+    ) -> FetchedImage | None:
+        """What ``work`` returns, or ``None`` once the job ends first.
+
+        A download for a replacement may last as long as its server makes it (up to the
+        download deadline: an hour and more), and the job's running enclave must not outlive
+        its end meanwhile; the download itself goes on for any other job that waits for it.
+        """
+        ended = self._ended.setdefault(job_id, asyncio.Event())
+        task = asyncio.ensure_future(work)
+        waiter = asyncio.ensure_future(ended.wait())
+        try:
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            self._ended.pop(job_id, None)
+            if not task.done():
+                task.cancel()
+        return task.result() if task.done() and not task.cancelled() else None
 
     def _retry_later(self, job_id: JobId, exc: BaseException, delay: float) -> None:
         self._errors[job_id] = str(exc)
@@ -603,8 +627,8 @@ class ControlPlane:
         self._check_capacity(job_id, want)
         self._launching.add(job_id)  # its memory is counted from now on, not once it runs
         try:
-            image = await self._fetch_for(want)
-            if self._want.get(job_id) != want:
+            image = await self._unless_ended(job_id, self._fetch_for(want))
+            if image is None or self._want.get(job_id) != want:
                 self._dirty.add(job_id)  # changed while downloading: start over
                 return
             if have is not None:
