@@ -196,3 +196,11 @@ def test_run_register_and_call_through_the_cli(setup: dict[str, Any]) -> None:
     out = json.loads(called.stdout)
     assert bytes.fromhex(out["output_hex"][2:]) == b"cli x"
     assert out["executor"] == record["address"]
+    # What the call cost: the 5 s default deadline paid up front, its time kept at the first
+    # output (the contract's fee per ms, read from the job it opened).
+    job = CliRunner().invoke(app, ["fn", "job", str(out["exec_job_id"]), *flags, "--json"])
+    assert job.exit_code == 0, job.output
+    fee_per_ms = json.loads(job.stdout)["deposit"] // 5000
+    assert fee_per_ms > 0
+    assert out["deposit"] == json.loads(job.stdout)["deposit"]
+    assert out["charged"] == min(out["total_time_ms"], 5000) * fee_per_ms

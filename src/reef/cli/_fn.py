@@ -173,6 +173,11 @@ def _print_output(data: dict[str, Any]) -> None:
 
         seconds = shown["sign_timestamp"]
         shown["sign_timestamp"] = f"{format_time(seconds)} ({seconds})"
+    for money in ("deposit", "charged"):  # token base units: in rUSD too, as reef jobs says
+        if money in shown:
+            from reef.chain import format_amount
+
+            shown[money] = f"{format_amount(shown[money])} rUSD ({shown[money]})"
     print_mapping(shown)
 
 
@@ -275,9 +280,13 @@ def deploy_cmd(
 
 
 def _call_json(call: FunctionCall) -> dict[str, Any]:
-    response, signed = call.response, call.signed
+    request, response, signed = call.request, call.response, call.signed
+    # The Jobs contract takes deadline x fee per ms up front and, at the first output, keeps
+    # min(its time, deadline) x fee (shared by the executors that answer; a silent one's share
+    # comes back after the deadline) and refunds the rest.
+    fee_per_ms = request.deposit // request.deadline if request.deadline else 0
     return {
-        "job_id": call.request.job_id,
+        "job_id": request.job_id,
         "exec_job_id": signed.job_id,
         **_answer_json(response.error_code, response.output, response.total_time),
         "executor": response.executor,
@@ -285,6 +294,8 @@ def _call_json(call: FunctionCall) -> dict[str, Any]:
         "sign_timestamp": signed.sign_timestamp,
         "chain_id": call.domain.chain_id,
         "jobs_contract": call.domain.jobs_contract,
+        "deposit": request.deposit,
+        "charged": min(response.total_time, request.deadline) * fee_per_ms,
     }
 
 
