@@ -84,6 +84,20 @@ def test_trusted_networks_and_the_private_setting_decide_private_addresses() -> 
         assert "never downloads" in str(policy.address_refusal(metadata, by_hash=True))
 
 
+def test_an_image_url_longer_than_any_store_writes_is_refused() -> None:
+    """The chain stores up to 32 KiB of metadata, and a job's URL is answered in ``/job`` and
+    ``/jobs`` and quoted in its errors (after escaping, up to four times as long): 32 KiB of it
+    per job made every listing of the provider a stranger's to inflate."""
+    from reef.errors import InputError
+    from reef.market import JobMetadata
+
+    base = "http://store.example/images/"
+    longest = base + "a" * (4096 - len(base))
+    assert JobMetadata.parse(dev_job_metadata(longest).to_json()).url == longest
+    with pytest.raises(InputError, match="'url' is 30028 characters long, more than the 4096"):
+        JobMetadata.parse(dev_job_metadata(base + "a" * 30_000).to_json())
+
+
 # -- a provider, its tenants and the hosts they name ---------------------------------------------
 
 

@@ -67,6 +67,8 @@ __all__ = [
 
 JobPhase = Literal["running", "done"]
 FAMILIES = ("tuna", "salmon")
+MAX_URL_CHARS = 4096
+"""The longest image URL a job may name (presigned object-store URLs stay well below it)."""
 # Metadata fields a job may not change after it opened (the provider sized the machine for them).
 _IMMUTABLE = ("instance", "region", "memory", "vcpu", "family")
 
@@ -112,6 +114,13 @@ class JobMetadata:
         for key, value in (("instance", instance), ("region", region), ("url", url)):
             if not isinstance(value, str) or not value:
                 raise InputError(f"job metadata field {key!r} must be a non-empty string")
+        if len(url) > MAX_URL_CHARS:
+            # Each job's URL is answered in /job and /jobs, and quoted in its errors: 32 KiB of
+            # it per job (what the chain stores) made every listing a stranger's to inflate.
+            raise InputError(
+                f"job metadata field 'url' is {len(url)} characters long, more than the "
+                f"{MAX_URL_CHARS} a provider accepts"
+            )
         memory, vcpu = raw["memory"], raw["vcpu"]
         for key, value in (("memory", memory), ("vcpu", vcpu)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
