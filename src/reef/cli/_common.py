@@ -4,9 +4,6 @@
   the file rather than a traceback;
 - the TEE root a ``--root`` / ``--trust`` value names (:func:`trusted_root`), and the KMS root
   ``--kms-endpoint`` / ``--kms-pubkey`` name (:func:`kms_wiring`);
-- what an enclave of an image attests, given ``--init-params`` and ``--debug``
-  (:func:`attested_measurements`, :func:`reef.enclave.attested_measurements` loaded on first
-  use: ``reef image measure`` prints it, ``reef verify --image`` expects it);
 - the market session the ``--rpc`` / ``--market`` / ``--key`` flags name (the flags themselves are
   in :mod:`reef.cli._options`; :func:`reef.node.open_session` resolves them against ``$REEF_HOME``),
   and the serverless contracts ``--rpc`` / ``--jobs`` / ``--code`` / ``--key`` name (``reef fn``
@@ -37,14 +34,12 @@ if TYPE_CHECKING:
     from reef.attestation import TrustedRoot
     from reef.chain import Address, Job, MarketReader
     from reef.cli._options import Flags
-    from reef.enclave import Measurements
     from reef.kms import KmsWiring
     from reef.node import ServiceSession, Session
     from reef.serverless import ServerlessCodeClient, ServerlessJobsClient
 
 __all__ = [
     "OwnerJobs",
-    "attested_measurements",
     "ServerlessTarget",
     "kms_wiring",
     "market_session",
@@ -125,19 +120,6 @@ def trusted_root(spec: str) -> TrustedRoot:
     from reef.home import ReefHome
 
     return TrustedRoot.resolve(spec, ReefHome.from_env())
-
-
-def attested_measurements(image: Path, init_params: Path | None, *, debug: bool) -> Measurements:
-    """:func:`reef.enclave.attested_measurements`, loaded when a command first measures (this
-    module is on every command's path; the image code is not). The commands that measure
-    import it from here.
-
-    Raises:
-        ImageError: the image or the init params file cannot be read or is malformed.
-    """
-    from reef.enclave import attested_measurements as measure
-
-    return measure(image, init_params, debug=debug)
 
 
 def kms_wiring(endpoint: str, pubkey: str) -> KmsWiring:

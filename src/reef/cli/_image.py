@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 
-from reef.cli._common import attested_measurements
 from reef.cli._options import DebugEnclave, ImageFile, InitParamsFile, Json
 from reef.cli._output import failing, print_result, print_result_and_rows
 from reef.cli._root import command_group
@@ -73,6 +72,8 @@ def measure_cmd(
     as_json: Json = False,
 ) -> None:
     """Print the PCRs and image id an enclave of this image attests."""
+    from reef.enclave import attested_measurements  # not on every command's path
+
     with failing():
         measurements = attested_measurements(image_file, init_params, debug=debug)
     result = measurements.to_json()

@@ -55,7 +55,7 @@ def _expected_image_id(
         if init_params is not None or debug:
             raise InputError("--init-params and --debug need --image")
         return None
-    from reef.cli._common import attested_measurements  # as `reef image measure` measures
+    from reef.enclave import attested_measurements  # as `reef image measure` measures
 
     return attested_measurements(image, init_params, debug=debug).image_id
 
