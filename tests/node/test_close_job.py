@@ -508,14 +508,20 @@ def test_a_deposit_says_until_when_the_enclave_now_runs_as_a_withdrawal_does(
     assert "stops the enclave now" in short.warning
 
 
-def test_the_dashboards_deposit_answer_is_unchanged(world: World) -> None:
+def test_the_dashboards_deposit_answer_says_when_the_enclave_stops_as_a_withdrawal_does(
+    world: World,
+) -> None:
     from reef.web._manage import deposit
 
     session: Any = world.session
-    assert deposit(session, world.job, "0.01") == {
+    answer = deposit(session, world.job, "0.01")
+    assert answer == {
         "job_id": world.job,
         "deposited": "0.01",
         "tx_hash": "0x" + "dd" * 32,
+        "stops_at": stops_at(world.current, 60),  # the job as the deposit left it
+        "stopping_now": False,
+        "warning": None,
     }
 
 

@@ -31,13 +31,21 @@ def _owned(session: Session, job: JobId) -> Any:
 
 
 def deposit(session: Session, job: JobId, amount: str) -> dict[str, Any]:
-    """Add ``amount`` rUSD (decimal text) to ``job`` from the dashboard's account."""
+    """Add ``amount`` rUSD (decimal text) to ``job`` from the dashboard's account, and say when
+    its provider now stops the enclave, as :func:`withdraw` does (:class:`reef.node.Deposit`)."""
     from reef.chain import format_amount, parse_amount
     from reef.node import deposit_to_job
 
     value = parse_amount(amount)
-    result = deposit_to_job(session, session.market(), job, value)
-    return {"job_id": job, "deposited": format_amount(value), "tx_hash": result.tx_hash}
+    done = deposit_to_job(session, session.market(), job, value)
+    return {
+        "job_id": job,
+        "deposited": format_amount(value),
+        "tx_hash": done.tx_hash,
+        "stops_at": done.stops_at,
+        "stopping_now": done.stopping_now,
+        "warning": done.warning or None,
+    }
 
 
 def withdraw(session: Session, job: JobId, amount: str | None) -> dict[str, Any]:
