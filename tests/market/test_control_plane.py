@@ -268,6 +268,8 @@ async def test_insolvency_stops_the_enclave_before_the_money_runs_out(world: Wor
     status = cp.job_status(job_id(1))
     assert status is not None
     assert "would run out" in status["reason"]
+    # Told to the job's owner in rUSD and as a date (it said "balance 30400 ... at 1796650346").
+    assert "rUSD would run out at 1970-01-01 00:33:20 UTC" in status["reason"]
 
 
 async def test_a_chain_clock_ahead_of_the_wall_clock_counts(world: World) -> None:

@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from reef._clock import format_time
 from reef.chain import (
     Address,
     ChainEvent,
@@ -49,6 +50,7 @@ from reef.chain import (
     JobReviseRateInitiated,
     JobSettled,
     JobWithdrew,
+    format_amount,
     parse_address,
 )
 from reef.encoding import loads_bounded
@@ -464,8 +466,8 @@ class JobMachine:
         if deadline is not None and now >= deadline:
             ends = self.runs_out_at()
             self._end(
-                f"the job's balance {self.balance} would run out"
-                + (f" at {ends}" if ends is not None else "")
+                f"the job's balance {format_amount(self.balance)} rUSD would run out"
+                + (f" at {format_time(ends, utc=True)}" if ends is not None else "")
                 + f"; stopped {self.policy.safety_margin_s} s before (insolvency safety margin)"
             )
         if self.phase == "done":

@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
+from reef._clock import format_time
 from reef.chain import Address, Amount, Job, JobId, amount_per_hour, format_amount, job_index
 from reef.encoding import terminal_text
 from reef.errors import ContractRevertError, MarketError, ServiceError
@@ -103,11 +104,6 @@ CLOSE_RETRIES = 30
 market still refuses it as locked: the chain's next block can be stamped before the unlock time
 the wall clock has passed (a devnet stamps a block a second after the last when its clock has
 not moved on)."""
-
-
-def format_time(timestamp: int) -> str:
-    """A unix time as people read it, in the local time zone (``2026-12-06 15:42:16 UTC``)."""
-    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(timestamp))
 
 
 def format_wait(seconds: int) -> str:

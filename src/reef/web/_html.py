@@ -8,11 +8,12 @@ phone; the navigation wraps), so pages work at 1280 px and at 390 px without a b
 
 from __future__ import annotations
 
-import datetime as dt
 import html
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from reef._clock import format_time
 
 __all__ = [
     "NAV",
@@ -107,12 +108,7 @@ def amount(base_units: int | None, decimals: int = 6, symbol: str = "rUSD") -> s
 
 def when(unix_s: int | None) -> str:
     """A Unix time in UTC, or ``never``."""
-    if unix_s is None:
-        return "never"
-    try:
-        return dt.datetime.fromtimestamp(unix_s, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    except (OverflowError, OSError, ValueError):
-        return str(unix_s)
+    return "never" if unix_s is None else format_time(unix_s, utc=True)
 
 
 def badge(text: str, kind: str = "") -> str:
