@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from reef.cli._common import open_target, serve_until_stopped
 from reef.cli._options import Flags, ListenHost, with_flags
-from reef.cli._output import fail, failing, note, print_result
+from reef.cli._output import fail, failing, note, print_result, tell
 from reef.cli._root import command_group
 from reef.errors import InputError
 
@@ -91,13 +91,24 @@ def run_cmd(
             else None,
             owner=owner or "",
         )
-    serve_until_stopped(
-        server.start,
-        lambda started: note(
+    configured = rpc is not None
+
+    def ready(started: ExecutorServer) -> None:
+        note(
             f"executor {started.address}: control {started.control_url}, "
             f"gateway {started.gateway_url}"
-        ),
-    )
+        )
+        if not configured:
+            # Unconfigured, it watches no chain and no job selects it: say what comes next.
+            tell(
+                "hint: not configured yet, so it runs no jobs: `reef executor register "
+                f"--control {started.control_url} --attestation URL --key FILE` configures it "
+                "and registers it on chain (URL: its enclave's secp256k1 attestation endpoint, "
+                "`reef enclave status ID` shows it); or start it with --rpc, --jobs, --code "
+                "and --owner"
+            )
+
+    serve_until_stopped(server.start, ready)
 
 
 @app.command("register")
@@ -111,7 +122,9 @@ def register_cmd(
     verifier: Annotated[
         str | None, typer.Option("--verifier", help="Verifier URL (default: the local network's).")
     ] = None,
-    stake: Annotated[int, typer.Option("--stake", help="Stake in token base units.")] = 10_000_000,
+    stake: Annotated[
+        int, typer.Option("--stake", help="Stake in token base units (10000000 = 10 rUSD).")
+    ] = 10_000_000,
 ) -> None:
     """Configure an executor, have it attested, register it with a stake (you own it)."""
     import asyncio
@@ -139,21 +152,43 @@ def register_cmd(
                 stake=stake,
             )
         )
-    print_result(record.to_json(), flags.as_json)
+    data = record.to_json()
+    print_result(data, flags.as_json, shown=_readable(data))
+
+
+def _readable(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as people read it: a stake in rUSD (with its base units, which ``--stake`` and
+    ``--json`` use) and a registration time as a date, not a unix second."""
+    from reef.chain import format_amount
+    from reef.node import format_time
+
+    shown = dict(data)
+    if isinstance(shown.get("stake"), int):
+        shown["stake"] = f"{format_amount(shown['stake'])} rUSD ({shown['stake']} base units)"
+    if isinstance(shown.get("registered_at"), int):
+        shown["registered_at"] = format_time(shown["registered_at"])
+    return shown
 
 
 def _manage(action: str, address: str, flags: Flags) -> None:
+    from reef.chain import format_amount
+
     with failing():
         where = open_target(flags, send=True, code=False)  # the Jobs contract alone
         client = where.jobs(send=True)
+        before = client.executor(address)
         result = getattr(client, action)(address)
         record = client.executor(address)
-    data = {"address": address, "tx_hash": result.tx_hash}
+    data: dict[str, Any] = {"address": address, "tx_hash": result.tx_hash}
     if record is not None:
         data.update(draining=record.draining, active_jobs=record.active_jobs, stake=record.stake)
     else:
         data["registered"] = False
-    print_result(data, flags.as_json)
+    shown = _readable(data)
+    if record is None and before is not None and before.stake:
+        # Deregistering pays the stake back: say how much, and to whom.
+        shown["stake_returned"] = f"{format_amount(before.stake)} rUSD to {before.owner}"
+    print_result(data, flags.as_json, shown=shown)
 
 
 _Executor = Annotated[str, typer.Argument(help="The executor's (enclave key's) address.")]

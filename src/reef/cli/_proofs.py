@@ -47,7 +47,7 @@ from reef.cli._output import (
     tell,
 )
 from reef.encoding import parse_uint
-from reef.errors import InputError, ProofError
+from reef.errors import ContractRevertError, InputError, ProofError
 
 if TYPE_CHECKING:
     from reef.node import ServiceSession
@@ -212,10 +212,17 @@ def _on_market(flags: Flags, do: Callable[[_Ctx], T], *, account: bool = True) -
 _Command = Callable[..., dict[str, Any]]
 
 
-def _market_command(group: typer.Typer, name: str, *, title: str) -> Callable[[_Command], _Command]:
+def _market_command(
+    group: typer.Typer,
+    name: str,
+    *,
+    title: str,
+    shown: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> Callable[[_Command], _Command]:
     """Make ``do(ctx, ...)`` the command ``name`` of ``group``: a transaction on the proof market
     (``--rpc``, ``--proof-market``, sent from ``--key``) whose result is printed (a table titled
-    ``title``, or ``--json``); a reef error ends it (exit 1). Typer sees ``do``'s parameters
+    ``title``, or ``--json``; ``shown`` makes the table's rows from the result, when people read
+    them otherwise); a reef error ends it (exit 1). Typer sees ``do``'s parameters
     after ``ctx``, then the shared flags; ``do`` itself is returned as it is::
 
         @_market_command(prover_app, "leave", title="leave")
@@ -230,7 +237,8 @@ def _market_command(group: typer.Typer, name: str, *, title: str) -> Callable[[_
 
         def command(flags: Flags, **kwargs: Any) -> None:
             result = _on_market(flags, lambda ctx: do(ctx, **kwargs))
-            print_result(result, flags.as_json, title=title)
+            rows = None if shown is None else shown(result)
+            print_result(result, flags.as_json, title=title, shown=rows)
 
         command.__doc__, command.__name__ = do.__doc__, do.__name__
         command.__signature__ = own.replace(  # type: ignore[attr-defined]
@@ -918,12 +926,41 @@ def prover_join(
     return out
 
 
-@_market_command(prover_app, "leave", title="leave")
+def _leave_rows(result: dict[str, Any]) -> dict[str, Any]:
+    """A first ``leave``'s answer as people read it: when, and what to run then."""
+    from reef.node import format_time
+
+    if "leave_at" not in result:
+        return result
+    return {
+        **result,
+        "leave_at": format_time(result["leave_at"]),
+        "next": f"run `reef prover leave {result['market_id']}` again from then to leave",
+    }
+
+
+@_market_command(prover_app, "leave", title="leave", shown=_leave_rows)
 def prover_leave(ctx: _Ctx, market_id: MarketId) -> dict[str, Any]:
     """Leave a market: the first call stops new assignments; run it again after the delay."""
+    from reef.node import format_time, format_wait
     from reef.proofs import withdraw_from_market
 
-    leave_at = withdraw_from_market(ctx.client(), market_id)
+    client = ctx.client()
+    offer = client.offer(ctx.session.address, market_id)
+    try:
+        leave_at = withdraw_from_market(client, market_id)
+    except ContractRevertError as exc:
+        if not (offer.joined and offer.leave_at):
+            raise
+        # A second call before the delay has passed reverts ("the leave delay has not passed")
+        # with no word on when it has: say when, by the chain's clock (its latest block's).
+        now = int(ctx.session.w3.eth.get_block("latest")["timestamp"])
+        raise ProofError(
+            f"{exc.message}: you may leave market {market_id} from "
+            f"{format_time(offer.leave_at)} (in about {format_wait(offer.leave_at - now)}); "
+            "it assigns you no new asks meanwhile",
+            hint=f"run `reef prover leave {market_id}` again then",
+        ) from exc
     if leave_at:
         return {"market_id": market_id, "state": "leaving", "leave_at": leave_at}
     return {"market_id": market_id, "state": "left"}

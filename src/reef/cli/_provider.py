@@ -18,7 +18,7 @@ from reef.cli._options import (
     PollInterval,
     with_flags,
 )
-from reef.cli._output import failing, print_result, say
+from reef.cli._output import failing, print_result, say, tell
 from reef.cli._root import command_group
 from reef.errors import ConfigError
 
@@ -143,9 +143,10 @@ def run(
             open_backend(home, insecure=insecure, spare=True), dirs.launch_dir, provider=address
         )
         service = ProviderService(settings, runner)
+        registered_cp = _registered_control_plane(where.rpc_url, where.market_address, address)
     serve_until_stopped(
         functools.partial(_start, service),
-        _ready,
+        functools.partial(_ready, registered_cp=registered_cp, key=key),
         stopping="stopping (enclaves keep running; a restart reconciles them)",
     )
 
@@ -159,12 +160,38 @@ async def _start(service: ProviderService) -> ProviderService:
         raise
 
 
-def _ready(service: ProviderService) -> None:
+def _registered_control_plane(rpc_url: str, market: str, provider: str) -> str | None:
+    """The control plane URL the market sends ``provider``'s tenants to (``None``: unregistered).
+
+    Raises:
+        ChainError: the node cannot be read.
+    """
+    from reef.chain import MarketClient
+    from reef.node import connect
+
+    return MarketClient(connect(rpc_url), market).provider(provider)
+
+
+def _ready(service: ProviderService, *, registered_cp: str | None, key: Path | None) -> None:
     s = service.settings
     say(f"control plane  {service.url}")
     say(f"provider       {s.provider}")
     say(f"market         {s.market} on {s.rpc_url}")
     say(f"regions        {', '.join(s.rates.allowed_regions)}")
+    # An operator's first run is usually before registering: without it no tenant finds this
+    # control plane (`reef deploy` reads the URL from the market), yet everything looked ready.
+    say(f"registered     {registered_cp or 'no'}")
+    if registered_cp is None:
+        tell(
+            "hint: the market names no control plane for this provider, so no tenant can find "
+            "it; register it (with the URL tenants reach it at): reef provider register "
+            f"--cp {service.url} --rpc {s.rpc_url} --market {s.market} --key {key or 'FILE'}"
+        )
+    elif registered_cp.rstrip("/") != service.url.rstrip("/"):
+        tell(
+            f"note: the market sends tenants to {registered_cp}, not {service.url}: fine behind "
+            "a proxy; otherwise `reef provider register --cp URL` updates it"
+        )
     say("ready")
 
 
