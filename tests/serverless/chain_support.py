@@ -26,6 +26,7 @@ from reef.crypto import Secp256k1PrivateKey, recover_digest
 from reef.serverless import (
     ENV_JAVASCRIPT,
     ExecutorNode,
+    ExecutorService,
     ExecutorSettings,
     JobsParams,
     ServerlessCodeClient,
@@ -329,6 +330,23 @@ class ServerlessChain:
         address = key.public_key.checksum_address
         self.keys[address] = key
         return address
+
+    async def service_through(
+        self, key: Secp256k1PrivateKey, runtime: Any, workdir: Any, node: Any
+    ) -> ExecutorService:
+        """An executor's service (``key``, running on ``runtime``) that reads this chain
+        through ``node``, a web3 provider that lies as the host of an executor enclave may.
+        It is started and closed at once: the domain is read, and the test hands it jobs."""
+        settings = ExecutorSettings(
+            rpc_url="http://127.0.0.1:8545",
+            jobs_contract=self.jobs_address,
+            code_contract=self.code_address,
+            slash=False,
+        )
+        service = ExecutorService(key, settings, runtime, workdir, w3=Web3(node))
+        await service.start()
+        await service.aclose()
+        return service
 
     def output(
         self,

@@ -33,8 +33,6 @@ from reef.errors import ChainError
 from reef.serverless import (
     ErrorCode,
     ExecutorNode,
-    ExecutorService,
-    ExecutorSettings,
     FunctionRuntime,
     Limits,
     ServerlessCodeClient,
@@ -392,17 +390,7 @@ async def test_a_node_forging_a_jobs_codehash_cannot_get_other_code_accepted(
         event="JobCreated(uint256,uint8,address,bytes32,bytes,uint256,uint256,address[])",
         codehash=bytes.fromhex(evil[2:]),
     )
-    settings = ExecutorSettings(
-        rpc_url="http://127.0.0.1:8545",
-        jobs_contract=chain.jobs_address,
-        code_contract=chain.code_address,
-        slash=False,
-    )
-    service = ExecutorService(
-        executor.node.key, settings, runtime, tmp_path / "forged", w3=Web3(provider)
-    )
-    await service.start()
-    await service.aclose()  # the domain is read; the test hands it the job
+    service = await chain.service_through(executor.node.key, runtime, tmp_path / "forged", provider)
     request, _ = await asyncio.to_thread(
         chain.jobs(chain.users[1]).create_job, honest, b"user", 3000
     )

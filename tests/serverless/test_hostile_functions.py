@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from web3 import Web3
 from web3.types import RPCEndpoint, RPCResponse
 
 from proc_support import pids_where
@@ -29,8 +28,6 @@ from reef.crypto import Secp256k1PrivateKey
 from reef.serverless import (
     ErrorCode,
     ExecutorNode,
-    ExecutorService,
-    ExecutorSettings,
     FunctionRuntime,
     Limits,
     fund_gas,
@@ -192,17 +189,9 @@ async def test_code_the_node_cannot_vouch_for_is_a_counted_failure_not_a_crash(
     died with a ChainError traceback."""
     chain, node = await _executor_on_a_fresh_deployment(runtime, tmp_path)
     await node.aclose()
-    settings = ExecutorSettings(
-        rpc_url="http://127.0.0.1:8545",
-        jobs_contract=chain.jobs_address,
-        code_contract=chain.code_address,
-        slash=False,
+    service = await chain.service_through(
+        node.key, runtime, tmp_path / "tampered", TamperingNode(chain.devnet)
     )
-    service = ExecutorService(
-        node.key, settings, runtime, tmp_path / "tampered", w3=Web3(TamperingNode(chain.devnet))
-    )
-    await service.start()
-    await service.aclose()  # the domain is read; the test hands it the job
     user = chain.users[0]
     codehash = await asyncio.to_thread(chain.code(user).deploy_code, HELLO)
     request, _ = await asyncio.to_thread(chain.jobs(user).create_job, codehash, b"x", 3000)
