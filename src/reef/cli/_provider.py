@@ -97,19 +97,14 @@ def run(
 ) -> None:
     """Run the control plane in the foreground until Ctrl-C (enclaves keep running)."""
     from reef.chain import parse_address
-    from reef.enclave import open_backend
     from reef.home import ReefHome
-    from reef.market import BackendRunner, ImagePolicy, RateCard, read_owner_list
-    from reef.node import (
-        ProviderDirs,
-        ProviderService,
-        ProviderSettings,
-        load_key_file,
-        locate_market,
-    )
+    from reef.node import load_key_file, locate_market
 
     home = ReefHome.from_env().ensure()
     with failing():
+        # What the flags name is checked before the provider's stack is imported (web3, the
+        # control plane, the backend: seconds on a busy host), so a missing --market or key
+        # file is said at once.
         where = locate_market(home, rpc=flags.rpc, market=flags.market)
         if key is not None:
             address = parse_address(load_key_file(key).address, name="--key")
@@ -119,6 +114,12 @@ def run(
             address = where.network.provider
         else:
             raise ConfigError("which provider is this?", hint="pass --key FILE or --provider ADDR")
+
+    from reef.enclave import open_backend
+    from reef.market import BackendRunner, ImagePolicy, RateCard, read_owner_list
+    from reef.node import ProviderDirs, ProviderService, ProviderSettings
+
+    with failing():
         dirs = ProviderDirs(home)
         card = RateCard.from_files(rates, bandwidth) if rates else RateCard.dev()
         settings = ProviderSettings(
