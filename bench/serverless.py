@@ -53,6 +53,12 @@ REQUEST = (
 ROUNDS = 5
 
 
+def share(count: int, round_index: int) -> int:
+    """This round's part of ``count`` samples spread over ``ROUNDS`` rounds (all of them taken:
+    ``--cold 3`` is three cold starts, not ``3 // ROUNDS`` = none)."""
+    return count // ROUNDS + (1 if round_index < count % ROUNDS else 0)
+
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -121,11 +127,11 @@ async def main(calls: int, cold: int) -> None:
         ):
             result = await runtime.run(HELLO, BODY)  # warm the reef process
             assert result.output == b"hello bench"
-            for _ in range(ROUNDS):
-                for _ in range(calls // ROUNDS):
+            for round_index in range(ROUNDS):
+                for _ in range(share(calls, round_index)):
                     bare_ms.append(await timed(bare.request()))
                     reef_ms.append(await timed(runtime.run(HELLO, BODY)))
-                for n in range(cold // ROUNDS):
+                for n in range(share(cold, round_index)):
                     # new code (a unique comment) has no idle process: a cold start each time
                     source = HELLO + f"\n// {time.time_ns()} {n}".encode()
                     start = time.perf_counter()
@@ -143,6 +149,9 @@ async def main(calls: int, cold: int) -> None:
         await bare.stop()
 
     def row(name: str, samples: list[float]) -> None:
+        if not samples:
+            print(f"{name:<34} not measured (n=0)")
+            return
         print(
             f"{name:<34} p50 {percentile(samples, 0.5):7.3f} ms   "
             f"p99 {percentile(samples, 0.99):7.3f} ms   (n={len(samples)})"
@@ -151,11 +160,12 @@ async def main(calls: int, cold: int) -> None:
     print(f"workerd {workerd}")
     row("warm: bare workerd", bare_ms)
     row("warm: reef FunctionRuntime.run", reef_ms)
-    print(
-        f"{'warm overhead (reef - bare)':<34} p50 "
-        f"{percentile(reef_ms, 0.5) - percentile(bare_ms, 0.5):7.3f} ms   p99 "
-        f"{percentile(reef_ms, 0.99) - percentile(bare_ms, 0.99):7.3f} ms"
-    )
+    if reef_ms:
+        print(
+            f"{'warm overhead (reef - bare)':<34} p50 "
+            f"{percentile(reef_ms, 0.5) - percentile(bare_ms, 0.5):7.3f} ms   p99 "
+            f"{percentile(reef_ms, 0.99) - percentile(bare_ms, 0.99):7.3f} ms"
+        )
     row("cold: bare workerd spawn+answer", cold_bare)
     row("cold: reef run (new process)", cold_reef)
     print(f"runtime stats: {stats}")
@@ -391,7 +401,7 @@ if __name__ == "__main__":
     )
     args = parser.parse_args()
     asyncio.run(main(args.calls, args.cold))
-    if args.chain_calls > 0:
+    if args.chain_calls > 0:  # both chain sections time --chain-calls jobs
         asyncio.run(chain_rows(args.chain_calls))
-    for chain in args.up:
-        up_rows(chain, args.chain_calls)
+        for chain in args.up:
+            up_rows(chain, args.chain_calls)
