@@ -29,7 +29,8 @@ The load generator is a raw asyncio client (pre-built request bytes, a minimal r
 ``wrk`` is used when installed for the 100-connection figure too. Counts and times are bounded;
 prints, never asserts.
 
-Run: ``.venv/bin/python bench/services.py [--seconds S] [--workers N]``.
+Run: ``.venv/bin/python bench/services.py [--seconds S] [--workers N]`` (``--workers``: the
+verifier's processes, by default one per CPU as ``reef verifier serve`` runs).
 """
 
 from __future__ import annotations
@@ -259,9 +260,18 @@ def wrk(port: int, path: str, body_file: Path, connections: int, seconds: float)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
-    parser.add_argument("--workers", type=int, default=1, help="verifier server processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="verifier server processes (default: one per CPU, as reef verifier serve)",
+    )
     args = parser.parse_args()
     seconds: float = args.seconds
+    # The verifier users run has one worker per CPU (reef verifier serve's default): the bench
+    # measures that unless told otherwise, so its share of the two-core bound means something.
+    if args.workers is None:
+        args.workers = len(os.sched_getaffinity(0))
 
     home = Path(tempfile.mkdtemp(prefix="reef-bench-services-"))
     try:
