@@ -7,8 +7,9 @@ from other processes affects every row alike, and next to the wall time is the C
 command used (user + system, from ``getrusage``), which moves much less than the wall time when
 other processes share the cores. With ``--baseline SRC`` each command is also timed with reef
 imported from ``SRC`` (the ``src`` directory of another checkout, say the commit before a change),
-interleaved with the rest, so that a before/after comparison sees the same load. Prints, does not
-assert.
+interleaved with the rest, so that a before/after comparison sees the same load. A row whose
+command exits otherwise than it should (0, or 1 for the one run before ``reef up``) is named
+after the table: it times a failure, not the command. Prints, does not assert.
 
 The commands a user types most against a chain (``reef jobs list``, ``reef jobs show``, ``reef
 wallet``) run against reef's devnet, served over JSON-RPC from this process (a thread) with
@@ -39,17 +40,22 @@ REEF = str(Path(sys.executable).with_name("reef"))
 _KEY = ("--seed", "11" * 64, "--image-id", "22" * 32, "--path", "wallet")
 DERIVE_ARGS = (*_KEY, "--type", "secp256k1", "--json")
 VECTORS = Path(os.environ.get("REEF_VECTORS", REPO.parent / "shared" / "vectors"))
+# Rows whose command is meant to fail (every other row's command must exit 0).
+_NO_NETWORK = "reef jobs list (no network yet)"
+_EXPECTED_EXIT = {_NO_NETWORK: 1}
 
 
-def _time(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall time and CPU time (user + system) of one run of ``argv``."""
+def _time(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall time, CPU time (user + system) and exit status of one run of ``argv``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    done = subprocess.run(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+    )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return wall, cpu
+    return wall, cpu, done.returncode
 
 
 def _closed_port() -> int:
@@ -107,7 +113,7 @@ def main() -> None:
         "reef deploy --help": [REEF, "deploy", "--help"],
         "reef jobs list --help": [REEF, "jobs", "list", "--help"],
         # A newcomer's first try, before `reef up`: the home knows no network (exit 1).
-        "reef jobs list (no network yet)": [REEF, "jobs", "list"],
+        _NO_NETWORK: [REEF, "jobs", "list"],
     }
     vector = VECTORS / "nitro" / "aws.bin"
     if vector.exists():
@@ -132,11 +138,15 @@ def _run(rows: dict[str, list[str]], env: dict[str, str], runs: int, baseline: P
             envs[f"{name} [baseline]"] = old
     times: dict[str, list[float]] = {name: [] for name in rows}
     cpu: dict[str, list[float]] = {name: [] for name in rows}
+    failed: dict[str, int] = {}
     for _ in range(runs):
         for name, argv in rows.items():
-            wall, used = _time(argv, envs[name])
+            wall, used, status = _time(argv, envs[name])
             times[name].append(wall)
             cpu[name].append(used)
+            # A command that fails early is fast: its row would time the error, not the command.
+            if status != _EXPECTED_EXIT.get(name.removesuffix(" [baseline]"), 0):
+                failed[name] = status
     base = statistics.median(times["python -c pass"])
     print(f"one-shot CLI start-up, {runs} runs each (seconds)")
     print(f"{'':44} {'best':>7} {'median':>7} {'/ python':>9} {'CPU median':>11}")
@@ -144,6 +154,9 @@ def _run(rows: dict[str, list[str]], env: dict[str, str], runs: int, baseline: P
         median = statistics.median(values)
         used = statistics.median(cpu[name])
         print(f"{name:44} {min(values):7.3f} {median:7.3f} {median / base:8.1f}x {used:11.3f}")
+    for name, status in failed.items():
+        expected = _EXPECTED_EXIT.get(name.removesuffix(" [baseline]"), 0)
+        print(f"warning: {name!r} exited {status}, not {expected}: its row times a failure")
 
 
 if __name__ == "__main__":
