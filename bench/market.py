@@ -155,15 +155,14 @@ async def bench_burst(count: int) -> None:
                 account = session.account
                 assert account is not None
                 w3 = session.w3
-                contract = w3.eth.contract(
-                    address=session.market_address, abi=load_artifact("Market").abi
-                )
+                market_address = Web3.to_checksum_address(session.market_address)
+                contract = w3.eth.contract(address=market_address, abi=load_artifact("Market").abi)
                 data = contract.encode_abi("jobOpen", [metadata, provider, rate, cost])
                 nonce = w3.eth.get_transaction_count(account.address)
                 signed = [
                     account.sign_transaction(
                         {
-                            "to": session.market_address,
+                            "to": market_address,
                             "data": data,
                             "gas": 1_000_000,
                             "gasPrice": w3.eth.gas_price,
@@ -241,9 +240,11 @@ def _fill(devnet: Devnet, events: int) -> tuple[str, int]:
     MarketClient(w3, deployment.market, account=devnet.accounts[9].address).add_provider("x")
     market = MarketClient(w3, deployment.market, account=owner.address)
     job = market.open_job("{}", devnet.accounts[9].address, 1, 10**12)
-    contract = w3.eth.contract(address=deployment.market, abi=load_artifact("Market").abi)
+    contract = w3.eth.contract(
+        address=Web3.to_checksum_address(deployment.market), abi=load_artifact("Market").abi
+    )
     data = contract.encode_abi("jobWithdraw", [bytes.fromhex(job[2:]), 1])
-    nonce = w3.eth.get_transaction_count(owner.address)
+    nonce = w3.eth.get_transaction_count(Web3.to_checksum_address(owner.address))
     txs = events // 2 + 1
     started = time.perf_counter()
     for i in range(txs):

@@ -36,7 +36,7 @@ from typing import Any
 from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 
-from reef.chain import Devnet, load_artifact
+from reef.chain import Address, Amount, Devnet, load_artifact
 from reef.crypto import keccak256
 from reef.proofs import (
     OrderBook,
@@ -52,11 +52,11 @@ from reef.proofs import (
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "proofs" / "poseidon"
-MARKET = "0x" + "42" * 20
+MARKET = Address("0x" + "42" * 20)
 
 
 def _specs() -> dict[str, dict[str, Any]]:
-    return {e["name"]: e for e in load_artifact("ProofMarket").abi if e["type"] == "event"}
+    return {e["name"]: dict(e) for e in load_artifact("ProofMarket").abi if e["type"] == "event"}
 
 
 def _log(spec: dict[str, Any], values: dict[str, Any], index: int) -> dict[str, Any]:
@@ -103,7 +103,7 @@ def synthetic_logs(n_provers: int, n_asks: int, rng: random.Random) -> list[dict
 
 def _assigned(ask_id: int, prover: str) -> TaskAssigned:
     return TaskAssigned(address=MARKET, block_number=0, log_index=0, tx_hash="0x", ask_id=ask_id,
-                        prover=prover, market_id=1, deadline=0, price=0)  # type: ignore[arg-type]  # fmt: skip
+                        prover=Address(prover), market_id=1, deadline=0, price=Amount(0))  # fmt: skip
 
 
 def bench_matching(n_provers: int, n_asks: int) -> None:
@@ -145,8 +145,9 @@ def bench_latency(prover_events: list[Any], n_stale: int) -> None:
 
     def ask(ask_id: int, reward: int) -> AskCreated:
         return AskCreated(address=MARKET, block_number=0, log_index=0, tx_hash="0x", ask_id=ask_id,
-                          market_id=1, requester=MARKET, refund_address=MARKET, reward=reward,
-                          expiry=2**40, proving_time=10**6, inputs=b"")  # type: ignore[arg-type]  # fmt: skip
+                          market_id=1, requester=MARKET, refund_address=MARKET,
+                          reward=Amount(reward), expiry=2**40, proving_time=10**6,
+                          inputs=b"")  # fmt: skip
 
     book = OrderBook()
     for event in prover_events:
