@@ -404,6 +404,10 @@ def test_deploy_contracts_funds_accounts_and_round_trips(tmp_path: Path) -> None
     deployment.dump(path)
     assert Deployment.load(path) == deployment
     assert json.loads(path.read_text())["market"] == deployment.market
+    # A path as text, as an operator deploying from Python writes it (dump raised
+    # AttributeError on a str).
+    deployment.dump(str(tmp_path / "text.json"))
+    assert Deployment.load(str(tmp_path / "text.json")) == deployment
 
 
 @pytest.mark.parametrize(

@@ -140,6 +140,7 @@ def test_rotate_extends_the_pin(live_root: RootServer, keyring: RootKeyring) -> 
     code, _, err = _kms("rotate", "--kms", url, "--admin-key", mallory)
     assert code == 1
     assert "401" in err
+    assert "\\x0a" not in err  # the answer's trailing newline is not shown escaped
     result = runner.invoke(
         app, ["kms", "rotate", "--kms", url, "--admin-key", "-", "--json"], input=ADMIN.secret.hex()
     )

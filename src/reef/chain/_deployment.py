@@ -68,18 +68,20 @@ class Deployment:
         except ValueError as exc:  # InputError from parse_address
             raise ConfigError(f"invalid deployment: {exc}") from exc
 
-    def dump(self, path: Path) -> None:
+    def dump(self, path: Path | str) -> None:
         """Write as JSON to ``path`` (creating its directory)."""
+        path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> Deployment:
+    def load(cls, path: Path | str) -> Deployment:
         """Read from a JSON file written by :meth:`dump`.
 
         Raises:
             ConfigError: when the file is missing or invalid.
         """
+        path = Path(path)
         missing = ConfigError(
             f"no deployment at {path}", hint="start the devnet (reef chain) or deploy first"
         )

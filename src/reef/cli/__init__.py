@@ -91,8 +91,8 @@ _COMMANDS = (
     LazyCommand(
         "enclave",
         "reef.cli._enclave",
-        "Local enclaves: run images in the dev TEE (sandboxed, measured, attested), list, follow "
-        "and stop them.",
+        "Local enclaves: run images in the dev TEE (sandboxed, measured, attested); ps, logs, "
+        "stop.",
     ),
     LazyCommand(
         "chain",

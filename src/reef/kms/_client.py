@@ -179,7 +179,8 @@ def _verify_signed(response: _Answer, signing_key: bytes) -> None:
 def _check_status(response: _Answer) -> None:
     if response.status == 200:
         return
-    text = terminal_text(response.content[:400].decode("utf-8", "replace")).strip()
+    # Stripped before it is made printable: a trailing newline would show as \x0a.
+    text = terminal_text(response.content[:400].decode("utf-8", "replace").strip())
     detail = text[:200]
     raise ServiceError(
         f"the KMS answered {response.status} for {response.path}"
