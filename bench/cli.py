@@ -24,9 +24,11 @@ Run: ``.venv/bin/python bench/cli.py [--runs N] [--baseline SRC] [--jobs N] [--n
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -105,6 +107,7 @@ def main() -> None:
     parser.add_argument("--no-chain", action="store_true", help="leave out the chain commands")
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="reef-bench-cli-")
+    atexit.register(shutil.rmtree, home, True)  # the home, its key file, the commands' files
     env = {**os.environ, "REEF_HOME": home}
     rows: dict[str, list[str]] = {
         "python -c pass": [sys.executable, "-c", "pass"],

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import hashlib
 import hmac
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -86,7 +88,9 @@ def _quantiles(samples: list[float]) -> dict[str, float]:
 
 
 async def latency(rounds: int) -> dict[str, Any]:
-    home = ReefHome(Path(tempfile.mkdtemp(prefix="reef-bench-kms-")))
+    scratch = tempfile.mkdtemp(prefix="reef-bench-kms-")
+    atexit.register(shutil.rmtree, scratch, True)
+    home = ReefHome(Path(scratch))
     authority = DevAuthority.load_or_create(home)
     root = KmsRoot(RootKeyring([RootSeed(os.urandom(64))]))
     fetch: list[float] = []

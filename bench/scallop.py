@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -277,7 +279,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0.4, help="per measurement per round")
     args = parser.parse_args()
     seconds = args.seconds
-    authority = DevAuthority.load_or_create(ReefHome(Path(tempfile.mkdtemp(prefix="reef-bench-"))))
+    scratch = tempfile.mkdtemp(prefix="reef-bench-")
+    atexit.register(shutil.rmtree, scratch, True)
+    authority = DevAuthority.load_or_create(ReefHome(Path(scratch)))
     bulk = Bulk()
     best: dict[str, float] = {}
 
