@@ -573,6 +573,63 @@ async def test_reef_provider_run_keeps_strangers_off_its_own_host(reef_home: Pat
     assert internal.hits == []
 
 
+async def test_reef_provider_run_takes_the_operators_private_image_flags(reef_home: Path) -> None:
+    """An operator whose own image store sits on a private network names it with
+    ``--trusted-network``: a URL there is then fetched like a public one (here loopback stands
+    for it, so the internal service does hear of the job), where the default refused it."""
+    from market.provider_support import provider_chain, start_provider
+    from net_support import free_port
+    from proc_support import stop_process
+    from reef.node import serve_app
+
+    internal = Internal("", 0)
+    served = await serve_app(_apps(internal)[0], host="127.0.0.1", port=0, what="internal")
+    try:
+        async with provider_chain() as chain:
+            port = free_port()
+            chain.register(port)
+            job = chain.owner.open_job(
+                dev_job_metadata(f"{served.url}/store/image").to_json(),
+                chain.provider,
+                CARD.min_rate,
+                10**6,
+            )
+            process = await start_provider(
+                reef_home, chain, port, "--insecure", "--trusted-network", "127.0.0.0/8"
+            )
+            try:
+                reason = await _reason(process, reef_home, port, job)
+            finally:
+                await stop_process(process)
+    finally:
+        await served.aclose()
+    assert "only by content address" not in reason
+    assert internal.hits == ["/store/image"]  # fetched: it is no image, so the job ended
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--private-images", "maybe"], "--private-images is by-hash, never or allow"),
+        (["--trusted-network", "intranet"], "'intranet' is not a network"),
+    ],
+)
+def test_reef_provider_run_refuses_a_private_image_flag_it_cannot_read(
+    reef_home: Path, flags: list[str], message: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from reef.cli import app
+
+    where = ["--rpc", "http://127.0.0.1:9", "--market", "0x" + "11" * 20]
+    result = CliRunner().invoke(
+        app, ["provider", "run", *where, "--provider", "0x" + "22" * 20, *flags]
+    )
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
 # -- images that would fill the provider's disk --------------------------------------------------
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
@@ -20,9 +20,10 @@ from reef.cli._options import (
 )
 from reef.cli._output import failing, print_result, say, tell
 from reef.cli._root import command_group
-from reef.errors import ConfigError
+from reef.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
+    from reef.market import PrivateTargets
     from reef.node import ProviderService
 
 __all__ = ["register"]
@@ -68,6 +69,23 @@ def run(
     deny_images: Annotated[
         Path | None, typer.Option("--deny-images", help="Never run these image SHA-256s.")
     ] = None,
+    private_images: Annotated[
+        str,
+        typer.Option(
+            "--private-images",
+            metavar="by-hash|never|allow",
+            help="Image URLs at loopback or private addresses: only content-addressed ones "
+            "(by-hash), none, or all (a tenant's URL then reaches this host's own services).",
+        ),
+    ] = "by-hash",
+    trusted_networks: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-network",
+            metavar="CIDR",
+            help="A network image URLs may reach as if public (your own image store); repeatable.",
+        ),
+    ] = None,
     allow_owners: Annotated[
         Path | None, typer.Option("--allow-owners", help="Accept jobs only from these owners.")
     ] = None,
@@ -101,6 +119,13 @@ def run(
     from reef.node import load_key_file, locate_market
 
     home = ReefHome.from_env().ensure()
+    with failing(code=2):
+        if private_images not in ("by-hash", "never", "allow"):
+            raise InputError(
+                f"--private-images is by-hash, never or allow, not {private_images!r}",
+                hint="by-hash (the default) reaches private addresses only for content-addressed "
+                "image URLs",
+            )
     with failing():
         # What the flags name is checked before the provider's stack is imported (web3, the
         # control plane, the backend: seconds on a busy host), so a missing --market or key
@@ -129,7 +154,12 @@ def run(
             db_url=db or dirs.db_url,
             cache_dir=dirs.cache_dir,
             rates=card,
-            image_policy=ImagePolicy.from_files(allow_images, deny_images),
+            image_policy=ImagePolicy.from_files(
+                allow_images,
+                deny_images,
+                private=cast("PrivateTargets", private_images),
+                trusted=trusted_networks or (),
+            ),
             allow_owners=read_owner_list(allow_owners) if allow_owners else None,
             deny_owners=read_owner_list(deny_owners) if deny_owners else frozenset(),
             safety_margin_s=safety_margin,

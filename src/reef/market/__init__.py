@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         FetchedImage,
         ImageFetcher,
         ImagePolicy,
+        PrivateTargets,
         read_list_file,
         read_owner_list,
     )
@@ -78,6 +79,7 @@ __all__ = [
     "JobView",
     "Launch",
     "LaunchSpec",
+    "PrivateTargets",
     "RateCard",
     "RegionRates",
     "RunningEnclave",
@@ -114,6 +116,7 @@ __getattr__ = lazy_attributes(
         "ImageFetcher": "_fetch",
         "ImagePolicy": "_fetch",
         "ImageStore": "_image_store",
+        "PrivateTargets": "_fetch",
         "InstanceRate": "_rates",
         "JobBook": "_job_state",
         "JobMachine": "_job_state",
