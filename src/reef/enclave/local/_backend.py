@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -168,6 +169,11 @@ class LocalBackend:
         self._spare_wanted = spare
         self._spare: _Spare | None = None
         self._refill: asyncio.Task[None] | None = None
+        # Host ports picked for launches still under way (by enclave id): nothing is bound to
+        # them until pasta starts, so the kernel may offer them again to the next launch of a
+        # burst. Launches are prepared in threads, hence the lock.
+        self._picked: dict[str, set[int]] = {}
+        self._picked_lock = threading.Lock()
 
     async def wait_spare(self) -> None:
         """Return once the spare supervisor being loaded, if any, is loaded (or failed to)."""
@@ -323,7 +329,9 @@ class LocalBackend:
         if spec.tmp_mib < 1:
             raise InputError(f"the enclave's /tmp must be at least 1 MiB, got {spec.tmp_mib}")
 
-        ports, attestation_ports, logs_port = self._ports(manifest.ports, spec.ports, mode, keep)
+        ports, attestation_ports, logs_port = self._ports(
+            manifest.ports, spec.ports, mode, keep, owner=enclave_id
+        )
         labels = {**(keep.labels if keep else {}), **_check_labels(spec.labels)}
         plan = LaunchPlan(
             id=enclave_id,
@@ -362,9 +370,12 @@ class LocalBackend:
         requested: Mapping[int, int],
         mode: NetworkMode,
         keep: LaunchPlan | None,
+        *,
+        owner: str = "",
     ) -> tuple[dict[int, int], dict[int, int], int]:
         """Host ports: the app's (enclave port -> host port), the attestation servers', the
-        console's; an enclave that replaces another keeps its ports."""
+        console's; an enclave that replaces another keeps its ports. The ports picked are
+        ``owner``'s (the launching enclave's id) until :meth:`_release_ports`."""
         for inner in requested:
             if inner not in declared:
                 raise InputError(
@@ -392,14 +403,20 @@ class LocalBackend:
         attestation = {port: old_att.get(port, 0) for port in (1300, 1301)}
         logs = keep.logs_port if keep else 0
         # The kernel may hand the same free port to two probes in a row: each port picked
-        # avoids those this enclave already has, so only a user's own choice can collide.
+        # avoids those this enclave already has and those other launches under way picked, so
+        # only a user's own choice can collide.
         taken = {port for port in (*mapping.values(), *attestation.values(), logs) if port}
 
         def pick() -> int:
-            while (port := free_port()) in taken:
-                pass
-            taken.add(port)
-            return port
+            with self._picked_lock:
+                mine = self._picked.setdefault(owner, set())
+                while (port := free_port()) in taken or any(
+                    port in others for others in self._picked.values()
+                ):
+                    pass
+                taken.add(port)
+                mine.add(port)
+                return port
 
         mapping = {inner: host or pick() for inner, host in mapping.items()}
         attestation = {inner: host or pick() for inner, host in attestation.items()}
@@ -432,10 +449,19 @@ class LocalBackend:
         # boot: all of a burst in the thread pool at once would queue the first launch's staging
         # behind every other's preparation, and no enclave would boot before all were prepared.
         # Those later in line are prepared while the first ones boot.
-        async with preparing:
-            run_dir = await self._prepared(spec, enclave_id, keep=keep)
-        async with booting:
-            return await self._launch(run_dir, enclave_id)
+        try:
+            async with preparing:
+                run_dir = await self._prepared(spec, enclave_id, keep=keep)
+            async with booting:
+                return await self._launch(run_dir, enclave_id)
+        finally:
+            self._release_ports(enclave_id)
+
+    def _release_ports(self, owner: str) -> None:
+        """The ports ``owner``'s launch picked are bound (or its launch failed): others may
+        be offered them again."""
+        with self._picked_lock:
+            self._picked.pop(owner, None)
 
     async def _prepared(
         self, spec: EnclaveSpec, enclave_id: str, *, keep: LaunchPlan | None
