@@ -92,10 +92,17 @@ def _resident_bytes(pid: int) -> int | None:
 
 def _cpu_ns(pid: int) -> int | None:
     """CPU time (user + system) a process has used, or None once it is gone."""
+    usage = _usage(pid)
+    return None if usage is None else usage[0]
+
+
+def _usage(pid: int) -> tuple[int, int] | None:
+    """A process's CPU time (user + system) and resident memory in bytes, from one procfs
+    read (a warm call checks both: each read is some 25 us), or None once it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             fields = handle.read().rsplit(b")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) * _TICK_NS
+        return (int(fields[11]) + int(fields[12])) * _TICK_NS, int(fields[21]) * _PAGE
     except (OSError, ValueError, IndexError):
         return None
 
@@ -501,15 +508,12 @@ class FunctionRuntime:
     def _spent_while_idle(self, process: _Process) -> bool:
         """Whether an idle process used more than its allowance since its answer: CPU past
         ``idle_cpu_ms``, or resident memory past its calls' cap (or it is gone)."""
-        used = _cpu_ns(process.proc.pid)
-        resident = _resident_bytes(process.proc.pid)
+        usage = _usage(process.proc.pid)
+        if usage is None:
+            return True
+        used, resident = usage
         _, memory_bytes, _ = process.pool_key
-        return (
-            used is None
-            or resident is None
-            or used - process.parked_cpu_ns > self._idle_cpu_ns
-            or resident > memory_bytes
-        )
+        return used - process.parked_cpu_ns > self._idle_cpu_ns or resident > memory_bytes
 
     def _park(self, process: _Process) -> None:
         process.parked_cpu_ns = _cpu_ns(process.proc.pid) or 0
