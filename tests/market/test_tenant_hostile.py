@@ -542,10 +542,12 @@ async def _reason(process: asyncio.subprocess.Process, home: Path, port: int, jo
 
 
 @pytest.mark.slow
-async def test_reef_provider_run_keeps_strangers_off_its_own_host(reef_home: Path) -> None:
-    """The operator's command uses the operator's policy: a job naming a service on the
-    provider's loopback (not by content address) or the cloud metadata address is refused
-    with the reason, and the service never hears of it."""
+async def _provider_run_reasons(
+    home: Path, urls: list[str], *flags: str
+) -> tuple[list[str], list[str]]:
+    """``reef provider run`` (with ``flags``) on a devnet market where a tenant opened one job
+    per URL in ``urls`` (``{internal}`` there is a service on the provider's loopback): why it
+    ended each job, and the paths the internal service was asked for."""
     from market.provider_support import provider_chain, start_provider
     from net_support import free_port
     from proc_support import stop_process
@@ -557,54 +559,44 @@ async def test_reef_provider_run_keeps_strangers_off_its_own_host(reef_home: Pat
         async with provider_chain() as chain:
             port = free_port()
             chain.register(port)
-            meta = [
-                dev_job_metadata(f"{served.url}/secret").to_json(),
-                dev_job_metadata("http://169.254.169.254/latest/user-data").to_json(),
+            jobs = [
+                chain.owner.open_job(
+                    dev_job_metadata(url.format(internal=served.url)).to_json(),
+                    chain.provider,
+                    CARD.min_rate,
+                    10**6,
+                )
+                for url in urls
             ]
-            jobs = [chain.owner.open_job(m, chain.provider, CARD.min_rate, 10**6) for m in meta]
-            process = await start_provider(reef_home, chain, port, "--insecure")
+            process = await start_provider(home, chain, port, "--insecure", *flags)
             try:
-                assert "only by content address" in await _reason(process, reef_home, port, jobs[0])
-                assert "never downloads from" in await _reason(process, reef_home, port, jobs[1])
+                reasons = [await _reason(process, home, port, job) for job in jobs]
             finally:
                 await stop_process(process)
     finally:
         await served.aclose()
-    assert internal.hits == []
+    return reasons, internal.hits
+
+
+async def test_reef_provider_run_keeps_strangers_off_its_own_host(reef_home: Path) -> None:
+    """The operator's command uses the operator's policy: a job naming a service on the
+    provider's loopback (not by content address) or the cloud metadata address is refused
+    with the reason, and the service never hears of it."""
+    urls = ["{internal}/secret", "http://169.254.169.254/latest/user-data"]
+    reasons, hits = await _provider_run_reasons(reef_home, urls)
+    assert "only by content address" in reasons[0]
+    assert "never downloads from" in reasons[1]
+    assert hits == []
 
 
 async def test_reef_provider_run_takes_the_operators_private_image_flags(reef_home: Path) -> None:
     """An operator whose own image store sits on a private network names it with
     ``--trusted-network``: a URL there is then fetched like a public one (here loopback stands
     for it, so the internal service does hear of the job), where the default refused it."""
-    from market.provider_support import provider_chain, start_provider
-    from net_support import free_port
-    from proc_support import stop_process
-    from reef.node import serve_app
-
-    internal = Internal("", 0)
-    served = await serve_app(_apps(internal)[0], host="127.0.0.1", port=0, what="internal")
-    try:
-        async with provider_chain() as chain:
-            port = free_port()
-            chain.register(port)
-            job = chain.owner.open_job(
-                dev_job_metadata(f"{served.url}/store/image").to_json(),
-                chain.provider,
-                CARD.min_rate,
-                10**6,
-            )
-            process = await start_provider(
-                reef_home, chain, port, "--insecure", "--trusted-network", "127.0.0.0/8"
-            )
-            try:
-                reason = await _reason(process, reef_home, port, job)
-            finally:
-                await stop_process(process)
-    finally:
-        await served.aclose()
-    assert "only by content address" not in reason
-    assert internal.hits == ["/store/image"]  # fetched: it is no image, so the job ended
+    flags = ("--trusted-network", "127.0.0.0/8")
+    reasons, hits = await _provider_run_reasons(reef_home, ["{internal}/store/image"], *flags)
+    assert "only by content address" not in reasons[0]
+    assert hits == ["/store/image"]  # fetched: it is no image, so the job ended
 
 
 @pytest.mark.parametrize(
