@@ -96,3 +96,42 @@ def test_two_launches_at_once_never_get_the_same_host_port(
     picks = kernel()
     third = backend._ports((8080,), {}, "netns", None, owner="c")
     assert ports(third) == ports(first)  # free again once the first launch is over
+
+
+async def test_following_a_console_that_rotated_past_the_position_loses_no_line_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The console rotates by renaming, and the new file grows at once. The follower took a
+    rotation only for a file smaller than its position, so a new file already past it was read
+    from the old position: a line's head was joined to another's middle (CI saw a followed line
+    of 16 379 characters among 16 383-character ones)."""
+    from types import SimpleNamespace
+
+    from reef.enclave.local._trusted_base import ROTATED_SUFFIX
+
+    backend = LocalBackend(ReefHome(tmp_path))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    console = run_dir / "console.log"
+    console.write_bytes(b"one\ntw")  # the follower reads this far, "tw" pending
+    state = SimpleNamespace(state="running")
+
+    async def no_logs(_enclave_id: str) -> str:
+        return ""
+
+    monkeypatch.setattr(backend, "_dir", lambda _enclave_id: run_dir)
+    monkeypatch.setattr(backend, "_info", lambda _enclave_id: state)
+    monkeypatch.setattr(backend, "logs", no_logs)
+    lines = backend.follow("e", poll=0.01)
+    assert await anext(lines) == "one"
+    # Before the follower looks again: the line ends, the file rotates, the new one grows past
+    # the position the follower had.
+    with console.open("ab") as handle:
+        handle.write(b"o\n")
+    console.rename(console.with_name(console.name + ROTATED_SUFFIX))
+    console.write_bytes(b"three\nfour\n")
+    assert await anext(lines) == "two"
+    assert await anext(lines) == "three"
+    assert await anext(lines) == "four"
+    state.state = "stopped"
+    assert [line async for line in lines] == []

@@ -778,14 +778,23 @@ class LocalBackend:
         path = self._dir(enclave_id) / "console.log"
         rotated = path.with_name(path.name + ROTATED_SUFFIX)
         position = 0
+        followed: int | None = None  # the inode of the file read so far
         pending = b""
         while True:
             data = b""
             with contextlib.suppress(FileNotFoundError), path.open("rb") as handle:
-                if os.fstat(handle.fileno()).st_size < position:
-                    # The console rotated: the rest of the file followed so far is console.log.1.
-                    data = _read_range(rotated, position, MAX_CONSOLE_FILE_BYTES)
+                stat = os.fstat(handle.fileno())
+                # The console rotates by renaming (a new file then grows at once): a smaller
+                # file is not the only sign, since the new one may have passed the position.
+                if followed is not None and (stat.st_ino != followed or stat.st_size < position):
+                    rest = _read_rest(rotated, followed, position, MAX_CONSOLE_FILE_BYTES)
+                    if rest is None:
+                        # It rotated twice since the last read: the rest of the file followed
+                        # is gone, and its line begun in ``pending`` must not get another's end.
+                        pending = b""
+                    data = rest or b""
                     position = 0
+                followed = stat.st_ino
                 handle.seek(position)
                 fresh = handle.read(MAX_CONSOLE_FILE_BYTES)
                 position += len(fresh)
@@ -892,6 +901,17 @@ def _read_range(path: Path, start: int, most: int) -> bytes:
         handle.seek(start)
         return handle.read(most)
     return b""
+
+
+def _read_rest(path: Path, inode: int, start: int, most: int) -> bytes | None:
+    """Up to ``most`` bytes of ``path`` from ``start`` if it is still the file ``inode`` (a
+    console followed before it rotated), else None."""
+    with contextlib.suppress(FileNotFoundError), path.open("rb") as handle:
+        if os.fstat(handle.fileno()).st_ino != inode:
+            return None
+        handle.seek(start)
+        return handle.read(most)
+    return None
 
 
 def _console_text(path: Path) -> str:
