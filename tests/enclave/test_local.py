@@ -1118,6 +1118,42 @@ async def test_a_spare_supervisor_boots_the_next_launch(
     assert await spare_supervisors_left(home) == []  # closing the backend let its spare go
 
 
+def test_closing_the_backend_while_its_spare_loads_leaves_no_process_or_transport(
+    home: ReefHome, authority: DevAuthority, hello_image: Path
+) -> None:
+    """CI replay: ``reef up`` closed its backend while the next spare was still loading, then its
+    event loop. The cancelled load had dropped its running first child, whose exit no loop was
+    left to see: its transport was collected later, in another test, as an unraisable
+    "subprocess is still running" warning."""
+    import gc
+    import warnings
+
+    backend = LocalBackend(home, authority=authority, spare=True)
+
+    async def launch_then_close() -> str:
+        info = await backend.start(EnclaveSpec(image=hello_image))
+        deadline = time.monotonic() + 30
+        while not spare_supervisors(home) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        refill = backend._refill
+        assert refill is not None
+        assert not refill.done(), "the spare had loaded already"
+        await backend.aclose()
+        return info.id
+
+    enclave_id = asyncio.run(launch_then_close())  # the loop closes at once, as reef up's does
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert asyncio.run(spare_supervisors_left(home)) == []
+            time.sleep(0.2)  # the child watcher's thread hands the exit over
+            gc.collect()
+        leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+        assert leaks == []
+    finally:
+        asyncio.run(backend.stop(enclave_id))
+
+
 async def test_a_spare_that_loaded_older_code_is_not_used(
     home: ReefHome, authority: DevAuthority, hello_image: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -562,8 +562,7 @@ class LocalBackend:
                 child = await _spawn_supervisor(run_dir, write_fd)
             finally:
                 os.close(write_fd)
-            # The supervisor forks away once loaded; reaping this first child leaves no zombie.
-            await child.wait()
+            await _reap_first_child(child)
         except BaseException:
             os.close(read_fd)
             raise
@@ -600,7 +599,7 @@ class LocalBackend:
             finally:
                 os.close(go_read)
                 os.close(ready_write)
-            await child.wait()
+            await _reap_first_child(child)
         except BaseException:
             # Closing the pipe's write end makes a spare that started exit.
             os.close(go_write)
@@ -887,6 +886,21 @@ async def _spawn_supervisor(run_dir: Path, ready_fd: int) -> asyncio.subprocess.
             start_new_session=True,
             cwd=str(run_dir),
         )
+
+
+async def _reap_first_child(child: asyncio.subprocess.Process) -> None:
+    """Wait for a supervisor's first child, which exits once the supervisor has forked away
+    (reaping it leaves no zombie). Cancelled, it kills and still reaps the child: a loop closed
+    right after, as ``reef up``'s is, would never see the exit, and the child's transport would be
+    dropped while its process runs."""
+    try:
+        await child.wait()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            child.kill()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(child.wait())
+        raise
 
 
 def _read_text(path: Path) -> str:
