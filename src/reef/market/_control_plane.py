@@ -425,6 +425,7 @@ class ControlPlane:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        self.fetcher.close()
 
     async def stop_all(self) -> None:
         """Stop every enclave this control plane started (``reef up`` on Ctrl-C)."""

@@ -52,10 +52,12 @@ import logging
 import re
 import shutil
 import socket
+import ssl
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpcore
@@ -77,6 +79,10 @@ DEFAULT_DISK_RESERVE = 1 << 30
 DEFAULT_MAX_DOWNLOADS = 64
 """How many image downloads run at once, by default (128 descriptors, far below the usual
 limit of 1024)."""
+DEFAULT_RESOLVER_THREADS = 8
+"""How many threads image downloads look host names up in (their own: see :class:`_Resolver`)."""
+RESOLVE_TIMEOUT_S = 10.0
+"""How long one image host's name lookup may take, waiting for a thread included."""
 _DISK_CHECK_EVERY = 8 << 20  # bytes written between two looks at the free space
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
@@ -304,10 +310,13 @@ class _Guard(httpcore.AsyncNetworkBackend):
     whether an address it connected to is loopback or private.
     """
 
-    def __init__(self, policy: ImagePolicy, *, by_hash: bool, url: str) -> None:
+    def __init__(
+        self, policy: ImagePolicy, *, by_hash: bool, url: str, resolver: _Resolver | None = None
+    ) -> None:
         self._policy = policy
         self._by_hash = by_hash
         self._url = url
+        self._resolver = resolver if resolver is not None else _Resolver()
         self._inner = httpcore.AnyIOBackend()
         self.private_seen = False
 
@@ -319,7 +328,7 @@ class _Guard(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        addresses = await _resolve(host, port)
+        addresses = await self._resolver.resolve(host, port)
         for address in addresses:
             refusal = self._policy.address_refusal(address, by_hash=self._by_hash)
             if refusal is not None:
@@ -367,34 +376,76 @@ class _Guard(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-async def _resolve(host: str, port: int) -> list[IPAddress]:
-    """The addresses ``host`` resolves to, in the resolver's order, each once.
+class _Resolver:
+    """Host name lookups for image downloads, in a bounded pool of threads of their own.
 
-    Raises:
-        httpcore.ConnectError: the name does not resolve (httpx reports it as a failure to
-            connect, retried, as before the check).
+    ``getaddrinfo`` blocks its thread for as long as the name's DNS server makes it (glibc's
+    timeout and retries: seconds to a minute), and the name is a stranger's choice. In asyncio's
+    default pool (6 threads on 2 cores) a few strangers' names held every thread the provider's
+    indexer reads the chain in; here they hold at most ``threads`` threads, each lookup is given
+    up on after ``timeout`` seconds (a lookup still queued is dropped; one under way ends with
+    the resolver's own timeout), and an address written in the URL needs no lookup at all.
+    Lookups go through :func:`socket.getaddrinfo`, so ``/etc/hosts`` and nsswitch apply as for
+    any other program on the host (an asynchronous DNS client would skip them).
     """
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
-        raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-    found: list[IPAddress] = []
-    for _family, _type, _proto, _name, sockaddr in infos:
-        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
-        if address not in found:
-            found.append(address)
-    return found
+
+    def __init__(
+        self, threads: int = DEFAULT_RESOLVER_THREADS, timeout: float = RESOLVE_TIMEOUT_S
+    ) -> None:
+        self._threads = threads
+        self._timeout = timeout
+        self._pool: ThreadPoolExecutor | None = None
+
+    async def resolve(self, host: str, port: int) -> list[IPAddress]:
+        """The addresses ``host`` resolves to, in the resolver's order, each once.
+
+        Raises:
+            httpcore.ConnectError: the name does not resolve, or not in time (httpx reports it
+                as a failure to connect, retried, as before the check).
+        """
+        try:
+            return [ipaddress.ip_address(host.split("%", 1)[0])]
+        except ValueError:
+            pass
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="reef-image-dns")
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._timeout):
+                infos = await loop.run_in_executor(self._pool, _getaddrinfo, host, port)
+        except TimeoutError as exc:
+            raise httpcore.ConnectError(
+                f"cannot resolve {host}: its DNS server did not answer within {self._timeout:g} s"
+            ) from exc
+        except (OSError, UnicodeError) as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        found: list[IPAddress] = []
+        for _family, _type, _proto, _name, sockaddr in infos:
+            address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+            if address not in found:
+                found.append(address)
+        return found
+
+    def close(self) -> None:
+        """Let the threads go (a lookup under way ends by itself); a later lookup starts anew."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _getaddrinfo(host: str, port: int) -> list[Any]:
+    """:func:`socket.getaddrinfo` for a TCP connection (looked up when called)."""
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
 
 
 class _GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport over a connection pool whose network backend is a :class:`_Guard`
     (httpx has no option for one)."""
 
-    def __init__(self, guard: _Guard) -> None:
-        super().__init__(trust_env=False)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False), network_backend=guard
-        )
+    def __init__(self, guard: _Guard, ssl_context: ssl.SSLContext) -> None:
+        # httpx's own pool is replaced at once: given the context, it loads no CA bundle.
+        super().__init__(verify=ssl_context, trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(ssl_context=ssl_context, network_backend=guard)
 
 
 class ImageFetcher:
@@ -413,6 +464,15 @@ class ImageFetcher:
         max_downloads: how many downloads run at once; others wait their turn (each holds a
             socket and a file: strangers naming slow servers must not take every descriptor
             the provider has, its own server's and database's included).
+        resolver_threads: how many threads look image hosts' names up (their own pool: a
+            stranger's name whose DNS server never answers holds its thread for the resolver's
+            whole timeout, and asyncio's default pool is the one the provider's indexer reads
+            the chain in).
+        resolve_timeout: how long one name lookup may take (a thread's wait included); past
+            it the download fails, to be retried.
+
+    :meth:`close` lets the lookup threads go; the TLS context (the CA bundle, loaded once:
+    about 50 ms of CPU each time) is shared by every download.
     """
 
     def __init__(
@@ -426,6 +486,8 @@ class ImageFetcher:
         max_downloads: int = DEFAULT_MAX_DOWNLOADS,
         timeout: float = 120.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        resolver_threads: int = DEFAULT_RESOLVER_THREADS,
+        resolve_timeout: float = RESOLVE_TIMEOUT_S,
     ) -> None:
         self._cache = cache
         self.policy = policy or ImagePolicy()
@@ -435,6 +497,12 @@ class ImageFetcher:
         self._slots = asyncio.Semaphore(max_downloads)
         self._timeout = timeout
         self._transport = transport
+        self._resolver = _Resolver(resolver_threads, resolve_timeout)
+        self._ssl_context: ssl.SSLContext | None = None
+
+    def close(self) -> None:
+        """Let the name lookup threads go (a later download starts them again)."""
+        self._resolver.close()
 
     async def fetch(self, url: str) -> FetchedImage:
         """The image at ``url``, downloaded unless the cache already has its content address.
@@ -528,8 +596,12 @@ class ImageFetcher:
     async def _download_now(self, url: str, expected: str | None) -> str:
         writer = self._cache.writer(expect=None, max_bytes=self._max)
         what = "the image's server"
-        guard = _Guard(self.policy, by_hash=expected is not None, url=url)
-        transport = self._transport if self._transport is not None else _GuardedTransport(guard)
+        guard = _Guard(self.policy, by_hash=expected is not None, url=url, resolver=self._resolver)
+        transport = self._transport
+        if transport is None:
+            if self._ssl_context is None:
+                self._ssl_context = httpx.create_ssl_context(trust_env=False)
+            transport = _GuardedTransport(guard, self._ssl_context)
         try:
             async with (
                 httpx.AsyncClient(

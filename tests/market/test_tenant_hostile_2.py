@@ -1,0 +1,194 @@
+"""A provider's control plane against its tenants, round 2: what strangers' image URLs, jobs and
+job churn cost the provider (threads, CPU, enclave launches, disk left behind).
+
+Each attack is replayed on a real devnet market followed by a real control plane (its indexer,
+its image fetcher) with :class:`reef.testing.FakeRunner` enclaves, or by a real
+``reef provider run`` process where the attack needs one; hostile hosts are real HTTP servers
+on loopback. Each test failed before its fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from market.provider_support import local_control_plane, serve_image_store
+from reef.chain import JobId, MarketClient
+from reef.market import ImageFetcher, ImagePolicy, ImageStore, RateCard
+from reef.testing import FakeRunner, dev_job_metadata, dev_market
+
+CARD = RateCard.dev().lookup("local", "dev.small")
+
+
+@dataclass
+class Provider:
+    """A control plane following a devnet market, its fake enclaves and an image store."""
+
+    cp: Any
+    runner: FakeRunner
+    market: Any
+    address: str
+    store: ImageStore
+    store_url: str
+
+    def open(self, tenant: int, url: str, deposit: int = 10**7) -> JobId:
+        """Dev account ``tenant`` opens a job for this provider running the image at ``url``."""
+        client: MarketClient = self.market.client(tenant)
+        return client.open_job(
+            dev_job_metadata(url).to_json(), self.address, CARD.min_rate, deposit
+        )
+
+    def image(self, content: bytes) -> str:
+        """The URL of ``content`` in the image store (content-addressed)."""
+        return f"{self.store_url}/images/{self.store.put(content)}"
+
+    def status(self, job: JobId) -> dict[str, Any]:
+        return dict(self.cp.job_status(job) or {})
+
+    async def until(self, what: str, check: Callable[[], bool], seconds: float = 30) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                while not check():
+                    await self.cp.step()
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise AssertionError(f"no {what}: {self.cp.jobs()}") from None
+
+
+@asynccontextmanager
+async def provider(tmp_path: Path, **options: Any) -> AsyncIterator[Provider]:
+    """A started control plane (``options`` go to :class:`reef.market.ControlPlane`) whose
+    fetcher gives up on a server after 5 s; closed, with its store, even on failure."""
+    market = dev_market(control_plane="http://127.0.0.1:9")
+    store = ImageStore(tmp_path / "store")
+    runner = FakeRunner()
+    cp = local_control_plane(market, runner, tmp_path, **options)
+    cp.fetcher = ImageFetcher(ImageStore(tmp_path / "cache"), ImagePolicy(), timeout=5)
+    served = await serve_image_store(store)
+    try:
+        await cp.start()
+        yield Provider(cp, runner, market, market.provider.address, store, served.url)
+    finally:
+        await cp.aclose()
+        await served.aclose()
+
+
+# -- host names whose DNS server never answers --------------------------------------------------
+
+
+@dataclass
+class StalledDns:
+    """The DNS server of a stranger's zone (``*.stalled.test``) that never answers: glibc's
+    ``getaddrinfo`` holds its calling thread for the resolver's whole timeout (here until the
+    test ends). Other names resolve as usual."""
+
+    release: threading.Event = field(default_factory=threading.Event)
+    held: int = 0
+    most: int = 0
+    asked: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        real = socket.getaddrinfo
+
+        def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+            name = host.decode() if isinstance(host, bytes) else str(host)
+            if not name.endswith(".stalled.test"):
+                return real(host, *args, **kwargs)
+            with self.lock:
+                self.asked += 1
+                self.held += 1
+                self.most = max(self.most, self.held)
+            try:
+                self.release.wait(120)
+            finally:
+                with self.lock:
+                    self.held -= 1
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.mark.slow
+async def test_names_whose_dns_never_answers_do_not_stop_the_provider(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Image downloads looked their host names up in asyncio's default thread pool (6 threads
+    on 2 cores), which the provider's indexer reads the chain in: three strangers (4 downloads
+    each, the most one owner may) naming hosts whose DNS server never answers held every
+    thread, and the provider stopped following the chain; another tenant's job, opened after,
+    was never even seen. Lookups now run in threads of their own, a bounded number, each given
+    up on after a while (the job retries, saying why); a URL naming an address needs none."""
+    dns = StalledDns()
+    dns.install(monkeypatch)
+    try:
+        async with provider(tmp_path) as p:
+            stalled = [
+                p.open(tenant, f"http://image-{tenant}-{n}.stalled.test/eif")
+                for tenant in (1, 2, 3)
+                for n in range(4)
+            ]
+            await p.until("lookups held", lambda: dns.most >= 4)
+            honest = p.open(4, p.image(b"another tenant's image"))
+            await p.until("the other tenant's enclave", lambda: p.cp.enclave(honest) is not None)
+            # The provider's own threads are free: the chain is still followed.
+            await asyncio.wait_for(asyncio.to_thread(lambda: None), 5)
+            await p.until(
+                "the stalled jobs to say why they wait",
+                lambda: any(
+                    "stalled.test" in p.status(job).get("last_error", "") for job in stalled
+                ),
+                seconds=60,
+            )
+            assert all(p.status(job)["phase"] == "running" for job in stalled)
+            assert dns.most <= 8
+    finally:
+        dns.release.set()
+
+
+async def test_downloads_load_the_certificate_authorities_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each download built two TLS contexts, each loading the whole CA bundle (about 100 ms of
+    the event loop's time on this 2-core host, per download a stranger asks for): the fetcher
+    now loads one and every download shares it."""
+    from reef.node import serve_app
+
+    loads: list[object] = []
+    real = ssl.SSLContext.load_verify_locations
+
+    def counting(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append(args or kwargs)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def missing(_request: Any) -> Response:
+        return Response(b"no", status_code=404)
+
+    served = await serve_app(
+        Starlette(routes=[Route("/{path:path}", missing)]), host="127.0.0.1", port=0, what="404"
+    )
+    fetcher = ImageFetcher(ImageStore(tmp_path / "cache"), timeout=5)
+    from reef.errors import ImageError
+
+    try:
+        for n in range(5):
+            with pytest.raises(ImageError, match="HTTP 404"):
+                await fetcher.fetch(f"{served.url}/image-{n}")
+    finally:
+        await served.aclose()
+        fetcher.close()
+    assert len(loads) == 1
