@@ -85,6 +85,35 @@ class _Disconnect(Exception):
     """The client went away mid-request (internal)."""
 
 
+async def _drain(stream: ScallopStream, seconds: float) -> None:
+    """Wait until what we wrote is on its way, for at most ``seconds``.
+
+    A client that stops reading fills the socket's buffers, after which every drain waits for
+    it: without a bound it held its channel (and the answers queued for it) for ever, however
+    short the app's own deadline. Past the bound the channel is dropped at once (a plain close
+    would wait for those answers to be sent too).
+
+    Raises:
+        _Disconnect: the client read nothing of what we wrote for ``seconds``.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            await stream.drain()
+    except TimeoutError:
+        logger.info(
+            "scallop http: dropped %s: it read none of our answers for %g s",
+            _peer_name(stream),
+            seconds,
+        )
+        stream.abort()
+        raise _Disconnect(f"the client read nothing for {seconds:g} s") from None
+
+
+def _peer_name(stream: ScallopStream) -> str:
+    peer = stream.get_extra_info("peername")
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "a client"
+
+
 async def _next_event(conn: h11.Connection, stream: ScallopStream, idle: float | None) -> Any:
     while True:
         event = conn.next_event()
@@ -102,9 +131,15 @@ class _Exchange:
     """One request/response cycle of the ASGI app on an h11 connection."""
 
     def __init__(
-        self, conn: h11.Connection, stream: ScallopStream, max_body: int | None, method: bytes
+        self,
+        conn: h11.Connection,
+        stream: ScallopStream,
+        max_body: int | None,
+        method: bytes,
+        write_timeout: float,
     ) -> None:
         self.conn = conn
+        self.write_timeout = write_timeout
         self.head = method == b"HEAD"  # the response has headers only (h11 refuses a body)
         self.stream = stream
         self.max_body = max_body
@@ -166,7 +201,7 @@ class _Exchange:
                 self._write(h11.EndOfMessage())
                 self.response_done = True
                 self.finished.set()
-            await self.stream.drain()
+            await _drain(self.stream, self.write_timeout)
         else:
             raise ServiceError(f"the ASGI app sent an unknown message type {kind!r}")
 
@@ -188,7 +223,9 @@ def asgi_handler(
     Args:
         max_body: the largest request body accepted (413 beyond it); ``None`` for no limit.
         keepalive_timeout: seconds a connection waits for its next request head to arrive
-            whole (the idle time before it included); past that it is closed.
+            whole (the idle time before it included); past that it is closed. Also how long
+            a write waits for the client to read: one that reads nothing of our answers for
+            that long is dropped.
         state: the lifespan state shared into every request scope (``scope["state"]``).
     """
 
@@ -219,7 +256,7 @@ def asgi_handler(
                 return
             if not isinstance(event, h11.Request):
                 return
-            exchange = _Exchange(conn, stream, max_body, event.method)
+            exchange = _Exchange(conn, stream, max_body, event.method, keepalive_timeout)
             raw_path, _, query = event.target.partition(b"?")
             scope: Scope = {
                 "type": "http",
@@ -255,7 +292,10 @@ def asgi_handler(
             if not exchange.response_done:
                 logger.warning("scallop http: the app returned without completing its response")
                 return
-            await stream.drain()
+            try:
+                await _drain(stream, keepalive_timeout)
+            except _Disconnect:
+                return
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 return
             if conn.their_state is not h11.DONE:
@@ -281,8 +321,8 @@ async def _linger(stream: ScallopStream, *, seconds: float = 1.0, limit: int = 1
     Closing a socket with unread input makes the kernel reset the connection, and the client
     may then lose the answer we just wrote (a 413, say). Reading the rest first avoids that.
     """
-    with contextlib.suppress(ChannelError, OSError, TimeoutError):
-        await stream.drain()
+    with contextlib.suppress(ChannelError, OSError, TimeoutError, _Disconnect):
+        await _drain(stream, seconds)  # a client that reads nothing is dropped, not waited for
         if stream.can_write_eof():
             stream.write_eof()
         discarded = 0

@@ -48,6 +48,8 @@ DEFAULT_PER_PEER_HANDSHAKES: Final = 16
 DEFAULT_BUSY_HANDSHAKE_TIMEOUT: Final = 1.0
 DEFAULT_PER_PEER_CONNECTIONS: Final = 256
 _LOG_PER_SECOND: Final = 20
+# Seconds a closed channel's last bytes have to reach a client before it is dropped.
+_CLOSE_TIMEOUT: Final = 5.0
 # Connections waiting to be accepted: a flood fills a small queue and honest SYNs then wait
 # for the kernel's 1 s retransmit. The kernel caps it at net.core.somaxconn.
 _BACKLOG: Final = 1024
@@ -207,7 +209,15 @@ class ScallopServer(_Closing):
         except Exception:
             logger.exception("scallop: the handler failed for %s", address)
         finally:
-            await stream.aclose()
+            stream.close()
+            try:
+                # Closing sends what is still buffered first: a client that stopped reading
+                # would keep the connection (and that buffer) for as long as it likes.
+                async with asyncio.timeout(_CLOSE_TIMEOUT):
+                    await stream.wait_closed()
+            except TimeoutError:
+                logger.info("scallop: dropped %s: it read nothing of our last bytes", address)
+                stream.abort()
 
     async def _handshake(
         self,

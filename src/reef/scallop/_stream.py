@@ -312,6 +312,16 @@ class ScallopStream(_Closing):
             self._closed = True
             self._writer.close()
 
+    def abort(self) -> None:
+        """Close the connection at once, dropping what is not sent yet (idempotent).
+
+        :meth:`close` sends what is buffered first, so a peer that stopped reading keeps a
+        closed stream's connection open for as long as it likes; a server drops such a peer
+        with this instead.
+        """
+        self._closed = True
+        self._writer.transport.abort()
+
     def is_closing(self) -> bool:
         """Whether the stream was closed (by us, or because the channel broke)."""
         return self._closed or self._broken is not None or self._writer.is_closing()

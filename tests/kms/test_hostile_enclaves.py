@@ -1,0 +1,129 @@
+"""The KMS root against hostile enclaves and clients: a tenant's enclave that attests honestly
+and then misuses its channel, and strangers on the public listener.
+
+Every server here is a real :class:`reef.kms.RootServer` on loopback, its clients real Scallop
+channels (attested by the dev TEE for the images they claim) and real HTTP connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from kms.kms_support import dev_root_server, dev_root_store
+from reef.attestation import DevAuthority, image_id
+from reef.crypto import generate_x25519
+from reef.errors import ChannelError
+from reef.home import ReefHome
+from reef.kms import KmsRoot, KmsWiring, RootServer, fetch_enclave_seed
+from reef.scallop import ScallopStream, handshake_client
+from reef.testing import wall_ms
+
+pytestmark = pytest.mark.timeout(90)
+
+ROOT_PCRS = {0: b"\xe0" * 48, 1: b"\xe1" * 48, 2: b"\xe2" * 48}
+APP_PCRS = {0: b"\x30" * 48, 1: b"\x31" * 48, 2: b"\x32" * 48}
+
+
+class Enclave:
+    """One enclave boot of ``pcrs``: a fresh Noise key that the dev TEE attests."""
+
+    def __init__(self, authority: DevAuthority, pcrs: dict[int, bytes]) -> None:
+        self.authority = authority
+        self.pcrs = pcrs
+        self.secret, self.public = generate_x25519()
+
+    @property
+    def image_id(self) -> bytes:
+        return image_id(self.pcrs)
+
+    async def auther(self) -> bytes:
+        return self.authority.mint(self.pcrs, timestamp_ms=wall_ms(), public_key=self.public)
+
+    async def fetch(self, wiring: KmsWiring) -> bytes:
+        seed, _ = await fetch_enclave_seed(
+            wiring, static_key=self.secret, auther=self.auther, deadline_s=10
+        )
+        return seed
+
+    async def channel(self, server: RootServer, *, receive_buffer: int) -> ScallopStream:
+        """A channel to the root over a socket whose kernel receive buffer is small, so that
+        answers it does not read fill the root's side quickly."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.scallop_port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        return await handshake_client(
+            reader, writer, static_key=self.secret, auther=self.auther, handshake_timeout=5
+        )
+
+
+@pytest.fixture
+def authority(tmp_path: Path) -> DevAuthority:
+    return DevAuthority.load_or_create(ReefHome(tmp_path / "dev-home"))
+
+
+@pytest.fixture
+async def server(tmp_path: Path, authority: DevAuthority) -> AsyncIterator[RootServer]:
+    store = dev_root_store(ReefHome(tmp_path / "root-home"), authority, ROOT_PCRS)
+    root = KmsRoot.open(store, attester=authority.attester(ROOT_PCRS, clock_ms=wall_ms))
+    async with dev_root_server(root, authority) as running:
+        yield running
+
+
+# ---- an enclave that asks and asks, and never reads the answers ----
+
+
+async def _stall(stream: ScallopStream, request: bytes) -> int:
+    """Pipeline ``request`` until our writes stop draining (the root stopped reading us, its
+    answers unread); return how many were sent."""
+    sent = 0
+    with contextlib.suppress(TimeoutError):
+        while True:
+            stream.write(request * 64)
+            async with asyncio.timeout(2):
+                await stream.drain()
+            sent += 64
+    return sent
+
+
+async def _write_until_refused(stream: ScallopStream, request: bytes) -> None:
+    """Keep writing ``request`` for up to 45 s (far past the root's 5 s bounds): a channel the
+    root dropped raises :class:`~reef.errors.ChannelError`, one it holds a TimeoutError."""
+    async with asyncio.timeout(45):
+        while True:
+            stream.write(request * 64)
+            await stream.drain()
+
+
+async def test_an_enclave_that_never_reads_its_answers_loses_its_channel(
+    server: RootServer, authority: DevAuthority
+) -> None:
+    """An attested enclave pipelines requests and reads none of the answers. The root wrote
+    them until the socket's buffers were full, then waited to write the next one for ever: a
+    request deadline (5 s) had stopped the app, but the channel then waited for its write
+    buffer to drain with no deadline, holding the socket, its buffers (megabytes of answers)
+    and a task. Any tenant's enclave could hold as many as the root's per-address cap allows,
+    for good. The root must drop such a channel, and serve others meanwhile."""
+    hostile = Enclave(authority, APP_PCRS)
+    stream = await hostile.channel(server, receive_buffer=4096)
+    try:
+        sent = await _stall(stream, b"GET /openapi.json HTTP/1.1\r\nhost: kms\r\n\r\n")
+        assert sent > 0
+        # Meanwhile another enclave of the same image gets its seed.
+        honest = Enclave(authority, APP_PCRS)
+        assert await honest.fetch(server.wiring()) == server.root.keyring.enclave_seed(
+            honest.image_id
+        )
+        # The root drops the stalled channel: the hostile side's blocked write then fails
+        # (the connection is reset) instead of waiting for ever.
+        with pytest.raises(ChannelError):
+            await _write_until_refused(stream, b"GET /derive HTTP/1.1\r\nhost: kms\r\n\r\n")
+    finally:
+        stream.close()
