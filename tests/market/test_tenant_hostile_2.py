@@ -192,3 +192,61 @@ async def test_downloads_load_the_certificate_authorities_once(
         await served.aclose()
         fetcher.close()
     assert len(loads) == 1
+
+
+# -- jobs opened and stopped at every block -------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_jobs_opened_and_stopped_at_every_block_start_few_enclaves(tmp_path: Path) -> None:
+    """The replacement interval bounds one job's metadata changes, not an owner opening a job
+    and stopping it (or closing it, or changing its metadata by opening another) at every
+    block: each cycle had the provider start an enclave and kill it, at the chain's pace. An
+    owner whose enclaves were stopped lately now has 8 starts and stops at once, then one
+    every 10 s (here 60 s); the job past it waits, saying why; stops are never delayed, and
+    another tenant's first launch is not held up."""
+    async with provider(tmp_path) as p:
+        p.cp.launch_interval = 60
+        url = p.image(b"the churner's image")
+        churner = p.market.client(1)
+        launched: list[JobId] = []
+        waiting: JobId | None = None
+        for _ in range(8):
+            job = p.open(1, url)
+            await p.until(
+                "the job's enclave, or its wait",
+                lambda job=job: (  # type: ignore[misc]
+                    p.cp.enclave(job) is not None
+                    or "started and stopped" in p.status(job).get("last_error", "")
+                ),
+            )
+            if p.cp.enclave(job) is None:
+                waiting = job
+                break
+            launched.append(job)
+            churner.revise_rate_initiate(job, 0)
+            await p.until("the enclave to stop", lambda: p.runner.enclaves == {})
+        assert waiting is not None, "every job of the churn was launched"
+        # The first launch is free, then each start and each stop takes one of the 8.
+        assert len(launched) == 5
+        told = p.status(waiting)["last_error"]
+        assert "faster than one every 60 s (at most 8 at once); this one starts in" in told
+        assert p.status(waiting)["phase"] == "running"
+        honest = p.open(2, p.image(b"another tenant's image"))
+        await p.until("the other tenant's enclave", lambda: p.cp.enclave(honest) is not None)
+        # A job waiting for its turn ends at once when stopped, and never starts.
+        churner.revise_rate_initiate(waiting, 0)
+        await p.until("the waiting job's end", lambda: p.status(waiting)["phase"] == "done")
+        assert len(p.runner.launches) == 6
+
+
+@pytest.mark.slow
+async def test_an_owner_who_opens_many_jobs_at_once_has_them_all_started(tmp_path: Path) -> None:
+    """The churn allowance does not hold up a tenant's first launches: twelve jobs opened at
+    once (more than the 8 starts a churning owner has) all start at once."""
+    async with provider(tmp_path) as p:
+        p.cp.launch_interval = 60
+        url = p.image(b"a busy tenant's image")
+        jobs = [p.open(1, url) for _ in range(12)]
+        await p.until("every enclave", lambda: all(p.cp.enclave(j) is not None for j in jobs))
+        assert not any(p.status(j)["last_error"] for j in jobs)

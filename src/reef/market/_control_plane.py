@@ -66,6 +66,13 @@ REPLACE_INTERVAL_S = 10.0
 DOWNLOADS_PER_OWNER = 4
 """How many distinct images the jobs of one owner download at once, by default."""
 
+LAUNCH_BURST = 8
+"""How many enclave starts and stops one churning owner has at once, by default
+(:attr:`ControlPlane.launch_burst`)."""
+
+LAUNCH_INTERVAL_S = 10.0
+"""How often a churning owner gets one more enclave start or stop back, by default."""
+
 LISTED_ENDED_JOBS = 100
 """How many ended jobs ``GET /jobs`` lists (the last opened), after every live one."""
 
@@ -208,6 +215,13 @@ class ControlPlane:
             enclave for new metadata (seconds): an owner updating the metadata at every block
             would otherwise have the provider download an image and restart an enclave at
             every block; changes in between are skipped, the latest is run.
+        launch_burst: how many enclave starts and stops an owner who churns (whose enclaves
+            were stopped lately: jobs opened and closed, or stopped, at every block) has at
+            once; past it, each start waits (its job's ``last_error`` saying so) until the
+            owner has one back, one every ``launch_interval`` seconds. A job's first launch
+            is free while its owner has not churned, so tenants opening many jobs are not
+            held up; relaunches and replacements always count.
+        launch_interval: see ``launch_burst``.
     """
 
     def __init__(
@@ -225,6 +239,8 @@ class ControlPlane:
         memory_budget_mib: int | None = None,
         downloads_per_owner: int = DOWNLOADS_PER_OWNER,
         replace_interval: float = REPLACE_INTERVAL_S,
+        launch_burst: int = LAUNCH_BURST,
+        launch_interval: float = LAUNCH_INTERVAL_S,
     ) -> None:
         self.book = JobBook(policy)
         self.memory_budget_mib = (
@@ -240,10 +256,18 @@ class ControlPlane:
         self.host = host
         self.downloads_per_owner = downloads_per_owner
         self.replace_interval = replace_interval
+        self.launch_burst = launch_burst
+        self.launch_interval = launch_interval
         self._replaced_at: dict[JobId, float] = {}
+        """When each job's enclave was last replaced for new metadata (monotonic seconds)."""
         self._ended: dict[JobId, asyncio.Event] = {}
         """Set when the job ends, for a job whose task waits (:meth:`_pause`)."""
-        """When each job's enclave was last replaced for new metadata (monotonic seconds)."""
+        self._churn: dict[Address, tuple[float, float]] = {}
+        """The enclave starts and stops each churning owner has left (fractional: they come
+        back over time), and when that was counted (monotonic seconds); an owner who has all
+        of :attr:`launch_burst` back is not listed."""
+        self._launched_once: set[JobId] = set()
+        """Jobs that had an enclave started (a later one is a relaunch); ended jobs leave."""
         self.last_error: str = ""
         self._cursor = 0
         self._want: dict[JobId, LaunchSpec | None] = {}
@@ -499,6 +523,7 @@ class ControlPlane:
             self._record_terminated(action)
             self._want[action.job_id] = None
             self._replaced_at.pop(action.job_id, None)
+            self._launched_once.discard(action.job_id)
             ended = self._ended.get(action.job_id)
             if ended is not None:
                 ended.set()
@@ -603,6 +628,7 @@ class ControlPlane:
                 if enclave.job_id == job_id:
                     self._note_state(job_id, enclave)
                     await self.runner.stop(enclave.enclave_id)
+                    self._charge_churn(job_id)
             self._have.pop(job_id, None)
             self._forget_state(job_id)
             self._drop_unwanted_images()
@@ -626,7 +652,18 @@ class ControlPlane:
                 self._dirty.add(job_id)
                 return
         self._check_capacity(job_id, want)
+        churn, charged = self._churn_wait(job_id, want.owner, first=have is None)
+        if churn > 0:
+            self._errors[job_id] = (
+                f"the job's owner has had enclaves started and stopped on this provider faster "
+                f"than one every {self.launch_interval:g} s (at most {self.launch_burst} at "
+                f"once); this one starts in {math.ceil(churn)} s"
+            )
+            await self._pause(job_id, churn)
+            self._dirty.add(job_id)
+            return
         self._launching.add(job_id)  # its memory is counted from now on, not once it runs
+        started = False
         try:
             image = await self._unless_ended(job_id, self._fetch_for(want))
             if image is None or self._want.get(job_id) != want:
@@ -641,14 +678,62 @@ class ControlPlane:
                 self._leases.pop(have.enclave_id, None)  # a replacement starts without a lease
             else:
                 self._have[job_id] = await self.runner.launch(want, image, key)
+            started = True
+            self._launched_once.add(job_id)
             self._note_state(job_id, self._have[job_id], want)
         finally:
             self._launching.discard(job_id)
+            if charged and not started:
+                self._refund_churn(want.owner)  # nothing started: the start is given back
         self._drop_unwanted_images()  # the image a replaced enclave ran may be wanted no more
         await self._drop_unwanted_states()  # and so may its /state
         await self._renew_leases()
         if self._want.get(job_id) != want:
             self._dirty.add(job_id)
+
+    def _churn_left(self, owner: Address) -> float:
+        """The enclave starts and stops ``owner`` has left now (:attr:`launch_burst` when it
+        has not churned lately)."""
+        if owner not in self._churn:
+            return float(self.launch_burst)
+        left, at = self._churn[owner]
+        now = time.monotonic()
+        left = min(float(self.launch_burst), left + (now - at) / self.launch_interval)
+        if left >= self.launch_burst:
+            del self._churn[owner]  # all back: as if it had never churned
+        else:
+            self._churn[owner] = (left, now)
+        return left
+
+    def _churn_wait(self, job_id: JobId, owner: Address, *, first: bool) -> tuple[float, bool]:
+        """How long (seconds) the start of ``job_id``'s enclave waits for its owner's churn
+        allowance (0: it may start now), and whether a start was taken from the allowance
+        (here, not once the enclave runs, so that jobs waiting together do not all pass on
+        one). A first launch of an owner who has not churned lately is free."""
+        left = self._churn_left(owner)
+        if owner not in self._churn and first and job_id not in self._launched_once:
+            return 0.0, False
+        if left < 1:
+            return (1 - left) * self.launch_interval, False
+        self._churn[owner] = (left - 1, time.monotonic())
+        return 0.0, True
+
+    def _refund_churn(self, owner: Address) -> None:
+        """Give back a start taken by :meth:`_churn_wait` for a launch that did not happen (a
+        download that failed, a job that ended meanwhile)."""
+        if owner in self._churn:
+            left = self._churn_left(owner)
+            self._churn[owner] = (min(float(self.launch_burst), left + 1), time.monotonic())
+
+    def _charge_churn(self, job_id: JobId, owner: Address | None = None) -> None:
+        """Count one enclave start or stop against the churn allowance of the job's owner."""
+        if owner is None:
+            machine = self.book.jobs.get(job_id)
+            owner = machine.owner if machine is not None else None
+        if owner is None:
+            return
+        left = self._churn_left(owner)
+        self._churn[owner] = (max(0.0, left - 1), time.monotonic())
 
     def _drop_unwanted_images(self) -> None:
         """Remove the downloaded images no job wants any more: a tenant may open job after job,
