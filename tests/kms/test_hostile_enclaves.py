@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from kms.kms_support import dev_root_server, dev_root_store
@@ -127,3 +131,65 @@ async def test_an_enclave_that_never_reads_its_answers_loses_its_channel(
             await _write_until_refused(stream, b"GET /derive HTTP/1.1\r\nhost: kms\r\n\r\n")
     finally:
         stream.close()
+
+
+# ---- a stranger that asks the public listener for attestations, many at once ----
+
+
+class CountingAttester:
+    """The dev TEE's attester for the root's image, taking ``seconds`` per document as an NSM
+    (or the attestation server it is asked through) may; counts the documents made at once."""
+
+    def __init__(self, authority: DevAuthority, seconds: float) -> None:
+        self._attest = authority.attester(ROOT_PCRS, clock_ms=wall_ms)
+        self._seconds = seconds
+        self._lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+        self.made = 0
+
+    def __call__(self, *, public_key: bytes, user_data: bytes, nonce: bytes) -> bytes:
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(self._seconds)
+            return self._attest(public_key=public_key, user_data=user_data, nonce=nonce)
+        finally:
+            with self._lock:
+                self.running -= 1
+                self.made += 1
+
+
+def _client_from(address: str) -> httpx.AsyncClient:
+    """An HTTP client whose connections come from ``address`` (any of 127.0.0.0/8 on Linux)."""
+    return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(local_address=address), timeout=30)
+
+
+async def test_one_client_gets_one_identity_attestation_at_a_time(
+    tmp_path: Path, authority: DevAuthority
+) -> None:
+    """Every ``/info?nonce=`` makes the root attest (an NSM call on Nitro, a P-384 signature on
+    the dev TEE), in a worker thread, and nothing bounded how many one client had under way:
+    a stranger sending a stream of nonces at once kept every worker thread attesting, and an
+    honest client's ``/info`` (or a rotation, which needs a thread too) waited behind them.
+    One address gets one attestation at a time; others are not held up by it."""
+    attester = CountingAttester(authority, seconds=0.15)
+    store = dev_root_store(ReefHome(tmp_path / "root-home"), authority, ROOT_PCRS)
+    root = KmsRoot.open(store, attester=attester)
+    async with dev_root_server(root, authority) as server:
+        url = f"{server.public_url}/info"
+        async with _client_from("127.0.0.2") as stranger, _client_from("127.0.0.3") as honest:
+            flood = [
+                asyncio.ensure_future(stranger.get(url, params={"nonce": os.urandom(32).hex()}))
+                for _ in range(12)
+            ]
+            await asyncio.sleep(0.1)  # the stranger's requests are under way
+            mine = await honest.get(url, params={"nonce": "ab" * 32})
+            answers = await asyncio.gather(*flood)
+        assert mine.status_code == 200, mine.text
+        assert mine.json()["attestation"]
+        # The stranger's requests are all answered, one after the other.
+        assert [answer.status_code for answer in answers] == [200] * 12
+        assert attester.made == 13
+        assert attester.most <= 2, f"{attester.most} attestations at once"

@@ -30,8 +30,12 @@ bytes to U+FFFD): the schema documents them, the handlers parse them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ipaddress
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import FastAPI
@@ -102,6 +106,43 @@ class _RotateModel(BaseModel):
     signature: str = Field(description="the admin's 65-byte signature, hex")
 
 
+class _OnePerPeer:
+    """One turn at a time per client address (an IPv6 client's /64), each address its own queue.
+
+    An identity attestation is the dearest thing the public listener makes (an NSM call, or a
+    P-384 signature on the dev TEE) and runs in a worker thread: without turns, one client
+    sending nonces at once had as many made in parallel as it had connections, and kept the
+    threads (and the NSM) from everyone else. Queues are dropped when empty.
+    """
+
+    def __init__(self) -> None:
+        self._queues: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    @staticmethod
+    def group(request: Request) -> str:
+        host = request.client.host if request.client is not None else ""
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return host
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+            return str(ipaddress.IPv6Network((address, 64), strict=False))
+        return str(address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else address)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, request: Request) -> AsyncIterator[None]:
+        peer = self.group(request)
+        lock, users = self._queues.setdefault(peer, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._queues[peer]
+
+
 def _signed(root: KmsRoot, request: Request, body: bytes, media: str, version: int) -> Response:
     key = root.keyring.signing_key(version)
     headers = {
@@ -160,10 +201,13 @@ def public_app(root: KmsRoot) -> FastAPI:
             parameters=_DERIVE_PARAMS,
         )
 
+    attesting = _OnePerPeer()
+
     async def info(request: Request) -> Response:
         try:
             nonce = parse_hex(query_params(request.scope).get("nonce", ""), name="nonce")
-            document = await root.info(nonce)
+            async with attesting.turn(request):
+                document = await root.info(nonce)
         except InputError as exc:
             return error_response(400, exc.message)
         except ReefError as exc:
