@@ -24,8 +24,8 @@ from reef.attestation import DevAuthority, image_id
 from reef.crypto import generate_x25519
 from reef.errors import ChannelError
 from reef.home import ReefHome
-from reef.kms import KmsRoot, KmsWiring, RootServer, fetch_enclave_seed
-from reef.scallop import ScallopStream, handshake_client
+from reef.kms import KmsRoot, KmsWiring, RootServer, fetch_enclave_seed, fetch_identity
+from reef.scallop import PeerPolicy, ScallopStream, connect, handshake_client
 from reef.testing import wall_ms
 
 pytestmark = pytest.mark.timeout(90)
@@ -193,3 +193,67 @@ async def test_one_client_gets_one_identity_attestation_at_a_time(
         assert [answer.status_code for answer in answers] == [200] * 12
         assert attester.made == 13
         assert attester.most <= 2, f"{attester.most} attestations at once"
+
+
+# ---- an enclave that asks the root to attest in every handshake ----
+
+
+async def test_handshakes_asking_for_the_roots_attestation_share_one_document(
+    tmp_path: Path, authority: DevAuthority
+) -> None:
+    """An enclave may ask the root for its attestation in a handshake (flag A); the root made
+    a new document for every such handshake, in a worker thread. The document names only the
+    root's Scallop key and identity, never anything of the client's (its nonce is empty), so
+    any tenant's enclave could make the root attest (an NSM call each) as fast as it could
+    handshake, 16 at once per address. One document now serves the handshakes of a minute."""
+    attester = CountingAttester(authority, seconds=0.05)
+    store = dev_root_store(ReefHome(tmp_path / "root-home"), authority, ROOT_PCRS)
+    root = KmsRoot.open(store, attester=attester)
+    enclave = Enclave(authority, APP_PCRS)
+    policy = PeerPolicy(roots=[authority.root], image_ids=[image_id(ROOT_PCRS)])
+    async with dev_root_server(root, authority) as server:
+
+        async def handshake() -> bytes:
+            stream = await connect(
+                "127.0.0.1",
+                server.scallop_port,
+                static_key=enclave.secret,
+                policy=policy,
+                auther=enclave.auther,
+            )
+            async with stream:
+                assert stream.peer is not None  # the root attested, and it checked out
+                return stream.peer.public_key
+
+        keys = await asyncio.gather(*(handshake() for _ in range(8)))
+        keys += [await handshake() for _ in range(8)]
+    assert set(keys) == {root.keyring.identity().scallop_key}
+    assert attester.made == 1, f"{attester.made} documents for 16 handshakes"
+
+
+# ---- a rotation while an identity is being attested ----
+
+
+async def test_an_identity_attested_while_the_root_rotates_is_signed_by_its_own_version(
+    tmp_path: Path, authority: DevAuthority
+) -> None:
+    """``/info`` attests the keyring it read, in a worker thread, then signed the answer with
+    the key of whatever version was current *after*: a rotation in between (an admin's, which
+    any client may race with its ``/info``) made it a version-0 identity signed by the
+    version-1 key, which every client refuses as tampered with."""
+    attester = CountingAttester(authority, seconds=0.5)
+    store = dev_root_store(ReefHome(tmp_path / "root-home"), authority, ROOT_PCRS)
+    root = KmsRoot.open(store, attester=attester)
+    async with dev_root_server(root, authority) as server:
+        asked = asyncio.ensure_future(fetch_identity(server.public_url, root=authority.root))
+        for _ in range(100):
+            if attester.running:
+                break
+            await asyncio.sleep(0.01)
+        assert attester.running, "the identity is not being attested"
+        await root.rotate()
+        identity = await asked
+        # The identity as it was when attested: version 0, consistent and signed by it.
+        assert identity.current_version == 0
+        # Asked again, the rotated one.
+        assert (await fetch_identity(server.public_url, root=authority.root)).current_version == 1

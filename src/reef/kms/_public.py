@@ -214,7 +214,9 @@ def public_app(root: KmsRoot) -> FastAPI:
             _log.warning("cannot attest the KMS identity: %s", exc.message)
             return error_response(503, f"cannot attest the KMS identity: {exc.message}")
         body = json.dumps(document).encode()
-        return _signed(root, request, body, "application/json", root.keyring.current_version)
+        # Signed by the version the document describes: a rotation may have happened while
+        # it was attested, and an identity signed by a key it does not list is refused.
+        return _signed(root, request, body, "application/json", document["current_version"])
 
     async def rotate(request: Request) -> Response:
         try:

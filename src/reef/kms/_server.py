@@ -153,10 +153,7 @@ class RootServer:
         if root.attester is not None:
             # A client that asks for the root's attestation gets one naming the Scallop key and
             # committing to the whole identity (as /info); derive servers pin instead of asking.
-            async def auther_fn() -> bytes:
-                return await asyncio.to_thread(root.identity_attestation, b"", keyring=keyring)
-
-            auther = auther_fn
+            auther = _SharedAttestation(root, keyring)
         return await serve_asgi(
             scallop_app(root),
             self.host,
@@ -368,6 +365,37 @@ class DeriveServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+_REUSE_ATTESTATION_S = 60.0
+"""Seconds one handshake attestation of the root serves (clients accept 300 s old ones)."""
+
+
+class _SharedAttestation:
+    """The root's attestation for Scallop handshakes, made once a minute at most (an
+    :data:`~reef.scallop.Auther`).
+
+    It names the root's Scallop key and identity and an empty nonce, nothing of the client's,
+    so every client may be given the same one. Made per handshake, any tenant's enclave could
+    have the root attest (an NSM call each, in a worker thread) as fast as it could handshake.
+    """
+
+    def __init__(self, root: KmsRoot, keyring: RootKeyring) -> None:
+        self._root = root
+        self._keyring = keyring
+        self._lock = asyncio.Lock()
+        self._document = b""
+        self._made_at = 0.0
+
+    async def __call__(self) -> bytes:
+        async with self._lock:  # handshakes that come while one is made wait for it
+            now = asyncio.get_running_loop().time()
+            if not self._document or now - self._made_at >= _REUSE_ATTESTATION_S:
+                self._document = await asyncio.to_thread(
+                    self._root.identity_attestation, b"", keyring=self._keyring
+                )
+                self._made_at = now
+            return self._document
 
 
 def http_attester(url: str, *, timeout: float = 5.0) -> Attester:
