@@ -27,6 +27,7 @@ from reef.market import ImageFetcher, ImagePolicy, ImageStore, RateCard
 from reef.testing import FakeRunner, dev_job_metadata, dev_market
 
 CARD = RateCard.dev().lookup("local", "dev.small")
+HELLO = Path(__file__).resolve().parents[2] / "examples" / "hello"
 
 
 @dataclass
@@ -250,3 +251,132 @@ async def test_an_owner_who_opens_many_jobs_at_once_has_them_all_started(tmp_pat
         jobs = [p.open(1, url) for _ in range(12)]
         await p.until("every enclave", lambda: all(p.cp.enclave(j) is not None for j in jobs))
         assert not any(p.status(j)["last_error"] for j in jobs)
+
+
+# -- a provider killed between a job's end and the removal of its /state ----------------------------
+
+
+def _state_files(home: Path) -> set[str]:
+    """The ``/state`` volumes (directories and files) under ``home``."""
+    root = home / "enclave-state"
+    return {p.name for p in root.iterdir()} if root.is_dir() else set()
+
+
+def _chattr(flag: str, path: Path) -> None:
+    import subprocess
+
+    subprocess.run(["chattr", flag, str(path)], check=True)
+
+
+def _pin(home: Path) -> Path:
+    """Make the one ``/state`` under ``home`` impossible to delete (an immutable file in it, or
+    its volume file), as a removal that fails (a volume still busy) would leave it."""
+    root = home / "enclave-state"
+    volumes = [p for p in root.iterdir() if p.suffix == ".ext4"]
+    if volumes:
+        (target,) = volumes
+    else:
+        (directory,) = [p for p in root.iterdir() if p.is_dir()]
+        target = directory / "pinned"
+        target.write_text("a file the provider cannot delete yet")
+    _chattr("+i", target)
+    return target
+
+
+@pytest.mark.slow
+async def test_a_state_whose_removal_waits_is_removed_after_a_kill(reef_home: Path) -> None:
+    """The ``/state`` removals waiting for a retry lived in the provider's memory only, and a
+    removal that failed with an OS error was dropped at once: a ``reef provider run`` killed
+    (SIGKILL) after a job's end and before its enclave's ``/state`` left the disk never
+    removed it (the enclave that named it was gone, so nothing did). The removals are now
+    noted in the provider's database before the enclave stops, and done when it starts."""
+    import signal
+
+    from dev_tee_support import stop_all_enclaves
+    from market.provider_support import provider_chain, start_provider
+    from net_support import free_port
+    from proc_support import stop_process
+    from reef.enclave import LocalBackend, build_image
+    from reef.home import ReefHome
+
+    hello = reef_home.parent / "hello.img"
+    build_image(HELLO, hello)
+    store = ImageStore(reef_home.parent / "store")
+    served = await serve_image_store(store)
+    backend = LocalBackend(ReefHome(reef_home))
+    pinned: Path | None = None
+    process = None
+    try:
+        async with provider_chain() as chain:
+            port = free_port()
+            chain.register(port)
+            url = f"{served.url}/images/{store.put(hello.read_bytes())}"
+            job = chain.owner.open_job(
+                dev_job_metadata(url).to_json(), chain.provider, CARD.min_rate, 10**7
+            )
+            process = await start_provider(reef_home, chain, port, "--insecure")
+            await _until_job(process, reef_home, port, job, lambda b: _running(b))
+            pinned = _pin(reef_home)
+            left = _state_files(reef_home)
+            chain.owner.revise_rate_initiate(job, 0)
+            await _until_job(process, reef_home, port, job, lambda b: b["phase"] == "done")
+            for _ in range(300):
+                if not [e for e in await backend.list() if e.state in ("starting", "running")]:
+                    break
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(2)  # its removal is tried, and fails
+            assert _state_files(reef_home) & left, "the /state went before the provider died"
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+            await asyncio.to_thread(_chattr, "-i", pinned)
+            pinned = None
+            process = await start_provider(reef_home, chain, port, "--insecure")
+            for _ in range(300):
+                if not _state_files(reef_home) & left:
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                log = (reef_home / "provider.log").read_text(errors="replace")[-3000:]
+                raise AssertionError(f"the /state stayed: {_state_files(reef_home)}\n{log}")
+    finally:
+        if pinned is not None:
+            await asyncio.to_thread(_chattr, "-i", pinned)
+        if process is not None:
+            await stop_process(process)
+        await stop_all_enclaves(backend)
+        await served.aclose()
+
+
+def _running(body: dict[str, Any]) -> bool:
+    enclave = body.get("enclave") or {}
+    return bool(enclave.get("state") == "running")
+
+
+async def _until_job(
+    process: asyncio.subprocess.Process,
+    home: Path,
+    port: int,
+    job: str,
+    check: Callable[[dict[str, Any]], bool],
+) -> dict[str, Any]:
+    """The ``/job`` answer of ``reef provider run`` (on ``port``) once ``check`` holds of it;
+    fails with the provider's log if it dies or ``check`` never holds."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=5) as http:
+        try:
+            async with asyncio.timeout(90):
+                while process.returncode is None:
+                    try:
+                        answer = await http.get(f"http://127.0.0.1:{port}/job", params={"id": job})
+                    except httpx.TransportError:
+                        answer = None
+                    if answer is not None and answer.status_code == 200:
+                        body: dict[str, Any] = answer.json()
+                        if check(body):
+                            return body
+                    await asyncio.sleep(0.2)
+        except TimeoutError:
+            pass
+    log = (home / "provider.log").read_text(errors="replace")[-3000:]
+    raise AssertionError(f"the provider never got there (exit {process.returncode}):\n{log}")

@@ -190,6 +190,18 @@ def _terminated_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+def _pending_states_table(metadata: sa.MetaData) -> sa.Table:
+    """The ``/state`` volumes waiting for removal (:meth:`ControlPlane._mark_stale`), with what
+    each was made for (JSON: image URL, init params in hex, debug flag; null when unknown)."""
+    return sa.Table(
+        "pending_state_removals",
+        metadata,
+        sa.Column("stream", sa.String(120), primary_key=True),
+        sa.Column("state_key", sa.String(200), primary_key=True),
+        sa.Column("made_for", sa.Text, nullable=True),
+    )
+
+
 class ControlPlane:
     """Runs a provider's jobs. See the module docstring for the lifecycle.
 
@@ -291,7 +303,8 @@ class ControlPlane:
         """What each known ``/state`` was made for (image URL, init params, debug): a job that
         should run with the same has it even before its enclave is seen."""
         self._stale_states: set[str] = set()
-        """``/state`` of enclaves that ended or were replaced, removed once no job wants them."""
+        """``/state`` of enclaves that ended or were replaced, removed once no job wants them;
+        kept in the database too (:meth:`_mark_stale`), so a restart still removes them."""
         self._errors: dict[str, str] = {}
         self._restarts: dict[str, int] = {}
         """How often each job's enclave was found dead (crashed, exited, gone) and relaunched."""
@@ -304,6 +317,7 @@ class ControlPlane:
         self._chain_time: int | None = None
         self._metadata = sa.MetaData()
         self._terminated = _terminated_table(self._metadata)
+        self._pending_states = _pending_states_table(self._metadata)
         self._metadata.create_all(feed.engine)
 
     # -- public state -----------------------------------------------------------------------
@@ -373,6 +387,7 @@ class ControlPlane:
             machine = self.book.jobs.get(job_id)
             if machine is not None:
                 machine.mark_terminated(reason)
+        self._load_stale()
         # Decide once, after the whole replay: intermediate states of the history never act.
         for action in self.book.decide(self.now()):
             self._adopt(action)
@@ -627,6 +642,8 @@ class ControlPlane:
             for enclave in await self.runner.list():
                 if enclave.job_id == job_id:
                     self._note_state(job_id, enclave)
+                    if enclave.state_key:
+                        self._mark_stale(enclave.state_key)  # noted before the stop
                     await self.runner.stop(enclave.enclave_id)
                     self._charge_churn(job_id)
             self._have.pop(job_id, None)
@@ -673,6 +690,8 @@ class ControlPlane:
                 # The backend stops the old enclave before starting the new one, so a job never
                 # has two; the old one is forgotten first in case the replacement fails half-way.
                 self._have.pop(job_id, None)
+                if have.state_key:
+                    self._mark_stale(have.state_key)  # kept if the new enclave has it too
                 self._have[job_id] = await self.runner.replace(have.enclave_id, want, image, key)
                 self._replaced_at[job_id] = time.monotonic()
                 self._leases.pop(have.enclave_id, None)  # a replacement starts without a lease
@@ -755,7 +774,7 @@ class ControlPlane:
             return
         before = self._states.get(job_id)
         if before is not None and before != enclave.state_key:
-            self._stale_states.add(before)
+            self._mark_stale(before)
         self._states[job_id] = enclave.state_key
         if spec is None:
             want = self._want.get(job_id)
@@ -767,7 +786,7 @@ class ControlPlane:
         """The job ended: its ``/state`` waits for removal."""
         state = self._states.pop(job_id, None)
         if state is not None:
-            self._stale_states.add(state)
+            self._mark_stale(state)
 
     async def _drop_unwanted_states(self) -> None:
         """Remove the ``/state`` of ended (or replaced) enclaves that no job that should run
@@ -783,18 +802,78 @@ class ControlPlane:
         kept |= {enclave.state_key for enclave in self._have.values()}
         kept |= {state for state, made in self._state_specs.items() if made in identities}
         for state in sorted(self._stale_states):
-            self._stale_states.discard(state)
             if state in kept:
-                continue  # wanted again; noted again when its job ends
+                self._unmark_stale(state)  # wanted again; noted again when its job ends
+                continue
             try:
                 removed = await self.runner.remove_state(state)
-            except ReefError as exc:
+            except (ReefError, OSError) as exc:
+                # OSError too: a file the backend cannot delete must not lose the removal
+                # (nor fail the round that asked).
                 log.warning("cannot remove the /state %s yet: %s", state, _shown(exc))
-                self._stale_states.add(state)
                 continue
+            self._unmark_stale(state)
             self._state_specs.pop(state, None)
             if removed:
                 log.info("removed the /state %s: no job wants it", state)
+
+    def _mark_stale(self, state: str) -> None:
+        """Note ``state`` for removal once no job wants it, in the database before anything
+        acts on it: a provider killed between stopping an enclave and removing its ``/state``
+        (or whose removal failed and waits for a retry) would leave it on disk for good, as
+        the enclave that named it is gone. Written ahead of the stop, so a removal is noted
+        even if the process dies in between; a state still wanted is kept by
+        :meth:`_drop_unwanted_states`, which then forgets the note."""
+        if state in self._stale_states:
+            return
+        self._stale_states.add(state)
+        made = self._state_specs.get(state)
+        made_for = None if made is None else json.dumps([made[0], made[1].hex(), made[2]])
+        try:
+            with self.feed.engine.begin() as conn:
+                conn.execute(
+                    sa.delete(self._pending_states)
+                    .where(self._pending_states.c.stream == self.feed.stream)
+                    .where(self._pending_states.c.state_key == state)
+                )
+                conn.execute(
+                    sa.insert(self._pending_states).values(
+                        stream=self.feed.stream, state_key=state, made_for=made_for
+                    )
+                )
+        except sa.exc.SQLAlchemyError as exc:
+            # Still removed by this run; only a restart before then would forget it.
+            log.warning("cannot record the /state %s for removal: %s", state, exc)
+
+    def _unmark_stale(self, state: str) -> None:
+        """``state`` was removed, or is wanted again: no longer waiting for removal."""
+        self._stale_states.discard(state)
+        try:
+            with self.feed.engine.begin() as conn:
+                conn.execute(
+                    sa.delete(self._pending_states)
+                    .where(self._pending_states.c.stream == self.feed.stream)
+                    .where(self._pending_states.c.state_key == state)
+                )
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("cannot forget the /state %s's removal: %s", state, exc)
+
+    def _load_stale(self) -> None:
+        """The removals noted by earlier runs (:meth:`_mark_stale`), with what each ``/state``
+        was made for, so that a job that should run with the same keeps it."""
+        with self.feed.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(self._pending_states.c.state_key, self._pending_states.c.made_for).where(
+                    self._pending_states.c.stream == self.feed.stream
+                )
+            ).all()
+        for row in rows:
+            state = str(row.state_key)
+            self._stale_states.add(state)
+            if row.made_for is not None and state not in self._state_specs:
+                with contextlib.suppress(ValueError, TypeError):
+                    url, params, debug = json.loads(str(row.made_for))
+                    self._state_specs[state] = (str(url), bytes.fromhex(params), bool(debug))
 
     def _prune_image_cache(self) -> None:
         """On start, keep in the download cache only the images the jobs that should run name.
@@ -919,7 +998,7 @@ class ControlPlane:
                 elif enclave.state_key and enclave.state_key != self._states.get(job_id):
                     # A leftover of an earlier spec of the job (stopped below): its /state
                     # goes unless the job's current spec makes the same one.
-                    self._stale_states.add(enclave.state_key)
+                    self._mark_stale(enclave.state_key)
             keep: RunningEnclave | None = None
             if want is not None:
                 key = launch_key(want)
@@ -929,6 +1008,8 @@ class ControlPlane:
             for enclave in found:
                 if enclave is keep:
                     continue
+                if want is None and enclave.state_key:
+                    self._mark_stale(enclave.state_key)  # noted before the stop
                 log.info(
                     "job %s: stopping enclave %s (%s)",
                     job_id,
