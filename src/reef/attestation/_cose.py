@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import re
+import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -75,28 +76,100 @@ def _decode_error(message: str, *, hint: str | None = None) -> DecodeError:
     return DecodeError(message, hint=hint, reason="decode")
 
 
+# Where a tag 28 or 29 head may be (value sharing, http://cbor.schmorp.de/value-sharing), in
+# any of its encodings: a cheap pre-filter, so that only a document holding such bytes (in a
+# certificate or a signature, say) is walked head by head.
+_SHARING_BYTES = re.compile(
+    rb"\xd8[\x1c\x1d]|\xd9\x00[\x1c\x1d]|\xda\x00\x00\x00[\x1c\x1d]|\xdb\x00{7}[\x1c\x1d]"
+)
+_SHARING_TAGS = (28, 29)
+
+
+def _shares_values(data: bytes) -> bool:
+    """Whether a tag 28 or 29 heads an item of the CBOR in ``data``.
+
+    A linear walk over the heads (RFC 8949 §3): every item starts with one, and only the
+    payload of a byte or text string is not a head, so skipping those visits them all in order
+    without building anything. A reserved additional-information value (28-30) ends the walk:
+    cbor2 refuses that input as malformed.
+    """
+    position, end = 0, len(data)
+    while position < end:
+        head = data[position]
+        major, info = head >> 5, head & 0x1F
+        position += 1
+        if info < 24:
+            argument = info
+        elif info < 28:
+            size = 1 << (info - 24)
+            argument = int.from_bytes(data[position : position + size], "big")
+            position += size
+        elif info == 31:
+            continue  # an indefinite length, or a break
+        else:
+            return False
+        if major == 6 and argument in _SHARING_TAGS:
+            return True
+        if major in (2, 3):
+            position += argument
+    return False
+
+
+class _ShortRepr(reprlib.Repr):
+    """How a stranger's decoded value is shown in a message: a few dozen characters, whatever
+    it is. ``repr`` of an integer over 4 300 digits raises ValueError, so bignums show their
+    width."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxstring = self.maxother = self.maxlong = 40
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 64:
+            return f"<a {x.bit_length()}-bit integer>"
+        return super().repr_int(x, level)
+
+
+_SHORT = _ShortRepr()
+
+
+def _shown(value: object) -> str:
+    """``value`` (decoded from a stranger's CBOR) as a short text for a message."""
+    return _SHORT.repr(value)
+
+
 def _loads_exact(data: bytes, *, what: str) -> Any:
     """Decode exactly one CBOR item that spans all of ``data``.
 
     cbor2.loads silently ignores trailing bytes; a document with bytes after it is not the
-    document that was signed, so it is refused.
+    document that was signed, so it is refused. So is value sharing (tags 28 and 29): no COSE or
+    Nitro message uses it, and a few hundred bytes of it decode to a value whose every walk is
+    exponential in its depth (cbor2 hashes a map key built so while decoding; a message would
+    repr one), which froze the verifier on one request.
     """
+    if _SHARING_BYTES.search(data) and _shares_values(data):
+        raise _decode_error(
+            f"{what} uses CBOR value sharing (tag 28 or 29), which no attestation document uses"
+        )
     stream = io.BytesIO(data)
     try:
         value = cbor2.CBORDecoder(stream).decode()
     # cbor2's errors for malformed input (CBORError; in 5.9 its nesting-depth error is no
     # ValueError), and the other builtin errors its semantic-tag decoders (dates, bignums,
-    # regexes, ...) can raise on crafted input.
+    # regexes, ...) can raise on crafted input: ArithmeticError covers OverflowError and the
+    # decimal module's Overflow and InvalidOperation (a decimal fraction or bigfloat, tags 4 and
+    # 5, with a huge exponent).
     except (
         cbor2.CBORError,
         ValueError,
         TypeError,
         LookupError,
-        OverflowError,
+        ArithmeticError,
         RecursionError,
         EOFError,
     ) as exc:
-        raise _decode_error(f"{what} is not well-formed CBOR: {exc}") from exc
+        raise _decode_error(f"{what} is not well-formed CBOR: {str(exc)[:200]}") from exc
     if stream.tell() != len(data):
         raise _decode_error(f"{what} has {len(data) - stream.tell()} bytes after its CBOR item")
     return value
@@ -233,7 +306,7 @@ class CoseSign1:
             alg = header.get(1)
             if alg != ES384 or isinstance(alg, bool):
                 raise SignatureError(
-                    f"COSE algorithm is {alg!r}, expected ES384 (-35)", reason="algorithm"
+                    f"COSE algorithm is {_shown(alg)}, expected ES384 (-35)", reason="algorithm"
                 )
             if 2 in header:
                 # RFC 9052 §3.1: a critical header we do not understand makes the message invalid.
@@ -338,7 +411,7 @@ class NitroDocument:
             raise _decode_error("the attestation document payload is not a CBOR map")
         for key in item:
             if not isinstance(key, str):
-                raise _decode_error(f"attestation document key {key!r} is not text")
+                raise _decode_error(f"attestation document key {_shown(key)} is not text")
         for name in ("module_id", "digest", "timestamp", "pcrs", "certificate", "cabundle"):
             if name not in item:
                 raise _decode_error(f"attestation document has no {name}")
@@ -348,12 +421,16 @@ class NitroDocument:
             raise _decode_error("document field module_id is not a non-empty text string")
         digest = item["digest"]
         if digest != "SHA384":
-            raise _decode_error(f"document digest is {digest!r}; Nitro documents use 'SHA384'")
+            raise _decode_error(
+                f"document digest is {_shown(digest)}; Nitro documents use 'SHA384'"
+            )
         timestamp = item["timestamp"]
         if isinstance(timestamp, bool) or not isinstance(timestamp, int):
             raise _decode_error("document field timestamp is not an integer")
         if not 0 < timestamp < 1 << 64:
-            raise _decode_error(f"document timestamp {timestamp} is not a positive 64-bit integer")
+            raise _decode_error(
+                f"document timestamp {_shown(timestamp)} is not a positive 64-bit integer"
+            )
 
         raw_pcrs = item["pcrs"]
         if not isinstance(raw_pcrs, Mapping) or not raw_pcrs:
@@ -363,9 +440,9 @@ class NitroDocument:
             # Checked inline (16 PCRs a document): cbor2 decodes integers to exactly int, so the
             # type test also refuses bools (and nothing else CBOR can carry).
             if type(index) is not int:
-                raise _decode_error(f"PCR index {index!r} is not an integer")
+                raise _decode_error(f"PCR index {_shown(index)} is not an integer")
             if not 0 <= index <= _MAX_PCR_INDEX:
-                raise _decode_error(f"PCR index {index} is outside 0..{_MAX_PCR_INDEX}")
+                raise _decode_error(f"PCR index {_shown(index)} is outside 0..{_MAX_PCR_INDEX}")
             if not isinstance(value, _BYTES_TYPES) or len(value) != PCR_LENGTH:
                 raise _decode_error(f"PCR{index} is not a {PCR_LENGTH}-byte string")
             pcrs[index] = bytes(value)

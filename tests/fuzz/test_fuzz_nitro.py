@@ -1,0 +1,352 @@
+"""Nitro attestation documents fuzzed at the CBOR level, behind a valid COSE signature.
+
+Under the mock root (whose private key is public) and the dev root, anyone can sign any payload:
+the payload's CBOR is a stranger's, all the way through decoding, the chain walk and the result.
+These tests sign mutated payloads with a test PKI, so each mutation reaches every check after
+the signature, and require that ``verify`` returns a result or raises an ``AttestationError``.
+
+Mutations are CBOR-aware: a field's value replaced by another type, by hostile items (value
+sharing, bignums, decimal fractions and bigfloats with huge exponents, indefinite lengths, huge
+length heads, tags, nesting past cbor2's limit), duplicate and missing keys, an indefinite-length
+map. ``tests/attestation/test_nitro_fuzz.py`` fuzzes bytes and certificates; this file adds the
+CBOR structure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import cbor2
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fuzz.fuzz_support import FUZZ, examples, mutated, mutations
+from reef.attestation import (
+    CoseSign1,
+    NitroDocument,
+    NitroVerifier,
+    TrustedRoot,
+    VerifiedAttestation,
+    decode_nitro,
+)
+from reef.errors import AttestationError, DecodeError
+
+T = 1_700_000_000_000
+
+
+def _head(major: int, argument: int) -> bytes:
+    """The minimal CBOR head of ``major`` with ``argument`` (RFC 8949 §3)."""
+    if argument < 24:
+        return bytes([major << 5 | argument])
+    for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if argument < 1 << (8 * size):
+            return bytes([major << 5 | info]) + argument.to_bytes(size, "big")
+    raise AssertionError(argument)
+
+
+def _bstr(data: bytes) -> bytes:
+    return _head(2, len(data)) + data
+
+
+def shared_dag(depth: int) -> bytes:
+    """An array that holds the same array twice, ``depth`` times over (tags 28/29): a hundred
+    bytes that decode to a value with 2**depth paths through it."""
+    item = _head(6, 28) + b"\x00"  # the innermost shared value (index depth)
+    for level in range(1, depth + 1):
+        item = _head(6, 28) + b"\x82" + item + _head(6, 29) + _head(0, depth - level + 1)
+    return item
+
+
+_MAX_U64 = b"\x1b\x7f\xff\xff\xff\xff\xff\xff\xff"
+_HOSTILE = (
+    shared_dag(60),
+    b"\xa1" + shared_dag(60) + b"\x00",  # a map whose key is the DAG (hashed while decoding)
+    _head(6, 28) + b"\x81" + _head(6, 29) + b"\x00",  # an array that holds itself
+    b"\xc5\x82" + _MAX_U64 + b"\x01",  # a bigfloat 2**(2**63): decimal.Overflow
+    b"\xc4\x82" + _MAX_U64 + b"\x01",  # a decimal fraction 10**(2**63): InvalidOperation
+    b"\xd8\x1e\x82\x01\x00",  # the rational 1/0
+    b"\xc2" + _bstr(b"\xff" * 3000),  # a 24 000-bit bignum (repr refuses over 4 300 digits)
+    b"\xc3" + _bstr(b"\xff" * 3000),
+    b"\x5f\x41a\x41b\xff",  # indefinite-length byte string
+    b"\x7f\x61a\x61b\xff",  # indefinite-length text
+    b"\x9f\x01\x02\xff",
+    b"\xbf\x61a\x01\xff",
+    b"\x5b\xff\xff\xff\xff\xff\xff\xff\xff",  # a byte string of 2**64 - 1 bytes
+    b"\x9b\x00\x00\x00\x01\x00\x00\x00\x00",  # an array of 2**32 items
+    b"\x81" * 450 + b"\x00",  # nested past cbor2's 400 levels
+    b"\xc1" + _MAX_U64,  # an epoch time past year 9999
+    b"\xc0\x63abc",  # a date that is no date
+    b"\xd8\x23\x61(",  # a regex that does not compile
+    b"\xd9\x01\x02\x82\x80\x80",  # a set of unhashable items
+    b"\xf7",  # undefined
+    b"\xf8\x20",  # simple value 32
+    b"\xf9\x7e\x00",  # half-precision NaN
+    b"\xfb\x7f\xf0\x00\x00\x00\x00\x00\x00",  # infinity
+    b"\x1c",  # reserved additional information
+    b"\xff",  # a break outside any indefinite item
+    b"",  # nothing at all
+)
+
+_plain_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats()
+    | st.binary(max_size=60)
+    | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.one_of(st.text(max_size=6), st.integers(-2, 40)), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+def _encodable(value: Any) -> bytes:
+    try:
+        return cbor2.dumps(value)
+    except (ValueError, TypeError, OverflowError):
+        return b"\xf6"
+
+
+_fragment = st.recursive(
+    st.sampled_from(_HOSTILE) | _plain_values.map(_encodable),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3).map(lambda items: _head(4, len(items)) + b"".join(items)),
+        st.lists(st.tuples(inner, inner), max_size=2).map(
+            lambda pairs: _head(5, len(pairs)) + b"".join(k + v for k, v in pairs)
+        ),
+        st.tuples(st.integers(0, 2**64 - 1), inner).map(lambda t: _head(6, t[0]) + t[1]),
+    ),
+    max_leaves=4,
+)
+"""A raw CBOR item (or a malformed one): hostile items, plain values, and arrays, maps and tags
+of them."""
+
+
+class _Pki:
+    def __init__(self) -> None:
+        self.root_key = ec.generate_private_key(ec.SECP384R1())
+        self.leaf_key = ec.generate_private_key(ec.SECP384R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fuzz root")])
+        start = dt.datetime.fromtimestamp(T / 1000 - 3600, dt.UTC)
+        end = dt.datetime.fromtimestamp(T / 1000 + 3600, dt.UTC)
+        self.root_der = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.root_key.public_key())
+            .serial_number(1)
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.root_key, hashes.SHA384())
+            .public_bytes(Encoding.DER)
+        )
+        self.leaf_der = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fuzz leaf")]))
+            .issuer_name(name)
+            .public_key(self.leaf_key.public_key())
+            .serial_number(2)
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .sign(self.root_key, hashes.SHA384())
+            .public_bytes(Encoding.DER)
+        )
+        self.root = TrustedRoot.from_der(self.root_der, name="fuzz")
+        # One verifier for every example, as a service keeps one: its chain cache is keyed by
+        # exact certificate bytes, so a mutated certificate is still walked.
+        self.verifier = NitroVerifier()
+
+    def fields(self) -> list[tuple[bytes, bytes]]:
+        """The real payload's (key, value) pairs, as raw CBOR, in AWS's order."""
+        document = NitroDocument(
+            module_id="i-0123456789abcdef0-enc0123456789abcdef",
+            timestamp_ms=T,
+            pcrs={i: bytes([i]) * 48 for i in range(16)},
+            certificate=self.leaf_der,
+            cabundle=[self.root_der],
+            public_key=b"k" * 32,
+            user_data=b"u" * 8,
+            nonce=b"n" * 4,
+        )
+        payload = document.encode()
+        pairs = list(cbor2.loads(payload).items())
+        raw = [(cbor2.dumps(k), cbor2.dumps(v)) for k, v in pairs]
+        raw[2] = (raw[2][0], b"\x1b" + T.to_bytes(8, "big"))  # AWS's 8-byte timestamp
+        assert _head(5, len(raw)) + b"".join(k + v for k, v in raw) == payload
+        return raw
+
+    def sign(self, payload: bytes, *, tagged: bool = False) -> bytes:
+        return CoseSign1.sign_es384(payload, self.leaf_key, tagged=tagged).encode()
+
+
+@pytest.fixture(scope="module")
+def pki() -> _Pki:
+    return _Pki()
+
+
+def _verify(pki: _Pki, document: bytes) -> VerifiedAttestation | None:
+    """Verify as a replay (and, once that passes, live); None when refused, which only an
+    AttestationError may do."""
+    verifier = pki.verifier
+    try:
+        verified = verifier.verify(document, root=pki.root, mode="replay")
+        verifier.verify(document, root=pki.root, mode="live", now_ms=T)
+    except AttestationError:
+        return None
+    return verified
+
+
+def test_the_unmutated_payload_verifies(pki: _Pki) -> None:
+    payload = _head(5, 9) + b"".join(k + v for k, v in pki.fields())
+    verified = _verify(pki, pki.sign(payload))
+    assert verified is not None
+    assert verified.timestamp_ms == T
+    assert verified.pcrs[15] == b"\x0f" * 48
+
+
+@settings(FUZZ, max_examples=examples(1.5))
+@given(st.integers(0, 8), _fragment)
+def test_any_cbor_item_as_a_signed_field_value(pki: _Pki, field: int, value: bytes) -> None:
+    pairs = pki.fields()
+    pairs[field] = (pairs[field][0], value)
+    _verify(pki, pki.sign(_head(5, 9) + b"".join(k + v for k, v in pairs)))
+
+
+@FUZZ
+@given(
+    st.lists(st.integers(0, 8), max_size=12),
+    st.sampled_from(["definite", "indefinite", "tagged"]),
+    st.lists(st.tuples(_fragment, _fragment), max_size=2),
+)
+def test_signed_payload_maps_with_duplicate_missing_and_extra_keys(
+    pki: _Pki, order: list[int], form: str, extra: list[tuple[bytes, bytes]]
+) -> None:
+    pairs = pki.fields()
+    chosen = [pairs[i] for i in order] + extra  # repeats, drops and reorders fields
+    body = b"".join(k + v for k, v in chosen)
+    if form == "definite":
+        payload = _head(5, len(chosen)) + body
+    elif form == "indefinite":
+        payload = b"\xbf" + body + b"\xff"
+    else:
+        payload = _head(6, 24) + _head(5, len(chosen)) + body
+    verified = _verify(pki, pki.sign(payload))
+    if verified is not None:
+        # Whatever it accepted, it accepted values of the declared types.
+        assert isinstance(verified.module_id, str)
+        assert all(len(value) == 48 for value in verified.pcrs.values())
+
+
+@FUZZ
+@given(st.integers(0, 3), _fragment, st.booleans())
+def test_any_cbor_item_in_the_envelope(pki: _Pki, slot: int, value: bytes, tagged: bool) -> None:
+    payload = _head(5, 9) + b"".join(k + v for k, v in pki.fields())
+    genuine = CoseSign1.sign_es384(payload, pki.leaf_key)
+    parts = [
+        _bstr(genuine.protected),
+        b"\xa0",
+        _bstr(genuine.payload),
+        _bstr(genuine.signature),
+    ]
+    parts[slot] = value
+    document = (b"\xd2" if tagged else b"") + b"\x84" + b"".join(parts)
+    _verify(pki, document)
+    # The protected header is CBOR inside a byte string: hostile items there too.
+    header = CoseSign1(value, {}, payload, genuine.signature)
+    _verify(pki, header.encode())
+
+
+@FUZZ
+@given(mutations)
+def test_byte_edits_of_a_signed_document(pki: _Pki, edits: list[tuple[str, int, bytes]]) -> None:
+    payload = _head(5, 9) + b"".join(k + v for k, v in pki.fields())
+    document = pki.sign(payload)
+    changed = mutated(document, edits)
+    verified = _verify(pki, changed)
+    if changed != document:
+        assert verified is None, "an edited document verified"
+
+
+# ---- replays of what the fuzzer found ----
+
+
+def _document_with(pki: _Pki, field: int, value: bytes) -> bytes:
+    pairs = pki.fields()
+    pairs[field] = (pairs[field][0], value)
+    return pki.sign(_head(5, 9) + b"".join(k + v for k, v in pairs))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        (1, shared_dag(60)),  # digest: its repr in the message took 2**60 steps
+        (3, b"\xa1" + shared_dag(60) + b"\x00"),  # pcrs: the key is hashed while decoding
+    ],
+    ids=["in-a-message", "as-a-map-key"],
+)
+def test_cbor_value_sharing_is_refused_before_decoding(pki: _Pki, field: int, value: bytes) -> None:
+    # ~400 bytes that froze the verifier: cbor2 hashes the map key (or a message repr()s the
+    # value) by walking every one of its 2**60 paths, holding the GIL, in one request.
+    with pytest.raises(DecodeError, match=r"uses CBOR value sharing \(tag 28 or 29\)"):
+        NitroVerifier().verify(_document_with(pki, field, value), root=pki.root, mode="replay")
+    with pytest.raises(DecodeError, match="value sharing"):
+        decode_nitro(b"\x84" + shared_dag(60) + b"\xa0\x40\x40")
+
+
+def test_value_sharing_inside_a_byte_string_is_only_bytes(pki: _Pki) -> None:
+    # The bytes of a tag 28 head inside a certificate or a signature are not a tag: the walk
+    # skips string payloads, and the document verifies.
+    pairs = pki.fields()
+    pairs[6] = (pairs[6][0], _bstr(b"\xd8\x1c\xd8\x1d" * 8))  # public_key
+    verified = _verify(pki, pki.sign(_head(5, 9) + b"".join(k + v for k, v in pairs)))
+    assert verified is not None
+    assert verified.public_key == b"\xd8\x1c\xd8\x1d" * 8
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (b"\xc5\x82" + _MAX_U64 + b"\x01", "not well-formed CBOR"),  # decimal.Overflow
+        (b"\xc4\x82" + _MAX_U64 + b"\x01", "not well-formed CBOR"),  # decimal.InvalidOperation
+    ],
+    ids=["bigfloat", "decimal-fraction"],
+)
+def test_decimal_tags_with_huge_exponents_are_decode_errors(
+    pki: _Pki, value: bytes, message: str
+) -> None:
+    with pytest.raises(DecodeError, match=message):
+        NitroVerifier().verify(_document_with(pki, 1, value), root=pki.root, mode="replay")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (2, b"\xc2" + _bstr(b"\xff" * 3000), r"timestamp <a 24000-bit integer> is not"),
+        (3, b"\xa1\xc2" + _bstr(b"\xff" * 3000) + _bstr(bytes(48)), r"index <a 24000-bit"),
+    ],
+    ids=["timestamp", "pcr-index"],
+)
+def test_a_huge_bignum_is_named_by_its_width(
+    pki: _Pki, field: int, value: bytes, message: str
+) -> None:
+    # str() of an integer over 4 300 digits raises ValueError: the message itself crashed.
+    with pytest.raises(DecodeError, match=message):
+        NitroVerifier().verify(_document_with(pki, field, value), root=pki.root, mode="replay")
+
+
+def test_a_megabyte_of_heads_is_walked_once() -> None:
+    # The walk for value sharing runs only when tag bytes appear, and is linear: a 1 MB array of
+    # a million small integers with a tag 28 head at its end is refused in one pass.
+    data = b"\x84" + _head(4, 1_000_000) + b"\x01" * 999_990 + _head(6, 28) + b"\x00"
+    with pytest.raises(DecodeError, match="value sharing"):
+        decode_nitro(data)
