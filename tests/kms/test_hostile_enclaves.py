@@ -18,13 +18,22 @@ from pathlib import Path
 
 import httpx
 import pytest
+from eth_account import Account
 
 from kms.kms_support import dev_root_server, dev_root_store
 from reef.attestation import DevAuthority, image_id
+from reef.chain import Devnet, KmsRegistryClient, serve_devnet
 from reef.crypto import generate_x25519
-from reef.errors import ChannelError
+from reef.errors import ChannelError, KMSError
 from reef.home import ReefHome
-from reef.kms import KmsRoot, KmsWiring, RootServer, fetch_enclave_seed, fetch_identity
+from reef.kms import (
+    KmsRoot,
+    KmsWiring,
+    RootServer,
+    RpcApproval,
+    fetch_enclave_seed,
+    fetch_identity,
+)
 from reef.scallop import PeerPolicy, ScallopStream, connect, handshake_client
 from reef.testing import wall_ms
 
@@ -32,6 +41,7 @@ pytestmark = pytest.mark.timeout(90)
 
 ROOT_PCRS = {0: b"\xe0" * 48, 1: b"\xe1" * 48, 2: b"\xe2" * 48}
 APP_PCRS = {0: b"\x30" * 48, 1: b"\x31" * 48, 2: b"\x32" * 48}
+OTHER_PCRS = {0: b"\x40" * 48, 1: b"\x41" * 48, 2: b"\x42" * 48}
 
 
 class Enclave:
@@ -257,3 +267,66 @@ async def test_an_identity_attested_while_the_root_rotates_is_signed_by_its_own_
         assert identity.current_version == 0
         # Asked again, the rotated one.
         assert (await fetch_identity(server.public_url, root=authority.root)).current_version == 1
+
+
+# ---- an enclave that asks about a contract that never finishes ----
+
+LOOP = bytes.fromhex("5b600056")
+"""Runtime code that jumps back to its start until its gas is spent (JUMPDEST PUSH1 0 JUMP)."""
+
+
+def _deploy_runtime(devnet: Devnet, runtime: bytes) -> str:
+    """Deploy ``runtime`` (at most 32 bytes) as a contract's code; return its address."""
+    size = len(runtime)
+    # PUSHn runtime, PUSH1 0, MSTORE, PUSH1 size, PUSH1 32-size, RETURN
+    init = (
+        bytes([0x5F + size]) + runtime + bytes([0x60, 0, 0x52, 0x60, size, 0x60, 32 - size, 0xF3])
+    )
+    w3 = devnet.web3()
+    owner = Account.from_key(devnet.accounts[0].private_key)
+    transaction = {
+        "from": owner.address,
+        "data": "0x" + init.hex(),
+        "gas": 200_000,
+        "gasPrice": w3.eth.gas_price,
+        "nonce": w3.eth.get_transaction_count(owner.address),
+        "chainId": w3.eth.chain_id,
+    }
+    sent = w3.eth.send_raw_transaction(owner.sign_transaction(transaction).raw_transaction)
+    return str(w3.eth.wait_for_transaction_receipt(sent)["contractAddress"])
+
+
+@pytest.mark.slow
+async def test_an_enclave_asking_about_a_looping_contract_does_not_hold_up_others(
+    tmp_path: Path, authority: DevAuthority
+) -> None:
+    """A contract seed costs an ``eth_call`` of the contract the enclave names. A tenant's
+    enclave named a contract that loops: the root let it run on the chain node's whole call
+    budget (5 s of the devnet's EVM each), as many at once as the enclave had channels, so the
+    node's calls queued behind them and an honest enclave's own approval (the same node, the
+    same root) timed out: its contract seed was refused with a 500. The root now gives the
+    check a gas budget of its own and asks about one image's contracts one call at a time."""
+    devnet = Devnet()
+    rpc = await serve_devnet(devnet, port=0)
+    try:
+        honest, hostile = Enclave(authority, APP_PCRS), Enclave(authority, OTHER_PCRS)
+        w3 = devnet.web3()
+        owner = Account.from_key(devnet.accounts[0].private_key)
+        registry = await asyncio.to_thread(KmsRegistryClient.deploy, w3, owner, [honest.image_id])
+        loop = await asyncio.to_thread(_deploy_runtime, devnet, LOOP)
+        approval = RpcApproval(rpc.url, w3.eth.chain_id)
+        store = dev_root_store(ReefHome(tmp_path / "root-home"), authority, ROOT_PCRS)
+        root = KmsRoot.open(store, approval=approval)
+        async with dev_root_server(root, authority) as server:
+            looping = server.wiring(contract_address=loop)
+            flood = [asyncio.ensure_future(hostile.fetch(looping)) for _ in range(6)]
+            await asyncio.sleep(0.5)  # the looping calls are under way
+            seed = await honest.fetch(server.wiring(contract_address=registry.address))
+            assert seed == root.keyring.contract_seed(w3.eth.chain_id, registry.address)
+            refused = await asyncio.gather(*flood, return_exceptions=True)
+        # The hostile enclave gets no seed, and is told why.
+        assert all(isinstance(answer, KMSError) for answer in refused), refused
+        assert any("gas" in str(answer) for answer in refused), refused
+    finally:
+        await rpc.aclose()
+        devnet.close()

@@ -8,6 +8,11 @@ call is one fixed selector, and a blocking web3 provider would stall every other
 A reverting call, or an address with no code (empty return data), is an answer — "not approved" —
 not a failure; only an unreachable or misbehaving RPC endpoint is an error (the server's 500).
 
+The contract is the requesting enclave's choice, so the call runs with a gas budget of the root's
+(:data:`APPROVAL_GAS`, some forty times what a registry lookup needs) rather than the node's
+whole call budget: a contract that loops costs the node a fraction of a second, not its call
+timeout (5 s of the devnet's EVM), and exceeding the budget is an error that says so.
+
 The endpoint may be a public node, or answered by whoever sits on the way: its answer is read
 through :mod:`reef._fetch`, within the timeout (head and body together) and
 :data:`MAX_RPC_ANSWER` bytes, so it cannot hang or fill the root that serves every enclave's seeds.
@@ -26,9 +31,11 @@ from reef.encoding import parse_bytes32
 from reef.errors import ConfigError, RPCError, ServiceError
 from reef.kms._derive import _IMAGE_ID_HINT
 
-__all__ = ["OYSTER_KMS_VERIFY_SELECTOR", "ImageApproval", "RpcApproval"]
+__all__ = ["APPROVAL_GAS", "OYSTER_KMS_VERIFY_SELECTOR", "ImageApproval", "RpcApproval"]
 
 OYSTER_KMS_VERIFY_SELECTOR = keccak256(b"oysterKMSVerify(bytes32)")[:4]
+APPROVAL_GAS: Final = 1_000_000
+"""Gas an ``oysterKMSVerify`` call may use (a registry lookup needs about 25 000)."""
 MAX_RPC_ANSWER: Final = 64 * 1024
 """The longest JSON-RPC answer read: an eth_call of a bool, or an error message."""
 _HINT: Final = "check --rpc-url and that the chain is running"
@@ -123,14 +130,21 @@ class RpcApproval:
         """
         image_id = parse_bytes32(image_id, name="image id", hint=_IMAGE_ID_HINT)
         data = "0x" + (OYSTER_KMS_VERIFY_SELECTOR + image_id).hex()
-        reply = await self._rpc("eth_call", [{"to": address, "data": data}, "latest"])
+        call = {"to": address, "data": data, "gas": hex(APPROVAL_GAS)}
+        reply = await self._rpc("eth_call", [call, "latest"])
         if "error" in reply:
             error = reply["error"]
             message = str(error.get("message", "")) if isinstance(error, dict) else str(error)
             # Execution reverted: the contract refuses (or lacks the function). That is a "no".
             if "revert" in message.lower() or (isinstance(error, dict) and error.get("code") == 3):
                 return False
-            raise RPCError(f"eth_call to {address} failed: {message}")
+            if _out_of_gas(message):
+                raise RPCError(
+                    f"oysterKMSVerify on {address} needs more than the {APPROVAL_GAS} gas this "
+                    f"KMS root lets it use ({message[:120]})",
+                    hint="a contract that approves images must answer within that budget",
+                )
+            raise RPCError(f"eth_call to {address} failed: {message[:200]}")
         result = reply.get("result")
         if not isinstance(result, str) or not result.startswith("0x"):
             raise RPCError(f"eth_call to {address} answered {result!r}")
@@ -140,3 +154,10 @@ class RpcApproval:
         if len(raw) != 32 or raw[:31] != bytes(31) or raw[31] > 1:
             raise RPCError(f"oysterKMSVerify on {address} returned {result[:80]!r}, not a bool")
         return raw[31] == 1
+
+
+def _out_of_gas(message: str) -> bool:
+    """Whether an eth_call error says the call ran out of its gas (geth and anvil: "out of
+    gas"; reef's devnet and hardhat: "gas required exceeds allowance")."""
+    lowered = message.lower()
+    return "out of gas" in lowered or "gas required exceeds" in lowered or "outofgas" in lowered

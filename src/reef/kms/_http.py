@@ -14,10 +14,13 @@ header limits, a larger body cap) sits outside this one.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ipaddress
 import re
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Scope
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_BODY",
+    "OneAtATime",
     "MAX_URI",
     "PATH_PARAM",
     "REQUEST_TIMEOUT_S",
@@ -46,6 +50,7 @@ __all__ = [
     "parse_image_id",
     "parse_path",
     "parse_version",
+    "peer_group",
     "query_params",
     "raw_uri",
     "versioned_answer",
@@ -137,6 +142,52 @@ def query_params(scope: Scope) -> dict[str, str]:
             hint="percent-encode the UTF-8 bytes of the text (e.g. %C3%A9 for é)",
         ) from exc
     return dict(pairs)
+
+
+_K = TypeVar("_K", bound=Hashable)
+
+
+class OneAtATime(Generic[_K]):
+    """One turn at a time per key (a client address, an image id), each key its own queue.
+
+    What a server makes dearly for strangers (an attestation, a call to the chain) is made
+    for one key at a time: a client cannot have more of it under way by opening more
+    connections, nor hold up anyone under another key. Queues are dropped when empty.
+    """
+
+    def __init__(self) -> None:
+        self._queues: dict[_K, tuple[asyncio.Lock, list[int]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._queues)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: _K) -> AsyncIterator[None]:
+        """Wait for ``key``'s turn, and hold it for the ``async with`` block."""
+        lock, users = self._queues.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._queues[key]
+
+
+def peer_group(request: Request) -> str:
+    """The address a request's turns are counted under: its client's IPv4 address, or the /64
+    of an IPv6 one (the block one host usually gets)."""
+    host = request.client.host if request.client is not None else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 def parse_image_id(text: str) -> bytes:

@@ -30,12 +30,8 @@ bytes to U+FFFD): the schema documents them, the handlers parse them.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import ipaddress
 import json
 import logging
-from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import FastAPI
@@ -51,6 +47,7 @@ from reef.kms._http import (
     PATH_PARAM,
     VERSION_HEADER,
     VERSION_PARAM,
+    OneAtATime,
     add_kms_route,
     error_response,
     kms_guard,
@@ -58,6 +55,7 @@ from reef.kms._http import (
     parse_image_id,
     parse_path,
     parse_version,
+    peer_group,
     query_params,
     raw_uri,
     versioned_answer,
@@ -104,43 +102,6 @@ def _signed_answer(description: str, media: str, schema: dict[str, Any]) -> dict
 class _RotateModel(BaseModel):
     version: int = Field(description="the new root seed version")
     signature: str = Field(description="the admin's 65-byte signature, hex")
-
-
-class _OnePerPeer:
-    """One turn at a time per client address (an IPv6 client's /64), each address its own queue.
-
-    An identity attestation is the dearest thing the public listener makes (an NSM call, or a
-    P-384 signature on the dev TEE) and runs in a worker thread: without turns, one client
-    sending nonces at once had as many made in parallel as it had connections, and kept the
-    threads (and the NSM) from everyone else. Queues are dropped when empty.
-    """
-
-    def __init__(self) -> None:
-        self._queues: dict[str, tuple[asyncio.Lock, list[int]]] = {}
-
-    @staticmethod
-    def group(request: Request) -> str:
-        host = request.client.host if request.client is not None else ""
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return host
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
-            return str(ipaddress.IPv6Network((address, 64), strict=False))
-        return str(address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else address)
-
-    @contextlib.asynccontextmanager
-    async def turn(self, request: Request) -> AsyncIterator[None]:
-        peer = self.group(request)
-        lock, users = self._queues.setdefault(peer, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._queues[peer]
 
 
 def _signed(root: KmsRoot, request: Request, body: bytes, media: str, version: int) -> Response:
@@ -201,12 +162,16 @@ def public_app(root: KmsRoot) -> FastAPI:
             parameters=_DERIVE_PARAMS,
         )
 
-    attesting = _OnePerPeer()
+    # An identity attestation is the dearest thing this listener makes (an NSM call, or a
+    # P-384 signature on the dev TEE), in a worker thread: without turns, one client sending
+    # nonces at once had as many made in parallel as it had connections, and kept the threads
+    # (and the NSM) from everyone else.
+    attesting: OneAtATime[str] = OneAtATime()
 
     async def info(request: Request) -> Response:
         try:
             nonce = parse_hex(query_params(request.scope).get("nonce", ""), name="nonce")
-            async with attesting.turn(request):
+            async with attesting.turn(peer_group(request)):
                 document = await root.info(nonce)
         except InputError as exc:
             return error_response(400, exc.message)

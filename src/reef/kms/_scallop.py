@@ -46,6 +46,7 @@ from reef.kms._derive import _IMAGE_ID_HINT
 from reef.kms._http import (
     VERSION_HEADER,
     VERSION_PARAM,
+    OneAtATime,
     add_kms_route,
     answered_version,
     error_response,
@@ -103,6 +104,11 @@ def scallop_app(root: KmsRoot) -> LightApi:
     """The root's ``/derive`` app, to be served with :func:`reef.scallop.serve_asgi`."""
     from reef.scallop import scallop_peer
 
+    # The chain is asked about one image's contracts one call at a time: an enclave that names
+    # a contract which loops (or answers slowly) costs the chain node one call at a time,
+    # however many channels it opens, and the calls of other images do not queue behind its.
+    asking: OneAtATime[bytes] = OneAtATime()
+
     async def derive(request: Request) -> Response:
         try:
             peer = scallop_peer(request)
@@ -130,7 +136,8 @@ def scallop_app(root: KmsRoot) -> LightApi:
             if approval is None:
                 return error_response(400, "this KMS root serves no contract-based seeds")
             try:
-                approved = await approval(address, image_id)
+                async with asking.turn(image_id):
+                    approved = await approval(address, image_id)
             except ChainError as exc:
                 _log.warning("cannot ask %s about image %s: %s", address, image_id.hex(), exc)
                 return error_response(500, f"cannot ask the chain: {exc.message}")
