@@ -79,8 +79,6 @@ DEFAULT_DISK_RESERVE = 1 << 30
 DEFAULT_MAX_DOWNLOADS = 64
 """How many image downloads run at once, by default (128 descriptors, far below the usual
 limit of 1024)."""
-DEFAULT_RESOLVER_THREADS = 8
-"""How many threads image downloads look host names up in (their own: see :class:`_Resolver`)."""
 RESOLVE_TIMEOUT_S = 10.0
 """How long one image host's name lookup may take, waiting for a thread included."""
 _DISK_CHECK_EVERY = 8 << 20  # bytes written between two looks at the free space
@@ -382,19 +380,29 @@ class _Resolver:
     ``getaddrinfo`` blocks its thread for as long as the name's DNS server makes it (glibc's
     timeout and retries: seconds to a minute), and the name is a stranger's choice. In asyncio's
     default pool (6 threads on 2 cores) a few strangers' names held every thread the provider's
-    indexer reads the chain in; here they hold at most ``threads`` threads, each lookup is given
-    up on after ``timeout`` seconds (a lookup still queued is dropped; one under way ends with
-    the resolver's own timeout), and an address written in the URL needs no lookup at all.
+    indexer reads the chain in. Here:
+
+    * lookups hold at most ``threads`` threads of their own (as many as downloads run at once);
+    * a name is looked up once at a time, however many downloads ask for it: retries of a
+      download whose name never resolves wait for the lookup under way instead of taking
+      another thread each, so a few strangers cannot hold every thread and starve other
+      tenants' names (an object store's);
+    * each caller gives up after ``timeout`` seconds (the download is retried); the lookup
+      itself ends with the resolver's own timeout;
+    * an address written in the URL needs no lookup at all.
+
     Lookups go through :func:`socket.getaddrinfo`, so ``/etc/hosts`` and nsswitch apply as for
     any other program on the host (an asynchronous DNS client would skip them).
     """
 
     def __init__(
-        self, threads: int = DEFAULT_RESOLVER_THREADS, timeout: float = RESOLVE_TIMEOUT_S
+        self, threads: int = DEFAULT_MAX_DOWNLOADS, timeout: float = RESOLVE_TIMEOUT_S
     ) -> None:
         self._threads = threads
         self._timeout = timeout
         self._pool: ThreadPoolExecutor | None = None
+        self._lookups: dict[tuple[str, int], asyncio.Future[list[Any]]] = {}
+        """Lookups under way, by name and port."""
 
     async def resolve(self, host: str, port: int) -> list[IPAddress]:
         """The addresses ``host`` resolves to, in the resolver's order, each once.
@@ -407,12 +415,10 @@ class _Resolver:
             return [ipaddress.ip_address(host.split("%", 1)[0])]
         except ValueError:
             pass
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="reef-image-dns")
-        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._timeout):
-                infos = await loop.run_in_executor(self._pool, _getaddrinfo, host, port)
+                # Shielded: a caller giving up leaves the lookup to whoever asks next.
+                infos = await asyncio.shield(self._lookup(host, port))
         except TimeoutError as exc:
             raise httpcore.ConnectError(
                 f"cannot resolve {host}: its DNS server did not answer within {self._timeout:g} s"
@@ -426,9 +432,30 @@ class _Resolver:
                 found.append(address)
         return found
 
+    def _lookup(self, host: str, port: int) -> asyncio.Future[list[Any]]:
+        """The lookup of ``host`` under way, or a new one."""
+        key = (host, port)
+        lookup = self._lookups.get(key)
+        if lookup is not None:
+            return lookup
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="reef-image-dns")
+        lookup = asyncio.get_running_loop().run_in_executor(self._pool, _getaddrinfo, host, port)
+        self._lookups[key] = lookup
+
+        def done(finished: asyncio.Future[list[Any]]) -> None:
+            if self._lookups.get(key) is finished:
+                del self._lookups[key]
+            if not finished.cancelled():
+                finished.exception()  # retrieved: whoever waited got it, if anyone did
+
+        lookup.add_done_callback(done)
+        return lookup
+
     def close(self) -> None:
         """Let the threads go (a lookup under way ends by itself); a later lookup starts anew."""
         pool, self._pool = self._pool, None
+        self._lookups.clear()
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
 
@@ -464,10 +491,10 @@ class ImageFetcher:
         max_downloads: how many downloads run at once; others wait their turn (each holds a
             socket and a file: strangers naming slow servers must not take every descriptor
             the provider has, its own server's and database's included).
-        resolver_threads: how many threads look image hosts' names up (their own pool: a
-            stranger's name whose DNS server never answers holds its thread for the resolver's
-            whole timeout, and asyncio's default pool is the one the provider's indexer reads
-            the chain in).
+        resolver_threads: how many threads look image hosts' names up, by default
+            ``max_downloads`` (their own pool: a stranger's name whose DNS server never answers
+            holds its thread for the resolver's whole timeout, and asyncio's default pool is
+            the one the provider's indexer reads the chain in).
         resolve_timeout: how long one name lookup may take (a thread's wait included); past
             it the download fails, to be retried.
 
@@ -486,7 +513,7 @@ class ImageFetcher:
         max_downloads: int = DEFAULT_MAX_DOWNLOADS,
         timeout: float = 120.0,
         transport: httpx.AsyncBaseTransport | None = None,
-        resolver_threads: int = DEFAULT_RESOLVER_THREADS,
+        resolver_threads: int | None = None,
         resolve_timeout: float = RESOLVE_TIMEOUT_S,
     ) -> None:
         self._cache = cache
@@ -497,7 +524,9 @@ class ImageFetcher:
         self._slots = asyncio.Semaphore(max_downloads)
         self._timeout = timeout
         self._transport = transport
-        self._resolver = _Resolver(resolver_threads, resolve_timeout)
+        self._resolver = _Resolver(
+            max_downloads if resolver_threads is None else resolver_threads, resolve_timeout
+        )
         self._ssl_context: ssl.SSLContext | None = None
 
     def close(self) -> None:
