@@ -330,3 +330,48 @@ async def test_an_enclave_asking_about_a_looping_contract_does_not_hold_up_other
     finally:
         await rpc.aclose()
         devnet.close()
+
+
+# ---- a local process that waits for the Scallop port to be free ----
+
+
+async def _squat(port: int, stop: asyncio.Event) -> socket.socket | None:
+    """Try to listen on ``port`` at every turn of the loop until ``stop``; the socket if won."""
+    while not stop.is_set():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+        except OSError:
+            sock.close()
+            await asyncio.sleep(0)
+            continue
+        return sock
+    return None
+
+
+async def test_a_rotation_never_lets_go_of_the_scallop_port(
+    server: RootServer, authority: DevAuthority
+) -> None:
+    """A rotation closed the Scallop listener and listened again on its port with the new
+    key. In between the port was free: any local process waiting for it (a tenant's
+    workload on the root's host) took it, the root's listener could not come back, and the
+    rotated root served no enclave seed at all until restarted. The listener now takes its
+    new key in place."""
+    enclave = Enclave(authority, APP_PCRS)
+    stop = asyncio.Event()
+    squatter = asyncio.ensure_future(_squat(server.scallop_port, stop))
+    try:
+        await asyncio.sleep(0.05)
+        await server.root.rotate()
+    finally:
+        stop.set()
+        won = await squatter
+        if won is not None:
+            won.close()
+    assert won is None, "a local process took the Scallop port during the rotation"
+    seed, version = await fetch_enclave_seed(
+        server.wiring(), static_key=enclave.secret, auther=enclave.auther, deadline_s=10
+    )
+    assert (seed, version) == (server.root.keyring.enclave_seed(enclave.image_id), 1)

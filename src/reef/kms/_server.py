@@ -2,7 +2,8 @@
 
 :class:`RootServer` runs a :class:`KmsRoot` on a Scallop listener (``/derive``, served with
 :func:`reef.scallop.serve_asgi`) and a public HTTP listener (uvicorn). After a rotation the Scallop
-listener is restarted on the same port with the new version's key.
+listener answers new handshakes with the new version's key; it keeps its socket (listening again
+would leave the port free for a moment, for any local process to take).
 
 :class:`DeriveServer` runs inside an enclave's trusted base: it waits for the root's port, fetches
 the enclave seed over Scallop, then serves :func:`derive_server_app` on loopback.
@@ -140,27 +141,27 @@ class RootServer:
         self._scallop: ScallopServer | None = None
         self._scallop_port: int | None = None
         self._public_port: int | None = None
-        self._rekey_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"RootServer({self.host}, scallop={self._scallop_port}, public={self._public_port})"
 
+    def _auther(self, keyring: RootKeyring) -> Auther | None:
+        if self.root.attester is None:
+            return None
+        # A client that asks for the root's attestation gets one naming the Scallop key and
+        # committing to the whole identity (as /info); derive servers pin instead of asking.
+        return _SharedAttestation(self.root, keyring)
+
     async def _serve_scallop(self, keyring: RootKeyring, port: int) -> ScallopServer:
         from reef.scallop import serve_asgi
 
-        root = self.root
-        auther = None
-        if root.attester is not None:
-            # A client that asks for the root's attestation gets one naming the Scallop key and
-            # committing to the whole identity (as /info); derive servers pin instead of asking.
-            auther = _SharedAttestation(root, keyring)
         return await serve_asgi(
-            scallop_app(root),
+            scallop_app(self.root),
             self.host,
             port,
             static_key=keyring.scallop_secret(),
             policy=client_policy(self._peer_roots, max_age_ms=self._max_age_ms, clock=self._clock),
-            auther=auther,
+            auther=self._auther(keyring),
             handshake_timeout=5.0,
             # Slots shared per peer address (reef.scallop._slots): a crowd of stalled handshakes
             # cannot keep enclaves from their seeds (issue 11). Enclaves of one provider host
@@ -198,17 +199,14 @@ class RootServer:
         )
 
     async def _rekey(self, keyring: RootKeyring) -> None:
-        async with self._rekey_lock:
-            if self._scallop is None or self._scallop_port is None:
-                return
-            old = self._scallop
-            await old.aclose()
-            self._scallop = await self._serve_scallop(keyring, self._scallop_port)
-            _log.info(
-                "KMS root rotated to v%d: Scallop key %s",
-                keyring.current_version,
-                keyring.identity().scallop_key.hex(),
-            )
+        if self._scallop is None:
+            return
+        self._scallop.rekey(keyring.scallop_secret(), auther=self._auther(keyring))
+        _log.info(
+            "KMS root rotated to v%d: Scallop key %s",
+            keyring.current_version,
+            keyring.identity().scallop_key.hex(),
+        )
 
     @property
     def scallop_port(self) -> int:

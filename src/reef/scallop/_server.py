@@ -318,6 +318,21 @@ class ScallopServer(_Closing):
         if not task.done():
             task.cancel()
 
+    def rekey(self, static_key: bytes, *, auther: Auther | None) -> None:
+        """Answer handshakes that begin from now on with ``static_key`` (and ``auther``).
+
+        The listening socket is kept: closing it and listening again would leave the port free
+        for a moment, for any local process to take. Handshakes under way and channels already
+        open keep the key they began with.
+
+        Raises:
+            InputError: the key is not a 32-byte X25519 secret.
+        """
+        _check_static_key(static_key)
+        self._static_key = bytes(static_key)
+        self.static_public = x25519_public_key(self._static_key)
+        self._auther = auther
+
     def close(self) -> None:
         """Stop listening and close every open connection."""
         if self._server is not None:
