@@ -386,3 +386,55 @@ async def _until_job(
             pass
     log = (home / "provider.log").read_text(errors="replace")[-3000:]
     raise AssertionError(f"the provider never got there (exit {process.returncode}):\n{log}")
+
+
+# -- uploads that would fill the store's disk -------------------------------------------------------
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "streamed"])
+async def test_an_upload_stops_before_the_store_disk_reserve(
+    tmp_path: Path, declared: bool
+) -> None:
+    """The store's quota is per account (2 GiB), and an account needs only some funds (1 wei
+    does) to upload: accounts enough filled the disk that the provider's database and its
+    enclaves' ``/state`` live on (the image downloads kept 1 GiB free; uploads kept none). An
+    upload now stops where it would eat into the free space the store keeps
+    (``image_store_app(disk_reserve=…)``), with 507 and what to do; before its body when its
+    length is declared. Here the reserve is the disk's free space less 8 MiB and the image
+    64 MiB; the store keeps serving, and keeps nothing of the refused upload."""
+    import shutil
+
+    import httpx
+
+    from reef.market import UploadPolicy, image_store_app
+    from reef.node import serve_app
+
+    store = ImageStore(tmp_path / "store")
+    kept = store.put(b"an image already there")
+    reserve = shutil.disk_usage(tmp_path).free - (8 << 20)
+    served = await serve_app(
+        image_store_app(store, uploads=UploadPolicy.anyone(), disk_reserve=reserve),
+        host="127.0.0.1",
+        port=0,
+        what="store",
+    )
+    size = 64 << 20
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(size >> 20):
+            yield b"\1" * (1 << 20)
+
+    try:
+        async with httpx.AsyncClient(timeout=60) as http:
+            content: Any = b"\1" * size if declared else body()
+            answer = await http.post(f"{served.url}/images", content=content)
+            assert answer.status_code == 507, answer.text
+            error = answer.json()["error"]
+            assert "bytes free" in error
+            assert "the store keeps free" in error
+            assert (f"an image of {size} bytes" in error) == declared
+            again = await http.get(f"{served.url}/images/{kept}")
+            assert again.content == b"an image already there"
+    finally:
+        await served.aclose()
+    assert [p.name for p in store.root.iterdir() if not p.name.startswith(".uploaders")] == [kept]

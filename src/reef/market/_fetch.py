@@ -67,15 +67,13 @@ from reef._fetch import FetchError, request_to, stream_bounded
 from reef.chain import Address, parse_address
 from reef.encoding import terminal_text
 from reef.errors import ConfigError, ImageError, ServiceError
-from reef.market._image_store import SHA256_HEX, ImageStore, Upload
+from reef.market._image_store import DEFAULT_DISK_RESERVE, SHA256_HEX, ImageStore, Upload
 
 __all__ = ["FetchedImage", "ImageFetcher", "ImagePolicy", "read_list_file", "read_owner_list"]
 
 log = logging.getLogger("reef.market.fetch")
 
 DEFAULT_MAX_DOWNLOAD = 4 * 1024**3  # Oyster's limit for an EIF
-DEFAULT_DISK_RESERVE = 1 << 30
-"""The free space image downloads leave on the cache's filesystem (1 GiB)."""
 DEFAULT_MAX_DOWNLOADS = 64
 """How many image downloads run at once, by default (128 descriptors, far below the usual
 limit of 1024)."""

@@ -39,6 +39,7 @@ import fcntl
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +72,19 @@ __all__ = ["ImageStore", "image_store_app", "upload_image"]
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 DEFAULT_MAX_IMAGE_BYTES = 512 * 1024**2
+DEFAULT_DISK_RESERVE = 1 << 30
+"""The free space image uploads and downloads leave on their filesystem (1 GiB)."""
+_DISK_CHECK_EVERY = 8 << 20  # bytes written between two looks at the free space
+
+
+def disk_shortage(root: Path, reserve: int, coming: int = 0) -> int | None:
+    """The free bytes on ``root``'s filesystem when ``coming`` more would leave less than
+    ``reserve`` there, else ``None`` (also when the free space cannot be read)."""
+    try:
+        free = shutil.disk_usage(root).free
+    except OSError:
+        return None
+    return free if free - coming < reserve else None
 
 
 def check_sha256(text: str) -> str:
@@ -260,9 +274,15 @@ def image_store_app(
     uploads: UploadPolicy,
     public_url: str | None = None,
     max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+    disk_reserve: int = DEFAULT_DISK_RESERVE,
 ) -> FastAPI:
     """The store's HTTP API. ``uploads`` decides who may upload (see the module docstring);
-    ``public_url`` is the base URL printed in upload answers."""
+    ``public_url`` is the base URL printed in upload answers.
+
+    An upload stops (507, to be tried later) where it would leave less than ``disk_reserve``
+    bytes free on the store's filesystem, before its body when its length is declared: the
+    quota is per account, accounts cost next to nothing (1 wei of funds), and the provider's
+    database and its enclaves' ``/state`` live on that disk."""
     ledger = UploadLedger(store.ledger_path)
     under_way: dict[str, int] = {}
     """Bytes each account's uploads hold now (temporary files not yet committed)."""
@@ -272,6 +292,15 @@ def image_store_app(
         return f"{base}/images/{digest}"
 
     too_large = f"the image is larger than the store's limit of {max_bytes} bytes"
+
+    def full(free: int, size: int | None) -> Response:
+        what = f"an image of {size} bytes" if size else "this upload"
+        return json_error(
+            507,
+            f"the store's disk has {free} bytes free, and {what} would leave less than the "
+            f"{disk_reserve} bytes the store keeps free (for the provider's database and its "
+            "enclaves' /state); try again later, or ask the store's operator to free space",
+        )
 
     async def receive(request: Request, expect: str | None) -> Response:
         declared = request.headers.get("content-length")
@@ -292,9 +321,20 @@ def image_store_app(
         except UploadDenied as exc:
             return json_error(exc.status, f"{exc.message}; {exc.hint}" if exc.hint else exc.message)
         counted = None if existed else uploader
+        short = disk_shortage(store.root, disk_reserve, size or 0)
+        if short is not None:
+            return full(short, size)
         upload = store.writer(expect=expect)
+        unchecked = 0
         try:
             async for chunk in request.stream():
+                unchecked += len(chunk)
+                if unchecked >= _DISK_CHECK_EVERY:
+                    unchecked = 0
+                    short = disk_shortage(store.root, disk_reserve, len(chunk))
+                    if short is not None:
+                        upload.abort()
+                        return full(short, None)
                 if upload.size + len(chunk) > max_bytes:
                     upload.abort()
                     return json_error(413, too_large)
@@ -367,6 +407,7 @@ def image_store_app(
             401: "no or a malformed upload authorization",
             403: "a bad signature, or an unfunded account",
             413: f"an image over {max_bytes} bytes, or over the uploader's quota",
+            507: "an upload that would leave the store's disk less free space than it keeps",
         }
     )
     upload_routes = (
