@@ -16,6 +16,7 @@ Exit codes: 0 the function answered (code 0), 1 it got another verdict (timeout,
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -30,6 +31,7 @@ from reef.cli._output import (
     print_mapping,
     print_result,
     print_rows,
+    print_table,
     tell,
     tx_printer,
 )
@@ -48,6 +50,7 @@ __all__ = ["register"]
 app, register = command_group("fn")
 
 ENTRY = "index.js"
+_MIN_MEMORY_MIB = 64  # reef.serverless.Limits' floor, in the flag's unit
 
 TEMPLATE_JS = """\
 // A reef serverless function: an ES-module worker. The caller's input is the request body;
@@ -130,6 +133,12 @@ def _limits(
 ) -> Limits:
     from reef.serverless import Limits
 
+    if memory_mib is not None and memory_mib < _MIN_MEMORY_MIB:
+        # Limits counts bytes; the flag is in MiB, and so is what it says.
+        raise InputError(
+            f"--memory-mib must be at least {_MIN_MEMORY_MIB}, got {memory_mib}",
+            hint="an idle workerd alone uses about 50 MiB; the default is 256",
+        )
     defaults = Limits()
     return Limits(
         timeout_ms=defaults.timeout_ms if timeout_ms is None else timeout_ms,
@@ -151,6 +160,20 @@ async def _run_once(source: bytes, body: bytes, limits: Limits) -> CallResult:
     binary = await asyncio.to_thread(ensure_workerd, home)
     async with FunctionRuntime(binary, limits=limits, max_idle=0) as runtime:
         return await runtime.run(source, body)
+
+
+_WORKERD_UNCAUGHT = re.compile(
+    r"^workerd/\S+: error: Uncaught exception: (?:\S+: failed: )?(?:remote\.)?jsg\.(\w+): ",
+    re.MULTILINE,
+)
+"""How workerd logs an exception a request's handler threw (its source file and line, the
+assertion that carried it, the JS type through ``jsg``): people read ``Uncaught Error: ...``."""
+
+
+def _readable_logs(logs: str) -> str:
+    """A call's logs for people: workerd's report of an uncaught exception as the exception
+    (``Uncaught Error: boom``), without workerd's own source locations; the rest as it is."""
+    return _WORKERD_UNCAUGHT.sub(r"Uncaught \1: ", logs).rstrip("\n")
 
 
 def _text(output: bytes) -> str | None:
@@ -175,10 +198,16 @@ def _print_output(data: dict[str, Any]) -> None:
         shown["sign_timestamp"] = f"{format_time(seconds)} ({seconds})"
     for money in ("deposit", "charged"):  # token base units: in rUSD too, as reef jobs says
         if money in shown:
-            from reef.chain import format_amount
-
-            shown[money] = f"{format_amount(shown[money])} rUSD ({shown[money]})"
+            shown[money] = _rusd(shown[money])
     print_mapping(shown)
+
+
+def _rusd(amount: int) -> str:
+    """Token base units for people: in rUSD, with the base units that ``--json`` and the
+    contracts use (as ``reef executor register`` shows a stake)."""
+    from reef.chain import format_amount
+
+    return f"{format_amount(amount)} rUSD ({amount} base units)"
 
 
 def _answer_json(error_code: int, output: bytes, total_time_ms: int) -> dict[str, Any]:
@@ -246,9 +275,16 @@ def dev(
     if as_json:
         print_json(data)
     else:
-        if result.logs:
-            tell(result.logs.rstrip("\n"))
+        logs = _readable_logs(result.logs)
+        if logs:
+            tell(logs)
         _print_output({k: v for k, v in data.items() if k != "logs"})
+        if result.status is not None and result.status >= 500 and "Uncaught" in logs:
+            # Code 0 with "Internal Server Error" reads as success: say it threw.
+            tell(
+                "hint: the function threw (its error is above), so it answered status "
+                f"{result.status}; that is still error code 0, as on Oyster: the function answered"
+            )
     if not result.ok:
         raise typer.Exit(1)
 
@@ -271,12 +307,36 @@ def deploy_cmd(
         source = read_file(path)
     with failing():
         where = open_target(flags, send=True)
-        metadata = json.dumps({"name": name or path.resolve().parent.name}).encode()
+        metadata = json.dumps({"name": name or _default_name(path)}).encode()
         codehash = where.code(send=True).deploy_code(source, metadata)
     data = {"codehash": codehash, "code_contract": where.code_address, "bytes": len(source)}
     print_result(data, flags.as_json)
     if not flags.as_json:
         note(f"call it with: reef fn call {codehash} --input ...")
+
+
+def _default_name(path: Path) -> str:
+    """A deployed function's name when ``--name`` is not given: its directory's for an
+    ``index.js``, else the file's own (``fns/echo.js`` is ``echo``, not ``fns``)."""
+    resolved = path.resolve()
+    return resolved.parent.name if resolved.name == ENTRY else resolved.stem
+
+
+def _codehash(text: str) -> str:
+    """``text`` checked to be a codehash (0x and 64 hex digits), before anything is sent.
+
+    Raises:
+        InputError: it is not; a number is named as the job id it probably is.
+    """
+    from reef.encoding import parse_bytes32
+
+    where = "`reef fn deploy` prints a function's codehash; `reef fn list` lists them"
+    if text.strip().isdigit():
+        raise InputError(
+            f"{text!r} is not a codehash (0x and 64 hex digits)",
+            hint=f"{where}; to read job {text.strip()}, run `reef fn job {text.strip()}`",
+        )
+    return "0x" + parse_bytes32(text, name="codehash", hint=where).hex()
 
 
 def _call_json(call: FunctionCall) -> dict[str, Any]:
@@ -314,6 +374,7 @@ def call_cmd(
     from reef.serverless import call_function
 
     with failing(code=2):
+        codehash = _codehash(codehash)
         body = _input_body(input_text, input_file)
         if timeout_ms < 1:
             raise InputError(f"--timeout-ms must be positive, got {timeout_ms}")
@@ -328,6 +389,7 @@ def call_cmd(
             opened=lambda request: note(
                 f"job {request.job_id} opened; selected {', '.join(request.selected_executors)}"
             ),
+            code=where.code(),  # refused before paying when nothing is deployed under it
         )
         data = _call_json(call)
     if flags.as_json:
@@ -362,7 +424,48 @@ def job_cmd(
             }
             for r in client.responses(0, job_id=job_id)
         ]
-    print_result(data, flags.as_json)
+    if flags.as_json:
+        print_json(data)
+        return
+    _print_job(data)
+
+
+def _print_job(data: dict[str, Any]) -> None:
+    """A job for people: its money in rUSD, its start as a time, and its outputs as a table
+    whose output column reads as text where the output is text (hex otherwise)."""
+    from reef.node import format_time
+
+    shown = {k: v for k, v in data.items() if k != "outputs"}
+    for money in ("deposit", "escrow"):
+        shown[money] = _rusd(shown[money])
+    shown["start_time"] = f"{format_time(shown['start_time'])} ({shown['start_time']})"
+    shown["outputs"] = len(data["outputs"])
+    print_mapping(shown)
+    if not data["outputs"]:
+        return
+    rows = []
+    for r in data["outputs"]:
+        raw = bytes.fromhex(r["output_hex"][2:])
+        text = _text(raw)
+        rows.append(
+            {
+                **r,
+                "error_code": _verdict(r["error_code"]),
+                "output": r["output_hex"] if text is None else text,
+                "payment": _rusd(r["payment"]),
+            }
+        )
+    print_table(rows, ["executor", "error_code", "output", "total_time_ms", "payment"])
+
+
+def _verdict(error_code: int) -> str:
+    """An error code with what it means (``4 (deadline exceeded)``)."""
+    from reef.serverless import ErrorCode
+
+    try:
+        return f"{error_code} ({ErrorCode(error_code).description})"
+    except ValueError:
+        return f"{error_code} (unknown)"
 
 
 @app.command("list")
@@ -390,8 +493,13 @@ def executors_cmd(flags: Flags) -> None:
     with failing():
         where = open_target(flags, send=False)
         rows = [e.to_json() for e in where.jobs().executors()]
+    from reef.chain import format_amount
+
     print_rows(
         rows,
         ["address", "owner", "stake", "image_id", "capacity", "active_jobs", "draining"],
         flags.as_json,
+        # A stake is token base units (as --json and `reef executor register --stake` count
+        # it): people read it in rUSD.
+        shown=[{**row, "stake": f"{format_amount(row['stake'])} rUSD"} for row in rows],
     )

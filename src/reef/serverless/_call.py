@@ -8,11 +8,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reef.chain import ProgressCallback
-from reef.errors import ServerlessError
-from reef.serverless._contracts import JobsParams, ServerlessJobsClient
+from web3 import Web3
+
+from reef.chain import ProgressCallback, TokenClient, format_amount, translate_errors
+from reef.errors import InputError, MarketError, ServerlessError
+from reef.serverless._contracts import JobsParams, ServerlessCodeClient, ServerlessJobsClient
 from reef.serverless._events import JobCreated, JobResponded
-from reef.serverless._signing import JobsDomain, SignedOutput
+from reef.serverless._signing import JobsDomain, SignedOutput, _hash32
 
 __all__ = ["FunctionCall", "call_function"]
 
@@ -38,17 +40,35 @@ def call_function(
     *,
     progress: ProgressCallback | None = None,
     opened: Callable[[JobCreated], None] | None = None,
+    code: ServerlessCodeClient | None = None,
 ) -> FunctionCall:
     """Run the function ``codehash`` on ``body`` as ``client``'s account, paying for
     ``timeout_ms`` (the Jobs contract is approved for the token first when it must be);
     ``opened`` hears of the job once it is open.
 
+    What would only revert, or open a job no function answers, is refused before anything is
+    sent: a codehash that is not 32 bytes, a deadline out of the contract's bounds, an account
+    without the deposit or without gas, and (given the ``code`` contract the executors fetch
+    from) a codehash under which nothing is deployed.
+
     Raises:
+        InputError: the codehash or the deadline is invalid, or no code is deployed under it.
+        MarketError: the account cannot pay the deposit, or its gas.
         ServerlessError: no executor answered by the deadline (plus the contract's execution
             buffer); the hint says how the job is then closed and refunded.
     """
+    _hash32(codehash, "codehash")
     params = client.params()
-    client.ensure_allowance(timeout_ms * params.fee_per_ms, progress=progress)
+    deposit = _check_deadline(params, timeout_ms)
+    if code is not None and code.fetch_code(codehash) is None:
+        raise InputError(
+            f"no function is deployed under codehash {_hex(codehash)} (on the code contract "
+            f"{code.address})",
+            hint="`reef fn list` lists the deployed functions; `reef fn deploy FILE` deploys one "
+            "and prints its codehash",
+        )
+    _check_funds(client, deposit)
+    client.ensure_allowance(deposit, progress=progress)
     request, _ = client.create_job(codehash, body, timeout_ms)
     if opened is not None:
         opened(request)
@@ -65,6 +85,55 @@ def call_function(
         signed=client.signed_output(response.tx_hash),
         domain=client.domain(),
     )
+
+
+def _hex(codehash: str | bytes) -> str:
+    return "0x" + _hash32(codehash, "codehash").hex()
+
+
+def _check_deadline(params: JobsParams, timeout_ms: int) -> int:
+    """The deposit a job of ``timeout_ms`` takes (``timeout_ms x fee_per_ms``), once the
+    deadline is within the contract's bounds.
+
+    Raises:
+        InputError: it is not (the contract would revert, after the approval).
+    """
+    low, high = params.min_deadline_ms, params.max_deadline_ms
+    if not low <= timeout_ms <= high:
+        raise InputError(
+            f"a deadline of {timeout_ms} ms is out of the Jobs contract's bounds, {low} to "
+            f"{high} ms",
+            hint=f"pass --timeout-ms between {low} and {high}",
+        )
+    return timeout_ms * params.fee_per_ms
+
+
+def _check_funds(client: ServerlessJobsClient, deposit: int) -> None:
+    """Refuse a call its account cannot pay: the deposit in the token, gas in the chain's coin.
+
+    Raises:
+        MarketError: the account holds less than ``deposit``, or no coin for gas.
+    """
+    if client.account is None:  # create_job says so (MisuseError)
+        return
+    address = client.sender
+    held = TokenClient(client.w3, client.token()).balance(address)
+    if held < deposit:
+        raise MarketError(
+            f"account {address} holds {format_amount(held)} rUSD; a call takes its "
+            f"deadline's fee up front: {format_amount(deposit)} rUSD ({deposit} base units)",
+            hint="send rUSD to this account, or call with a funded key (--key FILE; on reef's "
+            "devnet `reef chain accounts` lists the funded dev accounts), or pass a shorter "
+            "--timeout-ms",
+        )
+    with translate_errors("eth_getBalance"):
+        gas = int(client.w3.eth.get_balance(Web3.to_checksum_address(address)))
+    if gas == 0:
+        raise MarketError(
+            f"account {address} holds no ETH to pay the call's gas",
+            hint="send it ETH, or call with a funded key (--key FILE; on reef's devnet "
+            "`reef chain accounts` lists the funded dev accounts)",
+        )
 
 
 def _output_wait_s(params: JobsParams, deadline_ms: int) -> float:

@@ -26,9 +26,9 @@ from web3 import Web3
 
 from reef._fetch import BoundedAnswer, FetchError, read_bounded, request_to
 from reef.attestation import AttestationClient, VerifierStatement
-from reef.chain import translate_errors
+from reef.chain import format_amount, translate_errors
 from reef.encoding import parse_hex, terminal_text
-from reef.errors import ServiceError
+from reef.errors import InputError, ServiceError
 from reef.serverless._contracts import ExecutorRecord, ServerlessJobsClient
 
 __all__ = ["fund_gas", "register_enclave_executor"]
@@ -97,6 +97,45 @@ async def _json(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any)
     return parsed
 
 
+def _check_configuration(
+    details: dict[str, Any], control_url: str, jobs_contract: str, owner: str
+) -> None:
+    """Refuse an executor that serves another Jobs contract or owner (it is configured once:
+    its ``POST /config`` would answer 409), saying which, and what to do.
+
+    Raises:
+        InputError: it is configured for another deployment or owner.
+    """
+    if not details.get("configured"):
+        return
+    theirs = (str(details.get("jobs_contract") or ""), str(details.get("owner") or ""))
+    if theirs[0].lower() == jobs_contract.lower() and theirs[1].lower() == owner.lower():
+        return  # a retry of the same registration: configuring it again is harmless
+    raise InputError(
+        f"the executor at {control_url} already serves owner {terminal_text(theirs[1])} on Jobs"
+        f" contract {terminal_text(theirs[0])}, not owner {owner} on {jobs_contract}",
+        hint="an executor is configured once: register it with that owner's key (--key FILE),"
+        " or start a new executor enclave for this owner",
+    )
+
+
+def _registered_already(record: ExecutorRecord, owner: str) -> InputError:
+    """The error for registering an executor the Jobs contract already has."""
+    stake = f"{format_amount(record.stake)} rUSD"
+    if record.owner.lower() == owner.lower():
+        return InputError(
+            f"executor {record.enclave} is already registered, owned by you, staking {stake}",
+            hint="nothing to do: `reef fn executors` lists it; to register it again, run"
+            f" `reef executor drain {record.enclave}`, then `reef executor deregister"
+            f" {record.enclave}` (it returns the stake)",
+        )
+    return InputError(
+        f"executor {record.enclave} is already registered, owned by {record.owner}, staking"
+        f" {stake}",
+        hint="only its owner may drain and deregister it; register an executor enclave of your own",
+    )
+
+
 async def register_enclave_executor(
     *,
     jobs: ServerlessJobsClient,
@@ -124,9 +163,30 @@ async def register_enclave_executor(
 
     Raises:
         ServiceError: when the enclave or the verifier fails.
+        InputError: the executor serves another deployment or owner already, or is registered
+            already (found before anything is sent: no configuration, approval or transaction;
+            not a ServiceError, which a caller waiting for the enclave to come up retries).
         ContractRevertError: when the contract refuses the registration (with its reason).
     """
     async with httpx.AsyncClient(timeout=_TIMEOUT_S) as client:
+        # Who the executor is, and whom it serves, before anything is sent: a second
+        # registration would otherwise approve the stake and only then revert, with nothing to
+        # say what to do.
+        before = await _json(client, "GET", f"{control_url}/details")
+        _check_configuration(before, control_url, jobs.address, owner.address)
+        address = before.get("enclave_address")
+        if not isinstance(address, str):
+            raise ServiceError(f"GET {control_url}/details answered no enclave address")
+        known = await asyncio.to_thread(jobs.executor, address)
+        if known is not None:
+            raise _registered_already(known, owner.address)
+        min_stake = (await asyncio.to_thread(jobs.params)).min_stake
+        if stake < min_stake:
+            raise InputError(
+                f"a stake of {format_amount(stake)} rUSD ({stake} base units) is below the Jobs"
+                f" contract's minimum, {format_amount(min_stake)} rUSD ({min_stake} base units)",
+                hint=f"stake at least {min_stake} base units (--stake {min_stake})",
+            )
         await _json(
             client,
             "POST",

@@ -122,6 +122,26 @@ _HINTS: Mapping[str, str] = {
     ServerlessRevert.STATEMENT_SIGNER: (
         "use the attestation verifier the Jobs contract trusts (its `verifier` address)"
     ),
+    ServerlessRevert.ALREADY_REGISTERED: (
+        "nothing to do: `reef fn executors` lists it; to register it again (another stake or"
+        " owner), its owner runs `reef executor drain ADDRESS`, then `reef executor deregister"
+        " ADDRESS`"
+    ),
+    ServerlessRevert.EXECUTOR_NOT_FOUND: (
+        "check the address (the enclave key's): `reef fn executors` lists the registered ones"
+    ),
+    ServerlessRevert.ONLY_EXECUTOR_OWNER: (
+        "send it with the owner's key (--key FILE): `reef fn executors` shows each one's owner"
+    ),
+    ServerlessRevert.ALREADY_DRAINING: (
+        "it takes no new jobs already; `reef executor deregister ADDRESS` returns its stake once"
+        " its active jobs end"
+    ),
+    ServerlessRevert.JOB_CLOSED: "the job is over; `reef fn job ID` shows its outputs",
+    ServerlessRevert.TOKEN_TRANSFER_FROM_FAILED: (
+        "the sending account needs the rUSD (a job's deposit, an executor's stake) and to have"
+        " approved the Jobs contract for it: `reef wallet` shows its balance"
+    ),
     ServerlessRevert.DRAIN_FIRST: "run `reef executor drain` first",
     ServerlessRevert.ACTIVE_JOBS: "wait until its jobs end (or are slashed), then retry",
     ServerlessRevert.EXECUTION_NOT_OVER: (

@@ -110,8 +110,35 @@ class Limits:
         if self.output_bytes < 0:
             raise InputError(f"output limit must not be negative, got {self.output_bytes}")
         for pattern in self.allow_network:
-            if not pattern or any(c in pattern for c in '"\\\n'):
-                raise InputError(f"invalid network pattern {pattern!r}")
+            if not _network_pattern(pattern):
+                # workerd refuses its whole configuration over one bad entry, which would read
+                # as reef's failure at the first call: say which entry, and what is accepted.
+                raise InputError(
+                    f"invalid network pattern {pattern!r}",
+                    hint="allow 'public', 'private', 'local', 'network', 'unix', "
+                    "'unix-abstract' or an IP range with its prefix length (CIDR), such as "
+                    "10.0.0.0/8 or 192.0.2.7/32",
+                )
+
+
+_NETWORK_NAMES = frozenset({"public", "private", "local", "network", "unix", "unix-abstract"})
+"""The address classes a workerd network service's ``allow`` list names; else a CIDR."""
+
+
+def _network_pattern(pattern: str) -> bool:
+    """Whether workerd's ``allow`` list takes ``pattern``: a class name or a CIDR (with its
+    prefix length: workerd refuses an address alone)."""
+    import ipaddress
+
+    if pattern in _NETWORK_NAMES:
+        return True
+    if "/" not in pattern:
+        return False
+    try:
+        ipaddress.ip_network(pattern, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
