@@ -4,16 +4,25 @@ loopback, clients on sockets of their own (so a test can shrink their kernel buf
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from reef.scallop import ScallopStream, handshake_client, serve
+from reef.attestation import DevAuthority, NitroVerifier, VerifiedAttestation
+from reef.errors import HandshakeError
+from reef.scallop import PeerPolicy, ScallopStream, connect, handshake_client, serve
 
 from .conftest import Party
 
 pytestmark = pytest.mark.timeout(60)
+
+
+async def _hello(stream: ScallopStream) -> None:
+    if await stream.read(64):
+        await stream.send(b"hello")
 
 
 async def _channel(port: int, party: Party, *, receive_buffer: int) -> ScallopStream:
@@ -59,5 +68,57 @@ async def test_a_client_that_never_reads_does_not_keep_a_closed_channel(
         finally:
             stream.close()
         assert server.accepted == 1
+    finally:
+        await server.aclose()
+
+
+# ---- a stranger that replays someone else's attestation, again and again ----
+
+
+async def test_a_replayed_refused_attestation_is_not_verified_again(
+    make_party: Callable[..., Party], authority: DevAuthority
+) -> None:
+    """Anyone may connect to a server that asks every client to attest (a KMS root), and
+    present any document: one of another enclave, say, copied from anywhere. Refusing it took
+    a full verification (CBOR, the COSE signature, the chain: milliseconds of P-384) every
+    time, while sending it again costs the stranger a handshake's few X25519 operations: a
+    tenfold lever on the server's CPU, from one connection after another. The same bytes for
+    the same key are refused as before without being verified again."""
+    verifier = NitroVerifier()
+    calls: list[bytes] = []
+
+    def counting(document: bytes, **options: Any) -> VerifiedAttestation:
+        calls.append(document)
+        return verifier.verify(document, **options)
+
+    policy = PeerPolicy(roots=[authority.root], verifier=counting)
+    server = await serve(
+        _hello, "127.0.0.1", 0, static_key=make_party().secret, policy=policy.store(cache=False)
+    )
+    victim = make_party()
+    copied = await victim.auther()()
+    stranger = make_party()
+
+    async def replay() -> bytes:
+        return copied
+
+    try:
+        for _ in range(20):
+            with contextlib.suppress(HandshakeError):
+                stream = await connect(
+                    "127.0.0.1", server.port, static_key=stranger.secret, auther=replay
+                )
+                await stream.aclose()
+        assert await _eventually(lambda: server.refused == 20, seconds=10), server.refused
+        assert len(calls) == 1, f"the same refused document was verified {len(calls)} times"
+        # An enclave with its own document is still verified and served, every time.
+        for _ in range(2):
+            stream = await connect(
+                "127.0.0.1", server.port, static_key=victim.secret, auther=victim.auther()
+            )
+            async with stream:
+                await stream.send(b"x")
+                assert await stream.read(16) == b"hello"
+        assert len(calls) == 3
     finally:
         await server.aclose()

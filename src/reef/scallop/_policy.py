@@ -21,7 +21,9 @@ static key. :func:`auther_from_url` fetches one from an attestation server, as O
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -213,6 +215,15 @@ class PeerPolicy:
         return PolicyStore(self, cache=cache, max_entries=max_entries)
 
 
+_Refusal = tuple[type[AttestationError], str, str | None, str]
+"""A remembered refusal: the error's class, message, hint and reason."""
+_REFUSALS_KEPT: Final = 1024
+"""Refused (document, key) pairs a :class:`PolicyStore` remembers, oldest dropped first."""
+_PASSING_REASONS: Final = frozenset({"future", "expired"})
+"""Refusals that time may undo (a document dated ahead, a certificate not valid yet): never
+remembered."""
+
+
 class PolicyStore:
     """An auth store that verifies attestations against a :class:`PeerPolicy`.
 
@@ -220,6 +231,12 @@ class PolicyStore:
     fail the policy's freshness check (``timestamp + max_age``), so later connections from the
     same enclave skip the attestation; without ``max_age`` entries live ``ttl_ms`` (default
     five minutes). The cache is bounded to ``max_entries`` keys, oldest dropped first.
+
+    Refusals are remembered either way (the last 1024, by a digest of the document and the
+    key): a stranger may present one document again and again, someone else's copied from
+    anywhere, and verifying it costs milliseconds of P-384 each time while sending it costs a
+    handshake. The same bytes for the same key are refused again, with the same reason, without
+    being verified. A refusal that time may undo (``future``, ``expired``) is not remembered.
     """
 
     def __init__(
@@ -239,6 +256,7 @@ class PolicyStore:
             ttl_ms = DEFAULT_MAX_AGE_MS
         self._ttl_ms = ttl_ms
         self._cache = AttestationCache(max_entries)
+        self._refused: OrderedDict[bytes, _Refusal] = OrderedDict()
 
     def contains(self, key: bytes) -> ContainsResponse:
         """:class:`Approved` for a cached, unexpired key; :class:`NotFound` otherwise."""
@@ -251,7 +269,20 @@ class PolicyStore:
         Raises:
             AttestationError: as :meth:`PeerPolicy.check`.
         """
-        verified = self.policy.check(attestation, key)
+        digest = hashlib.sha256(bytes(key) + b"\x00" + bytes(attestation)).digest()
+        refused = self._refused.get(digest)
+        if refused is not None:
+            self._refused.move_to_end(digest)
+            kind, message, hint, reason = refused
+            raise kind(message, hint=hint, reason=reason)
+        try:
+            verified = self.policy.check(attestation, key)
+        except AttestationError as exc:
+            if exc.reason not in _PASSING_REASONS:
+                self._refused[digest] = (type(exc), exc.message, exc.hint, exc.reason)
+                if len(self._refused) > _REFUSALS_KEPT:
+                    self._refused.popitem(last=False)
+            raise
         if self._cache_enabled:
             self._cache.put(
                 bytes(key),
