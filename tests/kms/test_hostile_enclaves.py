@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import httpx
 import pytest
 from eth_account import Account
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kms.kms_support import dev_root_server, dev_root_store
 from reef.attestation import DevAuthority, image_id
 from reef.chain import Devnet, KmsRegistryClient, serve_devnet
 from reef.crypto import generate_x25519
-from reef.errors import ChannelError, KMSError
+from reef.errors import ChannelError, KMSError, RPCError
 from reef.home import ReefHome
 from reef.kms import (
     KmsRoot,
@@ -375,3 +378,27 @@ async def test_a_rotation_never_lets_go_of_the_scallop_port(
         server.wiring(), static_key=enclave.secret, auther=enclave.auther, deadline_s=10
     )
     assert (seed, version) == (server.root.keyring.enclave_seed(enclave.image_id), 1)
+
+
+# ---- the chain node the root asks, answering what no node answers ----
+
+
+@pytest.mark.parametrize("result", ["0x" + "zz" * 32, "0x" + "0g" * 32, "0x\u0661\u0662"])
+async def test_an_rpc_answering_a_result_that_is_not_hex_is_refused_as_malformed(
+    result: str, serve: Callable[[ASGIApp], AbstractAsyncContextManager[str]]
+) -> None:
+    """The approval read the call's result with ``bytes.fromhex``: a node (or whoever answers
+    for one over plain HTTP) answering ``0xzz…`` made it raise a ValueError, which escaped the
+    root's handler as a bug (a 500 with a traceback logged for every such request) instead of
+    the chain's refusal."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "result": result}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    async with serve(app) as url:
+        with pytest.raises(RPCError, match="not a bool") as caught:
+            await RpcApproval(url, 31337)("0x" + "ab" * 20, bytes(32))
+    assert "oysterKMSVerify" in caught.value.message

@@ -21,6 +21,7 @@ through :mod:`reef._fetch`, within the timeout (head and body together) and
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any, Final, Protocol
 
 import httpx
@@ -39,6 +40,7 @@ APPROVAL_GAS: Final = 1_000_000
 MAX_RPC_ANSWER: Final = 64 * 1024
 """The longest JSON-RPC answer read: an eth_call of a bool, or an error message."""
 _HINT: Final = "check --rpc-url and that the chain is running"
+_HEX_WORD: Final = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class ImageApproval(Protocol):
@@ -148,9 +150,12 @@ class RpcApproval:
         result = reply.get("result")
         if not isinstance(result, str) or not result.startswith("0x"):
             raise RPCError(f"eth_call to {address} answered {result!r}")
-        raw = bytes.fromhex(result[2:]) if len(result) % 2 == 0 else b""
-        if len(raw) == 0:
+        digits = result[2:]
+        if not digits or len(digits) % 2:
             return False  # no code at the address: nothing approves anything
+        # fullmatch, not bytes.fromhex: a node (or whoever answers for it) may send anything,
+        # and fromhex's ValueError would escape the root's handler as a bug.
+        raw = bytes.fromhex(digits) if _HEX_WORD.fullmatch(digits) else b""
         if len(raw) != 32 or raw[:31] != bytes(31) or raw[31] > 1:
             raise RPCError(f"oysterKMSVerify on {address} returned {result[:80]!r}, not a bool")
         return raw[31] == 1
