@@ -36,7 +36,7 @@ from reef.cli import app
 from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ContractRevertError
 from reef.serverless import CallResult, ErrorCode, ServerlessRevert
-from serverless.chain_support import ServerlessChain
+from serverless.chain_support import IMAGE, ServerlessChain
 
 WIDE = {"COLUMNS": "200"}
 SOURCE = "export default { async fetch(r) { return new Response('echo ' + (await r.text())); } };"
@@ -220,10 +220,16 @@ def test_a_job_read_later_shows_its_outputs_as_text_and_its_money_in_rusd(
 
 def test_executors_show_their_stake_in_rusd(served: tuple[ServerlessChain, str]) -> None:
     chain, url = served
-    wide = {"COLUMNS": "300"}  # two addresses and an image id: one line per executor
-    shown = CliRunner().invoke(app, ["fn", "executors", *_flags(chain, url)], env=wide)
+    shown = CliRunner().invoke(
+        app, ["fn", "executors", *_flags(chain, url)], env={"COLUMNS": "140"}
+    )
     assert shown.exit_code == 0, shown.output
-    assert "5 rUSD" in shown.output  # chain_support's stake: 5_000_000 base units
+    lines = shown.output.splitlines()
+    # One image for all of them: said once, above a table of whole addresses, one line each.
+    assert lines[0] == "image_id  0x" + IMAGE.hex()
+    for address in chain.keys:
+        row = next(line for line in lines if address in line)
+        assert "5 rUSD" in row  # chain_support's stake: 5_000_000 base units
     assert "5000000" not in shown.output
     raw = CliRunner().invoke(app, ["fn", "executors", *_flags(chain, url), "--json"])
     assert {row["stake"] for row in json.loads(raw.stdout)} == {5_000_000}

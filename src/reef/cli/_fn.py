@@ -433,6 +433,7 @@ def job_cmd(
 def _print_job(data: dict[str, Any]) -> None:
     """A job for people: its money in rUSD, its start as a time, and its outputs as a table
     whose output column reads as text where the output is text (hex otherwise)."""
+    from reef.chain import format_amount
     from reef.node import format_time
 
     shown = {k: v for k, v in data.items() if k != "outputs"}
@@ -452,7 +453,7 @@ def _print_job(data: dict[str, Any]) -> None:
                 **r,
                 "error_code": _verdict(r["error_code"]),
                 "output": r["output_hex"] if text is None else text,
-                "payment": _rusd(r["payment"]),
+                "payment": f"{format_amount(r['payment'])} rUSD",  # base units: --json
             }
         )
     print_table(rows, ["executor", "error_code", "output", "total_time_ms", "payment"])
@@ -493,13 +494,18 @@ def executors_cmd(flags: Flags) -> None:
     with failing():
         where = open_target(flags, send=False)
         rows = [e.to_json() for e in where.jobs().executors()]
+    if flags.as_json:
+        print_json(rows)
+        return
     from reef.chain import format_amount
 
-    print_rows(
-        rows,
-        ["address", "owner", "stake", "image_id", "capacity", "active_jobs", "draining"],
-        flags.as_json,
-        # A stake is token base units (as --json and `reef executor register --stake` count
-        # it): people read it in rUSD.
-        shown=[{**row, "stake": f"{format_amount(row['stake'])} rUSD"} for row in rows],
-    )
+    columns = ["address", "owner", "stake", "image_id", "capacity", "active_jobs", "draining"]
+    images = {row["image_id"] for row in rows}
+    if len(images) == 1:
+        # One image for all (as on reef up): its 66 characters once, above a table that then
+        # fits a terminal of 140 columns with the addresses whole.
+        print_mapping({"image_id": images.pop()})
+        columns.remove("image_id")
+    # A stake is token base units (as --json and `reef executor register --stake` count it):
+    # people read it in rUSD.
+    print_table([{**row, "stake": f"{format_amount(row['stake'])} rUSD"} for row in rows], columns)
