@@ -12,6 +12,10 @@ longer end in a RecursionError: they overflow the C stack and the whole process 
 :func:`json_depth` measures without recursing, in time linear in the text (C-level passes: a
 regular expression that drops strings, a translation that keeps brackets, a running sum).
 
+**Values from strangers in messages** go through :func:`describe_value`: ``repr`` of a parsed
+document can be as long as the document, as deep as its nesting (where the C stack is the limit),
+and raises ValueError for an integer of over 4 300 digits.
+
 **Text from strangers on a terminal** (a provider's status, a tenant's console, a server's error)
 has its controls written out by :func:`terminal_text`: printed raw, an escape sequence can set the
 window title, clear the screen or rewrite earlier lines, and a direction override can make the
@@ -25,6 +29,7 @@ import binascii
 import itertools
 import json
 import re
+import reprlib
 from pathlib import Path
 from typing import Any, Final
 
@@ -32,6 +37,7 @@ from reef.errors import InputError, UintInputError
 
 __all__ = [
     "MAX_JSON_DEPTH",
+    "describe_value",
     "json_depth",
     "loads_bounded",
     "parse_b64",
@@ -290,6 +296,34 @@ def loads_bounded(text: str | bytes, *, what: str, max_depth: int = MAX_JSON_DEP
     except (ValueError, TypeError, RecursionError) as exc:
         # JSONDecodeError and UnicodeDecodeError are ValueErrors; so is an over-long integer.
         raise InputError(f"{what} is not JSON: {exc}"[:300]) from exc
+
+
+# ---- values from strangers in messages ------------------------------------------------------
+
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib's bounded repr, with integers too wide to print shown by their width."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxstring = self.maxlong = self.maxother = width
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 128:
+            return f"<a {x.bit_length()}-bit integer>"
+        return super().repr_int(x, level)
+
+
+_SHORT_REPRS = {40: _ShortRepr(40)}
+
+
+def describe_value(value: object, *, width: int = 40) -> str:
+    """``repr(value)`` for a message about a stranger's value (a field of a parsed document):
+    at most about ``width`` characters per string or number, three levels of nesting, a few
+    items per container, and a huge integer as its width in bits. Never raises."""
+    short = _SHORT_REPRS.get(width) or _ShortRepr(width)
+    return short.repr(value)
 
 
 # ---- text from strangers on a terminal -------------------------------------------------------

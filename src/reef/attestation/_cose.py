@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import re
-import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -34,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from reef.attestation._image_id import PCR_LENGTH, image_id
-from reef.encoding import parse_b64, parse_hex
+from reef.encoding import describe_value, parse_b64, parse_hex
 from reef.errors import DecodeError, InputError, SignatureError
 
 __all__ = [
@@ -115,28 +114,9 @@ def _shares_values(data: bytes) -> bool:
     return False
 
 
-class _ShortRepr(reprlib.Repr):
-    """How a stranger's decoded value is shown in a message: a few dozen characters, whatever
-    it is. ``repr`` of an integer over 4 300 digits raises ValueError, so bignums show their
-    width."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.maxlevel = 3
-        self.maxstring = self.maxother = self.maxlong = 40
-
-    def repr_int(self, x: int, level: int) -> str:
-        if x.bit_length() > 64:
-            return f"<a {x.bit_length()}-bit integer>"
-        return super().repr_int(x, level)
-
-
-_SHORT = _ShortRepr()
-
-
 def _shown(value: object) -> str:
     """``value`` (decoded from a stranger's CBOR) as a short text for a message."""
-    return _SHORT.repr(value)
+    return describe_value(value)
 
 
 def _loads_exact(data: bytes, *, what: str) -> Any:

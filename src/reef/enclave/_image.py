@@ -378,8 +378,12 @@ def _read_tar(raw: bytes, label: str) -> tuple[ImageEntry, ...]:
                     raise _corrupt(label, f"entry {member.name!r} is out of order")
                 seen.add(member.name)
                 previous = key
-    except tarfile.TarError as exc:
-        raise _corrupt(label, f"the tar stream is damaged ({exc})") from exc
+    except ImageError:
+        raise
+    # tarfile lets ValueError out of malformed pax sparse headers (int() of GNU.sparse.map,
+    # .size or .realsize), and the others of numbers it reads from headers.
+    except (tarfile.TarError, ValueError, EOFError, OverflowError) as exc:
+        raise _corrupt(label, f"the tar stream is damaged ({str(exc)[:200]})") from exc
     # Every parent must be a directory entry (never a symlink), so that extracting the image can
     # never write through a link.
     directories = {entry.path for entry in entries if entry.kind == "d"}
@@ -390,8 +394,19 @@ def _read_tar(raw: bytes, label: str) -> tuple[ImageEntry, ...]:
     return tuple(entries)
 
 
+def _utf8(text: str) -> bytes | None:
+    """``text`` in UTF-8, or None when tarfile read it from bytes that are not (it keeps such
+    bytes as lone surrogates, which no file name reef writes holds)."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+
+
 def _entry(tar: tarfile.TarFile, member: tarfile.TarInfo, label: str) -> ImageEntry:
     name = member.name
+    if _utf8(name) is None:
+        raise _corrupt(label, f"entry {name!r} is not UTF-8")
     parts = PurePosixPath(name).parts
     if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise _corrupt(label, f"entry {name!r} is not a plain relative path")
@@ -402,9 +417,17 @@ def _entry(tar: tarfile.TarFile, member: tarfile.TarInfo, label: str) -> ImageEn
     if member.isdir():
         expected, entry = 0o755, ImageEntry(name, "d")
     elif member.issym():
+        target = _utf8(member.linkname)
+        if target is None:
+            raise _corrupt(label, f"entry {name!r} links to a target that is not UTF-8")
         _check_link(name, member.linkname)
-        expected, entry = 0o777, ImageEntry(name, "l", member.linkname.encode("utf-8"))
+        expected, entry = 0o777, ImageEntry(name, "l", target)
     elif member.isreg():
+        if member.issparse():
+            # A sparse entry's holes read back as zeros: a few hundred bytes of archive could
+            # claim terabytes, and reading it would allocate them all. The builder never writes
+            # one.
+            raise _corrupt(label, f"entry {name!r} is a sparse file")
         handle = tar.extractfile(member)
         if handle is None:
             raise _corrupt(label, f"entry {name!r} has no data")

@@ -18,13 +18,12 @@ inside another param, since the enclave writes each one as a file under ``/init-
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from reef.encoding import loads_bounded
@@ -45,6 +44,9 @@ _PREFIX = "/init-params/"
 # Oyster's decoder refuses sealed boxes above 64 KiB - 1.
 MAX_SEALED_BYTES = 65535
 _U64 = struct.Struct("<Q")
+# Linux's PATH_MAX, less the prefix the enclave writes a param under: a longer path can never be
+# written, and bounding it keeps checking a stranger's paths linear in their size.
+MAX_PATH_BYTES = 4096 - len(_PREFIX)
 
 
 def validate_param_path(path: str) -> str:
@@ -59,6 +61,18 @@ def validate_param_path(path: str) -> str:
         raise InputError(
             f"init-param path {path!r} is absolute",
             hint="paths are relative; the enclave puts them under /init-params/",
+        )
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError as exc:  # a lone surrogate, from a JSON "\\ud800" escape
+        raise InputError(
+            f"init-param path {path[:80]!r} is not UTF-8",
+            hint="paths are UTF-8 text without lone surrogates",
+        ) from exc
+    if size > MAX_PATH_BYTES:
+        raise InputError(
+            f"init-param path {path[:40]!r}... is {size} bytes long; at most {MAX_PATH_BYTES}",
+            hint="the enclave writes each param under /init-params/, within Linux's PATH_MAX",
         )
     if "\0" in path or "\\" in path:
         raise InputError(f"init-param path {path!r} contains a NUL or backslash")
@@ -197,7 +211,9 @@ class InitParams:
         if stripped and not stripped.startswith(("{", "[")):
             try:
                 stripped = base64.b64decode(stripped, validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError) as exc:
+            # ValueError: text that is not ASCII (binascii.Error and UnicodeDecodeError are
+            # ValueErrors too).
+            except ValueError as exc:
                 raise ImageError(f"{source} is neither init-params JSON nor its base64") from exc
         try:
             # A job's init params are its tenant's: bounded, as any stranger's JSON.
@@ -275,13 +291,16 @@ def _check_paths(paths: Iterable[str]) -> None:
             raise InputError(f"init-param path {path!r} is given twice")
         seen.add(path)
     for path in seen:
-        parent = PurePosixPath(path).parent
-        while str(parent) != ".":
-            if str(parent) in seen:
+        # Every parent is a prefix of the path ending before one of its slashes (the path is in
+        # normal form: validate_param_path checked it).
+        slash = path.find("/")
+        while slash != -1:
+            parent = path[:slash]
+            if parent in seen:
                 raise InputError(
-                    f"init-param path {path!r} lies inside {str(parent)!r}, which is a file"
+                    f"init-param path {path!r} lies inside {parent!r}, which is a file"
                 )
-            parent = parent.parent
+            slash = path.find("/", slash + 1)
 
 
 def _parse_doc(doc: Any, source: str) -> tuple[list[Any], bytes]:
@@ -291,7 +310,7 @@ def _parse_doc(doc: Any, source: str) -> tuple[list[Any], bytes]:
         raise ImageError(f"{source}: the document needs both 'digest' and 'params'")
     try:
         digest = base64.b64decode(str(doc["digest"]), validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or text that is not ASCII
         raise ImageError(f"{source}: 'digest' is not base64") from exc
     if len(digest) != 32:
         raise ImageError(f"{source}: 'digest' must be 32 bytes, got {len(digest)}")
@@ -311,7 +330,7 @@ def _parse_param(item: Any, index: int, source: str) -> InitParam:
         raise ImageError(f"{where}: 'contents' must be a base64 string")
     try:
         raw = base64.b64decode(contents, validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or text that is not ASCII
         raise ImageError(f"{where}: 'contents' is not base64") from exc
     # Oyster's decoder defaults: attest unless told otherwise, decrypt only when told.
     attest, decrypt = item.get("should_attest", True), item.get("should_decrypt", False)

@@ -27,9 +27,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reef.encoding import describe_value
 from reef.errors import ImageError
 
-__all__ = ["MANIFEST_NAME", "MIN_MEMORY_MIB", "RESERVED_PORTS", "Manifest"]
+__all__ = ["MANIFEST_NAME", "MAX_MANIFEST_BYTES", "MIN_MEMORY_MIB", "RESERVED_PORTS", "Manifest"]
 
 MANIFEST_NAME = "reef.toml"
 
@@ -44,6 +45,9 @@ _KEYS = ("name", "command", "ports", "env", "vcpus", "memory_mib", "exclude")
 # The smallest memory limit under which a Python interpreter still starts.
 MIN_MEMORY_MIB = 16
 _MAX_MEMORY_MIB = 1 << 20
+# Every real reef.toml is a few hundred bytes; pure-Python TOML reads about a megabyte a second,
+# and a provider parses a stranger's (inside an image of up to 512 MB) before anything else.
+MAX_MANIFEST_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,12 @@ class Manifest:
         Raises:
             ImageError: naming the key that is missing or invalid.
         """
+        size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_MANIFEST_BYTES:
+            raise ImageError(
+                f"{source} is {size} bytes; at most {MAX_MANIFEST_BYTES} are read",
+                hint="a reef.toml names the command, ports and environment: keep data in files",
+            )
         if isinstance(text, bytes):
             try:
                 text = text.decode("utf-8")
@@ -72,9 +82,16 @@ class Manifest:
                 raise ImageError(f"{source} is not UTF-8 text") from exc
         try:
             data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
+        # TOMLDecodeError is a ValueError, as is int() of an integer over 4 300 digits, which
+        # tomllib lets out as it is.
+        except ValueError as exc:
             raise ImageError(
-                f"{source} is not valid TOML: {exc}",
+                f"{source} is not valid TOML: {str(exc)[:200]}",
+                hint="see docs/enclave.md for the reef.toml format",
+            ) from exc
+        except RecursionError as exc:
+            raise ImageError(
+                f"{source} nests arrays or tables too deeply to be read",
                 hint="see docs/enclave.md for the reef.toml format",
             ) from exc
         return cls.from_mapping(data, source=source)
@@ -89,7 +106,7 @@ class Manifest:
         unknown = sorted(set(data) - set(_KEYS))
         if unknown:
             raise ImageError(
-                f"{source}: unknown key {unknown[0]!r}",
+                f"{source}: unknown key {describe_value(unknown[0])}",
                 hint=f"the keys are {', '.join(_KEYS)}",
             )
         return cls(
@@ -109,9 +126,10 @@ def _name(data: Mapping[str, Any], source: str) -> str:
     if "name" not in data:
         raise ImageError(f"{source}: 'name' is missing", hint='add e.g. name = "hello"')
     value = data["name"]
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ImageError(
-            f"{source}: 'name' must be 1-64 characters of a-z, 0-9, '.', '_' or '-', got {value!r}"
+            f"{source}: 'name' must be 1-64 characters of a-z, 0-9, '.', '_' or '-', "
+            f"got {describe_value(value)}"
         )
     return value
 
@@ -134,7 +152,8 @@ def _command(data: Mapping[str, Any], source: str) -> tuple[str, ...]:
         or not all(isinstance(word, str) and word and "\0" not in word for word in value)
     ):
         raise ImageError(
-            f"{source}: 'command' must be a non-empty list of non-empty strings, got {value!r}"
+            f"{source}: 'command' must be a non-empty list of non-empty strings, "
+            f"got {describe_value(value)}"
         )
     return tuple(value)
 
@@ -142,11 +161,15 @@ def _command(data: Mapping[str, Any], source: str) -> tuple[str, ...]:
 def _ports(data: Mapping[str, Any], source: str) -> tuple[int, ...]:
     value = data.get("ports", [])
     if not isinstance(value, list):
-        raise ImageError(f"{source}: 'ports' must be a list of TCP port numbers, got {value!r}")
+        raise ImageError(
+            f"{source}: 'ports' must be a list of TCP port numbers, got {describe_value(value)}"
+        )
     seen: list[int] = []
     for port in value:
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise ImageError(f"{source}: 'ports' holds {port!r}, not a TCP port (1-65535)")
+            raise ImageError(
+                f"{source}: 'ports' holds {describe_value(port)}, not a TCP port (1-65535)"
+            )
         if port in RESERVED_PORTS:
             raise ImageError(
                 f"{source}: port {port} is reserved for the enclave's trusted base",
@@ -164,14 +187,18 @@ def _env(data: Mapping[str, Any], source: str) -> dict[str, str]:
         raise ImageError(f"{source}: 'env' must be a table of NAME = \"value\" strings")
     env: dict[str, str] = {}
     for key, item in value.items():
-        if not _ENV_NAME.match(key):
-            raise ImageError(f"{source}: env name {key!r} is not a valid variable name")
+        if not _ENV_NAME.fullmatch(key):
+            raise ImageError(
+                f"{source}: env name {describe_value(key)} is not a valid variable name"
+            )
         if key.startswith("REEF_"):
             raise ImageError(
                 f"{source}: env name {key!r} is reserved (REEF_* variables are set by the dev TEE)"
             )
         if not isinstance(item, str) or "\0" in item:
-            raise ImageError(f"{source}: env {key} must be a string without NUL, got {item!r}")
+            raise ImageError(
+                f"{source}: env {key} must be a string without NUL, got {describe_value(item)}"
+            )
         env[key] = item
     return dict(sorted(env.items()))
 
@@ -182,7 +209,8 @@ def _int(
     value = data.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ImageError(
-            f"{source}: '{key}' must be an integer from {low} to {high}, got {value!r}"
+            f"{source}: '{key}' must be an integer from {low} to {high}, "
+            f"got {describe_value(value)}"
         )
     return value
 
@@ -190,5 +218,7 @@ def _int(
 def _strings(data: Mapping[str, Any], key: str, source: str) -> tuple[str, ...]:
     value = data.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ImageError(f"{source}: '{key}' must be a list of non-empty strings, got {value!r}")
+        raise ImageError(
+            f"{source}: '{key}' must be a list of non-empty strings, got {describe_value(value)}"
+        )
     return tuple(value)
