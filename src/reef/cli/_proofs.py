@@ -264,22 +264,53 @@ def _run_until_stopped(service: Any, interval: float, doing: str) -> None:
     _run(lambda: asyncio.run(main()))
 
 
+_AMOUNT_HINT = "amounts are in rUSD, the network's token, as a decimal number: e.g. 0.5"
+
+
 def _amount(text: str, name: str) -> int:
+    """``text`` (rUSD, as typed) in base units.
+
+    Raises:
+        InputError: naming ``name``: not a non-negative decimal with at most the token's
+            decimals (with a hint saying the unit when the parser gave none).
+    """
     from reef.chain import parse_amount
 
-    return int(parse_amount(text, name=name))
+    try:
+        return int(parse_amount(text, name=name))
+    except InputError as exc:
+        if exc.hint:
+            raise
+        raise InputError(exc.message, hint=_AMOUNT_HINT) from exc
 
 
-def _duration(text: str) -> int:
+def _positive_amount(text: str, name: str) -> int:
+    """:func:`_amount`, refusing 0 (the contract would, after seconds on the chain)."""
+    amount = _amount(text, name)
+    if amount == 0:
+        raise InputError(f"{name} must be more than 0", hint=_AMOUNT_HINT)
+    return amount
+
+
+def _duration(text: str, name: str = "the duration") -> int:
+    """Seconds from ``90s``, ``2m``, ``1h30m``; a refusal names ``name`` (the flag)."""
     from reef.node import parse_duration
 
-    return parse_duration(text)
+    try:
+        return parse_duration(text)
+    except InputError as exc:
+        raise InputError(f"{name}: {exc.message}", hint=exc.hint or "e.g. 90s or 2m") from exc
 
 
 def _fmt(amount: int) -> str:
     from reef.chain import format_amount
 
     return format_amount(amount)
+
+
+def _rusd(amount: int) -> str:
+    """An amount of the token as people read it, with its unit (``0.5 rUSD``)."""
+    return f"{_fmt(amount)} rUSD"
 
 
 def _market_row(ctx: _Ctx, market_id: int) -> dict[str, Any]:
@@ -349,6 +380,8 @@ def market_create(
     """Create a market: --groth16 with --wasm/--zkey/--vkey, or --tee with --image-id."""
     if groth16 == tee:
         raise fail(InputError("choose one of --groth16 and --tee"), code=2)
+    if groth16:  # the files first: a mistyped path is refused before seconds on the chain
+        _run(lambda: _check_circuit_files({"--wasm": wasm, "--zkey": zkey, "--vkey": vkey}))
 
     def go(ctx: _Ctx) -> int:
         client = ctx.client()
@@ -390,6 +423,27 @@ def market_create(
 
     market_id = _on_market(flags, go)
     print_result({"market_id": market_id}, flags.as_json, title="market created")
+
+
+def _check_circuit_files(files: dict[str, Path | None]) -> None:
+    """Refuse a circuit file flag that names no readable file, saying which flag and which
+    snarkjs step makes that file.
+
+    Raises:
+        InputError: the first such flag.
+    """
+    made_by = {
+        "--wasm": "circom's --wasm output (circuit_js/circuit.wasm)",
+        "--zkey": "`snarkjs groth16 setup` (then `zkey contribute`/`beacon`)",
+        "--vkey": "`snarkjs zkey export verificationkey circuit.zkey verification_key.json`",
+    }
+    for flag, path in files.items():
+        if path is not None and not path.is_file():
+            why = "is a directory" if path.is_dir() else "no such file"
+            raise InputError(
+                f"{flag} {path}: {why}",
+                hint=f"give the file {made_by[flag]} makes; e.g. examples/proofs/poseidon/ has all three",
+            )
 
 
 @market_app.command("list")
@@ -542,12 +596,44 @@ def _read_private(data: dict[str, Any], path: Path, names: list[str], market_id:
     return json.dumps(values, separators=(",", ":")).encode()
 
 
-def _read_inputs(data: dict[str, Any], path: Path, names: list[str]) -> list[int]:
+def _read_inputs(
+    data: dict[str, Any], path: Path, names: list[str], private_names: list[str], market_id: int
+) -> list[int]:
+    """The public inputs ``data`` (read from ``path``) gives, in the market's order.
+
+    Raises:
+        InputError: one of ``names`` is missing, or ``data`` has a signal the market does not
+            take publicly: a typo, another market's input, or one of its private inputs, which
+            would go on chain in the clear.
+    """
     if names:
         missing = [n for n in names if n not in data]
+        example = json.dumps({n: 12345 for n in names})
         if missing:
-            raise InputError(f"{path} lacks the market's public inputs {missing}")
+            raise InputError(
+                f"{path} lacks market {market_id}'s public input{_s(missing)} {', '.join(missing)}",
+                hint=f"give each of its public inputs by name, e.g. {example}",
+            )
+        private = [n for n in data if n in private_names]
+        if private:
+            raise InputError(
+                f"{path} has {', '.join(private)}, a private input of market {market_id}: "
+                "--input goes on chain in the clear",
+                hint="move it to the --private FILE, which only the assigned prover can read",
+            )
+        extra = [n for n in data if n not in names]
+        if extra:
+            raise InputError(
+                f"{path} has {', '.join(map(repr, extra))}, which market {market_id} does not "
+                f"take (its public input{_s(names)}: {', '.join(names)})",
+                hint=f"give exactly its inputs, e.g. {example}; `reef proofs market list` shows "
+                "the markets, if this is another's",
+            )
     return [parse_uint(data[n], name=f"{path}: public input {n}") for n in names or list(data)]
+
+
+def _s(items: list[str]) -> str:
+    return "" if len(items) == 1 else "s"
 
 
 @proofs_app.command("request")
@@ -588,7 +674,15 @@ def request_cmd(
     """Ask for a proof: escrow the reward; a prover is assigned, proves, and is paid."""
     if (reward is None) == (auction is None):
         raise fail(InputError("give one of --reward AMOUNT and --auction MIN:MAX"), code=2)
-    # The files first: a missing one is refused at once, before seconds spent on the chain.
+    # The flags and files first: a mistake is refused at once, before seconds on the chain.
+    paying: int | None = (
+        None if reward is None else _run(lambda: _positive_amount(reward, "--reward"))
+    )
+    prices = None if auction is None else _run(lambda: _auction_prices(auction))
+    ramp_s, expiry_s, deadline_s = _run(
+        lambda: (_duration(ramp, "--ramp"), _duration(expiry, "--expiry"),
+                 _duration(deadline, "--deadline"))
+    )  # fmt: skip
     public_data: dict[str, Any] = _run(lambda: _read_json_object(input_file))
     private_data: dict[str, Any] | None = (
         None if private is None else _run(lambda: _read_json_object(private))
@@ -604,10 +698,14 @@ def request_cmd(
                 f"market {market_id} is retired: it takes no new asks",
                 hint=_retired_hint(listing.successors),
             )
-        values = _read_inputs(
-            public_data, input_file, list(listing.metadata.get("public_inputs", []))
-        )
         private_names = list(listing.metadata.get("private_inputs", []))
+        values = _read_inputs(
+            public_data,
+            input_file,
+            list(listing.metadata.get("public_inputs", [])),
+            private_names,
+            market_id,
+        )
         if private is not None and not listing.market.private_inputs:
             raise ProofError(
                 f"market {market_id} takes no private inputs",
@@ -624,6 +722,8 @@ def request_cmd(
                 "all are leaving): the ask will expire unless one joins. `reef proofs market "
                 "list` shows which markets have provers"
             )
+        elif prices is None and paying is not None:
+            _warn_unmatched(client, market_id, listing.provers, paying, deadline_s, expiry)
         secret = (
             None
             if private is None or private_data is None
@@ -635,22 +735,60 @@ def request_cmd(
                 hint="provers lock auctions themselves, so no engine re-encrypts a secret for them",
             )
         ramped = None
-        if auction is not None:
-            low, high = _auction_prices(auction)
-            ramped = AuctionRamp(min_price=low, max_price=high, ramp_time=_duration(ramp))
+        if prices is not None:
+            ramped = AuctionRamp(min_price=prices[0], max_price=prices[1], ramp_time=ramp_s)
         return request_proof(
             client,
             market_id,
             values,
-            reward=None if reward is None else _amount(reward, "--reward"),
+            reward=paying,
             auction=ramped,
             secret=secret,
-            expiry=ctx.session.now() + _duration(expiry),
-            proving_time=_duration(deadline),
+            expiry=ctx.session.now() + expiry_s,
+            proving_time=deadline_s,
         )
 
     ask_id = _on_market(flags, go)
-    print_result({"ask_id": ask_id}, flags.as_json, title="proof requested")
+    escrowed = int(prices[1]) if prices is not None else int(paying or 0)
+    print_result(
+        {"ask_id": ask_id},
+        flags.as_json,
+        title="proof requested",
+        shown={
+            "ask_id": ask_id,
+            "escrowed": _rusd(escrowed) + " (the prover is paid its price; the rest comes back)",
+            "next": f"`reef proofs wait {ask_id}` waits for the proof (exit 0 once it is "
+            "verified on chain and paid)",
+        },
+    )
+
+
+def _warn_unmatched(
+    client: ProofMarketClient,
+    market_id: int,
+    provers: tuple[str, ...],
+    reward: int,
+    proving_time: int,
+    expiry: str,
+) -> None:
+    """Say, before an ask is sent, when no prover serving the market would take it: each asks
+    more than ``reward`` or more time than ``proving_time``. The ask is still sent (a prover may
+    join or lower its price before it expires), but it would otherwise expire unassigned."""
+    offers = [client.offer(p, market_id) for p in provers]
+    if any(o.price <= reward and o.max_time <= proving_time for o in offers):
+        return
+    cheapest = min(o.price for o in offers)
+    quickest = min(o.max_time for o in offers)
+    why = []
+    if cheapest > reward:
+        why.append(f"the cheapest asks {_rusd(cheapest)} per proof (--reward is {_rusd(reward)})")
+    if quickest > proving_time:
+        why.append(f"the quickest needs {quickest} s to prove (--deadline gives {proving_time} s)")
+    tell(
+        f"warning: no prover of market {market_id} takes this ask as it is: "
+        f"{' and '.join(why) or 'none takes both its reward and its deadline'}. Unless one "
+        f"does within --expiry ({expiry}), it expires unassigned and the reward comes back"
+    )
 
 
 def _retired_hint(successors: tuple[int, ...]) -> str:
@@ -711,7 +849,42 @@ def _print_ask(row: dict[str, Any], as_json: bool) -> None:
     for key in ("expiry", "deadline"):
         if shown.get(key):
             shown[key] = format_time(shown[key])
+    for key in ("reward", "price"):
+        if shown.get(key) is not None:
+            shown[key] = f"{shown[key]} rUSD"
+    if "auction" in shown:
+        terms = shown["auction"]
+        shown["auction"] = {
+            "min_price": f"{terms['min_price']} rUSD",
+            "max_price": f"{terms['max_price']} rUSD",
+            "ramp_end": format_time(terms["ramp_end"]),
+        }
     print_result(row, as_json, title=f"ask {row['ask_id']}", shown=shown)
+
+
+def _ending(row: dict[str, Any]) -> str | None:
+    """What an ask that ended otherwise than ``complete`` means for its requester, and what to
+    do: a line for stderr (None for a complete ask)."""
+    ask_id, state, reward = row["ask_id"], row["state"], f"{row['reward']} rUSD"
+    endings = {
+        "invalid": f"ask {ask_id} ended invalid: its inputs admit no proof (the market's input "
+        f"verification service checked and signed that); its prover was paid its price "
+        f"({row['price']} rUSD) and the rest of the {reward} came back to the requester",
+        "expired": f"ask {ask_id} expired: no prover took it before its expiry, and its {reward} "
+        "came back to the requester. `reef proofs market show "
+        f"{row['market_id']}` shows who proves there; ask again with a higher --reward, a "
+        "longer --deadline or --expiry",
+        "unassigned": f"ask {ask_id} expired: no prover took it before its expiry. "
+        f"`reef proofs cancel {ask_id}` takes its {reward} back (the matching engine does "
+        "within seconds)",
+        "slashed": f"ask {ask_id}'s prover missed its deadline and was slashed: the {reward} and "
+        "the prover's penalty went to the requester; ask again for the proof",
+        "deadline_crossed": f"ask {ask_id}'s prover missed its deadline: anyone may slash it "
+        "(the matching engine does within seconds), which pays the requester back its "
+        f"{reward} and the prover's penalty",
+        "cancelled": f"ask {ask_id} was cancelled; its {reward} came back to the requester",
+    }
+    return endings.get(state)
 
 
 @proofs_app.command("wait")
@@ -723,10 +896,12 @@ def wait_cmd(
 ) -> None:
     """Wait until the ask ends (complete, expired, slashed, invalid, cancelled); print the proof."""
 
+    timeout_s = _run(lambda: _duration(timeout, "--timeout"))
+
     def go(ctx: _Ctx) -> dict[str, Any]:
         from reef.proofs import ask_settled, wait_for_ask
 
-        state = wait_for_ask(ctx.client(), ask_id, timeout_s=_duration(timeout))
+        state = wait_for_ask(ctx.client(), ask_id, timeout_s=timeout_s)
         if not ask_settled(state):
             raise ProofError(
                 f"ask {ask_id} is still {state.label} after {timeout}",
@@ -737,6 +912,9 @@ def wait_cmd(
     row = _on_market(flags, go, account=False)
     _print_ask(row, flags.as_json)
     if row["state"] != "complete":
+        ending = _ending(row)
+        if ending:
+            tell(ending)
         raise typer.Exit(1)
 
 
@@ -890,12 +1068,47 @@ def prover_register(
     """Register as a prover with a stake and declared compute."""
     amount = _amount(stake, "--stake")
     client = ctx.client()
+    me = client.prover(ctx.session.address)
+    if me.registered:  # the contract would refuse it, after an allowance sent for nothing
+        raise ProofError(
+            f"{me.address} is registered already, with {_rusd(me.stake)} of stake and "
+            f"{me.compute} compute units",
+            hint="`reef prover status` shows it; `reef prover stake AMOUNT` adds stake",
+        )
     client.ensure_allowance(amount)
     result = client.register(compute=compute, stake=amount)
     return {
         "prover": ctx.session.address,
         "stake": _fmt(amount),
         "compute": compute,
+        "tx": result.tx_hash,
+    }
+
+
+@_market_command(
+    prover_app,
+    "stake",
+    title="stake added",
+    shown=lambda r: {**r, "added": f"{r['added']} rUSD", "stake": f"{r['stake']} rUSD"},
+)
+def prover_stake(
+    ctx: _Ctx,
+    amount: Annotated[str, typer.Argument(help="How much stake to add (rUSD).", metavar="AMOUNT")],
+) -> dict[str, Any]:
+    """Add stake: each ask assigned to you locks its market's penalty of it until it ends."""
+    added = _positive_amount(amount, "AMOUNT")
+    client = ctx.client()
+    if not client.prover(ctx.session.address).registered:
+        raise ProofError(
+            f"{ctx.session.address} is not a registered prover",
+            hint=f"register with a stake first: `reef prover register --stake {amount}`",
+        )
+    client.ensure_allowance(added)
+    result = client.add_stake(added)
+    return {
+        "prover": ctx.session.address,
+        "added": _fmt(added),
+        "stake": _fmt(client.prover(ctx.session.address).stake),
         "tx": result.tx_hash,
     }
 
@@ -914,16 +1127,38 @@ def prover_join(
     terms = MarketJoin(
         market_id=market_id,
         price=_amount(price, "--price"),
-        max_time=_duration(max_time),
+        max_time=_duration(max_time, "--max-time"),
         compute=compute,
     )
+    client = ctx.client()
+    if client.offer(ctx.session.address, market_id).joined:
+        raise ProofError(
+            f"you are in market {market_id} already",
+            hint="`reef prover status` shows your terms there; to change them, leave "
+            f"(`reef prover leave {market_id}`, twice) and join again",
+        )
     # In a market with private inputs, they are re-encrypted to this account's key, which
     # `reef prover run` decrypts with.
-    tx, key = join_as_prover(ctx.client(), terms, private_key=ctx.private_key())
+    tx, key = join_as_prover(client, terms, private_key=ctx.private_key())
+    _warn_short_stake(client, ctx.session.address, market_id)
     out = {"market_id": market_id, "prover": ctx.session.address, "tx": tx}
     if key is not None:
         out["encryption_key"] = "0x" + key.hex()
     return out
+
+
+def _warn_short_stake(client: ProofMarketClient, address: str, market_id: int) -> None:
+    """Say when the prover's free stake is below the market's penalty: the contract lets it
+    join, but no ask of the market can be assigned to it (each locks the penalty)."""
+    penalty = client.market(market_id).penalty
+    me = client.prover(address)
+    free = me.stake - me.stake_locked
+    if free < penalty:
+        tell(
+            f"warning: your free stake ({_rusd(free)}) is below market {market_id}'s penalty "
+            f"({_rusd(penalty)}), which each ask assigned to you locks: you get none of its "
+            f"asks until you add stake (`reef prover stake {_fmt(penalty - free)}`)"
+        )
 
 
 def _leave_rows(result: dict[str, Any]) -> dict[str, Any]:
@@ -942,8 +1177,10 @@ def _leave_rows(result: dict[str, Any]) -> dict[str, Any]:
 @_market_command(prover_app, "leave", title="leave", shown=_leave_rows)
 def prover_leave(ctx: _Ctx, market_id: MarketId) -> dict[str, Any]:
     """Leave a market: the first call stops new assignments; run it again after the delay."""
+    import time
+
     from reef.node import format_time, format_wait
-    from reef.proofs import withdraw_from_market
+    from reef.proofs import ProofRevert, withdraw_from_market
 
     client = ctx.client()
     offer = client.offer(ctx.session.address, market_id)
@@ -952,9 +1189,18 @@ def prover_leave(ctx: _Ctx, market_id: MarketId) -> dict[str, Any]:
     except ContractRevertError as exc:
         if not (offer.joined and offer.leave_at):
             raise
+        if exc.reason == ProofRevert.STILL_ASSIGNED:
+            raise ProofError(
+                f"{exc.message}: {_still_yours(offer.active, market_id)}",
+                hint=f"keep `reef prover run` going until {_them(offer.active)} proved (or "
+                f"slashed at {_its(offer.active)} deadline), then run `reef prover leave "
+                f"{market_id}` again",
+            ) from exc
         # A second call before the delay has passed reverts ("the leave delay has not passed")
-        # with no word on when it has: say when, by the chain's clock (its latest block's).
-        now = int(ctx.session.w3.eth.get_block("latest")["timestamp"])
+        # with no word on when it has: say when. The chain's latest block may be minutes old
+        # on an idle devnet, whose next block takes the wall clock's time: the later of the two.
+        latest = int(ctx.session.w3.eth.get_block("latest")["timestamp"])
+        now = max(latest, int(time.time()))
         raise ProofError(
             f"{exc.message}: you may leave market {market_id} from "
             f"{format_time(offer.leave_at)} (in about {format_wait(offer.leave_at - now)}); "
@@ -962,13 +1208,67 @@ def prover_leave(ctx: _Ctx, market_id: MarketId) -> dict[str, Any]:
             hint=f"run `reef prover leave {market_id}` again then",
         ) from exc
     if leave_at:
+        if offer.active:
+            tell(
+                f"warning: {_still_yours(offer.active, market_id)}: keep "
+                f"`reef prover run` going until {_them(offer.active)} proved, or you are "
+                f"slashed at {_its(offer.active)} deadline; you can leave once none is left"
+            )
         return {"market_id": market_id, "state": "leaving", "leave_at": leave_at}
     return {"market_id": market_id, "state": "left"}
 
 
-@_market_command(prover_app, "status", title="prover")
+def _still_yours(n: int, market_id: int) -> str:
+    """``1 ask of market 3 is still yours``, or ``2 asks ... are``."""
+    many = f"{n} asks of market {market_id} are"
+    return f"{f'1 ask of market {market_id} is' if n == 1 else many} still yours"
+
+
+def _them(n: int) -> str:
+    return "it is" if n == 1 else "they are"
+
+
+def _its(n: int) -> str:
+    return "its" if n == 1 else "their"
+
+
+def _units(n: int) -> str:
+    return f"{n} unit" if n == 1 else f"{n} units"
+
+
+def _status_rows(result: dict[str, Any]) -> dict[str, Any]:
+    """``reef prover status`` for people: amounts in rUSD, times in seconds, a line a market."""
+    if not result["registered"]:
+        return {
+            "prover": result["prover"],
+            "registered": False,
+            "next": "`reef prover register --stake AMOUNT` (rUSD), then `reef prover join MARKET`",
+        }
+    lines = []
+    for m in result["markets"]:
+        line = (
+            f"market {m['market_id']}: {m['price']} rUSD per proof, proves within "
+            f"{m['max_time']} s, {_units(m['compute'])} of compute per ask, "
+            f"{m['active']} ask{'' if m['active'] == 1 else 's'} assigned now"
+        )
+        if m["leaving"]:
+            line += ", leaving (no new asks)"
+        lines.append(line)
+    return {
+        "prover": result["prover"],
+        "registered": True,
+        "stake": f"{result['stake']} rUSD",
+        "stake_locked": f"{result['stake_locked']} rUSD (each assigned ask locks its market's "
+        "penalty until it ends)",
+        "compute": _units(result["compute"]),
+        "compute_used": _units(result["compute_used"]),
+        "markets": "\n".join(lines) or "none yet: `reef prover join MARKET --price AMOUNT`",
+    }
+
+
+@_market_command(prover_app, "status", title="prover", shown=_status_rows)
 def prover_status(ctx: _Ctx) -> dict[str, Any]:
-    """Your stake, compute and markets."""
+    """Your stake, compute and markets (amounts in rUSD, times in seconds)."""
     from reef.proofs import describe_prover
 
     listing = describe_prover(ctx.client(), ctx.session.address)
@@ -1059,7 +1359,7 @@ def prover_run(
                 workers[int(market_text)] = command_worker(signer, shlex.split(command))
 
         def report(outcome: Any) -> None:
-            note(f"ask {outcome.ask_id}: {outcome.outcome} {outcome.detail}".rstrip())
+            note(_outcome_line(outcome))
 
         return ProverService(
             ctx.client(),
@@ -1077,6 +1377,24 @@ def prover_run(
         _run(service.step)
         return
     _run_until_stopped(service, interval, f"proving as {service.client.sender}")
+
+
+def _outcome_line(outcome: Any) -> str:
+    """What ``reef prover run`` did with a task (a :class:`reef.proofs.TaskOutcome`), as an
+    operator reads it: a proof's transaction and an auction's price named as such."""
+    ask, what, detail = outcome.ask_id, outcome.outcome, outcome.detail
+    if what == "proved":
+        return f"ask {ask}: proved; the proof is verified on chain and you are paid (tx {detail})"
+    if what == "locked":
+        return f"ask {ask}: locked at {_rusd(int(detail))}; proving it"
+    if what == "invalid":
+        return (
+            f"ask {ask}: its inputs {detail} admit no proof: the IVS signed so, the ask "
+            "closed invalid and you are paid your price"
+        )
+    if what == "skipped":
+        return f"ask {ask}: nothing to do ({detail})"
+    return f"ask {ask}: {what}: {detail}".rstrip(": ")
 
 
 # ---- the input verification service ----

@@ -156,12 +156,26 @@ def verify_with_snarkjs(
     return done.returncode == 0 and "OK" in done.stdout
 
 
+_VKEY_HINT = (
+    "give the verification key snarkjs exports from the circuit's .zkey: "
+    "`snarkjs zkey export verificationkey circuit.zkey verification_key.json`"
+)
+
+
 def load_verification_key(path: Path) -> dict[str, Any]:
     """A snarkjs ``verification_key.json``, checked to be Groth16 over BN254."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read verification key {path}: {exc}") from exc
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(
+            f"cannot read the verification key {path}: {exc.strerror or exc}", hint=_VKEY_HINT
+        ) from exc
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InputError(
+            f"{path} is not a verification key: it is not JSON ({exc})", hint=_VKEY_HINT
+        ) from exc
     _check_vkey(data, str(path))
     return dict(data)
 
@@ -173,7 +187,7 @@ def _check_vkey(vkey: Any, where: str) -> None:
         raise InputError(
             f"{where}: not a Groth16/BN254 verification key "
             f"(protocol {vkey.get('protocol')!r}, curve {vkey.get('curve')!r})",
-            hint="export it with `snarkjs zkey export verificationkey circuit.zkey vkey.json`",
+            hint=_VKEY_HINT,
         )
     n_public = vkey.get("nPublic")
     ic = vkey.get("IC")

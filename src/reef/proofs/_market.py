@@ -46,7 +46,7 @@ def _sha256(path: Path) -> str:
         with path.open("rb") as handle:
             return hashlib.file_digest(handle, "sha256").hexdigest()
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc}") from exc
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 @dataclass(frozen=True)
