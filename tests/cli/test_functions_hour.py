@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -391,3 +392,33 @@ def test_the_already_registered_revert_says_what_to_do(served: tuple[ServerlessC
     assert raised.value.reason == ServerlessRevert.ALREADY_REGISTERED.value
     assert raised.value.hint is not None
     assert "reef executor drain" in raised.value.hint
+
+
+def test_an_executor_on_a_taken_port_names_the_flag_that_moves_it(tmp_path: Path) -> None:
+    """`reef executor run` as written (gateway 8080) beside `reef up` (its control plane on
+    8080): the hint named no flag."""
+    key = _key(tmp_path, Secp256k1PrivateKey.generate().secret, "ecdsa.sec")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(
+            app,
+            [
+                "executor",
+                "run",
+                "--key-file",
+                str(key),
+                "--workerd",
+                "/bin/true",
+                "--gateway-port",
+                str(port),
+                "--control-port",
+                "0",
+                "--workdir",
+                str(tmp_path),
+            ],
+        )
+    assert result.exit_code == 1, result.output
+    assert f"cannot listen on 127.0.0.1:{port} for the executor gateway" in result.output
+    assert "pass --gateway-port PORT (0 picks a free one)" in result.output

@@ -99,11 +99,19 @@ class ExecutorServer:
             )
             self.node = node
             self.control = await serve(
-                node.control_app(), host=self.host, port=self.control_port, what="executor control"
+                node.control_app(),
+                host=self.host,
+                port=self.control_port,
+                what="executor control",
+                hint=_port_hint(self.control_port, "--control-port"),
             )
             stack.push_async_callback(self.control.aclose)
             self.gateway = await serve(
-                node.gateway_app(), host=self.host, port=self.gateway_port, what="executor gateway"
+                node.gateway_app(),
+                host=self.host,
+                port=self.gateway_port,
+                what="executor gateway",
+                hint=_port_hint(self.gateway_port, "--gateway-port"),
             )
             stack.push_async_callback(self.gateway.aclose)
             stack.push_async_callback(node.aclose)  # closed first: stop watching the chain
@@ -128,3 +136,9 @@ def _started(server: Server | None) -> Server:
     if server is None:
         raise MisuseError("the executor server has not started", hint="await start() first")
     return server
+
+
+def _port_hint(port: int, flag: str) -> str:
+    """What to do when ``port`` is taken: the flag of ``reef executor run`` that picks another
+    (its defaults, 8080 and 8081, are common ones: ``reef up``'s control plane is on 8080)."""
+    return f"stop what uses port {port}, or pass {flag} PORT (0 picks a free one)"
