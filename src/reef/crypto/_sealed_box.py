@@ -17,11 +17,22 @@ SEALED_BOX_OVERHEAD = 48
 
 
 def seal(plaintext: bytes, recipient_public_key: bytes) -> bytes:
-    """Encrypt to an X25519 public key; only its secret opens the result."""
+    """Encrypt to an X25519 public key; only its secret opens the result.
+
+    Raises:
+        InputError: when the key is not 32 bytes, or is a point libsodium refuses.
+    """
     if len(recipient_public_key) != 32:
         raise InputError("a sealed-box recipient key is a 32-byte X25519 public key")
     box = nacl.public.SealedBox(nacl.public.PublicKey(recipient_public_key))
-    return bytes(box.encrypt(plaintext))
+    try:
+        return bytes(box.encrypt(plaintext))
+    except nacl.exceptions.CryptoError as exc:
+        # libsodium refuses a point of small order (the shared secret would be all zeros).
+        raise InputError(
+            "the sealed-box recipient key is not a usable X25519 public key (a low-order point)",
+            hint="seal to the key the recipient's KMS or enclave derived, not to a crafted one",
+        ) from exc
 
 
 def open_sealed(ciphertext: bytes, recipient_secret_key: bytes) -> bytes:
