@@ -422,3 +422,30 @@ def test_an_executor_on_a_taken_port_names_the_flag_that_moves_it(tmp_path: Path
     assert result.exit_code == 1, result.output
     assert f"cannot listen on 127.0.0.1:{port} for the executor gateway" in result.output
     assert "pass --gateway-port PORT (0 picks a free one)" in result.output
+
+
+def test_a_file_that_is_not_javascript_is_not_deployed(tmp_path: Path) -> None:
+    """Refused before the chain is asked (no network runs here): a deployment is paid for, and
+    a Python file can only ever answer "does not load"."""
+    (tmp_path / "main.py").write_text('print("hi")\n')
+    result = CliRunner().invoke(app, ["fn", "deploy", str(tmp_path / "main.py")])
+    assert result.exit_code == 2, result.output
+    assert "main.py is not a JavaScript file (.js or .mjs)" in result.output
+    assert "reef fn dev" in result.output
+    missing = CliRunner().invoke(app, ["fn", "deploy", str(tmp_path / "nothere.js")])
+    assert missing.exit_code == 2, missing.output
+    assert "nothere.js does not exist" in missing.output
+    assert "`reef fn new DIR`" in missing.output
+
+
+def test_dev_of_a_file_that_is_not_javascript_says_so_when_it_does_not_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def run_once(*_: Any) -> CallResult:
+        return CallResult(ErrorCode.SYNTAX_ERROR, b"", 40)
+
+    monkeypatch.setattr("reef.cli._fn._run_once", run_once)
+    (tmp_path / "main.py").write_text('print("hi")\n')
+    result = CliRunner().invoke(app, ["fn", "dev", str(tmp_path / "main.py")], env=WIDE)
+    assert result.exit_code == 1, result.output
+    assert "main.py is not a .js file: a function is a JavaScript ES module" in result.output

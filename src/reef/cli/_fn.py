@@ -105,7 +105,21 @@ def new(
     tell(f"wrote {entry}; run it with: reef fn dev {directory} --input reef")
 
 
-def _source_path(target: Path) -> Path:
+_JS_SUFFIXES = (".js", ".mjs")
+_NOT_LOADED = (2, 3)  # ErrorCode.CODE_NOT_DECODABLE, SYNTAX_ERROR: the code never ran
+
+
+def _source_path(target: Path, *, js_only: bool = False) -> Path:
+    """The function's file: ``target`` itself, or its ``index.js`` when it is a directory.
+
+    Args:
+        js_only: refuse a file whose name does not end in ``.js`` or ``.mjs`` (a deployment of
+            one is paid for, and can only ever answer "does not load").
+
+    Raises:
+        InputError: there is no such file, the directory has no ``index.js``, or (``js_only``)
+            the file is not named as JavaScript.
+    """
     if target.is_dir():
         entry = target / ENTRY
         if not entry.is_file():
@@ -114,6 +128,18 @@ def _source_path(target: Path) -> Path:
                 hint=f"name the .js file itself, or create one with `reef fn new {target}`",
             )
         return entry
+    if not target.exists():
+        raise InputError(
+            f"{target} does not exist",
+            hint=f"give a function's .js file, or a directory with an {ENTRY} "
+            "(`reef fn new DIR` writes one)",
+        )
+    if js_only and target.suffix.lower() not in _JS_SUFFIXES:
+        raise InputError(
+            f"{target} is not a JavaScript file (.js or .mjs)",
+            hint="a function is a JavaScript ES module (`reef fn new DIR` writes one); try it "
+            f"first with `reef fn dev {target}`",
+        )
     return target
 
 
@@ -267,7 +293,8 @@ def dev(
 
     with failing(code=2):
         body = _input_body(input_text, input_file)
-        source = read_file(_source_path(target))
+        path = _source_path(target)
+        source = read_file(path)
         limits = _limits(timeout_ms, memory_mib, max_output, allow_network or [])
     with failing():
         result = asyncio.run(_run_once(source, body, limits))
@@ -279,6 +306,8 @@ def dev(
         if logs:
             tell(logs)
         _print_output({k: v for k, v in data.items() if k != "logs"})
+        if result.error_code in _NOT_LOADED and path.suffix.lower() not in _JS_SUFFIXES:
+            tell(f"hint: {path} is not a .js file: a function is a JavaScript ES module")
         if result.status is not None and result.status >= 500 and "Uncaught" in logs:
             # Code 0 with "Internal Server Error" reads as success: say it threw.
             tell(
@@ -303,7 +332,7 @@ def deploy_cmd(
     import json
 
     with failing(code=2):
-        path = _source_path(target)
+        path = _source_path(target, js_only=True)
         source = read_file(path)
     with failing():
         where = open_target(flags, send=True)
