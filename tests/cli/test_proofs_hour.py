@@ -191,7 +191,9 @@ def test_prover_status_says_its_units(net: Net) -> None:
 
 
 def test_registering_twice_says_so_and_stake_is_added_by_its_own_command(net: Net) -> None:
-    net.ok("prover", "register", "--stake", "1", user=2)
+    first = net.ok("prover", "register", "--stake", "1", user=2)
+    assert "stake    1 rUSD" in first.stdout
+    assert "compute  4 units" in first.stdout
     again = net.reef("prover", "register", "--stake", "1", user=2)
     assert again.exit_code == 1
     assert "is registered already, with 1 rUSD of stake and 4 compute units" in again.stderr

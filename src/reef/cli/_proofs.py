@@ -1059,7 +1059,12 @@ def engine_register(
 # ---- provers ----
 
 
-@_market_command(prover_app, "register", title="prover registered")
+@_market_command(
+    prover_app,
+    "register",
+    title="prover registered",
+    shown=lambda r: {**r, "stake": f"{r['stake']} rUSD", "compute": _units(r["compute"])},
+)
 def prover_register(
     ctx: _Ctx,
     stake: Annotated[str, typer.Option("--stake", help="Stake to lock (rUSD).")],
