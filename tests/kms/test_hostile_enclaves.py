@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -402,3 +403,30 @@ async def test_an_rpc_answering_a_result_that_is_not_hex_is_refused_as_malformed
         with pytest.raises(RPCError, match="not a bool") as caught:
             await RpcApproval(url, 31337)("0x" + "ab" * 20, bytes(32))
     assert "oysterKMSVerify" in caught.value.message
+
+
+@pytest.mark.parametrize(("chain_id", "gas"), [(31337, hex(1_000_000)), (42161, None)])
+async def test_the_approval_gas_budget_is_the_roots_on_local_chains_only(
+    chain_id: int, gas: str | None, serve: Callable[[ASGIApp], AbstractAsyncContextManager[str]]
+) -> None:
+    """The budget that stops a looping contract on the devnet must not refuse honest calls on
+    Arbitrum, whose gas counts the call's L1 cost ("intrinsic gas too low (supplied gas
+    50000000)" at times): there the node's own call budget stays."""
+    calls: list[dict[str, Any]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        request = b""
+        while True:
+            message = await receive()
+            request += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        calls.append(json.loads(request)["params"][0])
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "result": "0x" + "00" * 31 + "01"})
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body.encode()})
+
+    async with serve(app) as url:
+        assert await RpcApproval(url, chain_id)("0x" + "ab" * 20, bytes(32)) is True
+    assert calls[0].get("gas") == gas

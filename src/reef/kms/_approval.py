@@ -8,10 +8,14 @@ call is one fixed selector, and a blocking web3 provider would stall every other
 A reverting call, or an address with no code (empty return data), is an answer — "not approved" —
 not a failure; only an unreachable or misbehaving RPC endpoint is an error (the server's 500).
 
-The contract is the requesting enclave's choice, so the call runs with a gas budget of the root's
-(:data:`APPROVAL_GAS`, some forty times what a registry lookup needs) rather than the node's
-whole call budget: a contract that loops costs the node a fraction of a second, not its call
-timeout (5 s of the devnet's EVM), and exceeding the budget is an error that says so.
+The contract is the requesting enclave's choice. On a local chain (reef's devnet, anvil,
+hardhat: chain 31337 or 1337) the call runs with a gas budget of the root's (:data:`APPROVAL_GAS`,
+some forty times what a registry lookup needs) rather than the node's whole call budget: a
+contract that loops costs the node a fraction of a second, not its call timeout (5 s of the
+devnet's EVM, shared with every other service of ``reef up``), and exceeding the budget is an
+error that says so. On other chains the node's own call budget applies unless ``call_gas`` is
+given: Arbitrum counts the L1 cost of a call in its gas, so a fixed budget would refuse honest
+calls whenever L1 is expensive ("intrinsic gas too low").
 
 The endpoint may be a public node, or answered by whoever sits on the way: its answer is read
 through :mod:`reef._fetch`, within the timeout (head and body together) and
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import httpx
 
@@ -36,7 +40,9 @@ __all__ = ["APPROVAL_GAS", "OYSTER_KMS_VERIFY_SELECTOR", "ImageApproval", "RpcAp
 
 OYSTER_KMS_VERIFY_SELECTOR = keccak256(b"oysterKMSVerify(bytes32)")[:4]
 APPROVAL_GAS: Final = 1_000_000
-"""Gas an ``oysterKMSVerify`` call may use (a registry lookup needs about 25 000)."""
+"""Gas an ``oysterKMSVerify`` call may use on a local chain (a registry lookup needs about
+25 000)."""
+_LOCAL_CHAINS: Final = frozenset({31337, 1337})
 MAX_RPC_ANSWER: Final = 64 * 1024
 """The longest JSON-RPC answer read: an eth_call of a bool, or an error message."""
 _HINT: Final = "check --rpc-url and that the chain is running"
@@ -62,6 +68,9 @@ class RpcApproval:
         chain_id: the chain the contract seeds are bound to; :meth:`check_chain` confirms it.
         transport: an httpx transport (tests pass an in-process one).
         timeout: seconds per call.
+        call_gas: the gas each ``oysterKMSVerify`` call may use; ``"auto"``:
+            :data:`APPROVAL_GAS` on a local chain (31337, 1337), the node's own budget on others
+            (see the module docstring); None: the node's own budget.
     """
 
     def __init__(
@@ -71,7 +80,12 @@ class RpcApproval:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 5.0,
+        call_gas: int | Literal["auto"] | None = "auto",
     ) -> None:
+        if call_gas == "auto":
+            call_gas = APPROVAL_GAS if chain_id in _LOCAL_CHAINS else None
+        self.call_gas = call_gas
+        """The gas each call may use (None: the node's own budget)."""
         self.rpc_url = rpc_url
         self.chain_id = chain_id
         self._transport = transport
@@ -132,7 +146,9 @@ class RpcApproval:
         """
         image_id = parse_bytes32(image_id, name="image id", hint=_IMAGE_ID_HINT)
         data = "0x" + (OYSTER_KMS_VERIFY_SELECTOR + image_id).hex()
-        call = {"to": address, "data": data, "gas": hex(APPROVAL_GAS)}
+        call = {"to": address, "data": data}
+        if self.call_gas is not None:
+            call["gas"] = hex(self.call_gas)
         reply = await self._rpc("eth_call", [call, "latest"])
         if "error" in reply:
             error = reply["error"]
@@ -140,9 +156,9 @@ class RpcApproval:
             # Execution reverted: the contract refuses (or lacks the function). That is a "no".
             if "revert" in message.lower() or (isinstance(error, dict) and error.get("code") == 3):
                 return False
-            if _out_of_gas(message):
+            if self.call_gas is not None and _out_of_gas(message):
                 raise RPCError(
-                    f"oysterKMSVerify on {address} needs more than the {APPROVAL_GAS} gas this "
+                    f"oysterKMSVerify on {address} needs more than the {self.call_gas} gas this "
                     f"KMS root lets it use ({message[:120]})",
                     hint="a contract that approves images must answer within that budget",
                 )
