@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -449,3 +451,22 @@ def test_dev_of_a_file_that_is_not_javascript_says_so_when_it_does_not_load(
     result = CliRunner().invoke(app, ["fn", "dev", str(tmp_path / "main.py")], env=WIDE)
     assert result.exit_code == 1, result.output
     assert "main.py is not a .js file: a function is a JavaScript ES module" in result.output
+
+
+def test_a_usage_error_of_fn_call_answers_before_web3_is_imported() -> None:
+    """`reef fn call 5` took 9 to 12 s on a busy two-core machine to say the argument was wrong:
+    importing web3 and eth-account (with py_ecc's pairing tables) came first."""
+    script = (
+        "import sys\n"
+        "from reef.cli import main\n"
+        "sys.argv = ['reef', 'fn', 'call', '5']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    print('exit', exc.code, 'web3' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert "is not a codehash" in done.stderr
+    assert done.stdout.split() == ["exit", "2", "False"]

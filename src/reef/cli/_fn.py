@@ -400,13 +400,13 @@ def call_cmd(
     ] = 5000,
 ) -> None:
     """Call a deployed function: open a job, wait for the first signed output, print it."""
-    from reef.serverless import call_function
-
-    with failing(code=2):
+    with failing(code=2):  # before web3 is even imported: a usage error answers at once
         codehash = _codehash(codehash)
         body = _input_body(input_text, input_file)
         if timeout_ms < 1:
             raise InputError(f"--timeout-ms must be positive, got {timeout_ms}")
+    from reef.serverless import call_function
+
     with failing():
         where = open_target(flags, send=True)
         call = call_function(
