@@ -36,6 +36,7 @@ from reef.chain._abi_words import words_decoder
 from reef.chain._artifacts import load_artifact
 from reef.chain._types import Address, Amount, JobId, Rate
 from reef.crypto import eip55_address, keccak256
+from reef.encoding import describe_value
 from reef.errors import ChainError
 
 __all__ = [
@@ -508,7 +509,9 @@ class EventDecoder:
             elif isinstance(value, list):
                 values[field.name] = tuple(self._load(field.kind, v, what) for v in value)
             else:
-                raise ChainError(f"the stored field {what} is not a list: {str(value)[:80]!r}")
+                raise ChainError(
+                    f"the stored field {what} is not a list: {describe_value(value, width=80)}"
+                )
         return spec.cls(
             address=self._load("address", address, f"{name} address"),
             block_number=block_number,
@@ -529,7 +532,8 @@ class EventDecoder:
                 return value
             if isinstance(value, str) and _INT_HEX_TEXT.fullmatch(value):
                 return int(value, 16)
-            if isinstance(value, str) and value.isascii() and value.isdigit():
+            # A uint256 has at most 78 decimal digits; int() refuses over 4 300 with ValueError.
+            if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 78:
                 return int(value)
         elif kind == "address":
             if isinstance(value, str) and _ADDRESS_TEXT.fullmatch(value):
@@ -545,7 +549,9 @@ class EventDecoder:
                 return value
         elif isinstance(value, str):
             return value
-        raise ChainError(f"the stored field {what} is not a valid {kind}: {str(value)[:80]!r}")
+        raise ChainError(
+            f"the stored field {what} is not a valid {kind}: {describe_value(value, width=80)}"
+        )
 
     @property
     def topics(self) -> tuple[bytes, ...]:
@@ -563,7 +569,14 @@ class EventDecoder:
         Raises:
             ChainError: when the log has a known topic but malformed topics or data.
         """
-        topics = [_as_bytes(t) for t in log.get("topics", ())]
+        raw_topics = log.get("topics", ())
+        if not isinstance(raw_topics, list | tuple):
+            # A node's (or a block source's) answer, not a log's content: still refused by name.
+            raise ChainError(
+                f"malformed log in block {describe_value(log.get('blockNumber'))}: its topics "
+                f"are {type(raw_topics).__name__}, not a list"
+            )
+        topics = [_as_bytes(t) for t in raw_topics]
         if not topics or topics[0] not in self._specs:
             return None
         spec = self._specs[topics[0]]
