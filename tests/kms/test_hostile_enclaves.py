@@ -430,3 +430,41 @@ async def test_the_approval_gas_budget_is_the_roots_on_local_chains_only(
     async with serve(app) as url:
         assert await RpcApproval(url, chain_id)("0x" + "ab" * 20, bytes(32)) is True
     assert calls[0].get("gas") == gas
+
+
+# ---- an enclave whose request body never ends ----
+
+
+async def _send_chunks(stream: ScallopStream, total: int) -> int:
+    """Send chunked body data, 64 KiB a chunk, up to ``total`` bytes; return how many went."""
+    chunk = b"10000\r\n" + bytes(1 << 16) + b"\r\n"
+    sent = 0
+    async with asyncio.timeout(60):
+        while sent < total:
+            await stream.send(chunk)
+            sent += 1 << 16
+    return sent
+
+
+async def test_a_body_the_app_does_not_read_is_not_read_for_ever(
+    server: RootServer, authority: DevAuthority
+) -> None:
+    """``GET /derive`` with a chunked body: the root answers without reading the body, then
+    reads the rest of it to get to the next request, with no bound on its size: an enclave
+    streaming a body that never ends kept its channel, and the root decrypting and parsing it,
+    for as long as it liked (the 1 KiB body limit holds only for bodies the app reads). Past
+    the body limit the channel is now closed."""
+    hostile = Enclave(authority, APP_PCRS)
+    stream = await hostile.channel(server, receive_buffer=1 << 16)
+    try:
+        await stream.send(
+            b"GET /derive HTTP/1.1\r\nhost: kms\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
+        await _send_chunks(stream, 1 << 16)
+        async with asyncio.timeout(10):
+            answer = await stream.read(4096)
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:80]
+        with pytest.raises(ChannelError):
+            await _send_chunks(stream, 256 << 20)
+    finally:
+        stream.abort()

@@ -298,21 +298,51 @@ def asgi_handler(
                 return
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 return
-            if conn.their_state is not h11.DONE:
-                # The app did not read the whole body: drain it so the next request parses.
-                try:
-                    while not isinstance(
-                        await _next_event(conn, stream, keepalive_timeout), h11.EndOfMessage
-                    ):
-                        pass
-                except (TimeoutError, ChannelError, h11.RemoteProtocolError):
-                    return
+            if conn.their_state is not h11.DONE and not await _skip_body(
+                conn, stream, exchange.body_received, max_body, keepalive_timeout
+            ):
+                return
             try:
                 conn.start_next_cycle()
             except h11.LocalProtocolError:
                 return
 
     return handle
+
+
+async def _skip_body(
+    conn: h11.Connection,
+    stream: ScallopStream,
+    received: int,
+    max_body: int | None,
+    seconds: float,
+) -> bool:
+    """Read the rest of a body the app did not read, so the next request parses; False when
+    the channel must close instead.
+
+    The body limit and one deadline hold here too: otherwise a client whose request the app
+    answers unread (a GET with a chunked body) could stream a body that never ends, and keep
+    its channel (and the server decrypting and parsing) for as long as it liked.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                event = await _next_event(conn, stream, None)
+                if isinstance(event, h11.EndOfMessage):
+                    return True
+                if not isinstance(event, h11.Data):
+                    return False
+                received += len(event.data)
+                if max_body is not None and received > max_body:
+                    logger.info(
+                        "scallop http: dropped %s: the body it sends is over %d bytes",
+                        _peer_name(stream),
+                        max_body,
+                    )
+                    stream.abort()
+                    return False
+    except (TimeoutError, ChannelError, h11.RemoteProtocolError):
+        return False
 
 
 async def _linger(stream: ScallopStream, *, seconds: float = 1.0, limit: int = 1 << 20) -> None:
