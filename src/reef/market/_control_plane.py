@@ -23,12 +23,17 @@ provider restarts its software (``reef up`` stops them explicitly on Ctrl-C).
 Disk: a job's downloaded image and its enclave's ``/state`` (which outlives the enclave, kept
 across its restarts and the provider's) are removed once no job that should run wants them, so
 a tenant opening job after job with new images cannot fill the provider's disk. At start this
-also catches the jobs that ended while the provider was down.
+also catches the jobs that ended while the provider was down, and the removals an earlier run
+noted but did not finish (they are written to the database before the enclave stops).
+
+Churn: a running enclave is replaced for new metadata at most every ``replace_interval``, and
+an owner whose enclaves were stopped lately (jobs opened and stopped at every block) has
+``launch_burst`` enclave starts and stops at once, then one every ``launch_interval``.
 
 The enclave backend is reached through the small :class:`EnclaveRunner` protocol (the local dev
 TEE in reef; :class:`reef.testing.FakeRunner` in tests), and time is a parameter (``clock``).
 
-One module (about 780 lines): replay, decide, reconcile, launch, renew and stop are one
+One module (about 1 100 lines): replay, decide, reconcile, launch, renew and stop are one
 exactly-once argument over the job book (a control plane killed at any instant ends right),
 kept together so it can be checked in one place, as the indexer's is.
 """

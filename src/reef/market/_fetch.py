@@ -35,6 +35,11 @@ provider's host answers on addresses no stranger should reach through it:
   ``"never"``; networks in :attr:`ImagePolicy.trusted` (the operator's own image store) are
   reached as public ones.
 
+Host names are looked up in threads of the fetcher's own (:class:`_Resolver`), once at a time
+per name and within a deadline: a stranger's name whose DNS server never answers holds a thread
+for the resolver's whole timeout, and in asyncio's default pool it held the threads the
+provider's indexer reads the chain in.
+
 The client's connection pool is httpcore's with that network backend (httpx takes no network
 backend of its own), so proxies named by the environment do not apply to image downloads: a
 proxy would resolve the names itself, past the check.
