@@ -316,3 +316,45 @@ def test_the_library_names_an_unreadable_verification_key_without_errno(tmp_path
     assert "No such file or directory" in caught.value.message
     assert "Errno" not in caught.value.message
     assert "snarkjs zkey export verificationkey" in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize("example", ["poseidon", "commitment"])
+def test_the_key_read_from_a_zkey_is_the_one_snarkjs_exported(example: str) -> None:
+    """Independent check: each example's verification_key.json is snarkjs's own export."""
+    from reef.proofs import zkey_verification_key
+
+    folder = POSEIDON.parent / example
+    exported = json.loads((folder / "verification_key.json").read_text())
+    own = zkey_verification_key(folder / "circuit.zkey")
+    assert own == {k: exported[k] for k in own}
+    assert len(own["IC"]) == exported["nPublic"] + 1
+
+
+def test_another_circuits_verification_key_is_refused_before_the_chain() -> None:
+    """The commitment circuit's key beside the poseidon circuit's .zkey: a market over them
+    would reject every proof, and slash every prover that took an ask."""
+    other = POSEIDON.parent / "commitment" / "verification_key.json"
+    done = CliRunner().invoke(
+        app,
+        ["proofs", "market", "create", "--groth16", "--wasm", str(POSEIDON / "circuit.wasm"),
+         "--zkey", str(POSEIDON / "circuit.zkey"), "--vkey", str(other), "--public-input", "x",
+         "--rpc", "http://127.0.0.1:9", "--proof-market", "0x" + "11" * 20],
+    )  # fmt: skip
+    assert done.exit_code == 1, done.output
+    assert f"error: {other} is not the verification key of {POSEIDON / 'circuit.zkey'}" in (
+        done.stderr
+    )
+    assert "snarkjs zkey export verificationkey" in done.stderr
+
+
+def test_a_file_that_is_no_zkey_is_named(tmp_path: Path) -> None:
+    from reef.errors import InputError
+    from reef.proofs import zkey_verification_key
+
+    bogus = tmp_path / "circuit.zkey"
+    bogus.write_bytes(b"zkey" + b"\x01\x00\x00\x00" + b"\xff\xff\xff\xff")
+    with pytest.raises(InputError, match=r"is not a Groth16 \.zkey"):
+        zkey_verification_key(bogus)
+    bogus.write_text('{"protocol": "groth16"}')
+    with pytest.raises(InputError, match=r"is not a snarkjs \.zkey"):
+        zkey_verification_key(bogus)

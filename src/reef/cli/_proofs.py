@@ -427,10 +427,10 @@ def market_create(
 
 def _check_circuit_files(files: dict[str, Path | None]) -> None:
     """Refuse a circuit file flag that names no readable file, saying which flag and which
-    snarkjs step makes that file.
+    snarkjs step makes that file, and a verification key that is not the .zkey's own.
 
     Raises:
-        InputError: the first such flag.
+        InputError: the first such flag, or keys that differ.
     """
     made_by = {
         "--wasm": "circom's --wasm output (circuit_js/circuit.wasm)",
@@ -444,6 +444,11 @@ def _check_circuit_files(files: dict[str, Path | None]) -> None:
                 f"{flag} {path}: {why}",
                 hint=f"give the file {made_by[flag]} makes; e.g. examples/proofs/poseidon/ has all three",
             )
+    zkey, vkey = files["--zkey"], files["--vkey"]
+    if zkey is not None and vkey is not None:
+        from reef.proofs import check_zkey_matches, load_verification_key
+
+        check_zkey_matches(zkey, load_verification_key(vkey), vkey)
 
 
 @market_app.command("list")

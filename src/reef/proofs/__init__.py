@@ -144,6 +144,7 @@ from reef.proofs._types import (
     ProverInfo,
     SkipReason,
 )
+from reef.proofs._zkey import check_zkey_matches, zkey_verification_key
 
 __all__ = [
     "ArtifactStore",
@@ -218,6 +219,7 @@ __all__ = [
     "ask_settled",
     "auction_price",
     "await_engine_role",
+    "check_zkey_matches",
     "circuit_input",
     "close_ask",
     "command_worker",
@@ -258,4 +260,5 @@ __all__ = [
     "verify_with_snarkjs",
     "wait_for_ask",
     "withdraw_from_market",
+    "zkey_verification_key",
 ]

@@ -26,6 +26,7 @@ from reef.encoding import json_depth
 from reef.errors import InputError, ProofError
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._groth16 import compile_verifier, load_verification_key
+from reef.proofs._zkey import check_zkey_matches
 
 __all__ = [
     "ArtifactStore",
@@ -201,6 +202,9 @@ def create_groth16_market(
     if len(name) > _NAME_MAX:
         raise InputError(f"a market name is at most {_NAME_MAX} characters")
     vkey = load_verification_key(artifacts.vkey)
+    # Another circuit's or setup's key would make a verifier that rejects every proof of this
+    # .zkey: the market's provers would be slashed for each ask they take.
+    check_zkey_matches(artifacts.zkey, vkey, artifacts.vkey)
     if len(public_inputs) > int(vkey["nPublic"]):
         raise InputError(
             f"{len(public_inputs)} public inputs named but the circuit has {vkey['nPublic']} public signals"
