@@ -15,6 +15,7 @@ CBOR structure.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 import cbor2
@@ -30,13 +31,15 @@ from hypothesis import strategies as st
 from fuzz.fuzz_support import FUZZ, examples, mutated, mutations
 from reef.attestation import (
     CoseSign1,
+    DevAuthority,
     NitroDocument,
     NitroVerifier,
     TrustedRoot,
     VerifiedAttestation,
     decode_nitro,
 )
-from reef.errors import AttestationError, DecodeError
+from reef.errors import AttestationError, DecodeError, InputError
+from reef.home import ReefHome
 
 T = 1_700_000_000_000
 
@@ -350,3 +353,51 @@ def test_a_megabyte_of_heads_is_walked_once() -> None:
     data = b"\x84" + _head(4, 1_000_000) + b"\x01" * 999_990 + _head(6, 28) + b"\x00"
     with pytest.raises(DecodeError, match="value sharing"):
         decode_nitro(data)
+
+
+# ---- the dev TEE's documents ----
+
+
+@pytest.fixture(scope="module")
+def dev_authority(tmp_path_factory: pytest.TempPathFactory) -> DevAuthority:
+    return DevAuthority.load_or_create(ReefHome(tmp_path_factory.mktemp("dev-home")))
+
+
+@settings(FUZZ, max_examples=examples(0.5))
+@given(
+    st.text(st.characters(exclude_categories=()), min_size=1, max_size=80),
+    st.binary(max_size=64),
+    st.dictionaries(st.integers(-2, 40), st.binary(min_size=47, max_size=49), max_size=3),
+)
+def test_dev_documents_for_any_module_id_and_fields_verify_as_minted(
+    dev_authority: DevAuthority, module_id: str, user_data: bytes, pcrs: dict[int, bytes]
+) -> None:
+    now = int(time.time() * 1000)
+    try:
+        document = dev_authority.mint(
+            pcrs, timestamp_ms=now, module_id=module_id, user_data=user_data
+        )
+    except InputError:
+        return
+    verified = NitroVerifier().verify(document, root=dev_authority.root, mode="live", now_ms=now)
+    assert verified.module_id == module_id
+    assert verified.user_data == user_data
+
+
+@pytest.mark.parametrize("module_id", ["\u00e9" * 100, "\U0001f600" * 30], ids=["latin", "emoji"])
+def test_a_dev_module_id_in_any_script_mints(dev_authority: DevAuthority, module_id: str) -> None:
+    # The leaf's common name took the first 40 characters, and cryptography counts its 64 in
+    # UTF-8 bytes: "é" * 100 raised ValueError.
+    now = int(time.time() * 1000)
+    document = dev_authority.mint({}, timestamp_ms=now, module_id=module_id)
+    verified = NitroVerifier().verify(document, root=dev_authority.root, mode="live", now_ms=now)
+    assert verified.module_id == module_id
+
+
+def test_a_dev_module_id_with_a_lone_surrogate_is_an_input_error(
+    dev_authority: DevAuthority,
+) -> None:
+    # From argv bytes that are not UTF-8 (`reef attestation mint --module-id`): it raised
+    # UnicodeEncodeError.
+    with pytest.raises(InputError, match="module_id is not UTF-8 text"):
+        dev_authority.mint({}, timestamp_ms=int(time.time() * 1000), module_id="i-\udcff")

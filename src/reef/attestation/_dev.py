@@ -314,8 +314,9 @@ class DevAuthority:
         not_after_s = min(not_before_s + LEAF_LIFETIME_MS // 1000, self._ca_window[1] // 1000)
         cert = (
             x509.CertificateBuilder()
-            # X.509 limits a common name to 64 characters.
-            .subject_name(_name(f"{module_id[:40]}.dev-tee (INSECURE)"))
+            # X.509 limits a common name to 64 characters, which cryptography counts in UTF-8
+            # bytes: at most 40 of them from the module id (cut at a character's boundary).
+            .subject_name(_name(f"{_utf8_prefix(module_id, 40)}.dev-tee (INSECURE)"))
             .issuer_name(self._intermediate.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
@@ -393,6 +394,14 @@ class DevAuthority:
             )
         if module_id is not None and (not isinstance(module_id, str) or not module_id):
             raise InputError("module_id must be a non-empty string")
+        if module_id is not None:
+            try:
+                module_id.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate (from argv's bytes, say)
+                raise InputError(
+                    "module_id is not UTF-8 text (it holds a lone surrogate)",
+                    hint="give the module id as text, e.g. i-0123456789abcdef0-enc0123456789abcdef",
+                ) from exc
         module = module_id or self._default_module_id
         leaf = self._leaf_for(module, timestamp_ms)
         document = NitroDocument(
@@ -455,6 +464,12 @@ class DevAuthority:
             info=_SEALING_INFO + bytes(image_id),
         )
         return hkdf.derive(secret)
+
+
+def _utf8_prefix(text: str, size: int) -> str:
+    """The longest prefix of ``text`` whose UTF-8 takes at most ``size`` bytes (lone surrogates
+    dropped: they have no UTF-8)."""
+    return text.encode("utf-8", "ignore")[:size].decode("utf-8", "ignore")
 
 
 def _read(path: Path) -> bytes:
