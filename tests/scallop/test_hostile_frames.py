@@ -13,7 +13,7 @@ import pytest
 
 from reef.attestation import DevAuthority, NitroVerifier, VerifiedAttestation
 from reef.errors import HandshakeError
-from reef.scallop import PeerPolicy, ScallopStream, connect, handshake_client, serve
+from reef.scallop import PeerPolicy, ScallopStream, connect, handshake_client, serve, serve_asgi
 
 from .conftest import Party
 
@@ -120,5 +120,40 @@ async def test_a_replayed_refused_attestation_is_not_verified_again(
                 await stream.send(b"x")
                 assert await stream.read(16) == b"hello"
         assert len(calls) == 3
+    finally:
+        await server.aclose()
+
+
+# ---- a client that announces a body and never sends it ----
+
+
+async def test_a_body_that_never_comes_does_not_hold_the_app(
+    make_party: Callable[..., Party],
+) -> None:
+    """An app reading its request body waited for it without a deadline: a client announcing
+    100 bytes and sending none held the app, its channel and its task for ever (the head had
+    one deadline, the body none). The body now has ``keepalive_timeout`` between reads, as a
+    head has for the whole of it, and a client past it is disconnected."""
+    reads: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        message = await receive()
+        reads.append(message["type"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"read"})
+
+    server = await serve_asgi(
+        app, "127.0.0.1", 0, static_key=make_party().secret, keepalive_timeout=0.5
+    )
+    try:
+        stream = await _channel(server.port, make_party(), receive_buffer=1 << 16)
+        try:
+            await stream.send(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n")
+            assert await _eventually(lambda: server.open_channels == 1, seconds=10)
+            assert await _eventually(lambda: server.open_channels == 0, seconds=20)
+        finally:
+            stream.close()
+        assert reads in ([], ["http.disconnect"])
     finally:
         await server.aclose()

@@ -136,10 +136,10 @@ class _Exchange:
         stream: ScallopStream,
         max_body: int | None,
         method: bytes,
-        write_timeout: float,
+        timeout: float,
     ) -> None:
         self.conn = conn
-        self.write_timeout = write_timeout
+        self.timeout = timeout  # for each body read, and each write to drain
         self.head = method == b"HEAD"  # the response has headers only (h11 refuses a body)
         self.stream = stream
         self.max_body = max_body
@@ -157,7 +157,12 @@ class _Exchange:
             await self.finished.wait()
             return {"type": "http.disconnect"}
         try:
-            event = await _next_event(self.conn, self.stream, None)
+            # A deadline per read, as the head has one over the whole of it: a client that
+            # announces a body and sends none would otherwise hold the app for ever.
+            event = await _next_event(self.conn, self.stream, self.timeout)
+        except TimeoutError as exc:
+            self.finished.set()
+            raise _Disconnect(f"no request body data for {self.timeout:g} s") from exc
         except (ChannelError, h11.RemoteProtocolError) as exc:
             self.finished.set()
             raise _Disconnect(str(exc)) from exc
@@ -201,7 +206,7 @@ class _Exchange:
                 self._write(h11.EndOfMessage())
                 self.response_done = True
                 self.finished.set()
-            await _drain(self.stream, self.write_timeout)
+            await _drain(self.stream, self.timeout)
         else:
             raise ServiceError(f"the ASGI app sent an unknown message type {kind!r}")
 
@@ -224,8 +229,9 @@ def asgi_handler(
         max_body: the largest request body accepted (413 beyond it); ``None`` for no limit.
         keepalive_timeout: seconds a connection waits for its next request head to arrive
             whole (the idle time before it included); past that it is closed. Also how long
-            a write waits for the client to read: one that reads nothing of our answers for
-            that long is dropped.
+            a write waits for the client to read, and a body read for the client's next bytes:
+            one that reads nothing of our answers, or sends nothing of its body, for that long
+            is dropped.
         state: the lifespan state shared into every request scope (``scope["state"]``).
     """
 
