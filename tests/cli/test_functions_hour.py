@@ -207,10 +207,14 @@ def test_a_job_read_later_shows_its_outputs_as_text_and_its_money_in_rusd(
     assert "deposit             0.003 rUSD (3000 base units)" in lines  # 1000 ms x 3
     assert any(line.startswith("start_time ") and " (" in line for line in lines)
     assert "outputs             1" in lines
-    row = next(line for line in lines if enclave in line and "│" in line)
-    assert "echo later" in row  # the output as text, not 0x6563...
-    assert "0 (ok)" in row
-    assert "rUSD" in row
+    start = lines.index("output 1 of 1")
+    assert lines[start + 1 : start + 6] == [
+        f"executor       {enclave}",
+        "error_code     0 (ok)",
+        "output         echo later",  # as text, not 0x6563...
+        "total_time_ms  40",
+        "payment        0.00006 rUSD (60 base units)",  # the first share of 40 ms x 3 per ms
+    ]
     # --json is as it was: the numbers as they are, the output as hex.
     raw = json.loads(
         CliRunner()

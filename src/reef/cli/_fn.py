@@ -32,6 +32,7 @@ from reef.cli._output import (
     print_result,
     print_rows,
     print_table,
+    say,
     tell,
     tx_printer,
 )
@@ -460,9 +461,9 @@ def job_cmd(
 
 
 def _print_job(data: dict[str, Any]) -> None:
-    """A job for people: its money in rUSD, its start as a time, and its outputs as a table
-    whose output column reads as text where the output is text (hex otherwise)."""
-    from reef.chain import format_amount
+    """A job for people: its money in rUSD, its start as a time, then each output as a list of
+    its own, the output as text where it is text (hex otherwise). Not a table: an output is
+    often one long word (JSON), and a table folds every column to fit it, addresses included."""
     from reef.node import format_time
 
     shown = {k: v for k, v in data.items() if k != "outputs"}
@@ -471,21 +472,19 @@ def _print_job(data: dict[str, Any]) -> None:
     shown["start_time"] = f"{format_time(shown['start_time'])} ({shown['start_time']})"
     shown["outputs"] = len(data["outputs"])
     print_mapping(shown)
-    if not data["outputs"]:
-        return
-    rows = []
-    for r in data["outputs"]:
-        raw = bytes.fromhex(r["output_hex"][2:])
-        text = _text(raw)
-        rows.append(
+    for n, r in enumerate(data["outputs"], 1):
+        text = _text(bytes.fromhex(r["output_hex"][2:]))
+        say()
+        print_mapping(
             {
-                **r,
+                "executor": r["executor"],
                 "error_code": _verdict(r["error_code"]),
                 "output": r["output_hex"] if text is None else text,
-                "payment": f"{format_amount(r['payment'])} rUSD",  # base units: --json
-            }
+                "total_time_ms": r["total_time_ms"],
+                "payment": _rusd(r["payment"]),
+            },
+            title=f"output {n} of {len(data['outputs'])}",
         )
-    print_table(rows, ["executor", "error_code", "output", "total_time_ms", "payment"])
 
 
 def _verdict(error_code: int) -> str:
