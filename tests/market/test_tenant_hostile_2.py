@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import subprocess
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -269,8 +270,6 @@ def _state_files(home: Path) -> set[str]:
 
 
 def _chattr(flag: str, path: Path) -> None:
-    import subprocess
-
     subprocess.run(["chattr", flag, str(path)], check=True)
 
 
@@ -305,6 +304,13 @@ async def test_a_state_whose_removal_waits_is_removed_after_a_kill(reef_home: Pa
     from reef.enclave import LocalBackend, build_image
     from reef.home import ReefHome
 
+    probe = reef_home.parent / "pin-probe"
+    probe.write_text("")
+    try:
+        await asyncio.to_thread(_chattr, "+i", probe)
+        await asyncio.to_thread(_chattr, "-i", probe)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("this host cannot make a file immutable (chattr +i), which the test needs")
     hello = reef_home.parent / "hello.img"
     build_image(HELLO, hello)
     store = ImageStore(reef_home.parent / "store")
