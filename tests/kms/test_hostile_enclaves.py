@@ -120,6 +120,7 @@ async def _write_until_refused(stream: ScallopStream, request: bytes) -> None:
             await stream.drain()
 
 
+@pytest.mark.slow  # the root's two 5 s bounds, one after the other
 async def test_an_enclave_that_never_reads_its_answers_loses_its_channel(
     server: RootServer, authority: DevAuthority
 ) -> None:
