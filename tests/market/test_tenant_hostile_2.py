@@ -169,19 +169,12 @@ async def test_downloads_load_the_certificate_authorities_once(
     """Each download built two TLS contexts, each loading the whole CA bundle (about 100 ms of
     the event loop's time on this 2-core host, per download a stranger asks for): the fetcher
     now loads one and every download shares it."""
-    from reef.node import serve_app
-
-    loads: list[object] = []
-    real = ssl.SSLContext.load_verify_locations
-
-    def counting(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
-        loads.append(args or kwargs)
-        real(self, *args, **kwargs)
-
-    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
     from starlette.applications import Starlette
     from starlette.responses import Response
     from starlette.routing import Route
+
+    from reef.errors import ImageError
+    from reef.node import serve_app
 
     async def missing(_request: Any) -> Response:
         return Response(b"no", status_code=404)
@@ -189,14 +182,22 @@ async def test_downloads_load_the_certificate_authorities_once(
     served = await serve_app(
         Starlette(routes=[Route("/{path:path}", missing)]), host="127.0.0.1", port=0, what="404"
     )
-    fetcher = ImageFetcher(ImageStore(tmp_path / "cache"), timeout=5)
-    from reef.errors import ImageError
+    loads: list[object] = []
+    real = ssl.SSLContext.load_verify_locations
 
+    def counting(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append(args or kwargs)
+        real(self, *args, **kwargs)
+
+    # Counted from here: only what the fetcher's downloads load.
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
+    fetcher = ImageFetcher(ImageStore(tmp_path / "cache"), timeout=5)
     try:
         for n in range(5):
             with pytest.raises(ImageError, match="HTTP 404"):
                 await fetcher.fetch(f"{served.url}/image-{n}")
     finally:
+        monkeypatch.undo()
         await served.aclose()
         fetcher.close()
     assert len(loads) == 1
