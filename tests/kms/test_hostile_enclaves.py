@@ -220,7 +220,7 @@ async def test_handshakes_asking_for_the_roots_attestation_share_one_document(
     a new document for every such handshake, in a worker thread. The document names only the
     root's Scallop key and identity, never anything of the client's (its nonce is empty), so
     any tenant's enclave could make the root attest (an NSM call each) as fast as it could
-    handshake, 16 at once per address. One document now serves the handshakes of a minute."""
+    handshake, 16 at once per address. One document now serves the handshakes of ten seconds."""
     attester = CountingAttester(authority, seconds=0.05)
     store = dev_root_store(ReefHome(tmp_path / "root-home"), authority, ROOT_PCRS)
     root = KmsRoot.open(store, attester=attester)

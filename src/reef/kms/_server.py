@@ -365,12 +365,13 @@ class DeriveServer:
         await self.aclose()
 
 
-_REUSE_ATTESTATION_S = 60.0
-"""Seconds one handshake attestation of the root serves (clients accept 300 s old ones)."""
+_REUSE_ATTESTATION_S = 10.0
+"""Seconds one handshake attestation of the root serves (clients accept 300 s old ones by
+default; ``reef scallop call --max-age`` may ask for fresher, down to this)."""
 
 
 class _SharedAttestation:
-    """The root's attestation for Scallop handshakes, made once a minute at most (an
+    """The root's attestation for Scallop handshakes, made once every ten seconds at most (an
     :data:`~reef.scallop.Auther`).
 
     It names the root's Scallop key and identity and an empty nonce, nothing of the client's,
