@@ -474,3 +474,26 @@ def test_a_usage_error_of_fn_call_answers_before_web3_is_imported() -> None:
     )
     assert "is not a codehash" in done.stderr
     assert done.stdout.split() == ["exit", "2", "False"]
+
+
+def test_a_call_whose_function_threw_says_what_the_body_means(
+    served: tuple[ServerlessChain, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On chain an answer has no status: "Internal Server Error" with code 0 read as success."""
+    import reef.serverless
+    from reef.cli import _fn
+
+    chain, url = served
+    answer = {**_fn._answer_json(0, b"Internal Server Error", 12), "job_id": 7}
+    monkeypatch.setattr(reef.serverless, "call_function", lambda *_, **__: None)
+    monkeypatch.setattr(_fn, "_call_json", lambda _: answer)
+    result = CliRunner().invoke(
+        app, ["fn", "call", "0x" + "11" * 32, *_flags(chain, url)], env=WIDE
+    )
+    assert result.exit_code == 0, result.output  # still a verdict of 0
+    assert "the body workerd answers when a function throws" in result.output
+    assert "reef fn dev" in result.output
+    plain = {**answer, **_fn._answer_json(0, b"fine", 12)}
+    monkeypatch.setattr(_fn, "_call_json", lambda _: plain)
+    quiet = CliRunner().invoke(app, ["fn", "call", "0x" + "11" * 32, *_flags(chain, url)])
+    assert "throws" not in quiet.output

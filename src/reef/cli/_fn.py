@@ -51,6 +51,7 @@ __all__ = ["register"]
 app, register = command_group("fn")
 
 ENTRY = "index.js"
+_THREW = "Internal Server Error"  # workerd's body for a handler that threw
 _MIN_MEMORY_MIB = 64  # reef.serverless.Limits' floor, in the flag's unit
 
 TEMPLATE_JS = """\
@@ -426,6 +427,13 @@ def call_cmd(
         print_json(data)
     else:
         _print_output(data)
+        if data["error_code"] == 0 and data["output"] == _THREW:
+            # On chain there is no status: this body is all that says the function threw.
+            tell(
+                "hint: this is the body workerd answers when a function throws (status 500, "
+                "still error code 0); `reef fn dev FILE --input ...` runs it here and shows the "
+                "exception"
+            )
     if data["error_code"] != 0:
         raise typer.Exit(1)
 
