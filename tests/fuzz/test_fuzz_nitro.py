@@ -14,6 +14,7 @@ CBOR structure.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from typing import Any
@@ -38,7 +39,7 @@ from reef.attestation import (
     VerifiedAttestation,
     decode_nitro,
 )
-from reef.errors import AttestationError, DecodeError, InputError
+from reef.errors import AttestationError, CertificateChainError, DecodeError, InputError
 from reef.home import ReefHome
 
 T = 1_700_000_000_000
@@ -401,3 +402,77 @@ def test_a_dev_module_id_with_a_lone_surrogate_is_an_input_error(
     # UnicodeEncodeError.
     with pytest.raises(InputError, match="module_id is not UTF-8 text"):
         dev_authority.mint({}, timestamp_ms=int(time.time() * 1000), module_id="i-\udcff")
+
+
+# ---- certificates whose extensions are rearranged ----
+
+# The OIDs (id-ce arc, 55 1d xx) a certificate's extensions can name: swapping one for another
+# keeps the DER well-formed, and makes an extension appear twice, parse as another type, or
+# become unknown (and critical).
+_EXTENSION_OIDS = [
+    bytes([0x55, 0x1D, last]) for last in (0x0E, 0x0F, 0x11, 0x13, 0x1F, 0x20, 0x23, 0x25, 0x7F)
+]
+
+
+def _certificate_with_extensions(pki: _Pki, *, ca: bool) -> bytes:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "extensions")])
+    key = pki.leaf_key.public_key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(
+            name if ca else x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fuzz root")])
+        )
+        .public_key(key)
+        .serial_number(7)
+        .not_valid_before(dt.datetime.fromtimestamp(T / 1000 - 3600, dt.UTC))
+        .not_valid_after(dt.datetime.fromtimestamp(T / 1000 + 3600, dt.UTC))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, ca, ca, False, False), critical=True
+        )
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("a.example")]), critical=False)
+    )
+    return builder.sign(pki.root_key, hashes.SHA384()).public_bytes(Encoding.DER)
+
+
+@settings(FUZZ, max_examples=examples(0.5))
+@given(
+    st.booleans(),
+    st.lists(st.tuples(st.integers(0, 8), st.integers(0, 8)), min_size=1, max_size=3),
+    st.booleans(),
+)
+def test_certificates_with_extensions_swapped(
+    pki: _Pki, ca: bool, swaps: list[tuple[int, int]], flip_critical: bool
+) -> None:
+    der = _certificate_with_extensions(pki, ca=ca)
+    for old, new in swaps:
+        der = der.replace(_EXTENSION_OIDS[old], _EXTENSION_OIDS[new], 1)
+    if flip_critical:
+        der = der.replace(b"\x01\x01\xff", b"\x01\x01\x00", 1)
+    with contextlib.suppress(InputError):
+        TrustedRoot.from_der(der, name="swapped")
+    leaf = der if not ca else pki.leaf_der
+    bundle = [pki.root_der] if not ca else [pki.root_der, der]
+    document = NitroDocument(
+        module_id="m", timestamp_ms=T, pcrs={i: bytes(48) for i in range(3)},
+        certificate=leaf, cabundle=bundle,
+    )  # fmt: skip
+    _verify(pki, pki.sign(document.encode()))
+
+
+def test_a_certificate_with_a_duplicate_extension_is_a_certificate_error(pki: _Pki) -> None:
+    # cryptography raises DuplicateExtension, which is no ValueError: an unsigned document with
+    # such a leaf crashed verify() before its signature was looked at.
+    der = _certificate_with_extensions(pki, ca=False)
+    duplicate = der.replace(_EXTENSION_OIDS[1], _EXTENSION_OIDS[0], 1)  # keyUsage -> SKI
+    document = NitroDocument(
+        module_id="m", timestamp_ms=T, pcrs={i: bytes(48) for i in range(3)},
+        certificate=duplicate, cabundle=[pki.root_der],
+    )  # fmt: skip
+    unsigned = CoseSign1(b"\xa1\x01\x38\x22", {}, document.encode(), bytes(96)).encode()
+    with pytest.raises(CertificateChainError, match=r"Duplicate 2\.5\.29\.14 extension"):
+        NitroVerifier().verify(unsigned, root=pki.root, mode="replay")
+    with pytest.raises(InputError, match=r"is not a DER X\.509 certificate"):
+        TrustedRoot.from_der(duplicate, name="uploaded root")

@@ -100,8 +100,17 @@ def parse_certificate(der: bytes, *, label: str) -> x509.Certificate:
         _ = (cert.extensions, cert.issuer, cert.signature_algorithm_oid)
         _ = (cert.not_valid_before_utc, cert.not_valid_after_utc)
     # UserWarning: cryptography warns about malformed name attributes; where warnings are
-    # turned into errors, that is a malformed certificate like any other.
-    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion, UserWarning) as exc:
+    # turned into errors, that is a malformed certificate like any other. DuplicateExtension (an
+    # extension listed twice) is no ValueError.
+    except (
+        ValueError,
+        TypeError,
+        UnsupportedAlgorithm,
+        x509.InvalidVersion,
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+        UserWarning,
+    ) as exc:
         raise _chain_error(
             f"{label} is not a well-formed X.509 certificate: {exc}", reason="certificate"
         ) from exc

@@ -268,7 +268,13 @@ def _ec_certificate(der: bytes, name: str) -> tuple[x509.Certificate, bytes]:
     try:
         cert = x509.load_der_x509_certificate(der)
         _ = (cert.extensions, cert.subject, cert.not_valid_before_utc, cert.not_valid_after_utc)
-    except (ValueError, x509.InvalidVersion, UserWarning) as exc:
+    except (
+        ValueError,
+        x509.InvalidVersion,
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+        UserWarning,
+    ) as exc:
         raise InputError(f"root {name!r} is not a DER X.509 certificate: {exc}") from exc
     try:
         key = cert.public_key()
