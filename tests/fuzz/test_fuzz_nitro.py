@@ -38,6 +38,7 @@ from reef.attestation import (
     TrustedRoot,
     VerifiedAttestation,
     decode_nitro,
+    image_id,
 )
 from reef.errors import AttestationError, CertificateChainError, DecodeError, InputError
 from reef.home import ReefHome
@@ -476,3 +477,28 @@ def test_a_certificate_with_a_duplicate_extension_is_a_certificate_error(pki: _P
         NitroVerifier().verify(unsigned, root=pki.root, mode="replay")
     with pytest.raises(InputError, match=r"is not a DER X\.509 certificate"):
         TrustedRoot.from_der(duplicate, name="uploaded root")
+
+
+# ---- the image id's input ----
+
+
+@FUZZ
+@given(
+    st.dictionaries(
+        st.integers(-1, 33),
+        st.binary(min_size=46, max_size=50) | st.none() | st.integers() | st.text(max_size=48),
+        max_size=6,
+    )
+)
+def test_image_id_of_any_pcr_mapping(pcrs: dict[int, Any]) -> None:
+    try:
+        digest = image_id(pcrs)
+    except InputError:
+        return
+    assert len(digest) == 32
+    assert all(len(pcrs[i]) == 48 for i in (0, 1, 2))
+
+
+def test_a_pcr_that_is_not_bytes_is_named() -> None:
+    with pytest.raises(InputError, match="PCR0 must be bytes, got int"):
+        image_id({0: 5, 1: bytes(48), 2: bytes(48)})

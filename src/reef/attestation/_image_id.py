@@ -24,7 +24,7 @@ def image_id(pcrs: Mapping[int, bytes]) -> bytes:
     """The 32-byte image id of a PCR set; PCR0–2 are required, PCR16 defaults to zero.
 
     Raises:
-        InputError: when PCR0, PCR1 or PCR2 is missing, or a PCR is not 48 bytes.
+        InputError: when PCR0, PCR1 or PCR2 is missing, or a PCR is not 48 bytes (or not bytes).
     """
     parts = [_FLAGS]
     for index in IMAGE_ID_PCRS:
@@ -34,6 +34,8 @@ def image_id(pcrs: Mapping[int, bytes]) -> bytes:
                 value = _ZERO_PCR
             else:
                 raise InputError(f"PCR{index} is required to compute an image id")
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise InputError(f"PCR{index} must be bytes, got {type(value).__name__}")
         if len(value) != PCR_LENGTH:
             raise InputError(f"PCR{index} must be {PCR_LENGTH} bytes, got {len(value)}")
         parts.append(value)
