@@ -9,142 +9,150 @@ may instead be a reverse Dutch auction that provers lock themselves (``_auction`
 proving and the independent check run the pinned snarkjs. The services (engine, prover, IVS)
 read their settings from one typed record, :class:`ServiceSettings` (``reef up``'s
 ``network.json``), and do their waiting and enrolling with ``_services``.
+
+The names load on first use (:mod:`reef._lazy`): a command that reads the market (``reef
+proofs list``) does not import the matching engine's order book and SQL, nor the IVS's server.
 """
 
 from __future__ import annotations
 
-from reef.proofs._auction import AuctionTerms, auction_price
-from reef.proofs._book import OrderBook
-from reef.proofs._client import ProofMarketClient
-from reef.proofs._engine import EngineStep, MatchingEngine
-from reef.proofs._events import (
-    AskCancelled,
-    AskCreated,
-    AskExpired,
-    AskSecret,
-    AssignmentSkipped,
-    AuctionCreated,
-    EngineKeySet,
-    InvalidInputClosed,
-    MarketCreated,
-    MarketRetired,
-    ProofMarketEvent,
-    ProofSubmitted,
-    ProverDeregistered,
-    ProverJoined,
-    ProverKeySet,
-    ProverLeaving,
-    ProverLeft,
-    ProverRegistered,
-    ProverSlashed,
-    SecretAssigned,
-    StakeAdded,
-    StakeWithdrawn,
-    TaskAssigned,
-    TeeProofSubmitted,
-    TeeSignerSet,
-    decode_inputs,
-    decode_proof,
-    proof_market_decoder,
-)
-from reef.proofs._groth16 import (
-    FIELD_MODULUS,
-    SCALAR_FIELD,
-    CompiledVerifier,
-    Groth16Proof,
-    compile_verifier,
-    load_verification_key,
-    proof_from_words,
-    prove,
-    verifier_source,
-    verify_with_snarkjs,
-)
-from reef.proofs._ivs import RemoteInputVerifier, ivs_app
-from reef.proofs._listing import (
-    AskListing,
-    MarketListing,
-    ProverListing,
-    describe_ask,
-    describe_market,
-    describe_prover,
-)
-from reef.proofs._market import (
-    ArtifactStore,
-    CircuitArtifacts,
-    MarketMetadata,
-    create_groth16_market,
-    create_tee_market,
-    deploy_verifier,
-)
-from reef.proofs._matching import (
-    MISSED_WINDOW_S,
-    Capacity,
-    OpenAsk,
-    Quote,
-    match_round,
-    prover_weight,
-)
-from reef.proofs._model import ProofMarketModel
-from reef.proofs._prover import (
-    InputVerifier,
-    InvalidInputAttester,
-    ProverService,
-    TaskOutcome,
-    circuit_input,
-)
-from reef.proofs._reasons import ProofRevert
-from reef.proofs._request import (
-    AuctionRamp,
-    ask_settled,
-    close_ask,
-    request_proof,
-    wait_for_ask,
-)
-from reef.proofs._runtime import (
-    RUNTIME_PACKAGE_DIR,
-    SNARKJS_VERSION,
-    SnarkjsRuntime,
-    ensure_snarkjs,
-    snarkjs_in,
-)
-from reef.proofs._secret import (
-    EncryptedSecret,
-    decrypt_secret,
-    ecies_decrypt,
-    ecies_encrypt,
-    encrypt_secret,
-    market_aad,
-    open_secret,
-    parse_private_inputs,
-    reencrypt_acl,
-)
-from reef.proofs._services import (
-    IVS_KMS_PATH,
-    await_engine_role,
-    derived_secp256k1_key,
-    enroll_prover,
-    join_as_prover,
-    withdraw_from_market,
-)
-from reef.proofs._settings import MarketJoin, ProverSetup, ServiceSettings
-from reef.proofs._tee import (
-    TeeWorker,
-    command_worker,
-    register_matching_engine,
-    register_tee_signer,
-    tee_signer_address,
-)
-from reef.proofs._types import (
-    TERMINAL_STATES,
-    Ask,
-    AskState,
-    Market,
-    MarketKind,
-    Offer,
-    ProverInfo,
-    SkipReason,
-)
-from reef.proofs._zkey import check_zkey_matches, zkey_verification_key
+from typing import TYPE_CHECKING
+
+from reef._lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from reef.proofs._auction import AuctionTerms, auction_price
+    from reef.proofs._book import OrderBook
+    from reef.proofs._client import ProofMarketClient
+    from reef.proofs._engine import EngineStep, MatchingEngine
+    from reef.proofs._events import (
+        AskCancelled,
+        AskCreated,
+        AskExpired,
+        AskSecret,
+        AssignmentSkipped,
+        AuctionCreated,
+        EngineKeySet,
+        InvalidInputClosed,
+        MarketCreated,
+        MarketRetired,
+        ProofMarketEvent,
+        ProofSubmitted,
+        ProverDeregistered,
+        ProverJoined,
+        ProverKeySet,
+        ProverLeaving,
+        ProverLeft,
+        ProverRegistered,
+        ProverSlashed,
+        SecretAssigned,
+        StakeAdded,
+        StakeWithdrawn,
+        TaskAssigned,
+        TeeProofSubmitted,
+        TeeSignerSet,
+        decode_inputs,
+        decode_proof,
+        proof_market_decoder,
+    )
+    from reef.proofs._groth16 import (
+        FIELD_MODULUS,
+        SCALAR_FIELD,
+        CompiledVerifier,
+        Groth16Proof,
+        compile_verifier,
+        load_verification_key,
+        proof_from_words,
+        prove,
+        verifier_source,
+        verify_with_snarkjs,
+    )
+    from reef.proofs._ivs import RemoteInputVerifier, ivs_app
+    from reef.proofs._listing import (
+        AskListing,
+        MarketListing,
+        ProverListing,
+        describe_ask,
+        describe_market,
+        describe_prover,
+    )
+    from reef.proofs._market import (
+        ArtifactStore,
+        CircuitArtifacts,
+        MarketMetadata,
+        create_groth16_market,
+        create_tee_market,
+        deploy_verifier,
+    )
+    from reef.proofs._matching import (
+        MISSED_WINDOW_S,
+        Capacity,
+        OpenAsk,
+        Quote,
+        match_round,
+        prover_weight,
+    )
+    from reef.proofs._model import ProofMarketModel
+    from reef.proofs._prover import (
+        InputVerifier,
+        InvalidInputAttester,
+        ProverService,
+        TaskOutcome,
+        circuit_input,
+    )
+    from reef.proofs._reasons import ProofRevert
+    from reef.proofs._request import (
+        AuctionRamp,
+        ask_settled,
+        close_ask,
+        request_proof,
+        wait_for_ask,
+    )
+    from reef.proofs._runtime import (
+        RUNTIME_PACKAGE_DIR,
+        SNARKJS_VERSION,
+        SnarkjsRuntime,
+        ensure_snarkjs,
+        snarkjs_in,
+    )
+    from reef.proofs._secret import (
+        EncryptedSecret,
+        decrypt_secret,
+        ecies_decrypt,
+        ecies_encrypt,
+        encrypt_secret,
+        market_aad,
+        open_secret,
+        parse_private_inputs,
+        reencrypt_acl,
+    )
+    from reef.proofs._services import (
+        IVS_KMS_PATH,
+        await_engine_role,
+        derived_secp256k1_key,
+        enroll_prover,
+        join_as_prover,
+        withdraw_from_market,
+    )
+    from reef.proofs._settings import MarketJoin, ProverSetup, ServiceSettings
+    from reef.proofs._tee import (
+        TeeWorker,
+        command_worker,
+        register_matching_engine,
+        register_tee_signer,
+        tee_signer_address,
+    )
+    from reef.proofs._types import (
+        TERMINAL_STATES,
+        Ask,
+        AskState,
+        Market,
+        MarketKind,
+        Offer,
+        ProverInfo,
+        SkipReason,
+    )
+    from reef.proofs._zkey import check_zkey_matches, zkey_verification_key
 
 __all__ = [
     "ArtifactStore",
@@ -262,3 +270,123 @@ __all__ = [
     "withdraw_from_market",
     "zkey_verification_key",
 ]
+
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "ArtifactStore": "_market",
+        "Ask": "_types",
+        "AskCancelled": "_events",
+        "AskCreated": "_events",
+        "AskExpired": "_events",
+        "AskListing": "_listing",
+        "AskSecret": "_events",
+        "AskState": "_types",
+        "AssignmentSkipped": "_events",
+        "AuctionCreated": "_events",
+        "AuctionRamp": "_request",
+        "AuctionTerms": "_auction",
+        "Capacity": "_matching",
+        "CircuitArtifacts": "_market",
+        "CompiledVerifier": "_groth16",
+        "EncryptedSecret": "_secret",
+        "EngineKeySet": "_events",
+        "EngineStep": "_engine",
+        "FIELD_MODULUS": "_groth16",
+        "Groth16Proof": "_groth16",
+        "IVS_KMS_PATH": "_services",
+        "InputVerifier": "_prover",
+        "InvalidInputAttester": "_prover",
+        "InvalidInputClosed": "_events",
+        "MISSED_WINDOW_S": "_matching",
+        "Market": "_types",
+        "MarketCreated": "_events",
+        "MarketJoin": "_settings",
+        "MarketKind": "_types",
+        "MarketListing": "_listing",
+        "MarketMetadata": "_market",
+        "MarketRetired": "_events",
+        "MatchingEngine": "_engine",
+        "Offer": "_types",
+        "OpenAsk": "_matching",
+        "OrderBook": "_book",
+        "ProofMarketClient": "_client",
+        "ProofMarketEvent": "_events",
+        "ProofMarketModel": "_model",
+        "ProofRevert": "_reasons",
+        "ProofSubmitted": "_events",
+        "ProverDeregistered": "_events",
+        "ProverInfo": "_types",
+        "ProverJoined": "_events",
+        "ProverKeySet": "_events",
+        "ProverLeaving": "_events",
+        "ProverLeft": "_events",
+        "ProverListing": "_listing",
+        "ProverRegistered": "_events",
+        "ProverService": "_prover",
+        "ProverSetup": "_settings",
+        "ProverSlashed": "_events",
+        "Quote": "_matching",
+        "RUNTIME_PACKAGE_DIR": "_runtime",
+        "RemoteInputVerifier": "_ivs",
+        "SCALAR_FIELD": "_groth16",
+        "SNARKJS_VERSION": "_runtime",
+        "SecretAssigned": "_events",
+        "ServiceSettings": "_settings",
+        "SkipReason": "_types",
+        "SnarkjsRuntime": "_runtime",
+        "StakeAdded": "_events",
+        "StakeWithdrawn": "_events",
+        "TERMINAL_STATES": "_types",
+        "TaskAssigned": "_events",
+        "TaskOutcome": "_prover",
+        "TeeProofSubmitted": "_events",
+        "TeeSignerSet": "_events",
+        "TeeWorker": "_tee",
+        "ask_settled": "_request",
+        "auction_price": "_auction",
+        "await_engine_role": "_services",
+        "check_zkey_matches": "_zkey",
+        "circuit_input": "_prover",
+        "close_ask": "_request",
+        "command_worker": "_tee",
+        "compile_verifier": "_groth16",
+        "create_groth16_market": "_market",
+        "create_tee_market": "_market",
+        "decode_inputs": "_events",
+        "decode_proof": "_events",
+        "decrypt_secret": "_secret",
+        "deploy_verifier": "_market",
+        "derived_secp256k1_key": "_services",
+        "describe_ask": "_listing",
+        "describe_market": "_listing",
+        "describe_prover": "_listing",
+        "ecies_decrypt": "_secret",
+        "ecies_encrypt": "_secret",
+        "encrypt_secret": "_secret",
+        "enroll_prover": "_services",
+        "ensure_snarkjs": "_runtime",
+        "ivs_app": "_ivs",
+        "join_as_prover": "_services",
+        "load_verification_key": "_groth16",
+        "market_aad": "_secret",
+        "match_round": "_matching",
+        "open_secret": "_secret",
+        "parse_private_inputs": "_secret",
+        "proof_from_words": "_groth16",
+        "proof_market_decoder": "_events",
+        "prove": "_groth16",
+        "prover_weight": "_matching",
+        "reencrypt_acl": "_secret",
+        "register_matching_engine": "_tee",
+        "register_tee_signer": "_tee",
+        "request_proof": "_request",
+        "snarkjs_in": "_runtime",
+        "tee_signer_address": "_tee",
+        "verifier_source": "_groth16",
+        "verify_with_snarkjs": "_groth16",
+        "wait_for_ask": "_request",
+        "withdraw_from_market": "_services",
+        "zkey_verification_key": "_zkey",
+    },
+)
