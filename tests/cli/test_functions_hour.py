@@ -497,3 +497,27 @@ def test_a_call_whose_function_threw_says_what_the_body_means(
     monkeypatch.setattr(_fn, "_call_json", lambda _: plain)
     quiet = CliRunner().invoke(app, ["fn", "call", "0x" + "11" * 32, *_flags(chain, url)])
     assert "throws" not in quiet.output
+
+
+def test_a_registration_that_would_revert_is_refused_before_the_approval(
+    served: tuple[ServerlessChain, str],
+) -> None:
+    """An executor of another reef runtime attests another image id: the approval went out,
+    then "the enclave image is not whitelisted", naming neither the image nor who whitelists."""
+    from reef.errors import InputError, MarketError
+    from reef.serverless._operator import _check_registrable
+
+    chain, _ = served
+    operator = chain.operators[3]
+    with pytest.raises(InputError) as image:
+        _check_registrable(chain.jobs(operator), operator.address, b"\x22" * 32, 1_000_000)
+    assert f"image 0x{'22' * 32} is not whitelisted" in str(image.value)
+    assert image.value.hint is not None
+    assert chain.deployer.address in image.value.hint  # the admin who can whitelist it
+    poor = Secp256k1PrivateKey.generate().public_key.checksum_address
+    with pytest.raises(MarketError) as money:
+        _check_registrable(chain.jobs(operator), poor, IMAGE, 1_000_000)
+    assert f"account {poor} holds 0 rUSD; the stake is 1 rUSD (1000000 base units)" in str(
+        money.value
+    )
+    _check_registrable(chain.jobs(operator), operator.address, IMAGE, 1_000_000)  # fine

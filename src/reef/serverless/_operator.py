@@ -26,9 +26,9 @@ from web3 import Web3
 
 from reef._fetch import BoundedAnswer, FetchError, read_bounded, request_to
 from reef.attestation import AttestationClient, VerifierStatement
-from reef.chain import format_amount, translate_errors
+from reef.chain import TokenClient, format_amount, translate_errors
 from reef.encoding import parse_hex, terminal_text
-from reef.errors import InputError, ServiceError
+from reef.errors import InputError, MarketError, ServiceError
 from reef.serverless._contracts import ExecutorRecord, ServerlessJobsClient
 
 __all__ = ["fund_gas", "register_enclave_executor"]
@@ -136,6 +136,31 @@ def _registered_already(record: ExecutorRecord, owner: str) -> InputError:
     )
 
 
+def _check_registrable(jobs: ServerlessJobsClient, owner: str, image_id: bytes, stake: int) -> None:
+    """Refuse a registration the Jobs contract would revert, saying why and what to do.
+
+    Raises:
+        InputError: the executor's image is not whitelisted.
+        MarketError: ``owner`` holds less than ``stake``.
+    """
+    if not jobs.is_whitelisted(image_id):
+        raise InputError(
+            f"the executor's image 0x{image_id.hex()} is not whitelisted on the Jobs contract "
+            f"{jobs.address}",
+            hint=f"its admin ({jobs.admin()}) whitelists executor images; reef up whitelists the "
+            "image its own executors attest, which covers the reef runtime too: an executor "
+            "built or started by another reef version attests another id",
+        )
+    held = TokenClient(jobs.w3, jobs.token()).balance(owner)
+    if held < stake:
+        raise MarketError(
+            f"account {owner} holds {format_amount(held)} rUSD; the stake is "
+            f"{format_amount(stake)} rUSD ({stake} base units)",
+            hint="send it rUSD, or register with a funded key (--key FILE; `reef wallet` shows "
+            "a balance), or stake less (--stake, at least the contract's minimum)",
+        )
+
+
 async def register_enclave_executor(
     *,
     jobs: ServerlessJobsClient,
@@ -165,7 +190,9 @@ async def register_enclave_executor(
         ServiceError: when the enclave or the verifier fails.
         InputError: the executor serves another deployment or owner already, or is registered
             already (found before anything is sent: no configuration, approval or transaction;
-            not a ServiceError, which a caller waiting for the enclave to come up retries).
+            not a ServiceError, which a caller waiting for the enclave to come up retries); the
+            stake is below the minimum, or the image is not whitelisted (before any transaction).
+        MarketError: the owner cannot pay the stake (before any transaction).
         ContractRevertError: when the contract refuses the registration (with its reason).
     """
     async with httpx.AsyncClient(timeout=_TIMEOUT_S) as client:
@@ -224,6 +251,8 @@ async def register_enclave_executor(
             )
         registration = await _json(client, "POST", f"{control_url}/registration")
     signature = parse_hex(registration["signature"], name="signature", length=65)
+    # What would only revert, found before the approval is sent.
+    await asyncio.to_thread(_check_registrable, jobs, owner.address, statement.image_id, stake)
 
     def on_chain() -> None:  # web3 is synchronous: off the event loop
         jobs.ensure_allowance(stake)
