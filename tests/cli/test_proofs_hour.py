@@ -358,3 +358,20 @@ def test_a_file_that_is_no_zkey_is_named(tmp_path: Path) -> None:
     bogus.write_text('{"protocol": "groth16"}')
     with pytest.raises(InputError, match=r"is not a snarkjs \.zkey"):
         zkey_verification_key(bogus)
+
+
+def test_reading_the_market_loads_neither_the_engine_nor_sql_nor_the_ivs_server() -> None:
+    """Every proofs command paid for the whole facade (the engine's order book, SQLAlchemy, the
+    IVS's server): seconds on a busy host before the first RPC."""
+    import subprocess
+    import sys
+
+    loaded = subprocess.run(
+        [sys.executable, "-c",
+         "import sys\nfrom reef.proofs import ProofMarketClient, describe_market, request_proof\n"
+         "print(' '.join(sorted(sys.modules)))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert "reef.proofs._client" in loaded
+    for heavy in ("reef.proofs._engine", "reef.proofs._book", "reef.proofs._ivs", "sqlalchemy"):
+        assert heavy not in loaded
