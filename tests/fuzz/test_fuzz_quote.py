@@ -142,3 +142,28 @@ def test_a_chain_whose_names_do_not_parse_is_a_chain_error(samples: list[Sample]
 def test_collateral_that_is_not_text_is_an_input_error(samples: list[Sample]) -> None:
     with pytest.raises(InputError, match="not valid QuoteCollateralV3 JSON"):
         verify_quote(samples[0].quote, collateral=b"\xff\xfe", at_s=samples[0].at)
+
+
+@FUZZ
+@given(
+    st.sampled_from(["tcb_info", "qe_identity"]),
+    st.sampled_from(["issueDate", "nextUpdate"]),
+    st.one_of(
+        st.datetimes().map(lambda d: d.isoformat()),
+        st.sampled_from(["0001-01-01T00:00:00", "9999-12-31T23:59:59-14:00", "", "Z", "x"]),
+        json_values(),
+    ),
+)
+def test_the_collateral_window_of_an_expiry_message_reads_any_dates(
+    samples: list[Sample], part: str, field: str, value: Any
+) -> None:
+    # Only read to word a rejection: whatever the dates say, the rejection stays one.
+    from reef.attestation._quote import _outside_window
+    from reef.errors import CertificateExpiredError
+
+    collateral = json.loads(samples[0].collateral_bytes)
+    body = json.loads(collateral[part])
+    body[field] = value
+    collateral[part] = json.dumps(body)
+    error = _outside_window(CertificateExpiredError("expired"), json.dumps(collateral), 5)
+    assert isinstance(error, CertificateExpiredError)

@@ -500,9 +500,11 @@ def _collateral_windows(collateral: bytes | str | Mapping[str, Any]) -> list[tup
             body = loads_bounded(data[key], what=name)
             start = datetime.fromisoformat(body["issueDate"].replace("Z", "+00:00"))
             end = datetime.fromisoformat(body["nextUpdate"].replace("Z", "+00:00"))
-        except (InputError, KeyError, TypeError, ValueError, AttributeError):
+            # A date without a zone is local time, and year 1 then has no Unix time.
+            window = (name, int(start.timestamp()), int(end.timestamp()))
+        except (InputError, KeyError, TypeError, ValueError, AttributeError, OverflowError):
             continue
-        windows.append((name, int(start.timestamp()), int(end.timestamp())))
+        windows.append(window)
     for name, key in (("PCK CRL", "pck_crl"), ("root CA CRL", "root_ca_crl")):
         try:
             crl = x509.load_der_x509_crl(bytes.fromhex(data[key]))
