@@ -521,3 +521,19 @@ def test_a_registration_that_would_revert_is_refused_before_the_approval(
         money.value
     )
     _check_registrable(chain.jobs(operator), operator.address, IMAGE, 1_000_000)  # fine
+
+
+def test_a_docs_example_path_outside_the_checkout_says_how_to_copy_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The docs' commands name examples/... from the checkout's root; a newcomer in a scratch
+    directory got "cannot read ...: No such file or directory"."""
+    monkeypatch.chdir(tmp_path)
+    for target in ("examples/serverless/json-input", "examples/serverless/json-input/index.js"):
+        result = CliRunner().invoke(app, ["fn", "dev", target], env=WIDE)
+        assert result.exit_code == 2, result.output
+        assert f"{target} does not exist" in result.output
+        assert "`reef examples serverless/json-input ./json-input`" in result.output
+    copied = CliRunner().invoke(app, ["examples", "serverless/json-input", "./json-input"])
+    assert copied.exit_code == 0, copied.output
+    assert (tmp_path / "json-input" / "index.js").is_file()  # the hint's command works

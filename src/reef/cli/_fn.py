@@ -131,11 +131,17 @@ def _source_path(target: Path, *, js_only: bool = False) -> Path:
             )
         return entry
     if not target.exists():
-        raise InputError(
-            f"{target} does not exist",
-            hint=f"give a function's .js file, or a directory with an {ENTRY} "
-            "(`reef fn new DIR` writes one)",
-        )
+        hint = f"give a function's .js file, or a directory with an {ENTRY} (`reef fn new DIR` "
+        "writes one)"
+        if target.parts[:1] == ("examples",) and len(target.parts) > 1:
+            # The docs' examples/... paths are a checkout's: elsewhere, copy the example out.
+            name = "/".join(target.parts[1:3])
+            hint = (
+                f"the docs' examples/ paths are relative to reef's checkout: run there, or copy "
+                f"the example here with `reef examples {name} ./{name.split('/')[-1]}` (`reef "
+                "examples` lists them)"
+            )
+        raise InputError(f"{target} does not exist", hint=hint)
     if js_only and target.suffix.lower() not in _JS_SUFFIXES:
         raise InputError(
             f"{target} is not a JavaScript file (.js or .mjs)",
