@@ -261,6 +261,26 @@ async def test_an_owner_who_opens_many_jobs_at_once_has_them_all_started(tmp_pat
         assert not any(p.status(j)["last_error"] for j in jobs)
 
 
+@pytest.mark.slow
+async def test_without_a_launch_burst_an_owner_deploys_and_stops_as_often_as_it_likes(
+    tmp_path: Path,
+) -> None:
+    """``launch_burst=None`` (``reef up``'s provider, whose only tenant is the developer who
+    started it): ten deploy-and-stop cycles in a row each start at once, where the bound above
+    holds the sixth."""
+    async with provider(tmp_path) as p:
+        p.cp.launch_burst = None
+        p.cp.launch_interval = 60
+        url = p.image(b"a developer's image")
+        developer = p.market.client(1)
+        for _ in range(10):
+            job = p.open(1, url)
+            await p.until("the job's enclave", lambda job=job: p.cp.enclave(job) is not None)  # type: ignore[misc]
+            developer.revise_rate_initiate(job, 0)
+            await p.until("the enclave to stop", lambda: p.runner.enclaves == {})
+        assert len(p.runner.launches) == 10
+
+
 # -- a provider killed between a job's end and the removal of its /state ----------------------------
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         withdrawable,
     )
     from reef.market._control_plane import (
+        LAUNCH_BURST,
         ControlPlane,
         EnclaveRunner,
         EventFeed,
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     from reef.market._upload_auth import UploadPolicy, upload_authorization
 
 __all__ = [
+    "LAUNCH_BURST",
     "BackendRunner",
     "BandwidthRate",
     "ControlPlane",
@@ -116,6 +118,7 @@ __getattr__ = lazy_attributes(
         "ImageFetcher": "_fetch",
         "ImagePolicy": "_fetch",
         "ImageStore": "_image_store",
+        "LAUNCH_BURST": "_control_plane",
         "PrivateTargets": "_fetch",
         "InstanceRate": "_rates",
         "JobBook": "_job_state",

@@ -61,7 +61,14 @@ from reef.errors import ChainError, ImageError, InputError, MarketError, ReefErr
 from reef.market._fetch import FetchedImage, ImageFetcher, content_address
 from reef.market._job_state import Action, JobBook, JobPolicy, LaunchSpec, Terminate
 
-__all__ = ["ControlPlane", "EnclaveRunner", "EventFeed", "RunningEnclave", "launch_key"]
+__all__ = [
+    "LAUNCH_BURST",
+    "ControlPlane",
+    "EnclaveRunner",
+    "EventFeed",
+    "RunningEnclave",
+    "launch_key",
+]
 
 log = logging.getLogger("reef.market.control_plane")
 
@@ -237,7 +244,8 @@ class ControlPlane:
             once; past it, each start waits (its job's ``last_error`` saying so) until the
             owner has one back, one every ``launch_interval`` seconds. A job's first launch
             is free while its owner has not churned, so tenants opening many jobs are not
-            held up; relaunches and replacements always count.
+            held up; relaunches and replacements always count. ``None``: no bound, for a
+            provider whose only tenant is its operator (``reef up``).
         launch_interval: see ``launch_burst``.
     """
 
@@ -256,7 +264,7 @@ class ControlPlane:
         memory_budget_mib: int | None = None,
         downloads_per_owner: int = DOWNLOADS_PER_OWNER,
         replace_interval: float = REPLACE_INTERVAL_S,
-        launch_burst: int = LAUNCH_BURST,
+        launch_burst: int | None = LAUNCH_BURST,
         launch_interval: float = LAUNCH_INTERVAL_S,
     ) -> None:
         self.book = JobBook(policy)
@@ -715,15 +723,15 @@ class ControlPlane:
         if self._want.get(job_id) != want:
             self._dirty.add(job_id)
 
-    def _churn_left(self, owner: Address) -> float:
-        """The enclave starts and stops ``owner`` has left now (:attr:`launch_burst` when it
-        has not churned lately)."""
+    def _churn_left(self, owner: Address, burst: int) -> float:
+        """The enclave starts and stops ``owner`` has left now (``burst``, the
+        :attr:`launch_burst`, when it has not churned lately)."""
         if owner not in self._churn:
-            return float(self.launch_burst)
+            return float(burst)
         left, at = self._churn[owner]
         now = time.monotonic()
-        left = min(float(self.launch_burst), left + (now - at) / self.launch_interval)
-        if left >= self.launch_burst:
+        left = min(float(burst), left + (now - at) / self.launch_interval)
+        if left >= burst:
             del self._churn[owner]  # all back: as if it had never churned
         else:
             self._churn[owner] = (left, now)
@@ -734,7 +742,9 @@ class ControlPlane:
         allowance (0: it may start now), and whether a start was taken from the allowance
         (here, not once the enclave runs, so that jobs waiting together do not all pass on
         one). A first launch of an owner who has not churned lately is free."""
-        left = self._churn_left(owner)
+        if self.launch_burst is None:
+            return 0.0, False
+        left = self._churn_left(owner, self.launch_burst)
         if owner not in self._churn and first and job_id not in self._launched_once:
             return 0.0, False
         if left < 1:
@@ -745,18 +755,20 @@ class ControlPlane:
     def _refund_churn(self, owner: Address) -> None:
         """Give back a start taken by :meth:`_churn_wait` for a launch that did not happen (a
         download that failed, a job that ended meanwhile)."""
-        if owner in self._churn:
-            left = self._churn_left(owner)
+        if owner in self._churn and self.launch_burst is not None:
+            left = self._churn_left(owner, self.launch_burst)
             self._churn[owner] = (min(float(self.launch_burst), left + 1), time.monotonic())
 
     def _charge_churn(self, job_id: JobId, owner: Address | None = None) -> None:
         """Count one enclave start or stop against the churn allowance of the job's owner."""
+        if self.launch_burst is None:
+            return
         if owner is None:
             machine = self.book.jobs.get(job_id)
             owner = machine.owner if machine is not None else None
         if owner is None:
             return
-        left = self._churn_left(owner)
+        left = self._churn_left(owner, self.launch_burst)
         self._churn[owner] = (max(0.0, left - 1), time.monotonic())
 
     def _drop_unwanted_images(self) -> None:

@@ -19,6 +19,7 @@ from reef.chain import Address, Indexer, MarketClient, TxResult, Web3BlockSource
 from reef.errors import ChainError, ConfigError
 from reef.home import ReefHome
 from reef.market import (
+    LAUNCH_BURST,
     BackendRunner,
     ControlPlane,
     EnclaveRunner,
@@ -84,6 +85,9 @@ class ProviderSettings:
     heartbeat_interval: float = 5.0
     memory_budget_mib: int | None = None
     """The memory all enclaves may ask for together (None: this host's physical memory)."""
+    launch_burst: int | None = LAUNCH_BURST
+    """Enclave starts and stops a churning owner has at once (None: no bound), as
+    :class:`reef.market.ControlPlane` takes it."""
 
 
 def register_provider(market: MarketClient, cp_url: str) -> tuple[str, TxResult[Any] | None]:
@@ -168,6 +172,7 @@ class ProviderService:
             heartbeat_interval=s.heartbeat_interval,
             host=s.public_host,
             memory_budget_mib=s.memory_budget_mib,
+            launch_burst=s.launch_burst,
         )
         self.control_plane = cp
         # Serve first so /spec answers while the history is replayed.

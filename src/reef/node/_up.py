@@ -444,6 +444,9 @@ class LocalNetwork:
                 # (a burst's first launch waited up to a whole poll here).
                 poll_interval=0.25,
                 heartbeat_interval=3.0,
+                # Its only tenant is the developer who started it, for whom deploying and
+                # stopping again and again is the work, not an attack on the provider.
+                launch_burst=None,
             ),
             runner,
         ).start()
