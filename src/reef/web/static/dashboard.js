@@ -208,6 +208,17 @@
     });
     const v = await response.json();
     const id = v.verified ? v.verified.image_id : "";
+    if (id && v.root && v.root.insecure) {
+      // Oyster's mock root has a published key and the dev root is this machine's: anyone (a
+      // provider) can sign a fresh document with any PCRs under the first, so the id is only
+      // what the enclave claims. It is shown as such and never handed on as an attested one.
+      target.textContent = id + " (NOT attested: signed under the insecure " + v.root.name +
+        " root, whose key others can hold; only what the enclave claims)";
+      target.dataset.insecureRoot = v.root.name;
+      target.className = "mono badge warn";
+      target.dataset.imageId = "";
+      return;
+    }
     target.textContent = id ? id + " (attested live, root " + v.root.name + ")" : "unverified: " + (v.message || v.error || "");
     target.dataset.imageId = id;
   }

@@ -1,0 +1,206 @@
+"""The dashboard as a visitor's browser meets it, with strangers on the other side (round 3).
+
+What a stranger controls reaches the visitor's browser: a provider's answers (the job page asks
+the enclave's attestation endpoint the provider names), pages of other sites open in other tabs
+(they frame the dashboard, or ask it from script), and browsers' caches. Each test replays the
+attack in headless Chromium (or with httpx where only the headers matter) against the real app
+on loopback; the provider and the other site are real HTTP servers on other ports (other
+origins). Earlier rounds' attacks are in test_hostile.py and test_hostile_pages.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reef.chain import Devnet, MarketClient, deploy_contracts, job_index, serve_devnet_in_thread
+from reef.home import ReefHome
+from reef.market import JobMetadata, RateCard
+from reef.web import TOKEN_HEADER, Dashboard, DashboardSettings, dashboard_app
+
+CARD = RateCard.dev().lookup("local", "dev.small")
+
+
+# -- headers: caches and refusals ------------------------------------------------------------
+
+
+def test_pages_and_answers_with_live_data_are_never_cached(
+    serve_in_thread: Any, network_home: Any, tmp_path: Path
+) -> None:
+    """A page shows balances, jobs and the account; a browser (or a proxy) that keeps it shows
+    stale money on Back, and keeps it on disk for the next user of the machine. Refusals carry
+    the same headers as answers (a 403 is a page too)."""
+    home = network_home(tmp_path)
+    dash = Dashboard(DashboardSettings(home=home, token="the-token"))
+    with serve_in_thread(dashboard_app(dash)) as url:
+        answers = {
+            path: httpx.get(f"{url}{path}", timeout=20)
+            for path in ("/", "/jobs", "/jobs/1", "/attestation", "/api/jobs", "/api/overview")
+        }
+        answers["token check"] = httpx.post(
+            f"{url}/api/token", headers={TOKEN_HEADER: "the-token"}, timeout=20
+        )
+        answers["cross-site refusal"] = httpx.post(
+            f"{url}/api/jobs/1/stop",
+            headers={TOKEN_HEADER: "the-token", "origin": "http://evil.example"},
+            timeout=20,
+        )
+        port = url.rsplit(":", 1)[1]
+        answers["rebinding refusal"] = httpx.get(
+            f"{url}/api/jobs", headers={"host": f"evil.example:{port}"}, timeout=20
+        )
+    for what, answer in answers.items():
+        assert "no-store" in answer.headers.get("cache-control", ""), what
+        assert answer.headers.get("x-content-type-options") == "nosniff", what
+        assert "frame-ancestors 'none'" in answer.headers.get("content-security-policy", ""), what
+        assert answer.headers.get("referrer-policy") == "no-referrer", what
+    assert answers["cross-site refusal"].status_code == 403
+    assert answers["rebinding refusal"].status_code == 403
+
+
+# -- another site's page, in another tab ----------------------------------------------------------
+
+
+def _other_site_page(dashboard: str) -> str:
+    """A page of another origin that frames the dashboard's job page (to overlay its Stop
+    button) and tries to read its API from script (CORS)."""
+    return (
+        "<!doctype html><title>other site</title>"
+        f'<iframe id="victim" src="{dashboard}/jobs/1" width="800" height="600"></iframe>'
+        "<script>"
+        f"fetch({json.dumps(dashboard + '/api/jobs')})"
+        ".then(r => r.text()).then(t => { window.__read = t; }, e => { window.__read = 'refused'; });"
+        "</script>"
+    )
+
+
+@pytest.mark.slow
+def test_another_sites_page_can_neither_frame_the_dashboard_nor_read_its_api(
+    browser: Any, serve_in_thread: Any, network_home: Any, tmp_path: Path, stranger: Any
+) -> None:
+    home = network_home(tmp_path)
+    dash = Dashboard(DashboardSettings(home=home, token="the-token"))
+    with serve_in_thread(dashboard_app(dash)) as url:
+        stranger.routes["/"] = lambda q: (200, "text/html", _other_site_page(url).encode())
+        page = browser.new_page()
+        try:
+            page.goto(f"{stranger.url}/")
+            page.wait_for_function("window.__read !== undefined", timeout=20_000)
+            assert page.evaluate("window.__read") == "refused"
+            frame = page.frame_locator("#victim")
+            # The dashboard's own page renders a header with its brand and a Stop form; framed
+            # by another origin, nothing of it is shown.
+            assert frame.locator("header .brand").count() == 0
+            assert frame.locator("#manage").count() == 0
+        finally:
+            page.close()
+
+
+# -- a provider's enclave attested under a root anyone can sign with ------------------------------
+
+
+@dataclass
+class Net:
+    url: str
+    job: int
+
+
+@pytest.fixture(scope="module")
+def net(
+    tmp_path_factory: pytest.TempPathFactory,
+    stranger_server: Any,
+    serve_in_thread: Any,
+    vectors: Path,
+) -> Iterator[Net]:
+    """A devnet where the visitor's job runs at a hostile provider whose enclave answers a
+    Nitro document under Oyster's public *mock* root: its key is published, so anyone can sign
+    a fresh document with any PCRs under it. The dashboard's clock is the document's own time
+    (the stand-in for a document just signed with that key)."""
+    raw = (vectors / "nitro" / "mock_custom.bin").read_bytes()
+    expected = json.loads((vectors / "nitro" / "expected.json").read_text())["mock_custom.bin"]
+    hostile = stranger_server()
+    base = f"http://127.0.0.1:{hostile.port}"
+
+    def job(query: dict[str, str]) -> tuple[int, str, bytes]:
+        answer = {
+            "job_id": query.get("id", ""),
+            "phase": "running",
+            "reason": "",
+            "enclave": {
+                "id": "enc-1",
+                "state": "running",
+                "endpoints": {"ports": {}, "attestation": f"{base}/attestation/raw"},
+            },
+            "last_error": "",
+            "restarts": 0,
+            "last_restart": "",
+        }
+        return 200, "application/json", json.dumps(answer).encode()
+
+    hostile.routes.update(
+        {
+            "/job": job,
+            "/ip": job,
+            "/attestation/raw": lambda q: (200, "application/octet-stream", raw),
+        }
+    )
+    home = ReefHome(tmp_path_factory.mktemp("browser-hostile-home"))
+    devnet = Devnet()
+    accounts = devnet.accounts
+    deployment = deploy_contracts(
+        devnet.web3(), accounts[0].address, rate_lock_s=5, fund=[a.address for a in accounts]
+    )
+    evil = accounts[8]
+    MarketClient(devnet.web3(), deployment.market, account=evil.local_account).add_provider(base)
+    metadata = JobMetadata(
+        instance="dev.small",
+        region="local",
+        memory=256,
+        vcpu=1,
+        url=f"{base}/images/{'ab' * 32}",
+        name="mine",
+        debug=False,
+    ).to_json()
+    own = MarketClient(devnet.web3(), deployment.market, account=accounts[0].local_account)
+    number = job_index(own.open_job(metadata, evil.address, CARD.min_rate, 10**6))
+    key = home.path("owner.key")
+    key.write_text(accounts[0].private_key.hex())
+    try:
+        with serve_devnet_in_thread(devnet) as rpc:
+            settings = DashboardSettings(
+                home=home, rpc=rpc.url, market=deployment.market, key=key, token="the-token"
+            )
+            dash = Dashboard(settings, clock_ms=lambda: int(expected["timestamp_ms"]) + 1000)
+            with serve_in_thread(dashboard_app(dash)) as url:
+                yield Net(url, number)
+            dash.close()
+    finally:
+        hostile.close()
+
+
+@pytest.mark.slow
+def test_a_job_attested_under_a_root_anyone_can_sign_with_is_not_shown_as_attested(
+    net: Net, browser: Any
+) -> None:
+    page = browser.new_page()
+    try:
+        page.goto(f"{net.url}/jobs/{net.job}")
+        target = page.locator("#image-id")
+        page.wait_for_selector("#image-id[data-image-id]", state="attached", timeout=30_000)
+        text = target.inner_text()
+        # The server did verify the signatures (so the page has a verdict to show) ...
+        assert "b45dfd1807c1f4b8" in text, text
+        # ... but under a root whose key is public: the page must say so, and must not hand the
+        # id on as an attested one.
+        assert "attested live" not in text, text
+        assert "insecure" in text.lower(), text
+        assert target.get_attribute("data-image-id") == ""
+        assert target.get_attribute("data-insecure-root") == "mock"
+    finally:
+        page.close()
