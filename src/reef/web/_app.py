@@ -116,6 +116,30 @@ def _link(url: str) -> str:
     return f'<a class="mono" href="{esc(url)}">{esc(url)}</a>'
 
 
+_CSP = (
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+def _hardened(response: Response, path: str) -> Response:
+    """``response`` with the headers every answer of the dashboard carries, refusals included.
+
+    Scripts only from the dashboard itself (no inline script runs; the page data is JSON),
+    never framed (no clickjacking of the stop button), no Referer (a page opened with ?token=
+    must not hand the token to the endpoints it links to), no sniffing, and nothing kept by a
+    cache but the static scripts: pages and answers carry balances, jobs and the account, and a
+    kept copy shows stale money on Back and stays on disk for the machine's next user.
+    """
+    response.headers.setdefault("content-security-policy", _CSP)
+    response.headers.setdefault("x-frame-options", "DENY")
+    response.headers.setdefault("referrer-policy", "no-referrer")
+    response.headers.setdefault("x-content-type-options", "nosniff")
+    if not path.startswith("/static/"):
+        response.headers.setdefault("cache-control", "no-store")
+    return response
+
+
 def _cross_site(request: Request) -> str | None:
     """Why a request that is not a GET comes from another site's page, or ``None``.
 
@@ -208,9 +232,11 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
-        # Scripts only from the dashboard itself (no inline script runs; the page data is JSON),
-        # never framed (no clickjacking of the stop button), and no Referer: a page opened with
-        # ?token= must not hand the token to the endpoints it links to.
+        return _hardened(await guarded_call(request, call_next), request.url.path)
+
+    async def guarded_call(request: Request, call_next: Any) -> Response:
+        """``request`` answered, unless it is refused first (a rebound name, another site's
+        page, a visitor from elsewhere with too many requests under way)."""
         if is_loopback(dash.settings.host) and not is_loopback(_host_name(request)):
             # A loopback dashboard is only ever reached by a loopback name: another Host is a
             # page elsewhere that rebound its DNS name to 127.0.0.1 to read this one.
@@ -250,14 +276,6 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
                     busy[visitor] = left
                 else:
                     del busy[visitor]
-        response.headers.setdefault(
-            "content-security-policy",
-            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        )
-        response.headers.setdefault("x-frame-options", "DENY")
-        response.headers.setdefault("referrer-policy", "no-referrer")
-        response.headers.setdefault("x-content-type-options", "nosniff")
         return response
 
     log_streams = _LogStreams(dash.settings.max_log_streams)
