@@ -61,7 +61,6 @@ if TYPE_CHECKING:
     from reef.market._upload_auth import UploadPolicy, upload_authorization
 
 __all__ = [
-    "LAUNCH_BURST",
     "BackendRunner",
     "BandwidthRate",
     "ControlPlane",
@@ -79,6 +78,7 @@ __all__ = [
     "JobMetadata",
     "JobPolicy",
     "JobView",
+    "LAUNCH_BURST",
     "Launch",
     "LaunchSpec",
     "PrivateTargets",

@@ -62,10 +62,10 @@ from reef.market._fetch import FetchedImage, ImageFetcher, content_address
 from reef.market._job_state import Action, JobBook, JobPolicy, LaunchSpec, Terminate
 
 __all__ = [
-    "LAUNCH_BURST",
     "ControlPlane",
     "EnclaveRunner",
     "EventFeed",
+    "LAUNCH_BURST",
     "RunningEnclave",
     "launch_key",
 ]
