@@ -109,6 +109,7 @@ def test_another_sites_page_can_neither_frame_the_dashboard_nor_read_its_api(
 class Net:
     url: str
     job: int
+    hostile: Any  # conftest.StrangerServer
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +136,11 @@ def net(
             "enclave": {
                 "id": "enc-1",
                 "state": "running",
-                "endpoints": {"ports": {}, "attestation": f"{base}/attestation/raw"},
+                "endpoints": {
+                    "ports": {},
+                    "attestation": f"{base}/attestation/raw",
+                    "logs": f"{base}/logs",
+                },
             },
             "last_error": "",
             "restarts": 0,
@@ -148,6 +153,7 @@ def net(
             "/job": job,
             "/ip": job,
             "/attestation/raw": lambda q: (200, "application/octet-stream", raw),
+            "/logs": lambda q: (200, "text/event-stream", b"data: hello\n\n"),
         }
     )
     home = ReefHome(tmp_path_factory.mktemp("browser-hostile-home"))
@@ -178,7 +184,7 @@ def net(
             )
             dash = Dashboard(settings, clock_ms=lambda: int(expected["timestamp_ms"]) + 1000)
             with serve_in_thread(dashboard_app(dash)) as url:
-                yield Net(url, number)
+                yield Net(url, number, hostile)
             dash.close()
     finally:
         hostile.close()
@@ -202,5 +208,45 @@ def test_a_job_attested_under_a_root_anyone_can_sign_with_is_not_shown_as_attest
         assert "insecure" in text.lower(), text
         assert target.get_attribute("data-image-id") == ""
         assert target.get_attribute("data-insecure-root") == "mock"
+    finally:
+        page.close()
+
+
+def _prodding_page(dashboard: str, job: int) -> str:
+    """A page of another origin (another tab) that makes the visitor's browser ask the dashboard
+    for a job's live console and its pages, unseen: each ask holds a relay to the enclave (the
+    dashboard has a few dozen) or the providers' answers, and none needs the answer read."""
+    logs = json.dumps(f"{dashboard}/api/jobs/{job}/logs")
+    pages = json.dumps([f"{dashboard}/api/jobs", f"{dashboard}/jobs/{job}"])
+    return (
+        "<!doctype html><title>other site</title><script>"
+        f"const asks = [0, 1, 2].map(() => fetch({logs}, {{mode: 'no-cors'}}))"
+        f".concat({pages}.map((u) => fetch(u, {{mode: 'no-cors'}})));"
+        "Promise.allSettled(asks).then(() => { document.title = 'asked'; });"
+        "</script>"
+    )
+
+
+@pytest.mark.slow
+def test_another_sites_page_cannot_make_the_dashboard_relay_consoles_or_ask_providers(
+    net: Net, browser: Any, stranger: Any
+) -> None:
+    stranger.routes["/"] = lambda q: (200, "text/html", _prodding_page(net.url, net.job).encode())
+    before = dict(net.hostile.hits)
+    page = browser.new_page()
+    try:
+        page.goto(f"{stranger.url}/")
+        page.wait_for_function("() => document.title === 'asked'", timeout=30_000)
+        # Every ask was answered (refused) before the dashboard reached out: give a relay that
+        # was started anyway a moment to show up at the console.
+        page.wait_for_timeout(1000)
+        for path in ("/logs", "/job", "/ip"):
+            assert net.hostile.hits.get(path, 0) == before.get(path, 0), path
+        # The dashboard's own pages still stream the console, for the visitor who opens them.
+        own = browser.new_page()
+        own.goto(f"{net.url}/jobs/{net.job}")
+        own.wait_for_selector("#image-id[data-image-id]", state="attached", timeout=30_000)
+        assert net.hostile.hits.get("/job", 0) > before.get("/job", 0)
+        own.close()
     finally:
         page.close()
