@@ -75,43 +75,80 @@ def _decode_error(message: str, *, hint: str | None = None) -> DecodeError:
     return DecodeError(message, hint=hint, reason="decode")
 
 
-# Where a tag 28 or 29 head may be (value sharing, http://cbor.schmorp.de/value-sharing), in
-# any of its encodings: a cheap pre-filter, so that only a document holding such bytes (in a
-# certificate or a signature, say) is walked head by head.
-_SHARING_BYTES = re.compile(
-    rb"\xd8[\x1c\x1d]|\xd9\x00[\x1c\x1d]|\xda\x00\x00\x00[\x1c\x1d]|\xdb\x00{7}[\x1c\x1d]"
-)
 _SHARING_TAGS = (28, 29)
+# Bignums (2, 3) pass: a field read as an integer then fails its range check by name (a
+# timestamp of 2**64), and the map limit bounds what colliding bignum keys can cost.
+_BIGNUM_TAGS = (2, 3)
+# Nitro's largest map is pcrs, with at most 32 entries (PCR0-31).
+_MAX_MAP_ENTRIES = 64
+# How many argument bytes follow each initial byte (RFC 8949 §3): 0 when the argument is in the
+# byte itself, 1/2/4/8, or -1 for additional information 28-31 (reserved, or indefinite/break).
+_ARGUMENT_BYTES = tuple(
+    0 if byte & 0x1F < 24 else (1 << ((byte & 0x1F) - 24)) if byte & 0x1F < 28 else -1
+    for byte in range(256)
+)
 
 
-def _shares_values(data: bytes) -> bool:
-    """Whether a tag 28 or 29 heads an item of the CBOR in ``data``.
+def _check_heads(data: bytes, *, what: str, cose_tag: bool) -> None:
+    """Refuse, before cbor2 builds anything, what no attestation document holds and what makes
+    decoding cost more than linear time:
 
-    A linear walk over the heads (RFC 8949 §3): every item starts with one, and only the
-    payload of a byte or text string is not a head, so skipping those visits them all in order
-    without building anything. A reserved additional-information value (28-30) ends the walk:
-    cbor2 refuses that input as malformed.
+    - tags, but COSE_Sign1's 18 heading a message (``cose_tag``) and bignums: value sharing
+      (28, 29) decodes a few hundred bytes to a value with 2**60 paths, which hashing a map key
+      or a message's repr walks; decimal fractions and bigfloats (4, 5) raise the decimal
+      module's errors; the others are never in a document;
+    - maps of more than 64 entries, and indefinite-length maps: a map's keys are hashed into a
+      dict, and keys crafted to share one hash (arrays of integers, whose tuple hash inverts)
+      cost time quadratic in their number (84 KB of them took 3 s);
+
+    A linear walk over the heads: every item starts with one, and only the payload of a byte or
+    text string is not a head, so skipping those visits them all without building anything.
+    Malformed input ends the walk silently: cbor2 refuses it next.
+
+    Raises:
+        DecodeError: naming what was found.
     """
     position, end = 0, len(data)
+    sizes = _ARGUMENT_BYTES
     while position < end:
+        start = position
         head = data[position]
-        major, info = head >> 5, head & 0x1F
-        position += 1
-        if info < 24:
-            argument = info
-        elif info < 28:
-            size = 1 << (info - 24)
-            argument = int.from_bytes(data[position : position + size], "big")
-            position += size
-        elif info == 31:
-            continue  # an indefinite length, or a break
+        size = sizes[head]
+        if size == 0:
+            argument = head & 0x1F
+            position += 1
+        elif size > 0:
+            argument = int.from_bytes(data[position + 1 : position + 1 + size], "big")
+            position += 1 + size
+        elif head == 0xBF:
+            raise _decode_error(
+                f"{what} holds an indefinite-length map; attestation documents use definite lengths"
+            )
+        elif head & 0x1F == 31:
+            position += 1  # an indefinite-length string or array, or a break
+            continue
         else:
-            return False
-        if major == 6 and argument in _SHARING_TAGS:
-            return True
-        if major in (2, 3):
+            return  # reserved additional information: malformed, and cbor2 says so
+        major = head >> 5
+        if major == 2 or major == 3:
             position += argument
-    return False
+        elif major == 5 and argument > _MAX_MAP_ENTRIES:
+            raise _decode_error(
+                f"{what} holds a map of {argument} entries; attestation documents have at most "
+                f"{_MAX_MAP_ENTRIES}"
+            )
+        elif major == 6:
+            if argument in _BIGNUM_TAGS or (cose_tag and start == 0 and argument == COSE_SIGN1_TAG):
+                continue
+            if argument in _SHARING_TAGS:
+                raise _decode_error(
+                    f"{what} uses CBOR value sharing (tag 28 or 29), which no attestation "
+                    "document uses"
+                )
+            raise _decode_error(
+                f"{what} holds CBOR tag {argument}, which no attestation document uses",
+                hint="Nitro documents carry no tags (but COSE_Sign1's 18 heading the message)",
+            )
 
 
 def _shown(value: object) -> str:
@@ -119,19 +156,14 @@ def _shown(value: object) -> str:
     return describe_value(value)
 
 
-def _loads_exact(data: bytes, *, what: str) -> Any:
-    """Decode exactly one CBOR item that spans all of ``data``.
+def _loads_exact(data: bytes, *, what: str, cose_tag: bool = False) -> Any:
+    """Decode exactly one CBOR item that spans all of ``data``, after :func:`_check_heads`
+    (``cose_tag``: the item may be tagged 18).
 
     cbor2.loads silently ignores trailing bytes; a document with bytes after it is not the
-    document that was signed, so it is refused. So is value sharing (tags 28 and 29): no COSE or
-    Nitro message uses it, and a few hundred bytes of it decode to a value whose every walk is
-    exponential in its depth (cbor2 hashes a map key built so while decoding; a message would
-    repr one), which froze the verifier on one request.
+    document that was signed, so it is refused.
     """
-    if _SHARING_BYTES.search(data) and _shares_values(data):
-        raise _decode_error(
-            f"{what} uses CBOR value sharing (tag 28 or 29), which no attestation document uses"
-        )
+    _check_heads(data, what=what, cose_tag=cose_tag)
     stream = io.BytesIO(data)
     try:
         value = cbor2.CBORDecoder(stream).decode()
@@ -213,7 +245,7 @@ class CoseSign1:
             raise _decode_error(
                 f"evidence is {len(data)} bytes, more than the {MAX_DOCUMENT_SIZE} allowed"
             )
-        item = _loads_exact(bytes(data), what="the COSE_Sign1 message")
+        item = _loads_exact(bytes(data), what="the COSE_Sign1 message", cose_tag=True)
         tagged = False
         if isinstance(item, cbor2.CBORTag):
             if item.tag != COSE_SIGN1_TAG:
