@@ -294,24 +294,36 @@ def test_dev_shows_a_thrown_error_as_the_error_and_says_it_threw(
 
 
 class _ControlPort:
-    """An executor's control port answering ``GET /details`` as a registered executor's, and
-    recording every request (a registration must send nothing once it knows)."""
+    """An executor's control port as a registered executor's: ``GET /details`` answers
+    ``details``; ``POST /config`` accepts the configuration it has (or any while it has none,
+    naming no owner) and refuses another owner's with 409, as ``ExecutorNode`` does. Every
+    request is recorded: a registration must ask nothing more once it knows."""
 
     def __init__(self, details: dict[str, Any]) -> None:
         self.requests: list[str] = []
         requests, body = self.requests, json.dumps(details).encode()
 
         class Handler(BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                requests.append(f"{self.command} {self.path}")
-                found = self.command == "GET" and self.path == "/details"
-                self.send_response(200 if found else 404)
+            def _send(self, status: int, answer: bytes) -> None:
+                self.send_response(status)
                 self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body) if found else 2))
+                self.send_header("content-length", str(len(answer)))
                 self.end_headers()
-                self.wfile.write(body if found else b"{}")
+                self.wfile.write(answer)
 
-            do_GET = do_POST = _answer
+            def do_GET(self) -> None:
+                requests.append(f"GET {self.path}")
+                self._send(200, body) if self.path == "/details" else self._send(404, b"{}")
+
+            def do_POST(self) -> None:
+                requests.append(f"POST {self.path}")
+                sent = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                if self.path != "/config":
+                    self._send(404, b"{}")
+                elif details.get("owner") in (None, sent["owner"]):
+                    self._send(200, body)
+                else:
+                    self._send(409, b'{"error":"this executor is already configured for another"}')
 
             def log_message(self, *_: Any) -> None:
                 pass
@@ -327,7 +339,7 @@ class _ControlPort:
         self.thread.join(10)
 
 
-def test_a_second_registration_sends_nothing_and_says_what_to_do(
+def test_a_second_registration_sends_nothing_on_chain_and_says_what_to_do(
     served: tuple[ServerlessChain, str], tmp_path: Path
 ) -> None:
     chain, url = served
@@ -362,7 +374,9 @@ def test_a_second_registration_sends_nothing_and_says_what_to_do(
         assert other.exit_code == 1, other.output
         assert f"already serves owner {owner.address}" in other.output
         assert "that owner's key" in other.output
-        assert control.requests == ["GET /details", "GET /details"]  # no config, no signature
+        # The same configuration again (harmless), then who it is: no attestation, no
+        # registration signature, nothing on chain.
+        assert control.requests == ["POST /config", "GET /details"] * 2
     finally:
         control.close()
 
@@ -383,7 +397,7 @@ def test_a_stake_below_the_minimum_is_refused_with_the_minimum(
         assert result.exit_code == 1, result.output
         assert "below the Jobs contract's minimum, 1 rUSD (1000000 base units)" in result.output
         assert "--stake 1000000" in result.output
-        assert control.requests == ["GET /details"]
+        assert control.requests == ["POST /config", "GET /details"]
     finally:
         control.close()
 

@@ -189,19 +189,44 @@ async def register_enclave_executor(
     Raises:
         ServiceError: when the enclave or the verifier fails.
         InputError: the executor serves another deployment or owner already, or is registered
-            already (found before anything is sent: no configuration, approval or transaction;
-            not a ServiceError, which a caller waiting for the enclave to come up retries); the
-            stake is below the minimum, or the image is not whitelisted (before any transaction).
+            already (found before its attestation is fetched and before any approval or
+            transaction; not a ServiceError, which a caller waiting for the enclave to come up
+            retries); the stake is below the minimum, or the image is not whitelisted (before
+            any transaction).
         MarketError: the owner cannot pay the stake (before any transaction).
         ContractRevertError: when the contract refuses the registration (with its reason).
     """
     async with httpx.AsyncClient(timeout=_TIMEOUT_S) as client:
-        # Who the executor is, and whom it serves, before anything is sent: a second
-        # registration would otherwise approve the stake and only then revert, with nothing to
-        # say what to do.
-        before = await _json(client, "GET", f"{control_url}/details")
-        _check_configuration(before, control_url, jobs.address, owner.address)
-        address = before.get("enclave_address")
+        # The configuration first: the same one again is a no-op for the executor (a retry);
+        # another owner's or deployment's is refused (409), and then its details say whose.
+        config_url = f"{control_url}/config"
+        configured = await _answer(
+            client,
+            "POST",
+            config_url,
+            json={
+                "rpc_url": rpc_url,
+                "jobs_contract": jobs.address,
+                "code_contract": code_contract,
+                "owner": owner.address,
+            },
+        )
+        if configured.status == 409:
+            theirs = await _json(client, "GET", f"{control_url}/details")
+            _check_configuration(theirs, control_url, jobs.address, owner.address)
+        if configured.status != 200:
+            raise ServiceError(
+                f"POST {config_url} answered {configured.status}: {_text(configured.body)}"
+            )
+        if not isinstance(configured.json(what=f"the answer to POST {config_url}"), dict):
+            raise ServiceError(
+                f"POST {config_url} answered no JSON object: {_text(configured.body)}"
+            )
+        details = await _json(client, "GET", f"{control_url}/details")
+        # Whether it is registered already, before the attestation round trips and anything
+        # sent on chain: a second registration approved the stake and only then reverted, with
+        # nothing to say what to do.
+        address = details.get("enclave_address")
         if not isinstance(address, str):
             raise ServiceError(f"GET {control_url}/details answered no enclave address")
         known = await asyncio.to_thread(jobs.executor, address)
@@ -214,18 +239,6 @@ async def register_enclave_executor(
                 f" contract's minimum, {format_amount(min_stake)} rUSD ({min_stake} base units)",
                 hint=f"stake at least {min_stake} base units (--stake {min_stake})",
             )
-        await _json(
-            client,
-            "POST",
-            f"{control_url}/config",
-            json={
-                "rpc_url": rpc_url,
-                "jobs_contract": jobs.address,
-                "code_contract": code_contract,
-                "owner": owner.address,
-            },
-        )
-        details = await _json(client, "GET", f"{control_url}/details")
         document = await AttestationClient(timeout=_TIMEOUT_S).afetch(attestation_url)
         verify_url = f"{verifier_url}/verify/raw"
         verified = await _answer(
