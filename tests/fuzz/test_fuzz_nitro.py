@@ -15,20 +15,25 @@ CBOR structure.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import time
 from typing import Any
 
 import cbor2
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fuzz.cbor_support import (
+    EXTENSION_OIDS,
+    Pki,
+    T,
+    bstr,
+    certificate_with_extensions,
+    colliding_pairs,
+    document_with,
+    head,
+    shared_dag,
+)
 from fuzz.fuzz_support import FUZZ, examples, mutated, mutations
 from reef.attestation import (
     CoseSign1,
@@ -43,42 +48,16 @@ from reef.attestation import (
 from reef.errors import AttestationError, CertificateChainError, DecodeError, InputError
 from reef.home import ReefHome
 
-T = 1_700_000_000_000
-
-
-def _head(major: int, argument: int) -> bytes:
-    """The minimal CBOR head of ``major`` with ``argument`` (RFC 8949 §3)."""
-    if argument < 24:
-        return bytes([major << 5 | argument])
-    for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
-        if argument < 1 << (8 * size):
-            return bytes([major << 5 | info]) + argument.to_bytes(size, "big")
-    raise AssertionError(argument)
-
-
-def _bstr(data: bytes) -> bytes:
-    return _head(2, len(data)) + data
-
-
-def shared_dag(depth: int) -> bytes:
-    """An array that holds the same array twice, ``depth`` times over (tags 28/29): a hundred
-    bytes that decode to a value with 2**depth paths through it."""
-    item = _head(6, 28) + b"\x00"  # the innermost shared value (index depth)
-    for level in range(1, depth + 1):
-        item = _head(6, 28) + b"\x82" + item + _head(6, 29) + _head(0, depth - level + 1)
-    return item
-
-
 _MAX_U64 = b"\x1b\x7f\xff\xff\xff\xff\xff\xff\xff"
 _HOSTILE = (
     shared_dag(60),
     b"\xa1" + shared_dag(60) + b"\x00",  # a map whose key is the DAG (hashed while decoding)
-    _head(6, 28) + b"\x81" + _head(6, 29) + b"\x00",  # an array that holds itself
+    head(6, 28) + b"\x81" + head(6, 29) + b"\x00",  # an array that holds itself
     b"\xc5\x82" + _MAX_U64 + b"\x01",  # a bigfloat 2**(2**63): decimal.Overflow
     b"\xc4\x82" + _MAX_U64 + b"\x01",  # a decimal fraction 10**(2**63): InvalidOperation
     b"\xd8\x1e\x82\x01\x00",  # the rational 1/0
-    b"\xc2" + _bstr(b"\xff" * 3000),  # a 24 000-bit bignum (repr refuses over 4 300 digits)
-    b"\xc3" + _bstr(b"\xff" * 3000),
+    b"\xc2" + bstr(b"\xff" * 3000),  # a 24 000-bit bignum (repr refuses over 4 300 digits)
+    b"\xc3" + bstr(b"\xff" * 3000),
     b"\x5f\x41a\x41b\xff",  # indefinite-length byte string
     b"\x7f\x61a\x61b\xff",  # indefinite-length text
     b"\x9f\x01\x02\xff",
@@ -124,11 +103,11 @@ def _encodable(value: Any) -> bytes:
 _fragment = st.recursive(
     st.sampled_from(_HOSTILE) | _plain_values.map(_encodable),
     lambda inner: st.one_of(
-        st.lists(inner, max_size=3).map(lambda items: _head(4, len(items)) + b"".join(items)),
+        st.lists(inner, max_size=3).map(lambda items: head(4, len(items)) + b"".join(items)),
         st.lists(st.tuples(inner, inner), max_size=2).map(
-            lambda pairs: _head(5, len(pairs)) + b"".join(k + v for k, v in pairs)
+            lambda pairs: head(5, len(pairs)) + b"".join(k + v for k, v in pairs)
         ),
-        st.tuples(st.integers(0, 2**64 - 1), inner).map(lambda t: _head(6, t[0]) + t[1]),
+        st.tuples(st.integers(0, 2**64 - 1), inner).map(lambda t: head(6, t[0]) + t[1]),
     ),
     max_leaves=4,
 )
@@ -136,70 +115,12 @@ _fragment = st.recursive(
 of them."""
 
 
-class _Pki:
-    def __init__(self) -> None:
-        self.root_key = ec.generate_private_key(ec.SECP384R1())
-        self.leaf_key = ec.generate_private_key(ec.SECP384R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fuzz root")])
-        start = dt.datetime.fromtimestamp(T / 1000 - 3600, dt.UTC)
-        end = dt.datetime.fromtimestamp(T / 1000 + 3600, dt.UTC)
-        self.root_der = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.root_key.public_key())
-            .serial_number(1)
-            .not_valid_before(start)
-            .not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self.root_key, hashes.SHA384())
-            .public_bytes(Encoding.DER)
-        )
-        self.leaf_der = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fuzz leaf")]))
-            .issuer_name(name)
-            .public_key(self.leaf_key.public_key())
-            .serial_number(2)
-            .not_valid_before(start)
-            .not_valid_after(end)
-            .sign(self.root_key, hashes.SHA384())
-            .public_bytes(Encoding.DER)
-        )
-        self.root = TrustedRoot.from_der(self.root_der, name="fuzz")
-        # One verifier for every example, as a service keeps one: its chain cache is keyed by
-        # exact certificate bytes, so a mutated certificate is still walked.
-        self.verifier = NitroVerifier()
-
-    def fields(self) -> list[tuple[bytes, bytes]]:
-        """The real payload's (key, value) pairs, as raw CBOR, in AWS's order."""
-        document = NitroDocument(
-            module_id="i-0123456789abcdef0-enc0123456789abcdef",
-            timestamp_ms=T,
-            pcrs={i: bytes([i]) * 48 for i in range(16)},
-            certificate=self.leaf_der,
-            cabundle=[self.root_der],
-            public_key=b"k" * 32,
-            user_data=b"u" * 8,
-            nonce=b"n" * 4,
-        )
-        payload = document.encode()
-        pairs = list(cbor2.loads(payload).items())
-        raw = [(cbor2.dumps(k), cbor2.dumps(v)) for k, v in pairs]
-        raw[2] = (raw[2][0], b"\x1b" + T.to_bytes(8, "big"))  # AWS's 8-byte timestamp
-        assert _head(5, len(raw)) + b"".join(k + v for k, v in raw) == payload
-        return raw
-
-    def sign(self, payload: bytes, *, tagged: bool = False) -> bytes:
-        return CoseSign1.sign_es384(payload, self.leaf_key, tagged=tagged).encode()
-
-
 @pytest.fixture(scope="module")
-def pki() -> _Pki:
-    return _Pki()
+def pki() -> Pki:
+    return Pki()
 
 
-def _verify(pki: _Pki, document: bytes) -> VerifiedAttestation | None:
+def _verify(pki: Pki, document: bytes) -> VerifiedAttestation | None:
     """Verify as a replay (and, once that passes, live); None when refused, which only an
     AttestationError may do."""
     verifier = pki.verifier
@@ -211,8 +132,8 @@ def _verify(pki: _Pki, document: bytes) -> VerifiedAttestation | None:
     return verified
 
 
-def test_the_unmutated_payload_verifies(pki: _Pki) -> None:
-    payload = _head(5, 9) + b"".join(k + v for k, v in pki.fields())
+def test_the_unmutated_payload_verifies(pki: Pki) -> None:
+    payload = head(5, 9) + b"".join(k + v for k, v in pki.fields())
     verified = _verify(pki, pki.sign(payload))
     assert verified is not None
     assert verified.timestamp_ms == T
@@ -221,10 +142,10 @@ def test_the_unmutated_payload_verifies(pki: _Pki) -> None:
 
 @settings(FUZZ, max_examples=examples(1.5))
 @given(st.integers(0, 8), _fragment)
-def test_any_cbor_item_as_a_signed_field_value(pki: _Pki, field: int, value: bytes) -> None:
+def test_any_cbor_item_as_a_signed_field_value(pki: Pki, field: int, value: bytes) -> None:
     pairs = pki.fields()
     pairs[field] = (pairs[field][0], value)
-    _verify(pki, pki.sign(_head(5, 9) + b"".join(k + v for k, v in pairs)))
+    _verify(pki, pki.sign(head(5, 9) + b"".join(k + v for k, v in pairs)))
 
 
 @FUZZ
@@ -234,17 +155,17 @@ def test_any_cbor_item_as_a_signed_field_value(pki: _Pki, field: int, value: byt
     st.lists(st.tuples(_fragment, _fragment), max_size=2),
 )
 def test_signed_payload_maps_with_duplicate_missing_and_extra_keys(
-    pki: _Pki, order: list[int], form: str, extra: list[tuple[bytes, bytes]]
+    pki: Pki, order: list[int], form: str, extra: list[tuple[bytes, bytes]]
 ) -> None:
     pairs = pki.fields()
     chosen = [pairs[i] for i in order] + extra  # repeats, drops and reorders fields
     body = b"".join(k + v for k, v in chosen)
     if form == "definite":
-        payload = _head(5, len(chosen)) + body
+        payload = head(5, len(chosen)) + body
     elif form == "indefinite":
         payload = b"\xbf" + body + b"\xff"
     else:
-        payload = _head(6, 24) + _head(5, len(chosen)) + body
+        payload = head(6, 24) + head(5, len(chosen)) + body
     verified = _verify(pki, pki.sign(payload))
     if verified is not None:
         # Whatever it accepted, it accepted values of the declared types.
@@ -254,14 +175,14 @@ def test_signed_payload_maps_with_duplicate_missing_and_extra_keys(
 
 @FUZZ
 @given(st.integers(0, 3), _fragment, st.booleans())
-def test_any_cbor_item_in_the_envelope(pki: _Pki, slot: int, value: bytes, tagged: bool) -> None:
-    payload = _head(5, 9) + b"".join(k + v for k, v in pki.fields())
+def test_any_cbor_item_in_the_envelope(pki: Pki, slot: int, value: bytes, tagged: bool) -> None:
+    payload = head(5, 9) + b"".join(k + v for k, v in pki.fields())
     genuine = CoseSign1.sign_es384(payload, pki.leaf_key)
     parts = [
-        _bstr(genuine.protected),
+        bstr(genuine.protected),
         b"\xa0",
-        _bstr(genuine.payload),
-        _bstr(genuine.signature),
+        bstr(genuine.payload),
+        bstr(genuine.signature),
     ]
     parts[slot] = value
     document = (b"\xd2" if tagged else b"") + b"\x84" + b"".join(parts)
@@ -273,8 +194,8 @@ def test_any_cbor_item_in_the_envelope(pki: _Pki, slot: int, value: bytes, tagge
 
 @FUZZ
 @given(mutations)
-def test_byte_edits_of_a_signed_document(pki: _Pki, edits: list[tuple[str, int, bytes]]) -> None:
-    payload = _head(5, 9) + b"".join(k + v for k, v in pki.fields())
+def test_byte_edits_of_a_signed_document(pki: Pki, edits: list[tuple[str, int, bytes]]) -> None:
+    payload = head(5, 9) + b"".join(k + v for k, v in pki.fields())
     document = pki.sign(payload)
     changed = mutated(document, edits)
     verified = _verify(pki, changed)
@@ -285,12 +206,6 @@ def test_byte_edits_of_a_signed_document(pki: _Pki, edits: list[tuple[str, int, 
 # ---- replays of what the fuzzer found ----
 
 
-def _document_with(pki: _Pki, field: int, value: bytes) -> bytes:
-    pairs = pki.fields()
-    pairs[field] = (pairs[field][0], value)
-    return pki.sign(_head(5, 9) + b"".join(k + v for k, v in pairs))
-
-
 @pytest.mark.parametrize(
     ("field", "value"),
     [
@@ -299,21 +214,21 @@ def _document_with(pki: _Pki, field: int, value: bytes) -> bytes:
     ],
     ids=["in-a-message", "as-a-map-key"],
 )
-def test_cbor_value_sharing_is_refused_before_decoding(pki: _Pki, field: int, value: bytes) -> None:
+def test_cbor_value_sharing_is_refused_before_decoding(pki: Pki, field: int, value: bytes) -> None:
     # ~400 bytes that froze the verifier: cbor2 hashes the map key (or a message repr()s the
     # value) by walking every one of its 2**60 paths, holding the GIL, in one request.
     with pytest.raises(DecodeError, match=r"uses CBOR value sharing \(tag 28 or 29\)"):
-        NitroVerifier().verify(_document_with(pki, field, value), root=pki.root, mode="replay")
+        NitroVerifier().verify(document_with(pki, field, value), root=pki.root, mode="replay")
     with pytest.raises(DecodeError, match="value sharing"):
         decode_nitro(b"\x84" + shared_dag(60) + b"\xa0\x40\x40")
 
 
-def test_value_sharing_inside_a_byte_string_is_only_bytes(pki: _Pki) -> None:
+def test_value_sharing_inside_a_byte_string_is_only_bytes(pki: Pki) -> None:
     # The bytes of a tag 28 head inside a certificate or a signature are not a tag: the walk
     # skips string payloads, and the document verifies.
     pairs = pki.fields()
-    pairs[6] = (pairs[6][0], _bstr(b"\xd8\x1c\xd8\x1d" * 8))  # public_key
-    verified = _verify(pki, pki.sign(_head(5, 9) + b"".join(k + v for k, v in pairs)))
+    pairs[6] = (pairs[6][0], bstr(b"\xd8\x1c\xd8\x1d" * 8))  # public_key
+    verified = _verify(pki, pki.sign(head(5, 9) + b"".join(k + v for k, v in pairs)))
     assert verified is not None
     assert verified.public_key == b"\xd8\x1c\xd8\x1d" * 8
 
@@ -328,61 +243,38 @@ def test_value_sharing_inside_a_byte_string_is_only_bytes(pki: _Pki) -> None:
     ],
     ids=["bigfloat", "decimal-fraction", "rational", "set"],
 )
-def test_tags_inside_a_document_are_decode_errors(pki: _Pki, value: bytes) -> None:
+def test_tags_inside_a_document_are_decode_errors(pki: Pki, value: bytes) -> None:
     for field in (1, 2, 3):  # digest, timestamp, pcrs
         with pytest.raises(DecodeError, match=r"holds CBOR tag \d+, which no attestation"):
-            NitroVerifier().verify(_document_with(pki, field, value), root=pki.root, mode="replay")
-
-
-_P1, _P2, _P5 = 11400714785074694791, 14029467366897019727, 2870177450012600261
-_U64 = (1 << 64) - 1
+            NitroVerifier().verify(document_with(pki, field, value), root=pki.root, mode="replay")
 
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        (2, b"\xc2" + _bstr(b"\xff" * 3000), r"timestamp <a 24000-bit integer> is not"),
-        (3, b"\xa1\xc2" + _bstr(b"\xff" * 3000) + _bstr(bytes(48)), r"index <a 24000-bit"),
+        (2, b"\xc2" + bstr(b"\xff" * 3000), r"timestamp <a 24000-bit integer> is not"),
+        (3, b"\xa1\xc2" + bstr(b"\xff" * 3000) + bstr(bytes(48)), r"index <a 24000-bit"),
     ],
     ids=["timestamp", "pcr-index"],
 )
 def test_a_huge_bignum_is_named_by_its_width(
-    pki: _Pki, field: int, value: bytes, message: str
+    pki: Pki, field: int, value: bytes, message: str
 ) -> None:
     # str() of an integer over 4 300 digits raises ValueError: the message itself crashed.
     with pytest.raises(DecodeError, match=message):
-        NitroVerifier().verify(_document_with(pki, field, value), root=pki.root, mode="replay")
+        NitroVerifier().verify(document_with(pki, field, value), root=pki.root, mode="replay")
 
 
-def _colliding_pairs(count: int) -> list[tuple[int, int]]:
-    """``count`` pairs of integers below 2**61 - 1 whose tuples share one hash: CPython's tuple
-    hash (xxHash's round, each step invertible) is solved backwards for the second element."""
-
-    def rotate(x: int, by: int) -> int:
-        return ((x << by) | (x >> (64 - by))) & _U64
-
-    target = rotate((0x1234567890ABCDEF * pow(_P1, -1, 1 << 64)) & _U64, 33)
-    pairs: list[tuple[int, int]] = []
-    first = 0
-    while len(pairs) < count:
-        after_first = (rotate((_P5 + first * _P2) & _U64, 31) * _P1) & _U64
-        second = ((target - after_first) * pow(_P2, -1, 1 << 64)) & _U64
-        if second < (1 << 61) - 1:  # an int below the modulus hashes to itself
-            pairs.append((first, second))
-        first += 1
-    return pairs
-
-
-def test_map_keys_crafted_to_share_a_hash_are_refused_before_decoding(pki: _Pki) -> None:
+def test_map_keys_crafted_to_share_a_hash_are_refused_before_decoding(pki: Pki) -> None:
     # 6 000 two-integer arrays as map keys (84 KB, no tag at all), all with one tuple hash: cbor2
     # inserted each into a dict, comparing it with every one before: 3 s of one request, with
     # the GIL held (a minute for the 1 MB a document may be).
-    pairs = _colliding_pairs(6000)
+    pairs = colliding_pairs(6000)
     assert len({hash(pair) for pair in pairs}) == 1
     keys = b"".join(b"\x82" + cbor2.dumps(a) + cbor2.dumps(b) + b"\x00" for a, b in pairs)
     flood = b"\xb9" + len(pairs).to_bytes(2, "big") + keys
     with pytest.raises(DecodeError, match="holds a map of 6000 entries; attestation documents"):
-        NitroVerifier().verify(_document_with(pki, 3, flood), root=pki.root, mode="replay")
+        NitroVerifier().verify(document_with(pki, 3, flood), root=pki.root, mode="replay")
     with pytest.raises(DecodeError, match="map of 6000 entries"):
         decode_nitro(b"\x84\x40" + flood + b"\x40\x40")  # as the unprotected header
     indefinite = b"\xbf" + keys + b"\xff"
@@ -390,12 +282,12 @@ def test_map_keys_crafted_to_share_a_hash_are_refused_before_decoding(pki: _Pki)
         decode_nitro(b"\x84\x40" + indefinite + b"\x40\x40")
 
 
-def test_a_full_pcr_map_still_decodes(pki: _Pki) -> None:
+def test_a_full_pcr_map_still_decodes(pki: Pki) -> None:
     # All 32 PCRs (Nitro's most) are well inside the map limit.
     pairs = pki.fields()
     pcrs = {i: bytes([i]) * 48 for i in range(32)}
     pairs[3] = (pairs[3][0], cbor2.dumps(pcrs))
-    verified = _verify(pki, pki.sign(_head(5, 9) + b"".join(k + v for k, v in pairs)))
+    verified = _verify(pki, pki.sign(head(5, 9) + b"".join(k + v for k, v in pairs)))
     assert verified is not None
     assert dict(verified.pcrs) == pcrs
 
@@ -403,7 +295,7 @@ def test_a_full_pcr_map_still_decodes(pki: _Pki) -> None:
 def test_a_megabyte_of_heads_is_walked_once() -> None:
     # The walk over the heads before decoding is linear: a 1 MB array of a million small
     # integers with a tag 28 head at its end is refused in one pass.
-    data = b"\x84" + _head(4, 1_000_000) + b"\x01" * 999_990 + _head(6, 28) + b"\x00"
+    data = b"\x84" + head(4, 1_000_000) + b"\x01" * 999_990 + head(6, 28) + b"\x00"
     with pytest.raises(DecodeError, match="value sharing"):
         decode_nitro(data)
 
@@ -458,36 +350,6 @@ def test_a_dev_module_id_with_a_lone_surrogate_is_an_input_error(
 
 # ---- certificates whose extensions are rearranged ----
 
-# The OIDs (id-ce arc, 55 1d xx) a certificate's extensions can name: swapping one for another
-# keeps the DER well-formed, and makes an extension appear twice, parse as another type, or
-# become unknown (and critical).
-_EXTENSION_OIDS = [
-    bytes([0x55, 0x1D, last]) for last in (0x0E, 0x0F, 0x11, 0x13, 0x1F, 0x20, 0x23, 0x25, 0x7F)
-]
-
-
-def _certificate_with_extensions(pki: _Pki, *, ca: bool) -> bytes:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "extensions")])
-    key = pki.leaf_key.public_key()
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(
-            name if ca else x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fuzz root")])
-        )
-        .public_key(key)
-        .serial_number(7)
-        .not_valid_before(dt.datetime.fromtimestamp(T / 1000 - 3600, dt.UTC))
-        .not_valid_after(dt.datetime.fromtimestamp(T / 1000 + 3600, dt.UTC))
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, ca, ca, False, False), critical=True
-        )
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("a.example")]), critical=False)
-    )
-    return builder.sign(pki.root_key, hashes.SHA384()).public_bytes(Encoding.DER)
-
 
 @settings(FUZZ, max_examples=examples(0.5))
 @given(
@@ -496,11 +358,11 @@ def _certificate_with_extensions(pki: _Pki, *, ca: bool) -> bytes:
     st.booleans(),
 )
 def test_certificates_with_extensions_swapped(
-    pki: _Pki, ca: bool, swaps: list[tuple[int, int]], flip_critical: bool
+    pki: Pki, ca: bool, swaps: list[tuple[int, int]], flip_critical: bool
 ) -> None:
-    der = _certificate_with_extensions(pki, ca=ca)
+    der = certificate_with_extensions(pki, ca=ca)
     for old, new in swaps:
-        der = der.replace(_EXTENSION_OIDS[old], _EXTENSION_OIDS[new], 1)
+        der = der.replace(EXTENSION_OIDS[old], EXTENSION_OIDS[new], 1)
     if flip_critical:
         der = der.replace(b"\x01\x01\xff", b"\x01\x01\x00", 1)
     with contextlib.suppress(InputError):
@@ -514,11 +376,11 @@ def test_certificates_with_extensions_swapped(
     _verify(pki, pki.sign(document.encode()))
 
 
-def test_a_certificate_with_a_duplicate_extension_is_a_certificate_error(pki: _Pki) -> None:
+def test_a_certificate_with_a_duplicate_extension_is_a_certificate_error(pki: Pki) -> None:
     # cryptography raises DuplicateExtension, which is no ValueError: an unsigned document with
     # such a leaf crashed verify() before its signature was looked at.
-    der = _certificate_with_extensions(pki, ca=False)
-    duplicate = der.replace(_EXTENSION_OIDS[1], _EXTENSION_OIDS[0], 1)  # keyUsage -> SKI
+    der = certificate_with_extensions(pki, ca=False)
+    duplicate = der.replace(EXTENSION_OIDS[1], EXTENSION_OIDS[0], 1)  # keyUsage -> SKI
     document = NitroDocument(
         module_id="m", timestamp_ms=T, pcrs={i: bytes(48) for i in range(3)},
         certificate=duplicate, cabundle=[pki.root_der],
