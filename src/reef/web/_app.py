@@ -59,7 +59,11 @@ if TYPE_CHECKING:
 __all__ = ["dashboard_app"]
 
 STATIC = Path(__file__).with_name("static")
-_STATIC_FILES = {"nitro.js", "dashboard.js"}
+_STATIC_FILES = {
+    "nitro.js": "text/javascript",
+    "dashboard.js": "text/javascript",
+    "dashboard.css": "text/css",
+}
 _T = TypeVar("_T")
 
 
@@ -117,7 +121,7 @@ def _link(url: str) -> str:
 
 
 _CSP = (
-    "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "default-src 'self'; style-src 'self'; img-src 'self' data:; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 
@@ -722,7 +726,7 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
         name = request.path_params["name"]
         if name not in _STATIC_FILES:
             return JSONResponse({"error": f"no static file {name}"}, 404)
-        return FileResponse(STATIC / name, media_type="text/javascript")
+        return FileResponse(STATIC / name, media_type=_STATIC_FILES[name])
 
     # ------------------------------------------------------------------ read-only API
 

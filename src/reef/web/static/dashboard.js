@@ -37,10 +37,11 @@
     return { status: response.status, answer };
   }
 
+  // Text as HTML, safe in element content and in quoted attributes alike (innerHTML of a text
+  // node escapes < > & but not quotes, and some of these strings go into data-* attributes).
   function esc(text) {
-    const d = document.createElement("div");
-    d.textContent = String(text);
-    return d.innerHTML;
+    const map = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+    return String(text).replace(/[&<>"']/g, (c) => map[c]);
   }
 
   // ------------------------------------------------------------ token state and forms
@@ -208,15 +209,22 @@
     });
     const v = await response.json();
     const id = v.verified ? v.verified.image_id : "";
-    if (id && v.root && v.root.insecure) {
-      // Oyster's mock root has a published key and the dev root is this machine's: anyone (a
-      // provider) can sign a fresh document with any PCRs under the first, so the id is only
-      // what the enclave claims. It is shown as such and never handed on as an attested one.
+    if (id && v.root && v.root.insecure && v.root.name !== "dev") {
+      // Oyster's mock root has a published key: anyone (a provider) can sign a fresh document
+      // with any PCRs under it, so the id is only what the enclave claims. It is shown as such
+      // and never handed on as an attested one.
       target.textContent = id + " (NOT attested: signed under the insecure " + v.root.name +
-        " root, whose key others can hold; only what the enclave claims)";
+        " root, whose key is public; only what the enclave claims)";
       target.dataset.insecureRoot = v.root.name;
       target.className = "mono badge warn";
       target.dataset.imageId = "";
+      return;
+    }
+    if (id && v.root && v.root.insecure) {
+      // This machine's dev root: only its own users hold the key (reef up's local provider).
+      target.dataset.insecureRoot = v.root.name;
+      target.textContent = id + " (attested live, root dev: this machine's insecure dev root, for local networks only)";
+      target.dataset.imageId = id;
       return;
     }
     target.textContent = id ? id + " (attested live, root " + v.root.name + ")" : "unverified: " + (v.message || v.error || "");
