@@ -25,6 +25,11 @@ from reef.market import JobMetadata, RateCard
 from reef.web import TOKEN_HEADER, Dashboard, DashboardSettings, dashboard_app
 
 CARD = RateCard.dev().lookup("local", "dev.small")
+PWN = "window.__pwned=1"
+SCRIPTED_URL = (
+    f'javascript:{PWN}//"><img src=x onerror="{PWN}"><script>{PWN}</script>'
+    f"<style>header{{display:none}}</style>"
+)
 
 
 # -- headers: caches and refusals ------------------------------------------------------------
@@ -223,6 +228,11 @@ def net(
     )
     evil = accounts[8]
     MarketClient(devnet.web3(), deployment.market, account=evil.local_account).add_provider(base)
+    # Another stranger registers script as its control plane's URL (chain data: every page that
+    # lists providers shows it).
+    MarketClient(devnet.web3(), deployment.market, account=accounts[7].local_account).add_provider(
+        SCRIPTED_URL
+    )
     metadata = JobMetadata(
         instance="dev.small",
         region="local",
@@ -307,5 +317,23 @@ def test_another_sites_page_cannot_make_the_dashboard_relay_consoles_or_ask_prov
         own.wait_for_selector("#image-id[data-image-id]", state="attached", timeout=30_000)
         assert net.hostile.hits.get("/job", 0) > before.get("/job", 0)
         own.close()
+    finally:
+        page.close()
+
+
+@pytest.mark.slow
+def test_a_control_plane_url_of_script_runs_nothing_on_the_pages_that_list_providers(
+    net: Net, browser: Any
+) -> None:
+    page = browser.new_page()
+    try:
+        for path in ("/", "/providers"):
+            page.goto(f"{net.url}{path}")
+            page.wait_for_load_state("load")
+            assert SCRIPTED_URL in page.locator("main").inner_text(), path  # shown, as text
+            assert page.evaluate("() => window.__pwned") is None, path
+            hrefs = [a.get_attribute("href") or "" for a in page.locator("a").all()]
+            assert not [h for h in hrefs if "javascript:" in h.lower()], path
+            assert page.locator("header").is_visible(), path
     finally:
         page.close()
