@@ -167,3 +167,30 @@ def test_the_collateral_window_of_an_expiry_message_reads_any_dates(
     collateral[part] = json.dumps(body)
     error = _outside_window(CertificateExpiredError("expired"), json.dumps(collateral), 5)
     assert isinstance(error, CertificateExpiredError)
+
+
+def _with_der_edited(sample: Sample, which: int, find: bytes, replace: bytes) -> bytes:
+    start, end = sample.pem_bodies[which]
+    der = base64.b64decode(b"".join(sample.quote[start:end].split()))
+    at = der.index(find)
+    edits = [("set", at + i, bytes([b])) for i, b in enumerate(replace)]
+    return _with_certificate_edited(sample, which, edits)
+
+
+@pytest.mark.parametrize(
+    ("find", "replace"),
+    [
+        (b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x03"),  # version 4: InvalidVersion
+        (b"\xa0\x03\x02\x01\x02\x02\x14", b"\xa0\x03\x02\x01\x02\x02\x14\x80"),  # serial < 0
+    ],
+    ids=["version", "negative-serial"],
+)
+def test_an_unreadable_pck_certificate_leaves_the_chain_empty(
+    samples: list[Sample], find: bytes, replace: bytes
+) -> None:
+    # cryptography's InvalidVersion is no ValueError, and a non-positive serial number is a
+    # warning (an error where warnings are): both came out of parse_quote.
+    parsed = parse_quote(_with_der_edited(samples[0], 0, find, replace))
+    assert parsed.pck_chain == ()
+    with pytest.raises(CertificateChainError, match="carries no PCK certificate chain"):
+        parsed.verify_pck_chain()

@@ -629,6 +629,9 @@ def _pck_chain(quote: Any) -> tuple[bytes, ...]:
         return ()
     try:
         certs = x509.load_pem_x509_certificates(bytes(pem))
-    except ValueError:
+    # InvalidVersion is no ValueError; UserWarning: cryptography warns about a certificate it
+    # will refuse in a later release (a serial number that is not positive), which is an error
+    # where warnings are.
+    except (ValueError, x509.InvalidVersion, UserWarning):
         return ()
     return tuple(cert.public_bytes(Encoding.DER) for cert in certs)
