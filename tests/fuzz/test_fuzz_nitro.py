@@ -14,8 +14,10 @@ CBOR structure.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import time
+from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -415,3 +417,35 @@ def test_image_id_of_any_pcr_mapping(pcrs: dict[int, Any]) -> None:
 def test_a_pcr_that_is_not_bytes_is_named() -> None:
     with pytest.raises(InputError, match="PCR0 must be bytes, got int"):
         image_id({0: 5, 1: bytes(48), 2: bytes(48)})
+
+
+# ---- root certificate files ----
+
+
+@FUZZ
+@given(mutations, st.booleans())
+def test_edited_root_certificate_files(
+    tmp_path_factory: pytest.TempPathFactory, edits: list[tuple[str, int, bytes]], pem: bool
+) -> None:
+    der = mutated(TrustedRoot.mock().certificate, edits)
+    path = tmp_path_factory.mktemp("root") / "root.crt"
+    if pem:
+        body = base64.encodebytes(der).decode()
+        path.write_text(f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n")
+    else:
+        path.write_bytes(der)
+    with contextlib.suppress(InputError):
+        TrustedRoot.from_file(path)
+
+
+def test_a_root_file_with_a_negative_serial_number_is_an_input_error(tmp_path: Path) -> None:
+    # cryptography warns about it (an error where warnings are, as under pytest): the PEM path
+    # let the warning out of from_file.
+    der = TrustedRoot.mock().certificate.replace(
+        bytes.fromhex("a003020102020101"), bytes.fromhex("a003020102020180"), 1
+    )
+    body = base64.encodebytes(der).decode()
+    path = tmp_path / "root.pem"
+    path.write_text(f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n")
+    with pytest.raises(InputError, match="is not a PEM certificate"):
+        TrustedRoot.from_file(path)

@@ -209,7 +209,7 @@ class TrustedRoot:
 
             try:
                 data = x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER)
-            except (ValueError, x509.InvalidVersion) as exc:
+            except (ValueError, x509.InvalidVersion, UserWarning) as exc:
                 raise InputError(f"{str(path)!r} is not a PEM certificate") from exc
         return cls.from_der(data, name=str(path))
 
