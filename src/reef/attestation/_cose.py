@@ -80,7 +80,7 @@ _SHARING_TAGS = (28, 29)
 # timestamp of 2**64), and the map limit bounds what colliding bignum keys can cost.
 _BIGNUM_TAGS = (2, 3)
 # Nitro's largest map is pcrs, with at most 32 entries (PCR0-31).
-_MAX_MAP_ENTRIES = 64
+_MAX_MAP_ENTRIES = 32
 # How many argument bytes follow each initial byte (RFC 8949 §3): 0 when the argument is in the
 # byte itself, 1/2/4/8, or -1 for additional information 28-31 (reserved, or indefinite/break).
 _ARGUMENT_BYTES = tuple(
@@ -97,7 +97,7 @@ def _check_heads(data: bytes, *, what: str, cose_tag: bool) -> None:
       (28, 29) decodes a few hundred bytes to a value with 2**60 paths, which hashing a map key
       or a message's repr walks; decimal fractions and bigfloats (4, 5) raise the decimal
       module's errors; the others are never in a document;
-    - maps of more than 64 entries, and indefinite-length maps: a map's keys are hashed into a
+    - maps of more than 32 entries, and indefinite-length maps: a map's keys are hashed into a
       dict, and keys crafted to share one hash (arrays of integers, whose tuple hash inverts)
       cost time quadratic in their number (84 KB of them took 3 s);
 
