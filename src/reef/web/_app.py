@@ -181,7 +181,10 @@ def _foreign_subrequest(request: Request) -> str | None:
     dest = request.headers.get("sec-fetch-dest", "")
     if mode == "navigate" and dest == "document":
         return None
-    return f"another site's page may only link to the dashboard, not ask it from a {dest or mode or 'script'}"
+    return (
+        f"another site's page ({site}) may only link to the dashboard, not ask it from script "
+        f"or an embed (Sec-Fetch-Dest: {dest[:40] or 'none'}, Sec-Fetch-Mode: {mode[:40] or 'none'})"
+    )
 
 
 def _host_name(request: Request) -> str:
