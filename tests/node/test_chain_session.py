@@ -10,6 +10,8 @@ records in ``devnet.json``), so the default-account rule is told apart from its 
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,7 +56,7 @@ def _record(home: ReefHome, devnet: Devnet, url: str) -> None:
     write_devnet_info(home.ensure(), dataclasses.replace(devnet.info(), rpc_url=url))
 
 
-def _network(home: ReefHome, rpc_url: str, services: dict[str, Any]) -> None:
+def _network(home: ReefHome, rpc_url: str, services: dict[str, Any], **more: Any) -> None:
     NetworkInfo.from_json(
         {
             "rpc_url": rpc_url,
@@ -71,6 +73,7 @@ def _network(home: ReefHome, rpc_url: str, services: dict[str, Any]) -> None:
             "control_plane": "http://127.0.0.1:8080",
             "image_store": "http://127.0.0.1:8090",
             "services": services,
+            **more,
         }
     ).dump(home)
 
@@ -175,3 +178,23 @@ def test_a_services_contracts_come_from_flags_else_network_json(reef_home: Path)
         locate_service(home, "proofs", {"market": None}, missing="no proof market known", hint="")
     with pytest.raises(InputError, match="serverless jobs contract"):
         locate_service(home, "serverless", {"jobs_contract": "0x12"}, **kwargs)
+
+
+def test_a_service_reef_up_is_still_starting_is_said_to_be_starting(reef_home: Path) -> None:
+    """A first-hour report: while ``reef up`` was starting, ``reef fn deploy`` said "no
+    serverless deployment to talk to" with the hint to start ``reef up``, which was running."""
+    home = ReefHome(reef_home)
+    fields = {"jobs_contract": None, "code_contract": None}
+    kwargs = {"missing": "no serverless deployment to talk to", "hint": "start `reef up`"}
+    _network(home, "http://127.0.0.1:1", {}, pid=os.getpid(), starting=["serverless", "proofs"])
+    with pytest.raises(ConfigError, match="still starting its serverless") as starting:
+        locate_service(home, "serverless", fields, **kwargs)
+    assert f"pid {os.getpid()}" in starting.value.message
+    assert starting.value.hint is not None
+    assert "ready" in starting.value.hint
+    # A reef up that is gone (killed while starting) is not waited for.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    _network(home, "http://127.0.0.1:1", {}, pid=dead.pid, starting=["serverless"])
+    with pytest.raises(ConfigError, match="no serverless deployment to talk to"):
+        locate_service(home, "serverless", fields, **kwargs)

@@ -45,6 +45,9 @@ class NetworkInfo:
     services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """What each extension of ``reef up`` started (serverless, proofs, dashboard), by its name:
     its endpoints and contract addresses, as the extension reported them."""
+    starting: tuple[str, ...] = ()
+    """The extensions ``reef up`` has yet to start, while it starts: a command looking for one
+    says to wait rather than to start the network."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +63,7 @@ class NetworkInfo:
             "safety_margin_s": self.safety_margin_s,
             "pid": self.pid,
             "services": {name: dict(entry) for name, entry in self.services.items()},
+            "starting": list(self.starting),
         }
 
     @classmethod
@@ -90,6 +94,7 @@ class NetworkInfo:
                     str(name): dict(entry)
                     for name, entry in dict(data.get("services") or {}).items()
                 },
+                starting=tuple(str(name) for name in data.get("starting") or ()),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(

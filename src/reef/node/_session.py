@@ -36,6 +36,7 @@ One module (about 630 lines): where a command acts is one resolution (flags, ``n
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -352,6 +353,19 @@ def _try_devnet(home: ReefHome) -> DevnetInfo | None:
         return None
 
 
+def _still_starting(network: NetworkInfo, service: str) -> bool:
+    """Whether the ``reef up`` that wrote ``network`` runs and has yet to start ``service``."""
+    if service not in network.starting or network.pid is None:
+        return False
+    try:
+        os.kill(network.pid, 0)
+    except ProcessLookupError:
+        return False  # killed while it started: nothing will start the service
+    except PermissionError:
+        pass  # another user's process: it runs
+    return True
+
+
 def locate_service(
     home: ReefHome, service: str, given: Mapping[str, str | None], *, missing: str, hint: str
 ) -> ServiceContracts:
@@ -369,6 +383,11 @@ def locate_service(
     addresses: dict[str, Address] = {}
     for name, flag in given.items():
         value = flag or entry.get(name)
+        if not value and network is not None and _still_starting(network, service):
+            raise ConfigError(
+                f"reef up (pid {network.pid}) is still starting its {service}",
+                hint="wait until it prints `ready`, then run this again",
+            )
         if not value:
             raise ConfigError(missing, hint=hint)
         addresses[name] = parse_address(str(value), name=f"the {service} {name.replace('_', ' ')}")

@@ -464,6 +464,7 @@ class LocalNetwork:
             kms=kms_urls,
             safety_margin_s=margin,
             pid=os.getpid(),
+            starting=tuple(extension.name for extension in self.extensions),
         )
         self.info.dump(home)
         if self.extensions:
@@ -493,7 +494,11 @@ class LocalNetwork:
                         f"reef up's {extension.name} could not start: {exc.message}",
                         hint=f"{hint}or run `reef up --no-{extension.name}`",
                     ) from exc
-                self.info = replace(self.info, services=dict(services))
+                self.info = replace(
+                    self.info,
+                    services=dict(services),
+                    starting=tuple(e.name for e in self.extensions if e.name not in services),
+                )
                 self.info.dump(home)
         return self.info
 
