@@ -63,7 +63,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TypeVar
 
@@ -83,6 +83,7 @@ __all__ = [
     "Waitable",
     "bind",
     "first_stopped",
+    "foreign_subrequest",
     "is_loopback",
     "run",
     "run_on",
@@ -240,6 +241,36 @@ def _rebound_name(scope: Any) -> str | None:
         f"this server is reached on loopback, where it answers only loopback names, not "
         f"{name[:100]!r}: a page of another site may have rebound its name here"
     )
+
+
+def foreign_subrequest(headers: Mapping[str, str]) -> str | None:
+    """Why a request is another site's page asking from script or an embed, or ``None``.
+
+    Browsers say who asks in ``Sec-Fetch-Site`` (programs send nothing); ``headers`` are the
+    request's, by lower-case name. A page of another site (another port on loopback is the same
+    *site*, another origin) may open a server's page as its own (a link: a top-level
+    navigation); anything else it asks (a ``fetch`` in ``no-cors`` mode, an ``<img>``, an
+    ``EventSource``, a frame) it cannot read, yet each one has the server do the work (read the
+    chain for ``/metrics``, ask providers, hold a relay), for nothing but to wear it out.
+    """
+    site = headers.get("sec-fetch-site", "")
+    if site not in ("cross-site", "same-site"):
+        return None
+    mode = headers.get("sec-fetch-mode", "")
+    dest = headers.get("sec-fetch-dest", "")
+    if mode == "navigate" and dest == "document":
+        return None
+    return (
+        f"another site's page ({site}) may only link here, not ask from script or an embed "
+        f"(Sec-Fetch-Dest: {dest[:40] or 'none'}, Sec-Fetch-Mode: {mode[:40] or 'none'})"
+    )
+
+
+def _scope_headers(scope: Any) -> dict[str, str]:
+    return {
+        bytes(name).decode("latin-1").lower(): bytes(value).decode("latin-1")
+        for name, value in scope.get("headers", ())
+    }
 
 
 # ------------------------------------------------------------------- connection-level limits
@@ -630,9 +661,9 @@ class Guard:
             await self._guarded(scope, receive, send)
             return
         if scope.get("path") == METRICS_PATH and scope.get("method") in ("GET", "HEAD"):
-            rebound = _rebound_name(scope)
-            if rebound is not None:
-                await self._refuse(send, scope, 403, rebound)
+            refused = _rebound_name(scope) or foreign_subrequest(_scope_headers(scope))
+            if refused is not None:
+                await self._refuse(send, scope, 403, refused)
                 return
             # In a worker thread: an app's collectors may read slow sources (the dashboard's read
             # the chain), and the event loop keeps serving meanwhile.
@@ -640,6 +671,10 @@ class Guard:
             headers = [
                 (b"content-type", content_type.encode()),
                 (b"content-length", str(len(body)).encode()),
+                # Live figures (balances, jobs): never kept by a cache, never sniffed as a page.
+                (b"cache-control", b"no-store"),
+                (b"x-content-type-options", b"nosniff"),
+                (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
             ]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": body})

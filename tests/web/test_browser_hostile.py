@@ -99,11 +99,6 @@ def test_the_policy_allows_no_inline_style_and_the_pages_are_still_styled(
             page.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="/metrics is answered by the serving floor (reef._serve), outside the dashboard's "
-    "middleware: it needs the same headers and the Sec-Fetch-Site refusal there",
-)
 def test_metrics_carry_the_headers_and_refuse_another_sites_page(
     serve_in_thread: Any, network_home: Any, tmp_path: Path
 ) -> None:

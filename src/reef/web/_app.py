@@ -45,6 +45,7 @@ from starlette.responses import (
 
 from reef._api import api_app, path_param
 from reef._fetch import FetchError, read_bounded, request_to, stream_bounded
+from reef._serve import foreign_subrequest
 from reef.encoding import MAX_JSON_DEPTH, json_depth, terminal_text
 from reef.errors import InputError, ReefError, ServiceError
 from reef.web import _data, _manage
@@ -164,29 +165,6 @@ def _cross_site(request: Request) -> str | None:
     return f"a request from another site's page ({origin[:100]}) is refused"
 
 
-def _foreign_subrequest(request: Request) -> str | None:
-    """Why a request is another site's page asking from script or an embed, or ``None``.
-
-    Browsers say who asks in ``Sec-Fetch-Site`` (programs send nothing). A page of another site
-    (another port on loopback is the same *site*, another origin) may open the dashboard as a
-    page of its own (a link: a top-level navigation); anything else it asks (a ``fetch`` in
-    ``no-cors`` mode, an ``<img>``, an ``EventSource``, a frame) it cannot read, yet each one
-    would have the dashboard ask providers, read the chain or hold a relay to an enclave's
-    console (a few dozen at most), for nothing but to wear them out.
-    """
-    site = request.headers.get("sec-fetch-site", "")
-    if site not in ("cross-site", "same-site"):
-        return None
-    mode = request.headers.get("sec-fetch-mode", "")
-    dest = request.headers.get("sec-fetch-dest", "")
-    if mode == "navigate" and dest == "document":
-        return None
-    return (
-        f"another site's page ({site}) may only link to the dashboard, not ask it from script "
-        f"or an embed (Sec-Fetch-Dest: {dest[:40] or 'none'}, Sec-Fetch-Mode: {mode[:40] or 'none'})"
-    )
-
-
 def _host_name(request: Request) -> str:
     """The request's Host header without its port (``[::1]:8888`` -> ``::1``)."""
     host = request.headers.get("host", "")
@@ -273,7 +251,7 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
                 },
                 403,
             )
-        cross = _cross_site(request) or _foreign_subrequest(request)
+        cross = _cross_site(request) or foreign_subrequest(request.headers)
         if cross is not None:
             return JSONResponse(
                 {"error": cross, "hint": "use the dashboard's own pages, or a program (no Origin)"},
