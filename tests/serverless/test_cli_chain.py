@@ -79,6 +79,37 @@ def test_drain_and_deregister_with_the_owners_key(
     assert json.loads(gone.stdout)["registered"] is False
 
 
+def test_the_admin_whitelists_and_revokes_an_image_from_the_cli(
+    served: tuple[ServerlessChain, str], tmp_path: Path
+) -> None:
+    """A first-hour report: an operator's own executor, started after reef changed, attests
+    another image id, and only Python could whitelist it; the refusal now names the command."""
+    chain, url = served
+    image = "0x" + "ab" * 32
+    admin, stranger = tmp_path / "admin.key", tmp_path / "stranger.key"
+    admin.write_text(chain.deployer.key.hex())
+    stranger.write_text(chain.operators[0].key.hex())
+    base = ["--rpc", url, "--jobs", chain.jobs_address, "--json"]
+    refused = CliRunner().invoke(
+        app, ["executor", "whitelist", image, *base, "--key", str(stranger)]
+    )
+    assert refused.exit_code == 1
+    assert "only the admin can whitelist images" in refused.output
+    assert not chain.jobs(chain.deployer).is_whitelisted(bytes.fromhex(image[2:]))
+    done = CliRunner().invoke(app, ["executor", "whitelist", image, *base, "--key", str(admin)])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["whitelisted"] is True
+    assert chain.jobs(chain.deployer).is_whitelisted(bytes.fromhex(image[2:]))
+    revoked = CliRunner().invoke(
+        app, ["executor", "whitelist", image, "--revoke", *base, "--key", str(admin)]
+    )
+    assert revoked.exit_code == 0, revoked.output
+    assert json.loads(revoked.stdout)["whitelisted"] is False
+    short = CliRunner().invoke(app, ["executor", "whitelist", "0x12", *base, "--key", str(admin)])
+    assert short.exit_code == 2
+    assert "image id" in short.output
+
+
 def test_usage_errors_exit_2_with_a_message(tmp_path: Path) -> None:
     both = CliRunner().invoke(
         app, ["fn", "call", "0x" + "11" * 32, "--input", "a", "--input-file", str(tmp_path / "f")]

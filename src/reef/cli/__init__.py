@@ -124,7 +124,7 @@ _COMMANDS = (
     LazyCommand(
         "executor",
         "reef.cli._executor",
-        "Serverless executors: run one, register it on chain, drain, deregister.",
+        "Serverless executors: run one, register it on chain, drain, deregister, whitelist.",
     ),
     LazyCommand(
         "alerts", "reef.cli._dashboard", "Alert rules (alerts.toml) over the network's metrics."

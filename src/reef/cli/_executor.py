@@ -9,6 +9,8 @@
   verifier, and registers it on the Jobs contract with a stake, from your account.
 - ``reef executor drain ADDRESS`` stops new jobs going to it; ``deregister`` then returns its
   stake once its jobs are done.
+- ``reef executor whitelist IMAGE_ID`` (the Jobs contract's admin) accepts executors of an
+  image, or with ``--revoke`` no longer does.
 """
 
 from __future__ import annotations
@@ -213,3 +215,33 @@ app.command("deregister")(
         "deregister", "Remove a drained executor with no active jobs; its stake returns to you."
     )
 )
+
+
+@app.command("whitelist")
+@with_flags("rpc", "jobs", "key", "as_json")
+def whitelist_cmd(
+    flags: Flags,
+    image_id: Annotated[
+        str, typer.Argument(help="The executor image id (32 bytes of hex) its enclaves attest.")
+    ],
+    revoke: Annotated[
+        bool, typer.Option("--revoke", help="Stop accepting it instead (registered ones stay).")
+    ] = False,
+) -> None:
+    """Accept executors of an image on the Jobs contract, or stop (the contract admin's key)."""
+    from reef.encoding import parse_bytes32
+
+    with failing(code=2):  # a usage error, before the chain
+        image = parse_bytes32(
+            image_id, name="image id", hint="the image_id `reef enclave run` or register printed"
+        )
+    with failing():
+        where = open_target(flags, send=True, code=False)  # the Jobs contract alone
+        client = where.jobs(send=True)
+        result = client.revoke_image(image) if revoke else client.whitelist_image(image)
+        data = {
+            "image_id": "0x" + image.hex(),
+            "whitelisted": client.is_whitelisted(image),
+            "tx_hash": result.tx_hash,
+        }
+    print_result(data, flags.as_json)

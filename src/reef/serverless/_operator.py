@@ -147,9 +147,10 @@ def _check_registrable(jobs: ServerlessJobsClient, owner: str, image_id: bytes, 
         raise InputError(
             f"the executor's image 0x{image_id.hex()} is not whitelisted on the Jobs contract "
             f"{jobs.address}",
-            hint=f"its admin ({jobs.admin()}) whitelists executor images; reef up whitelists the "
-            "image its own executors attest, which covers the reef runtime too: an executor "
-            "built or started by another reef version attests another id",
+            hint=f"its admin ({jobs.admin()}) whitelists it: `reef executor whitelist "
+            f"0x{image_id.hex()} --key ADMIN_KEY`; reef up whitelists the image its own executors "
+            "attest, which covers the reef runtime too: an executor built or started by another "
+            "reef version attests another id",
         )
     held = TokenClient(jobs.w3, jobs.token()).balance(owner)
     if held < stake:

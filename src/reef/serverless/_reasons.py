@@ -116,7 +116,8 @@ _HINTS: Mapping[str, str] = {
         " wait for capacity, or start more executors (`reef executor run`)"
     ),
     ServerlessRevert.IMAGE_NOT_WHITELISTED: (
-        "the Jobs contract's admin whitelists executor images (reef up whitelists its own)"
+        "the Jobs contract's admin whitelists executor images (`reef executor whitelist"
+        " IMAGE_ID --key ADMIN_KEY`; reef up whitelists its own)"
     ),
     ServerlessRevert.ATTESTATION_OLD: "fetch a fresh attestation and have it verified again",
     ServerlessRevert.STATEMENT_SIGNER: (
