@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from web3 import Web3
 
-from reef.chain import ProgressCallback, TokenClient, format_amount, translate_errors
+from reef.chain import ProgressCallback, translate_errors
 from reef.errors import InputError, MarketError, ServerlessError
 from reef.serverless._contracts import JobsParams, ServerlessCodeClient, ServerlessJobsClient
 from reef.serverless._events import JobCreated, JobResponded
@@ -117,15 +117,14 @@ def _check_funds(client: ServerlessJobsClient, deposit: int) -> None:
     if client.account is None:  # create_job says so (MisuseError)
         return
     address = client.sender
-    held = TokenClient(client.w3, client.token()).balance(address)
-    if held < deposit:
-        raise MarketError(
-            f"account {address} holds {format_amount(held)} rUSD; a call takes its "
-            f"deadline's fee up front: {format_amount(deposit)} rUSD ({deposit} base units)",
-            hint="send rUSD to this account, or call with a funded key (--key FILE; on reef's "
-            "devnet `reef chain accounts` lists the funded dev accounts), or pass a shorter "
-            "--timeout-ms",
-        )
+    client.require_tokens(
+        address,
+        deposit,
+        taken="a call takes its deadline's fee up front:",
+        hint="send rUSD to this account, or call with a funded key (--key FILE; on reef's "
+        "devnet `reef chain accounts` lists the funded dev accounts), or pass a shorter "
+        "--timeout-ms",
+    )
     with translate_errors("eth_getBalance"):
         gas = int(client.w3.eth.get_balance(Web3.to_checksum_address(address)))
     if gas == 0:

@@ -48,13 +48,14 @@ from reef.chain import (
     TokenClient,
     TxResult,
     check_uint,
+    format_amount,
     parse_address,
     quantity,
     translate_errors,
 )
 from reef.crypto import keccak256
 from reef.encoding import parse_hex
-from reef.errors import ChainError, InputError
+from reef.errors import ChainError, InputError, MarketError
 from reef.serverless._events import (
     CodeCreated,
     JobCreated,
@@ -428,6 +429,24 @@ class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
 
     def token(self) -> Address:
         return self._call_address("TOKEN")
+
+    def require_tokens(self, owner: str, amount: int, *, taken: str, hint: str) -> None:
+        """Refuse, before any approval or transaction, what ``owner`` cannot pay in this
+        contract's token (the contract would revert only after the approval was mined).
+
+        Args:
+            taken: what takes ``amount``, to end the message (``"the stake is"``).
+
+        Raises:
+            MarketError: naming what ``owner`` holds and what ``taken`` takes.
+        """
+        held = TokenClient(self.w3, self.token()).balance(owner)
+        if held < amount:
+            raise MarketError(
+                f"account {owner} holds {format_amount(held)} rUSD; {taken} "
+                f"{format_amount(amount)} rUSD ({amount} base units)",
+                hint=hint,
+            )
 
     def verifier(self) -> Address:
         return self._call_address("verifier")

@@ -26,9 +26,9 @@ from web3 import Web3
 
 from reef._fetch import BoundedAnswer, FetchError, read_bounded, request_to
 from reef.attestation import AttestationClient, VerifierStatement
-from reef.chain import TokenClient, format_amount, translate_errors
+from reef.chain import format_amount, translate_errors
 from reef.encoding import parse_hex, terminal_text
-from reef.errors import InputError, MarketError, ServiceError
+from reef.errors import InputError, ServiceError
 from reef.serverless._contracts import ExecutorRecord, ServerlessJobsClient
 
 __all__ = ["fund_gas", "register_enclave_executor"]
@@ -152,14 +152,13 @@ def _check_registrable(jobs: ServerlessJobsClient, owner: str, image_id: bytes, 
             "attest, which covers the reef runtime too: an executor built or started by another "
             "reef version attests another id",
         )
-    held = TokenClient(jobs.w3, jobs.token()).balance(owner)
-    if held < stake:
-        raise MarketError(
-            f"account {owner} holds {format_amount(held)} rUSD; the stake is "
-            f"{format_amount(stake)} rUSD ({stake} base units)",
-            hint="send it rUSD, or register with a funded key (--key FILE; `reef wallet` shows "
-            "a balance), or stake less (--stake, at least the contract's minimum)",
-        )
+    jobs.require_tokens(
+        owner,
+        stake,
+        taken="the stake is",
+        hint="send it rUSD, or register with a funded key (--key FILE; `reef wallet` shows "
+        "a balance), or stake less (--stake, at least the contract's minimum)",
+    )
 
 
 async def register_enclave_executor(
