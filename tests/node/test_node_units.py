@@ -42,6 +42,31 @@ def test_bad_durations(text: str) -> None:
         parse_duration(text)
 
 
+def test_a_duration_is_read_without_loading_a_use_case() -> None:
+    """A first-hour report: `reef proofs request --expiry abc` took 8 s to say "not a duration",
+    importing reef.node's deploy use case (web3, the market) for one pure function."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from reef.node import parse_duration; parse_duration('1h'); "
+        "print(sorted(m for m in sys.modules if m.startswith(('web3', 'reef.node.'))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"
+
+
+def test_an_alerts_duration_is_the_same_grammar_with_zero_allowed() -> None:
+    from reef.web import parse_duration_s
+
+    assert parse_duration_s("1h30m", name="for") == 5400
+    assert parse_duration_s(0, name="for") == 0
+    assert parse_duration_s("0", name="for") == 0
+    with pytest.raises(InputError, match=r"^within: not a duration"):
+        parse_duration_s("soon", name="within")
+
+
 def _network_json(*, block: int, **fields: Any) -> dict[str, Any]:
     return {
         "rpc_url": "http://127.0.0.1:8545",

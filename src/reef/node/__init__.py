@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from reef._clock import parse_duration  # the standard library alone: no use case loads for it
 from reef._lazy import lazy_attributes
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
         DeployResult,
         app_endpoint,
         deploy,
-        parse_duration,
         prepare_image,
         verify_enclave,
         wait_for_app,
@@ -272,7 +272,6 @@ __getattr__ = lazy_attributes(
         "open_service": "_session",
         "open_session": "_session",
         "owned_job": "_jobs",
-        "parse_duration": "_deploy",
         "prepare_image": "_deploy",
         "prepare_kms_root": "_kms_root",
         "register_provider": "_provider",

@@ -36,7 +36,6 @@ upload, job, wait, verify) whose steps share the request and the timings they re
 
 from __future__ import annotations
 
-import re
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -84,7 +83,6 @@ __all__ = [
     "app_endpoint",
     "deploy",
     "enclave_crash",
-    "parse_duration",
     "prepare_image",
     "verify_enclave",
     "wait_for_app",
@@ -92,32 +90,10 @@ __all__ = [
 ]
 
 Progress = Callable[[str], None]
-_DURATION = re.compile(r"(\d+)\s*([smhdw]?)", re.IGNORECASE)
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def _quiet(_message: str) -> None:
     return None
-
-
-def parse_duration(text: str) -> int:
-    """Seconds from ``90``, ``90s``, ``30m``, ``1h``, ``1h30m``, ``2d``.
-
-    Raises:
-        InputError: for anything else, or a zero duration.
-    """
-    cleaned = text.strip().lower().replace(" ", "")
-    pos, total = 0, 0
-    for match in _DURATION.finditer(cleaned):
-        if match.start() != pos:
-            break
-        total += int(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    if not cleaned or pos != len(cleaned):
-        raise InputError(f"not a duration: {text!r}", hint="write e.g. 90s, 30m, 1h, 1h30m or 2d")
-    if total <= 0:
-        raise InputError("the duration must be longer than zero")
-    return total
 
 
 def prepare_image(image: Path, home: ReefHome) -> Path:

@@ -22,7 +22,6 @@ Adding a condition is one function in :data:`CONDITIONS` and a test::
 from __future__ import annotations
 
 import logging
-import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from typing import Any, Literal
 
 import httpx
 
+from reef._clock import parse_duration
 from reef._fetch import fetch_blocking
 from reef.encoding import terminal_text
 from reef.errors import ConfigError, InputError, ServiceError
@@ -71,22 +71,20 @@ class Firing:
 
 Condition = Callable[[Sequence[Sample], Mapping[str, Any]], list[Firing]]
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
-
 
 def parse_duration_s(value: object, *, name: str = "duration") -> int:
-    """``"90"``, ``"90s"``, ``"15m"``, ``"2h"``, ``"1d"`` or an integer, in seconds.
+    """A rule's duration (``"90"``, ``"15m"``, ``"1h30m"``, ``0``, any :func:`parse_duration`
+    text) or a non-negative integer, in seconds.
 
     Raises:
-        InputError: anything else.
+        InputError: anything else, named by ``name``.
     """
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    match = _DURATION.match(str(value))
-    if match is None:
-        raise InputError(f"{name} {value!r} is not a duration", hint="write e.g. 90s, 15m, 2h")
-    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2) or "s"]
-    return int(match.group(1)) * unit
+    try:
+        return parse_duration(str(value), zero=True)
+    except InputError as exc:
+        raise InputError(f"{name}: {exc.message}", hint=exc.hint) from None
 
 
 def _of(samples: Iterable[Sample], name: str) -> list[Sample]:
