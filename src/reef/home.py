@@ -45,16 +45,18 @@ def read_file(path: Path, *, missing: ReefError, unreadable: str) -> bytes:
 
 
 def read_json(path: Path, *, missing: ReefError, unreadable: str) -> Any:
-    """The JSON value in a state file (the reading side of :func:`replace_json`).
+    """The JSON value in a state file (the reading side of :func:`replace_json`), or in a file
+    a user names (a verification key, an input file).
 
     Raises:
-        ReefError: as :func:`read_file`, and of ``missing``'s class for a file that is not JSON.
+        ReefError: as :func:`read_file`, and of ``missing``'s class, with its hint (what the
+            file should hold), for a file that is not JSON.
     """
     data = read_file(path, missing=missing, unreadable=unreadable)
     try:
         return json.loads(data)
     except ValueError as exc:  # not UTF-8, or not JSON
-        raise type(missing)(f"{unreadable}: {exc}") from exc
+        raise type(missing)(f"{unreadable}: {exc}; it is not JSON", hint=missing.hint) from exc
 
 
 def replace_file(path: Path, data: bytes, *, mode: int = 0o600, durable: bool = False) -> None:

@@ -568,18 +568,11 @@ _INPUT_HINT = (
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(
-            f"cannot read the input file {path}: {exc.strerror or exc}", hint=_INPUT_HINT
-        ) from exc
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise InputError(
-            f"cannot read the input file {path}: it is not JSON ({exc})", hint=_INPUT_HINT
-        ) from exc
+    from reef.home import read_json
+
+    what = f"cannot read the input file {path}"
+    missing = InputError(f"{what}: No such file or directory", hint=_INPUT_HINT)
+    data = read_json(path, missing=missing, unreadable=what)
     if not isinstance(data, dict):
         raise InputError(f'{path} must hold a JSON object of input signals, e.g. {{"x": 5}}')
     return data

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -44,16 +43,14 @@ def vectors_cmd(
     Protocols reef does not implement (PSK, fallback, ...) are skipped and listed. Exits 1 if a
     vector fails, or if the file holds no vector reef can run.
     """
+    from reef.home import read_json
     from reef.scallop.lowlevel import run_noise_vectors
 
     try:
-        try:
-            data = json.loads(file.read_text())
-        except OSError as exc:
-            raise InputError(f"cannot read {file}: {exc.strerror or exc}") from exc
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InputError(f"{file} is not JSON: {exc}") from exc
-        report = run_noise_vectors(data)
+        missing = InputError(f"cannot read {file}: No such file or directory")
+        report = run_noise_vectors(
+            read_json(file, missing=missing, unreadable=f"cannot read {file}")
+        )
     except ReefError as exc:
         raise fail(exc, code=2 if isinstance(exc, InputError) else 1) from exc
 

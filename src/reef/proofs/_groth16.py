@@ -22,6 +22,7 @@ from string import Template
 from typing import Any
 
 from reef.errors import InputError, InvalidProofInputError, ProofError
+from reef.home import read_json
 from reef.proofs._runtime import SnarkjsRuntime, _run_program
 
 __all__ = [
@@ -164,18 +165,12 @@ _VKEY_HINT = (
 
 def load_verification_key(path: Path) -> dict[str, Any]:
     """A snarkjs ``verification_key.json``, checked to be Groth16 over BN254."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(
-            f"cannot read the verification key {path}: {exc.strerror or exc}", hint=_VKEY_HINT
-        ) from exc
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise InputError(
-            f"{path} is not a verification key: it is not JSON ({exc})", hint=_VKEY_HINT
-        ) from exc
+    what = f"cannot read the verification key {path}"
+    data = read_json(
+        path,
+        missing=InputError(f"{what}: No such file or directory", hint=_VKEY_HINT),
+        unreadable=what,
+    )
     _check_vkey(data, str(path))
     return dict(data)
 
