@@ -46,7 +46,7 @@ deadline only when the app asks for it before it is all in, which almost never h
 small body. That took 5-10 us off the ~40 us the floor's Python cost a request (requests fed to
 the protocol in process; a request costs ~0.2 ms of server CPU in all, mostly kernel and loop).
 
-One module (about 1100 lines): the serving floor is one policy (bind, limit, refuse, time out,
+One module (about 1250 lines): the serving floor is one policy (bind, limit, refuse, time out,
 count, stop) applied by cooperating pieces (the socket, the protocol subclass, the ASGI guard,
 the server); splitting it would scatter the limits a reader must see together.
 """

@@ -7,7 +7,7 @@ the proof market's address under ``services.proofs``) or take ``--rpc`` and
 ``--proof-market``; they send from ``--key`` or, on reef's devnet, dev account 0. Amounts are
 rUSD decimals typed by the user (``1.5``), base units inside.
 
-One module (about 1100 lines, most of it the commands' options and help): the command groups
+One module (about 1500 lines, most of it the commands' options and help): the command groups
 (``reef proofs`` with ``market``, ``engine`` and ``ivs``, ``reef prover``) share the market's
 location, option blocks and the ask and prover tables. Each command parses its flags and files,
 calls :mod:`reef.proofs` (``request_proof``, ``wait_for_ask``, ``describe_market`` /

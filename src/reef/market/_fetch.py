@@ -47,6 +47,10 @@ proxy would resolve the names itself, past the check.
 Failures are split in two: :class:`~reef.errors.ImageError` means retrying cannot help (refused by
 a list, wrong hash, too large, bad URL) and ends the job; :class:`~reef.errors.ServiceError` is a
 network failure the control plane retries.
+
+One module (about 760 lines): the operator's lists, the address policy, the guarded connection
+(its resolver included) and the download are one check of a stranger's URL, applied at each
+step of the same request; split, each part would have to trust the others' reading of it.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ and uvicorn, so already a dependency); reef only moves bytes between h11 and a
   Scallop channels to the URL's host and port, keeping them alive between requests; each
   response carries ``response.extensions["scallop"]``, the server's :class:`ScallopPeer`.
 
-One module (about 600 lines) because the client transport and the server glue share the
+One module (about 750 lines) because the client transport and the server glue share the
 framing of HTTP/1.1 over one Noise channel; split, each half would re-read the other's rules.
 """
 

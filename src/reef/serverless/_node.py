@@ -23,7 +23,7 @@ with the path parameters, any body, and the errors the gateway itself answers.
 The response digests are pure functions (:func:`oyster_response_digest`,
 :func:`reef_gateway_digest`), so clients verify a response without this module's servers.
 
-One module (about 650 lines): the two apps share the node's key, runtime and configuration
+One module (about 780 lines): the two apps share the node's key, runtime and configuration
 state, and their typed models are what ``/openapi.json`` says they answer, kept beside the
 handlers that answer them.
 """

@@ -27,6 +27,10 @@ holds another call's process. Warm calls reuse an idle process that already load
 under the same process-level limits (an LRU of idle processes, bounded); a process goes back to
 the pool only after a call that ended normally (code 0). As on Cloudflare, a function's
 module-level state survives between warm calls of that function (never across functions).
+
+One module (about 620 lines): a process's start, its watches (deadline, memory, CPU, output)
+and the judging of its answer share the one process record and its timings; apart, each would
+re-read when the others may kill it.
 """
 
 from __future__ import annotations

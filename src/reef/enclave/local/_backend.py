@@ -8,7 +8,7 @@ ports, and starts one detached supervisor process per enclave
 State lives in files (``state.json`` per enclave), so any process can list, inspect and stop
 enclaves that another one started.
 
-One module (about 900 lines): the backend's one job, the host side of every enclave (plan,
+One module (about 1050 lines): the backend's one job, the host side of every enclave (plan,
 stage, start a supervisor, read and change its state files, stop, remove), is the
 EnclaveBackend interface, method by method.
 """

@@ -25,7 +25,7 @@ for the run directory it is to boot (one line on GO_FD; at end of file it exits)
 finds one skips most of a boot's CPU. What the trusted base's libraries import but never use
 is kept out of the process (``_lean_imports``).
 
-One module (about 800 lines): the boot sequence is one ordered story (limits, firewall,
+One module (about 1000 lines): the boot sequence is one ordered story (limits, firewall,
 network, keys, trusted base, app, leases, stop), and its steps share the supervisor's state;
 the isolation parts it calls live in their own modules.
 """
