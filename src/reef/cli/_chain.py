@@ -63,7 +63,7 @@ def chain(
             "--call-timeout",
             min=0.1,
             metavar="SECONDS",
-            help="Seconds an eth_call or eth_estimateGas may run.",
+            help="CPU seconds an eth_call or eth_estimateGas may run.",
         ),
     ] = 5.0,
 ) -> None:

@@ -9,17 +9,19 @@ calls), then bisects: usually two executions where a plain binary search needs t
 result is the least gas with which the transaction succeeds, checked in the tests by running
 with one gas less.
 
-A time budget bounds the wall time of one call or estimate: py-evm has no hook for it, so the
-state's computation class is replaced, for that state only, by a subclass whose
-``consume_gas`` (called once per opcode) checks a deadline and aborts with a
+A time budget bounds the CPU time of one call or estimate (its thread's: a call runs in one):
+py-evm has no hook for it, so the state's computation class is replaced, for that state only, by
+a subclass whose ``consume_gas`` (called once per opcode) checks a deadline and aborts with a
 :class:`DevnetFault`, which unwinds py-evm untouched (it only catches its own ``VMError``) and
-reverts the snapshot like any other failure.
+reverts the snapshot like any other failure. CPU time rather than geth's wall time: on a busy
+machine an honest call waits for a CPU, and wall time aborted it ("timeout = 5s") for that.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from eth.vm.spoof import SpoofTransaction
@@ -30,6 +32,21 @@ from reef.chain.devnet._types import DevnetFault, TxRequest, execution_error, re
 __all__ = ["call_on", "estimate_on"]
 
 
+_CHECK_EVERY = 256
+"""Opcodes between two looks at the CPU clock: reading a thread's CPU time is a system call (no
+vDSO, unlike the wall clock), and one per opcode tripled a call's cost; 256 opcodes are well under
+a millisecond."""
+
+
+@dataclass(slots=True)
+class _Deadline:
+    """One call's CPU-time budget, on the state it runs on."""
+
+    at: float  # the thread's CPU time at which the call aborts
+    timeout_s: float
+    ticks: int = 0
+
+
 @functools.cache
 def _timed(base: Any) -> Any:
     """``base``, a py-evm computation class, with a ``consume_gas`` that checks the deadline
@@ -38,19 +55,21 @@ def _timed(base: Any) -> Any:
     One class per fork's computation class for the process (a handful), not one per call:
     creating a class cost a twentieth of an ``eth_call``.
     """
-    clock = time.monotonic
+    clock = time.thread_time
 
     def consume_gas(computation: Any, amount: int, reason: str) -> None:
-        deadline, timeout_s = computation.state.reef_deadline
-        if clock() > deadline:
-            raise DevnetFault(f"execution aborted (timeout = {timeout_s:g}s)")
+        deadline: _Deadline = computation.state.reef_deadline
+        deadline.ticks += 1
+        if deadline.ticks % _CHECK_EVERY == 0 and clock() > deadline.at:
+            raise DevnetFault(f"execution aborted (timeout = {deadline.timeout_s:g}s)")
         base.consume_gas(computation, amount, reason)
 
     return type("TimedComputation", (base,), {"consume_gas": consume_gas})
 
 
 def _with_deadline(vm: Any, timeout_s: float | None) -> None:
-    """Make every computation on ``vm``'s state abort after ``timeout_s`` seconds (or never)."""
+    """Make every computation on ``vm``'s state, run in this thread, abort after ``timeout_s``
+    seconds of this thread's CPU time (or never)."""
     state = vm.state
     # Instance attributes: only this state (kept for calls) runs the timed class, and a state
     # that ran a timed call before runs the class's own again when this one has no deadline.
@@ -58,7 +77,7 @@ def _with_deadline(vm: Any, timeout_s: float | None) -> None:
     if timeout_s is None:
         state.computation_class = base
         return
-    state.reef_deadline = (time.monotonic() + timeout_s, timeout_s)
+    state.reef_deadline = _Deadline(at=time.thread_time() + timeout_s, timeout_s=timeout_s)
     state.computation_class = _timed(base)
 
 

@@ -98,7 +98,8 @@ MAX_DEPTH: Final = 100
 """Nesting of arrays and objects a request may have (EIP-712 typed data needs a dozen)."""
 MAX_ID_LENGTH: Final = 1024
 CALL_TIMEOUT_S: Final = 5.0
-"""Wall time an ``eth_call`` or ``eth_estimateGas`` may run (geth's RPCEVMTimeout is 5 s)."""
+"""CPU time an ``eth_call`` or ``eth_estimateGas`` may run (geth's RPCEVMTimeout is 5 s of wall
+time; a call waiting for a CPU on a busy machine does not spend its budget here)."""
 MAX_FILTERS: Final = 10_000
 FILTER_TIMEOUT_S: Final = 300.0
 """A filter nobody polled for five minutes is dropped, as geth does."""
