@@ -26,7 +26,14 @@ from reef.chain import Job, JobOpened, JobSettled, MarketClient, parse_amount, r
 from reef.enclave import InitParam, InitParams, LocalBackend
 from reef.errors import ReefError
 from reef.home import ReefHome
-from reef.market import ControlPlaneClient, RateCard, notice_reserve, settle, settlement_amount
+from reef.market import (
+    ControlPlaneClient,
+    RateCard,
+    job_user_data,
+    notice_reserve,
+    settle,
+    settlement_amount,
+)
 from reef.node import verify_enclave, wait_for_app
 
 pytestmark = [pytest.mark.slow, requires_isolation]
@@ -74,6 +81,11 @@ def test_deploy_reach_verify_stop_refund(network: Network) -> None:
         "verify", attestation, "--image-id", image_id, "--root", "dev", process=True
     )
     assert verified["image_id"] == image_id
+    # ... and that it runs for this job of this market: what deploy checked
+    bound = job_user_data(
+        int(network.info["chain_id"]), network.info["deployment"]["market"], job_id
+    )
+    assert bytes.fromhex(verified["user_data"].removeprefix("0x")) == bound
     wrong = network.cli.run(
         "verify", attestation, "--image-id", "00" * 32, "--root", "dev", check=False, process=True
     )

@@ -100,3 +100,34 @@ async def test_launch_list_replace_stop(reef_home: Path, image: FetchedImage) ->
         assert [e.id for e in await backend.list()] == [foreign.id, lookalike.id]
     finally:
         await stop_all_enclaves(backend)
+
+
+async def test_a_providers_enclave_attests_its_job(reef_home: Path, image: FetchedImage) -> None:
+    """An image id alone does not say whose enclave answers at the endpoint a provider names:
+    a hostile provider named another provider's enclave of the same image as its job's, and was
+    paid for running nothing. A provider's enclave attests its job (chain, market, job id) as
+    its documents' user data, on both attestation endpoints, and a replacement keeps it."""
+    from reef.attestation import AttestationClient, TrustedRoot
+    from reef.market import job_user_data
+
+    home = ReefHome(reef_home)
+    backend = LocalBackend(home)
+    runner = BackendRunner(backend, reef_home / "provider" / "launch", provider=PROVIDER)
+    market = "0x" + "44" * 20
+    runner.attest_jobs(chain_id=31337, market=market)
+    try:
+        spec = _spec(image.url)
+        first = await runner.launch(spec, image, launch_key(spec))
+        client = AttestationClient(root=TrustedRoot.resolve("dev", home), timeout=10.0)
+        bound = job_user_data(31337, market, JOB)
+        assert bound == f"reef-job/1 chain=31337 market={market} job={JOB}".encode()
+        for endpoint in ("attestation", "attestation_secp256k1"):
+            verified = await asyncio.to_thread(client.verify, first.endpoints[endpoint])
+            assert verified.user_data == bound, endpoint
+        debug = _spec(image.url, debug=True)
+        second = await runner.replace(first.enclave_id, debug, image, launch_key(debug))
+        fresh = AttestationClient(root=TrustedRoot.resolve("dev", home), timeout=10.0)
+        again = await asyncio.to_thread(fresh.verify, second.endpoints["attestation"])
+        assert again.user_data == bound
+    finally:
+        await stop_all_enclaves(backend)

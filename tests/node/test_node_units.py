@@ -333,3 +333,27 @@ def test_deploy_without_a_local_network_says_none_is_recorded(
     assert result.exit_code != 0
     assert "no `reef up` network is recorded in" in result.output
     assert "--provider ADDR" in result.output
+
+
+def test_deploy_refuses_an_enclave_that_attests_another_job() -> None:
+    """A provider could name, as a job's attestation endpoint, another provider's enclave of the
+    same image (its image id verifies) and be paid for running nothing: reef's providers'
+    enclaves attest their job, and deploy refuses one that attests another, and warns about
+    one that attests none (Oyster's)."""
+    from reef.errors import ExpectationError
+    from reef.market import job_user_data
+    from reef.node._deploy import _check_bound
+
+    market = "0x" + "44" * 20
+    job, other = "0x" + "00" * 31 + "07", "0x" + "00" * 31 + "08"
+    bound = job_user_data(31337, market, job)
+    said: list[str] = []
+    _check_bound(bound, bound, job, said.append)
+    assert said == []
+    with pytest.raises(ExpectationError, match="another enclave's attestation endpoint") as caught:
+        _check_bound(job_user_data(31337, market, other), bound, job, said.append)
+    assert caught.value.reason == "user_data"
+    assert f"job={other}" in caught.value.message
+    _check_bound(b"", bound, job, said.append)
+    (warning,) = said
+    assert "does not say which job it runs" in warning

@@ -74,6 +74,10 @@ class EnclaveSpec:
         lease_until_ms: when the enclave stops by itself (Unix milliseconds) unless
             :meth:`LocalBackend.renew` moves it; None for no lease. A launcher that pays for
             the enclave's time sets it, so that the enclave ends even if the launcher dies.
+        user_data: what every document of the enclave's two attestation endpoints carries as
+            ``user_data`` (at most 1024 bytes, the NSM's limit): a launcher binds the enclave
+            to what it runs for, so that nobody passes another's enclave off as this one (a
+            market provider puts the job: :func:`reef.market.job_user_data`).
     """
 
     image: Path
@@ -88,6 +92,7 @@ class EnclaveSpec:
     tmp_mib: int = DEFAULT_TMP_MIB
     state_mib: int = DEFAULT_STATE_MIB
     lease_until_ms: int | None = None
+    user_data: bytes = b""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         Launch,
         LaunchSpec,
         Terminate,
+        job_user_data,
     )
     from reef.market._rates import (
         DEV_REGION,
@@ -91,6 +92,7 @@ __all__ = [
     "bandwidth_kbit_s",
     "control_plane_app",
     "image_store_app",
+    "job_user_data",
     "launch_key",
     "notice_reserve",
     "paid_until",
@@ -133,6 +135,7 @@ __getattr__ = lazy_attributes(
         "RunningEnclave": "_control_plane",
         "Settlement": "_billing",
         "Terminate": "_job_state",
+        "job_user_data": "_job_state",
         "UploadPolicy": "_upload_auth",
         "bandwidth_kbit_s": "_rates",
         "control_plane_app": "_cp_app",

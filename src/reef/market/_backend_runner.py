@@ -32,7 +32,7 @@ from reef.enclave import LIVE_STATES, EnclaveBackend, EnclaveInfo, EnclaveSpec
 from reef.errors import EnclaveError, ReefError
 from reef.market._control_plane import RunningEnclave
 from reef.market._fetch import FetchedImage
-from reef.market._job_state import LaunchSpec
+from reef.market._job_state import LaunchSpec, job_user_data
 
 __all__ = ["BackendRunner"]
 
@@ -64,8 +64,15 @@ class BackendRunner:
         self.backend = backend
         self.workdir = workdir
         self.provider = provider
+        self._market: tuple[int, str] | None = None
         self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._runner = str(workdir.resolve())
+
+    def attest_jobs(self, *, chain_id: int, market: str) -> None:
+        """Have each enclave launched from now on attest its job of ``market`` on chain
+        ``chain_id`` (:func:`~reef.market.job_user_data` as its documents' ``user_data``), so
+        that no other enclave can be passed off as the job's (a provider's does at start)."""
+        self._market = (chain_id, market)
 
     def _staged(self, job_id: str, key: str) -> Path:
         return self.workdir / f"{job_id}--{key}.img"
@@ -110,6 +117,7 @@ class BackendRunner:
             cpus=spec.vcpu,
             memory_mib=spec.memory,
             labels=self._labels(spec.job_id, key),
+            user_data=b"" if self._market is None else job_user_data(*self._market, spec.job_id),
         )
 
     def _running(

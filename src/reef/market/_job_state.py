@@ -65,7 +65,21 @@ __all__ = [
     "Launch",
     "LaunchSpec",
     "Terminate",
+    "job_user_data",
 ]
+
+
+def job_user_data(chain_id: int, market: str, job_id: str) -> bytes:
+    """What a job's enclave attests as ``user_data``: the job it runs for, on which market of
+    which chain (``reef-job/1 chain=31337 market=0x… job=0x…``, ASCII).
+
+    The provider names its job's attestation endpoint, and an image id alone does not say whose
+    enclave answers there: a provider could name another provider's enclave of the same image,
+    and be paid for running nothing. An enclave of reef's providers attests its job, and
+    ``reef deploy`` and the dashboard compare.
+    """
+    return f"reef-job/1 chain={chain_id} market={market.lower()} job={job_id.lower()}".encode()
+
 
 JobPhase = Literal["running", "done"]
 FAMILIES = ("tuna", "salmon")

@@ -36,6 +36,7 @@ upload, job, wait, verify) whose steps share the request and the timings they re
 
 from __future__ import annotations
 
+import hmac
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -60,6 +61,7 @@ from reef.errors import (
     AttestationError,
     ConfigError,
     EnclaveError,
+    ExpectationError,
     InputError,
     MarketError,
     ReefError,
@@ -70,6 +72,7 @@ from reef.market import (
     DEV_REGION,
     ControlPlaneClient,
     JobMetadata,
+    job_user_data,
     settlement_amount,
     upload_image,
 )
@@ -536,8 +539,15 @@ def deploy(
 
     # 6-7. From here the job is open and paying: a failure says so, or stops it on request.
     try:
+        bound = job_user_data(int(market.w3.eth.chain_id), market.address, job_id)
         launched = _launch_and_verify(
-            cp, job_id, image_id=image_id, root=root, request=request, progress=progress
+            cp,
+            job_id,
+            image_id=image_id,
+            bound=bound,
+            root=root,
+            request=request,
+            progress=progress,
         )
     except ReefError as exc:
         _after_failure(exc, market, job_id, rate=rate, stop=request.stop_on_failure)
@@ -579,11 +589,13 @@ def _launch_and_verify(
     job_id: JobId,
     *,
     image_id: bytes,
+    bound: bytes,
     root: TrustedRoot,
     request: DeployRequest,
     progress: Progress,
 ) -> _Launched:
-    """Steps 6 and 7: wait for the enclave, verify it, wait for its app.
+    """Steps 6 and 7: wait for the enclave, verify it (and that it attests this job: ``bound``,
+    its :func:`~reef.market.job_user_data`), wait for its app.
 
     Raises:
         EnclaveError: the enclave crashed while we waited (seen in the provider's ``/job``).
@@ -601,6 +613,7 @@ def _launch_and_verify(
     # 7. verify it, then wait for the app
     try:
         verified = verify_enclave(attestation_url, image_id=image_id, root=root)
+        _check_bound(verified.user_data, bound, job_id, progress)
     except AttestationError as exc:
         raise AttestationError(
             f"job {_label(job_id)}'s enclave failed verification: {exc.message}",
@@ -618,6 +631,28 @@ def _launch_and_verify(
     return _Launched(
         answer=answer, endpoints=endpoints, endpoint=endpoint, attestation=verified, running=running
     )
+
+
+def _check_bound(attested: bytes, bound: bytes, job_id: JobId, progress: Progress) -> None:
+    """Refuse an enclave that attests another job than ``job_id``; warn about one that attests
+    none (an Oyster provider's: nothing then ties its attestation to this job).
+
+    Raises:
+        ExpectationError: the enclave attests another job (or other user data).
+    """
+    if not attested:
+        progress(
+            f"warning: the enclave does not say which job it runs (it attests no user data, as "
+            f"Oyster's do): nothing but the provider's word ties it to job {_label(job_id)}"
+        )
+        return
+    if not hmac.compare_digest(attested, bound):
+        said = terminal_text(attested.decode("ascii", "replace"))[:200]
+        raise ExpectationError(
+            f"it attests {said!r}, not this job ({bound.decode()}): the provider named "
+            "another enclave's attestation endpoint",
+            reason="user_data",
+        )
 
 
 def _after_failure(

@@ -148,6 +148,9 @@ class ProviderService:
                 f"there is no contract at {market} on the chain at {s.rpc_url}",
                 hint="pass the market's address with --market (reef chain info shows it)",
             )
+        if isinstance(self.runner, BackendRunner):
+            chain_id = await asyncio.to_thread(lambda: int(w3.eth.chain_id))
+            self.runner.attest_jobs(chain_id=chain_id, market=market)
         self.indexer = Indexer(
             Web3BlockSource(w3),
             s.db_url,

@@ -494,8 +494,15 @@ def dashboard_app(dash: Dashboard) -> FastAPI:
                 else '<section><h2>Logs</h2><p class="muted">only debug enclaves have a readable '
                 "console</p></section>"
             )
+            # What the job's enclave attests as user data when a reef provider runs it: the page
+            # compares, so another enclave of the same image is not shown as this job's.
+            from reef.market import job_user_data
+
+            chain_id = await off_thread(lambda: int(client.w3.eth.chain_id))
+            bound = job_user_data(chain_id, client.address, row.job_id)
             attest = (
-                f'<span id="attestation-source" data-endpoint="{esc(row.attestation_url)}"></span>'
+                f'<span id="attestation-source" data-endpoint="{esc(row.attestation_url)}" '
+                f'data-bound="{bound.hex()}"></span>'
             )
             return (
                 f'<section id="job" data-job="{row.number}" data-state="{esc(row.state)}">'

@@ -328,6 +328,14 @@ class LocalBackend:
             raise InputError(f"the enclave's /state must be at least 16 MiB, got {spec.state_mib}")
         if spec.tmp_mib < 1:
             raise InputError(f"the enclave's /tmp must be at least 1 MiB, got {spec.tmp_mib}")
+        if spec.user_data:
+            from reef.attestation import MAX_ATTESTATION_FIELD
+
+            if len(spec.user_data) > MAX_ATTESTATION_FIELD:
+                raise InputError(
+                    f"the enclave's attestation user data is {len(spec.user_data)} bytes; an "
+                    f"attestation document carries at most {MAX_ATTESTATION_FIELD}"
+                )
 
         ports, attestation_ports, logs_port = self._ports(
             manifest.ports, spec.ports, mode, keep, owner=enclave_id
@@ -359,6 +367,7 @@ class LocalBackend:
             home=self.home.root,
             kms=self.kms.to_json() if self.kms is not None else None,
             labels=dict(sorted(labels.items())),
+            user_data=bytes(spec.user_data),
             source_image=spec.image.resolve(),
             source_init_params=spec.init_params.resolve() if spec.init_params else None,
         )

@@ -61,6 +61,7 @@ class LaunchPlan:
     labels: Mapping[str, str]
     source_image: Path
     source_init_params: Path | None
+    user_data: bytes = b""
     image_dir: Path | None = None
     init_params: Path | None = None
     created_ms: int = 0
@@ -109,6 +110,7 @@ class LaunchPlan:
             "home": str(self.home),
             "kms": dict(self.kms) if self.kms is not None else None,
             "labels": dict(sorted(self.labels.items())),
+            "user_data": self.user_data.hex(),
             "source": {
                 "image": str(self.source_image),
                 "init_params": str(self.source_init_params) if self.source_init_params else "",
@@ -162,6 +164,7 @@ class LaunchPlan:
                 home=Path(str(data["home"])),
                 kms=dict(data["kms"]) if data.get("kms") else None,
                 labels={str(k): str(v) for k, v in dict(data.get("labels") or {}).items()},
+                user_data=bytes.fromhex(str(data.get("user_data") or "")),
                 source_image=Path(str(source.get("image") or "")),
                 source_init_params=Path(str(source["init_params"]))
                 if source.get("init_params")

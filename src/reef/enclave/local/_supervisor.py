@@ -398,8 +398,12 @@ class Supervisor:
             dict(plan.pcrs), clock_ms=wall_clock_ms, module_id=_module_id(plan.id)
         )
         apps: dict[int, Any] = {
-            ATTESTATION_PORT: attestation_app(attester, public_key=keys["id.pub"]),
-            ATTESTATION_SECP256K1_PORT: attestation_app(attester, public_key=keys["ecdsa.pub"]),
+            ATTESTATION_PORT: attestation_app(
+                attester, public_key=keys["id.pub"], user_data=self.plan.user_data
+            ),
+            ATTESTATION_SECP256K1_PORT: attestation_app(
+                attester, public_key=keys["ecdsa.pub"], user_data=self.plan.user_data
+            ),
             CUSTOM_PORT: custom_attestation_app(attester),
             SEALING_PORT: sealing_app(authority.sealing_key(image_id), image_id),
         }

@@ -209,6 +209,19 @@
     });
     const v = await response.json();
     const id = v.verified ? v.verified.image_id : "";
+    const hex = (text) => (text || "").toLowerCase().replace(/^0x/, "");
+    const attested = v.verified ? hex(v.verified.user_data) : "";
+    const bound = hex(source.dataset.bound);
+    if (id && attested && bound && attested !== bound) {
+      // A reef provider's enclave attests its job: this one attests another, so the provider
+      // named someone else's enclave (of the same image, perhaps) as this job's.
+      target.textContent = id + " (NOT this job's enclave: it attests another job)";
+      target.dataset.otherJob = "yes";
+      target.className = "mono badge warn";
+      target.dataset.imageId = "";
+      return;
+    }
+    const unbound = id && !attested ? "; it does not say which job it runs" : "";
     if (id && v.root && v.root.insecure && v.root.name !== "dev") {
       // Oyster's mock root has a published key: anyone (a provider) can sign a fresh document
       // with any PCRs under it, so the id is only what the enclave claims. It is shown as such
@@ -223,11 +236,11 @@
     if (id && v.root && v.root.insecure) {
       // This machine's dev root: only its own users hold the key (reef up's local provider).
       target.dataset.insecureRoot = v.root.name;
-      target.textContent = id + " (attested live, root dev: this machine's insecure dev root, for local networks only)";
+      target.textContent = id + " (attested live, root dev: this machine's insecure dev root, for local networks only" + unbound + ")";
       target.dataset.imageId = id;
       return;
     }
-    target.textContent = id ? id + " (attested live, root " + v.root.name + ")" : "unverified: " + (v.message || v.error || "");
+    target.textContent = id ? id + " (attested live, root " + v.root.name + unbound + ")" : "unverified: " + (v.message || v.error || "");
     target.dataset.imageId = id;
   }
 
