@@ -212,15 +212,6 @@
     const hex = (text) => (text || "").toLowerCase().replace(/^0x/, "");
     const attested = v.verified ? hex(v.verified.user_data) : "";
     const bound = hex(source.dataset.bound);
-    if (id && attested && bound && attested !== bound) {
-      // A reef provider's enclave attests its job: this one attests another, so the provider
-      // named someone else's enclave (of the same image, perhaps) as this job's.
-      target.textContent = id + " (NOT this job's enclave: it attests another job)";
-      target.dataset.otherJob = "yes";
-      target.className = "mono badge warn";
-      target.dataset.imageId = "";
-      return;
-    }
     const unbound = id && !attested ? "; it does not say which job it runs" : "";
     if (id && v.root && v.root.insecure && v.root.name !== "dev") {
       // Oyster's mock root has a published key: anyone (a provider) can sign a fresh document
@@ -229,6 +220,15 @@
       target.textContent = id + " (NOT attested: signed under the insecure " + v.root.name +
         " root, whose key is public; only what the enclave claims)";
       target.dataset.insecureRoot = v.root.name;
+      target.className = "mono badge warn";
+      target.dataset.imageId = "";
+      return;
+    }
+    if (id && attested && bound && attested !== bound) {
+      // A reef provider's enclave attests its job: this one attests another, so the provider
+      // named someone else's enclave (of the same image, perhaps) as this job's.
+      target.textContent = id + " (NOT this job's enclave: it attests another job)";
+      target.dataset.otherJob = "yes";
       target.className = "mono badge warn";
       target.dataset.imageId = "";
       return;
