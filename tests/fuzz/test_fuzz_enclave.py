@@ -328,6 +328,35 @@ def test_a_deeply_nested_manifest_is_an_image_error(opening: str) -> None:
         Manifest.parse(text)
 
 
+@pytest.mark.parametrize("opening", ["[", "{a = ", "[{a = ["])
+def test_nesting_is_refused_where_the_recursion_limit_is_raised(opening: str) -> None:
+    """CI replay: the test above passed alone and failed in the full run, where a test before
+    it had imported web3, whose py_ecc raises the recursion limit to 100 000. tomllib then read
+    5000 levels (and deeper ones would overflow the C stack: a provider's crash), so the depth
+    is checked before tomllib runs, not left to RecursionError."""
+    import sys
+
+    closing = "".join({"[": "]", "{": "}"}.get(c, "") for c in reversed(opening))
+    text = "name = " + opening * 5000 + "1" + closing * 5000
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(100_000, limit))
+    try:
+        with pytest.raises(ImageError, match=r"nests arrays or tables too deeply"):
+            Manifest.parse(text)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def test_brackets_in_strings_and_comments_are_not_nesting() -> None:
+    text = (
+        'name = "hello"\ncommand = ["sh", "-c", "echo ' + "[" * 200 + '"]\n'
+        "# " + "{" * 200 + "\n"
+        "[env]\nA = '" + "[" * 200 + '\'\nB = """' + "[" * 200 + '"""\n'
+    )
+    manifest = Manifest.parse(text)
+    assert manifest.env["A"] == "[" * 200
+
+
 def test_a_huge_manifest_is_refused_before_it_is_parsed() -> None:
     # Pure-Python TOML reads about a megabyte a second: a 512 MB reef.toml in an image was
     # minutes of a provider's CPU. Every real reef.toml is a few hundred bytes.

@@ -30,7 +30,14 @@ from typing import Any
 from reef.encoding import describe_value
 from reef.errors import ImageError
 
-__all__ = ["MANIFEST_NAME", "MAX_MANIFEST_BYTES", "MIN_MEMORY_MIB", "RESERVED_PORTS", "Manifest"]
+__all__ = [
+    "MANIFEST_NAME",
+    "MAX_MANIFEST_BYTES",
+    "MAX_MANIFEST_DEPTH",
+    "MIN_MEMORY_MIB",
+    "RESERVED_PORTS",
+    "Manifest",
+]
 
 MANIFEST_NAME = "reef.toml"
 
@@ -48,6 +55,17 @@ _MAX_MEMORY_MIB = 1 << 20
 # Every real reef.toml is a few hundred bytes; pure-Python TOML reads about a megabyte a second,
 # and a provider parses a stranger's (inside an image of up to 512 MB) before anything else.
 MAX_MANIFEST_BYTES = 1 << 20
+MAX_MANIFEST_DEPTH = 64
+"""How deeply a ``reef.toml``'s arrays and inline tables may nest (real ones nest two or three).
+tomllib recurses once per level: where the recursion limit is raised (web3's py_ecc raises it
+to 100 000), 5000 levels parsed and deeper ones would overflow the C stack, so the depth is
+counted before tomllib runs."""
+_TOML_SKIPPED = re.compile(
+    r'"""(?:[^\\]|\\.)*?"""|\'\'\'.*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#[^\n]*',
+    re.DOTALL,
+)
+"""TOML's strings (multi-line and single-line, basic and literal) and comments: brackets in them
+do not nest."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +98,12 @@ class Manifest:
                 text = text.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise ImageError(f"{source} is not UTF-8 text") from exc
+        if _toml_depth(text) > MAX_MANIFEST_DEPTH:
+            raise ImageError(
+                f"{source} nests arrays or tables too deeply to be read (more than "
+                f"{MAX_MANIFEST_DEPTH} levels)",
+                hint="see docs/enclave.md for the reef.toml format",
+            )
         try:
             data = tomllib.loads(text)
         # TOMLDecodeError is a ValueError, as is int() of an integer over 4 300 digits, which
@@ -87,11 +111,6 @@ class Manifest:
         except ValueError as exc:
             raise ImageError(
                 f"{source} is not valid TOML: {str(exc)[:200]}",
-                hint="see docs/enclave.md for the reef.toml format",
-            ) from exc
-        except RecursionError as exc:
-            raise ImageError(
-                f"{source} nests arrays or tables too deeply to be read",
                 hint="see docs/enclave.md for the reef.toml format",
             ) from exc
         return cls.from_mapping(data, source=source)
@@ -222,3 +241,16 @@ def _strings(data: Mapping[str, Any], key: str, source: str) -> tuple[str, ...]:
             f"{source}: '{key}' must be a list of non-empty strings, got {describe_value(value)}"
         )
     return tuple(value)
+
+
+def _toml_depth(text: str) -> int:
+    """How deeply brackets and braces nest in ``text`` outside TOML strings and comments (an
+    unbalanced text counts what it opens, as a parser would go before failing)."""
+    depth = deepest = 0
+    for char in _TOML_SKIPPED.sub("", text):
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
