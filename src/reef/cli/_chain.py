@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reef.cli._options import FreshChain, Json, ListenHost, ListenPort
-from reef.cli._output import err_console, ether, failing, print_json, print_result, say
+from reef.cli._output import err_console, ether, failing, print_json, print_result, rusd, say
 
 if TYPE_CHECKING:
     from reef.chain import Devnet, DevnetInfo
@@ -138,7 +138,6 @@ def _balances(devnet: Devnet) -> list[tuple[int, int | None]]:
 
 
 def _banner(devnet: Devnet, home: ReefHome, url: str, *, replaying: bool) -> None:
-    from reef.chain import format_amount
     from reef.chain.devnet._accounts import DEV_KEYS_WARNING
 
     state = f"{home.chain} ({devnet.block_number} blocks"
@@ -158,7 +157,7 @@ def _banner(devnet: Devnet, home: ReefHome, url: str, *, replaying: bool) -> Non
     for account, (wei, tokens) in zip(devnet.accounts, _balances(devnet), strict=True):
         funds = f"{ether(wei)} ETH"
         if tokens is not None:
-            funds += f", {format_amount(tokens)} rUSD"
+            funds += f", {rusd(tokens)}"
         say(f"  #{account.index:<2} {account.address}  {funds}")
         say(f"      key 0x{account.private_key.hex()}")
     say("ready")

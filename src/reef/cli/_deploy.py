@@ -16,7 +16,7 @@ from reef.cli._options import (
     InitParamsFile,
     with_flags,
 )
-from reef.cli._output import failing, note, print_json, print_mapping, tell, tx_printer
+from reef.cli._output import failing, note, print_json, print_mapping, rusd, tell, tx_printer
 from reef.errors import InputError
 
 __all__ = ["register"]
@@ -104,7 +104,6 @@ def deploy_cmd(
     if flags.as_json:
         print_json(result.to_json())
         return
-    from reef.chain import format_amount
 
     if result.attestation.root.name == "dev":
         tell(
@@ -119,7 +118,7 @@ def deploy_cmd(
             "image id": result.image_id.hex(),
             "attestation": f"{result.endpoints.get('attestation', '')} (verified live, "
             f"root {result.attestation.root.name})",
-            "paid": f"{format_amount(result.cost)} rUSD for {request.duration_s} s",
+            "paid": f"{rusd(result.cost)} for {request.duration_s} s",
             **(
                 {}
                 if result.stops_at is None

@@ -23,7 +23,7 @@ import typer
 
 from reef.cli._common import open_target, serve_until_stopped
 from reef.cli._options import Flags, ListenHost, with_flags
-from reef.cli._output import fail, failing, note, print_result, tell
+from reef.cli._output import fail, failing, note, print_result, rusd, tell
 from reef.cli._root import command_group
 from reef.errors import InputError
 
@@ -161,20 +161,17 @@ def register_cmd(
 def _readable(data: dict[str, Any]) -> dict[str, Any]:
     """``data`` as people read it: a stake in rUSD (with its base units, which ``--stake`` and
     ``--json`` use) and a registration time as a date, not a unix second."""
-    from reef.chain import format_amount
     from reef.node import format_time
 
     shown = dict(data)
     if isinstance(shown.get("stake"), int):
-        shown["stake"] = f"{format_amount(shown['stake'])} rUSD ({shown['stake']} base units)"
+        shown["stake"] = rusd(shown["stake"], base_units=True)
     if isinstance(shown.get("registered_at"), int):
         shown["registered_at"] = format_time(shown["registered_at"])
     return shown
 
 
 def _manage(action: str, address: str, flags: Flags) -> None:
-    from reef.chain import format_amount
-
     with failing():
         where = open_target(flags, send=True, code=False)  # the Jobs contract alone
         client = where.jobs(send=True)
@@ -189,7 +186,7 @@ def _manage(action: str, address: str, flags: Flags) -> None:
     shown = _readable(data)
     if record is None and before is not None and before.stake:
         # Deregistering pays the stake back: say how much, and to whom.
-        shown["stake_returned"] = f"{format_amount(before.stake)} rUSD to {before.owner}"
+        shown["stake_returned"] = f"{rusd(before.stake)} to {before.owner}"
     print_result(data, flags.as_json, shown=shown)
 
 

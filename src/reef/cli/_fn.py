@@ -32,6 +32,7 @@ from reef.cli._output import (
     print_result,
     print_rows,
     print_table,
+    rusd,
     say,
     tell,
     tx_printer,
@@ -232,16 +233,8 @@ def _print_output(data: dict[str, Any]) -> None:
         shown["sign_timestamp"] = f"{format_time(seconds)} ({seconds})"
     for money in ("deposit", "charged"):  # token base units: in rUSD too, as reef jobs says
         if money in shown:
-            shown[money] = _rusd(shown[money])
+            shown[money] = rusd(shown[money], base_units=True)
     print_mapping(shown)
-
-
-def _rusd(amount: int) -> str:
-    """Token base units for people: in rUSD, with the base units that ``--json`` and the
-    contracts use (as ``reef executor register`` shows a stake)."""
-    from reef.chain import format_amount
-
-    return f"{format_amount(amount)} rUSD ({amount} base units)"
 
 
 def _answer_json(error_code: int, output: bytes, total_time_ms: int) -> dict[str, Any]:
@@ -482,7 +475,7 @@ def _print_job(data: dict[str, Any]) -> None:
 
     shown = {k: v for k, v in data.items() if k != "outputs"}
     for money in ("deposit", "escrow"):
-        shown[money] = _rusd(shown[money])
+        shown[money] = rusd(shown[money], base_units=True)
     shown["start_time"] = f"{format_time(shown['start_time'])} ({shown['start_time']})"
     shown["outputs"] = len(data["outputs"])
     print_mapping(shown)
@@ -495,7 +488,7 @@ def _print_job(data: dict[str, Any]) -> None:
                 "error_code": _verdict(r["error_code"]),
                 "output": r["output_hex"] if text is None else text,
                 "total_time_ms": r["total_time_ms"],
-                "payment": _rusd(r["payment"]),
+                "payment": rusd(r["payment"], base_units=True),
             },
             title=f"output {n} of {len(data['outputs'])}",
         )
@@ -539,8 +532,6 @@ def executors_cmd(flags: Flags) -> None:
     if flags.as_json:
         print_json(rows)
         return
-    from reef.chain import format_amount
-
     columns = ["address", "owner", "stake", "image_id", "capacity", "active_jobs", "draining"]
     images = {row["image_id"] for row in rows}
     if len(images) == 1:
@@ -550,4 +541,4 @@ def executors_cmd(flags: Flags) -> None:
         columns.remove("image_id")
     # A stake is token base units (as --json and `reef executor register --stake` count it):
     # people read it in rUSD.
-    print_table([{**row, "stake": f"{format_amount(row['stake'])} rUSD"} for row in rows], columns)
+    print_table([{**row, "stake": rusd(row["stake"])} for row in rows], columns)

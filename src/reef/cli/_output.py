@@ -255,6 +255,16 @@ def ether(wei: int) -> str:
     return format_amount(wei, decimals=18)
 
 
+def rusd(amount: int, *, base_units: bool = False) -> str:
+    """An amount of the market's token as people read it, ``0.5 rUSD``; with ``base_units``
+    also as the integer a flag (``--stake``) and ``--json`` take: ``0.5 rUSD (500000 base
+    units)``."""
+    from reef.chain import format_amount
+
+    shown = f"{format_amount(amount)} rUSD"
+    return f"{shown} ({amount} base units)" if base_units else shown
+
+
 def say(line: str = "") -> None:
     """A plain line on stdout, flushed at once: what a long-running command prints for people
     and scripts alike (scripts and the tests wait for its ``ready`` on a pipe)."""

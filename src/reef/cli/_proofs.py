@@ -44,6 +44,7 @@ from reef.cli._output import (
     note,
     print_result,
     print_rows,
+    rusd,
     tell,
 )
 from reef.encoding import parse_uint
@@ -306,11 +307,6 @@ def _fmt(amount: int) -> str:
     from reef.chain import format_amount
 
     return format_amount(amount)
-
-
-def _rusd(amount: int) -> str:
-    """An amount of the token as people read it, with its unit (``0.5 rUSD``)."""
-    return f"{_fmt(amount)} rUSD"
 
 
 def _market_row(ctx: _Ctx, market_id: int) -> dict[str, Any]:
@@ -754,7 +750,7 @@ def request_cmd(
         title="proof requested",
         shown={
             "ask_id": ask_id,
-            "escrowed": _rusd(escrowed) + " (the prover is paid its price; the rest comes back)",
+            "escrowed": rusd(escrowed) + " (the prover is paid its price; the rest comes back)",
             "next": f"`reef proofs wait {ask_id}` waits for the proof (exit 0 once it is "
             "verified on chain and paid)",
         },
@@ -779,7 +775,7 @@ def _warn_unmatched(
     quickest = min(o.max_time for o in offers)
     why = []
     if cheapest > reward:
-        why.append(f"the cheapest asks {_rusd(cheapest)} per proof (--reward is {_rusd(reward)})")
+        why.append(f"the cheapest asks {rusd(cheapest)} per proof (--reward is {rusd(reward)})")
     if quickest > proving_time:
         why.append(f"the quickest needs {quickest} s to prove (--deadline gives {proving_time} s)")
     tell(
@@ -1074,7 +1070,7 @@ def prover_register(
     me = client.prover(ctx.session.address)
     if me.registered:  # the contract would refuse it, after an allowance sent for nothing
         raise ProofError(
-            f"{me.address} is registered already, with {_rusd(me.stake)} of stake and "
+            f"{me.address} is registered already, with {rusd(me.stake)} of stake and "
             f"{me.compute} compute units",
             hint="`reef prover status` shows it; `reef prover stake AMOUNT` adds stake",
         )
@@ -1158,8 +1154,8 @@ def _warn_short_stake(client: ProofMarketClient, address: str, market_id: int) -
     free = me.stake - me.stake_locked
     if free < penalty:
         tell(
-            f"warning: your free stake ({_rusd(free)}) is below market {market_id}'s penalty "
-            f"({_rusd(penalty)}), which each ask assigned to you locks: you get none of its "
+            f"warning: your free stake ({rusd(free)}) is below market {market_id}'s penalty "
+            f"({rusd(penalty)}), which each ask assigned to you locks: you get none of its "
             f"asks until you add stake (`reef prover stake {_fmt(penalty - free)}`)"
         )
 
@@ -1389,7 +1385,7 @@ def _outcome_line(outcome: Any) -> str:
     if what == "proved":
         return f"ask {ask}: proved; the proof is verified on chain and you are paid (tx {detail})"
     if what == "locked":
-        return f"ask {ask}: locked at {_rusd(int(detail))}; proving it"
+        return f"ask {ask}: locked at {rusd(int(detail))}; proving it"
     if what == "invalid":
         return (
             f"ask {ask}: its inputs {detail} admit no proof: the IVS signed so, the ask "
