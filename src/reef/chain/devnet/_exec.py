@@ -59,8 +59,9 @@ def _timed(base: Any) -> Any:
 
     def consume_gas(computation: Any, amount: int, reason: str) -> None:
         deadline: _Deadline = computation.state.reef_deadline
+        # The first opcode looks too: a call given no time at all ends at once.
         deadline.ticks += 1
-        if deadline.ticks % _CHECK_EVERY == 0 and clock() > deadline.at:
+        if deadline.ticks % _CHECK_EVERY == 1 and clock() > deadline.at:
             raise DevnetFault(f"execution aborted (timeout = {deadline.timeout_s:g}s)")
         base.consume_gas(computation, amount, reason)
 
