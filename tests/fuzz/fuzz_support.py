@@ -18,7 +18,7 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-__all__ = ["FUZZ", "examples", "json_values", "mutated", "mutations"]
+__all__ = ["FUZZ", "examples", "json_values", "mutated", "mutations", "replace_somewhere"]
 
 _BASE = int(os.environ.get("REEF_FUZZ_EXAMPLES", "150"))
 
@@ -78,3 +78,15 @@ def json_values() -> Any:
         lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
         max_leaves=12,
     )
+
+
+def replace_somewhere(doc: Any, path: list[int], value: Any) -> Any:
+    """``doc`` (a JSON value) with the value ``path`` leads to replaced by ``value``: each step
+    picks a key or an index modulo the container's size, and the walk stops at a scalar."""
+    if not path or not isinstance(doc, dict | list) or not doc:
+        return value
+    if isinstance(doc, dict):
+        key = list(doc)[path[0] % len(doc)]
+        return {**doc, key: replace_somewhere(doc[key], path[1:], value)}
+    index = path[0] % len(doc)
+    return [*doc[:index], replace_somewhere(doc[index], path[1:], value), *doc[index + 1 :]]

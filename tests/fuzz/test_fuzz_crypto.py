@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzz.fuzz_support import FUZZ, json_values, mutated, mutations
+from fuzz.fuzz_support import FUZZ, json_values, mutated, mutations, replace_somewhere
 from reef.attestation import VerifierStatement, sign_statement, verify_statement
 from reef.crypto import (
     Secp256k1PrivateKey,
@@ -144,23 +144,13 @@ _STATEMENT = sign_statement(
 )  # fmt: skip
 
 
-def _replace_somewhere(doc: Any, path: list[int], value: Any) -> Any:
-    if not path or not isinstance(doc, dict | list) or not doc:
-        return value
-    if isinstance(doc, dict):
-        key = list(doc)[path[0] % len(doc)]
-        return {**doc, key: _replace_somewhere(doc[key], path[1:], value)}
-    index = path[0] % len(doc)
-    return [*doc[:index], _replace_somewhere(doc[index], path[1:], value), *doc[index + 1 :]]
-
-
 @FUZZ
 @given(
     st.lists(st.integers(0, 10), min_size=1, max_size=2),
     json_values() | st.sampled_from(["", "0x", "zz", "\u00e9", "\ud800", "00" * 65, "1" * 5000]),
 )
 def test_a_statement_with_any_value_anywhere(path: list[int], value: Any) -> None:
-    doc = _replace_somewhere(_STATEMENT.to_json(), path, value)
+    doc = replace_somewhere(_STATEMENT.to_json(), path, value)
     try:
         verify_statement(doc, _KEY.public_key)
     except (InputError, SignatureError):

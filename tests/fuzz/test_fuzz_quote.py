@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzz.fuzz_support import FUZZ, json_values, mutated, mutations
+from fuzz.fuzz_support import FUZZ, json_values, mutated, mutations, replace_somewhere
 from reef.attestation import parse_quote, verify_quote
 from reef.errors import CertificateChainError, InputError, ReefError
 
@@ -87,16 +87,6 @@ def test_edited_quotes_through_the_offline_chain_check(
     _check(sample, mutated(sample.quote, edits))
 
 
-def _replace_somewhere(doc: Any, path: list[int], value: Any) -> Any:
-    if not path or not isinstance(doc, dict | list) or not doc:
-        return value
-    if isinstance(doc, dict):
-        key = list(doc)[path[0] % len(doc)]
-        return {**doc, key: _replace_somewhere(doc[key], path[1:], value)}
-    index = path[0] % len(doc)
-    return [*doc[:index], _replace_somewhere(doc[index], path[1:], value), *doc[index + 1 :]]
-
-
 @FUZZ
 @given(
     st.integers(0, 1),
@@ -111,10 +101,10 @@ def test_collateral_with_any_value_anywhere(
     collateral = json.loads(sample.collateral_bytes)
     if nested:  # tcb_info and qe_identity are JSON documents inside strings
         key = ("tcb_info", "qe_identity")[path[0] % 2]
-        inner = _replace_somewhere(json.loads(collateral[key]), path[1:], value)
+        inner = replace_somewhere(json.loads(collateral[key]), path[1:], value)
         collateral[key] = json.dumps(inner)
     else:
-        collateral = _replace_somewhere(collateral, path, value)
+        collateral = replace_somewhere(collateral, path, value)
     for form in (json.dumps(collateral), collateral if isinstance(collateral, dict) else None):
         if form is None:
             continue
