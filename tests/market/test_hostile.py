@@ -23,6 +23,7 @@ from market.provider_support import (
     ProviderChain,
     local_control_plane,
     provider_chain,
+    provider_job,
     serve_image_store,
     start_provider,
 )
@@ -84,42 +85,9 @@ async def _provider(home: Path, chain: ProviderChain, port: int) -> asyncio.subp
     return await start_provider(home, chain, port, "--insecure")
 
 
-async def _job_answer(
-    process: asyncio.subprocess.Process,
-    home: Path,
-    port: int,
-    job: str,
-    until: Callable[[dict[str, Any]], bool],
-    seconds: float = 60,
-) -> dict[str, Any]:
-    """The provider's ``/job`` answer for ``job`` once ``until`` holds of it; fails at once,
-    with its log, if the provider process dies."""
-    async with httpx.AsyncClient(timeout=5) as http:
-        try:
-            async with asyncio.timeout(seconds):
-                while True:
-                    if process.returncode is not None:
-                        log = (home / "provider.log").read_text(errors="replace")[-3000:]
-                        raise AssertionError(
-                            f"the provider died (exit {process.returncode}):\n{log}"
-                        )
-                    try:
-                        answer = await http.get(f"http://127.0.0.1:{port}/job", params={"id": job})
-                    except httpx.TransportError:
-                        answer = None
-                    if answer is not None and answer.status_code == 200:
-                        body: dict[str, Any] = answer.json()
-                        if until(body):
-                            return body
-                    await asyncio.sleep(0.2)
-        except TimeoutError:
-            log = (home / "provider.log").read_text(errors="replace")[-3000:]
-            raise AssertionError(f"the provider never got there with {job}:\n{log}") from None
-
-
 async def _job_reason(process: asyncio.subprocess.Process, home: Path, port: int, job: str) -> str:
     """The provider's reason for ending ``job``, waiting for it to decide."""
-    body = await _job_answer(process, home, port, job, lambda body: body["phase"] == "done")
+    body = await provider_job(process, home, port, job, lambda body: body["phase"] == "done")
     return str(body["reason"])
 
 
@@ -163,7 +131,7 @@ async def test_reef_provider_run_keeps_enclaves_within_its_memory_budget(
     job = chain.owner.open_job(valid_metadata(), chain.provider, CARD.min_rate, 10**6)
     process = await start_provider(reef_home, chain, port, "--insecure", "--memory-budget", "100")
     try:
-        body = await _job_answer(
+        body = await provider_job(
             process,
             reef_home,
             port,

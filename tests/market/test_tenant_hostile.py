@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import ipaddress
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +23,11 @@ from typing import Any
 
 import pytest
 
-from market.provider_support import local_control_plane, serve_image_store
-from reef.chain import JobId, MarketClient
-from reef.market import ImageFetcher, ImagePolicy, ImageStore, RateCard
+from market.provider_support import CARD, TenantProvider, tenant_provider
+from reef.market import ImageFetcher, ImagePolicy, ImageStore
 from reef.market._fetch import address_kind
-from reef.testing import FakeRunner, dev_job_metadata, dev_market
+from reef.testing import dev_job_metadata
 
-CARD = RateCard.dev().lookup("local", "dev.small")
 SECRET = b'{"AccessKeyId": "ASIA-the-providers-own", "SecretAccessKey": "never-leaves"}'
 
 
@@ -111,40 +109,10 @@ class Internal:
 
 
 @dataclass
-class Provider:
-    cp: Any
-    runner: FakeRunner
-    tenant: MarketClient
-    address: str
-    store: ImageStore
-    store_url: str
-    internal: Internal
-    hostile_url: str
+class Provider(TenantProvider):
+    internal: Internal = field(default_factory=lambda: Internal("", 0))
+    hostile_url: str = ""
     """A tenant's own server (``/to?url=...`` redirects there)."""
-    market: Any
-    """The :class:`reef.testing.DevMarket` (``market.client(n)``: another tenant)."""
-
-    def open(self, url: str) -> JobId:
-        meta = dev_job_metadata(url).to_json()
-        return self.tenant.open_job(meta, self.address, CARD.min_rate, 10**7)
-
-    def status(self, job: JobId) -> dict[str, Any]:
-        """The job's status (``{}`` until the control plane has seen the job)."""
-        return dict(self.cp.job_status(job) or {})
-
-    async def until(self, what: str, check: Callable[[], bool], seconds: float = 40) -> None:
-        try:
-            async with asyncio.timeout(seconds):
-                while not check():
-                    await self.cp.step()
-                    await asyncio.sleep(0.05)
-        except TimeoutError:
-            raise AssertionError(f"no {what}: {self.cp.jobs()}") from None
-
-    async def until_done(self, jobs: list[JobId]) -> None:
-        await self.until(
-            "end of every job", lambda: all(self.status(j).get("phase") == "done" for j in jobs)
-        )
 
 
 def _apps(internal: Internal) -> tuple[Any, Any]:
@@ -174,35 +142,18 @@ async def provider(
 ) -> AsyncIterator[Provider]:
     from reef.node import serve_app
 
-    market = dev_market(control_plane="http://127.0.0.1:9")
-    store = ImageStore(tmp_path / "store")
     internal = Internal("", 0)
     internal_app, redirects = _apps(internal)
-    runner = FakeRunner()
-    cp = local_control_plane(market, runner, tmp_path)
-    cp.fetcher = ImageFetcher(ImageStore(tmp_path / "cache"), policy, timeout=head_s)
     served = [
-        await serve_image_store(store),
         await serve_app(internal_app, host="127.0.0.1", port=0, what="internal"),
         await serve_app(redirects, host=hostile_host, port=0, what="hostile"),
     ]
-    internal.url = served[1].url
-    internal.port = int(served[1].url.rsplit(":", 1)[1])
+    internal.url = served[0].url
+    internal.port = int(served[0].url.rsplit(":", 1)[1])
     try:
-        await cp.start()
-        yield Provider(
-            cp,
-            runner,
-            market.client(1),
-            market.provider.address,
-            store,
-            served[0].url,
-            internal,
-            served[2].url,
-            market,
-        )
+        async with tenant_provider(tmp_path, policy, head_s=head_s) as base:
+            yield Provider(**vars(base), internal=internal, hostile_url=served[1].url)
     finally:
-        await cp.aclose()
         for server in served:
             await server.aclose()
 

@@ -14,74 +14,24 @@ import socket
 import ssl
 import subprocess
 import threading
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from market.provider_support import local_control_plane, serve_image_store
-from reef.chain import JobId, MarketClient
-from reef.market import ImageFetcher, ImagePolicy, ImageStore, RateCard
-from reef.testing import FakeRunner, dev_job_metadata, dev_market
+from market.provider_support import (
+    CARD,
+    provider_job,
+    serve_image_store,
+    tenant_provider,
+)
+from reef.chain import JobId
+from reef.market import ImageFetcher, ImageStore
+from reef.testing import dev_job_metadata
 
-CARD = RateCard.dev().lookup("local", "dev.small")
 HELLO = Path(__file__).resolve().parents[2] / "examples" / "hello"
-
-
-@dataclass
-class Provider:
-    """A control plane following a devnet market, its fake enclaves and an image store."""
-
-    cp: Any
-    runner: FakeRunner
-    market: Any
-    address: str
-    store: ImageStore
-    store_url: str
-
-    def open(self, tenant: int, url: str, deposit: int = 10**7) -> JobId:
-        """Dev account ``tenant`` opens a job for this provider running the image at ``url``."""
-        client: MarketClient = self.market.client(tenant)
-        return client.open_job(
-            dev_job_metadata(url).to_json(), self.address, CARD.min_rate, deposit
-        )
-
-    def image(self, content: bytes) -> str:
-        """The URL of ``content`` in the image store (content-addressed)."""
-        return f"{self.store_url}/images/{self.store.put(content)}"
-
-    def status(self, job: JobId) -> dict[str, Any]:
-        return dict(self.cp.job_status(job) or {})
-
-    async def until(self, what: str, check: Callable[[], bool], seconds: float = 30) -> None:
-        try:
-            async with asyncio.timeout(seconds):
-                while not check():
-                    await self.cp.step()
-                    await asyncio.sleep(0.05)
-        except TimeoutError:
-            raise AssertionError(f"no {what}: {self.cp.jobs()}") from None
-
-
-@asynccontextmanager
-async def provider(tmp_path: Path, **options: Any) -> AsyncIterator[Provider]:
-    """A started control plane (``options`` go to :class:`reef.market.ControlPlane`) whose
-    fetcher gives up on a server after 5 s; closed, with its store, even on failure."""
-    market = dev_market(control_plane="http://127.0.0.1:9")
-    store = ImageStore(tmp_path / "store")
-    runner = FakeRunner()
-    cp = local_control_plane(market, runner, tmp_path, **options)
-    cp.fetcher = ImageFetcher(ImageStore(tmp_path / "cache"), ImagePolicy(), timeout=5)
-    served = await serve_image_store(store)
-    try:
-        await cp.start()
-        yield Provider(cp, runner, market, market.provider.address, store, served.url)
-    finally:
-        await cp.aclose()
-        await served.aclose()
 
 
 # -- host names whose DNS server never answers --------------------------------------------------
@@ -134,18 +84,18 @@ async def test_names_whose_dns_never_answers_do_not_stop_the_provider(
     dns = StalledDns()
     dns.install(monkeypatch)
     try:
-        async with provider(tmp_path) as p:
+        async with tenant_provider(tmp_path) as p:
             stalled = [
-                p.open(tenant, f"http://image-{tenant}-{n}.stalled.test/eif")
+                p.open(f"http://image-{tenant}-{n}.stalled.test/eif", tenant=tenant)
                 for tenant in (1, 2, 3)
                 for n in range(4)
             ]
             await p.until("lookups held", lambda: dns.most >= 4)
             # Named, as most image URLs are (an object store's): its lookup is not starved.
             named = p.image(b"another tenant's image").replace("127.0.0.1", "localhost")
-            honest = p.open(4, named)
+            honest = p.open(named, tenant=4)
             await p.until("the other tenant's enclave", lambda: p.cp.enclave(honest) is not None)
-            by_address = p.open(5, p.image(b"a third tenant's image"))
+            by_address = p.open(p.image(b"a third tenant's image"), tenant=5)
             await p.until("the third enclave", lambda: p.cp.enclave(by_address) is not None)
             # The provider's own threads are free: the chain is still followed.
             await asyncio.wait_for(asyncio.to_thread(lambda: None), 5)
@@ -214,14 +164,14 @@ async def test_jobs_opened_and_stopped_at_every_block_start_few_enclaves(tmp_pat
     owner whose enclaves were stopped lately now has 8 starts and stops at once, then one
     every 10 s (here 60 s); the job past it waits, saying why; stops are never delayed, and
     another tenant's first launch is not held up."""
-    async with provider(tmp_path) as p:
+    async with tenant_provider(tmp_path) as p:
         p.cp.launch_interval = 60
         url = p.image(b"the churner's image")
         churner = p.market.client(1)
         launched: list[JobId] = []
         waiting: JobId | None = None
         for _ in range(8):
-            job = p.open(1, url)
+            job = p.open(url)
             await p.until(
                 "the job's enclave, or its wait",
                 lambda job=job: (  # type: ignore[misc]
@@ -241,7 +191,7 @@ async def test_jobs_opened_and_stopped_at_every_block_start_few_enclaves(tmp_pat
         told = p.status(waiting)["last_error"]
         assert "faster than one every 60 s (at most 8 at once); this one starts in" in told
         assert p.status(waiting)["phase"] == "running"
-        honest = p.open(2, p.image(b"another tenant's image"))
+        honest = p.open(p.image(b"another tenant's image"), tenant=2)
         await p.until("the other tenant's enclave", lambda: p.cp.enclave(honest) is not None)
         # A job waiting for its turn ends at once when stopped, and never starts.
         churner.revise_rate_initiate(waiting, 0)
@@ -253,10 +203,10 @@ async def test_jobs_opened_and_stopped_at_every_block_start_few_enclaves(tmp_pat
 async def test_an_owner_who_opens_many_jobs_at_once_has_them_all_started(tmp_path: Path) -> None:
     """The churn allowance does not hold up a tenant's first launches: twelve jobs opened at
     once (more than the 8 starts a churning owner has) all start at once."""
-    async with provider(tmp_path) as p:
+    async with tenant_provider(tmp_path) as p:
         p.cp.launch_interval = 60
         url = p.image(b"a busy tenant's image")
-        jobs = [p.open(1, url) for _ in range(12)]
+        jobs = [p.open(url) for _ in range(12)]
         await p.until("every enclave", lambda: all(p.cp.enclave(j) is not None for j in jobs))
         assert not any(p.status(j)["last_error"] for j in jobs)
 
@@ -268,13 +218,13 @@ async def test_without_a_launch_burst_an_owner_deploys_and_stops_as_often_as_it_
     """``launch_burst=None`` (``reef up``'s provider, whose only tenant is the developer who
     started it): ten deploy-and-stop cycles in a row each start at once, where the bound above
     holds the sixth."""
-    async with provider(tmp_path) as p:
+    async with tenant_provider(tmp_path) as p:
         p.cp.launch_burst = None
         p.cp.launch_interval = 60
         url = p.image(b"a developer's image")
         developer = p.market.client(1)
         for _ in range(10):
-            job = p.open(1, url)
+            job = p.open(url)
             await p.until("the job's enclave", lambda job=job: p.cp.enclave(job) is not None)  # type: ignore[misc]
             developer.revise_rate_initiate(job, 0)
             await p.until("the enclave to stop", lambda: p.runner.enclaves == {})
@@ -348,11 +298,13 @@ async def test_a_state_whose_removal_waits_is_removed_after_a_kill(reef_home: Pa
                 dev_job_metadata(url).to_json(), chain.provider, CARD.min_rate, 10**7
             )
             process = await start_provider(reef_home, chain, port, "--insecure")
-            await _until_job(process, reef_home, port, job, lambda b: _running(b))
+            await provider_job(process, reef_home, port, job, _running, seconds=90)
             pinned = _pin(reef_home)
             left = _state_files(reef_home)
             chain.owner.revise_rate_initiate(job, 0)
-            await _until_job(process, reef_home, port, job, lambda b: b["phase"] == "done")
+            await provider_job(
+                process, reef_home, port, job, lambda b: b["phase"] == "done", seconds=90
+            )
             for _ in range(300):
                 if not [e for e in await backend.list() if e.state in ("starting", "running")]:
                     break
@@ -383,36 +335,6 @@ async def test_a_state_whose_removal_waits_is_removed_after_a_kill(reef_home: Pa
 def _running(body: dict[str, Any]) -> bool:
     enclave = body.get("enclave") or {}
     return bool(enclave.get("state") == "running")
-
-
-async def _until_job(
-    process: asyncio.subprocess.Process,
-    home: Path,
-    port: int,
-    job: str,
-    check: Callable[[dict[str, Any]], bool],
-) -> dict[str, Any]:
-    """The ``/job`` answer of ``reef provider run`` (on ``port``) once ``check`` holds of it;
-    fails with the provider's log if it dies or ``check`` never holds."""
-    import httpx
-
-    async with httpx.AsyncClient(timeout=5) as http:
-        try:
-            async with asyncio.timeout(90):
-                while process.returncode is None:
-                    try:
-                        answer = await http.get(f"http://127.0.0.1:{port}/job", params={"id": job})
-                    except httpx.TransportError:
-                        answer = None
-                    if answer is not None and answer.status_code == 200:
-                        body: dict[str, Any] = answer.json()
-                        if check(body):
-                            return body
-                    await asyncio.sleep(0.2)
-        except TimeoutError:
-            pass
-    log = (home / "provider.log").read_text(errors="replace")[-3000:]
-    raise AssertionError(f"the provider never got there (exit {process.returncode}):\n{log}")
 
 
 # -- uploads that would fill the store's disk -------------------------------------------------------
