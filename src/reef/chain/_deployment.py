@@ -16,7 +16,7 @@ from typing import Any
 
 from reef.chain._types import TOKEN_DECIMALS, Address, parse_address
 from reef.errors import ConfigError
-from reef.home import read_json
+from reef.home import read_json, replace_file
 
 __all__ = ["DEFAULT_FUND_AMOUNT", "DEFAULT_RATE_LOCK_S", "Deployment"]
 
@@ -69,10 +69,14 @@ class Deployment:
             raise ConfigError(f"invalid deployment: {exc}") from exc
 
     def dump(self, path: Path | str) -> None:
-        """Write as JSON to ``path`` (creating its directory)."""
+        """Write as JSON to ``path`` (creating its directory), atomically: a reader sees the old
+        file or the new one, never half of one (a deployment file is what other commands and
+        tools are pointed at)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        # Readable by others, as before: it holds addresses, no secret.
+        text = json.dumps(self.to_json(), indent=2) + "\n"
+        replace_file(path, text.encode(), mode=0o644, durable=True)
 
     @classmethod
     def load(cls, path: Path | str) -> Deployment:
@@ -83,7 +87,8 @@ class Deployment:
         """
         path = Path(path)
         missing = ConfigError(
-            f"no deployment at {path}", hint="start the devnet (reef chain) or deploy first"
+            f"no deployment at {path}",
+            hint="start the devnet (reef chain), or deploy first (reef chain deploy)",
         )
         data = read_json(path, missing=missing, unreadable=f"cannot read the deployment at {path}")
         return cls.from_json(data)

@@ -1,16 +1,47 @@
-"""`reef chain ...` commands: run the embedded devnet, list its dev accounts, describe it."""
+"""`reef chain ...` commands: run the embedded devnet, list its dev accounts, describe it, and
+put reef's contracts on a chain of the user's choosing (``reef chain deploy``).
+
+``reef chain deploy`` records what it deployed where every command already looks for a chain:
+``$REEF_HOME/chain/devnet.json`` (:class:`reef.chain.DevnetInfo`, with no dev accounts: reef
+holds no key of that chain), as ``reef up --chain anvil`` records the anvil it starts. So
+``REEF_HOME=DIR`` is the one thing that points ``reef provider run``, ``reef deploy``, ``reef
+jobs`` and ``reef wallet`` at the deployment (the chain, the market and the block its history
+starts at); ``--rpc`` and ``--market`` still override it per command. The deployment itself is
+also written as :class:`reef.chain.Deployment` JSON (``--out``) for other tools.
+
+Everything that would fail or spend real money is refused before the first transaction: an
+endpoint that is not an Ethereum node, a chain other than ``--chain-id``, a mainnet without
+``--yes-mainnet``, a record of another chain in the way, a sender who cannot pay for the gas.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from reef.cli._options import FreshChain, Json, ListenHost, ListenPort
-from reef.cli._output import err_console, ether, failing, print_json, print_result, rusd, say
+from reef.cli._output import (
+    err_console,
+    ether,
+    failing,
+    note,
+    print_json,
+    print_result,
+    rusd,
+    say,
+    tell,
+    tx_printer,
+)
+from reef.errors import ConfigError, InputError, ReefError, RPCError
 
 if TYPE_CHECKING:
-    from reef.chain import Devnet, DevnetInfo
+    from eth_account.signers.local import LocalAccount
+    from web3 import Web3
+
+    from reef.chain import Address, Deployment, Devnet, DevnetInfo
     from reef.home import ReefHome
 
 __all__ = ["register"]
@@ -185,6 +216,12 @@ def accounts_cmd(as_json: Json = False) -> None:
     if as_json:
         print_json({"warning": DEV_KEYS_WARNING, "accounts": rows})
         return
+    if info is not None and not info.accounts:
+        tell(
+            f"this home records reef's contracts on the chain at {info.rpc_url} (reef chain "
+            "deploy): reef holds none of its keys, and commands that send take --key FILE"
+        )
+        return
     # Plain lines rather than a table, so whole keys survive narrow terminals and copy-paste.
     for row in rows:
         typer.echo(f"#{row['index']:<2} {row['address']}  key {row['private_key']}")
@@ -228,4 +265,437 @@ def info_cmd(as_json: Json = False) -> None:
         # People read when the chain began, not a count of seconds; --json keeps the number.
         stamp = info.genesis_timestamp
         shown["genesis_timestamp"] = f"{stamp} ({format_time(stamp)})"
-    print_result(data, as_json, title="reef devnet", shown=shown)
+    # A chain `reef chain deploy` recorded lists no dev accounts (reef holds none of its keys).
+    deployed_here = info is not None and not info.accounts
+    title = "reef contracts on a chain (reef chain deploy)" if deployed_here else "reef devnet"
+    print_result(data, as_json, title=title, shown=shown)
+
+
+# ---------------------------------------------------------------------------- reef chain deploy
+
+_NODE_HINT = "check the URL, and that the node runs (anvil, `npx hardhat node`, your RPC provider)"
+_PROBE_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Chain:
+    """What the endpoint said before anything is sent."""
+
+    url: str
+    chain_id: int
+    head: int
+
+
+def _probe(url: str) -> _Chain:
+    """Ask ``url`` its chain id and head block, with reef's words for every way it can fail.
+
+    Raises:
+        InputError: ``url`` is not an http(s) URL.
+        RPCError: nothing answers there, or what answers is not an Ethereum JSON-RPC node.
+    """
+    import httpx
+
+    if not url.startswith(("http://", "https://")):
+        raise InputError(
+            f"--rpc-url must be an http(s) URL, not {url!r}", hint="e.g. http://127.0.0.1:8545"
+        )
+    answers: list[int] = []
+    for method in ("eth_chainId", "eth_blockNumber"):
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": []}
+        try:
+            response = httpx.post(url, json=body, timeout=_PROBE_TIMEOUT_S)
+        except httpx.HTTPError as exc:
+            raise RPCError(f"nothing answers at {url} ({exc})", hint=_NODE_HINT) from exc
+        try:
+            result = response.json()["result"]
+            answers.append(int(result, 16))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RPCError(
+                f"{url} answered {method} with HTTP {response.status_code}, but not as an "
+                f"Ethereum JSON-RPC node does: {response.text[:120]!r}",
+                hint=_NODE_HINT,
+            ) from exc
+    return _Chain(url=url, chain_id=answers[0], head=answers[1])
+
+
+def _check_chain(chain: _Chain, *, expected: int | None, yes_mainnet: bool) -> None:
+    """Refuse a chain other than ``expected``, and a mainnet without consent.
+
+    Raises:
+        ConfigError: saying which.
+    """
+    from reef.chain._deploy import MAINNET_CHAIN_IDS
+
+    if expected is not None and chain.chain_id != expected:
+        raise ConfigError(
+            f"{chain.url} is chain {chain.chain_id}, not --chain-id {expected}",
+            hint="check the RPC URL (or drop --chain-id to deploy on whatever chain it is)",
+        )
+    name = MAINNET_CHAIN_IDS.get(chain.chain_id)
+    if name is not None and not yes_mainnet:
+        raise ConfigError(
+            f"{chain.url} is {name} (chain id {chain.chain_id}), where gas costs real money; "
+            "and the token deployed is a test token its owner mints at will, worth nothing",
+            hint="deploy on a testnet or a local node; if you really mean it, add --yes-mainnet",
+        )
+
+
+def _devnet_state(home: ReefHome) -> str | None:
+    """What in ``home`` says a devnet (or ``reef up``'s network) lives there, if anything."""
+    from reef.chain.devnet._anvil import STATE_NAME
+    from reef.chain.devnet._store import JOURNAL_NAME
+    from reef.node import NETWORK_FILE
+
+    for path in (home.root / NETWORK_FILE, home.chain / JOURNAL_NAME, home.chain / STATE_NAME):
+        if path.exists():
+            return str(path)
+    return None
+
+
+def _home_record(home: ReefHome, chain: _Chain, *, force: bool) -> DevnetInfo | None:
+    """The deployment ``home`` records now (a record of an earlier ``reef chain deploy`` on this
+    chain, or none); refuse one of another chain.
+
+    Raises:
+        ConfigError: ``home`` holds a devnet, or a record of another chain (without ``force``).
+    """
+    from reef.chain import read_devnet_info
+
+    if (home.chain / "devnet.json").exists():
+        info = read_devnet_info(home)
+        if info.accounts:  # a devnet's or anvil's record: it lists the dev accounts
+            raise _home_taken(home, str(home.chain / "devnet.json"))
+        if info.chain_id != chain.chain_id and not force:
+            raise ConfigError(
+                f"{home.root} already records a deployment on chain {info.chain_id} "
+                f"(market {info.deployment.market if info.deployment else '?'} at "
+                f"{info.rpc_url}); this is chain {chain.chain_id}",
+                hint="use another home (REEF_HOME=DIR) for this chain, or --force to replace "
+                "the record (the contracts stay on their chain)",
+            )
+        return info
+    return None
+
+
+def _home_taken(home: ReefHome, what: str) -> ConfigError:
+    return ConfigError(
+        f"{home.root} runs reef's own devnet or network ({what}): it cannot also record a "
+        "deployment on another chain",
+        hint="give the deployment a home of its own: REEF_HOME=~/.reef-NAME reef chain deploy "
+        "...; or pass --out FILE to keep only the deployment file",
+    )
+
+
+def _check_out(path: Path, chain: _Chain, *, force: bool) -> Deployment | None:
+    """The deployment ``path`` holds now (on this chain, so it may be replaced), if any.
+
+    Raises:
+        ConfigError: ``path`` holds a deployment on another chain, or something else, and
+            ``force`` is not given.
+    """
+    from reef.chain import Deployment
+
+    if not path.exists():
+        return None
+    if path.is_dir():
+        raise ConfigError(f"--out {path} is a directory", hint="name a file")
+    try:
+        held = Deployment.load(path)
+    except ConfigError as exc:
+        if force:
+            return None
+        raise ConfigError(
+            f"{path} exists and does not hold a deployment ({exc.message})",
+            hint="name another --out file, or --force to overwrite it",
+        ) from exc
+    if held.chain_id != chain.chain_id and not force:
+        raise ConfigError(
+            f"{path} holds a deployment on chain {held.chain_id} (market {held.market}); "
+            f"{chain.url} is chain {chain.chain_id}",
+            hint="name another --out file, or --force to overwrite it (the contracts stay on "
+            "their chain)",
+        )
+    return held
+
+
+def _sender(w3: Web3, url: str, key: Path | None, unlocked: bool, sender: str | None) -> Any:
+    """Who deploys: the key file's account, or an account the node signs for.
+
+    Raises:
+        InputError: neither or both are given, or the key file holds no key.
+        ConfigError: the node signs for no account (or not for ``sender``).
+    """
+    from reef.chain import parse_address
+
+    if key is not None and (unlocked or sender):
+        raise InputError("pass --key FILE or --unlocked, not both")
+    if key is not None:
+        from reef.node import load_key_file
+
+        account: LocalAccount = load_key_file(key)
+        return account
+    if not unlocked and sender is None:
+        raise InputError(
+            "who deploys? pass --key FILE (a file holding the private key as hex), or "
+            "--unlocked to send from the node's first unlocked account (anvil, hardhat)"
+        )
+    from reef.chain._tx import translate_errors
+
+    with translate_errors(f"eth_accounts at {url}"):
+        accounts = [str(a) for a in w3.eth.accounts]
+    if not accounts:
+        raise ConfigError(
+            f"the node at {url} signs for no account (eth_accounts is empty)",
+            hint="pass --key FILE; only dev nodes (anvil, hardhat) hold unlocked accounts",
+        )
+    if sender is None:
+        return parse_address(accounts[0], name="unlocked account")
+    chosen = parse_address(sender, name="--from")
+    if chosen.lower() not in (a.lower() for a in accounts):
+        raise ConfigError(
+            f"the node at {url} does not sign for {chosen}",
+            hint=f"its unlocked accounts: {', '.join(accounts[:5])}",
+        )
+    return chosen
+
+
+_Key = Annotated[
+    Path | None, typer.Option("--key", help="File with the deployer's private key (hex).")
+]
+
+
+@app.command("deploy")
+def deploy_cmd(
+    rpc_url: Annotated[
+        str,
+        typer.Option("--rpc-url", "--rpc", help="The chain's JSON-RPC URL.", show_default=False),
+    ],
+    key: _Key = None,
+    unlocked: Annotated[
+        bool,
+        typer.Option(
+            "--unlocked", help="Send from the node's first unlocked account (anvil, hardhat)."
+        ),
+    ] = False,
+    sender: Annotated[
+        str | None,
+        typer.Option("--from", metavar="ADDR", help="Send from this unlocked account of the node."),
+    ] = None,
+    chain_id: Annotated[
+        int | None,
+        typer.Option("--chain-id", min=0, help="Refuse unless the endpoint is this chain."),
+    ] = None,
+    fund: Annotated[
+        list[str] | None,
+        typer.Option("--fund", metavar="ADDR", help="Mint test tokens to ADDR (repeatable)."),
+    ] = None,
+    fund_amount: Annotated[
+        str, typer.Option("--fund-amount", metavar="RUSD", help="rUSD minted to each --fund.")
+    ] = "1000000",
+    rate_lock: Annotated[
+        int,
+        typer.Option("--rate-lock", min=0, help="Seconds a market rate revision stays locked."),
+    ] = 300,
+    approve_image: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--approve-image",
+            metavar="ID",
+            help="An image id the KMS registry approves from the start (repeatable).",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write the deployment (JSON) here (default: $REEF_HOME/chain/deployment.json).",
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace a record or --out file of another chain."),
+    ] = False,
+    yes_mainnet: Annotated[
+        bool,
+        typer.Option(
+            "--yes-mainnet", help="Deploy even on a chain whose gas is real money (mainnets)."
+        ),
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Deploy reef's contracts (test token, market, KMS registry) on the chain at --rpc-url.
+
+    The deployment is recorded in $REEF_HOME, so every command run with that REEF_HOME
+    (reef provider run, reef deploy, reef jobs, reef wallet, reef chain info) uses this chain
+    and market. Nothing is sent unless the sender can pay for every transaction.
+    """
+    from reef.chain import http_web3, parse_address, parse_amount
+    from reef.chain._deploy import check_image_ids, deploy_contracts, estimate_deployment
+    from reef.home import ReefHome
+
+    home = ReefHome.from_env()
+    with failing():
+        recipients = [parse_address(a, name="--fund") for a in fund or ()]
+        amount = parse_amount(fund_amount, name="--fund-amount")
+        images = [bytes(i) for i in check_image_ids(approve_image or ())]
+        chain = _probe(rpc_url)
+        _check_chain(chain, expected=chain_id, yes_mainnet=yes_mainnet)
+        taken = _devnet_state(home)
+        if taken is not None and out is None:
+            raise _home_taken(home, taken)
+        previous = None if taken is not None else _home_record(home, chain, force=force)
+        out_path = out if out is not None else home.chain / "deployment.json"
+        replaced = _check_out(out_path, chain, force=force)
+        w3 = http_web3(rpc_url, timeout=60)
+        deployer = _sender(w3, rpc_url, key, unlocked, sender)
+        who = parse_address(deployer if isinstance(deployer, str) else deployer.address)
+        estimate = estimate_deployment(
+            w3,
+            who,
+            rate_lock_s=rate_lock,
+            fund_count=len(recipients) if amount else 0,
+            approved_images=images,
+        )
+        balance = _balance(w3, who, rpc_url)
+        if balance < estimate.wei:
+            raise ConfigError(
+                f"{who} has {ether(balance)} ETH on chain {chain.chain_id}; deploying needs up "
+                f"to {ether(estimate.wei)} ETH ({estimate.transactions} transactions, "
+                f"{estimate.gas} gas at {_gwei(estimate.fee_per_gas)} gwei)",
+                hint=f"send at least {ether(estimate.wei - balance)} ETH to {who} (a testnet's "
+                "faucet), then run this again; nothing was sent",
+            )
+    note(
+        f"deploying on chain {chain.chain_id} at {rpc_url} from {who} "
+        f"({estimate.transactions} transactions, up to {ether(estimate.wei)} ETH)"
+    )
+    done: dict[str, tuple[Address, int | None]] = {}
+
+    def deployed(name: str, address: Address, block: int | None) -> None:
+        done[name] = (address, block)
+        where = f" (block {block})" if block is not None else ""
+        note(f"{name.replace('_', ' ')} at {address}{where}")
+
+    try:
+        deployment = deploy_contracts(
+            w3,
+            deployer,
+            rate_lock_s=rate_lock,
+            fund=recipients,
+            fund_amount=amount,
+            approved_images=images,
+            progress=tx_printer,
+            deployed=deployed,
+        )
+    except ReefError as exc:
+        raise _half_way(exc, done, chain) from exc
+    with failing():
+        deployment.dump(out_path)
+        recorded = None
+        if taken is None:
+            _record(home, w3, chain, deployment, rate_lock)
+            recorded = str(home.root)
+    data: dict[str, Any] = {
+        "chain_id": deployment.chain_id,
+        "rpc_url": rpc_url,
+        "deployer": who,
+        "token": deployment.token,
+        "market": deployment.market,
+        "kms_registry": deployment.kms_registry,
+        "start_block": deployment.block,
+        "rate_lock_s": rate_lock,
+        "funded": [str(r) for r in recipients] if amount else [],
+        "fund_amount": amount if recipients else 0,
+        "approved_images": ["0x" + i.hex() for i in images],
+        "deployment_file": str(out_path),
+        "recorded_in": recorded,
+    }
+    shown = dict(data)
+    shown["fund_amount"] = rusd(amount, base_units=True) if recipients else "(none funded)"
+    print_result(data, as_json, title="reef contracts deployed", shown=shown)
+    if as_json:
+        return
+    earlier = None if previous is None else previous.deployment
+    for was, what in ((replaced, str(out_path)), (earlier, f"{home.root}'s record")):
+        if was is not None and was.market != deployment.market:
+            tell(f"note: replaced in {what}: market {was.market} (chain {was.chain_id})")
+    env = f"REEF_HOME={home.root} " if recorded else ""
+    if recorded:
+        tell(
+            f"use it: commands run with REEF_HOME={home.root} use this chain and market, e.g. "
+            f"`{env}reef wallet --key FILE`, `{env}reef provider run --key FILE`"
+        )
+    else:
+        tell(
+            f"use it: pass --rpc {rpc_url} --market {deployment.market} to each command "
+            f"(reef provider run also --start-block {deployment.block})"
+        )
+
+
+def _balance(w3: Web3, who: str, url: str) -> int:
+    from reef.chain._tx import translate_errors
+
+    with translate_errors(f"reading the balance of {who} at {url}"):
+        return int(w3.eth.get_balance(who))  # type: ignore[arg-type]
+
+
+def _gwei(wei: int) -> str:
+    from reef.chain import format_amount
+
+    return format_amount(wei, decimals=9)
+
+
+def _half_way(
+    error: ReefError, done: dict[str, tuple[Address, int | None]], chain: _Chain
+) -> typer.Exit:
+    """Report a deployment that failed after some contracts were deployed: what is on the chain
+    (so nothing is lost) and how to go on; the Exit to raise."""
+    from reef.chain._deploy import CONTRACTS
+    from reef.cli._output import fail
+
+    if not done:
+        return fail(error)
+    missing = [name for name in CONTRACTS if name not in done]
+    tell(f"error: {error.message}")
+    if error.hint:
+        tell(f"hint: {error.hint}")
+    tell(f"deployed on chain {chain.chain_id} before the failure (nothing records them):")
+    for name, (address, block) in done.items():
+        where = f"  block {block}" if block is not None else ""
+        tell(f"  {name:<13}{address}{where}")
+    if missing:
+        tell(
+            f"not deployed: {', '.join(missing)}. The contracts above hold no funds and nothing "
+            "points at them; fix the cause and run the same command again: it deploys a new set"
+        )
+    else:
+        tell(
+            "every contract is deployed but funding stopped: the deployer owns the token and "
+            "can mint(address,uint256) to the rest; or run the command again for a new set"
+        )
+    return typer.Exit(1)
+
+
+def _record(
+    home: ReefHome, w3: Web3, chain: _Chain, deployment: Deployment, rate_lock: int
+) -> None:
+    """Record ``deployment`` in ``home`` where every command looks for the chain
+    (``chain/devnet.json``, with no dev accounts)."""
+    from reef.chain import DevnetInfo
+    from reef.chain._tx import translate_errors
+    from reef.chain.devnet._store import write_devnet_info
+
+    with translate_errors(f"reading the genesis block at {chain.url}"):
+        genesis = int(w3.eth.get_block(0)["timestamp"])
+        head = int(w3.eth.block_number)
+    info = DevnetInfo(
+        chain_id=deployment.chain_id,
+        accounts=(),
+        genesis_timestamp=genesis,
+        rate_lock_s=rate_lock,
+        deployment=deployment,
+        rpc_url=chain.url,
+        blocks=head,
+    )
+    home.ensure()
+    write_devnet_info(home, info)
