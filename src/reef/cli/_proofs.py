@@ -21,7 +21,6 @@ its result is declared once, by :func:`_market_command`); the services' ``--netw
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +46,11 @@ from reef.cli._output import (
     rusd,
     tell,
 )
-from reef.encoding import parse_uint
-from reef.errors import ContractRevertError, InputError, ProofError
+from reef.errors import InputError, ProofError
 
 if TYPE_CHECKING:
     from reef.node import ServiceSession
-    from reef.proofs import ProofMarketClient, ServiceSettings, SnarkjsRuntime
+    from reef.proofs import AskListing, ProofMarketClient, ServiceSettings, SnarkjsRuntime
 
 __all__ = ["register"]
 
@@ -312,25 +310,7 @@ def _fmt(amount: int) -> str:
 def _market_row(ctx: _Ctx, market_id: int) -> dict[str, Any]:
     from reef.proofs import describe_market
 
-    listing = describe_market(ctx.client(), market_id)
-    market, metadata = listing.market, listing.metadata
-    return {
-        "market_id": market_id,
-        "kind": market.kind.label,
-        "name": metadata.get("name", ""),
-        "public_inputs": metadata.get("public_inputs", []),
-        "private_inputs": metadata.get("private_inputs", []),
-        "private": market.private_inputs,
-        "verifier": market.verifier,
-        "image_id": "0x" + market.image_id.hex(),
-        "artifacts_hash": "0x" + market.artifacts_hash.hex(),
-        "artifacts": metadata.get("artifacts", {}),
-        "penalty": _fmt(market.penalty),
-        "ivs": market.ivs,
-        "creator": market.creator,
-        "provers": list(listing.provers),
-        "retired": listing.retired,
-    }
+    return describe_market(ctx.client(), market_id).record()
 
 
 AskId = Annotated[int, typer.Argument(help="The ask's id.", metavar="ASK")]
@@ -374,77 +354,42 @@ def market_create(
     ] = None,
 ) -> None:
     """Create a market: --groth16 with --wasm/--zkey/--vkey, or --tee with --image-id."""
+    from reef.encoding import parse_hex
+    from reef.proofs import (
+        ArtifactStore,
+        CircuitArtifacts,
+        create_groth16_market,
+        create_tee_market,
+    )
+
     if groth16 == tee:
         raise fail(InputError("choose one of --groth16 and --tee"), code=2)
-    if groth16:  # the files first: a mistyped path is refused before seconds on the chain
-        _run(lambda: _check_circuit_files({"--wasm": wasm, "--zkey": zkey, "--vkey": vkey}))
+    # The flags and files first: a mistake is refused before seconds on the chain.
+    stake = _run(lambda: _amount(penalty, "--penalty"))
+    files = _run(lambda: CircuitArtifacts.given(wasm, zkey, vkey)) if groth16 else None
+    if groth16 and not public_input:
+        raise fail(InputError(
+            "name the circuit's public inputs with --public-input (in declaration order)",
+            hint="e.g. --public-input x for `signal input x` in `{public [x]}`",
+        ))  # fmt: skip
+    if tee and image_id is None:
+        raise fail(InputError("--tee needs --image-id HEX"))
 
     def go(ctx: _Ctx) -> int:
-        client = ctx.client()
-        stake = _amount(penalty, "--penalty")
-        if tee:
-            from reef.encoding import parse_hex
-            from reef.proofs import create_tee_market
-
-            if image_id is None:
-                raise InputError("--tee needs --image-id HEX")
+        private = private_input or ()
+        if files is None:
+            image = parse_hex(image_id or "", name="--image-id")
             return create_tee_market(
-                client,
-                image_id=parse_hex(image_id, name="--image-id"),
-                penalty=stake,
-                n_inputs=inputs,
-                name=name,
-                ivs=ivs,
-                private_inputs=private_input or (),
-            )
-        from reef.proofs import ArtifactStore, CircuitArtifacts, create_groth16_market
-
-        if wasm is None or zkey is None or vkey is None:
-            raise InputError("--groth16 needs --wasm, --zkey and --vkey")
-        if not public_input:
-            raise InputError(
-                "name the circuit's public inputs with --public-input (in declaration order)",
-                hint="e.g. --public-input x for `signal input x` in `{public [x]}`",
-            )
+                ctx.client(), image_id=image, penalty=stake, n_inputs=inputs, name=name,
+                ivs=ivs, private_inputs=private,
+            )  # fmt: skip
         return create_groth16_market(
-            client,
-            CircuitArtifacts(wasm, zkey, vkey),
-            public_inputs=public_input,
-            store=ArtifactStore(ctx.store_root()),
-            penalty=stake,
-            name=name,
-            ivs=ivs,
-            private_inputs=private_input or (),
-        )
+            ctx.client(), files, public_inputs=public_input or (), penalty=stake, name=name,
+            store=ArtifactStore(ctx.store_root()), ivs=ivs, private_inputs=private,
+        )  # fmt: skip
 
     market_id = _on_market(flags, go)
     print_result({"market_id": market_id}, flags.as_json, title="market created")
-
-
-def _check_circuit_files(files: dict[str, Path | None]) -> None:
-    """Refuse a circuit file flag that names no readable file, saying which flag and which
-    snarkjs step makes that file, and a verification key that is not the .zkey's own.
-
-    Raises:
-        InputError: the first such flag, or keys that differ.
-    """
-    made_by = {
-        "--wasm": "circom's --wasm output (circuit_js/circuit.wasm)",
-        "--zkey": "`snarkjs groth16 setup` (then `zkey contribute`/`beacon`)",
-        "--vkey": "`snarkjs zkey export verificationkey circuit.zkey verification_key.json`",
-    }
-    for flag, path in files.items():
-        if path is not None and not path.is_file():
-            why = "is a directory" if path.is_dir() else "no such file"
-            raise InputError(
-                f"{flag} {path}: {why}",
-                hint=f"give the file {made_by[flag]} makes; e.g. examples/proofs/poseidon/ has all three",
-            )
-    zkey, vkey = files["--zkey"], files["--vkey"]
-    if zkey is not None and vkey is not None:
-        from reef.proofs import check_zkey_matches, load_verification_key
-
-        check_zkey_matches(zkey, load_verification_key(vkey), vkey)
 
 
 @market_app.command("list")
@@ -481,16 +426,9 @@ def market_show(
 @_market_command(market_app, "retire", title="market retired")
 def market_retire(ctx: _Ctx, market_id: MarketId) -> dict[str, Any]:
     """Retire a market you created: it takes no new asks; those it has end as before."""
-    client = ctx.client()
-    market = client.market(market_id)
-    if market.creator.lower() != ctx.session.address.lower():
-        raise ProofError(
-            f"market {market_id} was created by {market.creator}, not {ctx.session.address}",
-            hint="only a market's creator can retire it: pass its --key",
-        )
-    if client.retired(market_id):
-        return {"market_id": market_id, "retired": True, "tx": None}
-    return {"market_id": market_id, "retired": True, "tx": client.retire_market(market_id).tx_hash}
+    from reef.proofs import retire_market
+
+    return {"market_id": market_id, "retired": True, "tx": retire_market(ctx.client(), market_id)}
 
 
 ReplayOpt = Annotated[
@@ -556,80 +494,6 @@ def market_signer(
 # ---- asks ----
 
 
-# What an input file looks like, for the refusals of one that is missing or is not one.
-_INPUT_HINT = (
-    'a JSON object of the market\'s input signals by name, e.g. {"x": 12345} '
-    "(examples/proofs/poseidon/input.json, for reef up's example market)"
-)
-
-
-def _read_json_object(path: Path) -> dict[str, Any]:
-    from reef.home import read_json
-
-    what = f"cannot read the input file {path}"
-    missing = InputError(f"{what}: No such file or directory", hint=_INPUT_HINT)
-    data = read_json(path, missing=missing, unreadable=what)
-    if not isinstance(data, dict):
-        raise InputError(f'{path} must hold a JSON object of input signals, e.g. {{"x": 5}}')
-    return data
-
-
-def _read_private(data: dict[str, Any], path: Path, names: list[str], market_id: int) -> bytes:
-    """The private inputs (``data``, read from ``path``), checked against the market's names, as
-    the bytes to encrypt."""
-    from reef.errors import InvalidProofInputError
-    from reef.proofs import parse_private_inputs
-
-    try:
-        values = parse_private_inputs(json.dumps(data).encode(), names)
-    except InvalidProofInputError as exc:
-        raise InputError(
-            f"{path}: {exc.message}",
-            hint=exc.hint or f"market {market_id} takes the private inputs {names}",
-        ) from exc
-    return json.dumps(values, separators=(",", ":")).encode()
-
-
-def _read_inputs(
-    data: dict[str, Any], path: Path, names: list[str], private_names: list[str], market_id: int
-) -> list[int]:
-    """The public inputs ``data`` (read from ``path``) gives, in the market's order.
-
-    Raises:
-        InputError: one of ``names`` is missing, or ``data`` has a signal the market does not
-            take publicly: a typo, another market's input, or one of its private inputs, which
-            would go on chain in the clear.
-    """
-    if names:
-        missing = [n for n in names if n not in data]
-        example = json.dumps({n: 12345 for n in names})
-        if missing:
-            raise InputError(
-                f"{path} lacks market {market_id}'s public input{_s(missing)} {', '.join(missing)}",
-                hint=f"give each of its public inputs by name, e.g. {example}",
-            )
-        private = [n for n in data if n in private_names]
-        if private:
-            raise InputError(
-                f"{path} has {', '.join(private)}, a private input of market {market_id}: "
-                "--input goes on chain in the clear",
-                hint="move it to the --private FILE, which only the assigned prover can read",
-            )
-        extra = [n for n in data if n not in names]
-        if extra:
-            raise InputError(
-                f"{path} has {', '.join(map(repr, extra))}, which market {market_id} does not "
-                f"take (its public input{_s(names)}: {', '.join(names)})",
-                hint=f"give exactly its inputs, e.g. {example}; `reef proofs market list` shows "
-                "the markets, if this is another's",
-            )
-    return [parse_uint(data[n], name=f"{path}: public input {n}") for n in names or list(data)]
-
-
-def _s(items: list[str]) -> str:
-    return "" if len(items) == 1 else "s"
-
-
 @proofs_app.command("request")
 @with_flags("rpc", "proof_market", "key", "as_json")
 def request_cmd(
@@ -677,70 +541,32 @@ def request_cmd(
         lambda: (_duration(ramp, "--ramp"), _duration(expiry, "--expiry"),
                  _duration(deadline, "--deadline"))
     )  # fmt: skip
-    public_data: dict[str, Any] = _run(lambda: _read_json_object(input_file))
-    private_data: dict[str, Any] | None = (
-        None if private is None else _run(lambda: _read_json_object(private))
-    )
+    from reef.proofs import read_input_file
+
+    public_data = _run(lambda: read_input_file(input_file))
+    private_data = None if private is None else _run(lambda: read_input_file(private))
 
     def go(ctx: _Ctx) -> int:
-        from reef.proofs import AuctionRamp, describe_market, request_proof
+        from reef.proofs import AuctionRamp, ask_advice, describe_market, prepare_ask, request_proof
 
         client = ctx.client()
         listing = describe_market(client, market_id)
-        if listing.retired:
-            raise ProofError(
-                f"market {market_id} is retired: it takes no new asks",
-                hint=_retired_hint(listing.successors),
-            )
-        private_names = list(listing.metadata.get("private_inputs", []))
-        values = _read_inputs(
-            public_data,
-            input_file,
-            list(listing.metadata.get("public_inputs", [])),
-            private_names,
-            market_id,
+        ask = prepare_ask(
+            listing, public_data, input_file, private=private_data, private_path=private,
+            auction=prices is not None,
+        )  # fmt: skip
+        advice = ask_advice(
+            client, listing, reward=paying, proving_time=deadline_s, private=ask.secret is not None
         )
-        if private is not None and not listing.market.private_inputs:
-            raise ProofError(
-                f"market {market_id} takes no private inputs",
-                hint="drop --private, or use a market created with --private-input",
-            )
-        if private is None and listing.market.private_inputs:
-            raise ProofError(
-                f"market {market_id} needs private inputs {private_names}",
-                hint="give them with --private FILE (a JSON object)",
-            )
-        if not listing.provers:
-            tell(
-                f"warning: no prover takes market {market_id}'s asks now (none has joined, or "
-                "all are leaving): the ask will expire unless one joins. `reef proofs market "
-                "list` shows which markets have provers"
-            )
-        elif prices is None and paying is not None:
-            _warn_unmatched(client, market_id, listing.provers, paying, deadline_s, expiry)
-        secret = (
-            None
-            if private is None or private_data is None
-            else _read_private(private_data, private, private_names, market_id)
-        )
-        if auction is not None and secret is not None:
-            raise ProofError(
-                "an auction ask takes public inputs only",
-                hint="provers lock auctions themselves, so no engine re-encrypts a secret for them",
-            )
+        if advice is not None:
+            tell(f"warning: {advice.message(expiry)}")
         ramped = None
         if prices is not None:
             ramped = AuctionRamp(min_price=prices[0], max_price=prices[1], ramp_time=ramp_s)
         return request_proof(
-            client,
-            market_id,
-            values,
-            reward=paying,
-            auction=ramped,
-            secret=secret,
-            expiry=ctx.session.now() + expiry_s,
-            proving_time=deadline_s,
-        )
+            client, market_id, list(ask.inputs), reward=paying, auction=ramped, secret=ask.secret,
+            expiry=ctx.session.now() + expiry_s, proving_time=deadline_s,
+        )  # fmt: skip
 
     ask_id = _on_market(flags, go)
     escrowed = int(prices[1]) if prices is not None else int(paying or 0)
@@ -757,43 +583,6 @@ def request_cmd(
     )
 
 
-def _warn_unmatched(
-    client: ProofMarketClient,
-    market_id: int,
-    provers: tuple[str, ...],
-    reward: int,
-    proving_time: int,
-    expiry: str,
-) -> None:
-    """Say, before an ask is sent, when no prover serving the market would take it: each asks
-    more than ``reward`` or more time than ``proving_time``. The ask is still sent (a prover may
-    join or lower its price before it expires), but it would otherwise expire unassigned."""
-    offers = [client.offer(p, market_id) for p in provers]
-    if any(o.price <= reward and o.max_time <= proving_time for o in offers):
-        return
-    cheapest = min(o.price for o in offers)
-    quickest = min(o.max_time for o in offers)
-    why = []
-    if cheapest > reward:
-        why.append(f"the cheapest asks {rusd(cheapest)} per proof (--reward is {rusd(reward)})")
-    if quickest > proving_time:
-        why.append(f"the quickest needs {quickest} s to prove (--deadline gives {proving_time} s)")
-    tell(
-        f"warning: no prover of market {market_id} takes this ask as it is: "
-        f"{' and '.join(why) or 'none takes both its reward and its deadline'}. Unless one "
-        f"does within --expiry ({expiry}), it expires unassigned and the reward comes back"
-    )
-
-
-def _retired_hint(successors: tuple[int, ...]) -> str:
-    """What to ask instead of a retired market: the live markets over its circuit, if any (the
-    example markets reef up created for its current image replace the ones it retired)."""
-    if not successors:
-        return "`reef proofs market list` shows the markets that take asks"
-    named = " or ".join(f"market {m}" for m in successors)
-    return f"{named} proves the same circuit: `reef proofs request {successors[0]} ...`"
-
-
 def _auction_prices(text: str) -> tuple[int, int]:
     low, sep, high = text.partition(":")
     if not sep:
@@ -807,31 +596,7 @@ def _auction_prices(text: str) -> tuple[int, int]:
 def _ask_row(ctx: _Ctx, ask_id: int) -> dict[str, Any]:
     from reef.proofs import describe_ask
 
-    listing = describe_ask(ctx.client(), ask_id)
-    ask = listing.ask
-    row: dict[str, Any] = {
-        "ask_id": ask_id,
-        "market_id": ask.market_id,
-        "state": ask.state.label,
-        "reward": _fmt(ask.reward),
-        "requester": ask.requester,
-        "prover": ask.prover if int(ask.prover, 16) else None,
-        "expiry": ask.expiry,
-        "deadline": ask.deadline or None,
-        "inputs": [str(v) for v in listing.inputs],
-        "private_inputs": ask.has_secret,
-        "price": None if listing.price is None else _fmt(listing.price),
-    }
-    if listing.auction is not None:
-        row["auction"] = {
-            "min_price": _fmt(listing.auction.min_price),
-            "max_price": _fmt(listing.auction.max_price),
-            "ramp_end": listing.auction.ramp_end,
-        }
-    if listing.proof is not None:
-        row["proof"] = dict(listing.proof.proof)
-        row["public_signals"] = listing.proof.signals_json()
-    return row
+    return describe_ask(ctx.client(), ask_id).record()
 
 
 def _print_ask(row: dict[str, Any], as_json: bool) -> None:
@@ -856,31 +621,6 @@ def _print_ask(row: dict[str, Any], as_json: bool) -> None:
     print_result(row, as_json, title=f"ask {row['ask_id']}", shown=shown)
 
 
-def _ending(row: dict[str, Any]) -> str | None:
-    """What an ask that ended otherwise than ``complete`` means for its requester, and what to
-    do: a line for stderr (None for a complete ask)."""
-    ask_id, state, reward = row["ask_id"], row["state"], f"{row['reward']} rUSD"
-    endings = {
-        "invalid": f"ask {ask_id} ended invalid: its inputs admit no proof (the market's input "
-        f"verification service checked and signed that); its prover was paid its price "
-        f"({row['price']} rUSD) and the rest of the {reward} came back to the requester",
-        "expired": f"ask {ask_id} expired: no prover took it before its expiry, and its {reward} "
-        "came back to the requester. `reef proofs market show "
-        f"{row['market_id']}` shows who proves there; ask again with a higher --reward, a "
-        "longer --deadline or --expiry",
-        "unassigned": f"ask {ask_id} expired: no prover took it before its expiry. "
-        f"`reef proofs cancel {ask_id}` takes its {reward} back (the matching engine does "
-        "within seconds)",
-        "slashed": f"ask {ask_id}'s prover missed its deadline and was slashed: the {reward} and "
-        "the prover's penalty went to the requester; ask again for the proof",
-        "deadline_crossed": f"ask {ask_id}'s prover missed its deadline: anyone may slash it "
-        "(the matching engine does within seconds), which pays the requester back its "
-        f"{reward} and the prover's penalty",
-        "cancelled": f"ask {ask_id} was cancelled; its {reward} came back to the requester",
-    }
-    return endings.get(state)
-
-
 @proofs_app.command("wait")
 @with_flags("rpc", "proof_market", "as_json")
 def wait_cmd(
@@ -892,8 +632,8 @@ def wait_cmd(
 
     timeout_s = _run(lambda: _duration(timeout, "--timeout"))
 
-    def go(ctx: _Ctx) -> dict[str, Any]:
-        from reef.proofs import ask_settled, wait_for_ask
+    def go(ctx: _Ctx) -> AskListing:
+        from reef.proofs import ask_settled, describe_ask, wait_for_ask
 
         state = wait_for_ask(ctx.client(), ask_id, timeout_s=timeout_s)
         if not ask_settled(state):
@@ -901,14 +641,16 @@ def wait_cmd(
                 f"ask {ask_id} is still {state.label} after {timeout}",
                 hint=f"run `reef proofs wait {ask_id}` again, or `reef proofs show {ask_id}`",
             )
-        return _ask_row(ctx, ask_id)
+        return describe_ask(ctx.client(), ask_id)
 
-    row = _on_market(flags, go, account=False)
-    _print_ask(row, flags.as_json)
-    if row["state"] != "complete":
-        ending = _ending(row)
+    from reef.proofs import AskState, ask_ending
+
+    listing = _on_market(flags, go, account=False)
+    _print_ask(listing.record(), flags.as_json)
+    if listing.ask.state != AskState.COMPLETE:
+        ending = ask_ending(listing)
         if ending:
-            tell(ending)
+            tell(ending.message)
         raise typer.Exit(1)
 
 
@@ -924,21 +666,10 @@ def show_cmd(flags: Flags, ask_id: AskId) -> None:
 def list_cmd(flags: Flags) -> None:
     """Every ask, newest last."""
 
+    from reef.proofs import ask_record, describe_asks
+
     def go(ctx: _Ctx) -> list[dict[str, Any]]:
-        client = ctx.client()
-        rows = []
-        for ask_id in range(1, client.ask_count() + 1):
-            ask = client.ask(ask_id)
-            rows.append(
-                {
-                    "ask_id": ask_id,
-                    "market_id": ask.market_id,
-                    "state": ask.state.label,
-                    "reward": _fmt(ask.reward),
-                    "prover": ask.prover if int(ask.prover, 16) else "",
-                }
-            )
-        return rows
+        return [ask_record(ask) for ask in describe_asks(ctx.client())]
 
     columns = ["ask_id", "market_id", "state", "reward", "prover"]
     print_rows(_on_market(flags, go, account=False), columns, flags.as_json, title="asks")
@@ -1065,23 +796,11 @@ def prover_register(
     compute: Annotated[int, typer.Option("--compute", help="Declared compute units.")] = 4,
 ) -> dict[str, Any]:
     """Register as a prover with a stake and declared compute."""
+    from reef.proofs import register_prover
+
     amount = _amount(stake, "--stake")
-    client = ctx.client()
-    me = client.prover(ctx.session.address)
-    if me.registered:  # the contract would refuse it, after an allowance sent for nothing
-        raise ProofError(
-            f"{me.address} is registered already, with {rusd(me.stake)} of stake and "
-            f"{me.compute} compute units",
-            hint="`reef prover status` shows it; `reef prover stake AMOUNT` adds stake",
-        )
-    client.ensure_allowance(amount)
-    result = client.register(compute=compute, stake=amount)
-    return {
-        "prover": ctx.session.address,
-        "stake": _fmt(amount),
-        "compute": compute,
-        "tx": result.tx_hash,
-    }
+    tx = register_prover(ctx.client(), stake=amount, compute=compute)
+    return {"prover": ctx.session.address, "stake": _fmt(amount), "compute": compute, "tx": tx}
 
 
 @_market_command(
@@ -1095,21 +814,11 @@ def prover_stake(
     amount: Annotated[str, typer.Argument(help="How much stake to add (rUSD).", metavar="AMOUNT")],
 ) -> dict[str, Any]:
     """Add stake: each ask assigned to you locks its market's penalty of it until it ends."""
+    from reef.proofs import add_prover_stake
+
     added = _positive_amount(amount, "AMOUNT")
-    client = ctx.client()
-    if not client.prover(ctx.session.address).registered:
-        raise ProofError(
-            f"{ctx.session.address} is not a registered prover",
-            hint=f"register with a stake first: `reef prover register --stake {amount}`",
-        )
-    client.ensure_allowance(added)
-    result = client.add_stake(added)
-    return {
-        "prover": ctx.session.address,
-        "added": _fmt(added),
-        "stake": _fmt(client.prover(ctx.session.address).stake),
-        "tx": result.tx_hash,
-    }
+    tx, me = add_prover_stake(ctx.client(), added)
+    return {"prover": ctx.session.address, "added": _fmt(added), "stake": _fmt(me.stake), "tx": tx}
 
 
 @_market_command(prover_app, "join", title="joined")
@@ -1121,7 +830,7 @@ def prover_join(
     compute: Annotated[int, typer.Option("--compute", help="Compute units one request uses.")] = 1,
 ) -> dict[str, Any]:
     """Join a market with a price, a proving-time bound and compute per request."""
-    from reef.proofs import MarketJoin, join_as_prover
+    from reef.proofs import MarketJoin, join_as_prover, stake_advice
 
     terms = MarketJoin(
         market_id=market_id,
@@ -1130,34 +839,16 @@ def prover_join(
         compute=compute,
     )
     client = ctx.client()
-    if client.offer(ctx.session.address, market_id).joined:
-        raise ProofError(
-            f"you are in market {market_id} already",
-            hint="`reef prover status` shows your terms there; to change them, leave "
-            f"(`reef prover leave {market_id}`, twice) and join again",
-        )
     # In a market with private inputs, they are re-encrypted to this account's key, which
     # `reef prover run` decrypts with.
     tx, key = join_as_prover(client, terms, private_key=ctx.private_key())
-    _warn_short_stake(client, ctx.session.address, market_id)
+    short = stake_advice(client, ctx.session.address, market_id)
+    if short is not None:
+        tell(f"warning: {short.message}")
     out = {"market_id": market_id, "prover": ctx.session.address, "tx": tx}
     if key is not None:
         out["encryption_key"] = "0x" + key.hex()
     return out
-
-
-def _warn_short_stake(client: ProofMarketClient, address: str, market_id: int) -> None:
-    """Say when the prover's free stake is below the market's penalty: the contract lets it
-    join, but no ask of the market can be assigned to it (each locks the penalty)."""
-    penalty = client.market(market_id).penalty
-    me = client.prover(address)
-    free = me.stake - me.stake_locked
-    if free < penalty:
-        tell(
-            f"warning: your free stake ({rusd(free)}) is below market {market_id}'s penalty "
-            f"({rusd(penalty)}), which each ask assigned to you locks: you get none of its "
-            f"asks until you add stake (`reef prover stake {_fmt(penalty - free)}`)"
-        )
 
 
 def _leave_rows(result: dict[str, Any]) -> dict[str, Any]:
@@ -1176,59 +867,22 @@ def _leave_rows(result: dict[str, Any]) -> dict[str, Any]:
 @_market_command(prover_app, "leave", title="leave", shown=_leave_rows)
 def prover_leave(ctx: _Ctx, market_id: MarketId) -> dict[str, Any]:
     """Leave a market: the first call stops new assignments; run it again after the delay."""
-    import time
-
     from reef.node import format_time, format_wait
-    from reef.proofs import ProofRevert, withdraw_from_market
+    from reef.proofs import leave_market_step
 
-    client = ctx.client()
-    offer = client.offer(ctx.session.address, market_id)
-    try:
-        leave_at = withdraw_from_market(client, market_id)
-    except ContractRevertError as exc:
-        if not (offer.joined and offer.leave_at):
-            raise
-        if exc.reason == ProofRevert.STILL_ASSIGNED:
-            raise ProofError(
-                f"{exc.message}: {_still_yours(offer.active, market_id)}",
-                hint=f"keep `reef prover run` going until {_them(offer.active)} proved (or "
-                f"slashed at {_its(offer.active)} deadline), then run `reef prover leave "
-                f"{market_id}` again",
-            ) from exc
-        # A second call before the delay has passed reverts ("the leave delay has not passed")
-        # with no word on when it has: say when. The chain's latest block may be minutes old
-        # on an idle devnet, whose next block takes the wall clock's time: the later of the two.
-        latest = int(ctx.session.w3.eth.get_block("latest")["timestamp"])
-        now = max(latest, int(time.time()))
+    step = leave_market_step(ctx.client(), market_id)
+    if step.early is not None:
         raise ProofError(
-            f"{exc.message}: you may leave market {market_id} from "
-            f"{format_time(offer.leave_at)} (in about {format_wait(offer.leave_at - now)}); "
+            f"{step.early.message}: you may leave market {market_id} from "
+            f"{format_time(step.leave_at)} (in about {format_wait(step.wait_s)}); "
             "it assigns you no new asks meanwhile",
             hint=f"run `reef prover leave {market_id}` again then",
-        ) from exc
-    if leave_at:
-        if offer.active:
-            tell(
-                f"warning: {_still_yours(offer.active, market_id)}: keep "
-                f"`reef prover run` going until {_them(offer.active)} proved, or you are "
-                f"slashed at {_its(offer.active)} deadline; you can leave once none is left"
-            )
-        return {"market_id": market_id, "state": "leaving", "leave_at": leave_at}
-    return {"market_id": market_id, "state": "left"}
-
-
-def _still_yours(n: int, market_id: int) -> str:
-    """``1 ask of market 3 is still yours``, or ``2 asks ... are``."""
-    many = f"{n} asks of market {market_id} are"
-    return f"{f'1 ask of market {market_id} is' if n == 1 else many} still yours"
-
-
-def _them(n: int) -> str:
-    return "it is" if n == 1 else "they are"
-
-
-def _its(n: int) -> str:
-    return "its" if n == 1 else "their"
+        ) from step.early
+    if step.left:
+        return {"market_id": market_id, "state": "left"}
+    if step.warning:
+        tell(f"warning: {step.warning}")
+    return {"market_id": market_id, "state": "leaving", "leave_at": step.leave_at}
 
 
 def _units(n: int) -> str:
@@ -1270,22 +924,7 @@ def prover_status(ctx: _Ctx) -> dict[str, Any]:
     """Your stake, compute and markets (amounts in rUSD, times in seconds)."""
     from reef.proofs import describe_prover
 
-    listing = describe_prover(ctx.client(), ctx.session.address)
-    info = listing.info
-    markets = [
-        {"market_id": market_id, "price": _fmt(offer.price), "max_time": offer.max_time,
-         "compute": offer.compute, "active": offer.active, "leaving": offer.leave_at != 0}
-        for market_id, offer in listing.offers.items()
-    ]  # fmt: skip
-    return {
-        "prover": info.address,
-        "registered": info.registered,
-        "stake": _fmt(info.stake),
-        "stake_locked": _fmt(info.stake_locked),
-        "compute": info.compute,
-        "compute_used": info.compute_used,
-        "markets": markets,
-    }
+    return describe_prover(ctx.client(), ctx.session.address).record()
 
 
 @prover_app.command("run")

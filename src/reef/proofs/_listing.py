@@ -1,7 +1,9 @@
 """What a market, an ask and a prover are, read whole from the chain: the contract's record plus
 what its events and other views add (a market's metadata, provers and retirement; an ask's
-inputs, price, auction terms and proof; a prover's offers). How they print is the caller's business (``reef proofs market
-show``, ``reef proofs show``, ``reef prover status``).
+inputs, price, auction terms and proof; a prover's offers). Each has a ``record()``: the JSON
+object ``reef proofs market show``, ``reef proofs show`` and ``reef prover status`` print with
+``--json`` (amounts as rUSD decimal strings, times as unix seconds); how they print for people
+is the caller's business.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reef.chain import Address, Amount
+from reef.chain import Address, Amount, format_amount
 from reef.encoding import loads_bounded
 from reef.errors import InputError
 from reef.proofs._client import ProofMarketClient
@@ -29,7 +31,9 @@ __all__ = [
     "AskListing",
     "MarketListing",
     "ProverListing",
+    "ask_record",
     "describe_ask",
+    "describe_asks",
     "describe_market",
     "describe_prover",
 ]
@@ -53,6 +57,26 @@ class MarketListing:
     circuit (the same artifacts and kind of inputs), e.g. the example markets ``reef up``
     created for a newer image."""
 
+    def record(self) -> dict[str, Any]:
+        market, metadata = self.market, self.metadata
+        return {
+            "market_id": market.market_id,
+            "kind": market.kind.label,
+            "name": metadata.get("name", ""),
+            "public_inputs": metadata.get("public_inputs", []),
+            "private_inputs": metadata.get("private_inputs", []),
+            "private": market.private_inputs,
+            "verifier": market.verifier,
+            "image_id": "0x" + market.image_id.hex(),
+            "artifacts_hash": "0x" + market.artifacts_hash.hex(),
+            "artifacts": metadata.get("artifacts", {}),
+            "penalty": format_amount(market.penalty),
+            "ivs": market.ivs,
+            "creator": market.creator,
+            "provers": list(self.provers),
+            "retired": self.retired,
+        }
+
 
 @dataclass(frozen=True)
 class AskListing:
@@ -67,6 +91,48 @@ class AskListing:
     proof: Groth16Proof | None
     """The proof submitted for it, once there is one."""
 
+    def record(self) -> dict[str, Any]:
+        ask = self.ask
+        row: dict[str, Any] = {
+            "ask_id": ask.ask_id,
+            "market_id": ask.market_id,
+            "state": ask.state.label,
+            "reward": format_amount(ask.reward),
+            "requester": ask.requester,
+            "prover": _assigned(ask),
+            "expiry": ask.expiry,
+            "deadline": ask.deadline or None,
+            "inputs": [str(v) for v in self.inputs],
+            "private_inputs": ask.has_secret,
+            "price": None if self.price is None else format_amount(self.price),
+        }
+        if self.auction is not None:
+            row["auction"] = {
+                "min_price": format_amount(self.auction.min_price),
+                "max_price": format_amount(self.auction.max_price),
+                "ramp_end": self.auction.ramp_end,
+            }
+        if self.proof is not None:
+            row["proof"] = dict(self.proof.proof)
+            row["public_signals"] = self.proof.signals_json()
+        return row
+
+
+def _assigned(ask: Ask) -> Address | None:
+    """The prover assigned ``ask`` (None while the contract holds the zero address)."""
+    return ask.prover if int(ask.prover, 16) else None
+
+
+def ask_record(ask: Ask) -> dict[str, Any]:
+    """An ask's line in ``reef proofs list`` (``prover`` empty while none is assigned)."""
+    return {
+        "ask_id": ask.ask_id,
+        "market_id": ask.market_id,
+        "state": ask.state.label,
+        "reward": format_amount(ask.reward),
+        "prover": _assigned(ask) or "",
+    }
+
 
 @dataclass(frozen=True)
 class ProverListing:
@@ -75,6 +141,24 @@ class ProverListing:
     info: ProverInfo
     offers: Mapping[int, Offer] = field(hash=False)
     """By market id, in market order."""
+
+    def record(self) -> dict[str, Any]:
+        info = self.info
+        markets = [
+            {"market_id": market_id, "price": format_amount(offer.price),
+             "max_time": offer.max_time, "compute": offer.compute, "active": offer.active,
+             "leaving": offer.leave_at != 0}
+            for market_id, offer in self.offers.items()
+        ]  # fmt: skip
+        return {
+            "prover": info.address,
+            "registered": info.registered,
+            "stake": format_amount(info.stake),
+            "stake_locked": format_amount(info.stake_locked),
+            "compute": info.compute,
+            "compute_used": info.compute_used,
+            "markets": markets,
+        }
 
 
 _METADATA_DEPTH = 4  # reef's metadata: an object holding lists of names and an object
@@ -169,6 +253,11 @@ def describe_ask(client: ProofMarketClient, ask_id: int) -> AskListing:
         auction=auction,
         proof=proof,
     )
+
+
+def describe_asks(client: ProofMarketClient) -> list[Ask]:
+    """Every ask of the proof market, oldest first."""
+    return [client.ask(ask_id) for ask_id in range(1, client.ask_count() + 1)]
 
 
 def describe_prover(client: ProofMarketClient, address: str) -> ProverListing:

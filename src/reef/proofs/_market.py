@@ -35,11 +35,20 @@ __all__ = [
     "create_groth16_market",
     "create_tee_market",
     "deploy_verifier",
+    "retire_market",
 ]
 
 _NAME_MAX = 64
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _METADATA_DEPTH = 4  # an object of strings, a list of names and the artifacts' object
+
+
+_MADE_BY = {
+    "--wasm": "circom's --wasm output (circuit_js/circuit.wasm)",
+    "--zkey": "`snarkjs groth16 setup` (then `zkey contribute`/`beacon`)",
+    "--vkey": "`snarkjs zkey export verificationkey circuit.zkey verification_key.json`",
+}
+"""What makes each circuit file, for the refusal of a path that names none."""
 
 
 def _sha256(path: Path) -> str:
@@ -65,6 +74,31 @@ class CircuitArtifacts:
         return cls(
             folder / "circuit.wasm", folder / "circuit.zkey", folder / "verification_key.json"
         )
+
+    @classmethod
+    def given(cls, wasm: Path | None, zkey: Path | None, vkey: Path | None) -> CircuitArtifacts:
+        """The files a market's creator named (``--wasm``, ``--zkey``, ``--vkey``), checked
+        before seconds on the chain: each names a readable file (else the refusal says which
+        snarkjs step makes it), the verification key is the ``.zkey``'s own, and none is
+        missing.
+
+        Raises:
+            InputError: the first such file, keys that differ, or a file not named.
+        """
+        named = {"--wasm": wasm, "--zkey": zkey, "--vkey": vkey}
+        for flag, path in named.items():
+            if path is not None and not path.is_file():
+                why = "is a directory" if path.is_dir() else "no such file"
+                raise InputError(
+                    f"{flag} {path}: {why}",
+                    hint=f"give the file {_MADE_BY[flag]} makes; e.g. examples/proofs/poseidon/ "
+                    "has all three",
+                )
+        if zkey is not None and vkey is not None:
+            check_zkey_matches(zkey, load_verification_key(vkey), vkey)
+        if wasm is None or zkey is None or vkey is None:
+            raise InputError("--groth16 needs --wasm, --zkey and --vkey")
+        return cls(wasm, zkey, vkey)
 
     def hashes(self) -> dict[str, str]:
         return {"wasm": _sha256(self.wasm), "zkey": _sha256(self.zkey), "vkey": _sha256(self.vkey)}
@@ -254,3 +288,22 @@ def create_tee_market(
         private_inputs=bool(private_inputs),
     )
     return market_id
+
+
+def retire_market(client: ProofMarketClient, market_id: int) -> str | None:
+    """Retire ``market_id`` (it takes no new asks; those it has end as before), as its creator
+    (the sender); returns the transaction hash, or None when it was retired already.
+
+    Raises:
+        ProofError: no such market, or the sender did not create it (refused before any
+            transaction).
+    """
+    market = client.market(market_id)
+    if market.creator.lower() != client.sender.lower():
+        raise ProofError(
+            f"market {market_id} was created by {market.creator}, not {client.sender}",
+            hint="only a market's creator can retire it: pass its --key",
+        )
+    if client.retired(market_id):
+        return None
+    return client.retire_market(market_id).tx_hash

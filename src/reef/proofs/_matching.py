@@ -28,8 +28,10 @@ __all__ = [
     "Capacity",
     "OpenAsk",
     "Quote",
+    "covers_penalty",
     "match_round",
     "prover_weight",
+    "quote_takes",
 ]
 
 MISSED_WINDOW_S = 48 * 3600
@@ -71,6 +73,25 @@ class OpenAsk:
     """Its private inputs go only to a prover with a key for the market."""
 
 
+def quote_takes(quote: Quote, ask: OpenAsk) -> bool:
+    """Whether ``quote``'s standing terms take ``ask``: its price within the reward, its time
+    bound within the ask's proving time, and for an ask with private inputs a key registered
+    for the market (the capacity it also needs comes and goes: :func:`covers_penalty`). The one
+    statement of the rule: the round assigns by it and ``reef proofs request`` warns by it."""
+    return (
+        quote.price <= ask.reward
+        and quote.max_time <= ask.proving_time
+        and (quote.keyed or not ask.private)
+    )
+
+
+def covers_penalty(free_stake: int, penalty: int) -> bool:
+    """Whether a prover with ``free_stake`` unlocked can be assigned one more ask of a market
+    whose penalty is ``penalty``: each assigned ask locks the penalty until it ends (the
+    contract's ``stakeLocked + penalty <= stake``)."""
+    return free_stake >= penalty
+
+
 def prover_weight(price: int, max_time: int, missed: int) -> float:
     """Kalypso v2's selection weight (up to a factor common to one market's provers).
 
@@ -102,7 +123,7 @@ class _MarketPool:
             i: q
             for i, q in enumerate(self.quotes)
             if capacity[q.prover].free_compute >= q.compute
-            and capacity[q.prover].free_stake >= penalty
+            and covers_penalty(capacity[q.prover].free_stake, penalty)
         }
         # Below these no quote of the market can ever fit, whatever capacity comes back.
         self.min_price = min((q.price for q in self.quotes), default=0)
@@ -173,11 +194,9 @@ def match_round(
 
         def fits(q: Quote, ask: OpenAsk = ask, penalty: int = penalty) -> bool:
             return (
-                q.price <= ask.reward
-                and q.max_time <= ask.proving_time
+                quote_takes(q, ask)
                 and free_compute[q.prover] >= q.compute
-                and free_stake[q.prover] >= penalty
-                and (q.keyed or not ask.private)
+                and covers_penalty(free_stake[q.prover], penalty)
             )
 
         chosen: int | None = None
@@ -203,7 +222,9 @@ def match_round(
         quote = pool.quotes[chosen]
         free_compute[quote.prover] -= quote.compute
         free_stake[quote.prover] -= penalty
-        if free_compute[quote.prover] < quote.compute or free_stake[quote.prover] < penalty:
+        if free_compute[quote.prover] < quote.compute or not covers_penalty(
+            free_stake[quote.prover], penalty
+        ):
             del pool.available[chosen]
             if not pool.available:
                 open_pools -= 1

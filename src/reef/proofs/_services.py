@@ -1,6 +1,8 @@
-"""A prover's and the services' use cases beyond single transactions. A prover joins a market,
-registering its key where asks have private inputs (:func:`join_as_prover`), and leaves in two
-steps (:func:`withdraw_from_market`). When ``reef up`` starts the services in enclaves with
+"""A prover's and the services' use cases beyond single transactions. A prover registers once
+(:func:`register_prover`) and adds stake (:func:`add_prover_stake`), each refused before an
+allowance is spent for nothing; joins a market, registering its key where asks have private
+inputs (:func:`join_as_prover`), and leaves in two steps (:func:`withdraw_from_market`;
+:func:`leave_market_step` also says what holds a refused step back). When ``reef up`` starts the services in enclaves with
 fresh keys: the prover waits for its gas and stake, then registers and joins as its settings say
 (:func:`enroll_prover`); the engine waits until the market's admin has made its key the engine
 and funded it (:func:`await_engine_role`); the IVS fetches its signing key from the enclave's
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import httpx
 
@@ -23,16 +26,22 @@ from reef._fetch import FetchError, fetch_blocking, request_to
 from reef.chain import TokenClient, format_amount
 from reef.crypto import Secp256k1PrivateKey
 from reef.encoding import terminal_text
-from reef.errors import ProofError, ServiceError
+from reef.errors import ContractRevertError, ProofError, ServiceError
 from reef.proofs._client import ProofMarketClient
+from reef.proofs._reasons import ProofRevert
 from reef.proofs._settings import MarketJoin, ProverSetup
+from reef.proofs._types import ProverInfo
 
 __all__ = [
     "IVS_KMS_PATH",
+    "LeaveStep",
+    "add_prover_stake",
     "await_engine_role",
     "derived_secp256k1_key",
     "enroll_prover",
     "join_as_prover",
+    "leave_market_step",
+    "register_prover",
     "withdraw_from_market",
 ]
 
@@ -93,6 +102,45 @@ def enroll_prover(
             _register_key(client, join.market_id, private_key)
 
 
+def register_prover(client: ProofMarketClient, *, stake: int, compute: int) -> str:
+    """Register the sender as a prover locking ``stake`` (base units) with ``compute`` units;
+    returns the transaction hash.
+
+    Raises:
+        ProofError: it is registered already (the contract would refuse, after an allowance
+            sent for nothing).
+        ContractRevertError: the contract refused it.
+    """
+    me = client.prover(client.sender)
+    if me.registered:
+        raise ProofError(
+            f"{me.address} is registered already, with {format_amount(me.stake)} rUSD of stake "
+            f"and {me.compute} compute units",
+            hint="`reef prover status` shows it; `reef prover stake AMOUNT` adds stake",
+        )
+    client.ensure_allowance(stake)
+    return client.register(compute=compute, stake=stake).tx_hash
+
+
+def add_prover_stake(client: ProofMarketClient, amount: int) -> tuple[str, ProverInfo]:
+    """Add ``amount`` (base units) to the sender's stake; returns the transaction hash and the
+    prover as it is then.
+
+    Raises:
+        ProofError: the sender is not a registered prover.
+    """
+    me = client.sender
+    if not client.prover(me).registered:
+        raise ProofError(
+            f"{me} is not a registered prover",
+            hint=f"register with a stake first: `reef prover register --stake "
+            f"{format_amount(amount)}`",
+        )
+    client.ensure_allowance(amount)
+    tx = client.add_stake(amount).tx_hash
+    return tx, client.prover(me)
+
+
 def join_as_prover(
     client: ProofMarketClient, join: MarketJoin, *, private_key: bytes | None = None
 ) -> tuple[str, bytes | None]:
@@ -102,11 +150,17 @@ def join_as_prover(
     registered (None in a market without private inputs).
 
     Raises:
-        ProofError: no such market, a retired one, or a market with private inputs and no
-            ``private_key``.
+        ProofError: no such market, a retired one, one the sender is in already, or a market
+            with private inputs and no ``private_key``.
         ContractRevertError: the contract refused the join.
     """
     market = client.market(join.market_id)
+    if client.offer(client.sender, join.market_id).joined:
+        raise ProofError(
+            f"you are in market {join.market_id} already",
+            hint="`reef prover status` shows your terms there; to change them, leave "
+            f"(`reef prover leave {join.market_id}`, twice) and join again",
+        )
     if client.retired(join.market_id):
         raise ProofError(
             f"market {join.market_id} is retired: it takes no new asks, so there is nothing to "
@@ -139,6 +193,80 @@ def withdraw_from_market(client: ProofMarketClient, market_id: int) -> int:
         return client.offer(me, market_id).leave_at
     client.leave_market(market_id)
     return 0
+
+
+@dataclass(frozen=True)
+class LeaveStep:
+    """Where a prover's leaving of a market stands after :func:`leave_market_step`."""
+
+    market_id: int
+    leave_at: int
+    """The chain time from which it may leave (0: it has left)."""
+    assigned: int
+    """Its asks in the market still assigned: it proves them (or is slashed) before leaving."""
+    early: ContractRevertError | None = None
+    """The refusal of a second step before ``leave_at`` (its wait: ``wait_s``); None when the
+    step was taken."""
+    wait_s: int = 0
+    """How long until ``leave_at``, from the later of the chain's and the wall clock's time."""
+
+    @property
+    def left(self) -> bool:
+        return self.leave_at == 0 and self.early is None
+
+    @property
+    def warning(self) -> str | None:
+        """What a first step that leaves asks assigned means (None otherwise)."""
+        if not self.leave_at or self.early is not None or not self.assigned:
+            return None
+        them, its = _them_its(self.assigned)
+        return (
+            f"{_still_yours(self.assigned, self.market_id)}: keep `reef prover run` going "
+            f"until {them} proved, or you are slashed at {its} deadline; you can leave once "
+            "none is left"
+        )
+
+
+def _still_yours(n: int, market_id: int) -> str:
+    """``1 ask of market 3 is still yours``, or ``2 asks ... are``."""
+    many = f"{n} asks of market {market_id} are"
+    return f"{f'1 ask of market {market_id} is' if n == 1 else many} still yours"
+
+
+def _them_its(n: int) -> tuple[str, str]:
+    return ("it is", "its") if n == 1 else ("they are", "their")
+
+
+def leave_market_step(
+    client: ProofMarketClient, market_id: int, *, clock: Callable[[], float] = time.time
+) -> LeaveStep:
+    """:func:`withdraw_from_market`, saying what holds a refused second step back: a step
+    before the leave delay has passed comes back with ``early`` (the revert says nothing of
+    when: the step says ``leave_at`` and the wait, counted from the chain's latest block or
+    ``clock``, whichever is later, as an idle devnet's next block takes the wall clock's time).
+
+    Raises:
+        ProofError: the sender is not in the market, or asks of it are still assigned to it.
+        ContractRevertError: the contract refused the step otherwise.
+    """
+    offer = client.offer(client.sender, market_id)
+    try:
+        leave_at = withdraw_from_market(client, market_id)
+    except ContractRevertError as exc:
+        if not (offer.joined and offer.leave_at):
+            raise
+        n = offer.active
+        if exc.reason == ProofRevert.STILL_ASSIGNED:
+            them, its = _them_its(n)
+            raise ProofError(
+                f"{exc.message}: {_still_yours(n, market_id)}",
+                hint=f"keep `reef prover run` going until {them} proved (or slashed at {its} "
+                f"deadline), then run `reef prover leave {market_id}` again",
+            ) from exc
+        latest = int(client.w3.eth.get_block("latest")["timestamp"])
+        now = max(latest, int(clock()))
+        return LeaveStep(market_id, offer.leave_at, n, early=exc, wait_s=offer.leave_at - now)
+    return LeaveStep(market_id, leave_at, offer.active)
 
 
 def _join(client: ProofMarketClient, join: MarketJoin) -> str:
