@@ -10,6 +10,7 @@ origins). Earlier rounds' attacks are in test_hostile.py and test_hostile_pages.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,9 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
+from reef.attestation import DevAuthority
 from reef.chain import Devnet, MarketClient, deploy_contracts, job_index, serve_devnet_in_thread
 from reef.home import ReefHome
-from reef.market import JobMetadata, RateCard
+from reef.market import JobMetadata, RateCard, job_user_data
 from reef.web import TOKEN_HEADER, Dashboard, DashboardSettings, dashboard_app
 
 CARD = RateCard.dev().lookup("local", "dev.small")
@@ -169,6 +171,10 @@ class Net:
     url: str
     job: int
     hostile: Any  # conftest.StrangerServer
+    bound: int
+    """A job whose enclave attests it, under this machine's dev root."""
+    other: int
+    """A job for which the provider names ``bound``'s enclave."""
 
 
 @pytest.fixture(scope="module")
@@ -181,13 +187,26 @@ def net(
     """A devnet where the visitor's job runs at a hostile provider whose enclave answers a
     Nitro document under Oyster's public *mock* root: its key is published, so anyone can sign
     a fresh document with any PCRs under it. The dashboard's clock is the document's own time
-    (the stand-in for a document just signed with that key)."""
+    (the stand-in for a document just signed with that key).
+
+    Two more of the visitor's jobs run there under this machine's dev root: one enclave attests
+    its job as a reef provider's do, and the provider names that same enclave for the other job
+    (paid for running nothing)."""
     raw = (vectors / "nitro" / "mock_custom.bin").read_bytes()
     expected = json.loads((vectors / "nitro" / "expected.json").read_text())["mock_custom.bin"]
     hostile = stranger_server()
     base = f"http://127.0.0.1:{hostile.port}"
+    home = ReefHome(tmp_path_factory.mktemp("browser-hostile-home"))
+    signed_at = int(expected["timestamp_ms"])
+    authority = DevAuthority.load_or_create(
+        home, now=dt.datetime.fromtimestamp(signed_at / 1000 - 3600, dt.UTC)
+    )
+    dev_documents: dict[str, bytes] = {}  # job id -> what its named enclave answers
 
     def job(query: dict[str, str]) -> tuple[int, str, bytes]:
+        job_id = query.get("id", "").lower()
+        # An endpoint without the path: the attestation client asks its /attestation/raw.
+        attestation = f"dev/{job_id}" if job_id in dev_documents else "attestation/raw"
         answer = {
             "job_id": query.get("id", ""),
             "phase": "running",
@@ -197,7 +216,7 @@ def net(
                 "state": "running",
                 "endpoints": {
                     "ports": {},
-                    "attestation": f"{base}/attestation/raw",
+                    "attestation": f"{base}/{attestation}",
                     "logs": f"{base}/logs",
                 },
             },
@@ -215,7 +234,6 @@ def net(
             "/logs": lambda q: (200, "text/event-stream", b"data: hello\n\n"),
         }
     )
-    home = ReefHome(tmp_path_factory.mktemp("browser-hostile-home"))
     devnet = Devnet()
     accounts = devnet.accounts
     deployment = deploy_contracts(
@@ -239,6 +257,19 @@ def net(
     ).to_json()
     own = MarketClient(devnet.web3(), deployment.market, account=accounts[0].local_account)
     number = job_index(own.open_job(metadata, evil.address, CARD.min_rate, 10**6))
+    bound, other = (own.open_job(metadata, evil.address, CARD.min_rate, 10**6) for _ in range(2))
+    enclave = authority.mint(
+        {0: bytes([7]) * 48},
+        timestamp_ms=signed_at,
+        user_data=job_user_data(devnet.web3().eth.chain_id, deployment.market, bound),
+    )
+    for job_id in (bound, other):
+        dev_documents[job_id.lower()] = enclave
+        hostile.routes[f"/dev/{job_id.lower()}/attestation/raw"] = lambda q: (
+            200,
+            "application/octet-stream",
+            enclave,
+        )
     key = home.path("owner.key")
     key.write_text(accounts[0].private_key.hex())
     try:
@@ -248,7 +279,7 @@ def net(
             )
             dash = Dashboard(settings, clock_ms=lambda: int(expected["timestamp_ms"]) + 1000)
             with serve_in_thread(dashboard_app(dash)) as url:
-                yield Net(url, number, hostile)
+                yield Net(url, number, hostile, job_index(bound), job_index(other))
             dash.close()
     finally:
         hostile.close()
@@ -272,6 +303,34 @@ def test_a_job_attested_under_a_root_anyone_can_sign_with_is_not_shown_as_attest
         assert "insecure" in text.lower(), text
         assert target.get_attribute("data-image-id") == ""
         assert target.get_attribute("data-insecure-root") == "mock"
+    finally:
+        page.close()
+
+
+@pytest.mark.slow
+def test_an_enclave_that_attests_another_job_is_not_shown_as_this_jobs(
+    net: Net, browser: Any
+) -> None:
+    """The provider names, for one job, the enclave it runs for another (the same image, under a
+    root the dashboard trusts): the image id is attested, but not for this job, so the page must
+    not show it as this job's enclave. The job the enclave does attest shows as attested."""
+    page = browser.new_page()
+    try:
+        verdicts = {}
+        for number in (net.bound, net.other):
+            page.goto(f"{net.url}/jobs/{number}")
+            page.wait_for_selector("#image-id[data-image-id]", state="attached", timeout=30_000)
+            target = page.locator("#image-id")
+            verdicts[number] = (target.inner_text(), target.get_attribute("data-image-id"))
+        text, image_id = verdicts[net.bound]
+        assert "attested live, root dev" in text, text
+        assert image_id
+        assert image_id in text
+        text, other_id = verdicts[net.other]
+        assert "NOT this job's enclave" in text, text
+        assert image_id in text  # the same enclave and image as the bound job's ...
+        assert other_id == ""  # ... never handed on as this job's attested image
+        assert page.locator("#image-id").get_attribute("data-other-job") == "yes"
     finally:
         page.close()
 
