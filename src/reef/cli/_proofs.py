@@ -725,25 +725,16 @@ def engine_run(
     """Index the proof market, keep its order book and assign asks, until Ctrl-C."""
 
     def build() -> Any:
-        from reef.proofs import MatchingEngine, await_engine_role
+        from reef.proofs import start_matching_engine
 
         given = _network_file(network)
         ctx = _network_ctx(given, flags, key_file)
         client = ctx.client()
-        # Started by `reef up` (a network file), the enclave exists before the admin makes its
-        # attested key the engine and funds it: it waits for both.
-        await_engine_role(client, wait_s=float(given.wait_s or 0))
         url = db or "sqlite:///" + str(
             ctx.session.home.path("proofs", f"engine-{client.address.lower()}.db")
         )
         start = int(ctx.service.get("start_block", 0)) if from_block is None else from_block
-        return MatchingEngine.on_database(
-            client,
-            url,
-            start_block=start,
-            batch_size=batch,
-            ignore_provers=given.ignore_provers or (),
-        )
+        return start_matching_engine(client, given, db_url=url, start_block=start, batch_size=batch)
 
     engine = _run(build)
     if once:
@@ -968,46 +959,24 @@ def prover_run(
     verification service (``"ivs": {"MARKET": URL}``)."""
 
     def build() -> Any:
-        import shlex
-
-        from reef.proofs import (
-            ArtifactStore,
-            ProverService,
-            RemoteInputVerifier,
-            command_worker,
-            enroll_prover,
-        )
+        from reef.node import load_key_file
+        from reef.proofs import ArtifactStore, start_prover, tee_workers
 
         given = _network_file(network)
         ctx = _network_ctx(given, flags, flags.key)
-        if given.prover is not None:
-            enroll_prover(ctx.client(), given.prover, private_key=ctx.private_key())
-        verifiers = {m: RemoteInputVerifier(u) for m, u in (given.ivs or {}).items()}
-        workers = {}
-        if tee:
-            from reef.node import load_key_file
-
-            signer = ctx.session.account if tee_key is None else load_key_file(tee_key)
-            if signer is None:  # pragma: no cover - _ctx(account=True) always opens one
-                raise InputError("--tee needs a key to sign with (--tee-key FILE)")
-            for spec in tee:
-                market_text, sep, command = spec.partition("=")
-                if not sep or not market_text.strip().isdigit() or not command.strip():
-                    raise InputError(f"--tee {spec!r}: expected MARKET=COMMAND, e.g. 3='./double'")
-                workers[int(market_text)] = command_worker(signer, shlex.split(command))
-
-        def report(outcome: Any) -> None:
-            note(_outcome_line(outcome))
-
-        return ProverService(
+        signer = ctx.session.account if tee_key is None or not tee else load_key_file(tee_key)
+        if tee and signer is None:  # pragma: no cover - _ctx(account=True) always opens one
+            raise InputError("--tee needs a key to sign with (--tee-key FILE)")
+        return start_prover(
             ctx.client(),
+            given,
             ArtifactStore(artifacts or ctx.store_root()),
             ctx.snarkjs(snarkjs),
-            verifiers=verifiers,
             from_block=int(ctx.service.get("start_block", 0)),
             markets=market or None,
-            on_outcome=report,
-            tee=workers,
+            tee=tee_workers(signer, tee) if tee and signer is not None else None,
+            on_outcome=lambda outcome: note(_outcome_line(outcome)),
+            private_key=ctx.private_key(),
         )
 
     service = _run(build)
@@ -1074,35 +1043,22 @@ def ivs_run(
     def build() -> Any:
         import os
 
-        from eth_account import Account
-
-        from reef.proofs import ArtifactStore, InputVerifier, derived_secp256k1_key, ivs_app
+        from reef.node import load_key_file
+        from reef.proofs import ArtifactStore, ivs_signer, start_ivs
 
         given = _network_file(network)
-        derive_url = os.environ.get("REEF_KMS_DERIVE_URL")
-        if kms_path is not None and derive_url:
-            account = Account.from_key(derived_secp256k1_key(derive_url, kms_path))
-        elif key_file is not None:
-            from reef.node import load_key_file
-
-            account = load_key_file(key_file)
-        else:
-            raise InputError(
-                "the IVS has no signing key: no --key-file, and no KMS derive server "
-                "($REEF_KMS_DERIVE_URL is not set)"
-                if kms_path is not None
-                else "the IVS has no signing key: give --key-file FILE or --kms-path PATH",
-                hint="pass --key-file FILE, or run the IVS in an enclave wired to a KMS",
-            )
-        ctx = _network_ctx(given, flags, None, account=False)
-        verifier = InputVerifier(
-            account, ArtifactStore(artifacts or ctx.store_root()), ctx.snarkjs(snarkjs)
+        account = ivs_signer(
+            kms_path=kms_path,
+            derive_url=os.environ.get("REEF_KMS_DERIVE_URL"),
+            key_file=None if key_file is None else lambda: load_key_file(key_file),
         )
+        ctx = _network_ctx(given, flags, None, account=False)
         # The file's first block wins here: the IVS reads markets created since the deployment.
         start = given.from_block
         if start is None:
             start = int(ctx.service.get("start_block", 0))
-        return verifier, ivs_app(verifier, ctx.client(), from_block=start)
+        store = ArtifactStore(artifacts or ctx.store_root())
+        return start_ivs(account, ctx.client(), store, ctx.snarkjs(snarkjs), from_block=start)
 
     verifier, served_app = _run(build)
     from reef.cli._common import serve_until_stopped

@@ -80,6 +80,13 @@ if TYPE_CHECKING:
         verify_with_snarkjs,
     )
     from reef.proofs._ivs import RemoteInputVerifier, ivs_app
+    from reef.proofs._launch import (
+        ivs_signer,
+        start_ivs,
+        start_matching_engine,
+        start_prover,
+        tee_workers,
+    )
     from reef.proofs._listing import (
         AskListing,
         MarketListing,
@@ -280,6 +287,7 @@ __all__ = [
     "enroll_prover",
     "ensure_snarkjs",
     "ivs_app",
+    "ivs_signer",
     "join_as_prover",
     "leave_market_step",
     "load_verification_key",
@@ -305,7 +313,11 @@ __all__ = [
     "short_stake",
     "snarkjs_in",
     "stake_advice",
+    "start_ivs",
+    "start_matching_engine",
+    "start_prover",
     "tee_signer_address",
+    "tee_workers",
     "unmatched_ask",
     "verifier_source",
     "verify_with_snarkjs",
@@ -421,6 +433,7 @@ __getattr__ = lazy_attributes(
         "enroll_prover": "_services",
         "ensure_snarkjs": "_runtime",
         "ivs_app": "_ivs",
+        "ivs_signer": "_launch",
         "join_as_prover": "_services",
         "leave_market_step": "_services",
         "load_verification_key": "_groth16",
@@ -446,7 +459,11 @@ __getattr__ = lazy_attributes(
         "short_stake": "_advice",
         "snarkjs_in": "_runtime",
         "stake_advice": "_advice",
+        "start_ivs": "_launch",
+        "start_matching_engine": "_launch",
+        "start_prover": "_launch",
         "tee_signer_address": "_tee",
+        "tee_workers": "_launch",
         "unmatched_ask": "_advice",
         "verifier_source": "_groth16",
         "verify_with_snarkjs": "_groth16",
