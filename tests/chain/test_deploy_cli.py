@@ -17,13 +17,20 @@ from typing import Any
 
 import httpx
 import pytest
-from eth_abi import decode, encode
+from eth_abi.abi import decode, encode
 from eth_account import Account
-from eth_utils import keccak, to_checksum_address
+from eth_utils.crypto import keccak
 from typer.testing import CliRunner
 
 from net_support import free_port
-from reef.chain import Deployment, Devnet, dev_accounts, read_devnet_info, serve_devnet_in_thread
+from reef.chain import (
+    Deployment,
+    Devnet,
+    dev_accounts,
+    parse_address,
+    read_devnet_info,
+    serve_devnet_in_thread,
+)
 from reef.chain.devnet._anvil import _terminate, _wait_listening, find_anvil
 from reef.cli import app
 from reef.errors import ConfigError, ContractRevertError
@@ -31,7 +38,7 @@ from reef.home import ReefHome
 
 runner = CliRunner()
 
-FUNDED = to_checksum_address("0x" + "f1" * 20)
+FUNDED = parse_address("0x" + "f1" * 20)
 IMAGE_ID = "0x" + "ab" * 32
 
 
