@@ -167,6 +167,12 @@ def test_deploy_on_anvil_from_its_unlocked_account_and_use_it(anvil: str, home: 
     assert json.loads(wallet.stdout)["rusd"] == "2.5"
     listed = runner.invoke(app, ["jobs", "list", "--json"])
     assert listed.exit_code == 0, listed.output
+    # What reef provider run resolves: this chain, this market, indexed from its first block.
+    from reef.node import locate_market
+
+    where = locate_market(home)
+    assert (where.rpc_url, where.market_address) == (anvil, market)
+    assert where.start_block == out["start_block"]
 
     # Deploying again on the same chain replaces the record (and says which market it replaced).
     again = _deploy("--rpc-url", anvil, "--unlocked")
@@ -346,3 +352,34 @@ def test_a_failure_half_way_prints_what_was_deployed(
     )
     assert not (home.chain / "devnet.json").exists()
     assert not (home.chain / "deployment.json").exists()
+
+
+@pytest.mark.slow
+def test_the_serverless_and_proof_market_contracts_come_with_with(
+    anvil: str, home: ReefHome
+) -> None:
+    verifier = parse_address("0x" + "5e" * 20)
+    result = _deploy(
+        "--rpc-url", anvil, "--unlocked", "--with", "serverless,proofs",
+        "--serverless-verifier", verifier, "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    jobs = out["services"]["serverless"]["jobs_contract"]
+    code = out["services"]["serverless"]["code_contract"]
+    proofs = out["services"]["proofs"]["market"]
+    deployer = out["deployer"].lower()
+    assert _call(anvil, jobs, "verifier()", [], [], "address").lower() == verifier.lower()
+    assert _call(anvil, jobs, "admin()", [], [], "address").lower() == deployer
+    assert _call(anvil, jobs, "TOKEN()", [], [], "address").lower() == out["token"].lower()
+    assert _rpc(anvil, "eth_getCode", code, "latest") != "0x"
+    assert _call(anvil, proofs, "token()", [], [], "address").lower() == out["token"].lower()
+    assert _call(anvil, proofs, "matchingEngine()", [], [], "address").lower() == deployer
+    # Each service needs what it needs, said before anything is sent.
+    for args, said in (
+        (["--with", "serverless"], "--with serverless needs --serverless-verifier ADDR"),
+        (["--with", "lambda"], "--with takes serverless and proofs, not lambda"),
+    ):
+        refused = _deploy("--rpc-url", anvil, "--unlocked", *args)
+        assert refused.exit_code == 1
+        assert said in refused.stderr

@@ -105,12 +105,15 @@ def estimate_deployment(
     rate_lock_s: int = DEFAULT_RATE_LOCK_S,
     fund_count: int = 0,
     approved_images: Sequence[bytes | str] = (),
+    extra: Sequence[tuple[str, Sequence[Any]]] = (),
 ) -> DeployEstimate:
-    """Price :func:`deploy_contracts`'s transactions (with the same arguments) for ``sender``.
+    """Price :func:`deploy_contracts`'s transactions (with the same arguments) for ``sender``,
+    and ``extra`` contract creations deployed after them (artifact name, constructor arguments:
+    the serverless and proof-market contracts, which their own packages deploy).
 
     Each contract creation is simulated (``eth_estimateGas``, against the chain as it is: the
-    market's token is a placeholder address, which its constructor only stores); each mint is
-    a fixed allowance, since the token it calls does not exist yet.
+    market's token is a placeholder address, which its constructor only stores, as those of
+    ``extra`` must); each mint is a fixed allowance, since the token it calls does not exist yet.
 
     Raises:
         ContractRevertError: a creation would revert (an argument out of bounds).
@@ -128,6 +131,7 @@ def estimate_deployment(
         ("Token", ("reef test USD", "rUSD")),
         ("Market", (who, rate_lock_s)),
         ("KmsRegistry", (ids,)),
+        *((name, tuple(args)) for name, args in extra),
     ]
     gas = 0
     for name, args in creations:

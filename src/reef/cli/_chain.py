@@ -16,6 +16,7 @@ endpoint that is not an Ethereum node, a chain other than ``--chain-id``, a main
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -504,6 +505,31 @@ def deploy_cmd(
             help="An image id the KMS registry approves from the start (repeatable).",
         ),
     ] = None,
+    with_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--with",
+            metavar="serverless,proofs",
+            help="Also deploy the serverless contracts (Jobs, Code) and/or the proof market.",
+        ),
+    ] = None,
+    serverless_verifier: Annotated[
+        str | None,
+        typer.Option(
+            "--serverless-verifier",
+            metavar="ADDR",
+            help="With serverless: the signer of the attestation statements the Jobs contract "
+            "trusts (the `reef verifier` key's address).",
+        ),
+    ] = None,
+    matching_engine: Annotated[
+        str | None,
+        typer.Option(
+            "--matching-engine",
+            metavar="ADDR",
+            help="With proofs: who assigns asks to provers (default: the deployer).",
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -530,7 +556,12 @@ def deploy_cmd(
     and market. Nothing is sent unless the sender can pay for every transaction.
     """
     from reef.chain import http_web3, parse_address, parse_amount
-    from reef.chain._deploy import check_image_ids, deploy_contracts, estimate_deployment
+    from reef.chain._deploy import (
+        CONTRACTS,
+        check_image_ids,
+        deploy_contracts,
+        estimate_deployment,
+    )
     from reef.home import ReefHome
 
     home = ReefHome.from_env()
@@ -538,6 +569,7 @@ def deploy_cmd(
         recipients = [parse_address(a, name="--fund") for a in fund or ()]
         amount = parse_amount(fund_amount, name="--fund-amount")
         images = [bytes(i) for i in check_image_ids(approve_image or ())]
+        extras = _extras(with_ or (), serverless_verifier, matching_engine)
         chain = _probe(rpc_url)
         _check_chain(chain, expected=chain_id, yes_mainnet=yes_mainnet)
         taken = _devnet_state(home)
@@ -555,6 +587,7 @@ def deploy_cmd(
             rate_lock_s=rate_lock,
             fund_count=len(recipients) if amount else 0,
             approved_images=images,
+            extra=[(name, args) for name, args in extras.creations(placeholder=who, deployer=who)],
         )
         balance = _balance(w3, who, rpc_url)
         if balance < estimate.wei:
@@ -587,8 +620,9 @@ def deploy_cmd(
             progress=tx_printer,
             deployed=deployed,
         )
+        services = extras.deploy(w3, deployer, deployment.token, who, deployed)
     except ReefError as exc:
-        raise _half_way(exc, done, chain) from exc
+        raise _half_way(exc, done, chain, planned=[*CONTRACTS, *extras.names()]) from exc
     with failing():
         deployment.dump(out_path)
         recorded = None
@@ -609,9 +643,14 @@ def deploy_cmd(
         "approved_images": ["0x" + i.hex() for i in images],
         "deployment_file": str(out_path),
         "recorded_in": recorded,
+        "services": services,
     }
     shown = dict(data)
     shown["fund_amount"] = rusd(amount, base_units=True) if recipients else "(none funded)"
+    del shown["services"]
+    for service, contracts in services.items():
+        for field, address in contracts.items():
+            shown[f"{service} {field.replace('_', ' ')}"] = address
     print_result(data, as_json, title="reef contracts deployed", shown=shown)
     if as_json:
         return
@@ -630,6 +669,110 @@ def deploy_cmd(
             f"use it: pass --rpc {rpc_url} --market {deployment.market} to each command "
             f"(reef provider run also --start-block {deployment.block})"
         )
+    if "serverless" in services:
+        jobs = services["serverless"]
+        tell(f"serverless: pass --jobs {jobs['jobs_contract']} --code {jobs['code_contract']}")
+    if "proofs" in services:
+        tell(f"proofs: pass --proof-market {services['proofs']['market']}")
+
+
+_SERVICES = ("serverless", "proofs")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Extras:
+    """The contracts of reef's services ``--with`` asks for besides the market's."""
+
+    serverless_verifier: str | None = None
+    """With serverless: the statement signer the Jobs contract trusts."""
+    proofs: bool = False
+    matching_engine: str | None = None
+
+    def names(self) -> list[str]:
+        """The contracts deployed, as :func:`_half_way` names them."""
+        names = ["serverless_jobs", "serverless_code"] if self.serverless_verifier else []
+        return names + (["proof_market"] if self.proofs else [])
+
+    def creations(self, *, placeholder: str, deployer: str) -> list[tuple[str, list[Any]]]:
+        """Each creation's artifact name and constructor arguments, ``placeholder`` standing
+        for the token (for :func:`reef.chain._deploy.estimate_deployment`)."""
+        from reef.serverless import JobsParams
+
+        found: list[tuple[str, list[Any]]] = []
+        if self.serverless_verifier:
+            args = [placeholder, self.serverless_verifier, *JobsParams().args()]
+            found += [("ServerlessJobs", args), ("ServerlessCode", [])]
+        if self.proofs:
+            found.append(("ProofMarket", [placeholder, self.matching_engine or deployer]))
+        return found
+
+    def deploy(
+        self,
+        w3: Web3,
+        deployer: Any,
+        token: str,
+        who: str,
+        deployed: Callable[[str, Address, int | None], None],
+    ) -> dict[str, dict[str, str]]:
+        """Deploy them, paid in ``token``; their addresses by service and ``network.json``
+        field (what ``reef up`` records for them)."""
+        services: dict[str, dict[str, str]] = {}
+        if self.serverless_verifier:
+            from reef.serverless import ServerlessCodeClient, ServerlessJobsClient
+
+            jobs = ServerlessJobsClient.deploy(
+                w3, deployer, token=token, verifier=self.serverless_verifier, progress=tx_printer
+            )
+            deployed("serverless_jobs", jobs.address, None)
+            code = ServerlessCodeClient.deploy(w3, deployer, progress=tx_printer)
+            deployed("serverless_code", code.address, None)
+            services["serverless"] = {"jobs_contract": jobs.address, "code_contract": code.address}
+        if self.proofs:
+            from reef.proofs import ProofMarketClient
+
+            engine = self.matching_engine or who
+            market = ProofMarketClient.deploy(
+                w3, deployer, token=token, matching_engine=engine, progress=tx_printer
+            )
+            deployed("proof_market", market.address, None)
+            services["proofs"] = {"market": market.address, "matching_engine": engine}
+        return services
+
+
+def _extras(asked: Sequence[str], verifier: str | None, engine: str | None) -> _Extras:
+    """What ``--with`` asks for, checked with the flags each service needs.
+
+    Raises:
+        InputError: an unknown service, a missing or malformed address.
+    """
+    from reef.chain import parse_address
+
+    names = {part.strip() for item in asked for part in item.split(",") if part.strip()}
+    unknown = sorted(names - set(_SERVICES))
+    if unknown:
+        raise InputError(
+            f"--with takes {' and '.join(_SERVICES)}, not {', '.join(unknown)}",
+            hint="e.g. --with serverless,proofs",
+        )
+    if "serverless" in names and verifier is None:
+        raise InputError(
+            "--with serverless needs --serverless-verifier ADDR: the Jobs contract trusts "
+            "attestation statements that address signs",
+            hint="the address of your `reef verifier` key",
+        )
+    if verifier is not None and "serverless" not in names:
+        raise InputError("--serverless-verifier is for --with serverless")
+    if engine is not None and "proofs" not in names:
+        raise InputError("--matching-engine is for --with proofs")
+    return _Extras(
+        serverless_verifier=(
+            parse_address(verifier, name="--serverless-verifier")
+            if "serverless" in names and verifier
+            else None
+        ),
+        proofs="proofs" in names,
+        matching_engine=None if engine is None else parse_address(engine, name="--matching-engine"),
+    )
 
 
 def _balance(w3: Web3, who: str, url: str) -> int:
@@ -646,16 +789,19 @@ def _gwei(wei: int) -> str:
 
 
 def _half_way(
-    error: ReefError, done: dict[str, tuple[Address, int | None]], chain: _Chain
+    error: ReefError,
+    done: dict[str, tuple[Address, int | None]],
+    chain: _Chain,
+    *,
+    planned: list[str],
 ) -> typer.Exit:
     """Report a deployment that failed after some contracts were deployed: what is on the chain
     (so nothing is lost) and how to go on; the Exit to raise."""
-    from reef.chain._deploy import CONTRACTS
     from reef.cli._output import fail
 
     if not done:
         return fail(error)
-    missing = [name for name in CONTRACTS if name not in done]
+    missing = [name for name in planned if name not in done]
     tell(f"error: {error.message}")
     if error.hint:
         tell(f"hint: {error.hint}")
