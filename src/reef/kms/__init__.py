@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         ImageApproval,
         RpcApproval,
     )
+    from reef.kms._budget import PeerBudget, PeerRate
     from reef.kms._client import (
         KmsPublicClient,
         VerifiedKmsIdentity,
@@ -58,13 +59,16 @@ if TYPE_CHECKING:
         KmsPin,
         PinStore,
     )
-    from reef.kms._public import public_app
+    from reef.kms._public import INFO_COST, PUBLIC_RATE, public_app
     from reef.kms._root import (
         KmsRoot,
         rotation_message,
     )
     from reef.kms._scallop import (
+        ATTESTATION_RATE,
+        CHAIN_RATE,
         DEFAULT_MAX_AGE_MS,
+        BudgetedStore,
         KmsWiring,
         client_policy,
         fetch_enclave_seed,
@@ -89,11 +93,15 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "ATTESTATION_RATE",
     "AeadSealer",
+    "BudgetedStore",
+    "CHAIN_RATE",
     "DEFAULT_MAX_AGE_MS",
     "DeriveServer",
     "DerivedKey",
     "EnclaveSeeds",
+    "INFO_COST",
     "INIT_PARAMS_KEY_PATH",
     "ImageApproval",
     "KEY_TYPES",
@@ -104,6 +112,9 @@ __all__ = [
     "KmsRoot",
     "KmsWiring",
     "OYSTER_KMS_VERIFY_SELECTOR",
+    "PUBLIC_RATE",
+    "PeerBudget",
+    "PeerRate",
     "PinStore",
     "ROOT_SEED_LENGTH",
     "RootKeyring",
@@ -149,6 +160,8 @@ __getattr__ = lazy_attributes(
         "OYSTER_KMS_VERIFY_SELECTOR": "_approval",
         "ImageApproval": "_approval",
         "RpcApproval": "_approval",
+        "PeerBudget": "_budget",
+        "PeerRate": "_budget",
         "KmsPublicClient": "_client",
         "VerifiedKmsIdentity": "_client",
         "fetch_identity": "_client",
@@ -178,9 +191,14 @@ __getattr__ = lazy_attributes(
         "KmsPin": "_pins",
         "PinStore": "_pins",
         "VERSION_HEADER": "_http",
+        "INFO_COST": "_public",
+        "PUBLIC_RATE": "_public",
         "public_app": "_public",
         "KmsRoot": "_root",
         "rotation_message": "_root",
+        "ATTESTATION_RATE": "_scallop",
+        "BudgetedStore": "_scallop",
+        "CHAIN_RATE": "_scallop",
         "DEFAULT_MAX_AGE_MS": "_scallop",
         "KmsWiring": "_scallop",
         "client_policy": "_scallop",

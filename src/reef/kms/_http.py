@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Scope
 
 from reef._api import query_param, text_answer
 from reef.errors import InputError, KMSError
+from reef.kms._budget import retry_after_s
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -44,6 +45,7 @@ __all__ = [
     "VERSION_PARAM",
     "add_kms_route",
     "answered_version",
+    "busy_response",
     "error_response",
     "kms_guard",
     "parse_address",
@@ -51,6 +53,7 @@ __all__ = [
     "parse_path",
     "parse_version",
     "peer_group",
+    "peer_group_of",
     "query_params",
     "raw_uri",
     "versioned_answer",
@@ -101,6 +104,19 @@ def _plain_refusal(status: int, reason: str) -> bytes:
 def error_response(status: int, message: str) -> Response:
     """A plain-text error answer (never signed: only 2xx answers are)."""
     return Response(_plain_refusal(status, message), status_code=status, media_type=_PLAIN)
+
+
+def busy_response(wait_s: float, message: str) -> Response:
+    """A 429 answer saying what the client asked too much of, and when to ask again: in the
+    text and in ``Retry-After`` (whole seconds, at least 1)."""
+    seconds = retry_after_s(wait_s)
+    text = f"{message}; retry after {seconds} s"
+    return Response(
+        _plain_refusal(429, text),
+        status_code=429,
+        media_type=_PLAIN,
+        headers={"retry-after": str(seconds)},
+    )
 
 
 def versioned_response(
@@ -178,9 +194,13 @@ class OneAtATime(Generic[_K]):
 def peer_group(request: Request) -> str:
     """The address a request's turns are counted under: its client's IPv4 address, or the /64
     of an IPv6 one (the block one host usually gets)."""
-    host = request.client.host if request.client is not None else ""
+    return peer_group_of(request.client.host if request.client is not None else "")
+
+
+def peer_group_of(host: str) -> str:
+    """:func:`peer_group` of a client address given as text (an IPv6 zone is ignored)."""
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return host
     if isinstance(address, ipaddress.IPv6Address):

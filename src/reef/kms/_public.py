@@ -42,6 +42,7 @@ from starlette.responses import Response
 from reef._api import api_app, query_param
 from reef.encoding import loads_bounded, parse_hex
 from reef.errors import InputError, KMSError, MisuseError, ReefError
+from reef.kms._budget import PeerBudget, PeerRate
 from reef.kms._derive import KeyType, derive_key
 from reef.kms._http import (
     PATH_PARAM,
@@ -49,6 +50,7 @@ from reef.kms._http import (
     VERSION_PARAM,
     OneAtATime,
     add_kms_route,
+    busy_response,
     error_response,
     kms_guard,
     parse_address,
@@ -63,10 +65,18 @@ from reef.kms._http import (
 from reef.kms._root import KmsRoot
 from reef.kms._signing import SIGNATURE_HEADER, sign_response
 
-__all__ = ["public_app"]
+__all__ = ["INFO_COST", "PUBLIC_RATE", "public_app"]
 
 
 _log = logging.getLogger("reef.kms.public")
+
+PUBLIC_RATE = PeerRate(per_second=20, burst=100)
+"""What one client group (an IPv4 address, an IPv6 /64) may ask of the public listener: 100
+units at once, 20 more a second. A derived key (a derivation, a public key, a signature) or a
+rotation attempt (a signature recovery) costs one; an identity costs :data:`INFO_COST`."""
+INFO_COST = 10
+"""Units of :data:`PUBLIC_RATE` an ``/info`` costs: an attestation (an NSM call) and a signature."""
+_TOO_MANY = "this client asked too much of the root; Retry-After says when to ask again"
 
 _Form = Literal["public", "address"]
 _ENDPOINTS: dict[str, tuple[KeyType, _Form]] = {
@@ -113,8 +123,28 @@ def _signed(root: KmsRoot, request: Request, body: bytes, media: str, version: i
     return Response(body, media_type=media, headers=headers)
 
 
-def public_app(root: KmsRoot) -> FastAPI:
-    """The public listener of ``root`` as an ASGI app (wrapped in the request limits)."""
+def public_app(root: KmsRoot, *, budget: PeerBudget | None = None) -> FastAPI:
+    """The public listener of ``root`` as an ASGI app (wrapped in the request limits).
+
+    Args:
+        budget: what each client group may ask a second (default :data:`PUBLIC_RATE`); past
+            it the answer is 429 with a ``Retry-After``.
+    """
+    # Not `budget or ...`: an empty budget has no peers yet, so it is falsy.
+    limit = PeerBudget(PUBLIC_RATE) if budget is None else budget
+
+    def over_budget(request: Request, cost: float, what: str, hint: str) -> Response | None:
+        """None when the client may have ``what``; else the 429 to answer."""
+        group = peer_group(request)
+        wait = limit.take(group, min(cost, limit.rate.burst))
+        if not wait:
+            return None
+        return busy_response(
+            wait,
+            f"{group} asked this KMS root for more {what} than it answers one client "
+            f"({limit.rate.per_second:g} units a second, {limit.rate.burst:g} at once); {hint}",
+        )
+
     app = api_app(
         "reef KMS root (public listener)",
         description="The public keys any enclave image or contract will get, signed by the "
@@ -123,6 +153,11 @@ def public_app(root: KmsRoot) -> FastAPI:
 
     def derive_endpoint(route: str, key_type: KeyType, form: _Form) -> None:
         async def handler(request: Request) -> Response:
+            busy = over_budget(
+                request, 1, "keys", "a key is the same every time it is asked for: keep it"
+            )
+            if busy is not None:
+                return busy
             try:
                 params = query_params(request.scope)
                 keyring = root.keyring
@@ -158,7 +193,7 @@ def public_app(root: KmsRoot) -> FastAPI:
             ok=_signed_answer(
                 "signed; the key bytes" if form == "public" else "signed", media, schema
             ),
-            errors={400: "what is wrong with the query"},
+            errors={400: "what is wrong with the query", 429: _TOO_MANY},
             parameters=_DERIVE_PARAMS,
         )
 
@@ -169,6 +204,14 @@ def public_app(root: KmsRoot) -> FastAPI:
     attesting: OneAtATime[str] = OneAtATime()
 
     async def info(request: Request) -> Response:
+        busy = over_budget(
+            request,
+            INFO_COST,
+            "identities",
+            "keep the identity you fetched: it changes only when the root rotates",
+        )
+        if busy is not None:
+            return busy
         try:
             nonce = parse_hex(query_params(request.scope).get("nonce", ""), name="nonce")
             async with attesting.turn(peer_group(request)):
@@ -184,6 +227,11 @@ def public_app(root: KmsRoot) -> FastAPI:
         return _signed(root, request, body, "application/json", document["current_version"])
 
     async def rotate(request: Request) -> Response:
+        busy = over_budget(
+            request, 1, "rotations", "send one signed rotation and wait for its answer"
+        )
+        if busy is not None:
+            return busy
         try:
             payload = loads_bounded(await request.body(), what="the rotation request")
             version = payload["version"]
@@ -221,7 +269,11 @@ def public_app(root: KmsRoot) -> FastAPI:
         info,
         summary="The root's identity, with an attestation binding it",
         ok=_signed_answer("signed identity document", "application/json", {"type": "object"}),
-        errors={400: "a nonce that is not hex", 503: "the root cannot attest right now"},
+        errors={
+            400: "a nonce that is not hex",
+            429: _TOO_MANY,
+            503: "the root cannot attest right now",
+        },
         parameters=[query_param("nonce", "hex bytes to bind into the attestation")],
     )
     add_kms_route(
@@ -240,6 +292,7 @@ def public_app(root: KmsRoot) -> FastAPI:
             401: "the signature is not the admin's",
             403: "this root takes no rotations",
             409: "a version that cannot follow the current one",
+            429: _TOO_MANY,
         },
         request_body={
             "required": True,

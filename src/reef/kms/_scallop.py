@@ -42,6 +42,7 @@ from reef.errors import (
     KMSError,
     ReefError,
 )
+from reef.kms._budget import PeerBudget, PeerRate
 from reef.kms._derive import _IMAGE_ID_HINT
 from reef.kms._http import (
     VERSION_HEADER,
@@ -49,23 +50,35 @@ from reef.kms._http import (
     OneAtATime,
     add_kms_route,
     answered_version,
+    busy_response,
     error_response,
     kms_guard,
     parse_address,
     parse_version,
+    peer_group_of,
     query_params,
     versioned_answer,
     versioned_response,
 )
 
 if TYPE_CHECKING:
-    from reef.attestation import TrustedRoot
+    from reef.attestation import TrustedRoot, VerifiedAttestation
     from reef.kms._client import VerifiedKmsIdentity
     from reef.kms._root import KmsRoot
-    from reef.scallop import Auther, PolicyStore, ScallopStream
+    from reef.scallop import (
+        Auther,
+        AuthStore,
+        ContainsResponse,
+        PolicyStore,
+        ScallopPeer,
+        ScallopStream,
+    )
 
 __all__ = [
+    "ATTESTATION_RATE",
+    "CHAIN_RATE",
     "DEFAULT_MAX_AGE_MS",
+    "BudgetedStore",
     "KmsWiring",
     "client_policy",
     "fetch_enclave_seed",
@@ -76,6 +89,14 @@ _log = logging.getLogger("reef.kms.scallop")
 
 DEFAULT_MAX_AGE_MS = 300_000
 """How old a client's attestation may be (Oyster's root: 300 000 ms)."""
+ATTESTATION_RATE = PeerRate(per_second=8, burst=32)
+"""Attestations the root verifies for one client group (an IPv4 address, an IPv6 /64): 32 at
+once, 8 more a second. An enclave presents one per seed it fetches (a few per boot); enclaves
+booting together on one provider host share the burst."""
+CHAIN_RATE = PeerRate(per_second=2, burst=16)
+"""Contract approvals (``eth_call``s) the root makes for one client group: 16 at once, 2 more a
+second. An enclave asks once per contract seed it fetches."""
+_LOG_EVERY_S = 1.0
 
 
 def client_policy(
@@ -100,8 +121,93 @@ def client_policy(
     return PeerPolicy(**options).store(cache=False)
 
 
-def scallop_app(root: KmsRoot) -> LightApi:
-    """The root's ``/derive`` app, to be served with :func:`reef.scallop.serve_asgi`."""
+class BudgetedStore:
+    """The root's auth store (an :class:`reef.scallop.AuthStore`), verifying at most a
+    :class:`PeerBudget` of attestations per client group.
+
+    Each attestation a client presents is verified in full (about 2 ms of P-384 on the event
+    loop), refused or not, and a stranger can present a new one per handshake: someone else's
+    document with a fresh Noise key each time, or fresh documents of its own enclave. Past its
+    group's budget a handshake is not asked for an attestation at all: it is let through
+    *unattested* (:class:`reef.scallop.Approved` without a peer), and :func:`scallop_app`, given
+    the same budget, answers every request on such a channel 429 with a ``Retry-After``, so the
+    client learns why and when, which a refused handshake could not tell it. An unattested
+    channel gets no seed: the app serves seeds to attested peers only.
+
+    Args:
+        store: the verifying store (:func:`client_policy`).
+        budget: attestations per client group.
+        peer: the client group of the connection whose handshake is being decided (None when
+            unknown: then the budget does not apply).
+    """
+
+    def __init__(
+        self, store: AuthStore, budget: PeerBudget, peer: Callable[[], str | None]
+    ) -> None:
+        self.store = store
+        self.budget = budget
+        self._peer = peer
+        self._logged_at = -_LOG_EVERY_S
+        self._unlogged = 0
+
+    def __repr__(self) -> str:
+        return f"BudgetedStore({self.store!r}, {self.budget!r})"
+
+    def contains(self, key: bytes) -> ContainsResponse:
+        """The store's answer; past the client's budget, approved without an attestation."""
+        from reef.scallop._policy import Approved, NotFound
+
+        answer = self.store.contains(key)
+        if not isinstance(answer, NotFound):
+            return answer
+        group = self._peer()
+        if group is None:
+            return answer
+        wait = self.budget.take(group)
+        if not wait:
+            return answer
+        self._log(group, wait)
+        return Approved(None)
+
+    def verify(self, attestation: bytes, key: bytes) -> VerifiedAttestation | None:
+        """Verify with the store (only handshakes within the budget get here)."""
+        return self.store.verify(attestation, key)
+
+    def _log(self, group: str, wait: float) -> None:
+        # A flood would otherwise write a line per handshake: one a second, with a count.
+        now = asyncio.get_running_loop().time()
+        if now - self._logged_at < _LOG_EVERY_S:
+            self._unlogged += 1
+            return
+        _log.warning(
+            "%s is over its attestation budget (%g a second): not verifying its attestations "
+            "for %.1f s (%d more over-budget handshakes since the last line)",
+            group,
+            self.budget.rate.per_second,
+            wait,
+            self._unlogged,
+        )
+        self._logged_at, self._unlogged = now, 0
+
+
+def _group(peer: ScallopPeer) -> str:
+    address = peer.address
+    return peer_group_of(str(address[0])) if address else ""
+
+
+def scallop_app(
+    root: KmsRoot,
+    *,
+    verifications: PeerBudget | None = None,
+    chain_calls: PeerBudget | None = None,
+) -> LightApi:
+    """The root's ``/derive`` app, to be served with :func:`reef.scallop.serve_asgi`.
+
+    Args:
+        verifications: the budget of the listener's :class:`BudgetedStore`: a client's channel
+            without an attestation is then answered 429 (else 401, a misconfigured listener).
+        chain_calls: contract approvals per client group (default: none counted); past it 429.
+    """
     from reef.scallop import scallop_peer
 
     # The chain is asked about one image's contracts one call at a time: an enclave that names
@@ -116,6 +222,16 @@ def scallop_app(root: KmsRoot) -> LightApi:
             return error_response(401, "this endpoint is only served over Scallop")
         image_id = peer.image_id
         if image_id is None:
+            if verifications is not None and peer.auth == "pinned":
+                # BudgetedStore let the channel through without asking (see its docstring).
+                group = _group(peer)
+                return busy_response(
+                    verifications.wait_s(group),
+                    f"{group} presented more attestations than this KMS root verifies for one "
+                    f"client ({verifications.rate.per_second:g} a second, "
+                    f"{verifications.rate.burst:g} at once), so this channel is not attested "
+                    "and gets no seed; open a new channel (one attestation each) after that",
+                )
             # The store always asks; a peer without attestation means a misconfigured listener.
             return error_response(401, "the client did not attest its image")
         try:
@@ -135,6 +251,17 @@ def scallop_app(root: KmsRoot) -> LightApi:
             approval = root.approval
             if approval is None:
                 return error_response(400, "this KMS root serves no contract-based seeds")
+            if chain_calls is not None:
+                group = _group(peer)
+                wait = chain_calls.take(group)
+                if wait:
+                    return busy_response(
+                        wait,
+                        f"{group} asked this KMS root to ask the chain about contracts more "
+                        f"often than it does for one client ({chain_calls.rate.per_second:g} a "
+                        f"second, {chain_calls.rate.burst:g} at once); a contract seed is the "
+                        "same every time: keep it",
+                    )
             try:
                 async with asking.turn(image_id):
                     approved = await approval(address, image_id)
@@ -153,6 +280,17 @@ def scallop_app(root: KmsRoot) -> LightApi:
         description="Enclave and contract seeds for attested enclaves: served only inside a "
         "Scallop channel whose client attested its image, which names the seed.",
     )
+    errors = {
+        400: "what is wrong with the query (or: this root serves no contract seeds)",
+        401: "not over Scallop, the client did not attest, or the contract does not "
+        "approve the client's image",
+        500: "the chain cannot be asked whether the contract approves",
+    }
+    if verifications is not None or chain_calls is not None:
+        errors[429] = (
+            "this client presented more attestations, or asked about contracts more often, "
+            "than the root takes from one client; Retry-After says when to ask again"
+        )
     add_kms_route(
         app,
         "/derive",
@@ -160,12 +298,7 @@ def scallop_app(root: KmsRoot) -> LightApi:
         name="derive",
         summary="The 64-byte seed of the client's image (or of a contract approving it)",
         ok=versioned_answer("the 64-byte seed"),
-        errors={
-            400: "what is wrong with the query (or: this root serves no contract seeds)",
-            401: "not over Scallop, the client did not attest, or the contract does not "
-            "approve the client's image",
-            500: "the chain cannot be asked whether the contract approves",
-        },
+        errors=errors,
         parameters=[
             query_param(
                 "address",

@@ -24,13 +24,18 @@ from typing import TYPE_CHECKING, Any
 
 from reef._serve import Limits, Server, is_loopback, serve
 from reef.errors import InputError, KMSError
+from reef.kms._budget import PeerBudget, PeerRate
 from reef.kms._derive import DerivedKey, KeyType, derive_key
 from reef.kms._derive_server import EnclaveSeeds, derive_server_app
+from reef.kms._http import peer_group_of
 from reef.kms._keyring import RootKeyring, identity_digest
-from reef.kms._public import public_app
+from reef.kms._public import PUBLIC_RATE, public_app
 from reef.kms._root import KmsRoot
 from reef.kms._scallop import (
+    ATTESTATION_RATE,
+    CHAIN_RATE,
     DEFAULT_MAX_AGE_MS,
+    BudgetedStore,
     KmsWiring,
     client_policy,
     scallop_app,
@@ -110,6 +115,11 @@ class RootServer:
         max_age_ms: how old a client's attestation may be.
         clock: milliseconds since the epoch for attestation freshness (wall clock when None).
         log_level: the HTTP server's log level.
+        attestation_rate: attestations verified per client group (an IPv4 address, an IPv6
+            /64) on the Scallop listener; past it a handshake is let through unattested and
+            its requests answered 429 (:class:`reef.kms._scallop.BudgetedStore`).
+        chain_rate: contract approvals asked of the chain per client group; past it 429.
+        public_rate: what each client group may ask of the public listener; past it 429.
     """
 
     def __init__(
@@ -123,6 +133,9 @@ class RootServer:
         max_age_ms: int = DEFAULT_MAX_AGE_MS,
         clock: Callable[[], int] | None = None,
         log_level: str = "warning",
+        attestation_rate: PeerRate = ATTESTATION_RATE,
+        chain_rate: PeerRate = CHAIN_RATE,
+        public_rate: PeerRate = PUBLIC_RATE,
     ) -> None:
         if not peer_roots:
             raise InputError(
@@ -135,8 +148,14 @@ class RootServer:
         self._max_age_ms = max_age_ms
         self._clock = clock
         self._requested_scallop_port = scallop_port
+        self._verifications = PeerBudget(attestation_rate)
+        self._chain_calls = PeerBudget(chain_rate)
         self._public = _Listener(
-            public_app(root), host, public_port, log_level, "KMS root's public listener"
+            public_app(root, budget=PeerBudget(public_rate)),
+            host,
+            public_port,
+            log_level,
+            "KMS root's public listener",
         )
         self._scallop: ScallopServer | None = None
         self._scallop_port: int | None = None
@@ -155,12 +174,15 @@ class RootServer:
     async def _serve_scallop(self, keyring: RootKeyring, port: int) -> ScallopServer:
         from reef.scallop import serve_asgi
 
+        policy = client_policy(self._peer_roots, max_age_ms=self._max_age_ms, clock=self._clock)
         return await serve_asgi(
-            scallop_app(self.root),
+            scallop_app(
+                self.root, verifications=self._verifications, chain_calls=self._chain_calls
+            ),
             self.host,
             port,
             static_key=keyring.scallop_secret(),
-            policy=client_policy(self._peer_roots, max_age_ms=self._max_age_ms, clock=self._clock),
+            policy=BudgetedStore(policy, self._verifications, self._handshaking_peer),
             auther=self._auther(keyring),
             handshake_timeout=5.0,
             # Slots shared per peer address (reef.scallop._slots): a crowd of stalled handshakes
@@ -173,6 +195,25 @@ class RootServer:
             max_body=1024,
             keepalive_timeout=5.0,
         )
+
+    def _handshaking_peer(self) -> str | None:
+        """The client group of the Scallop connection whose handshake runs in this task.
+
+        reef.scallop tells an auth store nothing of the connection it decides about, but its
+        server runs each connection in a task of its own and keeps the connection's writer by
+        that task: read there. None (the budget then does not apply) if that ever changes;
+        the test of the budget fails then. reef.scallop should hand the store the peer.
+        """
+        connections = getattr(self._scallop, "_connections", None)
+        if not isinstance(connections, dict):
+            return None
+        writer = connections.get(asyncio.current_task())
+        if writer is None:
+            return None
+        peername = writer.get_extra_info("peername")
+        if not (isinstance(peername, tuple) and peername):
+            return None
+        return peer_group_of(str(peername[0]))
 
     async def start(self) -> None:
         """Bind both listeners.
