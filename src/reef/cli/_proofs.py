@@ -547,25 +547,16 @@ def request_cmd(
     private_data = None if private is None else _run(lambda: read_input_file(private))
 
     def go(ctx: _Ctx) -> int:
-        from reef.proofs import AuctionRamp, ask_advice, describe_market, prepare_ask, request_proof
+        from reef.proofs import AuctionRamp, request_checked
 
-        client = ctx.client()
-        listing = describe_market(client, market_id)
-        ask = prepare_ask(
-            listing, public_data, input_file, private=private_data, private_path=private,
-            auction=prices is not None,
-        )  # fmt: skip
-        advice = ask_advice(
-            client, listing, reward=paying, proving_time=deadline_s, private=ask.secret is not None
-        )
-        if advice is not None:
-            tell(f"warning: {advice.message(expiry)}")
         ramped = None
         if prices is not None:
             ramped = AuctionRamp(min_price=prices[0], max_price=prices[1], ramp_time=ramp_s)
-        return request_proof(
-            client, market_id, list(ask.inputs), reward=paying, auction=ramped, secret=ask.secret,
-            expiry=ctx.session.now() + expiry_s, proving_time=deadline_s,
+        return request_checked(
+            ctx.client(), market_id, public_data, input_file, private=private_data,
+            private_path=private, reward=paying, auction=ramped, proving_time=deadline_s,
+            expiry=ctx.session.now() + expiry_s,
+            warn=lambda advice: tell(f"warning: {advice.message(expiry)}"),
         )  # fmt: skip
 
     ask_id = _on_market(flags, go)
@@ -632,18 +623,10 @@ def wait_cmd(
 
     timeout_s = _run(lambda: _duration(timeout, "--timeout"))
 
+    from reef.proofs import AskState, ask_ending, wait_for_ending
+
     def go(ctx: _Ctx) -> AskListing:
-        from reef.proofs import ask_settled, describe_ask, wait_for_ask
-
-        state = wait_for_ask(ctx.client(), ask_id, timeout_s=timeout_s)
-        if not ask_settled(state):
-            raise ProofError(
-                f"ask {ask_id} is still {state.label} after {timeout}",
-                hint=f"run `reef proofs wait {ask_id}` again, or `reef proofs show {ask_id}`",
-            )
-        return describe_ask(ctx.client(), ask_id)
-
-    from reef.proofs import AskState, ask_ending
+        return wait_for_ending(ctx.client(), ask_id, timeout_s=timeout_s, waited=timeout)
 
     listing = _on_market(flags, go, account=False)
     _print_ask(listing.record(), flags.as_json)

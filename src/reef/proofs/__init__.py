@@ -32,7 +32,14 @@ if TYPE_CHECKING:
         stake_advice,
         unmatched_ask,
     )
-    from reef.proofs._asking import PreparedAsk, prepare_ask, read_input_file, retired_hint
+    from reef.proofs._asking import (
+        PreparedAsk,
+        prepare_ask,
+        read_input_file,
+        request_checked,
+        retired_hint,
+        wait_for_ending,
+    )
     from reef.proofs._auction import AuctionTerms, auction_price
     from reef.proofs._book import OrderBook
     from reef.proofs._client import ProofMarketClient
@@ -307,6 +314,7 @@ __all__ = [
     "register_matching_engine",
     "register_prover",
     "register_tee_signer",
+    "request_checked",
     "request_proof",
     "retire_market",
     "retired_hint",
@@ -322,6 +330,7 @@ __all__ = [
     "verifier_source",
     "verify_with_snarkjs",
     "wait_for_ask",
+    "wait_for_ending",
     "withdraw_from_market",
     "zkey_verification_key",
 ]
@@ -453,6 +462,7 @@ __getattr__ = lazy_attributes(
         "register_matching_engine": "_tee",
         "register_prover": "_services",
         "register_tee_signer": "_tee",
+        "request_checked": "_asking",
         "request_proof": "_request",
         "retire_market": "_market",
         "retired_hint": "_asking",
@@ -468,6 +478,7 @@ __getattr__ = lazy_attributes(
         "verifier_source": "_groth16",
         "verify_with_snarkjs": "_groth16",
         "wait_for_ask": "_request",
+        "wait_for_ending": "_asking",
         "withdraw_from_market": "_services",
         "zkey_verification_key": "_zkey",
     },

@@ -1,6 +1,8 @@
 """An ask checked against its market before it goes on chain: the input files a requester
 wrote (:func:`read_input_file`), refused when they do not fit the market, and the values and
-sealed-to-be secret they give (:func:`prepare_ask`).
+sealed-to-be secret they give (:func:`prepare_ask`); then sent, with a warning when no prover
+would take it (:func:`request_checked`), and waited for until it ends
+(:func:`wait_for_ending`). ``reef proofs request`` and ``reef proofs wait`` are these.
 
 The contract counts only the inputs and cannot tell a typo from a private input put in the
 public file (which would then be on chain in the clear), nor a market retired for a newer one:
@@ -12,7 +14,8 @@ what to give instead. :func:`prepare_ask` is pure over a :class:`~reef.proofs.Ma
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +23,20 @@ from typing import Any
 from reef.encoding import parse_uint
 from reef.errors import InputError, InvalidProofInputError, ProofError
 from reef.home import read_json
-from reef.proofs._listing import MarketListing
+from reef.proofs._advice import UnmatchedAsk, ask_advice
+from reef.proofs._client import ProofMarketClient
+from reef.proofs._listing import AskListing, MarketListing, describe_ask, describe_market
+from reef.proofs._request import AuctionRamp, ask_settled, request_proof, wait_for_ask
 from reef.proofs._secret import parse_private_inputs
 
-__all__ = ["PreparedAsk", "prepare_ask", "read_input_file", "retired_hint"]
+__all__ = [
+    "PreparedAsk",
+    "prepare_ask",
+    "read_input_file",
+    "request_checked",
+    "retired_hint",
+    "wait_for_ending",
+]
 
 # What an input file looks like, for the refusals of one that is missing or is not one.
 _INPUT_HINT = (
@@ -114,6 +127,70 @@ def prepare_ask(
             hint="provers lock auctions themselves, so no engine re-encrypts a secret for them",
         )
     return PreparedAsk(market_id, tuple(values), secret)
+
+
+def request_checked(
+    client: ProofMarketClient,
+    market_id: int,
+    public: Mapping[str, Any],
+    public_path: Path,
+    *,
+    expiry: int,
+    proving_time: int,
+    reward: int | None = None,
+    auction: AuctionRamp | None = None,
+    private: Mapping[str, Any] | None = None,
+    private_path: Path | None = None,
+    warn: Callable[[UnmatchedAsk], None] | None = None,
+) -> int:
+    """Ask market ``market_id`` for a proof of the inputs its files give: checked against the
+    market as the chain has it (:func:`prepare_ask`), then, when no prover would take it
+    (:func:`~reef.proofs.ask_advice`), passed to ``warn``, and sent all the same (a prover may
+    join or change its terms before it expires) by :func:`~reef.proofs.request_proof`, whose
+    arguments the rest are. Returns the ask's id.
+
+    Raises:
+        ProofError, InputError: as :func:`prepare_ask` and :func:`~reef.proofs.request_proof`.
+    """
+    listing = describe_market(client, market_id)
+    ask = prepare_ask(
+        listing, public, public_path, private=private, private_path=private_path,
+        auction=auction is not None,
+    )  # fmt: skip
+    advice = ask_advice(
+        client, listing, reward=reward, proving_time=proving_time, private=ask.secret is not None
+    )
+    if advice is not None and warn is not None:
+        warn(advice)
+    return request_proof(
+        client, market_id, ask.inputs, reward=reward, auction=auction, secret=ask.secret,
+        expiry=expiry, proving_time=proving_time,
+    )  # fmt: skip
+
+
+def wait_for_ending(
+    client: ProofMarketClient,
+    ask_id: int,
+    *,
+    timeout_s: float,
+    waited: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> AskListing:
+    """Ask ``ask_id`` whole once it has ended or waits only for its requester
+    (:func:`~reef.proofs.wait_for_ask`, :func:`~reef.proofs.ask_settled`).
+
+    Raises:
+        ProofError: there is no such ask, or it is still under way after ``timeout_s`` (the
+            message says so in ``waited``, the caller's words for that time, e.g. ``10m``).
+    """
+    state = wait_for_ask(client, ask_id, timeout_s=timeout_s, clock=clock, sleep=sleep)
+    if not ask_settled(state):
+        raise ProofError(
+            f"ask {ask_id} is still {state.label} after {waited or f'{timeout_s:g} s'}",
+            hint=f"run `reef proofs wait {ask_id}` again, or `reef proofs show {ask_id}`",
+        )
+    return describe_ask(client, ask_id)
 
 
 def _private_inputs(data: Mapping[str, Any], path: Path, names: list[str], market_id: int) -> bytes:
