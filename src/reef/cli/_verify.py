@@ -8,8 +8,10 @@ as ``reef image measure`` does).
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -32,6 +34,9 @@ from reef.cli._output import (
     warn_insecure_root,
 )
 from reef.errors import AttestationError, InputError, ReefError
+
+if TYPE_CHECKING:
+    from reef.attestation import VerifiedAttestation
 
 __all__ = ["register"]
 
@@ -86,6 +91,42 @@ def _point_at_attestation(exc: ReefError, endpoint: str, checks: list[str]) -> N
     )
 
 
+def _user_data(hex_data: str) -> str:
+    """The attested user data as people read it: a reef provider's enclave attests its job as
+    text (``reef-job/1 chain=… market=… job=…``, docs/node.md), which hex hid; anything that
+    is not printable ASCII stays hex (it is a stranger's: no control character is printed)."""
+    if not hex_data:
+        return "(empty)"
+    data = bytes.fromhex(hex_data)
+    if all(0x20 <= byte < 0x7F for byte in data):
+        return f"{data.decode('ascii')} (as text; --json gives its hex)"
+    return hex_data
+
+
+def _explain_image_id(exc: AttestationError, attested: VerifiedAttestation, debug: bool) -> None:
+    """Say in ``exc``'s hint why the image id ``--image`` gives is not the one ``attested``: a
+    debug enclave (PCR0-2 zero, as on Nitro) attests no image, so ``--image`` matches it only
+    with ``--debug`` (``reef jobs update JOB --debug`` makes one of a verified job), and the
+    other way round."""
+    from reef.attestation import PCR_LENGTH
+
+    zero = bytes(PCR_LENGTH)
+    is_debug = all(hmac.compare_digest(attested.pcrs.get(i, b""), zero) for i in (0, 1, 2))
+    if is_debug and not debug:
+        exc.hint = (
+            "the enclave is a debug enclave: its PCR0-2 are zero, so (as on Nitro) it attests no "
+            "image at all; add --debug to accept it, which proves only that it is some debug "
+            "enclave (every debug enclave with the same init params has this image id)"
+        )
+    elif debug and not is_debug:
+        exc.hint = "the enclave is not a debug enclave (its PCR0-2 are not zero): drop --debug"
+    else:
+        exc.hint = (
+            "the enclave runs another image, or other init params, than --image gives "
+            "(`reef image measure` prints the image id of an image and its init params)"
+        )
+
+
 def verify_cmd(
     endpoint: Annotated[
         str,
@@ -115,11 +156,17 @@ def verify_cmd(
         expected = _expected_image_id(image_id, image, init_params, debug)
         trusted = trusted_root(root)
         client = AttestationClient(root=trusted, max_age_ms=max_age_ms, timeout=timeout)
+    document = None
     try:
-        verified = client.verify(
-            url, expect=Expectations(image_id=expected) if expected is not None else None
+        # Fetched, then checked: a rejected image id is explained from the same document.
+        document = client.fetch(url)
+        verified = client.check(
+            document, expect=Expectations(image_id=expected) if expected is not None else None
         )
     except AttestationError as exc:
+        if exc.reason == "image_id" and document is not None and image is not None:
+            with contextlib.suppress(AttestationError):  # unexplained, it is still rejected
+                _explain_image_id(exc, client.check(document), debug)
         if as_json:
             print_json(
                 {"verified": False, "endpoint": url, "reason": exc.reason, "error": exc.message}
@@ -146,7 +193,7 @@ def verify_cmd(
         "timestamp": attested_time(result["timestamp_ms"]),
         # As `reef attestation verify` shows them: a blank value read as a missing line.
         "public_key": result["public_key"] or "(empty)",
-        "user_data": result["user_data"] or "(empty)",
+        "user_data": _user_data(result["user_data"]),
     }
     print_result(result, as_json, shown=shown)
     warn_insecure_root(trusted, "verified")
