@@ -16,6 +16,7 @@ endpoint that is not an Ethereum node, a chain other than ``--chain-id``, a main
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -397,6 +398,7 @@ def _check_out(path: Path, chain: _Chain, *, force: bool) -> Deployment | None:
     from reef.chain import Deployment
 
     if not path.exists():
+        _check_writable(path)
         return None
     if path.is_dir():
         raise ConfigError(f"--out {path} is a directory", hint="name a file")
@@ -417,6 +419,24 @@ def _check_out(path: Path, chain: _Chain, *, force: bool) -> Deployment | None:
             "their chain)",
         )
     return held
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse an ``--out`` whose directory cannot be made or written (before anything is sent).
+
+    Raises:
+        ConfigError: naming the directory.
+    """
+    import os
+
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"cannot write the deployment file {path}: {folder} is not a writable directory",
+            hint="name another --out file",
+        )
 
 
 def _sender(w3: Web3, url: str, key: Path | None, unlocked: bool, sender: str | None) -> Any:
@@ -570,11 +590,11 @@ def deploy_cmd(
         amount = parse_amount(fund_amount, name="--fund-amount")
         images = [bytes(i) for i in check_image_ids(approve_image or ())]
         extras = _extras(with_ or (), serverless_verifier, matching_engine)
-        chain = _probe(rpc_url)
-        _check_chain(chain, expected=chain_id, yes_mainnet=yes_mainnet)
         taken = _devnet_state(home)
         if taken is not None and out is None:
             raise _home_taken(home, taken)
+        chain = _probe(rpc_url)
+        _check_chain(chain, expected=chain_id, yes_mainnet=yes_mainnet)
         previous = None if taken is not None else _home_record(home, chain, force=force)
         out_path = out if out is not None else home.chain / "deployment.json"
         replaced = _check_out(out_path, chain, force=force)
@@ -623,12 +643,25 @@ def deploy_cmd(
         services = extras.deploy(w3, deployer, deployment.token, who, deployed)
     except ReefError as exc:
         raise _half_way(exc, done, chain, planned=[*CONTRACTS, *extras.names()]) from exc
-    with failing():
+    except KeyboardInterrupt:
+        # Ctrl-C between transactions: what is deployed is said once more, as for a failure.
+        interrupted = ReefError("interrupted", hint="a transaction sent may still be mined")
+        raise _half_way(
+            interrupted, done, chain, planned=[*CONTRACTS, *extras.names()], code=130
+        ) from None
+    try:
         deployment.dump(out_path)
         recorded = None
         if taken is None:
             _record(home, w3, chain, deployment, rate_lock)
             recorded = str(home.root)
+    except (OSError, ReefError) as exc:
+        # Deployed but not written down: the addresses must not be lost with the error.
+        tell(f"deployed, but not recorded: {exc}")
+        tell(json.dumps(deployment.to_json()))
+        raise typer.Exit(1) from exc
+    if taken is not None:
+        tell(f"note: {home.root} runs reef's own devnet: the deployment is not recorded there")
     data: dict[str, Any] = {
         "chain_id": deployment.chain_id,
         "rpc_url": rpc_url,
@@ -794,13 +827,14 @@ def _half_way(
     chain: _Chain,
     *,
     planned: list[str],
+    code: int = 1,
 ) -> typer.Exit:
     """Report a deployment that failed after some contracts were deployed: what is on the chain
     (so nothing is lost) and how to go on; the Exit to raise."""
     from reef.cli._output import fail
 
     if not done:
-        return fail(error)
+        return fail(error, code=code)
     missing = [name for name in planned if name not in done]
     tell(f"error: {error.message}")
     if error.hint:
@@ -819,7 +853,7 @@ def _half_way(
             "every contract is deployed but funding stopped: the deployer owns the token and "
             "can mint(address,uint256) to the rest; or run the command again for a new set"
         )
-    return typer.Exit(1)
+    return typer.Exit(code)
 
 
 def _record(
