@@ -943,23 +943,24 @@ def prover_run(
 
     def build() -> Any:
         from reef.node import load_key_file
-        from reef.proofs import ArtifactStore, start_prover, tee_workers
+        from reef.proofs import ArtifactStore, ProverService, enroll_from_settings, tee_workers
 
         given = _network_file(network)
         ctx = _network_ctx(given, flags, flags.key)
         signer = ctx.session.account if tee_key is None or not tee else load_key_file(tee_key)
         if tee and signer is None:  # pragma: no cover - _ctx(account=True) always opens one
             raise InputError("--tee needs a key to sign with (--tee-key FILE)")
-        return start_prover(
-            ctx.client(),
-            given,
+        workers = tee_workers(signer, tee) if tee and signer is not None else None
+        client = ctx.client()
+        return ProverService(
+            client,
             ArtifactStore(artifacts or ctx.store_root()),
             ctx.snarkjs(snarkjs),
+            verifiers=enroll_from_settings(client, given, private_key=ctx.private_key()),
             from_block=int(ctx.service.get("start_block", 0)),
             markets=market or None,
-            tee=tee_workers(signer, tee) if tee and signer is not None else None,
             on_outcome=lambda outcome: note(_outcome_line(outcome)),
-            private_key=ctx.private_key(),
+            tee=workers,
         )
 
     service = _run(build)

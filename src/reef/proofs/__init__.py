@@ -88,10 +88,10 @@ if TYPE_CHECKING:
     )
     from reef.proofs._ivs import RemoteInputVerifier, ivs_app
     from reef.proofs._launch import (
+        enroll_from_settings,
         ivs_signer,
         start_ivs,
         start_matching_engine,
-        start_prover,
         tee_workers,
     )
     from reef.proofs._listing import (
@@ -291,6 +291,7 @@ __all__ = [
     "ecies_decrypt",
     "ecies_encrypt",
     "encrypt_secret",
+    "enroll_from_settings",
     "enroll_prover",
     "ensure_snarkjs",
     "ivs_app",
@@ -323,7 +324,6 @@ __all__ = [
     "stake_advice",
     "start_ivs",
     "start_matching_engine",
-    "start_prover",
     "tee_signer_address",
     "tee_workers",
     "unmatched_ask",
@@ -439,6 +439,7 @@ __getattr__ = lazy_attributes(
         "ecies_decrypt": "_secret",
         "ecies_encrypt": "_secret",
         "encrypt_secret": "_secret",
+        "enroll_from_settings": "_launch",
         "enroll_prover": "_services",
         "ensure_snarkjs": "_runtime",
         "ivs_app": "_ivs",
@@ -471,7 +472,6 @@ __getattr__ = lazy_attributes(
         "stake_advice": "_advice",
         "start_ivs": "_launch",
         "start_matching_engine": "_launch",
-        "start_prover": "_launch",
         "tee_signer_address": "_tee",
         "tee_workers": "_launch",
         "unmatched_ask": "_advice",

@@ -1,8 +1,9 @@
 """Starting the proof market's three services as a process does (``reef proofs engine run``,
 ``reef prover run``, ``reef proofs ivs run``, which ``reef up``'s enclaves run): from the
 settings a network file gives (:class:`~reef.proofs.ServiceSettings`) and what the operator
-named. Each waits or enrolls as its settings say, then returns the service, not yet running;
-the caller runs it (``run``, ``step``, or serving the IVS's app).
+named. Each waits or enrolls as its settings say, then returns the service, not yet running
+(a prover's: what :class:`~reef.proofs.ProverService` takes); the caller runs it (``run``,
+``step``, or serving the IVS's app).
 
 The matching engine's order book (SQLAlchemy) and the IVS's server are imported only by the
 function that starts them, so starting a prover loads neither.
@@ -11,7 +12,7 @@ function that starts them, so starting a prover loads neither.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from eth_account import Account
@@ -20,7 +21,7 @@ from eth_account.signers.local import LocalAccount
 from reef.errors import InputError
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._market import ArtifactStore
-from reef.proofs._prover import InputVerifier, ProverService, TaskOutcome
+from reef.proofs._prover import InputVerifier, InvalidInputAttester
 from reef.proofs._runtime import SnarkjsRuntime
 from reef.proofs._services import await_engine_role, derived_secp256k1_key, enroll_prover
 from reef.proofs._settings import ServiceSettings
@@ -30,7 +31,13 @@ if TYPE_CHECKING:
     from reef._api import LightApi
     from reef.proofs._engine import MatchingEngine
 
-__all__ = ["ivs_signer", "start_ivs", "start_matching_engine", "start_prover", "tee_workers"]
+__all__ = [
+    "enroll_from_settings",
+    "ivs_signer",
+    "start_ivs",
+    "start_matching_engine",
+    "tee_workers",
+]
 
 
 def start_matching_engine(
@@ -77,21 +84,13 @@ def tee_workers(signer: LocalAccount, specs: Sequence[str]) -> dict[int, TeeWork
     return workers
 
 
-def start_prover(
-    client: ProofMarketClient,
-    settings: ServiceSettings,
-    store: ArtifactStore,
-    runtime: SnarkjsRuntime,
-    *,
-    from_block: int = 0,
-    markets: Iterable[int] | None = None,
-    tee: Mapping[int, TeeWorker] | None = None,
-    on_outcome: Callable[[TaskOutcome], None] | None = None,
-    private_key: bytes | None = None,
-) -> ProverService:
-    """A prover for ``client``'s sender: registered and joined first when ``settings.prover``
-    says how (:func:`~reef.proofs.enroll_prover`, ``private_key`` being the sender's), asking
-    each market's IVS that ``settings.ivs`` names.
+def enroll_from_settings(
+    client: ProofMarketClient, settings: ServiceSettings, *, private_key: bytes | None = None
+) -> dict[int, InvalidInputAttester]:
+    """What a prover does before it proves, as ``settings`` say: register and join when
+    ``settings.prover`` says how (:func:`~reef.proofs.enroll_prover`, ``private_key`` being the
+    sender's); returns the IVS of each market ``settings.ivs`` names, reached over HTTP (the
+    ``verifiers`` of :class:`~reef.proofs.ProverService`).
 
     Raises:
         ProofError: the account was not funded in time to enroll.
@@ -100,17 +99,7 @@ def start_prover(
 
     if settings.prover is not None:
         enroll_prover(client, settings.prover, private_key=private_key)
-    verifiers = {m: RemoteInputVerifier(u) for m, u in (settings.ivs or {}).items()}
-    return ProverService(
-        client,
-        store,
-        runtime,
-        verifiers=verifiers,
-        from_block=from_block,
-        markets=markets,
-        on_outcome=on_outcome,
-        tee=tee,
-    )
+    return {m: RemoteInputVerifier(u) for m, u in (settings.ivs or {}).items()}
 
 
 def ivs_signer(
