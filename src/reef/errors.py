@@ -35,6 +35,7 @@ kept apart from failure: those errors also subclass :class:`RuntimeError` or :cl
     │   └── ContractRevertError            a transaction or call reverted; ``reason`` is the revert text
     ├── MarketError                        market rules refused an operation (unknown job, low balance)
     ├── KMSError                           key derivation or the KMS services failed
+    │   └── KMSBusyError                   a KMS root refused for now (429); ``retry_after_s`` says when
     ├── ServerlessError                    the function runtime failed on reef's side (not the function's fault)
     ├── ProofError                         the proof market refused an operation, or a prover/verifier failed
     │   └── InvalidProofInputError         the inputs violate the circuit: no proof exists for them
@@ -61,6 +62,7 @@ __all__ = [
     "ImageError",
     "InputError",
     "InvalidProofInputError",
+    "KMSBusyError",
     "KMSError",
     "MarketError",
     "MisuseError",
@@ -222,6 +224,17 @@ class MarketError(ReefError):
 
 class KMSError(ReefError):
     """Key derivation or a KMS service failed."""
+
+
+class KMSBusyError(KMSError):
+    """A KMS root refused for now (429): the client asked more than one client's share.
+
+    ``retry_after_s`` is the root's ``Retry-After``: the seconds until it may ask again.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after_s = retry_after_s
 
 
 class ServerlessError(ReefError):

@@ -24,7 +24,7 @@ from kms.kms_support import dev_root_store
 from reef.attestation import DevAuthority, image_id
 from reef.chain import Devnet, KmsRegistryClient, serve_devnet
 from reef.crypto import generate_x25519
-from reef.errors import ChannelError, MisuseError
+from reef.errors import ChannelError, KMSBusyError, MisuseError
 from reef.home import ReefHome
 from reef.kms import (
     ATTESTATION_RATE,
@@ -32,6 +32,7 @@ from reef.kms import (
     INFO_COST,
     PUBLIC_RATE,
     SIGNATURE_HEADER,
+    DeriveServer,
     KmsRoot,
     PeerBudget,
     PeerRate,
@@ -392,3 +393,46 @@ async def test_an_enclave_asking_about_contracts_without_end_is_told_to_wait(
     _, headers, body = next(answer for answer in answers if answer[0] == 429)
     assert int(headers["retry-after"]) >= 1
     assert b"a contract seed is the same every time" in body
+
+
+# ---- an enclave booting on an address that is over its budget ----
+
+
+async def test_a_derive_server_booting_past_its_addresss_budget_waits_it_out(
+    tmp_path: Path, authority: DevAuthority
+) -> None:
+    """A provider host booting more enclaves at once than the root verifies for one address
+    (or sharing its address with one that floods) gets 429 for the ones past the budget: the
+    derive server gave up on the first 429 and its enclave never came up. It now waits as the
+    root's Retry-After says, within its startup window, and starts."""
+    root = _root(tmp_path, authority)
+    rate = PeerRate(per_second=0.5, burst=1)
+    async with _server(root, authority, attestation_rate=rate) as server:
+        first, second = Enclave(authority, APP_PCRS), Enclave(authority, APP_PCRS)
+        # The address's attestation of these two seconds: spent by another enclave's seed.
+        await fetch_enclave_seed(server.wiring(), static_key=first.secret, auther=first.auther)
+        with pytest.raises(KMSBusyError) as refused:
+            await fetch_enclave_seed(
+                server.wiring(), static_key=second.secret, auther=second.auther
+            )
+        booting = Enclave(authority, OTHER_PCRS)
+        async with DeriveServer.for_enclave(
+            server.wiring(), static_key=booting.secret, auther=booting.auther, port=0
+        ) as derive:
+            key = await derive.key("app", "secp256k1")
+    assert key == derive_key(root.keyring.enclave_seed(image_id(OTHER_PCRS)), "app", "secp256k1")
+    assert refused.value.retry_after_s >= 1
+    assert "presented more attestations" in refused.value.message
+    assert "retry after" in refused.value.message
+
+
+class Enclave:
+    """One enclave boot of ``pcrs``: a fresh Noise key that the dev TEE attests."""
+
+    def __init__(self, authority: DevAuthority, pcrs: dict[int, bytes]) -> None:
+        self.authority = authority
+        self.pcrs = pcrs
+        self.secret, self.public = generate_x25519()
+
+    async def auther(self) -> bytes:
+        return self.authority.mint(self.pcrs, timestamp_ms=wall_ms(), public_key=self.public)

@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from reef._api import LightApi, light_api
-from reef.errors import InputError, KMSError, ReefError
+from reef.errors import InputError, KMSBusyError, KMSError, ReefError
 from reef.kms._derive import KeyType, derive_secret, path_seed
 from reef.kms._http import (
     PATH_PARAM,
@@ -134,10 +134,13 @@ class EnclaveSeeds:
         """Fetch the current seed from the root; return its version.
 
         A root serving a burst of enclave boots from one host refuses the connections past its
-        per-address share (reef.scallop's handshake slots), and a root that is restarting
-        refuses every one: ``retry_for_s`` keeps trying, with jittered backoff, for that long,
-        calling ``on_retry(error, delay)`` before each wait. The last error is raised after,
-        and at once an error ``retry_if`` says is final (any error is retried by default).
+        per-address share (reef.scallop's handshake slots, or 429 past the attestations it
+        verifies for one address), and a root that is restarting refuses every one:
+        ``retry_for_s`` keeps trying, with jittered backoff, for that long, calling
+        ``on_retry(error, delay)`` before each wait. A 429 is waited out as its ``Retry-After``
+        says (:class:`~reef.errors.KMSBusyError`), or raised at once if that is past the
+        window. The last error is raised after, and at once an error ``retry_if`` says is
+        final (any error is retried by default).
 
         Raises:
             KMSError: when the root refuses or cannot be reached (after the retries).
@@ -149,7 +152,11 @@ class EnclaveSeeds:
                 seed, version = await self._fetch(None)
                 break
             except KMSError as exc:
-                pause = min(delay * (0.5 + random.random()), max(0.0, deadline - clock()))
+                left = max(0.0, deadline - clock())
+                pause = min(delay * (0.5 + random.random()), left)
+                if isinstance(exc, KMSBusyError):
+                    # Asking before the root's Retry-After would only be refused again.
+                    pause = exc.retry_after_s if exc.retry_after_s <= left else 0.0
                 if pause <= 0 or not retry_if(exc):
                     raise
                 if on_retry is not None:

@@ -39,6 +39,7 @@ from reef.errors import (
     ChannelBrokenError,
     ChannelError,
     InputError,
+    KMSBusyError,
     KMSError,
     ReefError,
 )
@@ -227,10 +228,9 @@ def scallop_app(
                 group = _group(peer)
                 return busy_response(
                     verifications.wait_s(group),
-                    f"{group} presented more attestations than this KMS root verifies for one "
-                    f"client ({verifications.rate.per_second:g} a second, "
-                    f"{verifications.rate.burst:g} at once), so this channel is not attested "
-                    "and gets no seed; open a new channel (one attestation each) after that",
+                    f"{group} presented more attestations than the root verifies per client "
+                    f"({verifications.rate.per_second:g}/s, {verifications.rate.burst:g} at "
+                    "once): this channel is unattested and gets no seed; open a new one",
                 )
             # The store always asks; a peer without attestation means a misconfigured listener.
             return error_response(401, "the client did not attest its image")
@@ -257,10 +257,10 @@ def scallop_app(
                 if wait:
                     return busy_response(
                         wait,
-                        f"{group} asked this KMS root to ask the chain about contracts more "
-                        f"often than it does for one client ({chain_calls.rate.per_second:g} a "
-                        f"second, {chain_calls.rate.burst:g} at once); a contract seed is the "
-                        "same every time: keep it",
+                        f"{group} asked about contracts more often than the root asks the "
+                        f"chain per client ({chain_calls.rate.per_second:g}/s, "
+                        f"{chain_calls.rate.burst:g} at once); a contract seed is the same "
+                        "every time: keep it",
                     )
             try:
                 async with asking.turn(image_id):
@@ -482,13 +482,28 @@ async def fetch_enclave_seed(
         raise KMSError(f"the KMS root at {wiring.endpoint} failed: {exc}") from exc
     if status != 200:
         text = body.decode(errors="replace")
-        raise KMSError(
-            f"the KMS root refused the enclave seed ({status}): {text.strip()[:200]}",
-        )
+        message = f"the KMS root refused the enclave seed ({status}): {text.strip()[:200]}"
+        if status == 429:
+            raise KMSBusyError(
+                message,
+                retry_after_s=_retry_after(headers.get("retry-after", "")),
+                hint="too many seeds or attestations asked from this address: ask again later",
+            )
+        raise KMSError(message)
     if len(body) != 64:
         raise KMSError(f"the KMS root sent a {len(body)}-byte seed, not 64")
     # A root that names no version (Oyster's) has only version 0.
     return body, answered_version(headers.get(VERSION_HEADER.lower(), "0"), version)
+
+
+_MAX_RETRY_AFTER_S = 3600
+
+
+def _retry_after(header: str) -> float:
+    """A root's ``Retry-After`` in seconds: whole seconds, 1 to an hour (1 when it is not)."""
+    if not (header.isascii() and header.isdigit()) or len(header) > 6:
+        return 1.0
+    return float(min(max(int(header), 1), _MAX_RETRY_AFTER_S))
 
 
 _MAX_ANSWER = 64 * 1024

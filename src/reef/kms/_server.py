@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from reef._serve import Limits, Server, is_loopback, serve
-from reef.errors import InputError, KMSError
+from reef.errors import InputError, KMSBusyError, KMSError
 from reef.kms._budget import PeerBudget, PeerRate
 from reef.kms._derive import DerivedKey, KeyType, derive_key
 from reef.kms._derive_server import EnclaveSeeds, derive_server_app
@@ -366,7 +366,7 @@ class DeriveServer:
             # The root may still be starting (reef up starts it first, but not necessarily
             # before us): retry while its port refuses connections, never once it refused us.
             version = await self.seeds.start(
-                retry_for_s=self._startup_timeout, retry_if=_unreachable
+                retry_for_s=self._startup_timeout, retry_if=_worth_retrying
             )
         except KMSError as exc:
             if _unreachable(exc):
@@ -471,6 +471,11 @@ def own_tee_root(attester: Attester) -> TrustedRoot:
     from reef.attestation import TrustedRoot
 
     return TrustedRoot.from_document(attester(public_key=b"", user_data=b"", nonce=b""))
+
+
+def _worth_retrying(exc: KMSError) -> bool:
+    """A root that is not up yet, or that asks us to come back later (429)."""
+    return isinstance(exc, KMSBusyError) or _unreachable(exc)
 
 
 def _unreachable(exc: BaseException) -> bool:
