@@ -8,7 +8,10 @@ engine and are re-encrypted to the assigned prover (``_secret``, Kalypso's forma
 may instead be a reverse Dutch auction that provers lock themselves (``_auction``). Groth16
 proving and the independent check run the pinned snarkjs. The services (engine, prover, IVS)
 read their settings from one typed record, :class:`ServiceSettings` (``reef up``'s
-``network.json``), and do their waiting and enrolling with ``_services``.
+``network.json``), and do their waiting and enrolling with ``_services``; ``_launch`` starts
+them. What the CLI prints is decided here: ``_asking`` checks an ask's input files against its
+market and sends it, ``_advice`` warns of an ask no prover takes or a stake short of a penalty
+and explains an ask's ending (pure functions over typed snapshots, by the matcher's own rules).
 
 The names load on first use (:mod:`reef._lazy`): a command that reads the market (``reef
 proofs list``) does not import the matching engine's order book and SQL, nor the IVS's server.
