@@ -383,3 +383,27 @@ def test_the_serverless_and_proof_market_contracts_come_with_with(
         refused = _deploy("--rpc-url", anvil, "--unlocked", *args)
         assert refused.exit_code == 1
         assert said in refused.stderr
+
+
+def test_the_devnet_does_not_start_over_a_recorded_deployment(home: ReefHome) -> None:
+    from reef.chain import DevnetInfo
+    from reef.chain.devnet._store import write_devnet_info
+
+    deployment = Deployment(chain_id=5, token=FUNDED, market=FUNDED, kms_registry=FUNDED, block=1)
+    recorded = DevnetInfo(
+        chain_id=5,
+        accounts=(),
+        genesis_timestamp=0,
+        deployment=deployment,
+        rpc_url="http://127.0.0.1:1",
+    )
+    write_devnet_info(home, recorded)
+    result = runner.invoke(app, ["chain", "--port", "0"])
+    assert result.exit_code == 1
+    assert "records reef's contracts on chain 5 at http://127.0.0.1:1" in result.stderr
+    assert read_devnet_info(home) == recorded
+    # What the record says, for people: no dev accounts, reef holds no key of that chain.
+    accounts = runner.invoke(app, ["chain", "accounts"])
+    assert accounts.exit_code == 0
+    assert "reef holds none of its keys" in " ".join(accounts.stderr.split())
+    assert "key 0x" not in accounts.stdout

@@ -51,7 +51,8 @@ __all__ = ["register"]
 app = typer.Typer(
     help=(
         "The local devnet: an Ethereum JSON-RPC chain (py-evm) with reef's contracts. "
-        "`reef chain` runs it in the foreground."
+        "`reef chain` runs it in the foreground; `reef chain deploy` puts reef's contracts "
+        "on a chain of your own."
     ),
     invoke_without_command=True,
 )
@@ -112,6 +113,8 @@ def chain(
     home = ReefHome.from_env().ensure()
     replaying = (home.chain / "journal.jsonl").exists() and not fresh
     with failing():
+        if not fresh:
+            _refuse_over_a_deployment(home)
         if replaying:
             say(f"replaying the devnet journal in {home.chain} ...")
         with Progress(
@@ -146,6 +149,25 @@ def chain(
     finally:
         devnet.close()
     say(f"devnet stopped; its state is kept in {home.chain} (--fresh starts over)")
+
+
+def _refuse_over_a_deployment(home: ReefHome) -> None:
+    """Refuse to start a devnet over the record of ``reef chain deploy`` (no journal, no dev
+    accounts): the devnet would write its own ``devnet.json`` over it.
+
+    Raises:
+        ConfigError: naming the deployment's chain.
+    """
+    if (home.chain / "journal.jsonl").exists():
+        return
+    info = _stored(home)
+    if info is not None and not info.accounts:
+        raise ConfigError(
+            f"{home.root} records reef's contracts on chain {info.chain_id} at {info.rpc_url} "
+            "(reef chain deploy); a devnet here would replace that record",
+            hint="run the devnet in another home (REEF_HOME=DIR reef chain), or pass --fresh "
+            "to replace the record",
+        )
 
 
 def _loopback(url: str) -> bool:
