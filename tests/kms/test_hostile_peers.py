@@ -30,9 +30,11 @@ from reef.kms import (
     ATTESTATION_RATE,
     CHAIN_RATE,
     INFO_COST,
+    OTHER_VERSIONS_RATE,
     PUBLIC_RATE,
     SIGNATURE_HEADER,
     DeriveServer,
+    EnclaveSeeds,
     KmsRoot,
     PeerBudget,
     PeerRate,
@@ -436,3 +438,52 @@ class Enclave:
 
     async def auther(self) -> bytes:
         return self.authority.mint(self.pcrs, timestamp_ms=wall_ms(), public_key=self.public)
+
+
+# ---- an enclave's app asking its derive server for a version the root does not have ----
+
+
+async def test_a_version_the_root_does_not_have_is_not_asked_for_without_end(
+    tmp_path: Path, authority: DevAuthority
+) -> None:
+    """The derive server fetches an older (or newer) version's seed from the root on first
+    use, and a version the root does not have was asked for anew at every request: a
+    handshake with a fresh attestation each, made by the enclave and verified by the root,
+    for any app (or any user of an app that passes a version through) asking for
+    ``version=5`` in a loop, and counted against the budget the enclave's host address
+    shares with its neighbours. The derive server now asks at most 8 times at once, once
+    more a second, and answers 429 with a Retry-After past that."""
+    root = _root(tmp_path, authority)
+    attested = 0
+    enclave = Enclave(authority, APP_PCRS)
+
+    async def counting_auther() -> bytes:
+        nonlocal attested
+        attested += 1
+        return await enclave.auther()
+
+    async with _server(root, authority) as server:
+        wiring = server.wiring()
+
+        async def fetch(version: int | None) -> tuple[bytes, int]:
+            return await fetch_enclave_seed(
+                wiring, static_key=enclave.secret, auther=counting_auther, version=version
+            )
+
+        # OTHER_VERSIONS_RATE (what from_root uses), without its refill: the count is exact.
+        assert OTHER_VERSIONS_RATE.burst == 8
+        seeds = EnclaveSeeds(fetch, fetches=PeerBudget(PeerRate(per_second=NEVER, burst=8)))
+        async with (
+            DeriveServer(seeds, wiring=wiring, port=0) as derive,
+            httpx.AsyncClient(base_url=derive.url) as app,
+        ):
+            answers = [await app.get("/derive/secp256k1?path=k&version=5") for _ in range(20)]
+            current = await app.get("/derive/secp256k1?path=k&version=0")
+    statuses = [answer.status_code for answer in answers]
+    assert statuses.count(503) == 8, statuses  # the root has no version 5
+    assert statuses.count(429) == 12, statuses
+    assert attested == 1 + 8  # the seed at start, and the 8 asks
+    busy = answers[-1]
+    assert int(busy.headers["retry-after"]) >= 1
+    assert "version 5 is not held here" in busy.text
+    assert current.status_code == 200

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         path_seed,
     )
     from reef.kms._derive_server import (
+        OTHER_VERSIONS_RATE,
         EnclaveSeeds,
         SeedFetcher,
         derive_server_app,
@@ -111,6 +112,7 @@ __all__ = [
     "KmsPublicClient",
     "KmsRoot",
     "KmsWiring",
+    "OTHER_VERSIONS_RATE",
     "OYSTER_KMS_VERIFY_SELECTOR",
     "PUBLIC_RATE",
     "PeerBudget",
@@ -183,6 +185,7 @@ __getattr__ = lazy_attributes(
         "key_from_seed": "_derive",
         "path_seed": "_derive",
         "EnclaveSeeds": "_derive_server",
+        "OTHER_VERSIONS_RATE": "_derive_server",
         "SeedFetcher": "_derive_server",
         "derive_server_app": "_derive_server",
         "KmsIdentity": "_keyring",

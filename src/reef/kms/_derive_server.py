@@ -33,11 +33,13 @@ from starlette.responses import Response
 
 from reef._api import LightApi, light_api
 from reef.errors import InputError, KMSBusyError, KMSError, ReefError
+from reef.kms._budget import PeerBudget, PeerRate
 from reef.kms._derive import KeyType, derive_secret, path_seed
 from reef.kms._http import (
     PATH_PARAM,
     VERSION_PARAM,
     add_kms_route,
+    busy_response,
     error_response,
     kms_guard,
     parse_path,
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
     from reef.attestation import TrustedRoot
     from reef.scallop import Auther
 
-__all__ = ["EnclaveSeeds", "SeedFetcher", "derive_server_app"]
+__all__ = ["OTHER_VERSIONS_RATE", "EnclaveSeeds", "SeedFetcher", "derive_server_app"]
 
 _log = logging.getLogger("reef.kms.derive")
 
@@ -60,15 +62,25 @@ SeedFetcher = Callable[[int | None], Awaitable[tuple[bytes, int]]]
 """Fetches the enclave seed of a root seed version (None: current); returns ``(seed, version)``."""
 
 
+OTHER_VERSIONS_RATE = PeerRate(per_second=1, burst=8)
+"""How often an enclave's derive server asks the root for seeds of versions it does not hold:
+8 at once, one more a second. Each ask is a Scallop handshake with a fresh attestation, which
+the root counts against the enclave's host address, shared with its neighbours; a version that
+does not exist is asked for anew every time (it may exist after a rotation)."""
+
+
 class EnclaveSeeds:
     """The enclave's seeds by root version: the current one fetched at start, others on demand.
 
     Args:
         fetch: asks the KMS root (over Scallop) for the seed of a version.
+        fetches: how often versions not held may be fetched (None: no bound); past it
+            :meth:`get` raises :class:`~reef.errors.KMSBusyError`.
     """
 
-    def __init__(self, fetch: SeedFetcher) -> None:
+    def __init__(self, fetch: SeedFetcher, *, fetches: PeerBudget | None = None) -> None:
         self._fetch = fetch
+        self._fetches = fetches
         self._seeds: dict[int, bytes] = {}
         self._default: int | None = None
         self._lock = asyncio.Lock()
@@ -98,7 +110,7 @@ class EnclaveSeeds:
                 wiring, static_key=static_key, auther=auther, version=version, roots=roots
             )
 
-        return cls(fetch)
+        return cls(fetch, fetches=PeerBudget(OTHER_VERSIONS_RATE))
 
     @classmethod
     def fixed(cls, seed: bytes, version: int = 0) -> EnclaveSeeds:
@@ -186,6 +198,17 @@ class EnclaveSeeds:
             return self._seeds[version], version
         async with self._lock:
             if version not in self._seeds:
+                fetches = self._fetches
+                wait = fetches.take("root") if fetches is not None else 0.0
+                if fetches is not None and wait:
+                    raise KMSBusyError(
+                        f"version {version} is not held here, and this enclave asked the KMS "
+                        "root for other versions' seeds more often than "
+                        f"{fetches.rate.per_second:g} a second",
+                        retry_after_s=wait,
+                        hint="ask again later; a version the root does not have yet (before "
+                        "a rotation) is refused every time",
+                    )
                 seed, answered = await self._fetch(version)
                 if answered != version:
                     raise KMSError(f"asked the KMS root for version {version}, got {answered}")
@@ -215,6 +238,8 @@ def derive_server_app(seeds: EnclaveSeeds) -> LightApi:
                 seed, version = await seeds.get(parse_version(params))
             except InputError as exc:
                 return error_response(400, exc.message)
+            except KMSBusyError as exc:
+                return busy_response(exc.retry_after_s, exc.message)
             except ReefError as exc:
                 _log.warning("cannot get the enclave seed: %s", exc.message)
                 return error_response(503, f"the KMS root is not available: {exc.message}")
@@ -234,6 +259,8 @@ def derive_server_app(seeds: EnclaveSeeds) -> LightApi:
             ok=versioned_answer("the secret bytes"),
             errors={
                 400: "what is wrong with the query",
+                429: "seeds of other versions were asked for too often (here or at the root); "
+                "Retry-After says when to ask again",
                 503: "the KMS root cannot be reached for that version's seed",
             },
             parameters=[PATH_PARAM, VERSION_PARAM],
