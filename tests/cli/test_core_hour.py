@@ -18,16 +18,24 @@ each rough edge it met is replayed here first, then fixed.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import inspect
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from net_support import serve_in_thread
+from kms.kms_support import dev_root_server
+from net_support import free_port, run_loop_in_thread, serve_in_thread
 from reef.attestation import DevAuthority, attestation_app
 from reef.cli import app
+from reef.crypto import Secp256k1PrivateKey
 from reef.enclave import attested_measurements
+from reef.home import ReefHome
+from reef.kms import KmsRoot, RootKeyring, RootSeed, RootServer, derive_key
 from reef.market import job_user_data
 from reef.testing import wall_ms
 
@@ -112,3 +120,132 @@ def test_user_data_that_is_not_plain_text_stays_hex(
     assert code == 0, err
     assert _rows(out)["user_data"] == shown
     assert "\x1b" not in out
+
+
+# --- reef up on ports of its own: the KMS commands find its KMS root ------------------------------
+
+
+ROOT_PCRS = {0: b"\xa0" * 48, 1: b"\xa1" * 48, 2: b"\xa2" * 48}
+ADMIN = Secp256k1PrivateKey(hashlib.sha256(b"reef core hour admin").digest())
+IMAGE = bytes.fromhex("62a1191a2867f7115ac032c87e60a9e1b08ee3e2a550dbc30e2fab5931832a26")
+ZERO_ADDRESS = "0x" + "00" * 20
+
+
+def _network(home: Path, kms: dict[str, str]) -> None:
+    """The ``network.json`` a ``reef up`` on ports of its own writes (only ``kms`` matters here)."""
+    from reef.chain import Deployment, parse_address
+    from reef.node import NetworkInfo
+
+    zero = parse_address(ZERO_ADDRESS, name="address")
+    NetworkInfo(
+        rpc_url="http://127.0.0.1:38545",
+        chain_id=31337,
+        deployment=Deployment(chain_id=31337, token=zero, market=zero, kms_registry=zero, block=0),
+        rate_lock_s=300,
+        provider=zero,
+        control_plane="http://127.0.0.1:38080",
+        image_store="http://127.0.0.1:38090",
+        kms=kms,
+    ).dump(ReefHome(home))
+
+
+@pytest.fixture
+def live_root(authority: DevAuthority) -> Iterator[RootServer]:
+    keyring = RootKeyring([RootSeed(hashlib.sha512(b"reef core hour root").digest(), 0)])
+    root = KmsRoot(
+        keyring,
+        attester=authority.attester(ROOT_PCRS, clock_ms=wall_ms),
+        admin=ADMIN.public_key.address,
+    )
+    server = dev_root_server(root, authority)
+    with run_loop_in_thread() as loop:
+        asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+        try:
+            yield server
+        finally:
+            asyncio.run_coroutine_threadsafe(server.aclose(), loop).result(10)
+
+
+def _kms(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["kms", *args], input=stdin)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_kms_commands_use_the_kms_root_of_the_running_network(
+    live_root: RootServer, reef_home: Path
+) -> None:
+    """The walk: `reef kms pubkey --kms http://127.0.0.1:1101` (the README's) reached nothing;
+    the network's KMS root was on 31101. Without --kms, each command asks the network's."""
+    url = live_root.public_url
+    _network(reef_home, {"scallop": "127.0.0.1:31100", "public": url})
+    code, out, err = _kms("info", "--trust", "dev", "--json")
+    assert code == 0, err
+    assert json.loads(out)["kms"] == url
+    assert f"KMS: {url} (the KMS root of the reef network in {reef_home})" in err
+
+    keys = ["--image-id", IMAGE.hex(), "--path", "wallet", "--type", "secp256k1", "--json"]
+    code, out, err = _kms("pubkey", *keys, "--root", "dev")
+    assert code == 0, err
+    expected = derive_key(live_root.root.keyring.enclave_seed(IMAGE), "wallet", "secp256k1")
+    assert json.loads(out)["address"] == expected.address
+    assert json.loads(out)["kms"] == url
+
+    code, out, err = _kms("rotate", "--admin-key", "-", "--json", stdin=ADMIN.secret.hex())
+    assert code == 0, err
+    assert json.loads(out)["version"] == 1
+    assert f"pin for {url} extended to version 1" in err
+    code, out, err = _kms("pubkey", *keys)  # the pin, extended: the new version's key
+    assert code == 0, err
+    assert json.loads(out)["address"] != expected.address
+
+    # A --kms given still wins over the network's.
+    code, _, err = _kms("info", "--kms", f"http://127.0.0.1:{free_port()}", "--trust", "dev")
+    assert code == 1
+    assert "cannot reach the KMS" in err
+
+
+def test_kms_without_kms_and_without_a_network_says_what_to_pass(reef_home: Path) -> None:
+    code, _, err = _kms("info", "--trust", "dev")
+    assert code == 2
+    assert "no --kms given, and no reef network found in" in err
+    assert "pass --kms URL" in err
+    _network(reef_home, {})  # reef up --no-kms
+    code, _, err = _kms("rotate", "--admin-key", ADMIN.secret.hex())
+    assert code == 2
+    assert f"the reef network in {reef_home} runs no KMS root" in err
+    assert "without --no-kms" in err
+
+
+def test_scallop_call_that_reaches_nothing_names_the_networks_kms_root(
+    reef_home: Path, authority: DevAuthority
+) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    result = runner.invoke(app, ["scallop", "call", dead, "/derive", "--root", "dev"])
+    assert result.exit_code == 1
+    assert "could not connect" in result.stderr
+    assert "listens for Scallop" not in result.stderr  # no network here: nothing to name
+    _network(reef_home, {"scallop": "127.0.0.1:31100", "public": "http://127.0.0.1:31101"})
+    result = runner.invoke(app, ["scallop", "call", dead, "/derive", "--root", "dev"])
+    assert result.exit_code == 1
+    assert "is the Scallop server running and the port right?" in result.stderr
+    assert f"the KMS root of the reef network in {reef_home} listens for Scallop on" in (
+        " ".join(result.stderr.split())
+    )
+    assert "127.0.0.1:31100" in result.stderr
+
+
+def test_doctor_checks_every_default_port_of_reef_up() -> None:
+    """`reef doctor --ports` checked six of reef up's seven default ports (not the dashboard's)."""
+    from reef.cli._doctor import UP_PORTS
+    from reef.cli._up import up
+
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(up).parameters.items()
+        if name.endswith("_port")
+    }
+    assert len(defaults) == 7, defaults
+    assert sorted(UP_PORTS) == sorted(defaults.values())
+    result = runner.invoke(app, ["doctor", "--ports", "--json"])
+    checked = {c["name"] for c in json.loads(result.stdout)["checks"]}
+    assert "port 8888" in checked

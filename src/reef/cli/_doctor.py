@@ -11,7 +11,9 @@ from reef.cli._output import console, print_json, print_table
 
 __all__ = ["register"]
 
-UP_PORTS = (8545, 8080, 8090, 1400, 1100, 1101)
+# `reef up`'s default ports, its dashboard's included (tests/cli/test_core_hour.py holds them to
+# the defaults of reef up's port options).
+UP_PORTS = (8545, 8080, 8090, 1400, 1100, 1101, 8888)
 
 
 def register(root: typer.Typer) -> None:

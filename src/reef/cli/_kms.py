@@ -27,7 +27,7 @@ from reef.cli._output import (
 )
 from reef.cli._root import command_group
 from reef.encoding import parse_hex
-from reef.errors import AttestationError, InputError
+from reef.errors import AttestationError, ConfigError, InputError
 
 if TYPE_CHECKING:
     from reef.kms import KeyType, KmsPin, PinStore, VerifiedKmsIdentity
@@ -187,7 +187,48 @@ def _identity_json(identity: VerifiedKmsIdentity) -> dict[str, Any]:
     }
 
 
-_KmsUrl = Annotated[str, typer.Option("--kms", help="The KMS public URL, e.g. http://h:1101.")]
+_KmsUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--kms",
+        help="The KMS public URL, e.g. http://h:1101 (default: the KMS root of the network "
+        "`reef up` runs in $REEF_HOME, on whichever port it was given).",
+        show_default=False,
+    ),
+]
+
+
+def _kms_url(kms: str | None) -> str:
+    """``--kms``, else the public URL of the KMS root that the network in ``$REEF_HOME`` runs
+    (``network.json``, as every other command finds the network): ``reef up`` on ports of its
+    own has it elsewhere than the :1101 of the examples.
+
+    Raises:
+        InputError: no ``--kms``, and no network in ``$REEF_HOME`` runs a KMS root.
+    """
+    if kms is not None:
+        return kms
+    from reef.home import ReefHome
+    from reef.node import NetworkInfo
+
+    home = ReefHome.from_env()
+    try:
+        network = NetworkInfo.load(home)
+    except ConfigError as exc:
+        raise InputError(
+            f"no --kms given, and {exc.message}",
+            hint="pass --kms URL (a KMS root's public URL, e.g. http://127.0.0.1:1101), or start "
+            "the local network with `reef up` (in the same $REEF_HOME)",
+        ) from exc
+    url = network.kms.get("public")
+    if not url:
+        raise InputError(
+            f"no --kms given, and the reef network in {home.root} runs no KMS root",
+            hint="pass --kms URL, or restart `reef up` without --no-kms",
+        )
+    tell(f"KMS: {url} (the KMS root of the reef network in {home.root})")
+    return url
+
 
 _KmsImageOption = typer.Option(
     "--kms-image-id", help="Also require the KMS root enclave to run this image id (hex)."
@@ -196,8 +237,8 @@ _KmsImageOption = typer.Option(
 
 @app.command("info")
 def info_cmd(
-    kms: _KmsUrl,
     trust: Annotated[list[str], TrustOption],
+    kms: _KmsUrl = None,
     kms_image_id: Annotated[str | None, _KmsImageOption] = None,
     pin: Annotated[bool, typer.Option("--pin", help="Remember these keys for this URL.")] = False,
     max_age_ms: AttestationMaxAge = 300_000,
@@ -208,8 +249,9 @@ def info_cmd(
 
     with failing(code=2):
         expected = _kms_image_id(kms_image_id)
+        url = _kms_url(kms)
     with failing(attestation=_KMS_REJECTED):
-        identity = _learn(kms, trust, expected, max_age_ms)
+        identity = _learn(url, trust, expected, max_age_ms)
         if pin:
             _pins().save(KmsPin.from_identity(identity, learned_at_ms=wall_clock_ms()))
             tell(f"pinned {identity.url}")
@@ -249,9 +291,9 @@ def _signing_keys(
 
 @app.command("pubkey")
 def pubkey_cmd(
-    kms: _KmsUrl,
     path: _KeyPath,
     key_type: _KeyType,
+    kms: _KmsUrl = None,
     image_id: _SeedImageId = None,
     address: _SeedContract = None,
     verification_key: Annotated[
@@ -277,9 +319,10 @@ def pubkey_cmd(
             raise InputError("give exactly one of --image-id and --address")
         image = parse_hex(image_id, name="--image-id", length=32) if image_id else None
         expected = _kms_image_id(kms_image_id)
+        url = _kms_url(kms)
     with failing(attestation=_KMS_REJECTED):
-        keys, source = _signing_keys(kms, verification_key, trust or [], expected)
-        client = KmsPublicClient(kms, signing_key=keys)
+        keys, source = _signing_keys(url, verification_key, trust or [], expected)
+        client = KmsPublicClient(url, signing_key=keys)
         public = asyncio.run(
             client.public_key(kind, path, image_id=image, address=address, version=version)
         )
@@ -307,13 +350,13 @@ def pubkey_cmd(
 
 @app.command("rotate")
 def rotate_cmd(
-    kms: _KmsUrl,
     admin_key: Annotated[
         str,
         typer.Option(
             "--admin-key", help="The rotation admin's secp256k1 key (hex), or - for stdin."
         ),
     ],
+    kms: _KmsUrl = None,
     as_json: Json = False,
 ) -> None:
     """Rotate a KMS root: a fresh seed becomes the current version; old versions stay derivable.
@@ -329,12 +372,13 @@ def rotate_cmd(
 
     with failing(code=2):
         admin = Secp256k1PrivateKey(_read_secret_hex(admin_key, name="--admin-key", length=32))
+        url = _kms_url(kms)
     pins = _pins()
     with failing():
-        pinned = pins.get(kms)
+        pinned = pins.get(url)
         new = asyncio.run(
             rotate_root(
-                kms,
+                url,
                 sign=lambda message: admin.sign_digest(eip191_digest(message)),
                 signing_keys=dict(pinned.signing_keys) if pinned else None,
             )

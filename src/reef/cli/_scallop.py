@@ -122,6 +122,25 @@ def _peer_json(peer: ScallopPeer) -> dict[str, Any]:
     }
 
 
+def _point_at_network_kms(exc: ReefError, tried: str) -> None:
+    """When ``tried`` reaches nothing, name in ``exc``'s hint the Scallop endpoint of the KMS root
+    that the network in ``$REEF_HOME`` runs (``reef up`` on ports of its own has it elsewhere
+    than the examples' 127.0.0.1:1100)."""
+    import contextlib
+
+    from reef.home import ReefHome
+    from reef.node import NetworkInfo
+
+    home = ReefHome.from_env()
+    with contextlib.suppress(ReefError):  # no network here: the hint stays as it was
+        kms = NetworkInfo.load(home).kms.get("scallop")
+        if kms and kms != tried:
+            exc.hint = (
+                f"{exc.hint + '; ' if exc.hint else ''}the KMS root of the reef network in "
+                f"{home.root} listens for Scallop on {kms}"
+            )
+
+
 @app.command("call")
 def call_cmd(
     endpoint: Annotated[str, typer.Argument(help="The Scallop server, host:port.")],
@@ -217,6 +236,8 @@ def call_cmd(
                 "http://127.0.0.1:PORT/attestation/raw); a host without a TEE cannot attest, so "
                 "only enclaves get in",
             )
+        if exc.message.startswith("could not connect to"):
+            _point_at_network_kms(exc, f"{host}:{port}")
         raise fail(exc, prefix="refused" if "refused" in exc.message else "error") from exc
     except ReefError as exc:
         raise fail(exc, code=2 if isinstance(exc, InputError) else 1) from exc
