@@ -349,9 +349,9 @@ async def test_an_enclave_asking_about_contracts_without_end_is_told_to_wait(
     """A contract seed costs the chain node an ``eth_call`` (up to the root's gas budget),
     one image at a time, but one after the other without end: an attested enclave kept the
     node (the devnet every service of ``reef up`` shares) calling for as long as it asked,
-    on one channel, with one attestation verified. Past its address's budget it is answered
-    429 with a Retry-After, and the chain is not asked; an enclave on another address gets
-    its contract seed."""
+    on one channel, with one attestation verified. Past its budget (its address's, for its
+    image) it is answered 429 with a Retry-After, and the chain is not asked; a neighbour
+    on the same provider host (the same address, another image) gets its contract seed."""
     chain, url = devnet
     w3 = chain.web3()
     owner = Account.from_key(chain.accounts[0].private_key)
@@ -381,17 +381,17 @@ async def test_an_enclave_asking_about_contracts_without_end_is_told_to_wait(
         async def honest_auther() -> bytes:
             return authority.mint(OTHER_PCRS, timestamp_ms=wall_ms(), public_key=honest[1])
 
-        seed, _ = await fetch_enclave_seed(
-            server.wiring(contract_address=registry.address),
-            static_key=honest[0],
-            auther=honest_auther,
-        )
-    contract_seed = root.keyring.contract_seed(w3.eth.chain_id, registry.address)
-    assert seed == contract_seed
+        neighbour = await _channel_from("127.0.0.2", server, honest[0], honest_auther)
+        try:
+            status, _, seed = await _ask(neighbour, f"/derive?address={registry.address}")
+        finally:
+            neighbour.abort()
+    assert status == 200
+    assert seed == root.keyring.contract_seed(w3.eth.chain_id, registry.address)
     statuses = [status for status, _, _ in answers]
     assert statuses.count(200) == burst, statuses
     assert statuses.count(429) == tries - burst, statuses
-    assert approval.calls == burst + 1  # the stranger's budget, and the honest enclave's
+    assert approval.calls == burst + 1  # the stranger's budget, and the neighbour's ask
     _, headers, body = next(answer for answer in answers if answer[0] == 429)
     assert int(headers["retry-after"]) >= 1
     assert b"a contract seed is the same every time" in body

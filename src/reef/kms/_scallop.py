@@ -95,8 +95,8 @@ ATTESTATION_RATE = PeerRate(per_second=8, burst=32)
 once, 8 more a second. An enclave presents one per seed it fetches (a few per boot); enclaves
 booting together on one provider host share the burst."""
 CHAIN_RATE = PeerRate(per_second=2, burst=16)
-"""Contract approvals (``eth_call``s) the root makes for one client group: 16 at once, 2 more a
-second. An enclave asks once per contract seed it fetches."""
+"""Contract approvals (``eth_call``s) the root makes for one image at one client group: 16 at
+once, 2 more a second. An enclave asks once per contract seed it fetches."""
 _LOG_EVERY_S = 1.0
 
 
@@ -207,7 +207,8 @@ def scallop_app(
     Args:
         verifications: the budget of the listener's :class:`BudgetedStore`: a client's channel
             without an attestation is then answered 429 (else 401, a misconfigured listener).
-        chain_calls: contract approvals per client group (default: none counted); past it 429.
+        chain_calls: contract approvals per client group and attested image (default: none
+            counted); past it 429.
     """
     from reef.scallop import scallop_peer
 
@@ -252,15 +253,17 @@ def scallop_app(
             if approval is None:
                 return error_response(400, "this KMS root serves no contract-based seeds")
             if chain_calls is not None:
+                # Per address *and* image: the image is attested by now, so a tenant's enclave
+                # spends its own image's share, not that of its neighbours on one host.
                 group = _group(peer)
-                wait = chain_calls.take(group)
+                wait = chain_calls.take(f"{group} {image_id.hex()}")
                 if wait:
                     return busy_response(
                         wait,
-                        f"{group} asked about contracts more often than the root asks the "
-                        f"chain per client ({chain_calls.rate.per_second:g}/s, "
-                        f"{chain_calls.rate.burst:g} at once); a contract seed is the same "
-                        "every time: keep it",
+                        f"image {image_id.hex()[:16]}… at {group} asked about contracts more "
+                        f"often than the root asks the chain per client and image "
+                        f"({chain_calls.rate.per_second:g}/s, {chain_calls.rate.burst:g} at "
+                        "once); a contract seed is the same every time: keep it",
                     )
             try:
                 async with asking.turn(image_id):
