@@ -10,8 +10,10 @@ Each refusal is replayed, and shown to have sent nothing (the deployer's nonce i
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +114,7 @@ def _key_file(tmp_path: Path, key: bytes, name: str = "deployer.key") -> Path:
 @pytest.mark.slow
 def test_deploy_on_anvil_from_its_unlocked_account_and_use_it(anvil: str, home: ReefHome) -> None:
     deployer = dev_accounts(1)[0].address  # anvil's first unlocked account
+    before = int(_rpc(anvil, "eth_getBalance", deployer, "latest"), 16)
     result = _deploy(
         "--rpc-url", anvil, "--unlocked", "--chain-id", "31337", "--fund", FUNDED,
         "--fund-amount", "2.5", "--rate-lock", "60", "--approve-image", IMAGE_ID, "--json",
@@ -127,6 +130,11 @@ def test_deploy_on_anvil_from_its_unlocked_account_and_use_it(anvil: str, home: 
     for line in ("sending deploy Token", "deploy Market: mined in block", "Token.mint"):
         assert line in result.stderr
     assert f"market at {out['market']}" in result.stderr
+    # The price said before sending bounds what the deployment cost.
+    said = re.search(r"\(4 transactions, up to ([0-9.]+) ETH\)", " ".join(result.stderr.split()))
+    assert said is not None, result.stderr
+    spent = before - int(_rpc(anvil, "eth_getBalance", deployer, "latest"), 16)
+    assert 0 < spent <= Decimal(said.group(1)) * 10**18
 
     # An independent client reads the contracts back.
     token, market, registry = out["token"], out["market"], out["kms_registry"]
