@@ -44,6 +44,7 @@ from reef.kms import (
     fetch_enclave_seed,
     verify_response,
 )
+from reef.kms._http import peer_group_of
 from reef.kms._scallop import _read_answer
 from reef.scallop import ScallopStream, handshake_client
 from reef.testing import wall_ms
@@ -104,6 +105,21 @@ def test_a_cost_the_burst_can_never_pay_is_a_misuse() -> None:
         budget.take("10.0.0.1", 3)
     with pytest.raises(Exception, match="positive"):
         PeerRate(per_second=0, burst=1)
+
+
+@pytest.mark.parametrize(
+    ("host", "group"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("fe80::1%eth0", "fe80::/64"),
+    ],
+)
+def test_clients_are_counted_by_address_and_ipv6_clients_by_their_64(host: str, group: str) -> None:
+    """A host usually gets a whole IPv6 /64: counted per address, it would have 2**64 budgets."""
+    assert peer_group_of(host) == group
 
 
 # ---- real roots and clients ----

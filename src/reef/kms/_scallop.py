@@ -6,7 +6,9 @@ cache, as Oyster's root) and accepts it only from an accepted TEE root, at most 
 ``public_key`` equal to the client's Noise static key; the verified image id is the connection's
 identity. ``GET /derive`` answers the 64-byte enclave seed of that image; ``GET /derive?address=``
 the contract seed, only if the contract approves the image on chain (401 if not, 500 if the chain
-cannot be asked, 400 for a bad address). It is a light API (:func:`reef._api.light_api`: the
+cannot be asked, 400 for a bad address). Per client address (an IPv6 /64), the root verifies a
+budget of attestations (:class:`BudgetedStore`) and asks the chain a budget of times per image;
+past either, 429 with a ``Retry-After`` (:mod:`reef.kms._budget`). It is a light API (:func:`reef._api.light_api`: the
 enclave's trusted base imports this module), so ``/openapi.json`` and ``/docs`` describe it, over
 the same channel; its errors stay plain text, as every KMS listener's.
 

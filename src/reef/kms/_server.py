@@ -8,6 +8,10 @@ would leave the port free for a moment, for any local process to take).
 :class:`DeriveServer` runs inside an enclave's trusted base: it waits for the root's port, fetches
 the enclave seed over Scallop, then serves :func:`derive_server_app` on loopback.
 
+Per client address (an IPv6 /64) the root spends a budget of attestation verifications, chain
+calls and public answers a second, then answers 429 with a ``Retry-After``
+(:mod:`reef.kms._budget`; the rates are :class:`RootServer` arguments).
+
 Both HTTP listeners run on reef's serving floor (:mod:`reef._serve`): TCP_NODELAY, request limits
 (the KMS takes no request bodies beyond a rotation, so 64 KiB), per-peer connection caps, and no
 signal handling of their own: the program that runs them (``reef kms root serve``, an enclave's
