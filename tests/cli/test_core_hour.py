@@ -14,6 +14,8 @@ each rough edge it met is replayed here first, then fixed.
   KMS commands now take their ``--kms`` from it, and a Scallop call that reaches nothing names
   the network's KMS root's Scallop endpoint.
 - ``reef doctor --ports`` left out the dashboard's port (8888), which ``reef up`` also takes.
+- ``reef deploy examples/hello --duration 1h`` printed nothing for 10-18 s (a busy two-core
+  machine loading web3.py and the market's modules) before its first progress line.
 """
 
 from __future__ import annotations
@@ -249,3 +251,12 @@ def test_doctor_checks_every_default_port_of_reef_up() -> None:
     result = runner.invoke(app, ["doctor", "--ports", "--json"])
     checked = {c["name"] for c in json.loads(result.stdout)["checks"]}
     assert "port 8888" in checked
+
+
+def test_deploy_says_what_it_does_before_loading_the_chain_client(reef_home: Path) -> None:
+    """Its first line comes before web3.py loads and the network is looked for (here: none)."""
+    result = runner.invoke(app, ["deploy", str(HELLO), "--duration", "1h"])
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"… deploying {HELLO} for 1h"
+    assert lines[1].startswith("error: no chain endpoint: nothing in")

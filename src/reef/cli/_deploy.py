@@ -72,9 +72,6 @@ def deploy_cmd(
     the provider sees it, saying that the job is still open and paying and how to stop it
     (--stop-on-failure stops it).
     """
-    from reef.chain import parse_address
-    from reef.node import DeployRequest, deploy, parse_duration
-
     with failing():
         # A mistyped path is the user's to fix first: said before the network is looked for
         # (which, when it is down, was all a newcomer heard about a typo).
@@ -84,6 +81,12 @@ def deploy_cmd(
                 hint="give an app directory with a reef.toml (`reef examples` lists the shipped "
                 "ones: `reef deploy examples/hello`) or an image from `reef image build`",
             )
+        # Said before the chain client loads (web3.py and the market's modules: 2-3 s of CPU,
+        # over 10 s on a busy machine), which was a silence before the first progress line.
+        note(f"deploying {image} for {duration}")
+        from reef.chain import parse_address
+        from reef.node import DeployRequest, deploy, parse_duration
+
         request = DeployRequest(
             image=image,
             duration_s=parse_duration(duration),
