@@ -74,7 +74,7 @@ PUBLIC_RATE = PeerRate(per_second=20, burst=100)
 """What one client group (an IPv4 address, an IPv6 /64) may ask of the public listener: 100
 units at once, 20 more a second. A derived key (a derivation, a public key, a signature) or a
 rotation attempt (a signature recovery) costs one; an identity costs :data:`INFO_COST`."""
-INFO_COST = 10
+INFO_COST = 5
 """Units of :data:`PUBLIC_RATE` an ``/info`` costs: an attestation (an NSM call) and a signature."""
 _TOO_MANY = "this client asked too much of the root; Retry-After says when to ask again"
 
