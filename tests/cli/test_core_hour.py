@@ -14,6 +14,9 @@ each rough edge it met is replayed here first, then fixed.
   KMS commands now take their ``--kms`` from it, and a Scallop call that reaches nothing names
   the network's KMS root's Scallop endpoint.
 - ``reef doctor --ports`` left out the dashboard's port (8888), which ``reef up`` also takes.
+- ``reef wallet`` printed ``rusd 1000000``, ``jobs_balance 1.3501`` and a blank ``jobs`` row;
+  ``reef jobs deposit 0 1`` printed ``deposited 1``; ``reef jobs show`` printed three amounts and
+  no unit, and two balances without saying which is which.
 - ``reef deploy examples/hello --duration 1h`` printed nothing for 10-18 s (a busy two-core
   machine loading web3.py and the market's modules) before its first progress line.
 """
@@ -25,7 +28,9 @@ import hashlib
 import inspect
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -33,19 +38,21 @@ from typer.testing import CliRunner
 from kms.kms_support import dev_root_server
 from net_support import free_port, run_loop_in_thread, serve_in_thread
 from reef.attestation import DevAuthority, attestation_app
+from reef.chain import parse_amount, serve_devnet_in_thread
 from reef.cli import app
 from reef.crypto import Secp256k1PrivateKey
 from reef.enclave import attested_measurements
 from reef.home import ReefHome
 from reef.kms import KmsRoot, RootKeyring, RootSeed, RootServer, derive_key
-from reef.market import job_user_data
-from reef.testing import wall_ms
+from reef.market import JobPolicy, RateCard, RunningEnclave, control_plane_app, job_user_data
+from reef.testing import dev_market, wall_ms
 
 REPO = Path(__file__).resolve().parents[2]
 HELLO = REPO / "examples" / "hello"
 ZERO = bytes(48)
 MARKET = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
 JOB = "0x" + "00" * 32
+CARD = RateCard.dev().lookup("local", "dev.small")
 
 runner = CliRunner()
 
@@ -260,3 +267,66 @@ def test_deploy_says_what_it_does_before_loading_the_chain_client(reef_home: Pat
     lines = result.stderr.splitlines()
     assert lines[0] == f"… deploying {HELLO} for 1h"
     assert lines[1].startswith("error: no chain endpoint: nothing in")
+
+
+# --- amounts people read carry their unit --------------------------------------------------------
+
+
+@dataclass
+class _NoEnclaves:
+    """A control plane's view that knows no job (``control_plane_app`` serves it)."""
+
+    provider: str
+    host: str = "127.0.0.1"
+
+    @property
+    def policy(self) -> JobPolicy:
+        return JobPolicy(RateCard.dev(), provider=self.provider)
+
+    def enclave(self, job_id: str) -> RunningEnclave | None:
+        return None
+
+    def job_status(self, job_id: str) -> dict[str, Any] | None:
+        return None
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return []
+
+
+@pytest.mark.slow
+def test_money_is_shown_with_its_unit(tmp_path: Path) -> None:
+    market = dev_market(rate_lock_s=5, fund=[0])
+    view = _NoEnclaves(market.provider.address.lower())
+    with serve_in_thread(control_plane_app(view)) as cp_url:
+        market.register_provider(cp_url)
+        key = market.write_key(tmp_path / "owner.key")
+        with serve_devnet_in_thread(market.devnet) as rpc:
+            where = ["--rpc", rpc.url, "--market", market.deployment.market]
+            flags = [*where, "--key", str(key)]
+
+            def reef(*args: str) -> dict[str, str]:
+                given = where if args[:2] == ("jobs", "show") else flags  # show needs no account
+                done = runner.invoke(app, [*args, *given], env={"COLUMNS": "200"})
+                assert done.exit_code == 0, done.output
+                return _rows(done.stdout)
+
+            wallet = reef("wallet")
+            assert wallet["rusd"].endswith(" rUSD")
+            assert wallet["eth"].endswith(" ETH")
+            assert wallet["jobs"] == "(none)"
+            market.open_job(CARD.min_rate, 360_000)
+            wallet = reef("wallet")
+            assert wallet["jobs_balance"].endswith(" rUSD")
+            assert wallet["spend_per_hour"].endswith(" rUSD")
+            assert wallet["jobs"] == "0"
+            deposited = reef("jobs", "deposit", "0", "0.5")
+            assert deposited["deposited"] == "0.5 rUSD"
+            shown = reef("jobs", "show", "0")
+            assert shown["rate_per_hour"].endswith(" rUSD")
+            assert shown["balance"].endswith(" rUSD (left now)")
+            assert shown["balance_on_chain"].endswith(" rUSD (as last settled on chain)")
+            # Scripts read the same numbers as before, without units.
+            done = runner.invoke(app, ["jobs", "show", "0", "--json", *where])
+            assert parse_amount(json.loads(done.stdout)["balance_on_chain"]) == 860_000
+            done = runner.invoke(app, ["wallet", "--json", *flags])
+            assert json.loads(done.stdout)["jobs"] == [0]

@@ -226,7 +226,18 @@ def show_cmd(flags: Flags, job: JobArg) -> None:
         session = market_session(flags.rpc, flags.market, None, need_account=False)
         found = find_open_job(session, session.reader, JobId(job))
         out = _describe(summarize_job(session, session.reader, found))
-    print_result(out, flags.as_json)
+    print_result(out, flags.as_json, shown=_with_units(out))
+
+
+def _with_units(job: dict[str, Any]) -> dict[str, Any]:
+    """A job's money for people (``reef jobs show``): each amount with its unit, and which of
+    the two balances is which (``--json`` keeps the plain decimals)."""
+    return {
+        **job,
+        "rate_per_hour": f"{job['rate_per_hour']} rUSD",
+        "balance": f"{job['balance']} rUSD (left now)",
+        "balance_on_chain": f"{job['balance_on_chain']} rUSD (as last settled on chain)",
+    }
 
 
 def _print_moved(job_id: str, moved: str, done: Deposit | Withdrawal, as_json: bool) -> None:
@@ -243,7 +254,7 @@ def _print_moved(job_id: str, moved: str, done: Deposit | Withdrawal, as_json: b
         "enclave_stops_by": _when(done.stops_at),
         "tx_hash": done.tx_hash,
     }
-    print_result(out, as_json)
+    print_result(out, as_json, shown={**out, moved: f"{out[moved]} rUSD"})
 
 
 @app.command("deposit")

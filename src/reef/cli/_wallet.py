@@ -39,4 +39,14 @@ def wallet_cmd(flags: Flags, owner: Owner = None) -> None:
         **totals,
         "jobs": [int(job.id, 16) for job in mine.jobs],
     }
-    print_result(out, flags.as_json)
+    # People read each amount with its unit (a bare 1000000 could be base units; --json keeps
+    # the numbers as they were), and no open job as "(none)" rather than a blank row.
+    shown = {
+        **out,
+        "rusd": f"{out['rusd']} rUSD",
+        "eth": f"{out['eth']} ETH",
+        "jobs_balance": f"{out['jobs_balance']} rUSD",
+        "spend_per_hour": f"{out['spend_per_hour']} rUSD",
+        "jobs": ", ".join(str(job) for job in out["jobs"]) or "(none)",
+    }
+    print_result(out, flags.as_json, shown=shown)
