@@ -66,7 +66,11 @@ from reef.enclave._init_params import INIT_PARAMS_KMS_PATH, InitParams
 from reef.enclave.local._firewall import Firewall, app_uid, pasta_gid
 from reef.enclave.local._lease import LEASE_FILE, read_lease
 from reef.enclave.local._limits import Limits
-from reef.enclave.local._network import NetworkNamespace, pasta_argv
+from reef.enclave.local._network import (
+    NetworkNamespace,
+    pasta_argv,
+    unprivileged_port_start,
+)
 from reef.enclave.local._plan import LaunchPlan
 from reef.enclave.local._procs import proc_start
 from reef.enclave.local._sandbox import (
@@ -151,6 +155,8 @@ class Supervisor:
         self.firewall: tuple[Firewall, int, list[int], list[int]] | None = None
         self.state_volume: StateVolume | None = None
         self.pasta: asyncio.subprocess.Process | None = None
+        self.pasta_pidfd: int | None = None
+        self.pasta_pid_file = run_dir / "pasta.pid"
         self.app: asyncio.subprocess.Process | None = None
         self.console: Console | None = None
         self.pump: asyncio.Task[None] | None = None
@@ -208,11 +214,13 @@ class Supervisor:
         }
         network: asyncio.Task[str] | None = None
         if plan.network == "netns":
-            self.netns = NetworkNamespace.create(f"reef-{enclave_id}")
-            self.save(netns=self.netns.name)
-            sockets = self.netns.listen(sorted(internal))
             forwards = [(att_ports[p], p) for p in sorted(att_ports)]
             forwards += [(host, inner) for inner, host in sorted(app_ports.items())]
+            self.netns = NetworkNamespace.create(
+                f"reef-{enclave_id}", owner=self._pasta_owner(forwards)
+            )
+            self.save(netns=self.netns.name)
+            sockets = self.netns.listen(sorted(internal))
             # pasta and the firewall come up while the trusted base loads and starts; the task
             # is awaited once the trusted base is up.
             await self._spawn_pasta(forwards)
@@ -266,6 +274,12 @@ class Supervisor:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
 
+    def _signal_pasta(self, number: int) -> None:
+        """Signal pasta through its process descriptor (gone already is fine)."""
+        if self.pasta_pidfd is not None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.pasta_pidfd, number)
+
     def _confine_helpers(self) -> None:
         """From now on the app can make this process and pasta work for it: both join the
         helpers' CPU quota (not before: the boot itself is bounded, and must be quick)."""
@@ -317,33 +331,70 @@ class Supervisor:
         await asyncio.to_thread(firewall.admit, gid, published=published, allowed=allowed)
         self.log(f"firewall: published {published}, allowed {allowed}, pasta gid {gid}")
 
+    def _pasta_owner(self, forwards: list[tuple[int, int]]) -> int | None:
+        """The unprivileged user pasta runs as (the enclave's firewall group id); None (root,
+        with a warning) when a host port it must bind is one only root may."""
+        low = sorted(host for host, _ in forwards if host < unprivileged_port_start())
+        if not low:
+            return pasta_gid(self.plan.id)
+        self.state["warnings"].append(
+            f"pasta (the enclave's network) runs as root on this host: host port "
+            f"{', '.join(map(str, low))} is below {unprivileged_port_start()}, which only root "
+            "may bind; map the enclave's ports to higher host ports to run it unprivileged"
+        )
+        return None
+
     async def _spawn_pasta(self, forwards: list[tuple[int, int]]) -> None:
         assert self.netns is not None
-        pid_file = self.run_dir / "pasta.pid"
-        argv = pasta_argv(self.netns.name, forwards, pid_file=pid_file, gid=pasta_gid(self.plan.id))
+        gid = pasta_gid(self.plan.id)
+        userns_fd = self.netns.userns_fd
+        pass_fds: tuple[int, ...] = ()
+        pid_file = self.pasta_pid_file
+        if userns_fd is not None:
+            # pasta opens its PID file as its own unprivileged user, who cannot traverse the
+            # run directory: it is given the file, empty and its own, as a descriptor.
+            pid_file.unlink(missing_ok=True)
+            pid_fd = os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.fchown(pid_fd, gid, gid)
+            pass_fds = (userns_fd, pid_fd)
+            pid_file = Path(f"/proc/self/fd/{pid_fd}")
+        argv = pasta_argv(
+            self.netns.name, forwards, pid_file=pid_file, gid=gid, userns_fd=userns_fd
+        )
         self.log("pasta: " + " ".join(argv))
         # A file, not a pipe, for pasta's complaints: nobody reads a pipe once it runs.
         err_path = self.run_dir / "pasta.log"
-        with err_path.open("ab") as err_file:
-            self.pasta = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=err_file,
-            )
+        try:
+            with err_path.open("ab") as err_file:
+                self.pasta = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=err_file,
+                    pass_fds=pass_fds,
+                )
+        finally:
+            self.netns.release_userns()
+            for fd in pass_fds[1:]:
+                os.close(fd)
+        # Signalled through this descriptor, never by PID: Popen.terminate() first polls, and
+        # that reaps a pasta that has just exited (it does once its namespace is deleted) under
+        # asyncio's child watcher, which then logs "Unknown child process pid".
+        self.pasta_pidfd = os.pidfd_open(self.pasta.pid)
         self.save(pasta_pid=self.pasta.pid, pasta_start=proc_start(self.pasta.pid))
 
     async def _pasta_ready(self) -> None:
-        """Wait until pasta wrote its PID file, which it does once its port map is in place.
+        """Wait until pasta wrote its PID into its PID file, which it does once its port map is
+        in place (the file may exist, empty, before).
 
         Raises:
             EnclaveError: pasta exited (or took over 10 s) instead; its complaint says why.
         """
         assert self.pasta is not None
-        pid_file = self.run_dir / "pasta.pid"
+        pid_file = self.pasta_pid_file
         err_path = self.run_dir / "pasta.log"
         deadline = time.monotonic() + 10
-        while not pid_file.exists():
+        while not _has_data(pid_file):
             if self.pasta.returncode is not None or time.monotonic() > deadline:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.pasta.wait(), 1)
@@ -685,14 +736,15 @@ class Supervisor:
             firewall, gid, published, allowed = self.firewall
             await asyncio.to_thread(firewall.forget, gid, published=published, allowed=allowed)
         if self.pasta is not None and self.pasta.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.pasta.terminate()
+            self._signal_pasta(signal.SIGTERM)
             try:
                 await asyncio.wait_for(self.pasta.wait(), 5)
             except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.pasta.kill()
+                self._signal_pasta(signal.SIGKILL)
                 await self.pasta.wait()
+        if self.pasta_pidfd is not None:
+            os.close(self.pasta_pidfd)
+            self.pasta_pidfd = None
         if self.limits is not None:
             await asyncio.to_thread(self.limits.cleanup)
         if self.state_volume is not None:
@@ -827,6 +879,13 @@ def _own_tree(root: Path, uid: int) -> None:
                 st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
                 if st.st_uid != uid or st.st_gid != uid:
                     os.chown(name, uid, uid, dir_fd=dir_fd, follow_symlinks=False)
+
+
+def _has_data(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
 
 
 def _signal_name(number: int) -> str:
