@@ -24,13 +24,22 @@ enclave arrives through the target's pasta from 127.0.0.1, so a server's cap of 
 peer is one cap for all enclaves, and one enclave that held it (130 connections to another's
 attestation port) had every other client of that server refused.
 
+That count leaves out what the kernel calls closed (TCP's TIME_WAIT and CLOSE), which still
+hold an entry of the table for two minutes and ten seconds: an app that opened and closed
+connections in batches, never holding many, left 20 000 entries in ten seconds. So the same
+table also forgets pasta's closed TCP connections after :data:`CLOSED_TIMEOUT_S` (a conntrack
+timeout policy, set on each new connection) and lets one enclave open at most
+:data:`NEW_PER_SECOND` TCP connections a second (burst :data:`NEW_BURST`): what it leaves
+behind closed is then at most about ``NEW_PER_SECOND * CLOSED_TIMEOUT_S + NEW_BURST`` entries.
+
 The tables are created once and shared by every enclave on the machine; an enclave adds its own
 elements when it boots and removes them when it ends (and reef's cleanup after a crash does too).
 nftables is driven through the ``nft`` command (Debian ``nftables``), the kernel's supported
 interface for it; a script per call keeps each change atomic.
 """
 
-# ruff: noqa: S603  (runs nft with argument lists and a script on stdin, never a shell)
+# ruff: noqa: S603, S608  (runs nft with argument lists and a script on stdin, never a shell;
+# its scripts are nftables, not SQL)
 from __future__ import annotations
 
 import hashlib
@@ -41,9 +50,12 @@ from collections.abc import Iterable
 from reef.errors import EnclaveError
 
 __all__ = [
+    "CLOSED_TIMEOUT_S",
     "LIMIT_TABLE",
     "MAX_CONNECTIONS",
     "MAX_HOST_CONNECTIONS",
+    "NEW_BURST",
+    "NEW_PER_SECOND",
     "PASTA_GID_BASE",
     "PASTA_GID_SPAN",
     "TABLE",
@@ -56,11 +68,19 @@ TABLE = "reef_enclaves_v2"
 PASTA_GID_BASE = 0x40000000
 PASTA_GID_SPAN = 0x01000000
 _APP_UID_BASE = 0x50000000
-LIMIT_TABLE = "reef_enclave_limits_v2"
+LIMIT_TABLE = "reef_enclave_limits_v3"
 MAX_CONNECTIONS = 4096
 """Connections one enclave may hold open at once, to anywhere: each is one pasta opens from the
 host, and an entry of the host's connection-tracking table (kept two minutes after an unanswered
 SYN), which one enclave could otherwise fill for the whole host."""
+CLOSED_TIMEOUT_S = 2
+"""How long the host's connection tracking keeps a TCP connection of pasta's once it is closed
+(TIME_WAIT, CLOSE; the kernel's defaults are 120 s and 10 s), uncounted by the cap above."""
+NEW_PER_SECOND = 500
+"""New TCP connections one enclave may open a second (each leaves an entry behind when it
+closes, for :data:`CLOSED_TIMEOUT_S`)."""
+NEW_BURST = 1000
+"""The burst above :data:`NEW_PER_SECOND` it may open at once."""
 MAX_HOST_CONNECTIONS = 64
 """Connections one enclave may hold open at once to this host's addresses (other enclaves'
 published ports, the host ports it was given): half the serving floor's cap per peer, which
@@ -85,15 +105,25 @@ table inet {TABLE} {{
 
 _CREATE_LIMITS = f"""
 table inet {LIMIT_TABLE} {{
+  ct timeout closed_soon {{
+    protocol tcp;
+    l3proto inet;
+    policy = {{ time_wait: {CLOSED_TIMEOUT_S}, close: {CLOSED_TIMEOUT_S} }}
+  }}
+  set openers {{ typeof meta skgid; flags dynamic,timeout; timeout 1m; size 65536; }}
   set holders {{ typeof meta skgid; flags dynamic; size 65536; }}
   set host_holders {{ typeof meta skgid; flags dynamic; size 65536; }}
   chain output {{
     type filter hook output priority filter; policy accept;
     meta skgid != {PASTA_GID_BASE}-{PASTA_GID_BASE + PASTA_GID_SPAN - 1} accept
     ct state != new accept
+    meta l4proto tcp update @openers \
+      {{ meta skgid limit rate over {NEW_PER_SECOND}/second burst {NEW_BURST} packets }} \
+      counter reject
     add @holders {{ meta skgid ct count over {MAX_CONNECTIONS} }} counter reject
     fib daddr type local add @host_holders {{ meta skgid ct count over {MAX_HOST_CONNECTIONS} }} \
       counter reject
+    meta l4proto tcp ct timeout set "closed_soon"
   }}
 }}
 """
