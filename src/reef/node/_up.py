@@ -9,7 +9,9 @@ Started in dependency order, stopped in reverse:
 3. the content-addressed image store (8090) that ``reef deploy`` uploads to;
 4. the attestation verifier service (1400), trusting the dev root;
 5. the KMS root, itself an enclave (``examples/kms-root``; Scallop 1100, public 1101), whose
-   attested identity is checked before any enclave is wired to it;
+   attested identity is checked before any enclave is wired to it. It needs no chain, so its
+   enclave boots (seconds, in processes of its own) beside steps 1-4, once this process holds
+   the chain's lock (a second network in the home is refused before it touches the KMS root);
 6. the local provider: its account registered in the market with its control plane's URL,
    indexer + control plane (8080) launching enclaves on the local dev TEE, each wired to the KMS;
 7. the extensions (:class:`UpExtension`: serverless executors, the proof market, the dashboard),
@@ -31,14 +33,15 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from reef._serve import bind
-from reef.attestation import DevAuthority, TrustedRoot, load_verifier_key, verifier_app
-from reef.chain import DevAccount, MarketClient, parse_address
+from reef.attestation import DevAuthority, TrustedRoot
+from reef.chain import DevAccount, parse_address
+from reef.chain.devnet._store import DevnetLock
 from reef.crypto import Secp256k1PrivateKey
 from reef.enclave import (
     EnclaveBackend,
@@ -51,20 +54,17 @@ from reef.enclave import (
 )
 from reef.errors import EnclaveError, ReefError, ServiceError
 from reef.home import ReefHome, replace_json
-from reef.market import BackendRunner, ImageStore, RateCard, UploadPolicy, image_store_app
+from reef.market import RateCard
 from reef.node._examples import example_dir
 from reef.node._network import NetworkInfo
-from reef.node._provider import (
-    ProviderDirs,
-    ProviderService,
-    ProviderSettings,
-    register_provider,
-)
 from reef.node._serve import Served, serve_app, until_up
 
 if TYPE_CHECKING:
+    import httpx
+
     from reef.chain import Devnet
     from reef.chain.devnet import AnvilChain
+    from reef.node._provider import ProviderService
 
 __all__ = [
     "PROVIDER_ACCOUNT",
@@ -159,6 +159,46 @@ async def _discard_roles(
     for info in await backend.list():
         if info.labels.get(_ROLE_LABEL) in roles and info.id not in keep:
             await _discard(backend, info.id)
+
+
+async def _abandon(task: asyncio.Task[Any] | None) -> None:
+    """Cancel ``task`` (a start running beside one that failed) and wait for it to end; its own
+    outcome is dropped: the first failure is the one to report."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+
+
+def _import_services() -> None:
+    """Import the modules the image store, the verifier and the provider run on."""
+    from reef.attestation import load_verifier_key, verifier_app  # noqa: F401
+    from reef.chain import MarketClient  # noqa: F401
+    from reef.market import BackendRunner, image_store_app  # noqa: F401
+    from reef.node._provider import ProviderService  # noqa: F401
+
+
+@contextlib.asynccontextmanager
+async def _kept_transport(
+    inner: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[httpx.AsyncBaseTransport]:
+    """One HTTP transport (``inner``, a new ``AsyncHTTPTransport`` by default) for many
+    short-lived clients, closed once when this context ends: each ``async with
+    AsyncClient(transport=...)`` closes its transport on the way out, and the one yielded here
+    ignores that (the base class's ``aclose`` does nothing)."""
+    import httpx
+
+    shared = inner if inner is not None else httpx.AsyncHTTPTransport()
+
+    class Kept(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            return await shared.handle_async_request(request)
+
+    try:
+        yield Kept()
+    finally:
+        await shared.aclose()
 
 
 class _EnclaveExtension:
@@ -345,7 +385,42 @@ class LocalNetwork:
                 )
         home = self.home.ensure()
         margin = s.rate_lock_s if s.safety_margin_s is None else s.safety_margin_s
+        if s.kms and not (s.kms_app / "reef.toml").is_file():
+            raise ServiceError(
+                f"the KMS root app is not at {s.kms_app}",
+                hint="reinstall reef (its wheel ships the app), or pass --no-kms",
+            )
+        # The chain's lock before anything else: a second network in this home is refused here,
+        # before its KMS root could adopt (and, failing, stop) the running network's.
+        lock = DevnetLock(home)
+        await asyncio.to_thread(lock.acquire)
+        authority = await asyncio.to_thread(DevAuthority.load_or_create, home)
+        root = TrustedRoot.dev(home)
 
+        # The KMS root needs no chain: its enclave boots (seconds, in a process of its own)
+        # while this process starts the chain and loads what the services need.
+        kms: asyncio.Task[tuple[Any, dict[str, str]]] | None = None
+        try:
+            if s.kms:
+                kms = asyncio.create_task(self._start_kms(authority, root), name="KMS root")
+                progress("starting the KMS root enclave")
+            chain = await self._start_chain(home, lock, progress)
+        except BaseException:
+            if self.devnet is None:  # a chain that opened owns the lock (closed by aclose)
+                lock.release()
+            await _abandon(kms)
+            raise
+        try:
+            return await self._start_rest(home, chain, authority, root, kms, margin, progress)
+        except BaseException:
+            await _abandon(kms)
+            raise
+
+    async def _start_chain(
+        self, home: ReefHome, lock: DevnetLock, progress: Progress
+    ) -> tuple[Devnet | AnvilChain, str]:
+        """Open the chain (taking over ``lock``); its JSON-RPC URL."""
+        s = self.settings
         devnet: Devnet | AnvilChain
         if s.chain == "anvil":
             progress("starting anvil")
@@ -358,30 +433,46 @@ class LocalNetwork:
                 rate_lock_s=s.rate_lock_s,
                 host=s.host,
                 port=s.rpc_port,
+                lock=lock,
             )
-            rpc_url = devnet.url
-        else:
-            progress("starting the devnet")
-            # Imported here: the devnet loads py-evm, which the other commands importing
-            # reef.node (reef jobs, reef deploy) need not pay for.
-            from reef.chain import Devnet, devnet_app
+            return devnet, devnet.url
+        progress("starting the devnet")
+        # Imported here: the devnet loads py-evm, which the other commands importing
+        # reef.node (reef jobs, reef deploy) need not pay for.
+        from reef.chain import Devnet, devnet_app
 
-            self.devnet = devnet = await asyncio.to_thread(
-                Devnet.open, home, fresh=s.fresh, rate_lock_s=s.rate_lock_s
-            )
-            # Served by our own uvicorn wrapper (not serve_devnet) so that Ctrl-C reaches reef
-            # up rather than stopping the JSON-RPC server alone.
-            self._rpc = await serve_app(
-                devnet_app(devnet), host=s.host, port=s.rpc_port, what="devnet JSON-RPC endpoint"
-            )
-            rpc_url = self._rpc.url
-            devnet.record_endpoint(rpc_url)
+        self.devnet = devnet = await asyncio.to_thread(
+            Devnet.open, home, fresh=s.fresh, rate_lock_s=s.rate_lock_s, lock=lock
+        )
+        # Served by our own uvicorn wrapper (not serve_devnet) so that Ctrl-C reaches reef
+        # up rather than stopping the JSON-RPC server alone.
+        self._rpc = await serve_app(
+            devnet_app(devnet), host=s.host, port=s.rpc_port, what="devnet JSON-RPC endpoint"
+        )
+        devnet.record_endpoint(self._rpc.url)
+        return devnet, self._rpc.url
+
+    async def _start_rest(
+        self,
+        home: ReefHome,
+        chain: tuple[Devnet | AnvilChain, str],
+        authority: DevAuthority,
+        root: TrustedRoot,
+        kms: asyncio.Task[tuple[Any, dict[str, str]]] | None,
+        margin: int,
+        progress: Progress,
+    ) -> NetworkInfo:
+        s = self.settings
+        devnet, rpc_url = chain
         deployment = devnet.deployment
         if deployment is None:  # pragma: no cover - Devnet.open deploys
             raise ServiceError("the devnet has no contracts deployed")
-
-        authority = await asyncio.to_thread(DevAuthority.load_or_create, home)
-        root = TrustedRoot.dev(home)
+        # FastAPI, web3.py and the control plane: seconds of imports, in a worker thread so
+        # that the event loop (the devnet's JSON-RPC, the KMS root's start) keeps going.
+        await asyncio.to_thread(_import_services)
+        from reef.attestation import verifier_app
+        from reef.market import BackendRunner, ImageStore, UploadPolicy, image_store_app
+        from reef.node._provider import ProviderDirs, ProviderService, ProviderSettings
 
         progress("starting the image store")
         store = ImageStore(home.images)
@@ -414,9 +505,10 @@ class LocalNetwork:
 
         kms_wiring: Any = None
         kms_urls: dict[str, str] = {}
-        if s.kms:
-            progress("starting the KMS root enclave")
-            kms_wiring, kms_urls = await self._start_kms(authority, root)
+        if kms is not None:
+            if not kms.done():
+                progress("waiting for the KMS root enclave")
+            kms_wiring, kms_urls = await kms
 
         progress("starting the provider's control plane")
         provider_account = devnet.accounts[PROVIDER_ACCOUNT]
@@ -504,6 +596,8 @@ class LocalNetwork:
 
     def _verifier_key(self) -> Secp256k1PrivateKey:
         """The verifier's signing key, created once per home (owner-only file)."""
+        from reef.attestation import load_verifier_key
+
         path = self.home.path("verifier", "secp256k1.sec")
         if not path.exists():
             key = Secp256k1PrivateKey.generate()
@@ -514,6 +608,9 @@ class LocalNetwork:
 
     def _register(self, account: DevAccount, cp_url: str) -> None:
         """Make the market point at this control plane (register, or update the URL)."""
+        from reef.chain import MarketClient
+        from reef.node._provider import register_provider
+
         devnet = self.devnet
         if devnet is None or devnet.deployment is None:
             raise ServiceError("the devnet is not running")
@@ -529,11 +626,6 @@ class LocalNetwork:
         from reef.kms import KmsWiring, fetch_identity
 
         s = self.settings
-        if not (s.kms_app / "reef.toml").is_file():
-            raise ServiceError(
-                f"the KMS root app is not at {s.kms_app}",
-                hint="reinstall reef (its wheel ships the app), or pass --no-kms",
-            )
         image_path = self.home.path("builds", "kms-root.img")
         image = await asyncio.to_thread(build_image, s.kms_app, image_path)
         self._kms_backend = backend = open_backend(
@@ -549,10 +641,16 @@ class LocalNetwork:
         self.kms_enclave = info
         public_url = info.endpoints["ports"][1111]
         scallop_url = info.endpoints["ports"][1110]
-        identity = await until_up(
-            lambda: fetch_identity(public_url, root=root, image_id=image.image_id),
-            what="the KMS root enclave",
-        )
+        # One transport for every attempt: a new client's TLS context alone (the CA bundle,
+        # for a plain-HTTP URL) cost 50 ms of CPU per attempt, five times a second, taken from
+        # the enclave booting beside it.
+        async with _kept_transport() as transport:
+            identity = await until_up(
+                lambda: fetch_identity(
+                    public_url, root=root, image_id=image.image_id, transport=transport
+                ),
+                what="the KMS root enclave",
+            )
         host_port = scallop_url.rsplit(":", 1)
         wiring = KmsWiring.from_identity(
             identity, scallop_host=host_port[0].split("//")[-1], scallop_port=int(host_port[1])
@@ -605,6 +703,11 @@ class LocalNetwork:
         if self.kms_enclave is not None and self._kms_backend is not None:
             await _discard(self._kms_backend, self.kms_enclave.id)
             self.kms_enclave = None
+        elif self._kms_backend is not None:
+            # A start stopped before the KMS root was recorded (the chain failed beside it):
+            # whatever it launched. This process holds the chain's lock, so no other network
+            # of this home runs one.
+            await _discard_roles(self._kms_backend, {_KMS_ROLE})
         while self._backends:
             await self._backends.pop().aclose()
         for served in reversed(self._served):

@@ -172,6 +172,7 @@ class AnvilChain:
         port: int = 8545,
         accounts: int = 10,
         binary: str | os.PathLike[str] | None = None,
+        lock: DevnetLock | None = None,
     ) -> AnvilChain:
         """Start anvil on ``host:port`` (0: a free port) over the state kept in ``home``.
 
@@ -180,14 +181,24 @@ class AnvilChain:
         this ends (``PR_SET_PDEATHSIG`` follows the forking thread): call it from the main
         thread or a pool thread that outlives the chain (``asyncio.to_thread`` does).
 
+        ``lock`` is ``home``'s chain lock when the caller acquired it already (as ``reef up``
+        does, before anything else starts); the chain owns it from here on (released by
+        :meth:`close`, or here if opening fails).
+
         Raises:
             ChainError: if another devnet holds ``home``'s lock, or anvil does not start.
             ConfigError: if anvil is not installed, the kept deployment is unreadable, or
                 ``rate_lock_s`` differs from the deployed market's.
         """
-        executable = find_anvil(binary)
-        lock = DevnetLock(home)
-        lock.acquire()
+        try:
+            executable = find_anvil(binary)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        if lock is None:
+            lock = DevnetLock(home)
+            lock.acquire()
         directory = home.chain
         state = directory / STATE_NAME
         record = directory / DEPLOYMENT_NAME

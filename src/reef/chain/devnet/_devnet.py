@@ -173,6 +173,7 @@ class Devnet(Chain):
         clock: Callable[[], float] = time.time,
         durable: bool = True,
         progress: ReplayProgress | None = None,
+        lock: DevnetLock | None = None,
     ) -> Devnet:
         """The devnet kept under ``$REEF_HOME/chain``: replayed from its journal, or created.
 
@@ -192,14 +193,18 @@ class Devnet(Chain):
                 :mod:`reef.chain.devnet._store`); turn off only for throwaway state.
             progress: called with (entries replayed, entries to replay) while the journal is
                 replayed at start, for a progress bar.
+            lock: ``home``'s chain lock, acquired already (``reef up`` takes it before
+                anything else starts, to refuse a second network there first); the devnet
+                owns it from here on (released by :meth:`close`, or here if opening fails).
 
         Raises:
             ChainError: if another devnet holds the lock.
             ConfigError: if the journal cannot be replayed, or ``rate_lock_s`` differs from the
                 deployed market's.
         """
-        lock = DevnetLock(home)
-        lock.acquire()
+        if lock is None:
+            lock = DevnetLock(home)
+            lock.acquire()
         directory = home.chain
         journal_path = directory / JOURNAL_NAME
         devnet: Devnet | None = None
