@@ -8,9 +8,10 @@ identity. ``GET /derive`` answers the 64-byte enclave seed of that image; ``GET 
 the contract seed, only if the contract approves the image on chain (401 if not, 500 if the chain
 cannot be asked, 400 for a bad address). Per client address (an IPv6 /64), the root verifies a
 budget of attestations (:class:`BudgetedStore`) and asks the chain a budget of times per image;
-past either, 429 with a ``Retry-After`` (:mod:`reef.kms._budget`). It is a light API (:func:`reef._api.light_api`: the
-enclave's trusted base imports this module), so ``/openapi.json`` and ``/docs`` describe it, over
-the same channel; its errors stay plain text, as every KMS listener's.
+past either, 429 with a ``Retry-After`` (:mod:`reef.kms._budget`). It is a light API
+(:func:`reef._api.light_api`: the enclave's trusted base imports this module), so
+``/openapi.json`` and ``/docs`` describe it, over the same channel; its errors stay plain text, as
+every KMS listener's.
 
 Enclave side, :func:`fetch_enclave_seed`: connect with the enclave's X25519 identity key, pin the
 root's Scallop key (never asking the root for an attestation: the pin is the trust), present the
@@ -79,9 +80,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ATTESTATION_RATE",
+    "BudgetedStore",
     "CHAIN_RATE",
     "DEFAULT_MAX_AGE_MS",
-    "BudgetedStore",
     "KmsWiring",
     "client_policy",
     "fetch_enclave_seed",
