@@ -17,6 +17,9 @@ each rough edge it met is replayed here first, then fixed.
 - ``reef wallet`` printed ``rusd 1000000``, ``jobs_balance 1.3501`` and a blank ``jobs`` row;
   ``reef jobs deposit 0 1`` printed ``deposited 1``; ``reef jobs show`` printed three amounts and
   no unit, and two balances without saying which is which.
+- ``reef deploy ./hello --duration 1h --debug`` printed ``verified: the enclave attests image
+  bafc…`` and nothing more than for any deploy, though that image id (zero PCRs) is every debug
+  enclave's: it proves nothing of the code; nor did it say where the console it asked for is.
 - ``reef deploy examples/hello --duration 1h`` printed nothing for 10-18 s (a busy two-core
   machine loading web3.py and the market's modules) before its first progress line.
 """
@@ -330,3 +333,63 @@ def test_money_is_shown_with_its_unit(tmp_path: Path) -> None:
             assert parse_amount(json.loads(done.stdout)["balance_on_chain"]) == 860_000
             done = runner.invoke(app, ["wallet", "--json", *flags])
             assert json.loads(done.stdout)["jobs"] == [0]
+
+
+def _deployed(authority: DevAuthority, *, debug: bool) -> tuple[Any, Any]:
+    from reef.attestation import VerifiedAttestation
+    from reef.chain import Address, JobId
+    from reef.node import DeployRequest, DeployResult
+
+    measured = attested_measurements(HELLO, debug=debug)
+    attestation = VerifiedAttestation(
+        kind="nitro",
+        image_id=measured.image_id,
+        pcrs=measured.pcrs,
+        timestamp_ms=wall_ms(),
+        module_id="dev",
+        public_key=b"\x07" * 32,
+        user_data=b"",
+        nonce=b"",
+        root=authority.root,
+        mode="live",
+    )
+    result = DeployResult(
+        job_id=JobId("0x" + "00" * 31 + "02"),
+        endpoint="http://127.0.0.1:59843",
+        endpoints={"attestation": "http://127.0.0.1:47191/attestation/raw"},
+        image_id=measured.image_id,
+        image_url="http://127.0.0.1:38090/images/ab",
+        enclave_id="aac59c9f168f",
+        provider=Address(ZERO_ADDRESS),
+        control_plane="http://127.0.0.1:38080",
+        rate=100,
+        cost=360_000,
+        attestation=attestation,
+    )
+    return result, DeployRequest(image=HELLO, duration_s=3600, debug=debug)
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_a_debug_deploy_says_what_its_verification_proves(
+    authority: DevAuthority,
+    debug: bool,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from reef.cli._deploy import print_deployed
+
+    monkeypatch.setenv("COLUMNS", "200")
+    print_deployed(*_deployed(authority, debug=debug))
+    out, err = capsys.readouterr()
+    rows = _rows(out)
+    said = " ".join(err.split())
+    assert "verified under the dev TEE root" in said
+    if debug:
+        assert "a debug enclave attests zero PCRs" in said
+        assert "not which code it runs" in said
+        assert rows["image"].endswith("(debug: not its image's)")
+        assert rows["console"] == "reef logs 2 --follow"
+    else:
+        assert "debug" not in said + out
+        assert "console" not in rows
+    assert rows["stop"].split() == ["it", "reef", "jobs", "stop", "2"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,7 +19,10 @@ from reef.cli._options import (
 from reef.cli._output import failing, note, print_json, print_mapping, rusd, tell, tx_printer
 from reef.errors import InputError
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from reef.node import DeployRequest, DeployResult
+
+__all__ = ["print_deployed", "register"]
 
 
 def _runs_until(job: int, stops_at: int) -> str:
@@ -107,18 +110,32 @@ def deploy_cmd(
     if flags.as_json:
         print_json(result.to_json())
         return
+    print_deployed(result, request)
 
+
+def print_deployed(result: DeployResult, request: DeployRequest) -> None:
+    """What ``reef deploy`` tells people: the notes on what its verification proves (stderr),
+    then the job, where to reach it and how to stop it."""
     if result.attestation.root.name == "dev":
         tell(
             "note: verified under the dev TEE root: this proves what runs only on this machine's "
             "simulated TEE, not on real hardware"
+        )
+    if request.debug:
+        # The image id a debug enclave attests is not its image's: a newcomer read "verified:
+        # the enclave attests image …" as proof of the code it runs.
+        tell(
+            "note: a debug enclave attests zero PCRs (as on Nitro), so its image id is that of "
+            "every debug enclave with the same init params: this proves that a debug enclave "
+            "answers, not which code it runs; deploy without --debug for that"
         )
     print_mapping(
         {
             "job": result.job,
             "job id": result.job_id,
             "endpoint": result.endpoint or "(the image declares no ports)",
-            "image id": result.image_id.hex(),
+            "image id": result.image_id.hex()
+            + (" (debug: not its image's)" if request.debug else ""),
             "attestation": f"{result.endpoints.get('attestation', '')} (verified live, "
             f"root {result.attestation.root.name})",
             "paid": f"{rusd(result.cost)} for {request.duration_s} s",
@@ -127,6 +144,7 @@ def deploy_cmd(
                 if result.stops_at is None
                 else {"runs until": _runs_until(result.job, result.stops_at)}
             ),
+            **({"console": f"reef logs {result.job} --follow"} if request.debug else {}),
             "stop it": f"reef jobs stop {result.job}",
         }
     )
