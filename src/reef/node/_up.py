@@ -171,6 +171,16 @@ async def _abandon(task: asyncio.Task[Any] | None) -> None:
         await task
 
 
+def _open_devnet(home: ReefHome, *, fresh: bool, rate_lock_s: int, lock: DevnetLock) -> Devnet:
+    """:meth:`Devnet.open`, importing the devnet in the calling (worker) thread: it loads
+    py-evm (seconds of CPU), which the other commands importing reef.node (reef jobs, reef
+    deploy) need not pay for, and which on the event loop's thread would stall the KMS root's
+    start beside it."""
+    from reef.chain import Devnet
+
+    return Devnet.open(home, fresh=fresh, rate_lock_s=rate_lock_s, lock=lock)
+
+
 def _import_services() -> None:
     """Import the modules the image store, the verifier and the provider run on."""
     from reef.attestation import load_verifier_key, verifier_app  # noqa: F401
@@ -437,13 +447,11 @@ class LocalNetwork:
             )
             return devnet, devnet.url
         progress("starting the devnet")
-        # Imported here: the devnet loads py-evm, which the other commands importing
-        # reef.node (reef jobs, reef deploy) need not pay for.
-        from reef.chain import Devnet, devnet_app
-
         self.devnet = devnet = await asyncio.to_thread(
-            Devnet.open, home, fresh=s.fresh, rate_lock_s=s.rate_lock_s, lock=lock
+            _open_devnet, home, fresh=s.fresh, rate_lock_s=s.rate_lock_s, lock=lock
         )
+        from reef.chain import devnet_app
+
         # Served by our own uvicorn wrapper (not serve_devnet) so that Ctrl-C reaches reef
         # up rather than stopping the JSON-RPC server alone.
         self._rpc = await serve_app(
