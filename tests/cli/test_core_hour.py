@@ -20,6 +20,8 @@ each rough edge it met is replayed here first, then fixed.
 - ``reef deploy ./hello --duration 1h --debug`` printed ``verified: the enclave attests image
   bafc…`` and nothing more than for any deploy, though that image id (zero PCRs) is every debug
   enclave's: it proves nothing of the code; nor did it say where the console it asked for is.
+- ``reef logs 2 --follow``, then ``reef jobs update 2 --image ./hello``: the follow ended, exit 0,
+  with nothing said (the provider had replaced the enclave, closing its console).
 - ``reef deploy examples/hello --duration 1h`` printed nothing for 10-18 s (a busy two-core
   machine loading web3.py and the market's modules) before its first progress line.
 """
@@ -30,7 +32,7 @@ import asyncio
 import hashlib
 import inspect
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -393,3 +395,64 @@ def test_a_debug_deploy_says_what_its_verification_proves(
         assert "debug" not in said + out
         assert "console" not in rows
     assert rows["stop"].split() == ["it", "reef", "jobs", "stop", "2"]
+
+
+@dataclass
+class _OneDebugEnclave(_NoEnclaves):
+    """A control plane's view with one debug enclave, whose console streams at ``logs``."""
+
+    logs: str = ""
+
+    def enclave(self, job_id: str) -> RunningEnclave | None:
+        from reef.chain import JobId
+
+        return RunningEnclave(
+            enclave_id="aac59c9f168f",
+            job_id=JobId(job_id),
+            key="k",
+            state="running",
+            endpoints={"logs": self.logs},
+        )
+
+
+def _console_that_closes() -> Any:
+    """An enclave console that streams two lines, then closes (its enclave was replaced)."""
+    from starlette.applications import Starlette
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    async def lines() -> AsyncIterator[bytes]:
+        yield b"data: hello: listening on 127.0.0.1:8080\n\n"
+        await asyncio.sleep(0.2)
+        yield b'data: 127.0.0.1 "GET / HTTP/1.1" 200 -\n\n'
+
+    async def stream(_request: Any) -> StreamingResponse:
+        return StreamingResponse(lines(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/logs/stream", stream)])
+
+
+@pytest.mark.slow
+def test_logs_follow_says_why_it_ended(tmp_path: Path) -> None:
+    market = dev_market(rate_lock_s=5, fund=[0])
+    with serve_in_thread(_console_that_closes()) as console_url:
+        view = _OneDebugEnclave(market.provider.address.lower(), logs=f"{console_url}/logs/stream")
+        with serve_in_thread(control_plane_app(view)) as cp_url:
+            market.register_provider(cp_url)
+            market.open_job(CARD.min_rate, 360_000)
+            with serve_devnet_in_thread(market.devnet) as rpc:
+                where = ["--rpc", rpc.url, "--market", market.deployment.market]
+                followed = runner.invoke(app, ["logs", "0", "--follow", *where])
+                once = runner.invoke(app, ["logs", "0", *where])
+    assert followed.exit_code == 0, followed.output
+    assert followed.stdout.splitlines() == [
+        "hello: listening on 127.0.0.1:8080",
+        '127.0.0.1 "GET / HTTP/1.1" 200 -',
+    ]
+    said = " ".join(followed.stderr.split())
+    assert "job 0's enclave console ended: the enclave stopped or was replaced" in said
+    assert "`reef logs 0 --follow` follows a new one" in said
+    # Without --follow, the console's end is the command's: nothing to explain.
+    assert once.exit_code == 0, once.output
+    assert once.stdout == followed.stdout
+    assert once.stderr == ""

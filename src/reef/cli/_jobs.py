@@ -32,6 +32,7 @@ from reef.cli._output import (
     print_json,
     print_result,
     print_table,
+    tell,
     tx_printer,
 )
 from reef.errors import InputError, MarketError, ReefError
@@ -438,3 +439,11 @@ def logs_cmd(
         _session, client, found = _open(job, flags, need_account=False)
         for line in enclave_log_lines(enclave_logs_url(client, found), follow=follow):
             typer.echo(line)
+    if follow:
+        # The enclave closed its console: a following newcomer saw the command end, exit 0,
+        # with nothing said, when `reef jobs update` had replaced the enclave.
+        label = job_label(found.id)
+        tell(
+            f"job {label}'s enclave console ended: the enclave stopped or was replaced "
+            f"(`reef jobs show {label}` says which); `reef logs {label} --follow` follows a new one"
+        )
