@@ -242,7 +242,7 @@ def test_scallop_call_that_reaches_nothing_names_the_networks_kms_root(
     result = runner.invoke(app, ["scallop", "call", dead, "/derive", "--root", "dev"])
     assert result.exit_code == 1
     assert "is the Scallop server running and the port right?" in result.stderr
-    assert f"the KMS root of the reef network in {reef_home} listens for Scallop on" in (
+    assert f"The KMS root of the reef network in {reef_home} listens for Scallop on" in (
         " ".join(result.stderr.split())
     )
     assert "127.0.0.1:31100" in result.stderr

@@ -136,8 +136,8 @@ def _point_at_network_kms(exc: ReefError, tried: str) -> None:
         kms = NetworkInfo.load(home).kms.get("scallop")
         if kms and kms != tried:
             exc.hint = (
-                f"{exc.hint + '; ' if exc.hint else ''}the KMS root of the reef network in "
-                f"{home.root} listens for Scallop on {kms}"
+                f"{exc.hint + ' ' if exc.hint else ''}The KMS root of the reef network in "
+                f"{home.root} listens for Scallop on {kms}."
             )
 
 
