@@ -2,11 +2,11 @@
 (:func:`register_prover`) and adds stake (:func:`add_prover_stake`), each refused before an
 allowance is spent for nothing; joins a market, registering its key where asks have private
 inputs (:func:`join_as_prover`), and leaves in two steps (:func:`withdraw_from_market`;
-:func:`leave_market_step` also says what holds a refused step back). When ``reef up`` starts the services in enclaves with
-fresh keys: the prover waits for its gas and stake, then registers and joins as its settings say
-(:func:`enroll_prover`); the engine waits until the market's admin has made its key the engine
-and funded it (:func:`await_engine_role`); the IVS fetches its signing key from the enclave's
-KMS derive server (:func:`derived_secp256k1_key`).
+:func:`leave_market_step` also says what holds a refused step back). When ``reef up`` starts
+the services in enclaves with fresh keys: the prover waits for its gas and stake, then
+registers and joins as its settings say (:func:`enroll_prover`); the engine waits until the
+market's admin has made its key the engine and funded it (:func:`await_engine_role`); the IVS
+fetches its signing key from the enclave's KMS derive server (:func:`derived_secp256k1_key`).
 
 Waiting is polling, so the clock and the sleep are parameters (tests pass fakes), and the derive
 server is reached through an injectable httpx transport, its answers read as a stranger's
