@@ -65,6 +65,19 @@ def reach(proto, host, port):
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
 
 
+def ping_sockets():
+    # ICMP echo without privilege (a ping socket): what pasta's ICMP path would parse.
+    out = {}
+    for name, family, proto in (("v4", socket.AF_INET, socket.IPPROTO_ICMP),
+                                ("v6", socket.AF_INET6, socket.IPPROTO_ICMPV6)):
+        try:
+            socket.socket(family, socket.SOCK_DGRAM, proto).close()
+            out[name] = "opened"
+        except OSError as exc:
+            out[name] = type(exc).__name__
+    return out
+
+
 def gateway6():
     # The namespace's IPv6 default gateway (pasta maps it to the host's ::1, as it maps the
     # IPv4 one to 127.0.0.1), from the kernel's routing table.
@@ -119,6 +132,8 @@ class Handler(BaseHTTPRequestHandler):
             result = reach(query["proto"], query["host"], int(query["port"]))
         elif url.path == "/churn":
             result = churn(int(query["base"]), float(query["seconds"]), int(query["batch"]))
+        elif url.path == "/ping":
+            result = ping_sockets()
         elif url.path == "/gateway6":
             result = {"gateway6": gateway6(), "host4": os.environ.get("REEF_HOST_ADDR", "")}
         else:
@@ -280,6 +295,8 @@ async def test_pasta_holds_no_host_privilege_and_the_firewall_still_knows_its_so
                 assert result["ok"] is False, (proto, host, result)
             assert services.tcp_hits == 0
             assert services.udp_hits == 0
+            # Nor can it send ICMP for pasta to parse and answer from the host.
+            assert await ask(info, "/ping") == {"v4": "PermissionError", "v6": "PermissionError"}
             # The host port it was given (its gid . port element) still lets it through, by
             # the same paths: the refusals above were the firewall's.
             for host in [host4, host6] if host6 else [host4]:
@@ -339,3 +356,18 @@ async def test_closed_connections_cannot_fill_the_hosts_connection_tracking(
         again = await ask(info, "/churn", base=first, seconds=0, batch=10)
         assert again == {"made": 10, "answered": 10}, again
         assert (await backend.status(info.id)).state == "running"
+
+
+def test_pasta_argv_runs_as_the_enclave_id_in_its_own_user_namespace(tmp_path: Path) -> None:
+    """Given the user namespace that owns the enclave's network (an inherited descriptor),
+    pasta runs as the enclave's id, user and group; without it (a host port below 1024 to
+    bind), root with the enclave's group, as before."""
+    from reef.enclave.local._network import pasta_argv
+
+    argv = pasta_argv("reef-x", [(40001, 1300)], pid_file=tmp_path / "p", gid=77, userns_fd=9)
+    assert argv[argv.index("--runas") + 1] == "77:77"
+    assert argv[argv.index("--userns") + 1] == "/proc/self/fd/9"
+    assert argv[argv.index("--netns") + 1] == "reef-x"
+    rooted = pasta_argv("reef-x", [(80, 8080)], pid_file=tmp_path / "p", gid=77)
+    assert rooted[rooted.index("--runas") + 1] == "0:77"
+    assert "--userns" not in rooted

@@ -276,9 +276,11 @@ class Supervisor:
 
     def _signal_pasta(self, number: int) -> None:
         """Signal pasta through its process descriptor (gone already is fine)."""
-        if self.pasta_pidfd is not None:
-            with contextlib.suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError):
+            if self.pasta_pidfd is not None:
                 signal.pidfd_send_signal(self.pasta_pidfd, number)
+            elif self.pasta is not None:
+                self.pasta.send_signal(number)
 
     def _confine_helpers(self) -> None:
         """From now on the app can make this process and pasta work for it: both join the
@@ -380,7 +382,8 @@ class Supervisor:
         # Signalled through this descriptor, never by PID: Popen.terminate() first polls, and
         # that reaps a pasta that has just exited (it does once its namespace is deleted) under
         # asyncio's child watcher, which then logs "Unknown child process pid".
-        self.pasta_pidfd = os.pidfd_open(self.pasta.pid)
+        with contextlib.suppress(OSError):  # a kernel before 5.3: signalled by PID then
+            self.pasta_pidfd = os.pidfd_open(self.pasta.pid)
         self.save(pasta_pid=self.pasta.pid, pasta_start=proc_start(self.pasta.pid))
 
     async def _pasta_ready(self) -> None:
