@@ -21,6 +21,7 @@ import pytest
 from eth_account import Account
 
 from kms.kms_support import dev_root_store
+from reef._peers import peer_group
 from reef.attestation import DevAuthority, image_id
 from reef.chain import Devnet, KmsRegistryClient, serve_devnet
 from reef.crypto import generate_x25519
@@ -44,7 +45,6 @@ from reef.kms import (
     fetch_enclave_seed,
     verify_response,
 )
-from reef.kms._http import peer_group_of
 from reef.kms._scallop import _read_answer
 from reef.scallop import ScallopStream, handshake_client
 from reef.testing import wall_ms
@@ -119,7 +119,7 @@ def test_a_cost_the_burst_can_never_pay_is_a_misuse() -> None:
 )
 def test_clients_are_counted_by_address_and_ipv6_clients_by_their_64(host: str, group: str) -> None:
     """A host usually gets a whole IPv6 /64: counted per address, it would have 2**64 budgets."""
-    assert peer_group_of(host) == group
+    assert peer_group(host) == group
 
 
 # ---- real roots and clients ----

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from reef.scallop._slots import HandshakeSlots, peer_group
+from reef._peers import peer_group
+from reef.scallop._slots import HandshakeSlots
 
 
 def slots(capacity: int = 4, per_peer: int = 3, busy: float = 1.0) -> HandshakeSlots:

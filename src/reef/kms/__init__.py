@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 from reef._lazy import lazy_attributes
 
 if TYPE_CHECKING:
+    from reef._peers import PeerBudget, PeerRate
     from reef.kms._approval import (
         OYSTER_KMS_VERIFY_SELECTOR,
         ImageApproval,
         RpcApproval,
     )
-    from reef.kms._budget import PeerBudget, PeerRate
     from reef.kms._client import (
         KmsPublicClient,
         VerifiedKmsIdentity,
@@ -162,8 +162,8 @@ __getattr__ = lazy_attributes(
         "OYSTER_KMS_VERIFY_SELECTOR": "_approval",
         "ImageApproval": "_approval",
         "RpcApproval": "_approval",
-        "PeerBudget": "_budget",
-        "PeerRate": "_budget",
+        "PeerBudget": "_server",
+        "PeerRate": "_server",
         "KmsPublicClient": "_client",
         "VerifiedKmsIdentity": "_client",
         "fetch_identity": "_client",

@@ -32,8 +32,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from reef._api import LightApi, light_api
+from reef._peers import PeerBudget, PeerRate
 from reef.errors import InputError, KMSBusyError, KMSError, ReefError
-from reef.kms._budget import PeerBudget, PeerRate
 from reef.kms._derive import KeyType, derive_secret, path_seed
 from reef.kms._http import (
     PATH_PARAM,

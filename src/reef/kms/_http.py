@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import re
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
@@ -26,8 +25,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Scope
 
 from reef._api import query_param, text_answer
+from reef._peers import peer_group, retry_after_s
 from reef.errors import InputError, KMSError
-from reef.kms._budget import retry_after_s
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -37,8 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_BODY",
-    "OneAtATime",
     "MAX_URI",
+    "OneAtATime",
     "PATH_PARAM",
     "REQUEST_TIMEOUT_S",
     "VERSION_HEADER",
@@ -52,10 +51,9 @@ __all__ = [
     "parse_image_id",
     "parse_path",
     "parse_version",
-    "peer_group",
-    "peer_group_of",
     "query_params",
     "raw_uri",
+    "request_group",
     "versioned_answer",
     "versioned_response",
 ]
@@ -191,23 +189,10 @@ class OneAtATime(Generic[_K]):
                 del self._queues[key]
 
 
-def peer_group(request: Request) -> str:
-    """The address a request's turns are counted under: its client's IPv4 address, or the /64
-    of an IPv6 one (the block one host usually gets)."""
-    return peer_group_of(request.client.host if request.client is not None else "")
-
-
-def peer_group_of(host: str) -> str:
-    """:func:`peer_group` of a client address given as text (an IPv6 zone is ignored)."""
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
+def request_group(request: Request) -> str:
+    """The client group (:func:`reef._peers.peer_group`) a request's turns and budget are
+    counted under."""
+    return peer_group(request.client.host if request.client is not None else "")
 
 
 def parse_image_id(text: str) -> bytes:

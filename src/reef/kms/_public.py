@@ -40,9 +40,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from reef._api import api_app, query_param
+from reef._peers import PeerBudget, PeerRate
 from reef.encoding import loads_bounded, parse_hex
 from reef.errors import InputError, KMSError, MisuseError, ReefError
-from reef.kms._budget import PeerBudget, PeerRate
 from reef.kms._derive import KeyType, derive_key
 from reef.kms._http import (
     PATH_PARAM,
@@ -57,9 +57,9 @@ from reef.kms._http import (
     parse_image_id,
     parse_path,
     parse_version,
-    peer_group,
     query_params,
     raw_uri,
+    request_group,
     versioned_answer,
 )
 from reef.kms._root import KmsRoot
@@ -135,7 +135,7 @@ def public_app(root: KmsRoot, *, budget: PeerBudget | None = None) -> FastAPI:
 
     def over_budget(request: Request, cost: float, what: str, hint: str) -> Response | None:
         """None when the client may have ``what``; else the 429 to answer."""
-        group = peer_group(request)
+        group = request_group(request)
         wait = limit.take(group, min(cost, limit.rate.burst))
         if not wait:
             return None
@@ -214,7 +214,7 @@ def public_app(root: KmsRoot, *, budget: PeerBudget | None = None) -> FastAPI:
             return busy
         try:
             nonce = parse_hex(query_params(request.scope).get("nonce", ""), name="nonce")
-            async with attesting.turn(peer_group(request)):
+            async with attesting.turn(request_group(request)):
                 document = await root.info(nonce)
         except InputError as exc:
             return error_response(400, exc.message)

@@ -8,7 +8,7 @@ identity. ``GET /derive`` answers the 64-byte enclave seed of that image; ``GET 
 the contract seed, only if the contract approves the image on chain (401 if not, 500 if the chain
 cannot be asked, 400 for a bad address). Per client address (an IPv6 /64), the root verifies a
 budget of attestations (:class:`BudgetedStore`) and asks the chain a budget of times per image;
-past either, 429 with a ``Retry-After`` (:mod:`reef.kms._budget`). It is a light API
+past either, 429 with a ``Retry-After`` (:mod:`reef._peers`). It is a light API
 (:func:`reef._api.light_api`: the enclave's trusted base imports this module), so
 ``/openapi.json`` and ``/docs`` describe it, over the same channel; its errors stay plain text, as
 every KMS listener's.
@@ -36,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from reef._api import LightApi, light_api, query_param
+from reef._peers import PeerBudget, PeerRate, peer_group
 from reef.encoding import parse_bytes32
 from reef.errors import (
     ChainError,
@@ -46,7 +47,6 @@ from reef.errors import (
     KMSError,
     ReefError,
 )
-from reef.kms._budget import PeerBudget, PeerRate
 from reef.kms._derive import _IMAGE_ID_HINT
 from reef.kms._http import (
     VERSION_HEADER,
@@ -59,7 +59,6 @@ from reef.kms._http import (
     kms_guard,
     parse_address,
     parse_version,
-    peer_group_of,
     query_params,
     versioned_answer,
     versioned_response,
@@ -196,7 +195,7 @@ class BudgetedStore:
 
 def _group(peer: ScallopPeer) -> str:
     address = peer.address
-    return peer_group_of(str(address[0])) if address else ""
+    return peer_group(address) if address else ""
 
 
 def scallop_app(

@@ -10,7 +10,7 @@ the enclave seed over Scallop, then serves :func:`derive_server_app` on loopback
 
 Per client address (an IPv6 /64) the root spends a budget of attestation verifications, chain
 calls and public answers a second, then answers 429 with a ``Retry-After``
-(:mod:`reef.kms._budget`; the rates are :class:`RootServer` arguments).
+(:mod:`reef._peers`; the rates are :class:`RootServer` arguments).
 
 Both HTTP listeners run on reef's serving floor (:mod:`reef._serve`): TCP_NODELAY, request limits
 (the KMS takes no request bodies beyond a rotation, so 64 KiB), per-peer connection caps, and no
@@ -26,12 +26,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from reef._peers import PeerBudget, PeerRate
 from reef._serve import Limits, Server, is_loopback, serve
 from reef.errors import InputError, KMSBusyError, KMSError
-from reef.kms._budget import PeerBudget, PeerRate
 from reef.kms._derive import DerivedKey, KeyType, derive_key
 from reef.kms._derive_server import EnclaveSeeds, derive_server_app
-from reef.kms._http import peer_group_of
 from reef.kms._keyring import RootKeyring, identity_digest
 from reef.kms._public import PUBLIC_RATE, public_app
 from reef.kms._root import KmsRoot
@@ -176,7 +175,7 @@ class RootServer:
         return _SharedAttestation(self.root, keyring)
 
     async def _serve_scallop(self, keyring: RootKeyring, port: int) -> ScallopServer:
-        from reef.scallop import serve_asgi
+        from reef.scallop import connection_peer, serve_asgi
 
         policy = client_policy(self._peer_roots, max_age_ms=self._max_age_ms, clock=self._clock)
         return await serve_asgi(
@@ -186,7 +185,7 @@ class RootServer:
             self.host,
             port,
             static_key=keyring.scallop_secret(),
-            policy=BudgetedStore(policy, self._verifications, self._handshaking_peer),
+            policy=BudgetedStore(policy, self._verifications, connection_peer),
             auther=self._auther(keyring),
             handshake_timeout=5.0,
             # Slots shared per peer address (reef.scallop._slots): a crowd of stalled handshakes
@@ -199,25 +198,6 @@ class RootServer:
             max_body=1024,
             keepalive_timeout=5.0,
         )
-
-    def _handshaking_peer(self) -> str | None:
-        """The client group of the Scallop connection whose handshake runs in this task.
-
-        reef.scallop tells an auth store nothing of the connection it decides about, but its
-        server runs each connection in a task of its own and keeps the connection's writer by
-        that task: read there. None (the budget then does not apply) if that ever changes;
-        the test of the budget fails then. reef.scallop should hand the store the peer.
-        """
-        connections = getattr(self._scallop, "_connections", None)
-        if not isinstance(connections, dict):
-            return None
-        writer = connections.get(asyncio.current_task())
-        if writer is None:
-            return None
-        peername = writer.get_extra_info("peername")
-        if not (isinstance(peername, tuple) and peername):
-            return None
-        return peer_group_of(str(peername[0]))
 
     async def start(self) -> None:
         """Bind both listeners.

@@ -31,7 +31,7 @@ from reef.scallop._policy import (
     auther_from_url,
 )
 from reef.scallop._request import ScallopResponse, scallop_request
-from reef.scallop._server import ScallopServer, serve
+from reef.scallop._server import ScallopServer, connection_peer, serve
 from reef.scallop._stream import AuthKind, ScallopPeer, ScallopStream
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "asgi_handler",
     "auther_from_url",
     "connect",
+    "connection_peer",
     "handshake_client",
     "handshake_server",
     "scallop_peer",

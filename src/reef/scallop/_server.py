@@ -22,8 +22,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, Final
 
+from reef._peers import peer_group
 from reef.crypto import x25519_public_key
 from reef.errors import ChannelError, InputError
 from reef.scallop._handshake import (
@@ -33,10 +35,10 @@ from reef.scallop._handshake import (
     handshake_server,
 )
 from reef.scallop._policy import Auther, AuthStore, PeerPolicy
-from reef.scallop._slots import HandshakeSlots, Slot, peer_group
+from reef.scallop._slots import HandshakeSlots, Slot
 from reef.scallop._stream import ScallopStream, _address, _Closing
 
-__all__ = ["Handler", "ScallopServer", "serve"]
+__all__ = ["Handler", "ScallopServer", "connection_peer", "serve"]
 
 logger = logging.getLogger("reef.scallop")
 
@@ -53,6 +55,16 @@ _CLOSE_TIMEOUT: Final = 5.0
 # Connections waiting to be accepted: a flood fills a small queue and honest SYNs then wait
 # for the kernel's 1 s retransmit. The kernel caps it at net.core.somaxconn.
 _BACKLOG: Final = 1024
+
+# Each connection is served in a task of its own, whose context this is set in.
+_PEER: ContextVar[str | None] = ContextVar("reef.scallop.connection_peer", default=None)
+
+
+def connection_peer() -> str | None:
+    """The client group (:func:`reef._peers.peer_group`) of the Scallop connection this task
+    serves, during its handshake (an auth store deciding about it, as the KMS root's budget of
+    attestations per client does) and on its channel; None outside a connection."""
+    return _PEER.get()
 
 
 class _RefusalLog:
@@ -160,6 +172,8 @@ class ScallopServer(_Closing):
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         address = _address(writer.get_extra_info("peername"))
+        group = peer_group(writer.get_extra_info("peername"))
+        _PEER.set(group)
         task = asyncio.current_task()
         assert task is not None
         self._connections[task] = writer
@@ -167,7 +181,6 @@ class ScallopServer(_Closing):
             stream = await self._handshake(task, reader, writer, address)
             if stream is None:
                 return
-            group = peer_group(writer.get_extra_info("peername"))
             if self._open.get(group, 0) >= self._per_peer_connections:
                 # Slots bound handshakes under way, not channels: without this a client that
                 # completes handshakes and sits on them holds sockets until the server has none.

@@ -32,26 +32,10 @@ The server passes the time in; :class:`HandshakeSlots` decides and keeps the cou
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Admission", "HandshakeSlots", "Slot", "peer_group"]
-
-
-def peer_group(peername: Any) -> str:
-    """The address a connection's slots are counted under: the IPv4 address, or the /64 of an
-    IPv6 one (an IPv4-mapped IPv6 address counts as its IPv4 address)."""
-    host = peername[0] if isinstance(peername, tuple) and peername else peername
-    try:
-        address = ipaddress.ip_address(str(host).split("%", 1)[0])
-    except ValueError:
-        return str(host)
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
+__all__ = ["Admission", "HandshakeSlots", "Slot"]
 
 
 @dataclass(eq=False)

@@ -927,6 +927,7 @@ _SCALLOP_NAMES = {
     "ScallopResponse": "_request",
     "scallop_request": "_request",
     "ScallopServer": "_server",
+    "connection_peer": "_server",
     "serve": "_server",
     "AuthKind": "_stream",
     "ScallopPeer": "_stream",

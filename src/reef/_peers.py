@@ -1,33 +1,51 @@
-"""Per-client budgets: how much dear work one client address may have the KMS root do.
+"""Who a client is, and how much dear work it may ask for: for every reef server.
 
-Strangers make the root spend CPU it cannot charge them for: every attestation an enclave
-presents in a Scallop handshake is verified in full (a COSE P-384 signature and the leaf
-certificate, about 2 ms on the event loop, whatever the document's fate), every public key the
-public listener answers is derived and signed, every contract seed is an ``eth_call`` to the
-chain. Connection caps and one-at-a-time turns bound how much of that runs *at once*; a
-:class:`PeerBudget` bounds how much a client gets *a second*: a token bucket per client group
-(:func:`reef.kms._http.peer_group_of`: an IPv4 address, or the /64 of an IPv6 one), which fills at
-``per_second`` up to ``burst`` and refuses past it with the seconds until the next unit. An
-honest client (an enclave fetching its seeds at boot, a tool asking for a few keys) stays far
-inside its burst and never notices it; a client that asks without end is answered 429 with a
-``Retry-After`` while other addresses are served as before.
+A server facing strangers counts what each client does under its **client group**
+(:func:`peer_group`): its IPv4 address, or the /64 of an IPv6 one (the block one host usually
+gets; an IPv4-mapped address counts as its IPv4 address). Scallop's handshake slots and channel
+caps share by group, and so do the KMS root's budgets.
 
-The core is pure: the clock is a parameter and nothing here does I/O, so it is tested without
-sockets. It belongs to the serving floor (any reef server could use it) and lives here until it
-moves there.
+A :class:`PeerBudget` bounds how much a group gets *a second*, where connection caps and
+one-at-a-time turns bound how much runs *at once*: a token bucket per group that fills at
+``per_second`` up to ``burst`` and refuses past it with the seconds until the next unit. An honest
+client (an enclave fetching its seeds at boot, a tool asking for a few keys) stays far inside its
+burst and never notices it; a client that asks without end is told to wait (a 429 with
+``Retry-After``: :func:`retry_after_s`) while other groups are served as before. Its first user
+is the KMS root, whose strangers make it verify attestations, derive and sign keys and ask the
+chain, none of which it can charge for.
+
+Pure: the clock is a parameter and nothing here does I/O, so it is tested without sockets.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from reef.errors import InputError, MisuseError
 
-__all__ = ["PeerBudget", "PeerRate", "retry_after_s"]
+__all__ = ["PeerBudget", "PeerRate", "peer_group", "retry_after_s"]
+
+
+def peer_group(peer: Any) -> str:
+    """The client group of ``peer`` (a socket's peername tuple, or an address as text): the
+    IPv4 address, or the /64 of an IPv6 one; an IPv6 zone is ignored. Text that is no address
+    is its own group."""
+    host = peer[0] if isinstance(peer, tuple) and peer else peer
+    try:
+        address = ipaddress.ip_address(str(host).split("%", 1)[0])
+    except ValueError:
+        return str(host)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 @dataclass(frozen=True, kw_only=True)
