@@ -20,7 +20,12 @@ left alone, an app of one vCPU that asks its trusted base for documents without 
 supervisor sign them with a second CPU. Once the app runs they join a CPU-only group of their
 own (:meth:`Limits.confine_helpers`), ``HELPER_CPU_SHARE`` of a CPU per vCPU, so the work an
 app makes the host do for it is bounded too. (Its memory is bounded by what the supervisor
-keeps: the console and log caps.)
+keeps: the console and log caps.) pasta's host-side sockets hold what the app's peers send it
+until the app reads it: 60 connections from a peer that sent without pause, to an app that read
+nothing, held 300 MiB of the host's kernel memory for an enclave of 128 MiB. Under cgroup v1,
+pasta starts in a memory group of its own (:attr:`Limits.net_groups`, joined before it execs,
+:meth:`Limits.net_preexec`) whose ``kmem.tcp`` limit is the app's (a quarter of the enclave's
+memory): past it, the kernel stops accepting data for pasta's sockets and the peers wait.
 
 The groups are created *inside reef's own group*, so an enclave never escapes the limits reef
 itself runs under. The app joins them between fork and exec (:meth:`Limits.preexec`), before it
@@ -134,6 +139,8 @@ class Limits:
     notes: tuple[str, ...] = ()
     helper_groups: tuple[Path, ...] = ()
     """CPU-only groups for the supervisor and pasta (see the module docstring)."""
+    net_groups: tuple[Path, ...] = ()
+    """pasta's memory group under cgroup v1, bounding its sockets' buffers (module docstring)."""
 
     @classmethod
     def prepare(
@@ -187,7 +194,17 @@ class Limits:
                     if "cpu" in made_v1
                     else ()
                 )
-                return cls("cgroup1", memory_mib, cpus, groups, affinity, tuple(notes), v1_helpers)
+                net = _try_net_v1(layout.v1["memory"] / f"{group}-net", memory_mib, notes)
+                return cls(
+                    "cgroup1",
+                    memory_mib,
+                    cpus,
+                    groups,
+                    affinity,
+                    tuple(notes),
+                    v1_helpers,
+                    net,
+                )
         notes.append("no writable memory cgroup: memory is limited by RLIMIT_AS")
         return cls("rlimit", memory_mib, cpus, (), allowed[:cpus], tuple(notes))
 
@@ -203,6 +220,7 @@ class Limits:
             affinity=tuple(described.get("affinity", [])),
             notes=tuple(described.get("notes", [])),
             helper_groups=tuple(Path(g) for g in described.get("helper_groups", [])),
+            net_groups=tuple(Path(g) for g in described.get("net_groups", [])),
         )
 
     def preexec(self) -> Callable[[], None]:
@@ -224,6 +242,24 @@ class Limits:
                 resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
             if affinity:
                 os.sched_setaffinity(0, affinity)
+
+        return join
+
+    def net_preexec(self) -> Callable[[], None] | None:
+        """What pasta runs between fork and exec: join its memory group, before it opens any
+        socket (a socket's buffers are counted in the group it was made in); None without one."""
+        procs = [str(group / "cgroup.procs") for group in self.net_groups]
+        if not procs:
+            return None
+
+        def join() -> None:
+            pid = str(os.getpid()).encode()
+            for path in procs:
+                fd = os.open(path, os.O_WRONLY)
+                try:
+                    os.write(fd, pid)
+                finally:
+                    os.close(fd)
 
         return join
 
@@ -282,7 +318,7 @@ class Limits:
             if own in _read(group / "cgroup.procs").split():
                 with contextlib.suppress(OSError):
                     _write(group.parent / "cgroup.procs", own)
-        for group in (*self.groups, *self.helper_groups):
+        for group in (*self.groups, *self.helper_groups, *self.net_groups):
             for _ in range(50):
                 try:
                     group.rmdir()
@@ -303,6 +339,7 @@ class Limits:
             "affinity": list(self.affinity),
             "notes": list(self.notes),
             "helper_groups": [str(g) for g in self.helper_groups],
+            "net_groups": [str(g) for g in self.net_groups],
         }
 
 
@@ -396,6 +433,20 @@ def _try_helpers(group: Path, cpus: int, notes: list[str], *, v2: bool) -> tuple
             _write(group / setting, value)
     except OSError as exc:
         notes.append(f"the supervisor and pasta have no CPU quota ({exc.strerror})")
+        with contextlib.suppress(OSError):
+            group.rmdir()
+        return ()
+    return (group,)
+
+
+def _try_net_v1(group: Path, memory_mib: int, notes: list[str]) -> tuple[Path, ...]:
+    """pasta's memory group under cgroup v1: no limit of its own on pasta's pages (a fixed
+    table, some 30 MiB), the app's limit on its sockets' buffers; or none (with a note)."""
+    try:
+        group.mkdir(exist_ok=True)
+        _write(group / "memory.kmem.tcp.limit_in_bytes", str(_tcp_limit(memory_mib)))
+    except OSError as exc:
+        notes.append(f"pasta's socket buffers are not limited ({exc.strerror})")
         with contextlib.suppress(OSError):
             group.rmdir()
         return ()

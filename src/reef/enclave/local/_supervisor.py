@@ -366,6 +366,7 @@ class Supervisor:
         self.log("pasta: " + " ".join(argv))
         # A file, not a pipe, for pasta's complaints: nobody reads a pipe once it runs.
         err_path = self.run_dir / "pasta.log"
+        assert self.limits is not None
         try:
             with err_path.open("ab") as err_file:
                 self.pasta = await asyncio.create_subprocess_exec(
@@ -374,6 +375,8 @@ class Supervisor:
                     stdout=asyncio.subprocess.DEVNULL,
                     stderr=err_file,
                     pass_fds=pass_fds,
+                    # Its memory group (its sockets' buffers), before it opens a socket.
+                    preexec_fn=self.limits.net_preexec(),
                 )
         finally:
             self.netns.release_userns()
