@@ -410,11 +410,12 @@ class LocalNetwork:
         # The KMS root needs no chain: its enclave boots (seconds, in a process of its own)
         # while this process starts the chain and loads what the services need.
         kms: asyncio.Task[tuple[Any, dict[str, str]]] | None = None
+        progress("starting anvil" if s.chain == "anvil" else "starting the devnet")
         try:
             if s.kms:
                 kms = asyncio.create_task(self._start_kms(authority, root), name="KMS root")
                 progress("starting the KMS root enclave")
-            chain = await self._start_chain(home, lock, progress)
+            chain = await self._start_chain(home, lock)
         except BaseException:
             if self.devnet is None:  # a chain that opened owns the lock (closed by aclose)
                 lock.release()
@@ -427,13 +428,12 @@ class LocalNetwork:
             raise
 
     async def _start_chain(
-        self, home: ReefHome, lock: DevnetLock, progress: Progress
+        self, home: ReefHome, lock: DevnetLock
     ) -> tuple[Devnet | AnvilChain, str]:
         """Open the chain (taking over ``lock``); its JSON-RPC URL."""
         s = self.settings
         devnet: Devnet | AnvilChain
         if s.chain == "anvil":
-            progress("starting anvil")
             from reef.chain.devnet import AnvilChain
 
             self.devnet = devnet = await asyncio.to_thread(
@@ -446,7 +446,6 @@ class LocalNetwork:
                 lock=lock,
             )
             return devnet, devnet.url
-        progress("starting the devnet")
         self.devnet = devnet = await asyncio.to_thread(
             _open_devnet, home, fresh=s.fresh, rate_lock_s=s.rate_lock_s, lock=lock
         )
