@@ -45,6 +45,7 @@ _TOOLS = (
     ("pasta", "the enclave's network (port map, outbound NAT)", "apt-get install passt"),
     ("ip", "the enclave's network namespace", "apt-get install iproute2"),
     ("nsenter", "starting the app in its network namespace", "apt-get install util-linux"),
+    ("unshare", "the network namespace pasta may enter unprivileged", "apt-get install util-linux"),
     ("nft", "keeping enclaves away from the host's addresses", "apt-get install nftables"),
     ("mkfs.ext4", "the size-limited /state volume of each image", "apt-get install e2fsprogs"),
 )
