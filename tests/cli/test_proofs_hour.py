@@ -239,7 +239,7 @@ def test_leaving_with_an_assigned_ask_says_what_holds_it_back(net: Net) -> None:
 
 
 def test_the_prover_run_lines_say_what_a_hash_and_a_price_are() -> None:
-    from reef.cli._proofs import _outcome_line
+    from reef.cli._prover import _outcome_line
 
     proved = _outcome_line(SimpleNamespace(ask_id=3, outcome="proved", detail="0xab"))
     assert proved.startswith("ask 3: proved;")

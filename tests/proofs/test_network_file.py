@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reef.cli import app
-from reef.cli._proofs import _network_file
+from reef.cli._proofs_common import network_file
 from reef.proofs import ServiceSettings
 
 
@@ -30,13 +30,13 @@ def test_loopback_urls_go_through_the_host_address_inside_an_enclave(
         proof_market="0x" + "11" * 20,
         ivs={1: "http://localhost:4000", 2: "https://ivs.example:443"},
     )
-    assert _network_file(path) == as_given  # outside an enclave: as given
+    assert network_file(path) == as_given  # outside an enclave: as given
     monkeypatch.setenv("REEF_HOST_ADDR", "10.0.2.2")
-    inside = _network_file(path)
+    inside = network_file(path)
     assert inside.rpc == "http://10.0.2.2:8545/"
     assert inside.ivs == {1: "http://10.0.2.2:4000", 2: "https://ivs.example:443"}
     assert inside.proof_market == settings["proof_market"]
-    assert _network_file(None) == ServiceSettings()
+    assert network_file(None) == ServiceSettings()
 
 
 @pytest.mark.parametrize(

@@ -130,7 +130,7 @@ _COMMANDS = (
         "alerts", "reef.cli._dashboard", "Alert rules (alerts.toml) over the network's metrics."
     ),
     LazyCommand("proofs", "reef.cli._proofs", "The proof market: markets and proof requests."),
-    LazyCommand("prover", "reef.cli._proofs", "Proving for the proof market: stake, join, run."),
+    LazyCommand("prover", "reef.cli._prover", "Proving for the proof market: stake, join, run."),
     LazyCommand(
         "list",
         "reef.cli._aliases",
