@@ -22,6 +22,9 @@ each rough edge it met is replayed here first, then fixed.
   enclave's: it proves nothing of the code; nor did it say where the console it asked for is.
 - ``reef logs 2 --follow``, then ``reef jobs update 2 --image ./hello``: the follow ended, exit 0,
   with nothing said (the provider had replaced the enclave, closing its console).
+- ``reef jobs update 2 --image ./hello`` of a debug job printed ``updated url`` (the metadata's
+  field: ``--image`` was asked for) and the debug image id bare, as if it were the new image's;
+  ``reef jobs update 0 --debug`` pointed at ``reef jobs show`` for an image id it does not show.
 - ``reef deploy examples/hello --duration 1h`` printed nothing for 10-18 s (a busy two-core
   machine loading web3.py and the market's modules) before its first progress line.
 """
@@ -456,3 +459,57 @@ def test_logs_follow_says_why_it_ended(tmp_path: Path) -> None:
     assert once.exit_code == 0, once.output
     assert once.stdout == followed.stdout
     assert once.stderr == ""
+
+
+@pytest.mark.slow
+def test_update_says_what_changed_and_what_a_debug_enclave_attests(tmp_path: Path) -> None:
+    from reef.market import ImageStore, UploadPolicy, image_store_app
+
+    market = dev_market(rate_lock_s=5, fund=[0])
+    store = image_store_app(ImageStore(tmp_path / "store"), uploads=UploadPolicy.anyone())
+    with (
+        serve_in_thread(store) as store_url,
+        serve_in_thread(control_plane_app(_NoEnclaves(market.provider.address.lower()))) as cp,
+    ):
+        market.register_provider(cp)
+        market.open_job(CARD.min_rate, 360_000)
+        key = market.write_key(tmp_path / "owner.key")
+        with serve_devnet_in_thread(market.devnet) as rpc:
+            flags = ["--rpc", rpc.url, "--market", market.deployment.market, "--key", str(key)]
+
+            def update(*args: str) -> dict[str, str]:
+                done = runner.invoke(
+                    app,
+                    ["jobs", "update", "0", *args, "--store", store_url, *flags],
+                    env={"COLUMNS": "200"},
+                )
+                assert done.exit_code == 0, done.output
+                return {name: " ".join(value.split()) for name, value in _rows(done.stdout).items()}
+
+            debug = update("--debug")
+            assert debug["updated"] == "debug"
+            assert debug["image_id"].startswith("(a debug enclave's: its PCR0-2 are zero")
+            image = update("--image", str(HELLO))  # the job is a debug job now
+            assert image["updated"] == "image"
+            zero = attested_measurements(HELLO, debug=True).image_id.hex()
+            assert image["image_id"] == f"{zero} (debug: not its image's)"
+            plain = update("--no-debug")
+            assert plain["image_id"].startswith("(same image file;")
+            again = update("--image", str(HELLO))
+            assert again["image_id"] == attested_measurements(HELLO).image_id.hex()
+            # Scripts read the metadata's field names, as before.
+            done = runner.invoke(
+                app,
+                [
+                    "jobs",
+                    "update",
+                    "0",
+                    "--image",
+                    str(HELLO),
+                    "--store",
+                    store_url,
+                    "--json",
+                    *flags,
+                ],
+            )
+            assert json.loads(done.stdout)["updated"] == ["url"]

@@ -334,13 +334,35 @@ def update_cmd(
     }
     # Without a new image no id is computed here, yet the enclave's changes with the debug flag
     # and the init params: a blank row read as "no image id"; say where to read the new one.
+    # A debug enclave's id is every debug enclave's (zero PCRs): said, as `reef deploy` says it.
     label = job_label(found.id)
+    debug_now = change.debug if change.debug is not None else _is_debug(found.metadata)
+    if result.image_id:
+        image_text = result.image_id + (" (debug: not its image's)" if debug_now else "")
+    elif debug_now:
+        image_text = (
+            "(a debug enclave's: its PCR0-2 are zero, so it attests no image; "
+            f"`reef jobs show {label}` names its attestation endpoint)"
+        )
+    else:
+        image_text = f"(same image file; `reef jobs show {label}` shows the replaced enclave)"
     shown = {
         **out,
-        "image_id": result.image_id
-        or f"(same image file; `reef jobs show {label}` shows the replaced enclave)",
+        # The metadata's field is "url"; what was asked for (--image) is the image.
+        "updated": ["image" if field == "url" else field for field in result.updated],
+        "image_id": image_text,
     }
     print_result(out, flags.as_json, shown=shown)
+
+
+def _is_debug(metadata: str) -> bool:
+    """Whether a job's metadata asks for a debug enclave (``False`` when it is not reef's)."""
+    from reef.market import JobMetadata
+
+    try:
+        return JobMetadata.parse(metadata).debug
+    except ReefError:
+        return False
 
 
 def _wait_for(unlock: int, label: str) -> None:
