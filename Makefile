@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# UP_ARGS passes flags on, e.g. make up UP_ARGS="--rpc-port 0 --dashboard-port 0" (reef up --help).
 up: $(STAMP)
-	$(BIN)/reef up
+	$(BIN)/reef up $(UP_ARGS)
 
 # The whole suite, then the end-to-end tests again on anvil (issue 14: they pass on both chains);
 # PYTEST_ARGS narrows the first run and skips the second. Most tests wait on real processes

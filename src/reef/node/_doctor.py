@@ -35,8 +35,8 @@ def doctor_checks(
     """Every requirement of ``reef up`` on this host, met or not, in a fixed order."""
     checks = check_host()
     for tool, purpose in (
-        ("node", "JavaScript peers in the tests (ethers, hardhat)"),
-        ("npm", "installing those peers"),
+        ("node", "serverless functions (workerd), the proof market (snarkjs), the tests' peers"),
+        ("npm", "installing workerd, snarkjs and those peers"),
     ):
         path = shutil.which(tool)
         checks.append(
