@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from reef.chain._tx import ProgressCallback, Sender
 
 __all__ = [
-    "CONTRACTS",
     "DEFAULT_FUND_AMOUNT",
+    "DEPLOYED_CONTRACTS",
     "DEFAULT_RATE_LOCK_S",
     "MAINNET_CHAIN_IDS",
     "DeployEstimate",
@@ -39,7 +39,7 @@ __all__ = [
     "estimate_deployment",
 ]
 
-CONTRACTS: Final = ("token", "market", "kms_registry")
+DEPLOYED_CONTRACTS: Final = ("token", "market", "kms_registry")
 """What :func:`deploy_contracts` deploys, in order, by their :class:`Deployment` field names."""
 
 MAINNET_CHAIN_IDS: Final[Mapping[int, str]] = {
@@ -66,7 +66,7 @@ MAINNET_CHAIN_IDS: Final[Mapping[int, str]] = {
 chain missing here is not thereby a test chain)."""
 
 Deployed = Callable[[str, Address, "int | None"], None]
-"""Told of each contract once its deployment is mined: its :data:`CONTRACTS` name, address and
+"""Told of each contract once its deployment is mined: its :data:`DEPLOYED_CONTRACTS` name, address and
 block (``None`` where the client does not say it)."""
 
 # What a mint to a new holder costs (two fresh storage slots, the total supply, one event) with

@@ -348,7 +348,7 @@ def _check_chain(chain: _Chain, *, expected: int | None, yes_mainnet: bool) -> N
     Raises:
         ConfigError: saying which.
     """
-    from reef.chain._deploy import MAINNET_CHAIN_IDS
+    from reef.chain import MAINNET_CHAIN_IDS
 
     if expected is not None and chain.chain_id != expected:
         raise ConfigError(
@@ -597,12 +597,14 @@ def deploy_cmd(
     (reef provider run, reef deploy, reef jobs, reef wallet, reef chain info) uses this chain
     and market. Nothing is sent unless the sender can pay for every transaction.
     """
-    from reef.chain import http_web3, parse_address, parse_amount
-    from reef.chain._deploy import (
-        CONTRACTS,
+    from reef.chain import (
+        DEPLOYED_CONTRACTS,
         check_image_ids,
         deploy_contracts,
         estimate_deployment,
+        http_web3,
+        parse_address,
+        parse_amount,
     )
     from reef.home import ReefHome
 
@@ -664,12 +666,12 @@ def deploy_cmd(
         )
         services = extras.deploy(w3, deployer, deployment.token, who, deployed)
     except ReefError as exc:
-        raise _half_way(exc, done, chain, planned=[*CONTRACTS, *extras.names()]) from exc
+        raise _half_way(exc, done, chain, planned=[*DEPLOYED_CONTRACTS, *extras.names()]) from exc
     except KeyboardInterrupt:
         # Ctrl-C between transactions: what is deployed is said once more, as for a failure.
         interrupted = ReefError("interrupted", hint="a transaction sent may still be mined")
         raise _half_way(
-            interrupted, done, chain, planned=[*CONTRACTS, *extras.names()], code=130
+            interrupted, done, chain, planned=[*DEPLOYED_CONTRACTS, *extras.names()], code=130
         ) from None
     try:
         deployment.dump(out_path)
@@ -750,7 +752,7 @@ class _Extras:
 
     def creations(self, *, placeholder: str, deployer: str) -> list[tuple[str, list[Any]]]:
         """Each creation's artifact name and constructor arguments, ``placeholder`` standing
-        for the token (for :func:`reef.chain._deploy.estimate_deployment`)."""
+        for the token (for :func:`reef.chain.estimate_deployment`)."""
         from reef.serverless import JobsParams
 
         found: list[tuple[str, list[Any]]] = []
