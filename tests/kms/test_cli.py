@@ -158,6 +158,8 @@ def test_rotate_extends_the_pin(live_root: RootServer, keyring: RootKeyring) -> 
         derive_key(keyring.enclave_seed(IMAGE), "p", "x25519").public_key.hex()
     )
     assert json.loads(current)["public_key"] != json.loads(old)["public_key"]
+    # Which version each key is of: the current one is what an enclave starting now derives.
+    assert (json.loads(current)["version"], json.loads(old)["version"]) == (1, 0)
 
 
 def _reef(*args: str, home: Path) -> subprocess.Popen[str]:

@@ -323,8 +323,10 @@ def pubkey_cmd(
     with failing(attestation=_KMS_REJECTED):
         keys, source = _signing_keys(url, verification_key, trust or [], expected)
         client = KmsPublicClient(url, signing_key=keys)
-        public = asyncio.run(
-            client.public_key(kind, path, image_id=image, address=address, version=version)
+        public, answered = asyncio.run(
+            client.versioned_public_key(
+                kind, path, image_id=image, address=address, version=version
+            )
         )
     derived_address = ""
     if kind == "secp256k1":
@@ -337,7 +339,9 @@ def pubkey_cmd(
         "contract_address": address or "",
         "path": path,
         "type": kind,
-        "version": "" if version is None else version,
+        # The version the KMS says it derived under (the current one unless --version asked
+        # another): after a rotation, which key an enclave starting now gets.
+        "version": answered if answered is not None else ("" if version is None else version),
         "public_key": public.hex(),
         "address": derived_address,
     }

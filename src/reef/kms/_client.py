@@ -290,9 +290,31 @@ class KmsPublicClient:
             ServiceError: when the KMS cannot be reached or refuses.
             KMSError: when the answer is not signed by the pinned key or is malformed.
         """
+        key, _ = await self.versioned_public_key(
+            key_type, path, image_id=image_id, address=address, version=version
+        )
+        return key
+
+    async def versioned_public_key(
+        self,
+        key_type: KeyType,
+        path: str,
+        *,
+        image_id: bytes | None = None,
+        address: str | None = None,
+        version: int | None = None,
+    ) -> tuple[bytes, int | None]:
+        """:meth:`public_key`, and the root seed version the KMS says it derived it under (its
+        signature then checked with that version's pinned key, unless one key was given for
+        every version; ``None`` from a KMS that names none, as Oyster's): after a rotation,
+        which version an enclave starting now derives from.
+
+        Raises:
+            ServiceError, KMSError: as :meth:`public_key`.
+        """
         params = _query(image_id, address, path, version)
-        response, _ = await self._get(f"/derive/{key_type}/public", params)
-        return _decode_public(key_type, response)
+        response, answered = await self._get(f"/derive/{key_type}/public", params)
+        return _decode_public(key_type, response), answered
 
     async def address(
         self,
