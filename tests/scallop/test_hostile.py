@@ -297,3 +297,33 @@ async def test_one_address_cannot_hold_every_channel(make_party: Callable[..., P
         for stream in held:
             await stream.aclose()
         await server.aclose()
+
+
+def test_a_copied_attestation_is_refused_before_its_signature_is_checked(
+    make_party: Callable[..., Party], dev_root: Any
+) -> None:
+    """A stranger presents someone else's (genuine) document with a Noise key of its own, a new
+    key per handshake: each was verified in full (a P-384 signature and the leaf certificate,
+    about 2 ms) before the binding refused it. The document's own public_key says it is not
+    this peer's, which decoding alone shows, so it is refused before any signature is checked;
+    the peer it is bound to is still verified as before."""
+    from reef.attestation import NitroVerifier
+    from reef.errors import ExpectationError
+
+    verified: list[bytes] = []
+    verifier = NitroVerifier()
+
+    def counting(attestation: bytes, **kwargs: Any) -> Any:
+        verified.append(attestation)
+        return verifier.verify(attestation, **kwargs)
+
+    victim = make_party()
+    document = victim.authority.mint(victim.pcrs, timestamp_ms=wall_ms(), public_key=victim.public)
+    policy = PeerPolicy(roots=[dev_root], verifier=counting)
+    for _ in range(5):
+        with pytest.raises(ExpectationError) as refused:
+            policy.check(document, make_party().public)
+        assert refused.value.reason == "public_key"
+    assert verified == []
+    assert policy.check(document, victim.public).image_id == victim.image_id
+    assert verified == [document]

@@ -7,13 +7,16 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from reef.attestation import DevAuthority, NitroVerifier, VerifiedAttestation
 from reef.errors import HandshakeError
+from reef.home import ReefHome
 from reef.scallop import PeerPolicy, ScallopStream, connect, handshake_client, serve, serve_asgi
+from reef.testing import wall_ms
 
 from .conftest import Party
 
@@ -76,14 +79,16 @@ async def test_a_client_that_never_reads_does_not_keep_a_closed_channel(
 
 
 async def test_a_replayed_refused_attestation_is_not_verified_again(
-    make_party: Callable[..., Party], authority: DevAuthority
+    make_party: Callable[..., Party], authority: DevAuthority, tmp_path: Path
 ) -> None:
     """Anyone may connect to a server that asks every client to attest (a KMS root), and
-    present any document: one of another enclave, say, copied from anywhere. Refusing it took
-    a full verification (CBOR, the COSE signature, the chain: milliseconds of P-384) every
-    time, while sending it again costs the stranger a handshake's few X25519 operations: a
-    tenfold lever on the server's CPU, from one connection after another. The same bytes for
-    the same key are refused as before without being verified again."""
+    present any document: one bound to its own key but signed under a root the server does not
+    accept, say (a copy of another enclave's is refused before any signature is checked:
+    test_hostile.py). Refusing it took a full verification (CBOR, the COSE signature, the
+    chain: milliseconds of P-384) every time, while sending it again costs the stranger a
+    handshake's few X25519 operations: a tenfold lever on the server's CPU, from one connection
+    after another. The same bytes for the same key are refused as before without being
+    verified again."""
     verifier = NitroVerifier()
     calls: list[bytes] = []
 
@@ -96,8 +101,9 @@ async def test_a_replayed_refused_attestation_is_not_verified_again(
         _hello, "127.0.0.1", 0, static_key=make_party().secret, policy=policy.store(cache=False)
     )
     victim = make_party()
-    copied = await victim.auther()()
     stranger = make_party()
+    elsewhere = DevAuthority.load_or_create(ReefHome(tmp_path / "another-root"))
+    copied = elsewhere.mint(stranger.pcrs, timestamp_ms=wall_ms(), public_key=stranger.public)
 
     async def replay() -> bytes:
         return copied
