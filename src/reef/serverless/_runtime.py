@@ -616,10 +616,11 @@ class FunctionRuntime:
         if process.proc.returncode is None:
             if not counted:
                 self._stats.killed += 1
+            # The group (workerd leads it: start_new_session) and nothing more: asyncio's
+            # proc.kill() polls the child first and could reap it before the child watcher,
+            # which then logged "Unknown child process pid" and reported exit 255.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.proc.pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError):
-                process.proc.kill()
         await process.proc.wait()
         if process.drain is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
