@@ -14,6 +14,10 @@ which carries them, so nothing deployed is lost with the error.
 The checks that need no chain (:func:`check_chain`, :func:`check_home_record`,
 :func:`check_out_deployment`, :func:`check_balance`, :func:`chain_extras`) are pure functions.
 httpx and web3.py are imported when the endpoint is asked, not with this module.
+
+The module is longer than reef's ~600 lines on purpose: it is one use case, and most of it is
+its refusals (each message says what is wrong and what to do) in the order :func:`preflight`
+runs them; split apart, a reader would lose that order.
 """
 
 from __future__ import annotations
@@ -517,7 +521,7 @@ def preflight(request: ChainDeployRequest, home: ReefHome) -> ChainDeployPlan:
         rate_lock_s=request.rate_lock_s,
         fund_count=funded,
         approved_images=request.approved_images,
-        extra=[(name, args) for name, args in extra],
+        extra=extra,
     )
     with translate_errors(f"reading the balance of {who} at {request.rpc_url}"):
         balance = int(w3.eth.get_balance(who))  # type: ignore[arg-type]
