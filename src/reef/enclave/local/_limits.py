@@ -231,13 +231,7 @@ class Limits:
         use_rlimit = self.method == "rlimit"
 
         def join() -> None:
-            pid = str(os.getpid()).encode()
-            for path in procs:
-                fd = os.open(path, os.O_WRONLY)
-                try:
-                    os.write(fd, pid)
-                finally:
-                    os.close(fd)
+            _join_groups(procs)
             if use_rlimit:
                 resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
             if affinity:
@@ -252,16 +246,7 @@ class Limits:
         if not procs:
             return None
 
-        def join() -> None:
-            pid = str(os.getpid()).encode()
-            for path in procs:
-                fd = os.open(path, os.O_WRONLY)
-                try:
-                    os.write(fd, pid)
-                finally:
-                    os.close(fd)
-
-        return join
+        return lambda: _join_groups(procs)
 
     def confine_helpers(self, pids: Sequence[int]) -> list[str]:
         """Move ``pids`` (the supervisor, pasta) into the helpers' CPU group, with their threads;
@@ -463,3 +448,15 @@ def _tcp_limit(memory_mib: int) -> int:
 def _check_name(name: str) -> None:
     if not name or "/" in name:
         raise EnclaveError(f"invalid enclave name for a control group: {name!r}")
+
+
+def _join_groups(procs: Sequence[str]) -> None:
+    """Join the control groups whose ``cgroup.procs`` files are ``procs`` (run between fork and
+    exec, in the child)."""
+    pid = str(os.getpid()).encode()
+    for path in procs:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, pid)
+        finally:
+            os.close(fd)
