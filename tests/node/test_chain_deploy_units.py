@@ -11,15 +11,19 @@ import json
 import os
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from reef.chain import Address, DeployEstimate, Deployment, DevnetInfo, dev_accounts, parse_address
 from reef.errors import ConfigError, InputError, ReefError, RPCError
 from reef.home import ReefHome
 from reef.node import (
     ChainDeployIncomplete,
+    ChainDeployNotRecorded,
+    ChainDeployPlan,
     ChainDeployRequest,
     ChainDeployResult,
     ChainEndpoint,
@@ -30,10 +34,16 @@ from reef.node import (
     check_devnet_home,
     check_home_record,
     check_out_deployment,
+    deploy_on_chain,
     preflight,
     probe_chain,
 )
 from reef.node._chain_deploy import _check_out
+
+if TYPE_CHECKING:
+    from web3 import Web3
+
+    from reef.chain import Deployed
 
 A = parse_address("0x" + "a1" * 20)
 B = parse_address("0x" + "b2" * 20)
@@ -308,3 +318,75 @@ def test_the_json_document_of_a_deployment(tmp_path: Path) -> None:
         "services": {"proofs": {"market": A, "matching_engine": B}},
     }
     json.dumps(result.to_json())  # plain JSON
+
+
+def _plan(home: ReefHome, out: Path) -> ChainDeployPlan:
+    """A plan as preflight returns it, for a chain nobody is asked about (``w3`` is unused
+    by the faked deploy_contracts)."""
+    return ChainDeployPlan(
+        request=ChainDeployRequest(rpc_url=URL, unlocked=True),
+        home=home,
+        chain=_chain(5),
+        w3=cast("Web3", None),
+        deployer=B,
+        who=B,
+        estimate=DeployEstimate(transactions=3, gas=1, fee_per_gas=1),
+        balance=1,
+        out_path=out,
+        devnet=out,  # not recorded in the home: no genesis block to read
+        previous=None,
+        replaced=None,
+    )
+
+
+def test_ctrl_c_half_way_carries_what_is_on_the_chain_and_exits_130(
+    home: ReefHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reef.chain
+    import reef.node
+    from reef.cli import app
+
+    def token_then_ctrl_c(*args: object, deployed: Deployed, **kwargs: object) -> Deployment:
+        deployed("token", A, 7)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reef.chain, "deploy_contracts", token_then_ctrl_c)
+    plan = _plan(home, tmp_path / "out.json")
+    with pytest.raises(ChainDeployIncomplete) as stopped:
+        deploy_on_chain(plan)
+    assert stopped.value.interrupted
+    assert stopped.value.deployed == (DeployedContract("token", A, 7),)
+    assert stopped.value.missing == ("market", "kms_registry")
+    assert not plan.out_path.exists()
+
+    # The command says it as for a failure, with the shell's code for SIGINT.
+    monkeypatch.setattr(reef.node, "preflight", lambda request, home: plan)
+    result = CliRunner().invoke(app, ["chain", "deploy", "--rpc-url", URL, "--unlocked"])
+    assert result.exit_code == 130
+    assert "error: interrupted" in result.stderr
+    assert f"  token        {A}  block 7" in result.stderr
+    assert "not deployed: market, kms_registry" in result.stderr
+
+
+def test_a_deployment_that_cannot_be_written_down_is_printed(
+    home: ReefHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reef.chain
+    import reef.node
+    from reef.cli import app
+
+    def deployed_all(*args: object, **kwargs: object) -> Deployment:
+        return _deployment(5)
+
+    monkeypatch.setattr(reef.chain, "deploy_contracts", deployed_all)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    plan = _plan(home, blocked / "out.json")  # its folder is a file: the write fails
+    with pytest.raises(ChainDeployNotRecorded) as unwritten:
+        deploy_on_chain(plan)
+    assert unwritten.value.deployment == _deployment(5)
+    monkeypatch.setattr(reef.node, "preflight", lambda request, home: plan)
+    result = CliRunner().invoke(app, ["chain", "deploy", "--rpc-url", URL, "--unlocked"])
+    assert result.exit_code == 1
+    assert "deployed, but not recorded:" in result.stderr
+    assert json.loads(result.stderr.splitlines()[-1]) == _deployment(5).to_json()
