@@ -50,24 +50,24 @@ if TYPE_CHECKING:
 
     from reef.chain import Deployed, ProgressCallback, Sender
 
-__all__ = [  # in the order of the use case: ask, check, send
-    "ChainDeployRequest",
-    "ChainExtras",
-    "chain_extras",
-    "preflight",
-    "ChainDeployPlan",
-    "ChainEndpoint",
-    "probe_chain",
-    "check_chain",
-    "check_home_record",
-    "check_out_deployment",
-    "check_balance",
-    "check_devnet_home",
-    "deploy_on_chain",
-    "ChainDeployResult",
-    "DeployedContract",
+__all__ = [
     "ChainDeployIncomplete",
     "ChainDeployNotRecorded",
+    "ChainDeployPlan",
+    "ChainDeployRequest",
+    "ChainDeployResult",
+    "ChainEndpoint",
+    "ChainExtras",
+    "DeployedContract",
+    "chain_extras",
+    "check_balance",
+    "check_chain",
+    "check_devnet_home",
+    "check_home_record",
+    "check_out_deployment",
+    "deploy_on_chain",
+    "preflight",
+    "probe_chain",
 ]
 
 _NODE_HINT: Final = (
@@ -671,7 +671,7 @@ def deploy_on_chain(
             plan.w3,
             plan.deployer,
             rate_lock_s=request.rate_lock_s,
-            fund=request.fund if request.fund_amount else (),  # none is minted 0
+            fund=request.fund,
             fund_amount=request.fund_amount,
             approved_images=request.approved_images,
             progress=progress,
