@@ -33,7 +33,7 @@ if TYPE_CHECKING:
         deploy_contracts,
         estimate_deployment,
     )
-    from reef.chain._deployment import DEFAULT_FUND_AMOUNT, Deployment
+    from reef.chain._deployment import DEFAULT_FUND_AMOUNT, DEFAULT_RATE_LOCK_S, Deployment
     from reef.chain._events import (
         ChainEvent,
         EventDecoder,
@@ -136,6 +136,7 @@ __getattr__ = lazy_attributes(
         "ChainEvent": "_events",
         "ContractClient": "_clients",
         "DEFAULT_FUND_AMOUNT": "_deployment",
+        "DEFAULT_RATE_LOCK_S": "_deployment",
         "DEPLOYED_CONTRACTS": "_deploy",
         "DeployEstimate": "_deploy",
         "Deployed": "_deploy",
@@ -246,6 +247,7 @@ __all__ = [
     "ChainEvent",
     "ContractClient",
     "DEFAULT_FUND_AMOUNT",
+    "DEFAULT_RATE_LOCK_S",
     "DEPLOYED_CONTRACTS",
     "DeployEstimate",
     "Deployed",

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from reef.chain import (
     DEFAULT_FUND_AMOUNT,
+    DEFAULT_RATE_LOCK_S,
     DEPLOYED_CONTRACTS,
     MAINNET_CHAIN_IDS,
     Address,
@@ -39,7 +40,6 @@ from reef.chain import (
     format_amount,
     parse_address,
 )
-from reef.chain._deployment import DEFAULT_RATE_LOCK_S  # reef.chain does not export it
 from reef.errors import ChainError, ConfigError, InputError, ReefError, RPCError
 from reef.home import ReefHome
 
@@ -266,14 +266,11 @@ def check_chain(chain: ChainEndpoint, *, expected: int | None, yes_mainnet: bool
 
 def _devnet_state(home: ReefHome) -> Path | None:
     """What in ``home`` says a devnet (or ``reef up``'s network) lives there, if anything."""
-    from reef.chain.devnet._anvil import STATE_NAME
-    from reef.chain.devnet._store import JOURNAL_NAME
+    from reef.chain.devnet import local_chain_state
     from reef.node._network import NETWORK_FILE
 
-    for path in (home.root / NETWORK_FILE, home.chain / JOURNAL_NAME, home.chain / STATE_NAME):
-        if path.exists():
-            return path
-    return None
+    network = home.root / NETWORK_FILE
+    return network if network.exists() else local_chain_state(home)
 
 
 def _home_taken(home: ReefHome, what: Path) -> ConfigError:
@@ -715,7 +712,7 @@ def _record(plan: ChainDeployPlan, deployment: Deployment) -> None:
     """Record ``deployment`` in the plan's home where every command looks for the chain
     (``chain/devnet.json``, with no dev accounts)."""
     from reef.chain import translate_errors
-    from reef.chain.devnet._store import write_devnet_info
+    from reef.chain.devnet import write_devnet_info
 
     with translate_errors(f"reading the genesis block at {plan.chain.url}"):
         genesis = int(plan.w3.eth.get_block(0)["timestamp"])

@@ -27,7 +27,12 @@ from typing import TYPE_CHECKING
 
 from reef._lazy import lazy_attributes
 from reef.chain.devnet._accounts import DEV_MNEMONIC, DEVNET_CHAIN_ID, DevAccount, dev_accounts
-from reef.chain.devnet._store import DevnetInfo, read_devnet_info
+from reef.chain.devnet._store import (
+    DevnetInfo,
+    local_chain_state,
+    read_devnet_info,
+    write_devnet_info,
+)
 
 if TYPE_CHECKING:
     from reef.chain.devnet._anvil import AnvilChain
@@ -70,7 +75,9 @@ __all__ = [
     "TxRequest",
     "dev_accounts",
     "devnet_app",
+    "local_chain_state",
     "read_devnet_info",
     "serve_devnet",
     "serve_devnet_in_thread",
+    "write_devnet_info",
 ]

@@ -46,7 +46,9 @@ from reef.home import ReefHome, read_file, replace_file, replace_json
 
 __all__ = [
     "DevnetInfo",
+    "local_chain_state",
     "read_devnet_info",
+    "write_devnet_info",
 ]
 
 JOURNAL_FORMAT = 1
@@ -161,6 +163,18 @@ def read_devnet_info(home: ReefHome) -> DevnetInfo:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path} does not hold a JSON object", hint=_FRESH_HINT)
     return DevnetInfo.from_json(data)
+
+
+def local_chain_state(home: ReefHome) -> Path | None:
+    """The file through which a chain of reef's own keeps its state in ``home`` (the embedded
+    devnet's journal, or the state an anvil of ``reef up --chain anvil`` dumps), if any: such a
+    home's ``devnet.json`` describes that chain, and is not to be written over."""
+    from reef.chain.devnet._anvil import STATE_NAME  # _anvil imports this module
+
+    for path in (home.chain / JOURNAL_NAME, home.chain / STATE_NAME):
+        if path.exists():
+            return path
+    return None
 
 
 def write_devnet_info(home: ReefHome, info: DevnetInfo) -> None:
