@@ -12,6 +12,9 @@
   many), :func:`stop_job`, :func:`close_job`, :func:`stop_and_close`, :func:`withdraw_limit`, :func:`withdraw_from_job`,
   :func:`enclave_log_lines`: an owner's open jobs, for ``reef jobs`` and the dashboard alike.
 - :func:`update_job` is ``reef jobs update``: a new image, init params or debug flag.
+- :func:`preflight` then :func:`deploy_on_chain` are ``reef chain deploy``: reef's contracts on a
+  chain the operator names, refused before the first transaction where they would fail or cost
+  real money, and recorded in ``$REEF_HOME`` for every other command.
 - :func:`prepare_kms_root` is ``reef kms root serve``'s assembly of a KMS root.
 - :func:`copy_example` is ``reef examples``: the shipped example apps, wherever reef is installed.
 
