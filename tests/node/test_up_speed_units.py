@@ -141,3 +141,53 @@ async def test_the_kms_polls_share_one_transport_that_clients_leave_open() -> No
         assert Counting.closed == 0
     assert Counting.closed == 1
     assert seen == [f"http://127.0.0.1:9/info?attempt={n}" for n in range(3)]
+
+
+def test_a_chain_left_running_by_a_killed_parent_keeps_the_lock_until_it_exits(
+    home: ReefHome,
+) -> None:
+    """``reef up --chain anvil`` killed -9: its anvil is told to stop (PDEATHSIG) and writes its
+    state on the way out, but the lock went with reef up, so the next ``reef up`` started a new
+    anvil over a state file still being written (tests/e2e/test_crash_recovery on anvil failed
+    about one run in five). The chain process holds the lock's descriptor too, and the next
+    acquire, finding the recorded owner dead, waits for the chain to exit instead of racing it."""
+    import subprocess
+    import sys
+
+    parent = f"""
+import os, signal, subprocess, sys
+from pathlib import Path
+from reef.chain.devnet._store import DevnetLock
+from reef.home import ReefHome
+lock = DevnetLock(ReefHome(Path({str(home.root)!r})))
+lock.acquire()
+child = subprocess.Popen(["sleep", "1.5"], pass_fds=(lock.fileno(),))
+print(child.pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    done = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr
+    chain = int(done.stdout)
+    lock = DevnetLock(home)
+    lock.acquire()  # waits for the orphaned chain, whose owner is dead
+    try:
+        assert not Path(f"/proc/{chain}").exists() or _zombie(chain)
+    finally:
+        lock.release()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_a_live_owner_is_refused_at_once(home: ReefHome) -> None:
+    held = DevnetLock(home)
+    held.acquire()
+    try:
+        with pytest.raises(ChainError, match="is in use by pid"):
+            DevnetLock(home).acquire()
+    finally:
+        held.release()

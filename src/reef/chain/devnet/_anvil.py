@@ -231,6 +231,9 @@ class AnvilChain:
                 stdin=subprocess.DEVNULL,
                 # One C call in the child, looked up before the fork.
                 preexec_fn=_stop_with_parent(),
+                # The chain's lock, held until anvil exits: killed with its parent, it still
+                # writes its state, and the next start must not read that file half written.
+                pass_fds=(lock.fileno(),),
             )
             url = _wait_listening(process)
             chain = cls(

@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,10 @@ CHECKPOINT_FORMAT = 1
 CHECKPOINT_NAME = "checkpoint.bin"
 INFO_NAME = "devnet.json"
 LOCK_NAME = "devnet.lock"
+
+# How long the lock is waited for while a chain process outlives its killed owner (an anvil
+# writing its state on the way out: seconds for a large one).
+_ORPHAN_WAIT_S = 30.0
 
 _FRESH_HINT = "start over with `reef chain --fresh` (this deletes the devnet's state)"
 
@@ -183,42 +188,77 @@ def write_devnet_info(home: ReefHome, info: DevnetInfo) -> None:
 
 
 class DevnetLock:
-    """An exclusive lock on ``$REEF_HOME/chain``, held while a devnet uses its journal."""
+    """An exclusive lock on ``$REEF_HOME/chain``, held while a devnet uses its journal (or an
+    anvil its state file).
 
-    def __init__(self, home: ReefHome) -> None:
+    A chain process started under the lock may be given its descriptor (:meth:`fileno`, through
+    ``pass_fds``): it then holds the lock until it exits, even if the process that took it was
+    killed. Another :meth:`acquire` that finds the owner it recorded dead waits for that.
+    """
+
+    def __init__(self, home: ReefHome, *, orphan_wait_s: float = _ORPHAN_WAIT_S) -> None:
         self._path = home.path("chain", LOCK_NAME)
         self._handle: IO[str] | None = None
+        self._orphan_wait_s = orphan_wait_s
 
     def acquire(self) -> None:
-        """Take the lock.
+        """Take the lock; while the process that holds it is a chain whose owner is gone (it
+        stops with its owner, writing its state on the way out), wait for it, up to
+        ``orphan_wait_s``.
 
         Raises:
             ChainError: if another devnet holds it.
         """
         handle = open(self._path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            handle.seek(0)
-            owner = handle.read().strip() or "another process"
-            handle.close()
-            raise ChainError(
-                f"the devnet state in {self._path.parent} is in use by {owner}",
-                hint="stop that devnet first, or give this one its own REEF_HOME",
-            ) from exc
+        deadline = time.monotonic() + self._orphan_wait_s
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError as exc:
+                handle.seek(0)
+                owner = handle.read().strip() or "another process"
+                if _owner_alive(owner) or time.monotonic() >= deadline:
+                    handle.close()
+                    raise ChainError(
+                        f"the devnet state in {self._path.parent} is in use by {owner}",
+                        hint="stop that devnet first, or give this one its own REEF_HOME",
+                    ) from exc
+                time.sleep(0.05)
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}\n")
         handle.flush()
         self._handle = handle
 
+    def fileno(self) -> int:
+        """The locked descriptor, for a chain process to hold the lock until it exits."""
+        if self._handle is None:
+            raise ChainError("the devnet lock is not held", hint="acquire it first")
+        return self._handle.fileno()
+
     def release(self) -> None:
         if self._handle is not None:
             with contextlib.suppress(OSError):
                 self._handle.seek(0)
                 self._handle.truncate()
-            self._handle.close()  # closing the descriptor releases the flock
+            # Closing releases the flock, unless a chain process given the descriptor still runs.
+            self._handle.close()
             self._handle = None
+
+
+def _owner_alive(owner: str) -> bool:
+    """Whether the lock's recorded owner (``pid N``) still runs; unknown counts as alive."""
+    words = owner.split()
+    if len(words) != 2 or words[0] != "pid" or not words[1].isdigit():
+        return True
+    try:
+        os.kill(int(words[1]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _Syncer:
