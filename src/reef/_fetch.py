@@ -46,7 +46,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
@@ -71,11 +73,22 @@ __all__ = [
     "run_blocking",
     "stream_blocking",
     "stream_bounded",
+    "tls_context",
 ]
 
 FetchFailure = Literal["unreachable", "too_large", "too_late", "encoded"]
 _IDENTITY: Final = ("", "identity")
 _T = TypeVar("_T")
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The TLS settings of every reef client (httpx's defaults: the CA bundle, verification on),
+    built once per process: a new client builds them again unless given these, loading the CA
+    bundle (50-160 ms of CPU), and a client per attempt of a poll (an enclave coming up, a KMS
+    root booting) spent most of ``reef up``'s main process there. Not mutated after it is
+    built; pass it as ``verify=``."""
+    return httpx.create_ssl_context()
 
 
 class FetchError(ServiceError):
@@ -600,9 +613,8 @@ def fetch_blocking(
         return run_blocking(
             _read_with_client(request, transport, timeout, max_bytes, deadline_s, what, hint)
         )
-    # A plain-http request never meets TLS (no redirect is followed), and loading the CA bundle
-    # into a fresh context costs 80-160 ms: per row of `reef jobs list`, most of its time.
-    tls = request.url.scheme != "http"
+    # A plain-http request never meets TLS (no redirect is followed): no CA bundle to load.
+    tls: ssl.SSLContext | bool = tls_context() if request.url.scheme != "http" else False
     with httpx.Client(timeout=timeout, transport=transport, verify=tls) as client:
         return read_blocking(
             client,
@@ -623,7 +635,9 @@ async def _read_with_client(
     what: str,
     hint: str | None,
 ) -> BoundedAnswer:
-    async with httpx.AsyncClient(timeout=per_operation, transport=transport) as client:
+    async with httpx.AsyncClient(
+        timeout=per_operation, transport=transport, verify=tls_context()
+    ) as client:
         return await read_bounded(
             client,
             _with_defaults(client, request),

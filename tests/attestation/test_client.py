@@ -264,3 +264,34 @@ def test_verify_over_loopback_with_custom_fields(
             document, expect=Expectations(public_key=b"\xab" * 32, nonce=b"\xc0\xff\xee")
         )
         assert (checked.user_data, checked.image_id) == (b"", IMAGE)
+
+
+async def test_attempts_share_one_tls_context(
+    authority: DevAuthority, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each fetch made a client of its own, and each client built httpx's TLS settings again,
+    loading the CA bundle (50-160 ms of CPU) even for a plain-http endpoint: a poll of an
+    enclave coming up (five attempts a second) spent most of reef up's main process there.
+    Every client now verifies with one context per process (reef._fetch.tls_context)."""
+    import ssl
+
+    from reef._fetch import tls_context
+    from reef.node import serve_app
+
+    loads: list[object] = []
+    load = ssl.SSLContext.load_verify_locations
+
+    def counting(self: ssl.SSLContext, *args: object, **kwargs: object) -> None:
+        loads.append(args)
+        load(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
+    tls_context.cache_clear()
+    served = await serve_app(fixed_app(authority, clock), host="127.0.0.1", port=0, what="att")
+    try:
+        client = AttestationClient(root=authority.root, clock_ms=clock)
+        for _ in range(4):
+            assert (await client.averify(served.url)).image_id == IMAGE
+    finally:
+        await served.aclose()
+    assert len(loads) <= 1, f"the CA bundle was loaded {len(loads)} times for 4 fetches"

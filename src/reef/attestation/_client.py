@@ -42,7 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from reef._clock import wall_clock_ms
-from reef._fetch import FetchError, fetch_blocking, read_bounded
+from reef._fetch import FetchError, fetch_blocking, read_bounded, tls_context
 from reef.attestation._cache import AttestationCache
 from reef.attestation._model import Expectations, VerifiedAttestation
 from reef.attestation._nitro import DEFAULT_MAX_AGE_MS, NitroVerifier
@@ -273,7 +273,9 @@ class AttestationClient:
         transport = self._transport_as(
             httpx.AsyncBaseTransport, "blocking", hint="use fetch, verify"
         )
-        async with httpx.AsyncClient(timeout=self.timeout, transport=transport) as http:
+        async with httpx.AsyncClient(
+            timeout=self.timeout, transport=transport, verify=tls_context()
+        ) as http:
             while True:
                 try:
                     request = http.build_request("GET", url, params=params)

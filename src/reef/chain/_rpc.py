@@ -121,12 +121,12 @@ class HttpRpc:
             if self._idle:
                 return self._idle.pop(), True
             if self._https and self._tls is None:
-                # httpx's context (certifi's bundle, or $SSL_CERT_FILE / $SSL_CERT_DIR), as
-                # reef's other clients verify; imported here, so that indexing over plain HTTP
-                # does not load httpx (about 45 ms of imports).
-                from httpx import create_ssl_context
+                # The context every reef client verifies with (reef._fetch.tls_context);
+                # imported here, so that indexing over plain HTTP does not load httpx (about
+                # 45 ms of imports).
+                from reef._fetch import tls_context
 
-                self._tls = create_ssl_context()
+                self._tls = tls_context()
             tls = self._tls
         if self._https:
             return (

@@ -30,7 +30,7 @@ from typing import Any, Final, Literal, Protocol
 
 import httpx
 
-from reef._fetch import read_bounded, request_to
+from reef._fetch import read_bounded, request_to, tls_context
 from reef.crypto import keccak256
 from reef.encoding import parse_bytes32
 from reef.errors import ConfigError, RPCError, ServiceError
@@ -97,7 +97,9 @@ class RpcApproval:
         what = "the verification RPC"
         try:
             request = request_to("POST", self.rpc_url, what=what, hint=_HINT, json=body)
-            async with httpx.AsyncClient(transport=self._transport, timeout=self._timeout) as http:
+            async with httpx.AsyncClient(
+                transport=self._transport, timeout=self._timeout, verify=tls_context()
+            ) as http:
                 answer = await read_bounded(
                     http,
                     request,

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import httpx
 
 from reef._clock import wall_clock_ms
-from reef._fetch import fetch_blocking, read_bounded, request_to
+from reef._fetch import fetch_blocking, read_bounded, request_to, tls_context
 from reef.crypto import solana_address
 from reef.encoding import loads_bounded, parse_bytes32, terminal_text
 from reef.errors import InputError, KMSError, MisuseError, ServiceError
@@ -227,7 +227,9 @@ async def _kms_get(
         ServiceError: when the KMS cannot be reached, answers too much or too late (with
             ``hint``), or answers another status.
     """
-    async with httpx.AsyncClient(transport=transport, timeout=http_timeout) as http:
+    async with httpx.AsyncClient(
+        transport=transport, timeout=http_timeout, verify=tls_context()
+    ) as http:
         response = await _exchange(
             http, "GET", base + route, params=params, deadline_s=http_timeout, hint=hint
         )
@@ -551,7 +553,9 @@ async def rotate_root(
     from reef.kms._root import rotation_message
 
     base = normalize_kms_url(url)
-    async with httpx.AsyncClient(transport=transport, timeout=http_timeout) as http:
+    async with httpx.AsyncClient(
+        transport=transport, timeout=http_timeout, verify=tls_context()
+    ) as http:
         info_response = await _exchange(
             http, "GET", base + "/info", deadline_s=http_timeout, hint=_HINT
         )

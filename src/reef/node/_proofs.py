@@ -55,7 +55,7 @@ from web3 import Web3
 
 import reef
 from reef._clock import wall_clock_ms
-from reef._fetch import read_bounded, request_to
+from reef._fetch import read_bounded, request_to, tls_context
 from reef.attestation import AttestationClient, Expectations, attestation_url
 from reef.chain import TokenClient
 from reef.enclave import EnclaveInfo, EnclaveSpec, InitParam, InitParams
@@ -486,7 +486,9 @@ async def _ivs_address(
             status, or a body that names no address.
     """
     request = request_to("GET", url + "/", what=_IVS)
-    async with httpx.AsyncClient(transport=transport, timeout=deadline_s) as client:
+    async with httpx.AsyncClient(
+        transport=transport, timeout=deadline_s, verify=tls_context()
+    ) as client:
         answer = await read_bounded(
             client, request, max_bytes=_IVS_ANSWER_BYTES, deadline_s=deadline_s, what=_IVS
         )

@@ -24,7 +24,7 @@ import httpx
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from reef._fetch import BoundedAnswer, FetchError, read_bounded, request_to
+from reef._fetch import BoundedAnswer, FetchError, read_bounded, request_to, tls_context
 from reef.attestation import AttestationClient, VerifierStatement
 from reef.chain import format_amount, translate_errors
 from reef.encoding import parse_hex, terminal_text
@@ -196,7 +196,7 @@ async def register_enclave_executor(
         MarketError: the owner cannot pay the stake (before any transaction).
         ContractRevertError: when the contract refuses the registration (with its reason).
     """
-    async with httpx.AsyncClient(timeout=_TIMEOUT_S) as client:
+    async with httpx.AsyncClient(timeout=_TIMEOUT_S, verify=tls_context()) as client:
         # The configuration first: the same one again is a no-op for the executor (a retry);
         # another owner's or deployment's is refused (409), and then its details say whose.
         config_url = f"{control_url}/config"
