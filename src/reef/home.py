@@ -17,7 +17,21 @@ from typing import Any
 
 from reef.errors import ReefError
 
-__all__ = ["ReefHome", "read_file", "read_json", "replace_file", "replace_json"]
+__all__ = ["ReefHome", "cache_root", "read_file", "read_json", "replace_file", "replace_json"]
+
+
+def cache_root(environ: Mapping[str, str] | None = None) -> Path:
+    """Where reef keeps, across homes, what it can always rebuild (the example images ``reef
+    up`` builds): ``$REEF_CACHE``, else ``$XDG_CACHE_HOME/reef``, else ``~/.cache/reef``.
+
+    An entry is named by a digest of its build's inputs and holds what that build writes (the
+    build is deterministic), so deleting the folder costs only rebuilds.
+    """
+    env = os.environ if environ is None else environ
+    if value := env.get("REEF_CACHE"):
+        return Path(value).expanduser()
+    xdg = env.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "reef"
 
 
 def read_file(path: Path, *, missing: ReefError, unreadable: str) -> bytes:

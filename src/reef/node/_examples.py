@@ -5,12 +5,16 @@ The repository's ``examples/`` is the one copy. The wheel carries it as ``reef/_
 can hand a user a starting point however reef was installed; a source checkout (and an editable
 install) reads the repository's directory itself. :func:`_build_example` builds the image of an
 example app with extra files added (the runtimes ``reef up``'s extensions pin), rebuilt only when
-what goes into it changed.
+what goes into it changed; another home's build of the same inputs is copied from the cache
+across homes (:func:`reef.home.cache_root`) instead, since a build is deterministic.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import inspect
+import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,9 +22,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from reef.enclave import build_image
+from reef.enclave import Manifest, build_image
 from reef.errors import InputError
-from reef.home import ReefHome
+from reef.home import ReefHome, cache_root
 
 __all__ = [
     "ExampleKind",
@@ -72,6 +76,7 @@ _MARKERS = ("reef.toml", "index.js", "README.md")
 # (in a wheel) the examples.
 _NOT_CODE_NAMES = ("__pycache__", "node_modules", ".mypy_cache", "_examples")
 _NOT_CODE = shutil.ignore_patterns(*_NOT_CODE_NAMES, "*.pyc")
+_HEX = frozenset("0123456789abcdef")
 
 
 def _is_example(path: Path) -> bool:
@@ -170,6 +175,10 @@ def _build_example(home: ReefHome, name: str, extra: Mapping[str, Path], *, work
     """
     app = example_dir(name)
     stamp = hashlib.sha256((app / "reef.toml").read_bytes())
+    # The builder's own code too: an image of the same inputs written by another reef (kept in
+    # the cache across homes) is not this reef's build.
+    for code in (build_image, Manifest):
+        stamp.update(Path(inspect.getfile(code)).read_bytes())
     for target, source in sorted(extra.items()):
         files = _code_files(source) if target.startswith("py/") else [source]
         for file in files:
@@ -182,6 +191,12 @@ def _build_example(home: ReefHome, name: str, extra: Mapping[str, Path], *, work
         and stamp_path.is_file()
         and stamp_path.read_text() == stamp.hexdigest()
     ):
+        return image_path
+    shared = cache_root() / "builds" / f"{name}-{stamp.hexdigest()}.img"
+    if shared.is_file():
+        # Another home built these very inputs (a fresh home, reef up --fresh, each test's).
+        _copy_over(shared, image_path)
+        stamp_path.write_text(stamp.hexdigest())
         return image_path
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -198,7 +213,28 @@ def _build_example(home: ReefHome, name: str, extra: Mapping[str, Path], *, work
     image_path.parent.mkdir(parents=True, exist_ok=True)
     build_image(workdir, image_path)
     stamp_path.write_text(stamp.hexdigest())
+    _keep_shared(image_path, shared)
     return image_path
+
+
+def _copy_over(source: Path, target: Path) -> None:
+    """Replace ``target`` with a copy of ``source`` (never a link: a later build writes it)."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)
+
+
+def _keep_shared(image: Path, shared: Path) -> None:
+    """Keep a copy of ``image`` as ``shared`` in the cross-home cache, the only one of its name
+    (older inputs' builds go); a cache that cannot be written only costs the next home a build."""
+    name = shared.name.rsplit("-", 1)[0]
+    with contextlib.suppress(OSError):
+        shared.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _copy_over(image, shared)
+        for old in shared.parent.glob(f"{name}-*.img"):
+            digest = old.name[len(name) + 1 : -len(".img")]
+            if old != shared and len(digest) == 64 and all(c in _HEX for c in digest):
+                old.unlink(missing_ok=True)
 
 
 def _code_files(package: Path) -> list[Path]:
