@@ -152,3 +152,11 @@ def test_market() -> None:
     assert re.search(r"open_to_verified +median +\d+\.\d\d s", out), out
     assert re.search(r"reachable after the first jobOpen: first \d+\.\d\d s", out), out
     assert re.search(r"indexer / raw +\d+\.\d\d of the raw read throughput", out), out
+
+
+@pytest.mark.slow
+def test_up() -> None:
+    out = run_bench("up", "--rounds", "1", "--core", "--chains", "devnet")
+    assert re.search(r"python -c pass +\d+\.\d+ +1\.0x", out), out
+    assert re.search(r"reef up --chain devnet \(core\) +\d+\.\d+ .* \d+\.\dx", out), out
+    assert "starting the KMS root enclave" in out  # the phases were read from its progress
