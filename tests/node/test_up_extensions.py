@@ -51,9 +51,18 @@ async def test_extensions_report_into_network_json(tmp_path: Path) -> None:
         assert on_disk.services["first"] == {"url": "http://first.example", "chain_id": 31337}
         assert set(on_disk.services) == {"first", "second"}
     finally:
-        await network.aclose()
+        stopping: list[str] = []
+        await network.aclose(progress=stopping.append)
     assert first.closed
     assert second.closed
+    # A line per part as it stops (a full network takes a minute to stop on a busy machine:
+    # one line for all of it read as a hang), the extensions first, in reverse order.
+    assert stopping == [
+        "stopping the second service",
+        "stopping the first service",
+        "stopping the provider and its enclaves",
+        "stopping the chain",
+    ]
 
 
 async def test_an_extension_that_cannot_start_names_itself_and_its_flag(tmp_path: Path) -> None:

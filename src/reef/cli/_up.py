@@ -214,10 +214,9 @@ async def _run(network: LocalNetwork, *, json_output: bool) -> None:
             info = starting.result()
             _announce(network, info, json_output=json_output)
             await waiter
-            say("stopping: enclaves, control plane, KMS, services, devnet ...")
         finally:
             waiter.cancel()
-            await network.aclose()
+            await network.aclose(progress=_quiet if json_output else say)
     say("stopped; chain state is kept in $REEF_HOME/chain (`reef up --fresh` starts over)")
 
 

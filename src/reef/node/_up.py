@@ -690,11 +690,14 @@ class LocalNetwork:
             await _discard(backend, info.id)
         return adopted
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, progress: Progress | None = None) -> None:
         """Stop every enclave and service; close the backends and the devnet. Safe to call more
-        than once."""
+        than once. ``progress`` is told of each part as it is stopped (stopping a full network
+        takes seconds per part: a line for each, not one line for a minute)."""
+        say = progress or (lambda _line: None)
         while self._started:
             extension = self._started.pop()
+            say(f"stopping the {extension.name} service")
             try:
                 await extension.aclose()
             except ReefError as exc:
@@ -704,10 +707,12 @@ class LocalNetwork:
             await _discard_roles(self._extension_backend, roles)
             self._extension_backend = None
         if self.provider is not None:
+            say("stopping the provider and its enclaves")
             with contextlib.suppress(ReefError):
                 await self.provider.aclose(stop_enclaves=True)
             self.provider = None
         if self.kms_enclave is not None and self._kms_backend is not None:
+            say("stopping the KMS root enclave")
             await _discard(self._kms_backend, self.kms_enclave.id)
             self.kms_enclave = None
         elif self._kms_backend is not None:
@@ -727,6 +732,7 @@ class LocalNetwork:
                 with contextlib.suppress(ReefError, OSError):
                     self.devnet.record_endpoint(None)
         if self.devnet is not None:
+            say("stopping the chain")
             await asyncio.to_thread(self.devnet.close)
             self.devnet = None
         if self.info is not None:
