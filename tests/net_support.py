@@ -187,3 +187,28 @@ def ends(call: Callable[[], object], limit: float = 30.0) -> Any:
     thread.join(limit)
     assert not thread.is_alive(), f"the client was still waiting after {limit} s"
     return out[0]
+
+
+def tracked_to_port_80(first: int, count: int, *, tcp_only: bool = False) -> dict[str, int]:
+    """Entries of the host's connection-tracking table for port 80 of the ``count`` addresses
+    from 198.18.0.0 + ``first`` (the benchmark range apps probe), TCP ones by state and (unless
+    ``tcp_only``) others by protocol."""
+    from pathlib import Path
+
+    addresses = {
+        f"198.{18 + (i >> 16)}.{i >> 8 & 255}.{i & 255}" for i in range(first, first + count)
+    }
+    states: dict[str, int] = {}
+    for line in Path("/proc/net/nf_conntrack").read_text().splitlines():
+        words = line.split()
+        fields: dict[str, str] = {}
+        for word in words:
+            key, _, value = word.partition("=")
+            fields.setdefault(key, value)  # the original direction's, which comes first
+        if fields.get("dport") != "80" or fields.get("dst") not in addresses:
+            continue
+        if words[2] == "tcp":
+            states[words[5]] = states.get(words[5], 0) + 1
+        elif not tcp_only:
+            states[words[2]] = states.get(words[2], 0) + 1
+    return states

@@ -36,24 +36,24 @@ import hashlib
 import inspect
 import json
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from cli.cli_support import printed_rows
 from kms.kms_support import dev_root_server
 from net_support import free_port, run_loop_in_thread, serve_in_thread
 from reef.attestation import DevAuthority, attestation_app
-from reef.chain import parse_amount, serve_devnet_in_thread
+from reef.chain import JobId, parse_amount, serve_devnet_in_thread
 from reef.cli import app
 from reef.crypto import Secp256k1PrivateKey
 from reef.enclave import attested_measurements
 from reef.home import ReefHome
 from reef.kms import KmsRoot, RootKeyring, RootSeed, RootServer, derive_key
-from reef.market import JobPolicy, RateCard, RunningEnclave, control_plane_app, job_user_data
-from reef.testing import dev_market, wall_ms
+from reef.market import RateCard, RunningEnclave, control_plane_app, job_user_data
+from reef.testing import ScriptedJobView, dev_market, wall_ms
 
 REPO = Path(__file__).resolve().parents[2]
 HELLO = REPO / "examples" / "hello"
@@ -70,14 +70,6 @@ def _verify(url: str, *flags: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def _rows(text: str) -> dict[str, str]:
-    rows: dict[str, str] = {}
-    for line in text.splitlines():
-        name, _, value = line.strip().partition(" ")
-        rows[name] = value.strip()
-    return rows
-
-
 def test_verify_says_why_a_debug_enclave_is_not_the_image(authority: DevAuthority) -> None:
     """The walk: deploy hello, ``reef jobs update 0 --debug``, verify as the README does."""
     debug = authority.attester({0: ZERO, 1: ZERO, 2: ZERO}, clock_ms=wall_ms)
@@ -89,7 +81,7 @@ def test_verify_says_why_a_debug_enclave_is_not_the_image(authority: DevAuthorit
         assert "add --debug" in err
         code, out, err = _verify(url, "--image", str(HELLO), "--debug")
     assert code == 0, err
-    assert _rows(out)["verified"] == "yes"
+    assert printed_rows(out)["verified"] == "yes"
 
 
 def test_verify_says_drop_debug_or_another_image(authority: DevAuthority) -> None:
@@ -107,7 +99,7 @@ def test_verify_says_drop_debug_or_another_image(authority: DevAuthority) -> Non
         assert "reef image measure" in err
         code, out, err = _verify(url, "--image", str(HELLO))  # and the right one passes
     assert code == 0, err
-    assert _rows(out)["image_id"] == measured.image_id.hex()
+    assert printed_rows(out)["image_id"] == measured.image_id.hex()
 
 
 def test_verify_shows_the_attested_job_as_text(authority: DevAuthority) -> None:
@@ -118,7 +110,7 @@ def test_verify_shows_the_attested_job_as_text(authority: DevAuthority) -> None:
         code, out, err = _verify(url)
         assert code == 0, err
         machine = runner.invoke(app, ["verify", url, "--root", "dev", "--json"])
-    shown = _rows(out)["user_data"]
+    shown = printed_rows(out)["user_data"]
     assert shown.startswith(f"reef-job/1 chain=31337 market={MARKET.lower()} job={JOB}")
     assert "--json gives its hex" in shown
     assert json.loads(machine.stdout)["user_data"] == bound.hex()  # scripts keep the hex
@@ -135,7 +127,7 @@ def test_user_data_that_is_not_plain_text_stays_hex(
     with serve_in_thread(attestation_app(attester, public_key=b"", user_data=data)) as url:
         code, out, err = _verify(url)
     assert code == 0, err
-    assert _rows(out)["user_data"] == shown
+    assert printed_rows(out)["user_data"] == shown
     assert "\x1b" not in out
 
 
@@ -280,31 +272,10 @@ def test_deploy_says_what_it_does_before_loading_the_chain_client(reef_home: Pat
 # --- amounts people read carry their unit --------------------------------------------------------
 
 
-@dataclass
-class _NoEnclaves:
-    """A control plane's view that knows no job (``control_plane_app`` serves it)."""
-
-    provider: str
-    host: str = "127.0.0.1"
-
-    @property
-    def policy(self) -> JobPolicy:
-        return JobPolicy(RateCard.dev(), provider=self.provider)
-
-    def enclave(self, job_id: str) -> RunningEnclave | None:
-        return None
-
-    def job_status(self, job_id: str) -> dict[str, Any] | None:
-        return None
-
-    def jobs(self) -> list[dict[str, Any]]:
-        return []
-
-
 @pytest.mark.slow
 def test_money_is_shown_with_its_unit(tmp_path: Path) -> None:
     market = dev_market(rate_lock_s=5, fund=[0])
-    view = _NoEnclaves(market.provider.address.lower())
+    view = ScriptedJobView(market.provider.address.lower())
     with serve_in_thread(control_plane_app(view)) as cp_url:
         market.register_provider(cp_url)
         key = market.write_key(tmp_path / "owner.key")
@@ -316,7 +287,7 @@ def test_money_is_shown_with_its_unit(tmp_path: Path) -> None:
                 given = where if args[:2] == ("jobs", "show") else flags  # show needs no account
                 done = runner.invoke(app, [*args, *given], env={"COLUMNS": "200"})
                 assert done.exit_code == 0, done.output
-                return _rows(done.stdout)
+                return printed_rows(done.stdout)
 
             wallet = reef("wallet")
             assert wallet["rusd"].endswith(" rUSD")
@@ -342,7 +313,7 @@ def test_money_is_shown_with_its_unit(tmp_path: Path) -> None:
 
 def _deployed(authority: DevAuthority, *, debug: bool) -> tuple[Any, Any]:
     from reef.attestation import VerifiedAttestation
-    from reef.chain import Address, JobId
+    from reef.chain import Address
     from reef.node import DeployRequest, DeployResult
 
     measured = attested_measurements(HELLO, debug=debug)
@@ -386,7 +357,7 @@ def test_a_debug_deploy_says_what_its_verification_proves(
     monkeypatch.setenv("COLUMNS", "200")
     print_deployed(*_deployed(authority, debug=debug))
     out, err = capsys.readouterr()
-    rows = _rows(out)
+    rows = printed_rows(out)
     said = " ".join(err.split())
     assert "verified under the dev TEE root" in said
     if debug:
@@ -400,22 +371,11 @@ def test_a_debug_deploy_says_what_its_verification_proves(
     assert rows["stop"].split() == ["it", "reef", "jobs", "stop", "2"]
 
 
-@dataclass
-class _OneDebugEnclave(_NoEnclaves):
-    """A control plane's view with one debug enclave, whose console streams at ``logs``."""
-
-    logs: str = ""
-
-    def enclave(self, job_id: str) -> RunningEnclave | None:
-        from reef.chain import JobId
-
-        return RunningEnclave(
-            enclave_id="aac59c9f168f",
-            job_id=JobId(job_id),
-            key="k",
-            state="running",
-            endpoints={"logs": self.logs},
-        )
+def _debug_enclave(job: JobId, logs: str) -> RunningEnclave:
+    """A debug enclave of ``job`` whose console streams at ``logs``."""
+    return RunningEnclave(
+        enclave_id="aac59c9f168f", job_id=job, key="k", state="running", endpoints={"logs": logs}
+    )
 
 
 def _console_that_closes() -> Any:
@@ -439,10 +399,11 @@ def _console_that_closes() -> Any:
 def test_logs_follow_says_why_it_ended(tmp_path: Path) -> None:
     market = dev_market(rate_lock_s=5, fund=[0])
     with serve_in_thread(_console_that_closes()) as console_url:
-        view = _OneDebugEnclave(market.provider.address.lower(), logs=f"{console_url}/logs/stream")
+        view = ScriptedJobView(market.provider.address.lower())
         with serve_in_thread(control_plane_app(view)) as cp_url:
             market.register_provider(cp_url)
-            market.open_job(CARD.min_rate, 360_000)
+            job = market.open_job(CARD.min_rate, 360_000)
+            view.enclaves[job.lower()] = _debug_enclave(job, f"{console_url}/logs/stream")
             with serve_devnet_in_thread(market.devnet) as rpc:
                 where = ["--rpc", rpc.url, "--market", market.deployment.market]
                 followed = runner.invoke(app, ["logs", "0", "--follow", *where])
@@ -469,7 +430,7 @@ def test_update_says_what_changed_and_what_a_debug_enclave_attests(tmp_path: Pat
     store = image_store_app(ImageStore(tmp_path / "store"), uploads=UploadPolicy.anyone())
     with (
         serve_in_thread(store) as store_url,
-        serve_in_thread(control_plane_app(_NoEnclaves(market.provider.address.lower()))) as cp,
+        serve_in_thread(control_plane_app(ScriptedJobView(market.provider.address.lower()))) as cp,
     ):
         market.register_provider(cp)
         market.open_job(CARD.min_rate, 360_000)
@@ -484,7 +445,10 @@ def test_update_says_what_changed_and_what_a_debug_enclave_attests(tmp_path: Pat
                     env={"COLUMNS": "200"},
                 )
                 assert done.exit_code == 0, done.output
-                return {name: " ".join(value.split()) for name, value in _rows(done.stdout).items()}
+                return {
+                    name: " ".join(value.split())
+                    for name, value in printed_rows(done.stdout).items()
+                }
 
             debug = update("--debug")
             assert debug["updated"] == "debug"

@@ -10,20 +10,13 @@ import json
 
 from typer.testing import CliRunner
 
+from cli.cli_support import printed_rows
 from net_support import serve_in_thread
 from reef.attestation import DevAuthority, attestation_app, image_id
 from reef.cli import app
 from reef.testing import wall_ms
 
 PCRS = {0: b"\x30" * 48, 1: b"\x31" * 48, 2: b"\x32" * 48}
-
-
-def _rows(text: str) -> dict[str, str]:
-    rows: dict[str, str] = {}
-    for line in text.splitlines():
-        name, _, value = line.strip().partition(" ")
-        rows[name] = value.strip()
-    return rows
 
 
 def test_empty_user_data_reads_empty_and_a_set_key_is_shown(authority: DevAuthority) -> None:
@@ -35,7 +28,7 @@ def test_empty_user_data_reads_empty_and_a_set_key_is_shown(authority: DevAuthor
         shown = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
         machine = CliRunner().invoke(app, [*args, "--json"])
     assert shown.exit_code == 0, shown.output
-    rows = _rows(shown.stdout)
+    rows = printed_rows(shown.stdout)
     assert rows["user_data"] == "(empty)"
     assert rows["public_key"] == "07" * 32
     assert rows["verified"] == "yes"

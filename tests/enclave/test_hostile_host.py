@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from dev_tee_support import get, requires_isolation
+from net_support import tracked_to_port_80
 from reef.attestation import DevAuthority
 from reef.enclave import EnclaveInfo, EnclaveSpec, LocalBackend, build_image
 from reef.enclave.local._firewall import pasta_gid
@@ -329,24 +330,6 @@ async def test_pasta_holds_no_host_privilege_and_the_firewall_still_knows_its_so
         given.close()
 
 
-def _tracked(first: int, count: int) -> dict[str, int]:
-    """Entries of the host's connection-tracking table for port 80 of the ``count`` addresses
-    from 198.18.0.0 + ``first``, by TCP state."""
-    addresses = {
-        f"198.{18 + (i >> 16)}.{i >> 8 & 255}.{i & 255}" for i in range(first, first + count)
-    }
-    states: dict[str, int] = {}
-    for line in Path("/proc/net/nf_conntrack").read_text().splitlines():
-        words = line.split()
-        fields: dict[str, str] = {}
-        for word in words:
-            key, _, value = word.partition("=")
-            fields.setdefault(key, value)  # the original direction's, which comes first
-        if fields.get("dport") == "80" and fields.get("dst") in addresses and words[2] == "tcp":
-            states[words[5]] = states.get(words[5], 0) + 1
-    return states
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(
     not Path("/proc/net/nf_conntrack").exists(), reason="no /proc/net/nf_conntrack to count in"
@@ -367,7 +350,7 @@ async def test_closed_connections_cannot_fill_the_hosts_connection_tracking(
     first = secrets.randbelow((1 << 17) - 60000)
     async with probe_enclave(backend, tmp_path) as info:
         result = await ask(info, "/churn", base=first, seconds=10, batch=400)
-        states = _tracked(first, 60000)
+        states = tracked_to_port_80(first, 60000, tcp_only=True)
         if not result["answered"]:
             pytest.skip("nothing beyond this host answers port 80: no connection to close")
         assert sum(states.values()) <= MAX_CONNECTIONS, (result, states)

@@ -30,6 +30,7 @@ import httpx
 import pytest
 
 from dev_tee_support import get, requires_isolation
+from net_support import tracked_to_port_80
 from reef.attestation import DevAuthority
 from reef.enclave import EnclaveInfo, EnclaveSpec, LocalBackend, build_image
 from reef.enclave._image import MAX_IMAGE_BYTES
@@ -682,20 +683,10 @@ def test_a_decompression_bomb_image_is_refused_before_it_costs_a_gigabyte(
     assert not (tmp_path / "big.img").exists()
 
 
-def _tracked(first: int, count: int) -> int:
+def _tracked_total(first: int, count: int) -> int:
     """Connections to port 80 of the ``count`` addresses from 198.18.0.0 + ``first`` that the
     host's conntrack table holds."""
-    addresses = {
-        f"198.{18 + (i >> 16)}.{i >> 8 & 255}.{i & 255}" for i in range(first, first + count)
-    }
-    found = 0
-    for line in Path("/proc/net/nf_conntrack").read_text().splitlines():
-        fields: dict[str, str] = {}
-        for field in line.split():
-            key, _, value = field.partition("=")
-            fields.setdefault(key, value)  # the original direction's, which comes first
-        found += fields.get("dport") == "80" and fields.get("dst") in addresses
-    return found
+    return sum(tracked_to_port_80(first, count).values())
 
 
 @pytest.mark.slow
@@ -715,10 +706,10 @@ async def test_one_enclave_cannot_fill_the_hosts_connection_tracking(
     async with probe_enclave(backend, tmp_path, SPREAD=str(spread), SPREAD_BASE=str(first)) as info:
         assert await probe(info, "spread") == {"opened": spread}
         # pasta opens each as its SYN comes: count once the count stops growing.
-        tracked, previous = _tracked(first, spread), -1
+        tracked, previous = _tracked_total(first, spread), -1
         while tracked != previous:
             await asyncio.sleep(1)
-            tracked, previous = _tracked(first, spread), tracked
+            tracked, previous = _tracked_total(first, spread), tracked
         assert 0 < tracked <= MAX_CONNECTIONS, tracked
         assert await probe(info, "ready") == {"ready": True}
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,8 @@ from reef.chain import (
 )
 from reef.cli import app
 from reef.errors import InputError
-from reef.market import JobPolicy, RateCard, RunningEnclave, control_plane_app
-from reef.testing import dev_market
+from reef.market import RateCard, control_plane_app
+from reef.testing import ScriptedJobView, dev_market
 
 pytestmark = pytest.mark.slow
 
@@ -44,34 +44,12 @@ CARD = RateCard.dev().lookup("local", "dev.small")
 
 
 @dataclass
-class ScriptedView:
-    """A control plane's view of its jobs, as the test sets it (``control_plane_app`` serves it)."""
-
-    provider: str
-    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
-    host: str = "127.0.0.1"
-
-    @property
-    def policy(self) -> JobPolicy:
-        return JobPolicy(RateCard.dev(), provider=self.provider)
-
-    def enclave(self, job_id: str) -> RunningEnclave | None:
-        return None
-
-    def job_status(self, job_id: str) -> dict[str, Any] | None:
-        return self.statuses.get(job_id.lower())
-
-    def jobs(self) -> list[dict[str, Any]]:
-        return list(self.statuses.values())
-
-
-@dataclass
 class Market:
     rpc: str
     market: str
     key: Path
     owner: MarketClient
-    view: ScriptedView
+    view: ScriptedJobView
     jobs: list[str]
 
     def cli(self, *args: str, key: bool = True) -> Any:
@@ -107,7 +85,7 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Market]:
     clock = LaggingClock()
     clock.behind = 120
     market = dev_market(Devnet(clock=clock), rate_lock_s=LOCK_S, fund=[0])
-    view = ScriptedView(market.provider.address.lower())
+    view = ScriptedJobView(market.provider.address.lower())
     with serve_in_thread(control_plane_app(view)) as cp_url:
         market.register_provider(cp_url)
         jobs = [str(market.open_job(CARD.min_rate, 360_000)) for _ in range(JOBS)]

@@ -9,7 +9,8 @@
 - :class:`FakeRunner`: the control plane's enclave runner, running nothing and remembering what
   it was asked, for tests of the provider's decisions;
 - :class:`ManualClock`, :class:`ManualWallClock`, :func:`wall_ms`: clocks as parameters;
-- :class:`MarketModel`: the market contract as a state machine, for stateful tests against it.
+- :class:`MarketModel`: the market contract as a state machine, for stateful tests against it;
+- :class:`ScriptedJobView`: a provider's jobs as a test sets them, for the control plane's API.
 
 Nothing here is imported by reef itself.
 """
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from reef.testing._dev_market import DevMarket, dev_job_metadata, dev_market
     from reef.testing._fake_backend import FakeBackend
     from reef.testing._fake_runner import FakeRunner
+    from reef.testing._job_view import ScriptedJobView
     from reef.testing._market_model import MarketModel
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "ManualClock",
     "ManualWallClock",
     "MarketModel",
+    "ScriptedJobView",
     "check_backend",
     "dev_job_metadata",
     "dev_market",
@@ -54,5 +57,6 @@ __getattr__ = lazy_attributes(
         "FakeBackend": "_fake_backend",
         "FakeRunner": "_fake_runner",
         "MarketModel": "_market_model",
+        "ScriptedJobView": "_job_view",
     },
 )
