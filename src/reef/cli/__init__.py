@@ -98,7 +98,8 @@ _COMMANDS = (
         "chain",
         "reef.cli._chain",
         "The local devnet: an Ethereum JSON-RPC chain (py-evm) with reef's contracts. "
-        "`reef chain` runs it in the foreground.",
+        "`reef chain` runs it in the foreground; `reef chain deploy` puts reef's contracts "
+        "on a chain of your own.",
     ),
     LazyCommand(
         "scallop",

@@ -44,7 +44,13 @@ from reef.chain.devnet._accounts import (
     deploy_for_dev_accounts,
     dev_accounts,
 )
-from reef.chain.devnet._store import INFO_NAME, DevnetInfo, DevnetLock, write_devnet_info
+from reef.chain.devnet._store import (
+    ANVIL_STATE_NAME,
+    INFO_NAME,
+    DevnetInfo,
+    DevnetLock,
+    write_devnet_info,
+)
 from reef.errors import ChainError, ConfigError
 from reef.home import ReefHome, replace_file
 
@@ -53,7 +59,6 @@ if TYPE_CHECKING:
 
 __all__ = ["AnvilChain", "find_anvil"]
 
-STATE_NAME: Final = "anvil-state.json"
 DEPLOYMENT_NAME: Final = "anvil.json"
 _START_TIMEOUT_S: Final = 30.0
 _STOP_TIMEOUT_S: Final = 30.0
@@ -200,13 +205,13 @@ class AnvilChain:
             lock = DevnetLock(home)
             lock.acquire()
         directory = home.chain
-        state = directory / STATE_NAME
+        state = directory / ANVIL_STATE_NAME
         record = directory / DEPLOYMENT_NAME
         chain: AnvilChain | None = None
         process: subprocess.Popen[bytes] | None = None
         try:
             if fresh:
-                for name in (STATE_NAME, DEPLOYMENT_NAME, INFO_NAME):
+                for name in (ANVIL_STATE_NAME, DEPLOYMENT_NAME, INFO_NAME):
                     (directory / name).unlink(missing_ok=True)
             kept = _read_deployment(record) if state.exists() else None
             argv = [

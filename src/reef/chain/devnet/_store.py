@@ -57,6 +57,8 @@ JOURNAL_NAME = "journal.jsonl"
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_NAME = "checkpoint.bin"
 INFO_NAME = "devnet.json"
+ANVIL_STATE_NAME = "anvil-state.json"
+"""What an anvil of ``reef up --chain anvil`` loads at start and writes on exit (``--state``)."""
 LOCK_NAME = "devnet.lock"
 
 # How long the lock is waited for while a chain process outlives its killed owner (an anvil
@@ -174,9 +176,7 @@ def local_chain_state(home: ReefHome) -> Path | None:
     """The file through which a chain of reef's own keeps its state in ``home`` (the embedded
     devnet's journal, or the state an anvil of ``reef up --chain anvil`` dumps), if any: such a
     home's ``devnet.json`` describes that chain, and is not to be written over."""
-    from reef.chain.devnet._anvil import STATE_NAME  # _anvil imports this module
-
-    for path in (home.chain / JOURNAL_NAME, home.chain / STATE_NAME):
+    for path in (home.chain / JOURNAL_NAME, home.chain / ANVIL_STATE_NAME):
         if path.exists():
             return path
     return None
