@@ -392,15 +392,8 @@ def _try_v1(
             notes.append(f"no cgroup v1 {controller} hierarchy")
             continue
         group = hierarchies[controller] / name
-        try:
-            group.mkdir(exist_ok=True)
-            for setting, value in settings:
-                _write(group / setting, value)
+        if _make_group(group, settings, notes, f"no {controller} limit in cgroup v1"):
             made[controller] = group
-        except OSError as exc:
-            notes.append(f"no {controller} limit in cgroup v1 ({exc.strerror})")
-            with contextlib.suppress(OSError):
-                group.rmdir()
     return made
 
 
@@ -412,30 +405,33 @@ def _try_helpers(group: Path, cpus: int, notes: list[str], *, v2: bool) -> tuple
         if v2
         else (("cpu.cfs_period_us", str(_PERIOD_US)), ("cpu.cfs_quota_us", quota))
     )
-    try:
-        group.mkdir(exist_ok=True)
-        for setting, value in settings:
-            _write(group / setting, value)
-    except OSError as exc:
-        notes.append(f"the supervisor and pasta have no CPU quota ({exc.strerror})")
-        with contextlib.suppress(OSError):
-            group.rmdir()
-        return ()
-    return (group,)
+    made = _make_group(group, settings, notes, "the supervisor and pasta have no CPU quota")
+    return (group,) if made else ()
 
 
 def _try_net_v1(group: Path, memory_mib: int, notes: list[str]) -> tuple[Path, ...]:
     """pasta's memory group under cgroup v1: no limit of its own on pasta's pages (a fixed
     table, some 30 MiB), the app's limit on its sockets' buffers; or none (with a note)."""
+    settings = (("memory.kmem.tcp.limit_in_bytes", str(_tcp_limit(memory_mib))),)
+    made = _make_group(group, settings, notes, "pasta's socket buffers are not limited")
+    return (group,) if made else ()
+
+
+def _make_group(
+    group: Path, settings: Sequence[tuple[str, str]], notes: list[str], unmet: str
+) -> bool:
+    """Create ``group`` with ``settings`` written; when the host refuses, remove it again and
+    note ``unmet`` with the reason (an enclave then runs without that limit)."""
     try:
         group.mkdir(exist_ok=True)
-        _write(group / "memory.kmem.tcp.limit_in_bytes", str(_tcp_limit(memory_mib)))
+        for setting, value in settings:
+            _write(group / setting, value)
     except OSError as exc:
-        notes.append(f"pasta's socket buffers are not limited ({exc.strerror})")
+        notes.append(f"{unmet} ({exc.strerror})")
         with contextlib.suppress(OSError):
             group.rmdir()
-        return ()
-    return (group,)
+        return False
+    return True
 
 
 def _tcp_limit(memory_mib: int) -> int:
