@@ -35,6 +35,7 @@ from reef._fetch import (
     run_blocking,
     stream_blocking,
     stream_bounded,
+    tls_context,
 )
 from reef.errors import MisuseError, ServiceError
 
@@ -251,7 +252,9 @@ def test_a_blocking_only_transport_is_read_with_the_same_bounds() -> None:
 def test_a_plain_http_request_loads_no_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each blocking fetch has a client of its own, and httpx loads the CA bundle into every new
     client's TLS context (80-160 ms): once per row of ``reef jobs list``. An http URL needs
-    none; an https one still gets the verifying default."""
+    none; an https one still gets the verifying default, built once per process (so the cache
+    is emptied first: an earlier test in this worker may have built it)."""
+    tls_context.cache_clear()
     loaded: list[object] = []
     real = ssl.SSLContext.load_verify_locations
 
@@ -260,7 +263,7 @@ def test_a_plain_http_request_loads_no_ca_bundle(monkeypatch: pytest.MonkeyPatch
         real(self, *args, **kwargs)
 
     monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
-    for scheme in ("http", "https"):  # a closed port: only the client's making is of interest
+    for scheme in ("http", "https", "https"):  # a closed port: only the client's making counts
         with pytest.raises(FetchError, match="cannot reach"):
             fetch_blocking(httpx.Request("GET", f"{scheme}://127.0.0.1:9/"), timeout=5, **_BOUNDS)
         assert len(loaded) == (scheme == "https")
