@@ -848,11 +848,7 @@ class ControlPlane:
         made_for = None if made is None else json.dumps([made[0], made[1].hex(), made[2]])
         try:
             with self.feed.engine.begin() as conn:
-                conn.execute(
-                    sa.delete(self._pending_states)
-                    .where(self._pending_states.c.stream == self.feed.stream)
-                    .where(self._pending_states.c.state_key == state)
-                )
+                conn.execute(self._forget_pending(state))
                 conn.execute(
                     sa.insert(self._pending_states).values(
                         stream=self.feed.stream, state_key=state, made_for=made_for
@@ -862,16 +858,19 @@ class ControlPlane:
             # Still removed by this run; only a restart before then would forget it.
             log.warning("cannot record the /state %s for removal: %s", state, exc)
 
+    def _forget_pending(self, state: str) -> sa.Delete:
+        """Deletes ``state``'s noted removal: :meth:`_mark_stale` rewrites it, unmark drops it."""
+        table = self._pending_states
+        return sa.delete(table).where(
+            table.c.stream == self.feed.stream, table.c.state_key == state
+        )
+
     def _unmark_stale(self, state: str) -> None:
         """``state`` was removed, or is wanted again: no longer waiting for removal."""
         self._stale_states.discard(state)
         try:
             with self.feed.engine.begin() as conn:
-                conn.execute(
-                    sa.delete(self._pending_states)
-                    .where(self._pending_states.c.stream == self.feed.stream)
-                    .where(self._pending_states.c.state_key == state)
-                )
+                conn.execute(self._forget_pending(state))
         except sa.exc.SQLAlchemyError as exc:
             log.warning("cannot forget the /state %s's removal: %s", state, exc)
 
