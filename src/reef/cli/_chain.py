@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._options import FreshChain, Json, ListenHost, ListenPort
+from reef.cli._options import FreshChain, Json, ListenHost, ListenPort, RateLockOption
 from reef.cli._output import (
     err_console,
     ether,
@@ -56,14 +56,7 @@ def chain(
     host: ListenHost = "127.0.0.1",
     port: ListenPort = 8545,
     fresh: FreshChain = False,
-    rate_lock: Annotated[
-        int | None,
-        typer.Option(
-            "--rate-lock",
-            min=0,
-            help="Seconds a market rate revision stays locked (new chains; default 300).",
-        ),
-    ] = None,
+    rate_lock: Annotated[int | None, RateLockOption] = None,
     accounts: Annotated[
         int,
         typer.Option(
@@ -301,10 +294,7 @@ def deploy_cmd(
     fund_amount: Annotated[
         str, typer.Option("--fund-amount", metavar="RUSD", help="rUSD minted to each --fund.")
     ] = "1000000",
-    rate_lock: Annotated[
-        int,
-        typer.Option("--rate-lock", min=0, help="Seconds a market rate revision stays locked."),
-    ] = 300,
+    rate_lock: Annotated[int, RateLockOption] = 300,
     approve_image: Annotated[
         list[str] | None,
         typer.Option(

@@ -46,6 +46,7 @@ __all__ = [
     "Owner",
     "PollInterval",
     "ProofMarket",
+    "RateLockOption",
     "RequestTimeout",
     "Rpc",
     "TrustOption",
@@ -141,6 +142,16 @@ FreshChain = Annotated[
     bool, typer.Option("--fresh", help="Delete the devnet's state and start a new chain.")
 ]
 """``--fresh``: start the devnet from genesis, forgetting its saved state."""
+
+RateLockOption = typer.Option(
+    "--rate-lock",
+    min=0,
+    help="Seconds a rate revision stays locked in a market this deploys (default 300).",
+    show_default=False,
+)
+"""``--rate-lock``: the rate lock of the market a command deploys (``reef chain deploy``, and
+``reef up`` / ``reef chain`` starting a new chain): ``Annotated[int, RateLockOption] = 300``, or
+``int | None`` where ``None`` leaves a kept chain's market as it is."""
 
 ListenHost = Annotated[str, typer.Option("--host", help="Address to listen on.")]
 """``--host``: the address a server binds (``host: ListenHost = "127.0.0.1"``)."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from reef.cli._common import stop_signals
-from reef.cli._options import FreshChain, Insecure, Json
+from reef.cli._options import FreshChain, Insecure, Json, RateLockOption
 from reef.cli._output import failing, print_json, say
 from reef.errors import ConfigError, ReefError
 
@@ -49,12 +49,7 @@ def up(
     kms_public_port: Annotated[
         int, typer.Option("--kms-public-port", help="KMS root public HTTP port.")
     ] = 1101,
-    rate_lock: Annotated[
-        int,
-        typer.Option(
-            "--rate-lock", min=0, help="Seconds a rate revision stays locked (a new devnet)."
-        ),
-    ] = 300,
+    rate_lock: Annotated[int, RateLockOption] = 300,
     safety_margin: Annotated[
         int | None,
         typer.Option(
