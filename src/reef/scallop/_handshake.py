@@ -40,25 +40,45 @@ logger = logging.getLogger("reef.scallop")
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 5.0
 
 
-def _as_store(policy: PeerPolicy | AuthStore | None) -> AuthStore | None:
-    if policy is None:
-        return None
-    if isinstance(policy, PeerPolicy):
-        return policy.store()
-    if isinstance(policy, AuthStore):
-        return policy
-    raise InputError(
-        f"policy must be a PeerPolicy or an auth store, got {type(policy).__name__}",
-        hint="see reef.scallop.PeerPolicy, PolicyStore and PinnedKeys",
-    )
+@dataclass(frozen=True)
+class _Side:
+    """Our side of a channel, checked once: the static secret, what the peer must prove (the
+    policy's auth store), what produces our attestation, and how long a handshake may take."""
 
+    static_key: bytes
+    store: AuthStore | None
+    auther: Auther | None
+    handshake_timeout: float
 
-def _check_static_key(static_key: bytes) -> None:
-    if not isinstance(static_key, bytes | bytearray) or len(static_key) != 32:
-        raise InputError(
-            "static_key is a 32-byte X25519 secret",
-            hint="generate one with reef.crypto.generate_x25519()",
-        )
+    @classmethod
+    def of(
+        cls,
+        static_key: bytes,
+        policy: PeerPolicy | AuthStore | None,
+        auther: Auther | None,
+        handshake_timeout: float,
+    ) -> _Side:
+        """Our side from the arguments of :func:`connect`, :func:`serve` and the handshakes.
+
+        Raises:
+            InputError: ``static_key`` is not a 32-byte X25519 secret, or ``policy`` is neither
+                a PeerPolicy nor an auth store.
+        """
+        if not isinstance(static_key, bytes | bytearray) or len(static_key) != 32:
+            raise InputError(
+                "static_key is a 32-byte X25519 secret",
+                hint="generate one with reef.crypto.generate_x25519()",
+            )
+        if isinstance(policy, PeerPolicy):
+            store: AuthStore | None = policy.store()
+        elif policy is None or isinstance(policy, AuthStore):
+            store = policy
+        else:
+            raise InputError(
+                f"policy must be a PeerPolicy or an auth store, got {type(policy).__name__}",
+                hint="see reef.scallop.PeerPolicy, PolicyStore and PinnedKeys",
+            )
+        return cls(bytes(static_key), store, auther, handshake_timeout)
 
 
 async def _drive(
@@ -162,10 +182,10 @@ async def handshake_client(
         HandshakeError: the server broke the protocol, was refused by ``policy``, asked for an
             attestation we cannot give, or the handshake took longer than ``handshake_timeout``.
     """
-    _check_static_key(static_key)
+    side = _Side.of(static_key, policy, auther, handshake_timeout)
     return await _bounded(
-        _client(reader, writer, bytes(static_key), _as_store(policy), auther, rng),
-        handshake_timeout,
+        _client(reader, writer, side, rng),
+        side.handshake_timeout,
         hint="the server is not a Scallop endpoint, or is overloaded",
     )
 
@@ -173,17 +193,16 @@ async def handshake_client(
 async def _client(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
-    static_key: bytes,
-    store: AuthStore | None,
-    auther: Auther | None,
+    side: _Side,
     rng: Callable[[int], bytes],
 ) -> ScallopStream:
-    machine = ClientHandshake(static_key, rng=rng)
+    store = side.store
+    machine = ClientHandshake(side.static_key, rng=rng)
     writer.write(machine.start())
     hello = await _drive(machine, reader, "server")
     assert isinstance(hello, ServerHello)
     decision = _decide(store, hello.peer_static, "server")
-    attestation = await _auth(auther, "server") if hello.attestation_requested else None
+    attestation = await _auth(side.auther, "server") if hello.attestation_requested else None
     writer.write(machine.send_finish(request_attestation=decision.ask, attestation=attestation))
     await _drain(writer)
     peer_attestation = decision.peer
@@ -216,10 +235,22 @@ async def handshake_server(
         HandshakeError: the client broke the protocol, was refused by ``policy``, asked for an
             attestation we cannot give, or the handshake took longer than ``handshake_timeout``.
     """
-    _check_static_key(static_key)
+    side = _Side.of(static_key, policy, auther, handshake_timeout)
+    return await _accept(reader, writer, side, rng=rng, on_hello=on_hello)
+
+
+async def _accept(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    side: _Side,
+    *,
+    rng: Callable[[int], bytes] = os.urandom,
+    on_hello: Callable[[], None] | None = None,
+) -> ScallopStream:
+    """:func:`handshake_server` for a side already checked (a server's, for each connection)."""
     return await _bounded(
-        _server(reader, writer, bytes(static_key), _as_store(policy), auther, rng, on_hello),
-        handshake_timeout,
+        _server(reader, writer, side, rng, on_hello),
+        side.handshake_timeout,
         hint="the client stalled, or is not a Scallop client",
     )
 
@@ -227,13 +258,12 @@ async def handshake_server(
 async def _server(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
-    static_key: bytes,
-    store: AuthStore | None,
-    auther: Auther | None,
+    side: _Side,
     rng: Callable[[int], bytes],
-    on_hello: Callable[[], None] | None = None,
+    on_hello: Callable[[], None] | None,
 ) -> ScallopStream:
-    machine = ServerHandshake(static_key, rng=rng)
+    store = side.store
+    machine = ServerHandshake(side.static_key, rng=rng)
     hello = await _drive(machine, reader, "client")
     assert isinstance(hello, ClientHello)
     if on_hello is not None:
@@ -248,7 +278,7 @@ async def _server(
         assert store is not None
         peer_attestation = _verify(store, finished.attestation, hello.peer_static, "client")
     if finished.attestation_requested:
-        writer.write(machine.send_finish(await _auth(auther, "client")))
+        writer.write(machine.send_finish(await _auth(side.auther, "client")))
         await _drain(writer)
     event = machine.next_event()
     assert isinstance(event, Established)
@@ -315,11 +345,14 @@ async def connect(
     Raises:
         HandshakeError: the connection or handshake failed, or the server was refused.
     """
-    _check_static_key(static_key)
-    store = _as_store(policy)
+    return await _connect(host, port, _Side.of(static_key, policy, auther, handshake_timeout))
+
+
+async def _connect(host: str, port: int, side: _Side) -> ScallopStream:
+    """:func:`connect` for a side already checked (a transport's, for each channel it opens)."""
     writer: asyncio.StreamWriter | None = None
     try:
-        async with asyncio.timeout(handshake_timeout):
+        async with asyncio.timeout(side.handshake_timeout):
             try:
                 reader, writer = await asyncio.open_connection(host, port)
             except OSError as exc:
@@ -327,14 +360,14 @@ async def connect(
                     f"could not connect to {host}:{port}: {exc.strerror or exc}",
                     hint="is the Scallop server running and the port right?",
                 ) from exc
-            return await _client(reader, writer, bytes(static_key), store, auther, os.urandom)
+            return await _client(reader, writer, side, os.urandom)
     except BaseException as exc:
         if writer is not None:
             writer.transport.abort()
         if isinstance(exc, TimeoutError):
             raise HandshakeError(
                 f"could not connect to {host}:{port} and complete the Scallop handshake within "
-                f"{handshake_timeout:g} s",
+                f"{side.handshake_timeout:g} s",
                 hint="the server is not a Scallop endpoint, or is overloaded",
             ) from exc
         if isinstance(exc, HandshakeError):

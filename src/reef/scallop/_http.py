@@ -32,7 +32,7 @@ import httpx
 
 from reef.crypto import generate_x25519
 from reef.errors import ChannelBrokenError, ChannelError, InputError, ReefError, ServiceError
-from reef.scallop._handshake import DEFAULT_HANDSHAKE_TIMEOUT, _as_store, connect
+from reef.scallop._handshake import DEFAULT_HANDSHAKE_TIMEOUT, _connect, _Side
 from reef.scallop._policy import Auther, AuthStore, PeerPolicy
 from reef.scallop._server import (
     DEFAULT_BUSY_HANDSHAKE_TIMEOUT,
@@ -577,10 +577,8 @@ class ScallopTransport(httpx.AsyncBaseTransport):
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         max_idle: int = 4,
     ) -> None:
-        self._static_key = static_key if static_key is not None else generate_x25519()[0]
-        self._store = _as_store(policy)
-        self._auther = auther
-        self._handshake_timeout = handshake_timeout
+        own_key = static_key if static_key is not None else generate_x25519()[0]
+        self._side = _Side.of(own_key, policy, auther, handshake_timeout)
         self._max_idle = max_idle
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
         self._closed = False
@@ -600,16 +598,7 @@ class ScallopTransport(httpx.AsyncBaseTransport):
                 return await self._exchange(request, body, origin, conn)
             except _Stale:
                 await conn.stream.aclose()  # the server closed it while idle: use a new one
-        conn = _Connection(
-            await connect(
-                origin[0],
-                origin[1],
-                static_key=self._static_key,
-                policy=self._store,
-                auther=self._auther,
-                handshake_timeout=self._handshake_timeout,
-            )
-        )
+        conn = _Connection(await _connect(origin[0], origin[1], self._side))
         try:
             return await self._exchange(request, body, origin, conn)
         except _Stale as exc:

@@ -28,12 +28,7 @@ from typing import Any, Final
 from reef._peers import peer_group
 from reef.crypto import x25519_public_key
 from reef.errors import ChannelError, InputError
-from reef.scallop._handshake import (
-    DEFAULT_HANDSHAKE_TIMEOUT,
-    _as_store,
-    _check_static_key,
-    handshake_server,
-)
+from reef.scallop._handshake import DEFAULT_HANDSHAKE_TIMEOUT, _accept, _Side
 from reef.scallop._policy import Auther, AuthStore, PeerPolicy
 from reef.scallop._slots import HandshakeSlots, Slot
 from reef.scallop._stream import ScallopStream, _address, _Closing
@@ -99,32 +94,15 @@ class ScallopServer(_Closing):
     """A listening Scallop server; see :func:`serve`. An async context manager."""
 
     def __init__(
-        self,
-        handler: Handler,
-        *,
-        static_key: bytes,
-        store: AuthStore | None,
-        auther: Auther | None,
-        handshake_timeout: float,
-        max_handshakes: int = DEFAULT_MAX_HANDSHAKES,
-        per_peer_handshakes: int = DEFAULT_PER_PEER_HANDSHAKES,
-        busy_handshake_timeout: float = DEFAULT_BUSY_HANDSHAKE_TIMEOUT,
-        per_peer_connections: int = DEFAULT_PER_PEER_CONNECTIONS,
+        self, handler: Handler, side: _Side, slots: HandshakeSlots, per_peer_connections: int
     ) -> None:
         self._handler = handler
         self._per_peer_connections = per_peer_connections
         self._open: dict[str, int] = {}
-        self._slots = HandshakeSlots(
-            capacity=max_handshakes,
-            per_peer=min(per_peer_handshakes, max_handshakes),
-            busy_timeout=busy_handshake_timeout,
-        )
+        self._slots = slots
         self._log = _RefusalLog(_LOG_PER_SECOND)
-        self._static_key = bytes(static_key)
-        self.static_public = x25519_public_key(self._static_key)
-        self.store = store
-        self._auther = auther
-        self._handshake_timeout = handshake_timeout
+        self._side = side
+        self.static_public = x25519_public_key(side.static_key)
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
         self.accepted = 0
@@ -256,7 +234,7 @@ class ScallopServer(_Closing):
                 try:
                     # As long as a handshake may take: its address's own handshakes are under
                     # way, and at most per_peer_handshakes of its connections wait or run.
-                    async with asyncio.timeout(self._handshake_timeout):
+                    async with asyncio.timeout(self._side.handshake_timeout):
                         await woken
                 except TimeoutError:
                     self._slots.give_up(slot)
@@ -266,7 +244,7 @@ class ScallopServer(_Closing):
                         "within %g s",
                         address,
                         self._slots.capacity,
-                        self._handshake_timeout,
+                        self._side.handshake_timeout,
                     )
                     return None
             slot.owner = (task, None)
@@ -274,15 +252,7 @@ class ScallopServer(_Closing):
             def under_way() -> None:
                 slot.under_way = True
 
-            return await handshake_server(
-                reader,
-                writer,
-                static_key=self._static_key,
-                policy=self.store,
-                auther=self._auther,
-                handshake_timeout=self._handshake_timeout,
-                on_hello=under_way,
-            )
+            return await _accept(reader, writer, self._side, on_hello=under_way)
         except (ChannelError, OSError) as exc:
             self._refuse(writer, "%s: %s", address, exc)
             return None
@@ -341,10 +311,9 @@ class ScallopServer(_Closing):
         Raises:
             InputError: the key is not a 32-byte X25519 secret.
         """
-        _check_static_key(static_key)
-        self._static_key = bytes(static_key)
-        self.static_public = x25519_public_key(self._static_key)
-        self._auther = auther
+        side = self._side
+        self._side = _Side.of(static_key, side.store, auther, side.handshake_timeout)
+        self.static_public = x25519_public_key(static_key)
 
     def close(self) -> None:
         """Stop listening and close every open connection."""
@@ -418,7 +387,7 @@ async def serve(
         ChannelError: the address cannot be listened on.
         InputError: a bad static key or policy.
     """
-    _check_static_key(static_key)
+    side = _Side.of(static_key, policy, auther, handshake_timeout)
     for name, value in (
         ("max_handshakes", max_handshakes),
         ("per_peer_handshakes", per_peer_handshakes),
@@ -428,16 +397,11 @@ async def serve(
             raise InputError(f"{name} must be at least 1, got {value}")
     if not busy_handshake_timeout > 0:
         raise InputError(f"busy_handshake_timeout must be positive, got {busy_handshake_timeout}")
-    server = ScallopServer(
-        handler,
-        static_key=static_key,
-        store=_as_store(policy),
-        auther=auther,
-        handshake_timeout=handshake_timeout,
-        max_handshakes=max_handshakes,
-        per_peer_handshakes=per_peer_handshakes,
-        busy_handshake_timeout=busy_handshake_timeout,
-        per_peer_connections=per_peer_connections,
+    slots = HandshakeSlots(
+        capacity=max_handshakes,
+        per_peer=min(per_peer_handshakes, max_handshakes),
+        busy_timeout=busy_handshake_timeout,
     )
+    server = ScallopServer(handler, side, slots, per_peer_connections)
     await server._start(host, port)
     return server
