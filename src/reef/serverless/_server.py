@@ -12,6 +12,7 @@ import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reef._api import LightApi
 from reef._serve import Server, first_stopped, serve
 from reef.crypto import Secp256k1PrivateKey
 from reef.errors import InputError, MisuseError
@@ -98,22 +99,12 @@ class ExecutorServer:
                 job_capacity=self.capacity,
             )
             self.node = node
-            self.control = await serve(
-                node.control_app(),
-                host=self.host,
-                port=self.control_port,
-                what="executor control",
-                hint=_port_hint(self.control_port, "--control-port"),
+            self.control = await self._serve(
+                node.control_app(), self.control_port, "executor control", "--control-port"
             )
-            stack.push_async_callback(self.control.aclose)
-            self.gateway = await serve(
-                node.gateway_app(),
-                host=self.host,
-                port=self.gateway_port,
-                what="executor gateway",
-                hint=_port_hint(self.gateway_port, "--gateway-port"),
+            self.gateway = await self._serve(
+                node.gateway_app(), self.gateway_port, "executor gateway", "--gateway-port"
             )
-            stack.push_async_callback(self.gateway.aclose)
             stack.push_async_callback(node.aclose)  # closed first: stop watching the chain
             if self.configure is not None:
                 await node.configure(self.configure, owner=self.owner)
@@ -121,6 +112,19 @@ class ExecutorServer:
             await stack.aclose()
             raise
         return self
+
+    async def _serve(self, app: LightApi, port: int, what: str, flag: str) -> Server:
+        """Serve ``app`` on ``port`` until :meth:`aclose`. A taken port's error names ``flag``,
+        the option of ``reef executor run`` that picks another (its defaults, 8080 and 8081, are
+        common ones: ``reef up``'s control plane is on 8080).
+
+        Raises:
+            ServiceError: the port cannot be bound.
+        """
+        hint = f"stop what uses port {port}, or pass {flag} PORT (0 picks a free one)"
+        server = await serve(app, host=self.host, port=port, what=what, hint=hint)
+        self._stack.push_async_callback(server.aclose)
+        return server
 
     async def wait(self) -> None:
         """Return when the control or the gateway server stops by itself (at once if not
@@ -136,9 +140,3 @@ def _started(server: Server | None) -> Server:
     if server is None:
         raise MisuseError("the executor server has not started", hint="await start() first")
     return server
-
-
-def _port_hint(port: int, flag: str) -> str:
-    """What to do when ``port`` is taken: the flag of ``reef executor run`` that picks another
-    (its defaults, 8080 and 8081, are common ones: ``reef up``'s control plane is on 8080)."""
-    return f"stop what uses port {port}, or pass {flag} PORT (0 picks a free one)"
