@@ -10,17 +10,19 @@ imported where a key is derived or a signer built, not with this module: the dev
 it.
 
 Both devnet kinds (the embedded one and anvil) start a new chain the same way, so that is here
-too: :func:`deploy_for_dev_accounts` deploys reef's contracts from the first account and funds
-them all, and :func:`check_rate_lock` refuses to reopen a kept chain with another rate lock.
+too: :func:`settle_contracts` deploys reef's contracts on a new chain (from the first account,
+funding them all: :func:`deploy_for_dev_accounts`) and refuses to reopen a kept chain with another
+rate lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from reef.chain._deployment import DEFAULT_RATE_LOCK_S
 from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ConfigError, InputError
 
@@ -134,14 +136,26 @@ def deploy_for_dev_accounts(
     )
 
 
-def check_rate_lock(chain: str, deployed: int | None, asked: int | None, *, hint: str) -> None:
-    """Refuse to reopen a kept chain with a rate lock other than its market's (``asked`` None:
-    whatever it was deployed with).
+def settle_contracts(
+    chain: str,
+    deployed: int | None,
+    asked: int | None,
+    *,
+    deploy: Callable[[int], None] | None,
+    hint: str,
+) -> None:
+    """Settle reef's contracts on a chain being opened: a new one (``deployed`` None) gets them
+    through ``deploy`` with the ``asked`` rate lock, or the default (``deploy`` None: it stays
+    empty); a kept one, its market deployed with a rate lock of ``deployed`` s, is refused
+    another (``asked`` None: whatever it was deployed with).
 
     Raises:
         ConfigError: naming ``chain``, when ``asked`` differs from ``deployed``.
     """
-    if asked is not None and asked != deployed:
+    if deployed is None:
+        if deploy is not None:
+            deploy(DEFAULT_RATE_LOCK_S if asked is None else asked)
+    elif asked is not None and asked != deployed:
         raise ConfigError(
             f"the {chain} was deployed with a rate lock of {deployed} s, not {asked} s", hint=hint
         )

@@ -35,14 +35,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from reef.chain._deploy import DEFAULT_RATE_LOCK_S, Deployment
+from reef.chain._deploy import Deployment
 from reef.chain.devnet._accounts import (
     DEV_MNEMONIC,
     DEVNET_CHAIN_ID,
     DevAccount,
-    check_rate_lock,
     deploy_for_dev_accounts,
     dev_accounts,
+    settle_contracts,
 )
 from reef.chain.devnet._store import (
     ANVIL_STATE_NAME,
@@ -246,14 +246,13 @@ class AnvilChain:
             )
             if kept is not None:
                 chain._deployment, chain._rate_lock_s = kept
-                check_rate_lock(
-                    f"anvil chain in {directory}",
-                    chain._rate_lock_s,
-                    rate_lock_s,
-                    hint="drop --rate-lock, or start over with --fresh",
-                )
-            else:
-                chain._deploy(DEFAULT_RATE_LOCK_S if rate_lock_s is None else rate_lock_s)
+            settle_contracts(
+                f"anvil chain in {directory}",
+                chain._rate_lock_s,
+                rate_lock_s,
+                deploy=chain._deploy,
+                hint="drop --rate-lock, or start over with --fresh",
+            )
             genesis = chain._rpc("eth_getBlockByNumber", "0x0", False)
             chain._info = replace(
                 chain._info,

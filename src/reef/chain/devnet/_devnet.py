@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from reef.chain._deploy import DEFAULT_RATE_LOCK_S, Deployment
-from reef.chain.devnet._accounts import check_rate_lock, deploy_for_dev_accounts
+from reef.chain._deploy import Deployment
+from reef.chain.devnet._accounts import deploy_for_dev_accounts, settle_contracts
 from reef.chain.devnet._engine import Chain
 from reef.chain.devnet._store import (
     CHECKPOINT_NAME,
@@ -235,15 +235,13 @@ class Devnet(Chain):
             )
             devnet._persistence = _Persistence(home, journal, lock, info, checkpoint)
             devnet._recorder = devnet._persistence
-            if devnet._deployment is not None:
-                check_rate_lock(
-                    f"devnet in {directory}",
-                    devnet._rate_lock_s,
-                    rate_lock_s,
-                    hint="drop --rate-lock, or start over with `reef chain --fresh`",
-                )
-            elif deploy:
-                devnet._deploy(DEFAULT_RATE_LOCK_S if rate_lock_s is None else rate_lock_s)
+            settle_contracts(
+                f"devnet in {directory}",
+                devnet._rate_lock_s,
+                rate_lock_s,
+                deploy=devnet._deploy if deploy else None,
+                hint="drop --rate-lock, or start over with `reef chain --fresh`",
+            )
             devnet._write_info()
             if replayed >= _CHECKPOINT_AFTER:
                 # A long replay is worth saving now, not only at a clean close.
