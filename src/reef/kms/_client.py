@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import httpx
 
 from reef._clock import wall_clock_ms
-from reef._fetch import fetch_blocking, read_bounded, request_to, tls_context
+from reef._fetch import read_bounded, request_to, run_blocking, tls_context
 from reef.crypto import solana_address
 from reef.encoding import loads_bounded, parse_bytes32, terminal_text
 from reef.errors import InputError, KMSError, MisuseError, ServiceError
@@ -372,34 +372,22 @@ def init_params_public_key(
     *,
     signing_key: bytes | Mapping[int, bytes],
     version: int | None = None,
-    transport: httpx.BaseTransport | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
     timeout: float = 5.0,
 ) -> bytes:
-    """The X25519 key secret init params of ``image_id`` are sealed to (synchronous).
+    """The X25519 key secret init params of ``image_id`` are sealed to (synchronous):
+    :meth:`KmsPublicClient.public_key` of path ``oyster.init-params``, for blocking callers
+    (image tooling). It only waits on one request, so it runs the async client on an event
+    loop of its own (:func:`reef._fetch.run_blocking`).
 
     Raises:
         ServiceError: when the KMS cannot be reached or refuses.
         KMSError: when the answer is not signed by the pinned key.
     """
-    pins = _Pins.of(signing_key)
-    params = _query(image_id, None, INIT_PARAMS_KEY_PATH, version)
-    base = normalize_kms_url(url)
-    request = request_to(
-        "GET", base + "/derive/x25519/public", what=_WHAT, hint=_HINT, params=params
+    client = KmsPublicClient(url, signing_key=signing_key, transport=transport, timeout=timeout)
+    return run_blocking(
+        client.public_key("x25519", INIT_PARAMS_KEY_PATH, image_id=image_id, version=version)
     )
-    answer = fetch_blocking(
-        request,
-        transport=transport,
-        timeout=timeout,
-        max_bytes=MAX_ANSWER_BYTES,
-        deadline_s=timeout,
-        what=_WHAT,
-        hint=_HINT,
-    )
-    response = _Answer(request.url.raw_path, answer.status, answer.headers, answer.body)
-    _check_status(response)
-    pins.check(response, version)
-    return _decode_public("x25519", response)
 
 
 @dataclass(frozen=True)
