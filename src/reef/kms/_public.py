@@ -30,8 +30,10 @@ bytes to U+FFFD): the schema documents them, the handlers parse them.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from fastapi import FastAPI
@@ -78,6 +80,7 @@ INFO_COST = 5
 """Units of :data:`PUBLIC_RATE` an ``/info`` costs: an attestation (an NSM call) and a signature."""
 _TOO_MANY = "this client asked too much of the root; Retry-After says when to ask again"
 
+_Handler = Callable[[Request], Awaitable[Response]]
 _Form = Literal["public", "address"]
 _ENDPOINTS: dict[str, tuple[KeyType, _Form]] = {
     "/derive/secp256k1/public": ("secp256k1", "public"),
@@ -133,17 +136,23 @@ def public_app(root: KmsRoot, *, budget: PeerBudget | None = None) -> FastAPI:
     # Not `budget or ...`: an empty budget has no peers yet, so it is falsy.
     limit = PeerBudget(PUBLIC_RATE) if budget is None else budget
 
-    def over_budget(request: Request, cost: float, what: str, hint: str) -> Response | None:
-        """None when the client may have ``what``; else the 429 to answer."""
-        group = request_group(request)
-        wait = limit.take(group, min(cost, limit.rate.burst))
-        if not wait:
-            return None
-        return busy_response(
-            wait,
-            f"{group} asked this KMS root for more {what} than it answers one client "
-            f"({limit.rate.per_second:g} units a second, {limit.rate.burst:g} at once); {hint}",
-        )
+    def budgeted(handler: _Handler, cost: float, what: str, hint: str) -> _Handler:
+        """``handler`` behind the client's budget: it runs when the client may have ``what``,
+        and the answer is 429 when not."""
+
+        @functools.wraps(handler)
+        async def spend(request: Request) -> Response:
+            group = request_group(request)
+            wait = limit.take(group, min(cost, limit.rate.burst))
+            if not wait:
+                return await handler(request)
+            return busy_response(
+                wait,
+                f"{group} asked this KMS root for more {what} than it answers one client "
+                f"({limit.rate.per_second:g} units a second, {limit.rate.burst:g} at once); {hint}",
+            )
+
+        return spend
 
     app = api_app(
         "reef KMS root (public listener)",
@@ -153,11 +162,6 @@ def public_app(root: KmsRoot, *, budget: PeerBudget | None = None) -> FastAPI:
 
     def derive_endpoint(route: str, key_type: KeyType, form: _Form) -> None:
         async def handler(request: Request) -> Response:
-            busy = over_budget(
-                request, 1, "keys", "a key is the same every time it is asked for: keep it"
-            )
-            if busy is not None:
-                return busy
             try:
                 params = query_params(request.scope)
                 keyring = root.keyring
@@ -186,7 +190,7 @@ def public_app(root: KmsRoot, *, budget: PeerBudget | None = None) -> FastAPI:
         add_kms_route(
             app,
             route,
-            handler,
+            budgeted(handler, 1, "keys", "a key is the same every time it is asked for: keep it"),
             name=f"{key_type} {form}",
             summary=f"The {key_type} {'public key' if form == 'public' else 'address'} of an "
             "image or contract",
@@ -204,14 +208,6 @@ def public_app(root: KmsRoot, *, budget: PeerBudget | None = None) -> FastAPI:
     attesting: OneAtATime[str] = OneAtATime()
 
     async def info(request: Request) -> Response:
-        busy = over_budget(
-            request,
-            INFO_COST,
-            "identities",
-            "keep the identity you fetched: it changes only when the root rotates",
-        )
-        if busy is not None:
-            return busy
         try:
             nonce = parse_hex(query_params(request.scope).get("nonce", ""), name="nonce")
             async with attesting.turn(request_group(request)):
@@ -227,11 +223,6 @@ def public_app(root: KmsRoot, *, budget: PeerBudget | None = None) -> FastAPI:
         return _signed(root, request, body, "application/json", document["current_version"])
 
     async def rotate(request: Request) -> Response:
-        busy = over_budget(
-            request, 1, "rotations", "send one signed rotation and wait for its answer"
-        )
-        if busy is not None:
-            return busy
         try:
             payload = loads_bounded(await request.body(), what="the rotation request")
             version = payload["version"]
@@ -266,7 +257,12 @@ def public_app(root: KmsRoot, *, budget: PeerBudget | None = None) -> FastAPI:
     add_kms_route(
         app,
         "/info",
-        info,
+        budgeted(
+            info,
+            INFO_COST,
+            "identities",
+            "keep the identity you fetched: it changes only when the root rotates",
+        ),
         summary="The root's identity, with an attestation binding it",
         ok=_signed_answer("signed identity document", "application/json", {"type": "object"}),
         errors={
@@ -279,7 +275,7 @@ def public_app(root: KmsRoot, *, budget: PeerBudget | None = None) -> FastAPI:
     add_kms_route(
         app,
         "/admin/rotate",
-        rotate,
+        budgeted(rotate, 1, "rotations", "send one signed rotation and wait for its answer"),
         method="POST",
         summary="Rotate to a new root seed version (admin signature required)",
         ok=_signed_answer(
