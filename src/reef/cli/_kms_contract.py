@@ -6,17 +6,16 @@ Exit codes: 0 ok, 1 refused or failed, 2 usage error.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
 from reef.cli._options import Flags, with_flags
-from reef.cli._output import fail, print_result, tell
+from reef.cli._output import failing, print_result, tell
 from reef.encoding import parse_hex
-from reef.errors import InputError, ReefError
+from reef.errors import InputError
 from reef.home import ReefHome
 
 __all__ = ["contract_app"]
@@ -103,16 +102,6 @@ def _print(out: dict[str, Any], as_json: bool, **shown: str) -> None:
     print_result(out, as_json, shown={**out, **shown})
 
 
-@contextlib.contextmanager
-def _failing() -> Iterator[None]:
-    """A registry command's work, whose reef errors end it: exit 2 for a bad argument (an
-    :class:`~reef.errors.InputError` itself), else 1 (refused or failed)."""
-    try:
-        yield
-    except ReefError as exc:
-        raise fail(exc, code=2 if type(exc) is InputError else 1) from exc
-
-
 @contract_app.command("deploy")
 @with_flags("rpc", "key", "as_json")
 def contract_deploy_cmd(
@@ -126,7 +115,7 @@ def contract_deploy_cmd(
     from reef.chain import KmsRegistryClient
     from reef.cli._output import note, tx_printer
 
-    with _failing():
+    with failing(input_code=2):
         ids = _image_ids(approve or [])
         chain = _chain(flags, need_account=True)
         note(f"account {chain.note}")
@@ -139,7 +128,7 @@ def contract_deploy_cmd(
 def _change(verb: str, image_ids: list[str], contract: str | None, flags: Flags) -> None:
     from reef.cli._output import note
 
-    with _failing():
+    with failing(input_code=2):
         ids = _image_ids(image_ids)
         chain = _chain(flags, need_account=True)
         note(f"account {chain.note}")
@@ -191,7 +180,7 @@ def contract_verify_cmd(
 
     Exits 0 when it is, 1 when it is not.
     """
-    with _failing():
+    with failing(input_code=2):
         (wanted,) = _image_ids([image_id])
         chain = _chain(flags, need_account=False)
         registry = _registry(chain, contract)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from reef.encoding import terminal_text
-from reef.errors import AttestationError, ReefError
+from reef.errors import AttestationError, InputError, ReefError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -320,6 +320,7 @@ class _Failing:
 
     code: int
     attestation: str | None
+    input_code: int | None
 
     def __enter__(self) -> None:
         return None
@@ -331,20 +332,28 @@ class _Failing:
         traceback: TracebackType | None,
     ) -> None:
         # Returns None, never True: no exception is swallowed (and type checkers know it).
+        if not isinstance(error, ReefError):
+            return
+        code = self.code
+        if self.input_code is not None and isinstance(error, InputError):
+            code = self.input_code
         if isinstance(error, AttestationError) and self.attestation is not None:
-            raise fail(
-                error, prefix=f"{self.attestation}: {error.reason}", code=self.code
-            ) from error
-        if isinstance(error, ReefError):
-            raise fail(error, code=self.code) from error
+            raise fail(error, prefix=f"{self.attestation}: {error.reason}", code=code) from error
+        raise fail(error, code=code) from error
 
 
-def failing(*, code: int = 1, attestation: str | None = None) -> _Failing:
+def failing(
+    *, code: int = 1, attestation: str | None = None, input_code: int | None = None
+) -> _Failing:
     """A block whose reef errors end the command: reported with :func:`fail`, exit ``code``
     (1 refused or failed, 2 a usage error). Anything else passes through; Ctrl-C too, which
     Typer turns into exit 130 (the shell's code for SIGINT) without a message.
 
     With ``attestation``, refused evidence (an :class:`~reef.errors.AttestationError`) is
     reported under that prefix and the check that refused it: ``failing(attestation="attestation
-    rejected")`` prints ``attestation rejected: expired: ...``."""
-    return _Failing(code, attestation)
+    rejected")`` prints ``attestation rejected: expired: ...``.
+
+    With ``input_code``, an :class:`~reef.errors.InputError` exits with it instead: for a block
+    where the user's input is read and used together, so a bad flag or file still says usage
+    error (``failing(input_code=2)``) while a refusal or failure says 1."""
+    return _Failing(code, attestation, input_code)

@@ -12,6 +12,7 @@ from reef.cli._options import AttestationMaxAge, Json, RequestTimeout
 from reef.cli._output import (
     console,
     fail,
+    failing,
     print_json,
     print_mapping,
     print_table,
@@ -46,13 +47,11 @@ def vectors_cmd(
     from reef.home import read_json
     from reef.scallop.lowlevel import run_noise_vectors
 
-    try:
+    with failing(input_code=2):
         missing = InputError(f"cannot read {file}: No such file or directory")
         report = run_noise_vectors(
             read_json(file, missing=missing, unreadable=f"cannot read {file}")
         )
-    except ReefError as exc:
-        raise fail(exc, code=2 if isinstance(exc, InputError) else 1) from exc
 
     if as_json:
         print_json(
@@ -195,52 +194,53 @@ def call_cmd(
 
     from reef.scallop import PeerPolicy, PinnedKeys, auther_from_url, scallop_request
 
-    try:
-        host, port = _endpoint(endpoint)
-        if not path.startswith("/"):
-            raise InputError(f"PATH must start with /, got {path!r}")
-        policy: PeerPolicy | PinnedKeys
-        if pin is not None:
-            if image_id or root:
-                raise InputError("--pin trusts a key without attestation: drop --image-id/--root")
-            policy = PinnedKeys([parse_hex(pin, name="--pin", length=32)])
-        else:
-            policy = PeerPolicy(
-                roots=[trusted_root(spec) for spec in root or ["aws"]],
-                image_ids=[parse_hex(i, name="--image-id", length=32) for i in image_id or []],
-                max_age_ms=max_age_ms,
+    with failing(input_code=2):
+        try:
+            host, port = _endpoint(endpoint)
+            if not path.startswith("/"):
+                raise InputError(f"PATH must start with /, got {path!r}")
+            policy: PeerPolicy | PinnedKeys
+            if pin is not None:
+                if image_id or root:
+                    raise InputError(
+                        "--pin trusts a key without attestation: drop --image-id/--root"
+                    )
+                policy = PinnedKeys([parse_hex(pin, name="--pin", length=32)])
+            else:
+                policy = PeerPolicy(
+                    roots=[trusted_root(spec) for spec in root or ["aws"]],
+                    image_ids=[parse_hex(i, name="--image-id", length=32) for i in image_id or []],
+                    max_age_ms=max_age_ms,
+                )
+            static_key = read_key_file(key, kind="X25519 secret key") if key is not None else None
+            auther = auther_from_url(attestation_url) if attestation_url else None
+            body = _body(data)
+            answer = asyncio.run(
+                scallop_request(
+                    host,
+                    port,
+                    path,
+                    policy=policy,
+                    method=method.upper(),
+                    body=body,
+                    static_key=static_key,
+                    auther=auther,
+                    timeout_s=timeout,
+                )
             )
-        static_key = read_key_file(key, kind="X25519 secret key") if key is not None else None
-        auther = auther_from_url(attestation_url) if attestation_url else None
-        body = _body(data)
-        answer = asyncio.run(
-            scallop_request(
-                host,
-                port,
-                path,
-                policy=policy,
-                method=method.upper(),
-                body=body,
-                static_key=static_key,
-                auther=auther,
-                timeout_s=timeout,
-            )
-        )
-    except ChannelError as exc:
-        if attestation_url is None and "asks for our attestation" in exc.message:
-            exc = HandshakeError(
-                f"the server at {host}:{port} asks its clients to attest, and this call has no "
-                "attestation to show",
-                hint="pass --key FILE (our X25519 secret) and --attestation-url URL (an "
-                "attestation server attesting that key, e.g. an enclave's "
-                "http://127.0.0.1:PORT/attestation/raw); a host without a TEE cannot attest, so "
-                "only enclaves get in",
-            )
-        if exc.message.startswith("could not connect to"):
-            _point_at_network_kms(exc, f"{host}:{port}")
-        raise fail(exc, prefix="refused" if "refused" in exc.message else "error") from exc
-    except ReefError as exc:
-        raise fail(exc, code=2 if isinstance(exc, InputError) else 1) from exc
+        except ChannelError as exc:
+            if attestation_url is None and "asks for our attestation" in exc.message:
+                exc = HandshakeError(
+                    f"the server at {host}:{port} asks its clients to attest, and this call has no "
+                    "attestation to show",
+                    hint="pass --key FILE (our X25519 secret) and --attestation-url URL (an "
+                    "attestation server attesting that key, e.g. an enclave's "
+                    "http://127.0.0.1:PORT/attestation/raw); a host without a TEE cannot attest, so "
+                    "only enclaves get in",
+                )
+            if exc.message.startswith("could not connect to"):
+                _point_at_network_kms(exc, f"{host}:{port}")
+            raise fail(exc, prefix="refused" if "refused" in exc.message else "error") from exc
 
     peer, status, headers, content = answer.peer, answer.status, answer.headers, answer.body
     if as_json:
