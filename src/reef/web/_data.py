@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -215,16 +215,17 @@ def open_jobs(session: Session, client: MarketClient) -> list[Job]:
 def describe_jobs(session: Session, client: MarketClient, jobs: Sequence[Job]) -> list[JobRow]:
     """Each of ``jobs`` as :func:`describe_job` describes it, their providers asked at once; a
     job whose description is not ready after :data:`PAGE_DEADLINE_S` is shown from the chain
-    alone (:func:`_unanswered`), so a provider that trickles its answers does not hold the page
+    alone (:func:`_from_chain`), so a provider that trickles its answers does not hold the page
     for longer."""
     return _all_at_once(
         [partial(describe_job, session, client, job) for job in jobs],
-        late=[_unanswered(job) for job in jobs],
+        late=[_from_chain(job, _UNANSWERED) for job in jobs],
     )
 
 
-def _unanswered(job: Job) -> JobRow:
-    """``job`` as the chain holds it, its provider not heard from within the page's time."""
+def _from_chain(job: Job, state: str) -> JobRow:
+    """``job`` as the chain alone holds it, ``state`` saying why its provider's fields are empty
+    (:func:`describe_job` fills them in)."""
     from reef.chain import job_index
 
     return JobRow(
@@ -240,7 +241,7 @@ def _unanswered(job: Job) -> JobRow:
         stops_at=None,
         time_left_s=None,
         phase="unknown",
-        state=f"unknown (the provider did not answer within {PAGE_DEADLINE_S:g} s)",
+        state=state,
         enclave_id="",
         endpoints={},
         endpoint="",
@@ -255,6 +256,7 @@ PAGE_DEADLINE_S = 15.0
 provider is whoever registered a URL, and a slow one must not hold the page for the others), and
 one that has not answered by then is shown as such."""
 
+_UNANSWERED = f"unknown (the provider did not answer within {PAGE_DEADLINE_S:g} s)"
 _ASK_AT_ONCE = 16
 _T = TypeVar("_T")
 
@@ -280,13 +282,14 @@ def _all_at_once(calls: Sequence[Callable[[], _T]], *, late: Sequence[_T] = ()) 
 def describe_job(session: Session, client: MarketClient, job: Job) -> JobRow:
     """``job`` settled up to now, with when its provider stops the enclave and what it says of
     it (:func:`reef.node.summarize_job`)."""
-    from reef.chain import job_index
     from reef.node import summarize_job
 
     summary = summarize_job(session, client, job)
-    meta = summary.metadata
-    metadata: dict[str, Any] = (
-        {"raw": job.metadata[:200]}
+    meta, status = summary.metadata, summary.status
+    row = _from_chain(job, status.state)
+    return replace(
+        row,
+        metadata=row.metadata
         if meta is None
         else {
             "instance": meta.instance,
@@ -294,23 +297,12 @@ def describe_job(session: Session, client: MarketClient, job: Job) -> JobRow:
             "url": meta.url,
             "debug": meta.debug,
             "name": meta.name,
-        }
-    )
-    status = summary.status
-    return JobRow(
-        job_id=job.id,
-        number=job_index(job.id),
-        owner=job.owner,
-        provider=job.provider,
-        metadata=metadata,
-        rate=job.rate,
+        },
         balance=summary.balance,
-        balance_on_chain=job.balance,
         paid_until=summary.paid_until,
         stops_at=summary.stops_at,
         time_left_s=summary.time_left_s,
         phase=status.phase if status.answered else "unknown",
-        state=status.state,
         enclave_id=status.enclave_id,
         endpoints=dict(status.endpoints),
         endpoint=status.endpoint,
