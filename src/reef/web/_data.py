@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -94,27 +94,11 @@ class JobRow:
         return amount_per_hour(self.rate)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "job": self.number,
-            "job_id": self.job_id,
-            "owner": self.owner,
-            "provider": self.provider,
-            "metadata": dict(self.metadata),
-            "rate": self.rate,
-            "rate_per_hour": self.rate_per_hour,
-            "balance": self.balance,
-            "paid_until": self.paid_until,
-            "stops_at": self.stops_at,
-            "time_left_s": self.time_left_s,
-            "phase": self.phase,
-            "state": self.state,
-            "enclave_id": self.enclave_id,
-            "endpoint": self.endpoint,
-            "endpoints": dict(self.endpoints),
-            "last_error": self.last_error,
-            "restarts": self.restarts,
-            "reason": self.reason,
-        }
+        """The row as ``GET /api/jobs`` gives it (:class:`reef.web._app.JobSummary`): its fields,
+        ``number`` named ``job``, with :attr:`rate_per_hour` and without ``balance_on_chain``."""
+        out = asdict(self)
+        del out["balance_on_chain"]
+        return {"job": out.pop("number"), **out, "rate_per_hour": self.rate_per_hour}
 
 
 def chain_summary(session: Session) -> dict[str, Any]:
