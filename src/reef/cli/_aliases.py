@@ -12,8 +12,7 @@ import typer
 
 from reef.cli import _jobs
 from reef.cli._options import Json
-from reef.cli._output import fail, print_result
-from reef.errors import ReefError
+from reef.cli._output import failing, print_result
 
 __all__ = ["register"]
 
@@ -53,7 +52,7 @@ def compute_image_id_cmd(
     from reef.attestation import PCR_LENGTH, image_id
     from reef.encoding import parse_hex
 
-    try:
+    with failing():
         given = {0: pcr0, 1: pcr1, 2: pcr2, 16: pcr16}
         pcrs = {
             index: parse_hex(value, name=f"--pcr{index}", length=PCR_LENGTH)
@@ -61,8 +60,6 @@ def compute_image_id_cmd(
             if value is not None
         }
         result = image_id(pcrs)
-    except ReefError as exc:
-        raise fail(exc) from exc
     if json_output:
         print_result({"image_id": result.hex()}, True)
     else:

@@ -9,9 +9,9 @@ import typer
 
 from reef.cli._common import read_file, trusted_root
 from reef.cli._options import Json
-from reef.cli._output import fail, failing, print_result_and_rows
+from reef.cli._output import failing, print_result_and_rows
 from reef.cli._root import command_group
-from reef.errors import InputError, ReefError
+from reef.errors import InputError
 
 if TYPE_CHECKING:
     from reef.enclave import InitParam, InitParams
@@ -195,22 +195,21 @@ def build_cmd(
     from reef.enclave import InitParams, init_params_digest
 
     image_id: bytes | None = None
-    try:
-        params = _collect(files or [], texts or [], secrets or [], specs or [])
-        if any(p.should_decrypt for p in params):
-            InitParams.build([p for p in params if not p.should_decrypt])  # paths checked early
-            digest = init_params_digest((p.path, p.contents, p.should_attest) for p in params)
-            key, image_id = _seal_key(image, kms, verification_key, kms_root, digest)
-            built = InitParams.build(params, seal_to=key)
-        else:
-            built = InitParams.build(params)
-            if image is not None:
-                image_id = _image_id(image, built.digest)
-        output.write_bytes(built.to_json())
-    except ReefError as exc:
-        raise fail(exc) from exc
-    except OSError as exc:
-        raise fail(InputError(f"cannot write {output}: {exc.strerror}")) from exc
+    with failing():
+        try:
+            params = _collect(files or [], texts or [], secrets or [], specs or [])
+            if any(p.should_decrypt for p in params):
+                InitParams.build([p for p in params if not p.should_decrypt])  # paths checked early
+                digest = init_params_digest((p.path, p.contents, p.should_attest) for p in params)
+                key, image_id = _seal_key(image, kms, verification_key, kms_root, digest)
+                built = InitParams.build(params, seal_to=key)
+            else:
+                built = InitParams.build(params)
+                if image is not None:
+                    image_id = _image_id(image, built.digest)
+            output.write_bytes(built.to_json())
+        except OSError as exc:
+            raise InputError(f"cannot write {output}: {exc.strerror}") from exc
     _print(_summary(built, output, image_id), as_json)
 
 

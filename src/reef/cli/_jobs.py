@@ -26,7 +26,6 @@ from reef.cli._common import market_session, owner_jobs
 from reef.cli._options import Flags, Follow, ImageStore, InitParamsFile, Owner, with_flags
 from reef.cli._output import (
     err_console,
-    fail,
     failing,
     note,
     print_json,
@@ -319,13 +318,12 @@ def update_cmd(
     from reef.node import JobUpdate, update_job
 
     change = JobUpdate(image=image, init_params=init_params, debug=debug, store_url=store)
-    try:
-        session, client, found = _open(job, flags)
-        result = update_job(session, client, parse_job_id(found.id), change, progress=note)
-    except ReefError as exc:
-        raise fail(exc) from exc
-    except OSError as exc:
-        raise fail(MarketError(f"cannot read a file: {exc}")) from exc
+    with failing():
+        try:
+            session, client, found = _open(job, flags)
+            result = update_job(session, client, parse_job_id(found.id), change, progress=note)
+        except OSError as exc:
+            raise MarketError(f"cannot read a file: {exc}") from exc
     out = {
         **_ids(found.id),
         "updated": list(result.updated),
