@@ -4,12 +4,14 @@ prints, so anyone can check it later against the Jobs contract's EIP-712 domain)
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from web3 import Web3
 
+from reef._fetch import run_blocking
 from reef.chain import ProgressCallback, translate_errors
 from reef.errors import InputError, MarketError, ServerlessError
 from reef.serverless._contracts import JobsParams, ServerlessCodeClient, ServerlessJobsClient
@@ -146,7 +148,7 @@ def _look_for_output(
 ) -> tuple[JobResponded | None, bool]:
     """One look at the job ``request`` opened: the first output the chain accepted (or None),
     and whether one may still come (not once it came, nor once the job closed without one).
-    A user's call and the relay gateway wait on it, each in its own way (sync, async)."""
+    A user's call and the relay gateway wait on it (:func:`_await_output`)."""
     # The job first, then its outputs: a job that closed (answered by all, or slashed) before
     # the read of its outputs has every output it will ever have.
     job = client.job(request.job_id)
@@ -156,13 +158,23 @@ def _look_for_output(
     return None, job is None or not job.closed
 
 
+async def _await_output(
+    client: ServerlessJobsClient, request: JobCreated, wait_s: float, poll_s: float = _POLL_S
+) -> JobResponded | None:
+    """The first output of the job ``request`` opened, or None once none can come (the job
+    closed without one, or ``wait_s`` passed), looking every ``poll_s`` seconds: the relay
+    gateway awaits it, a user's call runs it (:func:`_first_output`)."""
+    end = time.monotonic() + wait_s
+    while time.monotonic() < end:
+        response, pending = await asyncio.to_thread(_look_for_output, client, request)
+        if not pending:
+            return response
+        await asyncio.sleep(poll_s)
+    return None
+
+
 def _first_output(
     client: ServerlessJobsClient, request: JobCreated, wait_s: float
 ) -> JobResponded | None:
-    end = time.monotonic() + wait_s
-    while time.monotonic() < end:
-        response, pending = _look_for_output(client, request)
-        if not pending:
-            return response
-        time.sleep(_POLL_S)
-    return None
+    """:func:`_await_output`, from blocking code."""
+    return run_blocking(_await_output(client, request, wait_s))

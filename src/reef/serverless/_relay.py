@@ -42,7 +42,7 @@ from reef.crypto import (
     keccak256,
 )
 from reef.errors import ReefError
-from reef.serverless._call import _look_for_output, _output_wait_s
+from reef.serverless._call import _await_output, _output_wait_s
 from reef.serverless._contracts import (
     ServerlessJobsClient,
     _Client,
@@ -50,9 +50,7 @@ from reef.serverless._contracts import (
     _job_terms,
 )
 from reef.serverless._events import (
-    JobCreated,
     JobRelayed,
-    JobResponded,
     RelayEvent,
     RelayJobResponded,
     serverless_relay_decoder,
@@ -293,7 +291,8 @@ class RelayGateway:
                 )
             self.relayed += 1
             params = await asyncio.to_thread(self.jobs.params)
-            response = await self._first_output(request, _output_wait_s(params, job.deadline))
+            wait_s = _output_wait_s(params, job.deadline)
+            response = await _await_output(self.jobs, request, wait_s, self.poll_interval_s)
             if response is None:
                 log.warning("relay gateway: no executor answered job %s", job.job_id)
                 return
@@ -318,14 +317,3 @@ class RelayGateway:
             self.answered += 1
         except ReefError as exc:
             log.warning("relay gateway: job %s not relayed: %s", job.job_id, exc)
-
-    async def _first_output(self, request: JobCreated, wait_s: float) -> JobResponded | None:
-        """The first output of the job the gateway opened, or None once none can come (the job
-        closed without one, or ``wait_s`` passed)."""
-        end = time.monotonic() + wait_s
-        while time.monotonic() < end:
-            response, pending = await asyncio.to_thread(_look_for_output, self.jobs, request)
-            if not pending:
-                return response
-            await asyncio.sleep(self.poll_interval_s)
-        return None
