@@ -34,6 +34,7 @@ from reef.cli._output import (
     tell,
     tx_printer,
 )
+from reef.cli._root import command_group
 from reef.errors import InputError, MarketError, ReefError
 
 if TYPE_CHECKING:
@@ -42,13 +43,11 @@ if TYPE_CHECKING:
 
 __all__ = ["JobArgument", "job_label", "register"]
 
-app = typer.Typer(
-    help="Your jobs in the market: inspect, fund, update, stop.", no_args_is_help=True
-)
+app, _register_jobs = command_group("jobs")
 
 
 def register(root: typer.Typer) -> None:
-    root.add_typer(app, name="jobs")
+    _register_jobs(root)
     root.command("logs")(logs_cmd)
 
 

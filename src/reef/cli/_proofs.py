@@ -59,6 +59,7 @@ from reef.cli._proofs_common import (
     parse_seconds,
     run_until_stopped,
 )
+from reef.cli._root import command_group
 from reef.errors import InputError
 
 if TYPE_CHECKING:
@@ -66,17 +67,13 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-proofs_app = typer.Typer(help="The proof market: markets and proof requests.", no_args_is_help=True)
+proofs_app, register = command_group("proofs")
 market_app = typer.Typer(help="Proof markets: create, list, show, retire.", no_args_is_help=True)
 engine_app = typer.Typer(help="The matching engine: run one.", no_args_is_help=True)
 ivs_app_cli = typer.Typer(help="The input verification service: run one.", no_args_is_help=True)
 proofs_app.add_typer(market_app, name="market")
 proofs_app.add_typer(engine_app, name="engine")
 proofs_app.add_typer(ivs_app_cli, name="ivs")
-
-
-def register(root: typer.Typer) -> None:
-    root.add_typer(proofs_app, name="proofs")
 
 
 # ---- markets ----

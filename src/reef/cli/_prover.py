@@ -32,17 +32,12 @@ from reef.cli._proofs_common import (
     parse_seconds,
     run_until_stopped,
 )
+from reef.cli._root import command_group
 from reef.errors import InputError, ProofError
 
 __all__ = ["register"]
 
-prover_app = typer.Typer(
-    help="Proving for the proof market: stake, join, run.", no_args_is_help=True
-)
-
-
-def register(root: typer.Typer) -> None:
-    root.add_typer(prover_app, name="prover")
+prover_app, register = command_group("prover")
 
 
 # ---- provers ----
