@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Required, TypedDict, Unpack
 
 from reef.errors import AttestationError, HandshakeError, InputError, MisuseError, ReefError
 from reef.scallop._policy import Approved, Auther, AuthStore, NotFound, PeerPolicy, Rejected
@@ -40,6 +40,16 @@ logger = logging.getLogger("reef.scallop")
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 5.0
 
 
+class _SideOptions(TypedDict, total=False):
+    """Our side of a channel, as :func:`connect`, :func:`serve`, :func:`serve_asgi` and the
+    handshakes take it (keywords); :meth:`_Side.of` gives the defaults and checks them."""
+
+    static_key: Required[bytes]
+    policy: PeerPolicy | AuthStore | None
+    auther: Auther | None
+    handshake_timeout: float
+
+
 @dataclass(frozen=True)
 class _Side:
     """Our side of a channel, checked once: the static secret, what the peer must prove (the
@@ -54,9 +64,9 @@ class _Side:
     def of(
         cls,
         static_key: bytes,
-        policy: PeerPolicy | AuthStore | None,
-        auther: Auther | None,
-        handshake_timeout: float,
+        policy: PeerPolicy | AuthStore | None = None,
+        auther: Auther | None = None,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     ) -> _Side:
         """Our side from the arguments of :func:`connect`, :func:`serve` and the handshakes.
 
@@ -170,22 +180,20 @@ async def handshake_client(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     *,
-    static_key: bytes,
-    policy: PeerPolicy | AuthStore | None = None,
-    auther: Auther | None = None,
-    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     rng: Callable[[int], bytes] = os.urandom,
+    **side: Unpack[_SideOptions],
 ) -> ScallopStream:
-    """Run the client side of a Scallop handshake over an open asyncio stream pair.
+    """Run the client side of a Scallop handshake over an open asyncio stream pair (our side:
+    ``static_key``, ``policy``, ``auther`` and ``handshake_timeout`` as :func:`connect`).
 
     Raises:
         HandshakeError: the server broke the protocol, was refused by ``policy``, asked for an
             attestation we cannot give, or the handshake took longer than ``handshake_timeout``.
     """
-    side = _Side.of(static_key, policy, auther, handshake_timeout)
+    ours = _Side.of(**side)
     return await _bounded(
-        _client(reader, writer, side, rng),
-        side.handshake_timeout,
+        _client(reader, writer, ours, rng),
+        ours.handshake_timeout,
         hint="the server is not a Scallop endpoint, or is overloaded",
     )
 
@@ -219,14 +227,12 @@ async def handshake_server(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     *,
-    static_key: bytes,
-    policy: PeerPolicy | AuthStore | None = None,
-    auther: Auther | None = None,
-    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     rng: Callable[[int], bytes] = os.urandom,
     on_hello: Callable[[], None] | None = None,
+    **side: Unpack[_SideOptions],
 ) -> ScallopStream:
-    """Run the server side of a Scallop handshake over an open asyncio stream pair.
+    """Run the server side of a Scallop handshake over an open asyncio stream pair (our side:
+    ``static_key``, ``policy``, ``auther`` and ``handshake_timeout`` as :func:`connect`).
 
     ``on_hello`` is called once the client's first message is in: a server short of handshake
     slots drops handshakes still waiting for it before those under way.
@@ -235,8 +241,7 @@ async def handshake_server(
         HandshakeError: the client broke the protocol, was refused by ``policy``, asked for an
             attestation we cannot give, or the handshake took longer than ``handshake_timeout``.
     """
-    side = _Side.of(static_key, policy, auther, handshake_timeout)
-    return await _accept(reader, writer, side, rng=rng, on_hello=on_hello)
+    return await _accept(reader, writer, _Side.of(**side), rng=rng, on_hello=on_hello)
 
 
 async def _accept(
@@ -324,15 +329,7 @@ async def _drain(writer: asyncio.StreamWriter) -> None:
         raise HandshakeError(f"the connection failed during the handshake: {exc}") from exc
 
 
-async def connect(
-    host: str,
-    port: int,
-    *,
-    static_key: bytes,
-    policy: PeerPolicy | AuthStore | None = None,
-    auther: Auther | None = None,
-    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
-) -> ScallopStream:
+async def connect(host: str, port: int, **side: Unpack[_SideOptions]) -> ScallopStream:
     """Open a Scallop channel to ``host:port``.
 
     Args:
@@ -340,12 +337,13 @@ async def connect(
         policy: what the server must prove (a :class:`PeerPolicy` asks for its attestation,
             :class:`PinnedKeys` accepts fixed keys); ``None`` authenticates nobody.
         auther: produces our attestation if the server asks for it.
-        handshake_timeout: seconds for the TCP connect and the whole handshake.
+        handshake_timeout: seconds for the TCP connect and the whole handshake (default
+            :data:`DEFAULT_HANDSHAKE_TIMEOUT`).
 
     Raises:
         HandshakeError: the connection or handshake failed, or the server was refused.
     """
-    return await _connect(host, port, _Side.of(static_key, policy, auther, handshake_timeout))
+    return await _connect(host, port, _Side.of(**side))
 
 
 async def _connect(host: str, port: int, side: _Side) -> ScallopStream:

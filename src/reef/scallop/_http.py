@@ -24,7 +24,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Unpack
 from urllib.parse import unquote
 
 import h11
@@ -34,15 +34,7 @@ from reef.crypto import generate_x25519
 from reef.errors import ChannelBrokenError, ChannelError, InputError, ReefError, ServiceError
 from reef.scallop._handshake import DEFAULT_HANDSHAKE_TIMEOUT, _connect, _Side
 from reef.scallop._policy import Auther, AuthStore, PeerPolicy
-from reef.scallop._server import (
-    DEFAULT_BUSY_HANDSHAKE_TIMEOUT,
-    DEFAULT_MAX_HANDSHAKES,
-    DEFAULT_PER_PEER_CONNECTIONS,
-    DEFAULT_PER_PEER_HANDSHAKES,
-    Handler,
-    ScallopServer,
-    serve,
-)
+from reef.scallop._server import Handler, ScallopServer, _ServeOptions, serve
 from reef.scallop._stream import ScallopPeer, ScallopStream
 
 __all__ = ["ScallopTransport", "asgi_handler", "scallop_peer", "serve_asgi"]
@@ -437,17 +429,10 @@ async def serve_asgi(
     host: str,
     port: int,
     *,
-    static_key: bytes,
-    policy: PeerPolicy | AuthStore | None = None,
-    auther: Auther | None = None,
-    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     lifespan: Literal["auto", "on", "off"] = "auto",
     max_body: int | None = DEFAULT_MAX_BODY,
     keepalive_timeout: float = 60.0,
-    max_handshakes: int = DEFAULT_MAX_HANDSHAKES,
-    per_peer_handshakes: int = DEFAULT_PER_PEER_HANDSHAKES,
-    busy_handshake_timeout: float = DEFAULT_BUSY_HANDSHAKE_TIMEOUT,
-    per_peer_connections: int = DEFAULT_PER_PEER_CONNECTIONS,
+    **options: Unpack[_ServeOptions],
 ) -> ScallopServer:
     """Serve ``app`` (ASGI 3: Starlette, FastAPI, ...) over Scallop on ``host:port``.
 
@@ -469,14 +454,7 @@ async def serve_asgi(
             ),
             host,
             port,
-            static_key=static_key,
-            policy=policy,
-            auther=auther,
-            handshake_timeout=handshake_timeout,
-            max_handshakes=max_handshakes,
-            per_peer_handshakes=per_peer_handshakes,
-            busy_handshake_timeout=busy_handshake_timeout,
-            per_peer_connections=per_peer_connections,
+            **options,
         )
     except BaseException:
         await life.shutdown()

@@ -23,13 +23,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 from reef._peers import peer_group
 from reef.crypto import x25519_public_key
 from reef.errors import ChannelError, InputError
-from reef.scallop._handshake import DEFAULT_HANDSHAKE_TIMEOUT, _accept, _Side
-from reef.scallop._policy import Auther, AuthStore, PeerPolicy
+from reef.scallop._handshake import _accept, _Side, _SideOptions
+from reef.scallop._policy import Auther
 from reef.scallop._slots import HandshakeSlots, Slot
 from reef.scallop._stream import ScallopStream, _address, _Closing
 
@@ -348,19 +348,26 @@ class ScallopServer(_Closing):
         await self._server.serve_forever()
 
 
+class _ServeOptions(_SideOptions, total=False):
+    """The keywords of :func:`serve` (our side, and the server's limits), which
+    :func:`~reef.scallop.serve_asgi` passes on."""
+
+    max_handshakes: int
+    per_peer_handshakes: int
+    busy_handshake_timeout: float
+    per_peer_connections: int
+
+
 async def serve(
     handler: Handler,
     host: str,
     port: int,
     *,
-    static_key: bytes,
-    policy: PeerPolicy | AuthStore | None = None,
-    auther: Auther | None = None,
-    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     max_handshakes: int = DEFAULT_MAX_HANDSHAKES,
     per_peer_handshakes: int = DEFAULT_PER_PEER_HANDSHAKES,
     busy_handshake_timeout: float = DEFAULT_BUSY_HANDSHAKE_TIMEOUT,
     per_peer_connections: int = DEFAULT_PER_PEER_CONNECTIONS,
+    **side: Unpack[_SideOptions],
 ) -> ScallopServer:
     """Listen on ``host:port`` and run ``await handler(stream)`` for every accepted channel.
 
@@ -387,7 +394,7 @@ async def serve(
         ChannelError: the address cannot be listened on.
         InputError: a bad static key or policy.
     """
-    side = _Side.of(static_key, policy, auther, handshake_timeout)
+    ours = _Side.of(**side)
     for name, value in (
         ("max_handshakes", max_handshakes),
         ("per_peer_handshakes", per_peer_handshakes),
@@ -402,6 +409,6 @@ async def serve(
         per_peer=min(per_peer_handshakes, max_handshakes),
         busy_timeout=busy_handshake_timeout,
     )
-    server = ScallopServer(handler, side, slots, per_peer_connections)
+    server = ScallopServer(handler, ours, slots, per_peer_connections)
     await server._start(host, port)
     return server
