@@ -28,6 +28,7 @@ from reef.cli._output import (
     tell,
     tx_printer,
 )
+from reef.cli._root import command_group
 
 if TYPE_CHECKING:
     from reef.chain import Devnet, DevnetInfo
@@ -36,18 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-app = typer.Typer(
-    help=(
-        "The local devnet: an Ethereum JSON-RPC chain (py-evm) with reef's contracts. "
-        "`reef chain` runs it in the foreground; `reef chain deploy` puts reef's contracts "
-        "on a chain of your own."
-    ),
-    invoke_without_command=True,
-)
-
-
-def register(root: typer.Typer) -> None:
-    root.add_typer(app, name="chain")
+app, register = command_group("chain", runs_alone=True)
 
 
 @app.callback()

@@ -15,6 +15,7 @@ import typer
 
 from reef.cli._options import Flags, ListenHost, ListenPort, with_flags
 from reef.cli._output import failing, print_json, print_table, tell
+from reef.cli._root import command_group
 from reef.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -22,9 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-alerts = typer.Typer(
-    help="Alert rules (alerts.toml) over the network's metrics.", no_args_is_help=True
-)
+alerts, _register_alerts = command_group("alerts")
 
 RulesArgument = typer.Argument(help="The alert rules file (alerts.toml).", show_default=False)
 MetricsOption = typer.Option(
@@ -34,7 +33,7 @@ MetricsOption = typer.Option(
 
 def register(root: typer.Typer) -> None:
     root.command("dashboard")(dashboard_cmd)
-    root.add_typer(alerts, name="alerts")
+    _register_alerts(root)
 
 
 def _dashboard(flags: Flags, host: str = "127.0.0.1", **kw: Any) -> Dashboard:

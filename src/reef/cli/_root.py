@@ -74,16 +74,22 @@ SPENDING_COMMANDS = frozenset(
 """Commands (their path under ``reef``) that pay or stake: never offered as a guess for a typo."""
 
 
-def command_group(name: str) -> tuple[typer.Typer, Callable[[typer.Typer], None]]:
+def command_group(
+    name: str, *, runs_alone: bool = False
+) -> tuple[typer.Typer, Callable[[typer.Typer], None]]:
     """The Typer of the command group ``reef NAME`` and the ``register(root)`` that adds it.
 
     Its help is the one the root's table lists for it (``reef.cli``), written once, there; a
-    module declares its group as ``app, register = command_group("image")``.
+    module declares its group as ``app, register = command_group("image")``. ``reef NAME`` alone
+    prints that help, or with ``runs_alone`` runs the group's callback (``reef chain`` runs the
+    devnet).
     """
     from reef.cli import _COMMANDS  # loaded: a command module is imported after its package
 
     (entry,) = [command for command in _COMMANDS if command.name == name]
-    app = typer.Typer(help=entry.help, no_args_is_help=True)
+    app = typer.Typer(
+        help=entry.help, no_args_is_help=not runs_alone, invoke_without_command=runs_alone
+    )
 
     def register(root: typer.Typer) -> None:
         root.add_typer(app, name=name)
