@@ -53,7 +53,8 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from reef._serve import bind, run_on
+from reef._listen import bind
+from reef._serve import run_on
 from reef.attestation import DevAuthority, NitroVerifier, verifier_app, verify_and_sign
 from reef.crypto import Secp256k1PrivateKey
 from reef.home import ReefHome

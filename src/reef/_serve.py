@@ -4,7 +4,8 @@ Every reef service (devnet JSON-RPC, KMS public and derive listeners, the attest
 the image store, the provider's control plane, an enclave's trusted base) is an ASGI app run by
 uvicorn. This module is the one place that decides how:
 
-- **Sockets are bound by reef**, before uvicorn starts, with ``IPPROTO_TCP`` as the protocol:
+- **Sockets are bound by reef** (:func:`reef._listen.bind`, which Scallop's listener uses too),
+  before uvicorn starts, with ``IPPROTO_TCP`` as the protocol:
   asyncio sets ``TCP_NODELAY`` only on sockets whose ``proto`` says TCP, and
   ``socket.create_server`` leaves it 0, which costs every kept-alive request ~44 ms of Nagle plus
   delayed ACK. Binding first also turns a busy port into a clear error before anything starts
@@ -46,7 +47,7 @@ deadline only when the app asks for it before it is all in, which almost never h
 small body. That took 5-10 us off the ~40 us the floor's Python cost a request (requests fed to
 the protocol in process; a request costs ~0.2 ms of server CPU in all, mostly kernel and loop).
 
-One module (about 1250 lines): the serving floor is one policy (bind, limit, refuse, time out,
+One module (about 1170 lines): the serving floor is one policy (bind, limit, refuse, time out,
 count, stop) applied by cooperating pieces (the socket, the protocol subclass, the ASGI guard,
 the server); splitting it would scatter the limits a reader must see together.
 """
@@ -55,9 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import functools
-import ipaddress
 import json
 import logging
 import os
@@ -71,6 +70,7 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from reef._listen import bind, is_loopback, url_of
 from reef.errors import InputError, ReefError, ServiceError
 
 __all__ = [
@@ -81,17 +81,14 @@ __all__ = [
     "Server",
     "Serving",
     "Waitable",
-    "bind",
     "first_stopped",
     "foreign_subrequest",
-    "is_loopback",
     "run",
     "run_on",
     "serve",
     "serve_until_stopped",
     "stop_signals",
     "until_stopped",
-    "url_of",
 ]
 
 _log = logging.getLogger("reef.serve")
@@ -140,83 +137,6 @@ def _default_refusal(status: int, reason: str) -> bytes:
 
 
 # ---------------------------------------------------------------------------------- apps
-
-
-# ------------------------------------------------------------------------------- binding
-
-
-def bind(
-    host: str,
-    port: int,
-    *,
-    what: str,
-    error: type[ReefError] = ServiceError,
-    hint: str | None = None,
-    backlog: int = 512,
-) -> socket.socket:
-    """A listening, non-blocking TCP socket on ``host:port`` (0 picks a free port), with
-    ``TCP_NODELAY`` set and ``IPPROTO_TCP`` as its protocol so accepted sockets get it too.
-
-    Args:
-        what: names the service in the error ("devnet JSON-RPC endpoint").
-        error: the error class to raise (a package's own root, e.g. ``ChainError``).
-        hint: what the user should do when the port is in use.
-
-    Raises:
-        InputError: for a port outside 0..65535 or a host that does not resolve.
-        ReefError: of class ``error`` when the address is in use or cannot be bound.
-    """
-    if not 0 <= port <= 65535:
-        raise InputError(f"the port must be between 0 and 65535, got {port}")
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise InputError(f"cannot resolve the host {host!r}: {exc}") from exc
-    family, kind, _, _, address = infos[0]
-    sock = socket.socket(family, kind, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind(address)
-        sock.listen(backlog)
-    except OSError as exc:
-        sock.close()
-        where = f"{host}:{port}"
-        if exc.errno == errno.EADDRINUSE:
-            raise error(
-                f"cannot listen on {where} for the {what}: the port is in use",
-                hint=hint or "stop what uses that port, or pick another one (0 picks a free one)",
-            ) from exc
-        raise error(f"cannot listen on {where} for the {what}: {exc.strerror or exc}") from exc
-    sock.setblocking(False)
-    return sock
-
-
-def url_of(sock: socket.socket) -> str:
-    """``http://host:port`` of a bound socket (IPv6 hosts in brackets)."""
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an address, bracketed or not, or ``localhost``) is a loopback address.
-
-    A server that serves only this machine checks its bind address, or a peer's, with this.
-    An IPv4-mapped IPv6 address (``::ffff:127.0.0.1``, what a dual-stack socket reports for an
-    IPv4 peer) is loopback when the IPv4 address is; :mod:`ipaddress` says so itself only from
-    Python 3.13 on. Other names are not resolved: only ``localhost`` is taken as loopback.
-    """
-    bare = host.strip("[]")
-    if bare == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(bare)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
 
 
 def _rebound_name(scope: Any) -> str | None:

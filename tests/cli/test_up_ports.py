@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from reef._serve import bind
+from reef._listen import bind
 from reef.cli import app
 from reef.cli._up import name_the_port_flag
 from reef.errors import ChainError, InputError, ServiceError

@@ -136,7 +136,8 @@ import asyncio, sys
 from reef.enclave.local._supervisor import _lean_imports, _load_trusted_base
 _lean_imports()
 _load_trusted_base()
-from reef._serve import Server, bind
+from reef._listen import bind
+from reef._serve import Server
 from reef.enclave.local._trusted_base import dev_unseal, sealing_app
 
 KEY, IMAGE = bytes(range(32)), bytes(32)

@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
-from reef._serve import Limits, Server, bind, serve, stop_signals
+from reef._listen import bind
+from reef._serve import Limits, Server, serve, stop_signals
 from reef.errors import InputError, ServiceError
 from serve.serve_support import served_script
 

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from reef._serve import is_loopback
+from reef._listen import is_loopback
 from reef.errors import InputError
 from reef.kms import DeriveServer, EnclaveSeeds
 

@@ -14,7 +14,8 @@ SCRIPT = """
 import asyncio, logging, sys
 from reef._lazy import defer_import
 defer_import("logging.config")  # as the supervisor does: its code runs only if it is used
-from reef._serve import Server, bind
+from reef._listen import bind
+from reef._serve import Server
 
 async def app(scope, receive, send):
     if scope["path"] == "/boom":

@@ -9,7 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from imports_support import loaded_after
 from reef._api import api_app
-from reef._serve import Server, bind, serve
+from reef._listen import bind
+from reef._serve import Server, serve
 
 
 def _app() -> object:

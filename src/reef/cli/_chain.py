@@ -127,7 +127,7 @@ def chain(
 def _loopback(url: str) -> bool:
     from urllib.parse import urlsplit
 
-    from reef._serve import is_loopback
+    from reef._listen import is_loopback
 
     return is_loopback(urlsplit(url).hostname or "")
 

@@ -82,7 +82,8 @@ def serve_cmd(
     ] = None,
 ) -> None:
     """Serve POST /verify/raw and /verify/hex (Oyster's verifier API) until interrupted."""
-    from reef._serve import bind, run_on
+    from reef._listen import bind
+    from reef._serve import run_on
     from reef.attestation import load_verifier_key, verifier_app
 
     with failing():

@@ -64,6 +64,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "reef._clock",
     "reef._fetch",
     "reef._lazy",
+    "reef._listen",
     "reef._peers",
     "reef._serve",
     "reef.attestation",

@@ -26,8 +26,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from reef._listen import is_loopback
 from reef._peers import PeerBudget, PeerRate
-from reef._serve import Limits, Server, is_loopback, serve
+from reef._serve import Limits, Server, serve
 from reef.errors import InputError, KMSBusyError, KMSError
 from reef.kms._derive import DerivedKey, KeyType, derive_key
 from reef.kms._derive_server import EnclaveSeeds, derive_server_app

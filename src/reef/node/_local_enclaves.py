@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from reef._serve import is_loopback
+from reef._listen import is_loopback
 from reef.enclave import EnclaveInfo, LocalBackend
 from reef.home import ReefHome
 

@@ -14,7 +14,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from reef._serve import Limits, Server, bind, serve
+from reef._listen import bind
+from reef._serve import Limits, Server, serve
 from reef.errors import ReefError, ServiceError
 
 __all__ = ["Served", "bind", "serve_app", "until_up"]

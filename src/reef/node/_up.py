@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-from reef._serve import bind
+from reef._listen import bind
 from reef.attestation import DevAuthority, TrustedRoot
 from reef.chain import DevAccount, parse_address
 from reef.chain.devnet._store import DevnetLock

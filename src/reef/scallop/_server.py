@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Final, Unpack
 
+from reef._listen import bind
 from reef._peers import peer_group
 from reef.crypto import x25519_public_key
 from reef.errors import ChannelError, InputError
@@ -112,15 +113,9 @@ class ScallopServer(_Closing):
         self._on_close: list[Callable[[], Awaitable[None]]] = []
 
     async def _start(self, host: str, port: int) -> None:
-        try:
-            self._server = await asyncio.start_server(
-                self._on_connection, host, port, backlog=_BACKLOG
-            )
-        except OSError as exc:
-            raise ChannelError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                hint="choose another port (0 picks a free one)",
-            ) from exc
+        sock = bind(host, port, what="Scallop listener", error=ChannelError, backlog=_BACKLOG)
+        # asyncio listens again on a given socket, with its own default backlog unless told.
+        self._server = await asyncio.start_server(self._on_connection, sock=sock, backlog=_BACKLOG)
 
     @property
     def port(self) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reef._clock import wall_clock_ms
-from reef._serve import is_loopback
+from reef._listen import is_loopback
 from reef.errors import ConfigError, ReefError
 from reef.home import ReefHome
 

@@ -86,7 +86,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reef._api import LightApi, light_api
-from reef._serve import Limits, Server, bind, url_of
+from reef._listen import bind, url_of
+from reef._serve import Limits, Server
 from reef.chain.devnet._devnet import Devnet
 from reef.chain.devnet._rpc import (
     CALL_TIMEOUT_S,

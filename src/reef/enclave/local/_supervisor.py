@@ -228,7 +228,7 @@ class Supervisor:
             network = asyncio.create_task(self._network(published))
             where = {port: port for port in internal}
         else:
-            from reef._serve import bind
+            from reef._listen import bind
 
             # Host networking: the trusted base listens on host ports, named in REEF_* variables.
             where = {port: att_ports.get(port, 0) for port in internal}
@@ -292,7 +292,8 @@ class Supervisor:
 
     async def _console(self) -> None:
         """Serve a debug enclave's console on its logs port."""
-        from reef._serve import Server, bind
+        from reef._listen import bind
+        from reef._serve import Server
         from reef.enclave.local._trusted_base import console_app
 
         self.console = Console(self.run_dir / "console.log")
