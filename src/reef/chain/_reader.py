@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
 from reef.chain._abi_words import words_decoder
 from reef.chain._artifacts import load_artifact
-from reef.chain._events import ChainEvent, MarketEvent, market_decoder
+from reef.chain._events import ChainEvent, EventDecoder, MarketEvent, market_decoder
 from reef.chain._rpc import rpc_quantity, rpc_result
 from reef.chain._types import (
     Address,
@@ -43,6 +43,7 @@ from reef.chain._types import (
     JobId,
     Rate,
     RateLock,
+    check_uint,
     job_index,
     parse_address,
     parse_job_id,
@@ -58,6 +59,7 @@ __all__ = [
     "address_topic",
     "chain_id",
     "latest_timestamp",
+    "read_events",
 ]
 
 LOG_CHUNK_BLOCKS = 10_000
@@ -194,6 +196,69 @@ def _job_word(job: JobId) -> bytes:
 
 def _lock_key(job: JobId) -> bytes:
     return keccak256(RATE_LOCK_SELECTOR + _job_word(job))
+
+
+def read_events(
+    decoder: EventDecoder,
+    address: str,
+    get_logs: Callable[[str, dict[str, Any]], Any],
+    head: Callable[[], int],
+    what: str,
+    *,
+    from_block: int,
+    to_block: int | str,
+    topics: Sequence[Any],
+    chunk: int,
+) -> list[ChainEvent]:
+    """The events ``decoder`` knows among the logs of the contract at ``address`` in
+    ``[from_block, to_block]`` (``"latest"``: ``head()``), in chain order. The one loop of a
+    contract's log readers whatever their transport (``get_logs`` and ``head`` are its), kept
+    free of web3.py for :class:`MarketReader`.
+
+    Args:
+        get_logs: sends one ``eth_getLogs`` request (its description for errors, the filter)
+            and returns the node's answer.
+        what: the reading, named in errors (``eth_getLogs for Market``).
+        topics: the filter's topics as ``eth_getLogs`` takes them, topic 0 (the event) first;
+            ``None`` is any value.
+        chunk: blocks per request, which public endpoints require (:data:`LOG_CHUNK_BLOCKS`).
+
+    Raises:
+        InputError: a bad block range or chunk.
+        RPCError: the node answered no list of log objects.
+    """
+    check_uint(from_block, "from_block")
+    if chunk < 1:
+        raise InputError(f"chunk must be at least 1 block, got {chunk}")
+    last = head() if to_block == "latest" else to_block
+    if isinstance(last, bool) or not isinstance(last, int):
+        raise InputError(f"to_block must be a block number or 'latest', got {to_block!r}")
+    wanted = list(topics)
+    while wanted and wanted[-1] is None:  # a trailing "any value" filters nothing
+        wanted.pop()
+    out: list[ChainEvent] = []
+    for start in range(from_block, last + 1, chunk):
+        end = min(start + chunk - 1, last)
+        asked = f"{what} ({start}..{end})"
+        log_filter: dict[str, Any] = {
+            "address": address,
+            "fromBlock": hex(start),
+            "toBlock": hex(end),
+        }
+        if wanted:
+            log_filter["topics"] = wanted
+        logs = get_logs(asked, log_filter)
+        if not isinstance(logs, list):
+            raise RPCError(f"{asked} answered no list of logs")
+        for log in logs:
+            if not isinstance(log, Mapping):
+                raise RPCError(f"{asked} answered a log that is no object")
+            if log.get("removed"):  # a reorg took it back
+                continue
+            event = decoder.decode(log)
+            if event is not None:
+                out.append(event)
+    return out
 
 
 class MarketReader:
@@ -418,40 +483,17 @@ class MarketReader:
         topics: Sequence[str | None],
         chunk: int,
     ) -> list[ChainEvent]:
-        if isinstance(from_block, bool) or not isinstance(from_block, int) or from_block < 0:
-            raise InputError(f"from_block must be a block number, got {from_block!r}")
-        if chunk < 1:
-            raise InputError(f"chunk must be at least 1 block, got {chunk}")
-        last = self.head() if to_block == "latest" else to_block
-        if isinstance(last, bool) or not isinstance(last, int):
-            raise InputError(f"to_block must be a block number or 'latest', got {to_block!r}")
-        wanted = [first, *topics] if first is not None or topics else []
-        decoder = _decoder()
-        out: list[ChainEvent] = []
-        start = from_block
-        while start <= last:
-            end = min(start + chunk - 1, last)
-            what = f"eth_getLogs for {self.CONTRACT} ({start}..{end})"
-            params: dict[str, Any] = {
-                "address": self.address,
-                "fromBlock": hex(start),
-                "toBlock": hex(end),
-            }
-            if wanted:
-                params["topics"] = wanted
-            logs = self._request(what, "eth_getLogs", [params])
-            if not isinstance(logs, list):
-                raise RPCError(f"{what} answered no list of logs")
-            for log in logs:
-                if not isinstance(log, Mapping):
-                    raise RPCError(f"{what} answered a log that is no object")
-                if log.get("removed"):
-                    continue
-                event = decoder.decode(log)
-                if event is not None:
-                    out.append(event)
-            start = end + 1
-        return out
+        return read_events(
+            _decoder(),
+            self.address,
+            lambda what, log_filter: self._request(what, "eth_getLogs", [log_filter]),
+            self.head,
+            f"eth_getLogs for {self.CONTRACT}",
+            from_block=from_block,
+            to_block=to_block,
+            topics=[first, *topics],
+            chunk=chunk,
+        )
 
 
 _decoder = functools.cache(market_decoder)
