@@ -25,7 +25,7 @@ from reef.attestation import (
 )
 from reef.attestation._verifier_service import load_verifier_key, verify_and_sign
 from reef.crypto import SECP256K1_N, Secp256k1PrivateKey
-from reef.errors import ConfigError, InputError, SignatureError
+from reef.errors import ConfigError, InputError, SignatureError, StaleAttestationError
 
 # reference oyster_cvm.md §1.6
 DOMAIN_SEPARATOR = "0de834feb03c214f785e75b2828ffeceb322312d4487e2fb9640ca5fc32542c7"
@@ -146,6 +146,25 @@ def test_json_round_trip_and_shape(key: Secp256k1PrivateKey) -> None:
     assert VerifierStatement.from_json(json.loads(json.dumps(data))) == statement
     prefixed = {k: ("0x" + v if isinstance(v, str) and v else v) for k, v in data.items()}
     assert VerifierStatement.from_json(prefixed) == statement
+
+
+def test_verify_statement_refuses_an_old_document_only_when_asked(
+    key: Secp256k1PrivateKey,
+) -> None:
+    """Freshness is checked after the signature (a forged old statement says forged, not old),
+    against the caller's clock; at exactly ``max_age_ms`` it still passes."""
+    statement = sign_statement(
+        key, image_id=b"\x22" * 32, timestamp_ms=100_000, public_key=b"pk", user_data=b"ud"
+    )
+    assert verify_statement(statement, key.public_key, clock_ms=lambda: 10**12) == statement
+    fresh = verify_statement(statement, key.public_key, max_age_ms=60_000, clock_ms=lambda: 160_000)
+    assert fresh == statement
+    with pytest.raises(StaleAttestationError, match="160 s old, more than 60 s") as caught:
+        verify_statement(statement, key.public_key, max_age_ms=60_000, clock_ms=lambda: 260_000)
+    assert "fresh" in (caught.value.hint or "")
+    other = Secp256k1PrivateKey.generate()
+    with pytest.raises(SignatureError):
+        verify_statement(statement, other.public_key, max_age_ms=1, clock_ms=lambda: 10**12)
 
 
 def test_verify_statement_rejects_forgeries(key: Secp256k1PrivateKey) -> None:

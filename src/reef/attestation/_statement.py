@@ -20,10 +20,11 @@ eth-keys.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from reef._clock import wall_clock_ms
 from reef.crypto import (
     SECP256K1_N,
     Secp256k1PrivateKey,
@@ -34,7 +35,7 @@ from reef.crypto import (
     recover_digest,
 )
 from reef.encoding import parse_hex, to_hex
-from reef.errors import InputError, SignatureError
+from reef.errors import InputError, SignatureError, StaleAttestationError
 
 __all__ = [
     "STATEMENT_DOMAIN_NAME",
@@ -249,22 +250,29 @@ def sign_statement(
 def verify_statement(
     statement: VerifierStatement | Mapping[str, Any],
     verifier_public_key: bytes | Secp256k1PublicKey,
+    *,
+    max_age_ms: int | None = None,
+    clock_ms: Callable[[], int] = wall_clock_ms,
 ) -> VerifierStatement:
-    """Check that ``statement`` was signed by ``verifier_public_key``; return it.
+    """Check that ``statement`` was signed by ``verifier_public_key`` (and, with
+    ``max_age_ms``, that its document is no older than that); return it.
 
     The signer is recovered from the signature and compared with the key the caller trusts; the
     ``verifier_public_key`` field inside the statement is informational and must agree too.
-    Freshness is the caller's business (compare ``timestamp_ms`` with your clock), as in Oyster.
+    Without ``max_age_ms`` freshness is the caller's business, as in Oyster.
 
     Args:
         statement: a :class:`VerifierStatement` or its JSON form.
         verifier_public_key: the verifier key you trust (64-byte ``x || y``, 65-byte ``04 ...``
             or 33-byte compressed, or a :class:`Secp256k1PublicKey`).
+        max_age_ms: refuse a statement whose ``timestamp_ms`` is older than this.
+        clock_ms: now, in Unix milliseconds (the wall clock unless given).
 
     Raises:
         InputError: when the statement or the key is malformed.
         SignatureError: when the statement was not signed by that key (``reason`` is
             ``"statement_signature"`` or ``"statement_signer"``).
+        StaleAttestationError: when the document is older than ``max_age_ms``.
     """
     parsed = (
         statement
@@ -289,6 +297,14 @@ def verify_statement(
             "the statement names a verifier_public_key other than the key that signed it",
             reason="statement_signer",
         )
+    if max_age_ms is not None:
+        age_ms = clock_ms() - parsed.timestamp_ms
+        if age_ms > max_age_ms:
+            raise StaleAttestationError(
+                f"the statement's document is {age_ms // 1000} s old, "
+                f"more than {max_age_ms // 1000} s",
+                hint="ask the verifier about a fresh attestation document",
+            )
     return parsed
 
 

@@ -8,12 +8,12 @@ Exit codes: 0 ok, 1 rejected or refused (``attestation rejected: <reason>: ...``
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from reef._clock import wall_clock_ms
 from reef.cli._attestation import Base64Input, HexInput, evidence_encoding
 from reef.cli._common import read_input, trusted_root
 from reef.cli._options import AttestationRoot, CheckAt, Json, ListenHost, ListenPort
@@ -159,7 +159,6 @@ def check_cmd(
 ) -> None:
     """Check a statement's signature against a trusted verifier key (and, optionally, its age)."""
     from reef.attestation import verify_statement
-    from reef.errors import StaleAttestationError
 
     try:
         trusted = parse_hex(verifier_key, name="--verifier-key")
@@ -167,15 +166,12 @@ def check_cmd(
             data = loads_bounded(read_input(file), what="the statement")
         except InputError as exc:
             raise InputError(f"{file} is not a JSON statement: {exc.message}") from exc
-        statement = verify_statement(data, trusted)
-        if max_age is not None:
-            now_ms = (at if at is not None else int(time.time())) * 1000
-            age_ms = now_ms - statement.timestamp_ms
-            if age_ms > max_age * 1000:
-                raise StaleAttestationError(
-                    f"the statement's document is {age_ms // 1000} s old, more than {max_age} s",
-                    hint="ask the verifier about a fresh attestation document",
-                )
+        statement = verify_statement(
+            data,
+            trusted,
+            max_age_ms=None if max_age is None else max_age * 1000,
+            clock_ms=wall_clock_ms if at is None else lambda: at * 1000,
+        )
     except AttestationError as exc:
         raise fail(exc, prefix="statement rejected") from exc
     except ReefError as exc:
