@@ -34,13 +34,15 @@ if TYPE_CHECKING:
     from reef.attestation import TrustedRoot
     from reef.chain import Address, Job, MarketReader
     from reef.cli._options import Flags
-    from reef.kms import KmsWiring
+    from reef.kms import KmsWiring, PinStore
     from reef.node import ServiceSession, Session
     from reef.serverless import ServerlessCodeClient, ServerlessJobsClient
 
 __all__ = [
     "OwnerJobs",
     "ServerlessTarget",
+    "kms_pins",
+    "kms_url",
     "kms_wiring",
     "market_session",
     "open_target",
@@ -120,6 +122,46 @@ def trusted_root(spec: str) -> TrustedRoot:
     from reef.home import ReefHome
 
     return TrustedRoot.resolve(spec, ReefHome.from_env())
+
+
+def kms_url(kms: str | None) -> str:
+    """``--kms``, else the public URL of the KMS root that the network in ``$REEF_HOME`` runs
+    (``network.json``, as every other command finds the network): ``reef up`` on ports of its
+    own has it elsewhere than the :1101 of the examples.
+
+    Raises:
+        InputError: no ``--kms``, and no network in ``$REEF_HOME`` runs a KMS root.
+    """
+    if kms is not None:
+        return kms
+    from reef.home import ReefHome
+    from reef.node import NetworkInfo
+
+    home = ReefHome.from_env()
+    try:
+        network = NetworkInfo.load(home)
+    except ConfigError as exc:
+        raise InputError(
+            f"no --kms given, and {exc.message}",
+            hint="pass --kms URL (a KMS root's public URL, e.g. http://127.0.0.1:1101), or start "
+            "the local network with `reef up` (in the same $REEF_HOME)",
+        ) from exc
+    url = network.kms.get("public")
+    if not url:
+        raise InputError(
+            f"no --kms given, and the reef network in {home.root} runs no KMS root",
+            hint="pass --kms URL, or restart `reef up` without --no-kms",
+        )
+    tell(f"KMS: {url} (the KMS root of the reef network in {home.root})")
+    return url
+
+
+def kms_pins() -> PinStore:
+    """The KMS pins this ``$REEF_HOME`` keeps (``reef kms info --pin``)."""
+    from reef.home import ReefHome
+    from reef.kms import PinStore
+
+    return PinStore.for_home(ReefHome.from_env())
 
 
 def kms_wiring(endpoint: str, pubkey: str) -> KmsWiring:

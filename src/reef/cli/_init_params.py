@@ -7,13 +7,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reef.cli._common import read_file, trusted_root
-from reef.cli._options import Json
+from reef.cli._common import kms_pins, kms_url, read_file, trusted_root
+from reef.cli._options import Json, KmsUrl
 from reef.cli._output import failing, print_result_and_rows
 from reef.cli._root import command_group
 from reef.errors import InputError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from reef.enclave import InitParam, InitParams
 
 __all__ = ["register"]
@@ -93,34 +95,41 @@ def _seal_key(
     kms_root: str | None,
     digest: bytes,
 ) -> tuple[bytes, bytes]:
-    """The KMS X25519 key for the final image id; returns ``(key, image_id)``."""
+    """The KMS X25519 key for the final image id; returns ``(key, image_id)``.
+
+    The KMS's answer is checked against ``--kms-verification-key``, else the identity
+    ``--kms-root`` attests, else the keys pinned for that KMS (``reef kms info --pin``), as
+    ``reef kms pubkey`` checks it."""
     from reef.encoding import parse_hex
     from reef.kms import fetch_identity, init_params_public_key
 
-    if image is None or kms is None:
+    if image is None:
         raise InputError(
-            "secret init params are sealed to the enclave's KMS-derived key, which needs the "
-            "KMS and the final image id",
-            hint="give --image FILE and --kms URL (the KMS root's public listener), "
-            "with --kms-verification-key HEX or --kms-root ROOT",
+            "secret init params are sealed to the enclave's KMS-derived key for the final image "
+            "id, which needs the image",
+            hint="give --image FILE (the image the params are for)",
         )
+    url = kms_url(kms)
     image_id = _image_id(image, digest)
+    signing: bytes | Mapping[int, bytes]
     if verification_key is not None:
-        signing: bytes | dict[int, bytes] = parse_hex(
-            verification_key, name="--kms-verification-key", length=64
-        )
+        signing = parse_hex(verification_key, name="--kms-verification-key", length=64)
     elif kms_root is not None:
         import asyncio
 
-        identity = asyncio.run(fetch_identity(kms, root=trusted_root(kms_root)))
-        signing = identity.signing_keys
+        signing = asyncio.run(fetch_identity(url, root=trusted_root(kms_root))).signing_keys
     else:
-        raise InputError(
-            "the KMS's answers must be checked against a key you trust",
-            hint="give --kms-verification-key HEX (the root's signing key) or --kms-root ROOT "
-            "to verify the KMS's attested identity",
-        )
-    return init_params_public_key(kms, image_id, signing_key=signing), image_id
+        pinned = kms_pins().get(url)
+        if pinned is None:
+            raise InputError(
+                f"no signing key is known for the KMS at {url}: its answers must be checked "
+                "against a key you trust",
+                hint="give --kms-verification-key HEX (the root's signing key) or --kms-root ROOT "
+                "to verify the KMS's attested identity, or pin it once with "
+                "`reef kms info --pin --trust ROOT`",
+            )
+        signing = pinned.signing_keys
+    return init_params_public_key(url, image_id, signing_key=signing), image_id
 
 
 def _summary(params: InitParams, output: Path | None, image_id: bytes | None) -> dict[str, Any]:
@@ -178,9 +187,7 @@ def build_cmd(
     image: Annotated[
         Path | None, typer.Option("--image", help="The image the params are for (for --secret).")
     ] = None,
-    kms: Annotated[
-        str | None, typer.Option("--kms", help="The KMS root's public listener URL (for --secret).")
-    ] = None,
+    kms: KmsUrl = None,
     verification_key: Annotated[
         str | None,
         typer.Option("--kms-verification-key", help="The KMS root's 64-byte signing key (hex)."),

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from reef._clock import wall_clock_ms
-from reef.cli._common import trusted_root
+from reef.cli._common import kms_pins, kms_url, trusted_root
 from reef.cli._kms_contract import contract_app
 from reef.cli._kms_serve import derive_server_cmd, root_app
-from reef.cli._options import AttestationMaxAge, Json, TrustOption
+from reef.cli._options import AttestationMaxAge, Json, KmsUrl, TrustOption
 from reef.cli._output import (
     failing,
     print_result,
@@ -27,10 +27,10 @@ from reef.cli._output import (
 )
 from reef.cli._root import command_group
 from reef.encoding import parse_hex
-from reef.errors import AttestationError, ConfigError, InputError
+from reef.errors import AttestationError, InputError
 
 if TYPE_CHECKING:
-    from reef.kms import KeyType, KmsPin, PinStore, VerifiedKmsIdentity
+    from reef.kms import KeyType, KmsPin, VerifiedKmsIdentity
 
 __all__ = ["register"]
 
@@ -52,14 +52,6 @@ def _read_secret_hex(value: str, *, name: str, length: int) -> bytes:
     # "-" reads the value from stdin, so it need not appear in the process list or shell history.
     text = sys.stdin.read() if value == "-" else value
     return parse_hex(text, name=name, length=length)
-
-
-def _pins() -> PinStore:
-    """The KMS pins this ``$REEF_HOME`` keeps (``reef kms info --pin``)."""
-    from reef.home import ReefHome
-    from reef.kms import PinStore
-
-    return PinStore.for_home(ReefHome.from_env())
 
 
 def _kms_image_id(value: str | None) -> bytes | None:
@@ -187,49 +179,6 @@ def _identity_json(identity: VerifiedKmsIdentity) -> dict[str, Any]:
     }
 
 
-_KmsUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--kms",
-        help="The KMS public URL, e.g. http://h:1101 (default: the KMS root of the network "
-        "`reef up` runs in $REEF_HOME, on whichever port it was given).",
-        show_default=False,
-    ),
-]
-
-
-def _kms_url(kms: str | None) -> str:
-    """``--kms``, else the public URL of the KMS root that the network in ``$REEF_HOME`` runs
-    (``network.json``, as every other command finds the network): ``reef up`` on ports of its
-    own has it elsewhere than the :1101 of the examples.
-
-    Raises:
-        InputError: no ``--kms``, and no network in ``$REEF_HOME`` runs a KMS root.
-    """
-    if kms is not None:
-        return kms
-    from reef.home import ReefHome
-    from reef.node import NetworkInfo
-
-    home = ReefHome.from_env()
-    try:
-        network = NetworkInfo.load(home)
-    except ConfigError as exc:
-        raise InputError(
-            f"no --kms given, and {exc.message}",
-            hint="pass --kms URL (a KMS root's public URL, e.g. http://127.0.0.1:1101), or start "
-            "the local network with `reef up` (in the same $REEF_HOME)",
-        ) from exc
-    url = network.kms.get("public")
-    if not url:
-        raise InputError(
-            f"no --kms given, and the reef network in {home.root} runs no KMS root",
-            hint="pass --kms URL, or restart `reef up` without --no-kms",
-        )
-    tell(f"KMS: {url} (the KMS root of the reef network in {home.root})")
-    return url
-
-
 _KmsImageOption = typer.Option(
     "--kms-image-id", help="Also require the KMS root enclave to run this image id (hex)."
 )
@@ -238,7 +187,7 @@ _KmsImageOption = typer.Option(
 @app.command("info")
 def info_cmd(
     trust: Annotated[list[str], TrustOption],
-    kms: _KmsUrl = None,
+    kms: KmsUrl = None,
     kms_image_id: Annotated[str | None, _KmsImageOption] = None,
     pin: Annotated[bool, typer.Option("--pin", help="Remember these keys for this URL.")] = False,
     max_age_ms: AttestationMaxAge = 300_000,
@@ -249,11 +198,11 @@ def info_cmd(
 
     with failing(code=2):
         expected = _kms_image_id(kms_image_id)
-        url = _kms_url(kms)
+        url = kms_url(kms)
     with failing(attestation=_KMS_REJECTED):
         identity = _learn(url, trust, expected, max_age_ms)
         if pin:
-            _pins().save(KmsPin.from_identity(identity, learned_at_ms=wall_clock_ms()))
+            kms_pins().save(KmsPin.from_identity(identity, learned_at_ms=wall_clock_ms()))
             tell(f"pinned {identity.url}")
     print_result(_identity_json(identity), as_json, shown=_identity_rows(identity))
 
@@ -270,7 +219,7 @@ def _signing_keys(
     if verification_key is not None:
         key = parse_hex(verification_key, name="--verification-key", length=64)
         return key, "the given --verification-key"
-    pins = _pins()
+    pins = kms_pins()
     pinned = pins.get(kms)
     if pinned is not None and not trust:
         return dict(pinned.signing_keys), f"the key pinned for {pinned.url} (root {pinned.root})"
@@ -293,7 +242,7 @@ def _signing_keys(
 def pubkey_cmd(
     path: _KeyPath,
     key_type: _KeyType,
-    kms: _KmsUrl = None,
+    kms: KmsUrl = None,
     image_id: _SeedImageId = None,
     address: _SeedContract = None,
     verification_key: Annotated[
@@ -319,7 +268,7 @@ def pubkey_cmd(
             raise InputError("give exactly one of --image-id and --address")
         image = parse_hex(image_id, name="--image-id", length=32) if image_id else None
         expected = _kms_image_id(kms_image_id)
-        url = _kms_url(kms)
+        url = kms_url(kms)
     with failing(attestation=_KMS_REJECTED):
         keys, source = _signing_keys(url, verification_key, trust or [], expected)
         client = KmsPublicClient(url, signing_key=keys)
@@ -360,7 +309,7 @@ def rotate_cmd(
             "--admin-key", help="The rotation admin's secp256k1 key (hex), or - for stdin."
         ),
     ],
-    kms: _KmsUrl = None,
+    kms: KmsUrl = None,
     as_json: Json = False,
 ) -> None:
     """Rotate a KMS root: a fresh seed becomes the current version; old versions stay derivable.
@@ -376,8 +325,8 @@ def rotate_cmd(
 
     with failing(code=2):
         admin = Secp256k1PrivateKey(_read_secret_hex(admin_key, name="--admin-key", length=32))
-        url = _kms_url(kms)
-    pins = _pins()
+        url = kms_url(kms)
+    pins = kms_pins()
     with failing():
         pinned = pins.get(url)
         new = asyncio.run(

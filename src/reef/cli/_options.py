@@ -40,6 +40,7 @@ __all__ = [
     "Json",
     "KmsEndpoint",
     "KmsPubkey",
+    "KmsUrl",
     "ListenHost",
     "ListenPort",
     "Market",
@@ -214,6 +215,17 @@ KmsPubkey = Annotated[
     str | None, typer.Option("--kms-pubkey", help="The KMS root's Scallop key (32 bytes hex).")
 ]
 """``--kms-pubkey``: the static key the KMS root at ``--kms-endpoint`` must hold."""
+
+KmsUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--kms",
+        help="The KMS public URL, e.g. http://h:1101 (default: the KMS root of the network "
+        "`reef up` runs in $REEF_HOME, on whichever port it was given).",
+        show_default=False,
+    ),
+]
+"""``--kms``: a KMS root's public listener; :func:`reef.cli._common.kms_url` fills it in."""
 
 
 @dataclass(frozen=True)
