@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 from eth_abi.abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
@@ -31,7 +31,7 @@ from reef.chain._events import (
     KmsRegistryEvent,
     kms_registry_decoder,
 )
-from reef.chain._reader import LOG_CHUNK_BLOCKS
+from reef.chain._reader import LOG_CHUNK_BLOCKS, read_events
 from reef.chain._reasons import hint_for
 from reef.chain._tx import (
     Hints,
@@ -223,36 +223,6 @@ class ContractClient(Generic[EventT]):
         decoded = (self._decoder.decode(log) for log in logs)
         return [event for event in decoded if event is not None]
 
-    def _logs(
-        self,
-        from_block: int,
-        to_block: int | str,
-        topics: list[Any] | None = None,
-        *,
-        chunk: int = LOG_CHUNK_BLOCKS,
-    ) -> list[Any]:
-        """This contract's logs in ``[from_block, to_block]``, asked for ``chunk`` blocks at a
-        time (public RPC endpoints refuse wide ``eth_getLogs`` ranges)."""
-        check_uint(from_block, "from_block")
-        if chunk < 1:
-            raise InputError(f"chunk must be at least 1 block, got {chunk}")
-        description = f"eth_getLogs for {self.CONTRACT}"
-        with translate_errors(description, self.address, hints=self._tx.hints):
-            last = self.w3.eth.block_number if to_block == "latest" else to_block
-        if not isinstance(last, int):
-            raise InputError(f"to_block must be a block number or 'latest', got {to_block!r}")
-        out: list[Any] = []
-        start = from_block
-        while start <= last:
-            end = min(start + chunk - 1, last)
-            params: dict[str, Any] = {"address": self.address, "fromBlock": start, "toBlock": end}
-            if topics:
-                params["topics"] = topics
-            with translate_errors(description, self.address, hints=self._tx.hints):
-                out.extend(self.w3.eth.get_logs(params))  # type: ignore[arg-type]
-            start = end + 1
-        return out
-
     def events(
         self,
         from_block: int = 0,
@@ -317,16 +287,22 @@ class ContractClient(Generic[EventT]):
         chunk: int,
     ) -> list[EventT]:
         """The typed events of the logs whose topic 0 is ``first`` (None: any) and whose indexed
-        topics match ``topics``."""
-        filters = [first, *(_topic(t, i) for i, t in enumerate(topics, start=1))]
-        return self._events(self._logs(from_block, to_block, _trimmed(filters), chunk=chunk))
-
-
-def _trimmed(filters: list[Any]) -> list[Any] | None:
-    """A topic filter without its trailing ``None`` entries; None when nothing is left."""
-    while filters and filters[-1] is None:
-        filters.pop()
-    return filters or None
+        topics match ``topics``, read by :func:`~reef.chain._reader.read_events` over web3.py."""
+        what = f"eth_getLogs for {self.CONTRACT}"
+        with translate_errors(what, self.address, hints=self._tx.hints):
+            found = read_events(
+                self._decoder,
+                self.address,
+                lambda _, log_filter: self.w3.eth.get_logs(log_filter),  # type: ignore[arg-type]
+                lambda: self.w3.eth.block_number,
+                what,
+                from_block=from_block,
+                to_block=to_block,
+                topics=[first, *(_topic(t, i) for i, t in enumerate(topics, start=1))],
+                chunk=chunk,
+            )
+        # EVENTS builds the decoder of EventT's classes: every event it yields is an EventT.
+        return cast("list[EventT]", found)
 
 
 class _OwnedClient(ContractClient[EventT]):
