@@ -19,12 +19,15 @@ import httpx
 import pytest
 from eth_account import Account
 from typer.testing import CliRunner
+from web3 import Web3
 
-from reef.chain import dev_accounts, read_devnet_info
+from reef.chain import MarketClient, dev_accounts, read_devnet_info
 from reef.chain.devnet._anvil import _terminate, _wait_listening, find_anvil
 from reef.cli import app
 from reef.errors import ConfigError
 from reef.home import ReefHome
+from reef.market import RateCard
+from reef.testing import dev_job_metadata
 
 runner = CliRunner()
 
@@ -148,3 +151,40 @@ def test_an_unreachable_external_node_is_not_answered_with_reef_up(
     assert hint, result.stderr
     assert "reef up" not in hint, result.stderr
     assert "reef chain`" not in hint, result.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="commands pointed at a market by --rpc/--market print their next step without "
+    "those flags (`reef jobs stop`'s then_run in reef.cli._jobs, `reef deploy`'s `stop it` in "
+    "reef.cli._deploy): on a home that records no market, or another one, the printed command "
+    "fails or acts on the same job number of another market",
+)
+def test_the_next_step_a_stop_prints_reaches_the_same_market(
+    anvil: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider, owner = dev_accounts(3)[1:]
+    result = _reef(
+        "chain", "deploy", "--rpc-url", anvil, "--unlocked", "--fund", owner.address,
+        "--rate-lock", "60",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    market = result.stdout.split("market", 1)[1].split()[0]
+    w3 = Web3(Web3.HTTPProvider(anvil))
+    MarketClient(w3, market, account=provider.local_account).add_provider("http://127.0.0.1:9")
+    rate = RateCard.dev().lookup("local", "dev.small").min_rate
+    metadata = dev_job_metadata("http://127.0.0.1:9/x", memory=1024).to_json()
+    job = MarketClient(w3, market, account=owner.local_account).open_job(
+        metadata, provider.address, rate, 360_000
+    )
+    # The tenant's own machine: a home that records no chain, the market named by flags.
+    monkeypatch.setenv("REEF_HOME", str(tmp_path / "tenant-home"))
+    key = tmp_path / "tenant.key"
+    key.write_text(bytes(owner.local_account.key).hex() + "\n")
+    number = str(int(job, 16))  # the job's index, as the commands take it
+    stopped = _reef("jobs", "stop", number, "--rpc", anvil, "--market", market, "--key", str(key))
+    assert stopped.exit_code == 0, stopped.output
+    printed = " ".join(stopped.stdout.split()).split("then_run", 1)[1]
+    assert f"reef jobs close {number}" in printed, stopped.stdout
+    assert f"--market {market}" in printed, stopped.stdout
+    assert f"--rpc {anvil}" in printed, stopped.stdout
