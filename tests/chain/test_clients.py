@@ -11,7 +11,7 @@ from eth_abi.abi import encode
 from eth_account import Account
 from market_support import FUNDS, TestChain
 from web3 import HTTPProvider, Web3
-from web3.exceptions import ContractLogicError
+from web3.exceptions import ContractLogicError, Web3RPCError
 
 from net_support import free_port
 from reef.chain import (
@@ -161,6 +161,25 @@ def test_an_account_without_eth_gets_a_clear_rpc_error(chain: TestChain) -> None
     poor = Account.create()
     with pytest.raises(RPCError, match="the node refused") as info:
         chain.market(poor).add_provider("http://127.0.0.1:8080")
+    assert (
+        info.value.hint
+        == "the sending account needs ETH for gas (the devnet funds its dev accounts)"
+    )
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "insufficient funds for gas * price + value",  # geth
+        "Insufficient funds for gas * price + value",  # anvil (the operator walk met it)
+    ],
+)
+def test_a_nodes_refusal_is_shown_by_its_message_with_the_eth_hint(message: str) -> None:
+    answer = {"jsonrpc": "2.0", "id": 1, "error": {"code": -32003, "message": message}}
+    refusal = Web3RPCError(repr(answer["error"]), rpc_response=answer)  # type: ignore[arg-type]
+    with pytest.raises(RPCError) as info, translate_errors("Market.providerAdd"):
+        raise refusal
+    assert str(info.value.message) == f"Market.providerAdd: the node refused: {message}"
     assert (
         info.value.hint
         == "the sending account needs ETH for gas (the devnet funds its dev accounts)"

@@ -148,6 +148,16 @@ def _reason_from(exc: BaseException) -> str:
     return message
 
 
+def _node_message(exc: Exception) -> str:
+    """The message of a node's JSON-RPC error (web3.py's text is the whole error object's
+    repr), else the exception's text."""
+    response = getattr(exc, "rpc_response", None)
+    error = response.get("error") if isinstance(response, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    return str(exc)
+
+
 def _error_types() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
     """The exception types that mean "reverted" and those that mean "the node refused it".
 
@@ -215,10 +225,12 @@ def translate_errors(
     except Web3ValidationError as exc:
         raise InputError(f"{description}: invalid argument: {exc}") from exc
     except refusals as exc:
-        # eth-tester raises validation errors directly; JSON-RPC nodes answer with an error.
-        text = str(exc)
+        # eth-tester raises validation errors directly; JSON-RPC nodes answer with an error
+        # object, each in its own case: geth's "insufficient funds for gas * price + value",
+        # anvil's "Insufficient funds for gas * price + value".
+        text = _node_message(exc)
         hint = None
-        if "afford" in text or "insufficient funds" in text:
+        if "afford" in text.lower() or "insufficient funds" in text.lower():
             hint = "the sending account needs ETH for gas (the devnet funds its dev accounts)"
         elif "nonce" in text.lower():
             hint = "another transaction from this account may be in flight; retry"
