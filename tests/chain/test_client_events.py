@@ -152,6 +152,27 @@ def test_reading_events_a_client_does_not_decode_is_a_clear_error(world: World) 
         world.market.events(job=world.job_a, topics=[world.job_a])
 
 
+def test_a_follower_reads_to_the_head_and_resumes_after_it(world: World) -> None:
+    market = world.market
+    every = market.events()
+    head = int(market.w3.eth.block_number)
+    assert market.events_to_head(0) == (every, head + 1)
+    # Resuming at the cursor reads nothing again, and hands back the same cursor.
+    assert market.events_to_head(head + 1) == ([], head + 1)
+    # A cursor in the middle: what lies before it and what the follower reads are every event.
+    middle = every[2].block_number
+    rest, cursor = market.events_to_head(middle)
+    assert (market.events(0, middle - 1) + rest, cursor) == (every, head + 1)
+    # One type only, as events_of reads it; the registry follows its own events the same way.
+    assert market.events_to_head(0, JobOpened) == (market.events_of(JobOpened), head + 1)
+    assert world.registry.events_to_head(0, ImageRevoked) == (
+        world.registry.events_of(ImageRevoked),
+        head + 1,
+    )
+    with pytest.raises(MisuseError, match="the Market client decodes no ImageApproved events"):
+        market.events_to_head(0, ImageApproved)
+
+
 def test_the_first_event_of_a_type_a_transaction_emitted(world: World) -> None:
     deposited = world.deposit.first(JobDeposited)
     assert (deposited.job, deposited.amount) == (world.job_a, 5)

@@ -7,16 +7,17 @@ to be uint256 before anything is sent.
 
 Reading a contract's typed events is written here once for every client (market, KMS
 registry, proof market, serverless): :meth:`ContractClient.events` (all of them in a block
-range, optionally narrowed by indexed topics) and :meth:`ContractClient.events_of` (those of one
-event class or its subclasses); "the first event of type X a transaction emitted" is
-:meth:`~reef.chain._tx.TxResult.first`.
+range, optionally narrowed by indexed topics), :meth:`ContractClient.events_of` (those of one
+event class or its subclasses) and :meth:`ContractClient.events_to_head` (a follower's step: the
+events up to the chain's head, and where to read next); "the first event of type X a
+transaction emitted" is :meth:`~reef.chain._tx.TxResult.first`.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar, Generic, Self, TypeVar, cast
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast, overload
 
 from eth_abi.abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
@@ -277,6 +278,34 @@ class ContractClient(Generic[EventT]):
             first = signatures[0] if len(signatures) == 1 else signatures
         events = self._read(first, from_block, to_block, topics, chunk)
         return [event for event in events if isinstance(event, cls)]
+
+    @overload
+    def events_to_head(self, from_block: int) -> tuple[list[EventT], int]: ...
+
+    @overload
+    def events_to_head(self, from_block: int, cls: type[_E]) -> tuple[list[_E], int]: ...
+
+    def events_to_head(
+        self, from_block: int, cls: type[_E] | None = None
+    ) -> tuple[list[EventT], int] | tuple[list[_E], int]:
+        """This contract's events (of type ``cls`` only, if given: as :meth:`events_of`) from
+        ``from_block`` to the chain's head, and the block to read from next: a follower's cursor,
+        so that a follower calling it again with that block reads nothing twice and skips
+        nothing. Before the head reaches ``from_block``: no events, and ``from_block`` again.
+
+        Raises:
+            ChainError: the node failed, or a log is malformed.
+            MisuseError: this client's decoder knows no event of type ``cls``.
+        """
+        with translate_errors(
+            f"eth_blockNumber for {self.CONTRACT}", self.address, hints=self._tx.hints
+        ):
+            head = int(self.w3.eth.block_number)
+        if head < from_block:
+            return [], from_block
+        if cls is None:
+            return self.events(from_block, head), head + 1
+        return self.events_of(cls, from_block, head), head + 1
 
     def _read(
         self,

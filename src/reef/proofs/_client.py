@@ -4,7 +4,8 @@ Reads are ``eth_call``; writes simulate, sign, send and wait (reef.chain's trans
 return a :class:`~reef.chain.TxResult` whose events are this contract's typed events. A revert
 raises :class:`~reef.errors.ContractRevertError` whose ``reason`` is one of
 :class:`~reef.proofs.ProofRevert`. Events are read as every client's
-(:meth:`~reef.chain.ContractClient.events`, ``events_of``; ``TxResult.first``).
+(:meth:`~reef.chain.ContractClient.events`, ``events_of``, ``events_to_head`` for a follower
+such as the prover or the IVS; ``TxResult.first``).
 """
 
 from __future__ import annotations
@@ -520,14 +521,6 @@ class ProofMarketClient(ContractClient[ProofMarketEvent]):
         return self._transact("leaveMarket", check_uint(market_id, "market id"))
 
     # ---- events ----
-
-    def events_to_head(self, from_block: int) -> tuple[list[ProofMarketEvent], int]:
-        """The events from ``from_block`` to the chain's head, and the block to read from next
-        (a follower's cursor: nothing is read twice or skipped)."""
-        head = self.w3.eth.block_number
-        if head < from_block:
-            return [], from_block
-        return self.events(from_block, head), head + 1
 
     def ask_events(self, ask_id: int, from_block: int = 0) -> list[ProofMarketEvent]:
         """The events of one ask (topic 1 is the ask id for every ask event)."""

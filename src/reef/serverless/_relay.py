@@ -267,14 +267,13 @@ class RelayGateway:
 
     async def _poll(self) -> bool:
         """Start relaying the jobs of the Relay's new blocks; whether there were any blocks."""
-        head = await asyncio.to_thread(lambda: int(self.relay.w3.eth.block_number))
-        if head < self._next_block:
-            return False
-        found = await asyncio.to_thread(self.relay.relayed, self._next_block, head)
-        self._next_block = head + 1
+        start = self._next_block
+        found, self._next_block = await asyncio.to_thread(
+            self.relay.events_to_head, start, JobRelayed
+        )
         for job in found:
             self._tasks.spawn(self.handle(job), f"relay {job.job_id}")
-        return True
+        return self._next_block > start
 
     async def handle(self, job: JobRelayed) -> None:
         """Claim, run on the executors' chain, answer on the request chain (not a job of a
