@@ -3,7 +3,7 @@ the local dev TEE, a fake in tests, later Nitro hosts).
 
 Each launch stages the job's image and init params under the control plane's own directory
 (``<job id>--<key>.img``) and starts the enclave from there with labels that name this runner (its
-directory and, when given, the provider's address), the job and the launch key. The backend keeps
+directory and, when given, the provider's address and the market), the job and the launch key. The backend keeps
 labels with each enclave's state, which other processes can read, so a control plane that was
 killed (even between starting an enclave and noting its id) finds on restart exactly which
 enclaves are its own and for which job: enclaves started by anyone else (``reef enclave run``,
@@ -40,6 +40,7 @@ __all__ = ["BackendRunner"]
 _RUNNER_LABEL = "reef.runner"
 _PROVIDER_LABEL = "reef.provider"
 _JOB_LABEL = "reef.job"
+_MARKET_LABEL = "reef.market"
 _KEY_LABEL = "reef.launch-key"
 _TAIL = 20  # console lines kept of an ended debug enclave
 _JOB_ID = re.compile(r"0x[0-9a-f]{64}")
@@ -77,18 +78,31 @@ class BackendRunner:
     def _staged(self, job_id: str, key: str) -> Path:
         return self.workdir / f"{job_id}--{key}.img"
 
+    def _market_label(self) -> str | None:
+        return None if self._market is None else f"{self._market[0]}:{self._market[1].lower()}"
+
     def _labels(self, job_id: str, key: str) -> dict[str, str]:
         labels = {_RUNNER_LABEL: self._runner, _JOB_LABEL: job_id, _KEY_LABEL: key}
         if self.provider is not None:
             labels[_PROVIDER_LABEL] = self.provider
+        market = self._market_label()
+        if market is not None:
+            labels[_MARKET_LABEL] = market
         return labels
 
     def _ours(self, info: EnclaveInfo) -> tuple[JobId, str] | None:
-        """The job id and launch key of one of this runner's enclaves; None for any other."""
+        """The job id and launch key of one of this runner's enclaves; None for any other.
+
+        A job id names a job of one market only: an enclave labelled with another market (the
+        provider was restarted on a second deployment from the same home) belongs to that
+        market's job, which may still be paying, and is never this runner's to stop. An enclave
+        with no market label was launched before runners labelled one, and stays adopted."""
         labels = info.labels
+        market = labels.get(_MARKET_LABEL)
         if (
             labels.get(_RUNNER_LABEL) != self._runner
             or labels.get(_PROVIDER_LABEL) != self.provider
+            or (market is not None and market != self._market_label())
         ):
             return None
         job_id, key = labels.get(_JOB_LABEL, ""), labels.get(_KEY_LABEL, "")
