@@ -182,8 +182,13 @@ def test_deploy_on_anvil_from_its_unlocked_account_and_use_it(anvil: str, home: 
     assert (where.rpc_url, where.market_address) == (anvil, market)
     assert where.start_block == out["start_block"]
 
-    # Deploying again on the same chain replaces the record (and says which market it replaced).
-    again = _deploy("--rpc-url", anvil, "--unlocked")
+    # Deploying again on the same chain would repoint the home away from a live market: refused
+    # unless forced; forced, it replaces the record and says which market it replaced.
+    refused = _deploy("--rpc-url", anvil, "--unlocked")
+    assert refused.exit_code == 1, refused.output
+    assert "--force" in refused.stderr
+    assert read_devnet_info(home).deployment == written
+    again = _deploy("--rpc-url", anvil, "--unlocked", "--force")
     assert again.exit_code == 0, again.output
     assert f"replaced in {home.root}'s record: market {market}" in again.stderr
     assert read_devnet_info(home).deployment != written

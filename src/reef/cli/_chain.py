@@ -327,7 +327,11 @@ def deploy_cmd(
     ] = None,
     force: Annotated[
         bool,
-        typer.Option("--force", help="Replace a record or --out file of another chain."),
+        typer.Option(
+            "--force",
+            help="Replace this home's record (a live market of this chain, or any of another "
+            "chain) or an --out file of another chain.",
+        ),
     ] = False,
     yes_mainnet: Annotated[
         bool,

@@ -65,6 +65,7 @@ __all__ = [
     "check_devnet_home",
     "check_home_record",
     "check_out_deployment",
+    "check_redeploy",
     "deploy_on_chain",
     "preflight",
     "probe_chain",
@@ -306,6 +307,29 @@ def check_home_record(
     return info
 
 
+def check_redeploy(
+    home: ReefHome, previous: DevnetInfo, chain: ChainEndpoint, *, market_is_live: bool
+) -> None:
+    """Refuse (without ``--force``) a second deployment over a home whose recorded market still
+    lives on this chain: the home would be repointed at the new market, and ``reef jobs list``
+    there would stop showing the old market's jobs, which keep paying their provider. A market
+    whose code is gone (the node was reset) is replaced as before.
+
+    Raises:
+        ConfigError: naming the market the home uses now.
+    """
+    if previous.deployment is None or not market_is_live:
+        return
+    raise ConfigError(
+        f"{home.root} already uses reef's market {previous.deployment.market} on chain "
+        f"{chain.chain_id} ({previous.rpc_url}); a second deployment would point this home at "
+        "a new market, and its commands would no longer see the jobs of that one",
+        hint="keep using the deployed market (reef chain info), deploy into another home "
+        "(REEF_HOME=DIR), or pass --force to deploy a new set and make it this home's (the old "
+        "contracts and their jobs stay on the chain)",
+    )
+
+
 def check_devnet_home(home: ReefHome) -> None:
     """Refuse to start a devnet over the record of ``reef chain deploy`` (no journal, no dev
     accounts): the devnet would write its own ``devnet.json`` over it.
@@ -508,6 +532,11 @@ def preflight(request: ChainDeployRequest, home: ReefHome) -> ChainDeployPlan:
     out_path = request.out if request.out is not None else home.chain / "deployment.json"
     replaced = _check_out(out_path, chain, force=request.force)
     w3 = http_web3(request.rpc_url, timeout=60)
+    if previous is not None and previous.deployment is not None and not request.force:
+        market = previous.deployment.market
+        with translate_errors(f"reading the code at {market} on {request.rpc_url}"):
+            live = bool(w3.eth.get_code(market))  # type: ignore[arg-type]
+        check_redeploy(home, previous, chain, market_is_live=live)
     deployer = _sender(w3, request)
     who = parse_address(deployer if isinstance(deployer, str) else deployer.address)
     funded = len(request.fund) if request.fund_amount else 0
