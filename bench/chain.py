@@ -248,7 +248,7 @@ def open_job(node: Node, sender: int) -> None:
     w3 = node.web3()
     account = Account.from_key(ACCOUNTS[sender].private_key)
     market = MarketClient(w3, node.market, account=account)
-    market.token.approve(node.market, 10**30)
+    market.token().approve(node.market, 10**30)
     provider = Account.from_key(ACCOUNTS[9].private_key)
     MarketClient(w3, node.market, account=provider).add_provider("http://cp.example")
     job = market.open_job("{}", provider.address, 1, 10**9, approve=False)

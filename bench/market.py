@@ -141,7 +141,7 @@ async def bench_burst(count: int) -> None:
                     init_params="",
                 ).to_json()
                 cost = settlement_amount(card.min_rate, 3600)
-                market.token.approve(session.market_address, cost * count)
+                market.token().approve(session.market_address, cost * count)
                 return provider, cp_url, metadata, card.min_rate, cost
 
             provider, cp_url, metadata, rate, cost = await asyncio.to_thread(prepare)

@@ -308,7 +308,7 @@ def up_rows(chain: str, calls: int) -> None:
 
     from web3 import Web3
 
-    from reef.chain import TokenClient, dev_accounts
+    from reef.chain import dev_accounts
     from reef.errors import ContractRevertError
     from reef.home import ReefHome
     from reef.node import LocalNetwork, UpSettings
@@ -342,7 +342,7 @@ def up_rows(chain: str, calls: int) -> None:
             callers = []
             for user in users:
                 client = ServerlessJobsClient(w3, service["jobs_contract"], account=user)
-                TokenClient(w3, client.token(), account=user).approve(client.address, 2**256 - 1)
+                client.token().approve(client.address, 2**256 - 1)
                 callers.append(client)
             codehash = ServerlessCodeClient(
                 w3, service["code_contract"], account=users[0]

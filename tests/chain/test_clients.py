@@ -80,6 +80,28 @@ def test_open_job_does_not_approve_for_a_call_bound_to_fail(chain: TestChain) ->
     token.approve(chain.deployment.market, 2**256 - 1)
 
 
+def test_a_paid_contract_gives_its_token_and_approves_it_once(chain: TestChain) -> None:
+    user = chain.users[2]
+    heard: list[TxProgress] = []
+    market = MarketClient(chain.w3, chain.deployment.market, account=user, progress=heard.append)
+    token = market.token()
+    assert (token.address, market.token_address()) == (chain.deployment.token,) * 2
+    assert (token.account, token.sender) == (user, user.address)
+    chain.token(user).approve(chain.deployment.market, 0)
+    market.ensure_allowance(1)
+    assert token.allowance(user.address, chain.deployment.market) == 2**256 - 1
+    assert heard, "the approval told the market client's progress"
+    block = chain.w3.eth.block_number
+    market.ensure_allowance(10**30)
+    assert chain.w3.eth.block_number == block, "enough allowance: no transaction"
+    # A contract paid in no token says so, rather than calling a getter it does not have.
+    for unpaid in (chain.registry(), token):
+        with pytest.raises(MisuseError, match=f"the {unpaid.CONTRACT} contract is paid in no"):
+            unpaid.token()
+        with pytest.raises(MisuseError, match="is paid in no token"):
+            unpaid.ensure_allowance(1)
+
+
 def test_node_managed_accounts_send_through_the_node(chain: TestChain) -> None:
     # eth-tester's own accounts are unlocked: the node signs (eth_sendTransaction).
     node_account = chain.w3.eth.accounts[9]

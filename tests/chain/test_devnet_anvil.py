@@ -207,7 +207,7 @@ def test_a_rate_lock_ended_on_the_wall_clock_lets_the_job_close_with_no_block_si
         provider, owner = (Account.from_key(a.private_key) for a in chain.accounts[1:3])
         MarketClient(w3, chain.deployment.market, account=provider).add_provider("http://cp")
         market = MarketClient(w3, chain.deployment.market, account=owner)
-        balance = market.token.balance() // 10
+        balance = market.token().balance() // 10
         job = market.open_job("{}", provider.address, 10**12, balance)
         market.revise_rate_initiate(job, 0)
         latest = int(w3.eth.get_block("latest")["timestamp"])

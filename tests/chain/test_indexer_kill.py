@@ -32,7 +32,7 @@ def test_kill_9_never_loses_or_repeats_an_event(tmp_path: Path) -> None:
     devnet, deployment, owner = market.devnet, market.deployment, market.owner
     w3 = devnet.web3()
     job = owner.open_job('{"n":1}', market.provider.address, 10**14, 10**9)
-    owner.token.approve(deployment.market, 10**12)
+    owner.token().approve(deployment.market, 10**12)
 
     db = f"sqlite:///{tmp_path / 'index.db'}"
     env = {**os.environ, "REEF_HOME": str(tmp_path / "home")}

@@ -49,7 +49,7 @@ class World:
         self.deployment: Deployment = market.deployment
         self.owner = market.owner
         self.job = self.owner.open_job('{"n":1}', market.provider.address, 10**14, 10**9)
-        self.owner.token.approve(self.deployment.market, 10**12)
+        self.owner.token().approve(self.deployment.market, 10**12)
         signer = self.devnet.accounts[0].local_account
         self.registry = KmsRegistryClient(self.w3, self.deployment.kms_registry, account=signer)
         self.images = 0

@@ -276,7 +276,7 @@ def test_wallet_shows_balances_and_spend(market: Market) -> None:
     jobs = [n for n in range(JOBS) if owner.find_job(n) is not None]
     assert wallet["jobs"] == jobs
     assert wallet["open_jobs"] == len(jobs)
-    assert wallet["rusd"] == format_amount(owner.token.balance())
+    assert wallet["rusd"] == format_amount(owner.token().balance())
     assert parse_amount(wallet["eth"], decimals=18) > 0
     spend = sum(owner.job(n).rate for n in jobs) * 3600 // 10**12
     assert wallet["spend_per_hour"] == format_amount(spend)

@@ -66,7 +66,7 @@ def test_deploy_call_gives_an_attested_signed_output_billed_as_the_model_says(up
     w3 = Web3(Web3.HTTPProvider(up.info.rpc_url))
     user = dev_accounts(1)[0]
     jobs = ServerlessJobsClient(w3, service["jobs_contract"])
-    token = TokenClient(w3, jobs.token())
+    token = TokenClient(w3, jobs.token_address())
     before = token.balance(user.address)
     called = up.reef("fn", "call", codehash, "--input", "reef", "--timeout-ms", "3000", "--json")
     assert called.exit_code == 0, called.output

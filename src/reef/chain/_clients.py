@@ -11,6 +11,11 @@ range, optionally narrowed by indexed topics), :meth:`ContractClient.events_of` 
 event class or its subclasses) and :meth:`ContractClient.events_to_head` (a follower's step: the
 events up to the chain's head, and where to read next); "the first event of type X a
 transaction emitted" is :meth:`~reef.chain._tx.TxResult.first`.
+
+Paying a contract is written here once too: a client whose contract is paid in a token names
+the contract's view of it (:attr:`ContractClient.PAID_IN`), and every such client has
+:meth:`~ContractClient.token` (a :class:`TokenClient` sending from the same account) and
+:meth:`~ContractClient.ensure_allowance`.
 """
 
 from __future__ import annotations
@@ -105,6 +110,9 @@ class ContractClient(Generic[EventT]):
     HINTS: ClassVar[Hints] = hint_for
     """What to advise for the contract's revert reasons (the market's and token's by default):
     every revert of this client's calls and transactions carries its hint."""
+    PAID_IN: ClassVar[str | None] = None
+    """The contract's view of the token it is paid in (``"token"``, ``"TOKEN"``); ``None`` for
+    a contract paid in none (:meth:`token` and :meth:`ensure_allowance` then refuse)."""
 
     def __init__(
         self,
@@ -153,6 +161,59 @@ class ContractClient(Generic[EventT]):
     def sender(self) -> Address:
         """The account this client sends transactions from."""
         return self._tx.sender
+
+    @functools.cached_property
+    def _token_address(self) -> Address:
+        """The token's address, asked once: every reef contract fixes its token at deployment."""
+        getter = type(self).PAID_IN
+        if getter is None:
+            raise MisuseError(
+                f"the {self.CONTRACT} contract is paid in no token",
+                hint="ask the token of a contract that takes payments (the market, the proof "
+                "market, the serverless contracts)",
+            )
+        return self._call_address(getter)
+
+    def token_address(self) -> Address:
+        """The address of the token this contract is paid in.
+
+        Raises:
+            MisuseError: the contract is paid in no token.
+            ChainError: the node failed.
+        """
+        return self._token_address
+
+    def token(self, *, progress: ProgressCallback | None = None) -> TokenClient:
+        """A client of the token this contract is paid in, sending from this client's account
+        and telling ``progress`` (by default this client's) of its transactions.
+
+        Raises:
+            MisuseError: the contract is paid in no token.
+            ChainError: the node failed.
+        """
+        return TokenClient(
+            self.w3,
+            self.token_address(),
+            account=self._account,
+            progress=progress if progress is not None else self._tx.progress,
+        )
+
+    def ensure_allowance(self, amount: int, *, progress: ProgressCallback | None = None) -> None:
+        """Let this contract take ``amount`` of this account's tokens (a stake, a deposit, a
+        reward): when the allowance it has is less, approve it for all of them, so that one
+        approval serves every later payment.
+
+        Args:
+            progress: hears of the approval's transaction, if one is sent (by default this
+                client's progress).
+
+        Raises:
+            MisuseError: the contract is paid in no token.
+            ChainError: the node failed, or the approval reverted.
+        """
+        token = self.token(progress=progress)
+        if token.allowance(self.sender, self.address) < amount:
+            token.approve(self.address, 2**256 - 1)
 
     def _call(self, function: str, *args: Any) -> Any:
         description = f"{self.CONTRACT}.{function}"
@@ -395,13 +456,6 @@ class TokenClient(_OwnedClient[ChainEvent]):
         return self._transact(
             "approve", parse_address(spender, name="spender"), check_uint(amount, "amount")
         )
-
-    def ensure_allowance(self, spender: str, amount: int) -> None:
-        """Let ``spender`` take ``amount`` of this account's tokens: when its allowance is
-        less, approve it for all of them (one approval for every later stake or payment, as the
-        proof market and serverless clients want)."""
-        if self.allowance(self.sender, spender) < amount:
-            self.approve(spender, 2**256 - 1)
 
     def transfer(self, to: str, amount: int) -> TxResult[ChainEvent]:
         return self._transact(

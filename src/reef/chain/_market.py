@@ -21,7 +21,6 @@ from web3 import Web3
 from reef.chain._clients import (
     LOG_CHUNK_BLOCKS,
     ContractClient,
-    TokenClient,
     Topic,
     check_uint,
 )
@@ -31,7 +30,6 @@ from reef.chain._reasons import Revert, hint_for
 from reef.chain._tx import ProgressCallback, Sender, TxResult
 from reef.chain._types import (
     MAX_RATE,
-    Address,
     Job,
     JobId,
     Rate,
@@ -84,6 +82,7 @@ class MarketClient(ContractClient[MarketEvent]):
 
     CONTRACT = "Market"
     EVENTS = market_decoder
+    PAID_IN = "token"
 
     @classmethod
     def deploy(
@@ -102,16 +101,6 @@ class MarketClient(ContractClient[MarketEvent]):
         )
 
     # ---- constants and getters ----
-
-    @functools.cached_property
-    def token(self) -> TokenClient:
-        """A client for the market's payment token, sending from the same account."""
-        return TokenClient(
-            self.w3, self.token_address(), account=self._account, progress=self._tx.progress
-        )
-
-    def token_address(self) -> Address:
-        return self._call_address("token")
 
     def extra_decimals(self) -> int:
         return int(self._call("EXTRA_DECIMALS"))
@@ -194,11 +183,12 @@ class MarketClient(ContractClient[MarketEvent]):
         leaves no approval behind."""
         if not payee_exists:
             raise _would_revert(function, missing)
-        if self.token.allowance(self.sender, self.address) >= amount:
+        token = self.token()
+        if token.allowance(self.sender, self.address) >= amount:
             return
-        if self.token.balance() < amount:
+        if token.balance() < amount:
             raise _would_revert(function, Revert.INSUFFICIENT_BALANCE)
-        self.token.approve(self.address, amount)
+        token.approve(self.address, amount)
 
     def open_job(
         self,

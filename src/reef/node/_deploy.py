@@ -501,7 +501,7 @@ def deploy(
     # 3. the money
     rate = card.min_rate
     cost = settlement_amount(rate, request.duration_s)
-    balance = market.token.balance(session.address)
+    balance = market.token().balance(session.address)
     if balance < cost:
         raise MarketError(
             f"insufficient balance: {session.address} has {format_amount(balance)} rUSD, the "

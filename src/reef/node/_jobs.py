@@ -438,7 +438,7 @@ def deposit_to_job(session: Session, market: MarketClient, job: JobId, amount: A
     if amount == 0:
         raise MarketError("the amount must be more than 0")
     find_open_job(session, market, job)
-    have = market.token.balance(session.address)
+    have = market.token().balance(session.address)
     if have < amount:
         raise MarketError(f"insufficient balance: {session.address} has {format_amount(have)} rUSD")
     return Deposit.mined(session, market, job, amount, market.deposit(job, amount))
@@ -575,9 +575,9 @@ def close_job(
 
 def _close_for_refund(market: MarketClient, job: JobId, owner: Address) -> Amount:
     """Close ``job`` and return the refund (the owner's token balance change)."""
-    before = market.token.balance(owner)
+    before = market.token().balance(owner)
     market.close(job)
-    return Amount(market.token.balance(owner) - before)
+    return Amount(market.token().balance(owner) - before)
 
 
 @dataclass(frozen=True, kw_only=True)

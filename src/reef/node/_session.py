@@ -306,7 +306,7 @@ class Session(ChainSession, MarketLocation):
         return MarketReader(self.rpc, self.market_address)
 
     def token(self, progress: ProgressCallback | None = None) -> TokenClient:
-        return self.market(progress).token
+        return self.market(progress).token()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,7 +22,6 @@ from reef.chain import (
     ContractClient,
     ProgressCallback,
     Sender,
-    TokenClient,
     TxResult,
     check_uint,
     parse_address,
@@ -59,6 +58,7 @@ class ProofMarketClient(ContractClient[ProofMarketEvent]):
 
     CONTRACT = "ProofMarket"
     EVENTS = proof_market_decoder
+    PAID_IN = "token"
 
     @classmethod
     def deploy(
@@ -80,9 +80,6 @@ class ProofMarketClient(ContractClient[ProofMarketEvent]):
         )
 
     # ---- views ----
-
-    def token(self) -> Address:
-        return self._call_address("token")
 
     def matching_engine(self) -> Address:
         return self._call_address("matchingEngine")
@@ -495,13 +492,6 @@ class ProofMarketClient(ContractClient[ProofMarketEvent]):
 
     def deregister(self) -> TxResult[ProofMarketEvent]:
         return self._transact("deregister")
-
-    def ensure_allowance(self, amount: int) -> None:
-        """Let the market take ``amount`` of this account's tokens (a stake, a reward): approve
-        it for all of them when the allowance it has is less."""
-        TokenClient(self.w3, self.token(), account=self.account).ensure_allowance(
-            self.address, amount
-        )
 
     def join_market(
         self, market_id: int, *, price: int, max_time: int, compute: int

@@ -77,7 +77,7 @@ def enroll_prover(
         ProofError: the account was not funded within ``wait_s``.
     """
     me = client.sender
-    token = TokenClient(client.w3, client.token(), account=client.account)
+    token = TokenClient(client.w3, client.token_address(), account=client.account)
     deadline = clock() + wait_s
     while _without_gas(client) or token.balance(me) < setup.stake:
         if clock() > deadline:

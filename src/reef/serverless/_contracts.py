@@ -45,7 +45,6 @@ from reef.chain import (
     ContractClient,
     ProgressCallback,
     Sender,
-    TokenClient,
     TxResult,
     check_uint,
     format_amount,
@@ -389,6 +388,7 @@ class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
 
     CONTRACT = "ServerlessJobs"
     EVENTS = serverless_jobs_decoder
+    PAID_IN = "TOKEN"
 
     @classmethod
     def deploy(
@@ -427,9 +427,6 @@ class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
             max_deadline_ms=int(self._call("MAX_DEADLINE")),
         )
 
-    def token(self) -> Address:
-        return self._call_address("TOKEN")
-
     def require_tokens(self, owner: str, amount: int, *, taken: str, hint: str) -> None:
         """Refuse, before any approval or transaction, what ``owner`` cannot pay in this
         contract's token (the contract would revert only after the approval was mined).
@@ -440,7 +437,7 @@ class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
         Raises:
             MarketError: naming what ``owner`` holds and what ``taken`` takes.
         """
-        held = TokenClient(self.w3, self.token()).balance(owner)
+        held = self.token().balance(owner)
         if held < amount:
             raise MarketError(
                 f"account {owner} holds {format_amount(held)} rUSD; {taken} "
@@ -549,18 +546,6 @@ class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
 
     def revoke_image(self, image_id: bytes) -> TxResult[Any]:
         return self._transact("revokeImage", _image(image_id))
-
-    # -- tokens -----------------------------------------------------------------------------
-
-    def ensure_allowance(self, amount: int, *, progress: ProgressCallback | None = None) -> None:
-        """Let the Jobs contract take ``amount`` of this account's tokens (a stake, a job's
-        deposit): approve it for all of them when the allowance it has is less.
-
-        Args:
-            progress: hears of the approval's transaction, if one is sent.
-        """
-        token = TokenClient(self.w3, self.token(), account=self.account, progress=progress)
-        token.ensure_allowance(self.address, amount)
 
     # -- executors --------------------------------------------------------------------------
 

@@ -132,6 +132,7 @@ class ServerlessRelayClient(_Client[RelayEvent]):
 
     CONTRACT = "ServerlessRelay"
     EVENTS = serverless_relay_decoder
+    PAID_IN = "TOKEN"
 
     @classmethod
     def deploy(

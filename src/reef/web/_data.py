@@ -123,7 +123,7 @@ def chain_summary(session: Session) -> dict[str, Any]:
     if session.account is not None:
         address = session.address
         summary["account"] = address
-        summary["token_balance"] = int(client.token.balance(address))
+        summary["token_balance"] = int(client.token().balance(address))
         summary["eth_balance"] = int(session.w3.eth.get_balance(address))  # type: ignore[arg-type]
     return summary
 
