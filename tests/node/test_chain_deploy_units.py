@@ -34,6 +34,7 @@ from reef.node import (
     check_devnet_home,
     check_home_record,
     check_out_deployment,
+    check_redeploy,
     deploy_on_chain,
     preflight,
     probe_chain,
@@ -130,6 +131,19 @@ def test_the_home_record_of_this_chain_is_replaced_and_another_chain_s_is_kept(
         "this is chain 31337"
     )
     assert check_home_record(home, mine, _chain(31337), force=True) is mine
+
+
+def test_a_live_market_of_this_chain_is_not_replaced_unasked(home: ReefHome) -> None:
+    """The record of this chain may be replaced (above), but not while its market still has
+    code there: the home's commands would lose that market's jobs. A reset node's is replaced."""
+    mine = DevnetInfo(chain_id=5, accounts=(), genesis_timestamp=0, deployment=_deployment(5))
+    check_redeploy(home, mine, _chain(5), market_is_live=False)
+    with pytest.raises(ConfigError) as refused:
+        check_redeploy(home, mine, _chain(5), market_is_live=True)
+    assert f"already uses reef's market {A} on chain 5" in refused.value.message
+    assert "--force" in (refused.value.hint or "")
+    bare = DevnetInfo(chain_id=5, accounts=(), genesis_timestamp=0)
+    check_redeploy(home, bare, _chain(5), market_is_live=True)  # no market recorded
 
 
 def test_a_devnet_s_record_is_never_replaced(home: ReefHome) -> None:
