@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from indexer_fakes import MARKET, FakeChain, deposited, job, opened
 
 from reef.chain import IndexedEvent, Indexer, oyster_event_name
-from reef.errors import ChainError, ConfigError, RPCError
+from reef.errors import ChainError, ConfigError, MisuseError, RPCError
 
 
 def make_indexer(chain: FakeChain, db: str, **kwargs: object) -> Indexer:
@@ -253,6 +253,32 @@ def test_an_unreadable_database_is_a_chain_error(db: str) -> None:
         indexer.checkpoint()
     with pytest.raises(ChainError, match="cannot read the indexer database"):
         indexer.events()
+
+
+def test_a_package_adds_its_own_tables_to_the_indexer_database(db: str, tmp_path: Path) -> None:
+    chain = FakeChain()
+    chain.mine(opened(1))
+    indexer = make_indexer(chain, db)
+    metadata = sa.MetaData()
+    batches = sa.Table("proofs_batches", metadata, sa.Column("id", sa.Integer, primary_key=True))
+    indexer.add_tables(metadata)
+    indexer.add_tables(metadata)  # what exists is kept
+    with indexer.engine.begin() as conn:
+        conn.execute(sa.insert(batches).values(id=7))
+    assert indexer.poll() == 1
+    with sa.create_engine(db).connect() as conn:
+        assert conn.execute(sa.select(batches.c.id)).scalars().all() == [7]
+    # The indexer's own tables are its own.
+    clash = sa.MetaData()
+    sa.Table("job_events", clash, sa.Column("id", sa.Integer, primary_key=True))
+    with pytest.raises(MisuseError, match="the indexer's own tables are named job_events"):
+        indexer.add_tables(clash)
+    # A database the tables cannot be written to: the one translation of its error.
+    read_only = f"sqlite:///file:{tmp_path / 'index.db'}?mode=ro&uri=true"
+    more = sa.MetaData()
+    sa.Table("proofs_more", more, sa.Column("id", sa.Integer, primary_key=True))
+    with pytest.raises(ConfigError, match="cannot create the tables proofs_more in the indexer"):
+        make_indexer(chain, read_only).add_tables(more)
 
 
 def test_bad_database_url() -> None:

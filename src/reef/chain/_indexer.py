@@ -50,7 +50,10 @@ Storage is SQLAlchemy Core, so any SQLAlchemy URL works (SQLite by default, Post
 production operator); it is synchronous because the work is a short transaction per range and the
 RPC client (web3.py) is synchronous too; async callers run :meth:`Indexer.poll` in a thread. A
 database written by an older reef (events stored decoded, as JSON) is refused with the file to
-delete: the index is a copy of the chain, read again from the start block.
+delete: the index is a copy of the chain, read again from the start block. A package that keeps
+state beside the events it follows (the proof market's matching engine) adds its tables to the
+same database (:meth:`Indexer.add_tables`), with the indexer's one translation of the
+database's errors.
 
 Reading the chain goes through the small :class:`~reef.chain.BlockSource` protocol (in
 ``_block_source.py``), so tests inject reorgs and failures, and the same indexer runs against
@@ -585,10 +588,7 @@ class Indexer:
         self._meta = sa.MetaData()
         self._state, self._events = _tables(self._meta)
         _check_schema(self._engine)
-        try:
-            self._meta.create_all(self._engine)
-        except sa.exc.SQLAlchemyError as exc:
-            raise ConfigError(f"cannot open the indexer database: {exc}") from exc
+        self.add_tables(self._meta)
         # SQLite takes the rows as they are built (tuples): SQLAlchemy's per-row parameter
         # handling would cost as much as the insert itself. They go _CHUNK rows per statement
         # (a multi-row VALUES): one step per chunk instead of per row, and each step releases
@@ -607,6 +607,31 @@ class Indexer:
     @property
     def engine(self) -> sa.Engine:
         return self._engine
+
+    def add_tables(self, metadata: sa.MetaData) -> None:
+        """Create ``metadata``'s tables in the indexer's database where they are missing: a
+        package that keeps its own state beside the events it follows (the matching engine's
+        batches) keeps it in this database, and writes it with :attr:`engine`.
+
+        Raises:
+            MisuseError: a table has the name of one of the indexer's own.
+            ConfigError: the database cannot be opened or written.
+        """
+        if metadata is not self._meta:
+            taken = sorted(set(metadata.tables) & set(self._meta.tables))
+            if taken:
+                raise MisuseError(
+                    f"the indexer's own tables are named {', '.join(taken)}",
+                    hint="name a package's tables after the package (proofs_batches)",
+                )
+        try:
+            metadata.create_all(self._engine)
+        except sa.exc.SQLAlchemyError as exc:
+            raise ConfigError(
+                f"cannot create the tables {', '.join(sorted(metadata.tables))} in the indexer "
+                f"database {_where(self._engine)}: {exc}",
+                hint="check that the database is reachable and writable",
+            ) from exc
 
     @property
     def chain_id(self) -> int:

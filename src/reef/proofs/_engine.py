@@ -29,7 +29,8 @@ re-encrypts the key to the chosen prover's registered market key; the new ACL go
 batch (and into its record, so a re-sent batch carries the same ACLs).
 
 The engine's account must be the market's ``matchingEngine``. Storage is SQLAlchemy Core on the
-indexer's engine (SQLite by default; any URL).
+indexer's engine (SQLite by default; any URL): the batches table is one the indexer adds to its
+database for the engine (:meth:`~reef.chain.Indexer.add_tables`).
 
 History: the book is a projection of *every* event the market emitted, so the engine indexes
 from the market's deployment block (or any earlier one). :meth:`MatchingEngine.on_database`
@@ -145,10 +146,7 @@ class MatchingEngine:
         self._close_failures: dict[int, int] = {}
         self._meta = sa.MetaData()
         self._table = _batches(self._meta)
-        try:
-            self._meta.create_all(indexer.engine)
-        except sa.exc.SQLAlchemyError as exc:
-            raise ChainError(f"cannot open the matching engine's database: {exc}") from exc
+        indexer.add_tables(self._meta)
 
     @classmethod
     def on_database(
@@ -169,7 +167,8 @@ class MatchingEngine:
         Raises:
             ConfigError: the market was deployed before ``start_block``, so its history would
                 be missed (see the module docstring); the hint names the block to start from.
-            ChainError: the database cannot be opened.
+            ConfigError: the database cannot be opened, or the engine's table not created in
+                it.
             ProofError: ``batch_size`` is out of the contract's bounds.
         """
         _check_start_block(client, start_block)
