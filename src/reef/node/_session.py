@@ -468,7 +468,7 @@ def _default_dev_key(chain_id: int, devnet: DevnetInfo | None) -> tuple[bytes, s
     return dev.private_key, f"{address} (dev account {DEFAULT_DEV_ACCOUNT}; its key is public)"
 
 
-def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
+def connect(rpc_url: str, *, timeout: float = 30.0, hint: str | None = None) -> Web3:
     """A web3 client for ``rpc_url``, checked to answer: it has read the chain's id, which its
     provider keeps (:class:`reef.chain.BoundedHTTPProvider`), so asking it again costs nothing.
 
@@ -476,7 +476,8 @@ def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
     (FastAPI, SQLAlchemy, uvicorn: about a second) that no user command needs to connect.
 
     Raises:
-        RPCError: when the endpoint does not answer JSON-RPC.
+        RPCError: when the endpoint does not answer JSON-RPC (with ``hint``, else one saying how
+            a local chain starts).
     """
     from reef.chain import http_web3
 
@@ -484,14 +485,28 @@ def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
     try:
         w3.eth.chain_id  # noqa: B018 - a round trip proves the endpoint works
     except Exception as exc:  # any failure here means "not a usable endpoint"
-        raise _unreachable(rpc_url, exc) from exc
+        raise _unreachable(rpc_url, exc, hint) from exc
     return w3
 
 
-def _unreachable(rpc_url: str, exc: Exception) -> RPCError:
+def _unreachable(rpc_url: str, exc: Exception, hint: str | None = None) -> RPCError:
     return RPCError(
         f"cannot reach the JSON-RPC endpoint {rpc_url}: {exc}",
-        hint="is the chain running? (`reef up` or `reef chain` starts a local one)",
+        hint=hint or "is the chain running? (`reef up` or `reef chain` starts a local one)",
+    )
+
+
+def _unreachable_hint(where: ChainLocation) -> str | None:
+    """What to do when ``where``'s node does not answer, if not to start a local chain: a home
+    that records ``reef chain deploy``'s contracts (no dev accounts) uses a node reef does not
+    run, and refuses a devnet over that record."""
+    devnet = where.devnet
+    if devnet is None or devnet.accounts or devnet.rpc_url != where.rpc_url:
+        return None
+    return (
+        f"this home uses reef's contracts on chain {devnet.chain_id}, deployed there by `reef "
+        "chain deploy`: start that node again (reef does not run it), or pass --rpc URL where "
+        "it answers now"
     )
 
 
@@ -503,13 +518,14 @@ def _connect(
     from reef.chain._rpc import direct_rpc
 
     direct = direct_rpc(where.rpc_url, timeout=_TIMEOUT)
+    hint = _unreachable_hint(where)
     w3: Web3 | Later[Web3]
     if direct is None:  # a proxy, requests' CA bundle: web3.py's provider reaches the node
-        w3 = connect(where.rpc_url)
+        w3 = connect(where.rpc_url, hint=hint)
         chain_id = int(w3.eth.chain_id)  # read by connect, kept by the provider
     else:
         w3 = Later(functools.partial(_web3, where.rpc_url))
-        chain_id = _chain_id(direct, where.rpc_url)
+        chain_id = _chain_id(direct, where.rpc_url, hint)
     account: LocalAccount | Later[LocalAccount | None] | None = None
     note = ""
     if key is not None:
@@ -548,7 +564,7 @@ def _web3(rpc_url: str) -> Web3:
     return http_web3(rpc_url, timeout=_TIMEOUT)
 
 
-def _chain_id(rpc: RpcPoster, rpc_url: str) -> int:
+def _chain_id(rpc: RpcPoster, rpc_url: str, hint: str | None = None) -> int:
     """The chain's id, asked through ``rpc``: proof that the endpoint answers JSON-RPC.
 
     Raises:
@@ -559,7 +575,7 @@ def _chain_id(rpc: RpcPoster, rpc_url: str) -> int:
     try:
         return chain_id(rpc)
     except Exception as exc:  # any failure here means "not a usable endpoint"
-        raise _unreachable(rpc_url, exc) from exc
+        raise _unreachable(rpc_url, exc, hint) from exc
 
 
 def open_chain(
