@@ -111,15 +111,10 @@ def test_an_unfunded_provider_key_is_told_it_needs_eth(anvil: str, tmp_path: Pat
     assert _nonce(anvil, poor.address) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a second `reef chain deploy` into a home that records a live deployment on the "
-    "same chain deploys a new set and silently repoints the home: `reef jobs list` then hides "
-    "the open jobs of the old market, and a provider restarted on that home stops their "
-    "still-paying enclaves (reef.node._chain_deploy.check_home_record admits any record of "
-    "the same chain)",
-)
 def test_deploying_twice_on_one_home_asks_for_force_first(anvil: str, home: ReefHome) -> None:
+    # A second deploy used to deploy a new set and silently repoint the home: `reef jobs list`
+    # then hid the old market's open jobs, and a provider restarted there stopped their
+    # still-paying enclaves.
     first = _deploy_contracts(anvil)
     sender = dev_accounts(1)[0].address  # anvil's first unlocked account
     before = _nonce(anvil, sender)
@@ -137,15 +132,11 @@ def test_deploying_twice_on_one_home_asks_for_force_first(anvil: str, home: Reef
     assert f"market {first}" in forced.stderr  # says which market it replaced
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on a home recorded by `reef chain deploy`, an unreachable node's hint says "
-    "`reef up` or `reef chain` starts one, which that home refuses (check_devnet_home); the "
-    "operator's own node is what to restart",
-)
 def test_an_unreachable_external_node_is_not_answered_with_reef_up(
     anvil: str, tmp_path: Path, home: ReefHome
 ) -> None:
+    # The hint used to say `reef up` or `reef chain` starts a chain, which such a home refuses;
+    # the operator's own node is what to restart.
     _deploy_contracts(anvil)
     info = read_devnet_info(home)
     assert info is not None
@@ -225,17 +216,12 @@ async def _until_ready(home: Path, runs: int, seconds: float = 60) -> None:
 
 @pytest.mark.slow
 @requires_isolation
-@pytest.mark.xfail(
-    strict=True,
-    reason="a provider started on another market from the same home (the record repointed by "
-    "a second `reef chain deploy`, or --market) stops the enclaves of the first market's "
-    "still-paying jobs as 'not paid for' and deletes their /state: reef.market.BackendRunner "
-    "labels an enclave with its provider and job id but not its market, and "
-    "ControlPlane.reconcile matches enclaves to jobs by job id alone",
-)
 async def test_a_provider_moved_to_another_market_leaves_the_first_ones_enclaves(
     devnet_chain: ProviderChain, reef_home: Path, tmp_path: Path
 ) -> None:
+    # The restarted provider used to stop the first market's still-paying enclave as "not paid
+    # for" and delete its /state: enclaves were labelled with the provider and job id only,
+    # and job ids repeat across markets.
     chain, home = devnet_chain, reef_home
     image = tmp_path / "hello.img"
     build_image(REPO / "examples" / "hello", image)
