@@ -415,7 +415,7 @@ def test_logs_follow_says_why_it_ended(tmp_path: Path) -> None:
     ]
     said = " ".join(followed.stderr.split())
     assert "job 0's enclave console ended: the enclave stopped or was replaced" in said
-    assert "`reef logs 0 --follow` follows a new one" in said
+    assert f"`reef logs 0 --follow {' '.join(where)}` follows a new one" in said
     # Without --follow, the console's end is the command's: nothing to explain.
     assert once.exit_code == 0, once.output
     assert once.stdout == followed.stdout

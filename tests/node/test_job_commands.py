@@ -52,6 +52,11 @@ class Market:
     view: ScriptedJobView
     jobs: list[str]
 
+    @property
+    def again(self) -> str:
+        """The flags a printed next step repeats, so that it reaches this market and account."""
+        return f" --rpc {self.rpc} --market {self.market} --key {self.key}"
+
     def cli(self, *args: str, key: bool = True) -> Any:
         flags = ["--rpc", self.rpc, "--market", self.market]
         if key:
@@ -131,7 +136,7 @@ def test_job_17_is_job_17_in_every_command(market: Market) -> None:
     assert table.exit_code == 0
     assert "20 open jobs hold" in table.stdout
     stopped = market.json("jobs", "stop", "17")
-    assert (stopped["job"], stopped["then_run"]) == (17, "reef jobs close 17")
+    assert (stopped["job"], stopped["then_run"]) == (17, f"reef jobs close 17{market.again}")
     assert market.owner.rate_lock(17) is not None
     assert [n for n in range(JOBS) if market.owner.rate_lock(n)] == [17]
 
@@ -249,7 +254,7 @@ def test_oyster_verbs_act_on_the_same_jobs(market: Market) -> None:
     assert market.owner.job(2).balance == before + 250_000
     assert market.json("withdraw", "2", "0.05")["job"] == 2
     stopping = market.json("stop", "9")
-    assert (stopping["job"], stopping["then_run"]) == (9, "reef jobs close 9")
+    assert (stopping["job"], stopping["then_run"]) == (9, f"reef jobs close 9{market.again}")
 
 
 def test_withdrawing_past_the_safety_margin_warns_that_the_enclave_stops_now(

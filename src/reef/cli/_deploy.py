@@ -24,14 +24,16 @@ if TYPE_CHECKING:
 
 __all__ = ["print_deployed", "register"]
 
+_NONE = Flags()
 
-def _runs_until(job: int, stops_at: int) -> str:
+
+def _runs_until(job: int, stops_at: int, again: str) -> str:
     """When the enclave stops and why that is before the paid time ends."""
     from reef.node import format_time
 
     return (
         f"{format_time(stops_at)} (the provider stops it a safety margin before the money "
-        f"runs out; `reef jobs deposit {job} AMOUNT` adds time)"
+        f"runs out; `reef jobs deposit {job} AMOUNT{again}` adds time)"
     )
 
 
@@ -110,12 +112,14 @@ def deploy_cmd(
     if flags.as_json:
         print_json(result.to_json())
         return
-    print_deployed(result, request)
+    print_deployed(result, request, flags=flags)
 
 
-def print_deployed(result: DeployResult, request: DeployRequest) -> None:
+def print_deployed(result: DeployResult, request: DeployRequest, *, flags: Flags = _NONE) -> None:
     """What ``reef deploy`` tells people: the notes on what its verification proves (stderr),
-    then the job, where to reach it and how to stop it."""
+    then the job, where to reach it and how to stop it (each command with the ``flags`` that
+    named the market and account: :meth:`~reef.cli._options.Flags.again`)."""
+    again = flags.again()
     if result.attestation.root.name == "dev":
         tell(
             "note: verified under the dev TEE root: this proves what runs only on this machine's "
@@ -142,9 +146,13 @@ def print_deployed(result: DeployResult, request: DeployRequest) -> None:
             **(
                 {}
                 if result.stops_at is None
-                else {"runs until": _runs_until(result.job, result.stops_at)}
+                else {"runs until": _runs_until(result.job, result.stops_at, again)}
             ),
-            **({"console": f"reef logs {result.job} --follow"} if request.debug else {}),
-            "stop it": f"reef jobs stop {result.job}",
+            **(
+                {"console": f"reef logs {result.job} --follow{flags.again('rpc', 'market')}"}
+                if request.debug
+                else {}
+            ),
+            "stop it": f"reef jobs stop {result.job}{again}",
         }
     )

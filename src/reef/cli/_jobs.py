@@ -114,7 +114,7 @@ def _when(timestamp: int | None) -> str:
     return "never (rate 0)" if timestamp is None else format_time(timestamp)
 
 
-def _stops_by(summary: JobSummary) -> str:
+def _stops_by(summary: JobSummary, again: str = "") -> str:
     """When the job's enclave stops, as ``reef jobs list`` and ``show`` print it.
 
     A stopped job (its rate revised to 0, the revision pending until the rate lock ends) still
@@ -124,7 +124,9 @@ def _stops_by(summary: JobSummary) -> str:
     """
     lock = summary.pending_rate
     if lock is not None and lock.new_rate == 0:
-        close = f"`reef jobs close {job_label(summary.job.id)}` from {_when(lock.unlock_time)}"
+        close = (
+            f"`reef jobs close {job_label(summary.job.id)}{again}` from {_when(lock.unlock_time)}"
+        )
         return f"now (stopped; it pays at its old rate until closed: {close})"
     return _when(summary.stops_at)
 
@@ -151,8 +153,9 @@ def _provider_fields(status: JobStatus) -> dict[str, Any]:
     }
 
 
-def _describe(summary: JobSummary) -> dict[str, Any]:
-    """A job as ``reef jobs show`` and ``list`` print it (:func:`reef.node.summarize_job`)."""
+def _describe(summary: JobSummary, again: str) -> dict[str, Any]:
+    """A job as ``reef jobs show`` and ``list`` print it (:func:`reef.node.summarize_job`);
+    ``again`` ends the commands it names (:meth:`Flags.again`)."""
     from reef.chain import format_amount
 
     job = summary.job
@@ -172,7 +175,7 @@ def _describe(summary: JobSummary) -> dict[str, Any]:
         "balance": format_amount(summary.balance),
         "balance_on_chain": format_amount(job.balance),
         "paid_until": _when(summary.paid_until),
-        "enclave_stops_by": _stops_by(summary),
+        "enclave_stops_by": _stops_by(summary, again),
         "pending_rate": (
             f"{_per_hour(lock.new_rate)}/h from {_when(lock.unlock_time)}" if lock else ""
         ),
@@ -192,7 +195,7 @@ def list_cmd(flags: Flags, owner: Owner = None) -> None:
         who = mine.owner
         # One instant for every row and the totals: the chain's time is read once.
         summaries = summarize_jobs(mine.session, mine.reader, mine.jobs)
-        rows = [_describe(summary) for summary in summaries]
+        rows = [_describe(summary, flags.again()) for summary in summaries]
         totals = mine.totals(summaries[0].now) if summaries else {}
     if flags.as_json:
         print_json(rows)
@@ -224,7 +227,7 @@ def show_cmd(flags: Flags, job: JobArg) -> None:
         # Read through the session's reader (no web3.py: the command sends nothing).
         session = market_session(flags.rpc, flags.market, None, need_account=False)
         found = find_open_job(session, session.reader, JobId(job))
-        out = _describe(summarize_job(session, session.reader, found))
+        out = _describe(summarize_job(session, session.reader, found), flags.again())
     print_result(out, flags.as_json, shown=_with_units(out))
 
 
@@ -339,10 +342,10 @@ def update_cmd(
     elif debug_now:
         image_text = (
             "(a debug enclave's: its PCR0-2 are zero, so it attests no image; "
-            f"`reef jobs show {label}` names its attestation endpoint)"
+            f"`reef jobs show {label}{flags.again('rpc', 'market')}` names its attestation endpoint)"
         )
     else:
-        image_text = f"(same image file; `reef jobs show {label}` shows the replaced enclave)"
+        image_text = f"(same image file; `reef jobs show {label}{flags.again('rpc', 'market')}` shows the replaced enclave)"
     shown = {
         **out,
         # The metadata's field is "url"; what was asked for (--image) is the image.
@@ -426,7 +429,7 @@ def stop_cmd(
         "state": "stopping",
         "close_after": _when(unlock),
         "close_at": unlock,
-        "then_run": f"reef jobs close {label}",
+        "then_run": f"reef jobs close {label}{flags.again()}",
     }
     # close_at is for scripts; people read the same moment in close_after.
     shown = {key: value for key, value in out.items() if key != "close_at"}
@@ -464,5 +467,6 @@ def logs_cmd(
         label = job_label(found.id)
         tell(
             f"job {label}'s enclave console ended: the enclave stopped or was replaced "
-            f"(`reef jobs show {label}` says which); `reef logs {label} --follow` follows a new one"
+            f"(`reef jobs show {label}{flags.again('rpc', 'market')}` says which); "
+            f"`reef logs {label} --follow{flags.again('rpc', 'market')}` follows a new one"
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,6 +241,20 @@ class Flags:
     code: str | None = None
     key: Path | None = None
     as_json: bool = False
+
+    def again(self, *names: str) -> str:
+        """The contract and account flags this command was given (of ``names``, fields of this
+        class, when the next command takes only those), as the tail of a command line
+        (`` --rpc URL --market ADDR --key FILE``; empty when none): a next step the command
+        prints must reach the same market from the same account, not the home's."""
+        given = [
+            (field, str(value))
+            for field in ("rpc", "market", "proof_market", "jobs", "code", "key")
+            if (value := getattr(self, field)) is not None and (not names or field in names)
+        ]
+        return "".join(
+            f" --{field.replace('_', '-')} {shlex.quote(value)}" for field, value in given
+        )
 
 
 _FLAGS: dict[str, tuple[Any, Any]] = {

@@ -4,8 +4,7 @@ The walk (README, then ``reef --help``): start anvil as an external node, ``reef
 reef's contracts to it, run and register a provider, deploy an app as a tenant. The node here
 is a plain npm anvil with a testnet's chain id (Base Sepolia's, 84532), not 31337, so nothing
 passes only because the chain looks like reef's own devnet. Each test replays one step that
-surprised the operator and says what was expected instead; those that fail today are
-``xfail(strict=True)``, so the fix flips them.
+surprised the operator and says what was expected instead.
 """
 
 from __future__ import annotations
@@ -154,13 +153,6 @@ def test_an_unreachable_external_node_is_not_answered_with_reef_up(
     assert "reef chain`" not in hint, result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="commands pointed at a market by --rpc/--market print their next step without "
-    "those flags (`reef jobs stop`'s then_run in reef.cli._jobs, `reef deploy`'s `stop it` in "
-    "reef.cli._deploy): on a home that records no market, or another one, the printed command "
-    "fails or acts on the same job number of another market",
-)
 def test_the_next_step_a_stop_prints_reaches_the_same_market(
     anvil: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
