@@ -124,8 +124,15 @@ def test_another_installation_does_not_trust_this_one(
 ) -> None:
     other = DevAuthority.load_or_create(ReefHome(tmp_path / "other"))
     doc = authority.mint(PCRS, timestamp_ms=NOW)
-    with pytest.raises(CertificateChainError):
+    with pytest.raises(CertificateChainError) as caught:
         verify_nitro(doc, root=other.root, now_ms=NOW)
+    # Both roots bear one name: the refusal tells them apart by key, and says whose to trust (an
+    # operator's tenant minted a root of its own, as the hint then said, and met this).
+    theirs = hashlib.sha256(authority.root.public_key).hexdigest()[:16]
+    ours = hashlib.sha256(other.root.public_key).hexdigest()[:16]
+    assert f", key {theirs}, not at the pinned root 'dev'" in caught.value.message
+    assert f", key {ours})" in caught.value.message
+    assert "the provider's home" in (caught.value.hint or "")
 
 
 def test_from_document_takes_the_root_of_an_own_document(authority: DevAuthority) -> None:

@@ -21,6 +21,7 @@ from the same host cost one signature check for the leaf (and one for the COSE s
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -237,6 +238,11 @@ def _check_signed_by(
         raise _chain_error(f"{child_label} is not signed by {issuer_label}") from exc
 
 
+def _key_id(raw_key: bytes) -> str:
+    """A short name for a public key: the first 8 bytes of its SHA-256, in hex."""
+    return hashlib.sha256(raw_key).hexdigest()[:16]
+
+
 def verify_issuing_chain(cabundle: Sequence[bytes], root: TrustedRoot) -> IssuingChain:
     """Verify everything about ``cabundle`` that does not depend on the time or the leaf.
 
@@ -251,12 +257,22 @@ def verify_issuing_chain(cabundle: Sequence[bytes], root: TrustedRoot) -> Issuin
     if not cabundle:
         raise _chain_error("the document's cabundle is empty")
     first = parse_certificate(cabundle[0], label="cabundle[0] (root)")
-    if raw_public_key(public_key(first, label="cabundle[0] (root)")) != root.public_key:
+    presented = raw_public_key(public_key(first, label="cabundle[0] (root)"))
+    if presented != root.public_key:
+        theirs, ours = subject_text(first), subject_text(root.x509)
+        if theirs == ours:  # two dev roots (each home makes its own) bear one name: tell them apart
+            theirs += f", key {_key_id(presented)}"
+            ours += f", key {_key_id(root.public_key)}"
         raise _chain_error(
-            f"the document's chain ends at {subject_text(first)}, not at the pinned "
-            f"root {root.name!r} ({subject_text(root.x509)})",
+            f"the document's chain ends at {theirs}, not at the pinned root {root.name!r} ({ours})",
             reason="root",
-            hint="verify with the root that issued it (--root aws|mock|dev|PATH), if you trust it",
+            hint="verify with the root that issued it (--root aws|mock|dev|PATH), if you trust it"
+            + (
+                "; a dev TEE root is the enclave host's own ($REEF_HOME/dev-tee/root.crt of the "
+                "provider's home): --root dev names this home's"
+                if root.name == "dev"
+                else ""
+            ),
         )
     anchor = root.x509
     _check_critical(anchor, f"root {root.name!r}")

@@ -178,7 +178,10 @@ class TrustedRoot:
             path,
             missing=ConfigError(
                 f"no dev TEE root at {path}",
-                hint="mint a document (`reef attestation mint`) or start a local enclave first",
+                hint="the dev TEE root is that of the home the enclaves run from: on another "
+                "machine's or home's enclaves (a provider's), pass --root FILE with its "
+                "dev-tee/root.crt; for enclaves of this home, start one (or `reef attestation "
+                "mint`) first",
             ),
             unreadable=f"cannot read the dev TEE root {path}",
         )
