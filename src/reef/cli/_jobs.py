@@ -420,7 +420,7 @@ def stop_cmd(
         return
     unlock = stopped.close_at
     note(
-        f"job {label} is stopping: its provider stops the enclave now; the market lets you close "
+        f"job {label} is stopping: its provider stops the enclave when it reads the stop (at once, while it runs); the market lets you close "
         f"it and take back the rest from {_when(unlock)} (in {format_wait(unlock - stopped.now)}); "
         "until you close it, it pays at its old rate"
     )
