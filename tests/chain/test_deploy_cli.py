@@ -255,6 +255,34 @@ def test_another_chain_id_than_asked_is_refused(devnet_url: str) -> None:
     assert _nonce(devnet_url, sender) == before
 
 
+def test_a_dry_run_prints_the_checked_plan_and_sends_nothing(
+    devnet_url: str, home: ReefHome, tmp_path: Path
+) -> None:
+    """An operator sees the sender, the contracts and the price before deploying (the operator
+    walk asked for --dry-run; the checks already ran before anything was sent)."""
+    sender = dev_accounts(1)[0].address
+    before = _nonce(devnet_url, sender)
+    out = tmp_path / "plan.json"
+    planned = _deploy(
+        "--rpc-url", devnet_url, "--unlocked", "--out", str(out), "--dry-run", "--json"
+    )
+    assert planned.exit_code == 0, planned.output
+    plan = json.loads(planned.stdout)
+    assert (plan["chain_id"], plan["sender"], plan["sent"]) == (31337, sender, False)
+    assert plan["contracts"][:2] == ["token", "market"]
+    assert 0 < plan["max_cost_wei"] <= plan["balance_wei"]
+    assert plan["transactions"] >= len(plan["contracts"])
+    assert _nonce(devnet_url, sender) == before
+    assert not out.exists()
+    shown = _deploy("--rpc-url", devnet_url, "--unlocked", "--out", str(out), "--dry-run")
+    assert shown.exit_code == 0, shown.output
+    assert "nothing (--dry-run)" in shown.stdout
+    # The same checks refuse as a real run would, before pricing anything.
+    refused = _deploy("--rpc-url", devnet_url, "--unlocked", "--chain-id", "5", "--dry-run")
+    assert refused.exit_code == 1
+    assert "not --chain-id 5" in refused.stderr
+
+
 def test_a_key_without_gas_is_told_how_much_it_needs(devnet_url: str, tmp_path: Path) -> None:
     poor = Account.create()
     key = _key_file(tmp_path, bytes(poor.key))

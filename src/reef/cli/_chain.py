@@ -339,6 +339,12 @@ def deploy_cmd(
             "--yes-mainnet", help="Deploy even on a chain whose gas is real money (mainnets)."
         ),
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Check and price the deployment, print the plan, send nothing."
+        ),
+    ] = False,
     as_json: Json = False,
 ) -> None:
     """Deploy reef's contracts (test token, market, KMS registry) on the chain at --rpc-url.
@@ -369,8 +375,39 @@ def deploy_cmd(
             yes_mainnet=yes_mainnet,
         )
         plan = preflight(request, home)
+    if dry_run:
+        _print_plan(plan, as_json)
+        return
     result = _send(plan)
     _print_deployed(plan, result, as_json)
+
+
+def _print_plan(plan: ChainDeployPlan, as_json: bool) -> None:
+    """What a deployment would do, checked and priced (``--dry-run``)."""
+    where = str(plan.out_path) + (f" and {plan.home.root}'s record" if plan.records else "")
+    print_result(
+        {
+            "chain_id": plan.chain.chain_id,
+            "rpc_url": plan.chain.url,
+            "sender": plan.who,
+            "contracts": list(plan.planned),
+            "transactions": plan.estimate.transactions,
+            "max_cost_wei": plan.estimate.wei,
+            "balance_wei": plan.balance,
+            "records_in": where,
+            "sent": False,
+        },
+        as_json,
+        shown={
+            "chain": f"{plan.chain.chain_id} at {plan.chain.url}",
+            "sender": f"{plan.who} (holds {ether(plan.balance)} ETH)",
+            "contracts": ", ".join(name.replace("_", " ") for name in plan.planned),
+            "transactions": plan.estimate.transactions,
+            "cost": f"up to {ether(plan.estimate.wei)} ETH",
+            "records in": where,
+            "sent": "nothing (--dry-run)",
+        },
+    )
 
 
 def _send(plan: ChainDeployPlan) -> ChainDeployResult:
