@@ -104,6 +104,8 @@ def test_on_another_chain_a_sender_needs_a_key_and_a_reader_does_not(
     with pytest.raises(ConfigError, match="no account to send transactions from") as refused:
         open_chain(home, rpc=url)
     assert "--key FILE" in (refused.value.hint or "")
+    assert "--owner ADDR" in (refused.value.hint or "")  # a reader of jobs needs no key
+    assert "chain 4242 has no public dev account" in refused.value.message
     reader = open_chain(home, rpc=url, need_account=False)
     assert (reader.account, reader.account_note) == (None, "")
     with pytest.raises(ConfigError, match="no account to send from"):

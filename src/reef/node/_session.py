@@ -537,8 +537,10 @@ def _connect(
         default = _default_dev_key(chain_id, where.devnet)
         if default is None:
             raise ConfigError(
-                "no account to send transactions from",
-                hint="pass --key FILE (a file holding the private key as hex)",
+                f"no account to send transactions from (chain {chain_id} has no public dev "
+                "account to default to)",
+                hint="pass --key FILE (a file holding the private key as hex); to read another "
+                "account's jobs and balance (reef jobs list, reef wallet), --owner ADDR",
             )
         raw, note = default
         account = Later(functools.partial(_signer, raw), address=_key_address(raw))
