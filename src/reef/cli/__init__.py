@@ -118,6 +118,11 @@ _COMMANDS = (
         "Run a provider: its control plane launches enclaves for the market's paying jobs.",
     ),
     LazyCommand(
+        "store",
+        "reef.cli._store",
+        "The image store reef deploy uploads to, served on its own (reef up serves one).",
+    ),
+    LazyCommand(
         "fn",
         "reef.cli._fn",
         "Serverless functions: write one, run it locally in workerd with executor limits.",

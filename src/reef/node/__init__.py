@@ -16,6 +16,8 @@
   chain the operator names, refused before the first transaction where they would fail or cost
   real money, and recorded in ``$REEF_HOME`` for every other command.
 - :func:`prepare_kms_root` is ``reef kms root serve``'s assembly of a KMS root.
+- :func:`store_uploads` then :func:`serve_image_store` are ``reef store serve``: the image store
+  tenants upload to, for a market on a chain reef does not run (``reef up`` serves its own).
 - :func:`copy_example` is ``reef examples``: the shipped example apps, wherever reef is installed.
 
 The names load on first use (:mod:`reef._lazy`): a command that needs one use case does not
@@ -68,6 +70,13 @@ if TYPE_CHECKING:
         describe_examples,
         example_dir,
         list_examples,
+    )
+    from reef.node._image_store import (
+        DEFAULT_STORE_PORT,
+        StoreUploads,
+        funded_uploads,
+        serve_image_store,
+        store_uploads,
     )
     from reef.node._jobs import (
         CLOSE_RETRIES,
@@ -153,6 +162,7 @@ __all__ = [
     "ChainSession",
     "CloseWait",
     "DEFAULT_SAFETY_MARGIN_S",
+    "DEFAULT_STORE_PORT",
     "DeployRequest",
     "DeployResult",
     "DeployedContract",
@@ -179,6 +189,7 @@ __all__ = [
     "Session",
     "ShippedExample",
     "StopResult",
+    "StoreUploads",
     "UpContext",
     "UpExtension",
     "UpSettings",
@@ -210,6 +221,7 @@ __all__ = [
     "find_open_job",
     "format_time",
     "format_wait",
+    "funded_uploads",
     "job_status",
     "jobs_totals",
     "list_examples",
@@ -229,11 +241,13 @@ __all__ = [
     "probe_chain",
     "register_provider",
     "serve_app",
+    "serve_image_store",
     "standard_extensions",
     "stop_and_close",
     "stop_job",
     "stop_margin_s",
     "stops_at",
+    "store_uploads",
     "summarize_job",
     "summarize_jobs",
     "update_job",
@@ -260,6 +274,7 @@ __getattr__ = lazy_attributes(
         "ChainSession": "_session",
         "CloseWait": "_jobs",
         "DEFAULT_SAFETY_MARGIN_S": "_jobs",
+        "DEFAULT_STORE_PORT": "_image_store",
         "DeployedContract": "_chain_deploy",
         "Deposit": "_jobs",
         "DeployRequest": "_deploy",
@@ -286,6 +301,7 @@ __getattr__ = lazy_attributes(
         "Session": "_session",
         "ShippedExample": "_examples",
         "StopResult": "_jobs",
+        "StoreUploads": "_image_store",
         "UpContext": "_up",
         "UpExtension": "_up",
         "UpSettings": "_up",
@@ -317,6 +333,7 @@ __getattr__ = lazy_attributes(
         "find_open_job": "_jobs",
         "format_time": "_jobs",
         "format_wait": "_jobs",
+        "funded_uploads": "_image_store",
         "job_status": "_jobs",
         "jobs_totals": "_jobs",
         "list_examples": "_examples",
@@ -335,11 +352,13 @@ __getattr__ = lazy_attributes(
         "probe_chain": "_chain_deploy",
         "register_provider": "_provider",
         "serve_app": "_serve",
+        "serve_image_store": "_image_store",
         "standard_extensions": "_up",
         "stop_and_close": "_jobs",
         "stop_job": "_jobs",
         "stop_margin_s": "_jobs",
         "stops_at": "_jobs",
+        "store_uploads": "_image_store",
         "summarize_job": "_jobs",
         "summarize_jobs": "_jobs",
         "update_job": "_update",

@@ -215,7 +215,9 @@ class MarketLocation(ChainLocation):
         """
         store = url or (self.network.image_store if self.network else None)
         if store is None:
-            raise ConfigError("no image store to upload to", hint="pass --store URL")
+            raise ConfigError(
+                "no image store to upload to", hint="pass --store URL (`reef store serve` runs one)"
+            )
         return store
 
 
