@@ -221,6 +221,17 @@ def test_deploy_on_the_devnet_over_http_with_a_key_file(
     people = runner.invoke(app, ["chain", "info"])
     assert "reef chain deploy" in people.stdout
     assert out["market"] in people.stdout
+    assert "warning" not in people.stderr
+
+    # A node reset under the record (its head before the deployment's block): info says so.
+    record = home.path("chain", "devnet.json")
+    data = json.loads(record.read_text())
+    data["deployment"]["block"] = 10**6
+    record.write_text(json.dumps(data))
+    reset = runner.invoke(app, ["chain", "info"])
+    assert reset.exit_code == 0, reset.output
+    said = " ".join(reset.stderr.split())
+    assert "before block 1000000 that reef's contracts were deployed in: the node was reset" in said
 
 
 # -- refusals: nothing is sent ---------------------------------------------------------------------

@@ -243,6 +243,17 @@ def info_cmd(as_json: Json = False) -> None:
         # People read when the chain began, not a count of seconds; --json keeps the number.
         stamp = info.genesis_timestamp
         shown["genesis_timestamp"] = f"{stamp} ({format_time(stamp)})"
+        deployment = info.deployment
+        if head is not None and deployment is not None and head < deployment.block:
+            # The node answers with fewer blocks than the one the contracts were deployed in: it
+            # was reset (an anvil restarted without its state), and every command would fail on
+            # contracts that are not there.
+            tell(
+                f"warning: the chain at {info.rpc_url} is at block {head}, before block "
+                f"{deployment.block} that reef's contracts were deployed in: the node was reset "
+                "and holds none of them; deploy again (reef chain deploy --force, or reef up "
+                "--fresh on a devnet)"
+            )
     # A chain `reef chain deploy` recorded lists no dev accounts (reef holds none of its keys).
     deployed_here = info is not None and not info.accounts
     title = "reef contracts on a chain (reef chain deploy)" if deployed_here else "reef devnet"
