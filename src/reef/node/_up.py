@@ -478,25 +478,19 @@ class LocalNetwork:
         # that the event loop (the devnet's JSON-RPC, the KMS root's start) keeps going.
         await asyncio.to_thread(_import_services)
         from reef.attestation import verifier_app
-        from reef.market import BackendRunner, ImageStore, UploadPolicy, image_store_app
+        from reef.chain._reader import ProviderRpc
+        from reef.market import BackendRunner
+        from reef.node._image_store import funded_uploads, serve_image_store
         from reef.node._provider import ProviderDirs, ProviderService, ProviderSettings
 
-        progress("starting the image store")
-        store = ImageStore(home.images)
+        progress("starting the image store")  # as `reef store serve`'s, on this chain
         store_socket_url = f"http://{s.host}:{s.store_port}"
-        w3 = devnet.web3()
-
-        async def funded(address: str) -> bool:
-            # Gas costs money: an account with none could not open a job for its image either.
-            balance = await asyncio.to_thread(w3.eth.get_balance, w3.to_checksum_address(address))
-            return int(balance) > 0
-
-        uploads = UploadPolicy(is_funded=funded, chain=f"chain {devnet.chain_id}")
-        served = await serve_app(
-            image_store_app(store, uploads=uploads),
+        served = await serve_image_store(
+            home.images,
+            uploads=funded_uploads(ProviderRpc(devnet.web3()), chain_id=devnet.chain_id),
             host=s.host,
             port=s.store_port,
-            what="image store",
+            port_hint="another process uses that port; pick another with --store-port",
         )
         self._served.append(served)
         store_url = served.url if s.store_port == 0 else store_socket_url
