@@ -171,9 +171,14 @@ def test_rpc_names_the_chain_and_open_admits_unsigned_uploads(
     assert (ReefHome(reef_home).images / digest).is_file()
 
     unsigned, unsigned_digest = _image(tmp_path, b"an unsigned upload")
-    with _store(reef_home, "--port", "0", "--open") as (process, said):
+    with _store(reef_home, "--port", "0", "--open", "--host", "0.0.0.0") as (process, said):
         assert said["uploads"] == "anyone, unsigned (--open: no signature, no quota)"
-        url = said["image store"]
+        # Listening on every address: the URL to deploy with is the host's, not 0.0.0.0.
+        port = int(said["image store"].removeprefix("http://0.0.0.0:"))
+        assert said["deploy with"] == (
+            f"reef deploy IMAGE --store http://<this host's address>:{port}"
+        )
+        url = f"http://127.0.0.1:{port}"
         assert upload_image(url, unsigned, signer=None) == (
             unsigned_digest,
             f"{url}/images/{unsigned_digest}",
@@ -213,6 +218,20 @@ def test_with_no_chain_known_it_says_which_flag_to_pass(reef_home: Path) -> None
     assert "error: no chain endpoint" in result.output
     assert "hint: pass --rpc URL" in result.output
     assert "or --open on a private network" in result.output
+
+
+def test_a_directory_it_cannot_use_is_a_clear_error(reef_home: Path, tmp_path: Path) -> None:
+    from reef.cli import app
+
+    (tmp_path / "a-file").write_text("")
+    result = CliRunner().invoke(
+        app, ["store", "serve", "--open", "--port", "0", "--dir", str(tmp_path / "a-file" / "x")]
+    )
+    assert result.exit_code == 1, result.output
+    assert f"error: cannot keep images in {tmp_path / 'a-file' / 'x'}: Not a directory" in (
+        result.output
+    )
+    assert "hint: pass --dir DIR" in result.output
 
 
 def test_open_and_rpc_together_are_a_usage_error(reef_home: Path) -> None:

@@ -105,8 +105,25 @@ def serve_cmd(
 
 
 def _ready(served: Served, root: Path, uploads: StoreUploads) -> None:
+    from urllib.parse import urlsplit
+
     say(f"image store  {served.url}")
     say(f"images       {root}")
     say(f"uploads      {uploads.describe()}")
-    say(f"deploy with  reef deploy IMAGE --store {served.url}")
+    parts = urlsplit(served.url)
+    store_url = served.url
+    if _unspecified(parts.hostname):
+        # Listening on every address: tenants and the provider need one they reach it at.
+        store_url = f"{parts.scheme}://<this host's address>:{parts.port}"
+    say(f"deploy with  reef deploy IMAGE --store {store_url}")
     say("ready")
+
+
+def _unspecified(host: str | None) -> bool:
+    """Whether ``host`` is 0.0.0.0 or ``::`` (every address of the host)."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host or "").is_unspecified
+    except ValueError:
+        return False

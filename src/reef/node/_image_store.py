@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from reef._serve import Limits, serve
 from reef.encoding import terminal_text
-from reef.errors import ChainError
+from reef.errors import ChainError, ConfigError
 from reef.home import ReefHome
 from reef.market import ImageStore, UploadPolicy, image_store_app
 from reef.market._upload_auth import DEFAULT_UPLOAD_QUOTA, UploadDenied
@@ -153,10 +153,17 @@ async def serve_image_store(
     each refused upload.
 
     Raises:
+        ConfigError: ``root`` cannot be created or opened as the store's directory.
         ServiceError: the port cannot be bound (with ``port_hint``) or the server does not start.
         InputError: for a port outside 0..65535 or a host that does not resolve.
     """
-    store = ImageStore(root)
+    try:
+        store = ImageStore(root)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot keep images in {root}: {exc.strerror or exc}",
+            hint="pass --dir DIR, a directory this user may create and write",
+        ) from exc
     app = image_store_app(store, uploads=uploads)
     limits: Limits = app.reef_limits  # type: ignore[attr-defined]
     return await serve(
