@@ -499,7 +499,8 @@ def _print_deployed(plan: ChainDeployPlan, result: ChainDeployResult, as_json: b
         env = f"REEF_HOME={home.root} "
         tell(
             f"use it: commands run with REEF_HOME={home.root} use this chain and market, e.g. "
-            f"`{env}reef wallet --key FILE`, `{env}reef provider run --key FILE`"
+            f"`{env}reef wallet --key FILE`, `{env}reef provider run --key FILE`, "
+            f"`{env}reef store serve` (the image store tenants upload to)"
         )
     else:
         tell(

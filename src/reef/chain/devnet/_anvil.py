@@ -64,8 +64,8 @@ _START_TIMEOUT_S: Final = 30.0
 _STOP_TIMEOUT_S: Final = 30.0
 _LISTENING = re.compile(rb"Listening on (\S+):(\d+)")
 _INSTALL_HINT = (
-    "install it with `cd tests/js && npm install` (npm @foundry-rs/anvil), or point "
-    "$REEF_ANVIL at an anvil binary"
+    "install it with `npm install -g @foundry-rs/anvil` (in a reef checkout, `cd tests/js && "
+    "npm install`), or point $REEF_ANVIL at an anvil binary"
 )
 
 
