@@ -106,8 +106,9 @@ def _seal_key(
     if image is None:
         raise InputError(
             "secret init params are sealed to the enclave's KMS-derived key for the final image "
-            "id, which needs the image",
-            hint="give --image FILE (the image the params are for)",
+            "id, which needs the image and the KMS",
+            hint="give --image FILE (the image the params are for) and --kms URL (the KMS root's "
+            "public listener; by default the one `reef up` runs in $REEF_HOME)",
         )
     url = kms_url(kms)
     image_id = _image_id(image, digest)
