@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -24,6 +23,7 @@ from eth_account import Account
 from eth_utils.crypto import keccak
 from typer.testing import CliRunner
 
+from chain.anvil_support import plain_anvil
 from net_support import free_port
 from reef.chain import (
     Deployment,
@@ -33,9 +33,8 @@ from reef.chain import (
     read_devnet_info,
     serve_devnet_in_thread,
 )
-from reef.chain.devnet._anvil import _terminate, _wait_listening, find_anvil
 from reef.cli import app
-from reef.errors import ConfigError, ContractRevertError
+from reef.errors import ContractRevertError
 from reef.home import ReefHome
 
 runner = CliRunner()
@@ -47,27 +46,10 @@ IMAGE_ID = "0x" + "ab" * 32
 # -- nodes ---------------------------------------------------------------------------------------
 
 
-def _anvil(*args: str) -> Iterator[str]:
-    try:
-        binary = find_anvil()
-    except ConfigError:  # pragma: no cover - tests/js is installed wherever the suite runs
-        pytest.skip("anvil is not installed (cd tests/js && npm install)")
-    process = subprocess.Popen(
-        [str(binary), "--host", "127.0.0.1", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        yield _wait_listening(process)
-    finally:
-        _terminate(process)
-
-
 @pytest.fixture(scope="module")
 def anvil() -> Iterator[str]:
     """A plain anvil node (chain 31337, the public mnemonic's accounts unlocked)."""
-    yield from _anvil()
+    yield from plain_anvil()
 
 
 @pytest.fixture(scope="module")
@@ -358,7 +340,7 @@ def test_a_home_that_runs_a_devnet_or_records_another_chain_is_left_alone(
 
 @pytest.mark.slow
 def test_a_mainnet_chain_id_needs_explicit_consent(tmp_path: Path) -> None:
-    for url in _anvil("--chain-id", "8453"):
+    for url in plain_anvil("--chain-id", "8453"):
         sender = dev_accounts(1)[0].address
         result = _deploy("--rpc-url", url, "--unlocked")
         assert result.exit_code == 1

@@ -18,6 +18,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from kms.kms_support import dev_root_server, dev_root_store
+from node.network_support import network_json
 from reef.attestation import DevAuthority
 from reef.cli import app as cli
 from reef.enclave import InitParams, build_image, load_image
@@ -80,22 +81,7 @@ async def test_secret_params_use_the_networks_kms_and_its_pinned_keys(
     assert pinned.exit_code == 0, pinned.output
     # `reef up` records its KMS root in network.json; the next build finds it there.
     NetworkInfo.from_json(
-        {
-            "rpc_url": "http://127.0.0.1:9",
-            "chain_id": 31337,
-            "deployment": {
-                "chain_id": 31337,
-                "token": "0x" + "11" * 20,
-                "market": "0x" + "22" * 20,
-                "kms_registry": "0x" + "33" * 20,
-                "block": 0,
-            },
-            "provider": "0x" + "44" * 20,
-            "control_plane": "http://127.0.0.1:9",
-            "image_store": "http://127.0.0.1:9",
-            "rate_lock_s": 300,
-            "kms": {"public": root.public_url},
-        }
+        network_json(block=0, rate_lock_s=300, kms={"public": root.public_url})
     ).dump(home)
 
     out = tmp_path / "params.json"

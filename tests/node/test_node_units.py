@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from node.network_support import network_json
 from reef.chain import Devnet, DevnetThread, MarketClient, serve_devnet_in_thread
 from reef.cli import app
 from reef.errors import ConfigError, InputError
@@ -67,29 +67,11 @@ def test_an_alerts_duration_is_the_same_grammar_with_zero_allowed() -> None:
         parse_duration_s("soon", name="within")
 
 
-def _network_json(*, block: int, **fields: Any) -> dict[str, Any]:
-    return {
-        "rpc_url": "http://127.0.0.1:8545",
-        "chain_id": 31337,
-        "deployment": {
-            "chain_id": 31337,
-            "token": "0x" + "11" * 20,
-            "market": "0x" + "22" * 20,
-            "kms_registry": "0x" + "33" * 20,
-            "block": block,
-        },
-        "provider": "0x" + "44" * 20,
-        "control_plane": "http://127.0.0.1:8080",
-        "image_store": "http://127.0.0.1:8090",
-        **fields,
-    }
-
-
 def test_network_json_round_trip(reef_home: Path) -> None:
     home = ReefHome(reef_home)
     with pytest.raises(ConfigError, match="reef up"):
         NetworkInfo.load(home)
-    info = NetworkInfo.from_json(_network_json(block=3, rate_lock_s=300))
+    info = NetworkInfo.from_json(network_json(block=3, rate_lock_s=300))
     info.dump(home)
     assert NetworkInfo.load(home) == info
     (reef_home / "network.json").write_text('{"rpc_url": 1}')
@@ -99,7 +81,7 @@ def test_network_json_round_trip(reef_home: Path) -> None:
     assert not (reef_home / "network.json").exists()
 
 
-def test_a_network_that_never_started_leaves_another_ones_network_json(reef_home: Path) -> None:
+def test_a_network_that_never_started_leaves_another_onesnetwork_json(reef_home: Path) -> None:
     """A second ``reef up`` in the same home that fails before it starts (the devnet's lock is
     held, a port is busy) must not remove the running network's record: every command finds
     the network through it."""
@@ -108,7 +90,7 @@ def test_a_network_that_never_started_leaves_another_ones_network_json(reef_home
     from reef.node import LocalNetwork
 
     home = ReefHome(reef_home)
-    running = NetworkInfo.from_json(_network_json(block=3, rate_lock_s=300))
+    running = NetworkInfo.from_json(network_json(block=3, rate_lock_s=300))
     running.dump(home)
     asyncio.run(LocalNetwork(home).aclose())
     assert NetworkInfo.load(home) == running
@@ -154,7 +136,7 @@ def test_locating_the_market_from_network_json_and_flags(reef_home: Path) -> Non
     home = ReefHome(reef_home)
     with pytest.raises(ConfigError, match="reef up"):
         locate_market(home)
-    info = NetworkInfo.from_json(_network_json(block=7, rate_lock_s=5, safety_margin_s=5))
+    info = NetworkInfo.from_json(network_json(block=7, rate_lock_s=5, safety_margin_s=5))
     info.dump(home)
     local = locate_market(home)
     assert (local.rpc_url, local.market_address.lower()) == (info.rpc_url, "0x" + "22" * 20)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from eth_account import Account
 from typer.testing import CliRunner
 from web3 import Web3
 
+from chain.anvil_support import plain_anvil
 from dev_tee_support import requires_isolation, stop_all_enclaves
 from market.provider_support import (
     ProviderChain,
@@ -32,10 +32,8 @@ from market.provider_support import (
 from net_support import free_port
 from proc_support import stop_process
 from reef.chain import Deployment, MarketClient, dev_accounts, read_devnet_info
-from reef.chain.devnet._anvil import _terminate, _wait_listening, find_anvil
 from reef.cli import app
 from reef.enclave import LocalBackend, build_image
-from reef.errors import ConfigError
 from reef.home import ReefHome
 from reef.market import ImageStore, RateCard, upload_image
 from reef.testing import dev_job_metadata
@@ -50,20 +48,7 @@ CHAIN_ID = 84532  # Base Sepolia's id: a testnet, so `reef chain deploy` needs n
 @pytest.fixture(scope="module")
 def anvil() -> Iterator[str]:
     """A plain anvil node on chain 84532 (the public mnemonic's accounts unlocked)."""
-    try:
-        binary = find_anvil()
-    except ConfigError:  # pragma: no cover - tests/js is installed wherever the suite runs
-        pytest.skip("anvil is not installed (cd tests/js && npm install)")
-    process = subprocess.Popen(
-        [str(binary), "--host", "127.0.0.1", "--port", "0", "--chain-id", str(CHAIN_ID)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        yield _wait_listening(process)
-    finally:
-        _terminate(process)
+    yield from plain_anvil("--chain-id", str(CHAIN_ID))
 
 
 def _rpc(url: str, method: str, *params: Any) -> Any:
