@@ -53,5 +53,7 @@ async def test_each_market_adopts_only_its_own_enclaves(tmp_path: Path) -> None:
     on_b = {e.enclave_id for e in await runner(MARKET_B).list()}
     assert on_a == {first.id, older.id}
     assert on_b == {older.id}  # not market A's job 1, though its number is the same
+    # A runner told no market (one that only reads a provider's enclaves) sees them all.
+    assert {e.enclave_id for e in await runner(None).list()} == on_a
     # The market is matched as an address (any case), on its chain.
     assert {e.enclave_id for e in await runner("0x" + "AA" * 20).list()} == on_a

@@ -90,8 +90,11 @@ class FakeMarket:
         self.sender = sender
         self.block_lag = 0
         self.sent: list[str] = []
-        self.token = self  # the token client's balance() is the model's
         self.cp_url: str | None = "http://cp.test"
+
+    def token(self) -> FakeMarket:
+        """The token client: its balance() is the model's."""
+        return self
 
     def _block(self) -> int:
         return max(self.model.now, self.session.now() - self.block_lag)

@@ -96,13 +96,15 @@ class BackendRunner:
         A job id names a job of one market only: an enclave labelled with another market (the
         provider was restarted on a second deployment from the same home) belongs to that
         market's job, which may still be paying, and is never this runner's to stop. An enclave
-        with no market label was launched before runners labelled one, and stays adopted."""
+        with no market label was launched before runners labelled one, and stays adopted; a
+        runner told no market (:meth:`attest_jobs`: a reader of a provider's enclaves) reads
+        every market's."""
         labels = info.labels
-        market = labels.get(_MARKET_LABEL)
+        market, mine = labels.get(_MARKET_LABEL), self._market_label()
         if (
             labels.get(_RUNNER_LABEL) != self._runner
             or labels.get(_PROVIDER_LABEL) != self.provider
-            or (market is not None and market != self._market_label())
+            or (market is not None and mine is not None and market != mine)
         ):
             return None
         job_id, key = labels.get(_JOB_LABEL, ""), labels.get(_KEY_LABEL, "")
