@@ -107,14 +107,23 @@ def prepare_image(image: Path, home: ReefHome) -> Path:
         InputError: the path does not exist.
         ImageError: the directory is not a valid app (missing or bad ``reef.toml``, ...).
     """
-    if image.is_dir():
+    if _check_image_path(image).is_dir():
         out = home.app_image(image)
         tmp = out.with_suffix(".tmp")
         built = build_image(image, tmp)
         tmp.replace(out)
         del built
         return out
-    if image.is_file():
+    return image
+
+
+def _check_image_path(image: Path) -> Path:
+    """``image`` when it is an image file or an app directory.
+
+    Raises:
+        InputError: it is neither.
+    """
+    if image.is_dir() or image.is_file():
         return image
     raise InputError(f"no such image file or app directory: {image}")
 
@@ -452,16 +461,10 @@ def deploy(
     started = time.monotonic()
     market = session.market(tx_progress)
 
-    # 1. the image and what it must attest
-    image_path = prepare_image(request.image, session.home)
-    if request.image.is_dir():
-        progress(f"built {request.image} into {image_path}")
-    params = InitParams.read(request.init_params) if request.init_params is not None else None
-    image_id = attested_measurements(image_path, params, debug=request.debug).image_id
-    progress(f"the enclave must attest image id {image_id.hex()[:16]}…")
+    # 1. what is checked without the image: the root, the provider and its offer, the money and
+    # the store (building a directory takes seconds, and a mistake here cost a build each time)
+    _check_image_path(request.image)
     root = TrustedRoot.resolve(request.root, session.home)
-
-    # 2. the provider and its offer
     provider = request.provider or session.default_provider()
     if provider is None:
         raise ConfigError(
@@ -498,7 +501,7 @@ def deploy(
             hint=f"deploy for longer than {margin} s",
         )
 
-    # 3. the money
+    # 2. the money
     rate = card.min_rate
     cost = settlement_amount(rate, request.duration_s)
     balance = market.token().balance(session.address)
@@ -508,9 +511,17 @@ def deploy(
             f"job needs {format_amount(cost)} rUSD ({request.duration_s} s of {request.instance})",
             hint="deploy for a shorter --duration, or fund the account",
         )
+    store = session.image_store(request.store_url)
+
+    # 3. the image and what it must attest
+    image_path = prepare_image(request.image, session.home)
+    if request.image.is_dir():
+        progress(f"built {request.image} into {image_path}")
+    params = InitParams.read(request.init_params) if request.init_params is not None else None
+    image_id = attested_measurements(image_path, params, debug=request.debug).image_id
+    progress(f"the enclave must attest image id {image_id.hex()[:16]}…")
 
     # 4. upload
-    store = session.image_store(request.store_url)
     sha256, image_url = upload_image(store, image_path, signer=session.account)
     # The store names files by their bytes' hash, which is not the image id: say which is which.
     progress(f"uploaded the image file (sha256 {sha256[:16]}…) to {store}")
