@@ -195,7 +195,8 @@ def list_cmd(flags: Flags, owner: Owner = None) -> None:
         who = mine.owner
         # One instant for every row and the totals: the chain's time is read once.
         summaries = summarize_jobs(mine.session, mine.reader, mine.jobs)
-        rows = [_describe(summary, flags.again()) for summary in summaries]
+        again = flags.again()
+        rows = [_describe(summary, again) for summary in summaries]
         totals = mine.totals(summaries[0].now) if summaries else {}
     if flags.as_json:
         print_json(rows)
@@ -336,16 +337,17 @@ def update_cmd(
     # and the init params: a blank row read as "no image id"; say where to read the new one.
     # A debug enclave's id is every debug enclave's (zero PCRs): said, as `reef deploy` says it.
     label = job_label(found.id)
+    show = f"reef jobs show {label}{flags.again('rpc', 'market')}"  # show takes no --key
     debug_now = change.debug if change.debug is not None else _is_debug(found.metadata)
     if result.image_id:
         image_text = result.image_id + (" (debug: not its image's)" if debug_now else "")
     elif debug_now:
         image_text = (
             "(a debug enclave's: its PCR0-2 are zero, so it attests no image; "
-            f"`reef jobs show {label}{flags.again('rpc', 'market')}` names its attestation endpoint)"
+            f"`{show}` names its attestation endpoint)"
         )
     else:
-        image_text = f"(same image file; `reef jobs show {label}{flags.again('rpc', 'market')}` shows the replaced enclave)"
+        image_text = f"(same image file; `{show}` shows the replaced enclave)"
     shown = {
         **out,
         # The metadata's field is "url"; what was asked for (--image) is the image.
@@ -420,8 +422,9 @@ def stop_cmd(
         return
     unlock = stopped.close_at
     note(
-        f"job {label} is stopping: its provider stops the enclave when it reads the stop (at once, while it runs); the market lets you close "
-        f"it and take back the rest from {_when(unlock)} (in {format_wait(unlock - stopped.now)}); "
+        f"job {label} is stopping: its provider stops the enclave when it reads the stop (at "
+        "once, while it runs); the market lets you close it and take back the rest from "
+        f"{_when(unlock)} (in {format_wait(unlock - stopped.now)}); "
         "until you close it, it pays at its old rate"
     )
     out = {
@@ -464,9 +467,9 @@ def logs_cmd(
     if follow:
         # The enclave closed its console: a following newcomer saw the command end, exit 0,
         # with nothing said, when `reef jobs update` had replaced the enclave.
-        label = job_label(found.id)
+        label, again = job_label(found.id), flags.again()  # logs takes only --rpc, --market
         tell(
             f"job {label}'s enclave console ended: the enclave stopped or was replaced "
-            f"(`reef jobs show {label}{flags.again('rpc', 'market')}` says which); "
-            f"`reef logs {label} --follow{flags.again('rpc', 'market')}` follows a new one"
+            f"(`reef jobs show {label}{again}` says which); "
+            f"`reef logs {label} --follow{again}` follows a new one"
         )

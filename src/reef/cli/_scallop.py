@@ -235,8 +235,8 @@ def call_cmd(
                     "attestation to show",
                     hint="pass --key FILE (our X25519 secret) and --attestation-url URL (an "
                     "attestation server attesting that key, e.g. an enclave's "
-                    "http://127.0.0.1:PORT/attestation/raw); a host without a TEE cannot attest, so "
-                    "only enclaves get in",
+                    "http://127.0.0.1:PORT/attestation/raw); a host without a TEE cannot "
+                    "attest, so only enclaves get in",
                 )
             if exc.message.startswith("could not connect to"):
                 _point_at_network_kms(exc, f"{host}:{port}")

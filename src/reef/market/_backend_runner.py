@@ -2,12 +2,13 @@
 the local dev TEE, a fake in tests, later Nitro hosts).
 
 Each launch stages the job's image and init params under the control plane's own directory
-(``<job id>--<key>.img``) and starts the enclave from there with labels that name this runner (its
-directory and, when given, the provider's address and the market), the job and the launch key. The backend keeps
-labels with each enclave's state, which other processes can read, so a control plane that was
-killed (even between starting an enclave and noting its id) finds on restart exactly which
-enclaves are its own and for which job: enclaves started by anyone else (``reef enclave run``,
-the KMS root, another control plane) carry other labels or none and are never touched.
+(``<job id>--<key>.img``) and starts the enclave from there with labels that name this runner
+(its directory and, when given, the provider's address and the market), the job and the launch
+key. The backend keeps labels with each enclave's state, which other processes can read, so a
+control plane that was killed (even between starting an enclave and noting its id) finds on
+restart exactly which enclaves are its own and for which job: enclaves started by anyone else
+(``reef enclave run``, the KMS root, another control plane) carry other labels or none and are
+never touched.
 
 Images are hard-linked from the download cache when the filesystem allows it (no copy), and the
 staged files of an enclave are removed when it is stopped. An image's ``/state``, which outlives

@@ -691,6 +691,7 @@ def _after_failure(
         return
     when = format_time(unlock) if unlock else "now"  # as `reef jobs` shows times
     exc.hint = (
-        f"stopped job {label} (--stop-on-failure): its provider stops the enclave when it reads the stop; "
+        f"stopped job {label} (--stop-on-failure): its provider stops the enclave when it reads "
+        "the stop; "
         f"`reef jobs close {label}` refunds the rest from {when}"
     )
