@@ -12,6 +12,12 @@ name and accepts any certificate file:
 - ``dev``: this installation's dev TEE root, created by :class:`reef.attestation.DevAuthority`
   under ``$REEF_HOME/dev-tee``. Equally insecure outside this machine; never trusted by default.
 - a path: a DER or PEM certificate file (its name is the path).
+- a stored provider root, ``provider-0x<address>``: the dev TEE root a provider's control plane
+  served (``GET /tee-root``), stored in ``$REEF_HOME/roots`` by ``reef deploy --root provider``.
+  It is the provider's own word: a dev TEE root's key is a file on the provider's machine, so it
+  proves nothing against that provider (it checks which image runs on its simulated TEE), and it
+  is insecure as ``dev`` is. Stored, it is pinned: a provider that later serves another root is
+  refused rather than believed again (:meth:`TrustedRoot.stored`, :meth:`TrustedRoot.store`).
 
 An enclave may also take the root of its *own* attestation (:meth:`TrustedRoot.from_document`),
 to accept peers on the same TEE in dev and test topologies; that trusts whatever signed it.
@@ -24,18 +30,21 @@ verification never depends on files being present.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from reef.attestation._cose import NitroDocument, decode_nitro
 from reef.errors import ConfigError, DecodeError, InputError
-from reef.home import read_file
+from reef.home import read_file, read_json, replace_json
 
 if TYPE_CHECKING:
     from reef.home import ReefHome
@@ -53,6 +62,12 @@ MOCK_ROOT_SHA256 = "024a7c97261ad34de885537fa08b8bd35121a28d9dc2017e688e4813fda2
 
 # The dev TEE's root certificate (DER) inside $REEF_HOME/dev-tee; written by DevAuthority.
 DEV_ROOT_CERT_FILE = "root.crt"
+
+# Roots stored by name in $REEF_HOME/roots (one JSON file each): a provider's dev TEE root, as
+# its control plane served it, under the provider's address.
+_ROOTS_DIR = "roots"
+_STORED_NAME = re.compile(r"^provider-0x[0-9a-f]{40}$")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 # AWS_NitroEnclaves_Root-G1: CN=aws.nitro-enclaves, OU=AWS, O=Amazon, C=US, P-384,
 # valid 2019-10-28 .. 2049-10-28 (https://aws-nitro-enclaves.amazonaws.com/AWS_NitroEnclaves_Root-G1.zip).
@@ -108,21 +123,29 @@ class TrustedRoot:
     """A pinned root of trust: a self-signed CA certificate and its public key.
 
     Attributes:
-        name: ``"aws"``, ``"mock"``, ``"dev"``, or the path of the file it was read from.
+        name: ``"aws"``, ``"mock"``, ``"dev"``, ``provider-0x<address>`` (a stored provider
+            root), or the path of the file it was read from.
         public_key: the uncompressed EC point without ``04`` (96 bytes for P-384).
         certificate: the DER certificate.
+        provider: the provider whose control plane served this root (:meth:`served`), whose
+            word it is; ``None`` for the roots this machine pins or reads from a file.
 
-    Construct with :meth:`aws`, :meth:`mock`, :meth:`dev`, :meth:`from_file`, :meth:`resolve` or
-    (an enclave's own TEE) :meth:`from_document`; the direct constructor checks that
-    ``public_key`` is the certificate's key.
+    Construct with :meth:`aws`, :meth:`mock`, :meth:`dev`, :meth:`from_file`, :meth:`resolve`,
+    (an enclave's own TEE) :meth:`from_document`, or (a provider's word) :meth:`served` and
+    :meth:`stored`; the direct constructor checks that ``public_key`` is the certificate's key.
 
     Raises:
         InputError: when the certificate is not DER X.509 with an EC key, or the key differs.
     """
 
+    PROVIDER: ClassVar[str] = "provider"
+    """What people type in ``--root`` for the root of the provider a command pays (``reef
+    deploy --root provider``); elsewhere it names nothing, as no provider is meant."""
+
     name: str
     public_key: bytes
     certificate: bytes = field(repr=False)
+    provider: str | None = None
     _x509: x509.Certificate = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -142,9 +165,16 @@ class TrustedRoot:
         return hashlib.sha256(self.certificate).hexdigest()
 
     @property
+    def key_id(self) -> str:
+        """A short name for the root's public key (the first 8 bytes of its SHA-256, hex), as
+        verification errors name the key a chain ends at: two dev roots share one subject."""
+        return hashlib.sha256(self.public_key).hexdigest()[:16]
+
+    @property
     def insecure(self) -> bool:
-        """True for roots whose private key is not protected by hardware (``mock``, ``dev``)."""
-        return self.name in ("mock", "dev")
+        """True for roots whose private key is not protected by hardware (``mock``, ``dev``, a
+        provider's dev TEE root taken on its word)."""
+        return self.name in ("mock", "dev") or self.provider is not None
 
     @classmethod
     def from_der(cls, der: bytes, *, name: str) -> TrustedRoot:
@@ -178,10 +208,10 @@ class TrustedRoot:
             path,
             missing=ConfigError(
                 f"no dev TEE root at {path}",
-                hint="the dev TEE root is that of the home the enclaves run from: on another "
-                "machine's or home's enclaves (a provider's), pass --root FILE with its "
-                "dev-tee/root.crt; for enclaves of this home, start one (or `reef attestation "
-                "mint`) first",
+                hint="the dev TEE root is that of the home the enclaves run from: for a "
+                "provider's enclaves on another machine or home, `reef deploy --root provider` "
+                "takes its root on its word (INSECURE) and stores it as provider-0xADDRESS; for "
+                "enclaves of this home, start one (or `reef attestation mint`) first",
             ),
             unreadable=f"cannot read the dev TEE root {path}",
         )
@@ -205,7 +235,8 @@ class TrustedRoot:
         except OSError as exc:
             raise InputError(
                 f"cannot read root certificate {str(path)!r}: {exc.strerror}",
-                hint="give aws, mock, dev, or the path of a DER or PEM certificate",
+                hint="give aws, mock, dev, a stored root (provider-0xADDRESS, from `reef deploy "
+                "--root provider`), or the path of a DER or PEM certificate",
             ) from exc
         if data.lstrip().startswith(b"-----BEGIN"):
             from cryptography.hazmat.primitives.serialization import Encoding
@@ -246,11 +277,14 @@ class TrustedRoot:
 
     @classmethod
     def resolve(cls, spec: str, home: ReefHome) -> TrustedRoot:
-        """``aws``, ``mock``, ``dev`` or a certificate path, as users type it in ``--root``.
+        """``aws``, ``mock``, ``dev``, a stored root's name or a certificate path, as users type
+        it in ``--root``.
 
         Raises:
-            InputError: for an unreadable or invalid certificate file.
-            ConfigError: for ``dev`` when no dev root exists yet.
+            InputError: for an unreadable or invalid certificate file, or ``provider`` (which
+                names a root only where the command knows the provider: ``reef deploy``).
+            ConfigError: for ``dev`` when no dev root exists yet, or a stored root that is not
+                (or no longer) a valid certificate.
         """
         named = spec.strip().lower()
         if named == "aws":
@@ -259,7 +293,135 @@ class TrustedRoot:
             return cls.mock()
         if named == "dev":
             return cls.dev(home)
+        if named == cls.PROVIDER:
+            raise InputError(
+                "--root provider names the root of the provider `reef deploy` pays; here, name "
+                "the root it stored (provider-0xADDRESS)",
+                hint=f"ls {home.root / _ROOTS_DIR} lists the stored roots; `reef attestation root "
+                "provider-0xADDRESS` shows one",
+            )
+        if _STORED_NAME.match(named):
+            stored = cls.stored(home, named)
+            if stored is None:
+                raise InputError(
+                    f"no stored root {named} in {home.root / _ROOTS_DIR}",
+                    hint="`reef deploy --root provider` stores the dev TEE root of the provider "
+                    "it pays under that name",
+                )
+            return stored
         return cls.from_file(spec)
+
+    @staticmethod
+    def provider_root_name(provider: str) -> str:
+        """The name a provider's dev TEE root is stored under: ``provider-`` and its address.
+
+        Raises:
+            InputError: ``provider`` is not an address.
+        """
+        if not _ADDRESS.match(provider):
+            raise InputError(f"not a provider address: {provider!r}")
+        return f"provider-{provider.lower()}"
+
+    @classmethod
+    def served(cls, der: bytes, *, provider: str) -> TrustedRoot:
+        """The root a provider's control plane served as its enclaves' (``GET /tee-root``): its
+        word, named :meth:`provider_root_name`, insecure (unless it is AWS's pinned root, which
+        is then returned as :meth:`aws`: a provider on real Nitro hardware).
+
+        Only its form is checked here (a self-signed EC CA certificate): nothing can check a
+        provider's word for the root its own dev TEE signs with.
+
+        Raises:
+            InputError: the bytes are not a self-signed EC CA certificate, or ``provider`` is not
+                an address.
+        """
+        name = cls.provider_root_name(provider)
+        aws = cls.aws()
+        if der == aws.certificate:
+            return aws
+        cert, key = _ec_certificate(der, name)
+        _check_self_signed_ca(cert, name)
+        return cls(name, key, der, provider=provider)
+
+    def store(self, home: ReefHome, *, origin: Mapping[str, Any]) -> Path:
+        """Store this provider root in ``home`` under its name, with ``origin`` (where and when it
+        was served: control plane, chain, market) beside it; returns the file.
+
+        Raises:
+            MisuseError: this root is not a provider's (:meth:`served`).
+        """
+        if self.provider is None or not _STORED_NAME.match(self.name):
+            from reef.errors import MisuseError
+
+            raise MisuseError(f"only a provider's served root is stored by name, not {self.name!r}")
+        path = home.path(_ROOTS_DIR, f"{self.name}.json")
+        record = {
+            "name": self.name,
+            "provider": self.provider,
+            "certificate": base64.b64encode(self.certificate).decode(),
+            "sha256": self.sha256,
+            "key_id": self.key_id,
+            "insecure": "a provider's own word for its dev TEE root: it proves nothing against "
+            "that provider",
+            **dict(origin),
+        }
+        replace_json(path, record)
+        return path
+
+    @classmethod
+    def stored(cls, home: ReefHome, name: str) -> TrustedRoot | None:
+        """The root stored in ``home`` under ``name`` (:meth:`store`), or ``None`` if none is.
+
+        Raises:
+            ConfigError: the stored file cannot be read or holds no valid root.
+        """
+        named = name.strip().lower()
+        if not _STORED_NAME.match(named):
+            return None
+        path = home.root / _ROOTS_DIR / f"{named}.json"
+        if not path.exists():
+            return None
+        broken = f"the stored root {path} is not valid"
+        hint = f"remove {path}; `reef deploy --root provider` stores the provider's root again"
+        record = read_json(
+            path,
+            missing=ConfigError(f"no stored root {path}", hint=hint),
+            unreadable=f"cannot read the stored root {path}",
+        )
+        if not isinstance(record, Mapping) or not isinstance(record.get("certificate"), str):
+            raise ConfigError(broken, hint=hint)
+        provider = record.get("provider")
+        try:
+            der = base64.b64decode(record["certificate"], validate=True)
+            if not isinstance(provider, str) or cls.provider_root_name(provider) != named:
+                raise InputError(f"it names provider {provider!r}, not the one of {named}")
+            root = cls.served(der, provider=provider)
+        except (binascii.Error, InputError) as exc:
+            raise ConfigError(f"{broken}: {exc}", hint=hint) from exc
+        return root
+
+    @staticmethod
+    def stored_at(home: ReefHome, name: str) -> Path:
+        """Where the root named ``name`` is (or would be) stored in ``home``."""
+        return home.root / _ROOTS_DIR / f"{name.strip().lower()}.json"
+
+
+def _check_self_signed_ca(cert: x509.Certificate, name: str) -> None:
+    """Refuse a root that is no root: not a CA, or not signed by its own key.
+
+    Raises:
+        InputError: ``cert`` is not a self-signed CA certificate.
+    """
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is None or not constraints.ca:
+        raise InputError(f"root {name!r} is not a CA certificate (no basicConstraints CA)")
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise InputError(f"root {name!r} is not self-signed: its signature is not its own") from exc
 
 
 def _ec_certificate(der: bytes, name: str) -> tuple[x509.Certificate, bytes]:

@@ -8,7 +8,6 @@ import typer
 
 from reef.cli._common import market_session
 from reef.cli._options import (
-    AttestationRoot,
     DebugEnclave,
     Flags,
     ImageFile,
@@ -25,6 +24,18 @@ if TYPE_CHECKING:
 __all__ = ["print_deployed", "register"]
 
 _NONE = Flags()
+
+DeployRoot = Annotated[
+    str,
+    typer.Option(
+        "--root",
+        help="Root the enclave must chain to: dev (this home's dev TEE), provider (the dev TEE "
+        "root the provider serves, taken on its word: INSECURE; stored as provider-0xADDRESS "
+        "for later commands), aws, mock, a stored root's name or a DER/PEM certificate file.",
+    ),
+]
+"""``reef deploy --root``: as every ``--root``, and ``provider``, which only a deployment can
+resolve (it knows the provider it pays)."""
 
 
 def _runs_until(job: int, stops_at: int, again: str) -> str:
@@ -57,7 +68,7 @@ def deploy_cmd(
     name: Annotated[str | None, typer.Option("--name", help="A name for the job.")] = None,
     region: Annotated[str | None, typer.Option("--region", help="Region (default: local).")] = None,
     store: ImageStore = None,
-    root: AttestationRoot = "dev",
+    root: DeployRoot = "dev",
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for the enclave.")
     ] = 120.0,
@@ -105,6 +116,7 @@ def deploy_cmd(
             root=root,
             timeout_s=timeout,
             stop_on_failure=stop_on_failure,
+            again=flags.again,
         )
         session = market_session(flags.rpc, flags.market, flags.key)
         note(f"account {session.account_note}")
@@ -120,10 +132,17 @@ def print_deployed(result: DeployResult, request: DeployRequest, *, flags: Flags
     then the job, where to reach it and how to stop it (each command with the ``flags`` that
     named the market and account: :meth:`~reef.cli._options.Flags.again`)."""
     again = flags.again()
-    if result.attestation.root.name == "dev":
+    root = result.attestation.root
+    if root.name == "dev":
         tell(
             "note: verified under the dev TEE root: this proves what runs only on this machine's "
             "simulated TEE, not on real hardware"
+        )
+    elif root.provider is not None:
+        tell(
+            f"note: verified under provider {root.provider}'s own dev TEE root, taken on its "
+            "word: INSECURE. This shows which image its simulated TEE runs, and proves nothing "
+            f"against the provider. Later commands take --root {root.name}"
         )
     if request.debug:
         # The image id a debug enclave attests is not its image's: a newcomer read "verified:

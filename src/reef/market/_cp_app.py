@@ -14,6 +14,12 @@ holds the job's bookkeeping (``phase``, ``reason``, rate, balance, ``stop_at``, 
 launch it, cleared by a success), ``restarts`` (how often its enclave died and was relaunched)
 and ``last_restart`` (why, the last time); ``reef jobs show`` prints them.
 
+``/tee-root`` serves the root certificate the provider's enclaves chain to when it runs the dev
+TEE (the root of its own ``$REEF_HOME/dev-tee``), so that a tenant on another machine can verify
+them (``reef deploy --root provider``); 404 when the provider serves none (a real TEE's root is
+pinned by its verifiers, AWS's for Nitro). It is public data, and only the provider's word: the
+provider holds that root's key, so a root it serves proves nothing against it.
+
 The app is FastAPI, so ``/openapi.json`` and ``/docs`` describe every endpoint with typed models;
 the answers are built as before (the models document them and schemathesis checks they match),
 and errors are JSON ``{"error": reason}``. Its client, :class:`reef.market.ControlPlaneClient`,
@@ -22,6 +28,7 @@ lives in :mod:`reef.market._cp_client`, which a job's owner imports without the 
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,6 +41,8 @@ from reef._api_models import add_health_route, error_answers
 from reef.chain import JobId, parse_job_id
 
 if TYPE_CHECKING:
+    from reef.attestation import TrustedRoot
+
     # Only for JobView's types: the enclave runner's module loads SQLAlchemy.
     from reef.market._control_plane import RunningEnclave
     from reef.market._job_state import JobPolicy
@@ -126,6 +135,16 @@ class JobsModel(BaseModel):
     jobs: list[JobModel]
 
 
+class TeeRootModel(_Open):
+    """``GET /tee-root``: the root certificate this provider's enclaves chain to."""
+
+    certificate: str = Field(description="the DER certificate, base64")
+    name: str = Field(description="what the provider calls it: dev (its dev TEE), aws, mock")
+    insecure: bool = Field(
+        description="true for a dev or mock root: its key is a file, held by the provider"
+    )
+
+
 # The pattern is documented, not enforced by FastAPI: the handlers answer a bad id themselves.
 _ID = Query(
     None,
@@ -134,8 +153,15 @@ _ID = Query(
 )
 
 
-def control_plane_app(view: JobView) -> FastAPI:
-    """The ASGI app a provider serves (port 8080 by default)."""
+def control_plane_app(view: JobView, *, tee_root: TrustedRoot | None = None) -> FastAPI:
+    """The ASGI app a provider serves (port 8080 by default).
+
+    Args:
+        view: the control plane's jobs.
+        tee_root: the root its enclaves' attestations chain to, served at ``/tee-root`` (the
+            dev TEE's, :meth:`reef.attestation.TrustedRoot.dev` of the provider's home);
+            ``None``: ``/tee-root`` answers 404.
+    """
 
     def job_id_of(value: str | None) -> JobId | None:
         # Only the full id, as Oyster's clients send it (parse_job_id would also take a number).
@@ -190,10 +216,25 @@ def control_plane_app(view: JobView) -> FastAPI:
     async def jobs() -> Response:
         return JSONResponse({"jobs": view.jobs()})
 
+    async def tee_root_answer() -> Response:
+        if tee_root is None:
+            return json_error(
+                404,
+                "this provider serves no TEE root: verify its enclaves with the root of their "
+                "TEE (aws for Nitro)",
+            )
+        return JSONResponse(
+            {
+                "certificate": base64.b64encode(tee_root.certificate).decode(),
+                "name": tee_root.name,
+                "insecure": tee_root.insecure,
+            }
+        )
+
     app = api_app(
         "reef control plane",
-        description="A provider's control plane: Oyster's /spec, /bandwidth and /ip, and job "
-        "status.",
+        description="A provider's control plane: Oyster's /spec, /bandwidth and /ip, job "
+        "status, and the root its dev TEE's enclaves chain to.",
     )
     bad_id = "a job id that is not 0x and 64 hex digits"
     app.add_api_route("/spec", spec, methods=["GET"], response_model=SpecModel)
@@ -215,5 +256,12 @@ def control_plane_app(view: JobView) -> FastAPI:
         responses=error_answers({400: bad_id, 404: "not a job of this provider"}),
     )
     app.add_api_route("/jobs", jobs, methods=["GET"], response_model=JobsModel)
+    app.add_api_route(
+        "/tee-root",
+        tee_root_answer,
+        methods=["GET"],
+        response_model=TeeRootModel,
+        responses=error_answers({404: "this provider serves no TEE root (not a dev TEE)"}),
+    )
     add_health_route(app)
     return app

@@ -9,15 +9,20 @@ fields callers read are checked with pydantic, as the app's own models describe 
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import binascii
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
 from reef._fetch import BoundedAnswer, FetchError, fetch_blocking, request_to
 from reef.chain import JobId
-from reef.errors import ConfigError, ServiceError
+from reef.errors import ConfigError, InputError, ServiceError
 from reef.market._rates import RateCard
+
+if TYPE_CHECKING:
+    from reef.attestation import TrustedRoot
 
 __all__ = ["MAX_ANSWER_BYTES", "ControlPlaneClient"]
 
@@ -45,6 +50,11 @@ class _JobAnswer(BaseModel):
 
 class _IpAnswer(BaseModel):
     endpoints: dict[str, Any] = Field(default_factory=dict)
+
+
+class _TeeRootAnswer(BaseModel):
+    # A root certificate is well under 4 KiB of DER; the bound keeps a hostile answer small.
+    certificate: str = Field(max_length=16_384)
 
 
 class ControlPlaneClient:
@@ -144,6 +154,39 @@ class ControlPlaneClient:
         """What the provider decided for a job (``GET /job``), or ``None`` if it does not know it."""
         answer = self._lookup("/job", job_id, absent=404)
         return None if answer is None else self._checked(answer, _JobAnswer, "/job")
+
+    def tee_root(self, provider: str) -> TrustedRoot | None:
+        """The root ``provider``'s enclaves chain to, as its control plane serves it
+        (``GET /tee-root``), or ``None`` when it serves none (404: a real TEE, or an Oyster or
+        older reef control plane).
+
+        This is the provider's word (:meth:`reef.attestation.TrustedRoot.served`): only its form
+        is checked, a self-signed EC CA certificate.
+
+        Raises:
+            ServiceError: the control plane cannot be reached, or answers anything but 200 with
+                a root certificate, or 404.
+        """
+        from reef.attestation import TrustedRoot
+
+        reply = self._get("/tee-root")
+        if reply.status == 404:
+            return None
+        if reply.status != 200:
+            text = reply.body[:200].decode("utf-8", "replace")
+            raise ServiceError(f"GET /tee-root answered HTTP {reply.status}: {text}")
+        answer = self._checked(self._json(reply), _TeeRootAnswer, "/tee-root")
+        try:
+            der = base64.b64decode(answer["certificate"], validate=True)
+            return TrustedRoot.served(der, provider=provider)
+        except (binascii.Error, InputError) as exc:
+            message = exc.message if isinstance(exc, InputError) else f"not base64: {exc}"
+            raise ServiceError(
+                f"the control plane at {self.url} served a TEE root that is no root "
+                f"certificate: {message}"[:400],
+                hint="do not deploy to this provider: it does not say which root its enclaves "
+                "chain to (ask its operator)",
+            ) from exc
 
     def ip(self, job_id: JobId) -> dict[str, Any] | None:
         """The running enclave's address and endpoints (``GET /ip``), or ``None`` if none runs."""

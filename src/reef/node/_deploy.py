@@ -15,8 +15,16 @@ The steps, each of which can fail with a message saying why and what to do:
 7. verify the enclave's attestation **live** against the expected image id under the chosen
    root (``dev`` on the local network) and wait for the app's port to accept connections.
 
+The root is checked in step 2 against the one the provider says its enclaves chain to (its
+control plane's ``/tee-root``), so a tenant whose root cannot verify them is stopped before
+paying. ``--root provider`` takes the provider's dev TEE root on its word (INSECURE: the provider
+holds that root's key) and stores it in the tenant's home as ``provider-0x<address>``, where it is
+pinned: a provider that later serves another root is refused (:func:`deploy_root`).
+
 From step 5 on the job is open and paying, so every failure after it says so and names the
-command that stops it (or, with ``stop_on_failure``, stops it). While steps 6 and 7 wait, the
+command that stops it (or, with ``stop_on_failure``, stops it). Each command a hint names ends
+with the flags the caller addressed the market with (``DeployRequest.again``), so that it acts on
+the same market from the same account, not on the home's. While steps 6 and 7 wait, the
 provider's ``/job`` answer is watched: an enclave that crashed is relaunched by the provider
 (``restarts``), so a crash at start fails the deployment within one provider heartbeat instead
 of after the whole timeout, with the app's exit and, for a debug enclave, its last console lines
@@ -36,13 +44,14 @@ upload, job, wait, verify) whose steps share the request and the timings they re
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from reef.attestation import AttestationClient, Expectations, TrustedRoot, VerifiedAttestation
@@ -59,6 +68,7 @@ from reef.enclave import InitParams, attested_measurements, build_image
 from reef.encoding import terminal_text
 from reef.errors import (
     AttestationError,
+    CertificateChainError,
     ConfigError,
     EnclaveError,
     ExpectationError,
@@ -80,11 +90,13 @@ from reef.node._jobs import format_time, stop_job, stop_margin_s, stops_at
 from reef.node._session import Session
 
 __all__ = [
+    "Again",
     "DeployRequest",
     "DeployResult",
     "EnclaveCrash",
     "app_endpoint",
     "deploy",
+    "deploy_root",
     "enclave_crash",
     "prepare_image",
     "verify_enclave",
@@ -97,6 +109,24 @@ Progress = Callable[[str], None]
 
 def _quiet(_message: str) -> None:
     return None
+
+
+class Again(Protocol):
+    """How a next step a hint names reaches the same market from the same account: the flags
+    the caller was given, as the tail of a command line (the CLI's ``Flags.again``). Called
+    with no names for a command that sends (``reef jobs stop``), with ``"rpc", "market"`` for
+    one that only reads (``reef jobs show``)."""
+
+    def __call__(self, *names: str) -> str: ...
+
+
+def _home_market(*_names: str) -> str:
+    """No flags: the commands a hint names act on the home's market (``reef up``'s)."""
+    return ""
+
+
+def _stop_command(label: str, again: Again) -> str:
+    return f"`reef jobs stop {label}{again()}`"
 
 
 def prepare_image(image: Path, home: ReefHome) -> Path:
@@ -146,6 +176,8 @@ class DeployRequest:
     root: str = "dev"
     timeout_s: float = 120.0
     stop_on_failure: bool = False
+    again: Again = _home_market
+    """The flags every command a hint names must repeat (:class:`Again`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -299,9 +331,15 @@ class _CrashWatch:
 
 
 def wait_for_enclave(
-    cp: ControlPlaneClient, job_id: JobId, *, timeout_s: float, progress: Progress = _quiet
+    cp: ControlPlaneClient,
+    job_id: JobId,
+    *,
+    timeout_s: float,
+    progress: Progress = _quiet,
+    again: Again = _home_market,
 ) -> dict[str, Any]:
-    """Poll the provider until the job's enclave runs; return its ``/ip`` answer.
+    """Poll the provider until the job's enclave runs; return its ``/ip`` answer. The commands
+    its errors' hints name end with ``again``'s flags.
 
     Raises:
         MarketError: the provider refused or ended the job (its reason is the message).
@@ -317,7 +355,7 @@ def wait_for_enclave(
         if status is not None and status.get("phase") == "done":
             raise MarketError(
                 f"the provider will not run job {label}: {terminal_text(str(status.get('reason')))}",
-                hint=f"the deposit stays in the job: `reef jobs stop {label}` returns it",
+                hint="the deposit stays in the job until it is stopped",
             )
         watch.raise_if_crashed(status)
         answer = cp.ip(job_id)
@@ -337,7 +375,7 @@ def wait_for_enclave(
         if time.monotonic() > deadline:
             raise ServiceError(
                 f"job {label}'s enclave did not start within {timeout_s:.0f} s ({state})",
-                hint=f"check `reef jobs show {label}`; stop it with `reef jobs stop {label}`",
+                hint=f"check `reef jobs show {label}{again('rpc', 'market')}`",
             )
         time.sleep(0.2)
 
@@ -391,7 +429,7 @@ def _bad_ports(label: str, ports: object) -> ServiceError:
     return ServiceError(
         f"the provider answered app ports that are no container ports and URLs for job "
         f"{label}: {repr(ports)[:200]}",
-        hint=f"ask the provider; stop the job with `reef jobs stop {label}`",
+        hint="ask the provider",
     )
 
 
@@ -464,7 +502,11 @@ def deploy(
     # 1. what is checked without the image: the root, the provider and its offer, the money and
     # the store (building a directory takes seconds, and a mistake here cost a build each time)
     _check_image_path(request.image)
-    root = TrustedRoot.resolve(request.root, session.home)
+    # A root named here is read before the network is asked (a mistyped file is said first);
+    # the provider's root (--root provider) is known only once its control plane answers.
+    named = (
+        None if _is_provider_root(request.root) else TrustedRoot.resolve(request.root, session.home)
+    )
     provider = request.provider or session.default_provider()
     if provider is None:
         raise ConfigError(
@@ -481,6 +523,7 @@ def deploy(
         )
     cp = ControlPlaneClient(cp_url)
     offer = cp.spec()
+    root = deploy_root(named or request.root, session, cp, provider, progress=progress)
     region = request.region or (
         DEV_REGION if DEV_REGION in offer.allowed_regions else offer.allowed_regions[0]
     )
@@ -561,7 +604,9 @@ def deploy(
             progress=progress,
         )
     except ReefError as exc:
-        _after_failure(exc, market, job_id, rate=rate, stop=request.stop_on_failure)
+        _after_failure(
+            exc, market, job_id, rate=rate, stop=request.stop_on_failure, again=request.again
+        )
         raise
     timings["launch"] = launched.running - opened
     timings["verify"] = time.monotonic() - launched.running
@@ -613,7 +658,9 @@ def _launch_and_verify(
         MarketError / ServiceError / AttestationError: as :func:`deploy`.
     """
     # 6. wait for the enclave
-    answer = wait_for_enclave(cp, job_id, timeout_s=request.timeout_s, progress=progress)
+    answer = wait_for_enclave(
+        cp, job_id, timeout_s=request.timeout_s, progress=progress, again=request.again
+    )
     running = time.monotonic()
     endpoints: Mapping[str, Any] = answer.get("endpoints") or {}
     attestation_url = str(endpoints.get("attestation", ""))
@@ -629,7 +676,7 @@ def _launch_and_verify(
         raise AttestationError(
             f"job {_label(job_id)}'s enclave failed verification: {exc.message}",
             reason=exc.reason,
-            hint=f"do not trust it; stop it with `reef jobs stop {_label(job_id)}`",
+            hint="do not trust it",
         ) from exc
     except ServiceError:
         # An enclave that died at once takes its attestation server with it: say so if the
@@ -667,18 +714,25 @@ def _check_bound(attested: bytes, bound: bytes, job_id: JobId, progress: Progres
 
 
 def _after_failure(
-    exc: ReefError, market: MarketClient, job_id: JobId, *, rate: int, stop: bool
+    exc: ReefError,
+    market: MarketClient,
+    job_id: JobId,
+    *,
+    rate: int,
+    stop: bool,
+    again: Again = _home_market,
 ) -> None:
     """Tell the user about the open job after a failed wait or verification: it still pays,
     and this is how to stop it; or, with ``stop``, stop it (:func:`reef.node.stop_job`: rate to
-    0) and say when the rest can be taken back. The advice becomes ``exc``'s hint."""
+    0) and say when the rest can be taken back. The advice becomes ``exc``'s hint; the commands
+    it names end with ``again``'s flags."""
     label = _label(job_id)
     if not stop:
         exc.hint = (
             f"{exc.hint + '; ' if exc.hint else ''}job {label} is still open and paying "
             f"{format_amount(amount_per_hour(rate))} rUSD/h"
             f"{' (its provider keeps relaunching it)' if isinstance(exc, EnclaveError) else ''}: "
-            f"stop it with `reef jobs stop {label}` (or deploy with --stop-on-failure)"
+            f"stop it with {_stop_command(label, again)} (or deploy with --stop-on-failure)"
         )
         return
     try:
@@ -686,12 +740,116 @@ def _after_failure(
     except ReefError as stop_exc:
         exc.hint = (
             f"job {label} is still open and paying: --stop-on-failure could not stop it "
-            f"({stop_exc.message}); run `reef jobs stop {label}`"
+            f"({stop_exc.message}); run {_stop_command(label, again)}"
         )
         return
     when = format_time(unlock) if unlock else "now"  # as `reef jobs` shows times
     exc.hint = (
         f"stopped job {label} (--stop-on-failure): its provider stops the enclave when it reads "
         "the stop; "
-        f"`reef jobs close {label}` refunds the rest from {when}"
+        f"`reef jobs close {label}{again()}` refunds the rest from {when}"
     )
+
+
+def _is_provider_root(spec: str) -> bool:
+    return spec.strip().lower() == TrustedRoot.PROVIDER
+
+
+def deploy_root(
+    spec: str | TrustedRoot,
+    session: Session,
+    cp: ControlPlaneClient,
+    provider: Address,
+    *,
+    progress: Progress = _quiet,
+) -> TrustedRoot:
+    """The root a deployment verifies its enclave under, checked before anything is paid
+    against the root ``provider``'s control plane says its enclaves chain to (``/tee-root``).
+
+    ``spec`` is a ``--root`` value (or the root it already named). ``provider`` (what ``--root
+    provider`` says) takes the provider's dev TEE root on its word: stored in the session's home
+    as ``provider-0x<address>`` the first time, with a warning (INSECURE: the provider holds the
+    root's key), and from then on pinned: a provider serving another root is refused. Any other
+    root is compared with the served one when there is one: a root that cannot verify the
+    provider's enclaves is refused here rather than after the job is paid.
+
+    Raises:
+        MarketError: ``--root provider`` and the provider serves no root.
+        ServiceError: ``--root provider`` and its control plane cannot say which root.
+        CertificateChainError: the provider serves another root than ``spec`` names (or than
+            the one stored for it).
+        InputError / ConfigError: as :meth:`reef.attestation.TrustedRoot.resolve`.
+    """
+    if isinstance(spec, str) and _is_provider_root(spec):
+        return _provider_root(session, cp, provider, progress)
+    root = spec if isinstance(spec, TrustedRoot) else TrustedRoot.resolve(spec, session.home)
+    try:
+        served = cp.tee_root(provider)
+    except ServiceError:
+        return root  # advisory only: the enclave's own attestation decides after the launch
+    if served is None or served.public_key == root.public_key:
+        return root
+    ours = f"root {root.name!r} (key id {root.key_id})"
+    raise CertificateChainError(
+        f"provider {provider}'s enclaves chain to the root its control plane serves (key id "
+        f"{served.key_id}), not to {ours}: they would fail verification once the job is paid",
+        reason="root",
+        hint="nothing was paid. A dev TEE root is its provider's own: --root provider takes it "
+        "on the provider's word (INSECURE: it proves nothing against the provider) and stores "
+        "it for later commands; a real TEE is verified with --root aws",
+    )
+
+
+def _provider_root(
+    session: Session, cp: ControlPlaneClient, provider: Address, progress: Progress
+) -> TrustedRoot:
+    """``--root provider``: the root ``provider`` serves, stored on first use, pinned after."""
+    served = cp.tee_root(provider)
+    if served is None:
+        raise MarketError(
+            f"provider {provider} serves no TEE root ({cp.url}/tee-root), so --root provider "
+            "has nothing to take on its word",
+            hint="its enclaves run on a real TEE (verify them with --root aws), or its control "
+            "plane is not reef's (ask its operator for the root: --root FILE)",
+        )
+    if served.provider is None:  # AWS's pinned root: a provider on real hardware
+        progress(f"provider {provider} says its enclaves chain to AWS's Nitro root (pinned)")
+        return served
+    home = session.home
+    path = TrustedRoot.stored_at(home, served.name)
+    stored = TrustedRoot.stored(home, served.name)
+    if stored is None:
+        served.store(
+            home,
+            origin={
+                "control_plane": cp.url,
+                "chain_id": int(session.w3.eth.chain_id),
+                "market": session.market_address,
+                "stored_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            },
+        )
+        progress(
+            f"warning: taking provider {provider}'s word for its dev TEE root (key id "
+            f"{served.key_id}, sha256 {served.sha256}): INSECURE. The provider holds that "
+            "root's key and can sign any attestation under it, so verifying under it proves "
+            "nothing against the provider; it checks which image runs on its simulated TEE. "
+            "Real TEEs are verified with --root aws"
+        )
+        progress(
+            f"stored it as root {served.name} ({path}): later commands take --root {served.name}"
+        )
+        return served
+    if stored.certificate != served.certificate:
+        raise CertificateChainError(
+            f"provider {provider} now serves another dev TEE root (key id {served.key_id}) than "
+            f"the one stored for it (key id {stored.key_id}, {path})",
+            reason="root",
+            hint=f"nothing was paid. If you know why it changed (the provider's home was "
+            f"recreated, or this is another network), remove {path} and deploy again to take "
+            "the new root on its word; otherwise do not deploy there",
+        )
+    progress(
+        f"root {stored.name}: provider {provider}'s dev TEE root as stored (key id "
+        f"{stored.key_id}; INSECURE, its own word)"
+    )
+    return stored
