@@ -810,7 +810,8 @@ def _provider_root(
             f"provider {provider} serves no TEE root ({cp.url}/tee-root), so --root provider "
             "has nothing to take on its word",
             hint="its enclaves run on a real TEE (verify them with --root aws), or its control "
-            "plane is not reef's (ask its operator for the root: --root FILE)",
+            "plane does not serve its root (Oyster's, or an older reef's): ask its operator for "
+            "the root certificate (--root FILE)",
         )
     if served.provider is None:  # AWS's pinned root: a provider on real hardware
         progress(f"provider {provider} says its enclaves chain to AWS's Nitro root (pinned)")
