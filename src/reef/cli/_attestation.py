@@ -393,13 +393,20 @@ def mint_cmd(
 @app.command("root")
 def root_cmd(
     spec: Annotated[
-        str, typer.Argument(help="aws, mock, dev, or a DER/PEM certificate file.")
+        str,
+        typer.Argument(
+            help="aws, mock, dev, a stored provider root (provider-0xADDRESS) or a DER/PEM "
+            "certificate file."
+        ),
     ] = "aws",
     as_json: Json = False,
 ) -> None:
     """Show a trusted root: its name, fingerprint, subject, validity and public key."""
     with failing():
         trusted = trusted_root(spec)
-    data = {"name": trusted.name, "insecure": trusted.insecure}
+    data: dict[str, Any] = {"name": trusted.name, "insecure": trusted.insecure}
+    if trusted.provider is not None:  # a provider's word, stored by `reef deploy --root provider`
+        data["provider"] = trusted.provider
+        data["key_id"] = trusted.key_id
     data.update(_certificate_info(trusted.certificate))
     print_result(data, as_json)
