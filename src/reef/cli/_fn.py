@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from reef.serverless import (
         CallResult,
         FunctionCall,
+        JobCreated,
         Limits,
     )
 
@@ -132,8 +133,10 @@ def _source_path(target: Path, *, js_only: bool = False) -> Path:
             )
         return entry
     if not target.exists():
-        hint = f"give a function's .js file, or a directory with an {ENTRY} (`reef fn new DIR` "
-        "writes one)"
+        hint = (
+            f"give a function's .js file, or a directory with an {ENTRY} (`reef fn new DIR` "
+            "writes one)"
+        )
         if target.parts[:1] == ("examples",) and len(target.parts) > 1:
             # The docs' examples/... paths are a checkout's: elsewhere, copy the example out.
             name = "/".join(target.parts[1:3])
@@ -146,8 +149,8 @@ def _source_path(target: Path, *, js_only: bool = False) -> Path:
     if js_only and target.suffix.lower() not in _JS_SUFFIXES:
         raise InputError(
             f"{target} is not a JavaScript file (.js or .mjs)",
-            hint="a function is a JavaScript ES module (`reef fn new DIR` writes one); try it "
-            f"first with `reef fn dev {target}`",
+            hint=f"give the function's .js file, or its directory (its {ENTRY}); `reef fn new "
+            "DIR` writes one, `reef fn dev FILE` tries it before you pay",
         )
     return target
 
@@ -255,6 +258,48 @@ def _answer_json(error_code: int, output: bytes, total_time_ms: int) -> dict[str
     }
 
 
+def _verdict_hint(error_code: int, timeout_ms: int, local: Limits | None) -> str | None:
+    """What to do about a verdict other than "ok", for people: which limit the function passed
+    and how to try it with another (``local``: ``reef fn dev``'s limits; None: a call's)."""
+    from reef.serverless import Limits as ServerlessLimits
+
+    usual = ServerlessLimits()  # what reef up's executors run every job with
+    if error_code == 3 and local is None:
+        return (
+            "the code does not load (a syntax error, an exception at load, or no `export "
+            "default { fetch }`): `reef fn dev FILE` shows workerd's error; deploy the fixed "
+            "file (it gets a new codehash)"
+        )
+    if error_code == 4:
+        if local is not None:
+            return (
+                f"it ran past --timeout-ms ({timeout_ms} ms): an executor kills it at the job's "
+                "deadline the same way"
+            )
+        return (
+            f"it ran past the job's deadline ({timeout_ms} ms, paid in full): pass a "
+            "longer --timeout-ms, or try it with `reef fn dev FILE --timeout-ms N`"
+        )
+    if error_code == 5:
+        where = "the cap" if local is None else f"--max-output-bytes ({local.output_bytes})"
+        return (
+            f"its output passed {where}; reef up's executors keep at most "
+            f"{usual.output_bytes} bytes of a function's output: answer less"
+        )
+    if error_code == 6:
+        usual_mib = usual.memory_bytes >> 20
+        if local is not None:
+            return (
+                f"it used more memory than --memory-mib ({local.memory_bytes >> 20}); reef up's "
+                f"executors give a function {usual_mib} MiB"
+            )
+        return (
+            f"it used more memory than the cap (reef up's executors give a function {usual_mib} "
+            "MiB): try it with `reef fn dev FILE --memory-mib N`"
+        )
+    return None
+
+
 def result_json(result: CallResult) -> dict[str, Any]:
     """The JSON form of a call's result (``reef fn dev --json``)."""
     return {
@@ -315,6 +360,9 @@ def dev(
                 "hint: the function threw (its error is above), so it answered status "
                 f"{result.status}; that is still error code 0, as on Oyster: the function answered"
             )
+        hint = _verdict_hint(int(result.error_code), limits.timeout_ms, limits)
+        if hint is not None:
+            tell(f"hint: {hint}")
     if not result.ok:
         raise typer.Exit(1)
 
@@ -408,19 +456,32 @@ def call_cmd(
             raise InputError(f"--timeout-ms must be positive, got {timeout_ms}")
     from reef.serverless import call_function
 
+    opened: list[int] = []
+
+    def tell_opened(request: JobCreated) -> None:
+        opened.append(request.job_id)
+        note(f"job {request.job_id} opened; selected {', '.join(request.selected_executors)}")
+
     with failing():
         where = open_target(flags, send=True)
-        call = call_function(
-            where.jobs(send=True),
-            codehash,
-            body,
-            timeout_ms,
-            progress=tx_printer,
-            opened=lambda request: note(
-                f"job {request.job_id} opened; selected {', '.join(request.selected_executors)}"
-            ),
-            code=where.code(),  # refused before paying when nothing is deployed under it
-        )
+        try:
+            call = call_function(
+                where.jobs(send=True),
+                codehash,
+                body,
+                timeout_ms,
+                progress=tx_printer,
+                opened=tell_opened,
+                code=where.code(),  # refused before paying when nothing is deployed under it
+            )
+        except KeyboardInterrupt:
+            # The job is paid for and its executors run it anyway: say where its answer goes.
+            if opened:
+                tell(
+                    f"interrupted: job {opened[0]} stays open (its deposit is paid) and its "
+                    f"executors answer it anyway; `reef fn job {opened[0]}` shows its outputs"
+                )
+            raise typer.Exit(130) from None
         data = _call_json(call)
     if flags.as_json:
         print_json(data)
@@ -433,6 +494,9 @@ def call_cmd(
                 "still error code 0); `reef fn dev FILE --input ...` runs it here and shows the "
                 "exception"
             )
+        hint = _verdict_hint(data["error_code"], timeout_ms, None)
+        if hint is not None:
+            tell(f"hint: {hint}")
     if data["error_code"] != 0:
         raise typer.Exit(1)
 

@@ -54,7 +54,7 @@ from reef.chain import (
 )
 from reef.crypto import keccak256
 from reef.encoding import parse_hex
-from reef.errors import ChainError, InputError, MarketError
+from reef.errors import ChainError, ContractRevertError, InputError, MarketError
 from reef.serverless._events import (
     CodeCreated,
     JobCreated,
@@ -415,8 +415,23 @@ class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
     # -- reads ------------------------------------------------------------------------------
 
     def params(self) -> JobsParams:
+        """The deployment's constants.
+
+        Raises:
+            ChainError: the address holds another contract (its first getter reverts).
+        """
+        try:
+            fee_per_ms = int(self._call("FEE_PER_MS"))
+        except ContractRevertError as exc:
+            # A getter without arguments reverts only where the code is some other contract's
+            # (a token's address given as the Jobs contract): say so, not "an argument".
+            raise ChainError(
+                f"{self.address} is not a ServerlessJobs contract (its FEE_PER_MS reverted)",
+                hint="check the Jobs contract's address (--jobs; `reef up` writes it to "
+                "network.json as services.serverless.jobs_contract)",
+            ) from exc
         return JobsParams(
-            fee_per_ms=int(self._call("FEE_PER_MS")),
+            fee_per_ms=fee_per_ms,
             min_stake=int(self._call("MIN_STAKE")),
             slash_bips=int(self._call("SLASH_BIPS")),
             execution_buffer_s=int(self._call("EXECUTION_BUFFER")),

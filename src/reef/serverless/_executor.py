@@ -209,13 +209,16 @@ class ExecutorService:
 
     async def poll_once(self) -> list[JobCreated]:
         """Read new ``JobCreated`` events and start their jobs; returns the events seen."""
-        number = await asyncio.to_thread(lambda: int(self.w3.eth.block_number))
+        requests, next_block = await asyncio.to_thread(
+            self.jobs.events_to_head, self.stats.last_block + 1, JobCreated
+        )
+        number = next_block - 1
         if number <= self.stats.last_block:
             return []
-        # The chain's clock moves with its blocks: read it only when there is a new one.
+        # The chain's clock moves with its blocks: read it only when there is a new one, and
+        # before the jobs start (their outputs are signed at the chain's time).
         head = await asyncio.to_thread(self.w3.eth.get_block, number)
         self._offset = max(self._offset, int(head["timestamp"]) - self._clock())
-        requests = await asyncio.to_thread(self.jobs.requests, self.stats.last_block + 1, number)
         self.stats.last_block = number
         for request in requests:
             self.stats.jobs_seen += 1
