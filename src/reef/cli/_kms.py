@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
-from reef._clock import wall_clock_ms
+from reef._clock import format_time, wall_clock_ms
 from reef.cli._common import kms_pins, kms_url, trusted_root
 from reef.cli._kms_contract import contract_app
 from reef.cli._kms_serve import derive_server_cmd, root_app
@@ -165,6 +165,8 @@ def _identity_rows(identity: VerifiedKmsIdentity) -> dict[str, Any]:
         rows[f"v{item.version} signing_key"] = item.signing_key.hex()
         rows[f"v{item.version} signing_address"] = item.signing_address
         rows[f"v{item.version} scallop_key"] = item.scallop_key.hex()
+    for image, expires_s in identity.handovers:
+        rows[f"handover to {image.hex()}"] = f"until {format_time(expires_s, utc=True)}"
     return rows
 
 
@@ -175,6 +177,10 @@ def _identity_json(identity: VerifiedKmsIdentity) -> dict[str, Any]:
         "versions": [i.to_json() for i in identity.identities],
         "chain_id": identity.chain_id,
         "rotation_admin": identity.rotation_admin,
+        "handovers": [
+            {"image_id": image.hex(), "expires": expires_s}
+            for image, expires_s in identity.handovers
+        ],
         "attestation": identity.attestation.to_json(),
     }
 
@@ -350,3 +356,59 @@ def rotate_cmd(
             )
             tell(f"pin for {pinned.url} extended to version {new.version}")
     print_result(new.to_json(), as_json, title="new current version")
+
+
+# --- handover ------------------------------------------------------------------------------------
+
+
+@app.command("handover")
+def handover_cmd(
+    to: Annotated[
+        str,
+        typer.Option("--to", help="The new root's image id (hex): its enclaves may inherit."),
+    ],
+    admin_key: Annotated[
+        str,
+        typer.Option("--admin-key", help="The root admin's secp256k1 key (hex), or - for stdin."),
+    ],
+    kms: KmsUrl = None,
+    expires: Annotated[
+        str,
+        typer.Option("--expires", help="How long the authorisation holds (e.g. 30m, 1h, 2d)."),
+    ] = "1h",
+    as_json: Json = False,
+) -> None:
+    """Let a new root's image inherit this KMS root's seeds (every version) until --expires.
+
+    The old root keeps the admin's signed authorisation; a root of image --to started with
+    --inherit-from (this root's Scallop HOST:PORT) and an empty state dir then receives the
+    seeds over Scallop, attested both ways, and derives every key exactly as this root does.
+    """
+    import asyncio
+
+    from reef._clock import parse_duration
+    from reef.crypto import Secp256k1PrivateKey, eip191_digest
+    from reef.kms import authorise_handover
+
+    with failing(code=2):
+        image = parse_hex(to, name="--to", length=32)
+        admin = Secp256k1PrivateKey(_read_secret_hex(admin_key, name="--admin-key", length=32))
+        expires_s = wall_clock_ms() // 1000 + parse_duration(expires)
+        url = kms_url(kms)
+    pinned = kms_pins().get(url)
+    with failing():
+        result = asyncio.run(
+            authorise_handover(
+                url,
+                image,
+                expires_s=expires_s,
+                sign=lambda message: admin.sign_digest(eip191_digest(message)),
+                signing_keys=dict(pinned.signing_keys) if pinned else None,
+            )
+        )
+    tell(
+        f"image {image.hex()} may inherit the seeds of {result['kms']} until "
+        f"{format_time(expires_s, utc=True)}: start it with --inherit-from <this root's Scallop "
+        "HOST:PORT> and an empty state dir"
+    )
+    print_result(result, as_json, title="handover authorised")

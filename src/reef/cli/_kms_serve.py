@@ -77,16 +77,43 @@ def root_serve_cmd(
             "inside a local enclave).",
         ),
     ] = None,
+    inherit_from: Annotated[
+        str | None,
+        typer.Option(
+            "--inherit-from",
+            help="HOST:PORT of an old root's Scallop listener: with an empty state dir, take its "
+            "seeds (every version) if its admin authorised this image (reef kms handover).",
+        ),
+    ] = None,
+    inherit_image: Annotated[
+        str | None,
+        typer.Option("--inherit-image", help="The old root's image id (hex): it must attest it."),
+    ] = None,
+    inherit_key: Annotated[
+        str | None,
+        typer.Option(
+            "--inherit-key",
+            help="A Scallop key of the old root (hex, any version): names one root of its image.",
+        ),
+    ] = None,
     max_age_ms: AttestationMaxAge = 300_000,
     log_level: _LogLevel = "info",
 ) -> None:
     """Run the KMS root: Scallop /derive and the public signed endpoints."""
     import asyncio
 
-    from reef.kms import RootServer
+    from reef.kms import HandoverSource, RootServer
     from reef.node import KmsRootOptions, prepare_kms_root
 
     _configure_logging(log_level)
+    with failing(code=2):
+        inherit = None
+        if inherit_from is not None:
+            inherit = HandoverSource.parse(
+                inherit_from, image_id=inherit_image, scallop_key=inherit_key
+            )
+        elif inherit_image or inherit_key:
+            raise InputError("--inherit-image and --inherit-key go with --inherit-from HOST:PORT")
     options = KmsRootOptions(
         trust=trust,
         home=ReefHome.from_env(),
@@ -98,11 +125,14 @@ def root_serve_cmd(
         admin=admin,
         attestation_url=attestation_url,
         environ=dict(os.environ),
+        inherit=inherit,
     )
     with failing():
         prepared = asyncio.run(prepare_kms_root(options))
     for warning in prepared.warnings:
         tell(f"warning: {warning}")
+    for note in prepared.notes:
+        tell(note)
     kms_root = prepared.root
 
     def ready(server: RootServer) -> None:

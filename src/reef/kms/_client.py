@@ -44,6 +44,7 @@ __all__ = [
     "VerifiedKmsIdentity",
     "fetch_identity",
     "init_params_public_key",
+    "authorise_handover",
     "normalize_kms_url",
     "rotate_root",
 ]
@@ -405,6 +406,9 @@ class VerifiedKmsIdentity:
     chain_id: int | None
     rotation_admin: str
     attestation: VerifiedAttestation
+    handovers: tuple[tuple[bytes, int], ...] = ()
+    """Pending handover authorisations: (image id, expiry in Unix seconds), as the root's
+    signed answer lists them (signed, not attested)."""
 
     @property
     def current(self) -> KmsIdentity:
@@ -505,6 +509,13 @@ async def fetch_identity(
     )
     # The response is also signed by the current key (belt and braces against a mixed answer).
     _verify_signed(response, current.signing_key)
+    try:
+        handovers = tuple(
+            (parse_bytes32(bytes.fromhex(str(h["image_id"])), name="image id"), int(h["expires"]))
+            for h in info.get("handovers", [])
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise KMSError("the KMS /info handovers are malformed") from exc
     return VerifiedKmsIdentity(
         url=base,
         identities=identities,
@@ -512,7 +523,89 @@ async def fetch_identity(
         chain_id=chain_id,
         rotation_admin=admin,
         attestation=verified,
+        handovers=handovers,
     )
+
+
+async def _current_identity(
+    http: httpx.AsyncClient,
+    base: str,
+    signing_keys: Mapping[int, bytes] | None,
+    deadline_s: float,
+) -> KmsIdentity:
+    """The root's current keys from its ``/info``, checked against ``signing_keys`` if given.
+
+    Raises:
+        ServiceError: when the root cannot be reached or refuses.
+        KMSError: when the answer is malformed, or not signed by the pinned key.
+    """
+    info_response = await _exchange(http, "GET", base + "/info", deadline_s=deadline_s, hint=_HINT)
+    _check_status(info_response)
+    try:
+        _, identity = _parse_identities(info_response.json())
+    except ValueError as exc:
+        raise KMSError("the KMS /info answer is not JSON") from exc
+    if signing_keys is not None:
+        _Pins.of(dict(signing_keys)).check(info_response, None)
+        if identity.signing_key != signing_keys.get(identity.version):
+            raise KMSError(f"the KMS's current version {identity.version} is not the pinned one")
+    return identity
+
+
+async def authorise_handover(
+    url: str,
+    image_id: bytes,
+    *,
+    expires_s: int,
+    sign: Callable[[bytes], bytes],
+    signing_keys: Mapping[int, bytes] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    http_timeout: float = 10.0,
+) -> dict[str, Any]:
+    """Let enclaves of ``image_id`` inherit a KMS root's seeds until ``expires_s`` (the admin's
+    side of a handover: docs/kms.md, "Upgrading a root"). Returns the root's signed answer.
+
+    The message signed names the root's current signing address, read from its ``/info``
+    (checked against ``signing_keys`` when given), so it cannot be replayed on another root.
+
+    Raises:
+        ServiceError: when the root cannot be reached or refuses (401 not the admin, 400
+            expired, 403 no admin).
+        KMSError: when an answer is not signed by the root's current key.
+    """
+    from reef.kms._root import handover_message
+
+    image = parse_bytes32(image_id, name="the new root's image id", hint=_IMAGE_ID_HINT)
+    base = normalize_kms_url(url)
+    async with httpx.AsyncClient(
+        transport=transport, timeout=http_timeout, verify=tls_context()
+    ) as http:
+        identity = await _current_identity(http, base, signing_keys, http_timeout)
+        address = identity.signing_address
+        signature = sign(handover_message(address, image, expires_s))
+        response = await _exchange(
+            http,
+            "POST",
+            base + "/admin/handover",
+            body={
+                "image_id": image.hex(),
+                "expires": expires_s,
+                "kms_signing_address": address,
+                "signature": signature.hex(),
+            },
+            deadline_s=http_timeout,
+            hint=_HINT,
+        )
+    _check_status(response)
+    _verify_signed(response, identity.signing_key)
+    try:
+        answer = response.json()
+        kept = (str(answer["image_id"]), int(answer["expires"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise KMSError("the KMS handover answer is malformed") from exc
+    if kept != (image.hex(), expires_s):
+        raise KMSError("the KMS kept another authorisation than the one sent")
+    return {"kms": base, "image_id": image.hex(), "expires": expires_s, "kms_signer": address}
 
 
 async def rotate_root(
@@ -544,20 +637,7 @@ async def rotate_root(
     async with httpx.AsyncClient(
         transport=transport, timeout=http_timeout, verify=tls_context()
     ) as http:
-        info_response = await _exchange(
-            http, "GET", base + "/info", deadline_s=http_timeout, hint=_HINT
-        )
-        _check_status(info_response)
-        try:
-            _, identity = _parse_identities(info_response.json())
-        except ValueError as exc:
-            raise KMSError("the KMS /info answer is not JSON") from exc
-        if signing_keys is not None:
-            _Pins.of(dict(signing_keys)).check(info_response, None)
-            if identity.signing_key != signing_keys.get(identity.version):
-                raise KMSError(
-                    f"the KMS's current version {identity.version} is not the pinned one"
-                )
+        identity = await _current_identity(http, base, signing_keys, http_timeout)
         version = identity.version + 1
         signature = sign(rotation_message(identity.signing_address, version))
         response = await _exchange(

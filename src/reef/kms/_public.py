@@ -16,12 +16,14 @@ when the root has a chain configured), every 2xx answer signed in ``x-marlin-kms
 reef additions, all optional so Oyster clients work unchanged: ``&version=N`` selects a root seed
 version (default current; the answer is signed by that version's key and says its version in
 ``x-reef-kms-version``); ``GET /info[?nonce=hex]`` gives the root's identity with an attestation
-binding it; ``POST /admin/rotate`` rotates on an admin signature. Query parameters are decoded
-strictly (:func:`~reef.kms._http.query_params`): percent-escapes that are not valid UTF-8 (``%ff``)
-and raw non-ASCII bytes are refused with 400, so two different requests never name one key
-(``%EF%BF%BD``, the UTF-8 of U+FFFD, is valid and names the path "\ufffd", and nothing else does). Errors answer 4xx with a text
-body (Oyster answers a zero-filled body on a bad image id; a message is more useful and no Oyster
-client reads error bodies).
+binding it; ``POST /admin/rotate`` rotates on an admin signature; ``POST /admin/handover`` keeps
+an admin's authorisation for a new root's image to inherit the seeds (:mod:`reef.kms._root`).
+Query parameters are decoded strictly (:func:`~reef.kms._http.query_params`): percent-escapes
+that are not valid UTF-8 (``%ff``) and raw non-ASCII bytes are refused with 400, so two different
+requests never name one key (``%EF%BF%BD``, the UTF-8 of U+FFFD, is valid and names the path
+"\ufffd", and nothing else does). Errors answer 4xx with a text body (Oyster answers a
+zero-filled body on a bad image id; a message is more useful and no Oyster client reads error
+bodies).
 
 The app is FastAPI so ``/openapi.json`` and ``/docs`` describe it, but its query parameters are
 still read from the raw query string by the strict decoder above (FastAPI's own decoding maps bad
@@ -64,7 +66,7 @@ from reef.kms._http import (
     request_group,
     versioned_answer,
 )
-from reef.kms._root import KmsRoot
+from reef.kms._root import HandoverGrant, KmsRoot
 from reef.kms._signing import SIGNATURE_HEADER, sign_response
 
 __all__ = ["INFO_COST", "PUBLIC_RATE", "public_app"]
@@ -110,6 +112,13 @@ _SIGNATURE_DOC = {
 def _signed_answer(description: str, media: str, schema: dict[str, Any]) -> dict[str, Any]:
     """A 200 answer signed by the root (see :func:`_signed`), as OpenAPI describes it."""
     return versioned_answer(description, media=media, schema=schema, headers=_SIGNATURE_DOC)
+
+
+class _HandoverModel(BaseModel):
+    image_id: str = Field(description="the image id that may inherit the seeds, 64 hex")
+    expires: int = Field(description="Unix seconds after which the authorisation is void")
+    kms_signing_address: str = Field(description="this root's current signing address")
+    signature: str = Field(description="the admin's 65-byte EIP-191 signature, hex")
 
 
 class _RotateModel(BaseModel):
@@ -252,6 +261,35 @@ def public_app(root: KmsRoot, *, budget: PeerBudget | None = None) -> FastAPI:
         # Signed by the previous version's key: the identity clients pinned vouches for the new one.
         return _signed(root, request, body, "application/json", previous)
 
+    async def handover(request: Request) -> Response:
+        try:
+            payload = loads_bounded(await request.body(), what="the handover authorisation")
+            if not isinstance(payload, dict):
+                raise InputError("the handover authorisation is not a JSON object")
+            grant = HandoverGrant.from_json(payload)
+        except (ValueError, KeyError, TypeError) as exc:
+            message = exc.message if isinstance(exc, InputError) else "malformed authorisation"
+            return error_response(
+                400, f"{message}: send JSON {{image_id, expires, kms_signing_address, signature}}"
+            )
+        try:
+            await root.authorise_handover(grant)
+        except MisuseError as exc:
+            return error_response(403, exc.message)
+        except InputError as exc:
+            return error_response(400, exc.message)
+        except KMSError as exc:
+            return error_response(401, exc.message)
+        keyring = root.keyring
+        body = json.dumps(
+            {
+                "image_id": grant.image_id.hex(),
+                "expires": grant.expires_s,
+                "kms_signing_address": grant.signing_address,
+            }
+        ).encode()
+        return _signed(root, request, body, "application/json", keyring.current_version)
+
     for route, (key_type, form) in _ENDPOINTS.items():
         derive_endpoint(route, key_type, form)
     add_kms_route(
@@ -293,6 +331,29 @@ def public_app(root: KmsRoot, *, budget: PeerBudget | None = None) -> FastAPI:
         request_body={
             "required": True,
             "content": {"application/json": {"schema": _RotateModel.model_json_schema()}},
+        },
+    )
+    add_kms_route(
+        app,
+        "/admin/handover",
+        budgeted(handover, 1, "handovers", "send one signed authorisation and wait for its answer"),
+        method="POST",
+        summary="Let a new root's image inherit the seeds (admin signature required)",
+        ok=_signed_answer(
+            "the authorisation kept, signed by the current version's key",
+            "application/json",
+            {"type": "object"},
+        ),
+        errors={
+            400: "not JSON {image_id, expires, kms_signing_address, signature}, or an expiry "
+            "in the past or too far ahead",
+            401: "the authorisation names another root, or is not signed by the admin",
+            403: "this root takes no handovers (no admin)",
+            429: _TOO_MANY,
+        },
+        request_body={
+            "required": True,
+            "content": {"application/json": {"schema": _HandoverModel.model_json_schema()}},
         },
     )
     app.add_middleware(kms_guard, what="KMS root's public listener")

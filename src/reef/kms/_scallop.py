@@ -13,6 +13,12 @@ past either, 429 with a ``Retry-After`` (:mod:`reef._peers`). It is a light API
 ``/openapi.json`` and ``/docs`` describe it, over the same channel; its errors stay plain text, as
 every KMS listener's.
 
+Handover (docs/kms.md, "Upgrading a root"): ``GET /handover`` answers every version's root seed
+to a client whose live-attested image the root's admin authorised (:meth:`KmsRoot.handover_grant`);
+:func:`inherit_root_seeds` is the new root's side: with an empty store it connects with a fresh
+key its own TEE attests, requires the old root's attestation (its image, or its key, pinned),
+checks that what it received is exactly the identity the old root attested, and seals it.
+
 Enclave side, :func:`fetch_enclave_seed`: connect with the enclave's X25519 identity key, pin the
 root's Scallop key (never asking the root for an attestation: the pin is the trust), present the
 enclave's attestation when asked, and ``GET /derive``. That one request is written by hand on the
@@ -26,6 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import json
 import logging
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -65,9 +73,11 @@ from reef.kms._http import (
 )
 
 if TYPE_CHECKING:
-    from reef.attestation import TrustedRoot, VerifiedAttestation
+    from reef.attestation import Attester, TrustedRoot, VerifiedAttestation
     from reef.kms._client import VerifiedKmsIdentity
+    from reef.kms._keyring import RootKeyring
     from reef.kms._root import KmsRoot
+    from reef.kms._store import SeedStore
     from reef.scallop import (
         Auther,
         AuthStore,
@@ -82,9 +92,11 @@ __all__ = [
     "BudgetedStore",
     "CHAIN_RATE",
     "DEFAULT_MAX_AGE_MS",
+    "HandoverSource",
     "KmsWiring",
     "client_policy",
     "fetch_enclave_seed",
+    "inherit_root_seeds",
     "scallop_app",
 ]
 
@@ -280,6 +292,29 @@ def scallop_app(
             _log.info("contract seed v%d for %s to image %s", chosen, address, image_id.hex())
         return versioned_response(seed, chosen)
 
+    async def handover(request: Request) -> Response:
+        try:
+            peer = scallop_peer(request)
+        except InputError:
+            return error_response(401, "this endpoint is only served over Scallop")
+        attested = peer.attestation
+        if attested is None or attested.mode != "live":
+            return error_response(
+                401, "the client did not attest its image live: no seeds are handed over"
+            )
+        try:
+            root.handover_grant(attested.image_id)
+        except KMSError as exc:
+            _log.warning("refused a handover to image %s: %s", attested.image_id.hex(), exc)
+            return error_response(403, f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
+        _log.warning(
+            "handing this root's seeds (versions %s) to image %s at %s",
+            ", ".join(map(str, root.keyring.versions)),
+            attested.image_id.hex(),
+            _group(peer),
+        )
+        return Response(root.handover_answer(), media_type="application/json")
+
     app = light_api(
         "reef KMS root (Scallop)",
         description="Enclave and contract seeds for attested enclaves: served only inside a "
@@ -313,6 +348,18 @@ def scallop_app(
             ),
             VERSION_PARAM,
         ],
+    )
+    add_kms_route(
+        app,
+        "/handover",
+        handover,
+        name="handover",
+        summary="Every version's root seed, to a new root of an image the admin authorised",
+        ok={"description": "the seeds and the configuration the root attests (JSON)"},
+        errors={
+            401: "not over Scallop, or the client did not attest its image live",
+            403: "the client's image is not authorised (or its authorisation expired)",
+        },
     )
     app.add_middleware(kms_guard, what="KMS root's Scallop listener")
     return app
@@ -440,7 +487,6 @@ async def fetch_enclave_seed(
     """
     # The submodules, not the package: its __init__ loads the httpx transport (an enclave's
     # supervisor registers reef.scallop without it: reef._lazy.without_init).
-    from reef.scallop._handshake import connect
     from reef.scallop._policy import PeerPolicy, PinnedKeys, PolicyStore
 
     params: dict[str, str] = {}
@@ -452,39 +498,17 @@ async def fetch_enclave_seed(
     if wiring.root_image_id is not None and roots:
         fallback = PolicyStore(PeerPolicy(roots=roots, image_ids={wiring.root_image_id}))
     target = "/derive" + ("?" + urllib.parse.urlencode(params) if params else "")
-    request = (
-        f"GET {target} HTTP/1.1\r\nHost: {wiring.endpoint}\r\nConnection: close\r\n\r\n"
-    ).encode()
-    try:
-        async with asyncio.timeout(deadline_s):
-            stream = await connect(
-                wiring.scallop_host,
-                wiring.scallop_port,
-                static_key=static_key,
-                policy=PinnedKeys([wiring.scallop_key], fallback=fallback),
-                auther=auther,
-                handshake_timeout=deadline_s,
-            )
-            try:
-                await stream.send(request)
-                status, headers, body = await _read_answer(stream)
-            finally:
-                with contextlib.suppress(ReefError):  # the answer is read: closing is courtesy
-                    await stream.aclose()
-    except TimeoutError as exc:
-        raise KMSError(
-            f"the KMS root at {wiring.endpoint} did not answer in {deadline_s:g} s"
-        ) from exc
-    except KMSError:
-        raise
-    except ChannelError as exc:
-        raise KMSError(
-            f"no Scallop channel to the KMS root at {wiring.endpoint}: {exc.message}",
-            hint="the root refuses attestations that are stale, from another TEE root, or not "
-            "of this channel's key; check also the pinned KMS key and that the root runs",
-        ) from exc
-    except ReefError as exc:
-        raise KMSError(f"the KMS root at {wiring.endpoint} failed: {exc}") from exc
+    status, headers, body, _ = await _channel_get(
+        wiring.scallop_host,
+        wiring.scallop_port,
+        target,
+        static_key=static_key,
+        policy=PinnedKeys([wiring.scallop_key], fallback=fallback),
+        auther=auther,
+        deadline_s=deadline_s,
+        hint="the root refuses attestations that are stale, from another TEE root, or not "
+        "of this channel's key; check also the pinned KMS key and that the root runs",
+    )
     if status != 200:
         text = body.decode(errors="replace")
         message = f"the KMS root refused the enclave seed ({status}): {text.strip()[:200]}"
@@ -499,6 +523,266 @@ async def fetch_enclave_seed(
         raise KMSError(f"the KMS root sent a {len(body)}-byte seed, not 64")
     # A root that names no version (Oyster's) has only version 0.
     return body, answered_version(headers.get(VERSION_HEADER.lower(), "0"), version)
+
+
+async def _channel_get(
+    host: str,
+    port: int,
+    target: str,
+    *,
+    static_key: bytes,
+    policy: AuthStore,
+    auther: Auther | None,
+    deadline_s: float,
+    hint: str,
+    max_answer: int = 64 * 1024,
+) -> tuple[int, dict[str, str], bytes, ScallopPeer]:
+    """One ``GET target`` to a KMS root over a new Scallop channel: status, headers, body and
+    what the channel proved about the root.
+
+    Raises:
+        KMSError: when there is no channel (with ``hint``), or no complete answer in time.
+    """
+    from reef.scallop._handshake import connect
+
+    endpoint = f"{host}:{port}"
+    request = (f"GET {target} HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\n\r\n").encode()
+    try:
+        async with asyncio.timeout(deadline_s):
+            stream = await connect(
+                host,
+                port,
+                static_key=static_key,
+                policy=policy,
+                auther=auther,
+                handshake_timeout=deadline_s,
+            )
+            try:
+                await stream.send(request)
+                status, headers, body = await _read_answer(stream, max_answer)
+                peer = stream.peer_info
+            finally:
+                with contextlib.suppress(ReefError):  # the answer is read: closing is courtesy
+                    await stream.aclose()
+    except TimeoutError as exc:
+        raise KMSError(f"the KMS root at {endpoint} did not answer in {deadline_s:g} s") from exc
+    except KMSError:
+        raise
+    except ChannelError as exc:
+        raise KMSError(
+            f"no Scallop channel to the KMS root at {endpoint}: {exc.message}", hint=hint
+        ) from exc
+    except ReefError as exc:
+        raise KMSError(f"the KMS root at {endpoint} failed: {exc}") from exc
+    return status, headers, body, peer
+
+
+@dataclass(frozen=True, kw_only=True)
+class HandoverSource:
+    """The old KMS root a new root inherits its seeds from (``--inherit-from``).
+
+    Attributes:
+        host, port: the old root's Scallop listener.
+        image_id: the old root's image id: its attestation must name it.
+        scallop_key: a Scallop key of the old root (any version, as ``reef kms info`` lists
+            them): the seeds received must include it. Many roots may run one image (an
+            example's, say); the key names one root.
+
+    Raises:
+        InputError: when neither is given, or one has the wrong length.
+    """
+
+    host: str
+    port: int
+    image_id: bytes | None = None
+    scallop_key: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.image_id is None and self.scallop_key is None:
+            raise InputError(
+                "a root inherits only from an old root it can name",
+                hint="give --inherit-image OLD_IMAGE_ID and/or --inherit-key OLD_SCALLOP_KEY",
+            )
+        if self.image_id is not None:
+            parse_bytes32(self.image_id, name="the old root's image id", hint=_IMAGE_ID_HINT)
+        if self.scallop_key is not None and len(self.scallop_key) != 32:
+            raise InputError(f"a Scallop key is 32 bytes, got {len(self.scallop_key)}")
+        if not 0 < self.port < 65536:
+            raise InputError(f"the old root's Scallop port {self.port} is not a TCP port")
+
+    @classmethod
+    def parse(
+        cls, endpoint: str, *, image_id: str | None = None, scallop_key: str | None = None
+    ) -> HandoverSource:
+        """From ``HOST:PORT`` and hex values as an operator types them.
+
+        Raises:
+            InputError: naming what is malformed.
+        """
+        from reef.encoding import parse_hex
+
+        host, _, port = endpoint.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise InputError(
+                f"--inherit-from must be HOST:PORT (the old root's Scallop listener), "
+                f"got {endpoint!r}"
+            )
+        return cls(
+            host=host.strip("[]"),
+            port=int(port),
+            image_id=parse_hex(image_id, name="--inherit-image", length=32) if image_id else None,
+            scallop_key=(
+                parse_hex(scallop_key, name="--inherit-key", length=32) if scallop_key else None
+            ),
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+_HANDOVER_HINT = (
+    "the old root must run, attest under one of this root's --trust roots, and (with "
+    "--inherit-image) run that image; it also checks this root's attestation"
+)
+_HANDOVER_LABEL = b"reef.kms.handover.v1"
+
+
+def _received_keyring(
+    body: bytes, source: HandoverSource, attested: VerifiedAttestation, root_key: bytes
+) -> RootKeyring:
+    """The keyring an old root sent, checked to be exactly the identity it attested.
+
+    Raises:
+        KMSError: when the answer is malformed, is not what the root attested, or lacks the
+            pinned key.
+    """
+    from reef.kms._derive import RootSeed
+    from reef.kms._keyring import RootKeyring, identity_digest
+
+    try:
+        data = json.loads(body)
+        seeds = [
+            RootSeed(bytes.fromhex(str(item["seed"])), int(item["version"]))
+            for item in data["versions"]
+        ]
+        keyring = RootKeyring(seeds)
+        chain_id = data.get("chain_id")
+        admin = str(data.get("rotation_admin") or "")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise KMSError(f"the old root's handover answer is malformed ({exc})") from exc
+    if chain_id is not None and (not isinstance(chain_id, int) or isinstance(chain_id, bool)):
+        raise KMSError("the old root's handover answer has a chain_id that is not an integer")
+    # The old root's attestation names its Scallop key (this channel's) and commits to every
+    # version's keys, its chain and its admin: seeds that derive another identity were not sent
+    # by the root that attested, whatever the channel says.
+    digest = identity_digest(keyring.identities(), chain_id=chain_id, admin=admin)
+    if not hmac.compare_digest(keyring.identity().scallop_key, root_key) or not (
+        hmac.compare_digest(digest, attested.user_data)
+    ):
+        raise KMSError(
+            "the seeds the old root sent are not the identity it attested",
+            hint="it may have rotated while handing over: start this root again",
+        )
+    if source.scallop_key is not None and not any(
+        hmac.compare_digest(i.scallop_key, source.scallop_key) for i in keyring.identities()
+    ):
+        raise KMSError(
+            f"the root at {source.endpoint} is not the pinned one: none of its versions has "
+            f"the Scallop key {source.scallop_key.hex()} (--inherit-key)",
+            hint="check --inherit-from, or the key (reef kms info lists the old root's keys)",
+        )
+    return keyring
+
+
+async def inherit_root_seeds(
+    store: SeedStore,
+    source: HandoverSource,
+    *,
+    attester: Attester,
+    roots: Sequence[TrustedRoot],
+    max_age_ms: int = DEFAULT_MAX_AGE_MS,
+    clock: Callable[[], int] | None = None,
+    deadline_s: float = 10.0,
+) -> str:
+    """Fill an empty ``store`` with the seeds of the old root at ``source``; say what was done.
+
+    With seeds already in the store: if they were inherited (a restart), nothing is asked of
+    the old root; otherwise this refuses (they are never overwritten, nor served as the old
+    root's). With none: a fresh X25519 key, attested by ``attester``, opens a Scallop channel to
+    the old root, whose live attestation must chain to one of ``roots`` (and name
+    ``source.image_id``); the old root answers only if its admin authorised this enclave's image;
+    the answer must be exactly the identity the old root attested (and hold
+    ``source.scallop_key``); then it is sealed with :meth:`SeedStore.adopt`.
+
+    Raises:
+        KMSError: when the old root cannot be reached, refuses, or sends anything else, or the
+            store holds seeds this root did not inherit.
+        InputError: when no root is given.
+    """
+    from reef.crypto import generate_x25519
+    from reef.scallop._policy import PeerPolicy, PolicyStore
+
+    if store.exists():
+        origin = store.inherited_from()
+        if origin is None:
+            raise KMSError(
+                f"{store.path} already holds root seeds this root did not inherit: it will "
+                f"neither overwrite them with the seeds of the root at {source.endpoint} nor "
+                "serve them as that root's",
+                hint="a new root inherits into an empty --state-dir; start it without "
+                "--inherit-from to serve these seeds, or move them away only if you mean to "
+                "lose every key derived from them",
+            )
+        return f"the sealed seeds were inherited from image {origin.hex()}: not asking again"
+    if not roots:
+        raise InputError("inheriting seeds needs a --trust root to check the old root against")
+    options: dict[str, Any] = {
+        "roots": tuple(roots),
+        "image_ids": {source.image_id} if source.image_id is not None else (),
+        "max_age_ms": max_age_ms,
+        "mode": "live",
+    }
+    if clock is not None:
+        options["clock"] = clock
+    policy = PolicyStore(PeerPolicy(**options), cache=False)
+    secret, public = generate_x25519()
+
+    async def auther() -> bytes:
+        return await asyncio.to_thread(
+            attester, public_key=public, user_data=_HANDOVER_LABEL, nonce=b""
+        )
+
+    status, _, body, peer = await _channel_get(
+        source.host,
+        source.port,
+        "/handover",
+        static_key=secret,
+        policy=policy,
+        auther=auther,
+        deadline_s=deadline_s,
+        hint=_HANDOVER_HINT,
+        max_answer=1024 * 1024,
+    )
+    if status != 200:
+        text = body.decode(errors="replace").strip()[:400]
+        raise KMSError(
+            f"the old root at {source.endpoint} refused the handover ({status}): {text}",
+            hint="the old root's admin authorises this root's image first: reef kms handover "
+            "--kms OLD_URL --to THIS_IMAGE_ID --admin-key -",
+        )
+    attested = peer.attestation
+    if attested is None:
+        raise KMSError(
+            f"the root at {source.endpoint} did not attest itself",
+            hint="the old root must run in an enclave (or with --attestation-url)",
+        )
+    keyring = _received_keyring(body, source, attested, peer.static_key)
+    await asyncio.to_thread(store.adopt, keyring, origin=attested.image_id)
+    return (
+        f"inherited root seed versions {', '.join(map(str, keyring.versions))} (current "
+        f"{keyring.current_version}) from image {attested.image_id.hex()} at {source.endpoint}"
+    )
 
 
 _MAX_RETRY_AFTER_S = 3600
@@ -516,7 +800,9 @@ _MAX_ANSWER = 64 * 1024
 _READ_SIZE = 16 * 1024
 
 
-async def _read_answer(stream: ScallopStream) -> tuple[int, dict[str, str], bytes]:
+async def _read_answer(
+    stream: ScallopStream, max_answer: int = _MAX_ANSWER
+) -> tuple[int, dict[str, str], bytes]:
     """Status, headers (lowercase names) and body of one HTTP/1.1 response read from ``stream``.
 
     Raises:
@@ -545,8 +831,8 @@ async def _read_answer(stream: ScallopStream) -> tuple[int, dict[str, str], byte
     while not done:
         data = await stream.read(_READ_SIZE)
         received += len(data)
-        if received > _MAX_ANSWER:
-            raise KMSError(f"the KMS root's answer is over {_MAX_ANSWER} bytes")
+        if received > max_answer:
+            raise KMSError(f"the KMS root's answer is over {max_answer} bytes")
         try:
             if not data:
                 break  # the root's answers have a length: EOF before it is a cut answer

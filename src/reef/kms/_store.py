@@ -7,6 +7,13 @@ written atomically (temporary file, fsync, rename) so a crash mid-rotation leave
 or the new set, never a torn one. If the file exists but does not open, the store refuses to go
 on rather than minting a fresh seed: a silently new seed would change every key of every enclave.
 
+A root that *inherits* its seeds from an older root (docs/kms.md, "Upgrading a root") writes them
+with :meth:`SeedStore.adopt`, only into an empty store, and records beside them, sealed, the image
+it inherited from: restarted, it knows its seeds are the inherited ones and does not ask again,
+and a store holding seeds it did not inherit is refused rather than served or overwritten. The
+admin's handover authorisations an old root keeps (signatures, no secret) are plain JSON beside
+the seeds (:meth:`SeedStore.save_handovers`); the root checks each signature again on reading.
+
 AES-256-GCM (pyca/cryptography) is the AEAD: standard, constant time, and what TEE sealing APIs
 (SGX, Nitro KMS envelopes) use.
 """
@@ -14,11 +21,12 @@ AES-256-GCM (pyca/cryptography) is the AEAD: standard, constant time, and what T
 from __future__ import annotations
 
 import fcntl
+import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -34,6 +42,8 @@ _FILE_MAGIC = b"REEFKMS\x01"
 _PLAIN_MAGIC = b"reef.kms.seeds.v1"
 _AAD = b"reef.kms.sealed-root-seeds.v1"
 _NONCE = 12
+_ORIGIN_MAGIC = b"reef.kms.inherited.v1"
+_MAX_HANDOVERS_FILE = 64 * 1024
 
 
 @runtime_checkable
@@ -114,6 +124,8 @@ class SeedStore:
     """
 
     FILENAME = "root-seeds.sealed"
+    ORIGIN_FILENAME = "inherited-from.sealed"
+    HANDOVERS_FILENAME = "handovers.json"
 
     def __init__(
         self,
@@ -191,3 +203,68 @@ class SeedStore:
             rotated = keyring.with_version(seed)
             self._write(rotated)
             return rotated
+
+    # --- inheritance and handovers ---------------------------------------------------------
+
+    def inherited_from(self) -> bytes | None:
+        """The image id of the root these seeds were inherited from; None when they were not.
+
+        Raises:
+            KMSError: when the record does not unseal here (altered, or another image's).
+        """
+        path = self._dir / self.ORIGIN_FILENAME
+        if not path.exists():
+            return None
+        plain = self._sealer.unseal(path.read_bytes())
+        if not plain.startswith(_ORIGIN_MAGIC) or len(plain) != len(_ORIGIN_MAGIC) + 32:
+            raise KMSError(f"{path} is not a record of inherited seeds")
+        return plain[len(_ORIGIN_MAGIC) :]
+
+    def adopt(self, keyring: RootKeyring, *, origin: bytes) -> None:
+        """Seal ``keyring``, inherited from the root of image ``origin``, into this empty store.
+
+        The origin is written first: a crash between the two writes leaves a store with no
+        seeds (the next start inherits again), never seeds without their origin.
+
+        Raises:
+            KMSError: when the store already holds seeds (they are never overwritten).
+        """
+        with self._locked():
+            if self.exists():
+                raise KMSError(
+                    f"{self.path} already holds root seeds: this root will not overwrite them "
+                    "with inherited ones",
+                    hint="a new root inherits only into an empty --state-dir; move the old "
+                    "seeds away only if you mean to lose every key derived from them",
+                )
+            replace_file(
+                self._dir / self.ORIGIN_FILENAME,
+                self._sealer.seal(_ORIGIN_MAGIC + bytes(origin)),
+                durable=True,
+            )
+            self._write(keyring)
+
+    def load_handovers(self) -> list[Mapping[str, Any]]:
+        """The handover authorisations kept beside the seeds (unchecked: the root checks them).
+
+        A file that is not a JSON list (altered, cut short) is read as none, with no error: a
+        root must not fail to start over a record it can do without.
+        """
+        path = self._dir / self.HANDOVERS_FILENAME
+        try:
+            data = path.read_bytes()
+            items = json.loads(data) if len(data) <= _MAX_HANDOVERS_FILE else None
+        except (OSError, ValueError, RecursionError):
+            return []
+        if not isinstance(items, list):
+            return []
+        return [item for item in items if isinstance(item, dict)]
+
+    def save_handovers(self, items: Sequence[Mapping[str, Any]]) -> None:
+        """Replace the kept handover authorisations (atomically, durably)."""
+        with self._locked():
+            replace_file(
+                self._dir / self.HANDOVERS_FILENAME,
+                json.dumps(list(items)).encode(),
+                durable=True,
+            )

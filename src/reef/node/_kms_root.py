@@ -3,8 +3,9 @@
 Where the sealed seed lives, what seals it (the enclave's dev TEE sealing service, or the dev TEE
 key read from ``$REEF_HOME`` outside an enclave), which TEE roots its clients may attest under
 (``self``: the root this enclave itself runs under), the chain that approves contract-bound
-keys and who may rotate it. This sits in ``node`` because it composes the KMS with the dev TEE
-(``reef.enclave``), which the ``kms`` package must not know.
+keys, who may rotate it, and the old root it inherits its seeds from on first start (a new image
+of the same KMS: docs/kms.md, "Upgrading a root"). This sits in ``node`` because it composes the
+KMS with the dev TEE (``reef.enclave``), which the ``kms`` package must not know.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from reef.home import ReefHome
 
 if TYPE_CHECKING:
     from reef.attestation import TrustedRoot
-    from reef.kms import KmsRoot, Sealer
+    from reef.kms import HandoverSource, KmsRoot, Sealer
 
 __all__ = ["KmsRootOptions", "PreparedKmsRoot", "prepare_kms_root"]
 
@@ -43,6 +44,8 @@ class KmsRootOptions:
     """The enclave's custom attestation endpoint (attests the root's identity)."""
     environ: Mapping[str, str] = field(default_factory=dict)
     """The process environment the local enclave runtime sets (``REEF_*``)."""
+    inherit: HandoverSource | None = None
+    """The old root whose seeds this one inherits when its store is empty."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class PreparedKmsRoot:
     peer_roots: list[TrustedRoot]
     warnings: list[str]
     """What the operator must be told (insecure roots, a seed that will not survive)."""
+    notes: list[str] = field(default_factory=list)
+    """What happened on the way (seeds inherited from an old root)."""
 
 
 async def prepare_kms_root(options: KmsRootOptions) -> PreparedKmsRoot:
@@ -61,7 +66,14 @@ async def prepare_kms_root(options: KmsRootOptions) -> PreparedKmsRoot:
         KMSError, ChainError: the sealed seed cannot be opened or the chain is not the one named.
     """
     from reef.attestation import TrustedRoot
-    from reef.kms import KmsRoot, RpcApproval, SeedStore, http_attester, own_tee_root
+    from reef.kms import (
+        KmsRoot,
+        RpcApproval,
+        SeedStore,
+        http_attester,
+        inherit_root_seeds,
+        own_tee_root,
+    )
 
     warnings: list[str] = []
     # The sealer first: with dev-home it creates the dev TEE authority that --trust dev names.
@@ -89,8 +101,20 @@ async def prepare_kms_root(options: KmsRootOptions) -> PreparedKmsRoot:
     if options.rpc_url is not None and options.chain_id is not None:
         approval = RpcApproval(options.rpc_url, options.chain_id)
         await approval.check_chain()
+    notes: list[str] = []
+    if options.inherit is not None:
+        if attester is None:
+            raise InputError(
+                "--inherit-from needs this root's own attestation (the old root hands its seeds "
+                "only to an attested image)",
+                hint="give --attestation-url (inside an enclave the runtime sets "
+                "$REEF_CUSTOM_ATTESTATION_URL)",
+            )
+        notes.append(
+            await inherit_root_seeds(store, options.inherit, attester=attester, roots=roots)
+        )
     root = KmsRoot.open(store, approval=approval, attester=attester, admin=options.admin)
-    return PreparedKmsRoot(root, roots, warnings)
+    return PreparedKmsRoot(root, roots, warnings, notes)
 
 
 def _state_dir(options: KmsRootOptions, warnings: list[str]) -> Path:
