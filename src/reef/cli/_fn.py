@@ -479,7 +479,8 @@ def call_cmd(
             if opened:
                 tell(
                     f"interrupted: job {opened[0]} stays open (its deposit is paid) and its "
-                    f"executors answer it anyway; `reef fn job {opened[0]}` shows its outputs"
+                    f"executors answer it anyway; `reef fn job {opened[0]}"
+                    f"{flags.again('rpc', 'jobs')}` shows its outputs"
                 )
             raise typer.Exit(130) from None
         data = _call_json(call)

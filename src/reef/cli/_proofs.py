@@ -165,7 +165,12 @@ def market_list(flags: Flags) -> None:
     # A market nobody proves in lets its asks expire: how many provers serve it is a column, and
     # so is whether it takes asks at all (a retired market refuses them).
     shown = [
-        {**row, "provers": len(row["provers"]), "state": "retired" if row["retired"] else "open"}
+        {
+            **row,
+            "provers": len(row["provers"]),
+            "state": "retired" if row["retired"] else "open",
+            "penalty": f"{row['penalty']} rUSD",  # a bare 1 read as one base unit
+        }
         for row in rows
     ]
     columns = ["market_id", "kind", "name", "state", "provers", "penalty", "verifier"]
@@ -180,7 +185,8 @@ def market_show(
 ) -> None:
     """One market: its kind, verifier, artifacts and penalty."""
     row = on_market(flags, lambda ctx: market_row(ctx, market_id), account=False)
-    print_result(row, flags.as_json, title=f"market {market_id}")
+    shown = {**row, "penalty": f"{row['penalty']} rUSD"}
+    print_result(row, flags.as_json, title=f"market {market_id}", shown=shown)
 
 
 @market_command(market_app, "retire", title="market retired")
@@ -414,8 +420,10 @@ def list_cmd(flags: Flags) -> None:
     def go(ctx: ProofsCtx) -> list[dict[str, Any]]:
         return [ask_record(ask) for ask in describe_asks(ctx.client())]
 
+    rows = on_market(flags, go, account=False)
+    shown = [{**row, "reward": f"{row['reward']} rUSD"} for row in rows]
     columns = ["ask_id", "market_id", "state", "reward", "prover"]
-    print_rows(on_market(flags, go, account=False), columns, flags.as_json, title="asks")
+    print_rows(rows, columns, flags.as_json, title="asks", shown=shown)
 
 
 @market_command(proofs_app, "cancel", title="ask closed")

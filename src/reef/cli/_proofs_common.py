@@ -57,6 +57,9 @@ class ProofsCtx:
     address: str
     service: dict[str, Any]
     """What ``network.json`` says of the proofs service (a copy: a command may add to it)."""
+    again: str = ""
+    """The chain, market and account flags the command was given (:meth:`Flags.again`), for a
+    next step it prints: run as printed, it must act as the same account on the same market."""
 
     def client(self) -> ProofMarketClient:
         from reef.proofs import ProofMarketClient
@@ -101,7 +104,12 @@ def proofs_ctx(flags: Flags, *, account: bool = True) -> ProofsCtx:
         hint="start the network with `reef up` (it deploys one), or pass --proof-market ADDR",
         chain_hint="start the network with `reef up`, or pass --rpc URL and --proof-market ADDR",
     )
-    return ProofsCtx(session, str(session.contracts["market"]), dict(session.contracts.entry))
+    return ProofsCtx(
+        session,
+        str(session.contracts["market"]),
+        dict(session.contracts.entry),
+        again=flags.again("rpc", "proof_market", "key"),
+    )
 
 
 SnarkjsDir = Annotated[

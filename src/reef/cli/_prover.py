@@ -121,11 +121,7 @@ def _leave_rows(result: dict[str, Any]) -> dict[str, Any]:
 
     if "leave_at" not in result:
         return result
-    return {
-        **result,
-        "leave_at": format_time(result["leave_at"]),
-        "next": f"run `reef prover leave {result['market_id']}` again from then to leave",
-    }
+    return {**result, "leave_at": format_time(result["leave_at"])}
 
 
 @market_command(prover_app, "leave", title="leave", shown=_leave_rows)
@@ -140,13 +136,19 @@ def prover_leave(ctx: ProofsCtx, market_id: MarketId) -> dict[str, Any]:
             f"{step.early.message}: you may leave market {market_id} from "
             f"{format_time(step.leave_at)} (in about {format_wait(step.wait_s)}); "
             "it assigns you no new asks meanwhile",
-            hint=f"run `reef prover leave {market_id}` again then",
+            hint=f"run `reef prover leave {market_id}{ctx.again}` again then",
         ) from step.early
     if step.left:
         return {"market_id": market_id, "state": "left"}
     if step.warning:
         tell(f"warning: {step.warning}")
-    return {"market_id": market_id, "state": "leaving", "leave_at": step.leave_at}
+    return {
+        "market_id": market_id,
+        "state": "leaving",
+        "leave_at": step.leave_at,
+        # As given: without this account's --key, `reef prover leave` is dev account 0's.
+        "next": f"run `reef prover leave {market_id}{ctx.again}` again from then to leave",
+    }
 
 
 def _units(n: int) -> str:
@@ -156,11 +158,7 @@ def _units(n: int) -> str:
 def _status_rows(result: dict[str, Any]) -> dict[str, Any]:
     """``reef prover status`` for people: amounts in rUSD, times in seconds, a line a market."""
     if not result["registered"]:
-        return {
-            "prover": result["prover"],
-            "registered": False,
-            "next": "`reef prover register --stake AMOUNT` (rUSD), then `reef prover join MARKET`",
-        }
+        return {"prover": result["prover"], "registered": False, "next": result["next"]}
     lines = []
     for m in result["markets"]:
         line = (
@@ -188,7 +186,13 @@ def prover_status(ctx: ProofsCtx) -> dict[str, Any]:
     """Your stake, compute and markets (amounts in rUSD, times in seconds)."""
     from reef.proofs import describe_prover
 
-    return describe_prover(ctx.client(), ctx.session.address).record()
+    record = describe_prover(ctx.client(), ctx.session.address).record()
+    if not record["registered"]:
+        record["next"] = (
+            f"`reef prover register --stake AMOUNT{ctx.again}` (rUSD), then `reef prover join "
+            f"MARKET{ctx.again}`"
+        )
+    return record
 
 
 @prover_app.command("run")

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from reef.chain import format_amount
 from reef.errors import MisuseError, ProofError
 from reef.proofs._client import ProofMarketClient
 from reef.proofs._secret import EncryptedSecret, encrypt_secret
@@ -49,8 +50,9 @@ def request_proof(
     seconds it then has.
 
     Raises:
-        ProofError: the market is retired (it takes no new asks; nothing is sent), or private
-            inputs, but the engine has published no key yet.
+        ProofError: the market is retired (it takes no new asks; nothing is sent), the account
+            holds less than the ask escrows (nothing is sent), or private inputs, but the
+            engine has published no key yet.
         ContractRevertError: the contract refused the ask.
         MisuseError: neither or both of ``reward`` and ``auction``, or an auction with a secret
             (a caller's mistake: the CLI refuses these combinations of flags before).
@@ -62,6 +64,7 @@ def request_proof(
                 "inputs (no engine re-encrypts them for the prover who locks it)"
             )
         _refuse_retired(client, market_id)
+        _refuse_unaffordable(client, auction.max_price, "an auction ask escrows its maximum price")
         client.ensure_allowance(auction.max_price)
         ask_id, _ = client.create_auction_ask(
             market_id,
@@ -77,6 +80,7 @@ def request_proof(
         raise MisuseError("request_proof takes a reward or an auction")
     _refuse_retired(client, market_id)
     sealed = None if secret is None else _sealed_for_engine(client, market_id, secret)
+    _refuse_unaffordable(client, reward, "the ask escrows its reward")
     client.ensure_allowance(reward)
     if sealed is None:
         ask_id, _ = client.create_ask(
@@ -106,6 +110,24 @@ def _refuse_retired(client: ProofMarketClient, market_id: int) -> None:
         raise ProofError(
             f"market {market_id} is retired: it takes no new asks",
             hint="`reef proofs market list` shows the markets that take asks",
+        )
+
+
+def _refuse_unaffordable(client: ProofMarketClient, amount: int, taken: str) -> None:
+    """Refuse an ask its account cannot pay before anything is sent: the contract refuses it
+    too, but only after a first ask's token approval went through, and says only "transfer
+    amount exceeds balance".
+
+    Raises:
+        ProofError: the account holds less than ``amount`` of the market's token.
+    """
+    held = int(client.token().balance())
+    if held < amount:
+        raise ProofError(
+            f"account {client.sender} holds {format_amount(held)} rUSD; {taken}: "
+            f"{format_amount(amount)} rUSD",
+            hint="send rUSD to this account, or ask with a funded key (--key FILE; on reef's "
+            "devnet `reef chain accounts` lists the funded dev accounts)",
         )
 
 

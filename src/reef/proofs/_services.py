@@ -150,11 +150,19 @@ def join_as_prover(
     registered (None in a market without private inputs).
 
     Raises:
-        ProofError: no such market, a retired one, one the sender is in already, or a market
-            with private inputs and no ``private_key``.
+        ProofError: no such market, a retired one, one the sender is in already, a sender
+            that is not a registered prover, or a market with private inputs and no
+            ``private_key``.
         ContractRevertError: the contract refused the join.
     """
     market = client.market(join.market_id)
+    if not client.prover(client.sender).registered:
+        # The contract says only "the caller is not a registered prover", after the gas.
+        raise ProofError(
+            f"{client.sender} is not a registered prover: register before joining a market",
+            hint="`reef prover register --stake AMOUNT` (rUSD; at least the market's penalty), "
+            f"then `reef prover join {join.market_id} ...` again",
+        )
     if client.offer(client.sender, join.market_id).joined:
         raise ProofError(
             f"you are in market {join.market_id} already",
