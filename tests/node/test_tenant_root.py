@@ -177,7 +177,9 @@ def test_a_tenant_verifies_the_providers_enclave_with_the_root_it_serves(
         assert "INSECURE" in again.stderr
         shown_root = runner.invoke(app, ["attestation", "root", name, "--json"])
         assert shown_root.exit_code == 0, shown_root.output
-        assert json.loads(shown_root.stdout)["insecure"] is True
+        described = json.loads(shown_root.stdout)
+        assert (described["insecure"], described["provider"]) == (True, p.address)
+        assert described["key_id"] == root.key_id
 
         # A second deploy uses the stored root, and says so without the first-use warning.
         second = p.deploy("--root", "provider", "--timeout", "1")
