@@ -43,7 +43,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from reef.attestation._cose import NitroDocument, decode_nitro
-from reef.errors import ConfigError, DecodeError, InputError
+from reef.errors import ConfigError, DecodeError, InputError, MisuseError
 from reef.home import read_file, read_json, replace_json
 
 if TYPE_CHECKING:
@@ -351,8 +351,6 @@ class TrustedRoot:
             MisuseError: this root is not a provider's (:meth:`served`).
         """
         if self.provider is None or not _STORED_NAME.match(self.name):
-            from reef.errors import MisuseError
-
             raise MisuseError(f"only a provider's served root is stored by name, not {self.name!r}")
         path = home.path(_ROOTS_DIR, f"{self.name}.json")
         record = {
