@@ -165,8 +165,11 @@ def _identity_rows(identity: VerifiedKmsIdentity) -> dict[str, Any]:
         rows[f"v{item.version} signing_key"] = item.signing_key.hex()
         rows[f"v{item.version} signing_address"] = item.signing_address
         rows[f"v{item.version} scallop_key"] = item.scallop_key.hex()
-    for image, expires_s in identity.handovers:
-        rows[f"handover to {image.hex()}"] = f"until {format_time(expires_s, utc=True)}"
+    if identity.handovers:
+        rows["handovers"] = "; ".join(
+            f"image {image.hex()} until {format_time(expires_s, utc=True)}"
+            for image, expires_s in identity.handovers
+        )
     return rows
 
 
@@ -406,9 +409,9 @@ def handover_cmd(
                 signing_keys=dict(pinned.signing_keys) if pinned else None,
             )
         )
+    until = format_time(expires_s, utc=True)
+    print_result({**result, "expires_at": until}, as_json, title="handover authorised")
     tell(
-        f"image {image.hex()} may inherit the seeds of {result['kms']} until "
-        f"{format_time(expires_s, utc=True)}: start it with --inherit-from <this root's Scallop "
-        "HOST:PORT> and an empty state dir"
+        f"a root of image {image.hex()} may inherit these seeds until {until}: start it with "
+        "--inherit-from <this root's Scallop HOST:PORT> and an empty state dir"
     )
-    print_result(result, as_json, title="handover authorised")

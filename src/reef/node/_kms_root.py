@@ -10,6 +10,7 @@ KMS with the dev TEE (``reef.enclave``), which the ``kms`` package must not know
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,9 +111,14 @@ async def prepare_kms_root(options: KmsRootOptions) -> PreparedKmsRoot:
                 hint="give --attestation-url (inside an enclave the runtime sets "
                 "$REEF_CUSTOM_ATTESTATION_URL)",
             )
-        notes.append(
-            await inherit_root_seeds(store, options.inherit, attester=attester, roots=roots)
-        )
+        source = options.inherit
+        host_addr = options.environ.get("REEF_HOST_ADDR")
+        if host_addr and source.host in ("127.0.0.1", "localhost", "::1"):
+            # Inside a local enclave the host's loopback (where the old root's port is mapped)
+            # is the namespace's gateway: the measured command names 127.0.0.1, as the
+            # operator sees the port (reef enclave run --allow-host-port PORT lets it out).
+            source = dataclasses.replace(source, host=host_addr)
+        notes.append(await inherit_root_seeds(store, source, attester=attester, roots=roots))
     root = KmsRoot.open(store, approval=approval, attester=attester, admin=options.admin)
     return PreparedKmsRoot(root, roots, warnings, notes)
 
