@@ -516,6 +516,10 @@ class Guard:
         what: names the service in log lines.
         refusal: builds the body of each refusal, of type ``media_type``.
         metrics: counts requests and refusals, and answers ``GET /metrics`` (None: neither).
+        on_refusal: told of each refusal instead of the ``reef.serve`` logger, with the
+            request's scope, the status and the reason: an app that logs its own refusals (the
+            image store) logs the floor's in the same line (by default the app's
+            ``reef_on_refusal`` attribute, in :class:`Server`).
     """
 
     app: ASGIApp
@@ -524,6 +528,7 @@ class Guard:
     refusal: Refusal = _default_refusal
     metrics: _Metrics | None = None
     media_type: str = "application/json"
+    on_refusal: Callable[[Any, int, str], None] | None = None
     # A client that sends its whole body before reading (most do, without Expect:
     # 100-continue) would otherwise meet a connection reset instead of the 413: read and
     # drop what it sends, up to this much, before answering.
@@ -549,15 +554,18 @@ class Guard:
         client = scope.get("client") or ("?",)
         if self.metrics is not None:
             self.metrics.refused(status)
-        _log.warning(
-            "%s: refused %s %s from %s: %d %s",
-            self.what,
-            scope.get("method", "?"),
-            scope.get("path", "?"),
-            client[0],
-            status,
-            why,
-        )
+        if self.on_refusal is not None:
+            self.on_refusal(scope, status, why)
+        else:
+            _log.warning(
+                "%s: refused %s %s from %s: %d %s",
+                self.what,
+                scope.get("method", "?"),
+                scope.get("path", "?"),
+                client[0],
+                status,
+                why,
+            )
         body = self.refusal(status, why)
         await send(
             {
@@ -769,7 +777,14 @@ class Server:
         refusal = refusal or getattr(app, "reef_refusal", None) or _default_refusal
         self.metrics: _Metrics | None = _Metrics(what, app) if metrics else None
         self._refusal: Refusal = refusal
-        self._app = Guard(app, what, self.limits, refusal, self.metrics)
+        self._app = Guard(
+            app,
+            what,
+            self.limits,
+            refusal,
+            self.metrics,
+            on_refusal=getattr(app, "reef_on_refusal", None),
+        )
         self._log_level = log_level
         self._uvicorn_logging = uvicorn_logging
         self._server: _Embedded | None = None

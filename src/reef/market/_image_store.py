@@ -63,6 +63,7 @@ from reef.market._upload_auth import (
     UploadLedger,
     UploadPolicy,
     upload_authorization,
+    wrong_size,
 )
 
 if TYPE_CHECKING:
@@ -315,11 +316,13 @@ def image_store_app(
         # An image already here costs its uploader nothing more (the bytes are checked again).
         existed = expect is not None and store.has(expect)
         try:
-            uploader = await uploads.admit(
+            uploader, signed = await uploads.authorize(
                 request.headers.get("authorization"), expect or "", 0 if existed else size, ledger
             )
         except UploadDenied as exc:
             return json_error(exc.status, f"{exc.message}; {exc.hint}" if exc.hint else exc.message)
+        if signed is not None and size is not None and size != signed:
+            return json_error(400, wrong_size(signed, f"its body declares {size}"))
         counted = None if existed else uploader
         short = disk_shortage(store.root, disk_reserve, size or 0)
         if short is not None:
@@ -338,6 +341,9 @@ def image_store_app(
                 if upload.size + len(chunk) > max_bytes:
                     upload.abort()
                     return json_error(413, too_large)
+                if signed is not None and upload.size + len(chunk) > signed:
+                    upload.abort()
+                    return json_error(400, wrong_size(signed, "its body is longer"))
                 if uploader is not None:
                     # The account's other uploads under way hold disk too: counted, so that
                     # many at once cannot hold more than the quota (each alone would pass).
@@ -355,6 +361,13 @@ def image_store_app(
                         )
                     under_way[uploader] = under_way.get(uploader, 0) + len(chunk)
                 upload.write(chunk)
+            if signed is not None and upload.size != signed:
+                upload.abort()
+                return json_error(400, wrong_size(signed, f"its body has {upload.size}"))
+            if counted is not None and store.has(upload.digest()):
+                # Another upload of this image (a retry, a replay) completed while this one
+                # ran: the image is stored once, and counted once.
+                counted = None
             digest = upload.commit()
         except UploadDenied as exc:
             upload.abort()
@@ -478,7 +491,8 @@ def upload_image(
     with path.open("rb") as handle:
         sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
     endpoint = f"{store_url.rstrip('/')}/images/{sha256}"
-    headers = {"authorization": upload_authorization(signer, sha256)} if signer else {}
+    size = path.stat().st_size
+    headers = {"authorization": upload_authorization(signer, sha256, size=size)} if signer else {}
     http = client or httpx.Client(timeout=_UPLOAD_TIMEOUT_S)
     timeouts = http.timeout.as_dict().values()
     base_s = max((t for t in timeouts if t is not None), default=_UPLOAD_TIMEOUT_S)

@@ -178,11 +178,20 @@ async def serve_image_store(
 
 class _RefusalLog:
     """An ASGI wrapper that tells ``log`` of each upload the store refuses: the client, the
-    request, the status and the store's reason (its ``{"error": ...}``, cut short)."""
+    request, the status and the store's reason (its ``{"error": ...}``, cut short).
+
+    The serving floor refuses some requests before the store sees them (a body over the
+    store's limit, oversized headers, a body that stops arriving): it tells
+    :meth:`reef_on_refusal` of those, which logs them in the same line, of any method.
+    """
 
     def __init__(self, app: Any, log: Callable[[str], None]) -> None:
         self._app = app
         self._log = log
+
+    def reef_on_refusal(self, scope: Any, status: int, reason: str) -> None:
+        """A refusal the serving floor made itself (:class:`reef._serve.Guard`)."""
+        self._log(_refusal_line(scope, status, json.dumps({"error": reason}).encode()))
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope.get("type") != "http" or scope.get("method") not in ("PUT", "POST"):

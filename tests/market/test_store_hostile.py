@@ -1,0 +1,316 @@
+"""`reef store serve` attacked as a hostile stranger would: the one reef server a tenant stranger
+reaches over the network when reef does not run the chain.
+
+Each test replays one attack against the real store: a real `reef store serve` process (or the
+store's app on the serving floor) on loopback, real EIP-191 signatures, and a real devnet chain
+served over HTTP whose funded accounts may upload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reef.chain.devnet import Devnet, DevnetThread, dev_accounts, serve_devnet_in_thread
+from reef.errors import ServiceError
+from reef.market import upload_authorization, upload_image
+from reef.market._upload_auth import UploadPolicy
+
+REEF = Path(sys.executable).with_name("reef")
+FUNDED = dev_accounts(1)[0].local_account
+MIB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def chain() -> Iterator[DevnetThread]:
+    with serve_devnet_in_thread(Devnet(accounts=1)) as served:
+        yield served
+
+
+@contextmanager
+def _store(home: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`reef store serve ARGS` in a child process, once ready: the process and its URL."""
+    process = subprocess.Popen(
+        [str(REEF), "store", "serve", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "REEF_HOME": str(home), "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        url = ""
+        for line in process.stdout:
+            if line.startswith("image store"):
+                url = line.split()[-1]
+            if line.strip() == "ready":
+                break
+        else:
+            _, err = process.communicate(timeout=30)
+            pytest.fail(f"reef store serve ended before ready: {err}")
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    """SIGTERM the store; it must exit 0 without a traceback. Its stderr."""
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    return err
+
+
+def _image(tmp_path: Path, content: bytes) -> tuple[Path, str]:
+    digest = hashlib.sha256(content).hexdigest()
+    path = tmp_path / f"{digest[:8]}.img"
+    path.write_bytes(content)
+    return path, digest
+
+
+# -- two stores on one images directory ----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_stores_on_one_directory_count_one_quota(
+    chain: DevnetThread, reef_home: Path, tmp_path: Path
+) -> None:
+    """`reef up`'s store and a `reef store serve` on the same images directory (or two of the
+    latter) share its upload ledger. Each read the ledger once, at start, and rewrote it whole
+    from its own memory: an account's uploads through one were lost from the count by the
+    other's next write, and each store admitted a full quota of its own. Both now count every
+    upload in the one ledger, and an account's quota holds across them."""
+    images = tmp_path / "images"
+    args = ("--rpc", chain.url, "--dir", str(images), "--quota", "1")
+    who = FUNDED.address.lower()
+    with _store(reef_home, *args) as (first, url_a), _store(reef_home, *args) as (second, url_b):
+        a, _ = _image(tmp_path, b"a" * (300 << 10))
+        b, _ = _image(tmp_path, b"b" * (300 << 10))
+        upload_image(url_a, a, signer=FUNDED)
+        upload_image(url_b, b, signer=FUNDED)
+        ledger = json.loads((images / ".uploaders.json").read_text())
+        assert ledger == {who: 600 << 10}  # neither store's write lost the other's count
+        # 600 KiB are used of 1 MiB: 600 more pass the quota through either store.
+        c, _ = _image(tmp_path, b"c" * (600 << 10))
+        for url in (url_a, url_b):
+            with pytest.raises(ServiceError, match=r"\(413\).*has uploaded 614400 bytes"):
+                upload_image(url, c, signer=FUNDED)
+        _stop(first)
+        _stop(second)
+    assert json.loads((images / ".uploaders.json").read_text()) == {who: 600 << 10}
+
+
+# -- refusals the serving floor makes itself ------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_refusals_the_serving_floor_makes_are_in_the_stores_log(
+    chain: DevnetThread, reef_home: Path, tmp_path: Path
+) -> None:
+    """A body over the store's limit is refused by the serving floor before the store sees the
+    request (413 on its declared length), and so are oversized headers (431). The store's log
+    told the operator of every refusal it made itself, one line each, and of none of these:
+    the operator saw the tenant's refused upload nowhere in the store's own lines. They are
+    there now, in the same form (who, what, status, why)."""
+    digest = hashlib.sha256(b"never sent").hexdigest()
+    with _store(reef_home, "--rpc", chain.url, "--dir", str(tmp_path / "images")) as (store, url):
+        auth = upload_authorization(FUNDED, digest)
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), 10) as raw:
+            raw.sendall(
+                f"PUT /images/{digest} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: {auth}\r\n"
+                f"content-length: {3 << 30}\r\n\r\n".encode()
+            )
+            answer = raw.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 413"), answer
+        big_header = httpx.put(
+            f"{url}/images/{digest}",
+            content=b"x",
+            headers={"authorization": auth, "x-junk": "j" * (20 << 10)},
+            timeout=10,
+        )
+        assert big_header.status_code == 431
+        # Still serving.
+        assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+        err = _stop(store)
+    assert f"refused PUT /images/{digest} from 127.0.0.1 (413): request body over " in err, err
+    assert f"refused PUT /images/{digest} from 127.0.0.1 (431): request headers over " in err, err
+
+
+# -- a captured authorization, replayed ------------------------------------------------------------
+
+
+def _chain_policy(chain: DevnetThread, quota: int) -> UploadPolicy:
+    """`reef store serve`'s policy: accounts funded on the devnet, read over its JSON-RPC."""
+    from reef.chain._rpc import HttpRpc
+    from reef.node import funded_uploads
+
+    return funded_uploads(HttpRpc(chain.url, {}, 10.0), chain_id=31337, quota_bytes=quota)
+
+
+async def _captured(tmp_path: Path, image: bytes) -> str:
+    """The Authorization header `reef deploy`'s client sends to upload ``image`` (as a store it
+    was sent to, or anyone on the path, sees it)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from reef._serve import serve
+
+    seen: list[str] = []
+
+    async def keep(request: Request) -> JSONResponse:
+        seen.append(request.headers.get("authorization", ""))
+        async for _ in request.stream():
+            pass
+        return JSONResponse({"url": "http://x/images/y"}, status_code=201)
+
+    evil = Starlette(routes=[Route("/images/{sha}", keep, methods=["PUT"])])
+    path, _ = _image(tmp_path, image)
+    async with await serve(evil, host="127.0.0.1", port=0, what="evil store") as served:
+        await asyncio.to_thread(upload_image, served.url, path, signer=FUNDED)
+    assert len(seen) == 1
+    return seen[0]
+
+
+async def test_a_replayed_authorization_cannot_stream_another_body_under_the_quota(
+    chain: DevnetThread, tmp_path: Path
+) -> None:
+    """A tenant's upload authorization seen by a stranger (a store it uploaded to, or anyone on
+    the path) was good, until it expired, for any body sent under that image's name: the
+    stranger streamed junk up to the tenant's whole quota at the tenant's store and held it
+    there, so the tenant's own next upload was refused as over its quota (the junk was dropped
+    only at the end, when its hash did not match). reef's client now signs the image's size
+    too: the store refuses a body of another length, before and while it arrives."""
+    from reef._serve import serve
+    from reef.market import ImageStore, image_store_app
+
+    image = b"the tenant's image " * 5000  # ~93 KiB
+    header = await _captured(tmp_path, image)
+    digest = hashlib.sha256(image).hexdigest()
+    quota = MIB
+    store = ImageStore(tmp_path / "store")
+    app = image_store_app(store, uploads=_chain_policy(chain, quota))
+    async with (
+        await serve(app, host="127.0.0.1", port=0, what="image store") as server,
+        httpx.AsyncClient(base_url=server.url, timeout=30) as client,
+    ):
+        # The replay: the captured header, 900 KiB of junk declared and sent, then held open.
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(
+            f"PUT /images/{digest} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: {header}\r\n"
+            f"content-length: {(900 << 10) + 1}\r\n\r\n".encode()
+        )
+        writer.write(b"j" * (900 << 10))
+        await writer.drain()
+        await asyncio.sleep(0.5)  # the store reads what was sent
+        own, own_digest = _image(tmp_path, b"the tenant's next image" * 9000)  # ~200 KiB
+        try:
+            sha, _ = await asyncio.to_thread(upload_image, server.url, own, signer=FUNDED)
+            # The replay is refused: 900 KiB and one are not the size the tenant signed.
+            async with asyncio.timeout(10):
+                answer = await reader.read(4096)
+        finally:
+            writer.close()
+        assert sha == own_digest
+        assert answer.startswith(b"HTTP/1.1 400"), answer
+        assert b"signed for 95000 bytes" in answer
+        # The exact body, under the captured header, is still the tenant's image.
+        same = await client.put(
+            f"/images/{digest}", content=image, headers={"authorization": header}
+        )
+        assert same.status_code == 201, same.text
+    assert store.has(digest)
+    assert store.has(own_digest)
+    assert not [p for p in store.root.iterdir() if p.name.startswith(".upload-")]
+
+
+async def test_a_body_of_another_length_than_signed_is_refused_before_it_is_read(
+    chain: DevnetThread, tmp_path: Path
+) -> None:
+    from reef._serve import serve
+    from reef.market import ImageStore, image_store_app
+
+    image = b"signed image"
+    digest = hashlib.sha256(image).hexdigest()
+    header = upload_authorization(FUNDED, digest, size=len(image))
+    app = image_store_app(ImageStore(tmp_path / "store"), uploads=_chain_policy(chain, MIB))
+    async with (
+        await serve(app, host="127.0.0.1", port=0, what="image store") as server,
+        httpx.AsyncClient(base_url=server.url, timeout=30) as client,
+    ):
+        longer = await client.put(
+            f"/images/{digest}", content=image + b"x" * 1000, headers={"authorization": header}
+        )
+        assert longer.status_code == 400
+        assert f"signed for {len(image)} bytes" in longer.json()["error"]
+
+        async def chunks() -> object:  # no declared length: cut where it passes the size
+            yield image
+            yield b"x" * 1000
+
+        streamed = await client.put(
+            f"/images/{digest}", content=chunks(), headers={"authorization": header}
+        )
+        assert streamed.status_code == 400
+        assert f"signed for {len(image)} bytes" in streamed.json()["error"]
+        # The signed size is part of what is signed: another size in the header is forged.
+        address, expires, _size, signature = header.split(" ", 1)[1].split(":")
+        forged = f"ReefUpload {address}:{expires}:{len(image) + 1000}:{signature}"
+        refused = await client.put(
+            f"/images/{digest}", content=image + b"x" * 1000, headers={"authorization": forged}
+        )
+        assert refused.status_code == 403
+        ok = await client.put(f"/images/{digest}", content=image, headers={"authorization": header})
+        assert ok.status_code == 201
+
+
+async def test_one_image_uploaded_twice_at_once_is_charged_once(
+    chain: DevnetThread, tmp_path: Path
+) -> None:
+    """Two uploads of one new image under way together (a replayed authorization, or a retry
+    while the first still runs) were both charged to the account when both completed: the
+    image is stored once, and is now counted once."""
+    from reef._serve import serve
+    from reef.market import ImageStore, image_store_app
+
+    image = b"one image" * 10000
+    digest = hashlib.sha256(image).hexdigest()
+    header = upload_authorization(FUNDED, digest, size=len(image))
+    store = ImageStore(tmp_path / "store")
+    app = image_store_app(store, uploads=_chain_policy(chain, MIB))
+    both = asyncio.Barrier(2)
+
+    async def body() -> object:
+        yield image[:100]
+        await both.wait()  # both uploads are admitted and under way before either ends
+        await asyncio.sleep(0.3)
+        yield image[100:]
+
+    async with (
+        await serve(app, host="127.0.0.1", port=0, what="image store") as server,
+        httpx.AsyncClient(base_url=server.url, timeout=30) as client,
+    ):
+        answers = await asyncio.gather(
+            *(
+                client.put(f"/images/{digest}", content=body(), headers={"authorization": header})
+                for _ in range(2)
+            )
+        )
+    assert [a.status_code for a in answers] == [201, 201]
+    assert json.loads(store.ledger_path.read_text()) == {FUNDED.address.lower(): len(image)}
