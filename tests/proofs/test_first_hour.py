@@ -17,7 +17,14 @@ from proofs.proofs_support import FUNDS, ProofChain
 from reef.chain import serve_devnet_in_thread
 from reef.cli import app
 from reef.errors import ProofError
-from reef.proofs import AuctionRamp, MarketJoin, join_as_prover, request_proof
+from reef.proofs import (
+    AuctionRamp,
+    MarketJoin,
+    close_ask,
+    join_as_prover,
+    register_prover,
+    request_proof,
+)
 
 
 class Served:
@@ -43,7 +50,7 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    chain = ProofChain.create(n_users=3)
+    chain = ProofChain.create(n_users=4)
     with serve_devnet_in_thread(chain.devnet) as thread:
         yield Served(chain, thread.url, tmp_path_factory.mktemp("keys"))
 
@@ -120,8 +127,39 @@ def test_amounts_in_the_tables_say_their_unit(served: Served) -> None:
     as_json = served.reef("proofs", "market", "show", str(served.market_id), "--json")
     assert json.loads(as_json.stdout)["penalty"] == "1"  # JSON keeps its numbers
     chain = served.chain
+    chain.token().mint(chain.users[0].address, 1_250_000)
     request_proof(chain.market(chain.users[0]), served.market_id, [1], reward=1_250_000,
                   expiry=chain.next_time() + 120, proving_time=60)  # fmt: skip
     asks = served.reef("proofs", "list")
     assert asks.exit_code == 0, asks.output
     assert "1.25 rUSD" in asks.stdout
+
+
+def test_cancel_says_why_an_ask_cannot_be_taken_back(served: Served) -> None:
+    """`reef proofs cancel` answered a reverted transaction's reason alone: "ask not found",
+    "only an unassigned ask can be cancelled", "only the requester can cancel an ask"."""
+    chain = served.chain
+    mine, theirs = chain.market(chain.users[0]), chain.market(chain.users[1])
+    chain.token().mint(chain.users[0].address, 2 * 10**6)  # whatever the other tests spent
+    with pytest.raises(ProofError, match="ask 999 does not exist"):
+        close_ask(mine, 999)
+    ask_id = request_proof(mine, served.market_id, [1], reward=10**6,
+                           expiry=chain.next_time() + 600, proving_time=60)  # fmt: skip
+    before = chain.w3.eth.block_number
+    with pytest.raises(ProofError, match=f"ask {ask_id} is {chain.users[0].address}'s") as caught:
+        close_ask(theirs, ask_id)
+    assert "the requester's --key" in (caught.value.hint or "")
+    assert chain.w3.eth.block_number == before
+    close_ask(mine, ask_id)
+    with pytest.raises(ProofError, match=f"ask {ask_id} has ended \\(cancelled\\)"):
+        close_ask(mine, ask_id)
+    # An assigned ask: a prover registers and joins, and the engine assigns it.
+    prover = chain.market(chain.users[3])  # users 1 and 2 stay unregistered for the others
+    register_prover(prover, stake=10 * 10**6, compute=4)
+    join_as_prover(prover, MarketJoin(market_id=served.market_id, price=10, max_time=60))
+    held = request_proof(mine, served.market_id, [1], reward=10**6,
+                         expiry=chain.next_time() + 600, proving_time=60)  # fmt: skip
+    chain.market(chain.engine).assign([held], [chain.users[3].address])
+    with pytest.raises(ProofError, match=f"ask {held} is assigned to prover") as caught:
+        close_ask(mine, held)
+    assert f"`reef proofs wait {held}`" in (caught.value.hint or "")

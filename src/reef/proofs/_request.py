@@ -184,8 +184,30 @@ def close_ask(client: ProofMarketClient, ask_id: int) -> str:
     unassigned, refund it (anyone may). Returns the transaction hash.
 
     Raises:
-        ContractRevertError: the ask is assigned, or ended already.
+        ProofError: there is no such ask, it ended already, a prover holds it, or (to cancel
+            it) it is another account's; nothing is sent.
     """
-    if client.ask_state(ask_id) == AskState.UNASSIGNED:
+    # The contract refuses each of these too, but only as a revert reason with no next step.
+    ask = client.ask(ask_id)
+    state = ask.state
+    if state == AskState.UNASSIGNED:
         return client.refund_expired(ask_id).tx_hash
+    if state.terminal:
+        raise ProofError(
+            f"ask {ask_id} has ended ({state.label}): there is nothing to take back",
+            hint=f"`reef proofs show {ask_id}` shows how it ended",
+        )
+    if state in (AskState.ASSIGNED, AskState.DEADLINE_CROSSED):
+        raise ProofError(
+            f"ask {ask_id} is assigned to prover {ask.prover}: it can no longer be cancelled",
+            hint="it ends proved or invalid (the prover is paid its price, the rest comes back), "
+            "or slashed past its deadline (the reward and the prover's penalty come to you); "
+            f"`reef proofs wait {ask_id}` waits for that",
+        )
+    if ask.requester != client.sender:
+        raise ProofError(
+            f"ask {ask_id} is {ask.requester}'s: only its requester can cancel it",
+            hint="cancel it with the requester's --key; once it expires unassigned, anyone may "
+            "refund it (to its requester)",
+        )
     return client.cancel_ask(ask_id).tx_hash

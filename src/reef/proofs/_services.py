@@ -156,13 +156,6 @@ def join_as_prover(
         ContractRevertError: the contract refused the join.
     """
     market = client.market(join.market_id)
-    if not client.prover(client.sender).registered:
-        # The contract says only "the caller is not a registered prover", after the gas.
-        raise ProofError(
-            f"{client.sender} is not a registered prover: register before joining a market",
-            hint="`reef prover register --stake AMOUNT` (rUSD; at least the market's penalty), "
-            f"then `reef prover join {join.market_id} ...` again",
-        )
     if client.offer(client.sender, join.market_id).joined:
         raise ProofError(
             f"you are in market {join.market_id} already",
@@ -174,6 +167,13 @@ def join_as_prover(
             f"market {join.market_id} is retired: it takes no new asks, so there is nothing to "
             "prove in it",
             hint="`reef proofs market list` shows the markets that take asks",
+        )
+    if not client.prover(client.sender).registered:
+        # The contract says only "the caller is not a registered prover", after the gas.
+        raise ProofError(
+            f"{client.sender} is not a registered prover: register before joining a market",
+            hint="`reef prover register --stake AMOUNT` (rUSD; at least the market's penalty), "
+            f"then `reef prover join {join.market_id} ...` again",
         )
     if market.private_inputs:
         if private_key is None:
