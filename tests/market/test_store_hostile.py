@@ -9,6 +9,7 @@ served over HTTP whose funded accounts may upload.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -314,3 +315,147 @@ async def test_one_image_uploaded_twice_at_once_is_charged_once(
         )
     assert [a.status_code for a in answers] == [201, 201]
     assert json.loads(store.ledger_path.read_text()) == {FUNDED.address.lower(): len(image)}
+
+
+# -- a body that trickles ------------------------------------------------------------------------
+
+
+async def test_a_trickling_upload_is_cut_off_and_others_are_served_meanwhile(
+    chain: DevnetThread, tmp_path: Path
+) -> None:
+    """The serving floor closes a body that stops arriving (no chunk in 15 s), but a body that
+    trickles a byte every few seconds held its upload, its temporary file and its share of the
+    account's quota for as long as the client wished (a 512 MiB upload at a byte per 14 s: ever).
+    An upload must now keep up a slowest average rate after a grace period (64 KiB/s after 60 s
+    by default; 1 s here), else it is refused with 408 and its file removed; other clients are
+    served all the while."""
+    from reef._serve import serve
+    from reef.market import ImageStore, image_store_app
+
+    image = b"a trickled image " * 1000
+    digest = hashlib.sha256(image).hexdigest()
+    header = upload_authorization(FUNDED, digest, size=len(image))
+    store = ImageStore(tmp_path / "store")
+    app = image_store_app(store, uploads=_chain_policy(chain, MIB), upload_grace_s=1.0)
+    async with (
+        await serve(app, host="127.0.0.1", port=0, what="image store") as server,
+        httpx.AsyncClient(base_url=server.url, timeout=30) as client,
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(
+            f"PUT /images/{digest} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: {header}\r\n"
+            f"content-length: {len(image)}\r\n\r\n".encode()
+        )
+        answer = b""
+        for sent in range(40):  # a byte every 0.25 s, up to 10 s: far more than the grace
+            writer.write(image[sent : sent + 1])
+            await writer.drain()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.25):
+                    answer = await reader.read(4096)
+            if answer:
+                break
+            # Meanwhile the store serves everybody else.
+            assert (await client.get("/health")).status_code == 200
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert b"slower than" in answer
+        other = b"an honest image"
+        other_sha = hashlib.sha256(other).hexdigest()
+        sent_whole = await client.put(
+            f"/images/{other_sha}",
+            content=other,
+            headers={"authorization": upload_authorization(FUNDED, other_sha, size=len(other))},
+        )
+        assert sent_whole.status_code == 201
+    assert not store.has(digest)
+    assert not [p for p in store.root.iterdir() if p.name.startswith(".upload-")]
+    assert json.loads(store.ledger_path.read_text()) == {FUNDED.address.lower(): len(other)}
+
+
+# -- names, and reading what is being written ---------------------------------------------------
+
+
+async def _raw(port: int, request: bytes) -> bytes:
+    """Send ``request`` as it is (no client normalises its path) and read the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            return await reader.read(1 << 16)
+    finally:
+        writer.close()
+
+
+async def test_the_ledger_and_uploads_under_way_are_not_reachable_by_any_name(
+    chain: DevnetThread, tmp_path: Path
+) -> None:
+    """Already held (kept for its coverage): the store's own files beside the images (the
+    upload ledger, its lock, the temporary file of an upload under way) are reachable under no
+    spelling of a path, and an image being uploaded is not served until it is whole."""
+    from reef._serve import serve
+    from reef.market import ImageStore, image_store_app
+
+    image = b"an image read while it is written " * 3000
+    digest = hashlib.sha256(image).hexdigest()
+    store = ImageStore(tmp_path / "store")
+    store.put(b"already here")
+    (store.root / ".uploaders.json").write_text('{"0xsecret": 1}\n')
+    app = image_store_app(store, uploads=_chain_policy(chain, MIB))
+    async with await serve(app, host="127.0.0.1", port=0, what="image store") as server:
+        # An upload under way: half its body sent.
+        header = upload_authorization(FUNDED, digest, size=len(image))
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(
+            f"PUT /images/{digest} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: {header}\r\n"
+            f"content-length: {len(image)}\r\n\r\n".encode()
+            + image[: len(image) // 2]
+        )
+        await writer.drain()
+        for _ in range(100):
+            temporary = [p.name for p in store.root.iterdir() if p.name.startswith(".upload-")]
+            if temporary:
+                break
+            await asyncio.sleep(0.05)
+        assert temporary
+        names = [
+            ".uploaders.json",
+            ".uploaders.json.lock",
+            temporary[0],
+            "..%2F.uploaders.json",
+            "%2e%2e%2f.uploaders.json",
+            f"..%2f{store.root.name}%2f.uploaders.json",
+            "%2E%2E/%2E%2E/etc/passwd",
+            digest.upper(),
+            f"{digest}%00",
+            digest,  # not whole yet
+        ]
+        for name in names:
+            for method in ("GET", "HEAD"):
+                answer = await _raw(
+                    server.port,
+                    f"{method} /images/{name} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".encode(),
+                )
+                status = answer.split(b" ", 2)[1]
+                assert status in (b"400", b"404", b"405"), (method, name, answer[:200])
+                assert b"0xsecret" not in answer
+            put = await _raw(
+                server.port,
+                f"PUT /images/{name} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: {header}\r\n"
+                "content-length: 1\r\n\r\nx".encode(),
+            )
+            assert not put.startswith(b"HTTP/1.1 201"), (name, put[:200])
+        writer.write(image[len(image) // 2 :])
+        await writer.drain()
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            for _ in range(100):
+                fetched = await client.get(f"/images/{digest}")
+                if fetched.status_code == 200:
+                    break
+                await asyncio.sleep(0.05)
+        writer.close()
+        assert fetched.content == image
+    ledger = json.loads(store.ledger_path.read_text())
+    assert ledger == {"0xsecret": 1, FUNDED.address.lower(): len(image)}
+    assert sorted(store) == sorted([digest, hashlib.sha256(b"already here").hexdigest()])

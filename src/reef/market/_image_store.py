@@ -34,6 +34,7 @@ named by their hash.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -76,6 +77,11 @@ DEFAULT_MAX_IMAGE_BYTES = 512 * 1024**2
 DEFAULT_DISK_RESERVE = 1 << 30
 """The free space image uploads and downloads leave on their filesystem (1 GiB)."""
 _DISK_CHECK_EVERY = 8 << 20  # bytes written between two looks at the free space
+MIN_UPLOAD_RATE = 64 << 10
+"""The slowest average rate an upload may keep after its grace period, in bytes a second
+(64 KiB/s: a 512 MiB image in about two hours; reef's client gives up below 1 MiB/s)."""
+UPLOAD_GRACE_S = 60.0
+"""Seconds an upload may take before :data:`MIN_UPLOAD_RATE` applies to it."""
 
 
 def disk_shortage(root: Path, reserve: int, coming: int = 0) -> int | None:
@@ -276,6 +282,8 @@ def image_store_app(
     public_url: str | None = None,
     max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
     disk_reserve: int = DEFAULT_DISK_RESERVE,
+    min_upload_rate: int = MIN_UPLOAD_RATE,
+    upload_grace_s: float = UPLOAD_GRACE_S,
 ) -> FastAPI:
     """The store's HTTP API. ``uploads`` decides who may upload (see the module docstring);
     ``public_url`` is the base URL printed in upload answers.
@@ -283,7 +291,13 @@ def image_store_app(
     An upload stops (507, to be tried later) where it would leave less than ``disk_reserve``
     bytes free on the store's filesystem, before its body when its length is declared: the
     quota is per account, accounts cost next to nothing (1 wei of funds), and the provider's
-    database and its enclaves' ``/state`` live on that disk."""
+    database and its enclaves' ``/state`` live on that disk.
+
+    An upload may take ``upload_grace_s`` plus its bytes at ``min_upload_rate``, else it is
+    refused with 408 (looked at as each chunk arrives): the serving floor closes a body that
+    stops (no chunk within its read timeout), and this closes one that trickles, which would
+    otherwise hold its temporary file and its share of the account's quota for as long as the
+    client wished."""
     ledger = UploadLedger(store.ledger_path)
     under_way: dict[str, int] = {}
     """Bytes each account's uploads hold now (temporary files not yet committed)."""
@@ -329,8 +343,18 @@ def image_store_app(
             return full(short, size)
         upload = store.writer(expect=expect)
         unchecked = 0
+        clock = asyncio.get_running_loop().time
+        started = clock()
         try:
             async for chunk in request.stream():
+                if clock() - started > upload_grace_s + upload.size / min_upload_rate:
+                    upload.abort()
+                    return json_error(
+                        408,
+                        f"the upload arrives slower than {min_upload_rate} bytes a second "
+                        f"(after {upload_grace_s:g} s, {upload.size} bytes had arrived); "
+                        "send it on a faster link",
+                    )
                 unchecked += len(chunk)
                 if unchecked >= _DISK_CHECK_EVERY:
                     unchecked = 0
