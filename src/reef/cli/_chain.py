@@ -31,9 +31,9 @@ from reef.cli._output import (
 from reef.cli._root import command_group
 
 if TYPE_CHECKING:
-    from reef.chain import Devnet, DevnetInfo
+    from reef.chain import Devnet, DevnetInfo, TxProgress
     from reef.home import ReefHome
-    from reef.node import ChainDeployIncomplete, ChainDeployPlan, ChainDeployResult
+    from reef.node import ChainDeployIncomplete, ChainDeployPlan, ChainDeployResult, Resume
 
 __all__ = ["register"]
 
@@ -347,7 +347,18 @@ def deploy_cmd(
     yes_mainnet: Annotated[
         bool,
         typer.Option(
-            "--yes-mainnet", help="Deploy even on a chain whose gas is real money (mainnets)."
+            "--yes-real-money",
+            "--yes-mainnet",
+            help="Deploy on a chain reef does not know as a test or dev chain (a mainnet, a new "
+            "L2, a private network): its gas may be real money.",
+        ),
+    ] = False,
+    start_over: Annotated[
+        bool,
+        typer.Option(
+            "--start-over",
+            help="Leave a deployment stopped half way on this chain (it is resumed by default) "
+            "and deploy a new set.",
         ),
     ] = False,
     dry_run: Annotated[
@@ -362,7 +373,9 @@ def deploy_cmd(
 
     The deployment is recorded in $REEF_HOME, so every command run with that REEF_HOME
     (reef provider run, reef deploy, reef jobs, reef wallet, reef chain info) uses this chain
-    and market. Nothing is sent unless the sender can pay for every transaction.
+    and market. Nothing is sent unless the sender can pay for every transaction. Each step is
+    recorded as it lands: run after a stop half way, the same command checks what is on the
+    chain and sends only what is missing.
     """
     from reef.chain import check_image_ids, parse_address, parse_amount
     from reef.home import ReefHome
@@ -384,6 +397,7 @@ def deploy_cmd(
             out=out,
             force=force,
             yes_mainnet=yes_mainnet,
+            start_over=start_over,
         )
         plan = preflight(request, home)
     if dry_run:
@@ -406,6 +420,8 @@ def _print_plan(plan: ChainDeployPlan, as_json: bool) -> None:
             "max_cost_wei": plan.estimate.wei,
             "balance_wei": plan.balance,
             "records_in": where,
+            "resumes": None if plan.resume is None else plan.resume.to_json(),
+            "to_send": list(plan.to_send),
             "sent": False,
         },
         as_json,
@@ -413,6 +429,9 @@ def _print_plan(plan: ChainDeployPlan, as_json: bool) -> None:
             "chain": f"{plan.chain.chain_id} at {plan.chain.url}",
             "sender": f"{plan.who} (holds {ether(plan.balance)} ETH)",
             "contracts": ", ".join(name.replace("_", " ") for name in plan.planned),
+            "resumes": "no (nothing under way)"
+            if plan.resume is None
+            else "; ".join(_resume_lines(plan.resume)),
             "transactions": plan.estimate.transactions,
             "cost": f"up to {ether(plan.estimate.wei)} ETH",
             "records in": where,
@@ -421,21 +440,58 @@ def _print_plan(plan: ChainDeployPlan, as_json: bool) -> None:
     )
 
 
+def _resume_lines(resume: Resume) -> list[str]:
+    """What a resume found on the chain, in words."""
+    if resume.started_over:
+        return [
+            f"the deployment recorded under way in {resume.record} is not on this chain (the "
+            "node was reset, or its transactions were dropped): starting over"
+        ]
+    lines = [f"resuming the deployment recorded in {resume.record}"]
+    if resume.done:
+        found = ", ".join(
+            f"{step.name} {step.address}" if step.address else step.name for step in resume.done
+        )
+        lines.append(f"on the chain already (receipts and code checked): {found}")
+    if resume.mined_since:
+        lines.append(
+            f"mined since the last run stopped (found by their receipts, not sent again): "
+            f"{', '.join(resume.mined_since)}"
+        )
+    if resume.pending is not None:
+        lines.append(
+            f"{resume.pending.name}: sent in {resume.pending.tx_hash}, not yet mined: waiting "
+            "for it (not sent again)"
+        )
+    if resume.lost:
+        lines.append(f"recorded but not on the chain, sent again: {', '.join(resume.lost)}")
+    return lines
+
+
 def _send(plan: ChainDeployPlan) -> ChainDeployResult:
     """Send ``plan``, saying each transaction and contract; on a failure, what is on the chain."""
     from reef.node import ChainDeployIncomplete, ChainDeployNotRecorded, deploy_on_chain
 
+    if plan.resume is not None:
+        for line in _resume_lines(plan.resume):
+            note(line)
+    left = len(plan.to_send)
     note(
         f"deploying on chain {plan.chain.chain_id} at {plan.chain.url} from {plan.who} "
-        f"({plan.estimate.transactions} transactions, up to {ether(plan.estimate.wei)} ETH)"
+        f"({left} transactions, up to {ether(plan.estimate.wei)} ETH)"
     )
 
     def deployed(name: str, address: str, block: int | None) -> None:
         where = f" (block {block})" if block is not None else ""
         note(f"{name.replace('_', ' ')} at {address}{where}")
 
+    def progress(stage: TxProgress) -> None:
+        tx_printer(stage)
+        if stage.stage == "sent":  # the hash an explorer finds it by, if the run stops now
+            note(f"sent {stage.description} in {stage.tx_hash}")
+
     try:
-        return deploy_on_chain(plan, progress=tx_printer, deployed=deployed)
+        return deploy_on_chain(plan, progress=progress, deployed=deployed)
     except ChainDeployIncomplete as exc:
         raise _half_way(exc) from exc
     except ChainDeployNotRecorded as exc:
@@ -446,29 +502,37 @@ def _send(plan: ChainDeployPlan) -> ChainDeployResult:
 
 
 def _half_way(error: ChainDeployIncomplete) -> typer.Exit:
-    """Report a deployment that stopped after it began: what is on the chain (so nothing is
-    lost) and how to go on; the Exit to raise (130 after Ctrl-C)."""
+    """Report a deployment that stopped after it began: what is on the chain, what was sent and
+    may still be mined (so nothing is lost), and how to go on; the Exit to raise (130 after
+    Ctrl-C)."""
     from reef.cli._output import fail
 
     code = 130 if error.interrupted else 1
-    if not error.deployed:
+    if not error.deployed and error.pending is None:
         return fail(error, code=code)
     tell(f"error: {error.message}")
     if error.hint:
         tell(f"hint: {error.hint}")
-    tell(f"deployed on chain {error.chain_id} before the failure (nothing records them):")
+    where = f"recorded in {error.record}" if error.record is not None else "nothing records them"
+    if error.deployed:
+        tell(f"deployed on chain {error.chain_id} before the stop ({where}):")
     for name, address, block in error.deployed:
         tell(f"  {name:<13}{address}" + (f"  block {block}" if block is not None else ""))
+    if error.pending is not None:
+        tell(
+            f"{error.pending.name}: sent in {error.pending.tx_hash}, not yet mined; `reef chain "
+            "deploy` again resumes and checks it (it is not sent twice)"
+        )
     if error.missing:
         tell(
-            f"not deployed: {', '.join(error.missing)}. The contracts above hold no funds and "
-            "nothing points at them; fix the cause and run the same command again: it deploys "
-            "a new set"
+            f"not deployed: {', '.join(error.missing)}. Fix the cause and run the same command "
+            "again: it resumes from the first step missing, after checking each recorded step "
+            "on the chain (--start-over deploys a new set instead)"
         )
-    else:
+    elif error.pending is None:
         tell(
-            "every contract is deployed but funding stopped: the deployer owns the token and "
-            "can mint(address,uint256) to the rest; or run the command again for a new set"
+            "every contract is deployed but funding stopped: run the same command again to mint "
+            "the rest (the deployer owns the token and can also mint(address,uint256) itself)"
         )
     return typer.Exit(code)
 
@@ -482,6 +546,9 @@ def _print_deployed(plan: ChainDeployPlan, result: ChainDeployResult, as_json: b
     funded = plan.request.fund
     shown["fund_amount"] = rusd(result.fund_amount, base_units=True) if funded else "(none funded)"
     del shown["services"]
+    if result.resumed is not None:
+        shown["resumed"] = "; ".join(_resume_lines(result.resumed))
+        shown["sent"] = ", ".join(result.sent) or "nothing: every step was on the chain already"
     for service, contracts in services.items():
         for field, address in contracts.items():
             shown[f"{service} {field.replace('_', ' ')}"] = address

@@ -14,7 +14,8 @@
 - :func:`update_job` is ``reef jobs update``: a new image, init params or debug flag.
 - :func:`preflight` then :func:`deploy_on_chain` are ``reef chain deploy``: reef's contracts on a
   chain the operator names, refused before the first transaction where they would fail or cost
-  real money, and recorded in ``$REEF_HOME`` for every other command.
+  real money, and recorded in ``$REEF_HOME`` for every other command; a run stopped half way
+  records each step, and the next resumes from what the chain holds (:class:`Resume`).
 - :func:`prepare_kms_root` is ``reef kms root serve``'s assembly of a KMS root.
 - :func:`store_uploads` then :func:`serve_image_store` are ``reef store serve``: the image store
   tenants upload to, for a market on a chain reef does not run (``reef up`` serves its own).
@@ -33,14 +34,10 @@ from reef._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from reef.node._chain_deploy import (
-        ChainDeployIncomplete,
-        ChainDeployNotRecorded,
         ChainDeployPlan,
         ChainDeployRequest,
-        ChainDeployResult,
         ChainEndpoint,
         ChainExtras,
-        DeployedContract,
         chain_extras,
         check_balance,
         check_chain,
@@ -48,9 +45,16 @@ if TYPE_CHECKING:
         check_home_record,
         check_out_deployment,
         check_redeploy,
-        deploy_on_chain,
         preflight,
         probe_chain,
+    )
+    from reef.node._chain_deploy_send import (
+        ChainDeployIncomplete,
+        ChainDeployNotRecorded,
+        ChainDeployResult,
+        DeployedContract,
+        PendingStep,
+        deploy_on_chain,
     )
     from reef.node._deploy import (
         DeployRequest,
@@ -62,6 +66,7 @@ if TYPE_CHECKING:
         wait_for_app,
         wait_for_enclave,
     )
+    from reef.node._deploy_record import TEST_CHAIN_IDS, Resume
     from reef.node._doctor import doctor_checks
     from reef.node._examples import (
         ExampleKind,
@@ -179,10 +184,12 @@ __all__ = [
     "NETWORK_FILE",
     "NetworkInfo",
     "PROVIDER_ACCOUNT",
+    "PendingStep",
     "PreparedKmsRoot",
     "ProviderDirs",
     "ProviderService",
     "ProviderSettings",
+    "Resume",
     "Served",
     "ServiceContracts",
     "ServiceSession",
@@ -190,6 +197,7 @@ __all__ = [
     "ShippedExample",
     "StopResult",
     "StoreUploads",
+    "TEST_CHAIN_IDS",
     "UpContext",
     "UpExtension",
     "UpSettings",
@@ -263,11 +271,11 @@ __getattr__ = lazy_attributes(
     {
         "AppPort": "_local_enclaves",
         "CLOSE_RETRIES": "_jobs",
-        "ChainDeployIncomplete": "_chain_deploy",
-        "ChainDeployNotRecorded": "_chain_deploy",
+        "ChainDeployIncomplete": "_chain_deploy_send",
+        "ChainDeployNotRecorded": "_chain_deploy_send",
         "ChainDeployPlan": "_chain_deploy",
         "ChainDeployRequest": "_chain_deploy",
-        "ChainDeployResult": "_chain_deploy",
+        "ChainDeployResult": "_chain_deploy_send",
         "ChainEndpoint": "_chain_deploy",
         "ChainExtras": "_chain_deploy",
         "ChainLocation": "_session",
@@ -275,7 +283,10 @@ __getattr__ = lazy_attributes(
         "CloseWait": "_jobs",
         "DEFAULT_SAFETY_MARGIN_S": "_jobs",
         "DEFAULT_STORE_PORT": "_image_store",
-        "DeployedContract": "_chain_deploy",
+        "DeployedContract": "_chain_deploy_send",
+        "PendingStep": "_chain_deploy_send",
+        "Resume": "_deploy_record",
+        "TEST_CHAIN_IDS": "_deploy_record",
         "Deposit": "_jobs",
         "DeployRequest": "_deploy",
         "DeployResult": "_deploy",
@@ -320,7 +331,7 @@ __getattr__ = lazy_attributes(
         "close_job": "_jobs",
         "connect": "_session",
         "copy_example": "_examples",
-        "deploy_on_chain": "_chain_deploy",
+        "deploy_on_chain": "_chain_deploy_send",
         "describe_examples": "_examples",
         "default_dev_account": "_session",
         "deploy": "_deploy",

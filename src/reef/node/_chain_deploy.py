@@ -26,7 +26,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final
 
 from reef.chain import (
     DEFAULT_FUND_AMOUNT,
@@ -40,25 +40,22 @@ from reef.chain import (
     format_amount,
     parse_address,
 )
-from reef.errors import ChainError, ConfigError, InputError, ReefError, RPCError
+from reef.errors import ConfigError, InputError, RPCError
 from reef.home import ReefHome
+from reef.node._chain_deploy_send import estimate_plan, plan_steps, resume_from
+from reef.node._deploy_record import TEST_CHAIN_IDS, Resume, record_path
 
 if TYPE_CHECKING:
     import httpx
     from eth_account.signers.local import LocalAccount
     from web3 import Web3
 
-    from reef.chain import Deployed, ProgressCallback, Sender
 
 __all__ = [
-    "ChainDeployIncomplete",
-    "ChainDeployNotRecorded",
     "ChainDeployPlan",
     "ChainDeployRequest",
-    "ChainDeployResult",
     "ChainEndpoint",
     "ChainExtras",
-    "DeployedContract",
     "chain_extras",
     "check_balance",
     "check_chain",
@@ -66,7 +63,6 @@ __all__ = [
     "check_home_record",
     "check_out_deployment",
     "check_redeploy",
-    "deploy_on_chain",
     "preflight",
     "probe_chain",
 ]
@@ -108,40 +104,6 @@ class ChainExtras:
         if self.proofs:
             found.append(("ProofMarket", [placeholder, self.matching_engine or deployer]))
         return found
-
-    def deploy(
-        self,
-        w3: Web3,
-        deployer: Sender,
-        *,
-        token: str,
-        who: Address,
-        deployed: Deployed,
-        progress: ProgressCallback | None = None,
-    ) -> dict[str, dict[str, str]]:
-        """Deploy them, paid in ``token``; their addresses by service and ``network.json``
-        field (what ``reef up`` records for them)."""
-        services: dict[str, dict[str, str]] = {}
-        if self.serverless_verifier:
-            from reef.serverless import ServerlessCodeClient, ServerlessJobsClient
-
-            jobs = ServerlessJobsClient.deploy(
-                w3, deployer, token=token, verifier=self.serverless_verifier, progress=progress
-            )
-            deployed("serverless_jobs", jobs.address, None)
-            code = ServerlessCodeClient.deploy(w3, deployer, progress=progress)
-            deployed("serverless_code", code.address, None)
-            services["serverless"] = {"jobs_contract": jobs.address, "code_contract": code.address}
-        if self.proofs:
-            from reef.proofs import ProofMarketClient
-
-            engine = self.matching_engine or who
-            market = ProofMarketClient.deploy(
-                w3, deployer, token=token, matching_engine=engine, progress=progress
-            )
-            deployed("proof_market", market.address, None)
-            services["proofs"] = {"market": market.address, "matching_engine": engine}
-        return services
 
 
 def chain_extras(asked: Sequence[str], verifier: str | None, engine: str | None) -> ChainExtras:
@@ -208,6 +170,9 @@ class ChainDeployRequest:
     force: bool = False
     """Replace a record or ``out`` file of another chain."""
     yes_mainnet: bool = False
+    """Consent to a chain not known to be a test or dev chain."""
+    start_over: bool = False
+    """Leave a deployment recorded under way on this chain and deploy a new set."""
 
 
 # -- the checks ----------------------------------------------------------------------------------
@@ -246,7 +211,8 @@ def probe_chain(url: str, *, transport: httpx.BaseTransport | None = None) -> Ch
 
 
 def check_chain(chain: ChainEndpoint, *, expected: int | None, yes_mainnet: bool) -> None:
-    """Refuse a chain other than ``expected``, and a mainnet without consent.
+    """Refuse a chain other than ``expected``, and without consent (``yes_mainnet``) any chain
+    not known to be a test or dev chain (:data:`TEST_CHAIN_IDS`).
 
     Raises:
         ConfigError: saying which.
@@ -256,13 +222,24 @@ def check_chain(chain: ChainEndpoint, *, expected: int | None, yes_mainnet: bool
             f"{chain.url} is chain {chain.chain_id}, not --chain-id {expected}",
             hint="check the RPC URL (or drop --chain-id to deploy on whatever chain it is)",
         )
+    if yes_mainnet or chain.chain_id in TEST_CHAIN_IDS:
+        return
+    # Fail safe: a chain not known to be a test or dev network may be a mainnet reef has never
+    # heard of (a new L2), so it is asked about like a known one.
+    consent = "add --yes-real-money (also spelled --yes-mainnet)"
     name = MAINNET_CHAIN_IDS.get(chain.chain_id)
-    if name is not None and not yes_mainnet:
+    if name is not None:
         raise ConfigError(
             f"{chain.url} is {name} (chain id {chain.chain_id}), where gas costs real money; "
             "and the token deployed is a test token its owner mints at will, worth nothing",
-            hint="deploy on a testnet or a local node; if you really mean it, add --yes-mainnet",
+            hint=f"deploy on a testnet or a local node; if you really mean it, {consent}",
         )
+    raise ConfigError(
+        f"{chain.url} is chain id {chain.chain_id}, which reef does not know as a test or dev "
+        "chain (Sepolia, Holesky, Base Sepolia, anvil's 31337, ...): it may be a mainnet, where "
+        "gas costs real money, and the token deployed is a test token its owner mints at will",
+        hint=f"check the RPC URL; if you mean this chain (a new L2, a private network), {consent}",
+    )
 
 
 def _devnet_state(home: ReefHome) -> Path | None:
@@ -486,6 +463,7 @@ class ChainDeployPlan:
     who: Address
     """The deployer's address."""
     estimate: DeployEstimate
+    """What the steps still to send cost at most (all of them, unless resuming)."""
     balance: int
     """The deployer's wei, at least ``estimate.wei``."""
     out_path: Path
@@ -495,6 +473,13 @@ class ChainDeployPlan:
     """The home's record the deployment replaces."""
     replaced: Deployment | None
     """The deployment ``out_path`` holds now, which the new one replaces."""
+    resume: Resume | None = None
+    """A deployment under way on this chain, checked against it: its steps are not sent again."""
+
+    @property
+    def record_file(self) -> Path:
+        """Where each step is recorded as it lands (removed once the deployment is recorded)."""
+        return record_path(self.home, self.chain.chain_id)
 
     @property
     def records(self) -> bool:
@@ -506,20 +491,37 @@ class ChainDeployPlan:
         """The contracts deployed, in order."""
         return (*DEPLOYED_CONTRACTS, *self.request.extras.names())
 
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """Every step in order: the contracts, then a ``fund 0xADDR`` mint per funded account."""
+        return plan_steps(self.request)
+
+    @property
+    def to_send(self) -> tuple[str, ...]:
+        """The steps this run sends (all, unless resuming; not a pending one)."""
+        if self.resume is None:
+            return self.steps
+        kept = {step.name for step in self.resume.done}
+        if self.resume.pending is not None:
+            kept.add(self.resume.pending.name)
+        return tuple(name for name in self.steps if name not in kept)
+
 
 def preflight(request: ChainDeployRequest, home: ReefHome) -> ChainDeployPlan:
     """Check ``request`` against the chain, ``home`` and the sender's balance, and price it;
-    nothing is sent.
+    nothing is sent. A deployment recorded under way on this chain (``deploying-<id>.json``) is
+    checked against the chain, and only what it lacks is priced and later sent.
 
     Raises:
         InputError: the URL or the sender is malformed or missing.
         RPCError: nothing answers at the URL, or not as an Ethereum node does.
-        ConfigError: another chain than asked, a mainnet without consent, a record or ``out``
-            file of another chain, a home that runs a devnet (without ``out``), a sender who
+        ConfigError: another chain than asked, a chain not known as a test chain without
+            consent, a record or ``out`` file of another chain, a home that runs a devnet
+            (without ``out``), a deployment under way asked with other inputs, a sender who
             cannot pay.
         ContractRevertError: a contract creation would revert.
     """
-    from reef.chain import estimate_deployment, http_web3, read_devnet_info, translate_errors
+    from reef.chain import http_web3, read_devnet_info, translate_errors
 
     taken = _devnet_state(home)
     if taken is not None and request.out is None:
@@ -539,16 +541,9 @@ def preflight(request: ChainDeployRequest, home: ReefHome) -> ChainDeployPlan:
         check_redeploy(home, previous, chain, market_is_live=live)
     deployer = _sender(w3, request)
     who = parse_address(deployer if isinstance(deployer, str) else deployer.address)
-    funded = len(request.fund) if request.fund_amount else 0
-    extra = request.extras.creations(placeholder=who, deployer=who)
-    estimate = estimate_deployment(
-        w3,
-        who,
-        rate_lock_s=request.rate_lock_s,
-        fund_count=funded,
-        approved_images=request.approved_images,
-        extra=extra,
-    )
+    record_file = record_path(home, chain.chain_id)
+    resume = resume_from(request, w3, record_file, who)
+    estimate = estimate_plan(w3, request, who, resume)
     with translate_errors(f"reading the balance of {who} at {request.rpc_url}"):
         balance = int(w3.eth.get_balance(who))  # type: ignore[arg-type]
     check_balance(who, balance, estimate, chain_id=chain.chain_id)
@@ -565,195 +560,5 @@ def preflight(request: ChainDeployRequest, home: ReefHome) -> ChainDeployPlan:
         devnet=taken,
         previous=previous,
         replaced=replaced,
+        resume=resume,
     )
-
-
-# -- sending -------------------------------------------------------------------------------------
-
-
-class DeployedContract(NamedTuple):
-    """A contract on the chain: its name in :attr:`ChainDeployPlan.planned`, address, block
-    (``None`` where its client does not say it)."""
-
-    name: str
-    address: Address
-    block: int | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChainDeployResult:
-    """What :func:`deploy_on_chain` deployed and where it wrote it down."""
-
-    deployment: Deployment
-    rpc_url: str
-    deployer: Address
-    rate_lock_s: int
-    funded: tuple[Address, ...]
-    """The accounts minted to (none when the amount was 0)."""
-    fund_amount: int
-    """Token base units each of the ``fund`` accounts asked for received (0 if none was)."""
-    approved_images: tuple[bytes, ...]
-    services: dict[str, dict[str, str]]
-    """The extras' addresses by service and ``network.json`` field."""
-    deployment_file: Path
-    recorded_in: Path | None
-    """The home that records the deployment (``None`` when it runs a devnet of its own)."""
-
-    def to_json(self) -> dict[str, Any]:
-        """``reef chain deploy --json``'s document."""
-        return {
-            "chain_id": self.deployment.chain_id,
-            "rpc_url": self.rpc_url,
-            "deployer": self.deployer,
-            "token": self.deployment.token,
-            "market": self.deployment.market,
-            "kms_registry": self.deployment.kms_registry,
-            "start_block": self.deployment.block,
-            "rate_lock_s": self.rate_lock_s,
-            "funded": [str(account) for account in self.funded],
-            "fund_amount": self.fund_amount,
-            "approved_images": ["0x" + image.hex() for image in self.approved_images],
-            "deployment_file": str(self.deployment_file),
-            "recorded_in": None if self.recorded_in is None else str(self.recorded_in),
-            "services": self.services,
-        }
-
-
-class ChainDeployIncomplete(ChainError):
-    """Deploying stopped after it began: a transaction failed, or Ctrl-C (``interrupted``).
-
-    Its message and hint are the failure's. ``deployed`` are on the chain (nothing records
-    them: they are said here so they are not lost); ``missing`` are not.
-    """
-
-    def __init__(
-        self,
-        cause: ReefError,
-        *,
-        chain_id: int,
-        deployed: Sequence[DeployedContract],
-        planned: Sequence[str],
-        interrupted: bool = False,
-    ) -> None:
-        super().__init__(cause.message, hint=cause.hint)
-        self.cause = cause
-        self.chain_id = chain_id
-        self.deployed = tuple(deployed)
-        self.planned = tuple(planned)
-        self.interrupted = interrupted
-
-    @property
-    def missing(self) -> tuple[str, ...]:
-        """The planned contracts not deployed (none: every one is, minting stopped)."""
-        done = {contract.name for contract in self.deployed}
-        return tuple(name for name in self.planned if name not in done)
-
-
-class ChainDeployNotRecorded(ChainError):
-    """Every contract is deployed, but the deployment file or the home's record could not be
-    written: ``deployment`` holds the addresses. The message is the failure's."""
-
-    def __init__(self, deployment: Deployment, error: OSError | ReefError) -> None:
-        super().__init__(str(error))
-        self.deployment = deployment
-
-
-def deploy_on_chain(
-    plan: ChainDeployPlan,
-    *,
-    progress: ProgressCallback | None = None,
-    deployed: Deployed | None = None,
-) -> ChainDeployResult:
-    """Send ``plan``'s transactions, then write the deployment file and the home's record.
-
-    ``progress`` is told of each transaction's stages, ``deployed`` of each contract once it
-    is on the chain.
-
-    Raises:
-        ChainDeployIncomplete: a transaction failed, or Ctrl-C came, after sending began.
-        ChainDeployNotRecorded: everything is deployed, but not written down.
-    """
-    from reef.chain import deploy_contracts
-
-    request = plan.request
-    done: list[DeployedContract] = []
-
-    def one(name: str, address: Address, block: int | None) -> None:
-        done.append(DeployedContract(name, address, block))
-        if deployed is not None:
-            deployed(name, address, block)
-
-    def incomplete(cause: ReefError, *, interrupted: bool = False) -> ChainDeployIncomplete:
-        return ChainDeployIncomplete(
-            cause,
-            chain_id=plan.chain.chain_id,
-            deployed=done,
-            planned=plan.planned,
-            interrupted=interrupted,
-        )
-
-    try:
-        deployment = deploy_contracts(
-            plan.w3,
-            plan.deployer,
-            rate_lock_s=request.rate_lock_s,
-            fund=request.fund,
-            fund_amount=request.fund_amount,
-            approved_images=request.approved_images,
-            progress=progress,
-            deployed=one,
-        )
-        services = request.extras.deploy(
-            plan.w3,
-            plan.deployer,
-            token=deployment.token,
-            who=plan.who,
-            deployed=one,
-            progress=progress,
-        )
-    except ReefError as exc:
-        raise incomplete(exc) from exc
-    except KeyboardInterrupt:
-        # Ctrl-C between transactions: what is on the chain must be said, as for a failure.
-        stop = ReefError("interrupted", hint="a transaction sent may still be mined")
-        raise incomplete(stop, interrupted=True) from None
-    try:
-        deployment.dump(plan.out_path)
-        if plan.records:
-            _record(plan, deployment)
-    except (OSError, ReefError) as exc:
-        raise ChainDeployNotRecorded(deployment, exc) from exc
-    return ChainDeployResult(
-        deployment=deployment,
-        rpc_url=request.rpc_url,
-        deployer=plan.who,
-        rate_lock_s=request.rate_lock_s,
-        funded=request.fund if request.fund_amount else (),
-        fund_amount=request.fund_amount if request.fund else 0,
-        approved_images=request.approved_images,
-        services=services,
-        deployment_file=plan.out_path,
-        recorded_in=plan.home.root if plan.records else None,
-    )
-
-
-def _record(plan: ChainDeployPlan, deployment: Deployment) -> None:
-    """Record ``deployment`` in the plan's home where every command looks for the chain
-    (``chain/devnet.json``, with no dev accounts)."""
-    from reef.chain import translate_errors
-    from reef.chain.devnet import write_devnet_info
-
-    with translate_errors(f"reading the genesis block at {plan.chain.url}"):
-        genesis = int(plan.w3.eth.get_block(0)["timestamp"])
-        head = int(plan.w3.eth.block_number)
-    info = DevnetInfo(
-        chain_id=deployment.chain_id,
-        accounts=(),
-        genesis_timestamp=genesis,
-        rate_lock_s=plan.request.rate_lock_s,
-        deployment=deployment,
-        rpc_url=plan.chain.url,
-        blocks=head,
-    )
-    plan.home.ensure()
-    write_devnet_info(plan.home, info)
