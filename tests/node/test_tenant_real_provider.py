@@ -39,11 +39,6 @@ runner = CliRunner()
 pytestmark = [
     pytest.mark.slow,
     requires_isolation,
-    pytest.mark.xfail(
-        strict=True,
-        reason="needs `reef provider run` to serve its dev root: node/_provider.py passes "
-        "tee_root to control_plane_app (asked for in helper s2's report); drop this mark then",
-    ),
 ]
 
 

@@ -175,6 +175,7 @@ def test_a_tenant_verifies_the_providers_enclave_with_the_root_it_serves(
         again = runner.invoke(app, ["verify", enclave, "--root", name])
         assert again.exit_code == 0, again.output
         assert "INSECURE" in again.stderr
+        assert f"provider {p.address}'s own dev TEE root" in _one_line(again.stderr)
         shown_root = runner.invoke(app, ["attestation", "root", name, "--json"])
         assert shown_root.exit_code == 0, shown_root.output
         described = json.loads(shown_root.stdout)

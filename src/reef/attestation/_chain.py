@@ -269,7 +269,8 @@ def verify_issuing_chain(cabundle: Sequence[bytes], root: TrustedRoot) -> Issuin
             hint="verify with the root that issued it (--root aws|mock|dev|PATH), if you trust it"
             + (
                 "; a dev TEE root is the enclave host's own ($REEF_HOME/dev-tee/root.crt of the "
-                "provider's home): --root dev names this home's"
+                "provider's home): --root dev names this home's, and `reef deploy --root "
+                "provider` takes a provider's on its word (INSECURE)"
                 if root.name == "dev"
                 else ""
             ),

@@ -88,7 +88,9 @@ Owner = Annotated[
 AttestationRoot = Annotated[
     str,
     typer.Option(
-        "--root", help="Trusted attestation root: aws, dev, mock or a DER/PEM certificate file."
+        "--root",
+        help="Trusted attestation root: aws, dev, mock, a stored provider root "
+        "(provider-0xADDRESS) or a DER/PEM certificate file.",
     ),
 ]
 """``--root``: the one TEE root an attestation document must chain to (each command says its

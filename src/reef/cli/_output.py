@@ -302,7 +302,13 @@ def warn_insecure_root(root: TrustedRoot, what: str, *, advice: str = "") -> Non
     identity is attested"``) holds only under it, then ``advice`` if any."""
     if not root.insecure:
         return
-    risk = _INSECURE_ROOTS.get(root.name, f"root {root.name!r}: INSECURE")
+    if root.provider is not None:
+        risk = (
+            f"provider {root.provider}'s own dev TEE root, taken on its word: INSECURE. It proves "
+            "nothing against that provider"
+        )
+    else:
+        risk = _INSECURE_ROOTS.get(root.name, f"root {root.name!r}: INSECURE")
     tell(f"warning: {what} under {risk}" + (f". {advice}." if advice else "."))
 
 

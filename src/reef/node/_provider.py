@@ -15,7 +15,9 @@ from typing import Any
 
 from web3 import Web3
 
+from reef.attestation import DevAuthority, TrustedRoot
 from reef.chain import Address, Indexer, MarketClient, TxResult, Web3BlockSource
+from reef.enclave import LocalBackend
 from reef.errors import ChainError, ConfigError
 from reef.home import ReefHome
 from reef.market import (
@@ -178,9 +180,10 @@ class ProviderService:
             launch_burst=s.launch_burst,
         )
         self.control_plane = cp
+        tee_root = await asyncio.to_thread(_tee_root, self.runner)
         # Serve first so /spec answers while the history is replayed.
         self._served = await serve_app(
-            control_plane_app(cp), host=s.host, port=s.port, what="control plane"
+            control_plane_app(cp, tee_root=tee_root), host=s.host, port=s.port, what="control plane"
         )
         try:
             await cp.start()
@@ -220,3 +223,13 @@ class ProviderService:
         finally:
             if isinstance(self.runner, BackendRunner):
                 await self.runner.aclose()
+
+
+def _tee_root(runner: EnclaveRunner) -> TrustedRoot | None:
+    """The root this provider's enclaves chain to, served at its control plane's ``/tee-root``
+    for tenants on other homes (``reef deploy --root provider``): the dev TEE root of the home a
+    local backend runs enclaves from; ``None`` for any other runner, whose root is not ours to
+    say (a Nitro host's is AWS's, which tenants pin themselves)."""
+    if isinstance(runner, BackendRunner) and isinstance(runner.backend, LocalBackend):
+        return DevAuthority.load_or_create(runner.backend.home).root
+    return None
