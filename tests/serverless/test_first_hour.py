@@ -218,3 +218,46 @@ def test_a_jobs_address_that_is_another_contract_is_named() -> None:
     assert f"{token} is not a ServerlessJobs contract" in str(caught.value)
     assert "--jobs" in (caught.value.hint or "")
     assert chain.jobs().params() == PARAMS  # the real one still reads
+
+
+# ---- code that does not load -----------------------------------------------------------------
+
+
+@pytest.mark.node
+def test_code_that_does_not_load_is_not_deployed(
+    tmp_path: Path, workerd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reef fn deploy syntax.js` paid for a deployment that could only ever answer code 3
+    (and each call of it was charged); the mistake showed only at the first call."""
+    reached: list[bool] = []
+
+    class Code:
+        address = "0x" + "cc" * 20
+
+        def deploy_code(self, source: bytes, metadata: bytes) -> str:
+            reached.append(True)
+            return CODEHASH
+
+    class Deployable(Target):
+        code_address = Code.address
+
+        def code(self, send: bool = False) -> Code:  # type: ignore[override]
+            return Code()
+
+    monkeypatch.setattr(_fn, "open_target", lambda flags, send: Deployable())
+    broken = tmp_path / "broken.js"
+    broken.write_text('export default { async fetch() { return new Response("x" } };')
+    refused = reef("fn", "deploy", str(broken))
+    assert refused.exit_code == 1
+    assert "SyntaxError" in refused.stderr  # workerd's own error, as `reef fn dev` shows it
+    assert f"{broken} does not load in workerd (error code 3" in refused.stderr
+    assert "--no-check" in refused.stderr
+    assert reached == []  # nothing was sent
+    anyway = reef("fn", "deploy", str(broken), "--no-check", "--json")
+    assert anyway.exit_code == 0, anyway.output
+    endless = tmp_path / "endless.js"
+    endless.write_text("export default { async fetch() { while (true) {} } };")
+    loads = reef("fn", "deploy", str(endless), "--json")  # it loads: what it does is its own
+    assert loads.exit_code == 0, loads.output
+    assert json.loads(loads.stdout)["codehash"] == CODEHASH
+    assert reached == [True, True]

@@ -25,6 +25,7 @@ import typer
 from reef.cli._common import open_target, read_file
 from reef.cli._options import Flags, Json, with_flags
 from reef.cli._output import (
+    fail,
     failing,
     note,
     print_json,
@@ -376,6 +377,14 @@ def deploy_cmd(
     flags: Flags,
     target: FunctionSource,
     name: Annotated[str | None, typer.Option("--name", help="A name kept in metadata.")] = None,
+    no_check: Annotated[
+        bool,
+        typer.Option(
+            "--no-check",
+            help="Deploy without first loading it in workerd (code that does not load can only "
+            "ever answer error code 3).",
+        ),
+    ] = False,
 ) -> None:
     """Deploy a function on chain; prints its codehash (the deployment's transaction hash)."""
     import json
@@ -383,6 +392,8 @@ def deploy_cmd(
     with failing(code=2):
         path = _source_path(target, js_only=True)
         source = read_file(path)
+    if not no_check:
+        _check_loads(path, source)
     with failing():
         where = open_target(flags, send=True)
         metadata = json.dumps({"name": name or _default_name(path)}).encode()
@@ -391,6 +402,38 @@ def deploy_cmd(
     print_result(data, flags.as_json)
     if not flags.as_json:
         note(f"call it with: reef fn call {codehash} --input ...")
+
+
+def _check_loads(path: Path, source: bytes) -> None:
+    """Refuse, before anything is paid, a function that does not load in workerd (a syntax
+    error, an exception at load, no default export): deployed, it could only ever answer error
+    code 3, and each call of it would still be paid for. It runs once with an empty input and
+    no network, as `reef fn dev` runs it; only whether it loads counts.
+
+    Raises:
+        typer.Exit: it does not load (workerd's error and what to do are printed).
+    """
+    import asyncio
+
+    from reef.serverless import Limits
+
+    with failing():
+        result = asyncio.run(_run_once(source, b"", Limits(timeout_ms=_LOAD_CHECK_MS)))
+    if int(result.error_code) not in _NOT_LOADED:
+        return
+    logs = _readable_logs(result.logs)
+    if logs:
+        tell(logs)
+    raise fail(
+        InputError(
+            f"{path} does not load in workerd (error code {int(result.error_code)}: "
+            f"{result.error_code.description}); deployed, every call of it would answer that",
+            hint=f"fix it (`reef fn dev {path}` runs it here), or deploy it anyway with --no-check",
+        )
+    )
+
+
+_LOAD_CHECK_MS = 500  # a module loads before its handler runs: only a load error is judged
 
 
 def _default_name(path: Path) -> str:
