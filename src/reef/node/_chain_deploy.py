@@ -2,22 +2,21 @@
 recorded in a home so every command run with that home uses them.
 
 Two steps, so that everything that would fail or spend real money is refused before the first
-transaction. :func:`preflight` asks the endpoint its chain, checks it against what the caller
-expects (``--chain-id``, a mainnet's consent), the home's records and the ``--out`` file, picks the
-sender and prices the transactions against its balance; it sends nothing and returns a
-:class:`ChainDeployPlan`. :func:`deploy_on_chain` sends the plan and records it: in
-``$REEF_HOME/chain/devnet.json`` (a :class:`reef.chain.DevnetInfo` with no dev accounts, where
-every command already looks for a chain) and as :class:`reef.chain.Deployment` JSON (``--out``).
-A failure (or Ctrl-C) after some contracts are on the chain raises :class:`ChainDeployIncomplete`,
-which carries them, so nothing deployed is lost with the error.
+transaction. :func:`preflight` (here) asks the endpoint its chain, checks it against what the
+caller expects (``--chain-id``; consent on any chain not known as a test or dev chain), the home's
+records and the ``--out`` file, picks the sender, finds a deployment stopped half way on this
+chain and checks it against the chain (:mod:`reef.node._deploy_record`), and prices what is left
+to send against the sender's balance; it sends nothing and returns a :class:`ChainDeployPlan`.
+:func:`reef.node.deploy_on_chain` (:mod:`reef.node._chain_deploy_send`) sends the plan step by
+step, recording each as it lands, then records the deployment: in ``$REEF_HOME/chain/devnet.json``
+(a :class:`reef.chain.DevnetInfo` with no dev accounts, where every command already looks for a
+chain) and as :class:`reef.chain.Deployment` JSON (``--out``).
 
 The checks that need no chain (:func:`check_chain`, :func:`check_home_record`,
 :func:`check_out_deployment`, :func:`check_balance`, :func:`chain_extras`) are pure functions.
-httpx and web3.py are imported when the endpoint is asked, not with this module.
-
-The module is longer than reef's ~600 lines on purpose: it is one use case, and most of it is
-its refusals (each message says what is wrong and what to do) in the order :func:`preflight`
-runs them; split apart, a reader would lose that order.
+httpx and web3.py are imported when the endpoint is asked, not with this module. Most of this
+module is its refusals (each message says what is wrong and what to do), in the order
+:func:`preflight` runs them.
 """
 
 from __future__ import annotations
