@@ -8,6 +8,7 @@ replaced), so they need no network; ``reef fn dev`` runs the real workerd."""
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +167,7 @@ def test_dev_says_which_limit_the_function_passed(
         (3, "`reef fn dev FILE` shows workerd's error; deploy the fixed file"),
         (4, "it ran past the job's deadline (1000 ms, paid in full): pass a longer --timeout-ms"),
         (5, "reef up's executors keep at most 20480 bytes of a function's output"),
-        (6, "reef up's executors give a function 256 MiB"),
+        (6, "reef up's executors give a function 192 MiB"),
     ],
 )
 def test_a_call_that_fails_says_what_to_do(chain_call: list[Any], code: int, hint: str) -> None:
@@ -261,3 +262,14 @@ def test_code_that_does_not_load_is_not_deployed(
     assert loads.exit_code == 0, loads.output
     assert json.loads(loads.stdout)["codehash"] == CODEHASH
     assert reached == [True, True]
+
+
+def test_dev_gives_a_call_the_memory_reef_ups_executors_give() -> None:
+    """`reef fn dev` ran a call with 256 MiB where reef up's executors give 192 (their
+    reef.toml): a function between the two passed here and failed with code 6 on chain."""
+    toml = Path(__file__).resolve().parents[2] / "examples" / "serverless-executor" / "reef.toml"
+    command = tomllib.loads(toml.read_text())["command"]
+    executors = int(command[command.index("--memory-mib") + 1])
+    limits = _fn._limits(None, None, None, [])
+    assert limits.memory_bytes == executors * 1024 * 1024
+    assert _fn._limits(None, 300, None, []).memory_bytes == 300 * 1024 * 1024  # as given

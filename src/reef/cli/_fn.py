@@ -56,6 +56,10 @@ app, register = command_group("fn")
 ENTRY = "index.js"
 _THREW = "Internal Server Error"  # workerd's body for a handler that threw
 _MIN_MEMORY_MIB = 64  # reef.serverless.Limits' floor, in the flag's unit
+_EXECUTOR_MEMORY_MIB = 192
+"""What ``reef up``'s executors give a call (``--memory-mib`` in
+``examples/serverless-executor/reef.toml``; a test keeps the two equal): ``reef fn dev``'s
+default, so that what runs here runs there."""
 
 TEMPLATE_JS = """\
 // A reef serverless function: an ES-module worker. The caller's input is the request body;
@@ -176,12 +180,13 @@ def _limits(
         # Limits counts bytes; the flag is in MiB, and so is what it says.
         raise InputError(
             f"--memory-mib must be at least {_MIN_MEMORY_MIB}, got {memory_mib}",
-            hint="an idle workerd alone uses about 50 MiB; the default is 256",
+            hint="an idle workerd alone uses about 50 MiB; the default is "
+            f"{_EXECUTOR_MEMORY_MIB}, what reef up's executors give a call",
         )
     defaults = Limits()
     return Limits(
         timeout_ms=defaults.timeout_ms if timeout_ms is None else timeout_ms,
-        memory_bytes=defaults.memory_bytes if memory_mib is None else memory_mib * 1024 * 1024,
+        memory_bytes=(_EXECUTOR_MEMORY_MIB if memory_mib is None else memory_mib) * 1024 * 1024,
         output_bytes=defaults.output_bytes if max_output is None else max_output,
         allow_network=tuple(allow_network),
     )
@@ -288,7 +293,7 @@ def _verdict_hint(error_code: int, timeout_ms: int, local: Limits | None) -> str
             f"{usual.output_bytes} bytes of a function's output: answer less"
         )
     if error_code == 6:
-        usual_mib = usual.memory_bytes >> 20
+        usual_mib = _EXECUTOR_MEMORY_MIB
         if local is not None:
             return (
                 f"it used more memory than --memory-mib ({local.memory_bytes >> 20}); reef up's "
@@ -319,7 +324,8 @@ def dev(
         int | None, typer.Option("--timeout-ms", help="Deadline of the call (default 5000).")
     ] = None,
     memory_mib: Annotated[
-        int | None, typer.Option("--memory-mib", help="Memory cap of the call (default 256).")
+        int | None,
+        typer.Option("--memory-mib", help="Memory cap of the call (default 192, as executors)."),
     ] = None,
     max_output: Annotated[
         int | None,
