@@ -459,3 +459,45 @@ async def test_the_ledger_and_uploads_under_way_are_not_reachable_by_any_name(
     ledger = json.loads(store.ledger_path.read_text())
     assert ledger == {"0xsecret": 1, FUNDED.address.lower(): len(image)}
     assert sorted(store) == sorted([digest, hashlib.sha256(b"already here").hexdigest()])
+
+
+@pytest.mark.slow
+def test_a_log_nobody_reads_fails_no_request(reef_home: Path, tmp_path: Path) -> None:
+    """The store tells its refusals to stderr. When nobody reads it any more (the pipe's reader
+    is gone), a refusal's line cannot be written: the refusal is still answered, and the store
+    goes on serving."""
+    process = subprocess.Popen(
+        [str(REEF), "store", "serve", "--port", "0", "--open", "--dir", str(tmp_path / "i")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "REEF_HOME": str(reef_home), "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        url = ""
+        for line in process.stdout:
+            if line.startswith("image store"):
+                url = line.split()[-1]
+            if line.strip() == "ready":
+                break
+        process.stderr.close()  # nobody reads the store's log from now on
+        port = int(url.rsplit(":", 1)[1])
+        for _ in range(3):  # more than a pipe's buffer would hold is not needed: it is closed
+            with socket.create_connection(("127.0.0.1", port), 10) as raw:
+                raw.sendall(
+                    f"PUT /images/{'a' * 64} HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+                    f"content-length: {3 << 30}\r\n\r\n".encode()
+                )
+                answer = raw.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 413"), answer
+            bad_name = httpx.put(f"{url}/images/not-a-hash", content=b"x", timeout=10)
+            assert bad_name.status_code == 400
+        assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+        assert process.poll() is None
+    finally:
+        process.kill()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()

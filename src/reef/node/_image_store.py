@@ -24,6 +24,7 @@ Serving until Ctrl-C or SIGTERM is the command's, as for every reef server
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -191,7 +192,13 @@ class _RefusalLog:
 
     def reef_on_refusal(self, scope: Any, status: int, reason: str) -> None:
         """A refusal the serving floor made itself (:class:`reef._serve.Guard`)."""
-        self._log(_refusal_line(scope, status, json.dumps({"error": reason}).encode()))
+        self._tell(_refusal_line(scope, status, json.dumps({"error": reason}).encode()))
+
+    def _tell(self, line: str) -> None:
+        # A log that cannot be written (its reader gone) must not fail the request it tells of:
+        # Rich, which prints the CLI's, answers a broken pipe with SystemExit.
+        with contextlib.suppress(OSError, ValueError, SystemExit):
+            self._log(line)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope.get("type") != "http" or scope.get("method") not in ("PUT", "POST"):
@@ -212,7 +219,7 @@ class _RefusalLog:
             await self._app(scope, receive, sending)
         finally:
             if status >= 400:
-                self._log(_refusal_line(scope, status, bytes(body)))
+                self._tell(_refusal_line(scope, status, bytes(body)))
 
 
 def _refusal_line(scope: Any, status: int, body: bytes) -> str:
