@@ -16,10 +16,11 @@ from typer.testing import CliRunner
 from proofs.proofs_support import FUNDS, ProofChain
 from reef.chain import serve_devnet_in_thread
 from reef.cli import app
-from reef.errors import ProofError
+from reef.errors import ChainError, ProofError
 from reef.proofs import (
     AuctionRamp,
     MarketJoin,
+    ProofMarketClient,
     close_ask,
     join_as_prover,
     register_prover,
@@ -163,3 +164,20 @@ def test_cancel_says_why_an_ask_cannot_be_taken_back(served: Served) -> None:
     with pytest.raises(ProofError, match=f"ask {held} is assigned to prover") as caught:
         close_ask(mine, held)
     assert f"`reef proofs wait {held}`" in (caught.value.hint or "")
+
+
+def test_a_market_address_that_is_another_contract_is_named(served: Served) -> None:
+    """`reef proofs market list --proof-market <the token's address>` said "marketCount reverted
+    without a reason" and "an argument may be out of the contract's bounds" (it takes none)."""
+    chain = served.chain
+    wrong = ProofMarketClient(chain.w3, chain.token_address)
+    for read in (wrong.market_count, lambda: wrong.market(1)):
+        with pytest.raises(ChainError) as caught:
+            read()
+        assert f"{chain.token_address} is not a ProofMarket contract" in str(caught.value)
+        assert "--proof-market" in (caught.value.hint or "")
+    flags = ["--rpc", served.url, "--proof-market", chain.token_address]
+    listed = CliRunner().invoke(app, ["proofs", "market", "list", *flags])
+    assert listed.exit_code == 1
+    assert "is not a ProofMarket contract" in listed.stderr
+    assert chain.market().market_count() >= 1  # the real one still reads
