@@ -353,3 +353,31 @@ def test_an_unknown_chain_on_a_real_node_asks_and_either_flag_consents(home: Ree
             consented = _deploy("--rpc-url", url, "--unlocked", "--dry-run", "--json", flag)
             assert consented.exit_code == 0, consented.output
             assert json.loads(consented.stdout)["chain_id"] == 424242
+
+
+def test_a_step_record_that_cannot_be_written_stops_before_paying_more(
+    anvil: str, home: ReefHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills after the token's transaction is sent: the deployment stops there (the
+    market is not sent), and the stop still names the token's transaction."""
+    deployer = _deployer(anvil)
+    start = _nonce(anvil, deployer)
+    plan = preflight(ChainDeployRequest(rpc_url=anvil, unlocked=True), home)
+    writes: list[int] = []
+    real_save = DeployRecord.save
+
+    def disk_full_after_the_first(self: DeployRecord, path: Path) -> None:
+        writes.append(1)
+        if len(writes) > 1:
+            raise OSError(28, "No space left on device")
+        real_save(self, path)
+
+    monkeypatch.setattr(DeployRecord, "save", disk_full_after_the_first)
+    with pytest.raises(ChainDeployIncomplete) as stopped:
+        deploy_on_chain(plan)
+    assert "cannot record the deployment's steps in" in stopped.value.message
+    assert "No space left on device" in stopped.value.message
+    assert stopped.value.pending is not None
+    assert stopped.value.pending.name == "token"
+    assert stopped.value.missing == ("market", "kms_registry")
+    assert _nonce(anvil, deployer) == start + 1  # the token alone: nothing more was paid

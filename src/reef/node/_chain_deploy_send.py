@@ -76,6 +76,8 @@ def resume_from(request: ChainDeployRequest, w3: Web3, path: Path, who: Address)
     if request.start_over or not path.exists():
         return None
     record = DeployRecord.load(path)
+    if not record.steps:  # stopped before its first transaction: nothing to resume
+        return None
     check_inputs(path, record, deploy_inputs(request, who))
     return reconcile(w3, record, path, plan_steps(request))
 
@@ -314,10 +316,20 @@ def deploy_on_chain(
     sent: list[str] = []
     unmined: list[PendingStep] = []
 
-    def save(step: StepRecord) -> None:
+    def save(step: StepRecord | None = None) -> None:
+        """Write the record with ``step``; a write that fails stops the deployment before it
+        pays for more (as a ConfigError, which the transactor's error translation lets pass)."""
         nonlocal record
-        record = record.with_step(step)
-        record.save(plan.record_file)
+        if step is not None:
+            record = record.with_step(step)
+        try:
+            record.save(plan.record_file)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot record the deployment's steps in {plan.record_file}: {exc}",
+                hint="free the disk or fix the permissions of REEF_HOME, then run the same "
+                "command again",
+            ) from exc
 
     def incomplete(cause: ReefError, *, interrupted: bool = False) -> ChainDeployIncomplete:
         return ChainDeployIncomplete(
@@ -341,8 +353,9 @@ def deploy_on_chain(
     def tracking(name: str) -> ProgressCallback:
         def report(stage: TxProgress) -> None:
             if stage.stage == "sent" and stage.tx_hash:
-                save(StepRecord(name=name, tx_hash=stage.tx_hash))
+                # Said before it is written: if the write fails, the stop still names the hash.
                 unmined[:] = [PendingStep(name, stage.tx_hash)]
+                save(StepRecord(name=name, tx_hash=stage.tx_hash))
             elif stage.stage == "mined" and stage.tx_hash:
                 block = stage.block_number
                 save(StepRecord(name=name, tx_hash=stage.tx_hash, mined=True, block=block))
@@ -352,7 +365,7 @@ def deploy_on_chain(
         return report
 
     try:
-        record.save(plan.record_file)
+        save()
         waiting = None if resume is None else resume.pending
         if waiting is not None:
             unmined.append(PendingStep(waiting.name, waiting.tx_hash))
@@ -381,13 +394,6 @@ def deploy_on_chain(
                 deployed(name, address, blocks.get(name))
     except ReefError as exc:
         raise incomplete(exc) from exc
-    except OSError as exc:  # the step record could not be written: stop before paying more
-        cause = ConfigError(
-            f"cannot record the deployment's steps in {plan.record_file}: {exc}",
-            hint="free the disk or fix the permissions of REEF_HOME, then run the same command "
-            "again",
-        )
-        raise incomplete(cause) from exc
     except KeyboardInterrupt:
         # Ctrl-C between transactions: what is on the chain must be said, as for a failure.
         stop = ReefError("interrupted")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from reef.chain import Address, DeployEstimate, parse_address
-from reef.errors import ConfigError
+from reef.errors import ConfigError, ReefError
 from reef.home import ReefHome, replace_json
 
 if TYPE_CHECKING:
@@ -159,20 +159,23 @@ class DeployRecord:
         Raises:
             ConfigError: it is not such a record (with what to do about it).
         """
+        hint = "move it away (its transaction hashes say what was sent) and run again"
         try:
             data = json.loads(path.read_text())
             if data.get("format") != _FORMAT:
-                raise KeyError("format")
+                raise ConfigError(f"{path} is not a reef chain deploy step record", hint=hint)
             return cls(
                 chain_id=int(data["chain_id"]),
                 rpc_url=str(data["rpc_url"]),
                 inputs=dict(data["inputs"]),
                 steps=tuple(StepRecord.from_json(s) for s in data["steps"]),
             )
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, ConfigError) as exc:
+        except ConfigError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, ReefError) as exc:
             raise ConfigError(
                 f"{path} should record a reef chain deploy under way, but cannot be read ({exc})",
-                hint="move it away (its transaction hashes say what was sent) and run again",
+                hint=hint,
             ) from exc
 
 
