@@ -81,12 +81,18 @@ def test_the_upgrade_procedure_keeps_every_key(
             assert "reef kms handover" in err
             assert not (tmp_path / "new" / "root-seeds.sealed").exists()
 
-            code, out, err = _kms(
+            handover = [
                 "handover", "--kms", str(old_ready["public_url"]), "--to", NEW,
-                "--admin-key", "-", "--expires", "30m", "--json", stdin=ADMIN.secret.hex(),
-            )  # fmt: skip
+                "--admin-key", "-", "--expires", "30m", "--json", "--trust", "dev",
+            ]  # fmt: skip
+            # The admin checks whom it signs for: another image id is not this root.
+            code, _, err = _kms(*handover, "--kms-image-id", NEW, stdin=ADMIN.secret.hex())
+            assert code == 1
+            assert "KMS attestation rejected" in err
+            code, out, err = _kms(*handover, "--kms-image-id", OLD, stdin=ADMIN.secret.hex())
             assert code == 0, err
             assert json.loads(out)["image_id"] == NEW
+            assert f"attested by KMS image {OLD}" in err
             assert "--inherit-from" in err
             code, out, err = _kms("info", "--kms", str(old_ready["public_url"]), "--trust", "dev")
             assert code == 0, err

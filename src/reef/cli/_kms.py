@@ -379,6 +379,8 @@ def handover_cmd(
         str,
         typer.Option("--expires", help="How long the authorisation holds (e.g. 30m, 1h, 2d)."),
     ] = "1h",
+    trust: Annotated[list[str] | None, TrustOption] = None,
+    kms_image_id: Annotated[str | None, _KmsImageOption] = None,
     as_json: Json = False,
 ) -> None:
     """Let a new root's image inherit this KMS root's seeds (every version) until --expires.
@@ -397,16 +399,28 @@ def handover_cmd(
         image = parse_hex(to, name="--to", length=32)
         admin = Secp256k1PrivateKey(_read_secret_hex(admin_key, name="--admin-key", length=32))
         expires_s = wall_clock_ms() // 1000 + parse_duration(expires)
+        expected = _kms_image_id(kms_image_id)
         url = kms_url(kms)
-    pinned = kms_pins().get(url)
-    with failing():
+    with failing(attestation=_KMS_REJECTED):
+        # The message signed names the root's signing address: learnt from a pin or the root's
+        # attested identity, an answer on the way cannot have the admin sign for another root.
+        keys: dict[int, bytes] | None = None
+        if trust or kms_pins().get(url) is not None:
+            learned, source = _signing_keys(url, None, trust or [], expected)
+            keys = learned if isinstance(learned, dict) else None
+            tell(f"the root's identity: {source}")
+        else:
+            tell(
+                "warning: the root's identity is not checked (no pin for it, no --trust): "
+                "pin it first (reef kms info --trust ... --pin) or pass --trust"
+            )
         result = asyncio.run(
             authorise_handover(
                 url,
                 image,
                 expires_s=expires_s,
                 sign=lambda message: admin.sign_digest(eip191_digest(message)),
-                signing_keys=dict(pinned.signing_keys) if pinned else None,
+                signing_keys=keys,
             )
         )
     until = format_time(expires_s, utc=True)
