@@ -14,13 +14,17 @@ import pytest
 from typer.testing import CliRunner
 
 from proofs.proofs_support import FUNDS, ProofChain
-from reef.chain import serve_devnet_in_thread
+from reef.chain import Address, Amount, serve_devnet_in_thread
 from reef.cli import app
+from reef.crypto import Secp256k1PrivateKey
 from reef.errors import ChainError, ProofError
 from reef.proofs import (
     AuctionRamp,
     MarketJoin,
+    Offer,
     ProofMarketClient,
+    ProverInfo,
+    ProverListing,
     close_ask,
     join_as_prover,
     register_prover,
@@ -181,3 +185,27 @@ def test_a_market_address_that_is_another_contract_is_named(served: Served) -> N
     assert listed.exit_code == 1
     assert "is not a ProofMarket contract" in listed.stderr
     assert chain.market().market_count() >= 1  # the real one still reads
+
+
+def test_a_prover_run_that_nothing_can_reach_says_so(served: Served, tmp_path: Path) -> None:
+    """`reef prover run` before `register` and `join` polled in silence (with --once it exited
+    0 having done nothing): the new prover waited for asks that could never come."""
+    fresh = tmp_path / "fresh.key"
+    fresh.write_text(Secp256k1PrivateKey.generate().secret.hex())
+    flags = ["--rpc", served.url, "--proof-market", served.chain.market_address]
+    ran = CliRunner().invoke(app, ["prover", "run", "--once", *flags, "--key", str(fresh)])
+    assert ran.exit_code == 0, ran.output
+    assert "is not a registered prover: no ask will come to it" in ran.stderr
+    assert f"`reef prover register --stake AMOUNT --rpc {served.url}" in ran.stderr
+    assert f"--key {fresh}` and `reef prover join MARKET --price AMOUNT" in ran.stderr
+
+
+def test_a_prover_is_idle_in_no_market_it_serves() -> None:
+    info = ProverInfo(address=Address("0x" + "11" * 20), reward_address=Address("0x" + "11" * 20),
+                      stake=Amount(5), stake_locked=Amount(0), compute=4, compute_allocated=0,
+                      compute_used=0, markets=1)  # fmt: skip
+    joined = Offer(joined=True, price=Amount(1), max_time=60, compute=1, active=0, leave_at=0)
+    leaving = Offer(joined=True, price=Amount(1), max_time=60, compute=1, active=0, leave_at=9)
+    assert ProverListing(info, {1: joined, 2: leaving}).idle() is None
+    assert "has joined no market" in (ProverListing(info, {2: leaving}).idle() or "")
+    assert "has joined no market" in (ProverListing(info, {}).idle() or "")

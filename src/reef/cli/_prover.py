@@ -258,10 +258,26 @@ def prover_run(
         )
 
     service = failing_call(build)
+    _warn_when_idle(service.client, flags.again("rpc", "proof_market", "key"))
     if once:
         failing_call(service.step)
         return
     run_until_stopped(service, interval, f"proving as {service.client.sender}")
+
+
+def _warn_when_idle(client: Any, again: str) -> None:
+    """Say so when no ask can come to this prover: a run that is not registered, or in no
+    market, polled in silence for ever."""
+    from reef.proofs import describe_prover
+
+    listing = failing_call(lambda: describe_prover(client, client.sender))
+    idle = listing.idle()
+    if idle is None:
+        return
+    steps = [f"`reef prover join MARKET --price AMOUNT{again}`"]
+    if not listing.info.registered:
+        steps.insert(0, f"`reef prover register --stake AMOUNT{again}`")
+    tell(f"warning: {idle}: no ask will come to it; {' and '.join(steps)} first")
 
 
 def _outcome_line(outcome: Any) -> str:

@@ -160,6 +160,15 @@ class ProverListing:
             "markets": markets,
         }
 
+    def idle(self) -> str | None:
+        """Why no ask can come to this prover (not registered, or in no market but on its way
+        out), for a prover that runs anyway; None when one can."""
+        if not self.info.registered:
+            return f"{self.info.address} is not a registered prover"
+        if not any(offer.serving for offer in self.offers.values()):
+            return f"{self.info.address} has joined no market (or is leaving every one)"
+        return None
+
 
 _METADATA_DEPTH = 4  # reef's metadata: an object holding lists of names and an object
 
