@@ -394,3 +394,33 @@ async def test_seeds_that_are_not_the_attested_identity_are_refused(
             _received_keyring(json.dumps(body).encode(), source, attested, key)
     with pytest.raises(KMSError, match="malformed"):
         _received_keyring(b'{"versions": [{"seed": "zz"}]}', source, attested, key)
+
+
+async def test_a_malformed_authorisation_is_a_400_not_a_crash(old_root: RootServer) -> None:
+    """Every field of a posted authorisation is checked before it is compared or verified: a
+    signing address that is not one (non-ASCII text made the constant-time comparison raise,
+    a 500) or fields of the wrong type answer 400, and the root goes on serving."""
+    good = {
+        "image_id": NEW.hex(),
+        "expires": wall_ms() // 1000 + 600,
+        "kms_signing_address": old_root.root.keyring.identity().signing_address,
+        "signature": "00" * 65,
+    }
+    bad_values = [
+        {"kms_signing_address": "0x\u00e9" + "0" * 39},
+        {"kms_signing_address": "not an address"},
+        {"kms_signing_address": 7},
+        {"expires": "soon"},
+        {"expires": True},
+        {"image_id": "00" * 31},
+        {"signature": "zz"},
+    ]
+    async with httpx.AsyncClient() as http:
+        for change in bad_values:
+            answer = await http.post(old_root.public_url + "/admin/handover", json=good | change)
+            assert answer.status_code == 400, (change, answer.text)
+        for body in (b"[]", b"{", b'"text"'):
+            answer = await http.post(old_root.public_url + "/admin/handover", content=body)
+            assert answer.status_code == 400, (body, answer.text)
+        assert (await http.get(old_root.public_url + "/info")).status_code == 200
+    assert old_root.root.handovers() == ()

@@ -23,6 +23,7 @@ import hmac
 import json
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,7 @@ __all__ = [
 _log = logging.getLogger("reef.kms.root")
 
 _MAX_NONCE = 64
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 MAX_HANDOVER_S = 7 * 86400
 """The longest an admin's handover authorisation may stay valid (a week): long enough to build
 and start the new root, short enough that a forgotten one does not stand for ever."""
@@ -127,8 +129,8 @@ class HandoverGrant:
             address = item["kms_signing_address"]
             if not isinstance(expires, int) or isinstance(expires, bool):
                 raise InputError("expires must be an integer (Unix seconds)")
-            if not isinstance(address, str):
-                raise InputError("kms_signing_address must be a string")
+            if not isinstance(address, str) or not _ADDRESS.fullmatch(address):
+                raise InputError("kms_signing_address must be an address: 0x and 40 hex digits")
             return cls(
                 parse_hex(str(item["image_id"]), name="image_id", length=32),
                 expires,
