@@ -211,13 +211,16 @@ def test_ctrl_c_before_any_job_says_nothing_of_one(chain_call: list[Any]) -> Non
 
 def test_a_jobs_address_that_is_another_contract_is_named() -> None:
     """`reef fn call --jobs <the token's address>` said "FEE_PER_MS reverted without a reason"
-    with the hint "an argument may be out of the contract's bounds" (it takes none)."""
+    with the hint "an argument may be out of the contract's bounds" (it takes none); `reef fn
+    job` and `reef fn executors` the same of jobInfo and executorCount."""
     chain = ServerlessChain.create(PARAMS)
     token = chain.jobs().token_address()
-    with pytest.raises(ChainError) as caught:
-        ServerlessJobsClient(chain.w3, token).params()
-    assert f"{token} is not a ServerlessJobs contract" in str(caught.value)
-    assert "--jobs" in (caught.value.hint or "")
+    wrong = ServerlessJobsClient(chain.w3, token)
+    for read in (wrong.params, lambda: wrong.job(1), wrong.executor_addresses):
+        with pytest.raises(ChainError) as caught:
+            read()
+        assert f"{token} is not a ServerlessJobs contract" in str(caught.value)
+        assert "--jobs" in (caught.value.hint or "")
     assert chain.jobs().params() == PARAMS  # the real one still reads
 
 
