@@ -17,7 +17,15 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from reef.chain import Address, DeployEstimate, Deployment, DevnetInfo, dev_accounts, parse_address
+from reef.chain import (
+    Address,
+    DeployEstimate,
+    Deployment,
+    DevnetInfo,
+    TxProgress,
+    dev_accounts,
+    parse_address,
+)
 from reef.errors import ConfigError, InputError, ReefError, RPCError
 from reef.home import ReefHome
 from reef.node import (
@@ -44,11 +52,12 @@ from reef.node._chain_deploy import _check_out
 if TYPE_CHECKING:
     from web3 import Web3
 
-    from reef.chain import Deployed
+    from reef.chain import ProgressCallback
 
 A = parse_address("0x" + "a1" * 20)
 B = parse_address("0x" + "b2" * 20)
 URL = "http://node.test:8545"
+TX = "0x" + "cd" * 32
 
 
 def _deployment(chain_id: int, market: Address = A) -> Deployment:
@@ -336,7 +345,7 @@ def test_the_json_document_of_a_deployment(tmp_path: Path) -> None:
 
 def _plan(home: ReefHome, out: Path) -> ChainDeployPlan:
     """A plan as preflight returns it, for a chain nobody is asked about (``w3`` is unused
-    by the faked deploy_contracts)."""
+    by the faked steps)."""
     return ChainDeployPlan(
         request=ChainDeployRequest(rpc_url=URL, unlocked=True),
         home=home,
@@ -356,15 +365,20 @@ def _plan(home: ReefHome, out: Path) -> ChainDeployPlan:
 def test_ctrl_c_half_way_carries_what_is_on_the_chain_and_exits_130(
     home: ReefHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import reef.chain
     import reef.node
+    import reef.node._chain_deploy_send
     from reef.cli import app
 
-    def token_then_ctrl_c(*args: object, deployed: Deployed, **kwargs: object) -> Deployment:
-        deployed("token", A, 7)
-        raise KeyboardInterrupt
+    def token_then_ctrl_c(
+        plan: object, name: str, known: object, progress: ProgressCallback
+    ) -> Address:
+        if name != "token":
+            raise KeyboardInterrupt  # before the market's transaction is sent
+        progress(TxProgress("sent", "deploy Token", tx_hash=TX))
+        progress(TxProgress("mined", "deploy Token", tx_hash=TX, block_number=7))
+        return A
 
-    monkeypatch.setattr(reef.chain, "deploy_contracts", token_then_ctrl_c)
+    monkeypatch.setattr(reef.node._chain_deploy_send, "_send_step", token_then_ctrl_c)
     plan = _plan(home, tmp_path / "out.json")
     with pytest.raises(ChainDeployIncomplete) as stopped:
         deploy_on_chain(plan)
@@ -385,14 +399,15 @@ def test_ctrl_c_half_way_carries_what_is_on_the_chain_and_exits_130(
 def test_a_deployment_that_cannot_be_written_down_is_printed(
     home: ReefHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import reef.chain
     import reef.node
+    import reef.node._chain_deploy_send
     from reef.cli import app
 
-    def deployed_all(*args: object, **kwargs: object) -> Deployment:
-        return _deployment(5)
+    def deployed_all(plan: object, name: str, known: object, progress: ProgressCallback) -> Address:
+        progress(TxProgress("mined", f"deploy {name}", tx_hash=TX, block_number=3))
+        return A
 
-    monkeypatch.setattr(reef.chain, "deploy_contracts", deployed_all)
+    monkeypatch.setattr(reef.node._chain_deploy_send, "_send_step", deployed_all)
     blocked = tmp_path / "a-file"
     blocked.write_text("")
     plan = _plan(home, blocked / "out.json")  # its folder is a file: the write fails

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from reef.chain._deployment import DEFAULT_FUND_AMOUNT, DEFAULT_RATE_LOCK_S, Deployment
 from reef.chain._types import Address, parse_address
+from reef.errors import MisuseError
 
 if TYPE_CHECKING:
     from web3 import Web3
@@ -28,14 +29,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_FUND_AMOUNT",
-    "DEPLOYED_CONTRACTS",
     "DEFAULT_RATE_LOCK_S",
-    "MAINNET_CHAIN_IDS",
+    "DEPLOYED_CONTRACTS",
     "DeployEstimate",
     "Deployed",
     "Deployment",
+    "MAINNET_CHAIN_IDS",
+    "TEST_CHAIN_IDS",
     "check_image_ids",
     "deploy_contracts",
+    "deploy_core_contract",
     "estimate_deployment",
 ]
 
@@ -65,6 +68,29 @@ MAINNET_CHAIN_IDS: Final[Mapping[int, str]] = {
 """Chain ids of public chains whose ETH is real money, with their names (not exhaustive: a
 chain missing here is not thereby a test chain)."""
 
+TEST_CHAIN_IDS: Final[Mapping[int, str]] = {
+    1337: "a dev chain (geth --dev, ganache)",
+    31337: "a dev chain (anvil, hardhat, reef's devnet)",
+    5: "Goerli",
+    97: "BNB Smart Chain testnet",
+    300: "zkSync Sepolia",
+    10200: "Gnosis Chiado",
+    17000: "Holesky",
+    43113: "Avalanche Fuji",
+    59141: "Linea Sepolia",
+    80002: "Polygon Amoy",
+    84532: "Base Sepolia",
+    421614: "Arbitrum Sepolia",
+    534351: "Scroll Sepolia",
+    560048: "Hoodi",
+    5003: "Mantle Sepolia",
+    11155111: "Sepolia",
+    11155420: "OP Sepolia",
+    168587773: "Blast Sepolia",
+}
+"""Chain ids known to be test or dev networks, whose gas is worth nothing: ``reef chain deploy``
+needs no consent there. Any other chain may be a mainnet (a new L2 is not in any list)."""
+
 Deployed = Callable[[str, Address, "int | None"], None]
 """Told of each contract once its deployment is mined: its :data:`DEPLOYED_CONTRACTS` name, address and
 block (``None`` where the client does not say it)."""
@@ -73,6 +99,7 @@ block (``None`` where the client does not say it)."""
 # room to spare: it cannot be simulated before the token exists.
 _MINT_GAS: Final = 80_000
 _KMS_BATCH: Final = 256  # the DynArray bound of the registry's constructor
+_TOKEN: Final = ("reef test USD", "rUSD")  # the test token's name and symbol
 
 
 def _gas_limit(estimate: int) -> int:
@@ -128,7 +155,7 @@ def estimate_deployment(
     who = parse_address(sender, name="deployer")
     ids = check_image_ids(approved_images)
     creations: list[tuple[str, tuple[Any, ...]]] = [
-        ("Token", ("reef test USD", "rUSD")),
+        ("Token", _TOKEN),
         ("Market", (who, rate_lock_s)),
         ("KmsRegistry", (ids,)),
         *((name, tuple(args)) for name, args in extra),
@@ -222,31 +249,69 @@ def deploy_contracts(
         RPCError: the node failed or refused a transaction.
         InputError: an argument is invalid (before anything is sent).
     """
-    from reef.chain._clients import KmsRegistryClient, TokenClient, check_uint, deploy_contract
+    from reef.chain._clients import TokenClient, check_uint
     from reef.chain._tx import Transactor
 
     check_uint(rate_lock_s, "rate_lock_s", bits=64)
     check_uint(fund_amount, "fund_amount")
     recipients = [parse_address(a, name="funded account") for a in fund]
     image_ids = check_image_ids(approved_images)
-    transactor = Transactor(w3, deployer, progress=progress)
-    token_address, token_block = deploy_contract(transactor, "Token", "reef test USD", "rUSD")
-    if deployed is not None:
-        deployed("token", token_address, token_block)
-    market_address, market_block = deploy_contract(transactor, "Market", token_address, rate_lock_s)
-    if deployed is not None:
-        deployed("market", market_address, market_block)
-    registry = KmsRegistryClient.deploy(w3, deployer, image_ids, progress=progress)
-    if deployed is not None:
-        deployed("kms_registry", registry.address, None)
+    made: dict[str, tuple[Address, int | None]] = {}
+    for name in DEPLOYED_CONTRACTS:
+        made[name] = deploy_core_contract(
+            w3,
+            deployer,
+            name,
+            token=made["token"][0] if made else None,
+            rate_lock_s=rate_lock_s,
+            approved_images=image_ids,
+            progress=progress,
+        )
+        if deployed is not None:
+            deployed(name, *made[name])
+    token_address, (market_address, market_block) = made["token"][0], made["market"]
     if fund_amount:
         token = TokenClient(w3, token_address, account=deployer, progress=progress)
         for recipient in recipients:
             token.mint(recipient, fund_amount)
     return Deployment(
-        chain_id=transactor.chain_id(),
+        chain_id=Transactor(w3, deployer).chain_id(),
         token=token_address,
         market=market_address,
-        kms_registry=registry.address,
-        block=market_block,
+        kms_registry=made["kms_registry"][0],
+        block=cast(int, market_block),  # a contract of deploy_contract's: its block is known
     )
+
+
+def deploy_core_contract(
+    w3: Web3,
+    deployer: Sender,
+    name: str,
+    *,
+    token: Address | None,
+    rate_lock_s: int = DEFAULT_RATE_LOCK_S,
+    approved_images: Sequence[bytes] = (),
+    progress: ProgressCallback | None = None,
+) -> tuple[Address, int | None]:
+    """Deploy one of :data:`DEPLOYED_CONTRACTS` by its name and wait for it: its address and
+    block (``None`` where the client does not say it). The market is made with ``token``.
+
+    :func:`deploy_contracts` deploys them all at once; ``reef chain deploy`` one at a time, to
+    record each as it lands and resume a deployment stopped half way.
+
+    Raises:
+        MisuseError: a name not in :data:`DEPLOYED_CONTRACTS`, or the market without ``token``.
+        ContractRevertError, RPCError: as :func:`deploy_contracts`.
+    """
+    from reef.chain._clients import KmsRegistryClient, deploy_contract
+    from reef.chain._tx import Transactor
+
+    if name == "token":
+        return deploy_contract(Transactor(w3, deployer, progress=progress), "Token", *_TOKEN)
+    if name == "market" and token is not None:
+        transactor = Transactor(w3, deployer, progress=progress)
+        return deploy_contract(transactor, "Market", token, rate_lock_s)
+    if name == "kms_registry":
+        registry = KmsRegistryClient.deploy(w3, deployer, approved_images, progress=progress)
+        return registry.address, None
+    raise MisuseError(f"no core contract {name!r} (with token {token})")

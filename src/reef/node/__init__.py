@@ -66,7 +66,7 @@ if TYPE_CHECKING:
         wait_for_app,
         wait_for_enclave,
     )
-    from reef.node._deploy_record import TEST_CHAIN_IDS, Resume
+    from reef.node._deploy_record import Resume
     from reef.node._doctor import doctor_checks
     from reef.node._examples import (
         ExampleKind,
@@ -197,7 +197,6 @@ __all__ = [
     "ShippedExample",
     "StopResult",
     "StoreUploads",
-    "TEST_CHAIN_IDS",
     "UpContext",
     "UpExtension",
     "UpSettings",
@@ -286,7 +285,6 @@ __getattr__ = lazy_attributes(
         "DeployedContract": "_chain_deploy_send",
         "PendingStep": "_chain_deploy_send",
         "Resume": "_deploy_record",
-        "TEST_CHAIN_IDS": "_deploy_record",
         "Deposit": "_jobs",
         "DeployRequest": "_deploy",
         "DeployResult": "_deploy",

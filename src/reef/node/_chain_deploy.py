@@ -32,6 +32,7 @@ from reef.chain import (
     DEFAULT_RATE_LOCK_S,
     DEPLOYED_CONTRACTS,
     MAINNET_CHAIN_IDS,
+    TEST_CHAIN_IDS,
     Address,
     DeployEstimate,
     Deployment,
@@ -42,7 +43,7 @@ from reef.chain import (
 from reef.errors import ConfigError, InputError, RPCError
 from reef.home import ReefHome
 from reef.node._chain_deploy_send import estimate_plan, plan_steps, resume_from
-from reef.node._deploy_record import TEST_CHAIN_IDS, Resume, record_path
+from reef.node._deploy_record import Resume, record_path
 
 if TYPE_CHECKING:
     import httpx

@@ -242,19 +242,21 @@ def _send_step(
     plan: ChainDeployPlan, name: str, known: dict[str, Address], progress: ProgressCallback
 ) -> Address | None:
     """Send step ``name`` and wait for it; the contract it created (``None`` for a mint)."""
-    from reef.chain import KmsRegistryClient, TokenClient, Transactor, deploy_contract
+    from reef.chain import DEPLOYED_CONTRACTS, TokenClient, deploy_core_contract
 
     w3, deployer, request = plan.w3, plan.deployer, plan.request
-    if name == "token":
-        transactor = Transactor(w3, deployer, progress=progress)
-        return deploy_contract(transactor, "Token", "reef test USD", "rUSD")[0]
+    if name in DEPLOYED_CONTRACTS:
+        address, _ = deploy_core_contract(
+            w3,
+            deployer,
+            name,
+            token=known.get("token"),
+            rate_lock_s=request.rate_lock_s,
+            approved_images=request.approved_images,
+            progress=progress,
+        )
+        return address
     token = known["token"]
-    if name == "market":
-        transactor = Transactor(w3, deployer, progress=progress)
-        return deploy_contract(transactor, "Market", token, request.rate_lock_s)[0]
-    if name == "kms_registry":
-        images = request.approved_images
-        return KmsRegistryClient.deploy(w3, deployer, images, progress=progress).address
     verifier, engine = request.extras.serverless_verifier, request.extras.matching_engine
     if name == "serverless_jobs" and verifier is not None:
         from reef.serverless import ServerlessJobsClient

@@ -14,9 +14,6 @@ recorded address, and that address holds the contract's runtime code. A transact
 yet mined is found by its hash and waited for, never sent twice; one the node does not know
 (dropped, or the node was reset) is sent again, with every step after it. A record asked with
 other inputs is refused (:func:`check_inputs`): the recorded contracts were made for those.
-
-:data:`TEST_CHAIN_IDS` names the chains known to be test or dev networks; ``reef chain deploy``
-asks for consent everywhere else (an unknown chain id may be a mainnet reef has never heard of).
 """
 
 from __future__ import annotations
@@ -36,7 +33,6 @@ if TYPE_CHECKING:
     from web3 import Web3
 
 __all__ = [
-    "TEST_CHAIN_IDS",
     "DeployRecord",
     "Resume",
     "StepRecord",
@@ -46,29 +42,6 @@ __all__ = [
     "record_path",
     "wait_mined",
 ]
-
-TEST_CHAIN_IDS: Final[Mapping[int, str]] = {
-    1337: "a dev chain (geth --dev, ganache)",
-    31337: "a dev chain (anvil, hardhat, reef's devnet)",
-    5: "Goerli",
-    97: "BNB Smart Chain testnet",
-    300: "zkSync Sepolia",
-    10200: "Gnosis Chiado",
-    17000: "Holesky",
-    43113: "Avalanche Fuji",
-    59141: "Linea Sepolia",
-    80002: "Polygon Amoy",
-    84532: "Base Sepolia",
-    421614: "Arbitrum Sepolia",
-    534351: "Scroll Sepolia",
-    560048: "Hoodi",
-    5003: "Mantle Sepolia",
-    11155111: "Sepolia",
-    11155420: "OP Sepolia",
-    168587773: "Blast Sepolia",
-}
-"""Chain ids known to be test or dev networks, whose gas is worth nothing: ``reef chain deploy``
-needs no consent there. Any other chain may be a mainnet (a new L2 is not in any list)."""
 
 _FORMAT: Final = "reef-chain-deploy-progress-1"
 
