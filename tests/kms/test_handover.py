@@ -424,3 +424,47 @@ async def test_a_malformed_authorisation_is_a_400_not_a_crash(old_root: RootServ
             assert answer.status_code == 400, (body, answer.text)
         assert (await http.get(old_root.public_url + "/info")).status_code == 200
     assert old_root.root.handovers() == ()
+
+
+async def test_the_admin_revokes_an_authorisation(
+    old_root: RootServer, authority: DevAuthority, tmp_path: Path
+) -> None:
+    """A revocation names the authorisation it withdraws (image and expiry): the image is then
+    refused; a revocation by another key is refused; and replayed after the admin authorised
+    the image again (another expiry), it does not withdraw the new authorisation."""
+    url = old_root.public_url
+    await _authorise(old_root, NEW, expires_in_s=600)
+    first = old_root.root.handovers()[0]
+    with pytest.raises(ServiceError, match=r"401.*not by this KMS's admin"):
+        await authorise_handover(url, NEW, expires_s=None, sign=_signer(MALLORY), revoke=True)
+    assert old_root.root.handovers() == (first,)
+
+    revoked = await authorise_handover(url, NEW, expires_s=None, sign=_signer(ADMIN), revoke=True)
+    assert revoked["revoked"] is True
+    assert revoked["expires"] == first.expires_s
+    assert old_root.root.handovers() == ()
+    store = _store(tmp_path / "new", authority, NEW_PCRS)
+    with pytest.raises(KMSError, match="is not authorised"):
+        await _inherit(old_root, store, authority, NEW_PCRS)
+    with pytest.raises(KMSError, match="keeps no authorisation"):
+        await authorise_handover(url, NEW, expires_s=None, sign=_signer(ADMIN), revoke=True)
+
+    # The revocation, replayed against a newer authorisation of the same image: refused.
+    await _authorise(old_root, NEW, expires_in_s=900)
+    signer = old_root.root.keyring.identity().signing_address
+    replay = {
+        "image_id": NEW.hex(),
+        "expires": first.expires_s,
+        "kms_signing_address": signer,
+        "signature": _signer(ADMIN)(
+            handover_message(signer, NEW, first.expires_s, revoke=True)
+        ).hex(),
+        "revoke": True,
+    }
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(url + "/admin/handover", json=replay)
+    assert answer.status_code == 400
+    assert "keeps no authorisation for image" in answer.text
+    assert [g.image_id for g in old_root.root.handovers()] == [NEW]
+    await _inherit(old_root, store, authority, NEW_PCRS)
+    assert store.load().identities() == old_root.root.keyring.identities()

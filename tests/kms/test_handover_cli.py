@@ -98,6 +98,15 @@ def test_the_upgrade_procedure_keeps_every_key(
             assert code == 0, err
             assert "handovers" in out
             assert f"image{NEW}until" in "".join(out.split())  # the table may wrap it
+            # Withdrawn and given again (the admin's second thoughts): the root lists it again.
+            code, out, err = _kms(*handover, "--revoke", stdin=ADMIN.secret.hex())
+            assert code == 0, err
+            assert json.loads(out)["revoked"] is True
+            assert "may no longer inherit" in err
+            code, out, err = _kms("info", "--kms", str(old_ready["public_url"]), "--trust", "dev")
+            assert "handovers" not in out
+            code, out, err = _kms(*handover, stdin=ADMIN.secret.hex())
+            assert code == 0, err
 
             new_process = _reef(
                 *_serve_args(NEW, tmp_path / "new", new_url, *inherit), home=reef_home

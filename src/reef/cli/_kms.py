@@ -381,6 +381,9 @@ def handover_cmd(
     ] = "1h",
     trust: Annotated[list[str] | None, TrustOption] = None,
     kms_image_id: Annotated[str | None, _KmsImageOption] = None,
+    revoke: Annotated[
+        bool, typer.Option("--revoke", help="Withdraw the authorisation of --to instead.")
+    ] = False,
     as_json: Json = False,
 ) -> None:
     """Let a new root's image inherit this KMS root's seeds (every version) until --expires.
@@ -398,7 +401,7 @@ def handover_cmd(
     with failing(code=2):
         image = parse_hex(to, name="--to", length=32)
         admin = Secp256k1PrivateKey(_read_secret_hex(admin_key, name="--admin-key", length=32))
-        expires_s = wall_clock_ms() // 1000 + parse_duration(expires)
+        expires_s = None if revoke else wall_clock_ms() // 1000 + parse_duration(expires)
         expected = _kms_image_id(kms_image_id)
         url = kms_url(kms)
     with failing(attestation=_KMS_REJECTED):
@@ -421,9 +424,14 @@ def handover_cmd(
                 expires_s=expires_s,
                 sign=lambda message: admin.sign_digest(eip191_digest(message)),
                 signing_keys=keys,
+                revoke=revoke,
             )
         )
-    until = format_time(expires_s, utc=True)
+    if revoke:
+        print_result(result, as_json, title="handover revoked")
+        tell(f"a root of image {image.hex()} may no longer inherit the seeds of {result['kms']}")
+        return
+    until = format_time(int(result["expires"]), utc=True)
     print_result({**result, "expires_at": until}, as_json, title="handover authorised")
     tell(
         f"a root of image {image.hex()} may inherit these seeds until {until}: start it with "

@@ -532,8 +532,9 @@ async def _current_identity(
     base: str,
     signing_keys: Mapping[int, bytes] | None,
     deadline_s: float,
-) -> KmsIdentity:
-    """The root's current keys from its ``/info``, checked against ``signing_keys`` if given.
+) -> tuple[KmsIdentity, Any]:
+    """The root's current keys from its ``/info`` (and the answer), checked against
+    ``signing_keys`` if given.
 
     Raises:
         ServiceError: when the root cannot be reached or refuses.
@@ -542,22 +543,24 @@ async def _current_identity(
     info_response = await _exchange(http, "GET", base + "/info", deadline_s=deadline_s, hint=_HINT)
     _check_status(info_response)
     try:
-        _, identity = _parse_identities(info_response.json())
+        info = info_response.json()
+        _, identity = _parse_identities(info)
     except ValueError as exc:
         raise KMSError("the KMS /info answer is not JSON") from exc
     if signing_keys is not None:
         _Pins.of(dict(signing_keys)).check(info_response, None)
         if identity.signing_key != signing_keys.get(identity.version):
             raise KMSError(f"the KMS's current version {identity.version} is not the pinned one")
-    return identity
+    return identity, info
 
 
 async def authorise_handover(
     url: str,
     image_id: bytes,
     *,
-    expires_s: int,
+    expires_s: int | None,
     sign: Callable[[bytes], bytes],
+    revoke: bool = False,
     signing_keys: Mapping[int, bytes] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     http_timeout: float = 10.0,
@@ -567,6 +570,8 @@ async def authorise_handover(
 
     The message signed names the root's current signing address, read from its ``/info``
     (checked against ``signing_keys`` when given), so it cannot be replayed on another root.
+    With ``revoke`` the authorisation of ``image_id`` is withdrawn; ``expires_s`` None takes
+    its expiry from the authorisations the root lists.
 
     Raises:
         ServiceError: when the root cannot be reached or refuses (401 not the admin, 400
@@ -580,9 +585,11 @@ async def authorise_handover(
     async with httpx.AsyncClient(
         transport=transport, timeout=http_timeout, verify=tls_context()
     ) as http:
-        identity = await _current_identity(http, base, signing_keys, http_timeout)
+        identity, info = await _current_identity(http, base, signing_keys, http_timeout)
+        if expires_s is None:
+            expires_s = _kept_expiry(info, image)
         address = identity.signing_address
-        signature = sign(handover_message(address, image, expires_s))
+        signature = sign(handover_message(address, image, expires_s, revoke=revoke))
         response = await _exchange(
             http,
             "POST",
@@ -592,6 +599,7 @@ async def authorise_handover(
                 "expires": expires_s,
                 "kms_signing_address": address,
                 "signature": signature.hex(),
+                "revoke": revoke,
             },
             deadline_s=http_timeout,
             hint=_HINT,
@@ -605,7 +613,31 @@ async def authorise_handover(
         raise KMSError("the KMS handover answer is malformed") from exc
     if kept != (image.hex(), expires_s):
         raise KMSError("the KMS kept another authorisation than the one sent")
-    return {"kms": base, "image_id": image.hex(), "expires": expires_s, "kms_signer": address}
+    return {
+        "kms": base,
+        "image_id": image.hex(),
+        "expires": expires_s,
+        "kms_signer": address,
+        "revoked": revoke,
+    }
+
+
+def _kept_expiry(info: Any, image: bytes) -> int:
+    """The expiry of the authorisation of ``image`` an ``/info`` answer lists.
+
+    Raises:
+        KMSError: when it lists none for that image.
+    """
+    try:
+        for item in info.get("handovers", []):
+            if str(item["image_id"]) == image.hex():
+                return int(item["expires"])
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise KMSError("the KMS /info handovers are malformed") from exc
+    raise KMSError(
+        f"the KMS keeps no authorisation for image {image.hex()}",
+        hint="reef kms info lists the authorisations it keeps",
+    )
 
 
 async def rotate_root(
@@ -637,7 +669,7 @@ async def rotate_root(
     async with httpx.AsyncClient(
         transport=transport, timeout=http_timeout, verify=tls_context()
     ) as http:
-        identity = await _current_identity(http, base, signing_keys, http_timeout)
+        identity, _ = await _current_identity(http, base, signing_keys, http_timeout)
         version = identity.version + 1
         signature = sign(rotation_message(identity.signing_address, version))
         response = await _exchange(

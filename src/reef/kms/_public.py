@@ -119,6 +119,7 @@ class _HandoverModel(BaseModel):
     expires: int = Field(description="Unix seconds after which the authorisation is void")
     kms_signing_address: str = Field(description="this root's current signing address")
     signature: str = Field(description="the admin's 65-byte EIP-191 signature, hex")
+    revoke: bool = Field(False, description="withdraw this authorisation instead")
 
 
 class _RotateModel(BaseModel):
@@ -286,6 +287,7 @@ def public_app(root: KmsRoot, *, budget: PeerBudget | None = None) -> FastAPI:
                 "image_id": grant.image_id.hex(),
                 "expires": grant.expires_s,
                 "kms_signing_address": grant.signing_address,
+                "revoked": grant.revoke,
             }
         ).encode()
         return _signed(root, request, body, "application/json", keyring.current_version)

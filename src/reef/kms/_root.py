@@ -67,11 +67,16 @@ def rotation_message(signing_address: str, version: int) -> bytes:
     ).encode()
 
 
-def handover_message(signing_address: str, image_id: bytes, expires_s: int) -> bytes:
+def handover_message(
+    signing_address: str, image_id: bytes, expires_s: int, *, revoke: bool = False
+) -> bytes:
     """The text an admin signs (EIP-191) to let enclaves of ``image_id`` inherit the seeds of
-    the root whose current signer is ``signing_address``, until Unix time ``expires_s``."""
+    the root whose current signer is ``signing_address``, until Unix time ``expires_s``; with
+    ``revoke``, to withdraw that very authorisation (a revocation names its expiry, so replayed
+    later it cannot withdraw a newer authorisation of the same image)."""
     return (
-        f"reef-kms handover\nkms signing address: {signing_address.lower()}\n"
+        f"reef-kms handover{' revoke' if revoke else ''}\n"
+        f"kms signing address: {signing_address.lower()}\n"
         f"target image id: {image_id.hex()}\nexpires: {expires_s}"
     ).encode()
 
@@ -85,16 +90,20 @@ class HandoverGrant:
         expires_s: Unix seconds after which the grant is void.
         signing_address: the root signing address the admin's message names.
         signature: the admin's 65-byte EIP-191 signature over :func:`handover_message`.
+        revoke: the admin withdraws the authorisation of this image and expiry instead.
     """
 
     image_id: bytes
     expires_s: int
     signing_address: str
     signature: bytes
+    revoke: bool = False
 
     @property
     def message(self) -> bytes:
-        return handover_message(self.signing_address, self.image_id, self.expires_s)
+        return handover_message(
+            self.signing_address, self.image_id, self.expires_s, revoke=self.revoke
+        )
 
     def signer(self) -> str:
         """The address that signed the grant.
@@ -113,6 +122,7 @@ class HandoverGrant:
             "expires": self.expires_s,
             "kms_signing_address": self.signing_address,
             "signature": self.signature.hex(),
+            **({"revoke": True} if self.revoke else {}),
         }
 
     @classmethod
@@ -131,11 +141,15 @@ class HandoverGrant:
                 raise InputError("expires must be an integer (Unix seconds)")
             if not isinstance(address, str) or not _ADDRESS.fullmatch(address):
                 raise InputError("kms_signing_address must be an address: 0x and 40 hex digits")
+            revoke = item.get("revoke", False)
+            if not isinstance(revoke, bool):
+                raise InputError("revoke must be true or false")
             return cls(
                 parse_hex(str(item["image_id"]), name="image_id", length=32),
                 expires,
                 address.lower(),
                 parse_hex(str(item["signature"]), name="signature", length=65),
+                revoke,
             )
         except (KeyError, TypeError) as exc:
             raise InputError(
@@ -304,6 +318,7 @@ class KmsRoot:
                 continue
             if (
                 self.admin is not None
+                and not grant.revoke
                 and hmac.compare_digest(signer, self.admin)
                 and grant.signing_address in addresses
                 and grant.expires_s > now_s
@@ -343,13 +358,15 @@ class KmsRoot:
                 hint="sign it for this root: reef kms handover reads the address from its /info",
             )
         now_s = self._clock_ms() // 1000
-        if grant.expires_s <= now_s:
+        if grant.revoke:
+            pass  # a revocation names the authorisation it withdraws, expired or not
+        elif grant.expires_s <= now_s:
             raise InputError(
                 f"the authorisation expired at {format_time(grant.expires_s, utc=True)} "
                 f"(now {format_time(now_s, utc=True)})",
                 hint="sign a new one with a later --expires",
             )
-        if grant.expires_s > now_s + MAX_HANDOVER_S:
+        elif grant.expires_s > now_s + MAX_HANDOVER_S:
             raise InputError(
                 f"the authorisation expires {grant.expires_s - now_s} s from now, more than "
                 f"the {MAX_HANDOVER_S} s a root accepts",
@@ -361,15 +378,27 @@ class KmsRoot:
 
     async def authorise_handover(self, grant: HandoverGrant) -> None:
         """Keep ``grant`` (checked by :meth:`check_handover`): it replaces an earlier one for
-        the same image, and is written beside the sealed seeds when the root has a store.
+        the same image, and is written beside the sealed seeds when the root has a store. A
+        revocation removes the authorisation it names.
 
         Raises:
-            MisuseError, InputError, KMSError: as :meth:`check_handover`.
+            MisuseError, InputError, KMSError: as :meth:`check_handover`; InputError also when
+                a revocation names no authorisation this root keeps.
         """
         self.check_handover(grant)
         async with self._lock:
             self._prune()
-            self._grants[grant.image_id] = grant
+            if grant.revoke:
+                kept = self._grants.get(grant.image_id)
+                if kept is None or kept.expires_s != grant.expires_s:
+                    raise InputError(
+                        f"this root keeps no authorisation for image {grant.image_id.hex()} "
+                        f"until {format_time(grant.expires_s, utc=True)} to revoke",
+                        hint="reef kms info lists the authorisations it keeps",
+                    )
+                del self._grants[grant.image_id]
+            else:
+                self._grants[grant.image_id] = grant
             while len(self._grants) > _MAX_GRANTS:
                 soonest = min(self._grants.values(), key=lambda g: g.expires_s)
                 del self._grants[soonest.image_id]
@@ -377,9 +406,11 @@ class KmsRoot:
                 items = [g.to_json() for g in self._grants.values()]
                 await run_in_threadpool(self._store.save_handovers, items)
         _log.info(
-            "image %s may inherit this root's seeds until %s",
+            "image %s %s",
             grant.image_id.hex(),
-            format_time(grant.expires_s, utc=True),
+            "may no longer inherit this root's seeds"
+            if grant.revoke
+            else f"may inherit this root's seeds until {format_time(grant.expires_s, utc=True)}",
         )
 
     def handover_grant(self, image_id: bytes) -> HandoverGrant:
