@@ -57,10 +57,12 @@ if TYPE_CHECKING:
         deploy_on_chain,
     )
     from reef.node._deploy import (
+        Again,
         DeployRequest,
         DeployResult,
         app_endpoint,
         deploy,
+        deploy_root,
         prepare_image,
         verify_enclave,
         wait_for_app,
@@ -154,6 +156,7 @@ if TYPE_CHECKING:
     from reef.node._update import JobUpdate, UpdateResult, update_job
 
 __all__ = [
+    "Again",
     "AppPort",
     "CLOSE_RETRIES",
     "ChainDeployIncomplete",
@@ -218,6 +221,7 @@ __all__ = [
     "default_dev_account",
     "deploy",
     "deploy_on_chain",
+    "deploy_root",
     "deposit_to_job",
     "describe_examples",
     "doctor_checks",
@@ -286,6 +290,7 @@ __getattr__ = lazy_attributes(
         "PendingStep": "_chain_deploy_send",
         "Resume": "_deploy_record",
         "Deposit": "_jobs",
+        "Again": "_deploy",
         "DeployRequest": "_deploy",
         "DeployResult": "_deploy",
         "ExampleKind": "_examples",
@@ -333,6 +338,7 @@ __getattr__ = lazy_attributes(
         "describe_examples": "_examples",
         "default_dev_account": "_session",
         "deploy": "_deploy",
+        "deploy_root": "_deploy",
         "deposit_to_job": "_jobs",
         "doctor_checks": "_doctor",
         "enclave_log_lines": "_jobs",
