@@ -15,7 +15,8 @@ uvicorn. This module is the one place that decides how:
   and a close), a peer holding more than ``per_peer`` connections gets 503 and is closed, a
   connection that does not deliver a request's headers within ``read_timeout`` (or a body chunk
   within it) is closed (408 when a request had begun), and idle kept-alive connections close after
-  ``idle_timeout``. Where a server sets them, a URI over ``max_uri`` is answered 414 and a
+  ``idle_timeout``; a client that reads nothing of its answer for ``read_timeout`` (its send
+  buffer full) is dropped. Where a server sets them, a URI over ``max_uri`` is answered 414 and a
   request still unanswered after ``request_timeout`` 503 (the KMS's listeners). Each refusal
   logs one line on the ``reef.serve`` logger.
 - **Stopping**: servers embedded in a program never touch signals; the program stops them with
@@ -273,6 +274,8 @@ def _protocol_class(
         """Request heads begun on this connection, to tell whether one began in a read."""
         _reef_head_bytes: int = 0
         """Bytes read of the current, incomplete head (see ``data_received``)."""
+        _reef_stalled: asyncio.TimerHandle | None = None
+        """Armed while the client reads nothing of what it is sent (writing is paused)."""
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(_Coalescing(transport, self.loop))  # type: ignore[arg-type]
@@ -321,6 +324,32 @@ def _protocol_class(
                 limits.read_timeout,
             )
             self.transport.close()
+
+        # A client that asks and then reads nothing would hold its connection (and whatever the
+        # answer holds open, e.g. a file) for ever: writing pauses when its send buffer is full,
+        # and resumes only as it reads. Paused for ``read_timeout`` without a byte taken, the
+        # connection is dropped (aborted: closing would wait to flush what it will never read).
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._reef_stalled is None:
+                self._reef_stalled = self.loop.call_later(limits.read_timeout, self._unread)
+
+        def resume_writing(self) -> None:
+            if self._reef_stalled is not None:
+                self._reef_stalled.cancel()
+                self._reef_stalled = None
+            super().resume_writing()
+
+        def _unread(self) -> None:
+            self._reef_stalled = None
+            _log.warning(
+                "%s: dropped a connection to %s: it read nothing of its answer in %g s",
+                what,
+                self._reef_peer,
+                limits.read_timeout,
+            )
+            self.transport.abort()
 
         # Parser callbacks (httptools calls them from inside ``feed_data``).
 
@@ -394,6 +423,9 @@ def _protocol_class(
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            if self._reef_stalled is not None:
+                self._reef_stalled.cancel()
+                self._reef_stalled = None
             peer = self._reef_peer
             if peer is not None:
                 self._reef_peer = None

@@ -501,3 +501,45 @@ def test_a_log_nobody_reads_fails_no_request(reef_home: Path, tmp_path: Path) ->
         process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+# -- a download nobody reads ---------------------------------------------------------------------
+
+
+async def test_a_download_nobody_reads_is_dropped_and_others_are_served(tmp_path: Path) -> None:
+    """A client that asks for an image and reads nothing of it held the connection, and an open
+    file, for ever: the serving floor timed out reads from clients, never writes to them, so 128
+    such requests per address (the floor's per-peer cap) from a few addresses would use up the
+    store's file descriptors. A connection whose answer stays unread (its send buffer full, no
+    byte taken) for the floor's read timeout is now dropped; others are served meanwhile."""
+    from reef._serve import Limits, serve
+    from reef.market import ImageStore, UploadPolicy, image_store_app
+
+    store = ImageStore(tmp_path / "store")
+    size = 32 * MIB
+    digest = store.put(b"x" * size)
+    app = image_store_app(store, uploads=UploadPolicy.anyone())
+    limits = Limits(max_body=MIB, read_timeout=1.0)
+    async with await serve(app, host="127.0.0.1", port=0, what="image store", limits=limits) as s:
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", s.port))
+        stalled.sendall(f"GET /images/{digest} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".encode())
+        async with httpx.AsyncClient(base_url=s.url, timeout=30) as client:
+            for _ in range(10):  # 5 s of not reading, five times the read timeout
+                assert (await client.get("/health")).status_code == 200
+                await asyncio.sleep(0.5)
+            whole = await client.get(f"/images/{digest}")
+            assert len(whole.content) == size  # a reader is served in full
+        received = 0
+
+        def read_all() -> None:
+            nonlocal received
+            stalled.settimeout(10)
+            with contextlib.suppress(ConnectionResetError, TimeoutError):
+                while chunk := stalled.recv(1 << 20):
+                    received += len(chunk)
+
+        await asyncio.to_thread(read_all)
+        stalled.close()
+    assert received < size
