@@ -186,7 +186,7 @@ class KmsRoot:
         self._store = store
         self.approval = approval
         self.attester = attester
-        self.admin = admin.lower() if admin else None
+        self.admin = _admin_address(admin) if admin else None
         self._random = random
         self._clock_ms = clock_ms
         self._lock = asyncio.Lock()
@@ -477,3 +477,22 @@ class KmsRoot:
             ],
             "attestation": document.hex(),
         }
+
+
+_ADDRESS = re.compile(r"(0x)?[0-9a-fA-F]{40}")
+
+
+def _admin_address(value: str) -> str:
+    """``--admin`` as the root compares signers with it (``0x`` + lower-case hex), checked when
+    the root is made: a typo found at the first rotation would be a 500 for the admin.
+
+    Raises:
+        InputError: ``value`` is not a 20-byte hex address.
+    """
+    if not _ADDRESS.fullmatch(value):
+        raise InputError(
+            f"--admin {value!r} is not an Ethereum address",
+            hint="give the admin's address as 0x and 40 hex digits (the account that signs "
+            "`reef kms rotate` and `reef kms handover`)",
+        )
+    return "0x" + value.removeprefix("0x").lower()
