@@ -209,3 +209,16 @@ def test_a_prover_is_idle_in_no_market_it_serves() -> None:
     assert ProverListing(info, {1: joined, 2: leaving}).idle() is None
     assert "has joined no market" in (ProverListing(info, {2: leaving}).idle() or "")
     assert "has joined no market" in (ProverListing(info, {}).idle() or "")
+
+
+def test_wait_says_what_it_waits_for_before_it_blocks(served: Served) -> None:
+    """`reef proofs wait N` on an ask nobody took sat silent until the ask ended or --timeout
+    (10 minutes) passed: nothing said who had to act, nor by when."""
+    chain = served.chain
+    chain.token().mint(chain.users[0].address, 10**6)
+    ask_id = request_proof(chain.market(chain.users[0]), served.market_id, [1], reward=10**6,
+                           expiry=chain.next_time() + 600, proving_time=60)  # fmt: skip
+    waited = served.reef("proofs", "wait", str(ask_id), "--timeout", "1s")
+    assert waited.exit_code == 1
+    assert f"waiting for ask {ask_id}: open until a prover takes it (by " in waited.stderr
+    assert "giving up after 1s (--timeout)" in waited.stderr

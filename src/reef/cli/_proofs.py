@@ -392,6 +392,7 @@ def wait_cmd(
     from reef.proofs import AskState, ask_ending, wait_for_ending
 
     def go(ctx: ProofsCtx) -> AskListing:
+        _note_waiting(ctx.client().ask(ask_id), timeout)
         return wait_for_ending(ctx.client(), ask_id, timeout_s=timeout_s, waited=timeout)
 
     listing = on_market(flags, go, account=False)
@@ -401,6 +402,21 @@ def wait_cmd(
         if ending:
             tell(ending.message)
         raise typer.Exit(1)
+
+
+def _note_waiting(ask: Any, timeout: str) -> None:
+    """Say what a wait waits for, before it blocks (it said nothing until the ask ended, for up
+    to --timeout): who must act, and by when."""
+    from reef.node import format_time
+    from reef.proofs import AskState
+
+    if ask.state == AskState.OPEN:
+        what = f"open until a prover takes it (by {format_time(ask.expiry)}, else it expires)"
+    elif ask.state == AskState.ASSIGNED:
+        what = f"prover {ask.prover} has until {format_time(ask.deadline)} to prove it"
+    else:
+        return  # it needs nobody: the wait ends at once
+    note(f"waiting for ask {ask.ask_id}: {what}; giving up after {timeout} (--timeout)")
 
 
 @proofs_app.command("show")
