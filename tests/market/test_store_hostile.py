@@ -543,3 +543,46 @@ async def test_a_download_nobody_reads_is_dropped_and_others_are_served(tmp_path
         await asyncio.to_thread(read_all)
         stalled.close()
     assert received < size
+
+
+# -- many strangers at once ----------------------------------------------------------------------
+
+
+async def test_a_flood_of_fresh_unfunded_signers_leaves_a_funded_upload_served(
+    chain: DevnetThread, tmp_path: Path
+) -> None:
+    """Already held (kept for its coverage): keys cost nothing, so a stranger signs uploads with
+    a fresh key each, many at once, and each costs the store a balance read on the chain. They
+    are refused (403, nothing written, nothing counted) while a funded tenant's upload among
+    them is stored."""
+    from eth_account import Account
+
+    from reef._serve import serve
+    from reef.market import ImageStore, image_store_app
+
+    store = ImageStore(tmp_path / "store")
+    app = image_store_app(store, uploads=_chain_policy(chain, MIB))
+    junk = b"junk from a stranger"
+    junk_sha = hashlib.sha256(junk).hexdigest()
+    headers = [upload_authorization(Account.create(), junk_sha, size=len(junk)) for _ in range(150)]
+    own, own_digest = _image(tmp_path, b"the funded tenant's image" * 100)
+    async with (
+        await serve(app, host="127.0.0.1", port=0, what="image store") as server,
+        httpx.AsyncClient(
+            base_url=server.url, timeout=60, limits=httpx.Limits(max_connections=100)
+        ) as client,
+    ):
+
+        async def stranger(header: str) -> int:
+            answer = await client.put(
+                f"/images/{junk_sha}", content=junk, headers={"authorization": header}
+            )
+            return answer.status_code
+
+        flood = [asyncio.create_task(stranger(header)) for header in headers]
+        sha, _ = await asyncio.to_thread(upload_image, server.url, own, signer=FUNDED)
+        statuses = await asyncio.gather(*flood)
+    assert sha == own_digest
+    assert set(statuses) == {403}
+    assert sorted(store) == [own_digest]
+    assert json.loads(store.ledger_path.read_text()) == {FUNDED.address.lower(): own.stat().st_size}
