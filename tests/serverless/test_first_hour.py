@@ -102,6 +102,15 @@ def chain_call(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     return behaviour
 
 
+def test_the_template_readme_says_how_to_go_on_chain(tmp_path: Path) -> None:
+    """`reef fn new`'s README said how to run the function locally, and no more."""
+    target = tmp_path / "myfn"
+    assert reef("fn", "new", str(target)).exit_code == 0
+    readme = (target / "README.md").read_text()
+    assert f"    reef fn deploy {target} " in readme
+    assert "    reef fn call CODEHASH --input reef " in readme
+
+
 # ---- the wrong file ------------------------------------------------------------------------------
 
 

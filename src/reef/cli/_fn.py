@@ -76,6 +76,11 @@ TEMPLATE_README = """\
 # {name}
 
 A reef serverless function. Try it locally: `reef fn dev {path} --input reef`
+
+On chain, with `reef up` running:
+
+    reef fn deploy {path}               # prints its codehash
+    reef fn call CODEHASH --input reef   # executors run it; prints the signed output
 """
 
 
