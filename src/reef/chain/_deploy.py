@@ -37,8 +37,10 @@ __all__ = [
     "MAINNET_CHAIN_IDS",
     "TEST_CHAIN_IDS",
     "check_image_ids",
+    "core_creations",
     "deploy_contracts",
     "deploy_core_contract",
+    "estimate_creations",
     "estimate_deployment",
 ]
 
@@ -147,28 +149,56 @@ def estimate_deployment(
         RPCError: the node failed.
         InputError: an image id is malformed, or more than 256.
     """
-    from reef.chain._artifacts import load_artifact
     from reef.chain._clients import check_uint
-    from reef.chain._tx import translate_errors
 
     check_uint(rate_lock_s, "rate_lock_s", bits=64)
     who = parse_address(sender, name="deployer")
-    ids = check_image_ids(approved_images)
-    creations: list[tuple[str, tuple[Any, ...]]] = [
-        ("Token", _TOKEN),
-        ("Market", (who, rate_lock_s)),
-        ("KmsRegistry", (ids,)),
-        *((name, tuple(args)) for name, args in extra),
+    creations = [creation for _, creation in core_creations(who, rate_lock_s, approved_images)]
+    return estimate_creations(w3, who, [*creations, *extra], mints=fund_count)
+
+
+def core_creations(
+    token: str, rate_lock_s: int, approved_images: Sequence[bytes | str]
+) -> list[tuple[str, tuple[str, tuple[Any, ...]]]]:
+    """What :data:`DEPLOYED_CONTRACTS` are created with, by name: (artifact name, constructor
+    arguments), the market's token being ``token`` (a placeholder address when pricing before
+    the token exists: the constructor only stores it).
+
+    Raises:
+        InputError: an image id is malformed, or more than 256.
+    """
+    return [
+        ("token", ("Token", _TOKEN)),
+        ("market", ("Market", (token, rate_lock_s))),
+        ("kms_registry", ("KmsRegistry", (check_image_ids(approved_images),))),
     ]
+
+
+def estimate_creations(
+    w3: Web3, sender: str, creations: Sequence[tuple[str, Sequence[Any]]], *, mints: int = 0
+) -> DeployEstimate:
+    """Price contract ``creations`` (artifact name, constructor arguments) sent by ``sender``,
+    each simulated against the chain as it is, and ``mints`` token mints at a fixed allowance
+    (the token they call may not exist yet); :func:`estimate_deployment` prices a whole
+    deployment with it, ``reef chain deploy`` what a resumed one still sends.
+
+    Raises:
+        ContractRevertError: a creation would revert (an argument out of bounds).
+        RPCError: the node failed.
+    """
+    from reef.chain._artifacts import load_artifact
+    from reef.chain._tx import translate_errors
+
+    who = parse_address(sender, name="deployer")
     gas = 0
     for name, args in creations:
         artifact = load_artifact(name)
         factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
         with translate_errors(f"estimating the gas to deploy {name}"):
             gas += _gas_limit(int(factory.constructor(*args).estimate_gas({"from": who})))
-    gas += fund_count * _gas_limit(_MINT_GAS)
+    gas += mints * _gas_limit(_MINT_GAS)
     return DeployEstimate(
-        transactions=len(creations) + fund_count, gas=gas, fee_per_gas=_fee_per_gas(w3)
+        transactions=len(creations) + mints, gas=gas, fee_per_gas=_fee_per_gas(w3)
     )
 
 

@@ -23,7 +23,6 @@ from reef.node._deploy_record import (
     Resume,
     StepRecord,
     check_inputs,
-    estimate_steps,
     reconcile,
     wait_mined,
 )
@@ -94,7 +93,7 @@ def estimate_plan(
     w3: Web3, request: ChainDeployRequest, who: Address, resume: Resume | None
 ) -> DeployEstimate:
     """Price every step, or (resuming) those still to send, with the addresses already known."""
-    from reef.chain import check_image_ids, estimate_deployment
+    from reef.chain import core_creations, estimate_creations, estimate_deployment
 
     funded = len(request.fund) if request.fund_amount else 0
     extra = request.extras.creations(placeholder=who, deployer=who)
@@ -114,14 +113,12 @@ def estimate_plan(
     token = known.get("token", who)
     extra = request.extras.creations(placeholder=token, deployer=who)
     creations: list[tuple[str, tuple[str, Sequence[Any]]]] = [
-        ("token", ("Token", ("reef test USD", "rUSD"))),
-        ("market", ("Market", (token, request.rate_lock_s))),
-        ("kms_registry", ("KmsRegistry", (check_image_ids(request.approved_images),))),
+        *core_creations(token, request.rate_lock_s, request.approved_images),
         *zip(request.extras.names(), ((name, args) for name, args in extra), strict=True),
     ]
     mints = sum(1 for account in request.fund if f"fund {account}" not in skip) if funded else 0
     left = [creation for name, creation in creations if name not in skip]
-    return estimate_steps(w3, who, left, mints)
+    return estimate_creations(w3, who, left, mints=mints)
 
 
 # -- sending -------------------------------------------------------------------------------------

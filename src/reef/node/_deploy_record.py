@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from reef.chain import Address, DeployEstimate, parse_address
+from reef.chain import Address, parse_address
 from reef.errors import ConfigError, ReefError
 from reef.home import ReefHome, replace_json
 
@@ -37,7 +37,6 @@ __all__ = [
     "Resume",
     "StepRecord",
     "check_inputs",
-    "estimate_steps",
     "reconcile",
     "record_path",
     "wait_mined",
@@ -306,28 +305,3 @@ def wait_mined(w3: Web3, step: StepRecord, timeout_s: float) -> StepRecord | boo
             poll_latency=0.1,
         )
     return _on_chain(w3, step)
-
-
-def estimate_steps(
-    w3: Web3, who: str, creations: Sequence[tuple[str, Sequence[Any]]], mints: int
-) -> DeployEstimate:
-    """Price the steps a resume still sends, as :func:`reef.chain.estimate_deployment` prices a
-    whole deployment (same gas margins and fee).
-
-    Raises:
-        ContractRevertError: a creation would revert.
-        RPCError: the node failed.
-    """
-    from reef.chain import load_artifact, translate_errors
-    from reef.chain._deploy import _MINT_GAS, _fee_per_gas, _gas_limit
-
-    gas = 0
-    for name, args in creations:
-        artifact = load_artifact(name)
-        factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-        with translate_errors(f"estimating the gas to deploy {name}"):
-            gas += _gas_limit(int(factory.constructor(*args).estimate_gas({"from": who})))
-    gas += mints * _gas_limit(_MINT_GAS)
-    return DeployEstimate(
-        transactions=len(creations) + mints, gas=gas, fee_per_gas=_fee_per_gas(w3)
-    )
