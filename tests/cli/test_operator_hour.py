@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -240,7 +241,9 @@ def test_prover_leave_says_when_and_what_next(
     assert early.exit_code == 1
     assert "the leave delay has not passed" in early.output
     assert f"you may leave market {market} from {format_time(leave_at)}" in early.output
-    assert f"run `reef prover leave {market}` again then" in early.output
+    # The next step names the account and market it was given: run as printed, it is theirs.
+    again = f"reef prover leave {market} {shlex.join(prover)}"
+    assert f"run `{again}` again then" in " ".join(early.output.split())
     assert "Traceback" not in early.output
 
     chain.at(leave_at + 1)
@@ -268,7 +271,8 @@ def test_a_first_prover_leave_prints_a_date_and_the_next_step(
     shown = re.search(r"^leave_at +(.+)$", leaving.stdout, re.MULTILINE)
     assert shown is not None, leaving.stdout
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+", shown[1]), shown[1]
-    assert f"run `reef prover leave {market}` again from then to leave" in leaving.stdout
+    again = f"reef prover leave {market} {shlex.join(prover)}"
+    assert f"run `{again}` again from then to leave" in leaving.stdout
 
 
 def test_provider_run_names_a_missing_market_or_key_before_loading_its_stack(
