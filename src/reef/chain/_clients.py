@@ -49,7 +49,7 @@ from reef.chain._tx import (
 )
 from reef.chain._types import Address, Amount, check_uint, parse_address
 from reef.encoding import parse_bytes32
-from reef.errors import ChainError, InputError, MisuseError
+from reef.errors import ChainError, ContractRevertError, InputError, MisuseError
 
 __all__ = [
     "LOG_CHUNK_BLOCKS",
@@ -113,6 +113,9 @@ class ContractClient(Generic[EventT]):
     PAID_IN: ClassVar[str | None] = None
     """The contract's view of the token it is paid in (``"token"``, ``"TOKEN"``); ``None`` for
     a contract paid in none (:meth:`token` and :meth:`ensure_allowance` then refuse)."""
+    FOUND_AT: ClassVar[str] = ""
+    """Where users find this contract's address (an option, a file), for the hint when the
+    address given holds another contract (:meth:`_read_as_self`)."""
 
     def __init__(
         self,
@@ -220,6 +223,23 @@ class ContractClient(Generic[EventT]):
         with translate_errors(description, self.address, hints=self._tx.hints):
             fn = self.contract.get_function_by_name(function)(*args)
         return self._tx.call(fn, description)
+
+    def _read_as_self(self, getter: str, *args: Any) -> Any:
+        """:meth:`_call` of a getter this contract answers for any argument: where it reverts,
+        the address holds some other contract (a token's given as this one), so that is what
+        is said, not a reasonless revert's "an argument may be out of the contract's bounds".
+
+        Raises:
+            ChainError: the getter reverted.
+        """
+        try:
+            return self._call(getter, *args)
+        except ContractRevertError as exc:
+            raise ChainError(
+                f"{self.address} is not a {self.CONTRACT} contract (its {getter} reverted)",
+                hint=f"check the {self.CONTRACT} contract's address"
+                + (f" ({self.FOUND_AT})" if self.FOUND_AT else ""),
+            ) from exc
 
     def _call_address(self, function: str, *args: Any) -> Address:
         """:meth:`_call` of a function that returns an address, checksummed."""

@@ -185,7 +185,8 @@ def _revert_error(description: str, reason: str, hints: Hints) -> ContractRevert
         )
     return ContractRevertError(
         f"{description} reverted without a reason",
-        hint="an argument may be out of the contract's bounds (e.g. a string too long)",
+        hint="an argument may be out of the contract's bounds (e.g. a string too long), or the "
+        "address may hold another contract than the one meant: check it",
         reason="",
     )
 

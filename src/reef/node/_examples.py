@@ -59,7 +59,10 @@ _ABOUT: Mapping[str, tuple[ExampleKind, str]] = {
     "scallop": ("app", "two enclaves talking HTTP over attested Scallop channels"),
     "serverless/hello": ("function", "the smallest function: a name in, a greeting out"),
     "serverless/json-input": ("function", "JSON in, JSON out; bad input gets a 400"),
-    "serverless/broken": ("function", "does not parse: error code 3, the caller pays nothing"),
+    "serverless/broken": (
+        "function",
+        "does not parse: error code 3 (reef fn deploy refuses it without --no-check)",
+    ),
     "serverless/endless": ("function", "never answers: killed at its deadline (error code 4)"),
     "proofs/poseidon": ("circuit", "Poseidon of a 64-bit number (Groth16): reef up's market 1"),
     "proofs/commitment": ("circuit", "a Poseidon commitment, private input (Groth16): market 2"),

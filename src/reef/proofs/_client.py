@@ -27,7 +27,7 @@ from reef.chain import (
     parse_address,
 )
 from reef.encoding import parse_bytes32
-from reef.errors import ChainError, ContractRevertError, InputError, ProofError
+from reef.errors import InputError, ProofError
 from reef.proofs._events import (
     AskCreated,
     AskSecret,
@@ -59,6 +59,7 @@ class ProofMarketClient(ContractClient[ProofMarketEvent]):
     CONTRACT = "ProofMarket"
     EVENTS = proof_market_decoder
     PAID_IN = "token"
+    FOUND_AT = "--proof-market; `reef up` writes it to network.json as services.proofs.market"
 
     @classmethod
     def deploy(
@@ -90,7 +91,7 @@ class ProofMarketClient(ContractClient[ProofMarketEvent]):
         Raises:
             ChainError: the address holds another contract.
         """
-        return int(self._read_as_market("marketCount"))
+        return int(self._read_as_self("marketCount"))
 
     def ask_count(self) -> int:
         """How many asks were created.
@@ -98,20 +99,7 @@ class ProofMarketClient(ContractClient[ProofMarketEvent]):
         Raises:
             ChainError: the address holds another contract.
         """
-        return int(self._read_as_market("askCount"))
-
-    def _read_as_market(self, getter: str, *args: Any) -> Any:
-        """A getter a ProofMarket answers for any argument: where it reverts, the address holds
-        some other contract (a token's address given as the market), so that is what is said,
-        not the reasonless revert's "an argument may be out of the contract's bounds"."""
-        try:
-            return self._call(getter, *args)
-        except ContractRevertError as exc:
-            raise ChainError(
-                f"{self.address} is not a ProofMarket contract (its {getter} reverted)",
-                hint="check the proof market's address (--proof-market; `reef up` writes it to "
-                "network.json as services.proofs.market)",
-            ) from exc
+        return int(self._read_as_self("askCount"))
 
     def market(self, market_id: int) -> Market:
         """The market ``market_id``.
@@ -120,7 +108,7 @@ class ProofMarketClient(ContractClient[ProofMarketEvent]):
             ProofError: there is none.
             ChainError: the address holds another contract.
         """
-        r = self._read_as_market("markets", check_uint(market_id, "market id"))
+        r = self._read_as_self("markets", check_uint(market_id, "market id"))
         if int(r[0]) == 0:
             raise ProofError(
                 f"market {market_id} does not exist",

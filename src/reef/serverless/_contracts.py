@@ -54,7 +54,7 @@ from reef.chain import (
 )
 from reef.crypto import keccak256
 from reef.encoding import parse_hex
-from reef.errors import ChainError, ContractRevertError, InputError, MarketError
+from reef.errors import ChainError, InputError, MarketError
 from reef.serverless._events import (
     CodeCreated,
     JobCreated,
@@ -389,6 +389,7 @@ class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
     CONTRACT = "ServerlessJobs"
     EVENTS = serverless_jobs_decoder
     PAID_IN = "TOKEN"
+    FOUND_AT = "--jobs; `reef up` writes it to network.json as services.serverless.jobs_contract"
 
     @classmethod
     def deploy(
@@ -414,20 +415,6 @@ class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
 
     # -- reads ------------------------------------------------------------------------------
 
-    def _read_as_jobs(self, getter: str, *args: Any) -> Any:
-        """A getter the Jobs contract answers for any argument: where it reverts, the address
-        holds some other contract (a token's address given as the Jobs contract), so that is
-        what is said, not the reasonless revert's "an argument may be out of the contract's
-        bounds"."""
-        try:
-            return self._call(getter, *args)
-        except ContractRevertError as exc:
-            raise ChainError(
-                f"{self.address} is not a ServerlessJobs contract (its {getter} reverted)",
-                hint="check the Jobs contract's address (--jobs; `reef up` writes it to "
-                "network.json as services.serverless.jobs_contract)",
-            ) from exc
-
     def params(self) -> JobsParams:
         """The deployment's constants.
 
@@ -435,7 +422,7 @@ class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
             ChainError: the address holds another contract (its first getter reverts).
         """
         return JobsParams(
-            fee_per_ms=int(self._read_as_jobs("FEE_PER_MS")),
+            fee_per_ms=int(self._read_as_self("FEE_PER_MS")),
             min_stake=int(self._call("MIN_STAKE")),
             slash_bips=int(self._call("SLASH_BIPS")),
             execution_buffer_s=int(self._call("EXECUTION_BUFFER")),
@@ -503,7 +490,7 @@ class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
         )
 
     def executor_addresses(self) -> list[Address]:
-        count = int(self._read_as_jobs("executorCount"))
+        count = int(self._read_as_self("executorCount"))
         return [self._call_address("executorList", i) for i in range(count)]
 
     def executors(self) -> list[ExecutorRecord]:
@@ -519,7 +506,7 @@ class ServerlessJobsClient(_Client[ServerlessJobsEvent]):
 
     def job(self, job_id: int) -> JobRecord | None:
         """The job ``job_id``, or None when there is no such job."""
-        raw = self._read_as_jobs("jobInfo", check_uint(job_id, "job id"))
+        raw = self._read_as_self("jobInfo", check_uint(job_id, "job id"))
         (
             owner,
             env,

@@ -4,6 +4,8 @@ py-evm's refusals and EVM failures are put in the words Ethereum clients recogni
 
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -165,9 +167,22 @@ def execution_error(error: BaseException | None, output: bytes, gas: int) -> Dev
     return DevnetFault(f"execution failed: {detail}")
 
 
+# py-evm names a sender by its bytes' repr (``Sender b'wl)\x82sec…'``): no one can match that to
+# an account of theirs.
+_SENDER_BYTES: Final = re.compile(r"""Sender (b'(?:[^'\\]|\\.)*'|b"(?:[^"\\]|\\.)*")""")
+
+
+def _sender_as_address(found: re.Match[str]) -> str:
+    try:
+        raw = ast.literal_eval(found[1])
+    except (ValueError, SyntaxError):
+        return found[0]
+    return f"sender 0x{raw.hex()}" if isinstance(raw, bytes) and len(raw) == 20 else found[0]
+
+
 def rejection(exc: ValidationError) -> DevnetFault:
     """Say why py-evm refused a transaction in the words Ethereum clients recognise."""
-    text = str(exc)
+    text = _SENDER_BYTES.sub(_sender_as_address, str(exc))
     lowered = text.lower()
     if "nonce" in lowered and "maximum" in lowered:
         return DevnetFault(f"nonce has max value: {text}")
