@@ -84,7 +84,7 @@ class Net:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
-    chain = ProofChain.create(n_users=4)
+    chain = ProofChain.create(n_users=5)
     with serve_devnet_in_thread(chain.devnet) as thread:
         yield Net(chain, thread.url, tmp_path_factory.mktemp("hour"))
 
@@ -149,9 +149,18 @@ def test_a_private_input_in_the_public_file_never_goes_on_chain(net: Net) -> Non
     assert net.chain.market().ask_count() == 0
 
 
+def _serving_public(net: Net, user: int) -> None:
+    """``user`` registered and joined to the public market at 0.2, whichever test comes first
+    (the module's chain is one per xdist worker, and tests may land on either)."""
+    address = net.chain.users[user].address
+    if not net.chain.market().prover(address).registered:
+        net.ok("prover", "register", "--stake", "5", user=user)
+    if not net.chain.market().offer(address, net.public).joined:
+        net.ok("prover", "join", str(net.public), "--price", "0.2", "--max-time", "1m", user=user)
+
+
 def test_a_reward_no_prover_takes_is_sent_with_a_warning_and_the_escrow_in_rusd(net: Net) -> None:
-    net.ok("prover", "register", "--stake", "5", user=1)
-    net.ok("prover", "join", str(net.public), "--price", "0.2", "--max-time", "1m", user=1)
+    _serving_public(net, 1)
     asked = net.inputs("input.json", {"x": 5})
     low = net.ok("proofs", "request", str(net.public), "--input", asked, "--reward", "0.05")
     assert "warning: no prover of market" in low.stderr
@@ -218,7 +227,8 @@ def test_joining_without_the_stake_for_the_penalty_warns(net: Net) -> None:
 
 
 def test_leaving_with_an_assigned_ask_says_what_holds_it_back(net: Net) -> None:
-    chain, me = net.chain, 1  # registered and joined to the public market at 0.2
+    chain, me = net.chain, 4  # a prover of its own: another test's may be leaving already
+    _serving_public(net, me)
     asked = net.inputs("input.json", {"x": 5})
     net.ok("proofs", "request", str(net.public), "--input", asked, "--reward", "1", user=2)
     ask_id = chain.market().ask_count()
