@@ -368,7 +368,7 @@ async def test_seeds_that_are_not_the_attested_identity_are_refused(
     or an answer that dropped or changed a version, are refused before anything is sealed."""
     from reef.attestation import verify_nitro
     from reef.kms import RootKeyring, RootSeed
-    from reef.kms._scallop import _received_keyring
+    from reef.kms._handover import _received_keyring
 
     root = old_root.root
     document = root.identity_attestation()

@@ -16,7 +16,6 @@ Exit codes: 0 the function answered (code 0), 1 it got another verdict (timeout,
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -40,6 +39,7 @@ from reef.cli._output import (
 )
 from reef.cli._root import command_group
 from reef.errors import InputError
+from reef.serverless import EXECUTOR_MEMORY_MIB, readable_logs, verdict_hint
 
 if TYPE_CHECKING:
     from reef.serverless import (
@@ -56,10 +56,6 @@ app, register = command_group("fn")
 ENTRY = "index.js"
 _THREW = "Internal Server Error"  # workerd's body for a handler that threw
 _MIN_MEMORY_MIB = 64  # reef.serverless.Limits' floor, in the flag's unit
-_EXECUTOR_MEMORY_MIB = 192
-"""What ``reef up``'s executors give a call (``--memory-mib`` in
-``examples/serverless-executor/reef.toml``; a test keeps the two equal): ``reef fn dev``'s
-default, so that what runs here runs there."""
 
 TEMPLATE_JS = """\
 // A reef serverless function: an ES-module worker. The caller's input is the request body;
@@ -186,12 +182,12 @@ def _limits(
         raise InputError(
             f"--memory-mib must be at least {_MIN_MEMORY_MIB}, got {memory_mib}",
             hint="an idle workerd alone uses about 50 MiB; the default is "
-            f"{_EXECUTOR_MEMORY_MIB}, what reef up's executors give a call",
+            f"{EXECUTOR_MEMORY_MIB}, what reef up's executors give a call",
         )
     defaults = Limits()
     return Limits(
         timeout_ms=defaults.timeout_ms if timeout_ms is None else timeout_ms,
-        memory_bytes=(_EXECUTOR_MEMORY_MIB if memory_mib is None else memory_mib) * 1024 * 1024,
+        memory_bytes=(EXECUTOR_MEMORY_MIB if memory_mib is None else memory_mib) * 1024 * 1024,
         output_bytes=defaults.output_bytes if max_output is None else max_output,
         allow_network=tuple(allow_network),
     )
@@ -209,20 +205,6 @@ async def _run_once(source: bytes, body: bytes, limits: Limits) -> CallResult:
     binary = await asyncio.to_thread(ensure_workerd, home)
     async with FunctionRuntime(binary, limits=limits, max_idle=0) as runtime:
         return await runtime.run(source, body)
-
-
-_WORKERD_UNCAUGHT = re.compile(
-    r"^workerd/\S+: error: Uncaught exception: (?:\S+: failed: )?(?:remote\.)?jsg\.(\w+): ",
-    re.MULTILINE,
-)
-"""How workerd logs an exception a request's handler threw (its source file and line, the
-assertion that carried it, the JS type through ``jsg``): people read ``Uncaught Error: ...``."""
-
-
-def _readable_logs(logs: str) -> str:
-    """A call's logs for people: workerd's report of an uncaught exception as the exception
-    (``Uncaught Error: boom``), without workerd's own source locations; the rest as it is."""
-    return _WORKERD_UNCAUGHT.sub(r"Uncaught \1: ", logs).rstrip("\n")
 
 
 def _text(output: bytes) -> str | None:
@@ -267,48 +249,6 @@ def _answer_json(error_code: int, output: bytes, total_time_ms: int) -> dict[str
         "output_hex": "0x" + output.hex(),
         "total_time_ms": total_time_ms,
     }
-
-
-def _verdict_hint(error_code: int, timeout_ms: int, local: Limits | None) -> str | None:
-    """What to do about a verdict other than "ok", for people: which limit the function passed
-    and how to try it with another (``local``: ``reef fn dev``'s limits; None: a call's)."""
-    from reef.serverless import Limits as ServerlessLimits
-
-    usual = ServerlessLimits()  # what reef up's executors run every job with
-    if error_code == 3 and local is None:
-        return (
-            "the code does not load (a syntax error, an exception at load, or no `export "
-            "default { fetch }`): `reef fn dev FILE` shows workerd's error; deploy the fixed "
-            "file (it gets a new codehash)"
-        )
-    if error_code == 4:
-        if local is not None:
-            return (
-                f"it ran past --timeout-ms ({timeout_ms} ms): an executor kills it at the job's "
-                "deadline the same way"
-            )
-        return (
-            f"it ran past the job's deadline ({timeout_ms} ms, paid in full): pass a "
-            "longer --timeout-ms, or try it with `reef fn dev FILE --timeout-ms N`"
-        )
-    if error_code == 5:
-        where = "the cap" if local is None else f"--max-output-bytes ({local.output_bytes})"
-        return (
-            f"its output passed {where}; reef up's executors keep at most "
-            f"{usual.output_bytes} bytes of a function's output: answer less"
-        )
-    if error_code == 6:
-        usual_mib = _EXECUTOR_MEMORY_MIB
-        if local is not None:
-            return (
-                f"it used more memory than --memory-mib ({local.memory_bytes >> 20}); reef up's "
-                f"executors give a function {usual_mib} MiB"
-            )
-        return (
-            f"it used more memory than the cap (reef up's executors give a function {usual_mib} "
-            "MiB): try it with `reef fn dev FILE --memory-mib N`"
-        )
-    return None
 
 
 def result_json(result: CallResult) -> dict[str, Any]:
@@ -360,7 +300,7 @@ def dev(
     if as_json:
         print_json(data)
     else:
-        logs = _readable_logs(result.logs)
+        logs = readable_logs(result.logs)
         if logs:
             tell(logs)
         _print_output({k: v for k, v in data.items() if k != "logs"})
@@ -372,7 +312,7 @@ def dev(
                 "hint: the function threw (its error is above), so it answered status "
                 f"{result.status}; that is still error code 0, as on Oyster: the function answered"
             )
-        hint = _verdict_hint(int(result.error_code), limits.timeout_ms, limits)
+        hint = verdict_hint(int(result.error_code), limits.timeout_ms, limits)
         if hint is not None:
             tell(f"hint: {hint}")
     if not result.ok:
@@ -432,7 +372,7 @@ def _check_loads(path: Path, source: bytes) -> None:
         result = asyncio.run(_run_once(source, b"", Limits(timeout_ms=_LOAD_CHECK_MS)))
     if int(result.error_code) not in _NOT_LOADED:
         return
-    logs = _readable_logs(result.logs)
+    logs = readable_logs(result.logs)
     if logs:
         tell(logs)
     raise fail(
@@ -549,7 +489,7 @@ def call_cmd(
                 "still error code 0); `reef fn dev FILE --input ...` runs it here and shows the "
                 "exception"
             )
-        hint = _verdict_hint(data["error_code"], timeout_ms, None)
+        hint = verdict_hint(data["error_code"], timeout_ms, None)
         if hint is not None:
             tell(f"hint: {hint}")
     if data["error_code"] != 0:

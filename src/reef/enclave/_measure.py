@@ -117,6 +117,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "reef.kms._client",
     "reef.kms._derive",
     "reef.kms._derive_server",
+    "reef.kms._handover",
     "reef.kms._http",
     "reef.kms._keyring",
     "reef.kms._pins",

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         SeedFetcher,
         derive_server_app,
     )
+    from reef.kms._handover import HandoverSource, inherit_root_seeds
     from reef.kms._http import VERSION_HEADER
     from reef.kms._keyring import (
         KmsIdentity,
@@ -74,11 +75,9 @@ if TYPE_CHECKING:
         CHAIN_RATE,
         DEFAULT_MAX_AGE_MS,
         BudgetedStore,
-        HandoverSource,
         KmsWiring,
         client_policy,
         fetch_enclave_seed,
-        inherit_root_seeds,
         scallop_app,
     )
     from reef.kms._server import (
@@ -220,8 +219,8 @@ __getattr__ = lazy_attributes(
         "CHAIN_RATE": "_scallop",
         "DEFAULT_MAX_AGE_MS": "_scallop",
         "KmsWiring": "_scallop",
-        "HandoverSource": "_scallop",
-        "inherit_root_seeds": "_scallop",
+        "HandoverSource": "_handover",
+        "inherit_root_seeds": "_handover",
         "client_policy": "_scallop",
         "fetch_enclave_seed": "_scallop",
         "scallop_app": "_scallop",

@@ -14,6 +14,10 @@ Whoever answers at a KMS URL is a stranger until its signature checks out, so ev
 read through :mod:`reef._fetch`: the client's timeout bounds the whole exchange (a server that
 trickles its head is given up on), and at most :data:`MAX_ANSWER_BYTES` of a body are read (an
 honest answer is a key, an address, or ``/info`` with one attestation document).
+
+One module (about 690 lines): every client of the public listener (signed keys, the attested
+identity, the admin's rotation and handover) shares one exchange, one signature check and the
+pins; split, each part would import the others' internals.
 """
 
 from __future__ import annotations

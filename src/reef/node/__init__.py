@@ -62,13 +62,13 @@ if TYPE_CHECKING:
         DeployResult,
         app_endpoint,
         deploy,
-        deploy_root,
         prepare_image,
         verify_enclave,
         wait_for_app,
         wait_for_enclave,
     )
     from reef.node._deploy_record import Resume
+    from reef.node._deploy_root import deploy_root
     from reef.node._doctor import doctor_checks
     from reef.node._examples import (
         ExampleKind,
@@ -338,7 +338,7 @@ __getattr__ = lazy_attributes(
         "describe_examples": "_examples",
         "default_dev_account": "_session",
         "deploy": "_deploy",
-        "deploy_root": "_deploy",
+        "deploy_root": "_deploy_root",
         "deposit_to_job": "_jobs",
         "doctor_checks": "_doctor",
         "enclave_log_lines": "_jobs",

@@ -19,7 +19,7 @@ The root is checked in step 2 against the one the provider says its enclaves cha
 control plane's ``/tee-root``), so a tenant whose root cannot verify them is stopped before
 paying. ``--root provider`` takes the provider's dev TEE root on its word (INSECURE: the provider
 holds that root's key) and stores it in the tenant's home as ``provider-0x<address>``, where it is
-pinned: a provider that later serves another root is refused (:func:`deploy_root`).
+pinned: a provider that later serves another root is refused (:mod:`reef.node._deploy_root`).
 
 From step 5 on the job is open and paying, so every failure after it says so and names the
 command that stops it (or, with ``stop_on_failure``, stops it). Each command a hint names ends
@@ -38,13 +38,12 @@ through :func:`reef.market.upload_image`, the provider's control plane through
 :class:`reef.attestation.AttestationClient`; this module makes no HTTP request of its own (the
 app's port is probed with a bounded socket connect, :func:`wait_for_app`).
 
-One module (about 650 lines): deploying is one ordered use case (image, rate card, money,
+One module (about 750 lines): deploying is one ordered use case (image, rate card, money,
 upload, job, wait, verify) whose steps share the request and the timings they report.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hmac
 import socket
 import time
@@ -68,7 +67,6 @@ from reef.enclave import InitParams, attested_measurements, build_image
 from reef.encoding import terminal_text
 from reef.errors import (
     AttestationError,
-    CertificateChainError,
     ConfigError,
     EnclaveError,
     ExpectationError,
@@ -86,6 +84,7 @@ from reef.market import (
     settlement_amount,
     upload_image,
 )
+from reef.node._deploy_root import deploy_root, is_provider_root
 from reef.node._jobs import format_time, stop_job, stop_margin_s, stops_at
 from reef.node._session import Session
 
@@ -96,7 +95,6 @@ __all__ = [
     "EnclaveCrash",
     "app_endpoint",
     "deploy",
-    "deploy_root",
     "enclave_crash",
     "prepare_image",
     "verify_enclave",
@@ -505,7 +503,7 @@ def deploy(
     # A root named here is read before the network is asked (a mistyped file is said first);
     # the provider's root (--root provider) is known only once its control plane answers.
     named = (
-        None if _is_provider_root(request.root) else TrustedRoot.resolve(request.root, session.home)
+        None if is_provider_root(request.root) else TrustedRoot.resolve(request.root, session.home)
     )
     provider = request.provider or session.default_provider()
     if provider is None:
@@ -749,108 +747,3 @@ def _after_failure(
         "the stop; "
         f"`reef jobs close {label}{again()}` refunds the rest from {when}"
     )
-
-
-def _is_provider_root(spec: str) -> bool:
-    return spec.strip().lower() == TrustedRoot.PROVIDER
-
-
-def deploy_root(
-    spec: str | TrustedRoot,
-    session: Session,
-    cp: ControlPlaneClient,
-    provider: Address,
-    *,
-    progress: Progress = _quiet,
-) -> TrustedRoot:
-    """The root a deployment verifies its enclave under, checked before anything is paid
-    against the root ``provider``'s control plane says its enclaves chain to (``/tee-root``).
-
-    ``spec`` is a ``--root`` value (or the root it already named). ``provider`` (what ``--root
-    provider`` says) takes the provider's dev TEE root on its word: stored in the session's home
-    as ``provider-0x<address>`` the first time, with a warning (INSECURE: the provider holds the
-    root's key), and from then on pinned: a provider serving another root is refused. Any other
-    root is compared with the served one when there is one: a root that cannot verify the
-    provider's enclaves is refused here rather than after the job is paid.
-
-    Raises:
-        MarketError: ``--root provider`` and the provider serves no root.
-        ServiceError: ``--root provider`` and its control plane cannot say which root.
-        CertificateChainError: the provider serves another root than ``spec`` names (or than
-            the one stored for it).
-        InputError / ConfigError: as :meth:`reef.attestation.TrustedRoot.resolve`.
-    """
-    if isinstance(spec, str) and _is_provider_root(spec):
-        return _provider_root(session, cp, provider, progress)
-    root = spec if isinstance(spec, TrustedRoot) else TrustedRoot.resolve(spec, session.home)
-    try:
-        served = cp.tee_root(provider)
-    except ServiceError:
-        return root  # advisory only: the enclave's own attestation decides after the launch
-    if served is None or served.public_key == root.public_key:
-        return root
-    ours = f"root {root.name!r} (key id {root.key_id})"
-    raise CertificateChainError(
-        f"provider {provider}'s enclaves chain to the root its control plane serves (key id "
-        f"{served.key_id}), not to {ours}: they would fail verification once the job is paid",
-        reason="root",
-        hint="nothing was paid. A dev TEE root is its provider's own: --root provider takes it "
-        "on the provider's word (INSECURE: it proves nothing against the provider) and stores "
-        "it for later commands; a real TEE is verified with --root aws",
-    )
-
-
-def _provider_root(
-    session: Session, cp: ControlPlaneClient, provider: Address, progress: Progress
-) -> TrustedRoot:
-    """``--root provider``: the root ``provider`` serves, stored on first use, pinned after."""
-    served = cp.tee_root(provider)
-    if served is None:
-        raise MarketError(
-            f"provider {provider} serves no TEE root ({cp.url}/tee-root), so --root provider "
-            "has nothing to take on its word",
-            hint="its enclaves run on a real TEE (verify them with --root aws), or its control "
-            "plane does not serve its root (Oyster's, or an older reef's): ask its operator for "
-            "the root certificate (--root FILE)",
-        )
-    if served.provider is None:  # AWS's pinned root: a provider on real hardware
-        progress(f"provider {provider} says its enclaves chain to AWS's Nitro root (pinned)")
-        return served
-    home = session.home
-    path = TrustedRoot.stored_at(home, served.name)
-    stored = TrustedRoot.stored(home, served.name)
-    if stored is None:
-        served.store(
-            home,
-            origin={
-                "control_plane": cp.url,
-                "chain_id": int(session.w3.eth.chain_id),
-                "market": session.market_address,
-                "stored_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            },
-        )
-        progress(
-            f"warning: taking provider {provider}'s word for its dev TEE root (key id "
-            f"{served.key_id}, sha256 {served.sha256}): INSECURE. The provider holds that "
-            "root's key and can sign any attestation under it, so verifying under it proves "
-            "nothing against the provider; it checks which image runs on its simulated TEE. "
-            "Real TEEs are verified with --root aws"
-        )
-        progress(
-            f"stored it as root {served.name} ({path}): later commands take --root {served.name}"
-        )
-        return served
-    if stored.certificate != served.certificate:
-        raise CertificateChainError(
-            f"provider {provider} now serves another dev TEE root (key id {served.key_id}) than "
-            f"the one stored for it (key id {stored.key_id}, {path})",
-            reason="root",
-            hint=f"nothing was paid. If you know why it changed (the provider's home was "
-            f"recreated, or this is another network), remove {path} and deploy again to take "
-            "the new root on its word; otherwise do not deploy there",
-        )
-    progress(
-        f"root {stored.name}: provider {provider}'s dev TEE root as stored (key id "
-        f"{stored.key_id}; INSECURE, its own word)"
-    )
-    return stored

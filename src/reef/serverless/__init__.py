@@ -44,6 +44,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from reef._lazy import lazy_attributes
+from reef.serverless._advice import EXECUTOR_MEMORY_MIB, readable_logs, verdict_hint
 from reef.serverless._cache import CodeCache
 from reef.serverless._http import HttpRequest
 from reef.serverless._install import (
@@ -162,6 +163,7 @@ __all__ = [
     "DEFAULT_OUTPUT_BYTES",
     "DEFAULT_TIMEOUT_MS",
     "ENV_JAVASCRIPT",
+    "EXECUTOR_MEMORY_MIB",
     "ErrorCode",
     "ExecutorDeregistered",
     "ExecutorDrained",
@@ -231,6 +233,7 @@ __all__ = [
     "local_codehash",
     "oyster_response_digest",
     "payout_shares",
+    "readable_logs",
     "reef_gateway_digest",
     "register_digest",
     "register_enclave_executor",
@@ -244,6 +247,7 @@ __all__ = [
     "sign_output",
     "sign_registration",
     "submit_output_digest",
+    "verdict_hint",
 ]
 
 # Loaded on first use (reef._lazy): the chain side (web3, eth-abi, Starlette) that `reef fn dev`
