@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from market.store_support import stop_store, store_process
 from reef.chain.devnet import Devnet, DevnetThread, dev_accounts, serve_devnet_in_thread
 from reef.errors import ServiceError
 from reef.market import upload_authorization, upload_image
@@ -42,39 +42,9 @@ def chain() -> Iterator[DevnetThread]:
 
 @contextmanager
 def _store(home: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """`reef store serve ARGS` in a child process, once ready: the process and its URL."""
-    process = subprocess.Popen(
-        [str(REEF), "store", "serve", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "REEF_HOME": str(home), "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert process.stdout is not None
-        url = ""
-        for line in process.stdout:
-            if line.startswith("image store"):
-                url = line.split()[-1]
-            if line.strip() == "ready":
-                break
-        else:
-            _, err = process.communicate(timeout=30)
-            pytest.fail(f"reef store serve ended before ready: {err}")
-        yield process, url
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-
-
-def _stop(process: subprocess.Popen[str]) -> str:
-    """SIGTERM the store; it must exit 0 without a traceback. Its stderr."""
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
-    assert "Traceback" not in err
-    return err
+    """`reef store serve --port 0 ARGS` in a child process, once ready: the process and its URL."""
+    with store_process(home, "--port", "0", *args) as (process, said):
+        yield process, said["image store"]
 
 
 def _image(tmp_path: Path, content: bytes) -> tuple[Path, str]:
@@ -111,8 +81,8 @@ def test_two_stores_on_one_directory_count_one_quota(
         for url in (url_a, url_b):
             with pytest.raises(ServiceError, match=r"\(413\).*has uploaded 614400 bytes"):
                 upload_image(url, c, signer=FUNDED)
-        _stop(first)
-        _stop(second)
+        stop_store(first)
+        stop_store(second)
     assert json.loads((images / ".uploaders.json").read_text()) == {who: 600 << 10}
 
 
@@ -147,7 +117,7 @@ def test_refusals_the_serving_floor_makes_are_in_the_stores_log(
         assert big_header.status_code == 431
         # Still serving.
         assert httpx.get(f"{url}/health", timeout=10).status_code == 200
-        err = _stop(store)
+        err = stop_store(store)
     assert f"refused PUT /images/{digest} from 127.0.0.1 (413): request body over " in err, err
     assert f"refused PUT /images/{digest} from 127.0.0.1 (431): request headers over " in err, err
 

@@ -13,12 +13,10 @@ import asyncio
 import hashlib
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -26,6 +24,7 @@ import pytest
 from eth_account import Account
 from typer.testing import CliRunner
 
+from market.store_support import stop_store, store_process
 from reef.chain.devnet import (
     Devnet,
     DevnetInfo,
@@ -57,45 +56,6 @@ def _record_chain(home: Path, rpc_url: str) -> None:
     )
 
 
-@contextmanager
-def _store(home: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
-    """`reef store serve ARGS` in a child process, once it printed `ready`: the process and
-    what it printed (``image store``, ``images``, ``uploads``, ...). A child still running at
-    the end is killed."""
-    process = subprocess.Popen(
-        [str(REEF), "store", "serve", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "REEF_HOME": str(home), "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert process.stdout is not None
-        said: dict[str, str] = {}
-        for line in process.stdout:
-            if line.strip() == "ready":
-                break
-            name, _, value = line.rstrip("\n").partition("  ")
-            said[name.strip()] = value.strip()
-        else:
-            _, err = process.communicate(timeout=30)
-            pytest.fail(f"reef store serve ended before ready: {err}")
-        yield process, said
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-
-
-def _stop(process: subprocess.Popen[str]) -> str:
-    """SIGTERM the store; it must exit 0 without a traceback. Its stderr."""
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
-    assert "Traceback" not in err
-    return err
-
-
 def _port_of(url: str) -> int:
     found = re.fullmatch(r"http://127\.0\.0\.1:(\d+)", url)
     assert found, url
@@ -115,7 +75,10 @@ def test_a_funded_accounts_upload_is_stored_and_an_unfunded_ones_refused(
     # The chain as `reef chain deploy` records it: no --rpc needed.
     _record_chain(reef_home, chain.url)
     images = tmp_path / "images"
-    with _store(reef_home, "--port", "0", "--dir", str(images), "--quota", "1") as (process, said):
+    with store_process(reef_home, "--port", "0", "--dir", str(images), "--quota", "1") as (
+        process,
+        said,
+    ):
         url = said["image store"]
         assert said["images"] == str(images)
         assert said["uploads"] == (
@@ -143,7 +106,7 @@ def test_a_funded_accounts_upload_is_stored_and_an_unfunded_ones_refused(
         assert sorted(p.name for p in images.iterdir() if not p.name.startswith(".")) == [digest]
         assert httpx.get(f"{url}/images/{other_digest}", timeout=10).status_code == 404
 
-        err = _stop(process)
+        err = stop_store(process)
     # The operator sees each refusal the tenant was told of: who, what, why.
     assert re.search(
         rf"refused PUT /images/{other_digest} from 127\.0\.0\.1 \(403\): "
@@ -163,15 +126,15 @@ def test_rpc_names_the_chain_and_open_admits_unsigned_uploads(
 ) -> None:
     # A home that records no chain: --rpc names it.
     path, digest = _image(tmp_path, b"image on a chain named by --rpc")
-    with _store(reef_home, "--port", "0", "--rpc", chain.url) as (process, said):
+    with store_process(reef_home, "--port", "0", "--rpc", chain.url) as (process, said):
         assert said["images"] == str(ReefHome(reef_home).images)  # reef up's directory
         assert f"chain 31337 ({chain.url})" in said["uploads"]
         assert upload_image(said["image store"], path, signer=FUNDED)[0] == digest
-        _stop(process)
+        stop_store(process)
     assert (ReefHome(reef_home).images / digest).is_file()
 
     unsigned, unsigned_digest = _image(tmp_path, b"an unsigned upload")
-    with _store(reef_home, "--port", "0", "--open", "--host", "0.0.0.0") as (process, said):
+    with store_process(reef_home, "--port", "0", "--open", "--host", "0.0.0.0") as (process, said):
         assert said["uploads"] == "anyone, unsigned (--open: no signature, no quota)"
         # Listening on every address: the URL to deploy with is the host's, not 0.0.0.0.
         port = int(said["image store"].removeprefix("http://0.0.0.0:"))
@@ -186,7 +149,7 @@ def test_rpc_names_the_chain_and_open_admits_unsigned_uploads(
         assert httpx.get(f"{url}/images/{unsigned_digest}", timeout=10).content == (
             unsigned.read_bytes()
         )
-        err = _stop(process)
+        err = stop_store(process)
     assert "warning: --open: anyone who reaches this store can upload" in err
 
 
