@@ -43,11 +43,7 @@ class Net:
 
     def __init__(self, chain: ProofChain, url: str, tmp: Path) -> None:
         self.chain, self.url, self.tmp = chain, url, tmp
-        self.keys = []
-        for n, user in enumerate(chain.users):
-            key = tmp / f"user{n}.key"
-            key.write_text(user.key.hex())
-            self.keys.append(key)
+        self.keys = chain.key_files(tmp)
         market = chain.market()
         self.public, _ = market.create_tee_market(
             image_id=b"\x01" * 32,

@@ -67,6 +67,15 @@ class ProofChain:
             TokenClient(w3, token.address, account=user).approve(market.address, 2**256 - 1)
         return cls(devnet, w3, deployer, engine, users, token.address, market.address)
 
+    def key_files(self, folder: Path) -> list[Path]:
+        """Each user's private key in a file of ``folder`` (``userN.key``), as ``--key`` takes it."""
+        keys = []
+        for n, user in enumerate(self.users):
+            key = folder / f"user{n}.key"
+            key.write_text(user.key.hex())
+            keys.append(key)
+        return keys
+
     def market(self, account: LocalAccount | None = None) -> ProofMarketClient:
         return ProofMarketClient(self.w3, self.market_address, account=account or self.deployer)
 

@@ -20,11 +20,7 @@ from reef.chain import serve_devnet_in_thread
 class Served:
     def __init__(self, chain: ProofChain, url: str, tmp: Path) -> None:
         self.chain, self.url = chain, url
-        self.keys = []
-        for n, user in enumerate(chain.users):
-            key = tmp / f"user{n}.key"
-            key.write_text(user.key.hex())
-            self.keys.append(key)
+        self.keys = chain.key_files(tmp)
 
     def reef(self, *args: str, user: int | None = 0) -> Any:
         """The command's JSON output, sent from ``user`` (None: a command that only reads)."""

@@ -35,11 +35,7 @@ from reef.proofs import (
 class Served:
     def __init__(self, chain: ProofChain, url: str, tmp: Path) -> None:
         self.chain, self.url = chain, url
-        self.keys = []
-        for n, user in enumerate(chain.users):
-            key = tmp / f"user{n}.key"
-            key.write_text(user.key.hex())
-            self.keys.append(key)
+        self.keys = chain.key_files(tmp)
         market_id, _ = chain.market().create_tee_market(
             image_id=b"\x01" * 32, penalty=10**6, n_inputs=1, metadata="{}", private_inputs=False
         )
